@@ -1,0 +1,28 @@
+"""stgconv: energy-based generative ConvNets for images, videos and voxels.
+
+``E(x) = -f(x; theta) + |x|^2 / (2 sigma^2)``, sampled by Langevin dynamics (or MALA / HMC) and
+learned by analysis by synthesis. See the README for the tour.
+"""
+
+from stgconv.config import ExperimentConfig, load_config
+from stgconv.energy import ConvNetEnergy, EnergyModel, image_energy
+from stgconv.losses import contrastive_divergence
+from stgconv.mcmc import HMC, MALA, DownsampleConsistency, KnownEntries, Langevin
+from stgconv.train import Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HMC",
+    "MALA",
+    "ConvNetEnergy",
+    "DownsampleConsistency",
+    "EnergyModel",
+    "ExperimentConfig",
+    "KnownEntries",
+    "Langevin",
+    "Trainer",
+    "contrastive_divergence",
+    "image_energy",
+    "load_config",
+]

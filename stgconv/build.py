@@ -1,0 +1,62 @@
+"""Turn config sections into the objects they describe."""
+
+from __future__ import annotations
+
+import torch
+
+from stgconv.config import ChainConfig, ModelConfig, SamplerConfig
+from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.image import image_energy
+from stgconv.mcmc import HMC, MALA, Langevin, NoiseInit, PersistentChains, ReplayBuffer
+from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart
+
+
+def build_energy(model: ModelConfig) -> ConvNetEnergy:
+    return image_energy(
+        model.arch,
+        in_channels=model.in_channels,
+        image_size=model.image_size,
+        layers=model.layers,
+        activation=model.activation,
+        reference_sigma=model.reference_sigma,
+    )
+
+
+def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Sampler:
+    """The configured sampler; ``n_steps`` overrides the configured chain length."""
+    steps = n_steps if n_steps is not None else sampler.n_steps
+    if sampler.kind == "langevin":
+        return Langevin(
+            n_steps=steps,
+            step_size=sampler.step_size,
+            noise_scale=sampler.noise_scale,
+            noise_anneal=sampler.noise_anneal,
+            grad_clip=sampler.grad_clip,
+            clamp=sampler.clamp,
+        )
+    if sampler.kind == "mala":
+        return MALA(n_steps=steps, step_size=sampler.step_size)
+    return HMC(n_steps=steps, step_size=sampler.step_size, n_leapfrog=sampler.n_leapfrog)
+
+
+def build_chain_start(chains: ChainConfig, n_examples: int) -> ChainStart:
+    init = NoiseInit(chains.init, chains.init_scale)
+    k = chains.chains_per_example
+    if chains.mode == "noise":
+        return NoiseStart(init, chains_per_example=k)
+    if chains.mode == "data":
+        return DataStart(noise_std=chains.data_noise, chains_per_example=k)
+    if chains.mode == "persistent":
+        return PersistentChains(n_examples, init, chains_per_example=k)
+    return ReplayBuffer(chains.buffer_capacity, init, fresh=chains.buffer_fresh, chains_per_example=k)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA when available; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device

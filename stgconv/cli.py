@@ -1,0 +1,117 @@
+"""The ``stgconv`` command: ``stgconv <task> ...``; every task is also in :mod:`stgconv.tasks`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from stgconv import tasks
+from stgconv.checkpoint import CheckpointError
+from stgconv.config import load_config
+from stgconv.mcmc import NonFiniteEnergyError
+
+# Errors a user can cause and fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, NonFiniteEnergyError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stgconv", description="Energy-based generative ConvNets: train, synthesize, recover."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", nargs="?", help="YAML file overriding the defaults (none: defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set train.lr=0.001 (repeatable)")
+    p.add_argument("--data", help="training data path (same as --set data.path=...)")
+    p.add_argument("--out", help="run folder (same as --set out_dir=...)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("synthesize", help="sample from a trained model")
+    p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
+    p.add_argument("--out", help="output folder (default: <run folder>/synthesis)")
+    p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
+    p.add_argument("--steps", type=int, help="Langevin steps (default: the training chain length)")
+    p.add_argument("--size", type=int, help="image side (stationary texture models only)")
+    p.add_argument("--start", choices=["noise", "chains"], default="noise",
+                   help="fresh chains from noise, or continue the checkpoint's stored chains")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("reconstruct", help="reconstruct an image through a short-run chain")
+    p.add_argument("checkpoint")
+    p.add_argument("image")
+    p.add_argument("--out")
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("interpolate", help="samples between two short-run chain starts")
+    p.add_argument("checkpoint")
+    p.add_argument("--out")
+    p.add_argument("--points", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("demo", help="the quick start: learn a real texture, then synthesize")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
+    if out is not None:
+        return Path(out)
+    run = Path(checkpoint)
+    return (run if run.is_dir() else run.parent) / name
+
+
+def _run(args: argparse.Namespace) -> Path:
+    if args.command == "train":
+        overrides = list(args.overrides)
+        for key, value in (("data.path", args.data), ("out_dir", args.out), ("device", args.device)):
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        config = load_config(args.config, overrides)
+        return tasks.train(config, resume=args.resume, progress=not args.quiet)
+    if args.command == "synthesize":
+        return tasks.synthesize(
+            args.checkpoint, _out_for(args.checkpoint, "synthesis", args.out), n_samples=args.num,
+            n_steps=args.steps, size=args.size, start=args.start, seed=args.seed, device=args.device,
+        )
+    if args.command == "reconstruct":
+        return tasks.reconstruct(
+            args.checkpoint, args.image, _out_for(args.checkpoint, "reconstruction", args.out),
+            n_iterations=args.iterations, lr=args.lr, seed=args.seed, device=args.device,
+        )
+    if args.command == "interpolate":
+        return tasks.interpolate(
+            args.checkpoint, _out_for(args.checkpoint, "interpolation", args.out),
+            n_points=args.points, seed=args.seed, device=args.device,
+        )
+    return tasks.demo(args.out, overrides=args.overrides, progress=not args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        out = _run(args)
+    except USER_ERRORS as err:
+        print(f"stgconv {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"stgconv {args.command}: wrote {out} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

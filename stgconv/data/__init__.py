@@ -1,0 +1,1 @@
+"""Dataset classes per modality."""

@@ -1,0 +1,13 @@
+"""Energy networks, one file per modality; all map ``(B, *S)`` to ``(B,)``."""
+
+from typing import Any
+
+from stgconv.energy.base import ConvNetEnergy, EnergyModel
+from stgconv.energy.image import IMAGE_PRESETS, image_energy
+
+__all__ = ["IMAGE_PRESETS", "ConvNetEnergy", "EnergyModel", "build_from_config", "image_energy"]
+
+
+def build_from_config(config: dict[str, Any]) -> ConvNetEnergy:
+    """Rebuild an energy from its plain-data ``config`` (as stored in checkpoints)."""
+    return ConvNetEnergy(**config)

@@ -1,0 +1,143 @@
+"""Descriptor energies: ``E(x) = -f(x; theta) + |x|^2 / (2 sigma^2)``.
+
+``f`` is a ConvNet (the paper's "scoring function"); the optional Gaussian reference term makes
+``p(x)`` an exponential tilting of white noise, as in Xie et al.; short-run models drop it
+(``reference_sigma=None``). Every energy maps ``(B, *S)`` to ``(B,)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class EnergyModel(nn.Module):
+    """Base class: subclasses implement :meth:`response`, the ConvNet score ``f(x)``.
+
+    ``self.config`` holds the constructor keyword arguments (plain data), so a model can be
+    rebuilt from a checkpoint without pickled classes.
+    """
+
+    def __init__(self, *, reference_sigma: float | None = 1.0) -> None:
+        super().__init__()
+        if reference_sigma is not None and reference_sigma <= 0:
+            raise ValueError(f"reference_sigma must be > 0 or None, got {reference_sigma}")
+        self.reference_sigma = reference_sigma
+        self.config: dict[str, Any] = {}
+
+    def response(self, x: Tensor) -> Tensor:
+        """``f(x; theta)``: ``(B, *S) -> (B,)``; higher means more probable."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Energy ``(B,)`` of ``x`` ``(B, *S)``."""
+        energy = -self.response(x)
+        if self.reference_sigma is not None:
+            energy = energy + x.flatten(1).pow(2).sum(dim=1) / (2 * self.reference_sigma**2)
+        return energy
+
+
+Activation = Literal["relu", "leaky_relu"]
+
+
+def make_activation(name: Activation) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2)
+    raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {name!r}")
+
+
+class ConvNetEnergy(EnergyModel):
+    """A stack of convolutions (2-D for images, 3-D for videos and voxels) and a head.
+
+    Args:
+        spatial_dims: 2 (``(B, C, H, W)``) or 3 (``(B, C, T, H, W)`` / ``(B, C, D, H, W)``).
+        in_channels: ``C``.
+        layers: rows ``(out_channels, kernel, stride[, padding])``; ``kernel`` and ``stride``
+            may be ints or per-dimension tuples.
+        head: ``"sum"`` sums the last layer's responses over all positions and channels, which
+            makes the model stationary (textures, dynamic textures) and size-agnostic;
+            ``"linear"`` flattens and applies a fully connected layer (objects), which needs
+            ``input_size``.
+        input_size: spatial size ``(H, W)`` or ``(T, H, W)`` for the ``"linear"`` head.
+        activation: after every convolution (except the top one under the ``"sum"`` head).
+        reference_sigma: see :class:`EnergyModel`.
+    """
+
+    def __init__(
+        self,
+        *,
+        spatial_dims: Literal[2, 3],
+        in_channels: int,
+        layers: Sequence[Sequence[Any]],
+        head: Literal["sum", "linear"] = "sum",
+        input_size: Sequence[int] | None = None,
+        activation: Activation = "relu",
+        reference_sigma: float | None = 1.0,
+    ) -> None:
+        super().__init__(reference_sigma=reference_sigma)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if not layers:
+            raise ValueError("layers must hold at least one convolution")
+        if head not in ("sum", "linear"):
+            raise ValueError(f"head must be 'sum' or 'linear', got {head!r}")
+        if head == "linear" and (input_size is None or len(input_size) != spatial_dims):
+            raise ValueError(
+                f"head='linear' needs input_size with {spatial_dims} entries, got {input_size}"
+            )
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        blocks: list[nn.Module] = []
+        channels = in_channels
+        for depth, row in enumerate(layers, start=1):
+            if len(row) not in (3, 4):
+                raise ValueError(
+                    f"each layer is (out_channels, kernel, stride[, padding]), got {tuple(row)}"
+                )
+            out_channels, kernel, stride = row[:3]
+            padding = row[3] if len(row) == 4 else 0
+            blocks.append(conv(channels, out_channels, kernel, stride, padding))
+            # The summed head reads the top layer linearly: a ReLU there can switch every top
+            # unit off, leaving f flat in x and the chains without a gradient to follow.
+            if head == "linear" or depth < len(layers):
+                blocks.append(make_activation(activation))
+            channels = out_channels
+        self.features = nn.Sequential(*blocks)
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.input_size = tuple(input_size) if input_size is not None else None
+        self.head_kind = head
+        if head == "linear":
+            with torch.no_grad():
+                probe = self.features(torch.zeros(1, in_channels, *self.input_size))
+            if probe.numel() == 0:
+                raise ValueError(f"input_size {self.input_size} is too small for these layers")
+            self.head = nn.Linear(probe.numel(), 1)
+        self.config = {
+            "spatial_dims": spatial_dims,
+            "in_channels": in_channels,
+            "layers": [list(r) for r in layers],
+            "head": head,
+            "input_size": list(input_size) if input_size is not None else None,
+            "activation": activation,
+            "reference_sigma": reference_sigma,
+        }
+
+    def _check(self, x: Tensor) -> None:
+        expected = ("B", self.in_channels, *(self.input_size or ["*"] * self.spatial_dims))
+        if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
+        if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
+            raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
+
+    def response(self, x: Tensor) -> Tensor:
+        self._check(x)
+        h = self.features(x)
+        if h.shape[2:].numel() == 0:
+            raise ValueError(f"input {tuple(x.shape)} is smaller than the network's receptive field")
+        if self.head_kind == "sum":
+            return h.flatten(1).sum(dim=1)
+        return self.head(h.flatten(1)).squeeze(1)

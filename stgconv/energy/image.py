@@ -1,0 +1,65 @@
+"""Image energies ``(B, C, H, W) -> (B,)``: the generative ConvNet presets.
+
+- ``texture``: Xie et al. 2016 ("A Theory of Generative ConvNet"), stationary texture model:
+  100 filters 15x15 stride 3, 70 filters 9x9, 30 filters 7x7, ReLU, responses summed over all
+  positions, so it applies to any image size.
+- ``object``: the same paper's object setting: 100 filters 7x7 stride 2, 64 filters 5x5, then a
+  fully connected layer to one score.
+- ``descriptor64``: the 64x64 net of Gao et al. 2018 (multi-grid learning): four 5x5 stride-2
+  convolutions with 64/128/256/512 channels, leaky ReLU, fully connected score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from stgconv.energy.base import Activation, ConvNetEnergy
+
+IMAGE_PRESETS: dict[str, dict[str, Any]] = {
+    "texture": {
+        "layers": [[100, 15, 3], [70, 9, 1], [30, 7, 1]],
+        "head": "sum",
+        "activation": "relu",
+    },
+    "object": {
+        "layers": [[100, 7, 2, 3], [64, 5, 1, 2]],
+        "head": "linear",
+        "activation": "relu",
+    },
+    "descriptor64": {
+        "layers": [[64, 5, 2, 2], [128, 5, 2, 2], [256, 5, 2, 2], [512, 5, 2, 2]],
+        "head": "linear",
+        "activation": "leaky_relu",
+    },
+}
+
+
+def image_energy(
+    arch: str,
+    *,
+    in_channels: int = 3,
+    image_size: int = 64,
+    layers: Sequence[Sequence[int]] | None = None,
+    activation: Activation | None = None,
+    reference_sigma: float | None = 1.0,
+) -> ConvNetEnergy:
+    """Build an image energy from a preset, optionally replacing its layers or activation.
+
+    Args:
+        arch: one of :data:`IMAGE_PRESETS`.
+        in_channels: 1 (grey) or 3 (RGB).
+        image_size: ``H = W`` for presets with a fully connected head; ignored by ``texture``.
+    """
+    if arch not in IMAGE_PRESETS:
+        raise ValueError(f"unknown image architecture {arch!r}; choose from {sorted(IMAGE_PRESETS)}")
+    preset = IMAGE_PRESETS[arch]
+    head = preset["head"]
+    return ConvNetEnergy(
+        spatial_dims=2,
+        in_channels=in_channels,
+        layers=layers if layers is not None else preset["layers"],
+        head=head,
+        input_size=(image_size, image_size) if head == "linear" else None,
+        activation=activation or preset["activation"],
+        reference_sigma=reference_sigma,
+    )

@@ -1,0 +1,1 @@
+"""File formats: ``load_*`` / ``save_*`` per format."""

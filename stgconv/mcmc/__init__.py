@@ -1,0 +1,32 @@
+"""One MCMC engine for every modality: samplers take the energy as an argument."""
+
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, StepInfo
+from stgconv.mcmc.buffer import ReplayBuffer
+from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
+from stgconv.mcmc.diagnostics import Diagnostics
+from stgconv.mcmc.hmc import HMC
+from stgconv.mcmc.init import NoiseInit, data_plus_noise
+from stgconv.mcmc.langevin import Langevin
+from stgconv.mcmc.mala import MALA
+from stgconv.mcmc.persistent import PersistentChains
+from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart
+
+__all__ = [
+    "HMC",
+    "MALA",
+    "ChainStart",
+    "Constraint",
+    "DataStart",
+    "Diagnostics",
+    "DownsampleConsistency",
+    "KnownEntries",
+    "Langevin",
+    "NoiseInit",
+    "NoiseStart",
+    "NonFiniteEnergyError",
+    "PersistentChains",
+    "ReplayBuffer",
+    "Sampler",
+    "StepInfo",
+    "data_plus_noise",
+]

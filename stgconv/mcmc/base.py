@@ -1,0 +1,116 @@
+"""What every sampler shares: the per-step report, the non-finite check and the sampler contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor
+
+from stgconv.mcmc.constraints import Constraint
+from stgconv.types import EnergyFn
+
+
+class NonFiniteEnergyError(FloatingPointError):
+    """A chain's energy or its gradient became NaN or infinite; ``step`` is 0-based."""
+
+    def __init__(self, sampler: str, step: int, n_steps: int) -> None:
+        self.step = step
+        super().__init__(
+            f"{sampler}: energy or its gradient became non-finite at step {step} of {n_steps}; "
+            "the chain diverged (try a smaller step size, gradient clipping or a value clamp)"
+        )
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Diagnostics of one sampler step, handed to the ``callback`` of ``run``.
+
+    Attributes:
+        step: 0-based step index.
+        energy: ``(B,)`` energy of each chain at the start of the step (detached).
+        grad_norm: ``(B,)`` L2 norm of each chain's energy gradient (before clipping).
+        accepted: ``(B,)`` bool, whether each chain's proposal was accepted; ``None`` for
+            unadjusted Langevin, which accepts everything.
+    """
+
+    step: int
+    energy: Tensor
+    grad_norm: Tensor
+    accepted: Tensor | None = None
+
+
+StepCallback = Callable[[StepInfo], None]
+
+
+class Sampler(Protocol):
+    """Holds settings only; the energy comes in with every call."""
+
+    n_steps: int
+
+    def run(
+        self,
+        energy: EnergyFn,
+        x0: Tensor,
+        *,
+        constraint: Constraint | None = None,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor: ...
+
+
+def energy_and_grad(
+    energy: EnergyFn, x: Tensor, *, create_graph: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Energies ``(B,)`` and their gradient ``(B, *S)`` with respect to ``x`` ``(B, *S)``.
+
+    ``x`` must already require grad. The sum over the batch is differentiated, which gives each
+    chain its own gradient because chains do not interact.
+    """
+    e = energy(x)
+    if e.shape != x.shape[:1]:
+        raise ValueError(
+            f"energy must return shape (B,) = ({x.shape[0]},), got {tuple(e.shape)}"
+        )
+    (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+    return e, grad
+
+
+def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
+    """0-dim bool tensor: does any chain have a non-finite energy or gradient?
+
+    Kept as a tensor so the check costs no device synchronisation inside the loop; samplers
+    gather the flags and raise once, naming the first bad step.
+    """
+    return ~(torch.isfinite(e).all() & torch.isfinite(grad).all())
+
+
+def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
+    if not flags:
+        return
+    bad = torch.stack(flags)
+    if bad.any():
+        raise NonFiniteEnergyError(sampler, int(bad.nonzero()[0, 0]), n_steps)
+
+
+def per_chain_sum(values: Tensor) -> Tensor:
+    """``(B, *S)`` -> ``(B,)`` sum over everything but the batch dimension."""
+    return values.flatten(1).sum(dim=1)
+
+
+def broadcast_chains(values: Tensor, like: Tensor) -> Tensor:
+    """Reshape per-chain ``(B,)`` values so they broadcast against ``like`` ``(B, *S)``."""
+    return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def evaluate_on_constraint(
+    energy: EnergyFn, x: Tensor, constraint: Constraint | None
+) -> tuple[Tensor, Tensor]:
+    """Detached energies ``(B,)`` and gradient ``(B, *S)`` at ``x``, the gradient restricted to the
+    constraint's tangent space (the directions MALA and HMC move in)."""
+    x = x.detach().requires_grad_(True)
+    e, grad = energy_and_grad(energy, x)
+    if constraint is not None:
+        grad = constraint.tangent(grad)
+    return e.detach(), grad

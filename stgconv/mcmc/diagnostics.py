@@ -1,0 +1,42 @@
+"""Collect per-step sampler diagnostics without synchronising the device inside the loop."""
+
+from __future__ import annotations
+
+import torch
+
+from stgconv.mcmc.base import StepInfo
+
+
+class Diagnostics:
+    """Pass as ``callback=`` to any sampler's ``run``; read the summaries afterwards.
+
+    Example::
+
+        diag = Diagnostics()
+        x = MALA(n_steps=100, step_size=0.5).run(energy, x0, callback=diag)
+        print(diag.acceptance_rate, diag.mean_energy[-1])
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[StepInfo] = []
+
+    def __call__(self, info: StepInfo) -> None:
+        self.steps.append(info)
+
+    @property
+    def mean_energy(self) -> list[float]:
+        """Mean energy over chains, per step."""
+        return torch.stack([s.energy.float().mean() for s in self.steps]).tolist()
+
+    @property
+    def mean_grad_norm(self) -> list[float]:
+        """Mean gradient norm over chains, per step."""
+        return torch.stack([s.grad_norm.float().mean() for s in self.steps]).tolist()
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Fraction of accepted proposals over all steps and chains (1.0 for plain Langevin)."""
+        decisions = [s.accepted for s in self.steps if s.accepted is not None]
+        if not decisions:
+            return 1.0
+        return torch.stack(decisions).float().mean().item()

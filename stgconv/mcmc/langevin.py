@@ -1,0 +1,140 @@
+"""Unadjusted Langevin dynamics, the workhorse sampler of descriptor models."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from stgconv.mcmc.base import (
+    StepCallback,
+    StepInfo,
+    broadcast_chains,
+    energy_and_grad,
+    nonfinite_flag,
+    raise_if_nonfinite,
+)
+from stgconv.mcmc.constraints import Constraint
+from stgconv.types import EnergyFn
+
+
+@dataclass(frozen=True)
+class Langevin:
+    """``x <- x - (delta^2 / 2) grad E(x) + s * delta * eps``, ``eps ~ N(0, I)``.
+
+    Args:
+        n_steps: number of updates per ``run``.
+        step_size: ``delta``.
+        noise_scale: ``s``; 1 is exact Langevin, smaller values give the short-run
+            (JEM-style) sampler, 0 turns the noise off (gradient descent on E).
+        noise_anneal: multiply the noise at step ``t`` of ``n`` by 1 ("none"),
+            ``1 - t / n`` ("linear") or ``(1 + cos(pi t / n)) / 2`` ("cosine").
+        grad_clip: if set, each chain's gradient is rescaled to at most this L2 norm.
+        clamp: if set, ``(low, high)`` bounds the values after every step.
+    """
+
+    n_steps: int = 30
+    step_size: float = 0.01
+    noise_scale: float = 1.0
+    noise_anneal: Literal["none", "linear", "cosine"] = "none"
+    grad_clip: float | None = None
+    clamp: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
+        if self.step_size <= 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.noise_scale < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
+        if self.noise_anneal not in ("none", "linear", "cosine"):
+            raise ValueError(f"noise_anneal must be none/linear/cosine, got {self.noise_anneal!r}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
+            raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}")
+
+    def noise_factor(self, step: int) -> float:
+        """Noise multiplier at 0-based ``step``, before ``noise_scale``."""
+        if self.noise_anneal == "linear":
+            return 1.0 - step / self.n_steps
+        if self.noise_anneal == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * step / self.n_steps))
+        return 1.0
+
+    def run(
+        self,
+        energy: EnergyFn,
+        x0: Tensor,
+        *,
+        constraint: Constraint | None = None,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+        create_graph: bool = False,
+    ) -> Tensor:
+        """Run ``n_steps`` updates from ``x0``.
+
+        Args:
+            energy: ``(B, *S) -> (B,)``.
+            x0: ``(B, *S)`` chain starts; not modified.
+            constraint: projected after every step (and once on ``x0``).
+            generator: source of the Gaussian noise.
+            callback: receives a :class:`StepInfo` per step.
+            create_graph: keep the whole chain differentiable with respect to ``x0`` and the
+                energy's parameters (short-run reconstruction); slower and memory-hungry.
+
+        Returns:
+            ``(B, *S)`` final states, detached unless ``create_graph``.
+
+        Raises:
+            NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
+        """
+        half_step = 0.5 * self.step_size**2
+        want_norms = callback is not None or self.grad_clip is not None
+        if create_graph:
+            # autograd.grad needs a start that requires grad even when only the energy's
+            # parameters are wanted (x0 drawn from noise); later states inherit it.
+            x = x0 if x0.requires_grad else x0.detach().requires_grad_(True)
+        else:
+            x = x0.detach().clone()
+        if constraint is not None:
+            x = constraint.project(x)
+        noise = torch.empty_like(x)
+        flags: list[Tensor] = []
+        for step in range(self.n_steps):
+            if not create_graph:
+                x.requires_grad_(True)
+            e, grad = energy_and_grad(energy, x, create_graph=create_graph)
+            if not create_graph:
+                x.requires_grad_(False)
+            flags.append(nonfinite_flag(e, grad))
+            if want_norms:
+                grad_norm = grad.detach().flatten(1).norm(dim=1)
+            if self.grad_clip is not None:
+                scale = (self.grad_clip / (grad_norm + 1e-12)).clamp(max=1.0)
+                grad = grad * broadcast_chains(scale, grad)
+            if callback is not None:
+                callback(StepInfo(step=step, energy=e.detach(), grad_norm=grad_norm))
+            noise_std = self.noise_scale * self.step_size * self.noise_factor(step)
+            if create_graph:
+                x = x - half_step * grad
+                if noise_std > 0:
+                    x = x + noise_std * torch.randn(
+                        x.shape, generator=generator, device=x.device, dtype=x.dtype
+                    )
+            else:
+                # In place: the graph of this step is already freed, and the hot loop then
+                # allocates nothing but the gradient.
+                x.add_(grad, alpha=-half_step)
+                if noise_std > 0:
+                    noise.normal_(generator=generator)
+                    x.add_(noise, alpha=noise_std)
+            if self.clamp is not None:
+                x = x.clamp(*self.clamp) if create_graph else x.clamp_(*self.clamp)
+            if constraint is not None:
+                x = constraint.project(x)
+        raise_if_nonfinite(flags, "Langevin", self.n_steps)
+        return x

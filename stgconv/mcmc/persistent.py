@@ -1,0 +1,58 @@
+"""Persistent chains: one set of chains per training example, continued across iterations."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stgconv.mcmc.init import NoiseInit
+
+
+class PersistentChains:
+    """Keeps ``chains_per_example`` chains for each of ``n_examples`` training examples.
+
+    As in the original descriptor code, the chains of an example continue from where the last
+    iteration that used that example left them. They are created from ``init`` the first time
+    they are needed, so their shape follows the data.
+    """
+
+    def __init__(self, n_examples: int, init: NoiseInit, *, chains_per_example: int = 1) -> None:
+        if n_examples < 1 or chains_per_example < 1:
+            raise ValueError(
+                f"n_examples and chains_per_example must be >= 1, got {n_examples}, {chains_per_example}"
+            )
+        self.n_examples = n_examples
+        self.init = init
+        self.chains_per_example = chains_per_example
+        self.chains: Tensor | None = None  # (n_examples, chains_per_example, *S)
+        self._last: Tensor | None = None
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        if self.chains is None:
+            shape = (self.n_examples, self.chains_per_example, *x_pos.shape[1:])
+            self.chains = self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype, generator=generator)
+        if self.chains.shape[2:] != x_pos.shape[1:]:
+            raise ValueError(
+                f"persistent chains have sample shape {tuple(self.chains.shape[2:])}, "
+                f"batch has {tuple(x_pos.shape[1:])}"
+            )
+        self._last = indices
+        return self.chains[indices].flatten(0, 1)
+
+    def keep(self, x_neg: Tensor) -> None:
+        if self._last is None or self.chains is None:
+            raise RuntimeError("keep() called before start()")
+        self.chains[self._last] = x_neg.detach().reshape(-1, self.chains_per_example, *x_neg.shape[1:])
+        self._last = None
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {} if self.chains is None else {"chains": self.chains}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        chains = state.get("chains")
+        if chains is not None and chains.shape[:2] != (self.n_examples, self.chains_per_example):
+            raise ValueError(
+                f"checkpoint holds chains of shape {tuple(chains.shape)}, expected "
+                f"({self.n_examples}, {self.chains_per_example}, ...)"
+            )
+        self.chains = chains

@@ -1,0 +1,76 @@
+"""Chain-start strategies used by training: where each iteration's negative chains begin.
+
+A strategy's ``start`` gives the chains for a batch of training examples and ``keep`` hands the
+finished chains back, so persistent and replay-buffer strategies can store them. The sampler itself
+never sees any of this.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from stgconv.mcmc.init import NoiseInit, data_plus_noise
+
+
+class ChainStart(Protocol):
+    chains_per_example: int
+
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Chain starts ``(B * chains_per_example, *S)`` for examples ``x_pos`` ``(B, *S)``
+        whose dataset indices are ``indices`` ``(B,)``."""
+        ...
+
+    def keep(self, x_neg: Tensor) -> None:
+        """Receive the finished chains ``(B * chains_per_example, *S)`` of the last ``start``."""
+        ...
+
+    def state_dict(self) -> dict[str, Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
+
+
+class NoiseStart:
+    """Short-run training: every iteration starts fresh chains from noise."""
+
+    def __init__(self, init: NoiseInit, *, chains_per_example: int = 1) -> None:
+        self.init = init
+        self.chains_per_example = chains_per_example
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        shape = (x_pos.shape[0] * self.chains_per_example, *x_pos.shape[1:])
+        return self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype, generator=generator)
+
+    def keep(self, x_neg: Tensor) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        pass
+
+
+class DataStart:
+    """Contrastive divergence: chains start at the training examples plus Gaussian noise."""
+
+    def __init__(self, *, noise_std: float = 0.0, chains_per_example: int = 1) -> None:
+        self.noise_std = noise_std
+        self.chains_per_example = chains_per_example
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        repeated = x_pos.repeat_interleave(self.chains_per_example, dim=0)
+        return data_plus_noise(repeated, std=self.noise_std, generator=generator)
+
+    def keep(self, x_neg: Tensor) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        pass

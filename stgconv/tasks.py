@@ -1,0 +1,229 @@
+"""What the CLI and ``tools/`` call: train, synthesize, reconstruct, interpolate, demo.
+
+Each task takes plain arguments, writes its outputs into a folder it returns, and raises a clear
+error on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from stgconv.build import build_chain_start, build_energy, build_sampler, resolve_device
+from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint
+from stgconv.config import ExperimentConfig, config_from_dict, config_to_dict, load_config, save_config
+from stgconv.data.image import load_training_images
+from stgconv.energy import build_from_config
+from stgconv.energy.base import ConvNetEnergy
+from stgconv.io.image import load_image, save_image_grid
+from stgconv.mcmc import Langevin, NoiseInit
+from stgconv import shortrun
+from stgconv.train import Trainer
+
+
+def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train the configured model; returns the run folder.
+
+    The folder gets ``config.yaml`` (resolved), ``checkpoint.pt``, ``observed.png``,
+    ``samples_<iteration>.png`` every ``train.sample_every`` iterations, ``samples.png`` (the
+    final chains) and TensorBoard logs under ``tb/``. With ``resume``, training continues from
+    the folder's checkpoint up to ``train.n_iterations``.
+    """
+    device = resolve_device(config.device)
+    out = Path(config.out_dir)
+    data = load_training_images(
+        config.data.path,
+        kind=config.data.kind,
+        size=config.data.size,
+        channels=config.data.channels,
+        max_images=config.data.max_images,
+    ).to(device)
+    model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
+    config = replace(config, model=model_config)
+    generator = torch.Generator(device).manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # parameter initialisation
+    energy = build_energy(config.model).to(device)
+    trainer = Trainer(
+        energy,
+        build_sampler(config.sampler),
+        build_chain_start(config.chains, data.shape[0]),
+        data,
+        batch_size=config.train.batch_size,
+        accumulate=config.train.accumulate,
+        lr=config.train.lr,
+        betas=config.train.betas,
+        energy_l2=config.train.energy_l2,
+        generator=generator,
+        config=config_to_dict(config),
+    )
+    checkpoint = out / FILENAME
+    if resume:
+        trainer.resume(checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    save_image_grid(data[:64], out / "observed.png")
+
+    def save_samples(t: Trainer, _: dict[str, float]) -> None:
+        every = config.train.sample_every
+        if every > 0 and t.iteration % every == 0 and t.last_samples is not None:
+            save_image_grid(t.last_samples[:64], out / f"samples_{t.iteration:06d}.png")
+
+    trainer.fit(
+        config.train.n_iterations,
+        checkpoint_path=checkpoint,
+        checkpoint_every=config.train.checkpoint_every,
+        log_dir=out / "tb",
+        progress=progress,
+        on_iteration=save_samples,
+    )
+    if trainer.last_samples is not None:
+        save_image_grid(trainer.last_samples[:64], out / "samples.png")
+    return out
+
+
+def load_model(checkpoint: str | Path, *, device: str = "auto") -> tuple[ConvNetEnergy, ExperimentConfig, dict[str, Any]]:
+    """The trained energy (eval mode, on ``device``), its config and the raw checkpoint."""
+    target = resolve_device(device)
+    state = load_checkpoint(checkpoint, map_location=target)
+    try:
+        config = config_from_dict(ExperimentConfig, state["config"])
+        energy = build_from_config(state["model_config"])
+        energy.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
+    return energy.to(target).eval(), config, state
+
+
+def synthesize(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    n_samples: int = 16,
+    n_steps: int | None = None,
+    size: int | None = None,
+    start: str = "noise",
+    seed: int = 0,
+    device: str = "auto",
+) -> Path:
+    """Sample from a trained model; writes ``synthesized.png`` into ``out_dir``.
+
+    Args:
+        n_steps: chain length (default: the training chain length).
+        size: image side; only stationary (texture) models can change it.
+        start: ``"noise"`` (fresh chains from the training init) or ``"chains"`` (continue the
+            checkpoint's persistent chains or replay buffer).
+    """
+    energy, config, state = load_model(checkpoint, device=device)
+    param = next(energy.parameters())
+    generator = torch.Generator(param.device).manual_seed(seed)
+    sampler = build_sampler(config.sampler, n_steps=n_steps)
+    if start == "chains":
+        x0 = _stored_chains(config, state)[:n_samples].to(param.device)
+    elif start == "noise":
+        side = size if size is not None else config.data.size
+        if side != config.data.size and energy.head_kind != "sum":
+            raise ValueError(
+                f"this model has a fully connected head and only takes {config.data.size}x"
+                f"{config.data.size} images; size={side} needs a stationary (texture) model"
+            )
+        init = NoiseInit(config.chains.init, config.chains.init_scale)
+        shape = (n_samples, config.model.in_channels, side, side)
+        x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
+    else:
+        raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
+    samples = sampler.run(energy, x0, generator=generator)
+    return save_image_grid(samples, Path(out_dir) / "synthesized.png").parent
+
+
+def _stored_chains(config: ExperimentConfig, state: dict[str, Any]) -> torch.Tensor:
+    chains = state.get("chains", {})
+    if "chains" in chains:
+        return chains["chains"].flatten(0, 1)
+    if "samples" in chains:
+        return chains["samples"]
+    raise ValueError(
+        f"the checkpoint keeps no chains (training used chains.mode={config.chains.mode!r}); "
+        "use start='noise'"
+    )
+
+
+def reconstruct(
+    checkpoint: str | Path,
+    image: str | Path,
+    out_dir: str | Path,
+    *,
+    n_iterations: int = 100,
+    lr: float = 0.05,
+    seed: int = 0,
+    device: str = "auto",
+) -> Path:
+    """Reconstruct ``image`` by optimising the start of the model's short-run chain.
+
+    Writes ``reconstruction.png`` (target | reconstruction) and ``reconstruction.json`` (MSE per
+    iteration, first and last) into ``out_dir``.
+    """
+    energy, config, _ = load_model(checkpoint, device=device)
+    param = next(energy.parameters())
+    target = load_image(image, channels=config.model.in_channels, size=config.data.size)
+    target = target.unsqueeze(0).to(param.device)
+    sampler = _langevin(config)
+    generator = torch.Generator(param.device).manual_seed(seed)
+    init = NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
+    z0 = init.sample(target.shape, device=param.device, generator=generator)
+    _, x, losses = shortrun.reconstruct(
+        energy, sampler, target, z0=z0, n_iterations=n_iterations, lr=lr, generator=generator
+    )
+    out = Path(out_dir)
+    save_image_grid(torch.cat([target, x]), out / "reconstruction.png", nrow=2)
+    (out / "reconstruction.json").write_text(
+        json.dumps({"mse_first": losses[0], "mse_last": losses[-1], "mse": losses}, indent=1)
+    )
+    return out
+
+
+def interpolate(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    n_points: int = 8,
+    seed: int = 0,
+    device: str = "auto",
+) -> Path:
+    """Samples along a path between two noise starts; writes ``interpolation.png``."""
+    energy, config, _ = load_model(checkpoint, device=device)
+    param = next(energy.parameters())
+    generator = torch.Generator(param.device).manual_seed(seed)
+    init = NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
+    shape = (config.model.in_channels, config.data.size, config.data.size)
+    z_start = init.sample(shape, device=param.device, generator=generator)
+    z_end = init.sample(shape, device=param.device, generator=generator)
+    path = shortrun.interpolate(
+        energy, _langevin(config), z_start, z_end, n_points=n_points, generator=generator
+    )
+    return save_image_grid(path, Path(out_dir) / "interpolation.png", nrow=n_points).parent
+
+
+def _langevin(config: ExperimentConfig) -> Langevin:
+    sampler = build_sampler(config.sampler)
+    if not isinstance(sampler, Langevin):
+        raise ValueError(
+            f"reconstruction and interpolation need a Langevin short-run model, "
+            f"this one was trained with {config.sampler.kind!r}"
+        )
+    return sampler
+
+
+def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
+         progress: bool = True) -> Path:
+    """The quick start: learn the built-in brick texture (a real photograph shipped with
+    scikit-image), then synthesize new texture images from noise at twice the training size.
+    """
+    config = load_config(None, [f"out_dir={Path(out_dir)}", *overrides])
+    run = train(config, progress=progress)
+    synthesize(run, run / "synthesis", n_samples=4, size=2 * config.data.size,
+               n_steps=config.sampler.n_steps * 4, device=config.device)
+    return run

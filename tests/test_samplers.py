@@ -1,0 +1,633 @@
+"""Seeded statistical tests of the samplers on analytic energies, plus the sampler contract.
+
+How the tolerances are set: every statistical test runs many independent chains in parallel and
+looks only at their final states, which are (after mixing) independent draws from the chain's
+stationary law. A mean over N such draws has standard error SE = sqrt(Var / N), with ``Var`` taken
+from the *target* (never from the samples, so a broken sampler cannot loosen its own bounds).
+Bounds are 5 SE unless stated: a two-sided Gaussian tail P(|Z| > 5) = 5.7e-7, so even the ~80
+statistics checked in this file give a false-failure probability below 1e-4 for a random seed.
+The seeds are fixed, so the outcome is deterministic; the argument says the seeds are not tuned.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from stgconv.mcmc import (
+    HMC,
+    MALA,
+    Diagnostics,
+    DownsampleConsistency,
+    KnownEntries,
+    Langevin,
+    NonFiniteEnergyError,
+    StepInfo,
+)
+from stgconv.ops import block_down, nearest_up
+
+F64 = torch.float64
+N_SE = 5.0
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_within_se(estimate: Tensor, target: Tensor, se: Tensor, what: str, n_se: float = N_SE) -> None:
+    """Every entry of ``estimate`` lies within ``n_se`` standard errors of ``target``."""
+    estimate, target, se = (torch.as_tensor(t, dtype=F64) for t in (estimate, target, se))
+    z = (estimate - target) / se
+    assert z.abs().max() < n_se, (
+        f"{what}: estimate {estimate.tolist()} vs target {target.tolist()} "
+        f"is {z.tolist()} standard errors off (bound {n_se})"
+    )
+
+
+class Quadratic2D:
+    """``E(x) = 0.5 (x - mu)^T A (x - mu)`` for ``x`` ``(B, 2)``: the Gaussian N(mu, A^-1)."""
+
+    def __init__(self, mu: Tensor, cov: Tensor) -> None:
+        self.mu = mu
+        self.cov = cov
+        self.precision = torch.linalg.inv(cov)
+        self.a, self.b, self.c = (float(v) for v in self.precision.flatten()[[0, 1, 3]])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        r0, r1 = x[:, 0] - self.mu[0], x[:, 1] - self.mu[1]
+        # Written out, not ``(r @ A) * r``: a float64 (B, 2) @ (2, 2) matmul is ~40x slower on
+        # CPU, and these tests spend their time in thousands of tiny steps.
+        return 0.5 * (self.a * r0**2 + 2 * self.b * r0 * r1 + self.c * r1**2)
+
+
+def isotropic_energy(x: Tensor, *, mu: Tensor | float = 0.0, s: float = 1.0) -> Tensor:
+    """``|x - mu|^2 / (2 s^2)`` summed per chain, for any ``(B, *S)`` layout."""
+    return ((x - mu) ** 2).flatten(1).sum(dim=1) / (2 * s**2)
+
+
+def standard_energy(x: Tensor) -> Tensor:
+    return isotropic_energy(x)
+
+
+def mean_cov_se(cov: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Standard errors of the sample mean ``(d,)`` and sample covariance ``(d, d)`` of ``n``
+    independent Gaussian draws: Var(mean_i) = S_ii / n, Var(cov_ij) = (S_ii S_jj + S_ij^2) / n."""
+    var = cov.diagonal()
+    return (var / n).sqrt(), ((var[:, None] * var[None, :] + cov**2) / n).sqrt()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2-D correlated Gaussian: mean and covariance
+# ---------------------------------------------------------------------------------------------
+
+GAUSS_MU = torch.tensor([1.0, -0.5], dtype=F64)
+# Correlation 0.43; covariance eigenvalues 1.02 and 0.38, i.e. precision eigenvalues 0.98, 2.60.
+GAUSS_COV = torch.tensor([[0.8, 0.3], [0.3, 0.6]], dtype=F64)
+N_CHAINS = 4000
+
+GAUSS_SAMPLERS = {
+    # h = delta^2 / 2 = 0.008. Langevin's stationary covariance is (A (I - h A / 2))^-1, so the
+    # largest relative bias is h * 2.60 / 2 = 1.0 %, on the 0.38-variance direction: about
+    # 0.5 SE of a variance (SE = var * sqrt(2 / 4000) = 2.2 %). The slowest direction contracts
+    # by 1 - h * 0.98 per step: 1000 steps shrink the start's offset by e^-7.9.
+    "langevin": Langevin(n_steps=1000, step_size=0.1265),
+    # Exact samplers: step sizes chosen for fast mixing (acceptance ~0.85), not for small bias.
+    "mala": MALA(n_steps=100, step_size=0.6),
+    "hmc": HMC(n_steps=30, step_size=0.3, n_leapfrog=5),
+}
+
+
+@pytest.mark.parametrize("name", list(GAUSS_SAMPLERS))
+def test_correlated_gaussian_mean_and_covariance(name: str) -> None:
+    energy = Quadratic2D(GAUSS_MU, GAUSS_COV)
+    g = gen(1)
+    # Broad start, centred away from mu, so a sampler that does not move fails.
+    x0 = 3.0 * torch.randn(N_CHAINS, 2, generator=g, dtype=F64)
+    x = GAUSS_SAMPLERS[name].run(energy, x0, generator=g)
+
+    mean_se, cov_se = mean_cov_se(GAUSS_COV, N_CHAINS)
+    assert_within_se(x.mean(dim=0), GAUSS_MU, mean_se, f"{name} mean")
+    assert_within_se(torch.cov(x.T), GAUSS_COV, cov_se, f"{name} covariance")
+
+
+# ---------------------------------------------------------------------------------------------
+# Discretisation bias: plain Langevin is biased at a large step, MALA and HMC are not
+# ---------------------------------------------------------------------------------------------
+
+
+def test_large_step_langevin_bias_removed_by_mala_and_hmc() -> None:
+    # E = x^2 / (2 s^2). Langevin x' = (1 - h/s^2) x + delta * eps with h = delta^2 / 2 has the
+    # stationary variance v = delta^2 / (1 - (1 - h/s^2)^2) = s^2 / (1 - h / (2 s^2)).
+    # With s = 1, delta = 1.2: h = 0.72, v = 1.5625, i.e. 56 % too wide.
+    s, delta, n = 1.0, 1.2, 20000
+    h = delta**2 / 2
+    biased_var = s**2 / (1 - h / (2 * s**2))
+    se_var = lambda v: v * math.sqrt(2 / n)  # noqa: E731 - SE of a Gaussian sample variance
+    # 5 SE of the true variance is 0.05; the bias is 0.56, more than 50 SE: the test separates them.
+    assert biased_var - s**2 > 20 * se_var(s**2)
+
+    def energy(x: Tensor) -> Tensor:
+        return isotropic_energy(x, s=s)
+
+    g = gen(2)
+    x0 = 3.0 * torch.randn(n, 1, generator=g, dtype=F64)
+    # Langevin contracts by 1 - h = 0.28 per step: 50 steps forget the start completely.
+    lang = Langevin(n_steps=50, step_size=delta).run(energy, x0, generator=g)
+    mala = MALA(n_steps=100, step_size=delta).run(energy, x0, generator=g)
+    hmc = HMC(n_steps=50, step_size=delta, n_leapfrog=3).run(energy, x0, generator=g)
+
+    assert_within_se(lang.var(), biased_var, se_var(biased_var), "Langevin variance vs biased v")
+    assert_within_se(mala.var(), s**2, se_var(s**2), "MALA variance")
+    assert_within_se(hmc.var(), s**2, se_var(s**2), "HMC variance")
+    for name, x in [("Langevin", lang), ("MALA", mala), ("HMC", hmc)]:
+        assert_within_se(x.mean(), 0.0, math.sqrt(x.var().item() / n), f"{name} mean")
+
+
+# ---------------------------------------------------------------------------------------------
+# Two-mode Gaussian mixture: crossing between modes, moments and mode weights
+# ---------------------------------------------------------------------------------------------
+
+MIX_CENTRES = torch.tensor([[-1.5, 0.0], [1.5, 0.0]], dtype=F64)
+MIX_WEIGHTS = torch.tensor([0.3, 0.7], dtype=F64)
+MIX_STD = 0.7
+
+
+def mixture_energy(x: Tensor) -> Tensor:
+    """``-log sum_k w_k N(x; c_k, 0.7^2 I)`` up to a constant, ``x`` ``(B, 2)``."""
+    x2sq = x[:, 1] ** 2
+    log_w = MIX_WEIGHTS.log()
+    left = log_w[0] - ((x[:, 0] - MIX_CENTRES[0, 0]) ** 2 + x2sq) / (2 * MIX_STD**2)
+    right = log_w[1] - ((x[:, 0] - MIX_CENTRES[1, 0]) ** 2 + x2sq) / (2 * MIX_STD**2)
+    return -torch.logaddexp(left, right)
+
+
+def mixture_stats(x: Tensor) -> Tensor:
+    """Per-chain statistics ``(B, 6)``: x1, x2, x1^2, x2^2, x1 x2, [x1 > 0]."""
+    x1, x2 = x[:, 0], x[:, 1]
+    return torch.stack([x1, x2, x1**2, x2**2, x1 * x2, (x1 > 0).to(x.dtype)], dim=1)
+
+
+def mixture_truth() -> tuple[Tensor, Tensor]:
+    """Exact expectations ``(6,)`` and per-draw standard deviations ``(6,)`` of mixture_stats."""
+    w, m, v = MIX_WEIGHTS, MIX_CENTRES[:, 0], MIX_STD**2
+    e_x1 = (w * m).sum()
+    e_x1sq = v + (w * m**2).sum()
+    e_x1_4 = (w * (m**4 + 6 * m**2 * v + 3 * v**2)).sum()
+    p_right = (w * torch.special.ndtr(m / MIX_STD)).sum()
+    means = torch.stack([e_x1, torch.tensor(0.0, dtype=F64), e_x1sq, torch.tensor(v, dtype=F64),
+                         torch.tensor(0.0, dtype=F64), p_right])
+    variances = torch.stack([
+        e_x1sq - e_x1**2,            # Var x1
+        torch.tensor(v, dtype=F64),  # Var x2
+        e_x1_4 - e_x1sq**2,          # Var x1^2
+        torch.tensor(2 * v**2, dtype=F64),  # Var x2^2 (x2 ~ N(0, v) in every component)
+        e_x1sq * v,                  # Var x1 x2: x2 is independent of x1 and has mean 0
+        p_right * (1 - p_right),     # Bernoulli
+    ])
+    return means, variances.sqrt()
+
+
+MIX_SAMPLERS = {
+    # h = 0.02. Langevin's O(h) bias widens each mode's variance by about h / 2 * (1 / 0.49)
+    # = 2 %, i.e. 0.01 on E[x2^2] (0.9 SE) and on E[x1^2] (0.3 SE): a 4 SE margin remains
+    # (false failure < 1e-4 per statistic). Measured relaxation of the mode weights from the
+    # light mode: e-fold in ~270 steps, so 2000 steps leave e^-7.4 of the initial 0.69
+    # imbalance, 0.0004 = 0.06 SE.
+    "langevin": Langevin(n_steps=2000, step_size=0.2),
+    # e-fold in ~30 MALA steps and ~12 HMC iterations (measured): 250 and 100 give e^-8.
+    "mala": MALA(n_steps=250, step_size=0.8),
+    "hmc": HMC(n_steps=100, step_size=0.35, n_leapfrog=6),
+}
+
+
+@pytest.mark.parametrize("name", list(MIX_SAMPLERS))
+def test_gaussian_mixture_moments_and_mode_weights(name: str) -> None:
+    g = gen(3)
+    # Every chain starts in the light (0.3) mode: the heavy mode's 0.69 share of the chains can
+    # only come from real crossings of the barrier at x1 = 0 (about 2.3 nats high).
+    x0 = MIX_CENTRES[0] + MIX_STD * torch.randn(N_CHAINS, 2, generator=g, dtype=F64)
+    assert (x0[:, 0] > 0).double().mean() < 0.05
+    x = MIX_SAMPLERS[name].run(mixture_energy, x0, generator=g)
+
+    means, stds = mixture_truth()
+    assert_within_se(
+        mixture_stats(x).mean(dim=0), means, stds / math.sqrt(N_CHAINS),
+        f"{name} [E x1, E x2, E x1^2, E x2^2, E x1x2, P(x1>0)]",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Acceptance rate
+# ---------------------------------------------------------------------------------------------
+
+
+def test_mala_acceptance_rate_decreases_with_step_size() -> None:
+    g = gen(4)
+    # Start at the target (10-D standard Gaussian) so the rates are stationary ones.
+    x0 = torch.randn(1000, 10, generator=g, dtype=F64)
+    rates = []
+    for step_size in [0.1, 0.4, 0.8, 1.2, 1.6]:
+        diag = Diagnostics()
+        MALA(n_steps=20, step_size=step_size).run(standard_energy, x0, generator=g, callback=diag)
+        assert len(diag.steps) == 20
+        rates.append(diag.acceptance_rate)
+    # 20000 decisions per rate: SE <= 0.0035 (less with correlation ignored); neighbouring rates
+    # differ by > 0.1 (measured 1.00, 0.98, 0.84, 0.51, 0.14), so strict order is robust.
+    assert all(0 < r <= 1 for r in rates), rates
+    assert all(a > b + 0.01 for a, b in zip(rates, rates[1:])), rates
+    assert rates[0] > 0.99 and rates[-1] < 0.5, rates
+
+
+def test_hmc_acceptance_rate_and_langevin_reports_one() -> None:
+    g = gen(5)
+    x0 = torch.randn(1000, 10, generator=g, dtype=F64)
+    small, large = Diagnostics(), Diagnostics()
+    HMC(n_steps=10, step_size=0.1, n_leapfrog=3).run(standard_energy, x0, generator=g, callback=small)
+    HMC(n_steps=10, step_size=1.6, n_leapfrog=3).run(standard_energy, x0, generator=g, callback=large)
+    assert 0.99 < small.acceptance_rate <= 1.0
+    assert 0.0 < large.acceptance_rate < 0.6  # measured 0.29
+    assert all(s.accepted is not None and s.accepted.dtype == torch.bool for s in small.steps)
+
+    lang = Diagnostics()
+    Langevin(n_steps=3, step_size=0.1).run(standard_energy, x0, generator=g, callback=lang)
+    assert lang.acceptance_rate == 1.0
+    assert all(s.accepted is None for s in lang.steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Contract over every sampler: shapes, inputs untouched, reproducibility, errors
+# ---------------------------------------------------------------------------------------------
+
+ALL_SAMPLERS = {
+    "langevin": Langevin(n_steps=5, step_size=0.1),
+    "mala": MALA(n_steps=5, step_size=0.3),
+    "hmc": HMC(n_steps=3, step_size=0.2, n_leapfrog=3),
+}
+LAYOUTS = {"flat": (6, 5), "image": (4, 2, 6, 6), "video": (2, 1, 3, 4, 4)}
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_sampler_contract(name: str, layout: str) -> None:
+    sampler = ALL_SAMPLERS[name]
+    x0 = torch.randn(LAYOUTS[layout], generator=gen(6))
+    before = x0.clone()
+    x = sampler.run(standard_energy, x0, generator=gen(7))
+    assert x.shape == x0.shape and x.dtype == x0.dtype
+    assert torch.equal(x0, before), "x0 was modified"
+    assert torch.isfinite(x).all()
+    assert not torch.equal(x, x0), "the chains did not move"
+    assert not x.requires_grad
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_same_seed_same_chains_different_seed_different(name: str) -> None:
+    sampler = ALL_SAMPLERS[name]
+    x0 = torch.randn(8, 3, 4, 4, generator=gen(8))
+    a = sampler.run(standard_energy, x0, generator=gen(9))
+    b = sampler.run(standard_energy, x0, generator=gen(9))
+    c = sampler.run(standard_energy, x0, generator=gen(10))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_energy_of_wrong_shape_is_a_value_error(name: str) -> None:
+    def column_energy(x: Tensor) -> Tensor:  # (B, 1) instead of (B,)
+        return standard_energy(x)[:, None]
+
+    with pytest.raises(ValueError, match=r"\(B,\)"):
+        ALL_SAMPLERS[name].run(column_energy, torch.randn(4, 3), generator=gen(0))
+
+
+class NaNAtCall:
+    """Quadratic energy that returns NaN for every chain on its ``bad_call``-th call (0-based)."""
+
+    def __init__(self, bad_call: int) -> None:
+        self.bad_call = bad_call
+        self.calls = 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        e = standard_energy(x)
+        if self.calls == self.bad_call:
+            e = e * float("nan")
+        self.calls += 1
+        return e
+
+
+# Energy calls per step: Langevin evaluates once at the start of each step; MALA evaluates the
+# start once and then one proposal per step; HMC the start once and then n_leapfrog per iteration.
+# The error must name the step *during which* the bad value appeared, in [0, n_steps).
+NAN_CASES = [
+    ("langevin", Langevin(n_steps=10, step_size=0.1), 0, 0),
+    ("langevin", Langevin(n_steps=10, step_size=0.1), 6, 6),
+    ("langevin", Langevin(n_steps=10, step_size=0.1), 9, 9),
+    ("mala", MALA(n_steps=10, step_size=0.3), 0, 0),  # the start
+    ("mala", MALA(n_steps=10, step_size=0.3), 1 + 4, 4),  # proposal of step 4
+    ("mala", MALA(n_steps=10, step_size=0.3), 1 + 9, 9),  # proposal of the last step
+    ("hmc", HMC(n_steps=10, step_size=0.2, n_leapfrog=5), 0, 0),
+    ("hmc", HMC(n_steps=10, step_size=0.2, n_leapfrog=5), 1 + 3 * 5 + 2, 3),  # leapfrog 2 of it. 3
+    ("hmc", HMC(n_steps=10, step_size=0.2, n_leapfrog=5), 1 + 9 * 5 + 4, 9),
+]
+
+
+@pytest.mark.parametrize(("name", "sampler", "bad_call", "step"), NAN_CASES,
+                         ids=[f"{c[0]}-call{c[2]}" for c in NAN_CASES])
+def test_nonfinite_energy_raises_naming_the_step(name: str, sampler, bad_call: int, step: int) -> None:
+    energy = NaNAtCall(bad_call)
+    with pytest.raises(NonFiniteEnergyError, match=f"at step {step} of {sampler.n_steps}") as info:
+        sampler.run(energy, torch.randn(5, 3, generator=gen(11)), generator=gen(12))
+    assert info.value.step == step
+    # MALA and HMC reject the NaN proposal, yet the error is still raised: nothing is hidden.
+    assert energy.calls > bad_call
+
+
+def test_langevin_nonfinite_once_past_threshold() -> None:
+    # E = -sum(x) where x <= 3.2 and NaN beyond: noise-free Langevin from 0 moves every entry by
+    # h = 0.5 per step, so the state at the start of step t is 0.5 t; first > 3.2 at t = 7.
+    def energy(x: Tensor) -> Tensor:
+        return torch.where(x > 3.2, torch.full_like(x, float("nan")), -x).sum(dim=1)
+
+    sampler = Langevin(n_steps=20, step_size=1.0, noise_scale=0.0)
+    with pytest.raises(NonFiniteEnergyError, match="Langevin.*step 7 of 20") as info:
+        sampler.run(energy, torch.zeros(3, 2, dtype=F64))
+    assert info.value.step == 7
+    # Below the threshold nothing is raised.
+    Langevin(n_steps=6, step_size=1.0, noise_scale=0.0).run(energy, torch.zeros(3, 2, dtype=F64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Langevin options
+# ---------------------------------------------------------------------------------------------
+
+
+def test_langevin_without_noise_is_gradient_descent() -> None:
+    energy = Quadratic2D(GAUSS_MU, GAUSS_COV)
+    x0 = torch.randn(7, 2, generator=gen(13), dtype=F64)
+    n, delta = 25, 0.3
+    h = delta**2 / 2
+    sampler = Langevin(n_steps=n, step_size=delta, noise_scale=0.0)
+    a = sampler.run(energy, x0, generator=gen(14))
+    b = sampler.run(energy, x0, generator=gen(15))
+    assert torch.equal(a, b), "noise_scale=0 must not depend on the generator"
+    # x_n = mu + (I - h A)^n (x0 - mu)
+    contraction = torch.linalg.matrix_power(torch.eye(2, dtype=F64) - h * energy.precision, n)
+    expected = GAUSS_MU + (x0 - GAUSS_MU) @ contraction.T
+    torch.testing.assert_close(a, expected, rtol=1e-10, atol=1e-12)
+
+
+def flat_energy(x: Tensor) -> Tensor:
+    """Zero energy: Langevin moves by noise only."""
+    return (0.0 * x).flatten(1).sum(dim=1)
+
+
+class Recorder:
+    """Wraps an energy and keeps every state it was evaluated at (``x`` at the start of each step)."""
+
+    def __init__(self, energy) -> None:
+        self.energy = energy
+        self.states: list[Tensor] = []
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.states.append(x.detach().clone())
+        return self.energy(x)
+
+
+def test_langevin_clamp_keeps_values_in_bounds() -> None:
+    # Pure noise of std 2 per step would leave [-1, 1] at once; the clamp must hold it there.
+    x0 = torch.zeros(500, 4, dtype=F64)
+    x = Langevin(n_steps=10, step_size=2.0, clamp=(-1.0, 1.0)).run(flat_energy, x0, generator=gen(16))
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    assert (x == -1.0).any() and (x == 1.0).any(), "the clamp was never active"
+    unclamped = Langevin(n_steps=10, step_size=2.0).run(flat_energy, x0, generator=gen(16))
+    assert unclamped.abs().max() > 1.0
+
+
+def test_langevin_grad_clip_bounds_displacement() -> None:
+    # E = 50 |x|^2: gradient norm 100 |x| >> clip for |x| ~ 1 (about 2.8 for 8 dims).
+    def steep(x: Tensor) -> Tensor:
+        return 50.0 * (x**2).sum(dim=1)
+
+    clip, delta, n = 1.0, 0.1, 6
+    h = delta**2 / 2
+    x0 = torch.randn(64, 8, generator=gen(17), dtype=F64)
+    rec = Recorder(steep)
+    x = Langevin(n_steps=n, step_size=delta, noise_scale=0.0, grad_clip=clip).run(rec, x0)
+    path = torch.stack([*rec.states, x])  # (n + 1, B, 8)
+    step_len = (path[1:] - path[:-1]).norm(dim=-1)  # (n, B)
+    assert (step_len <= h * clip * (1 + 1e-9)).all()
+    # While the gradient exceeds the clip (true throughout: |x| stays > 0.01), the step is exactly
+    # h * clip along -grad.
+    grad_norm = 100.0 * path[:-1].norm(dim=-1)
+    active = grad_norm > clip
+    assert active.float().mean() > 0.9
+    torch.testing.assert_close(step_len[active], torch.full_like(step_len[active], h * clip))
+    unclipped = Langevin(n_steps=1, step_size=delta, noise_scale=0.0).run(steep, x0)
+    assert ((unclipped - x0).norm(dim=1) > 10 * h * clip).all()
+
+
+def test_langevin_linear_anneal_shrinks_last_noise() -> None:
+    # Zero energy, so each step's displacement is pure noise of std delta * (1 - t / n).
+    n, delta, b = 5, 1.0, 4000
+    x0 = torch.zeros(b, 2, dtype=F64)
+    rec = Recorder(flat_energy)
+    x = Langevin(n_steps=n, step_size=delta, noise_anneal="linear").run(rec, x0, generator=gen(18))
+    path = torch.stack([*rec.states, x])
+    increments = (path[1:] - path[:-1]).flatten(1)  # (n, 2B)
+    stds = increments.std(dim=1)
+    expected = torch.tensor([delta * (1 - t / n) for t in range(n)], dtype=F64)
+    # SE of a sample std from 8000 Gaussian draws: sigma / sqrt(2 * 8000).
+    assert_within_se(stds, expected, expected / math.sqrt(2 * 2 * b), "annealed noise std")
+    assert stds[-1] < 0.5 * stds[0]
+
+    plain = Recorder(flat_energy)
+    y = Langevin(n_steps=n, step_size=delta).run(plain, x0, generator=gen(18))
+    last = (y - plain.states[-1]).std()
+    assert_within_se(last, delta, delta / math.sqrt(2 * 2 * b), "un-annealed last noise std")
+
+
+def test_langevin_noise_factor_schedules() -> None:
+    lin = Langevin(n_steps=4, noise_anneal="linear")
+    cos = Langevin(n_steps=4, noise_anneal="cosine")
+    none = Langevin(n_steps=4)
+    assert [lin.noise_factor(t) for t in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert cos.noise_factor(0) == 1.0 and cos.noise_factor(2) == pytest.approx(0.5)
+    assert cos.noise_factor(3) == pytest.approx((1 + math.cos(0.75 * math.pi)) / 2)
+    assert [none.noise_factor(t) for t in range(4)] == [1.0] * 4
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"n_steps": 0}, {"step_size": 0.0}, {"noise_scale": -1.0}, {"noise_anneal": "exp"},
+     {"grad_clip": 0.0}, {"clamp": (1.0, -1.0)}],
+)
+def test_langevin_rejects_bad_settings(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        Langevin(**kwargs)
+
+
+@pytest.mark.parametrize("make", [lambda: MALA(n_steps=0), lambda: MALA(step_size=-1.0),
+                                  lambda: HMC(n_leapfrog=0), lambda: HMC(step_size=0.0)])
+def test_mala_hmc_reject_bad_settings(make) -> None:
+    with pytest.raises(ValueError):
+        make()
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_callback_gets_one_step_info_per_step(name: str) -> None:
+    sampler = ALL_SAMPLERS[name]
+    x0 = torch.randn(6, 2, 3, 3, generator=gen(19), dtype=F64)
+    infos: list[StepInfo] = []
+    sampler.run(standard_energy, x0, generator=gen(20), callback=infos.append)
+    assert [i.step for i in infos] == list(range(sampler.n_steps))
+    for info in infos:
+        assert info.energy.shape == (6,) and info.grad_norm.shape == (6,)
+        assert not info.energy.requires_grad
+    # Step 0 reports the start: E(x0) and |grad E(x0)| = |x0| for the standard Gaussian.
+    torch.testing.assert_close(infos[0].energy, standard_energy(x0))
+    torch.testing.assert_close(infos[0].grad_norm, x0.flatten(1).norm(dim=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# create_graph: differentiating through the chain
+# ---------------------------------------------------------------------------------------------
+
+
+def test_create_graph_gradient_flows_to_x0() -> None:
+    # Additive noise does not depend on x0, so d x_n / d x0 = (I - h A)^n exactly and
+    # d sum(x_n) / d x0 = 1^T (I - h A)^n for every chain.
+    energy = Quadratic2D(GAUSS_MU, GAUSS_COV)
+    n, delta = 8, 0.4
+    h = delta**2 / 2
+    x0 = torch.randn(5, 2, generator=gen(21), dtype=F64).requires_grad_(True)
+    out = Langevin(n_steps=n, step_size=delta).run(energy, x0, generator=gen(22), create_graph=True)
+    assert out.requires_grad
+    out.sum().backward()
+    assert x0.grad is not None and torch.isfinite(x0.grad).all()
+    jac = torch.linalg.matrix_power(torch.eye(2, dtype=F64) - h * energy.precision, n)
+    torch.testing.assert_close(x0.grad, (torch.ones(2, dtype=F64) @ jac).expand(5, 2))
+
+
+def test_create_graph_gradient_flows_to_energy_parameters() -> None:
+    # Short-run reconstruction: x0 is noise (no grad) and the energy's parameter is what we
+    # differentiate. E = theta |x|^2 / 2 without noise gives x_n = (1 - h theta)^n x0, so
+    # d sum(x_n) / d theta = -n h (1 - h theta)^(n-1) sum(x0).
+    theta = torch.tensor(1.5, dtype=F64, requires_grad=True)
+
+    def energy(x: Tensor) -> Tensor:
+        return 0.5 * theta * (x**2).sum(dim=1)
+
+    n, delta = 6, 0.5
+    h = delta**2 / 2
+    x0 = torch.randn(4, 3, generator=gen(23), dtype=F64)
+    out = Langevin(n_steps=n, step_size=delta, noise_scale=0.0).run(energy, x0, create_graph=True)
+    out.sum().backward()
+    expected = -n * h * (1 - h * theta.detach()) ** (n - 1) * x0.sum()
+    torch.testing.assert_close(theta.grad, expected)
+    assert not x0.requires_grad
+
+
+# ---------------------------------------------------------------------------------------------
+# Constraints inside the samplers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("constraint_kind", ["known", "downsample"])
+def test_langevin_keeps_constraint_exact(constraint_kind: str) -> None:
+    g = gen(24)
+    x0 = torch.randn(8, 2, 4, 4, generator=g, dtype=F64)
+    if constraint_kind == "known":
+        observed = torch.randn(8, 2, 4, 4, generator=g, dtype=F64)
+        known = torch.rand(8, 2, 4, 4, generator=g) < 0.5
+        constraint = KnownEntries(observed, known)
+    else:
+        low = torch.randn(8, 2, 2, 2, generator=g, dtype=F64)
+        constraint = DownsampleConsistency(low, (2, 2))
+    x = Langevin(n_steps=20, step_size=0.3).run(standard_energy, x0, constraint=constraint, generator=g)
+    if constraint_kind == "known":
+        assert torch.equal(x[known], observed[known])
+        assert not torch.equal(x[~known], x0[~known])
+    else:
+        torch.testing.assert_close(block_down(x, (2, 2)), low, rtol=0, atol=1e-12)
+
+
+EXACT_SAMPLERS = {
+    "mala": MALA(n_steps=150, step_size=0.6),
+    "hmc": HMC(n_steps=40, step_size=0.4, n_leapfrog=4),
+}
+
+
+@pytest.mark.parametrize("name", list(EXACT_SAMPLERS))
+def test_known_entries_isotropic_free_coordinates(name: str) -> None:
+    # Isotropic N(mu, s^2 I) on an image layout: the free coordinates are independent of the
+    # clamped ones, so their conditional law is the marginal N(mu_i, s^2). Pooling the
+    # standardised free coordinates gives n ~ 1000 * 14 independent N(0, 1) draws.
+    g = gen(25)
+    b, s = 1000, 0.8
+    shape = (b, 2, 4, 4)
+    mu = torch.randn(shape[1:], generator=g, dtype=F64)
+    known = torch.rand(shape[1:], generator=g) < 0.55  # shared by all chains
+    observed = torch.full(shape[1:], 5.0, dtype=F64)  # far from mu: must not leak into free coords
+    constraint = KnownEntries(observed, known)
+    x0 = 2.0 * torch.randn(shape, generator=g, dtype=F64)
+
+    def energy(x: Tensor) -> Tensor:
+        return isotropic_energy(x, mu=mu, s=s)
+
+    x = EXACT_SAMPLERS[name].run(energy, x0, constraint=constraint, generator=g)
+    assert torch.equal(x[:, known], observed[known].expand(b, -1))
+    z = ((x - mu) / s)[:, ~known]
+    n = z.numel()
+    assert n > 5000
+    assert_within_se(z.mean(), 0.0, 1 / math.sqrt(n), f"{name} free mean")
+    assert_within_se(z.var(), 1.0, math.sqrt(2 / n), f"{name} free variance")
+
+
+@pytest.mark.parametrize("name", list(EXACT_SAMPLERS))
+def test_known_entries_correlated_conditional(name: str) -> None:
+    # Correlated 2-D Gaussian with x2 observed at c: x1 | x2 = c is Gaussian with
+    # mean mu1 + S12 / S22 (c - mu2) and variance S11 - S12^2 / S22, unlike the marginal.
+    energy = Quadratic2D(GAUSS_MU, GAUSS_COV)
+    c = 1.5
+    cond_mean = GAUSS_MU[0] + GAUSS_COV[0, 1] / GAUSS_COV[1, 1] * (c - GAUSS_MU[1])
+    cond_var = GAUSS_COV[0, 0] - GAUSS_COV[0, 1] ** 2 / GAUSS_COV[1, 1]
+    observed = torch.tensor([0.0, c], dtype=F64)
+    known = torch.tensor([False, True])
+    g = gen(26)
+    x0 = 3.0 * torch.randn(N_CHAINS, 2, generator=g, dtype=F64)
+    x = EXACT_SAMPLERS[name].run(energy, x0, constraint=KnownEntries(observed, known), generator=g)
+    assert (x[:, 1] == c).all()
+    assert_within_se(x[:, 0].mean(), cond_mean, (cond_var / N_CHAINS).sqrt(), f"{name} cond. mean")
+    assert_within_se(x[:, 0].var(), cond_var, cond_var * math.sqrt(2 / N_CHAINS), f"{name} cond. var")
+
+
+@pytest.mark.parametrize("name", list(EXACT_SAMPLERS))
+def test_downsample_consistency_conditional(name: str) -> None:
+    # N(mu, s^2 I) given block means equal to low: x = project(mu) + P z with z ~ N(0, s^2 I),
+    # P the projection that removes block means. So (1) every entry has mean project(mu)[i]:
+    # one entry per block is independent of the other blocks, var s^2 (1 - 1/4); (2) the squared
+    # deviations of a 2x2 block from its mean sum to s^2 chi^2_3 (mean 3, variance 6 in units s^2).
+    g = gen(27)
+    b, s, factor = 1500, 0.9, (2, 2)
+    mu = torch.randn(1, 4, 4, generator=g, dtype=F64)
+    low = torch.randn(b, 1, 2, 2, generator=g, dtype=F64)
+    constraint = DownsampleConsistency(low, factor)
+    x0 = 2.0 * torch.randn(b, 1, 4, 4, generator=g, dtype=F64)
+
+    def energy(x: Tensor) -> Tensor:
+        return isotropic_energy(x, mu=mu, s=s)
+
+    x = EXACT_SAMPLERS[name].run(energy, x0, constraint=constraint, generator=g)
+    torch.testing.assert_close(block_down(x, factor), low, rtol=0, atol=1e-12)
+    dev = x - constraint.project(mu.expand(b, 1, 4, 4))
+    corner = dev[..., ::2, ::2]  # (b, 1, 2, 2): one entry per block
+    n = corner.numel()
+    assert_within_se(corner.mean(), 0.0, math.sqrt(0.75 * s**2 / n), f"{name} entry mean")
+    q = block_down(dev**2, factor) * 4 / s**2  # (b, 1, 2, 2) ~ chi^2_3
+    assert_within_se(q.mean(), 3.0, math.sqrt(6 / q.numel()), f"{name} block chi^2 mean")
+    # The block means of dev are zero by construction, so nearest_up(block_down) removes nothing.
+    torch.testing.assert_close(nearest_up(block_down(dev, factor), factor), torch.zeros_like(dev),
+                               rtol=0, atol=1e-12)
