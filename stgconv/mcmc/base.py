@@ -114,3 +114,29 @@ def evaluate_on_constraint(
     if constraint is not None:
         grad = constraint.tangent(grad)
     return e.detach(), grad
+
+
+def metropolis_select(
+    log_ratio: Tensor,
+    current: tuple[Tensor, Tensor, Tensor],
+    proposal: tuple[Tensor, Tensor, Tensor],
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """Accept each chain's proposal with probability ``min(1, exp(log_ratio))``.
+
+    Args:
+        log_ratio: ``(B,)`` log acceptance ratio; NaN compares False, so it is rejected.
+        current, proposal: ``(x, energy, grad)`` with shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``.
+
+    Returns:
+        The new ``(x, energy, grad)`` and the ``(B,)`` bool acceptance decisions.
+    """
+    uniform = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device,
+                         dtype=log_ratio.dtype)
+    accept = torch.log(uniform) < log_ratio
+    mask = broadcast_chains(accept, current[0])
+    x = torch.where(mask, proposal[0], current[0])
+    e = torch.where(accept, proposal[1], current[1])
+    grad = torch.where(mask, proposal[2], current[2])
+    return (x, e, grad), accept

@@ -20,6 +20,8 @@ class ReplayBuffer:
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if chains_per_example < 1:
+            raise ValueError(f"chains_per_example must be >= 1, got {chains_per_example}")
         if not 0.0 <= fresh <= 1.0:
             raise ValueError(f"fresh must be in [0, 1], got {fresh}")
         self.capacity = capacity
@@ -38,6 +40,11 @@ class ReplayBuffer:
         x0 = self.init.sample((n, *x_pos.shape[1:]), **kw)
         if len(self) == 0:
             return x0
+        if self.samples.shape[1:] != x0.shape[1:]:
+            raise ValueError(
+                f"replay buffer holds samples of shape {tuple(self.samples.shape[1:])}, "
+                f"batch has {tuple(x0.shape[1:])}"
+            )
         from_buffer = torch.rand(n, device=x_pos.device, generator=generator) >= self.fresh
         picks = torch.randint(len(self), (n,), device=x_pos.device, generator=generator)
         return torch.where(from_buffer.reshape(-1, *[1] * (x0.dim() - 1)), self.samples[picks], x0)
@@ -67,5 +74,6 @@ class ReplayBuffer:
             raise ValueError(
                 f"checkpoint buffer holds {samples.shape[0]} samples, capacity is {self.capacity}"
             )
-        self.samples = samples
+        # A copy: later in-place updates must not write into the caller's tensor.
+        self.samples = None if samples is None else samples.clone()
         self._next = int(state["next"]) if "next" in state else 0

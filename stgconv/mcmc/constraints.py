@@ -78,11 +78,15 @@ class DownsampleConsistency(Constraint):
         self._low_up = nearest_up(low, self.factor)
 
     def project(self, x: Tensor) -> Tensor:
-        if x.shape[-len(self.factor):] != self._low_up.shape[-len(self.factor):]:
+        k = len(self.factor)
+        try:
+            fits = torch.broadcast_shapes(x.shape, self._low_up.shape) == x.shape
+        except RuntimeError:
+            fits = False
+        if not fits or x.shape[-k:] != self._low_up.shape[-k:]:
             raise ValueError(
-                f"x has shape {tuple(x.shape)}, expected trailing dims "
-                f"{tuple(self._low_up.shape[-len(self.factor):])} (low {tuple(self.low.shape)} "
-                f"x factor {self.factor})"
+                f"x has shape {tuple(x.shape)}, expected {tuple(self._low_up.shape)} "
+                f"(low {tuple(self.low.shape)} x factor {self.factor})"
             )
         return self.tangent(x) + self._low_up
 

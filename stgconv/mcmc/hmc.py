@@ -10,7 +10,7 @@ from torch import Tensor
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
-    broadcast_chains,
+    metropolis_select,
     evaluate_on_constraint,
     nonfinite_flag,
     per_chain_sum,
@@ -75,15 +75,14 @@ class HMC:
                 p = p - (eps if leap < self.n_leapfrog - 1 else 0.5 * eps) * g_y
             flags.append(bad)
             h_end = e_y + 0.5 * per_chain_sum(p**2)
-            uniform = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-            # NaN compares False, so a diverged trajectory is rejected here and reported below.
-            accept = torch.log(uniform) < h_start - h_end
             if callback is not None:
-                callback(StepInfo(step, e_x, g_x.flatten(1).norm(dim=1), accept))
-            mask = broadcast_chains(accept, x)
-            x = torch.where(mask, y, x)
-            g_x = torch.where(mask, g_y, g_x)
-            e_x = torch.where(accept, e_y, e_x)
+                e_before, norm_before = e_x, g_x.flatten(1).norm(dim=1)
+            # A diverged trajectory has a NaN ratio: rejected here, reported below.
+            (x, e_x, g_x), accept = metropolis_select(
+                h_start - h_end, (x, e_x, g_x), (y, e_y, g_y), generator=generator
+            )
+            if callback is not None:
+                callback(StepInfo(step, e_before, norm_before, accept))
         # One flag per iteration (not per leapfrog step), a non-finite start counted as
         # iteration 0, so the reported step lies in [0, n_steps) like the callback's.
         flags[0] = flags[0] | start_bad

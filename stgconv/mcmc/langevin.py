@@ -136,5 +136,7 @@ class Langevin:
                 x = x.clamp(*self.clamp) if create_graph else x.clamp_(*self.clamp)
             if constraint is not None:
                 x = constraint.project(x)
+        # The last update is never fed back into the energy; its result is checked directly.
+        flags[-1] = flags[-1] | ~torch.isfinite(x).all()
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
         return x

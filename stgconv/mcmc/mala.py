@@ -10,7 +10,7 @@ from torch import Tensor
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
-    broadcast_chains,
+    metropolis_select,
     evaluate_on_constraint,
     nonfinite_flag,
     per_chain_sum,
@@ -71,14 +71,13 @@ class MALA:
             log_q_forward = -per_chain_sum((y - x + half_step * g_x) ** 2) / (2 * delta**2)
             log_q_backward = -per_chain_sum((x - y + half_step * g_y) ** 2) / (2 * delta**2)
             log_ratio = e_x - e_y + log_q_backward - log_q_forward
-            uniform = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-            accept = torch.log(uniform) < log_ratio
             if callback is not None:
-                callback(StepInfo(step, e_x, g_x.flatten(1).norm(dim=1), accept))
-            mask = broadcast_chains(accept, x)
-            x = torch.where(mask, y, x)
-            g_x = torch.where(mask, g_y, g_x)
-            e_x = torch.where(accept, e_y, e_x)
+                e_before, norm_before = e_x, g_x.flatten(1).norm(dim=1)
+            (x, e_x, g_x), accept = metropolis_select(
+                log_ratio, (x, e_x, g_x), (y, e_y, g_y), generator=generator
+            )
+            if callback is not None:
+                callback(StepInfo(step, e_before, norm_before, accept))
         # A non-finite start is reported as step 0, so the step always lies in [0, n_steps).
         flags[0] = flags[0] | start_bad
         raise_if_nonfinite(flags, "MALA", self.n_steps)

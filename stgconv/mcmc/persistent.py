@@ -55,4 +55,5 @@ class PersistentChains:
                 f"checkpoint holds chains of shape {tuple(chains.shape)}, expected "
                 f"({self.n_examples}, {self.chains_per_example}, ...)"
             )
-        self.chains = chains
+        # A copy: later in-place updates must not write into the caller's tensor.
+        self.chains = None if chains is None else chains.clone()

@@ -34,7 +34,20 @@ class ChainStart(Protocol):
     def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
 
 
-class NoiseStart:
+class _Stateless:
+    """Starts that keep nothing between iterations."""
+
+    def keep(self, x_neg: Tensor) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        pass
+
+
+class NoiseStart(_Stateless):
     """Short-run training: every iteration starts fresh chains from noise."""
 
     def __init__(self, init: NoiseInit, *, chains_per_example: int = 1) -> None:
@@ -45,17 +58,8 @@ class NoiseStart:
         shape = (x_pos.shape[0] * self.chains_per_example, *x_pos.shape[1:])
         return self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype, generator=generator)
 
-    def keep(self, x_neg: Tensor) -> None:
-        pass
 
-    def state_dict(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        pass
-
-
-class DataStart:
+class DataStart(_Stateless):
     """Contrastive divergence: chains start at the training examples plus Gaussian noise."""
 
     def __init__(self, *, noise_std: float = 0.0, chains_per_example: int = 1) -> None:
@@ -65,12 +69,3 @@ class DataStart:
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         repeated = x_pos.repeat_interleave(self.chains_per_example, dim=0)
         return data_plus_noise(repeated, std=self.noise_std, generator=generator)
-
-    def keep(self, x_neg: Tensor) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        pass

@@ -1,0 +1,198 @@
+"""Constraint contract: every constraint is an idempotent affine orthogonal projection that keeps
+what it must keep, over images, voxels and videos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from stgconv.mcmc import Constraint, DownsampleConsistency, KnownEntries
+from stgconv.ops import block_down
+
+F64 = torch.float64
+# float64 throughout: the affine identities hold to rounding, ~1e-15 relative.
+TOL = dict(rtol=0.0, atol=1e-12)
+
+
+def rand(shape: tuple[int, ...], seed: int) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+# name -> (chain shape, factor): 2-D images (f, f), 3-D voxels (f, f, f), videos in space only
+# (1, f, f) and in space-time (2, f, f).
+DOWN_CASES = {
+    "image-f2": ((3, 2, 8, 8), (2, 2)),
+    "image-f4": ((3, 2, 8, 8), (4, 4)),
+    "voxel-f2": ((2, 1, 8, 8, 8), (2, 2, 2)),
+    "voxel-f4": ((2, 1, 8, 8, 8), (4, 4, 4)),
+    "video-1f2": ((2, 3, 4, 8, 8), (1, 2, 2)),
+    "video-1f4": ((2, 3, 4, 8, 8), (1, 4, 4)),
+    "video-2f2": ((2, 3, 4, 8, 8), (2, 2, 2)),
+    "video-2f4": ((2, 3, 4, 8, 8), (2, 4, 4)),
+}
+# name -> (chain shape, shape of the known mask): a mask per entry, and masks that broadcast
+# (one spatial mask for every chain and channel; whole known frames of a video).
+KNOWN_CASES = {
+    "image-entries": ((3, 2, 8, 8), (3, 2, 8, 8)),
+    "image-shared-mask": ((3, 2, 8, 8), (1, 1, 8, 8)),
+    "voxel-entries": ((2, 1, 8, 8, 8), (2, 1, 8, 8, 8)),
+    "video-entries": ((2, 3, 4, 8, 8), (2, 3, 4, 8, 8)),
+    "video-known-frames": ((2, 3, 4, 8, 8), (1, 1, 4, 1, 1)),
+}
+
+
+def make_down(case: str) -> tuple[DownsampleConsistency, tuple[int, ...]]:
+    shape, factor = DOWN_CASES[case]
+    low = block_down(rand(shape, seed=1), factor)  # any low-res tensor of the right shape
+    return DownsampleConsistency(low, factor), shape
+
+
+def make_known(case: str) -> tuple[KnownEntries, tuple[int, ...]]:
+    shape, mask_shape = KNOWN_CASES[case]
+    known = torch.rand(mask_shape, generator=torch.Generator().manual_seed(2)) < 0.5
+    if case == "video-known-frames":
+        known = torch.tensor([True, False, True, False]).reshape(mask_shape)
+    assert known.any() and not known.all()
+    return KnownEntries(rand(shape, seed=3), known), shape
+
+
+def all_constraints() -> list[tuple[str, Constraint, tuple[int, ...]]]:
+    return [(f"down-{c}", *make_down(c)) for c in DOWN_CASES] + [
+        (f"known-{c}", *make_known(c)) for c in KNOWN_CASES
+    ]
+
+
+CONSTRAINTS = all_constraints()
+IDS = [c[0] for c in CONSTRAINTS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Contract shared by every constraint
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "constraint", "shape"), CONSTRAINTS, ids=IDS)
+def test_project_is_idempotent_and_moves_generic_points(name, constraint, shape) -> None:
+    x = rand(shape, seed=10)
+    p = constraint.project(x)
+    assert p.shape == x.shape
+    torch.testing.assert_close(constraint.project(p), p, **TOL)
+    assert not torch.allclose(p, x), "a generic point should not already satisfy the constraint"
+
+
+@pytest.mark.parametrize(("name", "constraint", "shape"), CONSTRAINTS, ids=IDS)
+def test_tangent_is_linear_idempotent_and_self_adjoint(name, constraint, shape) -> None:
+    u, v = rand(shape, seed=11), rand(shape, seed=12)
+    t = constraint.tangent
+    torch.testing.assert_close(t(2.5 * u - 0.5 * v), 2.5 * t(u) - 0.5 * t(v), **TOL)
+    torch.testing.assert_close(t(t(u)), t(u), **TOL)
+    # Self-adjoint: the projection is orthogonal, which MALA's and HMC's densities assume.
+    torch.testing.assert_close((t(u) * v).sum(), (u * t(v)).sum(), rtol=1e-12, atol=1e-10)
+    # The default definition of the base class: tangent(v) = project(v) - project(0).
+    torch.testing.assert_close(t(v), Constraint.tangent(constraint, v), **TOL)
+
+
+@pytest.mark.parametrize(("name", "constraint", "shape"), CONSTRAINTS, ids=IDS)
+def test_moving_along_tangent_stays_feasible(name, constraint, shape) -> None:
+    x = constraint.project(rand(shape, seed=13))  # feasible
+    v = rand(shape, seed=14)
+    step = constraint.tangent(v)
+    assert step.abs().max() > 0.1
+    torch.testing.assert_close(constraint.project(x + step), constraint.project(x) + step, **TOL)
+    # And the projection is the nearest feasible point: x - project(x) is orthogonal to the tangent.
+    y = rand(shape, seed=15)
+    residual = y - constraint.project(y)
+    torch.testing.assert_close((residual * step).sum(), torch.tensor(0.0, dtype=F64),
+                               rtol=0, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# KnownEntries
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(KNOWN_CASES))
+def test_known_entries_clamped_exactly_and_free_entries_untouched(case: str) -> None:
+    constraint, shape = make_known(case)
+    x = rand(shape, seed=20)
+    p = constraint.project(x)
+    known = constraint.known.expand(shape)
+    observed = constraint.observed.expand(shape)
+    assert torch.equal(p[known], observed[known])
+    assert torch.equal(p[~known], x[~known])
+    v = constraint.tangent(rand(shape, seed=21))
+    assert (v[known] == 0).all() and (v[~known] != 0).all()
+
+
+def test_known_entries_rejects_non_bool_mask() -> None:
+    observed = rand((2, 1, 4, 4), seed=0)
+    for bad in [torch.ones(2, 1, 4, 4), torch.ones(2, 1, 4, 4, dtype=torch.uint8)]:
+        with pytest.raises(ValueError, match="bool"):
+            KnownEntries(observed, bad)
+
+
+def test_known_entries_rejects_non_broadcastable_mask() -> None:
+    observed = rand((2, 1, 4, 4), seed=0)
+    with pytest.raises(ValueError, match=r"\(2, 1, 4, 4\)"):
+        KnownEntries(observed, torch.ones(2, 1, 4, 5, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# DownsampleConsistency
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(DOWN_CASES))
+def test_downsample_consistency_matches_low_and_keeps_detail(case: str) -> None:
+    constraint, shape = make_down(case)
+    factor = constraint.factor
+    x = rand(shape, seed=30)
+    p = constraint.project(x)
+    torch.testing.assert_close(block_down(p, factor), constraint.low, **TOL)
+    # Only block means change: the correction p - x is constant on every block.
+    torch.testing.assert_close(constraint.tangent(p - x), torch.zeros_like(x), **TOL)
+    # Tangent directions have zero block means.
+    v = constraint.tangent(rand(shape, seed=31))
+    torch.testing.assert_close(block_down(v, factor), torch.zeros_like(constraint.low), **TOL)
+
+
+def test_downsample_consistency_broadcasts_one_low_over_chains() -> None:
+    low = rand((1, 2, 4, 4), seed=0)
+    constraint = DownsampleConsistency(low, (2, 2))
+    p = constraint.project(rand((5, 2, 8, 8), seed=1))
+    torch.testing.assert_close(block_down(p, (2, 2)), low.expand(5, 2, 4, 4), **TOL)
+
+
+@pytest.mark.parametrize("bad_shape", [(3, 2, 8, 6), (3, 2, 16, 16), (3, 2, 4, 4)])
+def test_downsample_consistency_wrong_shape_is_a_value_error(bad_shape: tuple[int, ...]) -> None:
+    constraint = DownsampleConsistency(rand((3, 2, 4, 4), seed=0), (2, 2))
+    with pytest.raises(ValueError, match=r"\(8, 8\)"):
+        constraint.project(rand(bad_shape, seed=1))
+
+
+@pytest.mark.parametrize("factor", [(0, 2), (2, -2), ()])
+def test_downsample_consistency_bad_factor_is_a_value_error(factor: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="factor"):
+        DownsampleConsistency(rand((3, 2, 4, 4), seed=0), factor)
+
+
+def test_downsample_consistency_non_divisible_tangent_is_a_value_error() -> None:
+    constraint = DownsampleConsistency(rand((3, 2, 4, 4), seed=0), (2, 2))
+    with pytest.raises(ValueError, match="not divisible"):
+        constraint.tangent(rand((3, 2, 7, 8), seed=1))
+
+
+def test_base_constraint_default_tangent() -> None:
+    class FirstEntryIsOne(Constraint):
+        def project(self, x: Tensor) -> Tensor:
+            out = x.clone()
+            out[:, 0] = 1.0
+            return out
+
+    c = FirstEntryIsOne()
+    v = rand((4, 3), seed=0)
+    t = c.tangent(v)
+    assert (t[:, 0] == 0).all() and torch.equal(t[:, 1:], v[:, 1:])
+    with pytest.raises(NotImplementedError):
+        Constraint().project(v)

@@ -1,0 +1,285 @@
+"""Chain starts: noise, data, persistent chains and the replay buffer."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from stgconv.mcmc import (
+    DataStart,
+    NoiseInit,
+    NoiseStart,
+    PersistentChains,
+    ReplayBuffer,
+    data_plus_noise,
+)
+
+F64 = torch.float64
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def roundtrip(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Save and load a state dict the way a checkpoint does (no code executed on load)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# NoiseInit, NoiseStart, DataStart
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "std_per_scale"), [("gaussian", 1.0), ("uniform", 1 / math.sqrt(3))])
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_noise_init_kind_and_scale(kind: str, std_per_scale: float, scale: float) -> None:
+    n = 40000
+    x = NoiseInit(kind, scale).sample((n // 4, 4), dtype=F64, generator=gen(0))
+    assert x.shape == (n // 4, 4) and x.dtype == F64
+    std = scale * std_per_scale
+    # 5 SE bounds (false failure < 1e-6 each): SE(mean) = std / sqrt(n); SE(std) <= std / sqrt(n)
+    # for both laws (Gaussian: std / sqrt(2n); uniform: std * sqrt(0.8 / 4n)).
+    assert abs(x.mean().item()) < 5 * std / math.sqrt(n)
+    assert abs(x.std().item() - std) < 5 * std / math.sqrt(n)
+    if kind == "uniform":
+        assert x.abs().max() <= scale
+        assert x.abs().max() > 0.99 * scale  # fills the interval
+    else:
+        assert x.abs().max() > 3 * scale  # Gaussian tails, not a bounded law
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "uniform"])
+def test_noise_init_scale_zero_gives_zeros(kind: str) -> None:
+    x = NoiseInit(kind, 0.0).sample((3, 2, 4, 4), generator=gen(1))
+    assert x.shape == (3, 2, 4, 4)
+    assert (x == 0).all()
+
+
+def test_noise_init_reproducible_and_rejects_bad_settings() -> None:
+    init = NoiseInit("gaussian", 1.0)
+    assert torch.equal(init.sample((5, 3), generator=gen(2)), init.sample((5, 3), generator=gen(2)))
+    assert not torch.equal(init.sample((5, 3), generator=gen(2)), init.sample((5, 3), generator=gen(3)))
+    with pytest.raises(ValueError, match="laplace"):
+        NoiseInit("laplace")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="-1"):
+        NoiseInit("gaussian", -1.0)
+
+
+def test_noise_start_gives_fresh_chains_per_example() -> None:
+    x_pos = torch.randn(3, 2, 4, 4, generator=gen(4), dtype=F64)
+    start = NoiseStart(NoiseInit("uniform", 0.1), chains_per_example=2)
+    x0 = start.start(x_pos, torch.arange(3), generator=gen(5))
+    assert x0.shape == (6, 2, 4, 4) and x0.dtype == F64
+    assert x0.abs().max() <= 0.1
+    start.keep(x0)  # stores nothing
+    assert start.state_dict() == {}
+    assert not torch.equal(start.start(x_pos, torch.arange(3), generator=gen(6)), x0)
+
+
+def test_data_start_repeats_each_example() -> None:
+    x_pos = torch.randn(3, 2, 4, 4, generator=gen(7), dtype=F64)
+    x0 = DataStart(chains_per_example=3).start(x_pos, torch.arange(3))
+    assert x0.shape == (9, 2, 4, 4)
+    # Example i's chains are rows 3i, 3i+1, 3i+2, the same order PersistentChains uses.
+    assert torch.equal(x0, x_pos.repeat_interleave(3, dim=0))
+    assert torch.equal(x0[3:6], x_pos[1].expand(3, 2, 4, 4))
+    x0.zero_()
+    assert x_pos.abs().sum() > 0, "the start must be a copy, not a view of the data"
+
+
+def test_data_start_adds_noise_of_the_given_std() -> None:
+    x_pos = torch.randn(50, 1, 8, 8, generator=gen(8), dtype=F64)
+    x0 = DataStart(noise_std=0.3, chains_per_example=2).start(x_pos, torch.arange(50), generator=gen(9))
+    eps = x0 - x_pos.repeat_interleave(2, dim=0)
+    n = eps.numel()  # 6400 draws: SE(std) = 0.3 / sqrt(2n)
+    assert abs(eps.std().item() - 0.3) < 5 * 0.3 / math.sqrt(2 * n)
+    assert abs(eps.mean().item()) < 5 * 0.3 / math.sqrt(n)
+    # Distinct noise for the copies of one example.
+    assert not torch.equal(x0[0], x0[1])
+    assert torch.equal(data_plus_noise(x_pos, std=0.0), x_pos)
+
+
+# ---------------------------------------------------------------------------------------------
+# PersistentChains
+# ---------------------------------------------------------------------------------------------
+
+
+def test_persistent_chains_continue_per_example() -> None:
+    pc = PersistentChains(5, NoiseInit("gaussian", 1.0), chains_per_example=2)
+    x_pos = torch.zeros(2, 1, 3, 3, dtype=F64)
+    x0 = pc.start(x_pos, torch.tensor([1, 3]), generator=gen(10))
+    assert x0.shape == (4, 1, 3, 3) and x0.dtype == F64
+    initial = pc.chains.clone()  # (5, 2, 1, 3, 3)
+    assert torch.equal(x0, initial[[1, 3]].flatten(0, 1))
+
+    # Hand back finished chains whose values say which example and chain they belong to.
+    finished = torch.arange(4, dtype=F64).reshape(4, 1, 1, 1).expand(4, 1, 3, 3) + 100.0
+    pc.keep(finished)
+
+    # Next batch uses examples 3 and 0: example 3's chains are the kept rows 2 and 3, example 0's
+    # chains are still the untouched initial noise.
+    x1 = pc.start(x_pos, torch.tensor([3, 0]), generator=gen(11))
+    assert torch.equal(x1[:2], finished[2:])
+    assert torch.equal(x1[2:], initial[0])
+    # Example 1 kept rows 0 and 1; examples 2 and 4 never changed.
+    assert torch.equal(pc.chains[1], finished[:2])
+    assert torch.equal(pc.chains[[2, 4]], initial[[2, 4]])
+    # The start is a copy: changing it (as an in-place sampler would) leaves the store alone.
+    x1.fill_(-1.0)
+    assert torch.equal(pc.chains[3], finished[2:])
+
+
+def test_persistent_chains_state_dict_round_trip() -> None:
+    init = NoiseInit("gaussian", 1.0)
+    pc = PersistentChains(4, init, chains_per_example=3)
+    assert pc.state_dict() == {}
+    x_pos = torch.zeros(2, 2, 4, 4)
+    pc.start(x_pos, torch.tensor([0, 2]), generator=gen(12))
+    pc.keep(torch.randn(6, 2, 4, 4, generator=gen(13)))
+
+    restored = PersistentChains(4, init, chains_per_example=3)
+    restored.load_state_dict(roundtrip(pc.state_dict()))
+    idx = torch.tensor([2, 1, 0])
+    # A fresh set would draw new noise from gen(99); the restored one must return the stored chains.
+    assert torch.equal(restored.start(x_pos, idx, generator=gen(99)), pc.start(x_pos, idx))
+
+
+def test_persistent_chains_shape_errors() -> None:
+    init = NoiseInit("gaussian", 1.0)
+    with pytest.raises(ValueError):
+        PersistentChains(0, init)
+    with pytest.raises(ValueError):
+        PersistentChains(3, init, chains_per_example=0)
+    pc = PersistentChains(3, init, chains_per_example=2)
+    with pytest.raises(RuntimeError, match="before start"):
+        pc.keep(torch.zeros(2, 1, 4, 4))
+    pc.start(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), generator=gen(14))
+    with pytest.raises(ValueError, match=r"\(1, 4, 4\).*\(1, 8, 8\)"):
+        pc.start(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"\(3, 2, \.\.\.\)"):
+        pc.load_state_dict({"chains": torch.zeros(4, 2, 1, 4, 4)})
+    with pytest.raises(ValueError):
+        pc.load_state_dict({"chains": torch.zeros(3, 1, 1, 4, 4)})
+
+
+# ---------------------------------------------------------------------------------------------
+# ReplayBuffer
+# ---------------------------------------------------------------------------------------------
+
+
+def rows(values: list[float], shape: tuple[int, ...] = (1, 2, 2)) -> Tensor:
+    """A batch whose row i is filled with values[i], so stored rows can be identified."""
+    v = torch.tensor(values, dtype=F64)
+    return v.reshape(-1, *[1] * len(shape)).expand(len(values), *shape).clone()
+
+
+def row_ids(x: Tensor) -> list[float]:
+    return x.flatten(1)[:, 0].tolist()
+
+
+def test_replay_buffer_fills_to_capacity_and_never_exceeds_it() -> None:
+    buf = ReplayBuffer(5, NoiseInit("gaussian", 1.0))
+    assert len(buf) == 0 and buf.state_dict() == {}
+    buf.keep(rows([0, 1, 2]))
+    assert len(buf) == 3
+    buf.keep(rows([3, 4, 5, 6]))
+    assert len(buf) == 5
+    buf.keep(rows([float(i) for i in range(7, 19)]))  # more than capacity in one go
+    assert len(buf) == 5
+    # Only the 5 newest of that batch survive.
+    assert sorted(row_ids(buf.samples)) == [14, 15, 16, 17, 18]
+
+
+def test_replay_buffer_ring_overwrites_oldest_first() -> None:
+    buf = ReplayBuffer(4, NoiseInit("gaussian", 1.0))
+    buf.keep(rows([0, 1, 2]))
+    buf.keep(rows([3, 4]))  # fills slot 3, then overwrites the oldest (slot 0)
+    assert row_ids(buf.samples) == [4, 1, 2, 3]
+    buf.keep(rows([5, 6]))
+    assert row_ids(buf.samples) == [4, 5, 6, 3]
+    buf.keep(rows([7, 8, 9]))  # wraps around: slots 3, 0, 1
+    assert row_ids(buf.samples) == [8, 9, 6, 7]
+
+
+def test_replay_buffer_empty_start_is_fresh_noise() -> None:
+    buf = ReplayBuffer(10, NoiseInit("uniform", 1.0), fresh=0.0, chains_per_example=2)
+    x_pos = torch.zeros(3, 1, 2, 2, dtype=F64)
+    x0 = buf.start(x_pos, torch.arange(3), generator=gen(20))
+    assert x0.shape == (6, 1, 2, 2) and x0.dtype == F64
+    assert x0.abs().max() <= 1.0 and x0.abs().min() > 0
+
+
+def test_replay_buffer_fresh_one_gives_only_noise_and_zero_gives_only_stored() -> None:
+    stored = rows([100.0 + i for i in range(8)])  # far outside U(-1, 1)
+    x_pos = torch.zeros(64, 1, 2, 2, dtype=F64)
+    idx = torch.arange(64)
+
+    all_fresh = ReplayBuffer(8, NoiseInit("uniform", 1.0), fresh=1.0)
+    all_fresh.keep(stored)
+    x0 = all_fresh.start(x_pos, idx, generator=gen(21))
+    assert x0.abs().max() <= 1.0
+
+    none_fresh = ReplayBuffer(8, NoiseInit("uniform", 1.0), fresh=0.0)
+    none_fresh.keep(stored)
+    x0 = none_fresh.start(x_pos, idx, generator=gen(22))
+    assert set(row_ids(x0)) <= set(row_ids(stored))
+    assert all(torch.equal(r, r.flatten()[0].expand_as(r)) for r in x0), "rows must be whole samples"
+    # 64 uniform picks from 8 rows: all 8 appear except with probability < 8 (7/8)^64 = 0.002;
+    # with this seed they do.
+    assert set(row_ids(x0)) == set(row_ids(stored))
+    # The start is a copy.
+    x0.fill_(0.0)
+    assert none_fresh.samples.min() >= 100.0
+
+
+def test_replay_buffer_fresh_fraction() -> None:
+    buf = ReplayBuffer(4, NoiseInit("uniform", 1.0), fresh=0.3)
+    buf.keep(rows([100.0, 101.0, 102.0, 103.0]))
+    n = 4000
+    x0 = buf.start(torch.zeros(n, 1, 2, 2, dtype=F64), torch.arange(n), generator=gen(23))
+    share = (x0.flatten(1)[:, 0].abs() <= 1.0).double().mean().item()
+    # Binomial: SE = sqrt(0.3 * 0.7 / 4000) = 0.0072; 5 SE bound.
+    assert abs(share - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n)
+
+
+def test_replay_buffer_state_dict_round_trip() -> None:
+    init = NoiseInit("gaussian", 1.0)
+    buf = ReplayBuffer(4, init, fresh=0.0)
+    buf.keep(rows([0, 1, 2, 3]))
+    buf.keep(rows([4, 5]))  # full, oldest entry now in slot 2
+    assert row_ids(buf.samples) == [4, 5, 2, 3]
+    restored = ReplayBuffer(4, init, fresh=0.0)
+    restored.load_state_dict(roundtrip(buf.state_dict()))
+    assert torch.equal(restored.samples, buf.samples)
+    # Same ring position: the next keep overwrites the same slots in both.
+    buf.keep(rows([6, 7, 8]))
+    restored.keep(rows([6, 7, 8]))
+    assert torch.equal(restored.samples, buf.samples)
+    assert row_ids(buf.samples) == [8, 5, 6, 7]
+    x_pos = torch.zeros(16, 1, 2, 2, dtype=F64)
+    assert torch.equal(restored.start(x_pos, torch.arange(16), generator=gen(24)),
+                       buf.start(x_pos, torch.arange(16), generator=gen(24)))
+    # An empty buffer round-trips to empty.
+    empty = ReplayBuffer(4, init)
+    empty.load_state_dict(roundtrip(ReplayBuffer(4, init).state_dict()))
+    assert len(empty) == 0
+
+
+def test_replay_buffer_capacity_and_fresh_errors() -> None:
+    init = NoiseInit("gaussian", 1.0)
+    with pytest.raises(ValueError, match="capacity"):
+        ReplayBuffer(0, init)
+    for fresh in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="fresh"):
+            ReplayBuffer(4, init, fresh=fresh)
+    small = ReplayBuffer(3, init)
+    with pytest.raises(ValueError, match="capacity is 3"):
+        small.load_state_dict({"samples": torch.zeros(5, 1, 2, 2), "next": torch.tensor(0)})
