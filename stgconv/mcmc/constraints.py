@@ -85,8 +85,8 @@ class DownsampleConsistency(Constraint):
             fits = False
         if not fits or x.shape[-k:] != self._low_up.shape[-k:]:
             raise ValueError(
-                f"x has shape {tuple(x.shape)}, expected {tuple(self._low_up.shape)} "
-                f"(low {tuple(self.low.shape)} x factor {self.factor})"
+                f"x has shape {tuple(x.shape)}, expected {tuple(self._low_up.shape)}: trailing dims "
+                f"{tuple(self._low_up.shape[-k:])} (low {tuple(self.low.shape)} x factor {self.factor})"
             )
         return self.tangent(x) + self._low_up
 
