@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The single entry point of the README's quick start.
+#
+#   ./run.sh demo [--out DIR] [--set KEY=VALUE ...]   learn a real texture, then synthesize
+#   ./run.sh test [pytest args]                       the test suite, from the repo root
+#   ./run.sh stgconv ARGS...                          the CLI, inside the environment
+#   ./run.sh python ARGS...                           python, inside the environment
+#   ./run.sh shell                                    a shell with the environment active
+#
+# Every command first makes sure the environment exists: a virtual environment OUTSIDE the clone
+# (so CI clones and worktrees share it and `git clean` never deletes it), keyed by a hash of
+# pyproject.toml (so changed dependencies get a fresh one):
+#   ${STGCONV_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/stgconv/venv-<sha256(pyproject.toml)[:12]>}
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CALLER_PWD="$PWD"
+
+die() {
+    echo "run.sh: error: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+sha12() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum "$1" | cut -c1-12
+    else
+        shasum -a 256 "$1" | cut -c1-12  # macOS
+    fi
+}
+
+# A Python >= 3.10 that can create virtual environments ($PYTHON first, if set).
+find_python() {
+    local candidate
+    for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11 python3.10; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# open3d (voxel I/O) loads libusb-1.0 at import time; Debian images often lack it.
+ensure_libusb() {
+    [ "$(uname -s)" = Linux ] || return 0
+    local ldconfig
+    ldconfig="$(command -v ldconfig || echo /sbin/ldconfig)"
+    # grep without -q reads all input: with -q, ldconfig can die of SIGPIPE and pipefail
+    # would report the library as missing.
+    if "$ldconfig" -p 2>/dev/null | grep libusb-1.0.so.0 >/dev/null; then
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        die "open3d needs the system library libusb-1.0 (libusb-1.0.so.0), which is missing.
+Install it, then rerun:   sudo apt-get install libusb-1.0-0   (Debian/Ubuntu)
+                          sudo dnf install libusb1            (Fedora)"
+    fi
+    command -v apt-get >/dev/null 2>&1 ||
+        die "open3d needs libusb-1.0 (libusb-1.0.so.0); install it with your package manager"
+    echo "run.sh: installing libusb-1.0-0 (needed by open3d) with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null
+}
+
+ensure_venv() {
+    local key marker python
+    key="$(sha12 "$ROOT/pyproject.toml")"
+    VENV="${STGCONV_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/stgconv/venv-$key}"
+    marker="$VENV/.stgconv-installed"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+    # The marker is written only after a complete install and holds the pyproject hash, so a
+    # half-finished install (or a pinned $STGCONV_VENV whose pyproject changed) is redone.
+    if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$key" ]; then
+        if [ ! -x "$VENV/bin/python" ]; then
+            python="$(find_python)" || die "no Python >= 3.10 found (tried \$PYTHON, python3, \
+python3.13 ... python3.10); install one or set PYTHON=/path/to/python3"
+            "$python" -c 'import ensurepip, venv' 2>/dev/null || die "$python cannot create \
+virtual environments; install the venv module (Debian/Ubuntu: apt-get install python3-venv)"
+            echo "run.sh: creating the environment $VENV (first run only; a few minutes)" >&2
+            mkdir -p "$(dirname "$VENV")"
+            "$python" -m venv "$VENV"
+        fi
+        # setuptools goes into the venv too: later runs reinstall with --no-build-isolation.
+        "$VENV/bin/python" -m pip install --upgrade pip 'setuptools>=68' wheel
+        "$VENV/bin/python" -m pip install -e "$ROOT[dev]"
+        echo "$key" >"$marker"
+        return 0
+    fi
+
+    # Fast path. The editable install points at whichever clone ran it last; reinstall only
+    # when that is another folder (CI clones elsewhere). -I keeps the current directory off
+    # sys.path, so the check sees the installed package, not ./stgconv.
+    if ! "$VENV/bin/python" -I -c '
+import importlib.util, os, sys
+spec = importlib.util.find_spec("stgconv")
+here = os.path.join(sys.argv[1], "stgconv", "__init__.py")
+sys.exit(spec is None or os.path.realpath(spec.origin) != os.path.realpath(here))
+' "$ROOT" 2>/dev/null; then
+        local log
+        # setuptools writes its build warnings to stderr even under -q: show them only on failure.
+        log="$("$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT" 2>&1)" ||
+            die "reinstalling stgconv into $VENV failed:
+$log"
+    fi
+}
+
+# Relative paths the user gives are relative to where they ran run.sh.
+absolute() {
+    case "$1" in
+    /*) echo "$1" ;;
+    *) echo "$CALLER_PWD/$1" ;;
+    esac
+}
+
+cmd_demo() {
+    local out="" args=()
+    if [ -n "${OUT:-}" ]; then
+        out="$(absolute "$OUT")"
+    fi
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --out)
+            [ $# -ge 2 ] || die "--out needs a folder"
+            out="$(absolute "$2")"
+            shift 2
+            ;;
+        --out=*)
+            out="$(absolute "${1#--out=}")"
+            shift
+            ;;
+        *)
+            args+=("$1")
+            shift
+            ;;
+        esac
+    done
+    [ -n "$out" ] || out="$ROOT/outputs/demo"
+    local started=$SECONDS
+    "$VENV/bin/stgconv" demo --out "$out" ${args[@]+"${args[@]}"}
+    local took=$((SECONDS - started))
+    cat <<EOF
+
+Demo outputs in $out:
+  observed.png                 the training image (scikit-image's brick photograph)
+  samples_*.png, samples.png   the training chains along the way, and at the end
+  synthesis/synthesized.png    new textures synthesized by the trained model
+  checkpoint.pt, config.yaml   the trained model and its resolved config
+  tb/                          training curves: tensorboard --logdir "$out/tb"
+Wall time: $((took / 60)) min $((took % 60)) s
+EOF
+}
+
+main() {
+    local command="${1:-}"
+    case "$command" in
+    demo | test | stgconv | python | shell) shift ;;
+    -h | --help | help)
+        usage
+        return 0
+        ;;
+    "")
+        usage >&2
+        return 2
+        ;;
+    *)
+        usage >&2
+        die "unknown command '$command'"
+        ;;
+    esac
+
+    # Idle OpenMP threads that spin make torch 2-4x slower on a few shared cores.
+    export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+    ensure_libusb
+    ensure_venv
+
+    case "$command" in
+    demo) cmd_demo "$@" ;;
+    test)
+        cd "$ROOT"
+        exec "$VENV/bin/python" -m pytest -q "$@"
+        ;;
+    stgconv) exec "$VENV/bin/stgconv" "$@" ;;
+    python) exec "$VENV/bin/python" "$@" ;;
+    shell)
+        export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
+        echo "run.sh: environment $VENV is active; 'exit' leaves it" >&2
+        exec "${SHELL:-/bin/bash}"
+        ;;
+    esac
+}
+
+main "$@"
