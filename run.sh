@@ -88,7 +88,7 @@ virtual environments; install the venv module (Debian/Ubuntu: apt-get install py
             "$python" -m venv "$VENV"
         fi
         # setuptools goes into the venv too: later runs reinstall with --no-build-isolation.
-        "$VENV/bin/python" -m pip install --upgrade pip 'setuptools>=68' wheel
+        "$VENV/bin/python" -m pip install --upgrade pip 'setuptools>=77' wheel
         "$VENV/bin/python" -m pip install -e "$ROOT[dev]"
         echo "$key" >"$marker"
         return 0

@@ -9,6 +9,7 @@ type are errors that name the key. The resolved configuration is a plain dict
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -122,13 +123,29 @@ def _check_positive(key: str, value: float) -> None:
         raise ValueError(f"{key} must be positive, got {value!r}")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, which reads ``1e-3`` (no dot) as a *string*; YAML 1.2 and every
+    user typing ``--set train.lr=1e-4`` mean a float. This loader adds that float form."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(stream: Any) -> Any:
+    return yaml.load(stream, Loader=_Loader)
+
+
 C = TypeVar("C")
 
 
 def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict, checking every key and value type."""
     if not isinstance(data, dict):
-        raise ValueError(f"config section {prefix or '<root>'} must be a mapping, got {data!r}")
+        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -158,7 +175,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 errors.append(str(err))
         raise ValueError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no allowed type")
     if origin is Literal:
-        if value not in args:
+        # Types too: `True == 1` and `1.0 == 1` in Python, so `in` would let them through.
+        if not any(type(value) is type(a) and value == a for a in args):
             raise ValueError(f"{key} must be one of {list(args)}, got {value!r}")
         return value
     if origin is tuple:
@@ -202,7 +220,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"override must look like key=value, got {text!r}")
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), _yaml_load(raw)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -229,7 +247,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"config file not found: {path}")
     with path.open() as fh:
         try:
-            data = yaml.safe_load(fh)
+            data = _yaml_load(fh)
         except yaml.YAMLError as err:
             raise ValueError(f"config file {path} is not valid YAML: {err}") from err
     if data is None:

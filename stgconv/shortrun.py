@@ -60,6 +60,7 @@ def reconstruct(
         optimizer.step()
         losses.append(loss.item())
     x = sampler.run(energy, z.detach(), generator=_replayed(generator, state))
+    generator.set_state(state)
     return z.detach(), x, losses
 
 

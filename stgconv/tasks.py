@@ -220,10 +220,13 @@ def _langevin(config: ExperimentConfig) -> Langevin:
 def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
          progress: bool = True) -> Path:
     """The quick start: learn the built-in brick texture (a real photograph shipped with
-    scikit-image), then synthesize new texture images from noise at twice the training size.
+    scikit-image), then synthesize by running the model's persistent chains 5x longer.
+
+    Persistent chains are the model's samples in the original method; fresh chains from zero
+    need many more steps (``stgconv synthesize RUN --steps 100``).
     """
     config = load_config(None, [f"out_dir={Path(out_dir)}", *overrides])
     run = train(config, progress=progress)
-    synthesize(run, run / "synthesis", n_samples=4, size=2 * config.data.size,
-               n_steps=config.sampler.n_steps * 4, device=config.device)
+    synthesize(run, run / "synthesis", n_samples=8, start="chains",
+               n_steps=5 * config.sampler.n_steps, device=config.device)
     return run

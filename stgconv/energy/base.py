@@ -111,6 +111,8 @@ class ConvNetEnergy(EnergyModel):
         self.input_size = tuple(input_size) if input_size is not None else None
         self.head_kind = head
         if head == "linear":
+            if not self._fits(self.input_size):
+                raise ValueError(f"input_size {self.input_size} is too small for these layers")
             with torch.no_grad():
                 probe = self.features(torch.zeros(1, in_channels, *self.input_size))
             if probe.numel() == 0:
@@ -133,11 +135,23 @@ class ConvNetEnergy(EnergyModel):
         if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
             raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
 
+    def _fits(self, size: Sequence[int]) -> bool:
+        """Does every convolution get an input at least as large as its (padded) kernel?"""
+        for block in self.features:
+            if isinstance(block, (nn.Conv2d, nn.Conv3d)):
+                dims = list(zip(size, block.kernel_size, block.stride, block.padding))
+                if any(n + 2 * p < k for n, k, _, p in dims):
+                    return False
+                size = [(n + 2 * p - k) // s + 1 for n, k, s, p in dims]
+        return True
+
     def response(self, x: Tensor) -> Tensor:
         self._check(x)
-        h = self.features(x)
-        if h.shape[2:].numel() == 0:
+        # Checked before running: torch's own error for a too-small input is a RuntimeError
+        # that does not say which input size the network needs.
+        if not self._fits(x.shape[2:]):
             raise ValueError(f"input {tuple(x.shape)} is smaller than the network's receptive field")
+        h = self.features(x)
         if self.head_kind == "sum":
             return h.flatten(1).sum(dim=1)
         return self.head(h.flatten(1)).squeeze(1)
