@@ -1,0 +1,206 @@
+"""Which entries of a video are observed: the ``known`` masks of recovery experiments.
+
+Convention: a bool tensor ``known`` of shape ``(T, H, W)`` or ``(C, T, H, W)``, ``True`` = observed.
+It broadcasts against a video ``(C, T, H, W)`` or a batch ``(B, C, T, H, W)``. Files that store
+the opposite convention are converted at their loader (:func:`load_mask_mat`).
+
+What the shared masks (``../shared/data/video/masks``, from the STGConvNet recovery experiments)
+contain, measured on all ten files (flag, ocean, playing, sea_world, windmill x 2 types):
+
+- uint8 ``(H, W, T, C) = (150, 150, 70, 3)``, values {0, 1}, 1 = missing; the three channels are
+  identical in every file (a pixel is missing in all channels or in none).
+- ``*_missing_frame_type.mat``: exactly 35 of the 70 frames (50%) missing entirely, every other
+  frame fully observed; a different random set per clip. The end frames are NOT protected:
+  sea_world misses frame 0, flag/ocean/playing/sea_world miss frame 69.
+  :func:`missing_frames` mirrors this (``keep_ends=False`` by default).
+- ``*_region_type.mat``: one 60x60 block missing in every frame (3600 / 22500 = 16% of each
+  frame). The block jumps: its top-left corner is drawn independently in each frame over the
+  whole frame (corners span 0..90 = 150 - 60 in both axes; consecutive frames move it by up to
+  ~80 px), not a smooth motion and not a fixed block. So most occluded pixels are observed in
+  neighbouring frames. :func:`occluded_region` mirrors this (``moving=True`` by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+from torch import Tensor
+
+
+def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
+    """Read a MATLAB mask stored as uint8 ``(H, W, T, C)`` with 1 = MISSING; return ``known``.
+
+    Args:
+        path: a ``.mat`` file (MATLAB v5/v7; v7.3 HDF5 files are not read).
+        key: the variable holding the mask.
+
+    Returns:
+        bool ``(C, T, H, W)``, ``True`` = observed (``known = (mask == 0)``, transposed). A 3-D
+        ``(H, W, T)`` variable gives ``(1, T, H, W)``.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: unreadable file, missing ``key`` (the message lists the variables), a
+            variable that is not 3-D/4-D, or values other than 0 and 1.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    try:
+        contents = scipy.io.loadmat(path)
+    except NotImplementedError as err:  # scipy's answer to v7.3 (HDF5) files
+        raise ValueError(f"cannot read {path}: MATLAB v7.3 files are not supported ({err}); "
+                         f"save the mask with -v7") from err
+    except Exception as err:  # scipy raises ValueError, TypeError, OSError... on bad files
+        raise ValueError(f"cannot read mask file {path}: {err}") from err
+    if key not in contents:
+        names = [name for name in contents if not name.startswith("__")]
+        raise ValueError(f"{path} has no variable {key!r}; it holds: {', '.join(names) or 'none'}")
+    missing = np.asarray(contents[key])
+    if missing.ndim == 3:
+        missing = missing[..., None]
+    if missing.ndim != 4:
+        raise ValueError(
+            f"{path}[{key!r}] has shape {missing.shape}; expected (H, W, T, C) or (H, W, T)"
+        )
+    if not (np.issubdtype(missing.dtype, np.number) or missing.dtype == bool):
+        raise ValueError(f"{path}[{key!r}] has dtype {missing.dtype}; expected 0/1 numbers")
+    values = np.unique(missing)
+    if not np.isin(values, (0, 1)).all():
+        shown = ", ".join(str(v) for v in values[:10])
+        raise ValueError(f"{path}[{key!r}] must hold only 0 (observed) and 1 (missing); "
+                         f"found values {shown}")
+    # (H, W, T, C) -> (C, T, H, W), and 1 = missing -> True = observed.
+    return torch.from_numpy(np.ascontiguousarray(missing.transpose(3, 2, 0, 1) == 0))
+
+
+def _check_dims(T: int, H: int, W: int) -> None:
+    for name, value in (("T", T), ("H", H), ("W", W)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _check_fraction(fraction: float) -> None:
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+
+
+def missing_frames(
+    T: int, H: int, W: int, *, fraction: float, keep_ends: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Hide ``round(fraction * T)`` whole frames, chosen uniformly at random.
+
+    Args:
+        fraction: share of frames missing, in ``[0, 1]``. The shared masks use 0.5 of 70 frames.
+        keep_ends: keep the first and last frame observed (so temporal interpolation never has
+            to extrapolate). Off by default, as in the shared masks, which do hide end frames.
+        generator: a CPU ``torch.Generator`` for reproducible masks.
+
+    Returns:
+        ``known`` bool ``(T, H, W)``, ``True`` = observed; each frame is all True or all False.
+    """
+    _check_dims(T, H, W)
+    _check_fraction(fraction)
+    n_missing = round(fraction * T)
+    candidates = torch.arange(1, T - 1) if keep_ends else torch.arange(T)
+    if n_missing > len(candidates):
+        raise ValueError(
+            f"cannot hide {n_missing} of T={T} frames (fraction={fraction}) with keep_ends=True; "
+            f"at most {len(candidates)} frames can be missing"
+        )
+    order = torch.randperm(len(candidates), generator=generator)
+    known_frames = torch.ones(T, dtype=torch.bool)
+    known_frames[candidates[order[:n_missing]]] = False
+    return known_frames[:, None, None].expand(T, H, W).clone()
+
+
+def occluded_region(
+    T: int, H: int, W: int, *, size: int | tuple[int, int], moving: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Hide one ``size`` block per frame, placed uniformly at random inside the frame.
+
+    Args:
+        size: block ``(h, w)``, or one int for a square block (the shared masks: 60 of 150).
+        moving: draw the block's position independently in every frame, as the shared region
+            masks do; ``False`` keeps one random position for all frames.
+        generator: a CPU ``torch.Generator`` for reproducible masks.
+
+    Returns:
+        ``known`` bool ``(T, H, W)``, ``True`` = observed; exactly ``h * w`` pixels of each frame
+        are False.
+    """
+    _check_dims(T, H, W)
+    block = (size, size) if isinstance(size, int) else tuple(size)
+    if len(block) != 2 or not all(isinstance(s, int) and s >= 1 for s in block):
+        raise ValueError(f"size must be a positive int or a pair (h, w) of them, got {size!r}")
+    bh, bw = block
+    if bh > H or bw > W:
+        raise ValueError(f"block {bh}x{bw} does not fit in a {H}x{W} frame")
+    n_positions = T if moving else 1
+    # Corners uniform over every position that keeps the block inside the frame.
+    tops = torch.randint(0, H - bh + 1, (n_positions,), generator=generator)
+    lefts = torch.randint(0, W - bw + 1, (n_positions,), generator=generator)
+    if not moving:
+        tops, lefts = tops.expand(T), lefts.expand(T)
+    rows = torch.arange(H)[None, :, None]
+    cols = torch.arange(W)[None, None, :]
+    in_rows = (rows >= tops[:, None, None]) & (rows < tops[:, None, None] + bh)
+    in_cols = (cols >= lefts[:, None, None]) & (cols < lefts[:, None, None] + bw)
+    return ~(in_rows & in_cols)
+
+
+def salt_and_pepper(
+    T: int, H: int, W: int, *, fraction: float, block: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Hide random pixels (``block=1``) or random ``block x block`` tiles, independently per frame.
+
+    Each frame is cut into a grid of ``ceil(H / block) x ceil(W / block)`` tiles (edge tiles are
+    cropped) and exactly ``round(fraction * n_tiles)`` of them are hidden, so the missing share is
+    exact when ``block`` divides ``H`` and ``W``.
+
+    Args:
+        fraction: share of tiles missing in each frame, in ``[0, 1]``.
+        block: tile side in pixels.
+        generator: a CPU ``torch.Generator`` for reproducible masks.
+
+    Returns:
+        ``known`` bool ``(T, H, W)``, ``True`` = observed.
+    """
+    _check_dims(T, H, W)
+    _check_fraction(fraction)
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be an int >= 1, got {block!r}")
+    gh, gw = -(-H // block), -(-W // block)
+    n_missing = round(fraction * gh * gw)
+    # Ranking i.i.d. uniforms picks exactly n_missing tiles per frame, uniformly at random.
+    ranks = torch.rand(T, gh * gw, generator=generator).argsort(dim=1).argsort(dim=1)
+    known_tiles = (ranks >= n_missing).reshape(T, gh, gw)
+    known = known_tiles.repeat_interleave(block, dim=1).repeat_interleave(block, dim=2)
+    return known[:, :H, :W].contiguous()
+
+
+def check_mask_matches(known: Tensor, video: Tensor) -> None:
+    """Raise ``ValueError`` unless ``known`` is a bool mask that broadcasts to ``video``'s shape.
+
+    Args:
+        known: bool ``(T, H, W)`` or ``(C, T, H, W)`` (any shape that broadcasts), True = observed.
+        video: ``(C, T, H, W)`` or ``(B, C, T, H, W)``.
+    """
+    if not isinstance(known, Tensor) or known.dtype != torch.bool:
+        kind = known.dtype if isinstance(known, Tensor) else type(known).__name__
+        raise ValueError(f"known must be a bool tensor (True = observed), got {kind}")
+    try:
+        shape = torch.broadcast_shapes(known.shape, video.shape)
+    except RuntimeError:
+        shape = None
+    if shape != video.shape:
+        raise ValueError(
+            f"mask known {tuple(known.shape)} does not match video {tuple(video.shape)}; "
+            f"expected (T, H, W) or (C, T, H, W) matching the video's last dimensions"
+        )

@@ -1,0 +1,522 @@
+"""Read and write videos through PyAV. Pixel values live in ``[-1, 1]`` inside stgconv.
+
+A video is a float tensor ``(C, T, H, W)`` (callers add the batch dimension: ``(B, C, T, H, W)``);
+conversion to and from uint8 happens only here, at the file boundary.
+
+Reading goes through PyAV's bundled FFmpeg, so old codecs (msmpeg4v2 and mpeg4 in AVI files) read
+as well as H.264 in MP4. Writing picks the codec from the file suffix:
+
+=========  ==========================================  =========================================
+suffix     default codec (first one this build has)    notes
+=========  ==========================================  =========================================
+``.mp4``   libx264 (yuv420p, crf 17), else mpeg4       lossy; height and width must be even
+``.mkv``   ffv1 (bgr0)                                 lossless: exact uint8 round trip
+``.webm``  libvpx-vp9 (yuv420p, crf 20), else libvpx   lossy; height and width must be even
+``.gif``   gif (palette per frame made by Pillow)      exact when a frame has <= 256 colours
+=========  ==========================================  =========================================
+
+``libx264rgb`` (rgb24, qp 0) is also accepted for ``.mp4`` and ``.mkv``: lossless H.264.
+GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightly off.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import av
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from torch import Tensor
+
+from stgconv.io.atomic import atomic_write
+from stgconv.io.image import IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    pix_fmt: str  # the pixel format handed to the encoder
+    options: dict[str, str]  # FFmpeg AVOptions of the encoder
+
+
+# Settings per encoder. The lossy ones aim at "looks like the tensor" for inspection videos,
+# not at small files: our clips are tiny.
+_ENCODERS = {
+    "libx264": _Encoder("yuv420p", {"crf": "17"}),
+    "libx264rgb": _Encoder("rgb24", {"qp": "0"}),  # qp 0 on RGB input is lossless
+    "mpeg4": _Encoder("yuv420p", {}),  # quality set through qscale, see _encode_av
+    "ffv1": _Encoder("bgr0", {}),  # ffv1 has no 8-bit packed rgb24; bgr0 is an exact reorder
+    "libvpx-vp9": _Encoder("yuv420p", {"crf": "20", "b": "0"}),  # b=0: constant quality
+    "libvpx": _Encoder("yuv420p", {"crf": "10", "b": "4M"}),  # vp8 needs a bitrate cap with crf
+    "gif": _Encoder("pal8", {}),
+}
+
+# suffix -> (FFmpeg container name, codecs we write into it, preferred first)
+_CONTAINERS = {
+    ".mp4": ("mp4", ("libx264", "mpeg4", "libx264rgb")),
+    ".mkv": ("matroska", ("ffv1", "libx264", "libx264rgb", "mpeg4", "libvpx-vp9", "libvpx")),
+    ".webm": ("webm", ("libvpx-vp9", "libvpx")),
+    ".gif": ("gif", ("gif",)),
+}
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg")
+"""Suffixes :func:`load_video` is documented to read (anything FFmpeg reads works)."""
+
+COMPARISON_GAP = 4
+"""Width in pixels of the white gap between the panels of :func:`save_comparison`."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def load_video(
+    path: str | Path,
+    *,
+    start_frame: int = 0,
+    n_frames: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    fps: float | None = None,
+    channels: int = 3,
+) -> Tensor:
+    """Load a video file or a folder of frame images as ``(C, T, H, W)`` in ``[-1, 1]``.
+
+    Video files (mp4, avi, mkv, webm, gif, ...; any codec the bundled FFmpeg decodes) are decoded
+    sequentially from the first frame: exact for every codec, where seeking in old AVI files is
+    not. A folder is read as its image files (``IMAGE_SUFFIXES``), in natural name order
+    (``f2.png`` before ``f10.png``; zero-padded names sort the same either way).
+
+    Args:
+        path: a video file or a folder of frame images.
+        start_frame: index of the first frame to keep, counted in the file's own frames.
+        n_frames: number of frames ``T`` to return; ``None`` reads to the end.
+        size: ``(H, W)``, or one int for ``(size, size)``. Frames are resized without cropping
+            (the aspect ratio may change, as in the recovery protocol: every frame to 150x150)
+            with Pillow's bilinear filter on the uint8 frames, the same filter as
+            :func:`stgconv.io.image.load_image`. Pillow widens the filter when shrinking
+            (antialiased), unlike ``F.interpolate(..., antialias=False)``.
+        fps: resample in time by picking frames: output frame ``k`` is source frame
+            ``start_frame + floor(k * source_fps / fps)`` (frames repeat when ``fps`` is above
+            the source rate). Not available for folders, which have no frame rate.
+        channels: 1 (grey, ITU-R 601 luma as Pillow's ``convert("L")``) or 3 (RGB).
+
+    Returns:
+        float32 ``(C, T, H, W)`` in ``[-1, 1]``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream); a
+            truncated file (when read to its end, it yields fewer frames than its header or
+            index announces, or a GIF lacks its trailer byte); no decodable frames; fewer
+            frames than asked (the message says how many there are).
+    """
+    path = Path(path)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    start_frame = _as_int(start_frame, "start_frame", minimum=0)
+    n_frames = None if n_frames is None else _as_int(n_frames, "n_frames", minimum=1)
+    out_size = _check_size(size)
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    if not path.exists():
+        raise FileNotFoundError(f"video not found: {path}")
+
+    if path.is_dir():
+        if fps is not None:
+            raise ValueError(
+                f"fps={fps} needs a video file; the frame folder {path} has no frame rate"
+            )
+        frames = _read_folder(path, start_frame, n_frames, out_size, channels)
+    else:
+        frames = _read_file(path, start_frame, n_frames, out_size, fps, channels)
+    array = np.stack(frames)  # (T, H, W, C) uint8
+    return torch.from_numpy(array).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def _as_int(value: object, name: str, *, minimum: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)  # ints and numpy integers, not floats
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return number
+
+
+def _check_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                 for s in pair):
+        raise ValueError(f"size must be a positive int or a pair (H, W) of them, got {size!r}")
+    return pair
+
+
+def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    """PIL frame -> uint8 ``(H, W, C)``: convert, then resize (the order of ``load_image``)."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    if size is not None and (image.height, image.width) != size:
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    array = np.asarray(image)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _natural_key(path: Path) -> list:
+    # "f2" < "f10": compare digit runs as numbers, the rest as text.
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _read_folder(
+    folder: Path, start: int, n_frames: int | None, size: tuple[int, int] | None, channels: int
+) -> list[np.ndarray]:
+    files = sorted(
+        (p for p in folder.iterdir()
+         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=_natural_key,
+    )
+    if not files:
+        raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+    if start >= len(files):
+        raise ValueError(f"start_frame={start} but {folder} has only {len(files)} frames")
+    stop = len(files) if n_frames is None else start + n_frames
+    if stop > len(files):
+        raise ValueError(
+            f"asked for n_frames={n_frames} from start_frame={start}, but {folder} has "
+            f"{len(files)} frames ({len(files) - start} from start_frame)"
+        )
+    frames, first_size = [], None
+    for file in files[start:stop]:
+        try:
+            with Image.open(file) as opened:
+                opened.load()
+                image = opened.copy()
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"cannot read frame image {file}: {err}") from err
+        if first_size is None:
+            first_size = image.size
+        elif image.size != first_size:
+            raise ValueError(
+                f"frame {file} is {image.size[0]}x{image.size[1]} (WxH) but the first frame "
+                f"of {folder} is {first_size[0]}x{first_size[1]}; all frames must share a size"
+            )
+        frames.append(_to_array(image, size, channels))
+    return frames
+
+
+def _announced_frames(stream: av.video.stream.VideoStream, container: av.container.Container
+                      ) -> tuple[int, int] | None:
+    """``(frame count the file announces, slack)``, or ``None`` when it announces none.
+
+    A count from the index (mp4, avi) is exact; one estimated from the duration and the average
+    rate (mkv, webm) gets 10% slack, since variable-rate files make it approximate.
+    """
+    if stream.frames:
+        return stream.frames, max(1, stream.frames // 50)
+    rate = stream.average_rate
+    if not rate:
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = stream.duration * stream.time_base
+    elif container.duration is not None:
+        seconds = Fraction(container.duration, av.time_base)
+    else:
+        return None
+    count = round(seconds * rate)
+    return count, max(1, count // 10)
+
+
+def _ends_with_gif_trailer(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(-1, 2)
+        return file.read(1) == b"\x3b"
+
+
+def _read_file(
+    path: Path, start: int, n_frames: int | None, size: tuple[int, int] | None,
+    fps: float | None, channels: int
+) -> list[np.ndarray]:
+    frames: list[np.ndarray] = []
+    decoded = 0  # source frames decoded so far
+    exhausted = False
+    stage = "open"
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if fps is None:
+                step = Fraction(1)
+            else:
+                rate = stream.average_rate or stream.guessed_rate
+                if not rate:
+                    raise ValueError(f"{path} does not state its frame rate; cannot resample to "
+                                     f"fps={fps}")
+                step = Fraction(rate) / Fraction(fps).limit_denominator(1_000_000)
+            announced = _announced_frames(stream, container)
+            is_gif = container.format.name == "gif"
+            wanted = start  # source index of the next output frame
+            stage = "decode"
+            for frame in container.decode(stream):
+                index, decoded = decoded, decoded + 1
+                if index < wanted:
+                    continue
+                array = _to_array(frame.to_image(), size, channels)
+                while wanted == index:  # one source frame may serve several outputs (fps up)
+                    frames.append(array)
+                    if n_frames is not None and len(frames) == n_frames:
+                        break
+                    wanted = start + int(len(frames) * step)  # floor
+                if n_frames is not None and len(frames) == n_frames:
+                    break
+            else:
+                exhausted = True
+    except av.error.FFmpegError as err:
+        # FFmpegError subclasses ValueError; re-raise with the file and the stage named.
+        where = f" (failed after {decoded} frames)" if stage == "decode" else ""
+        raise ValueError(f"cannot {stage} video {path}{where}: {err}") from err
+
+    if decoded == 0:
+        raise ValueError(f"no decodable frames in {path}")
+    if exhausted and announced is not None and decoded < announced[0] - announced[1]:
+        # The header promised more: a cut-off download or an interrupted write.
+        raise ValueError(
+            f"{path} is truncated or corrupt: its header announces {announced[0]} frames but "
+            f"only {decoded} could be decoded"
+        )
+    if exhausted and is_gif and not _ends_with_gif_trailer(path):
+        # GIF headers hold no frame count; a complete GIF ends with the trailer byte 0x3B.
+        raise ValueError(
+            f"{path} is truncated: it does not end with the GIF trailer byte 0x3B "
+            f"({decoded} frames could be decoded)"
+        )
+    if start >= decoded:
+        raise ValueError(f"start_frame={start} but {path} has only {decoded} frames")
+    if n_frames is not None and len(frames) < n_frames:
+        available = -(-(decoded - start) // step)  # ceil: outputs k with floor(k*step) < left
+        rate_note = f" at fps={fps}" if fps is not None else ""
+        raise ValueError(
+            f"asked for n_frames={n_frames} from start_frame={start}{rate_note}, but {path} has "
+            f"{decoded} frames ({int(available)} available from start_frame{rate_note})"
+        )
+    return frames
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def available_codecs(suffix: str) -> tuple[str, ...]:
+    """Codecs :func:`save_video` can write into files ending in ``suffix`` with this PyAV build.
+
+    The first one is the default.
+    """
+    suffix = suffix.lower()
+    if suffix not in _CONTAINERS:
+        raise ValueError(
+            f"cannot write video files ending in {suffix!r}; choose one of "
+            f"{', '.join(_CONTAINERS)}"
+        )
+    return tuple(name for name in _CONTAINERS[suffix][1] if _has_encoder(name))
+
+
+def _has_encoder(name: str) -> bool:
+    try:
+        av.codec.Codec(name, "w")
+    except (av.error.FFmpegError, av.codec.codec.UnknownCodecError):
+        return False
+    return True
+
+
+def _resolve_codec(suffix: str, codec: str | None) -> str:
+    choices = available_codecs(suffix)
+    if codec is None:
+        if not choices:
+            raise ValueError(f"this PyAV build has no encoder for {suffix} files")
+        return choices[0]
+    try:
+        name = av.codec.Codec(codec, "w").name  # aliases: h264 -> libx264, vp9 -> libvpx-vp9
+    except (av.error.FFmpegError, av.codec.codec.UnknownCodecError):
+        name = codec
+    if name not in choices:
+        raise ValueError(
+            f"codec {codec!r} is not supported for {suffix} files here; available: "
+            f"{', '.join(choices) if choices else 'none'}"
+        )
+    return name
+
+
+def to_uint8(video: Tensor) -> np.ndarray:
+    """``(C, T, H, W)`` in ``[-1, 1]`` -> uint8 ``(T, H, W, 3)`` (grey repeated to RGB).
+
+    Values are clamped to ``[-1, 1]`` and rounded: ``round((x + 1) * 127.5)``.
+    """
+    _check_video(video)
+    video = video.detach().float().cpu().clamp(-1, 1)
+    if video.shape[0] == 1:
+        video = video.expand(3, -1, -1, -1)
+    array = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
+    return np.ascontiguousarray(array.numpy())
+
+
+def _check_video(video: Tensor) -> None:
+    if not isinstance(video, Tensor) or video.dim() != 4 or video.shape[0] not in (1, 3):
+        shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
+        raise ValueError(f"expected a video of shape (C=1 or 3, T, H, W), got {shape}")
+    if min(video.shape[1:]) < 1:
+        raise ValueError(f"video has an empty dimension: (C, T, H, W) = {tuple(video.shape)}")
+    if not torch.isfinite(video).all():
+        raise ValueError("video contains NaN or infinite values; refusing to write it")
+
+
+def save_video(
+    video: Tensor, path: str | Path, *, fps: float = 25, codec: str | None = None
+) -> Path:
+    """Write ``video`` ``(C, T, H, W)`` in ``[-1, 1]`` (C = 1 or 3) atomically; return the path.
+
+    The container follows the suffix (``.mp4``, ``.mkv``, ``.webm``, ``.gif``; see the module
+    docstring for the default codec of each). ``codec`` overrides the default; see
+    :func:`available_codecs`. Values outside ``[-1, 1]`` are clamped. A grey video is written as
+    RGB with equal channels (``load_video(..., channels=1)`` gives it back).
+
+    Raises:
+        ValueError: bad shape, NaN/inf values, an unknown suffix, a codec this build cannot
+            write into that container (the message lists the ones it can), odd height or width
+            for a yuv420p codec, or an encoder failure. Nothing is left at ``path`` (nor a
+            temporary file beside it) when writing fails.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    name = _resolve_codec(suffix, codec)  # validates the suffix too
+    frames = to_uint8(video)
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    _, height, width, _ = frames.shape
+    encoder = _ENCODERS[name]
+    if encoder.pix_fmt == "yuv420p" and (height % 2 or width % 2):
+        raise ValueError(
+            f"{name} writes yuv420p, which needs even height and width; got H={height}, "
+            f"W={width}. Crop or pad the video, or write .mkv (ffv1) or .gif, which take any size"
+        )
+    write = partial(_encode_av, frames=frames, container_format=_CONTAINERS[suffix][0],
+                    codec=name, fps=fps)
+    try:
+        return atomic_write(path, write)
+    except av.error.FFmpegError as err:
+        raise ValueError(f"cannot write {path} with codec {name}: {err}") from err
+
+
+def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: str,
+               fps: float) -> None:
+    # ``tmp`` ends in ".tmp", so the container format must be named, not guessed from the suffix.
+    encoder = _ENCODERS[codec]
+    _, height, width, _ = frames.shape
+    with av.open(tmp, "w", format=container_format) as container:
+        stream = container.add_stream(
+            codec, rate=Fraction(fps).limit_denominator(1_000_000), options=dict(encoder.options)
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, encoder.pix_fmt
+        if codec == "mpeg4":
+            stream.codec_context.qscale = 2  # fixed quantiser, near the best quality
+        for array in frames:
+            if codec == "gif":
+                frame = av.VideoFrame.from_ndarray(_palette_frame(array), format="pal8")
+            else:
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def _palette_frame(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 ``(H, W, 3)`` -> (indices ``(H, W)``, ARGB palette ``(256, 4)``) for one GIF frame.
+
+    Pillow picks an adaptive palette per frame (exact when the frame has <= 256 colours);
+    Handing rgb24 to PyAV's GIF encoder means the fixed 3-3-2-bit rgb8 palette (mean error
+    ~17/255 on smooth clips). Pillow's GIF writer is not used because it merges identical
+    consecutive frames into one longer frame, which would change T.
+    """
+    image = Image.fromarray(array).quantize(
+        256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
+    rgb = np.asarray(image.getpalette("RGB"), dtype=np.uint8).reshape(-1, 3)[:256]
+    palette = np.zeros((256, 4), dtype=np.uint8)
+    palette[:, 0] = 255  # opaque
+    palette[: len(rgb), 1:] = rgb
+    return np.asarray(image), palette
+
+
+def save_comparison(
+    videos: Sequence[Tensor],
+    path: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    fps: float = 25,
+    codec: str | None = None,
+) -> Path:
+    """Write clips side by side, e.g. "observed | synthesized" or "occluded | recovered | truth".
+
+    Args:
+        videos: clips ``(C, T, H, W)`` in ``[-1, 1]`` with the same ``T`` and ``H`` (``C`` and
+            ``W`` may differ; grey clips are shown as RGB).
+        labels: one caption per clip, drawn in a white band above it.
+        fps, codec: as in :func:`save_video`.
+
+    Panels are separated by a white gap of :data:`COMPARISON_GAP` pixels; the canvas is padded
+    with white at the bottom/right to an even size so that yuv420p codecs accept it.
+    """
+    videos = list(videos)
+    if not videos:
+        raise ValueError("save_comparison needs at least one video")
+    for i, video in enumerate(videos):
+        try:
+            _check_video(video)
+        except ValueError as err:
+            raise ValueError(f"videos[{i}]: {err}") from err
+    shapes = [tuple(v.shape) for v in videos]
+    if len({s[1:3] for s in shapes}) != 1:
+        raise ValueError(f"all videos need the same T and H; got (C, T, H, W) shapes {shapes}")
+    if labels is not None and len(labels) != len(videos):
+        raise ValueError(f"got {len(labels)} labels for {len(videos)} videos")
+
+    _, frames, height, _ = shapes[0]
+    clips = [v.detach().float().cpu().clamp(-1, 1).expand(3, -1, -1, -1) for v in videos]
+    gap = torch.ones(3, frames, height, COMPARISON_GAP)
+    parts = [clips[0]]
+    for clip in clips[1:]:
+        parts += [gap, clip]
+    canvas = torch.cat(parts, dim=3)
+    if labels is not None:
+        band = _label_band(labels, [s[3] for s in shapes])  # (3, h, W)
+        canvas = torch.cat([band[:, None].expand(-1, frames, -1, -1), canvas], dim=2)
+    pad_h, pad_w = canvas.shape[2] % 2, canvas.shape[3] % 2
+    canvas = torch.nn.functional.pad(canvas, (0, pad_w, 0, pad_h), value=1.0)
+    return save_video(canvas, path, fps=fps, codec=codec)
+
+
+def _label_band(labels: Sequence[str], widths: list[int]) -> Tensor:
+    """White band ``(3, h, sum(widths) + gaps)`` in ``[-1, 1]`` with each label in black."""
+    font = ImageFont.load_default()
+    box = font.getbbox("Ag")
+    height = int(box[3]) + 4
+    total = sum(widths) + COMPARISON_GAP * (len(widths) - 1)
+    image = Image.new("RGB", (total, height), (255, 255, 255))
+    left = 0
+    for label, width in zip(labels, widths):
+        # Drawn on its own panel-wide tile, so a long label is cut at its panel's edge.
+        tile = Image.new("RGB", (width, height), (255, 255, 255))
+        ImageDraw.Draw(tile).text((2, 2), str(label), fill=(0, 0, 0), font=font)
+        image.paste(tile, (left, 0))
+        left += width + COMPARISON_GAP
+    array = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
+    return array / 127.5 - 1.0

@@ -1,0 +1,323 @@
+"""Video IO: round trips on tiny generated clips in tmp_path, frame folders, bad input, and the
+real clips of ../shared/data/video (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stgconv.io.video import (
+    COMPARISON_GAP,
+    available_codecs,
+    load_video,
+    save_comparison,
+    save_video,
+    to_uint8,
+)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+VIDEO_DIR = SHARED / "video"
+needs_shared = pytest.mark.skipif(
+    not VIDEO_DIR.is_dir(), reason=f"real clips not found at {VIDEO_DIR} (../shared/data absent)"
+)
+
+T, H, W = 8, 32, 32
+
+
+def quantised(video: torch.Tensor) -> torch.Tensor:
+    """What a lossless writer stores: the uint8 values, back in [-1, 1], as (3, T, H, W)."""
+    return torch.from_numpy(to_uint8(video)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+@pytest.fixture
+def noise_clip() -> torch.Tensor:
+    """(3, T, H, W) i.i.d. noise: every uint8 value matters, only a lossless codec keeps it."""
+    return torch.rand(3, T, H, W, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+@pytest.fixture
+def smooth_clip() -> torch.Tensor:
+    """(3, T, H, W) moving colour waves: what lossy codecs are made for."""
+    t = torch.arange(T, dtype=torch.float32)[:, None, None]
+    y = torch.arange(H, dtype=torch.float32)[None, :, None]
+    x = torch.arange(W, dtype=torch.float32)[None, None, :]
+    return torch.stack([0.8 * torch.sin(x / 5 + y / 9 + t / 3 + c) for c in range(3)])
+
+
+@pytest.fixture
+def few_colour_clip() -> torch.Tensor:
+    """(3, T, H, W) with 100 colours per frame and two identical consecutive frames (2 and 3)."""
+    g = torch.Generator().manual_seed(1)
+    palette = torch.randint(0, 256, (100, 3), generator=g)
+    index = torch.randint(0, 100, (T, H, W), generator=g)
+    index[3] = index[2]
+    return palette[index].permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trips
+# ---------------------------------------------------------------------------------------------
+
+
+def test_ffv1_mkv_round_trip_is_exact(tmp_path, noise_clip):
+    path = save_video(noise_clip, tmp_path / "clip.mkv")
+    assert path == tmp_path / "clip.mkv"
+    assert "ffv1" == available_codecs(".mkv")[0]
+    loaded = load_video(path)
+    assert loaded.shape == (3, T, H, W) and loaded.dtype == torch.float32
+    assert torch.equal(loaded, quantised(noise_clip))
+    assert files_in(tmp_path) == ["clip.mkv"]  # no temporary file left beside it
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_libx264rgb_qp0_round_trip_is_exact(tmp_path, noise_clip, suffix):
+    if "libx264rgb" not in available_codecs(suffix):
+        pytest.skip("this PyAV build has no libx264rgb encoder")
+    path = save_video(noise_clip, tmp_path / f"clip{suffix}", codec="libx264rgb")
+    assert torch.equal(load_video(path), quantised(noise_clip))
+
+
+def test_grey_video_round_trip(tmp_path, noise_clip):
+    grey = noise_clip[:1]
+    path = save_video(grey, tmp_path / "grey.mkv")
+    assert torch.equal(load_video(path, channels=1), quantised(grey)[:1])
+    rgb = load_video(path)  # written as RGB with equal channels
+    assert rgb.shape == (3, T, H, W) and torch.equal(rgb[0], rgb[2])
+
+
+@pytest.mark.parametrize(
+    "name, codec", [("clip.mp4", None), ("clip.mp4", "mpeg4"), ("clip.mp4", "h264"),
+                    ("clip.webm", None), ("clip.mkv", "libvpx")]
+)
+def test_lossy_round_trip_within_tolerance(tmp_path, smooth_clip, name, codec):
+    if codec is None and not available_codecs(Path(name).suffix):
+        pytest.skip(f"no encoder for {name} in this PyAV build")
+    path = save_video(smooth_clip, tmp_path / name, codec=codec, fps=10)
+    loaded = load_video(path)
+    assert loaded.shape == smooth_clip.shape
+    # Mean error measured here is ~4.7/255 for every lossy codec (chroma subsampling dominates).
+    error = (loaded - smooth_clip).abs().mean().item() * 127.5
+    assert error < 10.0, f"{codec or 'default'} mean abs error {error:.1f}/255"
+
+
+def test_gif_round_trip_is_exact_and_keeps_repeated_frames(tmp_path, few_colour_clip):
+    path = save_video(few_colour_clip, tmp_path / "clip.gif", fps=20)
+    loaded = load_video(path)
+    # Pillow's GIF writer would merge frames 2 and 3 into one; ours keeps T.
+    assert loaded.shape == (3, T, H, W)
+    assert torch.equal(loaded, quantised(few_colour_clip))
+    assert Image.open(path).n_frames == T  # and other readers agree
+
+
+def test_values_outside_range_are_clamped(tmp_path, noise_clip):
+    path = save_video(noise_clip * 3, tmp_path / "clip.mkv")
+    assert torch.equal(load_video(path), quantised(noise_clip * 3).clamp(-1, 1))
+    assert load_video(path).abs().max() == 1.0
+
+
+def test_save_comparison_layout(tmp_path, noise_clip):
+    narrow = noise_clip[:1, :, :, :20]  # grey and narrower: C and W may differ
+    path = save_comparison([noise_clip, narrow], tmp_path / "cmp.mkv", fps=5)
+    loaded = load_video(path)
+    assert loaded.shape == (3, T, H, W + COMPARISON_GAP + 20)
+    assert torch.equal(loaded[:, :, :, :W], quantised(noise_clip))
+    assert (loaded[:, :, :, W:W + COMPARISON_GAP] == 1).all()  # white gap
+    assert torch.equal(loaded[:, :, :, W + COMPARISON_GAP:], quantised(narrow))  # grey -> RGB
+
+
+def test_save_comparison_labels_and_even_canvas(tmp_path, smooth_clip):
+    odd = smooth_clip[:, :, :, :15]
+    path = save_comparison([smooth_clip, odd, smooth_clip], tmp_path / "cmp.mp4",
+                           labels=["occluded", "recovered", "ground truth"])
+    loaded = load_video(path)
+    band = loaded.shape[2] - H
+    assert band > 0, "labels add a band above the panels"
+    assert loaded.shape[2] % 2 == 0 and loaded.shape[3] % 2 == 0  # padded for yuv420p
+    assert loaded.shape[3] in (W + 15 + W + 2 * COMPARISON_GAP, W + 15 + W + 2 * COMPARISON_GAP + 1)
+    assert (loaded[:, :, :band] < 0.9).any(), "label text is drawn"
+
+
+def test_save_comparison_rejects_mismatched_clips(tmp_path, noise_clip):
+    with pytest.raises(ValueError, match=r"same T and H"):
+        save_comparison([noise_clip, noise_clip[:, :4]], tmp_path / "cmp.mp4")
+    with pytest.raises(ValueError, match=r"2 labels for 1 videos"):
+        save_comparison([noise_clip], tmp_path / "cmp.mp4", labels=["a", "b"])
+    assert files_in(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame range, count, resize, fps
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ramp_file(tmp_path) -> Path:
+    """Lossless clip whose frame t has the constant value of frame index t (0, 30, 60, ...)."""
+    values = torch.arange(T, dtype=torch.float32) * 30 / 127.5 - 1.0
+    video = values[None, :, None, None].expand(3, T, 12, 16).contiguous()
+    return save_video(video, tmp_path / "ramp.mkv", fps=25)
+
+
+def frame_ids(video: torch.Tensor) -> list[int]:
+    return (((video[0, :, 0, 0] + 1) * 127.5).round() / 30).round().int().tolist()
+
+
+def test_frame_range_and_count(ramp_file):
+    assert frame_ids(load_video(ramp_file)) == list(range(T))
+    assert frame_ids(load_video(ramp_file, start_frame=2, n_frames=3)) == [2, 3, 4]
+    assert frame_ids(load_video(ramp_file, start_frame=5)) == [5, 6, 7]
+
+
+def test_fps_resampling_picks_frames(ramp_file):
+    # 25 -> 10 fps: output k is source floor(k * 2.5).
+    assert frame_ids(load_video(ramp_file, fps=10)) == [0, 2, 5, 7]
+    assert frame_ids(load_video(ramp_file, fps=50, n_frames=5)) == [0, 0, 1, 1, 2]
+    assert frame_ids(load_video(ramp_file, fps=12.5, start_frame=1)) == [1, 3, 5, 7]
+
+
+def test_resize_and_channels(ramp_file, tmp_path, smooth_clip):
+    assert load_video(ramp_file, size=10).shape == (3, T, 10, 10)
+    assert load_video(ramp_file, size=(6, 20), channels=1).shape == (1, T, 6, 20)
+    # The resize is Pillow's bilinear filter on the uint8 frames.
+    path = save_video(smooth_clip, tmp_path / "smooth.mkv")
+    frame0 = Image.fromarray(to_uint8(smooth_clip)[0]).resize((24, 16), Image.Resampling.BILINEAR)
+    expected = torch.from_numpy(np.array(frame0)).permute(2, 0, 1).float() / 127.5 - 1.0
+    assert torch.equal(load_video(path, size=(16, 24), n_frames=1)[:, 0], expected)
+
+
+def test_frame_folder(tmp_path, noise_clip):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = to_uint8(noise_clip[:, :3])
+    # Natural order: f2 before f10, whatever the creation order.
+    for name, array in zip(["f2.png", "f10.png", "f1.png"], [frames[1], frames[2], frames[0]]):
+        Image.fromarray(array).save(folder / name)
+    (folder / "notes.txt").write_text("ignored")
+    assert torch.equal(load_video(folder), quantised(noise_clip[:, :3]))
+    assert torch.equal(load_video(folder, start_frame=1, n_frames=1), quantised(noise_clip[:, 1:2]))
+    assert load_video(folder, size=8, channels=1).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"has 3 frames"):
+        load_video(folder, n_frames=4)
+    with pytest.raises(ValueError, match=r"no frame rate"):
+        load_video(folder, fps=10)
+    Image.fromarray(frames[0][:10]).save(folder / "f11.png")
+    with pytest.raises(ValueError, match=r"f11.png.*share a size"):
+        load_video(folder)
+
+
+def test_empty_frame_folder(tmp_path):
+    with pytest.raises(ValueError, match=r"no frame images"):
+        load_video(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothere.mp4"):
+        load_video(tmp_path / "nothere.mp4")
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "x.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match=r"cannot open video .*x\.mp4"):
+        load_video(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.avi"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.avi"):
+        load_video(path)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".gif"])
+def test_truncated_file(tmp_path, noise_clip, suffix):
+    # mp4 loses its index (moov at the end); mkv/gif still decode a few frames, which the
+    # header's frame count (mkv) or the missing GIF trailer byte give away.
+    data = save_video(noise_clip, tmp_path / f"full{suffix}").read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"cut\{suffix}"):
+        load_video(cut)
+
+
+def test_frame_count_errors(ramp_file):
+    with pytest.raises(ValueError, match=r"n_frames must be an int >= 1"):
+        load_video(ramp_file, n_frames=0)
+    with pytest.raises(ValueError, match=rf"has {T} frames"):
+        load_video(ramp_file, n_frames=T + 1)
+    with pytest.raises(ValueError, match=rf"start_frame={T} but .* only {T} frames"):
+        load_video(ramp_file, start_frame=T)
+    with pytest.raises(ValueError, match=r"4 available from start_frame at fps=10"):
+        load_video(ramp_file, fps=10, n_frames=5)
+    with pytest.raises(ValueError, match=r"channels must be 1 or 3"):
+        load_video(ramp_file, channels=4)
+    with pytest.raises(ValueError, match=r"size must be"):
+        load_video(ramp_file, size=(0, 4))
+
+
+def test_unsupported_codec_leaves_no_file(tmp_path, noise_clip):
+    with pytest.raises(ValueError, match=r"codec 'ffv1' .*\.mp4.*available: .*mpeg4"):
+        save_video(noise_clip, tmp_path / "clip.mp4", codec="ffv1")
+    with pytest.raises(ValueError, match=r"codec 'no-such-codec'"):
+        save_video(noise_clip, tmp_path / "clip.webm", codec="no-such-codec")
+    with pytest.raises(ValueError, match=r"'\.avi'.*\.mp4, \.mkv"):
+        save_video(noise_clip, tmp_path / "clip.avi")
+    assert files_in(tmp_path) == []
+
+
+def test_bad_video_leaves_no_file(tmp_path, noise_clip):
+    with pytest.raises(ValueError, match=r"even height and width; got H=31"):
+        save_video(noise_clip[:, :, :31], tmp_path / "clip.mp4")
+    with pytest.raises(ValueError, match=r"NaN"):
+        save_video(noise_clip.clone().fill_(float("nan")), tmp_path / "clip.mkv")
+    with pytest.raises(ValueError, match=r"\(C=1 or 3, T, H, W\), got \(2, 8, 32, 32\)"):
+        save_video(noise_clip[:2], tmp_path / "clip.mkv")
+    assert files_in(tmp_path) == []
+    # Odd sizes are fine for lossless mkv and gif.
+    save_video(noise_clip[:, :, :31, :17], tmp_path / "odd.mkv")
+    assert load_video(tmp_path / "odd.mkv").shape == (3, T, 31, 17)
+
+
+def test_failed_write_keeps_previous_file(tmp_path, noise_clip):
+    path = save_video(noise_clip, tmp_path / "clip.mkv")
+    before = path.read_bytes()
+    with pytest.raises(ValueError):
+        save_video(noise_clip.clone().fill_(float("inf")), path)
+    assert path.read_bytes() == before and files_in(tmp_path) == ["clip.mkv"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Real clips (../shared/data/video)
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_shared
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["fire_pot.avi", "flag.avi"])  # msmpeg4v2, mpeg4
+def test_real_clip_recovery_protocol(name):
+    video = load_video(VIDEO_DIR / name, n_frames=70, size=150)
+    assert video.shape == (3, 70, 150, 150)
+    assert video.min() >= -1 and video.max() <= 1
+    assert video.std() > 0.05 and (video[:, 1:] - video[:, :-1]).abs().mean() > 0.001  # moves
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_real_action_mp4():
+    path = sorted((VIDEO_DIR / "actions").glob("*.mp4"))[0]  # h264
+    video = load_video(path, n_frames=12, fps=15, size=(48, 64), channels=1)
+    assert video.shape == (1, 12, 48, 64)
+    assert video.std() > 0.05

@@ -1,0 +1,180 @@
+"""Masks: loading and converting the shared .mat masks (skipped when absent), generated masks,
+and the shape check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from stgconv.data.masks import (
+    check_mask_matches,
+    load_mask_mat,
+    missing_frames,
+    occluded_region,
+    salt_and_pepper,
+)
+
+MASK_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "masks"
+needs_shared = pytest.mark.skipif(
+    not MASK_DIR.is_dir(), reason=f"shared masks not found at {MASK_DIR} (../shared/data absent)"
+)
+CLIPS = ["flag", "ocean", "playing", "sea_world", "windmill"]
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared .mat masks
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_shared
+@pytest.mark.shared_data
+@pytest.mark.parametrize("clip", CLIPS)
+def test_real_missing_frame_masks(clip):
+    path = MASK_DIR / f"{clip}_missing_frame_type.mat"
+    known = load_mask_mat(path)
+    assert known.shape == (3, 70, 150, 150) and known.dtype == torch.bool
+    # The conversion: transpose (H, W, T, C) -> (C, T, H, W) and invert (1 = missing).
+    raw = scipy.io.loadmat(path)["masks"]
+    assert torch.equal(known, torch.from_numpy(raw.transpose(3, 2, 0, 1) == 0))
+    assert (known == known[:1]).all()  # channels identical
+    per_frame = known[0].float().mean(dim=(1, 2))
+    assert set(per_frame.tolist()) == {0.0, 1.0}  # whole frames
+    assert (per_frame == 0).sum() == 35  # 50% of 70
+    assert 1 - known.float().mean().item() == pytest.approx(0.5)
+
+
+@needs_shared
+@pytest.mark.shared_data
+@pytest.mark.parametrize("clip", CLIPS)
+def test_real_region_masks(clip):
+    known = load_mask_mat(MASK_DIR / f"{clip}_region_type.mat")
+    assert known.shape == (3, 70, 150, 150)
+    assert (known == known[:1]).all()
+    missing = ~known[0]
+    corners = []
+    for t in range(70):
+        rows, cols = torch.nonzero(missing[t], as_tuple=True)
+        assert len(rows) == 60 * 60  # one full 60x60 block
+        assert rows.max() - rows.min() == 59 and cols.max() - cols.min() == 59
+        corners.append((rows.min().item(), cols.min().item()))
+    assert len(set(corners)) > 60, "the block moves from frame to frame"
+    assert 1 - known.float().mean().item() == pytest.approx(0.16)
+
+
+def test_mat_loader_converts_and_validates(tmp_path):
+    missing = np.zeros((4, 5, 3, 2), dtype=np.uint8)  # (H, W, T, C)
+    missing[1, 2, 0, :] = 1
+    scipy.io.savemat(tmp_path / "m.mat", {"masks": missing, "other": np.ones(2)})
+    known = load_mask_mat(tmp_path / "m.mat")
+    assert known.shape == (2, 3, 4, 5)
+    assert not known[:, 0, 1, 2].any() and known.sum() == known.numel() - 2
+
+    scipy.io.savemat(tmp_path / "m3.mat", {"occ": missing[..., 0]})
+    assert load_mask_mat(tmp_path / "m3.mat", key="occ").shape == (1, 3, 4, 5)
+
+    with pytest.raises(ValueError, match=r"no variable 'nope'; it holds: masks, other"):
+        load_mask_mat(tmp_path / "m.mat", key="nope")
+    scipy.io.savemat(tmp_path / "bad.mat", {"masks": missing * 2})
+    with pytest.raises(ValueError, match=r"only 0 .* and 1 .*found values 0, 2"):
+        load_mask_mat(tmp_path / "bad.mat")
+    scipy.io.savemat(tmp_path / "flat.mat", {"masks": np.zeros((4, 5))})
+    with pytest.raises(ValueError, match=r"shape \(4, 5\); expected \(H, W, T, C\)"):
+        load_mask_mat(tmp_path / "flat.mat")
+    with pytest.raises(FileNotFoundError):
+        load_mask_mat(tmp_path / "absent.mat")
+    (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
+    with pytest.raises(ValueError, match=r"junk\.mat"):
+        load_mask_mat(tmp_path / "junk.mat")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated masks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_missing_frames():
+    known = missing_frames(10, 6, 7, fraction=0.5, generator=gen(0))
+    assert known.shape == (10, 6, 7) and known.dtype == torch.bool
+    per_frame = known.float().mean(dim=(1, 2))
+    assert set(per_frame.tolist()) <= {0.0, 1.0} and (per_frame == 0).sum() == 5
+    assert torch.equal(known, missing_frames(10, 6, 7, fraction=0.5, generator=gen(0)))
+    assert not torch.equal(known, missing_frames(10, 6, 7, fraction=0.5, generator=gen(1)))
+
+
+def test_missing_frames_keep_ends():
+    for seed in range(5):
+        known = missing_frames(6, 2, 2, fraction=4 / 6, keep_ends=True, generator=gen(seed))
+        assert known[0].all() and known[-1].all() and (~known[1:-1]).all()
+    with pytest.raises(ValueError, match=r"at most 4 frames"):
+        missing_frames(6, 2, 2, fraction=5 / 6, keep_ends=True)
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
+        missing_frames(6, 2, 2, fraction=1.5)
+
+
+@pytest.mark.parametrize("moving", [True, False])
+def test_occluded_region(moving):
+    known = occluded_region(12, 20, 30, size=(5, 8), moving=moving, generator=gen(0))
+    assert known.shape == (12, 20, 30) and known.dtype == torch.bool
+    corners = set()
+    for frame in ~known:
+        rows, cols = torch.nonzero(frame, as_tuple=True)
+        assert len(rows) == 40 and rows.max() - rows.min() == 4 and cols.max() - cols.min() == 7
+        corners.add((rows.min().item(), cols.min().item()))
+    assert (len(corners) > 1) == moving
+    again = occluded_region(12, 20, 30, size=(5, 8), moving=moving, generator=gen(0))
+    assert torch.equal(known, again)
+    assert not torch.equal(known, occluded_region(12, 20, 30, size=(5, 8), moving=moving,
+                                                  generator=gen(1)))
+
+
+def test_occluded_region_shared_geometry_fraction():
+    known = occluded_region(70, 150, 150, size=60, generator=gen(0))
+    assert 1 - known.float().mean().item() == pytest.approx(0.16)
+    with pytest.raises(ValueError, match=r"does not fit"):
+        occluded_region(2, 10, 10, size=11)
+
+
+@pytest.mark.parametrize("block", [1, 4])
+def test_salt_and_pepper(block):
+    known = salt_and_pepper(5, 16, 24, fraction=0.25, block=block, generator=gen(0))
+    assert known.shape == (5, 16, 24) and known.dtype == torch.bool
+    assert ((~known).float().mean(dim=(1, 2)) == 0.25).all()  # exact, per frame
+    if block > 1:  # constant on every block x block tile
+        tiles = known.reshape(5, 16 // block, block, 24 // block, block)
+        assert (tiles == tiles[:, :, :1, :, :1]).all()
+    assert torch.equal(known, salt_and_pepper(5, 16, 24, fraction=0.25, block=block,
+                                              generator=gen(0)))
+    assert not torch.equal(known, salt_and_pepper(5, 16, 24, fraction=0.25, block=block,
+                                                  generator=gen(1)))
+    assert not torch.equal(known[0], known[1])  # drawn per frame
+
+
+def test_salt_and_pepper_ragged_edges():
+    known = salt_and_pepper(2, 10, 7, fraction=1.0, block=4)
+    assert known.shape == (2, 10, 7) and not known.any()
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape check
+# ---------------------------------------------------------------------------------------------
+
+
+def test_check_mask_matches():
+    video = torch.zeros(3, 4, 6, 8)
+    check_mask_matches(torch.ones(4, 6, 8, dtype=torch.bool), video)
+    check_mask_matches(torch.ones(3, 4, 6, 8, dtype=torch.bool), video)
+    check_mask_matches(torch.ones(1, 4, 6, 8, dtype=torch.bool), video.unsqueeze(0))
+    with pytest.raises(ValueError, match=r"known \(4, 6, 9\) does not match video \(3, 4, 6, 8\)"):
+        check_mask_matches(torch.ones(4, 6, 9, dtype=torch.bool), video)
+    with pytest.raises(ValueError, match=r"known \(2, 3, 4, 6, 8\) does not match"):
+        check_mask_matches(torch.ones(2, 3, 4, 6, 8, dtype=torch.bool), video)  # would grow it
+    with pytest.raises(ValueError, match=r"bool tensor .* got torch.float32"):
+        check_mask_matches(torch.ones(4, 6, 8), video)
