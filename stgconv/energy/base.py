@@ -62,7 +62,9 @@ class ConvNetEnergy(EnergyModel):
             makes the model stationary (textures, dynamic textures) and size-agnostic;
             ``"linear"`` flattens and applies a fully connected layer (objects), which needs
             ``input_size``.
-        input_size: spatial size ``(H, W)`` or ``(T, H, W)`` for the ``"linear"`` head.
+        input_size: the size ``(H, W)`` or ``(T, H, W)`` inputs must have; required by the
+            ``"linear"`` head. With the ``"sum"`` head, ``None`` entries leave a dimension free
+            (a spatially fully connected video model fixes ``H, W`` but not ``T``).
         activation: after every convolution (except the top one under the ``"sum"`` head).
         reference_sigma: see :class:`EnergyModel`.
     """
@@ -74,7 +76,7 @@ class ConvNetEnergy(EnergyModel):
         in_channels: int,
         layers: Sequence[Sequence[Any]],
         head: Literal["sum", "linear"] = "sum",
-        input_size: Sequence[int] | None = None,
+        input_size: Sequence[int | None] | None = None,
         activation: Activation = "relu",
         reference_sigma: float | None = 1.0,
     ) -> None:
@@ -85,10 +87,14 @@ class ConvNetEnergy(EnergyModel):
             raise ValueError("layers must hold at least one convolution")
         if head not in ("sum", "linear"):
             raise ValueError(f"head must be 'sum' or 'linear', got {head!r}")
-        if head == "linear" and (input_size is None or len(input_size) != spatial_dims):
+        if head == "linear" and (
+            input_size is None or len(input_size) != spatial_dims or None in input_size
+        ):
             raise ValueError(
-                f"head='linear' needs input_size with {spatial_dims} entries, got {input_size}"
+                f"head='linear' needs input_size with {spatial_dims} sizes, got {input_size}"
             )
+        if input_size is not None and len(input_size) != spatial_dims:
+            raise ValueError(f"input_size needs {spatial_dims} entries, got {input_size}")
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         blocks: list[nn.Module] = []
         channels = in_channels
@@ -129,10 +135,13 @@ class ConvNetEnergy(EnergyModel):
         }
 
     def _check(self, x: Tensor) -> None:
-        expected = ("B", self.in_channels, *(self.input_size or ["*"] * self.spatial_dims))
+        free = ["*" if n is None else n for n in (self.input_size or [None] * self.spatial_dims)]
+        expected = ("B", self.in_channels, *free)
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
-        if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
+        if self.input_size is not None and any(
+            n is not None and n != got for n, got in zip(self.input_size, x.shape[2:])
+        ):
             raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
 
     def _fits(self, size: Sequence[int]) -> bool:

@@ -1,0 +1,75 @@
+"""Video energies ``(B, C, T, H, W) -> (B,)``: the spatial-temporal generative ConvNet (STGConvNet).
+
+- ``st``: spatially and temporally stationary (Xie, Zhu, Wu, CVPR 2017): three 3-D convolution
+  layers with strides in space and time, the top layer's responses summed over every space-time
+  position, so the model applies to clips of any size and length (dynamic textures: water, fire,
+  smoke).
+- ``fc_s``: spatially fully connected, stationary in time only (scenes whose layout matters,
+  actions): 120 filters 5x5x5 stride 2, then 30 filters spanning the whole remaining frame and 5
+  frames, then 10 temporal filters, summed over time. These sizes follow the authors' public
+  spatial-temporal code.
+- ``st_small`` / ``fc_s_small``: the same structures with fewer, smaller filters for CPU runs.
+
+Kernels and strides are ``(t, h, w)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from stgconv.energy.base import Activation, ConvNetEnergy
+
+ST_PRESETS: dict[str, list[list[Any]]] = {
+    "st": [[120, (7, 7, 7), (2, 3, 3)], [40, (4, 6, 6), (2, 2, 2)], [20, (2, 2, 2), (1, 1, 1)]],
+    "st_small": [[16, (5, 7, 7), (2, 3, 3)], [16, (3, 4, 4), (1, 2, 2)], [8, (2, 2, 2), (1, 1, 1)]],
+}
+FC_S_WIDTHS: dict[str, tuple[int, int, int]] = {"fc_s": (120, 30, 10), "fc_s_small": (16, 8, 4)}
+VIDEO_ARCHS = (*ST_PRESETS, *FC_S_WIDTHS)
+
+
+def _fc_s_layers(widths: tuple[int, int, int], frame_size: Sequence[int]) -> list[list[Any]]:
+    """The FC_S stack for frames of ``frame_size`` ``(H, W)``: layer 2 spans the whole frame."""
+    height, width = ((n + 2 * 2 - 5) // 2 + 1 for n in frame_size)  # after 5x5x5, stride 2, pad 2
+    first, second, third = widths
+    return [
+        [first, (5, 5, 5), (2, 2, 2), (2, 2, 2)],
+        [second, (5, height, width), (2, 1, 1), (2, 0, 0)],
+        [third, (5, 1, 1), (2, 1, 1), (2, 0, 0)],
+    ]
+
+
+def video_energy(
+    arch: str,
+    *,
+    in_channels: int = 3,
+    frame_size: Sequence[int] | None = None,
+    layers: Sequence[Sequence[Any]] | None = None,
+    activation: Activation = "relu",
+    reference_sigma: float | None = 0.05,
+) -> ConvNetEnergy:
+    """Build a video energy from a preset, optionally replacing its layer stack.
+
+    Args:
+        arch: one of :data:`VIDEO_ARCHS`.
+        frame_size: ``(H, W)``; required by the ``fc_s`` presets, whose second layer spans the
+            frame. The result then only accepts frames of that size (any number of frames).
+        layers: rows ``(out_channels, kernel, stride[, padding])`` replacing the preset.
+    """
+    if arch not in VIDEO_ARCHS:
+        raise ValueError(f"unknown video architecture {arch!r}; choose from {list(VIDEO_ARCHS)}")
+    if layers is None and arch in FC_S_WIDTHS:
+        if frame_size is None or len(frame_size) != 2:
+            raise ValueError(f"{arch} needs frame_size=(H, W), got {frame_size}")
+        layers = _fc_s_layers(FC_S_WIDTHS[arch], frame_size)
+    elif layers is None:
+        layers = ST_PRESETS[arch]
+    fixed_frame = arch in FC_S_WIDTHS and frame_size is not None
+    return ConvNetEnergy(
+        spatial_dims=3,
+        in_channels=in_channels,
+        layers=layers,
+        head="sum",
+        input_size=(None, *frame_size) if fixed_frame else None,
+        activation=activation,
+        reference_sigma=reference_sigma,
+    )

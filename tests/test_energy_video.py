@@ -1,0 +1,92 @@
+"""Contract tests of the video energies (STGConvNet): ``(B, C, T, H, W) -> (B,)``, finite and
+differentiable in ``x``; the ST model is stationary in space and time and takes any clip size;
+FC_S is tied to its frame size but takes any number of frames; bad inputs name the problem."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stgconv.energy import build_from_config
+from stgconv.energy.video import VIDEO_ARCHS, video_energy
+
+FRAME = (32, 32)
+
+
+def make(arch: str, **kw):
+    torch.manual_seed(0)
+    return video_energy(arch, in_channels=3, frame_size=FRAME, **kw).double()
+
+
+def clips(batch: int = 2, frames: int = 12, size=FRAME, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 3, frames, *size, generator=g, dtype=torch.float64) * 2 - 1) * 0.5
+
+
+@pytest.mark.parametrize("arch", ["st_small", "fc_s_small", "fc_s"])
+def test_contract_shape_finite_differentiable(arch):
+    energy = make(arch)
+    x = clips().requires_grad_(True)
+    e = energy(x)
+    assert e.shape == (2,) and torch.isfinite(e).all()
+    (grad,) = torch.autograd.grad(energy.response(x).sum(), x)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+
+
+def test_full_size_st_preset_runs_on_the_papers_clip_shape():
+    energy = video_energy("st", frame_size=None)
+    e = energy(torch.zeros(1, 3, 70, 100, 100))
+    assert e.shape == (1,) and torch.isfinite(e).all()
+
+
+def test_st_is_stationary_under_spatial_and_temporal_shifts():
+    """Moving a pattern inside a zero background by a multiple of the total stride, far from
+    the borders, leaves the summed response unchanged: the ST model has no notion of where."""
+    energy = make("st_small")  # strides (2,3,3) then (1,2,2): total (2, 6, 6)
+    pattern = clips(batch=1, frames=6, size=(12, 12))
+    # The top units see 11 frames and 22 pixels: keep the pattern that far from every border.
+    canvas = torch.zeros(1, 3, 30, 72, 72, dtype=torch.float64)
+    a, b = canvas.clone(), canvas.clone()
+    a[..., 10:16, 24:36, 24:36] = pattern
+    b[..., 12:18, 30:42, 36:48] = pattern  # shifted by (2, 6, 12)
+    torch.testing.assert_close(energy.response(a), energy.response(b), rtol=1e-10, atol=1e-8)
+
+
+def test_st_takes_any_clip_size_fc_s_any_length():
+    st = make("st_small")
+    assert st(clips(frames=14, size=(40, 28))).shape == (2,)
+    fc_s = make("fc_s_small")
+    assert fc_s(clips(frames=20)).shape == (2,)
+    with pytest.raises(ValueError, match=r"expected input of shape \(.B., 3, .\*., 32, 32\)"):
+        fc_s(clips(size=(40, 40)))
+
+
+def test_fc_s_depends_on_where_things_are():
+    energy = make("fc_s_small")
+    pattern = clips(batch=1, frames=12, size=(8, 8))
+    a = torch.zeros(1, 3, 12, *FRAME, dtype=torch.float64)
+    b = a.clone()
+    a[..., 0:8, 0:8] = pattern
+    b[..., 12:20, 12:20] = pattern
+    assert not torch.allclose(energy.response(a), energy.response(b))
+
+
+def test_bad_input_names_the_expected_shape():
+    energy = make("st_small")
+    with pytest.raises(ValueError, match=r"\('B', 3"):
+        energy(torch.zeros(2, 3, 32, 32, dtype=torch.float64))  # an image, not a clip
+    with pytest.raises(ValueError, match="unknown video architecture"):
+        video_energy("nope")
+    with pytest.raises(ValueError, match="frame_size"):
+        video_energy("fc_s")
+
+
+@pytest.mark.parametrize("arch", VIDEO_ARCHS)
+def test_config_rebuilds_the_same_model(arch):
+    if arch == "fc_s":
+        pytest.skip("45M parameters: covered by fc_s_small, the same code path")
+    energy = make(arch)
+    rebuilt = build_from_config(energy.config).double()
+    rebuilt.load_state_dict(energy.state_dict())
+    x = clips(frames=32) if arch == "st" else clips()
+    torch.testing.assert_close(rebuilt(x), energy(x))
