@@ -114,6 +114,10 @@ class ExperimentConfig:
         _check_positive("train.batch_size", self.train.batch_size)
         _check_positive("train.accumulate", self.train.accumulate)
         _check_positive("data.size", self.data.size)
+        _check_positive("train.lr", self.train.lr)
+        _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
+        if self.chains.init_scale < 0 or self.chains.data_noise < 0:
+            raise ValueError("chains.init_scale and chains.data_noise must be >= 0")
         if not 0.0 <= self.chains.buffer_fresh <= 1.0:
             raise ValueError(f"chains.buffer_fresh must be in [0, 1], got {self.chains.buffer_fresh}")
 

@@ -53,10 +53,10 @@ def reconstruct(
     optimizer = torch.optim.Adam([z], lr=lr)
     losses = []
     for _ in range(n_iterations):
-        optimizer.zero_grad(set_to_none=True)
         x = sampler.run(energy, z, generator=_replayed(generator, state), create_graph=True)
         loss = (x - target).pow(2).mean()
-        loss.backward()
+        # Only z is optimised: autograd.grad leaves the model's parameter gradients alone.
+        (z.grad,) = torch.autograd.grad(loss, z)
         optimizer.step()
         losses.append(loss.item())
     x = sampler.run(energy, z.detach(), generator=_replayed(generator, state))

@@ -1,0 +1,226 @@
+"""CLI smoke tests on tiny CPU settings: every command runs in-process through ``main``, once
+through a real ``python -m stgconv.cli`` process, and user errors exit 2 with a clear message."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stgconv.checkpoint import load_checkpoint
+from stgconv.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = [
+    "--set", "data.path=builtin:brick",
+    "--set", "data.size=32",
+    "--set", "model.layers=[[8, 5, 2], [8, 3, 1]]",
+    "--set", "train.n_iterations=2",
+    "--set", "sampler.n_steps=3",
+    "--set", "chains.chains_per_example=2",
+    "--set", "device=cpu",
+]
+
+# A short-run model: chains from uniform noise every iteration, no Gaussian reference term,
+# and a fully connected head (so only 32x32 images).
+SHORT_RUN = [
+    *TINY,
+    "--set", "model.arch=object",
+    "--set", "model.reference_sigma=null",
+    "--set", "chains.mode=noise",
+    "--set", "chains.init=uniform",
+    "--set", "chains.init_scale=1.0",
+]
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_png(path: Path, size: tuple[int, int] | None = None) -> None:
+    assert path.is_file(), path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        if size is not None:
+            assert image.size == size
+
+
+@pytest.fixture(scope="module")
+def texture_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("texture") / "run"
+    assert main(["train", *TINY, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shortrun") / "run"
+    assert main(["train", *SHORT_RUN, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_train_writes_the_run_folder(texture_run: Path) -> None:
+    for name in ("checkpoint.pt", "config.yaml", "samples.png", "observed.png"):
+        assert (texture_run / name).is_file(), name
+    assert_png(texture_run / "observed.png", (32, 32))
+    # 2 chains of 32x32 in a grid with 2 px padding.
+    assert_png(texture_run / "samples.png", (2 * 34 + 2, 34 + 2))
+    state = load_checkpoint(texture_run / "checkpoint.pt")
+    assert state["iteration"] == 2
+    assert state["config"]["model"]["layers"] == [[8, 5, 2], [8, 3, 1]]
+    assert state["chains"]["chains"].shape == (1, 2, 1, 32, 32)
+    assert "model:" in (texture_run / "config.yaml").read_text()
+
+
+def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    before = load_checkpoint(run)
+    code, out, err = run_main(["train", *TINY, "--set", "train.n_iterations=3", "--out", str(run),
+                               "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    assert "wrote" in out
+    after = load_checkpoint(run)
+    assert after["iteration"] == 3
+    assert not torch.equal(after["chains"]["chains"], before["chains"]["chains"])
+
+
+def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = run_main(["synthesize", str(texture_run), "-n", "3", "--steps", "2",
+                               "--out", str(tmp_path / "a"), "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert_png(tmp_path / "a" / "synthesized.png", (3 * 34 + 2, 34 + 2))
+    # A stationary model samples at any size; the default output folder is inside the run.
+    code, _, err = run_main(["synthesize", str(texture_run / "checkpoint.pt"), "-n", "1",
+                             "--steps", "2", "--size", "48", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert_png(texture_run / "synthesis" / "synthesized.png", (48, 48))
+    code, _, err = run_main(["synthesize", str(texture_run), "--start", "chains", "--steps", "2",
+                             "--out", str(tmp_path / "c"), "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert_png(tmp_path / "c" / "synthesized.png", (2 * 34 + 2, 34 + 2))
+
+
+def test_reconstruct_and_interpolate(short_run: Path, tmp_path: Path, capsys) -> None:
+    image = tmp_path / "target.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8)).save(image)
+    code, _, err = run_main(["reconstruct", str(short_run), str(image), "--iterations", "2",
+                             "--out", str(tmp_path / "rec"), "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert_png(tmp_path / "rec" / "reconstruction.png", (2 * 34 + 2, 34 + 2))
+    assert (tmp_path / "rec" / "reconstruction.json").is_file()
+    code, _, err = run_main(["interpolate", str(short_run), "--points", "3",
+                             "--out", str(tmp_path / "int"), "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert_png(tmp_path / "int" / "interpolation.png", (3 * 34 + 2, 34 + 2))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["synthesize", "{short}", "--size", "48"], "fully connected head"),
+        (["synthesize", "{short}", "--start", "chains"], "keeps no chains"),
+    ],
+)
+def test_synthesize_user_errors(short_run: Path, capsys, args: list[str], message: str) -> None:
+    args = [a.replace("{short}", str(short_run)) for a in args]
+    code, _, err = run_main([*args, "--device", "cpu"], capsys)
+    assert code == 2
+    assert message in err and err.startswith("stgconv synthesize: error:")
+
+
+def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
+    garbage = tmp_path / "x.png"
+    garbage.write_bytes(b"not an image at all")
+    cases = [
+        (["train", str(tmp_path / "missing.yaml")], "config file not found"),
+        (["train", *TINY, "--set", "train.lrr=0.1", "--out", str(tmp_path / "r1")], "train.lrr"),
+        (["train", *TINY, "--set", "train.lr=fast", "--out", str(tmp_path / "r1")],
+         "train.lr must be a number"),
+        (["synthesize", str(tmp_path / "nothing")], "checkpoint not found"),
+        (["synthesize", str(garbage)], "x.png"),
+        (["reconstruct", str(texture_run), str(garbage), "--iterations", "1", "--device", "cpu",
+          "--out", str(tmp_path / "r2")], "cannot read image"),
+        (["train", *TINY, "--data", str(tmp_path / "nope.png"), "--out", str(tmp_path / "r3")],
+         "image not found"),
+        (["train", *TINY, "--set", "data.kind=objects", "--data", str(tmp_path / "no_dir"),
+          "--out", str(tmp_path / "r4")], "image folder not found"),
+        (["train", *TINY, "--data", str(garbage), "--out", str(tmp_path / "r5")], "cannot read image"),
+        (["train", *TINY, "--resume", "--out", str(tmp_path / "r6")], "checkpoint not found"),
+    ]
+    for args, message in cases:
+        code, out, err = run_main(args, capsys)
+        assert code == 2, (args, err)
+        assert message in err, (args, err)
+        assert err.startswith(f"stgconv {args[0]}: error:"), err
+        assert "Traceback" not in err
+    assert not (tmp_path / "r1").exists()  # a rejected config writes nothing
+
+
+def test_bad_arguments_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["synthesize"])  # argparse: missing checkpoint argument
+    assert info.value.code == 2
+    assert "checkpoint" in capsys.readouterr().err
+
+
+def test_demo(tmp_path: Path, capsys) -> None:
+    tiny = [a if a != "train.n_iterations=2" else "train.n_iterations=1" for a in TINY]
+    code, _, err = run_main(["demo", "--out", str(tmp_path / "demo"), *tiny,
+                             "--set", "chains.chains_per_example=1", "--quiet"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "demo" / "checkpoint.pt").is_file()
+    assert_png(tmp_path / "demo" / "synthesis" / "synthesized.png")
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def test_module_entry_point(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "stgconv.cli", "train", *TINY, "--out", str(out), "--quiet"],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"stgconv train: wrote {out}" in result.stdout
+    assert (out / "checkpoint.pt").is_file() and (out / "samples.png").is_file()
+
+
+@pytest.mark.skipif(not (REPO / "tools" / "train.py").is_file(), reason="no tools/train.py")
+def test_tools_train_help() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "train.py"), "--help"],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout.lower()
+
+
+TOOLS = sorted((REPO / "tools").glob("*.py"))
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=[t.name for t in TOOLS])
+def test_tools_help_in_process(tool: Path, capsys) -> None:
+    """Every tool is a thin ``main(argv) -> int`` script; ``--help`` prints usage and exits 0."""
+    spec = importlib.util.spec_from_file_location(f"_tool_{tool.stem}", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as info:
+        module.main(["--help"])
+    assert info.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()

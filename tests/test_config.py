@@ -1,0 +1,201 @@
+"""Configuration: defaults in code, YAML files and ``--set`` overrides change only what they say,
+unknown keys and wrong types are errors naming the key, and every shipped config loads."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from stgconv.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+    save_config,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_CONFIGS = sorted(REPO.glob("configs/**/*.yaml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def changed(a: ExperimentConfig, b: ExperimentConfig) -> dict[str, tuple]:
+    """Flattened ``{"section.key": (a_value, b_value)}`` of the fields that differ."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    fa, fb = flat(config_to_dict(a)), flat(config_to_dict(b))
+    return {k: (fa[k], fb[k]) for k in fa if fa[k] != fb[k]}
+
+
+def test_defaults_load() -> None:
+    config = load_config()
+    assert config == ExperimentConfig()
+    assert config.model.arch == "texture"
+    assert config.data.path == "builtin:brick"
+    assert config.sampler.clamp == (-1.0, 1.0)
+
+
+def test_empty_yaml_is_the_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")) == ExperimentConfig()
+
+
+def test_yaml_override_changes_only_what_it_says(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: bricks\ntrain:\n  lr: 0.002\nmodel:\n  layers: [[8, 5, 2], [8, 3, 1]]\n")
+    config = load_config(path)
+    assert changed(ExperimentConfig(), config) == {
+        "name": ("experiment", "bricks"),
+        "train.lr": (0.01, 0.002),
+        "model.layers": (None, [[8, 5, 2], [8, 3, 1]]),
+    }
+    assert config.model.layers == ((8, 5, 2), (8, 3, 1))  # tuples inside the frozen config
+
+
+def test_set_overrides_apply_on_top_of_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "train:\n  lr: 0.002\n  batch_size: 4\n")
+    config = load_config(path, ["train.lr=0.001", "sampler.clamp=null", "data.size=32", "device=cpu"])
+    assert changed(ExperimentConfig(), config) == {
+        "train.lr": (0.01, 0.001),
+        "train.batch_size": (16, 4),
+        "sampler.clamp": ([-1.0, 1.0], None),
+        "data.size": (64, 32),
+        "device": ("auto", "cpu"),
+    }
+
+
+def test_exponent_floats_without_a_dot() -> None:
+    """PyYAML alone reads ``1e-4`` as a string; config values must read it as a number."""
+    assert load_config(None, ["train.lr=1e-4"]).train.lr == pytest.approx(1e-4)
+    assert load_config(None, ["train.betas=[0.5, 9.99e-1]"]).train.betas == (0.5, 0.999)
+
+
+def test_apply_overrides_does_not_modify_its_input() -> None:
+    data = {"train": {"lr": 0.5}}
+    merged = apply_overrides(data, ["train.lr=0.25", "model.layers=[[4, 3, 1]]"])
+    assert merged == {"train": {"lr": 0.25}, "model": {"layers": [[4, 3, 1]]}}
+    assert data == {"train": {"lr": 0.5}}
+
+
+def test_parse_override() -> None:
+    assert parse_override("train.lr=0.001") == (["train", "lr"], 0.001)
+    assert parse_override("name=a=b") == (["name"], "a=b")
+    for bad in ("train.lr", "=3"):
+        with pytest.raises(ValueError, match="key=value"):
+            parse_override(bad)
+
+
+def test_override_into_a_value_is_an_error() -> None:
+    with pytest.raises(ValueError, match="'lr' is not a config section"):
+        apply_overrides({"train": {"lr": 0.1}}, ["train.lr.x=1"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("bogus=1", "bogus"), ("train.lrr=0.1", "train.lrr"), ("model.layer=[[4, 3, 1]]", "model.layer")],
+)
+def test_unknown_keys(override: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_unknown_key_in_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) sampler\.n_step\b.*valid keys:.*n_steps"):
+        load_config(write(tmp_path, "sampler:\n  n_step: 3\n"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.n_iterations=ten", r"train\.n_iterations must be an integer"),
+        ("train.batch_size=2.0", r"train\.batch_size must be an integer"),
+        ("train.batch_size=true", r"train\.batch_size must be an integer"),
+        ("sampler.step_size=true", r"sampler\.step_size must be a number"),
+        ("sampler.step_size='0.1'", r"sampler\.step_size must be a number"),
+        ("sampler.kind=gibbs", r"sampler\.kind must be one of \['langevin', 'mala', 'hmc'\]"),
+        ("data.channels=2", r"data\.channels must be one of \[1, 3\]"),
+        ("data.channels=true", r"data\.channels must be one of \[1, 3\]"),
+        ("data.channels=1.0", r"data\.channels must be one of \[1, 3\]"),
+        ("sampler.clamp=[0, 1, 2]", r"sampler\.clamp must have 2 entries"),
+        ("train.betas=0.5", r"train\.betas must be a list"),
+        ("model.layers=[[8, x, 1]]", r"model\.layers\[0\]\[1\] must be an integer"),
+        ("name=5", r"name must be a str"),
+        ("model=3", r"config section model must be a mapping"),
+    ],
+)
+def test_wrong_types(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("sampler.n_steps=0", "sampler.n_steps"),
+        ("sampler.step_size=-0.1", "sampler.step_size"),
+        ("chains.buffer_fresh=1.5", "chains.buffer_fresh"),
+        ("chains.chains_per_example=0", "chains.chains_per_example"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("train.accumulate=0", "train.accumulate"),
+        ("data.size=0", "data.size"),
+    ],
+)
+def test_invalid_values(override: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:
+    config = load_config(None, ["model.layers=[[8, 5, 2], [8, 3, 1, 1]]", "sampler.clamp=[-2, 2]",
+                                "chains.mode=buffer", "data.max_images=3", "train.lr=1e-3"])
+    data = config_to_dict(config)
+    assert config_from_dict(ExperimentConfig, data) == config
+    # Plain data only (lists, not tuples), so it can live in a weights_only checkpoint.
+    assert data["model"]["layers"] == [[8, 5, 2], [8, 3, 1, 1]]
+    assert data["sampler"]["clamp"] == [-2.0, 2.0]
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ExperimentConfig().train.lr = 1.0  # type: ignore[misc]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("text", ["- 1\n- 2\n", "just a string\n", "3\n"])
+def test_non_mapping_yaml(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ValueError, match="mapping"):
+        load_config(write(tmp_path, text))
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(write(tmp_path, "train: [1, 2\n"))
+
+
+def test_section_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="config section train must be a mapping"):
+        load_config(write(tmp_path, "train: 3\n"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[str(p.relative_to(REPO)) for p in SHIPPED_CONFIGS])
+def test_shipped_configs_load(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, ExperimentConfig)

@@ -1,0 +1,161 @@
+"""Contract tests of the image energies: every preset in ``IMAGE_PRESETS`` maps ``(B, C, H, W)``
+to finite energies ``(B,)`` that are differentiable in ``x``; the Gaussian reference term is
+exactly ``|x|^2 / (2 sigma^2)``; the stationary (``"sum"``) head is size-agnostic and
+shift-invariant; bad inputs fail with messages that name the expected shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stgconv.energy import IMAGE_PRESETS, ConvNetEnergy, build_from_config, image_energy
+
+SIZE = 64  # the texture preset's receptive field is 57 pixels, so 64 is the smallest round size
+CHANNELS = 1
+BATCH = 2
+
+
+def make(arch: str, **kw) -> ConvNetEnergy:
+    torch.manual_seed(0)
+    return image_energy(arch, in_channels=CHANNELS, image_size=SIZE, **kw)
+
+
+def images(batch: int = BATCH, size: int = SIZE, seed: int = 1) -> torch.Tensor:
+    return torch.rand(batch, CHANNELS, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
+def test_contract_shape_finite_differentiable(arch: str) -> None:
+    energy = make(arch)
+    x = images().requires_grad_(True)
+    e = energy(x)
+    assert e.shape == (BATCH,)
+    assert torch.isfinite(e).all()
+    (grad,) = torch.autograd.grad(e.sum(), x)
+    assert grad.shape == x.shape
+    assert torch.isfinite(grad).all()
+    assert grad.abs().sum() > 0
+    # The learned part alone must also depend on x (not just the reference term).
+    x2 = images(seed=2).requires_grad_(True)
+    (grad_f,) = torch.autograd.grad(energy.response(x2).sum(), x2)
+    assert grad_f.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
+def test_each_chain_gets_its_own_energy(arch: str) -> None:
+    """Energies of a batch equal the energies of its members evaluated one at a time."""
+    energy = make(arch)
+    x = images(batch=3)
+    batched = energy(x)
+    single = torch.cat([energy(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
+@pytest.mark.parametrize("sigma", [0.05, 1.0])
+def test_reference_term(arch: str, sigma: float) -> None:
+    energy = make(arch, reference_sigma=sigma).double()
+    x = images().double()
+    expected = -energy.response(x) + x.flatten(1).pow(2).sum(1) / (2 * sigma**2)
+    torch.testing.assert_close(energy(x), expected, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
+def test_no_reference_term(arch: str) -> None:
+    energy = make(arch, reference_sigma=None)
+    x = images()
+    assert energy.reference_sigma is None
+    assert torch.equal(energy(x), -energy.response(x))
+
+
+def test_bad_reference_sigma() -> None:
+    with pytest.raises(ValueError, match="reference_sigma"):
+        image_energy("texture", reference_sigma=0.0)
+
+
+def test_sum_head_accepts_any_size() -> None:
+    energy = make("texture")
+    for size in (SIZE, SIZE + 17):
+        assert energy(images(size=size)).shape == (BATCH,)
+
+
+def test_sum_head_is_shift_invariant_by_the_total_stride() -> None:
+    """Content inside a large zero canvas, moved by the total stride (3), gives the same response.
+
+    Every output position whose receptive field (57 px) touches the content lies inside the
+    canvas in both placements, and every other position sees only zeros, so the summed response
+    is the same set of numbers in a different order: equal up to float64 summation rounding.
+    A shift of 1 pixel is not a multiple of the stride and must change it (the check is not
+    vacuous).
+    """
+    energy = make("texture").double()
+    patch = images(batch=1, size=12).double()
+    canvas, offset = 144, 63  # 63 >= 57 and 144 - (66 + 12) >= 57: the content never sees a border
+
+    def placed(shift: int) -> torch.Tensor:
+        x = torch.zeros(1, CHANNELS, canvas, canvas, dtype=torch.float64)
+        o = offset + shift
+        x[..., o : o + 12, o : o + 12] = patch
+        return x
+
+    base = energy.response(placed(0))
+    torch.testing.assert_close(energy.response(placed(3)), base, rtol=1e-12, atol=1e-9)
+    assert not torch.allclose(energy.response(placed(1)), base, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
+def test_wrong_channel_count(arch: str) -> None:
+    energy = make(arch)
+    x = torch.zeros(BATCH, 3, SIZE, SIZE)
+    with pytest.raises(ValueError, match=r"expected input of shape \('B', 1"):
+        energy(x)
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
+def test_wrong_rank(arch: str) -> None:
+    energy = make(arch)
+    with pytest.raises(ValueError, match="expected input of shape"):
+        energy(torch.zeros(CHANNELS, SIZE, SIZE))
+
+
+@pytest.mark.parametrize("arch", [a for a in sorted(IMAGE_PRESETS) if IMAGE_PRESETS[a]["head"] == "linear"])
+def test_linear_head_rejects_other_sizes(arch: str) -> None:
+    energy = make(arch)
+    with pytest.raises(ValueError, match=rf"expected input of shape \('B', 1, {SIZE}, {SIZE}\)"):
+        energy(images(size=SIZE // 2))
+
+
+def test_too_small_for_receptive_field() -> None:
+    energy = make("texture")
+    with pytest.raises(ValueError, match="receptive field"):
+        energy(images(size=32))
+
+
+def test_unknown_arch() -> None:
+    with pytest.raises(ValueError, match="unknown image architecture 'unet'"):
+        image_energy("unet")
+
+
+@pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
+def test_rebuild_from_config(arch: str) -> None:
+    energy = make(arch, reference_sigma=0.3)
+    torch.manual_seed(123)  # a different initialisation, so equality below needs the weights
+    rebuilt = build_from_config(energy.config)
+    assert rebuilt.config == energy.config
+    x = images()
+    assert not torch.equal(rebuilt(x), energy(x))
+    rebuilt.load_state_dict(energy.state_dict())
+    assert torch.equal(rebuilt(x), energy(x))
+
+
+def test_custom_layers_and_activation() -> None:
+    energy = image_energy("object", in_channels=1, image_size=16, layers=[[8, 3, 1], [8, 3, 1]],
+                          activation="leaky_relu")
+    assert energy.config["layers"] == [[8, 3, 1], [8, 3, 1]]
+    assert energy.config["activation"] == "leaky_relu"
+    assert energy(torch.zeros(2, 1, 16, 16)).shape == (2,)
+
+
+def test_linear_head_input_size_too_small() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        image_energy("object", in_channels=1, image_size=4, layers=[[8, 5, 1]])

@@ -1,0 +1,185 @@
+"""Image files: ``load_image`` / ``save_image_grid`` and the ``ImageFolder`` dataset, on small fake
+files written to ``tmp_path`` (plus scikit-image's bundled photographs, which need no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stgconv.data.image import ImageFolder, load_training_images
+from stgconv.io.image import BUILTIN_IMAGES, load_image, save_image_grid
+
+STEP = 1 / 127.5  # one uint8 level in [-1, 1]
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def ramp(h: int = 12, w: int = 20, channels: int = 3, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shape = (h, w, channels) if channels == 3 else (h, w)
+    array = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    array.flat[0], array.flat[1] = 0, 255  # both ends of the range
+    return array
+
+
+def test_load_rgb_png_exact_values(tmp_path: Path) -> None:
+    array = ramp(channels=3)
+    x = load_image(write_png(tmp_path / "a.png", array), channels=3, crop_square=False)
+    assert x.shape == (3, 12, 20)
+    assert x.dtype == torch.float32
+    assert x.min() == -1.0 and x.max() == 1.0
+    expected = torch.from_numpy(array).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.equal(x, expected)
+
+
+def test_load_grey_png_and_channel_conversion(tmp_path: Path) -> None:
+    grey = write_png(tmp_path / "g.png", ramp(channels=1))
+    rgb = write_png(tmp_path / "c.png", ramp(channels=3))
+    assert load_image(grey, channels=1, crop_square=False).shape == (1, 12, 20)
+    three = load_image(grey, channels=3, crop_square=False)
+    assert three.shape == (3, 12, 20)
+    assert torch.equal(three[0], three[1]) and torch.equal(three[1], three[2])
+    one = load_image(rgb, channels=1, crop_square=False)
+    assert one.shape == (1, 12, 20)
+    assert -1 <= one.min() and one.max() <= 1
+
+
+def test_crop_and_resize(tmp_path: Path) -> None:
+    path = write_png(tmp_path / "a.png", ramp(channels=3))
+    assert load_image(path, channels=3).shape == (3, 12, 12)  # centre square
+    x = load_image(path, channels=3, size=8)
+    assert x.shape == (3, 8, 8)
+    assert -1 <= x.min() and x.max() <= 1
+    assert load_image(path, channels=1, size=5, crop_square=False).shape == (1, 5, 5)
+
+
+def test_bad_channels(tmp_path: Path) -> None:
+    path = write_png(tmp_path / "a.png", ramp(channels=3))
+    with pytest.raises(ValueError, match="channels must be 1 or 3, got 2"):
+        load_image(path, channels=2)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_garbage_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(b"this is not a png" * 10)
+    with pytest.raises(ValueError, match=r"cannot read image .*x\.png"):
+        load_image(path)
+
+
+def test_truncated_png(tmp_path: Path) -> None:
+    good = write_png(tmp_path / "good.png", ramp(h=64, w=64, channels=3))
+    bad = tmp_path / "cut.png"
+    bad.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"cut\.png"):
+        load_image(bad)
+
+
+def test_builtin_brick() -> None:
+    x = load_image("builtin:brick", channels=1, size=32)
+    assert x.shape == (1, 32, 32)
+    assert -1 <= x.min() and x.max() <= 1
+    assert x.std() > 0.05  # a real photograph, not a constant
+
+
+def test_unknown_builtin() -> None:
+    with pytest.raises(ValueError, match=r"unknown builtin image 'bricks'.*brick"):
+        load_image("builtin:bricks")
+    assert "brick" in BUILTIN_IMAGES
+
+
+def test_save_single_image_round_trip(tmp_path: Path) -> None:
+    """One image is written without grid padding, so it reads back to within one uint8 level."""
+    x = torch.rand(1, 3, 10, 14, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    path = save_image_grid(x, tmp_path / "one.png")
+    back = load_image(path, channels=3, crop_square=False)
+    assert back.shape == (3, 10, 14)
+    assert (back - x[0]).abs().max() <= STEP / 2 + 1e-6
+
+
+def test_save_grid_layout_and_clamp(tmp_path: Path) -> None:
+    x = torch.linspace(-3, 3, 5 * 8 * 8).reshape(5, 1, 8, 8)  # out of range: clamped, not wrapped
+    path = save_image_grid(x, tmp_path / "sub" / "grid.png", nrow=3)
+    assert path == tmp_path / "sub" / "grid.png"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        # 3 columns x 2 rows of 8x8 tiles with 2 px padding around each.
+        assert image.size == (3 * 10 + 2, 2 * 10 + 2)
+        array = np.asarray(image)
+    assert array.min() == 0 and array.max() == 255
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary files left
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8), (2, 2, 8, 8), (1, 1, 1, 8, 8)])
+def test_save_wrong_shape_writes_nothing(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    path = tmp_path / "bad.png"
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 1 or 3, H, W\)"):
+        save_image_grid(torch.zeros(shape), path)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def make_folder(root: Path, n: int = 3) -> Path:
+    root.mkdir()
+    for i in range(n):
+        write_png(root / f"img{i}.png", ramp(h=10 + i, w=14, channels=3, seed=i))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_folder(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    dataset = ImageFolder(root, size=8, channels=1)
+    assert len(dataset) == 3
+    assert [p.name for p in dataset.files] == ["img0.png", "img1.png", "img2.png"]
+    item = dataset[1]
+    assert item.shape == (1, 8, 8)
+    assert -1 <= item.min() and item.max() <= 1
+    assert repr(dataset) == f"ImageFolder(root={root}, size=8, channels=1, n=3)"
+
+
+def test_image_folder_options(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    dataset = ImageFolder(root, size=6, channels=3, max_images=2, transform=torch.neg)
+    assert len(dataset) == 2
+    plain = ImageFolder(root, size=6, channels=3)
+    assert torch.equal(dataset[0], -plain[0])
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"no image files .* in .*empty"):
+        ImageFolder(empty, size=8)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        ImageFolder(tmp_path / "nowhere", size=8)
+
+
+def test_load_training_images(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    objects = load_training_images(root, kind="objects", size=8, channels=3, max_images=2)
+    assert objects.shape == (2, 3, 8, 8)
+    texture = load_training_images("builtin:brick", kind="texture", size=16, channels=1)
+    assert texture.shape == (1, 1, 16, 16)
+    with pytest.raises(ValueError, match="data kind must be 'texture' or 'objects'"):
+        load_training_images(root, kind="video", size=8, channels=3)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Atomic writes go through a private temporary file; the result must not stay private."""
+    reference = tmp_path / "plain.txt"
+    reference.write_text("x")
+    path = save_image_grid(torch.zeros(1, 1, 4, 4), tmp_path / "grid.png")
+    assert path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
