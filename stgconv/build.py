@@ -6,13 +6,24 @@ import torch
 
 from stgconv.config import ChainConfig, ModelConfig, SamplerConfig
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.energy.image import image_energy
+from stgconv.energy.image import IMAGE_PRESETS, image_energy
+from stgconv.energy.video import video_energy
 from stgconv.mcmc import HMC, MALA, Langevin, NoiseInit, PersistentChains, ReplayBuffer
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart
 
 
 def build_energy(model: ModelConfig) -> ConvNetEnergy:
+    """An image energy, or a video energy for frames of ``image_size x image_size``."""
+    if model.arch not in IMAGE_PRESETS:
+        return video_energy(
+            model.arch,
+            in_channels=model.in_channels,
+            frame_size=(model.image_size, model.image_size),
+            layers=model.layers,
+            activation=model.activation or "relu",
+            reference_sigma=model.reference_sigma,
+        )
     return image_energy(
         model.arch,
         in_channels=model.in_channels,

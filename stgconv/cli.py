@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <run folder>/synthesis)")
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
     p.add_argument("--steps", type=int, help="Langevin steps (default: the training chain length)")
-    p.add_argument("--size", type=int, help="image side (stationary texture models only)")
+    p.add_argument("--size", type=int, help="image/frame side (stationary models: texture, st)")
+    p.add_argument("--frames", type=int, help="clip length (video models)")
     p.add_argument("--start", choices=["noise", "chains"], default="noise",
                    help="fresh chains from noise, or continue the checkpoint's stored chains")
     p.add_argument("--seed", type=int, default=0)
@@ -86,7 +87,8 @@ def _run(args: argparse.Namespace) -> Path:
     if args.command == "synthesize":
         return tasks.synthesize(
             args.checkpoint, _out_for(args.checkpoint, "synthesis", args.out), n_samples=args.num,
-            n_steps=args.steps, size=args.size, start=args.start, seed=args.seed, device=args.device,
+            n_steps=args.steps, size=args.size, frames=args.frames, start=args.start,
+            seed=args.seed, device=args.device,
         )
     if args.command == "reconstruct":
         return tasks.reconstruct(

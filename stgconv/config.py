@@ -23,15 +23,20 @@ import yaml
 class ModelConfig:
     """Which energy network to build (see :mod:`stgconv.energy`)."""
 
-    # "texture" / "object": Xie et al. 2016 generative ConvNet settings;
-    # "descriptor64": the 64x64 net of Gao et al. 2018 (multi-grid learning).
-    arch: Literal["texture", "object", "descriptor64"] = "texture"
+    # Images: "texture" / "object" (Xie et al. 2016 generative ConvNet settings),
+    # "descriptor64" (Gao et al. 2018, multi-grid learning).
+    # Videos (STGConvNet): "st" / "st_small" (stationary), "fc_s" / "fc_s_small" (spatially
+    # fully connected). The data's channels and frame size are filled in from the data.
+    arch: Literal[
+        "texture", "object", "descriptor64", "st", "st_small", "fc_s", "fc_s_small"
+    ] = "texture"
     in_channels: int = 1
     # Needed by architectures with a fully connected head; stationary ones take any size.
     image_size: int = 64
     # Replaces the preset's conv stack: rows of [out_channels, kernel, stride] or
-    # [out_channels, kernel, stride, padding].
-    layers: tuple[tuple[int, ...], ...] | None = None
+    # [out_channels, kernel, stride, padding]; kernel, stride and padding may be per-dimension
+    # lists ([t, h, w] for videos).
+    layers: tuple[tuple[int | tuple[int, ...], ...], ...] | None = None
     activation: Literal["relu", "leaky_relu"] | None = None
     # sigma of the Gaussian reference term |x|^2 / (2 sigma^2); null drops it (short-run models).
     # Small, as in the original descriptor code (0.016 on [-1, 1] pixels): every Gaussian piece
@@ -71,13 +76,23 @@ class ChainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Training data: an image file, a folder of images, or ``builtin:<name>``."""
+    """Training data.
+
+    ``texture``: one image file or ``builtin:<name>``; ``objects``: a folder of images;
+    ``video``: a video file, a folder of frames, a folder of videos (one clip each) or an HDF5
+    clip cache (``datasets/video/prepare.py``).
+    """
 
     path: str = "builtin:brick"
-    kind: Literal["texture", "objects"] = "texture"
+    kind: Literal["texture", "objects", "video"] = "texture"
+    # Image side, or frame side for videos (frames are resized to size x size).
     size: int = 64
     channels: Literal[1, 3] = 1
     max_images: int | None = None
+    # Videos only: clip length, first frame, and frame rate to resample to (null: as stored).
+    frames: int = 16
+    start_frame: int = 0
+    fps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,16 @@ class TrainConfig:
     accumulate: int = 1
     checkpoint_every: int = 50
     sample_every: int = 25
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """Learning from incomplete data (:func:`stgconv.recovery.recover`)."""
+
+    # The completion chain starts from this fill: a classical baseline or the observed mean.
+    init: Literal["temporal_interpolation", "neighbour_average", "mean"] = "temporal_interpolation"
+    # Completions of the last iterations averaged into the result (posterior-mean estimate).
+    average_last: int = 10
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,7 @@ class ExperimentConfig:
     chains: ChainConfig = field(default_factory=ChainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
 
     def __post_init__(self) -> None:
         _check_positive("sampler.n_steps", self.sampler.n_steps)
@@ -114,6 +140,8 @@ class ExperimentConfig:
         _check_positive("train.batch_size", self.train.batch_size)
         _check_positive("train.accumulate", self.train.accumulate)
         _check_positive("data.size", self.data.size)
+        _check_positive("data.frames", self.data.frames)
+        _check_positive("recovery.average_last", self.recovery.average_last)
         _check_positive("train.lr", self.train.lr)
         _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
         if self.chains.init_scale < 0 or self.chains.data_noise < 0:
@@ -177,7 +205,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(option, value, key)
             except ValueError as err:
                 errors.append(str(err))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no allowed type")
+        # The first alternative is the common form (an int kernel before a per-dimension list).
+        raise ValueError(errors[0])
     if origin is Literal:
         # Types too: `True == 1` and `1.0 == 1` in Python, so `in` would let them through.
         if not any(type(value) is type(a) and value == a for a in args):

@@ -15,11 +15,13 @@ import torch
 
 from stgconv.build import build_chain_start, build_energy, build_sampler, resolve_device
 from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint
-from stgconv.config import ExperimentConfig, config_from_dict, config_to_dict, load_config, save_config
+from stgconv.config import DataConfig, ExperimentConfig, config_from_dict, config_to_dict, load_config, save_config
 from stgconv.data.image import load_training_images
+from stgconv.data.video import load_training_clips
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.image import load_image, save_image_grid
+from stgconv.io.preview import save_preview
 from stgconv.mcmc import Langevin, NoiseInit
 from stgconv import shortrun
 from stgconv.train import Trainer
@@ -28,20 +30,14 @@ from stgconv.train import Trainer
 def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Train the configured model; returns the run folder.
 
-    The folder gets ``config.yaml`` (resolved), ``checkpoint.pt``, ``observed.png``,
-    ``samples_<iteration>.png`` every ``train.sample_every`` iterations, ``samples.png`` (the
-    final chains) and TensorBoard logs under ``tb/``. With ``resume``, training continues from
-    the folder's checkpoint up to ``train.n_iterations``.
+    The folder gets ``config.yaml`` (resolved), ``checkpoint.pt``, ``observed``, ``samples_<it>``
+    every ``train.sample_every`` iterations and ``samples`` (the final chains) as PNG grids for
+    images or GIFs (and a final MP4) for videos, and TensorBoard logs under ``tb/``. With
+    ``resume``, training continues from the folder's checkpoint up to ``train.n_iterations``.
     """
     device = resolve_device(config.device)
     out = Path(config.out_dir)
-    data = load_training_images(
-        config.data.path,
-        kind=config.data.kind,
-        size=config.data.size,
-        channels=config.data.channels,
-        max_images=config.data.max_images,
-    ).to(device)
+    data = load_training_data(config.data).to(device)
     model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
     config = replace(config, model=model_config)
     generator = torch.Generator(device).manual_seed(config.seed)
@@ -65,12 +61,12 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
         trainer.resume(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
-    save_image_grid(data[:64], out / "observed.png")
+    save_preview(data, out / "observed")
 
     def save_samples(t: Trainer, _: dict[str, float]) -> None:
         every = config.train.sample_every
         if every > 0 and t.iteration % every == 0 and t.last_samples is not None:
-            save_image_grid(t.last_samples[:64], out / f"samples_{t.iteration:06d}.png")
+            save_preview(t.last_samples, out / f"samples_{t.iteration:06d}")
 
     trainer.fit(
         config.train.n_iterations,
@@ -81,8 +77,22 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
         on_iteration=save_samples,
     )
     if trainer.last_samples is not None:
-        save_image_grid(trainer.last_samples[:64], out / "samples.png")
+        save_preview(trainer.last_samples, out / "samples", formats=(".gif", ".mp4"))
     return out
+
+
+def load_training_data(data: DataConfig) -> torch.Tensor:
+    """The training examples: images ``(N, C, H, W)`` or clips ``(N, C, T, H, W)``."""
+    if data.kind == "video":
+        clips = load_training_clips(
+            data.path, n_frames=data.frames, size=data.size, start_frame=data.start_frame,
+            fps=data.fps, max_clips=data.max_images,
+        )
+        return clips[:, :1] if data.channels == 1 else clips
+    return load_training_images(
+        data.path, kind=data.kind, size=data.size, channels=data.channels,
+        max_images=data.max_images,
+    )
 
 
 def load_model(checkpoint: str | Path, *, device: str = "auto") -> tuple[ConvNetEnergy, ExperimentConfig, dict[str, Any]]:
@@ -105,15 +115,19 @@ def synthesize(
     n_samples: int = 16,
     n_steps: int | None = None,
     size: int | None = None,
+    frames: int | None = None,
     start: str = "noise",
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
-    """Sample from a trained model; writes ``synthesized.png`` into ``out_dir``.
+    """Sample from a trained model into ``out_dir``: ``synthesized.png`` for images,
+    ``synthesized.gif`` and ``synthesized.mp4`` for videos.
 
     Args:
         n_steps: chain length (default: the training chain length).
-        size: image side; only stationary (texture) models can change it.
+        size: image or frame side; only stationary models (texture, ST) can change it.
+        frames: clip length for video models (default: the training length); any length works
+            for the ST and FC_S models, which are stationary in time.
         start: ``"noise"`` (fresh chains from the training init) or ``"chains"`` (continue the
             checkpoint's persistent chains or replay buffer).
     """
@@ -121,22 +135,31 @@ def synthesize(
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     sampler = build_sampler(config.sampler, n_steps=n_steps)
+    is_video = energy.spatial_dims == 3
+    if frames is not None and not is_video:
+        raise ValueError("frames only applies to video models")
     if start == "chains":
+        if size is not None or frames is not None:
+            raise ValueError("size and frames cannot change when continuing the stored chains")
         x0 = _stored_chains(config, state)[:n_samples].to(param.device)
     elif start == "noise":
         side = size if size is not None else config.data.size
-        if side != config.data.size and energy.head_kind != "sum":
+        fixed_size = energy.head_kind != "sum" or (energy.input_size is not None)
+        if side != config.data.size and fixed_size:
             raise ValueError(
-                f"this model has a fully connected head and only takes {config.data.size}x"
-                f"{config.data.size} images; size={side} needs a stationary (texture) model"
+                f"this model is tied to {config.data.size}x{config.data.size} inputs; "
+                f"size={side} needs a stationary model (texture, st)"
             )
+        clip = (frames if frames is not None else config.data.frames,) if is_video else ()
         init = NoiseInit(config.chains.init, config.chains.init_scale)
-        shape = (n_samples, config.model.in_channels, side, side)
+        shape = (n_samples, config.model.in_channels, *clip, side, side)
         x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
     else:
         raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
     samples = sampler.run(energy, x0, generator=generator)
-    return save_image_grid(samples, Path(out_dir) / "synthesized.png").parent
+    out = Path(out_dir)
+    save_preview(samples, out / "synthesized", formats=(".gif", ".mp4"))
+    return out
 
 
 def _stored_chains(config: ExperimentConfig, state: dict[str, Any]) -> torch.Tensor:

@@ -129,7 +129,7 @@ def test_reconstruct_and_interpolate(short_run: Path, tmp_path: Path, capsys) ->
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["synthesize", "{short}", "--size", "48"], "fully connected head"),
+        (["synthesize", "{short}", "--size", "48"], "tied to 32x32 inputs"),
         (["synthesize", "{short}", "--start", "chains"], "keeps no chains"),
     ],
 )

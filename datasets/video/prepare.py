@@ -1,0 +1,125 @@
+"""Decode a folder of videos once into an HDF5 cache of training clips.
+
+    python datasets/video/prepare.py ../shared/data/video/actions actions_70x150.h5 \\
+        --frames 70 --size 150
+
+The logic lives in :func:`stgconv.data.video.build_clip_cache`; this script only parses the
+command line and prints a summary. See datasets/video/README.md for the cache layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+
+from stgconv.data.video import CACHE_SUFFIXES, build_clip_cache
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    """``150`` or ``150x200`` (H x W)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with positive ints, got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _clips_per_video(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int or 'all', got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python datasets/video/prepare.py",
+        description="Cut clips from videos and store them in an HDF5 cache that "
+                    "stgconv.data.video.VideoClips and load_training_clips read.",
+    )
+    parser.add_argument("src", nargs="+", type=Path,
+                        help="a folder of video files, or one or more video files")
+    parser.add_argument("out", type=Path, help="the cache to write (.h5 or .hdf5)")
+    parser.add_argument("--frames", type=int, required=True, help="frames per clip (T)")
+    parser.add_argument("--size", type=_size, required=True,
+                        help="frame size: N for NxN, or HxW; frames are resized, not cropped")
+    parser.add_argument("--start-frame", type=int, default=0,
+                        help="first source frame of the first clip (default 0)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="resample every video to this rate (default: keep each one's own)")
+    parser.add_argument("--clips-per-video", type=_clips_per_video, default=1,
+                        help="clips cut from each video, or 'all' for as many as fit (default 1)")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="frames between the starts of consecutive clips (default: --frames)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="skip (and list) videos that cannot be decoded or are too short, "
+                             "instead of stopping")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.out.suffix.lower() not in CACHE_SUFFIXES:
+        print(f"error: OUT must end in {' or '.join(CACHE_SUFFIXES)}, got {args.out}",
+              file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.overwrite:
+        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    # One folder is read as a folder of videos; anything else is a list of video files.
+    sources = args.src[0] if len(args.src) == 1 and args.src[0].is_dir() else args.src
+
+    began = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = build_clip_cache(
+                sources, args.out, n_frames=args.frames, size=args.size,
+                start_frame=args.start_frame, fps=args.fps, channels=args.channels,
+                clips_per_video=args.clips_per_video, stride=args.stride,
+                compression=None if args.compression == "none" else args.compression,
+                skip_unreadable=args.skip_unreadable,
+            )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - began
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+
+    with h5py.File(out, "r") as h5:
+        shape = h5["clips"].shape
+        n_sources = len(set(h5["source"].asstr()[()]))
+        skipped = list(h5.attrs["skipped"])
+    megabytes = out.stat().st_size / 2**20
+    raw = 1
+    for dim in shape:
+        raw *= dim
+    print(f"wrote {out}")
+    print(f"  clips:   {shape[0]} from {n_sources} videos"
+          + (f" ({len(skipped)} skipped)" if skipped else ""))
+    print(f"  shape:   {shape} uint8 (N, T, H, W, C)")
+    print(f"  on disk: {megabytes:.1f} MiB ({raw / 2**20:.1f} MiB uncompressed)")
+    print(f"  time:    {seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Classical fills of the missing entries of a video: what learned recovery is compared against.
+
+Every baseline is a pure function ``fill(video, known) -> filled`` with
+
+- ``video``: float ``(C, T, H, W)`` in ``[-1, 1]``; its missing entries are never read (they may
+  hold anything, NaN included),
+- ``known``: bool, ``(C, T, H, W)`` or anything that broadcasts to it (e.g. ``(T, H, W)``),
+  ``True`` = observed (the convention of :mod:`stgconv.data.masks`),
+- ``filled``: ``(C, T, H, W)``, same dtype and device as ``video``; observed entries are returned
+  bit for bit, only missing entries are filled.
+
+They work for every mask type (whole missing frames, a moving occluded block, salt-and-pepper).
+:data:`BASELINES` maps the names used in evaluation tables to the functions.
+
+Which one wins depends on the mask, see ``issues show 3`` and the docstrings below:
+
+- ``temporal_interpolation``: per-pixel linear interpolation in time. Strong whenever every
+  pixel is observed in some nearby frame (all three mask types of the shared masks).
+- ``biharmonic``: spatial (per-frame, 2-D) biharmonic inpainting. It ignores time, so it is
+  weak on the moving-block masks; whole missing frames have nothing to inpaint from, and there
+  it IS temporal interpolation (see :func:`biharmonic_inpainting`).
+- ``neighbour_average``: diffusion over space-time, the harmonic (Laplace) fill in 3-D.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from skimage.restoration import inpaint_biharmonic
+from torch import Tensor
+
+from stgconv.data.masks import check_mask_matches
+
+Baseline = Callable[[Tensor, Tensor], Tensor]
+"""``(video (C, T, H, W), known bool broadcastable to it) -> filled (C, T, H, W)``."""
+
+
+def _prepare(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate; return ``video`` and ``known`` expanded to ``(C, T, H, W)``."""
+    if not isinstance(video, Tensor) or video.dim() != 4:
+        shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
+        raise ValueError(f"expected a video of shape (C, T, H, W), got {shape}")
+    if not video.is_floating_point():
+        raise ValueError(f"video must be a float tensor in [-1, 1], got dtype {video.dtype}")
+    check_mask_matches(known, video)
+    known = known.to(video.device).expand(video.shape)
+    if not known.any():
+        raise ValueError("known has no observed entry: there is nothing to fill from")
+    if not torch.isfinite(video[known]).all():
+        raise ValueError("video has NaN or infinite values at observed entries (known=True)")
+    return video, known
+
+
+def _observed_mean(video: Tensor, known: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """Mean of the observed entries over ``dims`` (kept as size 1) and whether any exists."""
+    count = known.sum(dim=dims, keepdim=True)
+    total = torch.where(known, video, 0).sum(dim=dims, keepdim=True)
+    return total / count.clamp(min=1), count > 0
+
+
+def _mean_fill(video: Tensor, known: Tensor) -> Tensor:
+    """``(C, T, H, W)``: per channel and frame, the mean of that frame's observed pixels; where a
+    frame has none, the channel's observed mean over the clip; where the channel has none, the
+    mean of all observed entries."""
+    overall = video[known].mean()
+    channel, channel_has = _observed_mean(video, known, (1, 2, 3))  # (C, 1, 1, 1)
+    frame, frame_has = _observed_mean(video, known, (2, 3))  # (C, T, 1, 1)
+    fill = torch.where(channel_has, channel, overall)
+    fill = torch.where(frame_has, frame, fill)
+    return fill.expand(video.shape)
+
+
+def temporal_interpolation(video: Tensor, known: Tensor) -> Tensor:
+    """Fill each missing entry by linear interpolation in time at its own pixel and channel.
+
+    For a missing entry at frame ``t`` whose pixel (in the same channel) is observed at frames
+    ``a < t`` (the last such) and ``b > t`` (the first such), the fill is
+    ``x[a] + (t - a) / (b - a) * (x[b] - x[a])``. Before the pixel's first observed frame and
+    after its last one, the nearest observed value is held (no extrapolation). A pixel never
+    observed in any frame gets the mean of the observed pixels of its frame (same channel); if
+    that frame has no observed pixel, the channel's observed mean over the whole clip.
+
+    Vectorised over pixels: the indices of the previous and next observed frame come from a
+    cumulative max/min along time.
+
+    Args:
+        video: float ``(C, T, H, W)`` in ``[-1, 1]``.
+        known: bool, broadcastable to ``(C, T, H, W)``, ``True`` = observed.
+
+    Returns:
+        ``(C, T, H, W)``: observed entries unchanged, missing ones interpolated.
+
+    Raises:
+        ValueError: a video that is not ``(C, T, H, W)`` float, a mask that is not bool or does
+            not broadcast, no observed entry at all, or non-finite observed values.
+    """
+    video, known = _prepare(video, known)
+    T = video.shape[1]
+    t = torch.arange(T, device=video.device).view(1, T, 1, 1).expand(video.shape)
+    # prev[c, t, h, w] = last observed frame <= t (-1 if none); next = first >= t (T if none).
+    prev = torch.where(known, t, -1).cummax(dim=1).values
+    nxt = torch.where(known, t, T).flip(1).cummin(dim=1).values.flip(1)
+    has_prev, has_next = prev >= 0, nxt < T
+    # Indices clamped into range; where a side is absent its gathered value is never used.
+    before = video.gather(1, prev.clamp(min=0))
+    after = video.gather(1, nxt.clamp(max=T - 1))
+    span = (nxt - prev).clamp(min=1).to(video.dtype)
+    weight = (t - prev).to(video.dtype) / span
+    between = before + weight * (after - before)
+    fill = torch.where(has_prev & has_next, between,
+                       torch.where(has_prev, before,
+                                   torch.where(has_next, after, _mean_fill(video, known))))
+    return torch.where(known, video, fill)
+
+
+def biharmonic_inpainting(video: Tensor, known: Tensor) -> Tensor:
+    """Spatial biharmonic inpainting, frame by frame (``skimage.restoration.inpaint_biharmonic``).
+
+    Each frame is inpainted on its own, in 2-D, with all channels in one call (``channel_axis``)
+    when the frame's mask is the same in every channel, else channel by channel. It never looks
+    at other frames, which is the point of this baseline: what space alone can recover.
+    scikit-image clips each inpainted frame to the range of its observed values (per channel).
+
+    Fallback: a frame (of a channel) with no observed pixel has nothing to inpaint from; its
+    entries are filled by :func:`temporal_interpolation` instead. So with whole-missing-frame
+    masks this baseline gives exactly temporal interpolation, and an evaluation table should
+    say so rather than present it as a spatial result.
+
+    Runs on the CPU in numpy (the result is moved back to ``video``'s device and dtype). Cost
+    grows with the number of missing pixels per frame; a 70x150x150 RGB clip with a 60x60
+    block missing per frame takes about 10 s on one core (measured: issue 3).
+
+    Args:
+        video: float ``(C, T, H, W)`` in ``[-1, 1]``.
+        known: bool, broadcastable to ``(C, T, H, W)``, ``True`` = observed.
+
+    Returns:
+        ``(C, T, H, W)``: observed entries unchanged, missing ones inpainted.
+    """
+    video, known = _prepare(video, known)
+    frames = torch.where(known, video, 0).detach().cpu().double().numpy()  # (C, T, H, W)
+    missing = (~known).cpu().numpy()
+    out = frames.copy()
+    no_data = np.zeros(missing.shape[:2], dtype=bool)  # (C, T): channel-frames with no pixel
+    for t in range(frames.shape[1]):
+        miss_t = missing[:, t]  # (C, H, W)
+        if not miss_t.any():
+            continue
+        if (miss_t == miss_t[:1]).all():  # one mask for all channels: one call
+            if miss_t[0].all():
+                no_data[:, t] = True
+                continue
+            image = np.moveaxis(frames[:, t], 0, -1)  # (H, W, C)
+            filled = inpaint_biharmonic(image, miss_t[0], channel_axis=-1)
+            out[:, t] = np.moveaxis(filled, -1, 0)
+            continue
+        for c in range(frames.shape[0]):
+            if not miss_t[c].any():
+                continue
+            if miss_t[c].all():
+                no_data[c, t] = True
+                continue
+            out[c, t] = inpaint_biharmonic(frames[c, t], miss_t[c])
+    filled = torch.from_numpy(out).to(device=video.device, dtype=video.dtype)
+    if no_data.any():
+        fallback = torch.from_numpy(no_data).to(video.device)[:, :, None, None]
+        filled = torch.where(fallback, temporal_interpolation(video, known), filled)
+    return torch.where(known, video, filled)
+
+
+def _neighbour_sum(x: Tensor) -> Tensor:
+    """Sum over the in-bounds 6-neighbours in ``(T, H, W)`` of a ``(C, T, H, W)`` tensor.
+
+    Out-of-bounds neighbours count as zero, so with ``x`` = a 0/1 validity mask this gives the
+    number of valid neighbours.
+    """
+    total = torch.zeros_like(x)
+    for dim in (1, 2, 3):
+        n = x.shape[dim]
+        if n < 2:
+            continue
+        total.narrow(dim, 1, n - 1).add_(x.narrow(dim, 0, n - 1))  # neighbour before
+        total.narrow(dim, 0, n - 1).add_(x.narrow(dim, 1, n - 1))  # neighbour after
+    return total
+
+
+def neighbour_average(
+    video: Tensor, known: Tensor, *, max_iters: int = 2000, tol: float = 1e-5
+) -> Tensor:
+    """Diffusion fill over space-time: each missing entry becomes the mean of its 6-neighbours.
+
+    Missing entries start at the observed mean of their channel. Sweeps then replace every
+    missing entry by the mean of those of its 6 neighbours in ``(T, H, W)`` (same channel,
+    inside the clip) that are observed or already filled; an entry with no such neighbour waits,
+    so the fill grows inward from the observed entries and the starting mean is only what an
+    entry keeps if the sweeps stop before reaching it. Each sweep updates the entries with
+    ``t + h + w`` even, then those with it odd (red-black Gauss-Seidel: twice the speed of
+    updating all at once, same result). Once everything is filled the sweeps converge to the
+    discrete harmonic fill: the solution of Laplace's equation on the missing entries with the
+    observed ones held fixed, which does not depend on the start.
+
+    Args:
+        video: float ``(C, T, H, W)`` in ``[-1, 1]``.
+        known: bool, broadcastable to ``(C, T, H, W)``, ``True`` = observed.
+        max_iters: at most this many sweeps.
+        tol: stop once every entry is filled and no entry moved by more than ``tol`` in the
+            last sweep (units of the ``[-1, 1]`` scale; 1e-5 is 0.0013 on the 0-255 scale).
+            The error left is larger than the last change, by ``1 / (1 - rate)`` for the
+            convergence rate of the sweeps, so keep ``tol`` small.
+
+    Returns:
+        ``(C, T, H, W)``: observed entries unchanged, missing ones filled.
+    """
+    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
+        raise ValueError(f"max_iters must be an int >= 1, got {max_iters!r}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    video, known = _prepare(video, known)
+    channel, channel_has = _observed_mean(video, known, (1, 2, 3))
+    start = torch.where(channel_has, channel, video[known].mean())
+    x = torch.where(known, video, start).detach().clone()
+    missing = ~known
+    _, T, H, W = video.shape
+    parity = (torch.arange(T).view(T, 1, 1) + torch.arange(H).view(1, H, 1)
+              + torch.arange(W).view(1, 1, W)) % 2
+    colours = [missing & (parity == p).to(video.device) for p in (0, 1)]
+    valid = known.to(video.dtype)  # observed or already filled
+    all_valid = False
+    for _ in range(max_iters):
+        change = 0.0
+        for colour in colours:
+            count = _neighbour_sum(valid)
+            update = colour & (count > 0)
+            mean = _neighbour_sum(x * valid) / count.clamp(min=1)
+            step = torch.where(update, mean - x, 0)
+            x += step
+            change = max(change, step.abs().max().item())
+            if not all_valid:
+                valid = torch.where(update, 1.0, valid).to(video.dtype)
+        all_valid = all_valid or bool(valid.all())
+        if all_valid and change <= tol:
+            break
+    return torch.where(known, video, x)
+
+
+BASELINES: dict[str, Baseline] = {
+    "temporal_interpolation": temporal_interpolation,
+    "biharmonic": biharmonic_inpainting,
+    "neighbour_average": neighbour_average,
+}
+"""Name in evaluation tables -> baseline function ``(video, known) -> filled``."""

@@ -1,0 +1,525 @@
+"""Video datasets: training clips from video files or frame folders, and an HDF5 cache of clips.
+
+Decoding video is the slow part of a training epoch, so clips can be decoded once into an HDF5
+cache (:func:`build_clip_cache`, or ``python datasets/video/prepare.py``) and read back by
+:class:`VideoClips`. A clip is ``(C, T, H, W)`` float in ``[-1, 1]`` everywhere in stgconv; the
+cache stores the uint8 frames exactly as decoded, so a clip read from the cache equals the clip
+:func:`stgconv.io.video.load_video` returns for the same file and settings, bit for bit.
+
+Cache layout (format 1)::
+
+    clips        uint8   (N, T, H, W, C)  one chunk per clip, gzip or lzf compressed
+    source       utf-8   (N,)             the video (or frame folder) each clip was cut from
+    start_frame  int64   (N,)             index of the clip's first frame in its source's frames
+    source_fps   float64 (N,)             the source's own frame rate (NaN for frame folders)
+    attrs: format_version, n_frames, size (H, W), channels, fps (0: sources' own rates),
+           start_frame, clips_per_video (0: as many as fit), stride, layout, value_range,
+           resize, created_by, skipped (one "path: reason" per skipped source)
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+import os
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import av
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+import stgconv
+from stgconv.io.atomic import atomic_write
+from stgconv.io.image import IMAGE_SUFFIXES
+from stgconv.io.video import VIDEO_SUFFIXES, _natural_key, load_video
+
+CACHE_SUFFIXES = (".h5", ".hdf5")
+"""Suffixes of clip caches; :func:`load_training_clips` reads such a path as a cache."""
+
+CACHE_FORMAT_VERSION = 1
+VALUE_RANGE = "uint8 u in [0, 255]; the clip in stgconv is u / 127.5 - 1, in [-1, 1]"
+
+# Sources are decoded in full at the cache's frame size; a compression level above 4 costs
+# much more time for little gain on natural video.
+_GZIP_LEVEL = 4
+
+
+# --------------------------------------------------------------------------------------------
+# Loading training clips
+# --------------------------------------------------------------------------------------------
+
+
+def load_training_clips(
+    path: str | Path,
+    *,
+    n_frames: int,
+    size: int | tuple[int, int],
+    start_frame: int = 0,
+    fps: float | None = None,
+    channels: int = 3,
+    max_clips: int | None = None,
+) -> Tensor:
+    """Training tensor ``(N, C, T, H, W)`` in ``[-1, 1]``, ``T = n_frames``, ``(H, W) = size``.
+
+    ``path`` is one of:
+
+    - a video file: ``N = 1``;
+    - a folder of frame images (``IMAGE_SUFFIXES``, natural name order): ``N = 1``;
+    - a folder of video files (``VIDEO_SUFFIXES``): one clip per file, files in natural name
+      order (``3_animal.mp4`` before ``12_donkey.mp4``), the first ``max_clips`` of them;
+    - an HDF5 cache from :func:`build_clip_cache` (suffix ``.h5``/``.hdf5``): its first
+      ``max_clips`` clips. The cache must have been built with the same ``n_frames``, ``size``,
+      ``start_frame``, ``fps`` and ``channels``; a mismatch is an error, not a silent resize.
+
+    Each clip is frames ``start_frame ...`` of its source, resampled to ``fps`` when given, each
+    frame resized to ``size`` (bilinear, no crop) as in :func:`stgconv.io.video.load_video`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: bad arguments; a folder holding neither videos nor frame images (or both);
+            a clip shorter than ``start_frame + n_frames`` frames (the message names the clip
+            and its length); an unreadable video; a cache built with other settings.
+    """
+    path = Path(path)
+    n_frames = _as_int(n_frames, "n_frames", minimum=1)
+    pair = _as_size(size)
+    start_frame = _as_int(start_frame, "start_frame", minimum=0)
+    fps = _as_fps(fps)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if max_clips is not None:
+        max_clips = _as_int(max_clips, "max_clips", minimum=1)
+    if not path.exists():
+        raise FileNotFoundError(f"training video not found: {path}")
+
+    if path.is_file() and path.suffix.lower() in CACHE_SUFFIXES:
+        dataset = VideoClips(path)
+        _check_cache_matches(dataset, n_frames=n_frames, size=pair, start_frame=start_frame,
+                             fps=fps, channels=channels)
+        count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
+        clips = [dataset[i] for i in range(count)]
+        dataset.close()
+        return torch.stack(clips)
+
+    options = dict(start_frame=start_frame, n_frames=n_frames, size=pair, fps=fps,
+                   channels=channels)
+    if path.is_file():
+        return load_video(path, **options).unsqueeze(0)
+    if _folder_kind(path) == "frames":
+        return load_video(path, **options).unsqueeze(0)
+    files = list_videos(path)
+    if max_clips is not None:
+        files = files[:max_clips]
+    return torch.stack([load_video(file, **options) for file in files])
+
+
+def list_videos(folder: str | Path) -> list[Path]:
+    """The video files (``VIDEO_SUFFIXES``) directly inside ``folder``, in natural name order.
+
+    Hidden files are ignored. Raises ``ValueError`` when there are none.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"video folder not found: {folder}")
+    files = sorted((p for p in folder.iterdir() if _is_visible_file(p)
+                    and p.suffix.lower() in VIDEO_SUFFIXES), key=_natural_key)
+    if not files:
+        raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in folder {folder}")
+    return files
+
+
+def _folder_kind(folder: Path) -> str:
+    """``"videos"`` or ``"frames"``: what a folder holds, decided by its file suffixes.
+
+    ``.gif`` counts as both, so a folder of GIFs only is read as videos; a folder mixing other
+    video files with frame images is ambiguous and refused.
+    """
+    suffixes = {p.suffix.lower() for p in folder.iterdir() if _is_visible_file(p)}
+    videos = suffixes & set(VIDEO_SUFFIXES)
+    images = suffixes & (set(IMAGE_SUFFIXES) - set(VIDEO_SUFFIXES))
+    if videos and images:
+        raise ValueError(
+            f"folder {folder} holds both video files ({', '.join(sorted(videos))}) and frame "
+            f"images ({', '.join(sorted(images))}); keep one kind per folder"
+        )
+    if videos:
+        return "videos"
+    if images:
+        return "frames"
+    raise ValueError(
+        f"folder {folder} holds neither video files ({', '.join(VIDEO_SUFFIXES)}) nor frame "
+        f"images ({', '.join(IMAGE_SUFFIXES)})"
+    )
+
+
+def _is_visible_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".")
+
+
+# --------------------------------------------------------------------------------------------
+# Building the cache
+# --------------------------------------------------------------------------------------------
+
+
+def build_clip_cache(
+    sources: str | Path | Sequence[str | Path],
+    out_path: str | Path,
+    *,
+    n_frames: int,
+    size: int | tuple[int, int],
+    start_frame: int = 0,
+    fps: float | None = None,
+    channels: int = 3,
+    clips_per_video: int | None = 1,
+    stride: int | None = None,
+    compression: str | None = "gzip",
+    skip_unreadable: bool = False,
+) -> Path:
+    """Decode each source once and write its clips to an HDF5 cache at ``out_path``.
+
+    Clip ``j`` of a source holds its output frames ``j * stride ... j * stride + n_frames - 1``,
+    where output frame ``k`` is the source's frame ``start_frame + k`` (or, with ``fps``, the
+    frame :func:`stgconv.io.video.load_video` picks for ``k``). The layout is in this module's
+    docstring; the file is written to a temporary file beside ``out_path`` and renamed into place
+    only when complete, so an error or a crash never leaves a half-written cache.
+
+    Args:
+        sources: a folder of video files (natural name order), or a list of video files (or
+            frame folders), kept in the order given.
+        out_path: the cache, ending in ``.h5`` or ``.hdf5``; replaced if it exists.
+        n_frames, size, start_frame, fps, channels: as in :func:`load_training_clips`.
+        clips_per_video: clips cut from each source; ``None``: as many as fit.
+        stride: output frames between the starts of consecutive clips of one source; default
+            ``n_frames`` (back-to-back clips). Smaller values make overlapping clips.
+        compression: ``"gzip"`` (level 4, smaller), ``"lzf"`` (faster) or ``None``.
+        skip_unreadable: skip sources that fail to decode or are too short for the clips asked,
+            with a warning, and list them (with the reason) in ``attrs["skipped"]``. Off by
+            default: such a source is an error that names it.
+
+    Returns:
+        ``out_path`` as a ``Path``.
+
+    Raises:
+        FileNotFoundError: a source does not exist.
+        ValueError: bad arguments; no video files in the folder; a source that cannot be read
+            or is too short (unless ``skip_unreadable``); no clip at all to write.
+    """
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in CACHE_SUFFIXES:
+        raise ValueError(f"the cache must end in {' or '.join(CACHE_SUFFIXES)}, got {out_path}")
+    n_frames = _as_int(n_frames, "n_frames", minimum=1)
+    pair = _as_size(size)
+    start_frame = _as_int(start_frame, "start_frame", minimum=0)
+    fps = _as_fps(fps)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if clips_per_video is not None:
+        clips_per_video = _as_int(clips_per_video, "clips_per_video", minimum=1)
+    stride = n_frames if stride is None else _as_int(stride, "stride", minimum=1)
+    if compression not in ("gzip", "lzf", None):
+        raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
+    files = _resolve_sources(sources)
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as h5:
+            _write_cache(
+                h5, files, n_frames=n_frames, size=pair, start_frame=start_frame, fps=fps,
+                channels=channels, clips_per_video=clips_per_video, stride=stride,
+                compression=compression, skip_unreadable=skip_unreadable,
+            )
+
+    return atomic_write(out_path, write)
+
+
+def _resolve_sources(sources: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(sources, (str, os.PathLike)):
+        folder = Path(sources)
+        if not folder.exists():
+            raise FileNotFoundError(f"video folder not found: {folder}")
+        if not folder.is_dir():
+            raise ValueError(
+                f"sources must be a folder of videos or a list of video files; got the file "
+                f"{folder} (pass [{str(folder)!r}] for a single video)"
+            )
+        return list_videos(folder)
+    files = [Path(source) for source in sources]
+    if not files:
+        raise ValueError("sources is an empty list; give at least one video file")
+    missing = [str(file) for file in files if not file.exists()]
+    if missing:  # checked before decoding anything: a typo should not cost minutes of work
+        raise FileNotFoundError(f"video not found: {', '.join(missing)}")
+    return files
+
+
+def _write_cache(
+    h5: h5py.File, files: list[Path], *, n_frames: int, size: tuple[int, int], start_frame: int,
+    fps: float | None, channels: int, clips_per_video: int | None, stride: int,
+    compression: str | None, skip_unreadable: bool,
+) -> None:
+    height, width = size
+    options = {"compression": compression}
+    if compression == "gzip":
+        options["compression_opts"] = _GZIP_LEVEL
+    clips = h5.create_dataset(
+        "clips", shape=(0, n_frames, height, width, channels), dtype=np.uint8,
+        maxshape=(None, n_frames, height, width, channels),
+        chunks=(1, n_frames, height, width, channels), **options,
+    )
+    per_clip = {
+        "source": h5.create_dataset("source", shape=(0,), maxshape=(None,),
+                                    dtype=h5py.string_dtype("utf-8")),
+        "start_frame": h5.create_dataset("start_frame", shape=(0,), maxshape=(None,),
+                                         dtype=np.int64),
+        "source_fps": h5.create_dataset("source_fps", shape=(0,), maxshape=(None,),
+                                        dtype=np.float64),
+    }
+    # Only the frames the clips use are decoded (all of them for clips_per_video=None).
+    needed = None if clips_per_video is None else (clips_per_video - 1) * stride + n_frames
+    skipped: list[str] = []
+    for file in files:
+        try:
+            video = load_video(file, start_frame=start_frame, n_frames=needed, size=size,
+                               fps=fps, channels=channels)
+        except ValueError as err:
+            problem = err
+            if needed is not None and needed > n_frames and "asked for n_frames" in str(err):
+                problem = ValueError(
+                    f"{file} is too short for clips_per_video={clips_per_video} clips of "
+                    f"{n_frames} frames every {stride} frames ({needed} frames from "
+                    f"start_frame={start_frame}): {err}"
+                )
+            if not skip_unreadable:
+                if problem is err:
+                    raise
+                raise problem from err
+            skipped.append(f"{file}: {problem}")
+            warnings.warn(f"skipping {file}: {problem}", stacklevel=2)
+            continue
+        frames = _quantise(video)  # (T_all, H, W, C) uint8, exactly the decoded frames
+        starts = range(0, len(frames) - n_frames + 1, stride)
+        if clips_per_video is not None:
+            starts = starts[:clips_per_video]
+        if len(starts) == 0:  # only with clips_per_video=None
+            reason = (f"has {len(frames)} frames from start_frame={start_frame}, fewer than "
+                      f"n_frames={n_frames}")
+            if not skip_unreadable:
+                raise ValueError(f"{file} {reason}")
+            skipped.append(f"{file}: {reason}")
+            warnings.warn(f"skipping {file}: {reason}", stacklevel=2)
+            continue
+        rate = _source_rate(file)
+        step = Fraction(1) if fps is None else Fraction(rate) / Fraction(fps).limit_denominator(
+            1_000_000)
+        first = clips.shape[0]
+        last = first + len(starts)
+        clips.resize(last, axis=0)
+        for dataset in per_clip.values():
+            dataset.resize(last, axis=0)
+        for i, offset in enumerate(starts):
+            clips[first + i] = frames[offset:offset + n_frames]
+        per_clip["source"][first:last] = [str(file)] * len(starts)
+        # load_video's frame picking: output k is source frame start + floor(k * step).
+        per_clip["start_frame"][first:last] = [start_frame + int(k * step) for k in starts]
+        per_clip["source_fps"][first:last] = float(rate) if rate else float("nan")
+
+    if clips.shape[0] == 0:
+        raise ValueError(
+            f"no clips to write: all {len(files)} sources were skipped ({'; '.join(skipped)})"
+        )
+    attrs = h5.attrs
+    attrs["format_version"] = CACHE_FORMAT_VERSION
+    attrs["n_frames"] = n_frames
+    attrs["size"] = np.array(size, dtype=np.int64)
+    attrs["channels"] = channels
+    attrs["fps"] = 0.0 if fps is None else float(fps)
+    attrs["start_frame"] = start_frame
+    attrs["clips_per_video"] = 0 if clips_per_video is None else clips_per_video
+    attrs["stride"] = stride
+    attrs["layout"] = "(N, T, H, W, C)"
+    attrs["value_range"] = VALUE_RANGE
+    attrs["resize"] = "bilinear (Pillow), whole frame, no crop"
+    attrs["created_by"] = f"stgconv {stgconv.__version__}"
+    attrs.create("skipped", np.array(skipped, dtype=object), dtype=h5py.string_dtype("utf-8"))
+
+
+def _quantise(video: Tensor) -> np.ndarray:
+    """``(C, T, H, W)`` in ``[-1, 1]`` -> uint8 ``(T, H, W, C)``, the inverse of the decoder's
+    ``u / 127.5 - 1``: exact for frames that came from uint8, whatever C."""
+    array = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return np.ascontiguousarray(array.permute(1, 2, 3, 0).numpy())
+
+
+def _source_rate(path: Path) -> Fraction | None:
+    """The frame rate load_video uses for ``path`` (None for a frame folder or no rate)."""
+    if path.is_dir():
+        return None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+    return Fraction(rate) if rate else None
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the cache
+# --------------------------------------------------------------------------------------------
+
+
+class VideoClips(Dataset):
+    """The clips of an HDF5 cache from :func:`build_clip_cache`, as ``(C, T, H, W)`` in ``[-1, 1]``.
+
+    The file is opened on first access in each process, never in ``__init__`` (which only reads
+    the metadata and closes it again): an h5py handle must not cross a ``fork``, so the dataset is
+    safe with ``DataLoader(num_workers > 0)``, each worker opening its own handle.
+
+    Args:
+        root: the cache file (``.h5``/``.hdf5``), or a folder holding exactly one.
+        transform: applied to each ``(C, T, H, W)`` clip.
+
+    Attributes:
+        n_frames, size, channels, fps: the cache's settings (``fps`` is ``None`` when the
+            clips keep their sources' own rates).
+        sources: the source path of each clip (``len(sources) == len(self)``).
+        start_frames: each clip's first frame, counted in its source's frames.
+    """
+
+    def __init__(self, root: str | Path, *,
+                 transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        self.root = _find_cache(Path(root))
+        self.transform = transform
+        with h5py.File(self.root, "r") as h5:
+            clips = h5.get("clips")
+            if (not isinstance(clips, h5py.Dataset) or clips.ndim != 5
+                    or clips.dtype != np.uint8 or "n_frames" not in h5.attrs):
+                raise ValueError(
+                    f"{self.root} is not a stgconv clip cache: expected a uint8 dataset 'clips' "
+                    f"of shape (N, T, H, W, C) and its attributes; build one with "
+                    f"datasets/video/prepare.py"
+                )
+            self._length, self.n_frames, height, width, self.channels = clips.shape
+            self.size = (height, width)
+            fps = float(h5.attrs["fps"])
+            self.fps = fps if fps > 0 else None
+            self.start_frame = int(h5.attrs["start_frame"])
+            self.sources = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
+                            for s in h5["source"][()]]
+            self.start_frames = [int(s) for s in h5["start_frame"][()]]
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> Tensor:
+        index = operator.index(index)
+        if not -self._length <= index < self._length:
+            raise IndexError(f"clip index {index} out of range for {self._length} clips")
+        array = self._clips()[index % self._length]  # (T, H, W, C) uint8
+        # The same arithmetic as load_video, so cached and decoded clips are equal bit for bit.
+        clip = torch.from_numpy(array).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        return self.transform(clip) if self.transform is not None else clip
+
+    def _clips(self) -> h5py.Dataset:
+        if self._file is None or self._pid != os.getpid():
+            # A handle inherited through fork is abandoned, not closed: closing it would act on
+            # HDF5 state shared with the parent.
+            self._file = h5py.File(self.root, "r")
+            self._pid = os.getpid()
+        return self._file["clips"]
+
+    def close(self) -> None:
+        """Close this process's handle (it reopens on the next access)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file, self._pid = None, None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()  # spawned workers get the dataset pickled: no handle in it
+        state["_file"], state["_pid"] = None, None
+        return state
+
+    def extra_repr(self) -> str:
+        fps = "source" if self.fps is None else f"{self.fps:g}"
+        return (f"root={self.root}, n_frames={self.n_frames}, size={self.size}, "
+                f"channels={self.channels}, fps={fps}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()}, n={len(self)})"
+
+
+def _find_cache(root: Path) -> Path:
+    if not root.exists():
+        raise FileNotFoundError(f"clip cache not found: {root}")
+    if root.is_dir():
+        found = sorted(p for p in root.iterdir()
+                       if _is_visible_file(p) and p.suffix.lower() in CACHE_SUFFIXES)
+        if len(found) != 1:
+            what = "none" if not found else ", ".join(p.name for p in found)
+            raise ValueError(
+                f"folder {root} must hold exactly one clip cache ({', '.join(CACHE_SUFFIXES)}); "
+                f"found {what}. Pass the cache file itself"
+            )
+        return found[0]
+    if root.suffix.lower() not in CACHE_SUFFIXES:
+        raise ValueError(
+            f"{root} is not a clip cache ({', '.join(CACHE_SUFFIXES)}); build one with "
+            f"datasets/video/prepare.py, or read videos with load_training_clips"
+        )
+    return root
+
+
+def _check_cache_matches(dataset: VideoClips, *, n_frames: int, size: tuple[int, int],
+                         start_frame: int, fps: float | None, channels: int) -> None:
+    asked = {"n_frames": n_frames, "size": size, "start_frame": start_frame, "fps": fps,
+             "channels": channels}
+    cached = {"n_frames": dataset.n_frames, "size": dataset.size,
+              "start_frame": dataset.start_frame, "fps": dataset.fps,
+              "channels": dataset.channels}
+    wrong = [f"{key}={asked[key]!r} (cache: {cached[key]!r})" for key in asked
+             if asked[key] != cached[key]]
+    if wrong:
+        raise ValueError(
+            f"the clip cache {dataset.root} was built with other settings: {', '.join(wrong)}; "
+            f"rebuild it with datasets/video/prepare.py or ask for the cache's settings"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks (the error names the argument and its bad value)
+# --------------------------------------------------------------------------------------------
+
+
+def _as_int(value: object, name: str, *, minimum: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return number
+
+
+def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    try:
+        pair = tuple(_as_int(s, "size", minimum=1) for s in pair)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"size must be a positive int or a pair (H, W) of them, got {size!r}")
+    return pair
+
+
+def _as_fps(fps: float | None) -> float | None:
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < float("inf"):
+        raise ValueError(f"fps must be a number > 0, got {fps!r}")
+    return float(fps)

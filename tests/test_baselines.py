@@ -1,0 +1,306 @@
+"""Classical recovery baselines and the recovery metrics: the fill contract over every baseline
+and mask type, each baseline's defining property on a video it must recover exactly, and the
+metric's scale. The real-clip check skips when ../shared/data is absent."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from stgconv.baselines import (
+    BASELINES,
+    biharmonic_inpainting,
+    neighbour_average,
+    temporal_interpolation,
+)
+from stgconv.data.masks import missing_frames, occluded_region, salt_and_pepper
+from stgconv.metrics import missing_mae_255, psnr
+
+C, T, H, W = 3, 10, 24, 24
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def clip(seed: int = 0) -> torch.Tensor:
+    return torch.rand(C, T, H, W, generator=gen(seed)) * 2 - 1
+
+
+def make_mask(kind: str) -> torch.Tensor:
+    """A ``known`` mask of each kind the baselines must handle."""
+    if kind == "missing_frames":
+        return missing_frames(T, H, W, fraction=0.5, generator=gen(1))
+    if kind == "region":
+        return occluded_region(T, H, W, size=10, generator=gen(2))
+    if kind == "fixed_region":
+        return occluded_region(T, H, W, size=10, moving=False, generator=gen(3))
+    if kind == "salt_and_pepper":
+        return salt_and_pepper(T, H, W, fraction=0.4, generator=gen(4))
+    if kind == "blocks":
+        return salt_and_pepper(T, H, W, fraction=0.4, block=4, generator=gen(5))
+    if kind == "per_channel":  # (C, T, H, W), differing between channels
+        return torch.rand(C, T, H, W, generator=gen(6)) > 0.3
+    if kind == "channel_frame_gone":  # one channel of one frame entirely missing
+        known = salt_and_pepper(T, H, W, fraction=0.2, generator=gen(7)).expand(C, T, H, W).clone()
+        known[1, 4] = False
+        return known
+    raise AssertionError(kind)
+
+
+MASK_KINDS = ["missing_frames", "region", "fixed_region", "salt_and_pepper", "blocks",
+              "per_channel", "channel_frame_gone"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract, for every baseline and every mask type
+# ---------------------------------------------------------------------------------------------
+
+
+def test_registry_names():
+    assert set(BASELINES) == {"temporal_interpolation", "biharmonic", "neighbour_average"}
+    assert BASELINES["biharmonic"] is biharmonic_inpainting
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_observed_entries_exact_and_missing_filled(name, kind):
+    truth = clip()
+    known = make_mask(kind)
+    full = known.expand(truth.shape)
+    assert (~full).any() and full.any()
+    # The missing entries of the input must never be read: NaN there must not leak out.
+    video = torch.where(full, truth, torch.nan)
+    before = video.clone()
+    out = BASELINES[name](video, known)
+    assert out.shape == truth.shape and out.dtype == truth.dtype
+    assert torch.equal(out[full], truth[full])  # bit for bit
+    assert torch.isfinite(out).all()
+    # Fills stay within the range of the data (all three are averages / clipped).
+    assert out.min() >= truth.min() - 1e-5 and out.max() <= truth.max() + 1e-5
+    assert torch.equal(video.isnan(), before.isnan())  # input untouched
+    assert torch.equal(video[full], before[full])
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_float64_and_3d_mask(name):
+    truth = clip().double()
+    known = make_mask("region")  # (T, H, W) broadcasts over channels
+    out = BASELINES[name](truth, known)
+    assert out.dtype == torch.float64
+    assert torch.equal(out[known.expand(truth.shape)], truth[known.expand(truth.shape)])
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_bad_input(name):
+    fill = BASELINES[name]
+    video, known = clip(), make_mask("region")
+    with pytest.raises(ValueError, match=r"\(C, T, H, W\)"):
+        fill(video[None], known)
+    with pytest.raises(ValueError, match="does not match"):
+        fill(video, known[:, :-1])
+    with pytest.raises(ValueError, match="bool"):
+        fill(video, known.float())
+    with pytest.raises(ValueError, match="no observed entry"):
+        fill(video, torch.zeros_like(known))
+    bad = video.clone()
+    bad[0, 0, 0, 0] = torch.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fill(bad, torch.ones_like(known))
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_nothing_missing_returns_the_video(name):
+    video = clip()
+    assert torch.equal(BASELINES[name](video, torch.ones(T, H, W, dtype=torch.bool)), video)
+
+
+# ---------------------------------------------------------------------------------------------
+# temporal_interpolation
+# ---------------------------------------------------------------------------------------------
+
+
+def linear_in_time() -> torch.Tensor:
+    """``a + b * t`` with a different ``a``, ``b`` per pixel and channel; stays inside [-1, 1]."""
+    a = torch.rand(C, 1, H, W, generator=gen(10)) - 0.5
+    b = (torch.rand(C, 1, H, W, generator=gen(11)) - 0.5) / T
+    return a + b * torch.arange(T, dtype=torch.float32).view(1, T, 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["missing_frames", "region", "salt_and_pepper", "per_channel"])
+def test_temporal_interpolation_exact_on_linear_video(kind):
+    video = linear_in_time()
+    known = make_mask(kind).expand(video.shape).clone()
+    known[:, 0] = known[:, -1] = True  # interpolation, not holding at the ends
+    out = temporal_interpolation(video, known)
+    torch.testing.assert_close(out, video, atol=1e-6, rtol=0)
+
+
+def test_temporal_interpolation_weights():
+    video = torch.zeros(1, 5, 1, 1)
+    video[0, 0], video[0, 4] = 1.0, -1.0
+    known = torch.tensor([True, False, False, False, True]).view(1, 5, 1, 1)
+    out = temporal_interpolation(video, known).flatten()
+    torch.testing.assert_close(out, torch.tensor([1.0, 0.5, 0.0, -0.5, -1.0]))
+
+
+def test_temporal_interpolation_holds_at_the_ends():
+    video = linear_in_time()
+    known = torch.ones(T, H, W, dtype=torch.bool)
+    known[:2] = False  # first two frames missing
+    known[-3:] = False  # last three frames missing
+    known[5] = False
+    out = temporal_interpolation(video, known)
+    assert torch.equal(out[:, 0], video[:, 2]) and torch.equal(out[:, 1], video[:, 2])
+    for t in (T - 3, T - 2, T - 1):
+        assert torch.equal(out[:, t], video[:, T - 4])
+    torch.testing.assert_close(out[:, 5], video[:, 5], atol=1e-6, rtol=0)
+
+
+def test_temporal_interpolation_never_observed_pixel_gets_frame_mean():
+    video = clip()
+    known = torch.ones(C, T, H, W, dtype=torch.bool)
+    known[:, :, 3, 4] = False  # this pixel is never observed
+    known[:, 2] = False  # and frame 2 is missing entirely (in every channel)
+    out = temporal_interpolation(video, known)
+    frame_mean = torch.where(known, video, 0).sum((2, 3)) / known.sum((2, 3)).clamp(min=1)
+    for t in range(T):
+        if t == 2:  # no observed pixel in the frame: the channel's mean over the clip
+            expected = video[known[:, :, :, :]].new_tensor(
+                [video[c][known[c]].mean() for c in range(C)])
+        else:
+            expected = frame_mean[:, t]
+        torch.testing.assert_close(out[:, t, 3, 4], expected, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# neighbour_average
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_neighbour_average_keeps_a_constant_video(kind):
+    video = torch.full((C, T, H, W), 0.3)
+    out = neighbour_average(video, make_mask(kind))
+    torch.testing.assert_close(out, video, atol=1e-6, rtol=0)
+
+
+def test_neighbour_average_converges_to_the_harmonic_fill():
+    # Constant in space, linear in time: discrete-harmonic, so interior missing frames are
+    # recovered exactly once the sweeps have converged.
+    video = linear_in_time()[:, :, :1, :1].expand(C, T, H, W).contiguous()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(12))
+    out = neighbour_average(video, known, tol=1e-8)
+    torch.testing.assert_close(out, video, atol=1e-5, rtol=0)
+
+
+def test_neighbour_average_stops_at_max_iters():
+    video, known = clip(), make_mask("region")
+    one = neighbour_average(video, known, max_iters=1)
+    many = neighbour_average(video, known)
+    assert not torch.allclose(one, many)
+    with pytest.raises(ValueError, match="max_iters"):
+        neighbour_average(video, known, max_iters=0)
+    with pytest.raises(ValueError, match="tol"):
+        neighbour_average(video, known, tol=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# biharmonic_inpainting
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["region", "salt_and_pepper", "blocks", "per_channel"])
+def test_biharmonic_recovers_a_plane(kind):
+    # A plane is biharmonic, so it is recovered exactly where the 5x5 stencil fits: missing
+    # pixels at least 2 px from the frame's edge (at the edge scikit-image truncates the
+    # stencil, errors there reach ~0.03).
+    h = torch.linspace(-0.6, 0.6, H).view(1, 1, H, 1)
+    w = torch.linspace(-0.3, 0.3, W).view(1, 1, 1, W)
+    slope = torch.tensor([1.0, -0.5, 0.2]).view(C, 1, 1, 1)
+    video = (slope * h + w + 0.1 * torch.arange(T).view(1, T, 1, 1) / T).expand(C, T, H, W)
+    known = make_mask(kind).expand(C, T, H, W).clone()
+    border = torch.ones(H, W, dtype=torch.bool)
+    border[2:-2, 2:-2] = False
+    known |= border
+    out = biharmonic_inpainting(video.contiguous(), known)
+    torch.testing.assert_close(out, video, atol=1e-6, rtol=0)
+
+
+def test_biharmonic_whole_missing_frames_fall_back_to_temporal_interpolation():
+    video, known = clip(), make_mask("missing_frames")
+    assert torch.equal(biharmonic_inpainting(video, known), temporal_interpolation(video, known))
+    # A channel-frame with no pixel falls back; the rest of that frame is inpainted spatially.
+    known = make_mask("channel_frame_gone")
+    out = biharmonic_inpainting(video, known)
+    assert torch.equal(out[1, 4], temporal_interpolation(video, known)[1, 4])
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def test_missing_mae_255_scale():
+    truth = clip()
+    known = make_mask("region")
+    recovered = truth + 2 / 127.5  # 2 grey levels everywhere...
+    recovered[known.expand(truth.shape)] += 1.0  # ...and observed entries, which do not count
+    assert missing_mae_255(recovered, truth, known) == pytest.approx(2.0, rel=1e-6)
+    assert missing_mae_255(truth - 2 / 127.5, truth, known) == pytest.approx(2.0, rel=1e-6)
+    assert missing_mae_255(truth, truth, known) == 0.0
+    # Only the missing entries: one missing entry off by 1.0 -> 127.5 / n_missing.
+    off = truth.clone()
+    missing = ~known.expand(truth.shape)
+    first = missing.nonzero()[0].tolist()
+    off[tuple(first)] += 1.0
+    assert missing_mae_255(off, truth, known) == pytest.approx(127.5 / missing.sum().item())
+
+
+def test_missing_mae_255_errors():
+    truth, known = clip(), make_mask("region")
+    with pytest.raises(ValueError, match="differ in shape"):
+        missing_mae_255(truth[:, :-1], truth, known)
+    with pytest.raises(ValueError, match="no missing entry"):
+        missing_mae_255(truth, truth, torch.ones_like(known))
+    with pytest.raises(ValueError, match="bool"):
+        missing_mae_255(truth, truth, known.float())
+    with pytest.raises(ValueError, match="does not match"):
+        missing_mae_255(truth, truth, known[:, 1:])
+    bad = truth.clone()
+    bad[~known.expand(truth.shape)] = torch.nan
+    with pytest.raises(ValueError, match="NaN"):
+        missing_mae_255(bad, truth, known)
+
+
+def test_psnr():
+    truth, known = clip(), make_mask("region")
+    error = 2 / 127.5
+    expected = 10 * math.log10(4 / error**2)  # = 20 log10(255 / 2)
+    assert psnr(truth + error, truth, known) == pytest.approx(expected, rel=1e-6)
+    assert psnr(truth + error, truth) == pytest.approx(20 * math.log10(255 / 2), rel=1e-6)
+    assert psnr(truth, truth, known) == math.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# The real clips of the recovery protocol (skipped without ../shared/data)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (DATA / "video" / "flag.avi").is_file(),
+                    reason=f"shared data not found at {DATA}")
+def test_temporal_interpolation_on_flag_matches_issue():
+    from stgconv.data.masks import load_mask_mat
+    from stgconv.io.video import load_video
+
+    video = load_video(DATA / "video" / "flag.avi", n_frames=70, size=150)
+    for kind, expected in (("missing_frame", 7.3), ("region", 10.3)):
+        known = load_mask_mat(DATA / "video" / "masks" / f"flag_{kind}_type.mat")
+        observed = torch.where(known, video, 0.0)
+        error = missing_mae_255(temporal_interpolation(observed, known), video, known)
+        assert error == pytest.approx(expected, abs=0.5), kind

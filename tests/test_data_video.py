@@ -1,0 +1,362 @@
+"""Video datasets: the HDF5 clip cache, VideoClips and load_training_clips on tiny clips written
+to tmp_path (lossless ffv1 .mkv, so every uint8 value survives), the prepare script, bad input,
+and the real action clips of ../shared/data/video (skipped when absent)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+import stgconv
+from stgconv.data.video import (
+    VideoClips,
+    build_clip_cache,
+    list_videos,
+    load_training_clips,
+)
+from stgconv.io.video import load_video, save_video, to_uint8
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+ACTIONS = SHARED / "video" / "actions"
+needs_shared = pytest.mark.skipif(
+    not ACTIONS.is_dir(), reason=f"real clips not found at {ACTIONS} (../shared/data absent)"
+)
+
+T, H, W = 6, 16, 16
+
+
+def noise(frames: int, seed: int, *, channels: int = 3, size: tuple[int, int] = (H, W)
+          ) -> torch.Tensor:
+    """(C, T, H, W) i.i.d. noise in [-1, 1]: any change of a uint8 value shows."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(channels, frames, *size, generator=g) * 2 - 1
+
+
+@pytest.fixture
+def video_dir(tmp_path: Path) -> Path:
+    """Three lossless clips named so that natural order differs from plain sorting."""
+    folder = tmp_path / "videos"
+    for seed, (name, frames) in enumerate([("c10.mkv", T + 2), ("c2.mkv", T), ("c1.mkv", T + 1)]):
+        save_video(noise(frames, seed), folder / name)
+    (folder / "notes.txt").write_text("not a video")  # ignored
+    return folder
+
+
+def stack(dataset: VideoClips) -> torch.Tensor:
+    return torch.stack([dataset[i] for i in range(len(dataset))])
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# ------------------------------------------------------------------------------------------
+# Round trip and metadata
+# ------------------------------------------------------------------------------------------
+
+
+def test_cache_round_trip_equals_decoding(video_dir: Path, tmp_path: Path) -> None:
+    cache = build_clip_cache(video_dir, tmp_path / "clips.h5", n_frames=4, size=12)
+    dataset = VideoClips(cache)
+    decoded = load_training_clips(video_dir, n_frames=4, size=12)
+    assert decoded.shape == (3, 3, 4, 12, 12)
+    # The cache stores the decoded uint8 frames; both sides map them to [-1, 1] the same way.
+    assert torch.equal(stack(dataset), decoded)
+    assert torch.equal(load_training_clips(cache, n_frames=4, size=12), decoded)
+    assert torch.equal(load_training_clips(cache, n_frames=4, size=12, max_clips=2), decoded[:2])
+    # ... and the quantisation itself is lossless for decoded frames.
+    for clip in decoded:
+        assert torch.equal(torch.from_numpy(to_uint8(clip)).permute(3, 0, 1, 2).float()
+                           / 127.5 - 1.0, clip)
+
+
+def test_cache_metadata(video_dir: Path, tmp_path: Path) -> None:
+    cache = build_clip_cache(video_dir, tmp_path / "clips.h5", n_frames=4, size=(12, 10),
+                             start_frame=1)
+    with h5py.File(cache, "r") as h5:
+        clips = h5["clips"]
+        assert clips.dtype == np.uint8 and clips.shape == (3, 4, 12, 10, 3)
+        assert clips.chunks == (1, 4, 12, 10, 3)
+        assert clips.compression == "gzip"
+        assert list(h5["source"].asstr()[()]) == [str(video_dir / n)
+                                                 for n in ("c1.mkv", "c2.mkv", "c10.mkv")]
+        assert list(h5["start_frame"][()]) == [1, 1, 1]
+        assert list(h5["source_fps"][()]) == [25.0, 25.0, 25.0]
+        attrs = dict(h5.attrs)
+    assert attrs["n_frames"] == 4 and list(attrs["size"]) == [12, 10]
+    assert attrs["channels"] == 3 and attrs["fps"] == 0.0 and attrs["start_frame"] == 1
+    assert attrs["clips_per_video"] == 1 and attrs["stride"] == 4
+    assert attrs["layout"] == "(N, T, H, W, C)" and "127.5" in attrs["value_range"]
+    assert attrs["created_by"] == f"stgconv {stgconv.__version__}"
+    assert attrs["format_version"] == 1 and len(attrs["skipped"]) == 0
+
+    lzf = build_clip_cache([video_dir / "c2.mkv"], tmp_path / "lzf.hdf5", n_frames=4, size=8,
+                           compression="lzf")
+    with h5py.File(lzf, "r") as h5:
+        assert h5["clips"].compression == "lzf" and h5["clips"].shape[0] == 1
+
+
+def test_clips_per_video_stride_and_fps(tmp_path: Path) -> None:
+    source = save_video(noise(10, 7), tmp_path / "long.mkv")  # 25 fps
+    full = load_video(source, size=8)
+
+    every = VideoClips(build_clip_cache([source], tmp_path / "all.h5", n_frames=4, size=8,
+                                        clips_per_video=None, stride=3))
+    assert every.start_frames == [0, 3, 6] and every.sources == [str(source)] * 3
+    assert torch.equal(stack(every), torch.stack([full[:, s:s + 4] for s in (0, 3, 6)]))
+
+    two = VideoClips(build_clip_cache([source], tmp_path / "two.h5", n_frames=4, size=8,
+                                      clips_per_video=2))  # stride defaults to n_frames
+    assert two.start_frames == [0, 4]
+    assert torch.equal(stack(two), torch.stack([full[:, :4], full[:, 4:8]]))
+
+    # 12.5 fps from 25 fps keeps every other frame; start frames count source frames.
+    slow = VideoClips(build_clip_cache([source], tmp_path / "slow.h5", n_frames=2, size=8,
+                                       fps=12.5, start_frame=1, clips_per_video=None))
+    assert slow.fps == 12.5 and slow.start_frames == [1, 5]
+    assert torch.equal(stack(slow), torch.stack([full[:, [1, 3]], full[:, [5, 7]]]))
+
+    with pytest.raises(ValueError, match=r"long\.mkv is too short for clips_per_video=3"):
+        build_clip_cache([source], tmp_path / "x.h5", n_frames=4, size=8, clips_per_video=3)
+    assert not (tmp_path / "x.h5").exists() and leftovers(tmp_path) == []
+
+
+def test_grey_clips(video_dir: Path, tmp_path: Path) -> None:
+    cache = build_clip_cache(video_dir, tmp_path / "grey.h5", n_frames=3, size=8, channels=1)
+    dataset = VideoClips(cache)
+    assert dataset.channels == 1 and dataset[0].shape == (1, 3, 8, 8)
+    assert torch.equal(stack(dataset),
+                       load_training_clips(video_dir, n_frames=3, size=8, channels=1))
+
+
+# ------------------------------------------------------------------------------------------
+# load_training_clips on files and folders
+# ------------------------------------------------------------------------------------------
+
+
+def test_load_training_clips_sources(video_dir: Path, tmp_path: Path) -> None:
+    assert [p.name for p in list_videos(video_dir)] == ["c1.mkv", "c2.mkv", "c10.mkv"]
+    one = load_training_clips(video_dir / "c1.mkv", n_frames=T, size=H)
+    assert one.shape == (1, 3, T, H, W) and one.dtype == torch.float32
+    assert torch.equal(one[0], load_video(video_dir / "c1.mkv", n_frames=T))
+    first_two = load_training_clips(video_dir, n_frames=T, size=H, max_clips=2)
+    assert torch.equal(first_two[0], one[0])
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t, frame in enumerate(to_uint8(noise(5, 3))):
+        Image.fromarray(frame).save(frames / f"f{t}.png")
+    clip = load_training_clips(frames, n_frames=4, size=8, start_frame=1)
+    assert clip.shape == (1, 3, 4, 8, 8)
+    assert torch.equal(clip[0], load_video(frames, start_frame=1, n_frames=4, size=8))
+
+
+def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope"):
+        load_training_clips(tmp_path / "nope.mp4", n_frames=4, size=8)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("x")
+    with pytest.raises(ValueError, match="neither video files .* nor frame images"):
+        load_training_clips(empty, n_frames=4, size=8)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "a.mp4").write_bytes(b"")
+    (mixed / "b.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="both video files"):
+        load_training_clips(mixed, n_frames=4, size=8)
+    # c2.mkv has T = 6 frames: the message names the clip and its length.
+    with pytest.raises(ValueError, match=r"c2\.mkv has 6 frames"):
+        load_training_clips(video_dir, n_frames=7, size=8)
+    for bad in ({"n_frames": 0, "size": 8}, {"n_frames": 4, "size": 0},
+                {"n_frames": 4, "size": (8, 8, 8)}, {"n_frames": 4, "size": 8, "fps": -1.0},
+                {"n_frames": 4, "size": 8, "channels": 2},
+                {"n_frames": 4, "size": 8, "max_clips": 0}):
+        with pytest.raises(ValueError):
+            load_training_clips(video_dir, **bad)
+
+    cache = build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8)
+    with pytest.raises(ValueError, match=r"other settings: n_frames=5 \(cache: 4\)"):
+        load_training_clips(cache, n_frames=5, size=8)
+    with pytest.raises(ValueError, match=r"size=\(9, 9\) \(cache: \(8, 8\)\).*fps=10.0"):
+        load_training_clips(cache, n_frames=4, size=9, fps=10)
+
+
+# ------------------------------------------------------------------------------------------
+# build_clip_cache: bad input, atomicity, skipping
+# ------------------------------------------------------------------------------------------
+
+
+def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "clips.h5"
+    with pytest.raises(ValueError, match=r"\.h5 or \.hdf5"):
+        build_clip_cache(video_dir, tmp_path / "clips.zip", n_frames=4, size=8)
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        build_clip_cache([video_dir / "c1.mkv", tmp_path / "missing.mp4"], out, n_frames=4,
+                         size=8)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match="no video files"):
+        build_clip_cache(tmp_path / "out", out, n_frames=4, size=8)
+    with pytest.raises(ValueError, match="empty list"):
+        build_clip_cache([], out, n_frames=4, size=8)
+    with pytest.raises(ValueError, match="stride"):
+        build_clip_cache(video_dir, out, n_frames=4, size=8, stride=0)
+
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    # The garbage file comes after a good one: the first clip is already in the temp file.
+    with pytest.raises(ValueError, match=r"garbage\.mp4"):
+        build_clip_cache([video_dir / "c1.mkv", garbage], out, n_frames=4, size=8)
+    assert not out.exists() and leftovers(out.parent) == []
+
+    # A failed rebuild leaves the previous cache untouched.
+    build_clip_cache([video_dir / "c1.mkv"], out, n_frames=4, size=8)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=r"garbage\.mp4"):
+        build_clip_cache([video_dir / "c2.mkv", garbage], out, n_frames=4, size=8)
+    assert out.read_bytes() == before and leftovers(out.parent) == []
+
+
+def test_skip_unreadable(video_dir: Path, tmp_path: Path) -> None:
+    garbage = video_dir / "c5.mp4"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.warns(UserWarning, match=r"skipping .*c5\.mp4"):
+        cache = build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8,
+                                 skip_unreadable=True)
+    dataset = VideoClips(cache)
+    assert len(dataset) == 3 and str(garbage) not in dataset.sources
+    with h5py.File(cache, "r") as h5:
+        skipped = list(h5.attrs["skipped"])
+    assert len(skipped) == 1 and skipped[0].startswith(f"{garbage}: ")
+
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no clips to write"):
+        build_clip_cache([garbage], tmp_path / "none.h5", n_frames=4, size=8,
+                         skip_unreadable=True)
+    assert not (tmp_path / "none.h5").exists() and leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# VideoClips as a Dataset
+# ------------------------------------------------------------------------------------------
+
+
+def test_video_clips_dataset_contract(video_dir: Path, tmp_path: Path) -> None:
+    cache = build_clip_cache(video_dir, tmp_path / "cache" / "clips.h5", n_frames=4, size=8)
+    dataset = VideoClips(cache)
+    assert dataset._file is None  # __init__ reads metadata and closes the file again
+    assert len(dataset) == 3 and dataset.size == (8, 8) and dataset.n_frames == 4
+    assert dataset.fps is None and len(dataset.sources) == 3
+    text = repr(dataset)
+    assert text.startswith("VideoClips(") and "n_frames=4" in text and "n=3" in text
+    assert "size=(8, 8)" in dataset.extra_repr()
+    assert torch.equal(dataset[-1], dataset[2])
+    with pytest.raises(IndexError):
+        dataset[3]
+
+    flipped = VideoClips(tmp_path / "cache", transform=lambda clip: clip.flip(-1))  # folder root
+    assert torch.equal(flipped[0], dataset[0].flip(-1))
+
+    clone = pickle.loads(pickle.dumps(dataset))  # open handles never travel
+    assert clone._file is None and torch.equal(clone[1], dataset[1])
+    dataset.close()
+    assert dataset._file is None and torch.equal(dataset[0], clone[0])  # reopens
+
+    # The parent holds an open handle now; forked workers must open their own.
+    assert dataset._file is not None
+    loader = DataLoader(dataset, batch_size=2, num_workers=2)
+    batches = torch.cat(list(loader))
+    assert torch.equal(batches, stack(dataset))
+
+
+def test_video_clips_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        VideoClips(tmp_path / "missing.h5")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as h5:
+        h5["data"] = np.zeros(3)
+    with pytest.raises(ValueError, match="not a stgconv clip cache"):
+        VideoClips(other)
+    (tmp_path / "x.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a clip cache"):
+        VideoClips(tmp_path / "x.mp4")
+    (tmp_path / "second.hdf5").write_bytes(b"")
+    with pytest.raises(ValueError, match="exactly one clip cache"):
+        VideoClips(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------
+# The prepare script
+# ------------------------------------------------------------------------------------------
+
+
+def load_prepare():
+    path = REPO / "datasets" / "video" / "prepare.py"
+    spec = importlib.util.spec_from_file_location("prepare_video", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_datasets_is_not_a_package() -> None:
+    assert not (REPO / "datasets" / "__init__.py").exists()
+    assert not (REPO / "datasets" / "video" / "__init__.py").exists()
+
+
+def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    prepare = load_prepare()
+    out = tmp_path / "prep.h5"
+    argv = [str(video_dir), str(out), "--frames", "3", "--size", "8x6",
+            "--clips-per-video", "all", "--stride", "2", "--compression", "lzf"]
+    assert prepare.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "clips:   8 from 3 videos" in printed  # 7, 6, 8 frames: 3 + 2 + 3 clips
+    assert "(8, 3, 8, 6, 3)" in printed and "MiB" in printed and " s" in printed
+    dataset = VideoClips(out)
+    assert len(dataset) == 8 and dataset.size == (8, 6)
+
+    assert prepare.main(argv) == 2  # exists, no --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert prepare.main([*argv, "--overwrite"]) == 0
+    capsys.readouterr()
+
+    files = [str(video_dir / "c2.mkv"), str(video_dir / "c1.mkv")]  # a list keeps its order
+    assert prepare.main([*files, str(tmp_path / "two.h5"), "--frames", "4", "--size", "8"]) == 0
+    assert VideoClips(tmp_path / "two.h5").sources == files
+
+    for bad in ([str(tmp_path / "nowhere"), str(tmp_path / "a.h5"), "--frames", "4",
+                 "--size", "8"],
+                [str(video_dir), str(tmp_path / "a.txt"), "--frames", "4", "--size", "8"],
+                [str(video_dir), str(tmp_path / "a.h5"), "--frames", "99", "--size", "8"],
+                [str(video_dir), str(tmp_path / "a.h5"), "--frames", "0", "--size", "8"]):
+        assert prepare.main(bad) == 2
+        assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "a.h5").exists() and leftovers(tmp_path) == []
+    with pytest.raises(SystemExit):
+        prepare.main([str(video_dir), str(out), "--frames", "4", "--size", "0"])
+
+
+# ------------------------------------------------------------------------------------------
+# Real clips
+# ------------------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_real_action_clips(tmp_path: Path) -> None:
+    first_two = list_videos(ACTIONS)[:2]
+    assert [p.name for p in first_two] == ["3_animal.mp4", "6_chimpanzee.mp4"]
+    cache = build_clip_cache(first_two, tmp_path / "actions.h5", n_frames=8, size=32)
+    decoded = load_training_clips(ACTIONS, n_frames=8, size=32, max_clips=2)
+    assert decoded.shape == (2, 3, 8, 32, 32)
+    dataset = VideoClips(cache)
+    assert dataset.sources == [str(p) for p in first_two]
+    assert torch.equal(stack(dataset), decoded)
+    assert decoded.std() > 0.05  # real content, not a blank frame
