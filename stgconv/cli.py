@@ -9,10 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from stgconv import tasks
+import stgconv
+from stgconv import evaluate, tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config
 from stgconv.mcmc import NonFiniteEnergyError
+
+# The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
+QUICK_RECOVERY_CONFIG = Path(stgconv.__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
 
 # Errors a user can cause and fix; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, NonFiniteEnergyError)
@@ -62,11 +66,46 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
 
+    p = sub.add_parser("recover", help="recover the masked pixels of a clip (learning from it)")
+    _recovery_arguments(p)
+    p.add_argument("--out", default="outputs/recovery", help="output folder")
+
+    p = sub.add_parser("eval", help="evaluations that compare stgconv with classical baselines")
+    evals = p.add_subparsers(dest="evaluation", required=True)
+    p = evals.add_parser("recovery", help="video recovery error, ours and the baselines'")
+    _recovery_arguments(p)
+    p.add_argument("--out", help="also write the recovered clips and metrics here")
+    p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
+
     p = sub.add_parser("demo", help="the quick start: learn a real texture, then synthesize")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     return parser
+
+
+def _recovery_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--video", required=True, help="a video file or a folder of frames")
+    p.add_argument("--mask", required=True,
+                   help="a .mat mask (1 = missing) or missing_frames:F, region:SIDE, "
+                        "salt_and_pepper:F (generated from the config's seed)")
+    p.add_argument("--frames", type=int, default=70, help="first N frames (default 70)")
+    p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE (150)")
+    p.add_argument("--config", help=f"YAML config (default: {QUICK_RECOVERY_CONFIG})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _recovery_config(args: argparse.Namespace):
+    path = Path(args.config) if args.config else QUICK_RECOVERY_CONFIG
+    if args.config is None and not path.is_file():
+        raise FileNotFoundError(
+            f"the quick recovery config {path} is not here (an installed copy without the repo's "
+            "configs/); pass --config FILE"
+        )
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    return load_config(path, overrides)
 
 
 def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
@@ -100,6 +139,21 @@ def _run(args: argparse.Namespace) -> Path:
             args.checkpoint, _out_for(args.checkpoint, "interpolation", args.out),
             n_points=args.points, seed=args.seed, device=args.device,
         )
+    if args.command == "recover":
+        report = evaluate.recover_video(
+            _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
+            out_dir=args.out, progress=not args.quiet,
+        )
+        print(f"error on the missing pixels (0-255): {report['error']:.2f} "
+              f"(starting fill: {report['init_error']:.2f})")
+        return Path(args.out)
+    if args.command == "eval":
+        table = evaluate.eval_recovery(
+            _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
+            out_dir=args.out, json_path=args.json_path, progress=not args.quiet,
+        )
+        print(evaluate.format_table(table))
+        return Path(args.json_path or args.out or ".")
     return tasks.demo(args.out, overrides=args.overrides, progress=not args.quiet)
 
 

@@ -18,6 +18,8 @@ from typing import Any, Literal, Sequence, TypeVar
 
 import yaml
 
+from stgconv.io.atomic import atomic_write_text
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -297,4 +299,4 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -20,6 +20,7 @@ from stgconv.data.image import load_training_images
 from stgconv.data.video import load_training_clips
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.io.atomic import atomic_write_text
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.io.preview import save_preview
 from stgconv.mcmc import Langevin, NoiseInit
@@ -202,8 +203,9 @@ def reconstruct(
     )
     out = Path(out_dir)
     save_image_grid(torch.cat([target, x]), out / "reconstruction.png", nrow=2)
-    (out / "reconstruction.json").write_text(
-        json.dumps({"mse_first": losses[0], "mse_last": losses[-1], "mse": losses}, indent=1)
+    atomic_write_text(
+        out / "reconstruction.json",
+        json.dumps({"mse_first": losses[0], "mse_last": losses[-1], "mse": losses}, indent=1),
     )
     return out
 
