@@ -79,7 +79,8 @@ class Trainer:
             )[: self.batch_size].to(self.data.device)
             x_pos = self.data[indices]
             x0 = self.chains.start(x_pos, indices, generator=self.generator)
-            x_neg = self.sampler.run(self.energy, x0, generator=self.generator)
+            x_neg = self.sampler.run(self.energy, x0, constraint=self.chains.constraint(x_pos),
+                                     generator=self.generator)
             self.chains.keep(x_neg)
             loss, stats = contrastive_divergence(self.energy, x_pos, x_neg, energy_l2=self.energy_l2)
             (loss / self.accumulate).backward()

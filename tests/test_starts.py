@@ -283,3 +283,21 @@ def test_replay_buffer_capacity_and_fresh_errors() -> None:
     small = ReplayBuffer(3, init)
     with pytest.raises(ValueError, match="capacity is 3"):
         small.load_state_dict({"samples": torch.zeros(5, 1, 2, 2), "next": torch.tensor(0)})
+
+
+def test_super_resolution_start_begins_and_stays_consistent_with_the_low_resolution():
+    from stgconv.mcmc import Langevin, SuperResolutionStart
+    from stgconv.ops import block_down
+
+    g = torch.Generator().manual_seed(0)
+    x_pos = torch.rand(3, 1, 8, 8, 8, generator=g)
+    start = SuperResolutionStart((4, 4, 4))
+    x0 = start.start(x_pos, torch.arange(3), generator=g)
+    low = block_down(x_pos, (4, 4, 4))
+    torch.testing.assert_close(block_down(x0, (4, 4, 4)), low)
+    assert not torch.equal(x0, x_pos)  # the detail inside each block is what must be learned
+    x = Langevin(n_steps=5, step_size=0.1).run(
+        lambda v: v.flatten(1).pow(2).sum(1), x0, constraint=start.constraint(x_pos), generator=g
+    )
+    torch.testing.assert_close(block_down(x, (4, 4, 4)), low, rtol=0, atol=1e-6)
+    assert start.state_dict() == {}

@@ -387,6 +387,9 @@ class RecordingStart:
         self.batches.append(x_pos.clone())
         return self.inner.start(x_pos, indices, generator=generator)
 
+    def constraint(self, x_pos):
+        return self.inner.constraint(x_pos)
+
     def keep(self, x_neg) -> None:
         self.inner.keep(x_neg)
 

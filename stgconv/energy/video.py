@@ -19,9 +19,20 @@ from typing import Any, Sequence
 
 from stgconv.energy.base import Activation, ConvNetEnergy
 
+# Zero padding of about half a kernel lets every frame and pixel, borders included, reach the top
+# layer; without it the last frames of a clip whose length does not fit the strides get no
+# gradient from f at all and stay at the reference mean.
 ST_PRESETS: dict[str, list[list[Any]]] = {
-    "st": [[120, (7, 7, 7), (2, 3, 3)], [40, (4, 6, 6), (2, 2, 2)], [20, (2, 2, 2), (1, 1, 1)]],
-    "st_small": [[16, (5, 7, 7), (2, 3, 3)], [16, (3, 4, 4), (1, 2, 2)], [8, (2, 2, 2), (1, 1, 1)]],
+    "st": [
+        [120, (7, 7, 7), (2, 3, 3), (3, 3, 3)],
+        [40, (4, 6, 6), (2, 2, 2), (1, 2, 2)],
+        [20, (2, 2, 2), (1, 1, 1)],
+    ],
+    "st_small": [
+        [16, (5, 7, 7), (2, 3, 3), (2, 3, 3)],
+        [16, (3, 4, 4), (1, 2, 2), (1, 1, 1)],
+        [8, (2, 2, 2), (1, 1, 1)],
+    ],
 }
 FC_S_WIDTHS: dict[str, tuple[int, int, int]] = {"fc_s": (120, 30, 10), "fc_s_small": (16, 8, 4)}
 VIDEO_ARCHS = (*ST_PRESETS, *FC_S_WIDTHS)

@@ -9,7 +9,7 @@ from stgconv.mcmc.init import NoiseInit, data_plus_noise
 from stgconv.mcmc.langevin import Langevin
 from stgconv.mcmc.mala import MALA
 from stgconv.mcmc.persistent import PersistentChains
-from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart
+from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart, SuperResolutionStart
 
 __all__ = [
     "HMC",
@@ -28,5 +28,6 @@ __all__ = [
     "ReplayBuffer",
     "Sampler",
     "StepInfo",
+    "SuperResolutionStart",
     "data_plus_noise",
 ]

@@ -49,6 +49,9 @@ class ReplayBuffer:
         picks = torch.randint(len(self), (n,), device=x_pos.device, generator=generator)
         return torch.where(from_buffer.reshape(-1, *[1] * (x0.dim() - 1)), self.samples[picks], x0)
 
+    def constraint(self, x_pos: Tensor) -> None:
+        return None
+
     def keep(self, x_neg: Tensor) -> None:
         x_neg = x_neg.detach()[-self.capacity :]
         if self.samples is None:

@@ -39,6 +39,9 @@ class PersistentChains:
         self._last = indices
         return self.chains[indices].flatten(0, 1)
 
+    def constraint(self, x_pos: Tensor) -> None:
+        return None
+
     def keep(self, x_neg: Tensor) -> None:
         if self._last is None or self.chains is None:
             raise RuntimeError("keep() called before start()")

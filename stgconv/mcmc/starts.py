@@ -12,7 +12,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from stgconv.mcmc.constraints import Constraint, DownsampleConsistency
 from stgconv.mcmc.init import NoiseInit, data_plus_noise
+from stgconv.ops import block_down, nearest_up
 
 
 class ChainStart(Protocol):
@@ -25,6 +27,10 @@ class ChainStart(Protocol):
         whose dataset indices are ``indices`` ``(B,)``."""
         ...
 
+    def constraint(self, x_pos: Tensor) -> Constraint | None:
+        """The projection the chains of ``x_pos`` must stay on (``None``: free chains)."""
+        ...
+
     def keep(self, x_neg: Tensor) -> None:
         """Receive the finished chains ``(B * chains_per_example, *S)`` of the last ``start``."""
         ...
@@ -35,7 +41,10 @@ class ChainStart(Protocol):
 
 
 class _Stateless:
-    """Starts that keep nothing between iterations."""
+    """Starts that keep nothing between iterations and leave the chains free."""
+
+    def constraint(self, x_pos: Tensor) -> Constraint | None:
+        return None
 
     def keep(self, x_neg: Tensor) -> None:
         pass
@@ -69,3 +78,26 @@ class DataStart(_Stateless):
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         repeated = x_pos.repeat_interleave(self.chains_per_example, dim=0)
         return data_plus_noise(repeated, std=self.noise_std, generator=generator)
+
+
+class SuperResolutionStart(_Stateless):
+    """Super-resolution training (3D descriptor net): each chain starts from the up-sampled
+    low-resolution version of its example and stays consistent with it.
+
+    The low resolution of ``x_pos`` is ``block_down(x_pos, factor)``; chains start at
+    ``nearest_up`` of it and, through :meth:`constraint`, keep ``block_down(x) == low`` after
+    every step, so the model learns what detail to add inside each block.
+
+    Args:
+        factor: block size over the trailing dims, e.g. ``(4, 4, 4)`` for voxels.
+    """
+
+    def __init__(self, factor: tuple[int, ...]) -> None:
+        self.factor = tuple(factor)
+        self.chains_per_example = 1
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        return nearest_up(block_down(x_pos, self.factor), self.factor)
+
+    def constraint(self, x_pos: Tensor) -> Constraint:
+        return DownsampleConsistency(block_down(x_pos, self.factor), self.factor)
