@@ -1,0 +1,298 @@
+"""What the bench scripts share: the two Langevin loops they compare, FLOP counting, interleaved
+timing, the shared command-line options and the environment a table was measured in.
+
+Import it before torch (``from bench import common`` as a script's first import): it sets
+``OMP_WAIT_POLICY``, which libgomp reads only once, when torch loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Measured on 2 shared CPU cores: OpenMP worker threads that spin while idle (libgomp's
+# default) fight other processes and each other for the cores, which made every step 1.5-3.4x
+# slower and the timings erratic. libgomp reads OMP_WAIT_POLICY once, when `import torch` loads
+# it, so setting it here, before that import, is enough (no re-exec needed); an explicit value
+# in the environment wins. When a bench's main() is called in a process that has already
+# imported torch (a test), setting it would change nothing, so the inherited policy is left and
+# reported.
+TORCH_ALREADY_LOADED = "torch" in sys.modules
+if not TORCH_ALREADY_LOADED:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Callable, NamedTuple, Sequence, TypeVar  # noqa: E402
+
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from stgconv.mcmc import Langevin  # noqa: E402
+from stgconv.types import EnergyFn  # noqa: E402
+
+CLAMP = (-1.0, 1.0)
+
+
+def eager_langevin(
+    energy: EnergyFn, x0: Tensor, *, n_steps: int, step_size: float, generator: torch.Generator
+) -> Tensor:
+    """The reference: the Langevin loop written out by hand, ``x0`` ``(B, *S)`` -> ``(B, *S)``."""
+    x = x0.detach().clone()
+    for _ in range(n_steps):
+        x.requires_grad_(True)
+        e = energy(x)
+        (grad,) = torch.autograd.grad(e.sum(), x)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = (x - 0.5 * step_size**2 * grad + step_size * noise).detach().clamp(*CLAMP)
+    return x
+
+
+def stgconv_langevin(
+    energy: EnergyFn, x0: Tensor, *, n_steps: int, step_size: float, generator: torch.Generator
+) -> Tensor:
+    """The library sampler with the same settings as :func:`eager_langevin`."""
+    sampler = Langevin(n_steps=n_steps, step_size=step_size, clamp=CLAMP)
+    return sampler.run(energy, x0, generator=generator)
+
+
+Variant = Callable[..., Tensor]
+VARIANTS: dict[str, Variant] = {"stgconv": stgconv_langevin, "eager": eager_langevin}
+
+
+def step_flops(energy: EnergyFn, x: Tensor) -> int:
+    """FLOPs of one Langevin step's network work: energy forward + gradient w.r.t. ``x`` only."""
+    x = x.detach().clone().requires_grad_(True)
+    with FlopCounterMode(display=False) as counter:
+        e = energy(x)
+        # backward(inputs=) prunes to the input gradient just as autograd.grad does;
+        # autograd.grad on a leaf trips FlopCounterMode's module hooks (torch 2.14).
+        e.sum().backward(inputs=[x])
+    return counter.get_total_flops()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+Result = TypeVar("Result")
+
+
+def interleaved(
+    runs: dict[str, Callable[[], Result]], *, repeats: int, warmup: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, Result]]:
+    """Seconds of each of ``repeats`` timed calls of every run (device-synchronised), after
+    ``warmup`` untimed calls of each, and what each run returned last."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    last: dict[str, Result] = {}
+    names = list(runs)
+    for rep in range(repeats):
+        # Interleaved, the order flipped every repeat (A B, B A, A B, ...): a burst of load from
+        # another process lands on neighbouring runs of both variants, and a slow drift in the
+        # machine's speed does not always favour the one that runs first.
+        for name in names if rep % 2 == 0 else names[::-1]:
+            synchronize(device)
+            start = time.perf_counter()
+            last[name] = runs[name]()
+            synchronize(device)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds, last
+
+
+def timing_summary(ms: dict[str, list[float]], unit: str) -> dict:
+    """Median, best and every run of ``ms["stgconv"]`` and ``ms["eager"]`` (ms per ``unit``)."""
+    return {
+        f"ms_per_{unit}": statistics.median(ms["stgconv"]),
+        f"eager_ms_per_{unit}": statistics.median(ms["eager"]),
+        # Best-of: on a machine shared with other work, the run least disturbed by it.
+        f"ms_per_{unit}_min": min(ms["stgconv"]),
+        f"eager_ms_per_{unit}_min": min(ms["eager"]),
+        f"ms_per_{unit}_runs": ms["stgconv"],
+        f"eager_ms_per_{unit}_runs": ms["eager"],
+    }
+
+
+def speedups(ms: dict[str, list[float]]) -> tuple[float, float]:
+    """eager / stgconv: the ratio of the medians, and the median of the per-repeat ratios of the
+    two runs timed back to back (less sensitive to load that changes between repeats)."""
+    ratio = statistics.median(ms["eager"]) / statistics.median(ms["stgconv"])
+    paired = statistics.median([e / s for e, s in zip(ms["eager"], ms["stgconv"])])
+    return ratio, paired
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How every pair of variants is timed: chains of ``n_steps`` Langevin steps of
+    ``step_size``; ``warmup`` untimed, then ``repeats`` timed runs of each; on ``device``;
+    ``seed`` for the weights, the inputs and the noise."""
+
+    n_steps: int
+    step_size: float
+    repeats: int
+    warmup: int
+    device: torch.device
+    seed: int
+
+
+def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
+    """Both Langevin variants on ``energy`` from ``x0`` ``(B, *S)``, repeats interleaved: the
+    settings, ms per step, GFLOP/s, the speedups and how far apart the two final states are."""
+    flops = step_flops(energy, x0)
+    generators = {name: torch.Generator(device=x0.device) for name in VARIANTS}
+
+    def chain(name: str) -> Callable[[], Tensor]:
+        def run() -> Tensor:
+            generator = generators[name].manual_seed(timing.seed)
+            return VARIANTS[name](
+                energy, x0, n_steps=timing.n_steps, step_size=timing.step_size,
+                generator=generator,
+            )
+
+        return run
+
+    seconds, finals = interleaved(
+        {name: chain(name) for name in VARIANTS},
+        repeats=timing.repeats, warmup=timing.warmup, device=timing.device,
+    )
+    ms = {name: [1e3 * t / timing.n_steps for t in ts] for name, ts in seconds.items()}
+    times = timing_summary(ms, "step")
+    speedup, paired = speedups(ms)
+    return {
+        "n_steps": timing.n_steps,
+        "step_size": timing.step_size,
+        "repeats": timing.repeats,
+        **times,
+        "gflop_per_step": flops / 1e9,
+        "gflops": flops / 1e9 / (times["ms_per_step"] / 1e3),
+        "eager_gflops": flops / 1e9 / (times["eager_ms_per_step"] / 1e3),
+        "speedup_vs_eager": speedup,
+        "speedup_paired": paired,
+        # Same seed, same noise stream: the two chains must agree up to float rounding, which
+        # shows both variants did the same work.
+        "max_abs_diff": float((finals["stgconv"] - finals["eager"]).abs().max()),
+    }
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats: int) -> None:
+    """The options every bench shares, after its own shape options."""
+    parser.add_argument("--steps", type=int, default=steps, help="K, Langevin steps per timed run")
+    parser.add_argument("--step-size", type=float, default=0.01)
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per variant")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per variant first")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
+
+
+def check_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, positive: Sequence[str]
+) -> Timing:
+    """Reject bad values (``positive`` names the options that must be >= 1), apply ``--threads``
+    and return the timing settings; exits through ``parser.error`` on a bad value or a missing
+    GPU."""
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda asked for, but torch sees no CUDA device")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    return Timing(
+        n_steps=args.steps,
+        step_size=args.step_size,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        device=torch.device(args.device),
+        seed=args.seed,
+    )
+
+
+def environment(timing: Timing) -> dict:
+    """What a row was measured on; every row of a table gets these keys."""
+    return {
+        "device": str(timing.device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        # False when torch was imported before this module: the policy is then whatever the
+        # process started with, and the value above may not be what libgomp read.
+        "omp_wait_policy_set_by_script": not TORCH_ALREADY_LOADED,
+        "cpu_count": os.cpu_count(),
+    }
+
+
+class Column(NamedTuple):
+    """A table column: ``title`` over the values ``row[key]``, each written with the format spec
+    ``number`` then ``suffix`` (a list as ``2x3x64``) and aligned by ``align`` (``"<13"``)."""
+
+    title: str
+    key: str
+    align: str
+    number: str = ""
+    suffix: str = ""
+
+    def cell(self, row: dict) -> str:
+        value = row[self.key]
+        if isinstance(value, list):
+            text = "x".join(str(v) for v in value)
+        else:
+            text = f"{value:{self.number}}{self.suffix}"
+        return f"{text:{self.align}}"
+
+
+# The Langevin step columns of every bench's table.
+STEP_COLUMNS = [
+    Column("net", "net", "<13"),
+    Column("batch", "batch", ">5"),
+    Column("input shape", "shape", "<18"),
+    Column("stgconv ms/step", "ms_per_step", ">15", ".2f"),
+    Column("eager ms/step", "eager_ms_per_step", ">13", ".2f"),
+    Column("GFLOP/s", "gflops", ">8", ".1f"),
+    Column("speedup", "speedup_vs_eager", ">8", ".2f", "x"),
+    Column("paired", "speedup_paired", ">7", ".2f", "x"),
+]
+
+
+def format_table(
+    title: str, notes: str, columns: Sequence[Column], rows: Sequence[dict], env: dict
+) -> str:
+    """``# title, <environment>``, ``# notes``, the header, a rule and a line per row."""
+    header = " ".join(f"{column.title:{column.align}}" for column in columns)
+    lines = [f"# {title}, {describe(env)}", f"# {notes}", header, "-" * len(header)]
+    lines += [" ".join(column.cell(row) for column in columns) for row in rows]
+    return "\n".join(lines)
+
+
+def describe(env: dict) -> str:
+    """The table header's account of where it was measured."""
+    if env["omp_wait_policy_set_by_script"]:
+        policy = f"OMP_WAIT_POLICY={env['omp_wait_policy']} (the script sets PASSIVE unless given)"
+    else:
+        policy = f"OMP_WAIT_POLICY={env['omp_wait_policy']} (inherited: torch was loaded first)"
+    return (
+        f"{env['device']}, torch {env['torch']}, {env['threads']} threads, {policy}, "
+        f"{env['cpu_count']} CPUs visible"
+    )
+
+
+def report(table: str, rows: Sequence[dict], json_path: str | None) -> None:
+    """Print the table; write the rows as a JSON list when ``json_path`` is set."""
+    print(table)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(list(rows), f, indent=2)
