@@ -55,6 +55,8 @@ def recover(
     generator: torch.Generator | None = None,
     truth_error: Callable[[Tensor], float] | None = None,
     progress: bool = False,
+    warmup: int = 0,
+    completion_sampler: Langevin | None = None,
 ) -> RecoveryResult:
     """Recover the missing entries of one example while learning ``energy`` from it.
 
@@ -78,8 +80,15 @@ def recover(
     known = known.expand_as(observed)
     if not known.any():
         raise ValueError("nothing is observed: recovery needs at least one known entry")
-    if not 1 <= average_last <= n_iterations:
-        raise ValueError(f"average_last must be in [1, n_iterations], got {average_last}")
+    if not 0 <= warmup < n_iterations:
+        raise ValueError(f"warmup must be in [0, n_iterations), got {warmup} (n_iterations {n_iterations})")
+    if not 1 <= average_last <= n_iterations - warmup:
+        raise ValueError(
+            f"average_last must be in [1, n_iterations - warmup] = [1, {n_iterations - warmup}], "
+            f"got {average_last}"
+        )
+    if completion_sampler is None:
+        completion_sampler = sampler
     if init is None:
         init = torch.where(known, observed, observed[known].mean())
     if init.shape != observed.shape:
@@ -94,7 +103,10 @@ def recover(
     n_averaged = 0
     history = []
     for iteration in tqdm(range(n_iterations), disable=not progress, desc="recover"):
-        completion = sampler.run(energy, completion, constraint=constraint, generator=generator)
+        if iteration >= warmup:
+            completion = completion_sampler.run(
+                energy, completion, constraint=constraint, generator=generator
+            )
         chains = sampler.run(energy, chains, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss, stats = contrastive_divergence(energy, completion, chains)
