@@ -1,0 +1,569 @@
+"""Voxel datasets: a ModelNet-style mesh tree voxelized once into an HDF5 cache, a Dataset over
+such a cache or an ``.npz``, and one call that loads training shapes from any voxel source.
+
+A shape is a float32 tensor ``(1, R, R, R)`` with occupancy in ``[0, 1]``, indexed ``[x, y, z]``
+with the up axis last (the convention of ``../shared/data/voxel``); a batch is
+``(N, 1, R, R, R)``.
+
+Cache layout (format 1), written by :func:`build_modelnet_cache` /
+``python datasets/voxel/prepare.py``::
+
+    voxels  uint8  (N, R, R, R)  {0, 1}, one gzip chunk per shape, [x, y, z] with z up
+    label   int64  (N,)          index into attrs["categories"]
+    split   uint8  (N,)          index into attrs["split_names"] = ["train", "test"]
+    source  utf-8  (N,)          the mesh each shape came from, relative to the tree's root
+    attrs: format_version, categories, split_names, resolution, margin, up_axis, layout,
+           method, created_by, skipped (one "path: reason" per mesh left out)
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+import stgconv
+from stgconv.io.atomic import atomic_write
+from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, voxelize
+from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
+from stgconv.io.voxel import pad_to as pad_grids
+
+MODELNET10_CATEGORIES = ("bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand",
+                         "sofa", "table", "toilet")
+"""ModelNet10's label order, used by every ``y`` in ``../shared/data/voxel``."""
+
+CACHE_SUFFIXES = (".h5", ".hdf5")
+CACHE_FORMAT_VERSION = 1
+SPLIT_NAMES = ("train", "test")
+
+_GZIP_LEVEL = 4
+_METHOD = ("stgconv.io.mesh.voxelize: bounding box centred, longest side scaled to "
+           "resolution - 2 * margin voxels; surface voxels + axis carving + enclosed cavities "
+           "filled")
+
+
+# --------------------------------------------------------------------------------------------
+# Building the cache
+# --------------------------------------------------------------------------------------------
+
+
+def find_modelnet_meshes(
+    root: str | Path, *, categories: Sequence[str] | None = None,
+    splits: Sequence[str] = SPLIT_NAMES,
+) -> tuple[list[str], list[tuple[Path, int, int]]]:
+    """The meshes of a ModelNet-style tree ``<root>/<category>/<split>/*.off``.
+
+    Args:
+        root: the tree (e.g. an unpacked ``ModelNet10``).
+        categories: the categories to take, in label order; by default every folder of
+            ``root`` that has one of ``splits`` inside, labelled in ModelNet10 order when they
+            are all ModelNet10 categories (so labels agree with the shared ``.npz`` files, even
+            for a subset), else alphabetically.
+        splits: any of ``"train"``, ``"test"``.
+
+    Returns:
+        ``(category names, [(mesh path, label, split index), ...])``, meshes in natural name
+        order within each category and split; ``label`` indexes the names, ``split index``
+        :data:`SPLIT_NAMES`.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: bad ``splits``; an asked category without a folder; no mesh at all.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ModelNet tree not found (or not a folder): {root}")
+    if isinstance(splits, str) or not splits or not set(splits) <= set(SPLIT_NAMES):
+        raise ValueError(f"splits must be a non-empty sequence of {SPLIT_NAMES}, got {splits!r}")
+    found = sorted(p.name for p in root.iterdir()
+                   if p.is_dir() and not p.name.startswith(".")
+                   and any((p / split).is_dir() for split in splits))
+    if categories is None:
+        if not found:
+            raise ValueError(f"{root} has no <category>/{{{','.join(splits)}}}/ folders: not a "
+                             f"ModelNet-style tree")
+        names = (list(MODELNET10_CATEGORIES) if set(found) <= set(MODELNET10_CATEGORIES)
+                 else found)
+    else:
+        names = [str(name) for name in categories]
+        if isinstance(categories, str) or not names or len(set(names)) != len(names):
+            raise ValueError(f"categories must be a list of distinct names, got {categories!r}")
+        missing = [name for name in names if name not in found]
+        if missing:
+            raise ValueError(f"no {'/'.join(splits)} folder for categories {missing} in {root}; "
+                             f"it has {found}")
+    meshes = []
+    for label, name in enumerate(names):
+        for split in splits:
+            folder = root / name / split
+            if folder.is_dir():
+                files = sorted((p for p in folder.iterdir() if _is_visible_file(p)
+                                and p.suffix.lower() in MESH_SUFFIXES), key=_natural_key)
+                meshes += [(file, label, SPLIT_NAMES.index(split)) for file in files]
+    if not meshes:
+        raise ValueError(f"no meshes ({', '.join(MESH_SUFFIXES)}) under {root}/<category>/"
+                         f"{{{','.join(splits)}}}/")
+    return names, meshes
+
+
+def build_modelnet_cache(
+    root: str | Path, out_path: str | Path, *, resolution: int = 32,
+    categories: Sequence[str] | None = None, splits: Sequence[str] = SPLIT_NAMES,
+    margin: int = 1, up_axis: int = 2, skip_unreadable: bool = False, progress: bool = False,
+) -> Path:
+    """Voxelize every mesh of a ModelNet-style tree into an HDF5 cache (written atomically).
+
+    Args:
+        root: ``<root>/<category>/{train,test}/*.off`` (``.obj``/``.ply``/``.stl`` too).
+        out_path: the cache, ``.h5`` or ``.hdf5``.
+        resolution: voxels per side ``R``.
+        categories, splits: which meshes, and the label order (see :func:`find_modelnet_meshes`).
+        margin, up_axis: passed to :func:`stgconv.io.mesh.voxelize` (ModelNet is z-up).
+        skip_unreadable: leave out (and list in ``attrs["skipped"]``, with a warning) meshes
+            that cannot be read, instead of stopping at the first.
+        progress: show a progress bar (tqdm) on stderr.
+
+    Returns:
+        ``out_path`` as a ``Path``. Layout: see the module docstring.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: bad arguments; an unreadable mesh (unless ``skip_unreadable``); nothing
+            left to write.
+    """
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in CACHE_SUFFIXES:
+        raise ValueError(f"the cache must end in {' or '.join(CACHE_SUFFIXES)}, got {out_path}")
+    resolution = _as_int(resolution, "resolution", minimum=2)
+    margin = _as_int(margin, "margin", minimum=0)
+    if 2 * margin >= resolution:
+        raise ValueError(f"margin={margin} leaves no voxels inside a grid of {resolution}")
+    if up_axis not in (0, 1, 2):
+        raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis!r}")
+    root = Path(root)
+    names, meshes = find_modelnet_meshes(root, categories=categories, splits=splits)
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as h5:
+            _write_cache(h5, root, names, meshes, resolution=resolution, margin=margin,
+                         up_axis=up_axis, skip_unreadable=skip_unreadable, progress=progress)
+
+    return atomic_write(out_path, write)
+
+
+def _write_cache(
+    h5: h5py.File, root: Path, names: list[str], meshes: list[tuple[Path, int, int]], *,
+    resolution: int, margin: int, up_axis: int, skip_unreadable: bool, progress: bool,
+) -> None:
+    side = (resolution,) * 3
+    voxels = h5.create_dataset("voxels", shape=(0, *side), maxshape=(None, *side),
+                               dtype=np.uint8, chunks=(1, *side), compression="gzip",
+                               compression_opts=_GZIP_LEVEL)
+    per_shape = {
+        "label": h5.create_dataset("label", shape=(0,), maxshape=(None,), dtype=np.int64),
+        "split": h5.create_dataset("split", shape=(0,), maxshape=(None,), dtype=np.uint8),
+        "source": h5.create_dataset("source", shape=(0,), maxshape=(None,),
+                                    dtype=h5py.string_dtype("utf-8")),
+    }
+    skipped: list[str] = []
+    for path, label, split in tqdm(meshes, desc="voxelizing", unit="mesh", disable=not progress):
+        try:
+            vertices, faces = load_mesh(path)
+        except ValueError as err:
+            if not skip_unreadable:
+                raise
+            skipped.append(f"{path}: {err}")
+            warnings.warn(f"skipping {path}: {err}", stacklevel=3)
+            continue
+        grid = voxelize(vertices, faces, resolution, margin=margin, up_axis=up_axis)
+        n = voxels.shape[0]
+        for dataset in (voxels, *per_shape.values()):
+            dataset.resize(n + 1, axis=0)
+        voxels[n] = grid
+        per_shape["label"][n] = label
+        per_shape["split"][n] = split
+        per_shape["source"][n] = path.relative_to(root).as_posix()
+    if voxels.shape[0] == 0:
+        raise ValueError(f"no shapes to write: all {len(meshes)} meshes were skipped "
+                         f"({'; '.join(skipped)})")
+    attrs = h5.attrs
+    attrs["format_version"] = CACHE_FORMAT_VERSION
+    attrs.create("categories", np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
+    attrs.create("split_names", np.array(SPLIT_NAMES, dtype=object),
+                 dtype=h5py.string_dtype("utf-8"))
+    attrs["resolution"] = resolution
+    attrs["margin"] = margin
+    attrs["up_axis"] = up_axis
+    attrs["layout"] = "voxels (N, R, R, R) uint8 {0, 1}, indexed [x, y, z], z up"
+    attrs["method"] = _METHOD
+    attrs["created_by"] = f"stgconv {stgconv.__version__}"
+    attrs.create("skipped", np.array(skipped, dtype=object), dtype=h5py.string_dtype("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# The Dataset
+# --------------------------------------------------------------------------------------------
+
+
+class VoxelShapes(Dataset):
+    """Shapes of an HDF5 cache (:func:`build_modelnet_cache`) or an ``.npz`` with ``X`` (and
+    optionally ``y``), as ``(voxels, label)`` pairs.
+
+    ``dataset[i]`` is ``(float32 (1, R, R, R) in [0, 1], int label)``, always a pair: the label
+    is ``-1`` when the source has none (so a classifier fails loudly on unlabelled data rather
+    than learning class 0). Labels keep their values in the source: indices into ``classes``.
+
+    An HDF5 cache is opened on first access in each process, never in ``__init__`` (which reads
+    only the metadata): an h5py handle must not cross a ``fork``, so the dataset is safe with
+    ``DataLoader(num_workers > 0)``. An ``.npz`` is read into memory in ``__init__`` (its
+    compressed arrays cannot be read lazily).
+
+    An ``.npz`` names its categories with a string array ``categories``; without one, labels
+    below 10 are taken to be in ModelNet10 order (the convention of every ``y`` in
+    ``../shared/data/voxel``).
+
+    Args:
+        root: the ``.h5``/``.hdf5`` cache or the ``.npz`` file.
+        split: ``"train"`` or ``"test"`` (caches only; ``.npz`` files hold no split).
+        categories: keep only these category names.
+        pad_to: zero-pad every shape, centred, to this side (30 -> 32 for the ModelNet10 grids).
+        transform: applied to each ``(1, R, R, R)`` tensor.
+
+    Attributes:
+        resolution: the side ``R`` of the returned shapes (after ``pad_to``).
+        classes: the category names, index = label (``None`` when unknown).
+        targets: the labels of the kept shapes, ``(len(self),)`` int64 (all ``-1`` when none).
+        indices: their rows in the file.
+        sources: their source paths (caches), else ``None``.
+    """
+
+    def __init__(self, root: str | Path, *, split: str | None = None,
+                 categories: Sequence[str] | None = None, pad_to: int | None = None,
+                 transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        self.pad_to = pad_to
+        if split is not None and split not in SPLIT_NAMES:
+            raise ValueError(f"split must be None or one of {SPLIT_NAMES}, got {split!r}")
+        if not self.root.is_file():
+            raise FileNotFoundError(f"voxel shapes not found: {self.root}")
+        suffix = self.root.suffix.lower()
+        self._array: np.ndarray | None = None
+        if suffix in CACHE_SUFFIXES:
+            labels, splits, side, self.classes, sources = self._read_cache_metadata()
+        elif suffix == ".npz":
+            labels, splits, side, self.classes, sources = self._read_npz()
+        else:
+            raise ValueError(f"{self.root} is not a voxel cache (.h5/.hdf5) or an .npz; read "
+                             f"other voxel files with stgconv.data.voxel.load_voxel_shapes")
+        keep = np.ones(len(labels), dtype=bool)
+        if split is not None:
+            if splits is None:
+                raise ValueError(f"split={split!r} but {self.root} holds no split information; "
+                                 f"use split=None")
+            keep &= splits == SPLIT_NAMES.index(split)
+        self.categories = None if categories is None else list(categories)
+        if categories is not None:
+            keep &= np.isin(labels, self._category_labels(categories))
+        self.indices = np.flatnonzero(keep)
+        self.targets = labels[self.indices]
+        self.sources = None if sources is None else [sources[i] for i in self.indices]
+        if pad_to is not None:
+            pad_to = _as_int(pad_to, "pad_to", minimum=side)
+        self.resolution = side if pad_to is None else pad_to
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def _read_cache_metadata(self) -> tuple:
+        try:
+            h5 = h5py.File(self.root, "r")
+        except OSError as err:
+            raise ValueError(f"cannot read voxel cache {self.root}: {err}") from err
+        with h5:
+            voxels, label = h5.get("voxels"), h5.get("label")
+            if (not isinstance(voxels, h5py.Dataset) or voxels.ndim != 4
+                    or len(set(voxels.shape[1:])) != 1 or not isinstance(label, h5py.Dataset)
+                    or label.shape != voxels.shape[:1] or "categories" not in h5.attrs):
+                raise ValueError(
+                    f"{self.root} is not a stgconv voxel cache: expected datasets 'voxels' "
+                    f"(N, R, R, R) and 'label' (N,) and the attribute 'categories'; build one "
+                    f"with datasets/voxel/prepare.py"
+                )
+            labels = label[()].astype(np.int64)
+            splits = h5["split"][()] if "split" in h5 else None
+            sources = ([s.decode("utf-8") if isinstance(s, bytes) else str(s)
+                        for s in h5["source"][()]] if "source" in h5 else None)
+            classes = [c.decode("utf-8") if isinstance(c, bytes) else str(c)
+                       for c in h5.attrs["categories"]]
+            return labels, splits, voxels.shape[1], classes, sources
+
+    def _read_npz(self) -> tuple:
+        try:
+            archive = np.load(self.root, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"cannot read .npz file {self.root}: {err}") from err
+        with archive:
+            if "X" not in archive.files:
+                raise ValueError(f"{self.root} has no array 'X' (it holds {archive.files}); "
+                                 f"expected X (N, R, R, R) and optionally y (N,)")
+            array = archive["X"]
+            labels = archive["y"] if "y" in archive.files else None
+            names = archive["categories"] if "categories" in archive.files else None
+        # Integer data must be binary and stays uint8 (4x smaller than float32 in memory).
+        binary = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
+        self._array = check_grids(array, binary=binary, name=str(self.root))
+        if self._array.ndim != 4:
+            raise ValueError(f"{self.root}: X must be a batch (N, R, R, R), got {array.shape}")
+        n = len(self._array)
+        if labels is None:
+            return np.full(n, -1, dtype=np.int64), None, self._array.shape[1], None, None
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or (
+                n and labels.min() < 0):
+            raise ValueError(f"{self.root}: y must hold N={n} non-negative int labels, got "
+                             f"{labels.dtype} {labels.shape}")
+        if names is not None:
+            classes = [str(name) for name in names]
+        elif n and labels.max() < len(MODELNET10_CATEGORIES):
+            classes = list(MODELNET10_CATEGORIES)
+        else:
+            classes = None
+        return labels.astype(np.int64), None, self._array.shape[1], classes, None
+
+    def _category_labels(self, categories: Sequence[str]) -> list[int]:
+        if isinstance(categories, str):
+            raise ValueError(f"categories must be a list of names, got the string "
+                             f"{categories!r} (write [{categories!r}])")
+        if self.classes is None:
+            raise ValueError(f"categories={list(categories)} but {self.root} does not name its "
+                             f"categories")
+        unknown = [name for name in categories if name not in self.classes]
+        if unknown:
+            raise ValueError(f"unknown categories {unknown} for {self.root}; it has "
+                             f"{self.classes}")
+        return [self.classes.index(name) for name in categories]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        index = operator.index(index)
+        n = len(self.indices)
+        if not -n <= index < n:
+            raise IndexError(f"shape index {index} out of range for {n} shapes")
+        row = int(self.indices[index % n])
+        array = self._array[row] if self._array is not None else self._voxels()[row]
+        shape = to_tensor(array)  # (1, R, R, R) float32
+        if self.pad_to is not None:
+            shape = pad_grids(shape, self.pad_to)
+        if self.transform is not None:
+            shape = self.transform(shape)
+        return shape, int(self.targets[index % n])
+
+    def _voxels(self) -> h5py.Dataset:
+        if self._file is None or self._pid != os.getpid():
+            # A handle inherited through fork is abandoned, not closed: closing it would act on
+            # HDF5 state shared with the parent.
+            self._file = h5py.File(self.root, "r")
+            self._pid = os.getpid()
+        return self._file["voxels"]
+
+    def stack(self, max_shapes: int | None = None) -> Tensor:
+        """The first ``max_shapes`` shapes (all by default) as one ``(N, 1, R, R, R)`` tensor,
+        read in one pass (``transform`` is not applied)."""
+        rows = self.indices if max_shapes is None else self.indices[:max_shapes]
+        if self._array is not None:
+            array = self._array[rows]
+        else:
+            # One read per shape (a chunk each): bounded memory, and no slow h5py point lists.
+            voxels = self._voxels()
+            array = np.empty((len(rows), *voxels.shape[1:]), dtype=voxels.dtype)
+            for i, row in enumerate(rows):
+                voxels.read_direct(array, np.s_[row], np.s_[i])
+        batch = to_tensor(array)
+        return batch if self.pad_to is None else pad_grids(batch, self.pad_to)
+
+    def close(self) -> None:
+        """Close this process's handle (it reopens on the next access)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file, self._pid = None, None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()  # spawned workers get the dataset pickled: no handle in it
+        state["_file"], state["_pid"] = None, None
+        return state
+
+    def extra_repr(self) -> str:
+        parts = [f"root={self.root}", f"resolution={self.resolution}"]
+        if self.split is not None:
+            parts.append(f"split={self.split!r}")
+        if self.categories is not None:
+            parts.append(f"categories={self.categories}")
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()}, n={len(self)})"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading training shapes from any source
+# --------------------------------------------------------------------------------------------
+
+
+def load_voxel_shapes(
+    path: str | Path, *, categories: Sequence[str] | None = None, split: str | None = None,
+    max_shapes: int | None = None, pad_to: int | None = None, resolution: int | None = None,
+    margin: int = 1, up_axis: int = 2,
+) -> Tensor:
+    """Training shapes as one float32 tensor ``(N, 1, R, R, R)`` in ``[0, 1]``.
+
+    ``path`` may be:
+
+    - an ``.npz`` (``X``, optional ``y``) or an HDF5 cache of :func:`build_modelnet_cache`:
+      read through :class:`VoxelShapes` (``categories``/``split`` filter by label and split);
+    - another voxel file (``.mat``, ``.binvox``, ``.npy``, a plain ``.h5``): one grid or a batch;
+    - a folder of voxel files (``.mat``, ``.binvox``, ``.npy``), e.g.
+      ``../shared/data/voxel/chairs_30_mat``, each one grid or a batch;
+    - a folder of meshes (``.off``, ``.obj``, ``.ply``, ``.stl``), voxelized here at
+      ``resolution`` (default 32) with ``margin`` and ``up_axis`` (slow for many meshes: build a
+      cache with ``datasets/voxel/prepare.py`` instead).
+
+    In folders, files are taken in natural name order, and ``categories`` keeps the files whose
+    names start with ``<category>_`` (ModelNet's ``chair_0001.off``, 3D ShapeNets'
+    ``chair_000000182_1.mat``).
+
+    Args:
+        max_shapes: keep the first ``max_shapes`` (in folders, only those files are read).
+        pad_to: zero-pad, centred, to this side (30 -> 32).
+        resolution: for mesh folders, the grid side; for voxel sources, the side the shapes
+            must have (checked before ``pad_to``), or ``None`` to accept any.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: an unreadable file (named); grids that are not cubic, not in ``[0, 1]``,
+            or of different sizes; a side other than ``resolution``; options the source cannot
+            honour (``split`` for a folder); no shapes left.
+    """
+    path = Path(path)
+    if max_shapes is not None:
+        max_shapes = _as_int(max_shapes, "max_shapes", minimum=1)
+    if resolution is not None:
+        resolution = _as_int(resolution, "resolution", minimum=2)
+    if not path.exists():
+        raise FileNotFoundError(f"voxel shapes not found: {path}")
+    if path.is_dir():
+        if split is not None:
+            raise ValueError(f"split={split!r} needs an HDF5 cache with splits; {path} is a "
+                             f"folder (build a cache with datasets/voxel/prepare.py)")
+        batch = _load_folder(path, categories, max_shapes, resolution, margin, up_axis)
+    elif path.suffix.lower() == ".npz" or (path.suffix.lower() in CACHE_SUFFIXES
+                                            and _is_shape_cache(path)):
+        dataset = VoxelShapes(path, split=split, categories=categories)
+        batch = dataset.stack(max_shapes)
+    else:
+        if categories is not None or split is not None:
+            raise ValueError(f"categories/split need labelled shapes (.npz with y, or an HDF5 "
+                             f"cache); {path} is a plain voxel file")
+        grids = load_voxels(path, binary=False)
+        batch = to_tensor(grids[None] if grids.ndim == 3 else grids)[:max_shapes]
+    if len(batch) == 0:
+        raise ValueError(f"no shapes in {path}" + (f" for categories={list(categories)}"
+                                                   if categories is not None else "")
+                         + (f" and split={split!r}" if split is not None else ""))
+    side = batch.shape[-1]
+    if resolution is not None and side != resolution and not path.is_dir():
+        raise ValueError(f"the shapes in {path} are {side}^3 but resolution={resolution} was "
+                         f"asked (use pad_to= to pad smaller grids)")
+    return batch if pad_to is None else pad_grids(batch, pad_to)
+
+
+def _is_shape_cache(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as h5:
+            return "voxels" in h5 and "label" in h5 and "categories" in h5.attrs
+    except OSError as err:
+        raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
+
+
+def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int | None,
+                 resolution: int | None, margin: int, up_axis: int) -> Tensor:
+    files = sorted((p for p in folder.iterdir() if _is_visible_file(p)), key=_natural_key)
+    voxel_files = [p for p in files if p.suffix.lower() in VOXEL_SUFFIXES]
+    mesh_files = [p for p in files if p.suffix.lower() in MESH_SUFFIXES]
+    if voxel_files and mesh_files:
+        raise ValueError(f"{folder} mixes voxel files ({voxel_files[0].name}, ...) and meshes "
+                         f"({mesh_files[0].name}, ...); keep one kind per folder")
+    chosen = voxel_files or mesh_files
+    if not chosen:
+        raise ValueError(
+            f"no voxel files ({', '.join(VOXEL_SUFFIXES)}) or meshes ({', '.join(MESH_SUFFIXES)}) "
+            f"in {folder}; for a ModelNet tree (<category>/{{train,test}}/*.off) build a cache "
+            f"with datasets/voxel/prepare.py"
+        )
+    if categories is not None:
+        if isinstance(categories, str):
+            raise ValueError(f"categories must be a list of names, got the string "
+                             f"{categories!r} (write [{categories!r}])")
+        prefixes = tuple(f"{name}_" for name in categories)
+        chosen = [p for p in chosen if p.name.startswith(prefixes)]
+    grids: list[np.ndarray] = []
+    count = 0
+    for file in chosen:
+        if max_shapes is not None and count >= max_shapes:
+            break
+        if mesh_files:
+            vertices, faces = load_mesh(file)
+            grid = voxelize(vertices, faces, resolution or 32, margin=margin, up_axis=up_axis)
+            array = grid[None].astype(np.uint8)
+        else:
+            array = load_voxels(file, binary=False)
+            array = array[None] if array.ndim == 3 else array
+            if grids and array.shape[1:] != grids[0].shape[1:]:
+                raise ValueError(f"{file} holds {array.shape[1]}^3 grids but {chosen[0].name} "
+                                 f"holds {grids[0].shape[1]}^3; all must share one size")
+            if resolution is not None and array.shape[-1] != resolution:
+                raise ValueError(f"{file} holds {array.shape[-1]}^3 grids but "
+                                 f"resolution={resolution} was asked (use pad_to= to pad)")
+        grids.append(array)
+        count += len(array)
+    if not grids:
+        return torch.zeros(0, 1, 1, 1, 1)
+    batch = np.concatenate(grids)[:max_shapes]
+    return to_tensor(batch)
+
+
+def _is_visible_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".")
+
+
+def _natural_key(path: Path) -> list:
+    # "chair_2" < "chair_10": compare digit runs as numbers, the rest as text.
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _as_int(value: object, name: str, *, minimum: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return number
+
+
+__all__ = ["MODELNET10_CATEGORIES", "SPLIT_NAMES", "CACHE_SUFFIXES", "find_modelnet_meshes",
+           "build_modelnet_cache", "VoxelShapes", "load_voxel_shapes"]

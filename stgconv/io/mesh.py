@@ -1,0 +1,433 @@
+"""Triangle meshes: read ``.off``/``.obj``/``.ply``/``.stl``, voxelize to solid occupancy, and
+write the surface of a voxel grid (marching cubes) as ``.ply``/``.obj``.
+
+A mesh is a pair of numpy arrays: ``vertices`` float64 ``(V, 3)`` and ``faces`` int64 ``(F, 3)``
+(triangles; polygons are split into fans when read). A voxel grid is ``(R, R, R)`` indexed
+``[x, y, z]``; the up axis is the last array axis (axis 2), the convention of the ModelNet and
+ShapeNet voxel data in ``../shared/data/voxel``.
+
+``.off`` and ``.obj`` are parsed here rather than by open3d: open3d's OBJ reader silently drops
+every non-triangle face, and ModelNet's ``.off`` files sometimes join the header and the counts on
+one line (``OFF8 6 0``). ``.ply`` and ``.stl`` go through open3d.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+from scipy import ndimage
+from skimage.measure import marching_cubes
+
+from stgconv.io.atomic import atomic_write
+
+MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
+"""Suffixes :func:`load_mesh` reads."""
+
+SAVE_MESH_SUFFIXES = (".ply", ".obj")
+"""Suffixes :func:`save_mesh_from_voxels` writes."""
+
+_INSET = 1e-3  # voxels; see voxelize
+
+# "OFF", "COFF", "NOFF", "CNOFF", "STCNOFF" (extra per-vertex columns are ignored), optionally
+# followed on the same line by the counts: ModelNet writes "OFF8 6 0" or "OFF 8 6 0".
+_OFF_HEADER = re.compile(r"^(?:ST)?C?N?OFF(?=$|[\s\d+-])(.*)$")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a triangle mesh; polygons with more than three corners become triangle fans.
+
+    Args:
+        path: a ``.off``, ``.obj``, ``.ply`` or ``.stl`` file.
+
+    Returns:
+        ``(vertices, faces)``: float64 ``(V, 3)`` and int64 ``(F, 3)`` indices into ``vertices``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: an unknown suffix; a file that cannot be parsed (bad header, fewer vertex or
+            face lines than the header announces, a face with fewer than three corners); no
+            faces; non-finite vertex coordinates; face indices out of range. The message names
+            the file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise ValueError(f"cannot read mesh {path}: suffix must be one of "
+                         f"{', '.join(MESH_SUFFIXES)}, got {suffix!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"mesh not found: {path}")
+    if suffix == ".off":
+        vertices, polygons = _read_off(path)
+    elif suffix == ".obj":
+        vertices, polygons = _read_obj(path)
+    else:
+        return _read_open3d(path)
+    return _check_mesh(path, vertices, _triangulate(polygons))
+
+
+def _lines(path: Path) -> list[str]:
+    """Non-empty lines with ``#`` comments removed."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"cannot read mesh {path}: not a text file ({err})") from err
+    if "#" in text:
+        lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    else:
+        lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray | list[list[int]]]:
+    lines = _lines(path)
+    header = _OFF_HEADER.match(lines[0]) if lines else None
+    if header is None:
+        first = lines[0][:40] if lines else "an empty file"
+        raise ValueError(f"{path} is not an OFF file: expected the header 'OFF', got {first!r}")
+    rest = header.group(1).split()
+    body = 1
+    if not rest:  # the usual layout: counts on their own line
+        if len(lines) < 2:
+            raise ValueError(f"{path} is truncated: the OFF header has no vertex/face counts")
+        rest, body = lines[1].split(), 2
+    try:
+        n_vertices, n_faces = int(rest[0]), int(rest[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"{path}: expected 'n_vertices n_faces n_edges' after the OFF header, "
+                         f"got {' '.join(rest)!r}") from None
+    if n_vertices < 0 or n_faces < 0:
+        raise ValueError(f"{path}: negative counts in the OFF header ({n_vertices}, {n_faces})")
+    vertex_lines = lines[body:body + n_vertices]
+    face_lines = lines[body + n_vertices:body + n_vertices + n_faces]
+    if len(vertex_lines) < n_vertices or len(face_lines) < n_faces:
+        raise ValueError(
+            f"{path} is truncated: its header announces {n_vertices} vertices and {n_faces} "
+            f"faces, but only {len(vertex_lines)} vertex and {len(face_lines)} face lines follow"
+        )
+    try:
+        vertices = _parse_vertices(vertex_lines)
+        polygons = _parse_faces(face_lines)
+    except ValueError as err:
+        raise ValueError(f"cannot parse OFF file {path}: {err}") from err
+    return vertices, polygons
+
+
+def _parse_vertices(lines: list[str]) -> np.ndarray:
+    tokens = " ".join(lines).split()
+    if len(tokens) == 3 * len(lines):  # the common case, parsed in one call
+        return np.array(tokens, dtype=np.float64).reshape(-1, 3)
+    rows = [line.split()[:3] for line in lines]  # extra columns: colours, normals
+    if any(len(row) < 3 for row in rows):
+        raise ValueError("a vertex line has fewer than 3 coordinates")
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def _parse_faces(lines: list[str]) -> np.ndarray | list[list[int]]:
+    """Triangles as an ``(F, 3)`` array when every face is one, else a list of polygons."""
+    tokens = " ".join(lines).split()
+    if len(tokens) == 4 * len(lines):
+        table = np.array(tokens, dtype=np.int64).reshape(-1, 4)
+        if (table[:, 0] == 3).all():
+            return table[:, 1:]
+    polygons = []
+    for line in lines:
+        values = line.split()
+        n = int(values[0])
+        polygons.append([int(v) for v in values[1:1 + n]])
+        if n < 3 or len(polygons[-1]) != n:
+            raise ValueError(f"face line {line!r} does not list n >= 3 vertex indices")
+    return polygons
+
+
+def _read_obj(path: Path) -> tuple[np.ndarray, list[list[int]]]:
+    vertices: list[list[str]] = []
+    polygons: list[list[int]] = []
+    try:
+        for line in _lines(path):
+            values = line.split()
+            if values[0] == "v":
+                if len(values) < 4:
+                    raise ValueError(f"vertex line {line!r} has fewer than 3 coordinates")
+                vertices.append(values[1:4])
+            elif values[0] == "f":
+                # "f 1 2 3", "f 1/1 2/2 3/3", "f 1//1 ..."; 1-based, negative = from the end.
+                corners = [int(v.split("/", 1)[0]) for v in values[1:]]
+                if len(corners) < 3:
+                    raise ValueError(f"face line {line!r} has fewer than 3 corners")
+                polygons.append([c - 1 if c > 0 else len(vertices) + c for c in corners])
+        array = np.array(vertices, dtype=np.float64).reshape(-1, 3)
+    except ValueError as err:
+        raise ValueError(f"cannot parse OBJ file {path}: {err}") from err
+    return array, polygons
+
+
+def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    # open3d reports unreadable files as a printed warning and an empty mesh, not an exception.
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        mesh = o3d.io.read_triangle_mesh(str(path))
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.triangles, dtype=np.int64)
+    if len(faces) == 0:
+        raise ValueError(f"mesh {path} has no faces (or open3d cannot read it)")
+    return _check_mesh(path, vertices, faces)
+
+
+def _triangulate(polygons: np.ndarray | list[list[int]]) -> np.ndarray:
+    """Fans ``(p0, pk, pk+1)``: exact for the convex polygons of CAD meshes."""
+    if isinstance(polygons, np.ndarray):
+        return polygons
+    triangles = [(p[0], p[k], p[k + 1]) for p in polygons for k in range(1, len(p) - 1)]
+    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
+
+
+def _check_mesh(path: Path | str, vertices: np.ndarray, faces: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    if len(faces) == 0:
+        raise ValueError(f"mesh {path} has no faces ({len(vertices)} vertices)")
+    if not np.isfinite(vertices).all():
+        bad = int((~np.isfinite(vertices)).any(axis=1).sum())
+        raise ValueError(f"mesh {path} has {bad} vertices with NaN or infinite coordinates")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise ValueError(
+            f"mesh {path} has face indices out of range: they span [{faces.min()}, "
+            f"{faces.max()}] but there are {len(vertices)} vertices"
+        )
+    return vertices, faces
+
+
+# --------------------------------------------------------------------------------------------
+# Normalising and voxelizing
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_mesh(vertices: np.ndarray, *, up_axis: int = 2, margin: float = 0.0) -> np.ndarray:
+    """Rotate the up axis to z, centre the bounding box at the origin and scale it into the unit
+    cube ``[-0.5, 0.5]^3``.
+
+    Args:
+        vertices: ``(V, 3)``.
+        up_axis: the mesh's up axis (0 = x, 1 = y, 2 = z). ModelNet meshes are z-up (the default);
+            ShapeNet and most OBJ files are y-up (pass 1). The axes are permuted cyclically (a
+            rotation, so nothing is mirrored) to put the up axis last.
+        margin: empty space kept on each side, as a fraction of the cube's side, ``[0, 0.5)``:
+            the longest side of the bounding box becomes ``1 - 2 * margin``.
+
+    Returns:
+        float64 ``(V, 3)``; the aspect ratio is kept.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
+        raise ValueError(f"vertices must have shape (V, 3) with V >= 1, got {vertices.shape}")
+    if up_axis not in (0, 1, 2):
+        raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis!r}")
+    if not 0 <= margin < 0.5:
+        raise ValueError(f"margin must be in [0, 0.5), got {margin!r}")
+    if not np.isfinite(vertices).all():
+        raise ValueError("vertices hold NaN or infinite coordinates")
+    vertices = vertices[:, [(up_axis + 1) % 3, (up_axis + 2) % 3, up_axis]]
+    low, high = vertices.min(axis=0), vertices.max(axis=0)
+    extent = float((high - low).max())
+    if extent == 0:
+        raise ValueError("the mesh has zero extent: all vertices coincide")
+    return (vertices - (low + high) / 2) * ((1 - 2 * margin) / extent)
+
+
+def voxelize(
+    vertices: np.ndarray, faces: np.ndarray, resolution: int, *, margin: int = 1,
+    up_axis: int = 2, normalize: bool = True,
+) -> np.ndarray:
+    """Solid occupancy grid of a triangle mesh: its surface plus everything it encloses.
+
+    ModelNet meshes are almost never watertight (none of the 35 in
+    ``../shared/data/voxel/meshes`` is), so inside/outside comes from the voxelized surface, not
+    from the mesh:
+
+    1. surface: every voxel a triangle touches (open3d's exact triangle/box test), so thin parts
+       (a sheet-like chair back, a monitor's screen) survive at any resolution;
+    2. carving: a voxel is taken as inside when the surface lies beyond it in all six axis
+       directions (no straight axis-aligned line of sight to the outside), which closes small
+       gaps between parts that do not quite meet;
+    3. cavities: empty regions enclosed by 1 | 2 (no 6-connected path to the grid's border) are
+       filled (``scipy.ndimage.binary_fill_holes``).
+
+    For a watertight mesh this is exact up to the surface voxels (a closed surface's voxels
+    separate inside from outside). Ray parity (open3d ``RaycastingScene.compute_occupancy``) is
+    not used: on these meshes it draws streaks of false "inside" voxels far outside the object
+    wherever a ray passes through a hole, and calls the overlap of two intersecting closed parts
+    "outside". At 30^3 with ``margin=3`` (the 3D ShapeNets layout) this method reproduces the
+    grids of ``modelnet10_30_train.npz`` for the 31 shared training meshes with a mean IoU of
+    0.89 (median 0.96); surface + parity (3 rays) gives 0.63, parity alone 0.29. A mesh with a
+    real opening (a dresser without a back panel) stays hollow behind the opening.
+
+    Args:
+        vertices: ``(V, 3)``.
+        faces: int ``(F, 3)`` triangles.
+        resolution: ``R``, voxels per side.
+        margin: empty voxels kept on each side (with ``normalize``): the longest side of the
+            bounding box spans ``R - 2 * margin`` voxels, the other sides keep the aspect ratio.
+        up_axis: the mesh's up axis, rotated to the grid's axis 2 (see :func:`normalize_mesh`).
+        normalize: centre and scale the mesh first; with ``False`` the vertices are taken as
+            they are, the grid covering the cube ``[-0.5, 0.5]^3`` (``margin`` and ``up_axis``
+            are then ignored, and triangles outside the cube are cut off).
+
+    Returns:
+        bool ``(R, R, R)`` indexed ``[x, y, z]``, z up; voxel ``i`` covers
+        ``[-0.5 + i / R, -0.5 + (i + 1) / R]`` along each axis.
+
+    Raises:
+        ValueError: bad arguments; arrays of the wrong shape; a broken mesh (no faces,
+            non-finite vertices, indices out of range).
+    """
+    resolution = _as_int(resolution, "resolution", minimum=2)
+    margin = _as_int(margin, "margin", minimum=0)
+    if 2 * margin >= resolution:
+        raise ValueError(f"margin={margin} leaves no voxels inside a grid of {resolution}")
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise ValueError(f"faces must be an int array of shape (F, 3), got {faces.dtype} "
+                         f"{faces.shape}")
+    _check_mesh("given as arrays", vertices, faces)
+    if normalize:
+        # A hair (1/1000 voxel) less than R - 2 * margin voxels, so that faces of the bounding
+        # box never lie exactly on voxel boundaries, where the surface test would take the
+        # voxels on both sides: a box then fills exactly R - 2 * margin voxels.
+        inset = (margin + _INSET) / resolution
+        vertices = normalize_mesh(vertices, up_axis=up_axis, margin=inset)
+    shell = _surface_voxels(vertices, faces, resolution)
+    return ndimage.binary_fill_holes(shell | _hidden_on_all_axes(shell))
+
+
+def _surface_voxels(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> np.ndarray:
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                     o3d.utility.Vector3iVector(faces.astype(np.int32)))
+    grid = o3d.geometry.VoxelGrid.create_from_triangle_mesh_within_bounds(
+        mesh, 1.0 / resolution, np.full((3, 1), -0.5), np.full((3, 1), 0.5))
+    shell = np.zeros((resolution,) * 3, dtype=bool)
+    voxels = grid.get_voxels()
+    if voxels:
+        index = np.array([voxel.grid_index for voxel in voxels], dtype=np.int64)
+        # open3d also lists voxels outside the bounds: drop them, except index R, which a
+        # triangle lying exactly on the cube's upper faces maps to (it belongs to voxel R - 1).
+        index = index[((index >= 0) & (index <= resolution)).all(axis=1)]
+        index = np.minimum(index, resolution - 1)
+        shell[index[:, 0], index[:, 1], index[:, 2]] = True
+    return shell
+
+
+def _hidden_on_all_axes(shell: np.ndarray) -> np.ndarray:
+    """Voxels with a surface voxel on both sides along each of the three axes."""
+    hidden = np.ones_like(shell)
+    for axis in range(3):
+        hidden &= np.logical_or.accumulate(shell, axis=axis)
+        flipped = np.flip(shell, axis=axis)
+        hidden &= np.flip(np.logical_or.accumulate(flipped, axis=axis), axis=axis)
+    return hidden
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def mesh_from_voxels(grid: np.ndarray, *, level: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The iso-surface of an occupancy grid by marching cubes (scikit-image).
+
+    The grid is padded with one empty voxel per side first, so shapes touching the border still
+    give closed surfaces.
+
+    Args:
+        grid: ``(D, H, W)`` occupancy (bool, int or float; numpy or torch); a leading channel
+            axis of size 1 is accepted.
+        level: the iso-value in the grid's units (0.5 for a {0, 1} grid).
+
+    Returns:
+        ``(vertices, faces)``: float64 ``(V, 3)`` in voxel units (voxel ``i`` has its centre at
+        ``i``) and int64 ``(F, 3)``; both empty when no voxel exceeds ``level``.
+    """
+    array = _as_grid(grid)
+    padded = np.pad(array.astype(np.float32), 1)
+    if not padded.max() > level:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    vertices, faces, _, _ = marching_cubes(padded, level=level)
+    return vertices.astype(np.float64) - 1.0, faces.astype(np.int64)
+
+
+def save_mesh_from_voxels(grid: np.ndarray, path: str | Path, *, level: float = 0.5) -> Path:
+    """Write the marching-cubes surface of a voxel grid as ``.ply`` or ``.obj``.
+
+    Vertices are in voxel units (voxel ``i`` centred at ``i``), axes ``[x, y, z]`` with z up.
+
+    Args:
+        grid: ``(D, H, W)`` (or ``(1, D, H, W)``) occupancy, numpy or torch.
+        path: ``.ply`` (binary) or ``.obj``.
+        level: the iso-value (0.5 for a {0, 1} grid).
+
+    Raises:
+        ValueError: an unknown suffix, a grid of the wrong shape, or no voxel above ``level``
+            (there is no surface to write).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in SAVE_MESH_SUFFIXES:
+        raise ValueError(f"mesh path must end in {' or '.join(SAVE_MESH_SUFFIXES)}, got {path}")
+    vertices, faces = mesh_from_voxels(grid, level=level)
+    if len(faces) == 0:
+        raise ValueError(f"no voxel exceeds level={level}: there is no surface to write to {path}")
+
+    def write(tmp: str) -> None:
+        if path.suffix.lower() == ".obj":
+            _write_obj(tmp, vertices, faces)
+            return
+        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                         o3d.utility.Vector3iVector(faces.astype(np.int32)))
+        # open3d picks the writer from the suffix, and the temporary file's is ".tmp".
+        ply = tmp + ".ply"
+        try:
+            if not o3d.io.write_triangle_mesh(ply, mesh, write_ascii=False):
+                raise OSError(f"open3d could not write {path}")
+            Path(ply).replace(tmp)
+        finally:
+            Path(ply).unlink(missing_ok=True)
+
+    return atomic_write(path, write)
+
+
+def _write_obj(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        file.write("# marching cubes surface written by stgconv; voxel units, z up\n")
+        np.savetxt(file, vertices, fmt="v %.6f %.6f %.6f")
+        np.savetxt(file, faces + 1, fmt="f %d %d %d")
+
+
+def _as_grid(grid: object) -> np.ndarray:
+    array = grid.detach().cpu().numpy() if hasattr(grid, "detach") else np.asarray(grid)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 3:
+        raise ValueError(f"expected a voxel grid (D, H, W) or (1, D, H, W), got shape "
+                         f"{tuple(array.shape)}")
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if not np.isfinite(array).all():
+        raise ValueError("the voxel grid holds NaN or infinite values")
+    return array
+
+
+def _as_int(value: object, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+__all__ = ["MESH_SUFFIXES", "SAVE_MESH_SUFFIXES", "load_mesh", "normalize_mesh", "voxelize",
+           "mesh_from_voxels", "save_mesh_from_voxels"]

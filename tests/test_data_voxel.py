@@ -1,0 +1,295 @@
+"""Voxel datasets: a ModelNet-style tree of small meshes written to tmp_path -> HDF5 cache ->
+VoxelShapes, .npz sources, load_voxel_shapes over every kind of source, the prepare script, bad
+input, and the real data of ../shared/data/voxel (skipped when absent)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from stgconv.data.voxel import (
+    MODELNET10_CATEGORIES,
+    VoxelShapes,
+    build_modelnet_cache,
+    find_modelnet_meshes,
+    load_voxel_shapes,
+)
+from stgconv.io.voxel import save_voxels
+
+REPO = Path(__file__).resolve().parents[1]
+VOXEL_DATA = REPO.parent / "shared" / "data" / "voxel"
+needs_shared = pytest.mark.skipif(
+    not VOXEL_DATA.is_dir(), reason=f"real voxel data not found at {VOXEL_DATA} "
+                                    f"(../shared/data absent)"
+)
+
+R = 12
+CUBE = ("OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1))
+        + "4 0 1 3 2\n4 4 6 7 5\n4 0 4 5 1\n4 2 3 7 6\n4 0 2 6 4\n4 1 5 7 3\n")
+TETRA = "OFF4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n"  # quirk
+
+
+def load_prepare():
+    spec = importlib.util.spec_from_file_location("voxel_prepare",
+                                                  REPO / "datasets" / "voxel" / "prepare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """ModelNet layout: 2 categories x {train, test} x (a cube, a tetrahedron)."""
+    root = tmp_path / "ModelNet"
+    for category in ("table", "chair"):
+        for split in ("train", "test"):
+            folder = root / category / split
+            folder.mkdir(parents=True)
+            (folder / f"{category}_{split}_0002.off").write_text(TETRA)
+            (folder / f"{category}_{split}_0010.off").write_text(CUBE)
+    (root / "README.txt").write_text("not a category")
+    (root / ".DS_Store").mkdir()
+    return root
+
+
+@pytest.fixture
+def cache(tree: Path, tmp_path: Path) -> Path:
+    return build_modelnet_cache(tree, tmp_path / "cache.h5", resolution=R)
+
+
+def test_find_modelnet_meshes(tree: Path) -> None:
+    names, meshes = find_modelnet_meshes(tree)
+    assert names == list(MODELNET10_CATEGORIES)  # labels agree with the shared .npz files
+    assert [(m.name, label, split) for m, label, split in meshes[:4]] == [
+        ("chair_train_0002.off", 2, 0), ("chair_train_0010.off", 2, 0),
+        ("chair_test_0002.off", 2, 1), ("chair_test_0010.off", 2, 1)]
+    names, meshes = find_modelnet_meshes(tree, categories=["table", "chair"], splits=["test"])
+    assert names == ["table", "chair"] and len(meshes) == 4
+    assert [label for _, label, _ in meshes] == [0, 0, 1, 1]
+    (tree / "mug" / "train").mkdir(parents=True)  # not a ModelNet10 category
+    names, _ = find_modelnet_meshes(tree)
+    assert names == ["chair", "mug", "table"]
+    with pytest.raises(ValueError, match="sofa"):
+        find_modelnet_meshes(tree, categories=["sofa"])
+    with pytest.raises(ValueError, match="splits"):
+        find_modelnet_meshes(tree, splits="train")
+
+
+def test_cache_layout(cache: Path, tree: Path) -> None:
+    with h5py.File(cache, "r") as h5:
+        voxels = h5["voxels"]
+        assert voxels.shape == (8, R, R, R) and voxels.dtype == np.uint8
+        assert voxels.chunks == (1, R, R, R) and voxels.compression == "gzip"
+        assert set(np.unique(voxels[()])) == {0, 1}
+        assert list(h5["label"][()]) == [2, 2, 2, 2, 8, 8, 8, 8]
+        assert list(h5["split"][()]) == [0, 0, 1, 1, 0, 0, 1, 1]
+        assert h5["source"].asstr()[0] == "chair/train/chair_train_0002.off"
+        assert list(h5.attrs["categories"]) == list(MODELNET10_CATEGORIES)
+        assert list(h5.attrs["split_names"]) == ["train", "test"]
+        assert h5.attrs["resolution"] == R and h5.attrs["margin"] == 1
+        assert len(h5.attrs["skipped"]) == 0
+        tetra, cube = voxels[0], voxels[1]
+    # The cube fills R - 2 voxels per side; the tetrahedron (a sixth of it) less.
+    assert cube.sum() == (R - 2) ** 3
+    assert 0.1 < tetra.sum() / cube.sum() < 0.35
+    assert not list(cache.parent.glob("*.tmp"))
+
+
+def test_voxel_shapes(cache: Path) -> None:
+    data = VoxelShapes(cache)
+    assert len(data) == 8 and data.resolution == R
+    shape, label = data[0]
+    assert shape.shape == (1, R, R, R) and shape.dtype == torch.float32
+    assert label == 2 and isinstance(label, int)
+    assert set(shape.unique().tolist()) == {0.0, 1.0}
+    assert data.classes == list(MODELNET10_CATEGORIES)
+    assert data.sources[0].endswith("chair_train_0002.off")
+    assert torch.equal(data[-1][0], data[7][0])
+    with pytest.raises(IndexError):
+        data[8]
+
+    train = VoxelShapes(cache, split="train")
+    assert len(train) == 4 and list(train.targets) == [2, 2, 8, 8]
+    tables = VoxelShapes(cache, categories=["table"], split="test", pad_to=16)
+    assert len(tables) == 2 and list(tables.targets) == [8, 8]
+    padded, _ = tables[1]
+    assert padded.shape == (1, 16, 16, 16) and padded.sum() == (R - 2) ** 3
+    assert "split='test'" in repr(tables) and "n=2" in repr(tables)
+
+    batch = tables.stack()
+    assert batch.shape == (2, 1, 16, 16, 16)
+    assert torch.equal(batch[1], padded)
+
+    voxels, labels = next(iter(DataLoader(train, batch_size=4)))
+    assert voxels.shape == (4, 1, R, R, R) and labels.tolist() == [2, 2, 8, 8]
+    clone = pickle.loads(pickle.dumps(train))  # no h5py handle travels
+    assert torch.equal(clone[3][0], train[3][0])
+    train.close()
+
+
+def test_voxel_shapes_errors(cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="split must be"):
+        VoxelShapes(cache, split="val")
+    with pytest.raises(ValueError, match=r"unknown categories \['lamp'\]"):
+        VoxelShapes(cache, categories=["lamp"])
+    with pytest.raises(ValueError, match="list of names"):
+        VoxelShapes(cache, categories="chair")
+    with pytest.raises(ValueError, match="pad_to"):
+        VoxelShapes(cache, pad_to=8)
+    with pytest.raises(FileNotFoundError):
+        VoxelShapes(tmp_path / "none.h5")
+    other = save_voxels(np.zeros((2, 4, 4, 4)), tmp_path / "plain.h5")
+    with pytest.raises(ValueError, match="not a stgconv voxel cache"):
+        VoxelShapes(other)
+    with pytest.raises(ValueError, match="load_voxel_shapes"):
+        VoxelShapes(save_voxels(np.zeros((4, 4, 4)), tmp_path / "g.npy"))
+
+
+def test_npz_sources(tmp_path: Path) -> None:
+    grids = (np.random.default_rng(0).random((5, 6, 6, 6)) < 0.4).astype(np.uint8)
+    np.savez_compressed(tmp_path / "labelled.npz", X=grids, y=np.array([2, 2, 1, 9, 2]))
+    data = VoxelShapes(tmp_path / "labelled.npz", categories=["chair"], pad_to=8)
+    assert len(data) == 3 and list(data.indices) == [0, 1, 4]
+    shape, label = data[2]
+    assert shape.shape == (1, 8, 8, 8) and label == 2
+    assert torch.equal(shape[0, 1:7, 1:7, 1:7], torch.from_numpy(grids[4]).float())
+    with pytest.raises(ValueError, match="no split information"):
+        VoxelShapes(tmp_path / "labelled.npz", split="train")
+
+    np.savez(tmp_path / "bare.npz", X=grids)
+    bare = VoxelShapes(tmp_path / "bare.npz")
+    assert bare[0][1] == -1 and bare.classes is None and list(bare.targets) == [-1] * 5
+    with pytest.raises(ValueError, match="does not name its categories"):
+        VoxelShapes(tmp_path / "bare.npz", categories=["chair"])
+
+    np.savez(tmp_path / "named.npz", X=grids, y=np.arange(5) % 2,
+             categories=np.array(["cup", "mug"]))
+    assert len(VoxelShapes(tmp_path / "named.npz", categories=["mug"])) == 2
+
+    np.savez(tmp_path / "soft.npz", X=np.full((2, 4, 4, 4), 0.25, np.float32))
+    assert VoxelShapes(tmp_path / "soft.npz")[1][0].max().item() == 0.25
+    np.savez(tmp_path / "flat.npz", X=np.zeros((2, 4, 5, 4), np.uint8))
+    with pytest.raises(ValueError, match="cubic"):
+        VoxelShapes(tmp_path / "flat.npz")
+    np.savez(tmp_path / "counts.npz", X=np.full((2, 4, 4, 4), 2, np.uint8))
+    with pytest.raises(ValueError, match="binary"):
+        VoxelShapes(tmp_path / "counts.npz")
+    np.savez(tmp_path / "nox.npz", Y=grids)
+    with pytest.raises(ValueError, match="no array 'X'"):
+        VoxelShapes(tmp_path / "nox.npz")
+
+
+def test_load_voxel_shapes_from_every_source(cache: Path, tree: Path, tmp_path: Path) -> None:
+    batch = load_voxel_shapes(cache, split="test", categories=["chair"])
+    assert batch.shape == (2, 1, R, R, R) and batch.dtype == torch.float32
+    assert load_voxel_shapes(cache, max_shapes=3, pad_to=14).shape == (3, 1, 14, 14, 14)
+
+    # A folder of voxel files, several formats, natural name order, category prefixes.
+    folder = tmp_path / "voxels"
+    cube = np.zeros((6, 6, 6), np.uint8)
+    cube[1:5, 1:5, 1:5] = 1
+    save_voxels(cube, folder / "chair_10.binvox")
+    save_voxels(cube[None] * 0, folder / "chair_2.mat")
+    save_voxels(np.stack([cube, cube]), folder / "desk_1.npy")
+    (folder / "notes.txt").write_text("ignored")
+    everything = load_voxel_shapes(folder)
+    assert everything.shape == (4, 1, 6, 6, 6)
+    assert everything[0].sum() == 0 and everything[1].sum() == 64  # chair_2 before chair_10
+    chairs = load_voxel_shapes(folder, categories=["chair"], pad_to=8)
+    assert chairs.shape == (2, 1, 8, 8, 8)
+    assert load_voxel_shapes(folder, max_shapes=1).shape == (1, 1, 6, 6, 6)
+    assert load_voxel_shapes(folder / "desk_1.npy").shape == (2, 1, 6, 6, 6)
+
+    # A folder of meshes, voxelized on the fly.
+    meshes = load_voxel_shapes(tree / "chair" / "train", resolution=10)
+    assert meshes.shape == (2, 1, 10, 10, 10) and meshes[1].sum() == 8**3
+
+    with pytest.raises(ValueError, match="resolution=8"):
+        load_voxel_shapes(folder, resolution=8)
+    with pytest.raises(ValueError, match="resolution=8"):
+        load_voxel_shapes(cache, resolution=8)
+    with pytest.raises(ValueError, match="no shapes"):
+        load_voxel_shapes(folder, categories=["sofa"])
+    with pytest.raises(ValueError, match="split"):
+        load_voxel_shapes(folder, split="train")
+    with pytest.raises(ValueError, match="prepare.py"):
+        load_voxel_shapes(tree)  # a ModelNet tree: build a cache first
+    (folder / "table_1.off").write_text(CUBE)
+    with pytest.raises(ValueError, match="mixes"):
+        load_voxel_shapes(folder)
+    save_voxels(np.zeros((4, 4, 4)), tmp_path / "other" / "a.npy")
+    save_voxels(np.zeros((5, 5, 5)), tmp_path / "other" / "b.npy")
+    with pytest.raises(ValueError, match="share one size"):
+        load_voxel_shapes(tmp_path / "other")
+    with pytest.raises(FileNotFoundError):
+        load_voxel_shapes(tmp_path / "missing")
+
+
+def test_broken_mesh_in_tree(tree: Path, tmp_path: Path) -> None:
+    broken = tree / "table" / "test" / "table_test_0005.off"
+    broken.write_text("OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n")
+    with pytest.raises(ValueError, match="table_test_0005.off"):
+        build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8)
+    assert not (tmp_path / "c.h5").exists() and not list(tmp_path.glob("*.tmp"))
+    with pytest.warns(UserWarning, match="skipping"):
+        out = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, skip_unreadable=True)
+    with h5py.File(out, "r") as h5:
+        assert h5["voxels"].shape[0] == 8 and "table_test_0005.off" in h5.attrs["skipped"][0]
+    with pytest.raises(ValueError, match=r"\.h5 or \.hdf5"):
+        build_modelnet_cache(tree, tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="margin"):
+        build_modelnet_cache(tree, tmp_path / "d.h5", resolution=4, margin=2)
+
+
+def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    prepare = load_prepare()
+    out = tmp_path / "mn.h5"
+    assert prepare.main([str(tree), str(out), "--resolution", "8", "--quiet",
+                         "--categories", "chair", "--splits", "train"]) == 0
+    printed = capsys.readouterr().out
+    assert "shapes:  2 (train 2, test 0)" in printed and "0 chair 2" in printed
+    assert len(VoxelShapes(out)) == 2
+    assert prepare.main([str(tree), str(out), "--quiet"]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert prepare.main([str(tree), str(out), "--quiet", "--overwrite"]) == 0
+    assert prepare.main([str(tree), str(tmp_path / "x.npz"), "--quiet"]) == 2
+    assert prepare.main([str(tmp_path / "none"), str(tmp_path / "y.h5"), "--quiet"]) == 2
+    assert prepare.main([str(tree), str(tmp_path / "z.h5"), "--categories", "lamp"]) == 2
+    assert "lamp" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Real data
+# --------------------------------------------------------------------------------------------
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_real_modelnet10_npz() -> None:
+    path = VOXEL_DATA / "modelnet10_30_train.npz"
+    data = VoxelShapes(path, pad_to=32)
+    assert len(data) == 3991 and data.resolution == 32
+    assert np.bincount(data.targets).tolist() == [106, 515, 889, 200, 200, 465, 200, 680, 392,
+                                                  344]
+    shape, label = data[0]
+    assert shape.shape == (1, 32, 32, 32) and label == 0
+    assert shape[0, 0].sum() == 0 and shape[0, :, :, -1].sum() == 0  # the padding
+    chairs = load_voxel_shapes(path, categories=["chair"], max_shapes=16, pad_to=32)
+    assert chairs.shape == (16, 1, 32, 32, 32)
+    assert set(chairs.unique().tolist()) == {0.0, 1.0}
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_real_chairs_folder_and_beds() -> None:
+    chairs = load_voxel_shapes(VOXEL_DATA / "chairs_30_mat", max_shapes=2, pad_to=32)
+    assert chairs.shape == (2, 1, 32, 32, 32) and 0 < chairs.mean() < 0.5
+    beds = load_voxel_shapes(VOXEL_DATA / "beds_64_train.npz", max_shapes=4, resolution=64)
+    assert beds.shape == (4, 1, 64, 64, 64)

@@ -1,0 +1,448 @@
+"""Meshes, voxel files and voxel renders: small meshes written to tmp_path in every format
+(both OFF header styles, OBJ quads), solid voxelization, each voxel format's round trip, bad input,
+and the real ModelNet/3D ShapeNets data of ../shared/data/voxel (skipped when absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import open3d as o3d
+import pytest
+import scipy.io
+import torch
+from pathlib import Path
+from PIL import Image
+
+from stgconv.io.mesh import (
+    load_mesh,
+    mesh_from_voxels,
+    normalize_mesh,
+    save_mesh_from_voxels,
+    voxelize,
+)
+from stgconv.io.render import render_views, render_voxels
+from stgconv.io.voxel import load_voxels, pad_to, save_voxels
+
+REPO = Path(__file__).resolve().parents[1]
+VOXEL_DATA = REPO.parent / "shared" / "data" / "voxel"
+needs_shared = pytest.mark.skipif(
+    not (VOXEL_DATA / "meshes").is_dir(),
+    reason=f"real voxel data not found at {VOXEL_DATA} (../shared/data absent)",
+)
+
+# A unit cube [0, 1]^3 as 6 quads (outward winding).
+CUBE_VERTICES = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
+CUBE_QUADS = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
+
+
+def cube_triangles() -> np.ndarray:
+    return np.array([(q[0], q[k], q[k + 1]) for q in CUBE_QUADS for k in (1, 2)], dtype=np.int64)
+
+
+def write_off(path: Path, vertices: np.ndarray, polygons: list, *, joined: bool = False) -> Path:
+    """OFF with the counts on their own line, or ModelNet's quirk: 'OFF8 6 0' on one line."""
+    head = f"OFF{len(vertices)} {len(polygons)} 0\n" if joined else \
+        f"OFF\n# a comment\n{len(vertices)} {len(polygons)} 0\n"
+    body = "".join(f"{x:g} {y:g} {z:g}\n" for x, y, z in vertices)
+    body += "".join(f"{len(p)} {' '.join(map(str, p))}\n" for p in polygons)
+    path.write_text(head + body)
+    return path
+
+
+def open3d_mesh(vertices: np.ndarray, faces: np.ndarray) -> o3d.geometry.TriangleMesh:
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                     o3d.utility.Vector3iVector(faces.astype(np.int32)))
+    mesh.compute_triangle_normals()  # the STL writer needs them
+    return mesh
+
+
+def interior(grid: np.ndarray) -> np.ndarray:
+    """Occupied voxels whose 6 neighbours are all occupied: present only in solid grids."""
+    g = np.pad(grid.astype(bool), 1)
+    core = g[1:-1, 1:-1, 1:-1].copy()
+    for axis in range(3):
+        for shift in (1, -1):
+            core &= np.roll(g, shift, axis=axis)[1:-1, 1:-1, 1:-1]
+    return core
+
+
+# --------------------------------------------------------------------------------------------
+# Meshes
+# --------------------------------------------------------------------------------------------
+
+
+def test_off_header_styles_and_quads(tmp_path: Path) -> None:
+    plain = write_off(tmp_path / "plain.off", CUBE_VERTICES, CUBE_QUADS)
+    joined = write_off(tmp_path / "joined.off", CUBE_VERTICES, CUBE_QUADS, joined=True)
+    v1, f1 = load_mesh(plain)
+    v2, f2 = load_mesh(joined)
+    assert v1.dtype == np.float64 and v1.shape == (8, 3)
+    assert f1.dtype == np.int64 and f1.shape == (12, 3)  # 6 quads -> 12 triangles
+    np.testing.assert_array_equal(v1, v2)
+    np.testing.assert_array_equal(f1, f2)
+    np.testing.assert_array_equal(f1, cube_triangles())
+
+
+def test_obj_quads_are_kept(tmp_path: Path) -> None:
+    # open3d's own OBJ reader drops quads; ours triangulates them. Slash and negative indices.
+    lines = ["# cube", "o cube"] + [f"v {x:g} {y:g} {z:g}" for x, y, z in CUBE_VERTICES]
+    lines += ["vn 0 0 1", "vt 0 0"]
+    for q in CUBE_QUADS[:3]:
+        lines.append("f " + " ".join(f"{i + 1}/1/1" for i in q))
+    for q in CUBE_QUADS[3:]:
+        lines.append("f " + " ".join(str(i - 8) for i in q))  # -8 is the first vertex
+    path = tmp_path / "cube.obj"
+    path.write_text("\n".join(lines) + "\n")
+    vertices, faces = load_mesh(path)
+    np.testing.assert_array_equal(vertices, CUBE_VERTICES)
+    np.testing.assert_array_equal(faces, cube_triangles())
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".stl"])
+def test_ply_and_stl_through_open3d(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"cube{suffix}"
+    assert o3d.io.write_triangle_mesh(str(path), open3d_mesh(CUBE_VERTICES, cube_triangles()))
+    vertices, faces = load_mesh(path)
+    assert len(faces) == 12
+    grid = voxelize(vertices, faces, 12, margin=1)
+    assert grid[1:11, 1:11, 1:11].all() and grid.sum() == 10**3
+
+
+@pytest.mark.parametrize("suffix", [".off", ".obj", ".ply", ".stl"])
+def test_every_format_gives_the_same_solid_cube(tmp_path: Path, suffix: str) -> None:
+    if suffix == ".off":
+        path = write_off(tmp_path / "c.off", CUBE_VERTICES, CUBE_QUADS, joined=True)
+    elif suffix == ".obj":
+        path = tmp_path / "c.obj"
+        path.write_text("".join(f"v {x:g} {y:g} {z:g}\n" for x, y, z in CUBE_VERTICES)
+                        + "".join("f " + " ".join(str(i + 1) for i in q) + "\n"
+                                  for q in CUBE_QUADS))
+    else:
+        path = tmp_path / f"c{suffix}"
+        o3d.io.write_triangle_mesh(str(path), open3d_mesh(CUBE_VERTICES, cube_triangles()))
+    grid = voxelize(*load_mesh(path), 16, margin=2)
+    assert grid.dtype == bool and grid.shape == (16, 16, 16)
+    # The cube spans exactly 12 voxels, 2 empty ones on each side.
+    expected = np.zeros((16, 16, 16), bool)
+    expected[2:14, 2:14, 2:14] = True
+    np.testing.assert_array_equal(grid, expected)
+
+
+def test_voxelize_exact_cube_without_normalizing() -> None:
+    # [-0.3, 0.3]^3 in a 16^3 grid over [-0.5, 0.5]^3 covers voxel coordinates 3.2 .. 12.8.
+    vertices = CUBE_VERTICES * 0.6 - 0.3
+    grid = voxelize(vertices, cube_triangles(), 16, normalize=False)
+    expected = np.zeros((16, 16, 16), bool)
+    expected[3:13, 3:13, 3:13] = True
+    np.testing.assert_array_equal(grid, expected)
+    # Parts outside the cube are cut off (not pressed onto the border): a cube over
+    # [-0.2, 1.8]^3 leaves only its three near faces, voxels 2..7, in an 8^3 grid.
+    cut = voxelize(CUBE_VERTICES * 2 - 0.2, cube_triangles(), 8, normalize=False)
+    assert cut.sum() == 3 * 36 - 3 * 6 + 1 and not cut[:2].any()
+
+
+def test_voxelize_fills_intersecting_parts() -> None:
+    # Two closed boxes crossing like a plus sign. Ray parity counts two crossings in their
+    # overlap and calls it "outside"; the solid grid must hold the union.
+    low, high = np.array([-0.41, -0.11, -0.11]), np.array([0.41, 0.11, 0.11])
+    box_a = low + CUBE_VERTICES * (high - low)
+    box_b = box_a[:, [1, 0, 2]]
+    vertices = np.concatenate([box_a, box_b])
+    faces = np.concatenate([cube_triangles(), cube_triangles() + 8])
+    grid = voxelize(vertices, faces, 20, normalize=False)
+    # In voxel coordinates the long sides span 1.8 .. 18.2, the short ones 7.8 .. 12.2.
+    expected = np.zeros((20, 20, 20), bool)
+    expected[1:19, 7:13, 7:13] = True
+    expected[7:13, 1:19, 7:13] = True
+    np.testing.assert_array_equal(grid, expected)
+
+
+def test_voxelize_keeps_thin_sheets() -> None:
+    # A single square (zero thickness): no inside, but its surface voxels must survive.
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    grid = voxelize(vertices, faces, 8, margin=1, normalize=True)
+    assert grid.any() and grid.sum() >= 36
+    assert np.ptp(np.argwhere(grid)[:, 2]) <= 1  # one or two layers in z
+
+
+def test_up_axis_and_normalize() -> None:
+    tall_y = CUBE_VERTICES * [1.0, 4.0, 1.0] + 10  # a y-up post, far from the origin
+    v = normalize_mesh(tall_y, up_axis=1, margin=0.1)
+    np.testing.assert_allclose(v.max(axis=0) - v.min(axis=0), [0.2, 0.2, 0.8])
+    np.testing.assert_allclose((v.max(axis=0) + v.min(axis=0)) / 2, 0, atol=1e-12)
+    grid = voxelize(tall_y, cube_triangles(), 16, up_axis=1)
+    extent = np.ptp(np.argwhere(grid), axis=0) + 1
+    assert extent[2] == 14 and extent[0] < 6 and extent[1] < 6  # tall along axis 2
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("empty.off", "", "not an OFF file"),
+    ("garbage.off", "hello world\n1 2 3\n", "not an OFF file"),
+    ("nofaces.off", "OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n", "no faces"),
+    ("truncated.off", "OFF\n8 6 0\n0 0 0\n1 0 0\n", "truncated"),
+    ("nan.off", "OFF\n3 1 0\n0 0 0\nnan 0 0\n0 1 0\n3 0 1 2\n", "NaN"),
+    ("range.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "out of range"),
+    ("edge.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "n >= 3"),
+    ("words.off", "OFF\n3 1 0\n0 0 zero\n1 0 0\n0 1 0\n3 0 1 2\n", "cannot parse"),
+    ("empty.obj", "# nothing\n", "no faces"),
+    ("range.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "out of range"),
+    ("bad.obj", "v 0 0\nf 1 2 3\n", "fewer than 3"),
+    ("garbage.ply", "not a ply file\n", "no faces"),
+    ("garbage.stl", "", "no faces"),
+])
+def test_broken_meshes(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        load_mesh(path)
+    assert name in str(info.value)
+
+
+def test_mesh_path_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.off"):
+        load_mesh(tmp_path / "missing.off")
+    (tmp_path / "cube.fbx").write_text("x")
+    with pytest.raises(ValueError, match="suffix"):
+        load_mesh(tmp_path / "cube.fbx")
+    with pytest.raises(ValueError, match="margin"):
+        voxelize(CUBE_VERTICES, cube_triangles(), 8, margin=4)
+    with pytest.raises(ValueError, match=r"\(F, 3\)"):
+        voxelize(CUBE_VERTICES, np.zeros((2, 4), int), 8)
+    with pytest.raises(ValueError, match="no faces"):
+        voxelize(CUBE_VERTICES, np.zeros((0, 3), int), 8)
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".obj"])
+def test_save_mesh_from_voxels(tmp_path: Path, suffix: str) -> None:
+    grid = np.zeros((16, 16, 16), np.uint8)
+    grid[3:13, 4:12, 5:11] = 1
+    path = save_mesh_from_voxels(torch.from_numpy(grid)[None].float(), tmp_path / f"m{suffix}")
+    vertices, faces = load_mesh(path)
+    assert len(faces) > 0
+    # The 0.5 iso-surface lies half a voxel outside the occupied voxel centres.
+    np.testing.assert_allclose(vertices.min(axis=0), [2.5, 3.5, 4.5], atol=1e-5)
+    np.testing.assert_allclose(vertices.max(axis=0), [12.5, 11.5, 10.5], atol=1e-5)
+    # Voxelizing the surface again gives the box back (up to the boundary layer).
+    again = voxelize((vertices + 0.5) / 16 - 0.5, faces, 16, normalize=False)
+    assert again[3:13, 4:12, 5:11].all() and again.sum() <= 12 * 10 * 8
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_save_mesh_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no voxel exceeds"):
+        save_mesh_from_voxels(np.zeros((8, 8, 8)), tmp_path / "empty.ply")
+    with pytest.raises(ValueError, match=r"\.ply or \.obj"):
+        save_mesh_from_voxels(np.ones((8, 8, 8)), tmp_path / "m.stl")
+    with pytest.raises(ValueError, match=r"\(D, H, W\)"):
+        mesh_from_voxels(np.ones((8, 8)))
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------
+# Voxel files
+# --------------------------------------------------------------------------------------------
+
+
+def random_grids(*shape: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) < 0.3).astype(np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".mat", ".binvox", ".npy", ".npz", ".h5", ".hdf5"])
+def test_single_grid_round_trip(tmp_path: Path, suffix: str) -> None:
+    grid = random_grids(9, 9, 9)
+    path = save_voxels(torch.from_numpy(grid).bool(), tmp_path / f"g{suffix}")
+    back = load_voxels(path)
+    assert back.dtype == np.uint8 and back.shape == (9, 9, 9)
+    np.testing.assert_array_equal(back, grid)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("suffix", [".mat", ".npy", ".npz", ".h5"])
+def test_batch_round_trip(tmp_path: Path, suffix: str) -> None:
+    grids = random_grids(3, 6, 6, 6, seed=1)
+    path = save_voxels(grids[:, None], tmp_path / f"b{suffix}")  # (N, 1, R, R, R) accepted
+    np.testing.assert_array_equal(load_voxels(path), grids)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5", ".mat"])
+def test_occupancy_round_trip(tmp_path: Path, suffix: str) -> None:
+    grids = np.random.default_rng(2).random((2, 5, 5, 5)).astype(np.float32)
+    path = save_voxels(grids, tmp_path / f"p{suffix}")
+    np.testing.assert_array_equal(load_voxels(path, binary=False), grids)
+    with pytest.raises(ValueError, match="binary=False"):
+        load_voxels(path)
+
+
+def test_binvox_axis_order_and_runs(tmp_path: Path) -> None:
+    # binvox stores x slowest, then z, then y: voxel [x=1, y=2, z=3] of 4^3 is number 1*16+3*4+2.
+    grid = np.zeros((4, 4, 4), np.uint8)
+    grid[1, 2, 3] = 1
+    data = save_voxels(grid, tmp_path / "one.binvox").read_bytes()
+    header, runs = data.split(b"data\n", 1)
+    assert header.startswith(b"#binvox 1\ndim 4 4 4\n")
+    assert list(runs) == [0, 30, 1, 1, 0, 33]
+    # Runs longer than 255 are split: a full 8^3 grid is 512 = 255 + 255 + 2 ones.
+    full = save_voxels(np.ones((8, 8, 8)), tmp_path / "full.binvox").read_bytes()
+    assert list(full.split(b"data\n", 1)[1]) == [1, 255, 1, 255, 1, 2]
+    assert load_voxels(tmp_path / "full.binvox").all()
+
+
+def test_3d_shapenets_mat_layout(tmp_path: Path) -> None:
+    grid = random_grids(30, 30, 30, seed=3)
+    scipy.io.savemat(tmp_path / "chair_000000001_1.mat", {"instance": grid.astype(np.int8)})
+    np.testing.assert_array_equal(load_voxels(tmp_path / "chair_000000001_1.mat"), grid)
+    save_voxels(grid, tmp_path / "ours.mat")
+    stored = scipy.io.loadmat(tmp_path / "ours.mat")["instance"]
+    assert stored.dtype == np.int8
+    np.testing.assert_array_equal(stored, grid)
+
+
+def test_keys(tmp_path: Path) -> None:
+    np.savez(tmp_path / "two.npz", a=random_grids(4, 4, 4), b=random_grids(2, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"no array 'X'.*key="):
+        load_voxels(tmp_path / "two.npz")
+    assert load_voxels(tmp_path / "two.npz", key="b").shape == (2, 4, 4, 4)
+    with pytest.raises(ValueError, match="no array 'c'"):
+        load_voxels(tmp_path / "two.npz", key="c")
+    np.savez(tmp_path / "one.npz", shapes=random_grids(4, 4, 4))
+    assert load_voxels(tmp_path / "one.npz").shape == (4, 4, 4)  # the only array
+    save_voxels(random_grids(4, 4, 4), tmp_path / "k.h5", key="grids")
+    assert load_voxels(tmp_path / "k.h5").shape == (4, 4, 4)
+
+
+def test_voxel_file_errors(tmp_path: Path) -> None:
+    np.save(tmp_path / "flat.npy", np.zeros((4, 5, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"cubic.*\(4, 5, 4\)"):
+        load_voxels(tmp_path / "flat.npy")
+    np.save(tmp_path / "image.npy", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"\(R, R, R\) or a batch \(N, R, R, R\)"):
+        load_voxels(tmp_path / "image.npy")
+    np.save(tmp_path / "counts.npy", np.full((4, 4, 4), 3, np.uint8))
+    with pytest.raises(ValueError, match=r"binary occupancy \{0, 1\}"):
+        load_voxels(tmp_path / "counts.npy")
+    np.save(tmp_path / "big.npy", np.full((4, 4, 4), 1.5, np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        load_voxels(tmp_path / "big.npy", binary=False)
+    with pytest.raises(ValueError, match="one binary grid"):
+        save_voxels(random_grids(2, 4, 4, 4), tmp_path / "b.binvox")
+    with pytest.raises(ValueError, match="one binary grid"):
+        save_voxels(np.full((4, 4, 4), 0.5), tmp_path / "half.binvox")
+    with pytest.raises(ValueError, match="cubic"):
+        save_voxels(np.zeros((4, 4, 5)), tmp_path / "x.npy")
+    with pytest.raises(ValueError, match=r"integer values in \[2, 2\]"):
+        save_voxels(np.full((4, 4, 4), 2, np.uint8), tmp_path / "x.npz")
+    with pytest.raises(ValueError, match="NaN"):
+        save_voxels(torch.full((4, 4, 4), float("nan")), tmp_path / "x.h5")
+    with pytest.raises(ValueError, match="suffix"):
+        save_voxels(np.zeros((4, 4, 4)), tmp_path / "x.vox")
+    good = save_voxels(random_grids(8, 8, 8), tmp_path / "cut.binvox").read_bytes()
+    (tmp_path / "cut.binvox").write_bytes(good[:-2])
+    with pytest.raises(ValueError, match="truncated"):
+        load_voxels(tmp_path / "cut.binvox")
+    for name in ("junk.binvox", "junk.npz", "junk.h5", "junk.mat", "junk.npy"):
+        (tmp_path / name).write_bytes(b"\x00garbage" * 10)
+        with pytest.raises(ValueError, match=name):
+            load_voxels(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        load_voxels(tmp_path / "none.npy")
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "b.binvox").exists()
+
+
+def test_pad_to() -> None:
+    grids = np.ones((2, 30, 30, 30), np.uint8)
+    padded = pad_to(grids, 32)
+    assert padded.shape == (2, 32, 32, 32) and padded.dtype == np.uint8
+    assert padded.sum() == grids.sum() and padded[:, 1:31, 1:31, 1:31].all()
+    odd = pad_to(torch.ones(1, 31, 31, 31), 32)  # extra voxel at the high end
+    assert isinstance(odd, torch.Tensor) and odd.shape == (1, 32, 32, 32)
+    assert odd[0, :31, :31, :31].all() and not odd[0, 31].any()
+    assert pad_to(grids, 30) is not None
+    with pytest.raises(ValueError, match="smaller"):
+        pad_to(grids, 16)
+    with pytest.raises(ValueError, match="cubic"):
+        pad_to(np.ones((4, 4, 5)), 8)
+
+
+# --------------------------------------------------------------------------------------------
+# Renders
+# --------------------------------------------------------------------------------------------
+
+
+def test_render_writes_a_picture(tmp_path: Path) -> None:
+    cube = np.zeros((16, 16, 16), np.uint8)
+    cube[4:12, 4:12, 4:12] = 1
+    small = np.zeros((4, 4, 4))
+    small[1:3, 1:3, 1:3] = 1
+    path = render_voxels([cube, torch.from_numpy(small)[None], np.zeros((8, 8, 8))],
+                         tmp_path / "r.png", views=((-60, 25), (30, 10)), size=64,
+                         titles=["cube", "small", "empty"])
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.shape[1] == 3 * (2 * 64 + 4) - 4
+    assert (image < 250).any(axis=-1).mean() > 0.02           # not blank
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # shaded, not flat
+    batch = torch.from_numpy(np.stack([cube, cube]))[:, None].float()  # (N, 1, D, H, W)
+    render_voxels(batch, tmp_path / "b.png", size=32)
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match=r"\.png"):
+        render_voxels(cube, tmp_path / "r.jpg")
+    with pytest.raises(ValueError, match="views"):
+        render_voxels(cube, tmp_path / "v.png", views=((0, 120),))
+    with pytest.raises(ValueError, match="titles"):
+        render_voxels(cube, tmp_path / "t.png", titles=["a", "b"])
+
+
+def test_render_up_axis_is_up() -> None:
+    post = np.zeros((16, 16, 16))
+    post[7:9, 7:9, 1:15] = 1  # tall along axis 2
+    image = render_views(post, views=((0, 0), (90, 0)), size=64)
+    assert image.shape == (2, 64, 64, 3) and image.dtype == np.uint8
+    for view in image:
+        rows, cols = np.nonzero((view < 250).any(axis=-1))
+        assert np.ptp(rows) > 4 * np.ptp(cols)  # tall on screen
+    assert (render_views(np.zeros((8, 8, 8)), size=16) == 255).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Real data
+# --------------------------------------------------------------------------------------------
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_real_meshes_voxelize_solid() -> None:
+    for name in ("chair_0002.off", "dresser_0003.off", "monitor_0466.off"):
+        vertices, faces = load_mesh(VOXEL_DATA / "meshes" / name)
+        grid = voxelize(vertices, faces, 64)
+        assert grid.shape == (64, 64, 64) and grid.any()
+        assert interior(grid).sum() > 100, name  # solid, not a shell
+        extent = np.ptp(np.argwhere(grid), axis=0) + 1
+        assert extent.max() == 62, name  # margin 1
+    assert interior(grid).sum() / grid.sum() > 0.3
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_real_chairs_mat() -> None:
+    files = sorted((VOXEL_DATA / "chairs_30_mat").glob("*.mat"))[:2]
+    assert len(files) == 2
+    grids = [load_voxels(file) for file in files]
+    for grid in grids:
+        assert grid.shape == (30, 30, 30) and grid.dtype == np.uint8
+        assert 0 < grid.mean() < 0.5 and set(np.unique(grid)) == {0, 1}
+        # 3D ShapeNets keeps 3 empty voxels on each side (24^3 objects in 30^3).
+        assert not grid[:3].any() and not grid[-3:].any()
+    assert (grids[0] != grids[1]).any()
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_real_meshes_match_3d_shapenets_grids() -> None:
+    # The same ModelNet10 training meshes as voxelized by 3D ShapeNets (24^3 in 30^3).
+    data = np.load(VOXEL_DATA / "modelnet10_30_train.npz")
+    X, y = data["X"], data["y"]
+    for name, label, index in (("chair_0004.off", 2, 3), ("desk_0006.off", 3, 5),
+                               ("dresser_0003.off", 4, 2)):
+        grid = voxelize(*load_mesh(VOXEL_DATA / "meshes" / name), 30, margin=3)
+        reference = X[y == label][index].astype(bool)
+        iou = (grid & reference).sum() / (grid | reference).sum()
+        assert iou > 0.9, (name, iou)
