@@ -28,9 +28,11 @@ class ModelConfig:
     # Images: "texture" / "object" (Xie et al. 2016 generative ConvNet settings),
     # "descriptor64" (Gao et al. 2018, multi-grid learning).
     # Videos (STGConvNet): "st" / "st_small" (stationary), "fc_s" / "fc_s_small" (spatially
-    # fully connected). The data's channels and frame size are filled in from the data.
+    # fully connected). Voxels (3D descriptor net): "desc32", "desc64_sr", "desc32_small",
+    # "desc64_small". The data's channels and size are filled in from the data.
     arch: Literal[
-        "texture", "object", "descriptor64", "st", "st_small", "fc_s", "fc_s_small"
+        "texture", "object", "descriptor64", "st", "st_small", "fc_s", "fc_s_small",
+        "desc32", "desc64_sr", "desc32_small", "desc64_small",
     ] = "texture"
     in_channels: int = 1
     # Needed by architectures with a fully connected head; stationary ones take any size.
@@ -82,12 +84,14 @@ class DataConfig:
 
     ``texture``: one image file or ``builtin:<name>``; ``objects``: a folder of images;
     ``video``: a video file, a folder of frames, a folder of videos (one clip each) or an HDF5
-    clip cache (``datasets/video/prepare.py``).
+    clip cache (``datasets/video/prepare.py``); ``voxels``: an ``.npz`` (``X``, ``y``), an HDF5
+    shape cache (``datasets/voxel/prepare.py``), a voxel file, or a folder of voxel files or meshes.
     """
 
     path: str = "builtin:brick"
-    kind: Literal["texture", "objects", "video"] = "texture"
-    # Image side, or frame side for videos (frames are resized to size x size).
+    kind: Literal["texture", "objects", "video", "voxels"] = "texture"
+    # Image side, frame side for videos (frames are resized to size x size), or voxel grid side
+    # (smaller grids are zero-padded to it, e.g. ModelNet's 30^3 to 32^3).
     size: int = 64
     channels: Literal[1, 3] = 1
     max_images: int | None = None
@@ -95,6 +99,9 @@ class DataConfig:
     frames: int = 16
     start_frame: int = 0
     fps: float | None = None
+    # Voxels only: keep these categories (names, e.g. [chair]) and this split.
+    categories: tuple[str, ...] | None = None
+    split: Literal["train", "test", "all"] = "all"
 
 
 @dataclass(frozen=True)
