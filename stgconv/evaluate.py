@@ -177,6 +177,10 @@ def eval_recovery(
         "frames": frames,
         "size": size,
         "missing_fraction": 1.0 - known.float().mean().item(),
+        "notes": {
+            "biharmonic": "spatial, per frame; a frame with no observed pixel (a missing-frame "
+            "mask) has nothing to inpaint from and falls back to temporal interpolation",
+        },
         "config": config_to_dict(config),
     }
     if json_path is not None:
