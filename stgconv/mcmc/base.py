@@ -61,14 +61,16 @@ class Sampler(Protocol):
 
 
 def energy_and_grad(
-    energy: EnergyFn, x: Tensor, *, create_graph: bool = False
+    energy: EnergyFn, x: Tensor, *, create_graph: bool = False, bf16: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Energies ``(B,)`` and their gradient ``(B, *S)`` with respect to ``x`` ``(B, *S)``.
 
     ``x`` must already require grad. The sum over the batch is differentiated, which gives each
-    chain its own gradient because chains do not interact.
+    chain its own gradient because chains do not interact. ``bf16`` evaluates the network under
+    bfloat16 autocast (the gradient still comes back in ``x``'s dtype).
     """
-    e = energy(x)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        e = energy(x)
     if e.shape != x.shape[:1]:
         raise ValueError(
             f"energy must return shape (B,) = ({x.shape[0]},), got {tuple(e.shape)}"
