@@ -53,10 +53,12 @@ def eager_langevin(
 
 
 def stgconv_langevin(
-    energy: EnergyFn, x0: Tensor, *, n_steps: int, step_size: float, generator: torch.Generator
+    energy: EnergyFn, x0: Tensor, *, n_steps: int, step_size: float, generator: torch.Generator,
+    precision: str = "fp32",
 ) -> Tensor:
-    """The library sampler with the same settings as :func:`eager_langevin`."""
-    sampler = Langevin(n_steps=n_steps, step_size=step_size, clamp=CLAMP)
+    """The library sampler with the same settings as :func:`eager_langevin` (``precision``
+    ``"bf16"`` runs the network under bfloat16 autocast; the eager loop always stays fp32)."""
+    sampler = Langevin(n_steps=n_steps, step_size=step_size, clamp=CLAMP, precision=precision)
     return sampler.run(energy, x0, generator=generator)
 
 
@@ -140,6 +142,7 @@ class Timing:
     warmup: int
     device: torch.device
     seed: int
+    precision: str = "fp32"
 
 
 def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
@@ -151,9 +154,10 @@ def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
     def chain(name: str) -> Callable[[], Tensor]:
         def run() -> Tensor:
             generator = generators[name].manual_seed(timing.seed)
+            extra = {"precision": timing.precision} if name == "stgconv" else {}
             return VARIANTS[name](
                 energy, x0, n_steps=timing.n_steps, step_size=timing.step_size,
-                generator=generator,
+                generator=generator, **extra,
             )
 
         return run
@@ -168,6 +172,7 @@ def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
     return {
         "n_steps": timing.n_steps,
         "step_size": timing.step_size,
+        "precision": timing.precision,
         "repeats": timing.repeats,
         **times,
         "gflop_per_step": flops / 1e9,
@@ -192,6 +197,8 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="stgconv's Langevin precision (the eager loop is always fp32)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
 
 
@@ -219,6 +226,7 @@ def check_arguments(
         warmup=args.warmup,
         device=torch.device(args.device),
         seed=args.seed,
+        precision=args.precision,
     )
 
 

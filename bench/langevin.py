@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
          **env}
         for net in args.nets
     ]
-    table = common.format_table("Langevin step cost", NOTES, common.STEP_COLUMNS, rows, env)
+    title = f"Langevin step cost (stgconv in {timing.precision})"
+    table = common.format_table(title, NOTES, common.STEP_COLUMNS, rows, env)
     common.report(table, rows, args.json)
     return 0
 

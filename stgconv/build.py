@@ -8,13 +8,25 @@ from stgconv.config import ChainConfig, ModelConfig, SamplerConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.image import IMAGE_PRESETS, image_energy
 from stgconv.energy.video import video_energy
+from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 from stgconv.mcmc import HMC, MALA, Langevin, NoiseInit, PersistentChains, ReplayBuffer
 from stgconv.mcmc.base import Sampler
-from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart
+from stgconv.mcmc.recovery_start import RecoveryStart
+from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart, SuperResolutionStart
+from stgconv.voxel_baselines import nearest_known_fill
 
 
 def build_energy(model: ModelConfig) -> ConvNetEnergy:
-    """An image energy, or a video energy for frames of ``image_size x image_size``."""
+    """An image energy, a video energy for frames of ``image_size x image_size``, or a voxel
+    energy for grids of ``image_size^3``."""
+    if model.arch in VOXEL_PRESETS:
+        return voxel_energy(
+            model.arch,
+            size=model.image_size,
+            layers=model.layers,
+            activation=model.activation or "relu",
+            reference_sigma=model.reference_sigma,
+        )
     if model.arch not in IMAGE_PRESETS:
         return video_energy(
             model.arch,
@@ -51,9 +63,18 @@ def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Samp
     return HMC(n_steps=steps, step_size=sampler.step_size, n_leapfrog=sampler.n_leapfrog)
 
 
-def build_chain_start(chains: ChainConfig, n_examples: int) -> ChainStart:
+def build_chain_start(chains: ChainConfig, n_examples: int, *, spatial_dims: int | None = None
+                      ) -> ChainStart:
+    """The configured chain start; ``spatial_dims`` (3 for voxels ``(B, 1, D, H, W)``) is
+    needed by ``super_resolution``, whose block covers every spatial dim."""
     init = NoiseInit(chains.init, chains.init_scale)
     k = chains.chains_per_example
+    if chains.mode == "super_resolution":
+        if spatial_dims is None:
+            raise ValueError("chains.mode='super_resolution' needs the data's spatial_dims")
+        return SuperResolutionStart((chains.factor,) * spatial_dims)
+    if chains.mode == "recovery":
+        return RecoveryStart(chains.missing, nearest_known_fill)
     if chains.mode == "noise":
         return NoiseStart(init, chains_per_example=k)
     if chains.mode == "data":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import stgconv
-from stgconv import evaluate, tasks
+from stgconv import evaluate, features, tasks, voxel_tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config
 from stgconv.mcmc import NonFiniteEnergyError
@@ -70,12 +70,45 @@ def _parser() -> argparse.ArgumentParser:
     _recovery_arguments(p)
     p.add_argument("--out", default="outputs/recovery", help="output folder")
 
+    p = sub.add_parser("super-resolve", help="super-resolve a low-resolution voxel grid or a mesh")
+    p.add_argument("checkpoint", help="a high-resolution voxel model (checkpoint.pt or its run folder)")
+    p.add_argument("input", help="low-resolution grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy "
+                                 "in [0, 1], side = model side / factor) or a mesh "
+                                 "(.off/.obj/.ply/.stl, voxelized at the model's side, then "
+                                 "block-averaged)")
+    p.add_argument("--factor", type=int, default=4, help="block size (default 4: 16^3 -> 64^3)")
+    p.add_argument("--out", help="output folder (default: <run folder>/super_resolution)")
+    _voxel_chain_arguments(p)
+
     p = sub.add_parser("eval", help="evaluations that compare stgconv with classical baselines")
     evals = p.add_subparsers(dest="evaluation", required=True)
     p = evals.add_parser("recovery", help="video recovery error, ours and the baselines'")
     _recovery_arguments(p)
     p.add_argument("--out", help="also write the recovered clips and metrics here")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
+
+    p = evals.add_parser("super-resolution",
+                         help="voxel super-resolution of pooled shapes: ours, nearest, trilinear")
+    _voxel_eval_arguments(p)
+    p.add_argument("--factor", type=int, default=4, help="block size (default 4)")
+
+    p = evals.add_parser("recovery-3d", help="recovery of randomly hidden voxels: ours and the "
+                                             "nearest-known / neighbour-majority fills")
+    _voxel_eval_arguments(p)
+    p.add_argument("--missing", type=float, default=0.7, help="fraction hidden (default 0.7)")
+    p.add_argument("--init", choices=["nearest_known", "neighbour_majority", "mean"],
+                   default="nearest_known", help="our chain's starting fill")
+
+    p = evals.add_parser("classification", help="cross-validated accuracy of a linear "
+                                                "classifier on the descriptor's features")
+    p.add_argument("--checkpoint", required=True, help="a voxel model")
+    p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--per-class", type=int, help="a random subset of this many shapes per class")
+    p.add_argument("--l2", type=float, default=1e-2, help="L2 weight of the logistic regression")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
+    p.add_argument("--device", default="auto")
 
     p = sub.add_parser("demo", help="the quick start: learn a real texture, then synthesize")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
@@ -95,6 +128,22 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", help="cpu, cuda or auto")
     p.add_argument("--quiet", action="store_true")
+
+
+def _voxel_chain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, help="Langevin steps (default: the training chain length)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+
+def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a voxel model (checkpoint.pt or run folder)")
+    p.add_argument("--shapes", required=True, help="ground truth: .npz with X (N, D, D, D) {0, 1}")
+    p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
+    p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
+    p.add_argument("--max-shapes", type=int, help="only the first N shapes")
+    p.add_argument("--batch-size", type=int, default=8)
+    _voxel_chain_arguments(p)
 
 
 def _recovery_config(args: argparse.Namespace):
@@ -147,6 +196,30 @@ def _run(args: argparse.Namespace) -> Path:
         print(f"error on the missing pixels (0-255): {report['error']:.2f} "
               f"(starting fill: {report['init_error']:.2f})")
         return Path(args.out)
+    if args.command == "super-resolve":
+        return voxel_tasks.super_resolve(
+            args.checkpoint, args.input, _out_for(args.checkpoint, "super_resolution", args.out),
+            factor=args.factor, n_steps=args.steps, seed=args.seed, device=args.device,
+        )
+    if args.command == "eval" and args.evaluation in ("super-resolution", "recovery-3d"):
+        common = dict(n_steps=args.steps, batch_size=args.batch_size, max_shapes=args.max_shapes,
+                      seed=args.seed, out_dir=args.out, json_path=args.json_path,
+                      device=args.device)
+        if args.evaluation == "super-resolution":
+            table = voxel_tasks.eval_super_resolution(args.checkpoint, args.shapes,
+                                                      factor=args.factor, **common)
+        else:
+            table = voxel_tasks.eval_recovery_3d(args.checkpoint, args.shapes,
+                                                 missing=args.missing, init=args.init, **common)
+        print(voxel_tasks.format_voxel_table(table))
+        return Path(args.json_path or args.out or ".")
+    if args.command == "eval" and args.evaluation == "classification":
+        table = features.eval_classification(
+            args.checkpoint, args.shapes, folds=args.folds, per_class=args.per_class, l2=args.l2,
+            seed=args.seed, json_path=args.json_path, device=args.device,
+        )
+        print(features.format_accuracy_table(table))
+        return Path(args.json_path or ".")
     if args.command == "eval":
         table = evaluate.eval_recovery(
             _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,

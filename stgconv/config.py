@@ -59,7 +59,8 @@ class SamplerConfig:
     noise_anneal: Literal["none", "linear", "cosine"] = "none"
     grad_clip: float | None = None
     # The pixel range: early in training the learned f can have huge gradients, and unclamped
-    # chains then run off and wreck the next update.
+    # chains then run off and wreck the next update. In data units: for voxels, occupancy
+    # ([0, 1]); the voxel tasks shift it by data.mean into the model's units.
     clamp: tuple[float, float] | None = (-1.0, 1.0)
     n_leapfrog: int = 5
 
@@ -68,7 +69,12 @@ class SamplerConfig:
 class ChainConfig:
     """Where each training iteration's chains start (see :mod:`stgconv.mcmc.starts`)."""
 
-    mode: Literal["noise", "data", "persistent", "buffer"] = "persistent"
+    # "super_resolution": each chain starts at nearest_up(block_down(x, factor)) of its example
+    # and keeps block_down(x) equal to it (3D descriptor net super-resolution training).
+    # "recovery": each iteration hides a random `missing` fraction of every example's entries;
+    # chains start from the nearest-known fill and keep the observed entries (the authors'
+    # recovery training, with the observed entries clamped during the chain).
+    mode: Literal["noise", "data", "persistent", "buffer", "super_resolution", "recovery"] = "persistent"
     chains_per_example: int = 8
     init: Literal["gaussian", "uniform"] = "gaussian"
     # Gaussian std, or half-width of the uniform range; 0 starts every chain at zero.
@@ -76,6 +82,10 @@ class ChainConfig:
     data_noise: float = 0.0
     buffer_capacity: int = 10000
     buffer_fresh: float = 0.05
+    # super_resolution: block size in every spatial dim (4: 16^3 -> 64^3).
+    factor: int = 4
+    # recovery: fraction of entries hidden in each training example.
+    missing: float = 0.7
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,11 @@ class DataConfig:
     # Voxels only: keep these categories (names, e.g. [chair]) and this split.
     categories: tuple[str, ...] | None = None
     split: Literal["train", "test", "all"] = "all"
+    # Voxels only: the model sees occupancy minus this value, as in the authors' code, which
+    # subtracts the training shapes' mean occupancy (so the Gaussian reference and the chains'
+    # zero start sit at the mean shape density, not at "empty"). "auto" computes it from the
+    # training shapes and the resolved config stores the number; null subtracts nothing.
+    mean: float | Literal["auto"] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,12 @@ class ExperimentConfig:
         _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
         if self.chains.init_scale < 0 or self.chains.data_noise < 0:
             raise ValueError("chains.init_scale and chains.data_noise must be >= 0")
+        _check_positive("chains.factor", self.chains.factor)
+        if not 0.0 < self.chains.missing < 1.0:
+            raise ValueError(f"chains.missing must be in (0, 1), got {self.chains.missing}")
+        if isinstance(self.data.mean, float) and not 0.0 <= self.data.mean <= 1.0:
+            raise ValueError(f"data.mean must be in [0, 1] (an occupancy), 'auto' or null, "
+                             f"got {self.data.mean}")
         if not 0.0 <= self.chains.buffer_fresh <= 1.0:
             raise ValueError(f"chains.buffer_fresh must be in [0, 1], got {self.chains.buffer_fresh}")
 

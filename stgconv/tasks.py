@@ -18,13 +18,14 @@ from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint
 from stgconv.config import DataConfig, ExperimentConfig, config_from_dict, config_to_dict, load_config, save_config
 from stgconv.data.image import load_training_images
 from stgconv.data.video import load_training_clips
+from stgconv.data.voxel import load_voxel_shapes
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_text
 from stgconv.io.image import load_image, save_image_grid
-from stgconv.io.preview import save_preview
+from stgconv.io.preview import PreviewKind, save_preview
 from stgconv.mcmc import Langevin, NoiseInit
-from stgconv import shortrun
+from stgconv import shortrun, voxel_tasks
 from stgconv.train import Trainer
 
 
@@ -33,12 +34,17 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
 
     The folder gets ``config.yaml`` (resolved), ``checkpoint.pt``, ``observed``, ``samples_<it>``
     every ``train.sample_every`` iterations and ``samples`` (the final chains) as PNG grids for
-    images or GIFs (and a final MP4) for videos, and TensorBoard logs under ``tb/``. With
-    ``resume``, training continues from the folder's checkpoint up to ``train.n_iterations``.
+    images, GIFs (and a final MP4) for videos, or renders (PNG) and ``.npy`` occupancy grids for
+    voxels, and TensorBoard logs under ``tb/``. With ``resume``, training continues from the
+    folder's checkpoint up to ``train.n_iterations``.
     """
     device = resolve_device(config.device)
     out = Path(config.out_dir)
     data = load_training_data(config.data).to(device)
+    if config.data.kind == "voxels":
+        # The model sees occupancy minus the training mean (see stgconv.voxel_tasks).
+        config = voxel_tasks.resolve_mean(config, data)
+        data = data - voxel_tasks.model_offset(config)
     model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
     config = replace(config, model=model_config)
     generator = torch.Generator(device).manual_seed(config.seed)
@@ -46,8 +52,8 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     energy = build_energy(config.model).to(device)
     trainer = Trainer(
         energy,
-        build_sampler(config.sampler),
-        build_chain_start(config.chains, data.shape[0]),
+        voxel_tasks.model_sampler(config),
+        build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2),
         data,
         batch_size=config.train.batch_size,
         accumulate=config.train.accumulate,
@@ -62,12 +68,19 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
         trainer.resume(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
-    save_preview(data, out / "observed")
+    kind = preview_kind(config)
+
+    def preview(batch: torch.Tensor, stem: Path, **options: Any) -> None:
+        if kind == "voxels":
+            batch = voxel_tasks.to_occupancy(batch, config)
+        save_preview(batch, stem, kind=kind, **options)
+
+    preview(data, out / "observed")
 
     def save_samples(t: Trainer, _: dict[str, float]) -> None:
         every = config.train.sample_every
         if every > 0 and t.iteration % every == 0 and t.last_samples is not None:
-            save_preview(t.last_samples, out / f"samples_{t.iteration:06d}")
+            preview(t.last_samples, out / f"samples_{t.iteration:06d}")
 
     trainer.fit(
         config.train.n_iterations,
@@ -78,12 +91,26 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
         on_iteration=save_samples,
     )
     if trainer.last_samples is not None:
-        save_preview(trainer.last_samples, out / "samples", formats=(".gif", ".mp4"))
+        preview(trainer.last_samples, out / "samples", formats=(".gif", ".mp4"))
     return out
 
 
+def preview_kind(config: ExperimentConfig) -> PreviewKind:
+    """How to show this experiment's examples: ``"image"``, ``"video"`` or ``"voxels"``."""
+    if config.data.kind in ("video", "voxels"):
+        return config.data.kind
+    return "image"
+
+
 def load_training_data(data: DataConfig) -> torch.Tensor:
-    """The training examples: images ``(N, C, H, W)`` or clips ``(N, C, T, H, W)``."""
+    """The training examples: images ``(N, C, H, W)``, clips ``(N, C, T, H, W)`` or voxel
+    occupancy ``(N, 1, D, D, D)`` in ``[0, 1]`` (grids smaller than ``data.size`` are padded)."""
+    if data.kind == "voxels":
+        return load_voxel_shapes(
+            data.path, categories=data.categories,
+            split=None if data.split == "all" else data.split,
+            max_shapes=data.max_images, pad_to=data.size,
+        )
     if data.kind == "video":
         clips = load_training_clips(
             data.path, n_frames=data.frames, size=data.size, start_frame=data.start_frame,
@@ -122,7 +149,8 @@ def synthesize(
     device: str = "auto",
 ) -> Path:
     """Sample from a trained model into ``out_dir``: ``synthesized.png`` for images,
-    ``synthesized.gif`` and ``synthesized.mp4`` for videos.
+    ``synthesized.gif`` and ``synthesized.mp4`` for videos, ``synthesized.png`` (renders) and
+    ``synthesized.npy`` for voxels.
 
     Args:
         n_steps: chain length (default: the training chain length).
@@ -133,6 +161,14 @@ def synthesize(
             checkpoint's persistent chains or replay buffer).
     """
     energy, config, state = load_model(checkpoint, device=device)
+    if config.data.kind == "voxels":
+        if size is not None or frames is not None:
+            raise ValueError("size and frames do not apply to voxel models (fixed grid size)")
+        if start not in ("noise", "chains"):
+            raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
+        x0 = _stored_chains(config, state)[:n_samples] if start == "chains" else None
+        return voxel_tasks.synthesize_voxels(energy, config, out_dir, start=x0,
+                                             n_samples=n_samples, n_steps=n_steps, seed=seed)
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     sampler = build_sampler(config.sampler, n_steps=n_steps)
@@ -159,7 +195,8 @@ def synthesize(
         raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
     samples = sampler.run(energy, x0, generator=generator)
     out = Path(out_dir)
-    save_preview(samples, out / "synthesized", formats=(".gif", ".mp4"))
+    save_preview(samples, out / "synthesized", kind="video" if is_video else "image",
+                 formats=(".gif", ".mp4"))
     return out
 
 

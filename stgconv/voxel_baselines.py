@@ -1,0 +1,218 @@
+"""Classical baselines for voxel super-resolution and recovery, and the two scores we report.
+
+Every function is pure and works on float tensors ``(B, 1, D, H, W)`` of occupancy in ``[0, 1]``
+(the voxel layout of :mod:`stgconv.types`); ``known`` masks are bool, ``True`` = observed.
+
+Super-resolution (the low resolution is the block average of the high resolution, as in
+:func:`stgconv.ops.block_down`):
+
+- ``nearest``: every low-resolution voxel repeated over its block (:func:`stgconv.ops.nearest_up`);
+  it already keeps ``block_down(x) == low``.
+- ``trilinear``: ``torch.nn.functional.interpolate(mode="trilinear", align_corners=False)``.
+
+Recovery of missing voxels:
+
+- ``nearest_known``: each missing voxel copies the nearest observed one (Euclidean distance,
+  ``scipy.ndimage.distance_transform_edt`` with ``return_indices``).
+- ``neighbour_majority``: each missing voxel takes the majority vote of the observed voxels in
+  its 3x3x3 neighbourhood (a morphological fill), widened to 5^3, 7^3 where none is observed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import Tensor
+
+from stgconv.ops import block_down, nearest_up
+
+
+def _check_voxels(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[1] != 1:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be voxels (B, 1, D, H, W), got {shape}")
+
+
+# --------------------------------------------------------------------------------------------
+# Super-resolution
+# --------------------------------------------------------------------------------------------
+
+
+def nearest_upsample(low: Tensor, factor: int) -> Tensor:
+    """``(B, 1, d, d, d) -> (B, 1, d*f, d*f, d*f)``: each voxel repeated over its block."""
+    _check_voxels(low, "low")
+    return nearest_up(low, (factor,) * 3)
+
+
+def trilinear_upsample(low: Tensor, factor: int) -> Tensor:
+    """``(B, 1, d, d, d) -> (B, 1, d*f, d*f, d*f)``: trilinear interpolation between voxel
+    centres (``align_corners=False``), clamped to ``[0, 1]``."""
+    _check_voxels(low, "low")
+    up = F.interpolate(low, scale_factor=factor, mode="trilinear", align_corners=False)
+    return up.clamp(0.0, 1.0)
+
+
+SR_BASELINES: dict[str, Callable[[Tensor, int], Tensor]] = {
+    "nearest": nearest_upsample,
+    "trilinear": trilinear_upsample,
+}
+"""Name -> ``fill(low (B, 1, d, d, d), factor) -> (B, 1, d*f, d*f, d*f)``."""
+
+
+def downsample(x: Tensor, factor: int) -> Tensor:
+    """The low resolution of ``x`` ``(B, 1, D, D, D)``: block means ``(B, 1, D/f, D/f, D/f)``.
+
+    Raises:
+        ValueError: ``factor`` does not divide ``D``.
+    """
+    _check_voxels(x, "x")
+    if factor < 1 or x.shape[-1] % factor:
+        raise ValueError(f"factor {factor} does not divide the grid side {x.shape[-1]} "
+                         f"(shape {tuple(x.shape)})")
+    return block_down(x, (factor,) * 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Recovery
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare(observed: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
+    if not isinstance(known, Tensor) or known.dtype != torch.bool:
+        raise ValueError(f"known must be a bool tensor (True = observed), got "
+                         f"{getattr(known, 'dtype', type(known).__name__)}")
+    if observed.dim() < 2:
+        raise ValueError(f"observed must be (B, C, *S), got {tuple(observed.shape)}")
+    try:
+        known = known.expand(observed.shape)
+    except RuntimeError as err:
+        raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
+                         f"{tuple(observed.shape)}") from err
+    return observed, known
+
+
+def nearest_known_fill(observed: Tensor, known: Tensor) -> Tensor:
+    """Copy into every missing entry the value of the nearest known entry.
+
+    Works on any ``(B, C, *S)`` (images, videos, voxels): distances are Euclidean over ``S``,
+    separately for each ``(b, c)``; ties go to scipy's choice. A slice with no known entry is
+    left at 0.
+
+    Args:
+        observed: ``(B, C, *S)``; values at missing entries are ignored.
+        known: bool, broadcastable to ``observed``, ``True`` = observed.
+
+    Returns:
+        ``(B, C, *S)``, equal to ``observed`` at the known entries.
+    """
+    observed, known = _prepare(observed, known)
+    values = observed.detach().cpu().numpy()
+    mask = known.detach().cpu().numpy()
+    out = np.zeros_like(values)
+    for index in np.ndindex(*values.shape[:2]):
+        seen = mask[index]
+        if not seen.any():
+            continue
+        # The transform measures the distance to the nearest zero: zeros are the known entries.
+        nearest = ndimage.distance_transform_edt(~seen, return_distances=False,
+                                                 return_indices=True)
+        out[index] = values[index][tuple(nearest)]
+    return torch.from_numpy(out).to(device=observed.device, dtype=observed.dtype)
+
+
+def neighbour_majority(observed: Tensor, known: Tensor, *, radii: Sequence[int] = (1, 2, 3)
+                       ) -> Tensor:
+    """Fill each missing voxel with the majority vote of the known voxels around it.
+
+    A missing voxel becomes 1 when more than half of the known voxels in its
+    ``(2r+1)^3`` neighbourhood are occupied (values ``>= 0.5``), else 0, with the smallest
+    ``r`` in ``radii`` that sees a known voxel; voxels that see none at any radius take
+    :func:`nearest_known_fill`'s value.
+
+    Args:
+        observed: ``(B, 1, D, H, W)``; values at missing voxels are ignored.
+        known: bool, broadcastable, ``True`` = observed.
+
+    Returns:
+        ``(B, 1, D, H, W)``, {0, 1} at the missing voxels, ``observed`` at the known ones.
+    """
+    _check_voxels(observed, "observed")
+    observed, known = _prepare(observed, known)
+    seen = known.to(observed.dtype)
+    occupied = (observed >= 0.5).to(observed.dtype) * seen
+    result = torch.where(known, observed, torch.zeros_like(observed))
+    todo = ~known
+    for r in radii:
+        kernel = torch.ones(1, 1, 2 * r + 1, 2 * r + 1, 2 * r + 1, dtype=observed.dtype,
+                            device=observed.device)
+        n_seen = F.conv3d(seen, kernel, padding=r)
+        n_occupied = F.conv3d(occupied, kernel, padding=r)
+        decided = todo & (n_seen > 0.5)
+        result = torch.where(decided, (2 * n_occupied > n_seen).to(observed.dtype), result)
+        todo = todo & ~decided
+        if not todo.any():
+            return result
+    return torch.where(todo, nearest_known_fill(observed, known), result)
+
+
+RECOVERY_BASELINES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "nearest_known": nearest_known_fill,
+    "neighbour_majority": neighbour_majority,
+}
+"""Name -> ``fill(observed (B, 1, D, H, W), known) -> (B, 1, D, H, W)``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------
+
+
+def voxel_errors(pred: Tensor, truth: Tensor, *, where: Tensor | None = None) -> Tensor:
+    """Mean absolute error per shape on ``[0, 1]``: ``(B,)``.
+
+    ``pred`` is clamped to ``[0, 1]`` first (a chain may overshoot the occupancy range).
+
+    Args:
+        pred, truth: ``(B, 1, D, H, W)``.
+        where: optional bool, broadcastable: average only over these voxels (the missing ones
+            in recovery); every shape must have at least one.
+    """
+    _check_voxels(pred, "pred")
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
+                         f"expected the same (B, 1, D, H, W)")
+    diff = (pred.clamp(0.0, 1.0).double() - truth.double()).abs()
+    if not torch.isfinite(diff).all():
+        raise ValueError("pred holds NaN or infinite values; refusing to score them")
+    if where is None:
+        return diff.flatten(1).mean(dim=1)
+    weight = where.expand(pred.shape).double()
+    count = weight.flatten(1).sum(dim=1)
+    if (count == 0).any():
+        raise ValueError("a shape has no voxel to score (where is empty)")
+    return (diff * weight).flatten(1).sum(dim=1) / count
+
+
+def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
+    """Intersection over union per shape of ``pred >= threshold`` and ``truth >= threshold``:
+    ``(B,)``; 1 for a shape where both are empty.
+
+    Args:
+        pred, truth: ``(B, 1, D, H, W)``.
+    """
+    _check_voxels(pred, "pred")
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
+                         f"expected the same (B, 1, D, H, W)")
+    a, b = (pred >= threshold).flatten(1), (truth >= threshold).flatten(1)
+    inter = (a & b).sum(dim=1).double()
+    union = (a | b).sum(dim=1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+__all__ = ["SR_BASELINES", "RECOVERY_BASELINES", "nearest_upsample", "trilinear_upsample",
+           "downsample", "nearest_known_fill", "neighbour_majority", "voxel_errors", "voxel_iou"]
