@@ -57,6 +57,7 @@ def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Samp
             noise_anneal=sampler.noise_anneal,
             grad_clip=sampler.grad_clip,
             clamp=sampler.clamp,
+            precision=sampler.precision,
         )
     if sampler.kind == "mala":
         return MALA(n_steps=steps, step_size=sampler.step_size)
