@@ -58,3 +58,14 @@ def test_video_bench_cuda_without_a_gpu_is_a_clear_error(bench_main, capsys):
         main(["--quick", "--device", "cuda"])
     assert exit_info.value.code == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_recovery_bench_quick_writes_json_rows(tmp_path):
+    main = runpy.run_path(str(BENCH / "recovery.py"))["main"]
+    out = tmp_path / "recovery.json"
+    assert main(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(row["clip"], row["mask"]) for row in rows] == [("wave", "missing_frame"),
+                                                            ("wave", "region")]
+    for row in rows:
+        assert {"stgconv", "temporal_interpolation"} <= set(row["errors"])
