@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = Path(tempfile.mkdtemp(prefix="stgconv-bench-"))
         quick_clip(data)
         args.clips, args.frames, args.size = ["wave"], 12, 32
-        overrides += ["train.n_iterations=2", "recovery.average_last=1"]
+        overrides += ["train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1"]
     else:
         data = Path(args.data)
         if not data.is_dir():

@@ -31,6 +31,7 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 from torch import Tensor
 
+from stgconv.checks import as_int
 from stgconv.data.masks import check_mask_matches
 
 Baseline = Callable[[Tensor, Tensor], Tensor]
@@ -216,8 +217,7 @@ def neighbour_average(
     Returns:
         ``(C, T, H, W)``: observed entries unchanged, missing ones filled.
     """
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-        raise ValueError(f"max_iters must be an int >= 1, got {max_iters!r}")
+    max_iters = as_int(max_iters, "max_iters", minimum=1)
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
     video, known = _prepare(video, known)

@@ -142,6 +142,19 @@ class RecoveryConfig:
     init: Literal["temporal_interpolation", "neighbour_average", "mean"] = "temporal_interpolation"
     # Completions of the last iterations averaged into the result (posterior-mean estimate).
     average_last: int = 10
+    # Iterations that learn the model on the fixed starting fill before the completion moves.
+    warmup: int = 0
+    # A gentler sampler for the completion chain (e.g. no noise, few small clipped steps);
+    # null: the synthesis sampler.
+    completion: SamplerConfig | None = None
+    # Per-entry scale of the completion's moves: "interpolation_spread" moves an entry in
+    # proportion to (|next observed - previous observed|)^step_scale_power, so entries the
+    # temporal fill is sure of (static pixels) stay put.
+    step_scale: Literal["none", "interpolation_spread"] = "none"
+    step_scale_power: float = 2.0
+    # Share of frames whose observed entries (shaped like the mask) are hidden from the loop and
+    # used to choose the returned estimate, the untouched start included; 0 turns it off.
+    holdout: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ run on the same masked input in the same call.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,11 +26,11 @@ from stgconv.data.masks import (
     occluded_region,
     salt_and_pepper,
 )
-from stgconv.io.atomic import atomic_write_text
+from stgconv.io.atomic import atomic_write_json
 from stgconv.io.video import load_video, save_comparison, save_video
 from stgconv.mcmc import NoiseInit
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import recover
+from stgconv.recovery import holdout_like, interpolation_spread, recover
 
 UNIT = "mean absolute error over the missing pixels, 0-255 scale"
 MASK_KINDS = ("missing_frames", "region", "salt_and_pepper")
@@ -83,11 +82,30 @@ def recover_video(
     check_mask_matches(known, truth)
     known = known.expand_as(truth)
     observed = torch.where(known, truth, torch.zeros_like(truth))
-    init = _initial_fill(config.recovery.init, observed, known)
+    settings = config.recovery
+    holdout = None
+    visible = known
+    if settings.holdout > 0:
+        holdout = holdout_like(
+            known, fraction=settings.holdout,
+            generator=torch.Generator().manual_seed(config.seed + 1),
+        ).expand_as(truth)
+        visible = known & ~holdout
+    # The held-out entries start from a fill that did not see them, so they score honestly.
+    init = torch.where(
+        visible | ~known,
+        _initial_fill(settings.init, observed, known),
+        _initial_fill(settings.init, observed, visible),
+    )
+    step_scale = None
+    if settings.step_scale == "interpolation_spread":
+        spread = interpolation_spread(observed, visible) ** settings.step_scale_power
+        step_scale = spread / spread[~visible].pow(2).mean().sqrt()
     model = replace(config.model, in_channels=truth.shape[0], image_size=truth.shape[-1])
     torch.manual_seed(config.seed)
     energy = build_energy(model).to(device)
     sampler = build_sampler(config.sampler)
+    completion = build_sampler(settings.completion) if settings.completion is not None else None
     generator = torch.Generator(device).manual_seed(config.seed)
     started = time.perf_counter()
     result = recover(
@@ -101,9 +119,13 @@ def recover_video(
         betas=config.train.betas,
         n_chains=config.chains.chains_per_example,
         chain_init=NoiseInit(config.chains.init, config.chains.init_scale),
-        average_last=config.recovery.average_last,
+        average_last=settings.average_last,
         generator=generator,
         progress=progress,
+        warmup=settings.warmup,
+        completion_sampler=completion,
+        step_scale=step_scale,
+        holdout=holdout,
     )
     seconds = time.perf_counter() - started
     report = {
@@ -113,6 +135,7 @@ def recover_video(
         "init": init,
         "error": missing_mae_255(result.recovered, truth, known),
         "init_error": missing_mae_255(init, truth, known),
+        "selected_iteration": result.selected_iteration,
         "seconds": seconds,
     }
     if out_dir is not None:
@@ -129,9 +152,10 @@ def recover_video(
             "missing_fraction": 1.0 - known.float().mean().item(),
             "errors": {"stgconv": report["error"], f"init ({config.recovery.init})": report["init_error"]},
             "seconds": seconds,
+            "selected_iteration": result.selected_iteration,
             "history": result.history,
         }
-        _write_json(metrics, out / "metrics.json")
+        atomic_write_json(out / "metrics.json", metrics)
     return report
 
 
@@ -177,6 +201,8 @@ def eval_recovery(
         "frames": frames,
         "size": size,
         "missing_fraction": 1.0 - known.float().mean().item(),
+        # -1: the held-out check kept the starting fill (the model did not improve on it).
+        "selected_iteration": report["selected_iteration"],
         "notes": {
             "biharmonic": "spatial, per frame; a frame with no observed pixel (a missing-frame "
             "mask) has nothing to inpaint from and falls back to temporal interpolation",
@@ -184,7 +210,7 @@ def eval_recovery(
         "config": config_to_dict(config),
     }
     if json_path is not None:
-        _write_json(table, json_path)
+        atomic_write_json(json_path, table)
     return table
 
 
@@ -196,7 +222,3 @@ def format_table(table: dict[str, Any]) -> str:
     for name, error in sorted(table["errors"].items(), key=lambda item: item[1]):
         lines.append(f"{name:<24}{error:>14.2f}{table['seconds'][name]:>10.1f}")
     return "\n".join(lines)
-
-
-def _write_json(data: dict[str, Any], path: str | Path) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1))

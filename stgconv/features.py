@@ -14,7 +14,6 @@ regression on the voxels themselves (block-averaged 2x2x2).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 from stgconv.data.voxel import VoxelShapes
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_write_text
+from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import pad_to
 from stgconv.ops import block_down
 from stgconv.voxel_tasks import load_voxel_model, model_offset, model_size
@@ -203,7 +202,7 @@ def eval_classification(
         "seconds": time.perf_counter() - started,
     }
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(table, indent=1))
+        atomic_write_json(json_path, table)
     return table
 
 

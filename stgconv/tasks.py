@@ -6,7 +6,6 @@ error on bad input.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,14 +13,12 @@ from typing import Any, Sequence
 import torch
 
 from stgconv.build import build_chain_start, build_energy, build_sampler, resolve_device
-from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint
-from stgconv.config import DataConfig, ExperimentConfig, config_from_dict, config_to_dict, load_config, save_config
+from stgconv.checkpoint import FILENAME, load_model
+from stgconv.config import DataConfig, ExperimentConfig, config_to_dict, load_config, save_config
 from stgconv.data.image import load_training_images
 from stgconv.data.video import load_training_clips
 from stgconv.data.voxel import load_voxel_shapes
-from stgconv.energy import build_from_config
-from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_write_text
+from stgconv.io.atomic import atomic_write_json
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.io.preview import PreviewKind, save_preview
 from stgconv.mcmc import Langevin, NoiseInit
@@ -121,19 +118,6 @@ def load_training_data(data: DataConfig) -> torch.Tensor:
         data.path, kind=data.kind, size=data.size, channels=data.channels,
         max_images=data.max_images,
     )
-
-
-def load_model(checkpoint: str | Path, *, device: str = "auto") -> tuple[ConvNetEnergy, ExperimentConfig, dict[str, Any]]:
-    """The trained energy (eval mode, on ``device``), its config and the raw checkpoint."""
-    target = resolve_device(device)
-    state = load_checkpoint(checkpoint, map_location=target)
-    try:
-        config = config_from_dict(ExperimentConfig, state["config"])
-        energy = build_from_config(state["model_config"])
-        energy.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
-    return energy.to(target).eval(), config, state
 
 
 def synthesize(
@@ -240,10 +224,8 @@ def reconstruct(
     )
     out = Path(out_dir)
     save_image_grid(torch.cat([target, x]), out / "reconstruction.png", nrow=2)
-    atomic_write_text(
-        out / "reconstruction.json",
-        json.dumps({"mse_first": losses[0], "mse_last": losses[-1], "mse": losses}, indent=1),
-    )
+    atomic_write_json(out / "reconstruction.json",
+                      {"mse_first": losses[0], "mse_last": losses[-1], "mse": losses})
     return out
 
 

@@ -25,24 +25,21 @@ Protocols (one table per evaluation, every method on the same inputs):
 
 from __future__ import annotations
 
-import json
 import time
-from functools import partial
 from operator import itemgetter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from stgconv.build import build_sampler, resolve_device
-from stgconv.checkpoint import CheckpointError, load_checkpoint
-from stgconv.config import ExperimentConfig, config_from_dict
-from stgconv.energy import build_from_config
+from stgconv.build import build_sampler
+from stgconv.checkpoint import CheckpointError, load_model
+from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_write, atomic_write_text
+from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, save_mesh_from_voxels, voxelize
 from stgconv.io.preview import MAX_SHAPES, save_preview
 from stgconv.io.render import render_voxels
@@ -102,16 +99,6 @@ def to_occupancy(x: Tensor, config: ExperimentConfig) -> Tensor:
     return (x + model_offset(config)).clamp(0.0, 1.0)
 
 
-def save_npy(path: str | Path, array: np.ndarray) -> Path:
-    """Write ``array`` to ``path`` (``.npy``) atomically."""
-    return atomic_write(path, partial(_write_npy, array=array))
-
-
-def _write_npy(tmp: str, array: np.ndarray) -> None:
-    with open(tmp, "wb") as file:  # np.save on a name would append ".npy" to the temp name
-        np.save(file, array)
-
-
 # --------------------------------------------------------------------------------------------
 # Models and inputs
 # --------------------------------------------------------------------------------------------
@@ -124,18 +111,11 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
     Raises:
         CheckpointError: not a checkpoint, or not one of a voxel model.
     """
-    target = resolve_device(device)
-    state = load_checkpoint(checkpoint, map_location=target)
-    try:
-        config = config_from_dict(ExperimentConfig, state["config"])
-        energy = build_from_config(state["model_config"])
-        energy.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
+    energy, config, state = load_model(checkpoint, device=device)
     if config.data.kind != "voxels" or energy.input_size is None:
         raise CheckpointError(f"checkpoint {checkpoint} holds a {config.data.kind!r} model; "
                               f"this task needs a voxel model (data.kind: voxels)")
-    return energy.to(target).eval(), config, state
+    return energy, config, state
 
 
 def model_size(energy: ConvNetEnergy) -> int:
@@ -249,7 +229,7 @@ def synthesize_voxels(energy: ConvNetEnergy, config: ExperimentConfig, out_dir: 
     occupancy = to_occupancy(samples, config)
     save_preview(occupancy, out / "synthesized", kind="voxels")
     if len(occupancy) > MAX_SHAPES:  # the preview keeps 16; the result is every sample
-        save_npy(out / "synthesized.npy", occupancy[:, 0].cpu().numpy())
+        atomic_save_npy(out / "synthesized.npy", occupancy[:, 0].cpu().numpy())
     return out
 
 
@@ -298,7 +278,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
                                offset=model_offset(config), generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_npy(out / "super_resolved.npy", ours[:, 0].cpu().numpy().astype(np.float32))
+    atomic_save_npy(out / "super_resolved.npy", ours[:, 0].cpu().numpy().astype(np.float32))
     panels, titles = [], []
     for i in range(min(4, len(low))):
         panels += [low[i], SR_BASELINES["nearest"](low[i : i + 1], factor)[0], ours[i]]
@@ -343,21 +323,13 @@ def eval_super_resolution(
     param = next(energy.parameters())
     sampler = model_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
-    methods = ["stgconv", *SR_BASELINES]
-    outputs: dict[str, list[Tensor]] = {name: [] for name in methods}
-    seconds = dict.fromkeys(methods, 0.0)
-    for batch in truth.split(batch_size):
-        low = downsample(batch, factor)
-        started = time.perf_counter()
-        ours = super_resolve_batch(energy, sampler, low.to(param.device), factor,
-                                   offset=model_offset(config), generator=generator)
-        outputs["stgconv"].append(ours.cpu().clamp(0.0, 1.0))
-        seconds["stgconv"] += time.perf_counter() - started
-        for name, fill in SR_BASELINES.items():
-            started = time.perf_counter()
-            outputs[name].append(fill(low, factor).clamp(0.0, 1.0))
-            seconds[name] += time.perf_counter() - started
-    results = {name: torch.cat(parts) for name, parts in outputs.items()}
+
+    def ours(low: Tensor, factor: int) -> Tensor:
+        return super_resolve_batch(energy, sampler, low.to(param.device), factor,
+                                   offset=model_offset(config), generator=generator).cpu()
+
+    lows = [(downsample(batch, factor), factor) for batch in truth.split(batch_size)]
+    results, seconds = _run_methods({"stgconv": ours, **SR_BASELINES}, lows)
     table = _table(results, truth, None, unit=SR_UNIT, seconds=seconds)
     table.update({
         "task": "super-resolution", "n_shapes": len(truth), "size": size, "factor": factor,
@@ -367,18 +339,10 @@ def eval_super_resolution(
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        save_npy(out / "stgconv.npy", results["stgconv"][:, 0].numpy())
-        low = downsample(truth[:4], factor)
-        panels, titles = [], []
-        for i in range(len(low)):
-            panels += [low[i], *(results[name][i] for name in SR_BASELINES), results["stgconv"][i],
-                       truth[i]]
-            titles += [f"low {size // factor}^3", *SR_BASELINES, "stgconv", "truth"]
-        render_voxels(panels, out / "comparison.png", titles=titles, columns=len(methods) + 2)
+        _save_comparison(out_dir, downsample(truth[:4], factor), f"low {size // factor}^3",
+                         results, truth)
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(table, indent=1))
+        atomic_write_json(json_path, table)
     return table
 
 
@@ -427,23 +391,17 @@ def eval_recovery_3d(
     param = next(energy.parameters())
     sampler = model_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
-    methods = ["stgconv", *RECOVERY_BASELINES]
-    outputs: dict[str, list[Tensor]] = {name: [] for name in methods}
-    seconds = dict.fromkeys(methods, 0.0)
-    for obs, kn in zip(observed.split(batch_size), known.split(batch_size)):
-        started = time.perf_counter()
+
+    def ours(obs: Tensor, kn: Tensor) -> Tensor:
         obs_model = pad_to(obs, size).to(param.device)
         # Padding is known to be empty: pad the *missing* mask with False.
         kn_model = ~pad_to(~kn, size).to(param.device)
-        ours = recover_batch(energy, sampler, obs_model, kn_model, offset=model_offset(config),
-                             init=init, generator=generator)
-        outputs["stgconv"].append(ours.cpu()[crop].clamp(0.0, 1.0))
-        seconds["stgconv"] += time.perf_counter() - started
-        for name, fill in RECOVERY_BASELINES.items():
-            started = time.perf_counter()
-            outputs[name].append(fill(obs, kn).clamp(0.0, 1.0))
-            seconds[name] += time.perf_counter() - started
-    results = {name: torch.cat(parts) for name, parts in outputs.items()}
+        x = recover_batch(energy, sampler, obs_model, kn_model, offset=model_offset(config),
+                          init=init, generator=generator)
+        return x.cpu()[crop]
+
+    batches = list(zip(observed.split(batch_size), known.split(batch_size)))
+    results, seconds = _run_methods({"stgconv": ours, **RECOVERY_BASELINES}, batches)
     table = _table(results, truth, ~known, unit=RECOVERY_UNIT, seconds=seconds)
     table.update({
         "task": "recovery-3d", "n_shapes": len(truth), "size": side, "model_size": size,
@@ -452,18 +410,40 @@ def eval_recovery_3d(
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        save_npy(out / "stgconv.npy", results["stgconv"][:, 0].numpy())
-        panels, titles = [], []
-        for i in range(min(4, len(truth))):
-            panels += [observed[i], *(results[name][i] for name in RECOVERY_BASELINES),
-                       results["stgconv"][i], truth[i]]
-            titles += ["observed", *RECOVERY_BASELINES, "stgconv", "truth"]
-        render_voxels(panels, out / "comparison.png", titles=titles, columns=len(methods) + 2)
+        _save_comparison(out_dir, observed, "observed", results, truth)
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(table, indent=1))
+        atomic_write_json(json_path, table)
     return table
+
+
+def _run_methods(methods: dict[str, Callable[..., Tensor]], batches: list[tuple[Any, ...]]
+                 ) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """Every method on every batch (``method(*batch)``), in the order given: the outputs clamped
+    to ``[0, 1]`` and joined over the batches, and the seconds each method took in all."""
+    outputs: dict[str, list[Tensor]] = {name: [] for name in methods}
+    seconds = dict.fromkeys(methods, 0.0)
+    for batch in batches:
+        for name, method in methods.items():
+            started = time.perf_counter()
+            outputs[name].append(method(*batch).clamp(0.0, 1.0))
+            seconds[name] += time.perf_counter() - started
+    return {name: torch.cat(parts) for name, parts in outputs.items()}, seconds
+
+
+def _save_comparison(out_dir: str | Path, inputs: Tensor, input_title: str,
+                     results: dict[str, Tensor], truth: Tensor) -> None:
+    """Write ``stgconv.npy`` (ours) and ``comparison.png``: input | baselines | ours | truth for
+    the first 4 shapes (``results`` holds ``"stgconv"`` and the baselines)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_save_npy(out / "stgconv.npy", results["stgconv"][:, 0].numpy())
+    baselines = [name for name in results if name != "stgconv"]
+    panels, titles = [], []
+    for i in range(min(4, len(truth))):
+        panels += [inputs[i], *(results[name][i] for name in baselines), results["stgconv"][i],
+                   truth[i]]
+        titles += [input_title, *baselines, "stgconv", "truth"]
+    render_voxels(panels, out / "comparison.png", titles=titles, columns=len(results) + 2)
 
 
 def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, unit: str,

@@ -21,7 +21,6 @@ from stgconv.io.video import load_video
 from stgconv.metrics import missing_mae_255, psnr
 
 C, T, H, W = 3, 10, 24, 24
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def gen(seed: int) -> torch.Generator:
@@ -291,13 +290,11 @@ def test_psnr():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.shared_data
-@pytest.mark.skipif(not (DATA / "video" / "flag.avi").is_file(),
-                    reason=f"shared data not found at {DATA}")
-def test_flag_errors_match_issue():
+@pytest.mark.shared_data("video/flag.avi", "video/masks")
+def test_flag_errors_match_issue(shared_data: Path):
     # Issue 3's protocol (first 70 frames at 150x150, the flag masks) and its measured errors.
-    video = load_video(DATA / "video" / "flag.avi", n_frames=70, size=150)
-    masks = DATA / "video" / "masks"
+    video = load_video(shared_data / "video" / "flag.avi", n_frames=70, size=150)
+    masks = shared_data / "video" / "masks"
     for name, kind, expected in (("temporal_interpolation", "missing_frame", 7.3),
                                  ("temporal_interpolation", "region", 10.3),
                                  ("biharmonic", "region", 46.8)):

@@ -3,7 +3,6 @@ through a real ``python -m stgconv.cli`` process, and user errors exit 2 with a 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -215,11 +214,9 @@ TOOLS = sorted((REPO / "tools").glob("*.py"))
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=[t.name for t in TOOLS])
-def test_tools_help_in_process(tool: Path, capsys) -> None:
+def test_tools_help_in_process(tool: Path, capsys, load_script) -> None:
     """Every tool is a thin ``main(argv) -> int`` script; ``--help`` prints usage and exits 0."""
-    spec = importlib.util.spec_from_file_location(f"_tool_{tool.stem}", tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(tool)
     with pytest.raises(SystemExit) as info:
         module.main(["--help"])
     assert info.value.code == 0

@@ -4,7 +4,6 @@ and the real action clips of ../shared/data/video (skipped when absent)."""
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 from pathlib import Path
 
@@ -25,11 +24,6 @@ from stgconv.data.video import (
 from stgconv.io.video import load_video, save_video, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-ACTIONS = SHARED / "video" / "actions"
-needs_shared = pytest.mark.skipif(
-    not ACTIONS.is_dir(), reason=f"real clips not found at {ACTIONS} (../shared/data absent)"
-)
 
 T, H, W = 6, 16, 16
 
@@ -298,21 +292,14 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def load_prepare():
-    path = REPO / "datasets" / "video" / "prepare.py"
-    spec = importlib.util.spec_from_file_location("prepare_video", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_datasets_is_not_a_package() -> None:
     assert not (REPO / "datasets" / "__init__.py").exists()
     assert not (REPO / "datasets" / "video" / "__init__.py").exists()
 
 
-def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    prepare = load_prepare()
+def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                      load_script) -> None:
+    prepare = load_script("datasets/video/prepare.py")
     out = tmp_path / "prep.h5"
     argv = [str(video_dir), str(out), "--frames", "3", "--size", "8x6",
             "--clips-per-video", "all", "--stride", "2", "--compression", "lzf"]
@@ -349,12 +336,13 @@ def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
 # ------------------------------------------------------------------------------------------
 
 
-@needs_shared
-def test_real_action_clips(tmp_path: Path) -> None:
-    first_two = list_videos(ACTIONS)[:2]
+@pytest.mark.shared_data("video/actions")
+def test_real_action_clips(tmp_path: Path, shared_data: Path) -> None:
+    actions = shared_data / "video" / "actions"
+    first_two = list_videos(actions)[:2]
     assert [p.name for p in first_two] == ["3_animal.mp4", "6_chimpanzee.mp4"]
     cache = build_clip_cache(first_two, tmp_path / "actions.h5", n_frames=8, size=32)
-    decoded = load_training_clips(ACTIONS, n_frames=8, size=32, max_clips=2)
+    decoded = load_training_clips(actions, n_frames=8, size=32, max_clips=2)
     assert decoded.shape == (2, 3, 8, 32, 32)
     dataset = VideoClips(cache)
     assert dataset.sources == [str(p) for p in first_two]

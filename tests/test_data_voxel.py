@@ -4,7 +4,6 @@ input, and the real data of ../shared/data/voxel (skipped when absent)."""
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 from pathlib import Path
 
@@ -23,25 +22,10 @@ from stgconv.data.voxel import (
 )
 from stgconv.io.voxel import save_voxels
 
-REPO = Path(__file__).resolve().parents[1]
-VOXEL_DATA = REPO.parent / "shared" / "data" / "voxel"
-needs_shared = pytest.mark.skipif(
-    not VOXEL_DATA.is_dir(), reason=f"real voxel data not found at {VOXEL_DATA} "
-                                    f"(../shared/data absent)"
-)
-
 R = 12
 CUBE = ("OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1))
         + "4 0 1 3 2\n4 4 6 7 5\n4 0 4 5 1\n4 2 3 7 6\n4 0 2 6 4\n4 1 5 7 3\n")
 TETRA = "OFF4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n"  # quirk
-
-
-def load_prepare():
-    spec = importlib.util.spec_from_file_location("voxel_prepare",
-                                                  REPO / "datasets" / "voxel" / "prepare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -248,8 +232,9 @@ def test_broken_mesh_in_tree(tree: Path, tmp_path: Path) -> None:
         build_modelnet_cache(tree, tmp_path / "d.h5", resolution=4, margin=2)
 
 
-def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    prepare = load_prepare()
+def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                        load_script) -> None:
+    prepare = load_script("datasets/voxel/prepare.py")
     out = tmp_path / "mn.h5"
     assert prepare.main([str(tree), str(out), "--resolution", "8", "--quiet",
                          "--categories", "chair", "--splits", "train"]) == 0
@@ -270,10 +255,9 @@ def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
 # --------------------------------------------------------------------------------------------
 
 
-@needs_shared
-@pytest.mark.shared_data
-def test_real_modelnet10_npz() -> None:
-    path = VOXEL_DATA / "modelnet10_30_train.npz"
+@pytest.mark.shared_data("voxel/modelnet10_30_train.npz")
+def test_real_modelnet10_npz(shared_data: Path) -> None:
+    path = shared_data / "voxel" / "modelnet10_30_train.npz"
     data = VoxelShapes(path, pad_to=32)
     assert len(data) == 3991 and data.resolution == 32
     assert np.bincount(data.targets).tolist() == [106, 515, 889, 200, 200, 465, 200, 680, 392,
@@ -286,10 +270,10 @@ def test_real_modelnet10_npz() -> None:
     assert set(chairs.unique().tolist()) == {0.0, 1.0}
 
 
-@needs_shared
-@pytest.mark.shared_data
-def test_real_chairs_folder_and_beds() -> None:
-    chairs = load_voxel_shapes(VOXEL_DATA / "chairs_30_mat", max_shapes=2, pad_to=32)
+@pytest.mark.shared_data("voxel/chairs_30_mat", "voxel/beds_64_train.npz")
+def test_real_chairs_folder_and_beds(shared_data: Path) -> None:
+    voxel_data = shared_data / "voxel"
+    chairs = load_voxel_shapes(voxel_data / "chairs_30_mat", max_shapes=2, pad_to=32)
     assert chairs.shape == (2, 1, 32, 32, 32) and 0 < chairs.mean() < 0.5
-    beds = load_voxel_shapes(VOXEL_DATA / "beds_64_train.npz", max_shapes=4, resolution=64)
+    beds = load_voxel_shapes(voxel_data / "beds_64_train.npz", max_shapes=4, resolution=64)
     assert beds.shape == (4, 1, 64, 64, 64)

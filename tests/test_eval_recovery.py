@@ -14,7 +14,7 @@ from stgconv.cli import main
 from stgconv.io.video import save_video
 
 TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iterations=2",
-        "--set", "recovery.average_last=1", "--set", "device=cpu"]
+        "--set", "recovery.average_last=1", "--set", "recovery.warmup=1", "--set", "device=cpu"]
 
 
 @pytest.fixture(scope="module")

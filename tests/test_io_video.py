@@ -19,12 +19,6 @@ from stgconv.io.video import (
     to_uint8,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-VIDEO_DIR = SHARED / "video"
-needs_shared = pytest.mark.skipif(
-    not VIDEO_DIR.is_dir(), reason=f"real clips not found at {VIDEO_DIR} (../shared/data absent)"
-)
-
 T, H, W = 8, 32, 32
 
 
@@ -304,20 +298,18 @@ def test_failed_write_keeps_previous_file(tmp_path, noise_clip):
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_shared
-@pytest.mark.shared_data
+@pytest.mark.shared_data("video")
 @pytest.mark.parametrize("name", ["fire_pot.avi", "flag.avi"])  # msmpeg4v2, mpeg4
-def test_real_clip_recovery_protocol(name):
-    video = load_video(VIDEO_DIR / name, n_frames=70, size=150)
+def test_real_clip_recovery_protocol(name, shared_data):
+    video = load_video(shared_data / "video" / name, n_frames=70, size=150)
     assert video.shape == (3, 70, 150, 150)
     assert video.min() >= -1 and video.max() <= 1
     assert video.std() > 0.05 and (video[:, 1:] - video[:, :-1]).abs().mean() > 0.001  # moves
 
 
-@needs_shared
-@pytest.mark.shared_data
-def test_real_action_mp4():
-    path = sorted((VIDEO_DIR / "actions").glob("*.mp4"))[0]  # h264
+@pytest.mark.shared_data("video/actions")
+def test_real_action_mp4(shared_data):
+    path = sorted((shared_data / "video" / "actions").glob("*.mp4"))[0]  # h264
     video = load_video(path, n_frames=12, fps=15, size=(48, 64), channels=1)
     assert video.shape == (1, 12, 48, 64)
     assert video.std() > 0.05

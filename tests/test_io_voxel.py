@@ -22,13 +22,6 @@ from stgconv.io.mesh import (
 from stgconv.io.render import render_views, render_voxels
 from stgconv.io.voxel import load_voxels, pad_to, save_voxels
 
-REPO = Path(__file__).resolve().parents[1]
-VOXEL_DATA = REPO.parent / "shared" / "data" / "voxel"
-needs_shared = pytest.mark.skipif(
-    not (VOXEL_DATA / "meshes").is_dir(),
-    reason=f"real voxel data not found at {VOXEL_DATA} (../shared/data absent)",
-)
-
 # A unit cube [0, 1]^3 as 6 quads (outward winding).
 CUBE_VERTICES = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
 CUBE_QUADS = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
@@ -407,11 +400,10 @@ def test_render_up_axis_is_up() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@needs_shared
-@pytest.mark.shared_data
-def test_real_meshes_voxelize_solid() -> None:
+@pytest.mark.shared_data("voxel/meshes")
+def test_real_meshes_voxelize_solid(shared_data: Path) -> None:
     for name in ("chair_0002.off", "dresser_0003.off", "monitor_0466.off"):
-        vertices, faces = load_mesh(VOXEL_DATA / "meshes" / name)
+        vertices, faces = load_mesh(shared_data / "voxel" / "meshes" / name)
         grid = voxelize(vertices, faces, 64)
         assert grid.shape == (64, 64, 64) and grid.any()
         assert interior(grid).sum() > 100, name  # solid, not a shell
@@ -420,10 +412,9 @@ def test_real_meshes_voxelize_solid() -> None:
     assert interior(grid).sum() / grid.sum() > 0.3
 
 
-@needs_shared
-@pytest.mark.shared_data
-def test_real_chairs_mat() -> None:
-    files = sorted((VOXEL_DATA / "chairs_30_mat").glob("*.mat"))[:2]
+@pytest.mark.shared_data("voxel/chairs_30_mat")
+def test_real_chairs_mat(shared_data: Path) -> None:
+    files = sorted((shared_data / "voxel" / "chairs_30_mat").glob("*.mat"))[:2]
     assert len(files) == 2
     grids = [load_voxels(file) for file in files]
     for grid in grids:
@@ -434,15 +425,15 @@ def test_real_chairs_mat() -> None:
     assert (grids[0] != grids[1]).any()
 
 
-@needs_shared
-@pytest.mark.shared_data
-def test_real_meshes_match_3d_shapenets_grids() -> None:
+@pytest.mark.shared_data("voxel/meshes", "voxel/modelnet10_30_train.npz")
+def test_real_meshes_match_3d_shapenets_grids(shared_data: Path) -> None:
     # The same ModelNet10 training meshes as voxelized by 3D ShapeNets (24^3 in 30^3).
-    data = np.load(VOXEL_DATA / "modelnet10_30_train.npz")
+    voxel_data = shared_data / "voxel"
+    data = np.load(voxel_data / "modelnet10_30_train.npz")
     X, y = data["X"], data["y"]
     for name, label, index in (("chair_0004.off", 2, 3), ("desk_0006.off", 3, 5),
                                ("dresser_0003.off", 4, 2)):
-        grid = voxelize(*load_mesh(VOXEL_DATA / "meshes" / name), 30, margin=3)
+        grid = voxelize(*load_mesh(voxel_data / "meshes" / name), 30, margin=3)
         reference = X[y == label][index].astype(bool)
         iou = (grid & reference).sum() / (grid | reference).sum()
         assert iou > 0.9, (name, iou)

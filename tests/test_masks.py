@@ -3,8 +3,6 @@ and the shape check."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.io
@@ -18,10 +16,6 @@ from stgconv.data.masks import (
     salt_and_pepper,
 )
 
-MASK_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "masks"
-needs_shared = pytest.mark.skipif(
-    not MASK_DIR.is_dir(), reason=f"shared masks not found at {MASK_DIR} (../shared/data absent)"
-)
 CLIPS = ["flag", "ocean", "playing", "sea_world", "windmill"]
 
 
@@ -34,11 +28,10 @@ def gen(seed: int) -> torch.Generator:
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_shared
-@pytest.mark.shared_data
+@pytest.mark.shared_data("video/masks")
 @pytest.mark.parametrize("clip", CLIPS)
-def test_real_missing_frame_masks(clip):
-    path = MASK_DIR / f"{clip}_missing_frame_type.mat"
+def test_real_missing_frame_masks(clip, shared_data):
+    path = shared_data / "video" / "masks" / f"{clip}_missing_frame_type.mat"
     known = load_mask_mat(path)
     assert known.shape == (3, 70, 150, 150) and known.dtype == torch.bool
     # The conversion: transpose (H, W, T, C) -> (C, T, H, W) and invert (1 = missing).
@@ -51,11 +44,10 @@ def test_real_missing_frame_masks(clip):
     assert 1 - known.float().mean().item() == pytest.approx(0.5)
 
 
-@needs_shared
-@pytest.mark.shared_data
+@pytest.mark.shared_data("video/masks")
 @pytest.mark.parametrize("clip", CLIPS)
-def test_real_region_masks(clip):
-    known = load_mask_mat(MASK_DIR / f"{clip}_region_type.mat")
+def test_real_region_masks(clip, shared_data):
+    known = load_mask_mat(shared_data / "video" / "masks" / f"{clip}_region_type.mat")
     assert known.shape == (3, 70, 150, 150)
     assert (known == known[:1]).all()
     missing = ~known[0]

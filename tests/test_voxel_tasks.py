@@ -44,7 +44,6 @@ from stgconv.voxel_tasks import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "voxel"
 SR_CONFIG = ROOT / "configs" / "voxel" / "super_resolution_quick.yaml"
 
 
@@ -324,13 +323,14 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
 # --------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"real voxel data not found at {SHARED}")
-def test_real_beds_baselines_on_the_held_out_beds() -> None:
+@pytest.mark.shared_data("voxel/beds_64_train.npz")
+def test_real_beds_baselines_on_the_held_out_beds(shared_data: Path) -> None:
     """The super-resolution protocol's held-out set: the last 43 of the shared 64^3 beds, 16^3
     block means. Nearest keeps them exactly; the baselines' scores are the ones the eval table
     reports (measured: nearest error 0.0353, trilinear pooled IoU 0.900; over all 443 beds
     the issue measured 0.036 and 0.871)."""
-    beds = torch.from_numpy(np.load(SHARED / "beds_64_train.npz")["X"][-43:]).float()[:, None]
+    grids = np.load(shared_data / "voxel" / "beds_64_train.npz")["X"][-43:]
+    beds = torch.from_numpy(grids).float()[:, None]
     low = downsample(beds, 4)
     nearest, trilinear = nearest_upsample(low, 4), trilinear_upsample(low, 4)
     torch.testing.assert_close(downsample(nearest, 4), low)
@@ -339,8 +339,8 @@ def test_real_beds_baselines_on_the_held_out_beds() -> None:
     assert pooled == pytest.approx(0.900, abs=2e-3)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"real voxel data not found at {SHARED}")
-def test_real_chairs_load_padded_and_baselines_fill_them() -> None:
+@pytest.mark.shared_data("voxel/modelnet10_30_train.npz")  # the config's data.path
+def test_real_chairs_load_padded_and_baselines_fill_them(shared_data: Path) -> None:
     config = load_config(ROOT / "configs" / "voxel" / "recovery_chairs_quick.yaml",
                          ["data.max_images=3"])
     chairs = load_training_data(config.data)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import h5py
 
+from stgconv.data.prepare import run_build
 from stgconv.data.video import CACHE_SUFFIXES, build_clip_cache
 
 
@@ -76,33 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.out.suffix.lower() not in CACHE_SUFFIXES:
-        print(f"error: OUT must end in {' or '.join(CACHE_SUFFIXES)}, got {args.out}",
-              file=sys.stderr)
-        return 2
-    if args.out.exists() and not args.overwrite:
-        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
-        return 2
     # One folder is read as a folder of videos; anything else is a list of video files.
     sources = args.src[0] if len(args.src) == 1 and args.src[0].is_dir() else args.src
-
-    began = time.perf_counter()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = build_clip_cache(
-                sources, args.out, n_frames=args.frames, size=args.size,
-                start_frame=args.start_frame, fps=args.fps, channels=args.channels,
-                clips_per_video=args.clips_per_video, stride=args.stride,
-                compression=None if args.compression == "none" else args.compression,
-                skip_unreadable=args.skip_unreadable,
-            )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    build = partial(
+        build_clip_cache, sources, args.out, n_frames=args.frames, size=args.size,
+        start_frame=args.start_frame, fps=args.fps, channels=args.channels,
+        clips_per_video=args.clips_per_video, stride=args.stride,
+        compression=None if args.compression == "none" else args.compression,
+        skip_unreadable=args.skip_unreadable,
+    )
+    built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite)
+    if built is None:
         return 2
-    seconds = time.perf_counter() - began
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    out, seconds = built
 
     with h5py.File(out, "r") as h5:
         shape = h5["clips"].shape

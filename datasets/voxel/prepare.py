@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import h5py
 import numpy as np
 
+from stgconv.data.prepare import run_build
 from stgconv.data.voxel import CACHE_SUFFIXES, SPLIT_NAMES, build_modelnet_cache
 
 
@@ -49,29 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.out.suffix.lower() not in CACHE_SUFFIXES:
-        print(f"error: OUT must end in {' or '.join(CACHE_SUFFIXES)}, got {args.out}",
-              file=sys.stderr)
+    build = partial(
+        build_modelnet_cache, args.root, args.out, resolution=args.resolution,
+        categories=args.categories, splits=tuple(args.splits), margin=args.margin,
+        up_axis=args.up_axis, skip_unreadable=args.skip_unreadable, progress=not args.quiet,
+    )
+    built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite)
+    if built is None:
         return 2
-    if args.out.exists() and not args.overwrite:
-        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
-        return 2
-
-    began = time.perf_counter()
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = build_modelnet_cache(
-                args.root, args.out, resolution=args.resolution, categories=args.categories,
-                splits=tuple(args.splits), margin=args.margin, up_axis=args.up_axis,
-                skip_unreadable=args.skip_unreadable, progress=not args.quiet,
-            )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    seconds = time.perf_counter() - began
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    out, seconds = built
 
     with h5py.File(out, "r") as h5:
         shape = h5["voxels"].shape

@@ -29,6 +29,8 @@ import scipy.io
 import torch
 from torch import Tensor
 
+from stgconv.checks import as_int
+
 
 def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
     """Read a MATLAB mask stored as uint8 ``(H, W, T, C)`` with 1 = MISSING; return ``known``.
@@ -79,8 +81,7 @@ def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
 
 def _check_dims(T: int, H: int, W: int) -> None:
     for name, value in (("T", T), ("H", H), ("W", W)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        as_int(value, name, minimum=1)
 
 
 def _check_fraction(fraction: float) -> None:
@@ -174,8 +175,7 @@ def salt_and_pepper(
     """
     _check_dims(T, H, W)
     _check_fraction(fraction)
-    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-        raise ValueError(f"block must be an int >= 1, got {block!r}")
+    block = as_int(block, "block", minimum=1)
     gh, gw = -(-H // block), -(-W // block)
     n_missing = round(fraction * gh * gw)
     # Ranking i.i.d. uniforms picks exactly n_missing tiles per frame, uniformly at random.

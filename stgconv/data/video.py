@@ -35,9 +35,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 import stgconv
+from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
 from stgconv.io.image import IMAGE_SUFFIXES
-from stgconv.io.video import VIDEO_SUFFIXES, _natural_key, load_video
+from stgconv.io.folder import list_files
+from stgconv.io.h5 import LazyH5
+from stgconv.io.video import VIDEO_SUFFIXES, load_video
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
 """Suffixes of clip caches; :func:`load_training_clips` reads such a path as a cache."""
@@ -87,14 +90,9 @@ def load_training_clips(
             and its length); an unreadable video; a cache built with other settings.
     """
     path = Path(path)
-    n_frames = _as_int(n_frames, "n_frames", minimum=1)
-    pair = _as_size(size)
-    start_frame = _as_int(start_frame, "start_frame", minimum=0)
-    fps = _as_fps(fps)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    n_frames, pair, start_frame, fps = _clip_settings(n_frames, size, start_frame, fps, channels)
     if max_clips is not None:
-        max_clips = _as_int(max_clips, "max_clips", minimum=1)
+        max_clips = as_int(max_clips, "max_clips", minimum=1)
     if not path.exists():
         raise FileNotFoundError(f"training video not found: {path}")
 
@@ -127,8 +125,7 @@ def list_videos(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"video folder not found: {folder}")
-    files = sorted((p for p in folder.iterdir() if _is_visible_file(p)
-                    and p.suffix.lower() in VIDEO_SUFFIXES), key=_natural_key)
+    files = list_files(folder, VIDEO_SUFFIXES)
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in folder {folder}")
     return files
@@ -140,7 +137,7 @@ def _folder_kind(folder: Path) -> str:
     ``.gif`` counts as both, so a folder of GIFs only is read as videos; a folder mixing other
     video files with frame images is ambiguous and refused.
     """
-    suffixes = {p.suffix.lower() for p in folder.iterdir() if _is_visible_file(p)}
+    suffixes = {p.suffix.lower() for p in list_files(folder)}
     videos = suffixes & set(VIDEO_SUFFIXES)
     images = suffixes & (set(IMAGE_SUFFIXES) - set(VIDEO_SUFFIXES))
     if videos and images:
@@ -156,10 +153,6 @@ def _folder_kind(folder: Path) -> str:
         f"folder {folder} holds neither video files ({', '.join(VIDEO_SUFFIXES)}) nor frame "
         f"images ({', '.join(IMAGE_SUFFIXES)})"
     )
-
-
-def _is_visible_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,15 +206,10 @@ def build_clip_cache(
     out_path = Path(out_path)
     if out_path.suffix.lower() not in CACHE_SUFFIXES:
         raise ValueError(f"the cache must end in {' or '.join(CACHE_SUFFIXES)}, got {out_path}")
-    n_frames = _as_int(n_frames, "n_frames", minimum=1)
-    pair = _as_size(size)
-    start_frame = _as_int(start_frame, "start_frame", minimum=0)
-    fps = _as_fps(fps)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    n_frames, pair, start_frame, fps = _clip_settings(n_frames, size, start_frame, fps, channels)
     if clips_per_video is not None:
-        clips_per_video = _as_int(clips_per_video, "clips_per_video", minimum=1)
-    stride = n_frames if stride is None else _as_int(stride, "stride", minimum=1)
+        clips_per_video = as_int(clips_per_video, "clips_per_video", minimum=1)
+    stride = n_frames if stride is None else as_int(stride, "stride", minimum=1)
     if compression not in ("gzip", "lzf", None):
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
     files = _resolve_sources(sources)
@@ -370,12 +358,12 @@ def _source_rate(path: Path) -> Fraction | None:
 # --------------------------------------------------------------------------------------------
 
 
-class VideoClips(Dataset):
+class VideoClips(LazyH5, Dataset):
     """The clips of an HDF5 cache from :func:`build_clip_cache`, as ``(C, T, H, W)`` in ``[-1, 1]``.
 
     The file is opened on first access in each process, never in ``__init__`` (which only reads
-    the metadata and closes it again): an h5py handle must not cross a ``fork``, so the dataset is
-    safe with ``DataLoader(num_workers > 0)``, each worker opening its own handle.
+    the metadata and closes it again), so the dataset is safe with ``DataLoader(num_workers > 0)``,
+    each worker opening its own handle (:class:`stgconv.io.h5.LazyH5`).
 
     Args:
         root: the cache file (``.h5``/``.hdf5``), or a folder holding exactly one.
@@ -409,8 +397,6 @@ class VideoClips(Dataset):
             self.sources = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
                             for s in h5["source"][()]]
             self.start_frames = [int(s) for s in h5["start_frame"][()]]
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
 
     def __len__(self) -> int:
         return self._length
@@ -419,29 +405,10 @@ class VideoClips(Dataset):
         index = operator.index(index)
         if not -self._length <= index < self._length:
             raise IndexError(f"clip index {index} out of range for {self._length} clips")
-        array = self._clips()[index % self._length]  # (T, H, W, C) uint8
+        array = self._h5()["clips"][index % self._length]  # (T, H, W, C) uint8
         # The same arithmetic as load_video, so cached and decoded clips are equal bit for bit.
         clip = torch.from_numpy(array).permute(3, 0, 1, 2).float() / 127.5 - 1.0
         return self.transform(clip) if self.transform is not None else clip
-
-    def _clips(self) -> h5py.Dataset:
-        if self._file is None or self._pid != os.getpid():
-            # A handle inherited through fork is abandoned, not closed: closing it would act on
-            # HDF5 state shared with the parent.
-            self._file = h5py.File(self.root, "r")
-            self._pid = os.getpid()
-        return self._file["clips"]
-
-    def close(self) -> None:
-        """Close this process's handle (it reopens on the next access)."""
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file, self._pid = None, None
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()  # spawned workers get the dataset pickled: no handle in it
-        state["_file"], state["_pid"] = None, None
-        return state
 
     def extra_repr(self) -> str:
         fps = "source" if self.fps is None else f"{self.fps:g}"
@@ -456,8 +423,7 @@ def _find_cache(root: Path) -> Path:
     if not root.exists():
         raise FileNotFoundError(f"clip cache not found: {root}")
     if root.is_dir():
-        found = sorted(p for p in root.iterdir()
-                       if _is_visible_file(p) and p.suffix.lower() in CACHE_SUFFIXES)
+        found = list_files(root, CACHE_SUFFIXES)
         if len(found) != 1:
             what = "none" if not found else ", ".join(p.name for p in found)
             raise ValueError(
@@ -494,32 +460,16 @@ def _check_cache_matches(dataset: VideoClips, *, n_frames: int, size: tuple[int,
 # --------------------------------------------------------------------------------------------
 
 
-def _as_int(value: object, name: str, *, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return number
-
-
-def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
-    try:
-        pair = tuple(_as_int(s, "size", minimum=1) for s in pair)
-    except (TypeError, ValueError):
-        pair = ()
-    if len(pair) != 2:
-        raise ValueError(f"size must be a positive int or a pair (H, W) of them, got {size!r}")
-    return pair
-
-
-def _as_fps(fps: float | None) -> float | None:
-    if fps is None:
-        return None
-    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < float("inf"):
+def _clip_settings(n_frames: int, size: int | tuple[int, int], start_frame: int,
+                   fps: float | None, channels: int
+                   ) -> tuple[int, tuple[int, int], int, float | None]:
+    """The settings that define a clip, checked: ``(n_frames, (H, W), start_frame, fps)``."""
+    n_frames = as_int(n_frames, "n_frames", minimum=1)
+    pair = as_size(size)
+    start_frame = as_int(start_frame, "start_frame", minimum=0)
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real)
+                            or not 0 < fps < float("inf")):
         raise ValueError(f"fps must be a number > 0, got {fps!r}")
-    return float(fps)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    return n_frames, pair, start_frame, None if fps is None else float(fps)

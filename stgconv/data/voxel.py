@@ -19,8 +19,6 @@ Cache layout (format 1), written by :func:`build_modelnet_cache` /
 from __future__ import annotations
 
 import operator
-import os
-import re
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,7 +31,10 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 import stgconv
+from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
+from stgconv.io.folder import list_files
+from stgconv.io.h5 import LazyH5
 from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, voxelize
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
 from stgconv.io.voxel import pad_to as pad_grids
@@ -107,9 +108,8 @@ def find_modelnet_meshes(
         for split in splits:
             folder = root / name / split
             if folder.is_dir():
-                files = sorted((p for p in folder.iterdir() if _is_visible_file(p)
-                                and p.suffix.lower() in MESH_SUFFIXES), key=_natural_key)
-                meshes += [(file, label, SPLIT_NAMES.index(split)) for file in files]
+                meshes += [(file, label, SPLIT_NAMES.index(split))
+                           for file in list_files(folder, MESH_SUFFIXES)]
     if not meshes:
         raise ValueError(f"no meshes ({', '.join(MESH_SUFFIXES)}) under {root}/<category>/"
                          f"{{{','.join(splits)}}}/")
@@ -144,8 +144,8 @@ def build_modelnet_cache(
     out_path = Path(out_path)
     if out_path.suffix.lower() not in CACHE_SUFFIXES:
         raise ValueError(f"the cache must end in {' or '.join(CACHE_SUFFIXES)}, got {out_path}")
-    resolution = _as_int(resolution, "resolution", minimum=2)
-    margin = _as_int(margin, "margin", minimum=0)
+    resolution = as_int(resolution, "resolution", minimum=2)
+    margin = as_int(margin, "margin", minimum=0)
     if 2 * margin >= resolution:
         raise ValueError(f"margin={margin} leaves no voxels inside a grid of {resolution}")
     if up_axis not in (0, 1, 2):
@@ -215,7 +215,7 @@ def _write_cache(
 # --------------------------------------------------------------------------------------------
 
 
-class VoxelShapes(Dataset):
+class VoxelShapes(LazyH5, Dataset):
     """Shapes of an HDF5 cache (:func:`build_modelnet_cache`) or an ``.npz`` with ``X`` (and
     optionally ``y``), as ``(voxels, label)`` pairs.
 
@@ -224,8 +224,8 @@ class VoxelShapes(Dataset):
     than learning class 0). Labels keep their values in the source: indices into ``classes``.
 
     An HDF5 cache is opened on first access in each process, never in ``__init__`` (which reads
-    only the metadata): an h5py handle must not cross a ``fork``, so the dataset is safe with
-    ``DataLoader(num_workers > 0)``. An ``.npz`` is read into memory in ``__init__`` (its
+    only the metadata), so the dataset is safe with ``DataLoader(num_workers > 0)``
+    (:class:`stgconv.io.h5.LazyH5`). An ``.npz`` is read into memory in ``__init__`` (its
     compressed arrays cannot be read lazily).
 
     An ``.npz`` names its categories with a string array ``categories``; without one, labels
@@ -280,10 +280,8 @@ class VoxelShapes(Dataset):
         self.targets = labels[self.indices]
         self.sources = None if sources is None else [sources[i] for i in self.indices]
         if pad_to is not None:
-            pad_to = _as_int(pad_to, "pad_to", minimum=side)
+            pad_to = as_int(pad_to, "pad_to", minimum=side)
         self.resolution = side if pad_to is None else pad_to
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
 
     def _read_cache_metadata(self) -> tuple:
         try:
@@ -363,21 +361,13 @@ class VoxelShapes(Dataset):
         if not -n <= index < n:
             raise IndexError(f"shape index {index} out of range for {n} shapes")
         row = int(self.indices[index % n])
-        array = self._array[row] if self._array is not None else self._voxels()[row]
+        array = self._array[row] if self._array is not None else self._h5()["voxels"][row]
         shape = to_tensor(array)  # (1, R, R, R) float32
         if self.pad_to is not None:
             shape = pad_grids(shape, self.pad_to)
         if self.transform is not None:
             shape = self.transform(shape)
         return shape, int(self.targets[index % n])
-
-    def _voxels(self) -> h5py.Dataset:
-        if self._file is None or self._pid != os.getpid():
-            # A handle inherited through fork is abandoned, not closed: closing it would act on
-            # HDF5 state shared with the parent.
-            self._file = h5py.File(self.root, "r")
-            self._pid = os.getpid()
-        return self._file["voxels"]
 
     def stack(self, max_shapes: int | None = None) -> Tensor:
         """The first ``max_shapes`` shapes (all by default) as one ``(N, 1, R, R, R)`` tensor,
@@ -387,23 +377,12 @@ class VoxelShapes(Dataset):
             array = self._array[rows]
         else:
             # One read per shape (a chunk each): bounded memory, and no slow h5py point lists.
-            voxels = self._voxels()
+            voxels = self._h5()["voxels"]
             array = np.empty((len(rows), *voxels.shape[1:]), dtype=voxels.dtype)
             for i, row in enumerate(rows):
                 voxels.read_direct(array, np.s_[row], np.s_[i])
         batch = to_tensor(array)
         return batch if self.pad_to is None else pad_grids(batch, self.pad_to)
-
-    def close(self) -> None:
-        """Close this process's handle (it reopens on the next access)."""
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file, self._pid = None, None
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()  # spawned workers get the dataset pickled: no handle in it
-        state["_file"], state["_pid"] = None, None
-        return state
 
     def extra_repr(self) -> str:
         parts = [f"root={self.root}", f"resolution={self.resolution}"]
@@ -458,9 +437,9 @@ def load_voxel_shapes(
     """
     path = Path(path)
     if max_shapes is not None:
-        max_shapes = _as_int(max_shapes, "max_shapes", minimum=1)
+        max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
     if resolution is not None:
-        resolution = _as_int(resolution, "resolution", minimum=2)
+        resolution = as_int(resolution, "resolution", minimum=2)
     if not path.exists():
         raise FileNotFoundError(f"voxel shapes not found: {path}")
     if path.is_dir():
@@ -499,7 +478,7 @@ def _is_shape_cache(path: Path) -> bool:
 
 def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int | None,
                  resolution: int | None, margin: int, up_axis: int) -> Tensor:
-    files = sorted((p for p in folder.iterdir() if _is_visible_file(p)), key=_natural_key)
+    files = list_files(folder)
     voxel_files = [p for p in files if p.suffix.lower() in VOXEL_SUFFIXES]
     mesh_files = [p for p in files if p.suffix.lower() in MESH_SUFFIXES]
     if voxel_files and mesh_files:
@@ -542,27 +521,6 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
         return torch.zeros(0, 1, 1, 1, 1)
     batch = np.concatenate(grids)[:max_shapes]
     return to_tensor(batch)
-
-
-def _is_visible_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".")
-
-
-def _natural_key(path: Path) -> list:
-    # "chair_2" < "chair_10": compare digit runs as numbers, the rest as text.
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-def _as_int(value: object, name: str, *, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return number
 
 
 __all__ = ["MODELNET10_CATEGORIES", "SPLIT_NAMES", "CACHE_SUFFIXES", "find_modelnet_meshes",

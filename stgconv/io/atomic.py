@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import numpy as np
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -36,5 +39,20 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
     def write(tmp: str) -> None:
         Path(tmp).write_text(text)
+
+    return atomic_write(path, write)
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` to ``path`` as indented JSON (``indent=1``), atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=1))
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
+    """Write a numeric ``array`` to ``path`` (``.npy``) atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as file:  # a file object: np.save would append ".npy" to a name
+            np.save(file, array, allow_pickle=False)
 
     return atomic_write(path, write)

@@ -27,6 +27,17 @@ def to_tensor(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
+def read_image(path: Path, *, what: str = "image") -> Image.Image:
+    """The decoded image file ``path``, or ``ValueError`` ("cannot read <what> <path>: ...")
+    when Pillow cannot read it."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()  # the copy stays usable once the file is closed
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read {what} {path}: {err}") from err
+
+
 def _convert(image: Image.Image, channels: int) -> Image.Image:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -64,12 +75,7 @@ def load_image(
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy()
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot read image {path}: {err}") from err
+        image = read_image(path)
     image = _resize(_convert(image, channels), size, crop_square)
     return to_tensor(np.asarray(image))
 

@@ -21,6 +21,7 @@ import open3d as o3d
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
+from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
 
 MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
@@ -286,8 +287,8 @@ def voxelize(
         ValueError: bad arguments; arrays of the wrong shape; a broken mesh (no faces,
             non-finite vertices, indices out of range).
     """
-    resolution = _as_int(resolution, "resolution", minimum=2)
-    margin = _as_int(margin, "margin", minimum=0)
+    resolution = as_int(resolution, "resolution", minimum=2)
+    margin = as_int(margin, "margin", minimum=0)
     if 2 * margin >= resolution:
         raise ValueError(f"margin={margin} leaves no voxels inside a grid of {resolution}")
     vertices = np.asarray(vertices, dtype=np.float64)
@@ -421,12 +422,6 @@ def _as_grid(grid: object) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError("the voxel grid holds NaN or infinite values")
     return array
-
-
-def _as_int(value: object, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 __all__ = ["MESH_SUFFIXES", "SAVE_MESH_SUFFIXES", "load_mesh", "normalize_mesh", "voxelize",

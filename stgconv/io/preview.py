@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from torch import Tensor
 
-from stgconv.io.atomic import atomic_write
+from stgconv.io.atomic import atomic_save_npy
 from stgconv.io.image import save_image_grid
 from stgconv.io.render import render_voxels
 from stgconv.io.video import save_comparison
@@ -46,14 +44,9 @@ def save_preview(batch: Tensor, stem: str | Path, *, kind: PreviewKind | None = 
         return [save_comparison(clips, stem.with_suffix(suffix), fps=fps) for suffix in formats]
     if kind == "voxels" and batch.dim() == 5 and batch.shape[1] == 1 and len(set(batch.shape[2:])) == 1:
         grids = batch[:MAX_SHAPES].detach().float().cpu()[:, 0].numpy()
-        npy = atomic_write(stem.with_suffix(".npy"), partial(_save_npy, grids=grids))
+        npy = atomic_save_npy(stem.with_suffix(".npy"), grids)
         return [render_voxels(grids, stem.with_suffix(".png")), npy]
     expected = {"image": "(N, C, H, W)", "video": "(N, C, T, H, W)", "voxels": "(N, 1, D, D, D)"}
     if kind not in expected:
         raise ValueError(f"kind must be one of {sorted(expected)}, got {kind!r}")
     raise ValueError(f"expected {kind} {expected[kind]}, got {tuple(batch.shape)}")
-
-
-def _save_npy(tmp: str, grids: np.ndarray) -> None:
-    with open(tmp, "wb") as file:  # np.save on a name would append ".npy" to the temp name
-        np.save(file, grids)

@@ -24,6 +24,7 @@ import numpy as np
 import open3d as o3d
 from PIL import Image, ImageDraw
 
+from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
 from stgconv.io.mesh import mesh_from_voxels
 
@@ -50,8 +51,7 @@ def render_views(grid: object, *, views: Sequence[tuple[float, float]] = DEFAULT
         uint8 ``(V, size, size, 3)``, white where the rays miss (an empty grid renders white).
     """
     views = _check_views(views)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an int >= 8, got {size!r}")
+    size = as_int(size, "size", minimum=8)
     vertices, faces = mesh_from_voxels(grid, level=level)
     shape = np.asarray(grid.shape[-3:], dtype=np.float64)
     images = np.full((len(views), size, size, 3), _BACKGROUND, dtype=np.uint8)
@@ -133,8 +133,7 @@ def render_voxels(
         raise ValueError(f"got {len(titles)} titles for {len(batch)} shapes")
     if columns is None:
         columns = max(1, min(len(batch), 8 // len(views) or 1, 4))
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+    columns = as_int(columns, "columns", minimum=1)
     columns = min(columns, len(batch))
     rows = -(-len(batch) // columns)
     gap, title = 4, _TITLE_HEIGHT if titles is not None else 0

@@ -21,8 +21,6 @@ GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightl
 
 from __future__ import annotations
 
-import operator
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -32,11 +30,13 @@ from typing import Sequence
 import av
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
-from stgconv.io.image import IMAGE_SUFFIXES
+from stgconv.io.folder import list_files
+from stgconv.io.image import IMAGE_SUFFIXES, read_image
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,9 @@ def load_video(
     path = Path(path)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    start_frame = _as_int(start_frame, "start_frame", minimum=0)
-    n_frames = None if n_frames is None else _as_int(n_frames, "n_frames", minimum=1)
-    out_size = _check_size(size)
+    start_frame = as_int(start_frame, "start_frame", minimum=0)
+    n_frames = None if n_frames is None else as_int(n_frames, "n_frames", minimum=1)
+    out_size = None if size is None else as_size(size)
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps!r}")
     if not path.exists():
@@ -140,28 +140,6 @@ def load_video(
     return torch.from_numpy(array).permute(3, 0, 1, 2).float() / 127.5 - 1.0
 
 
-def _as_int(value: object, name: str, *, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)  # ints and numpy integers, not floats
-    except TypeError:
-        number = None
-    if number is None or number < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return number
-
-
-def _check_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                                 for s in pair):
-        raise ValueError(f"size must be a positive int or a pair (H, W) of them, got {size!r}")
-    return pair
-
-
 def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
     """PIL frame -> uint8 ``(H, W, C)``: convert, then resize (the order of ``load_image``)."""
     image = image.convert("L" if channels == 1 else "RGB")
@@ -171,19 +149,10 @@ def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def _natural_key(path: Path) -> list:
-    # "f2" < "f10": compare digit runs as numbers, the rest as text.
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def _read_folder(
     folder: Path, start: int, n_frames: int | None, size: tuple[int, int] | None, channels: int
 ) -> list[np.ndarray]:
-    files = sorted(
-        (p for p in folder.iterdir()
-         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES),
-        key=_natural_key,
-    )
+    files = list_files(folder, IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
     if start >= len(files):
@@ -196,12 +165,7 @@ def _read_folder(
         )
     frames, first_size = [], None
     for file in files[start:stop]:
-        try:
-            with Image.open(file) as opened:
-                opened.load()
-                image = opened.copy()
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot read frame image {file}: {err}") from err
+        image = read_image(file, what="frame image")
         if first_size is None:
             first_size = image.size
         elif image.size != first_size:

@@ -23,7 +23,6 @@ are wrong.
 
 from __future__ import annotations
 
-import operator
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -35,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.io.atomic import atomic_write
+from stgconv.checks import as_int
+from stgconv.io.atomic import atomic_save_npy, atomic_write
 
 VOXEL_SUFFIXES = (".mat", ".binvox", ".npy", ".npz", ".h5", ".hdf5")
 """Suffixes :func:`load_voxels` reads and :func:`save_voxels` writes."""
@@ -284,7 +284,7 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
         stored = array.astype(np.int8) if array.dtype == np.uint8 else array
         write = partial(_write_mat, {name: stored})
     elif suffix == ".npy":
-        write = partial(_write_npy, array)
+        return atomic_save_npy(path, array)
     elif suffix == ".npz":
         write = partial(_write_npz, {name: array})
     else:
@@ -314,11 +314,6 @@ def _write_binvox(grid: np.ndarray, tmp: str) -> None:
 def _write_mat(arrays: dict[str, np.ndarray], tmp: str) -> None:
     with open(tmp, "wb") as file:
         scipy.io.savemat(file, arrays, do_compression=True)
-
-
-def _write_npy(array: np.ndarray, tmp: str) -> None:
-    with open(tmp, "wb") as file:  # a file object: np.save would append ".npy" to a name
-        np.save(file, array, allow_pickle=False)
 
 
 def _write_npz(arrays: dict[str, np.ndarray], tmp: str) -> None:
@@ -352,12 +347,7 @@ def pad_to(grids: np.ndarray | Tensor, size: int) -> np.ndarray | Tensor:
     Returns:
         ``(..., size, size, size)``, the same type, dtype and device as ``grids``.
     """
-    try:
-        size = operator.index(size)
-    except TypeError:
-        size = None
-    if size is None or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    size = as_int(size, "size", minimum=1)
     shape = tuple(grids.shape)
     if len(shape) < 3 or len(set(shape[-3:])) != 1:
         raise ValueError(f"expected cubic grids (..., R, R, R), got shape {shape}")

@@ -1,4 +1,5 @@
-"""What every sampler shares: the per-step report, the non-finite check and the sampler contract."""
+"""What every sampler shares: the per-step report, the non-finite check, the sampler contract,
+and the start and accept/reject step of the Metropolis-adjusted samplers (MALA, HMC)."""
 
 from __future__ import annotations
 
@@ -145,3 +146,34 @@ def metropolis_select(
     e = torch.where(accept, proposal[1], current[1])
     grad = torch.where(mask, proposal[2], current[2])
     return (x, e, grad), accept
+
+
+def metropolis_start(
+    energy: EnergyFn, x0: Tensor, constraint: Constraint | None
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """Where a Metropolis-adjusted chain starts: ``(x, energy, grad)`` at ``x0`` ``(B, *S)``
+    projected onto the constraint (shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``), and the 0-dim flag
+    of a non-finite start. ``x0`` is not modified."""
+    x = x0.detach().clone()
+    if constraint is not None:
+        x = constraint.project(x)
+    e, grad = evaluate_on_constraint(energy, x, constraint)
+    return (x, e, grad), nonfinite_flag(e, grad)
+
+
+def metropolis_step(
+    step: int,
+    log_ratio: Tensor,
+    current: tuple[Tensor, Tensor, Tensor],
+    proposal: tuple[Tensor, Tensor, Tensor],
+    *,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`metropolis_select`, reported to ``callback`` as step ``step`` (the energy and
+    gradient norm of ``current``, and the acceptance decisions); returns the new
+    ``(x, energy, grad)``."""
+    chosen, accept = metropolis_select(log_ratio, current, proposal, generator=generator)
+    if callback is not None:
+        callback(StepInfo(step, current[1], current[2].flatten(1).norm(dim=1), accept))
+    return chosen

@@ -9,9 +9,9 @@ from torch import Tensor
 
 from stgconv.mcmc.base import (
     StepCallback,
-    StepInfo,
-    metropolis_select,
     evaluate_on_constraint,
+    metropolis_start,
+    metropolis_step,
     nonfinite_flag,
     per_chain_sum,
     raise_if_nonfinite,
@@ -54,11 +54,7 @@ class HMC:
     ) -> Tensor:
         """Run ``n_steps`` HMC iterations from ``x0`` ``(B, *S)``; returns ``(B, *S)``."""
         eps = self.step_size
-        x = x0.detach().clone()
-        if constraint is not None:
-            x = constraint.project(x)
-        e_x, g_x = evaluate_on_constraint(energy, x, constraint)
-        start_bad = nonfinite_flag(e_x, g_x)
+        (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint)
         flags: list[Tensor] = []  # flags[k]: a non-finite value met during iteration k
         for step in range(self.n_steps):
             p = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -75,14 +71,11 @@ class HMC:
                 p = p - (eps if leap < self.n_leapfrog - 1 else 0.5 * eps) * g_y
             flags.append(bad)
             h_end = e_y + 0.5 * per_chain_sum(p**2)
-            if callback is not None:
-                e_before, norm_before = e_x, g_x.flatten(1).norm(dim=1)
             # A diverged trajectory has a NaN ratio: rejected here, reported below.
-            (x, e_x, g_x), accept = metropolis_select(
-                h_start - h_end, (x, e_x, g_x), (y, e_y, g_y), generator=generator
+            x, e_x, g_x = metropolis_step(
+                step, h_start - h_end, (x, e_x, g_x), (y, e_y, g_y), generator=generator,
+                callback=callback,
             )
-            if callback is not None:
-                callback(StepInfo(step, e_before, norm_before, accept))
         # One flag per iteration (not per leapfrog step), a non-finite start counted as
         # iteration 0, so the reported step lies in [0, n_steps) like the callback's.
         flags[0] = flags[0] | start_bad

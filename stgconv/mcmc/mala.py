@@ -9,9 +9,9 @@ from torch import Tensor
 
 from stgconv.mcmc.base import (
     StepCallback,
-    StepInfo,
-    metropolis_select,
     evaluate_on_constraint,
+    metropolis_start,
+    metropolis_step,
     nonfinite_flag,
     per_chain_sum,
     raise_if_nonfinite,
@@ -54,11 +54,7 @@ class MALA:
         :class:`stgconv.mcmc.Diagnostics` to get the acceptance rate.
         """
         delta, half_step = self.step_size, 0.5 * self.step_size**2
-        x = x0.detach().clone()
-        if constraint is not None:
-            x = constraint.project(x)
-        e_x, g_x = evaluate_on_constraint(energy, x, constraint)
-        start_bad = nonfinite_flag(e_x, g_x)
+        (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint)
         flags: list[Tensor] = []  # flags[k]: a non-finite value met during step k
         for step in range(self.n_steps):
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -71,13 +67,10 @@ class MALA:
             log_q_forward = -per_chain_sum((y - x + half_step * g_x) ** 2) / (2 * delta**2)
             log_q_backward = -per_chain_sum((x - y + half_step * g_y) ** 2) / (2 * delta**2)
             log_ratio = e_x - e_y + log_q_backward - log_q_forward
-            if callback is not None:
-                e_before, norm_before = e_x, g_x.flatten(1).norm(dim=1)
-            (x, e_x, g_x), accept = metropolis_select(
-                log_ratio, (x, e_x, g_x), (y, e_y, g_y), generator=generator
+            x, e_x, g_x = metropolis_step(
+                step, log_ratio, (x, e_x, g_x), (y, e_y, g_y), generator=generator,
+                callback=callback,
             )
-            if callback is not None:
-                callback(StepInfo(step, e_before, norm_before, accept))
         # A non-finite start is reported as step 0, so the step always lies in [0, n_steps).
         flags[0] = flags[0] | start_bad
         raise_if_nonfinite(flags, "MALA", self.n_steps)

@@ -1,0 +1,44 @@
+"""What the ``datasets/*/prepare.py`` scripts share: refuse an output they must not write, run
+the cache build with its warnings collected, and turn bad input into ``error: ...`` on stderr.
+
+The scripts stay scripts (``datasets/`` is not a package); each keeps its own arguments and
+summary, and calls :func:`run_build` in between.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
+              overwrite: bool) -> tuple[Path, float] | None:
+    """Call ``build()``, which writes the cache ``out``, and print the warnings it raised.
+
+    Returns:
+        ``(the written cache, seconds the build took)``; or ``None``, after printing
+        ``error: ...`` to stderr, when ``out`` does not end in one of ``suffixes``, exists
+        without ``overwrite``, or the build raised ``FileNotFoundError`` or ``ValueError``
+        (the script then exits with status 2).
+    """
+    if out.suffix.lower() not in suffixes:
+        print(f"error: OUT must end in {' or '.join(suffixes)}, got {out}", file=sys.stderr)
+        return None
+    if out.exists() and not overwrite:
+        print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return None
+    began = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            written = build()
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+    seconds = time.perf_counter() - began
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return written, seconds

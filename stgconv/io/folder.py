@@ -1,0 +1,22 @@
+"""The files of a folder in the order a person reads them: hidden files skipped, names in natural
+order (``f2.png`` before ``f10.png``), so frames, clips and meshes come in the order they were
+numbered whether or not the numbers are zero-padded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+
+def list_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path]:
+    """The visible files directly inside ``folder`` whose lower-cased suffix is in ``suffixes``
+    (every file when ``None``), in natural name order."""
+    return sorted((p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".")
+                   and (suffixes is None or p.suffix.lower() in suffixes)), key=_natural_key)
+
+
+def _natural_key(path: Path) -> list:
+    # Digit runs compare as numbers, the rest as case-folded text.
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]

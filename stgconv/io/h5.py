@@ -1,0 +1,44 @@
+"""The HDF5 file behind a Dataset, opened lazily in each process.
+
+An h5py handle must not cross a ``fork``: a ``DataLoader(num_workers > 0)`` worker reading
+through its parent's handle would share HDF5 state with it. So the file opens on first access in
+each process, never in ``__init__``, and a pickled dataset (what spawned workers get) carries no
+handle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+
+
+class LazyH5:
+    """Mixin for a Dataset that reads the HDF5 file at ``self.root``.
+
+    :meth:`_h5` is this process's read-only handle, opened on first use; :meth:`close` closes it.
+    """
+
+    root: Path
+    _file: h5py.File | None = None
+    _pid: int | None = None
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            # A handle inherited through fork is abandoned, not closed: closing it would act on
+            # HDF5 state shared with the parent.
+            self._file = h5py.File(self.root, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        """Close this process's handle (it reopens on the next access)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file, self._pid = None, None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()  # spawned workers get the dataset pickled: no handle in it
+        state["_file"], state["_pid"] = None, None
+        return state
