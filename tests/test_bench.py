@@ -4,6 +4,7 @@ import json
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,3 +70,87 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path):
                                                             ("wave", "region")]
     for row in rows:
         assert {"stgconv", "temporal_interpolation"} <= set(row["errors"])
+
+
+@pytest.fixture
+def bench_module(monkeypatch):
+    """A bench script's globals (its functions), loaded as :func:`bench_main` loads ``main``."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    return lambda script: runpy.run_path(str(BENCH / script))
+
+
+def test_voxel_bench_quick_writes_json_rows(tmp_path, bench_main):
+    main = bench_main("voxel.py")
+    out = tmp_path / "voxel.json"
+    assert main(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["net"] for row in rows] == ["desc32_small", "desc64_small"]
+    for row in rows:
+        assert row["shape"] == [2, 1, 16, 16, 16] and row["n_steps"] == 2
+        for key in ("ms_per_step", "ms_per_iteration", "gflops", "iteration_gflops",
+                    "speedup_vs_eager", "iteration_speedup_vs_eager", "peak_memory_mb",
+                    "iteration_peak_memory_mb", "held_memory_mb"):
+            assert row[key] > 0, key
+        assert {"device", "torch", "threads", "memory_method"} <= set(row)
+        assert row["max_abs_diff"] < 1e-5 and row["iteration_max_abs_diff"] < 1e-5
+
+
+def test_voxel_bench_memory_probe_sees_a_known_allocation(bench_module):
+    # 2 x 40 MB alive at once: the resident-set growth must read ~80 MB, not 0 and not 40.
+    peak_growth_mb = bench_module("voxel.py")["peak_growth_mb"]
+
+    def run():
+        a = torch.ones(10_000_000)
+        b = a * 2
+        return float(b[0])
+
+    assert 70 < peak_growth_mb(run, torch.device("cpu")) < 100
+
+
+def test_voxel_eval_quick_prints_one_table(tmp_path, bench_main, capsys):
+    main = bench_main("voxel_eval.py")
+    out = tmp_path / "eval.json"
+    assert main(["--quick", "--quiet", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    methods = {(row["task"], row["method"]) for row in report["rows"]}
+    assert methods == {("super-resolution", m) for m in ("stgconv", "nearest", "trilinear")} | {
+        ("recovery-3d", m) for m in ("stgconv", "nearest_known", "neighbour_majority")}
+    for row in report["rows"]:
+        assert 0 <= row["error"] <= 1 and 0 <= row["iou"] <= 1 and 0 <= row["iou_pooled"] <= 1
+    assert report["splits"]["beds_test"]["n"] == 43 and report["splits"]["chairs_test"]["n"] == 40
+    assert all(model["disjoint"] for model in report["models"].values())
+    text = capsys.readouterr().out
+    assert "IoU pooled" in text and "recovery-3d" in text
+
+
+def test_voxel_eval_splits_hold_out_the_last_shapes(tmp_path, bench_module):
+    module = bench_module("voxel_eval.py")
+    data = tmp_path / "data"
+    data.mkdir()
+    beds = np.arange(50 * 8, dtype=np.uint8).reshape(50, 2, 2, 2) % 2
+    beds[:, 0, 0, 0] = np.arange(50)  # row ids (the loader takes them as they are)
+    labels = np.tile([2, 1, 2, 3], 25)  # 50 chairs among 100
+    modelnet = np.zeros((100, 2, 2, 2), np.uint8)
+    modelnet[:, 0, 0, 0] = np.arange(100)
+    np.savez(data / "beds_64_train.npz", X=beds)
+    np.savez(data / "modelnet10_30_train.npz", X=modelnet, y=labels)
+    splits = module["make_splits"](data, tmp_path / "work")
+
+    def load(key):
+        return np.load(splits[key]["path"])
+
+    assert (load("beds_test")["X"][:, 0, 0, 0] == np.arange(7, 50)).all()
+    assert (load("beds_train")["X"][:, 0, 0, 0] == np.arange(7)).all()
+    chair_rows = np.flatnonzero(labels == 2)
+    assert (load("chairs_test")["X"][:, 0, 0, 0] == chair_rows[-40:]).all()
+    assert (load("chairs_train")["X"][:, 0, 0, 0] == chair_rows[:-40]).all()
+    assert (load("chairs_test")["y"] == 2).all()
+
+
+def test_voxel_eval_without_data_is_a_clear_error(tmp_path, bench_main, capsys):
+    main = bench_main("voxel_eval.py")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(tmp_path / "nowhere"), "--work", str(tmp_path / "work")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "voxel data not found" in err and "--quick" in err
