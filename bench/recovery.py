@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seconds": table["seconds"],
                 "best_baseline": best_baseline[1],
                 "stgconv_minus_best_baseline": table["errors"]["stgconv"] - best_baseline[0],
+                # -1: the held-out check kept the starting fill unchanged.
+                "selected_iteration": table["selected_iteration"],
                 "unit": table["unit"],
             })
             print(f"{clip} / {mask_type}: " + ", ".join(
