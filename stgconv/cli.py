@@ -12,13 +12,13 @@ import stgconv
 from stgconv import evaluate, features, tasks, voxel_tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config
-from stgconv.mcmc import NonFiniteEnergyError
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
 QUICK_RECOVERY_CONFIG = Path(stgconv.__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
 
-# Errors a user can cause and fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, NonFiniteEnergyError)
+# Errors a user can cause and fix (FloatingPointError: a diverging chain or loss, including
+# NonFiniteEnergyError); anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, FloatingPointError)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,6 @@ def format_table(table: dict[str, Any]) -> str:
     lines = [f"{table['video']}  mask {table['mask']}  ({table['frames']} frames, "
              f"{table['size']}x{table['size']}, {100 * table['missing_fraction']:.1f}% missing)",
              f"{'method':<24}{'error (0-255)':>14}{'seconds':>10}"]
-    for name, error in sorted(table["errors"].items(), key=lambda item: item[1]):
+    for name, error in sorted(table["errors"].items(), key=itemgetter(1)):
         lines.append(f"{name:<24}{error:>14.2f}{table['seconds'][name]:>10.1f}")
     return "\n".join(lines)

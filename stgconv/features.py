@@ -132,6 +132,8 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
 def balanced_subset(labels: Tensor, per_class: int, *, generator: torch.Generator | None = None
                     ) -> Tensor:
     """Sorted indices of up to ``per_class`` random examples of each class."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
     picks = []
     for label in labels.unique():
         members = (labels == label).nonzero().squeeze(1)
@@ -171,8 +173,10 @@ def eval_classification(
     classes, labels = labels.unique(return_inverse=True)
     voxels = pad_to(torch.stack([dataset[int(i)][0] for i in rows]), size)  # only these rows
     model_input = voxels - model_offset(config)
-    torch.manual_seed(seed)
-    random_energy = build_from_config(state["model_config"]).to(next(energy.parameters()).device)
+    # The untrained control's weights come from the seed, without touching the caller's RNG.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        random_energy = build_from_config(state["model_config"]).to(next(energy.parameters()).device)
     features = {
         "stgconv": descriptor_features(energy, model_input, cells=cells),
         "random_init": descriptor_features(random_energy, model_input, cells=cells),

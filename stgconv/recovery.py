@@ -264,8 +264,12 @@ def recover(
                 )
             else:
                 start = completion
+
+                def preconditioned(z: Tensor) -> Tensor:
+                    return energy(start + step_scale * z)
+
                 z = z_sampler.run(
-                    lambda z: energy(start + step_scale * z), torch.zeros_like(start),
+                    preconditioned, torch.zeros_like(start),
                     constraint=z_constraint, generator=generator,
                 )
                 completion = start + step_scale * z

@@ -47,6 +47,8 @@ def reconstruct(
     """
     if target.shape != z0.shape:
         raise ValueError(f"target {tuple(target.shape)} and z0 {tuple(z0.shape)} must match")
+    if n_iterations < 1:
+        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
     generator = generator if generator is not None else torch.Generator(target.device)
     state = generator.get_state()
     z = z0.detach().clone().requires_grad_(True)
@@ -86,6 +88,8 @@ def interpolate(
     """
     if z_start.shape != z_end.shape:
         raise ValueError(f"z_start {tuple(z_start.shape)} and z_end {tuple(z_end.shape)} must match")
+    if n_points < 1:
+        raise ValueError(f"n_points must be >= 1, got {n_points}")
     angles = torch.linspace(0, math.pi / 2, n_points, device=z_start.device, dtype=z_start.dtype)
     weights = angles.sin().reshape(-1, *[1] * z_start.dim())
     z = (1 - weights**2).sqrt() * z_start + weights * z_end

@@ -144,6 +144,8 @@ def synthesize(
         start: ``"noise"`` (fresh chains from the training init) or ``"chains"`` (continue the
             checkpoint's persistent chains or replay buffer).
     """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     energy, config, state = load_model(checkpoint, device=device)
     if config.data.kind == "voxels":
         if size is not None or frames is not None:
