@@ -668,3 +668,19 @@ def test_bf16_precision_follows_the_fp32_chain_closely() -> None:
     assert (runs["bf16"] - runs["fp32"]).norm() < 0.05 * moved
     with pytest.raises(ValueError, match="precision"):
         Langevin(precision="fp8")
+
+
+def test_diagnostics_summaries_follow_the_chain() -> None:
+    """Gradient descent on |x|^2 / 2 from x0: energy and gradient norm fall at every step, and the
+    summaries are the per-step means over chains."""
+    x0 = torch.full((3, 2), 2.0, dtype=F64)
+    diag = Diagnostics()
+    Langevin(n_steps=4, step_size=0.5, noise_scale=0.0).run(
+        lambda x: 0.5 * x.pow(2).sum(1), x0, callback=diag
+    )
+    energies, norms = diag.mean_energy, diag.mean_grad_norm
+    assert len(energies) == len(norms) == 4
+    assert energies[0] == pytest.approx(4.0) and norms[0] == pytest.approx(math.sqrt(8.0))
+    assert all(a > b for a, b in zip(energies, energies[1:]))
+    assert all(a > b for a, b in zip(norms, norms[1:]))
+    assert diag.acceptance_rate == 1.0
