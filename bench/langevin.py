@@ -52,7 +52,9 @@ NOTES = (
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--nets", nargs="+", choices=sorted(IMAGE_PRESETS), default=list(IMAGE_PRESETS)
+        "--nets", nargs="+", choices=sorted(IMAGE_PRESETS),
+        default=["texture", "object", "descriptor64"],
+        help="image presets at full size (the multi-grid 4x4/16x16 nets are benched in multigrid.py)",
     )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--channels", type=int, default=3)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from stgconv.config import ChainConfig, ModelConfig, SamplerConfig
+from stgconv.config import ChainConfig, DataConfig, ModelConfig, MultiGridConfig, SamplerConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.image import IMAGE_PRESETS, image_energy
 from stgconv.energy.video import video_energy
 from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 from stgconv.mcmc import HMC, MALA, Langevin, NoiseInit, PersistentChains, ReplayBuffer
 from stgconv.mcmc.base import Sampler
+from stgconv.ops import factor_between
 from stgconv.mcmc.recovery_start import RecoveryStart
 from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart, SuperResolutionStart
 from stgconv.voxel_baselines import nearest_known_fill
@@ -93,3 +94,21 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+def grid_sizes(multigrid: MultiGridConfig, data: DataConfig) -> list[tuple[int, ...]]:
+    """Trailing sizes of the base grid and every modelled grid, coarse to fine: ``(s, s)`` for
+    images, ``(frames, s, s)`` for videos, ``(s, s, s)`` for voxels."""
+
+    def size(side: int, frames: int | None) -> tuple[int, ...]:
+        if data.kind == "video":
+            return (frames if frames is not None else data.frames, side, side)
+        return (side,) * (3 if data.kind == "voxels" else 2)
+
+    return [size(multigrid.base_size, multigrid.base_frames),
+            *(size(grid.size, grid.frames) for grid in multigrid.grids)]
+
+
+def grid_factors(sizes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
+    """Block factor from each grid of ``sizes`` (coarse to fine) to the next finer one."""
+    return tuple(factor_between(fine, coarse) for coarse, fine in zip(sizes, sizes[1:]))

@@ -73,14 +73,68 @@ def load_model(checkpoint: str | Path, *, device: str = "auto"
     """The trained energy (eval mode, on ``device``), its config and the raw checkpoint.
 
     Raises:
-        CheckpointError: not a checkpoint, or one that does not describe a model.
+        CheckpointError: not a checkpoint, one that does not describe a model, or a multi-grid
+            checkpoint (one model per grid: :func:`load_multigrid`).
     """
     target = resolve_device(device)
     state = load_checkpoint(checkpoint, map_location=target)
+    energy, config = model_from_state(state, checkpoint)
+    return energy.to(target), config, state
+
+
+def load_multigrid(checkpoint: str | Path, *, device: str = "auto"
+                   ) -> tuple[list[ConvNetEnergy], ExperimentConfig, dict[str, Any]]:
+    """A multi-grid run's energies (coarse to fine, eval mode, on ``device``), its config and
+    the raw checkpoint, whose ``"base"`` holds the training examples at the base grid.
+
+    Raises:
+        CheckpointError: not a checkpoint, or not a multi-grid one.
+    """
+    target = resolve_device(device)
+    state = load_checkpoint(checkpoint, map_location=target)
+    energies, config = multigrid_from_state(state, checkpoint)
+    return [energy.to(target) for energy in energies], config, state
+
+
+def model_from_state(state: dict[str, Any], checkpoint: str | Path
+                     ) -> tuple[ConvNetEnergy, ExperimentConfig]:
+    """The energy (eval mode, on CPU) and config of a loaded single-model checkpoint."""
+    if is_multigrid(state):
+        raise CheckpointError(f"{checkpoint} is a multi-grid checkpoint (one model per grid); "
+                              "load it with stgconv.checkpoint.load_multigrid")
+    return _energy(state, checkpoint), _config(state, checkpoint)
+
+
+def multigrid_from_state(state: dict[str, Any], checkpoint: str | Path
+                         ) -> tuple[list[ConvNetEnergy], ExperimentConfig]:
+    """The energies (coarse to fine, eval mode, on CPU) and config of a loaded multi-grid
+    checkpoint."""
+    if not is_multigrid(state):
+        raise CheckpointError(f"{checkpoint} is a single-model checkpoint; load it with "
+                              "stgconv.checkpoint.load_model")
+    config = _config(state, checkpoint)
+    if config.multigrid is None or "base" not in state:
+        raise CheckpointError(f"checkpoint {checkpoint} holds grids but no multi-grid config or "
+                              "base grid")
+    return [_energy(grid, checkpoint) for grid in state["grids"]], config
+
+
+def is_multigrid(state: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint holds one model per grid (:class:`MultiGridTrainer`)."""
+    return "grids" in state
+
+
+def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
     try:
-        config = config_from_dict(ExperimentConfig, state["config"])
+        return config_from_dict(ExperimentConfig, state["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
+
+
+def _energy(state: dict[str, Any], checkpoint: str | Path) -> ConvNetEnergy:
+    try:
         energy = build_from_config(state["model_config"])
         energy.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
-    return energy.to(target).eval(), config, state
+    return energy.eval()

@@ -26,12 +26,12 @@ class ModelConfig:
     """Which energy network to build (see :mod:`stgconv.energy`)."""
 
     # Images: "texture" / "object" (Xie et al. 2016 generative ConvNet settings),
-    # "descriptor64" (Gao et al. 2018, multi-grid learning).
+    # "descriptor64", "descriptor16", "descriptor4" (Gao et al. 2018, multi-grid learning).
     # Videos (STGConvNet): "st" / "st_small" (stationary), "fc_s" / "fc_s_small" (spatially
     # fully connected). Voxels (3D descriptor net): "desc32", "desc64_sr", "desc32_small",
     # "desc64_small". The data's channels and size are filled in from the data.
     arch: Literal[
-        "texture", "object", "descriptor64", "st", "st_small", "fc_s", "fc_s_small",
+        "texture", "object", "descriptor64", "descriptor16", "descriptor4", "st", "st_small", "fc_s", "fc_s_small",
         "desc32", "desc64_sr", "desc32_small", "desc64_small",
     ] = "texture"
     in_channels: int = 1
@@ -98,18 +98,20 @@ class DataConfig:
 
     ``texture``: one image file or ``builtin:<name>``; ``objects``: a folder of images;
     ``video``: a video file, a folder of frames, a folder of videos (one clip each) or an HDF5
-    clip cache (``datasets/video/prepare.py``); ``voxels``: an ``.npz`` (``X``, ``y``), an HDF5
+    clip cache (``datasets/video/prepare.py``); ``video_frames``: the same sources as ``video``,
+    every frame of every clip taken as one image (object images from real footage); ``voxels``: an ``.npz`` (``X``, ``y``), an HDF5
     shape cache (``datasets/voxel/prepare.py``), a voxel file, or a folder of voxel files or meshes.
     """
 
     path: str = "builtin:brick"
-    kind: Literal["texture", "objects", "video", "voxels"] = "texture"
+    kind: Literal["texture", "objects", "video", "video_frames", "voxels"] = "texture"
     # Image side, frame side for videos (frames are resized to size x size), or voxel grid side
     # (smaller grids are zero-padded to it, e.g. ModelNet's 30^3 to 32^3).
     size: int = 64
     channels: Literal[1, 3] = 1
     max_images: int | None = None
-    # Videos only: clip length, first frame, and frame rate to resample to (null: as stored).
+    # Videos (and video_frames) only: clip length, first frame, and frame rate to resample to
+    # (null: as stored).
     frames: int = 16
     start_frame: int = 0
     fps: float | None = None
@@ -159,6 +161,37 @@ class RecoveryConfig:
 
 
 @dataclass(frozen=True)
+class GridConfig:
+    """One modelled grid of a multi-grid experiment: its size, its energy net, its chains."""
+
+    # Image side, frame side for videos, or voxel grid side.
+    size: int = 4
+    # Videos only: clip length on this grid; null keeps every frame (spatial grids only).
+    frames: int | None = None
+    # The grid's net; channels and size are filled in from the data and `size`.
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # This grid's chains; null uses the experiment's `sampler` section.
+    sampler: SamplerConfig | None = None
+
+
+@dataclass(frozen=True)
+class MultiGridConfig:
+    """Multi-grid modelling (Gao et al. 2018): one energy per grid of a block-average pyramid.
+
+    The base grid is not modelled: its values are the training examples' own block means there
+    (for images on 1x1, their mean colours), and synthesis starts from one of them. Each grid in
+    ``grids`` (coarse to fine, the last one at the data's size) is trained with short chains
+    started from the nearest up-sampling of its example's coarser grid, and sampled from the
+    up-sampled result of the grid below. Every size must divide the next one.
+    """
+
+    base_size: int = 1
+    # Videos only: base clip length; null keeps every frame.
+    base_frames: int | None = None
+    grids: tuple[GridConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """The whole experiment. The defaults are the quick-start run: the generative ConvNet's
     texture setting learning scikit-image's real brick photograph at 64x64 on a CPU in minutes."""
@@ -173,6 +206,9 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    # Set: train one model per grid instead of one model (the `model` and `chains` sections are
+    # then unused; `sampler` is every grid's default).
+    multigrid: MultiGridConfig | None = None
 
     def __post_init__(self) -> None:
         _check_positive("sampler.n_steps", self.sampler.n_steps)
@@ -195,6 +231,37 @@ class ExperimentConfig:
                              f"got {self.data.mean}")
         if not 0.0 <= self.chains.buffer_fresh <= 1.0:
             raise ValueError(f"chains.buffer_fresh must be in [0, 1], got {self.chains.buffer_fresh}")
+        if self.multigrid is not None:
+            _check_multigrid(self.multigrid, self.data)
+
+
+def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
+    if not multigrid.grids:
+        raise ValueError("multigrid.grids is empty: list the modelled grids, coarse to fine")
+    sizes = [multigrid.base_size, *(grid.size for grid in multigrid.grids)]
+    frames = [multigrid.base_frames, *(grid.frames for grid in multigrid.grids)]
+    for key, value in (("multigrid.base_size", sizes[0]), ("multigrid.base_frames", frames[0])):
+        if value is not None:
+            _check_positive(key, value)
+    for i, grid in enumerate(multigrid.grids):
+        _check_positive(f"multigrid.grids[{i}].size", grid.size)
+        if grid.frames is not None:
+            _check_positive(f"multigrid.grids[{i}].frames", grid.frames)
+    if sizes[-1] != data.size:
+        raise ValueError(f"the finest grid (multigrid.grids[-1].size = {sizes[-1]}) must be the "
+                         f"data's size (data.size = {data.size})")
+    if data.kind != "video" and any(n is not None for n in frames):
+        raise ValueError("multigrid frames (base_frames, grids[i].frames) apply to videos only "
+                         "(data.kind = video)")
+    frames = [data.frames if n is None else n for n in frames]
+    if frames[-1] != data.frames:
+        raise ValueError(f"the finest grid must keep every frame (data.frames = {data.frames}), "
+                         f"got {frames[-1]}")
+    for name, values in (("size", sizes), ("frames", frames)):
+        for coarse, fine in zip(values, values[1:]):
+            if fine % coarse:
+                raise ValueError(f"multigrid {name}s must each divide the next finer one, "
+                                 f"got {values} (coarse to fine, base first)")
 
 
 def _check_positive(key: str, value: float) -> None:

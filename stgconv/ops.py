@@ -75,3 +75,39 @@ def nearest_up(x: Tensor, factor: Sequence[int]) -> Tensor:
         expand_shape += [n, f]
     out = x.reshape(*lead, *view_shape).expand(*lead, *expand_shape)
     return out.reshape(*lead, *(n * f for n, f in zip(sizes, factor)))
+
+
+def factor_between(fine: Sequence[int], coarse: Sequence[int]) -> tuple[int, ...]:
+    """The block factor that takes trailing sizes ``fine`` down to ``coarse``.
+
+    Args:
+        fine: ``(N1, ..., Nk)``.
+        coarse: ``(n1, ..., nk)`` with every ``ni`` dividing ``Ni``.
+
+    Returns:
+        ``(N1 // n1, ..., Nk // nk)``.
+    """
+    fine, coarse = tuple(int(n) for n in fine), tuple(int(n) for n in coarse)
+    if len(fine) != len(coarse) or any(n < 1 for n in coarse):
+        raise ValueError(f"grid {coarse} does not match the dims of {fine}")
+    if any(big % small for big, small in zip(fine, coarse)):
+        raise ValueError(f"grid {coarse} does not divide {fine}: every coarse size must divide "
+                         f"the finer one")
+    return tuple(big // small for big, small in zip(fine, coarse))
+
+
+def pyramid(x: Tensor, sizes: Sequence[Sequence[int]]) -> list[Tensor]:
+    """``x`` block-averaged down to each trailing size in ``sizes`` (coarse to fine or any order).
+
+    Args:
+        x: ``(*lead, N1, ..., Nk)``.
+        sizes: trailing sizes ``(n1, ..., nk)``, each dividing ``(N1, ..., Nk)``.
+
+    Returns:
+        one tensor ``(*lead, n1, ..., nk)`` per entry of ``sizes``.
+    """
+    levels = []
+    for size in sizes:
+        k = len(tuple(size))
+        levels.append(block_down(x, factor_between(x.shape[-k:], size)))
+    return levels

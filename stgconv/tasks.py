@@ -12,18 +12,41 @@ from typing import Any, Sequence
 
 import torch
 
-from stgconv.build import build_chain_start, build_energy, build_sampler, resolve_device
-from stgconv.checkpoint import FILENAME, load_model
-from stgconv.config import DataConfig, ExperimentConfig, config_to_dict, load_config, save_config
+from stgconv.build import (
+    build_chain_start,
+    build_energy,
+    build_sampler,
+    grid_factors,
+    grid_sizes,
+    resolve_device,
+)
+from stgconv.checkpoint import (
+    FILENAME,
+    is_multigrid,
+    load_checkpoint,
+    load_model,
+    model_from_state,
+    multigrid_from_state,
+)
+from stgconv.config import (
+    DataConfig,
+    ExperimentConfig,
+    MultiGridConfig,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 from stgconv.data.image import load_training_images
 from stgconv.data.video import load_training_clips
 from stgconv.data.voxel import load_voxel_shapes
+from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.image import load_image, save_image_grid
-from stgconv.io.preview import PreviewKind, save_preview
-from stgconv.mcmc import Langevin, NoiseInit
+from stgconv.io.preview import PreviewKind, save_preview, save_pyramid
+from stgconv.mcmc import Langevin, MultiGridSampler, NoiseInit
+from stgconv.mcmc.base import Sampler
 from stgconv import shortrun, voxel_tasks
-from stgconv.train import Trainer
+from stgconv.train import MultiGridTrainer, Trainer
 
 
 def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> Path:
@@ -32,7 +55,9 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     The folder gets ``config.yaml`` (resolved), ``checkpoint.pt``, ``observed``, ``samples_<it>``
     every ``train.sample_every`` iterations and ``samples`` (the final chains) as PNG grids for
     images, GIFs (and a final MP4) for videos, or renders (PNG) and ``.npy`` occupancy grids for
-    voxels, and TensorBoard logs under ``tb/``. With ``resume``, training continues from the
+    voxels, and TensorBoard logs under ``tb/``. A multi-grid experiment (``multigrid`` section)
+    trains one model per grid; ``observed``/``samples`` then show the finest grid, and
+    ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``, training continues from the
     folder's checkpoint up to ``train.n_iterations``.
     """
     device = resolve_device(config.device)
@@ -42,24 +67,32 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
         # The model sees occupancy minus the training mean (see stgconv.voxel_tasks).
         config = voxel_tasks.resolve_mean(config, data)
         data = data - voxel_tasks.model_offset(config)
-    model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
-    config = replace(config, model=model_config)
     generator = torch.Generator(device).manual_seed(config.seed)
     torch.manual_seed(config.seed)  # parameter initialisation
-    energy = build_energy(config.model).to(device)
-    trainer = Trainer(
-        energy,
-        voxel_tasks.model_sampler(config),
-        build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2),
-        data,
-        batch_size=config.train.batch_size,
-        accumulate=config.train.accumulate,
-        lr=config.train.lr,
-        betas=config.train.betas,
-        energy_l2=config.train.energy_l2,
-        generator=generator,
-        config=config_to_dict(config),
-    )
+    trainer: Trainer | MultiGridTrainer
+    if config.multigrid is not None:
+        config = _resolve_grid_models(config, channels=data.shape[1])
+        trainer = MultiGridTrainer(
+            [build_energy(grid.model).to(device) for grid in config.multigrid.grids],
+            grid_samplers(config),
+            data,
+            grid_sizes(config.multigrid, config.data),
+            generator=generator,
+            config=config_to_dict(config),
+            **_optimisation(config),
+        )
+    else:
+        model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
+        config = replace(config, model=model_config)
+        trainer = Trainer(
+            build_energy(config.model).to(device),
+            voxel_tasks.model_sampler(config),
+            build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2),
+            data,
+            generator=generator,
+            config=config_to_dict(config),
+            **_optimisation(config),
+        )
     checkpoint = out / FILENAME
     if resume:
         trainer.resume(checkpoint)
@@ -74,10 +107,13 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
 
     preview(data, out / "observed")
 
-    def save_samples(t: Trainer, _: dict[str, float]) -> None:
+    def finest(samples: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        return samples[-1] if isinstance(samples, list) else samples
+
+    def save_samples(t: Trainer | MultiGridTrainer, _: dict[str, float]) -> None:
         every = config.train.sample_every
         if every > 0 and t.iteration % every == 0 and t.last_samples is not None:
-            preview(t.last_samples, out / f"samples_{t.iteration:06d}")
+            preview(finest(t.last_samples), out / f"samples_{t.iteration:06d}")
 
     trainer.fit(
         config.train.n_iterations,
@@ -88,8 +124,50 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
         on_iteration=save_samples,
     )
     if trainer.last_samples is not None:
-        preview(trainer.last_samples, out / "samples", formats=(".gif", ".mp4"))
+        preview(finest(trainer.last_samples), out / "samples", formats=(".gif", ".mp4"))
+    if isinstance(trainer, MultiGridTrainer):
+        # Training chains of each grid start from the data's coarser grid, so the observed
+        # pyramid is the picture to set beside them.
+        levels = [trainer.base, *(t.data for t in trainer.trainers)]
+        for name, grids in (("observed", levels), ("samples", trainer.last_samples)):
+            if grids is not None:
+                if kind == "voxels":
+                    grids = [voxel_tasks.to_occupancy(g, config) for g in grids]
+                save_pyramid(grids, out / f"{name}_pyramid", kind=kind)
     return out
+
+
+def _optimisation(config: ExperimentConfig) -> dict[str, Any]:
+    return dict(batch_size=config.train.batch_size, accumulate=config.train.accumulate,
+                lr=config.train.lr, betas=config.train.betas, energy_l2=config.train.energy_l2)
+
+
+def _resolve_grid_models(config: ExperimentConfig, *, channels: int) -> ExperimentConfig:
+    """Fill every grid's model with the data's channels and the grid's size."""
+    multigrid = _multigrid(config)
+    grids = tuple(replace(grid, model=replace(grid.model, in_channels=channels,
+                                              image_size=grid.size))
+                  for grid in multigrid.grids)
+    return replace(config, multigrid=replace(multigrid, grids=grids))
+
+
+def grid_samplers(config: ExperimentConfig, *, n_steps: int | None = None) -> list[Sampler]:
+    """Each modelled grid's sampler (its own section, else the experiment's), coarse to fine."""
+    return [voxel_tasks.model_sampler(config, sampler=grid.sampler, n_steps=n_steps)
+            for grid in _multigrid(config).grids]
+
+
+def multigrid_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -> MultiGridSampler:
+    """The coarse-to-fine sampler of a multi-grid experiment; ``n_steps`` overrides every
+    grid's chain length."""
+    return MultiGridSampler(tuple(grid_samplers(config, n_steps=n_steps)),
+                            grid_factors(grid_sizes(_multigrid(config), config.data)))
+
+
+def _multigrid(config: ExperimentConfig) -> MultiGridConfig:
+    if config.multigrid is None:
+        raise ValueError(f"experiment {config.name!r} has no multigrid section")
+    return config.multigrid
 
 
 def preview_kind(config: ExperimentConfig) -> PreviewKind:
@@ -100,7 +178,8 @@ def preview_kind(config: ExperimentConfig) -> PreviewKind:
 
 
 def load_training_data(data: DataConfig) -> torch.Tensor:
-    """The training examples: images ``(N, C, H, W)``, clips ``(N, C, T, H, W)`` or voxel
+    """The training examples: images ``(N, C, H, W)`` (``video_frames``: ``N`` = clips x
+    frames), clips ``(N, C, T, H, W)`` or voxel
     occupancy ``(N, 1, D, D, D)`` in ``[0, 1]`` (grids smaller than ``data.size`` are padded)."""
     if data.kind == "voxels":
         return load_voxel_shapes(
@@ -108,12 +187,15 @@ def load_training_data(data: DataConfig) -> torch.Tensor:
             split=None if data.split == "all" else data.split,
             max_shapes=data.max_images, pad_to=data.size,
         )
-    if data.kind == "video":
+    if data.kind in ("video", "video_frames"):
         clips = load_training_clips(
             data.path, n_frames=data.frames, size=data.size, start_frame=data.start_frame,
             fps=data.fps, max_clips=data.max_images,
         )
-        return clips[:, :1] if data.channels == 1 else clips
+        clips = clips[:, :1] if data.channels == 1 else clips
+        if data.kind == "video_frames":  # (N, C, T, H, W) -> (N * T, C, H, W)
+            return clips.transpose(1, 2).flatten(0, 1)
+        return clips
     return load_training_images(
         data.path, kind=data.kind, size=data.size, channels=data.channels,
         max_images=data.max_images,
@@ -146,7 +228,17 @@ def synthesize(
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    energy, config, state = load_model(checkpoint, device=device)
+    target = resolve_device(device)
+    state = load_checkpoint(checkpoint, map_location=target)
+    if is_multigrid(state):
+        if size is not None or frames is not None or start != "noise":
+            raise ValueError("a multi-grid model samples its fixed pyramid from the base grid: "
+                             "size, frames and start='chains' do not apply")
+        energies, config = multigrid_from_state(state, checkpoint)
+        return synthesize_multigrid([e.to(target) for e in energies], config, state["base"],
+                                    out_dir, n_samples=n_samples, n_steps=n_steps, seed=seed)
+    energy, config = model_from_state(state, checkpoint)
+    energy = energy.to(target)
     if config.data.kind == "voxels":
         if size is not None or frames is not None:
             raise ValueError("size and frames do not apply to voxel models (fixed grid size)")
@@ -183,6 +275,35 @@ def synthesize(
     out = Path(out_dir)
     save_preview(samples, out / "synthesized", kind="video" if is_video else "image",
                  formats=(".gif", ".mp4"))
+    return out
+
+
+def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig, base: torch.Tensor,
+                         out_dir: str | Path, *, n_samples: int = 16, n_steps: int | None = None,
+                         seed: int = 0) -> Path:
+    """Coarse-to-fine samples of a multi-grid model into ``out_dir``: ``synthesized`` (finest
+    grid, as :func:`synthesize`), ``synthesized_grid<k>`` for every modelled grid ``k`` (1 =
+    coarsest) and ``pyramid`` (every grid of the first samples side by side).
+
+    Args:
+        energies: one per modelled grid, coarse to fine.
+        base: ``(N, *lead, *S_0)`` the training examples at the base grid, in the model's units;
+            every chain starts from a random one of them (for images: a real mean colour).
+        n_steps: every grid's chain length (default: each grid's training chain length).
+    """
+    param = next(energies[0].parameters())
+    generator = torch.Generator(param.device).manual_seed(seed)
+    picks = torch.randint(len(base), (n_samples,), generator=generator, device=param.device)
+    grids = multigrid_sampler(config, n_steps=n_steps).run(
+        energies, base.to(param.device)[picks], generator=generator)
+    kind = preview_kind(config)
+    if kind == "voxels":
+        grids = [voxel_tasks.to_occupancy(g, config) for g in grids]
+    out = Path(out_dir)
+    save_preview(grids[-1], out / "synthesized", kind=kind, formats=(".gif", ".mp4"))
+    for k, grid in enumerate(grids[1:-1], start=1):
+        save_preview(grid, out / f"synthesized_grid{k}", kind=kind)
+    save_pyramid(grids, out / "pyramid", kind=kind)
     return out
 
 

@@ -9,7 +9,7 @@ state is checkpointed, so a resumed run takes exactly the step an uninterrupted 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -20,10 +20,67 @@ from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import Sampler
-from stgconv.mcmc.starts import ChainStart
+from stgconv.mcmc.starts import ChainStart, CoarseStart
+from stgconv.ops import factor_between, pyramid
 
 
-class Trainer:
+class FitLoop:
+    """The outer loop shared by :class:`Trainer` and :class:`MultiGridTrainer`: iterations,
+    progress, TensorBoard scalars and periodic checkpoints around their ``step``."""
+
+    iteration: int
+
+    def step(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Atomically write :meth:`state_dict` as a checkpoint (plain data and tensors)."""
+        return save_checkpoint(self.state_dict(), path)
+
+    def fit(
+        self,
+        n_iterations: int,
+        *,
+        checkpoint_path: str | Path | None = None,
+        checkpoint_every: int = 0,
+        log_dir: str | Path | None = None,
+        progress: bool = True,
+        on_iteration: Callable[[Any, dict[str, float]], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Train until ``self.iteration == n_iterations`` (so a resumed trainer continues).
+
+        Writes a checkpoint every ``checkpoint_every`` iterations and at the end when
+        ``checkpoint_path`` is set, and TensorBoard scalars when ``log_dir`` is set.
+        """
+        writer = SummaryWriter(str(log_dir)) if log_dir is not None else None
+        history = []
+        bar = tqdm(total=n_iterations, initial=self.iteration, disable=not progress, desc="train")
+        try:
+            while self.iteration < n_iterations:
+                stats = self.step()
+                history.append(stats)
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.3g}", e_pos=f"{stats['e_pos']:.3g}",
+                                e_neg=f"{stats['e_neg']:.3g}")
+                if writer is not None:
+                    for key, value in stats.items():
+                        writer.add_scalar(f"train/{key}", value, self.iteration)
+                if on_iteration is not None:
+                    on_iteration(self, stats)
+                due = checkpoint_every > 0 and self.iteration % checkpoint_every == 0
+                if checkpoint_path is not None and (due or self.iteration == n_iterations):
+                    self.save(checkpoint_path)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        return history
+
+
+class Trainer(FitLoop):
     """Fits ``energy`` to ``data`` by maximum likelihood with MCMC samples.
 
     Args:
@@ -69,67 +126,39 @@ class Trainer:
         self.iteration = 0
         self.last_samples: Tensor | None = None
 
-    def step(self) -> dict[str, float]:
-        """One optimizer update; returns the loss and mean energies of data and samples."""
+    def draw_batches(self) -> list[Tensor]:
+        """Dataset indices ``(batch_size,)`` of each of the ``accumulate`` micro-batches."""
+        return [
+            torch.randperm(self.data.shape[0], generator=self.generator,
+                           device=self.generator.device)[: self.batch_size].to(self.data.device)
+            for _ in range(self.accumulate)
+        ]
+
+    def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
+        """One optimizer update; returns the loss and mean energies of data and samples.
+
+        Args:
+            batches: dataset indices of each micro-batch (default: :meth:`draw_batches`).
+        """
+        if batches is None:
+            batches = self.draw_batches()
         self.optimizer.zero_grad(set_to_none=True)
         totals = {"loss": 0.0, "e_pos": 0.0, "e_neg": 0.0}
-        for _ in range(self.accumulate):
-            indices = torch.randperm(
-                self.data.shape[0], generator=self.generator, device=self.generator.device
-            )[: self.batch_size].to(self.data.device)
+        for indices in batches:
             x_pos = self.data[indices]
             x0 = self.chains.start(x_pos, indices, generator=self.generator)
             x_neg = self.sampler.run(self.energy, x0, constraint=self.chains.constraint(x_pos),
                                      generator=self.generator)
             self.chains.keep(x_neg)
             loss, stats = contrastive_divergence(self.energy, x_pos, x_neg, energy_l2=self.energy_l2)
-            (loss / self.accumulate).backward()
-            totals["loss"] += loss.item() / self.accumulate
-            totals["e_pos"] += stats["e_pos"].item() / self.accumulate
-            totals["e_neg"] += stats["e_neg"].item() / self.accumulate
+            (loss / len(batches)).backward()
+            totals["loss"] += loss.item() / len(batches)
+            totals["e_pos"] += stats["e_pos"].item() / len(batches)
+            totals["e_neg"] += stats["e_neg"].item() / len(batches)
             self.last_samples = x_neg
         self.optimizer.step()
         self.iteration += 1
         return totals
-
-    def fit(
-        self,
-        n_iterations: int,
-        *,
-        checkpoint_path: str | Path | None = None,
-        checkpoint_every: int = 0,
-        log_dir: str | Path | None = None,
-        progress: bool = True,
-        on_iteration: Callable[["Trainer", dict[str, float]], None] | None = None,
-    ) -> list[dict[str, float]]:
-        """Train until ``self.iteration == n_iterations`` (so a resumed trainer continues).
-
-        Writes a checkpoint every ``checkpoint_every`` iterations and at the end when
-        ``checkpoint_path`` is set, and TensorBoard scalars when ``log_dir`` is set.
-        """
-        writer = SummaryWriter(str(log_dir)) if log_dir is not None else None
-        history = []
-        bar = tqdm(total=n_iterations, initial=self.iteration, disable=not progress, desc="train")
-        try:
-            while self.iteration < n_iterations:
-                stats = self.step()
-                history.append(stats)
-                bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.3g}", e_pos=f"{stats['e_pos']:.3g}",
-                                e_neg=f"{stats['e_neg']:.3g}")
-                if writer is not None:
-                    for key, value in stats.items():
-                        writer.add_scalar(f"train/{key}", value, self.iteration)
-                if on_iteration is not None:
-                    on_iteration(self, stats)
-                due = checkpoint_every > 0 and self.iteration % checkpoint_every == 0
-                if checkpoint_path is not None and (due or self.iteration == n_iterations):
-                    self.save(checkpoint_path)
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-        return history
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -150,9 +179,108 @@ class Trainer:
         self.generator.set_state(state["generator"].cpu())
         self.iteration = int(state["iteration"])
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(self.state_dict(), path)
-
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
         self.load_state_dict(load_checkpoint(path, map_location=self.data.device))
+
+
+class MultiGridTrainer(FitLoop):
+    """Multi-grid learning (Gao et al. 2018): one energy per grid of a block-average pyramid.
+
+    Every iteration draws one batch of examples; each grid's model takes one :class:`Trainer`
+    step on the examples at its own grid, with chains started from the nearest up-sampling of
+    their next coarser grid (:class:`stgconv.mcmc.starts.CoarseStart`). The grids learn
+    independently, which is what lets the coarse-to-fine sampler chain them.
+
+    Args:
+        energies: one model per modelled grid, coarse to fine.
+        samplers: one sampler per modelled grid.
+        data: ``(N, *lead, *S)`` training examples at the finest grid.
+        grid_sizes: trailing sizes of the base grid and of every modelled grid, coarse to fine
+            (``len(energies) + 1`` entries, the last equal to ``S``), e.g.
+            ``[(1, 1), (4, 4), (16, 16), (64, 64)]``.
+        batch_size, accumulate, lr, betas, energy_l2, generator, config: as :class:`Trainer`.
+    """
+
+    def __init__(
+        self,
+        energies: Sequence[EnergyModel],
+        samplers: Sequence[Sampler],
+        data: Tensor,
+        grid_sizes: Sequence[Sequence[int]],
+        *,
+        batch_size: int = 16,
+        accumulate: int = 1,
+        lr: float = 0.01,
+        betas: tuple[float, float] = (0.5, 0.999),
+        energy_l2: float = 0.0,
+        generator: torch.Generator | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if not len(energies) == len(samplers) == len(grid_sizes) - 1:
+            raise ValueError(f"{len(energies)} energies, {len(samplers)} samplers and "
+                             f"{len(grid_sizes)} grid sizes: expected one energy and one sampler "
+                             "per modelled grid and the base grid's size first")
+        grid_sizes = [tuple(int(n) for n in size) for size in grid_sizes]
+        if data.dim() < 2 or tuple(data.shape[-len(grid_sizes[-1]):]) != grid_sizes[-1]:
+            raise ValueError(f"data {tuple(data.shape)} must be (N, ..., {grid_sizes[-1]}) at the "
+                             "finest grid")
+        levels = pyramid(data, grid_sizes)
+        self.grid_sizes = grid_sizes
+        self.base = levels[0]
+        self.generator = generator if generator is not None else torch.Generator(data.device)
+        self.config = config or {}
+        self.trainers = [
+            Trainer(energy, sampler, CoarseStart(factor_between(fine, coarse)), level,
+                    batch_size=batch_size, accumulate=accumulate, lr=lr, betas=betas,
+                    energy_l2=energy_l2, generator=self.generator)
+            for energy, sampler, coarse, fine, level
+            in zip(energies, samplers, grid_sizes[:-1], grid_sizes[1:], levels[1:])
+        ]
+        self.iteration = 0
+
+    @property
+    def energies(self) -> list[EnergyModel]:
+        return [trainer.energy for trainer in self.trainers]
+
+    @property
+    def last_samples(self) -> list[Tensor] | None:
+        """Every modelled grid's chains of the last step, coarse to fine."""
+        samples = [trainer.last_samples for trainer in self.trainers]
+        return None if any(x is None for x in samples) else samples  # type: ignore[misc]
+
+    def step(self) -> dict[str, float]:
+        """One update of every grid's model on the same examples. Returns the finest grid's
+        ``loss``, ``e_pos``, ``e_neg`` and every grid's under ``grid<k>/``."""
+        batches = self.trainers[0].draw_batches()
+        stats: dict[str, float] = {}
+        for k, trainer in enumerate(self.trainers, start=1):
+            grid_stats = trainer.step(batches)
+            stats.update({f"grid{k}/{key}": value for key, value in grid_stats.items()})
+        stats.update(grid_stats)
+        self.iteration += 1
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "grids": [trainer.state_dict() for trainer in self.trainers],
+            "grid_sizes": [list(size) for size in self.grid_sizes],
+            "base": self.base,
+            "generator": self.generator.get_state(),
+            "config": self.config,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        grids = state.get("grids")
+        if not isinstance(grids, list) or len(grids) != len(self.trainers):
+            raise ValueError(f"the checkpoint holds {len(grids) if isinstance(grids, list) else 'no'} "
+                             f"grids, this run has {len(self.trainers)}")
+        for trainer, grid in zip(self.trainers, grids):
+            trainer.load_state_dict(grid)
+        self.generator.set_state(state["generator"].cpu())
+        self.iteration = int(state["iteration"])
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        self.load_state_dict(load_checkpoint(path, map_location=self.base.device))

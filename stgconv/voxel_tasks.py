@@ -37,7 +37,7 @@ from torch import Tensor
 
 from stgconv.build import build_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.config import ExperimentConfig
+from stgconv.config import ExperimentConfig, SamplerConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, save_mesh_from_voxels, voxelize
@@ -85,13 +85,16 @@ def model_offset(config: ExperimentConfig) -> float:
     return float(config.data.mean)
 
 
-def model_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -> Sampler:
-    """The configured sampler with its clamp moved from data units into the model's units."""
+def model_sampler(config: ExperimentConfig, *, n_steps: int | None = None,
+                  sampler: SamplerConfig | None = None) -> Sampler:
+    """The configured sampler (``sampler``, default ``config.sampler``) with its clamp moved
+    from data units into the model's units."""
+    sampler = sampler if sampler is not None else config.sampler
     offset = model_offset(config)
-    clamp = config.sampler.clamp
+    clamp = sampler.clamp
     if clamp is not None and offset:
         clamp = (clamp[0] - offset, clamp[1] - offset)
-    return build_sampler(replace(config.sampler, clamp=clamp), n_steps=n_steps)
+    return build_sampler(replace(sampler, clamp=clamp), n_steps=n_steps)
 
 
 def to_occupancy(x: Tensor, config: ExperimentConfig) -> Tensor:

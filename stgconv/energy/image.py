@@ -7,6 +7,9 @@
   fully connected layer to one score.
 - ``descriptor64``: the 64x64 net of Gao et al. 2018 (multi-grid learning): four 5x5 stride-2
   convolutions with 64/128/256/512 channels, leaky ReLU, fully connected score.
+- ``descriptor16`` / ``descriptor4``: the same paper's nets for the 16x16 and 4x4 grids of its
+  image pyramid: a 5x5 stride-2 convolution with 96 channels, then 3x3 convolutions (stride 1)
+  with 128/256/512 (16x16) or 128/256 (4x4) channels, leaky ReLU, fully connected score.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     },
     "descriptor64": {
         "layers": [[64, 5, 2, 2], [128, 5, 2, 2], [256, 5, 2, 2], [512, 5, 2, 2]],
+        "head": "linear",
+        "activation": "leaky_relu",
+    },
+    "descriptor16": {
+        "layers": [[96, 5, 2, 2], [128, 3, 1, 1], [256, 3, 1, 1], [512, 3, 1, 1]],
+        "head": "linear",
+        "activation": "leaky_relu",
+    },
+    "descriptor4": {
+        "layers": [[96, 5, 2, 2], [128, 3, 1, 1], [256, 3, 1, 1]],
         "head": "linear",
         "activation": "leaky_relu",
     },

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
+import torch
 from torch import Tensor
 
 from stgconv.io.atomic import atomic_save_npy
 from stgconv.io.image import save_image_grid
 from stgconv.io.render import render_voxels
 from stgconv.io.video import save_comparison
+from stgconv.ops import factor_between, nearest_up
 
 MAX_IMAGES = 64
 MAX_CLIPS = 4
@@ -50,3 +52,33 @@ def save_preview(batch: Tensor, stem: str | Path, *, kind: PreviewKind | None = 
     if kind not in expected:
         raise ValueError(f"kind must be one of {sorted(expected)}, got {kind!r}")
     raise ValueError(f"expected {kind} {expected[kind]}, got {tuple(batch.shape)}")
+
+
+def save_pyramid(grids: Sequence[Tensor], stem: str | Path, *, kind: PreviewKind, n: int = 8,
+                 fps: float = 25) -> Path:
+    """One picture of coarse-to-fine samples, every grid of the same few examples.
+
+    Args:
+        grids: coarse to fine, grid ``k`` ``(N, C, *S_k)`` (voxels: occupancy in ``[0, 1]``).
+        kind: images -> ``<stem>.png``, one row per grid (nearest up-sampled to the finest size)
+            of the first ``n`` examples; videos -> ``<stem>.gif``, the first clip's grids side by
+            side; voxels -> ``<stem>.png``, renders of the first ``min(n, 4)`` shapes at every
+            grid (one row per shape).
+
+    Returns:
+        the file written.
+    """
+    grids = [g.detach().float().cpu() for g in grids]
+    finest = grids[-1].shape[2:]
+    labels = ["x".join(str(s) for s in g.shape[2:]) for g in grids]
+    if kind == "voxels":
+        shapes = min(n, 4, len(grids[-1]))
+        batch = [g[i, 0] for i in range(shapes) for g in grids]
+        return render_voxels(batch, Path(stem).with_suffix(".png"), columns=len(grids),
+                             titles=labels * shapes)
+    up = [nearest_up(g, factor_between(finest, g.shape[2:])) for g in grids]
+    if kind == "video":
+        return save_comparison([g[0] for g in up], Path(stem).with_suffix(".gif"), labels=labels,
+                               fps=fps)
+    rows = torch.cat([g[:n] for g in up])
+    return save_image_grid(rows, Path(stem).with_suffix(".png"), nrow=min(n, len(grids[-1])))

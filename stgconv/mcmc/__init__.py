@@ -8,19 +8,28 @@ from stgconv.mcmc.hmc import HMC
 from stgconv.mcmc.init import NoiseInit, data_plus_noise
 from stgconv.mcmc.langevin import Langevin
 from stgconv.mcmc.mala import MALA
+from stgconv.mcmc.multigrid import MultiGridSampler
 from stgconv.mcmc.persistent import PersistentChains
-from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart, SuperResolutionStart
+from stgconv.mcmc.starts import (
+    ChainStart,
+    CoarseStart,
+    DataStart,
+    NoiseStart,
+    SuperResolutionStart,
+)
 
 __all__ = [
     "HMC",
     "MALA",
     "ChainStart",
+    "CoarseStart",
     "Constraint",
     "DataStart",
     "Diagnostics",
     "DownsampleConsistency",
     "KnownEntries",
     "Langevin",
+    "MultiGridSampler",
     "NoiseInit",
     "NoiseStart",
     "NonFiniteEnergyError",

@@ -30,6 +30,11 @@ class Constraint:
         """
         return self.project(v) - self.project(torch.zeros_like(v))
 
+    def coarsen(self, factor: Sequence[int]) -> "Constraint | None":
+        """What this constraint says about ``block_down(x, factor)``: the constraint a coarser
+        grid of a multi-grid chain must keep (``None``: it leaves that grid free)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be coarsened for multi-grid sampling")
+
 
 class KnownEntries(Constraint):
     """Clamp the known entries to their observed values (recovery, inpainting).
@@ -58,6 +63,20 @@ class KnownEntries(Constraint):
 
     def tangent(self, v: Tensor) -> Tensor:
         return v.masked_fill(self.known, 0.0)
+
+    def coarsen(self, factor: Sequence[int]) -> "KnownEntries | None":
+        """A coarse entry is known when its whole block is; its value is the block's mean.
+
+        Blocks that are only partly observed stay free on the coarse grid: their mean is not
+        determined, and the finer grid clamps the observed part anyway.
+        """
+        if all(int(f) == 1 for f in factor):
+            return self
+        known, observed = torch.broadcast_tensors(self.known, self.observed)
+        whole = block_down((~known).to(observed.dtype), factor) == 0
+        if not whole.any():
+            return None
+        return KnownEntries(block_down(observed, factor), whole)
 
 
 class DownsampleConsistency(Constraint):
@@ -92,3 +111,20 @@ class DownsampleConsistency(Constraint):
 
     def tangent(self, v: Tensor) -> Tensor:
         return v - nearest_up(block_down(v, self.factor), self.factor)
+
+    def coarsen(self, factor: Sequence[int]) -> "DownsampleConsistency":
+        """On a grid coarser by ``factor`` the block means are still ``low``.
+
+        Per dim, a coarsening ``g`` that divides this constraint's ``f`` leaves blocks of
+        ``f / g``; one that ``f`` divides sees ``low`` itself averaged by ``g / f`` (the coarse
+        grid is then fully determined there).
+        """
+        factor = tuple(int(g) for g in factor)
+        if len(factor) != len(self.factor):
+            raise ValueError(f"coarsening factor {factor} must cover the constraint's dims "
+                             f"{self.factor}")
+        if any(f % g and g % f for f, g in zip(self.factor, factor)):
+            raise ValueError(f"coarsening factor {factor} and super-resolution factor "
+                             f"{self.factor} must divide one another in every dim")
+        low = block_down(self.low, tuple(max(g // f, 1) for f, g in zip(self.factor, factor)))
+        return DownsampleConsistency(low, tuple(max(f // g, 1) for f, g in zip(self.factor, factor)))

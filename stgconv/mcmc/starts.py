@@ -80,7 +80,27 @@ class DataStart(_Stateless):
         return data_plus_noise(repeated, std=self.noise_std, generator=generator)
 
 
-class SuperResolutionStart(_Stateless):
+class CoarseStart(_Stateless):
+    """Multi-grid training (Gao et al. 2018): each chain starts from the nearest up-sampling of
+    its example's next coarser grid, ``nearest_up(block_down(x, factor))``, and moves freely.
+
+    A short, non-persistent chain from there teaches the grid's model what the coarser grid
+    leaves out, which is exactly the move the coarse-to-fine sampler asks of it.
+
+    Args:
+        factor: block size from this grid to the coarser one over the trailing dims, e.g.
+            ``(4, 4)`` for 16x16 images whose coarser grid is 4x4.
+    """
+
+    def __init__(self, factor: tuple[int, ...]) -> None:
+        self.factor = tuple(factor)
+        self.chains_per_example = 1
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        return nearest_up(block_down(x_pos, self.factor), self.factor)
+
+
+class SuperResolutionStart(CoarseStart):
     """Super-resolution training (3D descriptor net): each chain starts from the up-sampled
     low-resolution version of its example and stays consistent with it.
 
@@ -91,13 +111,6 @@ class SuperResolutionStart(_Stateless):
     Args:
         factor: block size over the trailing dims, e.g. ``(4, 4, 4)`` for voxels.
     """
-
-    def __init__(self, factor: tuple[int, ...]) -> None:
-        self.factor = tuple(factor)
-        self.chains_per_example = 1
-
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        return nearest_up(block_down(x_pos, self.factor), self.factor)
 
     def constraint(self, x_pos: Tensor) -> Constraint:
         return DownsampleConsistency(block_down(x_pos, self.factor), self.factor)

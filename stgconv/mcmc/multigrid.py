@@ -1,0 +1,99 @@
+"""Multi-grid sampling (Gao et al., CVPR 2018): one energy per grid of a pyramid, coarse to fine.
+
+The coarsest ("base") grid is not modelled: it comes from the data (for images, a training
+image's mean colour on the 1x1 grid). Each finer grid's chain starts from the nearest up-sampling
+of the grid below it and runs that grid's own sampler on that grid's own energy. The chains are
+plain runs of the one engine (:class:`stgconv.mcmc.Langevin`, MALA or HMC); this class only hands
+results from grid to grid.
+
+A constraint is given on the finest grid and each coarser grid keeps what it implies there
+(:meth:`stgconv.mcmc.constraints.Constraint.coarsen`): fully observed blocks are clamped to their
+means for recovery, block means stay equal to the low-resolution input for super-resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.constraints import Constraint
+from stgconv.ops import nearest_up
+from stgconv.types import EnergyFn
+
+
+@dataclass(frozen=True)
+class MultiGridSampler:
+    """Coarse-to-fine sampling over the grids of a pyramid.
+
+    Args:
+        samplers: one sampler per modelled grid, coarse to fine (chain length and step size may
+            differ per grid).
+        factors: ``factors[k]`` is the block factor from grid ``k`` to grid ``k + 1`` over the
+            trailing dims, grid 0 being the base: ``((4, 4), (4, 4), (4, 4))`` for images
+            1x1 -> 4x4 -> 16x16 -> 64x64, ``(1, 4, 4)`` per step for spatial video grids,
+            ``(2, 4, 4)`` to also refine time. One entry per sampler.
+    """
+
+    samplers: tuple[Sampler, ...]
+    factors: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not self.samplers:
+            raise ValueError("a multi-grid sampler needs at least one modelled grid")
+        if len(self.factors) != len(self.samplers):
+            raise ValueError(f"{len(self.factors)} grid factors for {len(self.samplers)} samplers; "
+                             "expected one factor per modelled grid")
+        dims = {len(f) for f in self.factors}
+        if len(dims) != 1 or any(g < 1 for f in self.factors for g in f):
+            raise ValueError(f"factors must be positive ints over the same dims, got {self.factors}")
+
+    def factor_to_finest(self, grid: int) -> tuple[int, ...]:
+        """Block factor between grid ``grid`` (0 = base) and the finest grid (all ones there)."""
+        dims = len(self.factors[0])
+        return tuple(math.prod(f[d] for f in self.factors[grid:]) for d in range(dims))
+
+    def run(
+        self,
+        energies: Sequence[EnergyFn],
+        x0: Tensor,
+        *,
+        constraint: Constraint | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Sample every grid, coarse to fine.
+
+        Args:
+            energies: one per modelled grid, coarse to fine; ``energies[k]`` takes
+                ``(B, *lead, *S_{k+1})``.
+            x0: ``(B, *lead, *S_0)`` base-grid values (e.g. ``(B, C, 1, 1)`` mean colours).
+            constraint: on the finest grid ``(B, *lead, *S_K)``; each grid keeps its coarsened
+                form (the base grid included).
+            generator: source of every chain's noise.
+
+        Returns:
+            ``[x_0, x_1, ..., x_K]``: the (projected) base and every grid's samples, each
+            ``(B, *lead, *S_k)``, detached.
+        """
+        if len(energies) != len(self.samplers):
+            raise ValueError(f"{len(energies)} energies for {len(self.samplers)} grids; expected "
+                             "one energy per modelled grid, coarse to fine")
+        base = x0.detach()
+        base_constraint = self._constraint_at(constraint, 0)
+        if base_constraint is not None:
+            base = base_constraint.project(base)
+        grids = [base]
+        for k, (sampler, energy, factor) in enumerate(zip(self.samplers, energies, self.factors)):
+            start = nearest_up(grids[-1], factor)
+            grids.append(sampler.run(energy, start, constraint=self._constraint_at(constraint, k + 1),
+                                     generator=generator))
+        return grids
+
+    def _constraint_at(self, constraint: Constraint | None, grid: int) -> Constraint | None:
+        if constraint is None:
+            return None
+        return constraint.coarsen(self.factor_to_finest(grid))

@@ -1,0 +1,210 @@
+"""Sample-quality statistics: zero on identical sets, ordered sensibly on known random processes,
+exact on hand-computed voxel cases, and loud on bad shapes or NaN."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from stgconv import quality
+from stgconv.quality import (
+    FILTER_NAMES,
+    filter_statistics,
+    filter_statistics_distance,
+    nearest_iou,
+    power_spectrum,
+    power_spectrum_distance,
+    video_statistics_distance,
+)
+
+
+def smooth_field(shape: tuple[int, ...], *, sigma: float, seed: int) -> torch.Tensor:
+    """Stationary Gaussian random field on the torus: white noise blurred over the last two dims
+    by a Gaussian of std ``sigma`` pixels (in Fourier space), scaled to pixel std 0.3."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(shape, generator=g, dtype=torch.float64)
+    fy = torch.fft.fftfreq(shape[-2], dtype=torch.float64)
+    fx = torch.fft.fftfreq(shape[-1], dtype=torch.float64)
+    gain = torch.exp(-2 * math.pi**2 * sigma**2 * (fy[:, None].square() + fx[None, :].square()))
+    field = torch.fft.ifft2(torch.fft.fft2(noise) * gain).real
+    return (0.3 * field / field.std()).float()
+
+
+def white_noise(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
+    return 0.3 * torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------------------------
+# Filter statistics
+# --------------------------------------------------------------------------------------------
+
+
+def test_filter_statistics_layout_follows_the_bank_and_channels():
+    # A ramp along the width, steeper in channel 1: dx is constant; dy, the Laplacian and the
+    # (even, zero-sum) Gabors all cancel on a linear ramp.
+    ramp = torch.arange(16, dtype=torch.float64) / 100
+    x = torch.stack([ramp, 2 * ramp]).reshape(1, 2, 1, 16).expand(3, 2, 12, 16).float()
+    stats = filter_statistics(x).reshape(3, len(FILTER_NAMES), 2)
+    mean, std = stats[0], stats[1]
+    dx, dy = FILTER_NAMES.index("dx"), FILTER_NAMES.index("dy")
+    assert mean[dx].tolist() == pytest.approx([0.01, 0.02])
+    assert std[dx].tolist() == pytest.approx([0.0, 0.0], abs=1e-7)
+    assert stats[:, dy].abs().max() < 1e-7
+    assert stats[:, FILTER_NAMES.index("laplacian"):].abs().max() < 1e-7
+    assert stats.dtype == torch.float64
+
+
+def test_filter_distance_is_zero_for_identical_sets():
+    x = smooth_field((4, 3, 16, 16), sigma=1.5, seed=0)
+    assert filter_statistics_distance(x, x.clone()) == 0.0
+
+
+def test_filter_distance_separates_noise_from_the_same_smooth_process():
+    data = smooth_field((16, 1, 32, 32), sigma=2.0, seed=0)
+    same_process = smooth_field((16, 1, 32, 32), sigma=2.0, seed=1)
+    noise = white_noise((16, 1, 32, 32), seed=2)  # same pixel std, no spatial correlation
+    near = filter_statistics_distance(same_process, data)
+    far = filter_statistics_distance(noise, data)
+    assert near < 0.1
+    assert far > 1.0
+    assert far > 10 * near
+
+
+def test_filter_statistics_do_not_depend_on_chunking(monkeypatch):
+    x = smooth_field((5, 2, 14, 13), sigma=1.0, seed=3)
+    whole = filter_statistics(x)
+    monkeypatch.setattr(quality, "_CHUNK_ELEMENTS", 1)  # one image per chunk
+    torch.testing.assert_close(filter_statistics(x), whole, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Power spectrum
+# --------------------------------------------------------------------------------------------
+
+
+def test_power_spectrum_of_white_noise_is_flat_at_its_variance():
+    spectrum = power_spectrum(white_noise((16, 2, 32, 32), seed=0))
+    assert spectrum.shape == (16,)
+    assert spectrum.tolist() == pytest.approx([math.log10(0.09)] * 16, abs=0.15)
+
+
+def test_power_spectrum_of_a_smooth_field_decays():
+    spectrum = power_spectrum(smooth_field((8, 1, 32, 32), sigma=2.0, seed=0))
+    assert spectrum.shape == (16,)
+    assert spectrum[:4].min() > spectrum[-4:].max() + 3  # three decades at least
+    assert (spectrum[1:] <= spectrum[:-1] + 1e-9).all()
+
+
+def test_power_spectrum_distance_ignores_shifts_and_sees_noise():
+    data = smooth_field((8, 1, 32, 32), sigma=2.0, seed=0)
+    assert power_spectrum_distance(data, data) == 0.0
+    shifted = torch.roll(data, shifts=(5, -3), dims=(2, 3))
+    assert power_spectrum_distance(shifted, data) < 1e-12
+    # A shift that is not circular: a window of the same field at another offset.
+    big = smooth_field((8, 1, 48, 48), sigma=2.0, seed=4)
+    window_shift = power_spectrum_distance(big[..., 7:39, 3:35], big[..., :32, :32])
+    noise = power_spectrum_distance(white_noise((8, 1, 32, 32), seed=1), data)
+    assert window_shift < 0.5
+    assert noise > 3.0
+
+
+# --------------------------------------------------------------------------------------------
+# Videos
+# --------------------------------------------------------------------------------------------
+
+
+def test_video_distance_detects_a_static_clip():
+    flicker = smooth_field((4, 1, 6, 16, 16), sigma=1.5, seed=0)  # every frame independent
+    other_flicker = smooth_field((4, 1, 6, 16, 16), sigma=1.5, seed=1)
+    static = flicker[:, :, :1].expand(-1, -1, 6, -1, -1)  # one frame held for the whole clip
+
+    assert video_statistics_distance(flicker, flicker) == {"spatial": 0.0, "temporal": 0.0}
+    assert video_statistics_distance(static, static)["temporal"] == 0.0
+    moving = video_statistics_distance(other_flicker, flicker)
+    frozen = video_statistics_distance(static, flicker)
+    assert moving["temporal"] < 0.1
+    assert frozen["temporal"] > 0.6  # std and mean |diff| both off by 100 %
+    assert frozen["spatial"] < 0.3  # each frame still looks right
+
+
+# --------------------------------------------------------------------------------------------
+# Voxels
+# --------------------------------------------------------------------------------------------
+
+
+def test_nearest_iou_exact_match_disjoint_and_hand_computed():
+    reference = torch.zeros(3, 1, 2, 2, 2)
+    reference[0].view(-1)[[1, 2, 3, 4]] = 1.0
+    reference[1].view(-1)[[5, 6]] = 0.9
+    reference[2].view(-1)[[0, 1, 2, 3, 4, 5, 6]] = 1.0
+    samples = torch.zeros(3, 2, 2, 2)  # the other accepted layout, (N, D, H, W)
+    samples[0] = reference[1, 0]  # equals a reference shape
+    samples[1].view(-1)[7] = 1.0  # the one voxel no reference holds
+    samples[2].view(-1)[[0, 1, 2]] = 0.5  # at the threshold: occupied
+    iou = nearest_iou(samples, reference)
+    # Sample 2 vs reference 0: {0,1,2} & {1,2,3,4} = 2 of 5; vs reference 2: 3 of 7.
+    assert iou.tolist() == pytest.approx([1.0, 0.0, 3 / 7])
+    assert iou.dtype == torch.float64
+
+
+def test_nearest_iou_empty_shapes():
+    reference = torch.zeros(2, 1, 3, 3, 3)
+    reference[1, 0, 1, 1, 1] = 1.0
+    empty = torch.zeros(1, 1, 3, 3, 3)
+    assert nearest_iou(empty, reference).tolist() == [1.0]  # empty matches empty
+    assert nearest_iou(empty, reference[1:]).tolist() == [0.0]  # empty vs non-empty: disjoint
+
+
+def test_nearest_iou_does_not_depend_on_batch():
+    g = torch.Generator().manual_seed(0)
+    samples = torch.rand(5, 1, 6, 6, 6, generator=g)
+    reference = torch.rand(7, 1, 6, 6, 6, generator=g)
+    chunked = nearest_iou(samples, reference, batch=2)
+    assert torch.equal(chunked, nearest_iou(samples, reference, batch=1))
+    assert torch.equal(chunked, nearest_iou(samples, reference))
+    assert nearest_iou(samples[3:4], samples >= 0.5).tolist() == [1.0]  # bool occupancy
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+IMAGES = torch.zeros(2, 1, 16, 16)
+VIDEOS = torch.zeros(2, 1, 3, 16, 16)
+VOXELS = torch.zeros(2, 1, 4, 4, 4)
+
+
+def with_nan(x: torch.Tensor) -> torch.Tensor:
+    x = x.clone()
+    x.view(-1)[0] = math.nan
+    return x
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: filter_statistics(torch.zeros(1, 16, 16)), r"\(B, C, H, W\)"),
+    (lambda: filter_statistics(torch.zeros(2, 1, 10, 16)), r"\(B, C, H, W\) with H, W >= 11"),
+    (lambda: filter_statistics(torch.zeros(0, 1, 16, 16)), "B >= 1"),
+    (lambda: filter_statistics(torch.zeros(2, 1, 16, 16, dtype=torch.uint8)), "float"),
+    (lambda: filter_statistics(with_nan(IMAGES)), "NaN"),
+    (lambda: filter_statistics_distance(IMAGES, torch.zeros(2, 3, 16, 16)), r"same C"),
+    (lambda: filter_statistics_distance(IMAGES, with_nan(IMAGES)), "NaN"),
+    (lambda: power_spectrum(torch.zeros(2, 1, 1, 16)), r"\(B, C, H, W\) with H, W >= 2"),
+    (lambda: power_spectrum_distance(IMAGES, torch.zeros(2, 1, 16, 18)), r"same C, H, W"),
+    (lambda: power_spectrum_distance(with_nan(IMAGES), IMAGES), "NaN"),
+    (lambda: video_statistics_distance(IMAGES, VIDEOS), r"\(B, C, T, H, W\)"),
+    (lambda: video_statistics_distance(VIDEOS[:, :, :1], VIDEOS), "T >= 2"),
+    (lambda: video_statistics_distance(VIDEOS, VIDEOS.expand(-1, 2, -1, -1, -1)), "same C"),
+    (lambda: video_statistics_distance(VIDEOS, with_nan(VIDEOS)), "NaN"),
+    (lambda: nearest_iou(torch.zeros(2, 4, 4), VOXELS), r"\(N, 1, D, H, W\) or \(N, D, H, W\)"),
+    (lambda: nearest_iou(torch.zeros(2, 2, 4, 4, 4), VOXELS), r"\(N, 1, D, H, W\)"),
+    (lambda: nearest_iou(VOXELS, torch.zeros(2, 1, 4, 4, 5)), r"same \(D, H, W\)"),
+    (lambda: nearest_iou(VOXELS, VOXELS[:0]), "N >= 1"),
+    (lambda: nearest_iou(VOXELS, with_nan(VOXELS)), "NaN"),
+    (lambda: nearest_iou(VOXELS, VOXELS, threshold=math.nan), "threshold"),
+    (lambda: nearest_iou(VOXELS, VOXELS, batch=0), "batch"),
+])
+def test_bad_inputs_raise_naming_the_expected_shape(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
