@@ -1,0 +1,250 @@
+"""Single-grid vs multi-grid learning at equal compute, on real data: images, a video, voxels.
+
+For each modality the multi-grid run is the repository's quick config
+(``configs/image/multigrid_animals_quick.yaml``: 80 real animal photographs, 1 -> 4 -> 16 -> 64;
+``configs/video/multigrid_flag_quick.yaml``: the DynTex flag clip, grids in space and time;
+``configs/voxel/multigrid_chairs_quick.yaml``: the 889 ModelNet10 training chairs, 1 -> 4 -> 16
+-> 32). The single-grid run is the same config with only the finest grid modelled and its chain
+as long as all the multi-grid chains together: with K modelled grids of L steps each, both runs
+spend K x L energy-gradient evaluations per chain per iteration, for the same iterations, batch,
+optimizer and base start (the single-grid chain starts from the up-sampled base: a constant
+image of a real mean colour, or a shape's uniform volume fraction). Coarse-grid evaluations are
+cheaper, so the multi-grid run also takes less time; both times are in the table.
+
+Quality, measured against the training data (:mod:`stgconv.quality`):
+
+- images: filter-response statistics distance and log power-spectrum distance (decades) of
+  ``--samples`` samples; reference rows: the data's two halves against each other (the floor a
+  perfect sampler would reach with this many examples) and the chains' start.
+- video: the same two statistics over frames (``spatial``), the frame-difference statistics
+  distance (``temporal``) of 4 sampled clips against the training clip; reference: the clip's
+  next 16 frames, and the start.
+- voxels: mean IoU of each sample with its nearest training chair (realism; it also rewards
+  copying), and the samples' mean volume fraction against the data's; reference: 64 training
+  chairs against the other chairs, and the start.
+
+Run from the repository root (each modality trains two models: ~4-8 CPU minutes each here)::
+
+    PYTHONPATH=. python bench/multigrid.py --work runs/multigrid_bench --json runs/multigrid.json
+    PYTHONPATH=. python bench/multigrid.py --modality image      # one modality
+    PYTHONPATH=. python bench/multigrid.py --quick               # smoke run, generated data
+"""
+
+from __future__ import annotations
+
+# First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
+from bench import common  # noqa: F401  # isort: skip
+
+import argparse
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stgconv import quality, tasks, voxel_tasks
+from stgconv.checkpoint import load_multigrid
+from stgconv.config import ExperimentConfig, load_config
+from stgconv.io.atomic import atomic_write_json
+from stgconv.io.preview import save_pyramid
+from stgconv.io.video import save_video
+from stgconv.ops import factor_between, nearest_up
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "image": ROOT / "configs/image/multigrid_animals_quick.yaml",
+    "video": ROOT / "configs/video/multigrid_flag_quick.yaml",
+    "voxel": ROOT / "configs/voxel/multigrid_chairs_quick.yaml",
+}
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def single_grid(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with only its finest grid modelled, whose chain gets every grid's steps."""
+    multigrid = config.multigrid
+    assert multigrid is not None
+    steps = sum((grid.sampler or config.sampler).n_steps for grid in multigrid.grids)
+    finest = multigrid.grids[-1]
+    finest = replace(finest, sampler=replace(finest.sampler or config.sampler, n_steps=steps))
+    return replace(config, name=config.name + "_single",
+                   multigrid=replace(multigrid, grids=(finest,)))
+
+
+def gradient_evaluations(config: ExperimentConfig) -> int:
+    """Energy-gradient evaluations of one chain through every grid."""
+    assert config.multigrid is not None
+    return sum((grid.sampler or config.sampler).n_steps for grid in config.multigrid.grids)
+
+
+def train_and_sample(config: ExperimentConfig, n_samples: int, seed: int
+                     ) -> tuple[list[torch.Tensor], float, float, Path]:
+    """Train, then sample ``n_samples`` coarse to fine; returns every grid's samples (data
+    units), the training and sampling seconds, and the run folder."""
+    started = time.perf_counter()
+    run = tasks.train(config, progress=False)
+    train_s = time.perf_counter() - started
+    energies, trained, state = load_multigrid(run, device=config.device)
+    generator = torch.Generator(state["base"].device).manual_seed(seed)
+    picks = torch.randint(len(state["base"]), (n_samples,), generator=generator,
+                          device=state["base"].device)
+    started = time.perf_counter()
+    grids = tasks.multigrid_sampler(trained).run(energies, state["base"][picks],
+                                                 generator=generator)
+    sample_s = time.perf_counter() - started
+    if trained.data.kind == "voxels":
+        grids = [voxel_tasks.to_occupancy(g, trained) for g in grids]
+    save_pyramid(grids, run / "bench_pyramid", kind=tasks.preview_kind(trained))
+    return grids, train_s, sample_s, run
+
+
+def start_of(grids: list[torch.Tensor]) -> torch.Tensor:
+    """Where a single-grid chain starts: the base grid up-sampled to the finest grid."""
+    finest = grids[-1].shape[2:]
+    return nearest_up(grids[0], factor_between(finest, grids[0].shape[2:]))
+
+
+def quality_row(modality: str, samples: torch.Tensor, data: torch.Tensor,
+                reference: torch.Tensor | None) -> dict[str, float]:
+    if modality == "image":
+        return {"filter_stats_distance": quality.filter_statistics_distance(samples, data),
+                "spectrum_distance": quality.power_spectrum_distance(samples, data)}
+    if modality == "video":
+        stats = quality.video_statistics_distance(samples, data)
+        frames = samples.transpose(1, 2).flatten(0, 1)
+        return {"filter_stats_distance": stats["spatial"],
+                "temporal_distance": stats["temporal"],
+                "spectrum_distance": quality.power_spectrum_distance(
+                    frames, data.transpose(1, 2).flatten(0, 1))}
+    assert reference is not None
+    return {"nearest_train_iou": quality.nearest_iou(samples, reference).mean().item(),
+            "volume_fraction": (samples >= 0.5).float().mean().item()}
+
+
+def run_modality(modality: str, config: ExperimentConfig, *, work: Path, n_samples: int,
+                 seed: int) -> list[dict[str, Any]]:
+    data = tasks.load_training_data(config.data)
+    configs = {"multi-grid": config, "single-grid": single_grid(config)}
+    rows = []
+    results = {}
+    for method, cfg in configs.items():
+        cfg = replace(cfg, out_dir=str(work / modality / method), seed=seed)
+        grids, train_s, sample_s, run = train_and_sample(cfg, n_samples, seed)
+        results[method] = grids
+        rows.append({
+            "modality": modality, "method": method,
+            "grids": "->".join("x".join(map(str, g.shape[2:])) for g in grids),
+            "grad_evals_per_chain": gradient_evaluations(cfg),
+            "iterations": cfg.train.n_iterations,
+            "train_s": train_s, "sample_s": sample_s,
+            **quality_row(modality, grids[-1], data, data), "run": str(run),
+        })
+    multi, single = rows
+    multi["train_time_ratio_single_over_multi"] = single["train_s"] / multi["train_s"]
+    multi["sample_time_ratio_single_over_multi"] = single["sample_s"] / multi["sample_s"]
+    rows.extend(reference_rows(modality, config, data, start_of(results["multi-grid"])))
+    return rows
+
+
+def reference_rows(modality: str, config: ExperimentConfig, data: torch.Tensor,
+                   start: torch.Tensor) -> list[dict[str, Any]]:
+    """What the quality figures read for real data and for the chains' start."""
+    rows = [{"modality": modality, "method": "reference: chain start (up-sampled base)",
+             **quality_row(modality, start, data, data)}]
+    if modality == "image":
+        rows.append({"modality": modality, "method": "reference: data half vs other half",
+                     **quality_row(modality, data[0::2], data[1::2], None)})
+    elif modality == "video":
+        later = tasks.load_training_data(replace(config.data, start_frame=config.data.start_frame
+                                                 + config.data.frames))
+        rows.append({"modality": modality, "method": "reference: the clip's next frames",
+                     **quality_row(modality, later, data, None)})
+    else:
+        held = min(64, len(data) // 2)
+        rows.append({"modality": modality,
+                     "method": f"reference: {held} training shapes vs the others",
+                     **quality_row(modality, data[:held], data[held:], data[held:])})
+    return rows
+
+
+def quick_data(folder: Path) -> dict[str, list[str]]:
+    """Small generated data and the overrides that point the configs at it (smoke runs)."""
+    generator = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(8, 3, 24, 24, generator=generator), 5, 1)
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(smooth):
+        array = (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        Image.fromarray(array).resize((16, 16)).save(images / f"{i}.png")
+    video = save_video(torch.rand(3, 8, 16, 16, generator=generator) * 2 - 1, folder / "clip.mp4")
+    shapes = (torch.rand(24, 8, 8, 8, generator=generator) > 0.6).numpy().astype(np.float32)
+    np.savez(folder / "shapes.npz", X=shapes, y=np.zeros(24, dtype=np.int64))
+    tiny = ["train.n_iterations=2", "train.batch_size=4", "sampler.n_steps=2",
+            "train.sample_every=0", "train.checkpoint_every=0"]
+    return {
+        "image": [f"data.path={images}", "data.kind=objects", "data.size=16", *tiny,
+                  "multigrid.grids=[{size: 4, model: {arch: descriptor4, layers: [[4, 3, 1, 1]]}},"
+                  " {size: 16, model: {arch: descriptor16, layers: [[4, 5, 2, 2]]}}]"],
+        "video": [f"data.path={video}", "data.size=16", "data.frames=4", *tiny,
+                  "multigrid.grids=[{size: 4, frames: 2, model: {arch: fc_s_small}},"
+                  " {size: 16, model: {arch: fc_s_small}}]"],
+        "voxel": [f"data.path={folder / 'shapes.npz'}", "data.categories=null", "data.size=8",
+                  *tiny, "multigrid.grids=[{size: 2, model: {arch: desc32_small, layers: "
+                  "[[4, 2, 1, 0]]}}, {size: 8, model: {arch: desc32_small, layers: [[4, 4, 2, 1]]}}]"],
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    columns = ["modality", "method", "grad_evals_per_chain", "train_s", "sample_s",
+               "filter_stats_distance", "spectrum_distance", "temporal_distance",
+               "nearest_train_iou", "volume_fraction"]
+    present = [c for c in columns if any(c in row for row in rows)]
+
+    def cell(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(present) + " |", "|" + "---|" * len(present)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in present) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modality", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
+    parser.add_argument("--work", default="runs/multigrid_bench", help="run folders go here")
+    parser.add_argument("--samples", type=int, default=32, help="samples per method (video: 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override both runs' configs")
+    parser.add_argument("--quick", action="store_true", help="smoke run on generated data")
+    parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the rows as JSON")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        quick = quick_data(Path(tmp)) if args.quick else None
+        work = Path(tmp) / "runs" if args.quick else Path(args.work)
+        if not args.quick and not SHARED.is_dir():
+            raise SystemExit(f"the real data are not at {SHARED}; run with --quick for a smoke run")
+        rows = []
+        for modality in args.modality:
+            overrides = [*(quick[modality] if quick else []), *args.overrides,
+                         f"device={args.device}"]
+            config = load_config(CONFIGS[modality], overrides)
+            n_samples = 4 if modality == "video" else args.samples
+            rows += run_modality(modality, config, work=work, n_samples=n_samples, seed=args.seed)
+            print(format_table(rows), flush=True)
+    print("# quality vs the training data (lower distances / higher IoU are closer); times in "
+          "seconds; grad_evals_per_chain: energy-gradient evaluations of one chain per iteration")
+    environment = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                   "cpu_count": os.cpu_count(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    if args.json_path:
+        atomic_write_json(args.json_path, [{**row, **environment} for row in rows])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
