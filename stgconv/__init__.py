@@ -7,8 +7,15 @@ learned by analysis by synthesis. See the README for the tour.
 from stgconv.config import ExperimentConfig, load_config
 from stgconv.energy import ConvNetEnergy, EnergyModel, image_energy
 from stgconv.losses import contrastive_divergence
-from stgconv.mcmc import HMC, MALA, DownsampleConsistency, KnownEntries, Langevin
-from stgconv.train import Trainer
+from stgconv.mcmc import (
+    HMC,
+    MALA,
+    DownsampleConsistency,
+    KnownEntries,
+    Langevin,
+    MultiGridSampler,
+)
+from stgconv.train import MultiGridTrainer, Trainer
 
 __version__ = "0.1.0"
 
@@ -21,6 +28,8 @@ __all__ = [
     "ExperimentConfig",
     "KnownEntries",
     "Langevin",
+    "MultiGridSampler",
+    "MultiGridTrainer",
     "Trainer",
     "contrastive_divergence",
     "image_energy",

@@ -170,7 +170,8 @@ class GridConfig:
     frames: int | None = None
     # The grid's net; channels and size are filled in from the data and `size`.
     model: ModelConfig = field(default_factory=ModelConfig)
-    # This grid's chains; null uses the experiment's `sampler` section.
+    # This grid's chains: keys given here override the experiment's `sampler` section (see
+    # load_config); null uses that section as is.
     sampler: SamplerConfig | None = None
 
 
@@ -257,11 +258,17 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
     if frames[-1] != data.frames:
         raise ValueError(f"the finest grid must keep every frame (data.frames = {data.frames}), "
                          f"got {frames[-1]}")
+    hint = {"size": "", "frames": " (a null base_frames keeps every frame: set multigrid.base_frames "
+                                  "for grids coarser in time)"}
     for name, values in (("size", sizes), ("frames", frames)):
         for coarse, fine in zip(values, values[1:]):
             if fine % coarse:
-                raise ValueError(f"multigrid {name}s must each divide the next finer one, "
-                                 f"got {values} (coarse to fine, base first)")
+                raise ValueError(f"every multigrid {name} must divide the next finer one, got "
+                                 f"{values} (coarse to fine, base first){hint[name]}")
+    for k in range(1, len(sizes)):
+        if (sizes[k], frames[k]) == (sizes[k - 1], frames[k - 1]):
+            raise ValueError(f"multigrid grid {k - 1} (size {sizes[k]}, {frames[k]} frames) is no "
+                             f"finer than the grid below it: each grid must refine the last")
 
 
 def _check_positive(key: str, value: float) -> None:
@@ -405,9 +412,25 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
-    data = read_yaml(path) if path is not None else {}
-    return config_from_dict(ExperimentConfig, apply_overrides(data, overrides))
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides.
+
+    A multi-grid grid's ``sampler`` section overrides the experiment's ``sampler`` section key by
+    key, so a grid that only sets ``n_steps`` keeps the experiment's step size and clamp.
+    """
+    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
+    return config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
+
+
+def _inherit_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
+    multigrid, shared = data.get("multigrid"), data.get("sampler", {})
+    if not isinstance(multigrid, dict) or not isinstance(multigrid.get("grids"), list):
+        return data  # nothing to inherit, or malformed: config_from_dict names the problem
+    if not isinstance(shared, dict):
+        return data
+    grids = [{**grid, "sampler": {**shared, **grid["sampler"]}}
+             if isinstance(grid, dict) and isinstance(grid.get("sampler"), dict) else grid
+             for grid in multigrid["grids"]]
+    return {**data, "multigrid": {**multigrid, "grids": grids}}
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:

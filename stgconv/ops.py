@@ -88,8 +88,10 @@ def factor_between(fine: Sequence[int], coarse: Sequence[int]) -> tuple[int, ...
         ``(N1 // n1, ..., Nk // nk)``.
     """
     fine, coarse = tuple(int(n) for n in fine), tuple(int(n) for n in coarse)
-    if len(fine) != len(coarse) or any(n < 1 for n in coarse):
+    if len(fine) != len(coarse):
         raise ValueError(f"grid {coarse} does not match the dims of {fine}")
+    if any(n < 1 for n in coarse):
+        raise ValueError(f"grid {coarse} must have positive sizes")
     if any(big % small for big, small in zip(fine, coarse)):
         raise ValueError(f"grid {coarse} does not divide {fine}: every coarse size must divide "
                          f"the finer one")

@@ -128,6 +128,7 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     if isinstance(trainer, MultiGridTrainer):
         # Training chains of each grid start from the data's coarser grid, so the observed
         # pyramid is the picture to set beside them.
+        # Training chains exist on the modelled grids only: the samples' pyramid has no base row.
         levels = [trainer.base, *(t.data for t in trainer.trainers)]
         for name, grids in (("observed", levels), ("samples", trainer.last_samples)):
             if grids is not None:

@@ -1,13 +1,17 @@
 """block_down / nearest_up: shapes, values against torch's pooling, and the projection properties
-that super-resolution and multigrid sampling rely on."""
+that super-resolution and multigrid sampling rely on; factor_between / pyramid: the block-average
+pyramids of multi-grid models (down-then-up keeping block means is checked for every case in
+test_up_down_projection_properties)."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from stgconv.ops import block_down, nearest_up
+from stgconv.ops import block_down, factor_between, nearest_up, pyramid
 
 F64 = torch.float64
 
@@ -112,3 +116,70 @@ def test_factor_longer_than_tensor_is_a_value_error(op) -> None:
     # (4, 4) has no batch dim left over for factor (2, 2): the error names the shape.
     with pytest.raises(ValueError, match=r"\(4, 4\)"):
         op(rand((4, 4)), (2, 2))
+
+
+# --------------------------------------------------------------------------- pyramids
+
+# name -> (shape, trailing sizes coarse to fine): the image pyramid of Gao et al. (1, 4, 16, 64),
+# videos refined in space only (T kept) and in space-time, and voxels.
+PYRAMIDS = {
+    "image": ((2, 3, 64, 64), [(1, 1), (4, 4), (16, 16), (64, 64)]),
+    "video-space": ((2, 3, 6, 16, 16), [(6, 1, 1), (6, 4, 4), (6, 16, 16)]),
+    "video-spacetime": ((2, 3, 8, 16, 16), [(1, 1, 1), (2, 4, 4), (8, 16, 16)]),
+    "voxel": ((2, 1, 8, 8, 8), [(1, 1, 1), (2, 2, 2), (8, 8, 8)]),
+}
+
+
+@pytest.mark.parametrize("case", list(PYRAMIDS))
+def test_pyramid_shapes_and_levels_are_block_means_of_each_other(case: str) -> None:
+    shape, sizes = PYRAMIDS[case]
+    x = rand(shape, seed=5)
+    levels = pyramid(x, sizes)
+    k = len(sizes[0])
+    assert [tuple(level.shape) for level in levels] == [(*shape[:-k], *s) for s in sizes]
+    # The finest level is x itself (a factor of ones); each level holds x's block means.
+    assert torch.equal(levels[-1], x)
+    coarsest = levels[0]
+    torch.testing.assert_close(coarsest, block_down(x, factor_between(shape[-k:], sizes[0])),
+                               rtol=0, atol=0)
+    if case == "image":  # the 1x1 base is each image's mean colour
+        torch.testing.assert_close(coarsest[..., 0, 0], x.mean((-2, -1)), rtol=0, atol=1e-12)
+    # Consistency across levels: averaging level k + 1 by the step factor gives level k, which is
+    # what lets each grid's chain start from the up-sampled grid below it.
+    for coarse, fine in itertools.pairwise(levels):
+        step = factor_between(fine.shape[-k:], coarse.shape[-k:])
+        torch.testing.assert_close(block_down(fine, step), coarse, rtol=0, atol=1e-12)
+
+
+def test_pyramid_accepts_any_order() -> None:
+    x = rand((2, 1, 8, 8), seed=6)
+    fine_first = pyramid(x, [(8, 8), (2, 2)])
+    assert [tuple(t.shape[-2:]) for t in fine_first] == [(8, 8), (2, 2)]
+    assert torch.equal(fine_first[1], block_down(x, (4, 4)))
+
+
+def test_factor_between() -> None:
+    assert factor_between((64, 64), (4, 4)) == (16, 16)
+    assert factor_between((16, 32, 32), (16, 8, 8)) == (1, 4, 4)
+    assert factor_between([8, 8, 8], [8, 8, 8]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("fine", "coarse", "message"),
+    [
+        ((8, 8), (3, 3), r"\(3, 3\) does not divide \(8, 8\)"),
+        ((4, 4), (8, 8), r"\(8, 8\) does not divide \(4, 4\)"),  # "coarse" larger than fine
+        ((8, 8), (4,), r"\(4,\) does not match the dims of \(8, 8\)"),
+        ((8, 8, 8), (4, 4), r"\(4, 4\) does not match the dims of \(8, 8, 8\)"),
+        # Named, though the message says the dims do not match (reported as misleading).
+        ((8, 8), (0, 8), r"\(0, 8\)"),
+    ],
+)
+def test_factor_between_errors_name_the_sizes(fine, coarse, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        factor_between(fine, coarse)
+
+
+def test_pyramid_rejects_non_dividing_sizes() -> None:
+    with pytest.raises(ValueError, match=r"\(3, 3\) does not divide \(8, 8\)"):
+        pyramid(rand((1, 1, 8, 8), seed=8), [(1, 1), (3, 3), (8, 8)])

@@ -82,7 +82,7 @@ class MultiGridSampler:
         if len(energies) != len(self.samplers):
             raise ValueError(f"{len(energies)} energies for {len(self.samplers)} grids; expected "
                              "one energy per modelled grid, coarse to fine")
-        base = x0.detach()
+        base = x0.detach().clone()
         base_constraint = self._constraint_at(constraint, 0)
         if base_constraint is not None:
             base = base_constraint.project(base)
