@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from stgconv.energy import image_energy
-from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
+from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin, MultiGridSampler
+from stgconv.train import MultiGridTrainer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -28,3 +29,24 @@ def test_samplers_run_on_cuda_and_match_cpu_seeded_shapes(sampler):
     again = sampler.run(energy, x0, constraint=KnownEntries(observed, known),
                         generator=torch.Generator("cuda").manual_seed(0))
     assert torch.equal(x, again)
+
+
+def test_multigrid_training_and_sampling_on_cuda():
+    """The coarse-to-fine sampler and the multi-grid trainer keep every tensor on the GPU, and
+    the observed pixels stay exact through the grids."""
+    generator = torch.Generator("cuda").manual_seed(0)
+    sizes = [(1, 1), (4, 4), (16, 16)]
+    energies = [image_energy("descriptor4", in_channels=3, image_size=4, layers=[[8, 3, 1, 1]]),
+                image_energy("descriptor16", in_channels=3, image_size=16, layers=[[8, 5, 2, 2]])]
+    energies = [e.cuda() for e in energies]
+    langevin = Langevin(n_steps=3, step_size=0.01, clamp=(-1.0, 1.0))
+    data = torch.rand(6, 3, 16, 16, generator=generator, device="cuda") * 2 - 1
+    trainer = MultiGridTrainer(energies, [langevin] * 2, data, sizes, batch_size=4,
+                               generator=generator)
+    trainer.fit(2, progress=False)
+    assert all(x.device.type == "cuda" for x in trainer.last_samples)
+    known = torch.rand(6, 1, 16, 16, generator=generator, device="cuda") > 0.5
+    grids = MultiGridSampler((langevin,) * 2, ((4, 4), (4, 4))).run(
+        energies, trainer.base, constraint=KnownEntries(data, known), generator=generator)
+    assert [tuple(g.shape[2:]) for g in grids] == sizes
+    assert torch.equal(grids[-1].expand_as(data)[known.expand_as(data)], data[known.expand_as(data)])
