@@ -14,7 +14,8 @@ cheaper, so the multi-grid run also takes less time; both times are in the table
 Quality, measured against the training data (:mod:`stgconv.quality`):
 
 - images: filter-response statistics distance and log power-spectrum distance (decades) of
-  ``--samples`` samples; reference rows: the data's first half against its second half (other
+  ``--samples`` samples, and their spread (per-pixel std across samples; the data's own spread is
+  in the reference rows): statistics can match while every sample is the same image; reference rows: the data's first half against its second half (other
   animals: what real images of this kind score) and the chains' start.
 - video: the same two statistics over frames (``spatial``), the frame-difference statistics
   distance (``temporal``) of 4 sampled clips against the training clip; reference: the clip's
@@ -112,7 +113,8 @@ def quality_row(modality: str, samples: torch.Tensor, data: torch.Tensor,
                 reference: torch.Tensor | None) -> dict[str, float]:
     if modality == "image":
         return {"filter_stats_distance": quality.filter_statistics_distance(samples, data),
-                "spectrum_distance": quality.power_spectrum_distance(samples, data)}
+                "spectrum_distance": quality.power_spectrum_distance(samples, data),
+                "spread": spread(samples)}
     if modality == "video":
         stats = quality.video_statistics_distance(samples, data)
         frames = samples.transpose(1, 2).flatten(0, 1)
@@ -123,6 +125,12 @@ def quality_row(modality: str, samples: torch.Tensor, data: torch.Tensor,
     assert reference is not None
     return {"nearest_train_iou": quality.nearest_iou(samples, reference).mean().item(),
             "volume_fraction": (samples >= 0.5).float().mean().item()}
+
+
+def spread(x: torch.Tensor) -> float:
+    """How different the examples are from one another: the per-entry std across the batch,
+    averaged over entries (0 when every sample is the same image)."""
+    return x.std(dim=0).mean().item()
 
 
 def run_modality(modality: str, config: ExperimentConfig, *, work: Path, n_samples: int,
@@ -202,7 +210,7 @@ def quick_data(folder: Path) -> dict[str, list[str]]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     columns = ["modality", "method", "grad_evals_per_chain", "train_s", "sample_s",
-               "filter_stats_distance", "spectrum_distance", "temporal_distance",
+               "filter_stats_distance", "spectrum_distance", "spread", "temporal_distance",
                "nearest_train_iou", "volume_fraction"]
     present = [c for c in columns if any(c in row for row in rows)]
 

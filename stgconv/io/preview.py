@@ -73,9 +73,16 @@ def save_pyramid(grids: Sequence[Tensor], stem: str | Path, *, kind: PreviewKind
     labels = ["x".join(str(s) for s in g.shape[2:]) for g in grids]
     if kind == "voxels":
         shapes = min(n, 4, len(grids[-1]))
-        batch = [g[i, 0] for i in range(shapes) for g in grids]
+        batch, titles = [], []
+        for i in range(shapes):
+            for g, label in zip(grids, labels):
+                grid = g[i, 0]
+                # Rescaled so that the renderer's 0.5 level sits at half this grid's maximum.
+                level = 0.5 if g is grids[-1] else max(grid.max().item(), 1e-6) / 2
+                batch.append(grid * (0.5 / level))
+                titles.append(label if g is grids[-1] else f"{label} @{level:.2f}")
         return render_voxels(batch, Path(stem).with_suffix(".png"), columns=len(grids),
-                             titles=labels * shapes)
+                             titles=titles)
     up = [nearest_up(g, factor_between(finest, g.shape[2:])) for g in grids]
     if kind == "video":
         return save_comparison([g[0] for g in up], Path(stem).with_suffix(".gif"), labels=labels,
