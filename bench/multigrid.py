@@ -197,14 +197,15 @@ def quick_data(folder: Path) -> dict[str, list[str]]:
             "train.sample_every=0", "train.checkpoint_every=0"]
     return {
         "image": [f"data.path={images}", "data.kind=objects", "data.size=16", *tiny,
-                  "multigrid.grids=[{size: 4, model: {arch: descriptor4, layers: [[4, 3, 1, 1]]}},"
-                  " {size: 16, model: {arch: descriptor16, layers: [[4, 5, 2, 2]]}}]"],
+                  ("multigrid.grids=[{size: 4, model: {arch: descriptor4, layers: [[4, 3, 1, 1]]}},"
+                   " {size: 16, model: {arch: descriptor16, layers: [[4, 5, 2, 2]]}}]")],
         "video": [f"data.path={video}", "data.size=16", "data.frames=4", *tiny,
-                  "multigrid.grids=[{size: 4, frames: 2, model: {arch: fc_s_small}},"
-                  " {size: 16, model: {arch: fc_s_small}}]"],
+                  ("multigrid.grids=[{size: 4, frames: 2, model: {arch: fc_s_small}},"
+                   " {size: 16, model: {arch: fc_s_small}}]")],
         "voxel": [f"data.path={folder / 'shapes.npz'}", "data.categories=null", "data.size=8",
-                  *tiny, "multigrid.grids=[{size: 2, model: {arch: desc32_small, layers: "
-                  "[[4, 2, 1, 0]]}}, {size: 8, model: {arch: desc32_small, layers: [[4, 4, 2, 1]]}}]"],
+                  *tiny, ("multigrid.grids=[{size: 2, model: {arch: desc32_small, layers: "
+                          "[[4, 2, 1, 0]]}}, {size: 8, model: {arch: desc32_small, layers: "
+                          "[[4, 4, 2, 1]]}}]")],
     }
 
 

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from stgconv.config import ChainConfig, DataConfig, ModelConfig, MultiGridConfig, SamplerConfig
+from stgconv.config import (
+    ChainConfig,
+    DataConfig,
+    ModelConfig,
+    MultiGridConfig,
+    SamplerConfig,
+)
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.image import IMAGE_PRESETS, image_energy
 from stgconv.energy.video import video_energy
 from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 from stgconv.mcmc import HMC, MALA, Langevin, NoiseInit, PersistentChains, ReplayBuffer
 from stgconv.mcmc.base import Sampler
-from stgconv.ops import factor_between
 from stgconv.mcmc.recovery_start import RecoveryStart
 from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart, SuperResolutionStart
+from stgconv.ops import factor_between
 from stgconv.voxel_baselines import nearest_known_fill
 
 

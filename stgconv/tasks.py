@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
+from stgconv import shortrun, voxel_tasks
 from stgconv.build import (
     build_chain_start,
     build_energy,
@@ -45,7 +46,6 @@ from stgconv.io.image import load_image, save_image_grid
 from stgconv.io.preview import PreviewKind, save_preview, save_pyramid
 from stgconv.mcmc import Langevin, MultiGridSampler, NoiseInit
 from stgconv.mcmc.base import Sampler
-from stgconv import shortrun, voxel_tasks
 from stgconv.train import MultiGridTrainer, Trainer
 
 
@@ -139,8 +139,9 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
 
 
 def _optimisation(config: ExperimentConfig) -> dict[str, Any]:
-    return dict(batch_size=config.train.batch_size, accumulate=config.train.accumulate,
-                lr=config.train.lr, betas=config.train.betas, energy_l2=config.train.energy_l2)
+    return {"batch_size": config.train.batch_size, "accumulate": config.train.accumulate,
+            "lr": config.train.lr, "betas": config.train.betas,
+            "energy_l2": config.train.energy_l2}
 
 
 def _resolve_grid_models(config: ExperimentConfig, *, channels: int) -> ExperimentConfig:

@@ -30,7 +30,7 @@ class Constraint:
         """
         return self.project(v) - self.project(torch.zeros_like(v))
 
-    def coarsen(self, factor: Sequence[int]) -> "Constraint | None":
+    def coarsen(self, factor: Sequence[int]) -> Constraint | None:
         """What this constraint says about ``block_down(x, factor)``: the constraint a coarser
         grid of a multi-grid chain must keep (``None``: it leaves that grid free)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be coarsened for multi-grid sampling")
@@ -64,7 +64,7 @@ class KnownEntries(Constraint):
     def tangent(self, v: Tensor) -> Tensor:
         return v.masked_fill(self.known, 0.0)
 
-    def coarsen(self, factor: Sequence[int]) -> "KnownEntries | None":
+    def coarsen(self, factor: Sequence[int]) -> KnownEntries | None:
         """A coarse entry is known when its whole block is; its value is the block's mean.
 
         Blocks that are only partly observed stay free on the coarse grid: their mean is not
@@ -112,7 +112,7 @@ class DownsampleConsistency(Constraint):
     def tangent(self, v: Tensor) -> Tensor:
         return v - nearest_up(block_down(v, self.factor), self.factor)
 
-    def coarsen(self, factor: Sequence[int]) -> "DownsampleConsistency":
+    def coarsen(self, factor: Sequence[int]) -> DownsampleConsistency:
         """On a grid coarser by ``factor`` the block means are still ``low``.
 
         Per dim, a coarsening ``g`` that divides this constraint's ``f`` leaves blocks of
