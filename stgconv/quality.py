@@ -61,8 +61,12 @@ def _check_finite_float(x: Tensor, name: str, layout: str, dims: int) -> None:
         raise ValueError(f"{name} must be {layout}, got {shape}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be float {layout}, got dtype {x.dtype}")
+    _check_nonempty_finite(x, name, layout, count="B")
+
+
+def _check_nonempty_finite(x: Tensor, name: str, layout: str, *, count: str) -> None:
     if x.shape[0] == 0:
-        raise ValueError(f"{name} must be {layout} with B >= 1, got {tuple(x.shape)}")
+        raise ValueError(f"{name} must be {layout} with {count} >= 1, got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} {layout} holds {int((~torch.isfinite(x)).sum())} NaN or "
                          f"infinite values; refusing to score them")
@@ -327,11 +331,7 @@ def _occupancy_grid(x: Tensor, name: str) -> tuple[int, ...]:
     if not isinstance(x, Tensor) or x.dim() not in (4, 5) or (x.dim() == 5 and x.shape[1] != 1):
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"{name} must be {layout}, got {shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} must be {layout} with N >= 1, got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} {layout} holds {int((~torch.isfinite(x)).sum())} NaN or "
-                         f"infinite values; refusing to score them")
+    _check_nonempty_finite(x, name, layout, count="N")
     return tuple(x.shape[-3:])
 
 
