@@ -161,3 +161,22 @@ def test_voxel_eval_without_data_is_a_clear_error(tmp_path, bench_main, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "voxel data not found" in err and "--quick" in err
+
+
+def test_multigrid_bench_quick_compares_at_equal_gradient_evaluations(tmp_path, bench_main):
+    main = bench_main("multigrid.py")
+    out = tmp_path / "multigrid.json"
+    assert main(["--quick", "--samples", "4", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert {row["modality"] for row in rows} == {"image", "video", "voxel"}
+    for modality in ("image", "video", "voxel"):
+        multi, single = (next(r for r in rows if r["modality"] == modality and r["method"] == m)
+                         for m in ("multi-grid", "single-grid"))
+        # The comparison's premise: the same energy-gradient evaluations per chain.
+        assert multi["grad_evals_per_chain"] == single["grad_evals_per_chain"] > 0
+        assert multi["grids"].count("->") == 2 and single["grids"].count("->") == 1
+        assert multi["train_s"] > 0 and single["sample_s"] > 0
+    image = next(r for r in rows if r["modality"] == "image" and r["method"] == "multi-grid")
+    assert {"filter_stats_distance", "spectrum_distance", "spread"} <= image.keys()
+    voxel = next(r for r in rows if r["modality"] == "voxel" and r["method"] == "single-grid")
+    assert 0.0 <= voxel["nearest_train_iou"] <= 1.0
