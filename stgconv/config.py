@@ -31,7 +31,8 @@ class ModelConfig:
     # fully connected). Voxels (3D descriptor net): "desc32", "desc64_sr", "desc32_small",
     # "desc64_small". The data's channels and size are filled in from the data.
     arch: Literal[
-        "texture", "object", "descriptor64", "descriptor16", "descriptor4", "st", "st_small", "fc_s", "fc_s_small",
+        "texture", "object", "descriptor64", "descriptor16", "descriptor4",
+        "st", "st_small", "fc_s", "fc_s_small",
         "desc32", "desc64_sr", "desc32_small", "desc64_small",
     ] = "texture"
     in_channels: int = 1
@@ -99,8 +100,9 @@ class DataConfig:
     ``texture``: one image file or ``builtin:<name>``; ``objects``: a folder of images;
     ``video``: a video file, a folder of frames, a folder of videos (one clip each) or an HDF5
     clip cache (``datasets/video/prepare.py``); ``video_frames``: the same sources as ``video``,
-    every frame of every clip taken as one image (object images from real footage); ``voxels``: an ``.npz`` (``X``, ``y``), an HDF5
-    shape cache (``datasets/voxel/prepare.py``), a voxel file, or a folder of voxel files or meshes.
+    every frame of every clip taken as one image (object images from real footage); ``voxels``:
+    an ``.npz`` (``X``, ``y``), an HDF5 shape cache (``datasets/voxel/prepare.py``), a voxel file,
+    or a folder of voxel files or meshes.
     """
 
     path: str = "builtin:brick"
@@ -258,8 +260,9 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
     if frames[-1] != data.frames:
         raise ValueError(f"the finest grid must keep every frame (data.frames = {data.frames}), "
                          f"got {frames[-1]}")
-    hint = {"size": "", "frames": " (a null base_frames keeps every frame: set multigrid.base_frames "
-                                  "for grids coarser in time)"}
+    hint = {"size": "",
+            "frames": " (a null base_frames keeps every frame: set multigrid.base_frames for "
+                      "grids coarser in time)"}
     for name, values in (("size", sizes), ("frames", frames)):
         for coarse, fine in zip(values, values[1:]):
             if fine % coarse:

@@ -57,8 +57,8 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     images, GIFs (and a final MP4) for videos, or renders (PNG) and ``.npy`` occupancy grids for
     voxels, and TensorBoard logs under ``tb/``. A multi-grid experiment (``multigrid`` section)
     trains one model per grid; ``observed``/``samples`` then show the finest grid, and
-    ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``, training continues from the
-    folder's checkpoint up to ``train.n_iterations``.
+    ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``, training continues
+    from the folder's checkpoint up to ``train.n_iterations``.
     """
     device = resolve_device(config.device)
     out = Path(config.out_dir)
@@ -126,9 +126,8 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     if trainer.last_samples is not None:
         preview(finest(trainer.last_samples), out / "samples", formats=(".gif", ".mp4"))
     if isinstance(trainer, MultiGridTrainer):
-        # Training chains of each grid start from the data's coarser grid, so the observed
-        # pyramid is the picture to set beside them.
-        # Training chains exist on the modelled grids only: the samples' pyramid has no base row.
+        # Each grid's training chains start from the data's coarser grid, so the observed pyramid
+        # is the picture to set beside the samples' (which has no base row: the base is data).
         levels = [trainer.base, *(t.data for t in trainer.trainers)]
         for name, grids in (("observed", levels), ("samples", trainer.last_samples)):
             if grids is not None:

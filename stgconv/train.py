@@ -274,8 +274,8 @@ class MultiGridTrainer(FitLoop):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         grids = state.get("grids")
         if not isinstance(grids, list) or len(grids) != len(self.trainers):
-            raise ValueError(f"the checkpoint holds {len(grids) if isinstance(grids, list) else 'no'} "
-                             f"grids, this run has {len(self.trainers)}")
+            held = len(grids) if isinstance(grids, list) else "no"
+            raise ValueError(f"the checkpoint holds {held} grids, this run has {len(self.trainers)}")
         for trainer, grid in zip(self.trainers, grids):
             trainer.load_state_dict(grid)
         self.generator.set_state(state["generator"].cpu())
