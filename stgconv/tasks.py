@@ -41,7 +41,7 @@ from stgconv.data.image import load_training_images
 from stgconv.data.video import load_training_clips
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_write_json
+from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.io.preview import PreviewKind, save_preview, save_pyramid
 from stgconv.mcmc import Langevin, MultiGridSampler, NoiseInit
@@ -283,8 +283,9 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
                          out_dir: str | Path, *, n_samples: int = 16, n_steps: int | None = None,
                          seed: int = 0) -> Path:
     """Coarse-to-fine samples of a multi-grid model into ``out_dir``: ``synthesized`` (finest
-    grid, as :func:`synthesize`), ``synthesized_grid<k>`` for every modelled grid ``k`` (1 =
-    coarsest) and ``pyramid`` (every grid of the first samples side by side).
+    grid, as :func:`synthesize`), ``synthesized_grid<k>`` for every coarser modelled grid ``k``
+    (1 = coarsest; voxels: ``.npy`` only) and ``pyramid`` (every grid of the first samples side
+    by side).
 
     Args:
         energies: one per modelled grid, coarse to fine.
@@ -303,7 +304,12 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
     out = Path(out_dir)
     save_preview(grids[-1], out / "synthesized", kind=kind, formats=(".gif", ".mp4"))
     for k, grid in enumerate(grids[1:-1], start=1):
-        save_preview(grid, out / f"synthesized_grid{k}", kind=kind)
+        if kind == "voxels":
+            # A coarse grid's block means rarely reach the 0.5 level a render draws; its
+            # picture is in the pyramid (drawn at half each grid's maximum), its values here.
+            atomic_save_npy(out / f"synthesized_grid{k}.npy", grid[:, 0].cpu().numpy())
+        else:
+            save_preview(grid, out / f"synthesized_grid{k}", kind=kind)
     save_pyramid(grids, out / "pyramid", kind=kind)
     return out
 

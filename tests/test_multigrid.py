@@ -662,8 +662,10 @@ def test_voxel_multigrid_train_and_synthesize(tmp_path: Path, capsys) -> None:
     code, err = run_cli(["synthesize", str(run), "-n", "2"], capsys)
     assert code == 0, err
     out = run / "synthesis"
-    for name in ("synthesized.png", "synthesized_grid1.png", "pyramid.png"):
+    for name in ("synthesized.png", "pyramid.png"):
         png_size(out / name)
+    # A 4^3 grid's block means rarely reach the render's 0.5 level: values only, no render.
+    assert not (out / "synthesized_grid1.png").exists()
     grids = np.load(out / "synthesized_grid1.npy")
     assert grids.shape == (2, 4, 4, 4) and grids.min() >= 0 and grids.max() <= 1
     assert np.load(out / "synthesized.npy").shape == (2, 8, 8, 8)
