@@ -19,7 +19,7 @@ from tqdm import tqdm
 from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
-from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.starts import ChainStart, CoarseStart
 from stgconv.ops import factor_between, pyramid
 
@@ -255,7 +255,10 @@ class MultiGridTrainer(FitLoop):
         batches = self.trainers[0].draw_batches()
         stats: dict[str, float] = {}
         for k, trainer in enumerate(self.trainers, start=1):
-            grid_stats = trainer.step(batches)
+            try:
+                grid_stats = trainer.step(batches)
+            except NonFiniteEnergyError as err:
+                raise on_grid(err, k, self.grid_sizes[k]) from err
             stats.update({f"grid{k}/{key}": value for key, value in grid_stats.items()})
         stats.update(grid_stats)
         self.iteration += 1

@@ -41,6 +41,7 @@ from stgconv.mcmc import (
     KnownEntries,
     Langevin,
     MultiGridSampler,
+    NonFiniteEnergyError,
 )
 from stgconv.ops import block_down, nearest_up, pyramid
 from stgconv.tasks import synthesize_multigrid
@@ -778,3 +779,17 @@ def test_grid_sampler_overrides_the_experiment_sampler_key_by_key(tmp_path: Path
 def test_a_grid_no_finer_than_the_one_below_is_refused() -> None:
     with pytest.raises(ValueError, match="no finer than the grid below"):
         load_config(None, ["data.size=8", "multigrid={base_size: 8, grids: [{size: 8}]}"])
+
+
+class _Exploding(nn.Module):
+    """An energy whose value is NaN: any chain on it diverges at its first step."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x * float("nan")).flatten(1).sum(dim=1)
+
+
+def test_a_diverging_grid_is_named() -> None:
+    langevin = Langevin(n_steps=2, step_size=0.01)
+    sampler = MultiGridSampler((langevin, langevin), ((2, 2), (2, 2)))
+    with pytest.raises(NonFiniteEnergyError, match=r"Langevin on grid 2 \(4x4\).*step 0 of 2"):
+        sampler.run([RecordingQuadratic(), _Exploding()], torch.zeros(2, 1, 1, 1))

@@ -4,7 +4,7 @@ and the start and accept/reject step of the Metropolis-adjusted samplers (MALA, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -17,11 +17,19 @@ class NonFiniteEnergyError(FloatingPointError):
     """A chain's energy or its gradient became NaN or infinite; ``step`` is 0-based."""
 
     def __init__(self, sampler: str, step: int, n_steps: int) -> None:
+        self.sampler = sampler
         self.step = step
+        self.n_steps = n_steps
         super().__init__(
             f"{sampler}: energy or its gradient became non-finite at step {step} of {n_steps}; "
             "the chain diverged (try a smaller step size, gradient clipping or a value clamp)"
         )
+
+
+def on_grid(err: NonFiniteEnergyError, grid: int, shape: Sequence[int]) -> NonFiniteEnergyError:
+    """The same divergence, naming the multi-grid grid (1 = coarsest modelled) it happened on."""
+    where = "x".join(str(n) for n in shape)
+    return NonFiniteEnergyError(f"{err.sampler} on grid {grid} ({where})", err.step, err.n_steps)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.constraints import Constraint
 from stgconv.ops import nearest_up
 from stgconv.types import EnergyFn
@@ -78,6 +78,9 @@ class MultiGridSampler:
         Returns:
             ``[x_0, x_1, ..., x_K]``: the (projected) base and every grid's samples, each
             ``(B, *lead, *S_k)``, detached.
+
+        Raises:
+            NonFiniteEnergyError: naming the grid and the step where a chain diverged.
         """
         if len(energies) != len(self.samplers):
             raise ValueError(f"{len(energies)} energies for {len(self.samplers)} grids; expected "
@@ -89,8 +92,11 @@ class MultiGridSampler:
         grids = [base]
         for k, (sampler, energy, factor) in enumerate(zip(self.samplers, energies, self.factors)):
             start = nearest_up(grids[-1], factor)
-            grids.append(sampler.run(energy, start, constraint=self._constraint_at(constraint, k + 1),
-                                     generator=generator))
+            try:
+                grids.append(sampler.run(energy, start, generator=generator,
+                                         constraint=self._constraint_at(constraint, k + 1)))
+            except NonFiniteEnergyError as err:
+                raise on_grid(err, k + 1, start.shape[2:]) from err
         return grids
 
     def _constraint_at(self, constraint: Constraint | None, grid: int) -> Constraint | None:
