@@ -24,7 +24,8 @@ Quality, measured against the training data (:mod:`stgconv.quality`):
   copying), and the samples' mean volume fraction against the data's; reference: 64 training
   chairs against the other chairs, and the start.
 
-Run from the repository root (each modality trains two models: ~4-8 CPU minutes each here)::
+Run from the repository root (each modality trains two models; on 2 CPU cores images take
+~4 minutes, the video ~5, voxels ~14)::
 
     PYTHONPATH=. python bench/multigrid.py --work runs/multigrid_bench --json runs/multigrid.json
     PYTHONPATH=. python bench/multigrid.py --modality image      # one modality
