@@ -11,7 +11,7 @@ optimizer and base start (the single-grid chain starts from the up-sampled base:
 image of a real mean colour, or a shape's uniform volume fraction). Coarse-grid evaluations are
 cheaper, so the multi-grid run also takes less time; both times are in the table.
 
-Quality, measured against the training data (:mod:`stgconv.quality`):
+Quality, measured against the training data (:mod:`stgconv.evaluation.quality`):
 
 - images: filter-response statistics distance and log power-spectrum distance (decades) of
   ``--samples`` samples, and their spread (per-pixel std across samples; the data's own spread is
@@ -49,12 +49,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stgconv import quality, tasks, voxel_tasks
+from stgconv import tasks
+from stgconv.build import multigrid_sampler
 from stgconv.checkpoint import load_multigrid
 from stgconv.config import ExperimentConfig, load_config
+from stgconv.evaluation import quality
 from stgconv.io.atomic import atomic_write_json
-from stgconv.io.preview import save_pyramid
 from stgconv.io.video import save_video
+from stgconv.modalities import modality_of
 from stgconv.ops import factor_between, nearest_up
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,12 +97,11 @@ def train_and_sample(config: ExperimentConfig, n_samples: int, seed: int
     picks = torch.randint(len(state["base"]), (n_samples,), generator=generator,
                           device=state["base"].device)
     started = time.perf_counter()
-    grids = tasks.multigrid_sampler(trained).run(energies, state["base"][picks],
-                                                 generator=generator)
+    grids = multigrid_sampler(trained).run(energies, state["base"][picks], generator=generator)
     sample_s = time.perf_counter() - started
-    if trained.data.kind == "voxels":
-        grids = [voxel_tasks.to_occupancy(g, trained) for g in grids]
-    save_pyramid(grids, run / "bench_pyramid", kind=tasks.preview_kind(trained))
+    modality = modality_of(trained)
+    grids = [modality.to_data(g, trained) for g in grids]
+    modality.save_pyramid(grids, run / "bench_pyramid")
     return grids, train_s, sample_s, run
 
 
@@ -136,7 +137,7 @@ def spread(x: torch.Tensor) -> float:
 
 def run_modality(modality: str, config: ExperimentConfig, *, work: Path, n_samples: int,
                  seed: int) -> list[dict[str, Any]]:
-    data = tasks.load_training_data(config.data)
+    data = modality_of(config).load(config.data)
     configs = {"multi-grid": config, "single-grid": single_grid(config)}
     rows = []
     results = {}
@@ -170,7 +171,7 @@ def reference_rows(modality: str, config: ExperimentConfig, data: torch.Tensor,
         rows.append({"modality": modality, "method": "reference: data first half vs second half",
                      **quality_row(modality, data[:half], data[half:], None)})
     elif modality == "video":
-        later = tasks.load_training_data(replace(config.data, start_frame=config.data.start_frame
+        later = modality_of(config).load(replace(config.data, start_frame=config.data.start_frame
                                                  + config.data.frames))
         rows.append({"modality": modality, "method": "reference: the clip's next frames",
                      **quality_row(modality, later, data, None)})

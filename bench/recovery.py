@@ -3,7 +3,7 @@
 The protocol of the original recovery experiments: the first 70 frames of each clip, resized to
 150x150, the masks of ``../shared/data/video/masks`` (both types: 50% of the frames missing, a
 moving 60x60 block per frame), and the mean absolute error over the missing pixels on the 0-255
-scale. Every clip x mask pair is one :func:`stgconv.evaluate.eval_recovery` call, so ours and the
+scale. Every clip x mask pair is one :func:`stgconv.evaluation.video_recovery.eval_recovery` call, so ours and the
 baselines run on the same masked input. This takes minutes per pair on a CPU.
 
 Run from the repository root::
@@ -28,7 +28,7 @@ from typing import Sequence  # noqa: E402
 import torch  # noqa: E402
 
 from stgconv.config import load_config  # noqa: E402
-from stgconv.evaluate import eval_recovery  # noqa: E402
+from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
 from stgconv.io.video import save_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

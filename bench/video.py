@@ -39,6 +39,7 @@ from torch import Tensor
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import VIDEO_ARCHS, video_energy
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
+from stgconv.config import TrainConfig
 from stgconv.train import Trainer
 
 SMALL_NETS = ["st_small", "fc_s_small"]
@@ -99,9 +100,7 @@ def training_stats(
         sampler,
         persistent,
         data,
-        batch_size=data.shape[0],
-        lr=lr,
-        betas=BETAS,
+        train=TrainConfig(batch_size=data.shape[0], lr=lr, betas=BETAS),
         generator=torch.Generator(timing.device).manual_seed(timing.seed),
     )
     eager_chains = chains0.clone()

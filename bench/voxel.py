@@ -50,6 +50,7 @@ from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
+from stgconv.config import TrainConfig
 from stgconv.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,8 +132,8 @@ def make_trainer(energy: ConvNetEnergy, data: Tensor, chains0: Tensor, timing: c
     persistent = PersistentChains(data.shape[0], NoiseInit())
     persistent.load_state_dict({"chains": chains0.unsqueeze(1)})  # (N, chains_per_example=1, *S)
     sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP)
-    return Trainer(energy, sampler, persistent, data, batch_size=data.shape[0], lr=lr,
-                   betas=BETAS, generator=torch.Generator(timing.device).manual_seed(timing.seed))
+    return Trainer(energy, sampler, persistent, data,
+                   train=TrainConfig(batch_size=data.shape[0], lr=lr, betas=BETAS), generator=torch.Generator(timing.device).manual_seed(timing.seed))
 
 
 def memory_stats(net: str, *, batch: int, size: int, timing: common.Timing, lr: float) -> dict:

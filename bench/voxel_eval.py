@@ -17,7 +17,7 @@ The protocol, every step in this script so that a rerun gives the same table:
    with ``--sr-checkpoint`` / ``--recovery-checkpoint``, whose stored config is checked for
    training data disjoint from the held-out shapes.
 
-3. ``stgconv.voxel_tasks.eval_super_resolution`` (factor 4) and ``eval_recovery_3d``
+3. ``stgconv.evaluation.voxel.eval_super_resolution`` (factor 4) and ``eval_recovery_3d``
    (``--missing`` 0.7, seed 0) on the held-out files; one table: per task and method, the mean
    absolute voxel error on [0, 1], the IoU of the 0.5 level averaged over shapes, and the IoU
    pooled over all shapes' voxels.
@@ -48,7 +48,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from stgconv import tasks, voxel_tasks
+from stgconv import tasks
+from stgconv.evaluation import voxel
+from stgconv.tasks.voxel import load_voxel_model
 from stgconv.build import resolve_device
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config
@@ -169,7 +171,7 @@ def training_source(checkpoint: Path, *, source_file: str, train_part: str, n_so
     disjoint from the held-out last ``n_test`` of the ``n_source`` shapes of ``source_file``:
     either our training-part file ``train_part``, or ``source_file`` itself (same categories) with
     ``data.max_images <= n_source - n_test`` (the loader takes the first ``max_images``)."""
-    _, config, _ = voxel_tasks.load_voxel_model(checkpoint, device="cpu")
+    _, config, _ = load_voxel_model(checkpoint, device="cpu")
     data = config.data
     name = Path(data.path).name
     same_categories = (list(data.categories) if data.categories else None) == categories
@@ -280,10 +282,10 @@ def run(args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
         }
     results: dict[str, dict[str, Any]] = {}
     eval_started = time.perf_counter()
-    results["super-resolution"] = voxel_tasks.eval_super_resolution(
+    results["super-resolution"] = voxel.eval_super_resolution(
         models["super-resolution"]["checkpoint"], splits["beds_test"]["path"], factor=FACTOR,
         out_dir=work / "sr_eval", json_path=work / "sr_eval.json", device=args.device)
-    results["recovery-3d"] = voxel_tasks.eval_recovery_3d(
+    results["recovery-3d"] = voxel.eval_recovery_3d(
         models["recovery-3d"]["checkpoint"], splits["chairs_test"]["path"], missing=args.missing,
         out_dir=work / "recovery_eval", json_path=work / "recovery_eval.json",
         device=args.device)

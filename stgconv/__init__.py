@@ -4,7 +4,7 @@
 learned by analysis by synthesis. See the README for the tour.
 """
 
-from stgconv.config import ExperimentConfig, load_config
+from stgconv.config import ExperimentConfig, TrainConfig, load_config
 from stgconv.energy import ConvNetEnergy, EnergyModel, image_energy
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import (
@@ -16,8 +16,8 @@ from stgconv.mcmc import (
     MultiGridSampler,
 )
 from stgconv.train import MultiGridTrainer, Trainer
+from stgconv.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "HMC",
@@ -30,7 +30,9 @@ __all__ = [
     "Langevin",
     "MultiGridSampler",
     "MultiGridTrainer",
+    "TrainConfig",
     "Trainer",
+    "__version__",
     "contrastive_divergence",
     "image_energy",
     "load_config",

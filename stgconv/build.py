@@ -1,56 +1,32 @@
-"""Turn config sections into the objects they describe."""
+"""Turn config sections into the objects they describe, for every modality."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from stgconv.config import (
-    ChainConfig,
-    DataConfig,
-    ModelConfig,
-    MultiGridConfig,
-    SamplerConfig,
+from stgconv.baselines.voxel import nearest_known_fill
+from stgconv.config import ChainConfig, ExperimentConfig, MultiGridConfig, SamplerConfig
+from stgconv.mcmc import (
+    HMC,
+    MALA,
+    Langevin,
+    MultiGridSampler,
+    NoiseInit,
+    PersistentChains,
+    ReplayBuffer,
 )
-from stgconv.energy.base import ConvNetEnergy
-from stgconv.energy.image import IMAGE_PRESETS, image_energy
-from stgconv.energy.video import video_energy
-from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
-from stgconv.mcmc import HMC, MALA, Langevin, NoiseInit, PersistentChains, ReplayBuffer
 from stgconv.mcmc.base import Sampler
-from stgconv.mcmc.recovery_start import RecoveryStart
-from stgconv.mcmc.starts import ChainStart, DataStart, NoiseStart, SuperResolutionStart
+from stgconv.mcmc.starts import (
+    ChainStart,
+    DataStart,
+    NoiseStart,
+    RecoveryStart,
+    SuperResolutionStart,
+)
+from stgconv.modalities import modality_of
 from stgconv.ops import factor_between
-from stgconv.voxel_baselines import nearest_known_fill
-
-
-def build_energy(model: ModelConfig) -> ConvNetEnergy:
-    """An image energy, a video energy for frames of ``image_size x image_size``, or a voxel
-    energy for grids of ``image_size^3``."""
-    if model.arch in VOXEL_PRESETS:
-        return voxel_energy(
-            model.arch,
-            size=model.image_size,
-            layers=model.layers,
-            activation=model.activation or "relu",
-            reference_sigma=model.reference_sigma,
-        )
-    if model.arch not in IMAGE_PRESETS:
-        return video_energy(
-            model.arch,
-            in_channels=model.in_channels,
-            frame_size=(model.image_size, model.image_size),
-            layers=model.layers,
-            activation=model.activation or "relu",
-            reference_sigma=model.reference_sigma,
-        )
-    return image_energy(
-        model.arch,
-        in_channels=model.in_channels,
-        image_size=model.image_size,
-        layers=model.layers,
-        activation=model.activation,
-        reference_sigma=model.reference_sigma,
-    )
 
 
 def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Sampler:
@@ -102,19 +78,49 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def grid_sizes(multigrid: MultiGridConfig, data: DataConfig) -> list[tuple[int, ...]]:
-    """Trailing sizes of the base grid and every modelled grid, coarse to fine: ``(s, s)`` for
-    images, ``(frames, s, s)`` for videos, ``(s, s, s)`` for voxels."""
+def model_sampler(config: ExperimentConfig, *, sampler: SamplerConfig | None = None,
+                  n_steps: int | None = None) -> Sampler:
+    """The experiment's sampler (``sampler``, default ``config.sampler``) with its clamp moved
+    from data units into the model's units (:meth:`stgconv.modalities.Modality.offset`);
+    ``n_steps`` overrides the chain length."""
+    sampler = sampler if sampler is not None else config.sampler
+    offset = modality_of(config).offset(config)
+    clamp = sampler.clamp
+    if clamp is not None and offset:
+        clamp = (clamp[0] - offset, clamp[1] - offset)
+    return build_sampler(replace(sampler, clamp=clamp), n_steps=n_steps)
 
-    def size(side: int, frames: int | None) -> tuple[int, ...]:
-        if data.kind == "video":
-            return (frames if frames is not None else data.frames, side, side)
-        return (side,) * (3 if data.kind == "voxels" else 2)
 
-    return [size(multigrid.base_size, multigrid.base_frames),
-            *(size(grid.size, grid.frames) for grid in multigrid.grids)]
+def grid_sizes(config: ExperimentConfig) -> list[tuple[int, ...]]:
+    """Trailing sizes of the base grid and every modelled grid of a multi-grid experiment,
+    coarse to fine: ``(s, s)`` for images, ``(frames, s, s)`` for videos, ``(s, s, s)`` for
+    voxels."""
+    multigrid = multigrid_section(config)
+    shape = modality_of(config).grid_shape
+    return [shape(multigrid.base_size, multigrid.base_frames, config.data),
+            *(shape(grid.size, grid.frames, config.data) for grid in multigrid.grids)]
+
+
+def multigrid_section(config: ExperimentConfig) -> MultiGridConfig:
+    """``config.multigrid``, which must be set."""
+    if config.multigrid is None:
+        raise ValueError(f"experiment {config.name!r} has no multigrid section")
+    return config.multigrid
 
 
 def grid_factors(sizes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
     """Block factor from each grid of ``sizes`` (coarse to fine) to the next finer one."""
     return tuple(factor_between(fine, coarse) for coarse, fine in zip(sizes, sizes[1:]))
+
+
+def grid_samplers(config: ExperimentConfig, *, n_steps: int | None = None) -> list[Sampler]:
+    """Each modelled grid's sampler (its own section, else the experiment's), coarse to fine."""
+    return [model_sampler(config, sampler=grid.sampler, n_steps=n_steps)
+            for grid in multigrid_section(config).grids]
+
+
+def multigrid_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -> MultiGridSampler:
+    """The coarse-to-fine sampler of a multi-grid experiment; ``n_steps`` overrides every
+    grid's chain length."""
+    return MultiGridSampler(tuple(grid_samplers(config, n_steps=n_steps)),
+                            grid_factors(grid_sizes(config)))

@@ -1,4 +1,5 @@
-"""The ``stgconv`` command: ``stgconv <task> ...``; every task is also in :mod:`stgconv.tasks`."""
+"""The ``stgconv`` command: ``stgconv <task> ...``; every task is also in :mod:`stgconv.tasks`, every
+evaluation in :mod:`stgconv.evaluation`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import stgconv
-from stgconv import evaluate, features, tasks, voxel_tasks
+from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config
+from stgconv.evaluation import classification, video_recovery, voxel
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
-QUICK_RECOVERY_CONFIG = Path(stgconv.__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
+QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
 
 # Errors a user can cause and fix (FloatingPointError: a diverging chain or loss, including
 # NonFiniteEnergyError); anything else is a bug and keeps its traceback.
@@ -188,7 +189,7 @@ def _run(args: argparse.Namespace) -> Path:
             n_points=args.points, seed=args.seed, device=args.device,
         )
     if args.command == "recover":
-        report = evaluate.recover_video(
+        report = tasks.recover_video(
             _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
             out_dir=args.out, progress=not args.quiet,
         )
@@ -196,7 +197,7 @@ def _run(args: argparse.Namespace) -> Path:
               f"(starting fill: {report['init_error']:.2f})")
         return Path(args.out)
     if args.command == "super-resolve":
-        return voxel_tasks.super_resolve(
+        return tasks.super_resolve(
             args.checkpoint, args.input, _out_for(args.checkpoint, "super_resolution", args.out),
             factor=args.factor, n_steps=args.steps, seed=args.seed, device=args.device,
         )
@@ -205,26 +206,26 @@ def _run(args: argparse.Namespace) -> Path:
                       seed=args.seed, out_dir=args.out, json_path=args.json_path,
                       device=args.device)
         if args.evaluation == "super-resolution":
-            table = voxel_tasks.eval_super_resolution(args.checkpoint, args.shapes,
-                                                      factor=args.factor, **common)
+            table = voxel.eval_super_resolution(args.checkpoint, args.shapes,
+                                                factor=args.factor, **common)
         else:
-            table = voxel_tasks.eval_recovery_3d(args.checkpoint, args.shapes,
-                                                 missing=args.missing, init=args.init, **common)
-        print(voxel_tasks.format_voxel_table(table))
+            table = voxel.eval_recovery_3d(args.checkpoint, args.shapes,
+                                           missing=args.missing, init=args.init, **common)
+        print(voxel.format_voxel_table(table))
         return Path(args.json_path or args.out or ".")
     if args.command == "eval" and args.evaluation == "classification":
-        table = features.eval_classification(
+        table = classification.eval_classification(
             args.checkpoint, args.shapes, folds=args.folds, per_class=args.per_class, l2=args.l2,
             seed=args.seed, json_path=args.json_path, device=args.device,
         )
-        print(features.format_accuracy_table(table))
+        print(classification.format_accuracy_table(table))
         return Path(args.json_path or ".")
     if args.command == "eval":
-        table = evaluate.eval_recovery(
+        table = video_recovery.eval_recovery(
             _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
             out_dir=args.out, json_path=args.json_path, progress=not args.quiet,
         )
-        print(evaluate.format_table(table))
+        print(video_recovery.format_table(table))
         return Path(args.json_path or args.out or ".")
     return tasks.demo(args.out, overrides=args.overrides, progress=not args.quiet)
 

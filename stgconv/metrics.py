@@ -1,6 +1,7 @@
-"""Recovery errors, measured on the missing entries only (observed ones are given, not recovered).
+"""Every score we report: video recovery errors and PSNR, voxel error and IoU.
 
-Videos live in ``[-1, 1]`` inside stgconv; the recovery papers report errors on the 0-255 pixel
+Recovery errors are measured on the missing entries only (observed ones are given, not
+recovered). Videos live in ``[-1, 1]`` inside stgconv; the recovery papers report errors on the 0-255 pixel
 scale, where one unit of ``[-1, 1]`` is 127.5 grey levels. Errors are computed in float64 on the
 values as given (no rounding to uint8), averaged over missing entries ``(c, t, h, w)``: with masks
 that hide a pixel in all channels at once, as the shared ones do, this is the per-pixel mean.
@@ -84,3 +85,49 @@ def psnr(recovered: Tensor, truth: Tensor, known: Tensor | None = None) -> float
         known = torch.zeros((), dtype=torch.bool)
     mse = _missing_errors(recovered, truth, known).square().mean().item()
     return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def _check_voxel_pair(pred: Tensor, truth: Tensor) -> None:
+    if not isinstance(pred, Tensor) or pred.dim() != 5 or pred.shape[1] != 1:
+        shape = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
+        raise ValueError(f"pred must be voxels (B, 1, D, H, W), got {shape}")
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
+                         f"expected the same (B, 1, D, H, W)")
+
+
+def voxel_errors(pred: Tensor, truth: Tensor, *, where: Tensor | None = None) -> Tensor:
+    """Mean absolute error per shape on ``[0, 1]``: ``(B,)``.
+
+    ``pred`` is clamped to ``[0, 1]`` first (a chain may overshoot the occupancy range).
+
+    Args:
+        pred, truth: ``(B, 1, D, H, W)``.
+        where: optional bool, broadcastable: average only over these voxels (the missing ones
+            in recovery); every shape must have at least one.
+    """
+    _check_voxel_pair(pred, truth)
+    diff = (pred.clamp(0.0, 1.0).double() - truth.double()).abs()
+    if not torch.isfinite(diff).all():
+        raise ValueError("pred holds NaN or infinite values; refusing to score them")
+    if where is None:
+        return diff.flatten(1).mean(dim=1)
+    weight = where.expand(pred.shape).double()
+    count = weight.flatten(1).sum(dim=1)
+    if (count == 0).any():
+        raise ValueError("a shape has no voxel to score (where is empty)")
+    return (diff * weight).flatten(1).sum(dim=1) / count
+
+
+def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
+    """Intersection over union per shape of ``pred >= threshold`` and ``truth >= threshold``:
+    ``(B,)``; 1 for a shape where both are empty.
+
+    Args:
+        pred, truth: ``(B, 1, D, H, W)``.
+    """
+    _check_voxel_pair(pred, truth)
+    a, b = (pred >= threshold).flatten(1), (truth >= threshold).flatten(1)
+    inter = (a & b).sum(dim=1).double()
+    union = (a | b).sum(dim=1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))

@@ -2,69 +2,52 @@
 
 Xie et al. (STGConvNet) recover occluded or missing video frames by alternating
 
-(a) Langevin on the *missing* entries with the observed ones clamped (the :class:`KnownEntries`
-    projection wrapped around the ordinary update), which completes the data under the current
-    model, and
-(b) one learning step that treats the current completion as the observed data and fresh
-    synthesized chains as the samples.
+(a) a chain on the *missing* entries with the observed ones held by the :class:`KnownEntries`
+    constraint, which completes the data under the current model, and
+(b) one training step (:meth:`stgconv.train.Trainer.step`) that treats the current completion
+    as the observed data and persistent synthesis chains as the samples.
 
-The same loop serves any layout ``(C, *S)``: videos, images, voxels. The result is the average of
-the completions over the last ``average_last`` iterations, a Monte Carlo estimate of the posterior
-mean, which removes the per-step Langevin noise a single chain state carries.
+Both run on the unchanged engine: any :class:`~stgconv.mcmc.base.Sampler` (Langevin, MALA, HMC)
+moves the completion. The same loop serves any layout ``(C, *S)``: videos, images, voxels. The
+result is the average of the completions over the last ``average_last`` iterations, a Monte
+Carlo estimate of the posterior mean, which removes the per-step noise a single chain state
+carries.
 
-Refining a classical fill (measured on the shared video clips, issue 3)
------------------------------------------------------------------------
-Starting the completion from a strong classical fill (temporal interpolation) and letting the
-model refine it only works when the model's gradient at that fill points towards the truth. With
-a model learned for a few CPU minutes it mostly does not: the cosine between ``-grad E`` on the
-missing entries and the residual ``truth - fill`` stays at 0.00-0.03, even for a model learned on
-the *true* clip. Any sizeable move then raises the error, because the error is concentrated: a
-quarter to a half of the missing entries are already exact after interpolation (static pixels
-whose two observed ends agree) and a small share at moving edges carries most of it. Hence the
-options below, each of which removes one way the loop damaged the fill:
-
-- ``warmup``: learn the model on the fixed start before touching it, so the completion is never
-  moved by an untrained network (with the Gaussian reference term and a small ``sigma`` an
-  untrained model drags every missing entry towards 0);
-- ``completion_sampler``: a separate, gentler sampler for the completion (no noise, small steps,
-  ``grad_clip`` bounding each step's move) while the synthesis chains keep exploring;
-- ``step_scale``: a diagonal preconditioner: per-entry scale of the completion's moves, e.g. the
-  spread of the two observed ends each interpolated entry lies between
-  (:func:`interpolation_spread`), so entries the fill is sure of stay put;
-- ``holdout``: observed entries hidden from the loop and completed like the missing ones; the
-  iteration whose estimate fits them best is returned (the start included), which chooses how
-  far to refine from the data alone: not at all where the model does not help.
-
-Together (the quick CPU recovery config: ``st_small``, sigma 0.5, 15 warm-up + 15 refinement
-iterations, a few CPU minutes per 70x150x150 clip) they turn the naive loop's 3.5 -> 39 on
-boiling_water into: boiling_water 3.51 / 4.01 (the start kept: the hold-out showed refining hurts
-there), flag 7.34 -> 7.30 / 10.25 -> 10.20, fire_pot 10.47 -> 10.16 / 12.92 -> 12.66 (missing
-frames / region masks, 0-255 error against temporal interpolation).
+Refining a classical fill only helps where the model's gradient at that fill points towards the
+truth; with models learned for a few CPU minutes it mostly does not (the measurements are in
+``bench/README.md``, section ``recovery.py``). Hence the options of :func:`recover`, each of which
+removes one way the loop can damage a good fill: ``warmup`` (learn before moving the
+completion), a gentler ``completion_sampler``, a diagonal preconditioner ``step_scale``
+(:class:`Preconditioned`: entries the fill is sure of stay put) and a ``holdout`` of observed
+entries that chooses how far to refine, the untouched start included.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from stgconv.baselines import mean_fill
+from stgconv.config import TrainConfig
 from stgconv.energy.base import EnergyModel
-from stgconv.losses import contrastive_divergence
+from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.constraints import KnownEntries
 from stgconv.mcmc.init import NoiseInit
-from stgconv.mcmc.langevin import Langevin
+from stgconv.mcmc.persistent import PersistentChains
+from stgconv.train import Trainer
+from stgconv.types import EnergyFn
 
 
 @dataclass
 class RecoveryResult:
     """``recovered``: ``(C, *S)`` the estimate; ``synthesized``: the synthesis chains;
-    ``history``: one dict of statistics per iteration (``loss``, ``e_pos``, ``e_neg``; ``error``
-    when a ``truth_error`` was given; ``holdout_error`` (0-1 units of the data, mean absolute)
-    with a ``holdout``); ``selected_iteration``: with a ``holdout``, the iteration whose estimate
-    was returned (``-1``: the start, before any iteration), else the last iteration."""
+    ``history``: one dict of statistics per iteration (``loss``, ``e_pos``, ``e_neg``;
+    ``holdout_error`` (0-1 units of the data, mean absolute) with a ``holdout``);
+    ``selected_iteration``: with a ``holdout``, the iteration whose estimate was returned
+    (``-1``: the start, before any iteration), else the last iteration."""
 
     recovered: Tensor
     synthesized: Tensor
@@ -120,9 +103,40 @@ def interpolation_spread(observed: Tensor, known: Tensor) -> Tensor:
     return torch.where(known, torch.zeros_like(spread), spread)
 
 
+class Preconditioned:
+    """The energy of ``z`` for ``x = start + scale * z``: a diagonal preconditioner as an energy.
+
+    A sampler run on it from ``z = 0`` moves ``x`` by ``-(delta^2 / 2) scale^2 grad E +
+    delta scale eps`` per Langevin step (the same stationary law as plain Langevin, different
+    short-run moves); entries with ``scale = 0`` never move. A constraint on ``x`` that keeps
+    entries fixed is :meth:`constraint` on ``z``.
+
+    Args:
+        energy: ``(B, *S) -> (B,)``.
+        start: ``(B, *S)``, the point ``z = 0`` maps to.
+        scale: ``>= 0``, broadcastable to ``start``.
+    """
+
+    def __init__(self, energy: EnergyFn, start: Tensor, scale: Tensor) -> None:
+        self.energy = energy
+        self.start = start
+        self.scale = scale
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return self.energy(self.to_x(z))
+
+    def to_x(self, z: Tensor) -> Tensor:
+        """``start + scale * z``, ``(B, *S)``."""
+        return self.start + self.scale * z
+
+    def constraint(self, known: Tensor) -> KnownEntries:
+        """Hold the ``known`` entries of ``x`` (those of ``start``): ``z = 0`` there."""
+        return KnownEntries(torch.zeros_like(self.start), known)
+
+
 def recover(
     energy: EnergyModel,
-    sampler: Langevin,
+    sampler: Sampler,
     observed: Tensor,
     known: Tensor,
     *,
@@ -133,19 +147,20 @@ def recover(
     n_chains: int = 2,
     chain_init: NoiseInit = NoiseInit("gaussian", 0.0),
     average_last: int = 10,
-    generator: torch.Generator | None = None,
-    truth_error: Callable[[Tensor], float] | None = None,
-    progress: bool = False,
     warmup: int = 0,
-    completion_sampler: Langevin | None = None,
+    completion_sampler: Sampler | None = None,
     step_scale: Tensor | None = None,
+    clamp: tuple[float, float] | None = None,
     holdout: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> RecoveryResult:
     """Recover the missing entries of one example while learning ``energy`` from it.
 
-    Iteration ``i`` runs the synthesis chains (``sampler``), moves the completion
-    (``completion_sampler``; not during the first ``warmup`` iterations) and takes one Adam step
-    on ``mean E(completion) - mean E(chains)``.
+    Iteration ``i`` moves the completion (``completion_sampler``; not during the first
+    ``warmup`` iterations), then takes one :class:`~stgconv.train.Trainer` step with the
+    completion as the data: the synthesis chains (``sampler``, persistent) and one Adam step on
+    ``mean E(completion) - mean E(chains)``.
 
     Args:
         energy: trained in place with Adam (``lr``, ``betas``).
@@ -153,35 +168,28 @@ def recover(
         observed: ``(C, *S)``; values at missing entries are ignored (they may be NaN).
         known: bool, broadcastable to ``observed``; True = observed.
         init: ``(C, *S)`` starting completion (e.g. a classical fill); default: the observed
-            entries and the observed mean elsewhere. With a ``holdout``, its held-out entries
-            should hold a fill made *without* them (they are scored against the observed values).
+            mean (:func:`stgconv.baselines.mean_fill`). With a ``holdout``, its held-out
+            entries should hold a fill made *without* them (they are scored against the
+            observed values).
         n_chains: synthesis chains, persistent across iterations, started from ``chain_init``.
         average_last: iterations whose completions are averaged into the result; at most
             ``n_iterations - warmup``.
-        truth_error: optional ``(C, *S) -> float`` evaluated on the running estimate each
-            iteration (for reporting only; it never feeds back).
-        warmup: the first ``warmup`` iterations learn the model on the fixed ``init`` (the
-            completion is not moved), so the completion chain starts under a model that already
-            fits the clip instead of an untrained one.
-        completion_sampler: sampler for the completion chain; default ``sampler``. Refining a
-            good start wants a gentler chain than synthesis from scratch: ``noise_scale`` 0
-            (descent to the nearby mode instead of a sample, whose per-entry noise only adds
-            error), small steps, ``grad_clip`` to bound each step's move whatever the scale the
-            energy has grown to.
-        step_scale: ``>= 0``, broadcastable to ``observed``: a diagonal preconditioner ``m`` for
-            the completion chain, which runs in ``z`` with ``x = x_start + m * z``: each step moves
-            ``x`` by ``-(delta^2 / 2) m^2 grad E + delta m eps`` (the same stationary law as plain
-            Langevin, different short-run moves). Entries with ``m = 0`` never move. The
-            ``completion_sampler``'s ``clamp`` is applied to ``x`` after each run; its
-            ``grad_clip`` bounds ``|m * grad E|``.
+        warmup: the first ``warmup`` iterations learn the model on the fixed ``init``, so the
+            completion chain starts under a model that already fits the example.
+        completion_sampler: sampler for the completion; default ``sampler``. Refining a good
+            start wants a gentler chain than synthesis from scratch: no noise, small steps,
+            a bounded step (``grad_clip``).
+        step_scale: ``>= 0``, broadcastable to ``observed``: the completion moves through
+            :class:`Preconditioned`. Build it without a clamp of its own (a clamp would bound
+            ``z``, not ``x``) and give ``clamp`` instead.
+        clamp: ``(low, high)`` bounds of the completion after each move (with ``step_scale``).
         holdout: bool, broadcastable, a subset of ``known``: observed entries hidden from the
             loop (treated as missing) and used to choose the estimate: the start or the running
             estimate of an iteration after the warm-up, whichever has the smallest mean absolute
             error on them (earliest on ties). Give it the structure of the real missing entries
-            (e.g. :func:`holdout_like`), and build ``init`` and ``step_scale`` from
-            ``known & ~holdout`` (a ``step_scale`` of 0 there would freeze the held-out entries and
-            the start would always be chosen). The returned estimate keeps every observed entry,
-            held-out ones included.
+            (:func:`holdout_like`), and build ``init`` and ``step_scale`` from
+            ``known & ~holdout``. The returned estimate keeps every observed entry.
+        generator: every random draw (chains, noise) comes from it.
 
     Returns:
         :class:`RecoveryResult`; ``recovered`` keeps every observed entry exactly.
@@ -192,11 +200,38 @@ def recover(
             or non-finite ``step_scale``, ``warmup``/``average_last``/``n_iterations``/``n_chains``
             out of range.
     """
-    known = _bool_mask("known", known, observed)
-    if not known.any():
-        raise ValueError("nothing is observed: recovery needs at least one known entry")
-    if not torch.isfinite(observed[known]).all():
-        raise ValueError("observed has NaN or infinite values at known entries")
+    _check_schedule(n_iterations, n_chains, warmup, average_last)
+    known, visible, holdout = _masks(observed, known, holdout)
+    if init is None:
+        init = mean_fill(observed[None], visible[None])[0]
+    step_scale = _check_step_scale(step_scale, observed)
+    constraint = KnownEntries(observed[None], visible[None])
+    completion = _start(constraint, init, observed)
+    chains = PersistentChains(1, chain_init, chains_per_example=n_chains)
+    # Drawn before the first move of the completion, which may draw noise too.
+    chains.load_state_dict({"chains": chain_init.sample(
+        (1, n_chains, *observed.shape), device=observed.device, dtype=observed.dtype,
+        generator=generator)})
+    trainer = Trainer(energy, sampler, chains, completion.clone(),
+                      train=TrainConfig(lr=lr, betas=betas, batch_size=1), generator=generator)
+    mover = completion_sampler if completion_sampler is not None else sampler
+    estimate = _Estimate(completion, observed, holdout, n_iterations - average_last)
+    history = []
+    for iteration in tqdm(range(n_iterations), disable=not progress, desc="recover"):
+        if iteration >= warmup:
+            completion = _move(mover, energy, completion, constraint, step_scale, clamp,
+                               trainer.generator)
+            trainer.data.copy_(completion)
+        record = trainer.step([torch.zeros(1, dtype=torch.long, device=observed.device)])
+        record.update(estimate.add(completion, iteration, selectable=iteration >= warmup))
+        history.append(record)
+    full = KnownEntries(observed[None], known[None])  # held-out entries restored
+    return RecoveryResult(recovered=full.project(estimate.result())[0],
+                          synthesized=chains.chains[0], history=history,
+                          selected_iteration=estimate.selected)
+
+
+def _check_schedule(n_iterations: int, n_chains: int, warmup: int, average_last: int) -> None:
     if n_iterations < 1:
         raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
     if n_chains < 1:
@@ -208,99 +243,101 @@ def recover(
             f"average_last must be in [1, n_iterations - warmup] = [1, {n_iterations - warmup}], "
             f"got {average_last}"
         )
-    visible = known
-    if holdout is not None:
-        holdout = _bool_mask("holdout", holdout, observed)
-        if (holdout & ~known).any():
-            raise ValueError("holdout must only mark observed entries (a subset of known)")
-        if not holdout.any():
-            raise ValueError("holdout marks no entry")
-        visible = known & ~holdout
-        if not visible.any():
-            raise ValueError("holdout covers every observed entry: nothing is left to learn from")
-    if init is None:
-        init = torch.where(visible, observed, observed[visible].mean())
+
+
+def _masks(observed: Tensor, known: Tensor, holdout: Tensor | None
+           ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``known``, ``visible`` (what the loop sees) and ``holdout``, checked and expanded to
+    ``observed``'s shape."""
+    known = _bool_mask("known", known, observed)
+    if not known.any():
+        raise ValueError("nothing is observed: recovery needs at least one known entry")
+    if not torch.isfinite(observed[known]).all():
+        raise ValueError("observed has NaN or infinite values at known entries")
+    if holdout is None:
+        return known, known, None
+    holdout = _bool_mask("holdout", holdout, observed)
+    if (holdout & ~known).any():
+        raise ValueError("holdout must only mark observed entries (a subset of known)")
+    if not holdout.any():
+        raise ValueError("holdout marks no entry")
+    visible = known & ~holdout
+    if not visible.any():
+        raise ValueError("holdout covers every observed entry: nothing is left to learn from")
+    return known, visible, holdout
+
+
+def _check_step_scale(step_scale: Tensor | None, observed: Tensor) -> Tensor | None:
+    """``step_scale`` as ``(1, C, *S)``, checked."""
+    if step_scale is None:
+        return None
+    try:
+        step_scale = step_scale.to(observed).expand_as(observed).unsqueeze(0)
+    except RuntimeError as err:
+        raise ValueError(f"step_scale {tuple(step_scale.shape)} does not broadcast to observed "
+                         f"{tuple(observed.shape)}") from err
+    if not (torch.isfinite(step_scale).all() and (step_scale >= 0).all()):
+        raise ValueError("step_scale must be finite and >= 0")
+    return step_scale
+
+
+def _start(constraint: KnownEntries, init: Tensor, observed: Tensor) -> Tensor:
+    """The first completion ``(1, C, *S)``: ``init`` with the visible entries projected in."""
     if init.shape != observed.shape:
         raise ValueError(f"init {tuple(init.shape)} must match observed {tuple(observed.shape)}")
-    if completion_sampler is None:
-        completion_sampler = sampler
-    constraint = KnownEntries(observed.unsqueeze(0), visible.unsqueeze(0))
-    full = KnownEntries(observed.unsqueeze(0), known.unsqueeze(0))  # held-out entries restored
     completion = constraint.project(init.unsqueeze(0).clone())
     if not torch.isfinite(completion).all():
         raise ValueError("init has NaN or infinite values at missing entries")
-    if step_scale is not None:
-        try:
-            step_scale = step_scale.to(observed).expand_as(observed).unsqueeze(0)
-        except RuntimeError as err:
-            raise ValueError(
-                f"step_scale {tuple(step_scale.shape)} does not broadcast to observed "
-                f"{tuple(observed.shape)}"
-            ) from err
-        if not (torch.isfinite(step_scale).all() and (step_scale >= 0).all()):
-            raise ValueError("step_scale must be finite and >= 0")
-        z_sampler = replace(completion_sampler, clamp=None)
-        z_constraint = KnownEntries(torch.zeros_like(completion), visible.unsqueeze(0))
+    return completion
 
-    def holdout_error(estimate: Tensor) -> float:
-        return (estimate[0][holdout] - observed[holdout]).abs().mean().item()
 
-    chains = chain_init.sample(
-        (n_chains, *observed.shape), device=observed.device, dtype=observed.dtype,
-        generator=generator,
-    )
-    optimizer = torch.optim.Adam(energy.parameters(), lr=lr, betas=betas)
-    running_sum = torch.zeros_like(completion)
-    n_averaged = 0
-    history = []
-    best, best_error, selected = completion.clone(), float("inf"), n_iterations - 1
-    if holdout is not None:
-        best_error, selected = holdout_error(completion), -1
-    for iteration in tqdm(range(n_iterations), disable=not progress, desc="recover"):
-        if iteration >= warmup:
-            if step_scale is None:
-                completion = completion_sampler.run(
-                    energy, completion, constraint=constraint, generator=generator
-                )
-            else:
-                start = completion
+def _move(sampler: Sampler, energy: EnergyFn, completion: Tensor, constraint: KnownEntries,
+          step_scale: Tensor | None, clamp: tuple[float, float] | None,
+          generator: torch.Generator | None) -> Tensor:
+    """One run of the completion chain ``(1, C, *S)``, the visible entries held."""
+    if step_scale is None:
+        return sampler.run(energy, completion, constraint=constraint, generator=generator)
+    preconditioned = Preconditioned(energy, completion, step_scale)
+    z = sampler.run(preconditioned, torch.zeros_like(completion),
+                    constraint=preconditioned.constraint(constraint.known), generator=generator)
+    moved = preconditioned.to_x(z)
+    if clamp is not None:
+        moved = moved.clamp(*clamp)
+    return constraint.project(moved)
 
-                def preconditioned(z: Tensor) -> Tensor:
-                    return energy(start + step_scale * z)
 
-                z = z_sampler.run(
-                    preconditioned, torch.zeros_like(start),
-                    constraint=z_constraint, generator=generator,
-                )
-                completion = start + step_scale * z
-                if completion_sampler.clamp is not None:
-                    completion = completion.clamp(*completion_sampler.clamp)
-                completion = constraint.project(completion)
-        chains = sampler.run(energy, chains, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss, stats = contrastive_divergence(energy, completion, chains)
-        loss.backward()
-        optimizer.step()
-        if iteration >= n_iterations - average_last:
-            running_sum += completion
-            n_averaged += 1
-        estimate = running_sum / n_averaged if n_averaged else completion
-        record = {
-            "loss": loss.item(), "e_pos": stats["e_pos"].item(), "e_neg": stats["e_neg"].item()
-        }
-        if truth_error is not None:
-            record["error"] = truth_error(full.project(estimate)[0])
+class _Estimate:
+    """The running estimate: the mean of the completions from iteration ``average_from`` on,
+    or, with a ``holdout``, the estimate that fits the held-out entries best (the start
+    included)."""
+
+    def __init__(self, start: Tensor, observed: Tensor, holdout: Tensor | None,
+                 average_from: int) -> None:
+        self.observed, self.holdout, self.average_from = observed, holdout, average_from
+        self.total, self.count = torch.zeros_like(start), 0
+        self.best, self.best_error, self.selected = start.clone(), float("inf"), -1
         if holdout is not None:
-            record["holdout_error"] = holdout_error(estimate)
-            if iteration >= warmup and record["holdout_error"] < best_error:
-                best, best_error, selected = estimate.clone(), record["holdout_error"], iteration
-        history.append(record)
-    if holdout is None:
-        best = running_sum / n_averaged
-    return RecoveryResult(
-        recovered=full.project(best)[0], synthesized=chains, history=history,
-        selected_iteration=selected,
-    )
+            self.best_error = self._holdout_error(start)
+
+    def _holdout_error(self, estimate: Tensor) -> float:
+        return (estimate[0][self.holdout] - self.observed[self.holdout]).abs().mean().item()
+
+    def add(self, completion: Tensor, iteration: int, *, selectable: bool) -> dict[str, float]:
+        """Take iteration ``iteration``'s completion; returns ``holdout_error`` with a holdout."""
+        if iteration >= self.average_from:
+            self.total += completion
+            self.count += 1
+        self.selected = iteration if self.holdout is None else self.selected
+        if self.holdout is None:
+            return {}
+        current = self.total / self.count if self.count else completion
+        error = self._holdout_error(current)
+        if selectable and error < self.best_error:
+            self.best, self.best_error, self.selected = current.clone(), error, iteration
+        return {"holdout_error": error}
+
+    def result(self) -> Tensor:
+        return self.best if self.holdout is not None else self.total / self.count
 
 
 def holdout_like(

@@ -13,10 +13,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from stgconv.checkpoint import load_checkpoint, save_checkpoint
+from stgconv.config import TrainConfig
 from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
@@ -55,7 +55,12 @@ class FitLoop:
         Writes a checkpoint every ``checkpoint_every`` iterations and at the end when
         ``checkpoint_path`` is set, and TensorBoard scalars when ``log_dir`` is set.
         """
-        writer = SummaryWriter(str(log_dir)) if log_dir is not None else None
+        writer = None
+        if log_dir is not None:
+            # tensorboard takes a second to import; only runs that log pay for it.
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(log_dir))
         history = []
         bar = tqdm(total=n_iterations, initial=self.iteration, disable=not progress, desc="train")
         try:
@@ -88,10 +93,11 @@ class Trainer(FitLoop):
         sampler: any sampler (``Langevin``, ``MALA``, ``HMC``).
         chains: where each iteration's chains start (:mod:`stgconv.mcmc.starts`).
         data: ``(N, *S)`` all training examples, on the training device.
-        batch_size: examples per micro-batch (capped at ``N``).
-        accumulate: micro-batches whose gradients are summed before each optimizer step.
-        lr, betas: Adam settings.
-        energy_l2: weight of the ``mean(E^2)`` penalty that keeps energies near zero.
+        train: how the parameters learn: Adam's ``lr`` and ``betas``, ``batch_size`` examples
+            per micro-batch (capped at ``N``), ``accumulate`` micro-batches whose gradients are
+            summed before each optimizer step, and ``energy_l2``, the weight of the
+            ``mean(E^2)`` penalty that keeps energies near zero (the loop's own fields,
+            ``n_iterations`` and the saving intervals, are the caller's).
         generator: the single source of randomness (batches, chain starts, sampler noise).
         config: plain-data resolved config, stored in checkpoints.
     """
@@ -103,11 +109,7 @@ class Trainer(FitLoop):
         chains: ChainStart,
         data: Tensor,
         *,
-        batch_size: int = 16,
-        accumulate: int = 1,
-        lr: float = 0.01,
-        betas: tuple[float, float] = (0.5, 0.999),
-        energy_l2: float = 0.0,
+        train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
@@ -117,11 +119,12 @@ class Trainer(FitLoop):
         self.sampler = sampler
         self.chains = chains
         self.data = data
-        self.batch_size = min(batch_size, data.shape[0])
-        self.accumulate = accumulate
-        self.energy_l2 = energy_l2
+        train = train if train is not None else TrainConfig()
+        self.batch_size = min(train.batch_size, data.shape[0])
+        self.accumulate = train.accumulate
+        self.energy_l2 = train.energy_l2
         self.generator = generator if generator is not None else torch.Generator(data.device)
-        self.optimizer = torch.optim.Adam(energy.parameters(), lr=lr, betas=betas)
+        self.optimizer = torch.optim.Adam(energy.parameters(), lr=train.lr, betas=train.betas)
         self.config = config or {}
         self.iteration = 0
         self.last_samples: Tensor | None = None
@@ -199,7 +202,7 @@ class MultiGridTrainer(FitLoop):
         grid_sizes: trailing sizes of the base grid and of every modelled grid, coarse to fine
             (``len(energies) + 1`` entries, the last equal to ``S``), e.g.
             ``[(1, 1), (4, 4), (16, 16), (64, 64)]``.
-        batch_size, accumulate, lr, betas, energy_l2, generator, config: as :class:`Trainer`.
+        train, generator, config: as :class:`Trainer` (every grid learns with ``train``).
     """
 
     def __init__(
@@ -209,11 +212,7 @@ class MultiGridTrainer(FitLoop):
         data: Tensor,
         grid_sizes: Sequence[Sequence[int]],
         *,
-        batch_size: int = 16,
-        accumulate: int = 1,
-        lr: float = 0.01,
-        betas: tuple[float, float] = (0.5, 0.999),
-        energy_l2: float = 0.0,
+        train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
@@ -232,8 +231,7 @@ class MultiGridTrainer(FitLoop):
         self.config = config or {}
         self.trainers = [
             Trainer(energy, sampler, CoarseStart(factor_between(fine, coarse)), level,
-                    batch_size=batch_size, accumulate=accumulate, lr=lr, betas=betas,
-                    energy_l2=energy_l2, generator=self.generator)
+                    train=train, generator=self.generator)
             for energy, sampler, coarse, fine, level
             in zip(energies, samplers, grid_sizes[:-1], grid_sizes[1:], levels[1:])
         ]

@@ -1,4 +1,5 @@
-"""Tensor layouts used across stgconv and the one callable type every sampler consumes.
+"""Tensor layouts used across stgconv, the one callable type every sampler consumes, and the
+shape of a classical fill.
 
 Layouts (batch first, channels second):
 
@@ -18,3 +19,8 @@ from torch import Tensor
 
 EnergyFn = Callable[[Tensor], Tensor]
 """Maps a batch ``(B, *S)`` to energies ``(B,)``; lower = more probable."""
+
+Fill = Callable[[Tensor, Tensor], Tensor]
+"""A classical completion ``fill(observed, known) -> filled``: ``known`` is bool and broadcasts to
+``observed`` (True = observed); ``filled`` has ``observed``'s shape and keeps its observed entries.
+Every registry of fills (:mod:`stgconv.baselines`) and every chain start from a fill takes it."""

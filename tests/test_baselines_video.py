@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stgconv.baselines import (
-    BASELINES,
+from stgconv.baselines.video import (
+    FILLS,
     biharmonic_inpainting,
     neighbour_average,
     temporal_interpolation,
@@ -62,12 +62,12 @@ MASK_KINDS = ["missing_frames", "region", "fixed_region", "salt_and_pepper", "bl
 
 
 def test_registry_names():
-    assert set(BASELINES) == {"temporal_interpolation", "biharmonic", "neighbour_average"}
-    assert BASELINES["biharmonic"] is biharmonic_inpainting
+    assert set(FILLS) == {"temporal_interpolation", "biharmonic", "neighbour_average"}
+    assert FILLS["biharmonic"] is biharmonic_inpainting
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", sorted(FILLS))
 def test_observed_entries_exact_and_missing_filled(name, kind):
     truth = clip()
     known = make_mask(kind)
@@ -76,7 +76,7 @@ def test_observed_entries_exact_and_missing_filled(name, kind):
     # The missing entries of the input must never be read: NaN there must not leak out.
     video = torch.where(full, truth, torch.nan)
     before = video.clone()
-    out = BASELINES[name](video, known)
+    out = FILLS[name](video, known)
     assert out.shape == truth.shape and out.dtype == truth.dtype
     assert torch.equal(out[full], truth[full])  # bit for bit
     assert torch.isfinite(out).all()
@@ -86,18 +86,18 @@ def test_observed_entries_exact_and_missing_filled(name, kind):
     assert torch.equal(video[full], before[full])
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", sorted(FILLS))
 def test_float64_and_3d_mask(name):
     truth = clip().double()
     known = make_mask("region")  # (T, H, W) broadcasts over channels
-    out = BASELINES[name](truth, known)
+    out = FILLS[name](truth, known)
     assert out.dtype == torch.float64
     assert torch.equal(out[known.expand(truth.shape)], truth[known.expand(truth.shape)])
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", sorted(FILLS))
 def test_bad_input(name):
-    fill = BASELINES[name]
+    fill = FILLS[name]
     video, known = clip(), make_mask("region")
     with pytest.raises(ValueError, match=r"\(C, T, H, W\)"):
         fill(video[None], known)
@@ -113,10 +113,10 @@ def test_bad_input(name):
         fill(bad, torch.ones_like(known))
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", sorted(FILLS))
 def test_nothing_missing_returns_the_video(name):
     video = clip()
-    assert torch.equal(BASELINES[name](video, torch.ones(T, H, W, dtype=torch.bool)), video)
+    assert torch.equal(FILLS[name](video, torch.ones(T, H, W, dtype=torch.bool)), video)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,5 +300,5 @@ def test_flag_errors_match_issue(shared_data: Path):
                                  ("biharmonic", "region", 46.8)):
         known = load_mask_mat(masks / f"flag_{kind}_type.mat")
         observed = torch.where(known, video, torch.nan)
-        error = missing_mae_255(BASELINES[name](observed, known), video, known)
+        error = missing_mae_255(FILLS[name](observed, known), video, known)
         assert error == pytest.approx(expected, abs=0.1), (name, kind)

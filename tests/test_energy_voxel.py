@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stgconv.build import build_energy
 from stgconv.config import ModelConfig
 from stgconv.energy import build_from_config
 from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
+from stgconv.modalities import VOXELS
 
 
 @pytest.mark.parametrize("arch", sorted(VOXEL_PRESETS))
@@ -42,7 +42,7 @@ def test_unknown_arch_lists_the_presets() -> None:
 
 
 def test_config_builds_voxel_energies_that_rebuild_from_their_config() -> None:
-    energy = build_energy(ModelConfig(arch="desc32_small", image_size=16, reference_sigma=0.5,
+    energy = VOXELS.energy(ModelConfig(arch="desc32_small", image_size=16, reference_sigma=0.5,
                                       layers=((4, 4, 2, 1), (4, 3, 2, 1))))
     assert energy.input_size == (16, 16, 16) and energy.spatial_dims == 3
     rebuilt = build_from_config(energy.config)

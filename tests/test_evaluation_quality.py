@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from stgconv import quality
-from stgconv.quality import (
+from stgconv.evaluation import quality
+from stgconv.evaluation.quality import (
     FILTER_NAMES,
     filter_statistics,
     filter_statistics_distance,

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from stgconv.config import TrainConfig
 from stgconv.energy import image_energy
 from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin, MultiGridSampler
 from stgconv.train import MultiGridTrainer
@@ -41,8 +42,8 @@ def test_multigrid_training_and_sampling_on_cuda():
     energies = [e.cuda() for e in energies]
     langevin = Langevin(n_steps=3, step_size=0.01, clamp=(-1.0, 1.0))
     data = torch.rand(6, 3, 16, 16, generator=generator, device="cuda") * 2 - 1
-    trainer = MultiGridTrainer(energies, [langevin] * 2, data, sizes, batch_size=4,
-                               generator=generator)
+    trainer = MultiGridTrainer(energies, [langevin] * 2, data, sizes,
+                               train=TrainConfig(batch_size=4), generator=generator)
     trainer.fit(2, progress=False)
     assert all(x.device.type == "cuda" for x in trainer.last_samples)
     known = torch.rand(6, 1, 16, 16, generator=generator, device="cuda") > 0.5

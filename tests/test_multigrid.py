@@ -30,6 +30,7 @@ from stgconv.config import (
     ExperimentConfig,
     GridConfig,
     MultiGridConfig,
+    TrainConfig,
     config_to_dict,
     load_config,
 )
@@ -349,8 +350,9 @@ def make_multigrid_trainer(*, init_seed: int = 0) -> MultiGridTrainer:
                              reference_sigma=0.5) for _ in GRIDS[1:]]
     samplers = [Langevin(n_steps=3, step_size=0.1, clamp=(-1.0, 1.0)),
                 Langevin(n_steps=2, step_size=0.05, clamp=(-1.0, 1.0))]
-    return MultiGridTrainer(energies, samplers, pattern_images(), GRIDS, batch_size=3, lr=0.01,
-                            generator=gen(0), config=multigrid_config())
+    return MultiGridTrainer(energies, samplers, pattern_images(), GRIDS,
+                            train=TrainConfig(batch_size=3, lr=0.01), generator=gen(0),
+                            config=multigrid_config())
 
 
 def weights(energy: nn.Module) -> list[Tensor]:
@@ -493,8 +495,8 @@ def test_multigrid_training_learns_the_detail_the_coarse_grid_lacks() -> None:
         return image_energy("texture", in_channels=1, layers=[[8, 3, 1, 1], [8, 3, 1, 1]],
                             reference_sigma=0.5)
 
-    trainer = MultiGridTrainer([model()], [sampler], data, [(4, 4), (8, 8)], batch_size=16,
-                               lr=0.01, generator=gen(0))
+    trainer = MultiGridTrainer([model()], [sampler], data, [(4, 4), (8, 8)],
+                               train=TrainConfig(batch_size=16, lr=0.01), generator=gen(0))
     trainer.fit(20, progress=False)
     chain = MultiGridSampler((sampler,), ((2, 2),))
     base = block_down(data, (2, 2))

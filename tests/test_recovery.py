@@ -84,9 +84,10 @@ def test_warmup_holds_the_start_and_completion_sampler_moves_it() -> None:
     result = recover(
         tiny_energy(), synthesis, observed, known, n_iterations=5, warmup=3, average_last=2,
         n_chains=3, completion_sampler=completion, generator=gen(2),
-        truth_error=lambda x: missing_mae_255(x, truth, known),
+        holdout=holdout_like(known, fraction=0.5, generator=gen(3)),
     )
-    errors = [record["error"] for record in result.history]
+    # The held-out entries are completed like the missing ones: their error tracks the moves.
+    errors = [record["holdout_error"] for record in result.history]
     assert errors[0] == errors[1] == errors[2]
     assert errors[3] != errors[2]
     assert synthesis.calls[0] == [3] * 5  # the 3 synthesis chains, every iteration

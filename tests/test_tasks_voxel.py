@@ -20,28 +20,21 @@ from torch import Tensor
 from stgconv.cli import main
 from stgconv.config import ExperimentConfig, load_config
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.preview import save_preview
-from stgconv.mcmc import Langevin, SuperResolutionStart
-from stgconv.mcmc.recovery_start import RecoveryStart
-from stgconv.ops import block_down
-from stgconv.tasks import load_training_data
-from stgconv.train import Trainer
-from stgconv.voxel_baselines import (
+from stgconv.baselines.voxel import (
     downsample,
     nearest_known_fill,
     nearest_upsample,
     neighbour_majority,
     trilinear_upsample,
-    voxel_errors,
-    voxel_iou,
 )
-from stgconv.voxel_tasks import (
-    model_offset,
-    model_sampler,
-    recover_batch,
-    resolve_mean,
-    super_resolve_batch,
-)
+from stgconv.build import model_sampler
+from stgconv.config import TrainConfig
+from stgconv.mcmc import Langevin, RecoveryStart, SuperResolutionStart
+from stgconv.metrics import voxel_errors, voxel_iou
+from stgconv.modalities import IMAGE, VOXELS
+from stgconv.ops import block_down
+from stgconv.tasks.voxel import recover_batch, super_resolve_batch
+from stgconv.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SR_CONFIG = ROOT / "configs" / "voxel" / "super_resolution_quick.yaml"
@@ -84,8 +77,8 @@ def test_tiny_super_resolution_beats_its_starting_point() -> None:
     train, test = boxes_and_balls(32, size, seed=0), boxes_and_balls(16, size, seed=1)
     energy = tiny_energy(size)
     sampler = Langevin(n_steps=10, step_size=0.1, noise_scale=0.0, clamp=(0.0, 1.0))
-    trainer = Trainer(energy, sampler, SuperResolutionStart((factor,) * 3), train, batch_size=8,
-                      lr=0.01, generator=gen(1))
+    trainer = Trainer(energy, sampler, SuperResolutionStart((factor,) * 3), train,
+                      train=TrainConfig(batch_size=8, lr=0.01), generator=gen(1))
     trainer.fit(25, progress=False)
     low = downsample(test, factor)
     ours = super_resolve_batch(energy, sampler, low, factor)
@@ -179,23 +172,21 @@ def test_training_mean_is_resolved_and_shifts_the_clamp() -> None:
     config = load_config(SR_CONFIG)
     assert config.data.mean == "auto"
     with pytest.raises(ValueError, match="auto"):
-        model_offset(config)
-    resolved = resolve_mean(config, torch.full((2, 1, 4, 4, 4), 0.25))
-    assert model_offset(resolved) == 0.25
+        VOXELS.offset(config)
+    resolved = VOXELS.fit_units(config, torch.full((2, 1, 4, 4, 4), 0.25))
+    assert VOXELS.offset(resolved) == 0.25
     assert model_sampler(resolved).clamp == (-0.25, 0.75)
-    assert model_offset(ExperimentConfig()) == 0.0  # images: nothing subtracted
+    assert IMAGE.offset(ExperimentConfig()) == 0.0  # images: nothing subtracted
     with pytest.raises(ValueError, match="data.mean"):
         load_config(SR_CONFIG, ["data.mean=1.5"])
 
 
 def test_voxel_previews_are_renders_and_arrays(tmp_path: Path) -> None:
-    files = save_preview(boxes_and_balls(3, 8), tmp_path / "shapes", kind="voxels")
+    files = VOXELS.preview(boxes_and_balls(3, 8), tmp_path / "shapes")
     assert {f.name for f in files} == {"shapes.png", "shapes.npy"}
     assert np.load(tmp_path / "shapes.npy").shape == (3, 8, 8, 8)
     with pytest.raises(ValueError, match=r"\(N, 1, D, D, D\)"):
-        save_preview(torch.zeros(1, 1, 4, 8, 8), tmp_path / "clip", kind="voxels")
-    # A 5-D batch without a kind is still a video, as for older callers.
-    assert save_preview(torch.zeros(1, 1, 4, 8, 8), tmp_path / "clip")[0].suffix == ".gif"
+        VOXELS.preview(torch.zeros(1, 1, 4, 8, 8), tmp_path / "clip")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -343,7 +334,7 @@ def test_real_beds_baselines_on_the_held_out_beds(shared_data: Path) -> None:
 def test_real_chairs_load_padded_and_baselines_fill_them(shared_data: Path) -> None:
     config = load_config(ROOT / "configs" / "voxel" / "recovery_chairs_quick.yaml",
                          ["data.max_images=3"])
-    chairs = load_training_data(config.data)
+    chairs = VOXELS.load(config.data)
     assert chairs.shape == (3, 1, 32, 32, 32)
     assert chairs[..., 0, :, :].sum() == 0  # the 30^3 grids padded by one empty voxel
     known = torch.rand(chairs.shape, generator=gen(0)) >= 0.7

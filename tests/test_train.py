@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from stgconv.build import build_chain_start
 from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stgconv.config import ChainConfig
+from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
 from stgconv.energy import ConvNetEnergy, image_energy
 from stgconv.energy.base import EnergyModel
@@ -84,8 +84,7 @@ def test_training_recovers_gaussian_mean_and_std() -> None:
         Langevin(n_steps=10, step_size=delta),  # exact: full noise, no clamp
         PersistentChains(2000, NoiseInit("gaussian", 1.0)),
         data,
-        batch_size=2000,
-        lr=0.05,
+        train=TrainConfig(batch_size=2000, lr=0.05),
         generator=g,
     )
     trainer.fit(150, progress=False)
@@ -143,7 +142,7 @@ def test_texture_training_matches_filter_statistics() -> None:
     start = torch.zeros(k, 1, size, size)
     untrained = sampler.run(energy, start, generator=gen(99))
     trainer = Trainer(energy, sampler, PersistentChains(1, NoiseInit("gaussian", 0.0), chains_per_example=k),
-                      observed, batch_size=1, lr=0.01, generator=gen(0))
+                      observed, train=TrainConfig(batch_size=1, lr=0.01), generator=gen(0))
     trainer.fit(60, progress=False)
     samples = trainer.last_samples
     assert samples is not None and samples.shape == (k, 1, size, size)
@@ -178,8 +177,9 @@ def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1) -> Train
         data.shape[0],
     )
     sampler = Langevin(n_steps=5, step_size=0.05, clamp=(-1.0, 1.0))
-    return Trainer(tiny_energy(init_seed), sampler, chains, data, batch_size=2, accumulate=accumulate,
-                   lr=0.01, generator=gen(0), config={"mode": mode})
+    return Trainer(tiny_energy(init_seed), sampler, chains, data,
+                   train=TrainConfig(batch_size=2, accumulate=accumulate, lr=0.01),
+                   generator=gen(0), config={"mode": mode})
 
 
 def assert_same(a, b, where: str = "state") -> None:

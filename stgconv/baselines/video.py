@@ -10,7 +10,7 @@ Every baseline is a pure function ``fill(video, known) -> filled`` with
   bit for bit, only missing entries are filled.
 
 They work for every mask type (whole missing frames, a moving occluded block, salt-and-pepper).
-:data:`BASELINES` maps the names used in evaluation tables to the functions.
+:data:`FILLS` maps the names used in evaluation tables to the functions.
 
 Which one wins depends on the mask, see ``issues show 3`` and the docstrings below:
 
@@ -24,8 +24,6 @@ Which one wins depends on the mask, see ``issues show 3`` and the docstrings bel
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 from skimage.restoration import inpaint_biharmonic
@@ -33,9 +31,7 @@ from torch import Tensor
 
 from stgconv.checks import as_int
 from stgconv.data.masks import check_mask_matches
-
-Baseline = Callable[[Tensor, Tensor], Tensor]
-"""``(video (C, T, H, W), known bool broadcastable to it) -> filled (C, T, H, W)``."""
+from stgconv.types import Fill
 
 
 def _prepare(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
@@ -252,9 +248,9 @@ def neighbour_average(
     return torch.where(known, video, x)
 
 
-BASELINES: dict[str, Baseline] = {
+FILLS: dict[str, Fill] = {
     "temporal_interpolation": temporal_interpolation,
     "biharmonic": biharmonic_inpainting,
     "neighbour_average": neighbour_average,
 }
-"""Name in evaluation tables -> baseline function ``(video, known) -> filled``."""
+"""Name in evaluation tables -> ``fill(video (C, T, H, W), known) -> filled (C, T, H, W)``."""

@@ -1,4 +1,4 @@
-"""Classical baselines for voxel super-resolution and recovery, and the two scores we report.
+"""Classical baselines for voxel super-resolution and recovery.
 
 Every function is pure and works on float tensors ``(B, 1, D, H, W)`` of occupancy in ``[0, 1]``
 (the voxel layout of :mod:`stgconv.types`); ``known`` masks are bool, ``True`` = observed.
@@ -29,6 +29,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from stgconv.ops import block_down, nearest_up
+from stgconv.types import Fill
 
 
 def _check_voxels(x: Tensor, name: str) -> None:
@@ -56,7 +57,7 @@ def trilinear_upsample(low: Tensor, factor: int) -> Tensor:
     return up.clamp(0.0, 1.0)
 
 
-SR_BASELINES: dict[str, Callable[[Tensor, int], Tensor]] = {
+UPSAMPLERS: dict[str, Callable[[Tensor, int], Tensor]] = {
     "nearest": nearest_upsample,
     "trilinear": trilinear_upsample,
 }
@@ -159,60 +160,12 @@ def neighbour_majority(observed: Tensor, known: Tensor, *, radii: Sequence[int] 
     return torch.where(todo, nearest_known_fill(observed, known), result)
 
 
-RECOVERY_BASELINES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+FILLS: dict[str, Fill] = {
     "nearest_known": nearest_known_fill,
     "neighbour_majority": neighbour_majority,
 }
 """Name -> ``fill(observed (B, 1, D, H, W), known) -> (B, 1, D, H, W)``."""
 
 
-# --------------------------------------------------------------------------------------------
-# Scores
-# --------------------------------------------------------------------------------------------
-
-
-def voxel_errors(pred: Tensor, truth: Tensor, *, where: Tensor | None = None) -> Tensor:
-    """Mean absolute error per shape on ``[0, 1]``: ``(B,)``.
-
-    ``pred`` is clamped to ``[0, 1]`` first (a chain may overshoot the occupancy range).
-
-    Args:
-        pred, truth: ``(B, 1, D, H, W)``.
-        where: optional bool, broadcastable: average only over these voxels (the missing ones
-            in recovery); every shape must have at least one.
-    """
-    _check_voxels(pred, "pred")
-    if pred.shape != truth.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
-                         f"expected the same (B, 1, D, H, W)")
-    diff = (pred.clamp(0.0, 1.0).double() - truth.double()).abs()
-    if not torch.isfinite(diff).all():
-        raise ValueError("pred holds NaN or infinite values; refusing to score them")
-    if where is None:
-        return diff.flatten(1).mean(dim=1)
-    weight = where.expand(pred.shape).double()
-    count = weight.flatten(1).sum(dim=1)
-    if (count == 0).any():
-        raise ValueError("a shape has no voxel to score (where is empty)")
-    return (diff * weight).flatten(1).sum(dim=1) / count
-
-
-def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
-    """Intersection over union per shape of ``pred >= threshold`` and ``truth >= threshold``:
-    ``(B,)``; 1 for a shape where both are empty.
-
-    Args:
-        pred, truth: ``(B, 1, D, H, W)``.
-    """
-    _check_voxels(pred, "pred")
-    if pred.shape != truth.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
-                         f"expected the same (B, 1, D, H, W)")
-    a, b = (pred >= threshold).flatten(1), (truth >= threshold).flatten(1)
-    inter = (a & b).sum(dim=1).double()
-    union = (a | b).sum(dim=1).double()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-
-
-__all__ = ["SR_BASELINES", "RECOVERY_BASELINES", "nearest_upsample", "trilinear_upsample",
-           "downsample", "nearest_known_fill", "neighbour_majority", "voxel_errors", "voxel_iou"]
+__all__ = ["FILLS", "UPSAMPLERS", "downsample", "nearest_known_fill", "nearest_upsample",
+           "neighbour_majority", "trilinear_upsample"]

@@ -25,22 +25,25 @@ import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import av
-import h5py
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-import stgconv
 from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
 from stgconv.io.image import IMAGE_SUFFIXES
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
 from stgconv.io.video import VIDEO_SUFFIXES, load_video
+from stgconv.version import __version__
+
+# h5py and PyAV (av) take a while to import; they load where a cache is built or read and where
+# a source's frame rate is probed.
+if TYPE_CHECKING:
+    import h5py
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
 """Suffixes of clip caches; :func:`load_training_clips` reads such a path as a cache."""
@@ -215,6 +218,8 @@ def build_clip_cache(
     files = _resolve_sources(sources)
 
     def write(tmp: str) -> None:
+        import h5py
+
         with h5py.File(tmp, "w") as h5:
             _write_cache(
                 h5, files, n_frames=n_frames, size=pair, start_frame=start_frame, fps=fps,
@@ -250,6 +255,8 @@ def _write_cache(
     fps: float | None, channels: int, clips_per_video: int | None, stride: int,
     compression: str | None, skip_unreadable: bool,
 ) -> None:
+    import h5py
+
     height, width = size
     options = {"compression": compression}
     if compression == "gzip":
@@ -332,7 +339,7 @@ def _write_cache(
     attrs["layout"] = "(N, T, H, W, C)"
     attrs["value_range"] = VALUE_RANGE
     attrs["resize"] = "bilinear (Pillow), whole frame, no crop"
-    attrs["created_by"] = f"stgconv {stgconv.__version__}"
+    attrs["created_by"] = f"stgconv {__version__}"
     attrs.create("skipped", np.array(skipped, dtype=object), dtype=h5py.string_dtype("utf-8"))
 
 
@@ -345,6 +352,8 @@ def _quantise(video: Tensor) -> np.ndarray:
 
 def _source_rate(path: Path) -> Fraction | None:
     """The frame rate load_video uses for ``path`` (None for a frame folder or no rate)."""
+    import av
+
     if path.is_dir():
         return None
     with av.open(str(path)) as container:
@@ -378,6 +387,8 @@ class VideoClips(LazyH5, Dataset):
 
     def __init__(self, root: str | Path, *,
                  transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        import h5py
+
         self.root = _find_cache(Path(root))
         self.transform = transform
         with h5py.File(self.root, "r") as h5:

@@ -21,16 +21,14 @@ from __future__ import annotations
 import operator
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-import stgconv
 from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
@@ -38,6 +36,11 @@ from stgconv.io.h5 import LazyH5
 from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, voxelize
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
 from stgconv.io.voxel import pad_to as pad_grids
+from stgconv.version import __version__
+
+# h5py takes a while to import; it loads where a cache is built or read.
+if TYPE_CHECKING:
+    import h5py
 
 MODELNET10_CATEGORIES = ("bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand",
                          "sofa", "table", "toilet")
@@ -154,6 +157,8 @@ def build_modelnet_cache(
     names, meshes = find_modelnet_meshes(root, categories=categories, splits=splits)
 
     def write(tmp: str) -> None:
+        import h5py
+
         with h5py.File(tmp, "w") as h5:
             _write_cache(h5, root, names, meshes, resolution=resolution, margin=margin,
                          up_axis=up_axis, skip_unreadable=skip_unreadable, progress=progress)
@@ -165,6 +170,8 @@ def _write_cache(
     h5: h5py.File, root: Path, names: list[str], meshes: list[tuple[Path, int, int]], *,
     resolution: int, margin: int, up_axis: int, skip_unreadable: bool, progress: bool,
 ) -> None:
+    import h5py
+
     side = (resolution,) * 3
     voxels = h5.create_dataset("voxels", shape=(0, *side), maxshape=(None, *side),
                                dtype=np.uint8, chunks=(1, *side), compression="gzip",
@@ -206,7 +213,7 @@ def _write_cache(
     attrs["up_axis"] = up_axis
     attrs["layout"] = "voxels (N, R, R, R) uint8 {0, 1}, indexed [x, y, z], z up"
     attrs["method"] = _METHOD
-    attrs["created_by"] = f"stgconv {stgconv.__version__}"
+    attrs["created_by"] = f"stgconv {__version__}"
     attrs.create("skipped", np.array(skipped, dtype=object), dtype=h5py.string_dtype("utf-8"))
 
 
@@ -284,6 +291,8 @@ class VoxelShapes(LazyH5, Dataset):
         self.resolution = side if pad_to is None else pad_to
 
     def _read_cache_metadata(self) -> tuple:
+        import h5py
+
         try:
             h5 = h5py.File(self.root, "r")
         except OSError as err:
@@ -469,6 +478,8 @@ def load_voxel_shapes(
 
 
 def _is_shape_cache(path: Path) -> bool:
+    import h5py
+
     try:
         with h5py.File(path, "r") as h5:
             return "voxels" in h5 and "label" in h5 and "categories" in h5.attrs

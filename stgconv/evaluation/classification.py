@@ -29,7 +29,9 @@ from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import pad_to
 from stgconv.ops import block_down
-from stgconv.voxel_tasks import load_voxel_model, model_offset, model_size
+from stgconv.modalities import VOXELS
+from stgconv.modalities.voxel import grid_side
+from stgconv.tasks.voxel import load_voxel_model
 
 UNIT = "accuracy (fraction correct) of stratified k-fold cross-validation, mean over folds"
 
@@ -157,7 +159,7 @@ def eval_classification(
     """
     started = time.perf_counter()
     energy, config, state = load_voxel_model(checkpoint, device=device)
-    size = model_size(energy)
+    size = grid_side(energy)
     dataset = VoxelShapes(shapes)
     if dataset.resolution > size:
         raise ValueError(f"{shapes} holds {dataset.resolution}^3 grids; this model takes "
@@ -172,7 +174,7 @@ def eval_classification(
     # Relabel to 0..K-1 so a subset of classes still gives a K-way problem.
     classes, labels = labels.unique(return_inverse=True)
     voxels = pad_to(torch.stack([dataset[int(i)][0] for i in rows]), size)  # only these rows
-    model_input = voxels - model_offset(config)
+    model_input = voxels - VOXELS.offset(config)
     # The untrained control's weights come from the seed, without touching the caller's RNG.
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
+# h5py takes a while to import and most runs never read HDF5; it loads where a file is opened.
+if TYPE_CHECKING:
+    import h5py
 
 
 class LazyH5:
@@ -25,6 +28,8 @@ class LazyH5:
     _pid: int | None = None
 
     def _h5(self) -> h5py.File:
+        import h5py
+
         if self._file is None or self._pid != os.getpid():
             # A handle inherited through fork is abandoned, not closed: closing it would act on
             # HDF5 state shared with the parent.

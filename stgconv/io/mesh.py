@@ -17,12 +17,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-import open3d as o3d
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
 from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
+
+# open3d takes ~1.5 s to import; it loads where a mesh is read, voxelized or written through it.
 
 MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
 """Suffixes :func:`load_mesh` reads."""
@@ -171,6 +172,8 @@ def _read_obj(path: Path) -> tuple[np.ndarray, list[list[int]]]:
 
 
 def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import open3d as o3d
+
     # open3d reports unreadable files as a printed warning and an empty mesh, not an exception.
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         mesh = o3d.io.read_triangle_mesh(str(path))
@@ -310,6 +313,8 @@ def voxelize(
 
 
 def _surface_voxels(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> np.ndarray:
+    import open3d as o3d
+
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                      o3d.utility.Vector3iVector(faces.astype(np.int32)))
     grid = o3d.geometry.VoxelGrid.create_from_triangle_mesh_within_bounds(
@@ -386,6 +391,8 @@ def save_mesh_from_voxels(grid: np.ndarray, path: str | Path, *, level: float = 
         raise ValueError(f"no voxel exceeds level={level}: there is no surface to write to {path}")
 
     def write(tmp: str) -> None:
+        import open3d as o3d
+
         if path.suffix.lower() == ".obj":
             _write_obj(tmp, vertices, faces)
             return

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import open3d as o3d
 from PIL import Image, ImageDraw
 
 from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
 from stgconv.io.mesh import mesh_from_voxels
+
+# open3d takes ~1.5 s to import; it loads where a grid is drawn.
+if TYPE_CHECKING:
+    import open3d as o3d
 
 DEFAULT_VIEWS = ((-60.0, 25.0),)
 """One oblique view from the -y side, a little above: ``((azimuth, elevation), ...)``."""
@@ -50,6 +53,8 @@ def render_views(grid: object, *, views: Sequence[tuple[float, float]] = DEFAULT
     Returns:
         uint8 ``(V, size, size, 3)``, white where the rays miss (an empty grid renders white).
     """
+    import open3d as o3d
+
     views = _check_views(views)
     size = as_int(size, "size", minimum=8)
     vertices, faces = mesh_from_voxels(grid, level=level)
@@ -72,6 +77,8 @@ def render_views(grid: object, *, views: Sequence[tuple[float, float]] = DEFAULT
 
 def _render_one(scene: o3d.t.geometry.RaycastingScene, corners: np.ndarray, azimuth: float,
                 elevation: float, size: int) -> np.ndarray:
+    import open3d as o3d
+
     az, el = np.radians(azimuth), np.radians(elevation)
     towards_camera = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
     right = np.array([-np.sin(az), np.cos(az), 0.0])

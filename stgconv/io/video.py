@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import av
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -37,6 +36,10 @@ from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.image import IMAGE_SUFFIXES, read_image
+
+# PyAV (av) takes a while to import (it loads FFmpeg); it loads where a video is read or written.
+if TYPE_CHECKING:
+    import av
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ def _announced_frames(stream: av.video.stream.VideoStream, container: av.contain
     A count from the index (mp4, avi) is exact; one estimated from the duration and the average
     rate (mkv, webm) gets 10% slack, since variable-rate files make it approximate.
     """
+    import av
+
     if stream.frames:
         return stream.frames, max(1, stream.frames // 50)
     rate = stream.average_rate
@@ -209,6 +214,8 @@ def _read_file(
     path: Path, start: int, n_frames: int | None, size: tuple[int, int] | None,
     fps: float | None, channels: int
 ) -> list[np.ndarray]:
+    import av
+
     frames: list[np.ndarray] = []
     decoded = 0  # source frames decoded so far
     exhausted = False
@@ -296,6 +303,8 @@ def available_codecs(suffix: str) -> tuple[str, ...]:
 
 
 def _has_encoder(name: str) -> bool:
+    import av
+
     try:
         av.codec.Codec(name, "w")
     except (av.error.FFmpegError, av.codec.codec.UnknownCodecError):
@@ -304,6 +313,8 @@ def _has_encoder(name: str) -> bool:
 
 
 def _resolve_codec(suffix: str, codec: str | None) -> str:
+    import av
+
     choices = available_codecs(suffix)
     if codec is None:
         if not choices:
@@ -360,6 +371,8 @@ def save_video(
             for a yuv420p codec, or an encoder failure. Nothing is left at ``path`` (nor a
             temporary file beside it) when writing fails.
     """
+    import av
+
     path = Path(path)
     suffix = path.suffix.lower()
     name = _resolve_codec(suffix, codec)  # validates the suffix too
@@ -383,6 +396,8 @@ def save_video(
 
 def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: str,
                fps: float) -> None:
+    import av
+
     # ``tmp`` ends in ".tmp", so the container format must be named, not guessed from the suffix.
     encoder = _ENCODERS[codec]
     _, height, width, _ = frames.shape

@@ -27,7 +27,6 @@ import zipfile
 from functools import partial
 from pathlib import Path
 
-import h5py
 import numpy as np
 import scipy.io
 import torch
@@ -36,6 +35,9 @@ from torch import Tensor
 
 from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_save_npy, atomic_write
+
+# h5py takes a while to import and most voxel files are not HDF5; it loads where one is read or
+# written.
 
 VOXEL_SUFFIXES = (".mat", ".binvox", ".npy", ".npz", ".h5", ".hdf5")
 """Suffixes :func:`load_voxels` reads and :func:`save_voxels` writes."""
@@ -204,6 +206,8 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
 
 
 def _read_h5(path: Path, key: str | None) -> np.ndarray:
+    import h5py
+
     try:
         with h5py.File(path, "r") as h5:
             names = [name for name, item in h5.items() if isinstance(item, h5py.Dataset)]
@@ -322,6 +326,8 @@ def _write_npz(arrays: dict[str, np.ndarray], tmp: str) -> None:
 
 
 def _write_h5(array: np.ndarray, name: str, tmp: str) -> None:
+    import h5py
+
     chunks = array.shape if array.ndim == 3 else (1, *array.shape[1:])
     with h5py.File(tmp, "w") as h5:
         dataset = h5.create_dataset(name, data=array, chunks=chunks, compression="gzip",

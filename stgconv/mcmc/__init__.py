@@ -15,6 +15,7 @@ from stgconv.mcmc.starts import (
     CoarseStart,
     DataStart,
     NoiseStart,
+    RecoveryStart,
     SuperResolutionStart,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "NoiseStart",
     "NonFiniteEnergyError",
     "PersistentChains",
+    "RecoveryStart",
     "ReplayBuffer",
     "Sampler",
     "StepInfo",

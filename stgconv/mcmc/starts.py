@@ -12,9 +12,10 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from stgconv.mcmc.constraints import Constraint, DownsampleConsistency
+from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.init import NoiseInit, data_plus_noise
 from stgconv.ops import block_down, nearest_up
+from stgconv.types import Fill
 
 
 class ChainStart(Protocol):
@@ -114,3 +115,44 @@ class SuperResolutionStart(CoarseStart):
 
     def constraint(self, x_pos: Tensor) -> Constraint:
         return DownsampleConsistency(block_down(x_pos, self.factor), self.factor)
+
+
+class RecoveryStart:
+    """Recovery training (3D descriptor net; the authors' ``rec_exp.py``): the negative samples
+    are the model's own completions of corrupted training examples, so the model learns exactly
+    what the recovery task asks of it. Each call to :meth:`start` hides a fresh random
+    ``missing`` fraction of every example's entries; the chain starts from ``fill`` of what
+    remains, and :meth:`constraint` (for the same batch) keeps the observed entries fixed.
+
+    Args:
+        missing: fraction of entries hidden, in ``(0, 1)``; each entry independently.
+        fill: the starting completion (e.g. :func:`stgconv.baselines.voxel.nearest_known_fill`).
+    """
+
+    def __init__(self, missing: float, fill: Fill) -> None:
+        if not 0.0 < missing < 1.0:
+            raise ValueError(f"missing must be in (0, 1), got {missing}")
+        self.missing = missing
+        self.fill = fill
+        self.chains_per_example = 1
+        self._known: Tensor | None = None
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Chain starts ``(B, *S)``; remembers the mask for :meth:`constraint`."""
+        draw = torch.rand(x_pos.shape, generator=generator, device=x_pos.device)
+        self._known = draw >= self.missing
+        return self.fill(x_pos, self._known)
+
+    def constraint(self, x_pos: Tensor) -> Constraint:
+        if self._known is None or self._known.shape != x_pos.shape:
+            raise RuntimeError("constraint() needs the start() of the same batch first")
+        return KnownEntries(x_pos, self._known)
+
+    def keep(self, x_neg: Tensor) -> None:
+        self._known = None
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        pass

@@ -1,0 +1,29 @@
+"""Classical methods that learned models are compared against, one file per modality.
+
+Every fill has one shape, :data:`stgconv.types.Fill`: ``fill(observed, known) -> filled``, which
+keeps the observed entries and fills the others. :mod:`~stgconv.baselines.video` (``FILLS``:
+temporal interpolation, biharmonic inpainting, neighbour average) works on one clip
+``(C, T, H, W)``; :mod:`~stgconv.baselines.voxel` (``FILLS``: nearest known voxel, neighbour
+majority; ``UPSAMPLERS``: nearest, trilinear) on batches ``(B, 1, D, H, W)``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
+    """Every missing entry at the mean of its example's observed entries.
+
+    Args:
+        observed: ``(B, *S)``; values at missing entries are ignored (NaN included).
+        known: bool, broadcastable to ``observed``, True = observed.
+
+    Returns:
+        ``(B, *S)``, equal to ``observed`` at the known entries.
+    """
+    known = known.expand_as(observed)
+    where = [-1] + [1] * (observed.dim() - 1)
+    total = observed.where(known, 0).flatten(1).sum(1)
+    mean = total / known.flatten(1).sum(1).clamp(min=1)
+    return observed.where(known, mean.view(where).expand_as(observed))

@@ -1,0 +1,104 @@
+"""The one interface behind which images, videos and voxels differ.
+
+Generic code (training, synthesis, multi-grid, previews) asks the experiment's :class:`Modality`
+and never branches on ``data.kind``. A modality says how to load its training data, which energy
+nets it builds, how big a grid of a multi-grid pyramid is, what shape a fresh sample has, which
+units the model sees, and how a batch is shown to a person.
+
+Units: data files and results hold the modality's own values (pixels in ``[-1, 1]``, voxel
+occupancy in ``[0, 1]``); the model may see them shifted by :meth:`Modality.offset` (the voxel
+models see occupancy minus the training mean). Every chain runs in the model's units; only the
+ends convert.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from torch import Tensor
+
+
+from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
+from stgconv.energy.base import ConvNetEnergy
+
+
+class Modality:
+    """What differs per modality. Subclasses set ``name`` and ``data_kinds`` and implement the
+    methods that raise :class:`NotImplementedError`; the unit methods default to the identity."""
+
+    name: str
+    """Short name, shown in messages: ``"image"``, ``"video"``, ``"voxels"``."""
+    data_kinds: tuple[str, ...]
+    """The ``data.kind`` values of configs that this modality serves."""
+
+    def load(self, data: DataConfig) -> Tensor:
+        """The training examples ``(N, *lead, *S)`` in data units."""
+        raise NotImplementedError
+
+    def energy(self, model: ModelConfig) -> ConvNetEnergy:
+        """The energy net ``model`` describes (its ``in_channels`` and ``image_size`` filled in
+        from the data)."""
+        raise NotImplementedError
+
+    def grid_shape(self, side: int, frames: int | None, data: DataConfig) -> tuple[int, ...]:
+        """Trailing sizes of a multi-grid grid of side ``side`` (``frames``: its clip length,
+        for modalities with time)."""
+        raise NotImplementedError
+
+    def sample_shape(self, energy: ConvNetEnergy, config: ExperimentConfig, n: int, *,
+                     size: int | None = None, frames: int | None = None) -> tuple[int, ...]:
+        """Shape of ``n`` fresh samples of ``energy``; ``size`` and ``frames`` ask for another
+        side or clip length than the training data's, where the model allows it.
+
+        Raises:
+            ValueError: ``size`` or ``frames`` that this model cannot take.
+        """
+        raise NotImplementedError
+
+    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",)
+                ) -> list[Path]:
+        """Write a batch (data units) for a person to look at; returns the files written.
+        ``formats`` are the suffixes of moving pictures (videos)."""
+        raise NotImplementedError
+
+    def save_samples(self, batch: Tensor, stem: str | Path) -> list[Path]:
+        """Write a task's result batch (data units): its preview in every format."""
+        return self.preview(batch, stem, formats=(".gif", ".mp4"))
+
+    def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
+        """Write a coarse grid of multi-grid samples (data units)."""
+        return self.preview(grid, stem)
+
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
+        """One picture of every grid of the first few examples, coarse to fine (data units)."""
+        raise NotImplementedError
+
+    # Units. The defaults: the model sees the data as they are.
+
+    def fit_units(self, config: ExperimentConfig, data: Tensor) -> ExperimentConfig:
+        """``config`` with any unit setting learnt from the training ``data`` resolved."""
+        return config
+
+    def offset(self, config: ExperimentConfig) -> float:
+        """What the model's input subtracts from the data."""
+        return 0.0
+
+    def to_data(self, x: Tensor, config: ExperimentConfig) -> Tensor:
+        """Model units -> data units."""
+        return x
+
+
+def stationary_side(energy: ConvNetEnergy, config: ExperimentConfig, size: int | None) -> int:
+    """The frame side of fresh samples: ``size``, or the training data's side.
+
+    Raises:
+        ValueError: another side than the training data's for a model tied to its input size (a
+            fully connected head).
+    """
+    side = size if size is not None else config.data.size
+    tied = energy.head_kind != "sum" or energy.input_size is not None
+    if side != config.data.size and tied:
+        raise ValueError(f"this model is tied to {config.data.size}x{config.data.size} inputs; "
+                         f"size={side} needs a stationary model (texture, st)")
+    return side

@@ -1,0 +1,66 @@
+"""Images ``(N, C, H, W)`` in ``[-1, 1]``: one image, a folder, or the frames of video clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
+from stgconv.data.image import load_training_images
+from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.image import image_energy
+from stgconv.io.image import save_image_grid
+from stgconv.modalities.base import Modality, stationary_side
+from stgconv.modalities.video import load_clips
+from stgconv.ops import factor_between, nearest_up
+
+MAX_IMAGES = 64
+"""Images a preview grid shows at most."""
+
+
+class ImageModality(Modality):
+    name = "image"
+    data_kinds = ("texture", "objects", "video_frames")
+
+    def load(self, data: DataConfig) -> Tensor:
+        """``(N, C, H, W)``; ``video_frames``: ``N`` = clips x frames."""
+        if data.kind == "video_frames":  # (N, C, T, H, W) -> (N * T, C, H, W)
+            return load_clips(data).transpose(1, 2).flatten(0, 1)
+        return load_training_images(data.path, kind=data.kind, size=data.size,
+                                    channels=data.channels, max_images=data.max_images)
+
+    def energy(self, model: ModelConfig) -> ConvNetEnergy:
+        return image_energy(model.arch, in_channels=model.in_channels,
+                            image_size=model.image_size, layers=model.layers,
+                            activation=model.activation, reference_sigma=model.reference_sigma)
+
+    def grid_shape(self, side: int, frames: int | None, data: DataConfig) -> tuple[int, ...]:
+        return (side, side)
+
+    def sample_shape(self, energy: ConvNetEnergy, config: ExperimentConfig, n: int, *,
+                     size: int | None = None, frames: int | None = None) -> tuple[int, ...]:
+        if frames is not None:
+            raise ValueError("frames only applies to video models")
+        side = stationary_side(energy, config, size)
+        return (n, config.model.in_channels, side, side)
+
+    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",)
+                ) -> list[Path]:
+        """``<stem>.png``: a grid of up to 64 images ``(N, C, H, W)``."""
+        if batch.dim() != 4:
+            raise ValueError(f"expected images (N, C, H, W), got {tuple(batch.shape)}")
+        return [save_image_grid(batch[:MAX_IMAGES], Path(stem).with_suffix(".png"))]
+
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
+        """``<stem>.png``: one row per grid (nearest up-sampled to the finest size) of the first
+        ``n`` images."""
+        grids = [g.detach().float().cpu() for g in grids]
+        finest = grids[-1].shape[2:]
+        rows = torch.cat([nearest_up(g, factor_between(finest, g.shape[2:]))[:n] for g in grids])
+        return save_image_grid(rows, Path(stem).with_suffix(".png"), nrow=min(n, len(grids[-1])))
+
+
+IMAGE = ImageModality()

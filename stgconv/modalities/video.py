@@ -1,0 +1,72 @@
+"""Videos ``(N, C, T, H, W)`` in ``[-1, 1]``: a clip, a folder of frames or of clips, or a cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from torch import Tensor
+
+from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
+from stgconv.data.video import load_training_clips
+from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.video import video_energy
+from stgconv.io.video import save_comparison
+from stgconv.modalities.base import Modality, stationary_side
+from stgconv.ops import factor_between, nearest_up
+
+MAX_CLIPS = 4
+"""Clips a preview shows side by side at most."""
+
+
+def load_clips(data: DataConfig) -> Tensor:
+    """The clips ``data`` chooses: ``(N, C, T, H, W)``, grey when ``data.channels == 1``."""
+    clips = load_training_clips(data.path, n_frames=data.frames, size=data.size,
+                                start_frame=data.start_frame, fps=data.fps,
+                                max_clips=data.max_images)
+    return clips[:, :1] if data.channels == 1 else clips
+
+
+class VideoModality(Modality):
+    name = "video"
+    data_kinds = ("video",)
+
+    def load(self, data: DataConfig) -> Tensor:
+        return load_clips(data)
+
+    def energy(self, model: ModelConfig) -> ConvNetEnergy:
+        return video_energy(model.arch, in_channels=model.in_channels,
+                            frame_size=(model.image_size, model.image_size), layers=model.layers,
+                            activation=model.activation or "relu",
+                            reference_sigma=model.reference_sigma)
+
+    def grid_shape(self, side: int, frames: int | None, data: DataConfig) -> tuple[int, ...]:
+        return (frames if frames is not None else data.frames, side, side)
+
+    def sample_shape(self, energy: ConvNetEnergy, config: ExperimentConfig, n: int, *,
+                     size: int | None = None, frames: int | None = None) -> tuple[int, ...]:
+        """Any clip length works for the ST and FC_S models, which are stationary in time."""
+        side = stationary_side(energy, config, size)
+        length = frames if frames is not None else config.data.frames
+        return (n, config.model.in_channels, length, side, side)
+
+    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
+                fps: float = 25) -> list[Path]:
+        """``<stem><suffix>`` for each of ``formats``: up to 4 clips ``(N, C, T, H, W)`` side by
+        side."""
+        if batch.dim() != 5:
+            raise ValueError(f"expected videos (N, C, T, H, W), got {tuple(batch.shape)}")
+        clips = list(batch[:MAX_CLIPS].detach().float().cpu())
+        return [save_comparison(clips, Path(stem).with_suffix(suffix), fps=fps)
+                for suffix in formats]
+
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
+        """``<stem>.gif``: the first clip's grids side by side (nearest up-sampled)."""
+        grids = [g.detach().float().cpu() for g in grids]
+        finest = grids[-1].shape[2:]
+        labels = ["x".join(str(s) for s in g.shape[2:]) for g in grids]
+        up = [nearest_up(g, factor_between(finest, g.shape[2:])) for g in grids]
+        return save_comparison([g[0] for g in up], Path(stem).with_suffix(".gif"), labels=labels)
+
+
+VIDEO = VideoModality()

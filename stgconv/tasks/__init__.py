@@ -1,0 +1,12 @@
+"""What the ``stgconv`` command and ``tools/`` call, one file per use: each task takes plain
+arguments, writes its outputs into a folder it returns, and raises a clear error on bad input."""
+
+from stgconv.tasks.demo import demo
+from stgconv.tasks.recover_video import load_known, recover_video
+from stgconv.tasks.shortrun import interpolate, reconstruct
+from stgconv.tasks.synthesize import synthesize, synthesize_multigrid
+from stgconv.tasks.train import train
+from stgconv.tasks.voxel import super_resolve
+
+__all__ = ["demo", "interpolate", "load_known", "reconstruct", "recover_video", "super_resolve",
+           "synthesize", "synthesize_multigrid", "train"]
