@@ -36,10 +36,10 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from stgconv.config import TrainConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import VIDEO_ARCHS, video_energy
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
-from stgconv.config import TrainConfig
 from stgconv.train import Trainer
 
 SMALL_NETS = ["st_small", "fc_s_small"]

@@ -46,11 +46,11 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.video import BETAS, eager_training_iteration, training_stats
+from stgconv.config import TrainConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
-from stgconv.config import TrainConfig
 from stgconv.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

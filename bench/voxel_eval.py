@@ -49,11 +49,11 @@ import numpy as np
 import torch
 
 from stgconv import tasks
-from stgconv.evaluation import voxel
-from stgconv.tasks.voxel import load_voxel_model
 from stgconv.build import resolve_device
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config
+from stgconv.evaluation import voxel
+from stgconv.tasks.voxel import load_voxel_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "voxel"

@@ -18,7 +18,6 @@ from stgconv.mcmc import (
 from stgconv.train import MultiGridTrainer, Trainer
 from stgconv.version import __version__
 
-
 __all__ = [
     "HMC",
     "MALA",

@@ -64,9 +64,8 @@ class SamplerConfig:
     # ([0, 1]); the voxel tasks shift it by data.mean into the model's units.
     clamp: tuple[float, float] | None = (-1.0, 1.0)
     n_leapfrog: int = 5
-    # Langevin only: "bf16" runs the energy network under bfloat16 autocast (about 1.7x faster
-    # steps on the image nets here); keep fp32 for large 1-channel 3-D first layers (the
-    # paper voxel nets' 16^3 filters ran 3-9x slower in bf16 on this CPU).
+    # Langevin only: "bf16" runs the energy network under bfloat16 autocast; faster on the image
+    # nets, slower on large 1-channel 3-D first layers (bench/README.md has the measurements).
     precision: Literal["fp32", "bf16"] = "fp32"
 
 

@@ -17,14 +17,14 @@ Refining a classical fill only helps where the model's gradient at that fill poi
 truth; with models learned for a few CPU minutes it mostly does not (the measurements are in
 ``bench/README.md``, section ``recovery.py``). Hence the options of :func:`recover`, each of which
 removes one way the loop can damage a good fill: ``warmup`` (learn before moving the
-completion), a gentler ``completion_sampler``, a diagonal preconditioner ``step_scale``
+completion), a gentler :class:`CompletionChain` with a diagonal preconditioner ``step_scale``
 (:class:`Preconditioned`: entries the fill is sure of stay put) and a ``holdout`` of observed
 entries that chooses how far to refine, the untouched start included.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -77,7 +77,8 @@ def interpolation_spread(observed: Tensor, known: Tensor) -> Tensor:
     one observed end (before the first or after the last observed frame), where nothing bounds
     the change, get the root-mean-square spread of the two-ended ones (a typical value: the
     largest would let those frames dominate any normalisation); observed entries get 0. Meant as
-    ``step_scale`` for :func:`recover` (after any power and normalisation the caller chooses).
+    ``step_scale`` of a :class:`CompletionChain` (after any power and normalisation the caller
+    chooses).
 
     Args:
         observed: ``(C, T, *S)`` (time on dim 1); values at missing entries are ignored.
@@ -134,6 +135,41 @@ class Preconditioned:
         return KnownEntries(torch.zeros_like(self.start), known)
 
 
+@dataclass(frozen=True)
+class CompletionChain:
+    """How the completion moves in each iteration: ``sampler`` on the energy with the visible
+    entries held; with a ``step_scale``, through :class:`Preconditioned`.
+
+    Refining a good start wants a gentler chain than synthesis from scratch: no noise, small
+    steps, a bounded step (Langevin's ``grad_clip``).
+
+    Args:
+        sampler: any sampler. With a ``step_scale`` it runs on ``z``, so give it no clamp of
+            its own (a clamp would bound ``z``, not ``x``) and set ``clamp`` here instead.
+        step_scale: ``>= 0``, broadcastable to the example ``(C, *S)``: the per-entry scale of
+            the moves; entries at 0 never move.
+        clamp: ``(low, high)`` bounds of the preconditioned completion after each run.
+    """
+
+    sampler: Sampler
+    step_scale: Tensor | None = None
+    clamp: tuple[float, float] | None = None
+
+    def move(self, energy: EnergyFn, completion: Tensor, constraint: KnownEntries, *,
+             generator: torch.Generator | None = None) -> Tensor:
+        """One run from ``completion`` ``(1, C, *S)`` on ``constraint``; returns ``(1, C, *S)``."""
+        if self.step_scale is None:
+            return self.sampler.run(energy, completion, constraint=constraint, generator=generator)
+        preconditioned = Preconditioned(energy, completion, self.step_scale)
+        z = self.sampler.run(preconditioned, torch.zeros_like(completion),
+                             constraint=preconditioned.constraint(constraint.known),
+                             generator=generator)
+        moved = preconditioned.to_x(z)
+        if self.clamp is not None:
+            moved = moved.clamp(*self.clamp)
+        return constraint.project(moved)
+
+
 def recover(
     energy: EnergyModel,
     sampler: Sampler,
@@ -141,53 +177,45 @@ def recover(
     known: Tensor,
     *,
     init: Tensor | None = None,
-    n_iterations: int = 100,
-    lr: float = 0.01,
-    betas: tuple[float, float] = (0.5, 0.999),
+    train: TrainConfig | None = None,
     n_chains: int = 2,
     chain_init: NoiseInit = NoiseInit("gaussian", 0.0),
     average_last: int = 10,
     warmup: int = 0,
-    completion_sampler: Sampler | None = None,
-    step_scale: Tensor | None = None,
-    clamp: tuple[float, float] | None = None,
+    completion: CompletionChain | None = None,
     holdout: Tensor | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> RecoveryResult:
     """Recover the missing entries of one example while learning ``energy`` from it.
 
-    Iteration ``i`` moves the completion (``completion_sampler``; not during the first
-    ``warmup`` iterations), then takes one :class:`~stgconv.train.Trainer` step with the
-    completion as the data: the synthesis chains (``sampler``, persistent) and one Adam step on
+    Iteration ``i`` moves the completion (``completion``; not during the first ``warmup``
+    iterations), then takes one :meth:`~stgconv.train.Trainer.step` with the completion as the
+    data: the synthesis chains (``sampler``, persistent) and one Adam step on
     ``mean E(completion) - mean E(chains)``.
 
     Args:
-        energy: trained in place with Adam (``lr``, ``betas``).
-        sampler: runs the synthesis chains (and the completion, unless ``completion_sampler``).
+        energy: trained in place.
+        sampler: runs the synthesis chains (and the completion, unless ``completion``).
         observed: ``(C, *S)``; values at missing entries are ignored (they may be NaN).
         known: bool, broadcastable to ``observed``; True = observed.
         init: ``(C, *S)`` starting completion (e.g. a classical fill); default: the observed
             mean (:func:`stgconv.baselines.mean_fill`). With a ``holdout``, its held-out
             entries should hold a fill made *without* them (they are scored against the
             observed values).
+        train: ``n_iterations`` and the optimiser (``lr``, ``betas``, ``energy_l2``), as for
+            :class:`~stgconv.train.Trainer`; default :class:`~stgconv.config.TrainConfig`.
         n_chains: synthesis chains, persistent across iterations, started from ``chain_init``.
         average_last: iterations whose completions are averaged into the result; at most
             ``n_iterations - warmup``.
         warmup: the first ``warmup`` iterations learn the model on the fixed ``init``, so the
             completion chain starts under a model that already fits the example.
-        completion_sampler: sampler for the completion; default ``sampler``. Refining a good
-            start wants a gentler chain than synthesis from scratch: no noise, small steps,
-            a bounded step (``grad_clip``).
-        step_scale: ``>= 0``, broadcastable to ``observed``: the completion moves through
-            :class:`Preconditioned`. Build it without a clamp of its own (a clamp would bound
-            ``z``, not ``x``) and give ``clamp`` instead.
-        clamp: ``(low, high)`` bounds of the completion after each move (with ``step_scale``).
+        completion: how the completion moves; default ``CompletionChain(sampler)``.
         holdout: bool, broadcastable, a subset of ``known``: observed entries hidden from the
             loop (treated as missing) and used to choose the estimate: the start or the running
             estimate of an iteration after the warm-up, whichever has the smallest mean absolute
             error on them (earliest on ties). Give it the structure of the real missing entries
-            (:func:`holdout_like`), and build ``init`` and ``step_scale`` from
+            (:func:`holdout_like`), and build ``init`` and the step scale from
             ``known & ~holdout``. The returned estimate keeps every observed entry.
         generator: every random draw (chains, noise) comes from it.
 
@@ -197,33 +225,32 @@ def recover(
     Raises:
         ValueError: a non-bool or non-broadcasting mask, nothing observed, non-finite observed
             entries or ``init``, a ``holdout`` outside ``known`` or covering all of it, a negative
-            or non-finite ``step_scale``, ``warmup``/``average_last``/``n_iterations``/``n_chains``
-            out of range.
+            or non-finite step scale, ``warmup``/``average_last``/``train.n_iterations``/
+            ``n_chains`` out of range.
     """
-    _check_schedule(n_iterations, n_chains, warmup, average_last)
+    train = train if train is not None else TrainConfig()
+    _check_schedule(train.n_iterations, n_chains, warmup, average_last)
     known, visible, holdout = _masks(observed, known, holdout)
     if init is None:
         init = mean_fill(observed[None], visible[None])[0]
-    step_scale = _check_step_scale(step_scale, observed)
+    completion = _checked(completion if completion is not None else CompletionChain(sampler),
+                          observed)
     constraint = KnownEntries(observed[None], visible[None])
-    completion = _start(constraint, init, observed)
+    current = _start(constraint, init, observed)
     chains = PersistentChains(1, chain_init, chains_per_example=n_chains)
     # Drawn before the first move of the completion, which may draw noise too.
     chains.load_state_dict({"chains": chain_init.sample(
         (1, n_chains, *observed.shape), device=observed.device, dtype=observed.dtype,
         generator=generator)})
-    trainer = Trainer(energy, sampler, chains, completion.clone(),
-                      train=TrainConfig(lr=lr, betas=betas, batch_size=1), generator=generator)
-    mover = completion_sampler if completion_sampler is not None else sampler
-    estimate = _Estimate(completion, observed, holdout, n_iterations - average_last)
+    trainer = Trainer(energy, sampler, chains, current.clone(), train=train, generator=generator)
+    estimate = _Estimate(current, observed, holdout, train.n_iterations - average_last)
     history = []
-    for iteration in tqdm(range(n_iterations), disable=not progress, desc="recover"):
+    for iteration in tqdm(range(train.n_iterations), disable=not progress, desc="recover"):
         if iteration >= warmup:
-            completion = _move(mover, energy, completion, constraint, step_scale, clamp,
-                               trainer.generator)
-            trainer.data.copy_(completion)
+            current = completion.move(energy, current, constraint, generator=trainer.generator)
+            trainer.data.copy_(current)
         record = trainer.step([torch.zeros(1, dtype=torch.long, device=observed.device)])
-        record.update(estimate.add(completion, iteration, selectable=iteration >= warmup))
+        record.update(estimate.add(current, iteration, selectable=iteration >= warmup))
         history.append(record)
     full = KnownEntries(observed[None], known[None])  # held-out entries restored
     return RecoveryResult(recovered=full.project(estimate.result())[0],
@@ -267,10 +294,11 @@ def _masks(observed: Tensor, known: Tensor, holdout: Tensor | None
     return known, visible, holdout
 
 
-def _check_step_scale(step_scale: Tensor | None, observed: Tensor) -> Tensor | None:
-    """``step_scale`` as ``(1, C, *S)``, checked."""
+def _checked(completion: CompletionChain, observed: Tensor) -> CompletionChain:
+    """``completion`` with its step scale checked and expanded to ``(1, C, *S)``."""
+    step_scale = completion.step_scale
     if step_scale is None:
-        return None
+        return completion
     try:
         step_scale = step_scale.to(observed).expand_as(observed).unsqueeze(0)
     except RuntimeError as err:
@@ -278,7 +306,7 @@ def _check_step_scale(step_scale: Tensor | None, observed: Tensor) -> Tensor | N
                          f"{tuple(observed.shape)}") from err
     if not (torch.isfinite(step_scale).all() and (step_scale >= 0).all()):
         raise ValueError("step_scale must be finite and >= 0")
-    return step_scale
+    return replace(completion, step_scale=step_scale)
 
 
 def _start(constraint: KnownEntries, init: Tensor, observed: Tensor) -> Tensor:
@@ -289,21 +317,6 @@ def _start(constraint: KnownEntries, init: Tensor, observed: Tensor) -> Tensor:
     if not torch.isfinite(completion).all():
         raise ValueError("init has NaN or infinite values at missing entries")
     return completion
-
-
-def _move(sampler: Sampler, energy: EnergyFn, completion: Tensor, constraint: KnownEntries,
-          step_scale: Tensor | None, clamp: tuple[float, float] | None,
-          generator: torch.Generator | None) -> Tensor:
-    """One run of the completion chain ``(1, C, *S)``, the visible entries held."""
-    if step_scale is None:
-        return sampler.run(energy, completion, constraint=constraint, generator=generator)
-    preconditioned = Preconditioned(energy, completion, step_scale)
-    z = sampler.run(preconditioned, torch.zeros_like(completion),
-                    constraint=preconditioned.constraint(constraint.known), generator=generator)
-    moved = preconditioned.to_x(z)
-    if clamp is not None:
-        moved = moved.clamp(*clamp)
-    return constraint.project(moved)
 
 
 class _Estimate:

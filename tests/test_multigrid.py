@@ -37,6 +37,8 @@ from stgconv.config import (
 from stgconv.energy import image_energy
 from stgconv.io.video import load_video, save_video
 from stgconv.mcmc import (
+    HMC,
+    MALA,
     DataStart,
     DownsampleConsistency,
     KnownEntries,
@@ -225,6 +227,38 @@ def test_each_grid_starts_from_the_upsampled_grid_below(case: str) -> None:
     # Every chain moved, so a grid handing on its start instead of its result would fail above.
     for k, energy in enumerate(energies, start=1):
         assert not torch.equal(grids[k], energy.first)
+
+
+GRID_SAMPLERS = {
+    "langevin": Langevin(n_steps=2, step_size=0.2),
+    "mala": MALA(n_steps=2, step_size=0.3),
+    "hmc": HMC(n_steps=2, step_size=0.2, n_leapfrog=2),
+}
+
+
+@pytest.mark.parametrize("constraint_kind", ["known", "downsample"])
+@pytest.mark.parametrize("name", list(GRID_SAMPLERS))
+def test_each_grid_chain_starts_on_its_coarsened_constraint(name: str, constraint_kind: str
+                                                            ) -> None:
+    """The up-sampled start of a grid is off that grid's constraint; the first energy
+    evaluation on every grid must already satisfy it (the start is projected first)."""
+    factors = ((2, 2), (2, 2))
+    sampler = MultiGridSampler((GRID_SAMPLERS[name],) * 2, factors)
+    truth = rand((2, 1, 4, 4), seed=3)
+    if constraint_kind == "known":
+        known = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+        known[:, :, :2, :2] = True  # one whole 2x2 block: known on the middle grid too
+        known[:, :, 3, 3] = True
+        constraint = KnownEntries(truth, known)
+    else:
+        constraint = DownsampleConsistency(block_down(truth, (2, 2)), (2, 2))
+    energies = [RecordingQuadratic(), RecordingQuadratic()]
+    sampler.run(energies, rand((2, 1, 1, 1), seed=4) + 3.0, constraint=constraint, generator=gen(5))
+    for k, energy in enumerate(energies, start=1):
+        grid_constraint = constraint.coarsen(sampler.factor_to_finest(k))
+        assert grid_constraint is not None and energy.first is not None
+        off = grid_constraint.project(energy.first) - energy.first
+        assert off.abs().max() <= 1e-12, f"grid {k}: the chain's first state is off the constraint"
 
 
 def test_multigrid_sampler_is_deterministic_given_the_generator() -> None:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from stgconv.config import TrainConfig
 from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
-from stgconv.mcmc import Langevin
+from stgconv.mcmc import HMC, MALA, Langevin
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import holdout_like, interpolation_spread, recover
+from stgconv.recovery import CompletionChain, holdout_like, interpolation_spread, recover
 
 T, H, W = 12, 12, 12
 TINY_LAYERS = [[8, (3, 5, 5), (1, 1, 1)], [8, (3, 3, 3), (1, 1, 1)]]
@@ -61,10 +62,12 @@ def test_observed_entries_never_change() -> None:
     torch.manual_seed(0)
     observed = torch.rand(2, T, H, W, generator=gen(1)) * 2 - 1
     known = salt_and_pepper(T, H, W, fraction=0.4, generator=gen(2))
-    for kwargs in ({}, {"warmup": 2, "completion_sampler": Langevin(n_steps=2, step_size=0.05)}):
+    gentle = CompletionChain(Langevin(n_steps=2, step_size=0.05))
+    for kwargs in ({}, {"warmup": 2, "completion": gentle}):
         result = recover(
             tiny_energy(channels=2), Langevin(n_steps=3, step_size=0.1), observed, known,
-            n_iterations=4, average_last=2, n_chains=1, generator=gen(3), **kwargs,
+            train=TrainConfig(n_iterations=4), average_last=2, n_chains=1, generator=gen(3),
+            **kwargs,
         )
         mask = known.expand_as(observed)
         assert torch.equal(result.recovered[mask], observed[mask])
@@ -82,8 +85,8 @@ def test_warmup_holds_the_start_and_completion_sampler_moves_it() -> None:
     synthesis = CountingLangevin(n_steps=2, step_size=0.1, calls=([],))
     completion = CountingLangevin(n_steps=2, step_size=0.1, calls=([],))
     result = recover(
-        tiny_energy(), synthesis, observed, known, n_iterations=5, warmup=3, average_last=2,
-        n_chains=3, completion_sampler=completion, generator=gen(2),
+        tiny_energy(), synthesis, observed, known, train=TrainConfig(n_iterations=5), warmup=3,
+        average_last=2, n_chains=3, completion=CompletionChain(completion), generator=gen(2),
         holdout=holdout_like(known, fraction=0.5, generator=gen(3)),
     )
     # The held-out entries are completed like the missing ones: their error tracks the moves.
@@ -105,14 +108,23 @@ def test_tiny_recovery_lowers_the_error_versus_its_start() -> None:
     start_error = missing_mae_255(start, truth, known)
     result = recover(
         tiny_energy(), Langevin(n_steps=20, step_size=0.1, clamp=(-1, 1)), observed, known,
-        n_iterations=40, lr=0.003, average_last=5, generator=gen(0),
+        train=TrainConfig(n_iterations=40, lr=0.003), average_last=5, generator=gen(0),
     )
     error = missing_mae_255(result.recovered, truth, known)
     assert error < 0.7 * start_error, (error, start_error)
 
 
-def test_step_scale_zero_entries_never_move() -> None:
-    """The preconditioned completion moves only where ``step_scale > 0``."""
+COMPLETION_SAMPLERS = {
+    "langevin": Langevin(n_steps=3, step_size=0.1),
+    "mala": MALA(n_steps=3, step_size=0.1),
+    "hmc": HMC(n_steps=2, step_size=0.1, n_leapfrog=2),
+}
+
+
+@pytest.mark.parametrize("name", list(COMPLETION_SAMPLERS))
+def test_step_scale_zero_entries_never_move(name: str) -> None:
+    """The preconditioned completion moves only where ``step_scale > 0``, whichever sampler
+    runs it (the preconditioning is an energy, the known entries a constraint)."""
     truth = moving_sinusoid()
     known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
     observed = torch.where(known, truth, 0.0)
@@ -122,8 +134,8 @@ def test_step_scale_zero_entries_never_move() -> None:
     scale = torch.where(frozen, 0.0, 1.0)
     result = recover(
         tiny_energy(), Langevin(n_steps=3, step_size=0.1), observed, known, init=init,
-        n_iterations=3, average_last=2, n_chains=1, step_scale=scale, generator=gen(2),
-        completion_sampler=Langevin(n_steps=3, step_size=0.1, clamp=(-1, 1)),
+        train=TrainConfig(n_iterations=3), average_last=2, n_chains=1, generator=gen(2),
+        completion=CompletionChain(COMPLETION_SAMPLERS[name], step_scale=scale, clamp=(-1, 1)),
     )
     missing = ~known.expand_as(observed)
     assert torch.equal(result.recovered[missing & frozen], init[missing & frozen])
@@ -141,7 +153,8 @@ def test_holdout_is_restored_and_selects_the_start_when_nothing_beats_it() -> No
     init = torch.where(known, truth, 0.0)  # held-out entries exact
     result = recover(
         tiny_energy(), Langevin(n_steps=3, step_size=0.1, clamp=(-1, 1)), observed, known,
-        init=init, n_iterations=4, warmup=1, average_last=2, n_chains=1, holdout=holdout,
+        init=init, train=TrainConfig(n_iterations=4), warmup=1, average_last=2, n_chains=1,
+        holdout=holdout,
         generator=gen(2),
     )
     assert result.selected_iteration == -1
@@ -181,7 +194,7 @@ def test_interpolation_spread() -> None:
         ({"known": torch.ones(1, T, H, W)}, "bool"),
         ({"known": torch.zeros(1, T, H, W, dtype=torch.bool)}, "nothing is observed"),
         ({"known": torch.ones(1, T + 1, H, W, dtype=torch.bool)}, "broadcast"),
-        ({"n_iterations": 0}, "n_iterations"),
+        ({"train": TrainConfig(n_iterations=0)}, "n_iterations"),
         ({"average_last": 0}, "average_last"),
         ({"average_last": 5}, "average_last"),
         ({"warmup": 4}, "warmup"),
@@ -191,8 +204,10 @@ def test_interpolation_spread() -> None:
         ({"init": torch.full((1, T, H, W), float("nan"))}, "init"),
         ({"n_chains": 0}, "n_chains"),
         ({"observed": torch.full((1, T, H, W), float("nan"))}, "observed"),
-        ({"step_scale": -torch.ones(1, T, H, W)}, "step_scale"),
-        ({"step_scale": torch.ones(1, T, H + 1, W)}, "step_scale"),
+        ({"completion": CompletionChain(Langevin(), step_scale=-torch.ones(1, T, H, W))},
+         "step_scale"),
+        ({"completion": CompletionChain(Langevin(), step_scale=torch.ones(1, T, H + 1, W))},
+         "step_scale"),
         ({"holdout": torch.ones(1, T, H, W, dtype=torch.bool)}, "holdout"),
         ({"holdout": torch.zeros(1, T, H, W, dtype=torch.bool)}, "holdout"),
     ],
@@ -201,7 +216,7 @@ def test_bad_input_raises_value_error(change: dict, match: str) -> None:
     arguments = {
         "observed": torch.zeros(1, T, H, W),
         "known": salt_and_pepper(T, H, W, fraction=0.3, generator=gen(0)),
-        "n_iterations": 4,
+        "train": TrainConfig(n_iterations=4),
         "average_last": 2,
         "n_chains": 1,
     }

@@ -555,23 +555,45 @@ def test_create_graph_gradient_flows_to_energy_parameters() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def random_constraint(kind: str, batch: int, g: torch.Generator
+                      ) -> KnownEntries | DownsampleConsistency:
+    """A recovery (``"known"``: half the entries of ``(batch, 2, 4, 4)``) or super-resolution
+    (``"downsample"``: 2x2 block means) constraint with random values."""
+    if kind == "known":
+        observed = torch.randn(batch, 2, 4, 4, generator=g, dtype=F64)
+        return KnownEntries(observed, torch.rand(batch, 2, 4, 4, generator=g) < 0.5)
+    return DownsampleConsistency(torch.randn(batch, 2, 2, 2, generator=g, dtype=F64), (2, 2))
+
+
 @pytest.mark.parametrize("constraint_kind", ["known", "downsample"])
 def test_langevin_keeps_constraint_exact(constraint_kind: str) -> None:
     g = gen(24)
     x0 = torch.randn(8, 2, 4, 4, generator=g, dtype=F64)
-    if constraint_kind == "known":
-        observed = torch.randn(8, 2, 4, 4, generator=g, dtype=F64)
-        known = torch.rand(8, 2, 4, 4, generator=g) < 0.5
-        constraint = KnownEntries(observed, known)
-    else:
-        low = torch.randn(8, 2, 2, 2, generator=g, dtype=F64)
-        constraint = DownsampleConsistency(low, (2, 2))
+    constraint = random_constraint(constraint_kind, 8, g)
     x = Langevin(n_steps=20, step_size=0.3).run(standard_energy, x0, constraint=constraint, generator=g)
-    if constraint_kind == "known":
-        assert torch.equal(x[known], observed[known])
+    if isinstance(constraint, KnownEntries):
+        known = constraint.known
+        assert torch.equal(x[known], constraint.observed[known])
         assert not torch.equal(x[~known], x0[~known])
     else:
-        torch.testing.assert_close(block_down(x, (2, 2)), low, rtol=0, atol=1e-12)
+        torch.testing.assert_close(block_down(x, (2, 2)), constraint.low, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("constraint_kind", ["known", "downsample"])
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_every_energy_evaluation_is_on_the_constraint(name: str, constraint_kind: str) -> None:
+    """The start ``x0`` is off the constraint; a sampler must project it before its first
+    gradient, so the energy never sees a state the constraint forbids (the first included)."""
+    g = gen(25)
+    x0 = torch.randn(4, 2, 4, 4, generator=g, dtype=F64)
+    constraint = random_constraint(constraint_kind, 4, g)
+    assert not torch.allclose(constraint.project(x0), x0)
+    recorder = Recorder(standard_energy)
+    ALL_SAMPLERS[name].run(recorder, x0, constraint=constraint, generator=g)
+    assert recorder.states
+    for k, state in enumerate(recorder.states):
+        torch.testing.assert_close(constraint.project(state), state, rtol=0, atol=1e-12,
+                                   msg=f"evaluation {k} is off the constraint")
 
 
 EXACT_SAMPLERS = {

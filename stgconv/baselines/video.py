@@ -126,8 +126,8 @@ def biharmonic_inpainting(video: Tensor, known: Tensor) -> Tensor:
     say so rather than present it as a spatial result.
 
     Runs on the CPU in numpy (the result is moved back to ``video``'s device and dtype). Cost
-    grows with the number of missing pixels per frame: a 70x150x150 RGB clip with a 60x60
-    block missing in every frame (the shared region masks) takes about 1.4 s on 2 CPU cores.
+    grows with the number of missing pixels per frame (measured times: the ``recovery.py``
+    table of ``bench/README.md``).
 
     Args:
         video: float ``(C, T, H, W)`` in ``[-1, 1]``.
@@ -206,9 +206,8 @@ def neighbour_average(
             last sweep (units of the ``[-1, 1]`` scale; 1e-5 is 0.0013 on the 0-255 scale).
             The error left is larger than the last change, by ``1 / (1 - rate)`` for the
             convergence rate of the sweeps, so keep ``tol`` small; but in float32, rounding
-            keeps changes near 1e-7, so a ``tol`` below ~1e-6 may run all ``max_iters``.
-            On the 70x150x150 clips of issue 3, 1e-5 stops after 50-90 sweeps, within 0.02
-            grey levels of the converged fill.
+            keeps changes near 1e-7, so a ``tol`` below ~1e-6 may run all ``max_iters``
+            (``bench/README.md``, ``recovery.py``: how many sweeps 1e-5 took on real clips).
 
     Returns:
         ``(C, T, H, W)``: observed entries unchanged, missing ones filled.

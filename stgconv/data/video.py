@@ -34,9 +34,9 @@ from torch.utils.data import Dataset
 
 from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
-from stgconv.io.image import IMAGE_SUFFIXES
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
+from stgconv.io.image import IMAGE_SUFFIXES
 from stgconv.io.video import VIDEO_SUFFIXES, load_video
 from stgconv.version import __version__
 

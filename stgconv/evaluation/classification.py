@@ -28,9 +28,9 @@ from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import pad_to
-from stgconv.ops import block_down
 from stgconv.modalities import VOXELS
 from stgconv.modalities.voxel import grid_side
+from stgconv.ops import block_down
 from stgconv.tasks.voxel import load_voxel_model
 
 UNIT = "accuracy (fraction correct) of stratified k-fold cross-validation, mean over folds"

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch import Tensor
 from skimage import data as skimage_data
-from torchvision.utils import make_grid
+from torch import Tensor
 
 from stgconv.io.atomic import atomic_write
 
@@ -91,6 +90,9 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     """Write ``(B, C, H, W)`` images in ``[-1, 1]`` as one PNG grid, atomically."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images of shape (B, 1 or 3, H, W), got {tuple(images.shape)}")
+    # torchvision takes seconds to import (it loads torch._dynamo); only writing a grid pays.
+    from torchvision.utils import make_grid
+
     grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, pad_value=1.0)
     array = ((grid + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
     if array.shape[2] == 1:

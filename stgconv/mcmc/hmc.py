@@ -7,16 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stgconv.mcmc.base import (
-    StepCallback,
-    evaluate_on_constraint,
-    metropolis_start,
-    metropolis_step,
-    nonfinite_flag,
-    per_chain_sum,
-    raise_if_nonfinite,
-)
+from stgconv.mcmc.base import StepCallback, nonfinite_flag, per_chain_sum, raise_if_nonfinite
 from stgconv.mcmc.constraints import Constraint
+from stgconv.mcmc.metropolis import evaluate_on_constraint, metropolis_start, metropolis_step
 from stgconv.types import EnergyFn
 
 

@@ -35,10 +35,10 @@ class Langevin:
         grad_clip: if set, each chain's gradient is rescaled to at most this L2 norm.
         clamp: if set, ``(low, high)`` bounds the values after every step.
         precision: ``"bf16"`` evaluates the energy network under bfloat16 autocast while the
-            chain itself stays in its own dtype. Measured on this project's CPU: 1.8x faster
-            steps on the image nets with a relative gradient error of 1e-3 or less; keep
-            ``"fp32"`` for few-channel first layers (e.g. 1-channel 16^3 voxel filters), which
-            were slower in bf16, and check sample quality when you switch.
+            chain itself stays in its own dtype. Whether it pays depends on the net and the
+            hardware (few-channel first layers such as 1-channel 3-D filters can be slower):
+            ``bench/README.md`` keeps the measured speed-ups and gradient errors; check sample
+            quality when you switch.
     """
 
     n_steps: int = 30

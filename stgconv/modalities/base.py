@@ -18,7 +18,6 @@ from typing import Sequence
 
 from torch import Tensor
 
-
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.energy.base import ConvNetEnergy
 

@@ -31,7 +31,13 @@ from stgconv.io.video import load_video, save_comparison, save_video
 from stgconv.mcmc import NoiseInit
 from stgconv.metrics import missing_mae_255
 from stgconv.modalities import VIDEO
-from stgconv.recovery import RecoveryResult, holdout_like, interpolation_spread, recover
+from stgconv.recovery import (
+    CompletionChain,
+    RecoveryResult,
+    holdout_like,
+    interpolation_spread,
+    recover,
+)
 
 UNIT = "mean absolute error over the missing pixels, 0-255 scale"
 MASK_KINDS = ("missing_frames", "region", "salt_and_pepper")
@@ -121,14 +127,13 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     torch.manual_seed(config.seed)
     energy = VIDEO.energy(model).to(observed.device)
     result = recover(
-        energy, build_sampler(config.sampler), observed, known, init=init,
-        n_iterations=config.train.n_iterations, lr=config.train.lr, betas=config.train.betas,
+        energy, build_sampler(config.sampler), observed, known, init=init, train=config.train,
         n_chains=config.chains.chains_per_example,
         chain_init=NoiseInit(config.chains.init, config.chains.init_scale),
         average_last=settings.average_last, warmup=settings.warmup,
-        completion_sampler=build_sampler(mover), step_scale=step_scale,
-        clamp=(settings.completion or config.sampler).clamp, holdout=holdout,
-        generator=torch.Generator(observed.device).manual_seed(config.seed),
+        completion=CompletionChain(build_sampler(mover), step_scale=step_scale,
+                                   clamp=(settings.completion or config.sampler).clamp),
+        holdout=holdout, generator=torch.Generator(observed.device).manual_seed(config.seed),
         progress=progress,
     )
     return result, init

@@ -1,0 +1,89 @@
+"""The start and the accept/reject step shared by the Metropolis-adjusted samplers (MALA, HMC).
+
+Under a constraint both samplers move only in its tangent space, so the gradient they see is
+projected there (:func:`evaluate_on_constraint`) and the proposal densities stay exact.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stgconv.mcmc.base import (
+    StepCallback,
+    StepInfo,
+    broadcast_chains,
+    energy_and_grad,
+    nonfinite_flag,
+)
+from stgconv.mcmc.constraints import Constraint
+from stgconv.types import EnergyFn
+
+
+def evaluate_on_constraint(
+    energy: EnergyFn, x: Tensor, constraint: Constraint | None
+) -> tuple[Tensor, Tensor]:
+    """Detached energies ``(B,)`` and gradient ``(B, *S)`` at ``x``, the gradient restricted to the
+    constraint's tangent space (the directions MALA and HMC move in)."""
+    x = x.detach().requires_grad_(True)
+    e, grad = energy_and_grad(energy, x)
+    if constraint is not None:
+        grad = constraint.tangent(grad)
+    return e.detach(), grad
+
+
+def metropolis_select(
+    log_ratio: Tensor,
+    current: tuple[Tensor, Tensor, Tensor],
+    proposal: tuple[Tensor, Tensor, Tensor],
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """Accept each chain's proposal with probability ``min(1, exp(log_ratio))``.
+
+    Args:
+        log_ratio: ``(B,)`` log acceptance ratio; NaN compares False, so it is rejected.
+        current, proposal: ``(x, energy, grad)`` with shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``.
+
+    Returns:
+        The new ``(x, energy, grad)`` and the ``(B,)`` bool acceptance decisions.
+    """
+    uniform = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device,
+                         dtype=log_ratio.dtype)
+    accept = torch.log(uniform) < log_ratio
+    mask = broadcast_chains(accept, current[0])
+    x = torch.where(mask, proposal[0], current[0])
+    e = torch.where(accept, proposal[1], current[1])
+    grad = torch.where(mask, proposal[2], current[2])
+    return (x, e, grad), accept
+
+
+def metropolis_start(
+    energy: EnergyFn, x0: Tensor, constraint: Constraint | None
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """Where a Metropolis-adjusted chain starts: ``(x, energy, grad)`` at ``x0`` ``(B, *S)``
+    projected onto the constraint (shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``), and the 0-dim flag
+    of a non-finite start. ``x0`` is not modified."""
+    x = x0.detach().clone()
+    if constraint is not None:
+        x = constraint.project(x)
+    e, grad = evaluate_on_constraint(energy, x, constraint)
+    return (x, e, grad), nonfinite_flag(e, grad)
+
+
+def metropolis_step(
+    step: int,
+    log_ratio: Tensor,
+    current: tuple[Tensor, Tensor, Tensor],
+    proposal: tuple[Tensor, Tensor, Tensor],
+    *,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`metropolis_select`, reported to ``callback`` as step ``step`` (the energy and
+    gradient norm of ``current``, and the acceptance decisions); returns the new
+    ``(x, energy, grad)``."""
+    chosen, accept = metropolis_select(log_ratio, current, proposal, generator=generator)
+    if callback is not None:
+        callback(StepInfo(step, current[1], current[2].flatten(1).norm(dim=1), accept))
+    return chosen
