@@ -60,7 +60,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     # A damaged file can fail anywhere in torch's reader (IndexError, KeyError, ...): whatever
     # the parse error, the answer is the same.
     except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        reason = str(err) or type(err).__name__
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an stgconv checkpoint")
     if state.get("version") != VERSION:

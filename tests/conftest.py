@@ -1,5 +1,5 @@
-"""Fixtures every test module may use: the real data in ../shared/data, and the repository's
-scripts (which are not importable packages)."""
+"""Fixtures every test module may use: the real data in ../shared/data, the repository's
+scripts (which are not importable packages), and one tiny trained voxel run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
+import numpy as np
 import pytest
+from _tiny import SR_CONFIG, TINY, boxes_and_balls
+
+from stgconv.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -44,3 +48,20 @@ def load_script() -> Callable[[str | Path], ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def trained_voxel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny shapes (``"shapes"``: 12 of 16^3 in an ``.npz``, labelled box 0 / ball 1) and a
+    super-resolution model trained on them (``"run"``), in a folder under ``"root"``.
+
+    Trained once per session however many test files ask for it; the tests only read these
+    files (they write their own results under ``tmp_path``).
+    """
+    root = tmp_path_factory.mktemp("voxel_run")
+    shapes = boxes_and_balls(12, 16)[:, 0].numpy().astype(np.uint8)
+    paths = {"shapes": root / "shapes.npz", "run": root / "run", "root": root}
+    np.savez(paths["shapes"], X=shapes, y=np.arange(12) % 2)
+    assert main(["train", str(SR_CONFIG), "--data", str(paths["shapes"]),
+                 "--out", str(paths["run"]), *TINY]) == 0
+    return paths

@@ -4,12 +4,13 @@ and the real ModelNet/3D ShapeNets data of ../shared/data/voxel (skipped when ab
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import open3d as o3d
 import pytest
 import scipy.io
 import torch
-from pathlib import Path
 from PIL import Image
 
 from stgconv.io.mesh import (

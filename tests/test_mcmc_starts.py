@@ -1,4 +1,5 @@
-"""Chain starts: noise, data, persistent chains and the replay buffer."""
+"""Chain starts: noise, data, persistent chains, the replay buffer, and the super-resolution and
+recovery starts with their constraints."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import math
 
 import pytest
 import torch
+from _tiny import boxes_and_balls
 from torch import Tensor
 
+from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.mcmc import (
     DataStart,
     NoiseInit,
     NoiseStart,
     PersistentChains,
+    RecoveryStart,
     ReplayBuffer,
     data_plus_noise,
 )
@@ -301,3 +305,18 @@ def test_super_resolution_start_begins_and_stays_consistent_with_the_low_resolut
     )
     torch.testing.assert_close(block_down(x, (4, 4, 4)), low, rtol=0, atol=1e-6)
     assert start.state_dict() == {}
+
+
+def test_recovery_start_clamps_the_known_entries_of_its_batch() -> None:
+    x = boxes_and_balls(3, 8)
+    start = RecoveryStart(0.7, nearest_known_fill)
+    with pytest.raises(RuntimeError, match=r"start\(\) of the same batch"):
+        start.constraint(x)
+    x0 = start.start(x, torch.arange(3), generator=gen(0))
+    known = start.constraint(x).known
+    assert 0.25 < known.float().mean() < 0.35
+    assert torch.equal(x0[known], x[known])
+    moved = start.constraint(x).project(torch.rand_like(x))
+    assert torch.equal(moved[known], x[known])
+    with pytest.raises(ValueError, match="missing"):
+        RecoveryStart(1.0, nearest_known_fill)

@@ -1,6 +1,7 @@
 """Training: it learns (a Gaussian's moments exactly, a real texture's filter statistics
-approximately), it resumes bit-for-bit, its checkpoints load without executing code, and the
-loss, gradient accumulation and short-run tools do what they say.
+approximately), it resumes bit-for-bit from its checkpoints, a diverging run is reported, and
+gradient accumulation averages its micro-batches. The checkpoint files themselves are tested in
+``test_checkpoint.py``, the loss in ``test_losses.py``, short-run tools in ``test_shortrun.py``.
 
 Everything runs on tiny CPU tensors; the two learning tests take a few seconds each.
 """
@@ -9,39 +10,28 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import pickle
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny import tiny_data, tiny_energy
 from torch import Tensor, nn
 
 from stgconv.build import build_chain_start
-from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stgconv.checkpoint import load_checkpoint
 from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
-from stgconv.energy import ConvNetEnergy, image_energy
+from stgconv.energy import image_energy
 from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
-from stgconv import shortrun
 from stgconv.train import Trainer
 
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
-
-def tiny_energy(seed: int = 0, *, reference_sigma: float | None = 0.5) -> ConvNetEnergy:
-    torch.manual_seed(seed)
-    return image_energy("texture", in_channels=1, layers=[[8, 3, 1], [8, 3, 1]],
-                        reference_sigma=reference_sigma)
-
-
-def tiny_data(n: int = 3, size: int = 16) -> Tensor:
-    return torch.rand(n, 1, size, size, generator=gen(100)) * 2 - 1
 
 
 # --------------------------------------------------------------------------- training learns
@@ -162,7 +152,7 @@ def test_texture_training_matches_filter_statistics() -> None:
     assert anisotropy(samples) > 1.25, anisotropy(samples)
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- save and resume
 
 
 MODES = ["noise", "data", "persistent", "buffer"]
@@ -260,91 +250,7 @@ def test_resume_rejects_chains_of_another_run(tmp_path: Path) -> None:
         other.resume(tmp_path / "checkpoint.pt")
 
 
-class RunsCode:
-    """Unpickling this calls ``Path.write_text(marker, ...)``: code execution on load."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "code ran on load"))
-
-
-def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
-    marker = tmp_path / "marker"
-    path = tmp_path / "evil.pt"
-    torch.save({"format": "stgconv-checkpoint", "version": 1, "model": RunsCode(marker)}, path)
-    with pytest.raises(CheckpointError, match="refusing to load"):
-        load_checkpoint(path)
-    assert not marker.exists()
-    # The file is a real exploit: an unrestricted unpickler does run the payload.
-    torch.load(path, weights_only=False)
-    assert marker.read_text() == "code ran on load"
-
-
-def test_unreadable_checkpoints(tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(4096))
-    with pytest.raises(CheckpointError, match="garbage.pt"):
-        load_checkpoint(garbage)
-    with pytest.raises(CheckpointError, match="not found"):
-        load_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(CheckpointError, match="not found"):
-        load_checkpoint(tmp_path)  # a folder without checkpoint.pt
-    plain = tmp_path / "plain.pt"
-    torch.save({"a": 1}, plain)
-    with pytest.raises(CheckpointError, match="not an stgconv checkpoint"):
-        load_checkpoint(plain)
-    pickled = tmp_path / "pickled.pt"
-    pickled.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
-    with pytest.raises(CheckpointError):
-        load_checkpoint(pickled)
-    future = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "future.pt")
-    state = torch.load(future, weights_only=True)
-    torch.save({**state, "version": 99}, future)
-    with pytest.raises(CheckpointError, match="version 99"):
-        load_checkpoint(future)
-
-
-def test_checkpoint_round_trip_plain_data(tmp_path: Path) -> None:
-    state = {"w": torch.arange(4.0), "nested": {"n": 3, "s": "x", "l": [1.5, None]}}
-    save_checkpoint(state, tmp_path / "c.pt")
-    loaded = load_checkpoint(tmp_path / "c.pt")
-    assert loaded["format"] == "stgconv-checkpoint"
-    assert_same({k: loaded[k] for k in state}, state)
-
-
-# --------------------------------------------------------------------------- the loss
-
-
-def test_contrastive_divergence_value_and_gradient() -> None:
-    energy = tiny_energy()
-    x_pos, x_neg = tiny_data(3), tiny_data(5).flip(-1).requires_grad_(True)
-    loss, stats = contrastive_divergence(energy, x_pos, x_neg)
-    expected = energy(x_pos).mean() - energy(x_neg).mean()
-    torch.testing.assert_close(loss, expected)
-    torch.testing.assert_close(stats["e_pos"], energy(x_pos).mean())
-    torch.testing.assert_close(stats["e_neg"], energy(x_neg).mean())
-    loss.backward()
-    assert x_neg.grad is None  # samples are constants of the loss
-    assert all(p.grad is not None for p in energy.parameters())
-
-    l2, _ = contrastive_divergence(energy, x_pos, x_neg, energy_l2=0.1)
-    reg = 0.1 * (energy(x_pos).pow(2).mean() + energy(x_neg).pow(2).mean())
-    torch.testing.assert_close(l2, expected + reg)
-
-
-def test_contrastive_divergence_errors() -> None:
-    energy = tiny_energy()
-    with pytest.raises(ValueError, match=r"\(2, 1, 16, 16\).*\(2, 1, 12, 12\)"):
-        contrastive_divergence(energy, tiny_data(2), tiny_data(2, size=12))
-
-    def nan_energy(x: Tensor) -> Tensor:
-        e = energy(x)
-        return torch.where(torch.arange(len(e)) == 1, torch.full_like(e, math.nan), e)
-
-    with pytest.raises(FloatingPointError, match=r"data: 1 of 3"):
-        contrastive_divergence(nan_energy, tiny_data(3), tiny_data(3))
+# --------------------------------------------------------------------------- failures
 
 
 def test_diverging_training_is_reported() -> None:
@@ -421,45 +327,3 @@ def test_gradient_accumulation_averages_micro_batches() -> None:
         torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
     assert stats["loss"] == pytest.approx((losses[0].item() + losses[1].item()) / 2, rel=1e-5)
     assert trainer.iteration == 1
-
-
-# --------------------------------------------------------------------------- short-run tools
-
-
-def shortrun_model() -> tuple[ConvNetEnergy, Langevin]:
-    energy = tiny_energy(3, reference_sigma=None)
-    return energy, Langevin(n_steps=5, step_size=0.1, noise_scale=0.5)
-
-
-def test_reconstruct_reduces_the_error() -> None:
-    energy, sampler = shortrun_model()
-    target = tiny_data(2, size=12)
-    g = gen(5)
-    z0 = torch.randn(target.shape, generator=gen(6))
-    state = g.get_state()
-    z, x, losses = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=15, lr=0.1,
-                                        generator=g)
-    assert len(losses) == 15
-    assert losses[-1] < 0.8 * losses[0]
-    assert z.shape == x.shape == target.shape
-    assert not z.requires_grad and not x.requires_grad
-    # x is the chain from z under the replayed noise, and the generator is left as it was found.
-    assert torch.equal(g.get_state(), state)
-    torch.testing.assert_close(x, sampler.run(energy, z, generator=gen(5)))
-    with pytest.raises(ValueError, match="must match"):
-        shortrun.reconstruct(energy, sampler, target, z0=z0[:1])
-
-
-def test_interpolate_endpoints_and_shape() -> None:
-    energy, sampler = shortrun_model()
-    z_start, z_end = torch.randn(2, 1, 12, 12, generator=gen(7))
-    g = gen(8)
-    state = g.get_state()
-    path = shortrun.interpolate(energy, sampler, z_start, z_end, n_points=3, generator=g)
-    assert path.shape == (3, 1, 12, 12)
-    assert torch.equal(g.get_state(), state)
-    torch.testing.assert_close(path[0], sampler.run(energy, z_start[None], generator=gen(8))[0])
-    torch.testing.assert_close(path[-1], sampler.run(energy, z_end[None], generator=gen(8))[0])
-    assert not torch.allclose(path[1], path[0]) and not torch.allclose(path[1], path[2])
-    with pytest.raises(ValueError, match="must match"):
-        shortrun.interpolate(energy, sampler, z_start, z_end[:, :6])

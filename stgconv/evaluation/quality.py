@@ -339,7 +339,7 @@ def nearest_iou(samples: Tensor, reference: Tensor, *, threshold: float = 0.5,
                 batch: int = 128) -> Tensor:
     """Per generated shape, the highest IoU with any reference shape (memorisation / coverage).
 
-    Occupied means ``>= threshold``, as in :func:`stgconv.voxel_baselines.voxel_iou`. Two empty
+    Occupied means ``>= threshold``, as in :func:`stgconv.metrics.voxel_iou`. Two empty
     shapes count as identical (IoU 1); an empty and a non-empty one as disjoint (IoU 0).
     Intersections are a matmul of flattened 0/1 grids, ``batch`` shapes of each set at a time,
     so ``M ~ 800`` references at ``D = 32`` never hold more than ``2 * batch`` grids as floats.

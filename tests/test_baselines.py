@@ -1,0 +1,29 @@
+"""The fill shared by every modality (``stgconv.baselines.mean_fill``): missing entries at the
+mean of their own example's observed entries, observed entries kept, missing values never read.
+The per-modality baselines are in ``test_baselines_video.py`` and ``test_baselines_voxel.py``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from stgconv.baselines import mean_fill
+
+
+def test_mean_fill_uses_each_examples_own_observed_mean() -> None:
+    observed = torch.tensor([[[1.0, 3.0], [math.nan, 8.0]],
+                             [[-1.0, math.nan], [math.nan, math.nan]]])[:, None]  # (2, 1, 2, 2)
+    known = ~observed.isnan()
+    filled = mean_fill(observed, known)
+    assert filled.shape == observed.shape and torch.isfinite(filled).all()
+    assert torch.equal(filled[known], observed[known])
+    assert filled[0, 0, 1, 0] == 4.0  # (1 + 3 + 8) / 3
+    assert torch.equal(filled[1, 0][~known[1, 0]], torch.full((3,), -1.0))
+
+
+def test_mean_fill_broadcasts_a_shared_mask() -> None:
+    observed = torch.arange(8.0).view(2, 1, 4)
+    known = torch.tensor([True, False, True, False])  # the same for every example
+    filled = mean_fill(observed, known)
+    assert torch.equal(filled, torch.tensor([[[0.0, 1.0, 2.0, 1.0]], [[4.0, 5.0, 6.0, 5.0]]]))

@@ -1,0 +1,110 @@
+"""Classical voxel baselines: the up-samplers (nearest keeps the block means, trilinear keeps a
+constant), the block-mean down-sampling, and the recovery fills (nearest known voxel, neighbour
+majority), which keep every observed voxel. Real-data checks run on ../shared/data/voxel and
+skip cleanly without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _tiny import ROOT, boxes_and_balls
+
+from stgconv.baselines.voxel import (
+    FILLS,
+    UPSAMPLERS,
+    downsample,
+    nearest_known_fill,
+    nearest_upsample,
+    neighbour_majority,
+    trilinear_upsample,
+)
+from stgconv.config import load_config
+from stgconv.metrics import voxel_errors
+from stgconv.modalities import VOXELS
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registries() -> None:
+    assert UPSAMPLERS == {"nearest": nearest_upsample, "trilinear": trilinear_upsample}
+    assert FILLS == {"nearest_known": nearest_known_fill, "neighbour_majority": neighbour_majority}
+
+
+# --------------------------------------------------------------------------- super-resolution
+
+
+def test_sr_baselines() -> None:
+    low = torch.full((1, 1, 2, 2, 2), 0.25)
+    assert torch.equal(trilinear_upsample(low, 4), torch.full((1, 1, 8, 8, 8), 0.25))
+    x = boxes_and_balls(2, 8)
+    assert torch.equal(downsample(nearest_upsample(downsample(x, 2), 2), 2), downsample(x, 2))
+    with pytest.raises(ValueError, match="does not divide"):
+        downsample(x, 3)
+    with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\)"):
+        nearest_upsample(low[:, 0], 2)
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+@pytest.mark.parametrize("name", sorted(FILLS))
+def test_fills_keep_the_observed_voxels(name: str) -> None:
+    truth = boxes_and_balls(2, 8)
+    known = torch.rand(truth.shape, generator=gen(0)) >= 0.7
+    observed = torch.where(known, truth, torch.full_like(truth, 0.5))
+    out = FILLS[name](observed, known)
+    assert out.shape == truth.shape and out.dtype == truth.dtype
+    assert torch.equal(out[known], truth[known])
+    assert set(out[~known].unique().tolist()) <= {0.0, 1.0}  # copies or votes, never the 0.5
+    with pytest.raises(ValueError, match="bool"):
+        FILLS[name](observed, known.float())
+
+
+def test_recovery_baselines() -> None:
+    truth = torch.zeros(1, 1, 5, 5, 5)
+    truth[..., :, :, 3:] = 1  # the top two layers are full
+    known = torch.zeros_like(truth, dtype=torch.bool)
+    known[..., 0, 0, 0] = known[..., 4, 4, 4] = True
+    filled = nearest_known_fill(truth, known)
+    assert filled[..., 0, 0, 1] == 0 and filled[..., 4, 4, 3] == 1
+    known = torch.rand(truth.shape, generator=gen(0)) >= 0.5
+    vote = neighbour_majority(torch.where(known, truth, torch.zeros_like(truth)), known)
+    assert torch.equal(vote[known], truth[known])
+    assert set(vote.unique().tolist()) <= {0.0, 1.0}
+    assert (vote != truth).float().mean() < 0.15
+
+
+# --------------------------------------------------------------------------- real data
+
+
+@pytest.mark.shared_data("voxel/beds_64_train.npz")
+def test_real_beds_baselines_on_the_held_out_beds(shared_data: Path) -> None:
+    """The super-resolution protocol's held-out set: the last 43 of the shared 64^3 beds, 16^3
+    block means. Nearest keeps them exactly; the baselines' scores are the ones the eval table
+    reports (measured: nearest error 0.0353, trilinear pooled IoU 0.900; over all 443 beds
+    the issue measured 0.036 and 0.871)."""
+    grids = np.load(shared_data / "voxel" / "beds_64_train.npz")["X"][-43:]
+    beds = torch.from_numpy(grids).float()[:, None]
+    low = downsample(beds, 4)
+    nearest, trilinear = nearest_upsample(low, 4), trilinear_upsample(low, 4)
+    torch.testing.assert_close(downsample(nearest, 4), low)
+    assert voxel_errors(nearest, beds).mean() == pytest.approx(0.0353, abs=5e-4)
+    pooled = ((trilinear >= 0.5) & (beds > 0)).sum() / ((trilinear >= 0.5) | (beds > 0)).sum()
+    assert pooled == pytest.approx(0.900, abs=2e-3)
+
+
+@pytest.mark.shared_data("voxel/modelnet10_30_train.npz")  # the config's data.path
+def test_real_chairs_baselines_fill_them(shared_data: Path) -> None:
+    config = load_config(ROOT / "configs" / "voxel" / "recovery_chairs_quick.yaml",
+                         ["data.max_images=3"])
+    chairs = VOXELS.load(config.data)
+    known = torch.rand(chairs.shape, generator=gen(0)) >= 0.7
+    observed = torch.where(known, chairs, torch.zeros_like(chairs))
+    for fill in (nearest_known_fill, neighbour_majority):
+        error = voxel_errors(fill(observed, known), chairs, where=~known).mean()
+        assert error < 0.1  # most voxels are empty space around a chair

@@ -1,0 +1,183 @@
+"""Config sections -> objects: the sampler of each kind (and a chain-length override), the chain
+start of every ``chains.mode``, the sampler in the model's units (a voxel clamp shifted by the
+training mean, an image clamp left alone), the grids and block factors of image, video and voxel
+multi-grid experiments, and the device."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from stgconv.baselines.voxel import nearest_known_fill
+from stgconv.build import (
+    build_chain_start,
+    build_sampler,
+    grid_sizes,
+    model_sampler,
+    multigrid_sampler,
+    resolve_device,
+)
+from stgconv.config import (
+    ChainConfig,
+    DataConfig,
+    ExperimentConfig,
+    GridConfig,
+    MultiGridConfig,
+    SamplerConfig,
+    load_config,
+)
+from stgconv.mcmc import HMC, MALA, Langevin, PersistentChains, ReplayBuffer
+from stgconv.mcmc.starts import (
+    DataStart,
+    NoiseStart,
+    RecoveryStart,
+    SuperResolutionStart,
+)
+from stgconv.modalities import VOXELS
+
+SR_CONFIG = Path(__file__).resolve().parents[1] / "configs/voxel/super_resolution_quick.yaml"
+
+
+def test_build_sampler_of_each_kind_carries_its_settings() -> None:
+    langevin = SamplerConfig(kind="langevin", n_steps=7, step_size=0.2, noise_scale=0.5,
+                             noise_anneal="cosine", grad_clip=3.0, clamp=(-2.0, 2.0),
+                             precision="bf16")
+    assert build_sampler(langevin) == Langevin(n_steps=7, step_size=0.2, noise_scale=0.5,
+                                               noise_anneal="cosine", grad_clip=3.0,
+                                               clamp=(-2.0, 2.0), precision="bf16")
+    assert build_sampler(SamplerConfig(kind="mala", n_steps=4, step_size=0.3)) == MALA(
+        n_steps=4, step_size=0.3)
+    assert build_sampler(SamplerConfig(kind="hmc", n_steps=3, step_size=0.1, n_leapfrog=9)) == HMC(
+        n_steps=3, step_size=0.1, n_leapfrog=9)
+
+
+@pytest.mark.parametrize("kind", ["langevin", "mala", "hmc"])
+def test_build_sampler_n_steps_overrides_the_chain_length(kind: str) -> None:
+    config = SamplerConfig(kind=kind, n_steps=20, step_size=0.05)
+    assert build_sampler(config).n_steps == 20
+    sampler = build_sampler(config, n_steps=3)
+    assert sampler.n_steps == 3 and sampler.step_size == 0.05
+
+
+MODES = typing.get_args(typing.get_type_hints(ChainConfig)["mode"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_build_chain_start_for_every_mode(mode: str) -> None:
+    chains = ChainConfig(mode=mode, chains_per_example=3, init="uniform", init_scale=0.5,
+                         data_noise=0.1, buffer_capacity=7, buffer_fresh=0.2, factor=2,
+                         missing=0.6)
+    start = build_chain_start(chains, 5, spatial_dims=3)
+    x_pos = torch.rand(2, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    x0 = start.start(x_pos, torch.arange(2), generator=torch.Generator().manual_seed(1))
+    if mode == "noise":
+        assert isinstance(start, NoiseStart) and start.chains_per_example == 3
+        assert (start.init.kind, start.init.scale) == ("uniform", 0.5)
+        assert x0.shape == (6, 1, 4, 4, 4) and x0.abs().max() <= 0.5
+    elif mode == "data":
+        assert isinstance(start, DataStart) and start.chains_per_example == 3
+        assert start.noise_std == 0.1 and x0.shape == (6, 1, 4, 4, 4)
+    elif mode == "persistent":
+        assert isinstance(start, PersistentChains) and start.n_examples == 5
+        assert start.chains_per_example == 3 and start.init.kind == "uniform"
+    elif mode == "buffer":
+        assert isinstance(start, ReplayBuffer) and start.capacity == 7 and start.fresh == 0.2
+        assert start.chains_per_example == 3 and start.init.scale == 0.5
+    elif mode == "super_resolution":
+        assert isinstance(start, SuperResolutionStart) and start.factor == (2, 2, 2)
+        assert x0.shape == x_pos.shape
+    elif mode == "recovery":
+        assert isinstance(start, RecoveryStart) and start.missing == 0.6
+        assert start.fill is nearest_known_fill
+        known = start.constraint(x_pos).known
+        assert torch.equal(x0[known], x_pos[known]) and 0.3 < known.float().mean() < 0.5
+    else:
+        raise AssertionError(f"chains.mode {mode!r} has no case here: add one")
+
+
+def test_super_resolution_start_needs_the_spatial_dims() -> None:
+    with pytest.raises(ValueError, match="spatial_dims"):
+        build_chain_start(ChainConfig(mode="super_resolution"), 4)
+    assert build_chain_start(ChainConfig(mode="super_resolution", factor=4), 4,
+                             spatial_dims=2).factor == (4, 4)
+
+
+def test_model_sampler_shifts_a_voxel_clamp_by_the_training_mean() -> None:
+    """Voxel clamps are configured in occupancy; the model sees occupancy minus the mean."""
+    config = VOXELS.fit_units(load_config(SR_CONFIG), torch.full((2, 1, 4, 4, 4), 0.25))
+    assert config.sampler.clamp == (0.0, 1.0)
+    assert model_sampler(config).clamp == (-0.25, 0.75)
+    assert model_sampler(config, n_steps=2).n_steps == 2
+    other = replace(config.sampler, clamp=(0.0, 0.5), n_steps=9)
+    shifted = build_sampler(replace(other, clamp=(-0.25, 0.25)))
+    assert model_sampler(config, sampler=other) == shifted
+    unshifted = replace(config, data=replace(config.data, mean=None))
+    assert model_sampler(unshifted).clamp == (0.0, 1.0)
+
+
+def test_model_sampler_leaves_an_image_clamp_alone() -> None:
+    config = ExperimentConfig()
+    assert config.sampler.clamp == (-1.0, 1.0)
+    assert model_sampler(config) == build_sampler(config.sampler)
+
+
+def image_multigrid() -> ExperimentConfig:
+    return ExperimentConfig(data=DataConfig(kind="texture", size=8), multigrid=MultiGridConfig(
+        base_size=1, grids=(GridConfig(size=4, sampler=SamplerConfig(n_steps=5)),
+                            GridConfig(size=8))))
+
+
+def video_multigrid() -> ExperimentConfig:
+    """Time refined once (4 -> 8 frames), then space only."""
+    return ExperimentConfig(data=DataConfig(kind="video", size=8, frames=8),
+                            multigrid=MultiGridConfig(base_size=2, base_frames=4, grids=(
+                                GridConfig(size=4), GridConfig(size=8))))
+
+
+def voxel_multigrid(mean: float | None = None) -> ExperimentConfig:
+    return ExperimentConfig(data=DataConfig(kind="voxels", size=8, mean=mean),
+                            sampler=SamplerConfig(clamp=(0.0, 1.0)),
+                            multigrid=MultiGridConfig(base_size=2, grids=(
+                                GridConfig(size=4), GridConfig(size=8))))
+
+
+@pytest.mark.parametrize("config, sizes", [
+    (image_multigrid(), [(1, 1), (4, 4), (8, 8)]),
+    (video_multigrid(), [(4, 2, 2), (8, 4, 4), (8, 8, 8)]),
+    (voxel_multigrid(), [(2, 2, 2), (4, 4, 4), (8, 8, 8)]),
+], ids=["image", "video", "voxels"])
+def test_grid_sizes_of_each_modality(config: ExperimentConfig, sizes: list) -> None:
+    assert grid_sizes(config) == sizes
+
+
+def test_grid_sizes_need_a_multigrid_section() -> None:
+    with pytest.raises(ValueError, match="no multigrid section"):
+        grid_sizes(ExperimentConfig(name="single"))
+
+
+def test_multigrid_sampler_factors_and_per_grid_samplers() -> None:
+    sampler = multigrid_sampler(image_multigrid())
+    assert sampler.factors == ((4, 4), (2, 2))
+    # Each grid's own sampler section, else the experiment's.
+    assert [s.n_steps for s in sampler.samplers] == [5, 20]
+    assert [s.n_steps for s in multigrid_sampler(image_multigrid(), n_steps=2).samplers] == [2, 2]
+    assert multigrid_sampler(video_multigrid()).factors == ((2, 2, 2), (1, 2, 2))
+    voxels = multigrid_sampler(voxel_multigrid(mean=0.25))
+    assert voxels.factors == ((2, 2, 2), (2, 2, 2))
+    assert [s.clamp for s in voxels.samplers] == [(-0.25, 0.75)] * 2  # every grid in model units
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_resolve_device_refuses_an_unavailable_cuda() -> None:
+    with pytest.raises(ValueError, match="'cuda:0' requested but CUDA is not available"):
+        resolve_device("cuda:0")

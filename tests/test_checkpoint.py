@@ -1,0 +1,144 @@
+"""Checkpoints: plain data round-trips; a file that would run code on load, a damaged, empty or
+foreign file is refused with :class:`CheckpointError`; ``load_model`` and ``load_multigrid``
+rebuild the saved energies and each refuses the other's checkpoints.
+
+Saving and resuming a whole training run is in ``test_train.py`` (and ``test_multigrid.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from stgconv.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    load_multigrid,
+    save_checkpoint,
+)
+from stgconv.config import (
+    DataConfig,
+    ExperimentConfig,
+    GridConfig,
+    MultiGridConfig,
+    config_to_dict,
+)
+from stgconv.energy import ConvNetEnergy, image_energy
+
+
+def tiny_energy(seed: int) -> ConvNetEnergy:
+    torch.manual_seed(seed)
+    return image_energy("texture", in_channels=1, layers=[[4, 3, 1]], reference_sigma=0.5)
+
+
+def test_checkpoint_round_trip_plain_data(tmp_path: Path) -> None:
+    state = {"w": torch.arange(4.0), "nested": {"n": 3, "s": "x", "l": [1.5, None]}}
+    save_checkpoint(state, tmp_path / "c.pt")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert loaded["format"] == "stgconv-checkpoint"
+    assert loaded["w"].dtype == state["w"].dtype and torch.equal(loaded["w"], state["w"])
+    assert loaded["nested"] == state["nested"]
+    save_checkpoint(state, tmp_path / "run" / "checkpoint.pt")
+    assert load_checkpoint(tmp_path / "run")["nested"] == state["nested"]  # a run folder works
+
+
+class RunsCode:
+    """Unpickling this calls ``Path.write_text(marker, ...)``: code execution on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran on load"))
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "stgconv-checkpoint", "version": 1, "model": RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    # The file is a real exploit: an unrestricted unpickler does run the payload.
+    torch.load(path, weights_only=False)
+    assert marker.read_text() == "code ran on load"
+
+
+def test_unreadable_checkpoints(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_checkpoint(garbage)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pt: the file is empty"):
+        load_checkpoint(empty)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path)  # a folder without checkpoint.pt
+    plain = tmp_path / "plain.pt"
+    torch.save({"a": 1}, plain)
+    with pytest.raises(CheckpointError, match="not an stgconv checkpoint"):
+        load_checkpoint(plain)
+    pickled = tmp_path / "pickled.pt"
+    pickled.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(pickled)
+    future = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "future.pt")
+    state = torch.load(future, weights_only=True)
+    torch.save({**state, "version": 99}, future)
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_checkpoint(future)
+
+
+def multigrid_config() -> ExperimentConfig:
+    return ExperimentConfig(data=DataConfig(size=8), multigrid=MultiGridConfig(
+        base_size=2, grids=(GridConfig(size=4), GridConfig(size=8))))
+
+
+def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Path) -> None:
+    energy = tiny_energy(0)
+    config = ExperimentConfig(name="single")
+    path = save_checkpoint({"config": config_to_dict(config), "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "single" / "checkpoint.pt")
+    loaded, loaded_config, state = load_model(path.parent, device="cpu")
+    assert loaded_config == config and not loaded.training
+    assert loaded.config == energy.config and state["model_config"] == energy.config
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(loaded(x), energy(x))
+    with pytest.raises(CheckpointError, match="single-model checkpoint.*load_model"):
+        load_multigrid(path, device="cpu")
+    # Weights that do not fit the stored architecture are not a model.
+    save_checkpoint({"config": config_to_dict(config), "model_config": energy.config,
+                     "model": tiny_energy(0).state_dict() | {"extra": torch.zeros(1)}},
+                    tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="does not describe a model"):
+        load_model(tmp_path / "bad.pt", device="cpu")
+
+
+def test_load_multigrid_rebuilds_every_grid_and_refuses_a_single_model(tmp_path: Path) -> None:
+    energies = [tiny_energy(1), tiny_energy(2)]
+    config = multigrid_config()
+    grids = [{"model_config": e.config, "model": e.state_dict()} for e in energies]
+    base = torch.rand(3, 1, 2, 2)
+    path = save_checkpoint({"config": config_to_dict(config), "grids": grids, "base": base},
+                           tmp_path / "checkpoint.pt")
+    loaded, loaded_config, state = load_multigrid(path, device="cpu")
+    assert loaded_config == config and torch.equal(state["base"], base)
+    x = torch.rand(2, 1, 8, 8)
+    assert len(loaded) == 2 and all(not e.training for e in loaded)
+    for got, want in zip(loaded, energies):
+        assert torch.equal(got(x), want(x))
+    assert not torch.equal(loaded[0](x), loaded[1](x))  # each grid its own weights, in order
+    with pytest.raises(CheckpointError, match="multi-grid checkpoint.*load_multigrid"):
+        load_model(path, device="cpu")
+    # Grids without the base grid (or a multigrid section) cannot be sampled.
+    save_checkpoint({"config": config_to_dict(config), "grids": grids}, tmp_path / "no_base.pt")
+    with pytest.raises(CheckpointError, match="base grid"):
+        load_multigrid(tmp_path / "no_base.pt", device="cpu")

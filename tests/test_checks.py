@@ -1,0 +1,30 @@
+"""The shared argument checks: counts are ints (numpy ints too, never bools or floats) at least
+the minimum, frame sizes one positive int or a pair; errors name the argument and its value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stgconv.checks import as_int, as_size
+
+
+def test_as_int_accepts_ints_of_any_kind() -> None:
+    assert as_int(3, "n", minimum=1) == 3
+    value = as_int(np.int64(5), "n", minimum=0)
+    assert value == 5 and type(value) is int
+    assert as_int(0, "n", minimum=0) == 0
+
+
+@pytest.mark.parametrize("value", [True, 2.0, "3", None, 0, -4])
+def test_as_int_refuses_other_values_naming_them(value) -> None:
+    with pytest.raises(ValueError, match=rf"n_frames must be an int >= 1, got {value!r}"):
+        as_int(value, "n_frames", minimum=1)
+
+
+def test_as_size() -> None:
+    assert as_size(32) == (32, 32)
+    assert as_size((24, np.int32(40))) == (24, 40)
+    for bad in (0, True, (32,), (32, 0), (32, 32, 3), "32", (32.0, 32)):
+        with pytest.raises(ValueError, match="size must be a positive int or a pair"):
+            as_size(bad)

@@ -1,0 +1,38 @@
+"""`stgconv eval classification`: the JSON contract (the trained descriptor's features against
+random-init and raw-voxel controls, accuracies in [0, 1], per-class counts under ModelNet10
+names) on tiny labelled shapes and a tiny trained model in tmp_path; unlabelled shapes exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stgconv.cli import main
+
+
+@pytest.fixture
+def files(trained_voxel_run: dict[str, Path]) -> dict[str, Path]:
+    """Tiny shapes (16^3, labelled box/ball) and a super-resolution model trained on them."""
+    return trained_voxel_run
+
+
+def test_eval_classification_json_contract(files, tmp_path) -> None:
+    out = tmp_path / "cls.json"
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--folds", "2", "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert set(table["accuracy"]) == {"stgconv", "random_init", "raw_voxels"}
+    assert all(0 <= a <= 1 for a in table["accuracy"].values())
+    assert table["per_class_counts"] == {"bathtub": 6, "bed": 6}  # y < 10: ModelNet10 names
+
+
+def test_unlabelled_shapes_exit_2_with_a_message(files, tmp_path, capsys) -> None:
+    np.savez(tmp_path / "unlabelled.npz", X=np.zeros((4, 16, 16, 16), np.uint8))
+    capsys.readouterr()
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(tmp_path / "unlabelled.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "labels" in err, err

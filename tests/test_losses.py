@@ -1,0 +1,87 @@
+"""The training loss: ``mean E(x_pos) - mean E(x_neg)`` (plus the optional ``energy_l2`` term),
+whose parameter gradient is the maximum-likelihood estimate (data minus samples); the samples
+are constants; a non-finite energy and a shape mismatch are errors, never a number."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from _tiny import tiny_data, tiny_energy
+from torch import Tensor, nn
+
+from stgconv.losses import contrastive_divergence
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+
+class Linear(nn.Module):
+    """``E(x) = <w, x>``: its parameter gradient is the input itself."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5])[:dim])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.w
+
+
+def test_value_and_gradient_on_a_known_energy() -> None:
+    """Hand-computed: E(pos) = (1, 3), E(neg) = (-1, 0, 4); the gradient in w is
+    mean(x_pos) - mean(x_neg), the maximum-likelihood direction."""
+    energy = Linear(3)
+    x_pos = torch.tensor([[1.0, 0.0, 0.0], [1.0, -1.0, 0.0]])
+    x_neg = torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, -2.0, 0.0]])
+    loss, stats = contrastive_divergence(energy, x_pos, x_neg)
+    assert loss.item() == pytest.approx(2.0 - 1.0)
+    assert stats["e_pos"].item() == pytest.approx(2.0)
+    assert stats["e_neg"].item() == pytest.approx(1.0)
+    loss.backward()
+    torch.testing.assert_close(energy.w.grad, x_pos.mean(0) - x_neg.mean(0))
+
+    # energy_l2 adds l2 * (mean E(pos)^2 + mean E(neg)^2) = 0.1 * (5 + 17/3).
+    l2, _ = contrastive_divergence(energy, x_pos, x_neg, energy_l2=0.1)
+    assert l2.item() == pytest.approx(1.0 + 0.1 * (5.0 + 17.0 / 3.0))
+
+
+def test_contrastive_divergence_value_and_gradient() -> None:
+    energy = tiny_energy()
+    x_pos, x_neg = tiny_data(3), tiny_data(5).flip(-1).requires_grad_(True)
+    loss, stats = contrastive_divergence(energy, x_pos, x_neg)
+    expected = energy(x_pos).mean() - energy(x_neg).mean()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(stats["e_pos"], energy(x_pos).mean())
+    torch.testing.assert_close(stats["e_neg"], energy(x_neg).mean())
+    loss.backward()
+    assert x_neg.grad is None  # samples are constants of the loss
+    assert all(p.grad is not None for p in energy.parameters())
+
+    l2, _ = contrastive_divergence(energy, x_pos, x_neg, energy_l2=0.1)
+    reg = 0.1 * (energy(x_pos).pow(2).mean() + energy(x_neg).pow(2).mean())
+    torch.testing.assert_close(l2, expected + reg)
+
+
+def test_contrastive_divergence_errors() -> None:
+    energy = tiny_energy()
+    with pytest.raises(ValueError, match=r"\(2, 1, 16, 16\).*\(2, 1, 12, 12\)"):
+        contrastive_divergence(energy, tiny_data(2), tiny_data(2, size=12))
+
+    def nan_energy(x: Tensor) -> Tensor:
+        e = energy(x)
+        return torch.where(torch.arange(len(e)) == 1, torch.full_like(e, math.nan), e)
+
+    with pytest.raises(FloatingPointError, match=r"data: 1 of 3"):
+        contrastive_divergence(nan_energy, tiny_data(3), tiny_data(3))
+
+
+def test_an_infinite_sample_energy_raises() -> None:
+    """An infinite energy on the samples alone (a chain that ran off) is reported too."""
+    energy = Linear(3)
+    x_pos = torch.zeros(2, 3)
+    x_neg = torch.tensor([[0.0, 0.0, 0.0], [math.inf, 0.0, 0.0]])
+    with pytest.raises(FloatingPointError, match=r"data: 0 of 2, samples: 1 of 2"):
+        contrastive_divergence(energy, x_pos, x_neg)

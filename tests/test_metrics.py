@@ -1,0 +1,108 @@
+"""Every score we report: the video recovery error on the 0-255 scale and PSNR (missing entries
+only), and the voxel error and IoU per shape; bad inputs are refused, never scored."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from stgconv.data.masks import occluded_region
+from stgconv.metrics import missing_mae_255, psnr, voxel_errors, voxel_iou
+
+C, T, H, W = 3, 10, 24, 24
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def clip(seed: int = 0) -> torch.Tensor:
+    return torch.rand(C, T, H, W, generator=gen(seed)) * 2 - 1
+
+
+def region() -> torch.Tensor:
+    """A ``known`` mask ``(T, H, W)``: a moving 10x10 square is missing."""
+    return occluded_region(T, H, W, size=10, generator=gen(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# video recovery
+# ---------------------------------------------------------------------------------------------
+
+
+def test_missing_mae_255_scale():
+    truth = clip()
+    known = region()
+    recovered = truth + 2 / 127.5  # 2 grey levels everywhere...
+    recovered[known.expand(truth.shape)] += 1.0  # ...and observed entries, which do not count
+    assert missing_mae_255(recovered, truth, known) == pytest.approx(2.0, rel=1e-6)
+    assert missing_mae_255(truth - 2 / 127.5, truth, known) == pytest.approx(2.0, rel=1e-6)
+    assert missing_mae_255(truth, truth, known) == 0.0
+    # Only the missing entries: one missing entry off by 1.0 -> 127.5 / n_missing.
+    off = truth.clone()
+    missing = ~known.expand(truth.shape)
+    first = missing.nonzero()[0].tolist()
+    off[tuple(first)] += 1.0
+    assert missing_mae_255(off, truth, known) == pytest.approx(127.5 / missing.sum().item())
+
+
+def test_missing_mae_255_errors():
+    truth, known = clip(), region()
+    with pytest.raises(ValueError, match="differ in shape"):
+        missing_mae_255(truth[:, :-1], truth, known)
+    with pytest.raises(ValueError, match="no missing entry"):
+        missing_mae_255(truth, truth, torch.ones_like(known))
+    with pytest.raises(ValueError, match="bool"):
+        missing_mae_255(truth, truth, known.float())
+    with pytest.raises(ValueError, match="does not match"):
+        missing_mae_255(truth, truth, known[:, 1:])
+    bad = truth.clone()
+    bad[~known.expand(truth.shape)] = torch.nan
+    with pytest.raises(ValueError, match="NaN"):
+        missing_mae_255(bad, truth, known)
+
+
+def test_psnr():
+    truth, known = clip(), region()
+    error = 2 / 127.5
+    expected = 10 * math.log10(4 / error**2)  # = 20 log10(255 / 2)
+    assert psnr(truth + error, truth, known) == pytest.approx(expected, rel=1e-6)
+    assert psnr(truth + error, truth) == pytest.approx(20 * math.log10(255 / 2), rel=1e-6)
+    assert psnr(truth, truth, known) == math.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# voxels
+# ---------------------------------------------------------------------------------------------
+
+
+def test_voxel_scores() -> None:
+    truth = torch.zeros(2, 1, 4, 4, 4)
+    truth[0, 0, :2] = 1
+    pred = truth.clone()
+    pred[0, 0, 2] = 0.75  # 16 voxels wrong by 0.75, now inside the 0.5 level
+    errors = voxel_errors(pred, truth)
+    torch.testing.assert_close(errors, torch.tensor([0.75 * 16 / 64, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(voxel_iou(pred, truth),
+                               torch.tensor([32 / 48, 1.0], dtype=torch.float64))
+    where = torch.zeros_like(truth, dtype=torch.bool)
+    where[:, :, 2] = True
+    assert voxel_errors(pred, truth, where=where)[0] == 0.75
+    assert voxel_errors(pred + 5, truth)[1] == 1.0  # clamped to [0, 1] before scoring
+
+
+def test_voxel_scores_refuse_bad_input() -> None:
+    truth = torch.zeros(2, 1, 4, 4, 4)
+    for score in (voxel_errors, voxel_iou):
+        with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\), got \(2, 4, 4, 4\)"):
+            score(truth[:, 0], truth[:, 0])
+        with pytest.raises(ValueError, match=r"differ; expected the same \(B, 1, D, H, W\)"):
+            score(truth[:1], truth)
+    with pytest.raises(ValueError, match="NaN"):
+        voxel_errors(torch.full_like(truth, math.nan), truth)
+    where = torch.zeros_like(truth, dtype=torch.bool)
+    where[0] = True  # shape 1 has nothing to score
+    with pytest.raises(ValueError, match="no voxel to score"):
+        voxel_errors(truth, truth, where=where)

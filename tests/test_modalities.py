@@ -1,0 +1,196 @@
+"""The modality interface: which modality serves each ``data.kind``; the grid shapes of a
+multi-grid pyramid; the shape of fresh samples (other sizes and clip lengths only where the model
+allows them); previews write the files they return; the voxel units (occupancy minus the training
+mean) round-trip and are learnt from the data. Real-data checks run on ../shared/data and skip
+cleanly without it."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _tiny import ROOT, SR_CONFIG, boxes_and_balls
+from PIL import Image
+
+from stgconv.config import DataConfig, ExperimentConfig, ModelConfig, load_config
+from stgconv.io.video import COMPARISON_GAP
+from stgconv.modalities import IMAGE, MODALITIES, VIDEO, VOXELS, modality_of
+
+# --------------------------------------------------------------------------- which modality
+
+SERVES = {"texture": IMAGE, "objects": IMAGE, "video_frames": IMAGE, "video": VIDEO,
+          "voxels": VOXELS}
+
+
+def test_every_data_kind_has_its_modality() -> None:
+    kinds = typing.get_args(typing.get_type_hints(DataConfig)["kind"])
+    assert set(kinds) == set(SERVES), "a data.kind without an expected modality here"
+    for kind in kinds:
+        assert modality_of(ExperimentConfig(data=DataConfig(kind=kind))) is SERVES[kind], kind
+    assert {m.name for m in MODALITIES} == {"image", "video", "voxels"}
+
+
+def test_an_unknown_kind_names_the_choices() -> None:
+    config = ExperimentConfig(data=DataConfig(kind="point_cloud"))  # past config checks
+    with pytest.raises(ValueError, match=r"'point_cloud' is served by no modality.*'voxels'"):
+        modality_of(config)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def test_grid_shape_of_each_modality() -> None:
+    data = DataConfig(kind="video", frames=6)
+    assert IMAGE.grid_shape(4, None, data) == (4, 4)
+    assert VIDEO.grid_shape(4, None, data) == (6, 4, 4)  # every frame of the data
+    assert VIDEO.grid_shape(4, 3, data) == (3, 4, 4)
+    assert VOXELS.grid_shape(4, None, data) == (4, 4, 4)
+
+
+def experiment(kind: str, model: ModelConfig, *, size: int, frames: int = 16) -> ExperimentConfig:
+    return ExperimentConfig(model=model, data=DataConfig(kind=kind, size=size, frames=frames))
+
+
+def test_image_sample_shape() -> None:
+    stationary = experiment("texture", ModelConfig(arch="texture", in_channels=3,
+                                                   layers=((4, 3, 1),)), size=16)
+    energy = IMAGE.energy(stationary.model)
+    assert IMAGE.sample_shape(energy, stationary, 5) == (5, 3, 16, 16)
+    assert IMAGE.sample_shape(energy, stationary, 5, size=24) == (5, 3, 24, 24)
+    with pytest.raises(ValueError, match="frames only applies to video"):
+        IMAGE.sample_shape(energy, stationary, 5, frames=4)
+
+    tied = experiment("objects", ModelConfig(arch="object", in_channels=1, image_size=16,
+                                             layers=((4, 3, 2),)), size=16)
+    energy = IMAGE.energy(tied.model)
+    assert IMAGE.sample_shape(energy, tied, 2, size=16) == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="tied to 16x16 inputs; size=8"):
+        IMAGE.sample_shape(energy, tied, 2, size=8)
+
+
+def test_video_sample_shape() -> None:
+    st = experiment("video", ModelConfig(arch="st_small", in_channels=3,
+                                         layers=((4, (2, 3, 3), (1, 2, 2)),)), size=16, frames=6)
+    energy = VIDEO.energy(st.model)
+    assert VIDEO.sample_shape(energy, st, 2) == (2, 3, 6, 16, 16)
+    assert VIDEO.sample_shape(energy, st, 2, size=24, frames=10) == (2, 3, 10, 24, 24)
+
+    fc_s = experiment("video", ModelConfig(arch="fc_s_small", in_channels=1, image_size=16),
+                      size=16, frames=6)
+    energy = VIDEO.energy(fc_s.model)
+    assert VIDEO.sample_shape(energy, fc_s, 2, frames=10) == (2, 1, 10, 16, 16)  # any length
+    with pytest.raises(ValueError, match="tied to 16x16 inputs"):
+        VIDEO.sample_shape(energy, fc_s, 2, size=24)
+
+
+def test_voxel_sample_shape_is_the_models_grid() -> None:
+    config = experiment("voxels", ModelConfig(arch="desc32_small", image_size=8,
+                                              layers=((2, 4, 2, 1),)), size=8)
+    energy = VOXELS.energy(config.model)
+    assert VOXELS.sample_shape(energy, config, 3) == (3, 1, 8, 8, 8)
+    for option in ({"size": 8}, {"frames": 2}):
+        with pytest.raises(ValueError, match="do not apply to voxel models"):
+            VOXELS.sample_shape(energy, config, 3, **option)
+
+
+# --------------------------------------------------------------------------- previews
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_image_previews(tmp_path: Path) -> None:
+    images = torch.rand(70, 1, 8, 8) * 2 - 1
+    files = IMAGE.preview(images, tmp_path / "images")
+    assert files == [tmp_path / "images.png"]
+    assert png_size(files[0]) == (82, 82)  # at most 64 images: 8 x 8 tiles of 8 + 2 padding
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        IMAGE.preview(torch.zeros(1, 1, 2, 8, 8), tmp_path / "clip")
+    # The pyramid: one row per grid (up-sampled to the finest), one column per image.
+    path = IMAGE.save_pyramid([torch.zeros(3, 1, 2, 2), torch.zeros(3, 1, 4, 4)],
+                              tmp_path / "pyramid")
+    assert path == tmp_path / "pyramid.png" and png_size(path) == (3 * 6 + 2, 2 * 6 + 2)
+
+
+def test_video_previews(tmp_path: Path) -> None:
+    clips = torch.rand(5, 3, 4, 8, 8) * 2 - 1
+    files = VIDEO.save_samples(clips, tmp_path / "clips")
+    assert files == [tmp_path / "clips.gif", tmp_path / "clips.mp4"]
+    assert all(f.stat().st_size > 0 for f in files)
+    width = 4 * 8 + 3 * COMPARISON_GAP  # at most 4 clips side by side
+    with Image.open(files[0]) as gif:
+        assert gif.size == (width + width % 2, 8) and gif.n_frames == 4
+    assert VIDEO.preview(clips, tmp_path / "one") == [tmp_path / "one.gif"]
+    with pytest.raises(ValueError, match=r"\(N, C, T, H, W\)"):
+        VIDEO.preview(clips[:, :, 0], tmp_path / "images")
+
+
+def test_voxel_previews_are_renders_and_arrays(tmp_path: Path) -> None:
+    files = VOXELS.preview(boxes_and_balls(3, 8), tmp_path / "shapes")
+    assert {f.name for f in files} == {"shapes.png", "shapes.npy"}
+    assert np.load(tmp_path / "shapes.npy").shape == (3, 8, 8, 8)
+    with pytest.raises(ValueError, match=r"\(N, 1, D, D, D\)"):
+        VOXELS.preview(torch.zeros(1, 1, 4, 8, 8), tmp_path / "clip")
+
+
+def test_voxel_samples_keep_every_shape_and_grids_are_arrays(tmp_path: Path) -> None:
+    shapes = boxes_and_balls(17, 4)
+    VOXELS.save_samples(shapes, tmp_path / "samples")
+    assert np.array_equal(np.load(tmp_path / "samples.npy"), shapes[:, 0].numpy())  # not only 16
+    assert png_size(tmp_path / "samples.png")[0] > 0
+    assert VOXELS.save_grid(shapes[:2], tmp_path / "grid") == [tmp_path / "grid.npy"]
+    assert not (tmp_path / "grid.png").exists()  # a coarse grid is drawn in the pyramid only
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_images_and_videos_see_the_data_as_it_is() -> None:
+    x = torch.rand(2, 3, 4, 4) * 2 - 1
+    for modality, kind in ((IMAGE, "texture"), (VIDEO, "video")):
+        config = ExperimentConfig(data=DataConfig(kind=kind))
+        assert modality.offset(config) == 0.0
+        assert torch.equal(modality.to_data(x, config), x)
+        assert modality.fit_units(config, x) is config
+
+
+def test_training_mean_is_resolved_from_the_data() -> None:
+    config = load_config(SR_CONFIG)
+    assert config.data.mean == "auto"
+    with pytest.raises(ValueError, match="auto"):
+        VOXELS.offset(config)
+    resolved = VOXELS.fit_units(config, torch.full((2, 1, 4, 4, 4), 0.25))
+    assert VOXELS.offset(resolved) == 0.25 and resolved.data.mean == 0.25
+    assert VOXELS.fit_units(resolved, torch.ones(2, 1, 4, 4, 4)) is resolved  # already a number
+    with pytest.raises(ValueError, match="data.mean"):
+        load_config(SR_CONFIG, ["data.mean=1.5"])
+    assert VOXELS.offset(load_config(SR_CONFIG, ["data.mean=null"])) == 0.0
+
+
+def test_voxel_units_round_trip() -> None:
+    config = load_config(SR_CONFIG, ["data.mean=0.25"])
+    occupancy = boxes_and_balls(2, 8) * 0.9 + 0.05
+    model_units = occupancy - VOXELS.offset(config)
+    assert model_units.min() < 0  # the model's zero is the mean shape density, not "empty"
+    torch.testing.assert_close(VOXELS.to_data(model_units, config), occupancy)
+    # A chain that overshoots comes back as occupancy in [0, 1].
+    assert torch.equal(VOXELS.to_data(torch.tensor([-1.0, 0.0, 2.0]), config),
+                       torch.tensor([0.0, 0.25, 1.0]))
+
+
+# --------------------------------------------------------------------------- real data
+
+
+@pytest.mark.shared_data("voxel/modelnet10_30_train.npz")  # the config's data.path
+def test_real_chairs_load_padded(shared_data: Path) -> None:
+    config = load_config(ROOT / "configs" / "voxel" / "recovery_chairs_quick.yaml",
+                         ["data.max_images=3"])
+    chairs = VOXELS.load(config.data)
+    assert chairs.shape == (3, 1, 32, 32, 32)
+    assert chairs[..., 0, :, :].sum() == 0  # the 30^3 grids padded by one empty voxel

@@ -1,0 +1,66 @@
+"""Short-run MCMC as a generator: ``reconstruct`` finds chain starts whose chain lands on the
+target (the error falls), ``interpolate`` runs the same chain noise from points between two
+starts; both replay the generator's state and leave it as they found it.
+
+The CLI commands over these (``stgconv reconstruct`` / ``interpolate``) are in ``test_cli.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stgconv import shortrun
+from stgconv.energy import ConvNetEnergy, image_energy
+from stgconv.mcmc import Langevin
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def shortrun_model() -> tuple[ConvNetEnergy, Langevin]:
+    torch.manual_seed(3)
+    energy = image_energy("texture", in_channels=1, layers=[[8, 3, 1], [8, 3, 1]],
+                          reference_sigma=None)
+    return energy, Langevin(n_steps=5, step_size=0.1, noise_scale=0.5)
+
+
+def test_reconstruct_reduces_the_error() -> None:
+    energy, sampler = shortrun_model()
+    target = torch.rand(2, 1, 12, 12, generator=gen(100)) * 2 - 1
+    g = gen(5)
+    z0 = torch.randn(target.shape, generator=gen(6))
+    state = g.get_state()
+    z, x, losses = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=15, lr=0.1,
+                                        generator=g)
+    assert len(losses) == 15
+    assert losses[-1] < 0.8 * losses[0]
+    assert z.shape == x.shape == target.shape
+    assert not z.requires_grad and not x.requires_grad
+    # x is the chain from z under the replayed noise, and the generator is left as it was found.
+    assert torch.equal(g.get_state(), state)
+    torch.testing.assert_close(x, sampler.run(energy, z, generator=gen(5)))
+    # Only z is optimised: the model's parameters get no gradient.
+    assert all(p.grad is None for p in energy.parameters())
+    with pytest.raises(ValueError, match="must match"):
+        shortrun.reconstruct(energy, sampler, target, z0=z0[:1])
+    with pytest.raises(ValueError, match="n_iterations"):
+        shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=0)
+
+
+def test_interpolate_endpoints_and_shape() -> None:
+    energy, sampler = shortrun_model()
+    z_start, z_end = torch.randn(2, 1, 12, 12, generator=gen(7))
+    g = gen(8)
+    state = g.get_state()
+    path = shortrun.interpolate(energy, sampler, z_start, z_end, n_points=3, generator=g)
+    assert path.shape == (3, 1, 12, 12)
+    assert torch.equal(g.get_state(), state)
+    torch.testing.assert_close(path[0], sampler.run(energy, z_start[None], generator=gen(8))[0])
+    torch.testing.assert_close(path[-1], sampler.run(energy, z_end[None], generator=gen(8))[0])
+    assert not torch.allclose(path[1], path[0]) and not torch.allclose(path[1], path[2])
+    with pytest.raises(ValueError, match="must match"):
+        shortrun.interpolate(energy, sampler, z_start, z_end[:, :6])
+    with pytest.raises(ValueError, match="n_points"):
+        shortrun.interpolate(energy, sampler, z_start, z_end, n_points=0)
