@@ -49,9 +49,8 @@ import numpy as np
 import torch
 
 from stgconv import tasks
-from stgconv.build import resolve_device
 from stgconv.checkpoint import CheckpointError
-from stgconv.config import load_config
+from stgconv.config import load_config, resolve_device
 from stgconv.evaluation import voxel
 from stgconv.tasks.voxel import load_voxel_model
 

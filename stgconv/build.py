@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import torch
-
 from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.config import ChainConfig, ExperimentConfig, MultiGridConfig, SamplerConfig
 from stgconv.mcmc import (
@@ -66,16 +64,6 @@ def build_chain_start(chains: ChainConfig, n_examples: int, *, spatial_dims: int
     if chains.mode == "persistent":
         return PersistentChains(n_examples, init, chains_per_example=k)
     return ReplayBuffer(chains.buffer_capacity, init, fresh=chains.buffer_fresh, chains_per_example=k)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA when available; anything else is passed to ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def model_sampler(config: ExperimentConfig, *, sampler: SamplerConfig | None = None,

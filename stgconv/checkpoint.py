@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from stgconv.build import resolve_device
-from stgconv.config import ExperimentConfig, config_from_dict
+from stgconv.config import ExperimentConfig, config_from_dict, resolve_device
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence, TypeVar
 
+import torch
 import yaml
 
 from stgconv.io.atomic import atomic_write_text
@@ -437,3 +438,14 @@ def _inherit_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device an ``ExperimentConfig.device`` names: ``"auto"`` picks CUDA when available;
+    anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device

@@ -19,7 +19,6 @@ from stgconv.build import (
     grid_sizes,
     model_sampler,
     multigrid_sampler,
-    resolve_device,
 )
 from stgconv.config import (
     ChainConfig,
@@ -169,15 +168,3 @@ def test_multigrid_sampler_factors_and_per_grid_samplers() -> None:
     voxels = multigrid_sampler(voxel_multigrid(mean=0.25))
     assert voxels.factors == ((2, 2, 2), (2, 2, 2))
     assert [s.clamp for s in voxels.samplers] == [(-0.25, 0.75)] * 2  # every grid in model units
-
-
-def test_resolve_device() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
-def test_resolve_device_refuses_an_unavailable_cuda() -> None:
-    with pytest.raises(ValueError, match="'cuda:0' requested but CUDA is not available"):
-        resolve_device("cuda:0")

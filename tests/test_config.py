@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from stgconv.config import (
     ExperimentConfig,
@@ -15,6 +16,7 @@ from stgconv.config import (
     config_to_dict,
     load_config,
     parse_override,
+    resolve_device,
     save_config,
 )
 
@@ -199,3 +201,15 @@ def test_section_must_be_a_mapping(tmp_path: Path) -> None:
 def test_shipped_configs_load(path: Path) -> None:
     config = load_config(path)
     assert isinstance(config, ExperimentConfig)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_resolve_device_refuses_an_unavailable_cuda() -> None:
+    with pytest.raises(ValueError, match="'cuda:0' requested but CUDA is not available"):
+        resolve_device("cuda:0")

@@ -17,8 +17,8 @@ from torch import Tensor
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import FILLS
-from stgconv.build import build_sampler, resolve_device
-from stgconv.config import ExperimentConfig, RecoveryConfig, save_config
+from stgconv.build import build_sampler
+from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
     check_mask_matches,
     load_mask_mat,

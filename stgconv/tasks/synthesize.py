@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from stgconv.build import model_sampler, multigrid_sampler, resolve_device
+from stgconv.build import model_sampler, multigrid_sampler
 from stgconv.checkpoint import is_multigrid, load_checkpoint, model_from_state, multigrid_from_state
-from stgconv.config import ExperimentConfig
+from stgconv.config import ExperimentConfig, resolve_device
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.mcmc import NoiseInit
 from stgconv.modalities import modality_of

@@ -14,10 +14,9 @@ from stgconv.build import (
     grid_sizes,
     model_sampler,
     multigrid_section,
-    resolve_device,
 )
 from stgconv.checkpoint import FILENAME
-from stgconv.config import ExperimentConfig, config_to_dict, save_config
+from stgconv.config import ExperimentConfig, config_to_dict, resolve_device, save_config
 from stgconv.modalities import Modality, modality_of
 from stgconv.train import MultiGridTrainer, Trainer
 
