@@ -116,13 +116,6 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     # The held-out entries start from a fill that did not see them, so they score honestly.
     init = torch.where(visible | ~known, _fill(settings, observed, known),
                        _fill(settings, observed, visible))
-    step_scale = None
-    if settings.step_scale == "interpolation_spread":
-        spread = interpolation_spread(observed, visible) ** settings.step_scale_power
-        step_scale = spread / spread[~visible].pow(2).mean().sqrt()
-    mover = settings.completion if settings.completion is not None else config.sampler
-    if step_scale is not None:  # the clamp bounds the completion, not the preconditioned z
-        mover = replace(mover, clamp=None)
     model = replace(config.model, in_channels=observed.shape[0], image_size=observed.shape[-1])
     torch.manual_seed(config.seed)
     energy = VIDEO.energy(model).to(observed.device)
@@ -131,12 +124,24 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
         n_chains=config.chains.chains_per_example,
         chain_init=NoiseInit(config.chains.init, config.chains.init_scale),
         average_last=settings.average_last, warmup=settings.warmup,
-        completion=CompletionChain(build_sampler(mover), step_scale=step_scale,
-                                   clamp=(settings.completion or config.sampler).clamp),
-        holdout=holdout, generator=torch.Generator(observed.device).manual_seed(config.seed),
-        progress=progress,
+        completion=_completion(config, observed, visible), holdout=holdout,
+        generator=torch.Generator(observed.device).manual_seed(config.seed), progress=progress,
     )
     return result, init
+
+
+def _completion(config: ExperimentConfig, observed: Tensor, visible: Tensor) -> CompletionChain:
+    """The completion chain the config describes: the recovery section's sampler (else the
+    experiment's), preconditioned by the interpolation spread when ``step_scale`` asks."""
+    settings = config.recovery
+    sampler = settings.completion if settings.completion is not None else config.sampler
+    if settings.step_scale != "interpolation_spread":
+        return CompletionChain(build_sampler(sampler))
+    spread = interpolation_spread(observed, visible) ** settings.step_scale_power
+    # The clamp bounds the completion, not the preconditioned z the sampler runs on.
+    return CompletionChain(build_sampler(replace(sampler, clamp=None)),
+                           step_scale=spread / spread[~visible].pow(2).mean().sqrt(),
+                           clamp=sampler.clamp)
 
 
 def _fill(settings: RecoveryConfig, observed: Tensor, known: Tensor) -> Tensor:

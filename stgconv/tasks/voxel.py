@@ -48,6 +48,7 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
 
 
 def check_factor(size: int, factor: int) -> None:
+    """Raise ``ValueError`` unless ``factor`` is a positive int that divides the grid side."""
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be a positive int, got {factor!r}")
     if size % factor:
