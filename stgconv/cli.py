@@ -12,6 +12,7 @@ from typing import Sequence
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config
+from stgconv.distributed import launched_rank
 from stgconv.evaluation import classification, video_recovery, voxel
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
@@ -238,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"stgconv {args.command}: error: {err}", file=sys.stderr)
         return 2
-    print(f"stgconv {args.command}: wrote {out} ({time.perf_counter() - started:.0f} s)")
+    if launched_rank() == 0:  # under torchrun, one report for the whole run
+        print(f"stgconv {args.command}: wrote {out} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

@@ -4,6 +4,9 @@ Each iteration draws a batch of observed examples, starts chains for it (noise, 
 chains or a replay buffer), runs the sampler on the *current* energy, and takes one Adam step on
 ``mean E(data) - mean E(samples)``. Everything random flows from one ``torch.Generator``, whose
 state is checkpointed, so a resumed run takes exactly the step an uninterrupted run would.
+
+Given a :class:`~stgconv.distributed.World`, each process trains on its shard of the examples and
+the gradients are averaged over the processes before every step (:mod:`stgconv.distributed`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ from tqdm import tqdm
 
 from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.config import TrainConfig
+from stgconv.distributed import (
+    World,
+    gather_generators,
+    interleave,
+    merge_chain_states,
+    shard_chain_state,
+    take_generator,
+)
 from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
+from stgconv.mcmc.buffer import ReplayBuffer
 from stgconv.mcmc.starts import ChainStart, CoarseStart
 from stgconv.ops import factor_between, pyramid
 
@@ -29,6 +41,7 @@ class FitLoop:
     progress, TensorBoard scalars and periodic checkpoints around their ``step``."""
 
     iteration: int
+    world: World | None
 
     def step(self) -> dict[str, float]:
         raise NotImplementedError
@@ -37,8 +50,14 @@ class FitLoop:
         raise NotImplementedError
 
     def save(self, path: str | Path) -> Path:
-        """Atomically write :meth:`state_dict` as a checkpoint (plain data and tensors)."""
-        return save_checkpoint(self.state_dict(), path)
+        """Atomically write :meth:`state_dict` as a checkpoint (plain data and tensors). With
+        several processes every rank must call it (the state is gathered); rank 0 writes."""
+        state = self.state_dict()
+        if self.world is None or self.world.is_main:
+            save_checkpoint(state, path)
+        if self.world is not None:
+            self.world.barrier()  # nobody reads the checkpoint before it is whole
+        return Path(path)
 
     def fit(
         self,
@@ -53,10 +72,13 @@ class FitLoop:
         """Train until ``self.iteration == n_iterations`` (so a resumed trainer continues).
 
         Writes a checkpoint every ``checkpoint_every`` iterations and at the end when
-        ``checkpoint_path`` is set, and TensorBoard scalars when ``log_dir`` is set.
+        ``checkpoint_path`` is set, and TensorBoard scalars when ``log_dir`` is set. With
+        several processes only rank 0 logs and draws progress.
         """
+        main = self.world is None or self.world.is_main
+        progress = progress and main
         writer = None
-        if log_dir is not None:
+        if log_dir is not None and main:
             # tensorboard takes a second to import; only runs that log pay for it.
             from torch.utils.tensorboard import SummaryWriter
 
@@ -100,6 +122,10 @@ class Trainer(FitLoop):
             ``n_iterations`` and the saving intervals, are the caller's).
         generator: the single source of randomness (batches, chain starts, sampler noise).
         config: plain-data resolved config, stored in checkpoints.
+        world: set when several processes train the model: ``data`` (and ``chains``) are
+            then this rank's shard (:meth:`stgconv.distributed.World.shard`), the gradients are
+            averaged over the ranks before each step, and checkpoints gather every rank's
+            chains and generator.
     """
 
     def __init__(
@@ -112,6 +138,7 @@ class Trainer(FitLoop):
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
+        world: World | None = None,
     ) -> None:
         if data.dim() < 2 or data.shape[0] < 1:
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
@@ -126,6 +153,7 @@ class Trainer(FitLoop):
         self.generator = generator if generator is not None else torch.Generator(data.device)
         self.optimizer = torch.optim.Adam(energy.parameters(), lr=train.lr, betas=train.betas)
         self.config = config or {}
+        self.world = world
         self.iteration = 0
         self.last_samples: Tensor | None = None
 
@@ -159,27 +187,34 @@ class Trainer(FitLoop):
             totals["e_pos"] += stats["e_pos"].item() / len(batches)
             totals["e_neg"] += stats["e_neg"].item() / len(batches)
             self.last_samples = x_neg
+        if self.world is not None:
+            self.world.average_gradients(self.energy.parameters())
+            totals = self.world.average(totals)
         self.optimizer.step()
         self.iteration += 1
         return totals
 
     def state_dict(self) -> dict[str, Any]:
+        chains = self.chains.state_dict()
+        if self.world is not None:
+            chains = merge_chain_states(self.world.gather(chains))
         return {
             "iteration": self.iteration,
             "model": self.energy.state_dict(),
             "model_config": self.energy.config,
             "optimizer": self.optimizer.state_dict(),
-            "chains": self.chains.state_dict(),
-            "generator": self.generator.get_state(),
+            "chains": chains,
+            **gather_generators(self.generator, self.world),
             "config": self.config,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.energy.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.chains.load_state_dict(state["chains"])
-        # RNG states are CPU byte tensors even for CUDA generators.
-        self.generator.set_state(state["generator"].cpu())
+        capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
+        self.chains.load_state_dict(shard_chain_state(state["chains"], self.world,
+                                                      capacity=capacity))
+        take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
 
     def resume(self, path: str | Path) -> None:
@@ -202,7 +237,8 @@ class MultiGridTrainer(FitLoop):
         grid_sizes: trailing sizes of the base grid and of every modelled grid, coarse to fine
             (``len(energies) + 1`` entries, the last equal to ``S``), e.g.
             ``[(1, 1), (4, 4), (16, 16), (64, 64)]``.
-        train, generator, config: as :class:`Trainer` (every grid learns with ``train``).
+        train, generator, config, world: as :class:`Trainer` (every grid learns with ``train``;
+            with a ``world``, ``data`` is this rank's shard).
     """
 
     def __init__(
@@ -215,6 +251,7 @@ class MultiGridTrainer(FitLoop):
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
+        world: World | None = None,
     ) -> None:
         if not len(energies) == len(samplers) == len(grid_sizes) - 1:
             raise ValueError(f"{len(energies)} energies, {len(samplers)} samplers and "
@@ -229,9 +266,10 @@ class MultiGridTrainer(FitLoop):
         self.base = levels[0]
         self.generator = generator if generator is not None else torch.Generator(data.device)
         self.config = config or {}
+        self.world = world
         self.trainers = [
             Trainer(energy, sampler, CoarseStart(factor_between(fine, coarse)), level,
-                    train=train, generator=self.generator)
+                    train=train, generator=self.generator, world=world)
             for energy, sampler, coarse, fine, level
             in zip(energies, samplers, grid_sizes[:-1], grid_sizes[1:], levels[1:])
         ]
@@ -263,12 +301,15 @@ class MultiGridTrainer(FitLoop):
         return stats
 
     def state_dict(self) -> dict[str, Any]:
+        base = self.base
+        if self.world is not None:  # synthesis draws from every example's base value
+            base = interleave(self.world.gather(base)).to(self.base.device)
         return {
             "iteration": self.iteration,
             "grids": [trainer.state_dict() for trainer in self.trainers],
             "grid_sizes": [list(size) for size in self.grid_sizes],
-            "base": self.base,
-            "generator": self.generator.get_state(),
+            "base": base,
+            **gather_generators(self.generator, self.world),
             "config": self.config,
         }
 
@@ -279,7 +320,7 @@ class MultiGridTrainer(FitLoop):
             raise ValueError(f"the checkpoint holds {held} grids, this run has {len(self.trainers)}")
         for trainer, grid in zip(self.trainers, grids):
             trainer.load_state_dict(grid)
-        self.generator.set_state(state["generator"].cpu())
+        take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
 
     def resume(self, path: str | Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from stgconv import distributed
 from stgconv.build import (
     build_chain_start,
     grid_samplers,
@@ -17,6 +18,7 @@ from stgconv.build import (
 )
 from stgconv.checkpoint import FILENAME
 from stgconv.config import ExperimentConfig, config_to_dict, resolve_device, save_config
+from stgconv.distributed import World
 from stgconv.modalities import Modality, modality_of
 from stgconv.train import MultiGridTrainer, Trainer
 
@@ -31,22 +33,41 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     (``multigrid`` section) trains one model per grid; ``observed``/``samples`` then show the
     finest grid, and ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``,
     training continues from the folder's checkpoint up to ``train.n_iterations``.
+
+    Launched by ``torchrun`` (several processes), the processes train one model together
+    (:mod:`stgconv.distributed`): ``train.batch_size`` is each process's batch, and rank 0
+    writes the folder, shows ``samples`` from its own chains and draws the progress bar.
     """
-    device = resolve_device(config.device)
+    world = distributed.from_environment(config.device)
+    out = _train(config, world, resume=resume, progress=progress)
+    # Only on success: after a failure torchrun stops the other processes, and a barrier here
+    # would wait for them forever.
+    distributed.shutdown(world)
+    return out
+
+
+def _train(config: ExperimentConfig, world: World | None, *, resume: bool, progress: bool
+           ) -> Path:
+    device = world.device if world is not None else resolve_device(config.device)
+    main = world is None or world.is_main
     out = Path(config.out_dir)
     modality = modality_of(config)
     data = modality.load(config.data).to(device)
-    config = modality.fit_units(config, data)
+    config = modality.fit_units(config, data)  # from every example, the same on every rank
     data = data - modality.offset(config)  # the model's units
-    generator = torch.Generator(device).manual_seed(config.seed)
-    torch.manual_seed(config.seed)  # parameter initialisation
+    observed = data
+    if world is not None:
+        data = data[world.shard(len(data)).to(device)]
+    rank = world.rank if world is not None else 0
+    generator = torch.Generator(device).manual_seed(config.seed + rank)
+    torch.manual_seed(config.seed)  # parameter initialisation, the same on every rank
     trainer: Trainer | MultiGridTrainer
     if config.multigrid is not None:
         config = _resolve_grid_models(config, channels=data.shape[1])
         trainer = MultiGridTrainer(
             [modality.energy(grid.model).to(device) for grid in config.multigrid.grids],
             grid_samplers(config), data, grid_sizes(config), train=config.train,
-            generator=generator, config=config_to_dict(config),
+            generator=generator, config=config_to_dict(config), world=world,
         )
     else:
         model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
@@ -54,28 +75,29 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
         trainer = Trainer(
             modality.energy(config.model).to(device), model_sampler(config),
             build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2), data,
-            train=config.train, generator=generator, config=config_to_dict(config),
+            train=config.train, generator=generator, config=config_to_dict(config), world=world,
         )
     checkpoint = out / FILENAME
     if resume:
         trainer.resume(checkpoint)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
-    modality.preview(modality.to_data(data, config), out / "observed")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+        modality.preview(modality.to_data(observed, config), out / "observed")
 
     def save_samples(t: Trainer | MultiGridTrainer, _: dict[str, float]) -> None:
         every = config.train.sample_every
-        if every > 0 and t.iteration % every == 0 and t.last_samples is not None:
+        if main and every > 0 and t.iteration % every == 0 and t.last_samples is not None:
             modality.preview(modality.to_data(_finest(t.last_samples), config),
                              out / f"samples_{t.iteration:06d}")
 
     trainer.fit(config.train.n_iterations, checkpoint_path=checkpoint,
                 checkpoint_every=config.train.checkpoint_every, log_dir=out / "tb",
                 progress=progress, on_iteration=save_samples)
-    if trainer.last_samples is not None:
+    if main and trainer.last_samples is not None:
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
                          formats=(".gif", ".mp4"))
-    if isinstance(trainer, MultiGridTrainer):
+    if main and isinstance(trainer, MultiGridTrainer):
         _save_pyramids(trainer, modality, config, out)
     return out
 

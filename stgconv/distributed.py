@@ -1,0 +1,190 @@
+"""One model trained by several processes: ``torchrun --nproc_per_node N -m stgconv train ...``.
+
+Each process (rank) holds a shard of the training examples (rows ``rank::world_size``, the
+round-robin split of ``DistributedSampler`` without shuffling) and the chains of its own examples,
+runs its chains on its own generator (seeded ``seed + rank``), and after every backward pass the
+parameter gradients are averaged over all ranks, so every rank takes the same optimizer step from
+the same parameters: data-parallel training. The averaging is an explicit all-reduce rather than a
+``DistributedDataParallel`` wrapper because the energy is called three ways per iteration (the
+chain's gradient in ``x``, the data term and the sample term of the loss), which does not fit
+DDP's one-forward-one-backward reducer; the arithmetic is the same.
+
+Checkpoints stay single files: every rank's chain state and generator state is gathered to rank
+0, which writes the checkpoint atomically; a resumed run shards it again, for the same or another
+number of processes. The backend follows the device: NCCL on CUDA, Gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from stgconv.config import resolve_device
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes: ``rank`` in ``[0, size)``, and the
+    ``device`` it trains on."""
+
+    rank: int
+    size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes files, logs and draws progress."""
+        return self.rank == 0
+
+    def shard(self, n: int) -> Tensor:
+        """This rank's example indices ``(n_local,)``: ``rank, rank + size, ...`` below ``n``.
+
+        Raises:
+            ValueError: fewer examples than processes (a rank would have none).
+        """
+        if n < self.size:
+            raise ValueError(f"{n} training examples cannot be shared by {self.size} processes: "
+                             "every process needs at least one; use fewer processes")
+        return torch.arange(self.rank, n, self.size)
+
+    def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
+        """Replace every parameter's gradient by its mean over the ranks (one all-reduce of
+        all of them flattened together)."""
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def average(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean over the ranks of each value (for logs: the loss of the whole step)."""
+        keys = sorted(values)
+        flat = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(flat)
+        return dict(zip(keys, (flat / self.size).tolist()))
+
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` of every rank, in rank order, on every rank (tensors travel on the CPU)."""
+        gathered: list[Any] = [None] * self.size
+        dist.all_gather_object(gathered, _to_cpu(value))
+        return gathered
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+
+def launched_rank() -> int:
+    """This process's rank as ``torchrun`` set it (0 for a single process): who prints."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def from_environment(device: str = "auto") -> World | None:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE``, ``RANK``,
+    ``LOCAL_RANK`` and its rendezvous variables); ``None`` for a single process.
+
+    ``device`` is the config's: on CUDA each process takes ``cuda:LOCAL_RANK`` and NCCL, on the
+    CPU Gloo.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return None
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    target = resolve_device(device)
+    if target.type == "cuda":
+        target = torch.device("cuda", local_rank)
+        torch.cuda.set_device(target)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
+    return World(rank=rank, size=size, device=target)
+
+
+def shutdown(world: World | None) -> None:
+    """Leave the process group once every rank is done (no rank exits while another still
+    writes or waits)."""
+    if world is not None and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def interleave(shards: list[Tensor]) -> Tensor:
+    """Rows sharded round-robin (rank ``r`` holds rows ``r::size``) back in their global order."""
+    total = sum(len(s) for s in shards)
+    out = shards[0].new_empty((total, *shards[0].shape[1:]))
+    for rank, rows in enumerate(shards):
+        out[rank::len(shards)] = rows
+    return out
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def merge_chain_states(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """One checkpointable chain state from every rank's (rank order): persistent chains
+    ``(n_local, k, *S)`` back in example order ``(N, k, *S)``, replay-buffer samples
+    concatenated; stateless starts stay empty."""
+    if any("chains" in state for state in states):
+        return {"chains": interleave([state["chains"] for state in states])}
+    samples = [state["samples"] for state in states if "samples" in state]
+    if samples:
+        return {"samples": torch.cat(samples), "next": torch.tensor(0)}
+    return {}
+
+
+def shard_chain_state(state: dict[str, Tensor], world: World | None, *,
+                      capacity: int | None = None) -> dict[str, Tensor]:
+    """This rank's part of a checkpoint's chain state (written by any number of processes):
+    persistent chains of its examples, every ``size``-th replay-buffer sample (at most
+    ``capacity``). A single process keeps a state that fits whole, so its resume is exact."""
+    rank, size = (world.rank, world.size) if world is not None else (0, 1)
+    if "chains" in state:
+        return state if size == 1 else {"chains": state["chains"][rank::size]}
+    if "samples" in state:
+        fits = capacity is None or len(state["samples"]) <= capacity
+        if size == 1 and fits:
+            return state
+        samples = state["samples"][rank::size]
+        return {"samples": samples[:capacity] if capacity is not None else samples,
+                "next": torch.tensor(0)}
+    return state
+
+
+def gather_generators(generator: torch.Generator, world: World | None) -> dict[str, Any]:
+    """The checkpoint entries of the random state: ``generator`` (rank 0's), and with several
+    processes ``generators`` (every rank's, in rank order)."""
+    if world is None:
+        return {"generator": generator.get_state()}
+    states = world.gather(generator.get_state())
+    return {"generator": states[0], "generators": states}
+
+
+def take_generator(generator: torch.Generator, state: dict[str, Any], world: World | None
+                   ) -> None:
+    """Restore this rank's random state from a checkpoint. Written by as many processes as now
+    run, each rank continues its own stream exactly; written by another number, a rank that has
+    no stream of its own gets a fresh one seeded from the config's seed, the iteration and its
+    rank (the run continues, not bit for bit as an uninterrupted run would)."""
+    rank, size = (world.rank, world.size) if world is not None else (0, 1)
+    states = state.get("generators", [state["generator"]])
+    if len(states) == size:
+        # RNG states are CPU byte tensors even for CUDA generators.
+        generator.set_state(states[rank].cpu())
+        return
+    seed = int(state.get("config", {}).get("seed", 0))
+    generator.manual_seed(seed + 1_000_003 * (int(state["iteration"]) + 1) + rank)

@@ -1,0 +1,194 @@
+"""Training on several processes (stgconv.distributed): two Gloo processes on the CPU.
+
+The averaged gradient of one step equals the single-process gradient on both ranks' data and
+samples together; ``torchrun ... -m stgconv train`` writes one checkpoint that loads in one
+process, resumes exactly with the same number of processes and continues with another; the
+sharding of chain states round-trips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from PIL import Image
+
+from stgconv.checkpoint import load_checkpoint, load_model, load_multigrid
+from stgconv.config import TrainConfig
+from stgconv.distributed import (
+    World,
+    interleave,
+    merge_chain_states,
+    shard_chain_state,
+    take_generator,
+)
+from stgconv.energy import image_energy
+from stgconv.losses import contrastive_divergence
+from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
+from stgconv.tasks import synthesize
+from stgconv.train import Trainer
+
+N_EXAMPLES = 6
+BATCH = 2
+
+
+def tiny_energy() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return image_energy("texture", in_channels=1, layers=[[4, 3, 1], [4, 3, 1]],
+                        reference_sigma=0.5)
+
+
+def examples() -> torch.Tensor:
+    return torch.rand(N_EXAMPLES, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def one_step(rank: int, size: int, store: str, out: str) -> None:
+    """Rank ``rank`` of ``size``: one training step on its shard; saves its batch, its samples
+    and the (averaged) gradient."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
+    world = World(rank=rank, size=size, device=torch.device("cpu"))
+    energy = tiny_energy()
+    shard = examples()[world.shard(N_EXAMPLES)]
+    chains = PersistentChains(len(shard), NoiseInit("gaussian", 0.5), chains_per_example=2)
+    trainer = Trainer(energy, Langevin(n_steps=3, step_size=0.05), chains, shard,
+                      train=TrainConfig(batch_size=BATCH),
+                      generator=torch.Generator().manual_seed(10 + rank), world=world)
+    batch = torch.arange(BATCH)
+    trainer.step([batch])
+    torch.save({"x_pos": shard[batch], "x_neg": trainer.last_samples,
+                "grads": [p.grad.clone() for p in energy.parameters()]},
+               f"{out}/rank{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_averaged_gradient_equals_the_single_process_gradient(tmp_path: Path) -> None:
+    mp.spawn(one_step, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for a, b in zip(ranks[0]["grads"], ranks[1]["grads"]):
+        assert torch.equal(a, b)  # every rank steps with the same gradient
+    # The samples differ per rank (own chains, own generator): the gradient is not trivial.
+    assert not torch.allclose(ranks[0]["x_neg"], ranks[1]["x_neg"])
+    energy = tiny_energy()
+    loss, _ = contrastive_divergence(energy, torch.cat([r["x_pos"] for r in ranks]),
+                                     torch.cat([r["x_neg"] for r in ranks]))
+    loss.backward()
+    for param, averaged in zip(energy.parameters(), ranks[0]["grads"]):
+        torch.testing.assert_close(averaged, param.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_chain_states_shard_and_merge_back() -> None:
+    chains = torch.arange(7 * 2).view(7, 2, 1).float()
+    worlds = [World(rank=r, size=3, device=torch.device("cpu")) for r in range(3)]
+    shards = [shard_chain_state({"chains": chains}, w)["chains"] for w in worlds]
+    assert [len(s) for s in shards] == [3, 2, 2]
+    assert torch.equal(shards[1], chains[1::3])
+    assert torch.equal(merge_chain_states([{"chains": s} for s in shards])["chains"], chains)
+    assert torch.equal(interleave([w.shard(7) for w in worlds]), torch.arange(7))
+    # Replay buffers: concatenated, then every rank takes every size-th sample up to capacity;
+    # one process keeps a state that fits whole (its resume is exact).
+    merged = merge_chain_states([{"samples": torch.zeros(4, 1)}, {},
+                                 {"samples": torch.ones(3, 1)}])
+    assert merged["samples"].shape == (7, 1)
+    assert shard_chain_state(merged, worlds[0], capacity=2)["samples"].shape == (2, 1)
+    single = {"samples": torch.zeros(5, 1), "next": torch.tensor(3)}
+    assert shard_chain_state(single, None, capacity=8) is single
+    assert merge_chain_states([{}, {}]) == {}
+
+
+def test_generators_continue_per_rank_or_reseed_for_another_count() -> None:
+    states = [torch.Generator().manual_seed(s).get_state() for s in (1, 2)]
+    checkpoint = {"generator": states[0], "generators": states, "iteration": 4,
+                  "config": {"seed": 7}}
+    g = torch.Generator()
+    take_generator(g, checkpoint, World(rank=1, size=2, device=torch.device("cpu")))
+    assert torch.equal(g.get_state(), states[1])
+    take_generator(g, checkpoint, None)  # one process now: a fresh, seeded stream
+    first = torch.rand(3, generator=g)
+    take_generator(g, checkpoint, None)
+    assert torch.equal(torch.rand(3, generator=g), first)
+    assert not torch.equal(g.get_state(), states[0])
+
+
+def test_more_processes_than_examples_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="3 training examples cannot be shared by 4 processes"):
+        World(rank=0, size=4, device=torch.device("cpu")).shard(3)
+
+
+# --------------------------------------------------------------------------- torchrun end to end
+
+
+def image_folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(N_EXAMPLES):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def stgconv(args: list[str], *, processes: int) -> None:
+    """``stgconv ARGS`` in ``processes`` processes (torchrun) or one plain process."""
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*launcher, "-m", "stgconv", *args], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # One report for the whole run, from rank 0.
+    assert result.stdout.count("stgconv train: wrote") == (1 if args[0] == "train" else 0)
+
+
+def tiny_run(images: Path, iterations: int, out: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(images), "--out", str(out), "--device", "cpu", "--quiet",
+            "--set", "data.kind=objects", "--set", "data.size=8", "--set", "data.channels=3",
+            "--set", "model.arch=object", "--set", "model.layers=[[4, 3, 2, 1]]",
+            "--set", "train.batch_size=2", "--set", "sampler.n_steps=2",
+            "--set", "chains.chains_per_example=2", "--set", f"train.n_iterations={iterations}",
+            *extra]
+
+
+def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tmp_path: Path
+                                                                              ) -> None:
+    images = image_folder(tmp_path / "images")
+    stgconv(tiny_run(images, 2, tmp_path / "resumed"), processes=2)
+    state = load_checkpoint(tmp_path / "resumed")
+    assert state["chains"]["chains"].shape == (N_EXAMPLES, 2, 3, 8, 8)  # every rank's chains
+    assert len(state["generators"]) == 2
+    energy, _, _ = load_model(tmp_path / "resumed", device="cpu")  # one process loads it
+    assert energy(torch.zeros(1, 3, 8, 8)).shape == (1,)
+
+    shutil.copytree(tmp_path / "resumed", tmp_path / "one_process")
+    stgconv(tiny_run(images, 3, tmp_path / "resumed", "--resume"), processes=2)
+    stgconv(tiny_run(images, 3, tmp_path / "straight"), processes=2)
+    straight, resumed = (load_checkpoint(tmp_path / n) for n in ("straight", "resumed"))
+    assert resumed["iteration"] == 3
+    for name, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+    assert torch.equal(straight["chains"]["chains"], resumed["chains"]["chains"])
+
+    # Another number of processes continues the run from the same checkpoint.
+    stgconv(tiny_run(images, 3, tmp_path / "one_process", "--resume"), processes=1)
+    continued = load_checkpoint(tmp_path / "one_process")
+    assert continued["iteration"] == 3 and "generators" not in continued
+    assert continued["chains"]["chains"].shape == (N_EXAMPLES, 2, 3, 8, 8)
+
+
+def test_torchrun_trains_a_multigrid_model(tmp_path: Path) -> None:
+    images = image_folder(tmp_path / "images")
+    grids = "multigrid.grids=[{size: 4, model: {arch: texture, layers: [[4, 3, 1, 1]]}}, " \
+            "{size: 8, model: {arch: object, layers: [[4, 3, 2, 1]]}}]"
+    stgconv(tiny_run(images, 2, tmp_path / "run", "--set", grids), processes=2)
+    energies, _, state = load_multigrid(tmp_path / "run", device="cpu")
+    assert len(energies) == 2
+    assert state["base"].shape == (N_EXAMPLES, 3, 1, 1)  # every example's base colour
+    out = synthesize(tmp_path / "run", tmp_path / "synthesis", n_samples=2, device="cpu")
+    assert (out / "synthesized.png").is_file()
