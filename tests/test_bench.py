@@ -1,6 +1,7 @@
 """Benchmarks stay runnable: a tiny smoke run of each bench script writes its JSON table."""
 
 import json
+import math
 import os
 import runpy
 import subprocess
@@ -180,3 +181,28 @@ def test_multigrid_bench_quick_compares_at_equal_gradient_evaluations(tmp_path, 
     assert {"filter_stats_distance", "spectrum_distance", "spread"} <= image.keys()
     voxel = next(r for r in rows if r["modality"] == "voxel" and r["method"] == "single-grid")
     assert 0.0 <= voxel["nearest_train_iou"] <= 1.0
+
+
+def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main):
+    # One plain and one torchrun launch (2 Gloo processes), then the growth series: ~20 s on
+    # 2 cores, most of it the launches' torch imports.
+    main = bench_main("scaling.py")
+    out = tmp_path / "scaling.json"
+    assert main(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    processes = [row for row in rows if row["table"] == "processes"]
+    assert [(row["processes"], row["threads_per_process"]) for row in processes] == [(1, 1), (2, 1)]
+    for row in processes:
+        for key in ("iterations_per_s", "examples_per_s", "ms_per_iteration", "scaling_vs_1x1"):
+            assert row[key] > 0, key
+        # The same batch per process: two processes handle twice the examples per iteration.
+        assert row["examples_per_iteration"] == row["processes"] * row["batch_per_process"]
+    assert processes[1]["allreduce_ms"] > 0
+    growth = [row for row in rows if row["table"] == "growth"]
+    assert {row["grows"] for row in growth} == {"batch", "frames", "side"}
+    for row in growth:
+        assert row["ms_per_iteration"] > 0 and row["size"] > 0 and row["n_steps"] == 2
+    fits = [row for row in rows if row["table"] == "fit"]
+    assert [row["net"] for row in fits] == ["texture", "st_small", "desc32_small"]
+    for row in fits:
+        assert row["a"] > 0 and math.isfinite(row["b"]), row
