@@ -92,9 +92,13 @@ def test_voxel_bench_quick_writes_json_rows(tmp_path, bench_main):
     for row in rows:
         assert row["shape"] == [2, 1, 16, 16, 16] and row["n_steps"] == 2
         for key in ("ms_per_step", "ms_per_iteration", "gflops", "iteration_gflops",
-                    "speedup_vs_eager", "iteration_speedup_vs_eager", "peak_memory_mb",
-                    "iteration_peak_memory_mb", "held_memory_mb"):
+                    "speedup_vs_eager", "iteration_speedup_vs_eager"):
             assert row[key] > 0, key
+        # A 16^3 smoke run grows the resident set by well under a MiB, the size of its page
+        # noise (-0.02 MiB was seen): here the memory columns only have to be filled with
+        # numbers; test_voxel_bench_memory_probe_sees_a_known_allocation checks the probe.
+        for key in ("peak_memory_mb", "iteration_peak_memory_mb", "held_memory_mb"):
+            assert math.isfinite(row[key]) and row[key] > -1.0, key
         assert {"device", "torch", "threads", "memory_method"} <= set(row)
         assert row["max_abs_diff"] < 1e-5 and row["iteration_max_abs_diff"] < 1e-5
 
