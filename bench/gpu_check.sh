@@ -43,16 +43,18 @@ fi
 
 if [ "$QUICK" = 1 ]; then
     small=(--steps 2 --repeats 2 --warmup 1)
+    images=(--batch 2)  # the texture net's receptive field needs the default 64x64
     sizes=(--batch 2 --size 16)
 else
     small=(--steps 5 --repeats 5)
+    images=()
     sizes=()
 fi
 
 part tests 90 "$PYTHON" -m pytest -q -p no:dash tests/test_gpu.py
 for precision in fp32 bf16; do
     common=(--device "$DEVICE" --precision "$precision" "${small[@]}")
-    part "langevin_$precision" 30 "$PYTHON" bench/langevin.py "${common[@]}" "${sizes[@]}" \
+    part "langevin_$precision" 30 "$PYTHON" bench/langevin.py "${common[@]}" "${images[@]}" \
         --json "$OUT/langevin_$precision.json"
     part "video_$precision" 30 "$PYTHON" bench/video.py "${common[@]}" "${sizes[@]}" \
         --json "$OUT/video_$precision.json"
