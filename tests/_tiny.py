@@ -1,19 +1,37 @@
 """Tiny inputs shared by several test files (``from _tiny import boxes_and_balls``: pytest puts
 ``tests/`` on ``sys.path``): images and an image energy, voxel shapes; the tiny voxel run trained
-on them is conftest.py's ``trained_voxel_run`` fixture.
+on them is conftest.py's ``trained_voxel_run`` fixture. Seeded generators and float64 noise
+(``gen``, ``rand``); for multi-grid models, striped images and a tiny MultiGridTrainer on them
+(``pattern_images``, ``make_multigrid_trainer``), and a tiny multi-grid config file and an
+in-process CLI call (``write_config``, ``run_cli``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
+import yaml
 from torch import Tensor
 
+from stgconv.cli import main
+from stgconv.config import (
+    DataConfig,
+    ExperimentConfig,
+    GridConfig,
+    MultiGridConfig,
+    TrainConfig,
+    config_to_dict,
+)
 from stgconv.energy import ConvNetEnergy, image_energy
+from stgconv.mcmc import Langevin
+from stgconv.train import MultiGridTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SR_CONFIG = ROOT / "configs" / "voxel" / "super_resolution_quick.yaml"
+
+F64 = torch.float64
 
 TINY = ["--set", "data.size=16", "--set", "model.layers=[[4,4,2,1],[4,3,2,1]]",
         "--set", "train.n_iterations=2", "--set", "sampler.n_steps=3", "--set", "device=cpu",
@@ -47,3 +65,61 @@ def tiny_energy(seed: int = 0) -> ConvNetEnergy:
 def tiny_data(n: int = 3, size: int = 16) -> Tensor:
     """``(n, 1, size, size)`` uniform in ``[-1, 1]``, always the same."""
     return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(100)) * 2 - 1
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def rand(shape: tuple[int, ...], seed: int, dtype: torch.dtype = F64) -> Tensor:
+    return torch.randn(shape, generator=gen(seed), dtype=dtype)
+
+
+GRIDS = [(1, 1), (4, 4), (8, 8)]  # base, then the two modelled grids
+
+
+def pattern_images(n: int = 8, *, seed: int = 0) -> Tensor:
+    """``(n, 3, 8, 8)`` in [-1, 1]: a random colour per image plus horizontal stripes of period
+    4 whose phase differs per image, so every grid of the pyramid has its own structure."""
+    g = gen(seed)
+    colour = torch.rand(n, 3, 1, 1, generator=g) - 0.5
+    rows = torch.arange(8).reshape(1, 1, 8, 1)
+    phase = torch.randint(0, 4, (n, 1, 1, 1), generator=g)
+    stripes = 0.4 * torch.cos(torch.pi * (rows + phase) / 2)
+    return (colour + stripes).expand(n, 3, 8, 8).clone()
+
+
+def multigrid_config_dict() -> dict:
+    """The resolved config a multi-grid checkpoint must carry (plain data)."""
+    return config_to_dict(ExperimentConfig(
+        data=DataConfig(kind="objects", size=8, channels=3),
+        multigrid=MultiGridConfig(grids=(GridConfig(size=4), GridConfig(size=8))),
+    ))
+
+
+def make_multigrid_trainer(*, init_seed: int = 0) -> MultiGridTrainer:
+    torch.manual_seed(init_seed)
+    energies = [image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1], [4, 3, 1, 1]],
+                             reference_sigma=0.5) for _ in GRIDS[1:]]
+    samplers = [Langevin(n_steps=3, step_size=0.1, clamp=(-1.0, 1.0)),
+                Langevin(n_steps=2, step_size=0.05, clamp=(-1.0, 1.0))]
+    return MultiGridTrainer(energies, samplers, pattern_images(), GRIDS,
+                            train=TrainConfig(batch_size=3, lr=0.01), generator=gen(0),
+                            config=multigrid_config_dict())
+
+
+# Every grid's model and chains kept tiny: the multi-grid CLI runs take about a second each.
+MULTIGRID_SAMPLER = {"n_steps": 2, "step_size": 0.05}
+MULTIGRID_TRAIN = {"n_iterations": 2, "batch_size": 2, "sample_every": 1, "checkpoint_every": 0}
+
+
+def write_config(path: Path, data: dict, multigrid: dict, *, out: Path) -> Path:
+    config = {"name": "multigrid", "device": "cpu", "out_dir": str(out), "data": data,
+              "sampler": MULTIGRID_SAMPLER, "train": MULTIGRID_TRAIN, "multigrid": multigrid}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err

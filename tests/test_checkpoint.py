@@ -2,7 +2,7 @@
 foreign file is refused with :class:`CheckpointError`; ``load_model`` and ``load_multigrid``
 rebuild the saved energies and each refuses the other's checkpoints.
 
-Saving and resuming a whole training run is in ``test_train.py`` (and ``test_multigrid.py``).
+Saving and resuming a whole training run (single or multi-grid) is in ``test_train.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import GRIDS, gen, make_multigrid_trainer, pattern_images
 
 from stgconv.checkpoint import (
     CheckpointError,
@@ -29,6 +30,8 @@ from stgconv.config import (
     config_to_dict,
 )
 from stgconv.energy import ConvNetEnergy, image_energy
+from stgconv.mcmc import DataStart, Langevin
+from stgconv.train import Trainer
 
 
 def tiny_energy(seed: int) -> ConvNetEnergy:
@@ -142,3 +145,27 @@ def test_load_multigrid_rebuilds_every_grid_and_refuses_a_single_model(tmp_path:
     save_checkpoint({"config": config_to_dict(config), "grids": grids}, tmp_path / "no_base.pt")
     with pytest.raises(CheckpointError, match="base grid"):
         load_multigrid(tmp_path / "no_base.pt", device="cpu")
+
+
+def test_multigrid_checkpoint_loads_only_as_multigrid(tmp_path: Path) -> None:
+    trainer = make_multigrid_trainer()
+    trainer.fit(1, progress=False)
+    path = trainer.save(tmp_path / "multigrid" / "checkpoint.pt")
+
+    energies, config, state = load_multigrid(path, device="cpu")
+    assert config.multigrid is not None and [g.size for g in config.multigrid.grids] == [4, 8]
+    assert len(energies) == 2 and all(not e.training for e in energies)
+    for loaded, trained in zip(energies, trainer.energies):
+        for (name, p), q in zip(loaded.state_dict().items(), trained.state_dict().values()):
+            assert torch.equal(p, q), name
+    assert torch.equal(state["base"], trainer.base)
+    assert state["grid_sizes"] == [list(s) for s in GRIDS]
+    with pytest.raises(CheckpointError, match="load_multigrid"):
+        load_model(path, device="cpu")
+
+    single = Trainer(image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1]]),
+                     Langevin(n_steps=1), DataStart(), pattern_images(), generator=gen(0),
+                     config=config_to_dict(ExperimentConfig()))
+    single_path = single.save(tmp_path / "single" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="load_model"):
+        load_multigrid(single_path, device="cpu")

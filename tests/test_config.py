@@ -1,13 +1,18 @@
 """Configuration: defaults in code, YAML files and ``--set`` overrides change only what they say,
-unknown keys and wrong types are errors naming the key, and every shipped config loads."""
+unknown keys and wrong types are errors naming the key, and every shipped config loads. A bad
+multigrid section is refused, by ``load_config`` and by ``stgconv train`` (exit 2), naming the
+problem; a grid's sampler overrides the experiment's key by key."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from _tiny import run_cli, write_config
 
 from stgconv.config import (
     ExperimentConfig,
@@ -213,3 +218,70 @@ def test_resolve_device() -> None:
 def test_resolve_device_refuses_an_unavailable_cuda() -> None:
     with pytest.raises(ValueError, match="'cuda:0' requested but CUDA is not available"):
         resolve_device("cuda:0")
+
+
+# --------------------------------------------------------------------------- multigrid section
+
+
+OBJECTS = {"kind": "objects", "path": "unused", "size": 8, "channels": 3}
+VIDEO = {"kind": "video", "path": "unused", "size": 8, "frames": 4}
+
+
+@pytest.mark.parametrize(
+    ("data", "multigrid", "message"),
+    [
+        pytest.param(OBJECTS, {"grids": []}, "multigrid.grids is empty", id="no-grids"),
+        pytest.param(OBJECTS, {"grids": [{"size": 4}]},
+                     r"multigrid.grids\[-1\].size = 4.*data.size = 8", id="finest-not-data-size"),
+        pytest.param(OBJECTS, {"base_size": 2, "grids": [{"size": 4}, {"size": 8}, {"size": 16}]},
+                     "data.size = 8", id="finest-beyond-data-size"),
+        pytest.param(OBJECTS, {"grids": [{"size": 3}, {"size": 8}]},
+                     r"every multigrid size must divide.*\[1, 3, 8\]", id="sizes-not-dividing"),
+        pytest.param(OBJECTS, {"grids": [{"size": 0}, {"size": 8}]},
+                     r"multigrid\.grids\[0\]\.size must be positive", id="size-zero"),
+        pytest.param(OBJECTS, {"grids": [{"size": 8, "frames": 2}]}, "videos only",
+                     id="frames-on-images"),
+        pytest.param(OBJECTS, {"base_frames": 1, "grids": [{"size": 8}]}, "videos only",
+                     id="base-frames-on-images"),
+        pytest.param(OBJECTS, {"grids": [{"size": 8, "steps": 3}]},
+                     r"multigrid\.grids\[0\]\.steps", id="unknown-grid-key"),
+        pytest.param(OBJECTS, {"grids": [{"size": 8, "model": {"arch": "nope"}}]},
+                     r"multigrid\.grids\[0\]\.model\.arch", id="bad-grid-model"),
+        pytest.param(OBJECTS, {"grid": [{"size": 8}]}, r"multigrid\.grid\b",
+                     id="unknown-multigrid-key"),
+        pytest.param(VIDEO, {"grids": [{"size": 8, "frames": 2}]}, "must keep every frame",
+                     id="finest-drops-frames"),
+        pytest.param(VIDEO, {"grids": [{"size": 4, "frames": 3}, {"size": 8}]},
+                     r"every multigrid frames must divide the next finer one, got \[4, 3, 4\].*"
+                     r"base_frames",
+                     id="frames-not-dividing"),
+    ],
+)
+def test_bad_multigrid_config_exits_2_naming_the_problem(tmp_path: Path, capsys, data: dict,
+                                                         multigrid: dict, message: str) -> None:
+    config = write_config(tmp_path / "config.yaml", data, multigrid, out=tmp_path / "run")
+    code, err = run_cli(["train", str(config), "--quiet"], capsys)
+    assert code == 2
+    assert re.search(message, err), err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match=message):
+        load_config(config)
+
+
+def test_grid_sampler_overrides_the_experiment_sampler_key_by_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "data": {"kind": "voxels", "size": 8},
+        "sampler": {"step_size": 0.1, "clamp": [0.0, 1.0], "n_steps": 20},
+        "multigrid": {"grids": [{"size": 4, "sampler": {"n_steps": 5}}, {"size": 8}]},
+    }))
+    config = load_config(path)
+    coarse, fine = config.multigrid.grids
+    assert coarse.sampler.n_steps == 5
+    assert (coarse.sampler.step_size, coarse.sampler.clamp) == (0.1, (0.0, 1.0))
+    assert fine.sampler is None  # the experiment's section as is
+
+
+def test_a_grid_no_finer_than_the_one_below_is_refused() -> None:
+    with pytest.raises(ValueError, match="no finer than the grid below"):
+        load_config(None, ["data.size=8", "multigrid={base_size: 8, grids: [{size: 8}]}"])

@@ -1,10 +1,12 @@
 """Constraint contract: every constraint is an idempotent affine orthogonal projection that keeps
-what it must keep, over images, voxels and videos."""
+what it must keep, over images, voxels and videos; coarsened for the grids of a multi-grid model,
+it keeps whole blocks only and is implied by the fine constraint."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _tiny import gen
 from torch import Tensor
 
 from stgconv.mcmc import Constraint, DownsampleConsistency, KnownEntries
@@ -196,3 +198,118 @@ def test_base_constraint_default_tangent() -> None:
     assert (t[:, 0] == 0).all() and torch.equal(t[:, 1:], v[:, 1:])
     with pytest.raises(NotImplementedError):
         Constraint().project(v)
+
+
+# --------------------------------------------------------------------------- coarsened constraints
+
+
+def test_known_entries_coarsen_keeps_whole_blocks_only() -> None:
+    observed = rand((2, 3, 8, 8), seed=0)
+    known = torch.zeros(2, 3, 8, 8, dtype=torch.bool)
+    known[..., :4, :4] = True  # one whole 4x4 block, i.e. four whole 2x2 blocks
+    known[..., 4, 4] = True  # a lone entry: its 2x2 and 4x4 blocks are only partly known
+    constraint = KnownEntries(observed, known)
+
+    coarse = constraint.coarsen((2, 2))
+    assert coarse is not None and coarse.known.shape == coarse.observed.shape == (2, 3, 4, 4)
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[:2, :2] = True
+    assert torch.equal(coarse.known, expected.expand(2, 3, 4, 4))
+    # Known coarse entries hold their block's mean.
+    means = block_down(observed, (2, 2))
+    assert torch.equal(coarse.observed[coarse.known], means[coarse.known])
+
+    coarser = constraint.coarsen((4, 4))
+    assert coarser is not None
+    assert torch.equal(coarser.known[0, 0], torch.tensor([[True, False], [False, False]]))
+    torch.testing.assert_close(coarser.observed[..., 0, 0], observed[..., :4, :4].mean((-2, -1)),
+                               **TOL)
+    # No 8x8 block is whole: the base grid is left free.
+    assert constraint.coarsen((8, 8)) is None
+    # A factor of ones is no coarsening at all.
+    assert constraint.coarsen((1, 1)) is constraint
+
+
+def test_known_entries_coarsen_all_missing_is_none_and_all_known_is_the_pyramid() -> None:
+    observed = rand((1, 1, 4, 4), seed=1)
+    nothing = KnownEntries(observed, torch.zeros(1, 1, 4, 4, dtype=torch.bool))
+    assert nothing.coarsen((2, 2)) is None
+    everything = KnownEntries(observed, torch.ones(1, 1, 4, 4, dtype=torch.bool)).coarsen((4, 4))
+    assert everything is not None and everything.known.all()
+    torch.testing.assert_close(everything.observed, block_down(observed, (4, 4)), **TOL)
+
+
+def test_known_entries_coarsen_broadcasts_a_shared_mask() -> None:
+    """One spatial mask for every chain and channel, as recovery uses it."""
+    observed = rand((3, 2, 4, 4), seed=2)
+    known = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    known[..., 2:, 2:] = True
+    coarse = KnownEntries(observed, known).coarsen((2, 2))
+    assert coarse is not None and coarse.known.shape == coarse.observed.shape == (3, 2, 2, 2)
+    assert coarse.known[..., 1, 1].all() and coarse.known.sum() == 3 * 2
+    torch.testing.assert_close(coarse.observed[..., 1, 1], observed[..., 2:, 2:].mean((-2, -1)),
+                               **TOL)
+    x = rand((3, 2, 2, 2), seed=3)
+    p = coarse.project(x)
+    assert torch.equal(p[..., 1, 1], coarse.observed[..., 1, 1])
+    assert torch.equal(p[..., 0, :], x[..., 0, :])
+
+
+def test_known_entries_coarse_constraint_holds_for_every_fine_feasible_point() -> None:
+    """What coarsening promises: block_down of any x that keeps the fine constraint already
+    keeps the coarse one, so the coarse grid's chain never contradicts the fine grid's."""
+    observed = rand((2, 1, 8, 8), seed=4)
+    known = torch.rand(2, 1, 8, 8, generator=gen(5)) < 0.7
+    known[0, 0, :4, 4:] = True
+    fine = KnownEntries(observed, known)
+    for factor in [(2, 2), (4, 4)]:
+        coarse = fine.coarsen(factor)
+        assert coarse is not None and coarse.known.any()
+        for seed in range(3):
+            low = block_down(fine.project(rand((2, 1, 8, 8), seed=10 + seed)), factor)
+            torch.testing.assert_close(coarse.project(low), low, **TOL)
+
+
+# name -> (low shape, super-resolution factor f, coarsening factor g, expected new factor):
+# g dividing f leaves blocks of f / g; f dividing g sees low averaged by g / f (the coarse grid is
+# then fully determined: factor of ones); mixed per dim, e.g. a video refined in time only.
+SR_COARSEN = {
+    "g-divides-f": ((2, 3, 2, 2), (4, 4), (2, 2), (2, 2)),
+    "g-equals-f": ((2, 3, 2, 2), (4, 4), (4, 4), (1, 1)),
+    "f-divides-g": ((2, 3, 4, 4), (2, 2), (8, 8), (1, 1)),
+    "mixed": ((2, 3, 2, 2), (4, 4), (8, 2), (1, 2)),
+    "video-mixed": ((1, 3, 4, 2, 2), (1, 4, 4), (2, 2, 8), (1, 2, 1)),
+    "voxel": ((2, 1, 2, 2, 2), (4, 4, 4), (2, 2, 2), (2, 2, 2)),
+}
+
+
+@pytest.mark.parametrize("case", list(SR_COARSEN))
+def test_downsample_consistency_coarsen(case: str) -> None:
+    low_shape, f, g, expected = SR_COARSEN[case]
+    low = rand(low_shape, seed=20)
+    fine = DownsampleConsistency(low, f)
+    coarse = fine.coarsen(g)
+    assert coarse.factor == expected
+    k = len(f)
+    fine_shape = (*low_shape[:-k], *(n * s for n, s in zip(low_shape[-k:], f)))
+    coarse_shape = (*low_shape[:-k], *(n // s for n, s in zip(fine_shape[-k:], g)))
+    # The coarse constraint's own promise: its projection keeps block_down == its low.
+    p = coarse.project(rand(coarse_shape, seed=21))
+    assert p.shape == coarse_shape
+    torch.testing.assert_close(block_down(p, coarse.factor), coarse.low, **TOL)
+    # And the coarse low is what the fine constraint implies: any fine feasible point, averaged
+    # by g, already satisfies it.
+    for seed in range(3):
+        x = block_down(fine.project(rand(fine_shape, seed=22 + seed)), g)
+        torch.testing.assert_close(coarse.project(x), x, **TOL)
+    if all(s == 1 for s in expected):  # fully determined: every point projects to one
+        torch.testing.assert_close(p, coarse.low, **TOL)
+
+
+@pytest.mark.parametrize(("g", "message"), [((3, 3), "divide one another"),
+                                            ((8, 3), "divide one another"),
+                                            ((2,), "cover the constraint's dims")])
+def test_downsample_consistency_coarsen_errors(g: tuple[int, ...], message: str) -> None:
+    fine = DownsampleConsistency(rand((1, 1, 2, 2), seed=0), (4, 4))
+    with pytest.raises(ValueError, match=message):
+        fine.coarsen(g)

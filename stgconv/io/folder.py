@@ -17,6 +17,10 @@ def list_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path
                    and (suffixes is None or p.suffix.lower() in suffixes)), key=_natural_key)
 
 
-def _natural_key(path: Path) -> list:
-    # Digit runs compare as numbers, the rest as case-folded text.
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+def _natural_key(path: Path) -> tuple[list, str]:
+    # The split puts the digit runs at odd positions: they compare as numbers, the rest as
+    # case-folded text (asking str.isdigit instead would also take "²", which int() refuses).
+    # The raw name breaks ties ("f02" and "f2", "A" and "a"), so the order never depends on
+    # the order the file system lists the names in.
+    parts = re.split(r"(\d+)", path.name)
+    return [int(part) if i % 2 else part.lower() for i, part in enumerate(parts)], path.name

@@ -1,0 +1,132 @@
+"""``stgconv.data.prepare.run_build``: what every ``datasets/*/prepare.py`` does around its cache
+build: refuse an OUT it must not write, time the build, print its warnings, and turn bad input
+into ``error: ...`` on stderr (the scripts then exit with status 2)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from stgconv.data.prepare import run_build
+
+SUFFIXES = (".h5", ".hdf5")
+
+
+class Build:
+    """A fake cache build: writes ``out`` (unless told to fail), counting its calls."""
+
+    def __init__(self, out: Path, *, warn: tuple[str, ...] = (), error: BaseException | None = None,
+                 sleep: float = 0.0) -> None:
+        self.out, self.warn, self.error, self.sleep, self.calls = out, warn, error, sleep, 0
+
+    def __call__(self) -> Path:
+        self.calls += 1
+        for message in self.warn:
+            warnings.warn(message, UserWarning, stacklevel=1)
+        if self.error is not None:
+            raise self.error
+        time.sleep(self.sleep)
+        self.out.write_text("cache")
+        return self.out
+
+
+def test_success_returns_the_build_result_and_its_time(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "clips.h5"
+    build = Build(out, sleep=0.05)
+    written, seconds = run_build(out, build, suffixes=SUFFIXES, overwrite=False)
+    assert written == out and out.read_text() == "cache" and build.calls == 1
+    assert 0.05 <= seconds < 5
+    assert capsys.readouterr() == ("", "")  # nothing to report
+
+
+def test_returns_what_build_returned(tmp_path: Path) -> None:
+    # The build may write somewhere else (e.g. a normalised name); its answer is passed on.
+    other = tmp_path / "elsewhere.h5"
+    result = run_build(tmp_path / "out.h5", lambda: other, suffixes=SUFFIXES, overwrite=False)
+    assert result is not None and result[0] == other
+
+
+@pytest.mark.parametrize("name", ["clips.npz", "clips", "clips.h5.bak"])
+def test_wrong_suffix_is_refused_before_building(tmp_path: Path, name: str,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / name
+    build = Build(out)
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is None
+    assert build.calls == 0 and not out.exists()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: OUT must end in .h5 or .hdf5, got {out}\n"
+
+
+def test_suffix_check_ignores_case(tmp_path: Path) -> None:
+    out = tmp_path / "CLIPS.HDF5"
+    assert run_build(out, Build(out), suffixes=SUFFIXES, overwrite=False) is not None
+    assert out.read_text() == "cache"
+
+
+def test_existing_out_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "clips.h5"
+    out.write_text("old")
+    build = Build(out)
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=False) is None
+    assert build.calls == 0 and out.read_text() == "old"
+    assert capsys.readouterr().err == f"error: {out} exists; pass --overwrite to replace it\n"
+
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is not None
+    assert build.calls == 1 and out.read_text() == "cache"
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("error", [FileNotFoundError("no videos in /data/x"),
+                                   ValueError("clip too short: a.mp4")])
+def test_bad_input_becomes_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                         error: Exception) -> None:
+    out = tmp_path / "clips.h5"
+    assert run_build(out, Build(out, error=error), suffixes=SUFFIXES, overwrite=False) is None
+    assert capsys.readouterr().err == f"error: {error}\n"
+    assert not out.exists()
+
+
+def test_failed_overwrite_keeps_the_old_out(tmp_path: Path) -> None:
+    # run_build deletes nothing itself: a failing build (which writes atomically) leaves the
+    # cache that was there before.
+    out = tmp_path / "clips.h5"
+    out.write_text("old")
+    build = Build(out, error=ValueError("bad"))
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is None
+    assert out.read_text() == "old"
+
+
+@pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("k"), OSError("disk")])
+def test_other_errors_propagate(tmp_path: Path, error: Exception) -> None:
+    # Only bad input is turned into a message; a bug must surface with its traceback.
+    out = tmp_path / "clips.h5"
+    with pytest.raises(type(error)):
+        run_build(out, Build(out, error=error), suffixes=SUFFIXES, overwrite=False)
+
+
+def test_warnings_are_printed_every_time_and_not_reraised(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "clips.h5"
+    # The same warning twice, from the same line: the default filter would show it once.
+    build = Build(out, warn=("skipped a.mp4: unreadable", "skipped a.mp4: unreadable",
+                             "fps differs"))
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("default")  # as in a script run: repeats would be hidden
+        result = run_build(out, build, suffixes=SUFFIXES, overwrite=False)
+    assert result is not None and result[0] == out
+    assert outside == []  # reported once, on stderr, not also as Python warnings
+    assert capsys.readouterr().err == ("warning: skipped a.mp4: unreadable\n"
+                                       "warning: skipped a.mp4: unreadable\n"
+                                       "warning: fps differs\n")
+
+
+def test_warning_filters_are_restored(tmp_path: Path) -> None:
+    out = tmp_path / "clips.h5"
+    before = list(warnings.filters)
+    run_build(out, Build(out, warn=("w",)), suffixes=SUFFIXES, overwrite=False)
+    assert warnings.filters == before

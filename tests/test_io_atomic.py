@@ -1,0 +1,139 @@
+"""Atomic writes (``stgconv.io.atomic``): a reader sees the old file or the whole new one, never
+a half-written one, and no temporary file is left behind whatever the writer does."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stgconv.io.atomic import atomic_save_npy, atomic_write, atomic_write_json, atomic_write_text
+
+
+def leftovers(folder: Path, keep: set[str]) -> list[str]:
+    """Names in ``folder`` other than ``keep``: stray temporary files."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+def test_result_appears_only_when_complete(tmp_path: Path) -> None:
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    seen: dict[str, object] = {}
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text("new, first half")
+        seen["during"] = path.read_text()  # the real name still holds the old file
+        seen["tmp"] = Path(tmp)
+        with open(tmp, "a") as file:
+            file.write(", second half")
+
+    assert atomic_write(str(path), write) == path  # a str path comes back as a Path
+    assert seen["during"] == "old"
+    assert path.read_text() == "new, first half, second half"
+    tmp = seen["tmp"]
+    # Beside the result (a rename across filesystems would not be atomic), hidden (so a folder
+    # listing taken meanwhile skips it), and gone once renamed.
+    assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp != path
+    assert leftovers(tmp_path, {"out.txt"}) == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_writer_failing_midway_keeps_the_old_file(tmp_path: Path, error: BaseException) -> None:
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old content")
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(b"half of the new")
+        raise error
+
+    with pytest.raises(type(error)):
+        atomic_write(path, write)
+    assert path.read_bytes() == b"old content"
+    assert leftovers(tmp_path, {"out.bin"}) == []
+
+
+def test_writer_failing_leaves_no_file_when_there_was_none(tmp_path: Path) -> None:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text("partial")
+        raise ValueError("bad data")
+
+    with pytest.raises(ValueError, match="bad data"):
+        atomic_write(tmp_path / "new.txt", write)
+    assert leftovers(tmp_path, set()) == []
+
+
+def test_writer_that_removes_its_temporary_file(tmp_path: Path) -> None:
+    # The rename fails; the error surfaces and the old file survives.
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    with pytest.raises(FileNotFoundError):
+        atomic_write(path, os.unlink)
+    assert path.read_text() == "old" and leftovers(tmp_path, {"out.txt"}) == []
+
+
+def test_creates_missing_parent_folders(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c.txt"
+    assert atomic_write_text(path, "deep") == path
+    assert path.read_text() == "deep"
+    assert leftovers(path.parent, {"c.txt"}) == []
+
+
+def test_result_gets_the_mode_of_a_new_file(tmp_path: Path) -> None:
+    # mkstemp makes a private 0600 file; the result must get 0666 less the umask instead.
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_text_replaces_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    atomic_write_text(path, "a much longer first version\n")
+    assert atomic_write_text(path, "short") == path
+    assert path.read_text() == "short"  # no tail of the longer version
+
+
+def test_json_round_trip_and_indent(tmp_path: Path) -> None:
+    data = {"psnr": [31.5, 28.25], "name": "ours", "nested": {"n": 3, "ok": True, "none": None}}
+    path = atomic_write_json(tmp_path / "m.json", data)
+    assert json.loads(path.read_text()) == data
+    assert path.read_text().splitlines()[1] == ' "psnr": ['  # indent=1
+
+
+def test_json_unserializable_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    atomic_write_json(path, {"v": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"v": object()})
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert leftovers(tmp_path, {"m.json"}) == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int64, np.bool_])
+def test_npy_round_trip(tmp_path: Path, dtype: type) -> None:
+    array = (np.arange(24).reshape(2, 3, 4) % 5).astype(dtype)
+    path = atomic_save_npy(tmp_path / "grids.npy", array)
+    loaded = np.load(path, allow_pickle=False)
+    assert loaded.dtype == array.dtype and loaded.shape == (2, 3, 4)
+    assert np.array_equal(loaded, array)
+
+
+def test_npy_writes_exactly_the_given_name(tmp_path: Path) -> None:
+    # np.save given a file name without ".npy" would append it; the helper must not.
+    path = atomic_save_npy(tmp_path / "grid.bin", np.ones(3))
+    assert path == tmp_path / "grid.bin"
+    assert leftovers(tmp_path, set()) == ["grid.bin"]
+    assert np.array_equal(np.load(path), np.ones(3))
+
+
+def test_npy_refuses_object_arrays_and_keeps_the_old_file(tmp_path: Path) -> None:
+    path = atomic_save_npy(tmp_path / "a.npy", np.zeros(2))
+    with pytest.raises(ValueError):
+        atomic_save_npy(path, np.array([{"a": 1}, None], dtype=object))  # would need pickle
+    assert np.array_equal(np.load(path), np.zeros(2))
+    assert leftovers(tmp_path, {"a.npy"}) == []

@@ -1,0 +1,87 @@
+"""``stgconv.io.folder.list_files``: the visible files of a folder, filtered by suffix, in
+natural name order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stgconv.io.folder import list_files
+
+
+def touch(folder: Path, *names: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+    return folder
+
+
+def names(paths: list[Path]) -> list[str]:
+    return [p.name for p in paths]
+
+
+def test_natural_order_unpadded_numbers(tmp_path: Path) -> None:
+    folder = touch(tmp_path, "f10.png", "f2.png", "f1.png", "f100.png", "f9.png")
+    assert names(list_files(folder)) == ["f1.png", "f2.png", "f9.png", "f10.png", "f100.png"]
+
+
+def test_natural_order_several_numbers_and_case(tmp_path: Path) -> None:
+    folder = touch(tmp_path, "Clip2_f10.mp4", "clip10_f1.mp4", "clip2_f9.mp4", "b.mp4",
+                   "A.mp4", "7.mp4", "10.mp4")
+    assert names(list_files(folder)) == ["7.mp4", "10.mp4", "A.mp4", "b.mp4", "clip2_f9.mp4",
+                                         "Clip2_f10.mp4", "clip10_f1.mp4"]
+
+
+def test_zero_padded_and_unpadded_interleave_by_value(tmp_path: Path) -> None:
+    folder = touch(tmp_path, "frame003.png", "frame12.png", "frame0100.png", "frame7.png")
+    assert names(list_files(folder)) == ["frame003.png", "frame7.png", "frame12.png",
+                                         "frame0100.png"]
+
+
+def test_skips_hidden_files_and_folders_and_does_not_recurse(tmp_path: Path) -> None:
+    folder = touch(tmp_path / "data", "a.png", ".hidden.png", ".DS_Store", "._a.png")
+    touch(folder / "sub.png", "inner.png")  # a folder whose name looks like a file
+    touch(folder / ".cache", "b.png")
+    files = list_files(folder)
+    assert files == [folder / "a.png"]  # full paths inside the folder
+
+
+def test_suffix_filter_is_case_insensitive_on_the_file(tmp_path: Path) -> None:
+    folder = touch(tmp_path, "a.PNG", "b.png", "c.jpg", "d.Jpeg", "e.txt", "noext", "f.png.bak")
+    assert names(list_files(folder, (".png",))) == ["a.PNG", "b.png"]
+    assert names(list_files(folder, {".jpg", ".jpeg", ".png"})) == ["a.PNG", "b.png", "c.jpg",
+                                                                     "d.Jpeg"]
+    assert names(list_files(folder, [".bak"])) == ["f.png.bak"]  # only the last suffix counts
+
+
+def test_no_filter_lists_every_file_but_empty_filter_lists_none(tmp_path: Path) -> None:
+    folder = touch(tmp_path, "a.txt", "b", "c.png")
+    assert names(list_files(folder)) == ["a.txt", "b", "c.png"]
+    assert names(list_files(folder, None)) == ["a.txt", "b", "c.png"]
+    assert list_files(folder, ()) == []
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    assert list_files(tmp_path) == []
+
+
+def test_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        list_files(tmp_path / "missing")
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        list_files(tmp_path / "file.png")
+
+
+def test_superscript_and_circled_digits_are_text(tmp_path: Path) -> None:
+    """str.isdigit() says yes to "²" and "①", which are no decimal digits: they sort as text."""
+    for name in ("f1²", "f1①", "f2", "f10"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_files(tmp_path)] == ["f1²", "f1①", "f2", "f10"]
+
+
+def test_names_equal_in_natural_order_sort_by_their_raw_name(tmp_path: Path) -> None:
+    for name in ("f2.png", "f02.png", "a.png", "A.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_files(tmp_path)] == ["A.png", "a.png", "f02.png", "f2.png"]

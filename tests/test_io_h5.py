@@ -1,0 +1,112 @@
+"""``stgconv.io.h5.LazyH5``: a read-only HDF5 handle opened on first use in each process, never
+pickled, never shared across a fork, and closed on request."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from stgconv.io.h5 import LazyH5
+
+DATA = np.arange(12, dtype=np.int16).reshape(3, 4)
+
+
+class Table(LazyH5):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def row(self, i: int) -> np.ndarray:
+        return self._h5()["data"][i]
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Table:
+    path = tmp_path / "t.h5"
+    with h5py.File(path, "w") as h5:
+        h5["data"] = DATA
+    return Table(path)
+
+
+def test_opens_on_first_use_read_only_and_once(table: Table) -> None:
+    assert table._file is None  # nothing opened by construction
+    handle = table._h5()
+    assert isinstance(handle, h5py.File) and handle.mode == "r" and handle
+    assert table._h5() is handle  # the same handle on later calls
+    assert np.array_equal(table.row(2), DATA[2])
+    assert table._pid == os.getpid()
+    table.close()
+
+
+def test_close_closes_and_next_use_reopens(table: Table) -> None:
+    handle = table._h5()
+    table.close()
+    assert not handle  # the h5py file is really closed, not just forgotten
+    assert table._file is None and table._pid is None
+    table.close()  # twice is fine
+    again = table._h5()
+    assert again is not handle and again
+    assert np.array_equal(table.row(0), DATA[0])
+    table.close()
+
+
+def test_close_before_any_use(table: Table) -> None:
+    table.close()
+    assert table._file is None
+    assert np.array_equal(table.row(1), DATA[1])
+    table.close()
+
+
+def test_missing_file_fails_on_first_use(tmp_path: Path) -> None:
+    table = Table(tmp_path / "missing.h5")  # construction touches nothing
+    with pytest.raises(FileNotFoundError):
+        table._h5()
+    assert table._file is None
+
+
+def test_pickle_carries_no_handle_and_keeps_the_original_open(table: Table) -> None:
+    handle = table._h5()
+    clone = pickle.loads(pickle.dumps(table))  # an h5py.File itself cannot be pickled
+    assert clone._file is None and clone._pid is None and clone.root == table.root
+    assert table._file is handle and handle  # pickling left the original's handle alone
+    assert np.array_equal(clone.row(1), DATA[1])
+    assert clone._file is not handle
+    clone.close()
+    assert handle  # closing the clone does not close the original's handle
+    table.close()
+
+
+def _child_uses_inherited(table: Table, inherited: h5py.File) -> None:
+    # In a forked child: the parent's handle is abandoned, a new one opened; closing in the
+    # child must not call close() on the inherited handle (HDF5 state shared with the parent).
+    if not (table._file is inherited and table._pid != os.getpid()):
+        raise SystemExit(3)
+    own = table._h5()
+    if own is inherited or table._pid != os.getpid():
+        raise SystemExit(4)
+    if not np.array_equal(own["data"][()], DATA):
+        raise SystemExit(5)
+    table._file = inherited  # as after fork, before any access: close() must leave it open
+    table._pid = os.getppid()
+    table.close()
+    if not inherited or table._file is not None:
+        raise SystemExit(6)
+    own.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_opens_its_own_handle(table: Table) -> None:
+    handle = table._h5()
+    child = multiprocessing.get_context("fork").Process(target=_child_uses_inherited,
+                                                        args=(table, handle))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert table._file is handle and handle  # the parent's handle is untouched
+    assert np.array_equal(table.row(2), DATA[2])
+    table.close()
