@@ -130,3 +130,11 @@ def test_warning_filters_are_restored(tmp_path: Path) -> None:
     before = list(warnings.filters)
     run_build(out, Build(out, warn=("w",)), suffixes=SUFFIXES, overwrite=False)
     assert warnings.filters == before
+
+
+def test_warnings_of_a_failed_build_come_before_its_error(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cache.h5"
+    build = Build(out, warn=("skipped a.mp4: unreadable",), error=ValueError("no clip left"))
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=False) is None
+    assert capsys.readouterr().err == "warning: skipped a.mp4: unreadable\nerror: no clip left\n"

@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 
 def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
               overwrite: bool) -> tuple[Path, float] | None:
-    """Call ``build()``, which writes the cache ``out``, and print the warnings it raised.
+    """Call ``build()``, which writes the cache ``out``, and print the warnings it raised (also
+    when it then fails).
 
     Returns:
         ``(the written cache, seconds the build took)``; or ``None``, after printing
@@ -36,9 +37,15 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
             warnings.simplefilter("always")
             written = build()
     except (FileNotFoundError, ValueError) as err:
+        # What the build skipped before it failed often explains the failure.
+        _print_warnings(caught)
         print(f"error: {err}", file=sys.stderr)
         return None
     seconds = time.perf_counter() - began
+    _print_warnings(caught)
+    return written, seconds
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    return written, seconds
