@@ -210,3 +210,19 @@ def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert [row["net"] for row in fits] == ["texture", "st_small", "desc32_small"]
     for row in fits:
         assert row["a"] > 0 and math.isfinite(row["b"]), row
+
+
+def test_levers_bench_quick_writes_json_rows(tmp_path, bench_main):
+    main = bench_main("levers.py")
+    out = tmp_path / "levers.json"
+    assert main(["--quick", "--nets", "texture", "--steps", "1", "--repeats", "1",
+                 "--warmup", "0", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["variant"] for row in rows] == ["eager", "default", "channels_last", "bf16",
+                                                "bf16+channels_last"]
+    for row in rows:
+        assert row["net"] == "texture" and row["ms_per_step"] > 0 and row["speedup_vs_eager"] > 0
+    by_variant = {row["variant"]: row for row in rows}
+    # fp32 variants compute the same function; bf16 changes it, by a little.
+    assert by_variant["default"]["response_rel_err"] == 0.0
+    assert 0.0 < by_variant["bf16"]["grad_rel_err"] < 0.1

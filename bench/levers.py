@@ -1,0 +1,178 @@
+"""What each speed lever gives the Langevin step, one lever at a time, on every reference net.
+
+For each net it times, interleaved in one process, K steps of:
+
+- ``eager``: the plain fp32 loop written out by hand (``common.eager_langevin``), the reference;
+- ``default``: ``stgconv.Langevin`` as a config with no precision key runs it (fp32);
+- ``channels_last``: the same with the net's weights and the chains in ``channels_last``
+  (``channels_last_3d`` for 5-D inputs);
+- ``bf16``: ``Langevin(precision="bf16")``, the net under bfloat16 autocast;
+- ``bf16+channels_last``: both;
+- ``compile`` (with ``--compile``): the energy wrapped in ``torch.compile`` (fp32); its first
+  call's seconds are reported as ``compile_s``.
+
+Every variant runs from the same start with the same noise stream. For the variants that change
+the arithmetic, the errors of the learned part ``f`` (``ConvNetEnergy.response``; the Gaussian
+reference term is exact in every variant and would hide them) against fp32 at the start are
+reported: ``response_rel_err``, max over the batch of ``|f - f_fp32| / |f_fp32|``, and
+``grad_rel_err``, max over the batch of ``|grad f - grad f_fp32| / |grad f_fp32|`` (L2), so a
+lever's speed can be weighed against what it changes.
+
+    PYTHONPATH=. python bench/levers.py --json levers.json
+    PYTHONPATH=. python bench/levers.py --nets texture --compile
+    PYTHONPATH=. python bench/levers.py --quick --json /tmp/levers.json   # smoke run
+"""
+
+from __future__ import annotations
+
+# First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
+from bench import common  # isort: skip
+
+import argparse
+import copy
+import time
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from stgconv.config import ModelConfig
+from stgconv.mcmc import Langevin
+from stgconv.modalities import IMAGE, VIDEO, VOXELS, Modality
+
+# net -> (modality, input shape (B, C, *S)): the image nets at the bench/langevin.py setting,
+# the small video presets at bench/video.py's, the small voxel preset at 32^3.
+NETS: dict[str, tuple[Modality, tuple[int, ...]]] = {
+    "texture": (IMAGE, (16, 3, 64, 64)),
+    "object": (IMAGE, (16, 3, 64, 64)),
+    "descriptor64": (IMAGE, (16, 3, 64, 64)),
+    "st_small": (VIDEO, (2, 3, 16, 64, 64)),
+    "fc_s_small": (VIDEO, (2, 3, 16, 64, 64)),
+    "desc32_small": (VOXELS, (8, 1, 32, 32, 32)),
+}
+QUICK_SHAPES = {"texture": (2, 3, 64, 64), "st_small": (1, 3, 4, 16, 16),
+                "desc32_small": (2, 1, 16, 16, 16)}
+
+
+def build(net: str, shape: tuple[int, ...], seed: int) -> tuple[torch.nn.Module, Tensor]:
+    modality, _ = NETS[net]
+    torch.manual_seed(seed)
+    energy = modality.energy(ModelConfig(arch=net, in_channels=shape[1], image_size=shape[-1]))
+    x0 = torch.rand(shape, generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
+    return energy, x0
+
+
+def relative_errors(energy: torch.nn.Module, x: Tensor, *, bf16: bool, channels_last: bool
+                    ) -> dict[str, float]:
+    """Errors of the learned part ``f`` and of its input gradient against fp32 at ``x``."""
+
+    def energy_and_grad(model: torch.nn.Module, inputs: Tensor, autocast: bool
+                        ) -> tuple[Tensor, Tensor]:
+        inputs = inputs.detach().requires_grad_(True)
+        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
+            e = model.response(inputs).float()
+        (g,) = torch.autograd.grad(e.sum(), inputs)
+        return e.detach().double(), g.detach().double().flatten(1)
+
+    e_ref, g_ref = energy_and_grad(energy, x, False)
+    variant, inputs = energy, x
+    if channels_last:
+        variant, inputs = to_channels_last(energy, x)
+    e, g = energy_and_grad(variant, inputs, bf16)
+    return {"response_rel_err": ((e - e_ref).abs() / e_ref.abs().clamp(min=1e-12)).max().item(),
+            "grad_rel_err": ((g - g_ref).norm(dim=1)
+                             / g_ref.norm(dim=1).clamp(min=1e-12)).max().item()}
+
+
+def to_channels_last(energy: torch.nn.Module, x: Tensor) -> tuple[torch.nn.Module, Tensor]:
+    """A copy of the net and the input in ``channels_last`` (``_3d`` for 5-D inputs)."""
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    return copy.deepcopy(energy).to(memory_format=fmt), x.contiguous(memory_format=fmt)
+
+
+def run_chain(chain: Callable[..., Tensor], energy: Callable[[Tensor], Tensor], x0: Tensor
+              ) -> Tensor:
+    """``chain(energy, x0, generator=...)`` with the same seeded noise stream every time."""
+    return chain(energy, x0, generator=torch.Generator().manual_seed(7))
+
+
+def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compile_: bool
+              ) -> list[dict]:
+    energy, x0 = build(net, shape, timing.seed)
+    k, delta = timing.n_steps, timing.step_size
+
+    def library(model: Callable[[Tensor], Tensor], start: Tensor, precision: str
+                ) -> Callable[[], Tensor]:
+        sampler = Langevin(n_steps=k, step_size=delta, clamp=common.CLAMP, precision=precision)
+        return partial(run_chain, sampler.run, model, start)
+
+    last_energy, last_x0 = to_channels_last(energy, x0)
+    runs: dict[str, Callable[[], Tensor]] = {
+        "eager": partial(run_chain, partial(common.eager_langevin, n_steps=k, step_size=delta),
+                         energy, x0),
+        "default": library(energy, x0, "fp32"),
+        "channels_last": library(last_energy, last_x0, "fp32"),
+        "bf16": library(energy, x0, "bf16"),
+        "bf16+channels_last": library(last_energy, last_x0, "bf16"),
+    }
+    compile_s = None
+    if compile_:
+        compiled = torch.compile(energy)
+        started = time.perf_counter()
+        library(compiled, x0, "fp32")()
+        compile_s = time.perf_counter() - started
+        runs["compile"] = library(compiled, x0, "fp32")
+    seconds, _ = common.interleaved(runs, repeats=timing.repeats, warmup=timing.warmup,
+                                    device=timing.device)
+    ms = {name: 1e3 * sorted(s)[len(s) // 2] / k for name, s in seconds.items()}
+    rows = []
+    for name in runs:
+        row = {"net": net, "variant": name, "shape": list(shape), "n_steps": k,
+               "ms_per_step": ms[name], "speedup_vs_eager": ms["eager"] / ms[name],
+               "speedup_vs_default": ms["default"] / ms[name], "response_rel_err": 0.0,
+               "grad_rel_err": 0.0, "compile_s": compile_s if name == "compile" else None}
+        if name.startswith("bf16") or name == "channels_last":
+            row.update(relative_errors(energy, x0, bf16=name.startswith("bf16"),
+                                       channels_last="channels_last" in name))
+        rows.append(row)
+    return rows
+
+
+COLUMNS = [
+    common.Column("net", "net", "<13"),
+    common.Column("variant", "variant", "<19"),
+    common.Column("ms/step", "ms_per_step", ">9", ".1f"),
+    common.Column("vs eager", "speedup_vs_eager", ">9", ".2f", "x"),
+    common.Column("vs default", "speedup_vs_default", ">11", ".2f", "x"),
+    common.Column("f err", "response_rel_err", ">9", ".1e"),
+    common.Column("grad err", "grad_rel_err", ">9", ".1e"),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=list(NETS))
+    parser.add_argument("--compile", dest="compile_", action="store_true",
+                        help="also time torch.compile of the energy (compiles once per net)")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run")
+    common.add_timing_arguments(parser, steps=5, repeats=5)
+    args = parser.parse_args(argv)
+    timing = common.check_arguments(parser, args, ("steps", "repeats"))
+    nets = [n for n in args.nets if n in QUICK_SHAPES] if args.quick else args.nets
+    rows = []
+    for net in nets:
+        shape = QUICK_SHAPES[net] if args.quick else NETS[net][1]
+        rows += [{**row, **common.environment(timing)}
+                 for row in bench_net(net, shape, timing, compile_=args.compile_)]
+    table = common.format_table(
+        "Langevin step, one lever at a time",
+        f"K = {timing.n_steps}; median of {timing.repeats} interleaved repeats; speedups = "
+        "ms of eager (or default) / ms of the variant; errors against fp32 at the start",
+        COLUMNS, rows, common.environment(timing))
+    common.report(table, rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
