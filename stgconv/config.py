@@ -65,8 +65,8 @@ class SamplerConfig:
     # ([0, 1]); the voxel tasks shift it by data.mean into the model's units.
     clamp: tuple[float, float] | None = (-1.0, 1.0)
     n_leapfrog: int = 5
-    # Langevin only: "bf16" runs the energy network under bfloat16 autocast; faster on the image
-    # nets, slower on large 1-channel 3-D first layers (bench/README.md has the measurements).
+    # Langevin only: "bf16" runs the energy network under bfloat16 autocast; faster only on
+    # hardware with native bfloat16, and there not for every net (bench/README.md: levers.py).
     precision: Literal["fp32", "bf16"] = "fp32"
 
 
