@@ -13,6 +13,7 @@ The seeds are fixed, so the outcome is deterministic; the argument says the seed
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -28,6 +29,7 @@ from stgconv.mcmc import (
     NonFiniteEnergyError,
     StepInfo,
 )
+from stgconv.mcmc import langevin as langevin_module
 from stgconv.ops import block_down, nearest_up
 
 F64 = torch.float64
@@ -675,6 +677,7 @@ def test_downsample_consistency_conditional(name: str) -> None:
                                rtol=0, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:precision='bf16'")  # a CPU without native bfloat16 warns
 def test_bf16_precision_follows_the_fp32_chain_closely() -> None:
     """bfloat16 autocast changes the network's arithmetic, not the chain's: on a conv energy the
     bf16 chain stays within a small distance of the fp32 chain driven by the same noise."""
@@ -706,3 +709,23 @@ def test_diagnostics_summaries_follow_the_chain() -> None:
     assert all(a > b for a, b in zip(energies, energies[1:]))
     assert all(a > b for a, b in zip(norms, norms[1:]))
     assert diag.acceptance_rate == 1.0
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_warns_where_the_device_has_no_native_bfloat16(native: bool, monkeypatch) -> None:
+    """Emulated bfloat16 was 8.6-36x slower than fp32 (bench/levers.py): say so, once a run."""
+    monkeypatch.setattr(langevin_module, "native_bfloat16", lambda device: native)
+    sampler = Langevin(n_steps=1, step_size=0.1, precision="bf16")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler.run(standard_energy, torch.zeros(2, 3), generator=gen(0))
+        Langevin(n_steps=1, step_size=0.1).run(standard_energy, torch.zeros(2, 3),
+                                               generator=gen(0))  # fp32 never warns
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert messages == ([] if native else
+                        ["precision='bf16' on cpu, which has no native bfloat16: autocast there "
+                         "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'"])
+
+
+def test_native_bfloat16_answers_for_the_cpu() -> None:
+    assert isinstance(langevin_module.native_bfloat16(torch.device("cpu")), bool)

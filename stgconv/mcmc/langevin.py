@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,6 +101,11 @@ class Langevin:
         Raises:
             NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
         """
+        if self.precision == "bf16" and not native_bfloat16(x0.device):
+            warnings.warn(
+                f"precision='bf16' on {x0.device}, which has no native bfloat16: autocast there "
+                "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'",
+                RuntimeWarning, stacklevel=2)
         half_step = 0.5 * self.step_size**2
         want_norms = callback is not None or self.grad_clip is not None
         if create_graph:
@@ -150,3 +156,14 @@ class Langevin:
         flags[-1] = flags[-1] | ~torch.isfinite(x).all()
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
         return x
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: CUDA from compute capability 8.0,
+    a CPU with bfloat16 instructions (AVX512-BF16 or AMX) as oneDNN reports it. Without it,
+    bfloat16 autocast is emulated, and much slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return True  # other backends: no known way to ask, so no warning
