@@ -1,9 +1,11 @@
-"""Argument checks shared by the readers, datasets and tasks: the error names the argument and
+"""Argument checks shared by the readers, datasets, baselines, scores and tasks: the error names the argument and
 repeats its bad value."""
 
 from __future__ import annotations
 
 import operator
+
+from torch import Tensor
 
 
 def as_int(value: object, name: str, *, minimum: int) -> int:
@@ -21,6 +23,13 @@ def as_int(value: object, name: str, *, minimum: int) -> int:
     if number is None or number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return number
+
+
+def check_voxels(x: object, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``x`` is a voxel batch ``(B, 1, D, H, W)``."""
+    if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[1] != 1:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be voxels (B, 1, D, H, W), got {shape}")
 
 
 def as_size(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_voxels
 from stgconv.data.masks import check_mask_matches
 
 SCALE_255 = 127.5
@@ -88,9 +89,7 @@ def psnr(recovered: Tensor, truth: Tensor, known: Tensor | None = None) -> float
 
 
 def _check_voxel_pair(pred: Tensor, truth: Tensor) -> None:
-    if not isinstance(pred, Tensor) or pred.dim() != 5 or pred.shape[1] != 1:
-        shape = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
-        raise ValueError(f"pred must be voxels (B, 1, D, H, W), got {shape}")
+    check_voxels(pred, "pred")
     if pred.shape != truth.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
                          f"expected the same (B, 1, D, H, W)")

@@ -1,12 +1,14 @@
 """The shared argument checks: counts are ints (numpy ints too, never bools or floats) at least
-the minimum, frame sizes one positive int or a pair; errors name the argument and its value."""
+the minimum, frame sizes one positive int or a pair, voxel batches (B, 1, D, H, W); errors name
+the argument and its value."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from stgconv.checks import as_int, as_size
+from stgconv.checks import as_int, as_size, check_voxels
 
 
 def test_as_int_accepts_ints_of_any_kind() -> None:
@@ -28,3 +30,12 @@ def test_as_size() -> None:
     for bad in (0, True, (32,), (32, 0), (32, 32, 3), "32", (32.0, 32)):
         with pytest.raises(ValueError, match="size must be a positive int or a pair"):
             as_size(bad)
+
+
+def test_check_voxels_names_the_argument_and_the_shape() -> None:
+    check_voxels(torch.zeros(2, 1, 4, 4, 4), "shapes")
+    with pytest.raises(ValueError,
+                       match=r"shapes must be voxels \(B, 1, D, H, W\), got \(2, 3, 4, 4, 4\)"):
+        check_voxels(torch.zeros(2, 3, 4, 4, 4), "shapes")
+    with pytest.raises(ValueError, match="got list"):
+        check_voxels([1, 2], "shapes")

@@ -28,15 +28,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
+from stgconv.checks import check_voxels
 from stgconv.ops import block_down, nearest_up
 from stgconv.types import Fill
-
-
-def _check_voxels(x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[1] != 1:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be voxels (B, 1, D, H, W), got {shape}")
-
 
 # --------------------------------------------------------------------------------------------
 # Super-resolution
@@ -45,14 +39,14 @@ def _check_voxels(x: Tensor, name: str) -> None:
 
 def nearest_upsample(low: Tensor, factor: int) -> Tensor:
     """``(B, 1, d, d, d) -> (B, 1, d*f, d*f, d*f)``: each voxel repeated over its block."""
-    _check_voxels(low, "low")
+    check_voxels(low, "low")
     return nearest_up(low, (factor,) * 3)
 
 
 def trilinear_upsample(low: Tensor, factor: int) -> Tensor:
     """``(B, 1, d, d, d) -> (B, 1, d*f, d*f, d*f)``: trilinear interpolation between voxel
     centres (``align_corners=False``), clamped to ``[0, 1]``."""
-    _check_voxels(low, "low")
+    check_voxels(low, "low")
     up = F.interpolate(low, scale_factor=factor, mode="trilinear", align_corners=False)
     return up.clamp(0.0, 1.0)
 
@@ -70,7 +64,7 @@ def downsample(x: Tensor, factor: int) -> Tensor:
     Raises:
         ValueError: ``factor`` does not divide ``D``.
     """
-    _check_voxels(x, "x")
+    check_voxels(x, "x")
     if factor < 1 or x.shape[-1] % factor:
         raise ValueError(f"factor {factor} does not divide the grid side {x.shape[-1]} "
                          f"(shape {tuple(x.shape)})")
@@ -141,7 +135,7 @@ def neighbour_majority(observed: Tensor, known: Tensor, *, radii: Sequence[int] 
     Returns:
         ``(B, 1, D, H, W)``, {0, 1} at the missing voxels, ``observed`` at the known ones.
     """
-    _check_voxels(observed, "observed")
+    check_voxels(observed, "observed")
     observed, known = _prepare(observed, known)
     seen = known.to(observed.dtype)
     occupied = (observed >= 0.5).to(observed.dtype) * seen

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import model_sampler
+from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import load_voxels, pad_to, to_tensor
@@ -63,11 +64,6 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None) -> Tens
     return batch
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-
-
 def eval_super_resolution(
     checkpoint: str | Path, shapes: str | Path, *, factor: int = 4, n_steps: int | None = None,
     batch_size: int = 8, max_shapes: int | None = None, seed: int = 0,
@@ -86,7 +82,7 @@ def eval_super_resolution(
     Raises:
         ValueError: grids of another size than the model's; a factor that does not divide it.
     """
-    _check_batch_size(batch_size)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
     energy, config, _ = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
@@ -150,7 +146,7 @@ def eval_recovery_3d(
     Raises:
         ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``.
     """
-    _check_batch_size(batch_size)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
     energy, config, _ = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes)

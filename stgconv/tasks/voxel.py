@@ -18,6 +18,7 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import model_sampler
 from stgconv.checkpoint import CheckpointError, load_model
+from stgconv.checks import as_int
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy
@@ -49,8 +50,7 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
 
 def check_factor(size: int, factor: int) -> None:
     """Raise ``ValueError`` unless ``factor`` is a positive int that divides the grid side."""
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
+    as_int(factor, "factor", minimum=1)
     if size % factor:
         raise ValueError(f"factor {factor} does not divide the model's grid side {size}; "
                          f"choose one of {[f for f in range(2, size + 1) if size % f == 0]}")
