@@ -22,16 +22,17 @@ if not TORCH_ALREADY_LOADED:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Callable, NamedTuple, Sequence, TypeVar  # noqa: E402
 
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.mcmc import Langevin  # noqa: E402
 from stgconv.types import EnergyFn  # noqa: E402
 
@@ -199,7 +200,8 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="stgconv's Langevin precision (the eager loop is always fp32)")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
+    parser.add_argument("--json", metavar="FILE", type=json_path,
+                        help="also write the rows as a JSON list")
 
 
 def check_arguments(
@@ -298,9 +300,20 @@ def describe(env: dict) -> str:
     )
 
 
-def report(table: str, rows: Sequence[dict], json_path: str | None) -> None:
-    """Print the table; write the rows as a JSON list when ``json_path`` is set."""
+def json_path(text: str) -> str:
+    """``--json FILE``, checked when the options are read: a bench that runs for minutes must not
+    fail at the end because its output folder does not exist."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {path.parent} does not exist")
+    return text
+
+
+def report(table: str, rows: Sequence[dict], path: str | None) -> None:
+    """Print the table; write the rows as a JSON list when ``path`` is set (atomically: never
+    half a table under the real name)."""
     print(table)
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(list(rows), f, indent=2)
+    if path:
+        atomic_write_json(path, list(rows))

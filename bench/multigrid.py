@@ -35,7 +35,7 @@ Run from the repository root (each modality trains two models; on 2 CPU cores im
 from __future__ import annotations
 
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
-from bench import common  # noqa: F401  # isort: skip
+from bench import common  # isort: skip
 
 import argparse
 import os
@@ -235,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override both runs' configs")
     parser.add_argument("--quick", action="store_true", help="smoke run on generated data")
-    parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the rows as JSON")
+    parser.add_argument("--json", dest="json_path", metavar="FILE", type=common.json_path,
+                        help="write the rows as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         quick = quick_data(Path(tmp)) if args.quick else None

@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=150)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: a generated 12-frame 32x32 clip, 2 iterations")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows as a JSON list")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write the rows as a JSON list")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     if args.quick:

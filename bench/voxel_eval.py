@@ -33,11 +33,10 @@ Run from the repository root::
 from __future__ import annotations
 
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
-from bench import common  # noqa: F401  # isort: skip
+from bench import common  # isort: skip
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.config import load_config, resolve_device
 from stgconv.evaluation import voxel
+from stgconv.io.atomic import atomic_write_json
 from stgconv.tasks.voxel import load_voxel_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "reuse instead of training recovery_chairs_quick.yaml")
     parser.add_argument("--missing", type=float, default=0.7, help="fraction hidden (0.7)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--json", metavar="FILE", help="also write the table and protocol as JSON")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path,
+                        help="also write the table and protocol as JSON")
     parser.add_argument("--quiet", action="store_true", help="no training progress bars")
     sources.add_argument("--quick", action="store_true", help="smoke run: generated 16^3 / 14^3 "
                         "shapes in a temporary --data, 2 training iterations, 3 Langevin steps")
@@ -330,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(report["tables"], report["models"], report["env"]))
     print(f"# {report['seconds']:.0f} s in all")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        atomic_write_json(args.json, report)
     return 0
 
 

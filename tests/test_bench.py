@@ -226,3 +226,15 @@ def test_levers_bench_quick_writes_json_rows(tmp_path, bench_main):
     # fp32 variants compute the same function; bf16 changes it, by a little.
     assert by_variant["default"]["response_rel_err"] == 0.0
     assert 0.0 < by_variant["bf16"]["grad_rel_err"] < 0.1
+
+
+@pytest.mark.parametrize("script", ["langevin.py", "levers.py", "scaling.py", "recovery.py",
+                                    "voxel_eval.py", "multigrid.py"])
+def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, bench_main, capsys,
+                                                                   script):
+    main = bench_main(script)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--json", str(tmp_path / "missing" / "out.json")])
+    assert exit_info.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
