@@ -55,10 +55,10 @@ def eager_langevin(
 
 def stgconv_langevin(
     energy: EnergyFn, x0: Tensor, *, n_steps: int, step_size: float, generator: torch.Generator,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> Tensor:
-    """The library sampler with the same settings as :func:`eager_langevin` (``precision``
-    ``"bf16"`` runs the network under bfloat16 autocast; the eager loop always stays fp32)."""
+    """The library sampler with the same settings as :func:`eager_langevin` (``precision`` as
+    :class:`stgconv.mcmc.Langevin` takes it; the eager loop always stays fp32)."""
     sampler = Langevin(n_steps=n_steps, step_size=step_size, clamp=CLAMP, precision=precision)
     return sampler.run(energy, x0, generator=generator)
 
@@ -143,7 +143,7 @@ class Timing:
     warmup: int
     device: torch.device
     seed: int
-    precision: str = "fp32"
+    precision: str = "auto"
 
 
 def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
@@ -170,10 +170,14 @@ def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
     ms = {name: [1e3 * t / timing.n_steps for t in ts] for name, ts in seconds.items()}
     times = timing_summary(ms, "step")
     speedup, paired = speedups(ms)
+    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=CLAMP,
+                       precision=timing.precision)
     return {
         "n_steps": timing.n_steps,
         "step_size": timing.step_size,
         "precision": timing.precision,
+        # What "auto" chose for this net, shape and device (the others choose themselves).
+        "ran_in": "bf16" if sampler.use_bf16(energy, x0) else "fp32",
         "repeats": timing.repeats,
         **times,
         "gflop_per_step": flops / 1e9,
@@ -198,8 +202,9 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="stgconv's Langevin precision (the eager loop is always fp32)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="stgconv's Langevin precision (default: what a config without the "
+                        "key runs; the eager loop is always fp32)")
     parser.add_argument("--json", metavar="FILE", type=json_path,
                         help="also write the rows as a JSON list")
 

@@ -3,7 +3,9 @@
 For each net it times, interleaved in one process, K steps of:
 
 - ``eager``: the plain fp32 loop written out by hand (``common.eager_langevin``), the reference;
-- ``default``: ``stgconv.Langevin`` as a config with no precision key runs it (fp32);
+- ``default``: ``stgconv.Langevin`` as a config with no precision key runs it (``"auto"``:
+  fp32 on a device without native bfloat16);
+- ``fp32``: ``Langevin(precision="fp32")``;
 - ``channels_last``: the same with the net's weights and the chains in ``channels_last``
   (``channels_last_3d`` for 5-D inputs);
 - ``bf16``: ``Langevin(precision="bf16")``, the net under bfloat16 autocast;
@@ -55,12 +57,13 @@ QUICK_SHAPES = {"texture": (2, 3, 64, 64), "st_small": (1, 3, 4, 16, 16),
                 "desc32_small": (2, 1, 16, 16, 16)}
 
 
-def build(net: str, shape: tuple[int, ...], seed: int) -> tuple[torch.nn.Module, Tensor]:
+def build(net: str, shape: tuple[int, ...], seed: int, device: torch.device
+          ) -> tuple[torch.nn.Module, Tensor]:
     modality, _ = NETS[net]
     torch.manual_seed(seed)
     energy = modality.energy(ModelConfig(arch=net, in_channels=shape[1], image_size=shape[-1]))
     x0 = torch.rand(shape, generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
-    return energy, x0
+    return energy.to(device), x0.to(device)
 
 
 def relative_errors(energy: torch.nn.Module, x: Tensor, *, bf16: bool, channels_last: bool
@@ -94,12 +97,12 @@ def to_channels_last(energy: torch.nn.Module, x: Tensor) -> tuple[torch.nn.Modul
 def run_chain(chain: Callable[..., Tensor], energy: Callable[[Tensor], Tensor], x0: Tensor
               ) -> Tensor:
     """``chain(energy, x0, generator=...)`` with the same seeded noise stream every time."""
-    return chain(energy, x0, generator=torch.Generator().manual_seed(7))
+    return chain(energy, x0, generator=torch.Generator(x0.device).manual_seed(7))
 
 
 def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compile_: bool
               ) -> list[dict]:
-    energy, x0 = build(net, shape, timing.seed)
+    energy, x0 = build(net, shape, timing.seed, timing.device)
     k, delta = timing.n_steps, timing.step_size
 
     def library(model: Callable[[Tensor], Tensor], start: Tensor, precision: str
@@ -111,18 +114,27 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
     runs: dict[str, Callable[[], Tensor]] = {
         "eager": partial(run_chain, partial(common.eager_langevin, n_steps=k, step_size=delta),
                          energy, x0),
-        "default": library(energy, x0, "fp32"),
+        "default": library(energy, x0, "auto"),
+        "fp32": library(energy, x0, "fp32"),
         "channels_last": library(last_energy, last_x0, "fp32"),
         "bf16": library(energy, x0, "bf16"),
         "bf16+channels_last": library(last_energy, last_x0, "bf16"),
     }
-    compile_s = None
+    compile_s: dict[str, float] = {}
     if compile_:
-        compiled = torch.compile(energy)
-        started = time.perf_counter()
-        library(compiled, x0, "fp32")()
-        compile_s = time.perf_counter() - started
-        runs["compile"] = library(compiled, x0, "fp32")
+        # On CUDA also "reduce-overhead": the compiled forward and backward replayed as CUDA
+        # graphs, for the small nets whose steps are mostly kernel-launch time there.
+        modes = {"compile": "default"}
+        if timing.device.type == "cuda":
+            modes["compile_graphs"] = "reduce-overhead"
+        for name, mode in modes.items():
+            compiled = torch.compile(energy, mode=mode)
+            started = time.perf_counter()
+            library(compiled, x0, "fp32")()
+            common.synchronize(timing.device)
+            compile_s[name] = time.perf_counter() - started
+            runs[name] = library(compiled, x0, "fp32")
+    auto_bf16 = Langevin(n_steps=k, step_size=delta).use_bf16(energy, x0)
     seconds, _ = common.interleaved(runs, repeats=timing.repeats, warmup=timing.warmup,
                                     device=timing.device)
     ms = {name: 1e3 * sorted(s)[len(s) // 2] / k for name, s in seconds.items()}
@@ -131,10 +143,13 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
         row = {"net": net, "variant": name, "shape": list(shape), "n_steps": k,
                "ms_per_step": ms[name], "speedup_vs_eager": ms["eager"] / ms[name],
                "speedup_vs_default": ms["default"] / ms[name], "response_rel_err": 0.0,
-               "grad_rel_err": 0.0, "compile_s": compile_s if name == "compile" else None}
-        if name.startswith("bf16") or name == "channels_last":
-            row.update(relative_errors(energy, x0, bf16=name.startswith("bf16"),
-                                       channels_last="channels_last" in name))
+               "grad_rel_err": 0.0, "compile_s": compile_s.get(name)}
+        bf16 = name.startswith("bf16") or (name == "default" and auto_bf16)
+        channels_last = "channels_last" in name or (
+            name == "default" and auto_bf16 and timing.device.type == "cuda")
+        row["ran_in"] = "bf16" if bf16 else "fp32"
+        if bf16 or channels_last:
+            row.update(relative_errors(energy, x0, bf16=bf16, channels_last=channels_last))
         rows.append(row)
     return rows
 
@@ -142,6 +157,7 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
 COLUMNS = [
     common.Column("net", "net", "<13"),
     common.Column("variant", "variant", "<19"),
+    common.Column("ran in", "ran_in", "<6"),
     common.Column("ms/step", "ms_per_step", ">9", ".1f"),
     common.Column("vs eager", "speedup_vs_eager", ">9", ".2f", "x"),
     common.Column("vs default", "speedup_vs_default", ">11", ".2f", "x"),

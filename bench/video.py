@@ -94,7 +94,8 @@ def training_stats(
     trainer_energy, eager_energy = copy.deepcopy(energy), copy.deepcopy(energy)
     persistent = PersistentChains(data.shape[0], NoiseInit())
     persistent.load_state_dict({"chains": chains0.unsqueeze(1)})  # (N, chains_per_example=1, *S)
-    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP)
+    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP,
+                       precision=timing.precision)
     trainer = Trainer(
         trainer_energy,
         sampler,

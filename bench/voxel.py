@@ -131,7 +131,8 @@ def make_trainer(energy: ConvNetEnergy, data: Tensor, chains0: Tensor, timing: c
     ``chains0``, one batch of all ``N`` examples, Adam ``(lr, BETAS)``."""
     persistent = PersistentChains(data.shape[0], NoiseInit())
     persistent.load_state_dict({"chains": chains0.unsqueeze(1)})  # (N, chains_per_example=1, *S)
-    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP)
+    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP,
+                       precision=timing.precision)
     return Trainer(energy, sampler, persistent, data,
                    train=TrainConfig(batch_size=data.shape[0], lr=lr, betas=BETAS),
                    generator=torch.Generator(timing.device).manual_seed(timing.seed))

@@ -65,9 +65,10 @@ class SamplerConfig:
     # ([0, 1]); the voxel tasks shift it by data.mean into the model's units.
     clamp: tuple[float, float] | None = (-1.0, 1.0)
     n_leapfrog: int = 5
-    # Langevin only: "bf16" runs the energy network under bfloat16 autocast; faster only on
-    # hardware with native bfloat16, and there not for every net (bench/README.md: levers.py).
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # Langevin only: "auto" runs the energy network in bfloat16 where the device computes in it
+    # natively and the test in stgconv.mcmc.execution finds it faithful, else in fp32; "fp32"
+    # and "bf16" force one (bench/README.md: what each gave, net by net).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from stgconv.mcmc.execution import native_bfloat16
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 
@@ -218,13 +220,15 @@ def test_levers_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert main(["--quick", "--nets", "texture", "--steps", "1", "--repeats", "1",
                  "--warmup", "0", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert [row["variant"] for row in rows] == ["eager", "default", "channels_last", "bf16",
-                                                "bf16+channels_last"]
+    assert [row["variant"] for row in rows] == ["eager", "default", "fp32", "channels_last",
+                                                "bf16", "bf16+channels_last"]
     for row in rows:
         assert row["net"] == "texture" and row["ms_per_step"] > 0 and row["speedup_vs_eager"] > 0
     by_variant = {row["variant"]: row for row in rows}
     # fp32 variants compute the same function; bf16 changes it, by a little.
-    assert by_variant["default"]["response_rel_err"] == 0.0
+    assert by_variant["fp32"]["response_rel_err"] == 0.0
+    assert by_variant["default"]["ran_in"] == ("bf16" if native_bfloat16(torch.device("cpu"))
+                                               else "fp32")
     assert 0.0 < by_variant["bf16"]["grad_rel_err"] < 0.1
 
 

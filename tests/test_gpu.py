@@ -51,3 +51,23 @@ def test_multigrid_training_and_sampling_on_cuda():
         energies, trainer.base, constraint=KnownEntries(data, known), generator=generator)
     assert [tuple(g.shape[2:]) for g in grids] == sizes
     assert torch.equal(grids[-1].expand_as(data)[known.expand_as(data)], data[known.expand_as(data)])
+
+
+def test_auto_precision_runs_bf16_channels_last_and_returns_a_plain_tensor():
+    """On a GPU with native bfloat16 an untrained net (its gradient error far under the
+    tolerance) runs in bfloat16 and channels-last; the chain comes back contiguous, close to
+    the fp32 chain driven by the same noise."""
+    from stgconv.mcmc.execution import native_bfloat16
+
+    if not native_bfloat16(torch.device("cuda")):
+        pytest.skip("this GPU has no native bfloat16")
+    torch.manual_seed(0)
+    energy = image_energy("descriptor64", in_channels=3, image_size=64).cuda()
+    x0 = torch.rand(4, 3, 64, 64, device="cuda") * 2 - 1
+    auto = Langevin(n_steps=5, step_size=0.01)
+    assert auto.use_bf16(energy, x0)
+    runs = {p: Langevin(n_steps=5, step_size=0.01, precision=p).run(
+        energy, x0, generator=torch.Generator("cuda").manual_seed(1)) for p in ("auto", "fp32")}
+    assert runs["auto"].is_contiguous()
+    moved = (runs["fp32"] - x0).norm()
+    assert (runs["auto"] - runs["fp32"]).norm() < 0.05 * moved

@@ -725,7 +725,3 @@ def test_bf16_warns_where_the_device_has_no_native_bfloat16(native: bool, monkey
     assert messages == ([] if native else
                         ["precision='bf16' on cpu, which has no native bfloat16: autocast there "
                          "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'"])
-
-
-def test_native_bfloat16_answers_for_the_cpu() -> None:
-    assert isinstance(langevin_module.native_bfloat16(torch.device("cpu")), bool)

@@ -19,6 +19,7 @@ from stgconv.mcmc.base import (
     raise_if_nonfinite,
 )
 from stgconv.mcmc.constraints import Constraint
+from stgconv.mcmc.execution import AUTO, PRECISIONS, Precision, channels_last_format, native_bfloat16
 from stgconv.types import EnergyFn
 
 
@@ -35,11 +36,12 @@ class Langevin:
             ``1 - t / n`` ("linear") or ``(1 + cos(pi t / n)) / 2`` ("cosine").
         grad_clip: if set, each chain's gradient is rescaled to at most this L2 norm.
         clamp: if set, ``(low, high)`` bounds the values after every step.
-        precision: ``"bf16"`` evaluates the energy network under bfloat16 autocast while the
-            chain itself stays in its own dtype. Whether it pays depends on the net and the
-            hardware (few-channel first layers such as 1-channel 3-D filters can be slower):
-            ``bench/README.md`` keeps the measured speed-ups and gradient errors; check sample
-            quality when you switch.
+        precision: how the energy network is evaluated; the chain itself always stays in its
+            own dtype. ``"fp32"``: as given. ``"bf16"``: under bfloat16 autocast. ``"auto"``:
+            bfloat16 (with a channels-last layout on CUDA) where the device computes in it
+            natively and its gradient error stays small against the chain's noise, else as
+            given; :mod:`stgconv.mcmc.execution` states the test and its tolerance, and
+            ``bench/README.md`` the measured speed-ups and errors.
     """
 
     n_steps: int = 30
@@ -48,7 +50,7 @@ class Langevin:
     noise_anneal: Literal["none", "linear", "cosine"] = "none"
     grad_clip: float | None = None
     clamp: tuple[float, float] | None = None
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         if self.n_steps < 1:
@@ -61,8 +63,8 @@ class Langevin:
             raise ValueError(f"noise_anneal must be none/linear/cosine, got {self.noise_anneal!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
             raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}")
 
@@ -116,14 +118,16 @@ class Langevin:
             x = x0.detach().clone()
         if constraint is not None:
             x = constraint.project(x)
+        bf16 = self.use_bf16(energy, x, create_graph=create_graph)
+        layout = channels_last_format(x) if bf16 and self.precision == "auto" else None
+        if layout is not None:
+            x = x.contiguous(memory_format=layout)
         noise = torch.empty_like(x)
         flags: list[Tensor] = []
         for step in range(self.n_steps):
             if not create_graph:
                 x.requires_grad_(True)
-            e, grad = energy_and_grad(
-                energy, x, create_graph=create_graph, bf16=self.precision == "bf16"
-            )
+            e, grad = energy_and_grad(energy, x, create_graph=create_graph, bf16=bf16)
             if not create_graph:
                 x.requires_grad_(False)
             flags.append(nonfinite_flag(e, grad))
@@ -155,15 +159,18 @@ class Langevin:
         # The last update is never fed back into the energy; its result is checked directly.
         flags[-1] = flags[-1] | ~torch.isfinite(x).all()
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
-        return x
+        return x if layout is None else x.contiguous()
 
+    def use_bf16(self, energy: EnergyFn, x: Tensor, *, create_graph: bool = False) -> bool:
+        """Whether a run from ``x`` ``(B, *S)`` evaluates the network under bfloat16 autocast.
+        ``"auto"`` keeps fp32 for differentiable chains (``create_graph``): their parameter
+        gradients pass through every step, and the noise test does not bound that error."""
+        if self.precision == "fp32":
+            return False
+        if self.precision == "bf16":
+            return True
+        if create_graph:
+            return False
+        return AUTO.use_bf16(energy, x, step_size=self.step_size, n_steps=self.n_steps,
+                             noise_scale=self.noise_scale)
 
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively: CUDA from compute capability 8.0,
-    a CPU with bfloat16 instructions (AVX512-BF16 or AMX) as oneDNN reports it. Without it,
-    bfloat16 autocast is emulated, and much slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return True  # other backends: no known way to ask, so no warning

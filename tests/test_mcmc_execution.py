@@ -1,0 +1,118 @@
+"""The "auto" execution of Langevin chains: bfloat16 only where the device computes in it and its
+gradient error is small against the chain's noise; otherwise exactly the fp32 chain."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from stgconv.energy import image_energy
+from stgconv.mcmc import Langevin
+from stgconv.mcmc import execution
+from stgconv.mcmc.execution import AutoPrecision, bf16_chain_error, channels_last_format
+
+
+class LinearEnergy(torch.nn.Module):
+    """``E(x) = x . w`` through a matrix product, which autocast runs in bfloat16: the bf16
+    gradient is ``w`` rounded to bfloat16, so its error is known exactly."""
+
+    def __init__(self, w: Tensor) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        return (x.flatten(1) @ self.w.unsqueeze(1)).squeeze(1)
+
+
+def linear_energy(scale: float = 1.0) -> LinearEnergy:
+    w = torch.randn(48, generator=torch.Generator().manual_seed(0)) * scale
+    return LinearEnergy(w)
+
+
+def test_chain_error_is_the_bf16_gradient_error_against_the_chains_noise() -> None:
+    energy = linear_energy(100.0)
+    x = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    error = bf16_chain_error(energy, x, step_size=0.02, n_steps=16, noise_scale=0.5)
+    rounding = (energy.w.detach().bfloat16().float() - energy.w.detach()).norm()
+    assert rounding > 0  # the weights are not exactly representable in bfloat16
+    expected = math.sqrt(16) * 0.02 * rounding / (2 * 0.5 * math.sqrt(48))
+    torch.testing.assert_close(error, expected.expand(3), rtol=1e-5, atol=0)
+    assert torch.isinf(bf16_chain_error(energy, x, step_size=0.02, n_steps=16,
+                                        noise_scale=0.0)).all()
+
+
+def test_auto_is_the_fp32_chain_where_the_device_has_no_native_bfloat16(monkeypatch) -> None:
+    monkeypatch.setattr(execution, "native_bfloat16", lambda device: False)
+    torch.manual_seed(0)
+    energy = image_energy("descriptor64", in_channels=1, image_size=16)
+    x0 = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    runs = {p: Langevin(n_steps=3, step_size=0.05, precision=p).run(
+        energy, x0, generator=torch.Generator().manual_seed(3)) for p in ("auto", "fp32")}
+    assert torch.equal(runs["auto"], runs["fp32"])
+
+
+@pytest.mark.filterwarnings("ignore:precision='bf16'")  # this CPU may emulate bfloat16
+@pytest.mark.parametrize(("scale", "chosen"), [(1.0, "bf16"), (1e4, "fp32")])
+def test_auto_takes_bf16_only_within_the_tolerance(monkeypatch, scale: float, chosen: str) -> None:
+    """With native bfloat16 (pretended: the CPU's emulation computes the same roundings), a
+    small gradient error runs the bf16 chain and a large one the fp32 chain, step for step."""
+    monkeypatch.setattr(execution, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(execution, "AUTO", AutoPrecision())
+    monkeypatch.setattr("stgconv.mcmc.langevin.AUTO", execution.AUTO)
+    energy = linear_energy(scale)
+    x0 = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    sampler = Langevin(n_steps=4, step_size=0.01)
+    error = bf16_chain_error(energy, x0, step_size=0.01, n_steps=4, noise_scale=1.0)
+    assert bool((error <= execution.BF16_CHAIN_ERROR).all()) == (chosen == "bf16")
+
+    def run(precision: str) -> Tensor:
+        return Langevin(n_steps=4, step_size=0.01, precision=precision).run(
+            energy, x0, generator=torch.Generator().manual_seed(5))
+
+    assert torch.equal(sampler.run(energy, x0, generator=torch.Generator().manual_seed(5)),
+                       run(chosen))
+    assert not torch.equal(run("bf16"), run("fp32"))  # the two choices really differ here
+
+
+def test_auto_checks_once_per_shape_then_again_after_recheck_every_runs(monkeypatch) -> None:
+    monkeypatch.setattr(execution, "native_bfloat16", lambda device: True)
+    auto = AutoPrecision(recheck_every=3)
+    energy = linear_energy()
+    x = torch.zeros(2, 3, 4, 4)
+    settings = {"step_size": 0.01, "n_steps": 4, "noise_scale": 1.0}
+    calls = []
+    for _ in range(7):
+        before = energy.calls
+        assert auto.use_bf16(energy, x, **settings)
+        calls.append(energy.calls - before)
+    assert calls == [2, 0, 0, 2, 0, 0, 2]  # a check is one bf16 and one fp32 evaluation
+    before = energy.calls
+    auto.use_bf16(energy, torch.zeros(2, 48), **settings)  # a new shape: its own check
+    assert energy.calls - before == 2
+    assert not auto.use_bf16(energy, x, step_size=0.01, n_steps=4, noise_scale=0.0)
+
+
+def test_auto_keeps_fp32_for_differentiable_chains(monkeypatch) -> None:
+    monkeypatch.setattr(execution, "native_bfloat16", lambda device: True)
+    sampler = Langevin(n_steps=2, step_size=0.01)
+    assert not sampler.use_bf16(linear_energy(), torch.zeros(2, 48), create_graph=True)
+    assert Langevin(precision="bf16").use_bf16(linear_energy(), torch.zeros(2, 48))
+    assert not Langevin(precision="fp32").use_bf16(linear_energy(), torch.zeros(2, 48))
+
+
+def test_channels_last_only_for_image_and_volume_batches_on_cuda() -> None:
+    assert channels_last_format(torch.zeros(2, 3, 4, 4)) is None  # CPU: it did not pay here
+    if torch.cuda.is_available():
+        assert channels_last_format(torch.zeros(2, 3, 4, 4, device="cuda")) == torch.channels_last
+        assert channels_last_format(
+            torch.zeros(2, 1, 4, 4, 4, device="cuda")) == torch.channels_last_3d
+        assert channels_last_format(torch.zeros(2, 48, device="cuda")) is None
+
+
+def test_native_bfloat16_answers_for_the_cpu() -> None:
+    assert isinstance(execution.native_bfloat16(torch.device("cpu")), bool)
