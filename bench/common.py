@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.mcmc import Langevin  # noqa: E402
+from stgconv.mcmc.execution import Execution  # noqa: E402
 from stgconv.types import EnergyFn  # noqa: E402
 
 CLAMP = (-1.0, 1.0)
@@ -177,7 +178,8 @@ def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
         "step_size": timing.step_size,
         "precision": timing.precision,
         # What "auto" chose for this net, shape and device (the others choose themselves).
-        "ran_in": "bf16" if sampler.use_bf16(energy, x0) else "fp32",
+        "ran_in": describe_execution(sampler.execution(energy, x0)),
+        "cuda_graph": x0.device.type == "cuda",
         "repeats": timing.repeats,
         **times,
         "gflop_per_step": flops / 1e9,
@@ -189,6 +191,12 @@ def langevin_step_stats(energy: EnergyFn, x0: Tensor, timing: Timing) -> dict:
         # shows both variants did the same work.
         "max_abs_diff": float((finals["stgconv"] - finals["eager"]).abs().max()),
     }
+
+
+def describe_execution(execution: Execution) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"bf16+channels_last"``."""
+    text = "bf16" if execution.bf16 else "fp32"
+    return text if execution.layout is None else f"{text}+channels_last"
 
 
 def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats: int) -> None:

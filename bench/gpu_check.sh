@@ -30,10 +30,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 : >"$OUT/status.txt"
 
-# Each part: a name, its time limit in seconds, the command.
+# Each part: a name, its time limit in seconds, the command. SKIP="name ..." leaves parts out
+# (a rerun that needs only some of them).
 part() {
     local name=$1 limit=$2
     shift 2
+    if [[ " ${SKIP:-} " == *" $name "* ]]; then
+        echo "$name skipped" | tee -a "$OUT/status.txt"
+        return
+    fi
     local started=$SECONDS
     timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
     local code=$?

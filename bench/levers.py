@@ -4,8 +4,10 @@ For each net it times, interleaved in one process, K steps of:
 
 - ``eager``: the plain fp32 loop written out by hand (``common.eager_langevin``), the reference;
 - ``default``: ``stgconv.Langevin`` as a config with no precision key runs it (``"auto"``:
-  fp32 on a device without native bfloat16);
-- ``fp32``: ``Langevin(precision="fp32")``;
+  fp32 on a device without native bfloat16; a CUDA graph on CUDA);
+- ``fp32``: ``Langevin(precision="fp32", cuda_graph=False)``, the library's plain loop; every
+  lever below is this plus one change;
+- ``cuda_graph`` (CUDA only): the steps replayed as one captured CUDA graph;
 - ``channels_last``: the same with the net's weights and the chains in ``channels_last``
   (``channels_last_3d`` for 5-D inputs);
 - ``bf16``: ``Langevin(precision="bf16")``, the net under bfloat16 autocast;
@@ -105,21 +107,24 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
     energy, x0 = build(net, shape, timing.seed, timing.device)
     k, delta = timing.n_steps, timing.step_size
 
-    def library(model: Callable[[Tensor], Tensor], start: Tensor, precision: str
-                ) -> Callable[[], Tensor]:
-        sampler = Langevin(n_steps=k, step_size=delta, clamp=common.CLAMP, precision=precision)
+    def library(model: Callable[[Tensor], Tensor], start: Tensor, precision: str,
+                cuda_graph: bool = False) -> Callable[[], Tensor]:
+        sampler = Langevin(n_steps=k, step_size=delta, clamp=common.CLAMP, precision=precision,
+                           cuda_graph=cuda_graph)
         return partial(run_chain, sampler.run, model, start)
 
     last_energy, last_x0 = to_channels_last(energy, x0)
     runs: dict[str, Callable[[], Tensor]] = {
         "eager": partial(run_chain, partial(common.eager_langevin, n_steps=k, step_size=delta),
                          energy, x0),
-        "default": library(energy, x0, "auto"),
+        "default": library(energy, x0, "auto", cuda_graph=True),
         "fp32": library(energy, x0, "fp32"),
         "channels_last": library(last_energy, last_x0, "fp32"),
         "bf16": library(energy, x0, "bf16"),
         "bf16+channels_last": library(last_energy, last_x0, "bf16"),
     }
+    if timing.device.type == "cuda":
+        runs["cuda_graph"] = library(energy, x0, "fp32", cuda_graph=True)
     compile_s: dict[str, float] = {}
     if compile_:
         # On CUDA also "reduce-overhead": the compiled forward and backward replayed as CUDA
@@ -134,7 +139,7 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
             common.synchronize(timing.device)
             compile_s[name] = time.perf_counter() - started
             runs[name] = library(compiled, x0, "fp32")
-    auto_bf16 = Langevin(n_steps=k, step_size=delta).use_bf16(energy, x0)
+    auto = Langevin(n_steps=k, step_size=delta).execution(energy, x0)
     seconds, _ = common.interleaved(runs, repeats=timing.repeats, warmup=timing.warmup,
                                     device=timing.device)
     ms = {name: 1e3 * sorted(s)[len(s) // 2] / k for name, s in seconds.items()}
@@ -144,10 +149,11 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
                "ms_per_step": ms[name], "speedup_vs_eager": ms["eager"] / ms[name],
                "speedup_vs_default": ms["default"] / ms[name], "response_rel_err": 0.0,
                "grad_rel_err": 0.0, "compile_s": compile_s.get(name)}
-        bf16 = name.startswith("bf16") or (name == "default" and auto_bf16)
+        bf16 = name.startswith("bf16") or (name == "default" and auto.bf16)
         channels_last = "channels_last" in name or (
-            name == "default" and auto_bf16 and timing.device.type == "cuda")
-        row["ran_in"] = "bf16" if bf16 else "fp32"
+            name == "default" and auto.layout is not None)
+        row["ran_in"] = common.describe_execution(auto) if name == "default" else (
+            "bf16" if bf16 else "fp32")
         if bf16 or channels_last:
             row.update(relative_errors(energy, x0, bf16=bf16, channels_last=channels_last))
         rows.append(row)
@@ -157,7 +163,7 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
 COLUMNS = [
     common.Column("net", "net", "<13"),
     common.Column("variant", "variant", "<19"),
-    common.Column("ran in", "ran_in", "<6"),
+    common.Column("ran in", "ran_in", "<18"),
     common.Column("ms/step", "ms_per_step", ">9", ".1f"),
     common.Column("vs eager", "speedup_vs_eager", ">9", ".2f", "x"),
     common.Column("vs default", "speedup_vs_default", ">11", ".2f", "x"),

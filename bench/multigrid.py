@@ -241,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         quick = quick_data(Path(tmp)) if args.quick else None
         work = Path(tmp) / "runs" if args.quick else Path(args.work)
-        if not args.quick and not SHARED.is_dir():
+        own_data = any(item.startswith("data.path=") for item in args.overrides)
+        if not args.quick and not own_data and not SHARED.is_dir():
             raise SystemExit(f"the real data are not at {SHARED}; run with --quick for a smoke run")
         rows = []
         for modality in args.modality:

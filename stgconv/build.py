@@ -39,6 +39,7 @@ def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Samp
             grad_clip=sampler.grad_clip,
             clamp=sampler.clamp,
             precision=sampler.precision,
+            cuda_graph=sampler.cuda_graph,
         )
     if sampler.kind == "mala":
         return MALA(n_steps=steps, step_size=sampler.step_size)

@@ -69,6 +69,8 @@ class SamplerConfig:
     # natively and the test in stgconv.mcmc.execution finds it faithful, else in fp32; "fp32"
     # and "bf16" force one (bench/README.md: what each gave, net by net).
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Langevin only: on CUDA, replay the steps as one captured CUDA graph (stgconv.mcmc.graphs).
+    cuda_graph: bool = True
 
 
 @dataclass(frozen=True)

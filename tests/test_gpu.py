@@ -53,21 +53,56 @@ def test_multigrid_training_and_sampling_on_cuda():
     assert torch.equal(grids[-1].expand_as(data)[known.expand_as(data)], data[known.expand_as(data)])
 
 
-def test_auto_precision_runs_bf16_channels_last_and_returns_a_plain_tensor():
-    """On a GPU with native bfloat16 an untrained net (its gradient error far under the
-    tolerance) runs in bfloat16 and channels-last; the chain comes back contiguous, close to
-    the fp32 chain driven by the same noise."""
-    from stgconv.mcmc.execution import native_bfloat16
 
-    if not native_bfloat16(torch.device("cuda")):
-        pytest.skip("this GPU has no native bfloat16")
+@pytest.mark.parametrize("explicit_generator", [False, True])
+def test_the_cuda_graph_chain_is_the_eager_chain(explicit_generator):
+    """Replaying the captured step computes what the eager loop computes, noise included, with
+    a constraint, a clamp and gradient clipping in the step."""
     torch.manual_seed(0)
     energy = image_energy("descriptor64", in_channels=3, image_size=64).cuda()
     x0 = torch.rand(4, 3, 64, 64, device="cuda") * 2 - 1
-    auto = Langevin(n_steps=5, step_size=0.01)
-    assert auto.use_bf16(energy, x0)
-    runs = {p: Langevin(n_steps=5, step_size=0.01, precision=p).run(
-        energy, x0, generator=torch.Generator("cuda").manual_seed(1)) for p in ("auto", "fp32")}
-    assert runs["auto"].is_contiguous()
-    moved = (runs["fp32"] - x0).norm()
-    assert (runs["auto"] - runs["fp32"]).norm() < 0.05 * moved
+    known = torch.rand(4, 1, 64, 64, device="cuda").expand_as(x0) > 0.5
+    constraint = KnownEntries(torch.zeros_like(x0), known)
+    runs = []
+    for cuda_graph in (True, False):
+        sampler = Langevin(n_steps=8, step_size=0.02, clamp=(-1.0, 1.0), grad_clip=50.0,
+                           precision="fp32", cuda_graph=cuda_graph)
+        if explicit_generator:
+            generator = torch.Generator("cuda").manual_seed(3)
+        else:
+            torch.cuda.manual_seed(3)
+            generator = None
+        runs.append(sampler.run(energy, x0, constraint=constraint, generator=generator))
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-5)
+    assert torch.equal(runs[0][known], torch.zeros_like(runs[0][known]))
+
+
+def test_a_diverging_graphed_chain_names_the_same_step_as_the_eager_chain():
+    """x grows by 1.5x per step from 1e10 until the energy overflows float32 (near step 41),
+    well inside the replayed steps: both ways name the same step."""
+    from stgconv.mcmc import NonFiniteEnergyError
+    from stgconv.mcmc.graphs import WARMUP_STEPS
+
+    def energy(x):
+        return -5e3 * x.flatten(1).pow(2).sum(1)
+
+    steps = []
+    for cuda_graph in (True, False):
+        sampler = Langevin(n_steps=60, step_size=0.01, noise_scale=0.0, precision="fp32",
+                           cuda_graph=cuda_graph)
+        with pytest.raises(NonFiniteEnergyError) as error:
+            sampler.run(energy, torch.full((2, 3), 1e10, device="cuda"))
+        steps.append(error.value.step)
+    assert steps[0] == steps[1] > WARMUP_STEPS
+
+
+def test_auto_precision_chooses_among_the_candidates_and_returns_a_plain_tensor():
+    from stgconv.mcmc.execution import FP32, Execution
+
+    torch.manual_seed(0)
+    energy = image_energy("descriptor64", in_channels=3, image_size=64).cuda()
+    x0 = torch.rand(4, 3, 64, 64, device="cuda") * 2 - 1
+    chosen = Langevin(n_steps=5, step_size=0.01).execution(energy, x0)
+    assert chosen in (FP32, Execution(bf16=True), Execution(bf16=True, layout=torch.channels_last))
+    x = Langevin(n_steps=5, step_size=0.01).run(energy, x0)
+    assert x.is_contiguous() and torch.isfinite(x).all()

@@ -1,5 +1,6 @@
-"""The "auto" execution of Langevin chains: bfloat16 only where the device computes in it and its
-gradient error is small against the chain's noise; otherwise exactly the fp32 chain."""
+"""The "auto" execution of Langevin chains: bfloat16 only where the device computes in it, its
+gradient error is small against the chain's noise and it is faster; otherwise exactly the fp32
+chain."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from torch import Tensor
 from stgconv.energy import image_energy
 from stgconv.mcmc import Langevin
 from stgconv.mcmc import execution
-from stgconv.mcmc.execution import AutoPrecision, bf16_chain_error, channels_last_format
+from stgconv.mcmc.execution import (
+    FP32,
+    AutoExecution,
+    Execution,
+    bf16_chain_error,
+    channels_last_format,
+)
 
 
 class LinearEnergy(torch.nn.Module):
@@ -56,19 +63,31 @@ def test_auto_is_the_fp32_chain_where_the_device_has_no_native_bfloat16(monkeypa
     assert torch.equal(runs["auto"], runs["fp32"])
 
 
-@pytest.mark.filterwarnings("ignore:precision='bf16'")  # this CPU may emulate bfloat16
-@pytest.mark.parametrize(("scale", "chosen"), [(1.0, "bf16"), (1e4, "fp32")])
-def test_auto_takes_bf16_only_within_the_tolerance(monkeypatch, scale: float, chosen: str) -> None:
-    """With native bfloat16 (pretended: the CPU's emulation computes the same roundings), a
-    small gradient error runs the bf16 chain and a large one the fp32 chain, step for step."""
+def pretend_native_and_fast(monkeypatch, bf16_speedup: float) -> AutoExecution:
+    """Native bfloat16 pretended (the CPU's emulation computes the same roundings) and timings
+    replaced by ``bf16_speedup``: the verdict then rests on the error test alone."""
     monkeypatch.setattr(execution, "native_bfloat16", lambda device: True)
-    monkeypatch.setattr(execution, "AUTO", AutoPrecision())
-    monkeypatch.setattr("stgconv.mcmc.langevin.AUTO", execution.AUTO)
+    monkeypatch.setattr(execution, "gradient_seconds",
+                        lambda energy, x, how: 1.0 / bf16_speedup if how.bf16 else 1.0)
+    auto = AutoExecution()
+    monkeypatch.setattr(execution, "AUTO", auto)
+    monkeypatch.setattr("stgconv.mcmc.langevin.AUTO", auto)
+    return auto
+
+
+@pytest.mark.filterwarnings("ignore:precision='bf16'")  # this CPU may emulate bfloat16
+@pytest.mark.parametrize(("scale", "speedup", "chosen"),
+                         [(1.0, 2.0, "bf16"), (1e4, 2.0, "fp32"), (1.0, 1.05, "fp32")])
+def test_auto_takes_bf16_only_within_the_tolerance_and_when_faster(
+        monkeypatch, scale: float, speedup: float, chosen: str) -> None:
+    """A small gradient error and a real gain run the bf16 chain step for step; a large error,
+    or a gain under BF16_MIN_SPEEDUP, the fp32 chain."""
+    pretend_native_and_fast(monkeypatch, speedup)
     energy = linear_energy(scale)
     x0 = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(4))
     sampler = Langevin(n_steps=4, step_size=0.01)
     error = bf16_chain_error(energy, x0, step_size=0.01, n_steps=4, noise_scale=1.0)
-    assert bool((error <= execution.BF16_CHAIN_ERROR).all()) == (chosen == "bf16")
+    assert bool((error <= execution.BF16_CHAIN_ERROR).all()) == (scale == 1.0)
 
     def run(precision: str) -> Tensor:
         return Langevin(n_steps=4, step_size=0.01, precision=precision).run(
@@ -80,29 +99,42 @@ def test_auto_takes_bf16_only_within_the_tolerance(monkeypatch, scale: float, ch
 
 
 def test_auto_checks_once_per_shape_then_again_after_recheck_every_runs(monkeypatch) -> None:
-    monkeypatch.setattr(execution, "native_bfloat16", lambda device: True)
-    auto = AutoPrecision(recheck_every=3)
+    pretend_native_and_fast(monkeypatch, 2.0)
+    auto = AutoExecution(recheck_every=3)
     energy = linear_energy()
     x = torch.zeros(2, 3, 4, 4)
     settings = {"step_size": 0.01, "n_steps": 4, "noise_scale": 1.0}
     calls = []
     for _ in range(7):
         before = energy.calls
-        assert auto.use_bf16(energy, x, **settings)
+        assert auto.choose(energy, x, **settings) == Execution(bf16=True)
         calls.append(energy.calls - before)
-    assert calls == [2, 0, 0, 2, 0, 0, 2]  # a check is one bf16 and one fp32 evaluation
+    assert calls == [2, 0, 0, 2, 0, 0, 2]  # a check: the error test's bf16 and fp32 evaluation
     before = energy.calls
-    auto.use_bf16(energy, torch.zeros(2, 48), **settings)  # a new shape: its own check
+    auto.choose(energy, torch.zeros(2, 48), **settings)  # a new shape: its own check
     assert energy.calls - before == 2
-    assert not auto.use_bf16(energy, x, step_size=0.01, n_steps=4, noise_scale=0.0)
+    assert auto.choose(energy, x, step_size=0.01, n_steps=4, noise_scale=0.0) == FP32
 
 
-def test_auto_keeps_fp32_for_differentiable_chains(monkeypatch) -> None:
-    monkeypatch.setattr(execution, "native_bfloat16", lambda device: True)
-    sampler = Langevin(n_steps=2, step_size=0.01)
-    assert not sampler.use_bf16(linear_energy(), torch.zeros(2, 48), create_graph=True)
-    assert Langevin(precision="bf16").use_bf16(linear_energy(), torch.zeros(2, 48))
-    assert not Langevin(precision="fp32").use_bf16(linear_energy(), torch.zeros(2, 48))
+def test_gradient_seconds_times_the_energy_gradient() -> None:
+    energy = linear_energy()
+    seconds = execution.gradient_seconds(energy, torch.zeros(2, 48), FP32, repeats=3)
+    assert seconds > 0 and energy.calls == 4  # one untimed call, then three timed
+
+
+def test_explicit_precisions_and_differentiable_chains(monkeypatch) -> None:
+    pretend_native_and_fast(monkeypatch, 2.0)
+    x = torch.zeros(2, 48)
+    assert Langevin(precision="bf16").execution(linear_energy(), x) == Execution(bf16=True)
+    assert Langevin(precision="fp32").execution(linear_energy(), x) == FP32
+    assert Langevin().execution(linear_energy(), x) == Execution(bf16=True)
+    # "auto" keeps differentiable chains in fp32: the chain is the fp32 chain exactly.
+    energy = linear_energy()
+    x0 = torch.rand(2, 48, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    runs = [Langevin(n_steps=3, step_size=0.01, precision=p).run(
+        energy, x0, generator=torch.Generator().manual_seed(7), create_graph=True)
+        for p in ("auto", "fp32")]
+    assert torch.equal(runs[0], runs[1])
 
 
 def test_channels_last_only_for_image_and_volume_batches_on_cuda() -> None:

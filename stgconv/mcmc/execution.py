@@ -1,24 +1,30 @@
 """How a Langevin chain evaluates its energy network: the arithmetic (fp32 or bfloat16 autocast)
 and the memory layout, chosen per net, input shape and device when left to ``"auto"``.
 
-bfloat16 pays only where the hardware computes in it (``bench/README.md``: emulated, it was
-8.6-36x slower than fp32), and it changes the chain: its gradient differs from fp32's by a few
-percent (4-9% of the learned part's gradient on the reference nets). ``"auto"`` takes it only
-where that difference is small against what the chain does anyway. Over ``K`` steps the chain
-adds Gaussian noise of norm about ``s * delta * sqrt(K * D)`` (``D`` entries per chain); a
-bfloat16 gradient error ``dg`` that kept one direction at every step would move it by
-``K * (delta^2 / 2) * |dg|``. Their ratio,
+bfloat16 changes the chain: its gradient differs from fp32's by a few percent (4-9% of the
+learned part's gradient on the reference nets). Over ``K`` steps the chain adds Gaussian noise
+of norm about ``s * delta * sqrt(K * D)`` (``D`` entries per chain); a bfloat16 gradient error
+``dg`` that kept one direction at every step would move it by ``K * (delta^2 / 2) * |dg|``.
+Their ratio,
 
     ``chain_error = sqrt(K) * delta * |dg| / (2 * s * sqrt(D))``,
 
-is the worst-case share of the chain's own randomness that bfloat16 can take; ``"auto"`` uses
-bfloat16 while it stays under :data:`BF16_CHAIN_ERROR` for every chain, measured at the chain's
-start, and checks again every :data:`RECHECK_EVERY` runs because training moves the weights.
+is the worst-case share of the chain's own randomness that bfloat16 can take. And bfloat16 does
+not always pay: emulated on a CPU without bfloat16 instructions it was 8.6-36x slower than fp32,
+and on an H200 the small reference nets, whose steps are mostly kernel launches, ran 0.2-0.8x
+as fast with it while the paper-size ``fc_s`` ran 2.3x faster (``bench/README.md``). So
+``"auto"`` measures: where the device computes in bfloat16 natively and ``chain_error`` stays
+under :data:`BF16_CHAIN_ERROR` for every chain at the chain's start, it times one energy
+gradient in fp32 and in bfloat16 (each layout on CUDA) and takes bfloat16 only when it is at
+least :data:`BF16_MIN_SPEEDUP` times faster. The verdict is kept per energy, input shape and
+device, and made again every :data:`RECHECK_EVERY` runs because training moves the weights.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +37,7 @@ from stgconv.types import EnergyFn
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_CHAIN_ERROR = 0.1
+BF16_MIN_SPEEDUP = 1.1
 RECHECK_EVERY = 64
 
 
@@ -47,8 +54,8 @@ def native_bfloat16(device: torch.device) -> bool:
 
 def channels_last_format(x: Tensor) -> torch.memory_format | None:
     """The channels-last layout for an image ``(B, C, H, W)`` or volume ``(B, C, D, H, W)`` batch
-    on CUDA, where cuDNN's bfloat16 tensor-core convolutions want it; ``None`` elsewhere (on the
-    CPU it was 0.56-1.00x, bench/README.md)."""
+    on CUDA, the layout of cuDNN's tensor-core convolutions (``"auto"`` times it); ``None``
+    elsewhere (on the CPU it was 0.56-1.00x, bench/README.md)."""
     if x.device.type != "cuda":
         return None
     return {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
@@ -75,28 +82,64 @@ def bf16_chain_error(
     return math.sqrt(n_steps) * step_size * difference / (2 * noise_scale * math.sqrt(entries))
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How a run evaluates the network: under bfloat16 autocast or not, and in which layout
+    (``None``: as the chain comes)."""
+
+    bf16: bool = False
+    layout: torch.memory_format | None = None
+
+
+FP32 = Execution()
+
+
+def gradient_seconds(energy: EnergyFn, x: Tensor, execution: Execution, *, repeats: int = 3
+                     ) -> float:
+    """Median seconds of one energy gradient at ``x`` ``(B, *S)`` run as ``execution``, after
+    one untimed call (lazy initialisation, algorithm choice)."""
+    inputs = x.detach() if execution.layout is None else x.detach().contiguous(
+        memory_format=execution.layout)
+    seconds = []
+    for _ in range(repeats + 1):
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        started = time.perf_counter()
+        inputs.requires_grad_(True)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=execution.bf16):
+            e = energy(inputs)
+        torch.autograd.grad(e.sum(), inputs)
+        inputs.requires_grad_(False)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:])
+
+
 @dataclass
 class _Verdict:
-    bf16: bool
+    execution: Execution
     runs_until_check: int
 
 
-class AutoPrecision:
+class AutoExecution:
     """Remembers, per energy (weakly: a dropped energy takes its entries with it), input shape
-    and device, whether bfloat16 passed its check, and re-checks every ``recheck_every`` runs."""
+    and device, what the check chose, and checks again every ``recheck_every`` runs."""
 
-    def __init__(self, *, tolerance: float = BF16_CHAIN_ERROR, recheck_every: int = RECHECK_EVERY
+    def __init__(self, *, tolerance: float = BF16_CHAIN_ERROR,
+                 min_speedup: float = BF16_MIN_SPEEDUP, recheck_every: int = RECHECK_EVERY
                  ) -> None:
         self.tolerance = tolerance
+        self.min_speedup = min_speedup
         self.recheck_every = recheck_every
         self._verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def use_bf16(
+    def choose(
         self, energy: EnergyFn, x: Tensor, *, step_size: float, n_steps: int, noise_scale: float
-    ) -> bool:
-        """Whether the chain from ``x`` ``(B, *S)`` should run its network in bfloat16."""
+    ) -> Execution:
+        """How the chain from ``x`` ``(B, *S)`` should evaluate the network."""
         if not native_bfloat16(x.device) or noise_scale == 0:
-            return False
+            return FP32
         try:
             per_energy = self._verdicts.setdefault(energy, {})
         except TypeError:  # an energy that cannot be weakly referenced: check every run
@@ -104,13 +147,27 @@ class AutoPrecision:
         key = (tuple(x.shape[1:]), x.dtype, str(x.device))
         verdict = per_energy.get(key)
         if verdict is None or verdict.runs_until_check == 0:
-            error = bf16_chain_error(energy, x, step_size=step_size, n_steps=n_steps,
-                                     noise_scale=noise_scale)
-            # One host sync per check, not per step: the verdict steers the whole run.
-            verdict = _Verdict(bool((error <= self.tolerance).all()), self.recheck_every)
+            verdict = _Verdict(self._check(energy, x, step_size=step_size, n_steps=n_steps,
+                                           noise_scale=noise_scale), self.recheck_every)
             per_energy[key] = verdict
         verdict.runs_until_check -= 1
-        return verdict.bf16
+        return verdict.execution
+
+    def _check(self, energy: EnergyFn, x: Tensor, *, step_size: float, n_steps: int,
+               noise_scale: float) -> Execution:
+        error = bf16_chain_error(energy, x, step_size=step_size, n_steps=n_steps,
+                                 noise_scale=noise_scale)
+        # One host sync per check, not per step: the verdict steers the whole run.
+        if not bool((error <= self.tolerance).all()):
+            return FP32
+        candidates = [Execution(bf16=True)]
+        layout = channels_last_format(x)
+        if layout is not None:
+            candidates.append(Execution(bf16=True, layout=layout))
+        fp32_seconds = gradient_seconds(energy, x, FP32)
+        seconds = {candidate: gradient_seconds(energy, x, candidate) for candidate in candidates}
+        fastest = min(seconds, key=seconds.__getitem__)
+        return fastest if fp32_seconds >= self.min_speedup * seconds[fastest] else FP32
 
 
-AUTO = AutoPrecision()
+AUTO = AutoExecution()

@@ -19,7 +19,8 @@ from stgconv.mcmc.base import (
     raise_if_nonfinite,
 )
 from stgconv.mcmc.constraints import Constraint
-from stgconv.mcmc.execution import AUTO, PRECISIONS, Precision, channels_last_format, native_bfloat16
+from stgconv.mcmc.execution import AUTO, FP32, PRECISIONS, Execution, Precision, native_bfloat16
+from stgconv.mcmc.graphs import graph_generator_ok, run_as_cuda_graph
 from stgconv.types import EnergyFn
 
 
@@ -38,10 +39,13 @@ class Langevin:
         clamp: if set, ``(low, high)`` bounds the values after every step.
         precision: how the energy network is evaluated; the chain itself always stays in its
             own dtype. ``"fp32"``: as given. ``"bf16"``: under bfloat16 autocast. ``"auto"``:
-            bfloat16 (with a channels-last layout on CUDA) where the device computes in it
-            natively and its gradient error stays small against the chain's noise, else as
-            given; :mod:`stgconv.mcmc.execution` states the test and its tolerance, and
+            bfloat16 (in the faster layout on CUDA) where the device computes in it natively,
+            its gradient error stays small against the chain's noise and it measures faster,
+            else as given; :mod:`stgconv.mcmc.execution` states the test and its tolerance, and
             ``bench/README.md`` the measured speed-ups and errors.
+        cuda_graph: on CUDA, replay the steps as one captured CUDA graph
+            (:mod:`stgconv.mcmc.graphs`) unless a callback or annealed noise needs Python at
+            every step; the chain computes the same values either way.
     """
 
     n_steps: int = 30
@@ -51,6 +55,7 @@ class Langevin:
     grad_clip: float | None = None
     clamp: tuple[float, float] | None = None
     precision: Precision = "auto"
+    cuda_graph: bool = True
 
     def __post_init__(self) -> None:
         if self.n_steps < 1:
@@ -108,69 +113,102 @@ class Langevin:
                 f"precision='bf16' on {x0.device}, which has no native bfloat16: autocast there "
                 "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'",
                 RuntimeWarning, stacklevel=2)
-        half_step = 0.5 * self.step_size**2
-        want_norms = callback is not None or self.grad_clip is not None
         if create_graph:
-            # autograd.grad needs a start that requires grad even when only the energy's
-            # parameters are wanted (x0 drawn from noise); later states inherit it.
-            x = x0 if x0.requires_grad else x0.detach().requires_grad_(True)
-        else:
-            x = x0.detach().clone()
+            return self._run_differentiable(energy, x0, constraint, generator, callback)
+        x = x0.detach().clone()
         if constraint is not None:
             x = constraint.project(x)
-        bf16 = self.use_bf16(energy, x, create_graph=create_graph)
-        layout = channels_last_format(x) if bf16 and self.precision == "auto" else None
-        if layout is not None:
-            x = x.contiguous(memory_format=layout)
-        noise = torch.empty_like(x)
-        flags: list[Tensor] = []
-        for step in range(self.n_steps):
-            if not create_graph:
-                x.requires_grad_(True)
-            e, grad = energy_and_grad(energy, x, create_graph=create_graph, bf16=bf16)
-            if not create_graph:
-                x.requires_grad_(False)
-            flags.append(nonfinite_flag(e, grad))
-            if want_norms:
-                grad_norm = grad.detach().flatten(1).norm(dim=1)
+        execution = self.execution(energy, x)
+        if execution.layout is not None:
+            x = x.contiguous(memory_format=execution.layout)
+        # Contiguous whatever x's layout, so a seed gives the same noise in every layout.
+        noise = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+        half_step = 0.5 * self.step_size**2
+
+        def step(index: int) -> Tensor:
+            """One update of ``x`` in place (the same buffer throughout, as a CUDA graph needs);
+            returns the step's non-finite flag."""
+            x.requires_grad_(True)
+            e, grad = energy_and_grad(energy, x, bf16=execution.bf16)
+            x.requires_grad_(False)
+            flag = nonfinite_flag(e, grad)
+            if callback is not None or self.grad_clip is not None:
+                grad_norm = grad.flatten(1).norm(dim=1)
             if self.grad_clip is not None:
-                scale = (self.grad_clip / (grad_norm + 1e-12)).clamp(max=1.0)
-                grad = grad * broadcast_chains(scale, grad)
+                grad = grad * broadcast_chains(
+                    (self.grad_clip / (grad_norm + 1e-12)).clamp(max=1.0), grad)
             if callback is not None:
-                callback(StepInfo(step=step, energy=e.detach(), grad_norm=grad_norm))
-            noise_std = self.noise_scale * self.step_size * self.noise_factor(step)
-            if create_graph:
-                x = x - half_step * grad
-                if noise_std > 0:
-                    x = x + noise_std * torch.randn(
-                        x.shape, generator=generator, device=x.device, dtype=x.dtype
-                    )
-            else:
-                # In place: the graph of this step is already freed, and the hot loop then
-                # allocates nothing but the gradient.
-                x.add_(grad, alpha=-half_step)
-                if noise_std > 0:
-                    noise.normal_(generator=generator)
-                    x.add_(noise, alpha=noise_std)
+                callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm))
+            x.add_(grad, alpha=-half_step)
+            noise_std = self.noise_scale * self.step_size * self.noise_factor(index)
+            if noise_std > 0:
+                noise.normal_(generator=generator)
+                x.add_(noise, alpha=noise_std)
             if self.clamp is not None:
-                x = x.clamp(*self.clamp) if create_graph else x.clamp_(*self.clamp)
+                x.clamp_(*self.clamp)
             if constraint is not None:
-                x = constraint.project(x)
+                x.copy_(constraint.project(x))
+            return flag
+
+        flags: list[Tensor] = []
+        if self._graphable(x, callback, generator):
+            flags = run_as_cuda_graph(step, self.n_steps, generator)
+        for index in range(len(flags), self.n_steps):  # all of them, unless a graph ran them
+            flags.append(step(index))
         # The last update is never fed back into the energy; its result is checked directly.
         flags[-1] = flags[-1] | ~torch.isfinite(x).all()
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
-        return x if layout is None else x.contiguous()
+        return x if execution.layout is None else x.contiguous()
 
-    def use_bf16(self, energy: EnergyFn, x: Tensor, *, create_graph: bool = False) -> bool:
-        """Whether a run from ``x`` ``(B, *S)`` evaluates the network under bfloat16 autocast.
-        ``"auto"`` keeps fp32 for differentiable chains (``create_graph``): their parameter
-        gradients pass through every step, and the noise test does not bound that error."""
+    def _run_differentiable(
+        self, energy: EnergyFn, x0: Tensor, constraint: Constraint | None,
+        generator: torch.Generator | None, callback: StepCallback | None,
+    ) -> Tensor:
+        """``run(create_graph=True)``: every state a new tensor, the chain differentiable."""
+        # autograd.grad needs a start that requires grad even when only the energy's
+        # parameters are wanted (x0 drawn from noise); later states inherit it.
+        x = x0 if x0.requires_grad else x0.detach().requires_grad_(True)
+        if constraint is not None:
+            x = constraint.project(x)
+        bf16 = self.precision == "bf16"  # "auto": fp32, see execution()
+        flags: list[Tensor] = []
+        for index in range(self.n_steps):
+            e, grad = energy_and_grad(energy, x, create_graph=True, bf16=bf16)
+            flags.append(nonfinite_flag(e, grad))
+            grad_norm = grad.detach().flatten(1).norm(dim=1)
+            if self.grad_clip is not None:
+                grad = grad * broadcast_chains(
+                    (self.grad_clip / (grad_norm + 1e-12)).clamp(max=1.0), grad)
+            if callback is not None:
+                callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm))
+            x = x - 0.5 * self.step_size**2 * grad
+            noise_std = self.noise_scale * self.step_size * self.noise_factor(index)
+            if noise_std > 0:
+                x = x + noise_std * torch.randn(
+                    x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            if self.clamp is not None:
+                x = x.clamp(*self.clamp)
+            if constraint is not None:
+                x = constraint.project(x)
+        flags[-1] = flags[-1] | ~torch.isfinite(x).all()
+        raise_if_nonfinite(flags, "Langevin", self.n_steps)
+        return x
+
+    def execution(self, energy: EnergyFn, x: Tensor) -> Execution:
+        """How a run from ``x`` ``(B, *S)`` evaluates the network (``"auto"``: see
+        :mod:`stgconv.mcmc.execution`). Differentiable runs (``create_graph``) under ``"auto"``
+        stay in fp32: their parameter gradients pass through every step, and the noise test
+        does not bound that error."""
         if self.precision == "fp32":
-            return False
+            return FP32
         if self.precision == "bf16":
-            return True
-        if create_graph:
-            return False
-        return AUTO.use_bf16(energy, x, step_size=self.step_size, n_steps=self.n_steps,
-                             noise_scale=self.noise_scale)
+            return Execution(bf16=True)
+        return AUTO.choose(energy, x, step_size=self.step_size, n_steps=self.n_steps,
+                           noise_scale=self.noise_scale)
 
+    def _graphable(self, x: Tensor, callback: StepCallback | None,
+                   generator: torch.Generator | None) -> bool:
+        """Whether the steps can replay as one captured CUDA graph: on CUDA, with nothing that
+        runs Python per step (a callback) or changes per step (annealed noise)."""
+        return (self.cuda_graph and x.device.type == "cuda" and callback is None
+                and self.noise_anneal == "none" and graph_generator_ok(generator))
