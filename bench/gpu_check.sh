@@ -121,7 +121,7 @@ for path in sorted(out.glob("*.json")):
         ran_in = row.get("ran_in", "fp32")
         share = None
         if peak is not None and row.get("gflops"):
-            share = row["gflops"] / (peak[ran_in] * 1e3)
+            share = row["gflops"] / (peak["bf16" if "bf16" in ran_in else "fp32"] * 1e3)
         rows.append({"bench": path.stem, "net": row.get("net"), "variant": row.get("variant"),
                      "ran_in": ran_in, "ms_per_step": row.get("ms_per_step"),
                      "gflops": row.get("gflops"), "speedup_vs_eager": row.get("speedup_vs_eager"),

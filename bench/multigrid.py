@@ -144,6 +144,7 @@ def run_modality(modality: str, config: ExperimentConfig, *, work: Path, n_sampl
     for method, cfg in configs.items():
         cfg = replace(cfg, out_dir=str(work / modality / method), seed=seed)
         grids, train_s, sample_s, run = train_and_sample(cfg, n_samples, seed)
+        grids = [g.cpu() for g in grids]  # the data and the scores live on the CPU
         results[method] = grids
         rows.append({
             "modality": modality, "method": method,

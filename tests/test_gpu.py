@@ -106,3 +106,26 @@ def test_auto_precision_chooses_among_the_candidates_and_returns_a_plain_tensor(
     assert chosen in (FP32, Execution(bf16=True), Execution(bf16=True, layout=torch.channels_last))
     x = Langevin(n_steps=5, step_size=0.01).run(energy, x0)
     assert x.is_contiguous() and torch.isfinite(x).all()
+
+
+def test_a_kept_graph_replays_later_runs_and_sees_updated_weights():
+    """The second run of a constraint-free chain replays the first run's graph: it computes
+    the eager chain from its own start, with the weights as they are now."""
+    from stgconv.mcmc import graphs
+
+    torch.manual_seed(0)
+    energy = image_energy("descriptor64", in_channels=3, image_size=64).cuda()
+    graphed = Langevin(n_steps=6, step_size=0.02, clamp=(-1.0, 1.0), precision="fp32")
+    eager = Langevin(n_steps=6, step_size=0.02, clamp=(-1.0, 1.0), precision="fp32",
+                     cuda_graph=False)
+    generator = torch.Generator("cuda")
+    graphed.run(energy, torch.zeros(2, 3, 64, 64, device="cuda"), generator=generator)
+    assert len(graphs._CAPTURED[energy]) == 1
+    with torch.no_grad():
+        for parameter in energy.parameters():
+            parameter.mul_(3.0)  # in place, as an optimizer step
+    x0 = torch.rand(2, 3, 64, 64, device="cuda") * 2 - 1
+    runs = [sampler.run(energy, x0, generator=generator.manual_seed(4))
+            for sampler in (graphed, eager)]
+    assert len(graphs._CAPTURED[energy]) == 1  # replayed, not captured again
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-5)

@@ -20,7 +20,7 @@ from stgconv.mcmc.base import (
 )
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.execution import AUTO, FP32, PRECISIONS, Execution, Precision, native_bfloat16
-from stgconv.mcmc.graphs import graph_generator_ok, run_as_cuda_graph
+from stgconv.mcmc.graphs import graph_generator_ok, run_as_cuda_graph, weights_key
 from stgconv.types import EnergyFn
 
 
@@ -152,7 +152,11 @@ class Langevin:
 
         flags: list[Tensor] = []
         if self._graphable(x, callback, generator):
-            flags = run_as_cuda_graph(step, self.n_steps, generator)
+            weights = weights_key(energy)
+            keep = None if constraint is not None or weights is None else (
+                energy, (self, tuple(x.shape), x.dtype, x.device, execution, generator, weights))
+            x, flags = run_as_cuda_graph(step, x, self.n_steps, generator, keep=keep,
+                                         buffers=(noise,))
         for index in range(len(flags), self.n_steps):  # all of them, unless a graph ran them
             flags.append(step(index))
         # The last update is never fed back into the energy; its result is checked directly.
