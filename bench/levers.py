@@ -96,10 +96,12 @@ def to_channels_last(energy: torch.nn.Module, x: Tensor) -> tuple[torch.nn.Modul
     return copy.deepcopy(energy).to(memory_format=fmt), x.contiguous(memory_format=fmt)
 
 
-def run_chain(chain: Callable[..., Tensor], energy: Callable[[Tensor], Tensor], x0: Tensor
-              ) -> Tensor:
-    """``chain(energy, x0, generator=...)`` with the same seeded noise stream every time."""
-    return chain(energy, x0, generator=torch.Generator(x0.device).manual_seed(7))
+def run_chain(chain: Callable[..., Tensor], energy: Callable[[Tensor], Tensor], x0: Tensor,
+              generator: torch.Generator) -> Tensor:
+    """``chain(energy, x0, generator=...)`` with the same seeded noise stream every time: one
+    generator per variant, re-seeded (a kept CUDA graph is tied to its generator object, as in
+    training, where one generator serves every iteration)."""
+    return chain(energy, x0, generator=generator.manual_seed(7))
 
 
 def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compile_: bool
@@ -111,12 +113,12 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
                 cuda_graph: bool = False) -> Callable[[], Tensor]:
         sampler = Langevin(n_steps=k, step_size=delta, clamp=common.CLAMP, precision=precision,
                            cuda_graph=cuda_graph)
-        return partial(run_chain, sampler.run, model, start)
+        return partial(run_chain, sampler.run, model, start, torch.Generator(start.device))
 
     last_energy, last_x0 = to_channels_last(energy, x0)
     runs: dict[str, Callable[[], Tensor]] = {
         "eager": partial(run_chain, partial(common.eager_langevin, n_steps=k, step_size=delta),
-                         energy, x0),
+                         energy, x0, torch.Generator(x0.device)),
         "default": library(energy, x0, "auto", cuda_graph=True),
         "fp32": library(energy, x0, "fp32"),
         "channels_last": library(last_energy, last_x0, "fp32"),

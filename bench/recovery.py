@@ -2,7 +2,8 @@
 
 The protocol of the original recovery experiments: the first 70 frames of each clip, resized to
 150x150, the masks of ``../shared/data/video/masks`` (both types: 50% of the frames missing, a
-moving 60x60 block per frame), and the mean absolute error over the missing pixels on the 0-255
+moving 60x60 block per frame) and the third experiment's 50% salt-and-pepper pixels (generated,
+seeded), and the mean absolute error over the missing pixels on the 0-255
 scale. Every clip x mask pair is one :func:`stgconv.evaluation.video_recovery.eval_recovery` call, so ours and the
 baselines run on the same masked input. This takes minutes per pair on a CPU.
 
@@ -33,9 +34,13 @@ from stgconv.io.video import save_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("boiling_water", "flag", "fire_pot")
-MASK_TYPES = {"missing_frame": "missing frames (50%)", "region": "moving 60x60 block"}
-# --quick: the same two mask types, generated for a small clip.
-QUICK_MASKS = {"missing_frame": "missing_frames:0.5", "region": "region:12"}
+MASK_TYPES = {"missing_frame": "missing frames (50%)", "region": "moving 60x60 block",
+              "salt_and_pepper": "50% of the pixels, drawn independently"}
+# The paper's third experiment has no shared mask file: generated (seeded by the config's seed).
+GENERATED_MASKS = {"salt_and_pepper": "salt_and_pepper:0.5"}
+# --quick: the same mask types, generated for a small clip.
+QUICK_MASKS = {"missing_frame": "missing_frames:0.5", "region": "region:12",
+               "salt_and_pepper": "salt_and_pepper:0.5"}
 
 
 def quick_clip(folder: Path) -> Path:
@@ -80,8 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if video is None:
             parser.error(f"no clip named {clip} in {data}")
         for mask_type in args.masks:
-            mask = (QUICK_MASKS[mask_type] if args.quick
-                    else data / "masks" / f"{args.mask_clip}_{mask_type}_type.mat")
+            if args.quick:
+                mask = QUICK_MASKS[mask_type]
+            elif mask_type in GENERATED_MASKS:
+                mask = GENERATED_MASKS[mask_type]
+            else:
+                mask = data / "masks" / f"{args.mask_clip}_{mask_type}_type.mat"
             table = eval_recovery(config, video, mask, frames=args.frames, size=args.size)
             best_baseline = min(
                 (e, name) for name, e in table["errors"].items() if name != "stgconv"

@@ -147,7 +147,8 @@ class RecoveryConfig:
     """Learning from incomplete data (:func:`stgconv.recovery.recover`)."""
 
     # The completion chain starts from this fill: a classical baseline or the observed mean.
-    init: Literal["temporal_interpolation", "neighbour_average", "mean"] = "temporal_interpolation"
+    init: Literal["temporal_interpolation", "motion_compensated", "neighbour_average", "mean"] = (
+        "temporal_interpolation")
     # Completions of the last iterations averaged into the result (posterior-mean estimate).
     average_last: int = 10
     # Iterations that learn the model on the fixed starting fill before the completion moves.

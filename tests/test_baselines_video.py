@@ -13,6 +13,7 @@ import torch
 from stgconv.baselines.video import (
     FILLS,
     biharmonic_inpainting,
+    motion_compensated_interpolation,
     neighbour_average,
     temporal_interpolation,
 )
@@ -62,7 +63,8 @@ MASK_KINDS = ["missing_frames", "region", "fixed_region", "salt_and_pepper", "bl
 
 
 def test_registry_names():
-    assert set(FILLS) == {"temporal_interpolation", "biharmonic", "neighbour_average"}
+    assert set(FILLS) == {"temporal_interpolation", "biharmonic", "neighbour_average",
+                          "motion_compensated"}
     assert FILLS["biharmonic"] is biharmonic_inpainting
 
 
@@ -237,6 +239,47 @@ def test_biharmonic_whole_missing_frames_fall_back_to_temporal_interpolation():
     known = make_mask("channel_frame_gone")
     out = biharmonic_inpainting(video, known)
     assert torch.equal(out[1, 4], temporal_interpolation(video, known)[1, 4])
+
+
+def moving_pattern(shift: float = 1.0, frames: int = 10, size: int = 32) -> torch.Tensor:
+    """``(3, frames, size, size)``: a smooth periodic pattern translating ``shift`` pixels per
+    frame to the right (the known flow), a different phase per channel."""
+    rows = torch.arange(size, dtype=torch.float64).view(1, 1, size, 1)
+    cols = torch.arange(size, dtype=torch.float64).view(1, 1, 1, size)
+    t = torch.arange(frames, dtype=torch.float64).view(1, frames, 1, 1)
+    phase = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64).view(3, 1, 1, 1)
+    x = cols - shift * t
+    return (0.6 * torch.sin(2 * torch.pi * x / 16 + phase)
+            * torch.cos(2 * torch.pi * rows / 32)).float()
+
+
+def test_motion_compensated_follows_a_known_translation():
+    """A block hidden for four frames over a pattern moving 1 px per frame: interpolating at a
+    fixed pixel blends two phases of the pattern; following the flow does not."""
+    video = moving_pattern()
+    known = torch.ones(10, 32, 32, dtype=torch.bool)
+    known[3:7, 10:22, 10:22] = False
+    observed = torch.where(known, video, torch.nan)
+    missing = ~known.expand_as(video)
+    errors = {name: (fill(observed, known) - video)[missing].abs().mean().item()
+              for name, fill in (("temporal", temporal_interpolation),
+                                 ("motion", motion_compensated_interpolation))}
+    assert errors["motion"] < 0.25 * errors["temporal"], errors
+    assert errors["motion"] < 0.03, errors
+
+
+def test_motion_compensated_is_temporal_interpolation_on_a_still_scene():
+    """No motion: the trajectories are the fixed pixels, and both fills agree."""
+    video = moving_pattern(shift=0.0, frames=T, size=H)
+    known = make_mask("missing_frames")
+    observed = torch.where(known, video, torch.nan)
+    torch.testing.assert_close(motion_compensated_interpolation(observed, known),
+                               temporal_interpolation(observed, known), rtol=0, atol=2e-3)
+
+
+def test_motion_compensated_rejects_no_rounds():
+    with pytest.raises(ValueError, match="rounds"):
+        motion_compensated_interpolation(clip(), make_mask("region"), rounds=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,9 +73,10 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path):
     assert main(["--quick", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(row["clip"], row["mask"]) for row in rows] == [("wave", "missing_frame"),
-                                                            ("wave", "region")]
+                                                            ("wave", "region"),
+                                                            ("wave", "salt_and_pepper")]
     for row in rows:
-        assert {"stgconv", "temporal_interpolation"} <= set(row["errors"])
+        assert {"stgconv", "temporal_interpolation", "motion_compensated"} <= set(row["errors"])
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     table = json.loads(out.read_text())
     assert "0-255" in table["unit"]
     assert set(table["errors"]) == {"stgconv", "temporal_interpolation", "biharmonic",
-                                    "neighbour_average"}
+                                    "neighbour_average", "motion_compensated"}
     assert all(np.isfinite(e) and e >= 0 for e in table["errors"].values())
     assert table["missing_fraction"] == pytest.approx(0.5)
     assert "temporal_interpolation" in capsys.readouterr().out
