@@ -121,8 +121,9 @@ def test_image_previews(tmp_path: Path) -> None:
 def test_video_previews(tmp_path: Path) -> None:
     clips = torch.rand(5, 3, 4, 8, 8) * 2 - 1
     files = VIDEO.save_samples(clips, tmp_path / "clips")
-    assert files == [tmp_path / "clips.gif", tmp_path / "clips.mp4"]
+    assert files == [tmp_path / "clips.gif", tmp_path / "clips.mp4", tmp_path / "clips.npy"]
     assert all(f.stat().st_size > 0 for f in files)
+    np.testing.assert_array_equal(np.load(files[2]), clips.numpy())  # every clip, not only 4
     width = 4 * 8 + 3 * COMPARISON_GAP  # at most 4 clips side by side
     with Image.open(files[0]) as gif:
         assert gif.size == (width + width % 2, 8) and gif.n_frames == 4

@@ -44,8 +44,8 @@ def data_overrides(modality: str, root: Path) -> list[str]:
 
 # What `synthesize` writes, per modality.
 WRITTEN = {
-    "image": {"synthesized.png"},
-    "video": {"synthesized.gif", "synthesized.mp4"},
+    "image": {"synthesized.png", "synthesized.npy"},
+    "video": {"synthesized.gif", "synthesized.mp4", "synthesized.npy"},
     "voxels": {"synthesized.png", "synthesized.npy"},
 }
 
@@ -63,6 +63,11 @@ def test_train_then_synthesize_every_modality(modality: str, tmp_path: Path) -> 
         assert 0.0 < state["config"]["data"]["mean"] < 1.0
     out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=2, device="cpu")
     assert {p.name for p in out.iterdir()} == written
+    samples = np.load(out / "synthesized.npy")  # every sample, in the data's value range
+    assert samples.dtype == np.float32 and len(samples) == 2
+    assert samples.ndim == {"image": 4, "video": 5, "voxels": 4}[modality]
+    low, high = (0.0, 1.0) if modality == "voxels" else (-1.0, 1.0)
+    assert samples.min() >= low and samples.max() <= high
     chained = synthesize(run, tmp_path / "chains", n_samples=2, n_steps=1, start="chains",
                          device="cpu")
     assert {p.name for p in chained.iterdir()} == written

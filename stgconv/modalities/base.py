@@ -20,6 +20,7 @@ from torch import Tensor
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.io.atomic import atomic_save_npy
 
 
 class Modality:
@@ -62,8 +63,12 @@ class Modality:
         raise NotImplementedError
 
     def save_samples(self, batch: Tensor, stem: str | Path) -> list[Path]:
-        """Write a task's result batch (data units): its preview in every format."""
-        return self.preview(batch, stem, formats=(".gif", ".mp4"))
+        """Write a task's result batch (data units): its preview in every format, and
+        ``<stem>.npy`` with every example as float32 (``(N, C, H, W)`` images, ``(N, C, T, H,
+        W)`` videos), for programs that score samples."""
+        files = self.preview(batch, stem, formats=(".gif", ".mp4"))  # checks the layout first
+        return [*files, atomic_save_npy(Path(stem).with_suffix(".npy"),
+                                        batch.detach().float().cpu().numpy())]
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
         """Write a coarse grid of multi-grid samples (data units)."""

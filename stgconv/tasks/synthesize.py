@@ -28,8 +28,10 @@ def synthesize(
     device: str = "auto",
 ) -> Path:
     """Sample from a trained model into ``out_dir``: ``synthesized.png`` for images,
-    ``synthesized.gif`` and ``synthesized.mp4`` for videos, ``synthesized.png`` (renders) and
-    ``synthesized.npy`` (every sample's occupancy) for voxels.
+    ``synthesized.gif`` and ``synthesized.mp4`` for videos, ``synthesized.png`` (renders) for
+    voxels, and for every modality ``synthesized.npy``, every sample as float32 in the data's
+    value range: ``(N, C, H, W)`` images, ``(N, C, T, H, W)`` videos, ``(N, D, H, W)`` voxel
+    occupancies.
 
     Args:
         n_steps: chain length (default: the training chain length).
