@@ -243,3 +243,16 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     assert exit_info.value.code == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
+    out = tmp_path / "digits.json"
+    assert bench_main("digits.py")(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["set"] for row in rows] == ["stgconv samples", "reference: other test digits",
+                                            "reference: chain start (uniform noise)"]
+    for row in rows:
+        assert 0.0 <= row["class_entropy"] <= 1.0 and row["frechet"] >= 0.0
+        assert sum(row["class_histogram"]) == row["n"]
+    # Real digits against real digits: all classes present, features close.
+    assert rows[1]["class_entropy"] > 0.9 and rows[1]["frechet"] < rows[2]["frechet"]

@@ -208,3 +208,31 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
 def test_bad_inputs_raise_naming_the_expected_shape(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_frechet_distance_of_gaussians_matches_the_closed_form() -> None:
+    """Diagonal covariances: |mu_a - mu_b|^2 + sum (s_a - s_b)^2, from large samples."""
+    from stgconv.evaluation.quality import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    n = 200_000
+    a = torch.randn(n, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5])
+    b = (torch.randn(n, 3, generator=g, dtype=torch.float64) * torch.tensor([1.5, 2.0, 1.0])
+         + torch.tensor([1.0, 0.0, -2.0]))
+    expected = (1 + 0 + 4) + (0.5**2 + 0 + 0.5**2)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="features"):
+        frechet_distance(a, b[:, :2])
+
+
+def test_spread_and_class_entropy() -> None:
+    from stgconv.evaluation.quality import class_entropy, spread
+
+    same = torch.ones(5, 1, 4, 4)
+    assert spread(same) == 0.0
+    assert spread(torch.tensor([[0.0], [2.0]])) == pytest.approx(math.sqrt(2.0))
+    assert class_entropy(torch.arange(10).repeat(3), 10) == pytest.approx(math.log(10))
+    assert class_entropy(torch.zeros(7, dtype=torch.long), 10) == 0.0
+    with pytest.raises(ValueError, match="at least 2"):
+        spread(same[:1])

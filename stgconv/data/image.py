@@ -1,11 +1,16 @@
-"""Image datasets: one texture image, or a folder of object images."""
+"""Image datasets: one texture image, a folder of object images, or an array of images in an
+``.npz`` file (the Keras layout of MNIST and its kin)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
+import zipfile
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -62,11 +67,55 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
     """Training tensor ``(N, C, size, size)`` in ``[-1, 1]``.
 
     ``kind="texture"``: ``path`` is one image (or ``builtin:<name>``), N = 1.
-    ``kind="objects"``: ``path`` is a folder of images.
+    ``kind="objects"``: ``path`` is a folder of images, or an ``.npz`` file whose ``x_train``
+    holds them (:func:`load_npz_images`).
     """
     if kind == "texture":
         return load_image(path, channels=channels, size=size).unsqueeze(0)
+    if kind == "objects" and Path(path).suffix.lower() == ".npz":
+        return load_npz_images(path, size=size, channels=channels, max_images=max_images)
     if kind == "objects":
         dataset = ImageFolder(path, size=size, channels=channels, max_images=max_images)
         return torch.stack([dataset[i] for i in range(len(dataset))])
     raise ValueError(f"data kind must be 'texture' or 'objects', got {kind!r}")
+
+
+def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channels: int,
+                    max_images: int | None = None) -> Tensor:
+    """The images of array ``key`` of an ``.npz`` file as ``(N, channels, size, size)`` in
+    ``[-1, 1]``.
+
+    The array is ``(N, H, W)`` (grey) or ``(N, H, W, C)`` with ``C`` 1 or 3, uint8 0-255 (the
+    Keras layout of MNIST, Fashion-MNIST and CIFAR). Grey becomes RGB by repetition, RGB grey
+    by the mean of its channels; other sides are resized (bilinear, antialiased). With
+    ``max_images``, a fixed random subset (seed 0, kept in file order): such files are often
+    ordered by class or by writer, so their first ``N`` would not be a fair sample.
+
+    Raises:
+        ValueError: not a readable ``.npz``, no array ``key`` (the message lists those there),
+            or an array of another shape or type.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if key not in archive.files:
+                raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
+            images = archive[key]
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    if images.dtype != np.uint8 or not (
+            images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))):
+        raise ValueError(f"{path}: {key} must be uint8 (N, H, W) or (N, H, W, 1 or 3), got "
+                         f"{images.dtype} {images.shape}")
+    if len(images) == 0:
+        raise ValueError(f"{path}: {key} holds no images")
+    if max_images is not None and max_images < len(images):
+        keep = np.sort(np.random.default_rng(0).permutation(len(images))[:max_images])
+        images = images[keep]
+    x = torch.from_numpy(images).float().div(127.5).sub(1.0)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    if x.shape[1] != channels:
+        x = x.expand(-1, channels, -1, -1).clone() if x.shape[1] == 1 else x.mean(1, keepdim=True)
+    if x.shape[2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False).clamp(-1.0, 1.0)
+    return x

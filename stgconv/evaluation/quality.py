@@ -11,6 +11,8 @@ NaN or infinite inputs (a diverged chain is reported, never scored).
 - :func:`video_statistics_distance`: the filter statistics of the frames plus the same three
   statistics of the frame differences (motion).
 - :func:`nearest_iou`: per generated shape, the best IoU with any reference shape.
+- :func:`frechet_distance` (features of any network, e.g. a digit classifier's) and
+  :func:`spread` (how different the samples are from one another) and :func:`class_entropy`.
 
 Layouts are those of :mod:`stgconv.types`: images ``(B, C, H, W)`` and videos ``(B, C, T, H, W)``
 in ``[-1, 1]``, voxels ``(N, 1, D, H, W)`` (or ``(N, D, H, W)``) of occupancy in ``[0, 1]``.
@@ -384,6 +386,47 @@ def nearest_iou(samples: Tensor, reference: Tensor, *, threshold: float = 0.5,
     return torch.cat(best)
 
 
-__all__ = ["EPS", "FILTER_NAMES", "FILTER_SIZE", "POWER_FLOOR", "STATISTICS", "filter_bank",
-           "filter_statistics", "filter_statistics_distance", "nearest_iou", "power_spectrum",
-           "power_spectrum_distance", "video_statistics_distance"]
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Frechet distance between Gaussians fitted to feature sets ``a`` ``(N, F)`` and ``b``
+    ``(M, F)``: ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` (the FID formula, on
+    whatever features are given). ``tr((S_a S_b)^(1/2))`` is computed as the sum of the square
+    roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric, so no complex
+    round-off); float64 throughout."""
+    for x, name in ((a, "a"), (b, "b")):
+        if x.dim() != 2 or len(x) < 2:
+            raise ValueError(f"{name} must be (N, F) features with N >= 2, got {tuple(x.shape)}")
+        _check_finite_float(x, name, "(N, F)", 2)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a has {a.shape[1]} features and b {b.shape[1]}; expected the same")
+    a, b = a.double(), b.double()
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    distance = (mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross
+    return float(distance.clamp(min=0))
+
+
+def spread(x: Tensor) -> float:
+    """How different the examples of ``x`` ``(N, ...)`` are from one another: the per-entry std
+    across the batch, averaged over entries (0 when every example is the same)."""
+    if len(x) < 2:
+        raise ValueError(f"spread needs at least 2 examples, got {len(x)}")
+    return x.double().std(dim=0).mean().item()
+
+
+def class_entropy(labels: Tensor, n_classes: int) -> float:
+    """Entropy (nats) of the histogram of integer ``labels`` ``(N,)`` over ``n_classes``: its
+    maximum ``log(n_classes)`` when every class is equally frequent, 0 when one class takes
+    all."""
+    if labels.dim() != 1 or len(labels) == 0:
+        raise ValueError(f"labels must be a non-empty (N,) tensor, got {tuple(labels.shape)}")
+    share = torch.bincount(labels.long(), minlength=n_classes).double() / len(labels)
+    return float(-(share[share > 0] * share[share > 0].log()).sum())
+
+
+__all__ = ["EPS", "FILTER_NAMES", "FILTER_SIZE", "POWER_FLOOR", "STATISTICS", "class_entropy",
+           "filter_bank", "filter_statistics", "filter_statistics_distance", "frechet_distance",
+           "nearest_iou", "power_spectrum", "power_spectrum_distance", "spread",
+           "video_statistics_distance"]

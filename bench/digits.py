@@ -1,0 +1,199 @@
+"""Digit samples scored as the "Learning that pays" issue asks: do they look like digits, and
+are all ten digits there?
+
+A small classifier (two convolutions, two linear layers) is trained here on a random 10,000 of
+MNIST's training digits and checked on the test split; then, for the samples of a trained model
+(``synthesized.npy`` of ``stgconv synthesize``) and for reference sets, it reports:
+
+- ``class_entropy``: entropy of the classifier's class histogram over the samples, divided by
+  ``log 10`` (1: every digit equally often; the issue asks >= 0.9), and the histogram itself;
+- ``frechet``: Frechet distance between the classifier's penultimate features of the samples and
+  of 1,000 test digits (lower is closer; the FID formula on this classifier's features);
+- ``spread``: per-pixel std across the samples, averaged, and its ratio to the data's;
+- ``filter_stats_distance``: the appearance statistics of :mod:`stgconv.evaluation.quality`
+  against the training digits.
+
+Reference rows: 1,000 other test digits (what real digits score) and the chains' start (uniform
+noise). Run from the repository root after training ``configs/image/mnist_quick.yaml``::
+
+    python -m bench.digits --run runs/mnist_quick --json digits.json
+    python -m bench.digits --quick                       # smoke run on generated digits
+"""
+
+from __future__ import annotations
+
+# First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
+from bench import common  # isort: skip
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from stgconv.data.image import load_npz_images
+from stgconv.evaluation import quality
+from stgconv.tasks.synthesize import synthesize
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "image" / "mnist.npz"
+
+
+class DigitClassifier(nn.Module):
+    """``(B, 1, 28, 28)`` in ``[-1, 1]`` -> 10 logits; ``features`` is the 128-d layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU())
+        self.head = nn.Linear(128, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+def train_classifier(images: Tensor, labels: Tensor, *, epochs: int, seed: int
+                     ) -> DigitClassifier:
+    torch.manual_seed(seed)
+    model = DigitClassifier()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(images), generator=generator).split(128):
+            loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def score(name: str, images: Tensor, model: DigitClassifier, test_features: Tensor,
+          train_images: Tensor, data_spread: float) -> dict:
+    """One table row for ``images`` ``(N, 1, 28, 28)`` in ``[-1, 1]``."""
+    logits = torch.cat([model(chunk) for chunk in images.split(500)])
+    features = torch.cat([model.features(chunk) for chunk in images.split(500)])
+    labels = logits.argmax(1)
+    spread = quality.spread(images)
+    return {
+        "set": name,
+        "n": len(images),
+        "class_entropy": quality.class_entropy(labels, 10) / math.log(10),
+        "class_histogram": torch.bincount(labels, minlength=10).tolist(),
+        "frechet": quality.frechet_distance(features, test_features),
+        "spread": spread,
+        "spread_vs_data": spread / data_spread,
+        "filter_stats_distance": quality.filter_statistics_distance(images, train_images),
+    }
+
+
+def load_split(path: Path, split: str, n: int) -> tuple[Tensor, Tensor]:
+    """A fixed random ``n`` of the split's digits ``(n, 1, 28, 28)`` and their labels."""
+    with np.load(path) as archive:
+        count = len(archive[f"y_{split}"])
+        keep = np.sort(np.random.default_rng(0).permutation(count)[:n])
+        labels = torch.from_numpy(archive[f"y_{split}"][keep].astype(np.int64))
+    images = load_npz_images(path, key=f"x_{split}", size=28, channels=1)[torch.from_numpy(keep)]
+    return images, labels
+
+
+def quick_digits(folder: Path) -> Path:
+    """Generated stand-in digits (a bar at a class-dependent angle), Keras layout."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:28, :28] - 13.5
+
+    def digits(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 10, n)
+        angle = labels[:, None, None] * np.pi / 10
+        bar = np.abs(rows * np.cos(angle) - cols * np.sin(angle)) < 2.5
+        return (bar * 255).astype(np.uint8), labels.astype(np.uint8)
+
+    (x_train, y_train), (x_test, y_test) = digits(600), digits(300)
+    path = folder / "digits.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default="runs/mnist_quick", help="a trained digits model")
+    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="synthesis chain length (default: the model's training length)")
+    parser.add_argument("--start", choices=["noise", "chains"], default="noise",
+                        help="fresh chains from noise, or the trained model's replay buffer")
+    parser.add_argument("--epochs", type=int, default=5, help="classifier training epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: generated digits and a 2-iteration model")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data, run = Path(args.data), Path(args.run)
+        if args.quick:
+            from stgconv.config import load_config
+            from stgconv.tasks.train import train
+
+            data = quick_digits(work)
+            run = train(load_config(ROOT / "configs/image/mnist_quick.yaml", [
+                f"data.path={data}", f"out_dir={work / 'run'}", "train.n_iterations=2",
+                "train.batch_size=8", "sampler.n_steps=2", "train.sample_every=0",
+                "device=cpu"]), progress=False)
+            args.samples, args.epochs = 20, 1
+        elif not data.is_file():
+            parser.error(f"MNIST not found at {data} (pass --data)")
+        train_images, train_labels = load_split(data, "train", 10_000 if not args.quick else 600)
+        test_images, test_labels = load_split(data, "test", 2000 if not args.quick else 300)
+        started = time.perf_counter()
+        model = train_classifier(train_images, train_labels, epochs=args.epochs, seed=args.seed)
+        with torch.no_grad():
+            accuracy = (model(test_images).argmax(1) == test_labels).float().mean().item()
+            half = len(test_images) // 2
+            test_features = model.features(test_images[:half])
+        classifier_s = time.perf_counter() - started
+        started = time.perf_counter()
+        out = synthesize(run, work / "samples", n_samples=args.samples, n_steps=args.steps,
+                         start=args.start, seed=args.seed, device="cpu")
+        sample_s = time.perf_counter() - started
+        samples = torch.from_numpy(np.load(out / "synthesized.npy"))
+        data_spread = quality.spread(train_images)
+        start = torch.rand(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(
+            args.seed)) * 2 - 1
+        rows = [score(name, images, model, test_features, train_images, data_spread)
+                for name, images in (("stgconv samples", samples),
+                                     ("reference: other test digits", test_images[half:]),
+                                     ("reference: chain start (uniform noise)", start))]
+    for row in rows:
+        row.update({"classifier_test_accuracy": accuracy, "classifier_s": classifier_s,
+                    "sample_s": sample_s if row["set"] == "stgconv samples" else None,
+                    "run": str(run), "start": args.start})
+    columns = [common.Column("set", "set", "<40"), common.Column("n", "n", ">5"),
+               common.Column("entropy/log10", "class_entropy", ">14", ".3f"),
+               common.Column("frechet", "frechet", ">9", ".2f"),
+               common.Column("spread", "spread", ">7", ".3f"),
+               common.Column("vs data", "spread_vs_data", ">8", ".2f", "x"),
+               common.Column("filter stats", "filter_stats_distance", ">13", ".3f")]
+    header = " ".join(f"{c.title:{c.align}}" for c in columns)
+    lines = [f"# digits: classifier test accuracy {accuracy:.4f} ({classifier_s:.0f} s); "
+             f"{args.samples} samples from {run} ({args.start}, {sample_s:.0f} s)",
+             header, "-" * len(header)]
+    lines += [" ".join(c.cell(row) for c in columns) for row in rows]
+    lines += [f"# class histogram of the samples: {rows[0]['class_histogram']}"]
+    common.report("\n".join(lines), rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

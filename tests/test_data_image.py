@@ -1,0 +1,77 @@
+"""Images from an ``.npz`` array (the Keras layout of MNIST): layout, values, subsets and the
+errors on files that are not such an array. The real MNIST check skips without ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stgconv.data.image import load_npz_images, load_training_images
+
+
+def digits_file(tmp_path: Path, images: np.ndarray, key: str = "x_train") -> Path:
+    path = tmp_path / "digits.npz"
+    np.savez(path, **{key: images, "y_train": np.arange(len(images)) % 10})
+    return path
+
+
+def test_grey_uint8_images_become_minus_one_to_one(tmp_path: Path) -> None:
+    images = np.zeros((4, 6, 6), dtype=np.uint8)
+    images[:, 2:4, 2:4] = 255
+    x = load_training_images(digits_file(tmp_path, images), kind="objects", size=6, channels=1)
+    assert x.shape == (4, 1, 6, 6) and x.dtype == torch.float32
+    assert x.min() == -1.0 and x.max() == 1.0
+    assert torch.equal(x[:, 0] == 1.0, torch.from_numpy(images == 255))
+
+
+def test_channels_and_size_are_converted(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    rgb = load_npz_images(digits_file(tmp_path, grey), size=28, channels=3)
+    assert rgb.shape == (3, 3, 28, 28) and torch.equal(rgb[:, 0], rgb[:, 2])
+    small = load_npz_images(digits_file(tmp_path, grey), size=14, channels=1)
+    assert small.shape == (3, 1, 14, 14) and small.min() >= -1 and small.max() <= 1
+    colour = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    back = load_npz_images(digits_file(tmp_path, colour), size=8, channels=1)
+    torch.testing.assert_close(back[:, 0], torch.from_numpy(colour).float().mean(-1) / 127.5 - 1)
+
+
+def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> None:
+    images = np.arange(50, dtype=np.uint8).repeat(4).reshape(50, 2, 2)  # image i is all i
+    path = digits_file(tmp_path, images)
+    first = load_npz_images(path, size=2, channels=1, max_images=10)
+    again = load_npz_images(path, size=2, channels=1, max_images=10)
+    values = ((first[:, 0, 0, 0] + 1) * 127.5).round().long().tolist()
+    assert torch.equal(first, again) and values == sorted(values) and len(set(values)) == 10
+    assert values != list(range(10))  # not simply the first ten
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("not a zip", "not a readable .npz"),
+    ("other key", "no array 'x_train' \\(it has x_test"),
+    ("floats", "must be uint8"),
+    ("empty", "holds no images"),
+])
+def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.npz"
+    if content == "not a zip":
+        path.write_bytes(b"PK\x03\x04 truncated")
+    elif content == "other key":
+        np.savez(path, x_test=np.zeros((2, 4, 4), dtype=np.uint8))
+    elif content == "floats":
+        np.savez(path, x_train=np.zeros((2, 4, 4)))
+    else:
+        np.savez(path, x_train=np.zeros((0, 4, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match=message):
+        load_npz_images(path, size=4, channels=1)
+
+
+@pytest.mark.shared_data("image/mnist.npz")
+def test_real_mnist_loads_as_digits(shared_data: Path) -> None:
+    x = load_npz_images(shared_data / "image" / "mnist.npz", size=28, channels=1, max_images=100)
+    assert x.shape == (100, 1, 28, 28)
+    # Digits: a dark background with a minority of bright strokes.
+    assert (x < -0.9).float().mean() > 0.6 and (x > 0.5).float().mean() > 0.05
