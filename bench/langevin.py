@@ -10,8 +10,8 @@ that implies (FLOPs of one energy forward + input-gradient backward, counted by
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/langevin.py                      # full table
-    PYTHONPATH=. python bench/langevin.py --quick --json /tmp/x.json   # smoke run, seconds
+    python -m bench.langevin                      # full table
+    python -m bench.langevin --quick --json /tmp/x.json   # smoke run, seconds
 """
 
 from __future__ import annotations

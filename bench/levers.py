@@ -22,9 +22,9 @@ reported: ``response_rel_err``, max over the batch of ``|f - f_fp32| / |f_fp32|`
 ``grad_rel_err``, max over the batch of ``|grad f - grad f_fp32| / |grad f_fp32|`` (L2), so a
 lever's speed can be weighed against what it changes.
 
-    PYTHONPATH=. python bench/levers.py --json levers.json
-    PYTHONPATH=. python bench/levers.py --nets texture --compile
-    PYTHONPATH=. python bench/levers.py --quick --json /tmp/levers.json   # smoke run
+    python -m bench.levers --json levers.json
+    python -m bench.levers --nets texture --compile
+    python -m bench.levers --quick --json /tmp/levers.json   # smoke run
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ Quality, measured against the training data (:mod:`stgconv.evaluation.quality`):
 Run from the repository root (each modality trains two models; on 2 CPU cores images take
 ~4 minutes, the video ~5, voxels ~14)::
 
-    PYTHONPATH=. python bench/multigrid.py --work runs/multigrid_bench --json runs/multigrid.json
-    PYTHONPATH=. python bench/multigrid.py --modality image      # one modality
-    PYTHONPATH=. python bench/multigrid.py --quick               # smoke run, generated data
+    python -m bench.multigrid --work runs/multigrid_bench --json runs/multigrid.json
+    python -m bench.multigrid --modality image      # one modality
+    python -m bench.multigrid --quick               # smoke run, generated data
 """
 
 from __future__ import annotations

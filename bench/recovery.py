@@ -9,9 +9,9 @@ baselines run on the same masked input. This takes minutes per pair on a CPU.
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/recovery.py --json recovery.json
-    PYTHONPATH=. python bench/recovery.py --clips flag --masks region
-    PYTHONPATH=. python bench/recovery.py --quick --json /tmp/r.json   # smoke run on a
+    python -m bench.recovery --json recovery.json
+    python -m bench.recovery --clips flag --masks region
+    python -m bench.recovery --quick --json /tmp/r.json   # smoke run on a
                                                                         # generated clip, seconds
 """
 

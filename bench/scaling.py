@@ -20,9 +20,9 @@ binary occupancy):
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/scaling.py --json scaling.json     # both tables, ~6.5 min on 2 cores
-    PYTHONPATH=. python bench/scaling.py --tables processes --net st_small
-    PYTHONPATH=. python bench/scaling.py --quick --json /tmp/s.json   # smoke run
+    python -m bench.scaling --json scaling.json     # both tables, ~6.5 min on 2 cores
+    python -m bench.scaling --tables processes --net st_small
+    python -m bench.scaling --quick --json /tmp/s.json   # smoke run
 """
 
 from __future__ import annotations

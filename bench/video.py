@@ -18,9 +18,9 @@ the ratios eager / stgconv.
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/video.py                             # CPU table, small presets
-    PYTHONPATH=. python bench/video.py --paper --device cuda       # the papers' sizes, on a GPU
-    PYTHONPATH=. python bench/video.py --quick --json /tmp/v.json  # smoke run, seconds
+    python -m bench.video                             # CPU table, small presets
+    python -m bench.video --paper --device cuda       # the papers' sizes, on a GPU
+    python -m bench.video --quick --json /tmp/v.json  # smoke run, seconds
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ call after one warm-up call.
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/voxel.py                             # CPU table, small presets
-    PYTHONPATH=. python bench/voxel.py --paper --device cuda       # the paper's nets, on a GPU
-    PYTHONPATH=. python bench/voxel.py --quick --json /tmp/v.json  # smoke run, seconds
+    python -m bench.voxel                             # CPU table, small presets
+    python -m bench.voxel --paper --device cuda       # the paper's nets, on a GPU
+    python -m bench.voxel --quick --json /tmp/v.json  # smoke run, seconds
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ The protocol, every step in this script so that a rerun gives the same table:
 
 Run from the repository root::
 
-    PYTHONPATH=. python bench/voxel_eval.py --work runs/voxel_eval --json runs/voxel_eval.json
-    PYTHONPATH=. python bench/voxel_eval.py --sr-checkpoint runs/voxel_issue4/sr_quick \\
+    python -m bench.voxel_eval --work runs/voxel_eval --json runs/voxel_eval.json
+    python -m bench.voxel_eval --sr-checkpoint runs/voxel_issue4/sr_quick \\
         --recovery-checkpoint runs/voxel_issue4/rec_chairs            # skip the training
-    PYTHONPATH=. python bench/voxel_eval.py --quick                   # smoke run, generated shapes
+    python -m bench.voxel_eval --quick                   # smoke run, generated shapes
 """
 
 from __future__ import annotations

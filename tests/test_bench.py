@@ -256,3 +256,28 @@ def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
         assert sum(row["class_histogram"]) == row["n"]
     # Real digits against real digits: all classes present, features close.
     assert rows[1]["class_entropy"] > 0.9 and rows[1]["frechet"] < rows[2]["frechet"]
+
+
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "common")
+
+
+def run_as_documented(*args: str) -> subprocess.CompletedProcess:
+    """``python -m bench.NAME ...`` from the repository root with no PYTHONPATH, as
+    bench/README.md says to run them."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_starts_as_documented(script: str) -> None:
+    result = run_as_documented(f"bench.{script}", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--json" in result.stdout
+
+
+def test_a_bench_smoke_run_as_documented(tmp_path) -> None:
+    out = tmp_path / "langevin.json"
+    result = run_as_documented("bench.langevin", "--quick", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(out.read_text())) == 3

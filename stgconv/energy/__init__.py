@@ -3,9 +3,13 @@
 from typing import Any
 
 from stgconv.energy.base import ConvNetEnergy, EnergyModel
+from stgconv.energy.classifier import ClassifierEnergy, digit_classifier, wide_resnet
+from stgconv.energy.compose import ProductOfExperts
 from stgconv.energy.image import IMAGE_PRESETS, image_energy
 
-__all__ = ["IMAGE_PRESETS", "ConvNetEnergy", "EnergyModel", "build_from_config", "image_energy"]
+__all__ = ["IMAGE_PRESETS", "ClassifierEnergy", "ConvNetEnergy", "EnergyModel",
+           "ProductOfExperts", "build_from_config", "digit_classifier", "image_energy",
+           "wide_resnet"]
 
 
 def build_from_config(config: dict[str, Any]) -> ConvNetEnergy:

@@ -1,0 +1,60 @@
+"""Energies add: a product of experts (Hinton 2002; Du & Mordatch 2019's compositional EBMs).
+
+``p(x) ∝ prod_i p_i(v_i(x))^{w_i}`` has the energy ``E(x) = sum_i w_i E_i(v_i(x))``, so models
+trained apart combine at sampling time into a conjunction none of them was trained for (a
+class of one model and a style of another, say). Any sampler takes the sum like any energy.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from stgconv.types import EnergyFn
+
+View = Callable[[Tensor], Tensor]
+
+
+class ProductOfExperts(nn.Module):
+    """``E(x) = sum_i w_i E_i(v_i(x))``, ``(B, *S)`` -> ``(B,)``.
+
+    Args:
+        experts: energies ``E_i``, each ``(B, *S_i) -> (B,)``; modules among them are
+            registered (``.to()`` moves them, ``.parameters()`` lists them).
+        weights: ``w_i`` (default all 1); 0 switches an expert off, a negative weight would
+            make the product improper and is refused.
+        views: ``v_i`` mapping ``x`` to what expert ``i`` reads (a crop, a down-sampling, a
+            channel); ``None`` for ``x`` itself.
+    """
+
+    def __init__(self, experts: Sequence[EnergyFn], weights: Sequence[float] | None = None,
+                 views: Sequence[View | None] | None = None) -> None:
+        super().__init__()
+        if not experts:
+            raise ValueError("a product of experts needs at least one expert")
+        weights = [1.0] * len(experts) if weights is None else [float(w) for w in weights]
+        views = [None] * len(experts) if views is None else list(views)
+        if len(weights) != len(experts) or len(views) != len(experts):
+            raise ValueError(f"{len(experts)} experts need as many weights and views, got "
+                             f"{len(weights)} and {len(views)}")
+        if any(not w >= 0 for w in weights):  # also refuses NaN
+            raise ValueError(f"weights must be finite and >= 0, got {weights}")
+        self.experts = list(experts)
+        # Registered so that .to(), .parameters() and state_dict() see the modules.
+        self.registered = nn.ModuleList(e for e in experts if isinstance(e, nn.Module))
+        self.weights = weights
+        self.views = views
+
+    def forward(self, x: Tensor) -> Tensor:
+        total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+        for expert, weight, view in zip(self.experts, self.weights, self.views):
+            if weight == 0:
+                continue
+            energy = expert(x if view is None else view(x))
+            if energy.shape != (len(x),):
+                raise ValueError(f"expert {expert!r} returned {tuple(energy.shape)}, expected "
+                                 f"({len(x)},)")
+            total = total + weight * energy
+        return total

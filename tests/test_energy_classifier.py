@@ -1,0 +1,62 @@
+"""A classifier read as an energy (JEM): the three quantities agree with each other, the nets
+have the stated shapes and no batch statistics, and a sampler follows the class energy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from stgconv.energy.classifier import ClassifierEnergy, digit_classifier, wide_resnet
+from stgconv.mcmc import Langevin
+
+
+def test_marginal_class_and_posterior_agree() -> None:
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(digit_classifier(width=8))
+    x = torch.randn(5, 1, 28, 28)
+    logits = energy.logits(x)
+    assert logits.shape == (5, 10)
+    # E(x) = -log sum_y exp(-E(x, y)); log p(y|x) = E(x) - E(x, y).
+    per_class = torch.stack([energy.class_energy(x, y) for y in range(10)], dim=1)
+    torch.testing.assert_close(energy(x), -torch.logsumexp(-per_class, dim=1))
+    torch.testing.assert_close(energy.log_prob_y(x), energy(x)[:, None] - per_class)
+    torch.testing.assert_close(energy.class_energy(x, torch.arange(5)),
+                               per_class[torch.arange(5), torch.arange(5)])
+
+
+def test_an_energy_does_not_depend_on_the_rest_of_the_batch() -> None:
+    """No batch normalisation in the energy path: a chain's energy is its own."""
+    torch.manual_seed(0)
+    for net, shape in ((digit_classifier(width=8), (4, 1, 28, 28)),
+                       (wide_resnet(depth=10, widen=1), (4, 3, 32, 32))):
+        assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+        energy = ClassifierEnergy(net)
+        x = torch.randn(shape)
+        torch.testing.assert_close(energy(x)[:1], energy(x[:1]), rtol=1e-5, atol=1e-5)
+
+
+def test_wide_resnet_shape_and_depth_rule() -> None:
+    net = wide_resnet(n_classes=7, depth=10, widen=2)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    with pytest.raises(ValueError, match="6n \\+ 4"):
+        wide_resnet(depth=12)
+
+
+def test_class_conditional_sampling_moves_towards_the_class() -> None:
+    """A linear 'classifier' whose class c prefers x along direction c: Langevin on the class-2
+    energy moves the chains towards direction 2."""
+    directions = torch.eye(3)
+    classifier = nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        classifier.weight.copy_(directions * 4.0)
+    energy = ClassifierEnergy(classifier)
+    x = Langevin(n_steps=200, step_size=0.1, noise_scale=0.0).run(
+        energy.conditional(2), torch.zeros(8, 3))
+    assert (x[:, 2] > 5 * x[:, :2].abs().max()).all()
+
+
+def test_a_classifier_that_returns_the_wrong_shape_is_named() -> None:
+    energy = ClassifierEnergy(nn.Flatten(0))
+    with pytest.raises(ValueError, match=r"\(B, K\) logits"):
+        energy(torch.zeros(2, 3))
