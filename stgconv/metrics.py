@@ -1,4 +1,5 @@
-"""Every score we report: video recovery errors and PSNR, voxel error and IoU.
+"""Every score we report: video recovery errors and PSNR, voxel error and IoU, and for
+classifiers read as energies the out-of-distribution AUROC and the expected calibration error.
 
 Recovery errors are measured on the missing entries only (observed ones are given, not
 recovered). Videos live in ``[-1, 1]`` inside stgconv; the recovery papers report errors on the 0-255 pixel
@@ -130,3 +131,46 @@ def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
     inter = (a & b).sum(dim=1).double()
     union = (a | b).sum(dim=1).double()
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
+    """Area under the ROC curve of telling inliers from outliers by a score that is higher for
+    inliers: the probability that a random inlier scores above a random outlier, ties counting
+    one half (the Mann-Whitney statistic, from average ranks; exact, no thresholds)."""
+    for name, scores in (("inlier_scores", inlier_scores), ("outlier_scores", outlier_scores)):
+        if scores.dim() != 1 or len(scores) == 0:
+            raise ValueError(f"{name} must be a non-empty (N,) tensor, got {tuple(scores.shape)}")
+        if not torch.isfinite(scores).all():
+            raise ValueError(f"{name} has NaN or infinite values")
+    scores = torch.cat([inlier_scores, outlier_scores]).double()
+    order = scores.argsort()
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    # Tied scores share the mean of their ranks.
+    values, inverse = scores.unique(return_inverse=True)
+    mean_rank = torch.zeros(len(values), dtype=torch.float64).index_add_(0, inverse, ranks)
+    mean_rank /= torch.bincount(inverse, minlength=len(values)).double()
+    ranks = mean_rank[inverse]
+    n_in, n_out = len(inlier_scores), len(outlier_scores)
+    return float((ranks[:n_in].sum() - n_in * (n_in + 1) / 2) / (n_in * n_out))
+
+
+def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: int = 15
+                               ) -> float:
+    """ECE of class ``probabilities`` ``(N, K)`` against integer ``labels`` ``(N,)``: the
+    examples binned by confidence (the top probability) into ``bins`` equal-width bins of
+    ``[0, 1]``, and the bins' ``|accuracy - mean confidence|`` averaged, weighted by their
+    share of the examples."""
+    if probabilities.dim() != 2 or labels.shape != probabilities.shape[:1]:
+        raise ValueError(f"probabilities must be (N, K) and labels (N,), got "
+                         f"{tuple(probabilities.shape)} and {tuple(labels.shape)}")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    confidence, predicted = probabilities.double().max(dim=1)
+    correct = (predicted == labels).double()
+    # Bin b holds confidences in (b / bins, (b + 1) / bins]; a confidence of 0 goes to bin 0.
+    which = (confidence * bins).ceil().long().clamp(1, bins) - 1
+    count = torch.bincount(which, minlength=bins).double()
+    gap = (torch.zeros(bins, dtype=torch.float64).index_add_(0, which, correct)
+           - torch.zeros(bins, dtype=torch.float64).index_add_(0, which, confidence)).abs()
+    return float(gap.sum() / count.sum())

@@ -106,3 +106,33 @@ def test_voxel_scores_refuse_bad_input() -> None:
     where[0] = True  # shape 1 has nothing to score
     with pytest.raises(ValueError, match="no voxel to score"):
         voxel_errors(truth, truth, where=where)
+
+
+def test_auroc_against_brute_force_pairs() -> None:
+    from stgconv.metrics import auroc
+
+    g = torch.Generator().manual_seed(0)
+    inliers = torch.randint(0, 6, (40,), generator=g).double()  # ties on purpose
+    outliers = torch.randint(0, 6, (30,), generator=g).double() - 1
+    pairs = (inliers[:, None] > outliers[None, :]).double() + 0.5 * (
+        inliers[:, None] == outliers[None, :]).double()
+    assert auroc(inliers, outliers) == pytest.approx(pairs.mean().item(), abs=1e-12)
+    assert auroc(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0])) == 1.0
+    assert auroc(torch.tensor([0.0]), torch.tensor([1.0])) == 0.0
+    with pytest.raises(ValueError, match="NaN"):
+        auroc(torch.tensor([float("nan")]), torch.tensor([1.0]))
+
+
+def test_expected_calibration_error() -> None:
+    from stgconv.metrics import expected_calibration_error
+
+    # Confidence 0.8 everywhere, right 8 times in 10: calibrated.
+    probs = torch.tensor([[0.8, 0.2]] * 10)
+    labels = torch.tensor([0] * 8 + [1] * 2)
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.0, abs=1e-6)
+    # Always confident (0.95) and right half the time: |0.5 - 0.95| = 0.45.
+    assert expected_calibration_error(torch.tensor([[0.95, 0.05]] * 4),
+                                      torch.tensor([0, 1, 0, 1])) == pytest.approx(0.45)
+    # Two bins: (0.6, right) and (0.9, wrong): (|1 - 0.6| + |0 - 0.9|) / 2.
+    assert expected_calibration_error(torch.tensor([[0.6, 0.4], [0.1, 0.9]]),
+                                      torch.tensor([0, 0])) == pytest.approx(0.65)
