@@ -1,9 +1,11 @@
-"""One MCMC engine for every modality: samplers take the energy as an argument."""
+"""One MCMC engine for every modality: samplers take the energy as an argument (blocked Gibbs
+sampling takes an RBM, whose conditionals it uses)."""
 
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, StepInfo
 from stgconv.mcmc.buffer import ReplayBuffer
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.diagnostics import Diagnostics
+from stgconv.mcmc.gibbs import BlockGibbs
 from stgconv.mcmc.hmc import HMC
 from stgconv.mcmc.init import NoiseInit, data_plus_noise
 from stgconv.mcmc.langevin import Langevin
@@ -21,6 +23,7 @@ from stgconv.mcmc.starts import (
 
 __all__ = [
     "HMC",
+    "BlockGibbs",
     "MALA",
     "ChainStart",
     "CoarseStart",

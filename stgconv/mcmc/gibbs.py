@@ -1,0 +1,49 @@
+"""Blocked Gibbs sampling for restricted Boltzmann machines, with the engine's contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from stgconv.energy.rbm import RBM
+from stgconv.mcmc.base import StepCallback, StepInfo
+from stgconv.mcmc.constraints import Constraint
+
+
+@dataclass(frozen=True)
+class BlockGibbs:
+    """``n_steps`` sweeps of ``h ~ p(h | v)``, ``v ~ p(v | h)``; CD-k's and PCD's sampler.
+
+    A constraint is projected after every sweep (and once on ``x0``): with
+    :class:`~stgconv.mcmc.KnownEntries` the known visible units stay as observed, so the chain
+    samples the missing ones given the rest (recovery).
+    """
+
+    n_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
+
+    @torch.no_grad()
+    def run(self, energy: RBM, x0: Tensor, *, constraint: Constraint | None = None,
+            generator: torch.Generator | None = None, callback: StepCallback | None = None
+            ) -> Tensor:
+        """``x0`` ``(B, *S)`` (``n_visible`` entries per example) -> ``(B, *S)``."""
+        if not isinstance(energy, RBM):
+            raise TypeError(f"BlockGibbs samples RBMs (their conditionals), got "
+                            f"{type(energy).__name__}")
+        v = x0.detach().clone()
+        if constraint is not None:
+            v = constraint.project(v)
+        for step in range(self.n_steps):
+            if callback is not None:
+                callback(StepInfo(step=step, energy=energy(v),
+                                  grad_norm=torch.zeros(len(v), device=v.device)))
+            h = energy.sample_hidden(v, generator)
+            v = energy.sample_visible(h, generator).reshape(x0.shape)
+            if constraint is not None:
+                v = constraint.project(v)
+        return v

@@ -1,0 +1,104 @@
+"""The RBM against brute-force enumeration on tiny models: free energy, conditionals, partition
+function, AIS, and blocked Gibbs sampling's stationary distribution and constraint."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from stgconv.energy.rbm import RBM, ais_log_partition
+from stgconv.mcmc import KnownEntries
+from stgconv.mcmc.gibbs import BlockGibbs
+
+F64 = torch.float64
+
+
+def tiny_rbm(n_visible: int = 4, n_hidden: int = 3, seed: int = 0) -> RBM:
+    g = torch.Generator().manual_seed(seed)
+    rbm = RBM(n_visible, n_hidden, init_scale=1.0, generator=g).double()
+    with torch.no_grad():
+        rbm.visible_bias.copy_(torch.randn(n_visible, generator=g, dtype=F64))
+        rbm.hidden_bias.copy_(torch.randn(n_hidden, generator=g, dtype=F64))
+    return rbm
+
+
+def states(n: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product((0.0, 1.0), repeat=n)), dtype=F64)
+
+
+def joint_energy(rbm: RBM, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``E(v, h)`` for every pair: ``(len(v), len(h))``."""
+    return -(v @ rbm.visible_bias)[:, None] - (h @ rbm.hidden_bias)[None, :] - v @ rbm.weight @ h.T
+
+
+def test_free_energy_and_conditionals_match_enumeration() -> None:
+    rbm = tiny_rbm()
+    v, h = states(4), states(3)
+    energy = joint_energy(rbm, v, h).detach()
+    torch.testing.assert_close(rbm(v).detach(), -torch.logsumexp(-energy, dim=1))
+    joint = torch.softmax(-energy.flatten(), 0).reshape(energy.shape)  # p(v, h)
+    p_h_given_v = joint / joint.sum(1, keepdim=True)
+    torch.testing.assert_close(rbm.hidden_probs(v).detach(), p_h_given_v @ h)
+    p_v_given_h = joint / joint.sum(0, keepdim=True)
+    torch.testing.assert_close(rbm.visible_mean(h).detach(), (p_v_given_h.T @ v))
+    torch.testing.assert_close(torch.tensor(rbm.exact_log_partition(), dtype=F64),
+                               torch.logsumexp(-energy.flatten(), 0))
+
+
+def test_gaussian_visible_free_energy_matches_the_integral() -> None:
+    """One visible unit: F(v) = -log sum_h exp(-E(v, h)) with the Gaussian term."""
+    rbm = RBM(1, 2, visible="gaussian", init_scale=1.0,
+              generator=torch.Generator().manual_seed(1)).double()
+    v, h = torch.linspace(-3, 3, 7, dtype=F64)[:, None], states(2)
+    energy = (0.5 * (v - rbm.visible_bias).pow(2).sum(1)[:, None]
+              - (h @ rbm.hidden_bias)[None, :] - v @ rbm.weight @ h.T).detach()
+    torch.testing.assert_close(rbm(v).detach(), -torch.logsumexp(-energy, dim=1))
+
+
+def test_ais_estimates_the_exact_partition_function() -> None:
+    rbm = tiny_rbm(n_visible=12, n_hidden=6, seed=2)
+    exact = rbm.exact_log_partition()
+    estimate, spread = ais_log_partition(rbm, n_chains=200, n_betas=2000,
+                                         generator=torch.Generator().manual_seed(0))
+    assert spread < 0.1
+    assert estimate == pytest.approx(exact, abs=max(4 * spread, 0.02))
+
+
+def test_block_gibbs_samples_the_rbm_marginal() -> None:
+    """Many chains after 30 sweeps: the histogram of the 16 visible states is p(v)."""
+    rbm = tiny_rbm()
+    v = states(4)
+    p = torch.softmax(-rbm(v).detach(), 0)
+    n = 20_000
+    x = BlockGibbs(n_steps=30).run(rbm, torch.zeros(n, 4, dtype=F64),
+                                   generator=torch.Generator().manual_seed(0))
+    index = (x * torch.tensor([8.0, 4.0, 2.0, 1.0], dtype=F64)).sum(1).long()
+    freq = torch.bincount(index, minlength=16).double() / n
+    se = (p * (1 - p) / n).sqrt()
+    assert ((freq - p).abs() <= 5 * se + 1e-4).all(), (freq, p)
+
+
+def test_block_gibbs_keeps_known_visible_units_and_checks_its_model() -> None:
+    rbm = tiny_rbm()
+    observed = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=F64).expand(50, 4)
+    known = torch.tensor([True, True, False, False]).expand(50, 4)
+    x = BlockGibbs(n_steps=5).run(rbm, torch.zeros(50, 4, dtype=F64),
+                                  constraint=KnownEntries(observed, known),
+                                  generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x[known], observed[known])
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(TypeError, match="RBM"):
+        BlockGibbs().run(lambda t: t.sum(1), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="n_steps"):
+        BlockGibbs(n_steps=0)
+
+
+def test_bad_models_and_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="visible"):
+        RBM(4, 3, visible="poisson")
+    with pytest.raises(ValueError, match="4 visible units"):
+        RBM(4, 3)(torch.zeros(2, 5))
+    assert math.isfinite(RBM(4, 3)(torch.zeros(2, 2, 2)).sum().item())  # any (B, *S) layout
