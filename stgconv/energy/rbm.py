@@ -44,6 +44,11 @@ class RBM(nn.Module):
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden))
 
     @property
+    def config(self) -> dict[str, object]:
+        """Plain data that rebuilds the model (stored in checkpoints)."""
+        return {"n_visible": self.n_visible, "n_hidden": self.n_hidden, "visible": self.visible}
+
+    @property
     def n_visible(self) -> int:
         return self.weight.shape[0]
 
