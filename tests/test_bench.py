@@ -281,3 +281,12 @@ def test_a_bench_smoke_run_as_documented(tmp_path) -> None:
     result = run_as_documented("bench.langevin", "--quick", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert len(json.loads(out.read_text())) == 3
+
+
+def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
+    out = tmp_path / "rbm.json"
+    assert bench_main("rbm.py")(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["method"] for row in rows] == ["CD-1", "CD-10", "PCD-1"]
+    for row in rows:
+        assert row["test_log_likelihood"] < 0 and row["ais_spread_between_runs"] >= 0
