@@ -141,7 +141,11 @@ cmd_demo() {
             ;;
         esac
     done
-    [ -n "$out" ] || out="$ROOT/outputs/demo"
+    if [ -z "$out" ]; then
+        # The default folder is the demo's own: running the quick start again replaces it.
+        out="$ROOT/outputs/demo"
+        args+=(--overwrite)
+    fi
     local started=$SECONDS
     "$VENV/bin/stgconv" demo --out "$out" ${args[@]+"${args[@]}"}
     local took=$((SECONDS - started))

@@ -90,7 +90,7 @@ def train_and_sample(config: ExperimentConfig, n_samples: int, seed: int
     """Train, then sample ``n_samples`` coarse to fine; returns every grid's samples (data
     units), the training and sampling seconds, and the run folder."""
     started = time.perf_counter()
-    run = tasks.train(config, progress=False)
+    run = tasks.train(config, overwrite=True, progress=False)  # a re-run replaces its own runs
     train_s = time.perf_counter() - started
     energies, trained, state = load_multigrid(run, device=config.device)
     generator = torch.Generator(state["base"].device).manual_seed(seed)

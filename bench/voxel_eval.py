@@ -160,7 +160,7 @@ def train_model(config_path: Path, train_file: str, out: Path, *, device: str,
     config = load_config(config_path, [f"data.path={train_file}", f"out_dir={out}",
                                        f"device={device}", *overrides])
     started = time.perf_counter()
-    run = tasks.train(config, progress=progress)
+    run = tasks.train(config, overwrite=True, progress=progress)  # a re-run replaces its own runs
     return run, time.perf_counter() - started
 
 

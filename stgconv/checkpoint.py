@@ -9,7 +9,9 @@ rebuilds the trained energy from the config stored beside its weights.
 
 from __future__ import annotations
 
+import io
 import pickle
+import shutil
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,35 @@ class CheckpointError(ValueError):
     """The file is missing, not an stgconv checkpoint, or not plain data."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Atomically write ``state`` (plain data and tensors only) to ``path``."""
+def save_checkpoint(state: dict[str, Any], path: str | Path, *, keep_previous: bool = False
+                    ) -> Path:
+    """Atomically write ``state`` (plain data and tensors only) to ``path``.
+
+    ``keep_previous``: first copy the checkpoint already at ``path`` (if any) to
+    :func:`previous_path`, so a model that turns out bad later still has the one before it.
+    ``path`` holds a whole checkpoint at every moment, a kill included.
+    """
+    path = Path(path)
+    if keep_previous and path.is_file():
+        atomic_write(previous_path(path), partial(shutil.copyfile, path))
     payload = {"format": FORMAT, "version": VERSION, **state}
-    return atomic_write(path, partial(torch.save, payload))
+    return atomic_write(path, partial(_save, payload))
+
+
+def _save(payload: dict[str, Any], tmp: str) -> None:
+    # Serialized in memory, then written by Python: torch's own writer reports a full disk as
+    # an "enforce fail ... unexpected pos" RuntimeError, Python's as the system's OSError.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with open(tmp, "wb") as file:
+        file.write(buffer.getbuffer())
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint it replaced: ``checkpoint.pt`` ->
+    ``checkpoint_previous.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_previous{path.suffix}")
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -52,9 +79,12 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        # Only torch's line naming the refused object: the rest of its text suggests retrying
+        # with weights_only=False, which is exactly how such a file would run its code.
+        refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data "
-            f"(a checkpoint must load without executing code): {err}"
+            f"(a checkpoint must load without executing code)" + (f": {refused}" if refused else "")
         ) from err
     # A damaged file can fail anywhere in torch's reader (IndexError, KeyError, ...): whatever
     # the parse error, the answer is the same.

@@ -3,9 +3,20 @@ repeats its bad value."""
 
 from __future__ import annotations
 
+import math
 import operator
+import zipfile
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
 
 from torch import Tensor
+
+# The most entries one example or one batch of samples may hold: 2^28, 1 GiB as float32. Past
+# it the allocation fails deep inside torch, or the system kills the process, often after
+# minutes of work; a size typed one digit too long is refused up front instead.
+MAX_ENTRIES = 2**28
 
 
 def as_int(value: object, name: str, *, minimum: int) -> int:
@@ -42,3 +53,42 @@ def as_size(size: int | tuple[int, int]) -> tuple[int, int]:
     if len(pair) != 2:
         raise ValueError(f"size must be a positive int or a pair (H, W) of them, got {size!r}")
     return pair
+
+
+def check_entries(shape: Sequence[int], name: str) -> None:
+    """``ValueError`` naming ``name`` when a tensor of ``shape`` would hold more than
+    :data:`MAX_ENTRIES` entries."""
+    entries = math.prod(shape)
+    if entries > MAX_ENTRIES:
+        raise ValueError(f"{name} makes a {tuple(shape)} tensor of {entries:.3g} entries, over the "
+                         f"limit of 2^28 (1 GiB as float32)")
+
+
+def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
+    """``path`` as a ``Path``, or ``ValueError`` naming ``name`` unless it can be written as a
+    folder (``folder``) or a file: it is not the other kind, and nothing above it is a file.
+
+    Checked before a command starts work, so a typo in an output path costs no computation.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        kind = "a file, not a folder" if folder else "a folder, not a file"
+        raise ValueError(f"{name} {path} is {kind}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{name} {path} lies under {parent}, which is a file")
+            break
+    return path
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn the errors of a damaged or truncated archive (``.npz``, zip, gzip) read inside the
+    block into a ``ValueError`` naming ``path``: the archive libraries' own messages ("File is
+    not a zip file") do not say which file."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise ValueError(f"cannot read {path}: the file is damaged or truncated "
+                         f"({type(err).__name__}: {err})") from err

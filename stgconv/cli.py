@@ -11,6 +11,7 @@ from typing import Sequence
 
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
+from stgconv.checks import check_output, reading
 from stgconv.config import load_config
 from stgconv.distributed import launched_rank
 from stgconv.evaluation import classification, video_recovery, voxel
@@ -18,9 +19,11 @@ from stgconv.evaluation import classification, video_recovery, voxel
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
 QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
 
-# Errors a user can cause and fix (FloatingPointError: a diverging chain or loss, including
-# NonFiniteEnergyError); anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, CheckpointError, FloatingPointError)
+# Errors a user can cause and fix (FloatingPointError: a diverging chain, loss or training run,
+# including NonFiniteEnergyError and DivergenceError; OSError: a file system that refuses a read
+# or a write, e.g. a full disk or a folder without write permission, its message naming the
+# path); anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (same as --set out_dir=...)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in the run folder (its files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("synthesize", help="sample from a trained model")
@@ -114,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the quick start: learn a real texture, then synthesize")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's run")
     p.add_argument("--quiet", action="store_true")
     return parser
 
@@ -162,17 +168,23 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
     if out is not None:
         return Path(out)
     run = Path(checkpoint)
-    return (run if run.is_dir() else run.parent) / name
+    return check_output((run if run.is_dir() else run.parent) / name, "output folder")
 
 
 def _run(args: argparse.Namespace) -> Path:
+    # Before any work: a mistyped output path should not cost a training run.
+    if getattr(args, "out", None) is not None:
+        check_output(args.out, "--out")
+    if getattr(args, "json_path", None) is not None:
+        check_output(args.json_path, "--json", folder=False)
     if args.command == "train":
         overrides = list(args.overrides)
         for key, value in (("data.path", args.data), ("out_dir", args.out), ("device", args.device)):
             if value is not None:
                 overrides.append(f"{key}={value}")
         config = load_config(args.config, overrides)
-        return tasks.train(config, resume=args.resume, progress=not args.quiet)
+        return tasks.train(config, resume=args.resume, overwrite=args.overwrite,
+                           progress=not args.quiet)
     if args.command == "synthesize":
         return tasks.synthesize(
             args.checkpoint, _out_for(args.checkpoint, "synthesis", args.out), n_samples=args.num,
@@ -215,10 +227,11 @@ def _run(args: argparse.Namespace) -> Path:
         print(voxel.format_voxel_table(table))
         return Path(args.json_path or args.out or ".")
     if args.command == "eval" and args.evaluation == "classification":
-        table = classification.eval_classification(
-            args.checkpoint, args.shapes, folds=args.folds, per_class=args.per_class, l2=args.l2,
-            seed=args.seed, json_path=args.json_path, device=args.device,
-        )
+        with reading(args.shapes):
+            table = classification.eval_classification(
+                args.checkpoint, args.shapes, folds=args.folds, per_class=args.per_class,
+                l2=args.l2, seed=args.seed, json_path=args.json_path, device=args.device,
+            )
         print(classification.format_accuracy_table(table))
         return Path(args.json_path or ".")
     if args.command == "eval":
@@ -228,7 +241,8 @@ def _run(args: argparse.Namespace) -> Path:
         )
         print(video_recovery.format_table(table))
         return Path(args.json_path or args.out or ".")
-    return tasks.demo(args.out, overrides=args.overrides, progress=not args.quiet)
+    return tasks.demo(args.out, overrides=args.overrides, overwrite=args.overwrite,
+                      progress=not args.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out = _run(args)
     except USER_ERRORS as err:
-        print(f"stgconv {args.command}: error: {err}", file=sys.stderr)
+        # One line, whatever the library below wrote (some messages span several).
+        print(f"stgconv {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     if launched_rank() == 0:  # under torchrun, one report for the whole run
         print(f"stgconv {args.command}: wrote {out} ({time.perf_counter() - started:.0f} s)")

@@ -9,6 +9,7 @@ type are errors that name the key. The resolved configuration is a plain dict
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -19,6 +20,7 @@ from typing import Any, Literal, Sequence, TypeVar
 import torch
 import yaml
 
+from stgconv.checks import check_entries
 from stgconv.io.atomic import atomic_write_text
 
 
@@ -218,8 +220,10 @@ class ExperimentConfig:
     multigrid: MultiGridConfig | None = None
 
     def __post_init__(self) -> None:
-        _check_positive("sampler.n_steps", self.sampler.n_steps)
-        _check_positive("sampler.step_size", self.sampler.step_size)
+        _check_positive("train.n_iterations", self.train.n_iterations)
+        _check_sampler("sampler", self.sampler)
+        if self.recovery.completion is not None:
+            _check_sampler("recovery.completion", self.recovery.completion)
         _check_positive("chains.chains_per_example", self.chains.chains_per_example)
         _check_positive("train.batch_size", self.train.batch_size)
         _check_positive("train.accumulate", self.train.accumulate)
@@ -228,6 +232,15 @@ class ExperimentConfig:
         _check_positive("recovery.average_last", self.recovery.average_last)
         _check_positive("train.lr", self.train.lr)
         _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
+        for key, value in (("train.checkpoint_every", self.train.checkpoint_every),
+                           ("train.sample_every", self.train.sample_every),
+                           ("train.energy_l2", self.train.energy_l2)):
+            if value < 0:
+                raise ValueError(f"{key} must be >= 0, got {value!r}")
+        if not all(0.0 <= beta < 1.0 for beta in self.train.betas):
+            raise ValueError(f"train.betas must be in [0, 1), got {list(self.train.betas)}")
+        check_entries(example_shape(self.data), f"data.size={self.data.size}"
+                      + (f", data.frames={self.data.frames}" if self.data.kind == "video" else ""))
         if self.chains.init_scale < 0 or self.chains.data_noise < 0:
             raise ValueError("chains.init_scale and chains.data_noise must be >= 0")
         _check_positive("chains.factor", self.chains.factor)
@@ -242,6 +255,32 @@ class ExperimentConfig:
             _check_multigrid(self.multigrid, self.data)
 
 
+def example_shape(data: DataConfig) -> tuple[int, ...]:
+    """The shape of one training example as ``data`` describes it: ``(C, H, W)`` images,
+    ``(C, T, H, W)`` videos, ``(1, D, H, W)`` voxels."""
+    if data.kind == "voxels":
+        return (1, data.size, data.size, data.size)
+    if data.kind == "video":
+        return (data.channels, data.frames, data.size, data.size)
+    return (data.channels, data.size, data.size)
+
+
+# A chain moves by step_size^2 / 2 times the gradient, on data of order 1: a step past this
+# bound throws every chain off the data at once, and past about 10^19 the factor overflows
+# float32 (a traceback deep in the sampler instead of a message).
+MAX_STEP_SIZE = 1e3
+
+
+def _check_sampler(key: str, sampler: SamplerConfig) -> None:
+    _check_positive(f"{key}.n_steps", sampler.n_steps)
+    _check_positive(f"{key}.step_size", sampler.step_size)
+    if sampler.step_size > MAX_STEP_SIZE:
+        raise ValueError(f"{key}.step_size must be at most {MAX_STEP_SIZE:g}, got "
+                         f"{sampler.step_size!r}")
+    if sampler.noise_scale < 0:
+        raise ValueError(f"{key}.noise_scale must be >= 0, got {sampler.noise_scale!r}")
+
+
 def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
     if not multigrid.grids:
         raise ValueError("multigrid.grids is empty: list the modelled grids, coarse to fine")
@@ -252,6 +291,8 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
             _check_positive(key, value)
     for i, grid in enumerate(multigrid.grids):
         _check_positive(f"multigrid.grids[{i}].size", grid.size)
+        if grid.sampler is not None:
+            _check_sampler(f"multigrid.grids[{i}].sampler", grid.sampler)
         if grid.frames is not None:
             _check_positive(f"multigrid.grids[{i}].frames", grid.frames)
     if sizes[-1] != data.size:
@@ -279,7 +320,7 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
 
 
 def _check_positive(key: str, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # NaN too
         raise ValueError(f"{key} must be positive, got {value!r}")
 
 
@@ -351,6 +392,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key} must be a number, got {value!r}")
+        # No setting means anything at NaN or infinity (null turns off the optional ones),
+        # and a NaN passes every comparison-based check after this one.
+        if not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -381,7 +426,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"override must look like key=value, got {text!r}")
-    return key.strip().split("."), _yaml_load(raw)
+    try:
+        return key.strip().split("."), _yaml_load(raw)
+    except yaml.YAMLError as err:
+        raise ValueError(f"override {text!r}: the value is not valid YAML "
+                         f"({_yaml_problem(err)})") from err
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -410,12 +459,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         try:
             data = _yaml_load(fh)
         except yaml.YAMLError as err:
-            raise ValueError(f"config file {path} is not valid YAML: {err}") from err
+            raise ValueError(f"config file {path} is not valid YAML: {_yaml_problem(err)}"
+                             ) from err
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping at the top level")
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what is wrong and where (its own text spans several lines,
+    quoting the input with a caret under it)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(err, 'problem', None) or err}{where}"
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:

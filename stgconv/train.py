@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from stgconv.checkpoint import load_checkpoint, save_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.config import TrainConfig
 from stgconv.distributed import (
     World,
@@ -35,13 +35,29 @@ from stgconv.mcmc.buffer import ReplayBuffer
 from stgconv.mcmc.starts import ChainStart, CoarseStart
 from stgconv.ops import factor_between, pyramid
 
+# Past these bounds a run has diverged: a healthy one stays orders of magnitude below them
+# (Adam moves a weight by about lr per step, so even lr=0.1 needs 10^7 steps to reach 10^6;
+# energies, sums over every entry, stay far under 10^20), while a run with too large a learning
+# rate or step size passes them within a few iterations (lr=1e6 reached weights of 9e7 and
+# energies of 1e32 while every value stayed finite).
+MAX_ABS_WEIGHT = 1e6
+MAX_ABS_ENERGY = 1e20
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: a loss, mean energy or weight is non-finite or past its bound
+    (:data:`MAX_ABS_ENERGY`, :data:`MAX_ABS_WEIGHT`)."""
+
 
 class FitLoop:
     """The outer loop shared by :class:`Trainer` and :class:`MultiGridTrainer`: iterations,
-    progress, TensorBoard scalars and periodic checkpoints around their ``step``."""
+    progress, TensorBoard scalars and periodic checkpoints around their ``step``, and the
+    divergence check that keeps a diverged model out of every checkpoint."""
 
     iteration: int
     world: World | None
+    # The iteration of the newest checkpoint this trainer wrote or resumed from.
+    saved_iteration: int | None = None
 
     def step(self) -> dict[str, float]:
         raise NotImplementedError
@@ -49,15 +65,54 @@ class FitLoop:
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def parameters(self) -> list[Tensor]:
+        """Every trained weight tensor."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        raise NotImplementedError
+
     def save(self, path: str | Path) -> Path:
-        """Atomically write :meth:`state_dict` as a checkpoint (plain data and tensors). With
-        several processes every rank must call it (the state is gathered); rank 0 writes."""
+        """Atomically write :meth:`state_dict` as a checkpoint (plain data and tensors), first
+        keeping the one it replaces as ``<stem>_previous<suffix>``. With several processes
+        every rank must call it (the state is gathered); rank 0 writes."""
         state = self.state_dict()
         if self.world is None or self.world.is_main:
-            save_checkpoint(state, path)
+            save_checkpoint(state, path, keep_previous=True)
         if self.world is not None:
             self.world.barrier()  # nobody reads the checkpoint before it is whole
+        self.saved_iteration = self.iteration
         return Path(path)
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`.
+
+        Raises:
+            CheckpointError: the file is no checkpoint, or one of another model or setup.
+        """
+        state = load_checkpoint(path, map_location=self.device)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"cannot resume from {path}: {err}") from err
+        self.saved_iteration = self.iteration
+
+    def check_divergence(self, stats: dict[str, float]) -> None:
+        """Raise :class:`DivergenceError` when a value of ``stats`` (a step's loss and mean
+        energies) or any weight is non-finite or past its bound."""
+        for key, value in stats.items():
+            if not abs(value) <= MAX_ABS_ENERGY:  # NaN too
+                raise DivergenceError(f"training diverged at iteration {self.iteration}: {key} is "
+                                      f"{value:.3g}, past the bound of {MAX_ABS_ENERGY:.0e}")
+        with torch.no_grad():
+            largest = torch.stack([p.detach().abs().max() for p in self.parameters()]).max().item()
+        if not largest <= MAX_ABS_WEIGHT:
+            raise DivergenceError(f"training diverged at iteration {self.iteration}: a weight is "
+                                  f"{largest:.3g}, past the bound of {MAX_ABS_WEIGHT:.0e}")
 
     def fit(
         self,
@@ -68,12 +123,20 @@ class FitLoop:
         log_dir: str | Path | None = None,
         progress: bool = True,
         on_iteration: Callable[[Any, dict[str, float]], None] | None = None,
+        on_checkpoint: Callable[[Any], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train until ``self.iteration == n_iterations`` (so a resumed trainer continues).
 
         Writes a checkpoint every ``checkpoint_every`` iterations and at the end when
-        ``checkpoint_path`` is set, and TensorBoard scalars when ``log_dir`` is set. With
-        several processes only rank 0 logs and draws progress.
+        ``checkpoint_path`` is set (then calls ``on_checkpoint(self)``), and TensorBoard scalars
+        when ``log_dir`` is set. With several processes only rank 0 logs and draws progress.
+
+        Raises:
+            DivergenceError: a step's loss or mean energies, or the weights after it, are
+                non-finite or past their bounds (:meth:`check_divergence`); the diverged model
+                is never saved, so ``checkpoint_path`` keeps the last good one, and the message
+                says which iteration that is. A chain that diverges inside a step raises the
+                sampler's own ``FloatingPointError`` with the same guarantee.
         """
         main = self.world is None or self.world.is_main
         progress = progress and main
@@ -88,6 +151,14 @@ class FitLoop:
         try:
             while self.iteration < n_iterations:
                 stats = self.step()
+                try:
+                    self.check_divergence(stats)
+                except DivergenceError as err:
+                    saved = self.saved_iteration
+                    kept = ("no checkpoint was written" if checkpoint_path is None or saved is None
+                            else f"{checkpoint_path} keeps iteration {saved}, the last good model")
+                    raise DivergenceError(f"{err}; {kept} (lower train.lr or sampler.step_size)"
+                                          ) from None
                 history.append(stats)
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats['loss']:.3g}", e_pos=f"{stats['e_pos']:.3g}",
@@ -100,6 +171,8 @@ class FitLoop:
                 due = checkpoint_every > 0 and self.iteration % checkpoint_every == 0
                 if checkpoint_path is not None and (due or self.iteration == n_iterations):
                     self.save(checkpoint_path)
+                    if on_checkpoint is not None:
+                        on_checkpoint(self)
         finally:
             bar.close()
             if writer is not None:
@@ -209,6 +282,16 @@ class Trainer(FitLoop):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("model_config") != self.energy.config:
+            held = state.get("model_config")
+            keys = (sorted(k for k in {*held, *self.energy.config}
+                           if held.get(k) != self.energy.config.get(k))
+                    if isinstance(held, dict) else [])
+            raise ValueError(
+                f"the checkpoint holds another network than this config builds (differing: "
+                f"{', '.join(keys) or 'model_config'}); resume with the run's own config.yaml, "
+                f"or train a new run"
+            )
         self.energy.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
@@ -217,9 +300,12 @@ class Trainer(FitLoop):
         take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
 
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        self.load_state_dict(load_checkpoint(path, map_location=self.data.device))
+    def parameters(self) -> list[Tensor]:
+        return list(self.energy.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
 
 
 class MultiGridTrainer(FitLoop):
@@ -323,6 +409,9 @@ class MultiGridTrainer(FitLoop):
         take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
 
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        self.load_state_dict(load_checkpoint(path, map_location=self.base.device))
+    def parameters(self) -> list[Tensor]:
+        return [p for trainer in self.trainers for p in trainer.parameters()]
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device

@@ -1,14 +1,26 @@
 """The shared argument checks: counts are ints (numpy ints too, never bools or floats) at least
-the minimum, frame sizes one positive int or a pair, voxel batches (B, 1, D, H, W); errors name
-the argument and its value."""
+the minimum, frame sizes one positive int or a pair, voxel batches (B, 1, D, H, W), tensors within
+the memory bound, output paths that can be written, damaged archives named; errors name the
+argument and its value."""
 
 from __future__ import annotations
+
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from stgconv.checks import as_int, as_size, check_voxels
+from stgconv.checks import (
+    MAX_ENTRIES,
+    as_int,
+    as_size,
+    check_entries,
+    check_output,
+    check_voxels,
+    reading,
+)
 
 
 def test_as_int_accepts_ints_of_any_kind() -> None:
@@ -39,3 +51,30 @@ def test_check_voxels_names_the_argument_and_the_shape() -> None:
         check_voxels(torch.zeros(2, 3, 4, 4, 4), "shapes")
     with pytest.raises(ValueError, match="got list"):
         check_voxels([1, 2], "shapes")
+
+
+def test_check_entries_refuses_tensors_past_the_bound() -> None:
+    check_entries((MAX_ENTRIES,), "fits")
+    with pytest.raises(ValueError, match=r"--size 9 makes a \(2, 3, 100000, 100000\) tensor"):
+        check_entries((2, 3, 100000, 100000), "--size 9")
+
+
+@pytest.mark.parametrize("folder", [True, False])
+def test_check_output_refuses_paths_blocked_by_a_file_or_folder(tmp_path: Path,
+                                                                 folder: bool) -> None:
+    a_file, a_folder = tmp_path / "f", tmp_path / "d"
+    a_file.write_text("x")
+    a_folder.mkdir()
+    assert check_output(tmp_path / "new" / "deeper", "out", folder=folder) == tmp_path / "new" / "deeper"
+    assert check_output(a_folder if folder else a_file, "out", folder=folder)
+    with pytest.raises(ValueError, match="is a file, not a folder" if folder
+                       else "is a folder, not a file"):
+        check_output(a_file if folder else a_folder, "--out", folder=folder)
+    with pytest.raises(ValueError, match=f"--out {a_file}/x/y lies under {a_file}, which is a file"):
+        check_output(a_file / "x" / "y", "--out", folder=folder)
+
+
+def test_reading_names_the_damaged_file() -> None:
+    with (pytest.raises(ValueError, match=r"cannot read shapes\.npz: the file is damaged .*BadZip"),
+          reading("shapes.npz")):
+        raise zipfile.BadZipFile("File is not a zip file")

@@ -1,5 +1,7 @@
 """CLI smoke tests on tiny CPU settings: every command runs in-process through ``main``, once
-through a real ``python -m stgconv.cli`` process, and user errors exit 2 with a clear message."""
+through a real ``python -m stgconv.cli`` process, and user errors exit 2 with a clear message.
+Run folders: one owner at a time, never replaced without ``--resume`` or ``--overwrite``, left as
+they were by a resume that fails."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import SR_CONFIG
+from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
@@ -221,3 +225,169 @@ def test_tools_help_in_process(tool: Path, capsys, load_script) -> None:
         module.main(["--help"])
     assert info.value.code == 0
     assert "usage" in capsys.readouterr().out.lower()
+
+
+# ------------------------------------------- every fault ends in one line naming it, exit 2
+
+FAULTS = {
+    "damaged .npz to train": (
+        ["train", str(SR_CONFIG), "--data", "{truncated}", "--out", "{tmp}/run", *VOXEL_TINY],
+        "cannot read {truncated}: the file is damaged or truncated"),
+    "damaged .npz to eval classification": (
+        ["eval", "classification", "--checkpoint", "{voxels}", "--shapes", "{corrupt}",
+         "--device", "cpu"], "cannot read {corrupt}: the file is damaged or truncated"),
+    "huge --size": (["synthesize", "{texture}", "--size", "100000"], "over the limit of 2^28"),
+    "huge -n": (["synthesize", "{texture}", "-n", "100000000"], "over the limit of 2^28"),
+    "negative --size": (["synthesize", "{texture}", "--size", "-5"], "size must be an int >= 1"),
+    "huge data.size": (["train", *TINY, "--set", "data.size=100000", "--out", "{tmp}/run"],
+                       "data.size=100000 makes a (1, 100000, 100000) tensor"),
+    "override not YAML": (["train", *TINY, "--set", "train.lr=[", "--out", "{tmp}/run"],
+                          "override 'train.lr=[': the value is not valid YAML"),
+    "step size past its bound": (["train", *TINY, "--set", "sampler.step_size=1e30", "--out",
+                                  "{tmp}/run"], "sampler.step_size must be at most"),
+    "no iterations": (["train", *TINY, "--set", "train.n_iterations=0", "--out", "{tmp}/run"],
+                      "train.n_iterations must be positive"),
+    "NaN step size": (["train", *TINY, "--set", "sampler.step_size=.nan", "--out", "{tmp}/run"],
+                      "sampler.step_size must be a finite number"),
+    "diverging training": (["train", *TINY, "--set", "train.lr=1e30", "--out", "{tmp}/run"],
+                           "training diverged at iteration 1"),
+    "train --out is a file": (["train", *TINY, "--out", "{file}"], "is a file, not a folder"),
+    "synthesize --out under a file": (["synthesize", "{texture}", "--out", "{file}/samples"],
+                                      "lies under {file}, which is a file"),
+    "super-resolve --out is a file": (["super-resolve", "{voxels}", "{shapes}", "--out", "{file}"],
+                                      "--out {file} is a file"),
+    "no shapes to super-resolve": (["super-resolve", "{voxels}", "{no_shapes}"],
+                                   "{no_shapes} holds no grids"),
+    "resume with another network": (
+        ["train", *TINY, "--set", "model.layers=[[4, 5, 2], [4, 3, 1]]", "--resume",
+         "--out", "{texture_copy}"], "holds another network than this config builds"),
+    "voxel model to reconstruct": (["reconstruct", "{voxels}", "{image}"],
+                                   "holds a voxels model; reconstruct and interpolate take image"),
+    "voxel model to interpolate": (["interpolate", "{voxels}"], "take image models"),
+    "empty checkpoint": (["synthesize", "{empty}"],
+                         "cannot read checkpoint {empty}: the file is empty"),
+    "code-executing checkpoint": (["synthesize", "{pickle}"], "refusing to load {pickle}"),
+}
+
+
+class RunsCode:
+    """Unpickles into a call: the kind of object a checkpoint must never hold."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+@pytest.fixture
+def fault_paths(tmp_path: Path, texture_run: Path, trained_voxel_run: dict[str, Path]
+                ) -> dict[str, str]:
+    good = trained_voxel_run["shapes"].read_bytes()
+    paths = {"tmp": tmp_path, "texture": texture_run, "voxels": trained_voxel_run["run"],
+             "shapes": trained_voxel_run["shapes"], "truncated": tmp_path / "truncated.npz",
+             "corrupt": tmp_path / "corrupt.npz", "file": tmp_path / "a_file",
+             "texture_copy": tmp_path / "texture_copy", "image": tmp_path / "image.png",
+             "empty": tmp_path / "empty.pt", "pickle": tmp_path / "pickle.pt",
+             "no_shapes": tmp_path / "no_shapes.npy"}
+    paths["truncated"].write_bytes(good[: len(good) // 2])  # zipfile.BadZipFile
+    np.savez_compressed(paths["corrupt"], X=np.load(trained_voxel_run["shapes"])["X"], y=np.arange(12))
+    damaged = bytearray(paths["corrupt"].read_bytes())
+    damaged[100:140] = bytes(40)  # inside the compressed X: zlib.error
+    paths["corrupt"].write_bytes(bytes(damaged))
+    paths["file"].write_text("not a folder")
+    shutil.copytree(texture_run, paths["texture_copy"])
+    Image.new("L", (32, 32)).save(paths["image"])
+    paths["empty"].write_bytes(b"")
+    np.save(paths["no_shapes"], np.zeros((0, 4, 4, 4), np.float32))
+    torch.save({"format": "stgconv-checkpoint", "x": RunsCode()}, paths["pickle"])
+    return {key: str(path) for key, path in paths.items()}
+
+
+@pytest.mark.parametrize("case", FAULTS, ids=list(FAULTS))
+def test_faults_end_in_one_line_naming_them(case: str, fault_paths: dict[str, str],
+                                            capsys) -> None:
+    args, message = FAULTS[case]
+    args = [a.format(**fault_paths) for a in args]
+    if args[0] == "train":
+        args.append("--quiet")
+    if args[0] in ("synthesize", "reconstruct", "interpolate", "super-resolve"):
+        args += ["--device", "cpu"] + (["--out", f"{fault_paths['tmp']}/out"]
+                                       if "--out" not in args else [])
+    code, out, err = run_main(args, capsys)
+    assert code == 2, err
+    assert err.startswith(f"stgconv {args[0]}: error: ") and err.count("\n") == 1, err
+    assert message.format(**fault_paths) in err
+    assert "Traceback" not in err and "weights_only" not in err
+    assert "this ran" not in out
+    # Nothing half-done is left to be mistaken for a result.
+    assert not (Path(fault_paths["tmp"]) / "run" / "checkpoint.pt").exists()
+    assert not (Path(fault_paths["tmp"]) / "out").exists()
+
+
+# ------------------------------------------------------------------------------- run folders
+
+def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path,
+                                               capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    (run / "samples_000050.png").write_bytes(b"a sample of the old run")
+    (run / "notes.txt").write_text("mine")
+    (run / ".checkpoint.pt.k2j4.tmp").write_bytes(b"half a checkpoint, its writer killed")
+    before = (run / "checkpoint.pt").read_bytes()
+    code, _, err = run_main(["train", *TINY, "--out", str(run), "--quiet"], capsys)
+    assert code == 2 and f"{run} already holds a run" in err and "--overwrite" in err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    code, _, err = run_main(["train", *TINY, "--set", "train.n_iterations=1", "--out", str(run),
+                             "--overwrite", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 1
+    assert not (run / "samples_000050.png").exists()  # the old run's files went first
+    assert (run / "notes.txt").read_text() == "mine"  # what no run writes stays
+    assert not list(run.glob(".*.tmp"))
+
+
+# Holds a run folder's lock the way a training run does, until killed.
+LOCK_HOLDER = """
+import fcntl, os, sys, time
+lock = open(sys.argv[1], "w")
+fcntl.flock(lock, fcntl.LOCK_EX)
+lock.write(f"process {os.getpid()} on this machine")
+lock.flush()
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_run_folder_has_one_owner_and_a_killed_owner_is_replaced(tmp_path: Path,
+                                                                   capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    owner = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run / ".lock")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "locked"
+        code, _, err = run_main(["train", *TINY, "--out", str(run), "--quiet"], capsys)
+        assert code == 2 and f"run folder {run} is in use by process {owner.pid}" in err
+        assert not (run / "checkpoint.pt").exists()
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+    assert f"process {owner.pid}" in (run / ".lock").read_text()  # stale: its owner is dead
+    code, _, err = run_main(["train", *TINY, "--out", str(run), "--quiet"], capsys)
+    assert code == 0, err
+    assert (run / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("change", [
+    ["--set", "model.layers=[[4, 5, 2], [4, 3, 1]]"],
+    ["--set", "sampler.clamp=null", "--set", "sampler.step_size=1e10"],
+], ids=["another network", "diverging chains"])
+def test_a_failed_resume_leaves_the_run_as_it_was(texture_run: Path, tmp_path: Path, capsys,
+                                                  change: list[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    names = ("checkpoint.pt", "config.yaml", "observed.png", "samples.png")
+    before = {name: (run / name).read_bytes() for name in names}
+    code, _, err = run_main(["train", *TINY, *change, "--set", "train.n_iterations=4",
+                             "--resume", "--out", str(run), "--quiet"], capsys)
+    assert code == 2, err
+    assert {name: (run / name).read_bytes() for name in names} == before

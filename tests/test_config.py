@@ -157,10 +157,24 @@ def test_wrong_types(override: str, message: str) -> None:
         ("train.batch_size=0", "train.batch_size"),
         ("train.accumulate=0", "train.accumulate"),
         ("data.size=0", "data.size"),
+        # Values that used to pass and give a silent wrong result: no iterations, no checkpoint.
+        ("train.n_iterations=0", "train.n_iterations"),
+        ("train.n_iterations=-3", "train.n_iterations"),
+        # No float setting means anything at NaN or infinity.
+        ("sampler.step_size=.nan", "sampler.step_size"),
+        ("sampler.step_size=.inf", "sampler.step_size"),
+        ("train.lr=1e400", "train.lr"),
+        ("sampler.clamp=[-.inf, 1]", r"sampler.clamp[0]"),
+        ("chains.missing=.nan", "chains.missing"),
+        ("sampler.noise_scale=-1", "sampler.noise_scale"),
+        ("train.betas=[0.5, 1.0]", "train.betas"),
+        ("train.checkpoint_every=-1", "train.checkpoint_every"),
+        # Sizes whose tensors would not fit in memory are refused before any allocation.
+        ("data.size=100000", "data.size=100000"),
     ],
 )
 def test_invalid_values(override: str, key: str) -> None:
-    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(key)):
         load_config(None, [override])
 
 
@@ -190,6 +204,13 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_non_mapping_yaml(tmp_path: Path, text: str) -> None:
     with pytest.raises(ValueError, match="mapping"):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("override", ["train.lr=[", "train.lr={a", "train.lr='x"])
+def test_override_that_is_not_yaml_is_one_clear_line(override: str) -> None:
+    with pytest.raises(ValueError, match=r"override .*train\.lr.*not valid YAML") as info:
+        load_config(None, [override])
+    assert "\n" not in str(info.value)
 
 
 def test_invalid_yaml(tmp_path: Path) -> None:

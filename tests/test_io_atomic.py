@@ -3,6 +3,7 @@ a half-written one, and no temporary file is left behind whatever the writer doe
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stgconv.io.atomic import atomic_save_npy, atomic_write, atomic_write_json, atomic_write_text
+from stgconv.io.atomic import (
+    atomic_save_npy,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    remove_temporaries,
+)
 
 
 def leftovers(folder: Path, keep: set[str]) -> list[str]:
@@ -137,3 +144,26 @@ def test_npy_refuses_object_arrays_and_keeps_the_old_file(tmp_path: Path) -> Non
         atomic_save_npy(path, np.array([{"a": 1}, None], dtype=object))  # would need pickle
     assert np.array_equal(np.load(path), np.zeros(2))
     assert leftovers(tmp_path, {"a.npy"}) == []
+
+
+def test_remove_temporaries_removes_only_what_a_killed_write_left(tmp_path: Path) -> None:
+    names = [".checkpoint.pt.k2j4.tmp", ".config.yaml.x1.tmp", "checkpoint.pt", ".lock",
+             "notes.tmp"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = remove_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == names[:2]
+    assert leftovers(tmp_path, set()) == [".lock", "checkpoint.pt", "notes.tmp"]
+
+
+def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    path.write_text("old")
+
+    def full_disk(tmp: str) -> None:  # what np.save / torch.save into a file object raise
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match=f"No space left on device: '{path}'"):
+        atomic_write(path, full_disk)
+    assert path.read_text() == "old"
+    assert leftovers(tmp_path, {"checkpoint.pt"}) == []

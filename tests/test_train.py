@@ -28,7 +28,7 @@ from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, MultiGridSampler, NoiseInit, PersistentChains
 from stgconv.ops import block_down, nearest_up
-from stgconv.train import MultiGridTrainer, Trainer
+from stgconv.train import DivergenceError, MultiGridTrainer, Trainer
 
 # --------------------------------------------------------------------------- training learns
 
@@ -233,7 +233,9 @@ def test_fit_writes_periodic_checkpoints(tmp_path: Path) -> None:
                 on_iteration=record, progress=False)
     assert seen == [None, None, 2]
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    # The checkpoint it replaced is kept, and no temporary file is left.
+    assert load_checkpoint(tmp_path / "checkpoint_previous.pt")["iteration"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint_previous.pt"]
 
 
 def test_resume_rejects_chains_of_another_run(tmp_path: Path) -> None:
@@ -255,6 +257,33 @@ def test_diverging_training_is_reported() -> None:
         next(trainer.energy.parameters()).fill_(math.nan)
     with pytest.raises(FloatingPointError, match="non-finite"):
         trainer.step()
+
+
+@pytest.mark.parametrize("cause", ["weights", "energies"])
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cause: str) -> None:
+    path = tmp_path / "checkpoint.pt"
+    trainer = make_trainer("persistent")
+    trainer.fit(2, checkpoint_path=path, checkpoint_every=1, progress=False)
+    if cause == "weights":  # Adam's first steps move every weight by about lr
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = 1e30
+    else:
+        monkeypatch.setattr("stgconv.train.MAX_ABS_ENERGY", 0.0)
+    with pytest.raises(DivergenceError, match=r"diverged at iteration 3: .* past the bound of "
+                                              r".*checkpoint\.pt keeps iteration 2"):
+        trainer.fit(5, checkpoint_path=path, checkpoint_every=1, progress=False)
+    assert load_checkpoint(path)["iteration"] == 2
+    assert load_checkpoint(tmp_path / "checkpoint_previous.pt")["iteration"] == 1
+
+
+def test_multigrid_divergence_is_caught_on_every_grid(tmp_path: Path) -> None:
+    trainer = make_multigrid_trainer()
+    for group in trainer.trainers[0].optimizer.param_groups:  # the coarsest grid only
+        group["lr"] = 1e30
+    with pytest.raises(DivergenceError, match="iteration 1: a weight is .*no checkpoint was written"):
+        trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_trainer_rejects_bad_data() -> None:

@@ -28,10 +28,29 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        # A writer given a file object (a full disk under np.save or torch.save) raises the
+        # system's error without a file name: name the file it was writing.
+        raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` left in ``folder`` when its process
+    was killed mid-write (``.<name>.<random>.tmp``); returns them.
+
+    Call it only where no other process may be writing into ``folder`` at the same time (a
+    run folder under its lock), or a write in progress loses its file.
+    """
+    leftovers = [path for path in Path(folder).glob(".*.tmp") if path.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

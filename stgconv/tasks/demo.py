@@ -11,15 +11,16 @@ from stgconv.tasks.train import train
 
 
 def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
-         progress: bool = True) -> Path:
+         overwrite: bool = False, progress: bool = True) -> Path:
     """The quick start: learn the built-in brick texture (a real photograph shipped with
     scikit-image), then synthesize by running the model's persistent chains 5x longer.
 
     Persistent chains are the model's samples in the original method; fresh chains from zero
-    need many more steps (``stgconv synthesize RUN --steps 100``).
+    need many more steps (``stgconv synthesize RUN --steps 100``). ``overwrite``: replace an
+    earlier demo's run in ``out_dir`` (else it is refused, as by :func:`~stgconv.tasks.train`).
     """
     config = load_config(None, [f"out_dir={Path(out_dir)}", *overrides])
-    run = train(config, progress=progress)
+    run = train(config, overwrite=overwrite, progress=progress)
     synthesize(run, run / "synthesis", n_samples=8, start="chains",
                n_steps=5 * config.sampler.n_steps, device=config.device)
     return run

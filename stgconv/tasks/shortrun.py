@@ -11,9 +11,11 @@ from stgconv import shortrun
 from stgconv.build import build_sampler
 from stgconv.checkpoint import load_model
 from stgconv.config import ExperimentConfig
+from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.mcmc import Langevin, NoiseInit
+from stgconv.modalities import modality_of
 
 
 def reconstruct(
@@ -31,7 +33,7 @@ def reconstruct(
     Writes ``reconstruction.png`` (target | reconstruction) and ``reconstruction.json`` (MSE per
     iteration, first and last) into ``out_dir``.
     """
-    energy, config, _ = load_model(checkpoint, device=device)
+    energy, config = _image_model(checkpoint, device)
     param = next(energy.parameters())
     target = load_image(image, channels=config.model.in_channels, size=config.data.size)
     target = target.unsqueeze(0).to(param.device)
@@ -58,7 +60,7 @@ def interpolate(
     device: str = "auto",
 ) -> Path:
     """Samples along a path between two noise starts; writes ``interpolation.png``."""
-    energy, config, _ = load_model(checkpoint, device=device)
+    energy, config = _image_model(checkpoint, device)
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     init = NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
@@ -69,6 +71,15 @@ def interpolate(
         energy, _langevin(config), z_start, z_end, n_points=n_points, generator=generator
     )
     return save_image_grid(path, Path(out_dir) / "interpolation.png", nrow=n_points).parent
+
+
+def _image_model(checkpoint: str | Path, device: str) -> tuple[ConvNetEnergy, ExperimentConfig]:
+    energy, config, _ = load_model(checkpoint, device=device)
+    kind = modality_of(config).name
+    if kind != "image":
+        raise ValueError(f"{checkpoint} holds a {kind} model; reconstruct and interpolate take "
+                         "image models")
+    return energy, config
 
 
 def _langevin(config: ExperimentConfig) -> Langevin:

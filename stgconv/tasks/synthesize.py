@@ -9,7 +9,8 @@ import torch
 
 from stgconv.build import model_sampler, multigrid_sampler
 from stgconv.checkpoint import is_multigrid, load_checkpoint, model_from_state, multigrid_from_state
-from stgconv.config import ExperimentConfig, resolve_device
+from stgconv.checks import as_int, check_entries
+from stgconv.config import ExperimentConfig, example_shape, resolve_device
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.mcmc import NoiseInit
 from stgconv.modalities import modality_of
@@ -41,8 +42,9 @@ def synthesize(
         start: ``"noise"`` (fresh chains from the training init) or ``"chains"`` (continue the
             checkpoint's persistent chains or replay buffer).
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    n_samples = as_int(n_samples, "n_samples", minimum=1)
+    size = None if size is None else as_int(size, "size", minimum=1)
+    frames = None if frames is None else as_int(frames, "frames", minimum=1)
     if start not in ("noise", "chains"):
         raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
     target = resolve_device(device)
@@ -52,6 +54,7 @@ def synthesize(
             raise ValueError("a multi-grid model samples its fixed pyramid from the base grid: "
                              "size, frames and start='chains' do not apply")
         energies, config = multigrid_from_state(state, checkpoint)
+        check_entries((n_samples, *example_shape(config.data)), f"{n_samples} samples")
         return synthesize_multigrid([e.to(target) for e in energies], config, state["base"],
                                     out_dir, n_samples=n_samples, n_steps=n_steps, seed=seed)
     energy, config = model_from_state(state, checkpoint)
@@ -65,6 +68,8 @@ def synthesize(
         x0 = _stored_chains(config, state)[:n_samples].to(param.device)
     else:
         shape = modality.sample_shape(energy, config, n_samples, size=size, frames=frames)
+        check_entries(shape, f"{n_samples} samples" + (f" of side {size}" if size else "")
+                      + (f" of {frames} frames" if frames else ""))
         init = NoiseInit(config.chains.init, config.chains.init_scale)
         x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
     samples = model_sampler(config, n_steps=n_steps).run(energy, x0, generator=generator)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import socket
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -17,13 +23,21 @@ from stgconv.build import (
     multigrid_section,
 )
 from stgconv.checkpoint import FILENAME
+from stgconv.checks import check_output, reading
 from stgconv.config import ExperimentConfig, config_to_dict, resolve_device, save_config
 from stgconv.distributed import World
+from stgconv.io.atomic import remove_temporaries
 from stgconv.modalities import Modality, modality_of
 from stgconv.train import MultiGridTrainer, Trainer
 
+# What a run writes into its folder: `overwrite` removes exactly these, and any of them marks
+# the folder as holding a run.
+RUN_FILES = ("checkpoint*.pt", "config.yaml", "observed*", "samples*", "tb")
+LOCK = ".lock"
 
-def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = True) -> Path:
+
+def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> Path:
     """Train the configured model; returns the run folder.
 
     The folder gets ``config.yaml`` (resolved), ``checkpoint.pt``, ``observed``, ``samples_<it>``
@@ -32,27 +46,89 @@ def train(config: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     occupancy for voxels), and TensorBoard logs under ``tb/``. A multi-grid experiment
     (``multigrid`` section) trains one model per grid; ``observed``/``samples`` then show the
     finest grid, and ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``,
-    training continues from the folder's checkpoint up to ``train.n_iterations``.
+    training continues from the folder's checkpoint up to ``train.n_iterations``; it rewrites
+    ``config.yaml`` and ``observed`` only once it has written a checkpoint, so a resume that
+    fails leaves the folder as it was. A folder that already holds a run is refused unless
+    ``resume`` or ``overwrite`` (which first removes the old run's files) is set.
+
+    The folder has one owner at a time: ``.lock`` names the process training into it, and a
+    second run into the same folder is refused while that process lives (the lock is an
+    ``flock``, which the system drops however its process ends, so a killed run's folder is
+    free at once). Temporary files a killed run left behind are removed on the next run.
+    Checkpoints keep the one they replace as ``checkpoint_previous.pt``, and a run that
+    diverges stops without saving the diverged model (:meth:`stgconv.train.FitLoop.fit`).
 
     Launched by ``torchrun`` (several processes), the processes train one model together
     (:mod:`stgconv.distributed`): ``train.batch_size`` is each process's batch, and rank 0
     writes the folder, shows ``samples`` from its own chains and draws the progress bar.
     """
+    if resume and overwrite:
+        raise ValueError("resume continues the run in the folder and overwrite replaces it: "
+                         "choose one")
     world = distributed.from_environment(config.device)
-    out = _train(config, world, resume=resume, progress=progress)
+    out = _train(config, world, resume=resume, overwrite=overwrite, progress=progress)
     # Only on success: after a failure torchrun stops the other processes, and a barrier here
     # would wait for them forever.
     distributed.shutdown(world)
     return out
 
 
-def _train(config: ExperimentConfig, world: World | None, *, resume: bool, progress: bool
-           ) -> Path:
+def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overwrite: bool,
+           progress: bool) -> Path:
+    out = Path(config.out_dir)
+    if world is not None and not world.is_main:  # rank 0 owns and writes the folder
+        return _fit(config, world, out, resume=resume, progress=progress)
+    check_output(out, "out_dir")
+    with _owned(out):
+        remove_temporaries(out)
+        _clear(out, resume=resume, overwrite=overwrite)
+        return _fit(config, world, out, resume=resume, progress=progress)
+
+
+@contextmanager
+def _owned(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock for the block (see :func:`train`); the lock file names the owner
+    while it is held."""
+    out.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = file.read().strip() or "another process"
+            raise ValueError(f"run folder {out} is in use by {owner} ({out / LOCK}); wait for "
+                             "that run to end or train into another folder") from None
+        # A killed owner's words may still be here: the flock was free, so they are stale.
+        file.truncate(0)
+        file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        try:
+            yield
+        finally:
+            file.truncate(0)
+
+
+def _clear(out: Path, *, resume: bool, overwrite: bool) -> None:
+    old = sorted({path for pattern in RUN_FILES for path in out.glob(pattern)})
+    if resume or not old:
+        return
+    if not overwrite:
+        raise ValueError(f"{out} already holds a run ({', '.join(p.name for p in old[:4])}"
+                         f"{', ...' if len(old) > 4 else ''}): continue it with --resume, replace "
+                         "it with --overwrite, or train into another folder")
+    for path in old:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bool,
+         progress: bool) -> Path:
     device = world.device if world is not None else resolve_device(config.device)
     main = world is None or world.is_main
-    out = Path(config.out_dir)
     modality = modality_of(config)
-    data = modality.load(config.data).to(device)
+    with reading(config.data.path):
+        data = modality.load(config.data).to(device)
     config = modality.fit_units(config, data)  # from every example, the same on every rank
     data = data - modality.offset(config)  # the model's units
     observed = data
@@ -80,10 +156,19 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, progr
     checkpoint = out / FILENAME
     if resume:
         trainer.resume(checkpoint)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
-        modality.preview(modality.to_data(observed, config), out / "observed")
+    # A resumed run writes these only once it has saved a checkpoint, so that a resume that
+    # fails leaves the folder as it was.
+    undescribed = main
+
+    def describe_run(_: Trainer | MultiGridTrainer | None = None) -> None:
+        nonlocal undescribed
+        if undescribed:
+            save_config(config, out / "config.yaml")
+            modality.preview(modality.to_data(observed, config), out / "observed")
+            undescribed = False
+
+    if not resume:
+        describe_run()
 
     def save_samples(t: Trainer | MultiGridTrainer, _: dict[str, float]) -> None:
         every = config.train.sample_every
@@ -93,7 +178,7 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, progr
 
     trainer.fit(config.train.n_iterations, checkpoint_path=checkpoint,
                 checkpoint_every=config.train.checkpoint_every, log_dir=out / "tb",
-                progress=progress, on_iteration=save_samples)
+                progress=progress, on_iteration=save_samples, on_checkpoint=describe_run)
     if main and trainer.last_samples is not None:
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
                          formats=(".gif", ".mp4"))

@@ -134,6 +134,8 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     else:
         raise ValueError(f"cannot read {source}: expected a voxel file "
                          f"({', '.join(VOXEL_SUFFIXES)}) or a mesh ({', '.join(MESH_SUFFIXES)})")
+    if len(grids) == 0:
+        raise ValueError(f"{source} holds no grids: nothing to super-resolve")
     if grids.shape[-1] != low_side:
         raise ValueError(
             f"{source} holds {grids.shape[-1]}^3 grids; this {size}^3 model with factor {factor} "
