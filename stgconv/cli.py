@@ -15,6 +15,7 @@ from stgconv.checks import check_output, reading
 from stgconv.config import load_config
 from stgconv.distributed import launched_rank
 from stgconv.evaluation import classification, video_recovery, voxel
+from stgconv.version import __version__
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
 QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
@@ -26,25 +27,50 @@ QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/rec
 USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError)
 
 
+SEED_HELP = "seed of every random choice (noise, chain starts, subsets)"
+DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every optional option's help ends with what happens when it is left out, unless its text
+    already says (``default``); flags read ``off``, unset options ``not set``."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or "default" in text):
+            return text
+        if action.nargs == 0:
+            shown = "on" if action.default else "off"
+        elif action.default is None or action.default == []:
+            shown = "not set"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})".strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stgconv", description="Energy-based generative ConvNets: train, synthesize, recover."
+        prog="stgconv", description="Energy-based generative ConvNets: train, synthesize, recover.",
+        formatter_class=DefaultsFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model from a YAML config")
+    p = sub.add_parser("train", formatter_class=DefaultsFormatter, help="train a model from a YAML config")
     p.add_argument("config", nargs="?", help="YAML file overriding the defaults (none: defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set train.lr=0.001 (repeatable)")
-    p.add_argument("--data", help="training data path (same as --set data.path=...)")
-    p.add_argument("--out", help="run folder (same as --set out_dir=...)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--data", help="training data path (same as --set data.path=...; default: the "
+                                  "config's)")
+    p.add_argument("--out", help="run folder (same as --set out_dir=...; default: the config's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the config's)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the run folder (its files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("synthesize", help="sample from a trained model")
+    p = sub.add_parser("synthesize", formatter_class=DefaultsFormatter, help="sample from a trained model")
     p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
     p.add_argument("--out", help="output folder (default: <run folder>/synthesis)")
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
@@ -53,30 +79,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="clip length (video models)")
     p.add_argument("--start", choices=["noise", "chains"], default="noise",
                    help="fresh chains from noise, or continue the checkpoint's stored chains")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("reconstruct", help="reconstruct an image through a short-run chain")
-    p.add_argument("checkpoint")
-    p.add_argument("image")
-    p.add_argument("--out")
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser("reconstruct", formatter_class=DefaultsFormatter, help="reconstruct an image through a short-run chain")
+    p.add_argument("checkpoint", help="an image model (checkpoint.pt or its run folder)")
+    p.add_argument("image", help="the image to reconstruct")
+    p.add_argument("--out", help="output folder (default: <run folder>/reconstruction)")
+    p.add_argument("--iterations", type=int, default=100,
+                   help="optimisation steps on the chain's start")
+    p.add_argument("--lr", type=float, default=0.05, help="their learning rate")
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("interpolate", help="samples between two short-run chain starts")
-    p.add_argument("checkpoint")
-    p.add_argument("--out")
-    p.add_argument("--points", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser("interpolate", formatter_class=DefaultsFormatter, help="samples between two short-run chain starts")
+    p.add_argument("checkpoint", help="an image model (checkpoint.pt or its run folder)")
+    p.add_argument("--out", help="output folder (default: <run folder>/interpolation)")
+    p.add_argument("--points", type=int, default=8, help="samples along the path")
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("recover", help="recover the masked pixels of a clip (learning from it)")
+    p = sub.add_parser("recover", formatter_class=DefaultsFormatter, help="recover the masked pixels of a clip (learning from it)")
     _recovery_arguments(p)
     p.add_argument("--out", default="outputs/recovery", help="output folder")
 
-    p = sub.add_parser("super-resolve", help="super-resolve a low-resolution voxel grid or a mesh")
+    p = sub.add_parser("super-resolve", formatter_class=DefaultsFormatter, help="super-resolve a low-resolution voxel grid or a mesh")
     p.add_argument("checkpoint", help="a high-resolution voxel model (checkpoint.pt or its run folder)")
     p.add_argument("input", help="low-resolution grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy "
                                  "in [0, 1], side = model side / factor) or a mesh "
@@ -86,41 +113,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <run folder>/super_resolution)")
     _voxel_chain_arguments(p)
 
-    p = sub.add_parser("eval", help="evaluations that compare stgconv with classical baselines")
+    p = sub.add_parser("eval", formatter_class=DefaultsFormatter, help="evaluations that compare stgconv with classical baselines")
     evals = p.add_subparsers(dest="evaluation", required=True)
-    p = evals.add_parser("recovery", help="video recovery error, ours and the baselines'")
+    p = evals.add_parser("recovery", formatter_class=DefaultsFormatter, help="video recovery error, ours and the baselines'")
     _recovery_arguments(p)
     p.add_argument("--out", help="also write the recovered clips and metrics here")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
 
-    p = evals.add_parser("super-resolution",
+    p = evals.add_parser("super-resolution", formatter_class=DefaultsFormatter,
                          help="voxel super-resolution of pooled shapes: ours, nearest, trilinear")
     _voxel_eval_arguments(p)
     p.add_argument("--factor", type=int, default=4, help="block size (default 4)")
 
-    p = evals.add_parser("recovery-3d", help="recovery of randomly hidden voxels: ours and the "
+    p = evals.add_parser("recovery-3d", formatter_class=DefaultsFormatter, help="recovery of randomly hidden voxels: ours and the "
                                              "nearest-known / neighbour-majority fills")
     _voxel_eval_arguments(p)
     p.add_argument("--missing", type=float, default=0.7, help="fraction hidden (default 0.7)")
     p.add_argument("--init", choices=["nearest_known", "neighbour_majority", "mean"],
                    default="nearest_known", help="our chain's starting fill")
 
-    p = evals.add_parser("classification", help="cross-validated accuracy of a linear "
+    p = evals.add_parser("classification", formatter_class=DefaultsFormatter, help="cross-validated accuracy of a linear "
                                                 "classifier on the descriptor's features")
     p.add_argument("--checkpoint", required=True, help="a voxel model")
     p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--per-class", type=int, help="a random subset of this many shapes per class")
     p.add_argument("--l2", type=float, default=1e-2, help="L2 weight of the logistic regression")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("demo", help="the quick start: learn a real texture, then synthesize")
+    p = sub.add_parser("demo", formatter_class=DefaultsFormatter, help="the quick start: learn a real texture, then synthesize")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's run")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -130,17 +158,18 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                    help="a .mat mask (1 = missing) or missing_frames:F, region:SIDE, "
                         "salt_and_pepper:F (generated from the config's seed)")
     p.add_argument("--frames", type=int, default=70, help="first N frames (default 70)")
-    p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE (150)")
+    p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
     p.add_argument("--config", help=f"YAML config (default: {QUICK_RECOVERY_CONFIG})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--device", help="cpu, cuda or auto")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (repeatable)")
+    p.add_argument("--device", help="cpu, cuda or auto (default: the config's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _voxel_chain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="Langevin steps (default: the training chain length)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -149,7 +178,7 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
     p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
     p.add_argument("--max-shapes", type=int, help="only the first N shapes")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="shapes per chain batch")
     _voxel_chain_arguments(p)
 
 

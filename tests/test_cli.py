@@ -391,3 +391,43 @@ def test_a_failed_resume_leaves_the_run_as_it_was(texture_run: Path, tmp_path: P
                              "--resume", "--out", str(run), "--quiet"], capsys)
     assert code == 2, err
     assert {name: (run / name).read_bytes() for name in names} == before
+
+
+def _every_parser(parser):
+    """The parser and every sub-command's parser, depth first."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _every_parser(child)
+
+
+def test_every_option_of_every_command_states_its_default():
+    """`stgconv <command> --help` answers what happens when an option is left out."""
+    import argparse
+
+    from stgconv.cli import _parser
+
+    for parser in _every_parser(_parser()):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or action.required or isinstance(
+                    action, (argparse._HelpAction, argparse._VersionAction,
+                             argparse._SubParsersAction)):
+                continue
+            assert action.help, (parser.prog, action.option_strings)
+            help_line = " ".join(parser._get_formatter()._expand_help(action).split())
+            assert "default" in help_line, (parser.prog, action.option_strings, help_line)
+            assert help_line in text
+
+
+def test_version(capsys):
+    from stgconv.cli import main
+    from stgconv.version import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stgconv {__version__}"
