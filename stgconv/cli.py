@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
                                                 "classifier on the descriptor's features")
     p.add_argument("--checkpoint", required=True, help="a voxel model")
     p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y")
+    p.add_argument("--test", help="fit on --shapes and measure on this file's shapes (same "
+                                  "layout) instead of cross-validating")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--per-class", type=int, help="a random subset of this many shapes per class")
     p.add_argument("--l2", type=float, default=1e-2, help="L2 weight of the logistic regression")
@@ -258,7 +260,8 @@ def _run(args: argparse.Namespace) -> Path:
     if args.command == "eval" and args.evaluation == "classification":
         with reading(args.shapes):
             table = classification.eval_classification(
-                args.checkpoint, args.shapes, folds=args.folds, per_class=args.per_class,
+                args.checkpoint, args.shapes, test=args.test, folds=args.folds,
+                per_class=args.per_class,
                 l2=args.l2, seed=args.seed, json_path=args.json_path, device=args.device,
             )
         print(classification.format_accuracy_table(table))

@@ -36,3 +36,35 @@ def test_unlabelled_shapes_exit_2_with_a_message(files, tmp_path, capsys) -> Non
                  str(tmp_path / "unlabelled.npz")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "labels" in err, err
+
+
+def test_a_test_file_is_measured_after_fitting_on_the_shapes(files, tmp_path) -> None:
+    """--test: fitted on --shapes, scored on the test file's shapes; its classes must be among
+    the training ones."""
+    shapes = np.load(files["shapes"])
+    test = tmp_path / "test.npz"
+    np.savez(test, X=shapes["X"][::2], y=shapes["y"][::2])
+    out = tmp_path / "cls.json"
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--test", str(test), "--json", str(out),
+                 "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert set(table["accuracy"]) == {"stgconv", "random_init", "raw_voxels"}
+    assert all(0 <= a <= 1 for a in table["accuracy"].values())
+    assert table["std"] == {"stgconv": None, "random_init": None, "raw_voxels": None}
+    assert table["test"] == str(test) and "measured on the 6 shapes" in table["protocol"]
+    # The test shapes are half of the training shapes: raw voxels separate boxes from balls.
+    assert table["accuracy"]["raw_voxels"] == 1.0
+    other = tmp_path / "other.npz"
+    np.savez(other, X=shapes["X"][:2], y=np.array([7, 7]))
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--test", str(other)]) == 2
+
+
+def test_a_damaged_test_file_is_named(files, tmp_path, capsys) -> None:
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"PK\x03\x04 truncated")
+    capsys.readouterr()
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--test", str(damaged)]) == 2
+    assert str(damaged) in capsys.readouterr().err

@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from stgconv.checks import as_int
+from stgconv.checks import as_int, reading
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
@@ -316,17 +316,20 @@ class VoxelShapes(LazyH5, Dataset):
             return labels, splits, voxels.shape[1], classes, sources
 
     def _read_npz(self) -> tuple:
-        try:
-            archive = np.load(self.root, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"cannot read .npz file {self.root}: {err}") from err
-        with archive:
-            if "X" not in archive.files:
-                raise ValueError(f"{self.root} has no array 'X' (it holds {archive.files}); "
-                                 f"expected X (N, R, R, R) and optionally y (N,)")
-            array = archive["X"]
-            labels = archive["y"] if "y" in archive.files else None
-            names = archive["categories"] if "categories" in archive.files else None
+        # Reading the arrays, not only opening the archive, is where a truncated file fails.
+        with reading(self.root):
+            try:
+                archive = np.load(self.root, allow_pickle=False)
+            except (ValueError, OSError) as err:
+                raise ValueError(f"cannot read .npz file {self.root}: not an .npz archive "
+                                 f"({type(err).__name__})") from err
+            with archive:
+                if "X" not in archive.files:
+                    raise ValueError(f"{self.root} has no array 'X' (it holds {archive.files}); "
+                                     f"expected X (N, R, R, R) and optionally y (N,)")
+                array = archive["X"]
+                labels = archive["y"] if "y" in archive.files else None
+                names = archive["categories"] if "categories" in archive.files else None
         # Integer data must be binary and stays uint8 (4x smaller than float32 in memory).
         binary = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
         self._array = check_grids(array, binary=binary, name=str(self.root))

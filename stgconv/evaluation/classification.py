@@ -131,6 +131,18 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
             "folds": accuracies}
 
 
+def train_test_accuracy(train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor,
+                        *, l2: float = 1e-2) -> float:
+    """Accuracy on ``test`` ``(M, F)`` of :func:`fit_logistic` fitted on ``train`` ``(N, F)``
+    (standardized with the training features' statistics)."""
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    mean, std = train.mean(0), train.std(0).clamp(min=1e-6)
+    model = fit_logistic((train - mean) / std, train_labels, n_classes, l2=l2)
+    with torch.no_grad():
+        predicted = model((test - mean) / std).argmax(1)
+    return (predicted == test_labels).double().mean().item()
+
+
 def balanced_subset(labels: Tensor, per_class: int, *, generator: torch.Generator | None = None
                     ) -> Tensor:
     """Sorted indices of up to ``per_class`` random examples of each class."""
@@ -144,14 +156,17 @@ def balanced_subset(labels: Tensor, per_class: int, *, generator: torch.Generato
 
 
 def eval_classification(
-    checkpoint: str | Path, shapes: str | Path, *, folds: int = 5, per_class: int | None = None,
-    l2: float = 1e-2, cells: int = 4, seed: int = 0, json_path: str | Path | None = None,
-    device: str = "auto",
+    checkpoint: str | Path, shapes: str | Path, *, test: str | Path | None = None,
+    folds: int = 5, per_class: int | None = None, l2: float = 1e-2, cells: int = 4,
+    seed: int = 0, json_path: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
-    """Cross-validated accuracy of a linear classifier on the descriptor's features.
+    """Accuracy of a linear classifier on the descriptor's features: cross-validated on
+    ``shapes``, or with ``test`` fitted on ``shapes`` and measured on ``test``'s shapes.
 
-    ``shapes`` is an ``.npz`` with ``X`` ``(N, R, R, R)`` and labels ``y`` (or an HDF5 cache);
-    grids smaller than the model's are zero-padded, centred (ModelNet10's 30^3 -> 32^3).
+    ``shapes`` (and ``test``) is an ``.npz`` with ``X`` ``(N, R, R, R)`` and labels ``y`` (or an
+    HDF5 cache); grids smaller than the model's are zero-padded, centred (ModelNet10's 30^3 ->
+    32^3). ``test``'s classes must be among ``shapes``' (matched by name when both files name
+    their classes, else by label); ``std`` and ``folds`` are then ``None``.
 
     Returns (and writes to ``json_path``) ``{"unit", "accuracy": {"stgconv": a,
     "random_init": a, "raw_voxels": a}, "std": {...}, "folds": {...}, "n_shapes",
@@ -174,21 +189,35 @@ def eval_classification(
     # Relabel to 0..K-1 so a subset of classes still gives a K-way problem.
     classes, labels = labels.unique(return_inverse=True)
     voxels = pad_to(torch.stack([dataset[int(i)][0] for i in rows]), size)  # only these rows
-    model_input = voxels - VOXELS.offset(config)
     # The untrained control's weights come from the seed, without touching the caller's RNG.
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         random_energy = build_from_config(state["model_config"]).to(next(energy.parameters()).device)
-    features = {
-        "stgconv": descriptor_features(energy, model_input, cells=cells),
-        "random_init": descriptor_features(random_energy, model_input, cells=cells),
-        # Occupancy pooled 2x2x2 (16^3 = 4,096 values for 32^3 grids): about as many
-        # dimensions as the small descriptor's features, and 8x cheaper to fit.
-        "raw_voxels": (block_down(voxels, (2, 2, 2)) if size % 2 == 0 else voxels).flatten(1),
-    }
-    results = {name: cross_validate(f, labels, folds=folds, l2=l2, seed=seed)
-               for name, f in features.items()}
+    offset = VOXELS.offset(config)
+
+    def features_of(grids: Tensor) -> dict[str, Tensor]:
+        return {
+            "stgconv": descriptor_features(energy, grids - offset, cells=cells),
+            "random_init": descriptor_features(random_energy, grids - offset, cells=cells),
+            # Occupancy pooled 2x2x2 (16^3 = 4,096 values for 32^3 grids): about as many
+            # dimensions as the small descriptor's features, and 8x cheaper to fit.
+            "raw_voxels": (block_down(grids, (2, 2, 2)) if size % 2 == 0 else grids).flatten(1),
+        }
+
+    features = features_of(voxels)
     names = [dataset.classes[int(c)] if dataset.classes else str(int(c)) for c in classes]
+    if test is None:
+        results = {name: cross_validate(f, labels, folds=folds, l2=l2, seed=seed)
+                   for name, f in features.items()}
+        protocol = f"stratified {folds}-fold cross-validation on {shapes}"
+    else:
+        test_voxels, test_labels = _test_set(test, dataset, classes, size)
+        test_features = features_of(test_voxels)
+        results = {name: {"accuracy": train_test_accuracy(f, labels, test_features[name],
+                                                          test_labels, l2=l2),
+                          "std": None, "folds": None}
+                   for name, f in features.items()}
+        protocol = f"fitted on {shapes}, measured on the {len(test_labels)} shapes of {test}"
     table = {
         "task": "classification",
         "unit": UNIT,
@@ -198,13 +227,14 @@ def eval_classification(
         "n_features": {name: int(f.shape[1]) for name, f in features.items()},
         "n_shapes": len(labels),
         "per_class_counts": dict(zip(names, torch.bincount(labels).tolist())),
-        "protocol": (f"stratified {folds}-fold cross-validation on {shapes}"
+        "protocol": (protocol
                      + (f", {per_class} random shapes per class" if per_class else "")
                      + f"; features: conv-layer responses max-pooled to {cells}^3 cells; "
                      f"multinomial logistic regression, L2 {l2}, standardized features; "
                      f"random_init = the same architecture untrained; raw_voxels = occupancy "
                      f"block-averaged 2x2x2"),
         "seed": seed, "checkpoint": str(checkpoint), "shapes": str(shapes),
+        "test": None if test is None else str(test),
         "seconds": time.perf_counter() - started,
     }
     if json_path is not None:
@@ -212,14 +242,42 @@ def eval_classification(
     return table
 
 
+def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
+              ) -> tuple[Tensor, Tensor]:
+    """The shapes ``(M, 1, size, size, size)`` of ``path`` and their labels in the training
+    set's 0..K-1 numbering (``classes``: the training labels kept, in that order)."""
+    dataset = VoxelShapes(path)
+    if dataset.resolution > size:
+        raise ValueError(f"{path} holds {dataset.resolution}^3 grids; this model takes "
+                         f"(N, {size}, {size}, {size}) (smaller grids are padded)")
+    if (dataset.targets < 0).any():
+        raise ValueError(f"{path} has no labels y; the test set needs them")
+    raw = torch.from_numpy(dataset.targets)
+    if dataset.classes and train.classes:  # by name: the two files may number them apart
+        index = {name: i for i, name in enumerate(train.classes)}
+        unknown = sorted({dataset.classes[int(y)] for y in raw} - set(index))
+        if unknown:
+            raise ValueError(f"{path} has classes the training shapes lack: {unknown}")
+        raw = torch.tensor([index[dataset.classes[int(y)]] for y in raw])
+    position = {int(c): k for k, c in enumerate(classes)}
+    missing = sorted({int(y) for y in raw} - set(position))
+    if missing:
+        raise ValueError(f"{path} has labels the training shapes (as selected) lack: {missing}")
+    labels = torch.tensor([position[int(y)] for y in raw])
+    voxels = pad_to(torch.stack([dataset[i][0] for i in range(len(dataset))]), size)
+    return voxels, labels
+
+
 def format_accuracy_table(table: dict[str, Any]) -> str:
     lines = [f"classification of {table['n_shapes']} shapes ({table['unit']})",
              f"{'features':<14}{'accuracy':>10}{'std':>8}{'dims':>8}"]
     for name, accuracy in table["accuracy"].items():
-        lines.append(f"{name:<14}{accuracy:>10.4f}{table['std'][name]:>8.4f}"
+        std = table["std"][name]
+        lines.append(f"{name:<14}{accuracy:>10.4f}{'-' if std is None else f'{std:.4f}':>8}"
                      f"{table['n_features'][name]:>8}")
     return "\n".join(lines)
 
 
 __all__ = ["descriptor_features", "stratified_folds", "fit_logistic", "cross_validate",
-           "balanced_subset", "eval_classification", "format_accuracy_table"]
+           "train_test_accuracy", "balanced_subset", "eval_classification",
+           "format_accuracy_table"]
