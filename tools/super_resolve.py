@@ -1,0 +1,19 @@
+"""Super-resolve low-resolution voxel grids or meshes with a trained voxel model.
+
+Same as `stgconv super-resolve ...`: `python tools/super_resolve.py --help` lists the options.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from stgconv import cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(["super-resolve", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
