@@ -142,6 +142,10 @@ class TrainConfig:
     accumulate: int = 1
     checkpoint_every: int = 50
     sample_every: int = 25
+    # Every sample_every iterations, also into TensorBoard (RUN/tb): the samples (image grids,
+    # a clip's frames, a voxel sample's surface as a mesh) and every layer's weight and
+    # gradient norms; README "Outputs" states the cost (12-104 ms a time, measured).
+    log_media: bool = True
 
 
 @dataclass(frozen=True)

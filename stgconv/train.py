@@ -72,6 +72,19 @@ class FitLoop:
         """Every trained weight tensor."""
         raise NotImplementedError
 
+    def named_parameters(self) -> list[tuple[str, Tensor]]:
+        """Every trained weight tensor with its name (``grid<k>/`` before a grid's)."""
+        raise NotImplementedError
+
+    def log_norms(self, writer: Any) -> None:
+        """The L2 norm of every weight tensor and of its gradient (from the last step) as
+        TensorBoard scalars ``weights/<name>`` and ``gradients/<name>``."""
+        for name, parameter in self.named_parameters():
+            writer.add_scalar(f"weights/{name}", parameter.detach().norm().item(), self.iteration)
+            if parameter.grad is not None:
+                writer.add_scalar(f"gradients/{name}", parameter.grad.norm().item(),
+                                  self.iteration)
+
     @property
     def device(self) -> torch.device:
         raise NotImplementedError
@@ -124,12 +137,14 @@ class FitLoop:
         progress: bool = True,
         on_iteration: Callable[[Any, dict[str, float]], None] | None = None,
         on_checkpoint: Callable[[Any], None] | None = None,
+        on_log: Callable[[Any, Any], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train until ``self.iteration == n_iterations`` (so a resumed trainer continues).
 
         Writes a checkpoint every ``checkpoint_every`` iterations and at the end when
         ``checkpoint_path`` is set (then calls ``on_checkpoint(self)``), and TensorBoard scalars
-        when ``log_dir`` is set. With several processes only rank 0 logs and draws progress.
+        when ``log_dir`` is set, and then also calls ``on_log(writer, self)`` after every
+        iteration (pictures, norms). With several processes only rank 0 logs and draws progress.
 
         Raises:
             DivergenceError: a step's loss or mean energies, or the weights after it, are
@@ -166,6 +181,8 @@ class FitLoop:
                 if writer is not None:
                     for key, value in stats.items():
                         writer.add_scalar(f"train/{key}", value, self.iteration)
+                    if on_log is not None:
+                        on_log(writer, self)
                 if on_iteration is not None:
                     on_iteration(self, stats)
                 due = checkpoint_every > 0 and self.iteration % checkpoint_every == 0
@@ -303,6 +320,9 @@ class Trainer(FitLoop):
     def parameters(self) -> list[Tensor]:
         return list(self.energy.parameters())
 
+    def named_parameters(self) -> list[tuple[str, Tensor]]:
+        return list(self.energy.named_parameters())
+
     @property
     def device(self) -> torch.device:
         return self.data.device
@@ -411,6 +431,10 @@ class MultiGridTrainer(FitLoop):
 
     def parameters(self) -> list[Tensor]:
         return [p for trainer in self.trainers for p in trainer.parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Tensor]]:
+        return [(f"grid{k}/{name}", p) for k, trainer in enumerate(self.trainers, start=1)
+                for name, p in trainer.named_parameters()]
 
     @property
     def device(self) -> torch.device:

@@ -195,3 +195,17 @@ def test_real_chairs_load_padded(shared_data: Path) -> None:
     chairs = VOXELS.load(config.data)
     assert chairs.shape == (3, 1, 32, 32, 32)
     assert chairs[..., 0, :, :].sum() == 0  # the 30^3 grids padded by one empty voxel
+
+
+def test_voxel_samples_log_their_surface_as_a_tensorboard_mesh(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    VOXELS.log_samples(writer, "samples", boxes_and_balls(2, 8), 3)
+    writer.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()
+    tensors = events.Tags()["tensors"]
+    assert any(t.startswith("samples") and "VERTEX" in t for t in tensors), tensors
+    assert events.Scalars("samples/volume_fraction")[0].step == 3

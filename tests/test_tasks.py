@@ -83,3 +83,36 @@ def test_voxel_synthesis_keeps_every_sample_beyond_the_preview(tmp_path: Path) -
     grids = np.load(out / "synthesized.npy")
     assert grids.shape == (17, 8, 8, 8)
     assert grids.min() >= 0.0 and grids.max() <= 1.0
+
+
+@pytest.mark.parametrize("modality", list(WRITTEN))
+def test_training_logs_samples_and_norms_into_tensorboard(modality: str, tmp_path: Path) -> None:
+    """Read back from the event file: the samples (images, a clip's frames, a voxel mesh and its
+    volume fraction), every layer's weight and gradient norm, the energies; none with
+    train.log_media false."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def tags(log_media: bool) -> dict[str, list[str]]:
+        out = tmp_path / f"run_{log_media}"
+        config = load_config(None, [*data_overrides(modality, tmp_path), f"out_dir={out}",
+                                    "device=cpu", "train.n_iterations=2", "train.sample_every=1",
+                                    "sampler.n_steps=2", "chains.chains_per_example=2",
+                                    f"train.log_media={str(log_media).lower()}"])
+        train(config, progress=False)
+        events = EventAccumulator(str(out / "tb"), size_guidance={"images": 0, "tensors": 0})
+        events.Reload()
+        return events.Tags()
+
+    logged = tags(True)
+    assert {"train/e_pos", "train/e_neg", "train/loss"} <= set(logged["scalars"])
+    assert any(t.startswith("weights/") for t in logged["scalars"])
+    assert any(t.startswith("gradients/") for t in logged["scalars"])
+    if modality == "image":
+        assert "samples" in logged["images"]
+    elif modality == "video":
+        assert "samples/frames" in logged["images"]
+    else:
+        assert "samples/volume_fraction" in logged["scalars"]
+    quiet = tags(False)
+    assert not any(t.startswith(("weights/", "samples")) for t in quiet["scalars"])
+    assert not quiet["images"]

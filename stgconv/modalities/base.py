@@ -14,7 +14,7 @@ ends convert.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from torch import Tensor
 
@@ -69,6 +69,10 @@ class Modality:
         files = self.preview(batch, stem, formats=(".gif", ".mp4"))  # checks the layout first
         return [*files, atomic_save_npy(Path(stem).with_suffix(".npy"),
                                         batch.detach().float().cpu().numpy())]
+
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+        """Write a batch (data units) into TensorBoard (a ``SummaryWriter``) under ``tag``."""
+        raise NotImplementedError
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
         """Write a coarse grid of multi-grid samples (data units)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -53,6 +53,11 @@ class ImageModality(Modality):
         if batch.dim() != 4:
             raise ValueError(f"expected images (N, C, H, W), got {tuple(batch.shape)}")
         return [save_image_grid(batch[:MAX_IMAGES], Path(stem).with_suffix(".png"))]
+
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+        """Up to 64 images ``(N, C, H, W)`` as a TensorBoard image batch."""
+        images = ((batch[:MAX_IMAGES].detach().float().cpu() + 1) / 2).clamp(0, 1)
+        writer.add_images(tag, images, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
         """``<stem>.png``: one row per grid (nearest up-sampled to the finest size) of the first

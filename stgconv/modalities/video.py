@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from torch import Tensor
 
@@ -59,6 +59,13 @@ class VideoModality(Modality):
         clips = list(batch[:MAX_CLIPS].detach().float().cpu())
         return [save_comparison(clips, Path(stem).with_suffix(suffix), fps=fps)
                 for suffix in formats]
+
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+        """The first clip ``(C, T, H, W)`` of ``(N, C, T, H, W)`` as a TensorBoard image batch of
+        its frames (``<tag>/frames``). TensorBoard's own video panel needs moviepy's old
+        ``editor`` API, which current moviepy no longer has, so frames it is."""
+        frames = ((batch[0].detach().float().cpu().transpose(0, 1) + 1) / 2).clamp(0, 1)
+        writer.add_images(f"{tag}/frames", frames, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
         """``<stem>.gif``: the first clip's grids side by side (nearest up-sampled)."""

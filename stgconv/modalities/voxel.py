@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import torch
 from torch import Tensor
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
@@ -72,6 +73,19 @@ class VoxelModality(Modality):
         if len(batch) > MAX_SHAPES:
             atomic_save_npy(Path(stem).with_suffix(".npy"), batch[:, 0].detach().cpu().numpy())
         return files
+
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+        """The samples' mean occupied fraction (``<tag>/volume_fraction``) and the first
+        sample's 0.5 iso-surface as a TensorBoard mesh (when it has one)."""
+        from skimage.measure import marching_cubes
+
+        grids = batch.detach().float().cpu()[:, 0]
+        writer.add_scalar(f"{tag}/volume_fraction", (grids >= 0.5).float().mean().item(), step)
+        first = grids[0].numpy()
+        if first.min() < 0.5 < first.max():
+            vertices, faces, _, _ = marching_cubes(first, level=0.5)
+            writer.add_mesh(tag, vertices=torch.from_numpy(vertices.copy())[None],
+                            faces=torch.from_numpy(faces.astype("int64"))[None], global_step=step)
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
         """``<stem>.npy`` only: a coarse grid's block means rarely reach the 0.5 level a render

@@ -176,9 +176,18 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
             modality.preview(modality.to_data(_finest(t.last_samples), config),
                              out / f"samples_{t.iteration:06d}")
 
+    def log_media(writer: object, t: Trainer | MultiGridTrainer) -> None:
+        every = config.train.sample_every
+        if (config.train.log_media and every > 0 and t.iteration % every == 0
+                and t.last_samples is not None):
+            modality.log_samples(writer, "samples", modality.to_data(_finest(t.last_samples),
+                                                                   config), t.iteration)
+            t.log_norms(writer)
+
     trainer.fit(config.train.n_iterations, checkpoint_path=checkpoint,
                 checkpoint_every=config.train.checkpoint_every, log_dir=out / "tb",
-                progress=progress, on_iteration=save_samples, on_checkpoint=describe_run)
+                progress=progress, on_iteration=save_samples, on_checkpoint=describe_run,
+                on_log=log_media)
     if main and trainer.last_samples is not None:
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
                          formats=(".gif", ".mp4"))
