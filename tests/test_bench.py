@@ -290,3 +290,14 @@ def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert [row["method"] for row in rows] == ["CD-1", "CD-10", "PCD-1"]
     for row in rows:
         assert row["test_log_likelihood"] < 0 and row["ais_spread_between_runs"] >= 0
+
+
+def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> None:
+    """bench/faults.py in small: two SIGKILLs, then a resume; every file loads, no temporaries
+    stay, and the final state equals an uninterrupted run's bit for bit."""
+    out = tmp_path / "faults.json"
+    result = run_as_documented("bench.faults", "--kills", "2", "--iterations", "4",
+                               "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["bit_identical"] and row["unloadable_files"] == [] and row["temporaries_left"] == []
