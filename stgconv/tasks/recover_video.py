@@ -7,6 +7,7 @@ The clip is the first ``frames`` frames, each resized to ``size x size``; the ma
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -58,9 +59,13 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
             number = float(value)
         except ValueError as err:
             raise ValueError(f"mask {text!r}: {value!r} is not a number") from err
+        if not math.isfinite(number):
+            raise ValueError(f"mask {text!r}: {value!r} is not a finite number")
         if kind == "missing_frames":
             return missing_frames(*shape, fraction=number, generator=generator)
         if kind == "region":
+            if number != int(number):
+                raise ValueError(f"mask {text!r}: the block side must be a whole number")
             return occluded_region(*shape, size=int(number), generator=generator)
         return salt_and_pepper(*shape, fraction=number, generator=generator)
     return load_mask_mat(mask)
