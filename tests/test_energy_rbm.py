@@ -131,3 +131,25 @@ def test_cd_and_pcd_learn_a_tiny_known_distribution(mode: str) -> None:
     kl = (target * (target / model).log()).sum().item()
     # A uniform model scores KL 1.56; CD-1 is biased (it weighs the two modes unevenly).
     assert model[[12, 3]].sum() > 0.75 and kl < 0.2, (model, kl)
+
+
+def test_block_gibbs_conditions_only_on_states_that_keep_the_known_units() -> None:
+    """The start is off the constraint; every v the sampler conditions on (the first too) must
+    already hold the observed units."""
+
+    class Recording(RBM):
+        def sample_hidden(self, v, generator=None):
+            self.seen.append(v.detach().clone())
+            return super().sample_hidden(v, generator)
+
+    rbm = Recording(4, 3, init_scale=1.0, generator=torch.Generator().manual_seed(0)).double()
+    rbm.seen = []
+    observed = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=F64).expand(8, 4)
+    known = torch.tensor([True, True, False, False]).expand(8, 4)
+    constraint = KnownEntries(observed, known)
+    x0 = torch.full((8, 4), 0.5, dtype=F64)  # off the constraint
+    BlockGibbs(n_steps=3).run(rbm, x0, constraint=constraint,
+                              generator=torch.Generator().manual_seed(1))
+    assert len(rbm.seen) == 3
+    for v in rbm.seen:
+        assert torch.equal(v[known], observed[known])
