@@ -378,13 +378,19 @@ def holdout_like(
     dim = known.dim() - 3
     if dim < 0:
         raise ValueError(f"known must be (T, H, W) or (C, T, H, W), got {tuple(known.shape)}")
+    if not bool(known.any()):
+        raise ValueError("the mask leaves no entry observed: there is nothing to recover from")
+    if bool(known.all()):
+        raise ValueError("the mask hides no entry: there is nothing to recover")
     T = known.shape[dim]
-    candidates = (~known).roll(T // 2 if shift is None else shift, dims=dim) & known
+    shift = T // 2 if shift is None else shift
+    candidates = (~known).roll(shift, dims=dim) & known
     other = [d for d in range(known.dim()) if d != dim]
     eligible = candidates.any(dim=other).nonzero().flatten().cpu()  # frames it would touch
     if eligible.numel() == 0:
-        raise ValueError("no frame has observed entries under the shifted missing pattern; "
-                         "try another shift")
+        raise ValueError(f"no frame has observed entries under the missing pattern moved by "
+                         f"{shift} frames, so no hold-out shaped like it exists; set "
+                         f"recovery.holdout: 0 to recover without the hold-out check")
     n = max(1, round(fraction * eligible.numel()))
     frames = eligible[torch.randperm(eligible.numel(), generator=generator)[:n]]
     chosen = torch.zeros(T, dtype=torch.bool)

@@ -173,6 +173,15 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
         holdout_like(known, fraction=0.0)
     with pytest.raises(ValueError, match="bool"):
         holdout_like(known.float())
+    # The messages name what the user can change (there is no "shift" option in a config).
+    with pytest.raises(ValueError, match="no entry observed"):
+        holdout_like(torch.zeros_like(known))
+    with pytest.raises(ValueError, match="hides no entry"):
+        holdout_like(torch.ones_like(known))
+    every_frame_half = torch.zeros_like(known)
+    every_frame_half[:, : H // 2] = True  # the same rows missing in every frame
+    with pytest.raises(ValueError, match="recovery.holdout: 0"):
+        holdout_like(every_frame_half)
 
 
 def test_interpolation_spread() -> None:
