@@ -242,6 +242,7 @@ class Trainer(FitLoop):
         self.energy_l2 = train.energy_l2
         self.generator = generator if generator is not None else torch.Generator(data.device)
         self.optimizer = torch.optim.Adam(energy.parameters(), lr=train.lr, betas=train.betas)
+        self.optimizer_settings = {"lr": train.lr, "betas": tuple(train.betas)}
         self.config = config or {}
         self.world = world
         self.iteration = 0
@@ -311,6 +312,10 @@ class Trainer(FitLoop):
             )
         self.energy.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # The moments continue; the settings are this run's config (a resume with
+        # --set train.lr=... must use that rate, not silently keep the checkpoint's).
+        for group in self.optimizer.param_groups:
+            group.update(self.optimizer_settings)
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
         self.chains.load_state_dict(shard_chain_state(state["chains"], self.world,
                                                       capacity=capacity))

@@ -154,7 +154,8 @@ def test_texture_training_matches_filter_statistics() -> None:
 MODES = ["noise", "data", "persistent", "buffer"]
 
 
-def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1) -> Trainer:
+def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: float = 0.01
+                 ) -> Trainer:
     data = tiny_data()
     chains = build_chain_start(
         # capacity 5 < 4 chains x 2 iterations: the ring buffer wraps before the interruption.
@@ -164,7 +165,7 @@ def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1) -> Train
     )
     sampler = Langevin(n_steps=5, step_size=0.05, clamp=(-1.0, 1.0))
     return Trainer(tiny_energy(init_seed), sampler, chains, data,
-                   train=TrainConfig(batch_size=2, accumulate=accumulate, lr=0.01),
+                   train=TrainConfig(batch_size=2, accumulate=accumulate, lr=lr),
                    generator=gen(0), config={"mode": mode})
 
 
@@ -218,6 +219,17 @@ def test_resume_takes_the_same_steps(tmp_path: Path, mode: str) -> None:
     for (name, a), b in zip(straight.energy.named_parameters(), second.energy.parameters()):
         assert torch.equal(a, b), name
     assert_same(straight.state_dict(), second.state_dict())
+
+
+def test_a_resume_uses_its_own_learning_rate(tmp_path: Path) -> None:
+    """Adam's moments come from the checkpoint; the learning rate from the resuming run's config
+    (else --set train.lr=... on a resume would be silently ignored)."""
+    first = make_trainer("persistent")
+    first.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    second = make_trainer("persistent", lr=0.001)
+    second.resume(tmp_path / "checkpoint.pt")
+    assert [g["lr"] for g in second.optimizer.param_groups] == [0.001]
+    assert_same(second.optimizer.state_dict()["state"], first.optimizer.state_dict()["state"])
 
 
 def test_fit_writes_periodic_checkpoints(tmp_path: Path) -> None:
