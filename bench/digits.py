@@ -154,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.samples, args.epochs = 20, 1
         elif not data.is_file():
             parser.error(f"MNIST not found at {data} (pass --data)")
+        elif not run.exists():
+            parser.error(f"no trained model at {run} (train configs/image/mnist_quick.yaml, "
+                         "or pass --run)")
         train_images, train_labels = load_split(data, "train", 10_000 if not args.quick else 600)
         test_images, test_labels = load_split(data, "test", 2000 if not args.quick else 300)
         started = time.perf_counter()

@@ -431,3 +431,18 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"stgconv {__version__}"
+
+
+def test_a_run_that_fails_before_writing_leaves_no_debris(tmp_path: Path, capsys) -> None:
+    """No lock file, and no folder when the run made it; a folder the user had keeps its
+    contents and loses only the lock."""
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    (existing / "mine").mkdir(parents=True)
+    for out in (fresh, existing):
+        code, _, err = run_main(["train", *TINY, "--set", "data.kind=objects",
+                                 "--data", str(bad), "--out", str(out), "--quiet"], capsys)
+        assert code == 2 and "bad.npz" in err
+    assert not fresh.exists()
+    assert sorted(p.name for p in existing.iterdir()) == ["mine"]

@@ -88,7 +88,9 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
 @contextmanager
 def _owned(out: Path) -> Iterator[None]:
     """Hold ``out``'s lock for the block (see :func:`train`); the lock file names the owner
-    while it is held."""
+    while it is held. A run that fails before writing anything leaves no debris: the lock
+    file goes, and the folder too when this run made it."""
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     with os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+") as file:
         try:
@@ -103,6 +105,12 @@ def _owned(out: Path) -> Iterator[None]:
         file.flush()
         try:
             yield
+        except BaseException:
+            if not any(any(out.glob(pattern)) for pattern in RUN_FILES):
+                (out / LOCK).unlink()
+                if made and not any(out.iterdir()):
+                    out.rmdir()
+            raise
         finally:
             file.truncate(0)
 
