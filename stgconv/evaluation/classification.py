@@ -175,12 +175,7 @@ def eval_classification(
     started = time.perf_counter()
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
-    dataset = VoxelShapes(shapes)
-    if dataset.resolution > size:
-        raise ValueError(f"{shapes} holds {dataset.resolution}^3 grids; this model takes "
-                         f"(N, {size}, {size}, {size}) (smaller grids are padded)")
-    if (dataset.targets < 0).any():
-        raise ValueError(f"{shapes} has no labels y; classification needs them")
+    dataset = _labelled_shapes(shapes, size)
     labels = torch.from_numpy(dataset.targets)
     generator = torch.Generator().manual_seed(seed)
     rows = (balanced_subset(labels, per_class, generator=generator) if per_class is not None
@@ -242,16 +237,22 @@ def eval_classification(
     return table
 
 
-def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
-              ) -> tuple[Tensor, Tensor]:
-    """The shapes ``(M, 1, size, size, size)`` of ``path`` and their labels in the training
-    set's 0..K-1 numbering (``classes``: the training labels kept, in that order)."""
+def _labelled_shapes(path: str | Path, size: int) -> VoxelShapes:
+    """The shapes of ``path``, checked to fit a model of side ``size`` and to carry labels."""
     dataset = VoxelShapes(path)
     if dataset.resolution > size:
         raise ValueError(f"{path} holds {dataset.resolution}^3 grids; this model takes "
                          f"(N, {size}, {size}, {size}) (smaller grids are padded)")
     if (dataset.targets < 0).any():
-        raise ValueError(f"{path} has no labels y; the test set needs them")
+        raise ValueError(f"{path} has no labels y; classification needs them")
+    return dataset
+
+
+def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
+              ) -> tuple[Tensor, Tensor]:
+    """The shapes ``(M, 1, size, size, size)`` of ``path`` and their labels in the training
+    set's 0..K-1 numbering (``classes``: the training labels kept, in that order)."""
+    dataset = _labelled_shapes(path, size)
     raw = torch.from_numpy(dataset.targets)
     if dataset.classes and train.classes:  # by name: the two files may number them apart
         index = {name: i for i, name in enumerate(train.classes)}
