@@ -55,7 +55,7 @@ def build_chain_start(chains: ChainConfig, n_examples: int, *, spatial_dims: int
     if chains.mode == "super_resolution":
         if spatial_dims is None:
             raise ValueError("chains.mode='super_resolution' needs the data's spatial_dims")
-        return SuperResolutionStart((chains.factor,) * spatial_dims)
+        return SuperResolutionStart((chains.factor,) * spatial_dims, upsample=chains.upsample)
     if chains.mode == "recovery":
         return RecoveryStart(chains.missing, nearest_known_fill)
     if chains.mode == "noise":

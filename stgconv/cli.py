@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "block-averaged)")
     p.add_argument("--factor", type=int, default=4, help="block size (default 4: 16^3 -> 64^3)")
     p.add_argument("--out", help="output folder (default: <run folder>/super_resolution)")
+    p.add_argument("--soft", action="store_true",
+                   help="write the chain's occupancy in [0, 1] instead of the binary shape with "
+                        "each block's count of occupied voxels")
     _voxel_chain_arguments(p)
 
     p = sub.add_parser("eval", formatter_class=DefaultsFormatter, help="evaluations that compare stgconv with classical baselines")
@@ -121,9 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
 
     p = evals.add_parser("super-resolution", formatter_class=DefaultsFormatter,
-                         help="voxel super-resolution of pooled shapes: ours, nearest, trilinear")
+                         help="voxel super-resolution of pooled shapes: ours, nearest, trilinear, "
+                              "trilinear_binary")
     _voxel_eval_arguments(p)
     p.add_argument("--factor", type=int, default=4, help="block size (default 4)")
+    p.add_argument("--soft", action="store_true",
+                   help="score our chain's occupancy in [0, 1] instead of the binary shape")
 
     p = evals.add_parser("recovery-3d", formatter_class=DefaultsFormatter, help="recovery of randomly hidden voxels: ours and the "
                                              "nearest-known / neighbour-majority fills")
@@ -243,15 +249,16 @@ def _run(args: argparse.Namespace) -> Path:
     if args.command == "super-resolve":
         return tasks.super_resolve(
             args.checkpoint, args.input, _out_for(args.checkpoint, "super_resolution", args.out),
-            factor=args.factor, n_steps=args.steps, seed=args.seed, device=args.device,
+            factor=args.factor, n_steps=args.steps, binary=not args.soft, seed=args.seed,
+            device=args.device,
         )
     if args.command == "eval" and args.evaluation in ("super-resolution", "recovery-3d"):
         common = dict(n_steps=args.steps, batch_size=args.batch_size, max_shapes=args.max_shapes,
                       seed=args.seed, out_dir=args.out, json_path=args.json_path,
                       device=args.device)
         if args.evaluation == "super-resolution":
-            table = voxel.eval_super_resolution(args.checkpoint, args.shapes,
-                                                factor=args.factor, **common)
+            table = voxel.eval_super_resolution(args.checkpoint, args.shapes, factor=args.factor,
+                                                binary=not args.soft, **common)
         else:
             table = voxel.eval_recovery_3d(args.checkpoint, args.shapes,
                                            missing=args.missing, init=args.init, **common)

@@ -79,8 +79,9 @@ class SamplerConfig:
 class ChainConfig:
     """Where each training iteration's chains start (see :mod:`stgconv.mcmc.starts`)."""
 
-    # "super_resolution": each chain starts at nearest_up(block_down(x, factor)) of its example
-    # and keeps block_down(x) equal to it (3D descriptor net super-resolution training).
+    # "super_resolution": each chain starts at the up-sampling (`upsample`) of its example's
+    # block_down(x, factor) and keeps block_down(x) equal to it (3D descriptor net
+    # super-resolution training).
     # "recovery": each iteration hides a random `missing` fraction of every example's entries;
     # chains start from the nearest-known fill and keep the observed entries (the authors'
     # recovery training, with the observed entries clamped during the chain).
@@ -94,6 +95,11 @@ class ChainConfig:
     buffer_fresh: float = 0.05
     # super_resolution: block size in every spatial dim (4: 16^3 -> 64^3).
     factor: int = 4
+    # super_resolution: the chains' start, in training and in the super-resolution tasks:
+    # "linear" (trilinear for voxels, made consistent with the low resolution) or "nearest".
+    # Measured on held-out beds (bench/README.md, voxel_eval.py), linear starts the chain
+    # closer to the shape than block-constant nearest.
+    upsample: Literal["linear", "nearest"] = "linear"
     # recovery: fraction of entries hidden in each training example.
     missing: float = 0.7
 

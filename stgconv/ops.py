@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 def _check_factor(x: Tensor, factor: Sequence[int]) -> tuple[int, ...]:
@@ -75,6 +79,78 @@ def nearest_up(x: Tensor, factor: Sequence[int]) -> Tensor:
         expand_shape += [n, f]
     out = x.reshape(*lead, *view_shape).expand(*lead, *expand_shape)
     return out.reshape(*lead, *(n * f for n, f in zip(sizes, factor)))
+
+
+def linear_up(x: Tensor, factor: Sequence[int]) -> Tensor:
+    """Multilinear interpolation between entry centres (``align_corners=False``) up by
+    ``factor`` in the 1 to 3 trailing dimensions; the borders repeat the edge entries.
+
+    Unlike :func:`nearest_up` it does not keep block means; project it with
+    ``y - nearest_up(block_down(y) - x)`` where a constraint needs them.
+
+    Args:
+        x: ``(*lead, n1, ..., nk)``, ``k <= 3``.
+        factor: ``(f1, ..., fk)``.
+
+    Returns:
+        ``(*lead, n1 * f1, ..., nk * fk)``.
+    """
+    factor = _check_factor(x, factor)
+    k = len(factor)
+    if k not in _LINEAR_MODES:
+        raise ValueError(f"linear_up covers 1 to 3 trailing dims, got factor {factor}")
+    lead, sizes = x.shape[:-k], x.shape[-k:]
+    up = F.interpolate(x.reshape(-1, 1, *sizes), scale_factor=factor, mode=_LINEAR_MODES[k],
+                       align_corners=False)
+    return up.reshape(*lead, *up.shape[2:])
+
+
+def block_top_k(x: Tensor, low: Tensor, factor: Sequence[int]) -> Tensor:
+    """The binary tensor with block means ``low`` closest to ``x``: in every block the
+    ``round(low * block size)`` entries largest in ``x`` become 1, the others 0 (ties broken by
+    position, first wins).
+
+    Where ``low`` holds block means of a binary tensor, ``block_down(result) == low`` exactly;
+    other means are rounded to the nearest count.
+
+    Args:
+        x: ``(*lead, N1, ..., Nk)``: scores, higher = more likely occupied.
+        low: ``(*lead, N1 // f1, ..., Nk // fk)`` in ``[0, 1]``.
+        factor: ``(f1, ..., fk)``.
+
+    Returns:
+        ``x``'s shape and dtype, entries in {0, 1}.
+    """
+    factor = _check_factor(x, factor)
+    k = len(factor)
+    lead, sizes = x.shape[:-k], x.shape[-k:]
+    coarse = tuple(n // f for n, f in zip(sizes, factor))
+    if tuple(low.shape) != (*lead, *coarse):
+        raise ValueError(f"low {tuple(low.shape)} is not x {tuple(x.shape)} block-reduced by "
+                         f"{factor} (expected {(*lead, *coarse)})")
+    split: list[int] = []
+    for n, f in zip(sizes, factor):
+        split += [n // f, f]
+    n_lead = len(lead)
+    # Gather each block's entries into one last dim: (*lead, n1, ..., nk, f1 * ... * fk).
+    to_blocks = (*range(n_lead), *(n_lead + 2 * i for i in range(k)),
+                 *(n_lead + 2 * i + 1 for i in range(k)))
+    blocks = x.reshape(*lead, *split).permute(to_blocks).reshape(*lead, *coarse, -1)
+    block_size = blocks.shape[-1]
+    order = blocks.argsort(dim=-1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(block_size, device=x.device).expand_as(order))
+    counts = (low.clamp(0.0, 1.0) * block_size).round().to(rank.dtype)
+    chosen = (rank < counts.unsqueeze(-1)).to(x.dtype)
+    back = [0] * len(to_blocks)
+    for position, dim in enumerate(to_blocks):
+        back[dim] = position
+    chosen = chosen.reshape(*lead, *coarse, *factor).permute(back)
+    return chosen.reshape(x.shape)
+
+
+BLOCK_UPSAMPLERS = {"nearest": nearest_up, "linear": linear_up}
+"""Name -> ``up(x (*lead, n1, ..., nk), factor) -> (*lead, n1 * f1, ..., nk * fk)``."""
 
 
 def factor_between(fine: Sequence[int], coarse: Sequence[int]) -> tuple[int, ...]:

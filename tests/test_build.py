@@ -37,6 +37,7 @@ from stgconv.mcmc.starts import (
     SuperResolutionStart,
 )
 from stgconv.modalities import VOXELS
+from stgconv.ops import linear_up
 
 SR_CONFIG = Path(__file__).resolve().parents[1] / "configs/voxel/super_resolution_quick.yaml"
 
@@ -88,6 +89,7 @@ def test_build_chain_start_for_every_mode(mode: str) -> None:
         assert start.chains_per_example == 3 and start.init.scale == 0.5
     elif mode == "super_resolution":
         assert isinstance(start, SuperResolutionStart) and start.factor == (2, 2, 2)
+        assert start.upsample is linear_up  # the default of chains.upsample
         assert x0.shape == x_pos.shape
     elif mode == "recovery":
         assert isinstance(start, RecoveryStart) and start.missing == 0.6

@@ -27,11 +27,18 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
                  str(files["shapes"]), "--factor", "4", "--json", str(out),
                  "--out", str(tmp_path / "renders"), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
-    assert set(table["errors"]) == set(table["iou"]) == {"stgconv", "nearest", "trilinear"}
+    assert set(table["errors"]) == set(table["iou"]) == {"stgconv", "nearest", "trilinear",
+                                                         "trilinear_binary"}
     assert all(0 <= v <= 1 for part in ("errors", "iou") for v in table[part].values())
     assert table["n_shapes"] == 12 and table["factor"] == 4 and "[0, 1]" in table["unit"]
+    assert table["binary"] is True and table["upsample"] == "linear"
+    ours = np.load(tmp_path / "renders" / "stgconv.npy")
+    assert set(np.unique(ours).tolist()) <= {0.0, 1.0}
     assert (tmp_path / "renders" / "comparison.png").is_file()
-    assert "trilinear" in capsys.readouterr().out
+    assert "trilinear_binary" in capsys.readouterr().out
+    assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--soft", "--json", str(out), "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["binary"] is False
 
 
 def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:

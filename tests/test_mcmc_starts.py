@@ -289,22 +289,26 @@ def test_replay_buffer_capacity_and_fresh_errors() -> None:
         small.load_state_dict({"samples": torch.zeros(5, 1, 2, 2), "next": torch.tensor(0)})
 
 
-def test_super_resolution_start_begins_and_stays_consistent_with_the_low_resolution():
+@pytest.mark.parametrize("upsample", ["nearest", "linear"])
+def test_super_resolution_start_begins_and_stays_consistent_with_the_low_resolution(upsample):
     from stgconv.mcmc import Langevin, SuperResolutionStart
-    from stgconv.ops import block_down
+    from stgconv.ops import BLOCK_UPSAMPLERS, block_down
 
     g = torch.Generator().manual_seed(0)
     x_pos = torch.rand(3, 1, 8, 8, 8, generator=g)
-    start = SuperResolutionStart((4, 4, 4))
+    start = SuperResolutionStart((4, 4, 4), upsample=upsample)
     x0 = start.start(x_pos, torch.arange(3), generator=g)
     low = block_down(x_pos, (4, 4, 4))
-    torch.testing.assert_close(block_down(x0, (4, 4, 4)), low)
+    torch.testing.assert_close(x0, BLOCK_UPSAMPLERS[upsample](low, (4, 4, 4)))
+    torch.testing.assert_close(block_down(start.constraint(x_pos).project(x0), (4, 4, 4)), low)
     assert not torch.equal(x0, x_pos)  # the detail inside each block is what must be learned
     x = Langevin(n_steps=5, step_size=0.1).run(
         lambda v: v.flatten(1).pow(2).sum(1), x0, constraint=start.constraint(x_pos), generator=g
     )
     torch.testing.assert_close(block_down(x, (4, 4, 4)), low, rtol=0, atol=1e-6)
     assert start.state_dict() == {}
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        SuperResolutionStart((4, 4, 4), upsample="cubic")
 
 
 def test_recovery_start_clamps_the_known_entries_of_its_batch() -> None:

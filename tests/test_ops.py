@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stgconv.ops import block_down, factor_between, nearest_up, pyramid
+from stgconv.ops import block_down, block_top_k, factor_between, linear_up, nearest_up, pyramid
 
 F64 = torch.float64
 
@@ -183,3 +183,41 @@ def test_factor_between_errors_name_the_sizes(fine, coarse, message: str) -> Non
 def test_pyramid_rejects_non_dividing_sizes() -> None:
     with pytest.raises(ValueError, match=r"\(3, 3\) does not divide \(8, 8\)"):
         pyramid(rand((1, 1, 8, 8), seed=8), [(1, 1), (3, 3), (8, 8)])
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if len(CASES[c][1]) <= 3])
+def test_linear_up_is_torch_interpolate_over_the_trailing_dims(case: str) -> None:
+    shape, factor = CASES[case]
+    k = len(factor)
+    low = block_down(rand(shape), factor)
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[k]
+    flat = low.reshape(-1, 1, *low.shape[-k:])
+    expected = F.interpolate(flat, scale_factor=factor, mode=mode, align_corners=False)
+    torch.testing.assert_close(linear_up(low, factor), expected.reshape(shape))
+    with pytest.raises(ValueError, match="1 to 3 trailing dims"):
+        linear_up(rand((1, 2, 2, 2, 2)), (2, 2, 2, 2))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_block_top_k_is_the_closest_binary_tensor_with_the_block_means(case: str) -> None:
+    """Every block gets its count, on its highest entries; a binary tensor is its own result."""
+    shape, factor = CASES[case]
+    x = rand(shape)
+    binary = (rand(shape, seed=1) > 0.3).to(F64)
+    low = block_down(binary, factor)
+    out = block_top_k(x, low, factor)
+    torch.testing.assert_close(block_down(out, factor), low, atol=1e-12, rtol=0)
+    assert torch.equal(block_top_k(binary, low, factor), binary)
+    # Within every block the lowest chosen entry scores at least as high as the highest other.
+    k = len(factor)
+    flat = x.reshape(-1, 1, *shape[-k:])
+    chosen = out.reshape(flat.shape) > 0
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[k]
+    lowest_chosen = -pool(torch.where(chosen, -flat, -torch.inf), factor, factor)
+    highest_left = pool(torch.where(chosen, -torch.inf, flat), factor, factor)
+    assert (lowest_chosen >= highest_left).all()
+
+
+def test_block_top_k_checks_the_low_shape() -> None:
+    with pytest.raises(ValueError, match="block-reduced"):
+        block_top_k(torch.zeros(1, 8, 8), torch.zeros(1, 3, 4), (2, 2))

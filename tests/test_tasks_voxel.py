@@ -18,7 +18,7 @@ import pytest
 import torch
 from _tiny import boxes_and_balls
 
-from stgconv.baselines.voxel import downsample, nearest_upsample
+from stgconv.baselines.voxel import downsample, nearest_upsample, trilinear_upsample
 from stgconv.cli import main
 from stgconv.config import TrainConfig, load_config
 from stgconv.energy.base import ConvNetEnergy
@@ -63,14 +63,37 @@ def test_tiny_super_resolution_beats_its_starting_point() -> None:
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.13])
-def test_super_resolution_keeps_the_low_resolution_exact(offset: float) -> None:
+@pytest.mark.parametrize("binary", [True, False])
+def test_super_resolution_keeps_the_low_resolution_exact(offset: float, binary: bool) -> None:
     energy = tiny_energy(8)
-    low = torch.rand(3, 1, 2, 2, 2, generator=gen(0))
+    # Block means of a binary grid, as the evaluations make them: whole counts per block.
+    low = downsample((torch.rand(3, 1, 8, 8, 8, generator=gen(0)) > 0.6).float(), 4)
     sampler = Langevin(n_steps=5, step_size=0.3, noise_scale=1.0, clamp=(-offset, 1 - offset))
-    out = super_resolve_batch(energy, sampler, low, 4, offset=offset, generator=gen(1))
+    out = super_resolve_batch(energy, sampler, low, 4, offset=offset, binary=binary,
+                              generator=gen(1))
     assert out.shape == (3, 1, 8, 8, 8)
     torch.testing.assert_close(block_down(out, (4, 4, 4)), low, atol=1e-6, rtol=0)
-    assert not torch.equal(out, nearest_upsample(low, 4))  # the chain did move inside blocks
+    if binary:
+        assert set(out.unique().tolist()) <= {0.0, 1.0}
+    else:
+        # The chain did move inside blocks, away from its (projected) trilinear start.
+        start = trilinear_upsample(low, 4)
+        start = start - nearest_upsample(downsample(start, 4) - low, 4)
+        assert not torch.allclose(out, start, atol=1e-4)
+
+
+def test_super_resolution_starts_where_the_config_says() -> None:
+    """With a step too small to move, the chain is its start: the up-sampling, made consistent."""
+    low = downsample((torch.rand(2, 1, 8, 8, 8, generator=gen(0)) > 0.5).float(), 4)
+    sampler = Langevin(n_steps=1, step_size=1e-8, noise_scale=0.0)
+    energy = tiny_energy(8)
+    nearest = super_resolve_batch(energy, sampler, low, 4, upsample="nearest", binary=False)
+    torch.testing.assert_close(nearest, nearest_upsample(low, 4))
+    linear = super_resolve_batch(energy, sampler, low, 4, upsample="linear", binary=False)
+    trilinear = trilinear_upsample(low, 4)
+    torch.testing.assert_close(linear, trilinear - nearest_upsample(downsample(trilinear, 4) - low, 4))
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        super_resolve_batch(energy, sampler, low, 4, upsample="cubic")
 
 
 # --------------------------------------------------------------------------- recovery
@@ -121,6 +144,12 @@ def test_super_resolve_a_grid_and_a_mesh(files, tmp_path) -> None:
                  "--out", str(tmp_path / "grid"), "--device", "cpu"]) == 0
     high = np.load(tmp_path / "grid" / "super_resolved.npy")
     assert high.shape == (1, 16, 16, 16)
+    assert set(np.unique(high).tolist()) <= {0.0, 1.0}  # a shape, with the input's block counts
+    torch.testing.assert_close(downsample(torch.from_numpy(high)[:, None], 4), low)
+    assert main(["super-resolve", str(files["run"]), str(tmp_path / "low.npy"), "--soft",
+                 "--out", str(tmp_path / "soft"), "--device", "cpu"]) == 0
+    soft = np.load(tmp_path / "soft" / "super_resolved.npy")
+    assert len(np.unique(soft)) > 2 and soft.min() >= 0 and soft.max() <= 1
     assert {"super_resolved.png", "super_resolved.npy"} <= {p.name for p in (tmp_path / "grid").iterdir()}
     cube = tmp_path / "cube.off"  # ModelNet's header quirk: "OFF" and the counts on one line
     cube.write_text("OFF8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1)

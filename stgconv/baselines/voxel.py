@@ -9,6 +9,10 @@ Super-resolution (the low resolution is the block average of the high resolution
 - ``nearest``: every low-resolution voxel repeated over its block (:func:`stgconv.ops.nearest_up`);
   it already keeps ``block_down(x) == low``.
 - ``trilinear``: ``torch.nn.functional.interpolate(mode="trilinear", align_corners=False)``.
+- ``trilinear_binary``: the trilinear up-sampling made binary and consistent with the low
+  resolution (:func:`stgconv.ops.block_top_k`): each block's known count of occupied voxels
+  goes to its highest-interpolated voxels. A strong baseline for binary shapes: the block
+  counts are exact, only their placement inside each block is guessed.
 
 Recovery of missing voxels:
 
@@ -29,7 +33,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from stgconv.checks import check_voxels
-from stgconv.ops import block_down, nearest_up
+from stgconv.ops import block_down, block_top_k, linear_up, nearest_up
 from stgconv.types import Fill
 
 # --------------------------------------------------------------------------------------------
@@ -47,13 +51,19 @@ def trilinear_upsample(low: Tensor, factor: int) -> Tensor:
     """``(B, 1, d, d, d) -> (B, 1, d*f, d*f, d*f)``: trilinear interpolation between voxel
     centres (``align_corners=False``), clamped to ``[0, 1]``."""
     check_voxels(low, "low")
-    up = F.interpolate(low, scale_factor=factor, mode="trilinear", align_corners=False)
-    return up.clamp(0.0, 1.0)
+    return linear_up(low, (factor,) * 3).clamp(0.0, 1.0)
+
+
+def trilinear_binary_upsample(low: Tensor, factor: int) -> Tensor:
+    """``(B, 1, d, d, d) -> (B, 1, d*f, d*f, d*f)`` in {0, 1}: in every block the
+    ``round(low * f^3)`` voxels of highest trilinear value occupied."""
+    return block_top_k(trilinear_upsample(low, factor), low, (factor,) * 3)
 
 
 UPSAMPLERS: dict[str, Callable[[Tensor, int], Tensor]] = {
     "nearest": nearest_upsample,
     "trilinear": trilinear_upsample,
+    "trilinear_binary": trilinear_binary_upsample,
 }
 """Name -> ``fill(low (B, 1, d, d, d), factor) -> (B, 1, d*f, d*f, d*f)``."""
 
@@ -162,4 +172,4 @@ FILLS: dict[str, Fill] = {
 
 
 __all__ = ["FILLS", "UPSAMPLERS", "downsample", "nearest_known_fill", "nearest_upsample",
-           "neighbour_majority", "trilinear_upsample"]
+           "neighbour_majority", "trilinear_binary_upsample", "trilinear_upsample"]

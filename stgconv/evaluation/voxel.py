@@ -2,10 +2,12 @@
 protocol and one table each, every method on the same inputs.
 
 - super-resolution: ``low = block_down(x, f)`` (block means); ours runs the model's sampler from
-  ``nearest_up(low)`` with :class:`~stgconv.mcmc.DownsampleConsistency` after every step
-  (:func:`stgconv.tasks.voxel.super_resolve_batch`), so ``block_down(ours) == low`` exactly (up
-  to the final ``[0, 1]`` clamp used for scoring); baselines
-  :data:`stgconv.baselines.voxel.UPSAMPLERS`.
+  the up-sampling of ``low`` its config names (``chains.upsample``) with
+  :class:`~stgconv.mcmc.DownsampleConsistency` after every step and, by default, makes the
+  result binary with each block's count of occupied voxels
+  (:func:`stgconv.tasks.voxel.super_resolve_batch`), so ``block_down(ours) == low`` exactly;
+  baselines :data:`stgconv.baselines.voxel.UPSAMPLERS` (one of them, ``trilinear_binary``, the
+  same binarisation of the trilinear up-sampling).
 - recovery: a seeded random ``missing`` fraction of the voxels is hidden (independently per
   voxel); ours runs the sampler from a baseline fill with :class:`~stgconv.mcmc.KnownEntries`
   (:func:`stgconv.tasks.voxel.recover_batch`), so the observed voxels never change; baselines
@@ -66,7 +68,7 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None) -> Tens
 
 def eval_super_resolution(
     checkpoint: str | Path, shapes: str | Path, *, factor: int = 4, n_steps: int | None = None,
-    batch_size: int = 8, max_shapes: int | None = None, seed: int = 0,
+    binary: bool = True, batch_size: int = 8, max_shapes: int | None = None, seed: int = 0,
     out_dir: str | Path | None = None, json_path: str | Path | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
@@ -74,8 +76,9 @@ def eval_super_resolution(
     baselines, one table.
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
-    "trilinear": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...}, "n_shapes", "size",
-    "factor", "trained_factor", "steps", "checkpoint", "shapes"}``. With ``out_dir``, also
+    "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
+    "n_shapes", "size", "factor", "trained_factor", "steps", "upsample", "binary", "checkpoint",
+    "shapes"}``; ``binary=False`` scores our chain's soft occupancy instead. With ``out_dir``, also
     ``comparison.png`` (low | nearest | trilinear | ours | truth for the first 4 shapes) and
     ``stgconv.npy`` (ours, clamped).
 
@@ -96,7 +99,8 @@ def eval_super_resolution(
 
     def ours(low: Tensor, factor: int) -> Tensor:
         return super_resolve_batch(energy, sampler, low.to(param.device), factor,
-                                   offset=VOXELS.offset(config), generator=generator).cpu()
+                                   offset=VOXELS.offset(config), upsample=config.chains.upsample,
+                                   binary=binary, generator=generator).cpu()
 
     lows = [(downsample(batch, factor), factor) for batch in truth.split(batch_size)]
     results, seconds = _run_methods({"stgconv": ours, **UPSAMPLERS}, lows)
@@ -106,6 +110,7 @@ def eval_super_resolution(
         "low_size": size // factor,
         "trained_factor": config.chains.factor if config.chains.mode == "super_resolution" else None,
         "steps": n_steps if n_steps is not None else config.sampler.n_steps,
+        "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
     if out_dir is not None:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.init import NoiseInit, data_plus_noise
-from stgconv.ops import block_down, nearest_up
+from stgconv.ops import BLOCK_UPSAMPLERS, block_down, nearest_up
 from stgconv.types import Fill
 
 
@@ -105,13 +105,25 @@ class SuperResolutionStart(CoarseStart):
     """Super-resolution training (3D descriptor net): each chain starts from the up-sampled
     low-resolution version of its example and stays consistent with it.
 
-    The low resolution of ``x_pos`` is ``block_down(x_pos, factor)``; chains start at
-    ``nearest_up`` of it and, through :meth:`constraint`, keep ``block_down(x) == low`` after
-    every step, so the model learns what detail to add inside each block.
+    The low resolution of ``x_pos`` is ``block_down(x_pos, factor)``; chains start at its
+    ``upsample`` (:data:`stgconv.ops.BLOCK_UPSAMPLERS`; ``"linear"`` is projected onto the
+    constraint by the sampler) and, through :meth:`constraint`, keep ``block_down(x) == low``
+    after every step, so the model learns what detail to add inside each block, from the start
+    the super-resolution tasks use.
 
     Args:
         factor: block size over the trailing dims, e.g. ``(4, 4, 4)`` for voxels.
+        upsample: ``"linear"`` (default) or ``"nearest"``.
     """
+
+    def __init__(self, factor: tuple[int, ...], *, upsample: str = "linear") -> None:
+        super().__init__(factor)
+        if upsample not in BLOCK_UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {sorted(BLOCK_UPSAMPLERS)}, got {upsample!r}")
+        self.upsample = BLOCK_UPSAMPLERS[upsample]
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        return self.upsample(block_down(x_pos, self.factor), self.factor)
 
     def constraint(self, x_pos: Tensor) -> Constraint:
         return DownsampleConsistency(block_down(x_pos, self.factor), self.factor)

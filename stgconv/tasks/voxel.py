@@ -29,7 +29,7 @@ from stgconv.mcmc import DownsampleConsistency, KnownEntries
 from stgconv.mcmc.base import Sampler
 from stgconv.modalities import VOXELS, modality_of
 from stgconv.modalities.voxel import grid_side
-from stgconv.ops import nearest_up
+from stgconv.ops import BLOCK_UPSAMPLERS, block_top_k
 
 RecoveryInit = Literal["nearest_known", "neighbour_majority", "mean"]
 
@@ -57,24 +57,34 @@ def check_factor(size: int, factor: int) -> None:
 
 
 def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, factor: int, *,
-                        offset: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+                        offset: float = 0.0, upsample: str = "linear", binary: bool = True,
+                        generator: torch.Generator | None = None) -> Tensor:
     """Super-resolve low-resolution occupancy with a model of the high resolution.
+
+    The chain starts at ``upsample`` of ``low`` (:data:`stgconv.ops.BLOCK_UPSAMPLERS`, the
+    config's ``chains.upsample``) and keeps ``block_down(x, f) == low`` after every step.
 
     Args:
         low: ``(B, 1, d, d, d)`` block means in ``[0, 1]``; ``d * factor`` must be the model's side.
         factor: block size ``f``.
         offset: the model's :meth:`~stgconv.modalities.Modality.offset`.
+        binary: make the result a shape: in every block the ``round(low * f^3)`` voxels the
+            chain ranks highest are occupied (:func:`stgconv.ops.block_top_k`), so block means
+            stay ``low`` for the block means of any binary grid. ``False`` returns the chain.
 
     Returns:
-        ``(B, 1, d*f, d*f, d*f)`` in occupancy units, with ``block_down(out, f) == low`` (not
-        clamped: the clamp would move block means; score it with a clamp).
+        ``(B, 1, d*f, d*f, d*f)`` occupancy: {0, 1} when ``binary``; else the chain itself, with
+        ``block_down(out, f) == low`` (not clamped: the clamp would move block means; score it
+        with a clamp).
     """
+    if upsample not in BLOCK_UPSAMPLERS:
+        raise ValueError(f"upsample must be one of {sorted(BLOCK_UPSAMPLERS)}, got {upsample!r}")
     blocks = (factor,) * 3
     low_model = low - offset
-    x0 = nearest_up(low_model, blocks)
+    x0 = BLOCK_UPSAMPLERS[upsample](low_model, blocks)
     x = sampler.run(energy, x0, constraint=DownsampleConsistency(low_model, blocks),
-                    generator=generator)
-    return x + offset
+                    generator=generator) + offset
+    return block_top_k(x, low, blocks) if binary else x
 
 
 def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, known: Tensor, *,
@@ -101,15 +111,17 @@ def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kno
 
 
 def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Path, *,
-                  factor: int = 4, n_steps: int | None = None, seed: int = 0,
-                  device: str = "auto") -> Path:
+                  factor: int = 4, n_steps: int | None = None, binary: bool = True,
+                  seed: int = 0, device: str = "auto") -> Path:
     """Super-resolve a low-resolution grid file or a mesh with a trained high-resolution model.
 
     ``source`` is a voxel file (one grid ``(d, d, d)`` or a batch ``(N, d, d, d)`` of occupancy
     in ``[0, 1]``, ``d = size / factor``) or a mesh (:data:`~stgconv.io.mesh.MESH_SUFFIXES`),
-    voxelized here to a solid ``size^3`` grid and block-averaged to ``d^3``. Writes into ``out_dir``: ``super_resolved.npy``
-    (float32 ``(N, D, D, D)``, clamped to ``[0, 1]``), ``super_resolved.png`` (input | nearest |
-    ours, up to 4 shapes) and, for one shape, ``super_resolved.ply`` (its 0.5 iso-surface).
+    voxelized here to a solid ``size^3`` grid and block-averaged to ``d^3``. Writes into
+    ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
+    see :func:`super_resolve_batch`; else the chain's occupancy clamped to ``[0, 1]``),
+    ``super_resolved.png`` (input | nearest | ours, up to 4 shapes) and, for one shape,
+    ``super_resolved.ply`` (its 0.5 iso-surface).
 
     Raises:
         ValueError: a factor that does not divide the model's side; a grid of the wrong size;
@@ -144,7 +156,8 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     low = to_tensor(grids).to(param.device)
     generator = torch.Generator(param.device).manual_seed(seed)
     ours = super_resolve_batch(energy, model_sampler(config, n_steps=n_steps), low, factor,
-                               offset=VOXELS.offset(config), generator=generator).clamp(0.0, 1.0)
+                               offset=VOXELS.offset(config), upsample=config.chains.upsample,
+                               binary=binary, generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(out / "super_resolved.npy", ours[:, 0].cpu().numpy().astype(np.float32))
