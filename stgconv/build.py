@@ -112,4 +112,5 @@ def multigrid_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -
     """The coarse-to-fine sampler of a multi-grid experiment; ``n_steps`` overrides every
     grid's chain length."""
     return MultiGridSampler(tuple(grid_samplers(config, n_steps=n_steps)),
-                            grid_factors(grid_sizes(config)))
+                            grid_factors(grid_sizes(config)),
+                            consistent=multigrid_section(config).consistent)

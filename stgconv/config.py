@@ -208,6 +208,11 @@ class MultiGridConfig:
     # Videos only: base clip length; null keeps every frame.
     base_frames: int | None = None
     grids: tuple[GridConfig, ...] = ()
+    # true: each grid refines the one below, in training and sampling: its chains keep the block
+    # means of the coarser grid (as super-resolution does), so the models learn detail given the
+    # layout and the coarse grids' variety reaches the finest samples. false: the paper's free
+    # chains, which may redraw the layout.
+    consistent: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ the gradients are averaged over the processes before every step (:mod:`stgconv.d
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,7 +33,7 @@ from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.buffer import ReplayBuffer
-from stgconv.mcmc.starts import ChainStart, CoarseStart
+from stgconv.mcmc.starts import ChainStart, CoarseStart, SuperResolutionStart
 from stgconv.ops import factor_between, pyramid
 
 # Past these bounds a run has diverged: a healthy one stays orders of magnitude below them
@@ -338,8 +339,10 @@ class MultiGridTrainer(FitLoop):
 
     Every iteration draws one batch of examples; each grid's model takes one :class:`Trainer`
     step on the examples at its own grid, with chains started from the nearest up-sampling of
-    their next coarser grid (:class:`stgconv.mcmc.starts.CoarseStart`). The grids learn
-    independently, which is what lets the coarse-to-fine sampler chain them.
+    their next coarser grid (:class:`stgconv.mcmc.starts.CoarseStart`; with ``consistent``,
+    :class:`~stgconv.mcmc.starts.SuperResolutionStart`, whose chains keep that grid's block
+    means). The grids learn independently, which is what lets the coarse-to-fine sampler chain
+    them.
 
     Args:
         energies: one model per modelled grid, coarse to fine.
@@ -348,6 +351,9 @@ class MultiGridTrainer(FitLoop):
         grid_sizes: trailing sizes of the base grid and of every modelled grid, coarse to fine
             (``len(energies) + 1`` entries, the last equal to ``S``), e.g.
             ``[(1, 1), (4, 4), (16, 16), (64, 64)]``.
+        consistent: each grid learns to refine its coarser grid without moving its block
+            means (``multigrid.consistent``; sample with a consistent
+            :class:`~stgconv.mcmc.MultiGridSampler`).
         train, generator, config, world: as :class:`Trainer` (every grid learns with ``train``;
             with a ``world``, ``data`` is this rank's shard).
     """
@@ -359,6 +365,7 @@ class MultiGridTrainer(FitLoop):
         data: Tensor,
         grid_sizes: Sequence[Sequence[int]],
         *,
+        consistent: bool = False,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
@@ -378,8 +385,9 @@ class MultiGridTrainer(FitLoop):
         self.generator = generator if generator is not None else torch.Generator(data.device)
         self.config = config or {}
         self.world = world
+        start = partial(SuperResolutionStart, upsample="nearest") if consistent else CoarseStart
         self.trainers = [
-            Trainer(energy, sampler, CoarseStart(factor_between(fine, coarse)), level,
+            Trainer(energy, sampler, start(factor_between(fine, coarse)), level,
                     train=train, generator=self.generator, world=world)
             for energy, sampler, coarse, fine, level
             in zip(energies, samplers, grid_sizes[:-1], grid_sizes[1:], levels[1:])

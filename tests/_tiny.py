@@ -97,13 +97,13 @@ def multigrid_config_dict() -> dict:
     ))
 
 
-def make_multigrid_trainer(*, init_seed: int = 0) -> MultiGridTrainer:
+def make_multigrid_trainer(*, init_seed: int = 0, consistent: bool = False) -> MultiGridTrainer:
     torch.manual_seed(init_seed)
     energies = [image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1], [4, 3, 1, 1]],
                              reference_sigma=0.5) for _ in GRIDS[1:]]
     samplers = [Langevin(n_steps=3, step_size=0.1, clamp=(-1.0, 1.0)),
                 Langevin(n_steps=2, step_size=0.05, clamp=(-1.0, 1.0))]
-    return MultiGridTrainer(energies, samplers, pattern_images(), GRIDS,
+    return MultiGridTrainer(energies, samplers, pattern_images(), GRIDS, consistent=consistent,
                             train=TrainConfig(batch_size=3, lr=0.01), generator=gen(0),
                             config=multigrid_config_dict())
 

@@ -170,3 +170,7 @@ def test_multigrid_sampler_factors_and_per_grid_samplers() -> None:
     voxels = multigrid_sampler(voxel_multigrid(mean=0.25))
     assert voxels.factors == ((2, 2, 2), (2, 2, 2))
     assert [s.clamp for s in voxels.samplers] == [(-0.25, 0.75)] * 2  # every grid in model units
+    assert not sampler.consistent
+    config = image_multigrid()
+    config = replace(config, multigrid=replace(config.multigrid, consistent=True))
+    assert multigrid_sampler(config).consistent

@@ -81,6 +81,28 @@ def test_each_grid_starts_from_the_upsampled_grid_below(case: str) -> None:
         assert not torch.equal(grids[k], energy.first)
 
 
+def test_a_consistent_multigrid_keeps_every_grid_on_the_one_below() -> None:
+    """Free chains on a quadratic energy drift every block mean towards 0; with ``consistent``
+    each grid's block means stay the samples of the grid below, the base's mean colour to the
+    finest grid; a task constraint takes the consistency's place."""
+    factors = ((2, 2), (4, 4))
+    samplers = (Langevin(n_steps=3, step_size=0.3),) * 2
+    x0 = rand((3, 2, 1, 1), seed=2) + 2.0
+    free = MultiGridSampler(samplers, factors).run([RecordingQuadratic()] * 2, x0,
+                                                   generator=gen(0))
+    grids = MultiGridSampler(samplers, factors, consistent=True).run(
+        [RecordingQuadratic()] * 2, x0, generator=gen(0))
+    assert not torch.allclose(block_down(free[1], (2, 2)), free[0], atol=1e-3)
+    for k, factor in enumerate(factors, start=1):
+        torch.testing.assert_close(block_down(grids[k], factor), grids[k - 1], rtol=0, atol=1e-12)
+        assert not torch.equal(grids[k], nearest_up(grids[k - 1], factor))  # detail was added
+    truth = rand((3, 2, 8, 8), seed=5)
+    known = KnownEntries(truth, torch.ones_like(truth, dtype=torch.bool))
+    observed = MultiGridSampler(samplers, factors, consistent=True).run(
+        [RecordingQuadratic()] * 2, x0, constraint=known, generator=gen(0))
+    torch.testing.assert_close(observed[-1], truth, **TOL)
+
+
 GRID_SAMPLERS = {
     "langevin": Langevin(n_steps=2, step_size=0.2),
     "mala": MALA(n_steps=2, step_size=0.3),

@@ -412,6 +412,27 @@ def test_multigrid_trainer_steps_every_grid_on_the_same_examples(monkeypatch) ->
     torch.testing.assert_close(trainer.trainers[0].data, block_down(data, (2, 2)))
 
 
+def test_a_consistent_multigrid_trainer_keeps_each_grids_chains_on_the_grid_below() -> None:
+    """``consistent``: every grid's training chains keep the block means of their examples'
+    coarser grid (the free trainer's chains do not), so each model learns detail given layout."""
+    data = pattern_images()
+    for consistent in (False, True):
+        trainer = make_multigrid_trainer(consistent=consistent)
+        trainer.fit(1, progress=False)
+        samples = trainer.last_samples
+        assert samples is not None
+        for k, (coarse, fine) in enumerate(zip(GRIDS, GRIDS[1:])):
+            factor = tuple(f // c for f, c in zip(fine, coarse))
+            examples = block_down(data, tuple(n // c for n, c in zip(data.shape[-2:], coarse)))
+            means = block_down(samples[k], factor)
+            # Distance of each chain's block means to the nearest example's coarser grid.
+            gap = (means[:, None] - examples[None]).flatten(2).abs().amax(2).amin(1)
+            if consistent:
+                assert gap.max() < 1e-5, (k, gap)
+            else:
+                assert gap.max() > 1e-3, (k, gap)
+
+
 def test_multigrid_trainer_rejects_mismatched_grids() -> None:
     energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1]])
     sampler = Langevin(n_steps=1)

@@ -9,6 +9,11 @@ results from grid to grid.
 A constraint is given on the finest grid and each coarser grid keeps what it implies there
 (:meth:`stgconv.mcmc.constraints.Constraint.coarsen`): fully observed blocks are clamped to their
 means for recovery, block means stay equal to the low-resolution input for super-resolution.
+
+``consistent=True`` makes each grid a refinement of the one below: a free chain keeps the block
+means of the coarser sample (:class:`~stgconv.mcmc.constraints.DownsampleConsistency`), so the
+layouts the coarse grids drew survive to the finest one and the models add detail only (trained
+for it with ``multigrid.consistent``, see :class:`stgconv.train.MultiGridTrainer`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from torch import Tensor
 
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
-from stgconv.mcmc.constraints import Constraint
+from stgconv.mcmc.constraints import Constraint, DownsampleConsistency
 from stgconv.ops import nearest_up
 from stgconv.types import EnergyFn
 
@@ -37,10 +42,13 @@ class MultiGridSampler:
             trailing dims, grid 0 being the base: ``((4, 4), (4, 4), (4, 4))`` for images
             1x1 -> 4x4 -> 16x16 -> 64x64, ``(1, 4, 4)`` per step for spatial video grids,
             ``(2, 4, 4)`` to also refine time. One entry per sampler.
+        consistent: every grid's chain keeps the block means of the grid below; a task
+            constraint, where given, takes its place.
     """
 
     samplers: tuple[Sampler, ...]
     factors: tuple[tuple[int, ...], ...]
+    consistent: bool = False
 
     def __post_init__(self) -> None:
         if not self.samplers:
@@ -92,9 +100,11 @@ class MultiGridSampler:
         grids = [base]
         for k, (sampler, energy, factor) in enumerate(zip(self.samplers, energies, self.factors)):
             start = nearest_up(grids[-1], factor)
+            keep = self._constraint_at(constraint, k + 1)
+            if keep is None and self.consistent:
+                keep = DownsampleConsistency(grids[-1], factor)
             try:
-                grids.append(sampler.run(energy, start, generator=generator,
-                                         constraint=self._constraint_at(constraint, k + 1)))
+                grids.append(sampler.run(energy, start, generator=generator, constraint=keep))
             except NonFiniteEnergyError as err:
                 raise on_grid(err, k + 1, start.shape[2:]) from err
         return grids

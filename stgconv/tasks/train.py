@@ -150,7 +150,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         config = _resolve_grid_models(config, channels=data.shape[1])
         trainer = MultiGridTrainer(
             [modality.energy(grid.model).to(device) for grid in config.multigrid.grids],
-            grid_samplers(config), data, grid_sizes(config), train=config.train,
+            grid_samplers(config), data, grid_sizes(config),
+            consistent=config.multigrid.consistent, train=config.train,
             generator=generator, config=config_to_dict(config), world=world,
         )
     else:
