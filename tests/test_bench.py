@@ -128,8 +128,11 @@ def test_voxel_eval_quick_prints_one_table(tmp_path, bench_main, capsys):
     assert main(["--quick", "--quiet", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     methods = {(row["task"], row["method"]) for row in report["rows"]}
-    assert methods == {("super-resolution", m) for m in ("stgconv", "nearest", "trilinear")} | {
+    upsamplers = ("stgconv", "nearest", "trilinear", "trilinear_binary")
+    assert methods == {(task, m) for task in ("super-resolution", "super-resolution-32")
+                       for m in upsamplers} | {
         ("recovery-3d", m) for m in ("stgconv", "nearest_known", "neighbour_majority")}
+    assert report["tables"]["super-resolution-32"]["low_size"] == 8  # 16^3 quick beds, factor 2
     for row in report["rows"]:
         assert 0 <= row["error"] <= 1 and 0 <= row["iou"] <= 1 and 0 <= row["iou_pooled"] <= 1
     assert report["splits"]["beds_test"]["n"] == 43 and report["splits"]["chairs_test"]["n"] == 40
