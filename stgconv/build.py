@@ -80,6 +80,14 @@ def model_sampler(config: ExperimentConfig, *, sampler: SamplerConfig | None = N
     return build_sampler(replace(sampler, clamp=clamp), n_steps=n_steps)
 
 
+def task_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -> Sampler:
+    """The sampler a trained model is used with (synthesize, super-resolve, the voxel
+    evaluations): :func:`model_sampler` with ``sampler.task_steps`` steps where the config sets
+    them; ``n_steps`` overrides both."""
+    return model_sampler(config, n_steps=n_steps if n_steps is not None
+                         else config.sampler.task_steps)
+
+
 def grid_sizes(config: ExperimentConfig) -> list[tuple[int, ...]]:
     """Trailing sizes of the base grid and every modelled grid of a multi-grid experiment,
     coarse to fine: ``(s, s)`` for images, ``(frames, s, s)`` for videos, ``(s, s, s)`` for

@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
     p.add_argument("--out", help="output folder (default: <run folder>/synthesis)")
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
-    p.add_argument("--steps", type=int, help="Langevin steps (default: the training chain length)")
+    p.add_argument("--steps", type=int, help="Langevin steps (default: the config's "
+                                             "sampler.task_steps, else the training chain length)")
     p.add_argument("--size", type=int, help="image/frame side (stationary models: texture, st)")
     p.add_argument("--frames", type=int, help="clip length (video models)")
     p.add_argument("--start", choices=["noise", "chains"], default="noise",
@@ -175,7 +176,8 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _voxel_chain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="Langevin steps (default: the training chain length)")
+    p.add_argument("--steps", type=int, help="Langevin steps (default: the config's "
+                                             "sampler.task_steps, else the training chain length)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 

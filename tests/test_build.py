@@ -19,6 +19,7 @@ from stgconv.build import (
     grid_sizes,
     model_sampler,
     multigrid_sampler,
+    task_sampler,
 )
 from stgconv.config import (
     ChainConfig,
@@ -174,3 +175,12 @@ def test_multigrid_sampler_factors_and_per_grid_samplers() -> None:
     config = image_multigrid()
     config = replace(config, multigrid=replace(config.multigrid, consistent=True))
     assert multigrid_sampler(config).consistent
+
+
+def test_task_sampler_takes_the_task_steps_where_set() -> None:
+    config = ExperimentConfig(sampler=SamplerConfig(n_steps=20))
+    assert task_sampler(config).n_steps == 20
+    config = ExperimentConfig(sampler=SamplerConfig(n_steps=20, task_steps=40))
+    assert task_sampler(config).n_steps == 40
+    assert task_sampler(config, n_steps=3).n_steps == 3
+    assert model_sampler(config).n_steps == 20  # training keeps its own chains

@@ -151,6 +151,7 @@ def test_wrong_types(override: str, message: str) -> None:
     "override, key",
     [
         ("sampler.n_steps=0", "sampler.n_steps"),
+        ("sampler.task_steps=0", "sampler.task_steps"),
         ("sampler.step_size=-0.1", "sampler.step_size"),
         ("chains.buffer_fresh=1.5", "chains.buffer_fresh"),
         ("chains.chains_per_example=0", "chains.chains_per_example"),

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
-from stgconv.build import model_sampler
+from stgconv.build import task_sampler
 from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.render import render_voxels
@@ -94,7 +94,7 @@ def eval_super_resolution(
         raise ValueError(f"{shapes} holds {truth.shape[-1]}^3 grids; this model takes "
                          f"(N, {size}, {size}, {size})")
     param = next(energy.parameters())
-    sampler = model_sampler(config, n_steps=n_steps)
+    sampler = task_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
 
     def ours(low: Tensor, factor: int) -> Tensor:
@@ -109,7 +109,7 @@ def eval_super_resolution(
         "task": "super-resolution", "n_shapes": len(truth), "size": size, "factor": factor,
         "low_size": size // factor,
         "trained_factor": config.chains.factor if config.chains.mode == "super_resolution" else None,
-        "steps": n_steps if n_steps is not None else config.sampler.n_steps,
+        "steps": sampler.n_steps,
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
@@ -164,7 +164,7 @@ def eval_recovery_3d(
     lo = (size - side) // 2
     crop = (Ellipsis, slice(lo, lo + side), slice(lo, lo + side), slice(lo, lo + side))
     param = next(energy.parameters())
-    sampler = model_sampler(config, n_steps=n_steps)
+    sampler = task_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
 
     def ours(obs: Tensor, kn: Tensor) -> Tensor:
@@ -181,7 +181,7 @@ def eval_recovery_3d(
     table.update({
         "task": "recovery-3d", "n_shapes": len(truth), "size": side, "model_size": size,
         "missing": missing, "missing_fraction": 1.0 - known.float().mean().item(), "init": init,
-        "steps": n_steps if n_steps is not None else config.sampler.n_steps, "seed": seed,
+        "steps": sampler.n_steps, "seed": seed,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
     if out_dir is not None:

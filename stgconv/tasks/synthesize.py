@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from stgconv.build import model_sampler, multigrid_sampler
+from stgconv.build import multigrid_sampler, task_sampler
 from stgconv.checkpoint import is_multigrid, load_checkpoint, model_from_state, multigrid_from_state
 from stgconv.checks import as_int, check_entries
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
@@ -35,7 +35,8 @@ def synthesize(
     occupancies.
 
     Args:
-        n_steps: chain length (default: the training chain length).
+        n_steps: chain length (default: the config's `sampler.task_steps`, else its training
+            chain length).
         size: image or frame side; only stationary models (texture, ST) can change it.
         frames: clip length for video models (default: the training length); any length works
             for the ST and FC_S models, which are stationary in time.
@@ -72,7 +73,7 @@ def synthesize(
                       + (f" of {frames} frames" if frames else ""))
         init = NoiseInit(config.chains.init, config.chains.init_scale)
         x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
-    samples = model_sampler(config, n_steps=n_steps).run(energy, x0, generator=generator)
+    samples = task_sampler(config, n_steps=n_steps).run(energy, x0, generator=generator)
     out = Path(out_dir)
     modality.save_samples(modality.to_data(samples, config), out / "synthesized")
     return out

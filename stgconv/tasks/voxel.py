@@ -16,7 +16,7 @@ from torch import Tensor
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
-from stgconv.build import model_sampler
+from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
 from stgconv.checks import as_int
 from stgconv.config import ExperimentConfig
@@ -155,7 +155,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     param = next(energy.parameters())
     low = to_tensor(grids).to(param.device)
     generator = torch.Generator(param.device).manual_seed(seed)
-    ours = super_resolve_batch(energy, model_sampler(config, n_steps=n_steps), low, factor,
+    ours = super_resolve_batch(energy, task_sampler(config, n_steps=n_steps), low, factor,
                                offset=VOXELS.offset(config), upsample=config.chains.upsample,
                                binary=binary, generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
