@@ -28,6 +28,8 @@ USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError)
 
 
 SEED_HELP = "seed of every random choice (noise, chain starts, subsets)"
+TENSORBOARD_HELP = ("also log the scores and the comparison pictures into TensorBoard here "
+                    "(tensorboard --logdir DIR)")
 DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
 
 
@@ -123,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     _recovery_arguments(p)
     p.add_argument("--out", help="also write the recovered clips and metrics here")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
+    p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
 
     p = evals.add_parser("super-resolution", formatter_class=DefaultsFormatter,
                          help="voxel super-resolution of pooled shapes: ours, nearest, trilinear, "
@@ -187,6 +190,7 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", required=True, help="ground truth: .npz with X (N, D, D, D) {0, 1}")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
     p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
+    p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     p.add_argument("--max-shapes", type=int, help="only the first N shapes")
     p.add_argument("--batch-size", type=int, default=8, help="shapes per chain batch")
     _voxel_chain_arguments(p)
@@ -257,7 +261,7 @@ def _run(args: argparse.Namespace) -> Path:
     if args.command == "eval" and args.evaluation in ("super-resolution", "recovery-3d"):
         common = dict(n_steps=args.steps, batch_size=args.batch_size, max_shapes=args.max_shapes,
                       seed=args.seed, out_dir=args.out, json_path=args.json_path,
-                      device=args.device)
+                      tensorboard=args.tensorboard, device=args.device)
         if args.evaluation == "super-resolution":
             table = voxel.eval_super_resolution(args.checkpoint, args.shapes, factor=args.factor,
                                                 binary=not args.soft, **common)
@@ -278,7 +282,8 @@ def _run(args: argparse.Namespace) -> Path:
     if args.command == "eval":
         table = video_recovery.eval_recovery(
             _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
-            out_dir=args.out, json_path=args.json_path, progress=not args.quiet,
+            out_dir=args.out, json_path=args.json_path, tensorboard=args.tensorboard,
+            progress=not args.quiet,
         )
         print(video_recovery.format_table(table))
         return Path(args.json_path or args.out or ".")

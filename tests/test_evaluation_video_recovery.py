@@ -31,7 +31,7 @@ def clip(tmp_path_factory) -> Path:
 def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     out = tmp_path / "table.json"
     assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
-                 "--json", str(out), *TINY]) == 0
+                 "--json", str(out), "--tensorboard", str(tmp_path / "tb"), *TINY]) == 0
     table = json.loads(out.read_text())
     assert "0-255" in table["unit"]
     assert set(table["errors"]) == {"stgconv", "temporal_interpolation", "biharmonic",
@@ -39,6 +39,16 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     assert all(np.isfinite(e) and e >= 0 for e in table["errors"].values())
     assert table["missing_fraction"] == pytest.approx(0.5)
     assert "temporal_interpolation" in capsys.readouterr().out
+    # The same scores and a comparison frame, read back from TensorBoard's event file.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert events.Scalars("recovery/error/stgconv")[0].value == pytest.approx(
+        table["errors"]["stgconv"], rel=1e-6)
+    assert {f"recovery/error/{name}" for name in table["errors"]} <= set(events.Tags()["scalars"])
+    (image,) = events.Images("recovery/occluded | start | stgconv | truth")
+    assert (image.width, image.height) == (4 * 32, 32)
 
 
 def test_recover_writes_clips_and_metrics(clip, tmp_path):

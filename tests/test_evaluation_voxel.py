@@ -48,9 +48,18 @@ def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:
     out = tmp_path / "rec.json"
     assert main(["eval", "recovery-3d", "--checkpoint", str(files["run"]), "--shapes",
                  str(tmp_path / "small.npz"), "--missing", "0.7", "--json", str(out),
-                 "--device", "cpu"]) == 0
+                 "--tensorboard", str(tmp_path / "tb"), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
     assert set(table["errors"]) == {"stgconv", "nearest_known", "neighbour_majority"}
+    # Only TensorBoard asked for the render: it is there, and no render folder was left behind.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    for method, iou in table["iou"].items():
+        assert events.Scalars(f"recovery-3d/iou/{method}")[0].value == pytest.approx(iou, rel=1e-6)
+    assert events.Tags()["images"] == ["recovery-3d/comparison"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.json", "small.npz", "tb"]
     assert table["missing_fraction"] == pytest.approx(0.7, abs=0.03)
     assert table["size"] == 14 and table["model_size"] == 16 and "missing" in table["unit"]
 

@@ -18,6 +18,7 @@ import torch
 
 from stgconv.baselines.video import FILLS
 from stgconv.config import ExperimentConfig, config_to_dict
+from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
 from stgconv.io.atomic import atomic_write_json
 from stgconv.metrics import missing_mae_255
 from stgconv.tasks.recover_video import UNIT, recover_video
@@ -32,12 +33,15 @@ def eval_recovery(
     size: int = 150,
     out_dir: str | Path | None = None,
     json_path: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Our recovery and every classical baseline on the same masked clip; one error table.
 
     Returns (and writes to ``json_path``) ``{"unit": ..., "errors": {"stgconv": e, name: e, ...},
-    "seconds": {...}, "video": ..., "mask": ..., "frames": ..., "size": ...}``.
+    "seconds": {...}, "video": ..., "mask": ..., "frames": ..., "size": ...}``. With
+    ``tensorboard`` (a folder), also logs the errors and the frame with the most missing
+    pixels (occluded | starting fill | ours | truth) there (:mod:`stgconv.evaluation.tensorboard`).
     """
     report = recover_video(config, video, mask, frames=frames, size=size, out_dir=out_dir,
                            progress=progress)
@@ -67,6 +71,11 @@ def eval_recovery(
         },
         "config": config_to_dict(config),
     }
+    if tensorboard is not None:
+        occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
+        comparison = frame_comparison([occluded, report["init"], report["recovered"], truth], known)
+        log_evaluation(tensorboard, "recovery", table,
+                       {"occluded | start | stgconv | truth": comparison})
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table

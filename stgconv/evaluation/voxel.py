@@ -19,6 +19,7 @@ protocol and one table each, every method on the same inputs.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from operator import itemgetter
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch import Tensor
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checks import as_int
+from stgconv.evaluation.tensorboard import log_evaluation, png_picture
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import load_voxels, pad_to, to_tensor
@@ -70,7 +72,7 @@ def eval_super_resolution(
     checkpoint: str | Path, shapes: str | Path, *, factor: int = 4, n_steps: int | None = None,
     binary: bool = True, batch_size: int = 8, max_shapes: int | None = None, seed: int = 0,
     out_dir: str | Path | None = None, json_path: str | Path | None = None,
-    device: str = "auto",
+    tensorboard: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """Super-resolve ``block_down(x, factor)`` of every shape in ``shapes``: ours and the
     baselines, one table.
@@ -80,7 +82,8 @@ def eval_super_resolution(
     "n_shapes", "size", "factor", "trained_factor", "steps", "upsample", "binary", "checkpoint",
     "shapes"}``; ``binary=False`` scores our chain's soft occupancy instead. With ``out_dir``, also
     ``comparison.png`` (low | nearest | trilinear | ours | truth for the first 4 shapes) and
-    ``stgconv.npy`` (ours, clamped).
+    ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder), also logs the scores and
+    the comparison render there (:mod:`stgconv.evaluation.tensorboard`).
 
     Raises:
         ValueError: grids of another size than the model's; a factor that does not divide it.
@@ -113,9 +116,8 @@ def eval_super_resolution(
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
-    if out_dir is not None:
-        _save_comparison(out_dir, downsample(truth[:4], factor), f"low {size // factor}^3",
-                         results, truth)
+    _report(table, out_dir, tensorboard, downsample(truth[:4], factor), f"low {size // factor}^3",
+            results, truth)
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
@@ -133,7 +135,8 @@ def eval_recovery_3d(
     checkpoint: str | Path, shapes: str | Path, *, missing: float = 0.7,
     init: RecoveryInit = "nearest_known", n_steps: int | None = None, batch_size: int = 8,
     max_shapes: int | None = None, seed: int = 0, out_dir: str | Path | None = None,
-    json_path: str | Path | None = None, device: str = "auto",
+    json_path: str | Path | None = None, tensorboard: str | Path | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Hide a seeded random ``missing`` fraction of every shape's voxels and recover them: ours
     and the baselines, one table.
@@ -146,7 +149,7 @@ def eval_recovery_3d(
     "neighbour_majority": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...}, "n_shapes",
     "size", "model_size", "missing", "missing_fraction", "init", "steps", "seed", ...}``. With
     ``out_dir``, also ``comparison.png`` (observed | baselines | ours | truth, first 4 shapes)
-    and ``stgconv.npy``.
+    and ``stgconv.npy``; with ``tensorboard``, the scores and that render in TensorBoard.
 
     Raises:
         ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``.
@@ -184,8 +187,7 @@ def eval_recovery_3d(
         "steps": sampler.n_steps, "seed": seed,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
-    if out_dir is not None:
-        _save_comparison(out_dir, observed, "observed", results, truth)
+    _report(table, out_dir, tensorboard, observed, "observed", results, truth)
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
@@ -205,20 +207,29 @@ def _run_methods(methods: dict[str, Callable[..., Tensor]], batches: list[tuple[
     return {name: torch.cat(parts) for name, parts in outputs.items()}, seconds
 
 
-def _save_comparison(out_dir: str | Path, inputs: Tensor, input_title: str,
-                     results: dict[str, Tensor], truth: Tensor) -> None:
-    """Write ``stgconv.npy`` (ours) and ``comparison.png``: input | baselines | ours | truth for
-    the first 4 shapes (``results`` holds ``"stgconv"`` and the baselines)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(out / "stgconv.npy", results["stgconv"][:, 0].numpy())
-    baselines = [name for name in results if name != "stgconv"]
-    panels, titles = [], []
-    for i in range(min(4, len(truth))):
-        panels += [inputs[i], *(results[name][i] for name in baselines), results["stgconv"][i],
-                   truth[i]]
-        titles += [input_title, *baselines, "stgconv", "truth"]
-    render_voxels(panels, out / "comparison.png", titles=titles, columns=len(results) + 2)
+def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str | Path | None,
+            inputs: Tensor, input_title: str, results: dict[str, Tensor], truth: Tensor) -> None:
+    """Write ``stgconv.npy`` (ours) and ``comparison.png`` (input | baselines | ours | truth for
+    the first 4 shapes) into ``out_dir``, and the scores and the render into ``tensorboard``;
+    each where given (the render goes through a temporary folder when only TensorBoard wants it)."""
+    if out_dir is None and tensorboard is None:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(out_dir if out_dir is not None else scratch)
+        out.mkdir(parents=True, exist_ok=True)
+        if out_dir is not None:
+            atomic_save_npy(out / "stgconv.npy", results["stgconv"][:, 0].numpy())
+        baselines = [name for name in results if name != "stgconv"]
+        panels, titles = [], []
+        for i in range(min(4, len(truth))):
+            panels += [inputs[i], *(results[name][i] for name in baselines),
+                       results["stgconv"][i], truth[i]]
+            titles += [input_title, *baselines, "stgconv", "truth"]
+        render = render_voxels(panels, out / "comparison.png", titles=titles,
+                               columns=len(results) + 2)
+        if tensorboard is not None:
+            log_evaluation(tensorboard, table["task"], table,
+                           {"comparison": png_picture(render)})
 
 
 def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, unit: str,

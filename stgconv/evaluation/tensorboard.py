@@ -1,0 +1,55 @@
+"""An evaluation's scores and comparison pictures in TensorBoard, beside a training run's curves.
+
+``stgconv eval recovery | super-resolution | recovery-3d --tensorboard DIR`` call
+:func:`log_evaluation`: every method's score becomes a scalar (``<task>/error/<method>``, and
+``<task>/iou/<method>`` where the table has IoU), each comparison picture an image
+(``<task>/<name>``), so the runs of a sweep line up in one TensorBoard.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
+                   pictures: dict[str, Tensor], *, step: int = 0) -> None:
+    """Write ``table``'s scores and ``pictures`` into a TensorBoard event file in ``log_dir``.
+
+    Args:
+        task: the tag prefix, e.g. ``"recovery-3d"``.
+        table: an evaluation's table: ``{"errors": {method: e}, "iou": {method: v}?}``.
+        pictures: name -> ``(C, H, W)`` image, ``C`` in {1, 3}, values in ``[0, 1]``.
+        step: the global step to log at (a sweep can log each setting at its own step).
+    """
+    from torch.utils.tensorboard import SummaryWriter  # tensorboard is only needed here
+
+    writer = SummaryWriter(str(log_dir))
+    try:
+        for metric in ("errors", "iou"):
+            for method, value in table.get(metric, {}).items():
+                writer.add_scalar(f"{task}/{metric.rstrip('s')}/{method}", value, step)
+        for name, picture in pictures.items():
+            writer.add_image(f"{task}/{name}", picture.clamp(0.0, 1.0), step)
+    finally:
+        writer.close()
+
+
+def png_picture(path: str | Path) -> Tensor:
+    """A PNG as a ``(3, H, W)`` float image in ``[0, 1]`` (what :func:`log_evaluation` takes)."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+def frame_comparison(clips: list[Tensor], known: Tensor) -> Tensor:
+    """Side by side, the frame of ``clips`` (each ``(C, T, H, W)`` in ``[-1, 1]``) with the most
+    missing pixels under ``known`` ``(C, T, H, W)`` (bool): a ``(C, H, len(clips) * W)`` image in
+    ``[0, 1]``."""
+    frame = int((~known).flatten(2).sum(dim=(0, 2)).argmax())
+    return torch.cat([((clip[:, frame].cpu() + 1) / 2).clamp(0.0, 1.0) for clip in clips], dim=-1)
