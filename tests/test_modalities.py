@@ -6,6 +6,7 @@ cleanly without it."""
 
 from __future__ import annotations
 
+import io
 import typing
 from pathlib import Path
 
@@ -209,3 +210,23 @@ def test_voxel_samples_log_their_surface_as_a_tensorboard_mesh(tmp_path: Path) -
     tensors = events.Tags()["tensors"]
     assert any(t.startswith("samples") and "VERTEX" in t for t in tensors), tensors
     assert events.Scalars("samples/volume_fraction")[0].step == 3
+
+
+def test_video_samples_log_as_a_tensorboard_video(tmp_path: Path) -> None:
+    """Up to 4 clips side by side as an animated GIF (TensorBoard's video format), every frame
+    in it, and the first clip's frames as images."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    clips = torch.rand(5, 3, 6, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    writer = SummaryWriter(str(tmp_path))
+    VIDEO.log_samples(writer, "samples", clips, 2)
+    writer.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    (video,) = events.Images("samples")
+    assert video.step == 2 and video.encoded_image_string[:6] == b"GIF89a"
+    with Image.open(io.BytesIO(video.encoded_image_string)) as gif:
+        assert gif.n_frames == 6 and gif.size[0] > 4 * 8  # four clips and the gaps between
+    (frames,) = events.Images("samples/frames")
+    assert frames.step == 2

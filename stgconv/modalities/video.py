@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from PIL import Image
 from torch import Tensor
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
@@ -61,10 +63,27 @@ class VideoModality(Modality):
                 for suffix in formats]
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
-        """The first clip ``(C, T, H, W)`` of ``(N, C, T, H, W)`` as a TensorBoard image batch of
-        its frames (``<tag>/frames``). TensorBoard's own video panel needs moviepy's old
-        ``editor`` API, which current moviepy no longer has, so frames it is."""
-        frames = ((batch[0].detach().float().cpu().transpose(0, 1) + 1) / 2).clamp(0, 1)
+        """Up to 4 clips of ``(N, C, T, H, W)`` side by side as a TensorBoard video (an animated
+        GIF in the image panel, what ``add_video`` writes), and the first clip's frames as an
+        image batch (``<tag>/frames``).
+
+        ``add_video`` itself encodes through moviepy's old ``editor`` API, which current moviepy
+        no longer has; the GIF here is the one :func:`~stgconv.io.video.save_comparison` writes
+        for the run folder."""
+        from tensorboard.compat.proto.summary_pb2 import Summary  # only needed when logging
+
+        clips = list(batch[:MAX_CLIPS].detach().float().cpu())
+        with tempfile.TemporaryDirectory() as scratch:
+            gif = save_comparison(clips, Path(scratch) / "clips.gif")
+            with Image.open(gif) as first:
+                width, height = first.size
+            encoded = gif.read_bytes()
+        video = Summary.Image(height=height, width=width, colorspace=3,
+                              encoded_image_string=encoded)
+        # The writer's own event file; SummaryWriter has no public call for a ready summary.
+        writer._get_file_writer().add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=video)]), step)
+        frames = ((clips[0].transpose(0, 1) + 1) / 2).clamp(0, 1)
         writer.add_images(f"{tag}/frames", frames, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
