@@ -119,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
                         "each block's count of occupied voxels")
     _voxel_chain_arguments(p)
 
+    p = sub.add_parser("recover-shape", formatter_class=DefaultsFormatter,
+                       help="fill the unobserved voxels of a shape with a trained voxel model")
+    p.add_argument("checkpoint", help="a voxel model (checkpoint.pt or its run folder)")
+    p.add_argument("input", help="grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy in [0, 1], "
+                                 "side up to the model's; values at unobserved voxels ignored)")
+    p.add_argument("--known", required=True,
+                   help="voxel file of the same shape in {0, 1}: 1 = observed, 0 = to fill")
+    p.add_argument("--init", choices=["nearest_known", "neighbour_majority", "mean"],
+                   default="nearest_known", help="the chain's starting fill")
+    p.add_argument("--out", help="output folder (default: <run folder>/recovered_shapes)")
+    _voxel_chain_arguments(p)
+
     p = sub.add_parser("eval", formatter_class=DefaultsFormatter, help="evaluations that compare stgconv with classical baselines")
     evals = p.add_subparsers(dest="evaluation", required=True)
     p = evals.add_parser("recovery", formatter_class=DefaultsFormatter, help="video recovery error, ours and the baselines'")
@@ -257,6 +269,12 @@ def _run(args: argparse.Namespace) -> Path:
             args.checkpoint, args.input, _out_for(args.checkpoint, "super_resolution", args.out),
             factor=args.factor, n_steps=args.steps, binary=not args.soft, seed=args.seed,
             device=args.device,
+        )
+    if args.command == "recover-shape":
+        return tasks.recover_shape(
+            args.checkpoint, args.input, args.known,
+            _out_for(args.checkpoint, "recovered_shapes", args.out), init=args.init,
+            n_steps=args.steps, seed=args.seed, device=args.device,
         )
     if args.command == "eval" and args.evaluation in ("super-resolution", "recovery-3d"):
         common = dict(n_steps=args.steps, batch_size=args.batch_size, max_shapes=args.max_shapes,

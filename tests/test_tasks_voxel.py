@@ -178,3 +178,53 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "error:" in err and re.search(message, err), (argv, err)
+
+
+def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_path) -> None:
+    """Two 14^3 shapes under the 16^3 model (padded for it), 60% hidden: the observed voxels
+    come back unchanged, the hidden ones filled, a render beside them; one shape adds a mesh."""
+    shapes = boxes_and_balls(2, 14)[:, 0].numpy()
+    known = (np.random.default_rng(0).random(shapes.shape) >= 0.6).astype(np.uint8)
+    np.save(tmp_path / "partial.npy", np.where(known > 0, shapes, 0.5).astype(np.float32))
+    np.save(tmp_path / "known.npy", known)
+    out = tmp_path / "out"
+    assert main(["recover-shape", str(files["run"]), str(tmp_path / "partial.npy"), "--known",
+                 str(tmp_path / "known.npy"), "--out", str(out), "--device", "cpu"]) == 0
+    recovered = np.load(out / "recovered.npy")
+    assert recovered.shape == (2, 14, 14, 14)
+    np.testing.assert_array_equal(recovered[known > 0], shapes[known > 0])
+    assert recovered.min() >= 0 and recovered.max() <= 1
+    assert not np.array_equal(recovered[known == 0], np.full((known == 0).sum(), 0.5))
+    assert (out / "recovered.png").is_file() and not (out / "recovered.ply").exists()
+    np.save(tmp_path / "one.npy", shapes[0])
+    np.save(tmp_path / "one_known.npy", known[0])
+    assert main(["recover-shape", str(files["run"]), str(tmp_path / "one.npy"), "--known",
+                 str(tmp_path / "one_known.npy"), "--out", str(tmp_path / "one"),
+                 "--device", "cpu"]) == 0
+    assert np.load(tmp_path / "one" / "recovered.npy").shape == (1, 14, 14, 14)
+    assert (tmp_path / "one" / "recovered.ply").is_file()
+
+
+def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
+    run = str(files["run"])
+    np.save(tmp_path / "shape.npy", np.zeros((8, 8, 8), np.float32))
+    np.save(tmp_path / "big.npy", np.zeros((20, 20, 20), np.float32))
+    np.save(tmp_path / "known7.npy", np.ones((7, 7, 7), np.uint8))
+    np.save(tmp_path / "all.npy", np.ones((8, 8, 8), np.uint8))
+    np.save(tmp_path / "none.npy", np.zeros((8, 8, 8), np.uint8))
+    np.save(tmp_path / "big_known.npy", np.eye(20, dtype=np.uint8)[None].repeat(20, 0))
+    cases = [
+        ("shape.npy", "known7.npy", "must match"),
+        ("shape.npy", "all.npy", "every voxel as observed"),
+        ("shape.npy", "none.npy", "no voxel as observed"),
+        ("big.npy", "big_known.npy", r"\(N, 16, 16, 16\)"),
+        ("shape.npy", "missing.npy", "missing.npy"),
+    ]
+    for shape, known, message in cases:
+        capsys.readouterr()
+        argv = ["recover-shape", run, str(tmp_path / shape), "--known", str(tmp_path / known),
+                "--out", str(tmp_path / "out"), "--device", "cpu"]
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "error:" in err and re.search(message, err), (argv, err)
+        assert not (tmp_path / "out" / "recovered.npy").exists()

@@ -34,7 +34,7 @@ from stgconv.checks import as_int
 from stgconv.evaluation.tensorboard import log_evaluation, png_picture
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.render import render_voxels
-from stgconv.io.voxel import load_voxels, pad_to, to_tensor
+from stgconv.io.voxel import load_voxels, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.modalities.voxel import grid_side
@@ -42,7 +42,7 @@ from stgconv.tasks.voxel import (
     RecoveryInit,
     check_factor,
     load_voxel_model,
-    recover_batch,
+    recover_padded,
     super_resolve_batch,
 )
 
@@ -164,19 +164,12 @@ def eval_recovery_3d(
                          f"(N, {size}, {size}, {size}) (smaller grids are padded)")
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
     observed = torch.where(known, truth, torch.zeros_like(truth))
-    lo = (size - side) // 2
-    crop = (Ellipsis, slice(lo, lo + side), slice(lo, lo + side), slice(lo, lo + side))
-    param = next(energy.parameters())
     sampler = task_sampler(config, n_steps=n_steps)
-    generator = torch.Generator(param.device).manual_seed(seed)
+    generator = torch.Generator(next(energy.parameters()).device).manual_seed(seed)
 
     def ours(obs: Tensor, kn: Tensor) -> Tensor:
-        obs_model = pad_to(obs, size).to(param.device)
-        # Padding is known to be empty: pad the *missing* mask with False.
-        kn_model = ~pad_to(~kn, size).to(param.device)
-        x = recover_batch(energy, sampler, obs_model, kn_model, offset=VOXELS.offset(config),
-                          init=init, generator=generator)
-        return x.cpu()[crop]
+        return recover_padded(energy, sampler, obs, kn, offset=VOXELS.offset(config), init=init,
+                              generator=generator).cpu()
 
     batches = list(zip(observed.split(batch_size), known.split(batch_size)))
     results, seconds = _run_methods({"stgconv": ours, **FILLS}, batches)

@@ -6,7 +6,7 @@ from stgconv.tasks.recover_video import load_known, recover_video
 from stgconv.tasks.shortrun import interpolate, reconstruct
 from stgconv.tasks.synthesize import synthesize, synthesize_multigrid
 from stgconv.tasks.train import train
-from stgconv.tasks.voxel import super_resolve
+from stgconv.tasks.voxel import recover_shape, super_resolve
 
-__all__ = ["demo", "interpolate", "load_known", "reconstruct", "recover_video", "super_resolve",
-           "synthesize", "synthesize_multigrid", "train"]
+__all__ = ["demo", "interpolate", "load_known", "reconstruct", "recover_shape", "recover_video",
+           "super_resolve", "synthesize", "synthesize_multigrid", "train"]

@@ -24,7 +24,7 @@ from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy
 from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, save_mesh_from_voxels, voxelize
 from stgconv.io.render import render_voxels
-from stgconv.io.voxel import VOXEL_SUFFIXES, load_voxels, to_tensor
+from stgconv.io.voxel import VOXEL_SUFFIXES, load_voxels, pad_to, to_tensor
 from stgconv.mcmc import DownsampleConsistency, KnownEntries
 from stgconv.mcmc.base import Sampler
 from stgconv.modalities import VOXELS, modality_of
@@ -108,6 +108,85 @@ def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kno
     x = sampler.run(energy, start - offset, constraint=KnownEntries(observed - offset, known),
                     generator=generator)
     return x + offset
+
+
+def recover_padded(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, known: Tensor, *,
+                   offset: float = 0.0, init: RecoveryInit = "nearest_known",
+                   generator: torch.Generator | None = None) -> Tensor:
+    """:func:`recover_batch` for shapes up to the model's grid: smaller ones (ModelNet's 30^3
+    under a 32^3 model) are zero-padded, centred, and the padding counts as observed (it is empty
+    by construction).
+
+    Args:
+        observed, known: ``(B, 1, R, R, R)``, ``R`` at most the model's side; ``known`` bool.
+
+    Returns:
+        ``(B, 1, R, R, R)`` occupancy, equal to ``observed`` at the known voxels.
+
+    Raises:
+        ValueError: grids larger than the model's.
+    """
+    size, side = grid_side(energy), observed.shape[-1]
+    if side > size:
+        raise ValueError(f"the shapes are {side}^3 grids; this model takes (N, {size}, {size}, "
+                         f"{size}) (smaller grids are padded)")
+    param = next(energy.parameters())
+    observed_model = pad_to(observed, size).to(param.device)
+    known_model = ~pad_to(~known, size).to(param.device)  # the padding is known to be empty
+    x = recover_batch(energy, sampler, observed_model, known_model, offset=offset, init=init,
+                      generator=generator)
+    lo = (size - side) // 2
+    return x[..., lo:lo + side, lo:lo + side, lo:lo + side].to(observed.device)
+
+
+def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
+                  out_dir: str | Path, *, init: RecoveryInit = "nearest_known",
+                  n_steps: int | None = None, seed: int = 0, device: str = "auto") -> Path:
+    """Fill the unobserved voxels of one or more shapes with a trained voxel model.
+
+    ``source`` is a voxel file (one grid ``(R, R, R)`` or a batch ``(N, R, R, R)``, occupancy in
+    ``[0, 1]``; values at unobserved voxels are ignored) and ``known`` a voxel file of the same
+    shape in {0, 1}, 1 = observed. ``R`` may be smaller than the model's side (zero-padded for
+    it). Writes into ``out_dir``: ``recovered.npy`` (float32 ``(N, R, R, R)`` in ``[0, 1]``,
+    equal to ``source`` at the observed voxels), ``recovered.png`` (observed | ours, up to 4
+    shapes) and, for one shape, ``recovered.ply`` (its 0.5 iso-surface).
+
+    Raises:
+        ValueError: mismatched or unreadable files, grids larger than the model's, nothing
+            observed or nothing to recover.
+    """
+    energy, config, _ = load_voxel_model(checkpoint, device=device)
+    grids = load_voxels(source, binary=False)
+    mask = load_voxels(known, binary=True)
+    if grids.shape != mask.shape:
+        raise ValueError(f"{known} holds a mask of shape {mask.shape}, but {source} holds "
+                         f"grids of shape {grids.shape}: they must match")
+    grids, mask = (grids[None], mask[None]) if grids.ndim == 3 else (grids, mask)
+    if len(grids) == 0:
+        raise ValueError(f"{source} holds no grids: nothing to recover")
+    observed_mask = to_tensor(mask) > 0.5
+    if not observed_mask.flatten(1).any(1).all():
+        raise ValueError(f"{known} marks no voxel as observed in some shape: nothing to "
+                         "recover from (1 = observed)")
+    if observed_mask.all():
+        raise ValueError(f"{known} marks every voxel as observed: nothing to recover "
+                         "(1 = observed, 0 = to fill)")
+    observed = torch.where(observed_mask, to_tensor(grids), torch.zeros(()))
+    generator = torch.Generator(next(energy.parameters()).device).manual_seed(seed)
+    ours = recover_padded(energy, task_sampler(config, n_steps=n_steps), observed, observed_mask,
+                          offset=VOXELS.offset(config), init=init,
+                          generator=generator).clamp(0.0, 1.0)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_save_npy(out / "recovered.npy", ours[:, 0].numpy().astype(np.float32))
+    panels, titles = [], []
+    for i in range(min(4, len(ours))):
+        panels += [observed[i], ours[i]]
+        titles += ["observed", "stgconv"]
+    render_voxels(panels, out / "recovered.png", titles=titles, columns=2)
+    if len(ours) == 1 and (ours[0] > 0.5).any():
+        save_mesh_from_voxels(ours[0], out / "recovered.ply")
+    return out
 
 
 def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Path, *,
