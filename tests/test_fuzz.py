@@ -1,7 +1,9 @@
 """Fuzzing with hypothesis: the config loader, the mask and voxel loaders and the CLI's numeric
 options, fed arbitrary input, end in a clear error (ValueError / OSError, or exit 2 with one
 line) or a correct result, never another exception. A small example budget here; a larger one
-is ``HYPOTHESIS_PROFILE=long`` (bench/README.md, "fuzz")."""
+is ``HYPOTHESIS_PROFILE=long`` (bench/README.md, "fuzz"). Each example records its outcome as a
+hypothesis event ("refused: ValueError", "accepted", "exit 2" ...), so
+``--hypothesis-show-statistics`` prints how the inputs ended."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is a dev dependency")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from stgconv.cli import main  # noqa: E402
@@ -41,13 +43,20 @@ VALUES = st.one_of(
 )
 
 
+def refused(err: Exception) -> None:
+    """A refusal must say what is wrong; counted per exception type."""
+    assert str(err).strip()
+    event(f"refused: {type(err).__name__}")
+
+
 @given(key=st.sampled_from(KEYS), value=VALUES)
 def test_config_overrides_load_or_name_the_problem(key: str, value: str) -> None:
     try:
         config = load_config(None, [f"{key}={value}"])
     except ValueError as err:
-        assert str(err).strip()
+        refused(err)
         return
+    event("accepted")
     assert isinstance(config, ExperimentConfig)
 
 
@@ -61,8 +70,9 @@ def test_generated_masks_are_right_or_refused(kind: str, value: str) -> None:
     try:
         known = load_known(f"{kind}:{value}", shape, seed=0)
     except (ValueError, OSError) as err:
-        assert str(err).strip()
+        refused(err)
         return
+    event("accepted")
     assert known.dtype == torch.bool and known.shape[-3:] == shape
 
 
@@ -74,7 +84,9 @@ def test_damaged_shape_files_are_refused_by_name(tmp_path_factory, content: byte
     try:
         VoxelShapes(path)
     except (ValueError, OSError) as err:
-        assert str(err).strip()
+        refused(err)
+        return
+    event("accepted")
 
 
 @given(arrays=st.sampled_from(["empty", "2d", "floats", "negative", "labels_short"]))
@@ -88,7 +100,9 @@ def test_odd_shape_arrays_are_refused_or_read(tmp_path_factory, arrays: str) -> 
     try:
         VoxelShapes(path)
     except (ValueError, OSError) as err:
-        assert str(err).strip()
+        refused(err)
+        return
+    event("accepted")
 
 
 @pytest.fixture(scope="module")
@@ -122,5 +136,6 @@ def test_synthesize_numeric_options_run_or_exit_2(tiny_texture_run: Path, tmp_pa
         code = exit_info.code
     err = capsys.readouterr().err
     assert code in (0, 2), err
+    event(f"exit {code}")
     if code == 2:
         assert "Traceback" not in err and err.strip()
