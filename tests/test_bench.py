@@ -125,13 +125,15 @@ def test_voxel_bench_memory_probe_sees_a_known_allocation():
 def test_voxel_eval_quick_prints_one_table(tmp_path, bench_main, capsys):
     main = bench_main("voxel_eval.py")
     out = tmp_path / "eval.json"
-    assert main(["--quick", "--quiet", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
+    assert main(["--quick", "--quiet", "--work", str(tmp_path / "work"), "--json", str(out),
+                 "--rbm", "8", "--rbm-updates", "2"]) == 0
     report = json.loads(out.read_text())
     methods = {(row["task"], row["method"]) for row in report["rows"]}
     upsamplers = ("stgconv", "nearest", "trilinear", "trilinear_binary")
     assert methods == {(task, m) for task in ("super-resolution", "super-resolution-32")
                        for m in upsamplers} | {
-        ("recovery-3d", m) for m in ("stgconv", "nearest_known", "neighbour_majority")}
+        ("recovery-3d", m) for m in ("stgconv", "nearest_known", "neighbour_majority", "rbm")}
+    assert report["tables"]["recovery-3d"]["rbm"]["hidden"] == 8
     assert report["tables"]["super-resolution-32"]["low_size"] == 8  # 16^3 quick beds, factor 2
     for row in report["rows"]:
         assert 0 <= row["error"] <= 1 and 0 <= row["iou"] <= 1 and 0 <= row["iou_pooled"] <= 1
