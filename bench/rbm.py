@@ -31,6 +31,7 @@ import torch
 from stgconv.config import TrainConfig
 from stgconv.data.image import load_npz_images
 from stgconv.energy.rbm import RBM, ais_log_partition
+from stgconv.io.image import save_image_grid
 from stgconv.mcmc import BlockGibbs, DataStart, NoiseInit, PersistentChains
 from stgconv.train import Trainer
 
@@ -64,6 +65,19 @@ def train_rbm(data: torch.Tensor, method: str, *, hidden: int, updates: int, lr:
     return rbm, time.perf_counter() - started
 
 
+def save_samples(rbm: RBM, path: Path, *, sweeps: int, seed: int) -> Path:
+    """64 block-Gibbs chains of ``rbm`` from uniform binary noise, ``sweeps`` sweeps; the last
+    ``p(v | h)`` of each as a 28x28 image in a PNG grid."""
+    generator = torch.Generator().manual_seed(seed)
+    start = (torch.rand(64, rbm.n_visible, generator=generator) < 0.5).float()
+    v = BlockGibbs(n_steps=sweeps).run(rbm, start, generator=generator)
+    with torch.no_grad():
+        means = rbm.visible_mean(rbm.sample_hidden(v, generator))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = int(round(rbm.n_visible ** 0.5))
+    return save_image_grid(means.reshape(-1, 1, side, side) * 2 - 1, path)
+
+
 def quick_data(folder: Path) -> Path:
     rng = np.random.default_rng(0)
     images = (rng.random((400, 28, 28)) < np.linspace(0.05, 0.6, 28)[None, None, :]) * 255
@@ -84,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ais-chains", type=int, default=100)
     parser.add_argument("--ais-betas", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", metavar="DIR",
+                        help="also write rbm_<method>_samples.png here: 64 chains from uniform "
+                             "noise after --sample-sweeps block-Gibbs sweeps (p(v | h) shown)")
+    parser.add_argument("--sample-sweeps", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="smoke run on generated images")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
     args = parser.parse_args(argv)
@@ -110,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        generator=torch.Generator().manual_seed(args.seed + run))
                      for run in range(args.ais_runs)]
         ais_s = time.perf_counter() - started
+        if args.samples is not None:
+            save_samples(rbm, Path(args.samples) / f"rbm_{method.lower()}_samples.png",
+                         sweeps=args.sample_sweeps, seed=args.seed)
         log_z = [e for e, _ in estimates]
         with torch.no_grad():
             mean_free = rbm(test).mean().item()

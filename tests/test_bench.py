@@ -290,9 +290,12 @@ def test_a_bench_smoke_run_as_documented(tmp_path) -> None:
 
 def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
     out = tmp_path / "rbm.json"
-    assert bench_main("rbm.py")(["--quick", "--json", str(out)]) == 0
+    assert bench_main("rbm.py")(["--quick", "--json", str(out), "--samples",
+                                 str(tmp_path / "samples"), "--sample-sweeps", "2"]) == 0
     rows = json.loads(out.read_text())
     assert [row["method"] for row in rows] == ["CD-1", "CD-10", "PCD-1"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "rbm_cd-10_samples.png", "rbm_cd-1_samples.png", "rbm_pcd-1_samples.png"]
     for row in rows:
         assert row["test_log_likelihood"] < 0 and row["ais_spread_between_runs"] >= 0
 
