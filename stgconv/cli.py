@@ -232,6 +232,8 @@ def _run(args: argparse.Namespace) -> Path:
         check_output(args.out, "--out")
     if getattr(args, "json_path", None) is not None:
         check_output(args.json_path, "--json", folder=False)
+    if getattr(args, "tensorboard", None) is not None:
+        check_output(args.tensorboard, "--tensorboard")
     if args.command == "train":
         overrides = list(args.overrides)
         for key, value in (("data.path", args.data), ("out_dir", args.out), ("device", args.device)):

@@ -75,6 +75,9 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
          "padded"),
         (["eval", "recovery-3d", "--checkpoint", run, "--shapes", str(files["shapes"]),
           "--missing", "1.5"], "missing"),
+        # Refused before any work: the evaluation would otherwise run first and fail at the end.
+        ([*sr_eval, str(files["shapes"]), "--tensorboard", str(tmp_path / "big.npz")],
+         r"--tensorboard .*big\.npz is a file"),
     ]
     for argv, message in cases:
         capsys.readouterr()

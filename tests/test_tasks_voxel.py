@@ -212,11 +212,13 @@ def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys)
     np.save(tmp_path / "known7.npy", np.ones((7, 7, 7), np.uint8))
     np.save(tmp_path / "all.npy", np.ones((8, 8, 8), np.uint8))
     np.save(tmp_path / "none.npy", np.zeros((8, 8, 8), np.uint8))
+    np.save(tmp_path / "twos.npy", np.full((8, 8, 8), 2, np.uint8))
     np.save(tmp_path / "big_known.npy", np.eye(20, dtype=np.uint8)[None].repeat(20, 0))
     cases = [
         ("shape.npy", "known7.npy", "must match"),
         ("shape.npy", "all.npy", "every voxel as observed"),
         ("shape.npy", "none.npy", "no voxel as observed"),
+        ("shape.npy", "twos.npy", r"twos\.npy: expected binary occupancy \{0, 1\}.*e\.g\. 2\)$"),
         ("big.npy", "big_known.npy", r"\(N, 16, 16, 16\)"),
         ("shape.npy", "missing.npy", "missing.npy"),
     ]

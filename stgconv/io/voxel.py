@@ -129,7 +129,7 @@ def check_grids(array: np.ndarray | Tensor, *, binary: bool = True, name: str = 
         if bad.size:
             raise ValueError(
                 f"{name}: expected binary occupancy {{0, 1}}, found {bad.size} other values "
-                f"(e.g. {bad.flat[0]!r}); pass binary=False to read occupancy in [0, 1]"
+                f"(e.g. {bad.flat[0].item()!r})"
             )
         return array.astype(np.uint8)
     if array.size and (array.min() < 0 or array.max() > 1):
