@@ -324,6 +324,29 @@ def json_path(text: str) -> str:
     return text
 
 
+def output_folder(text: str) -> str:
+    """A folder option for outputs (``--samples DIR``), checked when the options are read."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An integer option of at least ``minimum``, checked when the options are read."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def report(table: str, rows: Sequence[dict], path: str | None) -> None:
     """Print the table; write the rows as a JSON list when ``path`` is set (atomically: never
     half a table under the real name)."""

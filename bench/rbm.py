@@ -98,10 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ais-chains", type=int, default=100)
     parser.add_argument("--ais-betas", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples", metavar="DIR",
+    parser.add_argument("--samples", metavar="DIR", type=common.output_folder,
                         help="also write rbm_<method>_samples.png here: 64 chains from uniform "
                              "noise after --sample-sweeps block-Gibbs sweeps (p(v | h) shown)")
-    parser.add_argument("--sample-sweeps", type=int, default=1000)
+    parser.add_argument("--sample-sweeps", type=common.count(1), default=1000)
     parser.add_argument("--quick", action="store_true", help="smoke run on generated images")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """Benchmarks stay runnable: a tiny smoke run of each bench script writes its JSON table."""
 
 import json
+import re
 import math
 import os
 import runpy
@@ -248,6 +249,22 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     assert exit_info.value.code == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("voxel_eval.py", ["--rbm", "-5"], r"--rbm: must be >= 0, got -5"),
+    ("voxel_eval.py", ["--rbm", "8", "--rbm-updates", "0"], r"--rbm-updates: must be >= 1"),
+    ("rbm.py", ["--sample-sweeps", "0"], r"--sample-sweeps: must be >= 1"),
+    ("rbm.py", ["--samples", "{file}"], r"--samples: .* is a file, not a folder"),
+])
+def test_bad_bench_options_are_refused_before_the_run(tmp_path, bench_main, capsys, script,
+                                                      argv, message):
+    (tmp_path / "a_file").write_text("")
+    argv = [arg.replace("{file}", str(tmp_path / "a_file")) for arg in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(script)(["--quick", *argv])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
