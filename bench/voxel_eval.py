@@ -221,10 +221,11 @@ def rbm_recovery_row(train_file: str, test_file: str, *, hidden: int, updates: i
     observed = torch.where(known, truth, torch.zeros_like(truth)).flatten(1)
     clamp = KnownEntries(observed, known.flatten(1))
     started = time.perf_counter()
+    sweep_once = BlockGibbs(n_steps=1)
     with torch.no_grad():
         v, total = clamp.project(torch.zeros_like(observed)), torch.zeros_like(observed)
         for sweep in range(200):
-            v = BlockGibbs(n_steps=1).run(rbm, v, constraint=clamp, generator=generator)
+            v = sweep_once.run(rbm, v, constraint=clamp, generator=generator)
             if sweep >= 100:
                 total += rbm.visible_mean(rbm.sample_hidden(v, generator))
     mean = torch.where(known, truth, (total / 100).reshape(truth.shape))

@@ -13,7 +13,7 @@ multi-grid sampling rely on exactly these two properties.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -151,6 +151,17 @@ def block_top_k(x: Tensor, low: Tensor, factor: Sequence[int]) -> Tensor:
 
 BLOCK_UPSAMPLERS = {"nearest": nearest_up, "linear": linear_up}
 """Name -> ``up(x (*lead, n1, ..., nk), factor) -> (*lead, n1 * f1, ..., nk * fk)``."""
+
+
+def block_upsampler(name: str) -> Callable[[Tensor, Sequence[int]], Tensor]:
+    """The up-sampling :data:`BLOCK_UPSAMPLERS` names ``name``.
+
+    Raises:
+        ValueError: an unknown name, listing the known ones.
+    """
+    if name not in BLOCK_UPSAMPLERS:
+        raise ValueError(f"upsample must be one of {sorted(BLOCK_UPSAMPLERS)}, got {name!r}")
+    return BLOCK_UPSAMPLERS[name]
 
 
 def factor_between(fine: Sequence[int], coarse: Sequence[int]) -> tuple[int, ...]:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.init import NoiseInit, data_plus_noise
-from stgconv.ops import BLOCK_UPSAMPLERS, block_down, nearest_up
+from stgconv.ops import block_down, block_upsampler, nearest_up
 from stgconv.types import Fill
 
 
@@ -118,9 +118,7 @@ class SuperResolutionStart(CoarseStart):
 
     def __init__(self, factor: tuple[int, ...], *, upsample: str = "linear") -> None:
         super().__init__(factor)
-        if upsample not in BLOCK_UPSAMPLERS:
-            raise ValueError(f"upsample must be one of {sorted(BLOCK_UPSAMPLERS)}, got {upsample!r}")
-        self.upsample = BLOCK_UPSAMPLERS[upsample]
+        self.upsample = block_upsampler(upsample)
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         return self.upsample(block_down(x_pos, self.factor), self.factor)

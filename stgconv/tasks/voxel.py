@@ -29,7 +29,7 @@ from stgconv.mcmc import DownsampleConsistency, KnownEntries
 from stgconv.mcmc.base import Sampler
 from stgconv.modalities import VOXELS, modality_of
 from stgconv.modalities.voxel import grid_side
-from stgconv.ops import BLOCK_UPSAMPLERS, block_top_k
+from stgconv.ops import block_top_k, block_upsampler
 
 RecoveryInit = Literal["nearest_known", "neighbour_majority", "mean"]
 
@@ -77,11 +77,10 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
         ``block_down(out, f) == low`` (not clamped: the clamp would move block means; score it
         with a clamp).
     """
-    if upsample not in BLOCK_UPSAMPLERS:
-        raise ValueError(f"upsample must be one of {sorted(BLOCK_UPSAMPLERS)}, got {upsample!r}")
+    up = block_upsampler(upsample)
     blocks = (factor,) * 3
     low_model = low - offset
-    x0 = BLOCK_UPSAMPLERS[upsample](low_model, blocks)
+    x0 = up(low_model, blocks)
     x = sampler.run(energy, x0, constraint=DownsampleConsistency(low_model, blocks),
                     generator=generator) + offset
     return block_top_k(x, low, blocks) if binary else x
