@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 
@@ -38,13 +36,6 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
             writer.add_image(f"{task}/{name}", picture.clamp(0.0, 1.0), step)
     finally:
         writer.close()
-
-
-def png_picture(path: str | Path) -> Tensor:
-    """A PNG as a ``(3, H, W)`` float image in ``[0, 1]`` (what :func:`log_evaluation` takes)."""
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 def frame_comparison(clips: list[Tensor], known: Tensor) -> Tensor:

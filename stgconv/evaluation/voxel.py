@@ -31,8 +31,9 @@ from torch import Tensor
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checks import as_int
-from stgconv.evaluation.tensorboard import log_evaluation, png_picture
+from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
+from stgconv.io.image import load_image
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import load_voxels, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
@@ -221,8 +222,8 @@ def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str 
         render = render_voxels(panels, out / "comparison.png", titles=titles,
                                columns=len(results) + 2)
         if tensorboard is not None:
-            log_evaluation(tensorboard, table["task"], table,
-                           {"comparison": png_picture(render)})
+            picture = (load_image(render, crop_square=False) + 1) / 2  # [0, 1] for TensorBoard
+            log_evaluation(tensorboard, table["task"], table, {"comparison": picture})
 
 
 def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, unit: str,
