@@ -4,6 +4,8 @@ scripts (which are not importable packages), and one tiny trained voxel run."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
@@ -32,6 +34,14 @@ def shared_data(request: pytest.FixtureRequest) -> Path:
     if missing:
         pytest.skip(f"real data not found at {', '.join(missing)} (../shared/data absent)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def dead_pid() -> int:
+    """The process id of a process that has exited, as a killed writer's temporaries name it."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
 
 
 @pytest.fixture

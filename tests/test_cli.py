@@ -324,13 +324,13 @@ def test_faults_end_in_one_line_naming_them(case: str, fault_paths: dict[str, st
 
 # ------------------------------------------------------------------------------- run folders
 
-def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path,
+def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path, dead_pid: int,
                                                capsys) -> None:
     run = tmp_path / "run"
     shutil.copytree(texture_run, run)
     (run / "samples_000050.png").write_bytes(b"a sample of the old run")
     (run / "notes.txt").write_text("mine")
-    (run / ".checkpoint.pt.k2j4.tmp").write_bytes(b"half a checkpoint, its writer killed")
+    (run / f".checkpoint.pt.{dead_pid}-k2j4.tmp").write_bytes(b"half a checkpoint, its writer killed")
     before = (run / "checkpoint.pt").read_bytes()
     code, _, err = run_main(["train", *TINY, "--out", str(run), "--quiet"], capsys)
     assert code == 2 and f"{run} already holds a run" in err and "--overwrite" in err
@@ -446,3 +446,80 @@ def test_a_run_that_fails_before_writing_leaves_no_debris(tmp_path: Path, capsys
         assert code == 2 and "bad.npz" in err
     assert not fresh.exists()
     assert sorted(p.name for p in existing.iterdir()) == ["mine"]
+
+
+# --------------------------------------- every output of every command is written atomically
+
+# Each command with tiny inputs, writing everything under {out}. TensorBoard's event files
+# (under tb/) are append-only logs, the one kind of output that cannot be renamed into place.
+CPU = ["--device", "cpu"]
+RECOVERY = ["--video", "{clip}", "--frames", "6", "--size", "16", "--set", "train.n_iterations=2",
+            "--set", "recovery.warmup=0", "--set", "recovery.average_last=1",
+            "--set", "device=cpu", "--quiet"]
+OUTPUTS = {
+    "train": ["train", *TINY, "--set", "train.sample_every=1", "--out", "{out}", "--quiet"],
+    "synthesize": ["synthesize", "{texture}", "-n", "2", "--out", "{out}", *CPU],
+    "reconstruct": ["reconstruct", "{short}", "{image}", "--iterations", "1", "--out", "{out}",
+                    *CPU],
+    "interpolate": ["interpolate", "{short}", "--points", "2", "--out", "{out}", *CPU],
+    "super-resolve": ["super-resolve", "{voxels}", "{low}", "--out", "{out}", *CPU],
+    "recover-shape": ["recover-shape", "{voxels}", "{partial}", "--known", "{known}",
+                      "--out", "{out}", *CPU],
+    "recover": ["recover", *RECOVERY, "--mask", "region:8", "--out", "{out}"],
+    "eval recovery": ["eval", "recovery", *RECOVERY, "--mask", "missing_frames:0.5",
+                      "--json", "{out}/table.json", "--tensorboard", "{out}/tb"],
+    "eval super-resolution": ["eval", "super-resolution", "--checkpoint", "{voxels}",
+                              "--shapes", "{shapes}", "--json", "{out}/table.json",
+                              "--out", "{out}/renders", *CPU],
+    "eval recovery-3d": ["eval", "recovery-3d", "--checkpoint", "{voxels}", "--shapes",
+                         "{shapes}", "--json", "{out}/table.json", *CPU],
+    "eval classification": ["eval", "classification", "--checkpoint", "{voxels}", "--shapes",
+                            "{shapes}", "--json", "{out}/table.json", *CPU],
+}
+
+
+@pytest.fixture
+def command_inputs(tmp_path: Path, texture_run: Path, short_run: Path,
+                   trained_voxel_run: dict[str, Path]) -> dict[str, str]:
+    from stgconv.io.video import save_video
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shapes = np.load(trained_voxel_run["shapes"])["X"][:2].astype(np.float32)
+    known = (np.random.default_rng(0).random(shapes.shape) >= 0.5).astype(np.uint8)
+    np.save(inputs / "low.npy", shapes[:, ::4, ::4, ::4])
+    np.save(inputs / "partial.npy", np.where(known > 0, shapes, 0.5).astype(np.float32))
+    np.save(inputs / "known.npy", known)
+    Image.new("L", (32, 32)).save(inputs / "image.png")
+    save_video(torch.rand(3, 6, 16, 16) * 2 - 1, inputs / "clip.mkv")
+    return {"out": str(tmp_path / "out"), "texture": str(texture_run), "short": str(short_run),
+            "voxels": str(trained_voxel_run["run"]), "shapes": str(trained_voxel_run["shapes"]),
+            **{p.stem: str(p) for p in inputs.iterdir()}}
+
+
+@pytest.mark.parametrize("command", OUTPUTS, ids=list(OUTPUTS))
+def test_every_output_file_is_renamed_into_place_whole(command: str, monkeypatch, capsys,
+                                                       command_inputs: dict[str, str],
+                                                       dead_pid: int) -> None:
+    """Every file a command leaves reached its name by an atomic rename (so no reader ever sees
+    it half-written), and the temporaries a killed earlier run left there are gone."""
+    out = Path(command_inputs["out"])
+    out.mkdir()
+    debris = out / f".synthesized.npy.{dead_pid}-abc.tmp"
+    debris.write_bytes(b"half an array, its writer killed")
+    renamed: set[Path] = set()
+    real_replace = os.replace
+
+    def replace(source, target, **kwargs) -> None:
+        real_replace(source, target, **kwargs)
+        renamed.add(Path(target).resolve())
+
+    monkeypatch.setattr(os, "replace", replace)
+    args = [a.format(**command_inputs) for a in OUTPUTS[command]]
+    code, _, err = run_main(args, capsys)
+    assert code == 0, err
+    written = [p for p in out.rglob("*")
+               if p.is_file() and "tb" not in p.relative_to(out).parts and p.name != ".lock"]
+    assert written, f"{command} wrote nothing under {out}"
+    assert [p for p in written if p.resolve() not in renamed] == []
+    assert not debris.exists()

@@ -146,14 +146,24 @@ def test_npy_refuses_object_arrays_and_keeps_the_old_file(tmp_path: Path) -> Non
     assert leftovers(tmp_path, {"a.npy"}) == []
 
 
-def test_remove_temporaries_removes_only_what_a_killed_write_left(tmp_path: Path) -> None:
-    names = [".checkpoint.pt.k2j4.tmp", ".config.yaml.x1.tmp", "checkpoint.pt", ".lock",
-             "notes.tmp"]
-    for name in names:
+def test_remove_temporaries_removes_only_what_a_killed_write_left(tmp_path: Path,
+                                                                  dead_pid: int) -> None:
+    killed = [f".checkpoint.pt.{dead_pid}-k2j4.tmp", f".mesh.ply.{dead_pid}-x1_y.tmp.ply"]
+    kept = [f".config.yaml.{os.getpid()}-x1.tmp", ".notes.k2j4.tmp", "checkpoint.pt", ".lock",
+            "notes.tmp"]
+    for name in killed + kept:
         (tmp_path / name).write_text("x")
     removed = remove_temporaries(tmp_path)
-    assert sorted(p.name for p in removed) == names[:2]
-    assert leftovers(tmp_path, set()) == [".lock", "checkpoint.pt", "notes.tmp"]
+    assert sorted(p.name for p in removed) == sorted(killed)
+    assert leftovers(tmp_path, set()) == sorted(kept)
+
+
+def test_the_next_write_into_a_folder_removes_what_a_killed_write_left(tmp_path: Path,
+                                                                     dead_pid: int) -> None:
+    debris = tmp_path / f".samples.png.{dead_pid}-abc.tmp"
+    debris.write_bytes(b"half a picture")
+    atomic_write_text(tmp_path / "other.txt", "new")
+    assert leftovers(tmp_path, {"other.txt"}) == []
 
 
 def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:

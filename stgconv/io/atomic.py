@@ -1,9 +1,16 @@
-"""Write files so that a crash or an error never leaves a half-written result behind."""
+"""Write files so that a crash or an error never leaves a half-written result behind.
+
+A file is written to a temporary ``.<name>.<pid>-<random>.tmp`` beside it and renamed into place.
+The writer's process id in the name lets any later write into the folder tell a temporary that
+a killed process left (its process is gone) from one still being written, and remove the first
+kind only: no command has to own the folder for its debris to be cleaned up.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -15,11 +22,14 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic on POSIX filesystems, so readers see either the old file or the whole
-    new one. On any error the temporary file is removed and ``path`` is untouched.
+    new one. On any error the temporary file is removed and ``path`` is untouched. Temporaries
+    that killed writers left in the folder are removed first (:func:`remove_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
+                               suffix=".tmp")
     os.close(fd)
     # mkstemp makes the file private (0600); give the result the mode any new file would get.
     umask = os.umask(0)
@@ -40,17 +50,38 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     return path
 
 
-def remove_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporary files that :func:`atomic_write` left in ``folder`` when its process
-    was killed mid-write (``.<name>.<random>.tmp``); returns them.
+# ".<name>.<pid>-<random>.tmp", and a writer's own helper files named after it (".tmp.ply").
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-\w+\.tmp(\.\w+)?$")
 
-    Call it only where no other process may be writing into ``folder`` at the same time (a
-    run folder under its lock), or a write in progress loses its file.
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_write` in ``folder`` whose writing process no
+    longer exists (killed mid-write); returns them. Temporaries of live processes, and files
+    not named like them, are left alone.
+
+    A process id is unique on one machine only: two machines writing into one shared folder at
+    the same moment could take each other's temporaries for debris (a run folder has one owner,
+    so this needs two runs given the same folder from different machines).
     """
-    leftovers = [path for path in Path(folder).glob(".*.tmp") if path.is_file()]
-    for path in leftovers:
-        path.unlink(missing_ok=True)
-    return leftovers
+    stale = []
+    for path in Path(folder).glob(".*.tmp*"):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _process_exists(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            stale.append(path)
+    return stale
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OverflowError:
+        return False  # no process has an id that large
+    return True
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
