@@ -179,8 +179,9 @@ def _parser() -> argparse.ArgumentParser:
 def _recovery_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", required=True, help="a video file or a folder of frames")
     p.add_argument("--mask", required=True,
-                   help="a .mat mask (1 = missing) or missing_frames:F, region:SIDE, "
-                        "salt_and_pepper:F (generated from the config's seed)")
+                   help="a mask file, 1 = missing (.mat (H, W, T[, C]) or .npy (T, H, W) / "
+                        "(C, T, H, W)), or missing_frames:F, region:SIDE, salt_and_pepper:F "
+                        "(generated from the config's seed)")
     p.add_argument("--frames", type=int, default=70, help="first N frames (default 70)")
     p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
     p.add_argument("--config", help=f"YAML config (default: {QUICK_RECOVERY_CONFIG})")

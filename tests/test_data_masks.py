@@ -10,6 +10,7 @@ import torch
 
 from stgconv.data.masks import (
     check_mask_matches,
+    load_mask,
     load_mask_mat,
     missing_frames,
     occluded_region,
@@ -83,8 +84,31 @@ def test_mat_loader_converts_and_validates(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_mask_mat(tmp_path / "absent.mat")
     (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
-    with pytest.raises(ValueError, match=r"junk\.mat"):
+    with pytest.raises(ValueError, match=r"junk\.mat: not a MATLAB \.mat file"):
         load_mask_mat(tmp_path / "junk.mat")
+
+
+def test_npy_masks_are_read_in_the_video_layout(tmp_path):
+    missing = np.zeros((2, 3, 4, 5), dtype=np.uint8)  # (C, T, H, W)
+    missing[:, 1, 2, 3] = 1
+    np.save(tmp_path / "m.npy", missing)
+    known = load_mask(tmp_path / "m.npy")
+    assert known.shape == (2, 3, 4, 5) and known.dtype == torch.bool
+    assert not known[:, 1, 2, 3].any() and known.sum() == known.numel() - 2
+    np.save(tmp_path / "m3.npy", missing[0].astype(bool))
+    assert load_mask(tmp_path / "m3.npy").shape == (1, 3, 4, 5)
+    assert torch.equal(load_mask(tmp_path / "m.npy"), known)
+    for name, array, message in [
+            ("flat.npy", np.zeros((4, 5)), r"shape \(4, 5\); expected \(T, H, W\)"),
+            ("bad.npy", missing * 3, r"only 0 .* and 1 .*found values 0, 3")]:
+        np.save(tmp_path / name, array)
+        with pytest.raises(ValueError, match=message):
+            load_mask(tmp_path / name)
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match=r"junk\.npy: not a numeric \.npy array"):
+        load_mask(tmp_path / "junk.npy")
+    with pytest.raises(FileNotFoundError):
+        load_mask(tmp_path / "absent.npy")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Convention: a bool tensor ``known`` of shape ``(T, H, W)`` or ``(C, T, H, W)``, ``True`` = observed.
 It broadcasts against a video ``(C, T, H, W)`` or a batch ``(B, C, T, H, W)``. Files that store
-the opposite convention are converted at their loader (:func:`load_mask_mat`).
+the opposite convention are converted at their loader (:func:`load_mask`).
 
 What the shared masks (``../shared/data/video/masks``, from the STGConvNet recovery experiments)
 contain, measured on all ten files (flag, ocean, playing, sea_world, windmill x 2 types):
@@ -32,6 +32,33 @@ from torch import Tensor
 from stgconv.checks import as_int
 
 
+def load_mask(path: str | Path) -> Tensor:
+    """Read a mask file with 1 = MISSING: a ``.npy`` array ``(T, H, W)`` or ``(C, T, H, W)``
+    (the video layout), or anything else as a MATLAB ``.mat`` file (:func:`load_mask_mat`).
+
+    Returns:
+        bool ``(C, T, H, W)``, ``True`` = observed; a 3-D array gives ``(1, T, H, W)``.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: an unreadable file, one of another layout, or values other than 0 and 1.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return load_mask_mat(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    try:
+        missing = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read mask file {path}: not a numeric .npy array ({err})") from err
+    if missing.ndim == 3:
+        missing = missing[None]
+    if missing.ndim != 4:
+        raise ValueError(f"{path} has shape {missing.shape}; expected (T, H, W) or (C, T, H, W)")
+    return torch.from_numpy(_observed(missing, str(path)))
+
+
 def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
     """Read a MATLAB mask stored as uint8 ``(H, W, T, C)`` with 1 = MISSING; return ``known``.
 
@@ -57,7 +84,9 @@ def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
         raise ValueError(f"cannot read {path}: MATLAB v7.3 files are not supported ({err}); "
                          f"save the mask with -v7") from err
     except Exception as err:  # scipy raises ValueError, TypeError, OSError... on bad files
-        raise ValueError(f"cannot read mask file {path}: {err}") from err
+        raise ValueError(f"cannot read mask file {path}: not a MATLAB .mat file (scipy: {err}); "
+                         f"masks are .mat (H, W, T[, C]) or .npy (T, H, W) / (C, T, H, W) "
+                         f"arrays, 1 = missing") from err
     if key not in contents:
         names = [name for name in contents if not name.startswith("__")]
         raise ValueError(f"{path} has no variable {key!r}; it holds: {', '.join(names) or 'none'}")
@@ -68,15 +97,20 @@ def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
         raise ValueError(
             f"{path}[{key!r}] has shape {missing.shape}; expected (H, W, T, C) or (H, W, T)"
         )
+    # (H, W, T, C) -> (C, T, H, W).
+    return torch.from_numpy(_observed(missing.transpose(3, 2, 0, 1), f"{path}[{key!r}]"))
+
+
+def _observed(missing: np.ndarray, name: str) -> np.ndarray:
+    """``missing`` (0/1 numbers or bools, 1 = missing) as bool ``True`` = observed."""
     if not (np.issubdtype(missing.dtype, np.number) or missing.dtype == bool):
-        raise ValueError(f"{path}[{key!r}] has dtype {missing.dtype}; expected 0/1 numbers")
+        raise ValueError(f"{name} has dtype {missing.dtype}; expected 0/1 numbers")
     values = np.unique(missing)
     if not np.isin(values, (0, 1)).all():
         shown = ", ".join(str(v) for v in values[:10])
-        raise ValueError(f"{path}[{key!r}] must hold only 0 (observed) and 1 (missing); "
+        raise ValueError(f"{name} must hold only 0 (observed) and 1 (missing); "
                          f"found values {shown}")
-    # (H, W, T, C) -> (C, T, H, W), and 1 = missing -> True = observed.
-    return torch.from_numpy(np.ascontiguousarray(missing.transpose(3, 2, 0, 1) == 0))
+    return np.ascontiguousarray(missing == 0)
 
 
 def _check_dims(T: int, H: int, W: int) -> None:

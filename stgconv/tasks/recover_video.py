@@ -22,7 +22,7 @@ from stgconv.build import build_sampler
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
     check_mask_matches,
-    load_mask_mat,
+    load_mask,
     missing_frames,
     occluded_region,
     salt_and_pepper,
@@ -68,7 +68,7 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
                 raise ValueError(f"mask {text!r}: the block side must be a whole number")
             return occluded_region(*shape, size=int(number), generator=generator)
         return salt_and_pepper(*shape, fraction=number, generator=generator)
-    return load_mask_mat(mask)
+    return load_mask(mask)
 
 
 def recover_video(
