@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from stgconv.mcmc.execution import native_bfloat16
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -234,13 +233,12 @@ def test_levers_bench_quick_writes_json_rows(tmp_path, bench_main):
     by_variant = {row["variant"]: row for row in rows}
     # fp32 variants compute the same function; bf16 changes it, by a little.
     assert by_variant["fp32"]["response_rel_err"] == 0.0
-    assert by_variant["default"]["ran_in"] == ("bf16" if native_bfloat16(torch.device("cpu"))
-                                               else "fp32")
+    assert by_variant["default"]["ran_in"] == "fp32"  # "auto" on a CPU
     assert 0.0 < by_variant["bf16"]["grad_rel_err"] < 0.1
 
 
 @pytest.mark.parametrize("script", ["langevin.py", "levers.py", "scaling.py", "recovery.py",
-                                    "voxel_eval.py", "multigrid.py"])
+                                    "voxel_eval.py", "multigrid.py", "coop.py"])
 def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, bench_main, capsys,
                                                                    script):
     main = bench_main(script)
@@ -256,6 +254,11 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("voxel_eval.py", ["--rbm", "8", "--rbm-updates", "0"], r"--rbm-updates: must be >= 1"),
     ("rbm.py", ["--sample-sweeps", "0"], r"--sample-sweeps: must be >= 1"),
     ("rbm.py", ["--samples", "{file}"], r"--samples: .* is a file, not a folder"),
+    ("coop.py", ["--budget", "0"], r"--budget must be a positive number of seconds, got 0"),
+    ("coop.py", ["--samples", "1"], r"--samples: must be >= 2, got 1"),
+    ("jem.py", ["--eps", "2"], r"--eps must be in \(0, 1\], got 2"),
+    ("jem.py", ["--outliers", "5"], r"--outliers: must be >= 10"),
+    ("jem.py", ["--grid", "{file}/grid.png"], r"--grid: the folder .* does not exist"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(tmp_path, bench_main, capsys, script,
                                                       argv, message):
@@ -305,6 +308,25 @@ def test_a_bench_smoke_run_as_documented(tmp_path) -> None:
     assert len(json.loads(out.read_text())) == 3
 
 
+def test_coop_bench_quick_compares_both_models_at_equal_cpu_time(tmp_path, bench_main):
+    out = tmp_path / "coop.json"
+    assert bench_main("coop.py")(["--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert {row["task"] for row in rows} == {"digits", "animals", "fire_pot"}
+    for task in ("digits", "animals", "fire_pot"):
+        curves = [r for r in rows if r["task"] == task and "steps" in r]
+        coop = [r for r in curves if r["method"] == "cooperative"]
+        # The generator's raw proposals (0 steps) are scored; a descriptor chain needs a step.
+        assert [r["steps"] for r in coop] == [0, 1, 2]
+        assert min(r["steps"] for r in curves if r["method"] != "cooperative") == 1
+        for row in curves:
+            assert row["train_cpu_s"] > 0 and row["iterations"] >= 1 and row["sample_cpu_s"] > 0
+            assert row["steps_to_target"] is None or row["steps_to_target"] in (0, 1, 2)
+        assert any(r["method"].startswith("reference") for r in rows if r["task"] == task)
+    digits = next(r for r in rows if r["task"] == "digits" and r["method"] == "cooperative")
+    assert digits["frechet"] >= 0 and 0 <= digits["class_entropy"] <= 1
+
+
 def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
     out = tmp_path / "rbm.json"
     assert bench_main("rbm.py")(["--quick", "--json", str(out), "--samples",
@@ -326,3 +348,31 @@ def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = json.loads(out.read_text())
     assert row["bit_identical"] and row["unloadable_files"] == [] and row["temporaries_left"] == []
+
+
+def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
+    out, grid = tmp_path / "jem.json", tmp_path / "grid.png"
+    assert bench_main("jem.py")(["--quick", "--json", str(out), "--grid", str(grid)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["model"] for row in rows if row["table"] == "classification"] == ["jem", "plain"]
+    ood = [row for row in rows if row["table"] == "ood"]
+    assert {row["outliers"] for row in ood} >= {"uniform noise", "inverted digits",
+                                                 "scikit-image texture crops"}
+    assert all(0 <= row[f"{m}_{s}"] <= 1 for row in ood for m in ("jem", "plain")
+               for s in ("stgconv", "max_softmax"))
+    assert [row["model"] for row in rows if row["table"] == "robustness"] == ["jem", "plain"]
+    samples = [row for row in rows if row["table"] == "samples"]
+    assert sum(samples[0]["class_histogram"]) == samples[0]["n"] == 20
+    assert grid.is_file()
+
+
+def test_compose_bench_quick_writes_json_rows(tmp_path, bench_main):
+    out, picture = tmp_path / "compose.json", tmp_path / "compose.png"
+    assert bench_main("compose.py")(["--quick", "--json", str(out), "--picture",
+                                     str(picture)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["set"] for row in rows] == ["start", "expert A alone", "expert B alone",
+                                            "A + B (product)"]
+    for row in rows:
+        assert 0.0 <= row["both"] <= min(row["a"], row["b"]) <= 1.0 and row["n"] == 12
+    assert picture.is_file()

@@ -53,8 +53,10 @@ def test_chain_error_is_the_bf16_gradient_error_against_the_chains_noise() -> No
                                         noise_scale=0.0)).all()
 
 
-def test_auto_is_the_fp32_chain_where_the_device_has_no_native_bfloat16(monkeypatch) -> None:
-    monkeypatch.setattr(execution, "native_bfloat16", lambda device: False)
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_is_the_fp32_chain_where_it_may_not_use_bfloat16(monkeypatch, native: bool) -> None:
+    """No native bfloat16, or a CPU that has it: "auto" runs the fp32 chain exactly."""
+    monkeypatch.setattr(execution, "native_bfloat16", lambda device: native)
     torch.manual_seed(0)
     energy = image_energy("descriptor64", in_channels=1, image_size=16)
     x0 = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
@@ -66,7 +68,7 @@ def test_auto_is_the_fp32_chain_where_the_device_has_no_native_bfloat16(monkeypa
 def pretend_native_and_fast(monkeypatch, bf16_speedup: float) -> AutoExecution:
     """Native bfloat16 pretended (the CPU's emulation computes the same roundings) and timings
     replaced by ``bf16_speedup``: the verdict then rests on the error test alone."""
-    monkeypatch.setattr(execution, "native_bfloat16", lambda device: True)
+    monkeypatch.setattr(execution, "auto_may_use_bfloat16", lambda device: True)
     monkeypatch.setattr(execution, "gradient_seconds",
                         lambda energy, x, how: 1.0 / bf16_speedup if how.bf16 else 1.0)
     auto = AutoExecution()
@@ -148,3 +150,4 @@ def test_channels_last_only_for_image_and_volume_batches_on_cuda() -> None:
 
 def test_native_bfloat16_answers_for_the_cpu() -> None:
     assert isinstance(execution.native_bfloat16(torch.device("cpu")), bool)
+    assert not execution.auto_may_use_bfloat16(torch.device("cpu"))

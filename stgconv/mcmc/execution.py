@@ -13,11 +13,13 @@ is the worst-case share of the chain's own randomness that bfloat16 can take. An
 not always pay: emulated on a CPU without bfloat16 instructions it was 8.6-36x slower than fp32,
 and on an H200 the small reference nets, whose steps are mostly kernel launches, ran 0.2-0.8x
 as fast with it while the paper-size ``fc_s`` ran 2.3x faster (``bench/README.md``). So
-``"auto"`` measures: where the device computes in bfloat16 natively and ``chain_error`` stays
+``"auto"`` measures: where a CUDA device computes in bfloat16 natively and ``chain_error`` stays
 under :data:`BF16_CHAIN_ERROR` for every chain at the chain's start, it times one energy
 gradient in fp32 and in bfloat16 (each layout on CUDA) and takes bfloat16 only when it is at
 least :data:`BF16_MIN_SPEEDUP` times faster. The verdict is kept per energy, input shape and
 device, and made again every :data:`RECHECK_EVERY` runs because training moves the weights.
+
+On a CPU ``"auto"`` is always fp32 (:func:`auto_may_use_bfloat16`), even with native bfloat16.
 """
 
 from __future__ import annotations
@@ -50,6 +52,19 @@ def native_bfloat16(device: torch.device) -> bool:
     if device.type == "cpu":
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False  # other backends: no known way to ask, so "auto" stays with fp32
+
+
+def auto_may_use_bfloat16(device: torch.device) -> bool:
+    """Whether ``"auto"`` considers bfloat16 on ``device``: CUDA with native bfloat16 only.
+
+    A CPU with bfloat16 instructions (AVX512-BF16 on this project's AMD EPYC machine) ran the
+    reference nets' energy gradients 1.3-1.9x faster in bfloat16 (descriptor64, texture,
+    st_small; one thread). But a verdict resting on timings, checked again every
+    :data:`RECHECK_EVERY` runs, gives one seed different chains from run to run, and a resumed
+    run different chains from an uninterrupted one: CPU runs keep the bit-exact resume they
+    promise, and a user who wants the speed asks for ``precision="bf16"``.
+    """
+    return device.type == "cuda" and native_bfloat16(device)
 
 
 def channels_last_format(x: Tensor) -> torch.memory_format | None:
@@ -138,7 +153,8 @@ class AutoExecution:
         self, energy: EnergyFn, x: Tensor, *, step_size: float, n_steps: int, noise_scale: float
     ) -> Execution:
         """How the chain from ``x`` ``(B, *S)`` should evaluate the network."""
-        if not native_bfloat16(x.device) or noise_scale == 0:
+        # A float64 chain asked for more precision than fp32, not less.
+        if not auto_may_use_bfloat16(x.device) or x.dtype != torch.float32 or noise_scale == 0:
             return FP32
         try:
             per_energy = self._verdicts.setdefault(energy, {})
