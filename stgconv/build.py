@@ -73,11 +73,18 @@ def model_sampler(config: ExperimentConfig, *, sampler: SamplerConfig | None = N
     from data units into the model's units (:meth:`stgconv.modalities.Modality.offset`);
     ``n_steps`` overrides the chain length."""
     sampler = sampler if sampler is not None else config.sampler
+    return build_sampler(replace(sampler, clamp=model_clamp(config, sampler)), n_steps=n_steps)
+
+
+def model_clamp(config: ExperimentConfig, sampler: SamplerConfig | None = None
+                ) -> tuple[float, float] | None:
+    """``sampler.clamp`` (default ``config.sampler``'s) in the model's units
+    (:meth:`stgconv.modalities.Modality.offset`)."""
+    clamp = (sampler if sampler is not None else config.sampler).clamp
     offset = modality_of(config).offset(config)
-    clamp = sampler.clamp
     if clamp is not None and offset:
         clamp = (clamp[0] - offset, clamp[1] - offset)
-    return build_sampler(replace(sampler, clamp=clamp), n_steps=n_steps)
+    return clamp
 
 
 def task_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -> Sampler:

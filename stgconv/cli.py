@@ -14,7 +14,7 @@ from stgconv.checkpoint import CheckpointError
 from stgconv.checks import check_output, reading
 from stgconv.config import load_config
 from stgconv.distributed import launched_rank
-from stgconv.evaluation import classification, video_recovery, voxel
+from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.version import __version__
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
@@ -76,12 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
     p.add_argument("--out", help="output folder (default: <run folder>/synthesis)")
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
-    p.add_argument("--steps", type=int, help="Langevin steps (default: the config's "
-                                             "sampler.task_steps, else the training chain length)")
+    p.add_argument("--steps", type=int, help="Langevin steps; for a cooperative model the "
+                                             "revision steps after its generator, 0 for none "
+                                             "(default: the config's sampler.task_steps, else "
+                                             "the training chain length)")
     p.add_argument("--size", type=int, help="image/frame side (stationary models: texture, st)")
     p.add_argument("--frames", type=int, help="clip length (video models)")
     p.add_argument("--start", choices=["noise", "chains"], default="noise",
                    help="fresh chains from noise, or continue the checkpoint's stored chains")
+    p.add_argument("--class", dest="classes", type=int, action="append", metavar="K",
+                   help="classifier (JEM) models: sample class K's energy E(x, K) = -f(x)[K] "
+                        "(repeatable: -n samples per class, one row per class in the PNG, "
+                        "class-major in the .npy)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
@@ -95,8 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("interpolate", formatter_class=DefaultsFormatter, help="samples between two short-run chain starts")
-    p.add_argument("checkpoint", help="an image model (checkpoint.pt or its run folder)")
+    p = sub.add_parser("interpolate", formatter_class=DefaultsFormatter,
+                       help="samples between two short-run chain starts, or between two latents "
+                            "of a cooperative model's generator")
+    p.add_argument("checkpoint", help="an image model or any cooperative model (checkpoint.pt "
+                                      "or its run folder)")
     p.add_argument("--out", help="output folder (default: <run folder>/interpolation)")
     p.add_argument("--points", type=int, default=8, help="samples along the path")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
@@ -165,6 +174,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--l2", type=float, default=1e-2, help="L2 weight of the logistic regression")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+    p = evals.add_parser("ood", formatter_class=DefaultsFormatter,
+                         help="out-of-distribution detection by a classifier (JEM) model: AUROC "
+                              "of its scores, accuracy and calibration on the inliers")
+    p.add_argument("--checkpoint", required=True, help="a classifier model (checkpoint.pt or "
+                                                       "its run folder)")
+    p.add_argument("--inliers", required=True,
+                   help=".npz with x_test uint8 (N, H, W) or (N, H, W, C), resized to the "
+                        "model's input, and optionally labels y_test (then accuracy and ECE)")
+    p.add_argument("--outliers", required=True, help=".npz with x_test, as --inliers")
+    p.add_argument("--json", dest="json_path", metavar="FILE",
+                   help="write the table as JSON: {\"auroc\": {\"stgconv\" (recommended: "
+                        "logsumexp of the logits = -E(x)), \"max_softmax\", \"max_logit\"}, "
+                        "\"accuracy\", \"ece\" (null without y_test), ...}")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     p = sub.add_parser("demo", formatter_class=DefaultsFormatter, help="the quick start: learn a real texture, then synthesize")
@@ -247,7 +271,7 @@ def _run(args: argparse.Namespace) -> Path:
         return tasks.synthesize(
             args.checkpoint, _out_for(args.checkpoint, "synthesis", args.out), n_samples=args.num,
             n_steps=args.steps, size=args.size, frames=args.frames, start=args.start,
-            seed=args.seed, device=args.device,
+            classes=args.classes, seed=args.seed, device=args.device,
         )
     if args.command == "reconstruct":
         return tasks.reconstruct(
@@ -299,6 +323,11 @@ def _run(args: argparse.Namespace) -> Path:
                 l2=args.l2, seed=args.seed, json_path=args.json_path, device=args.device,
             )
         print(classification.format_accuracy_table(table))
+        return Path(args.json_path or ".")
+    if args.command == "eval" and args.evaluation == "ood":
+        table = ood.eval_ood(args.checkpoint, args.inliers, args.outliers,
+                             json_path=args.json_path, device=args.device)
+        print(ood.format_ood_table(table))
         return Path(args.json_path or ".")
     if args.command == "eval":
         table = video_recovery.eval_recovery(

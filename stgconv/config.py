@@ -32,11 +32,13 @@ class ModelConfig:
     # "descriptor64", "descriptor16", "descriptor4" (Gao et al. 2018, multi-grid learning).
     # Videos (STGConvNet): "st" / "st_small" (stationary), "fc_s" / "fc_s_small" (spatially
     # fully connected). Voxels (3D descriptor net): "desc32", "desc64_sr", "desc32_small",
-    # "desc64_small". The data's channels and size are filled in from the data.
+    # "desc64_small". Classifiers read as energies (JEM; the `jem` section trains them):
+    # "digit_classifier" (28x28), "wide_resnet" (WRN-28-10, 32x32). The data's channels and size are filled in from the data.
     arch: Literal[
         "texture", "object", "descriptor64", "descriptor16", "descriptor4",
         "st", "st_small", "fc_s", "fc_s_small",
         "desc32", "desc64_sr", "desc32_small", "desc64_small",
+        "digit_classifier", "wide_resnet",
     ] = "texture"
     in_channels: int = 1
     # Needed by architectures with a fully connected head; stationary ones take any size.
@@ -50,6 +52,8 @@ class ModelConfig:
     # Small, as in the original descriptor code (0.016 on [-1, 1] pixels): every Gaussian piece
     # of the model has covariance sigma^2 I, so sigma sets the grain left in the samples.
     reference_sigma: float | None = 0.05
+    # Classifier architectures only: the number of classes (logits).
+    n_classes: int = 10
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,60 @@ class MultiGridConfig:
 
 
 @dataclass(frozen=True)
+class CooperativeConfig:
+    """Cooperative learning (Xie et al., CoopNets): a generator ``z -> x`` proposes each
+    iteration's chain starts, the experiment's sampler revises them on the descriptor's energy
+    (``sampler.n_steps`` is the revision length), the descriptor learns from the revised samples
+    and the generator learns to reproduce them (:mod:`stgconv.cooperative`). The ``chains``
+    section then only gives ``chains_per_example``, the proposals per training example."""
+
+    latent_dim: int = 64
+    # Channels of the generator's last stage; each earlier stage doubles them (up to 8x).
+    width: int = 32
+    lr: float = 0.001
+    betas: tuple[float, float] = (0.5, 0.999)
+    # Langevin steps on z, toward the posterior of the revised sample, before the generator
+    # learns (the original CoopNets); 0 regresses on the z that made the proposal, which is
+    # known (MCMC teaching, Xie et al. AAAI 2018).
+    inference_steps: int = 0
+    inference_step_size: float = 0.1
+    # The generator's observation noise in that posterior: p(x | z) = N(G(z), sigma^2 I).
+    inference_sigma: float = 0.3
+
+
+@dataclass(frozen=True)
+class JEMConfig:
+    """Hybrid training of a classifier read as an energy (JEM, Grathwohl et al. 2020;
+    :class:`stgconv.jem.HybridTrainer`): each step minimises
+
+    ``cross_entropy(f(x), y) + px_weight * [mean E(x) - mean E(x~)]
+    + pxy_weight * [mean E(x, y) - mean E(x~_y, y)]``
+
+    with ``x~`` drawn by the experiment's sampler from the marginal energy and ``x~_y`` from the
+    batch's class energies, both started from the ``chains`` section's starts (the replay
+    buffer: 95% stored chains, 5% fresh noise); ``train.energy_l2`` penalises the squared
+    energies of both contrastive terms. The data are an ``.npz`` holding labels beside the
+    images."""
+
+    # The .npz array holding the labels of data.path's x_train, integers 0 .. n_classes - 1.
+    labels: str = "y_train"
+    px_weight: float = 1.0
+    pxy_weight: float = 0.0
+    # Examples of each batch that enter the contrastive terms (and chains run for them); null:
+    # the whole batch. The sampling dominates a step's cost, so a smaller share buys more
+    # classifier steps in the same time.
+    px_batch: int | None = None
+    # "cosine": Adam's rate follows lr * (1 + cos(pi * iteration / train.n_iterations)) / 2,
+    # the usual classifier schedule: the last epochs at small rates buy the accuracy that a
+    # constant rate leaves on the table within a fixed CPU budget.
+    lr_decay: Literal["none", "cosine"] = "none"
+    # A step whose mean sample energy sits further than this from the data's has diverged: the
+    # model has made its samples (or the data) extremely likely, the known failure of JEM's
+    # p(x) term, after which the classifier is ruined too.
+    max_energy_gap: float = 1000.0
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """The whole experiment. The defaults are the quick-start run: the generative ConvNet's
     texture setting learning scikit-image's real brick photograph at 64x64 on a CPU in minutes."""
@@ -237,6 +295,10 @@ class ExperimentConfig:
     # Set: train one model per grid instead of one model (the `model` and `chains` sections are
     # then unused; `sampler` is every grid's default).
     multigrid: MultiGridConfig | None = None
+    # Set: train the descriptor cooperatively with a generator that proposes its chain starts.
+    cooperative: CooperativeConfig | None = None
+    # Set: train a classifier architecture as JEM (cross-entropy + the contrastive terms).
+    jem: JEMConfig | None = None
 
     def __post_init__(self) -> None:
         _check_positive("train.n_iterations", self.train.n_iterations)
@@ -272,6 +334,9 @@ class ExperimentConfig:
             raise ValueError(f"chains.buffer_fresh must be in [0, 1], got {self.chains.buffer_fresh}")
         if self.multigrid is not None:
             _check_multigrid(self.multigrid, self.data)
+        if self.cooperative is not None:
+            _check_cooperative(self.cooperative, multigrid=self.multigrid is not None)
+        _check_jem(self)
 
 
 def example_shape(data: DataConfig) -> tuple[int, ...]:
@@ -338,6 +403,55 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
         if (sizes[k], frames[k]) == (sizes[k - 1], frames[k - 1]):
             raise ValueError(f"multigrid grid {k - 1} (size {sizes[k]}, {frames[k]} frames) is no "
                              f"finer than the grid below it: each grid must refine the last")
+
+
+def _check_cooperative(cooperative: CooperativeConfig, *, multigrid: bool) -> None:
+    if multigrid:
+        raise ValueError("cooperative and multigrid are set: a cooperative generator proposes "
+                         "one model's chains; remove one of the two sections")
+    for key in ("latent_dim", "width", "lr", "inference_step_size", "inference_sigma"):
+        _check_positive(f"cooperative.{key}", getattr(cooperative, key))
+    if cooperative.inference_steps < 0:
+        raise ValueError(f"cooperative.inference_steps must be >= 0, got "
+                         f"{cooperative.inference_steps!r}")
+    if not all(0.0 <= beta < 1.0 for beta in cooperative.betas):
+        raise ValueError(f"cooperative.betas must be in [0, 1), got {list(cooperative.betas)}")
+
+
+def _check_jem(config: ExperimentConfig) -> None:
+    classifier = config.model.arch in ("digit_classifier", "wide_resnet")
+    if config.model.n_classes < 2:
+        raise ValueError(f"model.n_classes must be >= 2, got {config.model.n_classes}")
+    jem = config.jem
+    if jem is None:
+        if classifier:
+            raise ValueError(f"model.arch {config.model.arch!r} is a classifier: add a jem "
+                             "section (its labels and loss weights) to train it")
+        return
+    if not classifier:
+        raise ValueError(f"jem trains a classifier architecture, got model.arch "
+                         f"{config.model.arch!r}: set model.arch to digit_classifier or "
+                         "wide_resnet")
+    if config.multigrid is not None or config.cooperative is not None:
+        raise ValueError("jem trains one classifier: remove the multigrid / cooperative section")
+    if config.data.kind != "objects" or not config.data.path.lower().endswith(".npz"):
+        raise ValueError(f"jem needs labelled images: data.kind objects and data.path an .npz "
+                         f"with x_train and {jem.labels}, got {config.data.kind} "
+                         f"{config.data.path!r}")
+    if config.chains.chains_per_example != 1:
+        raise ValueError("jem runs one chain per example of the contrastive sub-batch: "
+                         f"chains.chains_per_example must be 1, got "
+                         f"{config.chains.chains_per_example}")
+    if config.chains.mode not in ("noise", "persistent", "buffer"):
+        raise ValueError(f"jem samples from noise, persistent chains or the replay buffer; "
+                         f"chains.mode {config.chains.mode!r} does not apply")
+    for key in ("px_weight", "pxy_weight"):
+        if not getattr(jem, key) >= 0:
+            raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
+    _check_positive("jem.max_energy_gap", jem.max_energy_gap)
+    if jem.px_batch is not None and not 1 <= jem.px_batch <= config.train.batch_size:
+        raise ValueError(f"jem.px_batch must be in [1, train.batch_size = "
+                         f"{config.train.batch_size}] or null, got {jem.px_batch}")
 
 
 def _check_positive(key: str, value: float) -> None:

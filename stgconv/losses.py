@@ -1,10 +1,13 @@
-"""The maximum-likelihood (analysis-by-synthesis) objective as a pure function."""
+"""The maximum-likelihood (analysis-by-synthesis) objective, and JEM's hybrid of it with a
+classifier's cross-entropy, as pure functions."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.types import EnergyFn
 
 
@@ -41,3 +44,61 @@ def contrastive_divergence(
     if energy_l2 > 0:
         loss = loss + energy_l2 * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
     return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()}
+
+
+def hybrid_loss(
+    energy: ClassifierEnergy, x_pos: Tensor, y_pos: Tensor, x_neg: Tensor | None, *,
+    x_neg_y: Tensor | None = None, px_weight: float = 1.0, pxy_weight: float = 0.0,
+    energy_l2: float = 0.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """JEM's objective (Grathwohl et al. 2020): ``-log p(y | x)`` plus the contrastive terms of
+    ``log p(x)`` and, optionally, ``log p(x, y)``:
+
+    ``cross_entropy(f(x_pos), y_pos)
+    + px_weight * [mean E(x_pos[:M]) - mean E(x_neg)]
+    + pxy_weight * [mean E(x_pos[:M], y_pos[:M]) - mean E(x_neg_y, y_pos[:M])]``
+
+    each contrastive term with its ``energy_l2`` penalty (:func:`contrastive_divergence`).
+    The contrastive terms read the first ``M = len(x_neg)`` examples of the batch (a random
+    batch, so a random sub-batch): the sampling they need costs far more than the classifier's
+    term.
+
+    Args:
+        energy: the classifier as an energy.
+        x_pos: ``(B, *S)`` labelled examples; ``y_pos``: ``(B,)`` their classes.
+        x_neg: ``(M, *S)`` samples of the marginal energy, ``M <= B``; ``None`` when
+            ``px_weight`` is 0.
+        x_neg_y: ``(M, *S)`` samples of ``E(x, y_pos[:M])``; needed when ``pxy_weight > 0``.
+
+    Returns:
+        The scalar loss and detached diagnostics: ``ce``, ``accuracy`` (of the batch) and, with
+        the p(x) term, ``e_pos``, ``e_neg``; with the p(x, y) term, ``e_pos_y``, ``e_neg_y``.
+
+    Raises:
+        FloatingPointError: a non-finite logit or energy.
+    """
+    if y_pos.shape != x_pos.shape[:1]:
+        raise ValueError(f"labels must be ({len(x_pos)},) for examples {tuple(x_pos.shape)}, "
+                         f"got {tuple(y_pos.shape)}")
+    logits = energy.logits(x_pos)
+    if not torch.isfinite(logits).all():
+        raise FloatingPointError(f"non-finite logits in the training loss "
+                                 f"({int((~torch.isfinite(logits)).sum())} of {logits.numel()})")
+    loss = F.cross_entropy(logits, y_pos.long())
+    stats = {"ce": loss.detach(),
+             "accuracy": (logits.detach().argmax(1) == y_pos).float().mean()}
+    for weight, samples, energy_fn, names in (
+            (px_weight, x_neg, energy, ("e_pos", "e_neg")),
+            (pxy_weight, x_neg_y, None, ("e_pos_y", "e_neg_y"))):
+        if weight == 0:
+            continue
+        if samples is None or not 1 <= len(samples) <= len(x_pos):
+            raise ValueError(f"a contrastive term of weight {weight} needs 1 to {len(x_pos)} "
+                             f"samples, got {None if samples is None else tuple(samples.shape)}")
+        m = len(samples)
+        term, term_stats = contrastive_divergence(
+            energy_fn if energy_fn is not None else energy.conditional(y_pos[:m]),
+            x_pos[:m], samples, energy_l2=energy_l2)
+        loss = loss + weight * term
+        stats[names[0]], stats[names[1]] = term_stats["e_pos"], term_stats["e_neg"]
+    return loss, stats

@@ -166,6 +166,16 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
                          f"{tuple(probabilities.shape)} and {tuple(labels.shape)}")
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
+    if len(labels) == 0:
+        raise ValueError("no examples: probabilities is (0, K)")
+    if not torch.isfinite(probabilities).all():
+        raise ValueError(f"probabilities has NaN or infinite values "
+                         f"({int((~torch.isfinite(probabilities)).sum())} of "
+                         f"{probabilities.numel()})")
+    if labels.min() < 0 or labels.max() >= probabilities.shape[1]:
+        raise ValueError(f"labels must be in 0 .. {probabilities.shape[1] - 1} (K = "
+                         f"{probabilities.shape[1]} classes), got {int(labels.min())} .. "
+                         f"{int(labels.max())}")
     confidence, predicted = probabilities.double().max(dim=1)
     correct = (predicted == labels).double()
     # Bin b holds confidences in (b / bins, (b + 1) / bins]; a confidence of 0 goes to bin 0.

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.langevin import Langevin
 from stgconv.types import EnergyFn
 
@@ -77,8 +78,7 @@ def interpolate(
 ) -> Tensor:
     """Run the chain from points between two starts, with the same chain noise for each.
 
-    Uses ``z(a) = sqrt(1 - a^2) z_start + a z_end`` with ``a`` in ``[0, 1]`` at equal angles,
-    which keeps the variance of Gaussian starts constant along the path.
+    Uses the path of :func:`latent_path`, which keeps the variance of Gaussian starts constant.
 
     Args:
         z_start, z_end: ``(*S)`` single chain starts.
@@ -86,19 +86,40 @@ def interpolate(
     Returns:
         ``(n_points, *S)`` samples along the path.
     """
+    return run_each(energy, sampler, latent_path(z_start, z_end, n_points=n_points),
+                    generator=generator)
+
+
+def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
+    """``z(a) = sqrt(1 - a^2) z_start + a z_end`` at ``n_points`` equal angles ``asin(a)`` in
+    ``[0, pi/2]``: for two independent ``N(0, I)`` draws every point is again ``N(0, I)``.
+
+    Args:
+        z_start, z_end: ``(*S)``.
+
+    Returns:
+        ``(n_points, *S)``, from ``z_start`` to ``z_end``.
+    """
     if z_start.shape != z_end.shape:
         raise ValueError(f"z_start {tuple(z_start.shape)} and z_end {tuple(z_end.shape)} must match")
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     angles = torch.linspace(0, math.pi / 2, n_points, device=z_start.device, dtype=z_start.dtype)
     weights = angles.sin().reshape(-1, *[1] * z_start.dim())
-    z = (1 - weights**2).sqrt() * z_start + weights * z_end
-    generator = generator if generator is not None else torch.Generator(z_start.device)
+    return (1 - weights**2).sqrt() * z_start + weights * z_end
+
+
+def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,
+             generator: torch.Generator | None = None) -> Tensor:
+    """The chain from each of ``starts`` ``(N, *S)`` on its own, every one with the same noise
+    (the generator's current state, restored afterwards); returns ``(N, *S)``."""
+    generator = generator if generator is not None else torch.Generator(starts.device)
     state = generator.get_state()
-    # Every path point replays the same generator state, so all chains see the same noise and
-    # differences along the path come from the starts alone.
+    # Every chain replays the same generator state, so all chains see the same noise and
+    # differences between the results come from the starts alone.
     samples = [
-        sampler.run(energy, point.unsqueeze(0), generator=_replayed(generator, state)) for point in z
+        sampler.run(energy, start.unsqueeze(0), generator=_replayed(generator, state))
+        for start in starts
     ]
     generator.set_state(state)
     return torch.cat(samples)

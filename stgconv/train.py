@@ -177,8 +177,9 @@ class FitLoop:
                                           ) from None
                 history.append(stats)
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.3g}", e_pos=f"{stats['e_pos']:.3g}",
-                                e_neg=f"{stats['e_neg']:.3g}")
+                # A JEM step without its contrastive term has no e_pos / e_neg.
+                bar.set_postfix({key: f"{stats[key]:.3g}" for key in ("loss", "e_pos", "e_neg")
+                                 if key in stats})
                 if writer is not None:
                     for key, value in stats.items():
                         writer.add_scalar(f"train/{key}", value, self.iteration)

@@ -3,13 +3,15 @@
 on them is conftest.py's ``trained_voxel_run`` fixture. Seeded generators and float64 noise
 (``gen``, ``rand``); for multi-grid models, striped images and a tiny MultiGridTrainer on them
 (``pattern_images``, ``make_multigrid_trainer``), and a tiny multi-grid config file and an
-in-process CLI call (``write_config``, ``run_cli``).
+in-process CLI call (``write_config``, ``run_cli``); labelled images for JEM (``labelled_bars``,
+trained on by conftest.py's ``trained_jem_run``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -30,6 +32,7 @@ from stgconv.train import MultiGridTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SR_CONFIG = ROOT / "configs" / "voxel" / "super_resolution_quick.yaml"
+JEM_CONFIG = ROOT / "configs" / "image" / "jem_mnist_quick.yaml"
 
 F64 = torch.float64
 
@@ -37,6 +40,25 @@ TINY = ["--set", "data.size=16", "--set", "model.layers=[[4,4,2,1],[4,3,2,1]]",
         "--set", "train.n_iterations=2", "--set", "sampler.n_steps=3", "--set", "device=cpu",
         "--set", "train.sample_every=0", "--quiet"]
 """``stgconv train`` options that make the super-resolution config a CPU second's run."""
+
+
+JEM_TINY = ["--set", "model.n_classes=3", "--set", "train.n_iterations=2",
+            "--set", "train.batch_size=4", "--set", "jem.px_batch=2", "--set", "sampler.n_steps=2",
+            "--set", "chains.buffer_capacity=8", "--set", "train.sample_every=0",
+            "--set", "device=cpu", "--quiet"]
+"""``stgconv train`` options that make the JEM config a CPU second's run on
+:func:`labelled_bars`."""
+
+
+def labelled_bars(path: Path, n: int = 6, *, n_classes: int = 3) -> Path:
+    """An MNIST-layout ``.npz`` at ``path``: ``x_train`` ``(n, 28, 28)`` uint8, a vertical bar
+    whose column says the class, and ``y_train`` ``(n,)`` those classes ``i % n_classes``."""
+    labels = np.arange(n) % n_classes
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 4:24, 6 + 7 * label: 9 + 7 * label] = 255
+    np.savez(path, x_train=images, y_train=labels)
+    return path
 
 
 def boxes_and_balls(n: int, size: int, *, seed: int = 0) -> Tensor:

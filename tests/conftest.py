@@ -1,5 +1,5 @@
 """Fixtures every test module may use: the real data in ../shared/data, the repository's
-scripts (which are not importable packages), and one tiny trained voxel run."""
+scripts (which are not importable packages), and one tiny trained voxel run and JEM run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from _tiny import SR_CONFIG, TINY, boxes_and_balls
+from _tiny import JEM_CONFIG, JEM_TINY, SR_CONFIG, TINY, boxes_and_balls, labelled_bars
 
 from stgconv.cli import main
 
@@ -74,4 +74,16 @@ def trained_voxel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     np.savez(paths["shapes"], X=shapes, y=np.arange(12) % 2)
     assert main(["train", str(SR_CONFIG), "--data", str(paths["shapes"]),
                  "--out", str(paths["run"]), *TINY]) == 0
+    return paths
+
+
+@pytest.fixture(scope="session")
+def trained_jem_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Six labelled 28x28 images of 3 classes (``"data"``, :func:`_tiny.labelled_bars`) and a
+    JEM classifier trained on them for 2 iterations (``"run"``); read-only, as
+    :func:`trained_voxel_run`."""
+    root = tmp_path_factory.mktemp("jem_run")
+    paths = {"data": labelled_bars(root / "bars.npz"), "run": root / "run", "root": root}
+    assert main(["train", str(JEM_CONFIG), "--data", str(paths["data"]),
+                 "--out", str(paths["run"]), *JEM_TINY]) == 0
     return paths

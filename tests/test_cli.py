@@ -115,6 +115,48 @@ def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:
     assert_png(tmp_path / "c" / "synthesized.png", (2 * 34 + 2, 34 + 2))
 
 
+def test_synthesize_classes(trained_jem_run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    run = str(trained_jem_run["run"])
+    common = ["-n", "2", "--steps", "2", "--device", "cpu"]
+    code, _, err = run_main(["synthesize", run, "--class", "0", "--class", "2", *common,
+                             "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    samples = np.load(tmp_path / "a" / "synthesized.npy")
+    assert samples.shape == (4, 1, 28, 28) and np.isfinite(samples).all()
+    assert samples.min() >= -1 and samples.max() <= 1
+    # One row per class, -n samples per row (28 px images, 2 px padding).
+    assert_png(tmp_path / "a" / "synthesized.png", (2 * 30 + 2, 2 * 30 + 2))
+    # Same seed, so the same starts and noise: only the class's energy differs.
+    for name, classes in (("b", ["--class", "1"]), ("c", ["--class", "2"]), ("d", [])):
+        code, _, err = run_main(["synthesize", run, *classes, *common,
+                                 "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+    b, c, d = (np.load(tmp_path / name / "synthesized.npy") for name in "bcd")
+    assert not np.array_equal(b, c) and not np.array_equal(b, d)
+    code, _, err = run_main(["synthesize", run, "--class", "1", "--start", "chains", *common,
+                             "--out", str(tmp_path / "e")], capsys)
+    assert code == 0, err
+    assert np.load(tmp_path / "e" / "synthesized.npy").shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "model, option, message",
+    [
+        ("texture", ["--class", "0"], "is not a classifier (JEM) model"),
+        ("jem", ["--class", "3"], "class 3 is out of range: the model has 3 classes, 0 .. 2"),
+        ("jem", ["--class", "1", "--class", "-1"], "class must be an int >= 0, got -1"),
+        ("jem", ["--class", "1", "-n", "100", "--start", "chains"], "fewer than the 100"),
+    ],
+)
+def test_synthesize_classes_refused(texture_run: Path, trained_jem_run: dict[str, Path], capsys,
+                                    model: str, option: list[str], message: str) -> None:
+    run = texture_run if model == "texture" else trained_jem_run["run"]
+    code, _, err = run_main(["synthesize", str(run), *option, "--steps", "1", "--device", "cpu"],
+                            capsys)
+    assert code == 2
+    assert message in err and err.startswith("stgconv synthesize: error:")
+
+
 def test_reconstruct_and_interpolate(short_run: Path, tmp_path: Path, capsys) -> None:
     image = tmp_path / "target.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8)).save(image)
@@ -475,12 +517,15 @@ OUTPUTS = {
                          "{shapes}", "--json", "{out}/table.json", *CPU],
     "eval classification": ["eval", "classification", "--checkpoint", "{voxels}", "--shapes",
                             "{shapes}", "--json", "{out}/table.json", *CPU],
+    "eval ood": ["eval", "ood", "--checkpoint", "{jem}", "--inliers", "{digits}",
+                 "--outliers", "{noise}", "--json", "{out}/table.json", *CPU],
 }
 
 
 @pytest.fixture
 def command_inputs(tmp_path: Path, texture_run: Path, short_run: Path,
-                   trained_voxel_run: dict[str, Path]) -> dict[str, str]:
+                   trained_voxel_run: dict[str, Path], trained_jem_run: dict[str, Path]
+                   ) -> dict[str, str]:
     from stgconv.io.video import save_video
 
     inputs = tmp_path / "in"
@@ -492,8 +537,12 @@ def command_inputs(tmp_path: Path, texture_run: Path, short_run: Path,
     np.save(inputs / "known.npy", known)
     Image.new("L", (32, 32)).save(inputs / "image.png")
     save_video(torch.rand(3, 6, 16, 16) * 2 - 1, inputs / "clip.mkv")
+    with np.load(trained_jem_run["data"]) as bars:
+        np.savez(inputs / "digits.npz", x_test=bars["x_train"], y_test=bars["y_train"])
+    np.savez(inputs / "noise.npz", x_test=np.full((3, 28, 28), 128, np.uint8))
     return {"out": str(tmp_path / "out"), "texture": str(texture_run), "short": str(short_run),
             "voxels": str(trained_voxel_run["run"]), "shapes": str(trained_voxel_run["shapes"]),
+            "jem": str(trained_jem_run["run"]),
             **{p.stem: str(p) for p in inputs.iterdir()}}
 
 

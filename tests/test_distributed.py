@@ -82,8 +82,10 @@ def test_averaged_gradient_equals_the_single_process_gradient(tmp_path: Path) ->
     loss, _ = contrastive_divergence(energy, torch.cat([r["x_pos"] for r in ranks]),
                                      torch.cat([r["x_neg"] for r in ranks]))
     loss.backward()
+    # Equal up to float32 summation order (two half-batch means averaged vs one mean; AVX-512
+    # reductions here differed by 1.4e-5 relative).
     for param, averaged in zip(energy.parameters(), ranks[0]["grads"]):
-        torch.testing.assert_close(averaged, param.grad, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(averaged, param.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_chain_states_shard_and_merge_back() -> None:

@@ -1,4 +1,6 @@
-"""Products of experts: energies add (with weights and views), the sum samples the product."""
+"""Products of experts: energies add (with weights and views), the sum samples the product, and
+every sampler and chain start takes the sum as any energy (seeded; mean bounds of 5 standard
+errors of the target, as tests/test_mcmc_samplers.py argues)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,23 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
+from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.energy.compose import ProductOfExperts
 from stgconv.energy.image import image_energy
-from stgconv.mcmc import Langevin
+from stgconv.mcmc import (
+    HMC,
+    MALA,
+    Langevin,
+    MultiGridSampler,
+    NoiseInit,
+    PersistentChains,
+    ReplayBuffer,
+)
+
+F64 = torch.float64
+N_CHAINS = 2000
 
 
 def gaussian(mean: float, var: float):
@@ -56,3 +71,77 @@ def test_bad_products_are_refused(kwargs, message) -> None:
 def test_an_expert_of_the_wrong_shape_is_named() -> None:
     with pytest.raises(ValueError, match="expected \\(2,\\)"):
         ProductOfExperts([lambda x: x.sum()])(torch.zeros(2, 3))
+
+
+# --------------------------------------------------------------------------- every sampler
+
+
+def classifier_times_gaussian() -> ProductOfExperts:
+    """``E(x | y=2) + |x|^2 / 2`` of a linear classifier whose class ``c`` has logit
+    ``4 x_c``: ``-4 x_2 + |x|^2 / 2``, the Gaussian ``N((0, 0, 4), I)``."""
+    classifier = nn.Linear(3, 3, bias=False).double()
+    with torch.no_grad():
+        classifier.weight.copy_(4.0 * torch.eye(3))
+    return ProductOfExperts([ClassifierEnergy(classifier).conditional(2), gaussian(0.0, 1.0)])
+
+
+# name -> (product, its mean (= mode), its per-coordinate variance, the chains' start)
+PRODUCTS = {
+    "two quadratics": (lambda: ProductOfExperts([gaussian(-1.0, 1.0), gaussian(2.0, 0.5)]),
+                       torch.tensor([1.0, 1.0]), 1 / 3, -3.0),
+    "classifier + quadratic": (classifier_times_gaussian, torch.tensor([0.0, 0.0, 4.0]), 1.0,
+                               0.0),
+}
+SAMPLERS = {
+    "langevin": Langevin(n_steps=400, step_size=0.2),
+    "mala": MALA(n_steps=300, step_size=0.5),
+    "hmc": HMC(n_steps=60, step_size=0.3, n_leapfrog=5),
+}
+
+
+def assert_near_mode(x: torch.Tensor, mode: torch.Tensor, var: float, start: float) -> None:
+    """The chains' mean is within 5 standard errors of the product's mode, and nearer than
+    where they started."""
+    se = math.sqrt(var / len(x))
+    error = (x.mean(0) - mode.to(x.dtype)).abs()
+    assert error.max() < 5 * se, (x.mean(0), mode)
+    assert error.max() < (start - mode).abs().max()
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_every_sampler_moves_the_chains_to_the_products_mode(sampler: str, product: str) -> None:
+    make, mode, var, start = PRODUCTS[product]
+    x0 = torch.full((N_CHAINS, len(mode)), start, dtype=F64)
+    x = SAMPLERS[sampler].run(make(), x0, generator=torch.Generator().manual_seed(0))
+    assert_near_mode(x, mode, var, start)
+
+
+def test_multigrid_sampling_runs_a_product_on_every_grid() -> None:
+    """1x1 -> 2x2 -> 4x4, the two-quadratic product on each grid: the finest grid's pixels
+    have the product's mean."""
+    product = PRODUCTS["two quadratics"][0]()
+    sampler = MultiGridSampler(samplers=(SAMPLERS["langevin"], SAMPLERS["mala"]),
+                               factors=((2, 2), (2, 2)))
+    grids = sampler.run([product, product], torch.full((N_CHAINS, 1, 1, 1), -3.0, dtype=F64),
+                        generator=torch.Generator().manual_seed(0))
+    assert [tuple(g.shape[2:]) for g in grids] == [(1, 1), (2, 2), (4, 4)]
+    assert_near_mode(grids[-1].flatten(1), torch.ones(16), 1 / 3, -3.0)
+
+
+@pytest.mark.parametrize("kind", ["persistent", "buffer"])
+def test_persistent_and_buffer_starts_carry_chains_to_the_mode(kind: str) -> None:
+    """Short runs that each continue stored chains (the buffer: 5% fresh noise each round)
+    reach the mode that one short run from noise does not."""
+    make, mode, var, _ = PRODUCTS["two quadratics"]
+    init = NoiseInit("uniform", 1.0)
+    starts = (PersistentChains(N_CHAINS, init) if kind == "persistent"
+              else ReplayBuffer(N_CHAINS, init, fresh=0.05))
+    short = Langevin(n_steps=40, step_size=0.2)
+    x_pos, indices = torch.zeros(N_CHAINS, 2, dtype=F64), torch.arange(N_CHAINS)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        x = short.run(make(), starts.start(x_pos, indices, generator=generator),
+                      generator=generator)
+        starts.keep(x)
+    assert_near_mode(x, mode, var, 0.0)

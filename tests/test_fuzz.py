@@ -123,12 +123,15 @@ BOUNDED_NUMBERS = st.one_of(NUMBERS, st.sampled_from(["100000000000", "10" * 12]
 
 
 @settings(max_examples=15)
-@given(data=st.data(), option=st.sampled_from(["-n", "--steps", "--size", "--seed"]))
-def test_synthesize_numeric_options_run_or_exit_2(tiny_texture_run: Path, tmp_path_factory,
-                                                  capsys, data, option: str) -> None:
-    value = data.draw(BOUNDED_NUMBERS if option in ("-n", "--size") else NUMBERS)
+@given(data=st.data(), option=st.sampled_from(["-n", "--steps", "--size", "--seed", "--class"]))
+def test_synthesize_numeric_options_run_or_exit_2(tiny_texture_run: Path, trained_jem_run,
+                                                  tmp_path_factory, capsys, data,
+                                                  option: str) -> None:
+    value = data.draw(BOUNDED_NUMBERS if option in ("-n", "--size", "--class") else NUMBERS)
     out = tmp_path_factory.mktemp("synth")
-    argv = ["synthesize", str(tiny_texture_run), "--out", str(out), "--device", "cpu",
+    # --class on the JEM run (3 classes), where 0 .. 2 sample and the rest are refused.
+    run = trained_jem_run["run"] if option == "--class" else tiny_texture_run
+    argv = ["synthesize", str(run), "--out", str(out), "--device", "cpu",
             "--steps", "1", "-n", "1", option, value]
     try:
         code = main(argv)

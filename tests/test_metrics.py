@@ -136,3 +136,41 @@ def test_expected_calibration_error() -> None:
     # Two bins: (0.6, right) and (0.9, wrong): (|1 - 0.6| + |0 - 0.9|) / 2.
     assert expected_calibration_error(torch.tensor([[0.6, 0.4], [0.1, 0.9]]),
                                       torch.tensor([0, 0])) == pytest.approx(0.65)
+
+
+def test_auroc_ties_by_hand() -> None:
+    from stgconv.metrics import auroc
+
+    # Pairs (inlier, outlier): (1, 2) 0, (1, 0) 1, (2, 2) 1/2 twice, (2, 0) 1 twice: 4 of 6.
+    assert auroc(torch.tensor([1.0, 2.0, 2.0]), torch.tensor([2.0, 0.0])) == pytest.approx(4 / 6)
+    # Every score the same: no information, 1/2.
+    assert auroc(torch.full((3,), 7.0), torch.full((5,), 7.0)) == 0.5
+    with pytest.raises(ValueError, match="non-empty"):
+        auroc(torch.tensor([]), torch.tensor([1.0]))
+
+
+def test_expected_calibration_error_bins_by_hand() -> None:
+    from stgconv.metrics import expected_calibration_error
+
+    # Confidence 0.6 (= 9/15, the top of bin 8) and 0.62 share bin (8/15, 9/15]; 0.9 sits
+    # alone in bin (13/15, 14/15]. Bin 8: 2 examples, 1 right, mean confidence 0.61 -> gap
+    # 0.11; bin 13: wrong at 0.9 -> 0.9. ECE = (2 * 0.11 + 0.9) / 3.
+    probs = torch.tensor([[0.6, 0.4], [0.38, 0.62], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 0])
+    assert expected_calibration_error(probs, labels) == pytest.approx((2 * 0.11 + 0.9) / 3)
+    # One bin: the gap of the averages.
+    assert expected_calibration_error(probs, labels, bins=1) == pytest.approx(
+        abs(1 / 3 - (0.6 + 0.62 + 0.9) / 3))
+
+
+@pytest.mark.parametrize("probs, labels, message", [
+    (torch.tensor([[float("nan"), 0.5]]), torch.tensor([0]), "NaN or infinite"),
+    (torch.tensor([[0.5, 0.5]]), torch.tensor([2]), r"labels must be in 0 \.\. 1"),
+    (torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), "no examples"),
+    (torch.tensor([0.5, 0.5]), torch.tensor([0]), r"must be \(N, K\)"),
+])
+def test_expected_calibration_error_refuses_bad_input(probs, labels, message) -> None:
+    from stgconv.metrics import expected_calibration_error
+
+    with pytest.raises(ValueError, match=message):
+        expected_calibration_error(probs, labels)

@@ -108,9 +108,7 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
                          f"{images.dtype} {images.shape}")
     if len(images) == 0:
         raise ValueError(f"{path}: {key} holds no images")
-    if max_images is not None and max_images < len(images):
-        keep = np.sort(np.random.default_rng(0).permutation(len(images))[:max_images])
-        images = images[keep]
+    images = images[npz_subset(len(images), max_images)]
     x = torch.from_numpy(images).float().div(127.5).sub(1.0)
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
     if x.shape[1] != channels:
@@ -119,3 +117,39 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                           align_corners=False).clamp(-1.0, 1.0)
     return x
+
+
+def npz_subset(n: int, max_images: int | None) -> np.ndarray:
+    """Indices of the ``max_images`` of ``n`` examples that :func:`load_npz_images` keeps: a
+    fixed random subset (seed 0) in file order; all of them without ``max_images``."""
+    if max_images is None or max_images >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).permutation(n)[:max_images])
+
+
+def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_train",
+                    max_images: int | None = None) -> Tensor:
+    """The integer labels ``(N,)`` of array ``key`` of an ``.npz`` file for the images of array
+    ``images``: the same subset that :func:`load_npz_images` keeps with ``max_images``.
+
+    Raises:
+        ValueError: no array ``key`` (the message lists those there), not integers, not one
+            label per image, or negative.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if key not in archive.files:
+                raise ValueError(f"{path}: no labels {key!r} (it has {', '.join(archive.files)})")
+            labels = archive[key]
+            n_images = len(archive[images]) if images in archive.files else None
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"{path}: {key} must be integer labels (N,), got {labels.dtype} "
+                         f"{labels.shape}")
+    if len(labels) != n_images:
+        raise ValueError(f"{path}: {key} holds {len(labels)} labels for "
+                         f"{n_images or 'no'} {images} images")
+    if len(labels) and labels.min() < 0:
+        raise ValueError(f"{path}: {key} has negative labels ({labels.min()})")
+    return torch.from_numpy(labels[npz_subset(len(labels), max_images)].astype(np.int64))

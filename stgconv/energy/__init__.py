@@ -3,16 +3,25 @@
 from typing import Any
 
 from stgconv.energy.base import ConvNetEnergy, EnergyModel
-from stgconv.energy.classifier import ClassifierEnergy, digit_classifier, wide_resnet
+from stgconv.energy.classifier import (
+    CLASSIFIER_ARCHS,
+    ClassifierEnergy,
+    classifier_energy,
+    digit_classifier,
+    wide_resnet,
+)
 from stgconv.energy.compose import ProductOfExperts
 from stgconv.energy.image import IMAGE_PRESETS, image_energy
 from stgconv.energy.rbm import RBM, ais_log_partition
 
-__all__ = ["IMAGE_PRESETS", "ClassifierEnergy", "ConvNetEnergy", "EnergyModel",
-           "ProductOfExperts", "RBM", "ais_log_partition", "build_from_config",
-           "digit_classifier", "image_energy", "wide_resnet"]
+__all__ = ["CLASSIFIER_ARCHS", "IMAGE_PRESETS", "ClassifierEnergy", "ConvNetEnergy",
+           "EnergyModel", "ProductOfExperts", "RBM", "ais_log_partition", "build_from_config",
+           "classifier_energy", "digit_classifier", "image_energy", "wide_resnet"]
 
 
-def build_from_config(config: dict[str, Any]) -> ConvNetEnergy:
-    """Rebuild an energy from its plain-data ``config`` (as stored in checkpoints)."""
+def build_from_config(config: dict[str, Any]) -> ConvNetEnergy | ClassifierEnergy:
+    """Rebuild an energy from its plain-data ``config`` (as stored in checkpoints): a
+    classifier preset when it names one of :data:`CLASSIFIER_ARCHS`, else a ConvNet energy."""
+    if config.get("arch") in CLASSIFIER_ARCHS:
+        return classifier_energy(**config)
     return ConvNetEnergy(**config)

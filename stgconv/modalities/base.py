@@ -82,6 +82,11 @@ class Modality:
         """One picture of every grid of the first few examples, coarse to fine (data units)."""
         raise NotImplementedError
 
+    def save_rows(self, rows: Sequence[Tensor], stem: str | Path) -> Path:
+        """One picture with a row per batch of ``rows`` (data units, the same shape each): the
+        samples of each class of a class-conditional synthesis."""
+        raise NotImplementedError
+
     # Units. The defaults: the model sees the data as they are.
 
     def fit_units(self, config: ExperimentConfig, data: Tensor) -> ExperimentConfig:
@@ -105,7 +110,9 @@ def stationary_side(energy: ConvNetEnergy, config: ExperimentConfig, size: int |
             fully connected head).
     """
     side = size if size is not None else config.data.size
-    tied = energy.head_kind != "sum" or energy.input_size is not None
+    # A classifier's linear head or its preset's side ties it too.
+    tied = (not isinstance(energy, ConvNetEnergy) or energy.head_kind != "sum"
+            or energy.input_size is not None)
     if side != config.data.size and tied:
         raise ValueError(f"this model is tied to {config.data.size}x{config.data.size} inputs; "
                          f"size={side} needs a stationary model (texture, st)")

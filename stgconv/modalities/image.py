@@ -11,6 +11,7 @@ from torch import Tensor
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.data.image import load_training_images
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.classifier import CLASSIFIER_ARCHS, ClassifierEnergy, classifier_energy
 from stgconv.energy.image import image_energy
 from stgconv.io.image import save_image_grid
 from stgconv.modalities.base import Modality, stationary_side
@@ -32,7 +33,10 @@ class ImageModality(Modality):
         return load_training_images(data.path, kind=data.kind, size=data.size,
                                     channels=data.channels, max_images=data.max_images)
 
-    def energy(self, model: ModelConfig) -> ConvNetEnergy:
+    def energy(self, model: ModelConfig) -> ConvNetEnergy | ClassifierEnergy:
+        if model.arch in CLASSIFIER_ARCHS:
+            return classifier_energy(model.arch, n_classes=model.n_classes,
+                                     in_channels=model.in_channels, image_size=model.image_size)
         return image_energy(model.arch, in_channels=model.in_channels,
                             image_size=model.image_size, layers=model.layers,
                             activation=model.activation, reference_sigma=model.reference_sigma)
@@ -64,8 +68,14 @@ class ImageModality(Modality):
         ``n`` images."""
         grids = [g.detach().float().cpu() for g in grids]
         finest = grids[-1].shape[2:]
-        rows = torch.cat([nearest_up(g, factor_between(finest, g.shape[2:]))[:n] for g in grids])
-        return save_image_grid(rows, Path(stem).with_suffix(".png"), nrow=min(n, len(grids[-1])))
+        return self.save_rows([nearest_up(g, factor_between(finest, g.shape[2:]))[:n]
+                               for g in grids], stem)
+
+    def save_rows(self, rows: Sequence[Tensor], stem: str | Path) -> Path:
+        """``<stem>.png``: a row of up to 64 images ``(N, C, H, W)`` per batch of ``rows``."""
+        rows = [row[:MAX_IMAGES].detach().float().cpu() for row in rows]
+        return save_image_grid(torch.cat(rows), Path(stem).with_suffix(".png"),
+                               nrow=len(rows[0]))
 
 
 IMAGE = ImageModality()

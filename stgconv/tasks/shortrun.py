@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from stgconv import shortrun
-from stgconv.build import build_sampler
+from stgconv import cooperative, shortrun
+from stgconv.build import build_sampler, model_clamp, task_sampler
 from stgconv.checkpoint import load_model
 from stgconv.config import ExperimentConfig
+from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.image import load_image, save_image_grid
@@ -59,10 +60,26 @@ def interpolate(
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
-    """Samples along a path between two noise starts; writes ``interpolation.png``."""
-    energy, config = _image_model(checkpoint, device)
+    """Samples along a path between two noise starts; writes ``interpolation.png``.
+
+    A cooperative model (any modality) walks between two latents of its generator instead,
+    each ``G(z)`` revised by the model's sampler (:func:`stgconv.cooperative.interpolate`), and
+    writes its modality's preview ``interpolation.*`` (a PNG row for images, a GIF for videos,
+    renders for voxels).
+    """
+    energy, config, state = load_model(checkpoint, device=device)
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
+    if is_cooperative(state):
+        net = generator_from_state(state, checkpoint).to(param.device)
+        z = net.sample_latent(2, generator=generator)
+        path = cooperative.interpolate(energy, net, task_sampler(config), z[0], z[1],
+                                       n_points=n_points, clamp=model_clamp(config),
+                                       generator=generator)
+        modality = modality_of(config)
+        return modality.preview(modality.to_data(path, config), Path(out_dir) / "interpolation"
+                                )[0].parent
+    _check_image(config, checkpoint)
     init = NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
     shape = (config.model.in_channels, config.data.size, config.data.size)
     z_start = init.sample(shape, device=param.device, generator=generator)
@@ -75,11 +92,15 @@ def interpolate(
 
 def _image_model(checkpoint: str | Path, device: str) -> tuple[ConvNetEnergy, ExperimentConfig]:
     energy, config, _ = load_model(checkpoint, device=device)
+    _check_image(config, checkpoint)
+    return energy, config
+
+
+def _check_image(config: ExperimentConfig, checkpoint: str | Path) -> None:
     kind = modality_of(config).name
     if kind != "image":
         raise ValueError(f"{checkpoint} holds a {kind} model; reconstruct and interpolate take "
-                         "image models")
-    return energy, config
+                         "image models (interpolate: or cooperative models of any kind)")
 
 
 def _langevin(config: ExperimentConfig) -> Langevin:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from stgconv.build import multigrid_sampler, task_sampler
+from stgconv.build import model_clamp, multigrid_sampler, task_sampler
 from stgconv.checkpoint import is_multigrid, load_checkpoint, model_from_state, multigrid_from_state
 from stgconv.checks import as_int, check_entries
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
+from stgconv.cooperative import generator_from_state, is_cooperative, propose_and_revise
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.generator import ConvGenerator
 from stgconv.mcmc import NoiseInit
 from stgconv.modalities import modality_of
+from stgconv.types import EnergyFn
 
 
 def synthesize(
@@ -25,6 +29,7 @@ def synthesize(
     size: int | None = None,
     frames: int | None = None,
     start: str = "noise",
+    classes: Sequence[int] | None = None,
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
@@ -32,24 +37,36 @@ def synthesize(
     ``synthesized.gif`` and ``synthesized.mp4`` for videos, ``synthesized.png`` (renders) for
     voxels, and for every modality ``synthesized.npy``, every sample as float32 in the data's
     value range: ``(N, C, H, W)`` images, ``(N, C, T, H, W)`` videos, ``(N, D, H, W)`` voxel
-    occupancies.
+    occupancies. A cooperative model's chains start at its generator's proposals
+    (:func:`synthesize_cooperative`, which also writes ``proposals``).
 
     Args:
         n_steps: chain length (default: the config's `sampler.task_steps`, else its training
-            chain length).
+            chain length); for a cooperative model the revision steps, 0 allowed.
         size: image or frame side; only stationary models (texture, ST) can change it.
         frames: clip length for video models (default: the training length); any length works
             for the ST and FC_S models, which are stationary in time.
         start: ``"noise"`` (fresh chains from the training init) or ``"chains"`` (continue the
             checkpoint's persistent chains or replay buffer).
+        classes: classifier (JEM) models only: sample the class-conditional energies
+            ``E(x, y) = -f(x)[y]`` instead of the marginal, ``n_samples`` per class, class-major
+            (sample ``i`` is of class ``classes[i // n_samples]``); ``synthesized.png`` then
+            shows one row per class.
     """
     n_samples = as_int(n_samples, "n_samples", minimum=1)
     size = None if size is None else as_int(size, "size", minimum=1)
     frames = None if frames is None else as_int(frames, "frames", minimum=1)
     if start not in ("noise", "chains"):
         raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
+    if classes is not None:
+        classes = [as_int(k, "class", minimum=0) for k in classes]
+        if not classes:
+            raise ValueError("classes is empty: name at least one class, or pass None")
     target = resolve_device(device)
     state = load_checkpoint(checkpoint, map_location=target)
+    if classes is not None and (is_multigrid(state) or is_cooperative(state)):
+        raise ValueError(f"{checkpoint} is not a classifier (JEM) model: it has no classes to "
+                         "sample from (--class)")
     if is_multigrid(state):
         if size is not None or frames is not None or start != "noise":
             raise ValueError("a multi-grid model samples its fixed pyramid from the base grid: "
@@ -60,21 +77,83 @@ def synthesize(
                                     out_dir, n_samples=n_samples, n_steps=n_steps, seed=seed)
     energy, config = model_from_state(state, checkpoint)
     energy = energy.to(target)
+    if is_cooperative(state):
+        if size is not None or frames is not None or start != "noise":
+            raise ValueError("a cooperative model samples through its generator, which makes "
+                             "examples of the training shape: size, frames and start='chains' "
+                             "do not apply")
+        return synthesize_cooperative(energy, generator_from_state(state, checkpoint).to(target),
+                                      config, out_dir, n_samples=n_samples, n_steps=n_steps,
+                                      seed=seed)
+    target_energy = energy if classes is None else _class_energy(energy, config, classes,
+                                                                   n_samples, checkpoint)
+    n_chains = n_samples * (1 if classes is None else len(classes))
     modality = modality_of(config)
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     if start == "chains":
         if size is not None or frames is not None:
             raise ValueError("size and frames cannot change when continuing the stored chains")
-        x0 = _stored_chains(config, state)[:n_samples].to(param.device)
+        x0 = _stored_chains(config, state)[:n_chains].to(param.device)
+        if classes is not None and len(x0) < n_chains:  # without classes: fewer samples
+            raise ValueError(f"the checkpoint keeps {len(x0)} chains, fewer than the {n_chains} "
+                             f"samples asked for ({n_samples} per class); lower -n or use "
+                             "start='noise'")
     else:
-        shape = modality.sample_shape(energy, config, n_samples, size=size, frames=frames)
-        check_entries(shape, f"{n_samples} samples" + (f" of side {size}" if size else "")
+        shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
+        check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
                       + (f" of {frames} frames" if frames else ""))
         init = NoiseInit(config.chains.init, config.chains.init_scale)
         x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
-    samples = task_sampler(config, n_steps=n_steps).run(energy, x0, generator=generator)
+    samples = task_sampler(config, n_steps=n_steps).run(target_energy, x0, generator=generator)
+    samples = modality.to_data(samples, config)
     out = Path(out_dir)
+    modality.save_samples(samples, out / "synthesized")
+    if classes is not None:
+        # Over the first-64 preview that save_samples wrote: one row per class.
+        modality.save_rows(list(samples.split(n_samples)), out / "synthesized")
+    return out
+
+
+def _class_energy(energy: ConvNetEnergy | ClassifierEnergy, config: ExperimentConfig,
+                  classes: list[int], n_samples: int, checkpoint: str | Path) -> EnergyFn:
+    """The class-conditional energy of ``n_samples`` chains per class of ``classes``
+    (class-major), or ``ValueError`` for a model without classes or a class past its last."""
+    if not isinstance(energy, ClassifierEnergy):
+        raise ValueError(f"{checkpoint} is not a classifier (JEM) model (model.arch "
+                         f"{config.model.arch!r}): it has no classes to sample from (--class)")
+    n_classes = config.model.n_classes
+    bad = [k for k in classes if k >= n_classes]
+    if bad:
+        raise ValueError(f"class {bad[0]} is out of range: the model has {n_classes} classes, "
+                         f"0 .. {n_classes - 1}")
+    param = next(energy.parameters())
+    labels = torch.tensor(classes, device=param.device).repeat_interleave(n_samples)
+    return energy.conditional(labels)
+
+
+def synthesize_cooperative(energy: ConvNetEnergy, generator_net: ConvGenerator,
+                           config: ExperimentConfig, out_dir: str | Path, *, n_samples: int = 16,
+                           n_steps: int | None = None, seed: int = 0) -> Path:
+    """Samples of a cooperative model into ``out_dir``: ``proposals`` (the generator's ``G(z)``
+    for ``z ~ N(0, I)``) and ``synthesized`` (those revised by the descriptor's sampler), each
+    written as :func:`synthesize` writes its result.
+
+    Args:
+        n_steps: revision steps (default: the config's ``sampler.task_steps``, else its training
+            chain length); 0 keeps the proposals unrevised.
+    """
+    if n_steps is not None:
+        n_steps = as_int(n_steps, "n_steps", minimum=0)
+    param = next(energy.parameters())
+    generator = torch.Generator(param.device).manual_seed(seed)
+    z = generator_net.sample_latent(n_samples, device=param.device, generator=generator)
+    sampler = None if n_steps == 0 else task_sampler(config, n_steps=n_steps)
+    proposals, samples = propose_and_revise(energy, generator_net, sampler, z,
+                                            clamp=model_clamp(config), generator=generator)
+    modality = modality_of(config)
+    out = Path(out_dir)
+    modality.save_samples(modality.to_data(proposals, config), out / "proposals")
     modality.save_samples(modality.to_data(samples, config), out / "synthesized")
     return out
 

@@ -25,8 +25,12 @@ from stgconv.build import (
 from stgconv.checkpoint import FILENAME
 from stgconv.checks import check_output, reading
 from stgconv.config import ExperimentConfig, config_to_dict, resolve_device, save_config
+from stgconv.cooperative import CooperativeTrainer
+from stgconv.data.image import load_npz_labels
 from stgconv.distributed import World
+from stgconv.generator import ConvGenerator
 from stgconv.io.atomic import remove_temporaries
+from stgconv.jem import HybridTrainer
 from stgconv.modalities import Modality, modality_of
 from stgconv.train import MultiGridTrainer, Trainer
 
@@ -140,8 +144,11 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     config = modality.fit_units(config, data)  # from every example, the same on every rank
     data = data - modality.offset(config)  # the model's units
     observed = data
+    labels = _labels(config, config.jem.labels, len(data)) if config.jem is not None else None
     if world is not None:
-        data = data[world.shard(len(data)).to(device)]
+        shard = world.shard(len(data))
+        data = data[shard.to(device)]
+        labels = None if labels is None else labels[shard]
     rank = world.rank if world is not None else 0
     generator = torch.Generator(device).manual_seed(config.seed + rank)
     torch.manual_seed(config.seed)  # parameter initialisation, the same on every rank
@@ -157,11 +164,30 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     else:
         model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
         config = replace(config, model=model_config)
-        trainer = Trainer(
-            modality.energy(config.model).to(device), model_sampler(config),
-            build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2), data,
-            train=config.train, generator=generator, config=config_to_dict(config), world=world,
-        )
+        energy = modality.energy(config.model).to(device)
+        if config.jem is not None and labels is not None:
+            trainer = HybridTrainer(
+                energy, model_sampler(config),
+                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2),
+                data, labels.to(device), jem=config.jem, train=config.train,
+                generator=generator, config=config_to_dict(config), world=world,
+            )
+        elif config.cooperative is not None:
+            generator_net = ConvGenerator(latent_dim=config.cooperative.latent_dim,
+                                          out_shape=data.shape[1:], width=config.cooperative.width)
+            trainer = CooperativeTrainer(
+                energy, generator_net.to(device), model_sampler(config), data,
+                cooperative=config.cooperative,
+                chains_per_example=config.chains.chains_per_example, train=config.train,
+                generator=generator, config=config_to_dict(config), world=world,
+            )
+        else:
+            trainer = Trainer(
+                energy, model_sampler(config),
+                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2),
+                data, train=config.train, generator=generator, config=config_to_dict(config),
+                world=world,
+            )
     checkpoint = out / FILENAME
     if resume:
         trainer.resume(checkpoint)
@@ -203,6 +229,19 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     if main and isinstance(trainer, MultiGridTrainer):
         _save_pyramids(trainer, modality, config, out)
     return out
+
+
+def _labels(config: ExperimentConfig, key: str, n_images: int) -> Tensor:
+    """The class of each of the ``n_images`` training images (JEM), from the data file's
+    array ``key``."""
+    with reading(config.data.path):
+        labels = load_npz_labels(config.data.path, key=key, max_images=config.data.max_images)
+    if len(labels) != n_images:
+        raise ValueError(f"{config.data.path}: {len(labels)} labels for {n_images} images")
+    if labels.max() >= config.model.n_classes:
+        raise ValueError(f"{config.data.path}: {key} holds class "
+                         f"{int(labels.max())}, past model.n_classes = {config.model.n_classes}")
+    return labels
 
 
 def _finest(samples: Tensor | list[Tensor]) -> Tensor:

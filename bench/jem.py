@@ -1,0 +1,343 @@
+"""JEM on MNIST (issue 12): the hybrid model against the same network trained as a plain
+classifier, on classification, calibration, out-of-distribution detection, robustness and
+per-class samples.
+
+Two runs of ``configs/image/jem_mnist_quick.yaml``: the JEM model (``--jem``) and the plain
+classifier (``--plain``, the same config with ``--set jem.px_weight=0``), either trained before
+(``stgconv train``) or here with ``--train`` (which also measures their training CPU time).
+Tables, each row with its seconds (process CPU time, so other work on shared cores does not
+count):
+
+- classification: MNIST test accuracy and the expected calibration error (15 bins);
+- OOD: AUROC of the recommended score (``stgconv`` = logsumexp of the logits = -E(x)) and of
+  max-softmax for both models, MNIST's test digits against outliers built here: uniform and
+  Gaussian noise, vertically flipped and inverted test digits, crops of scikit-image's texture
+  photographs and frames of the shared DynTex clips (``../shared/data/video/*.avi``), all 28x28
+  grey (``--outliers-dir`` keeps them as ``.npz`` for ``stgconv eval ood``);
+- robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
+- samples: ``stgconv synthesize --class K`` for every digit, a 10x10 grid (row = class) and,
+  scored by bench/digits.py's independent classifier, the class histogram, its entropy, the
+  share of samples read as the class they were drawn for and the classifier-feature Frechet
+  distance to test digits.
+
+Run from the repository root::
+
+    python -m bench.jem --jem runs/jem_mnist_quick --plain runs/jem_mnist_plain \\
+        --grid jem_grid.png --json jem.json
+    python -m bench.jem --train --json jem.json      # trains both runs first
+    python -m bench.jem --quick                       # smoke run on generated digits
+"""
+
+from __future__ import annotations
+
+# First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
+from bench import common  # isort: skip
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench.digits import load_split, quick_digits, score, train_classifier
+from stgconv.data.image import load_npz_images
+from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.evaluation import quality
+from stgconv.evaluation.ood import classifier_logits, load_classifier, ood_scores
+from stgconv.io.atomic import atomic_write
+from stgconv.io.image import save_image_grid
+from stgconv.metrics import auroc, expected_calibration_error
+from stgconv.tasks.synthesize import synthesize
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "image" / "mnist.npz"
+VIDEOS = ROOT.parent / "shared" / "data" / "video"
+CONFIG = ROOT / "configs" / "image" / "jem_mnist_quick.yaml"
+TEXTURES = ("brick", "grass", "gravel")
+MODELS = ("jem", "plain")
+
+
+def outlier_sets(digits: np.ndarray, n: int, *, videos: Path, seed: int
+                 ) -> dict[str, np.ndarray]:
+    """Outliers, uint8 ``(n, H, W)`` each (sides other than 28 are resized on loading, as
+    ``eval ood`` does), from MNIST test digits ``digits`` ``(N, 28, 28)`` uint8 and data at hand.
+    The DynTex frames are left out when ``videos`` holds no ``.avi`` clip."""
+    rng = np.random.default_rng(seed)
+    pick = digits[rng.permutation(len(digits))[:n]]
+    sets = {
+        "uniform noise": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        "gaussian noise": rng.normal(127.5, 64.0, (n, 28, 28)).clip(0, 255).astype(np.uint8),
+        "vertically flipped digits": np.ascontiguousarray(pick[:, ::-1]),
+        "inverted digits": 255 - pick,
+    }
+    from skimage import data as skimage_data
+
+    crops = []
+    photos = [getattr(skimage_data, name)() for name in TEXTURES]
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        grey = photo if photo.ndim == 2 else photo.mean(axis=2).astype(np.uint8)
+        top, left = (rng.integers(0, side - 64) for side in grey.shape[:2])
+        crops.append(grey[top:top + 64, left:left + 64])
+    sets["scikit-image texture crops"] = np.stack(crops)
+    clips = sorted(videos.glob("*.avi"))
+    if clips:
+        from stgconv.io.video import load_video
+
+        # Every frame of every clip (a few hundred each), n of them picked at random.
+        frames = torch.cat([load_video(clip, size=28, channels=1)[0] for clip in clips])
+        keep = torch.from_numpy(rng.permutation(len(frames))[:n])
+        sets["DynTex frames"] = (frames[keep].add(1).mul(127.5).round()
+                                 .to(torch.uint8).numpy())
+    return sets
+
+
+def to_model(images: np.ndarray, folder: Path, name: str) -> Tensor:
+    """``images`` uint8 ``(N, H, W)`` as the model reads them, ``(N, 1, 28, 28)`` in
+    ``[-1, 1]``: written as ``<folder>/<name>.npz`` (``x_test``) and loaded as ``eval ood``
+    loads it."""
+    path = folder / (name.replace(" ", "_") + ".npz")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as file:  # a file object: np.savez would append ".npz" to a name
+            np.savez(file, x_test=images)
+
+    atomic_write(path, write)
+    return load_npz_images(path, key="x_test", size=28, channels=1)
+
+
+def pgd_accuracy(energy: ClassifierEnergy, x: Tensor, y: Tensor, *, eps: float, steps: int,
+                 batch_size: int = 250) -> float:
+    """Accuracy on ``x`` ``(N, 1, 28, 28)`` in ``[-1, 1]`` (labels ``y`` ``(N,)``) under an
+    L-inf PGD attack of radius ``eps`` in ``[0, 1]`` pixel units (``2 eps`` in the model's),
+    ``steps`` signed-gradient steps of ``2.5 eps / steps`` from the clean image (Madry et al.
+    2018), pixels kept in range."""
+    radius, step = 2 * eps, 2.5 * 2 * eps / steps
+    right = 0
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+        adv = xb.clone()
+        for _ in range(steps):
+            adv.requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(energy.logits(adv), yb)
+            (grad,) = torch.autograd.grad(loss, adv)
+            adv = adv.detach() + step * grad.sign()
+            adv = (xb + (adv - xb).clamp(-radius, radius)).clamp(-1.0, 1.0)
+        with torch.no_grad():
+            right += int((energy.logits(adv).argmax(1) == yb).sum())
+    return right / len(x)
+
+
+def train_runs(config: Path, data: Path, runs: dict[str, Path], overrides: Sequence[str]
+               ) -> dict[str, float]:
+    """Train the JEM run and the plain one (``jem.px_weight=0``) into ``runs["jem"]`` and
+    ``runs["plain"]``; their process CPU seconds."""
+    from stgconv.config import load_config
+    from stgconv.tasks.train import train
+
+    seconds = {}
+    for name, extra in (("jem", []), ("plain", ["jem.px_weight=0"])):
+        started = time.process_time()
+        train(load_config(config, [f"data.path={data}", f"out_dir={runs[name]}",
+                                   "device=cpu", *overrides, *extra]),
+              overwrite=True, progress=False)
+        seconds[name] = time.process_time() - started
+    return seconds
+
+
+def sample_rows(run: Path, work: Path, *, per_class: int, steps: int | None, start: str,
+                seed: int, judge: Any, test_features: Tensor, train_images: Tensor,
+                data_spread: float) -> tuple[dict, Tensor]:
+    """``per_class`` samples of each digit from ``run``'s class energies, scored; and the
+    samples ``(10, per_class, 1, 28, 28)``."""
+    started = time.process_time()
+    out = synthesize(run, work / "samples", n_samples=per_class, classes=list(range(10)),
+                     n_steps=steps, start=start, seed=seed, device="cpu")
+    sample_s = time.process_time() - started
+    samples = torch.from_numpy(np.load(out / "synthesized.npy"))
+    row = score("JEM class-conditional samples", samples, judge, test_features, train_images,
+                data_spread)
+    with torch.no_grad():
+        read_as = torch.cat([judge(chunk).argmax(1) for chunk in samples.split(500)])
+    asked = torch.arange(10).repeat_interleave(per_class)
+    row.update({"read_as_asked": float((read_as == asked).double().mean()),
+                "per_class_read_as_asked": [float((read_as[asked == k] == k).double().mean())
+                                            for k in range(10)],
+                "seconds": sample_s, "start": start})
+    return row, samples.view(10, per_class, *samples.shape[1:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jem", default="runs/jem_mnist_quick", help="the trained JEM run")
+    parser.add_argument("--plain", default="runs/jem_mnist_plain",
+                        help="the same network trained as a plain classifier")
+    parser.add_argument("--train", action="store_true",
+                        help="train both runs first, into --jem and --plain (replacing runs there)")
+    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout")
+    parser.add_argument("--outliers", type=common.count(10), default=1000,
+                        help="images per outlier set")
+    parser.add_argument("--robust", type=common.count(1), default=1000,
+                        help="test digits attacked")
+    parser.add_argument("--eps", type=float, default=0.1,
+                        help="PGD radius in [0, 1] pixel units")
+    parser.add_argument("--pgd-steps", type=common.count(1), default=10)
+    parser.add_argument("--per-class", type=common.count(1), default=100,
+                        help="samples per digit (the grid shows the first 10 of each)")
+    parser.add_argument("--steps", type=common.count(1), default=None,
+                        help="sampling chain length (default: the config's sampler.task_steps)")
+    parser.add_argument("--start", choices=["noise", "chains"], default="noise",
+                        help="class chains from fresh noise or from the replay buffer")
+    parser.add_argument("--grid", type=common.json_path, help="write the 10x10 sample grid (PNG) here")
+    parser.add_argument("--outliers-dir", type=common.output_folder,
+                        help="keep the outlier sets here as .npz (x_test)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: generated digits and 2-iteration models")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path)
+    args = parser.parse_args(argv)
+    if not 0 < args.eps <= 1:
+        parser.error(f"--eps must be in (0, 1], got {args.eps}")
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data, runs = Path(args.data), {"jem": Path(args.jem), "plain": Path(args.plain)}
+        train_s: dict[str, float | None] = {"jem": None, "plain": None}
+        n_train, n_test = 10_000, 10_000
+        if args.quick:
+            data = quick_digits(work)
+            runs = {name: work / name for name in MODELS}
+            train_s = train_runs(CONFIG, data, runs, [
+                "train.n_iterations=2", "train.batch_size=8", "jem.px_batch=4",
+                "sampler.n_steps=2", "sampler.task_steps=2", "chains.buffer_capacity=16",
+                "train.sample_every=0"])
+            n_train, n_test = 600, 300
+            args.outliers, args.robust, args.per_class, args.pgd_steps = 20, 20, 2, 2
+        elif not data.is_file():
+            parser.error(f"MNIST not found at {data} (pass --data)")
+        elif args.train:
+            train_s = train_runs(CONFIG, data, runs, [])
+        else:
+            for name, run in runs.items():
+                if not run.exists():
+                    parser.error(f"no trained run at {run} (train {CONFIG.name}, pass --{name} "
+                                 "or --train)")
+        models = {name: load_classifier(run, device="cpu")[0] for name, run in runs.items()}
+        test_images, test_labels = load_split(data, "test", n_test)
+        with np.load(data) as archive:
+            test_uint8 = archive["x_test"]
+
+        # Classification and calibration.
+        rows: list[dict] = []
+        inlier_scores = {}
+        for name, energy in models.items():
+            started = time.process_time()
+            logits = classifier_logits(energy, test_images)
+            probabilities = torch.softmax(logits, 1)
+            inlier_scores[name] = ood_scores(logits)
+            rows.append({"table": "classification", "model": name, "run": str(runs[name]),
+                         "accuracy": float((probabilities.argmax(1) == test_labels).double()
+                                           .mean()),
+                         "ece": expected_calibration_error(probabilities, test_labels),
+                         "train_cpu_s": train_s[name],
+                         "seconds": time.process_time() - started})
+
+        # OOD detection.
+        outliers_dir = Path(args.outliers_dir) if args.outliers_dir else work / "outliers"
+        outliers_dir.mkdir(parents=True, exist_ok=True)
+        for set_name, images in outlier_sets(test_uint8, args.outliers, videos=VIDEOS,
+                                             seed=args.seed).items():
+            started = time.process_time()
+            x = to_model(images, outliers_dir, set_name)
+            row: dict[str, Any] = {"table": "ood", "outliers": set_name, "n": len(x)}
+            for name, energy in models.items():
+                scores = ood_scores(classifier_logits(energy, x))
+                for score_name in ("stgconv", "max_softmax"):
+                    row[f"{name}_{score_name}"] = auroc(inlier_scores[name][score_name],
+                                                        scores[score_name])
+            row["seconds"] = time.process_time() - started
+            rows.append(row)
+
+        # Robustness.
+        for name, energy in models.items():
+            started = time.process_time()
+            rows.append({"table": "robustness", "model": name, "eps": args.eps,
+                         "pgd_steps": args.pgd_steps, "n": args.robust,
+                         "accuracy": pgd_accuracy(energy, test_images[:args.robust],
+                                                  test_labels[:args.robust], eps=args.eps,
+                                                  steps=args.pgd_steps),
+                         "seconds": time.process_time() - started})
+
+        # Per-class samples, judged by bench/digits.py's classifier.
+        train_images, train_labels = load_split(data, "train", n_train if args.quick else 10_000)
+        started = time.process_time()
+        judge = train_classifier(train_images, train_labels, epochs=1 if args.quick else 5,
+                                 seed=args.seed)
+        with torch.no_grad():
+            judge_accuracy = float((judge(test_images).argmax(1) == test_labels).double().mean())
+            # As bench/digits.py: 1000 test digits to compare with, 1000 others as a reference.
+            half = min(1000, len(test_images) // 2)
+            test_features = judge.features(test_images[:half])
+        judge_s = time.process_time() - started
+        sample_row, samples = sample_rows(
+            runs["jem"], work, per_class=args.per_class, steps=args.steps, start=args.start,
+            seed=args.seed, judge=judge, test_features=test_features,
+            train_images=train_images, data_spread=quality.spread(train_images))
+        reference = score("reference: other test digits", test_images[half:2 * half], judge,
+                          test_features, train_images, quality.spread(train_images))
+        for row in (sample_row, reference):
+            row.update({"table": "samples", "judge_accuracy": judge_accuracy,
+                        "judge_s": judge_s})
+        rows += [sample_row, reference]
+        if args.grid is not None:
+            save_image_grid(samples[:, :10].flatten(0, 1), args.grid,
+                            nrow=min(10, args.per_class))
+
+    common.report(format_tables(rows, args), rows, args.json)
+    return 0
+
+
+def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
+    """The four tables as text."""
+    def table(kind: str) -> list[dict]:
+        return [row for row in rows if row["table"] == kind]
+
+    lines = ["# JEM vs the same network as a plain classifier; seconds are process CPU time "
+             f"with 1 torch thread (torch {torch.__version__})",
+             f"{'model':<7}{'test acc':>10}{'ECE(15)':>9}{'train CPU s':>13}{'s':>7}"]
+    for row in table("classification"):
+        train = "-" if row["train_cpu_s"] is None else f"{row['train_cpu_s']:.0f}"
+        lines.append(f"{row['model']:<7}{row['accuracy']:>10.4f}{row['ece']:>9.4f}"
+                     f"{train:>13}{row['seconds']:>7.1f}")
+    lines += ["", "# OOD AUROC, MNIST test digits vs each set ('stgconv' = logsumexp of the "
+              "logits = -E(x))",
+              f"{'outliers':<28}{'n':>6}{'JEM stgconv':>13}{'JEM maxsoft':>13}"
+              f"{'plain stgconv':>15}{'plain maxsoft':>15}{'s':>7}"]
+    for row in table("ood"):
+        lines.append(f"{row['outliers']:<28}{row['n']:>6}{row['jem_stgconv']:>13.4f}"
+                     f"{row['jem_max_softmax']:>13.4f}{row['plain_stgconv']:>15.4f}"
+                     f"{row['plain_max_softmax']:>15.4f}{row['seconds']:>7.1f}")
+    lines += ["", f"# PGD L-inf eps {args.eps} ([0, 1] pixel units), {args.pgd_steps} steps",
+              f"{'model':<7}{'n':>6}{'accuracy':>10}{'s':>8}"]
+    lines += [f"{row['model']:<7}{row['n']:>6}{row['accuracy']:>10.4f}{row['seconds']:>8.1f}"
+              for row in table("robustness")]
+    samples, reference = table("samples")
+    lines += ["", f"# class-conditional samples ({args.start} start), judged by bench/digits.py's "
+              f"classifier (test accuracy {samples['judge_accuracy']:.4f})",
+              f"{'set':<32}{'n':>6}{'entropy/log10':>14}{'frechet':>9}{'read as asked':>14}"
+              f"{'s':>8}"]
+    for row in (samples, reference):
+        asked = f"{row['read_as_asked']:.3f}" if "read_as_asked" in row else "-"
+        seconds = f"{row['seconds']:.0f}" if "seconds" in row else "-"
+        lines.append(f"{row['set']:<32}{row['n']:>6}{row['class_entropy']:>14.3f}"
+                     f"{row['frechet']:>9.2f}{asked:>14}{seconds:>8}")
+    lines.append(f"# class histogram of the samples: {samples['class_histogram']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

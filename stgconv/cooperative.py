@@ -1,0 +1,289 @@
+"""Cooperative learning (Xie et al., CoopNets, TPAMI 2018; "MCMC teaching", AAAI 2018).
+
+A descriptor (any energy net of :mod:`stgconv.energy`) and a generator ``G: z -> x``
+(:class:`~stgconv.generator.ConvGenerator`) learn together. Every iteration:
+
+1. the generator proposes: ``z ~ N(0, I)``, ``x0 = G(z)`` (:class:`GeneratorStart`, a chain start
+   like any other, so the descriptor's step is :class:`~stgconv.train.Trainer`'s own);
+2. the configured sampler revises ``x0`` on the descriptor's energy: ``x = sampler.run(E, x0)``;
+3. the descriptor learns from the data and the revised ``x`` (the contrastive loss);
+4. the generator learns to reproduce the revision: ``mean |G(z) - x|^2`` with the ``z`` that
+   made the proposal (MCMC teaching), or with ``z`` first moved by Langevin toward the
+   posterior ``p(z | x)`` (:class:`LatentPosterior`, the original CoopNets).
+
+So the chains start where the model puts its mass and can stay short. Synthesis is the same
+two moves: :func:`propose_and_revise`; :func:`interpolate` walks between two latents.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from stgconv.checkpoint import CheckpointError
+from stgconv.config import CooperativeConfig, TrainConfig
+from stgconv.distributed import World
+from stgconv.energy.base import EnergyModel
+from stgconv.generator import ConvGenerator, build_generator
+from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.constraints import Constraint
+from stgconv.mcmc.langevin import Langevin
+from stgconv.shortrun import latent_path, run_each
+from stgconv.train import Trainer
+
+
+class GeneratorStart:
+    """Chain starts proposed by a generator: ``G(z)`` for fresh ``z ~ N(0, I)``.
+
+    It remembers each ``z`` with the revised chains handed back by :meth:`keep`, so the trainer
+    can teach the generator (:meth:`take`); nothing is kept between iterations.
+    """
+
+    def __init__(self, generator_net: ConvGenerator, *, chains_per_example: int = 1) -> None:
+        if chains_per_example < 1:
+            raise ValueError(f"chains_per_example must be >= 1, got {chains_per_example}")
+        self.generator_net = generator_net
+        self.chains_per_example = chains_per_example
+        self._latent: Tensor | None = None
+        self._pairs: list[tuple[Tensor, Tensor]] = []
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+              ) -> Tensor:
+        """``G(z)`` ``(B * chains_per_example, *S)`` for examples ``x_pos`` ``(B, *S)``."""
+        if tuple(x_pos.shape[1:]) != self.generator_net.out_shape:
+            raise ValueError(f"the generator makes examples {self.generator_net.out_shape}, the "
+                             f"data are {tuple(x_pos.shape[1:])}")
+        z = self.generator_net.sample_latent(len(x_pos) * self.chains_per_example,
+                                             device=x_pos.device, generator=generator)
+        self._latent = z
+        with torch.no_grad():
+            return self.generator_net(z).to(x_pos.dtype)
+
+    def constraint(self, x_pos: Tensor) -> Constraint | None:
+        return None
+
+    def keep(self, x_neg: Tensor) -> None:
+        """Pair the revised chains ``(B * chains_per_example, *S)`` with the latents of the
+        last :meth:`start`."""
+        if self._latent is None or len(self._latent) != len(x_neg):
+            raise ValueError(f"keep got {len(x_neg)} chains, not those of the last start")
+        self._pairs.append((self._latent, x_neg.detach()))
+        self._latent = None
+
+    def take(self) -> list[tuple[Tensor, Tensor]]:
+        """Every ``(z, revised x)`` pair since the last call: ``(M, latent_dim)``,
+        ``(M, *S)``."""
+        pairs, self._pairs = self._pairs, []
+        return pairs
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        pass
+
+
+class LatentPosterior:
+    """The energy of ``z`` given an example: ``|x - G(z)|^2 / (2 sigma^2) + |z|^2 / 2``, an
+    :data:`~stgconv.types.EnergyFn` ``(B, latent_dim) -> (B,)`` for any sampler.
+
+    Args:
+        target: ``(B, *S)`` the examples ``x``.
+        sigma: the generator's observation noise.
+    """
+
+    def __init__(self, generator_net: ConvGenerator, target: Tensor, *, sigma: float) -> None:
+        self.generator_net = generator_net
+        self.target = target
+        self.sigma = sigma
+
+    def __call__(self, z: Tensor) -> Tensor:
+        residual = (self.target - self.generator_net(z)).flatten(1)
+        return residual.pow(2).sum(1) / (2 * self.sigma**2) + z.pow(2).sum(1) / 2
+
+
+class CooperativeTrainer(Trainer):
+    """Cooperative learning of ``energy`` and ``generator_net`` on ``data``.
+
+    The descriptor's step is :meth:`Trainer.step` with :class:`GeneratorStart` as the chain
+    start; the generator then takes one Adam step on ``mean |G(z) - revised|^2`` over the
+    iteration's chains. ``step`` adds ``generator_mse`` (that loss before the step: how far the
+    revision moved the proposals) to the descriptor's statistics.
+
+    Args:
+        energy, sampler, data, train, generator, config, world: as :class:`Trainer` (``sampler``
+            revises the proposals; ``generator`` is the random source of everything, ``z``
+            included).
+        generator_net: ``G``, whose ``out_shape`` must be the examples' ``(C, *S)``.
+        cooperative: the generator's learning settings.
+        chains_per_example: proposals per training example.
+    """
+
+    def __init__(
+        self,
+        energy: EnergyModel,
+        generator_net: ConvGenerator,
+        sampler: Sampler,
+        data: Tensor,
+        *,
+        cooperative: CooperativeConfig | None = None,
+        chains_per_example: int = 1,
+        train: TrainConfig | None = None,
+        generator: torch.Generator | None = None,
+        config: dict[str, Any] | None = None,
+        world: World | None = None,
+    ) -> None:
+        cooperative = cooperative if cooperative is not None else CooperativeConfig()
+        self.proposals = GeneratorStart(generator_net, chains_per_example=chains_per_example)
+        super().__init__(energy, sampler, self.proposals, data, train=train, generator=generator,
+                         config=config, world=world)
+        self.generator_net = generator_net
+        self.generator_optimizer = torch.optim.Adam(generator_net.parameters(),
+                                                    lr=cooperative.lr, betas=cooperative.betas)
+        self.generator_settings = {"lr": cooperative.lr, "betas": tuple(cooperative.betas)}
+        self.inference_sigma = cooperative.inference_sigma
+        # The posterior's energy is a new closure every step: nothing to capture or cast.
+        self.inference = (Langevin(n_steps=cooperative.inference_steps,
+                                   step_size=cooperative.inference_step_size, precision="fp32",
+                                   cuda_graph=False)
+                          if cooperative.inference_steps > 0 else None)
+
+    def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
+        """One update of the descriptor, then one of the generator; returns the descriptor's
+        ``loss``, ``e_pos``, ``e_neg`` and ``generator_mse``."""
+        stats = super().step(batches)
+        pairs = self.proposals.take()
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        mse = 0.0
+        for z, revised in pairs:
+            if self.inference is not None:
+                posterior = LatentPosterior(self.generator_net, revised, sigma=self.inference_sigma)
+                z = self.inference.run(posterior, z, generator=self.generator)
+            loss = (self.generator_net(z) - revised).pow(2).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite generator loss at iteration "
+                                         f"{self.iteration}: {loss.item()}")
+            (loss / len(pairs)).backward()
+            mse += loss.item() / len(pairs)
+        totals = {"generator_mse": mse}
+        if self.world is not None:
+            self.world.average_gradients(self.generator_net.parameters())
+            totals = self.world.average(totals)
+        self.generator_optimizer.step()
+        return {**stats, **totals}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "generator_model": self.generator_net.state_dict(),
+            "generator_config": self.generator_net.config,
+            "generator_optimizer": self.generator_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "generator_model" not in state:
+            raise ValueError("the checkpoint holds no generator: it is not a cooperative run")
+        if state.get("generator_config") != self.generator_net.config:
+            raise ValueError(f"the checkpoint's generator {state.get('generator_config')} is not "
+                             f"the one this config builds ({self.generator_net.config}); resume "
+                             "with the run's own config.yaml, or train a new run")
+        super().load_state_dict(state)
+        self.generator_net.load_state_dict(state["generator_model"])
+        self.generator_optimizer.load_state_dict(state["generator_optimizer"])
+        for group in self.generator_optimizer.param_groups:  # as Trainer: this run's settings
+            group.update(self.generator_settings)
+
+    def parameters(self) -> list[Tensor]:
+        return [*self.energy.parameters(), *self.generator_net.parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Tensor]]:
+        return [*self.energy.named_parameters(),
+                *((f"generator/{name}", p) for name, p in self.generator_net.named_parameters())]
+
+
+def is_cooperative(state: dict[str, Any]) -> bool:
+    """Whether a loaded checkpoint holds a generator (:class:`CooperativeTrainer`)."""
+    return "generator_model" in state
+
+
+def generator_from_state(state: dict[str, Any], checkpoint: str | Path) -> ConvGenerator:
+    """The generator (eval mode, on CPU) of a loaded cooperative checkpoint.
+
+    Raises:
+        CheckpointError: the checkpoint holds no generator, or not a loadable one.
+    """
+    if not is_cooperative(state):
+        raise CheckpointError(f"{checkpoint} holds no generator (not a cooperative run)")
+    try:
+        net = build_generator(state["generator_config"])
+        net.load_state_dict(state["generator_model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {checkpoint} holds no loadable generator: {err}"
+                              ) from err
+    return net.eval()
+
+
+@torch.no_grad()
+def propose(generator_net: ConvGenerator, z: Tensor, *,
+            clamp: tuple[float, float] | None = None) -> Tensor:
+    """``G(z)``: ``(N, latent_dim)`` -> ``(N, *out_shape)``, without a graph, bounded by
+    ``clamp`` (the revising sampler's: its chains stay in the data's range, the generator's
+    unsquashed output need not)."""
+    x = generator_net(z)
+    return x if clamp is None else x.clamp(*clamp)
+
+
+def propose_and_revise(
+    energy: EnergyModel,
+    generator_net: ConvGenerator,
+    sampler: Sampler | None,
+    z: Tensor,
+    *,
+    clamp: tuple[float, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Cooperative synthesis: the proposals ``G(z)`` and their revision by ``sampler`` on
+    ``energy`` (``None``: no revision, the proposals themselves).
+
+    Args:
+        z: ``(N, latent_dim)`` latents.
+        clamp: bounds of the proposals (:func:`propose`).
+
+    Returns:
+        ``(proposals, revised)``, both ``(N, *out_shape)``.
+    """
+    x0 = propose(generator_net, z, clamp=clamp)
+    if sampler is None:
+        return x0, x0
+    return x0, sampler.run(energy, x0, generator=generator)
+
+
+def interpolate(
+    energy: EnergyModel,
+    generator_net: ConvGenerator,
+    sampler: Sampler | None,
+    z_start: Tensor,
+    z_end: Tensor,
+    *,
+    n_points: int = 8,
+    clamp: tuple[float, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Samples along the path between two latents (:func:`stgconv.shortrun.latent_path`):
+    ``G(z)`` revised by ``sampler`` (``None``: not revised), every point with the same chain
+    noise so the differences come from ``z`` alone.
+
+    Args:
+        z_start, z_end: ``(latent_dim,)``.
+        clamp: bounds of the proposals (:func:`propose`).
+
+    Returns:
+        ``(n_points, *out_shape)``.
+    """
+    starts = propose(generator_net, latent_path(z_start, z_end, n_points=n_points), clamp=clamp)
+    if sampler is None:
+        return starts
+    return run_each(energy, sampler, starts, generator=generator)

@@ -1,0 +1,128 @@
+"""JEM training (Grathwohl et al., ICLR 2020) on the same engine as the descriptors: a classifier
+read as an energy learns ``p(y | x)`` by cross-entropy and ``p(x)`` (optionally ``p(x, y)``) by
+the contrastive term, its negative samples drawn by the experiment's sampler from the chain
+starts of the ``chains`` section (JEM's own setting: the replay buffer, 95% stored chains and 5%
+fresh uniform noise, SGLD with gradient step 1 and noise 0.01).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stgconv.config import JEMConfig, TrainConfig
+from stgconv.distributed import World
+from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.losses import hybrid_loss
+from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.starts import ChainStart
+from stgconv.train import DivergenceError, Trainer
+
+# What to change when the p(x) term runs away, from the JEM paper's own advice on its
+# instability: smaller steps, longer chains (so the samples keep up with the model), and the
+# energy penalty that keeps energies near zero.
+JEM_ADVICE = ("lower train.lr, raise sampler.n_steps or set train.energy_l2 (e.g. 0.1); "
+              "jem.px_weight 0 trains the plain classifier")
+
+
+class HybridTrainer(Trainer):
+    """Fits a :class:`~stgconv.energy.classifier.ClassifierEnergy` to labelled examples with
+    :func:`stgconv.losses.hybrid_loss`.
+
+    Args:
+        energy: the classifier as an energy (its ``config`` is stored in checkpoints).
+        sampler, chains, train, generator, config, world: as :class:`~stgconv.train.Trainer`;
+            ``chains`` must run one chain per example.
+        data: ``(N, *S)`` examples; ``labels``: ``(N,)`` their classes, ``0 .. K - 1``.
+        jem: the loss weights, the contrastive sub-batch and the divergence bound.
+    """
+
+    def __init__(
+        self,
+        energy: ClassifierEnergy,
+        sampler: Sampler,
+        chains: ChainStart,
+        data: Tensor,
+        labels: Tensor,
+        *,
+        jem: JEMConfig | None = None,
+        train: TrainConfig | None = None,
+        generator: torch.Generator | None = None,
+        config: dict[str, Any] | None = None,
+        world: World | None = None,
+    ) -> None:
+        super().__init__(energy, sampler, chains, data, train=train,  # type: ignore[arg-type]
+                         generator=generator, config=config, world=world)
+        if labels.shape != data.shape[:1]:
+            raise ValueError(f"labels must be ({len(data)},), one per example, got "
+                             f"{tuple(labels.shape)}")
+        n_classes = energy.logits(data[:1]).shape[1]
+        if labels.min() < 0 or labels.max() >= n_classes:
+            raise ValueError(f"labels must be in 0 .. {n_classes - 1} (the classifier's "
+                             f"{n_classes} classes), got {int(labels.min())} .. "
+                             f"{int(labels.max())}")
+        if chains.chains_per_example != 1:
+            raise ValueError(f"JEM runs one chain per example, got chains_per_example "
+                             f"{chains.chains_per_example}")
+        self.labels = labels.long()
+        self.jem = jem if jem is not None else JEMConfig()
+        train = train if train is not None else TrainConfig()
+        self.lr, self.n_iterations = train.lr, train.n_iterations
+        self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)
+
+    def _samples(self, energy: Any, x_pos: Tensor, indices: Tensor) -> Tensor:
+        """Chains ``(M, *S)`` for the sub-batch ``x_pos`` ``(M, *S)``, sampled from ``energy``
+        and handed back to the chain start."""
+        x0 = self.chains.start(x_pos, indices, generator=self.generator)
+        x_neg = self.sampler.run(energy, x0, constraint=self.chains.constraint(x_pos),
+                                 generator=self.generator)
+        self.chains.keep(x_neg)
+        return x_neg
+
+    def step(self, batches: list[Tensor] | None = None) -> dict[str, float]:
+        """One optimizer update; returns the loss, the batch's cross-entropy and accuracy and
+        the mean energies of each contrastive term's data and samples."""
+        if batches is None:
+            batches = self.draw_batches()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for indices in batches:
+            x_pos, y_pos = self.data[indices], self.labels[indices]
+            sub, m = indices[: self.px_batch], self.px_batch
+            x_neg = (self._samples(self.energy, x_pos[:m], sub)
+                     if self.jem.px_weight > 0 else None)
+            x_neg_y = (self._samples(self.energy.conditional(y_pos[:m]), x_pos[:m], sub)
+                       if self.jem.pxy_weight > 0 else None)
+            loss, stats = hybrid_loss(self.energy, x_pos, y_pos, x_neg, x_neg_y=x_neg_y,
+                                      px_weight=self.jem.px_weight,
+                                      pxy_weight=self.jem.pxy_weight, energy_l2=self.energy_l2)
+            (loss / len(batches)).backward()
+            for key, value in {"loss": loss.detach(), **stats}.items():
+                totals[key] = totals.get(key, 0.0) + value.item() / len(batches)
+            self.last_samples = x_neg if x_neg is not None else x_neg_y
+        if self.world is not None:
+            self.world.average_gradients(self.energy.parameters())
+            totals = self.world.average(totals)
+        if self.jem.lr_decay == "cosine":
+            # From the iteration count, so a resumed run continues the same schedule.
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * self.iteration
+                                                            / self.n_iterations))
+        self.optimizer.step()
+        self.iteration += 1
+        return totals
+
+    def check_divergence(self, stats: dict[str, float]) -> None:
+        """:meth:`Trainer.check_divergence`, and JEM's own failure: the samples' mean energy
+        more than ``jem.max_energy_gap`` from the data's (either term)."""
+        super().check_divergence(stats)
+        for pos, neg in (("e_pos", "e_neg"), ("e_pos_y", "e_neg_y")):
+            if pos in stats and not abs(stats[neg] - stats[pos]) <= self.jem.max_energy_gap:
+                raise DivergenceError(
+                    f"JEM's contrastive term diverged at iteration {self.iteration}: the samples' "
+                    f"mean energy {stats[neg]:.3g} is {abs(stats[neg] - stats[pos]):.3g} from the "
+                    f"data's {stats[pos]:.3g}, past jem.max_energy_gap = "
+                    f"{self.jem.max_energy_gap:g} ({JEM_ADVICE})")

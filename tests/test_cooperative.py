@@ -1,0 +1,355 @@
+"""Cooperative learning: the generator net's shapes for every modality, the generator learning
+to reproduce the revision, resume bit for bit, the config section's checks, and the CLI
+(train, synthesize through the generator, latent interpolation) on tiny settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _tiny import boxes_and_balls, gen, tiny_data, tiny_energy
+from test_train import assert_same
+from torch import Tensor
+
+from stgconv.checkpoint import load_checkpoint, load_model
+from stgconv.cli import main
+from stgconv.config import CooperativeConfig, TrainConfig, load_config
+from stgconv.cooperative import (
+    CooperativeTrainer,
+    GeneratorStart,
+    LatentPosterior,
+    generator_from_state,
+    interpolate,
+)
+from stgconv.energy import image_energy
+from stgconv.energy.video import video_energy
+from stgconv.generator import ConvGenerator, stage_plan
+from stgconv.mcmc import Langevin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- the generator net
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 16, 16), (3, 8, 16, 16), (1, 8, 8, 8),
+                                   (1, 5, 6)])
+def test_the_generator_makes_examples_of_every_modality(shape) -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=6, out_shape=shape, width=2)
+    x = net(net.sample_latent(3, generator=gen(0)))
+    assert x.shape == (3, *shape)
+    assert torch.isfinite(x).all() and x.std() > 0
+    # Each example depends on its own z only (no batch statistics).
+    z = net.sample_latent(2, generator=gen(1))
+    assert torch.allclose(net(z)[:1], net(z[:1]), atol=1e-6)
+
+
+def test_stage_plan_doubles_each_dimension_down_to_its_base() -> None:
+    assert stage_plan((28, 28)) == ((7, 7), [(2, 2), (2, 2)])
+    # 16 frames of 64x64: time is doubled in the last two stages only.
+    assert stage_plan((16, 64, 64)) == ((4, 4, 4), [(1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2)])
+
+
+def test_the_generator_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"out_shape must be"):
+        ConvGenerator(latent_dim=4, out_shape=(16, 16))
+    with pytest.raises(ValueError, match=r"z must be \(B, 4\)"):
+        ConvGenerator(latent_dim=4, out_shape=(1, 8, 8))(torch.zeros(2, 5))
+
+
+# --------------------------------------------------------------------------- training
+
+
+class FixedRevision:
+    """A sampler whose revision of any proposal is the same fixed example."""
+
+    n_steps = 1
+
+    def __init__(self, target: Tensor) -> None:
+        self.target = target
+
+    def run(self, energy, x0, *, constraint=None, generator=None, callback=None) -> Tensor:
+        return self.target.expand_as(x0).clone()
+
+
+def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.01,
+                 sampler=None, data: Tensor | None = None) -> CooperativeTrainer:
+    data = tiny_data(size=8) if data is None else data
+    energy = tiny_energy(init_seed)
+    torch.manual_seed(init_seed + 1)
+    net = ConvGenerator(latent_dim=4, out_shape=data.shape[1:], width=4)
+    # fp32: "auto" may time bfloat16 against fp32 on this CPU, and a timing is no bit-exact
+    # choice for the resume tests.
+    sampler = sampler or Langevin(n_steps=3, step_size=0.05, clamp=(-1.0, 1.0), precision="fp32")
+    cooperative = CooperativeConfig(latent_dim=4, width=4, lr=lr,
+                                    inference_steps=inference_steps, inference_step_size=0.05)
+    return CooperativeTrainer(energy, net, sampler, data, cooperative=cooperative,
+                              chains_per_example=2, train=TrainConfig(batch_size=2),
+                              generator=gen(0), config={"cooperative": True})
+
+
+def test_the_generator_learns_to_reproduce_a_fixed_revision() -> None:
+    target = torch.linspace(-0.8, 0.8, 64).reshape(1, 1, 8, 8)
+    trainer = make_trainer(sampler=FixedRevision(target))
+    z = trainer.generator_net.sample_latent(16, generator=gen(5))
+    before = (trainer.generator_net(z) - target).pow(2).mean().item()
+    history = trainer.fit(40, progress=False)
+    after = (trainer.generator_net(z) - target).pow(2).mean().item()
+    assert after < 0.1 * before, (before, after)
+    assert history[-1]["generator_mse"] < 0.1 * history[0]["generator_mse"]
+
+
+@pytest.mark.parametrize("inference_steps", [0, 2])
+def test_every_generator_step_moves_it_toward_that_steps_revised_samples(
+        inference_steps: int) -> None:
+    """On a real descriptor and Langevin revision: after each step the generator is closer to
+    the revised samples it was taught with (at the latents it was taught with) than before."""
+    trainer = make_trainer(inference_steps=inference_steps, lr=0.003)
+    taught: list[tuple[Tensor, Tensor]] = []
+    take = trainer.proposals.take
+
+    def recording_take() -> list[tuple[Tensor, Tensor]]:
+        pairs = take()
+        taught.extend(pairs)
+        return pairs
+
+    trainer.proposals.take = recording_take
+    for _ in range(5):
+        taught.clear()
+        stats = trainer.step()
+        (z, revised), = taught
+        assert revised.shape == (4, 1, 8, 8)
+        if inference_steps == 0:
+            after = (trainer.generator_net(z) - revised).pow(2).mean().item()
+            assert after < stats["generator_mse"]
+    assert {"loss", "e_pos", "e_neg", "generator_mse"} <= set(stats)
+
+
+def test_latent_posterior_is_an_energy_per_example() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    z = torch.randn(4, 3)
+    target = net(z).detach()
+    posterior = LatentPosterior(net, target, sigma=0.3)
+    assert torch.allclose(posterior(z), z.pow(2).sum(1) / 2, atol=1e-5)
+    assert posterior(z).shape == (4,)
+
+
+def test_generator_start_pairs_each_revision_with_its_latents() -> None:
+    torch.manual_seed(0)
+    start = GeneratorStart(ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2),
+                           chains_per_example=2)
+    x0 = start.start(tiny_data(size=8)[:2], torch.arange(2), generator=gen(0))
+    assert x0.shape == (4, 1, 8, 8) and not x0.requires_grad
+    with pytest.raises(ValueError, match="not those of the last start"):
+        start.keep(x0[:3])
+    start.keep(x0 + 1)
+    (z, revised), = start.take()
+    assert z.shape == (4, 3) and torch.equal(revised, x0 + 1)
+    assert start.take() == []
+    with pytest.raises(ValueError, match=r"the generator makes examples \(1, 8, 8\)"):
+        start.start(tiny_data(size=16), torch.arange(3))
+
+
+def test_a_video_descriptor_learns_cooperatively() -> None:
+    clips = torch.rand(2, 3, 4, 8, 8, generator=gen(3)) * 2 - 1
+    torch.manual_seed(0)
+    energy = video_energy("st_small", layers=[[4, 3, 2, 1], [4, 2, 1]], reference_sigma=0.5)
+    net = ConvGenerator(latent_dim=4, out_shape=clips.shape[1:], width=2)
+    trainer = CooperativeTrainer(energy, net, Langevin(n_steps=2, step_size=0.05), clips,
+                                 train=TrainConfig(batch_size=2), generator=gen(0))
+    trainer.fit(2, progress=False)
+    assert trainer.last_samples.shape == (2, 3, 4, 8, 8)
+
+
+# --------------------------------------------------------------------------- save and resume
+
+
+@pytest.mark.parametrize("inference_steps", [0, 2])
+def test_resume_takes_the_same_steps(tmp_path: Path, inference_steps: int) -> None:
+    straight = make_trainer(inference_steps=inference_steps)
+    straight.fit(4, progress=False)
+
+    first = make_trainer(inference_steps=inference_steps)
+    first.fit(2, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    del first
+    second = make_trainer(init_seed=7, inference_steps=inference_steps)
+    assert not torch.equal(next(second.generator_net.parameters()),
+                           next(straight.generator_net.parameters()))
+    second.resume(tmp_path / "checkpoint.pt")
+    assert second.fit(4, progress=False) and second.iteration == 4
+    assert_same(straight.state_dict(), second.state_dict())
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert {"generator_model", "generator_config", "generator_optimizer"} <= set(state)
+
+
+def test_resume_refuses_another_generator_or_a_descriptor_run(tmp_path: Path) -> None:
+    trainer = make_trainer()
+    trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    other = CooperativeTrainer(tiny_energy(), ConvGenerator(latent_dim=5, out_shape=(1, 8, 8)),
+                               Langevin(n_steps=1), tiny_data(size=8))
+    with pytest.raises(ValueError, match="generator .* is not the one this config builds"):
+        other.resume(tmp_path / "checkpoint.pt")
+
+
+def test_a_resume_uses_its_own_generator_learning_rate(tmp_path: Path) -> None:
+    make_trainer().fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    second = make_trainer(lr=0.0005)
+    second.resume(tmp_path / "checkpoint.pt")
+    assert [g["lr"] for g in second.generator_optimizer.param_groups] == [0.0005]
+
+
+def test_interpolation_runs_from_one_latent_to_the_other() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    z = torch.randn(2, 3)
+    path = interpolate(tiny_energy(), net, None, z[0], z[1], n_points=5)
+    assert path.shape == (5, 1, 8, 8)
+    assert torch.allclose(path[0], net(z[:1])[0], atol=1e-6)
+    assert torch.allclose(path[-1], net(z[1:])[0], atol=1e-6)
+    revised = interpolate(tiny_energy(), net, Langevin(n_steps=2, step_size=0.05), z[0], z[1],
+                          n_points=5, generator=gen(0))
+    assert revised.shape == (5, 1, 8, 8) and not torch.equal(revised, path)
+
+
+# --------------------------------------------------------------------------- config
+
+
+COOP_CONFIG = ROOT / "configs" / "image" / "coop_mnist_quick.yaml"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("cooperative.latent_size=3", "unknown config key.*cooperative.latent_size"),
+    ("cooperative.latent_dim=0", "cooperative.latent_dim must be positive"),
+    ("cooperative.lr=-1", "cooperative.lr must be positive"),
+    ("cooperative.betas=[0.5, 1.0]", r"cooperative.betas must be in \[0, 1\)"),
+    ("cooperative.inference_steps=-1", "cooperative.inference_steps must be >= 0"),
+    ("cooperative.inference_sigma=0", "cooperative.inference_sigma must be positive"),
+    ("cooperative.width=two", "cooperative.width must be an integer"),
+    ("multigrid={grids: [{size: 28}]}", "cooperative and multigrid are set"),
+])
+def test_config_checks_the_cooperative_section(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(COOP_CONFIG, [override])
+
+
+def test_the_shipped_cooperative_configs_load() -> None:
+    for path in [COOP_CONFIG, ROOT / "configs/image/coop_animals_quick.yaml",
+                 ROOT / "configs/video/coop_fire_pot_quick.yaml"]:
+        assert load_config(path).cooperative is not None, path
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+TINY = ["--set", "data.kind=texture", "--set", "data.path=builtin:brick", "--set", "data.size=16",
+        "--set", "model.arch=texture", "--set", "model.layers=[[4, 3, 2], [4, 3, 1]]",
+        "--set", "cooperative.latent_dim=4", "--set", "cooperative.width=2",
+        "--set", "train.n_iterations=2", "--set", "train.batch_size=2",
+        "--set", "sampler.n_steps=2", "--set", "train.sample_every=1", "--set", "device=cpu",
+        "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def coop_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("coop") / "run"
+    assert main(["train", str(COOP_CONFIG), *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_a_cooperative_run(coop_run: Path) -> None:
+    assert (coop_run / "samples.png").is_file() and (coop_run / "samples_000002.png").is_file()
+    energy, config, state = load_model(coop_run, device="cpu")
+    assert config.cooperative is not None and state["iteration"] == 2
+    net = generator_from_state(state, coop_run)
+    assert net.out_shape == (1, 16, 16)
+
+
+def test_synthesize_goes_through_the_generator(coop_run: Path, tmp_path: Path, capsys) -> None:
+    assert main(["synthesize", str(coop_run), "-n", "3", "--steps", "0", "--out",
+                 str(tmp_path / "none"), "--device", "cpu"]) == 0
+    proposals = np.load(tmp_path / "none" / "proposals.npy")
+    assert proposals.shape == (3, 1, 16, 16)
+    assert np.array_equal(proposals, np.load(tmp_path / "none" / "synthesized.npy"))
+    assert main(["synthesize", str(coop_run), "-n", "3", "--steps", "2", "--out",
+                 str(tmp_path / "two"), "--device", "cpu"]) == 0
+    # The same seed draws the same latents; the revision moves the proposals.
+    assert np.array_equal(proposals, np.load(tmp_path / "two" / "proposals.npy"))
+    assert not np.array_equal(proposals, np.load(tmp_path / "two" / "synthesized.npy"))
+    assert (tmp_path / "two" / "synthesized.png").is_file()
+    capsys.readouterr()
+    assert main(["synthesize", str(coop_run), "--size", "32", "--device", "cpu",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "cooperative model samples through its generator" in capsys.readouterr().err
+
+
+def test_interpolate_walks_between_two_latents(coop_run: Path, tmp_path: Path) -> None:
+    assert main(["interpolate", str(coop_run), "--points", "4", "--out", str(tmp_path),
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "interpolation.png").is_file()
+
+
+def test_train_resume_continues_a_cooperative_run(coop_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", str(COOP_CONFIG), *TINY, "--out", str(out)]) == 0
+    assert main(["train", str(COOP_CONFIG), *TINY, "--set", "train.n_iterations=3",
+                 "--out", str(out), "--resume"]) == 0
+    assert load_checkpoint(out)["iteration"] == 3
+
+
+def test_a_bad_cooperative_key_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["train", str(COOP_CONFIG), *TINY, "--set", "cooperative.latent=3",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stgconv train: error: unknown config key(s) cooperative.latent")
+    assert err.count("\n") == 1
+
+
+@pytest.fixture
+def video_clip(tmp_path: Path) -> Path:
+    from stgconv.io.video import save_video
+
+    return save_video(torch.rand(3, 8, 16, 16, generator=gen(0)) * 2 - 1, tmp_path / "clip.mp4")
+
+
+@pytest.fixture
+def voxel_shapes(tmp_path: Path) -> Path:
+    path = tmp_path / "shapes.npz"
+    np.savez(path, X=boxes_and_balls(6, 8)[:, 0].numpy().astype(np.uint8), y=np.zeros(6, dtype=np.int64))
+    return path
+
+
+SMALL = ["--set", "cooperative={latent_dim: 4, width: 2}", "--set", "train.n_iterations=2",
+         "--set", "train.batch_size=2", "--set", "sampler.n_steps=2", "--set",
+         "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "device=cpu",
+         "--quiet"]
+
+
+@pytest.mark.parametrize("kind", ["video", "voxel"])
+def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    if kind == "video":
+        config = ROOT / "configs/video/coop_fire_pot_quick.yaml"
+        data = request.getfixturevalue("video_clip")
+        options = ["--set", "data.size=16", "--set", "data.frames=4"]
+        shape = (3, 4, 16, 16)
+    else:  # no shipped voxel cooperative config: the chairs config plus the section
+        config = ROOT / "configs/voxel/synthesis_chairs_quick.yaml"
+        data = request.getfixturevalue("voxel_shapes")
+        options = ["--set", "data.size=8", "--set", "data.categories=null", "--set",
+                   "model.layers=[[4, 4, 2, 1]]"]
+        shape = (8, 8, 8)  # occupancies, the channel dropped
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--data", str(data), *options, *SMALL,
+                 "--out", str(run)]) == 0
+    assert generator_from_state(load_checkpoint(run), run).out_shape[-3:] == shape[-3:]
+    assert main(["synthesize", str(run), "-n", "2", "--steps", "1", "--out",
+                 str(tmp_path / "samples"), "--device", "cpu"]) == 0
+    for stem in ("proposals", "synthesized"):
+        assert np.load(tmp_path / "samples" / f"{stem}.npy").shape == (2, *shape)
+    assert main(["interpolate", str(run), "--points", "3", "--out", str(tmp_path / "path"),
+                 "--device", "cpu"]) == 0
+    assert list((tmp_path / "path").glob("interpolation.*"))

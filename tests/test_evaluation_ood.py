@@ -1,0 +1,99 @@
+"""`stgconv eval ood`: the scores on hand-made logits, the JSON contract end to end on tiny
+arrays (grey inliers with labels, RGB outliers of another size) with the tiny trained JEM run,
+and every bad input ending in exit 2 with one line naming it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stgconv.cli import main
+from stgconv.evaluation.ood import SCORES, ood_scores
+
+
+def test_scores_by_hand() -> None:
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], dtype=torch.float64)
+    scores = ood_scores(logits)
+    assert list(scores) == list(SCORES)
+    assert torch.allclose(scores["stgconv"], torch.tensor([math.log(2.0), math.log(4.0)],
+                                                          dtype=torch.float64))
+    assert torch.allclose(scores["max_softmax"], torch.tensor([0.5, 0.75], dtype=torch.float64))
+    assert torch.allclose(scores["max_logit"], torch.tensor([0.0, math.log(3.0)],
+                                                            dtype=torch.float64))
+
+
+@pytest.fixture
+def arrays(trained_jem_run: dict[str, Path], tmp_path: Path) -> dict[str, str]:
+    """The run, its training bars as labelled inliers, and 5 RGB 32x32 noise outliers."""
+    with np.load(trained_jem_run["data"]) as bars:
+        x, y = bars["x_train"], bars["y_train"]
+    rng = np.random.default_rng(0)
+    paths = {"run": trained_jem_run["run"], "tmp": tmp_path}
+    files = {
+        "inliers": {"x_test": x, "y_test": y},
+        "unlabelled": {"x_test": x},
+        "outliers": {"x_test": rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)},
+        "no_x_test": {"x_train": x},
+        "float": {"x_test": x.astype(np.float32)},
+        "two_channels": {"x_test": np.zeros((2, 28, 28, 2), np.uint8)},
+        "empty": {"x_test": np.zeros((0, 28, 28), np.uint8)},
+        "class_9": {"x_test": x, "y_test": np.full(len(x), 9)},
+        "short_labels": {"x_test": x, "y_test": y[:2]},
+    }
+    for name, content in files.items():
+        paths[name] = tmp_path / f"{name}.npz"
+        np.savez(paths[name], **content)
+    return {key: str(value) for key, value in paths.items()}
+
+
+def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
+    out = Path(arrays["tmp"]) / "ood.json"
+    assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert list(table["auroc"]) == ["stgconv", "max_softmax", "max_logit"]
+    assert all(0 <= a <= 1 for a in table["auroc"].values())
+    assert 0 <= table["accuracy"] <= 1 and 0 <= table["ece"] <= 1
+    assert (table["n_inliers"], table["n_outliers"]) == (6, 5)
+    assert "AUROC" in capsys.readouterr().out
+
+
+def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> None:
+    out = Path(arrays["tmp"]) / "ood.json"
+    assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["unlabelled"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["accuracy"] is None and table["ece"] is None
+
+
+@pytest.mark.parametrize("inliers, outliers, message", [
+    ("{tmp}/missing.npz", "{outliers}", "{tmp}/missing.npz: not a readable .npz file"),
+    ("{inliers}", "{no_x_test}", "{no_x_test}: no array 'x_test' (it has x_train)"),
+    ("{float}", "{outliers}", "x_test must be uint8 (N, H, W) or (N, H, W, 1 or 3), got float32"),
+    ("{inliers}", "{two_channels}", "got uint8 (2, 28, 28, 2)"),
+    ("{inliers}", "{empty}", "{empty}: x_test holds no images"),
+    ("{class_9}", "{outliers}", "y_test has class 9, but the model has 3 classes"),
+    ("{short_labels}", "{outliers}", "{short_labels}"),
+])
+def test_bad_input_exits_2_with_one_line(arrays: dict[str, str], capsys, inliers: str,
+                                         outliers: str, message: str) -> None:
+    code = main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers",
+                 inliers.format(**arrays), "--outliers", outliers.format(**arrays),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("stgconv eval: error: ") and err.count("\n") == 1, err
+    assert message.format(**arrays) in err
+
+
+def test_a_descriptor_checkpoint_exits_2(arrays: dict[str, str], trained_voxel_run, capsys
+                                         ) -> None:
+    code = main(["eval", "ood", "--checkpoint", str(trained_voxel_run["run"]), "--inliers",
+                 arrays["inliers"], "--outliers", arrays["outliers"], "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a classifier" in err, err

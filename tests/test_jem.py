@@ -1,0 +1,306 @@
+"""JEM: the hybrid loss against a hand-built gradient, the trainer (the p(x, y) term samples the
+class energies, resume bit for bit, divergence stopped with advice and the last good checkpoint
+kept), the config's and data's checks, and ``stgconv train`` end to end on tiny labelled images
+(the checkpoint rebuilds the classifier without pickles)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _tiny import JEM_CONFIG, JEM_TINY, gen, labelled_bars
+from test_train import assert_same
+from torch import Tensor, nn
+
+from stgconv.checkpoint import load_checkpoint, load_model
+from stgconv.cli import main
+from stgconv.config import JEMConfig, TrainConfig, load_config
+from stgconv.energy.classifier import ClassifierEnergy, classifier_energy
+from stgconv.jem import JEM_ADVICE, HybridTrainer
+from stgconv.losses import hybrid_loss
+from stgconv.mcmc import Langevin, NoiseInit, ReplayBuffer
+from stgconv.train import DivergenceError
+
+F64 = torch.float64
+
+# --------------------------------------------------------------------------- the hybrid loss
+
+
+def linear_energy(seed: int = 0) -> ClassifierEnergy:
+    """Logits ``W x + b`` of 4 inputs into 3 classes, float64."""
+    torch.manual_seed(seed)
+    return ClassifierEnergy(nn.Linear(4, 3).double())
+
+
+def reference_gradient(linear: nn.Linear, x: Tensor, y: Tensor, x_neg: Tensor, x_neg_y: Tensor,
+                       *, px: float, pxy: float, l2: float) -> tuple[Tensor, Tensor]:
+    """d loss / d (W, b) written out for logits ``W x + b``:
+    cross-entropy ``(softmax - onehot) x^T``; ``E(x) = -logsumexp`` so ``dE/dW = -softmax x^T``;
+    ``E(x, y) = -(W x + b)[y]`` so ``dE/dW = -onehot(y) x^T``; ``l2 E^2`` adds ``2 l2 E dE``."""
+    m = len(x_neg)
+
+    def logits(inputs: Tensor) -> Tensor:
+        return inputs @ linear.weight.T + linear.bias
+
+    def mean_outer(coef: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """mean over examples of ``coef[i] x[i]^T`` (for W) and ``coef[i]`` (for b)."""
+        return coef.T @ inputs / len(inputs), coef.mean(0)
+
+    def marginal(inputs: Tensor) -> tuple[Tensor, Tensor]:  # E and dE/dlogits
+        z = logits(inputs)
+        return -torch.logsumexp(z, 1), -torch.softmax(z, 1)
+
+    def conditional(inputs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        onehot = F.one_hot(labels, 3).to(F64)
+        return -(logits(inputs) * onehot).sum(1), -onehot
+
+    grad_w, grad_b = mean_outer(torch.softmax(logits(x), 1) - F.one_hot(y, 3).to(F64), x)
+    for weight, (e_pos, d_pos), (e_neg, d_neg), x_p, x_n in (
+            (px, marginal(x[:m]), marginal(x_neg), x[:m], x_neg),
+            (pxy, conditional(x[:m], y[:m]), conditional(x_neg_y, y[:m]), x[:m], x_neg_y)):
+        for sign, energies, d, inputs in ((1, e_pos, d_pos, x_p), (-1, e_neg, d_neg, x_n)):
+            w, b = mean_outer((sign + 2 * l2 * energies)[:, None] * d, inputs)
+            grad_w, grad_b = grad_w + weight * w, grad_b + weight * b
+    return grad_w, grad_b
+
+
+def test_hybrid_loss_is_cross_entropy_plus_the_weighted_contrastive_terms() -> None:
+    energy = linear_energy()
+    x, y = torch.randn(5, 4, generator=gen(1), dtype=F64), torch.tensor([0, 1, 2, 1, 0])
+    x_neg, x_neg_y = (torch.randn(3, 4, generator=gen(s), dtype=F64) for s in (2, 3))
+    loss, stats = hybrid_loss(energy, x, y, x_neg, x_neg_y=x_neg_y, px_weight=0.7,
+                              pxy_weight=0.3, energy_l2=0.1)
+    e_pos, e_neg = energy(x[:3]), energy(x_neg)
+    e_pos_y, e_neg_y = energy.class_energy(x[:3], y[:3]), energy.class_energy(x_neg_y, y[:3])
+    ce = F.cross_entropy(energy.logits(x), y)
+    expected = (ce + 0.7 * (e_pos.mean() - e_neg.mean()
+                            + 0.1 * (e_pos.pow(2).mean() + e_neg.pow(2).mean()))
+                + 0.3 * (e_pos_y.mean() - e_neg_y.mean()
+                         + 0.1 * (e_pos_y.pow(2).mean() + e_neg_y.pow(2).mean())))
+    torch.testing.assert_close(loss, expected)
+    # The p(x, y) statistics are the class energies of the batch's own labels.
+    torch.testing.assert_close(stats["e_pos_y"], e_pos_y.mean().detach())
+    torch.testing.assert_close(stats["e_neg_y"], e_neg_y.mean().detach())
+    torch.testing.assert_close(stats["ce"], ce.detach())
+    # With both contrastive weights 0 it is the plain classifier's loss, and needs no samples.
+    plain, plain_stats = hybrid_loss(energy, x, y, None, px_weight=0.0)
+    torch.testing.assert_close(plain, ce)
+    assert "e_pos" not in plain_stats
+
+
+@pytest.mark.parametrize("px, pxy, l2", [(1.0, 0.0, 0.0), (0.5, 2.0, 0.1), (0.0, 1.0, 0.3)])
+def test_hybrid_loss_gradient_matches_the_hand_built_one(px: float, pxy: float, l2: float
+                                                         ) -> None:
+    energy = linear_energy()
+    x, y = torch.randn(6, 4, generator=gen(1), dtype=F64), torch.tensor([0, 1, 2, 2, 1, 0])
+    x_neg, x_neg_y = (torch.randn(4, 4, generator=gen(s), dtype=F64) for s in (2, 3))
+    loss, _ = hybrid_loss(energy, x, y, x_neg if px else None,
+                          x_neg_y=x_neg_y if pxy else None, px_weight=px, pxy_weight=pxy,
+                          energy_l2=l2)
+    linear = energy.classifier
+    grad_w, grad_b = torch.autograd.grad(loss, [linear.weight, linear.bias])
+    want_w, want_b = reference_gradient(linear, x, y, x_neg, x_neg_y, px=px, pxy=pxy, l2=l2)
+    torch.testing.assert_close(grad_w, want_w.detach())
+    torch.testing.assert_close(grad_b, want_b.detach())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"x_neg": None}, "needs 1 to 5 samples, got None"),
+    ({"x_neg": torch.zeros(6, 4, dtype=F64)}, "needs 1 to 5 samples"),
+    ({"x_neg": torch.zeros(2, 4, dtype=F64), "pxy_weight": 1.0}, "needs 1 to 5 samples, got None"),
+    ({"x_neg": torch.zeros(2, 3, dtype=F64)}, "differ in sample shape"),
+    ({"x_neg": torch.zeros(2, 4, dtype=F64), "y_pos": torch.zeros(4, dtype=torch.long)},
+     r"labels must be \(5,\)"),
+])
+def test_hybrid_loss_refuses_missing_or_misshapen_samples(kwargs: dict, message: str) -> None:
+    args = {"y_pos": torch.zeros(5, dtype=torch.long), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        hybrid_loss(linear_energy(), torch.zeros(5, 4, dtype=F64), args.pop("y_pos"),
+                    args.pop("x_neg"), **args)
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+def tiny_labelled(n: int = 6) -> tuple[Tensor, Tensor]:
+    """``(n, 1, 4, 4)`` images in [-1, 1] and their classes ``i % 3``."""
+    return torch.rand(n, 1, 4, 4, generator=gen(100)) * 2 - 1, torch.arange(n) % 3
+
+
+def make_trainer(*, init_seed: int = 0, sampler=None, **jem) -> HybridTrainer:
+    torch.manual_seed(init_seed)
+    energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.SiLU(),
+                                            nn.Linear(8, 3)))
+    data, labels = tiny_labelled()
+    return HybridTrainer(
+        energy, sampler or Langevin(n_steps=2, step_size=0.1, clamp=(-1.0, 1.0)),
+        ReplayBuffer(8, NoiseInit("uniform", 1.0), fresh=0.3), data, labels,
+        jem=JEMConfig(**{"px_batch": 2, "pxy_weight": 0.5, **jem}),
+        train=TrainConfig(batch_size=4, lr=0.01, energy_l2=0.1), generator=gen(0))
+
+
+def test_a_step_reports_every_term_and_learns() -> None:
+    trainer = make_trainer()
+    history = trainer.fit(3, progress=False)
+    assert set(history[0]) == {"loss", "ce", "accuracy", "e_pos", "e_neg", "e_pos_y", "e_neg_y"}
+    assert trainer.iteration == 3 and trainer.last_samples.shape == (2, 1, 4, 4)
+    # Each step's two contrastive terms (2 chains each) went into the buffer.
+    assert len(trainer.chains) == 8
+
+
+class RecordingSampler:
+    """A Langevin sampler that remembers, for each run, the energy it was given at the starts
+    and, before the step changes the weights, the model's marginal and per-class energies
+    there."""
+
+    def __init__(self) -> None:
+        self.inner = Langevin(n_steps=1, step_size=0.1)
+        self.model: ClassifierEnergy | None = None
+        self.runs: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    def run(self, energy, x0, **kwargs) -> Tensor:
+        with torch.no_grad():
+            per_class = -self.model.logits(x0)
+            self.runs.append((energy(x0), self.model(x0), per_class))
+        return self.inner.run(energy, x0, **kwargs)
+
+
+def test_the_pxy_term_samples_the_class_energies_of_the_batch() -> None:
+    sampler = RecordingSampler()
+    trainer = make_trainer(sampler=sampler, px_weight=0.0, pxy_weight=1.0, px_batch=3)
+    sampler.model = trainer.energy
+    batch = torch.tensor([4, 0, 2, 1])  # classes 1, 0, 2, 1
+    stats = trainer.step([batch])
+    (given, marginal, per_class), = sampler.runs
+    # The chains ran on E(x, y) of the first px_batch examples' own classes, not the marginal.
+    torch.testing.assert_close(given, per_class[torch.arange(3), torch.tensor([1, 0, 2])])
+    assert not torch.allclose(given, marginal)
+    assert "e_pos" not in stats and "e_pos_y" in stats
+
+
+def test_resume_takes_the_same_steps(tmp_path: Path) -> None:
+    straight = make_trainer()
+    straight.fit(4, progress=False)
+    first = make_trainer()
+    first.fit(2, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    del first
+    second = make_trainer(init_seed=7)
+    second.resume(tmp_path / "checkpoint.pt")
+    assert second.fit(4, progress=False) and second.iteration == 4
+    assert_same(straight.state_dict(), second.state_dict())
+
+
+def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    trainer = make_trainer()
+    path = tmp_path / "checkpoint.pt"
+    trainer.fit(1, checkpoint_path=path, progress=False)
+    good = load_checkpoint(path)
+    trainer.jem = replace(trainer.jem, max_energy_gap=1e-9)  # any gap is now too far
+    with pytest.raises(DivergenceError) as info:
+        trainer.fit(3, checkpoint_path=path, progress=False)
+    message = str(info.value)
+    assert "JEM's contrastive term diverged at iteration 2" in message
+    assert JEM_ADVICE in message and f"{path} keeps iteration 1, the last good model" in message
+    assert_same(load_checkpoint(path)["model"], good["model"])
+
+
+def test_the_trainer_refuses_bad_labels() -> None:
+    trainer = make_trainer()
+    data, labels = tiny_labelled()
+    args = (trainer.energy, trainer.sampler, trainer.chains, data)
+    with pytest.raises(ValueError, match=r"labels must be in 0 \.\. 2"):
+        HybridTrainer(*args, labels + 1)
+    with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
+        HybridTrainer(*args, labels[:5])
+
+
+# --------------------------------------------------------------------------- config and data
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.arch=texture"], "jem trains a classifier architecture, got model.arch 'texture'"),
+    (["jem.px_batch=0"], r"jem.px_batch must be in \[1, train.batch_size = 64\]"),
+    (["jem.px_batch=65"], r"jem.px_batch must be in \[1, train.batch_size = 64\]"),
+    (["jem.px_weight=-1"], "jem.px_weight must be >= 0"),
+    (["jem.max_energy_gap=0"], "jem.max_energy_gap must be positive"),
+    (["chains.chains_per_example=2"], "chains.chains_per_example must be 1"),
+    (["chains.mode=data"], "chains.mode 'data' does not apply"),
+    (["data.kind=texture"], "jem needs labelled images"),
+    (["model.n_classes=1"], "model.n_classes must be >= 2"),
+    (["jem.labelz=y"], "unknown config key.*jem.labelz"),
+])
+def test_config_checks_the_jem_section(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(JEM_CONFIG, overrides)
+
+
+def test_a_classifier_needs_the_jem_section() -> None:
+    with pytest.raises(ValueError, match="'digit_classifier' is a classifier: add a jem section"):
+        load_config(None, ["model.arch=digit_classifier"])
+
+
+def test_the_shipped_jem_config_loads() -> None:
+    config = load_config(JEM_CONFIG)
+    assert config.jem is not None and config.model.arch == "digit_classifier"
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"y_train": None}, "no labels 'y_train' (it has x_train)"),
+    ({"y_train": np.array([0, 1, 2, 5, 0, 1])}, "holds class 5, past model.n_classes = 3"),
+    ({"y_train": np.array([0, 1])}, "holds 2 labels for 6 x_train images"),
+    ({"y_train": np.full(6, 0.5)}, "must be integer labels"),
+])
+def test_train_refuses_missing_or_bad_labels(tmp_path: Path, capsys, arrays: dict,
+                                             message: str) -> None:
+    with np.load(labelled_bars(tmp_path / "bars.npz")) as archive:
+        content = {"x_train": archive["x_train"], **arrays}
+    np.savez(tmp_path / "bad.npz", **{k: v for k, v in content.items() if v is not None})
+    code = main(["train", str(JEM_CONFIG), "--data", str(tmp_path / "bad.npz"),
+                 "--out", str(tmp_path / "run"), *JEM_TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.startswith("stgconv train: error:")
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_train_writes_a_jem_run_that_rebuilds_without_pickles(trained_jem_run: dict[str, Path]
+                                                              ) -> None:
+    run = trained_jem_run["run"]
+    for name in ("checkpoint.pt", "config.yaml", "observed.png", "samples.png"):
+        assert (run / name).is_file(), name
+    # weights_only loading refuses anything but tensors and plain data.
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 2
+    assert state["model_config"] == {"arch": "digit_classifier", "n_classes": 3,
+                                     "in_channels": 1, "image_size": 28}
+    energy, config, _ = load_model(run, device="cpu")
+    assert isinstance(energy, ClassifierEnergy) and config.jem is not None
+    rebuilt = classifier_energy(**state["model_config"])
+    rebuilt.load_state_dict(state["model"])
+    x = torch.rand(2, 1, 28, 28, generator=gen(0)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(energy.logits(x), rebuilt.logits(x))
+    # The replay buffer holds the chains of both iterations' contrastive sub-batches.
+    assert state["chains"]["samples"].shape == (4, 1, 28, 28)
+
+
+def test_cosine_lr_decay_follows_the_iteration_count() -> None:
+    """jem.lr_decay cosine: step i runs at lr (1 + cos(pi i / n)) / 2, from the iteration
+    count, so a resumed run continues the schedule."""
+    import math
+
+    trainer = make_trainer(lr_decay="cosine")
+    base, n = trainer.lr, trainer.n_iterations
+    for i in range(2):
+        trainer.step()
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
+            base * 0.5 * (1 + math.cos(math.pi * i / n)))
+    constant = make_trainer()  # lr_decay "none"
+    constant.step()
+    constant.step()
+    assert constant.optimizer.param_groups[0]["lr"] == base
