@@ -271,6 +271,10 @@ class JEMConfig:
     # the usual classifier schedule: the last epochs at small rates buy the accuracy that a
     # constant rate leaves on the table within a fixed CPU budget.
     lr_decay: Literal["none", "cosine"] = "none"
+    # Data augmentation: every example of a batch moved by a random whole-pixel shift of up to
+    # this many pixels along each axis (edges repeated; stgconv.ops.random_shift), as JEM's
+    # own training does, so the classifier does not learn where on the grid a stroke sits.
+    shift: int = 0
     # A step whose mean sample energy sits further than this from the data's has diverged: the
     # model has made its samples (or the data) extremely likely, the known failure of JEM's
     # p(x) term, after which the classifier is ruined too.
@@ -449,6 +453,9 @@ def _check_jem(config: ExperimentConfig) -> None:
         if not getattr(jem, key) >= 0:
             raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
     _check_positive("jem.max_energy_gap", jem.max_energy_gap)
+    if not 0 <= jem.shift < config.data.size // 2:
+        raise ValueError(f"jem.shift must be in [0, data.size / 2 = {config.data.size // 2}), "
+                         f"got {jem.shift}")
     if jem.px_batch is not None and not 1 <= jem.px_batch <= config.train.batch_size:
         raise ValueError(f"jem.px_batch must be in [1, train.batch_size = "
                          f"{config.train.batch_size}] or null, got {jem.px_batch}")

@@ -19,6 +19,7 @@ from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.starts import ChainStart
+from stgconv.ops import random_shift
 from stgconv.train import DivergenceError, Trainer
 
 # What to change when the p(x) term runs away, from the JEM paper's own advice on its
@@ -90,7 +91,8 @@ class HybridTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for indices in batches:
-            x_pos, y_pos = self.data[indices], self.labels[indices]
+            x_pos = random_shift(self.data[indices], self.jem.shift, generator=self.generator)
+            y_pos = self.labels[indices]
             sub, m = indices[: self.px_batch], self.px_batch
             x_neg = (self._samples(self.energy, x_pos[:m], sub)
                      if self.jem.px_weight > 0 else None)

@@ -200,3 +200,25 @@ def pyramid(x: Tensor, sizes: Sequence[Sequence[int]]) -> list[Tensor]:
         k = len(tuple(size))
         levels.append(block_down(x, factor_between(x.shape[-k:], size)))
     return levels
+
+
+def random_shift(x: Tensor, max_shift: int, *, generator: torch.Generator | None = None
+                 ) -> Tensor:
+    """Each image of ``x`` ``(B, C, H, W)`` moved by its own whole-pixel offset, uniform in
+    ``[-max_shift, max_shift]`` along each axis; the edge rows and columns fill the space it
+    leaves (a digit's empty border stays empty). Returns ``(B, C, H, W)``; ``max_shift`` 0
+    returns ``x`` itself."""
+    if x.dim() != 4:
+        raise ValueError(f"random_shift takes images (B, C, H, W), got {tuple(x.shape)}")
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    if max_shift == 0:
+        return x
+    b, c, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (b, 2), generator=generator,
+                            device=x.device)
+    rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (B, H) rows of padded to keep
+    cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # (B, W)
+    kept_rows = padded.gather(2, rows[:, None, :, None].expand(b, c, h, padded.shape[-1]))
+    return kept_rows.gather(3, cols[:, None, None, :].expand(b, c, h, w))

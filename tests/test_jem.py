@@ -182,13 +182,14 @@ def test_the_pxy_term_samples_the_class_energies_of_the_batch() -> None:
     assert "e_pos" not in stats and "e_pos_y" in stats
 
 
-def test_resume_takes_the_same_steps(tmp_path: Path) -> None:
-    straight = make_trainer()
+@pytest.mark.parametrize("shift", [0, 1])
+def test_resume_takes_the_same_steps(tmp_path: Path, shift: int) -> None:
+    straight = make_trainer(shift=shift)
     straight.fit(4, progress=False)
-    first = make_trainer()
+    first = make_trainer(shift=shift)
     first.fit(2, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
     del first
-    second = make_trainer(init_seed=7)
+    second = make_trainer(init_seed=7, shift=shift)
     second.resume(tmp_path / "checkpoint.pt")
     assert second.fit(4, progress=False) and second.iteration == 4
     assert_same(straight.state_dict(), second.state_dict())
@@ -227,6 +228,8 @@ def test_the_trainer_refuses_bad_labels() -> None:
     (["jem.px_batch=65"], r"jem.px_batch must be in \[1, train.batch_size = 64\]"),
     (["jem.px_weight=-1"], "jem.px_weight must be >= 0"),
     (["jem.max_energy_gap=0"], "jem.max_energy_gap must be positive"),
+    (["jem.shift=-1"], r"jem.shift must be in \[0, data.size / 2 = 14\)"),
+    (["jem.shift=14"], r"jem.shift must be in \[0, data.size / 2 = 14\)"),
     (["chains.chains_per_example=2"], "chains.chains_per_example must be 1"),
     (["chains.mode=data"], "chains.mode 'data' does not apply"),
     (["data.kind=texture"], "jem needs labelled images"),

@@ -11,7 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stgconv.ops import block_down, block_top_k, factor_between, linear_up, nearest_up, pyramid
+from stgconv.ops import (
+    block_down,
+    block_top_k,
+    factor_between,
+    linear_up,
+    nearest_up,
+    pyramid,
+    random_shift,
+)
 
 F64 = torch.float64
 
@@ -221,3 +229,32 @@ def test_block_top_k_is_the_closest_binary_tensor_with_the_block_means(case: str
 def test_block_top_k_checks_the_low_shape() -> None:
     with pytest.raises(ValueError, match="block-reduced"):
         block_top_k(torch.zeros(1, 8, 8), torch.zeros(1, 3, 4), (2, 2))
+
+
+def test_random_shift_moves_each_image_by_its_own_offset_within_range() -> None:
+    """One bright pixel in the middle of each 9x9 image lands within max_shift of it, every
+    offset of the range is drawn, and the empty border stays empty (edges repeated)."""
+    x = torch.full((400, 1, 9, 9), -1.0)
+    x[:, :, 4, 4] = 1.0
+    shifted = random_shift(x, 2, generator=torch.Generator().manual_seed(0))
+    assert shifted.shape == x.shape
+    assert ((shifted == 1.0).flatten(1).sum(1) == 1).all()
+    assert ((shifted == 1.0) | (shifted == -1.0)).all()
+    where = (shifted[:, 0] == 1.0).nonzero()[:, 1:] - 4  # (400, 2) offsets
+    assert where.abs().max() == 2
+    assert len({tuple(offset) for offset in where.tolist()}) == 25
+    # The content is moved, not changed: a shift of a ramp is the ramp offset by whole pixels.
+    ramp = torch.arange(81.0).reshape(1, 1, 9, 9)
+    moved = random_shift(ramp, 1, generator=torch.Generator().manual_seed(1))
+    inner = moved[0, 0, 1:-1, 1:-1] - ramp[0, 0, 1:-1, 1:-1]
+    assert torch.equal(inner, torch.full_like(inner, inner[0, 0].item()))
+    assert inner[0, 0].item() in {dr * 9 + dc for dr in (-1, 0, 1) for dc in (-1, 0, 1)}
+
+
+def test_random_shift_zero_is_identity_and_bad_input_is_named() -> None:
+    x = torch.randn(2, 3, 5, 5)
+    assert random_shift(x, 0) is x
+    with pytest.raises(ValueError, match=r"max_shift must be >= 0"):
+        random_shift(x, -1)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\), got \(3, 5, 5\)"):
+        random_shift(x[0], 1)
