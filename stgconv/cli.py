@@ -251,7 +251,8 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
     return check_output((run if run.is_dir() else run.parent) / name, "output folder")
 
 
-def _run(args: argparse.Namespace) -> Path:
+def _run(args: argparse.Namespace) -> Path | None:
+    """Run the command; returns what it wrote (``None``: an eval that only printed)."""
     # Before any work: a mistyped output path should not cost a training run.
     if getattr(args, "out", None) is not None:
         check_output(args.out, "--out")
@@ -314,7 +315,7 @@ def _run(args: argparse.Namespace) -> Path:
             table = voxel.eval_recovery_3d(args.checkpoint, args.shapes,
                                            missing=args.missing, init=args.init, **common)
         print(voxel.format_voxel_table(table))
-        return Path(args.json_path or args.out or ".")
+        return _written(args.json_path or args.out)
     if args.command == "eval" and args.evaluation == "classification":
         with reading(args.shapes):
             table = classification.eval_classification(
@@ -323,12 +324,12 @@ def _run(args: argparse.Namespace) -> Path:
                 l2=args.l2, seed=args.seed, json_path=args.json_path, device=args.device,
             )
         print(classification.format_accuracy_table(table))
-        return Path(args.json_path or ".")
+        return _written(args.json_path)
     if args.command == "eval" and args.evaluation == "ood":
         table = ood.eval_ood(args.checkpoint, args.inliers, args.outliers,
                              json_path=args.json_path, device=args.device)
         print(ood.format_ood_table(table))
-        return Path(args.json_path or ".")
+        return _written(args.json_path)
     if args.command == "eval":
         table = video_recovery.eval_recovery(
             _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
@@ -336,9 +337,13 @@ def _run(args: argparse.Namespace) -> Path:
             progress=not args.quiet,
         )
         print(video_recovery.format_table(table))
-        return Path(args.json_path or args.out or ".")
+        return _written(args.json_path or args.out)
     return tasks.demo(args.out, overrides=args.overrides, overwrite=args.overwrite,
                       progress=not args.quiet)
+
+
+def _written(path: str | None) -> Path | None:
+    return Path(path) if path is not None else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -351,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stgconv {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     if launched_rank() == 0:  # under torchrun, one report for the whole run
-        print(f"stgconv {args.command}: wrote {out} ({time.perf_counter() - started:.0f} s)")
+        done = f"wrote {out}" if out is not None else "done (nothing written: no --json or --out)"
+        print(f"stgconv {args.command}: {done} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

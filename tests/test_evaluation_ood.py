@@ -63,6 +63,14 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
     assert "AUROC" in capsys.readouterr().out
 
 
+def test_eval_ood_without_json_prints_the_table_and_claims_no_file(arrays: dict[str, str],
+                                                                    capsys) -> None:
+    assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "AUROC" in out and "stgconv eval: done (nothing written" in out and "wrote" not in out
+
+
 def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> None:
     out = Path(arrays["tmp"]) / "ood.json"
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["unlabelled"],
