@@ -90,7 +90,10 @@ SERIES = [
 QUICK_SERIES = [
     Series("texture", "batch", (1, 2), batch=1, side=64),  # its receptive field: 57
     Series("st_small", "frames", (4, 8), batch=1, side=16),
-    Series("desc32_small", "side", (8, 16), batch=1, side=8),
+    # Not 8^3: there the same seed trained desc32_small to different losses run to run on this
+    # CPU, and its noise-free chains went non-finite in 4 of 6 quick runs; 16^3 and 24^3 repeat
+    # bit for bit.
+    Series("desc32_small", "side", (16, 24), batch=1, side=16),
 ]
 
 
