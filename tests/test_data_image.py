@@ -51,6 +51,8 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("content", "message"), [
     ("not a zip", "not a readable .npz"),
+    ("text", r"bad.npz: not a readable .npz file \(not a zip of arrays\)$"),
+    ("one array", r"bad.npz: not a readable .npz file \(a single .npy array, not an archive\)$"),
     ("other key", "no array 'x_train' \\(it has x_test"),
     ("floats", "must be uint8"),
     ("empty", "holds no images"),
@@ -59,6 +61,11 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
     path = tmp_path / "bad.npz"
     if content == "not a zip":
         path.write_bytes(b"PK\x03\x04 truncated")
+    elif content == "text":
+        path.write_text("a README, not arrays")
+    elif content == "one array":
+        with path.open("wb") as file:
+            np.save(file, np.zeros((2, 4, 4), dtype=np.uint8))
     elif content == "other key":
         np.savez(path, x_test=np.zeros((2, 4, 4), dtype=np.uint8))
     elif content == "floats":

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import zipfile
 
@@ -95,13 +96,10 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
         ValueError: not a readable ``.npz``, no array ``key`` (the message lists those there),
             or an array of another shape or type.
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if key not in archive.files:
-                raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
-            images = archive[key]
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    with _npz_archive(path) as archive:
+        if key not in archive.files:
+            raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
+        images = archive[key]
     if images.dtype != np.uint8 or not (
             images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))):
         raise ValueError(f"{path}: {key} must be uint8 (N, H, W) or (N, H, W, 1 or 3), got "
@@ -136,14 +134,11 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
         ValueError: no array ``key`` (the message lists those there), not integers, not one
             label per image, or negative.
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if key not in archive.files:
-                raise ValueError(f"{path}: no labels {key!r} (it has {', '.join(archive.files)})")
-            labels = archive[key]
-            n_images = len(archive[images]) if images in archive.files else None
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    with _npz_archive(path) as archive:
+        if key not in archive.files:
+            raise ValueError(f"{path}: no labels {key!r} (it has {', '.join(archive.files)})")
+        labels = archive[key]
+        n_images = len(archive[images]) if images in archive.files else None
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError(f"{path}: {key} must be integer labels (N,), got {labels.dtype} "
                          f"{labels.shape}")
@@ -153,3 +148,23 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
     if len(labels) and labels.min() < 0:
         raise ValueError(f"{path}: {key} has negative labels ({labels.min()})")
     return torch.from_numpy(labels[npz_subset(len(labels), max_images)].astype(np.int64))
+
+
+@contextmanager
+def _npz_archive(path: str | Path) -> Iterator[Any]:
+    """The open ``.npz`` archive at ``path`` (arrays only, never pickles).
+
+    Raises:
+        ValueError: naming ``path``, when it is missing, unreadable or not a zip of arrays
+            (numpy would otherwise suggest loading it as a pickle).
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    except ValueError as err:  # numpy's "contains pickled data ... load it unsafely"
+        raise ValueError(f"{path}: not a readable .npz file (not a zip of arrays)") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a readable .npz file (a single .npy array, not an archive)")
+    with archive:
+        yield archive
