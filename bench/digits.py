@@ -124,6 +124,22 @@ def quick_digits(folder: Path) -> Path:
     return path
 
 
+def chain_starts(run: Path, n: int, *, seed: int) -> tuple[str, Tensor]:
+    """What the run's fresh chains start from, named, and ``n`` such starts ``(n, 1, 28, 28)``
+    in data units: what the samples would score had the chains not moved."""
+    from stgconv.build import chain_init
+    from stgconv.checkpoint import load_checkpoint, model_from_state
+    from stgconv.modalities import modality_of
+
+    state = load_checkpoint(run / "checkpoint.pt")
+    _, config = model_from_state(state, run)
+    init = chain_init(config.chains, state.get("init"))
+    x0 = init.sample((n, 1, 28, 28), generator=torch.Generator().manual_seed(seed))
+    name = ("data Gaussian" if config.chains.init == "data_gaussian"
+            else f"{config.chains.init} noise")
+    return name, modality_of(config).to_data(x0, config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/mnist_quick", help="a trained digits model")
@@ -172,12 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_s = time.perf_counter() - started
         samples = torch.from_numpy(np.load(out / "synthesized.npy"))
         data_spread = quality.spread(train_images)
-        start = torch.rand(args.samples, 1, 28, 28, generator=torch.Generator().manual_seed(
-            args.seed)) * 2 - 1
+        start_name, start = chain_starts(run, args.samples, seed=args.seed)
         rows = [score(name, images, model, test_features, train_images, data_spread)
                 for name, images in (("stgconv samples", samples),
                                      ("reference: other test digits", test_images[half:]),
-                                     ("reference: chain start (uniform noise)", start))]
+                                     (f"reference: chain start ({start_name})", start))]
     for row in rows:
         row.update({"classifier_test_accuracy": accuracy, "classifier_s": classifier_s,
                     "sample_s": sample_s if row["set"] == "stgconv samples" else None,

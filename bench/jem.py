@@ -243,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "accuracy": float((probabilities.argmax(1) == test_labels).double()
                                            .mean()),
                          "ece": expected_calibration_error(probabilities, test_labels),
+                         # Above the accuracy: overconfident; below: underconfident.
+                         "mean_confidence": float(probabilities.max(1).values.mean()),
                          "train_cpu_s": train_s[name],
                          "seconds": time.process_time() - started})
 
@@ -308,11 +310,12 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
 
     lines = ["# JEM vs the same network as a plain classifier; seconds are process CPU time "
              f"with 1 torch thread (torch {torch.__version__})",
-             f"{'model':<7}{'test acc':>10}{'ECE(15)':>9}{'train CPU s':>13}{'s':>7}"]
+             f"{'model':<7}{'test acc':>10}{'ECE(15)':>9}{'confidence':>12}{'train CPU s':>13}"
+             f"{'s':>7}"]
     for row in table("classification"):
         train = "-" if row["train_cpu_s"] is None else f"{row['train_cpu_s']:.0f}"
         lines.append(f"{row['model']:<7}{row['accuracy']:>10.4f}{row['ece']:>9.4f}"
-                     f"{train:>13}{row['seconds']:>7.1f}")
+                     f"{row['mean_confidence']:>12.4f}{train:>13}{row['seconds']:>7.1f}")
     lines += ["", "# OOD AUROC, MNIST test digits vs each set ('stgconv' = logsumexp of the "
               "logits = -E(x))",
               f"{'outliers':<28}{'n':>6}{'JEM stgconv':>13}{'JEM maxsoft':>13}"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from torch import Tensor
+
 from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.config import ChainConfig, ExperimentConfig, MultiGridConfig, SamplerConfig
 from stgconv.mcmc import (
     HMC,
     MALA,
     Langevin,
+    DataGaussian,
     MultiGridSampler,
     NoiseInit,
     PersistentChains,
@@ -46,11 +49,26 @@ def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Samp
     return HMC(n_steps=steps, step_size=sampler.step_size, n_leapfrog=sampler.n_leapfrog)
 
 
-def build_chain_start(chains: ChainConfig, n_examples: int, *, spatial_dims: int | None = None
-                      ) -> ChainStart:
+def chain_init(chains: ChainConfig, fitted: dict[str, Tensor] | None = None
+               ) -> NoiseInit | DataGaussian:
+    """Where fresh chains start: ``chains.init``'s noise, or for ``"data_gaussian"`` the
+    Gaussians fitted to the training data, rebuilt from ``fitted`` (a checkpoint's ``"init"``
+    entry, :meth:`DataGaussian.state_dict`)."""
+    if chains.init != "data_gaussian":
+        return NoiseInit(chains.init, chains.init_scale)
+    if fitted is None:
+        raise ValueError("chains.init 'data_gaussian' starts from Gaussians fitted to the "
+                         "training data, and none were given (a checkpoint of such a run keeps "
+                         "them as 'init')")
+    return DataGaussian.from_state(fitted)
+
+
+def build_chain_start(chains: ChainConfig, n_examples: int, *, spatial_dims: int | None = None,
+                      init: NoiseInit | DataGaussian | None = None) -> ChainStart:
     """The configured chain start; ``spatial_dims`` (3 for voxels ``(B, 1, D, H, W)``) is
-    needed by ``super_resolution``, whose block covers every spatial dim."""
-    init = NoiseInit(chains.init, chains.init_scale)
+    needed by ``super_resolution``, whose block covers every spatial dim; ``init`` (default
+    :func:`chain_init`) starts fresh chains."""
+    init = init if init is not None else chain_init(chains)
     k = chains.chains_per_example
     if chains.mode == "super_resolution":
         if spatial_dims is None:

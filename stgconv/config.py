@@ -95,9 +95,14 @@ class ChainConfig:
     # recovery training, with the observed entries clamped during the chain).
     mode: Literal["noise", "data", "persistent", "buffer", "super_resolution", "recovery"] = "persistent"
     chains_per_example: int = 8
-    init: Literal["gaussian", "uniform"] = "gaussian"
+    # "data_gaussian": Gaussians fitted to the training data, one per class for a JEM run
+    # (stgconv.mcmc.init.DataGaussian; stored in the checkpoint for synthesis); modes "noise",
+    # "persistent" and "buffer" only.
+    init: Literal["gaussian", "uniform", "data_gaussian"] = "gaussian"
     # Gaussian std, or half-width of the uniform range; 0 starts every chain at zero.
     init_scale: float = 0.0
+    # data_gaussian: principal directions kept per component (the rest is isotropic).
+    init_rank: int = 64
     data_noise: float = 0.0
     buffer_capacity: int = 10000
     buffer_fresh: float = 0.05
@@ -328,6 +333,16 @@ class ExperimentConfig:
                       + (f", data.frames={self.data.frames}" if self.data.kind == "video" else ""))
         if self.chains.init_scale < 0 or self.chains.data_noise < 0:
             raise ValueError("chains.init_scale and chains.data_noise must be >= 0")
+        if self.chains.init_rank < 0:
+            raise ValueError(f"chains.init_rank must be >= 0, got {self.chains.init_rank}")
+        if self.chains.init == "data_gaussian" and (
+                self.chains.mode not in ("noise", "persistent", "buffer")
+                or self.multigrid is not None or self.cooperative is not None):
+            raise ValueError("chains.init 'data_gaussian' starts the chains of chains.mode "
+                             "'noise', 'persistent' or 'buffer' of a single-grid descriptor or "
+                             f"JEM run, not chains.mode {self.chains.mode!r}"
+                             + (", multigrid" if self.multigrid is not None else "")
+                             + (", cooperative" if self.cooperative is not None else ""))
         _check_positive("chains.factor", self.chains.factor)
         if not 0.0 < self.chains.missing < 1.0:
             raise ValueError(f"chains.missing must be in (0, 1), got {self.chains.missing}")

@@ -33,6 +33,7 @@ from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.buffer import ReplayBuffer
+from stgconv.mcmc.init import DataGaussian
 from stgconv.mcmc.starts import ChainStart, CoarseStart, SuperResolutionStart
 from stgconv.ops import factor_between, pyramid
 
@@ -291,12 +292,15 @@ class Trainer(FitLoop):
         chains = self.chains.state_dict()
         if self.world is not None:
             chains = merge_chain_states(self.world.gather(chains))
+        init = getattr(self.chains, "init", None)
         return {
             "iteration": self.iteration,
             "model": self.energy.state_dict(),
             "model_config": self.energy.config,
             "optimizer": self.optimizer.state_dict(),
             "chains": chains,
+            # Synthesis starts where training's fresh chains did.
+            **({"init": init.state_dict()} if isinstance(init, DataGaussian) else {}),
             **gather_generators(self.generator, self.world),
             "config": self.config,
         }

@@ -275,7 +275,7 @@ def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert bench_main("digits.py")(["--quick", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [row["set"] for row in rows] == ["stgconv samples", "reference: other test digits",
-                                            "reference: chain start (uniform noise)"]
+                                            "reference: chain start (data Gaussian)"]
     for row in rows:
         assert 0.0 <= row["class_entropy"] <= 1.0 and row["frechet"] >= 0.0
         assert sum(row["class_histogram"]) == row["n"]

@@ -16,6 +16,7 @@ from _tiny import JEM_CONFIG, JEM_TINY, gen, labelled_bars
 from test_train import assert_same
 from torch import Tensor, nn
 
+from stgconv.build import chain_init
 from stgconv.checkpoint import load_checkpoint, load_model
 from stgconv.cli import main
 from stgconv.config import JEMConfig, TrainConfig, load_config
@@ -235,6 +236,10 @@ def test_the_trainer_refuses_bad_labels() -> None:
     (["data.kind=texture"], "jem needs labelled images"),
     (["model.n_classes=1"], "model.n_classes must be >= 2"),
     (["jem.labelz=y"], "unknown config key.*jem.labelz"),
+    (["chains.init_rank=-1"], "chains.init_rank must be >= 0"),
+    (["chains.init=data_gaussian", "chains.mode=super_resolution"],
+     "chains.init 'data_gaussian' starts the chains of chains.mode 'noise', 'persistent' or "
+     "'buffer'"),
 ])
 def test_config_checks_the_jem_section(overrides: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -307,3 +312,27 @@ def test_cosine_lr_decay_follows_the_iteration_count() -> None:
     constant.step()
     constant.step()
     assert constant.optimizer.param_groups[0]["lr"] == base
+
+
+def test_data_gaussian_starts_train_and_class_synthesis_from_the_class_fits(tmp_path: Path
+                                                                            ) -> None:
+    """chains.init data_gaussian: the run keeps one Gaussian per class in its checkpoint, and
+    `synthesize --class K` starts class K's chains from K's (the bars of a class are identical,
+    so the start is exactly the class's bar, and one step keeps each sample nearest it)."""
+    data = labelled_bars(tmp_path / "bars.npz")
+    run = tmp_path / "run"
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(run), *JEM_TINY,
+                 "--set", "chains.init=data_gaussian", "--set", "chains.init_rank=4"]) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["init"]["factors"].shape == (3, 2, 1, 28, 28)  # 2 examples: rank 2 at most
+    with np.load(data) as archive:
+        bars = archive["x_train"][:3].astype(np.float32) / 255 * 2 - 1  # the model's units
+    starts = chain_init(load_config(run / "config.yaml").chains, state["init"]).sample(
+        (2, 1, 28, 28), classes=torch.tensor([2, 0]), generator=gen(0))
+    np.testing.assert_allclose(starts[:, 0].numpy(), bars[[2, 0]], atol=1e-5)
+    out = tmp_path / "samples"
+    assert main(["synthesize", str(run), "-n", "2", "--class", "2", "--class", "0",
+                 "--steps", "1", "--out", str(out)]) == 0
+    samples = np.load(out / "synthesized.npy")[:, 0]  # data units: the model's [-1, 1]
+    nearest = ((samples[:, None] - bars[None]) ** 2).sum(axis=(2, 3)).argmin(axis=1)
+    assert nearest.tolist() == [2, 2, 0, 0]

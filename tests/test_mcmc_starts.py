@@ -13,6 +13,7 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.mcmc import (
+    DataGaussian,
     DataStart,
     NoiseInit,
     NoiseStart,
@@ -75,6 +76,92 @@ def test_noise_init_reproducible_and_rejects_bad_settings() -> None:
         NoiseInit("laplace")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="-1"):
         NoiseInit("gaussian", -1.0)
+
+
+# --------------------------------------------------------------------------- data Gaussian
+
+
+def two_class_data(n: int = 4000) -> tuple[Tensor, Tensor]:
+    """``(n, 1, 2, 2)`` float64 examples of two classes with known means and covariances:
+    class 0 varies along one direction (std 2) plus isotropic std 0.1, class 1 is isotropic
+    std 0.5 around another mean."""
+    g = gen(0)
+    labels = torch.arange(n) % 2
+    direction = torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=F64) / 2
+    class0 = (2 * torch.randn(n, 1, generator=g, dtype=F64) * direction
+              + 0.1 * torch.randn(n, 4, generator=g, dtype=F64))
+    class1 = torch.tensor([3.0, 0, 0, -3.0], dtype=F64) + 0.5 * torch.randn(
+        n, 4, generator=g, dtype=F64)
+    x = torch.where(labels[:, None] == 0, class0, class1)
+    return x.reshape(n, 1, 2, 2), labels
+
+
+def test_data_gaussian_fits_each_class_mean_direction_and_residual() -> None:
+    data, labels = two_class_data()
+    fitted = DataGaussian.fit(data, labels, rank=1)
+    assert fitted.means.shape == (2, 1, 2, 2) and fitted.factors.shape == (2, 1, 1, 2, 2)
+    for k in range(2):
+        torch.testing.assert_close(fitted.means[k], data[labels == k].mean(0))
+    # Class 0's factor is its varying direction times its std 2; its residual the std 0.1.
+    factor = fitted.factors[0, 0].flatten()
+    assert factor.norm().item() == pytest.approx(2.0, rel=0.05)
+    assert abs(factor @ torch.tensor([1.0, 1, -1, -1], dtype=F64) / 2) == pytest.approx(
+        factor.norm().item(), rel=1e-3)
+    assert fitted.residual_std[0].item() == pytest.approx(0.1, rel=0.05)
+    assert fitted.residual_std[1].item() == pytest.approx(0.5, rel=0.05)
+    torch.testing.assert_close(fitted.weights, torch.tensor([0.5, 0.5], dtype=F64))
+
+
+def test_data_gaussian_samples_have_the_class_covariance() -> None:
+    data, labels = two_class_data()
+    fitted = DataGaussian.fit(data, labels, rank=2)
+    for k in range(2):
+        draws = fitted.sample((20000, 1, 2, 2), classes=torch.full((20000,), k),
+                              generator=gen(1)).flatten(1)
+        members = data[labels == k].flatten(1)
+        torch.testing.assert_close(draws.mean(0), members.mean(0), atol=0.05, rtol=0)
+        torch.testing.assert_close(draws.T.cov(), members.T.cov(), atol=0.1, rtol=0.05)
+
+
+def test_data_gaussian_mixture_draws_follow_the_weights_and_any_leading_shape() -> None:
+    data, labels = two_class_data()
+    fitted = DataGaussian.fit(data[:1000], (labels[:1000] * 0), rank=0)  # one component
+    assert fitted.means.shape == (1, 1, 2, 2) and fitted.factors.shape == (1, 0, 1, 2, 2)
+    fitted = DataGaussian.fit(data, labels, rank=1)
+    draws = fitted.sample((6000, 1, 2, 2), generator=gen(2)).flatten(1)
+    # Class 1 sits near (3, 0, 0, -3): about half the draws are there.
+    near_class1 = ((draws - torch.tensor([3.0, 0, 0, -3])).norm(dim=1) < 2.5).double().mean()
+    assert near_class1.item() == pytest.approx(0.5, abs=0.03)
+    assert fitted.sample((3, 2, 1, 2, 2), generator=gen(0)).shape == (3, 2, 1, 2, 2)
+    a = fitted.sample((4, 1, 2, 2), generator=gen(5))
+    torch.testing.assert_close(a, fitted.sample((4, 1, 2, 2), generator=gen(5)))
+
+
+def test_data_gaussian_state_round_trip_and_starts_buffers_and_persistent_chains() -> None:
+    data, labels = two_class_data(200)
+    fitted = DataGaussian.fit(data, labels, rank=1)
+    rebuilt = DataGaussian.from_state(roundtrip(fitted.state_dict()))
+    torch.testing.assert_close(fitted.sample((5, 1, 2, 2), generator=gen(3)),
+                               rebuilt.sample((5, 1, 2, 2), generator=gen(3)))
+    x_pos = data[:4]
+    assert ReplayBuffer(8, fitted).start(x_pos, torch.arange(4), generator=gen(0)).shape == (
+        4, 1, 2, 2)
+    chains = PersistentChains(200, fitted, chains_per_example=2)
+    assert chains.start(x_pos, torch.arange(4), generator=gen(0)).shape == (8, 1, 2, 2)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d, y: DataGaussian.fit(d, y, rank=-1), "rank must be >= 0"),
+    (lambda d, y: DataGaussian.fit(d[:3], torch.tensor([0, 1, 1])), "class 0 has 1 examples"),
+    (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 3, 3)), r"samples of shape \(1, 2, 2\)"),
+    (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.zeros(3)),
+     r"classes must be \(2,\)"),
+    (lambda d, y: DataGaussian.from_state({"means": d}), "lacks"),
+])
+def test_data_gaussian_rejects_bad_input(call, message: str) -> None:
+    data, labels = two_class_data(40)
+    with pytest.raises(ValueError, match=message):
+        call(data, labels)
 
 
 def test_noise_start_gives_fresh_chains_per_example() -> None:

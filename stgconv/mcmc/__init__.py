@@ -7,7 +7,7 @@ from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEnt
 from stgconv.mcmc.diagnostics import Diagnostics
 from stgconv.mcmc.gibbs import BlockGibbs
 from stgconv.mcmc.hmc import HMC
-from stgconv.mcmc.init import NoiseInit, data_plus_noise
+from stgconv.mcmc.init import DataGaussian, NoiseInit, data_plus_noise
 from stgconv.mcmc.langevin import Langevin
 from stgconv.mcmc.mala import MALA
 from stgconv.mcmc.multigrid import MultiGridSampler
@@ -28,6 +28,7 @@ __all__ = [
     "ChainStart",
     "CoarseStart",
     "Constraint",
+    "DataGaussian",
     "DataStart",
     "Diagnostics",
     "DownsampleConsistency",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.mcmc.init import NoiseInit
+from stgconv.mcmc.init import DataGaussian, NoiseInit
 
 
 class ReplayBuffer:
@@ -16,7 +16,7 @@ class ReplayBuffer:
     """
 
     def __init__(
-        self, capacity: int, init: NoiseInit, *, fresh: float = 0.05, chains_per_example: int = 1
+        self, capacity: int, init: NoiseInit | DataGaussian, *, fresh: float = 0.05, chains_per_example: int = 1
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
-from stgconv.mcmc.init import NoiseInit, data_plus_noise
+from stgconv.mcmc.init import DataGaussian, NoiseInit, data_plus_noise
 from stgconv.ops import block_down, block_upsampler, nearest_up
 from stgconv.types import Fill
 
@@ -60,7 +60,7 @@ class _Stateless:
 class NoiseStart(_Stateless):
     """Short-run training: every iteration starts fresh chains from noise."""
 
-    def __init__(self, init: NoiseInit, *, chains_per_example: int = 1) -> None:
+    def __init__(self, init: NoiseInit | DataGaussian, *, chains_per_example: int = 1) -> None:
         self.init = init
         self.chains_per_example = chains_per_example
 

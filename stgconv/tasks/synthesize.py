@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from stgconv.build import model_clamp, multigrid_sampler, task_sampler
+from stgconv.build import chain_init, model_clamp, multigrid_sampler, task_sampler
 from stgconv.checkpoint import is_multigrid, load_checkpoint, model_from_state, multigrid_from_state
 from stgconv.checks import as_int, check_entries
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
@@ -15,7 +15,7 @@ from stgconv.cooperative import generator_from_state, is_cooperative, propose_an
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.generator import ConvGenerator
-from stgconv.mcmc import NoiseInit
+from stgconv.mcmc import DataGaussian
 from stgconv.modalities import modality_of
 from stgconv.types import EnergyFn
 
@@ -103,8 +103,15 @@ def synthesize(
         shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
         check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
                       + (f" of {frames} frames" if frames else ""))
-        init = NoiseInit(config.chains.init, config.chains.init_scale)
-        x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
+        init = chain_init(config.chains, state.get("init"))
+        if isinstance(init, DataGaussian):
+            # A class's chains start from its own component (JEM++'s informative start).
+            of_class = (None if classes is None else torch.tensor(
+                classes, device=param.device).repeat_interleave(n_samples))
+            x0 = init.sample(shape, classes=of_class, device=param.device, dtype=param.dtype,
+                             generator=generator)
+        else:
+            x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
     samples = task_sampler(config, n_steps=n_steps).run(target_energy, x0, generator=generator)
     samples = modality.to_data(samples, config)
     out = Path(out_dir)

@@ -31,6 +31,7 @@ from stgconv.distributed import World
 from stgconv.generator import ConvGenerator
 from stgconv.io.atomic import remove_temporaries
 from stgconv.jem import HybridTrainer
+from stgconv.mcmc import DataGaussian
 from stgconv.modalities import Modality, modality_of
 from stgconv.train import MultiGridTrainer, Trainer
 
@@ -145,6 +146,9 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     data = data - modality.offset(config)  # the model's units
     observed = data
     labels = _labels(config, config.jem.labels, len(data)) if config.jem is not None else None
+    # Fitted to every example before sharding, so every rank starts chains from the same fit.
+    init = (DataGaussian.fit(data, labels, rank=config.chains.init_rank)
+            if config.chains.init == "data_gaussian" else None)
     if world is not None:
         shard = world.shard(len(data))
         data = data[shard.to(device)]
@@ -168,7 +172,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         if config.jem is not None and labels is not None:
             trainer = HybridTrainer(
                 energy, model_sampler(config),
-                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2),
+                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2,
+                                  init=init),
                 data, labels.to(device), jem=config.jem, train=config.train,
                 generator=generator, config=config_to_dict(config), world=world,
             )
@@ -184,7 +189,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         else:
             trainer = Trainer(
                 energy, model_sampler(config),
-                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2),
+                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2,
+                                  init=init),
                 data, train=config.train, generator=generator, config=config_to_dict(config),
                 world=world,
             )
