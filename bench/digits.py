@@ -124,19 +124,28 @@ def quick_digits(folder: Path) -> Path:
     return path
 
 
-def chain_starts(run: Path, n: int, *, seed: int) -> tuple[str, Tensor]:
+def chain_starts(run: Path, n: int, *, seed: int, classes: int | None = None
+                 ) -> tuple[str, Tensor]:
     """What the run's fresh chains start from, named, and ``n`` such starts ``(n, 1, 28, 28)``
-    in data units: what the samples would score had the chains not moved."""
+    in data units: what the samples would score had the chains not moved. With ``classes``
+    (a JEM run): ``n`` of each class ``0 .. classes - 1``, class-major, as ``stgconv
+    synthesize --class`` starts them."""
     from stgconv.build import chain_init
     from stgconv.checkpoint import load_checkpoint, model_from_state
+    from stgconv.mcmc import DataGaussian
     from stgconv.modalities import modality_of
 
     state = load_checkpoint(run / "checkpoint.pt")
     _, config = model_from_state(state, run)
     init = chain_init(config.chains, state.get("init"))
-    x0 = init.sample((n, 1, 28, 28), generator=torch.Generator().manual_seed(seed))
-    name = ("data Gaussian" if config.chains.init == "data_gaussian"
-            else f"{config.chains.init} noise")
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(init, DataGaussian):
+        of_class = None if classes is None else torch.arange(classes).repeat_interleave(n)
+        x0 = init.sample((n * (classes or 1), 1, 28, 28), classes=of_class, generator=generator)
+        name = "data Gaussian" + (" of the class" if classes else "")
+    else:
+        x0 = init.sample((n * (classes or 1), 1, 28, 28), generator=generator)
+        name = f"{config.chains.init} noise"
     return name, modality_of(config).to_data(x0, config)
 
 

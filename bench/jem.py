@@ -17,8 +17,9 @@ count):
 - robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
 - samples: ``stgconv synthesize --class K`` for every digit, a 10x10 grid (row = class) and,
   scored by bench/digits.py's independent classifier, the class histogram, its entropy, the
-  share of samples read as the class they were drawn for and the classifier-feature Frechet
-  distance to test digits.
+  share of samples read as the class they were drawn for, the classifier-feature Frechet
+  distance to test digits and the filter-statistics distance to training digits; the same for
+  the chains' fresh starts (what the samples would score had the chains not moved).
 
 Run from the repository root::
 
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.digits import load_split, quick_digits, score, train_classifier
+from bench.digits import chain_starts, load_split, quick_digits, score, train_classifier
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation import quality
@@ -171,6 +172,20 @@ def sample_rows(run: Path, work: Path, *, per_class: int, steps: int | None, sta
     return row, samples.view(10, per_class, *samples.shape[1:])
 
 
+def start_row(run: Path, *, per_class: int, seed: int, judge: Any, test_features: Tensor,
+              train_images: Tensor, data_spread: float) -> dict:
+    """The class chains' fresh starts scored as :func:`sample_rows` scores the samples: what
+    the samples would score had the chains not moved."""
+    name, starts = chain_starts(run, per_class, seed=seed, classes=10)
+    row = score(f"reference: chain start ({name})", starts, judge, test_features,
+                train_images, data_spread)
+    with torch.no_grad():
+        read_as = torch.cat([judge(chunk).argmax(1) for chunk in starts.split(500)])
+    asked = torch.arange(10).repeat_interleave(per_class)
+    row["read_as_asked"] = float((read_as == asked).double().mean())
+    return row
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jem", default="runs/jem_mnist_quick", help="the trained JEM run")
@@ -291,10 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_images=train_images, data_spread=quality.spread(train_images))
         reference = score("reference: other test digits", test_images[half:2 * half], judge,
                           test_features, train_images, quality.spread(train_images))
-        for row in (sample_row, reference):
+        starts = start_row(runs["jem"], per_class=args.per_class, seed=args.seed, judge=judge,
+                           test_features=test_features, train_images=train_images,
+                           data_spread=quality.spread(train_images))
+        for row in (sample_row, reference, starts):
             row.update({"table": "samples", "judge_accuracy": judge_accuracy,
                         "judge_s": judge_s})
-        rows += [sample_row, reference]
+        rows += [sample_row, reference, starts]
         if args.grid is not None:
             save_image_grid(samples[:, :10].flatten(0, 1), args.grid,
                             nrow=min(10, args.per_class))
@@ -328,16 +346,17 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
               f"{'model':<7}{'n':>6}{'accuracy':>10}{'s':>8}"]
     lines += [f"{row['model']:<7}{row['n']:>6}{row['accuracy']:>10.4f}{row['seconds']:>8.1f}"
               for row in table("robustness")]
-    samples, reference = table("samples")
+    samples, *references = table("samples")
     lines += ["", f"# class-conditional samples ({args.start} start), judged by bench/digits.py's "
               f"classifier (test accuracy {samples['judge_accuracy']:.4f})",
-              f"{'set':<32}{'n':>6}{'entropy/log10':>14}{'frechet':>9}{'read as asked':>14}"
-              f"{'s':>8}"]
-    for row in (samples, reference):
+              f"{'set':<52}{'n':>6}{'entropy/log10':>14}{'frechet':>9}{'filter stats':>13}"
+              f"{'read as asked':>14}{'s':>8}"]
+    for row in (samples, *references):
         asked = f"{row['read_as_asked']:.3f}" if "read_as_asked" in row else "-"
         seconds = f"{row['seconds']:.0f}" if "seconds" in row else "-"
-        lines.append(f"{row['set']:<32}{row['n']:>6}{row['class_entropy']:>14.3f}"
-                     f"{row['frechet']:>9.2f}{asked:>14}{seconds:>8}")
+        lines.append(f"{row['set']:<52}{row['n']:>6}{row['class_entropy']:>14.3f}"
+                     f"{row['frechet']:>9.2f}{row['filter_stats_distance']:>13.3f}{asked:>14}"
+                     f"{seconds:>8}")
     lines.append(f"# class histogram of the samples: {samples['class_histogram']}")
     return "\n".join(lines)
 

@@ -60,7 +60,7 @@ def chain_init(chains: ChainConfig, fitted: dict[str, Tensor] | None = None
         raise ValueError("chains.init 'data_gaussian' starts from Gaussians fitted to the "
                          "training data, and none were given (a checkpoint of such a run keeps "
                          "them as 'init')")
-    return DataGaussian.from_state(fitted)
+    return DataGaussian.from_state(fitted, noise=chains.init_noise, noise_scale=chains.init_scale)
 
 
 def build_chain_start(chains: ChainConfig, n_examples: int, *, spatial_dims: int | None = None,

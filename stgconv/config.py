@@ -52,8 +52,10 @@ class ModelConfig:
     # Small, as in the original descriptor code (0.016 on [-1, 1] pixels): every Gaussian piece
     # of the model has covariance sigma^2 I, so sigma sets the grain left in the samples.
     reference_sigma: float | None = 0.05
-    # Classifier architectures only: the number of classes (logits).
+    # Classifier architectures only: the number of classes (logits), and whether the density
+    # p(x) ∝ exp(s logsumexp f(x)) learns its own scale s (stgconv.energy.classifier).
     n_classes: int = 10
+    density_scale: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,11 @@ class ChainConfig:
     init: Literal["gaussian", "uniform", "data_gaussian"] = "gaussian"
     # Gaussian std, or half-width of the uniform range; 0 starts every chain at zero.
     init_scale: float = 0.0
-    # data_gaussian: principal directions kept per component (the rest is isotropic).
+    # data_gaussian: principal directions kept per component (the rest is isotropic), and the
+    # share of fresh chains (of no given class) started from uniform noise U(-init_scale,
+    # init_scale) instead, so some chains explore far from the data.
     init_rank: int = 64
+    init_noise: float = 0.0
     data_noise: float = 0.0
     buffer_capacity: int = 10000
     buffer_fresh: float = 0.05
@@ -335,6 +340,8 @@ class ExperimentConfig:
             raise ValueError("chains.init_scale and chains.data_noise must be >= 0")
         if self.chains.init_rank < 0:
             raise ValueError(f"chains.init_rank must be >= 0, got {self.chains.init_rank}")
+        if not 0.0 <= self.chains.init_noise <= 1.0:
+            raise ValueError(f"chains.init_noise must be in [0, 1], got {self.chains.init_noise}")
         if self.chains.init == "data_gaussian" and (
                 self.chains.mode not in ("noise", "persistent", "buffer")
                 or self.multigrid is not None or self.cooperative is not None):
@@ -441,6 +448,9 @@ def _check_jem(config: ExperimentConfig) -> None:
     classifier = config.model.arch in ("digit_classifier", "wide_resnet")
     if config.model.n_classes < 2:
         raise ValueError(f"model.n_classes must be >= 2, got {config.model.n_classes}")
+    if config.model.density_scale and not classifier:
+        raise ValueError(f"model.density_scale applies to classifier architectures "
+                         f"(digit_classifier, wide_resnet), not {config.model.arch!r}")
     jem = config.jem
     if jem is None:
         if classifier:

@@ -363,6 +363,9 @@ def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert [row["model"] for row in rows if row["table"] == "robustness"] == ["jem", "plain"]
     samples = [row for row in rows if row["table"] == "samples"]
     assert sum(samples[0]["class_histogram"]) == samples[0]["n"] == 20
+    assert [row["set"] for row in samples[1:]] == [
+        "reference: other test digits", "reference: chain start (data Gaussian of the class)"]
+    assert samples[2]["n"] == 20 and 0 <= samples[2]["read_as_asked"] <= 1
     assert grid.is_file()
 
 

@@ -60,3 +60,37 @@ def test_a_classifier_that_returns_the_wrong_shape_is_named() -> None:
     energy = ClassifierEnergy(nn.Flatten(0))
     with pytest.raises(ValueError, match=r"\(B, K\) logits"):
         energy(torch.zeros(2, 3))
+
+
+def test_a_density_scale_sharpens_p_x_and_leaves_p_y_given_x_alone() -> None:
+    """With a density scale s: E(x) = -s logsumexp f(x), p(y | x) = softmax f(x) unchanged,
+    and E(x, y) - E(x) = -log p(y | x), so p(x, y) = p(x) p(y | x)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    scaled = ClassifierEnergy(net, density_scale=True)
+    with torch.no_grad():
+        scaled.log_density_scale.fill_(0.7)
+    plain = ClassifierEnergy(net)
+    x = torch.randn(5, 3, 2, 2)
+    logits = net(x)
+    torch.testing.assert_close(scaled(x), -torch.exp(torch.tensor(0.7))
+                               * torch.logsumexp(logits, 1))
+    torch.testing.assert_close(scaled.log_prob_y(x), plain.log_prob_y(x))
+    for y in range(4):
+        torch.testing.assert_close(scaled.class_energy(x, y) - scaled(x),
+                                   -torch.log_softmax(logits, 1)[:, y])
+    # The scale is learnt: the marginal energy's gradient reaches it.
+    scaled(x).sum().backward()
+    assert scaled.log_density_scale.grad is not None and scaled.log_density_scale.grad != 0
+
+
+def test_classifier_energy_keeps_the_density_scale_in_its_config() -> None:
+    from stgconv.energy import build_from_config
+    from stgconv.energy.classifier import classifier_energy
+
+    energy = classifier_energy("digit_classifier", n_classes=3, density_scale=True)
+    assert energy.config["density_scale"] is True
+    rebuilt = build_from_config(energy.config)
+    rebuilt.load_state_dict(energy.state_dict())
+    assert isinstance(rebuilt, ClassifierEnergy) and rebuilt.log_density_scale is not None
+    assert "density_scale" not in classifier_energy("digit_classifier").config

@@ -137,6 +137,20 @@ def test_data_gaussian_mixture_draws_follow_the_weights_and_any_leading_shape() 
     torch.testing.assert_close(a, fitted.sample((4, 1, 2, 2), generator=gen(5)))
 
 
+def test_data_gaussian_noise_share_replaces_that_share_of_marginal_draws_only() -> None:
+    data, labels = two_class_data()
+    data = data + 10  # far from the uniform noise in [-1, 1]
+    fitted = DataGaussian.fit(data, labels, rank=1, noise=0.25, noise_scale=1.0)
+    draws = fitted.sample((4000, 1, 2, 2), generator=gen(0)).flatten(1)
+    is_noise = draws.abs().amax(1) <= 1
+    assert is_noise.double().mean().item() == pytest.approx(0.25, abs=0.03)
+    given = fitted.sample((500, 1, 2, 2), classes=torch.zeros(500, dtype=torch.long),
+                          generator=gen(0))
+    assert given.abs().amax() > 1 and (given.flatten(1).abs().amax(1) > 1).all()
+    with pytest.raises(ValueError, match="noise must be in"):
+        DataGaussian.fit(data, labels, noise=1.5)
+
+
 def test_data_gaussian_state_round_trip_and_starts_buffers_and_persistent_chains() -> None:
     data, labels = two_class_data(200)
     fitted = DataGaussian.fit(data, labels, rank=1)

@@ -26,12 +26,28 @@ class ClassifierEnergy(nn.Module):
 
     ``config``: the keyword arguments of :func:`classifier_energy` that rebuild it (plain data,
     stored in checkpoints); empty for a wrapped module of the caller's own.
+
+    ``density_scale``: learn a positive scalar ``s`` of the density, ``p(x) ∝ exp(s
+    logsumexp_y f(x)[y])``, with ``p(y | x) = softmax(f(x))`` unchanged (so ``E(x, y) = -log p(x)
+    - log p(y | x) = -f(x)[y] + (1 - s) logsumexp_y f(x)[y]``). JEM ties the density's sharpness
+    to the logits' scale, and the p(x) term then keeps the logits small: on MNIST the JEM
+    classifier came out underconfident (mean confidence 0.965 at 99.2% accuracy), and one global
+    factor of 1.75 on its logits recovered the plain network's calibration. ``s`` gives the
+    density its own temperature.
     """
 
-    def __init__(self, classifier: nn.Module, *, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, classifier: nn.Module, *, config: dict[str, Any] | None = None,
+                 density_scale: bool = False) -> None:
         super().__init__()
         self.classifier = classifier
         self.config: dict[str, Any] = dict(config or {})
+        # log s, so that s stays positive; s = 1 is JEM's own energy.
+        self.log_density_scale = nn.Parameter(torch.zeros(())) if density_scale else None
+
+    def _density(self, logits: Tensor) -> Tensor:
+        """``log p(x)`` up to a constant from ``(B, K)`` logits: ``s logsumexp``, ``(B,)``."""
+        free = torch.logsumexp(logits, dim=1)
+        return free if self.log_density_scale is None else self.log_density_scale.exp() * free
 
     def logits(self, x: Tensor) -> Tensor:
         """``(B, *S)`` -> ``(B, K)``."""
@@ -42,8 +58,9 @@ class ClassifierEnergy(nn.Module):
         return logits
 
     def forward(self, x: Tensor) -> Tensor:
-        """The marginal energy ``-logsumexp_y f(x)[y]``, ``(B, *S)`` -> ``(B,)``."""
-        return -torch.logsumexp(self.logits(x), dim=1)
+        """The marginal energy ``-logsumexp_y f(x)[y]`` (times ``s`` with a density scale),
+        ``(B, *S)`` -> ``(B,)``."""
+        return -self._density(self.logits(x))
 
     def class_energy(self, x: Tensor, y: Tensor | int) -> Tensor:
         """``-f(x)[y]``, ``(B,)``; ``y`` one class for every example or ``(B,)`` classes, each
@@ -55,7 +72,10 @@ class ClassifierEnergy(nn.Module):
             raise ValueError(f"classes must be one int or ({len(x)},), one per example, got "
                              f"{tuple(y.shape)}")
         y = y.expand(len(x))
-        return -logits.gather(1, y.long()[:, None])[:, 0]
+        energy = -logits.gather(1, y.long()[:, None])[:, 0]
+        if self.log_density_scale is None:
+            return energy
+        return energy + torch.logsumexp(logits, dim=1) - self._density(logits)
 
     def log_prob_y(self, x: Tensor) -> Tensor:
         """``log p(y | x)``, ``(B, K)``."""
@@ -125,7 +145,7 @@ CLASSIFIER_ARCHS = ("digit_classifier", "wide_resnet")
 
 
 def classifier_energy(arch: str, *, n_classes: int = 10, in_channels: int = 1,
-                      image_size: int = 28) -> ClassifierEnergy:
+                      image_size: int = 28, density_scale: bool = False) -> ClassifierEnergy:
     """A :data:`CLASSIFIER_ARCHS` preset as an energy, its ``config`` set so that
     :func:`stgconv.energy.build_from_config` rebuilds it.
 
@@ -144,5 +164,8 @@ def classifier_energy(arch: str, *, n_classes: int = 10, in_channels: int = 1,
         raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
     net = (digit_classifier(n_classes, in_channels=in_channels) if arch == "digit_classifier"
            else wide_resnet(n_classes, in_channels=in_channels))
-    return ClassifierEnergy(net, config={"arch": arch, "n_classes": n_classes,
-                                         "in_channels": in_channels, "image_size": image_size})
+    config: dict[str, Any] = {"arch": arch, "n_classes": n_classes, "in_channels": in_channels,
+                              "image_size": image_size}
+    if density_scale:  # only then, so checkpoints of models without it keep their config
+        config["density_scale"] = True
+    return ClassifierEnergy(net, config=config, density_scale=density_scale)

@@ -65,10 +65,17 @@ class DataGaussian:
             isotropic part leaves to them.
         residual_std: ``(K,)`` standard deviation of the variance the factors leave out.
         weights: ``(K,)`` mixture weights (the classes' shares of the data), summing to 1.
+        noise: the share of draws of no given class that are uniform noise
+            ``U(-noise_scale, noise_scale)`` instead, so that some chains also explore far from
+            the data (where a model that never saw samples may put its lowest energies).
     """
 
-    def __init__(self, means: Tensor, factors: Tensor, residual_std: Tensor, weights: Tensor
-                 ) -> None:
+    def __init__(self, means: Tensor, factors: Tensor, residual_std: Tensor, weights: Tensor,
+                 *, noise: float = 0.0, noise_scale: float = 1.0) -> None:
+        if not 0.0 <= noise <= 1.0 or noise_scale < 0:
+            raise ValueError(f"noise must be in [0, 1] and noise_scale >= 0, got {noise}, "
+                             f"{noise_scale}")
+        self.noise, self.noise_scale = noise, noise_scale
         k = means.shape[0]
         if (factors.shape[0] != k or factors.shape[2:] != means.shape[1:]
                 or residual_std.shape != (k,) or weights.shape != (k,)):
@@ -80,9 +87,11 @@ class DataGaussian:
         self.residual_std, self.weights = residual_std, weights
 
     @classmethod
-    def fit(cls, data: Tensor, labels: Tensor | None = None, *, rank: int = 64) -> DataGaussian:
+    def fit(cls, data: Tensor, labels: Tensor | None = None, *, rank: int = 64,
+            noise: float = 0.0, noise_scale: float = 1.0) -> DataGaussian:
         """Fit to ``data`` ``(N, *S)``, one component per class of ``labels`` ``(N,)``
-        (``0 .. K - 1``, each class present) or one for all of it."""
+        (``0 .. K - 1``, each class present) or one for all of it; ``noise``, ``noise_scale``
+        as the constructor's."""
         if rank < 0:
             raise ValueError(f"rank must be >= 0, got {rank}")
         flat = data.detach().flatten(1).double()
@@ -100,12 +109,12 @@ class DataGaussian:
             variances = singular**2 / (len(members) - 1)
             r = min(rank, len(variances))
             left_out = flat.shape[1] - r
-            noise = variances[r:].sum() / left_out if left_out else mean.new_zeros(())
+            isotropic = variances[r:].sum() / left_out if left_out else mean.new_zeros(())
             means.append(mean)
             # The isotropic noise adds to the kept directions too, so they keep the rest of
             # their variance (the maximum-likelihood PPCA fit, Tipping & Bishop 1999).
-            factors.append(directions[:r] * (variances[:r, None] - noise).clamp(min=0).sqrt())
-            residual.append(noise.sqrt())
+            factors.append(directions[:r] * (variances[:r, None] - isotropic).clamp(min=0).sqrt())
+            residual.append(isotropic.sqrt())
             weights.append(len(members) / len(flat))
         r = min(f.shape[0] for f in factors)
         shape = data.shape[1:]
@@ -113,7 +122,8 @@ class DataGaussian:
                    torch.stack([f[:r] for f in factors]).reshape(n_classes, r, *shape)
                    .to(data.dtype),
                    torch.stack(residual).to(data.dtype),
-                   torch.tensor(weights, dtype=data.dtype, device=data.device))
+                   torch.tensor(weights, dtype=data.dtype, device=data.device),
+                   noise=noise, noise_scale=noise_scale)
 
     def sample(
         self,
@@ -125,7 +135,7 @@ class DataGaussian:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """``shape`` = ``(B, *S)`` draws, of the given ``classes`` ``(B,)`` or of components
-        picked by the mixture weights. A ``shape`` with extra leading dims (persistent chains'
+        picked by the mixture weights (a share ``noise`` of these uniform noise). A ``shape`` with extra leading dims (persistent chains'
         ``(N, k, *S)``) is filled the same way."""
         sample_shape = tuple(self.means.shape[1:])
         if tuple(shape[-len(sample_shape):]) != sample_shape:
@@ -133,6 +143,7 @@ class DataGaussian:
                              f"for {tuple(shape)}")
         n = math.prod(shape[: len(shape) - len(sample_shape)])
         device = device if device is not None else self.means.device
+        of_no_class = classes is None
         if classes is None:
             classes = torch.multinomial(self.weights.to(device), n, replacement=True,
                                         generator=generator)
@@ -146,6 +157,11 @@ class DataGaussian:
                           dtype=means.dtype)
         x = (means[classes] + torch.einsum("nr,nr...->n...", z, factors[classes])
              + self.residual_std.to(device)[classes].reshape(-1, *[1] * len(sample_shape)) * eps)
+        if of_no_class and self.noise > 0:
+            noise = NoiseInit("uniform", self.noise_scale).sample(
+                x.shape, device=device, dtype=x.dtype, generator=generator)
+            is_noise = torch.rand(n, device=device, generator=generator) < self.noise
+            x = torch.where(is_noise.reshape(-1, *[1] * len(sample_shape)), noise, x)
         return x.reshape(tuple(shape)).to(dtype if dtype is not None else means.dtype)
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -153,8 +169,11 @@ class DataGaussian:
                 "residual_std": self.residual_std, "weights": self.weights}
 
     @classmethod
-    def from_state(cls, state: dict[str, Tensor]) -> DataGaussian:
+    def from_state(cls, state: dict[str, Tensor], *, noise: float = 0.0, noise_scale: float = 1.0
+                   ) -> DataGaussian:
+        """The fit of :meth:`state_dict` (the noise share is a setting, not part of it)."""
         missing = {"means", "factors", "residual_std", "weights"} - set(state)
         if missing:
             raise ValueError(f"a data Gaussian's state lacks {sorted(missing)}")
-        return cls(state["means"], state["factors"], state["residual_std"], state["weights"])
+        return cls(state["means"], state["factors"], state["residual_std"], state["weights"],
+                   noise=noise, noise_scale=noise_scale)

@@ -36,7 +36,8 @@ class ImageModality(Modality):
     def energy(self, model: ModelConfig) -> ConvNetEnergy | ClassifierEnergy:
         if model.arch in CLASSIFIER_ARCHS:
             return classifier_energy(model.arch, n_classes=model.n_classes,
-                                     in_channels=model.in_channels, image_size=model.image_size)
+                                     in_channels=model.in_channels, image_size=model.image_size,
+                                     density_scale=model.density_scale)
         return image_energy(model.arch, in_channels=model.in_channels,
                             image_size=model.image_size, layers=model.layers,
                             activation=model.activation, reference_sigma=model.reference_sigma)

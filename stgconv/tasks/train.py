@@ -147,7 +147,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     observed = data
     labels = _labels(config, config.jem.labels, len(data)) if config.jem is not None else None
     # Fitted to every example before sharding, so every rank starts chains from the same fit.
-    init = (DataGaussian.fit(data, labels, rank=config.chains.init_rank)
+    init = (DataGaussian.fit(data, labels, rank=config.chains.init_rank,
+                             noise=config.chains.init_noise, noise_scale=config.chains.init_scale)
             if config.chains.init == "data_gaussian" else None)
     if world is not None:
         shard = world.shard(len(data))
