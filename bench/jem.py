@@ -9,11 +9,12 @@ Tables, each row with its seconds (process CPU time, so other work on shared cor
 count):
 
 - classification: MNIST test accuracy and the expected calibration error (15 bins);
-- OOD: AUROC of the recommended score (``stgconv`` = logsumexp of the logits = -E(x)) and of
-  max-softmax for both models, MNIST's test digits against outliers built here: uniform and
-  Gaussian noise, vertically flipped and inverted test digits, crops of scikit-image's texture
-  photographs and frames of the shared DynTex clips (``../shared/data/video/*.avi``), all 28x28
-  grey (``--outliers-dir`` keeps them as ``.npz`` for ``stgconv eval ood``);
+- OOD: AUROC of the recommended score (``stgconv`` = logsumexp of the logits, ordered as
+  -E(x)) and of max-softmax for both models, MNIST's test digits against outliers built here:
+  uniform and Gaussian noise, vertically flipped and inverted test digits, crops of
+  scikit-image's texture photographs and frames of the shared DynTex clips
+  (``../shared/data/video/*.avi``), all 28x28 grey (``--outliers-dir`` keeps them as ``.npz``
+  for ``stgconv eval ood``);
 - robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
 - samples: ``stgconv synthesize --class K`` for every digit, a 10x10 grid (row = class) and,
   scored by bench/digits.py's independent classifier, the class histogram, its entropy, the
@@ -335,7 +336,7 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
         lines.append(f"{row['model']:<7}{row['accuracy']:>10.4f}{row['ece']:>9.4f}"
                      f"{row['mean_confidence']:>12.4f}{train:>13}{row['seconds']:>7.1f}")
     lines += ["", "# OOD AUROC, MNIST test digits vs each set ('stgconv' = logsumexp of the "
-              "logits = -E(x))",
+              "logits, ordered as -E(x))",
               f"{'outliers':<28}{'n':>6}{'JEM stgconv':>13}{'JEM maxsoft':>13}"
               f"{'plain stgconv':>15}{'plain maxsoft':>15}{'s':>7}"]
     for row in table("ood"):
@@ -347,7 +348,8 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
     lines += [f"{row['model']:<7}{row['n']:>6}{row['accuracy']:>10.4f}{row['seconds']:>8.1f}"
               for row in table("robustness")]
     samples, *references = table("samples")
-    lines += ["", f"# class-conditional samples ({args.start} start), judged by bench/digits.py's "
+    start = "fresh starts" if args.start == "noise" else "the replay buffer's chains"
+    lines += ["", f"# class-conditional samples (from {start}), judged by bench/digits.py's "
               f"classifier (test accuracy {samples['judge_accuracy']:.4f})",
               f"{'set':<52}{'n':>6}{'entropy/log10':>14}{'frechet':>9}{'filter stats':>13}"
               f"{'read as asked':>14}{'s':>8}"]

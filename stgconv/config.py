@@ -347,9 +347,10 @@ class ExperimentConfig:
                 or self.multigrid is not None or self.cooperative is not None):
             raise ValueError("chains.init 'data_gaussian' starts the chains of chains.mode "
                              "'noise', 'persistent' or 'buffer' of a single-grid descriptor or "
-                             f"JEM run, not chains.mode {self.chains.mode!r}"
-                             + (", multigrid" if self.multigrid is not None else "")
-                             + (", cooperative" if self.cooperative is not None else ""))
+                             f"JEM run; this config has chains.mode {self.chains.mode!r}"
+                             + (" and a multigrid section" if self.multigrid is not None else "")
+                             + (" and a cooperative section" if self.cooperative is not None
+                                else ""))
         _check_positive("chains.factor", self.chains.factor)
         if not 0.0 < self.chains.missing < 1.0:
             raise ValueError(f"chains.missing must be in (0, 1), got {self.chains.missing}")
@@ -448,14 +449,14 @@ def _check_jem(config: ExperimentConfig) -> None:
     classifier = config.model.arch in ("digit_classifier", "wide_resnet")
     if config.model.n_classes < 2:
         raise ValueError(f"model.n_classes must be >= 2, got {config.model.n_classes}")
-    if config.model.density_scale and not classifier:
-        raise ValueError(f"model.density_scale applies to classifier architectures "
-                         f"(digit_classifier, wide_resnet), not {config.model.arch!r}")
     jem = config.jem
     if jem is None:
         if classifier:
             raise ValueError(f"model.arch {config.model.arch!r} is a classifier: add a jem "
                              "section (its labels and loss weights) to train it")
+        if config.model.density_scale:
+            raise ValueError(f"model.density_scale applies to classifier architectures "
+                             f"(digit_classifier, wide_resnet), not {config.model.arch!r}")
         return
     if not classifier:
         raise ValueError(f"jem trains a classifier architecture, got model.arch "

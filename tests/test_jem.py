@@ -259,6 +259,23 @@ def test_the_shipped_jem_config_loads() -> None:
     assert config.jem is not None and config.model.arch == "digit_classifier"
 
 
+def test_the_paper_scale_config_trains_on_keras_cifar_layout(tmp_path: Path) -> None:
+    """configs/image/jem_cifar10_paper.yaml on four 32x32 RGB images with Keras' CIFAR labels
+    ``(N, 1)``: one iteration of the WRN-28-10 with one SGLD step."""
+    data = tmp_path / "cifar.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x_train=rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+             y_train=np.array([[0], [3], [9], [3]]))
+    run = tmp_path / "run"
+    assert main(["train", str(JEM_CONFIG.parent / "jem_cifar10_paper.yaml"), "--data",
+                 str(data), "--out", str(run), "--set", "train.n_iterations=1", "--set",
+                 "train.batch_size=2", "--set", "sampler.n_steps=1", "--set",
+                 "train.sample_every=0", "--set", "device=cpu", "--quiet"]) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["model_config"] == {"arch": "wide_resnet", "n_classes": 10, "in_channels": 3,
+                                     "image_size": 32}
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"y_train": None}, "no labels 'y_train' (it has x_train)"),
     ({"y_train": np.array([0, 1, 2, 5, 0, 1])}, "holds class 5, past model.n_classes = 3"),
@@ -288,7 +305,8 @@ def test_train_writes_a_jem_run_that_rebuilds_without_pickles(trained_jem_run: d
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 2
     assert state["model_config"] == {"arch": "digit_classifier", "n_classes": 3,
-                                     "in_channels": 1, "image_size": 28}
+                                     "in_channels": 1, "image_size": 28, "density_scale": True}
+    assert state["model"]["log_density_scale"].shape == ()
     energy, config, _ = load_model(run, device="cpu")
     assert isinstance(energy, ClassifierEnergy) and config.jem is not None
     rebuilt = classifier_energy(**state["model_config"])

@@ -128,7 +128,8 @@ def npz_subset(n: int, max_images: int | None) -> np.ndarray:
 def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_train",
                     max_images: int | None = None) -> Tensor:
     """The integer labels ``(N,)`` of array ``key`` of an ``.npz`` file for the images of array
-    ``images``: the same subset that :func:`load_npz_images` keeps with ``max_images``.
+    ``images``: the same subset that :func:`load_npz_images` keeps with ``max_images``. The
+    array is ``(N,)`` or ``(N, 1)`` (Keras keeps CIFAR's labels so).
 
     Raises:
         ValueError: no array ``key`` (the message lists those there), not integers, not one
@@ -139,9 +140,11 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
             raise ValueError(f"{path}: no labels {key!r} (it has {', '.join(archive.files)})")
         labels = archive[key]
         n_images = len(archive[images]) if images in archive.files else None
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{path}: {key} must be integer labels (N,), got {labels.dtype} "
-                         f"{labels.shape}")
+        raise ValueError(f"{path}: {key} must be integer labels (N,) or (N, 1), got "
+                         f"{labels.dtype} {labels.shape}")
     if len(labels) != n_images:
         raise ValueError(f"{path}: {key} holds {len(labels)} labels for "
                          f"{n_images or 'no'} {images} images")

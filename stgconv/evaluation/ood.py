@@ -4,12 +4,13 @@ Each score is higher for inputs the model takes for its own data; the table give
 AUROC of telling the inliers from the outliers (:func:`stgconv.metrics.auroc`), and with inlier
 labels the classifier's accuracy and expected calibration error (15 bins) on the inliers.
 
-- ``"stgconv"``, the recommended score: ``log p(x)`` up to its constant, the negative marginal
-  energy ``-E(x) = logsumexp_y f(x)[y]``. A JEM model was trained to make it high on the data
-  and low on its own samples; a plain classifier was not, which is what the JEM benchmark shows.
+- ``"stgconv"``, the recommended score: ``logsumexp_y f(x)[y]``, which orders inputs as
+  ``log p(x) = -E(x)`` does (it is ``-E(x)``, or ``-E(x) / s`` for a model with a learnt
+  density scale ``s > 0``). A JEM model was trained to make it high on the data and low on its
+  own samples; a plain classifier was not, which is what the JEM benchmark shows.
 - ``"max_softmax"``: ``max_y p(y | x)``, the classic classifier baseline (Hendrycks & Gimpel,
   ICLR 2017).
-- ``"max_logit"``: ``max_y f(x)[y] = -min_y E(x, y)``, the best class energy.
+- ``"max_logit"``: ``max_y f(x)[y]``, the largest logit (``-min_y E(x, y)`` in JEM's own form).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
 def format_ood_table(table: dict[str, Any]) -> str:
     """The table of :func:`eval_ood` as text."""
     lines = [f"OOD detection: {table['n_inliers']} inliers vs {table['n_outliers']} outliers "
-             f"(AUROC, 1 = separated; 'stgconv' = logsumexp of the logits = -E(x))",
+             f"(AUROC, 1 = separated; 'stgconv' = logsumexp of the logits, ordered as -E(x))",
              f"{'score':<14}{'AUROC':>8}"]
     lines += [f"{name:<14}{value:>8.4f}" for name, value in table["auroc"].items()]
     if table["accuracy"] is not None:
