@@ -11,8 +11,8 @@ from stgconv.config import ChainConfig, ExperimentConfig, MultiGridConfig, Sampl
 from stgconv.mcmc import (
     HMC,
     MALA,
-    Langevin,
     DataGaussian,
+    Langevin,
     MultiGridSampler,
     NoiseInit,
     PersistentChains,

@@ -16,7 +16,8 @@ class ReplayBuffer:
     """
 
     def __init__(
-        self, capacity: int, init: NoiseInit | DataGaussian, *, fresh: float = 0.05, chains_per_example: int = 1
+        self, capacity: int, init: NoiseInit | DataGaussian, *, fresh: float = 0.05,
+        chains_per_example: int = 1,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")

@@ -54,10 +54,10 @@ class DataGaussian:
     labels are given: JEM++'s informative initialisation (Yang & Ji, ICCV 2021), which starts
     short chains near the data instead of in uniform noise that a few steps cannot leave.
 
-    Each component ``k`` is a probabilistic PCA fit: the class mean, its ``rank`` leading
-    principal directions scaled by their standard deviations, and one isotropic standard
-    deviation for the rest of the variance (the maximum-likelihood probabilistic PCA of the
-    class). A draw is ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
+    Each component ``k`` is the maximum-likelihood probabilistic PCA of its class: the class
+    mean, its ``rank`` leading principal directions, and one isotropic standard deviation for
+    the variance they leave out (which the kept directions carry too). A draw is
+    ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
 
     Args:
         means: ``(K, *S)`` component means.
@@ -135,8 +135,9 @@ class DataGaussian:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """``shape`` = ``(B, *S)`` draws, of the given ``classes`` ``(B,)`` or of components
-        picked by the mixture weights (a share ``noise`` of these uniform noise). A ``shape`` with extra leading dims (persistent chains'
-        ``(N, k, *S)``) is filled the same way."""
+        picked by the mixture weights (a share ``noise`` of these uniform noise instead). A
+        ``shape`` with extra leading dims (persistent chains' ``(N, k, *S)``) is filled the
+        same way."""
         sample_shape = tuple(self.means.shape[1:])
         if tuple(shape[-len(sample_shape):]) != sample_shape:
             raise ValueError(f"the data Gaussian makes samples of shape {sample_shape}, asked "

@@ -16,7 +16,8 @@ class PersistentChains:
     they are needed, so their shape follows the data.
     """
 
-    def __init__(self, n_examples: int, init: NoiseInit | DataGaussian, *, chains_per_example: int = 1) -> None:
+    def __init__(self, n_examples: int, init: NoiseInit | DataGaussian, *,
+                 chains_per_example: int = 1) -> None:
         if n_examples < 1 or chains_per_example < 1:
             raise ValueError(
                 f"n_examples and chains_per_example must be >= 1, got {n_examples}, {chains_per_example}"
