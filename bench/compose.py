@@ -14,7 +14,8 @@ strokes rather than at invisible adversarial patterns, which is what a sampler f
 Each expert alone (``E_A``, ``E_B``) and their sum (``ProductOfExperts([E_A, E_B])``) is
 sampled by the same Langevin chain (:class:`stgconv.mcmc.Langevin`, same settings and seed)
 from the same starts: ``--start digits`` (random test digits of every class: the chains edit
-them) or ``noise`` (uniform in [-1, 1]). Every set is then measured by judges the experts never
+them), ``gaussian`` (draws of one Gaussian fitted to the experts' training digits,
+:class:`stgconv.mcmc.DataGaussian`) or ``noise`` (uniform in [-1, 1]). Every set is then measured by judges the experts never
 saw:
 
 - condition A: ``bench/digits.py``'s classifier (another net, trained without noise on other
@@ -55,7 +56,7 @@ from bench.digits import MNIST, DigitClassifier, quick_digits, train_classifier
 from stgconv.data.image import load_npz_images
 from stgconv.energy import ClassifierEnergy, ProductOfExperts, digit_classifier
 from stgconv.io.image import save_image_grid
-from stgconv.mcmc import Langevin
+from stgconv.mcmc import DataGaussian, Langevin
 from stgconv.types import EnergyFn
 
 # The stroke-width quantile above which a digit counts as thick (condition B), and below which
@@ -159,6 +160,10 @@ def run(args: argparse.Namespace, data: Path, *, sizes: tuple[int, int, int]
     if args.start == "digits":
         test, _ = split(data, "test", n_test, args.seed)
         x0 = test[torch.randperm(len(test), generator=generator)[:args.samples]]
+    elif args.start == "gaussian":
+        # One Gaussian for all the experts' training digits (no labels): blurred digit-like
+        # starts of every class, as `chains.init: data_gaussian` starts an unlabelled model.
+        x0 = DataGaussian.fit(images).sample((args.samples, 1, 28, 28), generator=generator)
     else:
         x0 = torch.rand(args.samples, 1, 28, 28, generator=generator) * 2 - 1
     sampler = Langevin(n_steps=args.steps, step_size=(2 * args.step) ** 0.5,
@@ -209,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout")
     parser.add_argument("--digit", type=int, default=3, help="K, expert A's digit")
     parser.add_argument("--samples", type=int, default=500, help="chains per set")
-    parser.add_argument("--start", choices=["digits", "noise"], default="digits",
-                        help="the chains' common start: random test digits, or uniform noise")
+    parser.add_argument("--start", choices=["digits", "gaussian", "noise"], default="digits",
+                        help="the chains' common start: random test digits, draws of a Gaussian "
+                             "fitted to the experts' training digits, or uniform noise")
     parser.add_argument("--energy", choices=["posterior", "conditional"], default="posterior",
                         help="each expert's energy: -log p(y | x), or the class energy -f(x)[y]")
     parser.add_argument("--steps", type=int, default=100, help="Langevin steps")

@@ -369,10 +369,11 @@ def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert grid.is_file()
 
 
-def test_compose_bench_quick_writes_json_rows(tmp_path, bench_main):
+@pytest.mark.parametrize("start", ["digits", "gaussian"])
+def test_compose_bench_quick_writes_json_rows(tmp_path, bench_main, start):
     out, picture = tmp_path / "compose.json", tmp_path / "compose.png"
-    assert bench_main("compose.py")(["--quick", "--json", str(out), "--picture",
-                                     str(picture)]) == 0
+    assert bench_main("compose.py")(["--quick", "--start", start, "--json", str(out),
+                                     "--picture", str(picture)]) == 0
     rows = json.loads(out.read_text())
     assert [row["set"] for row in rows] == ["start", "expert A alone", "expert B alone",
                                             "A + B (product)"]
