@@ -357,3 +357,18 @@ def test_data_gaussian_starts_train_and_class_synthesis_from_the_class_fits(tmp_
     samples = np.load(out / "synthesized.npy")[:, 0]  # data units: the model's [-1, 1]
     nearest = ((samples[:, None] - bars[None]) ** 2).sum(axis=(2, 3)).argmin(axis=1)
     assert nearest.tolist() == [2, 2, 0, 0]
+
+
+def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(
+        trained_jem_run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """They optimise a noise start, which a model started from fitted Gaussians has not."""
+    from PIL import Image
+
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    for args in (["interpolate", str(trained_jem_run["run"])],
+                 ["reconstruct", str(trained_jem_run["run"]), str(image)]):
+        assert main([*args, "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert "chains.init data_gaussian" in err and err.count("\n") == 1, err
+        assert not (tmp_path / "out").exists()

@@ -40,8 +40,8 @@ def reconstruct(
     target = target.unsqueeze(0).to(param.device)
     sampler = _langevin(config)
     generator = torch.Generator(param.device).manual_seed(seed)
-    init = NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
-    z0 = init.sample(target.shape, device=param.device, generator=generator)
+    z0 = _start_noise(config, checkpoint).sample(target.shape, device=param.device,
+                                                  generator=generator)
     _, x, losses = shortrun.reconstruct(
         energy, sampler, target, z0=z0, n_iterations=n_iterations, lr=lr, generator=generator
     )
@@ -80,7 +80,7 @@ def interpolate(
         return modality.preview(modality.to_data(path, config), Path(out_dir) / "interpolation"
                                 )[0].parent
     _check_image(config, checkpoint)
-    init = NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
+    init = _start_noise(config, checkpoint)
     shape = (config.model.in_channels, config.data.size, config.data.size)
     z_start = init.sample(shape, device=param.device, generator=generator)
     z_end = init.sample(shape, device=param.device, generator=generator)
@@ -101,6 +101,16 @@ def _check_image(config: ExperimentConfig, checkpoint: str | Path) -> None:
     if kind != "image":
         raise ValueError(f"{checkpoint} holds a {kind} model; reconstruct and interpolate take "
                          "image models (interpolate: or cooperative models of any kind)")
+
+
+def _start_noise(config: ExperimentConfig, checkpoint: str | Path) -> NoiseInit:
+    """The noise that the short-run chains start from, the latent these tasks optimise (never
+    exactly zero, or there is nothing to optimise)."""
+    if config.chains.init == "data_gaussian":
+        raise ValueError(f"{checkpoint} starts its chains from Gaussians fitted to its data "
+                         "(chains.init data_gaussian); reconstruct and interpolate optimise a "
+                         "noise start, so they take models trained from gaussian or uniform noise")
+    return NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
 
 
 def _langevin(config: ExperimentConfig) -> Langevin:
