@@ -170,6 +170,8 @@ def test_data_gaussian_state_round_trip_and_starts_buffers_and_persistent_chains
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 3, 3)), r"samples of shape \(1, 2, 2\)"),
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.zeros(3)),
      r"classes must be \(2,\)"),
+    (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.tensor([0, 2])),
+     r"classes must be in 0 .. 1 \(the fitted components\), got 0 .. 2"),
     (lambda d, y: DataGaussian.from_state({"means": d}), "lacks"),
 ])
 def test_data_gaussian_rejects_bad_input(call, message: str) -> None:

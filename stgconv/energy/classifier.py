@@ -44,10 +44,9 @@ class ClassifierEnergy(nn.Module):
         # log s, so that s stays positive; s = 1 is JEM's own energy.
         self.log_density_scale = nn.Parameter(torch.zeros(())) if density_scale else None
 
-    def _density(self, logits: Tensor) -> Tensor:
-        """``log p(x)`` up to a constant from ``(B, K)`` logits: ``s logsumexp``, ``(B,)``."""
-        free = torch.logsumexp(logits, dim=1)
-        return free if self.log_density_scale is None else self.log_density_scale.exp() * free
+    def _density_scale(self) -> Tensor | float:
+        """``s``: 1 without a learnt density scale."""
+        return 1.0 if self.log_density_scale is None else self.log_density_scale.exp()
 
     def logits(self, x: Tensor) -> Tensor:
         """``(B, *S)`` -> ``(B, K)``."""
@@ -60,10 +59,11 @@ class ClassifierEnergy(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """The marginal energy ``-logsumexp_y f(x)[y]`` (times ``s`` with a density scale),
         ``(B, *S)`` -> ``(B,)``."""
-        return -self._density(self.logits(x))
+        return -self._density_scale() * torch.logsumexp(self.logits(x), dim=1)
 
     def class_energy(self, x: Tensor, y: Tensor | int) -> Tensor:
-        """``-f(x)[y]``, ``(B,)``; ``y`` one class for every example or ``(B,)`` classes, each
+        """``-f(x)[y]`` (plus ``(1 - s) logsumexp_y f(x)[y]`` with a density scale), ``(B,)``;
+        ``y`` one class for every example or ``(B,)`` classes, each
         in ``0 .. K - 1`` (not checked here: a sampler calls this every step, and the check
         would stop a GPU's queue each time)."""
         logits = self.logits(x)
@@ -75,7 +75,7 @@ class ClassifierEnergy(nn.Module):
         energy = -logits.gather(1, y.long()[:, None])[:, 0]
         if self.log_density_scale is None:
             return energy
-        return energy + torch.logsumexp(logits, dim=1) - self._density(logits)
+        return energy + (1 - self._density_scale()) * torch.logsumexp(logits, dim=1)
 
     def log_prob_y(self, x: Tensor) -> Tensor:
         """``log p(y | x)``, ``(B, K)``."""

@@ -150,6 +150,9 @@ class DataGaussian:
                                         generator=generator)
         elif classes.shape != (n,):
             raise ValueError(f"classes must be ({n},), one per sample, got {tuple(classes.shape)}")
+        elif len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < len(self.weights):
+            raise ValueError(f"classes must be in 0 .. {len(self.weights) - 1} (the fitted "
+                             f"components), got {int(classes.min())} .. {int(classes.max())}")
         classes = classes.to(device)
         means, factors = self.means.to(device), self.factors.to(device)
         z = torch.randn((n, factors.shape[1]), generator=generator, device=device,
