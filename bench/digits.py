@@ -108,15 +108,19 @@ def load_split(path: Path, split: str, n: int) -> tuple[Tensor, Tensor]:
 
 
 def quick_digits(folder: Path) -> Path:
-    """Generated stand-in digits (a bar at a class-dependent angle), Keras layout."""
+    """Generated stand-in digits (a bar at a class-dependent angle, of random thickness and
+    offset, under faint pixel noise, so that a class's examples differ in every direction, as
+    real digits do), Keras layout."""
     rng = np.random.default_rng(0)
     rows, cols = np.mgrid[:28, :28] - 13.5
 
     def digits(n: int) -> tuple[np.ndarray, np.ndarray]:
         labels = rng.integers(0, 10, n)
         angle = labels[:, None, None] * np.pi / 10
-        bar = np.abs(rows * np.cos(angle) - cols * np.sin(angle)) < 2.5
-        return (bar * 255).astype(np.uint8), labels.astype(np.uint8)
+        offset, half_width = rng.uniform(-2, 2, (n, 1, 1)), rng.uniform(1.5, 3, (n, 1, 1))
+        bar = np.abs(rows * np.cos(angle) - cols * np.sin(angle) - offset) < half_width
+        noise = rng.normal(0, 8, bar.shape)
+        return (bar * 255 + noise).clip(0, 255).astype(np.uint8), labels.astype(np.uint8)
 
     (x_train, y_train), (x_test, y_test) = digits(600), digits(300)
     path = folder / "digits.npz"

@@ -9,12 +9,15 @@ Tables, each row with its seconds (process CPU time, so other work on shared cor
 count):
 
 - classification: MNIST test accuracy and the expected calibration error (15 bins);
-- OOD: AUROC of the recommended score (``stgconv`` = logsumexp of the logits, ordered as
-  -E(x)) and of max-softmax for both models, MNIST's test digits against outliers built here:
-  uniform and Gaussian noise, vertically flipped and inverted test digits, crops of
-  scikit-image's texture photographs and frames of the shared DynTex clips
-  (``../shared/data/video/*.avi``), all 28x28 grey (``--outliers-dir`` keeps them as ``.npz``
-  for ``stgconv eval ood``);
+- OOD: AUROC of the recommended score of ``stgconv eval ood`` (``stgconv``: -E(x) + beta log
+  q(x), q the Gaussians fitted to the training data), of its two parts alone (``energy``,
+  ``q``) and of max-softmax for both models, MNIST's test digits against outliers built here:
+  uniform and Gaussian noise, vertically flipped test digits (all of them, and only those of
+  the digits that do not read as themselves upside down: not 0, 1, 3, 8), inverted test
+  digits, crops of scikit-image's texture photographs, frames of the shared DynTex clips
+  (``../shared/data/video/*.avi``), letters rendered in strokes as thick as MNIST's and
+  silhouettes of the shared ModelNet10 shapes, both laid out as MNIST lays out its digits, all
+  28x28 grey (``--outliers-dir`` keeps them as ``.npz`` for ``stgconv eval ood``);
 - robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
 - samples: ``stgconv synthesize --class K`` for every digit, a 10x10 grid (row = class) and,
   scored by bench/digits.py's independent classifier, the class histogram, its entropy, the
@@ -50,7 +53,13 @@ from bench.digits import chain_starts, load_split, quick_digits, score, train_cl
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation import quality
-from stgconv.evaluation.ood import classifier_logits, load_classifier, ood_scores
+from stgconv.evaluation.ood import (
+    classifier_outputs,
+    load_classifier,
+    ood_scores,
+    reference_log_prob,
+    reference_weight,
+)
 from stgconv.io.atomic import atomic_write
 from stgconv.io.image import save_image_grid
 from stgconv.metrics import auroc, expected_calibration_error
@@ -59,22 +68,32 @@ from stgconv.tasks.synthesize import synthesize
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "image" / "mnist.npz"
 VIDEOS = ROOT.parent / "shared" / "data" / "video"
+MODELNET = ROOT.parent / "shared" / "data" / "voxel" / "modelnet10_30_train.npz"
 CONFIG = ROOT / "configs" / "image" / "jem_mnist_quick.yaml"
 TEXTURES = ("brick", "grass", "gravel")
 MODELS = ("jem", "plain")
 
 
-def outlier_sets(digits: np.ndarray, n: int, *, videos: Path, seed: int
+# Upside down, these read as themselves (0, 1, 8 are nearly symmetric; 3 too, about its
+# middle): as outliers their flips would be mislabelled inliers.
+SELF_SYMMETRIC = (0, 1, 3, 8)
+
+
+def outlier_sets(digits: np.ndarray, labels: np.ndarray, n: int, *, videos: Path, seed: int
                  ) -> dict[str, np.ndarray]:
     """Outliers, uint8 ``(n, H, W)`` each (sides other than 28 are resized on loading, as
-    ``eval ood`` does), from MNIST test digits ``digits`` ``(N, 28, 28)`` uint8 and data at hand.
-    The DynTex frames are left out when ``videos`` holds no ``.avi`` clip."""
+    ``eval ood`` does), from MNIST test digits ``digits`` ``(N, 28, 28)`` uint8 of classes
+    ``labels`` ``(N,)`` and data at hand. The DynTex frames are left out when ``videos`` holds
+    no ``.avi`` clip."""
     rng = np.random.default_rng(seed)
-    pick = digits[rng.permutation(len(digits))[:n]]
+    order = rng.permutation(len(digits))
+    pick = digits[order[:n]]
+    asymmetric = order[~np.isin(labels[order], SELF_SYMMETRIC)][:n]
     sets = {
         "uniform noise": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
         "gaussian noise": rng.normal(127.5, 64.0, (n, 28, 28)).clip(0, 255).astype(np.uint8),
         "vertically flipped digits": np.ascontiguousarray(pick[:, ::-1]),
+        "flipped digits except 0 1 3 8": np.ascontiguousarray(digits[asymmetric][:, ::-1]),
         "inverted digits": 255 - pick,
     }
     from skimage import data as skimage_data
@@ -96,7 +115,69 @@ def outlier_sets(digits: np.ndarray, n: int, *, videos: Path, seed: int
         keep = torch.from_numpy(rng.permutation(len(frames))[:n])
         sets["DynTex frames"] = (frames[keep].add(1).mul(127.5).round()
                                  .to(torch.uint8).numpy())
+    sets["rendered letters"] = rendered_letters(n, rng)
+    if MODELNET.is_file():
+        sets["ModelNet10 silhouettes"] = silhouettes(MODELNET, n, rng)
     return sets
+
+
+# Letters that do not pass for a digit when handwritten (no O, I, l, S, Z, B, G, b, g, q, o, s,
+# z, i, which read as 0, 1, 5, 2, 8, 6, 9).
+LETTERS = "ACDEFHJKLMNPQRTUVWXYacdefhjkmnprtuvwxy"
+
+
+def digit_box(glyph: np.ndarray) -> np.ndarray:
+    """A white-on-black image ``(H, W)`` uint8 laid out as MNIST lays out its digits: the ink's
+    bounding box scaled into 20x20 (aspect kept), placed in 28x28 with its centre of mass at
+    the centre."""
+    from PIL import Image
+
+    rows, cols = np.nonzero(glyph)
+    ink = glyph[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    scale = 20 / max(ink.shape)
+    size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+    small = np.asarray(Image.fromarray(ink).resize(size, Image.LANCZOS)).astype(np.float64)
+    canvas = np.zeros((28, 28))
+    top, left = (28 - small.shape[0]) // 2, (28 - small.shape[1]) // 2
+    canvas[top:top + small.shape[0], left:left + small.shape[1]] = small
+    mass = canvas.sum()
+    centre = [(canvas.sum(axis=1 - axis) * np.arange(28)).sum() / mass for axis in (0, 1)]
+    shift = [int(round(13.5 - c)) for c in centre]
+    return np.roll(canvas, shift, axis=(0, 1)).clip(0, 255).astype(np.uint8)
+
+
+def rendered_letters(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, 28, 28)`` uint8 letters (:data:`LETTERS`) in Pillow's own font with strokes as
+    thick as MNIST's, randomly slanted, laid out as MNIST digits (:func:`digit_box`): the
+    nearest outliers at hand to handwritten letters."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=80)
+    out = []
+    for _ in range(n):
+        letter = LETTERS[rng.integers(len(LETTERS))]
+        canvas = Image.new("L", (160, 160))
+        ImageDraw.Draw(canvas).text((80, 80), letter, fill=255, font=font, anchor="mm",
+                                    stroke_width=int(rng.integers(0, 4)), stroke_fill=255)
+        shear = rng.uniform(-0.3, 0.3)
+        canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -80 * shear, 0, 1, 0),
+                                  resample=Image.BILINEAR)
+        out.append(digit_box(np.asarray(canvas)))
+    return np.stack(out)
+
+
+def silhouettes(path: Path, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, 28, 28)`` uint8 white-on-black silhouettes of ModelNet10 shapes (``path``: ``X``
+    ``(N, 30, 30, 30)`` {0, 1}), each seen along a random axis and laid out as MNIST digits
+    (:func:`digit_box`): solid objects, the kind of outlier that clothing images are."""
+    with np.load(path) as archive:
+        shapes = archive["X"]
+    shapes = shapes[shapes.reshape(len(shapes), -1).any(1)]  # the file has empty grids
+    out = []
+    for index in rng.permutation(len(shapes))[:n]:
+        view = shapes[index].max(axis=int(rng.integers(3))).astype(np.uint8) * 255
+        out.append(digit_box(np.ascontiguousarray(np.rot90(view, int(rng.integers(4))))))
+    return np.stack(out)
 
 
 def to_model(images: np.ndarray, folder: Path, name: str) -> Tensor:
@@ -242,41 +323,49 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not run.exists():
                     parser.error(f"no trained run at {run} (train {CONFIG.name}, pass --{name} "
                                  "or --train)")
-        models = {name: load_classifier(run, device="cpu")[0] for name, run in runs.items()}
+        loaded = {name: load_classifier(run, device="cpu") for name, run in runs.items()}
+        models = {name: energy for name, (energy, _, _) in loaded.items()}
+        references = {name: reference for name, (_, _, reference) in loaded.items()}
         test_images, test_labels = load_split(data, "test", n_test)
         with np.load(data) as archive:
-            test_uint8 = archive["x_test"]
+            test_uint8, test_labels_uint8 = archive["x_test"], archive["y_test"]
 
         # Classification and calibration.
         rows: list[dict] = []
-        inlier_scores = {}
+        inlier_scores, weights = {}, {}
         for name, energy in models.items():
             started = time.process_time()
-            logits = classifier_logits(energy, test_images)
+            logits, energies = classifier_outputs(energy, test_images)
             probabilities = torch.softmax(logits, 1)
-            inlier_scores[name] = ood_scores(logits)
+            log_q = (None if references[name] is None
+                     else reference_log_prob(references[name], test_images))
+            weights[name] = None if log_q is None else reference_weight(energies, log_q)
+            inlier_scores[name] = ood_scores(logits, energies, log_q, weight=weights[name])
             rows.append({"table": "classification", "model": name, "run": str(runs[name]),
                          "accuracy": float((probabilities.argmax(1) == test_labels).double()
                                            .mean()),
                          "ece": expected_calibration_error(probabilities, test_labels),
                          # Above the accuracy: overconfident; below: underconfident.
                          "mean_confidence": float(probabilities.max(1).values.mean()),
-                         "train_cpu_s": train_s[name],
+                         "train_cpu_s": train_s[name], "reference_weight": weights[name],
                          "seconds": time.process_time() - started})
 
         # OOD detection.
         outliers_dir = Path(args.outliers_dir) if args.outliers_dir else work / "outliers"
         outliers_dir.mkdir(parents=True, exist_ok=True)
-        for set_name, images in outlier_sets(test_uint8, args.outliers, videos=VIDEOS,
-                                             seed=args.seed).items():
+        for set_name, images in outlier_sets(test_uint8, test_labels_uint8, args.outliers,
+                                             videos=VIDEOS, seed=args.seed).items():
             started = time.process_time()
             x = to_model(images, outliers_dir, set_name)
             row: dict[str, Any] = {"table": "ood", "outliers": set_name, "n": len(x)}
             for name, energy in models.items():
-                scores = ood_scores(classifier_logits(energy, x))
-                for score_name in ("stgconv", "max_softmax"):
-                    row[f"{name}_{score_name}"] = auroc(inlier_scores[name][score_name],
-                                                        scores[score_name])
+                log_q = (None if references[name] is None
+                         else reference_log_prob(references[name], x))
+                scores = ood_scores(*classifier_outputs(energy, x), log_q, weight=weights[name])
+                for score_name in ("stgconv", "energy", "reference", "max_softmax"):
+                    if score_name in scores:
+                        row[f"{name}_{score_name}"] = auroc(inlier_scores[name][score_name],
+                                                            scores[score_name])
             row["seconds"] = time.process_time() - started
             rows.append(row)
 
@@ -335,14 +424,19 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
         train = "-" if row["train_cpu_s"] is None else f"{row['train_cpu_s']:.0f}"
         lines.append(f"{row['model']:<7}{row['accuracy']:>10.4f}{row['ece']:>9.4f}"
                      f"{row['mean_confidence']:>12.4f}{train:>13}{row['seconds']:>7.1f}")
-    lines += ["", "# OOD AUROC, MNIST test digits vs each set ('stgconv' = logsumexp of the "
-              "logits, ordered as -E(x))",
-              f"{'outliers':<28}{'n':>6}{'JEM stgconv':>13}{'JEM maxsoft':>13}"
-              f"{'plain stgconv':>15}{'plain maxsoft':>15}{'s':>7}"]
+    lines += ["", "# OOD AUROC, MNIST test digits vs each set ('stgconv' = -E(x) + beta log "
+              "q(x), the recommended score of eval ood; 'energy' = -E(x) alone; 'q' = the "
+              "fitted Gaussians' log q(x) alone; '-' = no fitted q)"]
+    columns = [(model, score) for model in MODELS
+               for score in ("stgconv", "energy", "reference", "max_softmax")]
+    short = {"stgconv": "stgconv", "energy": "energy", "reference": "q", "max_softmax": "maxsoft"}
+    lines.append(f"{'outliers':<31}{'n':>6}"
+                 + "".join(f"{model + ' ' + short[score]:>15}" for model, score in columns)
+                 + f"{'s':>7}")
     for row in table("ood"):
-        lines.append(f"{row['outliers']:<28}{row['n']:>6}{row['jem_stgconv']:>13.4f}"
-                     f"{row['jem_max_softmax']:>13.4f}{row['plain_stgconv']:>15.4f}"
-                     f"{row['plain_max_softmax']:>15.4f}{row['seconds']:>7.1f}")
+        cells = "".join(f"{row[f'{m}_{s}']:>15.4f}" if f"{m}_{s}" in row else f"{'-':>15}"
+                        for m, s in columns)
+        lines.append(f"{row['outliers']:<31}{row['n']:>6}{cells}{row['seconds']:>7.1f}")
     lines += ["", f"# PGD L-inf eps {args.eps} ([0, 1] pixel units), {args.pgd_steps} steps",
               f"{'model':<7}{'n':>6}{'accuracy':>10}{'s':>8}"]
     lines += [f"{row['model']:<7}{row['n']:>6}{row['accuracy']:>10.4f}{row['seconds']:>8.1f}"

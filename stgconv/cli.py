@@ -187,8 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--outliers", required=True, help=".npz with x_test, as --inliers")
     p.add_argument("--json", dest="json_path", metavar="FILE",
                    help="write the table as JSON: {\"auroc\": {\"stgconv\" (recommended: "
-                        "logsumexp of the logits, ordered as -E(x)), \"max_softmax\", "
-                        "\"max_logit\"}, \"accuracy\", \"ece\" (null without y_test), ...}")
+                        "-E(x) + beta log q(x), q the fitted data Gaussians), \"max_softmax\", "
+                        "\"max_logit\", \"energy\", \"reference\"}, \"accuracy\", \"ece\" "
+                        "(null without y_test), \"reference_weight\", ...}")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     p = sub.add_parser("demo", formatter_class=DefaultsFormatter, help="the quick start: learn a real texture, then synthesize")

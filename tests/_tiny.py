@@ -50,13 +50,15 @@ JEM_TINY = ["--set", "model.n_classes=3", "--set", "train.n_iterations=2",
 :func:`labelled_bars`."""
 
 
-def labelled_bars(path: Path, n: int = 6, *, n_classes: int = 3) -> Path:
+def labelled_bars(path: Path, n: int = 6, *, n_classes: int = 3, varied: bool = False) -> Path:
     """An MNIST-layout ``.npz`` at ``path``: ``x_train`` ``(n, 28, 28)`` uint8, a vertical bar
-    whose column says the class, and ``y_train`` ``(n,)`` those classes ``i % n_classes``."""
+    whose column says the class, and ``y_train`` ``(n,)`` those classes ``i % n_classes``.
+    ``varied``: the bars of a class differ in height (else a class's images are identical)."""
     labels = np.arange(n) % n_classes
     images = np.zeros((n, 28, 28), np.uint8)
     for i, label in enumerate(labels):
-        images[i, 4:24, 6 + 7 * label: 9 + 7 * label] = 255
+        top = 4 + 2 * (i // n_classes) if varied else 4
+        images[i, top:24, 6 + 7 * label: 9 + 7 * label] = 255
     np.savez(path, x_train=images, y_train=labels)
     return path
 

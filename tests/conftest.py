@@ -79,11 +79,13 @@ def trained_voxel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 
 @pytest.fixture(scope="session")
 def trained_jem_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Six labelled 28x28 images of 3 classes (``"data"``, :func:`_tiny.labelled_bars`) and a
+    """Nine labelled 28x28 images of 3 classes (``"data"``, :func:`_tiny.labelled_bars`, bars
+    of three heights in each class, so the run's fitted Gaussians have a density) and a
     JEM classifier trained on them for 2 iterations (``"run"``); read-only, as
     :func:`trained_voxel_run`."""
     root = tmp_path_factory.mktemp("jem_run")
-    paths = {"data": labelled_bars(root / "bars.npz"), "run": root / "run", "root": root}
+    paths = {"data": labelled_bars(root / "bars.npz", 9, varied=True), "run": root / "run",
+             "root": root}
     assert main(["train", str(JEM_CONFIG), "--data", str(paths["data"]),
                  "--out", str(paths["run"]), *JEM_TINY]) == 0
     return paths

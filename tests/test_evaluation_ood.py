@@ -1,6 +1,7 @@
-"""`stgconv eval ood`: the scores on hand-made logits, the JSON contract end to end on tiny
-arrays (grey inliers with labels, RGB outliers of another size) with the tiny trained JEM run,
-and every bad input ending in exit 2 with one line naming it."""
+"""`stgconv eval ood`: the scores (and the recommended product with the fitted Gaussians) on
+hand-made numbers, the JSON contract end to end on tiny arrays (grey inliers with labels, RGB
+outliers of another size) with the tiny trained JEM run, with and without fitted Gaussians, and
+every bad input ending in exit 2 with one line naming it."""
 
 from __future__ import annotations
 
@@ -11,20 +12,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import JEM_CONFIG, JEM_TINY
+from torch import Tensor
 
 from stgconv.cli import main
-from stgconv.evaluation.ood import SCORES, ood_scores
+from stgconv.evaluation.ood import REFERENCE_SHARE, SCORES, ood_scores, reference_weight
 
 
 def test_scores_by_hand() -> None:
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], dtype=torch.float64)
-    scores = ood_scores(logits)
-    assert list(scores) == list(SCORES)
-    assert torch.allclose(scores["stgconv"], torch.tensor([math.log(2.0), math.log(4.0)],
-                                                          dtype=torch.float64))
+    energies = torch.tensor([-1.0, 2.0], dtype=torch.float64)
+    scores = ood_scores(logits, energies)
+    assert list(scores) == list(SCORES[:-1])  # no reference
+    assert torch.equal(scores["stgconv"], -energies) and torch.equal(scores["energy"], -energies)
     assert torch.allclose(scores["max_softmax"], torch.tensor([0.5, 0.75], dtype=torch.float64))
     assert torch.allclose(scores["max_logit"], torch.tensor([0.0, math.log(3.0)],
                                                             dtype=torch.float64))
+
+
+def test_the_recommended_score_adds_the_weighted_reference() -> None:
+    logits = torch.zeros(3, 2, dtype=torch.float64)
+    energies = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    log_q = torch.tensor([-30.0, -10.0, 10.0], dtype=torch.float64)
+    weight = reference_weight(energies, log_q)
+    # beta log q spreads REFERENCE_SHARE times as widely as -E: std 1 against std 20.
+    assert weight == pytest.approx(REFERENCE_SHARE / 20)
+    scores = ood_scores(logits, energies, log_q, weight=weight)
+    assert list(scores) == list(SCORES)
+    assert torch.allclose(scores["stgconv"], -energies + weight * log_q)
+    assert torch.equal(scores["energy"], -energies) and torch.equal(scores["reference"], log_q)
+
+
+@pytest.mark.parametrize("log_q", [torch.tensor([5.0]), torch.tensor([5.0, 5.0])])
+def test_inliers_that_cannot_weigh_the_reference_are_named(log_q: Tensor) -> None:
+    with pytest.raises(ValueError, match="inliers' scores do not vary"):
+        reference_weight(torch.zeros(len(log_q)), log_q)
 
 
 @pytest.fixture
@@ -56,11 +78,25 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
-    assert list(table["auroc"]) == ["stgconv", "max_softmax", "max_logit"]
+    assert list(table["auroc"]) == list(SCORES)
     assert all(0 <= a <= 1 for a in table["auroc"].values())
     assert 0 <= table["accuracy"] <= 1 and 0 <= table["ece"] <= 1
-    assert (table["n_inliers"], table["n_outliers"]) == (6, 5)
+    assert table["reference_weight"] > 0
+    assert (table["n_inliers"], table["n_outliers"]) == (9, 5)
     assert "AUROC" in capsys.readouterr().out
+
+
+def test_a_model_without_fitted_gaussians_scores_its_energy_alone(
+        trained_jem_run: dict[str, Path], arrays: dict[str, str], tmp_path: Path) -> None:
+    """Chains from uniform noise keep no fitted Gaussians: "stgconv" is -E(x), no "reference"."""
+    run, out = tmp_path / "run", tmp_path / "ood.json"
+    assert main(["train", str(JEM_CONFIG), "--data", str(trained_jem_run["data"]), "--out",
+                 str(run), *JEM_TINY, "--set", "chains.init=uniform"]) == 0
+    assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["reference_weight"] is None and "reference" not in table["auroc"]
+    assert table["auroc"]["stgconv"] == table["auroc"]["energy"]
 
 
 def test_eval_ood_without_json_prints_the_table_and_claims_no_file(arrays: dict[str, str],

@@ -345,7 +345,7 @@ def test_data_gaussian_starts_train_and_class_synthesis_from_the_class_fits(tmp_
     assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(run), *JEM_TINY,
                  "--set", "chains.init=data_gaussian", "--set", "chains.init_rank=4"]) == 0
     state = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert state["init"]["factors"].shape == (3, 2, 1, 28, 28)  # 2 examples: rank 2 at most
+    assert state["init"]["factors"].shape == (3, 0, 1, 28, 28)  # 2 examples: rank n - 2 = 0
     with np.load(data) as archive:
         bars = archive["x_train"][:3].astype(np.float32) / 255 * 2 - 1  # the model's units
     starts = chain_init(load_config(run / "config.yaml").chains, state["init"]).sample(

@@ -164,8 +164,39 @@ def test_data_gaussian_state_round_trip_and_starts_buffers_and_persistent_chains
     assert chains.start(x_pos, torch.arange(4), generator=gen(0)).shape == (8, 1, 2, 2)
 
 
+def test_data_gaussian_keeps_fewer_directions_than_its_smallest_class_spans() -> None:
+    """Three examples of a class span two directions; keeping both would leave no residual
+    variance, so a fit asked for 3 keeps 1 (n - 2), and has a density."""
+    data, labels = two_class_data(6)
+    fitted = DataGaussian.fit(data, labels, rank=3)
+    assert fitted.factors.shape == (2, 1, 1, 2, 2) and (fitted.residual_std > 0).all()
+    assert torch.isfinite(fitted.log_prob(data)).all()
+
+
+def test_data_gaussian_log_prob_is_its_mixture_of_dense_gaussians() -> None:
+    """``log_prob`` through each component's factor space equals the mixture of the dense
+    ``N(mean_k, F_k F_k^T + residual_k^2 I)`` densities, and has a gradient in ``x``."""
+    data, labels = two_class_data(400)
+    fitted = DataGaussian.fit(data, labels, rank=1)
+    x = torch.randn(6, 1, 2, 2, generator=gen(5), dtype=F64).mul(2).requires_grad_()
+    components = []
+    for k in range(2):
+        factors = fitted.factors[k].flatten(1)
+        covariance = factors.T @ factors + fitted.residual_std[k] ** 2 * torch.eye(4, dtype=F64)
+        normal = torch.distributions.MultivariateNormal(fitted.means[k].flatten(), covariance)
+        components.append(normal.log_prob(x.flatten(1)) + fitted.weights[k].log())
+    log_prob = fitted.log_prob(x)
+    torch.testing.assert_close(log_prob, torch.logsumexp(torch.stack(components), 0))
+    (gradient,) = torch.autograd.grad(log_prob.sum(), x)
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda d, y: DataGaussian.fit(d, y, rank=-1), "rank must be >= 0"),
+    (lambda d, y: DataGaussian.fit(torch.zeros_like(d), y).log_prob(d),
+     "zero residual variance"),
+    (lambda d, y: DataGaussian.fit(d, y, rank=1).log_prob(d.flatten(1)),
+     r"scores samples of shape"),
     (lambda d, y: DataGaussian.fit(d[:3], torch.tensor([0, 1, 1])), "class 0 has 1 examples"),
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 3, 3)), r"samples of shape \(1, 2, 2\)"),
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.zeros(3)),

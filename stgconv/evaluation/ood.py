@@ -4,10 +4,20 @@ Each score is higher for inputs the model takes for its own data; the table give
 AUROC of telling the inliers from the outliers (:func:`stgconv.metrics.auroc`), and with inlier
 labels the classifier's accuracy and expected calibration error (15 bins) on the inliers.
 
-- ``"stgconv"``, the recommended score: ``logsumexp_y f(x)[y]``, which orders inputs as
-  ``log p(x) = -E(x)`` does (it is ``-E(x)``, or ``-E(x) / s`` for a model with a learnt
-  density scale ``s > 0``). A JEM model was trained to make it high on the data and low on its
-  own samples; a plain classifier was not, which is what the JEM benchmark shows.
+- ``"stgconv"``, the recommended score: the log-density of a product of two experts, the model
+  and the Gaussians fitted to its training data (``chains.init: data_gaussian``, kept in the
+  checkpoint), ``-E(x) + beta log q(x)``. ``beta`` is set from the inliers alone, so that
+  ``beta log q`` spreads :data:`REFERENCE_SHARE` times as widely over them as ``-E`` does.
+  Without a fitted ``q`` in the checkpoint it is ``-E(x)`` alone.
+  Why the product: each expert misses what the other catches. On MNIST (bench/README.md,
+  "jem.py") the JEM energy alone ranks inverted digits above the test digits (AUROC 0.000:
+  white backgrounds, where no chain ever went) and tells silhouettes of solid objects from
+  digits no better than chance (0.53-0.55), while ``log q`` separates both (1.000, 0.967); the
+  energy adds to ``q`` on rendered letters (0.896 -> 0.912).
+- ``"energy"``: ``-E(x)``, ``log p(x)`` of the model alone up to a constant (``logsumexp_y
+  f(x)[y]``, times the learnt density scale ``s``). A JEM model was trained to make it high on
+  the data and low on its own samples; a plain classifier was not.
+- ``"reference"``: ``log q(x)`` alone (only with a fitted ``q``).
 - ``"max_softmax"``: ``max_y p(y | x)``, the classic classifier baseline (Hendrycks & Gimpel,
   ICLR 2017).
 - ``"max_logit"``: ``max_y f(x)[y]``, the largest logit (``-min_y E(x, y)`` in JEM's own form).
@@ -29,53 +39,105 @@ from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.io.atomic import atomic_write_json
+from stgconv.mcmc.init import DataGaussian
 from stgconv.metrics import auroc, expected_calibration_error
 
-SCORES = ("stgconv", "max_softmax", "max_logit")
-"""The scores :func:`ood_scores` returns, the recommended one first."""
+SCORES = ("stgconv", "max_softmax", "max_logit", "energy", "reference")
+"""The scores :func:`ood_scores` returns, the recommended one first (``"reference"`` only for a
+model with a fitted reference)."""
+
+REFERENCE_SHARE = 4.0
+"""How much more widely ``beta log q`` spreads over the inliers than ``-E`` in the recommended
+score. Measured on MNIST's constructed outliers (bench/README.md, "jem.py"): equal spreads (1)
+let the energy's misses through (silhouettes 0.90-0.92, flipped digits 0.79-0.82); with 4 the
+product is at most 0.013 below ``q`` alone on every set and keeps the energy's gain on letters
+(0.896 -> 0.912)."""
 
 ECE_BINS = 15
 
 
 def load_classifier(checkpoint: str | Path, *, device: str = "auto"
-                    ) -> tuple[ClassifierEnergy, ExperimentConfig]:
-    """The trained classifier energy (eval mode, on ``device``) and its config.
+                    ) -> tuple[ClassifierEnergy, ExperimentConfig, DataGaussian | None]:
+    """The trained classifier energy (eval mode, on ``device``), its config and the Gaussians
+    fitted to its training data (``None`` unless it was trained with ``chains.init:
+    data_gaussian``).
 
     Raises:
         ValueError: the checkpoint holds a model that is not a classifier (the descriptors'
             energies have no classes to score).
     """
-    energy, config, _ = load_model(checkpoint, device=device)
+    energy, config, state = load_model(checkpoint, device=device)
     if not isinstance(energy, ClassifierEnergy):
         raise ValueError(f"{checkpoint} holds a {config.model.arch!r} energy, not a classifier: "
                          "eval ood needs a classifier model (model.arch digit_classifier or "
                          "wide_resnet, trained with a jem section)")
-    return energy, config
+    reference = DataGaussian.from_state(state["init"]) if "init" in state else None
+    return energy, config, reference
 
 
 @torch.no_grad()
-def classifier_logits(energy: ClassifierEnergy, x: Tensor, *, batch_size: int = 500) -> Tensor:
-    """Logits ``(N, K)`` (float64, CPU) of images ``x`` ``(N, C, H, W)``, ``batch_size`` at a time.
+def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *, batch_size: int = 500
+                       ) -> tuple[Tensor, Tensor]:
+    """Logits ``(N, K)`` and marginal energies ``E(x)`` ``(N,)`` (float64, CPU) of images ``x``
+    ``(N, C, H, W)``, ``batch_size`` at a time.
 
     Raises:
-        FloatingPointError: a non-finite logit (reported, never scored).
+        FloatingPointError: a non-finite logit or energy (reported, never scored).
     """
     param = next(energy.parameters())
-    logits = torch.cat([energy.logits(batch.to(param.device, param.dtype)).double().cpu()
-                        for batch in x.split(batch_size)])
-    if not torch.isfinite(logits).all():
-        raise FloatingPointError(f"the classifier gave non-finite logits for "
-                                 f"{int((~torch.isfinite(logits)).any(1).sum())} of {len(x)} "
-                                 f"images")
-    return logits
+    logits, energies = [], []
+    for batch in x.split(batch_size):
+        batch = batch.to(param.device, param.dtype)
+        logits.append(energy.logits(batch).double().cpu())
+        energies.append(energy(batch).double().cpu())
+    outputs = torch.cat(logits), torch.cat(energies)
+    for name, value in zip(("logits", "energies"), outputs):
+        bad = ~torch.isfinite(value.reshape(len(x), -1)).all(1)
+        if bad.any():
+            raise FloatingPointError(f"the classifier gave non-finite {name} for "
+                                     f"{int(bad.sum())} of {len(x)} images")
+    return outputs
 
 
-def ood_scores(logits: Tensor) -> dict[str, Tensor]:
-    """Every score of :data:`SCORES` ``(N,)`` from logits ``(N, K)``; higher = more like the
-    training data."""
-    return {"stgconv": torch.logsumexp(logits, dim=1),
-            "max_softmax": torch.softmax(logits, dim=1).max(dim=1).values,
-            "max_logit": logits.max(dim=1).values}
+@torch.no_grad()
+def reference_log_prob(reference: DataGaussian, x: Tensor, *, batch_size: int = 500) -> Tensor:
+    """``log q(x)`` ``(N,)`` (float64, CPU) of images ``x`` ``(N, C, H, W)`` under the fitted
+    Gaussians, ``batch_size`` at a time."""
+    device = reference.means.device
+    return torch.cat([reference.log_prob(batch.to(device, torch.float64)).cpu()
+                      for batch in x.split(batch_size)])
+
+
+def reference_weight(energies: Tensor, log_q: Tensor) -> float:
+    """``beta`` of the recommended score from the inliers' energies ``(N,)`` and reference
+    log-densities ``(N,)``: ``REFERENCE_SHARE * std(-E) / std(log q)``.
+
+    Raises:
+        ValueError: fewer than two inliers, or inliers whose log-densities do not vary (the
+            spread sets the weight).
+    """
+    if len(log_q) < 2 or not float(log_q.std()) > 0:
+        raise ValueError(f"the {len(energies)} inliers' scores do not vary, so they cannot set "
+                         "the weight of the reference density: give at least two different "
+                         "inliers")
+    return REFERENCE_SHARE * float(energies.std()) / float(log_q.std())
+
+
+def ood_scores(logits: Tensor, energies: Tensor, log_q: Tensor | None = None, *,
+               weight: float | None = None) -> dict[str, Tensor]:
+    """The scores of :data:`SCORES` ``(N,)`` from logits ``(N, K)``, the model's marginal
+    energies ``(N,)`` and, for a model with a fitted reference, ``log q(x)`` ``(N,)`` and its
+    ``weight`` (:func:`reference_weight`); higher = more like the training data."""
+    scores = {"stgconv": -energies,
+              "max_softmax": torch.softmax(logits, dim=1).max(dim=1).values,
+              "max_logit": logits.max(dim=1).values,
+              "energy": -energies}
+    if log_q is not None:
+        if weight is None:
+            raise ValueError("a reference's log-densities need its weight")
+        scores["stgconv"] = -energies + weight * log_q
+        scores["reference"] = log_q
+    return scores
 
 
 def _test_labels(path: str | Path) -> Tensor | None:
@@ -97,17 +159,20 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     ECE; the outliers' labels are not read.
 
     Returns (and writes to ``json_path``) ``{"auroc": {"stgconv": a, "max_softmax": b,
-    "max_logit": c}, "accuracy": acc, "ece": e}``, ``accuracy`` and ``ece`` ``None`` (JSON
-    ``null``) without inlier labels, plus ``"n_inliers"``, ``"n_outliers"``, ``"seconds"``.
+    "max_logit": c, "energy": d, "reference": e}, "accuracy": acc, "ece": e}``, ``accuracy``
+    and ``ece`` ``None`` (JSON ``null``) without inlier labels, plus ``"reference_weight"``
+    (``beta`` of the recommended score; ``None``, and no ``"reference"`` AUROC, for a model
+    without a fitted reference), ``"n_inliers"``, ``"n_outliers"``, ``"seconds"``.
 
     Raises:
         ValueError: a missing or unreadable file, no ``x_test``, images of another type or
             shape, no images, labels that do not match the images or the model's classes, or a
-            checkpoint that is not a classifier.
-        FloatingPointError: non-finite logits.
+            checkpoint that is not a classifier, or inliers too few or too alike to weigh
+            the reference.
+        FloatingPointError: non-finite logits or energies.
     """
     started = time.perf_counter()
-    energy, config = load_classifier(checkpoint, device=device)
+    energy, config, reference = load_classifier(checkpoint, device=device)
     n_classes = config.model.n_classes
     images = {}
     for name, path in (("inliers", inliers), ("outliers", outliers)):
@@ -119,13 +184,19 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     if labels is not None and labels.max() >= n_classes:
         raise ValueError(f"{inliers}: y_test has class {int(labels.max())}, but the model has "
                          f"{n_classes} classes (0 .. {n_classes - 1})")
-    logits = {name: classifier_logits(energy, x, batch_size=batch_size)
-              for name, x in images.items()}
-    scores = {name: ood_scores(value) for name, value in logits.items()}
+    logits, energies, log_q = {}, {}, {}
+    for name, x in images.items():
+        logits[name], energies[name] = classifier_outputs(energy, x, batch_size=batch_size)
+        if reference is not None:
+            log_q[name] = reference_log_prob(reference, x, batch_size=batch_size)
+    weight = (reference_weight(energies["inliers"], log_q["inliers"]) if reference is not None
+              else None)
+    scores = {name: ood_scores(logits[name], energies[name], log_q.get(name), weight=weight)
+              for name in images}
     table: dict[str, Any] = {
         "auroc": {score: auroc(scores["inliers"][score], scores["outliers"][score])
-                  for score in SCORES},
-        "accuracy": None, "ece": None,
+                  for score in scores["inliers"]},
+        "accuracy": None, "ece": None, "reference_weight": weight,
         "n_inliers": len(images["inliers"]), "n_outliers": len(images["outliers"]),
     }
     if labels is not None:
@@ -140,8 +211,11 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
 
 def format_ood_table(table: dict[str, Any]) -> str:
     """The table of :func:`eval_ood` as text."""
+    recommended = ("the model's -E(x)" if table["reference_weight"] is None else
+                   f"-E(x) + {table['reference_weight']:.3g} log q(x), q the Gaussians fitted "
+                   "to the training data")
     lines = [f"OOD detection: {table['n_inliers']} inliers vs {table['n_outliers']} outliers "
-             f"(AUROC, 1 = separated; 'stgconv' = logsumexp of the logits, ordered as -E(x))",
+             f"(AUROC, 1 = separated; 'stgconv' = {recommended})",
              f"{'score':<14}{'AUROC':>8}"]
     lines += [f"{name:<14}{value:>8.4f}" for name, value in table["auroc"].items()]
     if table["accuracy"] is not None:
@@ -152,5 +226,5 @@ def format_ood_table(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SCORES", "load_classifier", "classifier_logits", "ood_scores", "eval_ood",
-           "format_ood_table"]
+__all__ = ["SCORES", "REFERENCE_SHARE", "load_classifier", "classifier_outputs",
+           "reference_log_prob", "reference_weight", "ood_scores", "eval_ood", "format_ood_table"]

@@ -91,35 +91,42 @@ class DataGaussian:
             noise: float = 0.0, noise_scale: float = 1.0) -> DataGaussian:
         """Fit to ``data`` ``(N, *S)``, one component per class of ``labels`` ``(N,)``
         (``0 .. K - 1``, each class present) or one for all of it; ``noise``, ``noise_scale``
-        as the constructor's."""
+        as the constructor's.
+
+        Every component keeps ``min(rank, n - 2)`` directions, ``n`` the smallest class's
+        examples: ``n`` examples span ``n - 1`` directions, and keeping all of them would leave
+        no variance for the isotropic rest (no density, :meth:`log_prob`)."""
         if rank < 0:
             raise ValueError(f"rank must be >= 0, got {rank}")
         flat = data.detach().flatten(1).double()
         labels = (torch.zeros(len(flat), dtype=torch.long, device=flat.device) if labels is None
                   else labels.long().to(flat.device))
         n_classes = int(labels.max()) + 1
+        counts = torch.bincount(labels, minlength=n_classes)
+        if int(counts.min()) < 2:
+            k = int(counts.argmin())
+            raise ValueError(f"class {k} has {int(counts[k])} examples; a Gaussian fit needs "
+                             "at least 2 of every class")
+        r = max(0, min(rank, int(counts.min()) - 2, flat.shape[1] - 1))
         means, factors, residual, weights = [], [], [], []
         for k in range(n_classes):
             members = flat[labels == k]
-            if len(members) < 2:
-                raise ValueError(f"class {k} has {len(members)} examples; a Gaussian fit needs "
-                                 "at least 2 of every class")
             mean = members.mean(0)
             _, singular, directions = torch.linalg.svd(members - mean, full_matrices=False)
             variances = singular**2 / (len(members) - 1)
-            r = min(rank, len(variances))
-            left_out = flat.shape[1] - r
-            isotropic = variances[r:].sum() / left_out if left_out else mean.new_zeros(())
+            # Past the class's examples - 1 directions the SVD leaves rounding error, not
+            # variance; kept, it would be a reference density's near-singular direction.
+            variances = torch.where(variances > 1e-12 * variances[0], variances, 0)
+            isotropic = variances[r:].sum() / (flat.shape[1] - r)
             means.append(mean)
             # The isotropic noise adds to the kept directions too, so they keep the rest of
             # their variance (the maximum-likelihood PPCA fit, Tipping & Bishop 1999).
             factors.append(directions[:r] * (variances[:r, None] - isotropic).clamp(min=0).sqrt())
             residual.append(isotropic.sqrt())
             weights.append(len(members) / len(flat))
-        r = min(f.shape[0] for f in factors)
         shape = data.shape[1:]
         return cls(torch.stack(means).reshape(n_classes, *shape).to(data.dtype),
-                   torch.stack([f[:r] for f in factors]).reshape(n_classes, r, *shape)
+                   torch.stack(factors).reshape(n_classes, r, *shape)
                    .to(data.dtype),
                    torch.stack(residual).to(data.dtype),
                    torch.tensor(weights, dtype=data.dtype, device=data.device),
@@ -167,6 +174,44 @@ class DataGaussian:
             is_noise = torch.rand(n, device=device, generator=generator) < self.noise
             x = torch.where(is_noise.reshape(-1, *[1] * len(sample_shape)), noise, x)
         return x.reshape(tuple(shape)).to(dtype if dtype is not None else means.dtype)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log q(x)`` ``(B,)`` of ``x`` ``(B, *S)`` under the mixture ``q = sum_k weights[k]
+        N(means[k], C_k)``, ``C_k = F_k F_k^T + residual_std[k]^2 I`` (the ``noise`` share of
+        :meth:`sample` is a way of starting chains, not part of the density); differentiable in
+        ``x``.
+
+        Each component's Gaussian is computed through its ``r x r`` factor space (the Woodbury
+        identity), never the ``D x D`` covariance.
+
+        Raises:
+            ValueError: a component without residual variance (its examples span no more
+                directions than it keeps), whose covariance is singular.
+        """
+        if not bool((self.residual_std > 0).all()):
+            raise ValueError("a data Gaussian with zero residual variance has no density (a "
+                             "class whose examples span no more directions than it keeps)")
+        sample_shape = tuple(self.means.shape[1:])
+        if tuple(x.shape[1:]) != sample_shape:
+            raise ValueError(f"the data Gaussian scores samples of shape {sample_shape}, got "
+                             f"{tuple(x.shape)}")
+        factors = self.factors.flatten(2).to(x.dtype)  # (K, r, D)
+        variance = self.residual_std.to(x.dtype) ** 2  # (K,)
+        rank, dims = factors.shape[1], factors.shape[2]
+        # C^-1 = (I - F^T M^-1 F) / variance with M = F F^T + variance I = L L^T; so the
+        # quadratic form is (|d|^2 - |L^-1 F d|^2) / variance and
+        # log det C = (D - r) log variance + 2 sum log diag L.
+        gram = factors @ factors.transpose(1, 2) + variance[:, None, None] * torch.eye(
+            rank, dtype=x.dtype, device=x.device)
+        cholesky = torch.linalg.cholesky(gram)  # (K, r, r)
+        d = x.flatten(1)[:, None, :] - self.means.flatten(1).to(x.dtype)  # (B, K, D)
+        projected = torch.linalg.solve_triangular(
+            cholesky, torch.einsum("krd,bkd->krb", factors, d), upper=False)  # (K, r, B)
+        quadratic = (d.pow(2).sum(2) - projected.pow(2).sum(1).T) / variance  # (B, K)
+        log_det = ((dims - rank) * variance.log()
+                   + 2 * cholesky.diagonal(dim1=1, dim2=2).log().sum(1))  # (K,)
+        log_normal = -0.5 * (dims * math.log(2 * math.pi) + log_det + quadratic)
+        return torch.logsumexp(self.weights.to(x.dtype).log() + log_normal, dim=1)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"means": self.means, "factors": self.factors,
