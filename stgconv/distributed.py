@@ -16,6 +16,7 @@ number of processes. The backend follows the device: NCCL on CUDA, Gloo on the C
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -114,6 +115,11 @@ def shutdown(world: World | None) -> None:
     if world is not None and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        # Free Gloo's process group (and join its threads) now, not during interpreter exit:
+        # left to exit, a rank aborted ("terminate called without an active exception") in 5
+        # of 70 two-process CPU runs under load here, after training had finished; 0 of 80
+        # with this collection.
+        gc.collect()
 
 
 def interleave(shards: list[Tensor]) -> Tensor:
