@@ -147,9 +147,10 @@ def digit_box(glyph: np.ndarray) -> np.ndarray:
 
 
 def rendered_letters(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n, 28, 28)`` uint8 letters (:data:`LETTERS`) in Pillow's own font with strokes as
-    thick as MNIST's, randomly slanted, laid out as MNIST digits (:func:`digit_box`): the
-    nearest outliers at hand to handwritten letters."""
+    """``(n, 28, 28)`` uint8 letters (:data:`LETTERS`) in Pillow's own font, strokes of random
+    width near MNIST's (somewhat bolder on average: mean ink 45 against the digits' 29 of 255),
+    randomly slanted, laid out as MNIST digits (:func:`digit_box`): the nearest outliers at
+    hand to handwritten letters."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=80)
