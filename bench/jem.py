@@ -15,7 +15,7 @@ count):
   uniform and Gaussian noise, vertically flipped test digits (all of them, and only those of
   the digits that do not read as themselves upside down: not 0, 1, 3, 8), inverted test
   digits, crops of scikit-image's texture photographs, frames of the shared DynTex clips
-  (``../shared/data/video/*.avi``), letters rendered in strokes as thick as MNIST's and
+  (``../shared/data/video/*.avi``), letters rendered in strokes near MNIST's width and
   silhouettes of the shared ModelNet10 shapes, both laid out as MNIST lays out its digits, all
   28x28 grey (``--outliers-dir`` keeps them as ``.npz`` for ``stgconv eval ood``);
 - robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
