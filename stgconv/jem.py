@@ -7,7 +7,6 @@ fresh uniform noise, SGLD with gradient step 1 and noise 0.01).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ from stgconv.losses import hybrid_loss
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.starts import ChainStart
 from stgconv.ops import random_shift
-from stgconv.train import DivergenceError, Trainer
+from stgconv.train import DivergenceError, Trainer, cosine_lr
 
 # What to change when the p(x) term runs away, from the JEM paper's own advice on its
 # instability: smaller steps, longer chains (so the samples keep up with the model), and the
@@ -70,8 +69,6 @@ class HybridTrainer(Trainer):
                              f"{chains.chains_per_example}")
         self.labels = labels.long()
         self.jem = jem if jem is not None else JEMConfig()
-        train = train if train is not None else TrainConfig()
-        self.lr, self.n_iterations = train.lr, train.n_iterations
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)
 
     def _samples(self, energy: Any, x_pos: Tensor, indices: Tensor) -> Tensor:
@@ -109,10 +106,8 @@ class HybridTrainer(Trainer):
             self.world.average_gradients(self.energy.parameters())
             totals = self.world.average(totals)
         if self.jem.lr_decay == "cosine":
-            # From the iteration count, so a resumed run continues the same schedule.
             for group in self.optimizer.param_groups:
-                group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * self.iteration
-                                                            / self.n_iterations))
+                group["lr"] = cosine_lr(self.lr, self.iteration, self.n_iterations)
         self.optimizer.step()
         self.iteration += 1
         return totals

@@ -11,6 +11,7 @@ the gradients are averaged over the processes before every step (:mod:`stgconv.d
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -200,6 +201,13 @@ class FitLoop:
         return history
 
 
+def cosine_lr(lr: float, iteration: int, n_iterations: int) -> float:
+    """The cosine schedule's rate for ``iteration`` of ``n_iterations``, ``lr * (1 + cos(pi *
+    iteration / n_iterations)) / 2``: from the iteration count, so a resumed run continues the
+    same schedule."""
+    return lr * 0.5 * (1 + math.cos(math.pi * iteration / n_iterations))
+
+
 class Trainer(FitLoop):
     """Fits ``energy`` to ``data`` by maximum likelihood with MCMC samples.
 
@@ -246,6 +254,7 @@ class Trainer(FitLoop):
         self.generator = generator if generator is not None else torch.Generator(data.device)
         self.optimizer = torch.optim.Adam(energy.parameters(), lr=train.lr, betas=train.betas)
         self.optimizer_settings = {"lr": train.lr, "betas": tuple(train.betas)}
+        self.lr, self.n_iterations, self.lr_decay = train.lr, train.n_iterations, train.lr_decay
         self.config = config or {}
         self.world = world
         self.iteration = 0
@@ -284,6 +293,9 @@ class Trainer(FitLoop):
         if self.world is not None:
             self.world.average_gradients(self.energy.parameters())
             totals = self.world.average(totals)
+        if self.lr_decay == "cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(self.lr, self.iteration, self.n_iterations)
         self.optimizer.step()
         self.iteration += 1
         return totals

@@ -307,3 +307,13 @@ def test_grid_sampler_overrides_the_experiment_sampler_key_by_key(tmp_path: Path
 def test_a_grid_no_finer_than_the_one_below_is_refused() -> None:
     with pytest.raises(ValueError, match="no finer than the grid below"):
         load_config(None, ["data.size=8", "multigrid={base_size: 8, grids: [{size: 8}]}"])
+
+
+def test_lr_decay_is_for_single_grid_descriptor_training() -> None:
+    """train.lr_decay schedules the single-grid Trainer; a multigrid run has one optimizer per
+    grid and is refused rather than left unscheduled."""
+    config = REPO / "configs" / "image" / "multigrid_animals_quick.yaml"
+    with pytest.raises(ValueError, match="remove it with a multigrid section"):
+        load_config(config, ["train.lr_decay=cosine"])
+    assert load_config(REPO / "configs" / "voxel" / "recovery_chairs_quick.yaml"
+                       ).train.lr_decay == "cosine"

@@ -235,6 +235,7 @@ def test_the_trainer_refuses_bad_labels() -> None:
     (["chains.mode=data", "chains.init=uniform"], "chains.mode 'data' does not apply"),
     (["data.kind=texture"], "jem needs labelled images"),
     (["model.n_classes=1"], "model.n_classes must be >= 2"),
+    (["train.lr_decay=cosine"], "a JEM run sets jem.lr_decay"),
     (["jem.labelz=y"], "unknown config key.*jem.labelz"),
     (["chains.init_rank=-1"], "chains.init_rank must be >= 0"),
     (["chains.init_noise=2"], r"chains.init_noise must be in \[0, 1\]"),

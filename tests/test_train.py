@@ -169,6 +169,19 @@ def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: floa
                    generator=gen(0), config={"mode": mode})
 
 
+def test_cosine_lr_decay_schedules_the_descriptor_trainer() -> None:
+    """train.lr_decay cosine: step i runs at lr (1 + cos(pi i / n)) / 2, n = n_iterations."""
+    data = tiny_data()
+    chains = build_chain_start(ChainConfig(mode="noise", chains_per_example=1), data.shape[0])
+    trainer = Trainer(tiny_energy(0), Langevin(n_steps=1, step_size=0.05), chains, data,
+                      train=TrainConfig(batch_size=2, lr=0.01, n_iterations=4,
+                                        lr_decay="cosine"), generator=gen(0))
+    for i in range(3):
+        trainer.step()
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(
+            0.005 * (1 + math.cos(math.pi * i / 4)))
+
+
 def assert_same(a, b, where: str = "state") -> None:
     """Recursive bitwise equality of nested dicts / lists / tensors / plain values."""
     if isinstance(a, Tensor):
