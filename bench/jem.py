@@ -53,13 +53,7 @@ from bench.digits import chain_starts, load_split, quick_digits, score, train_cl
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation import quality
-from stgconv.evaluation.ood import (
-    classifier_outputs,
-    load_classifier,
-    ood_scores,
-    reference_log_prob,
-    reference_weight,
-)
+from stgconv.evaluation.ood import load_classifier, score_images
 from stgconv.io.atomic import atomic_write
 from stgconv.io.image import save_image_grid
 from stgconv.metrics import auroc, expected_calibration_error
@@ -336,12 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         inlier_scores, weights = {}, {}
         for name, energy in models.items():
             started = time.process_time()
-            logits, energies = classifier_outputs(energy, test_images)
+            logits, inlier_scores[name], weights[name] = score_images(
+                energy, references[name], test_images)
             probabilities = torch.softmax(logits, 1)
-            log_q = (None if references[name] is None
-                     else reference_log_prob(references[name], test_images))
-            weights[name] = None if log_q is None else reference_weight(energies, log_q)
-            inlier_scores[name] = ood_scores(logits, energies, log_q, weight=weights[name])
             rows.append({"table": "classification", "model": name, "run": str(runs[name]),
                          "accuracy": float((probabilities.argmax(1) == test_labels).double()
                                            .mean()),
@@ -360,9 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             x = to_model(images, outliers_dir, set_name)
             row: dict[str, Any] = {"table": "ood", "outliers": set_name, "n": len(x)}
             for name, energy in models.items():
-                log_q = (None if references[name] is None
-                         else reference_log_prob(references[name], x))
-                scores = ood_scores(*classifier_outputs(energy, x), log_q, weight=weights[name])
+                _, scores, _ = score_images(energy, references[name], x, weight=weights[name])
                 for score_name in ("stgconv", "energy", "reference", "max_softmax"):
                     if score_name in scores:
                         row[f"{name}_{score_name}"] = auroc(inlier_scores[name][score_name],

@@ -59,7 +59,12 @@ class ClassifierEnergy(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """The marginal energy ``-logsumexp_y f(x)[y]`` (times ``s`` with a density scale),
         ``(B, *S)`` -> ``(B,)``."""
-        return -self._density_scale() * torch.logsumexp(self.logits(x), dim=1)
+        return self.marginal_energy(self.logits(x))
+
+    def marginal_energy(self, logits: Tensor) -> Tensor:
+        """:meth:`forward` from logits ``(B, K)`` already computed, ``(B,)`` (so an evaluation
+        that needs both runs the network once)."""
+        return -self._density_scale() * torch.logsumexp(logits, dim=1)
 
     def class_energy(self, x: Tensor, y: Tensor | int) -> Tensor:
         """``-f(x)[y]`` (plus ``(1 - s) logsumexp_y f(x)[y]`` with a density scale), ``(B,)``;

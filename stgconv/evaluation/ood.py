@@ -87,9 +87,9 @@ def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *, batch_size: int =
     param = next(energy.parameters())
     logits, energies = [], []
     for batch in x.split(batch_size):
-        batch = batch.to(param.device, param.dtype)
-        logits.append(energy.logits(batch).double().cpu())
-        energies.append(energy(batch).double().cpu())
+        batch_logits = energy.logits(batch.to(param.device, param.dtype))
+        logits.append(batch_logits.double().cpu())
+        energies.append(energy.marginal_energy(batch_logits).double().cpu())
     outputs = torch.cat(logits), torch.cat(energies)
     for name, value in zip(("logits", "energies"), outputs):
         bad = ~torch.isfinite(value.reshape(len(x), -1)).all(1)
@@ -140,6 +140,26 @@ def ood_scores(logits: Tensor, energies: Tensor, log_q: Tensor | None = None, *,
     return scores
 
 
+def score_images(energy: ClassifierEnergy, reference: DataGaussian | None, x: Tensor, *,
+                 weight: float | None = None, batch_size: int = 500
+                 ) -> tuple[Tensor, dict[str, Tensor], float | None]:
+    """Logits ``(N, K)``, every score of :func:`ood_scores` ``(N,)`` and the reference's weight,
+    for images ``x`` ``(N, C, H, W)``: with ``weight`` ``None`` (the inliers) it is set from
+    these images (:func:`reference_weight`); pass the inliers' weight for the outliers. The
+    weight is ``None`` without a reference.
+
+    Raises:
+        FloatingPointError: non-finite logits or energies.
+        ValueError: inliers too few or too alike to weigh the reference.
+    """
+    logits, energies = classifier_outputs(energy, x, batch_size=batch_size)
+    if reference is None:
+        return logits, ood_scores(logits, energies), None
+    log_q = reference_log_prob(reference, x, batch_size=batch_size)
+    weight = reference_weight(energies, log_q) if weight is None else weight
+    return logits, ood_scores(logits, energies, log_q, weight=weight), weight
+
+
 def _test_labels(path: str | Path) -> Tensor | None:
     """``y_test`` of the ``.npz`` at ``path``, or ``None`` when it has none."""
     with np.load(path, allow_pickle=False) as archive:
@@ -184,15 +204,11 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     if labels is not None and labels.max() >= n_classes:
         raise ValueError(f"{inliers}: y_test has class {int(labels.max())}, but the model has "
                          f"{n_classes} classes (0 .. {n_classes - 1})")
-    logits, energies, log_q = {}, {}, {}
-    for name, x in images.items():
-        logits[name], energies[name] = classifier_outputs(energy, x, batch_size=batch_size)
-        if reference is not None:
-            log_q[name] = reference_log_prob(reference, x, batch_size=batch_size)
-    weight = (reference_weight(energies["inliers"], log_q["inliers"]) if reference is not None
-              else None)
-    scores = {name: ood_scores(logits[name], energies[name], log_q.get(name), weight=weight)
-              for name in images}
+    inlier_logits, inlier_scores, weight = score_images(energy, reference, images["inliers"],
+                                                        batch_size=batch_size)
+    _, outlier_scores, _ = score_images(energy, reference, images["outliers"], weight=weight,
+                                        batch_size=batch_size)
+    scores = {"inliers": inlier_scores, "outliers": outlier_scores}
     table: dict[str, Any] = {
         "auroc": {score: auroc(scores["inliers"][score], scores["outliers"][score])
                   for score in scores["inliers"]},
@@ -200,7 +216,7 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
         "n_inliers": len(images["inliers"]), "n_outliers": len(images["outliers"]),
     }
     if labels is not None:
-        probabilities = torch.softmax(logits["inliers"], dim=1)
+        probabilities = torch.softmax(inlier_logits, dim=1)
         table["accuracy"] = float((probabilities.argmax(1) == labels).double().mean())
         table["ece"] = expected_calibration_error(probabilities, labels, bins=ECE_BINS)
     table["seconds"] = time.perf_counter() - started
@@ -227,4 +243,5 @@ def format_ood_table(table: dict[str, Any]) -> str:
 
 
 __all__ = ["SCORES", "REFERENCE_SHARE", "load_classifier", "classifier_outputs",
-           "reference_log_prob", "reference_weight", "ood_scores", "eval_ood", "format_ood_table"]
+           "reference_log_prob", "reference_weight", "ood_scores", "score_images", "eval_ood",
+           "format_ood_table"]
