@@ -294,6 +294,13 @@ class JEMConfig:
     # model has made its samples (or the data) extremely likely, the known failure of JEM's
     # p(x) term, after which the classifier is ruined too.
     max_energy_gap: float = 1000.0
+    # The second expert of the out-of-distribution score (stgconv eval ood): Gaussians fitted
+    # to the training digits, up to reference_components per class (one per k-means cluster)
+    # with reference_rank principal directions each, kept in the checkpoint as "reference". A class
+    # written in several ways gets a Gaussian per way, a sharper density than the chains'
+    # blurred one-per-class start. 0: that start (chains.init data_gaussian) serves instead.
+    reference_components: int = 0
+    reference_rank: int = 64
 
 
 @dataclass(frozen=True)
@@ -489,6 +496,9 @@ def _check_jem(config: ExperimentConfig) -> None:
         if not getattr(jem, key) >= 0:
             raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
     _check_positive("jem.max_energy_gap", jem.max_energy_gap)
+    for key in ("reference_components", "reference_rank"):
+        if getattr(jem, key) < 0:
+            raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
     if not 0 <= jem.shift < config.data.size // 2:
         raise ValueError(f"jem.shift must be in [0, data.size / 2 = {config.data.size // 2}), "
                          f"got {jem.shift}")

@@ -17,6 +17,7 @@ from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.init import DataGaussian
 from stgconv.mcmc.starts import ChainStart
 from stgconv.ops import random_shift
 from stgconv.train import DivergenceError, Trainer, cosine_lr
@@ -38,6 +39,8 @@ class HybridTrainer(Trainer):
             ``chains`` must run one chain per example.
         data: ``(N, *S)`` examples; ``labels``: ``(N,)`` their classes, ``0 .. K - 1``.
         jem: the loss weights, the contrastive sub-batch and the divergence bound.
+        reference: Gaussians fitted to the data for the out-of-distribution score, kept in
+            checkpoints as ``"reference"`` (``jem.reference_components``); not trained.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class HybridTrainer(Trainer):
         labels: Tensor,
         *,
         jem: JEMConfig | None = None,
+        reference: DataGaussian | None = None,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
@@ -70,6 +74,13 @@ class HybridTrainer(Trainer):
         self.labels = labels.long()
         self.jem = jem if jem is not None else JEMConfig()
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)
+        self.reference = reference
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.reference is not None:
+            state["reference"] = self.reference.state_dict()
+        return state
 
     def _samples(self, energy: Any, x_pos: Tensor, indices: Tensor) -> Tensor:
         """Chains ``(M, *S)`` for the sub-batch ``x_pos`` ``(M, *S)``, sampled from ``energy``

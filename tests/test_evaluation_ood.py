@@ -88,10 +88,12 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
 
 def test_a_model_without_fitted_gaussians_scores_its_energy_alone(
         trained_jem_run: dict[str, Path], arrays: dict[str, str], tmp_path: Path) -> None:
-    """Chains from uniform noise keep no fitted Gaussians: "stgconv" is -E(x), no "reference"."""
+    """Chains from uniform noise and no jem.reference_components keep no fitted Gaussians:
+    "stgconv" is -E(x), no "reference"."""
     run, out = tmp_path / "run", tmp_path / "ood.json"
     assert main(["train", str(JEM_CONFIG), "--data", str(trained_jem_run["data"]), "--out",
-                 str(run), *JEM_TINY, "--set", "chains.init=uniform"]) == 0
+                 str(run), *JEM_TINY, "--set", "chains.init=uniform",
+                 "--set", "jem.reference_components=0"]) == 0
     assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())

@@ -21,6 +21,7 @@ from stgconv.checkpoint import load_checkpoint, load_model
 from stgconv.cli import main
 from stgconv.config import JEMConfig, TrainConfig, load_config
 from stgconv.energy.classifier import ClassifierEnergy, classifier_energy
+from stgconv.evaluation.ood import load_classifier
 from stgconv.jem import JEM_ADVICE, HybridTrainer
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc import Langevin, NoiseInit, ReplayBuffer
@@ -238,6 +239,8 @@ def test_the_trainer_refuses_bad_labels() -> None:
     (["train.lr_decay=cosine"], "a JEM run sets jem.lr_decay"),
     (["jem.labelz=y"], "unknown config key.*jem.labelz"),
     (["chains.init_rank=-1"], "chains.init_rank must be >= 0"),
+    (["jem.reference_components=-1"], "jem.reference_components must be >= 0"),
+    (["jem.reference_rank=-1"], "jem.reference_rank must be >= 0"),
     (["chains.init_noise=2"], r"chains.init_noise must be in \[0, 1\]"),
     (["model.arch=texture", "model.density_scale=true", "jem=null"],
      "model.density_scale applies to classifier architectures"),
@@ -358,6 +361,27 @@ def test_data_gaussian_starts_train_and_class_synthesis_from_the_class_fits(tmp_
     samples = np.load(out / "synthesized.npy")[:, 0]  # data units: the model's [-1, 1]
     nearest = ((samples[:, None] - bars[None]) ** 2).sum(axis=(2, 3)).argmin(axis=1)
     assert nearest.tolist() == [2, 2, 0, 0]
+
+
+def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_path: Path
+                                                                           ) -> None:
+    """jem.reference_components keeps k-means-clustered class Gaussians as the checkpoint's
+    "reference", which eval ood scores with instead of the chains' start."""
+    data = labelled_bars(tmp_path / "bars.npz", 24, varied=True)  # 8 bars of each class
+    run = tmp_path / "run"
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(run), *JEM_TINY,
+                 "--set", "jem.reference_components=2", "--set", "jem.reference_rank=4"]) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["reference"]["component_classes"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert state["init"]["means"].shape[0] == 3  # the chains still start one per class
+    reference = load_classifier(run, device="cpu")[2]
+    assert reference is not None and reference.n_classes == 3 and len(reference.weights) == 6
+    without = tmp_path / "without"
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(without),
+                 *JEM_TINY, "--set", "jem.reference_components=0"]) == 0
+    assert "reference" not in torch.load(without / "checkpoint.pt", weights_only=True)
+    fallback = load_classifier(without, device="cpu")[2]
+    assert fallback is not None and len(fallback.weights) == 3  # the chains' start
 
 
 def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(

@@ -164,6 +164,47 @@ def test_data_gaussian_state_round_trip_and_starts_buffers_and_persistent_chains
     assert chains.start(x_pos, torch.arange(4), generator=gen(0)).shape == (8, 1, 2, 2)
 
 
+def test_data_gaussian_components_fit_each_way_a_class_is_written() -> None:
+    """A class made of two tight clusters (a 1 written upright and slanted, say) gets one
+    Gaussian per cluster: draws of that class land on the clusters, not between them, and the
+    density is higher on the clusters than at the class mean one Gaussian would put first."""
+    n = 600
+    g = gen(5)
+    corners = torch.tensor([[2.0, 0, 0, 0], [0, 0, 0, 2.0]], dtype=F64)
+    labels = torch.arange(n) % 2
+    class0 = corners[torch.arange(n) % 4 // 2] + 0.1 * torch.randn(n, 4, generator=g, dtype=F64)
+    class1 = torch.tensor([0, 3.0, 3.0, 0], dtype=F64) + 0.3 * torch.randn(n, 4, generator=g,
+                                                                          dtype=F64)
+    data = torch.where(labels[:, None] == 0, class0, class1).reshape(n, 1, 2, 2)
+    fitted = DataGaussian.fit(data, labels, rank=1, components=2, generator=gen(1))
+    assert fitted.component_classes.tolist() == [0, 0, 1, 1] and fitted.n_classes == 2
+    assert torch.isclose(fitted.weights.sum(), torch.tensor(1.0, dtype=F64))
+    found = sorted(fitted.means[:2].flatten(1).round().tolist())
+    assert found == sorted(corners.tolist())
+    draws = fitted.sample((2000, 1, 2, 2), classes=torch.zeros(2000, dtype=torch.long),
+                          generator=gen(2)).flatten(1)
+    to_corner = torch.cdist(draws, corners).min(1).values
+    assert (to_corner < 0.6).float().mean() > 0.95  # on a cluster, not in between
+    assert 0.4 < (draws[:, 0] > 1).float().mean() < 0.6  # the clusters' shares
+    single = DataGaussian.fit(data, labels, rank=1)
+    middle = corners.mean(0).reshape(1, 1, 2, 2)
+    on_cluster = corners[:1].reshape(1, 1, 2, 2)
+    assert fitted.log_prob(on_cluster) > fitted.log_prob(middle) + 5
+    assert single.log_prob(on_cluster) < single.log_prob(middle) + 1
+    # The fit travels whole; a state saved before components existed has one per class.
+    rebuilt = DataGaussian.from_state(roundtrip(fitted.state_dict()))
+    assert rebuilt.component_classes.tolist() == [0, 0, 1, 1]
+    saved = single.state_dict()
+    del saved["component_classes"]
+    assert DataGaussian.from_state(saved).component_classes.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="components must be >= 1"):
+        DataGaussian.fit(data, labels, components=0)
+    # A cluster of one example (3 of class 0 and 2 of class 1 cannot make two pairs each)
+    # joins its neighbour's: fewer components, each with a density.
+    few = DataGaussian.fit(data[:5], labels[:5], components=2, generator=gen(1))
+    assert few.component_classes.tolist() == [0, 1] and (few.residual_std > 0).all()
+
+
 def test_data_gaussian_keeps_fewer_directions_than_its_smallest_class_spans() -> None:
     """Three examples of a class span two directions; keeping both would leave no residual
     variance, so a fit asked for 3 keeps 1 (n - 2), and has a density."""
@@ -202,7 +243,7 @@ def test_data_gaussian_log_prob_is_its_mixture_of_dense_gaussians() -> None:
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.zeros(3)),
      r"classes must be \(2,\)"),
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.tensor([0, 2])),
-     r"classes must be in 0 .. 1 \(the fitted components\), got 0 .. 2"),
+     r"classes must be in 0 .. 1 \(the fitted classes\), got 0 .. 2"),
     (lambda d, y: DataGaussian.from_state({"means": d}), "lacks"),
 ])
 def test_data_gaussian_rejects_bad_input(call, message: str) -> None:

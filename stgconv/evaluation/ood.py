@@ -59,8 +59,8 @@ ECE_BINS = 15
 def load_classifier(checkpoint: str | Path, *, device: str = "auto"
                     ) -> tuple[ClassifierEnergy, ExperimentConfig, DataGaussian | None]:
     """The trained classifier energy (eval mode, on ``device``), its config and the Gaussians
-    fitted to its training data (``None`` unless it was trained with ``chains.init:
-    data_gaussian``).
+    fitted to its training data: the run's ``jem.reference_components`` fit, else its chains'
+    start (``chains.init: data_gaussian``), else ``None``.
 
     Raises:
         ValueError: the checkpoint holds a model that is not a classifier (the descriptors'
@@ -71,7 +71,8 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto"
         raise ValueError(f"{checkpoint} holds a {config.model.arch!r} energy, not a classifier: "
                          "eval ood needs a classifier model (model.arch digit_classifier or "
                          "wide_resnet, trained with a jem section)")
-    reference = DataGaussian.from_state(state["init"]) if "init" in state else None
+    fitted = state.get("reference", state.get("init"))
+    reference = DataGaussian.from_state(fitted) if fitted is not None else None
     return energy, config, reference
 
 

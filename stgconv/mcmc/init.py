@@ -54,50 +54,71 @@ class DataGaussian:
     labels are given: JEM++'s informative initialisation (Yang & Ji, ICCV 2021), which starts
     short chains near the data instead of in uniform noise that a few steps cannot leave.
 
-    Each component ``k`` is the maximum-likelihood probabilistic PCA of its class: the class
-    mean, its ``rank`` leading principal directions, and one isotropic standard deviation for
-    the variance they leave out (which the kept directions carry too). A draw is
-    ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
+    Each component ``k`` is the maximum-likelihood probabilistic PCA of its examples (a class,
+    or one k-means cluster of a class): their mean, ``rank`` leading principal directions, and
+    one isotropic standard deviation for the variance they leave out (which the kept directions
+    carry too). A draw is ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
 
     Args:
         means: ``(K, *S)`` component means.
         factors: ``(K, r, *S)`` principal directions times the standard deviations the
             isotropic part leaves to them.
         residual_std: ``(K,)`` standard deviation of the variance the factors leave out.
-        weights: ``(K,)`` mixture weights (the classes' shares of the data), summing to 1.
+        weights: ``(K,)`` mixture weights (the components' shares of the data), summing to 1.
+        component_classes: ``(K,)`` the class of each component, every class ``0 .. C - 1``
+            present (default: component ``k`` is class ``k``).
         noise: the share of draws of no given class that are uniform noise
             ``U(-noise_scale, noise_scale)`` instead, so that some chains also explore far from
             the data (where a model that never saw samples may put its lowest energies).
     """
 
     def __init__(self, means: Tensor, factors: Tensor, residual_std: Tensor, weights: Tensor,
-                 *, noise: float = 0.0, noise_scale: float = 1.0) -> None:
+                 *, component_classes: Tensor | None = None, noise: float = 0.0,
+                 noise_scale: float = 1.0) -> None:
         if not 0.0 <= noise <= 1.0 or noise_scale < 0:
             raise ValueError(f"noise must be in [0, 1] and noise_scale >= 0, got {noise}, "
                              f"{noise_scale}")
         self.noise, self.noise_scale = noise, noise_scale
         k = means.shape[0]
+        if component_classes is None:
+            component_classes = torch.arange(k, device=means.device)
         if (factors.shape[0] != k or factors.shape[2:] != means.shape[1:]
-                or residual_std.shape != (k,) or weights.shape != (k,)):
+                or residual_std.shape != (k,) or weights.shape != (k,)
+                or component_classes.shape != (k,)):
             raise ValueError(
-                f"a data Gaussian needs means (K, *S), factors (K, r, *S), residual_std (K,) and "
-                f"weights (K,), got {tuple(means.shape)}, {tuple(factors.shape)}, "
-                f"{tuple(residual_std.shape)}, {tuple(weights.shape)}")
+                f"a data Gaussian needs means (K, *S), factors (K, r, *S), residual_std (K,), "
+                f"weights (K,) and component_classes (K,), got {tuple(means.shape)}, "
+                f"{tuple(factors.shape)}, {tuple(residual_std.shape)}, {tuple(weights.shape)}, "
+                f"{tuple(component_classes.shape)}")
+        component_classes = component_classes.long()
+        n_classes = int(component_classes.max()) + 1 if k else 0
+        if k and (int(component_classes.min()) < 0
+                  or torch.bincount(component_classes, minlength=n_classes).min() == 0):
+            raise ValueError(f"component_classes must cover every class 0 .. {n_classes - 1}, "
+                             f"got {component_classes.tolist()}")
         self.means, self.factors = means, factors
         self.residual_std, self.weights = residual_std, weights
+        self.component_classes, self.n_classes = component_classes, n_classes
 
     @classmethod
     def fit(cls, data: Tensor, labels: Tensor | None = None, *, rank: int = 64,
-            noise: float = 0.0, noise_scale: float = 1.0) -> DataGaussian:
-        """Fit to ``data`` ``(N, *S)``, one component per class of ``labels`` ``(N,)``
-        (``0 .. K - 1``, each class present) or one for all of it; ``noise``, ``noise_scale``
-        as the constructor's.
+            components: int = 1, noise: float = 0.0, noise_scale: float = 1.0,
+            generator: torch.Generator | None = None) -> DataGaussian:
+        """Fit to ``data`` ``(N, *S)``, ``components`` Gaussians per class of ``labels``
+        ``(N,)`` (``0 .. C - 1``, each class present) or for all of it: with more than one,
+        each fits one cluster of the class's k-means (seeded by ``generator``), so a class
+        written in several ways gets a Gaussian per way instead of one blurred over them; a
+        cluster of a single example joins its nearest neighbour's, so a class may get fewer.
+        ``noise``, ``noise_scale`` as the constructor's.
 
-        Every component keeps ``min(rank, n - 2)`` directions, ``n`` the smallest class's
-        examples: ``n`` examples span ``n - 1`` directions, and keeping all of them would leave
-        no variance for the isotropic rest (no density, :meth:`log_prob`)."""
+        Each component keeps ``min(rank, n - 2)`` directions, ``n`` its examples (zero
+        directions pad the others to the most kept): ``n`` examples span ``n - 1``
+        directions, and keeping all of them would leave no variance for the isotropic rest
+        (no density, :meth:`log_prob`)."""
         if rank < 0:
             raise ValueError(f"rank must be >= 0, got {rank}")
+        if components < 1:
+            raise ValueError(f"components must be >= 1, got {components}")
         flat = data.detach().flatten(1).double()
         labels = (torch.zeros(len(flat), dtype=torch.long, device=flat.device) if labels is None
                   else labels.long().to(flat.device))
@@ -107,29 +128,39 @@ class DataGaussian:
             k = int(counts.argmin())
             raise ValueError(f"class {k} has {int(counts[k])} examples; a Gaussian fit needs "
                              "at least 2 of every class")
-        r = max(0, min(rank, int(counts.min()) - 2, flat.shape[1] - 1))
-        means, factors, residual, weights = [], [], [], []
+        groups, component_classes = [], []
         for k in range(n_classes):
             members = flat[labels == k]
+            clusters = (_kmeans(members, components, generator=generator) if components > 1
+                        else torch.zeros(len(members), dtype=torch.long, device=flat.device))
+            for c in range(int(clusters.max()) + 1):
+                groups.append(members[clusters == c])
+                component_classes.append(k)
+        dims = flat.shape[1]
+        ranks = [max(0, min(rank, len(group) - 2, dims - 1)) for group in groups]
+        r = max(ranks)
+        means, factors, residual, weights = [], [], [], []
+        for members, kept in zip(groups, ranks):
             mean = members.mean(0)
             _, singular, directions = torch.linalg.svd(members - mean, full_matrices=False)
             variances = singular**2 / (len(members) - 1)
             # Past the class's examples - 1 directions the SVD leaves rounding error, not
             # variance; kept, it would be a reference density's near-singular direction.
             variances = torch.where(variances > 1e-12 * variances[0], variances, 0)
-            isotropic = variances[r:].sum() / (flat.shape[1] - r)
+            isotropic = variances[kept:].sum() / (dims - kept)
             means.append(mean)
             # The isotropic noise adds to the kept directions too, so they keep the rest of
             # their variance (the maximum-likelihood PPCA fit, Tipping & Bishop 1999).
-            factors.append(directions[:r] * (variances[:r, None] - isotropic).clamp(min=0).sqrt())
+            factor = directions[:kept] * (variances[:kept, None] - isotropic).clamp(min=0).sqrt()
+            factors.append(torch.cat([factor, factor.new_zeros(r - kept, dims)]))
             residual.append(isotropic.sqrt())
             weights.append(len(members) / len(flat))
-        shape = data.shape[1:]
-        return cls(torch.stack(means).reshape(n_classes, *shape).to(data.dtype),
-                   torch.stack(factors).reshape(n_classes, r, *shape)
-                   .to(data.dtype),
+        shape, n = data.shape[1:], len(groups)
+        return cls(torch.stack(means).reshape(n, *shape).to(data.dtype),
+                   torch.stack(factors).reshape(n, r, *shape).to(data.dtype),
                    torch.stack(residual).to(data.dtype),
                    torch.tensor(weights, dtype=data.dtype, device=data.device),
+                   component_classes=torch.tensor(component_classes, device=data.device),
                    noise=noise, noise_scale=noise_scale)
 
     def sample(
@@ -141,10 +172,10 @@ class DataGaussian:
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """``shape`` = ``(B, *S)`` draws, of the given ``classes`` ``(B,)`` or of components
-        picked by the mixture weights (a share ``noise`` of these uniform noise instead). A
-        ``shape`` with extra leading dims (persistent chains' ``(N, k, *S)``) is filled the
-        same way."""
+        """``shape`` = ``(B, *S)`` draws, of the given ``classes`` ``(B,)`` (each from one of
+        its class's components, picked by their weights) or of components picked by the
+        mixture weights (a share ``noise`` of these uniform noise instead). A ``shape`` with
+        extra leading dims (persistent chains' ``(N, k, *S)``) is filled the same way."""
         sample_shape = tuple(self.means.shape[1:])
         if tuple(shape[-len(sample_shape):]) != sample_shape:
             raise ValueError(f"the data Gaussian makes samples of shape {sample_shape}, asked "
@@ -153,27 +184,37 @@ class DataGaussian:
         device = device if device is not None else self.means.device
         of_no_class = classes is None
         if classes is None:
-            classes = torch.multinomial(self.weights.to(device), n, replacement=True,
-                                        generator=generator)
+            picked = torch.multinomial(self.weights.to(device), n, replacement=True,
+                                       generator=generator)
         elif classes.shape != (n,):
             raise ValueError(f"classes must be ({n},), one per sample, got {tuple(classes.shape)}")
-        elif len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < len(self.weights):
-            raise ValueError(f"classes must be in 0 .. {len(self.weights) - 1} (the fitted "
-                             f"components), got {int(classes.min())} .. {int(classes.max())}")
-        classes = classes.to(device)
+        elif len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < self.n_classes:
+            raise ValueError(f"classes must be in 0 .. {self.n_classes - 1} (the fitted "
+                             f"classes), got {int(classes.min())} .. {int(classes.max())}")
+        else:
+            picked = self._component_of(classes.to(device), generator)
         means, factors = self.means.to(device), self.factors.to(device)
         z = torch.randn((n, factors.shape[1]), generator=generator, device=device,
                         dtype=means.dtype)
         eps = torch.randn((n, *sample_shape), generator=generator, device=device,
                           dtype=means.dtype)
-        x = (means[classes] + torch.einsum("nr,nr...->n...", z, factors[classes])
-             + self.residual_std.to(device)[classes].reshape(-1, *[1] * len(sample_shape)) * eps)
+        x = (means[picked] + torch.einsum("nr,nr...->n...", z, factors[picked])
+             + self.residual_std.to(device)[picked].reshape(-1, *[1] * len(sample_shape)) * eps)
         if of_no_class and self.noise > 0:
             noise = NoiseInit("uniform", self.noise_scale).sample(
                 x.shape, device=device, dtype=x.dtype, generator=generator)
             is_noise = torch.rand(n, device=device, generator=generator) < self.noise
             x = torch.where(is_noise.reshape(-1, *[1] * len(sample_shape)), noise, x)
         return x.reshape(tuple(shape)).to(dtype if dtype is not None else means.dtype)
+
+    def _component_of(self, classes: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One component of each class in ``classes`` ``(n,)``, by the weights within it."""
+        owners = self.component_classes.to(classes.device)
+        if len(owners) == self.n_classes:  # one component per class: no draw needed
+            return torch.argsort(owners)[classes]
+        within = torch.where(owners[None, :] == classes[:, None],
+                             self.weights.to(classes.device)[None, :], 0)
+        return torch.multinomial(within, 1, generator=generator)[:, 0]
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log q(x)`` ``(B,)`` of ``x`` ``(B, *S)`` under the mixture ``q = sum_k weights[k]
@@ -215,14 +256,50 @@ class DataGaussian:
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"means": self.means, "factors": self.factors,
-                "residual_std": self.residual_std, "weights": self.weights}
+                "residual_std": self.residual_std, "weights": self.weights,
+                "component_classes": self.component_classes}
 
     @classmethod
     def from_state(cls, state: dict[str, Tensor], *, noise: float = 0.0, noise_scale: float = 1.0
                    ) -> DataGaussian:
-        """The fit of :meth:`state_dict` (the noise share is a setting, not part of it)."""
+        """The fit of :meth:`state_dict` (the noise share is a setting, not part of it; a
+        state without ``component_classes``, saved before fits had several components per
+        class, has one per class)."""
         missing = {"means", "factors", "residual_std", "weights"} - set(state)
         if missing:
             raise ValueError(f"a data Gaussian's state lacks {sorted(missing)}")
         return cls(state["means"], state["factors"], state["residual_std"], state["weights"],
-                   noise=noise, noise_scale=noise_scale)
+                   component_classes=state.get("component_classes"), noise=noise,
+                   noise_scale=noise_scale)
+
+
+def _kmeans(points: Tensor, k: int, *, iterations: int = 25,
+            generator: torch.Generator | None = None) -> Tensor:
+    """Cluster of each of ``points`` ``(n, D)``, ``(n,)`` in ``0 .. k' - 1``: Lloyd's
+    iterations from a k-means++ start (Arthur & Vassilvitskii 2007), then each cluster of a
+    single point (k-means++ seeds far points, an outlier may end alone) merged into the nearest
+    other, so ``k' <= k``."""
+    first = torch.randint(len(points), (1,), generator=generator, device=points.device)
+    centres = points[first]
+    for _ in range(1, min(k, len(points))):
+        # The next centre is drawn in proportion to the squared distance to the nearest one.
+        nearest = torch.cdist(points, centres).min(1).values.pow(2)
+        if not nearest.sum() > 0:  # every point sits on a centre already
+            break
+        pick = torch.multinomial(nearest / nearest.sum(), 1, generator=generator)
+        centres = torch.cat([centres, points[pick]])
+    for _ in range(iterations):
+        assignment = torch.cdist(points, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, assignment, points)
+        counts = torch.bincount(assignment, minlength=len(centres))
+        moved = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+        if torch.equal(moved, centres):
+            break
+        centres = moved
+    while True:
+        assignment = torch.cdist(points, centres).argmin(1)
+        counts = torch.bincount(assignment, minlength=len(centres))
+        smallest = int(counts.argmin())
+        if len(centres) == 1 or counts[smallest] >= 2:
+            return assignment
+        centres = torch.cat([centres[:smallest], centres[smallest + 1:]])

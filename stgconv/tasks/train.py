@@ -150,6 +150,10 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     init = (DataGaussian.fit(data, labels, rank=config.chains.init_rank,
                              noise=config.chains.init_noise, noise_scale=config.chains.init_scale)
             if config.chains.init == "data_gaussian" else None)
+    reference = (DataGaussian.fit(data, labels, rank=config.jem.reference_rank,
+                                  components=config.jem.reference_components,
+                                  generator=torch.Generator(device).manual_seed(config.seed))
+                 if config.jem is not None and config.jem.reference_components > 0 else None)
     if world is not None:
         shard = world.shard(len(data))
         data = data[shard.to(device)]
@@ -175,8 +179,9 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                 energy, model_sampler(config),
                 build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2,
                                   init=init),
-                data, labels.to(device), jem=config.jem, train=config.train,
-                generator=generator, config=config_to_dict(config), world=world,
+                data, labels.to(device), jem=config.jem, reference=reference,
+                train=config.train, generator=generator, config=config_to_dict(config),
+                world=world,
             )
         elif config.cooperative is not None:
             generator_net = ConvGenerator(latent_dim=config.cooperative.latent_dim,
