@@ -45,9 +45,9 @@ TINY = ["--set", "data.size=16", "--set", "model.layers=[[4,4,2,1],[4,3,2,1]]",
 JEM_TINY = ["--set", "model.n_classes=3", "--set", "train.n_iterations=2",
             "--set", "train.batch_size=4", "--set", "jem.px_batch=2", "--set", "sampler.n_steps=2",
             "--set", "chains.buffer_capacity=8", "--set", "train.sample_every=0",
-            "--set", "jem.reference_components=1", "--set", "device=cpu", "--quiet"]
+            "--set", "device=cpu", "--quiet"]
 """``stgconv train`` options that make the JEM config a CPU second's run on
-:func:`labelled_bars` (whose few bars per class leave no k-means clusters to fit)."""
+:func:`labelled_bars`."""
 
 
 def labelled_bars(path: Path, n: int = 6, *, n_classes: int = 3, varied: bool = False) -> Path:
