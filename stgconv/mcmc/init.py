@@ -144,7 +144,7 @@ class DataGaussian:
             mean = members.mean(0)
             _, singular, directions = torch.linalg.svd(members - mean, full_matrices=False)
             variances = singular**2 / (len(members) - 1)
-            # Past the class's examples - 1 directions the SVD leaves rounding error, not
+            # Past the component's examples - 1 directions the SVD leaves rounding error, not
             # variance; kept, it would be a reference density's near-singular direction.
             variances = torch.where(variances > 1e-12 * variances[0], variances, 0)
             isotropic = variances[kept:].sum() / (dims - kept)
