@@ -10,8 +10,9 @@ count):
 
 - classification: MNIST test accuracy and the expected calibration error (15 bins);
 - OOD: AUROC of the recommended score of ``stgconv eval ood`` (``stgconv``: -E(x) + beta log
-  q(x), q the Gaussians fitted to the training data), of its two parts alone (``energy``,
-  ``q``) and of max-softmax for both models, MNIST's test digits against outliers built here:
+  q(x) + gamma log r(phi(x)), q and r the Gaussians fitted to the training data and to the
+  trained network's features of it), of its three parts alone (``energy``, ``q``, ``r``) and
+  of max-softmax for both models, MNIST's test digits against outliers built here:
   uniform and Gaussian noise, vertically flipped test digits (all of them, and only those of
   the digits that do not read as themselves upside down: not 0, 1, 3, 8), inverted test
   digits, crops of scikit-image's texture photographs, frames of the shared DynTex clips
@@ -66,6 +67,7 @@ MODELNET = ROOT.parent / "shared" / "data" / "voxel" / "modelnet10_30_train.npz"
 CONFIG = ROOT / "configs" / "image" / "jem_mnist_quick.yaml"
 TEXTURES = ("brick", "grass", "gravel")
 MODELS = ("jem", "plain")
+OOD_SCORES = ("stgconv", "energy", "reference", "features", "max_softmax")
 
 
 # Upside down, these read as themselves (0, 1, 8 are nearly symmetric; 3 too, about its
@@ -319,8 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     parser.error(f"no trained run at {run} (train {CONFIG.name}, pass --{name} "
                                  "or --train)")
         loaded = {name: load_classifier(run, device="cpu") for name, run in runs.items()}
-        models = {name: energy for name, (energy, _, _) in loaded.items()}
-        references = {name: reference for name, (_, _, reference) in loaded.items()}
+        models = {name: energy for name, (energy, *_) in loaded.items()}
+        references = {name: reference for name, (_, _, reference, _) in loaded.items()}
+        feature_references = {name: features for name, (*_, features) in loaded.items()}
         test_images, test_labels = load_split(data, "test", n_test)
         with np.load(data) as archive:
             test_uint8, test_labels_uint8 = archive["x_test"], archive["y_test"]
@@ -331,7 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, energy in models.items():
             started = time.process_time()
             logits, inlier_scores[name], weights[name] = score_images(
-                energy, references[name], test_images)
+                energy, references[name], test_images,
+                feature_reference=feature_references[name])
             probabilities = torch.softmax(logits, 1)
             rows.append({"table": "classification", "model": name, "run": str(runs[name]),
                          "accuracy": float((probabilities.argmax(1) == test_labels).double()
@@ -339,7 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "ece": expected_calibration_error(probabilities, test_labels),
                          # Above the accuracy: overconfident; below: underconfident.
                          "mean_confidence": float(probabilities.max(1).values.mean()),
-                         "train_cpu_s": train_s[name], "reference_weight": weights[name],
+                         "train_cpu_s": train_s[name],
+                         "reference_weight": weights[name]["reference"],
+                         "feature_weight": weights[name]["features"],
                          "seconds": time.process_time() - started})
 
         # OOD detection.
@@ -351,8 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             x = to_model(images, outliers_dir, set_name)
             row: dict[str, Any] = {"table": "ood", "outliers": set_name, "n": len(x)}
             for name, energy in models.items():
-                _, scores, _ = score_images(energy, references[name], x, weight=weights[name])
-                for score_name in ("stgconv", "energy", "reference", "max_softmax"):
+                _, scores, _ = score_images(energy, references[name], x,
+                                            feature_reference=feature_references[name],
+                                            weights=weights[name])
+                for score_name in OOD_SCORES:
                     if score_name in scores:
                         row[f"{name}_{score_name}"] = auroc(inlier_scores[name][score_name],
                                                             scores[score_name])
@@ -415,11 +423,12 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
         lines.append(f"{row['model']:<7}{row['accuracy']:>10.4f}{row['ece']:>9.4f}"
                      f"{row['mean_confidence']:>12.4f}{train:>13}{row['seconds']:>7.1f}")
     lines += ["", "# OOD AUROC, MNIST test digits vs each set ('stgconv' = -E(x) + beta log "
-              "q(x), the recommended score of eval ood; 'energy' = -E(x) alone; 'q' = the "
-              "fitted Gaussians' log q(x) alone; '-' = no fitted q)"]
-    columns = [(model, score) for model in MODELS
-               for score in ("stgconv", "energy", "reference", "max_softmax")]
-    short = {"stgconv": "stgconv", "energy": "energy", "reference": "q", "max_softmax": "maxsoft"}
+              "q(x) + gamma log r(phi(x)), the recommended score of eval ood; 'energy' = -E(x) "
+              "alone; 'q' = the Gaussians fitted to the digits alone; 'r' = those fitted to the "
+              "network's features alone; '-' = not fitted)"]
+    columns = [(model, score) for model in MODELS for score in OOD_SCORES]
+    short = {"stgconv": "stgconv", "energy": "energy", "reference": "q", "features": "r",
+             "max_softmax": "maxsoft"}
     lines.append(f"{'outliers':<31}{'n':>6}"
                  + "".join(f"{model + ' ' + short[score]:>15}" for model, score in columns)
                  + f"{'s':>7}")

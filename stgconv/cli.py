@@ -187,9 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--outliers", required=True, help=".npz with x_test, as --inliers")
     p.add_argument("--json", dest="json_path", metavar="FILE",
                    help="write the table as JSON: {\"auroc\": {\"stgconv\" (recommended: "
-                        "-E(x) + beta log q(x), q the fitted data Gaussians), \"max_softmax\", "
-                        "\"max_logit\", \"energy\", \"reference\"}, \"accuracy\", \"ece\" "
-                        "(null without y_test), \"reference_weight\", ...}")
+                        "-E(x) + beta log q(x) + gamma log r(phi(x)), q and r the Gaussians "
+                        "fitted to the data and to the network's features of it), "
+                        "\"max_softmax\", \"max_logit\", \"energy\", \"reference\", "
+                        "\"features\"}, \"accuracy\", \"ece\" (null without y_test), "
+                        "\"reference_weight\", \"feature_weight\", ...}")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     p = sub.add_parser("demo", formatter_class=DefaultsFormatter, help="the quick start: learn a real texture, then synthesize")

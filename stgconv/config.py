@@ -301,6 +301,13 @@ class JEMConfig:
     # blurred one-per-class start. 0: that start (chains.init data_gaussian) serves instead.
     reference_components: int = 0
     reference_rank: int = 64
+    # A third expert of that score: one Gaussian per class over the trained classifier's
+    # penultimate features (what its last layer reads; Lee et al. 2018 score with it alone) with
+    # feature_rank principal directions, fitted when training ends to up to 500 training
+    # examples of each class and kept in the final checkpoint as "feature_reference". It sees
+    # what the network has learnt to tell apart, where the pixel Gaussians see only strokes.
+    # 0: none.
+    feature_rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -496,7 +503,7 @@ def _check_jem(config: ExperimentConfig) -> None:
         if not getattr(jem, key) >= 0:
             raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
     _check_positive("jem.max_energy_gap", jem.max_energy_gap)
-    for key in ("reference_components", "reference_rank"):
+    for key in ("reference_components", "reference_rank", "feature_rank"):
         if getattr(jem, key) < 0:
             raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
     if not 0 <= jem.shift < config.data.size // 2:

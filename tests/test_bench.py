@@ -361,9 +361,9 @@ def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert {row["outliers"] for row in ood} >= {
         "uniform noise", "inverted digits", "flipped digits except 0 1 3 8", "rendered letters",
         "scikit-image texture crops"}
-    # Both runs start chains from fitted Gaussians, so both have the reference's scores.
+    # Both runs keep the shipped config's fitted experts, so both have all the scores.
     assert all(0 <= row[f"{m}_{s}"] <= 1 for row in ood for m in ("jem", "plain")
-               for s in ("stgconv", "energy", "reference", "max_softmax"))
+               for s in ("stgconv", "energy", "reference", "features", "max_softmax"))
     assert [row["model"] for row in rows if row["table"] == "robustness"] == ["jem", "plain"]
     samples = [row for row in rows if row["table"] == "samples"]
     assert sum(samples[0]["class_histogram"]) == samples[0]["n"] == 20

@@ -94,3 +94,18 @@ def test_classifier_energy_keeps_the_density_scale_in_its_config() -> None:
     rebuilt.load_state_dict(energy.state_dict())
     assert isinstance(rebuilt, ClassifierEnergy) and rebuilt.log_density_scale is not None
     assert "density_scale" not in classifier_energy("digit_classifier").config
+
+
+def test_features_are_what_the_last_layer_reads() -> None:
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(digit_classifier(4, width=4))
+    x = torch.randn(3, 1, 28, 28)
+    features = energy.features(x)
+    assert features.shape == (3, 8 * 7 * 7)
+    torch.testing.assert_close(energy.logits_of_features(features), energy.logits(x))
+
+
+def test_features_of_a_classifier_without_a_linear_head_are_refused() -> None:
+    energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.SiLU()))
+    with pytest.raises(ValueError, match="nn.Sequential ending in an nn.Linear"):
+        energy.features(torch.zeros(1, 4))

@@ -16,14 +16,15 @@ from _tiny import JEM_CONFIG, JEM_TINY
 from torch import Tensor
 
 from stgconv.cli import main
-from stgconv.evaluation.ood import REFERENCE_SHARE, SCORES, ood_scores, reference_weight
+from stgconv.evaluation.ood import (FEATURE_SHARE, REFERENCE_SHARE, SCORES, ood_scores,
+                                    reference_weight)
 
 
 def test_scores_by_hand() -> None:
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], dtype=torch.float64)
     energies = torch.tensor([-1.0, 2.0], dtype=torch.float64)
     scores = ood_scores(logits, energies)
-    assert list(scores) == list(SCORES[:-1])  # no reference
+    assert list(scores) == list(SCORES[:-2])  # no fitted expert
     assert torch.equal(scores["stgconv"], -energies) and torch.equal(scores["energy"], -energies)
     assert torch.allclose(scores["max_softmax"], torch.tensor([0.5, 0.75], dtype=torch.float64))
     assert torch.allclose(scores["max_logit"], torch.tensor([0.0, math.log(3.0)],
@@ -38,9 +39,27 @@ def test_the_recommended_score_adds_the_weighted_reference() -> None:
     # beta log q spreads REFERENCE_SHARE times as widely as -E: std 1 against std 20.
     assert weight == pytest.approx(REFERENCE_SHARE / 20)
     scores = ood_scores(logits, energies, log_q, weight=weight)
-    assert list(scores) == list(SCORES)
+    assert list(scores) == list(SCORES[:-1])
     assert torch.allclose(scores["stgconv"], -energies + weight * log_q)
     assert torch.equal(scores["energy"], -energies) and torch.equal(scores["reference"], log_q)
+
+
+def test_the_feature_expert_adds_to_the_pixel_product_at_its_share() -> None:
+    logits = torch.zeros(3, 2, dtype=torch.float64)
+    energies = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    log_q = torch.tensor([-30.0, -10.0, 10.0], dtype=torch.float64)
+    log_r = torch.tensor([4.0, 0.0, -2.0], dtype=torch.float64)
+    beta = reference_weight(-energies, log_q)
+    product = -energies + beta * log_q
+    gamma = reference_weight(product, log_r, share=FEATURE_SHARE)
+    assert gamma == pytest.approx(FEATURE_SHARE * float(product.std() / log_r.std()))
+    scores = ood_scores(logits, energies, log_q, weight=beta, feature_log_r=log_r,
+                        feature_weight=gamma)
+    assert list(scores) == list(SCORES)
+    assert torch.allclose(scores["stgconv"], product + gamma * log_r)
+    assert torch.equal(scores["features"], log_r) and torch.equal(scores["reference"], log_q)
+    with pytest.raises(ValueError, match="features expert's log-densities need its weight"):
+        ood_scores(logits, energies, feature_log_r=log_r)
 
 
 @pytest.mark.parametrize("log_q", [torch.tensor([5.0]), torch.tensor([5.0, 5.0])])
@@ -81,23 +100,24 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
     assert list(table["auroc"]) == list(SCORES)
     assert all(0 <= a <= 1 for a in table["auroc"].values())
     assert 0 <= table["accuracy"] <= 1 and 0 <= table["ece"] <= 1
-    assert table["reference_weight"] > 0
+    assert table["reference_weight"] > 0 and table["feature_weight"] > 0
     assert (table["n_inliers"], table["n_outliers"]) == (9, 5)
     assert "AUROC" in capsys.readouterr().out
 
 
 def test_a_model_without_fitted_gaussians_scores_its_energy_alone(
         trained_jem_run: dict[str, Path], arrays: dict[str, str], tmp_path: Path) -> None:
-    """Chains from uniform noise and no jem.reference_components keep no fitted Gaussians:
-    "stgconv" is -E(x), no "reference"."""
+    """Chains from uniform noise, no jem.reference_components and no jem.feature_rank keep no
+    fitted Gaussians: "stgconv" is -E(x), no "reference" or "features"."""
     run, out = tmp_path / "run", tmp_path / "ood.json"
     assert main(["train", str(JEM_CONFIG), "--data", str(trained_jem_run["data"]), "--out",
                  str(run), *JEM_TINY, "--set", "chains.init=uniform",
-                 "--set", "jem.reference_components=0"]) == 0
+                 "--set", "jem.reference_components=0", "--set", "jem.feature_rank=0"]) == 0
     assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
-    assert table["reference_weight"] is None and "reference" not in table["auroc"]
+    assert table["reference_weight"] is None and table["feature_weight"] is None
+    assert "reference" not in table["auroc"] and "features" not in table["auroc"]
     assert table["auroc"]["stgconv"] == table["auroc"]["energy"]
 
 

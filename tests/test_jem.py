@@ -22,7 +22,7 @@ from stgconv.cli import main
 from stgconv.config import JEMConfig, TrainConfig, load_config
 from stgconv.energy.classifier import ClassifierEnergy, classifier_energy
 from stgconv.evaluation.ood import load_classifier
-from stgconv.jem import JEM_ADVICE, HybridTrainer
+from stgconv.jem import JEM_ADVICE, HybridTrainer, fit_feature_reference
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc import Langevin, NoiseInit, ReplayBuffer
 from stgconv.train import DivergenceError
@@ -241,6 +241,7 @@ def test_the_trainer_refuses_bad_labels() -> None:
     (["chains.init_rank=-1"], "chains.init_rank must be >= 0"),
     (["jem.reference_components=-1"], "jem.reference_components must be >= 0"),
     (["jem.reference_rank=-1"], "jem.reference_rank must be >= 0"),
+    (["jem.feature_rank=-1"], "jem.feature_rank must be >= 0"),
     (["chains.init_noise=2"], r"chains.init_noise must be in \[0, 1\]"),
     (["model.arch=texture", "model.density_scale=true", "jem=null"],
      "model.density_scale applies to classifier architectures"),
@@ -382,6 +383,34 @@ def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_p
     assert "reference" not in torch.load(without / "checkpoint.pt", weights_only=True)
     fallback = load_classifier(without, device="cpu")[2]
     assert fallback is not None and len(fallback.weights) == 3  # the chains' start
+
+
+def test_the_last_checkpoint_holds_gaussians_of_the_trained_features(tmp_path: Path) -> None:
+    """jem.feature_rank: the checkpoint of the run's last iteration, and only it (any later step
+    would make the fit stale), holds one Gaussian per class over the trained network's
+    penultimate features of the examples, which eval ood loads."""
+    data = labelled_bars(tmp_path / "bars.npz", 24, varied=True)  # 8 bars of each class
+    run = tmp_path / "run"
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(run), *JEM_TINY,
+                 "--set", "jem.feature_rank=3", "--set", "train.checkpoint_every=1"]) == 0
+    assert "feature_reference" not in torch.load(run / "checkpoint_previous.pt",
+                                                  weights_only=True)  # iteration 1 of 2
+    assert "feature_reference" in torch.load(run / "checkpoint.pt", weights_only=True)
+    energy, _, _, features = load_classifier(run, device="cpu")
+    with np.load(data) as archive:
+        x = torch.from_numpy(archive["x_train"]).float()[:, None] / 255 * 2 - 1  # model units
+        y = torch.from_numpy(archive["y_train"])
+    with torch.no_grad():
+        phi = energy.features(x)
+    assert features is not None and features.means.shape == (3, phi.shape[1])
+    assert features.factors.shape[1] == 3  # feature_rank directions (8 bars span 7)
+    for k in range(3):
+        torch.testing.assert_close(features.means[k], phi[y == k].mean(0), rtol=0, atol=1e-5)
+    # per_class: the first examples of each class, in the data's order.
+    first_two = fit_feature_reference(energy, x, y, rank=0, per_class=2)
+    for k in range(3):
+        torch.testing.assert_close(first_two.means[k], phi[y == k][:2].mean(0), rtol=0,
+                                   atol=1e-5)
 
 
 def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(

@@ -56,6 +56,31 @@ class ClassifierEnergy(nn.Module):
                              f"{tuple(logits.shape)}")
         return logits
 
+    def _body_and_head(self) -> tuple[nn.Module, nn.Linear]:
+        """The classifier split before its last layer, which must be linear."""
+        if not (isinstance(self.classifier, nn.Sequential) and len(self.classifier) > 1
+                and isinstance(self.classifier[-1], nn.Linear)):
+            raise ValueError("features need a classifier that is an nn.Sequential ending in an "
+                             "nn.Linear (as the presets are), got "
+                             f"{type(self.classifier).__name__}")
+        return self.classifier[:-1], self.classifier[-1]
+
+    def features(self, x: Tensor) -> Tensor:
+        """The penultimate features ``(B, F)``, what the last (linear) layer reads; ``(B, *S)``
+        in.
+
+        Raises:
+            ValueError: a classifier that is not an ``nn.Sequential`` ending in ``nn.Linear``.
+        """
+        body, _ = self._body_and_head()
+        return body(x).flatten(1)
+
+    def logits_of_features(self, features: Tensor) -> Tensor:
+        """The logits ``(B, K)`` of :meth:`features` ``(B, F)`` already computed (so an
+        evaluation that needs both runs the network once)."""
+        _, head = self._body_and_head()
+        return head(features)
+
     def forward(self, x: Tensor) -> Tensor:
         """The marginal energy ``-logsumexp_y f(x)[y]`` (times ``s`` with a density scale),
         ``(B, *S)`` -> ``(B,)``."""

@@ -4,20 +4,29 @@ Each score is higher for inputs the model takes for its own data; the table give
 AUROC of telling the inliers from the outliers (:func:`stgconv.metrics.auroc`), and with inlier
 labels the classifier's accuracy and expected calibration error (15 bins) on the inliers.
 
-- ``"stgconv"``, the recommended score: the log-density of a product of two experts, the model
-  and the Gaussians fitted to its training data (``chains.init: data_gaussian``, kept in the
-  checkpoint), ``-E(x) + beta log q(x)``. ``beta`` is set from the inliers alone, so that
-  ``beta log q`` spreads :data:`REFERENCE_SHARE` times as widely over them as ``-E`` does.
-  Without a fitted ``q`` in the checkpoint it is ``-E(x)`` alone.
+- ``"stgconv"``, the recommended score: the log-density of a product of experts, the model,
+  the Gaussians fitted to its training data (``jem.reference_components``, else the chains'
+  start ``chains.init: data_gaussian``, kept in the checkpoint) and, with
+  ``jem.feature_rank``, Gaussians fitted to the trained network's penultimate features of its
+  training data: ``-E(x) + beta log q(x) + gamma log r(phi(x))``. ``beta`` and ``gamma`` are
+  set from the inliers alone: ``beta log q`` spreads :data:`REFERENCE_SHARE` times as widely
+  over them as ``-E`` does, and ``gamma log r`` :data:`FEATURE_SHARE` times as widely as the
+  two before it. An expert the checkpoint does not hold is left out (``-E(x)`` alone without
+  either).
   Why the product: each expert misses what the other catches. On MNIST (bench/README.md,
   "jem.py") the JEM energy alone ranks inverted digits above the test digits (AUROC 0.000:
   white backgrounds, where no chain ever went) and tells silhouettes of solid objects from
   digits no better than chance (0.53-0.55), while ``log q`` separates both (1.000, 0.967); the
-  energy adds to ``q`` on rendered letters (0.896 -> 0.912).
+  energy adds to ``q`` on rendered letters (0.896 -> 0.912). The feature expert sees what the
+  pixel Gaussians cannot: whether the network's features of x look like those of some class
+  (letters 0.943-0.948 -> 0.959-0.961).
 - ``"energy"``: ``-E(x)``, ``log p(x)`` of the model alone up to a constant (``logsumexp_y
   f(x)[y]``, times the learnt density scale ``s``). A JEM model was trained to make it high on
   the data and low on its own samples; a plain classifier was not.
 - ``"reference"``: ``log q(x)`` alone (only with a fitted ``q``).
+- ``"features"``: ``log r(phi(x))`` alone (only with a fitted ``r``): class-conditional
+  Gaussians of the features, as Lee et al. (NeurIPS 2018) score them with one covariance
+  shared by the classes; here each class has its own, of low rank.
 - ``"max_softmax"``: ``max_y p(y | x)``, the classic classifier baseline (Hendrycks & Gimpel,
   ICLR 2017).
 - ``"max_logit"``: ``max_y f(x)[y]``, the largest logit (``-min_y E(x, y)`` in JEM's own form).
@@ -42,9 +51,9 @@ from stgconv.io.atomic import atomic_write_json
 from stgconv.mcmc.init import DataGaussian
 from stgconv.metrics import auroc, expected_calibration_error
 
-SCORES = ("stgconv", "max_softmax", "max_logit", "energy", "reference")
-"""The scores :func:`ood_scores` returns, the recommended one first (``"reference"`` only for a
-model with a fitted reference)."""
+SCORES = ("stgconv", "max_softmax", "max_logit", "energy", "reference", "features")
+"""The scores :func:`ood_scores` returns, the recommended one first (``"reference"`` and
+``"features"`` only for a model with that fitted expert)."""
 
 REFERENCE_SHARE = 4.0
 """How much more widely ``beta log q`` spreads over the inliers than ``-E`` in the recommended
@@ -53,14 +62,22 @@ let the energy's misses through (silhouettes 0.90-0.92, flipped digits 0.79-0.82
 product is at most 0.013 below ``q`` alone on every set and keeps the energy's gain on letters
 (0.896 -> 0.912)."""
 
+FEATURE_SHARE = 1.0
+"""How much more widely ``gamma log r`` spreads over the inliers than ``-E + beta log q`` in the
+recommended score. Measured on MNIST's constructed outliers (bench/README.md, "jem.py", fifth
+round): an equal share keeps the pixel experts' wins (noise, inverted digits) and adds the
+features' on letters and silhouettes."""
+
 ECE_BINS = 15
 
 
 def load_classifier(checkpoint: str | Path, *, device: str = "auto"
-                    ) -> tuple[ClassifierEnergy, ExperimentConfig, DataGaussian | None]:
-    """The trained classifier energy (eval mode, on ``device``), its config and the Gaussians
-    fitted to its training data: the run's ``jem.reference_components`` fit, else its chains'
-    start (``chains.init: data_gaussian``), else ``None``.
+                    ) -> tuple[ClassifierEnergy, ExperimentConfig, DataGaussian | None,
+                               DataGaussian | None]:
+    """The trained classifier energy (eval mode, on ``device``), its config, the Gaussians
+    fitted to its training data (the run's ``jem.reference_components`` fit, else its chains'
+    start ``chains.init: data_gaussian``, else ``None``) and those fitted to its features
+    (``jem.feature_rank``, else ``None``).
 
     Raises:
         ValueError: the checkpoint holds a model that is not a classifier (the descriptors'
@@ -73,31 +90,46 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto"
                          "wide_resnet, trained with a jem section)")
     fitted = state.get("reference", state.get("init"))
     reference = DataGaussian.from_state(fitted) if fitted is not None else None
-    return energy, config, reference
+    features = state.get("feature_reference")
+    feature_reference = DataGaussian.from_state(features) if features is not None else None
+    return energy, config, reference, feature_reference
 
 
 @torch.no_grad()
-def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *, batch_size: int = 500
-                       ) -> tuple[Tensor, Tensor]:
-    """Logits ``(N, K)`` and marginal energies ``E(x)`` ``(N,)`` (float64, CPU) of images ``x``
-    ``(N, C, H, W)``, ``batch_size`` at a time.
+def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *,
+                       feature_reference: DataGaussian | None = None, batch_size: int = 500
+                       ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Logits ``(N, K)``, marginal energies ``E(x)`` ``(N,)`` and, given the Gaussians fitted
+    to the features, ``log r(phi(x))`` ``(N,)`` (else ``None``) of images ``x``
+    ``(N, C, H, W)``, ``batch_size`` at a time; float64, CPU.
 
     Raises:
-        FloatingPointError: a non-finite logit or energy (reported, never scored).
+        FloatingPointError: a non-finite logit, energy or feature density (reported, never
+            scored).
     """
     param = next(energy.parameters())
-    logits, energies = [], []
+    logits, energies, feature_log_r = [], [], []
     for batch in x.split(batch_size):
-        batch_logits = energy.logits(batch.to(param.device, param.dtype))
+        batch = batch.to(param.device, param.dtype)
+        if feature_reference is None:
+            batch_logits = energy.logits(batch)
+        else:
+            features = energy.features(batch)
+            batch_logits = energy.logits_of_features(features)
+            feature_log_r.append(feature_reference.log_prob(
+                features.to(feature_reference.means.device, torch.float64)).cpu())
         logits.append(batch_logits.double().cpu())
         energies.append(energy.marginal_energy(batch_logits).double().cpu())
-    outputs = torch.cat(logits), torch.cat(energies)
-    for name, value in zip(("logits", "energies"), outputs):
+    outputs = {"logits": torch.cat(logits), "energies": torch.cat(energies),
+               "feature densities": torch.cat(feature_log_r) if feature_log_r else None}
+    for name, value in outputs.items():
+        if value is None:
+            continue
         bad = ~torch.isfinite(value.reshape(len(x), -1)).all(1)
         if bad.any():
             raise FloatingPointError(f"the classifier gave non-finite {name} for "
                                      f"{int(bad.sum())} of {len(x)} images")
-    return outputs
+    return outputs["logits"], outputs["energies"], outputs["feature densities"]
 
 
 @torch.no_grad()
@@ -109,56 +141,72 @@ def reference_log_prob(reference: DataGaussian, x: Tensor, *, batch_size: int = 
                       for batch in x.split(batch_size)])
 
 
-def reference_weight(energies: Tensor, log_q: Tensor) -> float:
-    """``beta`` of the recommended score from the inliers' energies ``(N,)`` and reference
-    log-densities ``(N,)``: ``REFERENCE_SHARE * std(-E) / std(log q)``.
+def reference_weight(scores: Tensor, log_q: Tensor, *, share: float = REFERENCE_SHARE) -> float:
+    """The weight of an expert's log-densities ``log_q`` ``(N,)`` of the inliers beside their
+    ``scores`` ``(N,)`` so far: ``share * std(scores) / std(log q)`` (``beta`` of the
+    recommended score from the energies ``-E`` with :data:`REFERENCE_SHARE`, ``gamma`` from
+    ``-E + beta log q`` with :data:`FEATURE_SHARE`).
 
     Raises:
         ValueError: fewer than two inliers, or inliers whose log-densities do not vary (the
             spread sets the weight).
     """
     if len(log_q) < 2 or not float(log_q.std()) > 0:
-        raise ValueError(f"the {len(energies)} inliers' scores do not vary, so they cannot set "
+        raise ValueError(f"the {len(scores)} inliers' scores do not vary, so they cannot set "
                          "the weight of the reference density: give at least two different "
                          "inliers")
-    return REFERENCE_SHARE * float(energies.std()) / float(log_q.std())
+    return share * float(scores.std()) / float(log_q.std())
 
 
 def ood_scores(logits: Tensor, energies: Tensor, log_q: Tensor | None = None, *,
-               weight: float | None = None) -> dict[str, Tensor]:
+               weight: float | None = None, feature_log_r: Tensor | None = None,
+               feature_weight: float | None = None) -> dict[str, Tensor]:
     """The scores of :data:`SCORES` ``(N,)`` from logits ``(N, K)``, the model's marginal
-    energies ``(N,)`` and, for a model with a fitted reference, ``log q(x)`` ``(N,)`` and its
-    ``weight`` (:func:`reference_weight`); higher = more like the training data."""
+    energies ``(N,)`` and, for a model with fitted experts, ``log q(x)`` ``(N,)`` with its
+    ``weight`` and ``log r(phi(x))`` ``(N,)`` with its ``feature_weight``
+    (:func:`reference_weight`); higher = more like the training data."""
     scores = {"stgconv": -energies,
               "max_softmax": torch.softmax(logits, dim=1).max(dim=1).values,
               "max_logit": logits.max(dim=1).values,
               "energy": -energies}
-    if log_q is not None:
-        if weight is None:
-            raise ValueError("a reference's log-densities need its weight")
-        scores["stgconv"] = -energies + weight * log_q
-        scores["reference"] = log_q
+    for name, log_density, density_weight in (("reference", log_q, weight),
+                                              ("features", feature_log_r, feature_weight)):
+        if log_density is None:
+            continue
+        if density_weight is None:
+            raise ValueError(f"the {name} expert's log-densities need its weight")
+        scores["stgconv"] = scores["stgconv"] + density_weight * log_density
+        scores[name] = log_density
     return scores
 
 
 def score_images(energy: ClassifierEnergy, reference: DataGaussian | None, x: Tensor, *,
-                 weight: float | None = None, batch_size: int = 500
-                 ) -> tuple[Tensor, dict[str, Tensor], float | None]:
-    """Logits ``(N, K)``, every score of :func:`ood_scores` ``(N,)`` and the reference's weight,
-    for images ``x`` ``(N, C, H, W)``: with ``weight`` ``None`` (the inliers) it is set from
-    these images (:func:`reference_weight`); pass the inliers' weight for the outliers. The
-    weight is ``None`` without a reference.
+                 feature_reference: DataGaussian | None = None,
+                 weights: dict[str, float | None] | None = None, batch_size: int = 500
+                 ) -> tuple[Tensor, dict[str, Tensor], dict[str, float | None]]:
+    """Logits ``(N, K)``, every score of :func:`ood_scores` ``(N,)`` and the experts' weights
+    ``{"reference": beta, "features": gamma}`` (``None`` for an expert not given), for images
+    ``x`` ``(N, C, H, W)``: with ``weights`` ``None`` (the inliers) they are set from these
+    images (:func:`reference_weight`); pass the inliers' weights for the outliers.
 
     Raises:
-        FloatingPointError: non-finite logits or energies.
-        ValueError: inliers too few or too alike to weigh the reference.
+        FloatingPointError: non-finite logits, energies or feature densities.
+        ValueError: inliers too few or too alike to weigh an expert.
     """
-    logits, energies = classifier_outputs(energy, x, batch_size=batch_size)
-    if reference is None:
-        return logits, ood_scores(logits, energies), None
-    log_q = reference_log_prob(reference, x, batch_size=batch_size)
-    weight = reference_weight(energies, log_q) if weight is None else weight
-    return logits, ood_scores(logits, energies, log_q, weight=weight), weight
+    logits, energies, feature_log_r = classifier_outputs(
+        energy, x, feature_reference=feature_reference, batch_size=batch_size)
+    log_q = None if reference is None else reference_log_prob(reference, x, batch_size=batch_size)
+    if weights is None:
+        weights = {"reference": None, "features": None}
+        product = -energies
+        if log_q is not None:
+            weights["reference"] = reference_weight(product, log_q)
+            product = product + weights["reference"] * log_q
+        if feature_log_r is not None:
+            weights["features"] = reference_weight(product, feature_log_r, share=FEATURE_SHARE)
+    scores = ood_scores(logits, energies, log_q, weight=weights["reference"],
+                        feature_log_r=feature_log_r, feature_weight=weights["features"])
+    return logits, scores, weights
 
 
 def _test_labels(path: str | Path) -> Tensor | None:
@@ -180,20 +228,21 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     ECE; the outliers' labels are not read.
 
     Returns (and writes to ``json_path``) ``{"auroc": {"stgconv": a, "max_softmax": b,
-    "max_logit": c, "energy": d, "reference": e}, "accuracy": acc, "ece": e}``, ``accuracy``
-    and ``ece`` ``None`` (JSON ``null``) without inlier labels, plus ``"reference_weight"``
-    (``beta`` of the recommended score; ``None``, and no ``"reference"`` AUROC, for a model
-    without a fitted reference), ``"n_inliers"``, ``"n_outliers"``, ``"seconds"``.
+    "max_logit": c, "energy": d, "reference": e, "features": f}, "accuracy": acc, "ece":
+    e}``, ``accuracy`` and ``ece`` ``None`` (JSON ``null``) without inlier labels, plus
+    ``"reference_weight"`` and ``"feature_weight"`` (``beta`` and ``gamma`` of the recommended
+    score; ``None``, and no ``"reference"`` / ``"features"`` AUROC, for a model without that
+    fitted expert), ``"n_inliers"``, ``"n_outliers"``, ``"seconds"``.
 
     Raises:
         ValueError: a missing or unreadable file, no ``x_test``, images of another type or
             shape, no images, labels that do not match the images or the model's classes, or a
             checkpoint that is not a classifier, or inliers too few or too alike to weigh
-            the reference.
-        FloatingPointError: non-finite logits or energies.
+            the experts.
+        FloatingPointError: non-finite logits, energies or feature densities.
     """
     started = time.perf_counter()
-    energy, config, reference = load_classifier(checkpoint, device=device)
+    energy, config, reference, feature_reference = load_classifier(checkpoint, device=device)
     n_classes = config.model.n_classes
     images = {}
     for name, path in (("inliers", inliers), ("outliers", outliers)):
@@ -205,15 +254,18 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     if labels is not None and labels.max() >= n_classes:
         raise ValueError(f"{inliers}: y_test has class {int(labels.max())}, but the model has "
                          f"{n_classes} classes (0 .. {n_classes - 1})")
-    inlier_logits, inlier_scores, weight = score_images(energy, reference, images["inliers"],
-                                                        batch_size=batch_size)
-    _, outlier_scores, _ = score_images(energy, reference, images["outliers"], weight=weight,
+    inlier_logits, inlier_scores, weights = score_images(
+        energy, reference, images["inliers"], feature_reference=feature_reference,
+        batch_size=batch_size)
+    _, outlier_scores, _ = score_images(energy, reference, images["outliers"],
+                                        feature_reference=feature_reference, weights=weights,
                                         batch_size=batch_size)
     scores = {"inliers": inlier_scores, "outliers": outlier_scores}
     table: dict[str, Any] = {
         "auroc": {score: auroc(scores["inliers"][score], scores["outliers"][score])
                   for score in scores["inliers"]},
-        "accuracy": None, "ece": None, "reference_weight": weight,
+        "accuracy": None, "ece": None, "reference_weight": weights["reference"],
+        "feature_weight": weights["features"],
         "n_inliers": len(images["inliers"]), "n_outliers": len(images["outliers"]),
     }
     if labels is not None:
@@ -228,9 +280,14 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
 
 def format_ood_table(table: dict[str, Any]) -> str:
     """The table of :func:`eval_ood` as text."""
-    recommended = ("the model's -E(x)" if table["reference_weight"] is None else
-                   f"-E(x) + {table['reference_weight']:.3g} log q(x), q the Gaussians fitted "
-                   "to the training data")
+    terms = ["-E(x)"]
+    if table["reference_weight"] is not None:
+        terms.append(f"{table['reference_weight']:.3g} log q(x)")
+    if table["feature_weight"] is not None:
+        terms.append(f"{table['feature_weight']:.3g} log r(phi(x))")
+    recommended = " + ".join(terms) + (
+        "" if len(terms) == 1 else "; q, r the Gaussians fitted to the training data and to "
+        "the network's features of it")
     lines = [f"OOD detection: {table['n_inliers']} inliers vs {table['n_outliers']} outliers "
              f"(AUROC, 1 = separated; 'stgconv' = {recommended})",
              f"{'score':<14}{'AUROC':>8}"]
@@ -243,6 +300,6 @@ def format_ood_table(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SCORES", "REFERENCE_SHARE", "load_classifier", "classifier_outputs",
+__all__ = ["SCORES", "REFERENCE_SHARE", "FEATURE_SHARE", "load_classifier", "classifier_outputs",
            "reference_log_prob", "reference_weight", "ood_scores", "score_images", "eval_ood",
            "format_ood_table"]

@@ -279,17 +279,24 @@ def _kmeans(points: Tensor, k: int, *, iterations: int = 25,
     iterations from a k-means++ start (Arthur & Vassilvitskii 2007), then each cluster of a
     single point (k-means++ seeds far points, an outlier may end alone) merged into the nearest
     other, so ``k' <= k``."""
+    # |p - c|^2 = |p|^2 - 2 p.c + |c|^2, one matrix product a round: torch.cdist takes its
+    # slow elementwise path for so few centres (16 of the 26 CPU seconds of MNIST's fit).
+    norms = points.pow(2).sum(1, keepdim=True)
+
+    def squared_distances(centres: Tensor) -> Tensor:
+        return (norms - 2 * points @ centres.T + centres.pow(2).sum(1)).clamp(min=0)
+
     first = torch.randint(len(points), (1,), generator=generator, device=points.device)
     centres = points[first]
     for _ in range(1, min(k, len(points))):
         # The next centre is drawn in proportion to the squared distance to the nearest one.
-        nearest = torch.cdist(points, centres).min(1).values.pow(2)
+        nearest = squared_distances(centres).min(1).values
         if not nearest.sum() > 0:  # every point sits on a centre already
             break
         pick = torch.multinomial(nearest / nearest.sum(), 1, generator=generator)
         centres = torch.cat([centres, points[pick]])
     for _ in range(iterations):
-        assignment = torch.cdist(points, centres).argmin(1)
+        assignment = squared_distances(centres).argmin(1)
         sums = torch.zeros_like(centres).index_add_(0, assignment, points)
         counts = torch.bincount(assignment, minlength=len(centres))
         moved = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
@@ -297,7 +304,7 @@ def _kmeans(points: Tensor, k: int, *, iterations: int = 25,
             break
         centres = moved
     while True:
-        assignment = torch.cdist(points, centres).argmin(1)
+        assignment = squared_distances(centres).argmin(1)
         counts = torch.bincount(assignment, minlength=len(centres))
         smallest = int(counts.argmin())
         if len(centres) == 1 or counts[smallest] >= 2:
