@@ -302,11 +302,11 @@ class JEMConfig:
     reference_components: int = 0
     reference_rank: int = 64
     # A third expert of that score: one Gaussian per class over the trained classifier's
-    # penultimate features (what its last layer reads; Lee et al. 2018 score with it alone) with
-    # feature_rank principal directions, fitted when training ends to up to 500 training
-    # examples of each class and kept in the final checkpoint as "feature_reference". It sees
-    # what the network has learnt to tell apart, where the pixel Gaussians see only strokes.
-    # 0: none.
+    # penultimate features (what its last layer reads; Lee et al. 2018 detect outliers by such
+    # Gaussians alone) with feature_rank principal directions, fitted when training ends to up
+    # to 500 training examples of each class and kept in the final checkpoint as
+    # "feature_reference". It sees what the network has learnt to tell apart, where the pixel
+    # Gaussians see only strokes. 0: none.
     feature_rank: int = 0
 
 

@@ -53,6 +53,7 @@ def test_a_test_file_is_measured_after_fitting_on_the_shapes(files, tmp_path) ->
     assert all(0 <= a <= 1 for a in table["accuracy"].values())
     assert table["std"] == {"stgconv": None, "random_init": None, "raw_voxels": None}
     assert table["test"] == str(test) and "measured on the 6 shapes" in table["protocol"]
+    assert "test file's shapes" in table["unit"] and "cross-validation" not in table["unit"]
     # The test shapes are half of the training shapes: raw voxels separate boxes from balls.
     assert table["accuracy"]["raw_voxels"] == 1.0
     other = tmp_path / "other.npz"

@@ -34,6 +34,7 @@ from stgconv.ops import block_down
 from stgconv.tasks.voxel import load_voxel_model
 
 UNIT = "accuracy (fraction correct) of stratified k-fold cross-validation, mean over folds"
+TEST_UNIT = "accuracy (fraction correct) on the test file's shapes"
 
 
 @torch.no_grad()
@@ -215,7 +216,7 @@ def eval_classification(
         protocol = f"fitted on {shapes}, measured on the {len(test_labels)} shapes of {test}"
     table = {
         "task": "classification",
-        "unit": UNIT,
+        "unit": UNIT if test is None else TEST_UNIT,
         "accuracy": {name: r["accuracy"] for name, r in results.items()},
         "std": {name: r["std"] for name, r in results.items()},
         "folds": {name: r["folds"] for name, r in results.items()},
@@ -270,7 +271,9 @@ def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
 
 
 def format_accuracy_table(table: dict[str, Any]) -> str:
-    lines = [f"classification of {table['n_shapes']} shapes ({table['unit']})",
+    measured = ("" if table.get("test") is None
+                else f", fitted on them and measured on {table['test']}")
+    lines = [f"classification of {table['n_shapes']} shapes{measured} ({table['unit']})",
              f"{'features':<14}{'accuracy':>10}{'std':>8}{'dims':>8}"]
     for name, accuracy in table["accuracy"].items():
         std = table["std"][name]
