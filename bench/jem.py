@@ -16,9 +16,9 @@ count):
   uniform and Gaussian noise, vertically flipped test digits (all of them, and only those of
   the digits that do not read as themselves upside down: not 0, 1, 3, 8), inverted test
   digits, crops of scikit-image's texture photographs, frames of the shared DynTex clips
-  (``../shared/data/video/*.avi``), letters rendered in strokes near MNIST's width and
-  silhouettes of the shared ModelNet10 shapes, both laid out as MNIST lays out its digits, all
-  28x28 grey (``--outliers-dir`` keeps them as ``.npz`` for ``stgconv eval ood``);
+  (``../shared/data/video/*.avi``), letters rendered in strokes near MNIST's width,
+  silhouettes of the shared ModelNet10 shapes and pen scribbles that spell nothing, all laid out
+  as MNIST lays out its digits, all 28x28 grey (``--outliers-dir`` keeps them as ``.npz`` for ``stgconv eval ood``);
 - robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
 - samples: ``stgconv synthesize --class K`` for every digit, a 10x10 grid (row = class) and,
   scored by bench/digits.py's independent classifier, the class histogram, its entropy, the
@@ -114,6 +114,8 @@ def outlier_sets(digits: np.ndarray, labels: np.ndarray, n: int, *, videos: Path
     sets["rendered letters"] = rendered_letters(n, rng)
     if MODELNET.is_file():
         sets["ModelNet10 silhouettes"] = silhouettes(MODELNET, n, rng)
+    # Last, so that the sets before it draw as they did before it was added.
+    sets["pen scribbles"] = scribbles(n, rng)
     return sets
 
 
@@ -159,6 +161,29 @@ def rendered_letters(n: int, rng: np.random.Generator) -> np.ndarray:
         shear = rng.uniform(-0.3, 0.3)
         canvas = canvas.transform(canvas.size, Image.AFFINE, (1, shear, -80 * shear, 0, 1, 0),
                                   resample=Image.BILINEAR)
+        out.append(digit_box(np.asarray(canvas)))
+    return np.stack(out)
+
+
+def scribbles(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, 28, 28)`` uint8 pen strokes that spell nothing: 2 to 4 connected quadratic Bezier
+    curves through random points, drawn in strokes near MNIST's width and laid out as MNIST
+    digits (:func:`digit_box`): ink like a digit's, shape of none, as strangers' scripts
+    (Omniglot, KMNIST) would be."""
+    from PIL import Image, ImageDraw
+
+    out = []
+    t = np.linspace(0, 1, 24)[:, None]
+    for _ in range(n):
+        canvas = Image.new("L", (160, 160))
+        draw = ImageDraw.Draw(canvas)
+        width = int(rng.integers(10, 18))
+        point = rng.uniform(30, 130, 2)
+        for _ in range(int(rng.integers(2, 5))):
+            control, end = rng.uniform(20, 140, (2, 2))
+            curve = (1 - t) ** 2 * point + 2 * (1 - t) * t * control + t ** 2 * end
+            draw.line([tuple(xy) for xy in curve], fill=255, width=width, joint="curve")
+            point = end
         out.append(digit_box(np.asarray(canvas)))
     return np.stack(out)
 

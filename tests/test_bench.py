@@ -360,7 +360,7 @@ def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
     ood = [row for row in rows if row["table"] == "ood"]
     assert {row["outliers"] for row in ood} >= {
         "uniform noise", "inverted digits", "flipped digits except 0 1 3 8", "rendered letters",
-        "scikit-image texture crops"}
+        "scikit-image texture crops", "pen scribbles"}
     # Both runs keep the shipped config's fitted experts, so both have all the scores.
     assert all(0 <= row[f"{m}_{s}"] <= 1 for row in ood for m in ("jem", "plain")
                for s in ("stgconv", "energy", "reference", "features", "max_softmax"))
