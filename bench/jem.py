@@ -17,8 +17,9 @@ count):
   the digits that do not read as themselves upside down: not 0, 1, 3, 8), inverted test
   digits, crops of scikit-image's texture photographs, frames of the shared DynTex clips
   (``../shared/data/video/*.avi``), letters rendered in strokes near MNIST's width,
-  silhouettes of the shared ModelNet10 shapes and pen scribbles that spell nothing, all laid out
-  as MNIST lays out its digits, all 28x28 grey (``--outliers-dir`` keeps them as ``.npz`` for ``stgconv eval ood``);
+  silhouettes of the shared ModelNet10 shapes and pen scribbles that spell nothing, these three
+  laid out as MNIST lays out its digits, all 28x28 grey (``--outliers-dir`` keeps them as
+  ``.npz`` for ``stgconv eval ood``);
 - robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
 - samples: ``stgconv synthesize --class K`` for every digit, a 10x10 grid (row = class) and,
   scored by bench/digits.py's independent classifier, the class histogram, its entropy, the
