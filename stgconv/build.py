@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
 from torch import Tensor
 
 from stgconv.baselines.voxel import nearest_known_fill
@@ -139,6 +140,22 @@ def grid_samplers(config: ExperimentConfig, *, n_steps: int | None = None) -> li
     """Each modelled grid's sampler (its own section, else the experiment's), coarse to fine."""
     return [model_sampler(config, sampler=grid.sampler, n_steps=n_steps)
             for grid in multigrid_section(config).grids]
+
+
+def multigrid_bases(config: ExperimentConfig, base: Tensor, n_samples: int, *,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """``n_samples`` base grids ``(n_samples, *lead, *S_0)`` for a multi-grid experiment's
+    synthesis, from the training examples' base grids ``base`` ``(N, *lead, *S_0)`` (model
+    units): random ones of them, or with ``multigrid.base_rank`` draws of a Gaussian fitted to
+    them, clamped to the sampler's range."""
+    rank = multigrid_section(config).base_rank
+    if rank is None:
+        picks = torch.randint(len(base), (n_samples,), generator=generator, device=base.device)
+        return base[picks]
+    draws = DataGaussian.fit(base, rank=rank).sample((n_samples, *base.shape[1:]),
+                                                     generator=generator)
+    clamp = model_clamp(config)
+    return draws if clamp is None else draws.clamp(*clamp)
 
 
 def multigrid_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -> MultiGridSampler:

@@ -230,6 +230,12 @@ class MultiGridConfig:
     base_size: int = 1
     # Videos only: base clip length; null keeps every frame.
     base_frames: int | None = None
+    # Where synthesis takes its base grids from. null: a random training example's own (for
+    # images on 1x1 a real mean colour; on a larger base grid that copies the example's layout
+    # there). An int: draws of a Gaussian fitted to the training examples' base grids with that
+    # many principal directions (stgconv.mcmc.DataGaussian), clamped to the sampler's range, so
+    # that samples get layouts no training example had.
+    base_rank: int | None = None
     grids: tuple[GridConfig, ...] = ()
     # true: each grid refines the one below, in training and sampling: its chains keep the block
     # means of the coarser grid (as super-resolution does), so the models learn detail given the
@@ -426,6 +432,8 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
     for key, value in (("multigrid.base_size", sizes[0]), ("multigrid.base_frames", frames[0])):
         if value is not None:
             _check_positive(key, value)
+    if multigrid.base_rank is not None and not multigrid.base_rank >= 0:
+        raise ValueError(f"multigrid.base_rank must be >= 0 or null, got {multigrid.base_rank!r}")
     for i, grid in enumerate(multigrid.grids):
         _check_positive(f"multigrid.grids[{i}].size", grid.size)
         if grid.sampler is not None:

@@ -18,6 +18,7 @@ from stgconv.build import (
     build_sampler,
     grid_sizes,
     model_sampler,
+    multigrid_bases,
     multigrid_sampler,
     task_sampler,
 )
@@ -175,6 +176,26 @@ def test_multigrid_sampler_factors_and_per_grid_samplers() -> None:
     config = image_multigrid()
     config = replace(config, multigrid=replace(config.multigrid, consistent=True))
     assert multigrid_sampler(config).consistent
+
+
+def test_multigrid_bases_are_training_bases_or_new_draws_of_their_gaussian() -> None:
+    """base_rank null: each start is a training example's base grid; base_rank r: draws of the
+    Gaussian fitted to them, in the sampler's range (model units), matching their mean and
+    copying none of them."""
+    config = voxel_multigrid(mean=0.25)
+    generator = torch.Generator().manual_seed(0)
+    # 40 training bases of 2^3 around a common layout, in model units (occupancy - 0.25).
+    layout = torch.rand(1, 1, 2, 2, 2, generator=generator) * 0.5
+    base = (layout + 0.2 * torch.rand(40, 1, 2, 2, 2, generator=generator)) - 0.25
+    picked = multigrid_bases(config, base, 6, generator=torch.Generator().manual_seed(1))
+    assert picked.shape == (6, 1, 2, 2, 2)
+    assert all((row == base).flatten(1).all(1).any() for row in picked)
+    config = replace(config, multigrid=replace(config.multigrid, base_rank=7))
+    drawn = multigrid_bases(config, base, 2000, generator=torch.Generator().manual_seed(1))
+    assert drawn.shape == (2000, 1, 2, 2, 2)
+    assert drawn.min() >= -0.25 and drawn.max() <= 0.75  # the clamp [0, 1] in model units
+    assert not any((row == base).flatten(1).all(1).any() for row in drawn[:50])
+    torch.testing.assert_close(drawn.mean(0), base.mean(0), rtol=0, atol=0.01)
 
 
 def test_task_sampler_takes_the_task_steps_where_set() -> None:

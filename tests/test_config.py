@@ -261,6 +261,8 @@ VIDEO = {"kind": "video", "path": "unused", "size": 8, "frames": 4}
                      r"every multigrid size must divide.*\[1, 3, 8\]", id="sizes-not-dividing"),
         pytest.param(OBJECTS, {"grids": [{"size": 0}, {"size": 8}]},
                      r"multigrid\.grids\[0\]\.size must be positive", id="size-zero"),
+        pytest.param(OBJECTS, {"base_rank": -1, "grids": [{"size": 8}]},
+                     r"multigrid\.base_rank must be >= 0 or null, got -1", id="base-rank-negative"),
         pytest.param(OBJECTS, {"grids": [{"size": 8, "frames": 2}]}, "videos only",
                      id="frames-on-images"),
         pytest.param(OBJECTS, {"base_frames": 1, "grids": [{"size": 8}]}, "videos only",

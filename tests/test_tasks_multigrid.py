@@ -165,6 +165,14 @@ def test_voxel_multigrid_train_and_synthesize(tmp_path: Path, capsys) -> None:
     grids = np.load(out / "synthesized_grid1.npy")
     assert grids.shape == (2, 4, 4, 4) and grids.min() >= 0 and grids.max() <= 1
     assert np.load(out / "synthesized.npy").shape == (2, 8, 8, 8)
+    # base_rank: the 1^3 bases come from a Gaussian fitted to the training shapes' occupancy.
+    drawn = write_config(tmp_path / "drawn.yaml", data, {**multigrid, "base_rank": 0},
+                         out=tmp_path / "drawn")
+    code, err = run_cli(["train", str(drawn), "--quiet"], capsys)
+    assert code == 0, err
+    code, err = run_cli(["synthesize", str(tmp_path / "drawn"), "-n", "3"], capsys)
+    assert code == 0, err
+    assert np.load(tmp_path / "drawn" / "synthesis" / "synthesized.npy").shape == (3, 8, 8, 8)
 
 
 def test_cli_resume_continues_a_multigrid_run(tmp_path: Path) -> None:

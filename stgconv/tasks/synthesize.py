@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import torch
 
-from stgconv.build import chain_init, model_clamp, multigrid_sampler, task_sampler
+from stgconv.build import (chain_init, model_clamp, multigrid_bases, multigrid_sampler,
+                           task_sampler)
 from stgconv.checkpoint import is_multigrid, load_checkpoint, model_from_state, multigrid_from_state
 from stgconv.checks import as_int, check_entries
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
@@ -176,14 +177,15 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
     Args:
         energies: one per modelled grid, coarse to fine.
         base: ``(N, *lead, *S_0)`` the training examples at the base grid, in the model's units;
-            every chain starts from a random one of them (for images: a real mean colour).
+            every chain starts from a random one of them (for images: a real mean colour), or
+            with ``multigrid.base_rank`` from a draw of a Gaussian fitted to them
+            (:func:`stgconv.build.multigrid_bases`).
         n_steps: every grid's chain length (default: each grid's training chain length).
     """
     param = next(energies[0].parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
-    picks = torch.randint(len(base), (n_samples,), generator=generator, device=param.device)
-    grids = multigrid_sampler(config, n_steps=n_steps).run(
-        energies, base.to(param.device)[picks], generator=generator)
+    starts = multigrid_bases(config, base.to(param.device), n_samples, generator=generator)
+    grids = multigrid_sampler(config, n_steps=n_steps).run(energies, starts, generator=generator)
     modality = modality_of(config)
     grids = [modality.to_data(grid, config) for grid in grids]
     out = Path(out_dir)
