@@ -221,7 +221,8 @@ class MultiGridConfig:
     """Multi-grid modelling (Gao et al. 2018): one energy per grid of a block-average pyramid.
 
     The base grid is not modelled: its values are the training examples' own block means there
-    (for images on 1x1, their mean colours), and synthesis starts from one of them. Each grid in
+    (for images on 1x1, their mean colours), and synthesis starts from one of them (or, with
+    ``base_rank``, from a draw of a Gaussian fitted to them). Each grid in
     ``grids`` (coarse to fine, the last one at the data's size) is trained with short chains
     started from the nearest up-sampling of its example's coarser grid, and sampled from the
     up-sampled result of the grid below. Every size must divide the next one.
