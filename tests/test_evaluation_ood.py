@@ -121,6 +121,19 @@ def test_a_model_without_fitted_gaussians_scores_its_energy_alone(
     assert table["auroc"]["stgconv"] == table["auroc"]["energy"]
 
 
+def test_a_model_with_feature_gaussians_alone_weighs_them_against_its_energy(
+        trained_jem_run: dict[str, Path], arrays: dict[str, str], tmp_path: Path) -> None:
+    run, out = tmp_path / "run", tmp_path / "ood.json"
+    assert main(["train", str(JEM_CONFIG), "--data", str(trained_jem_run["data"]), "--out",
+                 str(run), *JEM_TINY, "--set", "chains.init=uniform",
+                 "--set", "jem.reference_components=0"]) == 0
+    assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["reference_weight"] is None and table["feature_weight"] > 0
+    assert "reference" not in table["auroc"] and 0 <= table["auroc"]["features"] <= 1
+
+
 def test_eval_ood_without_json_prints_the_table_and_claims_no_file(arrays: dict[str, str],
                                                                     capsys) -> None:
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
