@@ -177,13 +177,65 @@ class TrainConfig:
     log_media: bool = True
 
 
+# The names of stgconv.baselines.video.FILLS (a test keeps them equal); spelled out here so that
+# reading a config does not load scikit-image.
+VIDEO_FILLS = ("temporal_interpolation", "biharmonic", "neighbour_average", "motion_compensated")
+
+
+@dataclass(frozen=True)
+class LearnedFillConfig:
+    """The learned fill (:func:`stgconv.learned_fill.learned_fill`): a small ConvNet trained on
+    the incomplete clip's own observed entries, hidden in the shape of its missing ones, to
+    correct the first of ``fills``."""
+
+    # Classical fills the net reads (names of stgconv.baselines.video.FILLS); it corrects the
+    # first, or with a recovery.holdout the one that scores best on the held-out entries. Each is
+    # recomputed for every hidden pattern, so slow ones (motion_compensated: a minute or more
+    # per 70x150x150 clip) cost that many times over.
+    fills: tuple[str, ...] = ("temporal_interpolation", "neighbour_average", "biharmonic")
+    # Further classical fills that only compete, on the held-out entries, to start the chain
+    # (the learned fill and `fills` always do); each is computed twice (with and without the
+    # held-out entries), not once per pattern.
+    starts: tuple[str, ...] = ("motion_compensated",)
+    iterations: int = 800
+    width: int = 24
+    crop_frames: int = 10
+    crop_size: int = 40
+    batch: int = 4
+    lr: float = 0.001
+    # A new hidden pattern, and the fills recomputed without it, every this many iterations.
+    redraw_every: int = 40
+    # Share of the frames that get hidden entries in each pattern (holdout_like's fraction).
+    hide_fraction: float = 0.5
+
+
+def check_learned_fill(settings: LearnedFillConfig) -> None:
+    """``ValueError`` naming the ``recovery.learned`` key that is out of range."""
+    if not settings.fills:
+        raise ValueError("recovery.learned.fills must name at least one classical fill")
+    for key in ("fills", "starts"):
+        unknown = [name for name in getattr(settings, key) if name not in VIDEO_FILLS]
+        if unknown:
+            raise ValueError(f"recovery.learned.{key}: unknown fill(s) {unknown}; choose from "
+                             f"{list(VIDEO_FILLS)}")
+    for name in ("iterations", "width", "crop_frames", "crop_size", "batch", "redraw_every"):
+        _check_positive(f"recovery.learned.{name}", getattr(settings, name))
+    _check_positive("recovery.learned.lr", settings.lr)
+    if not 0 < settings.hide_fraction <= 1:
+        raise ValueError(f"recovery.learned.hide_fraction must be in (0, 1], "
+                         f"got {settings.hide_fraction}")
+
+
 @dataclass(frozen=True)
 class RecoveryConfig:
     """Learning from incomplete data (:func:`stgconv.recovery.recover`)."""
 
     # The completion chain starts from this fill: a classical baseline or the observed mean.
-    init: Literal["temporal_interpolation", "motion_compensated", "neighbour_average", "mean"] = (
-        "temporal_interpolation")
+    # "learned": the learned fill (section `learned`), or, when the holdout says one of the
+    # classical fills it reads or `learned.starts` does better on held-out entries, that fill.
+    init: Literal["temporal_interpolation", "motion_compensated", "neighbour_average", "mean",
+                  "learned"] = "temporal_interpolation"
+    learned: LearnedFillConfig = field(default_factory=LearnedFillConfig)
     # Completions of the last iterations averaged into the result (posterior-mean estimate).
     average_last: int = 10
     # Iterations that learn the model on the fixed starting fill before the completion moves.
@@ -351,6 +403,7 @@ class ExperimentConfig:
         _check_positive("data.size", self.data.size)
         _check_positive("data.frames", self.data.frames)
         _check_positive("recovery.average_last", self.recovery.average_last)
+        check_learned_fill(self.recovery.learned)
         _check_positive("train.lr", self.train.lr)
         _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
         for key, value in (("train.checkpoint_every", self.train.checkpoint_every),

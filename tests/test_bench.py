@@ -77,6 +77,9 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path):
                                                             ("wave", "salt_and_pepper")]
     for row in rows:
         assert {"stgconv", "temporal_interpolation", "motion_compensated"} <= set(row["errors"])
+        best = min(e for name, e in row["errors"].items() if name != "stgconv")
+        assert row["stgconv_over_best_baseline"] == pytest.approx(row["errors"]["stgconv"] / best)
+        assert row["start"]["error"] >= 0 and isinstance(row["start"]["fill"], str)
 
 
 @pytest.fixture

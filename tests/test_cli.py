@@ -497,7 +497,7 @@ def test_a_run_that_fails_before_writing_leaves_no_debris(tmp_path: Path, capsys
 CPU = ["--device", "cpu"]
 RECOVERY = ["--video", "{clip}", "--frames", "6", "--size", "16", "--set", "train.n_iterations=2",
             "--set", "recovery.warmup=0", "--set", "recovery.average_last=1",
-            "--set", "device=cpu", "--quiet"]
+            "--set", "device=cpu", "--set", "recovery.learned.iterations=2", "--quiet"]
 OUTPUTS = {
     "train": ["train", *TINY, "--set", "train.sample_every=1", "--out", "{out}", "--quiet"],
     "synthesize": ["synthesize", "{texture}", "-n", "2", "--out", "{out}", *CPU],

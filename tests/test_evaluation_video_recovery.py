@@ -14,7 +14,8 @@ from stgconv.cli import main
 from stgconv.io.video import save_video
 
 TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iterations=2",
-        "--set", "recovery.average_last=1", "--set", "recovery.warmup=1", "--set", "device=cpu"]
+        "--set", "recovery.average_last=1", "--set", "recovery.warmup=1", "--set", "device=cpu",
+        "--set", "recovery.learned.iterations=3"]
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,27 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys):
     for args, message in cases:
         assert main(["eval", "recovery", *args, *TINY]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_eval_recovery_from_the_learned_fill_names_its_start(clip, tmp_path):
+    learned = ["--set", "recovery.init=learned", "--set", "recovery.learned.crop_size=8",
+               "--set", "recovery.learned.redraw_every=2"]
+    tables = {}
+    for holdout in (0.0, 0.3):
+        out = tmp_path / f"table{holdout}.json"
+        assert main(["eval", "recovery", "--video", str(clip), "--mask", "salt_and_pepper:0.5",
+                     "--json", str(out), *TINY, *learned,
+                     "--set", f"recovery.holdout={holdout}"]) == 0
+        tables[holdout] = json.loads(out.read_text())
+    # Without a holdout nothing can overrule the learned fill; with one, the fill that scored
+    # best on the held-out entries starts the chain.
+    assert tables[0.0]["start"]["fill"] == "learned"
+    assert tables[0.0]["start"]["holdout_errors"] == {}
+    errors = tables[0.3]["start"]["holdout_errors"]
+    assert set(errors) == {"learned", "temporal_interpolation", "neighbour_average",
+                           "biharmonic", "motion_compensated"}
+    assert errors[tables[0.3]["start"]["fill"]] == min(errors.values())
+    for table in tables.values():
+        assert np.isfinite(table["start"]["error"]) and table["start"]["error"] >= 0
+        assert set(table["errors"]) == {"stgconv", "temporal_interpolation", "biharmonic",
+                                        "neighbour_average", "motion_compensated"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from stgconv.data.masks import (
 )
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.video import load_video, save_comparison, save_video
+from stgconv.learned_fill import apply_fill, learned_fill
 from stgconv.mcmc import NoiseInit
 from stgconv.metrics import missing_mae_255
 from stgconv.modalities import VIDEO
@@ -39,6 +41,7 @@ from stgconv.recovery import (
     interpolation_spread,
     recover,
 )
+from stgconv.types import Fill
 
 UNIT = "mean absolute error over the missing pixels, 0-255 scale"
 MASK_KINDS = ("missing_frames", "region", "salt_and_pepper")
@@ -84,7 +87,9 @@ def recover_video(
     """Hide the masked pixels of a clip, recover them, and score the result.
 
     Returns a dict with ``recovered`` ``(C, T, H, W)``, ``truth``, ``known``, ``init`` (the
-    starting fill), ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration`` and
+    starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
+    the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
+    held-out entries, 0-1 units), ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration`` and
     ``seconds``. With ``out_dir``, writes ``recovered.mp4``, ``comparison.mp4`` (occluded |
     recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
     """
@@ -95,12 +100,12 @@ def recover_video(
     known = known.expand_as(truth)
     observed = torch.where(known, truth, torch.zeros_like(truth))
     started = time.perf_counter()
-    result, init = _recover(config, observed, known, progress=progress)
+    result, init, start = _recover(config, observed, known, progress=progress)
     seconds = time.perf_counter() - started
     report = {
         "recovered": result.recovered, "truth": truth, "known": known, "init": init,
         "error": missing_mae_255(result.recovered, truth, known),
-        "init_error": missing_mae_255(init, truth, known),
+        "init_error": missing_mae_255(init, truth, known), "start": start,
         "selected_iteration": result.selected_iteration, "seconds": seconds,
     }
     if out_dir is not None:
@@ -109,8 +114,9 @@ def recover_video(
 
 
 def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progress: bool
-             ) -> tuple[RecoveryResult, Tensor]:
-    """The recovery the config describes, and its starting fill ``(C, T, H, W)``."""
+             ) -> tuple[RecoveryResult, Tensor, dict[str, Any]]:
+    """The recovery the config describes, its starting fill ``(C, T, H, W)`` and what chose it
+    (``fill``: its name, ``holdout_errors``: see :func:`_start_fill`)."""
     settings = config.recovery
     holdout, visible = None, known
     if settings.holdout > 0:
@@ -118,9 +124,7 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
                                generator=torch.Generator().manual_seed(config.seed + 1))
         holdout = holdout.expand_as(observed)
         visible = known & ~holdout
-    # The held-out entries start from a fill that did not see them, so they score honestly.
-    init = torch.where(visible | ~known, _fill(settings, observed, known),
-                       _fill(settings, observed, visible))
+    init, start, holdout_errors = _start_fill(config, observed, known, holdout)
     model = replace(config.model, in_channels=observed.shape[0], image_size=observed.shape[-1])
     torch.manual_seed(config.seed)
     energy = VIDEO.energy(model).to(observed.device)
@@ -132,7 +136,47 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
         completion=_completion(config, observed, visible), holdout=holdout,
         generator=torch.Generator(observed.device).manual_seed(config.seed), progress=progress,
     )
-    return result, init
+    return result, init, {"fill": start, "holdout_errors": holdout_errors}
+
+
+def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
+                holdout: Tensor | None) -> tuple[Tensor, str, dict[str, float]]:
+    """The starting fill ``(C, T, H, W)``, its name and, when the holdout chose it, every
+    candidate's mean absolute error on the held-out entries (0-1 units of the data; else
+    empty): the configured classical fill, or the
+    learned fill (:mod:`stgconv.learned_fill`, trained on the visible entries only) unless the
+    holdout says one of the classical fills it reads or ``learned.starts`` does better. With a
+    holdout, the learned fill corrects the classical fill that scores best on it."""
+    settings = config.recovery
+    visible = known if holdout is None else known & ~holdout
+
+    def start(fill: Fill) -> Tensor:
+        # The held-out entries get a fill that did not see them, so they score honestly.
+        return torch.where(visible | ~known, fill(observed, known), fill(observed, visible))
+
+    def holdout_error(fill: Tensor) -> float:
+        return (fill[holdout] - observed[holdout]).abs().mean().item()
+
+    if settings.init != "learned":
+        return start(partial(_fill, settings)), settings.init, {}
+    names = list(settings.learned.fills)
+    candidates = {}
+    if holdout is not None:
+        candidates = {name: start(FILLS[name])
+                      for name in dict.fromkeys(names + list(settings.learned.starts))}
+        # Which fill is best depends on the mask (spatial for scattered pixels, temporal for
+        # whole frames): the net starts from it and learns only what it still gets wrong.
+        names.sort(key=lambda name: holdout_error(candidates[name]))
+    fills = [FILLS[name] for name in names]
+    torch.manual_seed(config.seed)
+    net, _ = learned_fill(observed, visible, fills, settings=settings.learned,
+                          generator=torch.Generator().manual_seed(config.seed + 2))
+    candidates = {"learned": start(partial(apply_fill, net, fills=fills)), **candidates}
+    if holdout is None:
+        return candidates["learned"], "learned", {}
+    errors = {name: holdout_error(fill) for name, fill in candidates.items()}
+    best = min(errors, key=errors.get)  # the learned fill on ties: it comes first
+    return candidates[best], best, errors
 
 
 def _completion(config: ExperimentConfig, observed: Tensor, visible: Tensor) -> CompletionChain:
@@ -171,7 +215,8 @@ def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
         "mask": str(mask),
         "missing_fraction": 1.0 - known.float().mean().item(),
         "errors": {"stgconv": report["error"],
-                   f"init ({config.recovery.init})": report["init_error"]},
+                   f"init ({report['start']['fill']})": report["init_error"]},
+        "start_holdout_errors": report["start"]["holdout_errors"],
         "seconds": report["seconds"],
         "selected_iteration": result.selected_iteration,
         "history": result.history,
