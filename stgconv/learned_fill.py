@@ -111,8 +111,15 @@ def learned_fill(
     for iteration in range(settings.iterations):
         if iteration % settings.redraw_every == 0:
             shift = int(torch.randint(1, max(T, 2), (1,), generator=generator))
-            hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
-                                  generator=generator)
+            try:
+                hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
+                                      generator=generator)
+            except ValueError as err:
+                raise ValueError(
+                    f"the learned fill learns from observed entries hidden like the missing "
+                    f"ones of another frame, and this mask has none under a shift of {shift} "
+                    f"frames (e.g. the same pixels missing in every frame): choose a classical "
+                    f"recovery.init for it") from err
             visible = known & ~hidden
             inputs = _fills(fills, observed, visible)
         batch = [_crop(hidden, crop, generator) for _ in range(settings.batch)]

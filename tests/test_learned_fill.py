@@ -75,6 +75,10 @@ def test_bad_input_is_refused():
         learned_fill(video, known, [])
     with pytest.raises(ValueError, match=r"\(C, T, H, W\)"):
         learned_fill(video[0], known, [TEMPORAL])
+    with pytest.raises(ValueError, match="same pixels missing in every frame"):
+        static = torch.ones(12, 32, 32, dtype=torch.bool)
+        static[:, 8:16, 8:16] = False
+        learned_fill(video, static, [TEMPORAL])
     with pytest.raises(ValueError, match="recovery.learned.iterations"):
         learned_fill(video, known, [TEMPORAL], settings=LearnedFillConfig(iterations=0))
 

@@ -89,9 +89,10 @@ def recover_video(
     Returns a dict with ``recovered`` ``(C, T, H, W)``, ``truth``, ``known``, ``init`` (the
     starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
-    held-out entries, 0-1 units), ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration`` and
-    ``seconds``. With ``out_dir``, writes ``recovered.mp4``, ``comparison.mp4`` (occluded |
-    recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
+    held-out entries, 0-1 units), ``error``/``init_error`` (:data:`UNIT`),
+    ``selected_iteration`` and ``seconds``. With ``out_dir``, writes ``recovered.mp4``,
+    ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
+    ``metrics.json`` there.
     """
     device = resolve_device(config.device)
     truth = load_video(video, n_frames=frames, size=size).to(device)
@@ -143,10 +144,10 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                 holdout: Tensor | None) -> tuple[Tensor, str, dict[str, float]]:
     """The starting fill ``(C, T, H, W)``, its name and, when the holdout chose it, every
     candidate's mean absolute error on the held-out entries (0-1 units of the data; else
-    empty): the configured classical fill, or the
-    learned fill (:mod:`stgconv.learned_fill`, trained on the visible entries only) unless the
-    holdout says one of the classical fills it reads or ``learned.starts`` does better. With a
-    holdout, the learned fill corrects the classical fill that scores best on it."""
+    empty). The fill is the configured classical one, or the learned fill
+    (:mod:`stgconv.learned_fill`, trained on the visible entries only) unless the holdout says
+    one of the classical fills it reads or ``learned.starts`` does better; with a holdout, the
+    learned fill corrects the classical fill that scores best on it."""
     settings = config.recovery
     visible = known if holdout is None else known & ~holdout
 
