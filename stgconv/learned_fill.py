@@ -66,10 +66,6 @@ class FillNet(nn.Module):
         return torch.where(visible > 0, first, first + correction)
 
 
-def _fills(fills: Sequence[Fill], observed: Tensor, known: Tensor) -> Tensor:
-    return torch.cat([fill(observed, known) for fill in fills])
-
-
 def learned_fill(
     observed: Tensor,
     known: Tensor,
@@ -121,7 +117,7 @@ def learned_fill(
                     f"frames (e.g. the same pixels missing in every frame): choose a classical "
                     f"recovery.init for it") from err
             visible = known & ~hidden
-            inputs = _fills(fills, observed, visible)
+            inputs = torch.cat([fill(observed, visible) for fill in fills])
         batch = [_crop(hidden, crop, generator) for _ in range(settings.batch)]
         predicted = net(torch.stack([inputs[where] for where in batch]),
                         torch.stack([visible[where] for where in batch]).to(observed.dtype))
@@ -135,13 +131,19 @@ def learned_fill(
     return net.eval(), losses
 
 
-def apply_fill(net: FillNet, observed: Tensor, known: Tensor, fills: Sequence[Fill]) -> Tensor:
+def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor]
+               ) -> Tensor:
     """The learned fill of ``observed`` ``(C, T, H, W)`` under ``known``: ``(C, T, H, W)``,
-    observed entries kept bit for bit, clamped to ``[-1, 1]`` (the data's range)."""
+    observed entries kept bit for bit, clamped to ``[-1, 1]`` (the data's range).
+
+    ``filled``: the classical fills the net was trained on, in its order, each made of
+    ``observed`` under the same ``known`` (``fill(observed, known)``, ``(C, T, H, W)``); given
+    made rather than as functions, so a caller that also scores them computes them once.
+    """
     known = known.to(observed.device).expand_as(observed)
     with torch.no_grad():
-        filled = net(_fills(fills, observed, known)[None], known[None].to(observed.dtype))[0]
-    return torch.where(known, observed, filled.clamp(-1, 1))
+        corrected = net(torch.cat(list(filled))[None], known[None].to(observed.dtype))[0]
+    return torch.where(known, observed, corrected.clamp(-1, 1))
 
 
 def _crop(hidden: Tensor, size: tuple[int, int, int], generator: torch.Generator | None

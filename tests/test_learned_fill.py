@@ -55,7 +55,8 @@ def test_learning_on_hidden_observed_entries_beats_the_fill_it_corrects():
     net, losses = learned_fill(observed, known, [TEMPORAL, NEIGHBOUR], settings=FAST,
                                generator=torch.Generator().manual_seed(0))
     assert len(losses) == FAST.iterations and all(map(torch.isfinite, torch.tensor(losses)))
-    filled = apply_fill(net, observed, known, [TEMPORAL, NEIGHBOUR])
+    made = [TEMPORAL(observed, known), NEIGHBOUR(observed, known)]
+    filled = apply_fill(net, observed, known, made)
     assert torch.equal(filled[known.expand_as(video)], video[known.expand_as(video)])
     assert filled.abs().max() <= 1
     temporal = missing_error(TEMPORAL(observed, known), video, known)
@@ -66,7 +67,7 @@ def test_learning_on_hidden_observed_entries_beats_the_fill_it_corrects():
     torch.manual_seed(0)
     again, _ = learned_fill(observed, known, [TEMPORAL, NEIGHBOUR], settings=FAST,
                             generator=torch.Generator().manual_seed(0))
-    assert torch.equal(apply_fill(again, observed, known, [TEMPORAL, NEIGHBOUR]), filled)
+    assert torch.equal(apply_fill(again, observed, known, made), filled)
 
 
 def test_bad_input_is_refused():

@@ -151,30 +151,38 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
     settings = config.recovery
     visible = known if holdout is None else known & ~holdout
 
-    def start(fill: Fill) -> Tensor:
+    def fills_of(fill: Fill) -> tuple[Tensor, Tensor]:
+        """``fill`` made with every observed entry and without the held-out ones."""
+        full = fill(observed, known)
+        return full, full if holdout is None else fill(observed, visible)
+
+    def start(full: Tensor, without_holdout: Tensor) -> Tensor:
         # The held-out entries get a fill that did not see them, so they score honestly.
-        return torch.where(visible | ~known, fill(observed, known), fill(observed, visible))
+        return torch.where(visible | ~known, full, without_holdout)
 
     def holdout_error(fill: Tensor) -> float:
         return (fill[holdout] - observed[holdout]).abs().mean().item()
 
     if settings.init != "learned":
-        return start(partial(_fill, settings)), settings.init, {}
+        return start(*fills_of(partial(_fill, settings))), settings.init, {}
     names = list(settings.learned.fills)
-    candidates = {}
+    # Each classical fill once: the net reads the same fills that compete with it.
+    made = {name: fills_of(FILLS[name])
+            for name in dict.fromkeys(names + list(settings.learned.starts))}
+    candidates = {name: start(*pair) for name, pair in made.items()}
     if holdout is not None:
-        candidates = {name: start(FILLS[name])
-                      for name in dict.fromkeys(names + list(settings.learned.starts))}
         # Which fill is best depends on the mask (spatial for scattered pixels, temporal for
         # whole frames): the net starts from it and learns only what it still gets wrong.
         names.sort(key=lambda name: holdout_error(candidates[name]))
-    fills = [FILLS[name] for name in names]
     torch.manual_seed(config.seed)
-    net, _ = learned_fill(observed, visible, fills, settings=settings.learned,
+    net, _ = learned_fill(observed, visible, [FILLS[name] for name in names],
+                          settings=settings.learned,
                           generator=torch.Generator().manual_seed(config.seed + 2))
-    candidates = {"learned": start(partial(apply_fill, net, fills=fills)), **candidates}
+    learned = start(apply_fill(net, observed, known, [made[name][0] for name in names]),
+                    apply_fill(net, observed, visible, [made[name][1] for name in names]))
     if holdout is None:
-        return candidates["learned"], "learned", {}
+        return learned, "learned", {}
+    candidates = {"learned": learned, **candidates}
     errors = {name: holdout_error(fill) for name, fill in candidates.items()}
     best = min(errors, key=errors.get)  # the learned fill on ties: it comes first
     return candidates[best], best, errors
