@@ -243,7 +243,8 @@ def rbm_recovery_row(train_file: str, test_file: str, *, hidden: int, updates: i
 
 
 def table_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per task and method, ours first, then the baselines by error."""
+    """One row per task and method, ours first, then where our chain started (super-resolution:
+    ``start:<method>``, what the chain adds is the difference), then the baselines by error."""
     rows = []
     for task, table in results.items():
         order = sorted(table["errors"], key=lambda name: (name != "stgconv", table["errors"][name]))
@@ -251,6 +252,11 @@ def table_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"task": task, "method": method, "error": table["errors"][method],
                          "iou": table["iou"][method], "iou_pooled": table["iou_pooled"][method],
                          "seconds": table["seconds"][method]})
+            if method == "stgconv" and "start" in table:
+                start = table["start"]
+                rows.append({"task": task, "method": f"start:{start['method']}",
+                             **{key: start[key] for key in ("error", "iou", "iou_pooled",
+                                                            "seconds")}})
     return rows
 
 
@@ -261,9 +267,11 @@ def verdict(table: dict[str, Any]) -> str:
     best_iou = max(baselines, key=table["iou"].get)
     ok = (table["errors"]["stgconv"] < table["errors"][best_error]
           and table["iou"]["stgconv"] > table["iou"][best_iou])
+    ratio = table["errors"]["stgconv"] / table["errors"][best_error]
     return (f"{'beats' if ok else 'does NOT beat'} the best baselines: error "
-            f"{table['errors']['stgconv']:.4f} vs {best_error} {table['errors'][best_error]:.4f}, "
-            f"IoU {table['iou']['stgconv']:.4f} vs {best_iou} {table['iou'][best_iou]:.4f}")
+            f"{table['errors']['stgconv']:.4f} vs {best_error} {table['errors'][best_error]:.4f} "
+            f"({ratio:.2f}x), IoU {table['iou']['stgconv']:.4f} vs {best_iou} "
+            f"{table['iou'][best_iou]:.4f}")
 
 
 def format_report(results: dict[str, dict[str, Any]], models: dict[str, dict[str, Any]],
@@ -276,7 +284,7 @@ def format_report(results: dict[str, dict[str, Any]], models: dict[str, dict[str
         f"({FINE_SR}: {results[FINE_SR]['low_size']}^3 -> {sr['size']}^3, the same model), "
         f"{sr['n_shapes']} held-out shapes ({Path(sr['shapes']).name}), {sr['steps']} steps; "
         "error = mean |x - truth| over all voxels; stgconv's shapes binary "
-        f"({sr['binary']}) from a {sr['upsample']} start",
+        f"({sr['binary']}) from the {sr['start']['method']} start",
         f"# recovery-3d: {100 * rec['missing_fraction']:.1f}% of the voxels hidden (seed "
         f"{rec['seed']}), {rec['n_shapes']} held-out shapes ({Path(rec['shapes']).name}, "
         f"{rec['size']}^3 padded to {rec['model_size']}^3), {rec['steps']} steps from "

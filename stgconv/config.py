@@ -320,6 +320,30 @@ class CooperativeConfig:
 
 
 @dataclass(frozen=True)
+class InitializerConfig:
+    """A learned initializer for super-resolution of voxel shapes (:mod:`stgconv.initializer`):
+    a feed-forward net proposes each chain's start from the block means, in training and in the
+    super-resolution tasks, and learns from the training shapes by binary cross-entropy while
+    the descriptor learns to revise its proposals. Needs ``chains.mode: super_resolution`` and
+    ``data.kind: voxels``."""
+
+    # Block sizes it learns, one net each (null: [chains.factor]); the evaluations also run
+    # 32^3 -> 64^3 (factor 2) with a 16^3 -> 64^3 model.
+    factors: tuple[int, ...] | None = None
+    width: int = 64
+    depth: int = 6
+    # Initializer updates after each descriptor update, each on `batch_size` random shapes.
+    steps: int = 15
+    batch_size: int = 8
+    lr: float = 0.001
+    # Train on random block-aligned cubes of this many coarse cells a side (null: whole shapes),
+    # so the net of every block size costs the same per step.
+    crop: int | None = 16
+    # Mirror each batch along the last axis at random (shapes as likely as their mirror image).
+    mirror: bool = True
+
+
+@dataclass(frozen=True)
 class JEMConfig:
     """Hybrid training of a classifier read as an energy (JEM, Grathwohl et al. 2020;
     :class:`stgconv.jem.HybridTrainer`): each step minimises
@@ -391,6 +415,8 @@ class ExperimentConfig:
     cooperative: CooperativeConfig | None = None
     # Set: train a classifier architecture as JEM (cross-entropy + the contrastive terms).
     jem: JEMConfig | None = None
+    # Set: super-resolution chains start at a learned initializer's proposals.
+    initializer: InitializerConfig | None = None
 
     def __post_init__(self) -> None:
         _check_positive("train.n_iterations", self.train.n_iterations)
@@ -448,6 +474,8 @@ class ExperimentConfig:
         if self.cooperative is not None:
             _check_cooperative(self.cooperative, multigrid=self.multigrid is not None)
         _check_jem(self)
+        if self.initializer is not None:
+            _check_initializer(self)
 
 
 def example_shape(data: DataConfig) -> tuple[int, ...]:
@@ -529,6 +557,39 @@ def _check_cooperative(cooperative: CooperativeConfig, *, multigrid: bool) -> No
                          f"{cooperative.inference_steps!r}")
     if not all(0.0 <= beta < 1.0 for beta in cooperative.betas):
         raise ValueError(f"cooperative.betas must be in [0, 1), got {list(cooperative.betas)}")
+
+
+def _check_initializer(config: ExperimentConfig) -> None:
+    initializer = config.initializer
+    if (config.chains.mode != "super_resolution" or config.data.kind != "voxels"
+            or config.multigrid is not None or config.cooperative is not None):
+        raise ValueError("initializer proposes the super-resolution chains of one voxel model: it "
+                         "needs chains.mode super_resolution, data.kind voxels and no multigrid "
+                         f"or cooperative section (got chains.mode {config.chains.mode!r}, "
+                         f"data.kind {config.data.kind!r})")
+    for key in ("width", "steps", "batch_size", "lr"):
+        _check_positive(f"initializer.{key}", getattr(initializer, key))
+    if initializer.depth < 2:
+        raise ValueError(f"initializer.depth must be >= 2, got {initializer.depth!r}")
+    if initializer.crop is not None:
+        _check_positive("initializer.crop", initializer.crop)
+    factors = initializer_factors(config)
+    if not factors or len(set(factors)) != len(factors) or not all(
+            isinstance(f, int) and f >= 2 and config.data.size % f == 0 for f in factors):
+        raise ValueError(f"initializer.factors must be distinct ints >= 2 dividing data.size "
+                         f"{config.data.size}, got {list(factors)}")
+    if config.chains.factor not in factors:
+        raise ValueError(f"initializer.factors {list(factors)} must include chains.factor "
+                         f"{config.chains.factor}: the training chains start at its proposals")
+
+
+def initializer_factors(config: ExperimentConfig) -> tuple[int, ...]:
+    """The block sizes the config's initializer learns (``initializer.factors``, by default
+    ``chains.factor``); empty without an initializer section."""
+    if config.initializer is None:
+        return ()
+    factors = config.initializer.factors
+    return tuple(factors) if factors is not None else (config.chains.factor,)
 
 
 def _check_jem(config: ExperimentConfig) -> None:

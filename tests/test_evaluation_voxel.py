@@ -32,6 +32,9 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     assert all(0 <= v <= 1 for part in ("errors", "iou") for v in table[part].values())
     assert table["n_shapes"] == 12 and table["factor"] == 4 and "[0, 1]" in table["unit"]
     assert table["binary"] is True and table["upsample"] == "linear"
+    # The quick config trains an initializer; the table scores it alone, as our chain's start.
+    assert table["start"]["method"] == "initializer"
+    assert 0 <= table["start"]["error"] <= 1 and 0 <= table["start"]["iou"] <= 1
     ours = np.load(tmp_path / "renders" / "stgconv.npy")
     assert set(np.unique(ours).tolist()) <= {0.0, 1.0}
     assert (tmp_path / "renders" / "comparison.png").is_file()
@@ -39,6 +42,11 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--soft", "--json", str(out), "--device", "cpu"]) == 0
     assert json.loads(out.read_text())["binary"] is False
+    # A block size the initializer did not learn starts at the config's up-sampling.
+    assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--factor", "8", "--json", str(out), "--device",
+                 "cpu"]) == 0
+    assert json.loads(out.read_text())["start"]["method"] == "linear"
 
 
 def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:

@@ -2,7 +2,8 @@
 protocol and one table each, every method on the same inputs.
 
 - super-resolution: ``low = block_down(x, f)`` (block means); ours runs the model's sampler from
-  the up-sampling of ``low`` its config names (``chains.upsample``) with
+  its learned initializer's proposal (:mod:`stgconv.initializer`) or else the up-sampling of
+  ``low`` its config names (``chains.upsample``) with
   :class:`~stgconv.mcmc.DownsampleConsistency` after every step and, by default, makes the
   result binary with each block's count of occupied voxels
   (:func:`stgconv.tasks.voxel.super_resolve_batch`), so ``block_down(ours) == low`` exactly;
@@ -39,9 +40,11 @@ from stgconv.io.voxel import load_voxels, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.modalities.voxel import grid_side
+from stgconv.ops import block_top_k, block_upsampler
 from stgconv.tasks.voxel import (
     RecoveryInit,
     check_factor,
+    load_initializer,
     load_voxel_model,
     recover_padded,
     super_resolve_batch,
@@ -81,7 +84,11 @@ def eval_super_resolution(
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
     "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
     "n_shapes", "size", "factor", "trained_factor", "steps", "upsample", "binary", "checkpoint",
-    "shapes"}``; ``binary=False`` scores our chain's soft occupancy instead. With ``out_dir``, also
+    "shapes", "start"}``; ``binary=False`` scores our chain's soft occupancy instead. ``start``
+    scores where our chain starts, made binary the same way (``{"method", "error", "iou",
+    "iou_pooled", "seconds"}``; method ``"initializer"`` for a model trained with one that
+    serves ``factor``, :mod:`stgconv.initializer`, else the config's ``chains.upsample``), so
+    the table shows what the chain adds to its start. With ``out_dir``, also
     ``comparison.png`` (low | nearest | trilinear | ours | truth for the first 4 shapes) and
     ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder), also logs the scores and
     the comparison render there (:mod:`stgconv.evaluation.tensorboard`).
@@ -90,7 +97,7 @@ def eval_super_resolution(
         ValueError: grids of another size than the model's; a factor that does not divide it.
     """
     batch_size = as_int(batch_size, "batch_size", minimum=1)
-    energy, config, _ = load_voxel_model(checkpoint, device=device)
+    energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes)
@@ -100,15 +107,32 @@ def eval_super_resolution(
     param = next(energy.parameters())
     sampler = task_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
+    initializer = load_initializer(state, checkpoint, device=param.device)
+    learned_start = initializer is not None and initializer.serves(factor)
 
     def ours(low: Tensor, factor: int) -> Tensor:
         return super_resolve_batch(energy, sampler, low.to(param.device), factor,
                                    offset=VOXELS.offset(config), upsample=config.chains.upsample,
-                                   binary=binary, generator=generator).cpu()
+                                   binary=binary, initializer=initializer,
+                                   generator=generator).cpu()
+
+    def start(low: Tensor, factor: int) -> Tensor:
+        low = low.to(param.device)
+        blocks = (factor,) * 3
+        proposal = (initializer.propose(low, factor) if learned_start
+                    else block_upsampler(config.chains.upsample)(low, blocks))
+        return block_top_k(proposal, low, blocks).cpu()
 
     lows = [(downsample(batch, factor), factor) for batch in truth.split(batch_size)]
     results, seconds = _run_methods({"stgconv": ours, **UPSAMPLERS}, lows)
     table = _table(results, truth, None, unit=SR_UNIT, seconds=seconds)
+    start_method = "initializer" if learned_start else config.chains.upsample
+    started, start_seconds = _run_methods({start_method: start}, lows)
+    start_scores = _table(started, truth, None, unit=SR_UNIT, seconds=start_seconds)
+    table["start"] = {"method": start_method,
+                      **{key: start_scores[name][start_method]
+                         for key, name in (("error", "errors"), ("iou", "iou"),
+                                           ("iou_pooled", "iou_pooled"), ("seconds", "seconds"))}}
     table.update({
         "task": "super-resolution", "n_shapes": len(truth), "size": size, "factor": factor,
         "low_size": size // factor,
@@ -250,4 +274,8 @@ def format_voxel_table(table: dict[str, Any]) -> str:
     for name, error in sorted(table["errors"].items(), key=itemgetter(1)):
         lines.append(f"{name:<20}{error:>9.4f}{table['iou'][name]:>9.4f}"
                      f"{table['seconds'][name]:>10.1f}")
+    if "start" in table:
+        start = table["start"]
+        lines.append(f"{'start: ' + start['method']:<20}{start['error']:>9.4f}"
+                     f"{start['iou']:>9.4f}{start['seconds']:>10.1f}")
     return "\n".join(lines)

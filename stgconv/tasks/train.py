@@ -24,11 +24,18 @@ from stgconv.build import (
 )
 from stgconv.checkpoint import FILENAME
 from stgconv.checks import check_output, reading
-from stgconv.config import ExperimentConfig, config_to_dict, resolve_device, save_config
+from stgconv.config import (
+    ExperimentConfig,
+    config_to_dict,
+    initializer_factors,
+    resolve_device,
+    save_config,
+)
 from stgconv.cooperative import CooperativeTrainer
 from stgconv.data.image import load_npz_labels
 from stgconv.distributed import World
 from stgconv.generator import ConvGenerator
+from stgconv.initializer import Initializer, InitializerTrainer
 from stgconv.io.atomic import remove_temporaries
 from stgconv.jem import HybridTrainer
 from stgconv.mcmc import DataGaussian
@@ -190,6 +197,15 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                 energy, generator_net.to(device), model_sampler(config), data,
                 cooperative=config.cooperative,
                 chains_per_example=config.chains.chains_per_example, train=config.train,
+                generator=generator, config=config_to_dict(config), world=world,
+            )
+        elif config.initializer is not None:
+            settings = config.initializer
+            initializer = Initializer(initializer_factors(config), spatial_dims=data.dim() - 2,
+                                      width=settings.width, depth=settings.depth)
+            trainer = InitializerTrainer(
+                energy, initializer.to(device), model_sampler(config), data, settings=settings,
+                factor=config.chains.factor, offset=modality.offset(config), train=config.train,
                 generator=generator, config=config_to_dict(config), world=world,
             )
         else:

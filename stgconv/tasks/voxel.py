@@ -21,6 +21,7 @@ from stgconv.checkpoint import CheckpointError, load_model
 from stgconv.checks import as_int
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.initializer import Initializer, has_initializer, initializer_from_state
 from stgconv.io.atomic import atomic_save_npy
 from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, save_mesh_from_voxels, voxelize
 from stgconv.io.render import render_voxels
@@ -48,6 +49,13 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
     return energy, config, state
 
 
+def load_initializer(state: dict[str, Any], checkpoint: str | Path, *,
+                     device: torch.device | str = "cpu") -> Initializer | None:
+    """The learned initializer a loaded checkpoint holds (eval mode, on ``device``), or
+    ``None`` for a model trained without one."""
+    return initializer_from_state(state, checkpoint).to(device) if has_initializer(state) else None
+
+
 def check_factor(size: int, factor: int) -> None:
     """Raise ``ValueError`` unless ``factor`` is a positive int that divides the grid side."""
     as_int(factor, "factor", minimum=1)
@@ -58,11 +66,14 @@ def check_factor(size: int, factor: int) -> None:
 
 def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, factor: int, *,
                         offset: float = 0.0, upsample: str = "linear", binary: bool = True,
+                        initializer: Initializer | None = None,
                         generator: torch.Generator | None = None) -> Tensor:
     """Super-resolve low-resolution occupancy with a model of the high resolution.
 
-    The chain starts at ``upsample`` of ``low`` (:data:`stgconv.ops.BLOCK_UPSAMPLERS`, the
-    config's ``chains.upsample``) and keeps ``block_down(x, f) == low`` after every step.
+    The chain starts at the ``initializer``'s proposal when it serves ``factor``
+    (:mod:`stgconv.initializer`), else at ``upsample`` of ``low``
+    (:data:`stgconv.ops.BLOCK_UPSAMPLERS`, the config's ``chains.upsample``), and keeps
+    ``block_down(x, f) == low`` after every step (the start too).
 
     Args:
         low: ``(B, 1, d, d, d)`` block means in ``[0, 1]``; ``d * factor`` must be the model's side.
@@ -77,10 +88,12 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
         ``block_down(out, f) == low`` (not clamped: the clamp would move block means; score it
         with a clamp).
     """
-    up = block_upsampler(upsample)
     blocks = (factor,) * 3
     low_model = low - offset
-    x0 = up(low_model, blocks)
+    if initializer is not None and initializer.serves(factor):
+        x0 = initializer.propose(low, factor) - offset
+    else:
+        x0 = block_upsampler(upsample)(low_model, blocks)
     x = sampler.run(energy, x0, constraint=DownsampleConsistency(low_model, blocks),
                     generator=generator) + offset
     return block_top_k(x, low, blocks) if binary else x
@@ -205,7 +218,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
         ValueError: a factor that does not divide the model's side; a grid of the wrong size;
             an unreadable or broken file.
     """
-    energy, config, _ = load_voxel_model(checkpoint, device=device)
+    energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
     low_side = size // factor
@@ -235,7 +248,9 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     generator = torch.Generator(param.device).manual_seed(seed)
     ours = super_resolve_batch(energy, task_sampler(config, n_steps=n_steps), low, factor,
                                offset=VOXELS.offset(config), upsample=config.chains.upsample,
-                               binary=binary, generator=generator).clamp(0.0, 1.0)
+                               binary=binary,
+                               initializer=load_initializer(state, checkpoint, device=param.device),
+                               generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(out / "super_resolved.npy", ours[:, 0].cpu().numpy().astype(np.float32))

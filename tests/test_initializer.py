@@ -1,0 +1,153 @@
+"""The learned super-resolution initializer: its layout, that an untrained one is the trilinear
+guess, that it learns what trilinear cannot, its checkpointing, and its config checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from _tiny import SR_CONFIG, boxes_and_balls, gen
+from test_train import assert_same
+from torch import Tensor
+
+from stgconv.baselines.voxel import downsample, trilinear_binary_upsample
+from stgconv.checkpoint import CheckpointError, load_checkpoint
+from stgconv.config import InitializerConfig, TrainConfig, load_config
+from stgconv.energy.base import ConvNetEnergy
+from stgconv.initializer import (
+    Initializer,
+    InitializerTrainer,
+    depth_to_space,
+    initializer_from_state,
+    space_to_depth,
+)
+from stgconv.mcmc import Langevin
+from stgconv.metrics import voxel_errors
+from stgconv.ops import block_down, block_top_k
+from stgconv.tasks.voxel import super_resolve_batch
+
+FAST = InitializerConfig(factors=(2,), width=8, depth=3, steps=10, batch_size=8, lr=0.01,
+                         crop=None, mirror=False)
+
+
+def corner_shapes(n: int, seed: int) -> Tensor:
+    """``(n, 1, 8, 8, 8)``: each 2^3 block is empty or holds one voxel, always its first corner.
+    Its block mean (1/8) says a voxel is there, not where; trilinear guesses from the
+    neighbours, a learner sees it is always the same corner."""
+    occupied = (torch.rand(n, 1, 4, 4, 4, generator=gen(seed)) < 0.4).float()
+    x = torch.zeros(n, 1, 8, 8, 8)
+    x[..., ::2, ::2, ::2] = occupied
+    return x
+
+
+def voxel_energy(size: int) -> ConvNetEnergy:
+    torch.manual_seed(0)
+    return ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[4, 3, 1, 1]], head="sum",
+                         input_size=(size,) * 3, reference_sigma=0.5)
+
+
+def make_trainer(*, settings: InitializerConfig = FAST, init_seed: int = 0,
+                 data: Tensor | None = None) -> InitializerTrainer:
+    data = corner_shapes(16, seed=0) if data is None else data
+    torch.manual_seed(init_seed)
+    initializer = Initializer(settings.factors, width=settings.width, depth=settings.depth)
+    return InitializerTrainer(voxel_energy(data.shape[-1]), initializer,
+                              Langevin(n_steps=2, step_size=0.1, noise_scale=0.0), data - 0.1,
+                              settings=settings, factor=2, offset=0.1,
+                              train=TrainConfig(batch_size=4, lr=0.01), generator=gen(1))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 12), (2, 1, 4, 8, 12)])
+def test_space_to_depth_puts_each_block_in_the_channels(shape) -> None:
+    x = torch.randn(shape, generator=gen(0))
+    folded = space_to_depth(x, 2)
+    k = len(shape) - 2
+    assert folded.shape == (shape[0], shape[1] * 2**k, *(n // 2 for n in shape[2:]))
+    assert torch.equal(depth_to_space(folded, 2), x)
+    # The channel mean of a coarse cell is its block's mean.
+    means = folded.reshape(shape[0], shape[1], 2**k, *folded.shape[2:]).mean(2)
+    torch.testing.assert_close(means, block_down(x, (2,) * k))
+
+
+def test_an_untrained_initializer_ranks_every_block_as_trilinear_does() -> None:
+    shapes = boxes_and_balls(4, 16)
+    torch.manual_seed(0)
+    initializer = Initializer([4, 2], width=4, depth=2)
+    for factor in (4, 2):
+        low = downsample(shapes, factor)
+        ours = block_top_k(initializer.logits(low, factor), low, (factor,) * 3)
+        assert torch.equal(ours, trilinear_binary_upsample(low, factor))
+    with pytest.raises(ValueError, match=r"learned block sizes \[4, 2\], not 8"):
+        initializer.logits(downsample(shapes, 8), 8)
+    with pytest.raises(ValueError, match="distinct"):
+        Initializer([2, 2])
+
+
+def test_it_learns_where_each_block_keeps_its_voxel() -> None:
+    trainer = make_trainer()
+    history = trainer.fit(15, progress=False)
+    assert history[-1]["initializer_bce"] < history[0]["initializer_bce"] / 2
+    assert {"loss", "e_pos", "e_neg"} <= set(history[-1])
+    test = corner_shapes(16, seed=5)
+    low = downsample(test, 2)
+    with torch.no_grad():
+        learned = block_top_k(trainer.initializer.logits(low, 2), low, (2, 2, 2))
+    learned_error = voxel_errors(learned, test).mean().item()
+    trilinear_error = voxel_errors(trilinear_binary_upsample(low, 2), test).mean().item()
+    assert trilinear_error > 0.05 and learned_error < trilinear_error / 4
+
+
+def test_super_resolution_starts_at_the_proposal_made_consistent() -> None:
+    shapes = corner_shapes(4, seed=2)
+    torch.manual_seed(0)
+    initializer = Initializer([2], width=4, depth=2)
+    with torch.no_grad():
+        initializer.nets["2"].last.bias.fill_(0.7)  # a proposal far from the block means
+    low = downsample(shapes, 2)
+    proposal = initializer.propose(low, 2)
+    assert not torch.allclose(block_down(proposal, (2, 2, 2)), low)
+    still = Langevin(n_steps=1, step_size=1e-8, noise_scale=0.0)
+    energy = voxel_energy(8)
+    out = super_resolve_batch(energy, still, low, 2, binary=False, initializer=initializer)
+    torch.testing.assert_close(block_down(out, (2, 2, 2)), low)
+    # Projection adds one value per block: the ranking inside each block is the proposal's.
+    assert torch.equal(block_top_k(out, low, (2, 2, 2)), block_top_k(proposal, low, (2, 2, 2)))
+    # A block size it did not learn starts at the config's up-sampling instead.
+    coarse = downsample(boxes_and_balls(2, 8), 4)
+    trilinear = super_resolve_batch(energy, still, coarse, 4, initializer=initializer)
+    assert torch.equal(trilinear, trilinear_binary_upsample(coarse, 4))
+
+
+def test_resume_takes_the_same_steps(tmp_path: Path) -> None:
+    straight = make_trainer()
+    straight.fit(4, progress=False)
+    first = make_trainer()
+    first.fit(2, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    second = make_trainer(init_seed=7)
+    second.resume(tmp_path / "checkpoint.pt")
+    second.fit(4, progress=False)
+    assert_same(straight.state_dict(), second.state_dict())
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert initializer_from_state(state, "ckpt").config == straight.initializer.config
+    wider = make_trainer(settings=InitializerConfig(factors=(2,), width=6, depth=3))
+    with pytest.raises(CheckpointError, match="initializer .* is not the one this config builds"):
+        wider.resume(tmp_path / "checkpoint.pt")
+    del state["initializer_model"]
+    with pytest.raises(CheckpointError, match="holds no initializer"):
+        initializer_from_state(state, "ckpt")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("initializer.factors=[3]", "distinct ints >= 2 dividing data.size"),
+    ("initializer.factors=[2]", "must include chains.factor 4"),
+    ("initializer.width=0", "initializer.width must be positive"),
+    ("initializer.depth=1", "initializer.depth must be >= 2"),
+    ("initializer.crop=0", "initializer.crop must be positive"),
+    ("initializer.mirror=sometimes", "initializer.mirror must be a bool"),
+    ("initializer.nope=1", "unknown config key"),
+    ("chains.mode=persistent", "needs chains.mode super_resolution"),
+])
+def test_bad_initializer_settings_are_named(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(SR_CONFIG, [override])
