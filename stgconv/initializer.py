@@ -37,7 +37,7 @@ from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
-from stgconv.mcmc.constraints import Constraint, DownsampleConsistency
+from stgconv.mcmc.starts import SuperResolutionStart
 from stgconv.ops import block_down, linear_up
 from stgconv.train import Trainer
 
@@ -168,43 +168,29 @@ def build_initializer(config: dict[str, Any]) -> Initializer:
                        width=config["width"], depth=config["depth"])
 
 
-class InitializerStart:
+class InitializerStart(SuperResolutionStart):
     """Chain starts proposed by the initializer from each example's block means, in the model's
-    units (occupancy minus ``offset``), kept consistent with them (the super-resolution task's
-    start and constraint, learned).
+    units (occupancy minus ``offset``), kept consistent with them: the super-resolution start
+    and constraint (:class:`~stgconv.mcmc.starts.SuperResolutionStart`), the start learned.
 
     Args:
         initializer: serves ``factor``.
-        factor: block size of the training chains.
+        factor: block size of the training chains, over ``spatial_dims`` trailing dims.
         offset: the model's occupancy offset (:meth:`stgconv.modalities.Modality.offset`).
     """
 
-    chains_per_example = 1
-
-    def __init__(self, initializer: Initializer, factor: int, *, offset: float = 0.0) -> None:
+    def __init__(self, initializer: Initializer, factor: int, *, spatial_dims: int = 3,
+                 offset: float = 0.0) -> None:
         if not initializer.serves(factor):
             raise ValueError(f"the initializer learns block sizes {initializer.factors}; the "
                              f"training chains need {factor}")
-        self.initializer, self.factor, self.offset = initializer, factor, offset
-
-    def _low(self, x_pos: Tensor) -> Tensor:
-        return block_down(x_pos, (self.factor,) * (x_pos.dim() - 2))
+        super().__init__((factor,) * spatial_dims)
+        self.initializer, self.block, self.offset = initializer, factor, offset
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
               ) -> Tensor:
-        return self.initializer.propose(self._low(x_pos) + self.offset, self.factor) - self.offset
-
-    def constraint(self, x_pos: Tensor) -> Constraint:
-        return DownsampleConsistency(self._low(x_pos), (self.factor,) * (x_pos.dim() - 2))
-
-    def keep(self, x_neg: Tensor) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        pass
+        low = block_down(x_pos, self.factor) + self.offset
+        return self.initializer.propose(low, self.block) - self.offset
 
 
 class InitializerTrainer(Trainer):
@@ -236,8 +222,9 @@ class InitializerTrainer(Trainer):
         config: dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
-        super().__init__(energy, sampler, InitializerStart(initializer, factor, offset=offset),
-                         data, train=train, generator=generator, config=config, world=world)
+        start = InitializerStart(initializer, factor, spatial_dims=data.dim() - 2, offset=offset)
+        super().__init__(energy, sampler, start, data, train=train, generator=generator,
+                         config=config, world=world)
         self.initializer = initializer
         self.settings = settings
         self.offset = offset
