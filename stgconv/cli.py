@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, get_args
 
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
@@ -15,6 +15,7 @@ from stgconv.checks import check_output, reading
 from stgconv.config import load_config
 from stgconv.distributed import launched_rank
 from stgconv.evaluation import classification, ood, video_recovery, voxel
+from stgconv.tasks.voxel import RecoveryInit
 from stgconv.version import __version__
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
@@ -27,6 +28,7 @@ QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/rec
 USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError)
 
 
+RECOVERY_INITS = list(get_args(RecoveryInit))
 SEED_HELP = "seed of every random choice (noise, chain starts, subsets)"
 TENSORBOARD_HELP = ("also log the scores and the comparison pictures into TensorBoard here "
                     "(tensorboard --logdir DIR)")
@@ -135,8 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "side up to the model's; values at unobserved voxels ignored)")
     p.add_argument("--known", required=True,
                    help="voxel file of the same shape in {0, 1}: 1 = observed, 0 = to fill")
-    p.add_argument("--init", choices=["nearest_known", "neighbour_majority", "mean"],
-                   default="nearest_known", help="the chain's starting fill")
+    p.add_argument("--init", choices=RECOVERY_INITS,
+                   help="the chain's starting fill (default: the model's learned initializer "
+                        "where it was trained with one, else nearest_known)")
     p.add_argument("--out", help="output folder (default: <run folder>/recovered_shapes)")
     _voxel_chain_arguments(p)
 
@@ -160,8 +163,9 @@ def _parser() -> argparse.ArgumentParser:
                                              "nearest-known / neighbour-majority fills")
     _voxel_eval_arguments(p)
     p.add_argument("--missing", type=float, default=0.7, help="fraction hidden (default 0.7)")
-    p.add_argument("--init", choices=["nearest_known", "neighbour_majority", "mean"],
-                   default="nearest_known", help="our chain's starting fill")
+    p.add_argument("--init", choices=RECOVERY_INITS,
+                   help="the chain's starting fill (default: the model's learned initializer "
+                        "where it was trained with one, else nearest_known)")
 
     p = evals.add_parser("classification", formatter_class=DefaultsFormatter, help="cross-validated accuracy of a linear "
                                                 "classifier on the descriptor's features")

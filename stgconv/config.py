@@ -321,15 +321,19 @@ class CooperativeConfig:
 
 @dataclass(frozen=True)
 class InitializerConfig:
-    """A learned initializer for super-resolution of voxel shapes (:mod:`stgconv.initializer`):
-    a feed-forward net proposes each chain's start from the block means, in training and in the
-    super-resolution tasks, and learns from the training shapes by binary cross-entropy while
-    the descriptor learns to revise its proposals. Needs ``chains.mode: super_resolution`` and
-    ``data.kind: voxels``."""
+    """A learned initializer for the conditional tasks on voxel shapes
+    (:mod:`stgconv.initializer`): a feed-forward net proposes each chain's start, from the block
+    means (``chains.mode: super_resolution``) or from the observed voxels (``chains.mode:
+    recovery``), in training and in the tasks, and learns from the training shapes by binary
+    cross-entropy while the descriptor learns to revise its proposals. Needs ``data.kind:
+    voxels``."""
 
-    # Block sizes it learns, one net each (null: [chains.factor]); the evaluations also run
-    # 32^3 -> 64^3 (factor 2) with a 16^3 -> 64^3 model.
+    # Super-resolution: block sizes it learns, one net each (null: [chains.factor]); the
+    # evaluations also run 32^3 -> 64^3 (factor 2) with a 16^3 -> 64^3 model.
     factors: tuple[int, ...] | None = None
+    # Recovery: the filler works on a grid this many times coarser, each cell carrying its
+    # fold^3 voxels as channels (the grid side must be a multiple).
+    fold: int = 2
     width: int = 64
     depth: int = 6
     # Initializer updates after each descriptor update, each on `batch_size` random shapes.
@@ -561,18 +565,26 @@ def _check_cooperative(cooperative: CooperativeConfig, *, multigrid: bool) -> No
 
 def _check_initializer(config: ExperimentConfig) -> None:
     initializer = config.initializer
-    if (config.chains.mode != "super_resolution" or config.data.kind != "voxels"
+    if (config.chains.mode not in ("super_resolution", "recovery") or config.data.kind != "voxels"
             or config.multigrid is not None or config.cooperative is not None):
-        raise ValueError("initializer proposes the super-resolution chains of one voxel model: it "
-                         "needs chains.mode super_resolution, data.kind voxels and no multigrid "
-                         f"or cooperative section (got chains.mode {config.chains.mode!r}, "
-                         f"data.kind {config.data.kind!r})")
-    for key in ("width", "steps", "batch_size", "lr"):
+        raise ValueError("initializer proposes the super-resolution or recovery chains of one "
+                         "voxel model: it needs chains.mode super_resolution or recovery, "
+                         "data.kind voxels and no multigrid or cooperative section (got "
+                         f"chains.mode {config.chains.mode!r}, data.kind {config.data.kind!r})")
+    for key in ("width", "steps", "batch_size", "lr", "fold"):
         _check_positive(f"initializer.{key}", getattr(initializer, key))
     if initializer.depth < 2:
         raise ValueError(f"initializer.depth must be >= 2, got {initializer.depth!r}")
     if initializer.crop is not None:
         _check_positive("initializer.crop", initializer.crop)
+    if config.chains.mode == "recovery":
+        if initializer.factors is not None:
+            raise ValueError("initializer.factors are super-resolution block sizes; a recovery "
+                             "run (chains.mode recovery) learns a filler: remove them")
+        if config.data.size % initializer.fold:
+            raise ValueError(f"initializer.fold {initializer.fold} must divide data.size "
+                             f"{config.data.size}")
+        return
     factors = initializer_factors(config)
     if not factors or len(set(factors)) != len(factors) or not all(
             isinstance(f, int) and f >= 2 and config.data.size % f == 0 for f in factors):
@@ -584,9 +596,10 @@ def _check_initializer(config: ExperimentConfig) -> None:
 
 
 def initializer_factors(config: ExperimentConfig) -> tuple[int, ...]:
-    """The block sizes the config's initializer learns (``initializer.factors``, by default
-    ``chains.factor``); empty without an initializer section."""
-    if config.initializer is None:
+    """The super-resolution block sizes the config's initializer learns
+    (``initializer.factors``, by default ``chains.factor``); empty without an initializer
+    section or for a recovery run."""
+    if config.initializer is None or config.chains.mode != "super_resolution":
         return ()
     factors = config.initializer.factors
     return tuple(factors) if factors is not None else (config.chains.factor,)

@@ -31,20 +31,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.checkpoint import CheckpointError
 from stgconv.checks import as_int
 from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
-from stgconv.mcmc.starts import SuperResolutionStart
+from stgconv.mcmc.starts import ChainStart, RecoveryStart, SuperResolutionStart
 from stgconv.ops import block_down, linear_up
 from stgconv.train import Trainer
 
-# The trilinear up-sampling enters the logits as TRILINEAR_LOGIT * (p - 1/2): steep enough that
-# an untrained net is a sharpened trilinear guess (0.9 occupancy -> probability 0.96), and
-# monotone, so the ranking inside every block is the trilinear one.
-TRILINEAR_LOGIT = 8.0
+# The classical guess (trilinear up-sampling, nearest-known fill) enters the logits as
+# GUIDE_LOGIT * (p - 1/2): steep enough that an untrained net is a sharpened classical guess
+# (0.9 occupancy -> probability 0.96), and monotone, so it ranks entries as the guess does.
+GUIDE_LOGIT = 8.0
+# The key of the recovery filler among an Initializer's nets (the others are block sizes).
+RECOVERY = "recovery"
 
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -70,14 +73,42 @@ def depth_to_space(x: Tensor, factor: int) -> Tensor:
     return x.permute(order).reshape(b, c, *(n * factor for n in coarse))
 
 
-class BlockUpsampler(nn.Module):
-    """``low (B, 1, n1, ..., nk) -> logits (B, 1, n1 * f, ..., nk * f)`` of fine occupancy.
+class _CoarseNet(nn.Module):
+    """The residual ConvNet both initializers share, on a grid ``fold`` times coarser than the
+    shape: ``depth`` 3^k convolutions with ReLU, residual in the middle, ``in_channels`` in and
+    ``fold^k`` logits per coarse cell out. The last convolution starts at zero, so an untrained
+    net adds nothing to the fixed guess its subclass adds it to."""
 
-    A residual ConvNet on the coarse grid (``depth`` 3^k convolutions, ReLU): its input is
-    ``low`` and the trilinear up-sampling of ``low`` folded into channels (:func:`space_to_depth`),
-    its output ``f^k`` logits per coarse cell, unfolded and added to
-    ``TRILINEAR_LOGIT * (trilinear - 1/2)``. The last convolution starts at zero, so an untrained
-    net gives that trilinear logit.
+    def __init__(self, in_channels: int, fold: int, *, spatial_dims: int, width: int,
+                 depth: int) -> None:
+        super().__init__()
+        if spatial_dims not in _CONVS:
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
+        as_int(width, "width", minimum=1)
+        as_int(depth, "depth", minimum=2)
+        self.spatial_dims = spatial_dims
+        conv = _CONVS[spatial_dims]
+        self.first = conv(in_channels, width, 3, padding=1)
+        self.body = nn.ModuleList(conv(width, width, 3, padding=1) for _ in range(depth - 2))
+        self.last = conv(width, fold**spatial_dims, 3, padding=1)
+        nn.init.zeros_(self.last.weight)
+        nn.init.zeros_(self.last.bias)
+
+    def correction(self, coarse: Tensor, fold: int) -> Tensor:
+        """``(B, in_channels, n1, ..., nk) -> (B, 1, n1 * fold, ..., nk * fold)``."""
+        h = F.relu(self.first(coarse))
+        for layer in self.body:
+            h = h + F.relu(layer(h))
+        return depth_to_space(self.last(h), fold)
+
+
+class BlockUpsampler(_CoarseNet):
+    """Super-resolution: ``low (B, 1, n1, ..., nk) -> logits (B, 1, n1 * f, ..., nk * f)`` of
+    fine occupancy.
+
+    Its input is ``low`` and the trilinear up-sampling of ``low`` folded into channels
+    (:func:`space_to_depth`); its output is added to ``GUIDE_LOGIT * (trilinear - 1/2)``, so an
+    untrained net ranks every block's entries as the trilinear up-sampling does.
 
     Args:
         factor: block size ``f``.
@@ -88,59 +119,87 @@ class BlockUpsampler(nn.Module):
 
     def __init__(self, factor: int, *, spatial_dims: int = 3, width: int = 64, depth: int = 6
                  ) -> None:
-        super().__init__()
         self.factor = as_int(factor, "factor", minimum=2)
-        if spatial_dims not in _CONVS:
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
-        self.spatial_dims = spatial_dims
-        as_int(width, "width", minimum=1)
-        as_int(depth, "depth", minimum=2)
-        conv = _CONVS[spatial_dims]
-        block = factor**spatial_dims
-        self.first = conv(1 + block, width, 3, padding=1)
-        self.body = nn.ModuleList(conv(width, width, 3, padding=1) for _ in range(depth - 2))
-        self.last = conv(width, block, 3, padding=1)
-        nn.init.zeros_(self.last.weight)
-        nn.init.zeros_(self.last.bias)
-        self.config = {"factor": factor, "spatial_dims": spatial_dims, "width": width,
-                       "depth": depth}
+        super().__init__(1 + factor**spatial_dims, factor, spatial_dims=spatial_dims,
+                         width=width, depth=depth)
 
     def forward(self, low: Tensor) -> Tensor:
         if low.dim() != self.spatial_dims + 2 or low.shape[1] != 1:
             raise ValueError(f"low must be (B, 1, {', '.join(['n'] * self.spatial_dims)}), got "
                              f"{tuple(low.shape)}")
         trilinear = linear_up(low, (self.factor,) * self.spatial_dims).clamp(0.0, 1.0)
-        h = F.relu(self.first(torch.cat([low, space_to_depth(trilinear, self.factor)], dim=1)))
-        for layer in self.body:
-            h = h + F.relu(layer(h))
-        return (depth_to_space(self.last(h), self.factor)
-                + TRILINEAR_LOGIT * (trilinear - 0.5))
+        coarse = torch.cat([low, space_to_depth(trilinear, self.factor)], dim=1)
+        return self.correction(coarse, self.factor) + GUIDE_LOGIT * (trilinear - 0.5)
 
 
-class Initializer(nn.Module):
-    """One :class:`BlockUpsampler` per block size it serves, e.g. 4 (16^3 -> 64^3) and 2
-    (32^3 -> 64^3).
+class MaskedFiller(_CoarseNet):
+    """Recovery: ``(observed, known) (B, 1, *S) -> logits (B, 1, *S)`` of occupancy.
+
+    Its input is the observed entries (0 where missing), the mask and the nearest-known fill
+    (:func:`stgconv.baselines.voxel.nearest_known_fill`), folded by ``fold`` into channels; its
+    output is added to ``GUIDE_LOGIT * (fill - 1/2)``, so an untrained net proposes the
+    nearest-known fill.
 
     Args:
-        factors: the block sizes, distinct, each at least 2.
+        fold: the coarse grid's block size (every side of ``S`` must be a multiple).
         spatial_dims, width, depth: as :class:`BlockUpsampler`.
     """
 
-    def __init__(self, factors: Sequence[int], *, spatial_dims: int = 3, width: int = 64,
+    def __init__(self, fold: int = 2, *, spatial_dims: int = 3, width: int = 64,
                  depth: int = 6) -> None:
+        self.fold = as_int(fold, "fold", minimum=1)
+        super().__init__(3 * fold**spatial_dims, fold, spatial_dims=spatial_dims, width=width,
+                         depth=depth)
+
+    def forward(self, observed: Tensor, known: Tensor) -> Tensor:
+        if observed.dim() != self.spatial_dims + 2 or observed.shape[1] != 1:
+            raise ValueError(f"observed must be (B, 1, {', '.join(['S'] * self.spatial_dims)}), "
+                             f"got {tuple(observed.shape)}")
+        if any(n % self.fold for n in observed.shape[2:]):
+            raise ValueError(f"the grid {tuple(observed.shape[2:])} is not a multiple of the "
+                             f"filler's fold {self.fold}")
+        known = known.expand_as(observed)
+        seen = torch.where(known, observed, torch.zeros_like(observed))
+        fill = nearest_known_fill(seen, known)
+        inputs = torch.cat([seen, known.to(observed.dtype), fill], dim=1)
+        return (self.correction(space_to_depth(inputs, self.fold), self.fold)
+                + GUIDE_LOGIT * (fill - 0.5))
+
+
+class Initializer(nn.Module):
+    """The proposals of one model: a :class:`BlockUpsampler` per block size it serves (e.g. 4,
+    16^3 -> 64^3, and 2, 32^3 -> 64^3) and/or a :class:`MaskedFiller` for recovery.
+
+    Args:
+        factors: super-resolution block sizes, distinct, each at least 2 (may be empty).
+        recovery: also a recovery filler, on a grid ``fold`` times coarser.
+        spatial_dims, width, depth: as :class:`BlockUpsampler`.
+    """
+
+    def __init__(self, factors: Sequence[int] = (), *, recovery: bool = False, fold: int = 2,
+                 spatial_dims: int = 3, width: int = 64, depth: int = 6) -> None:
         super().__init__()
         factors = [as_int(f, "factor", minimum=2) for f in factors]
-        if not factors or len(set(factors)) != len(factors):
-            raise ValueError(f"factors must be distinct and at least one, got {factors}")
-        self.nets = nn.ModuleDict({str(f): BlockUpsampler(f, spatial_dims=spatial_dims,
-                                                          width=width, depth=depth)
-                                   for f in factors})
-        self.config = {"factors": factors, "spatial_dims": spatial_dims, "width": width,
-                       "depth": depth}
+        if len(set(factors)) != len(factors) or not (factors or recovery):
+            raise ValueError(f"an initializer needs distinct super-resolution factors or a "
+                             f"recovery filler, got factors {factors}, recovery {recovery}")
+        nets: dict[str, nn.Module] = {
+            str(f): BlockUpsampler(f, spatial_dims=spatial_dims, width=width, depth=depth)
+            for f in factors}
+        if recovery:
+            nets[RECOVERY] = MaskedFiller(fold, spatial_dims=spatial_dims, width=width,
+                                          depth=depth)
+        self.nets = nn.ModuleDict(nets)
+        self.config = {"factors": factors, "recovery": recovery, "fold": fold,
+                       "spatial_dims": spatial_dims, "width": width, "depth": depth}
 
     @property
     def factors(self) -> list[int]:
-        return [int(f) for f in self.nets]
+        return [int(f) for f in self.nets if f != RECOVERY]
+
+    @property
+    def recovers(self) -> bool:
+        return RECOVERY in self.nets
 
     def serves(self, factor: int) -> bool:
         return str(factor) in self.nets
@@ -161,11 +220,30 @@ class Initializer(nn.Module):
         start (not yet consistent with ``low``: the sampler projects it)."""
         return torch.sigmoid(self.logits(low, factor))
 
+    def fill_logits(self, observed: Tensor, known: Tensor) -> Tensor:
+        """``(B, 1, *S)`` log-odds of occupancy of every entry; reads ``observed`` only where
+        ``known`` (bool, broadcastable).
+
+        Raises:
+            ValueError: no recovery filler.
+        """
+        if not self.recovers:
+            raise ValueError("this initializer has no recovery filler (it was trained for "
+                             f"super-resolution with block sizes {self.factors})")
+        return self.nets[RECOVERY](observed, known)
+
+    @torch.no_grad()
+    def propose_fill(self, observed: Tensor, known: Tensor) -> Tensor:
+        """``(B, 1, *S)`` occupancy: ``observed`` where known, the filler's probabilities
+        elsewhere (a :data:`stgconv.types.Fill`)."""
+        return torch.where(known, observed, torch.sigmoid(self.fill_logits(observed, known)))
+
 
 def build_initializer(config: dict[str, Any]) -> Initializer:
     """An untrained :class:`Initializer` from its ``config`` (as stored in checkpoints)."""
-    return Initializer(config["factors"], spatial_dims=config["spatial_dims"],
-                       width=config["width"], depth=config["depth"])
+    return Initializer(config["factors"], recovery=config["recovery"], fold=config["fold"],
+                       spatial_dims=config["spatial_dims"], width=config["width"],
+                       depth=config["depth"])
 
 
 class InitializerStart(SuperResolutionStart):
@@ -194,17 +272,24 @@ class InitializerStart(SuperResolutionStart):
 
 
 class InitializerTrainer(Trainer):
-    """The descriptor learns super-resolution from chains that start at the initializer's
+    """The descriptor learns its conditional task from chains that start at the initializer's
     proposals; after each of its steps the initializer takes ``settings.steps`` supervised
-    steps (binary cross-entropy of ``initializer(block_down(x))`` against ``x`` on random
-    batches of the training shapes, for every block size it serves).
+    steps on random batches of the training shapes: binary cross-entropy of
+    ``logits(block_down(x))`` against ``x`` for every block size it serves, and for a recovery
+    filler of ``fill_logits`` against ``x`` on a fresh random ``missing`` fraction of hidden
+    entries (scored there only).
+
+    With a recovery filler the training chains are recovery chains
+    (:class:`~stgconv.mcmc.starts.RecoveryStart`, started from the filler's proposal), else
+    super-resolution chains of block size ``factor`` (:class:`InitializerStart`).
 
     Args:
         energy, sampler, data, train, generator, config, world: as :class:`Trainer`; ``data``
             in the model's units, ``offset`` below them (occupancy = data + offset, in {0, 1}).
-        initializer: the proposals' net (its parameters get their own Adam).
+        initializer: the proposals' nets (their parameters get their own Adam).
         settings: the initializer's learning settings.
-        factor: block size of the descriptor's training chains (``chains.factor``).
+        factor: super-resolution: block size of the descriptor's chains (``chains.factor``).
+        missing: recovery: fraction of entries hidden (``chains.missing``).
     """
 
     def __init__(
@@ -215,21 +300,34 @@ class InitializerTrainer(Trainer):
         data: Tensor,
         *,
         settings: InitializerConfig,
-        factor: int,
+        factor: int | None = None,
+        missing: float | None = None,
         offset: float = 0.0,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
-        start = InitializerStart(initializer, factor, spatial_dims=data.dim() - 2, offset=offset)
+        self.initializer, self.settings, self.offset = initializer, settings, offset
+        start: ChainStart
+        if initializer.recovers:
+            if missing is None:
+                raise ValueError("a recovery filler needs the fraction of missing entries")
+            start = RecoveryStart(missing, self._proposed_fill)
+        else:
+            if factor is None:
+                raise ValueError("a super-resolution initializer needs the chains' block size")
+            start = InitializerStart(initializer, factor, spatial_dims=data.dim() - 2,
+                                     offset=offset)
+        self.missing = missing
         super().__init__(energy, sampler, start, data, train=train, generator=generator,
                          config=config, world=world)
-        self.initializer = initializer
-        self.settings = settings
-        self.offset = offset
         self.initializer_optimizer = torch.optim.Adam(initializer.parameters(), lr=settings.lr)
         self.initializer_settings = {"lr": settings.lr}
+
+    def _proposed_fill(self, observed: Tensor, known: Tensor) -> Tensor:
+        """The filler's proposal in the model's units (a :data:`stgconv.types.Fill`)."""
+        return self.initializer.propose_fill(observed + self.offset, known) - self.offset
 
     def _initializer_batch(self) -> Tensor:
         """Occupancy ``(b, 1, *S)`` of a random batch, mirrored along the last axis at random
@@ -243,39 +341,51 @@ class InitializerTrainer(Trainer):
             x = x.flip(-1)
         return x
 
-    def _crop(self, x: Tensor, factor: int) -> Tensor:
-        """A random block-aligned cube of ``settings.crop`` coarse cells (``crop * factor``
-        entries) a side of every shape, or all of ``x`` when it is no larger: the nets of every
-        block size then cost the same per step."""
+    def _crop(self, x: Tensor, fold: int) -> Tensor:
+        """A random cube of ``settings.crop`` coarse cells (``crop * fold`` entries, aligned
+        to the coarse grid) a side of every shape, or all of ``x`` when it is no larger: every
+        net then costs about the same per step."""
         if self.settings.crop is None:
             return x
         slices = []
         for n in x.shape[2:]:
-            cells = min(self.settings.crop, n // factor)
-            corner = torch.randint(n // factor - cells + 1, (), generator=self.generator,
+            cells = min(self.settings.crop, n // fold)
+            corner = torch.randint(n // fold - cells + 1, (), generator=self.generator,
                                    device=self.generator.device).item()
-            slices.append(slice(corner * factor, (corner + cells) * factor))
+            slices.append(slice(corner * fold, (corner + cells) * fold))
         return x[(slice(None), slice(None), *slices)]
+
+    def _losses(self, x: Tensor) -> list[Tensor]:
+        """Each net's loss on the occupancy batch ``x``."""
+        losses = []
+        for factor in self.initializer.factors:
+            part = self._crop(x, factor)
+            low = block_down(part, (factor,) * (part.dim() - 2))
+            losses.append(F.binary_cross_entropy_with_logits(
+                self.initializer.logits(low, factor), part))
+        if self.initializer.recovers:
+            part = self._crop(x, self.initializer.config["fold"])
+            known = torch.rand(part.shape, generator=self.generator,
+                               device=self.generator.device).to(part.device) >= self.missing
+            logits = self.initializer.fill_logits(part, known)
+            losses.append(F.binary_cross_entropy_with_logits(logits[~known], part[~known]))
+        return losses
 
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One descriptor update, then ``settings.steps`` initializer updates; returns the
         descriptor's ``loss``, ``e_pos``, ``e_neg`` and ``initializer_bce`` (the mean over the
-        initializer's steps and block sizes, before each step)."""
+        initializer's steps and nets, before each step)."""
         stats = super().step(batches)
         total = 0.0
-        factors = self.initializer.factors
         for _ in range(self.settings.steps):
-            x = self._initializer_batch()
             self.initializer_optimizer.zero_grad(set_to_none=True)
-            for factor in factors:
-                part = self._crop(x, factor)
-                low = block_down(part, (factor,) * (part.dim() - 2))
-                loss = F.binary_cross_entropy_with_logits(self.initializer.logits(low, factor), part)
+            losses = self._losses(self._initializer_batch())
+            for loss in losses:
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite initializer loss at iteration "
                                              f"{self.iteration}: {loss.item()}")
                 loss.backward()
-                total += loss.item() / (len(factors) * self.settings.steps)
+                total += loss.item() / (len(losses) * self.settings.steps)
             if self.world is not None:
                 self.world.average_gradients(self.initializer.parameters())
             self.initializer_optimizer.step()
@@ -336,6 +446,6 @@ def initializer_from_state(state: dict[str, Any], checkpoint: str | Path) -> Ini
     return net.eval()
 
 
-__all__ = ["BlockUpsampler", "Initializer", "InitializerStart", "InitializerTrainer",
-           "TRILINEAR_LOGIT", "build_initializer", "depth_to_space", "has_initializer",
-           "initializer_from_state", "space_to_depth"]
+__all__ = ["GUIDE_LOGIT", "RECOVERY", "BlockUpsampler", "Initializer", "InitializerStart",
+           "InitializerTrainer", "MaskedFiller", "build_initializer", "depth_to_space",
+           "has_initializer", "initializer_from_state", "space_to_depth"]

@@ -133,10 +133,12 @@ def test_voxel_eval_quick_prints_one_table(tmp_path, bench_main, capsys):
     report = json.loads(out.read_text())
     methods = {(row["task"], row["method"]) for row in report["rows"]}
     upsamplers = ("stgconv", "nearest", "trilinear", "trilinear_binary")
-    # The shipped config's initializer serves both block sizes: our chains start at it.
+    # The shipped configs' initializers serve both block sizes and recovery: our chains start
+    # at them.
     assert methods == {(task, m) for task in ("super-resolution", "super-resolution-32")
                        for m in (*upsamplers, "start:initializer")} | {
-        ("recovery-3d", m) for m in ("stgconv", "nearest_known", "neighbour_majority", "rbm")}
+        ("recovery-3d", m) for m in ("stgconv", "start:initializer", "nearest_known",
+                                     "neighbour_majority", "rbm")}
     assert report["tables"]["recovery-3d"]["rbm"]["hidden"] == 8
     assert report["tables"]["super-resolution-32"]["low_size"] == 8  # 16^3 quick beds, factor 2
     for row in report["rows"]:

@@ -11,7 +11,7 @@ from _tiny import SR_CONFIG, boxes_and_balls, gen
 from test_train import assert_same
 from torch import Tensor
 
-from stgconv.baselines.voxel import downsample, trilinear_binary_upsample
+from stgconv.baselines.voxel import downsample, nearest_known_fill, trilinear_binary_upsample
 from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.config import InitializerConfig, TrainConfig, load_config
 from stgconv.energy.base import ConvNetEnergy
@@ -29,6 +29,8 @@ from stgconv.tasks.voxel import super_resolve_batch
 
 FAST = InitializerConfig(factors=(2,), width=8, depth=3, steps=10, batch_size=8, lr=0.01,
                          crop=None, mirror=False)
+ROOT = Path(__file__).resolve().parents[1]
+RECOVERY_CONFIG = ROOT / "configs" / "voxel" / "recovery_chairs_quick.yaml"
 
 
 def corner_shapes(n: int, seed: int) -> Tensor:
@@ -48,13 +50,14 @@ def voxel_energy(size: int) -> ConvNetEnergy:
 
 
 def make_trainer(*, settings: InitializerConfig = FAST, init_seed: int = 0,
-                 data: Tensor | None = None) -> InitializerTrainer:
-    data = corner_shapes(16, seed=0) if data is None else data
+                 recovery: bool = False) -> InitializerTrainer:
+    data = corner_shapes(16, seed=0)
     torch.manual_seed(init_seed)
-    initializer = Initializer(settings.factors, width=settings.width, depth=settings.depth)
+    initializer = Initializer(() if recovery else settings.factors, recovery=recovery,
+                              fold=settings.fold, width=settings.width, depth=settings.depth)
     return InitializerTrainer(voxel_energy(data.shape[-1]), initializer,
                               Langevin(n_steps=2, step_size=0.1, noise_scale=0.0), data - 0.1,
-                              settings=settings, factor=2, offset=0.1,
+                              settings=settings, factor=2, missing=0.7, offset=0.1,
                               train=TrainConfig(batch_size=4, lr=0.01), generator=gen(1))
 
 
@@ -119,18 +122,54 @@ def test_super_resolution_starts_at_the_proposal_made_consistent() -> None:
     assert torch.equal(trilinear, trilinear_binary_upsample(coarse, 4))
 
 
-def test_resume_takes_the_same_steps(tmp_path: Path) -> None:
-    straight = make_trainer()
+def test_an_untrained_filler_proposes_the_nearest_known_fill_and_reads_only_known() -> None:
+    shapes = boxes_and_balls(3, 16)
+    known = torch.rand(shapes.shape, generator=gen(3)) >= 0.7
+    torch.manual_seed(0)
+    initializer = Initializer(recovery=True, width=4, depth=2)
+    proposal = initializer.propose_fill(shapes, known)
+    assert torch.equal(proposal[known], shapes[known])
+    assert torch.equal(proposal > 0.5, nearest_known_fill(shapes, known) > 0.5)
+    garbage = torch.where(known, shapes, torch.full_like(shapes, 7.0))
+    assert torch.equal(initializer.propose_fill(garbage, known)[~known], proposal[~known])
+    with pytest.raises(ValueError, match="not a multiple of the filler's fold 2"):
+        initializer.fill_logits(shapes[..., :15, :15, :15], known[..., :15, :15, :15])
+    with pytest.raises(ValueError, match="no recovery filler"):
+        Initializer([2]).fill_logits(shapes, known)
+    with pytest.raises(ValueError, match="needs distinct super-resolution factors or a recovery"):
+        Initializer()
+
+
+def test_the_filler_learns_what_the_nearest_known_fill_cannot() -> None:
+    # Only first corners of 2^3 blocks are ever occupied: a filler learns that every other
+    # voxel is empty, while the nearest-known fill copies occupied neighbours into them. A
+    # hidden first corner stays a coin (occupied with probability 0.4, unrelated to the rest),
+    # so the best mean error is 2 * 0.4 * 0.6 / 8 = 0.06.
+    trainer = make_trainer(recovery=True)
+    history = trainer.fit(20, progress=False)
+    assert history[-1]["initializer_bce"] < history[0]["initializer_bce"] / 2
+    test = corner_shapes(16, seed=5)
+    known = torch.rand(test.shape, generator=gen(6)) >= 0.7
+    learned = trainer.initializer.propose_fill(test, known)
+    learned_error = voxel_errors(learned, test, where=~known).mean().item()
+    fill_error = voxel_errors(nearest_known_fill(test, known), test, where=~known).mean().item()
+    assert learned_error < 0.07 < 0.1 < fill_error
+
+
+@pytest.mark.parametrize("recovery", [False, True])
+def test_resume_takes_the_same_steps(tmp_path: Path, recovery: bool) -> None:
+    straight = make_trainer(recovery=recovery)
     straight.fit(4, progress=False)
-    first = make_trainer()
+    first = make_trainer(recovery=recovery)
     first.fit(2, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
-    second = make_trainer(init_seed=7)
+    second = make_trainer(init_seed=7, recovery=recovery)
     second.resume(tmp_path / "checkpoint.pt")
     second.fit(4, progress=False)
     assert_same(straight.state_dict(), second.state_dict())
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert initializer_from_state(state, "ckpt").config == straight.initializer.config
-    wider = make_trainer(settings=InitializerConfig(factors=(2,), width=6, depth=3))
+    wider = make_trainer(settings=InitializerConfig(factors=(2,), width=6, depth=3),
+                         recovery=recovery)
     with pytest.raises(CheckpointError, match="initializer .* is not the one this config builds"):
         wider.resume(tmp_path / "checkpoint.pt")
     del state["initializer_model"]
@@ -146,8 +185,18 @@ def test_resume_takes_the_same_steps(tmp_path: Path) -> None:
     ("initializer.crop=0", "initializer.crop must be positive"),
     ("initializer.mirror=sometimes", "initializer.mirror must be a bool"),
     ("initializer.nope=1", "unknown config key"),
-    ("chains.mode=persistent", "needs chains.mode super_resolution"),
+    ("chains.mode=persistent", "needs chains.mode super_resolution or recovery"),
+    ("initializer.fold=0", "initializer.fold must be positive"),
 ])
 def test_bad_initializer_settings_are_named(override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_config(SR_CONFIG, [override])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("initializer.factors=[2]", "a recovery run .* learns a filler: remove them"),
+    ("initializer.fold=5", "initializer.fold 5 must divide data.size 32"),
+])
+def test_bad_recovery_initializer_settings_are_named(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(RECOVERY_CONFIG, ["initializer={}", override])

@@ -44,9 +44,12 @@ from stgconv.ops import block_top_k, block_upsampler
 from stgconv.tasks.voxel import (
     RecoveryInit,
     check_factor,
+    default_recovery_init,
     load_initializer,
     load_voxel_model,
+    on_model_grid,
     recover_padded,
+    recovery_fill,
     super_resolve_batch,
 )
 
@@ -126,13 +129,8 @@ def eval_super_resolution(
     lows = [(downsample(batch, factor), factor) for batch in truth.split(batch_size)]
     results, seconds = _run_methods({"stgconv": ours, **UPSAMPLERS}, lows)
     table = _table(results, truth, None, unit=SR_UNIT, seconds=seconds)
-    start_method = "initializer" if learned_start else config.chains.upsample
-    started, start_seconds = _run_methods({start_method: start}, lows)
-    start_scores = _table(started, truth, None, unit=SR_UNIT, seconds=start_seconds)
-    table["start"] = {"method": start_method,
-                      **{key: start_scores[name][start_method]
-                         for key, name in (("error", "errors"), ("iou", "iou"),
-                                           ("iou_pooled", "iou_pooled"), ("seconds", "seconds"))}}
+    table["start"] = _start_scores("initializer" if learned_start else config.chains.upsample,
+                                   start, lows, truth, None, unit=SR_UNIT)
     table.update({
         "task": "super-resolution", "n_shapes": len(truth), "size": size, "factor": factor,
         "low_size": size // factor,
@@ -158,7 +156,7 @@ def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Gen
 
 def eval_recovery_3d(
     checkpoint: str | Path, shapes: str | Path, *, missing: float = 0.7,
-    init: RecoveryInit = "nearest_known", n_steps: int | None = None, batch_size: int = 8,
+    init: RecoveryInit | None = None, n_steps: int | None = None, batch_size: int = 8,
     max_shapes: int | None = None, seed: int = 0, out_dir: str | Path | None = None,
     json_path: str | Path | None = None, tensorboard: str | Path | None = None,
     device: str = "auto",
@@ -172,16 +170,24 @@ def eval_recovery_3d(
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest_known": e,
     "neighbour_majority": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...}, "n_shapes",
-    "size", "model_size", "missing", "missing_fraction", "init", "steps", "seed", ...}``. With
-    ``out_dir``, also ``comparison.png`` (observed | baselines | ours | truth, first 4 shapes)
-    and ``stgconv.npy``; with ``tensorboard``, the scores and that render in TensorBoard.
+    "size", "model_size", "missing", "missing_fraction", "init", "steps", "seed", "start",
+    ...}``. ``init`` is our chain's start (:func:`stgconv.tasks.voxel.recovery_fill`; default:
+    the model's learned filler where it has one, else ``nearest_known``), and ``start`` scores
+    that start alone (``{"method", "error", "iou", "iou_pooled", "seconds"}``), so the table
+    shows what the chain adds to it. With ``out_dir``, also ``comparison.png`` (observed |
+    baselines | ours | truth, first 4 shapes) and ``stgconv.npy``; with ``tensorboard``, the
+    scores and that render in TensorBoard.
 
     Raises:
         ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``.
     """
     batch_size = as_int(batch_size, "batch_size", minimum=1)
-    energy, config, _ = load_voxel_model(checkpoint, device=device)
+    energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
+    param = next(energy.parameters())
+    initializer = load_initializer(state, checkpoint, device=param.device)
+    init = default_recovery_init(initializer) if init is None else init
+    fill = recovery_fill(init, initializer)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes)
     side = truth.shape[-1]
     if side > size:
@@ -190,15 +196,19 @@ def eval_recovery_3d(
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
     observed = torch.where(known, truth, torch.zeros_like(truth))
     sampler = task_sampler(config, n_steps=n_steps)
-    generator = torch.Generator(next(energy.parameters()).device).manual_seed(seed)
+    generator = torch.Generator(param.device).manual_seed(seed)
 
     def ours(obs: Tensor, kn: Tensor) -> Tensor:
         return recover_padded(energy, sampler, obs, kn, offset=VOXELS.offset(config), init=init,
-                              generator=generator).cpu()
+                              initializer=initializer, generator=generator).cpu()
+
+    def start(obs: Tensor, kn: Tensor) -> Tensor:
+        return on_model_grid(fill, obs, kn, size, device=param.device).cpu()
 
     batches = list(zip(observed.split(batch_size), known.split(batch_size)))
     results, seconds = _run_methods({"stgconv": ours, **FILLS}, batches)
     table = _table(results, truth, ~known, unit=RECOVERY_UNIT, seconds=seconds)
+    table["start"] = _start_scores(init, start, batches, truth, ~known, unit=RECOVERY_UNIT)
     table.update({
         "task": "recovery-3d", "n_shapes": len(truth), "size": side, "model_size": size,
         "missing": missing, "missing_fraction": 1.0 - known.float().mean().item(), "init": init,
@@ -209,6 +219,15 @@ def eval_recovery_3d(
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
+
+
+def _start_scores(method: str, start: Callable[..., Tensor], batches: list[tuple[Any, ...]],
+                  truth: Tensor, where: Tensor | None, *, unit: str) -> dict[str, Any]:
+    """``{"method", "error", "iou", "iou_pooled", "seconds"}`` of our chain's start alone."""
+    results, seconds = _run_methods({method: start}, batches)
+    scores = _table(results, truth, where, unit=unit, seconds=seconds)
+    return {"method": method, "error": scores["errors"][method], "iou": scores["iou"][method],
+            "iou_pooled": scores["iou_pooled"][method], "seconds": seconds[method]}
 
 
 def _run_methods(methods: dict[str, Callable[..., Tensor]], batches: list[tuple[Any, ...]]

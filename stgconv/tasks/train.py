@@ -201,12 +201,15 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
             )
         elif config.initializer is not None:
             settings = config.initializer
-            initializer = Initializer(initializer_factors(config), spatial_dims=data.dim() - 2,
+            initializer = Initializer(initializer_factors(config),
+                                      recovery=config.chains.mode == "recovery",
+                                      fold=settings.fold, spatial_dims=data.dim() - 2,
                                       width=settings.width, depth=settings.depth)
             trainer = InitializerTrainer(
                 energy, initializer.to(device), model_sampler(config), data, settings=settings,
-                factor=config.chains.factor, offset=modality.offset(config), train=config.train,
-                generator=generator, config=config_to_dict(config), world=world,
+                factor=config.chains.factor, missing=config.chains.missing,
+                offset=modality.offset(config), train=config.train, generator=generator,
+                config=config_to_dict(config), world=world,
             )
         else:
             trainer = Trainer(

@@ -8,7 +8,7 @@ Every chain runs in the model's units (occupancy minus the training mean, see
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -31,8 +31,9 @@ from stgconv.mcmc.base import Sampler
 from stgconv.modalities import VOXELS, modality_of
 from stgconv.modalities.voxel import grid_side
 from stgconv.ops import block_top_k, block_upsampler
+from stgconv.types import Fill
 
-RecoveryInit = Literal["nearest_known", "neighbour_majority", "mean"]
+RecoveryInit = Literal["nearest_known", "neighbour_majority", "mean", "initializer"]
 
 
 def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
@@ -99,35 +100,83 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
     return block_top_k(x, low, blocks) if binary else x
 
 
+def recovery_fill(init: RecoveryInit, initializer: Initializer | None = None) -> Fill:
+    """The chain start ``init`` names: a baseline fill (:data:`stgconv.baselines.voxel.FILLS`),
+    ``"mean"`` (missing voxels at the mean of the observed ones, as in the authors' code) or
+    ``"initializer"`` (the model's learned filler, :mod:`stgconv.initializer`).
+
+    Raises:
+        ValueError: an unknown name, or ``"initializer"`` without a recovery filler.
+    """
+    fills: dict[str, Fill] = {**FILLS, "mean": mean_fill}
+    if initializer is not None and initializer.recovers:
+        fills["initializer"] = initializer.propose_fill
+    elif init == "initializer":
+        raise ValueError(f"init 'initializer' needs a model trained with a recovery initializer "
+                         f"(an initializer section with chains.mode recovery); this one has none: "
+                         f"choose one of {sorted(fills)}")
+    if init not in fills:
+        raise ValueError(f"init must be one of {sorted(fills)}, got {init!r}")
+    return fills[init]
+
+
+def default_recovery_init(initializer: Initializer | None) -> RecoveryInit:
+    """The model's learned filler where it has one, else the nearest-known fill."""
+    return "initializer" if initializer is not None and initializer.recovers else "nearest_known"
+
+
 def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, known: Tensor, *,
                   offset: float = 0.0, init: RecoveryInit = "nearest_known",
+                  initializer: Initializer | None = None,
                   generator: torch.Generator | None = None) -> Tensor:
     """Fill the missing voxels with the model's chain, the known ones clamped throughout.
 
     Args:
         observed: ``(B, 1, D, D, D)`` occupancy; values at missing voxels are ignored.
         known: bool, same shape, ``True`` = observed.
-        init: the chain's start: a baseline fill (:data:`stgconv.baselines.voxel.FILLS`) or ``"mean"``
-            (missing voxels at the mean of the observed ones, as in the authors' code).
+        init: the chain's start (:func:`recovery_fill`; ``"initializer"`` reads
+            ``initializer``).
 
     Returns:
         ``(B, 1, D, D, D)`` occupancy, equal to ``observed`` at the known voxels.
     """
-    fills = {**FILLS, "mean": mean_fill}
-    if init not in fills:
-        raise ValueError(f"init must be one of {sorted(fills)}, got {init!r}")
-    start = fills[init](observed, known)
+    start = recovery_fill(init, initializer)(observed, known)
     x = sampler.run(energy, start - offset, constraint=KnownEntries(observed - offset, known),
                     generator=generator)
     return x + offset
 
 
+def on_model_grid(method: Callable[[Tensor, Tensor], Tensor], observed: Tensor, known: Tensor,
+                  size: int, *, device: torch.device | str = "cpu") -> Tensor:
+    """``method(observed, known)`` run on the model's ``size^3`` grid for shapes up to it:
+    smaller ones (ModelNet's 30^3 under a 32^3 model) are zero-padded, centred, the padding
+    counts as observed (it is empty by construction), and the result is cropped back.
+
+    Args:
+        observed, known: ``(B, 1, R, R, R)``, ``R`` at most ``size``; ``known`` bool.
+
+    Returns:
+        ``(B, 1, R, R, R)`` on ``observed``'s device.
+
+    Raises:
+        ValueError: grids larger than the model's.
+    """
+    side = observed.shape[-1]
+    if side > size:
+        raise ValueError(f"the shapes are {side}^3 grids; this model takes (N, {size}, {size}, "
+                         f"{size}) (smaller grids are padded)")
+    observed_model = pad_to(observed, size).to(device)
+    known_model = ~pad_to(~known, size).to(device)  # the padding is known to be empty
+    x = method(observed_model, known_model)
+    lo = (size - side) // 2
+    return x[..., lo:lo + side, lo:lo + side, lo:lo + side].to(observed.device)
+
+
 def recover_padded(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, known: Tensor, *,
                    offset: float = 0.0, init: RecoveryInit = "nearest_known",
+                   initializer: Initializer | None = None,
                    generator: torch.Generator | None = None) -> Tensor:
-    """:func:`recover_batch` for shapes up to the model's grid: smaller ones (ModelNet's 30^3
-    under a 32^3 model) are zero-padded, centred, and the padding counts as observed (it is empty
-    by construction).
+    """:func:`recover_batch` for shapes up to the model's grid (:func:`on_model_grid`).
 
     Args:
         observed, known: ``(B, 1, R, R, R)``, ``R`` at most the model's side; ``known`` bool.
@@ -138,21 +187,16 @@ def recover_padded(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kn
     Raises:
         ValueError: grids larger than the model's.
     """
-    size, side = grid_side(energy), observed.shape[-1]
-    if side > size:
-        raise ValueError(f"the shapes are {side}^3 grids; this model takes (N, {size}, {size}, "
-                         f"{size}) (smaller grids are padded)")
-    param = next(energy.parameters())
-    observed_model = pad_to(observed, size).to(param.device)
-    known_model = ~pad_to(~known, size).to(param.device)  # the padding is known to be empty
-    x = recover_batch(energy, sampler, observed_model, known_model, offset=offset, init=init,
-                      generator=generator)
-    lo = (size - side) // 2
-    return x[..., lo:lo + side, lo:lo + side, lo:lo + side].to(observed.device)
+    def recover(observed_model: Tensor, known_model: Tensor) -> Tensor:
+        return recover_batch(energy, sampler, observed_model, known_model, offset=offset,
+                             init=init, initializer=initializer, generator=generator)
+
+    return on_model_grid(recover, observed, known, grid_side(energy),
+                         device=next(energy.parameters()).device)
 
 
 def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
-                  out_dir: str | Path, *, init: RecoveryInit = "nearest_known",
+                  out_dir: str | Path, *, init: RecoveryInit | None = None,
                   n_steps: int | None = None, seed: int = 0, device: str = "auto") -> Path:
     """Fill the unobserved voxels of one or more shapes with a trained voxel model.
 
@@ -161,13 +205,17 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
     shape in {0, 1}, 1 = observed. ``R`` may be smaller than the model's side (zero-padded for
     it). Writes into ``out_dir``: ``recovered.npy`` (float32 ``(N, R, R, R)`` in ``[0, 1]``,
     equal to ``source`` at the observed voxels), ``recovered.png`` (observed | ours, up to 4
-    shapes) and, for one shape, ``recovered.ply`` (its 0.5 iso-surface).
+    shapes) and, for one shape, ``recovered.ply`` (its 0.5 iso-surface). ``init`` is the
+    chain's start (:func:`recovery_fill`; default :func:`default_recovery_init`).
 
     Raises:
         ValueError: mismatched or unreadable files, grids larger than the model's, nothing
             observed or nothing to recover.
     """
-    energy, config, _ = load_voxel_model(checkpoint, device=device)
+    energy, config, state = load_voxel_model(checkpoint, device=device)
+    param = next(energy.parameters())
+    initializer = load_initializer(state, checkpoint, device=param.device)
+    init = default_recovery_init(initializer) if init is None else init
     grids = load_voxels(source, binary=False)
     mask = load_voxels(known, binary=True)
     if grids.shape != mask.shape:
@@ -184,9 +232,9 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
         raise ValueError(f"{known} marks every voxel as observed: nothing to recover "
                          "(1 = observed, 0 = to fill)")
     observed = torch.where(observed_mask, to_tensor(grids), torch.zeros(()))
-    generator = torch.Generator(next(energy.parameters()).device).manual_seed(seed)
+    generator = torch.Generator(param.device).manual_seed(seed)
     ours = recover_padded(energy, task_sampler(config, n_steps=n_steps), observed, observed_mask,
-                          offset=VOXELS.offset(config), init=init,
+                          offset=VOXELS.offset(config), init=init, initializer=initializer,
                           generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
