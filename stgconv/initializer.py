@@ -1,20 +1,21 @@
-"""A learned initializer for super-resolution: fast thinking before the descriptor's slow thinking.
+"""Learned initializers for the conditional tasks: fast thinking before the descriptor's slow
+thinking.
 
-Super-resolution here is conditional sampling: given a shape's block means ``low``, the
-descriptor's chain fills in the detail inside each block while keeping ``block_down(x) == low``
-(:class:`~stgconv.mcmc.DownsampleConsistency`). Where that chain starts matters more than how
-long it runs (``bench/README.md``, ``voxel_eval.py``): a trilinear start plus 5 steps beat longer
-chains. So, as in the cooperative conditional learning of Xie et al. ("Cooperative Training of
-Fast Thinking Initializer and Slow Thinking Solver for Conditional Learning", TPAMI 2021), a
-feed-forward network learns to propose the start directly from ``low``, and the descriptor's
-chain revises it.
+Super-resolution and recovery here are conditional sampling: the descriptor's chain fills in
+what the condition leaves open (the detail inside each block, keeping ``block_down(x) == low``;
+the missing voxels, keeping the observed ones). Where that chain starts matters as much as how
+long it runs (``bench/README.md``, ``voxel_eval.py``). So, as in the cooperative conditional
+learning of Xie et al. ("Cooperative Training of Fast Thinking Initializer and Slow Thinking
+Solver for Conditional Learning", TPAMI 2021), a feed-forward network learns to propose the
+start directly from the condition, and the descriptor's chain revises it.
 
-The network (:class:`BlockUpsampler`) works on the coarse grid: each coarse cell carries its
-block's ``f^d`` fine entries as channels (space-to-depth), so a 3-D ConvNet on a 16^3 grid with
-64 channels sees 64^3 detail at the cost of a 16^3 grid. It outputs one logit per fine entry,
-added to a fixed logit of the trilinear up-sampling, so an untrained network ranks every block's
-entries exactly as the trilinear up-sampling does. Its training is supervised: the training
-shapes give the pairs ``(block_down(x), x)``, and it minimises binary cross-entropy on occupancy
+Both networks work on a coarser grid: each coarse cell carries its block's ``f^d`` fine entries
+as channels (space-to-depth), so a 3-D ConvNet on a 16^3 grid with 64 channels sees 64^3 detail
+at the cost of a 16^3 grid. They output one logit per fine entry, added to a fixed logit of a
+classical guess (:class:`BlockUpsampler`: the trilinear up-sampling of ``low``;
+:class:`MaskedFiller`: the nearest-known fill), so an untrained network proposes that guess.
+Their training is supervised: the training shapes give the pairs (block means or a randomly
+masked shape, the shape), and they minimise binary cross-entropy on occupancy
 (:class:`InitializerTrainer`, one descriptor step then a few initializer steps per iteration).
 Unlike the authors, who teach the initializer the solver's revisions, we teach it the data,
 which these pairs give exactly; the revisions would also teach it the solver's errors.

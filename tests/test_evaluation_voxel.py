@@ -59,6 +59,11 @@ def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:
                  "--tensorboard", str(tmp_path / "tb"), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
     assert set(table["errors"]) == {"stgconv", "nearest_known", "neighbour_majority"}
+    # A model without a recovery filler starts at the nearest-known fill, scored alone as the
+    # baseline of that name is.
+    assert table["init"] == table["start"]["method"] == "nearest_known"
+    assert table["start"]["error"] == pytest.approx(table["errors"]["nearest_known"], rel=1e-6)
+    assert table["start"]["iou"] == pytest.approx(table["iou"]["nearest_known"], rel=1e-6)
     # Only TensorBoard asked for the render: it is there, and no render folder was left behind.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -86,6 +91,9 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         # Refused before any work: the evaluation would otherwise run first and fail at the end.
         ([*sr_eval, str(files["shapes"]), "--tensorboard", str(tmp_path / "big.npz")],
          r"--tensorboard .*big\.npz is a file"),
+        # A super-resolution model has no recovery filler to start from.
+        (["eval", "recovery-3d", "--checkpoint", run, "--shapes", str(files["shapes"]),
+          "--init", "initializer"], "needs a model trained with a recovery initializer"),
     ]
     for argv, message in cases:
         capsys.readouterr()
