@@ -23,7 +23,6 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checkpoint import CheckpointError
 from stgconv.config import CooperativeConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -32,7 +31,7 @@ from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.langevin import Langevin
 from stgconv.shortrun import latent_path, run_each
-from stgconv.train import Trainer
+from stgconv.train import Companion, Trainer, companion_from_state
 
 
 class GeneratorStart:
@@ -141,9 +140,11 @@ class CooperativeTrainer(Trainer):
         super().__init__(energy, sampler, self.proposals, data, train=train, generator=generator,
                          config=config, world=world)
         self.generator_net = generator_net
-        self.generator_optimizer = torch.optim.Adam(generator_net.parameters(),
-                                                    lr=cooperative.lr, betas=cooperative.betas)
-        self.generator_settings = {"lr": cooperative.lr, "betas": tuple(cooperative.betas)}
+        self.companion = Companion("generator", generator_net, lr=cooperative.lr,
+                                   betas=tuple(cooperative.betas),
+                                   missing="the checkpoint holds no generator: it is not a "
+                                           "cooperative run")
+        self.generator_optimizer = self.companion.optimizer
         self.inference_sigma = cooperative.inference_sigma
         # The posterior's energy is a new closure every step: nothing to capture or cast.
         self.inference = (Langevin(n_steps=cooperative.inference_steps,
@@ -176,32 +177,18 @@ class CooperativeTrainer(Trainer):
         return {**stats, **totals}
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "generator_model": self.generator_net.state_dict(),
-            "generator_config": self.generator_net.config,
-            "generator_optimizer": self.generator_optimizer.state_dict(),
-        }
+        return {**super().state_dict(), **self.companion.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "generator_model" not in state:
-            raise ValueError("the checkpoint holds no generator: it is not a cooperative run")
-        if state.get("generator_config") != self.generator_net.config:
-            raise ValueError(f"the checkpoint's generator {state.get('generator_config')} is not "
-                             f"the one this config builds ({self.generator_net.config}); resume "
-                             "with the run's own config.yaml, or train a new run")
+        self.companion.check(state)
         super().load_state_dict(state)
-        self.generator_net.load_state_dict(state["generator_model"])
-        self.generator_optimizer.load_state_dict(state["generator_optimizer"])
-        for group in self.generator_optimizer.param_groups:  # as Trainer: this run's settings
-            group.update(self.generator_settings)
+        self.companion.load_state_dict(state)
 
     def parameters(self) -> list[Tensor]:
         return [*self.energy.parameters(), *self.generator_net.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
-        return [*self.energy.named_parameters(),
-                *((f"generator/{name}", p) for name, p in self.generator_net.named_parameters())]
+        return [*self.energy.named_parameters(), *self.companion.named_parameters()]
 
 
 def is_cooperative(state: dict[str, Any]) -> bool:
@@ -215,15 +202,8 @@ def generator_from_state(state: dict[str, Any], checkpoint: str | Path) -> ConvG
     Raises:
         CheckpointError: the checkpoint holds no generator, or not a loadable one.
     """
-    if not is_cooperative(state):
-        raise CheckpointError(f"{checkpoint} holds no generator (not a cooperative run)")
-    try:
-        net = build_generator(state["generator_config"])
-        net.load_state_dict(state["generator_model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {checkpoint} holds no loadable generator: {err}"
-                              ) from err
-    return net.eval()
+    return companion_from_state(state, "generator", build_generator, checkpoint,
+                                missing=f"{checkpoint} holds no generator (not a cooperative run)")
 
 
 @torch.no_grad()

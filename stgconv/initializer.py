@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.baselines.voxel import nearest_known_fill
-from stgconv.checkpoint import CheckpointError
 from stgconv.checks import as_int
 from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
@@ -41,7 +40,7 @@ from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.starts import ChainStart, RecoveryStart, SuperResolutionStart
 from stgconv.ops import block_down, linear_up
-from stgconv.train import Trainer
+from stgconv.train import Companion, Trainer, companion_from_state
 
 # The classical guess (trilinear up-sampling, nearest-known fill) enters the logits as
 # GUIDE_LOGIT * (p - 1/2): steep enough that an untrained net is a sharpened classical guess
@@ -323,8 +322,9 @@ class InitializerTrainer(Trainer):
         self.missing = missing
         super().__init__(energy, sampler, start, data, train=train, generator=generator,
                          config=config, world=world)
-        self.initializer_optimizer = torch.optim.Adam(initializer.parameters(), lr=settings.lr)
-        self.initializer_settings = {"lr": settings.lr}
+        self.companion = Companion("initializer", initializer, lr=settings.lr,
+                                   missing="the checkpoint holds no initializer: it was trained "
+                                           "without an initializer section")
 
     def _proposed_fill(self, observed: Tensor, known: Tensor) -> Tensor:
         """The filler's proposal in the model's units (a :data:`stgconv.types.Fill`)."""
@@ -379,7 +379,7 @@ class InitializerTrainer(Trainer):
         stats = super().step(batches)
         total = 0.0
         for _ in range(self.settings.steps):
-            self.initializer_optimizer.zero_grad(set_to_none=True)
+            self.companion.optimizer.zero_grad(set_to_none=True)
             losses = self._losses(self._initializer_batch())
             for loss in losses:
                 if not torch.isfinite(loss):
@@ -389,40 +389,25 @@ class InitializerTrainer(Trainer):
                 total += loss.item() / (len(losses) * self.settings.steps)
             if self.world is not None:
                 self.world.average_gradients(self.initializer.parameters())
-            self.initializer_optimizer.step()
+            self.companion.optimizer.step()
         totals = {"initializer_bce": total}
         if self.world is not None:
             totals = self.world.average(totals)
         return {**stats, **totals}
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "initializer_model": self.initializer.state_dict(),
-            "initializer_config": self.initializer.config,
-            "initializer_optimizer": self.initializer_optimizer.state_dict(),
-        }
+        return {**super().state_dict(), **self.companion.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "initializer_model" not in state:
-            raise ValueError("the checkpoint holds no initializer: it was trained without an "
-                             "initializer section")
-        if state.get("initializer_config") != self.initializer.config:
-            raise ValueError(f"the checkpoint's initializer {state.get('initializer_config')} is "
-                             f"not the one this config builds ({self.initializer.config}); resume "
-                             "with the run's own config.yaml, or train a new run")
+        self.companion.check(state)
         super().load_state_dict(state)
-        self.initializer.load_state_dict(state["initializer_model"])
-        self.initializer_optimizer.load_state_dict(state["initializer_optimizer"])
-        for group in self.initializer_optimizer.param_groups:  # as Trainer: this run's settings
-            group.update(self.initializer_settings)
+        self.companion.load_state_dict(state)
 
     def parameters(self) -> list[Tensor]:
         return [*self.energy.parameters(), *self.initializer.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
-        return [*self.energy.named_parameters(),
-                *((f"initializer/{name}", p) for name, p in self.initializer.named_parameters())]
+        return [*self.energy.named_parameters(), *self.companion.named_parameters()]
 
 
 def has_initializer(state: dict[str, Any]) -> bool:
@@ -436,15 +421,8 @@ def initializer_from_state(state: dict[str, Any], checkpoint: str | Path) -> Ini
     Raises:
         CheckpointError: the checkpoint holds none, or not a loadable one.
     """
-    if not has_initializer(state):
-        raise CheckpointError(f"{checkpoint} holds no initializer")
-    try:
-        net = build_initializer(state["initializer_config"])
-        net.load_state_dict(state["initializer_model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {checkpoint} holds no loadable initializer: {err}"
-                              ) from err
-    return net.eval()
+    return companion_from_state(state, "initializer", build_initializer, checkpoint,
+                                missing=f"{checkpoint} holds no initializer")
 
 
 __all__ = ["GUIDE_LOGIT", "RECOVERY", "BlockUpsampler", "Initializer", "InitializerStart",

@@ -208,6 +208,69 @@ def cosine_lr(lr: float, iteration: int, n_iterations: int) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * iteration / n_iterations))
 
 
+class Companion:
+    """A second network a trainer optimises beside its energy (a cooperative generator, a
+    learned initializer): its own Adam, and its weights, config and optimizer state in the
+    trainer's checkpoints under ``<name>_model``, ``<name>_config`` and ``<name>_optimizer``.
+
+    Args:
+        name: the keys' prefix, and what messages call the network.
+        net: the network; its ``config`` (plain data) must rebuild it.
+        missing: the message of a resume from a checkpoint that holds no such network.
+        adam: Adam's settings (``lr``, ``betas``); a resumed run keeps these, not the
+            checkpoint's, as :class:`Trainer` does.
+    """
+
+    def __init__(self, name: str, net: torch.nn.Module, *, missing: str, **adam: Any) -> None:
+        self.name, self.net, self.missing, self.settings = name, net, missing, adam
+        self.optimizer = torch.optim.Adam(net.parameters(), **adam)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f"{self.name}_model": self.net.state_dict(),
+                f"{self.name}_config": self.net.config,
+                f"{self.name}_optimizer": self.optimizer.state_dict()}
+
+    def check(self, state: dict[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``state`` holds this same network (before the trainer
+        loads anything, so a refused resume changes nothing)."""
+        if f"{self.name}_model" not in state:
+            raise ValueError(self.missing)
+        held = state.get(f"{self.name}_config")
+        if held != self.net.config:
+            raise ValueError(f"the checkpoint's {self.name} {held} is not the one this config "
+                             f"builds ({self.net.config}); resume with the run's own "
+                             "config.yaml, or train a new run")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state[f"{self.name}_model"])
+        self.optimizer.load_state_dict(state[f"{self.name}_optimizer"])
+        for group in self.optimizer.param_groups:
+            group.update(self.settings)
+
+    def named_parameters(self) -> list[tuple[str, Tensor]]:
+        return [(f"{self.name}/{key}", p) for key, p in self.net.named_parameters()]
+
+
+def companion_from_state(state: dict[str, Any], name: str, build: Callable[[Any], Any],
+                         checkpoint: str | Path, *, missing: str) -> Any:
+    """The :class:`Companion` network ``name`` of a loaded checkpoint, rebuilt by
+    ``build(config)`` (eval mode, on CPU).
+
+    Raises:
+        CheckpointError: ``missing`` when the checkpoint holds none, or a message saying it is
+            not loadable.
+    """
+    if f"{name}_model" not in state:
+        raise CheckpointError(missing)
+    try:
+        net = build(state[f"{name}_config"])
+        net.load_state_dict(state[f"{name}_model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {checkpoint} holds no loadable {name}: {err}"
+                              ) from err
+    return net.eval()
+
+
 class Trainer(FitLoop):
     """Fits ``energy`` to ``data`` by maximum likelihood with MCMC samples.
 
