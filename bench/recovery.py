@@ -10,7 +10,7 @@ baselines run on the same masked input. This takes minutes per pair on a CPU.
 Run from the repository root::
 
     python -m bench.recovery --json recovery.json
-    python -m bench.recovery --clips flag --masks region
+    python -m bench.recovery --clips flag --masks region --out runs/recovery  # + the clips
     python -m bench.recovery --quick --json /tmp/r.json   # smoke run on a
                                                                         # generated clip, seconds
 """
@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="smoke run: a generated 12-frame 32x32 clip, 2 iterations")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="also write the rows as a JSON list")
+    parser.add_argument("--out", metavar="DIR",
+                        help="also write each case's recovered clip, comparison and metrics "
+                             "to DIR/<clip>_<mask> (what `stgconv eval recovery --out` writes)")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     if args.quick:
@@ -92,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mask = GENERATED_MASKS[mask_type]
             else:
                 mask = data / "masks" / f"{args.mask_clip}_{mask_type}_type.mat"
-            table = eval_recovery(config, video, mask, frames=args.frames, size=args.size)
+            table = eval_recovery(config, video, mask, frames=args.frames, size=args.size,
+                                  out_dir=args.out and Path(args.out) / f"{clip}_{mask_type}")
             best_baseline = min(
                 (e, name) for name, e in table["errors"].items() if name != "stgconv"
             )

@@ -182,6 +182,9 @@ class TrainConfig:
 VIDEO_FILLS = ("temporal_interpolation", "biharmonic", "neighbour_average", "motion_compensated")
 
 
+LEARNED_FILL_LOSSES = ("squared", "squared_then_absolute")
+
+
 @dataclass(frozen=True)
 class LearnedFillConfig:
     """The learned fill (:func:`stgconv.learned_fill.learned_fill`): a small ConvNet trained on
@@ -198,15 +201,21 @@ class LearnedFillConfig:
     # held-out entries), not once per pattern.
     starts: tuple[str, ...] = ("motion_compensated",)
     iterations: int = 800
-    width: int = 24
-    crop_frames: int = 10
-    crop_size: int = 40
-    batch: int = 4
+    width: int = 48
+    # Crops of 2 frames: the net works per frame (time enters through its inputs).
+    crop_frames: int = 2
+    crop_size: int = 64
+    batch: int = 8
     lr: float = 0.001
-    # A new hidden pattern, and the fills recomputed without it, every this many iterations.
-    redraw_every: int = 40
+    # Hidden patterns drawn (each with its fills recomputed without the hidden entries: the
+    # cost, and the memory of (F + 3) x C float copies of the clip each, F = len(fills));
+    # every batch takes crops from all of them.
+    patterns: int = 12
     # Share of the frames that get hidden entries in each pattern (holdout_like's fraction).
-    hide_fraction: float = 0.5
+    hide_fraction: float = 0.3
+    # "squared" error at the hidden entries, or "squared_then_absolute": squared for the first
+    # half of the iterations, absolute error (what recovery is scored by) for the second.
+    loss: str = "squared_then_absolute"
 
 
 def check_learned_fill(settings: LearnedFillConfig) -> None:
@@ -218,12 +227,15 @@ def check_learned_fill(settings: LearnedFillConfig) -> None:
         if unknown:
             raise ValueError(f"recovery.learned.{key}: unknown fill(s) {unknown}; choose from "
                              f"{list(VIDEO_FILLS)}")
-    for name in ("iterations", "width", "crop_frames", "crop_size", "batch", "redraw_every"):
+    for name in ("iterations", "width", "crop_frames", "crop_size", "batch", "patterns"):
         _check_positive(f"recovery.learned.{name}", getattr(settings, name))
     _check_positive("recovery.learned.lr", settings.lr)
     if not 0 < settings.hide_fraction <= 1:
         raise ValueError(f"recovery.learned.hide_fraction must be in (0, 1], "
                          f"got {settings.hide_fraction}")
+    if settings.loss not in LEARNED_FILL_LOSSES:
+        raise ValueError(f"recovery.learned.loss must be one of {list(LEARNED_FILL_LOSSES)}, "
+                         f"got {settings.loss!r}")
 
 
 @dataclass(frozen=True)

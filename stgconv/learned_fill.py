@@ -1,21 +1,23 @@
 """A fill learned from the incomplete clip itself: a small ConvNet that corrects classical fills.
 
-The network reads classical fills of the clip (e.g. neighbour averaging and temporal
-interpolation) and where entries are observed, and adds a correction to the first fill at the
-missing entries. It is trained on the clip alone, without any ground truth: observed entries are
-hidden in the shape of the clip's own missing ones (:func:`stgconv.recovery.holdout_like`: the
-missing pattern of another frame laid over a frame), the classical fills are recomputed without
-them, and the network learns to predict their observed values (squared error) from random
-space-time crops. This is the self-supervised idea of Noise2Self (Batson & Royer, 2019) applied
-to inpainting: what the fills get wrong on hidden observed entries is what they get wrong on the
-missing ones, so far as the two look alike.
+The network reads classical fills of the clip (e.g. temporal interpolation, neighbour averaging,
+biharmonic inpainting), the observed values before and after each entry, and where entries are
+observed; it adds a correction to the first fill at the missing entries. It is trained on the
+clip alone, without any ground truth: observed entries are hidden in the shape of the clip's own
+missing ones (:func:`stgconv.recovery.holdout_like`: the missing pattern of another frame laid
+over a frame), the classical fills are recomputed without them, and the network learns to
+predict their observed values from random crops drawn from a pool of such patterns. This is the
+self-supervised idea of Noise2Self (Batson & Royer, 2019) applied to inpainting: what the fills
+get wrong on hidden observed entries is what they get wrong on the missing ones, so far as the
+two look alike.
 
 Why it exists next to the descriptor's recovery (:mod:`stgconv.recovery`): a descriptor learned
 for a few CPU minutes has a gradient at a classical fill that is nearly orthogonal to the fill's
 error, so refining the fill by sampling gains 0-3%; trained for the same minutes on the question
-the fill answers, this network gains much more where the mask leaves observed context around
-every missing entry (salt-and-pepper pixels), and little where whole frames or large blocks are
-missing (``bench/README.md``, ``recovery.py``, states the numbers).
+the fill answers, this network gains much more: on scattered missing pixels, and where the
+scene moves coherently (a waving flag) also on missing blocks and whole frames. Where it does
+not (boiling water's frames), the holdout of :func:`stgconv.recovery.recover` keeps a classical
+fill. ``bench/README.md`` (``recovery.py``) states the numbers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from stgconv.baselines.video import temporal_neighbours
 from stgconv.checks import as_int
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.recovery import holdout_like
@@ -32,10 +35,13 @@ from stgconv.types import Fill
 
 
 class FillNet(nn.Module):
-    """``(fills, visible) -> corrected first fill``, a stationary 3-D ConvNet over ``(T, H, W)``.
+    """``(inputs, visible) -> corrected first fill``, a ConvNet applied to each frame.
 
-    Four 3-D convolutions (the first 3x5x5, then 3x3x3, ReLU between; receptive field 9 frames x
-    11x11 pixels); the last one starts at zero, so an untrained net returns the first fill.
+    Five 2-D convolutions, ReLU between: 5x5, two 3x3 dilated by 2, two 3x3 (receptive field
+    17x17 pixels: motion of several pixels between the observed frames around a gap is inside
+    it). Time enters through the inputs: the classical fills and the values observed before and
+    after each entry (:func:`fill_inputs`). The last convolution starts at zero, so an untrained
+    net returns the first fill.
 
     Args:
         channels: ``C``, channels of the clip.
@@ -49,21 +55,41 @@ class FillNet(nn.Module):
         as_int(n_fills, "n_fills", minimum=1)
         as_int(width, "width", minimum=1)
         self.layers = nn.Sequential(
-            nn.Conv3d(channels * (n_fills + 1), width, (3, 5, 5), padding=(1, 2, 2)), nn.ReLU(),
-            nn.Conv3d(width, width, 3, padding=1), nn.ReLU(),
-            nn.Conv3d(width, width, 3, padding=1), nn.ReLU(),
-            nn.Conv3d(width, channels, 3, padding=1),
+            nn.Conv2d(channels * (n_fills + NEIGHBOUR_INPUTS + 1), width, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, channels, 3, padding=1),
         )
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
 
-    def forward(self, fills: Tensor, visible: Tensor) -> Tensor:
-        """``fills`` ``(B, F * C, T, H, W)`` (fill ``f`` in channels ``f*C : (f+1)*C``),
-        ``visible`` ``(B, C, T, H, W)`` float, 1 = observed; returns ``(B, C, T, H, W)``: the
-        first fill, corrected where ``visible`` is 0."""
-        first = fills[:, :self.channels]
-        correction = self.layers(torch.cat([fills, visible], dim=1))
+    def forward(self, inputs: Tensor, visible: Tensor) -> Tensor:
+        """``inputs`` ``(B, (F + 3) * C, T, H, W)`` (:func:`fill_inputs`: fill ``f`` in channels
+        ``f*C : (f+1)*C``, then the temporal neighbours), ``visible`` ``(B, C, T, H, W)`` float,
+        1 = observed; returns ``(B, C, T, H, W)``: the first fill, corrected where ``visible``
+        is 0."""
+        first = inputs[:, :self.channels]
+        x = torch.cat([inputs, visible], dim=1)
+        B, K, T, H, W = x.shape
+        frames = x.transpose(1, 2).reshape(B * T, K, H, W)
+        correction = self.layers(frames).reshape(B, T, self.channels, H, W).transpose(1, 2)
         return torch.where(visible > 0, first, first + correction)
+
+
+NEIGHBOUR_INPUTS = 3
+"""Input groups of :func:`fill_inputs` after the fills: the values before and after each entry
+and the interpolation weight (:func:`stgconv.baselines.video.temporal_neighbours`)."""
+
+
+def fill_inputs(observed: Tensor, known: Tensor, filled: Sequence[Tensor]) -> Tensor:
+    """A :class:`FillNet`'s inputs for ``observed`` ``(C, T, H, W)`` under ``known``:
+    ``((F + 3) * C, T, H, W)``, the fills ``filled`` (each made of ``observed`` under
+    ``known``) then :func:`~stgconv.baselines.video.temporal_neighbours`: the interpolation
+    blends the observed values around a gap, and the net reads them apart so that it can follow
+    what moved between them."""
+    return torch.cat([*filled, *temporal_neighbours(observed, known)])
 
 
 def learned_fill(
@@ -103,32 +129,61 @@ def learned_fill(
     crop = (min(settings.crop_frames, T), min(settings.crop_size, H), min(settings.crop_size, W))
     net = FillNet(C, len(fills), settings.width).to(observed.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.iterations)
+    patterns = [_hidden_pattern(observed, known, fills, settings, generator)
+                for _ in range(settings.patterns)]
     losses: list[float] = []
-    for iteration in range(settings.iterations):
-        if iteration % settings.redraw_every == 0:
-            shift = int(torch.randint(1, max(T, 2), (1,), generator=generator))
-            try:
-                hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
-                                      generator=generator)
-            except ValueError as err:
-                raise ValueError(
-                    f"the learned fill learns from observed entries hidden like the missing "
-                    f"ones of another frame, and this mask has none under a shift of {shift} "
-                    f"frames (e.g. the same pixels missing in every frame): choose a classical "
-                    f"recovery.init for it") from err
-            visible = known & ~hidden
-            inputs = torch.cat([fill(observed, visible) for fill in fills])
-        batch = [_crop(hidden, crop, generator) for _ in range(settings.batch)]
-        predicted = net(torch.stack([inputs[where] for where in batch]),
-                        torch.stack([visible[where] for where in batch]).to(observed.dtype))
-        target = torch.stack([observed[where] for where in batch])
-        mask = torch.stack([hidden[where] for where in batch])
-        loss = (predicted - target)[mask].pow(2).mean()
+    for _ in range(settings.iterations):
+        # Every crop from any pattern: batches drawn from one pattern at a time chase that
+        # pattern's few frames and forget the others (measured: bench/README.md).
+        picks = torch.randint(len(patterns), (settings.batch,), generator=generator).tolist()
+        batch = [(patterns[i], _crop(patterns[i][0], crop, generator)) for i in picks]
+        predicted = net(torch.stack([inputs[where] for (_, _, inputs), where in batch]),
+                        torch.stack([visible[where] for (_, visible, _), where in batch]
+                                    ).to(observed.dtype))
+        target = torch.stack([observed[where] for _, where in batch])
+        mask = torch.stack([hidden[where] for (hidden, _, _), where in batch])
+        loss = _loss(predicted[mask] - target[mask], settings.loss,
+                     second_half=len(losses) >= settings.iterations // 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         losses.append(loss.item())
     return net.eval(), losses
+
+
+def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
+    """The training loss of the errors at hidden entries. Absolute error is what the recovery
+    is scored by (it fits the median, which keeps edges where squared error blurs them), but
+    from the zero-initialised last layer its sign-only gradients sometimes never leave the
+    first fill (measured: bench/README.md), so "squared_then_absolute" uses squared error for
+    the first half of the iterations to get going."""
+    if kind == "squared" or not second_half:
+        return error.pow(2).mean()
+    return error.abs().mean()
+
+
+def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
+                    settings: LearnedFillConfig, generator: torch.Generator | None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """One training pattern: ``(hidden, visible, inputs)``, observed entries hidden like the
+    missing ones of another frame, the rest, and the net's inputs made without the hidden
+    ones."""
+    T = observed.shape[1]
+    shift = int(torch.randint(1, max(T, 2), (1,), generator=generator))
+    try:
+        hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
+                              generator=generator)
+    except ValueError as err:
+        raise ValueError(
+            f"the learned fill learns from observed entries hidden like the missing ones of "
+            f"another frame, and this mask has none under a shift of {shift} frames (e.g. the "
+            f"same pixels missing in every frame): choose a classical recovery.init for it"
+        ) from err
+    visible = known & ~hidden
+    return hidden, visible, fill_inputs(observed, visible, [fill(observed, visible)
+                                                            for fill in fills])
 
 
 def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor]
@@ -142,7 +197,8 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     """
     known = known.to(observed.device).expand_as(observed)
     with torch.no_grad():
-        corrected = net(torch.cat(list(filled))[None], known[None].to(observed.dtype))[0]
+        corrected = net(fill_inputs(observed, known, filled)[None],
+                        known[None].to(observed.dtype))[0]
     return torch.where(known, observed, corrected.clamp(-1, 1))
 
 

@@ -16,6 +16,7 @@ from stgconv.baselines.video import (
     motion_compensated_interpolation,
     neighbour_average,
     temporal_interpolation,
+    temporal_neighbours,
 )
 from stgconv.data.masks import load_mask_mat, missing_frames, occluded_region, salt_and_pepper
 from stgconv.io.video import load_video
@@ -161,6 +162,31 @@ def test_temporal_interpolation_holds_at_the_ends():
     for t in (T - 3, T - 2, T - 1):
         assert torch.equal(out[:, t], video[:, T - 4])
     torch.testing.assert_close(out[:, 5], video[:, 5], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_temporal_neighbours_are_the_ends_the_interpolation_blends(kind):
+    video, known = clip(), make_mask(kind)
+    observed = torch.where(known, video, torch.nan)
+    before, after, weight = temporal_neighbours(observed, known)
+    assert torch.isfinite(torch.stack([before, after, weight])).all()
+    assert ((weight >= 0) & (weight <= 1)).all()
+    blend = torch.where(known, observed, before + weight * (after - before))
+    assert torch.equal(blend, temporal_interpolation(observed, known))
+    seen = known.expand_as(video)
+    assert torch.equal(before[seen], video[seen]) and torch.equal(after[seen], video[seen])
+    assert (weight[seen] == 0).all()
+
+
+def test_temporal_neighbours_of_a_gap():
+    video = torch.arange(6.0).view(1, 6, 1, 1) / 10
+    known = torch.tensor([False, True, False, False, True, False]).view(1, 6, 1, 1)
+    before, after, weight = (x.flatten() for x in temporal_neighbours(video, known))
+    # Frame 0: only a later observation (0.1) on either side; 2 and 3 between 0.1 and 0.4;
+    # 5: only the earlier one.
+    torch.testing.assert_close(before, torch.tensor([0.1, 0.1, 0.1, 0.1, 0.4, 0.4]))
+    torch.testing.assert_close(after, torch.tensor([0.1, 0.1, 0.4, 0.4, 0.4, 0.4]))
+    torch.testing.assert_close(weight, torch.tensor([0, 0, 1 / 3, 2 / 3, 0, 0]))
 
 
 def test_temporal_interpolation_never_observed_pixel_gets_frame_mean():

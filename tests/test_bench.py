@@ -70,8 +70,12 @@ def test_video_bench_cuda_without_a_gpu_is_a_clear_error(bench_main, capsys):
 def test_recovery_bench_quick_writes_json_rows(tmp_path):
     main = runpy.run_path(str(BENCH / "recovery.py"))["main"]
     out = tmp_path / "recovery.json"
-    assert main(["--quick", "--json", str(out)]) == 0
+    assert main(["--quick", "--json", str(out), "--out", str(tmp_path / "clips")]) == 0
     rows = json.loads(out.read_text())
+    for row in rows:
+        metrics = json.loads((tmp_path / "clips" / f"wave_{row['mask']}" / "metrics.json")
+                             .read_text())
+        assert metrics["errors"]["stgconv"] == pytest.approx(row["errors"]["stgconv"])
     assert [(row["clip"], row["mask"]) for row in rows] == [("wave", "missing_frame"),
                                                             ("wave", "region"),
                                                             ("wave", "salt_and_pepper")]

@@ -11,7 +11,10 @@ import scipy.io
 import torch
 
 from stgconv.cli import main
-from stgconv.io.video import save_video
+from stgconv.config import load_config
+from stgconv.io.video import load_video, save_video
+from stgconv.metrics import missing_mae_255
+from stgconv.tasks.recover_video import load_known
 
 TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iterations=2",
         "--set", "recovery.average_last=1", "--set", "recovery.warmup=1", "--set", "device=cpu",
@@ -55,10 +58,19 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
 def test_recover_writes_clips_and_metrics(clip, tmp_path):
     out = tmp_path / "run"
     assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out), *TINY]) == 0
-    assert {"recovered.mp4", "comparison.mp4", "metrics.json", "config.yaml"} <= {
-        p.name for p in out.iterdir()}
+    assert {"recovered.mp4", "recovered.npy", "comparison.mp4", "metrics.json",
+            "config.yaml"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["errors"]["stgconv"] >= 0
+    # The uncompressed clip scores as the metrics say (the mean absolute error on the missing
+    # pixels, 0-255), so programs can score it themselves.
+    recovered = torch.from_numpy(np.load(out / "recovered.npy"))
+    truth = load_video(clip, n_frames=12, size=32)  # as TINY says
+    seed = load_config(None).seed
+    known = load_known("region:12", tuple(truth.shape[1:]), seed=seed).expand_as(truth)
+    assert recovered.shape == truth.shape and recovered.dtype == torch.float32
+    assert torch.equal(recovered[known], truth[known])
+    assert missing_mae_255(recovered, truth, known) == pytest.approx(
+        metrics["errors"]["stgconv"], rel=1e-5)
 
 
 def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys):
@@ -77,7 +89,7 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys):
 
 def test_eval_recovery_from_the_learned_fill_names_its_start(clip, tmp_path):
     learned = ["--set", "recovery.init=learned", "--set", "recovery.learned.crop_size=8",
-               "--set", "recovery.learned.redraw_every=2"]
+               "--set", "recovery.learned.patterns=2"]
     tables = {}
     for holdout in (0.0, 0.3):
         out = tmp_path / f"table{holdout}.json"

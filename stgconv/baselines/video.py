@@ -99,6 +99,29 @@ def temporal_interpolation(video: Tensor, known: Tensor) -> Tensor:
             not broadcast, no observed entry at all, or non-finite observed values.
     """
     video, known = _prepare(video, known)
+    before, after, weight = _temporal_neighbours(video, known)
+    return torch.where(known, video, before + weight * (after - before))
+
+
+def temporal_neighbours(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """What :func:`temporal_interpolation` blends at each entry, unblended: ``(before, after,
+    weight)``, each ``(C, T, H, W)``.
+
+    ``before``/``after``: the entry's pixel (same channel) at its last observed frame ``a <= t``
+    and its first observed frame ``b >= t`` (the entry itself where observed); where one side
+    has no observed frame it takes the other side's value, where neither has, the fill of
+    :func:`temporal_interpolation` for never-observed pixels. ``weight``: ``(t - a) / (b - a)``
+    in ``[0, 1]`` (0 where observed or one-sided), so the interpolation is ``before + weight *
+    (after - before)``. A learner given both ends can follow motion between them, which the
+    blend has already averaged away.
+
+    Args and raises: as :func:`temporal_interpolation`.
+    """
+    return _temporal_neighbours(*_prepare(video, known))
+
+
+def _temporal_neighbours(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`temporal_neighbours` of an already validated, expanded clip and mask."""
     T = video.shape[1]
     t = torch.arange(T, device=video.device).view(1, T, 1, 1).expand(video.shape)
     # prev[c, t, h, w] = last observed frame <= t (-1 if none); next = first >= t (T if none).
@@ -108,13 +131,13 @@ def temporal_interpolation(video: Tensor, known: Tensor) -> Tensor:
     # Indices clamped into range; where a side is absent its gathered value is never used.
     before = video.gather(1, prev.clamp(min=0))
     after = video.gather(1, nxt.clamp(max=T - 1))
+    never = _mean_fill(video, known)
+    before = torch.where(has_prev, before, torch.where(has_next, after, never))
+    after = torch.where(has_next, after, before)
+    both = has_prev & has_next
     span = (nxt - prev).clamp(min=1).to(video.dtype)
-    weight = (t - prev).to(video.dtype) / span
-    between = before + weight * (after - before)
-    fill = torch.where(has_prev & has_next, between,
-                       torch.where(has_prev, before,
-                                   torch.where(has_next, after, _mean_fill(video, known))))
-    return torch.where(known, video, fill)
+    weight = torch.where(both, (t - prev).to(video.dtype) / span, 0)
+    return before, after, weight
 
 
 def biharmonic_inpainting(video: Tensor, known: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from stgconv.data.masks import (
     occluded_region,
     salt_and_pepper,
 )
-from stgconv.io.atomic import atomic_write_json
+from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.video import load_video, save_comparison, save_video
 from stgconv.learned_fill import apply_fill, learned_fill
 from stgconv.mcmc import NoiseInit
@@ -91,7 +91,7 @@ def recover_video(
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
     held-out entries, 0-1 units), ``error``/``init_error`` (:data:`UNIT`),
     ``selected_iteration`` and ``seconds``. With ``out_dir``, writes ``recovered.mp4``,
-    ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
+    ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1]), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
     ``metrics.json`` there.
     """
     device = resolve_device(config.device)
@@ -215,6 +215,8 @@ def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
     truth, known = report["truth"], report["known"]
     occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
     save_video(result.recovered, out / "recovered.mp4")
+    # The video files are compressed: programs that score the recovery read this one.
+    atomic_save_npy(out / "recovered.npy", result.recovered.float().cpu().numpy())
     save_comparison([occluded, result.recovered, truth], out / "comparison.mp4",
                     labels=["occluded", "recovered", "ground truth"])
     save_config(config, out / "config.yaml")
