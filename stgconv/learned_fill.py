@@ -130,7 +130,8 @@ def learned_fill(
     net = FillNet(C, len(fills), settings.width).to(observed.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.iterations)
-    patterns = [_hidden_pattern(observed, known, fills, settings, generator)
+    shifts = _useful_shifts(known)
+    patterns = [_hidden_pattern(observed, known, fills, shifts, settings, generator)
                 for _ in range(settings.patterns)]
     losses: list[float] = []
     for _ in range(settings.iterations):
@@ -164,23 +165,30 @@ def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
     return error.abs().mean()
 
 
-def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
-                    settings: LearnedFillConfig, generator: torch.Generator | None
-                    ) -> tuple[Tensor, Tensor, Tensor]:
-    """One training pattern: ``(hidden, visible, inputs)``, observed entries hidden like the
-    missing ones of another frame, the rest, and the net's inputs made without the hidden
-    ones."""
-    T = observed.shape[1]
-    shift = int(torch.randint(1, max(T, 2), (1,), generator=generator))
-    try:
-        hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
-                              generator=generator)
-    except ValueError as err:
+def _useful_shifts(known: Tensor) -> list[int]:
+    """The time shifts under which another frame's missing pattern covers observed entries of
+    ``known`` ``(C, T, H, W)`` (on short clips some shifts cover none: e.g. every other frame
+    missing, shifted by two frames)."""
+    missing = ~known
+    shifts = [shift for shift in range(1, known.shape[1])
+              if bool((missing.roll(shift, dims=1) & known).any())]
+    if not shifts:
         raise ValueError(
-            f"the learned fill learns from observed entries hidden like the missing ones of "
-            f"another frame, and this mask has none under a shift of {shift} frames (e.g. the "
-            f"same pixels missing in every frame): choose a classical recovery.init for it"
-        ) from err
+            "the learned fill learns from observed entries hidden like the missing ones of "
+            "another frame, and this mask has none under any shift in time (e.g. the same "
+            "pixels missing in every frame): choose a classical recovery.init for it")
+    return shifts
+
+
+def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
+                    shifts: Sequence[int], settings: LearnedFillConfig,
+                    generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One training pattern: ``(hidden, visible, inputs)``, observed entries hidden like the
+    missing ones of another frame (``shifts`` away: one of :func:`_useful_shifts`), the rest,
+    and the net's inputs made without the hidden ones."""
+    shift = shifts[int(torch.randint(len(shifts), (1,), generator=generator))]
+    hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
+                          generator=generator)
     visible = known & ~hidden
     return hidden, visible, fill_inputs(observed, visible, [fill(observed, visible)
                                                             for fill in fills])

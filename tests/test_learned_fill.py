@@ -105,6 +105,19 @@ def test_whole_missing_frames_of_a_moving_texture_are_learned_from_the_frames_ar
     assert learned < 0.6 * temporal, (learned, temporal)
 
 
+def test_a_short_clip_learns_from_the_shifts_that_hide_something():
+    """Every other frame missing: shifted by an even number of frames the missing pattern lies
+    over missing frames only, so only odd shifts can hide observed entries; every pattern is
+    drawn from those."""
+    video = wave()
+    known = torch.ones(12, 32, 32, dtype=torch.bool)
+    known[::2] = False
+    torch.manual_seed(0)
+    net, losses = learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=5),
+                               generator=torch.Generator().manual_seed(0))
+    assert len(losses) == 5 and all(map(torch.isfinite, torch.tensor(losses)))
+
+
 def test_bad_input_is_refused():
     video, known = wave(), pixels_missing()
     with pytest.raises(ValueError, match="at least one"):
