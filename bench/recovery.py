@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="smoke run: a generated 12-frame 32x32 clip, 2 iterations")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="also write the rows as a JSON list")
-    parser.add_argument("--out", metavar="DIR",
+    parser.add_argument("--out", metavar="DIR", type=common.output_folder,
                         help="also write each case's recovered clip, comparison and metrics "
                              "to DIR/<clip>_<mask> (what `stgconv eval recovery --out` writes)")
     args = parser.parse_args(argv)

@@ -86,6 +86,16 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path):
         assert row["start"]["error"] >= 0 and isinstance(row["start"]["fill"], str)
 
 
+def test_recovery_bench_refuses_a_file_as_its_out_folder(tmp_path, capsys):
+    main = runpy.run_path(str(BENCH / "recovery.py"))["main"]
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quick", "--out", str(taken)])
+    assert exit_info.value.code == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
 @pytest.fixture
 def bench_module(monkeypatch):
     """A bench script's globals (its functions), loaded as :func:`bench_main` loads ``main``."""
