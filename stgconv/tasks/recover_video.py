@@ -91,8 +91,8 @@ def recover_video(
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
     held-out entries, 0-1 units), ``error``/``init_error`` (:data:`UNIT`),
     ``selected_iteration`` and ``seconds``. With ``out_dir``, writes ``recovered.mp4``,
-    ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1]), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
-    ``metrics.json`` there.
+    ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1]), ``comparison.mp4`` (occluded |
+    recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
     """
     device = resolve_device(config.device)
     truth = load_video(video, n_frames=frames, size=size).to(device)
