@@ -193,12 +193,13 @@ class LearnedFillConfig:
 
     # Classical fills the net reads (names of stgconv.baselines.video.FILLS); it corrects the
     # first, or with a recovery.holdout the one that scores best on the held-out entries. Each is
-    # recomputed for every hidden pattern, so slow ones (motion_compensated: a minute or more
-    # per 70x150x150 clip) cost that many times over.
+    # recomputed for every hidden pattern (biharmonic only in the frames the pattern changes), so
+    # slow ones (motion_compensated: a minute or more per 70x150x150 clip) cost that many times
+    # over.
     fills: tuple[str, ...] = ("temporal_interpolation", "neighbour_average", "biharmonic")
     # Further classical fills that only compete, on the held-out entries, to start the chain
-    # (the learned fill and `fills` always do); each is computed twice (with and without the
-    # held-out entries), not once per pattern.
+    # (the learned fill and `fills` always do); each is computed once without the held-out
+    # entries, and again with them only if it wins; never once per pattern.
     starts: tuple[str, ...] = ("motion_compensated",)
     iterations: int = 800
     width: int = 48

@@ -267,6 +267,36 @@ def test_biharmonic_whole_missing_frames_fall_back_to_temporal_interpolation():
     assert torch.equal(out[1, 4], temporal_interpolation(video, known)[1, 4])
 
 
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_biharmonic_reusing_an_earlier_fill_is_bit_identical_and_skips_unchanged_frames(kind):
+    """A mask differing from an earlier one in two frames (its pixels there hidden like another
+    frame's missing ones, as the learned fill's patterns do): the result with ``reuse`` is the
+    result without, bit for bit, and frames with the same mask really are copied (a marked
+    earlier fill shows through there and nowhere else)."""
+    video, known = clip(), make_mask(kind).expand(C, T, H, W)
+    earlier = biharmonic_inpainting(video, known)
+    changed = known.clone()
+    changed[:, 2] &= known[:, 5]
+    changed[:, 7] &= known[:, 1]
+    fresh = biharmonic_inpainting(video, changed)
+    assert torch.equal(biharmonic_inpainting(video, changed, reuse=(known, earlier)), fresh)
+    marked = biharmonic_inpainting(video, changed, reuse=(known, earlier + 10))
+    copied = (changed == known).flatten(2).all(2).all(0) & changed.flatten(2).any(2).all(0)
+    missing = ~changed
+    for t in range(T):
+        difference = (marked[:, t] - fresh[:, t])[missing[:, t]]
+        if copied[t] and difference.numel():
+            torch.testing.assert_close(difference, torch.full_like(difference, 10.0))
+        else:
+            assert torch.equal(difference, torch.zeros_like(difference))
+
+
+def test_biharmonic_reuse_of_another_shape_is_refused():
+    video, known = clip(), make_mask("region")
+    with pytest.raises(ValueError, match="earlier fill has shape"):
+        biharmonic_inpainting(video, known, reuse=(known, video[:, :5]))
+
+
 def moving_pattern(shift: float = 1.0, frames: int = 10, size: int = 32) -> torch.Tensor:
     """``(3, frames, size, size)``: a smooth periodic pattern translating ``shift`` pixels per
     frame to the right (the known flow), a different phase per channel."""

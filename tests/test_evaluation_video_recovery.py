@@ -11,10 +11,12 @@ import scipy.io
 import torch
 
 from stgconv.cli import main
+from stgconv.baselines.video import neighbour_average
 from stgconv.config import load_config
 from stgconv.io.video import load_video, save_video
 from stgconv.metrics import missing_mae_255
-from stgconv.tasks.recover_video import load_known
+from stgconv.recovery import holdout_like
+from stgconv.tasks.recover_video import load_known, recover_video
 
 TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iterations=2",
         "--set", "recovery.average_last=1", "--set", "recovery.warmup=1", "--set", "device=cpu",
@@ -109,3 +111,28 @@ def test_eval_recovery_from_the_learned_fill_names_its_start(clip, tmp_path):
         assert np.isfinite(table["start"]["error"]) and table["start"]["error"] >= 0
         assert set(table["errors"]) == {"stgconv", "temporal_interpolation", "biharmonic",
                                         "neighbour_average", "motion_compensated"}
+
+
+def test_a_start_that_wins_the_holdout_is_the_fill_made_with_every_observed_entry(clip):
+    """Starts in ``recovery.learned.starts`` compete on the held-out entries with their fill
+    made without them, and only the winner's fill is made again with every observed entry: the
+    chain must start from that one at the missing entries (the fill without the held-out
+    entries there would be worse), and from the other at the held-out ones (where the full
+    fill would be exact)."""
+    config = load_config(Path(__file__).parents[1] / "configs/video/recovery_quick.yaml", [
+        "recovery.init=learned", "recovery.learned.fills=[temporal_interpolation]",
+        "recovery.learned.starts=[neighbour_average]", "recovery.learned.iterations=1",
+        "recovery.learned.patterns=1", "recovery.learned.crop_size=8", "recovery.holdout=0.3",
+        "train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1", "device=cpu"])
+    report = recover_video(config, clip, "salt_and_pepper:0.5", frames=12, size=32)
+    assert report["start"]["fill"] == "neighbour_average"
+    observed = torch.where(report["known"], report["truth"], 0.0)
+    init, known = report["init"], report["known"]
+    full = neighbour_average(observed, known)
+    torch.testing.assert_close(init[~known], full[~known])
+    # The holdout eval recovery draws (seed + 1).
+    held_out = holdout_like(known, fraction=0.3,
+                            generator=torch.Generator().manual_seed(config.seed + 1))
+    visible = known & ~held_out.expand_as(known)
+    held_out = known & ~visible
+    torch.testing.assert_close(init[held_out], neighbour_average(observed, visible)[held_out])

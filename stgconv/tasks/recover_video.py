@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from stgconv.baselines import mean_fill
-from stgconv.baselines.video import FILLS
+from stgconv.baselines.video import FILLS, biharmonic_inpainting
 from stgconv.build import build_sampler
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
@@ -166,26 +166,42 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
     if settings.init != "learned":
         return start(*fills_of(partial(_fill, settings))), settings.init, {}
     names = list(settings.learned.fills)
-    # Each classical fill once: the net reads the same fills that compete with it.
-    made = {name: fills_of(FILLS[name])
-            for name in dict.fromkeys(names + list(settings.learned.starts))}
-    candidates = {name: start(*pair) for name, pair in made.items()}
+    # Each classical fill the net reads once: the same fills compete with it.
+    made = {name: fills_of(FILLS[name]) for name in names}
     if holdout is not None:
         # Which fill is best depends on the mask (spatial for scattered pixels, temporal for
         # whole frames): the net starts from it and learns only what it still gets wrong.
-        names.sort(key=lambda name: holdout_error(candidates[name]))
+        names.sort(key=lambda name: holdout_error(made[name][1]))
+
+    def pattern_fill(name: str) -> Fill:
+        # Biharmonic inpainting goes frame by frame, and each hidden pattern the net trains on
+        # changes only learned.hide_fraction of the frames: the others are copied from the fill
+        # made once (on scattered pixels this fill is the dearest of the three).
+        if name == "biharmonic":
+            return partial(biharmonic_inpainting, reuse=(visible, made[name][1]))
+        return FILLS[name]
+
     torch.manual_seed(config.seed)
-    net, _ = learned_fill(observed, visible, [FILLS[name] for name in names],
+    net, _ = learned_fill(observed, visible, [pattern_fill(name) for name in names],
                           settings=settings.learned,
                           generator=torch.Generator().manual_seed(config.seed + 2))
     learned = start(apply_fill(net, observed, known, [made[name][0] for name in names]),
                     apply_fill(net, observed, visible, [made[name][1] for name in names]))
     if holdout is None:
         return learned, "learned", {}
-    candidates = {"learned": learned, **candidates}
-    errors = {name: holdout_error(fill) for name, fill in candidates.items()}
+    # The further starts are scored by their fill without the held-out entries; the fill with
+    # every observed entry (as dear again: motion compensation takes about a minute) is made
+    # only for the one that wins.
+    without_holdout = {name: made[name][1] if name in made else FILLS[name](observed, visible)
+                       for name in dict.fromkeys([*settings.learned.fills,
+                                                  *settings.learned.starts])}
+    errors = {"learned": holdout_error(learned),
+              **{name: holdout_error(fill) for name, fill in without_holdout.items()}}
     best = min(errors, key=errors.get)  # the learned fill on ties: it comes first
-    return candidates[best], best, errors
+    if best == "learned":
+        return learned, best, errors
+    full = made[best][0] if best in made else FILLS[best](observed, known)
+    return start(full, without_holdout[best]), best, errors
 
 
 def _completion(config: ExperimentConfig, observed: Tensor, visible: Tensor) -> CompletionChain:
