@@ -10,8 +10,8 @@ import pytest
 import scipy.io
 import torch
 
-from stgconv.cli import main
 from stgconv.baselines.video import neighbour_average
+from stgconv.cli import main
 from stgconv.config import load_config
 from stgconv.io.video import load_video, save_video
 from stgconv.metrics import missing_mae_255
@@ -130,9 +130,9 @@ def test_a_start_that_wins_the_holdout_is_the_fill_made_with_every_observed_entr
     init, known = report["init"], report["known"]
     full = neighbour_average(observed, known)
     torch.testing.assert_close(init[~known], full[~known])
-    # The holdout eval recovery draws (seed + 1).
-    held_out = holdout_like(known, fraction=0.3,
-                            generator=torch.Generator().manual_seed(config.seed + 1))
-    visible = known & ~held_out.expand_as(known)
+    # The holdout recover_video draws (seed + 1).
+    hidden = holdout_like(known, fraction=0.3,
+                          generator=torch.Generator().manual_seed(config.seed + 1))
+    visible = known & ~hidden.expand_as(known)
     held_out = known & ~visible
     torch.testing.assert_close(init[held_out], neighbour_average(observed, visible)[held_out])
