@@ -229,7 +229,7 @@ def recover(
             ``n_chains`` out of range.
     """
     train = train if train is not None else TrainConfig()
-    _check_schedule(train.n_iterations, n_chains, warmup, average_last)
+    check_schedule(train.n_iterations, n_chains, warmup, average_last)
     known, visible, holdout = _masks(observed, known, holdout)
     if init is None:
         init = mean_fill(observed[None], visible[None])[0]
@@ -258,7 +258,9 @@ def recover(
                           selected_iteration=estimate.selected)
 
 
-def _check_schedule(n_iterations: int, n_chains: int, warmup: int, average_last: int) -> None:
+def check_schedule(n_iterations: int, n_chains: int, warmup: int, average_last: int) -> None:
+    """``ValueError`` naming the argument of :func:`recover`'s schedule that is out of range
+    (callers with a slow start to make check it before making it)."""
     if n_iterations < 1:
         raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
     if n_chains < 1:

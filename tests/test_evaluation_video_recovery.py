@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
         metrics["errors"]["stgconv"], rel=1e-5)
 
 
-def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys):
+def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     mat = tmp_path / "mask.mat"  # the shared masks' layout (H, W, T, C), 1 = missing
     scipy.io.savemat(mat, {"masks": np.zeros((150, 150, 70, 3), np.uint8)})
     cases = [
@@ -87,6 +88,20 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys):
     for args, message in cases:
         assert main(["eval", "recovery", *args, *TINY]) == 2
         assert message in capsys.readouterr().err
+    # A chain schedule that cannot run is refused before the learned fill is trained (minutes
+    # on a real clip), and nothing is written.
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the learned fill was trained before the schedule was checked")
+
+    # (stgconv.tasks exports a function of the module's name, so the module by import_module.)
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.recover_video"), "learned_fill",
+                        must_not_train)
+    out = tmp_path / "table.json"
+    assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
+                 "--json", str(out), *TINY, "--set", "recovery.init=learned",
+                 "--set", "recovery.warmup=2"]) == 2
+    assert "warmup must be in [0, n_iterations) = [0, 2), got 2" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_eval_recovery_from_the_learned_fill_names_its_start(clip, tmp_path):

@@ -37,6 +37,7 @@ from stgconv.modalities import VIDEO
 from stgconv.recovery import (
     CompletionChain,
     RecoveryResult,
+    check_schedule,
     holdout_like,
     interpolation_spread,
     recover,
@@ -119,6 +120,9 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     """The recovery the config describes, its starting fill ``(C, T, H, W)`` and what chose it
     (``fill``: its name, ``holdout_errors``: see :func:`_start_fill`)."""
     settings = config.recovery
+    # Before the learned fill's minutes, not after them.
+    check_schedule(config.train.n_iterations, config.chains.chains_per_example, settings.warmup,
+                   settings.average_last)
     holdout, visible = None, known
     if settings.holdout > 0:
         holdout = holdout_like(known, fraction=settings.holdout,
