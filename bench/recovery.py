@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="whose masks to apply (the shared masks exist for flag and others)")
     parser.add_argument("--config", default=str(ROOT / "configs/video/recovery_quick.yaml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--priors", metavar="DIR",
+                        help="fill priors named without_<clip>.pt (bench/fill_prior.py): each "
+                             "clip's learned fill starts from the one that never saw it "
+                             "(default: the config's recovery.learned.prior)")
     parser.add_argument("--frames", type=int, default=70)
     parser.add_argument("--size", type=int, default=150)
     parser.add_argument("--quick", action="store_true",
@@ -83,11 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not data.is_dir():
             parser.error(f"video data folder not found: {data} (pass --data)")
     config = load_config(args.config, overrides)
+    missing = [clip for clip in args.clips
+               if args.priors and not (Path(args.priors) / f"without_{clip}.pt").is_file()]
+    if missing:
+        parser.error(f"no prior without_<clip>.pt in {args.priors} for {missing}")
     rows = []
     for clip in args.clips:
         video = next(iter(sorted(data.glob(f"{clip}.*"))), None)
         if video is None:
             parser.error(f"no clip named {clip} in {data}")
+        if args.priors:
+            prior = Path(args.priors) / f"without_{clip}.pt"
+            config = load_config(args.config, [*overrides, f"recovery.learned.prior={prior}"])
         for mask_type in args.masks:
             if args.quick:
                 mask = QUICK_MASKS[mask_type]
@@ -111,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # The fill the chain started from (learned, or the classical one the holdout
                 # preferred) and its error: what sampling added on top of it.
                 "start": table["start"],
+                # The learned fill's prior (None: trained on this clip alone).
+                "prior": config.recovery.learned.prior,
                 # -1: the held-out check kept the starting fill unchanged.
                 "selected_iteration": table["selected_iteration"],
                 "unit": table["unit"],

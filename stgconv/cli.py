@@ -12,9 +12,10 @@ from typing import Sequence, get_args
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.checks import check_output, reading
-from stgconv.config import load_config
+from stgconv.config import load_config, resolve_device
 from stgconv.distributed import launched_rank
 from stgconv.evaluation import classification, ood, video_recovery, voxel
+from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.voxel import RecoveryInit
 from stgconv.version import __version__
 
@@ -116,6 +117,26 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recover", formatter_class=DefaultsFormatter, help="recover the masked pixels of a clip (learning from it)")
     _recovery_arguments(p)
     p.add_argument("--out", default="outputs/recovery", help="output folder")
+
+    p = sub.add_parser("fill-prior", formatter_class=DefaultsFormatter,
+                       help="train the learned fill's prior on complete clips (for "
+                            "recovery.learned.prior)")
+    p.add_argument("videos", nargs="+", help="complete clips: video files or folders of frames, "
+                                             "each cut into windows of --frames frames")
+    p.add_argument("--out", dest="prior_path", required=True, metavar="FILE",
+                   help="the prior file to write")
+    p.add_argument("--iterations", type=int, default=3000, help="training iterations")
+    p.add_argument("--frames", type=int, default=70, help="frames per window")
+    p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
+    p.add_argument("--masks", nargs="+", default=list(DEFAULT_MASKS), metavar="MASK",
+                   help="masks each window is hidden under, as --mask of `recover` reads them "
+                        "(region:F with F < 1: a block F of the frame's side)")
+    p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
+                                    f"width and training schedule (default: {QUICK_RECOVERY_CONFIG})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    p.add_argument("--device", help="cpu, cuda or auto (default: the config's)")
 
     p = sub.add_parser("super-resolve", formatter_class=DefaultsFormatter, help="super-resolve a low-resolution voxel grid or a mesh")
     p.add_argument("checkpoint", help="a high-resolution voxel model (checkpoint.pt or its run folder)")
@@ -299,6 +320,13 @@ def _run(args: argparse.Namespace) -> Path | None:
         print(f"error on the missing pixels (0-255): {report['error']:.2f} "
               f"(starting fill: {report['init_error']:.2f})")
         return Path(args.out)
+    if args.command == "fill-prior":
+        config = _recovery_config(args)
+        return tasks.train_fill_prior(
+            args.videos, args.prior_path, settings=config.recovery.learned,
+            iterations=args.iterations, frames=args.frames, size=args.size, masks=args.masks,
+            seed=args.seed, device=resolve_device(config.device),
+        )
     if args.command == "super-resolve":
         return tasks.super_resolve(
             args.checkpoint, args.input, _out_for(args.checkpoint, "super_resolution", args.out),

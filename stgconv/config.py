@@ -217,6 +217,10 @@ class LearnedFillConfig:
     # "squared" error at the hidden entries, or "squared_then_absolute": squared for the first
     # half of the iterations, absolute error (what recovery is scored by) for the second.
     loss: str = "squared_then_absolute"
+    # A net trained beforehand on complete clips to start from, then trained `iterations` more
+    # on this clip: a file written by `stgconv fill-prior` (it must read the same set of
+    # `fills`, with the same width), or null to start from an untrained net.
+    prior: str | None = None
 
 
 def check_learned_fill(settings: LearnedFillConfig) -> None:

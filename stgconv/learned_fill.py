@@ -22,12 +22,15 @@ fill. ``bench/README.md`` (``recovery.py``) states the numbers.
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from stgconv.baselines.video import temporal_neighbours
+from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.checks import as_int
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.recovery import holdout_like
@@ -52,8 +55,8 @@ class FillNet(nn.Module):
     def __init__(self, channels: int, n_fills: int, width: int) -> None:
         super().__init__()
         self.channels = as_int(channels, "channels", minimum=1)
-        as_int(n_fills, "n_fills", minimum=1)
-        as_int(width, "width", minimum=1)
+        self.n_fills = as_int(n_fills, "n_fills", minimum=1)
+        self.width = as_int(width, "width", minimum=1)
         self.layers = nn.Sequential(
             nn.Conv2d(channels * (n_fills + NEIGHBOUR_INPUTS + 1), width, 5, padding=2),
             nn.ReLU(),
@@ -99,6 +102,7 @@ def learned_fill(
     *,
     settings: LearnedFillConfig = LearnedFillConfig(),
     generator: torch.Generator | None = None,
+    initial: FillNet | None = None,
 ) -> tuple[FillNet, list[float]]:
     """Train a :class:`FillNet` on one incomplete clip; returns it and its loss per iteration.
 
@@ -111,6 +115,10 @@ def learned_fill(
         settings: the training schedule (the ``recovery.learned`` config section).
         generator: every random draw (patterns, crops; the net's initial weights come from
             torch's global generator, as for every model here).
+        initial: a net to start from (a prior, :func:`fill_prior`) instead of an untrained one;
+            copied, not changed. It must read ``len(fills)`` fills of ``C`` channels with
+            ``settings.width``, and it corrects the first fill as it learned to: the one that
+            errs least.
 
     Returns:
         ``(net, losses)``; apply with :func:`apply_fill`.
@@ -125,33 +133,51 @@ def learned_fill(
         raise ValueError(f"observed must be (C, T, H, W), got {tuple(observed.shape)}")
     check_learned_fill(settings)
     known = known.to(observed.device).expand_as(observed)
-    C, T, H, W = observed.shape
-    crop = (min(settings.crop_frames, T), min(settings.crop_size, H), min(settings.crop_size, W))
-    net = FillNet(C, len(fills), settings.width).to(observed.device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.iterations)
+    if initial is not None:
+        check_prior_fits(initial, observed.shape[0], len(fills), settings.width)
+    net = (copy.deepcopy(initial).train() if initial is not None
+           else FillNet(observed.shape[0], len(fills), settings.width)).to(observed.device)
     shifts = _useful_shifts(known)
     patterns = [_hidden_pattern(observed, known, fills, shifts, settings, generator)
                 for _ in range(settings.patterns)]
+    losses = _fit(net, patterns, settings, settings.iterations, generator)
+    return net.eval(), losses
+
+
+Pattern = tuple[Tensor, Tensor, Tensor, Tensor]
+"""``(hidden, visible, inputs, target)``: the entries learned, the entries seen, the net's inputs
+(:func:`fill_inputs` made from the seen ones) and the values to predict, each ``(K, T, H, W)``."""
+
+
+def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
+         iterations: int, generator: torch.Generator | None) -> list[float]:
+    """Train ``net`` to predict each pattern's target at its hidden entries from random crops;
+    returns the loss per iteration."""
+    T, H, W = (min(pattern[0].shape[i] for pattern in patterns) for i in (1, 2, 3))
+    crop = (min(settings.crop_frames, T), min(settings.crop_size, H), min(settings.crop_size, W))
+    dtype = next(net.parameters()).dtype
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
     losses: list[float] = []
-    for _ in range(settings.iterations):
+    for _ in range(iterations):
         # Every crop from any pattern: batches drawn from one pattern at a time chase that
         # pattern's few frames and forget the others (measured: bench/README.md).
         picks = torch.randint(len(patterns), (settings.batch,), generator=generator).tolist()
         batch = [(patterns[i], _crop(patterns[i][0], crop, generator)) for i in picks]
-        predicted = net(torch.stack([inputs[where] for (_, _, inputs), where in batch]),
-                        torch.stack([visible[where] for (_, visible, _), where in batch]
-                                    ).to(observed.dtype))
-        target = torch.stack([observed[where] for _, where in batch])
-        mask = torch.stack([hidden[where] for (hidden, _, _), where in batch])
+        predicted = net(torch.stack([inputs[where] for (_, _, inputs, _), where in batch]
+                                    ).to(dtype),
+                        torch.stack([visible[where] for (_, visible, _, _), where in batch]
+                                    ).to(dtype))
+        target = torch.stack([target[where] for (_, _, _, target), where in batch]).to(dtype)
+        mask = torch.stack([hidden[where] for (hidden, _, _, _), where in batch])
         loss = _loss(predicted[mask] - target[mask], settings.loss,
-                     second_half=len(losses) >= settings.iterations // 2)
+                     second_half=len(losses) >= iterations // 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-    return net.eval(), losses
+    return losses
 
 
 def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
@@ -182,16 +208,16 @@ def _useful_shifts(known: Tensor) -> list[int]:
 
 def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
                     shifts: Sequence[int], settings: LearnedFillConfig,
-                    generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
-    """One training pattern: ``(hidden, visible, inputs)``, observed entries hidden like the
-    missing ones of another frame (``shifts`` away: one of :func:`_useful_shifts`), the rest,
-    and the net's inputs made without the hidden ones."""
+                    generator: torch.Generator | None) -> Pattern:
+    """One training pattern: observed entries hidden like the missing ones of another frame
+    (``shifts`` away: one of :func:`_useful_shifts`), the rest visible, the net's inputs made
+    without the hidden ones, and the observed values as the target."""
     shift = shifts[int(torch.randint(len(shifts), (1,), generator=generator))]
     hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
                           generator=generator)
     visible = known & ~hidden
     return hidden, visible, fill_inputs(observed, visible, [fill(observed, visible)
-                                                            for fill in fills])
+                                                            for fill in fills]), observed
 
 
 def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor]
@@ -223,3 +249,98 @@ def _crop(hidden: Tensor, size: tuple[int, int, int], generator: torch.Generator
                                 generator=generator))
         where.append(slice(low, low + s))
     return tuple(where)
+
+
+# A fill prior: the same network trained beforehand on complete clips, where the truth at every
+# hidden entry is known, then fine-tuned on the incomplete clip by learned_fill(initial=...).
+
+PRIOR_KIND = "fill_prior"
+
+
+def prior_example(truth: Tensor, known: Tensor, fills: dict[str, Fill]) -> Pattern:
+    """One complete clip under one mask, ready for :func:`fill_prior`.
+
+    Args:
+        truth: ``(C, T, H, W)``, the complete clip.
+        known: bool, broadcastable to ``truth``, True = observed: the mask to learn to fill.
+        fills: the classical fills by name (those of ``recovery.learned.fills``).
+
+    Returns:
+        ``(hidden, visible, inputs, target)`` (each ``(K, T, H, W)``): the missing entries, the
+        observed ones, the net's inputs made from the observed ones with the fill that errs least
+        at the missing entries first (the one the net corrects, as the holdout of
+        :func:`stgconv.tasks.recover_video.recover_video` picks it) and the truth. Inputs and
+        truth are kept in half precision (a library of clips is gigabytes; 1/2000 of the
+        value range is below the 0-255 scale's step).
+    """
+    if truth.dim() != 4:
+        raise ValueError(f"truth must be (C, T, H, W), got {tuple(truth.shape)}")
+    known = known.to(truth.device).expand_as(truth)
+    if bool(known.all()) or not bool(known.any()):
+        raise ValueError("a prior example needs a mask with both observed and missing entries")
+    observed = torch.where(known, truth, torch.zeros((), dtype=truth.dtype))
+    made = [fill(observed, known) for fill in fills.values()]
+    made.sort(key=lambda fill: (fill - truth)[~known].abs().mean().item())
+    return ~known, known, fill_inputs(observed, known, made).half(), truth.half()
+
+
+def fill_prior(
+    examples: Sequence[Pattern],
+    *,
+    settings: LearnedFillConfig = LearnedFillConfig(),
+    iterations: int,
+    generator: torch.Generator | None = None,
+) -> tuple[FillNet, list[float]]:
+    """Train a :class:`FillNet` on complete clips (:func:`prior_example`) to fill their missing
+    entries; returns it and its loss per iteration. Supervised where :func:`learned_fill` is
+    self-supervised, with the same crops, batches, loss and learning rate (``settings``); the
+    result starts :func:`learned_fill` (``initial=``), which adapts it to the incomplete clip.
+
+    Raises:
+        ValueError: no examples, examples of different channel counts, or bad settings.
+    """
+    check_learned_fill(settings)
+    as_int(iterations, "iterations", minimum=1)
+    if not examples:
+        raise ValueError("fill_prior needs at least one example")
+    groups = {inputs.shape[0] for _, _, inputs, _ in examples}
+    channels = {target.shape[0] for _, _, _, target in examples}
+    if len(groups) != 1 or len(channels) != 1:
+        raise ValueError("every prior example must have the same channels and fills")
+    C = channels.pop()
+    n_fills = groups.pop() // C - NEIGHBOUR_INPUTS
+    net = FillNet(C, n_fills, settings.width).to(examples[0][2].device)
+    losses = _fit(net, examples, settings, iterations, generator)
+    return net.eval(), losses
+
+
+def check_prior_fits(net: FillNet, channels: int, n_fills: int, width: int) -> None:
+    """``ValueError`` unless a prior ``net`` has this many channels, fills and hidden width."""
+    for what, theirs, ours in (("channels", net.channels, channels),
+                               ("classical fills", net.n_fills, n_fills),
+                               ("hidden width (recovery.learned.width)", net.width, width)):
+        if theirs != ours:
+            raise ValueError(f"the fill prior has {theirs} {what}, this recovery {ours}")
+
+
+def save_fill_prior(net: FillNet, fills: Sequence[str], path: str | Path, *,
+                    trained_on: Sequence[str] = ()) -> Path:
+    """Write a prior (:func:`fill_prior`) made with the classical fills named ``fills`` to
+    ``path``, atomically, as plain data (loads without executing code); ``trained_on`` says
+    what it learned from."""
+    if len(fills) != net.n_fills:
+        raise ValueError(f"the prior reads {net.n_fills} fills, {len(fills)} named")
+    return save_checkpoint({"kind": PRIOR_KIND, "fills": list(fills), "channels": net.channels,
+                            "width": net.width, "weights": net.state_dict(),
+                            "trained_on": list(trained_on)}, path)
+
+
+def load_fill_prior(path: str | Path) -> tuple[FillNet, tuple[str, ...]]:
+    """A prior written by :func:`save_fill_prior` and the names of the fills it reads (in any
+    order: it corrects whichever comes first)."""
+    state = load_checkpoint(path)
+    if state.get("kind") != PRIOR_KIND:
+        raise CheckpointError(f"{path} is not a fill prior (`stgconv fill-prior` makes them)")
+    net = FillNet(state["channels"], len(state["fills"]), state["width"])
+    net.load_state_dict(state["weights"])
+    return net.eval(), tuple(state["fills"])

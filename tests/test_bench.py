@@ -86,6 +86,26 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path):
         assert row["start"]["error"] >= 0 and isinstance(row["start"]["fill"], str)
 
 
+def test_leave_one_out_priors_feed_the_recovery_bench(tmp_path, bench_main, capsys):
+    """bench/fill_prior.py writes one prior per clip left out, trained on the others only, and
+    bench/recovery.py --priors recovers each clip from its own."""
+    priors = tmp_path / "priors"
+    out = tmp_path / "priors.json"
+    assert bench_main("fill_prior.py")(["--quick", "--out", str(priors), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(row["left_out"], row["videos"]) for row in rows] == [("a", ["b.mkv"]),
+                                                                  ("b", ["a.mkv"])]
+    with pytest.raises(SystemExit):  # the quick clip is "wave": no prior left it out
+        bench_main("recovery.py")(["--quick", "--priors", str(priors)])
+    assert "for ['wave']" in capsys.readouterr().err
+    (priors / "without_a.pt").rename(priors / "without_wave.pt")
+    table = tmp_path / "recovery.json"
+    assert bench_main("recovery.py")(["--quick", "--masks", "salt_and_pepper", "--priors",
+                                      str(priors), "--json", str(table)]) == 0
+    (row,) = json.loads(table.read_text())
+    assert row["prior"] == str(priors / "without_wave.pt") and row["errors"]["stgconv"] >= 0
+
+
 def test_recovery_bench_refuses_a_file_as_its_out_folder(tmp_path, capsys):
     main = runpy.run_path(str(BENCH / "recovery.py"))["main"]
     taken = tmp_path / "taken"

@@ -2,6 +2,7 @@
 arguments, writes its outputs into a folder it returns, and raises a clear error on bad input."""
 
 from stgconv.tasks.demo import demo
+from stgconv.tasks.fill_prior import train_fill_prior
 from stgconv.tasks.recover_video import load_known, recover_video
 from stgconv.tasks.shortrun import interpolate, reconstruct
 from stgconv.tasks.synthesize import synthesize, synthesize_multigrid
@@ -9,4 +10,4 @@ from stgconv.tasks.train import train
 from stgconv.tasks.voxel import recover_shape, super_resolve
 
 __all__ = ["demo", "interpolate", "load_known", "reconstruct", "recover_shape", "recover_video",
-           "super_resolve", "synthesize", "synthesize_multigrid", "train"]
+           "super_resolve", "synthesize", "synthesize_multigrid", "train", "train_fill_prior"]

@@ -30,7 +30,13 @@ from stgconv.data.masks import (
 )
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.video import load_video, save_comparison, save_video
-from stgconv.learned_fill import apply_fill, learned_fill
+from stgconv.learned_fill import (
+    FillNet,
+    apply_fill,
+    check_prior_fits,
+    learned_fill,
+    load_fill_prior,
+)
 from stgconv.mcmc import NoiseInit
 from stgconv.metrics import missing_mae_255
 from stgconv.modalities import VIDEO
@@ -123,13 +129,14 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     # Before the learned fill's minutes, not after them.
     check_schedule(config.train.n_iterations, config.chains.chains_per_example, settings.warmup,
                    settings.average_last)
+    prior = _load_prior(settings, channels=observed.shape[0])
     holdout, visible = None, known
     if settings.holdout > 0:
         holdout = holdout_like(known, fraction=settings.holdout,
                                generator=torch.Generator().manual_seed(config.seed + 1))
         holdout = holdout.expand_as(observed)
         visible = known & ~holdout
-    init, start, holdout_errors = _start_fill(config, observed, known, holdout)
+    init, start, holdout_errors = _start_fill(config, observed, known, holdout, prior)
     model = replace(config.model, in_channels=observed.shape[0], image_size=observed.shape[-1])
     torch.manual_seed(config.seed)
     energy = VIDEO.energy(model).to(observed.device)
@@ -144,14 +151,33 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     return result, init, {"fill": start, "holdout_errors": holdout_errors}
 
 
+def _load_prior(settings: RecoveryConfig, *, channels: int) -> FillNet | None:
+    """The learned fill's prior (``recovery.learned.prior``), checked against the settings
+    before any work; ``None`` without one (or without the learned fill)."""
+    name = settings.learned.prior
+    if settings.init != "learned" or name is None:
+        return None
+    if settings.holdout <= 0:
+        raise ValueError("recovery.learned.prior needs recovery.holdout > 0: the prior corrects "
+                         "the fill that errs least, and the held-out entries are what rank them")
+    net, fills = load_fill_prior(name)
+    if set(fills) != set(settings.learned.fills):
+        raise ValueError(f"the fill prior {name} reads the fills {sorted(fills)}, "
+                         f"recovery.learned.fills are {sorted(settings.learned.fills)}")
+    check_prior_fits(net, channels, len(fills), settings.learned.width)
+    return net
+
+
 def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
-                holdout: Tensor | None) -> tuple[Tensor, str, dict[str, float]]:
+                holdout: Tensor | None, prior: FillNet | None
+                ) -> tuple[Tensor, str, dict[str, float]]:
     """The starting fill ``(C, T, H, W)``, its name and, when the holdout chose it, every
     candidate's mean absolute error on the held-out entries (0-1 units of the data; else
     empty). The fill is the configured classical one, or the learned fill
     (:mod:`stgconv.learned_fill`, trained on the visible entries only) unless the holdout says
     one of the classical fills it reads or ``learned.starts`` does better; with a holdout, the
-    learned fill corrects the classical fill that scores best on it."""
+    learned fill corrects the classical fill that scores best on it, starting from ``prior``
+    when given."""
     settings = config.recovery
     visible = known if holdout is None else known & ~holdout
 
@@ -170,25 +196,33 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
     if settings.init != "learned":
         return start(*fills_of(partial(_fill, settings))), settings.init, {}
     names = list(settings.learned.fills)
+
+    def refill(name: str, known_before: Tensor, filled_before: Tensor) -> Fill:
+        """Fill ``name`` for a mask that differs from ``known_before`` in a few frames.
+        Biharmonic inpainting goes frame by frame, and the holdout and each hidden pattern the
+        net trains on change only some of the frames: the others are copied from the fill made
+        before (on scattered pixels this fill is the dearest of the three)."""
+        if name == "biharmonic":
+            return partial(biharmonic_inpainting, reuse=(known_before, filled_before))
+        return FILLS[name]
+
     # Each classical fill the net reads once: the same fills compete with it.
-    made = {name: fills_of(FILLS[name]) for name in names}
+    made = {}
+    for name in names:
+        full = FILLS[name](observed, known)
+        made[name] = (full, full if holdout is None else refill(name, known, full)(observed,
+                                                                                 visible))
     if holdout is not None:
         # Which fill is best depends on the mask (spatial for scattered pixels, temporal for
         # whole frames): the net starts from it and learns only what it still gets wrong.
         names.sort(key=lambda name: holdout_error(made[name][1]))
 
-    def pattern_fill(name: str) -> Fill:
-        # Biharmonic inpainting goes frame by frame, and each hidden pattern the net trains on
-        # changes only learned.hide_fraction of the frames: the others are copied from the fill
-        # made once (on scattered pixels this fill is the dearest of the three).
-        if name == "biharmonic":
-            return partial(biharmonic_inpainting, reuse=(visible, made[name][1]))
-        return FILLS[name]
-
     torch.manual_seed(config.seed)
-    net, _ = learned_fill(observed, visible, [pattern_fill(name) for name in names],
+    net, _ = learned_fill(observed, visible,
+                          [refill(name, visible, made[name][1]) for name in names],
                           settings=settings.learned,
-                          generator=torch.Generator().manual_seed(config.seed + 2))
+                          generator=torch.Generator().manual_seed(config.seed + 2),
+                          initial=prior)
     learned = start(apply_fill(net, observed, known, [made[name][0] for name in names]),
                     apply_fill(net, observed, visible, [made[name][1] for name in names]))
     if holdout is None:

@@ -1,0 +1,99 @@
+"""``stgconv fill-prior``: train the learned fill's prior on a library of complete clips.
+
+Each clip is cut into consecutive windows of ``frames`` frames (resized to ``size x size``);
+every window is hidden under every mask (each drawn anew), the classical fills of
+``recovery.learned.fills`` are made from what stays, and one :class:`~stgconv.learned_fill.FillNet`
+learns to fill them all (:func:`stgconv.learned_fill.fill_prior`, the truth known). A recovery
+that names the file in ``recovery.learned.prior`` starts its learned fill from it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from stgconv.baselines.video import FILLS
+from stgconv.checks import as_int, check_output
+from stgconv.config import LearnedFillConfig, check_learned_fill
+from stgconv.io.video import load_video
+from stgconv.learned_fill import fill_prior, prior_example, save_fill_prior
+from stgconv.tasks.recover_video import load_known
+
+# The three mask kinds of the recovery experiments (whole frames, a moving block, scattered
+# pixels), the block 40% of the frame's side as 60 is of 150.
+DEFAULT_MASKS = ("missing_frames:0.5", "region:0.4", "salt_and_pepper:0.5")
+
+
+def train_fill_prior(
+    videos: Sequence[str | Path],
+    out: str | Path,
+    *,
+    settings: LearnedFillConfig = LearnedFillConfig(),
+    iterations: int = 3000,
+    frames: int = 70,
+    size: int = 150,
+    masks: Sequence[str] = DEFAULT_MASKS,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Train a fill prior on ``videos`` and write it to ``out`` (a file); returns ``out``.
+
+    Args:
+        videos: video files or folders of frames, each at least ``frames`` frames long.
+        settings: the learned fill's settings (``recovery.learned``): fills, width and the
+            training schedule (all but ``iterations``, which is this function's).
+        iterations: training iterations of the prior.
+        masks: mask specs as :func:`~stgconv.tasks.recover_video.load_known` reads them, each
+            drawn anew for every window; ``region:F`` with ``F < 1`` is a block of side
+            ``round(F * size)``.
+        seed: every random draw (masks, crops, the net's initial weights).
+        device: where the fills are made and the net trains.
+
+    Memory: every window under every mask is kept, about 75 MB each at 70 x 150 x 150.
+    """
+    out = check_output(out, "--out", folder=False)
+    check_learned_fill(settings)
+    as_int(iterations, "iterations", minimum=1)
+    if not videos:
+        raise ValueError("fill-prior needs at least one video")
+    masks = [_mask_spec(mask, size) for mask in masks]
+    if not masks:
+        raise ValueError("fill-prior needs at least one mask")
+    fills = {name: FILLS[name] for name in settings.fills}
+    started = time.process_time()
+    examples = []
+    for video in videos:
+        clip = load_video(video, size=size).to(device)
+        if clip.shape[1] < frames:
+            raise ValueError(f"{video} has {clip.shape[1]} frames, fewer than frames={frames}")
+        for start in range(0, clip.shape[1] - frames + 1, frames):
+            window = clip[:, start:start + frames]
+            for mask in masks:
+                known = load_known(mask, tuple(window.shape[1:]), seed=seed + len(examples))
+                examples.append(prior_example(window, known, fills))
+    torch.manual_seed(seed)
+    net, losses = fill_prior(examples, settings=settings, iterations=iterations,
+                             generator=torch.Generator().manual_seed(seed))
+    net = net.cpu()
+    path = save_fill_prior(net, list(fills), out,
+                           trained_on=[Path(video).name for video in videos])
+    print(f"{len(examples)} examples ({len(masks)} masks) from {len(videos)} videos; "
+          f"final loss {sum(losses[-100:]) / len(losses[-100:]):.4f}; "
+          f"{time.process_time() - started:.0f} CPU s")
+    return path
+
+
+def _mask_spec(mask: str, size: int) -> str:
+    """``region:F`` with a fraction ``F < 1`` as the block side in pixels of ``size``."""
+    kind, _, value = mask.partition(":")
+    if kind == "region":
+        try:
+            side = float(value)
+        except ValueError:
+            return mask  # load_known names the problem
+        if 0 < side < 1:
+            return f"region:{max(1, round(side * size))}"
+    return mask

@@ -1,0 +1,101 @@
+"""`stgconv fill-prior`: the learned fill's prior trained on complete clips, and recoveries that
+start from it (`recovery.learned.prior`)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stgconv.cli import main
+from stgconv.io.video import save_video
+from stgconv.learned_fill import load_fill_prior
+from stgconv.tasks.fill_prior import train_fill_prior
+
+SMALL = ["--frames", "6", "--size", "16", "--iterations", "3",
+         "--set", "recovery.learned.crop_size=8", "--set", "recovery.learned.width=8"]
+TINY_RECOVERY = ["--frames", "12", "--size", "16", "--quiet", "--set", "train.n_iterations=2",
+                 "--set", "recovery.average_last=1", "--set", "recovery.warmup=1",
+                 "--set", "device=cpu", "--set", "recovery.learned.iterations=3",
+                 "--set", "recovery.learned.crop_size=8", "--set", "recovery.learned.width=8",
+                 "--set", "recovery.learned.patterns=2", "--set", "recovery.learned.starts=[]"]
+
+
+def wave_clip(folder: Path, name: str, speed: float, frames: int = 12) -> Path:
+    t, y, x = torch.meshgrid(torch.arange(float(frames)), torch.arange(16.0),
+                             torch.arange(16.0), indexing="ij")
+    pattern = torch.sin(0.5 * x + 0.3 * y - speed * t) * 0.6
+    return save_video(torch.stack([pattern, pattern.roll(3, 2), -pattern]), folder / name)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    return [wave_clip(folder, "a.mkv", 0.7), wave_clip(folder, "b.mkv", 1.1, frames=13)]
+
+
+def test_fill_prior_writes_a_prior_a_recovery_starts_from(clips, tmp_path, capsys):
+    prior = tmp_path / "prior.pt"
+    assert main(["fill-prior", *map(str, clips), "--out", str(prior), *SMALL]) == 0
+    # Two windows of 6 frames from each clip (13 frames: the last is left), three masks each.
+    assert "12 examples (3 masks) from 2 videos" in capsys.readouterr().out
+    net, fills = load_fill_prior(prior)
+    assert set(fills) == {"temporal_interpolation", "neighbour_average", "biharmonic"}
+    assert (net.channels, net.n_fills, net.width) == (3, 3, 8)
+    table = tmp_path / "table.json"
+    assert main(["eval", "recovery", "--video", str(clips[0]), "--mask", "missing_frames:0.5",
+                 "--json", str(table), *TINY_RECOVERY,
+                 "--set", f"recovery.learned.prior={prior}"]) == 0
+    assert json.loads(table.read_text())["errors"]["stgconv"] >= 0
+
+
+def test_the_same_seed_makes_the_same_prior(clips, tmp_path):
+    from stgconv.config import LearnedFillConfig
+
+    settings = LearnedFillConfig(crop_size=8, width=8)
+    paths = [train_fill_prior(clips[:1], tmp_path / f"p{i}.pt", settings=settings,
+                              iterations=3, frames=6, size=16, seed=4) for i in range(2)]
+    (a, _), (b, _) = map(load_fill_prior, paths)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                 b.state_dict().values()))
+
+
+def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch):
+    prior = tmp_path / "prior.pt"
+    cases = [
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "40"], "fewer than frames=40"),
+        ([str(clips[0]), "--out", str(tmp_path), *SMALL], "is a folder, not a file"),
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", "region:x"], "not a number"),
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--iterations", "0"], "iterations"),
+        ([str(tmp_path / "nope.mp4"), "--out", str(prior), *SMALL], "nope.mp4"),
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--set", "recovery.learned.widht=3"],
+         "widht"),
+    ]
+    for args, message in cases:
+        assert main(["fill-prior", *args]) == 2
+        assert message in capsys.readouterr().err
+        assert not prior.exists()
+    # A recovery whose prior does not fit its settings stops before training the learned fill.
+    assert main(["fill-prior", str(clips[0]), "--out", str(prior), *SMALL]) == 0
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the learned fill was trained before the prior was checked")
+
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.recover_video"), "learned_fill",
+                        must_not_train)
+    table = tmp_path / "table.json"
+    for override, message in [
+        ("recovery.learned.width=16", "8 hidden width"),
+        ("recovery.learned.fills=[temporal_interpolation]", "reads the fills"),
+        (f"recovery.learned.prior={tmp_path / 'missing.pt'}", "not found"),
+        ("recovery.holdout=0", "needs recovery.holdout > 0"),
+    ]:
+        args = ["eval", "recovery", "--video", str(clips[0]), "--mask", "missing_frames:0.5",
+                "--json", str(table), *TINY_RECOVERY, "--set", f"recovery.learned.prior={prior}",
+                "--set", override]
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+        assert not table.exists()
