@@ -18,6 +18,14 @@ the fill answers, this network gains much more: on scattered missing pixels, and
 scene moves coherently (a waving flag) also on missing blocks and whole frames. Where it does
 not (boiling water's frames), the holdout of :func:`stgconv.recovery.recover` keeps a classical
 fill. ``bench/README.md`` (``recovery.py``) states the numbers.
+
+The network can also start from a prior (:func:`fill_prior`): the same net trained beforehand,
+with the truth known, on complete clips hidden under the same kinds of masks, then adapted to
+the incomplete clip by :func:`learned_fill` (``initial=``). Measured on the shared clips with
+priors that never saw them, it filled no better than the net trained on the clip alone, nor did
+one trained on later frames of the same scene (``bench/README.md``, "A prior from other
+clips"): an option for libraries and networks larger than those measured, not the default;
+``stgconv fill-prior`` trains one.
 """
 
 from __future__ import annotations
