@@ -70,7 +70,9 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
         ([str(clips[0]), "--out", str(tmp_path), *SMALL], "is a folder, not a file"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", "region:x"], "not a number"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--iterations", "0"], "iterations"),
-        ([str(tmp_path / "nope.mp4"), "--out", str(prior), *SMALL], "nope.mp4"),
+        ([str(clips[0]), str(tmp_path / "nope.mp4"), "--out", str(prior), *SMALL],
+         "not found: ['" + str(tmp_path / "nope.mp4")),
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "0"], "frames"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--set", "recovery.learned.widht=3"],
          "widht"),
     ]

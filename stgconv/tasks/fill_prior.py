@@ -57,8 +57,13 @@ def train_fill_prior(
     out = check_output(out, "--out", folder=False)
     check_learned_fill(settings)
     as_int(iterations, "iterations", minimum=1)
+    as_int(frames, "frames", minimum=2)
     if not videos:
         raise ValueError("fill-prior needs at least one video")
+    # Before the first video's fills: a mistyped last path should not cost the others' minutes.
+    absent = [str(video) for video in videos if not Path(video).exists()]
+    if absent:
+        raise FileNotFoundError(f"video(s) not found: {absent}")
     masks = [_mask_spec(mask, size) for mask in masks]
     if not masks:
         raise ValueError("fill-prior needs at least one mask")
