@@ -7,7 +7,7 @@ clips and the ten animal clips of ``../shared/data/video/actions`` (every whole 
 out, and the table says what starting from a library-trained net adds to the learned fill
 trained on the clip alone (``bench/README.md``, "A prior from other clips").
 
-Run from the repository root (about 35 CPU minutes a prior, one thread, 5 GB of memory)::
+Run from the repository root (about 30 CPU minutes a prior, one thread, 5 GB of memory)::
 
     python -m bench.fill_prior --out runs/priors --json priors.json
     python -m bench.fill_prior --quick --out /tmp/p   # smoke run on generated clips, seconds
