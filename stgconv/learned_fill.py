@@ -325,10 +325,10 @@ def fill_prior(
 def check_prior_fits(net: FillNet, channels: int, n_fills: int, width: int) -> None:
     """``ValueError`` unless a prior ``net`` has this many channels, fills and hidden width."""
     for what, theirs, ours in (("channels", net.channels, channels),
-                               ("classical fills", net.n_fills, n_fills),
+                               ("number of classical fills", net.n_fills, n_fills),
                                ("hidden width (recovery.learned.width)", net.width, width)):
         if theirs != ours:
-            raise ValueError(f"the fill prior has {theirs} {what}, this recovery {ours}")
+            raise ValueError(f"the fill prior's {what} is {theirs}, this recovery's {ours}")
 
 
 def save_fill_prior(net: FillNet, fills: Sequence[str], path: str | Path, *,

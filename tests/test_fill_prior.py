@@ -90,7 +90,7 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
                         must_not_train)
     table = tmp_path / "table.json"
     for override, message in [
-        ("recovery.learned.width=16", "8 hidden width"),
+        ("recovery.learned.width=16", "hidden width (recovery.learned.width) is 8"),
         ("recovery.learned.fills=[temporal_interpolation]", "reads the fills"),
         (f"recovery.learned.prior={tmp_path / 'missing.pt'}", "not found"),
         ("recovery.holdout=0", "needs recovery.holdout > 0"),

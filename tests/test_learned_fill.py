@@ -226,7 +226,7 @@ def test_learned_fill_starts_from_the_prior_and_leaves_it_as_it_was():
     assert torch.allclose(apply_fill(net, video, known, made), from_prior, atol=1e-6)
     with pytest.raises(ValueError, match="hidden width"):
         learned_fill(video, known, [TEMPORAL, NEIGHBOUR], settings=FAST, initial=prior)
-    with pytest.raises(ValueError, match="classical fills"):
+    with pytest.raises(ValueError, match="number of classical fills is 2"):
         learned_fill(video, known, [TEMPORAL], settings=tiny, initial=prior)
 
 
