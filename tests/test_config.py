@@ -234,6 +234,8 @@ def test_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="device 'bogus' is not a device"):
+        resolve_device("bogus")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
