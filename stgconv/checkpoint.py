@@ -26,6 +26,8 @@ from stgconv.io.atomic import atomic_write
 FORMAT = "stgconv-checkpoint"
 VERSION = 1
 FILENAME = "checkpoint.pt"
+# torch.save's files are zip archives (torch >= 1.6); anything else is not a checkpoint.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 class CheckpointError(ValueError):
@@ -76,22 +78,32 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` without executing any code."""
     path = resolve_checkpoint_path(path)
+    with open(path, "rb") as file:
+        head = file.read(len(ZIP_MAGIC))
+    if not head:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty")
+    if head != ZIP_MAGIC:
+        # Not what torch.save writes: torch's reader would fail on it with a parse error that
+        # names a byte (KeyError 101, "Unsupported operand 150"), which tells a user nothing.
+        raise CheckpointError(f"cannot read checkpoint {path}: it is not a file torch.save "
+                              "wrote (no zip archive header): damaged, or another kind of file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # Only torch's line naming the refused object: the rest of its text suggests retrying
         # with weights_only=False, which is exactly how such a file would run its code.
         refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
+        if not refused:
+            raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged "
+                                  "(torch's reader stopped on bytes it cannot parse)") from err
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data "
-            f"(a checkpoint must load without executing code)" + (f": {refused}" if refused else "")
+            f"(a checkpoint must load without executing code): {refused}"
         ) from err
     # A damaged file can fail anywhere in torch's reader (IndexError, KeyError, ...): whatever
     # the parse error, the answer is the same.
     except Exception as err:  # noqa: BLE001
         reason = str(err) or type(err).__name__
-        if path.stat().st_size == 0:
-            reason = "the file is empty"
         raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an stgconv checkpoint")

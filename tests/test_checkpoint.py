@@ -75,8 +75,19 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
 def test_unreadable_checkpoints(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(os.urandom(4096))
-    with pytest.raises(CheckpointError, match="garbage.pt"):
+    with pytest.raises(CheckpointError, match="garbage.pt: it is not a file torch.save wrote"):
         load_checkpoint(garbage)
+    # Damage inside a real checkpoint: cut short, or its pickled data overwritten.
+    whole = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "whole.pt").read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*cut.pt"):
+        load_checkpoint(cut)
+    pickle_start = whole.index(b"\x80\x02", whole.index(b"data.pkl")) + 2  # protocol 2
+    scrambled = tmp_path / "scrambled.pt"
+    scrambled.write_bytes(whole[:pickle_start] + bytes([0x96]) * 8 + whole[pickle_start + 8:])
+    with pytest.raises(CheckpointError, match="scrambled.pt: its data is damaged"):
+        load_checkpoint(scrambled)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.pt: the file is empty"):
@@ -91,7 +102,7 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
         load_checkpoint(plain)
     pickled = tmp_path / "pickled.pt"
     pickled.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="not a file torch.save wrote"):
         load_checkpoint(pickled)
     future = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "future.pt")
     state = torch.load(future, weights_only=True)

@@ -309,6 +309,8 @@ FAULTS = {
     "empty checkpoint": (["synthesize", "{empty}"],
                          "cannot read checkpoint {empty}: the file is empty"),
     "code-executing checkpoint": (["synthesize", "{pickle}"], "refusing to load {pickle}"),
+    "not a checkpoint file": (["synthesize", "{image}"],
+                              "cannot read checkpoint {image}: it is not a file torch.save wrote"),
 }
 
 
