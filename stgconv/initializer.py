@@ -15,15 +15,12 @@ at the cost of a 16^3 grid. They output one logit per fine entry, added to a fix
 classical guess (:class:`BlockUpsampler`: the trilinear up-sampling of ``low``;
 :class:`MaskedFiller`: the nearest-known fill), so an untrained network proposes that guess.
 Their training is supervised: the training shapes give the pairs (block means or a randomly
-masked shape, the shape), turned and mirrored about the up axis at random
+masked shape, the shape), and they minimise binary cross-entropy on occupancy
 (:class:`InitializerTrainer`, one descriptor step then a few initializer steps per iteration).
-The filler minimises binary cross-entropy on the hidden voxels; the up-samplers learn the order
-of the entries inside each partly filled block (:func:`block_rank_loss`), which is all that
-super-resolution leaves open, since each block's count is known from its mean. Unlike the
-authors, who teach the initializer the solver's revisions, we teach it the data, which these
-pairs give exactly; the revisions would also teach it the solver's errors.
+Unlike the authors, who teach the initializer the solver's revisions, we teach it the data,
+which these pairs give exactly; the revisions would also teach it the solver's errors.
 
-Binary occupancy only (voxel shapes).
+Binary occupancy only (voxel shapes): the logits are the log-odds of "occupied".
 """
 
 from __future__ import annotations
@@ -106,8 +103,8 @@ class _CoarseNet(nn.Module):
 
 
 class BlockUpsampler(_CoarseNet):
-    """Super-resolution: ``low (B, 1, n1, ..., nk) -> scores (B, 1, n1 * f, ..., nk * f)`` of
-    fine occupancy (:meth:`Initializer.logits` says what they mean).
+    """Super-resolution: ``low (B, 1, n1, ..., nk) -> logits (B, 1, n1 * f, ..., nk * f)`` of
+    fine occupancy.
 
     Its input is ``low`` and the trilinear up-sampling of ``low`` folded into channels
     (:func:`space_to_depth`); its output is added to ``GUIDE_LOGIT * (trilinear - 1/2)``, so an
@@ -360,10 +357,10 @@ def block_occupancy(scores: Tensor, low: Tensor, factor: int) -> Tensor:
 class InitializerTrainer(Trainer):
     """The descriptor learns its conditional task from chains that start at the initializer's
     proposals; after each of its steps the initializer takes ``settings.steps`` supervised
-    steps on random batches of the training shapes: :meth:`Initializer.sr_loss` of
-    ``block_down(x)`` against ``x`` for every block size it serves, and for a recovery filler
-    binary cross-entropy of ``fill_logits`` against ``x`` on a fresh random ``missing`` fraction
-    of hidden entries (scored there only).
+    steps on random batches of the training shapes: binary cross-entropy of
+    ``logits(block_down(x))`` against ``x`` for every block size it serves, and for a recovery
+    filler of ``fill_logits`` against ``x`` on a fresh random ``missing`` fraction of hidden
+    entries (scored there only).
 
     With a recovery filler the training chains are recovery chains
     (:class:`~stgconv.mcmc.starts.RecoveryStart`, started from the filler's proposal), else
