@@ -336,10 +336,6 @@ class CooperativeConfig:
     inference_sigma: float = 0.3
 
 
-# What a learned super-resolution initializer's scores mean (stgconv.initializer).
-SR_LOSSES = ("block_rank", "bce")
-
-
 @dataclass(frozen=True)
 class InitializerConfig:
     """A learned initializer for the conditional tasks on voxel shapes
@@ -364,12 +360,7 @@ class InitializerConfig:
     # Train on random block-aligned cubes of this many coarse cells a side (null: whole shapes),
     # so the net of every block size costs the same per step.
     crop: int | None = 16
-    # Super-resolution: what the nets learn, "block_rank" (which entries of each partly filled
-    # block are occupied: its count is known from its mean; on held-out beds IoU +0.007 over
-    # "bce", binary cross-entropy on every entry; bench/README.md, voxel_eval.py).
-    sr_loss: str = "block_rank"
-    # Turn and mirror each batch about the up axis (the last) at random, one of the 8
-    # symmetries of the square: a shape is as likely turned or mirrored, never upside down.
+    # Mirror each batch along the last axis at random (shapes as likely as their mirror image).
     mirror: bool = True
 
 
@@ -601,9 +592,6 @@ def _check_initializer(config: ExperimentConfig) -> None:
         _check_positive(f"initializer.{key}", getattr(initializer, key))
     if initializer.depth < 2:
         raise ValueError(f"initializer.depth must be >= 2, got {initializer.depth!r}")
-    if initializer.sr_loss not in SR_LOSSES:
-        raise ValueError(f"initializer.sr_loss must be one of {list(SR_LOSSES)}, got "
-                         f"{initializer.sr_loss!r}")
     if initializer.crop is not None:
         _check_positive("initializer.crop", initializer.crop)
     if config.chains.mode == "recovery":

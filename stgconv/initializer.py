@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.checks import as_int
-from stgconv.config import SR_LOSSES, InitializerConfig, TrainConfig
+from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
@@ -174,21 +174,15 @@ class Initializer(nn.Module):
         factors: super-resolution block sizes, distinct, each at least 2 (may be empty).
         recovery: also a recovery filler, on a grid ``fold`` times coarser.
         spatial_dims, width, depth: as :class:`BlockUpsampler`.
-        sr_loss: what the super-resolution nets' scores mean and learn from: ``"block_rank"``,
-            the order inside each block (:func:`block_rank_loss`), or ``"bce"``, each entry's
-            log-odds (binary cross-entropy; checkpoints from before 2026-12-02).
     """
 
     def __init__(self, factors: Sequence[int] = (), *, recovery: bool = False, fold: int = 2,
-                 spatial_dims: int = 3, width: int = 64, depth: int = 6,
-                 sr_loss: str = "block_rank") -> None:
+                 spatial_dims: int = 3, width: int = 64, depth: int = 6) -> None:
         super().__init__()
         factors = [as_int(f, "factor", minimum=2) for f in factors]
         if len(set(factors)) != len(factors) or not (factors or recovery):
             raise ValueError(f"an initializer needs distinct super-resolution factors or a "
                              f"recovery filler, got factors {factors}, recovery {recovery}")
-        if sr_loss not in SR_LOSSES:
-            raise ValueError(f"sr_loss must be one of {SR_LOSSES}, got {sr_loss!r}")
         nets: dict[str, nn.Module] = {
             str(f): BlockUpsampler(f, spatial_dims=spatial_dims, width=width, depth=depth)
             for f in factors}
@@ -197,8 +191,7 @@ class Initializer(nn.Module):
                                           depth=depth)
         self.nets = nn.ModuleDict(nets)
         self.config = {"factors": factors, "recovery": recovery, "fold": fold,
-                       "spatial_dims": spatial_dims, "width": width, "depth": depth,
-                       "sr_loss": sr_loss}
+                       "spatial_dims": spatial_dims, "width": width, "depth": depth}
 
     @property
     def factors(self) -> list[int]:
@@ -212,9 +205,7 @@ class Initializer(nn.Module):
         return str(factor) in self.nets
 
     def logits(self, low: Tensor, factor: int) -> Tensor:
-        """``(B, 1, n1, ..., nk) -> (B, 1, n1 * f, ..., nk * f)`` scores of occupancy, higher =
-        more likely occupied: log-odds (``sr_loss`` bce), or log-probabilities within each
-        block up to a constant per block (block_rank).
+        """``(B, 1, n1, ..., nk) -> (B, 1, n1 * f, ..., nk * f)`` log-odds of occupancy.
 
         Raises:
             ValueError: no net of block size ``factor``.
@@ -223,30 +214,11 @@ class Initializer(nn.Module):
             raise ValueError(f"this initializer learned block sizes {self.factors}, not {factor}")
         return self.nets[str(factor)](low)
 
-    def sr_loss(self, low: Tensor, factor: int, occupancy: Tensor) -> Tensor:
-        """The loss of the block-size-``factor`` net on ``occupancy`` ``(B, 1, *S)``, ``low``
-        its block means."""
-        scores = self.logits(low, factor)
-        if self.config["sr_loss"] == "bce":
-            return F.binary_cross_entropy_with_logits(scores, occupancy)
-        return block_rank_loss(scores, occupancy, factor)
-
     @torch.no_grad()
     def propose(self, low: Tensor, factor: int) -> Tensor:
-        """Occupancy ``(B, 1, n1 * f, ..., nk * f)`` in ``[0, 1]``, the chain's start (not yet
-        consistent with ``low``: the sampler projects it).
-
-        The scores are averaged over the 8 turns and mirror images about the up axis
-        (:func:`turn_about_up_axis`; the 4 mirrorings when the horizontal sides differ): the
-        net learnt from all of them, and their mean ranks better than any one (IoU +0.003 on
-        held-out beds, ``bench/README.md``)."""
-        horizontal = low.shape[2:-1]
-        symmetries = range(8) if len(set(horizontal)) <= 1 else range(4)
-        scores = torch.stack([turn_about_up_axis(self.logits(turn_about_up_axis(low, s), factor),
-                                                 s, inverse=True) for s in symmetries]).mean(0)
-        if self.config["sr_loss"] == "bce":
-            return torch.sigmoid(scores)
-        return block_occupancy(scores, low, factor)
+        """Occupancy probabilities ``(B, 1, n1 * f, ..., nk * f)`` in ``[0, 1]``, the chain's
+        start (not yet consistent with ``low``: the sampler projects it)."""
+        return torch.sigmoid(self.logits(low, factor))
 
     def fill_logits(self, observed: Tensor, known: Tensor) -> Tensor:
         """``(B, 1, *S)`` log-odds of occupancy of every entry; reads ``observed`` only where
@@ -271,7 +243,7 @@ def build_initializer(config: dict[str, Any]) -> Initializer:
     """An untrained :class:`Initializer` from its ``config`` (as stored in checkpoints)."""
     return Initializer(config["factors"], recovery=config["recovery"], fold=config["fold"],
                        spatial_dims=config["spatial_dims"], width=config["width"],
-                       depth=config["depth"], sr_loss=config.get("sr_loss", "bce"))
+                       depth=config["depth"])
 
 
 class InitializerStart(SuperResolutionStart):
@@ -297,61 +269,6 @@ class InitializerStart(SuperResolutionStart):
               ) -> Tensor:
         low = block_down(x_pos, self.factor) + self.offset
         return self.initializer.propose(low, self.block) - self.offset
-
-
-def turn_about_up_axis(x: Tensor, symmetry: int, *, inverse: bool = False) -> Tensor:
-    """``(B, C, *S)`` seen under one of the 8 symmetries of the square about the up axis (the
-    last; :mod:`stgconv.io.voxel` grids keep it there): bit 0 mirrors the first horizontal
-    axis, bit 1 the second, bit 2 swaps them (a quarter turn with a mirror); ``inverse`` undoes
-    it. With one horizontal axis only bit 0 acts. Gravity is kept: shapes are never turned
-    upside down. Swapping needs the two horizontal sizes equal."""
-    if not 0 <= symmetry < 8:
-        raise ValueError(f"symmetry must be 0 to 7, got {symmetry}")
-    horizontal = list(range(2, x.dim() - 1))
-    swap = symmetry & 4 and len(horizontal) >= 2
-    if swap and inverse:
-        x = x.transpose(horizontal[0], horizontal[1])
-    for bit, axis in enumerate(horizontal[:2]):
-        if symmetry >> bit & 1:
-            x = x.flip(axis)
-    if swap and not inverse:
-        x = x.transpose(horizontal[0], horizontal[1])
-    return x
-
-
-def block_rank_loss(scores: Tensor, occupancy: Tensor, factor: int) -> Tensor:
-    """How far ``scores`` are from ranking each block's occupied entries first.
-
-    Super-resolution knows each block's count from its mean and keeps the ``count`` highest
-    scored entries (:func:`stgconv.ops.block_top_k`), so only the order inside a block
-    matters, and only in blocks partly occupied. For each such block: the cross-entropy of the
-    softmax of its ``f^k`` scores against the uniform distribution over its occupied entries
-    (a listwise ranking loss); the mean over those blocks, 0 when there is none. Binary
-    cross-entropy over every entry teaches the same order only on the way, and spends itself on
-    the empty and full blocks whose answer is already known.
-
-    Args:
-        scores: ``(B, 1, *S)``, higher = more likely occupied.
-        occupancy: ``(B, 1, *S)`` in {0, 1}, every side of ``S`` a multiple of ``factor``.
-        factor: block size ``f``.
-    """
-    blocks = space_to_depth(scores, factor)
-    target = space_to_depth(occupancy, factor)
-    count = target.sum(dim=1)
-    partial = (count > 0) & (count < target.shape[1])
-    if not partial.any():
-        return scores.sum() * 0.0
-    cross_entropy = -(target * F.log_softmax(blocks, dim=1)).sum(dim=1) / count.clamp(min=1)
-    return cross_entropy[partial].mean()
-
-
-def block_occupancy(scores: Tensor, low: Tensor, factor: int) -> Tensor:
-    """Occupancy ``(B, 1, *S)`` in ``[0, 1]`` from within-block scores (:func:`block_rank_loss`):
-    each block's count (``low * f^k``) shared out by the softmax of its scores, capped at 1.
-    Uncapped, each block's mean is ``low`` exactly."""
-    blocks = space_to_depth(scores, factor)
-    share = torch.softmax(blocks, dim=1) * (low * blocks.shape[1])
-    return depth_to_space(share.clamp(max=1.0), factor)
 
 
 class InitializerTrainer(Trainer):
@@ -414,16 +331,15 @@ class InitializerTrainer(Trainer):
         return self.initializer.propose_fill(observed + self.offset, known) - self.offset
 
     def _initializer_batch(self) -> Tensor:
-        """Occupancy ``(b, 1, *S)`` of a random batch, turned and mirrored about the up axis
-        at random when ``settings.mirror`` (:func:`turn_about_up_axis`)."""
+        """Occupancy ``(b, 1, *S)`` of a random batch, mirrored along the last axis at random
+        when ``settings.mirror``."""
         n = self.data.shape[0]
         indices = torch.randperm(n, generator=self.generator, device=self.generator.device)
         x = self.data[indices[: min(self.settings.batch_size, n)].to(self.data.device)]
         x = x + self.offset
-        if self.settings.mirror:
-            symmetry = torch.randint(8, (), generator=self.generator,
-                                     device=self.generator.device).item()
-            x = turn_about_up_axis(x, symmetry)
+        if self.settings.mirror and torch.rand((), generator=self.generator,
+                                               device=self.generator.device) < 0.5:
+            x = x.flip(-1)
         return x
 
     def _crop(self, x: Tensor, fold: int) -> Tensor:
@@ -446,7 +362,8 @@ class InitializerTrainer(Trainer):
         for factor in self.initializer.factors:
             part = self._crop(x, factor)
             low = block_down(part, (factor,) * (part.dim() - 2))
-            losses.append(self.initializer.sr_loss(low, factor, part))
+            losses.append(F.binary_cross_entropy_with_logits(
+                self.initializer.logits(low, factor), part))
         if self.initializer.recovers:
             part = self._crop(x, self.initializer.config["fold"])
             known = torch.rand(part.shape, generator=self.generator,
@@ -457,7 +374,7 @@ class InitializerTrainer(Trainer):
 
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One descriptor update, then ``settings.steps`` initializer updates; returns the
-        descriptor's ``loss``, ``e_pos``, ``e_neg`` and ``initializer_loss`` (the mean over the
+        descriptor's ``loss``, ``e_pos``, ``e_neg`` and ``initializer_bce`` (the mean over the
         initializer's steps and nets, before each step)."""
         stats = super().step(batches)
         total = 0.0
@@ -473,7 +390,7 @@ class InitializerTrainer(Trainer):
             if self.world is not None:
                 self.world.average_gradients(self.initializer.parameters())
             self.companion.optimizer.step()
-        totals = {"initializer_loss": total}
+        totals = {"initializer_bce": total}
         if self.world is not None:
             totals = self.world.average(totals)
         return {**stats, **totals}
@@ -508,7 +425,6 @@ def initializer_from_state(state: dict[str, Any], checkpoint: str | Path) -> Ini
                                 missing=f"{checkpoint} holds no initializer")
 
 
-__all__ = ["GUIDE_LOGIT", "RECOVERY", "BlockUpsampler", "Initializer",
-           "InitializerStart", "InitializerTrainer", "MaskedFiller", "block_occupancy",
-           "block_rank_loss", "build_initializer", "depth_to_space", "has_initializer",
-           "initializer_from_state", "space_to_depth", "turn_about_up_axis"]
+__all__ = ["GUIDE_LOGIT", "RECOVERY", "BlockUpsampler", "Initializer", "InitializerStart",
+           "InitializerTrainer", "MaskedFiller", "build_initializer", "depth_to_space",
+           "has_initializer", "initializer_from_state", "space_to_depth"]

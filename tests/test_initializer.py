@@ -3,7 +3,6 @@ guess, that it learns what trilinear cannot, its checkpointing, and its config c
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,9 @@ from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import (
     Initializer,
     InitializerTrainer,
-    block_occupancy,
-    block_rank_loss,
-    build_initializer,
     depth_to_space,
     initializer_from_state,
     space_to_depth,
-    turn_about_up_axis,
 )
 from stgconv.mcmc import Langevin
 from stgconv.metrics import voxel_errors
@@ -92,35 +87,10 @@ def test_an_untrained_initializer_ranks_every_block_as_trilinear_does() -> None:
         Initializer([2, 2])
 
 
-def test_turns_about_the_up_axis_are_the_eight_symmetries_of_the_square() -> None:
-    shape = torch.rand(1, 1, 3, 3, 4, generator=gen(2))  # asymmetric in every direction
-    turned = [turn_about_up_axis(shape, s) for s in range(8)]
-    assert len({tuple(t.flatten().tolist()) for t in turned}) == 8
-    for t in turned:  # each height keeps its voxels: nothing is turned upside down
-        assert torch.allclose(t.sum(dim=(2, 3)), shape.sum(dim=(2, 3)))
-    # Four quarter turns of the square, as torch.rot90 makes them, are among them.
-    for k in range(4):
-        assert any(torch.equal(torch.rot90(shape, k, dims=(2, 3)), t) for t in turned)
-    flat = torch.rand(1, 1, 3, 4, generator=gen(3))  # one horizontal axis: mirror or not
-    assert torch.equal(turn_about_up_axis(flat, 1), flat.flip(2))
-    assert torch.equal(turn_about_up_axis(flat, 6), flat)
-    with pytest.raises(ValueError, match="0 to 7"):
-        turn_about_up_axis(shape, 8)
-
-
-def test_training_batches_keep_the_up_axis() -> None:
-    trainer = make_trainer(settings=replace(FAST, mirror=True))
-    for _ in range(8):
-        batch = trainer._initializer_batch()
-        assert batch.shape == trainer.data[:8].shape
-        # The corner shapes fill only even heights; a flip upside down would fill odd ones.
-        assert batch[..., 1::2].sum() == 0 and batch[..., ::2].sum() > 0
-
-
 def test_it_learns_where_each_block_keeps_its_voxel() -> None:
     trainer = make_trainer()
     history = trainer.fit(15, progress=False)
-    assert history[-1]["initializer_loss"] < history[0]["initializer_loss"] / 2
+    assert history[-1]["initializer_bce"] < history[0]["initializer_bce"] / 2
     assert {"loss", "e_pos", "e_neg"} <= set(history[-1])
     test = corner_shapes(16, seed=5)
     low = downsample(test, 2)
@@ -134,8 +104,7 @@ def test_it_learns_where_each_block_keeps_its_voxel() -> None:
 def test_super_resolution_starts_at_the_proposal_made_consistent() -> None:
     shapes = corner_shapes(4, seed=2)
     torch.manual_seed(0)
-    # Log-odds proposals (a block_rank one is consistent by construction: next test).
-    initializer = Initializer([2], width=4, depth=2, sr_loss="bce")
+    initializer = Initializer([2], width=4, depth=2)
     with torch.no_grad():
         initializer.nets["2"].last.bias.fill_(0.7)  # a proposal far from the block means
     low = downsample(shapes, 2)
@@ -151,51 +120,6 @@ def test_super_resolution_starts_at_the_proposal_made_consistent() -> None:
     coarse = downsample(boxes_and_balls(2, 8), 4)
     trilinear = super_resolve_batch(energy, still, coarse, 4, initializer=initializer)
     assert torch.equal(trilinear, trilinear_binary_upsample(coarse, 4))
-
-
-def test_the_block_rank_loss_reads_only_the_order_inside_partly_filled_blocks() -> None:
-    occupancy = boxes_and_balls(4, 8)
-    low = block_down(occupancy, (2, 2, 2))
-    assert ((low > 0) & (low < 1)).any() and (low == 1).any()  # partial and full blocks
-    noise = torch.randn(occupancy.shape, generator=gen(4))
-    right, wrong = noise + 4 * occupancy, noise - 4 * occupancy
-    assert (block_rank_loss(right, occupancy, 2) < block_rank_loss(noise, occupancy, 2)
-            < block_rank_loss(wrong, occupancy, 2))
-    # A constant per block, and any scores in a full or empty block, change nothing.
-    def per_entry(coarse: Tensor) -> Tensor:  # each block's value on its 8 entries
-        return depth_to_space(coarse.repeat(1, 8, 1, 1, 1), 2)
-
-    per_block = per_entry(torch.randn(low.shape, generator=gen(5)))
-    decided = per_entry((low == 0) | (low == 1))
-    elsewhere = torch.where(decided, torch.randn(occupancy.shape, generator=gen(6)), right)
-    torch.testing.assert_close(block_rank_loss(right + per_block, occupancy, 2),
-                               block_rank_loss(right, occupancy, 2))
-    torch.testing.assert_close(block_rank_loss(elsewhere, occupancy, 2),
-                               block_rank_loss(right, occupancy, 2))
-    # Its proposal shares out each block's count by the scores: consistent, in [0, 1], in order.
-    proposal = block_occupancy(noise, low, 2)
-    assert proposal.min() >= 0 and proposal.max() <= 1
-    means = block_down(proposal, (2, 2, 2))
-    capped = block_down((proposal == 1).float(), (2, 2, 2)) > 0
-    partial = (low > 0) & (low < 1) & ~capped
-    assert partial.sum() > 10
-    torch.testing.assert_close(means[~capped], low[~capped])
-    assert torch.equal(block_top_k(proposal, low, (2, 2, 2)), block_top_k(noise, low, (2, 2, 2)))
-
-
-def test_proposals_turn_with_the_shape_and_old_checkpoints_keep_their_reading() -> None:
-    torch.manual_seed(0)
-    initializer = Initializer([2], width=4, depth=2)
-    with torch.no_grad():
-        initializer.nets["2"].last.weight.normal_()  # an asymmetric net
-    low = downsample(boxes_and_balls(2, 8), 2)
-    proposal = initializer.propose(low, 2)
-    for symmetry in range(8):  # averaged over the turns, the proposal turns with its input
-        torch.testing.assert_close(initializer.propose(turn_about_up_axis(low, symmetry), 2),
-                                   turn_about_up_axis(proposal, symmetry))
-    # A checkpoint's config from before sr_loss was learnt by binary cross-entropy.
-    old = {key: value for key, value in initializer.config.items() if key != "sr_loss"}
-    assert build_initializer(old).config["sr_loss"] == "bce"
 
 
 def test_an_untrained_filler_proposes_the_nearest_known_fill_and_reads_only_known() -> None:
@@ -223,7 +147,7 @@ def test_the_filler_learns_what_the_nearest_known_fill_cannot() -> None:
     # so the best mean error is 2 * 0.4 * 0.6 / 8 = 0.06.
     trainer = make_trainer(recovery=True)
     history = trainer.fit(20, progress=False)
-    assert history[-1]["initializer_loss"] < history[0]["initializer_loss"] / 2
+    assert history[-1]["initializer_bce"] < history[0]["initializer_bce"] / 2
     test = corner_shapes(16, seed=5)
     known = torch.rand(test.shape, generator=gen(6)) >= 0.7
     learned = trainer.initializer.propose_fill(test, known)
@@ -260,7 +184,6 @@ def test_resume_takes_the_same_steps(tmp_path: Path, recovery: bool) -> None:
     ("initializer.depth=1", "initializer.depth must be >= 2"),
     ("initializer.crop=0", "initializer.crop must be positive"),
     ("initializer.mirror=sometimes", "initializer.mirror must be a bool"),
-    ("initializer.sr_loss=l2", "initializer.sr_loss must be one of"),
     ("initializer.nope=1", "unknown config key"),
     ("chains.mode=persistent", "needs chains.mode super_resolution or recovery"),
     ("initializer.fold=0", "initializer.fold must be positive"),

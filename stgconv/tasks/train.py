@@ -204,8 +204,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
             initializer = Initializer(initializer_factors(config),
                                       recovery=config.chains.mode == "recovery",
                                       fold=settings.fold, spatial_dims=data.dim() - 2,
-                                      width=settings.width, depth=settings.depth,
-                                      sr_loss=settings.sr_loss)
+                                      width=settings.width, depth=settings.depth)
             trainer = InitializerTrainer(
                 energy, initializer.to(device), model_sampler(config), data, settings=settings,
                 factor=config.chains.factor, missing=config.chains.missing,
