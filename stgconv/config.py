@@ -360,7 +360,10 @@ class InitializerConfig:
     # Train on random block-aligned cubes of this many coarse cells a side (null: whole shapes),
     # so the net of every block size costs the same per step.
     crop: int | None = 16
-    # Mirror each batch along the last axis at random (shapes as likely as their mirror image).
+    # Flip each batch along the last axis at random. Voxel grids keep their up axis last, so
+    # this is the shape upside down; turns and mirrors about the up axis instead (the 8
+    # symmetries of the square) did no better on held-out beds and chairs (bench/README.md,
+    # voxel_eval.py, 2026-12-02).
     mirror: bool = True
 
 

@@ -331,8 +331,8 @@ class InitializerTrainer(Trainer):
         return self.initializer.propose_fill(observed + self.offset, known) - self.offset
 
     def _initializer_batch(self) -> Tensor:
-        """Occupancy ``(b, 1, *S)`` of a random batch, mirrored along the last axis at random
-        when ``settings.mirror``."""
+        """Occupancy ``(b, 1, *S)`` of a random batch, flipped along the last axis (a voxel
+        grid's up axis) at random when ``settings.mirror``."""
         n = self.data.shape[0]
         indices = torch.randperm(n, generator=self.generator, device=self.generator.device)
         x = self.data[indices[: min(self.settings.batch_size, n)].to(self.data.device)]
