@@ -31,7 +31,7 @@ from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.langevin import Langevin
 from stgconv.shortrun import latent_path, run_each
-from stgconv.train import Companion, Trainer, companion_from_state
+from stgconv.train import Companion, CompanionTrainer, companion_from_state
 
 
 class GeneratorStart:
@@ -104,7 +104,7 @@ class LatentPosterior:
         return residual.pow(2).sum(1) / (2 * self.sigma**2) + z.pow(2).sum(1) / 2
 
 
-class CooperativeTrainer(Trainer):
+class CooperativeTrainer(CompanionTrainer):
     """Cooperative learning of ``energy`` and ``generator_net`` on ``data``.
 
     The descriptor's step is :meth:`Trainer.step` with :class:`GeneratorStart` as the chain
@@ -175,20 +175,6 @@ class CooperativeTrainer(Trainer):
             totals = self.world.average(totals)
         self.generator_optimizer.step()
         return {**stats, **totals}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), **self.companion.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.companion.check(state)
-        super().load_state_dict(state)
-        self.companion.load_state_dict(state)
-
-    def parameters(self) -> list[Tensor]:
-        return [*self.energy.parameters(), *self.generator_net.parameters()]
-
-    def named_parameters(self) -> list[tuple[str, Tensor]]:
-        return [*self.energy.named_parameters(), *self.companion.named_parameters()]
 
 
 def is_cooperative(state: dict[str, Any]) -> bool:

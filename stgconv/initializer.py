@@ -40,7 +40,7 @@ from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.starts import ChainStart, RecoveryStart, SuperResolutionStart
 from stgconv.ops import block_down, linear_up
-from stgconv.train import Companion, Trainer, companion_from_state
+from stgconv.train import Companion, CompanionTrainer, companion_from_state
 
 # The classical guess (trilinear up-sampling, nearest-known fill) enters the logits as
 # GUIDE_LOGIT * (p - 1/2): steep enough that an untrained net is a sharpened classical guess
@@ -271,7 +271,7 @@ class InitializerStart(SuperResolutionStart):
         return self.initializer.propose(low, self.block) - self.offset
 
 
-class InitializerTrainer(Trainer):
+class InitializerTrainer(CompanionTrainer):
     """The descriptor learns its conditional task from chains that start at the initializer's
     proposals; after each of its steps the initializer takes ``settings.steps`` supervised
     steps on random batches of the training shapes: binary cross-entropy of
@@ -394,20 +394,6 @@ class InitializerTrainer(Trainer):
         if self.world is not None:
             totals = self.world.average(totals)
         return {**stats, **totals}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), **self.companion.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.companion.check(state)
-        super().load_state_dict(state)
-        self.companion.load_state_dict(state)
-
-    def parameters(self) -> list[Tensor]:
-        return [*self.energy.parameters(), *self.initializer.parameters()]
-
-    def named_parameters(self) -> list[tuple[str, Tensor]]:
-        return [*self.energy.named_parameters(), *self.companion.named_parameters()]
 
 
 def has_initializer(state: dict[str, Any]) -> bool:

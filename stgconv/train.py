@@ -414,6 +414,28 @@ class Trainer(FitLoop):
         return self.data.device
 
 
+class CompanionTrainer(Trainer):
+    """A :class:`Trainer` that optimises a second network beside its energy: subclasses set
+    ``self.companion`` (a :class:`Companion`) in their ``__init__``; checkpoints, resumes and
+    the parameter checks then cover both networks."""
+
+    companion: Companion
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self.companion.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.companion.check(state)  # before anything is loaded: a refused resume changes nothing
+        super().load_state_dict(state)
+        self.companion.load_state_dict(state)
+
+    def parameters(self) -> list[Tensor]:
+        return [*self.energy.parameters(), *self.companion.net.parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Tensor]]:
+        return [*self.energy.named_parameters(), *self.companion.named_parameters()]
+
+
 class MultiGridTrainer(FitLoop):
     """Multi-grid learning (Gao et al. 2018): one energy per grid of a block-average pyramid.
 
