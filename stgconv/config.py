@@ -173,7 +173,7 @@ class TrainConfig:
     lr_decay: Literal["none", "cosine"] = "none"
     # Every sample_every iterations, also into TensorBoard (RUN/tb): the samples (image grids,
     # a clip's frames, a voxel sample's surface as a mesh) and every layer's weight and
-    # gradient norms; README "Outputs" states the cost (12-104 ms a time, measured).
+    # gradient norms; README "Outputs" states the cost (12-836 ms a time, measured).
     log_media: bool = True
 
 
