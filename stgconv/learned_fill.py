@@ -31,6 +31,7 @@ clips"): an option for libraries and networks larger than those measured, not th
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +42,7 @@ from stgconv.baselines.video import temporal_neighbours
 from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.checks import as_int
 from stgconv.config import LearnedFillConfig, check_learned_fill
+from stgconv.mcmc.execution import native_bfloat16
 from stgconv.recovery import holdout_like
 from stgconv.types import Fill
 
@@ -164,6 +166,7 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
     T, H, W = (min(pattern[0].shape[i] for pattern in patterns) for i in (1, 2, 3))
     crop = (min(settings.crop_frames, T), min(settings.crop_size, H), min(settings.crop_size, W))
     dtype = next(net.parameters()).dtype
+    arithmetic = _arithmetic(settings.precision, next(net.parameters()).device)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
     losses: list[float] = []
@@ -172,10 +175,11 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         # pattern's few frames and forget the others (measured: bench/README.md).
         picks = torch.randint(len(patterns), (settings.batch,), generator=generator).tolist()
         batch = [(patterns[i], _crop(patterns[i][0], crop, generator)) for i in picks]
-        predicted = net(torch.stack([inputs[where] for (_, _, inputs, _), where in batch]
-                                    ).to(dtype),
-                        torch.stack([visible[where] for (_, visible, _, _), where in batch]
-                                    ).to(dtype))
+        with arithmetic:
+            predicted = net(torch.stack([inputs[where] for (_, _, inputs, _), where in batch]
+                                        ).to(dtype),
+                            torch.stack([visible[where] for (_, visible, _, _), where in batch]
+                                        ).to(dtype))
         target = torch.stack([target[where] for (_, _, _, target), where in batch]).to(dtype)
         mask = torch.stack([hidden[where] for (hidden, _, _, _), where in batch])
         loss = _loss(predicted[mask] - target[mask], settings.loss,
@@ -228,20 +232,30 @@ def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
                                                             for fill in fills]), observed
 
 
-def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor]
-               ) -> Tensor:
+def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor], *,
+               precision: str = "fp32") -> Tensor:
     """The learned fill of ``observed`` ``(C, T, H, W)`` under ``known``: ``(C, T, H, W)``,
     observed entries kept bit for bit, clamped to ``[-1, 1]`` (the data's range).
 
     ``filled``: the classical fills the net was trained on, in its order, each made of
     ``observed`` under the same ``known`` (``fill(observed, known)``, ``(C, T, H, W)``); given
     made rather than as functions, so a caller that also scores them computes them once.
+    ``precision``: as the net was trained (``recovery.learned.precision``).
     """
     known = known.to(observed.device).expand_as(observed)
-    with torch.no_grad():
+    with torch.no_grad(), _arithmetic(precision, observed.device):
         corrected = net(fill_inputs(observed, known, filled)[None],
                         known[None].to(observed.dtype))[0]
     return torch.where(known, observed, corrected.clamp(-1, 1))
+
+
+def _arithmetic(precision: str, device: torch.device) -> torch.autocast:
+    """The net's arithmetic: bfloat16 autocast for ``precision`` "bf16", else none (fp32)."""
+    if precision == "bf16" and not native_bfloat16(device):
+        warnings.warn(f"recovery.learned.precision 'bf16' on {device}, which has no native "
+                      "bfloat16: emulated, it is many times slower than fp32; use 'fp32'",
+                      RuntimeWarning, stacklevel=3)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _crop(hidden: Tensor, size: tuple[int, int, int], generator: torch.Generator | None

@@ -22,6 +22,7 @@ from stgconv.learned_fill import (
     prior_example,
     save_fill_prior,
 )
+from stgconv.mcmc.execution import native_bfloat16
 
 FAST = LearnedFillConfig(iterations=150, crop_frames=8, crop_size=16, patterns=4)
 TEMPORAL, NEIGHBOUR = FILLS["temporal_interpolation"], FILLS["neighbour_average"]
@@ -85,6 +86,40 @@ def test_learning_on_hidden_observed_entries_beats_the_fill_it_corrects(loss):
     again, _ = learned_fill(observed, known, [TEMPORAL, NEIGHBOUR], settings=settings,
                             generator=torch.Generator().manual_seed(0))
     assert torch.equal(apply_fill(again, observed, known, made), filled)
+
+
+@pytest.mark.skipif(not native_bfloat16(torch.device("cpu")),
+                    reason="needs a CPU with native bfloat16 (emulated, it is many times slower)")
+def test_bfloat16_arithmetic_learns_and_keeps_observed_entries():
+    """precision "bf16": the net under bfloat16 autocast, the fill and the observed entries in
+    float32."""
+    video, known = wave(), pixels_missing()
+    observed = torch.where(known, video, torch.nan)
+    torch.manual_seed(0)
+    net, losses = learned_fill(observed, known, [TEMPORAL, NEIGHBOUR],
+                               settings=replace(FAST, precision="bf16"),
+                               generator=torch.Generator().manual_seed(0))
+    made = [TEMPORAL(observed, known), NEIGHBOUR(observed, known)]
+    filled = apply_fill(net, observed, known, made, precision="bf16")
+    assert filled.dtype == torch.float32 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert torch.equal(filled[known.expand_as(video)], video[known.expand_as(video)])
+    # Measured: 0.25, as in fp32 (temporal interpolation: 0.48).
+    assert missing_error(filled, video, known) < 0.6 * missing_error(made[0], video, known)
+
+
+def test_bfloat16_without_native_support_warns_that_it_is_slow(monkeypatch):
+    monkeypatch.setattr("stgconv.learned_fill.native_bfloat16", lambda device: False)
+    video, known = wave(), pixels_missing()
+    made = [TEMPORAL(video, known)]
+    with pytest.warns(RuntimeWarning, match="no native bfloat16"):
+        filled = apply_fill(FillNet(3, 1, width=4), video, known, made, precision="bf16")
+    assert torch.equal(filled, made[0])  # an untrained net returns the first fill
+
+
+def test_an_unknown_precision_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match="recovery.learned.precision"):
+        learned_fill(wave(), pixels_missing(), [TEMPORAL],
+                     settings=replace(FAST, precision="fp16"))
 
 
 def drifting_texture(frames: int = 16, size: int = 32, shift: int = 2) -> torch.Tensor:

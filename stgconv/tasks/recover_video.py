@@ -223,8 +223,11 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                           settings=settings.learned,
                           generator=torch.Generator().manual_seed(config.seed + 2),
                           initial=prior)
-    learned = start(apply_fill(net, observed, known, [made[name][0] for name in names]),
-                    apply_fill(net, observed, visible, [made[name][1] for name in names]))
+    precision = settings.learned.precision
+    learned = start(apply_fill(net, observed, known, [made[name][0] for name in names],
+                               precision=precision),
+                    apply_fill(net, observed, visible, [made[name][1] for name in names],
+                               precision=precision))
     if holdout is None:
         return learned, "learned", {}
     # The further starts are scored by their fill without the held-out entries; the fill with
