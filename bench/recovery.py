@@ -11,6 +11,7 @@ Run from the repository root::
 
     python -m bench.recovery --json recovery.json
     python -m bench.recovery --clips flag --masks region --out runs/recovery  # + the clips
+    python -m bench.recovery --clips actions/18_zebra --mask-clip windmill  # other clips, masks
     python -m bench.recovery --quick --json /tmp/r.json   # smoke run on a
                                                                         # generated clip, seconds
 """
@@ -136,12 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def format_rows(rows: list[dict], config_name: str) -> str:
     methods = list(rows[0]["errors"]) if rows else []
-    header = (f"{'clip':<15}{'mask':<17}" + "".join(f"{m[:20]:>21}" for m in methods)
+    width = max([15, *(len(row["clip"]) + 2 for row in rows)])  # e.g. actions/18_zebra
+    header = (f"{'clip':<{width}}{'mask':<17}" + "".join(f"{m[:20]:>21}" for m in methods)
               + f"{'x best':>8}  start (its error)")
     lines = [f"# video recovery, mean absolute error on the missing pixels (0-255); "
              f"ours = config {config_name}", header, "-" * len(header)]
     for row in rows:
-        lines.append(f"{row['clip']:<15}{row['mask']:<17}"
+        lines.append(f"{row['clip']:<{width}}{row['mask']:<17}"
                      + "".join(f"{row['errors'][m]:>21.2f}" for m in methods)
                      + f"{row['stgconv_over_best_baseline']:>8.3f}  "
                      f"{row['start']['fill']} ({row['start']['error']:.2f})")
