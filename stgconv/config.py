@@ -228,6 +228,11 @@ class LearnedFillConfig:
     # the learned fill"); where bfloat16 is emulated it is many times slower (a warning says
     # so). "fp32", the default, gives the same result on every machine.
     precision: str = "fp32"
+    # Train on crops seen as they are or turned half a turn and played backwards, at random
+    # (the same motion: (x, y, t) -> (-x, -y, -t) keeps every velocity), and average the two
+    # views' fills: twice the examples of the clip's motion for the same steps; the fill costs
+    # two passes of the net instead of one.
+    symmetric: bool = False
 
 
 def check_learned_fill(settings: LearnedFillConfig) -> None:

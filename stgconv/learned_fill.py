@@ -174,14 +174,16 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         # Every crop from any pattern: batches drawn from one pattern at a time chase that
         # pattern's few frames and forget the others (measured: bench/README.md).
         picks = torch.randint(len(patterns), (settings.batch,), generator=generator).tolist()
-        batch = [(patterns[i], _crop(patterns[i][0], crop, generator)) for i in picks]
+        crops = [[part[where] for part in patterns[i]]
+                 for i, where in ((i, _crop(patterns[i][0], crop, generator)) for i in picks)]
+        if settings.symmetric:
+            turns = torch.randint(2, (len(crops),), generator=generator).tolist()
+            crops = [_turned_backwards(parts, net.channels) if turn else parts
+                     for parts, turn in zip(crops, turns)]
+        hidden, visible, inputs, target = (torch.stack(part) for part in zip(*crops))
         with arithmetic:
-            predicted = net(torch.stack([inputs[where] for (_, _, inputs, _), where in batch]
-                                        ).to(dtype),
-                            torch.stack([visible[where] for (_, visible, _, _), where in batch]
-                                        ).to(dtype))
-        target = torch.stack([target[where] for (_, _, _, target), where in batch]).to(dtype)
-        mask = torch.stack([hidden[where] for (hidden, _, _, _), where in batch])
+            predicted = net(inputs.to(dtype), visible.to(dtype))
+        target, mask = target.to(dtype), hidden
         loss = _loss(predicted[mask] - target[mask], settings.loss,
                      second_half=len(losses) >= iterations // 2)
         optimizer.zero_grad(set_to_none=True)
@@ -190,6 +192,22 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         schedule.step()
         losses.append(loss.item())
     return losses
+
+
+def _turned_backwards(pattern: Sequence[Tensor], channels: int) -> list[Tensor]:
+    """``pattern`` (a :data:`Pattern` or its crop, each part ``(K, T, H, W)``) as the clip turned
+    half a turn in the image plane and played backwards would give it: every point (x, y, t)
+    moved to (-x, -y, -t), which leaves every velocity as it was (-dx / -dt = dx / dt). A view
+    of the clip with the same motion, so a net that learns the clip's motion learns nothing
+    false from it (a mirror or a reversal alone would send a waving flag's waves the other way:
+    measured, ``bench/README.md``). The net works frame by frame, so the frames keep their
+    order: reversing time swaps the values observed before and after each entry and turns the
+    interpolation weight ``w`` into ``1 - w`` (it is 0, and stays 0, where it does not apply)."""
+    hidden, visible, inputs, target = pattern
+    sides = inputs.shape[0] - NEIGHBOUR_INPUTS * channels
+    before, after, weight = inputs[sides:].split(channels)
+    inputs = torch.cat([inputs[:sides], after, before, torch.where(weight > 0, 1 - weight, weight)])
+    return [part.flip(-2, -1) for part in (hidden, visible, inputs, target)]
 
 
 def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
@@ -233,19 +251,26 @@ def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
 
 
 def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor], *,
-               precision: str = "fp32") -> Tensor:
+               precision: str = "fp32", symmetric: bool = False) -> Tensor:
     """The learned fill of ``observed`` ``(C, T, H, W)`` under ``known``: ``(C, T, H, W)``,
     observed entries kept bit for bit, clamped to ``[-1, 1]`` (the data's range).
 
     ``filled``: the classical fills the net was trained on, in its order, each made of
     ``observed`` under the same ``known`` (``fill(observed, known)``, ``(C, T, H, W)``); given
     made rather than as functions, so a caller that also scores them computes them once.
-    ``precision``: as the net was trained (``recovery.learned.precision``).
+    ``precision``, ``symmetric``: as the net was trained (``recovery.learned``); symmetric
+    averages the net's fill of the clip and its fill of the clip turned half a turn and played
+    backwards (:func:`_turned_backwards`), turned back.
     """
     known = known.to(observed.device).expand_as(observed)
+    pattern = [known, known, fill_inputs(observed, known, filled), observed]
+    views = (False, True) if symmetric else (False,)
+    corrected = torch.zeros_like(observed)
     with torch.no_grad(), _arithmetic(precision, observed.device):
-        corrected = net(fill_inputs(observed, known, filled)[None],
-                        known[None].to(observed.dtype))[0]
+        for turned in views:
+            _, visible, inputs, _ = _turned_backwards(pattern, net.channels) if turned else pattern
+            fill = net(inputs[None], visible[None].to(observed.dtype))[0].float()
+            corrected += (fill.flip(-2, -1) if turned else fill) / len(views)
     return torch.where(known, observed, corrected.clamp(-1, 1))
 
 

@@ -14,6 +14,7 @@ from stgconv.checkpoint import CheckpointError, save_checkpoint
 from stgconv.learned_fill import (
     NEIGHBOUR_INPUTS,
     FillNet,
+    _turned_backwards,
     apply_fill,
     fill_inputs,
     fill_prior,
@@ -122,6 +123,44 @@ def test_an_unknown_precision_is_refused_naming_the_key():
                      settings=replace(FAST, precision="fp16"))
 
 
+def test_the_turned_backwards_view_is_what_the_clip_turned_and_played_backwards_gives():
+    """The net's inputs for the view must be those of the clip turned half a turn and played
+    backwards (frame order aside: the net works frame by frame)."""
+    video, known = wave(), frames_missing(0).expand(3, -1, -1, -1)
+    pattern = [~known, known, fill_inputs(video, known, [TEMPORAL(video, known)]), video]
+    turned = [part.flip(-3, -2, -1) for part in (video, known)]
+    expected = fill_inputs(*turned, [TEMPORAL(*turned)]).flip(1)
+    hidden, visible, inputs, target = _turned_backwards(pattern, 3)
+    torch.testing.assert_close(inputs, expected)
+    assert not torch.allclose(pattern[2].flip(-2, -1), inputs)  # before and after swapped
+    assert torch.equal(target, video.flip(-2, -1)) and torch.equal(visible, known.flip(-2, -1))
+
+
+def test_a_symmetric_fill_is_the_same_for_the_clip_turned_and_played_backwards():
+    video, known = wave(), pixels_missing()
+    observed = torch.where(known, video, torch.nan)
+    torch.manual_seed(0)
+    net, _ = learned_fill(observed, known, [TEMPORAL], settings=replace(FAST, symmetric=True),
+                          generator=torch.Generator().manual_seed(0))
+
+    def fill(clip, mask):
+        return apply_fill(net, clip, mask, [TEMPORAL(clip, mask)], symmetric=True)
+
+    def turned_backwards(clip):
+        return clip.flip(-3, -2, -1)
+
+    filled = fill(observed, known)
+    assert torch.equal(filled[known.expand_as(video)], video[known.expand_as(video)])
+    torch.testing.assert_close(
+        turned_backwards(fill(turned_backwards(observed), turned_backwards(known))), filled)
+    # A single view is not symmetric by itself: the average is what makes it so.
+    one_view = apply_fill(net, observed, known, [TEMPORAL(observed, known)])
+    assert not torch.allclose(one_view, filled)
+    # Measured: 0.31 (temporal interpolation 0.48; the net trained on one view: 0.25).
+    assert missing_error(filled, video, known) < 0.75 * missing_error(TEMPORAL(observed, known),
+                                                                      video, known)
+
+
 def drifting_texture(frames: int = 16, size: int = 32, shift: int = 2) -> torch.Tensor:
     """``(3, frames, size, size)``: smoothed noise translating ``shift`` pixels per frame to the
     right (not a sinusoid: the blend of its two ends is no rescaled copy of the middle)."""
@@ -186,6 +225,7 @@ def test_bad_input_is_refused():
     ("recovery.learned.crop_size=0", "recovery.learned.crop_size"),
     ("recovery.learned.loss=absolute", "recovery.learned.loss"),
     ("recovery.learned.widht=3", "widht"),
+    ("recovery.learned.symmetric=maybe", "recovery.learned.symmetric"),
 ])
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ValueError, match=message):

@@ -223,11 +223,9 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                           settings=settings.learned,
                           generator=torch.Generator().manual_seed(config.seed + 2),
                           initial=prior)
-    precision = settings.learned.precision
-    learned = start(apply_fill(net, observed, known, [made[name][0] for name in names],
-                               precision=precision),
-                    apply_fill(net, observed, visible, [made[name][1] for name in names],
-                               precision=precision))
+    how = {"precision": settings.learned.precision, "symmetric": settings.learned.symmetric}
+    learned = start(apply_fill(net, observed, known, [made[name][0] for name in names], **how),
+                    apply_fill(net, observed, visible, [made[name][1] for name in names], **how))
     if holdout is None:
         return learned, "learned", {}
     # The further starts are scored by their fill without the held-out entries; the fill with
