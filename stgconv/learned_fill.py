@@ -251,7 +251,7 @@ def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
 
 
 def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor], *,
-               precision: str = "fp32", symmetric: bool = False) -> Tensor:
+               precision: str = "fp32", symmetric: bool = True) -> Tensor:
     """The learned fill of ``observed`` ``(C, T, H, W)`` under ``known``: ``(C, T, H, W)``,
     observed entries kept bit for bit, clamped to ``[-1, 1]`` (the data's range).
 
@@ -269,7 +269,7 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     with torch.no_grad(), _arithmetic(precision, observed.device):
         for turned in views:
             _, visible, inputs, _ = _turned_backwards(pattern, net.channels) if turned else pattern
-            fill = net(inputs[None], visible[None].to(observed.dtype))[0].float()
+            fill = net(inputs[None], visible[None].to(observed.dtype))[0]
             corrected += (fill.flip(-2, -1) if turned else fill) / len(views)
     return torch.where(known, observed, corrected.clamp(-1, 1))
 

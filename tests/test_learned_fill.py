@@ -76,7 +76,7 @@ def test_learning_on_hidden_observed_entries_beats_the_fill_it_corrects(loss):
                                generator=torch.Generator().manual_seed(0))
     assert len(losses) == FAST.iterations and all(map(torch.isfinite, torch.tensor(losses)))
     made = [TEMPORAL(observed, known), NEIGHBOUR(observed, known)]
-    filled = apply_fill(net, observed, known, made)
+    filled = apply_fill(net, observed, known, made, symmetric=False)
     assert torch.equal(filled[known.expand_as(video)], video[known.expand_as(video)])
     assert filled.abs().max() <= 1
     temporal = missing_error(TEMPORAL(observed, known), video, known)
@@ -88,7 +88,7 @@ def test_learning_on_hidden_observed_entries_beats_the_fill_it_corrects(loss):
     torch.manual_seed(0)
     again, _ = learned_fill(observed, known, [TEMPORAL, NEIGHBOUR], settings=settings,
                             generator=torch.Generator().manual_seed(0))
-    assert torch.equal(apply_fill(again, observed, known, made), filled)
+    assert torch.equal(apply_fill(again, observed, known, made, symmetric=False), filled)
 
 
 @pytest.mark.skipif(not native_bfloat16(torch.device("cpu")),
@@ -103,7 +103,7 @@ def test_bfloat16_arithmetic_learns_and_keeps_observed_entries():
                                settings=replace(FAST, precision="bf16"),
                                generator=torch.Generator().manual_seed(0))
     made = [TEMPORAL(observed, known), NEIGHBOUR(observed, known)]
-    filled = apply_fill(net, observed, known, made, precision="bf16")
+    filled = apply_fill(net, observed, known, made, precision="bf16", symmetric=False)
     assert filled.dtype == torch.float32 and all(map(torch.isfinite, torch.tensor(losses)))
     assert torch.equal(filled[known.expand_as(video)], video[known.expand_as(video)])
     # Measured: 0.25, as in fp32 (temporal interpolation: 0.48).
@@ -156,7 +156,7 @@ def test_a_symmetric_fill_is_the_same_for_the_clip_turned_and_played_backwards()
     torch.testing.assert_close(
         turned_backwards(fill(turned_backwards(observed), turned_backwards(known))), filled)
     # A single view is not symmetric by itself: the average is what makes it so.
-    one_view = apply_fill(net, observed, known, [TEMPORAL(observed, known)])
+    one_view = apply_fill(net, observed, known, [TEMPORAL(observed, known)], symmetric=False)
     assert not torch.allclose(one_view, filled)
     # Measured: 0.31 (temporal interpolation 0.48; the net trained on one view: 0.25).
     assert missing_error(filled, video, known) < 0.75 * missing_error(TEMPORAL(observed, known),
@@ -281,7 +281,7 @@ def test_a_prior_trained_on_other_clips_fills_a_new_clip_better_than_its_first_f
     made = [TEMPORAL(video, known)]
     temporal = missing_error(made[0], video, known)
     prior = missing_error(apply_fill(net, video, known, made), video, known)
-    # Measured: temporal 0.44, prior 0.13.
+    # Measured: temporal 0.44, prior 0.15 (one view: 0.13).
     assert prior < 0.6 * temporal, (prior, temporal)
 
 
