@@ -9,7 +9,9 @@ over a frame), the classical fills are recomputed without them, and the network 
 predict their observed values from random crops drawn from a pool of such patterns. This is the
 self-supervised idea of Noise2Self (Batson & Royer, 2019) applied to inpainting: what the fills
 get wrong on hidden observed entries is what they get wrong on the missing ones, so far as the
-two look alike.
+two look alike. By default (``recovery.learned.symmetric``) it also learns from the clip turned
+half a turn and played backwards, which moves as the clip does, and averages its fills of the
+two views.
 
 Why it exists next to the descriptor's recovery (:mod:`stgconv.recovery`): a descriptor learned
 for a few CPU minutes has a gradient at a classical fill that is nearly orthogonal to the fill's
