@@ -176,8 +176,10 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         # Every crop from any pattern: batches drawn from one pattern at a time chase that
         # pattern's few frames and forget the others (measured: bench/README.md).
         picks = torch.randint(len(patterns), (settings.batch,), generator=generator).tolist()
-        crops = [[part[where] for part in patterns[i]]
-                 for i, where in ((i, _crop(patterns[i][0], crop, generator)) for i in picks)]
+        crops = []
+        for i in picks:
+            where = _crop(patterns[i][0], crop, generator)
+            crops.append([part[where] for part in patterns[i]])
         if settings.symmetric:
             turns = torch.randint(2, (len(crops),), generator=generator).tolist()
             crops = [_turned_backwards(parts, net.channels) if turn else parts
