@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFont
 
 from stgconv.io.video import (
     COMPARISON_GAP,
+    _wrap,
     available_codecs,
     load_video,
     save_comparison,
@@ -137,6 +138,30 @@ def test_save_comparison_labels_and_even_canvas(tmp_path, smooth_clip):
     assert loaded.shape[2] % 2 == 0 and loaded.shape[3] % 2 == 0  # padded for yuv420p
     assert loaded.shape[3] in (W + 15 + W + 2 * COMPARISON_GAP, W + 15 + W + 2 * COMPARISON_GAP + 1)
     assert (loaded[:, :, :band] < 0.9).any(), "label text is drawn"
+
+
+def test_labels_wider_than_their_panel_wrap_onto_more_lines(tmp_path, smooth_clip):
+    narrow_clip = smooth_clip[:, :, :, :20]
+    short = load_video(save_comparison([narrow_clip] * 3, tmp_path / "short.mkv",
+                                       labels=["a", "b", "c"]))
+    long = load_video(save_comparison([narrow_clip] * 3, tmp_path / "long.mkv",
+                                      labels=["occluded", "recovered", "ground truth"]))
+    one_line, wrapped = short.shape[2] - H, long.shape[2] - H
+    # "recovered" is about 50 pixels wide in the default font: 3 lines in an 18-pixel panel.
+    assert wrapped >= 3 * one_line - 6, (one_line, wrapped)
+    # Every line is drawn: the band has ink in its lower third too.
+    assert (long[:, :, 2 * wrapped // 3:wrapped] < 0.5).any()
+
+
+def test_wrap_keeps_every_character_within_the_width():
+    font = ImageFont.load_default()
+    for label, width in [("ground truth", 30), ("occluded", 18), ("a b c", 200),
+                         ("motion compensated", 50), ("x", 1)]:
+        lines = _wrap(label, width, font)
+        assert "".join(lines).replace(" ", "") == label.replace(" ", "")
+        assert all(font.getlength(line) <= width or len(line) == 1 for line in lines), lines
+    assert _wrap("a b c", 200, font) == ["a b c"]
+    assert _wrap("", 10, font) == [""]
 
 
 def test_save_comparison_rejects_mismatched_clips(tmp_path, noise_clip):

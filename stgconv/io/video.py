@@ -484,18 +484,45 @@ def save_comparison(
 
 
 def _label_band(labels: Sequence[str], widths: list[int]) -> Tensor:
-    """White band ``(3, h, sum(widths) + gaps)`` in ``[-1, 1]`` with each label in black."""
+    """White band ``(3, h, sum(widths) + gaps)`` in ``[-1, 1]`` with each label in black,
+    wrapped onto as many lines as its panel's width needs."""
     font = ImageFont.load_default()
-    box = font.getbbox("Ag")
-    height = int(box[3]) + 4
+    line_height = int(font.getbbox("Ag")[3]) + 2
+    wrapped = [_wrap(str(label), width - 2, font) for label, width in zip(labels, widths)]
+    height = max(len(lines) for lines in wrapped) * line_height + 2
     total = sum(widths) + COMPARISON_GAP * (len(widths) - 1)
     image = Image.new("RGB", (total, height), (255, 255, 255))
     left = 0
-    for label, width in zip(labels, widths):
-        # Drawn on its own panel-wide tile, so a long label is cut at its panel's edge.
+    for lines, width in zip(wrapped, widths):
+        # Each label is drawn on a tile of its own panel's width, so that a line wider than a
+        # very narrow panel (one long character) is cut at the panel's edge, not drawn over the
+        # next panel's label.
         tile = Image.new("RGB", (width, height), (255, 255, 255))
-        ImageDraw.Draw(tile).text((2, 2), str(label), fill=(0, 0, 0), font=font)
+        draw = ImageDraw.Draw(tile)
+        for row, line in enumerate(lines):
+            draw.text((2, 2 + row * line_height), line, fill=(0, 0, 0), font=font)
         image.paste(tile, (left, 0))
         left += width + COMPARISON_GAP
     array = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
     return array / 127.5 - 1.0
+
+
+def _wrap(label: str, width: int, font: ImageFont.ImageFont | ImageFont.FreeTypeFont
+          ) -> list[str]:
+    """``label`` split into lines no wider than ``width`` pixels in ``font``: at spaces where
+    the words fit, inside a word where one word alone is wider (at least one character a
+    line)."""
+    lines: list[str] = []
+    for word in label.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(candidate) <= width:
+            lines[-1] = candidate
+            continue
+        piece = ""
+        for character in word:
+            if piece and font.getlength(piece + character) > width:
+                lines.append(piece)
+                piece = ""
+            piece += character
+        lines.append(piece)
+    return lines or [""]
