@@ -76,6 +76,20 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
         metrics["errors"]["stgconv"], rel=1e-5)
 
 
+def test_a_still_clip_is_recovered_not_refused(tmp_path):
+    """Every hidden pixel's observed ends agree, so the interpolation spread that scales the
+    chain's steps is 0 everywhere (it was normalised by its own root mean square, 0/0)."""
+    still = torch.linspace(-0.8, 0.8, 32)[None, None, :, None].expand(3, 12, 32, 32)
+    path = save_video(still.contiguous(), tmp_path / "still.mkv")
+    out = tmp_path / "table.json"
+    assert main(["eval", "recovery", "--video", str(path), "--mask", "region:8", "--json",
+                 str(out), *TINY, "--set", "recovery.learned.crop_size=8",
+                 "--set", "recovery.learned.patterns=2"]) == 0
+    errors = json.loads(out.read_text())["errors"]
+    assert errors["temporal_interpolation"] == 0.0
+    assert errors["stgconv"] < 1.0
+
+
 def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     mat = tmp_path / "mask.mat"  # the shared masks' layout (H, W, T, C), 1 = missing
     scipy.io.savemat(mat, {"masks": np.zeros((150, 150, 70, 3), np.uint8)})

@@ -251,9 +251,12 @@ def _completion(config: ExperimentConfig, observed: Tensor, visible: Tensor) -> 
     if settings.step_scale != "interpolation_spread":
         return CompletionChain(build_sampler(sampler))
     spread = interpolation_spread(observed, visible) ** settings.step_scale_power
+    typical = spread[~visible].pow(2).mean().sqrt()
+    # Where every hidden entry's observed ends agree (a still clip, a static background) the
+    # spread is 0 everywhere: interpolation is taken as exact there and the chain moves nothing.
+    step_scale = spread / typical if typical > 0 else spread
     # The clamp bounds the completion, not the preconditioned z the sampler runs on.
-    return CompletionChain(build_sampler(replace(sampler, clamp=None)),
-                           step_scale=spread / spread[~visible].pow(2).mean().sqrt(),
+    return CompletionChain(build_sampler(replace(sampler, clamp=None)), step_scale=step_scale,
                            clamp=sampler.clamp)
 
 
