@@ -153,6 +153,12 @@ def test_npz_sources(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not name its categories"):
         VoxelShapes(tmp_path / "bare.npz", categories=["chair"])
 
+    np.savez(tmp_path / "column.npz", X=grids, y=np.array([[2], [2], [1], [9], [2]]))
+    assert list(VoxelShapes(tmp_path / "column.npz").targets) == [2, 2, 1, 9, 2]  # Keras (N, 1)
+    np.savez(tmp_path / "table.npz", X=grids, y=np.zeros((5, 2), np.int64))
+    with pytest.raises(ValueError, match=r"y must hold N=5 non-negative int labels"):
+        VoxelShapes(tmp_path / "table.npz")
+
     np.savez(tmp_path / "named.npz", X=grids, y=np.arange(5) % 2,
              categories=np.array(["cup", "mug"]))
     assert len(VoxelShapes(tmp_path / "named.npz", categories=["mug"])) == 2

@@ -69,3 +69,27 @@ def test_a_damaged_test_file_is_named(files, tmp_path, capsys) -> None:
     assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--test", str(damaged)]) == 2
     assert str(damaged) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("labels, args, message", [
+    ("one class", [], "at least two classes"),
+    ("one of a class", [], "5-fold cross-validation needs at least 5 shapes of every class; 'bed' has 1"),
+    ("one of a class", ["--per-class", "1", "--folds", "2"], "needs at least 2 shapes"),
+    ("both", ["--folds", "1"], "folds must be >= 2"),
+    ("both", ["--l2", "-1"], "l2 must be a finite number >= 0"),
+])
+def test_shapes_no_classifier_can_be_measured_on_exit_2(files, tmp_path, capsys, labels, args,
+                                                        message) -> None:
+    """Refused with the reason, not scored 0.0 or NaN (a class absent from a fold's training
+    part) nor crashed in the optimiser (one class, a negative weight)."""
+    shapes = np.load(files["shapes"])
+    y = {"one class": np.zeros(12, np.int64), "one of a class": np.r_[np.zeros(11), 1],
+         "both": shapes["y"]}[labels].astype(np.int64)
+    path = tmp_path / "shapes.npz"
+    np.savez(path, X=shapes["X"], y=y[:, None] if labels == "both" else y)  # (N, 1) labels too
+    out = tmp_path / "cls.json"
+    capsys.readouterr()
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(path), *args, "--json", str(out), "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -339,9 +339,12 @@ class VoxelShapes(LazyH5, Dataset):
         if labels is None:
             return np.full(n, -1, dtype=np.int64), None, self._array.shape[1], None, None
         labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:  # (N, 1), as Keras keeps labels
+            labels = labels[:, 0]
         if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or (
                 n and labels.min() < 0):
-            raise ValueError(f"{self.root}: y must hold N={n} non-negative int labels, got "
+            raise ValueError(f"{self.root}: y must hold N={n} non-negative int labels "
+                             f"((N,) or (N, 1)), got "
                              f"{labels.dtype} {labels.shape}")
         if names is not None:
             classes = [str(name) for name in names]

@@ -14,6 +14,7 @@ regression on the voxels themselves (block-averaged 2x2x2).
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,10 @@ def eval_classification(
     "per_class_counts", "n_features", "protocol", "seconds", ...}``.
     """
     started = time.perf_counter()
+    if not (math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    if test is None and folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     dataset = _labelled_shapes(shapes, size)
@@ -184,6 +189,7 @@ def eval_classification(
     labels = labels[rows]
     # Relabel to 0..K-1 so a subset of classes still gives a K-way problem.
     classes, labels = labels.unique(return_inverse=True)
+    _check_class_counts(shapes, labels, classes, dataset.classes, None if test else folds)
     voxels = pad_to(torch.stack([dataset[int(i)][0] for i in rows]), size)  # only these rows
     # The untrained control's weights come from the seed, without touching the caller's RNG.
     with torch.random.fork_rng():
@@ -247,6 +253,23 @@ def _labelled_shapes(path: str | Path, size: int) -> VoxelShapes:
     if (dataset.targets < 0).any():
         raise ValueError(f"{path} has no labels y; classification needs them")
     return dataset
+
+
+def _check_class_counts(path: str | Path, labels: Tensor, classes: Tensor,
+                        names: list[str] | None, folds: int | None) -> None:
+    """Refuse shapes a linear classifier cannot be measured on: fewer than two classes, or,
+    for cross-validation (``folds``), a class with fewer shapes than folds (some fold would
+    test a class its training part lacks, or be empty, and score it 0 or NaN)."""
+    counts = torch.bincount(labels, minlength=len(classes))
+    named = [names[int(c)] if names else str(int(c)) for c in classes]
+    if len(classes) < 2:
+        raise ValueError(f"{path}: classification needs shapes of at least two classes, got "
+                         f"{len(labels)} of class {named[0] if named else 'none'}")
+    if folds is not None and int(counts.min()) < folds:
+        smallest = int(counts.argmin())
+        raise ValueError(f"{path}: {folds}-fold cross-validation needs at least {folds} shapes "
+                         f"of every class; {named[smallest]!r} has {int(counts[smallest])} "
+                         f"(fewer --folds, more shapes per class, or --test FILE)")
 
 
 def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
