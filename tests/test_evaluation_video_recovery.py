@@ -76,6 +76,16 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
         metrics["errors"]["stgconv"], rel=1e-5)
 
 
+def test_an_odd_size_is_written_too(clip, tmp_path):
+    """recovered.mp4's codec needs an even size: it gets a white column and row, and the exact
+    clip is in recovered.npy (save_video refused, after the whole recovery had run)."""
+    out = tmp_path / "run"
+    assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out),
+                 *TINY, "--size", "33"]) == 0
+    assert np.load(out / "recovered.npy").shape == (3, 12, 33, 33)
+    assert load_video(out / "recovered.mp4").shape == (3, 12, 34, 34)
+
+
 def test_a_still_clip_is_recovered_not_refused(tmp_path):
     """Every hidden pixel's observed ends agree, so the interpolation spread that scales the
     chain's steps is 0 everywhere (it was normalised by its own root mean square, 0/0)."""

@@ -29,7 +29,7 @@ from stgconv.data.masks import (
     salt_and_pepper,
 )
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
-from stgconv.io.video import load_video, save_comparison, save_video
+from stgconv.io.video import load_video, save_comparison
 from stgconv.learned_fill import (
     FillNet,
     apply_fill,
@@ -97,8 +97,9 @@ def recover_video(
     starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
     held-out entries, 0-1 units), ``error``/``init_error`` (:data:`UNIT`),
-    ``selected_iteration`` and ``seconds``. With ``out_dir``, writes ``recovered.mp4``,
-    ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1]), ``comparison.mp4`` (occluded |
+    ``selected_iteration`` and ``seconds``. With ``out_dir``, writes ``recovered.mp4`` (to
+    watch: an odd height or width gets one white row or column, as its codec needs even ones),
+    ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1], exact), ``comparison.mp4`` (occluded |
     recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
     """
     device = resolve_device(config.device)
@@ -272,7 +273,8 @@ def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
     out = Path(out_dir)
     truth, known = report["truth"], report["known"]
     occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
-    save_video(result.recovered, out / "recovered.mp4")
+    # save_comparison of one clip: save_video would refuse an odd size after all the work.
+    save_comparison([result.recovered], out / "recovered.mp4")
     # The video files are compressed: programs that score the recovery read this one.
     atomic_save_npy(out / "recovered.npy", result.recovered.float().cpu().numpy())
     save_comparison([occluded, result.recovered, truth], out / "comparison.mp4",
