@@ -463,6 +463,8 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         _check_positive("train.n_iterations", self.train.n_iterations)
         _check_sampler("sampler", self.sampler)
+        if self.model.reference_sigma is not None:
+            _check_positive("model.reference_sigma", self.model.reference_sigma)
         if self.recovery.completion is not None:
             _check_sampler("recovery.completion", self.recovery.completion)
         _check_positive("chains.chains_per_example", self.chains.chains_per_example)
@@ -471,6 +473,13 @@ class ExperimentConfig:
         _check_positive("data.size", self.data.size)
         _check_positive("data.frames", self.data.frames)
         _check_positive("recovery.average_last", self.recovery.average_last)
+        if not 0.0 <= self.recovery.holdout < 1.0:
+            raise ValueError(f"recovery.holdout must be in [0, 1) (a share of the frames; 0: "
+                             f"none), got {self.recovery.holdout!r}")
+        if not (math.isfinite(self.recovery.step_scale_power)
+                and self.recovery.step_scale_power >= 0):
+            raise ValueError(f"recovery.step_scale_power must be a finite number >= 0, got "
+                             f"{self.recovery.step_scale_power!r}")
         check_learned_fill(self.recovery.learned)
         _check_positive("train.lr", self.train.lr)
         _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
@@ -546,6 +555,8 @@ def _check_sampler(key: str, sampler: SamplerConfig) -> None:
                          f"{sampler.step_size!r}")
     if sampler.noise_scale < 0:
         raise ValueError(f"{key}.noise_scale must be >= 0, got {sampler.noise_scale!r}")
+    if sampler.grad_clip is not None:
+        _check_positive(f"{key}.grad_clip", sampler.grad_clip)
 
 
 def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:

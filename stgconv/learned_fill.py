@@ -389,6 +389,8 @@ def save_fill_prior(net: FillNet, fills: Sequence[str], path: str | Path, *,
 def load_fill_prior(path: str | Path) -> tuple[FillNet, tuple[str, ...]]:
     """A prior written by :func:`save_fill_prior` and the names of the fills it reads (in any
     order: it corrects whichever comes first)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"fill prior not found: {path} (`stgconv fill-prior` makes one)")
     state = load_checkpoint(path)
     if state.get("kind") != PRIOR_KIND:
         raise CheckpointError(f"{path} is not a fill prior (`stgconv fill-prior` makes them)")

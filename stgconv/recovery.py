@@ -258,20 +258,23 @@ def recover(
                           selected_iteration=estimate.selected)
 
 
-def check_schedule(n_iterations: int, n_chains: int, warmup: int, average_last: int) -> None:
+def check_schedule(n_iterations: int, n_chains: int, warmup: int, average_last: int, *,
+                   names: tuple[str, str, str, str] = ("n_iterations", "n_chains", "warmup",
+                                                       "average_last")) -> None:
     """``ValueError`` naming the argument of :func:`recover`'s schedule that is out of range
-    (callers with a slow start to make check it before making it)."""
+    (callers with a slow start to make check it before making it); ``names``: what the
+    caller's user calls the four (e.g. config keys)."""
+    iterations, chains, warm, last = names
     if n_iterations < 1:
-        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+        raise ValueError(f"{iterations} must be >= 1, got {n_iterations}")
     if n_chains < 1:
-        raise ValueError(f"n_chains must be >= 1, got {n_chains}")
+        raise ValueError(f"{chains} must be >= 1, got {n_chains}")
     if not 0 <= warmup < n_iterations:
-        raise ValueError(f"warmup must be in [0, n_iterations) = [0, {n_iterations}), got {warmup}")
+        raise ValueError(f"{warm} must be in [0, {iterations}) = [0, {n_iterations}), got "
+                         f"{warmup}")
     if not 1 <= average_last <= n_iterations - warmup:
-        raise ValueError(
-            f"average_last must be in [1, n_iterations - warmup] = [1, {n_iterations - warmup}], "
-            f"got {average_last}"
-        )
+        raise ValueError(f"{last} must be in [1, {iterations} - {warm}] = "
+                         f"[1, {n_iterations - warmup}], got {average_last}")
 
 
 def _masks(observed: Tensor, known: Tensor, holdout: Tensor | None

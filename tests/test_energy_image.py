@@ -5,6 +5,8 @@ example, rebuilt from its config) is in ``test_energy.py``."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -100,8 +102,15 @@ def test_linear_head_rejects_other_sizes(arch: str) -> None:
 
 def test_too_small_for_receptive_field() -> None:
     energy = make("texture")
-    with pytest.raises(ValueError, match="receptive field"):
+    smallest = energy.smallest_size()
+    with pytest.raises(ValueError, match=re.escape(f"receptive field: it needs at least {smallest}")):
         energy(images(size=32))
+    # The smallest size is the smallest: one less on either side is refused, it is not.
+    side_h, side_w = smallest
+    energy.check_size((side_h, side_w))
+    for size in ((side_h - 1, side_w), (side_h, side_w - 1)):
+        with pytest.raises(ValueError, match="receptive field"):
+            energy.check_size(size)
 
 
 def test_unknown_arch() -> None:

@@ -121,10 +121,23 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(importlib.import_module("stgconv.tasks.recover_video"), "learned_fill",
                         must_not_train)
     out = tmp_path / "table.json"
+    for setting, message in [
+        ("recovery.warmup=2", "recovery.warmup must be in [0, train.n_iterations) = [0, 2), got 2"),
+        ("recovery.step_scale_power=-1", "recovery.step_scale_power must be a finite number >= 0"),
+        ("recovery.completion.grad_clip=-5", "recovery.completion.grad_clip must be positive"),
+        ("model.reference_sigma=0", "model.reference_sigma must be positive"),
+        ("recovery.holdout=1.5", "recovery.holdout must be in [0, 1)"),
+        ("recovery.learned.prior=nope.pt", "fill prior not found: nope.pt"),
+    ]:
+        assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
+                     "--json", str(out), *TINY, "--set", "recovery.init=learned",
+                     "--set", "recovery.holdout=0.3", "--set", setting]) == 2, setting
+        assert message in capsys.readouterr().err, setting
+    # Too small for the descriptor: its smallest input is named.
     assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
-                 "--json", str(out), *TINY, "--set", "recovery.init=learned",
-                 "--set", "recovery.warmup=2"]) == 2
-    assert "warmup must be in [0, n_iterations) = [0, 2), got 2" in capsys.readouterr().err
+                 "--json", str(out), *TINY, "--size", "8"]) == 2
+    assert "smaller than the network's receptive field: it needs at least (" in (
+        capsys.readouterr().err)
     assert not out.exists()
 
 

@@ -154,12 +154,32 @@ class ConvNetEnergy(EnergyModel):
                 size = [(n + 2 * p - k) // s + 1 for n, k, s, p in dims]
         return True
 
+    def smallest_size(self) -> tuple[int, ...]:
+        """The smallest spatial size ``(n1, ..., nk)`` of an input every convolution fits
+        (each side on its own: the sides do not constrain each other)."""
+        unbounded = 1 << 20
+        sides = []
+        for dim in range(self.spatial_dims):
+            side = 1
+            while not self._fits([side if d == dim else unbounded
+                                  for d in range(self.spatial_dims)]):
+                side += 1
+            sides.append(side)
+        return tuple(sides)
+
+    def check_size(self, size: Sequence[int]) -> None:
+        """``ValueError`` naming the smallest size that fits when an input of spatial size
+        ``size`` ``(n1, ..., nk)`` is smaller than the network's receptive field (tasks with a
+        slow start call it before starting)."""
+        if not self._fits(size):
+            raise ValueError(f"input size {tuple(size)} is smaller than the network's receptive "
+                             f"field: it needs at least {self.smallest_size()}")
+
     def response(self, x: Tensor) -> Tensor:
         self._check(x)
         # Checked before running: torch's own error for a too-small input is a RuntimeError
         # that does not say which input size the network needs.
-        if not self._fits(x.shape[2:]):
-            raise ValueError(f"input {tuple(x.shape)} is smaller than the network's receptive field")
+        self.check_size(x.shape[2:])
         h = self.features(x)
         if self.head_kind == "sum":
             return h.flatten(1).sum(dim=1)

@@ -122,14 +122,23 @@ def recover_video(
     return report
 
 
+# check_schedule's arguments as the config names them.
+SCHEDULE_KEYS = ("train.n_iterations", "chains.chains_per_example", "recovery.warmup",
+                 "recovery.average_last")
+
+
 def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progress: bool
              ) -> tuple[RecoveryResult, Tensor, dict[str, Any]]:
     """The recovery the config describes, its starting fill ``(C, T, H, W)`` and what chose it
     (``fill``: its name, ``holdout_errors``: see :func:`_start_fill`)."""
     settings = config.recovery
-    # Before the learned fill's minutes, not after them.
+    # Everything that can refuse the config is checked before the learned fill's minutes.
     check_schedule(config.train.n_iterations, config.chains.chains_per_example, settings.warmup,
-                   settings.average_last)
+                   settings.average_last, names=SCHEDULE_KEYS)
+    model = replace(config.model, in_channels=observed.shape[0], image_size=observed.shape[-1])
+    torch.manual_seed(config.seed)
+    energy = VIDEO.energy(model).to(observed.device)
+    energy.check_size(observed.shape[1:])
     prior = _load_prior(settings, channels=observed.shape[0])
     holdout, visible = None, known
     if settings.holdout > 0:
@@ -138,9 +147,6 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
         holdout = holdout.expand_as(observed)
         visible = known & ~holdout
     init, start, holdout_errors = _start_fill(config, observed, known, holdout, prior)
-    model = replace(config.model, in_channels=observed.shape[0], image_size=observed.shape[-1])
-    torch.manual_seed(config.seed)
-    energy = VIDEO.energy(model).to(observed.device)
     result = recover(
         energy, build_sampler(config.sampler), observed, known, init=init, train=config.train,
         n_chains=config.chains.chains_per_example,
