@@ -279,7 +279,7 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
     return check_output((run if run.is_dir() else run.parent) / name, "output folder")
 
 
-def _run(args: argparse.Namespace) -> Path | None:
+def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     """Run the command; returns what it wrote (``None``: an eval that only printed)."""
     # Before any work: a mistyped output path should not cost a training run.
     if getattr(args, "out", None) is not None:
@@ -350,7 +350,7 @@ def _run(args: argparse.Namespace) -> Path | None:
             table = voxel.eval_recovery_3d(args.checkpoint, args.shapes,
                                            missing=args.missing, init=args.init, **common)
         print(voxel.format_voxel_table(table))
-        return _written(args.json_path or args.out)
+        return _written(args.json_path, args.out, args.tensorboard)
     if args.command == "eval" and args.evaluation == "classification":
         with reading(args.shapes):
             table = classification.eval_classification(
@@ -372,13 +372,14 @@ def _run(args: argparse.Namespace) -> Path | None:
             progress=not args.quiet,
         )
         print(video_recovery.format_table(table))
-        return _written(args.json_path or args.out)
+        return _written(args.json_path, args.out, args.tensorboard)
     return tasks.demo(args.out, overrides=args.overrides, overwrite=args.overwrite,
                       progress=not args.quiet)
 
 
-def _written(path: str | None) -> Path | None:
-    return Path(path) if path is not None else None
+def _written(*paths: str | None) -> list[Path]:
+    """What an evaluation wrote: those of its output options that were given."""
+    return [Path(path) for path in paths if path is not None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,7 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stgconv {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     if launched_rank() == 0:  # under torchrun, one report for the whole run
-        done = f"wrote {out}" if out is not None else "done (nothing written: no --json or --out)"
+        written = out if isinstance(out, list) else [] if out is None else [out]
+        done = (f"wrote {', '.join(map(str, written))}" if written
+                else "done (nothing written: no output option such as --json was given)")
         print(f"stgconv {args.command}: {done} ({time.perf_counter() - started:.0f} s)")
     return 0
 

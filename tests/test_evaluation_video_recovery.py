@@ -45,7 +45,9 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
                                     "neighbour_average", "motion_compensated"}
     assert all(np.isfinite(e) and e >= 0 for e in table["errors"].values())
     assert table["missing_fraction"] == pytest.approx(0.5)
-    assert "temporal_interpolation" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "temporal_interpolation" in printed
+    assert f"wrote {out}, {tmp_path / 'tb'}" in printed  # every output the run wrote
     # The same scores and a comparison frame, read back from TensorBoard's event file.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
