@@ -21,6 +21,7 @@ def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
     """
     config = load_config(None, [f"out_dir={Path(out_dir)}", *overrides])
     run = train(config, overwrite=overwrite, progress=progress)
-    synthesize(run, run / "synthesis", n_samples=8, start="chains",
+    # One texture image: the stored chains are its chains_per_example, each one sample.
+    synthesize(run, run / "synthesis", n_samples=config.chains.chains_per_example, start="chains",
                n_steps=5 * config.sampler.n_steps, device=config.device)
     return run

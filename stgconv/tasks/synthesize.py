@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,10 +98,13 @@ def synthesize(
         if size is not None or frames is not None:
             raise ValueError("size and frames cannot change when continuing the stored chains")
         x0 = _stored_chains(config, state)[:n_chains].to(param.device)
-        if classes is not None and len(x0) < n_chains:  # without classes: fewer samples
+        if classes is not None and len(x0) < n_chains:
             raise ValueError(f"the checkpoint keeps {len(x0)} chains, fewer than the {n_chains} "
                              f"samples asked for ({n_samples} per class); lower -n or use "
                              "start='noise'")
+        if len(x0) < n_chains:  # without classes every stored chain is a sample: fewer, said
+            warnings.warn(f"the checkpoint keeps {len(x0)} chains: {len(x0)} samples, not the "
+                          f"{n_chains} asked for (start='noise' makes any number)", stacklevel=2)
     else:
         shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
         check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
