@@ -149,7 +149,7 @@ def learned_fill(
         check_prior_fits(initial, observed.shape[0], len(fills), settings.width)
     net = (copy.deepcopy(initial).train() if initial is not None
            else FillNet(observed.shape[0], len(fills), settings.width)).to(observed.device)
-    shifts = _useful_shifts(known)
+    shifts = useful_shifts(known)
     patterns = [_hidden_pattern(observed, known, fills, shifts, settings, generator)
                 for _ in range(settings.patterns)]
     losses = _fit(net, patterns, settings, settings.iterations, generator)
@@ -225,7 +225,7 @@ def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
     return error.abs().mean()
 
 
-def _useful_shifts(known: Tensor) -> list[int]:
+def useful_shifts(known: Tensor) -> list[int]:
     """The time shifts under which another frame's missing pattern covers observed entries of
     ``known`` ``(C, T, H, W)`` (on short clips some shifts cover none: e.g. every other frame
     missing, shifted by two frames)."""
@@ -244,12 +244,16 @@ def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
                     shifts: Sequence[int], settings: LearnedFillConfig,
                     generator: torch.Generator | None) -> Pattern:
     """One training pattern: observed entries hidden like the missing ones of another frame
-    (``shifts`` away: one of :func:`_useful_shifts`), the rest visible, the net's inputs made
+    (``shifts`` away: one of :func:`useful_shifts`), the rest visible, the net's inputs made
     without the hidden ones, and the observed values as the target."""
     shift = shifts[int(torch.randint(len(shifts), (1,), generator=generator))]
     hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
                           generator=generator)
     visible = known & ~hidden
+    if not visible.any():
+        raise ValueError("the learned fill hides observed entries shaped like the missing ones "
+                         "to learn from, and on this mask that hides every observed entry (too "
+                         "few observed frames): choose a classical recovery.init for it")
     return hidden, visible, fill_inputs(observed, visible, [fill(observed, visible)
                                                             for fill in fills]), observed
 

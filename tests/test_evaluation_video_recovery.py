@@ -143,6 +143,32 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
+def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_path, capsys):
+    """Each message names every setting to change, in one go (the fixed mask's first message
+    named only the hold-out, and after that was set, a second one the start)."""
+    fixed = np.zeros((32, 32, 12, 3), np.uint8)  # the shared .mat layout (H, W, T, C), 1 = missing
+    fixed[8:16, 8:16] = 1  # the same block missing in every frame
+    first_only = np.ones((32, 32, 12, 3), np.uint8)
+    first_only[:, :, 0] = 0  # only the first frame observed
+    for name, mask in (("fixed", fixed), ("first_only", first_only)):
+        scipy.io.savemat(tmp_path / f"{name}.mat", {"masks": mask})
+    learned = [*TINY, "--set", "recovery.init=learned"]
+    cases = [
+        ("fixed", ["--set", "recovery.holdout=0.3"],
+         "choose a classical recovery.init for it and recovery.holdout: 0"),
+        ("first_only", ["--set", "recovery.holdout=0.3"],
+         "recovery.holdout hides every observed entry of this mask"),
+        ("first_only", ["--set", "recovery.holdout=0"],
+         "the learned fill hides observed entries shaped like the missing ones to learn from, "
+         "and on this mask that hides every observed entry"),
+    ]
+    for name, args, message in cases:
+        assert main(["recover", "--video", str(clip), "--mask", str(tmp_path / f"{name}.mat"),
+                     "--out", str(tmp_path / "run"), *learned, *args]) == 2
+        assert message in capsys.readouterr().err, (name, args)
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_recovery_from_the_learned_fill_names_its_start(clip, tmp_path):
     learned = ["--set", "recovery.init=learned", "--set", "recovery.learned.crop_size=8",
                "--set", "recovery.learned.patterns=2"]

@@ -36,6 +36,7 @@ from stgconv.learned_fill import (
     check_prior_fits,
     learned_fill,
     load_fill_prior,
+    useful_shifts,
 )
 from stgconv.mcmc import NoiseInit
 from stgconv.metrics import missing_mae_255
@@ -140,12 +141,21 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     energy = VIDEO.energy(model).to(observed.device)
     energy.check_size(observed.shape[1:])
     prior = _load_prior(settings, channels=observed.shape[0])
+    if settings.init == "learned":
+        try:
+            useful_shifts(known)
+        except ValueError as err:  # then no hold-out shaped like the missing entries exists
+            also = " and recovery.holdout: 0" if settings.holdout > 0 else ""
+            raise ValueError(f"{err}{also}") from err
     holdout, visible = None, known
     if settings.holdout > 0:
         holdout = holdout_like(known, fraction=settings.holdout,
                                generator=torch.Generator().manual_seed(config.seed + 1))
         holdout = holdout.expand_as(observed)
         visible = known & ~holdout
+        if not visible.any():
+            raise ValueError("recovery.holdout hides every observed entry of this mask (too few "
+                             "observed frames): set recovery.holdout: 0")
     init, start, holdout_errors = _start_fill(config, observed, known, holdout, prior)
     result = recover(
         energy, build_sampler(config.sampler), observed, known, init=init, train=config.train,
