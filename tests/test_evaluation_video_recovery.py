@@ -76,6 +76,11 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
     assert torch.equal(recovered[known], truth[known])
     assert missing_mae_255(recovered, truth, known) == pytest.approx(
         metrics["errors"]["stgconv"], rel=1e-5)
+    # The saved config is the one that ran: the clip's channels, frames and size, this folder.
+    ran = load_config(out / "config.yaml")
+    assert (ran.data.channels, ran.data.frames, ran.data.size) == (3, 12, 32)
+    assert (ran.model.in_channels, ran.model.image_size) == (3, 32)
+    assert ran.out_dir == str(out)
 
 
 def test_an_odd_size_is_written_too(clip, tmp_path):

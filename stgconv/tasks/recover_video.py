@@ -119,8 +119,20 @@ def recover_video(
         "selected_iteration": result.selected_iteration, "seconds": seconds,
     }
     if out_dir is not None:
-        _save(out_dir, config, report, result, video=video, mask=mask)
+        ran = replace(_as_run(config, truth), out_dir=str(out_dir))
+        _save(out_dir, ran, report, result, video=video, mask=mask)
     return report
+
+
+def _as_run(config: ExperimentConfig, clip: Tensor) -> ExperimentConfig:
+    """``config`` as the recovery of ``clip`` ``(C, T, H, W)`` runs it: the clip's channels
+    (read in colour whatever data.channels says), frames and size, and the model built for
+    them."""
+    channels, frames, height, width = clip.shape
+    data = replace(config.data, channels=channels, frames=frames,
+                   size=width if height == width else config.data.size)
+    model = replace(config.model, in_channels=channels, image_size=width)
+    return replace(config, data=data, model=model)
 
 
 # check_schedule's arguments as the config names them.
@@ -136,9 +148,8 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     # Everything that can refuse the config is checked before the learned fill's minutes.
     check_schedule(config.train.n_iterations, config.chains.chains_per_example, settings.warmup,
                    settings.average_last, names=SCHEDULE_KEYS)
-    model = replace(config.model, in_channels=observed.shape[0], image_size=observed.shape[-1])
     torch.manual_seed(config.seed)
-    energy = VIDEO.energy(model).to(observed.device)
+    energy = VIDEO.energy(_as_run(config, observed).model).to(observed.device)
     energy.check_size(observed.shape[1:])
     prior = _load_prior(settings, channels=observed.shape[0])
     if settings.init == "learned":
