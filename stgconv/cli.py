@@ -229,8 +229,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _recovery_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--video", required=True, help="a video file or a folder of frames (read in colour: a grey "
-                   "clip becomes three equal channels, whatever data.channels says)")
+    p.add_argument("--video", required=True,
+                   help="a video file or a folder of frames (read in colour: a grey clip "
+                        "becomes three equal channels, whatever data.channels says)")
     p.add_argument("--mask", required=True,
                    help="a mask file, 1 = missing (.mat (H, W, T[, C]) or .npy (T, H, W) / "
                         "(C, T, H, W)), or missing_frames:F, region:SIDE, salt_and_pepper:F "
