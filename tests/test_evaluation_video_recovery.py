@@ -111,7 +111,7 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     mat = tmp_path / "mask.mat"  # the shared masks' layout (H, W, T, C), 1 = missing
     scipy.io.savemat(mat, {"masks": np.zeros((150, 150, 70, 3), np.uint8)})
     cases = [
-        (["--video", str(clip), "--mask", str(mat)], "does not match video"),
+        (["--video", str(clip), "--mask", str(mat)], "(H, W, T, C) read as (C, T, H, W)"),
         (["--video", str(tmp_path / "nope.mp4"), "--mask", "region:8"], "nope.mp4"),
         (["--video", str(clip), "--mask", "region:x"], "not a number"),
         (["--video", str(clip), "--mask", "missing_frames:0.5", "--set", "model.archx=1"], "archx"),

@@ -294,7 +294,8 @@ def test_3d_shapenets_mat_layout(tmp_path: Path) -> None:
 
 def test_keys(tmp_path: Path) -> None:
     np.savez(tmp_path / "two.npz", a=random_grids(4, 4, 4), b=random_grids(2, 4, 4, 4))
-    with pytest.raises(ValueError, match=r"no array 'X'.*key="):
+    with pytest.raises(ValueError,
+                       match=r"no array 'X' and 2 others \(a, b\); name the shapes' array 'X'"):
         load_voxels(tmp_path / "two.npz")
     assert load_voxels(tmp_path / "two.npz", key="b").shape == (2, 4, 4, 4)
     with pytest.raises(ValueError, match="no array 'c'"):

@@ -233,7 +233,8 @@ def _pick_name(path: Path, names: list[str], key: str | None, suffix: str) -> st
     if len(names) == 1:
         return names[0]
     raise ValueError(f"{path} has no array {default!r} and {len(names)} others "
-                     f"({', '.join(names) or 'none'}); pass key= to pick one")
+                     f"({', '.join(names) or 'none'}); name the shapes' array {default!r} "
+                     f"(or pass key= to the library's readers)")
 
 
 # --------------------------------------------------------------------------------------------

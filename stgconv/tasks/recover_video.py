@@ -106,7 +106,12 @@ def recover_video(
     device = resolve_device(config.device)
     truth = load_video(video, n_frames=frames, size=size).to(device)
     known = load_known(mask, tuple(truth.shape[1:]), seed=config.seed).to(device)
-    check_mask_matches(known, truth)
+    try:
+        check_mask_matches(known, truth)
+    except ValueError as err:
+        if str(mask).lower().endswith(".mat"):  # the user knows the file's own layout
+            raise ValueError(f"{err} (the .mat mask's (H, W, T, C) read as (C, T, H, W))") from err
+        raise
     known = known.expand_as(truth)
     observed = torch.where(known, truth, torch.zeros_like(truth))
     started = time.perf_counter()
