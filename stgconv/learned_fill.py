@@ -44,6 +44,7 @@ from stgconv.baselines.video import temporal_neighbours
 from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.checks import as_int
 from stgconv.config import LearnedFillConfig, check_learned_fill
+from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
 from stgconv.recovery import holdout_like
 from stgconv.types import Fill
@@ -330,6 +331,7 @@ def prior_example(truth: Tensor, known: Tensor, fills: dict[str, Fill]) -> Patte
     """
     if truth.dim() != 4:
         raise ValueError(f"truth must be (C, T, H, W), got {tuple(truth.shape)}")
+    check_mask_matches(known, truth)
     known = known.to(truth.device).expand_as(truth)
     if bool(known.all()) or not bool(known.any()):
         raise ValueError("a prior example needs a mask with both observed and missing entries")

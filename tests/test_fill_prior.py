@@ -7,6 +7,7 @@ import importlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,6 +66,8 @@ def test_the_same_seed_makes_the_same_prior(clips, tmp_path):
 
 def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch):
     prior = tmp_path / "prior.pt"
+    wrong_size = tmp_path / "mask.npy"  # a mask file for other windows than SMALL's
+    np.save(wrong_size, np.zeros((3, 7, 7), np.uint8))
     cases = [
         ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "40"], "fewer than frames=40"),
         ([str(clips[0]), "--out", str(tmp_path), *SMALL], "is a folder, not a file"),
@@ -75,6 +78,8 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
         ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "0"], "frames"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--set", "recovery.learned.widht=3"],
          "widht"),
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", str(wrong_size)],
+         "does not match video"),
     ]
     for args, message in cases:
         assert main(["fill-prior", *args]) == 2

@@ -18,6 +18,7 @@ import torch
 from stgconv.baselines.video import FILLS
 from stgconv.checks import as_int, check_output
 from stgconv.config import LearnedFillConfig, check_learned_fill
+from stgconv.data.masks import check_mask_matches
 from stgconv.io.video import load_video
 from stgconv.learned_fill import fill_prior, prior_example, save_fill_prior
 from stgconv.tasks.recover_video import load_known
@@ -67,6 +68,13 @@ def train_fill_prior(
     masks = [_mask_spec(mask, size) for mask in masks]
     if not masks:
         raise ValueError("fill-prior needs at least one mask")
+    for mask in masks:  # a mask file must fit the windows; generated masks are drawn to fit
+        window = (3, frames, size, size)
+        try:
+            check_mask_matches(load_known(mask, window[1:], seed=seed), torch.zeros(window))
+        except ValueError as err:
+            raise ValueError(f"mask {mask}: {err} (windows of --frames {frames}, --size "
+                             f"{size})") from err
     fills = {name: FILLS[name] for name in settings.fills}
     started = time.process_time()
     examples = []
