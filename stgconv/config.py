@@ -472,6 +472,8 @@ class ExperimentConfig:
         _check_positive("train.accumulate", self.train.accumulate)
         _check_positive("data.size", self.data.size)
         _check_positive("data.frames", self.data.frames)
+        if self.data.max_images is not None:
+            _check_positive("data.max_images", self.data.max_images)
         _check_positive("recovery.average_last", self.recovery.average_last)
         if not 0.0 <= self.recovery.holdout < 1.0:
             raise ValueError(f"recovery.holdout must be in [0, 1) (a share of the frames; 0: "

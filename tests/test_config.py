@@ -170,6 +170,13 @@ def test_wrong_types(override: str, message: str) -> None:
         ("sampler.noise_scale=-1", "sampler.noise_scale"),
         ("train.betas=[0.5, 1.0]", "train.betas"),
         ("train.checkpoint_every=-1", "train.checkpoint_every"),
+        # A negative one dropped images from the end ([:-1]), 0 crashed in the trainer.
+        ("data.max_images=0", "data.max_images"),
+        ("data.max_images=-1", "data.max_images"),
+        ("sampler.grad_clip=0", "sampler.grad_clip"),
+        ("recovery.step_scale_power=-1", "recovery.step_scale_power"),
+        ("recovery.holdout=1", "recovery.holdout"),
+        ("model.reference_sigma=0", "model.reference_sigma"),
         # Sizes whose tensors would not fit in memory are refused before any allocation.
         ("data.size=100000", "data.size=100000"),
     ],
