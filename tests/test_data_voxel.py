@@ -200,6 +200,9 @@ def test_load_voxel_shapes_from_every_source(cache: Path, tree: Path, tmp_path: 
     # A folder of meshes, voxelized on the fly.
     meshes = load_voxel_shapes(tree / "chair" / "train", resolution=10)
     assert meshes.shape == (2, 1, 10, 10, 10) and meshes[1].sum() == 8**3
+    # At the side they are padded to (a model's data.size), not at 32 and then padded.
+    padded = load_voxel_shapes(tree / "chair" / "train", pad_to=10)
+    assert torch.equal(padded, meshes)
 
     with pytest.raises(ValueError, match="resolution=8"):
         load_voxel_shapes(folder, resolution=8)

@@ -431,7 +431,8 @@ def load_voxel_shapes(
     - a folder of voxel files (``.mat``, ``.binvox``, ``.npy``), e.g.
       ``../shared/data/voxel/chairs_30_mat``, each one grid or a batch;
     - a folder of meshes (``.off``, ``.obj``, ``.ply``, ``.stl``), voxelized here at
-      ``resolution`` (default 32) with ``margin`` and ``up_axis`` (slow for many meshes: build a
+      ``resolution`` (default ``pad_to``, else 32: at the side the caller pads to, which a
+      model's data.size is) with ``margin`` and ``up_axis`` (slow for many meshes: build a
       cache with ``datasets/voxel/prepare.py`` instead).
 
     In folders, files are taken in natural name order, and ``categories`` keeps the files whose
@@ -440,7 +441,8 @@ def load_voxel_shapes(
 
     Args:
         max_shapes: keep the first ``max_shapes`` (in folders, only those files are read).
-        pad_to: zero-pad, centred, to this side (30 -> 32).
+        pad_to: zero-pad, centred, to this side (30 -> 32); a mesh folder's grid side unless
+            ``resolution`` is given.
         resolution: for mesh folders, the grid side; for voxel sources, the side the shapes
             must have (checked before ``pad_to``), or ``None`` to accept any.
 
@@ -461,7 +463,8 @@ def load_voxel_shapes(
         if split is not None:
             raise ValueError(f"split={split!r} needs an HDF5 cache with splits; {path} is a "
                              f"folder (build a cache with datasets/voxel/prepare.py)")
-        batch = _load_folder(path, categories, max_shapes, resolution, margin, up_axis)
+        batch = _load_folder(path, categories, max_shapes, resolution, margin, up_axis,
+                             mesh_side=resolution or pad_to or 32)
     elif path.suffix.lower() == ".npz" or (path.suffix.lower() in CACHE_SUFFIXES
                                             and _is_shape_cache(path)):
         dataset = VoxelShapes(path, split=split, categories=categories)
@@ -494,7 +497,8 @@ def _is_shape_cache(path: Path) -> bool:
 
 
 def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int | None,
-                 resolution: int | None, margin: int, up_axis: int) -> Tensor:
+                 resolution: int | None, margin: int, up_axis: int, *, mesh_side: int
+                 ) -> Tensor:
     files = list_files(folder)
     voxel_files = [p for p in files if p.suffix.lower() in VOXEL_SUFFIXES]
     mesh_files = [p for p in files if p.suffix.lower() in MESH_SUFFIXES]
@@ -521,7 +525,7 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
             break
         if mesh_files:
             vertices, faces = load_mesh(file)
-            grid = voxelize(vertices, faces, resolution or 32, margin=margin, up_axis=up_axis)
+            grid = voxelize(vertices, faces, mesh_side, margin=margin, up_axis=up_axis)
             array = grid[None].astype(np.uint8)
         else:
             array = load_voxels(file, binary=False)
