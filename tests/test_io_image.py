@@ -12,6 +12,7 @@ from PIL import Image
 
 from stgconv.data.image import ImageFolder, load_training_images
 from stgconv.io.image import BUILTIN_IMAGES, load_image, save_image_grid
+from stgconv.io.video import load_video
 
 STEP = 1 / 127.5  # one uint8 level in [-1, 1]
 
@@ -49,6 +50,25 @@ def test_load_grey_png_and_channel_conversion(tmp_path: Path) -> None:
     one = load_image(rgb, channels=1, crop_square=False)
     assert one.shape == (1, 12, 20)
     assert -1 <= one.min() and one.max() <= 1
+
+
+def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
+    """A 16-bit PNG (Pillow mode "I;16") reads as its 8-bit version; Pillow's own conversion
+    clips it at 255, and nearly every pixel came out white."""
+    levels = ramp(channels=1)
+    deep = write_png(tmp_path / "deep.png", levels.astype(np.uint16) * 257)  # 255 -> 65535
+    assert Image.open(deep).mode == "I;16"
+    shallow = write_png(tmp_path / "shallow.png", levels)
+    for channels in (1, 3):
+        assert torch.equal(load_image(deep, channels=channels, crop_square=False),
+                           load_image(shallow, channels=channels, crop_square=False))
+    # Frame folders read through the same conversion.
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("a", "b"):
+        write_png(frames / f"{name}.png", levels.astype(np.uint16) * 257)
+    clip = load_video(frames, channels=1)
+    assert torch.equal(clip[:, 0], load_image(shallow, channels=1, crop_square=False))
 
 
 def test_crop_and_resize(tmp_path: Path) -> None:

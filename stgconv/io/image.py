@@ -37,9 +37,15 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
         raise ValueError(f"cannot read {what} {path}: {err}") from err
 
 
-def _convert(image: Image.Image, channels: int) -> Image.Image:
+def to_channels(image: Image.Image, channels: int) -> Image.Image:
+    """``image`` as 8-bit grey (``channels`` 1) or RGB (3). 16-bit grey (PNG, TIFF: Pillow's
+    "I;16" modes) is scaled to 8 bits first: Pillow's own conversion clips it at 255, which
+    turns nearly every pixel white."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if image.mode.startswith("I;16"):
+        levels = np.asarray(image).astype(np.float64) / 257.0  # 65535 -> 255
+        image = Image.fromarray(np.round(levels).astype(np.uint8), "L")
     return image.convert("L" if channels == 1 else "RGB")
 
 
@@ -75,7 +81,7 @@ def load_image(
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
         image = read_image(path)
-    image = _resize(_convert(image, channels), size, crop_square)
+    image = _resize(to_channels(image, channels), size, crop_square)
     return to_tensor(np.asarray(image))
 
 

@@ -35,7 +35,7 @@ from torch import Tensor
 from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
-from stgconv.io.image import IMAGE_SUFFIXES, read_image
+from stgconv.io.image import IMAGE_SUFFIXES, read_image, to_channels
 
 # PyAV (av) takes a while to import (it loads FFmpeg); it loads where a video is read or written.
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def load_video(
 
 def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
     """PIL frame -> uint8 ``(H, W, C)``: convert, then resize (the order of ``load_image``)."""
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = to_channels(image, channels)
     if size is not None and (image.height, image.width) != size:
         image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     array = np.asarray(image)
