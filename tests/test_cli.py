@@ -294,6 +294,8 @@ FAULTS = {
                       "sampler.step_size must be a finite number"),
     "diverging training": (["train", *TINY, "--set", "train.lr=1e30", "--out", "{tmp}/run"],
                            "training diverged at iteration 1"),
+    "data smaller than the net": (["train", *TINY, "--set", "data.size=4", "--out", "{tmp}/run"],
+                                  "smaller than the network's receptive field"),
     "train --out is a file": (["train", *TINY, "--out", "{file}"], "is a file, not a folder"),
     "synthesize --out under a file": (["synthesize", "{texture}", "--out", "{file}/samples"],
                                       "lies under {file}, which is a file"),
@@ -362,8 +364,9 @@ def test_faults_end_in_one_line_naming_them(case: str, fault_paths: dict[str, st
     assert message.format(**fault_paths) in err
     assert "Traceback" not in err and "weights_only" not in err
     assert "this ran" not in out
-    # Nothing half-done is left to be mistaken for a result.
-    assert not (Path(fault_paths["tmp"]) / "run" / "checkpoint.pt").exists()
+    # Nothing half-done is left to be mistaken for a result (nor a folder the next run would
+    # be refused: a failed new run takes what it wrote before its first checkpoint with it).
+    assert not (Path(fault_paths["tmp"]) / "run").exists()
     assert not (Path(fault_paths["tmp"]) / "out").exists()
 
 
@@ -387,6 +390,21 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     assert not (run / "samples_000050.png").exists()  # the old run's files went first
     assert (run / "notes.txt").read_text() == "mine"  # what no run writes stays
     assert not list(run.glob(".*.tmp"))
+
+
+def test_a_folder_without_a_checkpoint_is_not_offered_for_resume(tmp_path: Path, capsys
+                                                                  ) -> None:
+    """A run killed before its first checkpoint leaves files that --resume cannot continue:
+    the refusal offers --overwrite only; the demo's names its own options."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: killed\n")
+    code, _, err = run_main(["train", *TINY, "--out", str(run), "--quiet"], capsys)
+    assert code == 2 and "holds the files of a run that saved no checkpoint" in err
+    assert "--overwrite" in err and "--resume" not in err
+    code, _, err = run_main(["demo", "--out", str(run), "--quiet"], capsys)
+    assert code == 2 and f"{run} holds an earlier run" in err and "--resume" not in err
+    assert (run / "config.yaml").read_text() == "name: killed\n"
 
 
 # Holds a run folder's lock the way a training run does, until killed.

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from stgconv.config import load_config
 from stgconv.tasks.synthesize import synthesize
-from stgconv.tasks.train import train
+from stgconv.tasks.train import ExistingRun, train
 
 
 def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
@@ -20,7 +20,11 @@ def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
     earlier demo's run in ``out_dir`` (else it is refused, as by :func:`~stgconv.tasks.train`).
     """
     config = load_config(None, [f"out_dir={Path(out_dir)}", *overrides])
-    run = train(config, overwrite=overwrite, progress=progress)
+    try:
+        run = train(config, overwrite=overwrite, progress=progress)
+    except ExistingRun as err:  # its advice names train's --resume, which the demo has not
+        raise ExistingRun(f"{out_dir} holds an earlier run: replace it with --overwrite, or "
+                          "give the demo another --out") from err
     # One texture image: the stored chains are its chains_per_example, each one sample.
     synthesize(run, run / "synthesis", n_samples=config.chains.chains_per_example, start="chains",
                n_steps=5 * config.sampler.n_steps, device=config.device)

@@ -60,8 +60,10 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
     finest grid, and ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``,
     training continues from the folder's checkpoint up to ``train.n_iterations``; it rewrites
     ``config.yaml`` and ``observed`` only once it has written a checkpoint, so a resume that
-    fails leaves the folder as it was. A folder that already holds a run is refused unless
-    ``resume`` or ``overwrite`` (which first removes the old run's files) is set.
+    fails leaves the folder as it was; a new run that fails before its first checkpoint removes
+    what it wrote, for the same reason. A folder that already holds a run is refused
+    (:class:`ExistingRun`) unless ``resume`` or ``overwrite`` (which first removes the old run's
+    files) is set.
 
     The folder has one owner at a time: ``.lock`` names the process training into it, and a
     second run into the same folder is refused while that process lives (the lock is an
@@ -94,7 +96,14 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
     with _owned(out):
         remove_temporaries(out)
         _clear(out, resume=resume, overwrite=overwrite)
-        return _fit(config, world, out, resume=resume, progress=progress)
+        try:
+            return _fit(config, world, out, resume=resume, progress=progress)
+        except BaseException:
+            # What a new run wrote before its first checkpoint (its config, the observed data,
+            # early samples) cannot be resumed: without it, the folder is as it was.
+            if not resume and not (out / FILENAME).exists():
+                _remove_run_files(out)
+            raise
 
 
 @contextmanager
@@ -127,19 +136,35 @@ def _owned(out: Path) -> Iterator[None]:
             file.truncate(0)
 
 
-def _clear(out: Path, *, resume: bool, overwrite: bool) -> None:
-    old = sorted({path for pattern in RUN_FILES for path in out.glob(pattern)})
-    if resume or not old:
-        return
-    if not overwrite:
-        raise ValueError(f"{out} already holds a run ({', '.join(p.name for p in old[:4])}"
-                         f"{', ...' if len(old) > 4 else ''}): continue it with --resume, replace "
-                         "it with --overwrite, or train into another folder")
-    for path in old:
+class ExistingRun(ValueError):
+    """The run folder already holds a run, and neither resume nor overwrite was asked."""
+
+
+def _run_files(out: Path) -> list[Path]:
+    return sorted({path for pattern in RUN_FILES for path in out.glob(pattern)})
+
+
+def _remove_run_files(out: Path) -> None:
+    for path in _run_files(out):
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def _clear(out: Path, *, resume: bool, overwrite: bool) -> None:
+    old = _run_files(out)
+    if resume or not old:
+        return
+    if not overwrite:
+        listed = f"{', '.join(p.name for p in old[:4])}{', ...' if len(old) > 4 else ''}"
+        if not (out / FILENAME).exists():  # a killed run's, before its first checkpoint
+            raise ExistingRun(f"{out} holds the files of a run that saved no checkpoint "
+                              f"({listed}): replace them with --overwrite, or train into "
+                              "another folder")
+        raise ExistingRun(f"{out} already holds a run ({listed}): continue it with --resume, "
+                          "replace it with --overwrite, or train into another folder")
+    _remove_run_files(out)
 
 
 def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bool,
