@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                                   "config's)")
     p.add_argument("--out", help="run folder (same as --set out_dir=...; default: the config's)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the config's)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's checkpoint (without a config file: "
+                        "with the run's own config.yaml)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the run folder (its files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -263,6 +265,16 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     _voxel_chain_arguments(p)
 
 
+def _train_config(args: argparse.Namespace) -> str | Path | None:
+    """The YAML file train starts from: the one given, else for --resume the run's own
+    config.yaml (the defaults would train it on other data), else none (the defaults)."""
+    if args.config is not None or not args.resume:
+        return args.config
+    out = Path(args.out if args.out is not None else load_config(None).out_dir)
+    saved = out / "config.yaml"
+    return saved if saved.is_file() else None
+
+
 def _recovery_config(args: argparse.Namespace):
     path = Path(args.config) if args.config else QUICK_RECOVERY_CONFIG
     if args.config is None and not path.is_file():
@@ -295,7 +307,7 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         for key, value in (("data.path", args.data), ("out_dir", args.out), ("device", args.device)):
             if value is not None:
                 overrides.append(f"{key}={value}")
-        config = load_config(args.config, overrides)
+        config = load_config(_train_config(args), overrides)
         return tasks.train(config, resume=args.resume, overwrite=args.overwrite,
                            progress=not args.quiet)
     if args.command == "synthesize":

@@ -20,6 +20,7 @@ from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
 from stgconv.cli import main
+from stgconv.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,6 +98,13 @@ def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> No
     after = load_checkpoint(run)
     assert after["iteration"] == 3
     assert not torch.equal(after["chains"]["chains"], before["chains"]["chains"])
+    # Without a config file or TINY's settings, the run's own config.yaml is the base: not the
+    # defaults (another image, size and network, which it refused or trained on instead).
+    code, out, err = run_main(["train", "--set", "train.n_iterations=4", "--out", str(run),
+                               "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 4
+    assert load_config(run / "config.yaml").model.layers == ((8, 5, 2), (8, 3, 1))
 
 
 def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:
