@@ -104,7 +104,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     # the parse error, the answer is the same.
     except Exception as err:  # noqa: BLE001
         reason = str(err) or type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from err
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged or truncated "
+                              f"({reason})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an stgconv checkpoint")
     if state.get("version") != VERSION:
@@ -144,8 +145,9 @@ def model_from_state(state: dict[str, Any], checkpoint: str | Path
                      ) -> tuple[ConvNetEnergy, ExperimentConfig]:
     """The energy (eval mode, on CPU) and config of a loaded single-model checkpoint."""
     if is_multigrid(state):
-        raise CheckpointError(f"{checkpoint} is a multi-grid checkpoint (one model per grid); "
-                              "load it with stgconv.checkpoint.load_multigrid")
+        raise CheckpointError(f"{checkpoint} is a multi-grid checkpoint (one model per grid), "
+                              "which this command does not take: stgconv synthesize samples it "
+                              "(in Python: stgconv.checkpoint.load_multigrid)")
     return _energy(state, checkpoint), _config(state, checkpoint)
 
 

@@ -81,7 +81,7 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     whole = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "whole.pt").read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*cut.pt"):
+    with pytest.raises(CheckpointError, match="cut.pt: the file is damaged or truncated"):
         load_checkpoint(cut)
     pickle_start = whole.index(b"\x80\x02", whole.index(b"data.pkl")) + 2  # protocol 2
     scrambled = tmp_path / "scrambled.pt"

@@ -212,6 +212,11 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
           "--out", str(tmp_path / "r4")], "image folder not found"),
         (["train", *TINY, "--data", str(garbage), "--out", str(tmp_path / "r5")], "cannot read image"),
         (["train", *TINY, "--resume", "--out", str(tmp_path / "r6")], "checkpoint not found"),
+        # A path of the other kind is named as such, not as missing.
+        (["train", *TINY, "--data", str(tmp_path), "--out", str(tmp_path / "r7")],
+         f"{tmp_path} is a folder, not an image file"),
+        (["train", *TINY, "--set", "data.kind=objects", "--data", str(garbage), "--out",
+          str(tmp_path / "r8")], f"{garbage} is a file, not a folder of images"),
     ]
     for args, message in cases:
         code, out, err = run_main(args, capsys)

@@ -214,6 +214,11 @@ def test_load_voxel_shapes_from_every_source(cache: Path, tree: Path, tmp_path: 
         load_voxel_shapes(folder, split="train")
     with pytest.raises(ValueError, match="prepare.py"):
         load_voxel_shapes(tree)  # a ModelNet tree: build a cache first
+    points = tmp_path / "points"
+    points.mkdir()
+    (points / "dot.off").write_text("OFF\n3 1 0\n1 1 1\n1 1 1\n1 1 1\n3 0 1 2\n")
+    with pytest.raises(ValueError, match=r"dot\.off: the mesh has zero extent"):
+        load_voxel_shapes(points)
     (folder / "table_1.off").write_text(CUBE)
     with pytest.raises(ValueError, match="mixes"):
         load_voxel_shapes(folder)

@@ -39,6 +39,8 @@ class ImageFolder(Dataset):
         transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         self.root = Path(root)
+        if self.root.is_file():
+            raise ValueError(f"{self.root} is a file, not a folder of images")
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
         files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -33,7 +33,7 @@ from stgconv.checks import as_int, reading
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
-from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, voxelize
+from stgconv.io.mesh import MESH_SUFFIXES, voxelize_file
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
 from stgconv.io.voxel import pad_to as pad_grids
 from stgconv.version import __version__
@@ -185,14 +185,13 @@ def _write_cache(
     skipped: list[str] = []
     for path, label, split in tqdm(meshes, desc="voxelizing", unit="mesh", disable=not progress):
         try:
-            vertices, faces = load_mesh(path)
-        except ValueError as err:
+            grid = voxelize_file(path, resolution, margin=margin, up_axis=up_axis)
+        except ValueError as err:  # it names the file
             if not skip_unreadable:
                 raise
-            skipped.append(f"{path}: {err}")
-            warnings.warn(f"skipping {path}: {err}", stacklevel=3)
+            skipped.append(str(err))
+            warnings.warn(f"skipping {err}", stacklevel=3)
             continue
-        grid = voxelize(vertices, faces, resolution, margin=margin, up_axis=up_axis)
         n = voxels.shape[0]
         for dataset in (voxels, *per_shape.values()):
             dataset.resize(n + 1, axis=0)
@@ -524,8 +523,7 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
         if max_shapes is not None and count >= max_shapes:
             break
         if mesh_files:
-            vertices, faces = load_mesh(file)
-            grid = voxelize(vertices, faces, mesh_side, margin=margin, up_axis=up_axis)
+            grid = voxelize_file(file, mesh_side, margin=margin, up_axis=up_axis)
             array = grid[None].astype(np.uint8)
         else:
             array = load_voxels(file, binary=False)

@@ -78,6 +78,8 @@ def load_image(
         image = builtin_image(text.removeprefix("builtin:"))
     else:
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not an image file")
         if not path.is_file():
             raise FileNotFoundError(f"image not found: {path}")
         image = read_image(path)

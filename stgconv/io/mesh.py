@@ -431,5 +431,18 @@ def _as_grid(grid: object) -> np.ndarray:
     return array
 
 
+def voxelize_file(path: str | Path, resolution: int, *, margin: int = 1, up_axis: int = 2
+                  ) -> np.ndarray:
+    """:func:`load_mesh` then :func:`voxelize` (bool ``(R, R, R)``); a mesh that cannot be
+    voxelized (e.g. all its vertices in one point) is named in the error, as an unreadable one
+    is."""
+    vertices, faces = load_mesh(path)
+    try:
+        return voxelize(vertices, faces, resolution, margin=margin, up_axis=up_axis)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
 __all__ = ["MESH_SUFFIXES", "SAVE_MESH_SUFFIXES", "load_mesh", "normalize_mesh", "voxelize",
+           "voxelize_file",
            "mesh_from_voxels", "save_mesh_from_voxels"]

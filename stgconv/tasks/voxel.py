@@ -23,7 +23,7 @@ from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer, has_initializer, initializer_from_state
 from stgconv.io.atomic import atomic_save_npy
-from stgconv.io.mesh import MESH_SUFFIXES, load_mesh, save_mesh_from_voxels, voxelize
+from stgconv.io.mesh import MESH_SUFFIXES, save_mesh_from_voxels, voxelize_file
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import VOXEL_SUFFIXES, load_voxels, pad_to, to_tensor
 from stgconv.mcmc import DownsampleConsistency, KnownEntries
@@ -276,8 +276,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
         # Voxelized at the model's size and block-averaged: the low resolution of the training
         # protocol (occupancy fractions). A mesh voxelized straight at d^3 is binary, and a block
         # whose mean is 0 or 1 pins every voxel in it: nothing would be left to super-resolve.
-        vertices, faces = load_mesh(source)
-        solid = voxelize(vertices, faces, size, margin=0).astype(np.float32)
+        solid = voxelize_file(source, size, margin=0).astype(np.float32)
         grids = downsample(to_tensor(solid[None]), factor)[:, 0].numpy()
     elif suffix in VOXEL_SUFFIXES:
         grids = load_voxels(source, binary=False)
