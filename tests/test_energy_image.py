@@ -103,7 +103,8 @@ def test_linear_head_rejects_other_sizes(arch: str) -> None:
 def test_too_small_for_receptive_field() -> None:
     energy = make("texture")
     smallest = energy.smallest_size()
-    with pytest.raises(ValueError, match=re.escape(f"receptive field: it needs at least {smallest}")):
+    needs = f"receptive field: it needs at least {smallest}"
+    with pytest.raises(ValueError, match=re.escape(needs)):
         energy(images(size=32))
     # The smallest size is the smallest: one less on either side is refused, it is not.
     side_h, side_w = smallest

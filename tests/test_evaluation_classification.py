@@ -73,7 +73,8 @@ def test_a_damaged_test_file_is_named(files, tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("labels, args, message", [
     ("one class", [], "at least two classes"),
-    ("one of a class", [], "5-fold cross-validation needs at least 5 shapes of every class; 'bed' has 1"),
+    ("one of a class", [],
+     "5-fold cross-validation needs at least 5 shapes of every class; 'bed' has 1"),
     ("one of a class", ["--per-class", "1", "--folds", "2"], "needs at least 2 shapes"),
     ("both", ["--folds", "1"], "folds must be >= 2"),
     ("both", ["--l2", "-1"], "l2 must be a finite number >= 0"),

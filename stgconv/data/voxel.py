@@ -343,8 +343,7 @@ class VoxelShapes(LazyH5, Dataset):
         if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or (
                 n and labels.min() < 0):
             raise ValueError(f"{self.root}: y must hold N={n} non-negative int labels "
-                             f"((N,) or (N, 1)), got "
-                             f"{labels.dtype} {labels.shape}")
+                             f"((N,) or (N, 1)), got {labels.dtype} {labels.shape}")
         if names is not None:
             classes = [str(name) for name in names]
         elif n and labels.max() < len(MODELNET10_CATEGORIES):

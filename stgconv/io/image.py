@@ -45,7 +45,7 @@ def to_channels(image: Image.Image, channels: int) -> Image.Image:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if image.mode.startswith("I;16"):
         levels = np.asarray(image).astype(np.float64) / 257.0  # 65535 -> 255
-        image = Image.fromarray(np.round(levels).astype(np.uint8), "L")
+        image = Image.fromarray(np.round(levels).astype(np.uint8))  # (H, W) uint8: mode L
     return image.convert("L" if channels == 1 else "RGB")
 
 

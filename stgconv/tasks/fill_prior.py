@@ -69,9 +69,9 @@ def train_fill_prior(
     if not masks:
         raise ValueError("fill-prior needs at least one mask")
     for mask in masks:  # a mask file must fit the windows; generated masks are drawn to fit
-        window = (3, frames, size, size)
+        window = torch.zeros(()).expand(3, frames, size, size)  # its shape only
         try:
-            check_mask_matches(load_known(mask, window[1:], seed=seed), torch.zeros(window))
+            check_mask_matches(load_known(mask, window.shape[1:], seed=seed), window)
         except ValueError as err:
             raise ValueError(f"mask {mask}: {err} (windows of --frames {frames}, --size "
                              f"{size})") from err
