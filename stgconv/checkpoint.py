@@ -3,8 +3,9 @@
 A checkpoint is one ``torch.save`` file holding only tensors and plain Python data (dicts, lists,
 numbers, strings): weights, optimizer state, RNG state, chain state and the resolved config.
 It is read with ``torch.load(weights_only=True)``, whose unpickler refuses anything else, so a
-file crafted to run code on load is rejected with :class:`CheckpointError`. :func:`load_model`
-rebuilds the trained energy from the config stored beside its weights.
+file crafted to run code on load is rejected with :class:`CheckpointError`, as is a damaged one
+(every record's CRC-32 is checked first). :func:`load_model` rebuilds the trained energy from the
+config stored beside its weights.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 import pickle
 import shutil
+import zipfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         # names a byte (KeyError 101, "Unsupported operand 150"), which tells a user nothing.
         raise CheckpointError(f"cannot read checkpoint {path}: it is not a file torch.save "
                               "wrote (no zip archive header): damaged, or another kind of file")
+    _check_integrity(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -111,6 +114,20 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, expected {VERSION}")
     return state
+
+
+def _check_integrity(path: Path) -> None:
+    """``CheckpointError`` unless every record of the zip archive matches its CRC-32: torch's
+    reader does not check them, so bytes changed inside a tensor would load as other weights."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged or truncated "
+                              f"({err})") from err
+    if damaged is not None:
+        raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged ({damaged} "
+                              "does not match its checksum)")
 
 
 def load_model(checkpoint: str | Path, *, device: str = "auto"

@@ -88,6 +88,15 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     scrambled.write_bytes(whole[:pickle_start] + bytes([0x96]) * 8 + whole[pickle_start + 8:])
     with pytest.raises(CheckpointError, match="scrambled.pt: its data is damaged"):
         load_checkpoint(scrambled)
+    # Bytes changed inside a tensor: torch's reader would load them as other weights; the
+    # archive's checksums do not match.
+    weights = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path / "weights.pt").read_bytes()
+    middle = weights.index(torch.arange(1000.0).numpy().tobytes()[400:408])
+    flipped = tmp_path / "flipped.pt"
+    flipped.write_bytes(weights[:middle] + bytes(8) + weights[middle + 8:])
+    with pytest.raises(CheckpointError, match=r"flipped.pt: its data is damaged \(.*data/0 does "
+                                              r"not match its checksum\)"):
+        load_checkpoint(flipped)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.pt: the file is empty"):
