@@ -10,6 +10,7 @@ Everything runs on tiny CPU tensors; the two learning tests take a few seconds e
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 from pathlib import Path
 
@@ -532,3 +533,33 @@ def test_multigrid_training_learns_the_detail_the_coarse_grid_lacks() -> None:
     assert stripe_contrast(untrained) < 0.1 * target, stripe_contrast(untrained)
     assert stripe_contrast(trained) > 0.5 * target, stripe_contrast(trained)
     assert abs(stripe_contrast(trained) - target) < abs(start - target)
+
+
+@pytest.mark.parametrize("wrote, kept", [
+    (["config.yaml", "observed.png", "tb"], []),  # refused or diverged at once: nothing to keep
+    (["config.yaml", "observed.png", "samples_000025.png"],
+     ["config.yaml", "observed.png", "samples_000025.png"]),  # samples to look at stay
+])
+def test_a_new_run_failing_before_its_first_checkpoint(tmp_path: Path, monkeypatch, wrote,
+                                                       kept) -> None:
+    """What a new run wrote before failing goes with it unless it had made samples; a file no
+    run writes stays either way."""
+    from stgconv.config import load_config
+
+    # (stgconv.tasks exports a function of the module's name, so the module by import_module.)
+    task = importlib.import_module("stgconv.tasks.train")
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+
+    def fails(config, world, folder, **_):
+        for name in wrote:
+            (folder / name).mkdir() if name == "tb" else (folder / name).write_text("x")
+        raise ValueError("boom")
+
+    monkeypatch.setattr(task, "_fit", fails)
+    with pytest.raises(ValueError, match="boom"):
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    lock = [".lock"] if kept else []  # a folder holding a run keeps its (released) lock file
+    assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *lock, "notes.txt"])

@@ -60,8 +60,8 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
     finest grid, and ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``,
     training continues from the folder's checkpoint up to ``train.n_iterations``; it rewrites
     ``config.yaml`` and ``observed`` only once it has written a checkpoint, so a resume that
-    fails leaves the folder as it was; a new run that fails before its first checkpoint removes
-    what it wrote, for the same reason. A folder that already holds a run is refused
+    fails leaves the folder as it was; a new run that fails before its first checkpoint or
+    sample removes what it wrote, for the same reason. A folder that already holds a run is refused
     (:class:`ExistingRun`) unless ``resume`` or ``overwrite`` (which first removes the old run's
     files) is set.
 
@@ -99,9 +99,10 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
         try:
             return _fit(config, world, out, resume=resume, progress=progress)
         except BaseException:
-            # What a new run wrote before its first checkpoint (its config, the observed data,
-            # early samples) cannot be resumed: without it, the folder is as it was.
-            if not resume and not (out / FILENAME).exists():
+            # A new run that fails before its first checkpoint or sample (a refused input, an
+            # early divergence) has made nothing to keep or resume: without its config, observed
+            # data and logs, the folder is as it was. Samples of a longer run stay to be looked at.
+            if not resume and not (out / FILENAME).exists() and not any(out.glob("samples*")):
                 _remove_run_files(out)
             raise
 
