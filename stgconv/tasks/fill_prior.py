@@ -68,8 +68,8 @@ def train_fill_prior(
     masks = [_mask_spec(mask, size) for mask in masks]
     if not masks:
         raise ValueError("fill-prior needs at least one mask")
+    window = torch.zeros(()).expand(3, frames, size, size)  # its shape only
     for mask in masks:  # a mask file must fit the windows; generated masks are drawn to fit
-        window = torch.zeros(()).expand(3, frames, size, size)  # its shape only
         try:
             check_mask_matches(load_known(mask, window.shape[1:], seed=seed), window)
         except ValueError as err:

@@ -61,9 +61,9 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
     training continues from the folder's checkpoint up to ``train.n_iterations``; it rewrites
     ``config.yaml`` and ``observed`` only once it has written a checkpoint, so a resume that
     fails leaves the folder as it was; a new run that fails before its first checkpoint or
-    sample removes what it wrote, for the same reason. A folder that already holds a run is refused
-    (:class:`ExistingRun`) unless ``resume`` or ``overwrite`` (which first removes the old run's
-    files) is set.
+    sample removes what it wrote, for the same reason. A folder that already holds a run is
+    refused (:class:`ExistingRun`) unless ``resume`` or ``overwrite`` (which first removes the
+    old run's files) is set.
 
     The folder has one owner at a time: ``.lock`` names the process training into it, and a
     second run into the same folder is refused while that process lives (the lock is an
