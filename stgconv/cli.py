@@ -4,6 +4,7 @@ evaluation in :mod:`stgconv.evaluation`."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,12 @@ SEED_HELP = "seed of every random choice (noise, chain starts, subsets)"
 TENSORBOARD_HELP = ("also log the scores and the comparison pictures into TensorBoard here "
                     "(tensorboard --logdir DIR)")
 DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
+
+# The smallest value of each count option, checked before any work so that a refusal names the
+# option typed rather than the library parameter it is passed as (--steps is n_steps, --num is
+# n_samples, ...). synthesize --steps may be 0: a cooperative model's generator alone.
+LEAST_COUNT = {"num": 1, "steps": 1, "size": 1, "frames": 1, "iterations": 1, "points": 1,
+               "folds": 2, "per_class": 1, "max_shapes": 1, "batch_size": 1}
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -293,8 +300,22 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
     return check_output((run if run.is_dir() else run.parent) / name, "output folder")
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse an out-of-range count or learning rate, naming the option as typed."""
+    for dest, least in LEAST_COUNT.items():
+        value = getattr(args, dest, None)
+        if dest == "steps" and args.command == "synthesize":
+            least = 0
+        if value is not None and value < least:
+            raise ValueError(f"--{dest.replace('_', '-')} must be >= {least}, got {value}")
+    lr = getattr(args, "lr", None)
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+
+
 def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     """Run the command; returns what it wrote (``None``: an eval that only printed)."""
+    _check_numbers(args)
     # Before any work: a mistyped output path should not cost a training run.
     if getattr(args, "out", None) is not None:
         check_output(args.out, "--out")

@@ -227,6 +227,41 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
     assert not (tmp_path / "r1").exists()  # a rejected config writes nothing
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["synthesize", "{run}", "--steps", "-1"], "--steps must be >= 0, got -1"),
+        (["synthesize", "{run}", "--steps", "0"], "0 steps (no chain) is for cooperative models"),
+        (["synthesize", "{run}", "-n", "0"], "--num must be >= 1, got 0"),
+        (["reconstruct", "{run}", "{run}/observed.png", "--iterations", "0"],
+         "--iterations must be >= 1, got 0"),
+        (["reconstruct", "{run}", "{run}/observed.png", "--lr", "nan"],
+         "--lr must be a finite number > 0, got nan"),
+        (["interpolate", "{run}", "--points", "0"], "--points must be >= 1, got 0"),
+        (["recover", "--video", "{run}/observed.png", "--mask", "region:8", "--frames", "0"],
+         "--frames must be >= 1, got 0"),
+        (["eval", "super-resolution", "--checkpoint", "{run}", "--shapes", "x.npz",
+          "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["eval", "classification", "--checkpoint", "{run}", "--shapes", "x.npz", "--folds",
+          "1", "--json", "{out}"], "--folds must be >= 2, got 1"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_by_the_option_typed(
+        texture_run: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    """The refusal names the option (--steps), not the library parameter it becomes (n_steps),
+    and comes before any work: nothing is written."""
+    out = tmp_path / "out"
+    args = [a.replace("{run}", str(texture_run)).replace("{out}", str(out)) for a in args]
+    if "--json" not in args:
+        args += ["--out", str(out)]
+    before = sorted(texture_run.rglob("*"))
+    code, _, err = run_main(args, capsys)
+    assert code == 2
+    assert err.startswith(f"stgconv {args[0]}: error: {message}"), err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists() and sorted(texture_run.rglob("*")) == before
+
+
 def test_bad_arguments_exit_2(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["synthesize"])  # argparse: missing checkpoint argument
@@ -392,6 +427,9 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     (run / "samples_000050.png").write_bytes(b"a sample of the old run")
     (run / "notes.txt").write_text("mine")
     (run / f".checkpoint.pt.{dead_pid}-k2j4.tmp").write_bytes(b"half a checkpoint, its writer killed")
+    code, _, err = run_main(["synthesize", str(run), "-n", "1", "--steps", "1", "--device", "cpu"],
+                            capsys)
+    assert code == 0 and (run / "synthesis" / "synthesized.npy").exists(), err
     before = (run / "checkpoint.pt").read_bytes()
     code, _, err = run_main(["train", *TINY, "--out", str(run), "--quiet"], capsys)
     assert code == 2 and f"{run} already holds a run" in err and "--overwrite" in err
@@ -401,6 +439,7 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     assert code == 0, err
     assert load_checkpoint(run)["iteration"] == 1
     assert not (run / "samples_000050.png").exists()  # the old run's files went first
+    assert not (run / "synthesis").exists()  # and its samples, which would pass for the new one's
     assert (run / "notes.txt").read_text() == "mine"  # what no run writes stays
     assert not list(run.glob(".*.tmp"))
 

@@ -45,6 +45,11 @@ from stgconv.train import MultiGridTrainer, Trainer
 # What a run writes into its folder: `overwrite` removes exactly these, and any of them marks
 # the folder as holding a run.
 RUN_FILES = ("checkpoint*.pt", "config.yaml", "observed*", "samples*", "tb")
+# Where the other commands write into a run folder by default (`stgconv synthesize RUN` writes
+# RUN/synthesis, ...): the model's outputs, removed with it by `overwrite` so that none is taken
+# for the new model's.
+RUN_OUTPUTS = ("synthesis", "reconstruction", "interpolation", "super_resolution",
+               "recovered_shapes")
 LOCK = ".lock"
 
 
@@ -63,7 +68,7 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
     fails leaves the folder as it was; a new run that fails before its first checkpoint or
     sample removes what it wrote, for the same reason. A folder that already holds a run is
     refused (:class:`ExistingRun`) unless ``resume`` or ``overwrite`` (which first removes the
-    old run's files) is set.
+    old run's files and what the other commands wrote there by default, ``RUN_OUTPUTS``) is set.
 
     The folder has one owner at a time: ``.lock`` names the process training into it, and a
     second run into the same folder is refused while that process lives (the lock is an
@@ -146,7 +151,7 @@ def _run_files(out: Path) -> list[Path]:
 
 
 def _remove_run_files(out: Path) -> None:
-    for path in _run_files(out):
+    for path in _run_files(out) + [out / name for name in RUN_OUTPUTS if (out / name).exists()]:
         if path.is_dir():
             shutil.rmtree(path)
         else:
