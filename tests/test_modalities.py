@@ -230,3 +230,20 @@ def test_video_samples_log_as_a_tensorboard_video(tmp_path: Path) -> None:
         assert gif.n_frames == 6 and gif.size[0] > 4 * 8  # four clips and the gaps between
     (frames,) = events.Images("samples/frames")
     assert frames.step == 2
+
+
+def test_grey_training_clips_are_luma_as_grey_images_are(tmp_path: Path) -> None:
+    """data.channels 1 reads a colour clip as Pillow makes an image grey (ITU-R 601 luma), not
+    as its red channel (what it once was: a red frame and a green one came out far apart)."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    for index, colour in enumerate(colours):
+        Image.new("RGB", (8, 8), colour).save(frames / f"{index}.png")
+    data = DataConfig(path=str(frames), kind="video", channels=1, frames=3, size=8)
+    clips = VIDEO.load(data)
+    assert clips.shape == (1, 1, 3, 8, 8)
+    for index, colour in enumerate(colours):
+        grey = np.asarray(Image.new("RGB", (8, 8), colour).convert("L"), dtype=np.float64)
+        expected = torch.from_numpy(grey / 127.5 - 1.0).float()
+        torch.testing.assert_close(clips[0, 0, index], expected, atol=1e-6, rtol=0)

@@ -22,11 +22,11 @@ MAX_CLIPS = 4
 
 
 def load_clips(data: DataConfig) -> Tensor:
-    """The clips ``data`` chooses: ``(N, C, T, H, W)``, grey when ``data.channels == 1``."""
-    clips = load_training_clips(data.path, n_frames=data.frames, size=data.size,
-                                start_frame=data.start_frame, fps=data.fps,
-                                max_clips=data.max_images)
-    return clips[:, :1] if data.channels == 1 else clips
+    """The clips ``data`` chooses: ``(N, C, T, H, W)``, grey (luma, as images are made grey)
+    when ``data.channels == 1``."""
+    return load_training_clips(data.path, n_frames=data.frames, size=data.size,
+                               start_frame=data.start_frame, fps=data.fps,
+                               channels=data.channels, max_clips=data.max_images)
 
 
 class VideoModality(Modality):
