@@ -71,6 +71,40 @@ def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert torch.equal(clip[:, 0], load_image(shallow, channels=1, crop_square=False))
 
 
+@pytest.mark.parametrize("mode, scale", [("I", 257), ("F", 1 / 255)])
+def test_32_bit_integer_and_float_grey_are_scaled_not_clipped(tmp_path: Path, mode: str,
+                                                              scale: float) -> None:
+    """Older Pillow opens 16-bit PNGs as mode "I", and float TIFFs hold [0, 1]: both read as
+    their 8-bit version (Pillow's conversion clips them: almost all white, or all black); a
+    range that cannot be read so is refused, naming the file."""
+    levels = ramp(channels=1)
+    deep = tmp_path / "deep.tif"
+    Image.fromarray(levels.astype(np.float64) * scale).convert(mode).save(deep)
+    assert Image.open(deep).mode == mode
+    shallow = write_png(tmp_path / "shallow.png", levels)
+    torch.testing.assert_close(load_image(deep, channels=1, crop_square=False),
+                               load_image(shallow, channels=1, crop_square=False),
+                               atol=1e-6, rtol=0)
+    wild = tmp_path / "wild.tif"
+    Image.fromarray(levels.astype(np.float64) * scale * 2).convert(mode).save(wild)
+    with pytest.raises(ValueError, match=f"cannot read image {wild}: its '{mode}' samples"):
+        load_image(wild, channels=1)
+
+
+def test_photos_load_upright_as_their_exif_orientation_says(tmp_path: Path) -> None:
+    """A phone stores a portrait photo sideways with EXIF orientation 6 (turn 90 degrees
+    clockwise to view); it loads as every viewer shows it."""
+    stored = np.zeros((40, 80), dtype=np.uint8)
+    stored[:, :40] = 255  # white on the stored left: the viewed top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "portrait.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    x = load_image(path, channels=1, crop_square=False)
+    assert x.shape == (1, 80, 40)
+    assert x[0, :35].mean() > 0.9 and x[0, 45:].mean() < -0.9
+
+
 def test_crop_and_resize(tmp_path: Path) -> None:
     path = write_png(tmp_path / "a.png", ramp(channels=3))
     assert load_image(path, channels=3).shape == (3, 12, 12)  # centre square
@@ -167,6 +201,19 @@ def test_image_folder(tmp_path: Path) -> None:
     assert item.shape == (1, 8, 8)
     assert -1 <= item.min() and item.max() <= 1
     assert repr(dataset) == f"ImageFolder(root={root}, size=8, channels=1, n=3)"
+
+
+def test_image_folder_reads_as_frame_folders_do(tmp_path: Path) -> None:
+    """Hidden files (macOS's ._img1.png) are skipped, and names in natural order, so that
+    max_images keeps img1 and img2, not img1 and img10."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for name in ("img10", "img2", "img1"):
+        write_png(root / f"{name}.png", ramp(seed=len(name)))
+    (root / "._img1.png").write_bytes(b"AppleDouble metadata, not an image")
+    dataset = ImageFolder(root, size=4, max_images=2)
+    assert [p.name for p in dataset.files] == ["img1.png", "img2.png"]
+    assert dataset[0].shape == (3, 4, 4)
 
 
 def test_image_folder_options(tmp_path: Path) -> None:

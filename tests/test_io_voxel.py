@@ -313,6 +313,9 @@ def test_voxel_file_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "image.npy", np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match=r"\(R, R, R\) or a batch \(N, R, R, R\)"):
         load_voxels(tmp_path / "image.npy")
+    np.save(tmp_path / "nothing.npy", np.zeros((0, 0, 0), np.uint8))
+    with pytest.raises(ValueError, match=r"the grids are empty, shape \(0, 0, 0\)"):
+        load_voxels(tmp_path / "nothing.npy")  # it padded into an empty training shape
     np.save(tmp_path / "counts.npy", np.full((4, 4, 4), 3, np.uint8))
     with pytest.raises(ValueError, match=r"binary occupancy \{0, 1\}"):
         load_voxels(tmp_path / "counts.npy")

@@ -15,11 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from stgconv.io.image import IMAGE_SUFFIXES, load_image
+from stgconv.io.folder import list_files
+from stgconv.io.image import IMAGE_SUFFIXES, load_image, luma
 
 
 class ImageFolder(Dataset):
-    """All images directly inside ``root`` (sorted by name), as ``(C, size, size)`` in ``[-1, 1]``.
+    """All images directly inside ``root`` (hidden files skipped, in natural name order: ``img2``
+    before ``img10``, as frame folders are read), as ``(C, size, size)`` in ``[-1, 1]``.
 
     Args:
         root: a folder of image files.
@@ -43,7 +45,7 @@ class ImageFolder(Dataset):
             raise ValueError(f"{self.root} is a file, not a folder of images")
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
-        files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_files(self.root, IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}")
         self.files = files[:max_images] if max_images is not None else files
@@ -90,7 +92,8 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
 
     The array is ``(N, H, W)`` (grey) or ``(N, H, W, C)`` with ``C`` 1 or 3, uint8 0-255 (the
     Keras layout of MNIST, Fashion-MNIST and CIFAR). Grey becomes RGB by repetition, RGB grey
-    by the mean of its channels; other sides are resized (bilinear, antialiased). With
+    by its luma as image files do (:func:`~stgconv.io.image.luma`); as image files are, every
+    image is centre-cropped to a square and resized (bilinear, antialiased) to ``size``. With
     ``max_images``, a fixed random subset (seed 0, kept in file order): such files are often
     ordered by class or by writer, so their first ``N`` would not be a fair sample.
 
@@ -109,10 +112,16 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
     if len(images) == 0:
         raise ValueError(f"{path}: {key} holds no images")
     images = images[npz_subset(len(images), max_images)]
+    if images.ndim == 4 and images.shape[-1] == 3 and channels == 1:
+        images = luma(images)
+    height, width = images.shape[1:3]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    images = images[:, top:top + side, left:left + side]
     x = torch.from_numpy(images).float().div(127.5).sub(1.0)
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
     if x.shape[1] != channels:
-        x = x.expand(-1, channels, -1, -1).clone() if x.shape[1] == 1 else x.mean(1, keepdim=True)
+        x = x.expand(-1, channels, -1, -1).clone()
     if x.shape[2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                           align_corners=False).clamp(-1.0, 1.0)

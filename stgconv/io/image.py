@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage import data as skimage_data
 from torch import Tensor
 
@@ -27,26 +27,49 @@ def to_tensor(array: np.ndarray) -> Tensor:
 
 
 def read_image(path: Path, *, what: str = "image") -> Image.Image:
-    """The decoded image file ``path``, or ``ValueError`` ("cannot read <what> <path>: ...")
-    when Pillow cannot read it."""
+    """The decoded image file ``path`` upright, with 8-bit samples (:func:`_eight_bit`), or
+    ``ValueError`` ("cannot read <what> <path>: ...") when it cannot be read so.
+
+    Upright: a photo whose EXIF orientation says it was taken turned is turned as every viewer
+    shows it (a phone's portrait JPEG is stored sideways)."""
     try:
         with Image.open(path) as opened:
             opened.load()
-            return opened.copy()  # the copy stays usable once the file is closed
-    except (UnidentifiedImageError, OSError) as err:
+            return _eight_bit(ImageOps.exif_transpose(opened))  # a copy, usable once closed
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ValueError(f"cannot read {what} {path}: {err}") from err
 
 
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 8-bit samples. 16-bit grey (Pillow's "I;16" modes, and "I", in which older
+    Pillow opens 16-bit PNGs) is scaled by 255 / 65535 and float grey ("F") in [0, 1] by 255:
+    Pillow's own conversion clips them at 255, which turns nearly every pixel white (or, for
+    floats, black). Other ranges are refused rather than guessed."""
+    if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
+        return image
+    levels = np.asarray(image, dtype=np.float64)
+    top = 1.0 if image.mode == "F" else 65535.0
+    if levels.size and not (np.isfinite(levels).all() and levels.min() >= 0
+                            and levels.max() <= top):
+        raise ValueError(f"its {image.mode!r} samples run from {levels.min()} to "
+                         f"{levels.max()}, outside 0..{top:g}, the range read for that mode")
+    return Image.fromarray(np.round(levels * (255.0 / top)).astype(np.uint8))  # mode L
+
+
 def to_channels(image: Image.Image, channels: int) -> Image.Image:
-    """``image`` as 8-bit grey (``channels`` 1) or RGB (3). 16-bit grey (PNG, TIFF: Pillow's
-    "I;16" modes) is scaled to 8 bits first: Pillow's own conversion clips it at 255, which
-    turns nearly every pixel white."""
+    """``image`` (8-bit samples, as :func:`read_image` gives) as grey (``channels`` 1: ITU-R
+    601 luma, Pillow's ``convert("L")``) or RGB (3)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if image.mode.startswith("I;16"):
-        levels = np.asarray(image).astype(np.float64) / 257.0  # 65535 -> 255
-        image = Image.fromarray(np.round(levels).astype(np.uint8))  # (H, W) uint8: mode L
     return image.convert("L" if channels == 1 else "RGB")
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """uint8 ``(..., 3)`` RGB -> uint8 ``(...)`` grey, bit for bit as Pillow's ``convert("L")``
+    computes it (ITU-R 601 weights in 16-bit fixed point, rounded), so arrays and image files
+    are made grey alike."""
+    weights = np.array([19595, 38470, 7471], dtype=np.uint32)
+    return ((rgb.astype(np.uint32) @ weights + 0x8000) >> 16).astype(np.uint8)
 
 
 def _resize(image: Image.Image, size: int | None, crop_square: bool) -> Image.Image:

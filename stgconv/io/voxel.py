@@ -114,7 +114,7 @@ def check_grids(array: np.ndarray | Tensor, *, binary: bool = True, name: str = 
     if len(set(array.shape[-3:])) != 1:
         raise ValueError(f"{name}: expected cubic grids (R, R, R), got {array.shape[-3:]} "
                          f"(full shape {array.shape})")
-    if array.size and array.shape[-1] == 0:
+    if array.shape[-1] == 0:
         raise ValueError(f"{name}: the grids are empty, shape {array.shape}")
     if array.dtype == bool:
         return array.astype(np.uint8)
