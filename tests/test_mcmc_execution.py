@@ -100,6 +100,20 @@ def test_auto_takes_bf16_only_within_the_tolerance_and_when_faster(
     assert not torch.equal(run("bf16"), run("fp32"))  # the two choices really differ here
 
 
+@pytest.mark.parametrize("anneal", ["linear", "cosine"])
+def test_auto_weighs_the_error_against_annealed_noise_as_it_is(monkeypatch, anneal: str) -> None:
+    """With annealed noise the chain accumulates less of it than at full strength: an error
+    that full noise would hide (0.85 of the tolerance) is too large for an annealed chain."""
+    pretend_native_and_fast(monkeypatch, 2.0)
+    x0 = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    unit = bf16_chain_error(linear_energy(), x0, step_size=0.01, n_steps=4, noise_scale=1.0)
+    energy = linear_energy(0.85 * execution.BF16_CHAIN_ERROR / float(unit.max()))
+    for noise_anneal, chosen in (("none", Execution(bf16=True)), (anneal, FP32)):
+        sampler = Langevin(n_steps=4, step_size=0.01, noise_anneal=noise_anneal)
+        assert sampler.execution(energy, x0) == chosen, noise_anneal
+        execution.AUTO._verdicts.clear()  # a verdict is kept per energy and shape
+
+
 def test_auto_checks_once_per_shape_then_again_after_recheck_every_runs(monkeypatch) -> None:
     pretend_native_and_fast(monkeypatch, 2.0)
     auto = AutoExecution(recheck_every=3)

@@ -7,6 +7,7 @@ class of one model and a style of another, say). Any sampler takes the sum like 
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -39,7 +40,7 @@ class ProductOfExperts(nn.Module):
         if len(weights) != len(experts) or len(views) != len(experts):
             raise ValueError(f"{len(experts)} experts need as many weights and views, got "
                              f"{len(weights)} and {len(views)}")
-        if any(not w >= 0 for w in weights):  # also refuses NaN
+        if any(not (math.isfinite(w) and w >= 0) for w in weights):
             raise ValueError(f"weights must be finite and >= 0, got {weights}")
         self.experts = list(experts)
         # Registered so that .to(), .parameters() and state_dict() see the modules.

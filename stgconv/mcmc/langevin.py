@@ -36,7 +36,9 @@ class Langevin:
         noise_anneal: multiply the noise at step ``t`` of ``n`` by 1 ("none"),
             ``1 - t / n`` ("linear") or ``(1 + cos(pi t / n)) / 2`` ("cosine").
         grad_clip: if set, each chain's gradient is rescaled to at most this L2 norm.
-        clamp: if set, ``(low, high)`` bounds the values after every step.
+        clamp: if set, ``(low, high)`` bounds the values after every step, before the
+            constraint's projection, which wins where they disagree (a block-mean projection
+            can move values past the bounds: clamp the result where it must hold).
         precision: how the energy network is evaluated; the chain itself always stays in its
             own dtype. ``"fp32"``: as given. ``"bf16"``: under bfloat16 autocast. ``"auto"``:
             bfloat16 (in the faster layout on CUDA) where the device computes in it natively,
@@ -179,12 +181,14 @@ class Langevin:
         for index in range(self.n_steps):
             e, grad = energy_and_grad(energy, x, create_graph=True, bf16=bf16)
             flags.append(nonfinite_flag(e, grad))
-            grad_norm = grad.detach().flatten(1).norm(dim=1)
+            # Not detached: the clipping's scale depends on x too, and the chain's derivative
+            # must include that (a detached norm left out a term wherever clipping bit).
+            grad_norm = grad.flatten(1).norm(dim=1)
             if self.grad_clip is not None:
                 grad = grad * broadcast_chains(
                     (self.grad_clip / (grad_norm + 1e-12)).clamp(max=1.0), grad)
             if callback is not None:
-                callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm))
+                callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm.detach()))
             x = x - 0.5 * self.step_size**2 * grad
             noise_std = self.noise_scale * self.step_size * self.noise_factor(index)
             if noise_std > 0:
@@ -207,8 +211,12 @@ class Langevin:
             return FP32
         if self.precision == "bf16":
             return Execution(bf16=True)
+        # The test bounds the error against the noise the chain accumulates; annealed, that is
+        # the root mean square of the steps' noise, not the first step's.
+        annealed = math.sqrt(sum(self.noise_factor(t) ** 2 for t in range(self.n_steps))
+                             / self.n_steps)
         return AUTO.choose(energy, x, step_size=self.step_size, n_steps=self.n_steps,
-                           noise_scale=self.noise_scale)
+                           noise_scale=self.noise_scale * annealed)
 
     def _graphable(self, x: Tensor, callback: StepCallback | None,
                    generator: torch.Generator | None) -> bool:
