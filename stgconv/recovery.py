@@ -45,7 +45,7 @@ from stgconv.types import EnergyFn
 class RecoveryResult:
     """``recovered``: ``(C, *S)`` the estimate; ``synthesized``: the synthesis chains;
     ``history``: one dict of statistics per iteration (``loss``, ``e_pos``, ``e_neg``;
-    ``holdout_error`` (0-1 units of the data, mean absolute) with a ``holdout``);
+    ``holdout_error`` (mean absolute, in the data's units) with a ``holdout``);
     ``selected_iteration``: with a ``holdout``, the iteration whose estimate was returned
     (``-1``: the start, before any iteration), else the last iteration."""
 
@@ -184,6 +184,7 @@ def recover(
     warmup: int = 0,
     completion: CompletionChain | None = None,
     holdout: Tensor | None = None,
+    select: int | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> RecoveryResult:
@@ -215,8 +216,12 @@ def recover(
             loop (treated as missing) and used to choose the estimate: the start or the running
             estimate of an iteration after the warm-up, whichever has the smallest mean absolute
             error on them (earliest on ties). Give it the structure of the real missing entries
-            (:func:`holdout_like`), and build ``init`` and the step scale from
-            ``known & ~holdout``. The returned estimate keeps every observed entry.
+            (:func:`holdout_like`), and build ``init`` (all of it: a fill of the missing
+            entries beside held-out ones that saw them carries them into the loop) and the step
+            scale from ``known & ~holdout``. The returned estimate keeps every observed entry.
+        select: without a ``holdout``, return the running estimate of this iteration (``-1``:
+            the start) and stop there: a choice made with a holdout, repeated on every observed
+            entry (the schedule, e.g. the learning rate's, is the full one's).
         generator: every random draw (chains, noise) comes from it.
 
     Returns:
@@ -230,6 +235,10 @@ def recover(
     """
     train = train if train is not None else TrainConfig()
     check_schedule(train.n_iterations, n_chains, warmup, average_last)
+    if select is not None and (holdout is not None
+                               or not (select == -1 or warmup <= select < train.n_iterations)):
+        raise ValueError(f"select must be -1 or an iteration in [warmup, n_iterations) = "
+                         f"[{warmup}, {train.n_iterations}), without a holdout; got {select}")
     known, visible, holdout = _masks(observed, known, holdout)
     if init is None:
         init = mean_fill(observed[None], visible[None])[0]
@@ -245,7 +254,8 @@ def recover(
     trainer = Trainer(energy, sampler, chains, current.clone(), train=train, generator=generator)
     estimate = _Estimate(current, observed, holdout, train.n_iterations - average_last)
     history = []
-    for iteration in tqdm(range(train.n_iterations), disable=not progress, desc="recover"):
+    iterations = train.n_iterations if select is None else select + 1
+    for iteration in tqdm(range(iterations), disable=not progress, desc="recover"):
         if iteration >= warmup:
             current = completion.move(energy, current, constraint, generator=trainer.generator)
             trainer.data.copy_(current)
@@ -345,6 +355,7 @@ class _Estimate:
         if iteration >= self.average_from:
             self.total += completion
             self.count += 1
+        self.last = completion
         self.selected = iteration if self.holdout is None else self.selected
         if self.holdout is None:
             return {}
@@ -355,7 +366,11 @@ class _Estimate:
         return {"holdout_error": error}
 
     def result(self) -> Tensor:
-        return self.best if self.holdout is not None else self.total / self.count
+        """The holdout's choice, else the running estimate of the last iteration taken (the
+        start before any)."""
+        if self.holdout is not None or self.selected == -1:
+            return self.best
+        return self.total / self.count if self.count else self.last
 
 
 def holdout_like(

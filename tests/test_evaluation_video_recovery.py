@@ -198,26 +198,48 @@ def test_eval_recovery_from_the_learned_fill_names_its_start(clip, tmp_path):
                                         "neighbour_average", "motion_compensated"}
 
 
-def test_a_start_that_wins_the_holdout_is_the_fill_made_with_every_observed_entry(clip):
-    """Starts in ``recovery.learned.starts`` compete on the held-out entries with their fill
-    made without them, and only the winner's fill is made again with every observed entry: the
-    chain must start from that one at the missing entries (the fill without the held-out
-    entries there would be worse), and from the other at the held-out ones (where the full
-    fill would be exact)."""
+@pytest.mark.parametrize("starts", [["neighbour_average"], []])
+def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch, starts):
+    """With a holdout the chain's length is chosen on a loop that started from a fill made
+    without the held-out entries everywhere: changing their values changes nothing it sees (its
+    start once filled the missing entries beside them from them). The answer then repeats that
+    choice from the fill made with every observed entry. For a further start that wins the
+    holdout (neighbour_average), and for whichever of the learned fill and the fill it corrects
+    wins without one."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    calls = []
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return task_recover(*args, **kwargs)
+
+    task_recover = task.recover
+    monkeypatch.setattr(task, "recover", recording)
     config = load_config(Path(__file__).parents[1] / "configs/video/recovery_quick.yaml", [
         "recovery.init=learned", "recovery.learned.fills=[temporal_interpolation]",
-        "recovery.learned.starts=[neighbour_average]", "recovery.learned.iterations=1",
+        f"recovery.learned.starts={starts}", "recovery.learned.iterations=1",
         "recovery.learned.patterns=1", "recovery.learned.crop_size=8", "recovery.holdout=0.3",
         "train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1", "device=cpu"])
-    report = recover_video(config, clip, "salt_and_pepper:0.5", frames=12, size=32)
-    assert report["start"]["fill"] == "neighbour_average"
-    observed = torch.where(report["known"], report["truth"], 0.0)
-    init, known = report["init"], report["known"]
-    full = neighbour_average(observed, known)
-    torch.testing.assert_close(init[~known], full[~known])
-    # The holdout recover_video draws (seed + 1).
-    hidden = holdout_like(known, fraction=0.3,
+    truth = load_video(clip, n_frames=12, size=32)
+    known = load_known("salt_and_pepper:0.5", tuple(truth.shape[1:]), seed=config.seed)
+    known = known.expand_as(truth)
+    hidden = holdout_like(known, fraction=0.3,  # the holdout the task draws (seed + 1)
                           generator=torch.Generator().manual_seed(config.seed + 1))
-    visible = known & ~hidden.expand_as(known)
-    held_out = known & ~visible
-    torch.testing.assert_close(init[held_out], neighbour_average(observed, visible)[held_out])
+    held_out = hidden.expand_as(known) & known
+    visible = known & ~held_out
+    seen = []
+    for shift in (0.0, 0.5):
+        observed = torch.where(known, truth + shift * held_out, 0.0)
+        calls.clear()
+        result, init, start = task._recover(config, observed, known, progress=False)
+        choosing, answering = calls
+        assert torch.equal(choosing["holdout"], held_out) and choosing["select"] is None
+        assert answering["holdout"] is None and answering["select"] == result.selected_iteration
+        assert torch.equal(answering["init"], init)
+        seen.append((choosing["init"], start["fill"]))
+    assert seen[0][1] == seen[1][1] and (seen[0][1] == starts[0] if starts else True)
+    assert torch.equal(seen[0][0], seen[1][0])
+    if starts:  # the winner's fill: without the held-out entries to choose, with them to answer
+        observed = torch.where(known, truth + 0.5 * held_out, 0.0)
+        torch.testing.assert_close(seen[1][0], neighbour_average(observed, visible))
+        torch.testing.assert_close(init, neighbour_average(observed, known))

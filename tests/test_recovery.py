@@ -162,6 +162,42 @@ def test_holdout_is_restored_and_selects_the_start_when_nothing_beats_it() -> No
     assert all("holdout_error" in record for record in result.history)
 
 
+def test_select_repeats_a_choice_as_the_holdout_makes_it() -> None:
+    """``select=k`` returns the running estimate of iteration k, the one a holdout choosing k
+    returns: the completion itself before the averaging starts, the average of the completions
+    since then after; -1 the start; the last iteration the plain result, bit for bit."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    observed = torch.where(known, truth, 0.0)
+    init = torch.where(known, observed, 0.1)
+
+    def run(**kwargs):
+        torch.manual_seed(0)  # the same energy for every run
+        return recover(tiny_energy(), Langevin(n_steps=2, step_size=0.1), observed, known,
+                       init=init, train=TrainConfig(n_iterations=5), warmup=1, average_last=2,
+                       n_chains=1, generator=gen(2), **kwargs)
+
+    completions = []
+    completion = CompletionChain(Langevin(n_steps=2, step_size=0.1))
+    original = completion.move
+
+    def recording(*args, **kwargs):
+        completions.append(original(*args, **kwargs)[0])
+        return completions[-1][None]
+
+    object.__setattr__(completion, "move", recording)
+    plain = run(completion=completion)
+    assert len(completions) == 4  # iterations 1-4 move it (warm-up 1)
+    assert torch.equal(run(select=4).recovered, plain.recovered)
+    assert torch.equal(run(select=3).recovered, completions[2])  # iteration 3 averages itself
+    assert torch.equal(run(select=2).recovered, completions[1])  # before the averaging: itself
+    assert torch.equal(run(select=-1).recovered, init)
+    assert run(select=2).selected_iteration == 2
+    for select, kwargs in ((0, {}), (5, {}), (2, {"holdout": holdout_like(known, generator=gen(4))})):
+        with pytest.raises(ValueError, match="select must be -1 or an iteration in"):
+            run(select=select, **kwargs)
+
+
 def test_holdout_like_borrows_the_missing_pattern() -> None:
     known = missing_frames(T, H, W, fraction=0.5, generator=gen(1))
     holdout = holdout_like(known, fraction=1.0, shift=1, generator=gen(0))

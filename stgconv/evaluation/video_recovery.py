@@ -65,7 +65,8 @@ def eval_recovery(
         "missing_fraction": 1.0 - known.float().mean().item(),
         # The fill the recovery started from and its error: what sampling added on top of it.
         # holdout_errors: with init "learned", each candidate's error on the held-out observed
-        # entries that chose it (0-1 units of the data, mean absolute).
+        # entries that chose it (mean absolute, in the data's [-1, 1] units: x 127.5 for grey
+        # levels).
         "start": {**report["start"], "error": report["init_error"]},
         # -1: the held-out check kept the starting fill (the model did not improve on it).
         "selected_iteration": report["selected_iteration"],

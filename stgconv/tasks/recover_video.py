@@ -28,6 +28,7 @@ from stgconv.data.masks import (
     occluded_region,
     salt_and_pepper,
 )
+from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.video import load_video, save_comparison
 from stgconv.learned_fill import (
@@ -97,7 +98,7 @@ def recover_video(
     Returns a dict with ``recovered`` ``(C, T, H, W)``, ``truth``, ``known``, ``init`` (the
     starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
-    held-out entries, 0-1 units), ``error``/``init_error`` (:data:`UNIT`),
+    held-out entries, in the data's [-1, 1] units: x 127.5 for grey levels), ``error``/``init_error`` (:data:`UNIT`),
     ``selected_iteration`` and ``seconds``. With ``out_dir``, writes ``recovered.mp4`` (to
     watch: an odd height or width gets one white row or column, as its codec needs even ones),
     ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1], exact), ``comparison.mp4`` (occluded |
@@ -153,9 +154,7 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     # Everything that can refuse the config is checked before the learned fill's minutes.
     check_schedule(config.train.n_iterations, config.chains.chains_per_example, settings.warmup,
                    settings.average_last, names=SCHEDULE_KEYS)
-    torch.manual_seed(config.seed)
-    energy = VIDEO.energy(_as_run(config, observed).model).to(observed.device)
-    energy.check_size(observed.shape[1:])
+    _energy(config, observed).check_size(observed.shape[1:])
     prior = _load_prior(settings, channels=observed.shape[0])
     if settings.init == "learned":
         try:
@@ -172,16 +171,44 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
         if not visible.any():
             raise ValueError("recovery.holdout hides every observed entry of this mask (too few "
                              "observed frames): set recovery.holdout: 0")
-    init, start, holdout_errors = _start_fill(config, observed, known, holdout, prior)
-    result = recover(
-        energy, build_sampler(config.sampler), observed, known, init=init, train=config.train,
-        n_chains=config.chains.chains_per_example,
+    init, unseen, start, holdout_errors = _start_fill(config, observed, known, holdout, prior)
+    if holdout is None:
+        return (_loop(config, observed, known, init, progress=progress), init,
+                {"fill": start, "holdout_errors": holdout_errors})
+    # The holdout chooses how far to refine on a loop that never saw the held-out entries, not
+    # even through the fill of the missing entries beside them (a chain that pulls a held-out
+    # entry towards such a fill scored better there for a false reason); the answer is that
+    # choice made again with every observed entry.
+    choice = _loop(config, observed, known, unseen, holdout=holdout, progress=progress)
+    result = _loop(config, observed, known, init, select=choice.selected_iteration,
+                   progress=progress)
+    # The history is the choosing loop's: its held-out errors are what chose.
+    return (replace(result, history=choice.history), init,
+            {"fill": start, "holdout_errors": holdout_errors})
+
+
+def _energy(config: ExperimentConfig, observed: Tensor) -> ConvNetEnergy:
+    """The untrained energy for ``observed`` ``(C, T, H, W)``: the same weights at every call
+    (drawn after seeding with the config's seed)."""
+    torch.manual_seed(config.seed)
+    return VIDEO.energy(_as_run(config, observed).model).to(observed.device)
+
+
+def _loop(config: ExperimentConfig, observed: Tensor, known: Tensor, init: Tensor, *,
+          holdout: Tensor | None = None, select: int | None = None, progress: bool
+          ) -> RecoveryResult:
+    """:func:`~stgconv.recovery.recover` as the config describes it, from ``init``, with a
+    fresh energy; the completion's step scale from the entries the loop sees."""
+    settings = config.recovery
+    visible = known if holdout is None else known & ~holdout
+    return recover(
+        _energy(config, observed), build_sampler(config.sampler), observed, known, init=init,
+        train=config.train, n_chains=config.chains.chains_per_example,
         chain_init=NoiseInit(config.chains.init, config.chains.init_scale),
         average_last=settings.average_last, warmup=settings.warmup,
-        completion=_completion(config, observed, visible), holdout=holdout,
+        completion=_completion(config, observed, visible), holdout=holdout, select=select,
         generator=torch.Generator(observed.device).manual_seed(config.seed), progress=progress,
     )
-    return result, init, {"fill": start, "holdout_errors": holdout_errors}
 
 
 def _load_prior(settings: RecoveryConfig, *, channels: int) -> FillNet | None:
@@ -203,14 +230,14 @@ def _load_prior(settings: RecoveryConfig, *, channels: int) -> FillNet | None:
 
 def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                 holdout: Tensor | None, prior: FillNet | None
-                ) -> tuple[Tensor, str, dict[str, float]]:
-    """The starting fill ``(C, T, H, W)``, its name and, when the holdout chose it, every
-    candidate's mean absolute error on the held-out entries (0-1 units of the data; else
-    empty). The fill is the configured classical one, or the learned fill
-    (:mod:`stgconv.learned_fill`, trained on the visible entries only) unless the holdout says
-    one of the classical fills it reads or ``learned.starts`` does better; with a holdout, the
-    learned fill corrects the classical fill that scores best on it, starting from ``prior``
-    when given."""
+                ) -> tuple[Tensor, Tensor, str, dict[str, float]]:
+    """The starting fill ``(C, T, H, W)``, the same fill made without the held-out entries (the
+    fill itself without a holdout), its name and, when the holdout chose it, every candidate's
+    mean absolute error on the held-out entries (units of the data in [-1, 1]; else empty). The
+    fill is the configured classical one, or the learned fill (:mod:`stgconv.learned_fill`,
+    trained on the visible entries only) unless the holdout says one of the classical fills it
+    reads or ``learned.starts`` does better; with a holdout, the learned fill corrects the
+    classical fill that scores best on it, starting from ``prior`` when given."""
     settings = config.recovery
     visible = known if holdout is None else known & ~holdout
 
@@ -219,15 +246,11 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
         full = fill(observed, known)
         return full, full if holdout is None else fill(observed, visible)
 
-    def start(full: Tensor, without_holdout: Tensor) -> Tensor:
-        # The held-out entries get a fill that did not see them, so they score honestly.
-        return torch.where(visible | ~known, full, without_holdout)
-
     def holdout_error(fill: Tensor) -> float:
         return (fill[holdout] - observed[holdout]).abs().mean().item()
 
     if settings.init != "learned":
-        return start(*fills_of(partial(_fill, settings))), settings.init, {}
+        return *fills_of(partial(_fill, settings)), settings.init, {}
     names = list(settings.learned.fills)
 
     def refill(name: str, known_before: Tensor, filled_before: Tensor) -> Fill:
@@ -257,23 +280,23 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                           generator=torch.Generator().manual_seed(config.seed + 2),
                           initial=prior)
     how = {"precision": settings.learned.precision, "symmetric": settings.learned.symmetric}
-    learned = start(apply_fill(net, observed, known, [made[name][0] for name in names], **how),
-                    apply_fill(net, observed, visible, [made[name][1] for name in names], **how))
+    learned = apply_fill(net, observed, known, [made[name][0] for name in names], **how)
     if holdout is None:
-        return learned, "learned", {}
+        return learned, learned, "learned", {}
+    unseen = apply_fill(net, observed, visible, [made[name][1] for name in names], **how)
     # The further starts are scored by their fill without the held-out entries; the fill with
     # every observed entry (as dear again: motion compensation takes about a minute) is made
     # only for the one that wins.
     without_holdout = {name: made[name][1] if name in made else FILLS[name](observed, visible)
                        for name in dict.fromkeys([*settings.learned.fills,
                                                   *settings.learned.starts])}
-    errors = {"learned": holdout_error(learned),
+    errors = {"learned": holdout_error(unseen),
               **{name: holdout_error(fill) for name, fill in without_holdout.items()}}
     best = min(errors, key=errors.get)  # the learned fill on ties: it comes first
     if best == "learned":
-        return learned, best, errors
+        return learned, unseen, best, errors
     full = made[best][0] if best in made else FILLS[best](observed, known)
-    return start(full, without_holdout[best]), best, errors
+    return full, without_holdout[best], best, errors
 
 
 def _completion(config: ExperimentConfig, observed: Tensor, visible: Tensor) -> CompletionChain:
