@@ -144,27 +144,37 @@ def _to_cpu(value: Any) -> Any:
 def merge_chain_states(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """One checkpointable chain state from every rank's (rank order): persistent chains
     ``(n_local, k, *S)`` back in example order ``(N, k, *S)``, replay-buffer samples
-    concatenated; stateless starts stay empty."""
+    concatenated, with each rank's count and next slot (``rank_lengths``, ``rank_next``) so
+    that as many processes get their own buffers back; stateless starts stay empty."""
     if any("chains" in state for state in states):
         return {"chains": interleave([state["chains"] for state in states])}
-    samples = [state["samples"] for state in states if "samples" in state]
-    if samples:
-        return {"samples": torch.cat(samples), "next": torch.tensor(0)}
-    return {}
+    stored = [state["samples"] for state in states if "samples" in state]
+    if not stored:
+        return {}
+    empty = stored[0][:0]  # a rank whose buffer holds nothing yet
+    samples = [state.get("samples", empty) for state in states]
+    return {"samples": torch.cat(samples), "next": torch.tensor(0),
+            "rank_lengths": torch.tensor([len(rows) for rows in samples]),
+            "rank_next": torch.tensor([int(state.get("next", 0)) for state in states])}
 
 
 def shard_chain_state(state: dict[str, Tensor], world: World | None, *,
                       capacity: int | None = None) -> dict[str, Tensor]:
     """This rank's part of a checkpoint's chain state (written by any number of processes):
-    persistent chains of its examples, every ``size``-th replay-buffer sample (at most
-    ``capacity``). A single process keeps a state that fits whole, so its resume is exact."""
+    persistent chains of its examples; its own replay buffer when as many processes wrote it
+    (so their resume is exact, as a single process's is), else every ``size``-th sample (at
+    most ``capacity``)."""
     rank, size = (world.rank, world.size) if world is not None else (0, 1)
     if "chains" in state:
         return state if size == 1 else {"chains": state["chains"][rank::size]}
     if "samples" in state:
-        fits = capacity is None or len(state["samples"]) <= capacity
-        if size == 1 and fits:
-            return state
+        if "rank_lengths" not in state:  # one process wrote it
+            if size == 1 and (capacity is None or len(state["samples"]) <= capacity):
+                return state
+        elif len(state["rank_lengths"]) == size:
+            own = state["samples"].split(state["rank_lengths"].tolist())[rank]
+            if capacity is None or len(own) <= capacity:
+                return {"samples": own, "next": state["rank_next"][rank]}
         samples = state["samples"][rank::size]
         return {"samples": samples[:capacity] if capacity is not None else samples,
                 "next": torch.tensor(0)}

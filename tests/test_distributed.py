@@ -104,6 +104,16 @@ def test_chain_states_shard_and_merge_back() -> None:
     assert shard_chain_state(merged, worlds[0], capacity=2)["samples"].shape == (2, 1)
     single = {"samples": torch.zeros(5, 1), "next": torch.tensor(3)}
     assert shard_chain_state(single, None, capacity=8) is single
+    # As many processes as wrote the buffers get their own back, with their next slot: a
+    # resume continues exactly (every size-th sample mixed the ranks' buffers, next reset).
+    own = [{"samples": torch.full((3, 1), float(r)), "next": torch.tensor(r)} for r in range(3)]
+    merged = merge_chain_states(own)
+    for world, state in zip(worlds, own):
+        back = shard_chain_state(merged, world, capacity=3)
+        assert torch.equal(back["samples"], state["samples"]) and int(back["next"]) == world.rank
+    two = [World(rank=r, size=2, device=torch.device("cpu")) for r in range(2)]
+    assert shard_chain_state(merged, two[1], capacity=8)["samples"].flatten().tolist() == [
+        0.0, 1.0, 1.0, 2.0]  # another count: every size-th sample
     assert merge_chain_states([{}, {}]) == {}
 
 
