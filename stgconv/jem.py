@@ -148,6 +148,7 @@ class HybridTrainer(Trainer):
             for key, value in {"loss": loss.detach(), **stats}.items():
                 totals[key] = totals.get(key, 0.0) + value.item() / len(batches)
             self.last_samples = x_neg if x_neg is not None else x_neg_y
+            self.last_data = x_pos
         if self.world is not None:
             self.world.average_gradients(self.energy.parameters())
             totals = self.world.average(totals)

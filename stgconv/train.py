@@ -37,6 +37,7 @@ from stgconv.mcmc.buffer import ReplayBuffer
 from stgconv.mcmc.init import DataGaussian
 from stgconv.mcmc.starts import ChainStart, CoarseStart, SuperResolutionStart
 from stgconv.ops import factor_between, pyramid
+from stgconv.types import EnergyFn
 
 # Past these bounds a run has diverged: a healthy one stays orders of magnitude below them
 # (Adam moves a weight by about lr per step, so even lr=0.1 needs 10^7 steps to reach 10^6;
@@ -130,6 +131,26 @@ class FitLoop:
             raise DivergenceError(f"training diverged at iteration {self.iteration}: a weight is "
                                   f"{largest:.3g}, past the bound of {MAX_ABS_WEIGHT:.0e}")
 
+    def probes(self) -> list[tuple[EnergyFn, Tensor]]:
+        """The last step's data and samples (``(B, *S)`` each) with the energy of each, where
+        :meth:`check_saved_model` evaluates the updated model."""
+        raise NotImplementedError
+
+    def check_saved_model(self) -> None:
+        """Raise :class:`DivergenceError` when the model as it is now (after the last step's
+        update) gives a non-finite energy, or one past its bound, at the last step's data or
+        samples: the step's statistics were measured before its update, so without this a
+        checkpoint could keep a model that had already diverged."""
+        with torch.no_grad():
+            largest = max((energy(x).abs().max().item() for energy, x in self.probes()),
+                          default=0.0)
+        if self.world is not None:  # every rank decides alike; the sum bounds each rank's
+            largest = self.world.average({"largest": largest})["largest"] * self.world.size
+        if not largest <= MAX_ABS_ENERGY:  # NaN too
+            raise DivergenceError(f"training diverged at iteration {self.iteration}: the updated "
+                                  f"model's energy at the step's data or samples is "
+                                  f"{largest:.3g}, past the bound of {MAX_ABS_ENERGY:.0e}")
+
     def fit(
         self,
         n_iterations: int,
@@ -169,14 +190,8 @@ class FitLoop:
         try:
             while self.iteration < n_iterations:
                 stats = self.step()
-                try:
-                    self.check_divergence(stats)
-                except DivergenceError as err:
-                    saved = self.saved_iteration
-                    kept = ("no checkpoint was written" if checkpoint_path is None or saved is None
-                            else f"{checkpoint_path} keeps iteration {saved}, the last good model")
-                    raise DivergenceError(f"{err}; {kept} (lower train.lr or sampler.step_size)"
-                                          ) from None
+                self._diverged_saying_what_is_kept(partial(self.check_divergence, stats),
+                                                   checkpoint_path)
                 history.append(stats)
                 bar.update(1)
                 # A JEM step without its contrastive term has no e_pos / e_neg.
@@ -191,6 +206,7 @@ class FitLoop:
                     on_iteration(self, stats)
                 due = checkpoint_every > 0 and self.iteration % checkpoint_every == 0
                 if checkpoint_path is not None and (due or self.iteration == n_iterations):
+                    self._diverged_saying_what_is_kept(self.check_saved_model, checkpoint_path)
                     self.save(checkpoint_path)
                     if on_checkpoint is not None:
                         on_checkpoint(self)
@@ -199,6 +215,19 @@ class FitLoop:
             if writer is not None:
                 writer.close()
         return history
+
+    def _diverged_saying_what_is_kept(self, check: Callable[[], None],
+                                      checkpoint_path: str | Path | None) -> None:
+        """Run ``check``; its :class:`DivergenceError` gains which checkpoint holds the last
+        good model and what to change."""
+        try:
+            check()
+        except DivergenceError as err:
+            saved = self.saved_iteration
+            kept = ("no checkpoint was written" if checkpoint_path is None or saved is None
+                    else f"{checkpoint_path} keeps iteration {saved}, the last good model")
+            raise DivergenceError(f"{err}; {kept} (lower train.lr or sampler.step_size)"
+                                  ) from None
 
 
 def cosine_lr(lr: float, iteration: int, n_iterations: int) -> float:
@@ -322,6 +351,7 @@ class Trainer(FitLoop):
         self.world = world
         self.iteration = 0
         self.last_samples: Tensor | None = None
+        self.last_data: Tensor | None = None
 
     def draw_batches(self) -> list[Tensor]:
         """Dataset indices ``(batch_size,)`` of each of the ``accumulate`` micro-batches."""
@@ -352,7 +382,7 @@ class Trainer(FitLoop):
             totals["loss"] += loss.item() / len(batches)
             totals["e_pos"] += stats["e_pos"].item() / len(batches)
             totals["e_neg"] += stats["e_neg"].item() / len(batches)
-            self.last_samples = x_neg
+            self.last_samples, self.last_data = x_neg, x_pos
         if self.world is not None:
             self.world.average_gradients(self.energy.parameters())
             totals = self.world.average(totals)
@@ -402,6 +432,9 @@ class Trainer(FitLoop):
                                                       capacity=capacity))
         take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
+
+    def probes(self) -> list[tuple[EnergyFn, Tensor]]:
+        return [(self.energy, x) for x in (self.last_data, self.last_samples) if x is not None]
 
     def parameters(self) -> list[Tensor]:
         return list(self.energy.parameters())
@@ -543,6 +576,9 @@ class MultiGridTrainer(FitLoop):
             trainer.load_state_dict(grid)
         take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
+
+    def probes(self) -> list[tuple[EnergyFn, Tensor]]:
+        return [probe for trainer in self.trainers for probe in trainer.probes()]
 
     def parameters(self) -> list[Tensor]:
         return [p for trainer in self.trainers for p in trainer.parameters()]

@@ -303,6 +303,33 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert load_checkpoint(tmp_path / "checkpoint_previous.pt")["iteration"] == 1
 
 
+def test_a_model_that_diverged_in_its_last_update_is_never_saved(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step's statistics are measured before its update: an update that sends the energies
+    past their bound (weights still within theirs) is caught before the checkpoint, which
+    keeps the model before it."""
+    path = tmp_path / "checkpoint.pt"
+    trainer = make_trainer("persistent")
+    trainer.fit(2, checkpoint_path=path, checkpoint_every=1, progress=False)
+    with torch.no_grad():
+        typical = trainer.energy(trainer.last_data).abs().max().item()
+    monkeypatch.setattr("stgconv.train.MAX_ABS_ENERGY", 100 * typical)
+    step = trainer.step
+
+    def exploding_step() -> dict[str, float]:
+        stats = step()
+        with torch.no_grad():
+            for parameter in trainer.energy.parameters():
+                parameter.mul_(10.0)  # every layer: energies grow ~10^depth, weights 10x
+        return stats
+
+    monkeypatch.setattr(trainer, "step", exploding_step)
+    with pytest.raises(DivergenceError, match=r"iteration 3: the updated model's energy .* past "
+                                              r"the bound .*checkpoint\.pt keeps iteration 2"):
+        trainer.fit(5, checkpoint_path=path, checkpoint_every=1, progress=False)
+    assert load_checkpoint(path)["iteration"] == 2
+
+
 def test_multigrid_divergence_is_caught_on_every_grid(tmp_path: Path) -> None:
     trainer = make_multigrid_trainer()
     for group in trainer.trainers[0].optimizer.param_groups:  # the coarsest grid only
