@@ -393,9 +393,11 @@ class JEMConfig:
     ``cross_entropy(f(x), y) + px_weight * [mean E(x) - mean E(x~)]
     + pxy_weight * [mean E(x, y) - mean E(x~_y, y)]``
 
-    with ``x~`` drawn by the experiment's sampler from the marginal energy and ``x~_y`` from the
-    batch's class energies, both started from the ``chains`` section's starts (the replay
-    buffer: 95% stored chains, 5% fresh noise); ``train.energy_l2`` penalises the squared
+    with ``x~`` drawn by the experiment's sampler from the marginal energy, started from the
+    ``chains`` section's starts (the replay buffer: 95% stored chains, 5% fresh noise), and
+    ``x~_y`` from the batch's class energies, each from a fresh start of its class (the
+    fitted Gaussian's component, the chains' noise, or the example itself for chains from the
+    data; never from the marginal's stored chains); ``train.energy_l2`` penalises the squared
     energies of both contrastive terms. The data are an ``.npz`` holding labels beside the
     images."""
 

@@ -126,6 +126,24 @@ class HybridTrainer(Trainer):
         self.chains.keep(x_neg)
         return x_neg
 
+    def _class_samples(self, x_pos: Tensor, labels: Tensor, indices: Tensor) -> Tensor:
+        """Chains ``(M, *S)`` of the class energies ``E(x, labels)`` for the sub-batch ``x_pos``,
+        each from a fresh start of its own class: the fitted Gaussian's component of the class,
+        the chains' noise, or (chains from the data) the example itself. Never from or into the
+        chain store (persistent chains, replay buffer): it holds the marginal's chains, of any
+        class, which a class's chain must neither start from nor overwrite."""
+        init = getattr(self.chains, "init", None)
+        place = {"device": x_pos.device, "dtype": x_pos.dtype, "generator": self.generator}
+        if init is None:
+            x0 = self.chains.start(x_pos, indices, generator=self.generator)
+        elif isinstance(init, DataGaussian):
+            x0 = init.sample(x_pos.shape, classes=labels, **place)
+        else:
+            x0 = init.sample(x_pos.shape, **place)
+        return self.sampler.run(self.energy.conditional(labels), x0,
+                                constraint=self.chains.constraint(x_pos),
+                                generator=self.generator)
+
     def step(self, batches: list[Tensor] | None = None) -> dict[str, float]:
         """One optimizer update; returns the loss, the batch's cross-entropy and accuracy and
         the mean energies of each contrastive term's data and samples."""
@@ -139,7 +157,7 @@ class HybridTrainer(Trainer):
             sub, m = indices[: self.px_batch], self.px_batch
             x_neg = (self._samples(self.energy, x_pos[:m], sub)
                      if self.jem.px_weight > 0 else None)
-            x_neg_y = (self._samples(self.energy.conditional(y_pos[:m]), x_pos[:m], sub)
+            x_neg_y = (self._class_samples(x_pos[:m], y_pos[:m], sub)
                        if self.jem.pxy_weight > 0 else None)
             loss, stats = hybrid_loss(self.energy, x_pos, y_pos, x_neg, x_neg_y=x_neg_y,
                                       px_weight=self.jem.px_weight,

@@ -24,7 +24,7 @@ from stgconv.energy.classifier import ClassifierEnergy, classifier_energy
 from stgconv.evaluation.ood import load_classifier
 from stgconv.jem import JEM_ADVICE, HybridTrainer, fit_feature_reference
 from stgconv.losses import hybrid_loss
-from stgconv.mcmc import Langevin, NoiseInit, ReplayBuffer
+from stgconv.mcmc import DataGaussian, Langevin, NoiseInit, ReplayBuffer
 from stgconv.train import DivergenceError
 
 F64 = torch.float64
@@ -150,8 +150,8 @@ def test_a_step_reports_every_term_and_learns() -> None:
     history = trainer.fit(3, progress=False)
     assert set(history[0]) == {"loss", "ce", "accuracy", "e_pos", "e_neg", "e_pos_y", "e_neg_y"}
     assert trainer.iteration == 3 and trainer.last_samples.shape == (2, 1, 4, 4)
-    # Each step's two contrastive terms (2 chains each) went into the buffer.
-    assert len(trainer.chains) == 8
+    # Each step's marginal chains (2) went into the buffer; the class chains never do.
+    assert len(trainer.chains) == 6
 
 
 class RecordingSampler:
@@ -182,6 +182,32 @@ def test_the_pxy_term_samples_the_class_energies_of_the_batch() -> None:
     torch.testing.assert_close(given, per_class[torch.arange(3), torch.tensor([1, 0, 2])])
     assert not torch.allclose(given, marginal)
     assert "e_pos" not in stats and "e_pos_y" in stats
+
+
+def test_class_chains_start_in_their_own_class_and_leave_the_store_alone() -> None:
+    """Each p(x, y) chain starts from its class's component of the fitted Gaussian (they started
+    from the marginal's store or from any class's start: 10 of 30 in their own class in a
+    review's run) and nothing is written into the chain store, which holds the marginal's."""
+    data, labels = tiny_labelled(30)
+    data = data * 0.05 + (labels.float() - 1).view(-1, 1, 1, 1) * 0.8  # three separate clusters
+    init = DataGaussian.fit(data, labels, rank=2)
+    sampler = RecordingSampler()
+    trainer = make_trainer(sampler=sampler, px_weight=0.0, pxy_weight=1.0, px_batch=30)
+    trainer.data, trainer.labels, trainer.batch_size, trainer.px_batch = data, labels, 30, 30
+    trainer.chains = ReplayBuffer(8, init, fresh=0.05)
+    starts = []
+    original = sampler.run
+
+    def recording(energy, x0, **kwargs):
+        starts.append(x0)
+        return original(energy, x0, **kwargs)
+
+    sampler.run, sampler.model = recording, trainer.energy
+    trainer.step([torch.arange(30)])
+    (x0,) = starts
+    nearest = (x0.flatten(1)[:, None] - init.means.flatten(1)[None]).norm(dim=2).argmin(1)
+    assert torch.equal(nearest, labels)
+    assert len(trainer.chains) == 0
 
 
 @pytest.mark.parametrize("shift", [0, 1])
