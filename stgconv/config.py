@@ -720,6 +720,24 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """A YAML mapping, refusing a key given twice: PyYAML keeps the last silently, so a second
+    ``train:`` section would drop every value of the first."""
+    loader.flatten_mapping(node)  # merge keys (<<) first, as PyYAML does
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if (type(key), key) in seen:  # with its type: 1 and True are equal keys in Python
+            raise ValueError(f"config key {key!r} is given twice (line "
+                             f"{key_node.start_mark.line + 1}); the second would silently replace "
+                             "the first")
+        seen.add((type(key), key))
+    return loader.construct_mapping(node, deep=True)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+
+
 def _yaml_load(stream: Any) -> Any:
     return yaml.load(stream, Loader=_Loader)
 
@@ -733,11 +751,11 @@ def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") ->
         raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # a key YAML read as a number or a bool too
     if unknown:
         where = f" in section '{prefix.rstrip('.')}'" if prefix else ""
         raise ValueError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}{where}; "
+            f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}{where}; "
             f"valid keys: {', '.join(sorted(names))}"
         )
     kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}

@@ -572,6 +572,11 @@ class MultiGridTrainer(FitLoop):
         if not isinstance(grids, list) or len(grids) != len(self.trainers):
             held = len(grids) if isinstance(grids, list) else "no"
             raise ValueError(f"the checkpoint holds {held} grids, this run has {len(self.trainers)}")
+        held_sizes = [tuple(size) for size in state.get("grid_sizes", [])]
+        if held_sizes != self.grid_sizes:  # stationary nets would load onto other grids
+            raise ValueError(f"the checkpoint's grids are {held_sizes}, this run's "
+                             f"{self.grid_sizes} (multigrid.sizes): resume with the run's own "
+                             "config.yaml, or train a new run")
         for trainer, grid in zip(self.trainers, grids):
             trainer.load_state_dict(grid)
         take_generator(self.generator, state, self.world)

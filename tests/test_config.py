@@ -123,6 +123,20 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
         load_config(write(tmp_path, "sampler:\n  n_step: 3\n"))
 
 
+@pytest.mark.parametrize("text, message", [
+    # PyYAML keeps the last of a repeated key: the first section's lr and n_iterations vanished.
+    ("train:\n  lr: 0.1\n  n_iterations: 7\ntrain:\n  batch_size: 4\n",
+     r"config key 'train' is given twice \(line 4\)"),
+    ("sampler:\n  n_steps: 3\n  n_steps: 4\n", r"config key 'n_steps' is given twice \(line 3\)"),
+    # Keys YAML reads as numbers or booleans are named, not a TypeError.
+    ("train:\n  1: 2\n", r"unknown config key\(s\) train\.1 in"),
+    ("train:\n  on: 3\n  1e-3: 4\n", r"unknown config key\(s\) train\.0\.001, train\.True in"),
+])
+def test_repeated_and_non_text_keys_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(write(tmp_path, text))
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

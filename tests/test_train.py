@@ -21,7 +21,7 @@ from _tiny import GRIDS, gen, make_multigrid_trainer, pattern_images, tiny_data,
 from torch import Tensor, nn
 
 from stgconv.build import build_chain_start
-from stgconv.checkpoint import load_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
 from stgconv.energy import image_energy
@@ -517,6 +517,17 @@ def test_multigrid_resume_rejects_a_different_number_of_grids(tmp_path: Path) ->
                                 [Langevin(n_steps=1)], pattern_images(), [(4, 4), (8, 8)])
     with pytest.raises(ValueError, match="holds 2 grids, this run has 1"):
         one_grid.resume(path)
+    # As many grids, of other sizes: the stationary nets would load, and the coarsest would
+    # learn to refine another base grid.
+    torch.manual_seed(0)
+    other = MultiGridTrainer(
+        [image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1], [4, 3, 1, 1]],
+                      reference_sigma=0.5) for _ in range(2)],
+        [Langevin(n_steps=1), Langevin(n_steps=1)], pattern_images(), [(2, 2), (4, 4), (8, 8)],
+        train=TrainConfig(batch_size=3))
+    with pytest.raises(CheckpointError, match=r"grids are \[\(1, 1\), \(4, 4\), \(8, 8\)\], "
+                                              r"this run's \[\(2, 2\)"):
+        other.resume(path)
 
 
 def stripe_contrast(x: Tensor) -> float:
