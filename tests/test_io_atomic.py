@@ -81,6 +81,30 @@ def test_writer_that_removes_its_temporary_file(tmp_path: Path) -> None:
     assert path.read_text() == "old" and leftovers(tmp_path, {"out.txt"}) == []
 
 
+def test_the_file_is_on_disk_before_its_rename_and_the_rename_after(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """What survives a power cut: the temporary's data flushed before the rename, the folder
+    (holding the rename) flushed after it; the rename alone orders only what a running system
+    shows."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def recording_replace(src, dst) -> None:
+        events.append(("replace", str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    path = atomic_write_text(tmp_path / "out.txt", "durable")
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
+    assert Path(events[0][1]).name.startswith(".out.txt.")  # the temporary, whole
+    assert events[1][1] == str(path) and events[2][1] == str(tmp_path)
+
+
 def test_creates_missing_parent_folders(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "c.txt"
     assert atomic_write_text(path, "deep") == path

@@ -22,7 +22,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic on POSIX filesystems, so readers see either the old file or the whole
-    new one. On any error the temporary file is removed and ``path`` is untouched. Temporaries
+    new one; the file is flushed to the disk before it and the folder after, so a power cut
+    leaves the same choice. On any error the temporary file is removed and ``path`` is untouched. Temporaries
     that killed writers left in the folder are removed first (:func:`remove_temporaries`).
     """
     path = Path(path)
@@ -37,7 +38,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.chmod(tmp, 0o666 & ~umask)
     try:
         write(tmp)
+        # On disk before the rename, and the rename on disk after it: without both, a power
+        # cut can leave the new name on an empty or partial file (the rename alone only orders
+        # what readers of a running system see).
+        _sync(tmp)
         os.replace(tmp, path)
+        _sync(path.parent)
     except OSError as err:
         if err.filename is not None or err.errno is None:
             raise
@@ -48,6 +54,15 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _sync(path: str | Path) -> None:
+    """Flush a file's or a folder's contents to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # ".<name>.<pid>-<random>.tmp", and a writer's own helper files named after it (".tmp.ply").
