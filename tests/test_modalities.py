@@ -160,6 +160,10 @@ def test_images_and_videos_see_the_data_as_it_is() -> None:
         assert modality.offset(config) == 0.0
         assert torch.equal(modality.to_data(x, config), x)
         assert modality.fit_units(config, x) is config
+        # Samples past the data's range (a MALA chain has no clamp; a multi-grid projection
+        # follows the clamp) come back in it: synthesized.npy is "in the data's range".
+        assert torch.equal(modality.to_data(torch.tensor([-4.0, 0.5, 1.06]), config),
+                           torch.tensor([-1.0, 0.5, 1.0]))
 
 
 def test_training_mean_is_resolved_from_the_data() -> None:

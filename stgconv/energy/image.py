@@ -2,7 +2,9 @@
 
 - ``texture``: Xie et al. 2016 ("A Theory of Generative ConvNet"), stationary texture model:
   100 filters 15x15 stride 3, 70 filters 9x9, 30 filters 7x7, ReLU, responses summed over all
-  positions, so it applies to any image size.
+  positions, so it applies to any image size. Zero-padded (7, 4, 3: TensorFlow's "SAME"), so
+  every pixel is seen: unpadded, the stride-3 layer never reached the last row and column of a
+  64x64 image, which the samples then left at the reference's grey.
 - ``object``: the same paper's object setting: 100 filters 7x7 stride 2, 64 filters 5x5, then a
   fully connected layer to one score.
 - ``descriptor64``: the 64x64 net of Gao et al. 2018 (multi-grid learning): four 5x5 stride-2
@@ -20,7 +22,7 @@ from stgconv.energy.base import Activation, ConvNetEnergy
 
 IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     "texture": {
-        "layers": [[100, 15, 3], [70, 9, 1], [30, 7, 1]],
+        "layers": [[100, 15, 3, 7], [70, 9, 1, 4], [30, 7, 1, 3]],
         "head": "sum",
         "activation": "relu",
     },

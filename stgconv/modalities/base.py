@@ -31,6 +31,8 @@ class Modality:
     """Short name, shown in messages: ``"image"``, ``"video"``, ``"voxels"``."""
     data_kinds: tuple[str, ...]
     """The ``data.kind`` values of configs that this modality serves."""
+    most_shown: int
+    """How many examples :meth:`preview` shows at most (the first ones)."""
 
     def load(self, data: DataConfig) -> Tensor:
         """The training examples ``(N, *lead, *S)`` in data units."""
@@ -87,7 +89,7 @@ class Modality:
         samples of each class of a class-conditional synthesis."""
         raise NotImplementedError
 
-    # Units. The defaults: the model sees the data as they are.
+    # Units. The defaults: the model sees the data as they are, pixels in [-1, 1].
 
     def fit_units(self, config: ExperimentConfig, data: Tensor) -> ExperimentConfig:
         """``config`` with any unit setting learnt from the training ``data`` resolved."""
@@ -98,8 +100,10 @@ class Modality:
         return 0.0
 
     def to_data(self, x: Tensor, config: ExperimentConfig) -> Tensor:
-        """Model units -> data units."""
-        return x
+        """Model units -> data units: pixels in ``[-1, 1]``, clamped there (MALA and HMC chains
+        have no clamp, and a multi-grid chain's block-mean projection follows its clamp, so
+        samples can leave the data's range)."""
+        return x.clamp(-1.0, 1.0)
 
 
 def stationary_side(energy: ConvNetEnergy, config: ExperimentConfig, size: int | None) -> int:

@@ -24,6 +24,7 @@ MAX_IMAGES = 64
 
 class ImageModality(Modality):
     name = "image"
+    most_shown = MAX_IMAGES
     data_kinds = ("texture", "objects", "video_frames")
 
     def load(self, data: DataConfig) -> Tensor:

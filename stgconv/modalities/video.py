@@ -31,6 +31,7 @@ def load_clips(data: DataConfig) -> Tensor:
 
 class VideoModality(Modality):
     name = "video"
+    most_shown = MAX_CLIPS
     data_kinds = ("video",)
 
     def load(self, data: DataConfig) -> Tensor:

@@ -32,6 +32,7 @@ MAX_SHAPES = 16
 
 class VoxelModality(Modality):
     name = "voxels"
+    most_shown = MAX_SHAPES
     data_kinds = ("voxels",)
 
     def load(self, data: DataConfig) -> Tensor:

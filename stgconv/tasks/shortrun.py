@@ -13,7 +13,7 @@ from stgconv.checkpoint import load_model
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_write_json
+from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.mcmc import Langevin, NoiseInit
 from stgconv.modalities import modality_of
@@ -64,8 +64,10 @@ def interpolate(
 
     A cooperative model (any modality) walks between two latents of its generator instead,
     each ``G(z)`` revised by the model's sampler (:func:`stgconv.cooperative.interpolate`), and
-    writes its modality's preview ``interpolation.*`` (a PNG row for images, a GIF for videos,
-    renders for voxels).
+    writes every point to ``interpolation.npy`` (data units, ``(n_points, ...)``) and its
+    modality's preview ``interpolation.*`` (a PNG for images, a GIF for videos, renders for
+    voxels) of as many points as the preview shows (4 clips, 16 shapes), spread along the path
+    from end to end.
     """
     energy, config, state = load_model(checkpoint, device=device)
     param = next(energy.parameters())
@@ -77,7 +79,12 @@ def interpolate(
                                        n_points=n_points, clamp=model_clamp(config),
                                        generator=generator)
         modality = modality_of(config)
-        return modality.preview(modality.to_data(path, config), Path(out_dir) / "interpolation"
+        path = modality.to_data(path, config)
+        atomic_save_npy(Path(out_dir) / "interpolation.npy", path.detach().cpu().numpy())
+        # The preview shows at most modality.most_shown points: spread along the path, both
+        # ends included (the first ones would stop half way).
+        shown = torch.linspace(0, len(path) - 1, min(len(path), modality.most_shown))
+        return modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation"
                                 )[0].parent
     _check_image(config, checkpoint)
     init = _start_noise(config, checkpoint)
