@@ -159,8 +159,13 @@ def multigrid_bases(config: ExperimentConfig, base: Tensor, n_samples: int, *,
 
 
 def multigrid_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -> MultiGridSampler:
-    """The coarse-to-fine sampler of a multi-grid experiment; ``n_steps`` overrides every
-    grid's chain length."""
-    return MultiGridSampler(tuple(grid_samplers(config, n_steps=n_steps)),
-                            grid_factors(grid_sizes(config)),
+    """The coarse-to-fine sampler a trained multi-grid model is used with, as
+    :func:`task_sampler` for one model: each grid's chain ``n_steps`` long, else its section's
+    ``task_steps`` where set, else its training length."""
+    samplers = []
+    for grid in multigrid_section(config).grids:
+        section = grid.sampler if grid.sampler is not None else config.sampler
+        steps = n_steps if n_steps is not None else section.task_steps
+        samplers.append(model_sampler(config, sampler=grid.sampler, n_steps=steps))
+    return MultiGridSampler(tuple(samplers), grid_factors(grid_sizes(config)),
                             consistent=multigrid_section(config).consistent)

@@ -168,6 +168,15 @@ def test_multigrid_sampler_factors_and_per_grid_samplers() -> None:
     # Each grid's own sampler section, else the experiment's.
     assert [s.n_steps for s in sampler.samplers] == [5, 20]
     assert [s.n_steps for s in multigrid_sampler(image_multigrid(), n_steps=2).samplers] == [2, 2]
+    # A trained model is used with each grid's task_steps where set (they were ignored).
+    tasks = ExperimentConfig(data=DataConfig(kind="texture", size=8),
+                             sampler=SamplerConfig(n_steps=20, task_steps=50),
+                             multigrid=MultiGridConfig(base_size=1, grids=(
+                                 GridConfig(size=4, sampler=SamplerConfig(n_steps=5,
+                                                                          task_steps=7)),
+                                 GridConfig(size=8))))
+    assert [s.n_steps for s in multigrid_sampler(tasks).samplers] == [7, 50]
+    assert [s.n_steps for s in multigrid_sampler(tasks, n_steps=3).samplers] == [3, 3]
     assert multigrid_sampler(video_multigrid()).factors == ((2, 2, 2), (1, 2, 2))
     voxels = multigrid_sampler(voxel_multigrid(mean=0.25))
     assert voxels.factors == ((2, 2, 2), (2, 2, 2))

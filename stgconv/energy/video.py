@@ -6,8 +6,9 @@
   smoke).
 - ``fc_s``: spatially fully connected, stationary in time only (scenes whose layout matters,
   actions): 120 filters 5x5x5 stride 2, then 30 filters spanning the whole remaining frame and 5
-  frames, then 10 temporal filters, summed over time. These sizes follow the authors' public
-  spatial-temporal code.
+  frames, then 10 temporal filters, summed over time. The structure is the paper's; these
+  sizes are this library's choice (a code search found other ones, e.g. a 7x7x7 first layer
+  and 5 top filters, in a public spatial-temporal code).
 - ``st_small`` / ``fc_s_small``: the same structures with fewer, smaller filters for CPU runs.
 
 Kernels and strides are ``(t, h, w)``.

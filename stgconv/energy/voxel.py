@@ -3,7 +3,8 @@
 - ``desc32``: the paper's 32^3 network: 200 filters 16^3 stride 3, 100 filters 6^3 stride 2
   ("same" padding, as in the authors' code), then a fully connected layer to one score.
 - ``desc64_sr``: the 64^3 network of the authors' super-resolution code: 200 filters 16^3
-  stride 3, then the fully connected score.
+  stride 3, then the fully connected score. Padded 7 on every side: 21^3 positions, where
+  their "same" padding (7 before, 8 after) gives 22^3; every voxel is seen either way.
 - ``desc32_small`` / ``desc64_small``: the same structures with fewer, smaller filters for CPUs.
 
 All grids are cubic: ``D = H = W = size``.

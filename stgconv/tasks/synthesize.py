@@ -187,7 +187,8 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
             every chain starts from a random one of them (for images: a real mean colour), or
             with ``multigrid.base_rank`` from a draw of a Gaussian fitted to them
             (:func:`stgconv.build.multigrid_bases`).
-        n_steps: every grid's chain length (default: each grid's training chain length).
+        n_steps: every grid's chain length (default: each grid's ``task_steps``, else its training
+            chain length).
     """
     param = next(energies[0].parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
