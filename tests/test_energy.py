@@ -26,7 +26,7 @@ from stgconv.modalities import IMAGE, VIDEO, VOXELS
 
 BATCH = 2
 
-# image_size per preset (default 16): texture at its configs' size; descriptor4 is
+# image_size per preset (default 16). texture's receptive field is 57 pixels; descriptor4 is
 # the net of the 4x4 grid.
 IMAGE_SIDE = {"texture": 64, "descriptor4": 4}
 # image_size is the frame side (used by fc_s, whose second layer spans it). st (strides

@@ -2,9 +2,12 @@
 
 - ``texture``: Xie et al. 2016 ("A Theory of Generative ConvNet"), stationary texture model:
   100 filters 15x15 stride 3, 70 filters 9x9, 30 filters 7x7, ReLU, responses summed over all
-  positions, so it applies to any image size. Zero-padded (7, 4, 3: TensorFlow's "SAME"), so
-  every pixel is seen: unpadded, the stride-3 layer never reached the last row and column of a
-  64x64 image, which the samples then left at the reference's grey.
+  positions, so it applies to any image size. Unpadded: where ``side - 15`` is not a multiple
+  of 3 the stride-3 layer never reaches the last ``(side - 15) % 3`` rows and columns (one at
+  64), which the samples leave at the reference's grey; sides 63 or 66 are seen whole. Zero
+  padding (7, 4, 3) sees every pixel but was measured worse: on the demo's brick photograph
+  its samples became a saturated grid of dots where the unpadded net's show courses of
+  bricks (2026-12-02).
 - ``object``: the same paper's object setting: 100 filters 7x7 stride 2, 64 filters 5x5, then a
   fully connected layer to one score.
 - ``descriptor64``: the 64x64 net of Gao et al. 2018 (multi-grid learning): four 5x5 stride-2
@@ -22,7 +25,7 @@ from stgconv.energy.base import Activation, ConvNetEnergy
 
 IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     "texture": {
-        "layers": [[100, 15, 3, 7], [70, 9, 1, 4], [30, 7, 1, 3]],
+        "layers": [[100, 15, 3], [70, 9, 1], [30, 7, 1]],
         "head": "sum",
         "activation": "relu",
     },
