@@ -193,7 +193,8 @@ def test_select_repeats_a_choice_as_the_holdout_makes_it() -> None:
     assert torch.equal(run(select=2).recovered, completions[1])  # before the averaging: itself
     assert torch.equal(run(select=-1).recovered, init)
     assert run(select=2).selected_iteration == 2
-    for select, kwargs in ((0, {}), (5, {}), (2, {"holdout": holdout_like(known, generator=gen(4))})):
+    holdout = holdout_like(known, generator=gen(4))
+    for select, kwargs in ((0, {}), (5, {}), (2, {"holdout": holdout})):
         with pytest.raises(ValueError, match="select must be -1 or an iteration in"):
             run(select=select, **kwargs)
 

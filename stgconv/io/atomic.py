@@ -23,8 +23,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 
     The rename is atomic on POSIX filesystems, so readers see either the old file or the whole
     new one; the file is flushed to the disk before it and the folder after, so a power cut
-    leaves the same choice. On any error the temporary file is removed and ``path`` is untouched. Temporaries
-    that killed writers left in the folder are removed first (:func:`remove_temporaries`).
+    leaves the same choice. On any error the temporary file is removed and ``path`` is
+    untouched. Temporaries that killed writers left in the folder are removed first
+    (:func:`remove_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

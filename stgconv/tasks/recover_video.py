@@ -98,9 +98,10 @@ def recover_video(
     Returns a dict with ``recovered`` ``(C, T, H, W)``, ``truth``, ``known``, ``init`` (the
     starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
-    held-out entries, in the data's [-1, 1] units: x 127.5 for grey levels), ``error``/``init_error`` (:data:`UNIT`),
-    ``selected_iteration`` and ``seconds``. With ``out_dir``, writes ``recovered.mp4`` (to
-    watch: an odd height or width gets one white row or column, as its codec needs even ones),
+    held-out entries, in the data's [-1, 1] units: x 127.5 for grey levels),
+    ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration`` and ``seconds``. With
+    ``out_dir``, writes ``recovered.mp4`` (to watch: an odd height or width gets one white row
+    or column, as its codec needs even ones),
     ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1], exact), ``comparison.mp4`` (occluded |
     recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
     """
