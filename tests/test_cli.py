@@ -329,7 +329,7 @@ FAULTS = {
          "--device", "cpu"], "cannot read {corrupt}: the file is damaged or truncated"),
     "huge --size": (["synthesize", "{texture}", "--size", "100000"], "over the limit of 2^28"),
     "huge -n": (["synthesize", "{texture}", "-n", "100000000"], "over the limit of 2^28"),
-    "negative --size": (["synthesize", "{texture}", "--size", "-5"], "size must be an int >= 1"),
+    "negative --size": (["synthesize", "{texture}", "--size", "-5"], "--size must be >= 1, got -5"),
     "huge data.size": (["train", *TINY, "--set", "data.size=100000", "--out", "{tmp}/run"],
                        "data.size=100000 makes a (1, 100000, 100000) tensor"),
     "override not YAML": (["train", *TINY, "--set", "train.lr=[", "--out", "{tmp}/run"],
