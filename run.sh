@@ -121,9 +121,6 @@ absolute() {
 
 cmd_demo() {
     local out="" args=()
-    if [ -n "${OUT:-}" ]; then
-        out="$(absolute "$OUT")"
-    fi
     while [ $# -gt 0 ]; do
         case "$1" in
         --out)

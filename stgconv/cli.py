@@ -141,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="masks each window is hidden under, as --mask of `recover` reads them "
                         "(region:F with F < 1: a block F of the frame's side)")
     p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
-                                    f"width and training schedule (default: {QUICK_RECOVERY_CONFIG})")
+                                    "width and training schedule but its iterations (--iterations "
+                                    f"here, as the seed is --seed) (default: {QUICK_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
@@ -277,7 +278,8 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
     config.yaml (the defaults would train it on other data), else none (the defaults)."""
     if args.config is not None or not args.resume:
         return args.config
-    out = Path(args.out if args.out is not None else load_config(None).out_dir)
+    # The folder as train will see it: --out, else a --set out_dir=..., else the default's.
+    out = Path(args.out if args.out is not None else load_config(None, args.overrides).out_dir)
     saved = out / "config.yaml"
     return saved if saved.is_file() else None
 

@@ -105,6 +105,12 @@ def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> No
     assert code == 0, err
     assert load_checkpoint(run)["iteration"] == 4
     assert load_config(run / "config.yaml").model.layers == ((8, 5, 2), (8, 3, 1))
+    # The same with the folder given as --set out_dir=..., which --out is short for (it looked
+    # for the run's config.yaml in the default folder and took the defaults).
+    code, out, err = run_main(["train", "--set", "train.n_iterations=5", "--set",
+                               f"out_dir={run}", "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 5
 
 
 def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:

@@ -82,7 +82,8 @@ def test_existing_out_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize("error", [FileNotFoundError("no videos in /data/x"),
-                                   ValueError("clip too short: a.mp4")])
+                                   ValueError("clip too short: a.mp4"),
+                                   OSError(28, "No space left on device", "/data/clips.h5")])
 def test_bad_input_becomes_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                          error: Exception) -> None:
     out = tmp_path / "clips.h5"
@@ -101,7 +102,17 @@ def test_failed_overwrite_keeps_the_old_out(tmp_path: Path) -> None:
     assert out.read_text() == "old"
 
 
-@pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("k"), OSError("disk")])
+def test_an_out_that_is_a_folder_is_refused_before_building(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "clips.h5"
+    out.mkdir()
+    build = Build(out)
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is None
+    assert build.calls == 0  # refused before the build's minutes (it failed after them)
+    assert capsys.readouterr().err.startswith(f"error: OUT {out} is a folder")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("k")])
 def test_other_errors_propagate(tmp_path: Path, error: Exception) -> None:
     # Only bad input is turned into a message; a bug must surface with its traceback.
     out = tmp_path / "clips.h5"

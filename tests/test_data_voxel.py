@@ -64,6 +64,8 @@ def test_find_modelnet_meshes(tree: Path) -> None:
         find_modelnet_meshes(tree, categories=["sofa"])
     with pytest.raises(ValueError, match="splits"):
         find_modelnet_meshes(tree, splits="train")
+    with pytest.raises(ValueError, match="distinct"):  # every mesh would be taken twice
+        find_modelnet_meshes(tree, splits=["train", "train"])
 
 
 def test_cache_layout(cache: Path, tree: Path) -> None:

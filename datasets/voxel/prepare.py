@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--margin", type=int, default=1,
                         help="empty voxels kept on each side of a shape (default 1)")
     parser.add_argument("--categories", nargs="+", default=None, metavar="NAME",
-                        help="categories to take, in label order (default: all; ModelNet10 "
-                             "categories keep ModelNet10's label order)")
+                        help="categories to take, labelled 0, 1, ... in the order given "
+                             "(default: every category of the tree, ModelNet10's in ModelNet10's "
+                             "label order, as the shared .npz files have them)")
     parser.add_argument("--splits", nargs="+", choices=SPLIT_NAMES, default=list(SPLIT_NAMES))
     parser.add_argument("--up-axis", type=int, choices=(0, 1, 2), default=2,
                         help="the meshes' up axis, 0=x 1=y 2=z (ModelNet: 2)")

@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
+from stgconv.checks import check_output
+
 
 def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
               overwrite: bool) -> tuple[Path, float] | None:
@@ -22,7 +24,7 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
     Returns:
         ``(the written cache, seconds the build took)``; or ``None``, after printing
         ``error: ...`` to stderr, when ``out`` does not end in one of ``suffixes``, exists
-        without ``overwrite``, or the build raised ``FileNotFoundError`` or ``ValueError``
+        without ``overwrite``, or the build raised ``OSError`` or ``ValueError``
         (the script then exits with status 2).
     """
     if out.suffix.lower() not in suffixes:
@@ -31,12 +33,17 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
     if out.exists() and not overwrite:
         print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
         return None
+    try:  # before the build's minutes: a folder named OUT, or a file where a folder must be
+        check_output(out, "OUT", folder=False)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
     began = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             written = build()
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         # What the build skipped before it failed often explains the failure.
         _print_warnings(caught)
         print(f"error: {err}", file=sys.stderr)

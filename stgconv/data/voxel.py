@@ -87,8 +87,10 @@ def find_modelnet_meshes(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"ModelNet tree not found (or not a folder): {root}")
-    if isinstance(splits, str) or not splits or not set(splits) <= set(SPLIT_NAMES):
-        raise ValueError(f"splits must be a non-empty sequence of {SPLIT_NAMES}, got {splits!r}")
+    if (isinstance(splits, str) or not splits or not set(splits) <= set(SPLIT_NAMES)
+            or len(set(splits)) != len(splits)):  # a repeated split would take its meshes twice
+        raise ValueError(f"splits must be a non-empty sequence of distinct {SPLIT_NAMES}, got "
+                         f"{splits!r}")
     found = sorted(p.name for p in root.iterdir()
                    if p.is_dir() and not p.name.startswith(".")
                    and any((p / split).is_dir() for split in splits))
