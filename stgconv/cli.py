@@ -142,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(region:F with F < 1: a block F of the frame's side)")
     p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
                                     "width and training schedule but its iterations (--iterations "
-                                    f"here, as the seed is --seed) (default: {QUICK_RECOVERY_CONFIG})")
+                                    "here, as the seed is --seed) "
+                                    f"(default: {QUICK_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
