@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
-    p.add_argument("--device", help="cpu, cuda or auto (default: the config's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
 
     p = sub.add_parser("super-resolve", formatter_class=DefaultsFormatter, help="super-resolve a low-resolution voxel grid or a mesh")
     p.add_argument("checkpoint", help="a high-resolution voxel model (checkpoint.pt or its run folder)")
@@ -252,7 +252,7 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help=f"YAML config (default: {QUICK_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
-    p.add_argument("--device", help="cpu, cuda or auto (default: the config's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -250,6 +250,13 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
           "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
         (["eval", "classification", "--checkpoint", "{run}", "--shapes", "x.npz", "--folds",
           "1", "--json", "{out}"], "--folds must be >= 2, got 1"),
+        # Sizes past the entry limit, refused before a clip is read or a path drawn (they ran
+        # out of memory: killed, or a MemoryError traceback).
+        (["recover", "--video", "{run}/observed.png", "--mask", "region:8", "--frames", "6",
+          "--size", "100000"], "a clip of 6 frames of 100000x100000 makes a"),
+        (["fill-prior", "{run}/observed.png", "--frames", "6", "--size", "100000", "--out",
+          "{out}"], "a window of 6 frames of 100000x100000 makes a"),
+        (["interpolate", "{run}", "--points", "100000000"], "100000000 points makes a"),
     ],
 )
 def test_numbers_out_of_range_are_refused_by_the_option_typed(
@@ -258,7 +265,7 @@ def test_numbers_out_of_range_are_refused_by_the_option_typed(
     and comes before any work: nothing is written."""
     out = tmp_path / "out"
     args = [a.replace("{run}", str(texture_run)).replace("{out}", str(out)) for a in args]
-    if "--json" not in args:
+    if "--json" not in args and "--out" not in args:
         args += ["--out", str(out)]
     before = sorted(texture_run.rglob("*"))
     code, _, err = run_main(args, capsys)

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from stgconv.baselines.video import FILLS
-from stgconv.checks import as_int, check_output
+from stgconv.checks import as_int, check_entries, check_output
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.io.video import load_video
@@ -59,6 +59,7 @@ def train_fill_prior(
     check_learned_fill(settings)
     as_int(iterations, "iterations", minimum=1)
     as_int(frames, "frames", minimum=2)
+    check_entries((3, frames, size, size), f"a window of {frames} frames of {size}x{size}")
     if not videos:
         raise ValueError("fill-prior needs at least one video")
     # Before the first video's fills: a mistyped last path should not cost the others' minutes.

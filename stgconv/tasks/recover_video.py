@@ -20,6 +20,7 @@ from torch import Tensor
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import FILLS, biharmonic_inpainting
 from stgconv.build import build_sampler
+from stgconv.checks import check_entries
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
     check_mask_matches,
@@ -106,6 +107,8 @@ def recover_video(
     recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
     """
     device = resolve_device(config.device)
+    # Before the clip is read and resized: a mistyped --size would take all memory there.
+    check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
     truth = load_video(video, n_frames=frames, size=size).to(device)
     known = load_known(mask, tuple(truth.shape[1:]), seed=config.seed).to(device)
     try:

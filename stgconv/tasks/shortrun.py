@@ -9,6 +9,7 @@ import torch
 
 from stgconv import cooperative, shortrun
 from stgconv.build import build_sampler, model_clamp, task_sampler
+from stgconv.checks import check_entries
 from stgconv.checkpoint import load_model
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
@@ -74,6 +75,7 @@ def interpolate(
     generator = torch.Generator(param.device).manual_seed(seed)
     if is_cooperative(state):
         net = generator_from_state(state, checkpoint).to(param.device)
+        check_entries((n_points, *net.out_shape), f"{n_points} points")
         z = net.sample_latent(2, generator=generator)
         path = cooperative.interpolate(energy, net, task_sampler(config), z[0], z[1],
                                        n_points=n_points, clamp=model_clamp(config),
@@ -89,6 +91,7 @@ def interpolate(
     _check_image(config, checkpoint)
     init = _start_noise(config, checkpoint)
     shape = (config.model.in_channels, config.data.size, config.data.size)
+    check_entries((n_points, *shape), f"{n_points} points")
     z_start = init.sample(shape, device=param.device, generator=generator)
     z_end = init.sample(shape, device=param.device, generator=generator)
     path = shortrun.interpolate(
