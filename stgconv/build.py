@@ -136,10 +136,17 @@ def grid_factors(sizes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
     return tuple(factor_between(fine, coarse) for coarse, fine in zip(sizes, sizes[1:]))
 
 
-def grid_samplers(config: ExperimentConfig, *, n_steps: int | None = None) -> list[Sampler]:
-    """Each modelled grid's sampler (its own section, else the experiment's), coarse to fine."""
-    return [model_sampler(config, sampler=grid.sampler, n_steps=n_steps)
-            for grid in multigrid_section(config).grids]
+def grid_samplers(config: ExperimentConfig, *, n_steps: int | None = None, task: bool = False
+                  ) -> list[Sampler]:
+    """Each modelled grid's sampler (its own section, else the experiment's), coarse to fine;
+    with ``task``, as a trained model is used (:func:`task_sampler`): ``task_steps`` long where
+    the section sets them. ``n_steps`` overrides every grid's chain length."""
+    samplers = []
+    for grid in multigrid_section(config).grids:
+        section = grid.sampler if grid.sampler is not None else config.sampler
+        steps = n_steps if n_steps is not None or not task else section.task_steps
+        samplers.append(model_sampler(config, sampler=grid.sampler, n_steps=steps))
+    return samplers
 
 
 def multigrid_bases(config: ExperimentConfig, base: Tensor, n_samples: int, *,
@@ -162,10 +169,6 @@ def multigrid_sampler(config: ExperimentConfig, *, n_steps: int | None = None) -
     """The coarse-to-fine sampler a trained multi-grid model is used with, as
     :func:`task_sampler` for one model: each grid's chain ``n_steps`` long, else its section's
     ``task_steps`` where set, else its training length."""
-    samplers = []
-    for grid in multigrid_section(config).grids:
-        section = grid.sampler if grid.sampler is not None else config.sampler
-        steps = n_steps if n_steps is not None else section.task_steps
-        samplers.append(model_sampler(config, sampler=grid.sampler, n_steps=steps))
-    return MultiGridSampler(tuple(samplers), grid_factors(grid_sizes(config)),
+    return MultiGridSampler(tuple(grid_samplers(config, n_steps=n_steps, task=True)),
+                            grid_factors(grid_sizes(config)),
                             consistent=multigrid_section(config).consistent)

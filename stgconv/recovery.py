@@ -342,7 +342,7 @@ class _Estimate:
     def __init__(self, start: Tensor, observed: Tensor, holdout: Tensor | None,
                  average_from: int) -> None:
         self.observed, self.holdout, self.average_from = observed, holdout, average_from
-        self.total, self.count = torch.zeros_like(start), 0
+        self.total, self.count, self.last = torch.zeros_like(start), 0, start
         self.best, self.best_error, self.selected = start.clone(), float("inf"), -1
         if holdout is not None:
             self.best_error = self._holdout_error(start)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from _tiny import boxes_and_balls, gen, tiny_data, tiny_energy
+from PIL import Image
 from test_train import assert_same
 from torch import Tensor
 
@@ -357,7 +358,6 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
     path = np.load(tmp_path / "path" / "interpolation.npy")
     assert path.shape == (7, *shape)
     if kind == "video":
-        from PIL import Image
         with Image.open(tmp_path / "path" / "interpolation.gif") as gif:
             first = np.asarray(gif.convert("RGB"), dtype=np.float64)
         side = shape[-1]
