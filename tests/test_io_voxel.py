@@ -283,13 +283,17 @@ def test_binvox_axis_order_and_runs(tmp_path: Path) -> None:
 
 
 def test_3d_shapenets_mat_layout(tmp_path: Path) -> None:
+    """3D ShapeNets' grids are stored [y, x, z]: read and written with the first two axes
+    swapped (test_real_mat_chairs_lie_as_their_modelnet_twins shows why)."""
     grid = random_grids(30, 30, 30, seed=3)
     scipy.io.savemat(tmp_path / "chair_000000001_1.mat", {"instance": grid.astype(np.int8)})
-    np.testing.assert_array_equal(load_voxels(tmp_path / "chair_000000001_1.mat"), grid)
+    np.testing.assert_array_equal(load_voxels(tmp_path / "chair_000000001_1.mat"),
+                                  grid.swapaxes(0, 1))
     save_voxels(grid, tmp_path / "ours.mat")
     stored = scipy.io.loadmat(tmp_path / "ours.mat")["instance"]
     assert stored.dtype == np.int8
-    np.testing.assert_array_equal(stored, grid)
+    np.testing.assert_array_equal(stored, grid.swapaxes(0, 1))
+    np.testing.assert_array_equal(load_voxels(tmp_path / "ours.mat"), grid)
 
 
 def test_keys(tmp_path: Path) -> None:
@@ -345,6 +349,18 @@ def test_voxel_file_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_voxels(tmp_path / "none.npy")
     assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "b.binvox").exists()
+
+
+@pytest.mark.parametrize("name", ["damaged.npz", "damaged.mat"])
+def test_a_damaged_compressed_file_is_named(tmp_path: Path, name: str) -> None:
+    """Their compressed bytes damaged, the reading fails inside zlib, whose error is no
+    ValueError: it is turned into one naming the file."""
+    path = save_voxels(random_grids(4, 16, 16, 16), tmp_path / name)
+    data = bytearray(path.read_bytes())
+    data[200:400] = bytes(b ^ 0x55 for b in data[200:400])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{name}.*damaged or truncated"):
+        load_voxels(path)
 
 
 def test_pad_to() -> None:
@@ -429,6 +445,23 @@ def test_real_chairs_mat(shared_data: Path) -> None:
         # 3D ShapeNets keeps 3 empty voxels on each side (24^3 objects in 30^3).
         assert not grid[:3].any() and not grid[-3:].any()
     assert (grids[0] != grids[1]).any()
+
+
+@pytest.mark.shared_data("voxel/chairs_30_mat", "voxel/modelnet10_30_train.npz")
+def test_real_mat_chairs_lie_as_their_modelnet_twins(shared_data: Path) -> None:
+    """3D ShapeNets stores [y, x, z]: read, the k-th shared .mat chair overlaps the k-th chair
+    of ModelNet10's .npz (the same training chairs in the same order), and its mirror image
+    across x = y (the grid as stored) does not."""
+    voxel_data = shared_data / "voxel"
+    data = np.load(voxel_data / "modelnet10_30_train.npz")
+    chairs = data["X"][data["y"] == 2].astype(bool)
+    files = sorted((voxel_data / "chairs_30_mat").glob("*.mat"))[:6]
+    for k, file in enumerate(files):
+        grid = load_voxels(file).astype(bool)
+        read = (grid & chairs[k]).sum() / (grid | chairs[k]).sum()
+        stored = grid.swapaxes(0, 1)
+        as_stored = (stored & chairs[k]).sum() / (stored | chairs[k]).sum()
+        assert read > 0.5 and read > as_stored + 0.2, (file.name, read, as_stored)
 
 
 @pytest.mark.shared_data("voxel/meshes", "voxel/modelnet10_30_train.npz")

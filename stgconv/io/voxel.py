@@ -10,7 +10,8 @@ converts.
 ==========  ===========================================  =========================================
 suffix      layout                                       notes
 ==========  ===========================================  =========================================
-``.mat``    variable ``instance`` (3D ShapeNets)          MATLAB v5 (scipy); written as int8 {0, 1}
+``.mat``    variable ``instance`` (3D ShapeNets)          MATLAB v5 (scipy); stored ``[y, x, z]``;
+                                                         written as int8 {0, 1}
 ``.binvox`` run-length encoded, one binary grid           Min's binvox format, read/written here
 ``.npy``    one array                                    ``(R, R, R)`` or ``(N, R, R, R)``
 ``.npz``    array ``X`` (or the only array)              written compressed, key ``X``
@@ -19,6 +20,11 @@ suffix      layout                                       notes
 
 Grids must be cubic; every reader checks the shape and the values and names the file when they
 are wrong.
+
+3D ShapeNets' ``.mat`` grids hold the first two axes the other way round (``[y, x, z]``): read
+as stored, each shared ``.mat`` chair matched its ModelNet ``.npz`` twin (the best of all 889
+chairs at 30^3) with IoU 0.32 on average over 60 of them, and 0.74 with the axes swapped, as
+the voxelized ``.off`` meshes agree. So they are swapped on reading and back on writing.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_int
+from stgconv.checks import as_int, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_write
 
 # h5py takes a while to import and most voxel files are not HDF5; it loads where one is read or
@@ -80,17 +86,19 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
                          f"{', '.join(VOXEL_SUFFIXES)}, got {suffix!r}")
     if not path.is_file():
         raise FileNotFoundError(f"voxel file not found: {path}")
-    if suffix == ".binvox":
-        array = _read_binvox(path)
-    elif suffix == ".mat":
-        array = _read_mat(path, key)
-    elif suffix == ".npy":
-        array = _read_npy(path)
-    elif suffix == ".npz":
-        array = _read_npz(path, key)
-    else:
-        array = _read_h5(path, key)
-    return check_grids(array, binary=binary, name=str(path))
+    with reading(path):  # a damaged compressed .npz or .mat fails inside zlib
+        if suffix == ".binvox":
+            array = _read_binvox(path)
+        elif suffix == ".mat":
+            array = _read_mat(path, key)
+        elif suffix == ".npy":
+            array = _read_npy(path)
+        elif suffix == ".npz":
+            array = _read_npz(path, key)
+        else:
+            array = _read_h5(path, key)
+    grids = check_grids(array, binary=binary, name=str(path))
+    return np.ascontiguousarray(grids.swapaxes(-3, -2)) if suffix == ".mat" else grids
 
 
 def check_grids(array: np.ndarray | Tensor, *, binary: bool = True, name: str = "the grid"
@@ -287,7 +295,7 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
         write = partial(_write_binvox, array)
     elif suffix == ".mat":
         stored = array.astype(np.int8) if array.dtype == np.uint8 else array
-        write = partial(_write_mat, {name: stored})
+        write = partial(_write_mat, {name: np.ascontiguousarray(stored.swapaxes(-3, -2))})
     elif suffix == ".npy":
         return atomic_save_npy(path, array)
     elif suffix == ".npz":
