@@ -92,3 +92,11 @@ def reading(path: str | Path) -> Iterator[None]:
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise ValueError(f"cannot read {path}: the file is damaged or truncated "
                          f"({type(err).__name__}: {err})") from err
+
+
+def check_cache_version(found: object, expected: int, path: str | Path, *, rebuild: str) -> None:
+    """``ValueError`` unless a cache's stored ``format_version`` ``found`` is ``expected``: a
+    cache of another layout would be misread silently. ``rebuild`` says how to make one."""
+    if found is None or int(found) != expected:  # type: ignore[call-overload]
+        raise ValueError(f"{path} is a cache of format version {found}, this stgconv reads "
+                         f"version {expected}: rebuild it with {rebuild}")

@@ -125,8 +125,15 @@ def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
 
     Args:
         pred, truth: ``(B, 1, D, H, W)``.
+
+    Raises:
+        ValueError: NaN or infinite values (a NaN is never ``>= threshold``: a diverged shape
+            would count as empty).
     """
     _check_voxel_pair(pred, truth)
+    for name, grid in (("pred", pred), ("truth", truth)):
+        if not torch.isfinite(grid).all():
+            raise ValueError(f"{name} holds NaN or infinite values; refusing to score them")
     a, b = (pred >= threshold).flatten(1), (truth >= threshold).flatten(1)
     inter = (a & b).sum(dim=1).double()
     union = (a | b).sum(dim=1).double()

@@ -92,6 +92,10 @@ def test_cache_metadata(video_dir: Path, tmp_path: Path) -> None:
     assert attrs["layout"] == "(N, T, H, W, C)" and "127.5" in attrs["value_range"]
     assert attrs["created_by"] == f"stgconv {stgconv.__version__}"
     assert attrs["format_version"] == 1 and len(attrs["skipped"]) == 0
+    with h5py.File(cache, "r+") as h5:
+        del h5.attrs["format_version"]
+    with pytest.raises(ValueError, match="format version None, this stgconv reads version 1"):
+        VideoClips(cache)
 
     lzf = build_clip_cache([video_dir / "c2.mkv"], tmp_path / "lzf.hdf5", n_frames=4, size=8,
                            compression="lzf")

@@ -136,6 +136,19 @@ def test_voxel_shapes_errors(cache: Path, tmp_path: Path) -> None:
         VoxelShapes(other)
     with pytest.raises(ValueError, match="load_voxel_shapes"):
         VoxelShapes(save_voxels(np.zeros((4, 4, 4)), tmp_path / "g.npy"))
+    with pytest.raises(ValueError, match=r"data.split: all \(split=None in Python\)"):
+        VoxelShapes(save_voxels(np.zeros((2, 4, 4, 4)), tmp_path / "g.npz"), split="train")
+
+
+def test_a_cache_of_another_format_version_is_refused(cache: Path, tmp_path: Path) -> None:
+    import h5py
+
+    newer = tmp_path / "newer.h5"
+    newer.write_bytes(cache.read_bytes())
+    with h5py.File(newer, "r+") as h5:
+        h5.attrs["format_version"] = 2
+    with pytest.raises(ValueError, match="format version 2, this stgconv reads version 1"):
+        VoxelShapes(newer)
 
 
 def test_npz_sources(tmp_path: Path) -> None:

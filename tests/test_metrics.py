@@ -102,6 +102,11 @@ def test_voxel_scores_refuse_bad_input() -> None:
             score(truth[:1], truth)
     with pytest.raises(ValueError, match="NaN"):
         voxel_errors(torch.full_like(truth, math.nan), truth)
+    # A NaN is never >= 0.5: scored, a diverged shape would match an empty truth with IoU 1.
+    with pytest.raises(ValueError, match="pred holds NaN"):
+        voxel_iou(torch.full_like(truth, math.nan), truth)
+    with pytest.raises(ValueError, match="truth holds NaN"):
+        voxel_iou(truth, torch.full_like(truth, math.nan))
     where = torch.zeros_like(truth, dtype=torch.bool)
     where[0] = True  # shape 1 has nothing to score
     with pytest.raises(ValueError, match="no voxel to score"):

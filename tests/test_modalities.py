@@ -204,16 +204,24 @@ def test_real_chairs_load_padded(shared_data: Path) -> None:
 
 def test_voxel_samples_log_their_surface_as_a_tensorboard_mesh(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path))
-    VOXELS.log_samples(writer, "samples", boxes_and_balls(2, 8), 3)
+    grids = torch.zeros(2, 1, 8, 8, 8)
+    grids[0, 0, :4, 2:6, 2:6] = 1  # a box against the grid's border
+    VOXELS.log_samples(writer, "samples", grids, 3)
     writer.close()
     events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
     events.Reload()
     tensors = events.Tags()["tensors"]
     assert any(t.startswith("samples") and "VERTEX" in t for t in tensors), tensors
     assert events.Scalars("samples/volume_fraction")[0].step == 3
+    face_tag = next(tag for tag in tensors if tag.endswith("FACE"))
+    faces = make_ndarray(events.Tensors(face_tag)[0].tensor_proto).astype(np.int64)
+    edges = np.sort(faces.reshape(-1, 3)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, uses = np.unique(edges, axis=0, return_counts=True)
+    assert len(uses) and (uses == 2).all()  # closed: every edge joins two faces, at the border too
 
 
 def test_video_samples_log_as_a_tensorboard_video(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from stgconv.checks import as_int, as_size
+from stgconv.checks import as_int, as_size, check_cache_version
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
@@ -400,6 +400,8 @@ class VideoClips(LazyH5, Dataset):
                     f"of shape (N, T, H, W, C) and its attributes; build one with "
                     f"datasets/video/prepare.py"
                 )
+            check_cache_version(h5.attrs.get("format_version"), CACHE_FORMAT_VERSION, self.root,
+                                rebuild="datasets/video/prepare.py")
             self._length, self.n_frames, height, width, self.channels = clips.shape
             self.size = (height, width)
             fps = float(h5.attrs["fps"])

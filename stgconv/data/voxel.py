@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from stgconv.checks import as_int, reading
+from stgconv.checks import as_int, check_cache_version, reading
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
@@ -279,7 +279,7 @@ class VoxelShapes(LazyH5, Dataset):
         if split is not None:
             if splits is None:
                 raise ValueError(f"split={split!r} but {self.root} holds no split information; "
-                                 f"use split=None")
+                                 f"use data.split: all (split=None in Python)")
             keep &= splits == SPLIT_NAMES.index(split)
         self.categories = None if categories is None else list(categories)
         if categories is not None:
@@ -308,6 +308,8 @@ class VoxelShapes(LazyH5, Dataset):
                     f"(N, R, R, R) and 'label' (N,) and the attribute 'categories'; build one "
                     f"with datasets/voxel/prepare.py"
                 )
+            check_cache_version(h5.attrs.get("format_version"), CACHE_FORMAT_VERSION, self.root,
+                                rebuild="datasets/voxel/prepare.py")
             labels = label[()].astype(np.int64)
             splits = h5["split"][()] if "split" in h5 else None
             sources = ([s.decode("utf-8") if isinstance(s, bytes) else str(s)

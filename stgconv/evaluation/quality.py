@@ -413,6 +413,8 @@ def spread(x: Tensor) -> float:
     across the batch, averaged over entries (0 when every example is the same)."""
     if len(x) < 2:
         raise ValueError(f"spread needs at least 2 examples, got {len(x)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x holds NaN or infinite values; refusing to score them")
     return x.double().std(dim=0).mean().item()
 
 
@@ -422,6 +424,9 @@ def class_entropy(labels: Tensor, n_classes: int) -> float:
     all."""
     if labels.dim() != 1 or len(labels) == 0:
         raise ValueError(f"labels must be a non-empty (N,) tensor, got {tuple(labels.shape)}")
+    if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
+        raise ValueError(f"labels must be classes 0 .. {n_classes - 1}, got "
+                         f"{int(labels.min())} .. {int(labels.max())}")
     share = torch.bincount(labels.long(), minlength=n_classes).double() / len(labels)
     return float(-(share[share > 0] * share[share > 0].log()).sum())
 

@@ -77,16 +77,16 @@ class VoxelModality(Modality):
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
         """The samples' mean occupied fraction (``<tag>/volume_fraction``) and the first
-        sample's 0.5 iso-surface as a TensorBoard mesh (when it has one)."""
-        from skimage.measure import marching_cubes
+        sample's 0.5 iso-surface as a TensorBoard mesh (when it has one; closed where the
+        shape touches the grid's border)."""
+        from stgconv.io.mesh import mesh_from_voxels  # scikit-image: only where logged
 
         grids = batch.detach().float().cpu()[:, 0]
         writer.add_scalar(f"{tag}/volume_fraction", (grids >= 0.5).float().mean().item(), step)
-        first = grids[0].numpy()
-        if first.min() < 0.5 < first.max():
-            vertices, faces, _, _ = marching_cubes(first, level=0.5)
-            writer.add_mesh(tag, vertices=torch.from_numpy(vertices.copy())[None],
-                            faces=torch.from_numpy(faces.astype("int64"))[None], global_step=step)
+        vertices, faces = mesh_from_voxels(grids[0].numpy())
+        if len(faces):
+            writer.add_mesh(tag, vertices=torch.from_numpy(vertices)[None],
+                            faces=torch.from_numpy(faces)[None], global_step=step)
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
         """``<stem>.npy`` only: a coarse grid's block means rarely reach the 0.5 level a render
