@@ -144,6 +144,7 @@ def learned_fill(
         raise ValueError("learned_fill needs at least one classical fill to correct")
     if observed.dim() != 4:
         raise ValueError(f"observed must be (C, T, H, W), got {tuple(observed.shape)}")
+    check_mask_matches(known, observed)
     check_learned_fill(settings)
     known = known.to(observed.device).expand_as(observed)
     if initial is not None:
@@ -191,6 +192,10 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         target, mask = target.to(dtype), hidden
         loss = _loss(predicted[mask] - target[mask], settings.loss,
                      second_half=len(losses) >= iterations // 2)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the learned fill's training diverged at iteration {len(losses)}: loss "
+                f"{loss.item()}; lower recovery.learned.lr (now {settings.lr:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -271,14 +276,16 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     averages the net's fill of the clip and its fill of the clip turned half a turn and played
     backwards (:func:`_turned_backwards`), turned back.
     """
+    check_mask_matches(known, observed)
     known = known.to(observed.device).expand_as(observed)
     pattern = [known, known, fill_inputs(observed, known, filled), observed]
     views = (False, True) if symmetric else (False,)
+    dtype = next(net.parameters()).dtype
     corrected = torch.zeros_like(observed)
     with torch.no_grad(), _arithmetic(precision, observed.device):
         for turned in views:
             _, visible, inputs, _ = _turned_backwards(pattern, net.channels) if turned else pattern
-            fill = net(inputs[None], visible[None].to(observed.dtype))[0]
+            fill = net(inputs[None].to(dtype), visible[None].to(dtype))[0].to(observed.dtype)
             corrected += (fill.flip(-2, -1) if turned else fill) / len(views)
     return torch.where(known, observed, corrected.clamp(-1, 1))
 

@@ -135,17 +135,23 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
         ("model.reference_sigma=0", "model.reference_sigma must be positive"),
         ("recovery.holdout=1.5", "recovery.holdout must be in [0, 1)"),
         ("recovery.learned.prior=nope.pt", "fill prior not found: nope.pt"),
+        ("chains.init=data_gaussian", "chains.init: noise kind must be"),
     ]:
         assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
                      "--json", str(out), *TINY, "--set", "recovery.init=learned",
                      "--set", "recovery.holdout=0.3", "--set", setting]) == 2, setting
         assert message in capsys.readouterr().err, setting
     # Too small for the descriptor: its smallest input is named.
+    for mask, message in (("missing_frames:0", "the mask hides nothing"),
+                          ("missing_frames:1", "the mask hides every entry")):
+        assert main(["recover", "--video", str(clip), "--mask", mask,
+                     "--out", str(tmp_path / "run"), *TINY]) == 2
+        assert message in capsys.readouterr().err, mask
     assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
                  "--json", str(out), *TINY, "--size", "8"]) == 2
     assert "smaller than the network's receptive field: it needs at least (" in (
         capsys.readouterr().err)
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "run").exists()
 
 
 def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_path, capsys):

@@ -217,6 +217,28 @@ def test_bad_input_is_refused():
         learned_fill(video, static, [TEMPORAL])
     with pytest.raises(ValueError, match="recovery.learned.iterations"):
         learned_fill(video, known, [TEMPORAL], settings=LearnedFillConfig(iterations=0))
+    for bad_mask in (known[:, :16, :16], known.float()):
+        with pytest.raises(ValueError, match="known"):
+            learned_fill(video, bad_mask, [TEMPORAL], settings=FAST)
+        net = FillNet(3, 1, width=4)
+        with pytest.raises(ValueError, match="known"):
+            apply_fill(net, video, bad_mask, [TEMPORAL(video, known)])
+
+
+def test_a_diverging_fill_training_stops_naming_its_rate():
+    video, known = wave(), pixels_missing()
+    with pytest.raises(FloatingPointError, match=r"diverged at iteration \d+.*recovery.learned.lr"):
+        learned_fill(video, known, [TEMPORAL], settings=replace(FAST, lr=1e30),
+                     generator=torch.Generator().manual_seed(0))
+
+
+def test_a_float64_clip_is_filled_by_the_float32_net():
+    video, known = wave().double(), pixels_missing()
+    net, _ = learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=2),
+                          generator=torch.Generator().manual_seed(0))
+    filled = apply_fill(net, video, known, [TEMPORAL(video, known)], symmetric=False)
+    assert filled.dtype == torch.float64 and torch.isfinite(filled).all()
+    assert torch.equal(filled[known.expand_as(video)], video[known.expand_as(video)])
 
 
 @pytest.mark.parametrize("override, message", [

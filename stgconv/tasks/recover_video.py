@@ -155,9 +155,18 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     """The recovery the config describes, its starting fill ``(C, T, H, W)`` and what chose it
     (``fill``: its name, ``holdout_errors``: see :func:`_start_fill`)."""
     settings = config.recovery
-    # Everything that can refuse the config is checked before the learned fill's minutes.
+    # Everything that can refuse the config or the mask is checked before the learned fill's
+    # minutes.
+    if bool(known.all()):
+        raise ValueError("the mask hides nothing: there is no missing entry to recover")
+    if not bool(known.any()):
+        raise ValueError("the mask hides every entry: there is no observed one to recover from")
     check_schedule(config.train.n_iterations, config.chains.chains_per_example, settings.warmup,
                    settings.average_last, names=SCHEDULE_KEYS)
+    try:
+        NoiseInit(config.chains.init, config.chains.init_scale)
+    except ValueError as err:
+        raise ValueError(f"chains.init: {err} (recovery's chains start from noise)") from err
     _energy(config, observed).check_size(observed.shape[1:])
     prior = _load_prior(settings, channels=observed.shape[0])
     if settings.init == "learned":
@@ -296,6 +305,10 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                                                   *settings.learned.starts])}
     errors = {"learned": holdout_error(unseen),
               **{name: holdout_error(fill) for name, fill in without_holdout.items()}}
+    diverged = [name for name, error in errors.items() if not math.isfinite(error)]
+    if diverged:  # min() would keep a NaN listed first
+        raise FloatingPointError(f"the held-out error of the start fill(s) {diverged} is not "
+                                 f"finite: {errors}")
     best = min(errors, key=errors.get)  # the learned fill on ties: it comes first
     if best == "learned":
         return learned, unseen, best, errors
