@@ -38,14 +38,18 @@ class GeneratorStart:
     """Chain starts proposed by a generator: ``G(z)`` for fresh ``z ~ N(0, I)``.
 
     It remembers each ``z`` with the revised chains handed back by :meth:`keep`, so the trainer
-    can teach the generator (:meth:`take`); nothing is kept between iterations.
+    can teach the generator (:meth:`take`); nothing is kept between iterations. ``clamp``: the
+    revising sampler's bounds in the model's units (:func:`propose`), so training's chains start
+    where synthesis's do.
     """
 
-    def __init__(self, generator_net: ConvGenerator, *, chains_per_example: int = 1) -> None:
+    def __init__(self, generator_net: ConvGenerator, *, chains_per_example: int = 1,
+                 clamp: tuple[float, float] | None = None) -> None:
         if chains_per_example < 1:
             raise ValueError(f"chains_per_example must be >= 1, got {chains_per_example}")
         self.generator_net = generator_net
         self.chains_per_example = chains_per_example
+        self.clamp = clamp
         self._latent: Tensor | None = None
         self._pairs: list[tuple[Tensor, Tensor]] = []
 
@@ -58,8 +62,7 @@ class GeneratorStart:
         z = self.generator_net.sample_latent(len(x_pos) * self.chains_per_example,
                                              device=x_pos.device, generator=generator)
         self._latent = z
-        with torch.no_grad():
-            return self.generator_net(z).to(x_pos.dtype)
+        return propose(self.generator_net, z, clamp=self.clamp).to(x_pos.dtype)
 
     def constraint(self, x_pos: Tensor) -> Constraint | None:
         return None
@@ -119,6 +122,8 @@ class CooperativeTrainer(CompanionTrainer):
         generator_net: ``G``, whose ``out_shape`` must be the examples' ``(C, *S)``.
         cooperative: the generator's learning settings.
         chains_per_example: proposals per training example.
+        clamp: the sampler's bounds in the model's units, applied to the proposals as
+            synthesis does (:class:`GeneratorStart`).
     """
 
     def __init__(
@@ -130,13 +135,15 @@ class CooperativeTrainer(CompanionTrainer):
         *,
         cooperative: CooperativeConfig | None = None,
         chains_per_example: int = 1,
+        clamp: tuple[float, float] | None = None,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
         config: dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
         cooperative = cooperative if cooperative is not None else CooperativeConfig()
-        self.proposals = GeneratorStart(generator_net, chains_per_example=chains_per_example)
+        self.proposals = GeneratorStart(generator_net, chains_per_example=chains_per_example,
+                                        clamp=clamp)
         super().__init__(energy, sampler, self.proposals, data, train=train, generator=generator,
                          config=config, world=world)
         self.generator_net = generator_net

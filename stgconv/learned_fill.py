@@ -127,7 +127,8 @@ def learned_fill(
             (:data:`stgconv.baselines.video.FILLS`); the net corrects the first.
         settings: the training schedule (the ``recovery.learned`` config section).
         generator: every random draw (patterns, crops; the net's initial weights come from
-            torch's global generator, as for every model here).
+            torch's global generator, as for every model here); a CPU generator whatever the
+            clip's device (the draws are small index draws, made on the CPU).
         initial: a net to start from (a prior, :func:`fill_prior`) instead of an untrained one;
             copied, not changed. It must read ``len(fills)`` fills of ``C`` channels with
             ``settings.width``, and it corrects the first fill as it learned to: the one that

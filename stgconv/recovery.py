@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stgconv.baselines import mean_fill
+from stgconv.baselines.video import observed_frames_around
 from stgconv.config import TrainConfig
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
@@ -91,10 +92,7 @@ def interpolation_spread(observed: Tensor, known: Tensor) -> Tensor:
     if observed.dim() < 2:
         raise ValueError(f"observed must be (C, T, ...), got {tuple(observed.shape)}")
     T = observed.shape[1]
-    shape = [1, T] + [1] * (observed.dim() - 2)
-    t = torch.arange(T, device=observed.device).view(shape).expand(observed.shape)
-    prev = torch.where(known, t, -1).cummax(dim=1).values
-    nxt = torch.where(known, t, T).flip(1).cummin(dim=1).values.flip(1)
+    _, prev, nxt = observed_frames_around(known.expand(observed.shape))
     values = torch.where(known, observed, 0)
     spread = (values.gather(1, nxt.clamp(max=T - 1)) - values.gather(1, prev.clamp(min=0))).abs()
     both = (prev >= 0) & (nxt < T)
@@ -383,8 +381,7 @@ def holdout_like(
     hides something (at least one frame).
 
     Args:
-        known: bool ``(C, T, *S)`` or ``(T, *S)``, True = observed (time on dim -3 for videos:
-            the first dim of ``(T, H, W)``, the second of ``(C, T, H, W)``).
+        known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed (time on dim -3).
         fraction: share of the eligible frames that get held-out entries, in ``(0, 1]``.
         shift: time offset of the borrowed pattern; default ``T // 2``.
 
@@ -396,7 +393,7 @@ def holdout_like(
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     dim = known.dim() - 3
-    if dim < 0:
+    if dim not in (0, 1):  # time on dim -3: a video's two spatial dims after it
         raise ValueError(f"known must be (T, H, W) or (C, T, H, W), got {tuple(known.shape)}")
     if not bool(known.any()):
         raise ValueError("the mask leaves no entry observed: there is nothing to recover from")

@@ -23,6 +23,7 @@ from stgconv.cooperative import (
     LatentPosterior,
     generator_from_state,
     interpolate,
+    propose,
 )
 from stgconv.energy import image_energy
 from stgconv.energy.video import video_energy
@@ -153,6 +154,22 @@ def test_generator_start_pairs_each_revision_with_its_latents() -> None:
     assert start.take() == []
     with pytest.raises(ValueError, match=r"the generator makes examples \(1, 8, 8\)"):
         start.start(tiny_data(size=16), torch.arange(3))
+
+
+def test_training_chains_start_where_synthesis_does() -> None:
+    """Bounded by the sampler's clamp, as propose bounds synthesis's starts: a generator whose
+    unsquashed output leaves the data's range does not start training's chains out there."""
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.mul_(20)
+    start = GeneratorStart(net, clamp=(-1.0, 1.0))
+    x0 = start.start(tiny_data(size=8)[:4], torch.arange(4), generator=gen(0))
+    start.keep(x0)
+    (z, _), = start.take()
+    assert x0.abs().max() <= 1 and torch.equal(x0, propose(net, z, clamp=(-1.0, 1.0)))
+    assert net(z).abs().max() > 1  # what the start was bounded from
 
 
 def test_a_video_descriptor_learns_cooperatively() -> None:

@@ -219,6 +219,9 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
     every_frame_half[:, : H // 2] = True  # the same rows missing in every frame
     with pytest.raises(ValueError, match="recovery.holdout: 0"):
         holdout_like(every_frame_half)
+    # Time is dim -3: a (C, T, D, H, W) mask would be read with D as time.
+    with pytest.raises(ValueError, match=r"\(T, H, W\) or \(C, T, H, W\)"):
+        holdout_like(known[None, None].expand(1, 2, T, H, W))
 
 
 def test_interpolation_spread() -> None:

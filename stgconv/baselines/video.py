@@ -120,13 +120,22 @@ def temporal_neighbours(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor, T
     return _temporal_neighbours(*_prepare(video, known))
 
 
+def observed_frames_around(known: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For a bool mask ``(C, T, *S)`` (time on dim 1, True = observed): the frame index ``t``
+    of every entry, the last observed frame ``<= t`` at its place (-1 if none) and the first
+    ``>= t`` (``T`` if none), each long, ``known``'s shape."""
+    T = known.shape[1]
+    shape = [1, T] + [1] * (known.dim() - 2)
+    t = torch.arange(T, device=known.device).view(shape).expand(known.shape)
+    prev = torch.where(known, t, -1).cummax(dim=1).values
+    nxt = torch.where(known, t, T).flip(1).cummin(dim=1).values.flip(1)
+    return t, prev, nxt
+
+
 def _temporal_neighbours(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`temporal_neighbours` of an already validated, expanded clip and mask."""
     T = video.shape[1]
-    t = torch.arange(T, device=video.device).view(1, T, 1, 1).expand(video.shape)
-    # prev[c, t, h, w] = last observed frame <= t (-1 if none); next = first >= t (T if none).
-    prev = torch.where(known, t, -1).cummax(dim=1).values
-    nxt = torch.where(known, t, T).flip(1).cummin(dim=1).values.flip(1)
+    t, prev, nxt = observed_frames_around(known)
     has_prev, has_next = prev >= 0, nxt < T
     # Indices clamped into range; where a side is absent its gathered value is never used.
     before = video.gather(1, prev.clamp(min=0))

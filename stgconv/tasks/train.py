@@ -19,6 +19,7 @@ from stgconv.build import (
     build_chain_start,
     grid_samplers,
     grid_sizes,
+    model_clamp,
     model_sampler,
     multigrid_section,
 )
@@ -227,7 +228,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
             trainer = CooperativeTrainer(
                 energy, generator_net.to(device), model_sampler(config), data,
                 cooperative=config.cooperative,
-                chains_per_example=config.chains.chains_per_example, train=config.train,
+                chains_per_example=config.chains.chains_per_example, clamp=model_clamp(config),
+                train=config.train,
                 generator=generator, config=config_to_dict(config), world=world,
             )
         elif config.initializer is not None:
