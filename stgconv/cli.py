@@ -13,7 +13,7 @@ from typing import Sequence, get_args
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.checks import check_output, reading
-from stgconv.config import load_config, resolve_device
+from stgconv.config import load_config, parse_override, resolve_device
 from stgconv.distributed import launched_rank
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
@@ -279,8 +279,11 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
     config.yaml (the defaults would train it on other data), else none (the defaults)."""
     if args.config is not None or not args.resume:
         return args.config
-    # The folder as train will see it: --out, else a --set out_dir=..., else the default's.
-    out = Path(args.out if args.out is not None else load_config(None, args.overrides).out_dir)
+    # The folder as train will see it: --out, else a --set out_dir=..., else the default's
+    # (the other overrides are the run's to check, not the defaults').
+    given = [value for path, value in map(parse_override, args.overrides) if path == ["out_dir"]]
+    out = Path(args.out if args.out is not None else
+               given[-1] if given else load_config().out_dir)
     saved = out / "config.yaml"
     return saved if saved.is_file() else None
 
@@ -292,8 +295,7 @@ def _recovery_config(args: argparse.Namespace):
             f"the quick recovery config {path} is not here (an installed copy without the repo's "
             "configs/); pass --config FILE"
         )
-    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
-    return load_config(path, overrides)
+    return load_config(path, args.overrides, {"device": args.device} if args.device else None)
 
 
 def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
@@ -327,11 +329,10 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     if getattr(args, "tensorboard", None) is not None:
         check_output(args.tensorboard, "--tensorboard")
     if args.command == "train":
-        overrides = list(args.overrides)
-        for key, value in (("data.path", args.data), ("out_dir", args.out), ("device", args.device)):
-            if value is not None:
-                overrides.append(f"{key}={value}")
-        config = load_config(_train_config(args), overrides)
+        # Paths as typed: as YAML, "--out 2024" was a number and "--out 'run #2'" wrote to run.
+        values = {key: value for key, value in (("data.path", args.data), ("out_dir", args.out),
+                                                ("device", args.device)) if value is not None}
+        config = load_config(_train_config(args), args.overrides, values)
         return tasks.train(config, resume=args.resume, overwrite=args.overwrite,
                            progress=not args.quiet)
     if args.command == "synthesize":
@@ -429,6 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line, whatever the library below wrote (some messages span several).
         print(f"stgconv {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Every output is written whole (atomically) or not at all: nothing to clean up, and a
+        # training run keeps its last checkpoint for --resume.
+        print(f"stgconv {args.command}: interrupted; outputs already written are whole "
+              "(train: --resume continues from the last checkpoint)", file=sys.stderr)
+        return 130
     if launched_rank() == 0:  # under torchrun, one report for the whole run
         written = out if isinstance(out, list) else [] if out is None else [out]
         done = (f"wrote {', '.join(map(str, written))}" if written

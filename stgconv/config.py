@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence, TypeVar
+from typing import Any, Literal, Mapping, Sequence, TypeVar
 
 import torch
 import yaml
@@ -463,6 +463,8 @@ class ExperimentConfig:
     initializer: InitializerConfig | None = None
 
     def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**63 - 2**16:  # torch's generators take 64-bit seeds; +rank
+            raise ValueError(f"seed must be in [0, 2^63 - 2^16), got {self.seed}")
         _check_positive("train.n_iterations", self.train.n_iterations)
         _check_sampler("sampler", self.sampler)
         if self.model.reference_sigma is not None:
@@ -835,11 +837,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
                          f"({_yaml_problem(err)})") from err
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of nested dict ``data`` with ``key.sub=value`` overrides applied."""
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str],
+                    values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return a copy of nested dict ``data`` with ``key.sub=value`` overrides applied, then
+    ``values`` (``{"key.sub": value}``, taken as they are: a path such as ``"my photo: a.png"``
+    or ``"run #2"`` is a string, not YAML)."""
     merged = _deep_copy(data)
-    for text in overrides:
-        path, value = parse_override(text)
+    typed = [(text, *parse_override(text)) for text in overrides]
+    typed += [(f"{key}={value}", key.split("."), value) for key, value in (values or {}).items()]
+    for text, path, value in typed:
         node = merged
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -857,12 +863,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    with path.open() as fh:
+    with path.open(encoding="utf-8") as fh:
         try:
             data = _yaml_load(fh)
         except yaml.YAMLError as err:
             raise ValueError(f"config file {path} is not valid YAML: {_yaml_problem(err)}"
                              ) from err
+        except UnicodeDecodeError as err:
+            raise ValueError(f"config file {path} is not a YAML text file (a checkpoint? "
+                             "continue a run with train --out RUN --resume)") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -878,13 +887,15 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"{getattr(err, 'problem', None) or err}{where}"
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides.
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                values: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides, then
+    ``values`` (``{"key.sub": value}``, not parsed: what a command's own options set).
 
     A multi-grid grid's ``sampler`` section overrides the experiment's ``sampler`` section key by
     key, so a grid that only sets ``n_steps`` keeps the experiment's step size and clamp.
     """
-    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
+    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides, values)
     return config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
 
 

@@ -20,6 +20,7 @@ from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
+from stgconv import tasks
 from stgconv.cli import main
 from stgconv.config import load_config
 
@@ -436,6 +437,46 @@ def test_faults_end_in_one_line_naming_them(case: str, fault_paths: dict[str, st
 
 # ------------------------------------------------------------------------------- run folders
 
+def test_paths_given_as_options_are_taken_as_typed(tmp_path: Path, capsys) -> None:
+    """--out and --data are strings whatever YAML would make of them: "2024" a number, "#" a
+    comment (which trained into "run" instead of "run #2")."""
+    out = tmp_path / "run #2"
+    code, _, err = run_main(["train", *TINY, "--set", "train.n_iterations=1", "--out", str(out),
+                             "--quiet"], capsys)
+    assert code == 0, err
+    assert (out / "checkpoint.pt").exists() and not (tmp_path / "run").exists()
+    code, _, err = run_main(["train", *TINY, "--data", str(tmp_path / "a: b.png"),
+                             "--out", str(tmp_path / "other"), "--quiet"], capsys)
+    assert code == 2 and "a: b.png" in err  # not found, not a mapping
+
+
+def test_resume_finds_its_run_without_checking_the_overrides_against_the_defaults(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """--resume with --set out_dir=...: the other overrides are checked against the run's own
+    config (here a JEM run's jem.px_batch, which the defaults, with no classifier, refuse)."""
+    from _tiny import JEM_CONFIG, JEM_TINY, labelled_bars
+
+    data = labelled_bars(tmp_path / "bars.npz")
+    run = tmp_path / "jem"
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(run),
+                 *JEM_TINY]) == 0
+    code, _, err = run_main(["train", "--resume", "--set", f"out_dir={run}", "--set",
+                             "train.n_iterations=3", "--set", "jem.px_batch=2", "--quiet"],
+                            capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
+
+
+def test_an_interrupted_command_says_so_in_one_line(monkeypatch, capsys) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tasks, "train", interrupted)
+    code, _, err = run_main(["train", *TINY, "--quiet"], capsys)
+    assert code == 130 and err.count("\n") == 1 and "interrupted" in err
+
+
+
 def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path, dead_pid: int,
                                                capsys) -> None:
     run = tmp_path / "run"
@@ -450,11 +491,17 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     code, _, err = run_main(["train", *TINY, "--out", str(run), "--quiet"], capsys)
     assert code == 2 and f"{run} already holds a run" in err and "--overwrite" in err
     assert (run / "checkpoint.pt").read_bytes() == before
+    # A run refused at its start (a typo in its data) replaces nothing.
+    code, _, err = run_main(["train", *TINY, "--data", str(tmp_path / "typo.png"),
+                             "--out", str(run), "--overwrite", "--quiet"], capsys)
+    assert code == 2 and "typo.png" in err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert (run / "samples_000050.png").exists() and (run / "synthesis").exists()
     code, _, err = run_main(["train", *TINY, "--set", "train.n_iterations=1", "--out", str(run),
                              "--overwrite", "--quiet"], capsys)
     assert code == 0, err
     assert load_checkpoint(run)["iteration"] == 1
-    assert not (run / "samples_000050.png").exists()  # the old run's files went first
+    assert not (run / "samples_000050.png").exists()  # the old run's files went
     assert not (run / "synthesis").exists()  # and its samples, which would pass for the new one's
     assert (run / "notes.txt").read_text() == "mine"  # what no run writes stays
     assert not list(run.glob(".*.tmp"))

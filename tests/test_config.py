@@ -251,6 +251,23 @@ def test_shipped_configs_load(path: Path) -> None:
     assert isinstance(config, ExperimentConfig)
 
 
+def test_a_binary_file_or_an_outsized_seed_is_named(tmp_path: Path) -> None:
+    binary = tmp_path / "checkpoint.pt"
+    binary.write_bytes(b"PK\x03\x04\x80\xff" * 20)
+    with pytest.raises(ValueError, match="checkpoint.pt is not a YAML text file"):
+        load_config(binary)
+    for seed in ("-1", "100000000000000000000000"):
+        with pytest.raises(ValueError, match="seed must be in"):
+            load_config(None, [f"seed={seed}"])
+
+
+def test_every_shipped_config_trains_into_a_folder_of_its_own() -> None:
+    """Eleven of them once shared runs/experiment: training a second refused (or, with the
+    offered --overwrite, replaced) the first."""
+    folders = [load_config(path).out_dir for path in SHIPPED_CONFIGS]
+    assert len(set(folders)) == len(folders), folders
+
+
 def test_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"

@@ -95,3 +95,16 @@ def test_energy_contract(modality, model: ModelConfig, shape: tuple[int, ...]) -
         rebuilt.load_state_dict(energy.state_dict())
         assert torch.equal(rebuilt.response(x), response)
         assert torch.equal(rebuilt(x), e)
+
+
+@pytest.mark.parametrize("row, message", [
+    ((0, 3, 1), "out_channels must be >= 1, got 0"),
+    ((8, -3, 1), "kernel must be >= 1, got -3"),
+    ((8, 3, 0), "stride must be >= 1, got 0"),
+    ((8, 3, 1, -1), "padding must be >= 0, got -1"),
+    ((8, (3, 0), 1), r"kernel must be >= 1, got \(3, 0\)"),
+])
+def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
+    """torch's own errors for these are a ZeroDivisionError or a message about weights."""
+    with pytest.raises(ValueError, match=rf"layer 1 .*{message}"):
+        IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=(row,)))

@@ -105,6 +105,11 @@ class ConvNetEnergy(EnergyModel):
                 )
             out_channels, kernel, stride = row[:3]
             padding = row[3] if len(row) == 4 else 0
+            for name, value, least in (("out_channels", out_channels, 1), ("kernel", kernel, 1),
+                                       ("stride", stride, 1), ("padding", padding, 0)):
+                if min(value if isinstance(value, (tuple, list)) else (value,)) < least:
+                    raise ValueError(f"layer {depth} {tuple(row)}: {name} must be >= {least}, "
+                                     f"got {value}")
             blocks.append(conv(channels, out_channels, kernel, stride, padding))
             # The summed head reads the top layer linearly: a ReLU there can switch every top
             # unit off, leaving f flat in x and the chains without a gradient to follow.

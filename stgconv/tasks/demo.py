@@ -19,7 +19,7 @@ def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
     need many more steps (``stgconv synthesize RUN --steps 100``). ``overwrite``: replace an
     earlier demo's run in ``out_dir`` (else it is refused, as by :func:`~stgconv.tasks.train`).
     """
-    config = load_config(None, [f"out_dir={Path(out_dir)}", *overrides])
+    config = load_config(None, overrides, {"out_dir": str(Path(out_dir))})
     try:
         run = train(config, overwrite=overwrite, progress=progress)
     except ExistingRun as err:  # its advice names train's --resume, which the demo has not

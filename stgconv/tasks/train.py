@@ -101,9 +101,10 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
     check_output(out, "out_dir")
     with _owned(out):
         remove_temporaries(out)
-        _clear(out, resume=resume, overwrite=overwrite)
+        replaced = _check_clear(out, resume=resume, overwrite=overwrite)
         try:
-            return _fit(config, world, out, resume=resume, progress=progress)
+            return _fit(config, world, out, resume=resume, progress=progress,
+                        replaced=replaced)
         except BaseException:
             # A new run that fails before its first checkpoint or sample (a refused input, an
             # early divergence) has made nothing to keep or resume: without its config, observed
@@ -159,10 +160,13 @@ def _remove_run_files(out: Path) -> None:
             path.unlink()
 
 
-def _clear(out: Path, *, resume: bool, overwrite: bool) -> None:
+def _check_clear(out: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Whether ``out`` holds an earlier run that this one replaces (``overwrite``); refuses
+    to train over one otherwise. The caller removes it only once the new run has started, so
+    a run refused at its start (a device, data or model setting) loses nothing."""
     old = _run_files(out)
     if resume or not old:
-        return
+        return False
     if not overwrite:
         listed = f"{', '.join(p.name for p in old[:4])}{', ...' if len(old) > 4 else ''}"
         if not (out / FILENAME).exists():  # a killed run's, before its first checkpoint
@@ -171,11 +175,11 @@ def _clear(out: Path, *, resume: bool, overwrite: bool) -> None:
                               "another folder")
         raise ExistingRun(f"{out} already holds a run ({listed}): continue it with --resume, "
                           "replace it with --overwrite, or train into another folder")
-    _remove_run_files(out)
+    return True
 
 
 def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bool,
-         progress: bool) -> Path:
+         progress: bool, replaced: bool = False) -> Path:
     device = world.device if world is not None else resolve_device(config.device)
     main = world is None or world.is_main
     modality = modality_of(config)
@@ -255,6 +259,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     checkpoint = out / FILENAME
     if resume:
         trainer.resume(checkpoint)
+    if replaced:  # the new run has started: the one it replaces goes now, not before
+        _remove_run_files(out)
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
     # fails leaves the folder as it was.
     undescribed = main
