@@ -357,9 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     parser.error(f"no trained run at {run} (train {CONFIG.name}, pass --{name} "
                                  "or --train)")
         loaded = {name: load_classifier(run, device="cpu") for name, run in runs.items()}
-        models = {name: energy for name, (energy, *_) in loaded.items()}
-        references = {name: reference for name, (_, _, reference, _) in loaded.items()}
-        feature_references = {name: features for name, (*_, features) in loaded.items()}
+        models = {name: model.energy for name, model in loaded.items()}
+        references = {name: model.reference for name, model in loaded.items()}
+        feature_references = {name: model.feature_reference for name, model in loaded.items()}
         test_images, test_labels = load_split(data, "test", n_test)
         with np.load(data) as archive:
             test_uint8, test_labels_uint8 = archive["x_test"], archive["y_test"]
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.process_time()
             logits, inlier_scores[name], weights[name] = score_images(
                 energy, references[name], test_images,
-                feature_reference=feature_references[name])
+                feature_reference=feature_references[name], weights=loaded[name].weights)
             probabilities = torch.softmax(logits, 1)
             rows.append({"table": "classification", "model": name, "run": str(runs[name]),
                          "accuracy": float((probabilities.argmax(1) == test_labels).double()
@@ -382,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "train_cpu_s": train_s[name],
                          "reference_weight": weights[name]["reference"],
                          "feature_weight": weights[name]["features"],
+                         "weights_from": ("training data" if loaded[name].weights is not None
+                                          else "test digits"),
                          "seconds": time.process_time() - started})
 
         # OOD detection.
