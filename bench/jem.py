@@ -405,13 +405,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             row["seconds"] = time.process_time() - started
             rows.append(row)
 
+        # Subsets of the test digits in a fixed random order: the file's own order follows its
+        # writers, so its head is one stretch of them.
+        shuffled = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(0))
+
         # Robustness.
+        attacked = shuffled[:args.robust]
         for name, energy in models.items():
             started = time.process_time()
             rows.append({"table": "robustness", "model": name, "eps": args.eps,
                          "pgd_steps": args.pgd_steps, "n": args.robust,
-                         "accuracy": pgd_accuracy(energy, test_images[:args.robust],
-                                                  test_labels[:args.robust], eps=args.eps,
+                         "accuracy": pgd_accuracy(energy, test_images[attacked],
+                                                  test_labels[attacked], eps=args.eps,
                                                   steps=args.pgd_steps),
                          "seconds": time.process_time() - started})
 
@@ -424,14 +429,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             judge_accuracy = float((judge(test_images).argmax(1) == test_labels).double().mean())
             # As bench/digits.py: 1000 test digits to compare with, 1000 others as a reference.
             half = min(1000, len(test_images) // 2)
-            test_features = judge.features(test_images[:half])
+            test_features = judge.features(test_images[shuffled[:half]])
         judge_s = time.process_time() - started
         sample_row, samples = sample_rows(
             runs["jem"], work, per_class=args.per_class, steps=args.steps, start=args.start,
             seed=args.seed, judge=judge, test_features=test_features,
             train_images=train_images, data_spread=quality.spread(train_images))
-        reference = score("reference: other test digits", test_images[half:2 * half], judge,
-                          test_features, train_images, quality.spread(train_images))
+        reference = score("reference: other test digits", test_images[shuffled[half:2 * half]],
+                          judge, test_features, train_images, quality.spread(train_images))
         starts = start_row(runs["jem"], per_class=args.per_class, seed=args.seed, judge=judge,
                            test_features=test_features, train_images=train_images,
                            data_spread=quality.spread(train_images))

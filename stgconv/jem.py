@@ -34,26 +34,31 @@ FEATURE_FIT_PER_CLASS = 500
 directions of a class, and the fit of MNIST's 6272 features then costs about 10 CPU seconds."""
 
 
-def class_examples(labels: Tensor, per_class: int, *, skip: int = 0) -> Tensor:
+def class_examples(labels: Tensor, per_class: int, *, skip: int = 0,
+                   order: Tensor | None = None) -> Tensor:
     """Indices ``(M,)`` of up to ``per_class`` examples of each class of ``labels`` ``(N,)``
-    (``0 .. K - 1``), each class's ``skip`` first passed over, in the data's order."""
-    return torch.cat([torch.nonzero(labels == k)[skip:skip + per_class, 0]
+    (``0 .. K - 1``), each class's ``skip`` first passed over, taken in ``order`` (a
+    permutation ``(N,)`` of the examples; default the data's own order)."""
+    order = torch.arange(len(labels), device=labels.device) if order is None else order
+    ordered = labels[order]
+    return torch.cat([order[torch.nonzero(ordered == k)[skip:skip + per_class, 0]]
                       for k in range(int(labels.max()) + 1)])
 
 
 @torch.no_grad()
 def fit_feature_reference(energy: ClassifierEnergy, data: Tensor, labels: Tensor, *, rank: int,
-                          per_class: int = FEATURE_FIT_PER_CLASS, batch_size: int = 500
-                          ) -> DataGaussian:
+                          per_class: int = FEATURE_FIT_PER_CLASS, order: Tensor | None = None,
+                          batch_size: int = 500) -> DataGaussian:
     """One Gaussian per class over the penultimate features (:meth:`ClassifierEnergy.features`)
-    of the first ``per_class`` examples of each class of ``data`` ``(N, *S)``, ``labels``
-    ``(N,)`` (``0 .. K - 1``), with ``rank`` principal directions each: a density ``(F,)`` of
-    what the trained network has learnt to tell apart, for eval ood's score.
+    of ``per_class`` examples of each class of ``data`` ``(N, *S)``, ``labels`` ``(N,)``
+    (``0 .. K - 1``; the first in ``order``, :func:`class_examples`), with ``rank`` principal
+    directions each: a density ``(F,)`` of what the trained network has learnt to tell apart,
+    for eval ood's score.
 
     Raises:
         ValueError: a classifier without features, or a class with fewer than 2 examples.
     """
-    picked = class_examples(labels, per_class)
+    picked = class_examples(labels, per_class, order=order)
     features = torch.cat([energy.features(batch) for batch in data[picked].split(batch_size)])
     return DataGaussian.fit(features, labels[picked], rank=rank)
 
@@ -61,21 +66,22 @@ def fit_feature_reference(energy: ClassifierEnergy, data: Tensor, labels: Tensor
 def fit_ood_weights(energy: ClassifierEnergy, data: Tensor, labels: Tensor, *,
                     reference: DataGaussian | None, feature_reference: DataGaussian | None,
                     per_class: int = FEATURE_FIT_PER_CLASS,
-                    fit_per_class: int = FEATURE_FIT_PER_CLASS) -> dict[str, float | None]:
+                    fit_per_class: int = FEATURE_FIT_PER_CLASS, order: Tensor | None = None
+                    ) -> dict[str, float | None]:
     """The weights ``{"reference": beta, "features": gamma}`` of eval ood's recommended score
     (:func:`stgconv.evaluation.ood.score_images`; ``None`` for an expert not given), set on
     training examples ``data`` ``(N, *S)``, ``labels`` ``(N,)``: the ``per_class`` of each
-    class after the ``fit_per_class`` that :func:`fit_feature_reference` read (so ``log r``
-    spreads over them as over new data, not as over its own fit), or those when no class has
-    others. So the score is one fixed function of an image, the same whichever inliers it is
-    later compared on.
+    class after the ``fit_per_class`` that :func:`fit_feature_reference` read in the same
+    ``order`` (so ``log r`` spreads over them as over new data, not as over its own fit), or
+    those when no class has others. So the score is one fixed function of an image, the same
+    whichever inliers it is later compared on.
 
     Raises:
         ValueError: examples too few or too alike to weigh an expert.
     """
-    picked = class_examples(labels, per_class, skip=fit_per_class)
+    picked = class_examples(labels, per_class, skip=fit_per_class, order=order)
     if len(picked) < 2:
-        picked = class_examples(labels, per_class)
+        picked = class_examples(labels, per_class, order=order)
     return score_images(energy, reference, data[picked], feature_reference=feature_reference)[2]
 
 
@@ -131,6 +137,15 @@ class HybridTrainer(Trainer):
                              f"{chains.chains_per_example}")
         self.labels = labels.long()
         self.jem = jem if jem is not None else JEMConfig()
+        if self.jem.feature_rank > 0:  # fitted when training ends: what would fail, fails now
+            counts = torch.bincount(self.labels, minlength=n_classes)
+            if int(counts.min()) < 2:
+                k = int(counts.argmin())
+                raise ValueError(f"jem.feature_rank fits a Gaussian to each class's features "
+                                 f"when training ends, and class {k} has {int(counts[k])} "
+                                 "examples (at least 2 needed): set jem.feature_rank: 0")
+            with torch.no_grad():
+                energy.features(data[:1])
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)
         self.reference = reference
         self._final_fit: tuple[int, dict[str, Any]] | None = None  # (iteration, states)
@@ -156,12 +171,17 @@ class HybridTrainer(Trainer):
     def _fit_ood_experts(self) -> dict[str, Any]:
         """The trained network's feature Gaussians (with ``jem.feature_rank``) and the weights
         of eval ood's score, as checkpoint entries."""
+        # A random draw of each class (seeded by the run's seed), not its first examples: a
+        # file's order may follow its writers (MNIST's does), and the head of each class is
+        # then one stretch of them.
+        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(
+            int(self.config.get("seed", 0)))).to(self.labels.device)
         features = (fit_feature_reference(self.energy, self.data, self.labels,
-                                          rank=self.jem.feature_rank)
+                                          rank=self.jem.feature_rank, order=order)
                     if self.jem.feature_rank > 0 else None)
         fitted: dict[str, Any] = {"ood_weights": fit_ood_weights(
             self.energy, self.data, self.labels, reference=self._ood_reference(),
-            feature_reference=scoring_expert(features))}
+            feature_reference=scoring_expert(features), order=order)}
         if features is not None:
             fitted["feature_reference"] = features.state_dict()
         return fitted

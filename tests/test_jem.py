@@ -22,7 +22,8 @@ from stgconv.cli import main
 from stgconv.config import JEMConfig, TrainConfig, load_config
 from stgconv.energy.classifier import ClassifierEnergy, classifier_energy, digit_classifier
 from stgconv.evaluation.ood import load_classifier, score_images
-from stgconv.jem import JEM_ADVICE, HybridTrainer, fit_feature_reference, fit_ood_weights
+from stgconv.jem import (JEM_ADVICE, HybridTrainer, class_examples, fit_feature_reference,
+                         fit_ood_weights)
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc import DataGaussian, Langevin, NoiseInit, ReplayBuffer
 from stgconv.train import DivergenceError
@@ -245,6 +246,13 @@ def test_the_trainer_refuses_bad_labels() -> None:
         HybridTrainer(*args, labels + 1)
     with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
         HybridTrainer(*args, labels[:5])
+    # The feature fit runs when training ends: what would fail it is refused before training.
+    one_of_class_2 = torch.tensor([0, 1, 0, 1, 0, 2])
+    with pytest.raises(ValueError, match="class 2 has 1 examples.*jem.feature_rank: 0"):
+        HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2))
+    headless = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.SiLU()))
+    with pytest.raises(ValueError, match="nn.Linear"):
+        HybridTrainer(headless, *args[1:], labels, jem=JEMConfig(feature_rank=2))
 
 
 # --------------------------------------------------------------------------- config and data
@@ -460,6 +468,19 @@ def test_the_ood_weights_are_set_on_training_examples_the_feature_fit_did_not_re
     its_own = torch.cat([torch.nonzero(y[:12] == k)[:3, 0] for k in range(3)])
     assert fallback == score_images(energy, reference, x[its_own],
                                     feature_reference=features)[2]
+
+
+def test_class_examples_follow_the_order_given() -> None:
+    """The trainer's fits read each class's examples in a seeded random order (a file's own
+    order may follow its writers): the feature fit the first of each class in it, the weights
+    the next, never the same ones."""
+    y = torch.arange(30) % 3
+    order = torch.randperm(30, generator=gen(5))
+    first = class_examples(y, 2, order=order)
+    assert first.tolist() == [int(i) for k in range(3) for i in order[y[order] == k][:2]]
+    then = class_examples(y, 3, skip=2, order=order)
+    assert len(then) == 9 and not set(first.tolist()) & set(then.tolist())
+    assert torch.equal(class_examples(y, 2), torch.tensor([0, 3, 1, 4, 2, 5]))  # data order
 
 
 def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(

@@ -31,7 +31,8 @@ labels the classifier's accuracy and expected calibration error (15 bins) on the
   shared by the classes; here each class has its own, of low rank.
 - ``"max_softmax"``: ``max_y p(y | x)``, the classic classifier baseline (Hendrycks & Gimpel,
   ICLR 2017).
-- ``"max_logit"``: ``max_y f(x)[y]``, the largest logit (``-min_y E(x, y)`` in JEM's own form).
+- ``"max_logit"``: ``max_y f(x)[y]``, the largest logit (``-min_y E(x, y)`` in JEM's own form,
+  without a density scale).
 """
 
 from __future__ import annotations
