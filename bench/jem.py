@@ -357,9 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     parser.error(f"no trained run at {run} (train {CONFIG.name}, pass --{name} "
                                  "or --train)")
         loaded = {name: load_classifier(run, device="cpu") for name, run in runs.items()}
-        models = {name: energy for name, (energy, *_) in loaded.items()}
-        references = {name: reference for name, (_, _, reference, _) in loaded.items()}
-        feature_references = {name: features for name, (*_, features) in loaded.items()}
+        models = {name: model.energy for name, model in loaded.items()}
+        references = {name: model.reference for name, model in loaded.items()}
+        feature_references = {name: model.feature_reference for name, model in loaded.items()}
         test_images, test_labels = load_split(data, "test", n_test)
         with np.load(data) as archive:
             test_uint8, test_labels_uint8 = archive["x_test"], archive["y_test"]
@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.process_time()
             logits, inlier_scores[name], weights[name] = score_images(
                 energy, references[name], test_images,
-                feature_reference=feature_references[name])
+                feature_reference=feature_references[name], weights=loaded[name].weights)
             probabilities = torch.softmax(logits, 1)
             rows.append({"table": "classification", "model": name, "run": str(runs[name]),
                          "accuracy": float((probabilities.argmax(1) == test_labels).double()
@@ -382,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "train_cpu_s": train_s[name],
                          "reference_weight": weights[name]["reference"],
                          "feature_weight": weights[name]["features"],
+                         "weights_from": ("training data" if loaded[name].weights is not None
+                                          else "test digits"),
                          "seconds": time.process_time() - started})
 
         # OOD detection.
@@ -403,13 +405,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             row["seconds"] = time.process_time() - started
             rows.append(row)
 
+        # Subsets of the test digits in a fixed random order: the file's own order follows its
+        # writers, so its head is one stretch of them.
+        shuffled = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(0))
+
         # Robustness.
+        attacked = shuffled[:args.robust]
         for name, energy in models.items():
             started = time.process_time()
             rows.append({"table": "robustness", "model": name, "eps": args.eps,
                          "pgd_steps": args.pgd_steps, "n": args.robust,
-                         "accuracy": pgd_accuracy(energy, test_images[:args.robust],
-                                                  test_labels[:args.robust], eps=args.eps,
+                         "accuracy": pgd_accuracy(energy, test_images[attacked],
+                                                  test_labels[attacked], eps=args.eps,
                                                   steps=args.pgd_steps),
                          "seconds": time.process_time() - started})
 
@@ -422,14 +429,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             judge_accuracy = float((judge(test_images).argmax(1) == test_labels).double().mean())
             # As bench/digits.py: 1000 test digits to compare with, 1000 others as a reference.
             half = min(1000, len(test_images) // 2)
-            test_features = judge.features(test_images[:half])
+            test_features = judge.features(test_images[shuffled[:half]])
         judge_s = time.process_time() - started
         sample_row, samples = sample_rows(
             runs["jem"], work, per_class=args.per_class, steps=args.steps, start=args.start,
             seed=args.seed, judge=judge, test_features=test_features,
             train_images=train_images, data_spread=quality.spread(train_images))
-        reference = score("reference: other test digits", test_images[half:2 * half], judge,
-                          test_features, train_images, quality.spread(train_images))
+        reference = score("reference: other test digits", test_images[shuffled[half:2 * half]],
+                          judge, test_features, train_images, quality.spread(train_images))
         starts = start_row(runs["jem"], per_class=args.per_class, seed=args.seed, judge=judge,
                            test_features=test_features, train_images=train_images,
                            data_spread=quality.spread(train_images))

@@ -15,6 +15,7 @@ from torch import Tensor
 from stgconv.config import JEMConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.evaluation.ood import score_images, scoring_expert
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.init import DataGaussian
@@ -33,22 +34,55 @@ FEATURE_FIT_PER_CLASS = 500
 directions of a class, and the fit of MNIST's 6272 features then costs about 10 CPU seconds."""
 
 
+def class_examples(labels: Tensor, per_class: int, *, skip: int = 0,
+                   order: Tensor | None = None) -> Tensor:
+    """Indices ``(M,)`` of up to ``per_class`` examples of each class of ``labels`` ``(N,)``
+    (``0 .. K - 1``), each class's ``skip`` first passed over, taken in ``order`` (a
+    permutation ``(N,)`` of the examples; default the data's own order)."""
+    order = torch.arange(len(labels), device=labels.device) if order is None else order
+    ordered = labels[order]
+    return torch.cat([order[torch.nonzero(ordered == k)[skip:skip + per_class, 0]]
+                      for k in range(int(labels.max()) + 1)])
+
+
 @torch.no_grad()
 def fit_feature_reference(energy: ClassifierEnergy, data: Tensor, labels: Tensor, *, rank: int,
-                          per_class: int = FEATURE_FIT_PER_CLASS, batch_size: int = 500
-                          ) -> DataGaussian:
+                          per_class: int = FEATURE_FIT_PER_CLASS, order: Tensor | None = None,
+                          batch_size: int = 500) -> DataGaussian:
     """One Gaussian per class over the penultimate features (:meth:`ClassifierEnergy.features`)
-    of the first ``per_class`` examples of each class of ``data`` ``(N, *S)``, ``labels``
-    ``(N,)`` (``0 .. K - 1``), with ``rank`` principal directions each: a density ``(F,)`` of
-    what the trained network has learnt to tell apart, for eval ood's score.
+    of ``per_class`` examples of each class of ``data`` ``(N, *S)``, ``labels`` ``(N,)``
+    (``0 .. K - 1``; the first in ``order``, :func:`class_examples`), with ``rank`` principal
+    directions each: a density ``(F,)`` of what the trained network has learnt to tell apart,
+    for eval ood's score.
 
     Raises:
         ValueError: a classifier without features, or a class with fewer than 2 examples.
     """
-    picked = torch.cat([torch.nonzero(labels == k)[:per_class, 0]
-                        for k in range(int(labels.max()) + 1)])
+    picked = class_examples(labels, per_class, order=order)
     features = torch.cat([energy.features(batch) for batch in data[picked].split(batch_size)])
     return DataGaussian.fit(features, labels[picked], rank=rank)
+
+
+def fit_ood_weights(energy: ClassifierEnergy, data: Tensor, labels: Tensor, *,
+                    reference: DataGaussian | None, feature_reference: DataGaussian | None,
+                    per_class: int = FEATURE_FIT_PER_CLASS,
+                    fit_per_class: int = FEATURE_FIT_PER_CLASS, order: Tensor | None = None
+                    ) -> dict[str, float | None]:
+    """The weights ``{"reference": beta, "features": gamma}`` of eval ood's recommended score
+    (:func:`stgconv.evaluation.ood.score_images`; ``None`` for an expert not given), set on
+    training examples ``data`` ``(N, *S)``, ``labels`` ``(N,)``: the ``per_class`` of each
+    class after the ``fit_per_class`` that :func:`fit_feature_reference` read in the same
+    ``order`` (so ``log r`` spreads over them as over new data, not as over its own fit), or
+    those when no class has others. So the score is one fixed function of an image, the same
+    whichever inliers it is later compared on.
+
+    Raises:
+        ValueError: examples too few or too alike to weigh an expert.
+    """
+    picked = class_examples(labels, per_class, skip=fit_per_class, order=order)
+    if len(picked) < 2:
+        picked = class_examples(labels, per_class, order=order)
+    return score_images(energy, reference, data[picked], feature_reference=feature_reference)[2]
 
 
 class HybridTrainer(Trainer):
@@ -64,10 +98,13 @@ class HybridTrainer(Trainer):
         reference: Gaussians fitted to the data for the out-of-distribution score, kept in
             checkpoints as ``"reference"`` (``jem.reference_components``); not trained.
 
-    With ``jem.feature_rank`` > 0 the checkpoint of the last iteration (``train.n_iterations``)
-    also holds ``"feature_reference"``, :func:`fit_feature_reference` of the trained network:
-    only then, since any later step would make it stale. With several processes it is fitted
-    to rank 0's share of the examples.
+    The checkpoint of the last iteration (``train.n_iterations``) also holds what eval ood
+    scores with, fitted to the trained network: only then, since any later step would make it
+    stale. With ``jem.feature_rank`` > 0 ``"feature_reference"``
+    (:func:`fit_feature_reference`), and with it or fitted pixel Gaussians (``reference``, or
+    the chains' start ``chains.init: data_gaussian``) ``"ood_weights"``
+    (:func:`fit_ood_weights`). With several processes they are fitted to rank 0's share of the
+    examples.
     """
 
     def __init__(
@@ -100,22 +137,54 @@ class HybridTrainer(Trainer):
                              f"{chains.chains_per_example}")
         self.labels = labels.long()
         self.jem = jem if jem is not None else JEMConfig()
+        if self.jem.feature_rank > 0:  # fitted when training ends: what would fail, fails now
+            counts = torch.bincount(self.labels, minlength=n_classes)
+            if int(counts.min()) < 2:
+                k = int(counts.argmin())
+                raise ValueError(f"jem.feature_rank fits a Gaussian to each class's features "
+                                 f"when training ends, and class {k} has {int(counts[k])} "
+                                 "examples (at least 2 needed): set jem.feature_rank: 0")
+            with torch.no_grad():
+                energy.features(data[:1])
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)
         self.reference = reference
-        self._feature_fit: tuple[int, DataGaussian] | None = None  # (iteration, fit)
+        self._final_fit: tuple[int, dict[str, Any]] | None = None  # (iteration, states)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         if self.reference is not None:
             state["reference"] = self.reference.state_dict()
         main = self.world is None or self.world.is_main
-        if self.jem.feature_rank > 0 and self.iteration >= self.n_iterations and main:
-            if self._feature_fit is None or self._feature_fit[0] != self.iteration:
-                fit = fit_feature_reference(self.energy, self.data, self.labels,
-                                            rank=self.jem.feature_rank)
-                self._feature_fit = (self.iteration, fit)
-            state["feature_reference"] = self._feature_fit[1].state_dict()
+        experts = self._ood_reference() is not None or self.jem.feature_rank > 0
+        if experts and self.iteration >= self.n_iterations and main:
+            if self._final_fit is None or self._final_fit[0] != self.iteration:
+                self._final_fit = (self.iteration, self._fit_ood_experts())
+            state.update(self._final_fit[1])
         return state
+
+    def _ood_reference(self) -> DataGaussian | None:
+        """The pixel Gaussians eval ood scores with (:func:`stgconv.evaluation.ood
+        .scoring_expert`)."""
+        init = getattr(self.chains, "init", None)
+        return scoring_expert(self.reference, init if isinstance(init, DataGaussian) else None)
+
+    def _fit_ood_experts(self) -> dict[str, Any]:
+        """The trained network's feature Gaussians (with ``jem.feature_rank``) and the weights
+        of eval ood's score, as checkpoint entries."""
+        # A random draw of each class (seeded by the run's seed), not its first examples: a
+        # file's order may follow its writers (MNIST's does), and the head of each class is
+        # then one stretch of them.
+        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(
+            int(self.config.get("seed", 0)))).to(self.labels.device)
+        features = (fit_feature_reference(self.energy, self.data, self.labels,
+                                          rank=self.jem.feature_rank, order=order)
+                    if self.jem.feature_rank > 0 else None)
+        fitted: dict[str, Any] = {"ood_weights": fit_ood_weights(
+            self.energy, self.data, self.labels, reference=self._ood_reference(),
+            feature_reference=scoring_expert(features), order=order)}
+        if features is not None:
+            fitted["feature_reference"] = features.state_dict()
+        return fitted
 
     def _samples(self, energy: Any, x_pos: Tensor, indices: Tensor) -> Tensor:
         """Chains ``(M, *S)`` for the sub-batch ``x_pos`` ``(M, *S)``, sampled from ``energy``

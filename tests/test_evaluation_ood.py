@@ -15,9 +15,11 @@ import torch
 from _tiny import JEM_CONFIG, JEM_TINY
 from torch import Tensor
 
+from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.cli import main
 from stgconv.evaluation.ood import (FEATURE_SHARE, REFERENCE_SHARE, SCORES, ood_scores,
-                                    reference_weight)
+                                    reference_weight, scoring_expert)
+from stgconv.mcmc import DataGaussian
 
 
 def test_scores_by_hand() -> None:
@@ -68,6 +70,18 @@ def test_inliers_that_cannot_weigh_the_reference_are_named(log_q: Tensor) -> Non
         reference_weight(torch.zeros(len(log_q)), log_q)
 
 
+def test_an_expert_without_a_density_is_left_out() -> None:
+    """Gaussians fitted to examples too alike have no density: they leave the score instead of
+    failing it, and the pixel expert is the run's own fit before its chains' start."""
+    alike = torch.ones(4, 1, 3, 3)
+    flat = DataGaussian.fit(alike, rank=0)
+    spread = DataGaussian.fit(torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(0)),
+                              rank=1)
+    assert not flat.has_density and spread.has_density
+    assert scoring_expert(flat) is None and scoring_expert(flat, spread) is None
+    assert scoring_expert(None, spread) is spread and scoring_expert(None, None) is None
+
+
 @pytest.fixture
 def arrays(trained_jem_run: dict[str, Path], tmp_path: Path) -> dict[str, str]:
     """The run, its training bars as labelled inliers, and 5 RGB 32x32 noise outliers."""
@@ -103,6 +117,34 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
     assert table["reference_weight"] > 0 and table["feature_weight"] > 0
     assert (table["n_inliers"], table["n_outliers"]) == (9, 5)
     assert "AUROC" in capsys.readouterr().out
+
+
+def test_the_score_is_weighed_on_training_examples_not_on_the_inliers(
+        arrays: dict[str, str], tmp_path: Path) -> None:
+    """The trained run's last checkpoint keeps beta and gamma (set on its training examples),
+    so the score is one function of an image: other inliers leave the weights as they are. A
+    checkpoint without them (saved before they were kept, or an earlier iteration's) has them
+    set on the inliers, and the table says so."""
+    tables = []
+    for inliers in (arrays["inliers"], arrays["outliers"]):
+        out = tmp_path / f"{len(tables)}.json"
+        assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", inliers,
+                     "--outliers", arrays["outliers"], "--json", str(out),
+                     "--device", "cpu"]) == 0
+        tables.append(json.loads(out.read_text()))
+    stored = torch.load(Path(arrays["run"]) / "checkpoint.pt", weights_only=True)["ood_weights"]
+    for table in tables:
+        assert table["weights_from"] == "training data"
+        assert (table["reference_weight"], table["feature_weight"]) == (
+            stored["reference"], stored["features"])
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    del state["ood_weights"]
+    older = save_checkpoint(state, tmp_path / "older" / "checkpoint.pt")
+    out = tmp_path / "older.json"
+    assert main(["eval", "ood", "--checkpoint", str(older), "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["weights_from"] == "inliers" and table["reference_weight"] > 0
 
 
 def test_a_model_without_fitted_gaussians_scores_its_energy_alone(

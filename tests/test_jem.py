@@ -20,9 +20,10 @@ from stgconv.build import chain_init
 from stgconv.checkpoint import load_checkpoint, load_model
 from stgconv.cli import main
 from stgconv.config import JEMConfig, TrainConfig, load_config
-from stgconv.energy.classifier import ClassifierEnergy, classifier_energy
-from stgconv.evaluation.ood import load_classifier
-from stgconv.jem import JEM_ADVICE, HybridTrainer, fit_feature_reference
+from stgconv.energy.classifier import ClassifierEnergy, classifier_energy, digit_classifier
+from stgconv.evaluation.ood import load_classifier, score_images
+from stgconv.jem import (JEM_ADVICE, HybridTrainer, class_examples, fit_feature_reference,
+                         fit_ood_weights)
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc import DataGaussian, Langevin, NoiseInit, ReplayBuffer
 from stgconv.train import DivergenceError
@@ -245,6 +246,13 @@ def test_the_trainer_refuses_bad_labels() -> None:
         HybridTrainer(*args, labels + 1)
     with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
         HybridTrainer(*args, labels[:5])
+    # The feature fit runs when training ends: what would fail it is refused before training.
+    one_of_class_2 = torch.tensor([0, 1, 0, 1, 0, 2])
+    with pytest.raises(ValueError, match="class 2 has 1 examples.*jem.feature_rank: 0"):
+        HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2))
+    headless = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.SiLU()))
+    with pytest.raises(ValueError, match="nn.Linear"):
+        HybridTrainer(headless, *args[1:], labels, jem=JEMConfig(feature_rank=2))
 
 
 # --------------------------------------------------------------------------- config and data
@@ -401,13 +409,13 @@ def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_p
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["reference"]["component_classes"].tolist() == [0, 0, 1, 1, 2, 2]
     assert state["init"]["means"].shape[0] == 3  # the chains still start one per class
-    reference = load_classifier(run, device="cpu")[2]
+    reference = load_classifier(run, device="cpu").reference
     assert reference is not None and reference.n_classes == 3 and len(reference.weights) == 6
     without = tmp_path / "without"
     assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(without),
                  *JEM_TINY, "--set", "jem.reference_components=0"]) == 0
     assert "reference" not in torch.load(without / "checkpoint.pt", weights_only=True)
-    fallback = load_classifier(without, device="cpu")[2]
+    fallback = load_classifier(without, device="cpu").reference
     assert fallback is not None and len(fallback.weights) == 3  # the chains' start
 
 
@@ -422,7 +430,8 @@ def test_the_last_checkpoint_holds_gaussians_of_the_trained_features(tmp_path: P
     assert "feature_reference" not in torch.load(run / "checkpoint_previous.pt",
                                                   weights_only=True)  # iteration 1 of 2
     assert "feature_reference" in torch.load(run / "checkpoint.pt", weights_only=True)
-    energy, _, _, features = load_classifier(run, device="cpu")
+    model = load_classifier(run, device="cpu")
+    energy, features = model.energy, model.feature_reference
     with np.load(data) as archive:
         x = torch.from_numpy(archive["x_train"]).float()[:, None] / 255 * 2 - 1  # model units
         y = torch.from_numpy(archive["y_train"])
@@ -437,6 +446,41 @@ def test_the_last_checkpoint_holds_gaussians_of_the_trained_features(tmp_path: P
     for k in range(3):
         torch.testing.assert_close(first_two.means[k], phi[y == k][:2].mean(0), rtol=0,
                                    atol=1e-5)
+
+
+def test_the_ood_weights_are_set_on_training_examples_the_feature_fit_did_not_read() -> None:
+    """fit_ood_weights weighs the experts on the per_class examples of each class after those
+    fit_feature_reference read (log r over its own fit's examples spreads narrower than over
+    new ones), and on the fit's own when a class has no others."""
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(digit_classifier(3, width=8))
+    x = torch.rand(30, 1, 28, 28) * 2 - 1
+    y = torch.arange(30) % 3  # 10 of each class
+    reference = DataGaussian.fit(x, y, rank=2)
+    features = fit_feature_reference(energy, x, y, rank=2, per_class=4)
+    weights = fit_ood_weights(energy, x, y, reference=reference, feature_reference=features,
+                              per_class=3, fit_per_class=4)
+    fallback = fit_ood_weights(energy, x[:12], y[:12], reference=reference,
+                               feature_reference=features, per_class=3, fit_per_class=4)
+    after_the_fit = torch.cat([torch.nonzero(y == k)[4:7, 0] for k in range(3)])
+    expected = score_images(energy, reference, x[after_the_fit], feature_reference=features)[2]
+    assert weights == expected and weights["reference"] > 0 and weights["features"] > 0
+    its_own = torch.cat([torch.nonzero(y[:12] == k)[:3, 0] for k in range(3)])
+    assert fallback == score_images(energy, reference, x[its_own],
+                                    feature_reference=features)[2]
+
+
+def test_class_examples_follow_the_order_given() -> None:
+    """The trainer's fits read each class's examples in a seeded random order (a file's own
+    order may follow its writers): the feature fit the first of each class in it, the weights
+    the next, never the same ones."""
+    y = torch.arange(30) % 3
+    order = torch.randperm(30, generator=gen(5))
+    first = class_examples(y, 2, order=order)
+    assert first.tolist() == [int(i) for k in range(3) for i in order[y[order] == k][:2]]
+    then = class_examples(y, 3, skip=2, order=order)
+    assert len(then) == 9 and not set(first.tolist()) & set(then.tolist())
+    assert torch.equal(class_examples(y, 2), torch.tensor([0, 3, 1, 4, 2, 5]))  # data order
 
 
 def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(

@@ -112,7 +112,8 @@ class ClassifierEnergy(nn.Module):
         return torch.log_softmax(self.logits(x), dim=1)
 
     def conditional(self, y: Tensor | int) -> EnergyFn:
-        """The energy of ``x`` given class ``y`` (``-f(x)[y]``), ``(B, *S)`` -> ``(B,)``, for
+        """The energy of ``x`` given class ``y`` (:meth:`class_energy`: ``-f(x)[y]``, plus ``(1 -
+        s) logsumexp_y f(x)[y]`` with a density scale), ``(B, *S)`` -> ``(B,)``, for
         class-conditional sampling with any sampler; ``y`` one class or ``(B,)`` classes, one
         per chain."""
         return partial(self.class_energy, y=y)

@@ -9,7 +9,7 @@ cross-validation (feature standardization is fitted on each training fold only).
 
 Two controls run in the same call so the number means something: the same architecture with
 freshly initialized weights (are the *learned* filters better than random ones?) and logistic
-regression on the voxels themselves (block-averaged 2x2x2).
+regression on the voxels themselves (block-averaged 2x2x2 on grids of an even side).
 """
 
 from __future__ import annotations
@@ -233,8 +233,9 @@ def eval_classification(
                      + (f", {per_class} random shapes per class" if per_class else "")
                      + f"; features: conv-layer responses max-pooled to {cells}^3 cells; "
                      f"multinomial logistic regression, L2 {l2}, standardized features; "
-                     f"random_init = the same architecture untrained; raw_voxels = occupancy "
-                     f"block-averaged 2x2x2"),
+                     f"random_init = the same architecture untrained; raw_voxels = occupancy"
+                     + (" block-averaged 2x2x2" if size % 2 == 0 else
+                        f" as it is (an odd side, {size}, has no 2x2x2 blocks)")),
         "seed": seed, "checkpoint": str(checkpoint), "shapes": str(shapes),
         "test": None if test is None else str(test),
         "seconds": time.perf_counter() - started,

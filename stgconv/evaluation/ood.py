@@ -9,10 +9,12 @@ labels the classifier's accuracy and expected calibration error (15 bins) on the
   start ``chains.init: data_gaussian``, kept in the checkpoint) and, with
   ``jem.feature_rank``, Gaussians fitted to the trained network's penultimate features of its
   training data: ``-E(x) + beta log q(x) + gamma log r(phi(x))``. ``beta`` and ``gamma`` are
-  set from the inliers alone: ``beta log q`` spreads :data:`REFERENCE_SHARE` times as widely
-  over them as ``-E`` does, and ``gamma log r`` :data:`FEATURE_SHARE` times as widely as the
-  two before it. An expert the checkpoint does not hold is left out (``-E(x)`` alone without
-  either).
+  set on training examples when training ends (:func:`stgconv.jem.fit_ood_weights`, kept in
+  the checkpoint as ``"ood_weights"``): ``beta log q`` spreads :data:`REFERENCE_SHARE` times as
+  widely over them as ``-E`` does, and ``gamma log r`` :data:`FEATURE_SHARE` times as widely
+  as the two before it; a checkpoint without them (an earlier iteration's, or one saved before
+  they were kept) has them set the same way on the inliers, and the table says which. An
+  expert the checkpoint does not hold is left out (``-E(x)`` alone without either).
   Why the product: each expert misses what the other catches. On MNIST (bench/README.md,
   "jem.py") the JEM energy alone ranks inverted digits above the test digits (AUROC 0.000:
   white backgrounds, where no chain ever went) and tells silhouettes of solid objects from
@@ -29,12 +31,14 @@ labels the classifier's accuracy and expected calibration error (15 bins) on the
   shared by the classes; here each class has its own, of low rank.
 - ``"max_softmax"``: ``max_y p(y | x)``, the classic classifier baseline (Hendrycks & Gimpel,
   ICLR 2017).
-- ``"max_logit"``: ``max_y f(x)[y]``, the largest logit (``-min_y E(x, y)`` in JEM's own form).
+- ``"max_logit"``: ``max_y f(x)[y]``, the largest logit (``-min_y E(x, y)`` in JEM's own form,
+  without a density scale).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +75,43 @@ features' on letters and silhouettes."""
 ECE_BINS = 15
 
 
-def load_classifier(checkpoint: str | Path, *, device: str = "auto"
-                    ) -> tuple[ClassifierEnergy, ExperimentConfig, DataGaussian | None,
-                               DataGaussian | None]:
-    """The trained classifier energy (eval mode, on ``device``), its config, the Gaussians
-    fitted to its training data (the run's ``jem.reference_components`` fit, else its chains'
-    start ``chains.init: data_gaussian``, else ``None``) and those fitted to its features
-    (``jem.feature_rank``, else ``None``).
+@dataclass(frozen=True)
+class ClassifierModel:
+    """A trained classifier energy and what eval ood scores it with.
+
+    Attributes:
+        energy: the classifier as an energy (eval mode).
+        config: its run's config.
+        reference: ``q``, the Gaussians fitted to its training data (the run's
+            ``jem.reference_components`` fit, else its chains' start ``chains.init:
+            data_gaussian``), or ``None`` (:func:`scoring_expert`).
+        feature_reference: ``r``, those fitted to its features (``jem.feature_rank``), or
+            ``None``.
+        weights: ``{"reference": beta, "features": gamma}`` set on training examples when
+            training ended (:func:`stgconv.jem.fit_ood_weights`), or ``None`` for a checkpoint
+            that does not hold them.
+    """
+
+    energy: ClassifierEnergy
+    config: ExperimentConfig
+    reference: DataGaussian | None
+    feature_reference: DataGaussian | None
+    weights: dict[str, float | None] | None
+
+
+def scoring_expert(*fits: DataGaussian | None) -> DataGaussian | None:
+    """The first of ``fits`` a checkpoint holds, as an expert of the recommended score: ``None``
+    when it has no density (:attr:`DataGaussian.has_density`: fitted to examples too alike),
+    so that it is left out rather than failing every score. ``q`` is a run's
+    ``jem.reference_components`` fit, else its chains' fitted start; ``r`` its
+    ``jem.feature_rank`` fit."""
+    fit = next((fit for fit in fits if fit is not None), None)
+    return fit if fit is not None and fit.has_density else None
+
+
+def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> ClassifierModel:
+    """The trained classifier of a checkpoint (a run folder or its file), on ``device``, with
+    its fitted experts and their weights (:class:`ClassifierModel`).
 
     Raises:
         ValueError: the checkpoint holds a model that is not a classifier (the descriptors'
@@ -88,11 +122,14 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto"
         raise ValueError(f"{checkpoint} holds a {config.model.arch!r} energy, not a classifier: "
                          "eval ood needs a classifier model (model.arch digit_classifier or "
                          "wide_resnet, trained with a jem section)")
-    fitted = state.get("reference", state.get("init"))
-    reference = DataGaussian.from_state(fitted) if fitted is not None else None
-    features = state.get("feature_reference")
-    feature_reference = DataGaussian.from_state(features) if features is not None else None
-    return energy, config, reference, feature_reference
+    fits = {key: DataGaussian.from_state(state[key]) if key in state else None
+            for key in ("reference", "init", "feature_reference")}
+    weights = state.get("ood_weights")
+    return ClassifierModel(
+        energy=energy, config=config,
+        reference=scoring_expert(fits["reference"], fits["init"]),
+        feature_reference=scoring_expert(fits["feature_reference"]),
+        weights=dict(weights) if weights is not None else None)
 
 
 @torch.no_grad()
@@ -186,8 +223,9 @@ def score_images(energy: ClassifierEnergy, reference: DataGaussian | None, x: Te
                  ) -> tuple[Tensor, dict[str, Tensor], dict[str, float | None]]:
     """Logits ``(N, K)``, every score of :func:`ood_scores` ``(N,)`` and the experts' weights
     ``{"reference": beta, "features": gamma}`` (``None`` for an expert not given), for images
-    ``x`` ``(N, C, H, W)``: with ``weights`` ``None`` (the inliers) they are set from these
-    images (:func:`reference_weight`); pass the inliers' weights for the outliers.
+    ``x`` ``(N, C, H, W)``: with ``weights`` ``None`` they are set from these images
+    (:func:`reference_weight`); pass those set on other images (the training examples', a
+    checkpoint's :attr:`ClassifierModel.weights`, or the inliers') to score these with them.
 
     Raises:
         FloatingPointError: non-finite logits, energies or feature densities.
@@ -233,7 +271,9 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     e}``, ``accuracy`` and ``ece`` ``None`` (JSON ``null``) without inlier labels, plus
     ``"reference_weight"`` and ``"feature_weight"`` (``beta`` and ``gamma`` of the recommended
     score; ``None``, and no ``"reference"`` / ``"features"`` AUROC, for a model without that
-    fitted expert), ``"n_inliers"``, ``"n_outliers"``, ``"seconds"``.
+    fitted expert), ``"weights_from"`` (``"training data"``: the checkpoint's; ``"inliers"``:
+    set on them, for a checkpoint without its own), ``"n_inliers"``, ``"n_outliers"``,
+    ``"seconds"``.
 
     Raises:
         ValueError: a missing or unreadable file, no ``x_test``, images of another type or
@@ -243,7 +283,8 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
         FloatingPointError: non-finite logits, energies or feature densities.
     """
     started = time.perf_counter()
-    energy, config, reference, feature_reference = load_classifier(checkpoint, device=device)
+    model = load_classifier(checkpoint, device=device)
+    config = model.config
     n_classes = config.model.n_classes
     images = {}
     for name, path in (("inliers", inliers), ("outliers", outliers)):
@@ -256,17 +297,18 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
         raise ValueError(f"{inliers}: y_test has class {int(labels.max())}, but the model has "
                          f"{n_classes} classes (0 .. {n_classes - 1})")
     inlier_logits, inlier_scores, weights = score_images(
-        energy, reference, images["inliers"], feature_reference=feature_reference,
-        batch_size=batch_size)
-    _, outlier_scores, _ = score_images(energy, reference, images["outliers"],
-                                        feature_reference=feature_reference, weights=weights,
-                                        batch_size=batch_size)
+        model.energy, model.reference, images["inliers"],
+        feature_reference=model.feature_reference, weights=model.weights, batch_size=batch_size)
+    _, outlier_scores, _ = score_images(model.energy, model.reference, images["outliers"],
+                                        feature_reference=model.feature_reference,
+                                        weights=weights, batch_size=batch_size)
     scores = {"inliers": inlier_scores, "outliers": outlier_scores}
     table: dict[str, Any] = {
         "auroc": {score: auroc(scores["inliers"][score], scores["outliers"][score])
                   for score in scores["inliers"]},
         "accuracy": None, "ece": None, "reference_weight": weights["reference"],
         "feature_weight": weights["features"],
+        "weights_from": "training data" if model.weights is not None else "inliers",
         "n_inliers": len(images["inliers"]), "n_outliers": len(images["outliers"]),
     }
     if labels is not None:
@@ -288,7 +330,7 @@ def format_ood_table(table: dict[str, Any]) -> str:
         terms.append(f"{table['feature_weight']:.3g} log r(phi(x))")
     recommended = " + ".join(terms) + (
         "" if len(terms) == 1 else "; q, r the Gaussians fitted to the training data and to "
-        "the network's features of it")
+        f"the network's features of it, weights set on the {table['weights_from']}")
     lines = [f"OOD detection: {table['n_inliers']} inliers vs {table['n_outliers']} outliers "
              f"(AUROC, 1 = separated; 'stgconv' = {recommended})",
              f"{'score':<14}{'AUROC':>8}"]
@@ -301,6 +343,6 @@ def format_ood_table(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SCORES", "REFERENCE_SHARE", "FEATURE_SHARE", "load_classifier", "classifier_outputs",
-           "reference_log_prob", "reference_weight", "ood_scores", "score_images", "eval_ood",
-           "format_ood_table"]
+__all__ = ["SCORES", "REFERENCE_SHARE", "FEATURE_SHARE", "ClassifierModel", "scoring_expert",
+           "load_classifier", "classifier_outputs", "reference_log_prob", "reference_weight",
+           "ood_scores", "score_images", "eval_ood", "format_ood_table"]

@@ -216,6 +216,12 @@ class DataGaussian:
                              self.weights.to(classes.device)[None, :], 0)
         return torch.multinomial(within, 1, generator=generator)[:, 0]
 
+    @property
+    def has_density(self) -> bool:
+        """Whether :meth:`log_prob` is defined: every component keeps some residual variance
+        (one whose examples span no more directions than it keeps has a singular covariance)."""
+        return bool((self.residual_std > 0).all())
+
     def log_prob(self, x: Tensor) -> Tensor:
         """``log q(x)`` ``(B,)`` of ``x`` ``(B, *S)`` under the mixture ``q = sum_k weights[k]
         N(means[k], C_k)``, ``C_k = F_k F_k^T + residual_std[k]^2 I`` (the ``noise`` share of
@@ -229,7 +235,7 @@ class DataGaussian:
             ValueError: a component without residual variance (its examples span no more
                 directions than it keeps), whose covariance is singular.
         """
-        if not bool((self.residual_std > 0).all()):
+        if not self.has_density:
             raise ValueError("a data Gaussian with zero residual variance has no density (a "
                              "class whose examples span no more directions than it keeps)")
         sample_shape = tuple(self.means.shape[1:])
