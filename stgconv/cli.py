@@ -98,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="fresh chains from noise, or continue the checkpoint's stored chains")
     p.add_argument("--class", dest="classes", type=int, action="append", metavar="K",
                    help="classifier (JEM) models: sample class K's energy E(x, K) = -f(x)[K] "
-                        "(+ (1 - s) logsumexp f(x) with a learnt density scale s) (repeatable: -n samples per class, one row per class in the PNG, "
-                        "class-major in the .npy)")
+                        "(+ (1 - s) logsumexp f(x) with a learnt density scale s) (repeatable: "
+                        "-n samples per class, one row per class in the PNG, class-major in "
+                        "the .npy)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
