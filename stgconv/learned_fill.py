@@ -33,6 +33,7 @@ clips"): an option for libraries and networks larger than those measured, not th
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -193,15 +194,16 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         target, mask = target.to(dtype), hidden
         loss = _loss(predicted[mask] - target[mask], settings.loss,
                      second_half=len(losses) >= iterations // 2)
-        if not torch.isfinite(loss):
+        value = loss.item()  # one read of the loss (a device sync) serves both
+        if not math.isfinite(value):
             raise FloatingPointError(
                 f"the learned fill's training diverged at iteration {len(losses)}: loss "
-                f"{loss.item()}; lower recovery.learned.lr (now {settings.lr:g})")
+                f"{value}; lower recovery.learned.lr (now {settings.lr:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
+        losses.append(value)
     return losses
 
 
