@@ -31,7 +31,7 @@ from typing import Sequence
 
 import torch
 
-from stgconv.checkpoint import load_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.config import load_config
 
 TINY = ["--set", "data.path=builtin:brick", "--set", "data.size=32",
@@ -59,6 +59,14 @@ def unloadable(run: Path) -> list[str]:
         except Exception as err:  # noqa: BLE001
             bad.append(f"config.yaml: {err}")
     return bad
+
+
+def trained_to(run: Path) -> int | None:
+    """The iteration of the run's checkpoint (``None``: none, or one that fails to load)."""
+    try:
+        return load_checkpoint(run / "checkpoint.pt")["iteration"]
+    except CheckpointError:  # unloadable() counts the damaged ones
+        return None
 
 
 def same_run(a: Path, b: Path) -> bool:
@@ -89,8 +97,11 @@ def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> di
     run_s = time.perf_counter() - started
     rng = random.Random(seed)
     run = work / "killed"
-    after_checkpoint, bad = 0, []
+    killed, after_checkpoint, bad = 0, 0, []
     for _ in range(kills):
+        if trained_to(run) == iterations:  # the run ended between kills: a resume is refused
+            break
+        killed += 1
         extra = (["--resume"] if (run / "checkpoint.pt").exists()
                  else ["--overwrite"] if run.exists() else [])
         process = subprocess.Popen(command(run, iterations, *extra), env=env,
@@ -105,16 +116,20 @@ def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> di
         process.wait()
         after_checkpoint += (run / "checkpoint.pt").exists()
         bad += unloadable(run)
-    extra = ["--resume"] if (run / "checkpoint.pt").exists() else ["--overwrite"]
-    final = subprocess.run(command(run, iterations, *extra), env=env, capture_output=True,
-                           text=True)
+    if trained_to(run) == iterations:
+        final_exit, final_stderr = 0, ""
+    else:
+        extra = ["--resume"] if (run / "checkpoint.pt").exists() else ["--overwrite"]
+        final = subprocess.run(command(run, iterations, *extra), env=env, capture_output=True,
+                               text=True)
+        final_exit, final_stderr = final.returncode, final.stderr.strip()[-500:]
     return {
-        "kills": kills, "iterations": iterations, "seed": seed,
+        "kills": killed, "iterations": iterations, "seed": seed,
         "kills_after_a_checkpoint": after_checkpoint,
         "unloadable_files": bad,
-        "final_exit": final.returncode, "final_stderr": final.stderr.strip()[-500:],
+        "final_exit": final_exit, "final_stderr": final_stderr,
         "temporaries_left": sorted(p.name for p in run.glob(".*.tmp")),
-        "bit_identical": final.returncode == 0 and same_run(run, work / "reference"),
+        "bit_identical": final_exit == 0 and same_run(run, work / "reference"),
         "uninterrupted_run_s": run_s,
     }
 

@@ -555,19 +555,23 @@ def test_a_run_folder_has_one_owner_and_a_killed_owner_is_replaced(tmp_path: Pat
     assert (run / "checkpoint.pt").is_file()
 
 
-@pytest.mark.parametrize("change", [
-    ["--set", "model.layers=[[4, 5, 2], [4, 3, 1]]"],
-    ["--set", "sampler.clamp=null", "--set", "sampler.step_size=1e10"],
-], ids=["another network", "diverging chains"])
+@pytest.mark.parametrize("change, message", [
+    (["--set", "model.layers=[[4, 5, 2], [4, 3, 1]]", "--set", "train.n_iterations=4"],
+     "cannot resume"),
+    (["--set", "sampler.clamp=null", "--set", "sampler.step_size=1000", "--set",
+      "train.n_iterations=4"], "non-finite energy"),
+    ([], "already trained to iteration 2 (train.n_iterations = 2)"),
+    (["--set", "train.n_iterations=1"], "already trained to iteration 2"),
+], ids=["another network", "diverging chains", "finished", "past its end"])
 def test_a_failed_resume_leaves_the_run_as_it_was(texture_run: Path, tmp_path: Path, capsys,
-                                                  change: list[str]) -> None:
+                                                  change: list[str], message: str) -> None:
     run = tmp_path / "run"
     shutil.copytree(texture_run, run)
     names = ("checkpoint.pt", "config.yaml", "observed.png", "samples.png")
     before = {name: (run / name).read_bytes() for name in names}
-    code, _, err = run_main(["train", *TINY, *change, "--set", "train.n_iterations=4",
-                             "--resume", "--out", str(run), "--quiet"], capsys)
-    assert code == 2, err
+    code, _, err = run_main(["train", *TINY, *change, "--resume", "--out", str(run), "--quiet"],
+                            capsys)
+    assert code == 2 and message in err, err
     assert {name: (run / name).read_bytes() for name in names} == before
 
 

@@ -64,7 +64,8 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
     occupancy for voxels), and TensorBoard logs under ``tb/``. A multi-grid experiment
     (``multigrid`` section) trains one model per grid; ``observed``/``samples`` then show the
     finest grid, and ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``,
-    training continues from the folder's checkpoint up to ``train.n_iterations``; it rewrites
+    training continues from the folder's checkpoint up to ``train.n_iterations`` (a run already
+    there is refused: nothing would train); it rewrites
     ``config.yaml`` and ``observed`` only once it has written a checkpoint, so a resume that
     fails leaves the folder as it was; a new run that fails before its first checkpoint or
     sample removes what it wrote, for the same reason. A folder that already holds a run is
@@ -259,6 +260,11 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     checkpoint = out / FILENAME
     if resume:
         trainer.resume(checkpoint)
+        if trainer.iteration >= config.train.n_iterations:
+            # Else the run would "train" no iteration and rewrite its samples as if it had.
+            raise ValueError(f"{out} is already trained to iteration {trainer.iteration} "
+                             f"(train.n_iterations = {config.train.n_iterations}): to train on, "
+                             "raise it with --set train.n_iterations=N")
     if replaced:  # the new run has started: the one it replaces goes now, not before
         _remove_run_files(out)
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
