@@ -65,10 +65,10 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
     (``multigrid`` section) trains one model per grid; ``observed``/``samples`` then show the
     finest grid, and ``observed_pyramid``/``samples_pyramid`` every grid. With ``resume``,
     training continues from the folder's checkpoint up to ``train.n_iterations`` (a run already
-    there is refused: nothing would train); it rewrites
-    ``config.yaml`` and ``observed`` only once it has written a checkpoint, so a resume that
-    fails leaves the folder as it was; a new run that fails before its first checkpoint or
-    sample removes what it wrote, for the same reason. A folder that already holds a run is
+    there is refused: nothing would train); it rewrites ``config.yaml`` and ``observed`` only
+    once it has written a checkpoint, so a resume that fails leaves the folder as it was; a new
+    run that fails before its first checkpoint or sample removes what it wrote, for the same
+    reason. A folder that already holds a run is
     refused (:class:`ExistingRun`) unless ``resume`` or ``overwrite`` (which first removes the
     old run's files and what the other commands wrote there by default, ``RUN_OUTPUTS``) is set.
 
