@@ -496,8 +496,12 @@ class ExperimentConfig:
                 raise ValueError(f"{key} must be >= 0, got {value!r}")
         if not all(0.0 <= beta < 1.0 for beta in self.train.betas):
             raise ValueError(f"train.betas must be in [0, 1), got {list(self.train.betas)}")
-        check_entries(example_shape(self.data), f"data.size={self.data.size}"
+        example = example_shape(self.data)
+        check_entries(example, f"data.size={self.data.size}"
                       + (f", data.frames={self.data.frames}" if self.data.kind == "video" else ""))
+        if self.chains.mode == "buffer":
+            check_entries((self.chains.buffer_capacity, *example),
+                          f"chains.buffer_capacity={self.chains.buffer_capacity}")
         if self.chains.init_scale < 0 or self.chains.data_noise < 0:
             raise ValueError("chains.init_scale and chains.data_noise must be >= 0")
         if self.chains.init_rank < 0:

@@ -21,6 +21,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stgconv.checks import check_entries
 from stgconv.config import TrainConfig
 from stgconv.distributed import (
     World,
@@ -341,6 +342,9 @@ class Trainer(FitLoop):
         self.data = data
         train = train if train is not None else TrainConfig()
         self.batch_size = min(train.batch_size, data.shape[0])
+        check_entries((self.batch_size * chains.chains_per_example, *data.shape[1:]),
+                      f"a batch of {self.batch_size} examples with {chains.chains_per_example} "
+                      "chains each (train.batch_size, chains.chains_per_example)")
         self.accumulate = train.accumulate
         self.energy_l2 = train.energy_l2
         self.generator = generator if generator is not None else torch.Generator(data.device)

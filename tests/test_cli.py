@@ -227,6 +227,12 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
          f"{tmp_path} is a folder, not an image file"),
         (["train", *TINY, "--set", "data.kind=objects", "--data", str(garbage), "--out",
           str(tmp_path / "r8")], f"{garbage} is a file, not a folder of images"),
+        # Sizes typed a few digits too long are refused before the allocation fails.
+        (["train", *TINY, "--set", "chains.chains_per_example=300000", "--out",
+          str(tmp_path / "r9")], "a batch of 1 examples with 300000 chains each"),
+        (["train", *TINY, "--set", "chains.mode=buffer", "--set",
+          "chains.buffer_capacity=300000", "--out", str(tmp_path / "r10")],
+         "chains.buffer_capacity=300000 makes a (300000, 1, 32, 32) tensor"),
     ]
     for args, message in cases:
         code, out, err = run_main(args, capsys)
@@ -234,7 +240,8 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         assert message in err, (args, err)
         assert err.startswith(f"stgconv {args[0]}: error:"), err
         assert "Traceback" not in err
-    assert not (tmp_path / "r1").exists()  # a rejected config writes nothing
+    for rejected in ("r1", "r9", "r10"):  # a rejected config writes nothing
+        assert not (tmp_path / rejected).exists(), rejected
 
 
 @pytest.mark.parametrize(
