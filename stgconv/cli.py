@@ -14,7 +14,7 @@ from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.checks import check_output, reading
 from stgconv.config import load_config, parse_override, resolve_device
-from stgconv.distributed import launched_rank
+from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.voxel import RecoveryInit
@@ -26,8 +26,9 @@ QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/rec
 # Errors a user can cause and fix (FloatingPointError: a diverging chain, loss or training run,
 # including NonFiniteEnergyError and DivergenceError; OSError: a file system that refuses a read
 # or a write, e.g. a full disk or a folder without write permission, its message naming the
-# path); anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError)
+# path; PeerFailedError: under torchrun, another process stopped, its own error printed by it);
+# anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError, PeerFailedError)
 
 
 RECOVERY_INITS = list(get_args(RecoveryInit))
@@ -428,8 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         out = _run(args)
     except USER_ERRORS as err:
-        # One line, whatever the library below wrote (some messages span several).
-        print(f"stgconv {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        # One line, whatever the library below wrote (some messages span several); under
+        # torchrun every process that fails prints its own, so each names its process.
+        where = (f" (process {launched_rank()} of {launched_world_size()})"
+                 if launched_world_size() > 1 else "")
+        print(f"stgconv {args.command}: error{where}: {' '.join(str(err).split())}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a

@@ -178,8 +178,8 @@ class CooperativeTrainer(CompanionTrainer):
             mse += loss.item() / len(pairs)
         totals = {"generator_mse": mse}
         if self.world is not None:
-            self.world.average_gradients(self.generator_net.parameters())
-            totals = self.world.average(totals)
+            self.world.average_gradients(self.generator_net.parameters(), weight=self.batch_size)
+            totals = self.world.average(totals, weight=self.batch_size)
         self.generator_optimizer.step()
         return {**stats, **totals}
 

@@ -1,16 +1,18 @@
 """One model trained by several processes: ``torchrun --nproc_per_node N -m stgconv train ...``.
 
 Each process (rank) holds a shard of the training examples (rows ``rank::world_size``, the
-round-robin split of ``DistributedSampler`` without shuffling) and the chains of its own examples,
+round-robin split of ``DistributedSampler`` without its shuffling and its padding: when the
+processes do not divide the examples, shards differ by one) and the chains of its own examples,
 runs its chains on its own generator (seeded ``seed + rank``), and after every backward pass the
-parameter gradients are averaged over all ranks, so every rank takes the same optimizer step from
-the same parameters: data-parallel training. The averaging is an explicit all-reduce rather than a
+parameter gradients are averaged over all ranks, each rank's weighted by its batch size (so a
+step on whole shards of unequal size has the gradient of one batch of all the examples), and
+every rank takes the same optimizer step from the same parameters: data-parallel training. The averaging is an explicit all-reduce rather than a
 ``DistributedDataParallel`` wrapper because the energy is called three ways per iteration (the
 chain's gradient in ``x``, the data term and the sample term of the loss), which does not fit
 DDP's one-forward-one-backward reducer; the arithmetic is the same.
 
 Checkpoints stay single files: every rank's chain state and generator state is gathered to rank
-0, which writes the checkpoint atomically; a resumed run shards it again, for the same or another
+0 (only: the other ranks' state dicts lack them), which writes the checkpoint atomically; a resumed run shards it again, for the same or another
 number of processes. The backend follows the device: NCCL on CUDA, Gloo on the CPU.
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
@@ -53,40 +55,68 @@ class World:
                              "every process needs at least one; use fewer processes")
         return torch.arange(self.rank, n, self.size)
 
-    def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
-        """Replace every parameter's gradient by its mean over the ranks (one all-reduce of
-        all of them flattened together)."""
+    def average_gradients(self, parameters: Iterable[torch.nn.Parameter], *,
+                          weight: float = 1.0) -> None:
+        """Replace every parameter's gradient by its mean over the ranks, this rank's
+        counted ``weight`` times (its batch size: the mean of per-example means is then the
+        mean over all the ranks' examples); one all-reduce of them all flattened together."""
         grads = [p.grad for p in parameters if p.grad is not None]
         if not grads:
             return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.size
+        flat = torch.cat([*(g.reshape(-1) * weight for g in grads),
+                          grads[0].new_full((1,), weight)])
+        _collective(dist.all_reduce, flat)
+        flat = flat[:-1] / flat[-1]
         offset = 0
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
 
-    def average(self, values: dict[str, float]) -> dict[str, float]:
-        """The mean over the ranks of each value (for logs: the loss of the whole step)."""
+    def average(self, values: dict[str, float], *, weight: float = 1.0) -> dict[str, float]:
+        """The mean over the ranks of each value, this rank's counted ``weight`` times (for
+        logs: the loss of the whole step)."""
         keys = sorted(values)
-        flat = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(flat)
-        return dict(zip(keys, (flat / self.size).tolist()))
+        flat = torch.tensor([*(values[k] * weight for k in keys), weight], dtype=torch.float64,
+                            device=self.device)
+        _collective(dist.all_reduce, flat)
+        return dict(zip(keys, (flat[:-1] / flat[-1]).tolist()))
 
-    def gather(self, value: Any) -> list[Any]:
-        """``value`` of every rank, in rank order, on every rank (tensors travel on the CPU)."""
-        gathered: list[Any] = [None] * self.size
-        dist.all_gather_object(gathered, _to_cpu(value))
+    def gather(self, value: Any) -> list[Any] | None:
+        """``value`` of every rank, in rank order, on rank 0 (``None`` on the others, which
+        write nothing); tensors travel on the CPU."""
+        gathered: list[Any] | None = [None] * self.size if self.is_main else None
+        _collective(dist.gather_object, _to_cpu(value), gathered, dst=0)
         return gathered
 
     def barrier(self) -> None:
-        dist.barrier()
+        _collective(dist.barrier)
+
+
+class PeerFailedError(RuntimeError):
+    """An exchange with the other training processes failed: most often because one of them
+    stopped, with its own error."""
+
+
+def _collective(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return operation(*args, **kwargs)
+    except RuntimeError as err:
+        # Gloo and NCCL report a peer that stopped as a RuntimeError of their own; the line
+        # that explains it is the peer's error, printed by that process.
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PeerFailedError(f"{operation.__name__} across the training processes failed, "
+                              "most likely because another process stopped (its error is "
+                              f"printed by that process): {reason}") from err
 
 
 def launched_rank() -> int:
     """This process's rank as ``torchrun`` set it (0 for a single process): who prints."""
     return int(os.environ.get("RANK", "0"))
+
+
+def launched_world_size() -> int:
+    """How many processes ``torchrun`` started (1 without it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def from_environment(device: str = "auto") -> World | None:
@@ -96,12 +126,19 @@ def from_environment(device: str = "auto") -> World | None:
     ``device`` is the config's: on CUDA each process takes ``cuda:LOCAL_RANK`` and NCCL, on the
     CPU Gloo.
     """
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = launched_world_size()
     if size <= 1:
         return None
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     target = resolve_device(device)
     if target.type == "cuda":
+        if target.index is not None:
+            raise ValueError(f"device {device!r} names one GPU, but under torchrun process k "
+                             "trains on cuda:k (its LOCAL_RANK): set device to cuda")
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"process {local_rank} of this machine needs cuda:{local_rank}, "
+                             f"but {torch.cuda.device_count()} GPU(s) are visible: start at "
+                             "most that many with torchrun --nproc_per_node")
         target = torch.device("cuda", local_rank)
         torch.cuda.set_device(target)
     if not dist.is_initialized():
@@ -184,9 +221,9 @@ def shard_chain_state(state: dict[str, Tensor], world: World | None, *,
 def gather_generators(generator: torch.Generator, world: World | None) -> dict[str, Any]:
     """The checkpoint entries of the random state: ``generator`` (rank 0's), and with several
     processes ``generators`` (every rank's, in rank order)."""
-    if world is None:
+    states = world.gather(generator.get_state()) if world is not None else None
+    if states is None:  # one process, or not rank 0 (whose state dict is the one written)
         return {"generator": generator.get_state()}
-    states = world.gather(generator.get_state())
     return {"generator": states[0], "generators": states}
 
 

@@ -380,7 +380,8 @@ class InitializerTrainer(CompanionTrainer):
         total = 0.0
         for _ in range(self.settings.steps):
             self.companion.optimizer.zero_grad(set_to_none=True)
-            losses = self._losses(self._initializer_batch())
+            batch = self._initializer_batch()
+            losses = self._losses(batch)
             for loss in losses:
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite initializer loss at iteration "
@@ -388,11 +389,12 @@ class InitializerTrainer(CompanionTrainer):
                 loss.backward()
                 total += loss.item() / (len(losses) * self.settings.steps)
             if self.world is not None:
-                self.world.average_gradients(self.initializer.parameters())
+                self.world.average_gradients(self.initializer.parameters(), weight=len(batch))
             self.companion.optimizer.step()
         totals = {"initializer_bce": total}
         if self.world is not None:
-            totals = self.world.average(totals)
+            totals = self.world.average(totals, weight=min(self.settings.batch_size,
+                                                           self.data.shape[0]))
         return {**stats, **totals}
 
 

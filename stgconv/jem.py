@@ -237,8 +237,8 @@ class HybridTrainer(Trainer):
             self.last_samples = x_neg if x_neg is not None else x_neg_y
             self.last_data = x_pos
         if self.world is not None:
-            self.world.average_gradients(self.energy.parameters())
-            totals = self.world.average(totals)
+            self.world.average_gradients(self.energy.parameters(), weight=self.batch_size)
+            totals = self.world.average(totals, weight=self.batch_size)
         if self.jem.lr_decay == "cosine":
             for group in self.optimizer.param_groups:
                 group["lr"] = cosine_lr(self.lr, self.iteration, self.n_iterations)

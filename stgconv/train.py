@@ -311,7 +311,7 @@ class Trainer(FitLoop):
         data: ``(N, *S)`` all training examples, on the training device.
         train: how the parameters learn: Adam's ``lr`` and ``betas``, ``batch_size`` examples
             per micro-batch (capped at ``N``), ``accumulate`` micro-batches whose gradients are
-            summed before each optimizer step, and ``energy_l2``, the weight of the
+            averaged before each optimizer step, and ``energy_l2``, the weight of the
             ``mean(E^2)`` penalty that keeps energies near zero (the loop's own fields,
             ``n_iterations`` and the saving intervals, are the caller's).
         generator: the single source of randomness (batches, chain starts, sampler noise).
@@ -388,8 +388,8 @@ class Trainer(FitLoop):
             totals["e_neg"] += stats["e_neg"].item() / len(batches)
             self.last_samples, self.last_data = x_neg, x_pos
         if self.world is not None:
-            self.world.average_gradients(self.energy.parameters())
-            totals = self.world.average(totals)
+            self.world.average_gradients(self.energy.parameters(), weight=self.batch_size)
+            totals = self.world.average(totals, weight=self.batch_size)
         if self.lr_decay == "cosine":
             for group in self.optimizer.param_groups:
                 group["lr"] = cosine_lr(self.lr, self.iteration, self.n_iterations)
@@ -400,7 +400,8 @@ class Trainer(FitLoop):
     def state_dict(self) -> dict[str, Any]:
         chains = self.chains.state_dict()
         if self.world is not None:
-            chains = merge_chain_states(self.world.gather(chains))
+            every_rank = self.world.gather(chains)
+            chains = merge_chain_states(every_rank) if every_rank is not None else {}
         init = getattr(self.chains, "init", None)
         return {
             "iteration": self.iteration,
@@ -561,7 +562,8 @@ class MultiGridTrainer(FitLoop):
     def state_dict(self) -> dict[str, Any]:
         base = self.base
         if self.world is not None:  # synthesis draws from every example's base value
-            base = interleave(self.world.gather(base)).to(self.base.device)
+            every_rank = self.world.gather(base)
+            base = interleave(every_rank).to(base.device) if every_rank is not None else base
         return {
             "iteration": self.iteration,
             "grids": [trainer.state_dict() for trainer in self.trainers],

@@ -249,8 +249,6 @@ def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main):
     for row in processes:
         for key in ("iterations_per_s", "examples_per_s", "ms_per_iteration", "scaling_vs_1x1"):
             assert row[key] > 0, key
-        # The same batch per process: two processes handle twice the examples per iteration.
-        assert row["examples_per_iteration"] == row["processes"] * row["batch_per_process"]
     assert processes[1]["allreduce_ms"] > 0
     growth = [row for row in rows if row["table"] == "growth"]
     assert {row["grows"] for row in growth} == {"batch", "frames", "side"}

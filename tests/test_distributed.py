@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,10 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint, load_model, load_multigrid
+from stgconv.cli import main
 from stgconv.config import TrainConfig
 from stgconv.distributed import (
+    PeerFailedError,
     World,
     interleave,
     merge_chain_states,
@@ -34,6 +38,7 @@ from stgconv.energy import image_energy
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
 from stgconv.tasks import synthesize
+from stgconv.tasks.train import _terminated_as_exit
 from stgconv.train import Trainer
 
 N_EXAMPLES = 6
@@ -50,19 +55,20 @@ def examples() -> torch.Tensor:
     return torch.rand(N_EXAMPLES, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
-def one_step(rank: int, size: int, store: str, out: str) -> None:
-    """Rank ``rank`` of ``size``: one training step on its shard; saves its batch, its samples
-    and the (averaged) gradient."""
+def one_step(rank: int, size: int, store: str, out: str, n_examples: int, batch_size: int
+             ) -> None:
+    """Rank ``rank`` of ``size``: one training step on its shard of the first ``n_examples``;
+    saves its batch, its samples and the (averaged) gradient."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
     world = World(rank=rank, size=size, device=torch.device("cpu"))
     energy = tiny_energy()
-    shard = examples()[world.shard(N_EXAMPLES)]
+    shard = examples()[:n_examples][world.shard(n_examples)]
     chains = PersistentChains(len(shard), NoiseInit("gaussian", 0.5), chains_per_example=2)
     trainer = Trainer(energy, Langevin(n_steps=3, step_size=0.05), chains, shard,
-                      train=TrainConfig(batch_size=BATCH),
+                      train=TrainConfig(batch_size=batch_size),
                       generator=torch.Generator().manual_seed(10 + rank), world=world)
-    batch = torch.arange(BATCH)
+    batch = torch.arange(trainer.batch_size)
     trainer.step([batch])
     torch.save({"x_pos": shard[batch], "x_neg": trainer.last_samples,
                 "grads": [p.grad.clone() for p in energy.parameters()]},
@@ -71,21 +77,28 @@ def one_step(rank: int, size: int, store: str, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_averaged_gradient_equals_the_single_process_gradient(tmp_path: Path) -> None:
-    mp.spawn(one_step, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("n_examples, batch_size", [(N_EXAMPLES, BATCH), (5, 4)],
+                         ids=["equal batches", "shards of 3 and 2 examples, each whole"])
+def test_averaged_gradient_equals_the_single_process_gradient(tmp_path: Path, n_examples: int,
+                                                              batch_size: int) -> None:
+    mp.spawn(one_step, args=(2, str(tmp_path / "store"), str(tmp_path), n_examples, batch_size),
+             nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for a, b in zip(ranks[0]["grads"], ranks[1]["grads"]):
         assert torch.equal(a, b)  # every rank steps with the same gradient
     # The samples differ per rank (own chains, own generator): the gradient is not trivial.
-    assert not torch.allclose(ranks[0]["x_neg"], ranks[1]["x_neg"])
+    assert not torch.allclose(ranks[0]["x_neg"][:4], ranks[1]["x_neg"][:4])
     energy = tiny_energy()
     loss, _ = contrastive_divergence(energy, torch.cat([r["x_pos"] for r in ranks]),
                                      torch.cat([r["x_neg"] for r in ranks]))
     loss.backward()
-    # Equal up to float32 summation order (two half-batch means averaged vs one mean; AVX-512
-    # reductions here differed by 1.4e-5 relative).
-    for param, averaged in zip(energy.parameters(), ranks[0]["grads"]):
-        torch.testing.assert_close(averaged, param.grad, rtol=1e-4, atol=1e-5)
+    # Equal up to float32 summation order (two half-batch means averaged vs one mean: 5e-6 of
+    # the gradient's norm here, most of it in a bias whose terms cancel to 7e-5). Shards of 3
+    # and 2: the plain mean of the two ranks' means weighted the second's examples 1/4 each
+    # instead of 1/5 (20% off).
+    averaged = torch.cat([g.flatten() for g in ranks[0]["grads"]])
+    single = torch.cat([p.grad.flatten() for p in energy.parameters()])
+    assert (averaged - single).norm() <= 1e-4 * single.norm()
 
 
 def test_chain_states_shard_and_merge_back() -> None:
@@ -136,6 +149,36 @@ def test_more_processes_than_examples_is_a_clear_error() -> None:
         World(rank=0, size=4, device=torch.device("cpu")).shard(3)
 
 
+def test_a_stopped_peer_is_one_line_naming_the_process(monkeypatch, capsys, tmp_path: Path
+                                                        ) -> None:
+    """Under torchrun each failing process prints one line saying which it is; a collective
+    that fails because a peer stopped says so instead of a Gloo traceback."""
+    def closed(*_: object, **__: object) -> None:
+        raise RuntimeError("[pair.cc:561] Connection closed by peer [127.0.0.1]:53650.\nmore")
+
+    monkeypatch.setattr(dist, "all_reduce", closed)
+    world = World(rank=0, size=2, device=torch.device("cpu"))
+    with pytest.raises(PeerFailedError, match="another process stopped .* Connection closed by "
+                                              r"peer \[127.0.0.1\]:53650.$"):
+        world.average({"loss": 1.0})
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["synthesize", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith(
+        "stgconv synthesize: error (process 1 of 2): checkpoint not found")
+
+
+def test_sigterm_unwinds_a_torchrun_process() -> None:
+    """torchrun stops the other processes of a failed run by SIGTERM: it must unwind (the new
+    run's cleanup, the folder's lock) as an exception, and only while training."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped, _terminated_as_exit(True):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs at the next bytecode; never reached
+    assert stopped.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 # --------------------------------------------------------------------------- torchrun end to end
 
 
@@ -174,7 +217,10 @@ def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tm
     stgconv(tiny_run(images, 2, tmp_path / "resumed"), processes=2)
     state = load_checkpoint(tmp_path / "resumed")
     assert state["chains"]["chains"].shape == (N_EXAMPLES, 2, 3, 8, 8)  # every rank's chains
+    # Each process its own random stream (noise, chain starts, batches); one seed for all
+    # would give both halves of the batch the same chains.
     assert len(state["generators"]) == 2
+    assert not torch.equal(state["generators"][0], state["generators"][1])
     energy, _, _ = load_model(tmp_path / "resumed", device="cpu")  # one process loads it
     assert energy(torch.zeros(1, 3, 8, 8)).shape == (1,)
 

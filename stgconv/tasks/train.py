@@ -5,7 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import socket
+import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +43,7 @@ from stgconv.io.atomic import remove_temporaries
 from stgconv.jem import HybridTrainer
 from stgconv.mcmc import DataGaussian
 from stgconv.modalities import Modality, modality_of
+from stgconv.ops import pyramid
 from stgconv.train import MultiGridTrainer, Trainer
 
 # What a run writes into its folder: `overwrite` removes exactly these, and any of them marks
@@ -87,7 +90,8 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
         raise ValueError("resume continues the run in the folder and overwrite replaces it: "
                          "choose one")
     world = distributed.from_environment(config.device)
-    out = _train(config, world, resume=resume, overwrite=overwrite, progress=progress)
+    with _terminated_as_exit(world is not None):
+        out = _train(config, world, resume=resume, overwrite=overwrite, progress=progress)
     # Only on success: after a failure torchrun stops the other processes, and a barrier here
     # would wait for them forever.
     distributed.shutdown(world)
@@ -113,6 +117,25 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
             if not resume and not (out / FILENAME).exists() and not any(out.glob("samples*")):
                 _remove_run_files(out)
             raise
+
+
+@contextmanager
+def _terminated_as_exit(active: bool) -> Iterator[None]:
+    """Within the block, SIGTERM raises ``SystemExit(143)`` when ``active``. torchrun stops the
+    other processes of a run one of which failed by SIGTERM, whose default ends Python without
+    unwinding: rank 0 would leave a new run's first files behind, refusing the next run."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -303,7 +326,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
                          formats=(".gif", ".mp4"))
     if main and isinstance(trainer, MultiGridTrainer):
-        _save_pyramids(trainer, modality, config, out)
+        _save_pyramids(trainer, observed, modality, config, out)
     return out
 
 
@@ -324,11 +347,12 @@ def _finest(samples: Tensor | list[Tensor]) -> Tensor:
     return samples[-1] if isinstance(samples, list) else samples
 
 
-def _save_pyramids(trainer: MultiGridTrainer, modality: Modality, config: ExperimentConfig,
-                   out: Path) -> None:
+def _save_pyramids(trainer: MultiGridTrainer, observed: Tensor, modality: Modality,
+                   config: ExperimentConfig, out: Path) -> None:
     # Each grid's training chains start from the data's coarser grid, so the observed pyramid
-    # is the picture to set beside the samples' (which has no base row: the base is data).
-    levels = [trainer.base, *(t.data for t in trainer.trainers)]
+    # is the picture to set beside the samples' (which has no base row: the base is data). Of
+    # every example, as observed shows them: under torchrun the trainer holds rank 0's share.
+    levels = pyramid(observed, trainer.grid_sizes)
     for name, grids in (("observed", levels), ("samples", trainer.last_samples)):
         if grids is not None:
             modality.save_pyramid([modality.to_data(g, config) for g in grids],
