@@ -206,7 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a voxel model")
     p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y")
     p.add_argument("--test", help="fit on --shapes and measure on this file's shapes (same "
-                                  "layout) instead of cross-validating")
+                                  "layout; classes matched by name when both files name them, "
+                                  "every class also among --shapes') instead of "
+                                  "cross-validating")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--per-class", type=int, help="a random subset of this many shapes per class")
     p.add_argument("--l2", type=float, default=1e-2, help="L2 weight of the logistic regression")
@@ -267,7 +269,8 @@ def _voxel_chain_arguments(p: argparse.ArgumentParser) -> None:
 
 def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a voxel model (checkpoint.pt or run folder)")
-    p.add_argument("--shapes", required=True, help="ground truth: .npz with X (N, D, D, D) {0, 1}")
+    p.add_argument("--shapes", required=True, help="ground truth: .npz with X (N, D, D, D) "
+                   "{0, 1}, another voxel file, or a folder of them")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
     p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
     p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)

@@ -62,6 +62,27 @@ def test_a_test_file_is_measured_after_fitting_on_the_shapes(files, tmp_path) ->
                  str(files["shapes"]), "--test", str(other)]) == 2
 
 
+def test_class_names_stored_in_one_file_only_must_agree_with_the_other_s_numbers(
+        files, tmp_path, capsys) -> None:
+    """A file without names reads its labels as ModelNet10's (0 bathtub, 1 bed, ...): beside
+    a file whose stored names number the classes otherwise, matching by name swapped every
+    label without a word (accuracy 1 - the right one). Refused; names that agree pass."""
+    shapes = np.load(files["shapes"])
+    named = {}
+    for order in (["bed", "bathtub"], ["bathtub", "bed"]):
+        named[order[0]] = tmp_path / f"{order[0]}_first.npz"
+        np.savez(named[order[0]], X=shapes["X"], y=shapes["y"], categories=np.array(order))
+    unnamed = tmp_path / "unnamed.npz"
+    np.savez(unnamed, X=shapes["X"][::2], y=shapes["y"][::2])
+    capsys.readouterr()
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(named["bed"]), "--test", str(unnamed), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{named['bed']} names its classes and {unnamed} does not" in err, err
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(named["bathtub"]), "--test", str(unnamed), "--device", "cpu"]) == 0
+
+
 def test_a_damaged_test_file_is_named(files, tmp_path, capsys) -> None:
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes(b"PK\x03\x04 truncated")

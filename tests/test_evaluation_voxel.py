@@ -77,6 +77,29 @@ def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:
     assert table["size"] == 14 and table["model_size"] == 16 and "missing" in table["unit"]
 
 
+def test_shapes_from_a_folder_of_voxel_files(files, tmp_path, capsys) -> None:
+    """--shapes takes a folder as training does (one .npy per shape, natural name order): the
+    same table as the .npz of the same shapes; soft values are refused as ground truth."""
+    shapes = np.load(files["shapes"])["X"][:3]
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    for i, shape in enumerate(shapes):
+        np.save(folder / f"shape_{i}.npy", shape)
+    np.savez(tmp_path / "same.npz", X=shapes)
+    tables = []
+    for source in (folder, tmp_path / "same.npz"):
+        out = tmp_path / f"{source.stem}.json"
+        assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                     str(source), "--json", str(out), "--device", "cpu"]) == 0
+        tables.append(json.loads(out.read_text()))
+    assert tables[0]["n_shapes"] == 3 and tables[0]["iou"] == tables[1]["iou"]
+    np.save(folder / "shape_3.npy", shapes[0] * 0.5)
+    capsys.readouterr()
+    assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                 str(folder), "--device", "cpu"]) == 2
+    assert "must be binary occupancy" in capsys.readouterr().err
+
+
 def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     run = str(files["run"])
     np.savez(tmp_path / "big.npz", X=np.zeros((2, 20, 20, 20), np.uint8))

@@ -250,6 +250,8 @@ class VoxelShapes(LazyH5, Dataset):
     Attributes:
         resolution: the side ``R`` of the returned shapes (after ``pad_to``).
         classes: the category names, index = label (``None`` when unknown).
+        classes_stored: whether the file names them (a cache always does), rather than
+            ``classes`` being ModelNet10's by the convention above.
         targets: the labels of the kept shapes, ``(len(self),)`` int64 (all ``-1`` when none).
         indices: their rows in the file.
         sources: their source paths (caches), else ``None``.
@@ -268,6 +270,7 @@ class VoxelShapes(LazyH5, Dataset):
             raise FileNotFoundError(f"voxel shapes not found: {self.root}")
         suffix = self.root.suffix.lower()
         self._array: np.ndarray | None = None
+        self.classes_stored = True
         if suffix in CACHE_SUFFIXES:
             labels, splits, side, self.classes, sources = self._read_cache_metadata()
         elif suffix == ".npz":
@@ -348,6 +351,7 @@ class VoxelShapes(LazyH5, Dataset):
                 n and labels.min() < 0):
             raise ValueError(f"{self.root}: y must hold N={n} non-negative int labels "
                              f"((N,) or (N, 1)), got {labels.dtype} {labels.shape}")
+        self.classes_stored = names is not None
         if names is not None:
             classes = [str(name) for name in names]
         elif n and labels.max() < len(MODELNET10_CATEGORIES):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stgconv.data.voxel import VoxelShapes
+from stgconv.data.voxel import MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json
@@ -284,7 +284,19 @@ def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
         unknown = sorted({dataset.classes[int(y)] for y in raw} - set(index))
         if unknown:
             raise ValueError(f"{path} has classes the training shapes lack: {unknown}")
-        raw = torch.tensor([index[dataset.classes[int(y)]] for y in raw])
+        by_name = torch.tensor([index[dataset.classes[int(y)]] for y in raw])
+        if dataset.classes_stored != train.classes_stored and not torch.equal(by_name, raw):
+            # One file's names are only ModelNet10's by convention: with numbers that disagree
+            # with the other's stored names, either reading could be the wrong one.
+            named, unnamed = ((path, train.root) if dataset.classes_stored
+                              else (train.root, path))
+            convention = ", ".join(f"{y} {name}" for y, name in
+                                   enumerate(MODELNET10_CATEGORIES[:3]))
+            raise ValueError(f"{named} names its classes and {unnamed} does not, so its labels "
+                             f"read as ModelNet10's ({convention}, ...), and the two files "
+                             f"disagree on what a label means: store the class names in "
+                             f"{unnamed} as an array 'categories'")
+        raw = by_name
     position = {int(c): k for k, c in enumerate(classes)}
     missing = sorted({int(y) for y in raw} - set(position))
     if missing:

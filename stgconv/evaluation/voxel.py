@@ -32,6 +32,7 @@ from torch import Tensor
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checks import as_int
+from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.image import load_image
@@ -61,15 +62,19 @@ RECOVERY_UNIT = ("mean absolute voxel error on [0, 1] over the missing voxels; I
 def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None) -> Tensor:
     """Ground-truth shapes for an evaluation: float32 ``(N, 1, D, D, D)`` in {0, 1}.
 
-    ``path`` is any voxel file (:data:`~stgconv.io.voxel.VOXEL_SUFFIXES`); an ``.npz`` holds them
-    under ``X`` as ``(N, D, D, D)`` {0, 1}.
+    ``path`` is any voxel file (:data:`~stgconv.io.voxel.VOXEL_SUFFIXES`; an ``.npz`` holds them
+    under ``X`` as ``(N, D, D, D)`` {0, 1}) or a folder of them, as training reads one
+    (e.g. ``../shared/data/voxel/chairs_30_mat``, files in natural name order).
     """
-    grids = load_voxels(path, binary=True)
-    batch = to_tensor(grids[None] if grids.ndim == 3 else grids)
-    if max_shapes is not None:
-        if max_shapes < 1:
-            raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
-        batch = batch[:max_shapes]
+    if max_shapes is not None and max_shapes < 1:
+        raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
+    if Path(path).is_dir():
+        batch = load_voxel_shapes(path, max_shapes=max_shapes)
+        if not torch.all((batch == 0) | (batch == 1)):
+            raise ValueError(f"{path}: ground-truth shapes must be binary occupancy (0 or 1)")
+    else:
+        grids = load_voxels(path, binary=True)
+        batch = to_tensor(grids[None] if grids.ndim == 3 else grids)[:max_shapes]
     if len(batch) == 0:
         raise ValueError(f"{path} holds no shapes")
     return batch
