@@ -567,6 +567,12 @@ def _check_sampler(key: str, sampler: SamplerConfig) -> None:
         raise ValueError(f"{key}.noise_scale must be >= 0, got {sampler.noise_scale!r}")
     if sampler.grad_clip is not None:
         _check_positive(f"{key}.grad_clip", sampler.grad_clip)
+    _check_positive(f"{key}.n_leapfrog", sampler.n_leapfrog)
+    if sampler.clamp is not None:
+        low, high = sampler.clamp
+        if not low < high:
+            raise ValueError(f"{key}.clamp must be [low, high] with low < high, or null, got "
+                             f"{list(sampler.clamp)}")
 
 
 def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
@@ -605,8 +611,10 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
                                  f"{values} (coarse to fine, base first){hint[name]}")
     for k in range(1, len(sizes)):
         if (sizes[k], frames[k]) == (sizes[k - 1], frames[k - 1]):
-            raise ValueError(f"multigrid grid {k - 1} (size {sizes[k]}, {frames[k]} frames) is no "
-                             f"finer than the grid below it: each grid must refine the last")
+            extent = (f"size {sizes[k]}, {frames[k]} frames" if data.kind == "video"
+                      else f"size {sizes[k]}")
+            raise ValueError(f"multigrid grid {k - 1} ({extent}) is no finer than the grid "
+                             "below it: each grid must refine the last")
 
 
 def _check_cooperative(cooperative: CooperativeConfig, *, multigrid: bool) -> None:

@@ -581,7 +581,8 @@ class MultiGridTrainer(FitLoop):
         held_sizes = [tuple(size) for size in state.get("grid_sizes", [])]
         if held_sizes != self.grid_sizes:  # stationary nets would load onto other grids
             raise ValueError(f"the checkpoint's grids are {held_sizes}, this run's "
-                             f"{self.grid_sizes} (multigrid.sizes): resume with the run's own "
+                             f"{self.grid_sizes} (multigrid.base_size and each "
+                             f"multigrid.grids[i].size): resume with the run's own "
                              "config.yaml, or train a new run")
         for trainer, grid in zip(self.trainers, grids):
             trainer.load_state_dict(grid)

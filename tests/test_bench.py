@@ -235,6 +235,13 @@ def test_multigrid_bench_quick_compares_at_equal_gradient_evaluations(tmp_path, 
     assert 0.0 <= voxel["nearest_train_iou"] <= 1.0
     # The spread of sparse shapes grows with their count: the data's is taken over as many.
     assert any(r["method"] == "reference: 4 training shapes vs the others" for r in rows)
+    # The time ratios sit on the multi-grid row whichever method runs first.
+    assert main(["--quick", "--samples", "2", "--modality", "image", "--methods", "single-grid",
+                 "multi-grid", "--json", str(out)]) == 0
+    single, multi = json.loads(out.read_text())[:2]
+    assert (single["method"], multi["method"]) == ("single-grid", "multi-grid")
+    assert multi["train_time_ratio_single_over_multi"] == single["train_s"] / multi["train_s"]
+    assert "train_time_ratio_single_over_multi" not in single
 
 
 def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main):

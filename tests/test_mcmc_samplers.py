@@ -602,16 +602,22 @@ def test_langevin_keeps_constraint_exact(constraint_kind: str) -> None:
 
 
 @pytest.mark.parametrize("constraint_kind", ["known", "downsample"])
-@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+@pytest.mark.parametrize("name", [*ALL_SAMPLERS, "langevin, differentiable"])
 def test_every_energy_evaluation_is_on_the_constraint(name: str, constraint_kind: str) -> None:
     """The start ``x0`` is off the constraint; a sampler must project it before its first
-    gradient, so the energy never sees a state the constraint forbids (the first included)."""
+    gradient, so the energy never sees a state the constraint forbids (the first included).
+    Langevin's differentiable chain (``create_graph``, short-run training) is a path of its
+    own."""
     g = gen(25)
     x0 = torch.randn(4, 2, 4, 4, generator=g, dtype=F64)
     constraint = random_constraint(constraint_kind, 4, g)
     assert not torch.allclose(constraint.project(x0), x0)
     recorder = Recorder(standard_energy)
-    ALL_SAMPLERS[name].run(recorder, x0, constraint=constraint, generator=g)
+    if name == "langevin, differentiable":
+        ALL_SAMPLERS["langevin"].run(recorder, x0, constraint=constraint, generator=g,
+                                     create_graph=True)
+    else:
+        ALL_SAMPLERS[name].run(recorder, x0, constraint=constraint, generator=g)
     assert recorder.states
     for k, state in enumerate(recorder.states):
         torch.testing.assert_close(constraint.project(state), state, rtol=0, atol=1e-12,

@@ -106,6 +106,18 @@ def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys)
     assert not (out / "synthesized_grid2.png").exists()  # the finest grid is `synthesized`
 
 
+def test_a_fitted_base_needs_two_examples_before_training(tmp_path: Path, capsys) -> None:
+    """multigrid.base_rank on one example trained to the end, and only synthesis failed."""
+    data = {"kind": "objects", "path": str(image_folder(tmp_path / "images", n=1)), "size": 8,
+            "channels": 3}
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", data,
+                          {"grids": TINY_IMAGE_NETS, "base_rank": 0}, out=run)
+    code, err = run_cli(["train", str(config), "--quiet"], capsys)
+    assert code == 2 and "needs at least 2; this run has 1" in err, err
+    assert not run.exists()
+
+
 def test_video_multigrid_refines_time_too(tmp_path: Path, capsys) -> None:
     """Clips of 4 frames at 8x8 through 1x1x1 -> 2x4x4 (a temporal grid) -> 4x8x8."""
     data = {"kind": "video", "path": str(video_folder(tmp_path / "clips")), "size": 8,

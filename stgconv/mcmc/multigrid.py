@@ -106,7 +106,7 @@ class MultiGridSampler:
             try:
                 grids.append(sampler.run(energy, start, generator=generator, constraint=keep))
             except NonFiniteEnergyError as err:
-                raise on_grid(err, k + 1, start.shape[2:]) from err
+                raise on_grid(err, k + 1, start.shape[-len(factor):]) from err
         return grids
 
     def _constraint_at(self, constraint: Constraint | None, grid: int) -> Constraint | None:

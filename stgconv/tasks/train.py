@@ -230,6 +230,11 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     torch.manual_seed(config.seed)  # parameter initialisation, the same on every rank
     trainer: Trainer | MultiGridTrainer
     if config.multigrid is not None:
+        if config.multigrid.base_rank is not None and len(observed) < 2:
+            # Else the run trains to the end and only its synthesis fails, in the fit.
+            raise ValueError(f"multigrid.base_rank samples from a Gaussian fitted to the "
+                             f"training examples' base values, which needs at least 2; this "
+                             f"run has {len(observed)}: set multigrid.base_rank: null")
         config = _resolve_grid_models(config, channels=data.shape[1])
         trainer = MultiGridTrainer(
             [modality.energy(grid.model).to(device) for grid in config.multigrid.grids],
