@@ -240,3 +240,9 @@ def test_a_diverging_grid_is_named() -> None:
     sampler = MultiGridSampler((langevin, langevin), ((2, 2), (2, 2)))
     with pytest.raises(NonFiniteEnergyError, match=r"Langevin on grid 2 \(4x4\).*step 0 of 2"):
         sampler.run([RecordingQuadratic(), _Exploding()], torch.zeros(2, 1, 1, 1))
+    # The grid's own dims, whatever leads them: two lead dims, then none.
+    with pytest.raises(NonFiniteEnergyError, match=r"Langevin on grid 2 \(4x4\)"):
+        sampler.run([RecordingQuadratic(), _Exploding()], torch.zeros(2, 5, 1, 1, 1))
+    flat = MultiGridSampler((langevin, langevin), ((2,), (2,)))
+    with pytest.raises(NonFiniteEnergyError, match=r"Langevin on grid 2 \(4\)"):
+        flat.run([RecordingQuadratic(), _Exploding()], torch.zeros(2, 1))
