@@ -112,6 +112,15 @@ def test_an_out_that_is_a_folder_is_refused_before_building(tmp_path: Path,
     assert capsys.readouterr().err.startswith(f"error: OUT {out} is a folder")
 
 
+def test_ctrl_c_is_one_line_and_status_130(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "clips.h5"
+    out.write_text("old")
+    with pytest.raises(SystemExit) as stopped:
+        run_build(out, Build(out, error=KeyboardInterrupt()), suffixes=SUFFIXES, overwrite=True)
+    assert stopped.value.code == 130 and out.read_text() == "old"
+    assert capsys.readouterr().err == f"interrupted: {out} not written (the old one kept)\n"
+
+
 @pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("k")])
 def test_other_errors_propagate(tmp_path: Path, error: Exception) -> None:
     # Only bad input is turned into a message; a bug must surface with its traceback.

@@ -156,6 +156,10 @@ def test_load_training_clips_sources(video_dir: Path, tmp_path: Path) -> None:
     clip = load_training_clips(frames, n_frames=4, size=8, start_frame=1)
     assert clip.shape == (1, 3, 4, 8, 8)
     assert torch.equal(clip[0], load_video(frames, start_frame=1, n_frames=4, size=8))
+    # The cache of that one folder holds the same clip (it was read as a folder of videos,
+    # and refused: "no video files").
+    cache = build_clip_cache(frames, tmp_path / "frames.h5", n_frames=4, size=8, start_frame=1)
+    assert torch.equal(load_training_clips(cache, n_frames=4, size=8, start_frame=1), clip)
 
 
 def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
@@ -202,7 +206,7 @@ def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None
         build_clip_cache([video_dir / "c1.mkv", tmp_path / "missing.mp4"], out, n_frames=4,
                          size=8)
     (tmp_path / "out").mkdir()
-    with pytest.raises(ValueError, match="no video files"):
+    with pytest.raises(ValueError, match="holds neither video files"):
         build_clip_cache(tmp_path / "out", out, n_frames=4, size=8)
     with pytest.raises(ValueError, match="empty list"):
         build_clip_cache([], out, n_frames=4, size=8)
@@ -283,6 +287,10 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
         h5["data"] = np.zeros(3)
     with pytest.raises(ValueError, match="not a stgconv clip cache"):
         VideoClips(other)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(other.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"cannot read clip cache {truncated}: .*truncated"):
+        VideoClips(truncated)
     (tmp_path / "x.mp4").write_bytes(b"")
     with pytest.raises(ValueError, match="not a clip cache"):
         VideoClips(tmp_path / "x.mp4")

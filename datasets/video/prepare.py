@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "stgconv.data.video.VideoClips and load_training_clips read.",
     )
     parser.add_argument("src", nargs="+", type=Path,
-                        help="a folder of video files, or one or more video files")
+                        help="a folder of video files, a folder of one video's frame images, "
+                             "or one or more video files and frame folders")
     parser.add_argument("out", type=Path, help="the cache to write (.h5 or .hdf5)")
     parser.add_argument("--frames", type=int, required=True, help="frames per clip (T)")
     parser.add_argument("--size", type=_size, required=True,
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # One folder is read as a folder of videos; anything else is a list of video files.
+    # One folder is read as a folder of videos (or of one video's frames); anything else is a
+    # list of video files and frame folders.
     sources = args.src[0] if len(args.src) == 1 and args.src[0].is_dir() else args.src
     build = partial(
         build_clip_cache, sources, args.out, n_frames=args.frames, size=args.size,

@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     if counts[i]))
     print(f"  shape:   {shape} uint8 (N, R, R, R), z up")
     print(f"  on disk: {out.stat().st_size / 2**20:.1f} MiB")
-    print(f"  time:    {seconds:.1f} s ({1000 * seconds / max(shape[0], 1):.0f} ms per mesh)")
+    meshes = shape[0] + len(skipped)  # a skipped mesh was read too
+    print(f"  time:    {seconds:.1f} s ({1000 * seconds / max(meshes, 1):.0f} ms per mesh)")
     return 0
 
 

@@ -26,6 +26,9 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         ``error: ...`` to stderr, when ``out`` does not end in one of ``suffixes``, exists
         without ``overwrite``, or the build raised ``OSError`` or ``ValueError``
         (the script then exits with status 2).
+
+    Raises:
+        SystemExit: 130, after one line on stderr, when the build is interrupted (Ctrl-C).
     """
     if out.suffix.lower() not in suffixes:
         print(f"error: OUT must end in {' or '.join(suffixes)}, got {out}", file=sys.stderr)
@@ -48,6 +51,11 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         _print_warnings(caught)
         print(f"error: {err}", file=sys.stderr)
         return None
+    except KeyboardInterrupt:
+        # The cache is renamed into place only once whole: there is nothing to clean up.
+        print(f"interrupted: {out} not written" + (" (the old one kept)" if out.exists() else ""),
+              file=sys.stderr)
+        raise SystemExit(130) from None
     seconds = time.perf_counter() - began
     _print_warnings(caught)
     return written, seconds

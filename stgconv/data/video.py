@@ -186,8 +186,8 @@ def build_clip_cache(
     only when complete, so an error or a crash never leaves a half-written cache.
 
     Args:
-        sources: a folder of video files (natural name order), or a list of video files (or
-            frame folders), kept in the order given.
+        sources: a folder of video files (natural name order), a folder of one video's frame
+            images, or a list of video files (or frame folders), kept in the order given.
         out_path: the cache, ending in ``.h5`` or ``.hdf5``; replaced if it exists.
         n_frames, size, start_frame, fps, channels: as in :func:`load_training_clips`.
         clips_per_video: clips cut from each source; ``None``: as many as fit.
@@ -240,7 +240,8 @@ def _resolve_sources(sources: str | Path | Sequence[str | Path]) -> list[Path]:
                 f"sources must be a folder of videos or a list of video files; got the file "
                 f"{folder} (pass [{str(folder)!r}] for a single video)"
             )
-        return list_videos(folder)
+        # A folder of frame images is one clip's frames, as load_training_clips reads it.
+        return [folder] if _folder_kind(folder) == "frames" else list_videos(folder)
     files = [Path(source) for source in sources]
     if not files:
         raise ValueError("sources is an empty list; give at least one video file")
@@ -391,7 +392,11 @@ class VideoClips(LazyH5, Dataset):
 
         self.root = _find_cache(Path(root))
         self.transform = transform
-        with h5py.File(self.root, "r") as h5:
+        try:
+            h5 = h5py.File(self.root, "r")
+        except OSError as err:  # h5py's message names no file
+            raise ValueError(f"cannot read clip cache {self.root}: {err}") from err
+        with h5:
             clips = h5.get("clips")
             if (not isinstance(clips, h5py.Dataset) or clips.ndim != 5
                     or clips.dtype != np.uint8 or "n_frames" not in h5.attrs):

@@ -191,7 +191,7 @@ def _write_cache(
         except ValueError as err:  # it names the file
             if not skip_unreadable:
                 raise
-            skipped.append(str(err))
+            skipped.append(f"{path}: {err}")  # one "path: reason" each, as the video cache's
             warnings.warn(f"skipping {err}", stacklevel=3)
             continue
         n = voxels.shape[0]

@@ -123,9 +123,8 @@ def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray | list[list[int]]]:
 
 
 def _parse_vertices(lines: list[str]) -> np.ndarray:
-    tokens = " ".join(lines).split()
-    if len(tokens) == 3 * len(lines):  # the common case, parsed in one call
-        return np.array(tokens, dtype=np.float64).reshape(-1, 3)
+    # Line by line: counting all the tokens at once let a line of 2 and one of 4 pass as two
+    # vertices of 3, every coordinate after them shifted.
     rows = [line.split()[:3] for line in lines]  # extra columns: colours, normals
     if any(len(row) < 3 for row in rows):
         raise ValueError("a vertex line has fewer than 3 coordinates")
