@@ -9,7 +9,12 @@ import torch
 from _tiny import gen
 from torch import Tensor
 
-from stgconv.mcmc import Constraint, DownsampleConsistency, KnownEntries
+from stgconv.mcmc import (
+    Constraint,
+    DownsampleConsistency,
+    KnownEntries,
+    KnownEntriesAndBlockMeans,
+)
 from stgconv.ops import block_down
 
 F64 = torch.float64
@@ -59,10 +64,26 @@ def make_known(case: str) -> tuple[KnownEntries, tuple[int, ...]]:
     return KnownEntries(rand(shape, seed=3), known), shape
 
 
+# name -> (KNOWN_CASES name, DOWN_CASES name): recovery on a grid that refines the one below.
+BOTH_CASES = {
+    "image-entries-f2": ("image-entries", "image-f2"),
+    "image-shared-mask-f4": ("image-shared-mask", "image-f4"),
+    "voxel-entries-f2": ("voxel-entries", "voxel-f2"),
+    "video-entries-2f2": ("video-entries", "video-2f2"),
+    "video-known-frames-1f2": ("video-known-frames", "video-1f2"),
+}
+
+
+def make_both(case: str) -> tuple[KnownEntriesAndBlockMeans, tuple[int, ...]]:
+    known_case, down_case = BOTH_CASES[case]
+    known, shape = make_known(known_case)
+    return KnownEntriesAndBlockMeans(known, make_down(down_case)[0]), shape
+
+
 def all_constraints() -> list[tuple[str, Constraint, tuple[int, ...]]]:
     return [(f"down-{c}", *make_down(c)) for c in DOWN_CASES] + [
         (f"known-{c}", *make_known(c)) for c in KNOWN_CASES
-    ]
+    ] + [(f"both-{c}", *make_both(c)) for c in BOTH_CASES]
 
 
 CONSTRAINTS = all_constraints()
@@ -107,6 +128,21 @@ def test_moving_along_tangent_stays_feasible(name, constraint, shape) -> None:
     residual = y - constraint.project(y)
     torch.testing.assert_close((residual * step).sum(), torch.tensor(0.0, dtype=F64),
                                rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", list(BOTH_CASES))
+def test_known_entries_and_block_means_keep_both(case: str) -> None:
+    """The known entries clamped exactly, and the mean of every block with a free entry at its
+    target; a block without one keeps its observed values."""
+    constraint, shape = make_both(case)
+    p = constraint.project(rand(shape, seed=16))
+    known = torch.broadcast_to(constraint.known.known, shape)
+    assert torch.equal(p[known], torch.broadcast_to(constraint.known.observed, shape)[known])
+    factor = constraint.means.factor
+    has_free = block_down((~known).to(F64), factor) > 0
+    assert has_free.any()
+    low = torch.broadcast_to(constraint.means.low, has_free.shape)
+    torch.testing.assert_close(block_down(p, factor)[has_free], low[has_free], **TOL)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,7 +84,8 @@ def test_each_grid_starts_from_the_upsampled_grid_below(case: str) -> None:
 def test_a_consistent_multigrid_keeps_every_grid_on_the_one_below() -> None:
     """Free chains on a quadratic energy drift every block mean towards 0; with ``consistent``
     each grid's block means stay the samples of the grid below, the base's mean colour to the
-    finest grid; a task constraint takes the consistency's place."""
+    finest grid, also where a task clamps known entries (one fully known block switched the
+    consistency off for its whole grid)."""
     factors = ((2, 2), (4, 4))
     samplers = (Langevin(n_steps=3, step_size=0.3),) * 2
     x0 = rand((3, 2, 1, 1), seed=2) + 2.0
@@ -101,6 +102,25 @@ def test_a_consistent_multigrid_keeps_every_grid_on_the_one_below() -> None:
     observed = MultiGridSampler(samplers, factors, consistent=True).run(
         [RecordingQuadratic()] * 2, x0, constraint=known, generator=gen(0))
     torch.testing.assert_close(observed[-1], truth, **TOL)
+    # The top-left 4x4 quarter known, the rest missing: grid 1's top-left entry is clamped to
+    # the quarter's mean, the base and the other entries are free.
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., :4, :4] = True
+    partly = MultiGridSampler(samplers, factors, consistent=True).run(
+        [RecordingQuadratic()] * 2, x0, constraint=KnownEntries(truth, mask), generator=gen(0))
+    assert torch.equal(partly[-1][..., :4, :4], truth[..., :4, :4])
+    for k, factor in enumerate(factors, start=1):
+        torch.testing.assert_close(block_down(partly[k], factor), partly[k - 1], rtol=0,
+                                   atol=1e-12)
+    # Super-resolution of 8x8 blocks: the grids' finer block means imply the task's.
+    low = rand((3, 2, 1, 1), seed=6)
+    refined = MultiGridSampler(samplers, factors, consistent=True).run(
+        [RecordingQuadratic()] * 2, x0, constraint=DownsampleConsistency(low, (8, 8)),
+        generator=gen(0))
+    torch.testing.assert_close(block_down(refined[-1], (8, 8)), low, rtol=0, atol=1e-12)
+    for k, factor in enumerate(factors, start=1):
+        torch.testing.assert_close(block_down(refined[k], factor), refined[k - 1], rtol=0,
+                                   atol=1e-12)
 
 
 GRID_SAMPLERS = {

@@ -3,7 +3,12 @@ sampling takes an RBM, whose conditionals it uses)."""
 
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, StepInfo
 from stgconv.mcmc.buffer import ReplayBuffer
-from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
+from stgconv.mcmc.constraints import (
+    Constraint,
+    DownsampleConsistency,
+    KnownEntries,
+    KnownEntriesAndBlockMeans,
+)
 from stgconv.mcmc.diagnostics import Diagnostics
 from stgconv.mcmc.gibbs import BlockGibbs
 from stgconv.mcmc.hmc import HMC
@@ -33,6 +38,7 @@ __all__ = [
     "Diagnostics",
     "DownsampleConsistency",
     "KnownEntries",
+    "KnownEntriesAndBlockMeans",
     "Langevin",
     "MultiGridSampler",
     "NoiseInit",

@@ -1,7 +1,7 @@
 """Conditional sampling as a projection applied after every sampler step.
 
 A constraint never changes the update itself: the sampler proposes as usual and then calls
-``project``. Both constraints here are *affine orthogonal projections* ``x -> P x + c``, which is
+``project``. Every constraint here is an *affine orthogonal projection* ``x -> P x + c``, which is
 what makes them idempotent and what lets MALA and HMC stay exact under them: those samplers move
 only along ``P`` (the ``tangent`` map) and compute proposal densities there.
 """
@@ -128,3 +128,42 @@ class DownsampleConsistency(Constraint):
                              f"{self.factor} must divide one another in every dim")
         low = block_down(self.low, tuple(max(g // f, 1) for f, g in zip(self.factor, factor)))
         return DownsampleConsistency(low, tuple(max(f // g, 1) for f, g in zip(self.factor, factor)))
+
+
+class KnownEntriesAndBlockMeans(Constraint):
+    """Both at once: the known entries of ``known`` clamped and every block's mean kept at
+    ``means.low``, by moving the block's free entries alone (a multi-grid chain that recovers
+    missing entries and refines the grid below it).
+
+    ``project`` clamps, then shifts each block's free entries by one amount, the orthogonal
+    projection onto both sets where they meet. A block with no free entry keeps its observed
+    values: their mean is the block's target wherever the target was drawn under the coarsened
+    constraint (:meth:`KnownEntries.coarsen` clamps such a block's coarse entry to it).
+
+    Args:
+        known: the entries to clamp; ``known.known`` broadcastable to the chains.
+        means: the block means to keep (``means.factor`` blocks).
+    """
+
+    def __init__(self, known: KnownEntries, means: DownsampleConsistency) -> None:
+        self.known = known
+        self.means = means
+
+    def project(self, x: Tensor) -> Tensor:
+        x = self.known.project(x)
+        return x + self._spread(self.means.project(x) - x, x)
+
+    def tangent(self, v: Tensor) -> Tensor:
+        v = self.known.tangent(v)
+        return v + self._spread(self.means.tangent(v) - v, v)
+
+    def _spread(self, deficit: Tensor, like: Tensor) -> Tensor:
+        """Each block's total ``deficit`` (a block-constant ``(B, *S)``: what the block's mean
+        lacks, at every entry) shared equally by its free entries."""
+        factor = self.means.factor
+        free = torch.broadcast_to(~self.known.known, like.shape).to(like.dtype)
+        share = block_down(free, factor)  # the free entries' fraction of each block
+        per_free = torch.where(share > 0, block_down(deficit, factor) / share.clamp_min(1e-30),
+                               torch.zeros_like(share))
+        return nearest_up(per_free, factor) * free
+

@@ -26,7 +26,12 @@ import torch
 from torch import Tensor
 
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
-from stgconv.mcmc.constraints import Constraint, DownsampleConsistency
+from stgconv.mcmc.constraints import (
+    Constraint,
+    DownsampleConsistency,
+    KnownEntries,
+    KnownEntriesAndBlockMeans,
+)
 from stgconv.ops import nearest_up
 from stgconv.types import EnergyFn
 
@@ -42,8 +47,9 @@ class MultiGridSampler:
             trailing dims, grid 0 being the base: ``((4, 4), (4, 4), (4, 4))`` for images
             1x1 -> 4x4 -> 16x16 -> 64x64, ``(1, 4, 4)`` per step for spatial video grids,
             ``(2, 4, 4)`` to also refine time. One entry per sampler.
-        consistent: every grid's chain keeps the block means of the grid below; a task
-            constraint, where given, takes its place.
+        consistent: every grid's chain keeps the block means of the grid below, together with
+            the task constraint where one is given (known entries clamped and each block's
+            mean kept by its free entries; super-resolution's block means nest with them).
     """
 
     samplers: tuple[Sampler, ...]
@@ -101,8 +107,8 @@ class MultiGridSampler:
         for k, (sampler, energy, factor) in enumerate(zip(self.samplers, energies, self.factors)):
             start = nearest_up(grids[-1], factor)
             keep = self._constraint_at(constraint, k + 1)
-            if keep is None and self.consistent:
-                keep = DownsampleConsistency(grids[-1], factor)
+            if self.consistent:
+                keep = _with_block_means(keep, DownsampleConsistency(grids[-1], factor))
             try:
                 grids.append(sampler.run(energy, start, generator=generator, constraint=keep))
             except NonFiniteEnergyError as err:
@@ -113,3 +119,20 @@ class MultiGridSampler:
         if constraint is None:
             return None
         return constraint.coarsen(self.factor_to_finest(grid))
+
+
+def _with_block_means(task: Constraint | None, means: DownsampleConsistency) -> Constraint:
+    """A grid's task constraint and the block means of the grid below, kept together. The grid
+    below kept the task's coarser form, so block means at least as coarse as the task's own
+    blocks imply the task's, and the task's block means, where its blocks are the finer ones,
+    imply these; blocks nested neither way (a video's (1, 4, 4) against (2, 2, 2)) keep the
+    task's alone."""
+    if task is None:
+        return means
+    if isinstance(task, KnownEntries):
+        return KnownEntriesAndBlockMeans(task, means)
+    if isinstance(task, DownsampleConsistency) and all(
+            f % g == 0 for f, g in zip(task.factor, means.factor)):
+        return means
+    return task
+
