@@ -137,7 +137,9 @@ class HybridTrainer(Trainer):
                              f"{chains.chains_per_example}")
         self.labels = labels.long()
         self.jem = jem if jem is not None else JEMConfig()
-        if self.jem.feature_rank > 0:  # fitted when training ends: what would fail, fails now
+        # Fitted when training ends, by rank 0 on its share: what would fail, fails now (only
+        # there: another rank's share may lack a class that rank 0's holds).
+        if self.jem.feature_rank > 0 and (world is None or world.is_main):
             counts = torch.bincount(self.labels, minlength=n_classes)
             if int(counts.min()) < 2:
                 k = int(counts.argmin())
