@@ -128,3 +128,11 @@ def test_real_chairs_baselines_fill_them(shared_data: Path) -> None:
     for fill in (nearest_known_fill, neighbour_majority):
         error = voxel_errors(fill(observed, known), chairs, where=~known).mean()
         assert error < 0.1  # most voxels are empty space around a chair
+
+
+def test_neighbour_majority_leaves_a_tie_empty() -> None:
+    """Occupied needs more than half the known neighbours: one of two is a tie, empty."""
+    observed = torch.zeros(1, 1, 1, 1, 3)
+    observed[..., 0] = 1.0
+    known = torch.tensor([True, False, True]).view(1, 1, 1, 1, 3)
+    assert neighbour_majority(observed, known)[..., 1].item() == 0.0

@@ -108,3 +108,15 @@ def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
     """torch's own errors for these are a ZeroDivisionError or a message about weights."""
     with pytest.raises(ValueError, match=rf"layer 1 .*{message}"):
         IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=(row,)))
+
+
+def test_the_sum_head_sums_the_top_layer_with_no_activation() -> None:
+    from stgconv.energy.base import ConvNetEnergy
+
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[1, 1, 1]],
+                           reference_sigma=None)
+    with torch.no_grad():
+        energy.features[0].weight.fill_(1.0)
+        energy.features[0].bias.zero_()
+    x = torch.randn(2, 1, 3, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(energy.response(x), x.flatten(1).sum(1))

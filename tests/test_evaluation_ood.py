@@ -17,8 +17,9 @@ from torch import Tensor
 
 from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.cli import main
+from stgconv.evaluation import ood
 from stgconv.evaluation.ood import (FEATURE_SHARE, REFERENCE_SHARE, SCORES, ood_scores,
-                                    reference_weight, scoring_expert)
+                                    reference_weight, score_images, scoring_expert)
 from stgconv.mcmc import DataGaussian
 
 
@@ -120,11 +121,11 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
 
 
 def test_the_score_is_weighed_on_training_examples_not_on_the_inliers(
-        arrays: dict[str, str], tmp_path: Path) -> None:
+        arrays: dict[str, str], tmp_path: Path, monkeypatch) -> None:
     """The trained run's last checkpoint keeps beta and gamma (set on its training examples),
     so the score is one function of an image: other inliers leave the weights as they are. A
     checkpoint without them (saved before they were kept, or an earlier iteration's) has them
-    set on the inliers, and the table says so."""
+    set on the inliers, the outliers are scored with those, and the table says so."""
     tables = []
     for inliers in (arrays["inliers"], arrays["outliers"]):
         out = tmp_path / f"{len(tables)}.json"
@@ -141,10 +142,21 @@ def test_the_score_is_weighed_on_training_examples_not_on_the_inliers(
     del state["ood_weights"]
     older = save_checkpoint(state, tmp_path / "older" / "checkpoint.pt")
     out = tmp_path / "older.json"
+    calls = []  # (weights given, weights used) per call; the AUROCs here are all 1
+
+    def recording(*args, **kwargs):
+        logits, scores, weights = score_images(*args, **kwargs)
+        calls.append((kwargs["weights"], dict(weights)))
+        return logits, scores, weights
+
+    monkeypatch.setattr(ood, "score_images", recording)
     assert main(["eval", "ood", "--checkpoint", str(older), "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
     assert table["weights_from"] == "inliers" and table["reference_weight"] > 0
+    (inliers_given, inliers_used), (outliers_given, outliers_used) = calls
+    assert inliers_given is None and outliers_given == inliers_used == outliers_used
+    assert inliers_used["reference"] == table["reference_weight"]
 
 
 def test_a_model_without_fitted_gaussians_scores_its_energy_alone(
@@ -218,3 +230,24 @@ def test_a_descriptor_checkpoint_exits_2(arrays: dict[str, str], trained_voxel_r
                  arrays["inliers"], "--outliers", arrays["outliers"], "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "not a classifier" in err, err
+
+
+def test_the_feature_weight_is_set_against_the_energy_plus_weighted_reference() -> None:
+    """gamma spreads the feature density against -E + beta log q, not against -E alone."""
+    from torch import nn
+
+    from stgconv.energy.classifier import ClassifierEnergy
+
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Linear(3, 2))
+    energy = ClassifierEnergy(network).double()
+    x = torch.randn(12, 1, 2, 2, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    pixels = DataGaussian.fit(torch.randn(12, 1, 2, 2,
+                                          generator=torch.Generator().manual_seed(1)), rank=1)
+    features = DataGaussian.fit(torch.randn(12, 3, generator=torch.Generator().manual_seed(2)),
+                                rank=1)
+    _, scores, weights = score_images(energy, pixels, x, feature_reference=features)
+    product = scores["energy"] + weights["reference"] * scores["reference"]
+    assert weights["features"] == pytest.approx(
+        reference_weight(product, scores["features"], share=FEATURE_SHARE))

@@ -13,9 +13,11 @@ from stgconv.evaluation.quality import (
     FILTER_NAMES,
     filter_statistics,
     filter_statistics_distance,
+    frechet_distance,
     nearest_iou,
     power_spectrum,
     power_spectrum_distance,
+    spread,
     video_statistics_distance,
 )
 
@@ -242,3 +244,32 @@ def test_spread_and_class_entropy() -> None:
     for labels in (torch.arange(4), torch.tensor([-1, 0])):
         with pytest.raises(ValueError, match=r"classes 0 \.\. 1"):
             class_entropy(labels, 2)
+
+
+def test_frechet_distance_of_non_commuting_covariances_by_closed_form() -> None:
+    """For 2x2 covariances tr((A B)^(1/2)) = sqrt(tr(A B) + 2 sqrt(det A det B)); rotated
+    samples make A and B not commute, where a product of square roots would be wrong."""
+    a = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a = a @ torch.tensor([[2.0, 0.0], [0.0, 0.3]], dtype=torch.float64)
+    rotation = torch.tensor([[1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64) / math.sqrt(2)
+    b = torch.randn(60, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    b = b @ torch.tensor([[1.5, 0.0], [0.0, 0.2]], dtype=torch.float64) @ rotation + 1.0
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    cross = math.sqrt(float((cov_a @ cov_b).trace())
+                      + 2 * math.sqrt(float(cov_a.det() * cov_b.det())))
+    expected = float((a.mean(0) - b.mean(0)).pow(2).sum() + cov_a.trace() + cov_b.trace())
+    assert frechet_distance(a, b) == pytest.approx(expected - 2 * cross, rel=1e-9)
+
+
+def test_spread_is_across_examples_not_within_one() -> None:
+    assert spread(torch.arange(4.0).expand(3, 4)) == 0.0
+
+
+def test_temporal_statistics_are_of_consecutive_frames() -> None:
+    """A clip flickering with period 2 (opposite phases in its two examples, so the mean frame
+    difference is 0) against a static one: 2 / 3, which a lag other than 1 would not give."""
+    wave = 0.5 * (-1.0) ** torch.arange(4.0)
+    data = wave.view(1, 1, 4, 1, 1).expand(2, 1, 4, 11, 11).clone()
+    data[1] *= -1
+    static = torch.zeros(2, 1, 4, 11, 11)
+    assert video_statistics_distance(static, data)["temporal"] == pytest.approx(2 / 3)

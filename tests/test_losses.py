@@ -85,3 +85,17 @@ def test_an_infinite_sample_energy_raises() -> None:
     x_neg = torch.tensor([[0.0, 0.0, 0.0], [math.inf, 0.0, 0.0]])
     with pytest.raises(FloatingPointError, match=r"data: 0 of 2, samples: 1 of 2"):
         contrastive_divergence(energy, x_pos, x_neg)
+
+
+def test_hybrid_loss_reports_the_accuracy_of_the_top_logit() -> None:
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.losses import hybrid_loss
+
+    identity = nn.Linear(2, 2).double()
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(2, dtype=torch.float64))
+        identity.bias.zero_()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    _, stats = hybrid_loss(ClassifierEnergy(identity), x, torch.tensor([0, 1, 1]), None,
+                           px_weight=0.0)
+    assert stats["accuracy"].item() == pytest.approx(2 / 3)

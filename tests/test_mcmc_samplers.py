@@ -751,3 +751,34 @@ def test_bf16_warns_where_the_device_has_no_native_bfloat16(native: bool, monkey
     assert messages == ([] if native else
                         ["precision='bf16' on cpu, which has no native bfloat16: autocast there "
                          "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'"])
+
+
+def _coupled_quadratic(x: Tensor) -> Tensor:
+    """E = |x|^2 / 2 + 0.3 x_0 x_1 per example, any ``(B, *S)``."""
+    flat = x.flatten(1)
+    return 0.5 * (flat**2).sum(1) + 0.3 * flat[:, 0] * flat[:, 1]
+
+
+def test_the_differentiable_chain_is_the_plain_chain_with_every_option() -> None:
+    """create_graph=True runs its own loop (no in-place updates): it must apply the same
+    noise annealing, gradient clip, value clamp and projection as the fast one."""
+    x0 = torch.randn(4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    known = torch.zeros(4, 6, dtype=torch.bool)
+    known[:, :2] = True
+    constraint = KnownEntries(torch.full((4, 6), 0.3, dtype=torch.float64), known)
+    sampler = Langevin(n_steps=6, step_size=0.7, noise_anneal="linear", clamp=(-0.5, 0.5),
+                       grad_clip=1.0, precision="fp32")
+    plain = sampler.run(_coupled_quadratic, x0, constraint=constraint,
+                        generator=torch.Generator().manual_seed(1))
+    differentiable = sampler.run(_coupled_quadratic, x0, constraint=constraint,
+                                 generator=torch.Generator().manual_seed(1), create_graph=True)
+    torch.testing.assert_close(differentiable.detach(), plain, rtol=0, atol=1e-12)
+
+
+def test_a_gradient_clip_above_every_gradient_changes_nothing() -> None:
+    """The clip only shrinks: gradients under it (|grad| ~ 0.2 here) are left bit for bit."""
+    x0 = 0.1 * torch.randn(5, 3, generator=torch.Generator().manual_seed(0),
+                           dtype=torch.float64)
+    options = dict(n_steps=4, step_size=0.3, noise_scale=0.0, precision="fp32")
+    torch.testing.assert_close(Langevin(grad_clip=100.0, **options).run(_coupled_quadratic, x0),
+                               Langevin(**options).run(_coupled_quadratic, x0), rtol=0, atol=0)

@@ -499,3 +499,12 @@ def test_recovery_start_clamps_the_known_entries_of_its_batch() -> None:
     assert torch.equal(moved[known], x[known])
     with pytest.raises(ValueError, match="missing"):
         RecoveryStart(1.0, nearest_known_fill)
+
+
+def test_a_loaded_replay_buffer_does_not_write_into_the_loaded_tensor() -> None:
+    stored = torch.arange(4, dtype=torch.float64).reshape(4, 1).expand(4, 3).clone()
+    before = stored.clone()
+    buffer = ReplayBuffer(4, NoiseInit("gaussian", 1.0))
+    buffer.load_state_dict({"samples": stored, "next": torch.tensor(0)})
+    buffer.keep(torch.full((2, 3), 9.0, dtype=torch.float64))
+    assert torch.equal(stored, before)

@@ -179,3 +179,18 @@ def test_expected_calibration_error_refuses_bad_input(probs, labels, message) ->
 
     with pytest.raises(ValueError, match=message):
         expected_calibration_error(probs, labels)
+
+
+def test_expected_calibration_error_bins_are_closed_on_the_right() -> None:
+    """With 2 bins, confidence 0.5 is the top of bin 0 (0, 0.5], not the bottom of bin 1: right
+    at 0.5 and wrong at 0.75 are two bins of gaps 0.5 and 0.75 (one bin would give 0.125)."""
+    from stgconv.metrics import expected_calibration_error
+
+    probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
+    labels = torch.tensor([0, 0])
+    assert expected_calibration_error(probs, labels, bins=2) == pytest.approx((0.5 + 0.75) / 2)
+
+
+def test_voxel_iou_counts_a_half_as_occupied() -> None:
+    pred = torch.full((1, 1, 2, 2, 2), 0.5)
+    assert voxel_iou(pred, torch.ones_like(pred)).item() == 1.0

@@ -258,3 +258,20 @@ def test_random_shift_zero_is_identity_and_bad_input_is_named() -> None:
         random_shift(x, -1)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\), got \(3, 5, 5\)"):
         random_shift(x[0], 1)
+
+
+def test_block_top_k_breaks_ties_by_position() -> None:
+    out = block_top_k(torch.zeros(1, 2, 2), torch.tensor([[[0.5]]]), (2, 2))
+    assert torch.equal(out, torch.tensor([[[1.0, 1.0], [0.0, 0.0]]]))
+
+
+def test_block_top_k_rounds_the_counts() -> None:
+    """A mean of 0.4 over 4 entries keeps 2 (1.6 rounded, not truncated), and the float32 block
+    means of binary 3x3x3 blocks (k / 27, inexact) keep exactly k ones for every k."""
+    x = torch.arange(4.0).reshape(1, 2, 2)
+    assert block_top_k(x, torch.tensor([[[0.4]]]), (2, 2)).sum() == 2
+    for k in range(28):
+        grid = torch.zeros(1, 1, 3, 3, 3)
+        grid.view(-1)[:k] = 1
+        scores = torch.rand(1, 1, 3, 3, 3, generator=torch.Generator().manual_seed(k))
+        assert block_top_k(scores, block_down(grid, (3, 3, 3)), (3, 3, 3)).sum() == k
