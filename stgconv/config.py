@@ -938,4 +938,9 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"device {name!r} is not a device: use cpu, cuda, cuda:N or auto") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ValueError(f"device {name!r} requested but this machine has {count} CUDA "
+                             f"device(s): cuda:0 .. cuda:{count - 1}")
     return device

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -232,12 +233,20 @@ def take_generator(generator: torch.Generator, state: dict[str, Any], world: Wor
     """Restore this rank's random state from a checkpoint. Written by as many processes as now
     run, each rank continues its own stream exactly; written by another number, a rank that has
     no stream of its own gets a fresh one seeded from the config's seed, the iteration and its
-    rank (the run continues, not bit for bit as an uninterrupted run would)."""
+    rank (the run continues, not bit for bit as an uninterrupted run would). So does a run
+    resumed on another kind of device than wrote it (a CUDA generator's state is its seed and
+    offset, a CPU one's a Mersenne Twister's), with a warning."""
     rank, size = (world.rank, world.size) if world is not None else (0, 1)
     states = state.get("generators", [state["generator"]])
     if len(states) == size:
         # RNG states are CPU byte tensors even for CUDA generators.
-        generator.set_state(states[rank].cpu())
-        return
+        own = states[rank].cpu()
+        if own.shape == generator.get_state().shape:
+            generator.set_state(own)
+            return
+        warnings.warn(f"the checkpoint's random state is another kind of generator's than this "
+                      f"{generator.device.type} one (written on another device): the run "
+                      "continues from a fresh stream seeded from the config's seed and the "
+                      "iteration", stacklevel=2)
     seed = int(state.get("config", {}).get("seed", 0))
     generator.manual_seed(seed + 1_000_003 * (int(state["iteration"]) + 1) + rank)

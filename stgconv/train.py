@@ -238,6 +238,26 @@ def cosine_lr(lr: float, iteration: int, n_iterations: int) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * iteration / n_iterations))
 
 
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                   settings: dict[str, Any]) -> None:
+    """Continue ``optimizer``'s moments from a checkpoint's ``state`` with this run's
+    ``settings`` (a resume with ``--set train.lr=...`` must use that rate, not silently keep
+    the checkpoint's)."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group.update(settings)
+    # torch keeps a plain (neither capturable nor fused) Adam's step counts on the host and
+    # reads them there at every update; a checkpoint loaded onto a GPU leaves them on it, one
+    # synchronisation per parameter per step.
+    for group in optimizer.param_groups:
+        if group.get("capturable") or group.get("fused"):
+            continue
+        for param in group["params"]:
+            moments = optimizer.state.get(param, {})
+            if isinstance(moments.get("step"), Tensor):
+                moments["step"] = moments["step"].cpu()
+
+
 class Companion:
     """A second network a trainer optimises beside its energy (a cooperative generator, a
     learned initializer): its own Adam, and its weights, config and optimizer state in the
@@ -273,9 +293,7 @@ class Companion:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state[f"{self.name}_model"])
-        self.optimizer.load_state_dict(state[f"{self.name}_optimizer"])
-        for group in self.optimizer.param_groups:
-            group.update(self.settings)
+        load_optimizer(self.optimizer, state[f"{self.name}_optimizer"], self.settings)
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return [(f"{self.name}/{key}", p) for key, p in self.net.named_parameters()]
@@ -427,11 +445,7 @@ class Trainer(FitLoop):
                 f"or train a new run"
             )
         self.energy.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        # The moments continue; the settings are this run's config (a resume with
-        # --set train.lr=... must use that rate, not silently keep the checkpoint's).
-        for group in self.optimizer.param_groups:
-            group.update(self.optimizer_settings)
+        load_optimizer(self.optimizer, state["optimizer"], self.optimizer_settings)
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
         self.chains.load_state_dict(shard_chain_state(state["chains"], self.world,
                                                       capacity=capacity))

@@ -284,6 +284,15 @@ def test_resolve_device_refuses_an_unavailable_cuda() -> None:
         resolve_device("cuda:0")
 
 
+def test_resolve_device_refuses_a_gpu_index_past_the_last(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"'cuda:2' requested but this machine has 2 CUDA "
+                                         r"device\(s\): cuda:0 \.\. cuda:1"):
+        resolve_device("cuda:2")
+
+
 # --------------------------------------------------------------------------- multigrid section
 
 

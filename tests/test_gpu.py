@@ -129,3 +129,41 @@ def test_a_kept_graph_replays_later_runs_and_sees_updated_weights():
             for sampler in (graphed, eager)]
     assert len(graphs._CAPTURED[energy]) == 1  # replayed, not captured again
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second CUDA device")
+def test_a_graphed_chain_on_a_gpu_that_is_not_current_moves():
+    """Capture and replay on the chain's own device: captured on the current one (cuda:0), a
+    chain on cuda:1 was an empty graph and came back as it went in."""
+    torch.manual_seed(0)
+    energy = image_energy("descriptor64", in_channels=3, image_size=64).to("cuda:1")
+    x0 = torch.rand(2, 3, 64, 64, device="cuda:1") * 2 - 1
+    runs = [Langevin(n_steps=6, step_size=0.02, precision="fp32", cuda_graph=cuda_graph).run(
+                energy, x0, generator=torch.Generator("cuda:1").manual_seed(2))
+            for cuda_graph in (True, False)]
+    assert torch.cuda.current_device() == 0 and not torch.equal(runs[0], x0)
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_resumed_run_keeps_adams_step_counts_on_the_host(tmp_path):
+    """The checkpoint is loaded onto the GPU; Adam's step counts go back to the host, where
+    torch reads them at every update without a synchronisation."""
+    from stgconv.mcmc import NoiseInit, NoiseStart
+    from stgconv.train import Trainer
+
+    def trainer():
+        torch.manual_seed(0)
+        energy = image_energy("descriptor16", in_channels=3, image_size=16,
+                              layers=[[4, 5, 2, 2]]).cuda()
+        return Trainer(energy, Langevin(n_steps=2, step_size=0.01, precision="fp32"),
+                       NoiseStart(NoiseInit()), torch.rand(4, 3, 16, 16, device="cuda"),
+                       train=TrainConfig(batch_size=2, n_iterations=3),
+                       generator=torch.Generator("cuda").manual_seed(0))
+
+    first = trainer()
+    first.fit(1, progress=False)
+    first.save(tmp_path / "checkpoint.pt")
+    resumed = trainer()
+    resumed.resume(tmp_path / "checkpoint.pt")
+    steps = [moments["step"] for moments in resumed.optimizer.state.values()]
+    assert steps and all(step.device.type == "cpu" for step in steps)

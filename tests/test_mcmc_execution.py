@@ -132,6 +132,31 @@ def test_auto_checks_once_per_shape_then_again_after_recheck_every_runs(monkeypa
     assert auto.choose(energy, x, step_size=0.01, n_steps=4, noise_scale=0.0) == FP32
 
 
+def test_energies_made_afresh_per_run_share_their_networks_verdict(monkeypatch) -> None:
+    """A class-conditional energy (a new partial at every training step) and a preconditioned
+    one (a new wrapper at every recovery move) are checked once, not at every run; another
+    wrapping of the same network is checked on its own."""
+    from torch import nn
+
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.recovery import Preconditioned
+
+    auto = pretend_native_and_fast(monkeypatch, 2.0)
+    checks = []
+    check = auto._check
+    monkeypatch.setattr(auto, "_check", lambda energy, x, **kw: checks.append(energy)
+                        or check(energy, x, **kw))
+    energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)))
+    x = torch.rand(2, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 2])
+    sampler = Langevin(n_steps=2, step_size=0.01)
+    for make in (lambda: energy.conditional(labels),
+                 lambda: Preconditioned(energy, x, torch.ones_like(x))):
+        for _ in range(3):
+            sampler.execution(make(), x)
+    assert len(checks) == 2 and len(auto._verdicts) == 1
+
+
 def test_gradient_seconds_times_the_energy_gradient() -> None:
     energy = linear_energy()
     seconds = execution.gradient_seconds(energy, torch.zeros(2, 48), FP32, repeats=3)

@@ -21,7 +21,7 @@ from _tiny import GRIDS, gen, make_multigrid_trainer, pattern_images, tiny_data,
 from torch import Tensor, nn
 
 from stgconv.build import build_chain_start
-from stgconv.checkpoint import CheckpointError, load_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
 from stgconv.energy import image_energy
@@ -244,6 +244,27 @@ def test_a_resume_uses_its_own_learning_rate(tmp_path: Path) -> None:
     second.resume(tmp_path / "checkpoint.pt")
     assert [g["lr"] for g in second.optimizer.param_groups] == [0.001]
     assert_same(second.optimizer.state_dict()["state"], first.optimizer.state_dict()["state"])
+
+
+def test_a_run_resumed_on_another_kind_of_device_reseeds_with_a_warning(tmp_path: Path
+                                                                        ) -> None:
+    """A CUDA generator's state (16 bytes: seed and offset) cannot set a CPU one: the run
+    continues from a stream seeded from the iteration, the same on every such resume."""
+    first = make_trainer("persistent")
+    first.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # as a CUDA run writes it
+    save_checkpoint(state, tmp_path / "cuda" / "checkpoint.pt")
+    generators = []
+    for _ in range(2):
+        resumed = make_trainer("persistent")
+        with pytest.warns(UserWarning, match="another kind of generator's than this cpu one"):
+            resumed.resume(tmp_path / "cuda" / "checkpoint.pt")
+        assert resumed.iteration == 1
+        assert_same(resumed.energy.state_dict(), first.energy.state_dict())
+        resumed.step()
+        generators.append(resumed.generator.get_state())
+    assert torch.equal(*generators)
 
 
 def test_fit_writes_periodic_checkpoints(tmp_path: Path) -> None:

@@ -24,11 +24,13 @@ On a CPU ``"auto"`` is always fp32 (:func:`auto_may_use_bfloat16`), even with na
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import time
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -137,6 +139,25 @@ class _Verdict:
     runs_until_check: int
 
 
+def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
+    """The long-lived object whose ``"auto"`` verdicts ``energy`` shares, and how it wraps that
+    object. Energies made afresh per run share their network's, else every run would be checked
+    again, with its timed runs: class-conditional ones (a ``functools.partial`` of a bound
+    method, :meth:`ClassifierEnergy.conditional`, new at every training step) and wrappers that
+    are not modules but keep the energy they evaluate as ``.energy`` (recovery's
+    ``Preconditioned``, new at every move)."""
+    wrapping: list[str] = []
+    while True:
+        if isinstance(energy, partial) and inspect.ismethod(energy.func):
+            wrapping.append(energy.func.__name__)
+            energy = energy.func.__self__
+        elif not isinstance(energy, torch.nn.Module) and callable(getattr(energy, "energy", None)):
+            wrapping.append(type(energy).__name__)
+            energy = energy.energy
+        else:
+            return energy, tuple(wrapping)
+
+
 class AutoExecution:
     """Remembers, per energy (weakly: a dropped energy takes its entries with it), input shape
     and device, what the check chose, and checks again every ``recheck_every`` runs."""
@@ -156,11 +177,12 @@ class AutoExecution:
         # A float64 chain asked for more precision than fp32, not less.
         if not auto_may_use_bfloat16(x.device) or x.dtype != torch.float32 or noise_scale == 0:
             return FP32
+        owner, wrapping = verdict_owner(energy)
         try:
-            per_energy = self._verdicts.setdefault(energy, {})
+            per_energy = self._verdicts.setdefault(owner, {})
         except TypeError:  # an energy that cannot be weakly referenced: check every run
             per_energy = {}
-        key = (tuple(x.shape[1:]), x.dtype, str(x.device))
+        key = (wrapping, tuple(x.shape[1:]), x.dtype, str(x.device))
         verdict = per_energy.get(key)
         if verdict is None or verdict.runs_until_check == 0:
             verdict = _Verdict(self._check(energy, x, step_size=step_size, n_steps=n_steps,

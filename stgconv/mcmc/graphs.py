@@ -70,6 +70,16 @@ def run_as_cuda_graph(
     when the step cannot be captured (an energy that synchronises with the host, say), the
     caller then running the rest eagerly on ``x``; none for a chain too short to gain.
     """
+    # Streams, capture and replay act on the current device: a chain on another GPU (cuda:1
+    # with cuda:0 current) would be captured as an empty graph and never move.
+    with torch.cuda.device(x.device):
+        return _run_as_cuda_graph(step, x, n_steps, generator, keep=keep, buffers=buffers)
+
+
+def _run_as_cuda_graph(
+    step: Callable[[int], Tensor], x: Tensor, n_steps: int, generator: torch.Generator | None,
+    *, keep: tuple[object, Hashable] | None, buffers: tuple[Tensor, ...],
+) -> tuple[Tensor, list[Tensor]]:
     if keep is not None:
         captured = _CAPTURED.get(keep[0], {}).get(keep[1])
         if captured is not None:
