@@ -85,3 +85,14 @@ def test_names_equal_in_natural_order_sort_by_their_raw_name(tmp_path: Path) -> 
     for name in ("f2.png", "f02.png", "a.png", "A.png"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_files(tmp_path)] == ["A.png", "a.png", "f02.png", "f2.png"]
+
+
+def test_a_link_to_nothing_is_named(tmp_path: Path) -> None:
+    folder = touch(tmp_path / "shapes", "a.off")
+    (folder / "b.off").symlink_to(tmp_path / "unmounted" / "b.off")
+    (folder / "notes.txt").symlink_to(tmp_path / "gone.txt")  # filtered out: not asked for
+    with pytest.raises(ValueError, match=r"b\.off: a link to .*unmounted/b\.off, which does "
+                                         "not exist"):
+        list_files(folder, [".off"])
+    (folder / "b.off").unlink()
+    assert names(list_files(folder, [".off"])) == ["a.off"]

@@ -11,10 +11,18 @@ from typing import Sequence
 
 def list_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path]:
     """The visible files directly inside ``folder`` whose lower-cased suffix is in ``suffixes``
-    (every file when ``None``), in natural name order."""
-    return sorted((p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".")
-                   and (suffixes is None or p.suffix.lower() in suffixes)), key=_natural_key)
+    (every file when ``None``), in natural name order.
+
+    Raises:
+        ValueError: one of them is a link to nothing (a dataset linked from a drive that is
+            not mounted would otherwise lose those files without a word).
+    """
+    files = [p for p in folder.iterdir() if not p.name.startswith(".")
+             and (suffixes is None or p.suffix.lower() in suffixes)]
+    for path in files:
+        if path.is_symlink() and not path.exists():
+            raise ValueError(f"{path}: a link to {path.readlink()}, which does not exist")
+    return sorted((p for p in files if p.is_file()), key=_natural_key)
 
 
 def _natural_key(path: Path) -> tuple[list, str]:
