@@ -415,7 +415,10 @@ class Trainer(FitLoop):
         self.iteration += 1
         return totals
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, *, random_state: bool = True) -> dict[str, Any]:
+        """Everything a resume needs; ``random_state=False`` leaves out the generator's state
+        (a grid of a :class:`MultiGridTrainer`, which shares its trainer's generator, saved
+        once)."""
         chains = self.chains.state_dict()
         if self.world is not None:
             every_rank = self.world.gather(chains)
@@ -429,11 +432,13 @@ class Trainer(FitLoop):
             "chains": chains,
             # Synthesis starts where training's fresh chains did.
             **({"init": init.state_dict()} if isinstance(init, DataGaussian) else {}),
-            **gather_generators(self.generator, self.world),
+            **(gather_generators(self.generator, self.world) if random_state else {}),
             "config": self.config,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
+        """Continue from :meth:`state_dict`'s ``state``; ``random_state=False`` leaves the
+        generator as it is."""
         if state.get("model_config") != self.energy.config:
             held = state.get("model_config")
             keys = (sorted(k for k in {*held, *self.energy.config}
@@ -449,7 +454,8 @@ class Trainer(FitLoop):
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
         self.chains.load_state_dict(shard_chain_state(state["chains"], self.world,
                                                       capacity=capacity))
-        take_generator(self.generator, state, self.world)
+        if random_state:
+            take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
 
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
@@ -580,7 +586,7 @@ class MultiGridTrainer(FitLoop):
             base = interleave(every_rank).to(base.device) if every_rank is not None else base
         return {
             "iteration": self.iteration,
-            "grids": [trainer.state_dict() for trainer in self.trainers],
+            "grids": [trainer.state_dict(random_state=False) for trainer in self.trainers],
             "grid_sizes": [list(size) for size in self.grid_sizes],
             "base": base,
             **gather_generators(self.generator, self.world),
@@ -599,7 +605,7 @@ class MultiGridTrainer(FitLoop):
                              f"multigrid.grids[i].size): resume with the run's own "
                              "config.yaml, or train a new run")
         for trainer, grid in zip(self.trainers, grids):
-            trainer.load_state_dict(grid)
+            trainer.load_state_dict(grid, random_state=False)
         take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
 
