@@ -167,3 +167,75 @@ def test_a_resumed_run_keeps_adams_step_counts_on_the_host(tmp_path):
     resumed.resume(tmp_path / "checkpoint.pt")
     steps = [moments["step"] for moments in resumed.optimizer.state.values()]
     assert steps and all(step.device.type == "cpu" for step in steps)
+
+
+@pytest.mark.parametrize("kind", ["known", "block_means", "known_and_block_means"])
+def test_the_cuda_graph_chain_projects_as_the_eager_chain(kind):
+    """Every constraint's projection, replayed in the graph, is the eager one's: the same
+    chain and the same generator state after it."""
+    from stgconv.mcmc import DownsampleConsistency, KnownEntriesAndBlockMeans
+
+    torch.manual_seed(0)
+    energy = image_energy("descriptor64", in_channels=3, image_size=64).cuda()
+    x0 = torch.rand(4, 3, 64, 64, device="cuda") * 2 - 1
+    known = KnownEntries(x0, torch.rand(4, 1, 64, 64, device="cuda").expand_as(x0) > 0.5)
+    means = DownsampleConsistency(torch.full((4, 3, 16, 16), 0.1, device="cuda"), (4, 4))
+    constraint = {"known": known, "block_means": means,
+                  "known_and_block_means": KnownEntriesAndBlockMeans(known, means)}[kind]
+    runs = []
+    for cuda_graph in (True, False):
+        generator = torch.Generator("cuda").manual_seed(3)
+        sampler = Langevin(n_steps=8, step_size=0.02, clamp=(-1.0, 1.0), precision="fp32",
+                           cuda_graph=cuda_graph)
+        runs.append((sampler.run(energy, x0, constraint=constraint, generator=generator),
+                     generator.get_state()))
+    (graphed, graphed_state), (eager, eager_state) = runs
+    torch.testing.assert_close(graphed, eager, rtol=1e-5, atol=1e-5)
+    assert torch.equal(graphed_state, eager_state)
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly_with_the_same_noise():
+    """An energy that reads a value back to the host cannot be captured: the chain falls back
+    to the eager loop after the warm-up steps, drawing the noise the eager chain draws."""
+    torch.manual_seed(0)
+    net = image_energy("descriptor16", in_channels=3, image_size=16,
+                       layers=[[4, 5, 2, 2]]).cuda()
+
+    def syncing(x):
+        energy = net(x)
+        float(energy.detach().sum())  # a host sync, refused inside a capture
+        return energy
+
+    x0 = torch.rand(4, 3, 16, 16, device="cuda")
+    runs = []
+    for cuda_graph in (True, False):
+        generator = torch.Generator("cuda").manual_seed(5)
+        x = Langevin(n_steps=8, step_size=0.02, precision="fp32", cuda_graph=cuda_graph).run(
+            syncing, x0, generator=generator)
+        runs.append((x, generator.get_state()))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-5, atol=1e-5)
+    assert torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("written_on, resumed_on", [("cuda", "cpu"), ("cpu", "cuda")])
+def test_a_run_moves_between_cpu_and_gpu_with_a_warning(tmp_path, written_on, resumed_on):
+    from stgconv.mcmc import NoiseInit, NoiseStart
+    from stgconv.train import Trainer
+
+    def trainer(device):
+        torch.manual_seed(0)
+        energy = image_energy("descriptor16", in_channels=3, image_size=16,
+                              layers=[[4, 5, 2, 2]]).to(device)
+        return Trainer(energy, Langevin(n_steps=2, step_size=0.01, precision="fp32"),
+                       NoiseStart(NoiseInit()), torch.rand(4, 3, 16, 16, device=device),
+                       train=TrainConfig(batch_size=2, n_iterations=3),
+                       generator=torch.Generator(device).manual_seed(0))
+
+    first = trainer(written_on)
+    first.fit(1, progress=False)
+    first.save(tmp_path / "checkpoint.pt")
+    resumed = trainer(resumed_on)
+    with pytest.warns(UserWarning, match="another kind of generator's"):
+        resumed.resume(tmp_path / "checkpoint.pt")
+    resumed.fit(2, progress=False)
+    assert resumed.iteration == 2
