@@ -7,13 +7,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from stgconv.baselines.video import FILLS
+from stgconv.baselines.video import FILLS, temporal_interpolation
 from stgconv.config import LEARNED_FILL_LOSSES, VIDEO_FILLS, LearnedFillConfig, load_config
 from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.checkpoint import CheckpointError, save_checkpoint
 from stgconv.learned_fill import (
     NEIGHBOUR_INPUTS,
     FillNet,
+    _crop,
+    _loss,
     _turned_backwards,
     apply_fill,
     fill_inputs,
@@ -22,6 +24,7 @@ from stgconv.learned_fill import (
     load_fill_prior,
     prior_example,
     save_fill_prior,
+    useful_shifts,
 )
 from stgconv.mcmc.execution import native_bfloat16
 
@@ -347,3 +350,50 @@ def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path)
         save_fill_prior(net, ["temporal_interpolation"], tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
 
+
+def test_squared_then_absolute_loss_is_squared_first() -> None:
+    """Kills swapping the halves of "squared_then_absolute" (no fast test reads the loss)."""
+    error = torch.tensor([0.5, -2.0])
+    assert _loss(error, "squared_then_absolute", second_half=False).item() == pytest.approx(2.125)
+    assert _loss(error, "squared_then_absolute", second_half=True).item() == pytest.approx(1.25)
+    assert _loss(error, "squared", second_half=True).item() == pytest.approx(2.125)
+
+
+def test_apply_fill_clamps_to_the_data_range_and_keeps_observed_entries() -> None:
+    """A net whose correction overshoots: the fill is clamped to [-1, 1] (kills dropping the
+    clamp in apply_fill)."""
+    video = torch.rand(1, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    known = torch.ones(4, 6, 6, dtype=torch.bool)
+    known[1:3, 2:4, 2:4] = False
+    net = FillNet(1, 1, 2).eval()
+    with torch.no_grad():
+        net.layers[-1].bias.fill_(5.0)
+    out = apply_fill(net, video, known, [temporal_interpolation(video, known)])
+    assert torch.equal(out[0][known], video[0][known])
+    assert torch.equal(out[0][~known], torch.ones(8))
+
+
+def test_an_untrained_net_returns_the_first_fill_without_the_symmetric_view() -> None:
+    """symmetric=False averages one view, not two (kills ``/ len(views)`` -> ``/ 2``)."""
+    video = torch.rand(1, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    known = torch.ones(4, 6, 6, dtype=torch.bool)
+    known[1:3, 2:4, 2:4] = False
+    first = temporal_interpolation(video, known)
+    out = apply_fill(FillNet(1, 1, 2).eval(), video, known, [first], symmetric=False)
+    torch.testing.assert_close(out, first, rtol=0, atol=1e-6)
+
+
+def test_every_crop_holds_the_hidden_entry_it_is_drawn_around() -> None:
+    """Kills ``c - s + 1`` -> ``c - s`` in _crop's lower bound (a crop that misses its entry)."""
+    hidden = torch.zeros(1, 6, 9, 9, dtype=torch.bool)
+    hidden[0, 4, 7, 5] = True
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        where = _crop(hidden, (3, 4, 4), g)
+        assert hidden[where].any()
+
+
+def test_the_last_time_shift_is_useful_too() -> None:
+    """T = 2: only shift 1 = T - 1 exists (kills ``range(1, T)`` -> ``range(1, T - 1)``)."""
+    known = torch.tensor([[False, True], [True, False]]).view(1, 2, 1, 2)
+    assert useful_shifts(known) == [1]

@@ -349,3 +349,15 @@ def test_downsample_consistency_coarsen_errors(g: tuple[int, ...], message: str)
     fine = DownsampleConsistency(rand((1, 1, 2, 2), seed=0), (4, 4))
     with pytest.raises(ValueError, match=message):
         fine.coarsen(g)
+
+
+def test_known_entries_coarsen_with_a_unit_factor_in_some_dims() -> None:
+    """(1, 2, 2), a video's spatial-only coarsening: the coarse constraint lives on the coarse
+    grid (kills ``all`` -> ``any`` in KnownEntries.coarsen)."""
+    observed = torch.arange(16.0).view(1, 1, 2, 2, 4)  # (B, C, T, H, W)
+    known = torch.ones_like(observed, dtype=torch.bool)
+    known[..., 0, 0] = False  # the first block of each frame partly observed
+    coarse = KnownEntries(observed, known).coarsen((1, 2, 2))
+    assert coarse.known.shape == (1, 1, 2, 1, 2)
+    assert coarse.known.flatten().tolist() == [False, True, False, True]
+    torch.testing.assert_close(coarse.observed, block_down(observed, (1, 2, 2)))

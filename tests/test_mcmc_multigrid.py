@@ -266,3 +266,29 @@ def test_a_diverging_grid_is_named() -> None:
     flat = MultiGridSampler((langevin, langevin), ((2,), (2,)))
     with pytest.raises(NonFiniteEnergyError, match=r"Langevin on grid 2 \(4\)"):
         flat.run([RecordingQuadratic(), _Exploding()], torch.zeros(2, 1))
+
+
+def _half_square(x: Tensor) -> Tensor:
+    return 0.5 * x.flatten(1).pow(2).sum(1)
+
+
+def test_consistent_multigrid_keeps_a_super_resolution_that_does_not_nest() -> None:
+    """Task blocks (1, 4, 4) against grid blocks (2, 2, 2): neither nests, so the finest grid
+    must keep the task's constraint (kills ``_with_block_means`` returning ``means`` there)."""
+    low = torch.randn(2, 1, 4, 2, 2, generator=gen(0))
+    task = DownsampleConsistency(low, (1, 4, 4))
+    sampler = MultiGridSampler((Langevin(n_steps=3, step_size=0.1),), ((2, 2, 2),),
+                               consistent=True)
+    x0 = torch.randn(2, 1, 2, 4, 4, generator=gen(1))
+    grids = sampler.run([_half_square], x0, constraint=task, generator=gen(2))
+    assert grids[-1].shape == (2, 1, 4, 8, 8)
+    torch.testing.assert_close(block_down(grids[-1], (1, 4, 4)), low, rtol=0, atol=1e-5)
+
+
+def test_multigrid_base_is_a_copy_of_x0() -> None:
+    """Kills ``x0.detach().clone()`` -> ``x0.detach()``: the returned base must not alias x0."""
+    x0 = torch.zeros(2, 1, 1, 1)
+    grids = MultiGridSampler((Langevin(n_steps=1, step_size=0.1),), ((2, 2),)).run(
+        [_half_square], x0, generator=gen(0))
+    grids[0].add_(1.0)
+    assert torch.equal(x0, torch.zeros(2, 1, 1, 1))

@@ -782,3 +782,55 @@ def test_a_gradient_clip_above_every_gradient_changes_nothing() -> None:
     options = dict(n_steps=4, step_size=0.3, noise_scale=0.0, precision="fp32")
     torch.testing.assert_close(Langevin(grad_clip=100.0, **options).run(_coupled_quadratic, x0),
                                Langevin(**options).run(_coupled_quadratic, x0), rtol=0, atol=0)
+
+
+class InfAtStart:
+    """+inf energy on the first call only, its gradient finite (the proposal is then accepted:
+    ``inf - finite``), so only the start's own flag reports it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        e = standard_energy(x)
+        if self.calls == 0:
+            e = e + float("inf")
+        self.calls += 1
+        return e
+
+
+@pytest.mark.parametrize("sampler", [MALA(n_steps=3, step_size=0.3),
+                                     HMC(n_steps=3, step_size=0.2, n_leapfrog=2)],
+                         ids=["mala", "hmc"])
+def test_a_nonfinite_start_is_reported_even_when_the_chain_leaves_it(sampler) -> None:
+    """Kills dropping ``flags[0] = flags[0] | start_bad`` in MALA and HMC."""
+    with pytest.raises(NonFiniteEnergyError, match="at step 0 of 3"):
+        sampler.run(InfAtStart(), torch.randn(4, 3, generator=gen(0)), generator=gen(1))
+
+
+class NaNEnergyAtCall:
+    """NaN energy (finite gradient) on one call: nothing propagates to later leapfrog steps."""
+
+    def __init__(self, bad_call: int) -> None:
+        self.bad_call, self.calls = bad_call, 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        e = standard_energy(x)
+        if self.calls == self.bad_call:
+            e = e + float("nan")
+        self.calls += 1
+        return e
+
+
+def test_hmc_reports_a_nonfinite_value_in_the_middle_of_a_trajectory() -> None:
+    """Call 1 + 1 is leapfrog 1 of 3 of iteration 0; the trajectory ends finite (kills
+    ``bad = bad | flag`` -> ``bad = flag``)."""
+    with pytest.raises(NonFiniteEnergyError, match="at step 0 of 2"):
+        HMC(n_steps=2, step_size=0.1, n_leapfrog=3).run(
+            NaNEnergyAtCall(2), torch.randn(4, 3, generator=gen(0)), generator=gen(1))
+
+
+def test_mala_rejects_a_zero_step_size() -> None:
+    """Kills ``step_size <= 0`` -> ``< 0`` (only -1.0 was tested)."""
+    with pytest.raises(ValueError, match="step_size"):
+        MALA(step_size=0.0)

@@ -13,7 +13,7 @@ import torch
 from stgconv.config import TrainConfig
 from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
-from stgconv.mcmc import HMC, MALA, Langevin
+from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
 from stgconv.metrics import missing_mae_255
 from stgconv.recovery import CompletionChain, holdout_like, interpolation_spread, recover
 
@@ -272,3 +272,102 @@ def test_bad_input_raises_value_error(change: dict, match: str) -> None:
     arguments.update(change)
     with pytest.raises(ValueError, match=match):
         recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), **arguments)
+
+
+def test_interpolation_spread_gives_one_ended_entries_the_rms_spread() -> None:
+    """Two-ended spreads 1 and 3: one-ended entries get sqrt((1 + 9) / 2) (kills rms -> max)."""
+    observed = torch.tensor([[0.0, 0.0], [9.0, 9.0], [1.0, 3.0], [9.0, 9.0]]).view(1, 4, 1, 2)
+    known = torch.tensor([True, False, True, False]).view(1, 4, 1, 1).expand(1, 4, 1, 2)
+    spread = interpolation_spread(observed, known)
+    torch.testing.assert_close(spread[0, 1, 0], torch.tensor([1.0, 3.0]))
+    torch.testing.assert_close(spread[0, 3, 0], torch.full((2,), 5.0 ** 0.5))
+
+
+def test_completion_clamp_bounds_the_moves_and_keeps_observed_entries() -> None:
+    """Observed values outside the clamp stay; moved entries are clamped (kills dropping the
+    clamp, and dropping the final projection in CompletionChain.move)."""
+    start = torch.tensor([0.5, -0.8, 0.0, 0.0]).view(1, 1, 4)
+    known = torch.tensor([True, True, False, False]).view(1, 1, 4)
+    chain = CompletionChain(Langevin(n_steps=5, step_size=0.5, noise_scale=0.0),
+                            step_scale=torch.ones(1, 1, 4), clamp=(-0.1, 0.1))
+
+    def pull_to_five(x: torch.Tensor) -> torch.Tensor:
+        return (x - 5).pow(2).flatten(1).sum(1)
+
+    moved = chain.move(pull_to_five, start, KnownEntries(start, known), generator=gen(0))
+    assert torch.equal(moved[known], start[known])
+    assert torch.equal(moved[~known], torch.full((2,), 0.1))
+
+
+def recording_chain(completions: list) -> CompletionChain:
+    chain = CompletionChain(Langevin(n_steps=2, step_size=0.1))
+    original = chain.move
+
+    def recording(*args, **kwargs):
+        completions.append(original(*args, **kwargs))
+        return completions[-1]
+
+    object.__setattr__(chain, "move", recording)
+    return chain
+
+
+def test_the_result_averages_exactly_the_last_average_last_completions() -> None:
+    """Kills ``iteration >= average_from`` -> ``>`` (then one completion fewer is averaged)."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    completions: list = []
+    result = recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
+                     train=TrainConfig(n_iterations=4), average_last=3, n_chains=1,
+                     completion=recording_chain(completions), generator=gen(2))
+    torch.testing.assert_close(result.recovered, sum(completions[1:])[0] / 3)
+
+
+def test_holdout_scores_the_running_average_and_restores_held_out_entries() -> None:
+    """Holdout errors are those of the running average (kills scoring the last completion) and
+    held-out entries come back observed even when ``init`` is wrong there (kills restoring
+    ``visible`` instead of ``known``)."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    known = known.expand_as(truth)
+    holdout = torch.zeros_like(known)
+    holdout[:, 0, :3] = True  # part of an observed end frame
+    init = torch.where(known & ~holdout, truth, 0.0)
+    completions: list = []
+    result = recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
+                     init=init, train=TrainConfig(n_iterations=3), average_last=3, n_chains=1,
+                     holdout=holdout, completion=recording_chain(completions), generator=gen(2))
+    for i, record in enumerate(result.history):
+        mean = sum(completions[: i + 1])[0] / (i + 1)
+        error = (mean[holdout] - truth[holdout]).abs().mean().item()
+        assert record["holdout_error"] == pytest.approx(error, rel=1e-6)
+    assert torch.equal(result.recovered[known], truth[known])
+
+
+def test_holdout_keeps_the_earliest_estimate_on_ties() -> None:
+    """A completion that never moves ties with the start every iteration: the start is kept
+    (kills ``error < best`` -> ``<=``)."""
+    class Still(Langevin):
+        def run(self, energy, x0, *, constraint=None, generator=None, callback=None):
+            return constraint.project(x0.clone())
+
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    known = known.expand_as(truth)
+    holdout = torch.zeros_like(known)
+    holdout[:, 0, :3] = True
+    result = recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
+                     init=torch.where(known & ~holdout, truth, 0.0),
+                     train=TrainConfig(n_iterations=3), average_last=2, n_chains=1,
+                     holdout=holdout, completion=CompletionChain(Still(n_steps=1)),
+                     generator=gen(2))
+    assert result.selected_iteration == -1
+
+
+def test_a_holdout_outside_known_is_refused() -> None:
+    """Kills dropping the subset check in recovery._masks (the mutant runs to the end)."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    with pytest.raises(ValueError, match="subset of known"):
+        recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
+                train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
+                holdout=~known, generator=gen(2))
