@@ -30,6 +30,7 @@ VERSION = 1
 FILENAME = "checkpoint.pt"
 # torch.save's files are zip archives (torch >= 1.6); anything else is not a checkpoint.
 ZIP_MAGIC = b"PK\x03\x04"
+MSDOS_DIRECTORY = 0x10  # the directory bit of a zip entry's external attributes
 
 
 class CheckpointError(ValueError):
@@ -121,13 +122,23 @@ def _check_integrity(path: Path) -> None:
     reader does not check them, so bytes changed inside a tensor would load as other weights."""
     try:
         with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+            mismatched = archive.testzip()
+            # torch's reader takes an entry whose MS-DOS attributes say "directory" for one and
+            # reads its tensor from bytes it never wrote, while the checksums pass.
+            as_directory = next((info.filename for info in archive.infolist()
+                                 if info.external_attr & MSDOS_DIRECTORY), None)
+    # Changed bytes in the archive's directory fail zipfile anywhere: BadZipFile, an unknown
+    # compression method (NotImplementedError), a name that does not decode (ValueError), ...
+    except Exception as err:  # noqa: BLE001
+        reason = str(err) or type(err).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged or truncated "
-                              f"({err})") from err
-    if damaged is not None:
-        raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged ({damaged} "
-                              "does not match its checksum)")
+                              f"({reason})") from err
+    if mismatched is not None:
+        raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged "
+                              f"({mismatched} does not match its checksum)")
+    if as_directory is not None:
+        raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged "
+                              f"({as_directory} is marked as a folder)")
 
 
 def load_model(checkpoint: str | Path, *, device: str = "auto"

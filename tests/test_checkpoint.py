@@ -72,6 +72,23 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
     assert marker.read_text() == "code ran on load"
 
 
+def test_a_byte_changed_anywhere_loads_the_same_or_is_named(tmp_path: Path) -> None:
+    """Every single-byte change of a small checkpoint: a CheckpointError naming the file, or
+    (bytes no reader checks: a timestamp, padding) the same contents. A change in the archive's
+    directory failed zipfile with NotImplementedError (a compression method) or a
+    UnicodeDecodeError that named nothing."""
+    whole = save_checkpoint({"x": torch.arange(3.0)}, tmp_path / "whole.pt").read_bytes()
+    changed = tmp_path / "changed.pt"
+    for offset in range(len(whole)):
+        changed.write_bytes(whole[:offset] + bytes([whole[offset] ^ 0x96]) + whole[offset + 1:])
+        try:
+            state = load_checkpoint(changed)
+        except CheckpointError as err:
+            assert "changed.pt" in str(err), (offset, str(err))
+        else:
+            assert torch.equal(state["x"], torch.arange(3.0)), offset
+
+
 def test_unreadable_checkpoints(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(os.urandom(4096))
