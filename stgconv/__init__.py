@@ -25,6 +25,7 @@ from stgconv.mcmc import (  # noqa: E402
     KnownEntries,
     Langevin,
     MultiGridSampler,
+    NonFiniteEnergyError,
 )
 from stgconv.train import MultiGridTrainer, Trainer  # noqa: E402
 from stgconv.version import __version__  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "Langevin",
     "MultiGridSampler",
     "MultiGridTrainer",
+    "NonFiniteEnergyError",
     "TrainConfig",
     "Trainer",
     "__version__",

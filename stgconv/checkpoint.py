@@ -97,6 +97,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         # Only torch's line naming the refused object: the rest of its text suggests retrying
         # with weights_only=False, which is exactly how such a file would run its code.
         refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
+        # Up to torch's advice on that line: allow-listing the object is how it would run.
+        refused = refused.split(" Please use ")[0]
         if not refused:
             raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged "
                                   "(torch's reader stopped on bytes it cannot parse)") from err

@@ -7,8 +7,9 @@ import argparse
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Sequence, get_args
+from typing import Any, Sequence, get_args
 
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
@@ -39,8 +40,9 @@ DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
 
 # The smallest value of each count option, checked before any work so that a refusal names the
 # option typed rather than the library parameter it is passed as (--steps is n_steps, --num is
-# n_samples, ...). synthesize --steps may be 0: a cooperative model's generator alone.
-LEAST_COUNT = {"num": 1, "steps": 1, "size": 1, "frames": 1, "iterations": 1, "points": 1,
+# n_samples, ...). synthesize --steps may be 0: a cooperative model's generator alone; a path
+# (--points) has its two ends.
+LEAST_COUNT = {"num": 1, "steps": 1, "size": 1, "frames": 1, "iterations": 1, "points": 2,
                "folds": 2, "per_class": 1, "max_shapes": 1, "batch_size": 1}
 
 
@@ -70,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", formatter_class=DefaultsFormatter, help="train a model from a YAML config")
+    p = _command(sub, "train", help="train a model from a YAML config")
     p.add_argument("config", nargs="?", help="YAML file overriding the defaults (none: defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set train.lr=0.001 (repeatable)")
@@ -85,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="replace the run already in the run folder (its files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("synthesize", formatter_class=DefaultsFormatter, help="sample from a trained model")
+    p = _command(sub, "synthesize", help="sample from a trained model")
     p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
     p.add_argument("--out", help="output folder (default: <run folder>/synthesis)")
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
@@ -105,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("reconstruct", formatter_class=DefaultsFormatter, help="reconstruct an image through a short-run chain")
+    p = _command(sub, "reconstruct", help="reconstruct an image through a short-run chain")
     p.add_argument("checkpoint", help="an image model (checkpoint.pt or its run folder)")
     p.add_argument("image", help="the image to reconstruct")
     p.add_argument("--out", help="output folder (default: <run folder>/reconstruction)")
@@ -115,9 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("interpolate", formatter_class=DefaultsFormatter,
-                       help="samples between two short-run chain starts, or between two latents "
-                            "of a cooperative model's generator")
+    p = _command(sub, "interpolate",
+                 help="samples between two short-run chain starts, or between two latents "
+                      "of a cooperative model's generator")
     p.add_argument("checkpoint", help="an image model or any cooperative model (checkpoint.pt "
                                       "or its run folder)")
     p.add_argument("--out", help="output folder (default: <run folder>/interpolation)")
@@ -125,13 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("recover", formatter_class=DefaultsFormatter, help="recover the masked pixels of a clip (learning from it)")
+    p = _command(sub, "recover", help="recover the masked pixels of a clip (learning from it)")
     _recovery_arguments(p)
     p.add_argument("--out", default="outputs/recovery", help="output folder")
 
-    p = sub.add_parser("fill-prior", formatter_class=DefaultsFormatter,
-                       help="train the learned fill's prior on complete clips (for "
-                            "recovery.learned.prior)")
+    p = _command(sub, "fill-prior",
+                 help="train the learned fill's prior on complete clips (for "
+                      "recovery.learned.prior)")
     p.add_argument("videos", nargs="+", help="complete clips: video files or folders of frames, "
                                              "each cut into windows of --frames frames")
     p.add_argument("--out", dest="prior_path", required=True, metavar="FILE",
@@ -151,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
 
-    p = sub.add_parser("super-resolve", formatter_class=DefaultsFormatter, help="super-resolve a low-resolution voxel grid or a mesh")
+    p = _command(sub, "super-resolve", help="super-resolve a low-resolution voxel grid or a mesh")
     p.add_argument("checkpoint", help="a high-resolution voxel model (checkpoint.pt or its run folder)")
     p.add_argument("input", help="low-resolution grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy "
                                  "in [0, 1], side = model side / factor) or a mesh "
@@ -164,8 +166,8 @@ def _parser() -> argparse.ArgumentParser:
                         "each block's count of occupied voxels")
     _voxel_chain_arguments(p)
 
-    p = sub.add_parser("recover-shape", formatter_class=DefaultsFormatter,
-                       help="fill the unobserved voxels of a shape with a trained voxel model")
+    p = _command(sub, "recover-shape",
+                 help="fill the unobserved voxels of a shape with a trained voxel model")
     p.add_argument("checkpoint", help="a voxel model (checkpoint.pt or its run folder)")
     p.add_argument("input", help="grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy in [0, 1], "
                                  "side up to the model's; values at unobserved voxels ignored)")
@@ -177,32 +179,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <run folder>/recovered_shapes)")
     _voxel_chain_arguments(p)
 
-    p = sub.add_parser("eval", formatter_class=DefaultsFormatter, help="evaluations that compare stgconv with classical baselines")
+    p = _command(sub, "eval", help="evaluations that compare stgconv with classical baselines")
     evals = p.add_subparsers(dest="evaluation", required=True)
-    p = evals.add_parser("recovery", formatter_class=DefaultsFormatter, help="video recovery error, ours and the baselines'")
+    p = _command(evals, "recovery", help="video recovery error, ours and the baselines'")
     _recovery_arguments(p)
     p.add_argument("--out", help="also write the recovered clips and metrics here")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
     p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
 
-    p = evals.add_parser("super-resolution", formatter_class=DefaultsFormatter,
-                         help="voxel super-resolution of pooled shapes: ours, nearest, trilinear, "
-                              "trilinear_binary")
+    p = _command(evals, "super-resolution",
+                 help="voxel super-resolution of pooled shapes: ours, nearest, trilinear, "
+                      "trilinear_binary")
     _voxel_eval_arguments(p)
     p.add_argument("--factor", type=int, default=4, help="block size (default 4)")
     p.add_argument("--soft", action="store_true",
                    help="score our chain's occupancy in [0, 1] instead of the binary shape")
 
-    p = evals.add_parser("recovery-3d", formatter_class=DefaultsFormatter, help="recovery of randomly hidden voxels: ours and the "
-                                             "nearest-known / neighbour-majority fills")
+    p = _command(evals, "recovery-3d",
+                 help="recovery of randomly hidden voxels: ours and the "
+                      "nearest-known / neighbour-majority fills")
     _voxel_eval_arguments(p)
     p.add_argument("--missing", type=float, default=0.7, help="fraction hidden (default 0.7)")
     p.add_argument("--init", choices=RECOVERY_INITS,
                    help="the chain's starting fill (default: the model's learned initializer "
                         "where it was trained with one, else nearest_known)")
 
-    p = evals.add_parser("classification", formatter_class=DefaultsFormatter, help="cross-validated accuracy of a linear "
-                                                "classifier on the descriptor's features")
+    p = _command(evals, "classification",
+                 help="cross-validated accuracy of a linear "
+                      "classifier on the descriptor's features")
     p.add_argument("--checkpoint", required=True, help="a voxel model")
     p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y")
     p.add_argument("--test", help="fit on --shapes and measure on this file's shapes (same "
@@ -216,9 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = evals.add_parser("ood", formatter_class=DefaultsFormatter,
-                         help="out-of-distribution detection by a classifier (JEM) model: AUROC "
-                              "of its scores, accuracy and calibration on the inliers")
+    p = _command(evals, "ood",
+                 help="out-of-distribution detection by a classifier (JEM) model: AUROC "
+                      "of its scores, accuracy and calibration on the inliers")
     p.add_argument("--checkpoint", required=True, help="a classifier model (checkpoint.pt or "
                                                        "its run folder)")
     p.add_argument("--inliers", required=True,
@@ -234,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
                         "\"reference_weight\", \"feature_weight\", ...}")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
-    p = sub.add_parser("demo", formatter_class=DefaultsFormatter, help="the quick start: learn a real texture, then synthesize")
+    p = _command(sub, "demo", help="the quick start: learn a real texture, then synthesize")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
@@ -426,11 +430,28 @@ def _written(*paths: str | None) -> list[Path]:
     return [Path(path) for path in paths if path is not None]
 
 
+def _command(commands: argparse._SubParsersAction, name: str, **kwargs: Any
+             ) -> argparse.ArgumentParser:
+    """A subcommand's parser, kept in its parsed arguments so that it refuses what it does not
+    know itself ("stgconv train: error: ..."), as it refuses everything else."""
+    parser = commands.add_parser(name, formatter_class=DefaultsFormatter, **kwargs)
+    parser.set_defaults(command_parser=parser)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     started = time.perf_counter()
     try:
-        out = _run(args)
+        with warnings.catch_warnings():
+            # A warning is one line naming the command, as an error is, not Python's two
+            # lines quoting the source line that raised it.
+            warnings.showwarning = lambda message, *_, **__: print(
+                f"stgconv {args.command}: warning: {' '.join(str(message).split())}",
+                file=sys.stderr)
+            out = _run(args)
     except USER_ERRORS as err:
         # One line, whatever the library below wrote (some messages span several); under
         # torchrun every process that fails prints its own, so each names its process.
@@ -443,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a
         # training run keeps its last checkpoint for --resume.
         print(f"stgconv {args.command}: interrupted; outputs already written are whole "
-              "(train: --resume continues from the last checkpoint)", file=sys.stderr)
+              "(train: --resume continues from the last checkpoint, where one was written)", file=sys.stderr)
         return 130
     if launched_rank() == 0:  # under torchrun, one report for the whole run
         written = out if isinstance(out, list) else [] if out is None else [out]

@@ -449,6 +449,14 @@ class Trainer(FitLoop):
                 f"{', '.join(keys) or 'model_config'}); resume with the run's own config.yaml, "
                 f"or train a new run"
             )
+        chains = state["chains"].get("chains", state["chains"].get("samples"))
+        example = tuple(self.data.shape[1:])
+        if chains is not None and tuple(chains.shape[chains.dim() - len(example):]) != example:
+            raise ValueError(
+                f"the checkpoint's chains are of shape "
+                f"{tuple(chains.shape[chains.dim() - len(example):])}, this run's examples "
+                f"{example} (another data.size, data.frames or data set than the run's): resume "
+                "with the run's own config.yaml, or train a new run")
         self.energy.load_state_dict(state["model"])
         load_optimizer(self.optimizer, state["optimizer"], self.optimizer_settings)
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None

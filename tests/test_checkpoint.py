@@ -64,9 +64,11 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     path = tmp_path / "evil.pt"
     torch.save({"format": "stgconv-checkpoint", "version": 1, "model": RunsCode(marker)}, path)
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    with pytest.raises(CheckpointError, match="refusing to load") as refusal:
         load_checkpoint(path)
     assert not marker.exists()
+    # It names the object, without torch's advice on how to allow it (how it would run).
+    assert "GLOBAL" in str(refusal.value) and "safe_globals" not in str(refusal.value)
     # The file is a real exploit: an unrestricted unpickler does run the payload.
     torch.load(path, weights_only=False)
     assert marker.read_text() == "code ran on load"

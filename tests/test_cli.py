@@ -125,10 +125,12 @@ def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:
                              "--steps", "2", "--size", "48", "--device", "cpu"], capsys)
     assert code == 0, err
     assert_png(texture_run / "synthesis" / "synthesized.png", (48, 48))
-    with pytest.warns(UserWarning, match="keeps 2 chains: 2 samples, not the 16 asked for"):
-        code, _, err = run_main(["synthesize", str(texture_run), "--start", "chains", "--steps",
-                                 "2", "--out", str(tmp_path / "c"), "--device", "cpu"], capsys)
+    code, _, err = run_main(["synthesize", str(texture_run), "--start", "chains", "--steps",
+                             "2", "--out", str(tmp_path / "c"), "--device", "cpu"], capsys)
     assert code == 0, err
+    # A warning is one line naming the command, not Python's two quoting a source line.
+    assert err.splitlines() == ["stgconv synthesize: warning: the checkpoint keeps 2 chains: 2 "
+                                "samples, not the 16 asked for (start='noise' makes any number)"]
     assert_png(tmp_path / "c" / "synthesized.png", (2 * 34 + 2, 34 + 2))
 
 
@@ -188,6 +190,8 @@ def test_reconstruct_and_interpolate(short_run: Path, tmp_path: Path, capsys) ->
                              "--out", str(tmp_path / "int"), "--device", "cpu"], capsys)
     assert code == 0, err
     assert_png(tmp_path / "int" / "interpolation.png", (3 * 34 + 2, 34 + 2))
+    path = np.load(tmp_path / "int" / "interpolation.npy")
+    assert path.shape == (3, 1, 32, 32) and np.abs(path).max() <= 1
 
 
 @pytest.mark.parametrize(
@@ -254,7 +258,7 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
          "--iterations must be >= 1, got 0"),
         (["reconstruct", "{run}", "{run}/observed.png", "--lr", "nan"],
          "--lr must be a finite number > 0, got nan"),
-        (["interpolate", "{run}", "--points", "0"], "--points must be >= 1, got 0"),
+        (["interpolate", "{run}", "--points", "1"], "--points must be >= 2, got 1"),
         (["recover", "--video", "{run}/observed.png", "--mask", "region:8", "--frames", "0"],
          "--frames must be >= 1, got 0"),
         (["eval", "super-resolution", "--checkpoint", "{run}", "--shapes", "x.npz",
@@ -340,6 +344,22 @@ def test_tools_help_in_process(tool: Path, capsys, load_script) -> None:
         module.main(["--help"])
     assert info.value.code == 0
     assert "usage" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.parametrize("argv, prefix", [
+    (["train", "--bogus"], "stgconv train"),
+    (["train", "a.yaml", "b.yaml"], "stgconv train"),
+    (["eval", "super-resolution", "--checkpoint", "c", "--shapes", "s", "--thresh", "0.5"],
+     "stgconv eval super-resolution"),
+])
+def test_an_unknown_option_is_refused_by_its_own_command(argv, prefix, capsys) -> None:
+    """As every other error of the command: "stgconv train: error: ...", not the top-level
+    parser's usage and "stgconv: error"."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"{prefix}: error: unrecognized arguments: ")
 
 
 # ------------------------------------------- every fault ends in one line naming it, exit 2

@@ -171,6 +171,7 @@ def test_a_model_without_fitted_gaussians_scores_its_energy_alone(
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
     assert table["reference_weight"] is None and table["feature_weight"] is None
+    assert table["weights_from"] is None  # nothing was weighed
     assert "reference" not in table["auroc"] and "features" not in table["auroc"]
     assert table["auroc"]["stgconv"] == table["auroc"]["energy"]
 
@@ -205,7 +206,7 @@ def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> No
 
 
 @pytest.mark.parametrize("inliers, outliers, message", [
-    ("{tmp}/missing.npz", "{outliers}", "{tmp}/missing.npz: not a readable .npz file"),
+    ("{tmp}/missing.npz", "{outliers}", ".npz file not found: {tmp}/missing.npz"),
     ("{inliers}", "{no_x_test}", "{no_x_test}: no array 'x_test' (it has x_train)"),
     ("{float}", "{outliers}", "x_test must be uint8 (N, H, W) or (N, H, W, 1 or 3), got float32"),
     ("{inliers}", "{two_channels}", "got uint8 (2, 28, 28, 2)"),

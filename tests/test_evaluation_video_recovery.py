@@ -249,3 +249,14 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
         observed = torch.where(known, truth + 0.5 * held_out, 0.0)
         torch.testing.assert_close(seen[1][0], neighbour_average(observed, visible))
         torch.testing.assert_close(init, neighbour_average(observed, known))
+
+
+@pytest.mark.parametrize("mask, error, message", [
+    ("salt_and_pepper:1.5", ValueError, r"mask 'salt_and_pepper:1\.5': fraction must be in"),
+    ("region:99", ValueError, r"mask 'region:99': block 99x99 does not fit"),
+    ("regoin:8", FileNotFoundError, r"mask file not found: regoin:8 \(generated masks are "
+                                    r"missing_frames:\.\.\., region:\.\.\., salt_and_pepper"),
+])
+def test_a_wrong_mask_is_named_as_typed(mask, error, message) -> None:
+    with pytest.raises(error, match=message):
+        load_known(mask, (4, 16, 16))

@@ -295,6 +295,22 @@ def test_resume_rejects_chains_of_another_run(tmp_path: Path) -> None:
         other.resume(tmp_path / "checkpoint.pt")
 
 
+@pytest.mark.parametrize("mode", ["persistent", "buffer"])
+def test_resume_refuses_chains_of_another_example_shape(tmp_path: Path, mode: str) -> None:
+    """A texture net takes any size, so only the chains tell that data.size changed; the
+    refusal says so before anything is loaded (it was a shape error at the next step)."""
+    trainer = make_trainer(mode)
+    trainer.fit(1, progress=False)
+    trainer.save(tmp_path / "checkpoint.pt")
+    other = make_trainer(mode, init_seed=3)
+    other.data = tiny_data(size=12)
+    before = [p.clone() for p in other.energy.parameters()]
+    with pytest.raises(CheckpointError, match=r"chains are of shape \(1, 16, 16\), this run's "
+                                              r"examples \(1, 12, 12\) \(another data.size"):
+        other.resume(tmp_path / "checkpoint.pt")
+    assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -169,9 +169,12 @@ def _npz_archive(path: str | Path) -> Iterator[Any]:
     """The open ``.npz`` archive at ``path`` (arrays only, never pickles).
 
     Raises:
-        ValueError: naming ``path``, when it is missing, unreadable or not a zip of arrays
-            (numpy would otherwise suggest loading it as a pickle).
+        FileNotFoundError: there is no ``path``.
+        ValueError: naming ``path``, when it is unreadable or not a zip of arrays (numpy
+            would otherwise suggest loading it as a pickle).
     """
+    if not Path(path).exists():
+        raise FileNotFoundError(f".npz file not found: {path}")
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, EOFError) as err:

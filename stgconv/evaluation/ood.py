@@ -272,7 +272,8 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     ``"reference_weight"`` and ``"feature_weight"`` (``beta`` and ``gamma`` of the recommended
     score; ``None``, and no ``"reference"`` / ``"features"`` AUROC, for a model without that
     fitted expert), ``"weights_from"`` (``"training data"``: the checkpoint's; ``"inliers"``:
-    set on them, for a checkpoint without its own), ``"n_inliers"``, ``"n_outliers"``,
+    set on them, for a checkpoint without its own; ``None`` for a model with neither expert),
+    ``"n_inliers"``, ``"n_outliers"``,
     ``"seconds"``.
 
     Raises:
@@ -308,7 +309,8 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
                   for score in scores["inliers"]},
         "accuracy": None, "ece": None, "reference_weight": weights["reference"],
         "feature_weight": weights["features"],
-        "weights_from": "training data" if model.weights is not None else "inliers",
+        "weights_from": (None if weights["reference"] is None and weights["features"] is None
+                         else "training data" if model.weights is not None else "inliers"),
         "n_inliers": len(images["inliers"]), "n_outliers": len(images["outliers"]),
     }
     if labels is not None:

@@ -74,13 +74,19 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
             raise ValueError(f"mask {text!r}: {value!r} is not a number") from err
         if not math.isfinite(number):
             raise ValueError(f"mask {text!r}: {value!r} is not a finite number")
-        if kind == "missing_frames":
-            return missing_frames(*shape, fraction=number, generator=generator)
-        if kind == "region":
-            if number != int(number):
-                raise ValueError(f"mask {text!r}: the block side must be a whole number")
-            return occluded_region(*shape, size=int(number), generator=generator)
-        return salt_and_pepper(*shape, fraction=number, generator=generator)
+        try:
+            if kind == "missing_frames":
+                return missing_frames(*shape, fraction=number, generator=generator)
+            if kind == "region":
+                if number != int(number):
+                    raise ValueError("the block side must be a whole number")
+                return occluded_region(*shape, size=int(number), generator=generator)
+            return salt_and_pepper(*shape, fraction=number, generator=generator)
+        except ValueError as err:
+            raise ValueError(f"mask {text!r}: {err}") from err
+    if sep and not Path(text).exists():  # "regoin:8" is a typo more often than a file name
+        raise FileNotFoundError(f"mask file not found: {text} (generated masks are "
+                                f"{', '.join(f'{kind}:...' for kind in MASK_KINDS)})")
     return load_mask(mask)
 
 

@@ -63,7 +63,9 @@ def interpolate(
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
-    """Samples along a path between two noise starts; writes ``interpolation.png``.
+    """Samples along a path between two noise starts of an image model; writes every point to
+    ``interpolation.npy`` (data units, ``(n_points, C, H, W)``) and the row
+    ``interpolation.png``.
 
     A cooperative model (any modality) walks between two latents of its generator instead,
     each ``G(z)`` revised by the model's sampler (:func:`stgconv.cooperative.interpolate`), and
@@ -99,6 +101,8 @@ def interpolate(
     path = shortrun.interpolate(
         energy, _langevin(config), z_start, z_end, n_points=n_points, generator=generator
     )
+    atomic_save_npy(Path(out_dir) / "interpolation.npy",
+                    modality_of(config).to_data(path, config).detach().cpu().numpy())
     return save_image_grid(path, Path(out_dir) / "interpolation.png", nrow=n_points).parent
 
 
