@@ -464,7 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a
         # training run keeps its last checkpoint for --resume.
         print(f"stgconv {args.command}: interrupted; outputs already written are whole "
-              "(train: --resume continues from the last checkpoint, where one was written)", file=sys.stderr)
+              "(train: --resume continues from the last checkpoint, where one was written)",
+              file=sys.stderr)
         return 130
     if launched_rank() == 0:  # under torchrun, one report for the whole run
         written = out if isinstance(out, list) else [] if out is None else [out]

@@ -277,7 +277,8 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     ``"seconds"``.
 
     Raises:
-        ValueError: a missing or unreadable file, no ``x_test``, images of another type or
+        FileNotFoundError: a missing file.
+        ValueError: an unreadable file, no ``x_test``, images of another type or
             shape, no images, labels that do not match the images or the model's classes, or a
             checkpoint that is not a classifier, or inliers too few or too alike to weigh
             the experts.

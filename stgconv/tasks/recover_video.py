@@ -86,7 +86,7 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
             raise ValueError(f"mask {text!r}: {err}") from err
     if sep and not Path(text).exists():  # "regoin:8" is a typo more often than a file name
         raise FileNotFoundError(f"mask file not found: {text} (generated masks are "
-                                f"{', '.join(f'{kind}:...' for kind in MASK_KINDS)})")
+                                f"{', '.join(f'{name}:...' for name in MASK_KINDS)})")
     return load_mask(mask)
 
 
