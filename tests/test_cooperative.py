@@ -386,3 +386,20 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
         assert int(np.argmin(errors)) == 6, errors
     else:
         assert list((tmp_path / "path").glob("interpolation.*"))
+
+
+def test_latent_posterior_weighs_the_residual_by_two_sigma_squared() -> None:
+    # kills C1
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    z = torch.randn(2, 3)
+    target = net(z).detach() + 1.0
+    energy = LatentPosterior(net, target, sigma=0.5)(z)
+    torch.testing.assert_close(energy, 64 / (2 * 0.25) + z.pow(2).sum(1) / 2)
+
+
+def test_generator_widths_are_capped_at_eight_times_width() -> None:
+    # kills G3 (cap 8 -> 4); G4 (leading ReLU) is checked structurally
+    net = ConvGenerator(latent_dim=2, out_shape=(1, 64, 64), width=2)
+    assert net.base == (4, 4) and net.base_channels == 16
+    assert isinstance(net.body[0], torch.nn.ReLU)

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from stgconv.cli import main
+from stgconv.energy.base import ConvNetEnergy
+from stgconv.evaluation.classification import descriptor_features, fit_logistic, stratified_folds
 
 
 @pytest.fixture
@@ -115,3 +118,33 @@ def test_shapes_no_classifier_can_be_measured_on_exit_2(files, tmp_path, capsys,
                  str(path), *args, "--json", str(out), "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_stratified_folds_balance_fold_sizes_across_classes() -> None:
+    # kills K1 (each class restarts at fold 0)
+    fold = stratified_folds(torch.tensor([0, 1, 2, 3]), 2, generator=gen(0))
+    assert torch.bincount(fold, minlength=2).tolist() == [2, 2]
+
+
+def test_fit_logistic_minimises_the_penalised_loss() -> None:
+    # kills K3 (penalty sign flipped): at the optimum the penalised gradient vanishes
+    x = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1])
+    model = fit_logistic(x, y, 2, l2=1.0)
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y) + 0.5 * model.weight.pow(2).sum()
+    loss.backward()
+    assert model.weight.grad.abs().max() < 1e-4 and model.weight.abs().max() < 1.0
+
+
+def test_descriptor_features_never_pool_to_more_cells_than_the_map_has() -> None:
+    # kills K5 (side = cells, up-sampling a 2^3 map to 4^3)
+    torch.manual_seed(0)
+    energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[3, 4, 4, 0], [2, 1, 1, 0]], head="sum",
+                           input_size=(8, 8, 8), reference_sigma=0.5)
+    features = descriptor_features(energy, torch.rand(2, 1, 8, 8, 8, generator=gen(0)), cells=4)
+    assert features.shape == (2, 3 * 2**3)

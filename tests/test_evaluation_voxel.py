@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _tiny import boxes_and_balls
 
 from stgconv.cli import main
+from stgconv.evaluation.voxel import _run_methods, _table, random_known
 
 
 @pytest.fixture
@@ -123,3 +125,19 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "error:" in err and re.search(message, err), (argv, err)
+
+
+def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_finite() -> None:
+    # kills E3 (no clamp) and E4 (0/0 pooled IoU)
+    results, _ = _run_methods({"m": lambda x: x * 3 - 1}, [(torch.rand(1, 1, 4, 4, 4),)])
+    assert results["m"].min() >= 0 and results["m"].max() <= 1
+    empty = torch.zeros(1, 1, 4, 4, 4)
+    table = _table({"m": empty}, empty, None, unit="u", seconds={"m": 0.0})
+    assert table["iou_pooled"]["m"] == 0.0
+
+
+@pytest.mark.parametrize("missing", [0.0, 1.0])
+def test_random_known_refuses_nothing_or_everything_missing(missing: float) -> None:
+    # kills E5
+    with pytest.raises(ValueError, match="missing must be in"):
+        random_known((1, 1, 2, 2, 2), missing)

@@ -200,3 +200,83 @@ def test_bad_initializer_settings_are_named(override: str, message: str) -> None
 def test_bad_recovery_initializer_settings_are_named(override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_config(RECOVERY_CONFIG, ["initializer={}", override])
+
+
+def _voxel_energy(size: int) -> ConvNetEnergy:
+    torch.manual_seed(0)
+    return ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[4, 3, 1, 1]], head="sum",
+                         input_size=(size,) * 3, reference_sigma=0.5)
+
+
+def _initializer_trainer(*, recovery: bool, crop=None, mirror=False, missing=0.7) -> InitializerTrainer:
+    settings = InitializerConfig(factors=(2,), width=4, depth=2, steps=1, batch_size=8,
+                                 lr=0.01, crop=crop, mirror=mirror)
+    data = (torch.rand(8, 1, 8, 8, 8, generator=gen(0)) < 0.4).float()
+    torch.manual_seed(0)
+    init = Initializer(() if recovery else (2,), recovery=recovery, width=4, depth=2)
+    return InitializerTrainer(_voxel_energy(8), init, Langevin(n_steps=1, step_size=0.1, noise_scale=0.0),
+                              data, settings=settings, factor=2, missing=missing,
+                              train=TrainConfig(batch_size=4, lr=0.01), generator=gen(1))
+
+
+def test_initializer_crop_reaches_every_corner_and_takes_all_when_no_larger() -> None:
+    # kills I8 (randint bound off by one): a crop as large as the grid has exactly one corner
+    trainer = _initializer_trainer(recovery=False, crop=4)
+    x = torch.rand(2, 1, 8, 8, 8, generator=gen(2))
+    assert torch.equal(trainer._crop(x, 2), x)
+    trainer = _initializer_trainer(recovery=False, crop=3)
+    starts = {trainer._crop(torch.arange(8.0).expand(1, 1, 8, 8, 8), 2)[0, 0, 0, 0, 0].item()
+              for _ in range(40)}
+    assert starts == {0.0, 2.0}
+
+
+def test_recovery_filler_loss_hides_the_missing_fraction_and_scores_only_it() -> None:
+    # kills I6 (known/hidden swapped) and I9 (BCE over every entry)
+    trainer = _initializer_trainer(recovery=True, missing=0.7)
+    seen = {}
+    real = trainer.initializer.fill_logits
+
+    def spy(observed, known):
+        seen["known"] = known
+        seen["logits"] = real(observed, known)
+        return seen["logits"]
+
+    trainer.initializer.fill_logits = spy
+    x = (torch.rand(8, 1, 8, 8, 8, generator=gen(3)) < 0.4).float()
+    (loss,) = trainer._losses(x)
+    known = seen["known"]
+    assert abs(known.float().mean().item() - 0.3) < 0.05
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(seen["logits"][~known], x[~known])
+    torch.testing.assert_close(loss, expected)
+
+
+def test_initializer_mirror_flips_about_half_the_batches() -> None:
+    # kills I7 (always flipped)
+    trainer = _initializer_trainer(recovery=False, mirror=True)
+    trainer.data = torch.arange(8.0).expand(8, 1, 8, 8, 8).clone()
+    firsts = [trainer._initializer_batch()[0, 0, 0, 0, 0].item() for _ in range(40)]
+    assert 0.0 in firsts and 7.0 in firsts
+
+
+def test_a_trained_filler_still_reads_only_known_entries() -> None:
+    # kills I4 (seen = observed): the zero last layer hides what the inputs carry
+    torch.manual_seed(0)
+    init = Initializer(recovery=True, width=4, depth=2)
+    with torch.no_grad():
+        init.nets["recovery"].last.weight.normal_()
+    shapes = (torch.rand(2, 1, 8, 8, 8, generator=gen(4)) < 0.4).float()
+    known = torch.rand(shapes.shape, generator=gen(5)) >= 0.5
+    garbage = torch.where(known, shapes, torch.full_like(shapes, 7.0))
+    torch.testing.assert_close(init.fill_logits(garbage, known), init.fill_logits(shapes, known))
+
+
+def test_coarse_net_body_is_residual() -> None:
+    # kills I2 (residual connection dropped)
+    torch.manual_seed(0)
+    net = Initializer([2], width=4, depth=3).nets["2"]
+    coarse = torch.rand(1, 9, 3, 3, 3, generator=gen(6))
+    with torch.no_grad():
+        net.last.weight.normal_()
+        h = torch.relu(net.first(coarse))
+        h = h + torch.relu(net.body[0](h))
+        torch.testing.assert_close(net.correction(coarse, 2), depth_to_space(net.last(h), 2))

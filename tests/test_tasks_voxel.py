@@ -25,7 +25,9 @@ from stgconv.energy.base import ConvNetEnergy
 from stgconv.mcmc import Langevin, SuperResolutionStart
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.ops import block_down
-from stgconv.tasks.voxel import recover_batch, super_resolve_batch
+from stgconv.initializer import Initializer
+from stgconv.tasks.voxel import (default_recovery_init, on_model_grid, recover_batch,
+                                 super_resolve_batch)
 from stgconv.train import Trainer
 
 
@@ -230,3 +232,24 @@ def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys)
         err = capsys.readouterr().err
         assert "error:" in err and re.search(message, err), (argv, err)
         assert not (tmp_path / "out" / "recovered.npy").exists()
+
+
+def test_on_model_grid_crops_back_what_it_padded_and_marks_padding_known() -> None:
+    # kills T3 (odd padding cropped one voxel off) and T4 (padding not known)
+    observed = torch.rand(1, 1, 5, 5, 5, generator=gen(7))
+    known = torch.rand(observed.shape, generator=gen(8)) >= 0.5
+    seen = {}
+
+    def identity(o, k):
+        seen["known"] = k
+        return o
+
+    assert torch.equal(on_model_grid(identity, observed, known, 8), observed)
+    assert int((~seen["known"]).sum()) == int((~known).sum())
+
+
+def test_default_recovery_init_prefers_a_recovery_filler() -> None:
+    # kills T7
+    assert default_recovery_init(Initializer(recovery=True, width=4, depth=2)) == "initializer"
+    assert default_recovery_init(Initializer([2], width=4, depth=2)) == "nearest_known"
+    assert default_recovery_init(None) == "nearest_known"
