@@ -149,6 +149,8 @@ def test_generator_start_pairs_each_revision_with_its_latents() -> None:
     with pytest.raises(ValueError, match="not those of the last start"):
         start.keep(x0[:3])
     start.keep(x0 + 1)
+    with pytest.raises(ValueError, match="not those of the last start"):
+        start.keep(x0)  # a second keep for one start would pair the latents twice
     (z, revised), = start.take()
     assert z.shape == (4, 3) and torch.equal(revised, x0 + 1)
     assert start.take() == []

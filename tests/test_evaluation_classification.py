@@ -13,7 +13,8 @@ import torch
 
 from stgconv.cli import main
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.evaluation.classification import descriptor_features, fit_logistic, stratified_folds
+from stgconv.evaluation.classification import (balanced_subset, descriptor_features, fit_logistic,
+                                               stratified_folds, train_test_accuracy)
 
 
 @pytest.fixture
@@ -148,3 +149,20 @@ def test_descriptor_features_never_pool_to_more_cells_than_the_map_has() -> None
                            input_size=(8, 8, 8), reference_sigma=0.5)
     features = descriptor_features(energy, torch.rand(2, 1, 8, 8, 8, generator=gen(0)), cells=4)
     assert features.shape == (2, 3 * 2**3)
+
+
+def test_test_features_are_standardised_with_the_training_statistics() -> None:
+    """Shifting every test feature by the same amount changes the prediction: the test set's
+    own mean would standardise the shift away (a classifier must not see the test set)."""
+    train = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    test = torch.tensor([[-0.5], [0.5]], dtype=torch.float64)
+    assert train_test_accuracy(train, labels, test, torch.tensor([0, 1])) == 1.0
+    assert train_test_accuracy(train, labels, test + 10, torch.tensor([1, 1])) == 1.0
+
+
+def test_a_balanced_subset_is_a_random_draw_of_each_class() -> None:
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    draws = {tuple(balanced_subset(labels, 3, generator=gen(seed)).tolist()) for seed in range(5)}
+    assert len(draws) > 1
+    assert all(sum(index < 10 for index in draw) == 3 for draw in draws)
