@@ -216,7 +216,12 @@ def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys)
     np.save(tmp_path / "none.npy", np.zeros((8, 8, 8), np.uint8))
     np.save(tmp_path / "twos.npy", np.full((8, 8, 8), 2, np.uint8))
     np.save(tmp_path / "big_known.npy", np.eye(20, dtype=np.uint8)[None].repeat(20, 0))
+    np.save(tmp_path / "two.npy", np.zeros((2, 8, 8, 8), np.float32))
+    one_blind = np.zeros((2, 8, 8, 8), np.uint8)
+    one_blind[0, :4] = 1  # the first shape half observed, the second not at all
+    np.save(tmp_path / "one_blind.npy", one_blind)
     cases = [
+        ("two.npy", "one_blind.npy", "no voxel as observed in some shape"),
         ("shape.npy", "known7.npy", "must match"),
         ("shape.npy", "all.npy", "every voxel as observed"),
         ("shape.npy", "none.npy", "no voxel as observed"),
