@@ -4,6 +4,7 @@ to reproduce the revision, resume bit for bit, the config section's checks, and 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -121,10 +122,14 @@ def test_every_generator_step_moves_it_toward_that_steps_revised_samples(
     trainer.proposals.take = recording_take
     for _ in range(5):
         taught.clear()
+        before = copy.deepcopy(trainer.generator_net)
         stats = trainer.step()
         (z, revised), = taught
         assert revised.shape == (4, 1, 8, 8)
         if inference_steps == 0:
+            # The logged error is the mean square of the step's own pairs, before its update.
+            assert stats["generator_mse"] == pytest.approx(
+                (before(z) - revised).pow(2).mean().item())
             after = (trainer.generator_net(z) - revised).pow(2).mean().item()
             assert after < stats["generator_mse"]
     assert {"loss", "e_pos", "e_neg", "generator_mse"} <= set(stats)
