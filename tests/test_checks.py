@@ -5,6 +5,8 @@ argument and its value."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import zipfile
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from stgconv.checks import (
     as_size,
     check_entries,
     check_output,
+    check_cache_version,
     check_voxels,
     reading,
 )
@@ -78,3 +81,22 @@ def test_reading_names_the_damaged_file() -> None:
     with (pytest.raises(ValueError, match=r"cannot read shapes\.npz: the file is damaged .*BadZip"),
           reading("shapes.npz")):
         raise zipfile.BadZipFile("File is not a zip file")
+
+
+def test_check_voxels_refuses_a_4d_batch() -> None:
+    with pytest.raises(ValueError, match=r"x must be voxels .*\(2, 1, 4, 4\)"):
+        check_voxels(torch.zeros(2, 1, 4, 4), "x")
+
+
+@pytest.mark.parametrize("found", [0, 2, None])
+def test_check_cache_version_refuses_any_other_version(found) -> None:
+    with pytest.raises(ValueError, match="rebuild it with prepare.py"):
+        check_cache_version(found, 1, "c.h5", rebuild="prepare.py")
+    check_cache_version(1, 1, "c.h5", rebuild="prepare.py")
+
+
+def test_reading_names_a_truncated_gzip_stream() -> None:
+    data = gzip.compress(b"x" * 1000)[:-8]
+    with pytest.raises(ValueError, match="cannot read a.gz: the file is damaged or truncated"):
+        with reading("a.gz"):
+            gzip.GzipFile(fileobj=io.BytesIO(data)).read()

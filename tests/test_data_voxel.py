@@ -308,3 +308,29 @@ def test_real_chairs_folder_and_beds(shared_data: Path) -> None:
     assert chairs.shape == (2, 1, 32, 32, 32) and 0 < chairs.mean() < 0.5
     beds = load_voxel_shapes(voxel_data / "beds_64_train.npz", max_shapes=4, resolution=64)
     assert beds.shape == (4, 1, 64, 64, 64)
+
+
+def _labelled_npz(path: Path, labels: list[int]) -> Path:
+    """Shapes of one voxel each (4^3) with the given labels, as an .npz of X and y."""
+    grids = np.zeros((len(labels), 4, 4, 4), dtype=np.uint8)
+    for i in range(len(labels)):
+        grids[i, i % 4, 0, 0] = 1
+    np.savez(path, X=grids, y=np.array(labels))
+    return path
+
+
+def test_negative_indices_reach_the_first_shape(tmp_path) -> None:
+    shapes = VoxelShapes(_labelled_npz(tmp_path / "s.npz", [3, 1, 2]))
+    first, label = shapes[-3]
+    assert label == 3 and torch.equal(first, shapes[0][0])
+
+
+def test_labels_past_modelnet10_are_not_given_its_names(tmp_path) -> None:
+    assert VoxelShapes(_labelled_npz(tmp_path / "a.npz", [0, 9])).classes[9] == "toilet"
+    shapes = VoxelShapes(_labelled_npz(tmp_path / "b.npz", [0, 10]))
+    assert shapes.classes is None and not shapes.classes_stored
+
+
+def test_a_label_of_minus_one_in_the_file_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"y must hold N=2 non-negative int labels"):
+        VoxelShapes(_labelled_npz(tmp_path / "m.npz", [0, -1]))

@@ -338,3 +338,35 @@ def test_real_action_mp4(shared_data):
     video = load_video(path, n_frames=12, fps=15, size=(48, 64), channels=1)
     assert video.shape == (1, 12, 48, 64)
     assert video.std() > 0.05
+
+
+def test_folder_start_frame_at_the_end_names_the_frame_count(tmp_path) -> None:
+    for i in range(3):
+        Image.fromarray(np.full((4, 6, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"f{i}.png")
+    assert load_video(tmp_path, start_frame=2).shape == (3, 1, 4, 6)
+    with pytest.raises(ValueError, match="start_frame=3 but .* has only 3 frames"):
+        load_video(tmp_path, start_frame=3)
+
+
+def test_mkv_cut_after_most_of_its_frames_is_still_truncated(tmp_path) -> None:
+    """An mkv announces its length only through its duration (10% slack): one cut at 70%
+    decodes 27 of 40 frames, well short of that."""
+    torch.manual_seed(0)
+    data = save_video(torch.rand(3, 40, 16, 16) * 2 - 1, tmp_path / "full.mkv").read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    with pytest.raises(ValueError, match=r"cut\.mkv is truncated or corrupt: .*announces 40"):
+        load_video(cut)
+
+
+def test_to_uint8_clamps_out_of_range_values() -> None:
+    video = torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0, 3.0]).reshape(1, 1, 2, 3)
+    frames = to_uint8(video)
+    assert frames.shape == (1, 2, 3, 3)
+    np.testing.assert_array_equal(frames[0, ..., 0], [[0, 0, 128], [255, 255, 255]])
+
+
+def test_yuv420p_refuses_an_odd_width_up_front(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"needs even height and width; got H=4, W=5"):
+        save_video(torch.zeros(3, 2, 4, 5), tmp_path / "odd.mp4")
+    assert not (tmp_path / "odd.mp4").exists()

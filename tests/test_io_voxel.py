@@ -478,3 +478,11 @@ def test_real_meshes_match_3d_shapenets_grids(shared_data: Path) -> None:
         reference = X[y == label][index].astype(bool)
         iou = (grid & reference).sum() / (grid | reference).sum()
         assert iou > 0.9, (name, iou)
+
+
+def test_occupancy_below_zero_is_refused(tmp_path) -> None:
+    grid = np.full((4, 4, 4), 0.5, dtype=np.float32)
+    grid[1, 2, 3] = -0.25
+    np.save(tmp_path / "g.npy", grid)
+    with pytest.raises(ValueError, match=r"g\.npy: expected occupancy in \[0, 1\]"):
+        load_voxels(tmp_path / "g.npy", binary=False)

@@ -496,3 +496,35 @@ def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(
         err = capsys.readouterr().err
         assert "chains.init data_gaussian" in err and err.count("\n") == 1, err
         assert not (tmp_path / "out").exists()
+
+
+def test_ood_weights_fall_back_to_the_fit_examples_when_only_one_is_left() -> None:
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(digit_classifier(3, width=8))
+    x = torch.rand(13, 1, 28, 28) * 2 - 1
+    y = torch.arange(13) % 3  # 5, 4, 4: one example left after the fit's 4
+    reference = DataGaussian.fit(x, y, rank=2)
+    features = fit_feature_reference(energy, x, y, rank=2, per_class=4)
+    weights = fit_ood_weights(energy, x, y, reference=reference, feature_reference=features,
+                              per_class=3, fit_per_class=4)
+    its_own = torch.cat([torch.nonzero(y == k)[:3, 0] for k in range(3)])
+    assert weights == score_images(energy, reference, x[its_own], feature_reference=features)[2]
+
+
+def test_micro_batches_average_their_gradients() -> None:
+    """The gradient of a step over k micro-batches is their mean, not their sum."""
+    def grads(batches):
+        torch.manual_seed(0)
+        energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
+        data = torch.rand(6, 1, 4, 4) * 2 - 1
+        labels = torch.tensor([0, 1, 2, 0, 1, 2])
+        trainer = HybridTrainer(
+            energy, Langevin(n_steps=1, step_size=0.1), ReplayBuffer(8, NoiseInit("uniform", 1.0)),
+            data, labels, jem=JEMConfig(px_weight=0.0, pxy_weight=0.0),
+            train=TrainConfig(batch_size=3, lr=0.01), generator=torch.Generator().manual_seed(0))
+        trainer.step(batches)
+        return [p.grad.clone() for p in trainer.energy.parameters()]
+
+    batch = torch.tensor([0, 1, 2])
+    for once, twice in zip(grads([batch]), grads([batch, batch])):
+        torch.testing.assert_close(once, twice)
