@@ -396,7 +396,6 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
 
 
 def test_latent_posterior_weighs_the_residual_by_two_sigma_squared() -> None:
-    # kills C1
     torch.manual_seed(0)
     net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
     z = torch.randn(2, 3)
@@ -406,7 +405,7 @@ def test_latent_posterior_weighs_the_residual_by_two_sigma_squared() -> None:
 
 
 def test_generator_widths_are_capped_at_eight_times_width() -> None:
-    # kills G3 (cap 8 -> 4); G4 (leading ReLU) is checked structurally
+    # 64x64 from width 2: the channels stop at 8 x width; the body starts with its ReLU.
     net = ConvGenerator(latent_dim=2, out_shape=(1, 64, 64), width=2)
     assert net.base == (4, 4) and net.base_channels == 16
     assert isinstance(net.body[0], torch.nn.ReLU)

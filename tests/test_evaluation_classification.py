@@ -126,13 +126,13 @@ def gen(seed: int) -> torch.Generator:
 
 
 def test_stratified_folds_balance_fold_sizes_across_classes() -> None:
-    # kills K1 (each class restarts at fold 0)
+    # Four classes of one example: were each class to start at fold 0, fold 0 would hold all.
     fold = stratified_folds(torch.tensor([0, 1, 2, 3]), 2, generator=gen(0))
     assert torch.bincount(fold, minlength=2).tolist() == [2, 2]
 
 
 def test_fit_logistic_minimises_the_penalised_loss() -> None:
-    # kills K3 (penalty sign flipped): at the optimum the penalised gradient vanishes
+    # At the optimum the gradient of the penalised loss vanishes.
     x = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
     y = torch.tensor([0, 0, 1, 1])
     model = fit_logistic(x, y, 2, l2=1.0)
@@ -143,10 +143,10 @@ def test_fit_logistic_minimises_the_penalised_loss() -> None:
 
 
 def test_descriptor_features_never_pool_to_more_cells_than_the_map_has() -> None:
-    # kills K5 (side = cells, up-sampling a 2^3 map to 4^3)
+    # A 2^3 map asked for 4^3 cells keeps its 2^3 (not up-sampled to more cells than it has).
     torch.manual_seed(0)
-    energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[3, 4, 4, 0], [2, 1, 1, 0]], head="sum",
-                           input_size=(8, 8, 8), reference_sigma=0.5)
+    energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[3, 4, 4, 0], [2, 1, 1, 0]],
+                           head="sum", input_size=(8, 8, 8), reference_sigma=0.5)
     features = descriptor_features(energy, torch.rand(2, 1, 8, 8, 8, generator=gen(0)), cells=4)
     assert features.shape == (2, 3 * 2**3)
 

@@ -128,7 +128,7 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
 
 
 def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_finite() -> None:
-    # kills E3 (no clamp) and E4 (0/0 pooled IoU)
+    # Outputs are clamped to [0, 1]; two empty grids have a pooled IoU of 0, not 0 / 0.
     results, _ = _run_methods({"m": lambda x: x * 3 - 1}, [(torch.rand(1, 1, 4, 4, 4),)])
     assert results["m"].min() >= 0 and results["m"].max() <= 1
     empty = torch.zeros(1, 1, 4, 4, 4)
@@ -138,6 +138,5 @@ def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_finite() -> None:
 
 @pytest.mark.parametrize("missing", [0.0, 1.0])
 def test_random_known_refuses_nothing_or_everything_missing(missing: float) -> None:
-    # kills E5
     with pytest.raises(ValueError, match="missing must be in"):
         random_known((1, 1, 2, 2, 2), missing)

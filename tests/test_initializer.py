@@ -208,19 +208,21 @@ def _voxel_energy(size: int) -> ConvNetEnergy:
                          input_size=(size,) * 3, reference_sigma=0.5)
 
 
-def _initializer_trainer(*, recovery: bool, crop=None, mirror=False, missing=0.7) -> InitializerTrainer:
+def _initializer_trainer(*, recovery: bool, crop: int | None = None, mirror: bool = False,
+                         missing: float = 0.7) -> InitializerTrainer:
     settings = InitializerConfig(factors=(2,), width=4, depth=2, steps=1, batch_size=8,
                                  lr=0.01, crop=crop, mirror=mirror)
     data = (torch.rand(8, 1, 8, 8, 8, generator=gen(0)) < 0.4).float()
     torch.manual_seed(0)
     init = Initializer(() if recovery else (2,), recovery=recovery, width=4, depth=2)
-    return InitializerTrainer(_voxel_energy(8), init, Langevin(n_steps=1, step_size=0.1, noise_scale=0.0),
+    return InitializerTrainer(_voxel_energy(8), init,
+                              Langevin(n_steps=1, step_size=0.1, noise_scale=0.0),
                               data, settings=settings, factor=2, missing=missing,
                               train=TrainConfig(batch_size=4, lr=0.01), generator=gen(1))
 
 
 def test_initializer_crop_reaches_every_corner_and_takes_all_when_no_larger() -> None:
-    # kills I8 (randint bound off by one): a crop as large as the grid has exactly one corner
+    # A crop as large as the grid has one corner; a smaller one reaches both ends.
     trainer = _initializer_trainer(recovery=False, crop=4)
     x = torch.rand(2, 1, 8, 8, 8, generator=gen(2))
     assert torch.equal(trainer._crop(x, 2), x)
@@ -231,7 +233,7 @@ def test_initializer_crop_reaches_every_corner_and_takes_all_when_no_larger() ->
 
 
 def test_recovery_filler_loss_hides_the_missing_fraction_and_scores_only_it() -> None:
-    # kills I6 (known/hidden swapped) and I9 (BCE over every entry)
+    # The filler sees 30% of the entries and is scored on the 70% hidden from it only.
     trainer = _initializer_trainer(recovery=True, missing=0.7)
     seen = {}
     real = trainer.initializer.fill_logits
@@ -246,12 +248,13 @@ def test_recovery_filler_loss_hides_the_missing_fraction_and_scores_only_it() ->
     (loss,) = trainer._losses(x)
     known = seen["known"]
     assert abs(known.float().mean().item() - 0.3) < 0.05
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(seen["logits"][~known], x[~known])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(seen["logits"][~known],
+                                                                    x[~known])
     torch.testing.assert_close(loss, expected)
 
 
 def test_initializer_mirror_flips_about_half_the_batches() -> None:
-    # kills I7 (always flipped)
+    # Mirroring flips some batches, not all.
     trainer = _initializer_trainer(recovery=False, mirror=True)
     trainer.data = torch.arange(8.0).expand(8, 1, 8, 8, 8).clone()
     firsts = [trainer._initializer_batch()[0, 0, 0, 0, 0].item() for _ in range(40)]
@@ -259,7 +262,7 @@ def test_initializer_mirror_flips_about_half_the_batches() -> None:
 
 
 def test_a_trained_filler_still_reads_only_known_entries() -> None:
-    # kills I4 (seen = observed): the zero last layer hides what the inputs carry
+    # A random last layer: an untrained filler's zero last layer would hide what it reads.
     torch.manual_seed(0)
     init = Initializer(recovery=True, width=4, depth=2)
     with torch.no_grad():
@@ -271,7 +274,6 @@ def test_a_trained_filler_still_reads_only_known_entries() -> None:
 
 
 def test_coarse_net_body_is_residual() -> None:
-    # kills I2 (residual connection dropped)
     torch.manual_seed(0)
     net = Initializer([2], width=4, depth=3).nets["2"]
     coarse = torch.rand(1, 9, 3, 3, 3, generator=gen(6))

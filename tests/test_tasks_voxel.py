@@ -240,7 +240,7 @@ def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys)
 
 
 def test_on_model_grid_crops_back_what_it_padded_and_marks_padding_known() -> None:
-    # kills T3 (odd padding cropped one voxel off) and T4 (padding not known)
+    # An odd padding (5 -> 8) is cropped back exactly, and the padding counts as known.
     observed = torch.rand(1, 1, 5, 5, 5, generator=gen(7))
     known = torch.rand(observed.shape, generator=gen(8)) >= 0.5
     seen = {}
@@ -254,7 +254,6 @@ def test_on_model_grid_crops_back_what_it_padded_and_marks_padding_known() -> No
 
 
 def test_default_recovery_init_prefers_a_recovery_filler() -> None:
-    # kills T7
     assert default_recovery_init(Initializer(recovery=True, width=4, depth=2)) == "initializer"
     assert default_recovery_init(Initializer([2], width=4, depth=2)) == "nearest_known"
     assert default_recovery_init(None) == "nearest_known"
