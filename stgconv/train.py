@@ -246,10 +246,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any],
     optimizer.load_state_dict(state)
     for group in optimizer.param_groups:
         group.update(settings)
-    # torch keeps a plain (neither capturable nor fused) Adam's step counts on the host and
-    # reads them there at every update; a checkpoint loaded onto a GPU leaves them on it, one
-    # synchronisation per parameter per step.
-    for group in optimizer.param_groups:
+        # torch keeps a plain (neither capturable nor fused) Adam's step counts on the host
+        # and reads them there at every update; a checkpoint loaded onto a GPU leaves them on
+        # it, one synchronisation per parameter per step.
         if group.get("capturable") or group.get("fused"):
             continue
         for param in group["params"]:
@@ -451,12 +450,12 @@ class Trainer(FitLoop):
             )
         chains = state["chains"].get("chains", state["chains"].get("samples"))
         example = tuple(self.data.shape[1:])
-        if chains is not None and tuple(chains.shape[chains.dim() - len(example):]) != example:
+        held = None if chains is None else tuple(chains.shape[chains.dim() - len(example):])
+        if held is not None and held != example:
             raise ValueError(
-                f"the checkpoint's chains are of shape "
-                f"{tuple(chains.shape[chains.dim() - len(example):])}, this run's examples "
-                f"{example} (another data.size, data.frames or data set than the run's): resume "
-                "with the run's own config.yaml, or train a new run")
+                f"the checkpoint's chains are of shape {held}, this run's examples {example} "
+                "(another data.size, data.frames or data set than the run's): resume with the "
+                "run's own config.yaml, or train a new run")
         self.energy.load_state_dict(state["model"])
         load_optimizer(self.optimizer, state["optimizer"], self.optimizer_settings)
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
