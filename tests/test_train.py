@@ -640,3 +640,40 @@ def test_a_new_run_failing_before_its_first_checkpoint(tmp_path: Path, monkeypat
         task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
     lock = [".lock"] if kept else []  # a folder holding a run keeps its (released) lock file
     assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *lock, "notes.txt"])
+
+
+@pytest.mark.parametrize("before, started, kept", [
+    # folders another command could have made, and a killed run's files kept until the new
+    # run has started
+    (["interpolation/notes.txt", "synthesis/a.txt"], False, ["interpolation", "synthesis"]),
+    (["config.yaml", "observed.png"], False, ["config.yaml", "observed.png"]),
+    (["config.yaml", "observed.png"], True, []),  # replaced: the new run's config goes too
+])
+def test_a_failed_new_run_removes_only_what_it_made(tmp_path: Path, monkeypatch, before,
+                                                   started, kept) -> None:
+    """A new run that fails before its first checkpoint takes its own files with it, never
+    files that were in the folder before it started (with --overwrite, the old run's files go
+    only once the new run has started)."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    for name in before:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("the user's")
+
+    def fails(config, world, folder, *, replace_old_run, **_):
+        if started:
+            replace_old_run()
+        for name in ("tb", "observed.gif", "config.yaml"):
+            if not (folder / name).exists():
+                (folder / name).mkdir() if name == "tb" else (folder / name).write_text("new")
+        raise ValueError("boom")
+
+    monkeypatch.setattr(task, "_fit", fails)
+    with pytest.raises(ValueError, match="boom"):
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]), overwrite=True)
+    lock = [".lock"] if "config.yaml" in kept else []
+    assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *lock]), started
+    for name in before:
+        assert not (out / name).exists() or (out / name).read_text() == "the user's"

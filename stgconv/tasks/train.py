@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -106,16 +106,24 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
     check_output(out, "out_dir")
     with _owned(out):
         remove_temporaries(out)
-        replaced = _check_clear(out, resume=resume, overwrite=overwrite)
+        found = set(_run_files(out))  # files this run did not make
+
+        def replace_old_run() -> None:
+            _remove_run_files(out)
+            found.clear()
+
+        replaces = _check_clear(out, resume=resume, overwrite=overwrite)
         try:
             return _fit(config, world, out, resume=resume, progress=progress,
-                        replaced=replaced)
+                        replace_old_run=replace_old_run if replaces else None)
         except BaseException:
             # A new run that fails before its first checkpoint or sample (a refused input, an
             # early divergence) has made nothing to keep or resume: without its config, observed
-            # data and logs, the folder is as it was. Samples of a longer run stay to be looked at.
+            # data and logs, the folder is as it was. Samples of a longer run stay to be looked
+            # at. Only what this run made goes: not an old run it was to replace but had not
+            # yet started to, nor a file of a run's name the user keeps there.
             if not resume and not (out / FILENAME).exists() and not any(out.glob("samples*")):
-                _remove_run_files(out)
+                _remove(set(_run_files(out)) - found)
             raise
 
 
@@ -177,7 +185,11 @@ def _run_files(out: Path) -> list[Path]:
 
 
 def _remove_run_files(out: Path) -> None:
-    for path in _run_files(out) + [out / name for name in RUN_OUTPUTS if (out / name).exists()]:
+    _remove([*_run_files(out), *(out / name for name in RUN_OUTPUTS if (out / name).exists())])
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -203,7 +215,7 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool) -> bool:
 
 
 def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bool,
-         progress: bool, replaced: bool = False) -> Path:
+         progress: bool, replace_old_run: Callable[[], None] | None = None) -> Path:
     device = world.device if world is not None else resolve_device(config.device)
     main = world is None or world.is_main
     modality = modality_of(config)
@@ -293,8 +305,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
             raise ValueError(f"{out} is already trained to iteration {trainer.iteration} "
                              f"(train.n_iterations = {config.train.n_iterations}): to train on, "
                              "raise it with --set train.n_iterations=N")
-    if replaced:  # the new run has started: the one it replaces goes now, not before
-        _remove_run_files(out)
+    if replace_old_run is not None:  # the new run has started: the old one goes now, not before
+        replace_old_run()
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
     # fails leaves the folder as it was.
     undescribed = main
