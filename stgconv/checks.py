@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from torch import Tensor
 
@@ -92,6 +92,17 @@ def reading(path: str | Path) -> Iterator[None]:
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise ValueError(f"cannot read {path}: the file is damaged or truncated "
                          f"({type(err).__name__}: {err})") from err
+
+
+def npz_array(archive: Any, key: str, path: str | Path) -> Any:
+    """Array ``key`` of the open ``.npz`` ``archive`` (a ``numpy.lib.npyio.NpzFile``), or a
+    ``ValueError`` naming ``path`` and ``key`` where numpy's own ("Object arrays cannot be
+    loaded when allow_pickle=False") names neither: an array of Python objects, never
+    unpickled."""
+    try:
+        return archive[key]
+    except ValueError as err:
+        raise ValueError(f"cannot read array {key!r} of {path}: {err}") from err
 
 
 def check_cache_version(found: object, expected: int, path: str | Path, *, rebuild: str) -> None:

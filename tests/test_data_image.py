@@ -72,6 +72,7 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
     ("other key", "no array 'x_train' \\(it has x_test"),
     ("floats", "must be uint8"),
     ("empty", "holds no images"),
+    ("objects", r"cannot read array 'x_train' of .*bad.npz: Object arrays"),
 ])
 def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.npz"
@@ -86,6 +87,8 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
         np.savez(path, x_test=np.zeros((2, 4, 4), dtype=np.uint8))
     elif content == "floats":
         np.savez(path, x_train=np.zeros((2, 4, 4)))
+    elif content == "objects":  # never unpickled
+        np.savez(path, x_train=np.array([np.zeros((4, 4)), "a digit"], dtype=object))
     else:
         np.savez(path, x_train=np.zeros((0, 4, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match=message):

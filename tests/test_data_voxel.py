@@ -180,6 +180,9 @@ def test_npz_sources(tmp_path: Path) -> None:
 
     np.savez(tmp_path / "soft.npz", X=np.full((2, 4, 4, 4), 0.25, np.float32))
     assert VoxelShapes(tmp_path / "soft.npz")[1][0].max().item() == 0.25
+    np.savez(tmp_path / "objects.npz", X=grids, y=np.array([2, "chair", 1, 9, 2], dtype=object))
+    with pytest.raises(ValueError, match=r"cannot read array 'y' of .*objects.npz: Object"):
+        VoxelShapes(tmp_path / "objects.npz")
     np.savez(tmp_path / "flat.npz", X=np.zeros((2, 4, 5, 4), np.uint8))
     with pytest.raises(ValueError, match="cubic"):
         VoxelShapes(tmp_path / "flat.npz")

@@ -63,6 +63,7 @@ def test_module_experts_are_registered_and_move_with_the_product() -> None:
     ({"experts": [gaussian(0, 1)], "weights": [math.nan]}, "finite and >= 0"),
     ({"experts": [gaussian(0, 1)], "weights": [-1.0]}, "finite and >= 0"),
     ({"experts": [gaussian(0, 1)], "weights": [math.inf]}, "finite and >= 0"),
+    ({"experts": [gaussian(0, 1), gaussian(1, 1)], "weights": [0.0, 0.0]}, "above 0"),
 ])
 def test_bad_products_are_refused(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):

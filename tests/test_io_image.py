@@ -140,6 +140,15 @@ def test_truncated_png(tmp_path: Path) -> None:
         load_image(bad)
 
 
+def test_an_image_too_large_to_decode_is_named(tmp_path: Path, monkeypatch) -> None:
+    """Pillow refuses images of more pixels than its guard allows (about 179 megapixels) by an
+    error of its own, not an OSError; a lower guard stands in for a huge photo here."""
+    path = write_png(tmp_path / "huge.png", ramp(h=64, w=64, channels=3))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ValueError, match=r"cannot read image .*huge\.png: it is too large"):
+        load_image(path)
+
+
 def test_builtin_brick() -> None:
     x = load_image("builtin:brick", channels=1, size=32)
     assert x.shape == (1, 32, 32)
@@ -181,6 +190,15 @@ def test_save_wrong_shape_writes_nothing(tmp_path: Path, shape: tuple[int, ...])
     with pytest.raises(ValueError, match=r"expected images of shape \(B, 1 or 3, H, W\)"):
         save_image_grid(torch.zeros(shape), path)
     assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_save_non_finite_images_writes_nothing(tmp_path: Path, bad: float) -> None:
+    x = torch.zeros(2, 3, 8, 8)
+    x[1, 0, 3, 3] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        save_image_grid(x, tmp_path / "grid.png")
     assert list(tmp_path.iterdir()) == []
 
 

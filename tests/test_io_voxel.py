@@ -180,6 +180,9 @@ def test_up_axis_and_normalize() -> None:
     ("words.off", "OFF\n3 1 0\n0 0 zero\n1 0 0\n0 1 0\n3 0 1 2\n", "cannot parse"),
     # 2 + 4 coordinates: as many as 2 vertices need, but the second line's 4th is no vertex's.
     ("shifted.off", "OFF\n3 1 0\n0 0\n0 1 0 0\n0 1 0\n3 0 1 2\n", "fewer than 3"),
+    # 5 + 3 indices: as many as 2 triangles need, but the second lists only 2 vertices.
+    ("shifted_faces.off", "OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2 3\n3 0 1\n",
+     "n >= 3"),
     ("empty.obj", "# nothing\n", "no faces"),
     ("range.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "out of range"),
     ("bad.obj", "v 0 0\nf 1 2 3\n", "fewer than 3"),

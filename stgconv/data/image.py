@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from stgconv.checks import npz_array
 from stgconv.io.folder import list_files
 from stgconv.io.image import IMAGE_SUFFIXES, load_image, luma
 
@@ -104,7 +105,7 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
     with _npz_archive(path) as archive:
         if key not in archive.files:
             raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
-        images = archive[key]
+        images = npz_array(archive, key, path)
     if images.dtype != np.uint8 or not (
             images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))):
         raise ValueError(f"{path}: {key} must be uint8 (N, H, W) or (N, H, W, 1 or 3), got "
@@ -149,8 +150,9 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
     with _npz_archive(path) as archive:
         if key not in archive.files:
             raise ValueError(f"{path}: no labels {key!r} (it has {', '.join(archive.files)})")
-        labels = archive[key]
-        n_images = len(archive[images]) if images in archive.files else None
+        labels = npz_array(archive, key, path)
+        n_images = (len(npz_array(archive, images, path)) if images in archive.files
+                    else None)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or labels.dtype.kind not in "iu":

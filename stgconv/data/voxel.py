@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from stgconv.checks import as_int, check_cache_version, reading
+from stgconv.checks import as_int, check_cache_version, npz_array, reading
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
@@ -333,9 +333,10 @@ class VoxelShapes(LazyH5, Dataset):
                 if "X" not in archive.files:
                     raise ValueError(f"{self.root} has no array 'X' (it holds {archive.files}); "
                                      f"expected X (N, R, R, R) and optionally y (N,)")
-                array = archive["X"]
-                labels = archive["y"] if "y" in archive.files else None
-                names = archive["categories"] if "categories" in archive.files else None
+                array = npz_array(archive, "X", self.root)
+                labels = npz_array(archive, "y", self.root) if "y" in archive.files else None
+                names = (npz_array(archive, "categories", self.root)
+                         if "categories" in archive.files else None)
         # Integer data must be binary and stays uint8 (4x smaller than float32 in memory).
         binary = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
         self._array = check_grids(array, binary=binary, name=str(self.root))

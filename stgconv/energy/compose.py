@@ -24,8 +24,8 @@ class ProductOfExperts(nn.Module):
     Args:
         experts: energies ``E_i``, each ``(B, *S_i) -> (B,)``; modules among them are
             registered (``.to()`` moves them, ``.parameters()`` lists them).
-        weights: ``w_i`` (default all 1); 0 switches an expert off, a negative weight would
-            make the product improper and is refused.
+        weights: ``w_i`` (default all 1); 0 switches an expert off (not every one), a negative
+            weight would make the product improper and is refused.
         views: ``v_i`` mapping ``x`` to what expert ``i`` reads (a crop, a down-sampling, a
             channel); ``None`` for ``x`` itself.
     """
@@ -42,6 +42,8 @@ class ProductOfExperts(nn.Module):
                              f"{len(weights)} and {len(views)}")
         if any(not (math.isfinite(w) and w >= 0) for w in weights):
             raise ValueError(f"weights must be finite and >= 0, got {weights}")
+        if not any(weights):  # a constant energy: no sampler could move on it
+            raise ValueError(f"at least one weight must be above 0, got {weights}")
         self.experts = list(experts)
         # Registered so that .to(), .parameters() and state_dict() see the modules.
         self.registered = nn.ModuleList(e for e in experts if isinstance(e, nn.Module))

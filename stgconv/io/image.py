@@ -38,6 +38,9 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
             return _eight_bit(ImageOps.exif_transpose(opened))  # a copy, usable once closed
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ValueError(f"cannot read {what} {path}: {err}") from err
+    except Image.DecompressionBombError as err:  # not an OSError: Pillow's guard on pixel count
+        raise ValueError(f"cannot read {what} {path}: it is too large to decode ({err}); "
+                         "resize it first") from err
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
@@ -121,6 +124,8 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     """Write ``(B, C, H, W)`` images in ``[-1, 1]`` as one PNG grid, atomically."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images of shape (B, 1 or 3, H, W), got {tuple(images.shape)}")
+    if not torch.isfinite(images).all():  # else written as grey levels nobody could tell apart
+        raise ValueError("images contain NaN or infinite values; refusing to write them")
     # torchvision takes seconds to import (it loads torch._dynamo); only writing a grid pays.
     from torchvision.utils import make_grid
 

@@ -133,14 +133,13 @@ def _parse_vertices(lines: list[str]) -> np.ndarray:
 
 def _parse_faces(lines: list[str]) -> np.ndarray | list[list[int]]:
     """Triangles as an ``(F, 3)`` array when every face is one, else a list of polygons."""
-    tokens = " ".join(lines).split()
-    if len(tokens) == 4 * len(lines):
-        table = np.array(tokens, dtype=np.int64).reshape(-1, 4)
+    rows = [line.split() for line in lines]  # line by line, as the vertices
+    if all(len(row) == 4 for row in rows):
+        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
         if (table[:, 0] == 3).all():
             return table[:, 1:]
     polygons = []
-    for line in lines:
-        values = line.split()
+    for line, values in zip(lines, rows):
         n = int(values[0])
         polygons.append([int(v) for v in values[1:1 + n]])
         if n < 3 or len(polygons[-1]) != n:
