@@ -14,7 +14,7 @@ from typing import Any, Sequence, get_args
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.checks import check_output, reading
-from stgconv.config import load_config, parse_override, resolve_device
+from stgconv.config import SEED_LIMIT, load_config, parse_override, resolve_device
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
@@ -169,8 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(sub, "recover-shape",
                  help="fill the unobserved voxels of a shape with a trained voxel model")
     p.add_argument("checkpoint", help="a voxel model (checkpoint.pt or its run folder)")
-    p.add_argument("input", help="grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy in [0, 1], "
-                                 "side up to the model's; values at unobserved voxels ignored)")
+    p.add_argument("input", help="grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy in [0, 1] "
+                                 "everywhere, the unobserved voxels' ignored; side up to the "
+                                 "model's)")
     p.add_argument("--known", required=True,
                    help="voxel file of the same shape in {0, 1}: 1 = observed, 0 = to fill")
     p.add_argument("--init", choices=RECOVERY_INITS,
@@ -315,7 +316,7 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    """Refuse an out-of-range count or learning rate, naming the option as typed."""
+    """Refuse an out-of-range count, learning rate or seed, naming the option as typed."""
     for dest, least in LEAST_COUNT.items():
         value = getattr(args, dest, None)
         if dest == "steps" and args.command == "synthesize":
@@ -325,6 +326,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     lr = getattr(args, "lr", None)
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"--seed must be in [0, 2^63 - 2^16), got {seed}")
 
 
 def _run(args: argparse.Namespace) -> Path | list[Path] | None:

@@ -23,6 +23,10 @@ import yaml
 from stgconv.checks import check_entries
 from stgconv.io.atomic import atomic_write_text
 
+# Seeds are below it: torch's generators take 64-bit seeds, and each process of a run adds its
+# rank to the run's.
+SEED_LIMIT = 2**63 - 2**16
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -463,7 +467,7 @@ class ExperimentConfig:
     initializer: InitializerConfig | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.seed < 2**63 - 2**16:  # torch's generators take 64-bit seeds; +rank
+        if not 0 <= self.seed < SEED_LIMIT:
             raise ValueError(f"seed must be in [0, 2^63 - 2^16), got {self.seed}")
         _check_positive("train.n_iterations", self.train.n_iterations)
         _check_sampler("sampler", self.sampler)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -272,6 +273,9 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["fill-prior", "{run}/observed.png", "--frames", "6", "--size", "100000", "--out",
           "{out}"], "a window of 6 frames of 100000x100000 makes a"),
         (["interpolate", "{run}", "--points", "100000000"], "100000000 points makes a"),
+        (["synthesize", "{run}", "--seed", "-5"], "--seed must be in [0, 2^63 - 2^16), got -5"),
+        (["super-resolve", "{run}", "x.npy", "--seed", "99999999999999999999"],
+         "--seed must be in [0, 2^63 - 2^16), got 99999999999999999999"),
     ],
 )
 def test_numbers_out_of_range_are_refused_by_the_option_typed(
@@ -288,6 +292,22 @@ def test_numbers_out_of_range_are_refused_by_the_option_typed(
     assert err.startswith(f"stgconv {args[0]}: error: {message}"), err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists() and sorted(texture_run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("command", ["recover", "eval"])
+def test_recovery_into_a_training_run_is_refused(texture_run: Path, capsys,
+                                                 command: str) -> None:
+    """Recovery writes config.yaml into its folder: into a run's, it would replace the one the
+    run's --resume reads. Refused before the clip is read, the run left as it was."""
+    before = {path: path.read_bytes() for path in texture_run.rglob("*") if path.is_file()}
+    args = [command, *(["recovery"] if command == "eval" else []), "--video",
+            str(texture_run / "observed.png"), "--mask", "region:8", "--out", str(texture_run)]
+    code, _, err = run_main(args, capsys)
+    assert code == 2
+    assert re.search(rf"error: {re.escape(str(texture_run))} holds a training run "
+                     r"\(checkpoint.*replace its config\.yaml", err), err
+    assert {path: path.read_bytes() for path in texture_run.rglob("*")
+            if path.is_file()} == before
 
 
 def test_bad_arguments_exit_2(capsys) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.io import savemat
 from _tiny import boxes_and_balls
 
 from stgconv.baselines.voxel import downsample, nearest_upsample, trilinear_upsample
@@ -189,7 +190,14 @@ def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_pat
     known = (np.random.default_rng(0).random(shapes.shape) >= 0.6).astype(np.uint8)
     np.save(tmp_path / "partial.npy", np.where(known > 0, shapes, 0.5).astype(np.float32))
     np.save(tmp_path / "known.npy", known)
+    np.save(tmp_path / "one.npy", shapes[0])
+    np.save(tmp_path / "one_known.npy", known[0])
     out = tmp_path / "out"
+    assert main(["recover-shape", str(files["run"]), str(tmp_path / "one.npy"), "--known",
+                 str(tmp_path / "one_known.npy"), "--out", str(out), "--device", "cpu"]) == 0
+    assert np.load(out / "recovered.npy").shape == (1, 14, 14, 14)
+    assert (out / "recovered.ply").is_file()
+    # Two shapes into the same folder: no mesh, and the first run's, of another shape, goes.
     assert main(["recover-shape", str(files["run"]), str(tmp_path / "partial.npy"), "--known",
                  str(tmp_path / "known.npy"), "--out", str(out), "--device", "cpu"]) == 0
     recovered = np.load(out / "recovered.npy")
@@ -198,13 +206,6 @@ def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_pat
     assert recovered.min() >= 0 and recovered.max() <= 1
     assert not np.array_equal(recovered[known == 0], np.full((known == 0).sum(), 0.5))
     assert (out / "recovered.png").is_file() and not (out / "recovered.ply").exists()
-    np.save(tmp_path / "one.npy", shapes[0])
-    np.save(tmp_path / "one_known.npy", known[0])
-    assert main(["recover-shape", str(files["run"]), str(tmp_path / "one.npy"), "--known",
-                 str(tmp_path / "one_known.npy"), "--out", str(tmp_path / "one"),
-                 "--device", "cpu"]) == 0
-    assert np.load(tmp_path / "one" / "recovered.npy").shape == (1, 14, 14, 14)
-    assert (tmp_path / "one" / "recovered.ply").is_file()
 
 
 def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
@@ -220,7 +221,9 @@ def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys)
     one_blind = np.zeros((2, 8, 8, 8), np.uint8)
     one_blind[0, :4] = 1  # the first shape half observed, the second not at all
     np.save(tmp_path / "one_blind.npy", one_blind)
+    savemat(tmp_path / "known.mat", {"instance": np.ones((8, 8, 8), np.uint8)})
     cases = [
+        ("shape.npy", "known.mat", r"must both be \.mat files or neither"),
         ("two.npy", "one_blind.npy", "no voxel as observed in some shape"),
         ("shape.npy", "known7.npy", "must match"),
         ("shape.npy", "all.npy", "every voxel as observed"),

@@ -51,6 +51,7 @@ from stgconv.recovery import (
     interpolation_spread,
     recover,
 )
+from stgconv.tasks.train import training_files
 from stgconv.types import Fill
 
 UNIT = "mean absolute error over the missing pixels, 0-255 scale"
@@ -107,12 +108,16 @@ def recover_video(
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
     held-out entries, in the data's [-1, 1] units: x 127.5 for grey levels),
     ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration`` and ``seconds``. With
-    ``out_dir``, writes ``recovered.mp4`` (to watch: an odd height or width gets one white row
+    ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced), writes ``recovered.mp4`` (to watch: an odd height or width gets one white row
     or column, as its codec needs even ones),
     ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1], exact), ``comparison.mp4`` (occluded |
     recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
     """
     device = resolve_device(config.device)
+    if out_dir is not None and (trained := training_files(out_dir)):
+        # Its config.yaml would replace the run's, which the run's --resume reads.
+        raise ValueError(f"{out_dir} holds a training run ({trained[0].name}, ...): recovering "
+                         "into it would replace its config.yaml; write into another folder")
     # Before the clip is read and resized: a mistyped --size would take all memory there.
     check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
     truth = load_video(video, n_frames=frames, size=size).to(device)

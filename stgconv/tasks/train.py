@@ -184,6 +184,12 @@ def _run_files(out: Path) -> list[Path]:
     return sorted({path for pattern in RUN_FILES for path in out.glob(pattern)})
 
 
+def training_files(folder: str | Path) -> list[Path]:
+    """The files in ``folder`` that only a training run writes (checkpoints, observed data,
+    samples, logs): not ``config.yaml``, which other commands write into their folders too."""
+    return [path for path in _run_files(Path(folder)) if path.name != "config.yaml"]
+
+
 def _remove_run_files(out: Path) -> None:
     _remove([*_run_files(out), *(out / name for name in RUN_OUTPUTS if (out / name).exists())])
 

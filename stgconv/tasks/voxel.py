@@ -201,10 +201,11 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
     """Fill the unobserved voxels of one or more shapes with a trained voxel model.
 
     ``source`` is a voxel file (one grid ``(R, R, R)`` or a batch ``(N, R, R, R)``, occupancy in
-    ``[0, 1]``; values at unobserved voxels are ignored) and ``known`` a voxel file of the same
-    shape in {0, 1}, 1 = observed. ``R`` may be smaller than the model's side (zero-padded for
-    it). Writes into ``out_dir``: ``recovered.npy`` (float32 ``(N, R, R, R)`` in ``[0, 1]``,
-    equal to ``source`` at the observed voxels), ``recovered.png`` (observed | ours, up to 4
+    ``[0, 1]`` everywhere; values at unobserved voxels are ignored) and ``known`` a voxel file
+    of the same shape in {0, 1}, 1 = observed, both ``.mat`` or neither. ``R`` may be smaller
+    than the model's side (zero-padded for it). Writes into ``out_dir``: ``recovered.npy``
+    (float32 ``(N, R, R, R)`` in ``[0, 1]``, equal to ``source`` at the observed voxels as
+    :func:`~stgconv.io.voxel.load_voxels` reads it: a ``.mat``'s first two axes swapped), ``recovered.png`` (observed | ours, up to 4
     shapes) and, for one shape, ``recovered.ply`` (its 0.5 iso-surface). ``init`` is the
     chain's start (:func:`recovery_fill`; default :func:`default_recovery_init`).
 
@@ -216,6 +217,10 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
     param = next(energy.parameters())
     initializer = load_initializer(state, checkpoint, device=param.device)
     init = default_recovery_init(initializer) if init is None else init
+    if (Path(source).suffix.lower() == ".mat") != (Path(known).suffix.lower() == ".mat"):
+        raise ValueError(f"{source} and {known} must both be .mat files or neither: a .mat "
+                         "grid is read with its first two axes swapped (stgconv.io.voxel), so "
+                         "a mask in another format would mark other voxels")
     grids = load_voxels(source, binary=False)
     mask = load_voxels(known, binary=True)
     if grids.shape != mask.shape:
@@ -244,8 +249,7 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
         panels += [observed[i], ours[i]]
         titles += ["observed", "stgconv"]
     render_voxels(panels, out / "recovered.png", titles=titles, columns=2)
-    if len(ours) == 1 and (ours[0] > 0.5).any():
-        save_mesh_from_voxels(ours[0], out / "recovered.ply")
+    _save_mesh_of_one(ours, out / "recovered.ply")
     return out
 
 
@@ -258,7 +262,8 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     in ``[0, 1]``, ``d = size / factor``) or a mesh (:data:`~stgconv.io.mesh.MESH_SUFFIXES`),
     voxelized here to a solid ``size^3`` grid and block-averaged to ``d^3``. Writes into
     ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
-    see :func:`super_resolve_batch`; else the chain's occupancy clamped to ``[0, 1]``),
+    see :func:`super_resolve_batch`; else the chain's occupancy clamped to ``[0, 1]``; a
+    ``.mat`` source's in the layout :func:`~stgconv.io.voxel.load_voxels` reads it in),
     ``super_resolved.png`` (input | nearest | ours, up to 4 shapes) and, for one shape,
     ``super_resolved.ply`` (its 0.5 iso-surface).
 
@@ -306,6 +311,15 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
         panels += [low[i], UPSAMPLERS["nearest"](low[i : i + 1], factor)[0], ours[i]]
         titles += [f"input {low_side}^3", "nearest", "stgconv"]
     render_voxels(panels, out / "super_resolved.png", titles=titles, columns=3)
-    if len(ours) == 1 and (ours[0] > 0.5).any():
-        save_mesh_from_voxels(ours[0], out / "super_resolved.ply")
+    _save_mesh_of_one(ours, out / "super_resolved.ply")
     return out
+
+
+def _save_mesh_of_one(grids: Tensor, path: Path) -> None:
+    """The 0.5 iso-surface of ``grids`` ``(N, 1, R, R, R)`` at ``path`` when they are one shape
+    with an occupied voxel. Otherwise no mesh, and an earlier run's there is removed: it would
+    show another shape than the ``.npy`` written beside it."""
+    if len(grids) == 1 and (grids[0] > 0.5).any():
+        save_mesh_from_voxels(grids[0], path)
+    else:
+        path.unlink(missing_ok=True)
