@@ -108,10 +108,11 @@ def recover_video(
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
     held-out entries, in the data's [-1, 1] units: x 127.5 for grey levels),
     ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration`` and ``seconds``. With
-    ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced), writes ``recovered.mp4`` (to watch: an odd height or width gets one white row
-    or column, as its codec needs even ones),
-    ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1], exact), ``comparison.mp4`` (occluded |
-    recovered | ground truth), ``config.yaml`` and ``metrics.json`` there.
+    ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced),
+    writes ``recovered.mp4`` (to watch: an odd height or width gets one white row or column,
+    as its codec needs even ones), ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1],
+    exact), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
+    ``metrics.json`` there.
     """
     device = resolve_device(config.device)
     if out_dir is not None and (trained := training_files(out_dir)):

@@ -205,9 +205,10 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
     of the same shape in {0, 1}, 1 = observed, both ``.mat`` or neither. ``R`` may be smaller
     than the model's side (zero-padded for it). Writes into ``out_dir``: ``recovered.npy``
     (float32 ``(N, R, R, R)`` in ``[0, 1]``, equal to ``source`` at the observed voxels as
-    :func:`~stgconv.io.voxel.load_voxels` reads it: a ``.mat``'s first two axes swapped), ``recovered.png`` (observed | ours, up to 4
-    shapes) and, for one shape, ``recovered.ply`` (its 0.5 iso-surface). ``init`` is the
-    chain's start (:func:`recovery_fill`; default :func:`default_recovery_init`).
+    :func:`~stgconv.io.voxel.load_voxels` reads it: a ``.mat``'s first two axes swapped),
+    ``recovered.png`` (observed | ours, up to 4 shapes) and, for one shape, ``recovered.ply``
+    (its 0.5 iso-surface). ``init`` is the chain's start (:func:`recovery_fill`; default
+    :func:`default_recovery_init`).
 
     Raises:
         ValueError: mismatched or unreadable files, grids larger than the model's, nothing
