@@ -674,6 +674,26 @@ def test_known_entries_correlated_conditional(name: str) -> None:
     assert_within_se(x[:, 0].var(), cond_var, cond_var * math.sqrt(2 / N_CHAINS), f"{name} cond. var")
 
 
+@pytest.mark.parametrize("sampler", [MALA(n_steps=300, step_size=0.5),
+                                     HMC(n_steps=150, step_size=0.4, n_leapfrog=2),
+                                     Langevin(n_steps=300, step_size=0.5)])
+def test_block_means_hold_to_rounding_in_float32_however_long_the_chain(sampler) -> None:
+    """Moves along the constraint's tangent keep block means only up to rounding; unprojected,
+    that rounding adds up over a chain's steps (5 units in the last place after 300 MALA
+    steps at values near 30)."""
+    g = gen(0)
+    low = 30 + torch.randn(64, 1, 2, 2, generator=g)
+    constraint = DownsampleConsistency(low, (2, 2))
+    x0 = 30 + torch.randn(64, 1, 4, 4, generator=g)
+
+    def energy(x: Tensor) -> Tensor:
+        return 0.5 * ((x - 30) ** 2).flatten(1).sum(1)
+
+    x = sampler.run(energy, x0, constraint=constraint, generator=gen(1))
+    ulp = torch.finfo(torch.float32).eps * 32  # one unit in the last place at 32
+    assert (block_down(x, (2, 2)) - low).abs().max() <= 1.5 * ulp
+
+
 @pytest.mark.parametrize("name", list(EXACT_SAMPLERS))
 def test_downsample_consistency_conditional(name: str) -> None:
     # N(mu, s^2 I) given block means equal to low: x = project(mu) + P z with z ~ N(0, s^2 I),

@@ -59,6 +59,8 @@ class HMC:
             bad = torch.zeros_like(start_bad)
             for leap in range(self.n_leapfrog):
                 y = y + eps * p
+                if constraint is not None:  # rounding off the constraint, as in MALA
+                    y = constraint.project(y)
                 e_y, g_y = evaluate_on_constraint(energy, y, constraint)
                 bad = bad | nonfinite_flag(e_y, g_y)
                 p = p - (eps if leap < self.n_leapfrog - 1 else 0.5 * eps) * g_y

@@ -54,6 +54,10 @@ class MALA:
             if constraint is not None:
                 noise = constraint.tangent(noise)
             y = x - half_step * g_x + delta * noise
+            if constraint is not None:
+                # Moves along the tangent keep y on the constraint up to rounding, which would
+                # add up over the steps; projecting removes only that rounding.
+                y = constraint.project(y)
             e_y, g_y = evaluate_on_constraint(energy, y, constraint)
             flags.append(nonfinite_flag(e_y, g_y))
             # Both residuals lie in the tangent space because the gradients were projected.
