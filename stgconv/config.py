@@ -64,7 +64,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """MCMC settings; ``kind`` picks the algorithm, unused fields are ignored by it."""
+    """MCMC settings; ``kind`` picks the algorithm. MALA and HMC read ``n_steps``,
+    ``step_size`` (and HMC ``n_leapfrog``); the Langevin-only temperature, annealing and
+    clipping must stay at their defaults for them, and they leave ``clamp``."""
 
     kind: Literal["langevin", "mala", "hmc"] = "langevin"
     n_steps: int = 20
@@ -87,6 +89,9 @@ class SamplerConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Langevin only: on CUDA, replay the steps as one captured CUDA graph (stgconv.mcmc.graphs).
     cuda_graph: bool = True
+
+
+SAMPLER_DEFAULTS = SamplerConfig()
 
 
 @dataclass(frozen=True)
@@ -577,6 +582,15 @@ def _check_sampler(key: str, sampler: SamplerConfig) -> None:
         if not low < high:
             raise ValueError(f"{key}.clamp must be [low, high] with low < high, or null, got "
                              f"{list(sampler.clamp)}")
+    if sampler.kind != "langevin":
+        # MALA and HMC sample exp(-E) itself: a temperature, annealing or clipping set for them
+        # would be ignored without a word.
+        for name in ("noise_scale", "noise_anneal", "grad_clip"):
+            value, default = getattr(sampler, name), getattr(SAMPLER_DEFAULTS, name)
+            if value != default:
+                raise ValueError(f"{key}.{name} is {value!r}, but applies to Langevin only: "
+                                 f"{key}.kind {sampler.kind!r} samples exp(-E) as it is; "
+                                 f"set {key}.{name}={'null' if default is None else default}")
 
 
 def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
@@ -864,7 +878,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str],
     for text, path, value in typed:
         node = merged
         for part in path[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or null as a saved config.yaml writes it
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ValueError(f"override {text!r}: '{part}' is not a config section")
         node[path[-1]] = value

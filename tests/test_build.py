@@ -214,3 +214,14 @@ def test_task_sampler_takes_the_task_steps_where_set() -> None:
     assert task_sampler(config).n_steps == 40
     assert task_sampler(config, n_steps=3).n_steps == 3
     assert model_sampler(config).n_steps == 20  # training keeps its own chains
+
+
+def test_chain_init_of_a_data_gaussian_carries_the_noise_share() -> None:
+    from stgconv.build import chain_init
+    from stgconv.mcmc import DataGaussian
+
+    data = torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    fitted = DataGaussian.fit(data, rank=1).state_dict()
+    init = chain_init(ChainConfig(init="data_gaussian", init_noise=0.25, init_scale=0.5), fitted)
+    assert isinstance(init, DataGaussian)
+    assert (init.noise, init.noise_scale) == (0.25, 0.5)

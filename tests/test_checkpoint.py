@@ -208,3 +208,14 @@ def test_multigrid_checkpoint_loads_only_as_multigrid(tmp_path: Path) -> None:
     single_path = single.save(tmp_path / "single" / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="load_model"):
         load_multigrid(single_path, device="cpu")
+
+
+def test_save_checkpoint_keeps_no_previous_unless_asked(tmp_path: Path) -> None:
+    from stgconv.checkpoint import previous_path
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"iteration": 1}, path)
+    save_checkpoint({"iteration": 2}, path)
+    assert not previous_path(path).exists()
+    save_checkpoint({"iteration": 3}, path, keep_previous=True)
+    assert load_checkpoint(previous_path(path))["iteration"] == 2

@@ -375,3 +375,50 @@ def test_lr_decay_is_for_single_grid_descriptor_training() -> None:
         load_config(config, ["train.lr_decay=cosine"])
     assert load_config(REPO / "configs" / "voxel" / "recovery_chairs_quick.yaml"
                        ).train.lr_decay == "cosine"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("sampler.clamp=[1, 1]", "sampler.clamp must be"),
+    ("train.energy_l2=-0.1", "train.energy_l2"),
+    ("chains.data_noise=-0.1", "chains.init_scale and chains.data_noise"),
+])
+def test_more_invalid_values(override: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        load_config(None, [override])
+
+
+def test_a_replay_buffer_of_only_fresh_chains_is_a_valid_config() -> None:
+    assert load_config(None, ["chains.buffer_fresh=1.0"]).chains.buffer_fresh == 1.0
+
+
+def test_data_gaussian_init_applies_only_to_noise_persistent_and_buffer_chains() -> None:
+    with pytest.raises(ValueError, match="chains.init 'data_gaussian'"):
+        load_config(None, ["chains.init=data_gaussian", "chains.mode=data"])
+    for mode in ("noise", "persistent", "buffer"):
+        load_config(None, ["chains.init=data_gaussian", f"chains.mode={mode}"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sampler.noise_scale=0", r"sampler.noise_scale is 0\.0, but applies to Langevin only"),
+    ("sampler.noise_anneal=cosine", "set sampler.noise_anneal=none"),
+    ("sampler.grad_clip=1.0", "set sampler.grad_clip=null"),
+])
+@pytest.mark.parametrize("kind", ["mala", "hmc"])
+def test_langevin_settings_are_refused_for_exact_samplers(kind: str, override: str,
+                                                         message: str) -> None:
+    """MALA and HMC sample exp(-E) itself; a temperature, annealing or clipping would be
+    ignored, so it is refused rather than dropped."""
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [f"sampler.kind={kind}", override])
+    assert load_config(None, [f"sampler.kind={kind}"]).sampler.kind == kind
+
+
+def test_an_option_of_a_section_saved_as_null_can_be_set(tmp_path: Path) -> None:
+    """A run's config.yaml writes unused optional sections as null; --set on one of their
+    options works on it as on the defaults."""
+    save_config(ExperimentConfig(), tmp_path / "run.yaml")
+    assert "completion: null" in (tmp_path / "run.yaml").read_text()
+    config = load_config(tmp_path / "run.yaml", ["recovery.completion.n_steps=5"])
+    assert config.recovery.completion.n_steps == 5
+    assert config.recovery.completion == load_config(
+        None, ["recovery.completion.n_steps=5"]).recovery.completion

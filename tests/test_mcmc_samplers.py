@@ -854,3 +854,11 @@ def test_mala_rejects_a_zero_step_size() -> None:
     """Kills ``step_size <= 0`` -> ``< 0`` (only -1.0 was tested)."""
     with pytest.raises(ValueError, match="step_size"):
         MALA(step_size=0.0)
+
+
+def test_diagnostics_average_energy_and_gradient_norm_over_chains() -> None:
+    diag = Diagnostics()
+    diag(StepInfo(0, torch.tensor([1.0, 3.0]), torch.tensor([2.0, 4.0])))
+    diag(StepInfo(1, torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0])))
+    assert diag.mean_energy == [2.0, 0.0]
+    assert diag.mean_grad_norm == [3.0, 0.5]

@@ -508,3 +508,97 @@ def test_a_loaded_replay_buffer_does_not_write_into_the_loaded_tensor() -> None:
     buffer.load_state_dict({"samples": stored, "next": torch.tensor(0)})
     buffer.keep(torch.full((2, 3), 9.0, dtype=torch.float64))
     assert torch.equal(stored, before)
+
+
+def test_replay_buffer_refuses_a_checkpoint_one_sample_over_capacity() -> None:
+    buffer = ReplayBuffer(3, NoiseInit("gaussian", 1.0))
+    with pytest.raises(ValueError, match="holds 4 samples, capacity is 3"):
+        buffer.load_state_dict({"samples": torch.zeros(4, 1, 2, 2), "next": torch.tensor(0)})
+    buffer.load_state_dict({"samples": torch.zeros(3, 1, 2, 2), "next": torch.tensor(0)})
+    assert len(buffer) == 3
+
+
+def test_replay_buffer_refuses_a_batch_of_another_sample_shape() -> None:
+    """Stored (1, 2, 2) samples must not broadcast silently into a (3, 2, 2) batch."""
+    buffer = ReplayBuffer(4, NoiseInit("gaussian", 1.0))
+    buffer.keep(torch.zeros(4, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"samples of shape \(1, 2, 2\), batch has \(3, 2, 2\)"):
+        buffer.start(torch.zeros(2, 3, 2, 2), torch.arange(2), generator=gen(0))
+
+
+def test_persistent_chains_keep_once_per_start() -> None:
+    pc = PersistentChains(3, NoiseInit("gaussian", 1.0))
+    x_pos = torch.zeros(2, 1, 2, 2)
+    pc.start(x_pos, torch.tensor([0, 1]), generator=gen(0))
+    pc.keep(torch.ones(2, 1, 2, 2))
+    with pytest.raises(RuntimeError, match="before start"):
+        pc.keep(torch.ones(2, 1, 2, 2))
+
+
+def test_loaded_persistent_chains_do_not_write_into_the_loaded_tensor() -> None:
+    stored = torch.zeros(3, 1, 1, 2, 2)
+    pc = PersistentChains(3, NoiseInit("gaussian", 1.0))
+    pc.load_state_dict({"chains": stored})
+    pc.start(torch.zeros(1, 1, 2, 2), torch.tensor([1]))
+    pc.keep(torch.full((1, 1, 2, 2), 9.0))
+    assert torch.equal(stored, torch.zeros(3, 1, 1, 2, 2))
+
+
+def test_persistent_chains_draw_their_first_noise_from_the_generator() -> None:
+    x_pos = torch.zeros(2, 1, 2, 2)
+    idx = torch.tensor([0, 1])
+
+    def first(seed: int) -> Tensor:
+        pc = PersistentChains(2, NoiseInit("gaussian", 1.0), chains_per_example=2)
+        return pc.start(x_pos, idx, generator=gen(seed))
+
+    torch.manual_seed(123)
+    a = first(5)
+    torch.manual_seed(456)  # the global RNG must play no part
+    assert torch.equal(a, first(5))
+    assert not torch.equal(a, first(6))
+
+
+def test_recovery_start_constraint_needs_the_start_of_that_same_batch() -> None:
+    x = boxes_and_balls(3, 8)
+    start = RecoveryStart(0.5, nearest_known_fill)
+    start.start(x, torch.arange(3), generator=gen(0))
+    with pytest.raises(RuntimeError, match=r"start\(\) of the same batch"):
+        start.constraint(x[:1])
+    start.constraint(x)
+    start.keep(x)
+    with pytest.raises(RuntimeError, match=r"start\(\) of the same batch"):
+        start.constraint(x)
+
+
+def test_super_resolution_start_upsamples_linearly_by_default() -> None:
+    from stgconv.mcmc import SuperResolutionStart
+    from stgconv.ops import BLOCK_UPSAMPLERS, block_down
+
+    x_pos = torch.rand(2, 1, 4, 4, 4, generator=gen(0))
+    low = block_down(x_pos, (2, 2, 2))
+    x0 = SuperResolutionStart((2, 2, 2)).start(x_pos, torch.arange(2))
+    torch.testing.assert_close(x0, BLOCK_UPSAMPLERS["linear"](low, (2, 2, 2)))
+    assert not torch.allclose(x0, BLOCK_UPSAMPLERS["nearest"](low, (2, 2, 2)))
+
+
+def test_data_plus_noise_without_noise_is_a_copy() -> None:
+    x = torch.zeros(2, 3)
+    data_plus_noise(x, std=0.0).add_(1.0)
+    assert torch.equal(x, torch.zeros(2, 3))
+
+
+def test_data_gaussian_fit_residual_is_the_unbiased_variance_per_dimension() -> None:
+    """With rank 0 the isotropic variance is the unbiased total variance over the dimensions."""
+    data = torch.tensor([[0.0, 1.0], [2.0, 1.0], [4.0, 4.0]], dtype=F64)
+    fit = DataGaussian.fit(data, rank=0)
+    torch.testing.assert_close(fit.residual_std[0] ** 2, data.var(0, unbiased=True).sum() / 2)
+
+
+def test_data_gaussian_class_draws_use_the_component_of_that_class() -> None:
+    """component_classes need not be sorted: component k belongs to class component_classes[k]."""
+    means = torch.tensor([[10.0], [-10.0]])
+    g = DataGaussian(means, torch.zeros(2, 0, 1), torch.zeros(2), torch.tensor([0.5, 0.5]),
+                     component_classes=torch.tensor([1, 0]))
+    x = g.sample((2, 1), classes=torch.tensor([0, 1]), generator=gen(0))
+    assert x.flatten().tolist() == [-10.0, 10.0]

@@ -677,3 +677,20 @@ def test_a_failed_new_run_removes_only_what_it_made(tmp_path: Path, monkeypatch,
     assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *lock]), started
     for name in before:
         assert not (out / name).exists() or (out / name).read_text() == "the user's"
+
+
+def test_a_huge_negative_statistic_is_divergence() -> None:
+    trainer = make_trainer("noise")
+    with pytest.raises(DivergenceError, match="e_neg"):
+        trainer.check_divergence({"loss": 0.0, "e_neg": -1e30})
+    trainer.check_divergence({"loss": 0.0, "e_neg": -1e3})
+
+
+def test_a_resumed_trainer_knows_which_checkpoint_holds_its_last_good_model(
+        tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    make_trainer("noise").fit(2, checkpoint_path=path, progress=False)
+    second = make_trainer("noise", init_seed=7)
+    assert second.saved_iteration is None
+    second.resume(path)
+    assert second.saved_iteration == 2

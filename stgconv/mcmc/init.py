@@ -54,10 +54,11 @@ class DataGaussian:
     labels are given: JEM++'s informative initialisation (Yang & Ji, ICCV 2021), which starts
     short chains near the data instead of in uniform noise that a few steps cannot leave.
 
-    Each component ``k`` is the maximum-likelihood probabilistic PCA of its examples (a class,
-    or one k-means cluster of a class): their mean, ``rank`` leading principal directions, and
-    one isotropic standard deviation for the variance they leave out (which the kept directions
-    carry too). A draw is ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
+    Each component ``k`` is the probabilistic PCA of its examples (a class, or one k-means
+    cluster of a class; Tipping & Bishop's maximum-likelihood solution applied to the unbiased
+    sample covariance, divided by ``n - 1``): their mean, ``rank`` leading principal
+    directions, and one isotropic standard deviation for the variance they leave out (which the
+    kept directions carry too). A draw is ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
 
     Args:
         means: ``(K, *S)`` component means.
@@ -150,7 +151,7 @@ class DataGaussian:
             isotropic = variances[kept:].sum() / (dims - kept)
             means.append(mean)
             # The isotropic noise adds to the kept directions too, so they keep the rest of
-            # their variance (the maximum-likelihood PPCA fit, Tipping & Bishop 1999).
+            # their variance (the PPCA solution of Tipping & Bishop 1999).
             factor = directions[:kept] * (variances[:kept, None] - isotropic).clamp(min=0).sqrt()
             factors.append(torch.cat([factor, factor.new_zeros(r - kept, dims)]))
             residual.append(isotropic.sqrt())
