@@ -58,7 +58,8 @@ class DataGaussian:
     cluster of a class; Tipping & Bishop's maximum-likelihood solution applied to the unbiased
     sample covariance, divided by ``n - 1``): their mean, ``rank`` leading principal
     directions, and one isotropic standard deviation for the variance they leave out (which the
-    kept directions carry too). A draw is ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
+    kept directions carry too). A draw is
+    ``mean[k] + sum_i factors[k, i] * z_i + residual_std[k] * eps``.
 
     Args:
         means: ``(K, *S)`` component means.
