@@ -22,8 +22,8 @@ Then each model samples ``--samples`` examples (video: 4 clips) through ``stgcon
 with 0, 5, 10, 20, 50, 100 and 200 Langevin steps (``--steps``) from its own start: the
 cooperative model from its generator's ``G(z)``, the descriptor from the start its config
 trains with (digits: fresh uniform noise, and also the stored replay buffer; animals: a real
-image's mean colour; fire_pot: the chains' init). A descriptor chain needs at least one step,
-so its 0-step row is its start, scored directly. Quality against the training data:
+image's mean colour; fire_pot: the chains' init). A descriptor chain needs at least one step:
+it has no 0-step row. Quality against the training data:
 
 - digits: :mod:`bench.digits`'s score (classifier-feature Frechet distance to test digits, the
   class histogram's entropy, spread, filter statistics);
@@ -144,7 +144,9 @@ class Scorer:
             with torch.no_grad():
                 self.accuracy = (self.classifier(self.test_images).argmax(1) == test_labels
                                  ).float().mean().item()
-                self.test_features = self.classifier.features(self.test_images[:n_test // 2])
+                compared, self.other_test_images = digits.test_halves(self.test_images,
+                                                                      n_test // 2)
+                self.test_features = self.classifier.features(compared)
             self.data_spread = quality.spread(self.train_images)
 
     def __call__(self, samples: torch.Tensor) -> dict[str, Any]:
@@ -160,9 +162,8 @@ class Scorer:
         """What real data score: other test digits; the other half of the animals; the fire
         clip's next frames."""
         if self.classifier is not None:
-            half = len(self.test_images) // 2
             return [{"method": "reference: other test digits",
-                     **self(self.test_images[half:half + n_samples])}]
+                     **self(self.other_test_images[:n_samples])}]
         if self.modality == "image":
             half = len(self.data) // 2
             return [{"method": "reference: data first half vs second half",

@@ -13,8 +13,8 @@ MNIST's training digits and checked on the test split; then, for the samples of 
 - ``filter_stats_distance``: the appearance statistics of :mod:`stgconv.evaluation.quality`
   against the training digits.
 
-Reference rows: 1,000 other test digits (what real digits score) and the chains' start (uniform
-noise). Run from the repository root after training ``configs/image/mnist_quick.yaml``::
+Reference rows: 1,000 other test digits (what real digits score; the samples are compared
+with another random 1,000) and the chains' start (the model's configured start). Run from the repository root after training ``configs/image/mnist_quick.yaml``::
 
     python -m bench.digits --run runs/mnist_quick --json digits.json
     python -m bench.digits --quick                       # smoke run on generated digits
@@ -107,6 +107,15 @@ def load_split(path: Path, split: str, n: int) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
+def test_halves(images: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Two disjoint fixed random sets of ``size`` of ``images`` ``(N, ...)``: the test digits
+    samples are compared with, and the "other test digits" scored against them as a reference.
+    Random, not in file order: MNIST's test file holds one group of writers in its first 5,000
+    digits and another in the rest, and the two halves of a sorted subset differ by that."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    return images[order[:size]], images[order[size:2 * size]]
+
+
 def quick_digits(folder: Path) -> Path:
     """Generated stand-in digits (a bar at a class-dependent angle, of random thickness and
     offset, under faint pixel noise, so that a class's examples differ in every direction, as
@@ -192,8 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = train_classifier(train_images, train_labels, epochs=args.epochs, seed=args.seed)
         with torch.no_grad():
             accuracy = (model(test_images).argmax(1) == test_labels).float().mean().item()
-            half = len(test_images) // 2
-            test_features = model.features(test_images[:half])
+            compared, others = test_halves(test_images, len(test_images) // 2)
+            test_features = model.features(compared)
         classifier_s = time.perf_counter() - started
         started = time.perf_counter()
         out = synthesize(run, work / "samples", n_samples=args.samples, n_steps=args.steps,
@@ -204,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_name, start = chain_starts(run, args.samples, seed=args.seed)
         rows = [score(name, images, model, test_features, train_images, data_spread)
                 for name, images in (("stgconv samples", samples),
-                                     ("reference: other test digits", test_images[half:]),
+                                     ("reference: other test digits", others),
                                      (f"reference: chain start ({start_name})", start))]
     for row in rows:
         row.update({"classifier_test_accuracy": accuracy, "classifier_s": classifier_s,

@@ -52,7 +52,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.digits import chain_starts, load_split, quick_digits, score, train_classifier
+from bench.digits import (chain_starts, load_split, quick_digits, score, test_halves,
+                          train_classifier)
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation import quality
@@ -429,13 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             judge_accuracy = float((judge(test_images).argmax(1) == test_labels).double().mean())
             # As bench/digits.py: 1000 test digits to compare with, 1000 others as a reference.
             half = min(1000, len(test_images) // 2)
-            test_features = judge.features(test_images[shuffled[:half]])
+            compared, others = test_halves(test_images, half)
+            test_features = judge.features(compared)
         judge_s = time.process_time() - started
         sample_row, samples = sample_rows(
             runs["jem"], work, per_class=args.per_class, steps=args.steps, start=args.start,
             seed=args.seed, judge=judge, test_features=test_features,
             train_images=train_images, data_spread=quality.spread(train_images))
-        reference = score("reference: other test digits", test_images[shuffled[half:2 * half]],
+        reference = score("reference: other test digits", others,
                           judge, test_features, train_images, quality.spread(train_images))
         starts = start_row(runs["jem"], per_class=args.per_class, seed=args.seed, judge=judge,
                            test_features=test_features, train_images=train_images,
@@ -465,10 +467,12 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
         train = "-" if row["train_cpu_s"] is None else f"{row['train_cpu_s']:.0f}"
         lines.append(f"{row['model']:<7}{row['accuracy']:>10.4f}{row['ece']:>9.4f}"
                      f"{row['mean_confidence']:>12.4f}{train:>13}{row['seconds']:>7.1f}")
+    weights_from = ", ".join(f"{row['model']}'s from {row['weights_from']}"
+                             for row in table("classification"))
     lines += ["", "# OOD AUROC, MNIST test digits vs each set ('stgconv' = -E(x) + beta log "
               "q(x) + gamma log r(phi(x)), the recommended score of eval ood; 'energy' = -E(x) "
               "alone; 'q' = the Gaussians fitted to the digits alone; 'r' = those fitted to the "
-              "network's features alone; '-' = not fitted)"]
+              f"network's features alone; '-' = not fitted); beta and gamma: {weights_from}"]
     columns = [(model, score) for model in MODELS for score in OOD_SCORES]
     short = {"stgconv": "stgconv", "energy": "energy", "reference": "q", "features": "r",
              "max_softmax": "maxsoft"}

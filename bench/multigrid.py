@@ -74,12 +74,16 @@ METHODS = ("multi-grid", "single-grid")
 
 
 def single_grid(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` with only its finest grid modelled, whose chain gets every grid's steps."""
+    """``config`` with only its finest grid modelled, whose chain gets every grid's steps, in
+    training and at use (``task_steps``) alike."""
     multigrid = config.multigrid
     assert multigrid is not None
-    steps = sum((grid.sampler or config.sampler).n_steps for grid in multigrid.grids)
+    samplers = [grid.sampler or config.sampler for grid in multigrid.grids]
+    steps = sum(sampler.n_steps for sampler in samplers)
+    task_steps = (None if all(sampler.task_steps is None for sampler in samplers)
+                  else sum(sampler.task_steps or sampler.n_steps for sampler in samplers))
     finest = multigrid.grids[-1]
-    finest = replace(finest, sampler=replace(finest.sampler or config.sampler, n_steps=steps))
+    finest = replace(finest, sampler=replace(samplers[-1], n_steps=steps, task_steps=task_steps))
     return replace(config, name=config.name + "_single",
                    multigrid=replace(multigrid, grids=(finest,)))
 
@@ -248,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modality", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--work", default="runs/multigrid_bench", help="run folders go here")
-    parser.add_argument("--samples", type=int, default=32, help="samples per method (video: 4)")
+    parser.add_argument("--samples", type=common.count(2), default=32, help="samples per method (video: 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="which models to train and sample")

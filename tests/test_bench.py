@@ -244,6 +244,31 @@ def test_multigrid_bench_quick_compares_at_equal_gradient_evaluations(tmp_path, 
     assert "train_time_ratio_single_over_multi" not in single
 
 
+def test_single_grid_chains_take_every_grids_steps_at_use_too(bench_module):
+    from stgconv.config import load_config
+
+    single_grid = bench_module("multigrid.py")["single_grid"]
+    config = load_config(ROOT / "configs/image/multigrid_animals_quick.yaml")
+    steps = [(grid.sampler or config.sampler).n_steps for grid in config.multigrid.grids]
+    plain = single_grid(config).multigrid.grids[0].sampler
+    assert (plain.n_steps, plain.task_steps) == (sum(steps), None)
+    used = single_grid(load_config(ROOT / "configs/image/multigrid_animals_quick.yaml",
+                                   ["sampler.task_steps=50"])).multigrid.grids[0].sampler
+    assert (used.n_steps, used.task_steps) == (sum(steps), 50 * len(steps))
+
+
+def test_digit_references_are_random_halves_not_the_files_order(bench_module):
+    """MNIST's test file holds one group of writers in its first half and another in the
+    second: the compared digits and the reference digits are drawn at random from the whole."""
+    test_halves = bench_module("digits.py")["test_halves"]
+    compared, others = test_halves(torch.arange(1000), 300)
+    assert len(compared) == len(others) == 300
+    assert not set(compared.tolist()) & set(others.tolist())
+    for half in (compared, others):
+        assert 0.3 < (half < 500).float().mean() < 0.7
+    assert torch.equal(test_halves(torch.arange(1000), 300)[0], compared)
+
+
 def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main):
     # One plain and one torchrun launch (2 Gloo processes), then the growth series: ~20 s on
     # 2 cores, most of it the launches' torch imports.
@@ -303,6 +328,7 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("rbm.py", ["--samples", "{file}"], r"--samples: .* is a file, not a folder"),
     ("coop.py", ["--budget", "0"], r"--budget must be a positive number of seconds, got 0"),
     ("coop.py", ["--samples", "1"], r"--samples: must be >= 2, got 1"),
+    ("multigrid.py", ["--samples", "1"], r"--samples: must be >= 2, got 1"),
     ("jem.py", ["--eps", "2"], r"--eps must be in \(0, 1\], got 2"),
     ("jem.py", ["--outliers", "5"], r"--outliers: must be >= 10"),
     ("jem.py", ["--grid", "{file}/grid.png"], r"--grid: the folder .* does not exist"),
