@@ -14,7 +14,8 @@ MNIST's training digits and checked on the test split; then, for the samples of 
   against the training digits.
 
 Reference rows: 1,000 other test digits (what real digits score; the samples are compared
-with another random 1,000) and the chains' start (the model's configured start). Run from the repository root after training ``configs/image/mnist_quick.yaml``::
+with another random 1,000) and the chains' start (the model's configured start). Run from the
+repository root after training ``configs/image/mnist_quick.yaml``::
 
     python -m bench.digits --run runs/mnist_quick --json digits.json
     python -m bench.digits --quick                       # smoke run on generated digits

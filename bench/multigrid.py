@@ -252,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modality", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--work", default="runs/multigrid_bench", help="run folders go here")
-    parser.add_argument("--samples", type=common.count(2), default=32, help="samples per method (video: 4)")
+    parser.add_argument("--samples", type=common.count(2), default=32,
+                        help="samples per method (video: 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="which models to train and sample")
