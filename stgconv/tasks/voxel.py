@@ -214,14 +214,14 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
         ValueError: mismatched or unreadable files, grids larger than the model's, nothing
             observed or nothing to recover.
     """
-    energy, config, state = load_voxel_model(checkpoint, device=device)
-    param = next(energy.parameters())
-    initializer = load_initializer(state, checkpoint, device=param.device)
-    init = default_recovery_init(initializer) if init is None else init
     if (Path(source).suffix.lower() == ".mat") != (Path(known).suffix.lower() == ".mat"):
         raise ValueError(f"{source} and {known} must both be .mat files or neither: a .mat "
                          "grid is read with its first two axes swapped (stgconv.io.voxel), so "
                          "a mask in another format would mark other voxels")
+    energy, config, state = load_voxel_model(checkpoint, device=device)
+    param = next(energy.parameters())
+    initializer = load_initializer(state, checkpoint, device=param.device)
+    init = default_recovery_init(initializer) if init is None else init
     grids = load_voxels(source, binary=False)
     mask = load_voxels(known, binary=True)
     if grids.shape != mask.shape:
