@@ -14,7 +14,14 @@ from typing import Any, Sequence, get_args
 from stgconv import tasks
 from stgconv.checkpoint import CheckpointError
 from stgconv.checks import check_output, reading
-from stgconv.config import SEED_LIMIT, load_config, parse_override, resolve_device
+from stgconv.config import (
+    SEED_LIMIT,
+    ExperimentConfig,
+    config_to_dict,
+    load_config,
+    parse_override,
+    resolve_device,
+)
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
@@ -82,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the config's)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run folder's checkpoint (without a config file: "
-                        "with the run's own config.yaml)")
+                        "with the run's own config.yaml; a config file must match it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the run folder (its files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -295,7 +302,49 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
     out = Path(args.out if args.out is not None else
                given[-1] if given else load_config().out_dir)
     saved = out / "config.yaml"
+    if not saved.is_file() and (out / "checkpoint.pt").is_file():
+        # The defaults would train the run on other data, or refuse it for another network.
+        raise FileNotFoundError(f"{saved} not found: --resume without a config file reads the "
+                                "run's own; give the run's config file")
     return saved if saved.is_file() else None
+
+
+def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,
+                          values: dict[str, str]) -> None:
+    """Refuse ``train CONFIG --resume`` where CONFIG differs from the run's own config.yaml:
+    the run's ``--data`` and ``--set`` values, kept only there, would be silently replaced."""
+    saved = Path(config.out_dir) / "config.yaml"
+    if not saved.is_file():
+        return
+    run, given = (_dotted(config_to_dict(load_config(path, args.overrides, values)))
+                  for path in (saved, args.config))
+    if given.get("data.mean") == "auto":  # the run's config.yaml holds the mean it learnt
+        run.pop("data.mean", None), given.pop("data.mean")
+    differing = [key for key in sorted(run.keys() | given.keys()) if run.get(key) != given.get(key)
+                 # Where the run lives and what it runs on may change between sessions; a
+                 # net's channels and input size are filled in from the data.
+                 and key not in ("out_dir", "device")
+                 and not key.endswith(("model.in_channels", "model.image_size"))]
+    if differing:
+        shown = "; ".join(f"{key}: {run.get(key)!r} in the run, {given.get(key)!r} in CONFIG"
+                          for key in differing[:4])
+        more = f" and {len(differing) - 4} more" if len(differing) > 4 else ""
+        raise ValueError(f"{args.config} is not the run's config ({saved}): {shown}{more}; "
+                         "resume without CONFIG to continue the run as it was configured "
+                         "(--set KEY=VALUE changes a setting)")
+
+
+def _dotted(data: dict, prefix: str = "") -> dict[str, object]:
+    """A nested config dict as ``{"train.lr": 0.01, "multigrid.grids.0.size": 4, ...}``."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            value = dict(enumerate(value))
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _recovery_config(args: argparse.Namespace):
@@ -346,6 +395,8 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         values = {key: value for key, value in (("data.path", args.data), ("out_dir", args.out),
                                                 ("device", args.device)) if value is not None}
         config = load_config(_train_config(args), args.overrides, values)
+        if args.resume and args.config is not None:
+            _check_resumed_config(config, args, values)
         return tasks.train(config, resume=args.resume, overwrite=args.overwrite,
                            progress=not args.quiet)
     if args.command == "synthesize":

@@ -944,7 +944,22 @@ def _inherit_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """Write ``config`` as YAML that :func:`load_config` reads back to the same config."""
+    data = _own_grid_samplers(config_to_dict(config))
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _own_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
+    """Each grid's ``sampler`` reduced to the keys where it differs from the shared section
+    (the inverse of :func:`_inherit_grid_samplers`): a grid saved whole would pin the shared
+    values it inherited, and a resumed run's ``--set sampler.step_size=...`` would not reach it."""
+    multigrid, shared = data.get("multigrid"), data["sampler"]
+    if multigrid is None:
+        return data
+    grids = [{**grid, "sampler": {key: value for key, value in grid["sampler"].items()
+                                  if shared.get(key) != value}}
+             if grid["sampler"] is not None else grid for grid in multigrid["grids"]]
+    return {**data, "multigrid": {**multigrid, "grids": grids}}
 
 
 def resolve_device(name: str) -> torch.device:

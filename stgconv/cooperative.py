@@ -147,7 +147,8 @@ class CooperativeTrainer(CompanionTrainer):
         super().__init__(energy, sampler, self.proposals, data, train=train, generator=generator,
                          config=config, world=world)
         self.generator_net = generator_net
-        self.companion = Companion("generator", generator_net, lr=cooperative.lr,
+        self.companion = Companion("generator", generator_net, lr_setting="cooperative.lr",
+                                   lr=cooperative.lr,
                                    betas=tuple(cooperative.betas),
                                    missing="the checkpoint holds no generator: it is not a "
                                            "cooperative run")

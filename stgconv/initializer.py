@@ -322,7 +322,8 @@ class InitializerTrainer(CompanionTrainer):
         self.missing = missing
         super().__init__(energy, sampler, start, data, train=train, generator=generator,
                          config=config, world=world)
-        self.companion = Companion("initializer", initializer, lr=settings.lr,
+        self.companion = Companion("initializer", initializer, lr_setting="initializer.lr",
+                                   lr=settings.lr,
                                    missing="the checkpoint holds no initializer: it was trained "
                                            "without an initializer section")
 

@@ -49,9 +49,18 @@ MAX_ABS_WEIGHT = 1e6
 MAX_ABS_ENERGY = 1e20
 
 
+# What to change when the descriptor's training diverges.
+DESCRIPTOR_ADVICE = "lower train.lr or sampler.step_size"
+
+
 class DivergenceError(FloatingPointError):
     """Training diverged: a loss, mean energy or weight is non-finite or past its bound
-    (:data:`MAX_ABS_ENERGY`, :data:`MAX_ABS_WEIGHT`)."""
+    (:data:`MAX_ABS_ENERGY`, :data:`MAX_ABS_WEIGHT`). ``advice`` says what setting to change
+    (``None``: the descriptor's learning rate or step size)."""
+
+    def __init__(self, message: str, *, advice: str | None = None) -> None:
+        super().__init__(message)
+        self.advice = advice
 
 
 class FitLoop:
@@ -71,10 +80,6 @@ class FitLoop:
         raise NotImplementedError
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def parameters(self) -> list[Tensor]:
-        """Every trained weight tensor."""
         raise NotImplementedError
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
@@ -126,11 +131,19 @@ class FitLoop:
             if not abs(value) <= MAX_ABS_ENERGY:  # NaN too
                 raise DivergenceError(f"training diverged at iteration {self.iteration}: {key} is "
                                       f"{value:.3g}, past the bound of {MAX_ABS_ENERGY:.0e}")
+        named = self.named_parameters()
         with torch.no_grad():
-            largest = torch.stack([p.detach().abs().max() for p in self.parameters()]).max().item()
+            sizes = torch.stack([p.detach().abs().max() for _, p in named])
+        largest = sizes.max().item()  # one synchronisation a step; NaN if any weight is
         if not largest <= MAX_ABS_WEIGHT:
-            raise DivergenceError(f"training diverged at iteration {self.iteration}: a weight is "
-                                  f"{largest:.3g}, past the bound of {MAX_ABS_WEIGHT:.0e}")
+            name = named[int(sizes.nan_to_num(nan=math.inf).argmax())][0]
+            raise DivergenceError(f"training diverged at iteration {self.iteration}: weight "
+                                  f"{name} is {largest:.4g}, past the bound of "
+                                  f"{MAX_ABS_WEIGHT:.0e}", advice=self.advice_for(name))
+
+    def advice_for(self, weight: str) -> str:
+        """What to change when ``weight`` (a name of :meth:`named_parameters`) diverges."""
+        return DESCRIPTOR_ADVICE
 
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
         """The last step's data and samples (``(B, *S)`` each) with the energy of each, where
@@ -185,7 +198,10 @@ class FitLoop:
             # tensorboard takes a second to import; only runs that log pay for it.
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(log_dir))
+            # A resumed run hides what a killed one logged after its checkpoint: those
+            # iterations are taken again, and TensorBoard would show two curves over them.
+            writer = SummaryWriter(str(log_dir), purge_step=self.iteration + 1
+                                   if self.iteration > 0 else None)
         history = []
         bar = tqdm(total=n_iterations, initial=self.iteration, disable=not progress, desc="train")
         try:
@@ -227,14 +243,15 @@ class FitLoop:
             saved = self.saved_iteration
             kept = ("no checkpoint was written" if checkpoint_path is None or saved is None
                     else f"{checkpoint_path} keeps iteration {saved}, the last good model")
-            raise DivergenceError(f"{err}; {kept} (lower train.lr or sampler.step_size)"
-                                  ) from None
+            advice = err.advice or DESCRIPTOR_ADVICE
+            raise DivergenceError(f"{err}; {kept} ({advice})", advice=advice) from None
 
 
 def cosine_lr(lr: float, iteration: int, n_iterations: int) -> float:
     """The cosine schedule's rate for ``iteration`` of ``n_iterations``, ``lr * (1 + cos(pi *
     iteration / n_iterations)) / 2``: from the iteration count, so a resumed run continues the
-    same schedule."""
+    same schedule (a run resumed with a larger ``n_iterations`` follows the schedule stretched
+    to it, so its rate rises again)."""
     return lr * 0.5 * (1 + math.cos(math.pi * iteration / n_iterations))
 
 
@@ -265,13 +282,17 @@ class Companion:
     Args:
         name: the keys' prefix, and what messages call the network.
         net: the network; its ``config`` (plain data) must rebuild it.
+        lr_setting: the config key of its learning rate, which a divergence of its weights
+            names.
         missing: the message of a resume from a checkpoint that holds no such network.
         adam: Adam's settings (``lr``, ``betas``); a resumed run keeps these, not the
             checkpoint's, as :class:`Trainer` does.
     """
 
-    def __init__(self, name: str, net: torch.nn.Module, *, missing: str, **adam: Any) -> None:
+    def __init__(self, name: str, net: torch.nn.Module, *, lr_setting: str, missing: str,
+                 **adam: Any) -> None:
         self.name, self.net, self.missing, self.settings = name, net, missing, adam
+        self.lr_setting = lr_setting
         self.optimizer = torch.optim.Adam(net.parameters(), **adam)
 
     def state_dict(self) -> dict[str, Any]:
@@ -456,20 +477,19 @@ class Trainer(FitLoop):
                 f"the checkpoint's chains are of shape {held}, this run's examples {example} "
                 "(another data.size, data.frames or data set than the run's): resume with the "
                 "run's own config.yaml, or train a new run")
-        self.energy.load_state_dict(state["model"])
-        load_optimizer(self.optimizer, state["optimizer"], self.optimizer_settings)
+        # The chains first: they check their count against this run's examples and change
+        # nothing when they refuse, so a refused resume leaves the weights as they were.
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
         self.chains.load_state_dict(shard_chain_state(state["chains"], self.world,
                                                       capacity=capacity))
+        self.energy.load_state_dict(state["model"])
+        load_optimizer(self.optimizer, state["optimizer"], self.optimizer_settings)
         if random_state:
             take_generator(self.generator, state, self.world)
         self.iteration = int(state["iteration"])
 
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
         return [(self.energy, x) for x in (self.last_data, self.last_samples) if x is not None]
-
-    def parameters(self) -> list[Tensor]:
-        return list(self.energy.parameters())
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return list(self.energy.named_parameters())
@@ -494,11 +514,13 @@ class CompanionTrainer(Trainer):
         super().load_state_dict(state)
         self.companion.load_state_dict(state)
 
-    def parameters(self) -> list[Tensor]:
-        return [*self.energy.parameters(), *self.companion.net.parameters()]
-
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return [*self.energy.named_parameters(), *self.companion.named_parameters()]
+
+    def advice_for(self, weight: str) -> str:
+        if weight.startswith(f"{self.companion.name}/"):
+            return f"lower {self.companion.lr_setting}"
+        return super().advice_for(weight)
 
 
 class MultiGridTrainer(FitLoop):
@@ -618,9 +640,6 @@ class MultiGridTrainer(FitLoop):
 
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
         return [probe for trainer in self.trainers for probe in trainer.probes()]
-
-    def parameters(self) -> list[Tensor]:
-        return [p for trainer in self.trainers for p in trainer.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return [(f"grid{k}/{name}", p) for k, trainer in enumerate(self.trainers, start=1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from _tiny import SR_CONFIG
 from _tiny import TINY as VOXEL_TINY
 from PIL import Image
@@ -114,6 +115,39 @@ def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> No
                                f"out_dir={run}", "--resume", "--quiet"], capsys)
     assert code == 0, err
     assert load_checkpoint(run)["iteration"] == 5
+    # A run whose config.yaml is gone is not resumed from the defaults.
+    (run / "config.yaml").unlink()
+    code, out, err = run_main(["train", "--set", "train.n_iterations=6", "--out", str(run),
+                               "--resume", "--quiet"], capsys)
+    assert code == 2 and "config.yaml not found: --resume without a config file" in err, err
+    assert load_checkpoint(run)["iteration"] == 5
+
+
+def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tmp_path: Path,
+                                                           capsys) -> None:
+    """`train CONFIG --resume`: a run's --data and --set values live only in its config.yaml,
+    so a CONFIG that differs from it would silently continue the run on other settings; it is
+    refused, naming what differs, and the same settings resume as before."""
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    settings = {"data": {"path": "builtin:brick", "size": 32},
+                "model": {"layers": [[8, 5, 2], [8, 3, 1]]}, "sampler": {"n_steps": 3},
+                "chains": {"chains_per_example": 2}, "train": {"n_iterations": 2}, "device": "cpu"}
+    config = tmp_path / "tiny.yaml"
+    changed = {**settings, "sampler": {"n_steps": 5}, "train": {"n_iterations": 2, "lr": 0.5}}
+    config.write_text(yaml.safe_dump(changed))
+    before = (run / "checkpoint.pt").read_bytes()
+    code, _, err = run_main(["train", str(config), "--set", "train.n_iterations=3", "--resume",
+                             "--out", str(run), "--quiet"], capsys)
+    assert code == 2, err
+    assert "is not the run's config" in err and "sampler.n_steps: 3 in the run, 5 in CONFIG" in err
+    assert "train.lr: 0.01 in the run, 0.5 in CONFIG" in err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    config.write_text(yaml.safe_dump(settings))
+    code, _, err = run_main(["train", str(config), "--set", "train.n_iterations=3", "--resume",
+                             "--out", str(run), "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
 
 
 def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:

@@ -351,18 +351,39 @@ def test_bad_multigrid_config_exits_2_naming_the_problem(tmp_path: Path, capsys,
         load_config(config)
 
 
-def test_grid_sampler_overrides_the_experiment_sampler_key_by_key(tmp_path: Path) -> None:
+def grid_sampler_config(tmp_path: Path) -> Path:
+    """A two-grid voxel config whose coarse grid sets only its own chain length."""
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({
         "data": {"kind": "voxels", "size": 8},
         "sampler": {"step_size": 0.1, "clamp": [0.0, 1.0], "n_steps": 20},
         "multigrid": {"grids": [{"size": 4, "sampler": {"n_steps": 5}}, {"size": 8}]},
     }))
+    return path
+
+
+def test_grid_sampler_overrides_the_experiment_sampler_key_by_key(tmp_path: Path) -> None:
+    path = grid_sampler_config(tmp_path)
     config = load_config(path)
     coarse, fine = config.multigrid.grids
     assert coarse.sampler.n_steps == 5
     assert (coarse.sampler.step_size, coarse.sampler.clamp) == (0.1, (0.0, 1.0))
     assert fine.sampler is None  # the experiment's section as is
+
+
+def test_a_saved_multigrid_config_inherits_a_later_shared_sampler_change(tmp_path: Path) -> None:
+    """A run's config.yaml keeps only what each grid set itself: resumed with
+    --set sampler.step_size (the divergence advice), every grid takes the new step size, as
+    when the run was first configured."""
+    path = grid_sampler_config(tmp_path)
+    config = load_config(path)
+    save_config(config, tmp_path / "run.yaml")
+    assert load_config(tmp_path / "run.yaml") == config
+    first = load_config(path, ["sampler.step_size=0.01"])
+    resumed = load_config(tmp_path / "run.yaml", ["sampler.step_size=0.01"])
+    assert resumed == first
+    assert resumed.multigrid.grids[0].sampler.step_size == 0.01
+    assert resumed.multigrid.grids[0].sampler.n_steps == 5
 
 
 def test_a_grid_no_finer_than_the_one_below_is_refused() -> None:

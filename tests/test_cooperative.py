@@ -30,6 +30,7 @@ from stgconv.energy import image_energy
 from stgconv.energy.video import video_energy
 from stgconv.generator import ConvGenerator, stage_plan
 from stgconv.mcmc import Langevin
+from stgconv.train import DivergenceError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,6 +229,15 @@ def test_a_resume_uses_its_own_generator_learning_rate(tmp_path: Path) -> None:
     second = make_trainer(lr=0.0005)
     second.resume(tmp_path / "checkpoint.pt")
     assert [g["lr"] for g in second.generator_optimizer.param_groups] == [0.0005]
+
+
+def test_a_diverged_generator_weight_is_named_with_its_own_learning_rate() -> None:
+    """The divergence message names the weight and the setting that moves it: for the
+    generator that is cooperative.lr, not the descriptor's train.lr."""
+    trainer = make_trainer(lr=1e30)  # Adam's first step moves every generator weight by ~lr
+    with pytest.raises(DivergenceError, match=r"weight generator/\S+ is 1e\+30, past the bound "
+                                              r"of 1e\+06; no checkpoint .*\(lower cooperative\.lr\)$"):
+        trainer.fit(1, progress=False)
 
 
 def test_interpolation_runs_from_one_latent_to_the_other() -> None:

@@ -285,14 +285,42 @@ def test_fit_writes_periodic_checkpoints(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint_previous.pt"]
 
 
+def test_a_resumed_run_logs_each_iteration_once(tmp_path: Path) -> None:
+    """Iterations a killed run logged after its last checkpoint are taken again on resume;
+    TensorBoard shows the resumed run's values for them, not both."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def kill_at_3(trainer: Trainer, _: dict) -> None:
+        if trainer.iteration == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer("persistent").fit(4, checkpoint_path=tmp_path / "checkpoint.pt",
+                                       checkpoint_every=2, log_dir=tmp_path / "tb",
+                                       on_iteration=kill_at_3, progress=False)
+    resumed = make_trainer("persistent", lr=0.001)
+    resumed.resume(tmp_path / "checkpoint.pt")
+    history = resumed.fit(4, log_dir=tmp_path / "tb", progress=False)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert [step for step, _ in logged] == [1, 2, 3, 4]
+    assert [value for _, value in logged[2:]] == pytest.approx([s["loss"] for s in history])
+
+
 def test_resume_rejects_chains_of_another_run(tmp_path: Path) -> None:
+    """Chains of another count are refused, and the refusal changes nothing: a caller who
+    catches it and trains on must not train from the checkpoint's weights and moments."""
     trainer = make_trainer("persistent")
     trainer.fit(1, progress=False)
     trainer.save(tmp_path / "checkpoint.pt")
     other = make_trainer("persistent")
     other.chains = PersistentChains(3, NoiseInit(), chains_per_example=4)
+    before = [p.clone() for p in other.energy.parameters()]
     with pytest.raises(ValueError, match="expected \\(3, 4, ...\\)"):
         other.resume(tmp_path / "checkpoint.pt")
+    assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
+    assert not other.optimizer.state and other.iteration == 0
 
 
 @pytest.mark.parametrize("mode", ["persistent", "buffer"])
@@ -371,7 +399,8 @@ def test_multigrid_divergence_is_caught_on_every_grid(tmp_path: Path) -> None:
     trainer = make_multigrid_trainer()
     for group in trainer.trainers[0].optimizer.param_groups:  # the coarsest grid only
         group["lr"] = 1e30
-    with pytest.raises(DivergenceError, match="iteration 1: a weight is .*no checkpoint was written"):
+    with pytest.raises(DivergenceError, match=r"iteration 1: weight grid1/\S+ is 1e\+30, .*no "
+                                              r"checkpoint was written"):
         trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
 

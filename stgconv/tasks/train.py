@@ -310,7 +310,9 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
             # Else the run would "train" no iteration and rewrite its samples as if it had.
             raise ValueError(f"{out} is already trained to iteration {trainer.iteration} "
                              f"(train.n_iterations = {config.train.n_iterations}): to train on, "
-                             "raise it with --set train.n_iterations=N")
+                             "raise it with --set train.n_iterations=N (a cosine "
+                             "train.lr_decay is then stretched over the new N: its rate rises "
+                             "again)")
     if replace_old_run is not None:  # the new run has started: the old one goes now, not before
         replace_old_run()
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
