@@ -364,6 +364,27 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
     return check_output((run if run.is_dir() else run.parent) / name, "output folder")
 
 
+# Each command's output options (argparse dests) as typed.
+OUTPUT_OPTIONS = {"out": "--out", "prior_path": "--out", "json_path": "--json",
+                  "tensorboard": "--tensorboard"}
+
+
+def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
+    """Refuse an output path that is one of the command's input files: it would be replaced
+    once the work is done, and the input lost."""
+    inputs = [value for dest, given in vars(args).items() if dest not in OUTPUT_OPTIONS
+              for value in (given if isinstance(given, list) else [given])
+              if isinstance(value, str) and Path(value).is_file()]
+    for dest, option in OUTPUT_OPTIONS.items():
+        out = getattr(args, dest, None)
+        if out is None or not Path(out).exists():
+            continue
+        for path in inputs:
+            if Path(out).samefile(path):
+                raise ValueError(f"{option} {out} is the input {path}: writing it would replace "
+                                 "it; write elsewhere")
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     """Refuse an out-of-range count, learning rate or seed, naming the option as typed."""
     for dest, least in LEAST_COUNT.items():
@@ -390,6 +411,7 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         check_output(args.json_path, "--json", folder=False)
     if getattr(args, "tensorboard", None) is not None:
         check_output(args.tensorboard, "--tensorboard")
+    _check_outputs_spare_inputs(args)
     if args.command == "train":
         # Paths as typed: as YAML, "--out 2024" was a number and "--out 'run #2'" wrote to run.
         values = {key: value for key, value in (("data.path", args.data), ("out_dir", args.out),

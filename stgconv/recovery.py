@@ -323,10 +323,11 @@ def _checked(completion: CompletionChain, observed: Tensor) -> CompletionChain:
 
 
 def _start(constraint: KnownEntries, init: Tensor, observed: Tensor) -> Tensor:
-    """The first completion ``(1, C, *S)``: ``init`` with the visible entries projected in."""
+    """The first completion ``(1, C, *S)``: ``init`` in ``observed``'s dtype and device, with
+    the visible entries projected in."""
     if init.shape != observed.shape:
         raise ValueError(f"init {tuple(init.shape)} must match observed {tuple(observed.shape)}")
-    completion = constraint.project(init.unsqueeze(0).clone())
+    completion = constraint.project(init.to(observed).unsqueeze(0).clone())
     if not torch.isfinite(completion).all():
         raise ValueError("init has NaN or infinite values at missing entries")
     return completion

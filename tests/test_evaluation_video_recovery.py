@@ -45,6 +45,9 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
                                     "neighbour_average", "motion_compensated"}
     assert all(np.isfinite(e) and e >= 0 for e in table["errors"].values())
     assert table["missing_fraction"] == pytest.approx(0.5)
+    # The config as run: the clip's frames, size and colour, not the config file's.
+    assert (table["config"]["data"]["frames"], table["config"]["data"]["size"]) == (12, 32)
+    assert table["config"]["model"]["in_channels"] == 3
     printed = capsys.readouterr().out
     assert "temporal_interpolation" in printed
     assert f"wrote {out}, {tmp_path / 'tb'}" in printed  # every output the run wrote
@@ -60,8 +63,27 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     assert (image.width, image.height) == (4 * 32, 32)
 
 
+@pytest.mark.parametrize("command", [
+    ["fill-prior", "{clip}", "--out", "{clip}"],
+    ["eval", "recovery", "--video", "{clip}", "--mask", "{mask}", "--json", "{mask}"],
+    ["eval", "recovery", "--video", "{clip}", "--mask", "region:8", "--json", "{clip}"],
+], ids=["fill-prior", "eval-mask", "eval-video"])
+def test_an_output_that_is_an_input_is_refused(clip, tmp_path, capsys, command):
+    """The input would be replaced once the work is done (a prior written over the clip, the
+    table over the mask): refused first, both files left as they were."""
+    mask = tmp_path / "mask.npy"
+    np.save(mask, np.zeros((12, 32, 32), dtype=bool))
+    before = {path: path.read_bytes() for path in (clip, mask)}
+    args = [a.replace("{clip}", str(clip)).replace("{mask}", str(mask)) for a in command]
+    assert main([*args, *TINY[:4]]) == 2
+    err = capsys.readouterr().err
+    assert "is the input" in err and "writing it would replace it" in err, err
+    assert {path: path.read_bytes() for path in (clip, mask)} == before
+
+
 def test_recover_writes_clips_and_metrics(clip, tmp_path):
     out = tmp_path / "run"
+    (out / "tb").mkdir(parents=True)  # an earlier run's --tensorboard: no training run's
     assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out), *TINY]) == 0
     assert {"recovered.mp4", "recovered.npy", "comparison.mp4", "metrics.json",
             "config.yaml"} <= {p.name for p in out.iterdir()}
@@ -110,8 +132,15 @@ def test_a_still_clip_is_recovered_not_refused(tmp_path):
 def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     mat = tmp_path / "mask.mat"  # the shared masks' layout (H, W, T, C), 1 = missing
     scipy.io.savemat(mat, {"masks": np.zeros((150, 150, 70, 3), np.uint8)})
+    # Masks that would broadcast over the 12 frames of 32x32: another experiment's, refused.
+    column, frame = tmp_path / "column.npy", tmp_path / "frame.npy"
+    np.save(column, np.ones((12, 32, 1), np.uint8))
+    np.save(frame, np.ones((1, 32, 32), np.uint8))
     cases = [
         (["--video", str(clip), "--mask", str(mat)], "(H, W, T, C) read as (C, T, H, W)"),
+        (["--video", str(clip), "--mask", str(column)], "is (1, 12, 32, 1), the clip (T, H, W) "
+                                                        "(12, 32, 32): a mask file must have"),
+        (["--video", str(clip), "--mask", str(frame)], "is (1, 1, 32, 32), the clip"),
         (["--video", str(tmp_path / "nope.mp4"), "--mask", "region:8"], "nope.mp4"),
         (["--video", str(clip), "--mask", "region:x"], "not a number"),
         (["--video", str(clip), "--mask", "missing_frames:0.5", "--set", "model.archx=1"], "archx"),

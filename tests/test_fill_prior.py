@@ -79,7 +79,7 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
         ([str(clips[0]), "--out", str(prior), *SMALL, "--set", "recovery.learned.widht=3"],
          "widht"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", str(wrong_size)],
-         "does not match video"),
+         "a mask file must have the clip's frames and size (windows of --frames 6"),
     ]
     for args, message in cases:
         assert main(["fill-prior", *args]) == 2

@@ -142,6 +142,22 @@ def test_step_scale_zero_entries_never_move(name: str) -> None:
     assert not torch.equal(result.recovered[missing & ~frozen], init[missing & ~frozen])
 
 
+def test_an_init_of_another_dtype_starts_as_its_copy_in_the_clips() -> None:
+    """A float64 classical fill for a float32 clip starts the same chains as its float32 copy
+    (it was a dtype error inside the ConvNet)."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    observed = torch.where(known, truth, 0.0)
+    init = torch.where(known, observed, 0.1)
+
+    def run(start: torch.Tensor) -> torch.Tensor:
+        return recover(tiny_energy(), Langevin(n_steps=2, step_size=0.1, clamp=(-1, 1)),
+                       observed, known, init=start, train=TrainConfig(n_iterations=2),
+                       average_last=1, n_chains=1, generator=gen(2)).recovered
+
+    assert torch.equal(run(init.double()), run(init))
+
+
 def test_holdout_is_restored_and_selects_the_start_when_nothing_beats_it() -> None:
     """A start that is exact on the held-out entries cannot be beaten there: the result is the
     start itself (``selected_iteration == -1``), with every observed entry in place."""

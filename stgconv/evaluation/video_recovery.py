@@ -74,7 +74,7 @@ def eval_recovery(
             "biharmonic": "spatial, per frame; a frame with no observed pixel (a missing-frame "
             "mask) has nothing to inpaint from and falls back to temporal interpolation",
         },
-        "config": config_to_dict(config),
+        "config": config_to_dict(report["config"]),
     }
     if tensorboard is not None:
         occluded = torch.where(known, truth, torch.full_like(truth, -1.0))

@@ -88,7 +88,13 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     if sep and not Path(text).exists():  # "regoin:8" is a typo more often than a file name
         raise FileNotFoundError(f"mask file not found: {text} (generated masks are "
                                 f"{', '.join(f'{name}:...' for name in MASK_KINDS)})")
-    return load_mask(mask)
+    known = load_mask(mask)
+    if tuple(known.shape[1:]) != tuple(shape):
+        # Not broadcast: a (T, H, 1) or (1, H, W) file is another experiment's mask.
+        read = "" if text.lower().endswith(".npy") else " (its (H, W, T, C) read as (C, T, H, W))"
+        raise ValueError(f"mask file {text} is {tuple(known.shape)}{read}, the clip (T, H, W) "
+                         f"{tuple(shape)}: a mask file must have the clip's frames and size")
+    return known
 
 
 def recover_video(
@@ -107,7 +113,8 @@ def recover_video(
     starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
     the fill the holdout chose; ``holdout_errors``: each candidate's mean absolute error on the
     held-out entries, in the data's [-1, 1] units: x 127.5 for grey levels),
-    ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration`` and ``seconds``. With
+    ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration``, ``seconds`` and
+    ``config`` (as run: the clip's channels, frames and size, the model built for them). With
     ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced),
     writes ``recovered.mp4`` (to watch: an odd height or width gets one white row or column,
     as its codec needs even ones), ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1],
@@ -139,10 +146,11 @@ def recover_video(
         "error": missing_mae_255(result.recovered, truth, known),
         "init_error": missing_mae_255(init, truth, known), "start": start,
         "selected_iteration": result.selected_iteration, "seconds": seconds,
+        "config": _as_run(config, truth),
     }
     if out_dir is not None:
-        ran = replace(_as_run(config, truth), out_dir=str(out_dir))
-        _save(out_dir, ran, report, result, video=video, mask=mask)
+        _save(out_dir, replace(report["config"], out_dir=str(out_dir)), report, result,
+              video=video, mask=mask)
     return report
 
 

@@ -186,8 +186,9 @@ def _run_files(out: Path) -> list[Path]:
 
 def training_files(folder: str | Path) -> list[Path]:
     """The files in ``folder`` that only a training run writes (checkpoints, observed data,
-    samples, logs): not ``config.yaml``, which other commands write into their folders too."""
-    return [path for path in _run_files(Path(folder)) if path.name != "config.yaml"]
+    samples): not ``config.yaml`` or ``tb/``, which other commands write into their folders
+    too (``eval recovery --out D --tensorboard D/tb``)."""
+    return [path for path in _run_files(Path(folder)) if path.name not in ("config.yaml", "tb")]
 
 
 def _remove_run_files(out: Path) -> None:
