@@ -335,7 +335,10 @@ def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
                  "--size", "8"],
                 [str(video_dir), str(tmp_path / "a.txt"), "--frames", "4", "--size", "8"],
                 [str(video_dir), str(tmp_path / "a.h5"), "--frames", "99", "--size", "8"],
-                [str(video_dir), str(tmp_path / "a.h5"), "--frames", "0", "--size", "8"]):
+                [str(video_dir), str(tmp_path / "a.h5"), "--frames", "0", "--size", "8"],
+                # a rate a file cannot store (it was a ZeroDivisionError traceback)
+                [str(video_dir), str(tmp_path / "a.h5"), "--frames", "4", "--size", "8",
+                 "--fps", "1e-7"]):
         assert prepare.main(bad) == 2
         assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "a.h5").exists() and leftovers(tmp_path) == []

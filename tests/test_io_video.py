@@ -359,6 +359,63 @@ def test_mkv_cut_after_most_of_its_frames_is_still_truncated(tmp_path) -> None:
         load_video(cut)
 
 
+@pytest.mark.parametrize("fps", [1e-7, float("inf"), float("nan"), 0, True])
+def test_a_frame_rate_no_file_can_store_is_refused(ramp_file, tmp_path, fps) -> None:
+    """Reading and writing refuse it alike (it was a ZeroDivisionError or OverflowError, or
+    a file silently written at 24 fps)."""
+    message = r"fps must be a finite number of at least 1e-6 frames per second"
+    with pytest.raises(ValueError, match=message):
+        load_video(ramp_file, fps=fps)
+    with pytest.raises(ValueError, match=message):
+        save_video(torch.zeros(3, 2, 4, 4), tmp_path / "out.mkv", fps=fps)
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_a_gif_faster_than_its_delays_can_say_is_refused(tmp_path) -> None:
+    """GIF delays are hundredths of a second: at 240 fps a viewer plays ~10 fps."""
+    with pytest.raises(ValueError, match=r"a GIF plays at most 100 frames per second"):
+        save_video(torch.zeros(3, 2, 4, 4), tmp_path / "fast.gif", fps=240)
+    save_video(torch.zeros(3, 2, 4, 4), tmp_path / "ok.gif", fps=100)
+
+
+def _write_mp4(path: Path, n_frames: int, *, shift: int = 0, **options: str) -> Path:
+    """``n_frames`` random 16x16 frames as MPEG-4 at 25 fps, timestamps moved ``shift`` frames
+    earlier: frames before 0 are then outside the file's edit list, as in a trimmed MP4."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+                                             format="rgb24") for _ in range(n_frames)]
+        for frame in [*frames, None]:
+            for packet in stream.encode(frame):
+                packet.pts -= shift
+                packet.dts -= shift
+                container.mux(packet)
+    return path
+
+
+def test_a_trimmed_mp4_reads_as_the_frames_it_shows(tmp_path) -> None:
+    """A trimmed MP4 (``ffmpeg -ss ... -c copy``, a phone's trim) keeps the cut frames in its
+    index and hides them by its edit list: whole, read as the 40 frames it shows (it was
+    refused as truncated, its index announcing 50)."""
+    path = _write_mp4(tmp_path / "trimmed.mp4", 50, shift=10)
+    assert load_video(path).shape == (3, 40, 16, 16)
+
+
+def test_an_mp4_with_its_index_first_cut_short_is_truncated(tmp_path) -> None:
+    """With the index at the front (``movflags=faststart``, as streamed files have it), a cut
+    file still announces its full length, and its last frame ends long before it."""
+    data = _write_mp4(tmp_path / "full.mp4", 40, movflags="faststart").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(ValueError, match=r"cut\.mp4 is truncated or corrupt: .*announces 40"):
+        load_video(cut)
+
+
 def test_to_uint8_clamps_out_of_range_values() -> None:
     video = torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0, 3.0]).reshape(1, 1, 2, 3)
     frames = to_uint8(video)

@@ -150,6 +150,19 @@ def test_voxel_samples_keep_every_shape_and_grids_are_arrays(tmp_path: Path) -> 
     assert not (tmp_path / "grid.png").exists()  # a coarse grid is drawn in the pyramid only
 
 
+def test_a_failed_voxel_render_leaves_no_partial_samples_array(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """The render comes first: when it fails (open3d, an interrupt), no samples.npy of the
+    first 16 shapes is left where programs expect all of them."""
+    def fail(*args, **kwargs):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr("stgconv.modalities.voxel.render_voxels", fail)
+    with pytest.raises(RuntimeError, match="render failed"):
+        VOXELS.save_samples(boxes_and_balls(17, 4), tmp_path / "samples")
+    assert not list(tmp_path.iterdir())
+
+
 # --------------------------------------------------------------------------- units
 
 

@@ -1,4 +1,4 @@
-"""Sample new images from a trained model's checkpoint.
+"""Sample new images, clips or shapes from a trained model's checkpoint.
 
 Same as `stgconv synthesize ...`: `python tools/synthesize.py --help` lists the options.
 """

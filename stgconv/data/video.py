@@ -19,7 +19,6 @@ Cache layout (format 1)::
 
 from __future__ import annotations
 
-import numbers
 import operator
 import os
 import warnings
@@ -37,7 +36,7 @@ from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
 from stgconv.io.image import IMAGE_SUFFIXES
-from stgconv.io.video import VIDEO_SUFFIXES, load_video
+from stgconv.io.video import VIDEO_SUFFIXES, check_fps, load_video
 from stgconv.version import __version__
 
 # h5py and PyAV (av) take a while to import; they load where a cache is built or read and where
@@ -310,8 +309,7 @@ def _write_cache(
             warnings.warn(f"skipping {file}: {reason}", stacklevel=2)
             continue
         rate = _source_rate(file)
-        step = Fraction(1) if fps is None else Fraction(rate) / Fraction(fps).limit_denominator(
-            1_000_000)
+        step = Fraction(1) if fps is None else Fraction(rate) / check_fps(fps)
         first = clips.shape[0]
         last = first + len(starts)
         clips.resize(last, axis=0)
@@ -485,9 +483,8 @@ def _clip_settings(n_frames: int, size: int | tuple[int, int], start_frame: int,
     n_frames = as_int(n_frames, "n_frames", minimum=1)
     pair = as_size(size)
     start_frame = as_int(start_frame, "start_frame", minimum=0)
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real)
-                            or not 0 < fps < float("inf")):
-        raise ValueError(f"fps must be a number > 0, got {fps!r}")
+    if fps is not None:
+        check_fps(fps)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     return n_frames, pair, start_frame, None if fps is None else float(fps)

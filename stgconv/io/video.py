@@ -21,6 +21,7 @@ GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightl
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -80,6 +81,18 @@ COMPARISON_GAP = 4
 # --------------------------------------------------------------------------------------------
 
 
+def check_fps(fps: object, name: str = "fps") -> Fraction:
+    """``fps`` as the exact fraction files store (denominator at most 10^6), or ``ValueError``
+    unless it is a finite number that fraction keeps above 0."""
+    rate = (Fraction(fps).limit_denominator(1_000_000)
+            if isinstance(fps, numbers.Real) and not isinstance(fps, bool)
+            and 0 < fps < float("inf") else Fraction(0))
+    if rate <= 0:
+        raise ValueError(f"{name} must be a finite number of at least 1e-6 frames per second, "
+                         f"got {fps!r}")
+    return rate
+
+
 def load_video(
     path: str | Path,
     *,
@@ -117,7 +130,8 @@ def load_video(
         FileNotFoundError: ``path`` does not exist.
         ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream); a
             truncated file (when read to its end, it yields fewer frames than its header or
-            index announces, or a GIF lacks its trailer byte); no decodable frames; fewer
+            index announces and its last frame ends before the stated duration, or a GIF
+            lacks its trailer byte); no decodable frames; fewer
             frames than asked (the message says how many there are).
     """
     path = Path(path)
@@ -126,8 +140,8 @@ def load_video(
     start_frame = as_int(start_frame, "start_frame", minimum=0)
     n_frames = None if n_frames is None else as_int(n_frames, "n_frames", minimum=1)
     out_size = None if size is None else as_size(size)
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
+    if fps is not None:
+        check_fps(fps)
     if not path.exists():
         raise FileNotFoundError(f"video not found: {path}")
 
@@ -204,6 +218,20 @@ def _announced_frames(stream: av.video.stream.VideoStream, container: av.contain
     return count, max(1, count // 10)
 
 
+def _ends_where_announced(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None
+                          ) -> bool:
+    """Whether the last decoded ``frame`` ends where ``stream`` says the video ends (to within
+    a frame). Then the frames the index counts beyond those decoded are frames no player shows
+    (a trimmed MP4's edit list, an AVI's empty chunks), not a cut-off file."""
+    if frame is None or frame.time is None or not stream.duration or stream.time_base is None:
+        return False
+    end = float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    rate = stream.average_rate or stream.guessed_rate
+    length = (float(frame.duration * frame.time_base) if frame.duration and frame.time_base
+              else 1 / float(rate) if rate else 0.0)
+    return frame.time + 2 * length >= end
+
+
 def _ends_with_gif_trailer(path: Path) -> bool:
     with path.open("rb") as file:
         file.seek(-1, 2)
@@ -233,13 +261,14 @@ def _read_file(
                 if not rate:
                     raise ValueError(f"{path} does not state its frame rate; cannot resample to "
                                      f"fps={fps}")
-                step = Fraction(rate) / Fraction(fps).limit_denominator(1_000_000)
+                step = Fraction(rate) / check_fps(fps)
             announced = _announced_frames(stream, container)
             is_gif = container.format.name == "gif"
             wanted = start  # source index of the next output frame
             stage = "decode"
+            last = None
             for frame in container.decode(stream):
-                index, decoded = decoded, decoded + 1
+                index, decoded, last = decoded, decoded + 1, frame
                 if index < wanted:
                     continue
                 array = _to_array(frame.to_image(), size, channels)
@@ -259,7 +288,8 @@ def _read_file(
 
     if decoded == 0:
         raise ValueError(f"no decodable frames in {path}")
-    if exhausted and announced is not None and decoded < announced[0] - announced[1]:
+    if (exhausted and announced is not None and decoded < announced[0] - announced[1]
+            and not _ends_where_announced(stream, last)):
         # The header promised more: a cut-off download or an interrupted write.
         raise ValueError(
             f"{path} is truncated or corrupt: its header announces {announced[0]} frames but "
@@ -377,8 +407,11 @@ def save_video(
     suffix = path.suffix.lower()
     name = _resolve_codec(suffix, codec)  # validates the suffix too
     frames = to_uint8(video)
-    if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
+    rate = check_fps(fps)
+    if name == "gif" and rate > 100:
+        # GIF stores each frame's delay in hundredths of a second: faster plays at ~10 fps.
+        raise ValueError(f"a GIF plays at most 100 frames per second, got fps={fps!r}; write "
+                         ".mp4 or .mkv")
     _, height, width, _ = frames.shape
     encoder = _ENCODERS[name]
     if encoder.pix_fmt == "yuv420p" and (height % 2 or width % 2):
@@ -403,7 +436,7 @@ def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: st
     _, height, width, _ = frames.shape
     with av.open(tmp, "w", format=container_format) as container:
         stream = container.add_stream(
-            codec, rate=Fraction(fps).limit_denominator(1_000_000), options=dict(encoder.options)
+            codec, rate=check_fps(fps), options=dict(encoder.options)
         )
         stream.width, stream.height, stream.pix_fmt = width, height, encoder.pix_fmt
         if codec == "mpeg4":

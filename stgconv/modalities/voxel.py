@@ -61,19 +61,21 @@ class VoxelModality(Modality):
                 ) -> list[Path]:
         """``<stem>.png`` (renders of the 0.5 iso-surfaces) and ``<stem>.npy`` (float32
         ``(n, D, D, D)``) of the first ``n = min(N, 16)`` shapes ``(N, 1, D, D, D)``."""
-        if batch.dim() != 5 or batch.shape[1] != 1 or len(set(batch.shape[2:])) != 1:
-            raise ValueError(f"expected voxels (N, 1, D, D, D), got {tuple(batch.shape)}")
-        stem = Path(stem)
-        grids = batch[:MAX_SHAPES].detach().float().cpu()[:, 0].numpy()
-        npy = atomic_save_npy(stem.with_suffix(".npy"), grids)
-        return [render_voxels(grids, stem.with_suffix(".png")), npy]
+        return self._render_and_save(batch, stem, keep=MAX_SHAPES)
 
     def save_samples(self, batch: Tensor, stem: str | Path) -> list[Path]:
         """The preview; ``<stem>.npy`` then holds every shape, not only the first 16."""
-        files = self.preview(batch, stem)
-        if len(batch) > MAX_SHAPES:
-            atomic_save_npy(Path(stem).with_suffix(".npy"), batch[:, 0].detach().cpu().numpy())
-        return files
+        return self._render_and_save(batch, stem, keep=len(batch))
+
+    def _render_and_save(self, batch: Tensor, stem: str | Path, *, keep: int) -> list[Path]:
+        if batch.dim() != 5 or batch.shape[1] != 1 or len(set(batch.shape[2:])) != 1:
+            raise ValueError(f"expected voxels (N, 1, D, D, D), got {tuple(batch.shape)}")
+        stem = Path(stem)
+        grids = batch.detach().float().cpu()[:, 0].numpy()
+        # The render first (it is what fails: open3d, an interrupt): a failed one must not
+        # leave a .npy of the first 16 shapes where programs read every one.
+        png = render_voxels(grids[:MAX_SHAPES], stem.with_suffix(".png"))
+        return [png, atomic_save_npy(stem.with_suffix(".npy"), grids[:keep])]
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
         """The samples' mean occupied fraction (``<tag>/volume_fraction``) and the first
