@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from stgconv.config import ModelConfig
 from stgconv.energy import build_from_config
+from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.image import IMAGE_PRESETS
 from stgconv.energy.video import VIDEO_ARCHS
 from stgconv.energy.voxel import VOXEL_PRESETS
@@ -120,3 +122,12 @@ def test_the_sum_head_sums_the_top_layer_with_no_activation() -> None:
         energy.features[0].bias.zero_()
     x = torch.randn(2, 1, 3, 4, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(energy.response(x), x.flatten(1).sum(1))
+
+
+def test_a_linear_head_reads_activated_features() -> None:
+    """With the fully connected head every convolution, the top one included, is followed
+    by its activation: the head reads rectified features, not the raw top convolution."""
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 1], [2, 3, 1]],
+                           head="linear", input_size=(5, 5), reference_sigma=None)
+    kinds = [type(block) for block in energy.features]
+    assert kinds == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU]

@@ -109,3 +109,30 @@ def test_features_of_a_classifier_without_a_linear_head_are_refused() -> None:
     energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.SiLU()))
     with pytest.raises(ValueError, match="nn.Sequential ending in an nn.Linear"):
         energy.features(torch.zeros(1, 4))
+
+
+def test_logits_for_another_batch_size_are_refused() -> None:
+    """The classifier must return one row of logits per example; a 2-D result with a
+    different number of rows is named as the wrong shape."""
+    class Extra(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, x[:1]])  # (B + 1, K)
+
+    with pytest.raises(ValueError, match=r"\(B, K\) logits for B = 2"):
+        ClassifierEnergy(Extra())(torch.zeros(2, 3))
+
+
+def test_a_class_vector_of_the_wrong_length_is_a_value_error() -> None:
+    """Classes given as a vector need one per example; another length is refused with a
+    ValueError naming the rule (not torch's expand error)."""
+    energy = ClassifierEnergy(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match=r"classes must be one int or \(2,\)"):
+        energy.class_energy(torch.zeros(2, 3), torch.tensor([0, 1, 2]))
+
+
+def test_wide_resnet_keeps_full_resolution_in_its_first_stage() -> None:
+    """The first stage runs at stride 1 and the next two halve the side: a 32x32 input
+    reaches the pooling as 8x8 maps."""
+    net = wide_resnet(n_classes=3, depth=10, widen=1)
+    maps = net[:-3](torch.zeros(1, 3, 32, 32))  # everything before the pooling
+    assert tuple(maps.shape) == (1, 64, 8, 8)

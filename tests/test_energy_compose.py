@@ -147,3 +147,20 @@ def test_persistent_and_buffer_starts_carry_chains_to_the_mode(kind: str) -> Non
                       generator=generator)
         starts.keep(x)
     assert_near_mode(x, mode, var, 0.0)
+
+
+def test_an_expert_giving_one_energy_for_the_whole_batch_is_refused() -> None:
+    """An expert must return one energy per example: a length-1 result that would
+    broadcast over the batch is an error, not silently added to every chain."""
+    with pytest.raises(ValueError, match=r"expected \(3,\)"):
+        ProductOfExperts([lambda x: x.sum().reshape(1)])(torch.zeros(3, 2))
+
+
+def test_an_expert_of_weight_zero_is_never_evaluated() -> None:
+    """Weight 0 switches an expert off: it is not called at all, so an expert that would
+    fail (or return inf, where 0 * inf is NaN) on this input does not matter."""
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("a switched-off expert was evaluated")
+
+    poe = ProductOfExperts([lambda x: x.pow(2).sum(1), broken], weights=[1.0, 0.0])
+    torch.testing.assert_close(poe(torch.ones(2, 3)), torch.full((2,), 3.0))

@@ -153,3 +153,38 @@ def test_block_gibbs_conditions_only_on_states_that_keep_the_known_units() -> No
     assert len(rbm.seen) == 3
     for v in rbm.seen:
         assert torch.equal(v[known], observed[known])
+
+
+def test_gaussian_free_energy_is_centred_on_the_visible_bias() -> None:
+    """Gaussian visible units: F(v) = |v - a|^2 / 2 - sum softplus(b + v W), so with W = 0
+    and b = 0 the free energy is the squared distance to the bias a, up to a constant."""
+    rbm = RBM(2, 1, visible="gaussian").double()
+    with torch.no_grad():
+        rbm.weight.zero_()
+        rbm.visible_bias.copy_(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    v = torch.tensor([[1.0, -2.0], [0.0, 0.0]], dtype=torch.float64)
+    expected = torch.tensor([0.0, 2.5], dtype=torch.float64) - math.log(2.0)
+    torch.testing.assert_close(rbm(v).detach(), expected)
+
+
+def test_ais_from_a_biased_base_model_estimates_the_exact_partition_function() -> None:
+    """AIS started from a base model with strong visible biases still recovers log Z: its
+    Gibbs sweeps sample the interpolated model, base biases included."""
+    g = torch.Generator().manual_seed(0)
+    rbm = RBM(4, 3, init_scale=1.0, generator=g).double()
+    base = torch.tensor([4.0, -4.0, 4.0, -4.0], dtype=torch.float64)
+    estimate, _ = ais_log_partition(rbm, n_chains=200, n_betas=500, base_visible_bias=base,
+                                    generator=torch.Generator().manual_seed(1))
+    assert estimate == pytest.approx(rbm.exact_log_partition(), abs=0.1)
+
+
+def test_ais_with_one_step_is_importance_sampling_of_z_not_of_log_z() -> None:
+    """With two temperatures AIS is plain importance sampling from the base model: the
+    estimate is log of the mean importance weight, which converges to log Z (the mean of the
+    log weights would fall short of it by the KL divergence)."""
+    rbm = RBM(4, 3, init_scale=1.0, generator=torch.Generator().manual_seed(0)).double()
+    with torch.no_grad():
+        rbm.visible_bias.copy_(torch.tensor([1.0, -1.0, 0.5, 2.0], dtype=torch.float64))
+    estimate, _ = ais_log_partition(rbm, n_chains=20000, n_betas=2,
+                                    generator=torch.Generator().manual_seed(1))
+    assert estimate == pytest.approx(rbm.exact_log_partition(), abs=0.03)

@@ -69,3 +69,19 @@ def test_bad_input_names_the_expected_shape():
         video_energy("nope")
     with pytest.raises(ValueError, match="frame_size"):
         video_energy("fc_s")
+
+
+def test_fc_s_second_layer_spans_the_whole_frame() -> None:
+    """The FC_S second layer's kernel covers the entire frame left by the first layer
+    (5x5, stride 2, padding 2), so its output has one position per frame."""
+    energy = video_energy("fc_s_small", frame_size=(16, 12))
+    assert tuple(energy.config["layers"][1][1]) == (5, 8, 6)
+    x = torch.zeros(1, 3, 8, 16, 12)
+    h = energy.features[:3](x)  # conv, relu, conv
+    assert tuple(h.shape[-2:]) == (1, 1)
+
+
+def test_video_presets_default_to_a_reference_sigma_of_0_05() -> None:
+    """Video energies keep the small Gaussian reference term (sigma 0.05) by default."""
+    assert video_energy("st_small").reference_sigma == 0.05
+    assert video_energy("fc_s_small", frame_size=(16, 16)).config["reference_sigma"] == 0.05

@@ -252,3 +252,13 @@ def test_the_feature_weight_is_set_against_the_energy_plus_weighted_reference() 
     product = scores["energy"] + weights["reference"] * scores["reference"]
     assert weights["features"] == pytest.approx(
         reference_weight(product, scores["features"], share=FEATURE_SHARE))
+
+
+def test_max_softmax_normalises_each_example_over_its_classes() -> None:
+    """max_softmax is each example's top class probability, softmax taken over the classes
+    of that example (not across the examples)."""
+    logits = torch.tensor([[0.0, 0.0, 0.0], [math.log(2.0), 0.0, 0.0], [5.0, 5.0, 5.0]],
+                          dtype=torch.float64)
+    scores = ood_scores(logits, torch.zeros(3, dtype=torch.float64))
+    expected = torch.tensor([1 / 3, 0.5, 1 / 3], dtype=torch.float64)
+    torch.testing.assert_close(scores["max_softmax"], expected)

@@ -10,6 +10,7 @@ import torch
 
 from stgconv.evaluation import quality
 from stgconv.evaluation.quality import (
+    EPS,
     FILTER_NAMES,
     filter_statistics,
     filter_statistics_distance,
@@ -273,3 +274,30 @@ def test_temporal_statistics_are_of_consecutive_frames() -> None:
     data[1] *= -1
     static = torch.zeros(2, 1, 4, 11, 11)
     assert video_statistics_distance(static, data)["temporal"] == pytest.approx(2 / 3)
+
+
+def test_a_constant_image_has_zero_not_nan_spread() -> None:
+    """A flat image's responses do not vary: every std is 0, and rounding in E[r^2] - E[r]^2
+    (slightly negative for this value and size) never turns into a NaN."""
+    x = torch.full((1, 1, 17, 17), 0.95)
+    stats = filter_statistics(x).reshape(3, 12, 1)
+    assert torch.isfinite(stats).all()
+    assert stats[1, 0, 0].item() == 0.0  # the identity filter's std
+
+
+def test_mean_abs_is_compared_relative_to_the_datas_mean_abs() -> None:
+    """Flat images 0.25 against flat data 0.5: only the identity filter responds; its mean
+    is off by 0.25 in units of the data's std (0, floored at EPS), its mean |r| by half of
+    the data's mean |r|; the average runs over all 36 statistics."""
+    samples = torch.full((1, 1, 11, 11), 0.25, dtype=torch.float64)
+    data = torch.full((2, 1, 12, 12), 0.5, dtype=torch.float64)
+    expected = (0.25 / EPS + 0.25 / 0.5) / 36
+    assert filter_statistics_distance(samples, data) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_of_a_rank_deficient_set_to_itself_is_zero() -> None:
+    """Fewer examples than features give a singular covariance whose zero eigenvalues come
+    out slightly negative: they count as 0, and the distance of the set to itself is 0."""
+    a = torch.randn(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    distance = frechet_distance(a, a)
+    assert math.isfinite(distance) and distance == pytest.approx(0.0, abs=1e-6)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stgconv.io import atomic
 from stgconv.io.atomic import (
     atomic_save_npy,
     atomic_write,
@@ -201,3 +202,27 @@ def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:
         atomic_write(path, full_disk)
     assert path.read_text() == "old"
     assert leftovers(tmp_path, {"checkpoint.pt"}) == []
+
+
+def test_a_folder_named_like_a_killed_writers_temporary_is_left_alone(tmp_path,
+                                                                      dead_pid: int) -> None:
+    """Only files are debris: a folder whose name matches the temporary pattern of a dead
+    process is neither removed nor an error for the next write into its parent."""
+    folder = tmp_path / f".cache.{dead_pid}-abc.tmp"
+    folder.mkdir()
+    assert remove_temporaries(tmp_path) == []
+    atomic_write_text(tmp_path / "out.txt", "x")
+    assert folder.is_dir() and (tmp_path / "out.txt").read_text() == "x"
+
+
+def test_a_temporary_of_another_users_live_process_is_kept(tmp_path, monkeypatch) -> None:
+    """A process the writer may not signal (PermissionError) still exists: the temporary it
+    is writing is not taken for debris."""
+    def denied(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(atomic.os, "kill", denied)
+    temporary = tmp_path / ".result.json.1-abc.tmp"
+    temporary.write_text("being written")
+    assert atomic.remove_temporaries(tmp_path) == []
+    assert temporary.exists()

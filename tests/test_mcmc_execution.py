@@ -190,3 +190,16 @@ def test_channels_last_only_for_image_and_volume_batches_on_cuda() -> None:
 def test_native_bfloat16_answers_for_the_cpu() -> None:
     assert isinstance(execution.native_bfloat16(torch.device("cpu")), bool)
     assert not execution.auto_may_use_bfloat16(torch.device("cpu"))
+
+
+def test_auto_needs_every_chain_within_the_tolerance(monkeypatch) -> None:
+    """bfloat16 is taken only when every chain's error is within the tolerance: one chain
+    past it keeps the whole run in fp32, however much faster bfloat16 would be."""
+    monkeypatch.setattr(execution, "auto_may_use_bfloat16", lambda device: True)
+    monkeypatch.setattr(execution, "bf16_chain_error",
+                        lambda *args, **kwargs: torch.tensor([0.0, 1.0]))
+    monkeypatch.setattr(execution, "gradient_seconds",
+                        lambda energy, x, how, **kwargs: 0.1 if how.bf16 else 1.0)
+    chosen = execution.AutoExecution().choose(lambda x: x.flatten(1).sum(1), torch.zeros(2, 3),
+                                              step_size=0.01, n_steps=4, noise_scale=1.0)
+    assert chosen == execution.FP32

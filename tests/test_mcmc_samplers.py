@@ -862,3 +862,15 @@ def test_diagnostics_average_energy_and_gradient_norm_over_chains() -> None:
     diag(StepInfo(1, torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0])))
     assert diag.mean_energy == [2.0, 0.0]
     assert diag.mean_grad_norm == [3.0, 0.5]
+
+
+def test_langevin_reports_a_last_step_that_leaves_the_finite_range() -> None:
+    """The last update is never fed back into the energy, so its result is checked on its
+    own: a finite start whose single step overflows to infinity raises, it is not returned."""
+    def steep(x: torch.Tensor) -> torch.Tensor:
+        return 1e38 * x.flatten(1).sum(1)  # energy and gradient finite at 0
+
+    sampler = Langevin(n_steps=1, step_size=10.0, noise_scale=0.0, precision="fp32",
+                       cuda_graph=False)
+    with pytest.raises(NonFiniteEnergyError):
+        sampler.run(steep, torch.zeros(1, 1))  # the step moves x by 50 * 1e38: inf
