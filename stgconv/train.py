@@ -12,6 +12,7 @@ the gradients are averaged over the processes before every step (:mod:`stgconv.d
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -482,6 +483,9 @@ class Trainer(FitLoop):
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
         self.chains.load_state_dict(shard_chain_state(state["chains"], self.world,
                                                       capacity=capacity))
+        if state["chains"] and not self.chains.state_dict():
+            warnings.warn(f"the checkpoint's training chains ({', '.join(state['chains'])}) are "
+                          "not of this run's chains.mode: its chains start afresh", stacklevel=3)
         self.energy.load_state_dict(state["model"])
         load_optimizer(self.optimizer, state["optimizer"], self.optimizer_settings)
         if random_state:

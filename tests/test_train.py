@@ -323,6 +323,19 @@ def test_resume_rejects_chains_of_another_run(tmp_path: Path) -> None:
     assert not other.optimizer.state and other.iteration == 0
 
 
+@pytest.mark.parametrize("saved, resumed", [("buffer", "persistent"), ("persistent", "buffer"),
+                                            ("persistent", "noise")])
+def test_a_resume_that_drops_the_checkpoints_chains_says_so(tmp_path: Path, saved: str,
+                                                            resumed: str) -> None:
+    """Resumed with another chains.mode, the run's chains start afresh: said, not silent."""
+    trainer = make_trainer(saved)
+    trainer.fit(1, progress=False)
+    trainer.save(tmp_path / "checkpoint.pt")
+    with pytest.warns(UserWarning, match=r"training chains \((chains|samples, next)\) are not "
+                                         r"of this run's chains\.mode"):
+        make_trainer(resumed).resume(tmp_path / "checkpoint.pt")
+
+
 @pytest.mark.parametrize("mode", ["persistent", "buffer"])
 def test_resume_refuses_chains_of_another_example_shape(tmp_path: Path, mode: str) -> None:
     """A texture net takes any size, so only the chains tell that data.size changed; the
