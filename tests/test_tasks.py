@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from _tiny import boxes_and_balls
+from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
 from stgconv.config import load_config
@@ -35,8 +36,10 @@ def data_overrides(modality: str, root: Path) -> list[str]:
     if modality == "image":
         return ["data.path=builtin:brick", "data.size=24", "model.layers=[[4, 5, 2], [4, 3, 1]]"]
     if modality == "video":
+        # data.fps twice the clip's 25 (each frame taken twice): previews must play at it.
         return [f"data.path={video_clip(root / 'clip.mkv')}", "data.kind=video", "data.size=8",
-                "data.frames=6", "model.arch=st_small", "model.layers=[[4, [3, 3, 3], 1, 1]]"]
+                "data.frames=6", "data.fps=50", "model.arch=st_small",
+                "model.layers=[[4, [3, 3, 3], 1, 1]]"]
     return [f"data.path={shapes_file(root / 'shapes.npz')}", "data.kind=voxels", "data.size=8",
             "data.mean=auto", "model.arch=desc32_small", "model.layers=[[4, 4, 2, 1]]",
             "model.reference_sigma=0.5", "sampler.clamp=[0.0, 1.0]"]
@@ -71,6 +74,10 @@ def test_train_then_synthesize_every_modality(modality: str, tmp_path: Path) -> 
     chained = synthesize(run, tmp_path / "chains", n_samples=2, n_steps=1, start="chains",
                          device="cpu")
     assert {p.name for p in chained.iterdir()} == written
+    if modality == "video":  # played at data.fps (it was 25 whatever the data's rate)
+        for gif in (run / "observed.gif", run / "samples.gif", out / "synthesized.gif"):
+            with Image.open(gif) as frames:
+                assert frames.info["duration"] == 20, gif
 
 
 def test_voxel_synthesis_keeps_every_sample_beyond_the_preview(tmp_path: Path) -> None:

@@ -58,17 +58,20 @@ class Modality:
         """
         raise NotImplementedError
 
-    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",)
-                ) -> list[Path]:
+    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
+                fps: float | None = None) -> list[Path]:
         """Write a batch (data units) for a person to look at; returns the files written.
-        ``formats`` are the suffixes of moving pictures (videos)."""
+        ``formats`` are the suffixes of moving pictures and ``fps`` their playback rate (videos:
+        the config's ``data.fps``; ``None`` where it sets none: 25)."""
         raise NotImplementedError
 
-    def save_samples(self, batch: Tensor, stem: str | Path) -> list[Path]:
+    def save_samples(self, batch: Tensor, stem: str | Path, *, fps: float | None = None
+                     ) -> list[Path]:
         """Write a task's result batch (data units): its preview in every format, and
         ``<stem>.npy`` with every example as float32 (``(N, C, H, W)`` images, ``(N, C, T, H,
         W)`` videos), for programs that score samples."""
-        files = self.preview(batch, stem, formats=(".gif", ".mp4"))  # checks the layout first
+        # The preview first: it checks the layout.
+        files = self.preview(batch, stem, formats=(".gif", ".mp4"), fps=fps)
         return [*files, atomic_save_npy(Path(stem).with_suffix(".npy"),
                                         batch.detach().float().cpu().numpy())]
 

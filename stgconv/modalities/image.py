@@ -53,8 +53,8 @@ class ImageModality(Modality):
         side = stationary_side(energy, config, size)
         return (n, config.model.in_channels, side, side)
 
-    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",)
-                ) -> list[Path]:
+    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
+                fps: float | None = None) -> list[Path]:
         """``<stem>.png``: a grid of up to 64 images ``(N, C, H, W)``."""
         if batch.dim() != 4:
             raise ValueError(f"expected images (N, C, H, W), got {tuple(batch.shape)}")

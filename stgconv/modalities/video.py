@@ -19,6 +19,8 @@ from stgconv.ops import factor_between, nearest_up
 
 MAX_CLIPS = 4
 """Clips a preview shows side by side at most."""
+PLAYBACK_FPS = 25
+"""The rate previews play at when the config sets no ``data.fps`` (the source's is not kept)."""
 
 
 def load_clips(data: DataConfig) -> Tensor:
@@ -54,13 +56,13 @@ class VideoModality(Modality):
         return (n, config.model.in_channels, length, side, side)
 
     def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
-                fps: float = 25) -> list[Path]:
+                fps: float | None = None) -> list[Path]:
         """``<stem><suffix>`` for each of ``formats``: up to 4 clips ``(N, C, T, H, W)`` side by
-        side."""
+        side, played at ``fps`` (``None``: 25)."""
         if batch.dim() != 5:
             raise ValueError(f"expected videos (N, C, T, H, W), got {tuple(batch.shape)}")
         clips = list(batch[:MAX_CLIPS].detach().float().cpu())
-        return [save_comparison(clips, Path(stem).with_suffix(suffix), fps=fps)
+        return [save_comparison(clips, Path(stem).with_suffix(suffix), fps=fps or PLAYBACK_FPS)
                 for suffix in formats]
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:

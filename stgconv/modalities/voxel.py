@@ -57,13 +57,14 @@ class VoxelModality(Modality):
         side = grid_side(energy)
         return (n, 1, side, side, side)
 
-    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",)
-                ) -> list[Path]:
+    def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
+                fps: float | None = None) -> list[Path]:
         """``<stem>.png`` (renders of the 0.5 iso-surfaces) and ``<stem>.npy`` (float32
         ``(n, D, D, D)``) of the first ``n = min(N, 16)`` shapes ``(N, 1, D, D, D)``."""
         return self._render_and_save(batch, stem, keep=MAX_SHAPES)
 
-    def save_samples(self, batch: Tensor, stem: str | Path) -> list[Path]:
+    def save_samples(self, batch: Tensor, stem: str | Path, *, fps: float | None = None
+                     ) -> list[Path]:
         """The preview; ``<stem>.npy`` then holds every shape, not only the first 16."""
         return self._render_and_save(batch, stem, keep=len(batch))
 

@@ -90,8 +90,8 @@ def interpolate(
         # The preview shows at most modality.most_shown points: spread along the path, both
         # ends included (the first ones would stop half way).
         shown = torch.linspace(0, len(path) - 1, min(len(path), modality.most_shown))
-        return modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation"
-                                )[0].parent
+        return modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation",
+                                fps=config.data.fps)[0].parent
     _check_image(config, checkpoint)
     init = _start_noise(config, checkpoint)
     shape = (config.model.in_channels, config.data.size, config.data.size)

@@ -124,7 +124,7 @@ def synthesize(
     samples = task_sampler(config, n_steps=n_steps).run(target_energy, x0, generator=generator)
     samples = modality.to_data(samples, config)
     out = Path(out_dir)
-    modality.save_samples(samples, out / "synthesized")
+    modality.save_samples(samples, out / "synthesized", fps=config.data.fps)
     if classes is not None:
         # Over the first-64 preview that save_samples wrote: one row per class.
         modality.save_rows(list(samples.split(n_samples)), out / "synthesized")
@@ -169,8 +169,10 @@ def synthesize_cooperative(energy: ConvNetEnergy, generator_net: ConvGenerator,
                                             clamp=model_clamp(config), generator=generator)
     modality = modality_of(config)
     out = Path(out_dir)
-    modality.save_samples(modality.to_data(proposals, config), out / "proposals")
-    modality.save_samples(modality.to_data(samples, config), out / "synthesized")
+    modality.save_samples(modality.to_data(proposals, config), out / "proposals",
+                          fps=config.data.fps)
+    modality.save_samples(modality.to_data(samples, config), out / "synthesized",
+                          fps=config.data.fps)
     return out
 
 
@@ -198,7 +200,7 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
     modality = modality_of(config)
     grids = [modality.to_data(grid, config) for grid in grids]
     out = Path(out_dir)
-    modality.save_samples(grids[-1], out / "synthesized")
+    modality.save_samples(grids[-1], out / "synthesized", fps=config.data.fps)
     for k, grid in enumerate(grids[1:-1], start=1):
         modality.save_grid(grid, out / f"synthesized_grid{k}")
     modality.save_pyramid(grids, out / "pyramid")

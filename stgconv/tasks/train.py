@@ -324,7 +324,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         nonlocal undescribed
         if undescribed:
             save_config(config, out / "config.yaml")
-            modality.preview(modality.to_data(observed, config), out / "observed")
+            modality.preview(modality.to_data(observed, config), out / "observed",
+                             fps=config.data.fps)
             undescribed = False
 
     if not resume:
@@ -334,7 +335,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         every = config.train.sample_every
         if main and every > 0 and t.iteration % every == 0 and t.last_samples is not None:
             modality.preview(modality.to_data(_finest(t.last_samples), config),
-                             out / f"samples_{t.iteration:06d}")
+                             out / f"samples_{t.iteration:06d}", fps=config.data.fps)
 
     def log_media(writer: object, t: Trainer | MultiGridTrainer) -> None:
         every = config.train.sample_every
@@ -350,7 +351,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                 on_log=log_media)
     if main and trainer.last_samples is not None:
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
-                         formats=(".gif", ".mp4"))
+                         formats=(".gif", ".mp4"), fps=config.data.fps)
     if main and isinstance(trainer, MultiGridTrainer):
         _save_pyramids(trainer, observed, modality, config, out)
     return out
