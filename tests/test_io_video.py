@@ -378,6 +378,18 @@ def test_a_gif_faster_than_its_delays_can_say_is_refused(tmp_path) -> None:
     save_video(torch.zeros(3, 2, 4, 4), tmp_path / "ok.gif", fps=100)
 
 
+def test_a_folder_of_animated_gifs_is_no_folder_of_frames(tmp_path) -> None:
+    """Read as frames, each GIF video gave its first frame only; single-frame GIFs remain
+    frames."""
+    for i in range(2):
+        save_video(torch.full((3, 4, 8, 8), 0.2 * i), tmp_path / "clips" / f"c{i}.gif")
+        save_video(torch.full((3, 1, 8, 8), 0.2 * i), tmp_path / "frames" / f"f{i}.gif")
+    with pytest.raises(ValueError, match=r"clips holds animated GIFs \(c0\.gif, c1\.gif\), "
+                                         r"which are videos"):
+        load_video(tmp_path / "clips")
+    assert load_video(tmp_path / "frames").shape == (3, 2, 8, 8)
+
+
 def _write_mp4(path: Path, n_frames: int, *, shift: int = 0, **options: str) -> Path:
     """``n_frames`` random 16x16 frames as MPEG-4 at 25 fps, timestamps moved ``shift`` frames
     earlier: frames before 0 are then outside the file's edit list, as in a trimmed MP4."""

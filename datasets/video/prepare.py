@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-frame", type=int, default=0,
                         help="first source frame of the first clip (default 0)")
     parser.add_argument("--fps", type=float, default=None,
-                        help="resample every video to this rate (default: keep each one's own)")
+                        help="resample every video to this rate by picking frames at its "
+                             "average rate (a variable-rate video is taken as evenly spaced; "
+                             "default: keep each one's own)")
     parser.add_argument("--clips-per-video", type=_clips_per_video, default=1,
                         help="clips cut from each video, or 'all' for as many as fit (default 1)")
     parser.add_argument("--stride", type=int, default=None,

@@ -120,7 +120,9 @@ def load_video(
             (antialiased), unlike ``F.interpolate(..., antialias=False)``.
         fps: resample in time by picking frames: output frame ``k`` is source frame
             ``start_frame + floor(k * source_fps / fps)`` (frames repeat when ``fps`` is above
-            the source rate). Not available for folders, which have no frame rate.
+            the source rate), ``source_fps`` the file's average rate: by index, not timestamp,
+            so a variable-rate file is taken as evenly spaced. Not available for folders,
+            which have no frame rate.
         channels: 1 (grey, ITU-R 601 luma as Pillow's ``convert("L")``) or 3 (RGB).
 
     Returns:
@@ -166,6 +168,14 @@ def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -
     return array[:, :, None] if array.ndim == 2 else array
 
 
+def _animated(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1) > 1
+    except (OSError, ValueError):
+        return False  # reading it as a frame names the problem
+
+
 def _read_folder(
     folder: Path, start: int, n_frames: int | None, size: tuple[int, int] | None, channels: int
 ) -> list[np.ndarray]:
@@ -174,6 +184,12 @@ def _read_folder(
         raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
     if start >= len(files):
         raise ValueError(f"start_frame={start} but {folder} has only {len(files)} frames")
+    animated = [file.name for file in files if file.suffix.lower() == ".gif" and _animated(file)]
+    if animated:  # each would give its first frame only
+        raise ValueError(f"folder {folder} holds animated GIFs ({', '.join(animated[:3])}"
+                         f"{', ...' if len(animated) > 3 else ''}), which are videos, not frame "
+                         "images: give them as video files, or the folder alone as a folder of "
+                         "videos")
     stop = len(files) if n_frames is None else start + n_frames
     if stop > len(files):
         raise ValueError(
