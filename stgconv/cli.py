@@ -319,7 +319,8 @@ def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,
     run, given = (_dotted(config_to_dict(load_config(path, args.overrides, values)))
                   for path in (saved, args.config))
     if given.get("data.mean") == "auto":  # the run's config.yaml holds the mean it learnt
-        run.pop("data.mean", None), given.pop("data.mean")
+        del given["data.mean"]
+        run.pop("data.mean", None)
     differing = [key for key in sorted(run.keys() | given.keys()) if run.get(key) != given.get(key)
                  # Where the run lives and what it runs on may change between sessions; a
                  # net's channels and input size are filled in from the data.

@@ -129,6 +129,14 @@ def test_video_previews(tmp_path: Path) -> None:
     with Image.open(files[0]) as gif:
         assert gif.size == (width + width % 2, 8) and gif.n_frames == 4
     assert VIDEO.preview(clips, tmp_path / "one") == [tmp_path / "one.gif"]
+    # A high-speed clip's preview: the MP4 at its rate, the GIF at the most a GIF can say.
+    import av
+
+    gif, mp4 = VIDEO.preview(clips, tmp_path / "fast", formats=(".gif", ".mp4"), fps=200)
+    with Image.open(gif) as frames:
+        assert frames.info["duration"] == 10
+    with av.open(str(mp4)) as container:
+        assert container.streams.video[0].average_rate == 200
     with pytest.raises(ValueError, match=r"\(N, C, T, H, W\)"):
         VIDEO.preview(clips[:, :, 0], tmp_path / "images")
 

@@ -73,6 +73,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg
 """Suffixes :func:`load_video` is documented to read (anything FFmpeg reads works)."""
 
 COMPARISON_GAP = 4
+GIF_MAX_FPS = 100
+"""GIF frame delays are hundredths of a second."""
 """Width in pixels of the white gap between the panels of :func:`save_comparison`."""
 
 
@@ -81,14 +83,14 @@ COMPARISON_GAP = 4
 # --------------------------------------------------------------------------------------------
 
 
-def check_fps(fps: object, name: str = "fps") -> Fraction:
+def check_fps(fps: object) -> Fraction:
     """``fps`` as the exact fraction files store (denominator at most 10^6), or ``ValueError``
     unless it is a finite number that fraction keeps above 0."""
     rate = (Fraction(fps).limit_denominator(1_000_000)
             if isinstance(fps, numbers.Real) and not isinstance(fps, bool)
             and 0 < fps < float("inf") else Fraction(0))
     if rate <= 0:
-        raise ValueError(f"{name} must be a finite number of at least 1e-6 frames per second, "
+        raise ValueError(f"fps must be a finite number of at least 1e-6 frames per second, "
                          f"got {fps!r}")
     return rate
 
@@ -423,11 +425,10 @@ def save_video(
     suffix = path.suffix.lower()
     name = _resolve_codec(suffix, codec)  # validates the suffix too
     frames = to_uint8(video)
-    rate = check_fps(fps)
-    if name == "gif" and rate > 100:
+    if name == "gif" and check_fps(fps) > GIF_MAX_FPS:
         # GIF stores each frame's delay in hundredths of a second: faster plays at ~10 fps.
-        raise ValueError(f"a GIF plays at most 100 frames per second, got fps={fps!r}; write "
-                         ".mp4 or .mkv")
+        raise ValueError(f"a GIF plays at most {GIF_MAX_FPS} frames per second, got fps={fps!r}; "
+                         "write .mp4 or .mkv")
     _, height, width, _ = frames.shape
     encoder = _ENCODERS[name]
     if encoder.pix_fmt == "yuv420p" and (height % 2 or width % 2):

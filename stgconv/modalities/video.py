@@ -13,7 +13,7 @@ from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.data.video import load_training_clips
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import video_energy
-from stgconv.io.video import save_comparison
+from stgconv.io.video import GIF_MAX_FPS, save_comparison
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.ops import factor_between, nearest_up
 
@@ -58,11 +58,13 @@ class VideoModality(Modality):
     def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
                 fps: float | None = None) -> list[Path]:
         """``<stem><suffix>`` for each of ``formats``: up to 4 clips ``(N, C, T, H, W)`` side by
-        side, played at ``fps`` (``None``: 25)."""
+        side, played at ``fps`` (``None``: 25; a GIF at most 100, slower than the clips)."""
         if batch.dim() != 5:
             raise ValueError(f"expected videos (N, C, T, H, W), got {tuple(batch.shape)}")
         clips = list(batch[:MAX_CLIPS].detach().float().cpu())
-        return [save_comparison(clips, Path(stem).with_suffix(suffix), fps=fps or PLAYBACK_FPS)
+        rate = fps or PLAYBACK_FPS
+        return [save_comparison(clips, Path(stem).with_suffix(suffix),
+                                fps=min(rate, GIF_MAX_FPS) if suffix == ".gif" else rate)
                 for suffix in formats]
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:

@@ -72,7 +72,7 @@ class VoxelModality(Modality):
         if batch.dim() != 5 or batch.shape[1] != 1 or len(set(batch.shape[2:])) != 1:
             raise ValueError(f"expected voxels (N, 1, D, D, D), got {tuple(batch.shape)}")
         stem = Path(stem)
-        grids = batch.detach().float().cpu()[:, 0].numpy()
+        grids = batch[:keep].detach().float().cpu()[:, 0].numpy()
         # The render first (it is what fails: open3d, an interrupt): a failed one must not
         # leave a .npy of the first 16 shapes where programs read every one.
         png = render_voxels(grids[:MAX_SHAPES], stem.with_suffix(".png"))
