@@ -216,11 +216,12 @@ def _parser() -> argparse.ArgumentParser:
                  help="cross-validated accuracy of a linear "
                       "classifier on the descriptor's features")
     p.add_argument("--checkpoint", required=True, help="a voxel model")
-    p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y")
+    p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y, or "
+                   "a voxel cache (.h5, of which its train split)")
     p.add_argument("--test", help="fit on --shapes and measure on this file's shapes (same "
-                                  "layout; classes matched by name when both files name them, "
-                                  "every class also among --shapes') instead of "
-                                  "cross-validating")
+                                  "layout, a cache's test split; classes matched by name when "
+                                  "both files name them, every class also among --shapes') "
+                                  "instead of cross-validating")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--per-class", type=int, help="a random subset of this many shapes per class")
     p.add_argument("--l2", type=float, default=1e-2, help="L2 weight of the logistic regression")

@@ -173,6 +173,16 @@ def test_npz_sources(tmp_path: Path) -> None:
     np.savez(tmp_path / "table.npz", X=grids, y=np.zeros((5, 2), np.int64))
     with pytest.raises(ValueError, match=r"y must hold N=5 non-negative int labels"):
         VoxelShapes(tmp_path / "table.npz")
+    # Names that would merge two classes, or leave a label unnamed (every test shape was
+    # relabelled, or an IndexError later).
+    np.savez(tmp_path / "twice.npz", X=grids, y=np.array([0, 1, 0, 1, 0]),
+             categories=np.array(["box", "box"]))
+    with pytest.raises(ValueError, match=r"categories must be distinct names"):
+        VoxelShapes(tmp_path / "twice.npz")
+    np.savez(tmp_path / "short.npz", X=grids, y=np.array([0, 1, 2, 1, 0]),
+             categories=np.array(["box", "ball"]))
+    with pytest.raises(ValueError, match=r"y holds label 2 but categories names 2 classes"):
+        VoxelShapes(tmp_path / "short.npz")
 
     np.savez(tmp_path / "named.npz", X=grids, y=np.arange(5) % 2,
              categories=np.array(["cup", "mug"]))

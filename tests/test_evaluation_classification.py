@@ -13,7 +13,8 @@ import torch
 
 from stgconv.cli import main
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.evaluation.classification import (balanced_subset, descriptor_features, fit_logistic,
+from stgconv.evaluation.classification import (balanced_subset, cross_validate,
+                                               descriptor_features, fit_logistic,
                                                stratified_folds, train_test_accuracy)
 
 
@@ -64,6 +65,46 @@ def test_a_test_file_is_measured_after_fitting_on_the_shapes(files, tmp_path) ->
     np.savez(other, X=shapes["X"][:2], y=np.array([7, 7]))
     assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--test", str(other)]) == 2
+
+
+def test_a_cache_is_fitted_on_its_train_split_and_tested_on_its_test_split(files, tmp_path,
+                                                                           capsys) -> None:
+    """A voxel cache holds both splits: as --shapes its train shapes, as --test its test
+    shapes (it was fitted and measured on all of them, test shapes included); an .npz given
+    as both would be measured on what it was fitted on, and is refused."""
+    import h5py
+
+    from stgconv.data.voxel import CACHE_FORMAT_VERSION
+
+    shapes = np.load(files["shapes"])
+    cache = tmp_path / "shapes.h5"
+    with h5py.File(cache, "w") as h5:
+        h5["voxels"], h5["label"] = shapes["X"], shapes["y"]
+        h5["split"] = np.arange(len(shapes["y"])) % 3 == 0  # every third shape: test (1)
+        h5.attrs["categories"] = ["bathtub", "bed"]
+        h5.attrs["format_version"] = CACHE_FORMAT_VERSION
+    out = tmp_path / "cls.json"
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(cache), "--test", str(cache), "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["n_shapes"] == 8 and "measured on the 4 shapes" in table["protocol"]
+    assert "(its train split)" in table["protocol"] and "(its test split)" in table["protocol"]
+    capsys.readouterr()
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--test", str(files["shapes"])]) == 2
+    assert "would be measured on the shapes it was fitted on" in capsys.readouterr().err
+
+
+def test_a_diverged_checkpoint_is_named_not_fitted(files, tmp_path, capsys) -> None:
+    """A NaN weight made NaN features, and the logistic fit a traceback (exit 1)."""
+    from stgconv.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(files["run"])
+    state["model"]["features.0.bias"][0] = float("nan")
+    save_checkpoint(state, tmp_path / "diverged.pt")
+    assert main(["eval", "classification", "--checkpoint", str(tmp_path / "diverged.pt"),
+                 "--shapes", str(files["shapes"]), "--folds", "2", "--device", "cpu"]) == 2
+    assert "features of" in capsys.readouterr().err
 
 
 def test_class_names_stored_in_one_file_only_must_agree_with_the_other_s_numbers(
@@ -166,3 +207,15 @@ def test_a_balanced_subset_is_a_random_draw_of_each_class() -> None:
     draws = {tuple(balanced_subset(labels, 3, generator=gen(seed)).tolist()) for seed in range(5)}
     assert len(draws) > 1
     assert all(sum(index < 10 for index in draw) == 3 for draw in draws)
+
+
+def test_cross_validation_refuses_folds_some_class_cannot_fill() -> None:
+    """Called directly, as eval classification does after its own check: a class with fewer
+    examples than folds leaves a fold that tests it unfitted, or empty (accuracy NaN)."""
+    features = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert 0 <= cross_validate(features, labels, folds=3)["accuracy"] <= 1
+    with pytest.raises(ValueError, match="4-fold cross-validation needs at least 4 examples"):
+        cross_validate(features, labels, folds=4)
+    with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
+        cross_validate(features, labels[:, None], folds=3)

@@ -225,6 +225,11 @@ def test_save_mesh_from_voxels(tmp_path: Path, suffix: str) -> None:
     again = voxelize((vertices + 0.5) / 16 - 0.5, faces, 16, normalize=False)
     assert again[3:13, 4:12, 5:11].all() and again.sum() <= 12 * 10 * 8
     assert not list(tmp_path.glob("*.tmp"))
+    # Normals point out (a viewer shading one side sees it lit): the faces' signed volume is
+    # the box's 10 x 8 x 6 less its cut corners and edges, positive (inside out, negative).
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    volume = np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6
+    assert 0.9 * 480 < volume < 480
 
 
 def test_save_mesh_errors(tmp_path: Path) -> None:
@@ -257,8 +262,10 @@ def test_single_grid_round_trip(tmp_path: Path, suffix: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".mat", ".npy", ".npz", ".h5"])
-def test_batch_round_trip(tmp_path: Path, suffix: str) -> None:
-    grids = random_grids(3, 6, 6, 6, seed=1)
+@pytest.mark.parametrize("n", [3, 0])
+def test_batch_round_trip(tmp_path: Path, suffix: str, n: int) -> None:
+    """Batches of any size, the empty one too (its .h5 was an h5py chunking error)."""
+    grids = random_grids(n, 6, 6, 6, seed=1)
     path = save_voxels(grids[:, None], tmp_path / f"b{suffix}")  # (N, 1, R, R, R) accepted
     np.testing.assert_array_equal(load_voxels(path), grids)
 

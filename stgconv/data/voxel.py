@@ -354,7 +354,13 @@ class VoxelShapes(LazyH5, Dataset):
                              f"((N,) or (N, 1)), got {labels.dtype} {labels.shape}")
         self.classes_stored = names is not None
         if names is not None:
-            classes = [str(name) for name in names]
+            classes = [str(name) for name in np.atleast_1d(names)]
+            # A repeated name would merge two classes; too few would leave labels unnamed.
+            if len(set(classes)) != len(classes):
+                raise ValueError(f"{self.root}: categories must be distinct names, got {classes}")
+            if n and labels.max() >= len(classes):
+                raise ValueError(f"{self.root}: y holds label {int(labels.max())} but categories "
+                                 f"names {len(classes)} classes ({classes})")
         elif n and labels.max() < len(MODELNET10_CATEGORIES):
             classes = list(MODELNET10_CATEGORIES)
         else:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stgconv.data.voxel import MODELNET10_CATEGORIES, VoxelShapes
+from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json
@@ -118,6 +118,13 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
     Returns:
         ``{"accuracy": mean over folds, "std": their std, "folds": [per-fold accuracy]}``.
     """
+    if labels.shape != features.shape[:1]:
+        raise ValueError(f"labels must be ({len(features)},) for features "
+                         f"{tuple(features.shape)}, got {tuple(labels.shape)}")
+    counts = torch.bincount(labels)
+    if int(counts[counts > 0].min()) < folds:  # a fold would test a class it never fitted
+        raise ValueError(f"{folds}-fold cross-validation needs at least {folds} examples of "
+                         f"every class; one has {int(counts[counts > 0].min())}")
     fold = stratified_folds(labels, folds, generator=torch.Generator().manual_seed(seed))
     n_classes = int(labels.max()) + 1
     accuracies = []
@@ -165,9 +172,10 @@ def eval_classification(
     """Accuracy of a linear classifier on the descriptor's features: cross-validated on
     ``shapes``, or with ``test`` fitted on ``shapes`` and measured on ``test``'s shapes.
 
-    ``shapes`` (and ``test``) is an ``.npz`` with ``X`` ``(N, R, R, R)`` and labels ``y`` (or an
-    HDF5 cache); grids smaller than the model's are zero-padded, centred (ModelNet10's 30^3 ->
-    32^3). ``test``'s classes must be among ``shapes``' (matched by name when both files name
+    ``shapes`` (and ``test``) is an ``.npz`` with ``X`` ``(N, R, R, R)`` and labels ``y``, or an
+    HDF5 cache, of which ``shapes`` reads the train split and ``test`` the test split (the same
+    cache may be both; an ``.npz`` may not); grids smaller than the model's are zero-padded,
+    centred (ModelNet10's 30^3 -> 32^3). ``test``'s classes must be among ``shapes``' (matched by name when both files name
     their classes, else by label); ``std`` and ``folds`` are then ``None``.
 
     Returns (and writes to ``json_path``) ``{"unit", "accuracy": {"stgconv": a,
@@ -181,7 +189,10 @@ def eval_classification(
         raise ValueError(f"folds must be >= 2, got {folds}")
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
-    dataset = _labelled_shapes(shapes, size)
+    if test is not None and Path(test).resolve() == Path(shapes).resolve() and not _has_splits(test):
+        raise ValueError(f"--test {test} is --shapes: the classifier would be measured on the "
+                         "shapes it was fitted on")
+    dataset = _labelled_shapes(shapes, size, split="train")
     labels = torch.from_numpy(dataset.targets)
     generator = torch.Generator().manual_seed(seed)
     rows = (balanced_subset(labels, per_class, generator=generator) if per_class is not None
@@ -198,20 +209,24 @@ def eval_classification(
     offset = VOXELS.offset(config)
 
     def features_of(grids: Tensor) -> dict[str, Tensor]:
-        return {
+        features = {
             "stgconv": descriptor_features(energy, grids - offset, cells=cells),
             "random_init": descriptor_features(random_energy, grids - offset, cells=cells),
             # Occupancy pooled 2x2x2 (16^3 = 4,096 values for 32^3 grids): about as many
             # dimensions as the small descriptor's features, and 8x cheaper to fit.
             "raw_voxels": (block_down(grids, (2, 2, 2)) if size % 2 == 0 else grids).flatten(1),
         }
+        if not torch.isfinite(features["stgconv"]).all():
+            raise ValueError(f"the features of {checkpoint} hold NaN or infinite values: its "
+                             "weights diverged (train it again from its last good checkpoint)")
+        return features
 
     features = features_of(voxels)
     names = [dataset.classes[int(c)] if dataset.classes else str(int(c)) for c in classes]
     if test is None:
         results = {name: cross_validate(f, labels, folds=folds, l2=l2, seed=seed)
                    for name, f in features.items()}
-        protocol = f"stratified {folds}-fold cross-validation on {shapes}"
+        protocol = f"stratified {folds}-fold cross-validation on {_part(shapes, 'train')}"
     else:
         test_voxels, test_labels = _test_set(test, dataset, classes, size)
         test_features = features_of(test_voxels)
@@ -219,7 +234,8 @@ def eval_classification(
                                                           test_labels, l2=l2),
                           "std": None, "folds": None}
                    for name, f in features.items()}
-        protocol = f"fitted on {shapes}, measured on the {len(test_labels)} shapes of {test}"
+        protocol = (f"fitted on {_part(shapes, 'train')}, measured on the "
+                    f"{len(test_labels)} shapes of {_part(test, 'test')}")
     table = {
         "task": "classification",
         "unit": UNIT if test is None else TEST_UNIT,
@@ -245,15 +261,35 @@ def eval_classification(
     return table
 
 
-def _labelled_shapes(path: str | Path, size: int) -> VoxelShapes:
-    """The shapes of ``path``, checked to fit a model of side ``size`` and to carry labels."""
-    dataset = VoxelShapes(path)
+def _labelled_shapes(path: str | Path, size: int, *, split: str) -> VoxelShapes:
+    """The shapes of ``path``, checked to fit a model of side ``size`` and to carry labels: of
+    a cache that records splits, its ``split`` part only (an ``.npz`` holds one set)."""
+    dataset = VoxelShapes(path, split=split if _has_splits(path) else None)
+    if len(dataset) == 0:
+        raise ValueError(f"{path} holds no {split} shapes")
     if dataset.resolution > size:
         raise ValueError(f"{path} holds {dataset.resolution}^3 grids; this model takes "
                          f"(N, {size}, {size}, {size}) (smaller grids are padded)")
     if (dataset.targets < 0).any():
         raise ValueError(f"{path} has no labels y; classification needs them")
     return dataset
+
+
+def _has_splits(path: str | Path) -> bool:
+    """Whether ``path`` is a cache that records each shape's split."""
+    if Path(path).suffix.lower() not in CACHE_SUFFIXES or not Path(path).is_file():
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return "split" in h5
+    except OSError:
+        return False  # VoxelShapes names what is wrong with it
+
+
+def _part(path: str | Path, split: str) -> str:
+    return f"{path}" + (f" (its {split} split)" if _has_splits(path) else "")
 
 
 def _check_class_counts(path: str | Path, labels: Tensor, classes: Tensor,
@@ -277,7 +313,7 @@ def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
               ) -> tuple[Tensor, Tensor]:
     """The shapes ``(M, 1, size, size, size)`` of ``path`` and their labels in the training
     set's 0..K-1 numbering (``classes``: the training labels kept, in that order)."""
-    dataset = _labelled_shapes(path, size)
+    dataset = _labelled_shapes(path, size, split="test")
     raw = torch.from_numpy(dataset.targets)
     if dataset.classes and train.classes:  # by name: the two files may number them apart
         index = {name: i for i, name in enumerate(train.classes)}

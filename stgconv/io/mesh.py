@@ -357,13 +357,16 @@ def mesh_from_voxels(grid: np.ndarray, *, level: float = 0.5) -> tuple[np.ndarra
 
     Returns:
         ``(vertices, faces)``: float64 ``(V, 3)`` in voxel units (voxel ``i`` has its centre at
-        ``i``) and int64 ``(F, 3)``; both empty when no voxel exceeds ``level``.
+        ``i``) and int64 ``(F, 3)``, wound counter-clockwise seen from outside (normals point
+        out); both empty when no voxel exceeds ``level``.
     """
     array = _as_grid(grid)
     padded = np.pad(array.astype(np.float32), 1)
     if not padded.max() > level:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
-    vertices, faces, _, _ = marching_cubes(padded, level=level)
+    # Occupancy rises into the shape: "ascent" winds the faces so their normals point out
+    # (scikit-image's default, for values falling into the object, turned them inside out).
+    vertices, faces, _, _ = marching_cubes(padded, level=level, gradient_direction="ascent")
     return vertices.astype(np.float64) - 1.0, faces.astype(np.int64)
 
 

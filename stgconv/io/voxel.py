@@ -339,8 +339,9 @@ def _write_h5(array: np.ndarray, name: str, tmp: str) -> None:
 
     chunks = array.shape if array.ndim == 3 else (1, *array.shape[1:])
     with h5py.File(tmp, "w") as h5:
-        dataset = h5.create_dataset(name, data=array, chunks=chunks, compression="gzip",
-                                    compression_opts=_GZIP_LEVEL)
+        # An empty batch has no chunk to compress (h5py refuses a chunk larger than the data).
+        compress = dict(chunks=chunks, compression="gzip", compression_opts=_GZIP_LEVEL)
+        dataset = h5.create_dataset(name, data=array, **(compress if array.size else {}))
         dataset.attrs["layout"] = "(R, R, R) or (N, R, R, R) indexed [x, y, z], z up"
 
 
