@@ -32,6 +32,9 @@ def test_eval_classification_json_contract(files, tmp_path) -> None:
     assert set(table["accuracy"]) == {"stgconv", "random_init", "raw_voxels"}
     assert all(0 <= a <= 1 for a in table["accuracy"].values())
     assert table["per_class_counts"] == {"bathtub": 6, "bed": 6}  # y < 10: ModelNet10 names
+    # The run learnt (without labels) from these very shapes: said, as the controls did not.
+    assert "the descriptor was trained (without labels) on the shapes it is scored on" in (
+        table["protocol"])
 
 
 def test_unlabelled_shapes_exit_2_with_a_message(files, tmp_path, capsys) -> None:
@@ -58,6 +61,7 @@ def test_a_test_file_is_measured_after_fitting_on_the_shapes(files, tmp_path) ->
     assert all(0 <= a <= 1 for a in table["accuracy"].values())
     assert table["std"] == {"stgconv": None, "random_init": None, "raw_voxels": None}
     assert table["test"] == str(test) and "measured on the 6 shapes" in table["protocol"]
+    assert "trained (without labels) on the shapes it is scored on" not in table["protocol"]
     assert "test file's shapes" in table["unit"] and "cross-validation" not in table["unit"]
     # The test shapes are half of the training shapes: raw voxels separate boxes from balls.
     assert table["accuracy"]["raw_voxels"] == 1.0

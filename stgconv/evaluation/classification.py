@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
@@ -227,6 +228,7 @@ def eval_classification(
         results = {name: cross_validate(f, labels, folds=folds, l2=l2, seed=seed)
                    for name, f in features.items()}
         protocol = f"stratified {folds}-fold cross-validation on {_part(shapes, 'train')}"
+        scored = (shapes, "train")
     else:
         test_voxels, test_labels = _test_set(test, dataset, classes, size)
         test_features = features_of(test_voxels)
@@ -236,6 +238,11 @@ def eval_classification(
                    for name, f in features.items()}
         protocol = (f"fitted on {_part(shapes, 'train')}, measured on the "
                     f"{len(test_labels)} shapes of {_part(test, 'test')}")
+        scored = (test, "test")
+    if _trained_on(config, *scored):
+        # Not hidden in the number: random_init and raw_voxels never saw these shapes.
+        protocol += ("; the descriptor was trained (without labels) on the shapes it is "
+                     "scored on: give --test held-out shapes for an unseen score")
     table = {
         "task": "classification",
         "unit": UNIT if test is None else TEST_UNIT,
@@ -286,6 +293,13 @@ def _has_splits(path: str | Path) -> bool:
             return "split" in h5
     except OSError:
         return False  # VoxelShapes names what is wrong with it
+
+
+def _trained_on(config: ExperimentConfig, path: str | Path, split: str) -> bool:
+    """Whether the model's training data held the ``split`` shapes of ``path``."""
+    data = config.data
+    return (data.path is not None and Path(data.path).resolve() == Path(path).resolve()
+            and (data.split in ("all", split) or not _has_splits(path)))
 
 
 def _part(path: str | Path, split: str) -> str:
