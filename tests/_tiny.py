@@ -25,9 +25,11 @@ from stgconv.config import (
     MultiGridConfig,
     TrainConfig,
     config_to_dict,
+    load_config,
 )
 from stgconv.energy import ConvNetEnergy, image_energy
 from stgconv.mcmc import Langevin
+from stgconv.tasks import train
 from stgconv.train import MultiGridTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +149,13 @@ def write_config(path: Path, data: dict, multigrid: dict, *, out: Path) -> Path:
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = main(args)
     return code, capsys.readouterr().err
+
+
+def tiny_texture_run(root: Path, *extra: str) -> Path:
+    """A one-iteration 8x8 grey texture model trained into ``root / 'run'``."""
+    config = load_config(None, ["data.path=builtin:brick", "data.size=8", "data.channels=1",
+                                "model.arch=texture", "model.layers=[[2, 3, 1]]",
+                                f"out_dir={root / 'run'}", "device=cpu", "train.n_iterations=1",
+                                "train.sample_every=0", "sampler.n_steps=1",
+                                "chains.chains_per_example=1", *extra])
+    return train(config, progress=False)

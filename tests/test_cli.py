@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _tiny import SR_CONFIG
+from _tiny import SR_CONFIG, tiny_texture_run
 from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
@@ -793,3 +793,35 @@ def test_every_output_file_is_renamed_into_place_whole(command: str, monkeypatch
     assert written, f"{command} wrote nothing under {out}"
     assert [p for p in written if p.resolve() not in renamed] == []
     assert not debris.exists()
+
+def test_reconstruction_png_shows_the_target_left_of_its_reconstruction(tmp_path: Path) -> None:
+    """reconstruction.png is the target image first, then the reconstruction (target | x)."""
+    import numpy as np
+    from PIL import Image
+
+    from stgconv.tasks import reconstruct
+
+    run = tiny_texture_run(tmp_path, "chains.init=uniform", "chains.init_scale=1.0")
+    pixels = np.zeros((8, 8), dtype=np.uint8)
+    pixels[:, :4] = 255  # left half white: a target no 1-step chain reproduces
+    Image.fromarray(pixels).save(tmp_path / "target.png")
+    out = reconstruct(run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
+                      device="cpu")
+    grid = np.asarray(Image.open(out / "reconstruction.png").convert("L"))
+    assert grid.shape == (12, 22)  # two 8x8 panels, 2 px padding
+    np.testing.assert_array_equal(grid[2:10, 2:10], pixels)
+
+
+def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) -> None:
+    """A model whose chains start at exactly zero (chains.init_scale 0, the default) still gets
+    two different noise starts to interpolate between (a floor on the scale), so the points of
+    the path differ."""
+    import numpy as np
+
+    from stgconv.tasks import interpolate
+
+    run = tiny_texture_run(tmp_path, "chains.init=gaussian", "chains.init_scale=0.0")
+    out = interpolate(run, tmp_path / "int", n_points=2, device="cpu")
+    path = np.load(out / "interpolation.npy")
+    assert path.shape == (2, 1, 8, 8)
+    assert not np.array_equal(path[0], path[1])

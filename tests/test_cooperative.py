@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import boxes_and_balls, gen, tiny_data, tiny_energy
+from _tiny import boxes_and_balls, gen, tiny_data, tiny_energy, tiny_texture_run
 from PIL import Image
 from test_train import assert_same
 from torch import Tensor
@@ -422,3 +422,15 @@ def test_generator_widths_are_capped_at_eight_times_width() -> None:
     net = ConvGenerator(latent_dim=2, out_shape=(1, 64, 64), width=2)
     assert net.base == (4, 4) and net.base_channels == 16
     assert isinstance(net.body[0], torch.nn.ReLU)
+
+def test_cooperative_synthesis_revises_the_proposals_by_default(tmp_path: Path) -> None:
+    """Without n_steps a cooperative model's proposals are revised by its sampler's task
+    chain (only n_steps=0 keeps them as they are)."""
+    import numpy as np
+
+    run = tiny_texture_run(tmp_path, "cooperative={latent_dim: 4, width: 2}",
+                            "train.batch_size=1")
+    from stgconv.tasks import synthesize
+
+    out = synthesize(run, tmp_path / "s", n_samples=2, device="cpu")
+    assert not np.array_equal(np.load(out / "proposals.npy"), np.load(out / "synthesized.npy"))

@@ -101,3 +101,39 @@ def test_real_mnist_loads_as_digits(shared_data: Path) -> None:
     assert x.shape == (100, 1, 28, 28)
     # Digits: a dark background with a minority of bright strokes.
     assert (x < -0.9).float().mean() > 0.6 and (x > 0.5).float().mean() > 0.05
+
+def test_npz_labels_refuse_negative_classes(tmp_path: Path) -> None:
+    """load_npz_labels refuses a label below 0 (naming it) instead of returning it."""
+    import numpy as np
+
+    from stgconv.data.image import load_npz_labels
+
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((3, 4, 4), np.uint8),
+             y_train=np.array([0, -1, 1]))
+    with pytest.raises(ValueError, match=r"negative labels \(-1\)"):
+        load_npz_labels(tmp_path / "d.npz")
+
+
+def test_npz_labels_accept_the_keras_column_layout(tmp_path: Path) -> None:
+    """Labels stored as a column (N, 1), as Keras keeps CIFAR's, come back as (N,) int64."""
+    import numpy as np
+    import torch
+
+    from stgconv.data.image import load_npz_labels
+
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((3, 4, 4), np.uint8),
+             y_train=np.array([[2], [0], [1]], dtype=np.uint8))
+    labels = load_npz_labels(tmp_path / "d.npz")
+    assert labels.dtype == torch.int64 and labels.tolist() == [2, 0, 1]
+
+
+def test_resized_npz_images_stay_within_minus_one_to_one(tmp_path: Path) -> None:
+    """Antialiased resizing can overshoot by a rounding error: a white 7x7 array resized to
+    3x3 is still exactly at most 1 (clamped), as the data's value range promises."""
+    import numpy as np
+
+    from stgconv.data.image import load_npz_images
+
+    np.savez(tmp_path / "w.npz", x_train=np.full((1, 7, 7), 255, np.uint8))
+    x = load_npz_images(tmp_path / "w.npz", size=3, channels=1)
+    assert x.shape == (1, 1, 3, 3) and x.max().item() <= 1.0 and x.min().item() >= -1.0

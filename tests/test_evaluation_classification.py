@@ -223,3 +223,36 @@ def test_cross_validation_refuses_folds_some_class_cannot_fill() -> None:
         cross_validate(features, labels, folds=4)
     with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
         cross_validate(features, labels[:, None], folds=3)
+
+@pytest.mark.parametrize("y_kind, args, message", [
+    ("two of a class", ["--folds", "3"], "3-fold cross-validation needs at least 3 shapes"),
+    ("both", ["--folds", "2", "--l2", "inf"], "l2 must be a finite number >= 0"),
+])
+def test_classification_refuses_too_few_shapes_per_fold_and_an_infinite_l2(
+        trained_voxel_run, tmp_path: Path, capsys, y_kind: str, args: list, message: str) -> None:
+    """k-fold cross-validation needs k shapes of every class (2 shapes of a class are too few
+    for 3 folds), and the L2 weight must be finite: both refused with exit 2 and the reason."""
+    import numpy as np
+
+    from stgconv.cli import main
+
+    shapes = np.load(trained_voxel_run["shapes"])
+    y = np.r_[np.zeros(10), np.ones(2)] if y_kind == "two of a class" else shapes["y"]
+    path = tmp_path / "shapes.npz"
+    np.savez(path, X=shapes["X"], y=y.astype(np.int64))
+    capsys.readouterr()
+    assert main(["eval", "classification", "--checkpoint", str(trained_voxel_run["run"]),
+                 "--shapes", str(path), *args, "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_balanced_subset_comes_back_in_index_order() -> None:
+    """balanced_subset returns the chosen indices sorted, so the subset keeps the file order."""
+    import torch
+
+    from stgconv.evaluation.classification import balanced_subset
+
+    labels = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
+    picks = balanced_subset(labels, 3, generator=torch.Generator().manual_seed(0))
+    assert picks.tolist() == sorted(picks.tolist()) and len(picks) == 6
+    assert torch.bincount(labels[picks]).tolist() == [3, 3]

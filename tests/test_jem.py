@@ -528,3 +528,43 @@ def test_micro_batches_average_their_gradients() -> None:
     batch = torch.tensor([0, 1, 2])
     for once, twice in zip(grads([batch]), grads([batch, batch])):
         torch.testing.assert_close(once, twice)
+
+def test_train_refuses_a_label_equal_to_n_classes(tmp_path: Path, capsys) -> None:
+    """Classes are 0 .. n_classes - 1: a label equal to model.n_classes is already out of range
+    and refused before training (not only labels beyond it)."""
+    import numpy as np
+
+    import stgconv
+    from stgconv.cli import main
+
+    config = Path(stgconv.__file__).parents[1] / "configs" / "image" / "jem_mnist_quick.yaml"
+    images = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "bars.npz", x_train=images, y_train=np.arange(8) % 4)
+    code = main(["train", str(config), "--data", str(tmp_path / "bars.npz"),
+                 "--out", str(tmp_path / "run"), "--set", "model.n_classes=3",
+                 "--set", "train.n_iterations=1", "--set", "train.batch_size=4",
+                 "--set", "jem.px_batch=2", "--set", "sampler.n_steps=1",
+                 "--set", "chains.buffer_capacity=8", "--set", "train.sample_every=0",
+                 "--set", "device=cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds class 3, past model.n_classes = 3" in err
+
+
+def test_class_synthesis_gives_each_class_a_block_of_chains(trained_jem_run, monkeypatch,
+                                                             tmp_path: Path) -> None:
+    """Class-conditional synthesis is class-major: with classes [0, 2] and 2 samples per class
+    the chains' classes are 0, 0, 2, 2 (sample i is of class classes[i // n])."""
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.tasks import synthesize
+
+    seen = []
+    conditional = ClassifierEnergy.conditional
+
+    def recording(self, y):
+        seen.append(y.tolist())
+        return conditional(self, y)
+
+    monkeypatch.setattr(ClassifierEnergy, "conditional", recording)
+    synthesize(trained_jem_run["run"], tmp_path / "s", n_samples=2, n_steps=1, classes=[0, 2],
+               device="cpu")
+    assert seen == [[0, 0, 2, 2]]

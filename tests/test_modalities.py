@@ -280,3 +280,28 @@ def test_grey_training_clips_are_luma_as_grey_images_are(tmp_path: Path) -> None
         grey = np.asarray(Image.new("RGB", (8, 8), colour).convert("L"), dtype=np.float64)
         expected = torch.from_numpy(grey / 127.5 - 1.0).float()
         torch.testing.assert_close(clips[0, 0, index], expected, atol=1e-6, rtol=0)
+
+def test_voxel_pyramid_draws_a_coarse_grid_at_half_its_own_maximum(monkeypatch,
+                                                                   tmp_path: Path) -> None:
+    """A coarse grid's block means rarely reach 0.5: the pyramid rescales each coarse grid so
+    the renderer's 0.5 level sits at half that grid's maximum (and says so in its title); the
+    finest grid is drawn as it is."""
+    import torch
+
+    import stgconv.modalities.voxel as voxel
+
+    drawn = {}
+
+    def fake_render(panels, path, *, columns, titles):
+        drawn.update(panels=panels, titles=titles, columns=columns)
+        return Path(path)
+
+    monkeypatch.setattr(voxel, "render_voxels", fake_render)
+    coarse = torch.full((1, 1, 2, 2, 2), 0.1)
+    coarse[0, 0, 0, 0, 0] = 0.4
+    fine = torch.zeros(1, 1, 4, 4, 4)
+    fine[0, 0, 1, 1, 1] = 0.8
+    voxel.VOXELS.save_pyramid([coarse, fine], tmp_path / "pyramid")
+    assert drawn["columns"] == 2 and drawn["titles"] == ["2x2x2 @0.20", "4x4x4"]
+    assert drawn["panels"][0].max().item() == pytest.approx(1.0)
+    torch.testing.assert_close(drawn["panels"][1], fine[0, 0])

@@ -64,3 +64,57 @@ def test_interpolate_endpoints_and_shape() -> None:
         shortrun.interpolate(energy, sampler, z_start, z_end[:, :6])
     with pytest.raises(ValueError, match="n_points"):
         shortrun.interpolate(energy, sampler, z_start, z_end, n_points=0)
+
+def test_reconstruct_reports_the_mean_squared_error_of_each_iterate() -> None:
+    """The first loss reconstruct reports is the mean (not the sum) of the squared error between
+    the chain from z0 and the target, under the generator's replayed noise."""
+    import torch
+
+    from stgconv import shortrun
+    from stgconv.energy import image_energy
+    from stgconv.mcmc import Langevin
+
+    torch.manual_seed(3)
+    energy = image_energy("texture", in_channels=1, layers=[[4, 3, 1]], reference_sigma=None)
+    sampler = Langevin(n_steps=2, step_size=0.1, noise_scale=0.5)
+    target = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    z0 = torch.randn(target.shape, generator=torch.Generator().manual_seed(2))
+    _, _, losses = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=1,
+                                        generator=torch.Generator().manual_seed(5))
+    start = sampler.run(energy, z0, generator=torch.Generator().manual_seed(5))
+    assert losses[0] == pytest.approx(float((start - target).pow(2).mean()), rel=1e-5)
+
+
+def test_reconstruct_leaves_the_callers_start_untouched() -> None:
+    """reconstruct optimises a copy of z0: the tensor the caller passed keeps its values."""
+    import torch
+
+    from stgconv import shortrun
+    from stgconv.energy import image_energy
+    from stgconv.mcmc import Langevin
+
+    torch.manual_seed(3)
+    energy = image_energy("texture", in_channels=1, layers=[[4, 3, 1]], reference_sigma=None)
+    sampler = Langevin(n_steps=2, step_size=0.1, noise_scale=0.5)
+    target = torch.zeros(1, 1, 8, 8)
+    z0 = torch.randn(target.shape, generator=torch.Generator().manual_seed(2))
+    kept = z0.clone()
+    z, _, _ = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=2, lr=0.1)
+    assert torch.equal(z0, kept)
+    assert not torch.equal(z, kept)
+
+
+def test_latent_path_keeps_the_variance_of_gaussian_starts() -> None:
+    """Each point of the latent path is sqrt(1 - a^2) z_start + a z_end with a = sin(angle):
+    the middle of three points weighs both ends by sqrt(1/2), so squared weights sum to 1."""
+    import math
+
+    import torch
+
+    from stgconv.shortrun import latent_path
+
+    z_start, z_end = torch.ones(2, 2), torch.full((2, 2), 2.0)
+    path = latent_path(z_start, z_end, n_points=3)
+    torch.testing.assert_close(path[1], math.sqrt(0.5) * (z_start + z_end))
+    torch.testing.assert_close(path[0], z_start)
+    torch.testing.assert_close(path[2], z_end)

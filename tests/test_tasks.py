@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import boxes_and_balls
+from _tiny import boxes_and_balls, tiny_texture_run
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
@@ -123,3 +123,133 @@ def test_training_logs_samples_and_norms_into_tensorboard(modality: str, tmp_pat
     quiet = tags(False)
     assert not any(t.startswith(("weights/", "samples")) for t in quiet["scalars"])
     assert not quiet["images"]
+
+def test_synthesize_refuses_an_empty_class_list_and_zero_steps(tmp_path: Path) -> None:
+    """synthesize says what is wrong with classes=[] (name at least one class) and with 0 chain
+    steps for a model that is not cooperative (its samples need a chain)."""
+    from stgconv.tasks import synthesize
+
+    run = tiny_texture_run(tmp_path)
+    with pytest.raises(ValueError, match="classes is empty"):
+        synthesize(run, tmp_path / "a", n_samples=1, classes=[], device="cpu")
+    with pytest.raises(ValueError, match="cooperative models only"):
+        synthesize(run, tmp_path / "b", n_samples=1, n_steps=0, device="cpu")
+    assert not (tmp_path / "b").exists()
+
+
+def test_continuing_stored_chains_takes_the_chains_of_every_example(tmp_path: Path) -> None:
+    """start='chains' continues the persistent chains of all training examples (examples x
+    chains per example), not only those of the first example."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    from stgconv.tasks import synthesize
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 60 + 100 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={folder}",
+                            "chains.mode=persistent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fewer stored chains than asked would warn
+        out = synthesize(run, tmp_path / "s", n_samples=2, n_steps=1, start="chains",
+                         device="cpu")
+    assert np.load(out / "synthesized.npy").shape == (2, 1, 8, 8)
+
+
+def test_train_refuses_resume_and_overwrite_together(tmp_path: Path) -> None:
+    """train with both resume and overwrite is refused up front (one continues the folder's run,
+    the other replaces it), before anything is written."""
+    from stgconv.config import load_config
+    from stgconv.tasks import train
+
+    config = load_config(None, ["data.path=builtin:brick", "data.size=8",
+                                f"out_dir={tmp_path / 'run'}", "device=cpu"])
+    with pytest.raises(ValueError, match="choose one"):
+        train(config, resume=True, overwrite=True, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_removes_the_old_models_reconstruction_too(tmp_path: Path) -> None:
+    """train --overwrite removes what the other commands wrote into the run folder by default
+    (here reconstruction/), so the new model's folder holds none of the old model's outputs."""
+    run = tiny_texture_run(tmp_path)
+    (run / "reconstruction").mkdir()
+    (run / "reconstruction" / "reconstruction.json").write_text("{}")
+    (run / "synthesis").mkdir()
+    from stgconv.config import load_config
+    from stgconv.tasks import train
+
+    config = load_config(run / "config.yaml", ["train.n_iterations=1"])
+    train(config, overwrite=True, progress=False)
+    assert not (run / "reconstruction").exists() and not (run / "synthesis").exists()
+    assert (run / "checkpoint.pt").is_file()
+
+
+def test_training_files_leave_out_config_and_tensorboard(tmp_path: Path) -> None:
+    """training_files lists what only training writes (checkpoints, observed, samples), not
+    config.yaml or tb/, which other commands write into their own folders too."""
+    from stgconv.tasks.train import training_files
+
+    for name in ("config.yaml", "checkpoint.pt", "observed.png", "samples_000002.png"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "tb").mkdir()
+    names = {p.name for p in training_files(tmp_path)}
+    assert names == {"checkpoint.pt", "observed.png", "samples_000002.png"}
+
+
+def test_samples_are_written_every_sample_every_iterations_only(tmp_path: Path) -> None:
+    """With train.sample_every=2 a 3-iteration run writes samples_000002 and the final samples,
+    not samples_000001 or samples_000003."""
+    run = tiny_texture_run(tmp_path, "train.n_iterations=3", "train.sample_every=2")
+    names = {p.name for p in run.glob("samples*")}
+    assert names == {"samples_000002.png", "samples.png"}
+
+
+def test_a_voxel_runs_observed_array_is_the_training_shapes(tmp_path: Path) -> None:
+    """With data.mean=auto the model sees occupancy minus the mean, and observed.npy converts
+    back: it holds the training shapes exactly, in occupancy."""
+    import numpy as np
+
+    from stgconv.config import load_config
+    from stgconv.tasks import train
+
+    shapes = np.zeros((2, 8, 8, 8), np.uint8)
+    shapes[0, 2:6, 2:6, 2:6] = 1
+    shapes[1, 1:7, 3:5, 0:8] = 1
+    np.savez(tmp_path / "shapes.npz", X=shapes)
+    config = load_config(None, [f"data.path={tmp_path / 'shapes.npz'}", "data.kind=voxels",
+                                "data.size=8", "data.mean=auto", "model.arch=desc32_small",
+                                "model.layers=[[2, 4, 2, 1]]", "model.reference_sigma=0.5",
+                                "sampler.clamp=[0.0, 1.0]", f"out_dir={tmp_path / 'run'}",
+                                "device=cpu", "train.n_iterations=1", "train.sample_every=0",
+                                "sampler.n_steps=1", "chains.chains_per_example=1"])
+    run = train(config, progress=False)
+    np.testing.assert_array_equal(np.load(run / "observed.npy"), shapes.astype(np.float32))
+
+
+def test_a_video_run_writes_its_final_samples_as_gif_and_mp4(tmp_path: Path) -> None:
+    """The final samples of a video run are written as samples.gif and samples.mp4 (the
+    periodic samples_<it> previews are GIFs only)."""
+    import torch
+
+    from stgconv.config import load_config
+    from stgconv.io.video import save_video
+    from stgconv.tasks import train
+
+    clip = torch.full((1, 4, 8, 8), -0.8)
+    for t in range(4):
+        clip[:, t, :, t] = 0.8
+    path = save_video(clip, tmp_path / "clip.mkv")
+    config = load_config(None, [f"data.path={path}", "data.kind=video", "data.size=8",
+                                "data.frames=4", "model.arch=st_small",
+                                "model.layers=[[2, [3, 3, 3], 1, 1]]",
+                                f"out_dir={tmp_path / 'run'}", "device=cpu",
+                                "train.n_iterations=1", "train.sample_every=1",
+                                "sampler.n_steps=1", "chains.chains_per_example=1"])
+    run = train(config, progress=False)
+    assert (run / "samples.gif").is_file() and (run / "samples.mp4").is_file()
+    assert not (run / "samples_000001.mp4").exists()
