@@ -518,6 +518,7 @@ def test_faults_end_in_one_line_naming_them(case: str, fault_paths: dict[str, st
 
 # ------------------------------------------------------------------------------- run folders
 
+
 def test_paths_given_as_options_are_taken_as_typed(tmp_path: Path, capsys) -> None:
     """--out and --data are strings whatever YAML would make of them: "2024" a number, "#" a
     comment (which trained into "run" instead of "run #2")."""
@@ -794,10 +795,9 @@ def test_every_output_file_is_renamed_into_place_whole(command: str, monkeypatch
     assert [p for p in written if p.resolve() not in renamed] == []
     assert not debris.exists()
 
+
 def test_reconstruction_png_shows_the_target_left_of_its_reconstruction(tmp_path: Path) -> None:
     """reconstruction.png is the target image first, then the reconstruction (target | x)."""
-    import numpy as np
-    from PIL import Image
 
     from stgconv.tasks import reconstruct
 
@@ -816,7 +816,6 @@ def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) ->
     """A model whose chains start at exactly zero (chains.init_scale 0, the default) still gets
     two different noise starts to interpolate between (a floor on the scale), so the points of
     the path differ."""
-    import numpy as np
 
     from stgconv.tasks import interpolate
 

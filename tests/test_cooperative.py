@@ -423,11 +423,10 @@ def test_generator_widths_are_capped_at_eight_times_width() -> None:
     assert net.base == (4, 4) and net.base_channels == 16
     assert isinstance(net.body[0], torch.nn.ReLU)
 
+
 def test_cooperative_synthesis_revises_the_proposals_by_default(tmp_path: Path) -> None:
     """Without n_steps a cooperative model's proposals are revised by its sampler's task
     chain (only n_steps=0 keeps them as they are)."""
-    import numpy as np
-
     run = tiny_texture_run(tmp_path, "cooperative={latent_dim: 4, width: 2}",
                             "train.batch_size=1")
     from stgconv.tasks import synthesize

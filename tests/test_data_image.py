@@ -102,9 +102,9 @@ def test_real_mnist_loads_as_digits(shared_data: Path) -> None:
     # Digits: a dark background with a minority of bright strokes.
     assert (x < -0.9).float().mean() > 0.6 and (x > 0.5).float().mean() > 0.05
 
+
 def test_npz_labels_refuse_negative_classes(tmp_path: Path) -> None:
     """load_npz_labels refuses a label below 0 (naming it) instead of returning it."""
-    import numpy as np
 
     from stgconv.data.image import load_npz_labels
 
@@ -116,8 +116,6 @@ def test_npz_labels_refuse_negative_classes(tmp_path: Path) -> None:
 
 def test_npz_labels_accept_the_keras_column_layout(tmp_path: Path) -> None:
     """Labels stored as a column (N, 1), as Keras keeps CIFAR's, come back as (N,) int64."""
-    import numpy as np
-    import torch
 
     from stgconv.data.image import load_npz_labels
 
@@ -130,10 +128,6 @@ def test_npz_labels_accept_the_keras_column_layout(tmp_path: Path) -> None:
 def test_resized_npz_images_stay_within_minus_one_to_one(tmp_path: Path) -> None:
     """Antialiased resizing can overshoot by a rounding error: a white 7x7 array resized to
     3x3 is still exactly at most 1 (clamped), as the data's value range promises."""
-    import numpy as np
-
-    from stgconv.data.image import load_npz_images
-
     np.savez(tmp_path / "w.npz", x_train=np.full((1, 7, 7), 255, np.uint8))
     x = load_npz_images(tmp_path / "w.npz", size=3, channels=1)
     assert x.shape == (1, 1, 3, 3) and x.max().item() <= 1.0 and x.min().item() >= -1.0

@@ -232,10 +232,6 @@ def test_classification_refuses_too_few_shapes_per_fold_and_an_infinite_l2(
         trained_voxel_run, tmp_path: Path, capsys, y_kind: str, args: list, message: str) -> None:
     """k-fold cross-validation needs k shapes of every class (2 shapes of a class are too few
     for 3 folds), and the L2 weight must be finite: both refused with exit 2 and the reason."""
-    import numpy as np
-
-    from stgconv.cli import main
-
     shapes = np.load(trained_voxel_run["shapes"])
     y = np.r_[np.zeros(10), np.ones(2)] if y_kind == "two of a class" else shapes["y"]
     path = tmp_path / "shapes.npz"
@@ -248,10 +244,6 @@ def test_classification_refuses_too_few_shapes_per_fold_and_an_infinite_l2(
 
 def test_a_balanced_subset_comes_back_in_index_order() -> None:
     """balanced_subset returns the chosen indices sorted, so the subset keeps the file order."""
-    import torch
-
-    from stgconv.evaluation.classification import balanced_subset
-
     labels = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
     picks = balanced_subset(labels, 3, generator=torch.Generator().manual_seed(0))
     assert picks.tolist() == sorted(picks.tolist()) and len(picks) == 6

@@ -497,13 +497,10 @@ def test_occupancy_below_zero_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"g\.npy: expected occupancy in \[0, 1\]"):
         load_voxels(tmp_path / "g.npy", binary=False)
 
+
 def test_a_binvox_file_with_an_odd_byte_count_is_named_as_truncated(tmp_path: Path) -> None:
     """binvox data are (value, count) byte pairs: a file with a stray last byte is refused as
     truncated or corrupt, naming the odd byte count, even where its counts add up."""
-    import numpy as np
-
-    from stgconv.io.voxel import load_voxels, save_voxels
-
     path = save_voxels(np.ones((2, 2, 2), np.uint8), tmp_path / "cube.binvox")
     path.write_bytes(path.read_bytes() + b"\x01")
     with pytest.raises(ValueError, match="odd number of run-length bytes"):
@@ -514,8 +511,6 @@ def test_a_binvox_file_with_an_odd_byte_count_is_named_as_truncated(tmp_path: Pa
 def test_a_binvox_header_with_sides_below_one_is_refused(tmp_path: Path, dims: str) -> None:
     """A binvox 'dim' line must give three sides >= 1: zero or negative sides are named as a
     bad 'dim' line, not reported as an empty grid or a run-length mismatch."""
-    from stgconv.io.voxel import load_voxels
-
     path = tmp_path / "bad.binvox"
     path.write_bytes(f"#binvox 1\ndim {dims}\ntranslate 0 0 0\nscale 1\ndata\n".encode())
     with pytest.raises(ValueError, match="bad binvox 'dim' line"):
@@ -525,10 +520,6 @@ def test_a_binvox_header_with_sides_below_one_is_refused(tmp_path: Path, dims: s
 def test_save_voxels_names_the_range_of_negative_integer_grids(tmp_path: Path) -> None:
     """An integer grid holding -1 is refused with the integer range it spans, like one holding
     2 (both are outside {0, 1})."""
-    import numpy as np
-
-    from stgconv.io.voxel import save_voxels
-
     grid = np.zeros((2, 2, 2), np.int64)
     grid[0, 0, 0] = -1
     grid[1, 1, 1] = 1
@@ -540,8 +531,6 @@ def test_save_voxels_names_the_range_of_negative_integer_grids(tmp_path: Path) -
 def test_an_off_header_with_negative_counts_is_refused(tmp_path: Path) -> None:
     """An OFF header announcing a negative number of vertices or faces is refused as such
     (slicing with a negative count would silently drop lines)."""
-    from stgconv.io.mesh import load_mesh
-
     path = tmp_path / "neg.off"
     path.write_text("OFF\n3 -1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
     with pytest.raises(ValueError, match="negative counts"):
@@ -550,8 +539,6 @@ def test_an_off_header_with_negative_counts_is_refused(tmp_path: Path) -> None:
 
 def test_a_face_index_equal_to_the_vertex_count_is_out_of_range(tmp_path: Path) -> None:
     """Face indices are 0 .. V - 1: an index equal to the number of vertices is refused."""
-    from stgconv.io.mesh import load_mesh
-
     path = tmp_path / "past.off"
     path.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 3\n")
     with pytest.raises(ValueError, match="face indices out of range"):
@@ -561,10 +548,6 @@ def test_a_face_index_equal_to_the_vertex_count_is_out_of_range(tmp_path: Path) 
 def test_voxelize_refuses_a_margin_of_half_the_resolution() -> None:
     """margin voxels on each side must leave some inside: 2 * margin == resolution is refused
     with that reason."""
-    import numpy as np
-
-    from stgconv.io.mesh import voxelize
-
     vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
     faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
     with pytest.raises(ValueError, match="leaves no voxels inside a grid of 4"):
@@ -574,10 +557,6 @@ def test_voxelize_refuses_a_margin_of_half_the_resolution() -> None:
 def test_a_batch_of_grids_is_not_taken_for_one_grid_with_a_channel() -> None:
     """mesh_from_voxels accepts (D, H, W) or (1, D, H, W); a batch of two grids is refused, not
     meshed from its first grid."""
-    import numpy as np
-
-    from stgconv.io.mesh import mesh_from_voxels
-
     with pytest.raises(ValueError, match="expected a voxel grid"):
         mesh_from_voxels(np.ones((2, 3, 3, 3)))
 
@@ -585,9 +564,5 @@ def test_a_batch_of_grids_is_not_taken_for_one_grid_with_a_channel() -> None:
 def test_a_grid_whose_maximum_equals_the_level_has_no_surface() -> None:
     """No voxel exceeds the level when the grid's maximum equals it: mesh_from_voxels returns
     empty arrays (marching cubes would fail to find a surface)."""
-    import numpy as np
-
-    from stgconv.io.mesh import mesh_from_voxels
-
     vertices, faces = mesh_from_voxels(np.full((3, 3, 3), 0.5), level=0.5)
     assert vertices.shape == (0, 3) and faces.shape == (0, 3)

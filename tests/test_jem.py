@@ -529,13 +529,12 @@ def test_micro_batches_average_their_gradients() -> None:
     for once, twice in zip(grads([batch]), grads([batch, batch])):
         torch.testing.assert_close(once, twice)
 
+
 def test_train_refuses_a_label_equal_to_n_classes(tmp_path: Path, capsys) -> None:
     """Classes are 0 .. n_classes - 1: a label equal to model.n_classes is already out of range
     and refused before training (not only labels beyond it)."""
-    import numpy as np
 
     import stgconv
-    from stgconv.cli import main
 
     config = Path(stgconv.__file__).parents[1] / "configs" / "image" / "jem_mnist_quick.yaml"
     images = np.random.default_rng(0).integers(0, 256, (8, 28, 28), dtype=np.uint8)
@@ -554,7 +553,6 @@ def test_class_synthesis_gives_each_class_a_block_of_chains(trained_jem_run, mon
                                                              tmp_path: Path) -> None:
     """Class-conditional synthesis is class-major: with classes [0, 2] and 2 samples per class
     the chains' classes are 0, 0, 2, 2 (sample i is of class classes[i // n])."""
-    from stgconv.energy.classifier import ClassifierEnergy
     from stgconv.tasks import synthesize
 
     seen = []

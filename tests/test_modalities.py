@@ -281,12 +281,12 @@ def test_grey_training_clips_are_luma_as_grey_images_are(tmp_path: Path) -> None
         expected = torch.from_numpy(grey / 127.5 - 1.0).float()
         torch.testing.assert_close(clips[0, 0, index], expected, atol=1e-6, rtol=0)
 
+
 def test_voxel_pyramid_draws_a_coarse_grid_at_half_its_own_maximum(monkeypatch,
                                                                    tmp_path: Path) -> None:
     """A coarse grid's block means rarely reach 0.5: the pyramid rescales each coarse grid so
     the renderer's 0.5 level sits at half that grid's maximum (and says so in its title); the
     finest grid is drawn as it is."""
-    import torch
 
     import stgconv.modalities.voxel as voxel
 

@@ -65,15 +65,10 @@ def test_interpolate_endpoints_and_shape() -> None:
     with pytest.raises(ValueError, match="n_points"):
         shortrun.interpolate(energy, sampler, z_start, z_end, n_points=0)
 
+
 def test_reconstruct_reports_the_mean_squared_error_of_each_iterate() -> None:
     """The first loss reconstruct reports is the mean (not the sum) of the squared error between
     the chain from z0 and the target, under the generator's replayed noise."""
-    import torch
-
-    from stgconv import shortrun
-    from stgconv.energy import image_energy
-    from stgconv.mcmc import Langevin
-
     torch.manual_seed(3)
     energy = image_energy("texture", in_channels=1, layers=[[4, 3, 1]], reference_sigma=None)
     sampler = Langevin(n_steps=2, step_size=0.1, noise_scale=0.5)
@@ -87,12 +82,6 @@ def test_reconstruct_reports_the_mean_squared_error_of_each_iterate() -> None:
 
 def test_reconstruct_leaves_the_callers_start_untouched() -> None:
     """reconstruct optimises a copy of z0: the tensor the caller passed keeps its values."""
-    import torch
-
-    from stgconv import shortrun
-    from stgconv.energy import image_energy
-    from stgconv.mcmc import Langevin
-
     torch.manual_seed(3)
     energy = image_energy("texture", in_channels=1, layers=[[4, 3, 1]], reference_sigma=None)
     sampler = Langevin(n_steps=2, step_size=0.1, noise_scale=0.5)
@@ -108,8 +97,6 @@ def test_latent_path_keeps_the_variance_of_gaussian_starts() -> None:
     """Each point of the latent path is sqrt(1 - a^2) z_start + a z_end with a = sin(angle):
     the middle of three points weighs both ends by sqrt(1/2), so squared weights sum to 1."""
     import math
-
-    import torch
 
     from stgconv.shortrun import latent_path
 

@@ -124,11 +124,10 @@ def test_training_logs_samples_and_norms_into_tensorboard(modality: str, tmp_pat
     assert not any(t.startswith(("weights/", "samples")) for t in quiet["scalars"])
     assert not quiet["images"]
 
+
 def test_synthesize_refuses_an_empty_class_list_and_zero_steps(tmp_path: Path) -> None:
     """synthesize says what is wrong with classes=[] (name at least one class) and with 0 chain
     steps for a model that is not cooperative (its samples need a chain)."""
-    from stgconv.tasks import synthesize
-
     run = tiny_texture_run(tmp_path)
     with pytest.raises(ValueError, match="classes is empty"):
         synthesize(run, tmp_path / "a", n_samples=1, classes=[], device="cpu")
@@ -141,11 +140,6 @@ def test_continuing_stored_chains_takes_the_chains_of_every_example(tmp_path: Pa
     """start='chains' continues the persistent chains of all training examples (examples x
     chains per example), not only those of the first example."""
     import warnings
-
-    import numpy as np
-    from PIL import Image
-
-    from stgconv.tasks import synthesize
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -163,9 +157,6 @@ def test_continuing_stored_chains_takes_the_chains_of_every_example(tmp_path: Pa
 def test_train_refuses_resume_and_overwrite_together(tmp_path: Path) -> None:
     """train with both resume and overwrite is refused up front (one continues the folder's run,
     the other replaces it), before anything is written."""
-    from stgconv.config import load_config
-    from stgconv.tasks import train
-
     config = load_config(None, ["data.path=builtin:brick", "data.size=8",
                                 f"out_dir={tmp_path / 'run'}", "device=cpu"])
     with pytest.raises(ValueError, match="choose one"):
@@ -180,8 +171,6 @@ def test_overwrite_removes_the_old_models_reconstruction_too(tmp_path: Path) -> 
     (run / "reconstruction").mkdir()
     (run / "reconstruction" / "reconstruction.json").write_text("{}")
     (run / "synthesis").mkdir()
-    from stgconv.config import load_config
-    from stgconv.tasks import train
 
     config = load_config(run / "config.yaml", ["train.n_iterations=1"])
     train(config, overwrite=True, progress=False)
@@ -212,11 +201,6 @@ def test_samples_are_written_every_sample_every_iterations_only(tmp_path: Path) 
 def test_a_voxel_runs_observed_array_is_the_training_shapes(tmp_path: Path) -> None:
     """With data.mean=auto the model sees occupancy minus the mean, and observed.npy converts
     back: it holds the training shapes exactly, in occupancy."""
-    import numpy as np
-
-    from stgconv.config import load_config
-    from stgconv.tasks import train
-
     shapes = np.zeros((2, 8, 8, 8), np.uint8)
     shapes[0, 2:6, 2:6, 2:6] = 1
     shapes[1, 1:7, 3:5, 0:8] = 1
@@ -234,12 +218,6 @@ def test_a_voxel_runs_observed_array_is_the_training_shapes(tmp_path: Path) -> N
 def test_a_video_run_writes_its_final_samples_as_gif_and_mp4(tmp_path: Path) -> None:
     """The final samples of a video run are written as samples.gif and samples.mp4 (the
     periodic samples_<it> previews are GIFs only)."""
-    import torch
-
-    from stgconv.config import load_config
-    from stgconv.io.video import save_video
-    from stgconv.tasks import train
-
     clip = torch.full((1, 4, 8, 8), -0.8)
     for t in range(4):
         clip[:, t, :, t] = 0.8
