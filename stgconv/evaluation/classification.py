@@ -227,19 +227,18 @@ def eval_classification(
     if test is None:
         results = {name: cross_validate(f, labels, folds=folds, l2=l2, seed=seed)
                    for name, f in features.items()}
-        protocol = f"stratified {folds}-fold cross-validation on {_part(shapes, 'train')}"
-        scored = (shapes, "train")
+        protocol = f"stratified {folds}-fold cross-validation on {_part(dataset)}"
+        scored = dataset
     else:
-        test_voxels, test_labels = _test_set(test, dataset, classes, size)
+        test_voxels, test_labels, scored = _test_set(test, dataset, classes, size)
         test_features = features_of(test_voxels)
         results = {name: {"accuracy": train_test_accuracy(f, labels, test_features[name],
                                                           test_labels, l2=l2),
                           "std": None, "folds": None}
                    for name, f in features.items()}
-        protocol = (f"fitted on {_part(shapes, 'train')}, measured on the "
-                    f"{len(test_labels)} shapes of {_part(test, 'test')}")
-        scored = (test, "test")
-    if _trained_on(config, *scored):
+        protocol = (f"fitted on {_part(dataset)}, measured on the {len(test_labels)} shapes "
+                    f"of {_part(scored)}")
+    if _trained_on(config, scored):
         # Not hidden in the number: random_init and raw_voxels never saw these shapes.
         protocol += ("; the descriptor was trained (without labels) on the shapes it is "
                      "scored on: give --test held-out shapes for an unseen score")
@@ -295,15 +294,15 @@ def _has_splits(path: str | Path) -> bool:
         return False  # VoxelShapes names what is wrong with it
 
 
-def _trained_on(config: ExperimentConfig, path: str | Path, split: str) -> bool:
-    """Whether the model's training data held the ``split`` shapes of ``path``."""
+def _trained_on(config: ExperimentConfig, shapes: VoxelShapes) -> bool:
+    """Whether the model's training data held ``shapes`` (a file, or its split)."""
     data = config.data
-    return (data.path is not None and Path(data.path).resolve() == Path(path).resolve()
-            and (data.split in ("all", split) or not _has_splits(path)))
+    return (data.path is not None and Path(data.path).resolve() == shapes.root.resolve()
+            and (shapes.split is None or data.split in ("all", shapes.split)))
 
 
-def _part(path: str | Path, split: str) -> str:
-    return f"{path}" + (f" (its {split} split)" if _has_splits(path) else "")
+def _part(shapes: VoxelShapes) -> str:
+    return f"{shapes.root}" + (f" (its {shapes.split} split)" if shapes.split else "")
 
 
 def _check_class_counts(path: str | Path, labels: Tensor, classes: Tensor,
@@ -324,9 +323,10 @@ def _check_class_counts(path: str | Path, labels: Tensor, classes: Tensor,
 
 
 def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
-              ) -> tuple[Tensor, Tensor]:
-    """The shapes ``(M, 1, size, size, size)`` of ``path`` and their labels in the training
-    set's 0..K-1 numbering (``classes``: the training labels kept, in that order)."""
+              ) -> tuple[Tensor, Tensor, VoxelShapes]:
+    """The shapes ``(M, 1, size, size, size)`` of ``path``, their labels in the training
+    set's 0..K-1 numbering (``classes``: the training labels kept, in that order), and the
+    dataset they were read from."""
     dataset = _labelled_shapes(path, size, split="test")
     raw = torch.from_numpy(dataset.targets)
     if dataset.classes and train.classes:  # by name: the two files may number them apart
@@ -353,7 +353,7 @@ def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
         raise ValueError(f"{path} has labels the training shapes (as selected) lack: {missing}")
     labels = torch.tensor([position[int(y)] for y in raw])
     voxels = pad_to(torch.stack([dataset[i][0] for i in range(len(dataset))]), size)
-    return voxels, labels
+    return voxels, labels, dataset
 
 
 def format_accuracy_table(table: dict[str, Any]) -> str:
