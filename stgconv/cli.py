@@ -323,9 +323,9 @@ def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,
         del given["data.mean"]
         run.pop("data.mean", None)
     differing = [key for key in sorted(run.keys() | given.keys()) if run.get(key) != given.get(key)
-                 # Where the run lives and what it runs on may change between sessions; a
-                 # net's channels and input size are filled in from the data.
-                 and key not in ("out_dir", "device")
+                 # Where the run lives, what it runs on and how far it trains may change
+                 # between sessions; a net's channels and input size come from the data.
+                 and key not in ("out_dir", "device", "train.n_iterations")
                  and not key.endswith(("model.in_channels", "model.image_size"))]
     if differing:
         shown = "; ".join(f"{key}: {run.get(key)!r} in the run, {given.get(key)!r} in CONFIG"
