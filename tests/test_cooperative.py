@@ -235,8 +235,9 @@ def test_a_diverged_generator_weight_is_named_with_its_own_learning_rate() -> No
     """The divergence message names the weight and the setting that moves it: for the
     generator that is cooperative.lr, not the descriptor's train.lr."""
     trainer = make_trainer(lr=1e30)  # Adam's first step moves every generator weight by ~lr
-    with pytest.raises(DivergenceError, match=r"weight generator/\S+ is 1e\+30, past the bound "
-                                              r"of 1e\+06; no checkpoint .*\(lower cooperative\.lr\)$"):
+    message = (r"weight generator/\S+ is 1e\+30, past the bound of 1e\+06; no checkpoint .*"
+               r"\(lower cooperative\.lr\)$")
+    with pytest.raises(DivergenceError, match=message):
         trainer.fit(1, progress=False)
 
 

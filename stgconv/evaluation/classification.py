@@ -176,8 +176,9 @@ def eval_classification(
     ``shapes`` (and ``test``) is an ``.npz`` with ``X`` ``(N, R, R, R)`` and labels ``y``, or an
     HDF5 cache, of which ``shapes`` reads the train split and ``test`` the test split (the same
     cache may be both; an ``.npz`` may not); grids smaller than the model's are zero-padded,
-    centred (ModelNet10's 30^3 -> 32^3). ``test``'s classes must be among ``shapes``' (matched by name when both files name
-    their classes, else by label); ``std`` and ``folds`` are then ``None``.
+    centred (ModelNet10's 30^3 -> 32^3). ``test``'s classes must be among ``shapes``' (matched
+    by name when both files name their classes, else by label); ``std`` and ``folds`` are then
+    ``None``.
 
     Returns (and writes to ``json_path``) ``{"unit", "accuracy": {"stgconv": a,
     "random_init": a, "raw_voxels": a}, "std": {...}, "folds": {...}, "n_shapes",
@@ -190,7 +191,8 @@ def eval_classification(
         raise ValueError(f"folds must be >= 2, got {folds}")
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
-    if test is not None and Path(test).resolve() == Path(shapes).resolve() and not _has_splits(test):
+    same_file = test is not None and Path(test).resolve() == Path(shapes).resolve()
+    if same_file and not _has_splits(test):
         raise ValueError(f"--test {test} is --shapes: the classifier would be measured on the "
                          "shapes it was fitted on")
     dataset = _labelled_shapes(shapes, size, split="train")
