@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -29,6 +31,17 @@ from stgconv.mcmc.starts import (
 )
 from stgconv.modalities import modality_of
 from stgconv.ops import factor_between
+
+
+@contextmanager
+def seeded_weights(seed: int) -> Iterator[None]:
+    """Modules made in the block draw their initial weights from ``seed``, and the caller's
+    global RNG is as it was afterwards: a task seeded by its config does not reset a library
+    caller's stream. (``nn.Module`` initialisers read torch's global CPU generator; modules are
+    made on the CPU and moved.)"""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Sampler:

@@ -20,6 +20,7 @@ from stgconv.build import (
     model_sampler,
     multigrid_bases,
     multigrid_sampler,
+    seeded_weights,
     task_sampler,
 )
 from stgconv.config import (
@@ -225,3 +226,16 @@ def test_chain_init_of_a_data_gaussian_carries_the_noise_share() -> None:
     init = chain_init(ChainConfig(init="data_gaussian", init_noise=0.25, init_scale=0.5), fitted)
     assert isinstance(init, DataGaussian)
     assert (init.noise, init.noise_scale) == (0.25, 0.5)
+
+
+def test_seeded_weights_come_from_the_seed_and_leave_the_callers_stream() -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    with seeded_weights(5):
+        first = torch.nn.Linear(3, 2).weight.detach().clone()
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(7)  # the caller's stream moves on; the seed alone decides the weights
+    with seeded_weights(5):
+        assert torch.equal(torch.nn.Linear(3, 2).weight, first)
+    with seeded_weights(6):
+        assert not torch.equal(torch.nn.Linear(3, 2).weight, first)

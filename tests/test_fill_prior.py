@@ -106,3 +106,15 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
         assert main(args) == 2
         assert message in capsys.readouterr().err
         assert not table.exists()
+
+
+def test_fill_prior_and_recovery_leave_the_callers_global_rng_as_it_was(clips, tmp_path):
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    prior = tmp_path / "prior.pt"
+    assert main(["fill-prior", str(clips[0]), "--out", str(prior), *SMALL]) == 0
+    assert torch.equal(torch.get_rng_state(), before)
+    assert main(["eval", "recovery", "--video", str(clips[0]), "--mask", "missing_frames:0.5",
+                 "--json", str(tmp_path / "table.json"), *TINY_RECOVERY,
+                 "--set", "recovery.init=learned"]) == 0
+    assert torch.equal(torch.get_rng_state(), before)

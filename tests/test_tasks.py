@@ -231,3 +231,13 @@ def test_a_video_run_writes_its_final_samples_as_gif_and_mp4(tmp_path: Path) -> 
     run = train(config, progress=False)
     assert (run / "samples.gif").is_file() and (run / "samples.mp4").is_file()
     assert not (run / "samples_000001.mp4").exists()
+
+
+def test_training_leaves_the_callers_global_rng_as_it_was(tmp_path: Path) -> None:
+    torch.manual_seed(99)
+    before = torch.get_rng_state()
+    first = load_checkpoint(tiny_texture_run(tmp_path / "a"))["model"]
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(5)  # another caller's state: the run's weights still come from its seed alone
+    second = load_checkpoint(tiny_texture_run(tmp_path / "b"))["model"]
+    assert all(torch.equal(first[name], second[name]) for name in first)

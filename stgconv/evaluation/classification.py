@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stgconv.build import seeded_weights
 from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
@@ -205,9 +206,8 @@ def eval_classification(
     classes, labels = labels.unique(return_inverse=True)
     _check_class_counts(shapes, labels, classes, dataset.classes, None if test else folds)
     voxels = pad_to(torch.stack([dataset[int(i)][0] for i in rows]), size)  # only these rows
-    # The untrained control's weights come from the seed, without touching the caller's RNG.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    # The untrained control's weights come from the seed.
+    with seeded_weights(seed):
         random_energy = build_from_config(state["model_config"]).to(next(energy.parameters()).device)
     offset = VOXELS.offset(config)
 

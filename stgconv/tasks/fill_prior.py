@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from stgconv.baselines.video import FILLS
+from stgconv.build import seeded_weights
 from stgconv.checks import as_int, check_entries, check_output
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
@@ -88,9 +89,9 @@ def train_fill_prior(
             for mask in masks:
                 known = load_known(mask, tuple(window.shape[1:]), seed=seed + len(examples))
                 examples.append(prior_example(window, known, fills))
-    torch.manual_seed(seed)
-    net, losses = fill_prior(examples, settings=settings, iterations=iterations,
-                             generator=torch.Generator().manual_seed(seed))
+    with seeded_weights(seed):
+        net, losses = fill_prior(examples, settings=settings, iterations=iterations,
+                                 generator=torch.Generator().manual_seed(seed))
     net = net.cpu()
     path = save_fill_prior(net, list(fills), out,
                            trained_on=[Path(video).name for video in videos])

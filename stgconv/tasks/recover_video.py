@@ -19,7 +19,7 @@ from torch import Tensor
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import FILLS, biharmonic_inpainting
-from stgconv.build import build_sampler
+from stgconv.build import build_sampler, seeded_weights
 from stgconv.checks import check_entries
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
@@ -223,8 +223,8 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
 def _energy(config: ExperimentConfig, observed: Tensor) -> ConvNetEnergy:
     """The untrained energy for ``observed`` ``(C, T, H, W)``: the same weights at every call
     (drawn after seeding with the config's seed)."""
-    torch.manual_seed(config.seed)
-    return VIDEO.energy(_as_run(config, observed).model).to(observed.device)
+    with seeded_weights(config.seed):
+        return VIDEO.energy(_as_run(config, observed).model).to(observed.device)
 
 
 def _loop(config: ExperimentConfig, observed: Tensor, known: Tensor, init: Tensor, *,
@@ -306,12 +306,12 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
         # whole frames): the net starts from it and learns only what it still gets wrong.
         names.sort(key=lambda name: holdout_error(made[name][1]))
 
-    torch.manual_seed(config.seed)
-    net, _ = learned_fill(observed, visible,
-                          [refill(name, visible, made[name][1]) for name in names],
-                          settings=settings.learned,
-                          generator=torch.Generator().manual_seed(config.seed + 2),
-                          initial=prior)
+    with seeded_weights(config.seed):
+        net, _ = learned_fill(observed, visible,
+                              [refill(name, visible, made[name][1]) for name in names],
+                              settings=settings.learned,
+                              generator=torch.Generator().manual_seed(config.seed + 2),
+                              initial=prior)
     how = {"precision": settings.learned.precision, "symmetric": settings.learned.symmetric}
     learned = apply_fill(net, observed, known, [made[name][0] for name in names], **how)
     if holdout is None:

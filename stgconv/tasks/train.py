@@ -24,6 +24,7 @@ from stgconv.build import (
     model_clamp,
     model_sampler,
     multigrid_section,
+    seeded_weights,
 )
 from stgconv.checkpoint import FILENAME
 from stgconv.checks import check_output, reading
@@ -246,64 +247,66 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         labels = None if labels is None else labels[shard]
     rank = world.rank if world is not None else 0
     generator = torch.Generator(device).manual_seed(config.seed + rank)
-    torch.manual_seed(config.seed)  # parameter initialisation, the same on every rank
-    trainer: Trainer | MultiGridTrainer
-    if config.multigrid is not None:
-        if config.multigrid.base_rank is not None and len(observed) < 2:
-            # Else the run trains to the end and only its synthesis fails, in the fit.
-            raise ValueError(f"multigrid.base_rank samples from a Gaussian fitted to the "
-                             f"training examples' base values, which needs at least 2; this "
-                             f"run has {len(observed)}: set multigrid.base_rank: null")
-        config = _resolve_grid_models(config, channels=data.shape[1])
-        trainer = MultiGridTrainer(
-            [modality.energy(grid.model).to(device) for grid in config.multigrid.grids],
-            grid_samplers(config), data, grid_sizes(config),
-            consistent=config.multigrid.consistent, train=config.train,
-            generator=generator, config=config_to_dict(config), world=world,
-        )
-    else:
-        model_config = replace(config.model, in_channels=data.shape[1], image_size=data.shape[-1])
-        config = replace(config, model=model_config)
-        energy = modality.energy(config.model).to(device)
-        if config.jem is not None and labels is not None:
-            trainer = HybridTrainer(
-                energy, model_sampler(config),
-                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2,
-                                  init=init),
-                data, labels.to(device), jem=config.jem, reference=reference,
-                train=config.train, generator=generator, config=config_to_dict(config),
-                world=world,
-            )
-        elif config.cooperative is not None:
-            generator_net = ConvGenerator(latent_dim=config.cooperative.latent_dim,
-                                          out_shape=data.shape[1:], width=config.cooperative.width)
-            trainer = CooperativeTrainer(
-                energy, generator_net.to(device), model_sampler(config), data,
-                cooperative=config.cooperative,
-                chains_per_example=config.chains.chains_per_example, clamp=model_clamp(config),
-                train=config.train,
+    with seeded_weights(config.seed):  # parameter initialisation, the same on every rank
+        trainer: Trainer | MultiGridTrainer
+        if config.multigrid is not None:
+            if config.multigrid.base_rank is not None and len(observed) < 2:
+                # Else the run trains to the end and only its synthesis fails, in the fit.
+                raise ValueError(f"multigrid.base_rank samples from a Gaussian fitted to the "
+                                 f"training examples' base values, which needs at least 2; this "
+                                 f"run has {len(observed)}: set multigrid.base_rank: null")
+            config = _resolve_grid_models(config, channels=data.shape[1])
+            trainer = MultiGridTrainer(
+                [modality.energy(grid.model).to(device) for grid in config.multigrid.grids],
+                grid_samplers(config), data, grid_sizes(config),
+                consistent=config.multigrid.consistent, train=config.train,
                 generator=generator, config=config_to_dict(config), world=world,
             )
-        elif config.initializer is not None:
-            settings = config.initializer
-            initializer = Initializer(initializer_factors(config),
-                                      recovery=config.chains.mode == "recovery",
-                                      fold=settings.fold, spatial_dims=data.dim() - 2,
-                                      width=settings.width, depth=settings.depth)
-            trainer = InitializerTrainer(
-                energy, initializer.to(device), model_sampler(config), data, settings=settings,
-                factor=config.chains.factor, missing=config.chains.missing,
-                offset=modality.offset(config), train=config.train, generator=generator,
-                config=config_to_dict(config), world=world,
-            )
         else:
-            trainer = Trainer(
-                energy, model_sampler(config),
-                build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2,
-                                  init=init),
-                data, train=config.train, generator=generator, config=config_to_dict(config),
-                world=world,
-            )
+            model_config = replace(config.model, in_channels=data.shape[1],
+                                   image_size=data.shape[-1])
+            config = replace(config, model=model_config)
+            energy = modality.energy(config.model).to(device)
+            if config.jem is not None and labels is not None:
+                trainer = HybridTrainer(
+                    energy, model_sampler(config),
+                    build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2,
+                                      init=init),
+                    data, labels.to(device), jem=config.jem, reference=reference,
+                    train=config.train, generator=generator, config=config_to_dict(config),
+                    world=world,
+                )
+            elif config.cooperative is not None:
+                generator_net = ConvGenerator(latent_dim=config.cooperative.latent_dim,
+                                              out_shape=data.shape[1:],
+                                              width=config.cooperative.width)
+                trainer = CooperativeTrainer(
+                    energy, generator_net.to(device), model_sampler(config), data,
+                    cooperative=config.cooperative,
+                    chains_per_example=config.chains.chains_per_example, clamp=model_clamp(config),
+                    train=config.train,
+                    generator=generator, config=config_to_dict(config), world=world,
+                )
+            elif config.initializer is not None:
+                settings = config.initializer
+                initializer = Initializer(initializer_factors(config),
+                                          recovery=config.chains.mode == "recovery",
+                                          fold=settings.fold, spatial_dims=data.dim() - 2,
+                                          width=settings.width, depth=settings.depth)
+                trainer = InitializerTrainer(
+                    energy, initializer.to(device), model_sampler(config), data, settings=settings,
+                    factor=config.chains.factor, missing=config.chains.missing,
+                    offset=modality.offset(config), train=config.train, generator=generator,
+                    config=config_to_dict(config), world=world,
+                )
+            else:
+                trainer = Trainer(
+                    energy, model_sampler(config),
+                    build_chain_start(config.chains, data.shape[0], spatial_dims=data.dim() - 2,
+                                      init=init),
+                    data, train=config.train, generator=generator, config=config_to_dict(config),
+                    world=world,
+                )
     checkpoint = out / FILENAME
     if resume:
         trainer.resume(checkpoint)
