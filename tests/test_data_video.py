@@ -246,6 +246,20 @@ def test_skip_unreadable(video_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "none.h5").exists() and leftovers(tmp_path) == []
 
 
+def test_skip_unreadable_skips_a_folders_link_to_nothing(video_dir: Path, tmp_path: Path
+                                                        ) -> None:
+    link = video_dir / "c9.mkv"
+    link.symlink_to(tmp_path / "unmounted.mkv")
+    with pytest.raises(ValueError, match=r"c9\.mkv: a link to"):
+        build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8)
+    with pytest.warns(UserWarning, match=r"skipping .*c9\.mkv"):
+        cache = build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8,
+                                 skip_unreadable=True)
+    assert len(VideoClips(cache)) == 3
+    with pytest.raises(FileNotFoundError, match="video not found"):  # named: still refused
+        build_clip_cache([link], tmp_path / "d.h5", n_frames=4, size=8, skip_unreadable=True)
+
+
 # ------------------------------------------------------------------------------------------
 # VideoClips as a Dataset
 # ------------------------------------------------------------------------------------------

@@ -276,6 +276,18 @@ def test_broken_mesh_in_tree(tree: Path, tmp_path: Path) -> None:
         build_modelnet_cache(tree, tmp_path / "d.h5", resolution=4, margin=2)
 
 
+def test_skip_unreadable_skips_a_link_to_a_missing_mesh(tree: Path, tmp_path: Path) -> None:
+    link = tree / "table" / "test" / "table_test_0009.off"
+    link.symlink_to(tmp_path / "unmounted" / "table_test_0009.off")
+    with pytest.raises(ValueError, match="table_test_0009.off: a link to"):
+        build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8)
+    with pytest.warns(UserWarning, match="skipping .*table_test_0009.off"):
+        out = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, skip_unreadable=True)
+    with h5py.File(out, "r") as h5:
+        assert h5["voxels"].shape[0] == 8
+        assert list(h5.attrs["skipped"]) == [f"{link}: mesh not found: {link}"]
+
+
 def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                         load_script) -> None:
     prepare = load_script("datasets/voxel/prepare.py")

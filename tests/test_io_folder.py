@@ -96,3 +96,9 @@ def test_a_link_to_nothing_is_named(tmp_path: Path) -> None:
         list_files(folder, [".off"])
     (folder / "b.off").unlink()
     assert names(list_files(folder, [".off"])) == ["a.off"]
+
+
+def test_links_to_nothing_are_listed_when_asked(tmp_path: Path) -> None:
+    folder = touch(tmp_path / "shapes", "a.off")
+    (folder / "b.off").symlink_to(tmp_path / "unmounted" / "b.off")
+    assert names(list_files(folder, [".off"], dangling_links=True)) == ["a.off", "b.off"]

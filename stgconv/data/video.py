@@ -119,15 +119,16 @@ def load_training_clips(
     return torch.stack([load_video(file, **options) for file in files])
 
 
-def list_videos(folder: str | Path) -> list[Path]:
+def list_videos(folder: str | Path, *, dangling_links: bool = False) -> list[Path]:
     """The video files (``VIDEO_SUFFIXES``) directly inside ``folder``, in natural name order.
 
-    Hidden files are ignored. Raises ``ValueError`` when there are none.
+    Hidden files are ignored. Raises ``ValueError`` when there are none. ``dangling_links``:
+    list links to nothing too (see :func:`stgconv.io.folder.list_files`).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"video folder not found: {folder}")
-    files = list_files(folder, VIDEO_SUFFIXES)
+    files = list_files(folder, VIDEO_SUFFIXES, dangling_links=dangling_links)
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in folder {folder}")
     return files
@@ -139,7 +140,8 @@ def _folder_kind(folder: Path) -> str:
     ``.gif`` counts as both, so a folder of GIFs only is read as videos; a folder mixing other
     video files with frame images is ambiguous and refused.
     """
-    suffixes = {p.suffix.lower() for p in list_files(folder)}
+    # A link to nothing still says by its suffix what the folder holds.
+    suffixes = {p.suffix.lower() for p in list_files(folder, dangling_links=True)}
     videos = suffixes & set(VIDEO_SUFFIXES)
     images = suffixes & (set(IMAGE_SUFFIXES) - set(VIDEO_SUFFIXES))
     if videos and images:
@@ -193,9 +195,9 @@ def build_clip_cache(
         stride: output frames between the starts of consecutive clips of one source; default
             ``n_frames`` (back-to-back clips). Smaller values make overlapping clips.
         compression: ``"gzip"`` (level 4, smaller), ``"lzf"`` (faster) or ``None``.
-        skip_unreadable: skip sources that fail to decode or are too short for the clips asked,
-            with a warning, and list them (with the reason) in ``attrs["skipped"]``. Off by
-            default: such a source is an error that names it.
+        skip_unreadable: skip sources that fail to decode (a folder's links to nothing too) or
+            are too short for the clips asked, with a warning, and list them (with the reason)
+            in ``attrs["skipped"]``. Off by default: such a source is an error that names it.
 
     Returns:
         ``out_path`` as a ``Path``.
@@ -214,7 +216,7 @@ def build_clip_cache(
     stride = n_frames if stride is None else as_int(stride, "stride", minimum=1)
     if compression not in ("gzip", "lzf", None):
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
-    files = _resolve_sources(sources)
+    files = _resolve_sources(sources, dangling_links=skip_unreadable)
 
     def write(tmp: str) -> None:
         import h5py
@@ -229,7 +231,8 @@ def build_clip_cache(
     return atomic_write(out_path, write)
 
 
-def _resolve_sources(sources: str | Path | Sequence[str | Path]) -> list[Path]:
+def _resolve_sources(sources: str | Path | Sequence[str | Path], *, dangling_links: bool
+                     ) -> list[Path]:
     if isinstance(sources, (str, os.PathLike)):
         folder = Path(sources)
         if not folder.exists():
@@ -240,7 +243,8 @@ def _resolve_sources(sources: str | Path | Sequence[str | Path]) -> list[Path]:
                 f"{folder} (pass [{str(folder)!r}] for a single video)"
             )
         # A folder of frame images is one clip's frames, as load_training_clips reads it.
-        return [folder] if _folder_kind(folder) == "frames" else list_videos(folder)
+        return ([folder] if _folder_kind(folder) == "frames"
+                else list_videos(folder, dangling_links=dangling_links))
     files = [Path(source) for source in sources]
     if not files:
         raise ValueError("sources is an empty list; give at least one video file")
@@ -281,7 +285,7 @@ def _write_cache(
         try:
             video = load_video(file, start_frame=start_frame, n_frames=needed, size=size,
                                fps=fps, channels=channels)
-        except ValueError as err:
+        except (ValueError, FileNotFoundError) as err:
             problem = err
             if needed is not None and needed > n_frames and "asked for n_frames" in str(err):
                 problem = ValueError(

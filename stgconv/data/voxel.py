@@ -63,7 +63,7 @@ _METHOD = ("stgconv.io.mesh.voxelize: bounding box centred, longest side scaled 
 
 def find_modelnet_meshes(
     root: str | Path, *, categories: Sequence[str] | None = None,
-    splits: Sequence[str] = SPLIT_NAMES,
+    splits: Sequence[str] = SPLIT_NAMES, dangling_links: bool = False,
 ) -> tuple[list[str], list[tuple[Path, int, int]]]:
     """The meshes of a ModelNet-style tree ``<root>/<category>/<split>/*.off``.
 
@@ -74,6 +74,7 @@ def find_modelnet_meshes(
             are all ModelNet10 categories (so labels agree with the shared ``.npz`` files, even
             for a subset), else alphabetically.
         splits: any of ``"train"``, ``"test"``.
+        dangling_links: list links to nothing too (see :func:`stgconv.io.folder.list_files`).
 
     Returns:
         ``(category names, [(mesh path, label, split index), ...])``, meshes in natural name
@@ -114,7 +115,8 @@ def find_modelnet_meshes(
             folder = root / name / split
             if folder.is_dir():
                 meshes += [(file, label, SPLIT_NAMES.index(split))
-                           for file in list_files(folder, MESH_SUFFIXES)]
+                           for file in list_files(folder, MESH_SUFFIXES,
+                                                  dangling_links=dangling_links)]
     if not meshes:
         raise ValueError(f"no meshes ({', '.join(MESH_SUFFIXES)}) under {root}/<category>/"
                          f"{{{','.join(splits)}}}/")
@@ -135,7 +137,7 @@ def build_modelnet_cache(
         categories, splits: which meshes, and the label order (see :func:`find_modelnet_meshes`).
         margin, up_axis: passed to :func:`stgconv.io.mesh.voxelize` (ModelNet is z-up).
         skip_unreadable: leave out (and list in ``attrs["skipped"]``, with a warning) meshes
-            that cannot be read, instead of stopping at the first.
+            that cannot be read (links to nothing too), instead of stopping at the first.
         progress: show a progress bar (tqdm) on stderr.
 
     Returns:
@@ -156,7 +158,8 @@ def build_modelnet_cache(
     if up_axis not in (0, 1, 2):
         raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis!r}")
     root = Path(root)
-    names, meshes = find_modelnet_meshes(root, categories=categories, splits=splits)
+    names, meshes = find_modelnet_meshes(root, categories=categories, splits=splits,
+                                         dangling_links=skip_unreadable)
 
     def write(tmp: str) -> None:
         import h5py
@@ -188,7 +191,7 @@ def _write_cache(
     for path, label, split in tqdm(meshes, desc="voxelizing", unit="mesh", disable=not progress):
         try:
             grid = voxelize_file(path, resolution, margin=margin, up_axis=up_axis)
-        except ValueError as err:  # it names the file
+        except (ValueError, FileNotFoundError) as err:  # it names the file
             if not skip_unreadable:
                 raise
             skipped.append(f"{path}: {err}")  # one "path: reason" each, as the video cache's

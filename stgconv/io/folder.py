@@ -9,20 +9,26 @@ from pathlib import Path
 from typing import Sequence
 
 
-def list_files(folder: Path, suffixes: Sequence[str] | None = None) -> list[Path]:
+def list_files(folder: Path, suffixes: Sequence[str] | None = None, *,
+               dangling_links: bool = False) -> list[Path]:
     """The visible files directly inside ``folder`` whose lower-cased suffix is in ``suffixes``
     (every file when ``None``), in natural name order.
 
+    ``dangling_links``: list links to nothing too, for a caller that skips and reports each
+    file it cannot read (their reading raises ``FileNotFoundError``).
+
     Raises:
-        ValueError: one of them is a link to nothing (a dataset linked from a drive that is
-            not mounted would otherwise lose those files without a word).
+        ValueError: one of them is a link to nothing, unless ``dangling_links`` (a dataset
+            linked from a drive that is not mounted would otherwise lose those files without a
+            word).
     """
     files = [p for p in folder.iterdir() if not p.name.startswith(".")
              and (suffixes is None or p.suffix.lower() in suffixes)]
-    for path in files:
-        if path.is_symlink() and not path.exists():
-            raise ValueError(f"{path}: a link to {path.readlink()}, which does not exist")
-    return sorted((p for p in files if p.is_file()), key=_natural_key)
+    dangling = [path for path in files if path.is_symlink() and not path.exists()]
+    if dangling and not dangling_links:
+        raise ValueError(f"{dangling[0]}: a link to {dangling[0].readlink()}, which does not "
+                         "exist")
+    return sorted((p for p in files if p.is_file() or p in dangling), key=_natural_key)
 
 
 def _natural_key(path: Path) -> tuple[list, str]:
