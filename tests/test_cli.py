@@ -228,6 +228,16 @@ def test_reconstruct_and_interpolate(short_run: Path, tmp_path: Path, capsys) ->
     assert_png(tmp_path / "int" / "interpolation.png", (3 * 34 + 2, 34 + 2))
     path = np.load(tmp_path / "int" / "interpolation.npy")
     assert path.shape == (3, 1, 32, 32) and np.abs(path).max() <= 1
+    assert "warning" not in err  # trained from noise starts: the chain it learned
+
+
+def test_reconstruct_warns_for_a_model_not_trained_from_noise(texture_run: Path,
+                                                               tmp_path: Path, capsys) -> None:
+    code, _, err = run_main(["reconstruct", str(texture_run), str(texture_run / "observed.png"),
+                             "--iterations", "1", "--out", str(tmp_path / "rec"),
+                             "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "trained with chains.mode 'persistent', not from noise starts" in err
 
 
 @pytest.mark.parametrize(

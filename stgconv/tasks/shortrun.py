@@ -3,6 +3,7 @@ generator (:mod:`stgconv.shortrun`)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -30,19 +31,20 @@ def reconstruct(
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
-    """Reconstruct ``image`` by optimising the start of the model's short-run chain.
+    """Reconstruct ``image`` by optimising the start of the model's short-run chain (a model
+    trained from noise starts, ``chains.mode: noise``; any other image model warns).
 
     Writes ``reconstruction.png`` (target | reconstruction) and ``reconstruction.json`` into
     ``out_dir``: ``mse`` before each iteration's step, ``mse_first`` that of the start and
     ``mse_last`` that of the reconstruction written (after the last step).
     """
-    energy, config = _image_model(checkpoint, device)
+    energy, config, state = _image_model(checkpoint, device)
     param = next(energy.parameters())
     target = load_image(image, channels=config.model.in_channels, size=config.data.size)
     target = target.unsqueeze(0).to(param.device)
     sampler = _langevin(config)
     generator = torch.Generator(param.device).manual_seed(seed)
-    z0 = _start_noise(config, checkpoint).sample(target.shape, device=param.device,
+    z0 = _start_noise(config, checkpoint, state).sample(target.shape, device=param.device,
                                                   generator=generator)
     _, x, losses = shortrun.reconstruct(
         energy, sampler, target, z0=z0, n_iterations=n_iterations, lr=lr, generator=generator
@@ -63,7 +65,8 @@ def interpolate(
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
-    """Samples along a path between two noise starts of an image model; writes every point to
+    """Samples along a path between two noise starts of an image model (trained from noise
+    starts, as :func:`reconstruct` takes); writes every point to
     ``interpolation.npy`` (data units, ``(n_points, C, H, W)``) and the row
     ``interpolation.png``.
 
@@ -93,7 +96,7 @@ def interpolate(
         return modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation",
                                 fps=config.data.fps)[0].parent
     _check_image(config, checkpoint)
-    init = _start_noise(config, checkpoint)
+    init = _start_noise(config, checkpoint, state)
     shape = (config.model.in_channels, config.data.size, config.data.size)
     check_entries((n_points, *shape), f"{n_points} points")
     z_start = init.sample(shape, device=param.device, generator=generator)
@@ -106,10 +109,11 @@ def interpolate(
     return save_image_grid(path, Path(out_dir) / "interpolation.png", nrow=n_points).parent
 
 
-def _image_model(checkpoint: str | Path, device: str) -> tuple[ConvNetEnergy, ExperimentConfig]:
-    energy, config, _ = load_model(checkpoint, device=device)
+def _image_model(checkpoint: str | Path, device: str
+                 ) -> tuple[ConvNetEnergy, ExperimentConfig, dict]:
+    energy, config, state = load_model(checkpoint, device=device)
     _check_image(config, checkpoint)
-    return energy, config
+    return energy, config, state
 
 
 def _check_image(config: ExperimentConfig, checkpoint: str | Path) -> None:
@@ -119,13 +123,21 @@ def _check_image(config: ExperimentConfig, checkpoint: str | Path) -> None:
                          "image models (interpolate: or cooperative models of any kind)")
 
 
-def _start_noise(config: ExperimentConfig, checkpoint: str | Path) -> NoiseInit:
+def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) -> NoiseInit:
     """The noise that the short-run chains start from, the latent these tasks optimise (never
     exactly zero, or there is nothing to optimise)."""
     if config.chains.init == "data_gaussian":
         raise ValueError(f"{checkpoint} starts its chains from Gaussians fitted to its data "
                          "(chains.init data_gaussian); reconstruct and interpolate optimise a "
                          "noise start, so they take models trained from gaussian or uniform noise")
+    if is_cooperative(state) or config.chains.mode != "noise":
+        # It runs, but the chain from noise is not how this model makes its samples.
+        learned = ("from its generator's proposals" if is_cooperative(state)
+                   else f"with chains.mode {config.chains.mode!r}")
+        warnings.warn(f"{checkpoint} was trained {learned}, not from noise starts: the "
+                      f"{config.sampler.n_steps}-step chain from noise that reconstruct and "
+                      "interpolate run is not the generator it learned", RuntimeWarning,
+                      stacklevel=3)
     return NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
 
 
