@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence, get_args
 
 from stgconv import tasks
-from stgconv.checkpoint import CheckpointError
+from stgconv.checkpoint import FILENAME, CheckpointError
 from stgconv.checks import check_output, reading
 from stgconv.config import (
     SEED_LIMIT,
@@ -377,6 +377,9 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
     inputs = [value for dest, given in vars(args).items() if dest not in OUTPUT_OPTIONS
               for value in (given if isinstance(given, list) else [given])
               if isinstance(value, str) and Path(value).is_file()]
+    run = getattr(args, "checkpoint", None)
+    if run is not None and (Path(run) / FILENAME).is_file():  # a run folder: the file read
+        inputs.append(str(Path(run) / FILENAME))
     for dest, option in OUTPUT_OPTIONS.items():
         out = getattr(args, dest, None)
         if out is None or not Path(out).exists():

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.cli import main
+from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation import ood
 from stgconv.evaluation.ood import (FEATURE_SHARE, REFERENCE_SHARE, SCORES, ood_scores,
                                     reference_weight, score_images, scoring_expert)
@@ -98,6 +99,7 @@ def arrays(trained_jem_run: dict[str, Path], tmp_path: Path) -> dict[str, str]:
         "float": {"x_test": x.astype(np.float32)},
         "two_channels": {"x_test": np.zeros((2, 28, 28, 2), np.uint8)},
         "empty": {"x_test": np.zeros((0, 28, 28), np.uint8)},
+        "zero_side": {"x_test": np.zeros((3, 0, 28), np.uint8)},
         "class_9": {"x_test": x, "y_test": np.full(len(x), 9)},
         "short_labels": {"x_test": x, "y_test": y[:2]},
     }
@@ -189,6 +191,17 @@ def test_a_model_with_feature_gaussians_alone_weighs_them_against_its_energy(
     assert "reference" not in table["auroc"] and 0 <= table["auroc"]["features"] <= 1
 
 
+def test_eval_ood_json_over_the_run_folders_checkpoint_is_refused(arrays: dict[str, str],
+                                                                   capsys) -> None:
+    checkpoint = Path(arrays["run"]) / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(checkpoint),
+                 "--device", "cpu"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before
+
+
 def test_eval_ood_without_json_prints_the_table_and_claims_no_file(arrays: dict[str, str],
                                                                     capsys) -> None:
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
@@ -211,6 +224,7 @@ def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> No
     ("{float}", "{outliers}", "x_test must be uint8 (N, H, W) or (N, H, W, 1 or 3), got float32"),
     ("{inliers}", "{two_channels}", "got uint8 (2, 28, 28, 2)"),
     ("{inliers}", "{empty}", "{empty}: x_test holds no images"),
+    ("{inliers}", "{zero_side}", "{zero_side}: x_test's images have no pixels"),
     ("{class_9}", "{outliers}", "y_test has class 9, but the model has 3 classes"),
     ("{short_labels}", "{outliers}", "{short_labels}"),
 ])
@@ -237,8 +251,6 @@ def test_the_feature_weight_is_set_against_the_energy_plus_weighted_reference() 
     """gamma spreads the feature density against -E + beta log q, not against -E alone."""
     from torch import nn
 
-    from stgconv.energy.classifier import ClassifierEnergy
-
     torch.manual_seed(0)
     network = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Linear(3, 2))
     energy = ClassifierEnergy(network).double()
@@ -252,6 +264,17 @@ def test_the_feature_weight_is_set_against_the_energy_plus_weighted_reference() 
     product = scores["energy"] + weights["reference"] * scores["reference"]
     assert weights["features"] == pytest.approx(
         reference_weight(product, scores["features"], share=FEATURE_SHARE))
+
+
+def test_raw_pixels_are_refused_not_scored_as_model_values() -> None:
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))
+    pixels = DataGaussian.fit(torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(1)),
+                              rank=1)
+    raw = torch.full((3, 1, 2, 2), 200, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"floating point in the model's units .* torch\.uint8"):
+        score_images(energy, pixels, raw)
+    with pytest.raises(ValueError, match="floating point"):
+        ood.reference_log_prob(pixels, raw)
 
 
 def test_max_softmax_normalises_each_example_over_its_classes() -> None:

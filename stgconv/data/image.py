@@ -112,6 +112,9 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
                          f"{images.dtype} {images.shape}")
     if len(images) == 0:
         raise ValueError(f"{path}: {key} holds no images")
+    if 0 in images.shape[1:3]:
+        raise ValueError(f"{path}: {key}'s images have no pixels: (N, H, W) = "
+                         f"{images.shape[:3]}")
     images = images[npz_subset(len(images), max_images)]
     if images.ndim == 4 and images.shape[-1] == 3 and channels == 1:
         images = luma(images)

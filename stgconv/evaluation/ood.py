@@ -138,12 +138,14 @@ def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *,
                        ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Logits ``(N, K)``, marginal energies ``E(x)`` ``(N,)`` and, given the Gaussians fitted
     to the features, ``log r(phi(x))`` ``(N,)`` (else ``None``) of images ``x``
-    ``(N, C, H, W)``, ``batch_size`` at a time; float64, CPU.
+    ``(N, C, H, W)`` in the model's units, ``batch_size`` at a time; float64, CPU.
 
     Raises:
         FloatingPointError: a non-finite logit, energy or feature density (reported, never
             scored).
+        ValueError: ``x`` not floating point (raw pixels).
     """
+    _check_model_units(x)
     param = next(energy.parameters())
     logits, energies, feature_log_r = [], [], []
     for batch in x.split(batch_size):
@@ -171,11 +173,20 @@ def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *,
 
 @torch.no_grad()
 def reference_log_prob(reference: DataGaussian, x: Tensor, *, batch_size: int = 500) -> Tensor:
-    """``log q(x)`` ``(N,)`` (float64, CPU) of images ``x`` ``(N, C, H, W)`` under the fitted
-    Gaussians, ``batch_size`` at a time."""
+    """``log q(x)`` ``(N,)`` (float64, CPU) of images ``x`` ``(N, C, H, W)`` in the model's
+    units under the fitted Gaussians, ``batch_size`` at a time."""
+    _check_model_units(x)
     device = reference.means.device
     return torch.cat([reference.log_prob(batch.to(device, torch.float64)).cpu()
                       for batch in x.split(batch_size)])
+
+
+def _check_model_units(x: Tensor) -> None:
+    """Raw pixels (uint8 0-255) would be scored as model values, far outside the data."""
+    if not x.is_floating_point():
+        raise ValueError(f"images must be floating point in the model's units [-1, 1] (pixel "
+                         f"value v of 0-255 is v / 127.5 - 1, as load_npz_images reads them), "
+                         f"got {x.dtype}")
 
 
 def reference_weight(scores: Tensor, log_q: Tensor, *, share: float = REFERENCE_SHARE) -> float:
@@ -223,7 +234,7 @@ def score_images(energy: ClassifierEnergy, reference: DataGaussian | None, x: Te
                  ) -> tuple[Tensor, dict[str, Tensor], dict[str, float | None]]:
     """Logits ``(N, K)``, every score of :func:`ood_scores` ``(N,)`` and the experts' weights
     ``{"reference": beta, "features": gamma}`` (``None`` for an expert not given), for images
-    ``x`` ``(N, C, H, W)``: with ``weights`` ``None`` they are set from these images
+    ``x`` ``(N, C, H, W)`` in the model's units [-1, 1]: with ``weights`` ``None`` they are set from these images
     (:func:`reference_weight`); pass those set on other images (the training examples', a
     checkpoint's :attr:`ClassifierModel.weights`, or the inliers') to score these with them.
 
