@@ -57,6 +57,14 @@ def test_module_experts_are_registered_and_move_with_the_product() -> None:
     assert set(poe.state_dict()) == {f"registered.0.{k}" for k in net.state_dict()}
 
 
+def test_a_class_conditional_experts_classifier_is_registered_once_and_moves() -> None:
+    classifier = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)))
+    poe = ProductOfExperts([classifier.conditional(0), classifier.conditional(2)])
+    assert list(poe.parameters()) == list(classifier.parameters())
+    poe.double()  # the classifier with it: float64 chains are evaluated in float64
+    assert poe(torch.zeros(2, 1, 2, 2, dtype=torch.float64)).dtype == torch.float64
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"experts": []}, "at least one"),
     ({"experts": [gaussian(0, 1)], "weights": [1.0, 2.0]}, "as many weights"),

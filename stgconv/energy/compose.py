@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from stgconv.mcmc.execution import verdict_owner
 from stgconv.types import EnergyFn
 
 View = Callable[[Tensor], Tensor]
@@ -22,8 +23,9 @@ class ProductOfExperts(nn.Module):
     """``E(x) = sum_i w_i E_i(v_i(x))``, ``(B, *S)`` -> ``(B,)``.
 
     Args:
-        experts: energies ``E_i``, each ``(B, *S_i) -> (B,)``; modules among them are
-            registered (``.to()`` moves them, ``.parameters()`` lists them).
+        experts: energies ``E_i``, each ``(B, *S_i) -> (B,)``; modules among them, and the
+            modules they wrap (a class-conditional energy's classifier), are registered
+            (``.to()`` moves them, ``.parameters()`` lists them).
         weights: ``w_i`` (default all 1); 0 switches an expert off (not every one), a negative
             weight would make the product improper and is refused.
         views: ``v_i`` mapping ``x`` to what expert ``i`` reads (a crop, a down-sampling, a
@@ -45,8 +47,11 @@ class ProductOfExperts(nn.Module):
         if not any(weights):  # a constant energy: no sampler could move on it
             raise ValueError(f"at least one weight must be above 0, got {weights}")
         self.experts = list(experts)
-        # Registered so that .to(), .parameters() and state_dict() see the modules.
-        self.registered = nn.ModuleList(e for e in experts if isinstance(e, nn.Module))
+        # Registered so that .to(), .parameters() and state_dict() see the modules, once each
+        # (two class-conditional energies of one classifier wrap the same module).
+        owners = (verdict_owner(expert)[0] for expert in experts)
+        modules = {id(owner): owner for owner in owners if isinstance(owner, nn.Module)}
+        self.registered = nn.ModuleList(modules.values())
         self.weights = weights
         self.views = views
 
