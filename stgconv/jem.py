@@ -98,9 +98,9 @@ class HybridTrainer(Trainer):
         reference: Gaussians fitted to the data for the out-of-distribution score, kept in
             checkpoints as ``"reference"`` (``jem.reference_components``); not trained.
 
-    The checkpoint of the last iteration (``train.n_iterations``) also holds what eval ood
-    scores with, fitted to the trained network: only then, since any later step would make it
-    stale. With ``jem.feature_rank`` > 0 ``"feature_reference"``
+    The checkpoint of the last iteration (``train.n_iterations``, not a shorter ``fit(n)``) also
+    holds what eval ood scores with, fitted to the trained network: only then, since any later
+    step would make it stale. With ``jem.feature_rank`` > 0 ``"feature_reference"``
     (:func:`fit_feature_reference`), and with it or fitted pixel Gaussians (``reference``, or
     the chains' start ``chains.init: data_gaussian``) ``"ood_weights"``
     (:func:`fit_ood_weights`). With several processes they are fitted to rank 0's share of the

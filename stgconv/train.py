@@ -351,8 +351,10 @@ class Trainer(FitLoop):
         train: how the parameters learn: Adam's ``lr`` and ``betas``, ``batch_size`` examples
             per micro-batch (capped at ``N``), ``accumulate`` micro-batches whose gradients are
             averaged before each optimizer step, and ``energy_l2``, the weight of the
-            ``mean(E^2)`` penalty that keeps energies near zero (the loop's own fields,
-            ``n_iterations`` and the saving intervals, are the caller's).
+            ``mean(E^2)`` penalty that keeps energies near zero; ``n_iterations``, the run's
+            length, sets the cosine schedule (``lr_decay``) and when
+            :class:`~stgconv.jem.HybridTrainer` fits its out-of-distribution experts. How far
+            one :meth:`fit` call trains, and the saving intervals, are the caller's.
         generator: the single source of randomness (batches, chain starts, sampler noise).
         config: plain-data resolved config, stored in checkpoints.
         world: set when several processes train the model: ``data`` (and ``chains``) are
