@@ -439,13 +439,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_images=train_images, data_spread=quality.spread(train_images))
         reference = score("reference: other test digits", others,
                           judge, test_features, train_images, quality.spread(train_images))
-        starts = start_row(runs["jem"], per_class=args.per_class, seed=args.seed, judge=judge,
-                           test_features=test_features, train_images=train_images,
-                           data_spread=quality.spread(train_images))
-        for row in (sample_row, reference, starts):
+        sample_table = [sample_row, reference]
+        if args.start == "noise":  # the fresh starts the samples came from (not the buffer's)
+            sample_table.append(start_row(
+                runs["jem"], per_class=args.per_class, seed=args.seed, judge=judge,
+                test_features=test_features, train_images=train_images,
+                data_spread=quality.spread(train_images)))
+        for row in sample_table:
             row.update({"table": "samples", "judge_accuracy": judge_accuracy,
                         "judge_s": judge_s})
-        rows += [sample_row, reference, starts]
+        rows += sample_table
         if args.grid is not None:
             save_image_grid(samples[:, :10].flatten(0, 1), args.grid,
                             nrow=min(10, args.per_class))
