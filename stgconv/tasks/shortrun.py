@@ -45,7 +45,7 @@ def reconstruct(
     sampler = _langevin(config)
     generator = torch.Generator(param.device).manual_seed(seed)
     z0 = _start_noise(config, checkpoint, state).sample(target.shape, device=param.device,
-                                                  generator=generator)
+                                                         generator=generator)
     _, x, losses = shortrun.reconstruct(
         energy, sampler, target, z0=z0, n_iterations=n_iterations, lr=lr, generator=generator
     )
@@ -96,9 +96,9 @@ def interpolate(
         return modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation",
                                 fps=config.data.fps)[0].parent
     _check_image(config, checkpoint)
-    init = _start_noise(config, checkpoint, state)
     shape = (config.model.in_channels, config.data.size, config.data.size)
     check_entries((n_points, *shape), f"{n_points} points")
+    init = _start_noise(config, checkpoint, state)
     z_start = init.sample(shape, device=param.device, generator=generator)
     z_end = init.sample(shape, device=param.device, generator=generator)
     path = shortrun.interpolate(
