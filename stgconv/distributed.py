@@ -151,7 +151,7 @@ def shutdown(world: World | None) -> None:
     """Leave the process group once every rank is done (no rank exits while another still
     writes or waits)."""
     if world is not None and dist.is_initialized():
-        dist.barrier()
+        world.barrier()
         dist.destroy_process_group()
         # Free Gloo's process group (and join its threads) now, not during interpreter exit:
         # left to exit, a rank aborted ("terminate called without an active exception") in 5
@@ -231,9 +231,9 @@ def gather_generators(generator: torch.Generator, world: World | None) -> dict[s
 def take_generator(generator: torch.Generator, state: dict[str, Any], world: World | None
                    ) -> None:
     """Restore this rank's random state from a checkpoint. Written by as many processes as now
-    run, each rank continues its own stream exactly; written by another number, a rank that has
-    no stream of its own gets a fresh one seeded from the config's seed, the iteration and its
-    rank (the run continues, not bit for bit as an uninterrupted run would). So does a run
+    run, each rank continues its own stream exactly; written by another number, every rank
+    starts a fresh stream seeded from the config's seed, the iteration and its rank (the run
+    continues, not bit for bit as an uninterrupted run would). So does a run
     resumed on another kind of device than wrote it (a CUDA generator's state is its seed and
     offset, a CPU one's a Mersenne Twister's), with a warning."""
     rank, size = (world.rank, world.size) if world is not None else (0, 1)

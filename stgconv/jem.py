@@ -143,9 +143,11 @@ class HybridTrainer(Trainer):
             counts = torch.bincount(self.labels, minlength=n_classes)
             if int(counts.min()) < 2:
                 k = int(counts.argmin())
+                held = ("" if world is None else f" in process 0's share of the examples "
+                        f"(every {world.size}th, from the first)")
                 raise ValueError(f"jem.feature_rank fits a Gaussian to each class's features "
                                  f"when training ends, and class {k} has {int(counts[k])} "
-                                 "examples (at least 2 needed): set jem.feature_rank: 0")
+                                 f"examples{held} (at least 2 needed): set jem.feature_rank: 0")
             with torch.no_grad():
                 energy.features(data[:1])
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)

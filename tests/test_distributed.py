@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,19 +26,20 @@ from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint, load_model, load_multigrid
 from stgconv.cli import main
-from stgconv.config import TrainConfig
+from stgconv.config import ExperimentConfig, TrainConfig, load_config
 from stgconv.distributed import (
     PeerFailedError,
     World,
     interleave,
     merge_chain_states,
     shard_chain_state,
+    shutdown,
     take_generator,
 )
 from stgconv.energy import image_energy
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
-from stgconv.tasks import synthesize
+from stgconv.tasks import synthesize, train
 from stgconv.tasks.train import _terminated_as_exit
 from stgconv.train import Trainer
 
@@ -161,6 +163,11 @@ def test_a_stopped_peer_is_one_line_naming_the_process(monkeypatch, capsys, tmp_
     with pytest.raises(PeerFailedError, match="another process stopped .* Connection closed by "
                                               r"peer \[127.0.0.1\]:53650.$"):
         world.average({"loss": 1.0})
+    # A peer that failed after the last exchange (writing its samples): the same at the end.
+    monkeypatch.setattr(dist, "barrier", closed)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    with pytest.raises(PeerFailedError, match="across the training processes failed"):
+        shutdown(world)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["synthesize", str(tmp_path / "none")]) == 2
@@ -177,6 +184,41 @@ def test_sigterm_unwinds_a_torchrun_process() -> None:
         time.sleep(5)  # the handler runs at the next bytecode; never reached
     assert stopped.value.code == 143
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def train_over_an_old_run(rank: int, port: int, config: ExperimentConfig, report: str) -> None:
+    """Rank ``rank`` of 2 trains ``config`` over its folder's run (``--overwrite``); rank 1
+    is refused at its start, after rank 0 has built its trainer."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if rank == 1:
+        def refused(*_: object) -> None:
+            time.sleep(2)
+            raise ValueError("data not found on this machine")
+
+        World.shard = refused  # type: ignore[method-assign]  # this process only
+    try:
+        train(config, overwrite=True, progress=False)
+    except (ValueError, PeerFailedError) as err:
+        Path(f"{report}{rank}").write_text(type(err).__name__)
+
+
+def test_overwrite_removes_the_old_run_only_once_every_process_has_started(tmp_path: Path
+                                                                            ) -> None:
+    images = image_folder(tmp_path / "images")
+    out = tmp_path / "run"
+    assert main(tiny_run(images, 1, out)) == 0
+    old = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    config = load_config(None, [f"data.path={images}", f"out_dir={out}", "device=cpu",
+                                *tiny_run(images, 1, out)[9::2]])
+    with socket.socket() as probe:  # a free port for the process group's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(train_over_an_old_run, args=(port, config, str(tmp_path / "report")), nprocs=2)
+    assert [(tmp_path / f"report{r}").read_text() for r in (0, 1)] == ["PeerFailedError",
+                                                                       "ValueError"]
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == old
 
 
 # --------------------------------------------------------------------------- torchrun end to end

@@ -20,6 +20,7 @@ from stgconv.build import chain_init
 from stgconv.checkpoint import load_checkpoint, load_model
 from stgconv.cli import main
 from stgconv.config import JEMConfig, TrainConfig, load_config
+from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy, classifier_energy, digit_classifier
 from stgconv.evaluation.ood import load_classifier, score_images
 from stgconv.jem import (JEM_ADVICE, HybridTrainer, class_examples, fit_feature_reference,
@@ -250,6 +251,10 @@ def test_the_trainer_refuses_bad_labels() -> None:
     one_of_class_2 = torch.tensor([0, 1, 0, 1, 0, 2])
     with pytest.raises(ValueError, match="class 2 has 1 examples.*jem.feature_rank: 0"):
         HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2))
+    # Under torchrun process 0 fits on its share: the message says where the class is short.
+    with pytest.raises(ValueError, match="class 2 has 1 examples in process 0's share"):
+        HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2),
+                      world=World(rank=0, size=2, device=torch.device("cpu")))
     headless = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.SiLU()))
     with pytest.raises(ValueError, match="nn.Linear"):
         HybridTrainer(headless, *args[1:], labels, jem=JEMConfig(feature_rank=2))

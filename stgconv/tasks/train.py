@@ -317,6 +317,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                              "raise it with --set train.n_iterations=N (a cosine "
                              "train.lr_decay is then stretched over the new N: its rate rises "
                              "again)")
+    if world is not None:  # every process has started: one refused at its start removes nothing
+        world.barrier()
     if replace_old_run is not None:  # the new run has started: the old one goes now, not before
         replace_old_run()
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
