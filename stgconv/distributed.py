@@ -233,9 +233,9 @@ def take_generator(generator: torch.Generator, state: dict[str, Any], world: Wor
     """Restore this rank's random state from a checkpoint. Written by as many processes as now
     run, each rank continues its own stream exactly; written by another number, every rank
     starts a fresh stream seeded from the config's seed, the iteration and its rank (the run
-    continues, not bit for bit as an uninterrupted run would). So does a run
-    resumed on another kind of device than wrote it (a CUDA generator's state is its seed and
-    offset, a CPU one's a Mersenne Twister's), with a warning."""
+    continues, not bit for bit as an uninterrupted run would). So does a run resumed on another
+    kind of device than wrote it (a CUDA generator's state is its seed and offset, a CPU one's a
+    Mersenne Twister's), with a warning."""
     rank, size = (world.rank, world.size) if world is not None else (0, 1)
     states = state.get("generators", [state["generator"]])
     if len(states) == size:

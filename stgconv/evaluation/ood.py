@@ -234,9 +234,10 @@ def score_images(energy: ClassifierEnergy, reference: DataGaussian | None, x: Te
                  ) -> tuple[Tensor, dict[str, Tensor], dict[str, float | None]]:
     """Logits ``(N, K)``, every score of :func:`ood_scores` ``(N,)`` and the experts' weights
     ``{"reference": beta, "features": gamma}`` (``None`` for an expert not given), for images
-    ``x`` ``(N, C, H, W)`` in the model's units [-1, 1]: with ``weights`` ``None`` they are set from these images
-    (:func:`reference_weight`); pass those set on other images (the training examples', a
-    checkpoint's :attr:`ClassifierModel.weights`, or the inliers') to score these with them.
+    ``x`` ``(N, C, H, W)`` in the model's units [-1, 1]: with ``weights`` ``None`` they are set
+    from these images (:func:`reference_weight`); pass those set on other images (the training
+    examples', a checkpoint's :attr:`ClassifierModel.weights`, or the inliers') to score these
+    with them.
 
     Raises:
         FloatingPointError: non-finite logits, energies or feature densities.
