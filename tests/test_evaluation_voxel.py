@@ -102,6 +102,19 @@ def test_shapes_from_a_folder_of_voxel_files(files, tmp_path, capsys) -> None:
     assert "must be binary occupancy" in capsys.readouterr().err
 
 
+def test_a_folder_of_meshes_is_voxelized_at_the_models_side(files, tmp_path) -> None:
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    corners = "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 2) for z in (0, 1))
+    faces = "4 0 1 3 2\n4 4 6 7 5\n4 0 4 5 1\n4 2 3 7 6\n4 0 2 6 4\n4 1 5 7 3\n"
+    (folder / "block.off").write_text(f"OFF\n8 6 0\n{corners}{faces}")
+    for task in ("super-resolution", "recovery-3d"):
+        out = tmp_path / f"{task}.json"
+        assert main(["eval", task, "--checkpoint", str(files["run"]), "--shapes", str(folder),
+                     "--json", str(out), "--device", "cpu"]) == 0
+        assert json.loads(out.read_text())["size"] == 16  # the 16^3 model's, not 32
+
+
 def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     run = str(files["run"])
     np.savez(tmp_path / "big.npz", X=np.zeros((2, 20, 20, 20), np.uint8))

@@ -35,7 +35,9 @@ from stgconv.checks import as_int
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
+from stgconv.io.folder import list_files
 from stgconv.io.image import load_image
+from stgconv.io.mesh import MESH_SUFFIXES
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import load_voxels, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
@@ -59,17 +61,21 @@ RECOVERY_UNIT = ("mean absolute voxel error on [0, 1] over the missing voxels; I
                  "level over the whole grid; means over shapes")
 
 
-def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None) -> Tensor:
+def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
+                     mesh_side: int = 32) -> Tensor:
     """Ground-truth shapes for an evaluation: float32 ``(N, 1, D, D, D)`` in {0, 1}.
 
     ``path`` is any voxel file (:data:`~stgconv.io.voxel.VOXEL_SUFFIXES`; an ``.npz`` holds them
     under ``X`` as ``(N, D, D, D)`` {0, 1}) or a folder of them, as training reads one
-    (e.g. ``../shared/data/voxel/chairs_30_mat``, files in natural name order).
+    (e.g. ``../shared/data/voxel/chairs_30_mat``, files in natural name order), or a folder of
+    meshes, voxelized at ``mesh_side`` (the model's side: ``D = mesh_side``).
     """
     if max_shapes is not None and max_shapes < 1:
         raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
     if Path(path).is_dir():
-        batch = load_voxel_shapes(path, max_shapes=max_shapes)
+        meshes = any(file.suffix.lower() in MESH_SUFFIXES for file in list_files(Path(path)))
+        batch = load_voxel_shapes(path, max_shapes=max_shapes,
+                                  resolution=mesh_side if meshes else None)
         if not torch.all((batch == 0) | (batch == 1)):
             raise ValueError(f"{path}: ground-truth shapes must be binary occupancy (0 or 1)")
     else:
@@ -108,7 +114,7 @@ def eval_super_resolution(
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
-    truth = load_eval_shapes(shapes, max_shapes=max_shapes)
+    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
     if truth.shape[-1] != size:
         raise ValueError(f"{shapes} holds {truth.shape[-1]}^3 grids; this model takes "
                          f"(N, {size}, {size}, {size})")
@@ -193,7 +199,7 @@ def eval_recovery_3d(
     initializer = load_initializer(state, checkpoint, device=param.device)
     init = default_recovery_init(initializer) if init is None else init
     fill = recovery_fill(init, initializer)
-    truth = load_eval_shapes(shapes, max_shapes=max_shapes)
+    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
     side = truth.shape[-1]
     if side > size:
         raise ValueError(f"{shapes} holds {side}^3 grids; this model takes "
