@@ -98,8 +98,10 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
     assert torch.equal(recovered[known], truth[known])
     assert missing_mae_255(recovered, truth, known) == pytest.approx(
         metrics["errors"]["stgconv"], rel=1e-5)
-    # The saved config is the one that ran: the clip's channels, frames and size, this folder.
+    # The saved config is the one that ran: the clip read, its channels, frames and size, this
+    # folder.
     ran = load_config(out / "config.yaml")
+    assert ran.data.path == str(clip)
     assert (ran.data.channels, ran.data.frames, ran.data.size) == (3, 12, 32)
     assert (ran.model.in_channels, ran.model.image_size) == (3, 32)
     assert ran.out_dir == str(out)
@@ -289,3 +291,12 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
 def test_a_wrong_mask_is_named_as_typed(mask, error, message) -> None:
     with pytest.raises(error, match=message):
         load_known(mask, (4, 16, 16))
+
+
+def test_a_mask_file_named_like_a_generated_mask_is_read_as_the_file(tmp_path, monkeypatch
+                                                                      ) -> None:
+    monkeypatch.chdir(tmp_path)
+    hidden = np.zeros((4, 16, 16), dtype=bool)
+    hidden[1] = True
+    np.save("region:6.npy", hidden)
+    assert torch.equal(load_known("region:6.npy", (4, 16, 16)), ~torch.from_numpy(hidden)[None])

@@ -63,11 +63,12 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
 
     ``mask`` is a ``.mat`` file of the original experiments (1 = missing, converted here) or a
     generated mask: ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per
-    frame) or ``salt_and_pepper:FRACTION``, drawn from ``seed``.
+    frame) or ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a
+    name is read as a file).
     """
     text = str(mask)
     kind, sep, value = text.partition(":")
-    if sep and kind in MASK_KINDS:
+    if sep and kind in MASK_KINDS and not Path(text).is_file():
         generator = torch.Generator().manual_seed(seed)
         try:
             number = float(value)
@@ -146,7 +147,7 @@ def recover_video(
         "error": missing_mae_255(result.recovered, truth, known),
         "init_error": missing_mae_255(init, truth, known), "start": start,
         "selected_iteration": result.selected_iteration, "seconds": seconds,
-        "config": _as_run(config, truth),
+        "config": _as_run(config, truth, video=video),
     }
     if out_dir is not None:
         _save(out_dir, replace(report["config"], out_dir=str(out_dir)), report, result,
@@ -154,13 +155,15 @@ def recover_video(
     return report
 
 
-def _as_run(config: ExperimentConfig, clip: Tensor) -> ExperimentConfig:
+def _as_run(config: ExperimentConfig, clip: Tensor, *, video: str | Path | None = None
+            ) -> ExperimentConfig:
     """``config`` as the recovery of ``clip`` ``(C, T, H, W)`` runs it: the clip's channels
-    (read in colour whatever data.channels says), frames and size, and the model built for
-    them."""
+    (read in colour whatever data.channels says), frames and size, the model built for them,
+    and the ``video`` it was read from (data.path)."""
     channels, frames, height, width = clip.shape
     data = replace(config.data, channels=channels, frames=frames,
-                   size=width if height == width else config.data.size)
+                   size=width if height == width else config.data.size,
+                   path=config.data.path if video is None else str(video))
     model = replace(config.model, in_channels=channels, image_size=width)
     return replace(config, data=data, model=model)
 
