@@ -131,6 +131,8 @@ def test_voxel_shapes_errors(cache: Path, tmp_path: Path) -> None:
         VoxelShapes(cache, pad_to=8)
     with pytest.raises(FileNotFoundError):
         VoxelShapes(tmp_path / "none.h5")
+    with pytest.raises(ValueError, match="is a folder; labelled shapes are an .npz"):
+        VoxelShapes(tmp_path)  # it exists: not "not found"
     other = save_voxels(np.zeros((2, 4, 4, 4)), tmp_path / "plain.h5")
     with pytest.raises(ValueError, match="not a stgconv voxel cache"):
         VoxelShapes(other)

@@ -37,6 +37,17 @@ def test_eval_classification_json_contract(files, tmp_path) -> None:
         table["protocol"])
 
 
+def test_the_protocol_claims_no_more_shapes_per_class_than_the_file_has(files, tmp_path
+                                                                         ) -> None:
+    out = tmp_path / "cls.json"
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--folds", "2", "--per-class", "10", "--json", str(out),
+                 "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["per_class_counts"] == {"bathtub": 6, "bed": 6}
+    assert "up to 10 random shapes per class" in table["protocol"]
+
+
 def test_unlabelled_shapes_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     np.savez(tmp_path / "unlabelled.npz", X=np.zeros((4, 16, 16, 16), np.uint8))
     capsys.readouterr()

@@ -269,6 +269,9 @@ class VoxelShapes(LazyH5, Dataset):
         self.pad_to = pad_to
         if split is not None and split not in SPLIT_NAMES:
             raise ValueError(f"split must be None or one of {SPLIT_NAMES}, got {split!r}")
+        if self.root.is_dir():
+            raise ValueError(f"{self.root} is a folder; labelled shapes are an .npz (X, y) or "
+                             "an HDF5 cache of datasets/voxel/prepare.py")
         if not self.root.is_file():
             raise FileNotFoundError(f"voxel shapes not found: {self.root}")
         suffix = self.root.suffix.lower()

@@ -254,7 +254,7 @@ def eval_classification(
         "n_shapes": len(labels),
         "per_class_counts": dict(zip(names, torch.bincount(labels).tolist())),
         "protocol": (protocol
-                     + (f", {per_class} random shapes per class" if per_class else "")
+                     + (f", up to {per_class} random shapes per class" if per_class else "")
                      + f"; features: conv-layer responses max-pooled to {cells}^3 cells; "
                      f"multinomial logistic regression, L2 {l2}, standardized features; "
                      f"random_init = the same architecture untrained; raw_voxels = occupancy"
