@@ -19,6 +19,7 @@ from stgconv.metrics import missing_mae_255
 from stgconv.recovery import holdout_like
 from stgconv.tasks.recover_video import load_known, recover_video
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iterations=2",
         "--set", "recovery.average_last=1", "--set", "recovery.warmup=1", "--set", "device=cpu",
         "--set", "recovery.learned.iterations=3"]
@@ -146,6 +147,12 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
         (["--video", str(tmp_path / "nope.mp4"), "--mask", "region:8"], "nope.mp4"),
         (["--video", str(clip), "--mask", "region:x"], "not a number"),
         (["--video", str(clip), "--mask", "missing_frames:0.5", "--set", "model.archx=1"], "archx"),
+        (["--video", str(clip), "--mask", "region:8", "--config",
+          str(ROOT / "configs" / "video" / "multigrid_flag_quick.yaml")],
+         "this config's multigrid section would be ignored"),
+        (["--video", str(clip), "--mask", "region:8", "--config",
+          str(ROOT / "configs" / "video" / "coop_fire_pot_quick.yaml")],
+         "this config's cooperative section would be ignored"),
     ]
     for args, message in cases:
         assert main(["eval", "recovery", *args, *TINY]) == 2

@@ -122,6 +122,11 @@ def recover_video(
     exact), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
     ``metrics.json`` there.
     """
+    unused = [name for name in ("multigrid", "cooperative", "initializer", "jem")
+              if getattr(config, name) is not None]
+    if unused:  # its top-level model would be learned instead, without a word
+        raise ValueError(f"recovery learns one descriptor (the config's model section) from the "
+                         f"clip; this config's {unused[0]} section would be ignored: remove it")
     device = resolve_device(config.device)
     if out_dir is not None and (trained := training_files(out_dir)):
         # Its config.yaml would replace the run's, which the run's --resume reads.
