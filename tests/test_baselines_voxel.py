@@ -136,3 +136,21 @@ def test_neighbour_majority_leaves_a_tie_empty() -> None:
     observed[..., 0] = 1.0
     known = torch.tensor([True, False, True]).view(1, 1, 1, 1, 3)
     assert neighbour_majority(observed, known)[..., 1].item() == 0.0
+
+
+def test_nearest_known_fill_leaves_a_shape_with_nothing_observed_at_zero() -> None:
+    # A slice without any observed voxel is 0, whatever its (ignored) missing values hold.
+    observed = torch.full((2, 1, 4, 4, 4), 0.7)
+    known = torch.zeros(2, 1, 4, 4, 4, dtype=torch.bool)
+    known[0, :, :2] = True
+    filled = nearest_known_fill(observed, known)
+    assert torch.equal(filled[1], torch.zeros(1, 4, 4, 4))
+    assert torch.allclose(filled[0], torch.full((1, 4, 4, 4), 0.7))
+
+
+def test_neighbour_majority_widens_until_it_sees_an_observed_voxel() -> None:
+    # Deep inside a hidden block the vote comes from the wider neighbourhood, not a blind 0.
+    observed = torch.ones(1, 1, 9, 9, 9)
+    known = torch.ones(1, 1, 9, 9, 9, dtype=torch.bool)
+    known[..., 2:7, 2:7, 2:7] = False
+    assert torch.equal(neighbour_majority(observed, known), observed)

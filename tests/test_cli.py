@@ -835,3 +835,29 @@ def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) ->
     path = np.load(out / "interpolation.npy")
     assert path.shape == (2, 1, 8, 8)
     assert not np.array_equal(path[0], path[1])
+
+
+def test_a_zero_learning_rate_is_refused_by_its_option(tmp_path: Path, capsys) -> None:
+    # --lr 0 is refused before any work, naming the option (not a later missing checkpoint).
+    assert main(["reconstruct", str(tmp_path / "none"), str(tmp_path / "x.png"),
+                 "--lr", "0"]) == 2
+    assert "--lr must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_a_repeatable_option_left_out_shows_not_set_in_the_help(capsys) -> None:
+    # `--set` (a list, empty by default) reads "not set" in the help, not a Python "[]".
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: not set)" in text and "(default: [])" not in text
+
+
+def test_outputs_default_into_the_run_folder_given(trained_voxel_run: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    # Without --out, a command given a run folder writes into <run folder>/<task>, not beside.
+    run = tmp_path / "run"
+    shutil.copytree(trained_voxel_run["run"], run)
+    np.save(tmp_path / "low.npy", np.full((4, 4, 4), 0.5, np.float32))
+    assert main(["super-resolve", str(run), str(tmp_path / "low.npy"), "--steps", "1",
+                 "--device", "cpu"]) == 0
+    assert (run / "super_resolution" / "super_resolved.npy").is_file()

@@ -292,3 +292,21 @@ def test_torchrun_trains_a_multigrid_model(tmp_path: Path) -> None:
     assert state["base"].shape == (N_EXAMPLES, 3, 1, 1)  # every example's base colour
     out = synthesize(tmp_path / "run", tmp_path / "synthesis", n_samples=2, device="cpu")
     assert (out / "synthesized.png").is_file()
+
+
+def test_as_many_examples_as_processes_gives_each_one_example() -> None:
+    # Exactly one example per process is enough: each rank gets its own.
+    worlds = [World(rank=r, size=3, device=torch.device("cpu")) for r in range(3)]
+    assert [w.shard(3).tolist() for w in worlds] == [[0], [1], [2]]
+
+
+def test_a_reseeded_resume_gives_every_rank_its_own_stream() -> None:
+    # Resumed with more processes than wrote it, the reseeded ranks draw different streams.
+    checkpoint = {"generator": torch.Generator().manual_seed(1).get_state(), "iteration": 4,
+                  "config": {"seed": 7}}
+    draws = []
+    for rank in range(2):
+        g = torch.Generator()
+        take_generator(g, checkpoint, World(rank=rank, size=2, device=torch.device("cpu")))
+        draws.append(torch.rand(4, generator=g))
+    assert not torch.equal(draws[0], draws[1])

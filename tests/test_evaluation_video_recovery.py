@@ -14,6 +14,7 @@ import torch
 from stgconv.baselines.video import neighbour_average
 from stgconv.cli import main
 from stgconv.config import load_config
+from stgconv.evaluation.video_recovery import format_table
 from stgconv.io.video import load_video, save_video
 from stgconv.metrics import missing_mae_255
 from stgconv.recovery import holdout_like
@@ -65,7 +66,8 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", [
-    ["fill-prior", "{clip}", "--out", "{clip}"],
+    # One iteration: were the refusal lost, the test would train 3000 (11 minutes) to fail.
+    ["fill-prior", "{clip}", "--out", "{clip}", "--iterations", "1"],
     ["eval", "recovery", "--video", "{clip}", "--mask", "{mask}", "--json", "{mask}"],
     ["eval", "recovery", "--video", "{clip}", "--mask", "region:8", "--json", "{clip}"],
 ], ids=["fill-prior", "eval-mask", "eval-video"])
@@ -307,3 +309,74 @@ def test_a_mask_file_named_like_a_generated_mask_is_read_as_the_file(tmp_path, m
     hidden[1] = True
     np.save("region:6.npy", hidden)
     assert torch.equal(load_known("region:6.npy", (4, 16, 16)), ~torch.from_numpy(hidden)[None])
+
+
+CLASSICAL = ["--set", "recovery.init=temporal_interpolation", "--set", "recovery.holdout=0"]
+"""A recovery that starts from temporal interpolation, with no holdout: seconds, not minutes."""
+
+
+def test_region_mask_with_a_fractional_side_is_refused() -> None:
+    # A generated region mask needs a whole-number block side, not a silently truncated one.
+    with pytest.raises(ValueError, match="whole number"):
+        load_known("region:8.5", (4, 16, 16))
+
+
+def test_recover_metrics_report_the_missing_fraction(clip: Path, tmp_path: Path) -> None:
+    # metrics.json's missing_fraction is the share of hidden pixels, not of observed ones.
+    out = tmp_path / "run"
+    assert main(["recover", "--video", str(clip), "--mask", "missing_frames:0.25", "--out",
+                 str(out), *TINY, *CLASSICAL]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["missing_fraction"] == pytest.approx(0.25)
+
+
+def test_recovered_missing_pixels_respect_the_completion_clamp(clip: Path, tmp_path: Path
+                                                               ) -> None:
+    # recovery.completion.clamp bounds every recovered pixel, also with interpolation_spread.
+    out = tmp_path / "run"
+    assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out),
+                 *TINY, *CLASSICAL, "--set", "recovery.completion.clamp=[-0.2,0.2]"]) == 0
+    recovered = np.load(out / "recovered.npy")
+    known = load_known("region:12", (12, 32, 32), seed=load_config(None).seed)
+    missing = ~known.expand(3, 12, 32, 32).numpy()
+    assert np.abs(recovered[missing]).max() <= 0.2 + 1e-6
+
+
+def test_learned_fill_corrects_the_classical_fill_best_on_the_holdout(clip: Path, tmp_path: Path
+                                                                      ) -> None:
+    # A learned fill that barely trains returns the classical fill that erred least held out.
+    out = tmp_path / "table.json"
+    assert main(["eval", "recovery", "--video", str(clip), "--mask", "salt_and_pepper:0.5",
+                 "--json", str(out), *TINY, "--set", "recovery.init=learned",
+                 "--set", "recovery.holdout=0.3", "--set", "recovery.learned.lr=1e-12",
+                 "--set", "recovery.learned.iterations=1", "--set", "recovery.learned.starts=[]",
+                 "--set", "recovery.learned.crop_size=8",
+                 "--set", "recovery.learned.patterns=1"]) == 0
+    errors = json.loads(out.read_text())["start"]["holdout_errors"]
+    classical = [errors[name] for name in ("temporal_interpolation", "neighbour_average",
+                                           "biharmonic")]
+    assert max(classical) > 1.01 * min(classical)
+    assert errors["learned"] == pytest.approx(min(classical), rel=1e-4)
+
+
+def test_eval_recovery_scores_ours_and_its_start(clip: Path, tmp_path: Path) -> None:
+    # errors.stgconv is the recovery's own error (as metrics.json), start.error its start's.
+    out = tmp_path / "table.json"
+    assert main(["eval", "recovery", "--video", str(clip), "--mask", "region:12", "--json",
+                 str(out), "--out", str(tmp_path / "run"), *TINY, *CLASSICAL]) == 0
+    table = json.loads(out.read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert table["errors"]["stgconv"] == pytest.approx(metrics["errors"]["stgconv"], rel=1e-6)
+    assert table["start"]["fill"] == "temporal_interpolation"
+    assert table["start"]["error"] == pytest.approx(table["errors"]["temporal_interpolation"],
+                                                    rel=1e-6)
+    assert table["start"]["error"] != pytest.approx(table["errors"]["stgconv"], rel=1e-6)
+
+
+def test_format_table_lists_the_best_method_first() -> None:
+    # The printed error table is sorted by error, lowest (best) first.
+    table = {"video": "v.mp4", "mask": "region:8", "frames": 4, "size": 16,
+             "missing_fraction": 0.25, "errors": {"worst": 9.0, "best": 1.0, "mid": 5.0},
+             "seconds": {"worst": 0.1, "best": 0.2, "mid": 0.3}}
+    rows = format_table(table).splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["best", "mid", "worst"]

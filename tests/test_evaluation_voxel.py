@@ -14,7 +14,7 @@ import torch
 from _tiny import boxes_and_balls
 
 from stgconv.cli import main
-from stgconv.evaluation.voxel import _run_methods, _table, random_known
+from stgconv.evaluation.voxel import _run_methods, _table, load_eval_shapes, random_known
 
 
 @pytest.fixture
@@ -153,3 +153,9 @@ def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_finite() -> None:
 def test_random_known_refuses_nothing_or_everything_missing(missing: float) -> None:
     with pytest.raises(ValueError, match="missing must be in"):
         random_known((1, 1, 2, 2, 2), missing)
+
+
+def test_eval_shapes_from_one_file_keep_only_max_shapes(tmp_path: Path) -> None:
+    # --max-shapes limits the shapes read from a single .npz as it does from a folder.
+    np.savez(tmp_path / "s.npz", X=np.zeros((5, 4, 4, 4), np.uint8))
+    assert load_eval_shapes(tmp_path / "s.npz", max_shapes=2).shape == (2, 1, 4, 4, 4)

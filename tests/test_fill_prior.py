@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from stgconv.cli import main
+from stgconv.config import LearnedFillConfig
 from stgconv.io.video import save_video
 from stgconv.learned_fill import load_fill_prior
 from stgconv.tasks.fill_prior import train_fill_prior
@@ -54,8 +55,6 @@ def test_fill_prior_writes_a_prior_a_recovery_starts_from(clips, tmp_path, capsy
 
 
 def test_the_same_seed_makes_the_same_prior(clips, tmp_path):
-    from stgconv.config import LearnedFillConfig
-
     settings = LearnedFillConfig(crop_size=8, width=8)
     paths = [train_fill_prior(clips[:1], tmp_path / f"p{i}.pt", settings=settings,
                               iterations=3, frames=6, size=16, seed=4) for i in range(2)]
@@ -118,3 +117,47 @@ def test_fill_prior_and_recovery_leave_the_callers_global_rng_as_it_was(clips, t
                  "--json", str(tmp_path / "table.json"), *TINY_RECOVERY,
                  "--set", "recovery.init=learned"]) == 0
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def two_window_clip(folder: Path) -> Path:
+    t, y, x = torch.meshgrid(torch.arange(8.0), torch.arange(16.0), torch.arange(16.0),
+                             indexing="ij")
+    pattern = torch.sin(0.5 * x + 0.3 * y - 0.7 * t) * 0.6
+    return save_video(torch.stack([pattern, pattern.roll(3, 2), -pattern]), folder / "c.mkv")
+
+
+FILL_PRIOR_TASK = importlib.import_module("stgconv.tasks.fill_prior")
+PRIOR = dict(settings=LearnedFillConfig(crop_size=8, width=8), iterations=1, frames=4, size=16)
+
+
+def test_fill_prior_refuses_one_frame_windows_and_no_videos(tmp_path: Path) -> None:
+    # Windows of one frame and an empty video list are refused up front, naming the problem.
+    clip = two_window_clip(tmp_path)
+    with pytest.raises(ValueError, match="frames must be an int >= 2"):
+        train_fill_prior([clip], tmp_path / "p.pt", **{**PRIOR, "frames": 1})
+    with pytest.raises(ValueError, match="at least one video"):
+        train_fill_prior([], tmp_path / "p.pt", **PRIOR)
+
+
+def test_fill_prior_draws_each_windows_mask_anew_at_the_asked_size(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    # region:1 is a 1-pixel block (not the whole frame); each window gets its own draw.
+    clip = two_window_clip(tmp_path)
+    masks = []
+    original = FILL_PRIOR_TASK.prior_example
+
+    def recording(window, known, fills):
+        masks.append(known.clone())
+        return original(window, known, fills)
+
+    monkeypatch.setattr(FILL_PRIOR_TASK, "prior_example", recording)
+    train_fill_prior([clip], tmp_path / "p.pt", masks=["region:1"], **PRIOR)
+    assert len(masks) == 2
+    assert all(int((~known).flatten(1).sum(1).max()) == 1 for known in masks)
+    assert not torch.equal(masks[0], masks[1])
+
+
+def test_fill_prior_region_fraction_rounds_to_at_least_one_pixel(tmp_path: Path) -> None:
+    # region:0.01 of a 16-pixel frame is a block of one pixel, not an empty (refused) block.
+    clip = two_window_clip(tmp_path)
+    assert train_fill_prior([clip], tmp_path / "p.pt", masks=["region:0.01"], **PRIOR).is_file()

@@ -566,3 +566,43 @@ def test_a_grid_whose_maximum_equals_the_level_has_no_surface() -> None:
     empty arrays (marching cubes would fail to find a surface)."""
     vertices, faces = mesh_from_voxels(np.full((3, 3, 3), 0.5), level=0.5)
     assert vertices.shape == (0, 3) and faces.shape == (0, 3)
+
+
+def test_render_refuses_a_tiny_panel() -> None:
+    # A panel side under 8 pixels is refused by name.
+    with pytest.raises(ValueError, match="size"):
+        render_views(np.ones((4, 4, 4)), size=4)
+
+
+def test_render_hit_mask_of_a_centred_cube_is_symmetric() -> None:
+    # Pixel centres are symmetric about the view centre: a centred cube renders symmetric.
+    cube = np.zeros((8, 8, 8))
+    cube[2:6, 2:6, 2:6] = 1
+    hit = (render_views(cube, views=((0, 0),), size=16)[0] < 250).any(axis=-1)
+    assert np.array_equal(hit, hit[:, ::-1]) and np.array_equal(hit, hit[::-1])
+
+
+def test_render_upper_half_of_a_grid_shows_in_the_upper_half_of_the_picture() -> None:
+    # Axis 2 points up on screen: a block high in the grid is drawn in the top rows.
+    grid = np.zeros((16, 16, 16))
+    grid[6:10, 6:10, 9:15] = 1
+    rows, _ = np.nonzero((render_views(grid, views=((0, 0),), size=32)[0] < 250).any(axis=-1))
+    assert rows.max() < 16
+
+
+def test_render_sheet_is_sized_to_its_shapes(tmp_path: Path) -> None:
+    # No empty columns for a single shape; a partial last row still gets its own row.
+    cube = np.zeros((8, 8, 8))
+    cube[2:6, 2:6, 2:6] = 1
+    one = Image.open(render_voxels(cube, tmp_path / "one.png", size=16, columns=4))
+    assert one.size == (16, 16)
+    five = Image.open(render_voxels([cube] * 5, tmp_path / "five.png", size=16, columns=2))
+    assert five.size == (2 * 16 + 4, 3 * 16 + 2 * 4)
+
+
+def test_render_from_straight_above_and_below() -> None:
+    # Elevations of exactly +90 and -90 degrees (top and bottom views) are valid views.
+    cube = np.zeros((8, 8, 8))
+    cube[2:6, 2:6, 2:6] = 1
+    images = render_views(cube, views=((0, 90), (0, -90)), size=16)
+    assert (images < 250).any(axis=-1).any(axis=(1, 2)).all()

@@ -260,3 +260,12 @@ def test_default_recovery_init_prefers_a_recovery_filler() -> None:
     assert default_recovery_init(Initializer(recovery=True, width=4, depth=2)) == "initializer"
     assert default_recovery_init(Initializer([2], width=4, depth=2)) == "nearest_known"
     assert default_recovery_init(None) == "nearest_known"
+
+
+def test_super_resolve_refuses_a_model_of_another_modality(trained_jem_run: dict[str, Path],
+                                                           tmp_path: Path, capsys) -> None:
+    # An image model's checkpoint is refused with exit 2, naming the voxel model needed.
+    np.save(tmp_path / "low.npy", np.zeros((4, 4, 4), np.float32))
+    assert main(["super-resolve", str(trained_jem_run["run"]), str(tmp_path / "low.npy"),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert "needs a voxel model" in capsys.readouterr().err
