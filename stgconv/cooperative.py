@@ -113,7 +113,8 @@ class CooperativeTrainer(CompanionTrainer):
     The descriptor's step is :meth:`Trainer.step` with :class:`GeneratorStart` as the chain
     start; the generator then takes one Adam step on ``mean |G(z) - revised|^2`` over the
     iteration's chains. ``step`` adds ``generator_mse`` (that loss before the step: how far the
-    revision moved the proposals) to the descriptor's statistics.
+    revision moved the proposals, or with ``inference_steps`` how far the revised samples lie
+    from ``G`` of their inferred latents) to the descriptor's statistics.
 
     Args:
         energy, sampler, data, train, generator, config, world: as :class:`Trainer` (``sampler``

@@ -370,7 +370,11 @@ class InitializerTrainer(CompanionTrainer):
             known = torch.rand(part.shape, generator=self.generator,
                                device=self.generator.device).to(part.device) >= self.missing
             logits = self.initializer.fill_logits(part, known)
-            losses.append(F.binary_cross_entropy_with_logits(logits[~known], part[~known]))
+            # Summed over the hidden voxels, then divided: a crop that happens to hide none
+            # (a small chains.missing) teaches nothing, where a mean over none would be NaN.
+            hidden = ~known
+            losses.append(F.binary_cross_entropy_with_logits(
+                logits[hidden], part[hidden], reduction="sum") / max(int(hidden.sum()), 1))
         return losses
 
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:

@@ -462,6 +462,14 @@ class Trainer(FitLoop):
     def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
         """Continue from :meth:`state_dict`'s ``state``; ``random_state=False`` leaves the
         generator as it is."""
+        own = getattr(self, "companion", None)
+        dropped = [key.removesuffix("_model") for key in state
+                   if key.endswith("_model") and key != "model"
+                   and (own is None or key != f"{own.name}_model")]
+        if dropped:
+            raise ValueError(f"the checkpoint also holds a trained {dropped[0]} net, which this "
+                             f"run does not train (its next checkpoint would lose it): resume "
+                             f"with the run's own config.yaml, or train a new run")
         if state.get("model_config") != self.energy.config:
             held = state.get("model_config")
             keys = (sorted(k for k in {*held, *self.energy.config}

@@ -15,7 +15,8 @@ from PIL import Image
 from test_train import assert_same
 from torch import Tensor
 
-from stgconv.checkpoint import load_checkpoint, load_model
+from stgconv import checks
+from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model
 from stgconv.cli import main
 from stgconv.config import CooperativeConfig, TrainConfig, load_config
 from stgconv.cooperative import (
@@ -29,8 +30,9 @@ from stgconv.cooperative import (
 from stgconv.energy import image_energy
 from stgconv.energy.video import video_energy
 from stgconv.generator import ConvGenerator, stage_plan
-from stgconv.mcmc import Langevin
-from stgconv.train import DivergenceError
+from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
+from stgconv.tasks import synthesize
+from stgconv.train import DivergenceError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -224,6 +226,16 @@ def test_resume_refuses_another_generator_or_a_descriptor_run(tmp_path: Path) ->
         other.resume(tmp_path / "checkpoint.pt")
 
 
+def test_a_run_without_the_generator_refuses_to_resume_a_cooperative_run(tmp_path: Path
+                                                                         ) -> None:
+    make_trainer().fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    data = tiny_data(size=8)
+    plain = Trainer(tiny_energy(), Langevin(n_steps=1),
+                    PersistentChains(len(data), NoiseInit("gaussian", 0.5)), data)
+    with pytest.raises(CheckpointError, match="also holds a trained generator net"):
+        plain.resume(tmp_path / "checkpoint.pt")  # its next checkpoint would drop the generator
+
+
 def test_a_resume_uses_its_own_generator_learning_rate(tmp_path: Path) -> None:
     make_trainer().fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
     second = make_trainer(lr=0.0005)
@@ -297,6 +309,14 @@ def coop_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("coop") / "run"
     assert main(["train", str(COOP_CONFIG), *TINY, "--out", str(out)]) == 0
     return out
+
+
+def test_synthesize_refuses_a_cooperative_sample_too_large_before_drawing_it(
+        coop_run: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(checks, "MAX_ENTRIES", 500)  # three 16x16 samples are 768 entries
+    with pytest.raises(ValueError, match="3 samples makes a"):
+        synthesize(coop_run, tmp_path / "out", n_samples=3, device="cpu")
+    assert not (tmp_path / "out").exists()
 
 
 def test_train_writes_a_cooperative_run(coop_run: Path) -> None:

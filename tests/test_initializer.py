@@ -26,6 +26,7 @@ from stgconv.mcmc import Langevin
 from stgconv.metrics import voxel_errors
 from stgconv.ops import block_down, block_top_k
 from stgconv.tasks.voxel import super_resolve_batch
+from stgconv.train import Trainer
 
 FAST = InitializerConfig(factors=(2,), width=8, depth=3, steps=10, batch_size=8, lr=0.01,
                          crop=None, mirror=False)
@@ -172,6 +173,9 @@ def test_resume_takes_the_same_steps(tmp_path: Path, recovery: bool) -> None:
                          recovery=recovery)
     with pytest.raises(CheckpointError, match="initializer .* is not the one this config builds"):
         wider.resume(tmp_path / "checkpoint.pt")
+    plain = Trainer(voxel_energy(16), Langevin(n_steps=1), wider.chains, wider.data)
+    with pytest.raises(CheckpointError, match="also holds a trained initializer net"):
+        plain.resume(tmp_path / "checkpoint.pt")
     del state["initializer_model"]
     with pytest.raises(CheckpointError, match="holds no initializer"):
         initializer_from_state(state, "ckpt")
@@ -251,6 +255,12 @@ def test_recovery_filler_loss_hides_the_missing_fraction_and_scores_only_it() ->
     expected = torch.nn.functional.binary_cross_entropy_with_logits(seen["logits"][~known],
                                                                     x[~known])
     torch.testing.assert_close(loss, expected)
+
+
+def test_a_filler_crop_that_hides_nothing_gives_a_zero_loss_not_nan() -> None:
+    trainer = _initializer_trainer(recovery=True, missing=1e-12)  # every voxel stays known
+    (loss,) = trainer._losses((torch.rand(8, 1, 8, 8, 8, generator=gen(3)) < 0.4).float())
+    assert loss.item() == 0.0
 
 
 def test_initializer_mirror_flips_about_half_the_batches() -> None:

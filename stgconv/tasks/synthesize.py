@@ -161,6 +161,7 @@ def synthesize_cooperative(energy: ConvNetEnergy, generator_net: ConvGenerator,
     """
     if n_steps is not None:
         n_steps = as_int(n_steps, "n_steps", minimum=0)
+    check_entries((n_samples, *generator_net.out_shape), f"{n_samples} samples")
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     z = generator_net.sample_latent(n_samples, device=param.device, generator=generator)
