@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -298,6 +299,10 @@ def test_a_resumed_run_logs_each_iteration_once(tmp_path: Path) -> None:
         make_trainer("persistent").fit(4, checkpoint_path=tmp_path / "checkpoint.pt",
                                        checkpoint_every=2, log_dir=tmp_path / "tb",
                                        on_iteration=kill_at_3, progress=False)
+    # TensorBoard reads event files in name order, which is the second they were opened, then
+    # a per-process counter compared as text ("10" before "9"): a resume within the killed
+    # run's second (a real resume comes later) could be read first.
+    time.sleep(1.01 - time.time() % 1)
     resumed = make_trainer("persistent", lr=0.001)
     resumed.resume(tmp_path / "checkpoint.pt")
     history = resumed.fit(4, log_dir=tmp_path / "tb", progress=False)
