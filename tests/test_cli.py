@@ -810,14 +810,13 @@ def test_every_output_file_is_renamed_into_place_whole(command: str, monkeypatch
 def test_reconstruction_png_shows_the_target_left_of_its_reconstruction(tmp_path: Path) -> None:
     """reconstruction.png is the target image first, then the reconstruction (target | x)."""
 
-    from stgconv.tasks import reconstruct
-
-    run = tiny_texture_run(tmp_path, "chains.init=uniform", "chains.init_scale=1.0")
+    run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=uniform",
+                           "chains.init_scale=1.0")
     pixels = np.zeros((8, 8), dtype=np.uint8)
     pixels[:, :4] = 255  # left half white: a target no 1-step chain reproduces
     Image.fromarray(pixels).save(tmp_path / "target.png")
-    out = reconstruct(run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
-                      device="cpu")
+    out = tasks.reconstruct(run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
+                            device="cpu")
     grid = np.asarray(Image.open(out / "reconstruction.png").convert("L"))
     assert grid.shape == (12, 22)  # two 8x8 panels, 2 px padding
     np.testing.assert_array_equal(grid[2:10, 2:10], pixels)
@@ -828,10 +827,9 @@ def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) ->
     two different noise starts to interpolate between (a floor on the scale), so the points of
     the path differ."""
 
-    from stgconv.tasks import interpolate
-
-    run = tiny_texture_run(tmp_path, "chains.init=gaussian", "chains.init_scale=0.0")
-    out = interpolate(run, tmp_path / "int", n_points=2, device="cpu")
+    run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=gaussian",
+                           "chains.init_scale=0.0")
+    out = tasks.interpolate(run, tmp_path / "int", n_points=2, device="cpu")
     path = np.load(out / "interpolation.npy")
     assert path.shape == (2, 1, 8, 8)
     assert not np.array_equal(path[0], path[1])
