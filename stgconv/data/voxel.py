@@ -438,7 +438,7 @@ class VoxelShapes(LazyH5, Dataset):
 def load_voxel_shapes(
     path: str | Path, *, categories: Sequence[str] | None = None, split: str | None = None,
     max_shapes: int | None = None, pad_to: int | None = None, resolution: int | None = None,
-    margin: int = 1, up_axis: int = 2,
+    margin: int = 1, up_axis: int = 2, mesh_side: int | None = None,
 ) -> Tensor:
     """Training shapes as one float32 tensor ``(N, 1, R, R, R)`` in ``[0, 1]``.
 
@@ -450,9 +450,9 @@ def load_voxel_shapes(
     - a folder of voxel files (``.mat``, ``.binvox``, ``.npy``), e.g.
       ``../shared/data/voxel/chairs_30_mat``, each one grid or a batch;
     - a folder of meshes (``.off``, ``.obj``, ``.ply``, ``.stl``), voxelized here at
-      ``resolution`` (default ``pad_to``, else 32: at the side the caller pads to, which a
-      model's data.size is) with ``margin`` and ``up_axis`` (slow for many meshes: build a
-      cache with ``datasets/voxel/prepare.py`` instead).
+      ``mesh_side`` (default ``resolution``, else ``pad_to``, else 32: at the side the caller
+      pads to, which a model's data.size is) with ``margin`` and ``up_axis`` (slow for many
+      meshes: build a cache with ``datasets/voxel/prepare.py`` instead).
 
     In folders, files are taken in natural name order, and ``categories`` keeps the files whose
     names start with ``<category>_`` (ModelNet's ``chair_0001.off``, 3D ShapeNets'
@@ -464,6 +464,7 @@ def load_voxel_shapes(
             ``resolution`` is given.
         resolution: for mesh folders, the grid side; for voxel sources, the side the shapes
             must have (checked before ``pad_to``), or ``None`` to accept any.
+        mesh_side: for mesh folders only, the grid side (voxel sources keep their own).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -483,7 +484,7 @@ def load_voxel_shapes(
             raise ValueError(f"split={split!r} needs an HDF5 cache with splits; {path} is a "
                              f"folder (build a cache with datasets/voxel/prepare.py)")
         batch = _load_folder(path, categories, max_shapes, resolution, margin, up_axis,
-                             mesh_side=resolution or pad_to or 32)
+                             mesh_side=mesh_side or resolution or pad_to or 32)
     elif path.suffix.lower() == ".npz" or (path.suffix.lower() in CACHE_SUFFIXES
                                             and _is_shape_cache(path)):
         dataset = VoxelShapes(path, split=split, categories=categories)

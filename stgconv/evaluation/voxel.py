@@ -35,9 +35,7 @@ from stgconv.checks import as_int
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
-from stgconv.io.folder import list_files
 from stgconv.io.image import load_image
-from stgconv.io.mesh import MESH_SUFFIXES
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import load_voxels, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
@@ -73,9 +71,7 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
     if max_shapes is not None and max_shapes < 1:
         raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
     if Path(path).is_dir():
-        meshes = any(file.suffix.lower() in MESH_SUFFIXES for file in list_files(Path(path)))
-        batch = load_voxel_shapes(path, max_shapes=max_shapes,
-                                  resolution=mesh_side if meshes else None)
+        batch = load_voxel_shapes(path, max_shapes=max_shapes, mesh_side=mesh_side)
         if not torch.all((batch == 0) | (batch == 1)):
             raise ValueError(f"{path}: ground-truth shapes must be binary occupancy (0 or 1)")
     else:
