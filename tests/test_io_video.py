@@ -439,3 +439,50 @@ def test_yuv420p_refuses_an_odd_width_up_front(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"needs even height and width; got H=4, W=5"):
         save_video(torch.zeros(3, 2, 4, 5), tmp_path / "odd.mp4")
     assert not (tmp_path / "odd.mp4").exists()
+
+
+def _write_turned(path: Path, frames: np.ndarray, degrees: float, **mirror: bool) -> Path:
+    """uint8 ``(T, H, W, 3)`` ``frames`` stored losslessly (FFV1 in MKV) with a display matrix
+    asking players to turn them ``degrees`` counter-clockwise, then mirror them, as phones do."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        if not hasattr(stream, "set_display_rotation"):
+            pytest.skip("this PyAV cannot write a display matrix (set_display_rotation)")
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "bgr0"
+        stream.set_display_rotation(degrees, **mirror)
+        for frame in [*frames, None]:
+            image = None if frame is None else av.VideoFrame.from_ndarray(frame, format="rgb24")
+            for packet in stream.encode(image):
+                container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(("degrees", "mirror", "upright"), [
+    (90, {}, lambda x: np.rot90(x, 1, axes=(1, 2))),
+    (-90, {}, lambda x: np.rot90(x, -1, axes=(1, 2))),
+    (180, {}, lambda x: x[:, ::-1, ::-1]),
+    (0, {"hflip": True}, lambda x: x[:, :, ::-1]),
+    (0, {"vflip": True}, lambda x: x[:, ::-1]),
+    (90, {"hflip": True}, lambda x: np.rot90(x, 1, axes=(1, 2))[:, :, ::-1]),
+])
+def test_a_clip_with_a_display_matrix_reads_upright(tmp_path, degrees, mirror, upright) -> None:
+    """A phone stores portrait video as landscape frames with a display matrix saying how to
+    turn them: read as players show it (it was read sideways), its size the upright frame's."""
+    frames = np.random.default_rng(0).integers(0, 256, (3, 8, 12, 3), dtype=np.uint8)
+    path = _write_turned(tmp_path / "turned.mkv", frames, degrees, **mirror)
+    expected = upright(frames)
+    video = load_video(path)
+    assert video.shape == (3, 3, *expected.shape[1:3])
+    assert torch.equal(video, torch.from_numpy(expected.copy()).permute(3, 0, 1, 2) / 127.5 - 1)
+    assert load_video(path, size=(4, 6)).shape == (3, 3, 4, 6)
+
+
+def test_a_display_matrix_turning_by_an_odd_angle_is_refused(tmp_path) -> None:
+    frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    path = _write_turned(tmp_path / "tilted.mkv", frames, 30)
+    with pytest.raises(ValueError, match=r"tilted\.mkv asks players to turn its frames by 30\.0 "
+                                         r"degrees; only quarter turns and mirrors"):
+        load_video(path)

@@ -109,7 +109,10 @@ def load_video(
     Video files (mp4, avi, mkv, webm, gif, ...; any codec the bundled FFmpeg decodes) are decoded
     sequentially from the first frame: exact for every codec, where seeking in old AVI files is
     not. A folder is read as its image files (``IMAGE_SUFFIXES``), in natural name order
-    (``f2.png`` before ``f10.png``; zero-padded names sort the same either way).
+    (``f2.png`` before ``f10.png``; zero-padded names sort the same either way). Frames come
+    upright, as players show them: turned and mirrored as a file's display matrix says (phone
+    clips store portrait video as landscape frames and say so there), a frame image as its EXIF
+    orientation says; ``size`` and ``H, W`` are the upright frame's.
 
     Args:
         path: a video file or a folder of frame images.
@@ -133,6 +136,7 @@ def load_video(
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream); a
+            display matrix that turns frames by other than quarter turns; a
             truncated file (when read to its end, it yields fewer frames than its header or
             index announces and its last frame ends before the stated duration, or a GIF
             lacks its trailer byte); no decodable frames; fewer
@@ -256,6 +260,34 @@ def _ends_with_gif_trailer(path: Path) -> bool:
         return file.read(1) == b"\x3b"
 
 
+def _upright(frame: av.VideoFrame, path: Path) -> Image.Image:
+    """``frame`` as players show it: turned and mirrored as its display matrix says, as FFmpeg's
+    own player does (phone clips store portrait video as landscape frames and say so there)."""
+    image = frame.to_image()
+    matrix = frame.side_data.get("DISPLAYMATRIX")
+    if matrix is None:
+        return image
+    # libavutil/display.h: a source point (p, q), p rightwards and q downwards, is shown at
+    # (a p + c q, b p + d q) (plus a shift); the matrix is (a, b, u, c, d, v, x, y, w).
+    a, b, _, c, d = np.frombuffer(bytes(matrix), dtype=np.int32)[:5].astype(np.float64)
+    tolerance = 1e-3 * max(abs(a), abs(b), abs(c), abs(d), 1.0)
+    zero = [abs(value) < tolerance for value in (a, b, c, d)]
+    if zero == [False, True, True, False]:
+        mirror_left_right, mirror_top_bottom = a < 0, d < 0
+    elif zero == [True, False, False, True]:  # a quarter turn: the axes swap
+        image = image.transpose(Image.Transpose.TRANSPOSE)
+        mirror_left_right, mirror_top_bottom = c < 0, b < 0
+    else:
+        angle = np.degrees(np.arctan2(-b, a))  # counter-clockwise, as FFmpeg reports it
+        raise ValueError(f"{path} asks players to turn its frames by {angle:.1f} degrees; only "
+                         "quarter turns and mirrors are supported")
+    if mirror_left_right:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if mirror_top_bottom:
+        image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return image
+
+
 def _read_file(
     path: Path, start: int, n_frames: int | None, size: tuple[int, int] | None,
     fps: float | None, channels: int
@@ -289,7 +321,7 @@ def _read_file(
                 index, decoded, last = decoded, decoded + 1, frame
                 if index < wanted:
                     continue
-                array = _to_array(frame.to_image(), size, channels)
+                array = _to_array(_upright(frame, path), size, channels)
                 while wanted == index:  # one source frame may serve several outputs (fps up)
                     frames.append(array)
                     if n_frames is not None and len(frames) == n_frames:
