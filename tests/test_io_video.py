@@ -3,6 +3,7 @@ real clips of ../shared/data/video (skipped when absent)."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -349,13 +350,14 @@ def test_folder_start_frame_at_the_end_names_the_frame_count(tmp_path) -> None:
 
 
 def test_mkv_cut_after_most_of_its_frames_is_still_truncated(tmp_path) -> None:
-    """An mkv announces its length only through its duration (10% slack): one cut at 70%
-    decodes 27 of 40 frames, well short of that."""
+    """An mkv states its length only as a duration: one cut at 70% decodes 27 of its 40 frames,
+    which end well before it."""
     torch.manual_seed(0)
     data = save_video(torch.rand(3, 40, 16, 16) * 2 - 1, tmp_path / "full.mkv").read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: int(len(data) * 0.7)])
-    with pytest.raises(ValueError, match=r"cut\.mkv is truncated or corrupt: .*announces 40"):
+    with pytest.raises(ValueError, match=r"cut\.mkv is truncated or corrupt: its header says the "
+                                         r"video ends at 1\.60 s, but the 27 frames"):
         load_video(cut)
 
 
@@ -424,7 +426,8 @@ def test_an_mp4_with_its_index_first_cut_short_is_truncated(tmp_path) -> None:
     data = _write_mp4(tmp_path / "full.mp4", 40, movflags="faststart").read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    with pytest.raises(ValueError, match=r"cut\.mp4 is truncated or corrupt: .*announces 40"):
+    with pytest.raises(ValueError, match=r"cut\.mp4 is truncated or corrupt: .*ends at 1\.60 s "
+                                         r"\(40 frames\)"):
         load_video(cut)
 
 
@@ -486,3 +489,71 @@ def test_a_display_matrix_turning_by_an_odd_angle_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"tilted\.mkv asks players to turn its frames by 30\.0 "
                                          r"degrees; only quarter turns and mirrors"):
         load_video(path)
+
+
+def _write_timed_mkv(path: Path, times_ms: list[int], *, audio_s: float = 0.0) -> Path:
+    """Grey FFV1 frames shown at ``times_ms`` (variable rate allowed), then ``audio_s`` seconds
+    of silent Opus audio: a Matroska file states its video's length only per track."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("ffv1", rate=10)
+        video.width, video.height, video.pix_fmt = 16, 16, "bgr0"
+        video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        audio = container.add_stream("libopus", rate=48000) if audio_s else None
+        for i, pts in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 10 * i, np.uint8),
+                                               format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if audio is not None:
+            size = audio.codec_context.frame_size
+            for first in range(0, int(48000 * audio_s), size):
+                samples = av.AudioFrame.from_ndarray(np.zeros((1, size), np.float32),
+                                                     format="fltp", layout="mono")
+                samples.sample_rate, samples.pts = 48000, first
+                for packet in audio.encode(samples):
+                    container.mux(packet)
+            for packet in audio.encode():
+                container.mux(packet)
+    return path
+
+
+def test_an_mkv_whose_audio_runs_longer_is_whole(tmp_path) -> None:
+    """20 frames (2 s) and 2.3 s of audio: whole (it was refused as truncated, the container's
+    length, the audio's, taken for the video's)."""
+    path = _write_timed_mkv(tmp_path / "talk.mkv", [100 * i for i in range(20)], audio_s=2.3)
+    assert load_video(path).shape[1] == 20
+
+
+def test_a_variable_rate_mkv_is_whole(tmp_path) -> None:
+    """10 frames, a 5 s pause, 10 frames: whole (it was refused as truncated, a frame count
+    estimated from its length at the first frames' rate)."""
+    times = [100 * i for i in range(10)] + [5900 + 100 * i for i in range(10)]
+    assert load_video(_write_timed_mkv(tmp_path / "vfr.mkv", times)).shape[1] == 20
+
+
+def test_an_avi_cut_before_its_last_frames_is_truncated(tmp_path) -> None:
+    """An AVI cut before its index: FFmpeg measures its duration from the chunks left, so only
+    the header's frame count tells (cut to 95%, it was read as 39 of 40 frames without a word)."""
+    import av
+
+    full = tmp_path / "full.avi"
+    rng = np.random.default_rng(0)
+    with av.open(str(full), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for array in [*rng.integers(0, 256, (40, 24, 32, 3), dtype=np.uint8), None]:
+            frame = None if array is None else av.VideoFrame.from_ndarray(array, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+    assert load_video(full).shape[1] == 40
+    data, cut = full.read_bytes(), tmp_path / "cut.avi"
+    for fraction in (0.95, 0.85):
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(ValueError, match=r"cut\.avi is truncated or corrupt: its header says "
+                                             r"the video ends at 4\.00 s \(40 frames\)"):
+            load_video(cut)

@@ -136,11 +136,11 @@ def load_video(
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream); a
-            display matrix that turns frames by other than quarter turns; a
-            truncated file (when read to its end, it yields fewer frames than its header or
-            index announces and its last frame ends before the stated duration, or a GIF
-            lacks its trailer byte); no decodable frames; fewer
-            frames than asked (the message says how many there are).
+            display matrix that turns frames by other than quarter turns; a truncated file
+            (read to its end, its last frame ends more than half a frame before the video
+            track's stated end, and fewer frames decode than its index counts where it has
+            one; a GIF lacks its trailer byte); no decodable frames; fewer frames than asked
+            (the message says how many there are).
     """
     path = Path(path)
     if channels not in (1, 3):
@@ -216,42 +216,54 @@ def _read_folder(
     return frames
 
 
-def _announced_frames(stream: av.video.stream.VideoStream, container: av.container.Container
-                      ) -> tuple[int, int] | None:
-    """``(frame count the file announces, slack)``, or ``None`` when it announces none.
+def _said_end(stream: av.video.stream.VideoStream, container: av.container.Container
+              ) -> float | None:
+    """Seconds at which the file says its video track ends, or ``None`` where it does not say.
 
-    A count from the index (mp4, avi) is exact; one estimated from the duration and the average
-    rate (mkv, webm) gets 10% slack, since variable-rate files make it approximate.
+    An AVI's header frame count over its rate (FFmpeg recomputes an AVI's duration from the
+    chunks it finds, so a cut file would agree with itself); else the track's own duration
+    (Matroska and WebM keep it in a ``DURATION`` tag); else the container's, only where the video
+    is its one stream (an audio track may run longer).
     """
     import av
 
-    if stream.frames:
-        return stream.frames, max(1, stream.frames // 50)
-    rate = stream.average_rate
-    if not rate:
-        return None
-    if stream.duration is not None and stream.time_base is not None:
-        seconds = stream.duration * stream.time_base
-    elif container.duration is not None:
-        seconds = Fraction(container.duration, av.time_base)
-    else:
-        return None
-    count = round(seconds * rate)
-    return count, max(1, count // 10)
-
-
-def _ends_where_announced(stream: av.video.stream.VideoStream, frame: av.VideoFrame | None
-                          ) -> bool:
-    """Whether the last decoded ``frame`` ends where ``stream`` says the video ends (to within
-    a frame). Then the frames the index counts beyond those decoded are frames no player shows
-    (a trimmed MP4's edit list, an AVI's empty chunks), not a cut-off file."""
-    if frame is None or frame.time is None or not stream.duration or stream.time_base is None:
-        return False
-    end = float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    base = stream.time_base or Fraction(0)
+    start = float((stream.start_time or 0) * base)
     rate = stream.average_rate or stream.guessed_rate
-    length = (float(frame.duration * frame.time_base) if frame.duration and frame.time_base
+    if container.format.name == "avi":
+        return start + stream.frames / float(rate) if stream.frames and rate else None
+    if stream.duration and base:
+        return start + float(stream.duration * base)
+    hours, _, rest = stream.metadata.get("DURATION", "").partition(":")
+    minutes, _, seconds = rest.partition(":")
+    try:
+        return start + 3600 * int(hours) + 60 * int(minutes) + float(seconds)
+    except ValueError:  # no tag, or not HH:MM:SS.fraction
+        pass
+    if len(container.streams) == 1 and container.duration:
+        return start + container.duration / av.time_base
+    return None
+
+
+def _shortfall(stream: av.video.stream.VideoStream, said_end: float | None, decoded: int,
+               last: av.VideoFrame) -> str | None:
+    """How the ``decoded`` frames, ``last`` the last of them, fall short of the video the
+    header describes (a cut-off download or an interrupted write), or ``None`` when they do
+    not. Frames an index counts beyond the shown ones (a trimmed MP4's edit list, an AVI's empty
+    chunks) are no shortfall when the last frame ends where the video is said to end."""
+    counted = f" ({stream.frames} frames)" if stream.frames else ""
+    if said_end is None or last.time is None:
+        if stream.frames and decoded < stream.frames - max(1, stream.frames // 50):
+            return f"its header announces {stream.frames} frames but only {decoded} decode"
+        return None
+    rate = stream.average_rate or stream.guessed_rate
+    length = (float(last.duration * last.time_base) if last.duration and last.time_base
               else 1 / float(rate) if rate else 0.0)
-    return frame.time + 2 * length >= end
+    ends = last.time + length
+    if ends < said_end - length / 2 and not (stream.frames and decoded >= stream.frames):
+        return (f"its header says the video ends at {said_end:.2f} s{counted}, but the "
+                f"{decoded} frames that decode end at {ends:.2f} s")
+    return None
 
 
 def _ends_with_gif_trailer(path: Path) -> bool:
@@ -312,7 +324,7 @@ def _read_file(
                     raise ValueError(f"{path} does not state its frame rate; cannot resample to "
                                      f"fps={fps}")
                 step = Fraction(rate) / check_fps(fps)
-            announced = _announced_frames(stream, container)
+            said_end = _said_end(stream, container)
             is_gif = container.format.name == "gif"
             wanted = start  # source index of the next output frame
             stage = "decode"
@@ -338,13 +350,9 @@ def _read_file(
 
     if decoded == 0:
         raise ValueError(f"no decodable frames in {path}")
-    if (exhausted and announced is not None and decoded < announced[0] - announced[1]
-            and not _ends_where_announced(stream, last)):
-        # The header promised more: a cut-off download or an interrupted write.
-        raise ValueError(
-            f"{path} is truncated or corrupt: its header announces {announced[0]} frames but "
-            f"only {decoded} could be decoded"
-        )
+    shortfall = _shortfall(stream, said_end, decoded, last) if exhausted else None
+    if shortfall:
+        raise ValueError(f"{path} is truncated or corrupt: {shortfall}")
     if exhausted and is_gif and not _ends_with_gif_trailer(path):
         # GIF headers hold no frame count; a complete GIF ends with the trailer byte 0x3B.
         raise ValueError(
