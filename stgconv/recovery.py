@@ -384,7 +384,9 @@ def holdout_like(
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed (time on dim -3).
         fraction: share of the eligible frames that get held-out entries, in ``(0, 1]``.
-        shift: time offset of the borrowed pattern; default ``T // 2``.
+        shift: time offset of the borrowed pattern; default the one nearest ``T // 2`` under
+            which it hides something (on short clips ``T // 2`` may hide nothing: every other
+            frame missing and ``T // 2`` even).
 
     Returns:
         bool, ``known``'s shape, a subset of ``known``.
@@ -401,13 +403,18 @@ def holdout_like(
     if bool(known.all()):
         raise ValueError("the mask hides no entry: there is nothing to recover")
     T = known.shape[dim]
-    shift = T // 2 if shift is None else shift
-    candidates = (~known).roll(shift, dims=dim) & known
+    if shift is None:
+        by_distance = sorted(range(1, T), key=lambda s: (abs(s - T // 2), s))
+        shift = next((s for s in by_distance
+                      if bool(((~known).roll(s, dims=dim) & known).any())), None)
+    candidates = ((~known).roll(shift, dims=dim) & known if shift is not None
+                  else torch.zeros_like(known))  # no shift hides anything
     other = [d for d in range(known.dim()) if d != dim]
     eligible = candidates.any(dim=other).nonzero().flatten().cpu()  # frames it would touch
     if eligible.numel() == 0:
+        moved = "any number of" if shift is None else shift
         raise ValueError(f"no frame has observed entries under the missing pattern moved by "
-                         f"{shift} frames, so no hold-out shaped like it exists; set "
+                         f"{moved} frames, so no hold-out shaped like it exists; set "
                          f"recovery.holdout: 0 to recover without the hold-out check")
     n = max(1, round(fraction * eligible.numel()))
     frames = eligible[torch.randperm(eligible.numel(), generator=generator)[:n]]

@@ -240,6 +240,21 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
         holdout_like(known[None, None].expand(1, 2, T, H, W))
 
 
+@pytest.mark.parametrize("frames", [8, 12])
+def test_holdout_like_takes_a_shift_that_hides_something(frames) -> None:
+    """Every other frame missing (a frame rate to double) with T // 2 even: the pattern moved by
+    T // 2 lands on missing frames only, so the default shift is the nearest one that hides
+    observed frames (it was refused, telling the user to turn the hold-out off)."""
+    known = torch.ones(frames, H, W, dtype=torch.bool)
+    known[1::2] = False
+    holdout = holdout_like(known, fraction=0.3, generator=gen(0))
+    held_frames = holdout.any(dim=(1, 2))
+    assert held_frames.any() and not (holdout & ~known).any()
+    assert holdout[held_frames].all()  # whole frames, like the missing ones
+    with pytest.raises(ValueError, match="moved by 2 frames"):
+        holdout_like(known, shift=2)
+
+
 def test_interpolation_spread() -> None:
     """|x[b] - x[a]| between the observed ends; the typical spread where only one end exists;
     zero at observed entries."""
