@@ -280,6 +280,9 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     backwards (:func:`_turned_backwards`), turned back.
     """
     check_mask_matches(known, observed)
+    if (net.channels, net.n_fills) != (observed.shape[0], len(filled)):
+        raise ValueError(f"the net reads {net.channels} channels and {net.n_fills} fills, "
+                         f"given {observed.shape[0]} and {len(filled)}")
     known = known.to(observed.device).expand_as(observed)
     pattern = [known, known, fill_inputs(observed, known, filled), observed]
     views = (False, True) if symmetric else (False,)
@@ -410,6 +413,12 @@ def load_fill_prior(path: str | Path) -> tuple[FillNet, tuple[str, ...]]:
     state = load_checkpoint(path)
     if state.get("kind") != PRIOR_KIND:
         raise CheckpointError(f"{path} is not a fill prior (`stgconv fill-prior` makes them)")
-    net = FillNet(state["channels"], len(state["fills"]), state["width"])
-    net.load_state_dict(state["weights"])
-    return net.eval(), tuple(state["fills"])
+    try:
+        fills = tuple(state["fills"])
+        if not all(isinstance(name, str) for name in fills):
+            raise TypeError(f"its fills are not names: {fills}")
+        net = FillNet(state["channels"], len(fills), state["width"])
+        net.load_state_dict(state["weights"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"fill prior {path} is not loadable: {err}") from err
+    return net.eval(), fills

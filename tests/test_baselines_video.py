@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import stgconv.baselines.video as video_baselines
 from stgconv.baselines.video import (
     FILLS,
     biharmonic_inpainting,
@@ -365,6 +366,25 @@ def test_neighbour_average_does_not_stop_before_every_entry_is_filled() -> None:
     known = torch.tensor([True, True] + [False] * 6 + [True]).view(1, 1, 1, 9)
     out = neighbour_average(video, known, tol=10.0)
     assert not torch.isclose(out[0, 0, 0, 4], torch.tensor(1 / 3))
+
+
+def test_neighbour_average_stops_when_a_channel_has_no_observed_entry(monkeypatch) -> None:
+    """A per-channel mask that never shows one channel: no sweep can reach it, so it keeps its
+    start (the mean of every observed entry) and the sweeps stop as for the other channels (all
+    ``max_iters`` ran before, each for nothing)."""
+    video = torch.rand(3, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    known = salt_and_pepper(4, 8, 8, fraction=0.5,
+                            generator=torch.Generator().manual_seed(1)).expand(3, -1, -1, -1)
+    known = known.clone()
+    known[1] = False
+    calls = []
+    real = video_baselines._neighbour_sum
+    monkeypatch.setattr(video_baselines, "_neighbour_sum", lambda x: calls.append(1) or real(x))
+    out = neighbour_average(video, known, max_iters=500)
+    assert len(calls) < 200
+    assert torch.equal(out[1], torch.full_like(out[1], video[known].mean().item()))
+    alone = neighbour_average(video[[0, 2]], known[[0, 2]], max_iters=500)
+    assert torch.allclose(out[[0, 2]], alone, atol=1e-6)
 
 
 def test_motion_compensated_averages_both_neighbour_frames() -> None:

@@ -10,7 +10,7 @@ import torch
 from stgconv.baselines.video import FILLS, temporal_interpolation
 from stgconv.config import LEARNED_FILL_LOSSES, VIDEO_FILLS, LearnedFillConfig, load_config
 from stgconv.data.masks import missing_frames, salt_and_pepper
-from stgconv.checkpoint import CheckpointError, save_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.learned_fill import (
     NEIGHBOUR_INPUTS,
     FillNet,
@@ -349,6 +349,33 @@ def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path)
     with pytest.raises(ValueError, match="2 fills, 1 named"):
         save_fill_prior(net, ["temporal_interpolation"], tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"width": 4}, "in loading state_dict"),
+    ({"fills": None}, "'fills'"),
+    ({"fills": [1, 2]}, "its fills are not names"),
+    ({"channels": "three"}, "channels"),
+])
+def test_a_damaged_prior_is_named_not_a_traceback(tmp_path, change, message) -> None:
+    """A prior whose record disagrees with its weights, or lacks a key, is a CheckpointError
+    naming the file (the CLI's one-line exit 2), not a RuntimeError or KeyError traceback."""
+    net = FillNet(3, 2, width=8)
+    path = save_fill_prior(net, ["temporal_interpolation", "neighbour_average"],
+                           tmp_path / "prior.pt")
+    state = {**load_checkpoint(path), **change}
+    save_checkpoint({key: value for key, value in state.items() if value is not None}, path)
+    with pytest.raises(CheckpointError, match=rf"fill prior .*prior\.pt is not loadable: .*"
+                                              rf"{message}"):
+        load_fill_prior(path)
+
+
+def test_apply_fill_names_a_net_made_for_other_inputs() -> None:
+    video = torch.zeros(3, 4, 8, 8)
+    known = salt_and_pepper(4, 8, 8, fraction=0.5, generator=torch.Generator().manual_seed(0))
+    made = [temporal_interpolation(video, known)]
+    with pytest.raises(ValueError, match="the net reads 3 channels and 2 fills, given 3 and 1"):
+        apply_fill(FillNet(3, 2, width=4), video, known, made)
 
 
 def test_squared_then_absolute_loss_is_squared_first() -> None:

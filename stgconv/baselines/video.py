@@ -273,12 +273,13 @@ def neighbour_average(
     channel, channel_has = _observed_mean(video, known, (1, 2, 3))
     start = torch.where(channel_has, channel, video[known].mean())
     x = torch.where(known, video, start).detach().clone()
-    missing = ~known
+    # A channel with no observed entry keeps its start: no sweep reaches it from an observed one.
+    missing = ~known & channel_has
     _, T, H, W = video.shape
     parity = (torch.arange(T).view(T, 1, 1) + torch.arange(H).view(1, H, 1)
               + torch.arange(W).view(1, 1, W)) % 2
     colours = [missing & (parity == p).to(video.device) for p in (0, 1)]
-    valid = known.to(video.dtype)  # 1 where observed or already filled
+    valid = (~missing).to(video.dtype)  # 1 where observed, already filled or kept
     count = _neighbour_sum(valid)  # valid neighbours; fixed once every entry is valid
     filling = True  # some entry is still neither observed nor filled
     for _ in range(max_iters):
