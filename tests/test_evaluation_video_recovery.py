@@ -15,7 +15,7 @@ from stgconv.baselines.video import neighbour_average
 from stgconv.cli import main
 from stgconv.config import load_config
 from stgconv.evaluation.video_recovery import format_table
-from stgconv.io.video import load_video, save_video
+from stgconv.io.video import frame_rate, load_video, save_video
 from stgconv.metrics import missing_mae_255
 from stgconv.recovery import holdout_like
 from stgconv.tasks.recover_video import load_known, recover_video
@@ -28,12 +28,12 @@ TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iteration
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    """A moving sinusoid, 12 frames of 32x32, stored losslessly."""
+    """A moving sinusoid, 12 frames of 32x32 at 10 fps, stored losslessly."""
     t, y, x = torch.meshgrid(torch.arange(12.0), torch.arange(32.0), torch.arange(32.0), indexing="ij")
     wave = torch.sin(0.4 * x + 0.3 * y - 0.5 * t) * 0.6
     video = torch.stack([wave, wave.roll(3, 2), -wave])
     path = tmp_path_factory.mktemp("clip") / "wave.mkv"
-    save_video(video, path)
+    save_video(video, path, fps=10)
     return path
 
 
@@ -90,6 +90,8 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
     assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out), *TINY]) == 0
     assert {"recovered.mp4", "recovered.npy", "comparison.mp4", "metrics.json",
             "config.yaml"} <= {p.name for p in out.iterdir()}
+    # Played at the clip's rate (they were 25 fps whatever the clip's).
+    assert frame_rate(out / "recovered.mp4") == frame_rate(out / "comparison.mp4") == 10
     metrics = json.loads((out / "metrics.json").read_text())
     # The uncompressed clip scores as the metrics say (the mean absolute error on the missing
     # pixels, 0-255), so programs can score it themselves.

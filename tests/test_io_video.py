@@ -378,6 +378,11 @@ def test_a_gif_faster_than_its_delays_can_say_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"a GIF plays at most 100 frames per second"):
         save_video(torch.zeros(3, 2, 4, 4), tmp_path / "fast.gif", fps=240)
     save_video(torch.zeros(3, 2, 4, 4), tmp_path / "ok.gif", fps=100)
+    # A delay is a 16-bit count of hundredths: a slower rate was cut to 655.35 s a frame.
+    with pytest.raises(ValueError, match=r"a GIF shows a frame for at most 655\.35 s"):
+        save_video(torch.zeros(3, 2, 4, 4), tmp_path / "slow.gif", fps=0.001)
+    save_video(torch.zeros(3, 2, 4, 4), tmp_path / "ok.gif", fps=100 / 65535)
+    assert not (tmp_path / "slow.gif").exists()
 
 
 def test_a_folder_of_animated_gifs_is_no_folder_of_frames(tmp_path) -> None:

@@ -36,7 +36,7 @@ from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.h5 import LazyH5
 from stgconv.io.image import IMAGE_SUFFIXES
-from stgconv.io.video import VIDEO_SUFFIXES, check_fps, load_video
+from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video
 from stgconv.version import __version__
 
 # h5py and PyAV (av) take a while to import; they load where a cache is built or read and where
@@ -312,7 +312,7 @@ def _write_cache(
             skipped.append(f"{file}: {reason}")
             warnings.warn(f"skipping {file}: {reason}", stacklevel=2)
             continue
-        rate = _source_rate(file)
+        rate = frame_rate(file)
         step = Fraction(1) if fps is None else Fraction(rate) / check_fps(fps)
         first = clips.shape[0]
         last = first + len(starts)
@@ -351,18 +351,6 @@ def _quantise(video: Tensor) -> np.ndarray:
     ``u / 127.5 - 1``: exact for frames that came from uint8, whatever C."""
     array = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return np.ascontiguousarray(array.permute(1, 2, 3, 0).numpy())
-
-
-def _source_rate(path: Path) -> Fraction | None:
-    """The frame rate load_video uses for ``path`` (None for a frame folder or no rate)."""
-    import av
-
-    if path.is_dir():
-        return None
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-    return Fraction(rate) if rate else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -73,9 +73,11 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg
 """Suffixes :func:`load_video` is documented to read (anything FFmpeg reads works)."""
 
 COMPARISON_GAP = 4
+"""Width in pixels of the white gap between the panels of :func:`save_comparison`."""
 GIF_MAX_FPS = 100
 """GIF frame delays are hundredths of a second."""
-"""Width in pixels of the white gap between the panels of :func:`save_comparison`."""
+GIF_MIN_FPS = Fraction(100, 65535)
+"""A GIF frame delay is a 16-bit count of hundredths: at most 655.35 s."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,6 +272,20 @@ def _ends_with_gif_trailer(path: Path) -> bool:
     with path.open("rb") as file:
         file.seek(-1, 2)
         return file.read(1) == b"\x3b"
+
+
+def frame_rate(path: str | Path) -> Fraction | None:
+    """The frame rate :func:`load_video` takes ``path``'s to be (its average rate), or ``None``
+    for a frame folder or a file that states none."""
+    import av
+
+    path = Path(path)
+    if path.is_dir():
+        return None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+    return Fraction(rate) if rate else None
 
 
 def _upright(frame: av.VideoFrame, path: Path) -> Image.Image:
@@ -469,6 +485,9 @@ def save_video(
         # GIF stores each frame's delay in hundredths of a second: faster plays at ~10 fps.
         raise ValueError(f"a GIF plays at most {GIF_MAX_FPS} frames per second, got fps={fps!r}; "
                          "write .mp4 or .mkv")
+    if name == "gif" and check_fps(fps) < GIF_MIN_FPS:
+        raise ValueError(f"a GIF shows a frame for at most 655.35 s (fps {float(GIF_MIN_FPS):.5f})"
+                         f", got fps={fps!r}; write .mp4 or .mkv")
     _, height, width, _ = frames.shape
     encoder = _ENCODERS[name]
     if encoder.pix_fmt == "yuv420p" and (height % 2 or width % 2):

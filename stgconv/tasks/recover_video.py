@@ -31,7 +31,7 @@ from stgconv.data.masks import (
 )
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
-from stgconv.io.video import load_video, save_comparison
+from stgconv.io.video import frame_rate, load_video, save_comparison
 from stgconv.learned_fill import (
     FillNet,
     apply_fill,
@@ -117,8 +117,9 @@ def recover_video(
     ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration``, ``seconds`` and
     ``config`` (as run: the clip's channels, frames and size, the model built for them). With
     ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced),
-    writes ``recovered.mp4`` (to watch: an odd height or width gets one white row or column,
-    as its codec needs even ones), ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1],
+    writes ``recovered.mp4`` (to watch, at the clip's frame rate, 25 fps for a frame folder:
+    an odd height or width gets one white row or column, as its codec needs even ones),
+    ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1],
     exact), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
     ``metrics.json`` there.
     """
@@ -373,12 +374,13 @@ def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
     out = Path(out_dir)
     truth, known = report["truth"], report["known"]
     occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
+    fps = frame_rate(video) or 25  # a frame folder states none
     # save_comparison of one clip: save_video would refuse an odd size after all the work.
-    save_comparison([result.recovered], out / "recovered.mp4")
+    save_comparison([result.recovered], out / "recovered.mp4", fps=fps)
     # The video files are compressed: programs that score the recovery read this one.
     atomic_save_npy(out / "recovered.npy", result.recovered.float().cpu().numpy())
     save_comparison([occluded, result.recovered, truth], out / "comparison.mp4",
-                    labels=["occluded", "recovered", "ground truth"])
+                    labels=["occluded", "recovered", "ground truth"], fps=fps)
     save_config(config, out / "config.yaml")
     atomic_write_json(out / "metrics.json", {
         "unit": UNIT,
