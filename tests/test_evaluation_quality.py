@@ -245,6 +245,14 @@ def test_spread_and_class_entropy() -> None:
     for labels in (torch.arange(4), torch.tensor([-1, 0])):
         with pytest.raises(ValueError, match=r"classes 0 \.\. 1"):
             class_entropy(labels, 2)
+    # Fractional labels were cut to whole ones (0.5, 1.5 read as classes 0 and 1: log 2).
+    with pytest.raises(ValueError, match="whole class numbers"):
+        class_entropy(torch.tensor([0.5, 1.5]), 2)
+    assert class_entropy(torch.tensor([0.0, 1.0]), 2) == pytest.approx(math.log(2))
+    # Pixels in 0-255 or a list are not samples in the model's units.
+    for not_float in (torch.full((2, 3), 200, dtype=torch.uint8), [[0.0], [1.0]]):
+        with pytest.raises(ValueError, match="a float tensor in the model's units"):
+            spread(not_float)
 
 
 def test_frechet_distance_of_non_commuting_covariances_by_closed_form() -> None:

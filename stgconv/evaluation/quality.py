@@ -411,6 +411,9 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 def spread(x: Tensor) -> float:
     """How different the examples of ``x`` ``(N, ...)`` are from one another: the per-entry std
     across the batch, averaged over entries (0 when every example is the same)."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise ValueError(f"spread needs a float tensor in the model's units, got "
+                         f"{getattr(x, 'dtype', type(x).__name__)}")
     if len(x) < 2:
         raise ValueError(f"spread needs at least 2 examples, got {len(x)}")
     if not torch.isfinite(x).all():
@@ -424,6 +427,8 @@ def class_entropy(labels: Tensor, n_classes: int) -> float:
     all."""
     if labels.dim() != 1 or len(labels) == 0:
         raise ValueError(f"labels must be a non-empty (N,) tensor, got {tuple(labels.shape)}")
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        raise ValueError("labels must be whole class numbers, got fractions")
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
         raise ValueError(f"labels must be classes 0 .. {n_classes - 1}, got "
                          f"{int(labels.min())} .. {int(labels.max())}")
