@@ -32,6 +32,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.mcmc import Langevin  # noqa: E402
 from stgconv.mcmc.execution import Execution  # noqa: E402
@@ -345,6 +346,24 @@ def count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def random_subset(data: Tensor, n: int, *, seed: int) -> Tensor:
+    """``n`` items of ``data`` ``(N, ...)`` drawn at random without replacement (all of them,
+    shuffled, when ``N <= n``), the same for the same ``seed``."""
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return data[pick.to(data.device)]
+
+
+def data_spread(data: Tensor, n: int, *, draws: int = 10) -> float:
+    """The spread (:func:`stgconv.evaluation.quality.spread`) of ``n`` items of ``data`` drawn
+    at random, averaged over ``draws`` draws (seeds 0, 1, ...): what ``n`` samples' spread is
+    compared with. As many items as samples, since the spread grows with the count on sparse
+    data (rare strokes or voxels show up: 32 chairs spread 0.06-0.07, 128 about 0.08); at
+    random, since files come in order (the first half of the animal frames is five of the ten
+    animals); averaged, since one draw of 32 animal frames spreads anywhere in 0.18-0.22."""
+    return statistics.fmean(quality.spread(random_subset(data, n, seed=seed))
+                            for seed in range(draws))
 
 
 def report(table: str, rows: Sequence[dict], path: str | None) -> None:

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace, data: Path, *, sizes: tuple[int, int, int]
         # One Gaussian for all the experts' training digits (no labels): blurred digit-like
         # starts of every class, as `chains.init: data_gaussian` starts an unlabelled model.
         x0 = DataGaussian.fit(images).sample((args.samples, 1, 28, 28), generator=generator)
+        x0 = x0.clamp(-1, 1)  # pixels, as the chains keep them (a Gaussian's tails are not)
     else:
         x0 = torch.rand(args.samples, 1, 28, 28, generator=generator) * 2 - 1
     sampler = Langevin(n_steps=args.steps, step_size=(2 * args.step) ** 0.5,

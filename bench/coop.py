@@ -147,32 +147,27 @@ class Scorer:
                 compared, self.other_test_images = digits.test_halves(self.test_images,
                                                                       n_test // 2)
                 self.test_features = self.classifier.features(compared)
-            self.data_spread = quality.spread(self.train_images)
 
     def __call__(self, samples: torch.Tensor) -> dict[str, Any]:
         if self.classifier is not None:
             row = digits.score("", samples, self.classifier, self.test_features,
-                               self.train_images, self.data_spread)
+                               self.train_images)
             row.pop("set")
             return row
         row = multigrid.quality_row(self.modality, samples, self.data, self.data)
         return {**row, "spread": quality.spread(samples)}
 
     def references(self, config: ExperimentConfig, n_samples: int) -> list[dict[str, Any]]:
-        """What real data score: other test digits; the other half of the animals; the fire
-        clip's next frames."""
+        """What real data score: other test digits; the animals' halves and as many random
+        animal frames as samples; the fire clip's next frames."""
         if self.classifier is not None:
             return [{"method": "reference: other test digits",
                      **self(self.other_test_images[:n_samples])}]
         if self.modality == "image":
-            half = len(self.data) // 2
-            return [{"method": "reference: data first half vs second half",
-                     **multigrid.quality_row("image", self.data[:half], self.data[half:], None),
-                     "spread": quality.spread(self.data[:half])}]
-        later = modality_of(config).load(replace(
-            config.data, start_frame=config.data.start_frame + config.data.frames))
+            return multigrid.image_references(self.data, n_samples)
         return [{"method": "reference: the clip's next frames",
-                 **multigrid.quality_row("video", later, self.data, None)}]
+                 **multigrid.quality_row("video", multigrid.next_frames(config), self.data,
+                                         None)}]
 
 
 def steps_curve(run: Path, scorer: Scorer, *, n_samples: int, steps: Sequence[int],

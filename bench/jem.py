@@ -56,7 +56,6 @@ from bench.digits import (chain_starts, load_split, quick_digits, score, test_ha
                           train_classifier)
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
-from stgconv.evaluation import quality
 from stgconv.evaluation.ood import load_classifier, score_images
 from stgconv.io.atomic import atomic_write
 from stgconv.io.image import save_image_grid
@@ -267,8 +266,8 @@ def train_runs(config: Path, data: Path, runs: dict[str, Path], overrides: Seque
 
 
 def sample_rows(run: Path, work: Path, *, per_class: int, steps: int | None, start: str,
-                seed: int, judge: Any, test_features: Tensor, train_images: Tensor,
-                data_spread: float) -> tuple[dict, Tensor]:
+                seed: int, judge: Any, test_features: Tensor, train_images: Tensor
+                ) -> tuple[dict, Tensor]:
     """``per_class`` samples of each digit from ``run``'s class energies, scored; and the
     samples ``(10, per_class, 1, 28, 28)``."""
     started = time.process_time()
@@ -276,8 +275,7 @@ def sample_rows(run: Path, work: Path, *, per_class: int, steps: int | None, sta
                      n_steps=steps, start=start, seed=seed, device="cpu")
     sample_s = time.process_time() - started
     samples = torch.from_numpy(np.load(out / "synthesized.npy"))
-    row = score("JEM class-conditional samples", samples, judge, test_features, train_images,
-                data_spread)
+    row = score("JEM class-conditional samples", samples, judge, test_features, train_images)
     with torch.no_grad():
         read_as = torch.cat([judge(chunk).argmax(1) for chunk in samples.split(500)])
     asked = torch.arange(10).repeat_interleave(per_class)
@@ -289,12 +287,12 @@ def sample_rows(run: Path, work: Path, *, per_class: int, steps: int | None, sta
 
 
 def start_row(run: Path, *, per_class: int, seed: int, judge: Any, test_features: Tensor,
-              train_images: Tensor, data_spread: float) -> dict:
+              train_images: Tensor) -> dict:
     """The class chains' fresh starts scored as :func:`sample_rows` scores the samples: what
     the samples would score had the chains not moved."""
     name, starts = chain_starts(run, per_class, seed=seed, classes=10)
     row = score(f"reference: chain start ({name})", starts, judge, test_features,
-                train_images, data_spread)
+                train_images)
     with torch.no_grad():
         read_as = torch.cat([judge(chunk).argmax(1) for chunk in starts.split(500)])
     asked = torch.arange(10).repeat_interleave(per_class)
@@ -436,15 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample_row, samples = sample_rows(
             runs["jem"], work, per_class=args.per_class, steps=args.steps, start=args.start,
             seed=args.seed, judge=judge, test_features=test_features,
-            train_images=train_images, data_spread=quality.spread(train_images))
-        reference = score("reference: other test digits", others,
-                          judge, test_features, train_images, quality.spread(train_images))
+            train_images=train_images)
+        reference = score("reference: other test digits", others[:10 * args.per_class],
+                          judge, test_features, train_images)
         sample_table = [sample_row, reference]
         if args.start == "noise":  # the fresh starts the samples came from (not the buffer's)
             sample_table.append(start_row(
                 runs["jem"], per_class=args.per_class, seed=args.seed, judge=judge,
-                test_features=test_features, train_images=train_images,
-                data_spread=quality.spread(train_images)))
+                test_features=test_features, train_images=train_images))
         for row in sample_table:
             row.update({"table": "samples", "judge_accuracy": judge_accuracy,
                         "judge_s": judge_s})

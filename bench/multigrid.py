@@ -15,16 +15,17 @@ cheaper, so the multi-grid run also takes less time; both times are in the table
 Quality, measured against the training data (:mod:`stgconv.evaluation.quality`):
 
 - images: filter-response statistics distance and log power-spectrum distance (decades) of
-  ``--samples`` samples, and their spread (per-pixel std across samples; the data's own spread is
-  in the reference rows): statistics can match while every sample is the same image; reference rows: the data's first half against its second half (other
-  animals: what real images of this kind score) and the chains' start.
+  ``--samples`` samples, and their spread (per-pixel std across samples): statistics can match
+  while every sample is the same image; reference rows: the data's first half against its
+  second half (other animals: what real images of this kind score), the spread of as many
+  training images as samples, drawn at random, and the chains' start.
 - video: the same two statistics over frames (``spatial``), the frame-difference statistics
   distance (``temporal``) of 4 sampled clips against the training clip; reference: the clip's
   next 16 frames, and the start.
 - voxels: mean IoU of each sample with its nearest training chair (realism; it also rewards
   copying), the samples' mean volume fraction against the data's and the spread of the shapes
-  (their 0.5 level); reference: as many training chairs as samples against the other chairs
-  (the spread of sparse binary shapes grows with their count, as rarely filled voxels show up:
+  (their 0.5 level); reference: as many training chairs as samples, drawn at random, against
+  the other chairs (the spread of sparse binary shapes grows with their count, as rarely filled voxels show up:
   32 training chairs spread 0.057-0.071, 128 of them 0.076-0.080), and the start.
 
 Run from the repository root (each modality trains two models; on 2 CPU cores images take
@@ -124,7 +125,7 @@ def quality_row(modality: str, samples: torch.Tensor, data: torch.Tensor,
     if modality == "image":
         return {"filter_stats_distance": quality.filter_statistics_distance(samples, data),
                 "spectrum_distance": quality.power_spectrum_distance(samples, data),
-                "spread": spread(samples)}
+                "spread": quality.spread(samples)}
     if modality == "video":
         stats = quality.video_statistics_distance(samples, data)
         frames = samples.transpose(1, 2).flatten(0, 1)
@@ -135,13 +136,7 @@ def quality_row(modality: str, samples: torch.Tensor, data: torch.Tensor,
     assert reference is not None
     shapes = (samples >= 0.5).float()  # spread of the shapes, as of the binary data
     return {"nearest_train_iou": quality.nearest_iou(samples, reference).mean().item(),
-            "volume_fraction": shapes.mean().item(), "spread": spread(shapes)}
-
-
-def spread(x: torch.Tensor) -> float:
-    """How different the examples are from one another: the per-entry std across the batch,
-    averaged over entries (0 when every sample is the same image)."""
-    return x.std(dim=0).mean().item()
+            "volume_fraction": shapes.mean().item(), "spread": quality.spread(shapes)}
 
 
 def run_modality(modality: str, config: ExperimentConfig, *, work: Path, n_samples: int,
@@ -183,26 +178,44 @@ def run_modality(modality: str, config: ExperimentConfig, *, work: Path, n_sampl
 
 def reference_rows(modality: str, config: ExperimentConfig, data: torch.Tensor,
                    start: torch.Tensor, *, n_samples: int) -> list[dict[str, Any]]:
-    """What the quality figures read for real data and for the chains' start; the voxel data's
-    spread over ``n_samples`` shapes, as many as the samples it is compared with."""
+    """What the quality figures read for real data and for the chains' start. The data's
+    spread is taken over ``n_samples`` items drawn at random (:func:`common.data_spread`, the
+    same for every run seed), as many as the samples it is compared with."""
     rows = [{"modality": modality, "method": "reference: chain start (up-sampled base)",
              **quality_row(modality, start, data, data)}]
     if modality == "image":
-        # Halves in file order: different clips, so different animals on each side.
-        half = len(data) // 2
-        rows.append({"modality": modality, "method": "reference: data first half vs second half",
-                     **quality_row(modality, data[:half], data[half:], None)})
+        rows += [{"modality": modality, **row} for row in image_references(data, n_samples)]
     elif modality == "video":
-        later = modality_of(config).load(replace(config.data, start_frame=config.data.start_frame
-                                                 + config.data.frames))
         rows.append({"modality": modality, "method": "reference: the clip's next frames",
-                     **quality_row(modality, later, data, None)})
+                     **quality_row(modality, next_frames(config), data, None)})
     else:
         held = min(n_samples, len(data) // 2)
+        shuffled = common.random_subset(data, len(data), seed=0)
+        row = quality_row(modality, shuffled[:held], shuffled[held:], shuffled[held:])
         rows.append({"modality": modality,
-                     "method": f"reference: {held} training shapes vs the others",
-                     **quality_row(modality, data[:held], data[held:], data[held:])})
+                     "method": f"reference: {held} random training shapes vs the others",
+                     **row, "spread": common.data_spread((data >= 0.5).float(), held)})
     return rows
+
+
+def image_references(data: torch.Tensor, n_samples: int) -> list[dict[str, Any]]:
+    """Real images scored as samples are: the data's first half against its second half for
+    the statistics (in file order: different clips, so different animals on each side), and the
+    spread of ``n_samples`` training images drawn at random."""
+    half = len(data) // 2
+    halves = quality_row("image", data[:half], data[half:], None)
+    del halves["spread"]  # of five of the ten animals: the next row's is of all ten
+    n = min(n_samples, len(data))
+    return [{"method": "reference: data first half vs second half", **halves},
+            {"method": f"reference: {n} random images (10 draws)",
+             "spread": common.data_spread(data, n)}]
+
+
+def next_frames(config: ExperimentConfig) -> torch.Tensor:
+    """The frames that follow the training clips ``(N, C, T, H, W)``, as the data reads them
+    (with ``data.fps``, counted at that rate, not in the file's own frames)."""
+    frames = config.data.frames
+    return modality_of(config).load(replace(config.data, frames=2 * frames))[:, :, frames:]
 
 
 def quick_data(folder: Path) -> dict[str, list[str]]:
