@@ -100,3 +100,9 @@ def test_reading_names_a_truncated_gzip_stream() -> None:
     with pytest.raises(ValueError, match="cannot read a.gz: the file is damaged or truncated"):
         with reading("a.gz"):
             gzip.GzipFile(fileobj=io.BytesIO(data)).read()
+
+
+def test_check_entries_refuses_one_entry_over_the_limit() -> None:
+    check_entries((2**14, 2**14), "x")  # exactly 2^28: allowed
+    with pytest.raises(ValueError, match="over the limit"):
+        check_entries((2**14, 2**14 + 1), "x")

@@ -26,8 +26,8 @@ from stgconv.cooperative import (
     generator_from_state,
     interpolate,
     propose,
+    propose_and_revise,
 )
-from stgconv.energy import image_energy
 from stgconv.energy.video import video_energy
 from stgconv.generator import ConvGenerator, stage_plan
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
@@ -454,3 +454,72 @@ def test_cooperative_synthesis_revises_the_proposals_by_default(tmp_path: Path) 
 
     out = synthesize(run, tmp_path / "s", n_samples=2, device="cpu")
     assert not np.array_equal(np.load(out / "proposals.npy"), np.load(out / "synthesized.npy"))
+
+
+def test_generator_mse_is_the_mean_over_the_micro_batches() -> None:
+    data = tiny_data(n=4, size=8)
+    torch.manual_seed(1)
+    net = ConvGenerator(latent_dim=4, out_shape=data.shape[1:], width=4)
+    target = torch.linspace(-0.8, 0.8, 64).reshape(1, 1, 8, 8)
+    trainer = CooperativeTrainer(tiny_energy(0), net, FixedRevision(target), data,
+                                 cooperative=CooperativeConfig(latent_dim=4, width=4, lr=0.01),
+                                 train=TrainConfig(batch_size=2, accumulate=2), generator=gen(0))
+    taught = []
+    take = trainer.proposals.take
+
+    def recording_take():
+        pairs = take()
+        taught.extend(pairs)
+        return pairs
+
+    trainer.proposals.take = recording_take
+    snapshot = {k: v.clone() for k, v in net.state_dict().items()}
+    stats = trainer.step()
+    assert len(taught) == 2
+    fresh = ConvGenerator(latent_dim=4, out_shape=data.shape[1:], width=4)
+    fresh.load_state_dict(snapshot)
+    with torch.no_grad():
+        before = [(fresh(z) - revised).pow(2).mean().item() for z, revised in taught]
+    assert abs(stats["generator_mse"] - sum(before) / 2) < 1e-5 * max(1.0, sum(before))
+
+
+def test_propose_and_revise_draws_its_chain_noise_from_the_given_generator() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    z = torch.randn(2, 3)
+    sampler = Langevin(n_steps=2, step_size=0.05)
+    runs = [propose_and_revise(tiny_energy(), net, sampler, z, generator=gen(3))[1]
+            for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+    other = propose_and_revise(tiny_energy(), net, sampler, z, generator=gen(4))[1]
+    assert not torch.equal(runs[0], other)
+
+
+def test_generator_start_refuses_zero_chains_per_example() -> None:
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    with pytest.raises(ValueError, match="chains_per_example must be >= 1"):
+        GeneratorStart(net, chains_per_example=0)
+
+
+def test_one_inference_step_teaches_the_generator_at_the_inferred_latents() -> None:
+    trainer = make_trainer(inference_steps=1, lr=0.003)
+    taught = []
+    take = trainer.proposals.take
+
+    def recording_take():
+        pairs = take()
+        taught.extend(pairs)
+        return pairs
+
+    trainer.proposals.take = recording_take
+    before = copy.deepcopy(trainer.generator_net)
+    stats = trainer.step()
+    (z, revised), = taught
+    with torch.no_grad():
+        at_proposal = (before(z) - revised).pow(2).mean().item()
+    assert stats["generator_mse"] != pytest.approx(at_proposal)
+
+
+def test_the_generator_refuses_an_empty_example_shape() -> None:
+    with pytest.raises(ValueError, match="out_shape must be"):
+        ConvGenerator(latent_dim=4, out_shape=(1, 0, 8))

@@ -377,3 +377,12 @@ def test_real_action_clips(tmp_path: Path, shared_data: Path) -> None:
     assert dataset.sources == [str(p) for p in first_two]
     assert torch.equal(stack(dataset), decoded)
     assert decoded.std() > 0.05  # real content, not a blank frame
+
+
+def test_overlapping_clips_per_video_are_all_cut(tmp_path) -> None:
+    source = save_video(noise(8, 3), tmp_path / "v.mkv")
+    full = load_video(source, size=8)
+    clips = VideoClips(build_clip_cache([source], tmp_path / "o.h5", n_frames=4, size=8,
+                                        clips_per_video=3, stride=2))
+    assert len(clips) == 3 and clips.start_frames == [0, 2, 4]
+    assert torch.equal(stack(clips), torch.stack([full[:, s:s + 4] for s in (0, 2, 4)]))

@@ -361,3 +361,57 @@ def test_labels_past_modelnet10_are_not_given_its_names(tmp_path) -> None:
 def test_a_label_of_minus_one_in_the_file_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"y must hold N=2 non-negative int labels"):
         VoxelShapes(_labelled_npz(tmp_path / "m.npz", [0, -1]))
+
+
+def test_voxel_shapes_split_keeps_that_splits_shapes_only(tmp_path) -> None:
+    root = tmp_path / "tree"
+    for split, mesh in (("train", CUBE), ("test", TETRA)):
+        (root / "chair" / split).mkdir(parents=True)
+        (root / "chair" / split / f"chair_{split}_0001.off").write_text(mesh)
+    cache = build_modelnet_cache(root, tmp_path / "c.h5", resolution=8)
+    everything = VoxelShapes(cache)
+    for split in ("train", "test"):
+        part = VoxelShapes(cache, split=split)
+        assert len(part) == 1 and part.sources == [f"chair/{split}/chair_{split}_0001.off"]
+        row = everything.sources.index(part.sources[0])
+        assert torch.equal(part[0][0], everything[row][0])
+
+
+def test_max_shapes_cuts_a_folder_file_holding_a_batch(tmp_path) -> None:
+    folder = tmp_path / "voxels"
+    cube = np.zeros((6, 6, 6), np.uint8)
+    cube[1:5, 1:5, 1:5] = 1
+    save_voxels(np.stack([cube, cube, cube]), folder / "a_1.npy")
+    save_voxels(cube, folder / "b_2.npy")
+    assert load_voxel_shapes(folder, max_shapes=2).shape == (2, 1, 6, 6, 6)
+    assert load_voxel_shapes(folder, max_shapes=4).shape == (4, 1, 6, 6, 6)
+
+
+def test_max_shapes_reads_only_the_folder_files_it_needs(tmp_path) -> None:
+    folder = tmp_path / "voxels"
+    cube = np.zeros((6, 6, 6), np.uint8)
+    cube[1:5, 1:5, 1:5] = 1
+    save_voxels(cube, folder / "a_1.npy")
+    (folder / "b_2.npy").write_bytes(b"not a numpy file")
+    assert load_voxel_shapes(folder, max_shapes=1).shape == (1, 1, 6, 6, 6)
+
+
+def test_folder_categories_match_the_whole_name_before_the_underscore(tmp_path) -> None:
+    folder = tmp_path / "voxels"
+    cube = np.zeros((6, 6, 6), np.uint8)
+    cube[1:5, 1:5, 1:5] = 1
+    save_voxels(cube, folder / "chair_1.npy")
+    save_voxels(np.stack([cube, cube]), folder / "chairlift_1.npy")
+    assert load_voxel_shapes(folder, categories=["chair"]).shape == (1, 1, 6, 6, 6)
+
+
+def test_a_margin_of_half_the_resolution_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="leaves no voxels"):
+        build_modelnet_cache(tmp_path, tmp_path / "c.h5", resolution=4, margin=2)
+
+
+def test_max_shapes_cuts_a_plain_voxel_file_batch(tmp_path) -> None:
+    cube = np.zeros((3, 6, 6, 6), np.uint8)
+    cube[:, 1:5, 1:5, 1:5] = 1
+    path = save_voxels(cube, tmp_path / "batch.npy")
+    assert load_voxel_shapes(path, max_shapes=2).shape == (2, 1, 6, 6, 6)

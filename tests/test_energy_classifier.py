@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from stgconv.energy.classifier import ClassifierEnergy, digit_classifier, wide_resnet
+from stgconv.energy.classifier import (ClassifierEnergy, classifier_energy, digit_classifier,
+                                       wide_resnet)
 from stgconv.mcmc import Langevin
 
 
@@ -136,3 +137,13 @@ def test_wide_resnet_keeps_full_resolution_in_its_first_stage() -> None:
     net = wide_resnet(n_classes=3, depth=10, widen=1)
     maps = net[:-3](torch.zeros(1, 3, 32, 32))  # everything before the pooling
     assert tuple(maps.shape) == (1, 64, 8, 8)
+
+
+def test_wide_resnet_needs_at_least_one_block_per_stage() -> None:
+    with pytest.raises(ValueError, match="6n \\+ 4 with n >= 1"):
+        wide_resnet(depth=4, widen=1)
+
+
+def test_a_classifier_needs_two_classes() -> None:
+    with pytest.raises(ValueError, match="n_classes >= 2"):
+        classifier_energy("digit_classifier", n_classes=1)

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from _tiny import gen
 
 from stgconv.energy.rbm import RBM, ais_log_partition
 from stgconv.mcmc import KnownEntries
@@ -188,3 +189,19 @@ def test_ais_with_one_step_is_importance_sampling_of_z_not_of_log_z() -> None:
     estimate, _ = ais_log_partition(rbm, n_chains=20000, n_betas=2,
                                     generator=torch.Generator().manual_seed(1))
     assert estimate == pytest.approx(rbm.exact_log_partition(), abs=0.03)
+
+
+def test_exact_log_partition_refuses_too_many_hidden_states() -> None:
+    with pytest.raises(ValueError, match="too many to enumerate"):
+        RBM(2, 21).exact_log_partition()
+
+
+def test_ais_needs_two_chains() -> None:
+    with pytest.raises(ValueError, match="n_chains >= 2"):
+        ais_log_partition(RBM(3, 2), n_chains=1, n_betas=10)
+
+
+def test_rbm_initial_weights_come_from_the_given_generator() -> None:
+    first, again = RBM(4, 3, generator=gen(0)), RBM(4, 3, generator=gen(0))
+    assert torch.equal(first.weight, again.weight)
+    assert not torch.equal(first.weight, RBM(4, 3, generator=gen(1)).weight)

@@ -3,11 +3,14 @@ guess, that it learns what trilinear cannot, its checkpointing, and its config c
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from _tiny import SR_CONFIG, boxes_and_balls, gen
+import torch.nn.functional as F
+from _tiny import SR_CONFIG, boxes_and_balls, gen, tiny_energy
 from test_train import assert_same
 from torch import Tensor
 
@@ -16,7 +19,9 @@ from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.config import InitializerConfig, TrainConfig, load_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import (
+    GUIDE_LOGIT,
     Initializer,
+    InitializerStart,
     InitializerTrainer,
     depth_to_space,
     initializer_from_state,
@@ -292,3 +297,95 @@ def test_coarse_net_body_is_residual() -> None:
         h = torch.relu(net.first(coarse))
         h = h + torch.relu(net.body[0](h))
         torch.testing.assert_close(net.correction(coarse, 2), depth_to_space(net.last(h), 2))
+
+
+def test_an_untrained_upsampler_proposes_the_sharpened_trilinear_guess() -> None:
+    torch.manual_seed(0)
+    initializer = Initializer([2], width=4, depth=2)
+    for level in (0.0, 0.5, 0.9, 1.0):
+        low = torch.full((1, 1, 2, 2, 2), level)
+        expected = torch.sigmoid(torch.tensor(GUIDE_LOGIT * (level - 0.5)))
+        proposal = initializer.propose(low, 2)
+        assert proposal.shape == (1, 1, 4, 4, 4)
+        torch.testing.assert_close(proposal, expected.expand_as(proposal))
+    # The module's own example: 0.9 occupancy -> probability 0.96.
+    example = initializer.propose(torch.full((1, 1, 2, 2, 2), 0.9), 2)[0, 0, 0, 0, 0]
+    assert abs(example - 0.96) < 0.01
+
+
+def test_initializer_start_proposes_from_occupancy_and_returns_model_units() -> None:
+    torch.manual_seed(0)
+    initializer = Initializer([2], width=4, depth=2)
+    occupancy = corner_shapes(3, seed=4)
+    offset = 0.25
+    start = InitializerStart(initializer, 2, offset=offset)
+    x0 = start.start(occupancy - offset, torch.arange(3))
+    expected = initializer.propose(block_down(occupancy, (2, 2, 2)), 2) - offset
+    torch.testing.assert_close(x0, expected)
+
+
+def test_initializer_batches_are_occupancy_not_model_units() -> None:
+    trainer = make_trainer()  # data in model units: occupancy - 0.1, offset 0.1
+    batch = trainer._initializer_batch()
+    assert batch.min() >= -1e-6 and batch.max() <= 1 + 1e-6
+    torch.testing.assert_close(batch, batch.round())
+    assert batch.max() > 0.5
+
+
+def test_initializer_bce_is_the_mean_over_its_steps_not_the_sum() -> None:
+    settings = replace(FAST, steps=4, batch_size=16, lr=1e-9)
+    trainer = make_trainer(settings=settings)
+    x = trainer.data + trainer.offset
+    with torch.no_grad():
+        logits = trainer.initializer.logits(block_down(x, (2, 2, 2)), 2)
+        expected = F.binary_cross_entropy_with_logits(logits, x).item()
+    stats = trainer.step()
+    assert abs(stats["initializer_bce"] - expected) < 1e-3 * max(expected, 1e-3)
+
+
+def test_the_initializer_takes_settings_steps_updates_per_descriptor_step() -> None:
+    settings = replace(FAST, steps=3)
+    trainer = make_trainer(settings=settings)
+    calls = []
+    real = trainer.companion.optimizer.step
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    trainer.companion.optimizer.step = counting
+    trainer.step()
+    assert len(calls) == 3
+
+
+def test_recovery_training_chains_start_at_the_filler_proposal_in_model_units() -> None:
+    trainer = make_trainer(recovery=True)  # data in model units: occupancy - 0.1, offset 0.1
+    occupancy = corner_shapes(2, seed=6)
+    known = torch.rand(occupancy.shape, generator=gen(7)) >= 0.7
+    got = trainer._proposed_fill(occupancy - 0.1, known)
+    expected = trainer.initializer.propose_fill(occupancy, known) - 0.1
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got[known], (occupancy - 0.1)[known])
+
+
+def test_an_initializer_net_needs_at_least_two_convolutions() -> None:
+    with pytest.raises(ValueError, match="depth must be an int >= 2"):
+        Initializer([2], width=4, depth=1)
+
+
+def test_initializer_batches_hold_settings_batch_size_shapes() -> None:
+    trainer = make_trainer(settings=replace(FAST, batch_size=4))  # 16 training shapes
+    assert len(trainer._initializer_batch()) == 4
+
+
+def test_a_two_dimensional_super_resolution_initializer_trains() -> None:
+    data = (torch.rand(8, 1, 8, 8, generator=gen(2)) < 0.4).float()
+    torch.manual_seed(0)
+    initializer = Initializer([2], spatial_dims=2, width=4, depth=2)
+    trainer = InitializerTrainer(tiny_energy(), initializer,
+                                 Langevin(n_steps=1, step_size=0.1, noise_scale=0.0), data,
+                                 settings=replace(FAST, width=4, depth=2, steps=1),
+                                 factor=2, train=TrainConfig(batch_size=4, lr=0.01),
+                                 generator=gen(1))
+    stats = trainer.step()
+    assert math.isfinite(stats["initializer_bce"]) and math.isfinite(stats["loss"])

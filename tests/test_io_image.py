@@ -268,3 +268,8 @@ def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
     reference.write_text("x")
     path = save_image_grid(torch.zeros(1, 1, 4, 4), tmp_path / "grid.png")
     assert path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
+
+
+def test_load_image_names_a_folder_as_a_folder(tmp_path) -> None:
+    with pytest.raises(ValueError, match="is a folder, not an image file"):
+        load_image(tmp_path)

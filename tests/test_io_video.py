@@ -562,3 +562,18 @@ def test_an_avi_cut_before_its_last_frames_is_truncated(tmp_path) -> None:
         with pytest.raises(ValueError, match=r"cut\.avi is truncated or corrupt: its header says "
                                              r"the video ends at 4\.00 s \(40 frames\)"):
             load_video(cut)
+
+
+def test_save_comparison_refuses_panels_of_different_heights(tmp_path) -> None:
+    videos = [torch.zeros(3, 2, 8, 8), torch.zeros(3, 2, 6, 8)]
+    with pytest.raises(ValueError, match="same T and H"):
+        save_comparison(videos, tmp_path / "c.mkv")
+    assert not (tmp_path / "c.mkv").exists()
+
+
+def test_an_mp4_with_its_index_first_missing_its_last_frames_is_truncated(tmp_path) -> None:
+    data = _write_mp4(tmp_path / "full.mp4", 40, movflags="faststart").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.85)])
+    with pytest.raises(ValueError, match=r"cut\.mp4 is truncated or corrupt: .*\(40 frames\)"):
+        load_video(cut)

@@ -27,6 +27,7 @@ from stgconv.jem import (JEM_ADVICE, HybridTrainer, class_examples, fit_feature_
                          fit_ood_weights)
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc import DataGaussian, Langevin, NoiseInit, ReplayBuffer
+from stgconv.mcmc.starts import NoiseStart
 from stgconv.train import DivergenceError
 
 F64 = torch.float64
@@ -571,3 +572,38 @@ def test_class_synthesis_gives_each_class_a_block_of_chains(trained_jem_run, mon
     synthesize(trained_jem_run["run"], tmp_path / "s", n_samples=2, n_steps=1, classes=[0, 2],
                device="cpu")
     assert seen == [[0, 0, 2, 2]]
+
+
+def test_jem_refuses_chain_starts_with_several_chains_per_example() -> None:
+    trainer = make_trainer()
+    data, labels = tiny_labelled()
+    chains = NoiseStart(NoiseInit("uniform", 1.0), chains_per_example=2)
+    with pytest.raises(ValueError, match="one chain per example"):
+        HybridTrainer(trainer.energy, trainer.sampler, chains, data, labels)
+
+
+def test_jem_last_samples_are_the_class_chains_without_a_px_term() -> None:
+    trainer = make_trainer(px_weight=0.0, pxy_weight=1.0)
+    trainer.step()
+    assert trainer.last_samples is not None
+    assert trainer.last_samples.shape == (2, 1, 4, 4)
+
+
+def test_jem_refits_the_ood_experts_when_training_goes_past_the_last_iteration() -> None:
+    trainer = make_trainer(feature_rank=2)
+    trainer.n_iterations = 1
+    trainer.fit(1, progress=False)
+    first = trainer.state_dict()["feature_reference"]
+    trainer.fit(3, progress=False)
+    later = trainer.state_dict()["feature_reference"]
+    tensors = [key for key, value in first.items() if isinstance(value, torch.Tensor)]
+    assert tensors
+    assert any(not torch.equal(first[key], later[key]) for key in tensors)
+
+
+def test_jem_shift_moves_the_data_batch() -> None:
+    trainer = make_trainer(shift=1)
+    batch = torch.tensor([0, 1, 2, 3])
+    trainer.step([batch])
+    assert trainer.last_data.shape == trainer.data[batch].shape
+    assert not torch.equal(trainer.last_data, trainer.data[batch])
