@@ -456,14 +456,9 @@ def test_cooperative_synthesis_revises_the_proposals_by_default(tmp_path: Path) 
     assert not np.array_equal(np.load(out / "proposals.npy"), np.load(out / "synthesized.npy"))
 
 
-def test_generator_mse_is_the_mean_over_the_micro_batches() -> None:
-    data = tiny_data(n=4, size=8)
-    torch.manual_seed(1)
-    net = ConvGenerator(latent_dim=4, out_shape=data.shape[1:], width=4)
-    target = torch.linspace(-0.8, 0.8, 64).reshape(1, 1, 8, 8)
-    trainer = CooperativeTrainer(tiny_energy(0), net, FixedRevision(target), data,
-                                 cooperative=CooperativeConfig(latent_dim=4, width=4, lr=0.01),
-                                 train=TrainConfig(batch_size=2, accumulate=2), generator=gen(0))
+def record_taught(trainer: CooperativeTrainer) -> list[tuple[Tensor, Tensor]]:
+    """The ``(latents, revised)`` pairs the generator is taught from, as ``trainer`` takes
+    them."""
     taught = []
     take = trainer.proposals.take
 
@@ -473,6 +468,18 @@ def test_generator_mse_is_the_mean_over_the_micro_batches() -> None:
         return pairs
 
     trainer.proposals.take = recording_take
+    return taught
+
+
+def test_generator_mse_is_the_mean_over_the_micro_batches() -> None:
+    data = tiny_data(n=4, size=8)
+    torch.manual_seed(1)
+    net = ConvGenerator(latent_dim=4, out_shape=data.shape[1:], width=4)
+    target = torch.linspace(-0.8, 0.8, 64).reshape(1, 1, 8, 8)
+    trainer = CooperativeTrainer(tiny_energy(0), net, FixedRevision(target), data,
+                                 cooperative=CooperativeConfig(latent_dim=4, width=4, lr=0.01),
+                                 train=TrainConfig(batch_size=2, accumulate=2), generator=gen(0))
+    taught = record_taught(trainer)
     snapshot = {k: v.clone() for k, v in net.state_dict().items()}
     stats = trainer.step()
     assert len(taught) == 2
@@ -503,15 +510,7 @@ def test_generator_start_refuses_zero_chains_per_example() -> None:
 
 def test_one_inference_step_teaches_the_generator_at_the_inferred_latents() -> None:
     trainer = make_trainer(inference_steps=1, lr=0.003)
-    taught = []
-    take = trainer.proposals.take
-
-    def recording_take():
-        pairs = take()
-        taught.extend(pairs)
-        return pairs
-
-    trainer.proposals.take = recording_take
+    taught = record_taught(trainer)
     before = copy.deepcopy(trainer.generator_net)
     stats = trainer.step()
     (z, revised), = taught

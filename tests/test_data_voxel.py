@@ -377,31 +377,28 @@ def test_voxel_shapes_split_keeps_that_splits_shapes_only(tmp_path) -> None:
         assert torch.equal(part[0][0], everything[row][0])
 
 
+CUBE_6 = np.pad(np.ones((4, 4, 4), np.uint8), 1)  # a 6^3 grid holding a 4^3 cube
+
+
 def test_max_shapes_cuts_a_folder_file_holding_a_batch(tmp_path) -> None:
     folder = tmp_path / "voxels"
-    cube = np.zeros((6, 6, 6), np.uint8)
-    cube[1:5, 1:5, 1:5] = 1
-    save_voxels(np.stack([cube, cube, cube]), folder / "a_1.npy")
-    save_voxels(cube, folder / "b_2.npy")
+    save_voxels(np.stack([CUBE_6] * 3), folder / "a_1.npy")
+    save_voxels(CUBE_6, folder / "b_2.npy")
     assert load_voxel_shapes(folder, max_shapes=2).shape == (2, 1, 6, 6, 6)
     assert load_voxel_shapes(folder, max_shapes=4).shape == (4, 1, 6, 6, 6)
 
 
 def test_max_shapes_reads_only_the_folder_files_it_needs(tmp_path) -> None:
     folder = tmp_path / "voxels"
-    cube = np.zeros((6, 6, 6), np.uint8)
-    cube[1:5, 1:5, 1:5] = 1
-    save_voxels(cube, folder / "a_1.npy")
+    save_voxels(CUBE_6, folder / "a_1.npy")
     (folder / "b_2.npy").write_bytes(b"not a numpy file")
     assert load_voxel_shapes(folder, max_shapes=1).shape == (1, 1, 6, 6, 6)
 
 
 def test_folder_categories_match_the_whole_name_before_the_underscore(tmp_path) -> None:
     folder = tmp_path / "voxels"
-    cube = np.zeros((6, 6, 6), np.uint8)
-    cube[1:5, 1:5, 1:5] = 1
-    save_voxels(cube, folder / "chair_1.npy")
-    save_voxels(np.stack([cube, cube]), folder / "chairlift_1.npy")
+    save_voxels(CUBE_6, folder / "chair_1.npy")
+    save_voxels(np.stack([CUBE_6] * 2), folder / "chairlift_1.npy")
     assert load_voxel_shapes(folder, categories=["chair"]).shape == (1, 1, 6, 6, 6)
 
 
@@ -411,7 +408,5 @@ def test_a_margin_of_half_the_resolution_is_refused(tmp_path) -> None:
 
 
 def test_max_shapes_cuts_a_plain_voxel_file_batch(tmp_path) -> None:
-    cube = np.zeros((3, 6, 6, 6), np.uint8)
-    cube[:, 1:5, 1:5, 1:5] = 1
-    path = save_voxels(cube, tmp_path / "batch.npy")
+    path = save_voxels(np.stack([CUBE_6] * 3), tmp_path / "batch.npy")
     assert load_voxel_shapes(path, max_shapes=2).shape == (2, 1, 6, 6, 6)
