@@ -3,6 +3,8 @@ real clips of ../shared/data/video (skipped when absent)."""
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 from fractions import Fraction
 from pathlib import Path
 
@@ -534,6 +536,46 @@ def test_an_mkv_whose_audio_runs_longer_is_whole(tmp_path) -> None:
     assert load_video(path).shape[1] == 20
 
 
+@pytest.mark.parametrize(("times", "audio_s"), [
+    ([10_000 + 100 * i for i in range(12)], 0.0),  # cut with -c copy: timestamps from 10 s
+    ([120 + 100 * i for i in range(12)], 1.5),  # the audio starts first (a camera's file)
+])
+def test_an_mkv_whose_video_starts_late_is_whole(tmp_path, times, audio_s) -> None:
+    """Matroska's DURATION tag is where the track ends, not how long it lasts: a track that
+    starts late is whole (it was refused as truncated, its start counted twice)."""
+    path = _write_timed_mkv(tmp_path / "late.mkv", times, audio_s=audio_s)
+    assert load_video(path).shape[1] == 12
+    with pytest.raises(ValueError, match=r"late\.mkv has 12 frames"):
+        load_video(path, n_frames=20)
+
+
+def test_a_clip_changing_its_frame_size_is_named_or_read_at_a_size(tmp_path) -> None:
+    """Motion-JPEG frames carry their own size: one that changes mid-clip is named as such
+    without ``size`` (it was numpy's "all input arrays must have the same shape"), and read
+    at ``size`` with it."""
+    import av
+
+    path = tmp_path / "resized.avi"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuvj420p"
+        small = av.CodecContext.create("mjpeg", "w")
+        small.width, small.height, small.pix_fmt = 16, 12, "yuvj420p"
+        small.time_base = Fraction(1, 10)
+        for index in range(6):
+            encoder, (height, width) = (stream, (24, 32)) if index < 3 else (small, (12, 16))
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 40 * index, np.uint8),
+                                               format="rgb24").reformat(format="yuvj420p")
+            frame.pts = index
+            for packet in encoder.encode(frame):
+                packet.stream, packet.pts, packet.dts = stream, index, index
+                container.mux(packet)
+    with pytest.raises(ValueError, match=r"resized\.avi changes its frame size at frame 3, from "
+                                         r"32x24 to 16x12 \(WxH\)"):
+        load_video(path)
+    assert load_video(path, size=8).shape == (3, 6, 8, 8)
+
+
 def test_a_variable_rate_mkv_is_whole(tmp_path) -> None:
     """10 frames, a 5 s pause, 10 frames: whole (it was refused as truncated, a frame count
     estimated from its length at the first frames' rate)."""
@@ -577,3 +619,27 @@ def test_an_mp4_with_its_index_first_missing_its_last_frames_is_truncated(tmp_pa
     cut.write_bytes(data[: int(len(data) * 0.85)])
     with pytest.raises(ValueError, match=r"cut\.mp4 is truncated or corrupt: .*\(40 frames\)"):
         load_video(cut)
+
+
+def _drop_and_exit(held: list) -> None:
+    held.clear()  # frees what the parent's error kept: its decoded frames
+    gc.collect()
+
+
+def test_frames_an_error_keeps_can_be_freed_in_a_forked_process(tmp_path) -> None:
+    """A DataLoader worker forked while an error of load_video was kept (pytest keeps them)
+    froze freeing the decoded frames its traceback held: each frame's scaler had a thread
+    pool, which a forked process has no threads for."""
+    data = save_video(torch.rand(3, 40, 16, 16, generator=torch.Generator().manual_seed(0)) * 2
+                      - 1, tmp_path / "full.mkv").read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    with pytest.raises(ValueError, match="truncated") as caught:
+        load_video(cut)
+    worker = multiprocessing.get_context("fork").Process(target=_drop_and_exit,
+                                                         args=([caught],))
+    worker.start()
+    worker.join(timeout=60)
+    if worker.exitcode is None:
+        worker.kill()
+    assert worker.exitcode == 0

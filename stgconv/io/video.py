@@ -120,7 +120,8 @@ def load_video(
         path: a video file or a folder of frame images.
         start_frame: index of the first frame to keep, counted in the file's own frames.
         n_frames: number of frames ``T`` to return; ``None`` reads to the end.
-        size: ``(H, W)``, or one int for ``(size, size)``. Frames are resized without cropping
+        size: ``(H, W)``, or one int for ``(size, size)``; without it a file's frames must share
+            one size (a folder's must even with it). Frames are resized without cropping
             (the aspect ratio may change, as in the recovery protocol: every frame to 150x150)
             with Pillow's bilinear filter on the uint8 frames, the same filter as
             :func:`stgconv.io.image.load_image`. Pillow widens the filter when shrinking
@@ -218,20 +219,28 @@ def _read_folder(
     return frames
 
 
+def _rate(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """The stream's frame rate as :func:`load_video` takes it: its average, else FFmpeg's guess."""
+    return stream.average_rate or stream.guessed_rate
+
+
 def _said_end(stream: av.video.stream.VideoStream, container: av.container.Container
               ) -> float | None:
     """Seconds at which the file says its video track ends, or ``None`` where it does not say.
 
     An AVI's header frame count over its rate (FFmpeg recomputes an AVI's duration from the
     chunks it finds, so a cut file would agree with itself); else the track's own duration
-    (Matroska and WebM keep it in a ``DURATION`` tag); else the container's, only where the video
-    is its one stream (an audio track may run longer).
+    after its start; else its ``DURATION`` tag (Matroska, WebM); else the container's duration,
+    only where the video is its one stream (an audio track may run longer). The last two are
+    taken as end times, not lengths: FFmpeg's Matroska writer stores the track's last timestamp
+    plus a frame there, and NUT's container duration is one too; where a writer stored a length
+    instead, a track starting late reads as ending early, which refuses nothing whole.
     """
     import av
 
     base = stream.time_base or Fraction(0)
     start = float((stream.start_time or 0) * base)
-    rate = stream.average_rate or stream.guessed_rate
+    rate = _rate(stream)
     if container.format.name == "avi":
         return start + stream.frames / float(rate) if stream.frames and rate else None
     if stream.duration and base:
@@ -239,11 +248,11 @@ def _said_end(stream: av.video.stream.VideoStream, container: av.container.Conta
     hours, _, rest = stream.metadata.get("DURATION", "").partition(":")
     minutes, _, seconds = rest.partition(":")
     try:
-        return start + 3600 * int(hours) + 60 * int(minutes) + float(seconds)
+        return 3600 * int(hours) + 60 * int(minutes) + float(seconds)
     except ValueError:  # no tag, or not HH:MM:SS.fraction
         pass
     if len(container.streams) == 1 and container.duration:
-        return start + container.duration / av.time_base
+        return container.duration / av.time_base
     return None
 
 
@@ -258,7 +267,7 @@ def _shortfall(stream: av.video.stream.VideoStream, said_end: float | None, deco
         if stream.frames and decoded < stream.frames - max(1, stream.frames // 50):
             return f"its header announces {stream.frames} frames but only {decoded} decode"
         return None
-    rate = stream.average_rate or stream.guessed_rate
+    rate = _rate(stream)
     length = (float(last.duration * last.time_base) if last.duration and last.time_base
               else 1 / float(rate) if rate else 0.0)
     ends = last.time + length
@@ -284,14 +293,16 @@ def frame_rate(path: str | Path) -> Fraction | None:
         return None
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
+        rate = _rate(stream)
     return Fraction(rate) if rate else None
 
 
 def _upright(frame: av.VideoFrame, path: Path) -> Image.Image:
     """``frame`` as players show it: turned and mirrored as its display matrix says, as FFmpeg's
     own player does (phone clips store portrait video as landscape frames and say so there)."""
-    image = frame.to_image()
+    # One thread: PyAV would give each frame a scaler with its own thread pool, and a forked
+    # process (a DataLoader worker) that frees a parent's frame waits forever for those threads.
+    image = frame.to_image(threads=1)
     matrix = frame.side_data.get("DISPLAYMATRIX")
     if matrix is None:
         return image
@@ -335,7 +346,7 @@ def _read_file(
             if fps is None:
                 step = Fraction(1)
             else:
-                rate = stream.average_rate or stream.guessed_rate
+                rate = _rate(stream)
                 if not rate:
                     raise ValueError(f"{path} does not state its frame rate; cannot resample to "
                                      f"fps={fps}")
@@ -350,6 +361,11 @@ def _read_file(
                 if index < wanted:
                     continue
                 array = _to_array(_upright(frame, path), size, channels)
+                if frames and array.shape != frames[0].shape:  # only without ``size``
+                    raise ValueError(
+                        f"{path} changes its frame size at frame {index}, from "
+                        f"{frames[0].shape[1]}x{frames[0].shape[0]} to {array.shape[1]}x"
+                        f"{array.shape[0]} (WxH): give a size to read every frame at it")
                 while wanted == index:  # one source frame may serve several outputs (fps up)
                     frames.append(array)
                     if n_frames is not None and len(frames) == n_frames:
