@@ -261,9 +261,10 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                    help="a video file or a folder of frames (read in colour: a grey clip "
                         "becomes three equal channels, whatever data.channels says)")
     p.add_argument("--mask", required=True,
-                   help="a mask file, 1 = missing (.mat (H, W, T[, C]) or .npy (T, H, W) / "
-                        "(C, T, H, W)), or missing_frames:F, region:SIDE, salt_and_pepper:F "
-                        "(generated from the config's seed)")
+                   help="a mask file, 1 = missing (.mat: variable 'masks', or the file's one "
+                        "3-D/4-D array, (H, W, T[, C]); .npy: (T, H, W) / (C, T, H, W)), or "
+                        "missing_frames:F, region:SIDE, salt_and_pepper:F (generated from the "
+                        "config's seed)")
     p.add_argument("--frames", type=int, default=70, help="first N frames (default 70)")
     p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
     p.add_argument("--config", help=f"YAML config (default: {QUICK_RECOVERY_CONFIG})")

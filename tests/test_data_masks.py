@@ -72,6 +72,13 @@ def test_mat_loader_converts_and_validates(tmp_path):
 
     scipy.io.savemat(tmp_path / "m3.mat", {"occ": missing[..., 0]})
     assert load_mask_mat(tmp_path / "m3.mat", key="occ").shape == (1, 3, 4, 5)
+    # Saved under another name: the file's one 3-D/4-D array (it was refused, naming 'masks').
+    assert torch.equal(load_mask_mat(tmp_path / "m3.mat"), load_mask_mat(tmp_path / "m3.mat",
+                                                                         key="occ"))
+    scipy.io.savemat(tmp_path / "two.mat", {"a": missing, "b": missing})
+    with pytest.raises(ValueError, match=r"no variable 'masks'; it holds: a, b \(and more than "
+                                         r"one 3-D/4-D array"):
+        load_mask_mat(tmp_path / "two.mat")
 
     with pytest.raises(ValueError, match=r"no variable 'nope'; it holds: masks, other"):
         load_mask_mat(tmp_path / "m.mat", key="nope")

@@ -59,12 +59,13 @@ def load_mask(path: str | Path) -> Tensor:
     return torch.from_numpy(_observed(missing, str(path)))
 
 
-def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
+def load_mask_mat(path: str | Path, *, key: str | None = None) -> Tensor:
     """Read a MATLAB mask stored as uint8 ``(H, W, T, C)`` with 1 = MISSING; return ``known``.
 
     Args:
         path: a ``.mat`` file (MATLAB v5/v7; v7.3 HDF5 files are not read).
-        key: the variable holding the mask.
+        key: the variable holding the mask; by default ``masks``, or where the file has none
+            of that name its one 3-D or 4-D array (a mask saved under another name).
 
     Returns:
         bool ``(C, T, H, W)``, ``True`` = observed (``known = (mask == 0)``, transposed). A 3-D
@@ -72,8 +73,8 @@ def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unreadable file, missing ``key`` (the message lists the variables), a
-            variable that is not 3-D/4-D, or values other than 0 and 1.
+        ValueError: unreadable file, no ``key`` and not one 3-D/4-D array instead (the message
+            lists the variables), a variable that is not 3-D/4-D, or values other than 0 and 1.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,9 +88,14 @@ def load_mask_mat(path: str | Path, *, key: str = "masks") -> Tensor:
         raise ValueError(f"cannot read mask file {path}: not a MATLAB .mat file (scipy: {err}); "
                          f"masks are .mat (H, W, T[, C]) or .npy (T, H, W) / (C, T, H, W) "
                          f"arrays, 1 = missing") from err
+    names = [name for name in contents if not name.startswith("__")]
+    arrays = [name for name in names if np.ndim(contents[name]) in (3, 4)]
+    if key is None:
+        key = "masks" if "masks" in contents or len(arrays) != 1 else arrays[0]
     if key not in contents:
-        names = [name for name in contents if not name.startswith("__")]
-        raise ValueError(f"{path} has no variable {key!r}; it holds: {', '.join(names) or 'none'}")
+        raise ValueError(f"{path} has no variable {key!r}; it holds: {', '.join(names) or 'none'}"
+                         + (" (and more than one 3-D/4-D array to read instead)"
+                            if len(arrays) > 1 else ""))
     missing = np.asarray(contents[key])
     if missing.ndim == 3:
         missing = missing[..., None]
