@@ -9,12 +9,14 @@ trained on by conftest.py's ``trained_jem_run``).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from torch import Tensor
 
 from stgconv.cli import main
@@ -159,3 +161,32 @@ def tiny_texture_run(root: Path, *extra: str) -> Path:
                                 "train.sample_every=0", "sampler.n_steps=1",
                                 "chains.chains_per_example=1", *extra])
     return train(config, progress=False)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """The (width, height) of a PNG file."""
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def read_events(log_dir: Path):
+    """The TensorBoard events written into ``log_dir``, every one kept."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def captured(monkeypatch, module: str, name: str) -> dict:
+    """Replace ``name`` of ``module`` (a writer called ``(items, path, **options)``) with one
+    that records what it was given: ``items`` and the options."""
+    drawn: dict = {}
+
+    def fake(items, path, **options):
+        drawn.update(items=items, **options)
+        return Path(path)
+
+    monkeypatch.setattr(importlib.import_module(module), name, fake)
+    return drawn

@@ -172,3 +172,15 @@ def test_an_expert_of_weight_zero_is_never_evaluated() -> None:
 
     poe = ProductOfExperts([lambda x: x.pow(2).sum(1), broken], weights=[1.0, 0.0])
     torch.testing.assert_close(poe(torch.ones(2, 3)), torch.full((2,), 3.0))
+
+
+def test_a_classifier_shared_by_two_experts_is_registered_once() -> None:
+    classifier = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)))
+    poe = ProductOfExperts([classifier.conditional(0), classifier.conditional(2)])
+    assert len(poe.registered) == 1
+    assert set(poe.state_dict()) == {f"registered.0.{k}" for k in classifier.state_dict()}
+
+
+def test_a_product_refuses_more_views_than_experts() -> None:
+    with pytest.raises(ValueError, match="as many weights and views"):
+        ProductOfExperts([lambda x: x.flatten(1).sum(1)], views=[None, None])

@@ -130,3 +130,10 @@ def test_custom_layers_and_activation() -> None:
 def test_linear_head_input_size_too_small() -> None:
     with pytest.raises(ValueError, match="too small"):
         image_energy("object", in_channels=1, image_size=4, layers=[[8, 5, 1]])
+
+
+def test_a_network_of_one_by_one_convolutions_fits_a_single_pixel() -> None:
+    point = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[(2, 1, 1)])
+    assert point.smallest_size() == (1, 1)
+    wide = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[(2, (1, 3), 1)])
+    assert wide.smallest_size() == (1, 3)

@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from _tiny import read_events
 
 from stgconv.baselines.video import neighbour_average
 from stgconv.cli import main
 from stgconv.config import load_config
+from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
 from stgconv.evaluation.video_recovery import format_table
 from stgconv.io.video import frame_rate, load_video, save_video
 from stgconv.metrics import missing_mae_255
 from stgconv.recovery import holdout_like
-from stgconv.tasks.recover_video import load_known, recover_video
+from stgconv.tasks.recover_video import load_known
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iterations=2",
@@ -382,3 +384,23 @@ def test_format_table_lists_the_best_method_first() -> None:
              "seconds": {"worst": 0.1, "best": 0.2, "mid": 0.3}}
     rows = format_table(table).splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["best", "mid", "worst"]
+
+
+def test_evaluation_scores_are_logged_at_the_given_step(tmp_path: Path) -> None:
+    table = {"errors": {"filled": 0.25}, "iou": {"filled": 0.75}}
+    log_evaluation(tmp_path, "task", table, {"pic": torch.rand(1, 4, 4)}, step=3)
+    events = read_events(tmp_path)
+    for tag, value in (("task/error/filled", 0.25), ("task/iou/filled", 0.75)):
+        (scalar,) = events.Scalars(tag)
+        assert scalar.step == 3 and scalar.value == pytest.approx(value)
+    assert [image.step for image in events.Images("task/pic")] == [3]
+
+
+def test_frame_comparison_shows_the_frame_with_the_most_missing_pixels() -> None:
+    known = torch.ones(1, 3, 2, 2, dtype=torch.bool)
+    known[0, 1, :, :] = False  # frame 1 all missing
+    known[0, 2, 0, 0] = False  # frame 2: one pixel
+    clips = [torch.arange(3.0).reshape(1, 3, 1, 1).expand(1, 3, 2, 2) - 1] * 2  # frame t: t - 1
+    picture = frame_comparison(clips, known)
+    assert picture.shape == (1, 2, 4)
+    torch.testing.assert_close(picture, torch.full((1, 2, 4), 0.5))  # frame 1's 0 -> 0.5

@@ -102,3 +102,14 @@ def test_links_to_nothing_are_listed_when_asked(tmp_path: Path) -> None:
     folder = touch(tmp_path / "shapes", "a.off")
     (folder / "b.off").symlink_to(tmp_path / "unmounted" / "b.off")
     assert names(list_files(folder, [".off"], dangling_links=True)) == ["a.off", "b.off"]
+
+
+@pytest.mark.parametrize("listed", [sorted, lambda paths: sorted(paths, reverse=True)])
+def test_natural_order_ties_do_not_depend_on_the_listing_order(tmp_path: Path, monkeypatch,
+                                                               listed) -> None:
+    for name in ("f2.png", "f02.png", "f002.png", "a.png", "A.png"):
+        (tmp_path / name).write_bytes(b"")
+    iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(listed(iterdir(self))))
+    assert [p.name for p in list_files(tmp_path)] == ["A.png", "a.png", "f002.png", "f02.png",
+                                                      "f2.png"]

@@ -30,6 +30,7 @@ from stgconv.mcmc import (
     StepInfo,
 )
 from stgconv.mcmc import langevin as langevin_module
+from stgconv.mcmc.base import energy_and_grad, nonfinite_flag, on_grid
 from stgconv.ops import block_down, nearest_up
 
 F64 = torch.float64
@@ -874,3 +875,21 @@ def test_langevin_reports_a_last_step_that_leaves_the_finite_range() -> None:
                        cuda_graph=False)
     with pytest.raises(NonFiniteEnergyError):
         sampler.run(steep, torch.zeros(1, 1))  # the step moves x by 50 * 1e38: inf
+
+
+def test_a_divergence_on_a_grid_keeps_its_step_and_names_the_grid() -> None:
+    err = on_grid(NonFiniteEnergyError("langevin", 3, 10), 2, (4, 4))
+    assert (err.step, err.n_steps) == (3, 10)
+    assert "langevin on grid 2 (4x4)" in str(err) and "at step 3 of 10" in str(err)
+
+
+def test_energy_and_grad_refuses_one_energy_for_the_whole_batch() -> None:
+    x = torch.zeros(2, 3, requires_grad=True)
+    with pytest.raises(ValueError, match=r"energy must return shape \(B,\) = \(2,\)"):
+        energy_and_grad(lambda v: v.sum().reshape(1), x)
+
+
+def test_a_non_finite_gradient_alone_is_flagged() -> None:
+    grad = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
+    assert nonfinite_flag(torch.zeros(2), grad).item()
+    assert not nonfinite_flag(torch.zeros(2), torch.ones(2, 2)).item()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import ROOT, SR_CONFIG, boxes_and_balls
+from _tiny import ROOT, SR_CONFIG, boxes_and_balls, captured, png_size, read_events
 from PIL import Image
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig, load_config
@@ -98,12 +98,6 @@ def test_voxel_sample_shape_is_the_models_grid() -> None:
 
 
 # --------------------------------------------------------------------------- previews
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as image:
-        assert image.format == "PNG"
-        return image.size
 
 
 def test_image_previews(tmp_path: Path) -> None:
@@ -305,3 +299,109 @@ def test_voxel_pyramid_draws_a_coarse_grid_at_half_its_own_maximum(monkeypatch,
     assert drawn["columns"] == 2 and drawn["titles"] == ["2x2x2 @0.20", "4x4x4"]
     assert drawn["panels"][0].max().item() == pytest.approx(1.0)
     torch.testing.assert_close(drawn["panels"][1], fine[0, 0])
+
+
+def colour_frames(folder: Path, colours: list[tuple[int, int, int]], size: int = 8) -> Path:
+    """One ``size`` x ``size`` PNG of each colour in ``folder``, named 0.png, 1.png, ..."""
+    folder.mkdir()
+    for index, colour in enumerate(colours):
+        Image.new("RGB", (size, size), colour).save(folder / f"{index}.png")
+    return folder
+
+
+def logged(log_dir: Path, log):
+    """Call ``log(writer)`` on a TensorBoard writer of ``log_dir``; the events read back."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    log(writer)
+    writer.close()
+    return read_events(log_dir)
+
+
+def logged_greys(log_dir: Path, log, tag: str) -> list[np.ndarray]:
+    """The images that ``log(writer)`` writes under ``tag``, as grey levels 0-255."""
+    return [np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("L"), dtype=int)
+            for e in logged(log_dir, log).Images(tag)]
+
+
+RAMP = torch.tensor([-1.0, 0.0, 1.0])  # black, mid-grey, white
+
+
+GREYS = [(10, 10, 10), (120, 120, 120), (240, 240, 240)]
+
+
+def test_image_samples_array_keeps_every_image_beyond_sixteen(tmp_path: Path) -> None:
+    images = torch.rand(20, 1, 4, 4) * 2 - 1
+    IMAGE.save_samples(images, tmp_path / "s")
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), images.numpy())
+
+
+def test_an_image_folder_loads_at_most_max_images(tmp_path: Path) -> None:
+    folder = colour_frames(tmp_path / "objects", GREYS)
+    images = IMAGE.load(DataConfig(path=str(folder), kind="objects", channels=1, size=8,
+                                   max_images=2))
+    assert images.shape == (2, 1, 8, 8)
+
+
+def test_logged_images_map_minus_one_to_one_onto_black_to_white(tmp_path: Path) -> None:
+    batch = RAMP.reshape(1, 1, 1, 3)
+    (image,) = logged_greys(tmp_path, lambda w: IMAGE.log_samples(w, "x", batch, 0), "x")
+    np.testing.assert_allclose(image[0], [0, 128, 255], atol=1)
+
+
+def test_logged_video_frames_map_minus_one_to_one_onto_black_to_white(tmp_path: Path) -> None:
+    clips = RAMP.reshape(1, 1, 3, 1, 1).expand(1, 1, 3, 2, 2)  # frame t all RAMP[t]
+    (frames,) = logged_greys(tmp_path, lambda w: VIDEO.log_samples(w, "v", clips, 0),
+                             "v/frames")
+    # One picture of the 3 frames side by side: black, mid-grey and white ones.
+    assert (np.abs(frames - 128) <= 1).any() and frames.max() == 255 and frames.min() == 0
+
+
+def test_image_pyramid_shows_only_the_first_n_images(tmp_path: Path) -> None:
+    path = IMAGE.save_pyramid([torch.zeros(10, 1, 2, 2), torch.zeros(10, 1, 4, 4)],
+                              tmp_path / "pyramid", n=3)
+    assert png_size(path) == (3 * 6 + 2, 2 * 6 + 2)
+
+
+def test_a_video_folder_loads_at_most_max_images_clips(tmp_path: Path) -> None:
+    from stgconv.io.video import save_video
+
+    (tmp_path / "clips").mkdir()
+    for index in range(3):
+        save_video(torch.zeros(1, 2, 8, 8), tmp_path / "clips" / f"{index}.mkv")
+    clips = VIDEO.load(DataConfig(path=str(tmp_path / "clips"), kind="video", frames=2, size=8,
+                                  max_images=2))
+    assert clips.shape == (2, 1, 2, 8, 8)
+
+
+def test_video_clips_start_at_start_frame(tmp_path: Path) -> None:
+    frames = colour_frames(tmp_path / "frames", GREYS)
+    clips = VIDEO.load(DataConfig(path=str(frames), kind="video", frames=2, size=8,
+                                  start_frame=1))
+    torch.testing.assert_close(clips[0, 0, 0], torch.full((8, 8), GREYS[1][0] / 127.5 - 1.0),
+                               atol=1e-5, rtol=0)
+
+
+def test_video_pyramid_shows_the_first_clip_at_every_grid(tmp_path: Path, monkeypatch) -> None:
+    drawn = captured(monkeypatch, "stgconv.modalities.video", "save_comparison")
+    coarse = torch.stack([torch.full((1, 2, 2, 2), -1.0), torch.full((1, 2, 2, 2), 1.0)])
+    fine = torch.stack([torch.full((1, 2, 4, 4), -0.5), torch.full((1, 2, 4, 4), 0.5)])
+    VIDEO.save_pyramid([coarse, fine], tmp_path / "pyramid")
+    assert drawn["labels"] == ["2x2x2", "2x4x4"]
+    assert [clip.shape for clip in drawn["items"]] == [(1, 2, 4, 4)] * 2
+    assert drawn["items"][0].max() == -1.0 and drawn["items"][1].max() == -0.5
+
+
+def test_voxel_pyramid_renders_at_most_four_shapes(tmp_path: Path, monkeypatch) -> None:
+    drawn = captured(monkeypatch, "stgconv.modalities.voxel", "render_voxels")
+    VOXELS.save_pyramid([torch.rand(6, 1, 2, 2, 2), torch.rand(6, 1, 4, 4, 4)],
+                        tmp_path / "pyramid")
+    assert drawn["columns"] == 2 and len(drawn["items"]) == 4 * 2
+
+
+def test_logged_volume_fraction_counts_voxels_at_half_occupancy_or_more(tmp_path: Path) -> None:
+    grids = torch.full((2, 1, 4, 4, 4), 0.3)
+    grids[:, :, :2] = 0.7  # half of every grid at 0.7, the other half at 0.3
+    events = logged(tmp_path, lambda w: VOXELS.log_samples(w, "s", grids, 1))
+    assert events.Scalars("s/volume_fraction")[0].value == pytest.approx(0.5)

@@ -4,18 +4,19 @@ every modality, and each modality's outputs are what it says. The command line o
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _tiny import boxes_and_balls, tiny_texture_run
+from _tiny import ROOT, boxes_and_balls, captured, png_size, tiny_texture_run
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
 from stgconv.config import load_config
 from stgconv.io.video import save_video
-from stgconv.tasks import synthesize, train
+from stgconv.tasks import demo, synthesize, train
 
 
 def video_clip(path: Path) -> Path:
@@ -241,3 +242,84 @@ def test_training_leaves_the_callers_global_rng_as_it_was(tmp_path: Path) -> Non
     torch.rand(5)  # another caller's state: the run's weights still come from its seed alone
     second = load_checkpoint(tiny_texture_run(tmp_path / "b"))["model"]
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_the_demo_continues_every_stored_chain_five_times_longer(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
+                        lambda config, **kwargs: tmp_path / "run")
+    asked = captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    demo(tmp_path, overrides=["sampler.n_steps=7", "chains.chains_per_example=3"])
+    assert asked["items"] == tmp_path / "run"
+    assert (asked["n_samples"], asked["n_steps"], asked["start"]) == (3, 35, "chains")
+
+
+@pytest.fixture(scope="module")
+def texture_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_texture_run(tmp_path_factory.mktemp("texture"))
+
+
+def test_synthesize_refuses_an_unknown_start(texture_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="start must be 'noise' or 'chains', got 'zero'"):
+        synthesize(texture_run, tmp_path, n_samples=1, n_steps=1, start="zero", device="cpu")
+
+
+def test_synthesis_is_seeded(texture_run: Path, tmp_path: Path) -> None:
+    def samples(name: str, seed: int) -> np.ndarray:
+        out = synthesize(texture_run, tmp_path / name, n_samples=2, n_steps=2, seed=seed,
+                         device="cpu")
+        return np.load(out / "synthesized.npy")
+
+    first = samples("a", 1)
+    np.testing.assert_array_equal(samples("b", 1), first)
+    assert not np.array_equal(samples("c", 2), first)
+
+
+def test_class_synthesis_draws_one_row_per_class(trained_jem_run: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    synthesize(trained_jem_run["run"], tmp_path, classes=[2, 0, 1], n_samples=2, n_steps=1,
+               device="cpu")
+    # One row of n_samples 28-pixel images per class (2 pixels of padding).
+    assert png_size(tmp_path / "synthesized.png") == (2 * 30 + 2, 3 * 30 + 2)
+
+
+def test_stored_chains_give_n_samples_for_every_class(trained_jem_run: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    out = synthesize(trained_jem_run["run"], tmp_path, classes=[0, 2], n_samples=2, n_steps=1,
+                     start="chains", device="cpu")
+    assert np.load(out / "synthesized.npy").shape == (4, 1, 28, 28)
+
+
+@pytest.fixture(scope="module")
+def clamped_coop_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-iteration cooperative texture model whose sampler clamps to [0.1, 0.5]."""
+    out = tmp_path_factory.mktemp("coop") / "run"
+    config = load_config(ROOT / "configs" / "image" / "coop_mnist_quick.yaml", [
+        "data.kind=texture", "data.path=builtin:brick", "data.size=16", "model.arch=texture",
+        "model.layers=[[4, 3, 2], [4, 3, 1]]", "cooperative.latent_dim=4",
+        "cooperative.width=2", "train.n_iterations=2", "train.batch_size=2",
+        "sampler.n_steps=2", "train.sample_every=0", "device=cpu", "sampler.clamp=[0.1, 0.5]",
+        f"out_dir={out}"])
+    return train(config, progress=False)
+
+
+def test_cooperative_proposals_keep_to_the_samplers_clamp(clamped_coop_run: Path,
+                                                          tmp_path: Path) -> None:
+    out = synthesize(clamped_coop_run, tmp_path, n_samples=4, n_steps=0, device="cpu")
+    proposals = np.load(out / "proposals.npy")
+    assert proposals.min() >= 0.1 and proposals.max() <= 0.5
+
+
+def test_cooperative_proposals_are_written_in_the_datas_range(clamped_coop_run: Path,
+                                                              tmp_path: Path,
+                                                              monkeypatch) -> None:
+    module = importlib.import_module("stgconv.tasks.synthesize")
+    revise = module.propose_and_revise
+
+    def overshooting(*args, **kwargs):
+        proposals, samples = revise(*args, **kwargs)
+        return proposals * 0 + 3.0, samples
+
+    monkeypatch.setattr(module, "propose_and_revise", overshooting)
+    out = synthesize(clamped_coop_run, tmp_path, n_samples=2, n_steps=0, device="cpu")
+    assert np.load(out / "proposals.npy").max() == 1.0
