@@ -25,8 +25,9 @@ Quality, measured against the training data (:mod:`stgconv.evaluation.quality`):
 - voxels: mean IoU of each sample with its nearest training chair (realism; it also rewards
   copying), the samples' mean volume fraction against the data's and the spread of the shapes
   (their 0.5 level); reference: as many training chairs as samples, drawn at random, against
-  the other chairs (the spread of sparse binary shapes grows with their count, as rarely filled voxels show up:
-  32 training chairs spread 0.057-0.071, 128 of them 0.076-0.080), and the start.
+  the other chairs (the spread of sparse binary shapes grows with their count, as rarely
+  filled voxels show up: 32 training chairs spread 0.057-0.071, 128 of them 0.076-0.080), and
+  the start.
 
 Run from the repository root (each modality trains two models; on 2 CPU cores images take
 ~4 minutes, the video ~5, voxels ~14)::
