@@ -47,7 +47,7 @@ from stgconv.checks import as_int
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
-from stgconv.recovery import holdout_like
+from stgconv.recovery import hiding_shifts, holdout_like
 from stgconv.types import Fill
 
 
@@ -235,12 +235,9 @@ def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
 
 
 def useful_shifts(known: Tensor) -> list[int]:
-    """The time shifts under which another frame's missing pattern covers observed entries of
-    ``known`` ``(C, T, H, W)`` (on short clips some shifts cover none: e.g. every other frame
-    missing, shifted by two frames)."""
-    missing = ~known
-    shifts = [shift for shift in range(1, known.shape[1])
-              if bool((missing.roll(shift, dims=1) & known).any())]
+    """:func:`stgconv.recovery.hiding_shifts` of ``known`` ``(C, T, H, W)``, refused when there
+    are none."""
+    shifts = hiding_shifts(known)
     if not shifts:
         raise ValueError(
             "the learned fill learns from observed entries hidden like the missing ones of "

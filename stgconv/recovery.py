@@ -372,6 +372,15 @@ class _Estimate:
         return self.total / self.count if self.count else self.last
 
 
+def hiding_shifts(known: Tensor) -> list[int]:
+    """The time shifts ``s`` (1 to T - 1) under which the missing pattern of frame ``t - s``
+    covers observed entries of frame ``t``; ``known`` bool ``(T, H, W)`` or ``(C, T, H, W)``
+    (on short clips some shifts cover none: every other frame missing, shifted by two)."""
+    missing = ~known
+    return [shift for shift in range(1, known.shape[-3])
+            if bool((missing.roll(shift, dims=-3) & known).any())]
+
+
 def holdout_like(
     known: Tensor, *, fraction: float = 0.2, shift: int | None = None,
     generator: torch.Generator | None = None,
@@ -404,9 +413,7 @@ def holdout_like(
         raise ValueError("the mask hides no entry: there is nothing to recover")
     T = known.shape[dim]
     if shift is None:
-        by_distance = sorted(range(1, T), key=lambda s: (abs(s - T // 2), s))
-        shift = next((s for s in by_distance
-                      if bool(((~known).roll(s, dims=dim) & known).any())), None)
+        shift = min(hiding_shifts(known), key=lambda s: (abs(s - T // 2), s), default=None)
     candidates = ((~known).roll(shift, dims=dim) & known if shift is not None
                   else torch.zeros_like(known))  # no shift hides anything
     other = [d for d in range(known.dim()) if d != dim]
