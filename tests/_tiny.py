@@ -174,7 +174,8 @@ def read_events(log_dir: Path):
     """The TensorBoard events written into ``log_dir``, every one kept."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0})
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0,
+                                                           "tensors": 0})
     events.Reload()
     return events
 

@@ -56,10 +56,7 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     assert "temporal_interpolation" in printed
     assert f"wrote {out}, {tmp_path / 'tb'}" in printed  # every output the run wrote
     # The same scores and a comparison frame, read back from TensorBoard's event file.
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(tmp_path / "tb")
     assert events.Scalars("recovery/error/stgconv")[0].value == pytest.approx(
         table["errors"]["stgconv"], rel=1e-6)
     assert {f"recovery/error/{name}" for name in table["errors"]} <= set(events.Tags()["scalars"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import boxes_and_balls
+from _tiny import boxes_and_balls, read_events
 
 from stgconv.cli import main
 from stgconv.evaluation.voxel import _run_methods, _table, load_eval_shapes, random_known
@@ -67,10 +67,7 @@ def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:
     assert table["start"]["error"] == pytest.approx(table["errors"]["nearest_known"], rel=1e-6)
     assert table["start"]["iou"] == pytest.approx(table["iou"]["nearest_known"], rel=1e-6)
     # Only TensorBoard asked for the render: it is there, and no render folder was left behind.
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
+    events = read_events(tmp_path / "tb")
     for method, iou in table["iou"].items():
         assert events.Scalars(f"recovery-3d/iou/{method}")[0].value == pytest.approx(iou, rel=1e-6)
     assert events.Tags()["images"] == ["recovery-3d/comparison"]

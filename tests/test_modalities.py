@@ -218,7 +218,6 @@ def test_real_chairs_load_padded(shared_data: Path) -> None:
 
 
 def test_voxel_samples_log_their_surface_as_a_tensorboard_mesh(tmp_path: Path) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util.tensor_util import make_ndarray
     from torch.utils.tensorboard import SummaryWriter
 
@@ -227,8 +226,7 @@ def test_voxel_samples_log_their_surface_as_a_tensorboard_mesh(tmp_path: Path) -
     grids[0, 0, :4, 2:6, 2:6] = 1  # a box against the grid's border
     VOXELS.log_samples(writer, "samples", grids, 3)
     writer.close()
-    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
-    events.Reload()
+    events = read_events(tmp_path)
     tensors = events.Tags()["tensors"]
     assert any(t.startswith("samples") and "VERTEX" in t for t in tensors), tensors
     assert events.Scalars("samples/volume_fraction")[0].step == 3
@@ -242,15 +240,13 @@ def test_voxel_samples_log_their_surface_as_a_tensorboard_mesh(tmp_path: Path) -
 def test_video_samples_log_as_a_tensorboard_video(tmp_path: Path) -> None:
     """Up to 4 clips side by side as an animated GIF (TensorBoard's video format), every frame
     in it, and the first clip's frames as images."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
     clips = torch.rand(5, 3, 6, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     writer = SummaryWriter(str(tmp_path))
     VIDEO.log_samples(writer, "samples", clips, 2)
     writer.close()
-    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
-    events.Reload()
+    events = read_events(tmp_path)
     (video,) = events.Images("samples")
     assert video.step == 2 and video.encoded_image_string[:6] == b"GIF89a"
     with Image.open(io.BytesIO(video.encoded_image_string)) as gif:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import ROOT, boxes_and_balls, captured, png_size, tiny_texture_run
+from _tiny import ROOT, boxes_and_balls, captured, png_size, read_events, tiny_texture_run
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
@@ -98,7 +98,6 @@ def test_training_logs_samples_and_norms_into_tensorboard(modality: str, tmp_pat
     """Read back from the event file: the samples (images, a clip's frames, a voxel mesh and its
     volume fraction), every layer's weight and gradient norm, the energies; none with
     train.log_media false."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     def tags(log_media: bool) -> dict[str, list[str]]:
         out = tmp_path / f"run_{log_media}"
@@ -107,9 +106,7 @@ def test_training_logs_samples_and_norms_into_tensorboard(modality: str, tmp_pat
                                     "sampler.n_steps=2", "chains.chains_per_example=2",
                                     f"train.log_media={str(log_media).lower()}"])
         train(config, progress=False)
-        events = EventAccumulator(str(out / "tb"), size_guidance={"images": 0, "tensors": 0})
-        events.Reload()
-        return events.Tags()
+        return read_events(out / "tb").Tags()
 
     logged = tags(True)
     assert {"train/e_pos", "train/e_neg", "train/loss"} <= set(logged["scalars"])
