@@ -643,3 +643,55 @@ def test_frames_an_error_keeps_can_be_freed_in_a_forked_process(tmp_path) -> Non
     if worker.exitcode is None:
         worker.kill()
     assert worker.exitcode == 0
+
+
+def _write_ffv1_yuv(path: Path, image: np.ndarray, pix_fmt: str) -> Path:
+    """One frame of ``image`` ``(H, W, 3)`` uint8 as lossless FFV1 in the YUV format ``pix_fmt``:
+    what is read back differs from ``image`` only by the conversion to and from YUV."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.height, stream.width, _ = image.shape
+        stream.pix_fmt = pix_fmt
+        for frame in (av.VideoFrame.from_ndarray(image, format="rgb24"), None):
+            container.mux(stream.encode(frame))
+    return path
+
+
+def _flat_patches() -> tuple[np.ndarray, np.ndarray]:
+    """16 patches of 32x32 pixels, each one colour (white and black among them), and where the
+    patches' insides are (8 pixels from every edge: no chroma is shared with a neighbour)."""
+    colours = np.random.default_rng(1).integers(0, 256, (16, 3))
+    colours[0], colours[1] = 255, 0
+    image = colours.reshape(4, 4, 1, 1, 3).repeat(32, 2).repeat(32, 3)
+    image = image.transpose(0, 2, 1, 3, 4).reshape(128, 128, 3).astype(np.uint8)
+    inside = np.zeros((4, 32, 4, 32), bool)
+    inside[:, 8:24, :, 8:24] = True
+    return image, inside.reshape(128, 128)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv422p10le", "yuv420p12le"])
+def test_flat_colours_of_high_bit_depth_video_read_exactly(tmp_path, pix_fmt) -> None:
+    """10- and 12-bit YUV hold an 8-bit colour exactly: it reads back as it was (FFmpeg's fast
+    conversion read 10-bit white as 253 and every colour up to 2 grey levels off)."""
+    image, inside = _flat_patches()
+    clip = load_video(_write_ffv1_yuv(tmp_path / "flat.mkv", image, pix_fmt))
+    read = np.round((clip[:, 0].permute(1, 2, 0).numpy() + 1) * 127.5).astype(int)
+    np.testing.assert_array_equal(read[inside], image[inside])
+
+
+def test_8_bit_yuv420p_reads_within_the_rounding_of_its_values(tmp_path) -> None:
+    """The common case (H.264 and MPEG-4 files are 8-bit 4:2:0): a flat colour is stored to the
+    nearest YUV step, so it reads back within one grey level; a smooth image, whose chroma is
+    shared by 2x2 pixels, within 0.7 on average (the fast conversion: 3 and 2.7)."""
+    image, inside = _flat_patches()
+    clip = load_video(_write_ffv1_yuv(tmp_path / "flat.mkv", image, "yuv420p"))
+    error = np.abs((clip[:, 0].permute(1, 2, 0).numpy() + 1) * 127.5 - image)
+    assert error[inside].max() <= 1.0 + 1e-4
+    y, x = np.mgrid[:128, :128]
+    smooth = np.stack([127 + 120 * np.sin(x / 9 + c) * np.cos(y / 11 - c) for c in range(3)], -1)
+    smooth = smooth.round().astype(np.uint8)
+    clip = load_video(_write_ffv1_yuv(tmp_path / "smooth.mkv", smooth, "yuv420p"))
+    error = np.abs((clip[:, 0].permute(1, 2, 0).numpy() + 1) * 127.5 - smooth)
+    assert error.mean() < 0.7

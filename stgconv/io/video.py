@@ -79,6 +79,18 @@ GIF_MAX_FPS = 100
 GIF_MIN_FPS = Fraction(100, 65535)
 """A GIF frame delay is a 16-bit count of hundredths: at most 655.35 s."""
 
+# How every frame is converted between YUV and RGB: FFmpeg's scaler flags (libswscale/swscale.h
+# SWS_BILINEAR | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND; PyAV hands an int through as the flags).
+# Its default fast path reads flat colours of 8-bit 4:2:0 video up to 3 grey levels off the exact
+# BT.601/709 conversion (1.0 on average; 10-bit white as 253) and smooth images 2.7 off on
+# average; full-resolution chroma and accurate rounding read flat 10-bit colours exactly and
+# 8-bit ones within the rounding of their YUV values (measured: bench/README.md, "Reading
+# video"; tests/test_io_video.py).
+_SCALER_FLAGS = 0x2 | 0x2000 | 0x40000
+# One scaler thread: PyAV would give each frame a scaler with its own thread pool, and a forked
+# process (a DataLoader worker) that frees a parent's frame waits forever for those threads.
+_SCALER_THREADS = 1
+
 
 # --------------------------------------------------------------------------------------------
 # Reading
@@ -300,9 +312,7 @@ def frame_rate(path: str | Path) -> Fraction | None:
 def _upright(frame: av.VideoFrame, path: Path) -> Image.Image:
     """``frame`` as players show it: turned and mirrored as its display matrix says, as FFmpeg's
     own player does (phone clips store portrait video as landscape frames and say so there)."""
-    # One thread: PyAV would give each frame a scaler with its own thread pool, and a forked
-    # process (a DataLoader worker) that frees a parent's frame waits forever for those threads.
-    image = frame.to_image(threads=1)
+    image = frame.to_image(interpolation=_SCALER_FLAGS, threads=_SCALER_THREADS)
     matrix = frame.side_data.get("DISPLAYMATRIX")
     if matrix is None:
         return image
@@ -537,7 +547,8 @@ def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: st
             if codec == "gif":
                 frame = av.VideoFrame.from_ndarray(_palette_frame(array), format="pal8")
             else:
-                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(
+                    format=encoder.pix_fmt, interpolation=_SCALER_FLAGS, threads=_SCALER_THREADS)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
