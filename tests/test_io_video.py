@@ -695,3 +695,57 @@ def test_8_bit_yuv420p_reads_within_the_rounding_of_its_values(tmp_path) -> None
     clip = load_video(_write_ffv1_yuv(tmp_path / "smooth.mkv", smooth, "yuv420p"))
     error = np.abs((clip[:, 0].permute(1, 2, 0).numpy() + 1) * 127.5 - smooth)
     assert error.mean() < 0.7
+
+
+def _mpeg2_stream(path: Path, container_format: str) -> tuple[bytes, list[int]]:
+    """40 random 32x32 frames of MPEG-2 in ``container_format`` at ``path``: the file's bytes and
+    where each picture starts (MPEG-2's picture start code 00 00 01 00; about 200 bytes each)."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+                                             format="rgb24") for _ in range(40)]
+        for frame in [*frames, None]:
+            container.mux(stream.encode(frame))
+    assert load_video(path).shape[1] == 40
+    data = path.read_bytes()
+    pictures = [i for i in range(len(data) - 3) if data[i:i + 4] == b"\x00\x00\x01\x00"]
+    assert len(pictures) == 40
+    return data, pictures
+
+
+@pytest.mark.parametrize("container_format, suffix", [("mpegts", ".ts"), ("mpeg", ".mpg")])
+def test_a_stream_cut_part_way_through_a_frame_is_truncated(tmp_path, container_format,
+                                                            suffix) -> None:
+    """Transport and program streams state no length, so a cut one reads as a shorter stream;
+    cut inside a frame's data, that last frame decodes damaged (read without a word before).
+    The frames before it are whole, and the error says how to read them."""
+    whole = tmp_path / f"whole{suffix}"
+    data, pictures = _mpeg2_stream(whole, container_format)
+    # The transport stream on the boundary of its 188-byte packets after the picture's first.
+    end = -(-(pictures[20] + 1) // 188) * 188 if suffix == ".ts" else pictures[20] + 100
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[:end])
+    with pytest.raises(ValueError, match=rf"cut\{suffix} is truncated or corrupt: its frame "
+                                         r"(\d+) decoded with errors \(n_frames=\1 reads") as err:
+        load_video(cut)
+    kept = int(str(err.value).split("n_frames=")[1].split()[0])
+    np.testing.assert_array_equal(load_video(cut, n_frames=kept).numpy(),
+                                  load_video(whole, n_frames=kept).numpy())
+
+
+def test_a_transport_stream_cut_part_way_through_a_packet_is_truncated(tmp_path) -> None:
+    """Cut inside a 188-byte packet, the demuxer drops the packet and every frame that decodes
+    is whole: the file's size is what tells."""
+    data, pictures = _mpeg2_stream(tmp_path / "whole.ts", "mpegts")
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[:pictures[20] + 100])
+    assert len(data[:pictures[20] + 100]) % 188
+    with pytest.raises(ValueError, match=r"cut\.ts is truncated: it ends part way through a "
+                                         r"transport packet .* 20 frames could be decoded"):
+        load_video(cut)
+    assert load_video(cut, n_frames=20).shape[1] == 20  # asked for fewer: read without a look

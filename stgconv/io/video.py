@@ -289,6 +289,18 @@ def _shortfall(stream: av.video.stream.VideoStream, said_end: float | None, deco
     return None
 
 
+# Bytes in an MPEG transport stream's packets: plain, Blu-ray's M2TS (a 4-byte time stamp in
+# front), and with 16 bytes of error correction after.
+_TRANSPORT_PACKET_SIZES = (188, 192, 204)
+
+
+def _whole_transport_packets(path: Path) -> bool:
+    """Whether ``path`` (an MPEG transport stream) holds a whole number of packets: it states no
+    length, so a file cut part way through a packet is told only by its size."""
+    size = path.stat().st_size
+    return any(size % packet == 0 for packet in _TRANSPORT_PACKET_SIZES)
+
+
 def _ends_with_gif_trailer(path: Path) -> bool:
     with path.open("rb") as file:
         file.seek(-1, 2)
@@ -363,12 +375,20 @@ def _read_file(
                 step = Fraction(rate) / check_fps(fps)
             said_end = _said_end(stream, container)
             is_gif = container.format.name == "gif"
+            is_transport_stream = container.format.name == "mpegts"
             wanted = start  # source index of the next output frame
             stage = "decode"
             last = None
+            damaged = None  # the first wanted frame decoded with errors
             for frame in container.decode(stream):
                 index, decoded, last = decoded, decoded + 1, frame
-                if index < wanted:
+                if index < wanted or damaged is not None:
+                    continue
+                if frame.is_corrupt:
+                    # Reported once the file is read to its end, with what its header says: a
+                    # transport or program stream states no length, and cut short, it ends in a
+                    # frame whose data stops part way, which the decoder returns flagged.
+                    damaged = index
                     continue
                 array = _to_array(_upright(frame, path), size, channels)
                 if frames and array.shape != frames[0].shape:  # only without ``size``
@@ -393,8 +413,17 @@ def _read_file(
     if decoded == 0:
         raise ValueError(f"no decodable frames in {path}")
     shortfall = _shortfall(stream, said_end, decoded, last) if exhausted else None
+    if damaged is not None:
+        before = f" (n_frames={len(frames)} reads the frames before it)" if frames else ""
+        raise ValueError(f"{path} is truncated or corrupt: {shortfall + '; ' if shortfall else ''}"
+                         f"its frame {damaged} decoded with errors{before}")
     if shortfall:
         raise ValueError(f"{path} is truncated or corrupt: {shortfall}")
+    if exhausted and is_transport_stream and not _whole_transport_packets(path):
+        raise ValueError(
+            f"{path} is truncated: it ends part way through a transport packet (its size is no "
+            f"multiple of {', '.join(map(str, _TRANSPORT_PACKET_SIZES))} bytes; {decoded} frames "
+            "could be decoded)")
     if exhausted and is_gif and not _ends_with_gif_trailer(path):
         # GIF headers hold no frame count; a complete GIF ends with the trailer byte 0x3B.
         raise ValueError(
