@@ -399,17 +399,19 @@ def test_a_folder_of_animated_gifs_is_no_folder_of_frames(tmp_path) -> None:
     assert load_video(tmp_path / "frames").shape == (3, 2, 8, 8)
 
 
-def _write_mp4(path: Path, n_frames: int, *, shift: int = 0, **options: str) -> Path:
-    """``n_frames`` random 16x16 frames as MPEG-4 at 25 fps, timestamps moved ``shift`` frames
-    earlier: frames before 0 are then outside the file's edit list, as in a trimmed MP4."""
+def _write_random_frames(path: Path, n_frames: int, *, shift: int = 0, codec: str = "mpeg4",
+               container_format: str | None = None, size: int = 16, **options: str) -> Path:
+    """``n_frames`` random ``size`` x ``size`` frames as MPEG-4 (or ``codec``) at 25 fps in an MP4
+    (or ``container_format``), timestamps moved ``shift`` frames earlier: frames before 0 are
+    then outside the file's edit list, as in a trimmed MP4."""
     import av
 
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width = stream.height = 16
+    with av.open(str(path), "w", format=container_format, options=options) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
-        frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
                                              format="rgb24") for _ in range(n_frames)]
         for frame in [*frames, None]:
             for packet in stream.encode(frame):
@@ -423,14 +425,14 @@ def test_a_trimmed_mp4_reads_as_the_frames_it_shows(tmp_path) -> None:
     """A trimmed MP4 (``ffmpeg -ss ... -c copy``, a phone's trim) keeps the cut frames in its
     index and hides them by its edit list: whole, read as the 40 frames it shows (it was
     refused as truncated, its index announcing 50)."""
-    path = _write_mp4(tmp_path / "trimmed.mp4", 50, shift=10)
+    path = _write_random_frames(tmp_path / "trimmed.mp4", 50, shift=10)
     assert load_video(path).shape == (3, 40, 16, 16)
 
 
 def test_an_mp4_with_its_index_first_cut_short_is_truncated(tmp_path) -> None:
     """With the index at the front (``movflags=faststart``, as streamed files have it), a cut
     file still announces its full length, and its last frame ends long before it."""
-    data = _write_mp4(tmp_path / "full.mp4", 40, movflags="faststart").read_bytes()
+    data = _write_random_frames(tmp_path / "full.mp4", 40, movflags="faststart").read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
     with pytest.raises(ValueError, match=r"cut\.mp4 is truncated or corrupt: .*ends at 1\.60 s "
@@ -614,7 +616,7 @@ def test_save_comparison_refuses_panels_of_different_heights(tmp_path) -> None:
 
 
 def test_an_mp4_with_its_index_first_missing_its_last_frames_is_truncated(tmp_path) -> None:
-    data = _write_mp4(tmp_path / "full.mp4", 40, movflags="faststart").read_bytes()
+    data = _write_random_frames(tmp_path / "full.mp4", 40, movflags="faststart").read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.85)])
     with pytest.raises(ValueError, match=r"cut\.mp4 is truncated or corrupt: .*\(40 frames\)"):
@@ -700,17 +702,7 @@ def test_8_bit_yuv420p_reads_within_the_rounding_of_its_values(tmp_path) -> None
 def _mpeg2_stream(path: Path, container_format: str) -> tuple[bytes, list[int]]:
     """40 random 32x32 frames of MPEG-2 in ``container_format`` at ``path``: the file's bytes and
     where each picture starts (MPEG-2's picture start code 00 00 01 00; about 200 bytes each)."""
-    import av
-
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w", format=container_format) as container:
-        stream = container.add_stream("mpeg2video", rate=25)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
-                                             format="rgb24") for _ in range(40)]
-        for frame in [*frames, None]:
-            container.mux(stream.encode(frame))
+    _write_random_frames(path, 40, codec="mpeg2video", container_format=container_format, size=32)
     assert load_video(path).shape[1] == 40
     data = path.read_bytes()
     pictures = [i for i in range(len(data) - 3) if data[i:i + 4] == b"\x00\x00\x01\x00"]
