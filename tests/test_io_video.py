@@ -400,7 +400,8 @@ def test_a_folder_of_animated_gifs_is_no_folder_of_frames(tmp_path) -> None:
 
 
 def _write_random_frames(path: Path, n_frames: int, *, shift: int = 0, codec: str = "mpeg4",
-               container_format: str | None = None, size: int = 16, **options: str) -> Path:
+                         container_format: str | None = None, size: int = 16,
+                         **options: str) -> Path:
     """``n_frames`` random ``size`` x ``size`` frames as MPEG-4 (or ``codec``) at 25 fps in an MP4
     (or ``container_format``), timestamps moved ``shift`` frames earlier: frames before 0 are
     then outside the file's edit list, as in a trimmed MP4."""
