@@ -126,7 +126,9 @@ def load_video(
     (``f2.png`` before ``f10.png``; zero-padded names sort the same either way). Frames come
     upright, as players show them: turned and mirrored as a file's display matrix says (phone
     clips store portrait video as landscape frames and say so there), a frame image as its EXIF
-    orientation says; ``size`` and ``H, W`` are the upright frame's.
+    orientation says; ``size`` and ``H, W`` are the upright frame's. YUV video is converted to
+    RGB by FFmpeg's accurate path (full-resolution chroma, exact rounding: flat colours within
+    the rounding of their stored values), by the matrix and range the file states.
 
     Args:
         path: a video file or a folder of frame images.
@@ -154,8 +156,10 @@ def load_video(
             display matrix that turns frames by other than quarter turns; a truncated file
             (read to its end, its last frame ends more than half a frame before the video
             track's stated end, and fewer frames decode than its index counts where it has
-            one; a GIF lacks its trailer byte); no decodable frames; fewer frames than asked
-            (the message says how many there are).
+            one; a GIF lacks its trailer byte; a transport stream ends part way through a
+            packet); a frame asked for that decodes with errors (a stream cut inside a frame;
+            the message says how many frames before it are whole); no decodable frames; fewer
+            frames than asked (the message says how many there are).
     """
     path = Path(path)
     if channels not in (1, 3):
