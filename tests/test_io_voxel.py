@@ -606,3 +606,139 @@ def test_render_from_straight_above_and_below() -> None:
     cube[2:6, 2:6, 2:6] = 1
     images = render_views(cube, views=((0, 90), (0, -90)), size=16)
     assert (images < 250).any(axis=-1).any(axis=(1, 2)).all()
+
+
+def write_ply(path: Path, vertices, polygons) -> Path:
+    """An ASCII PLY of ``vertices`` and ``polygons`` (lists of corners)."""
+    path.write_text(f"ply\nformat ascii 1.0\nelement vertex {len(vertices)}\nproperty float x\n"
+                    f"property float y\nproperty float z\nelement face {len(polygons)}\n"
+                    "property list uchar int vertex_indices\nend_header\n"
+                    + "".join(f"{x} {y} {z}\n" for x, y, z in vertices)
+                    + "".join(f"{len(p)} {' '.join(map(str, p))}\n" for p in polygons))
+    return path
+
+
+def test_a_truncated_ply_is_refused(tmp_path: Path) -> None:
+    """open3d's legacy reader returns what it read before the file ran out (8 of a cube's 12
+    triangles here), voxelized without a word before."""
+    path = write_ply(tmp_path / "cut.ply", CUBE_VERTICES, cube_triangles())
+    path.write_text(path.read_text()[:-40])
+    with pytest.raises(ValueError, match=r"cut\.ply: the PLY file is truncated or malformed"):
+        load_mesh(path)
+
+
+def test_vertices_no_face_uses_do_not_move_the_shape() -> None:
+    """Normalising by every vertex, one stray at x = 100 shrank a cube to 4 voxels at 16^3."""
+    stray = np.vstack([CUBE_VERTICES, [[100.0, 0, 0]]])
+    np.testing.assert_array_equal(voxelize(stray, cube_triangles(), 16),
+                                  voxelize(CUBE_VERTICES, cube_triangles(), 16))
+
+
+def l_prism() -> tuple[np.ndarray, list[list[int]]]:
+    """A prism on an L: two concave hexagonal caps listed from a corner that does not see the
+    whole L (a fan from it covers area outside), and six quads; area 2 * 3 + 8."""
+    corners = [(2, 1), (1, 1), (1, 2), (0, 2), (0, 0), (2, 0)]
+    n = len(corners)
+    vertices = np.array([(x, y, 0) for x, y in corners] + [(x, y, 1) for x, y in corners], float)
+    polygons = [list(range(n))[::-1], list(range(n, 2 * n))]
+    polygons += [[i, (i + 1) % n, n + (i + 1) % n, n + i] for i in range(n)]
+    return vertices, polygons
+
+
+@pytest.mark.parametrize("suffix", [".off", ".obj"])
+def test_concave_polygons_keep_their_shape(tmp_path: Path, suffix: str) -> None:
+    """Split as fans they covered area outside the L (15-16 instead of 14), and the same mesh
+    read from a PLY (open3d clips ears) voxelized differently."""
+    vertices, polygons = l_prism()
+    if suffix == ".off":
+        path = write_off(tmp_path / "l.off", vertices, polygons)
+    else:
+        path = tmp_path / "l.obj"
+        path.write_text("".join(f"v {x} {y} {z}\n" for x, y, z in vertices)
+                        + "".join(f"f {' '.join(str(i + 1) for i in p)}\n" for p in polygons))
+    v, f = load_mesh(path)
+    area = np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+    assert area.sum() / 2 == pytest.approx(2 * 3 + 8)
+    ply = write_ply(tmp_path / "l.ply", vertices, polygons)
+    np.testing.assert_array_equal(voxelize(v, f, 24), voxelize(*load_mesh(ply), 24))
+
+
+def revolved(profile: list[tuple[float, float]], n: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """The closed surface swept by turning ``profile`` ((r, z) from the axis back to the axis)
+    about the z axis in ``n`` steps."""
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    rings = profile[1:-1]
+    vertices = [(0, 0, profile[0][1])]
+    vertices += [(r * np.cos(a), r * np.sin(a), z) for r, z in rings for a in angles]
+    vertices.append((0, 0, profile[-1][1]))
+
+    def at(ring: int, i: int) -> int:
+        return 1 + ring * n + i % n
+
+    faces = [(0, at(0, i + 1), at(0, i)) for i in range(n)]
+    for k in range(len(rings) - 1):
+        for i in range(n):
+            faces += [(at(k, i), at(k, i + 1), at(k + 1, i + 1)),
+                      (at(k, i), at(k + 1, i + 1), at(k + 1, i))]
+    last = len(vertices) - 1
+    faces += [(last, at(len(rings) - 1, i), at(len(rings) - 1, i + 1)) for i in range(n)]
+    return np.array(vertices, float), np.array(faces)
+
+
+def test_a_watertight_bottle_stays_hollow() -> None:
+    """A bottle with walls (every edge shared by two triangles), open at its neck: carving
+    filled its cavity but for a column under the neck (6,996 voxels against 3,424)."""
+    profile = [(0, 0), (1, 0), (1, 2), (0.3, 2.6), (0.3, 3.2), (0.2, 3.2), (0.2, 2.6),
+               (0.9, 2.0), (0.9, 0.1), (0, 0.1)]  # outer wall up, round the lip, inner wall down
+    grid = voxelize(*revolved(profile), 32, margin=1)
+    assert not grid[9:13, 14:18, 14].any()  # inside, beside the neck's column, mid height
+    assert grid.sum() < 4000
+
+
+@pytest.mark.parametrize("name, data", [
+    ("bom.off", "\ufeff" + "OFF\n8 6 0\n"
+     + "".join(f"{x:g} {y:g} {z:g}\n" for x, y, z in CUBE_VERTICES)
+     + "".join(f"4 {' '.join(map(str, q))}\n" for q in CUBE_QUADS)),
+    ("bom.obj", "\ufeff" + "".join(f"v {x:g} {y:g} {z:g}\n" for x, y, z in CUBE_VERTICES)
+     + "".join(f"f {' '.join(str(i + 1) for i in q)}\n" for q in CUBE_QUADS)),
+    ("latin1.obj", "g St\xfchle\n" + "".join(f"v {x:g} {y:g} {z:g}\n" for x, y, z in CUBE_VERTICES)
+     + "".join(f"f {' '.join(str(i + 1) for i in q)}\n" for q in CUBE_QUADS)),
+])
+def test_a_byte_order_mark_or_latin_1_text_reads(tmp_path: Path, name: str, data: str) -> None:
+    """Windows editors start files with a UTF-8 byte order mark (the OFF header was refused, an
+    OBJ lost its first vertex); a Latin-1 group name made the file 'not a text file'."""
+    path = tmp_path / name
+    path.write_bytes(data.encode("latin-1" if name.startswith("latin") else "utf-8"))
+    vertices, faces = load_mesh(path)
+    np.testing.assert_array_equal(vertices, CUBE_VERTICES)
+    assert len(faces) == 12
+
+
+def test_a_binary_off_is_refused_as_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "bin.off"
+    path.write_bytes(b"OFF BINARY\n\x00\x00\x00\x08\x00\x00\x00\x06")
+    with pytest.raises(ValueError, match=r"bin\.off: not a text file"):
+        load_mesh(path)
+
+
+def test_obj_index_zero_is_refused_and_continued_lines_join(tmp_path: Path) -> None:
+    """OBJ counts vertices from 1 (negative indices back from the last): 0 was read as the next
+    vertex to come. A line ending in a backslash continues on the next (it was an int error)."""
+    vertices = "".join(f"v {x:g} {y:g} {z:g}\n" for x, y, z in CUBE_VERTICES)
+    zero = tmp_path / "zero.obj"
+    zero.write_text(vertices[:24] + "f 0 1 2\n" + vertices[24:])
+    with pytest.raises(ValueError, match=r"zero\.obj.*uses index 0"):
+        load_mesh(zero)
+    continued = tmp_path / "continued.obj"
+    continued.write_text(vertices + "".join(f"f {q[0] + 1} {q[1] + 1} \\\n  {q[2] + 1} {q[3] + 1}\n"
+                                            for q in CUBE_QUADS))
+    assert len(load_mesh(continued)[1]) == 12
+
+
+def test_geometry_above_the_cube_is_cut_off_without_normalizing() -> None:
+    """Beyond the upper face open3d lists voxel index R, which was put on the last layer (a
+    plate at z = 0.55 drew 64 voxels there); below the lower face it was cut off."""
+    plate = np.array([[-0.4, -0.4, 0.55], [0.4, -0.4, 0.55], [0.4, 0.4, 0.55], [-0.4, 0.4, 0.55]])
+    vertices = np.vstack([CUBE_VERTICES * 0.25 - 0.125, plate])
+    faces = np.vstack([cube_triangles(), [[8, 9, 10], [8, 10, 11]]])
+    assert not voxelize(vertices, faces, 8, normalize=False)[:, :, 7].any()

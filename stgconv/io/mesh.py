@@ -44,7 +44,8 @@ _OFF_HEADER = re.compile(r"^(?:ST)?C?N?OFF(?=$|[\s\d+-])(.*)$")
 
 
 def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a triangle mesh; polygons with more than three corners become triangle fans.
+    """Read a triangle mesh; polygons with more than three corners become triangles (fans when
+    convex, ear clipping when concave).
 
     Args:
         path: a ``.off``, ``.obj``, ``.ply`` or ``.stl`` file.
@@ -72,15 +73,23 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         vertices, polygons = _read_obj(path)
     else:
         return _read_open3d(path)
-    return _check_mesh(path, vertices, _triangulate(polygons))
+    return _check_mesh(path, vertices, _triangulate(polygons, vertices))
 
 
 def _lines(path: Path) -> list[str]:
-    """Non-empty lines with ``#`` comments removed."""
+    """Non-empty lines with ``#`` comments removed.
+
+    A UTF-8 byte order mark is dropped; text that is not UTF-8 (a Latin-1 comment or group
+    name) is read as Latin-1, since only ASCII keywords and numbers matter here.
+    """
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise ValueError(f"cannot read mesh {path}: not a text file (binary meshes are not "
+                         "supported in this format)")
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"cannot read mesh {path}: not a text file ({err})") from err
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
     if "#" in text:
         lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
     else:
@@ -150,8 +159,19 @@ def _parse_faces(lines: list[str]) -> np.ndarray | list[list[int]]:
 def _read_obj(path: Path) -> tuple[np.ndarray, list[list[int]]]:
     vertices: list[list[str]] = []
     polygons: list[list[int]] = []
+    lines = _lines(path)
+    joined: list[str] = []
+    pending = ""
+    for line in lines:  # a trailing backslash continues the element on the next line
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+        else:
+            joined.append(pending + line)
+            pending = ""
+    if pending.strip():
+        joined.append(pending)
     try:
-        for line in _lines(path):
+        for line in joined:
             values = line.split()
             if values[0] == "v":
                 if len(values) < 4:
@@ -162,6 +182,9 @@ def _read_obj(path: Path) -> tuple[np.ndarray, list[list[int]]]:
                 corners = [int(v.split("/", 1)[0]) for v in values[1:]]
                 if len(corners) < 3:
                     raise ValueError(f"face line {line!r} has fewer than 3 corners")
+                if 0 in corners:
+                    raise ValueError(f"face line {line!r} uses index 0 (OBJ indices start at "
+                                     "1; negative ones count back from the last vertex)")
                 polygons.append([c - 1 if c > 0 else len(vertices) + c for c in corners])
         array = np.array(vertices, dtype=np.float64).reshape(-1, 3)
     except ValueError as err:
@@ -175,6 +198,13 @@ def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray]:
     # open3d reports unreadable files as a printed warning and an empty mesh, not an exception.
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         mesh = o3d.io.read_triangle_mesh(str(path))
+        # The legacy reader keeps what it read before a failure (a truncated PLY comes back
+        # partial); the tensor reader wraps the same reader but drops the mesh when it fails.
+        partial = (path.suffix.lower() == ".ply" and len(mesh.triangles) > 0
+                   and "positions" not in o3d.t.io.read_triangle_mesh(str(path)).vertex)
+    if partial:
+        raise ValueError(f"cannot read mesh {path}: the PLY file is truncated or malformed "
+                         "(fewer elements than its header announces, or a bad value)")
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.triangles, dtype=np.int64)
     if len(faces) == 0:
@@ -182,12 +212,77 @@ def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return _check_mesh(path, vertices, faces)
 
 
-def _triangulate(polygons: np.ndarray | list[list[int]]) -> np.ndarray:
-    """Fans ``(p0, pk, pk+1)``: exact for the convex polygons of CAD meshes."""
+def _triangulate(polygons: np.ndarray | list[list[int]], vertices: np.ndarray) -> np.ndarray:
+    """Fans ``(p0, pk, pk+1)`` for convex polygons, ear clipping for concave ones (as open3d's
+    PLY reader): a fan from a corner that does not see the whole polygon covers area outside
+    it."""
     if isinstance(polygons, np.ndarray):
         return polygons
-    triangles = [(p[0], p[k], p[k + 1]) for p in polygons for k in range(1, len(p) - 1)]
-    return np.array(triangles, dtype=np.int64).reshape(-1, 3)
+    by_size: dict[int, list[list[int]]] = {}
+    for p in polygons:
+        by_size.setdefault(len(p), []).append(p)
+    triangles = []
+    for n, group in by_size.items():
+        table = np.array(group, dtype=np.int64)
+        fan = table[:, np.stack([np.zeros(n - 2, int), np.arange(1, n - 1), np.arange(2, n)], 1)]
+        concave = np.zeros(len(table), bool)
+        if n > 3 and table.min() >= 0 and table.max() < len(vertices):  # else _check_mesh
+            concave = ~_is_convex(vertices[table])
+        triangles.append(fan[~concave].reshape(-1, 3))
+        for p in table[concave]:
+            triangles.append(np.array(_ear_clip(list(p), vertices[p]), dtype=np.int64))
+    return np.concatenate(triangles).reshape(-1, 3) if triangles else np.zeros((0, 3), np.int64)
+
+
+def _plane_2d(points: np.ndarray) -> np.ndarray:
+    """Polygons ``(..., n, 3)`` projected onto the coordinate plane their (Newell) normal faces
+    most, as ``(..., n, 2)`` counter-clockwise: mirrored (the two coordinates swapped) where the
+    projection would turn them clockwise, so the corners keep their order."""
+    normal = np.cross(points, np.roll(points, -1, axis=-2)).sum(axis=-2)
+    axis = np.abs(normal).argmax(axis=-1)
+    keep = np.array([[1, 2], [0, 2], [0, 1]])[axis]  # x x y = z, y x z = x, x x z = -y
+    flat = np.take_along_axis(points, keep[..., None, :], axis=-1)
+    flip = np.take_along_axis(normal, axis[..., None], axis=-1)[..., 0] * np.where(axis == 1, -1, 1)
+    return np.where((flip < 0)[..., None, None], flat[..., ::-1], flat)
+
+
+def _is_convex(points: np.ndarray) -> np.ndarray:
+    """Whether each polygon ``(..., n, 3)`` turns left (or goes straight) at every corner."""
+    flat = _plane_2d(points)
+    a, b = flat - np.roll(flat, 1, axis=-2), np.roll(flat, -1, axis=-2) - flat
+    return (a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0] >= 0).all(axis=-1)
+
+
+def _cross2(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Twice the signed area of the 2-D triangle ``(o, a, b)``: positive when it turns left."""
+    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+
+def _ear_clip(polygon: list[int], points: np.ndarray) -> list[tuple[int, int, int]]:
+    """Triangles of the simple polygon ``polygon`` (vertex indices; ``points`` ``(n, 3)`` their
+    positions): cut off a convex corner whose triangle holds no other corner, until three are
+    left (Meisters' two-ears theorem says a simple polygon always has one)."""
+    flat = _plane_2d(points)
+    left = list(range(len(polygon)))
+    out = []
+    while len(left) > 3:
+        for k in range(len(left)):
+            i, j, m = left[k - 1], left[k], left[(k + 1) % len(left)]
+            if _cross2(flat[i], flat[j], flat[m]) <= 0:
+                continue  # reflex or flat corner: no ear
+            if any(_cross2(flat[i], flat[j], flat[q]) >= 0 and _cross2(flat[j], flat[m], flat[q])
+                   >= 0 and _cross2(flat[m], flat[i], flat[q]) >= 0
+                   for q in left if q not in (i, j, m)):
+                continue  # another corner inside the candidate ear
+            out.append((polygon[i], polygon[j], polygon[m]))
+            del left[k]
+            break
+        else:  # degenerate (self-intersecting, collinear): fan the rest
+            out += [(polygon[left[0]], polygon[left[k]], polygon[left[k + 1]])
+                    for k in range(1, len(left) - 1)]
+            return out
+    out.append(tuple(polygon[q] for q in left))
+    return out
 
 
 def _check_mesh(path: Path | str, vertices: np.ndarray, faces: np.ndarray
@@ -248,9 +343,9 @@ def voxelize(
 ) -> np.ndarray:
     """Solid occupancy grid of a triangle mesh: its surface plus everything it encloses.
 
-    ModelNet meshes are almost never watertight (none of the 35 in
-    ``../shared/data/voxel/meshes`` is), so inside/outside comes from the voxelized surface, not
-    from the mesh:
+    ModelNet meshes are almost never watertight (one of the 35 in ``../shared/data/voxel/meshes``
+    is, once coincident vertices are merged), so inside/outside comes from the voxelized
+    surface, not from the mesh:
 
     1. surface: every voxel a triangle touches (open3d's exact triangle/box test), so thin parts
        (a sheet-like chair back, a monitor's screen) survive at any resolution;
@@ -260,8 +355,9 @@ def voxelize(
     3. cavities: empty regions enclosed by 1 | 2 (no 6-connected path to the grid's border) are
        filled (``scipy.ndimage.binary_fill_holes``).
 
-    For a watertight mesh this is exact up to the surface voxels (a closed surface's voxels
-    separate inside from outside). Ray parity (open3d ``RaycastingScene.compute_occupancy``) is
+    A closed mesh (every edge shared by two triangles) skips step 2: its surface voxels separate
+    inside from outside, so this is exact up to them, cavities open to the outside (a bottle's)
+    included. Ray parity (open3d ``RaycastingScene.compute_occupancy``) is
     not used: on these meshes it draws streaks of false "inside" voxels far outside the object
     wherever a ray passes through a hole, and calls the overlap of two intersecting closed parts
     "outside". At 30^3 with ``margin=3`` (the 3D ShapeNets layout) this method reproduces the
@@ -276,7 +372,8 @@ def voxelize(
         margin: empty voxels kept on each side (with ``normalize``): the longest side of the
             bounding box spans ``R - 2 * margin`` voxels, the other sides keep the aspect ratio.
         up_axis: the mesh's up axis, rotated to the grid's axis 2 (see :func:`normalize_mesh`).
-        normalize: centre and scale the mesh first; with ``False`` the vertices are taken as
+        normalize: centre and scale the mesh first (by the vertices its faces use: a stray
+            vertex no face refers to moves nothing); with ``False`` the vertices are taken as
             they are, the grid covering the cube ``[-0.5, 0.5]^3`` (``margin`` and ``up_axis``
             are then ignored, and triangles outside the cube are cut off).
 
@@ -300,6 +397,10 @@ def voxelize(
         raise ValueError(f"faces must be an int array of shape (F, 3), got {faces.dtype} "
                          f"{faces.shape}")
     _check_mesh("given as arrays", vertices, faces)
+    # Only the vertices the faces use: a stray unreferenced vertex must not move or shrink
+    # the shape (trimesh's bounds, too, are those of the referenced vertices).
+    used, inverse = np.unique(faces, return_inverse=True)
+    vertices, faces = vertices[used], inverse.reshape(faces.shape)
     if normalize:
         # A hair (1/1000 voxel) less than R - 2 * margin voxels, so that faces of the bounding
         # box never lie exactly on voxel boundaries, where the surface test would take the
@@ -307,10 +408,38 @@ def voxelize(
         inset = (margin + _INSET) / resolution
         vertices = normalize_mesh(vertices, up_axis=up_axis, margin=inset)
     shell = _surface_voxels(vertices, faces, resolution)
+    if _is_closed(vertices, faces):  # the shell separates inside from outside: no carving
+        return ndimage.binary_fill_holes(shell)
     return ndimage.binary_fill_holes(shell | _hidden_on_all_axes(shell))
 
 
+def _is_closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """Every edge shared by exactly two triangles, after welding coincident vertices (an STL
+    repeats them per facet) and dropping degenerate triangles."""
+    _, weld = np.unique(vertices, axis=0, return_inverse=True)
+    tri = weld.reshape(-1)[faces]
+    tri = tri[(tri[:, 0] != tri[:, 1]) & (tri[:, 1] != tri[:, 2]) & (tri[:, 2] != tri[:, 0])]
+    if len(tri) == 0:
+        return False
+    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    return bool((counts == 2).all())
+
+
 def _surface_voxels(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> np.ndarray:
+    # open3d starts each triangle's voxel range at floor(coordinate), so a triangle lying
+    # exactly on an upper face of the cube (coordinate 0.5) only reaches index R, outside; a
+    # triangle beyond that face reaches index R too, and must be cut off. Index R is therefore
+    # dropped, and the triangles that touch 0.5 are voxelized mirrored (0.5 -> -0.5 -> index 0).
+    shell = _surface_voxels_once(vertices, faces, resolution)
+    on_top = (vertices[faces] == 0.5).any(axis=(1, 2))
+    if on_top.any():
+        shell |= np.flip(_surface_voxels_once(-vertices, faces[on_top], resolution))
+    return shell
+
+
+def _surface_voxels_once(vertices: np.ndarray, faces: np.ndarray, resolution: int
+                         ) -> np.ndarray:
     import open3d as o3d
 
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
@@ -321,10 +450,8 @@ def _surface_voxels(vertices: np.ndarray, faces: np.ndarray, resolution: int) ->
     voxels = grid.get_voxels()
     if voxels:
         index = np.array([voxel.grid_index for voxel in voxels], dtype=np.int64)
-        # open3d also lists voxels outside the bounds: drop them, except index R, which a
-        # triangle lying exactly on the cube's upper faces maps to (it belongs to voxel R - 1).
-        index = index[((index >= 0) & (index <= resolution)).all(axis=1)]
-        index = np.minimum(index, resolution - 1)
+        # open3d also lists voxels outside the bounds: drop them.
+        index = index[((index >= 0) & (index < resolution)).all(axis=1)]
         shell[index[:, 0], index[:, 1], index[:, 2]] = True
     return shell
 
