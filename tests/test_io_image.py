@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, features
 
 from stgconv.data.image import ImageFolder, load_training_images
 from stgconv.io.image import BUILTIN_IMAGES, load_image, save_image_grid
@@ -273,3 +273,170 @@ def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
 def test_load_image_names_a_folder_as_a_folder(tmp_path) -> None:
     with pytest.raises(ValueError, match="is a folder, not an image file"):
         load_image(tmp_path)
+
+
+def levels(x: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` in [-1, 1] as ``(H, W, C)`` grey levels 0-255."""
+    return ((x + 1) * 127.5).round().to(torch.int64).permute(1, 2, 0).numpy()
+
+
+def sprite() -> np.ndarray:
+    """An opaque blue square, one half-transparent green pixel, on transparent pixels whose
+    hidden colour is red (what an editor left there)."""
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[...] = (255, 0, 0, 0)
+    rgba[4:12, 4:12] = (0, 0, 255, 255)
+    rgba[0, 15] = (0, 200, 0, 128)
+    return rgba
+
+
+@pytest.mark.parametrize("suffix, options", [(".png", {}), (".webp", {"lossless": True}),
+                                             (".tif", {})])
+def test_transparent_pixels_are_composited_over_white(tmp_path: Path, suffix: str,
+                                                      options: dict) -> None:
+    path = tmp_path / f"sprite{suffix}"
+    Image.fromarray(sprite(), "RGBA").save(path, **options)
+    x = levels(load_image(path, crop_square=False))
+    assert x[0, 0].tolist() == [255, 255, 255]  # not red (PNG, TIFF) or black (WebP zeroes it)
+    assert x[8, 8].tolist() == [0, 0, 255]
+    half = 128 / 255
+    expected = np.array([0, 200, 0]) * half + 255 * (1 - half)
+    assert np.abs(x[0, 15] - expected).max() <= 1
+    grey = levels(load_image(path, channels=1, crop_square=False))
+    assert grey[0, 0, 0] == 255
+
+
+def test_grey_alpha_is_composited_and_stays_grey(tmp_path: Path) -> None:
+    la = np.zeros((8, 8, 2), np.uint8)  # transparent black...
+    la[2:6, 2:6] = (90, 255)  # ...around an opaque grey square
+    path = tmp_path / "la.png"
+    Image.fromarray(la, "LA").save(path)
+    x = levels(load_image(path, channels=1, crop_square=False))[..., 0]
+    assert x[0, 0] == 255 and x[3, 3] == 90
+    rgb = levels(load_image(path, channels=3, crop_square=False))
+    assert rgb[3, 3].tolist() == [90, 90, 90]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".gif"])
+def test_palette_transparency_is_composited(tmp_path: Path, suffix: str) -> None:
+    image = Image.new("P", (8, 8), 0)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    image.paste(1, (2, 2, 6, 6))
+    path = tmp_path / f"p{suffix}"
+    image.save(path, transparency=0)  # index 0 (red) is transparent
+    x = levels(load_image(path, crop_square=False))
+    assert x[0, 0].tolist() == [255, 255, 255] and x[3, 3].tolist() == [0, 0, 255]
+
+
+def test_opaque_images_are_untouched(tmp_path: Path) -> None:
+    array = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    Image.fromarray(array).save(path)
+    assert levels(load_image(path, crop_square=False)).tolist() == array.tolist()
+
+
+def test_image_folder_reads_jfif_and_netpbm_files(tmp_path: Path) -> None:
+    """Windows saves a browser's JPEG as .jfif; AT&T/ORL and Yale faces are .pgm. Pillow reads
+    them all; the folder silently left them out (or was refused when they were all it held)."""
+    grey = np.full((8, 8), 77, np.uint8)
+    Image.fromarray(grey).save(tmp_path / "a.png")
+    Image.fromarray(grey).save(tmp_path / "b.jfif", format="JPEG", quality=100)
+    Image.fromarray(grey).save(tmp_path / "c.pgm")
+    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "d.ppm")
+    dataset = ImageFolder(tmp_path, size=8, channels=1)
+    assert [p.name for p in dataset.files] == ["a.png", "b.jfif", "c.pgm", "d.ppm"]
+    for i in range(len(dataset)):
+        assert torch.allclose(dataset[i], torch.full((1, 8, 8), 77 / 127.5 - 1), atol=2 / 127.5)
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
+def test_image_folder_reads_avif_files(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(tmp_path / "a.avif", quality=100)
+    dataset = ImageFolder(tmp_path, size=8)
+    assert [p.name for p in dataset.files] == ["a.avif"]
+    assert levels(dataset[0])[4, 4, 0] > 180
+
+
+def test_16_bit_white_is_zero_tiff_is_not_read_as_a_negative(tmp_path: Path) -> None:
+    """TIFF 6.0, PhotometricInterpretation 0 (WhiteIsZero): 0 is white, 2**bits - 1 black.
+    Pillow inverts 8-bit such files ("L;I") but opens 16-bit ones as plain "I;16"."""
+    import tifffile
+
+    deep = np.full((4, 4), 60000, np.uint16)  # nearly black: 65535 - 60000 = 5535
+    deep[0, 0] = 0  # white
+    tifffile.imwrite(tmp_path / "w16.tif", deep, photometric="miniswhite")
+    tifffile.imwrite(tmp_path / "w8.tif", (deep >> 8).astype(np.uint8), photometric="miniswhite")
+    for name in ("w16.tif", "w8.tif"):
+        x = levels(load_image(tmp_path / name, channels=1, crop_square=False))[..., 0]
+        assert x[0, 0] == 255 and abs(int(x[1, 1]) - 22) <= 1, (name, x[:2, :2])
+    tifffile.imwrite(tmp_path / "wf.tif", np.full((4, 4), 0.25, np.float32),
+                     photometric="miniswhite")
+    with pytest.raises(ValueError, match="wf.tif.*white-is-zero"):
+        load_image(tmp_path / "wf.tif")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("dtype, channels", [(np.uint8, 1), (np.uint16, 1), (np.uint8, 4)])
+def test_uncompressed_tiffs_turn_upright_as_their_orientation_says(
+        tmp_path: Path, orientation: int, dtype: type, channels: int) -> None:
+    """Pillow memory-maps an uncompressed one-strip grey / 16-bit / RGBA TIFF with the size
+    already turned for Orientation 5-8, so its rows came out interleaved."""
+    import tifffile
+
+    stored = np.random.default_rng(orientation).integers(0, 255, (6, 9, channels))
+    stored = stored.astype(dtype) * (257 if dtype == np.uint16 else 1)
+    if channels == 4:
+        stored[..., 3] = 255  # opaque
+    path = tmp_path / "o.tif"
+    tifffile.imwrite(path, stored[..., 0] if channels == 1 else stored,
+                     photometric="minisblack" if channels == 1 else "rgb",
+                     extrasamples=[2] if channels == 4 else None,
+                     extratags=[(274, 3, 1, orientation, True)])
+    turn = {1: lambda a: a, 2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud,
+            5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1),
+            7: lambda a: np.rot90(np.swapaxes(a, 0, 1), 2), 8: lambda a: np.rot90(a, 1)}
+    grey = stored[..., 0].astype(np.float64)  # red = grey: channels 3 of grey, red of RGBA
+    expected = np.round(grey * (255 / 65535) if dtype == np.uint16 else grey)
+    x = levels(load_image(path, channels=3, crop_square=False))[..., 0]
+    assert x.tolist() == turn[orientation](expected).astype(int).tolist()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png", ".tif"])
+def test_animations_and_multi_page_files_are_refused_not_cut_to_their_first_frame(
+        tmp_path: Path, suffix: str) -> None:
+    """io.video refuses an animated GIF among frame images as 'its first frame only'; read as
+    an image, it (or an animated WebP / APNG, or a multi-page TIFF) lost all but frame 1."""
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "lime", "blue")]
+    path = tmp_path / f"anim{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=rf"anim\{suffix}: it holds 3 frames"):
+        load_image(path)
+
+
+def test_a_tiff_with_reduced_resolution_pages_reads_its_full_image(tmp_path: Path) -> None:
+    import tifffile
+
+    path = tmp_path / "overviews.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.full((8, 8), 200, np.uint8))
+        tif.write(np.full((4, 4), 10, np.uint8), subfiletype=1)  # an overview, as GDAL writes
+    x = levels(load_image(path, channels=1, crop_square=False))
+    assert x.shape == (8, 8, 1) and (x == 200).all()
+
+
+def test_a_bmp_whose_alpha_is_all_zero_is_opaque(tmp_path: Path) -> None:
+    """A 32-bit BMP with an alpha mask but alpha 0 throughout (a padding byte) is shown opaque
+    by browsers; composited over white it would vanish."""
+    import struct
+
+    bgra = np.zeros((4, 4, 4), np.uint8)
+    bgra[..., 2] = 200  # red, alpha 0
+    pixels = bgra[::-1].tobytes()
+    header = struct.pack("<IiiHHIIiiII", 108, 4, 4, 1, 32, 3, len(pixels), 2835, 2835, 0, 0)
+    header += struct.pack("<IIII", 0xFF0000, 0xFF00, 0xFF, 0xFF000000) + b"sRGB" + bytes(48)
+    offset = 14 + len(header)
+    path = tmp_path / "a.bmp"
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header
+                     + pixels)
+    assert Image.open(path).mode == "RGBA"
+    assert levels(load_image(path))[0, 0].tolist() == [200, 0, 0]

@@ -13,7 +13,11 @@ from torch import Tensor
 
 from stgconv.io.atomic import atomic_write
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Every suffix Pillow reads that people's files carry: Windows saves browsers' JPEGs as .jfif,
+# browsers download .avif, and classic face sets (AT&T/ORL, Yale) are .pgm; a file not listed is
+# skipped without a word.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff",
+                  ".webp", ".avif", ".pbm", ".pgm", ".ppm", ".pnm")
 
 # scikit-image ships these real photographs; they are the embedded default data.
 BUILTIN_IMAGES = ("brick", "grass", "gravel", "camera", "coffee", "astronaut", "rocket")
@@ -31,16 +35,56 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
     ``ValueError`` ("cannot read <what> <path>: ...") when it cannot be read so.
 
     Upright: a photo whose EXIF orientation says it was taken turned is turned as every viewer
-    shows it (a phone's portrait JPEG is stored sideways)."""
+    shows it (a phone's portrait JPEG is stored sideways). Opaque: transparency (an alpha
+    channel, a palette's or a colour key's) is composited over white (:func:`_opaque`)."""
     try:
-        with Image.open(path) as opened:
+        # Opened from a file object, not the path, so that Pillow never memory-maps the pixels:
+        # it maps an uncompressed one-strip "L", "P", "I;16" or "RGBA" TIFF whose Orientation
+        # is 5-8 with the turned size, not the stored one, and the pixels come out scrambled.
+        with open(path, "rb") as handle, Image.open(handle) as opened:
+            frames = _frames(opened)
+            if frames > 1:  # Pillow would give the first, and the rest be lost without a word
+                raise ValueError(f"it holds {frames} frames (an animation or a multi-page "
+                                 "file), not one image; save the one wanted as an image")
             opened.load()
-            return _eight_bit(ImageOps.exif_transpose(opened))  # a copy, usable once closed
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+            image = _white_is_black(opened, ImageOps.exif_transpose(opened))
+            return _opaque(_eight_bit(image), opened.format)  # a copy, usable once closed
+    except UnidentifiedImageError as err:  # Pillow's message names the file object
+        raise ValueError(f"cannot read {what} {path}: not an image file Pillow can identify"
+                         ) from err
+    except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {what} {path}: {err}") from err
     except Image.DecompressionBombError as err:  # not an OSError: Pillow's guard on pixel count
         raise ValueError(f"cannot read {what} {path}: it is too large to decode ({err}); "
                          "resize it first") from err
+
+
+def _frames(image: Image.Image) -> int:
+    """How many images the opened file holds: its frames, less a TIFF's pages that are
+    reduced-resolution copies (NewSubfileType bit 0, as GeoTIFF overviews are)."""
+    count = getattr(image, "n_frames", 1)
+    if count > 1 and image.format == "TIFF":
+        full = 0
+        for page in range(count):
+            image.seek(page)
+            full += not image.tag_v2.get(254, 0) & 1
+        image.seek(0)
+        count = full
+    return count
+
+
+def _white_is_black(opened: Image.Image, image: Image.Image) -> Image.Image:
+    """``image`` (``opened``, turned upright) with black at 0 where ``opened`` is a TIFF whose
+    PhotometricInterpretation is 0, WhiteIsZero (TIFF 6.0: "2**BitsPerSample-1 is imaged as
+    black"). Pillow inverts such 1- to 8-bit grey itself, but hands 16-bit ("I;16") and float
+    ("F") samples over as stored, so they read as a negative."""
+    if (opened.format != "TIFF" or opened.mode in ("1", "L")
+            or getattr(opened, "tag_v2", {}).get(262) != 0):
+        return image
+    if image.mode.startswith("I;16"):
+        return Image.fromarray(65535 - np.asarray(image, dtype=np.uint16))  # mode I;16
+    raise ValueError(f"its {image.mode!r} samples are stored white-is-zero (TIFF "
+                     "PhotometricInterpretation 0), which has no white level to invert from")
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
@@ -57,6 +101,25 @@ def _eight_bit(image: Image.Image) -> Image.Image:
         raise ValueError(f"its {image.mode!r} samples run from {levels.min()} to "
                          f"{levels.max()}, outside 0..{top:g}, the range read for that mode")
     return Image.fromarray(np.round(levels * (255.0 / top)).astype(np.uint8))  # mode L
+
+
+def _opaque(image: Image.Image, file_format: str | None = None) -> Image.Image:
+    """``image`` composited over white where it has transparency (modes with alpha, or a
+    palette / grey / RGB image with a ``transparency`` entry), grey staying grey; else itself.
+    A transparent pixel's stored colour means nothing (encoders keep whatever was there, or
+    zero it: the same picture as PNG or lossless WebP differs there), and Pillow's
+    ``convert("RGB")`` / ``convert("L")`` just drop alpha, which shows it. White is
+    scikit-image's ``rgba2rgb`` default background. A BMP whose alpha is 0 everywhere is
+    opaque, as browsers show it: its writer filled a padding byte, not an alpha channel."""
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
+        return image
+    if (file_format in ("BMP", "DIB") and "A" in image.getbands()
+            and image.getchannel("A").getextrema() == (0, 0)):
+        return image.convert("RGB")
+    grey = image.mode in ("LA", "La", "L", "1")
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return flat.convert("L") if grey else flat
 
 
 def to_channels(image: Image.Image, channels: int) -> Image.Image:
