@@ -3,6 +3,7 @@ files written to ``tmp_path`` (plus scikit-image's bundled photographs, which ne
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -427,8 +428,6 @@ def test_a_tiff_with_reduced_resolution_pages_reads_its_full_image(tmp_path: Pat
 def test_a_bmp_whose_alpha_is_all_zero_is_opaque(tmp_path: Path) -> None:
     """A 32-bit BMP with an alpha mask but alpha 0 throughout (a padding byte) is shown opaque
     by browsers; composited over white it would vanish."""
-    import struct
-
     bgra = np.zeros((4, 4, 4), np.uint8)
     bgra[..., 2] = 200  # red, alpha 0
     pixels = bgra[::-1].tobytes()
@@ -440,3 +439,70 @@ def test_a_bmp_whose_alpha_is_all_zero_is_opaque(tmp_path: Path) -> None:
                      + pixels)
     assert Image.open(path).mode == "RGBA"
     assert levels(load_image(path))[0, 0].tolist() == [200, 0, 0]
+
+
+def rgb_profile(red: tuple, green: tuple, blue: tuple) -> bytes:
+    """A minimal ICC v2 RGB display profile: primaries' XYZ (D50) as given, gamma 2.2. Pillow
+    can only make sRGB, Lab and XYZ profiles; a wide-gamut photo's own profile is this kind
+    (a matrix and tone curves)."""
+    def fixed(v: float) -> bytes:  # s15Fixed16Number
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + fixed(x) + fixed(y) + fixed(z)
+
+    d50 = (0.9642, 1.0, 0.8249)
+    gamma = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(2.2 * 256)) + b"\0\0"
+    description = b"desc\0\0\0\0" + struct.pack(">I", 5) + b"test\0" + b"\0" * 79
+    tags = [(b"desc", description), (b"wtpt", xyz(*d50)), (b"rXYZ", xyz(*red)),
+            (b"gXYZ", xyz(*green)), (b"bXYZ", xyz(*blue)), (b"rTRC", gamma),
+            (b"gTRC", gamma), (b"bTRC", gamma)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data + b"\0" * (-len(data) % 4)
+    header = (struct.pack(">I4sI4s4s4s12s4s4sI4s4sQI", offset + len(body), b"none", 0x02100000,
+                          b"mntr", b"RGB ", b"XYZ ", bytes(12), b"acsp", b"APPL", 0, b"none",
+                          b"none", 0, 0) + b"".join(map(fixed, d50)))
+    return header.ljust(128, b"\0") + struct.pack(">I", len(tags)) + table + body
+
+
+# sRGB's primaries adapted to D50 (the columns of its matrix). With red's and green's swapped the
+# file's (0, 200, 0) is the colour sRGB calls red: no conversion near the identity passes for it.
+SRGB_PRIMARIES = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+RED_GREEN_SWAPPED = rgb_profile(SRGB_PRIMARIES[1], SRGB_PRIMARIES[0], SRGB_PRIMARIES[2])
+
+
+@pytest.mark.parametrize("suffix, options", [(".png", {}), (".jpg", {"quality": 100}),
+                                             (".tif", {}), (".webp", {"lossless": True})])
+def test_colours_are_read_in_srgb_from_an_embedded_icc_profile(tmp_path: Path, suffix: str,
+                                                                options: dict) -> None:
+    tagged, untagged = tmp_path / f"tagged{suffix}", tmp_path / f"untagged{suffix}"
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(tagged, icc_profile=RED_GREEN_SWAPPED, **options)
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(untagged, **options)
+    red = levels(load_image(tagged))[4, 4]
+    assert red[0] >= 195 and red[1:].max() <= 4
+    assert np.abs(levels(load_image(untagged))[4, 4] - [0, 200, 0]).max() <= 2
+
+
+def test_a_palette_image_with_a_profile_is_converted(tmp_path: Path) -> None:
+    image = Image.new("P", (8, 8), 0)
+    image.putpalette([0, 200, 0] + [0] * 765)
+    path = tmp_path / "p.png"
+    image.save(path, icc_profile=RED_GREEN_SWAPPED)
+    red = levels(load_image(path))[4, 4]
+    assert red[0] >= 195 and red[1:].max() <= 4
+
+
+def test_an_unreadable_or_mismatched_profile_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.png"
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(garbage, icc_profile=b"not a profile" * 20)
+    with pytest.warns(RuntimeWarning, match="garbage.png: its embedded ICC colour profile is "
+                                            "ignored.*read as sRGB"):
+        assert levels(load_image(garbage))[4, 4].tolist() == [0, 200, 0]
+    cmyk = tmp_path / "cmyk.tif"  # an RGB profile on CMYK pixels means nothing
+    Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(cmyk, icc_profile=RED_GREEN_SWAPPED)
+    with pytest.warns(RuntimeWarning, match="cmyk.tif.*it is for RGB colours, the pixels are "
+                                            "CMYK"):
+        assert levels(load_image(cmyk))[4, 4].tolist() == [255, 255, 255]

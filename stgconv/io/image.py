@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from skimage import data as skimage_data
 from torch import Tensor
 
@@ -36,7 +38,8 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
 
     Upright: a photo whose EXIF orientation says it was taken turned is turned as every viewer
     shows it (a phone's portrait JPEG is stored sideways). Opaque: transparency (an alpha
-    channel, a palette's or a colour key's) is composited over white (:func:`_opaque`)."""
+    channel, a palette's or a colour key's) is composited over white (:func:`_opaque`). In sRGB:
+    colours stored under an embedded ICC profile are converted from it (:func:`_in_srgb`)."""
     try:
         # Opened from a file object, not the path, so that Pillow never memory-maps the pixels:
         # it maps an uncompressed one-strip "L", "P", "I;16" or "RGBA" TIFF whose Orientation
@@ -48,7 +51,8 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
                                  "file), not one image; save the one wanted as an image")
             opened.load()
             image = _white_is_black(opened, ImageOps.exif_transpose(opened))
-            return _opaque(_eight_bit(image), opened.format)  # a copy, usable once closed
+            image = _opaque(_eight_bit(image), opened.format)  # a copy, usable once closed
+            return _in_srgb(image, opened.info.get("icc_profile"), path)
     except UnidentifiedImageError as err:  # Pillow's message names the file object
         raise ValueError(f"cannot read {what} {path}: not an image file Pillow can identify"
                          ) from err
@@ -120,6 +124,33 @@ def _opaque(image: Image.Image, file_format: str | None = None) -> Image.Image:
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
     flat = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
     return flat.convert("L") if grey else flat
+
+
+def _in_srgb(image: Image.Image, profile: bytes | None, path: Path) -> Image.Image:
+    """``image`` (opaque, 8-bit samples) converted to sRGB from the colour space its embedded
+    ICC ``profile`` describes; as it is without one, or for grey images. sRGB is what every
+    viewer assumes of an untagged file and what this library's images are; a wide-gamut photo
+    (Display P3 from phones, Adobe RGB from cameras) stores other numbers for the same colour,
+    which read as sRGB come out dull, and print CMYK has no meaning without its profile. A
+    profile that cannot be read, or is for other channels than the pixels, is ignored with a
+    warning, as browsers ignore it."""
+    if not profile or image.mode not in ("RGB", "CMYK", "P"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        space = source.profile.xcolor_space.strip()
+        if image.mode == "P" and space == "RGB":
+            image = image.convert("RGB")
+        if space != image.mode:
+            raise ImageCms.PyCMSError(f"it is for {space} colours, the pixels are {image.mode}")
+        return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError) as err:
+        warnings.warn(f"{path}: its embedded ICC colour profile is ignored ({err}); its colours "
+                      "are read as sRGB", RuntimeWarning, stacklevel=4)
+        return image
+
+
+_SRGB = ImageCms.createProfile("sRGB")
 
 
 def to_channels(image: Image.Image, channels: int) -> Image.Image:
