@@ -10,8 +10,8 @@ converts.
 ==========  ===========================================  =========================================
 suffix      layout                                       notes
 ==========  ===========================================  =========================================
-``.mat``    variable ``instance`` (3D ShapeNets)          MATLAB v5 (scipy); stored ``[y, x, z]``;
-                                                         written as int8 {0, 1}
+``.mat``    variable ``instance`` (3D ShapeNets)          MATLAB v5 (scipy) or v7.3 (h5py); stored
+                                                         ``[y, x, z]``; written v5, int8 {0, 1}
 ``.binvox`` run-length encoded, one binary grid           Min's binvox format, read/written here
 ``.npy``    one array                                    ``(R, R, R)`` or ``(N, R, R, R)``
 ``.npz``    array ``X`` (or the only array)              written compressed, key ``X``
@@ -184,9 +184,10 @@ def _read_binvox(path: Path) -> np.ndarray:
 def _read_mat(path: Path, key: str | None) -> np.ndarray:
     try:
         variables = scipy.io.loadmat(str(path))
-    except NotImplementedError as err:  # MATLAB v7.3 files are HDF5
-        raise ValueError(f"{path} is a MATLAB v7.3 (HDF5) file; save it with -v7 or read it "
-                         f"as HDF5") from err
+    except NotImplementedError:
+        # A MATLAB v7.3 file is HDF5, one dataset per variable, stored column-major: h5py sees
+        # the axes reversed (MATLAB's N x 30 x 30 x 30 as (30, 30, 30, N)).
+        return _read_h5(path, key).T
     except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as err:
         raise ValueError(f"cannot read MATLAB file {path}: {err}") from err
     arrays = {name: value for name, value in variables.items() if not name.startswith("__")}
