@@ -316,7 +316,7 @@ def write_mat_v73(path: Path, variables: dict[str, np.ndarray]) -> Path:
     classes = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "logical",
                np.dtype(np.float64): "double"}
     with h5py.File(path, "w", userblock_size=512) as h5:
-        h5.create_group("#refs#")
+        h5.create_group("#refs#")["a"] = np.zeros(2, np.uint64)  # an empty cell's marker
         for name, array in variables.items():
             dataset = h5.create_dataset(name, data=array.T)
             dataset.attrs["MATLAB_class"] = np.bytes_(classes[array.dtype])
@@ -352,6 +352,23 @@ def test_keys(tmp_path: Path) -> None:
     assert load_voxels(tmp_path / "one.npz").shape == (4, 4, 4)  # the only array
     save_voxels(random_grids(4, 4, 4), tmp_path / "k.h5", key="grids")
     assert load_voxels(tmp_path / "k.h5").shape == (4, 4, 4)
+
+
+def test_hdf5_datasets_inside_groups_are_named_by_path(tmp_path: Path) -> None:
+    """An HDF5 file that keeps its grids in groups (train/voxels, test/voxels) was said to hold
+    no arrays at all; its datasets are listed by path now, and one alone is read."""
+    import h5py
+
+    with h5py.File(tmp_path / "split.h5", "w") as h5:
+        for split, n in (("train", 3), ("test", 2)):
+            h5.create_group(split)["voxels"] = random_grids(n, 4, 4, 4)
+    with pytest.raises(ValueError, match=r"no array 'voxels' and 2 others "
+                                         r"\(test/voxels, train/voxels\)"):
+        load_voxels(tmp_path / "split.h5")
+    assert load_voxels(tmp_path / "split.h5", key="test/voxels").shape == (2, 4, 4, 4)
+    with h5py.File(tmp_path / "one.h5", "w") as h5:
+        h5.create_group("shapes")["grids"] = random_grids(4, 4, 4)
+    np.testing.assert_array_equal(load_voxels(tmp_path / "one.h5"), random_grids(4, 4, 4))
 
 
 def test_voxel_file_errors(tmp_path: Path) -> None:

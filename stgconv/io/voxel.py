@@ -64,8 +64,9 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
 
     Args:
         path: a ``.mat``, ``.binvox``, ``.npy``, ``.npz``, ``.h5`` or ``.hdf5`` file.
-        key: the variable (``.mat``), array (``.npz``) or dataset (HDF5) to read. By default
-            ``instance`` / ``X`` / ``voxels``, or the file's only array when that name is absent.
+        key: the variable (``.mat``), array (``.npz``) or dataset (HDF5, by its path inside
+            groups: ``train/voxels``) to read. By default ``instance`` / ``X`` / ``voxels``, or
+            the file's only array when that name is absent.
         binary: expect {0, 1} values (any dtype) and return uint8; with ``False`` accept
             occupancy in ``[0, 1]`` and return float32.
 
@@ -217,11 +218,16 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
 def _read_h5(path: Path, key: str | None) -> np.ndarray:
     import h5py
 
+    names: list[str] = []
+
+    def add_dataset(name: str, item: object) -> None:
+        # MATLAB v7.3 keeps the contents of cells and objects in #refs# and #subsystem#.
+        if isinstance(item, h5py.Dataset) and not name.startswith("#"):
+            names.append(name)
+
     try:
         with h5py.File(path, "r") as h5:
-            names = [name for name, item in h5.items() if isinstance(item, h5py.Dataset)]
-            if key is not None and key not in names and isinstance(h5.get(key), h5py.Dataset):
-                return h5[key][()]  # a path into a group, e.g. "shapes/voxels"
+            h5.visititems(add_dataset)  # inside groups too, by path: "train/voxels"
             return h5[_pick_name(path, names, key, path.suffix.lower())][()]
     except OSError as err:
         raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
