@@ -410,3 +410,13 @@ def test_a_margin_of_half_the_resolution_is_refused(tmp_path) -> None:
 def test_max_shapes_cuts_a_plain_voxel_file_batch(tmp_path) -> None:
     path = save_voxels(np.stack([CUBE_6] * 3), tmp_path / "batch.npy")
     assert load_voxel_shapes(path, max_shapes=2).shape == (2, 1, 6, 6, 6)
+
+
+def test_npz_category_names_stored_as_bytes_read_as_text(tmp_path) -> None:
+    """Names as h5py reads fixed-length strings (numpy 'S' arrays) were taken as "b'chair'",
+    so the file's own names matched no category and printed wrong."""
+    path = tmp_path / "bytes.npz"
+    np.savez(path, X=np.zeros((2, 4, 4, 4), np.uint8), y=np.array([0, 1]),
+             categories=np.array([b"chair", b"table"]))
+    shapes = VoxelShapes(path, categories=["table"])
+    assert shapes.classes == ["chair", "table"] and list(shapes.targets) == [1]

@@ -321,10 +321,8 @@ class VoxelShapes(LazyH5, Dataset):
                                 rebuild="datasets/voxel/prepare.py")
             labels = label[()].astype(np.int64)
             splits = h5["split"][()] if "split" in h5 else None
-            sources = ([s.decode("utf-8") if isinstance(s, bytes) else str(s)
-                        for s in h5["source"][()]] if "source" in h5 else None)
-            classes = [c.decode("utf-8") if isinstance(c, bytes) else str(c)
-                       for c in h5.attrs["categories"]]
+            sources = [_text(s) for s in h5["source"][()]] if "source" in h5 else None
+            classes = [_text(c) for c in h5.attrs["categories"]]
             return labels, splits, voxels.shape[1], classes, sources
 
     def _read_npz(self) -> tuple:
@@ -360,7 +358,7 @@ class VoxelShapes(LazyH5, Dataset):
                              f"((N,) or (N, 1)), got {labels.dtype} {labels.shape}")
         self.classes_stored = names is not None
         if names is not None:
-            classes = [str(name) for name in np.atleast_1d(names)]
+            classes = [_text(name) for name in np.atleast_1d(names)]
             # A repeated name would merge two classes; too few would leave labels unnamed.
             if len(set(classes)) != len(classes):
                 raise ValueError(f"{self.root}: categories must be distinct names, got {classes}")
@@ -504,6 +502,11 @@ def load_voxel_shapes(
         raise ValueError(f"the shapes in {path} are {side}^3 but resolution={resolution} was "
                          f"asked (use pad_to= to pad smaller grids)")
     return batch if pad_to is None else pad_grids(batch, pad_to)
+
+
+def _text(name: object) -> str:
+    # h5py reads fixed-length strings as bytes, and numpy keeps them so ('S' arrays).
+    return name.decode("utf-8") if isinstance(name, bytes) else str(name)
 
 
 def _is_shape_cache(path: Path) -> bool:
