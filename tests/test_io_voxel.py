@@ -366,6 +366,7 @@ def test_hdf5_datasets_inside_groups_are_named_by_path(tmp_path: Path) -> None:
                                          r"\(test/voxels, train/voxels\)"):
         load_voxels(tmp_path / "split.h5")
     assert load_voxels(tmp_path / "split.h5", key="test/voxels").shape == (2, 4, 4, 4)
+    assert load_voxels(tmp_path / "split.h5", key="/train/voxels").shape == (3, 4, 4, 4)
     with h5py.File(tmp_path / "one.h5", "w") as h5:
         h5.create_group("shapes")["grids"] = random_grids(4, 4, 4)
     np.testing.assert_array_equal(load_voxels(tmp_path / "one.h5"), random_grids(4, 4, 4))

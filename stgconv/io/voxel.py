@@ -228,6 +228,7 @@ def _read_h5(path: Path, key: str | None) -> np.ndarray:
     try:
         with h5py.File(path, "r") as h5:
             h5.visititems(add_dataset)  # inside groups too, by path: "train/voxels"
+            key = key.lstrip("/") if key else key  # h5py's absolute path names the same one
             return h5[_pick_name(path, names, key, path.suffix.lower())][()]
     except OSError as err:
         raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
