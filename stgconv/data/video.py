@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from stgconv.checks import as_int, as_size, check_cache_version
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
-from stgconv.io.h5 import LazyH5
+from stgconv.io.h5 import LazyH5, as_text
 from stgconv.io.image import IMAGE_SUFFIXES
 from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video
 from stgconv.version import __version__
@@ -402,8 +402,7 @@ class VideoClips(LazyH5, Dataset):
             fps = float(h5.attrs["fps"])
             self.fps = fps if fps > 0 else None
             self.start_frame = int(h5.attrs["start_frame"])
-            self.sources = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
-                            for s in h5["source"][()]]
+            self.sources = [as_text(s) for s in h5["source"][()]]
             self.start_frames = [int(s) for s in h5["start_frame"][()]]
 
     def __len__(self) -> int:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from stgconv.checks import as_int, check_cache_version, npz_array, reading
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
-from stgconv.io.h5 import LazyH5
+from stgconv.io.h5 import LazyH5, as_text
 from stgconv.io.mesh import MESH_SUFFIXES, voxelize_file
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
 from stgconv.io.voxel import pad_to as pad_grids
@@ -321,8 +321,8 @@ class VoxelShapes(LazyH5, Dataset):
                                 rebuild="datasets/voxel/prepare.py")
             labels = label[()].astype(np.int64)
             splits = h5["split"][()] if "split" in h5 else None
-            sources = [_text(s) for s in h5["source"][()]] if "source" in h5 else None
-            classes = [_text(c) for c in h5.attrs["categories"]]
+            sources = [as_text(s) for s in h5["source"][()]] if "source" in h5 else None
+            classes = [as_text(c) for c in h5.attrs["categories"]]
             return labels, splits, voxels.shape[1], classes, sources
 
     def _read_npz(self) -> tuple:
@@ -358,7 +358,7 @@ class VoxelShapes(LazyH5, Dataset):
                              f"((N,) or (N, 1)), got {labels.dtype} {labels.shape}")
         self.classes_stored = names is not None
         if names is not None:
-            classes = [_text(name) for name in np.atleast_1d(names)]
+            classes = [as_text(name) for name in np.atleast_1d(names)]
             # A repeated name would merge two classes; too few would leave labels unnamed.
             if len(set(classes)) != len(classes):
                 raise ValueError(f"{self.root}: categories must be distinct names, got {classes}")
@@ -502,11 +502,6 @@ def load_voxel_shapes(
         raise ValueError(f"the shapes in {path} are {side}^3 but resolution={resolution} was "
                          f"asked (use pad_to= to pad smaller grids)")
     return batch if pad_to is None else pad_grids(batch, pad_to)
-
-
-def _text(name: object) -> str:
-    # h5py reads fixed-length strings as bytes, and numpy keeps them so ('S' arrays).
-    return name.decode("utf-8") if isinstance(name, bytes) else str(name)
 
 
 def _is_shape_cache(path: Path) -> bool:

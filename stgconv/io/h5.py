@@ -47,3 +47,9 @@ class LazyH5:
         state = self.__dict__.copy()  # spawned workers get the dataset pickled: no handle in it
         state["_file"], state["_pid"] = None, None
         return state
+
+
+def as_text(value: object) -> str:
+    """A string stored in HDF5 as text: h5py reads fixed-length strings as ``bytes`` (and numpy
+    keeps them so, in ``'S'`` arrays), variable-length ones as ``str``."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
