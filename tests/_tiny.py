@@ -4,7 +4,8 @@ on them is conftest.py's ``trained_voxel_run`` fixture. Seeded generators and fl
 (``gen``, ``rand``); for multi-grid models, striped images and a tiny MultiGridTrainer on them
 (``pattern_images``, ``make_multigrid_trainer``), and a tiny multi-grid config file and an
 in-process CLI call (``write_config``, ``run_cli``); labelled images for JEM (``labelled_bars``,
-trained on by conftest.py's ``trained_jem_run``).
+trained on by conftest.py's ``trained_jem_run``); a MATLAB v7.3 file as MATLAB writes one
+(``write_mat_v73``).
 """
 
 from __future__ import annotations
@@ -191,3 +192,21 @@ def captured(monkeypatch, module: str, name: str) -> dict:
 
     monkeypatch.setattr(importlib.import_module(module), name, fake)
     return drawn
+
+
+def write_mat_v73(path: Path, variables: dict[str, np.ndarray]) -> Path:
+    """A .mat as MATLAB's save -v7.3 writes it: HDF5 behind a 512-byte text header, one dataset
+    per variable, column-major (h5py sees the axes reversed), its class in an attribute."""
+    import h5py
+
+    classes = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "logical",
+               np.dtype(np.float64): "double"}
+    with h5py.File(path, "w", userblock_size=512) as h5:
+        h5.create_group("#refs#")["a"] = np.zeros(2, np.uint64)  # an empty cell's marker
+        for name, array in variables.items():
+            dataset = h5.create_dataset(name, data=array.T)
+            dataset.attrs["MATLAB_class"] = np.bytes_(classes[array.dtype])
+    with open(path, "r+b") as file:
+        file.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116)
+                   + bytes(8) + b"\x00\x02IM")
+    return path

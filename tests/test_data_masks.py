@@ -8,6 +8,7 @@ import pytest
 import scipy.io
 import torch
 
+from _tiny import write_mat_v73
 from stgconv.data.masks import (
     check_mask_matches,
     load_mask,
@@ -91,8 +92,20 @@ def test_mat_loader_converts_and_validates(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_mask_mat(tmp_path / "absent.mat")
     (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
-    with pytest.raises(ValueError, match=r"junk\.mat: not a MATLAB \.mat file"):
+    with pytest.raises(ValueError, match=r"cannot read MATLAB file .*junk\.mat: .*; masks are "
+                                         r"\.mat \(H, W, T\[, C\]\)"):
         load_mask_mat(tmp_path / "junk.mat")
+
+
+def test_a_matlab_v73_mask_reads_as_its_v5_twin(tmp_path):
+    """MATLAB saves as v7.3 (HDF5, its arrays column-major) where a user made it the default:
+    such masks were refused, telling the user to save them again."""
+    missing = (np.random.default_rng(0).random((6, 5, 4, 3)) < 0.5).astype(np.uint8)
+    scipy.io.savemat(tmp_path / "v5.mat", {"masks": missing})
+    write_mat_v73(tmp_path / "v73.mat", {"masks": missing})
+    known = load_mask_mat(tmp_path / "v73.mat")
+    assert known.shape == (3, 4, 6, 5)
+    assert torch.equal(known, load_mask_mat(tmp_path / "v5.mat"))
 
 
 def test_npy_masks_are_read_in_the_video_layout(tmp_path):

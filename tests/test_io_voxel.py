@@ -13,6 +13,7 @@ import scipy.io
 import torch
 from PIL import Image
 
+from _tiny import write_mat_v73
 from stgconv.io.mesh import (
     load_mesh,
     mesh_from_voxels,
@@ -306,24 +307,6 @@ def test_3d_shapenets_mat_layout(tmp_path: Path) -> None:
     assert stored.dtype == np.int8
     np.testing.assert_array_equal(stored, grid.swapaxes(0, 1))
     np.testing.assert_array_equal(load_voxels(tmp_path / "ours.mat"), grid)
-
-
-def write_mat_v73(path: Path, variables: dict[str, np.ndarray]) -> Path:
-    """A .mat as MATLAB's save -v7.3 writes it: HDF5 behind a 512-byte text header, one dataset
-    per variable, column-major (h5py sees the axes reversed), its class in an attribute."""
-    import h5py
-
-    classes = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "logical",
-               np.dtype(np.float64): "double"}
-    with h5py.File(path, "w", userblock_size=512) as h5:
-        h5.create_group("#refs#")["a"] = np.zeros(2, np.uint64)  # an empty cell's marker
-        for name, array in variables.items():
-            dataset = h5.create_dataset(name, data=array.T)
-            dataset.attrs["MATLAB_class"] = np.bytes_(classes[array.dtype])
-    with open(path, "r+b") as file:
-        file.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116)
-                   + bytes(8) + b"\x00\x02IM")
-    return path
 
 
 def test_a_matlab_v73_file_reads_as_its_v5_twin(tmp_path: Path) -> None:

@@ -25,11 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 from torch import Tensor
 
 from stgconv.checks import as_int
+from stgconv.io.matlab import read_mat
 
 
 def load_mask(path: str | Path) -> Tensor:
@@ -63,7 +63,7 @@ def load_mask_mat(path: str | Path, *, key: str | None = None) -> Tensor:
     """Read a MATLAB mask stored as uint8 ``(H, W, T, C)`` with 1 = MISSING; return ``known``.
 
     Args:
-        path: a ``.mat`` file (MATLAB v5/v7; v7.3 HDF5 files are not read).
+        path: a ``.mat`` file, any version (:func:`stgconv.io.matlab.read_mat`).
         key: the variable holding the mask; by default ``masks``, or where the file has none
             of that name its one 3-D or 4-D array (a mask saved under another name).
 
@@ -80,15 +80,11 @@ def load_mask_mat(path: str | Path, *, key: str | None = None) -> Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
     try:
-        contents = scipy.io.loadmat(path)
-    except NotImplementedError as err:  # scipy's answer to v7.3 (HDF5) files
-        raise ValueError(f"cannot read {path}: MATLAB v7.3 files are not supported ({err}); "
-                         f"save the mask with -v7") from err
-    except Exception as err:  # scipy raises ValueError, TypeError, OSError... on bad files
-        raise ValueError(f"cannot read mask file {path}: not a MATLAB .mat file (scipy: {err}); "
-                         f"masks are .mat (H, W, T[, C]) or .npy (T, H, W) / (C, T, H, W) "
-                         f"arrays, 1 = missing") from err
-    names = [name for name in contents if not name.startswith("__")]
+        contents = read_mat(path)
+    except ValueError as err:
+        raise ValueError(f"{err}; masks are .mat (H, W, T[, C]) or .npy (T, H, W) / "
+                         f"(C, T, H, W) arrays, 1 = missing") from err
+    names = list(contents)
     arrays = [name for name in names if np.ndim(contents[name]) in (3, 4)]
     if key is None:
         key = "masks" if "masks" in contents or len(arrays) != 1 else arrays[0]

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from stgconv.checks import as_int, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_write
+from stgconv.io.matlab import read_mat
 
 # h5py takes a while to import and most voxel files are not HDF5; it loads where one is read or
 # written.
@@ -183,16 +184,7 @@ def _read_binvox(path: Path) -> np.ndarray:
 
 
 def _read_mat(path: Path, key: str | None) -> np.ndarray:
-    try:
-        variables = scipy.io.loadmat(str(path))
-    except NotImplementedError:
-        # A MATLAB v7.3 file is HDF5, one dataset per variable, stored column-major: h5py sees
-        # the axes reversed (MATLAB's N x 30 x 30 x 30 as (30, 30, 30, N)).
-        return _read_h5(path, key).T
-    except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as err:
-        raise ValueError(f"cannot read MATLAB file {path}: {err}") from err
-    arrays = {name: value for name, value in variables.items() if not name.startswith("__")}
-    return _pick(path, arrays, key, ".mat")
+    return _pick(path, read_mat(path), key, ".mat")
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -221,8 +213,7 @@ def _read_h5(path: Path, key: str | None) -> np.ndarray:
     names: list[str] = []
 
     def add_dataset(name: str, item: object) -> None:
-        # MATLAB v7.3 keeps the contents of cells and objects in #refs# and #subsystem#.
-        if isinstance(item, h5py.Dataset) and not name.startswith("#"):
+        if isinstance(item, h5py.Dataset):
             names.append(name)
 
     try:
