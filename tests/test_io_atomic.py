@@ -204,6 +204,26 @@ def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:
     assert leftovers(tmp_path, {"checkpoint.pt"}) == []
 
 
+def test_errors_name_the_file_asked_for_not_its_temporary(tmp_path: Path, monkeypatch) -> None:
+    """A folder that takes no new file (read-only, /proc) failed naming '.x.json.<pid>-<random>
+    .tmp', a file the user never asked for; so did a writer whose own error names its path."""
+    path = tmp_path / "x.json"
+
+    def opens_by_name(tmp: str) -> None:
+        os.open(tmp, os.O_CREAT | os.O_EXCL)  # a writer whose error names the temporary
+
+    with pytest.raises(OSError, match=f"File exists: '{path}'"):
+        atomic_write(path, opens_by_name)
+
+    def read_only(**_: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".x.json.1-a.tmp"))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError, match=f"Read-only file system: '{path}'"):
+        atomic_write(path, lambda tmp: None)
+    assert leftovers(tmp_path, set()) == []
+
+
 def test_a_folder_named_like_a_killed_writers_temporary_is_left_alone(tmp_path,
                                                                       dead_pid: int) -> None:
     """Only files are debris: a folder whose name matches the temporary pattern of a dead

@@ -30,8 +30,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_temporaries(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
-                               suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
+                                   suffix=".tmp")
+    except OSError as err:  # a folder that takes no new file: name the file asked for
+        raise OSError(err.errno, err.strerror, str(path)) from err
     os.close(fd)
     # mkstemp makes the file private (0600); give the result the mode any new file would get.
     umask = os.umask(0)
@@ -46,10 +49,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         os.replace(tmp, path)
         _sync(path.parent)
     except OSError as err:
-        if err.filename is not None or err.errno is None:
+        if err.filename not in (None, tmp) or err.errno is None:
             raise
         # A writer given a file object (a full disk under np.save or torch.save) raises the
-        # system's error without a file name: name the file it was writing.
+        # system's error without a file name, others name the temporary, which the user never
+        # asked for: name the file it was writing.
         raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         if os.path.exists(tmp):
