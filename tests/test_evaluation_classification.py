@@ -141,6 +141,14 @@ def test_class_names_stored_in_one_file_only_must_agree_with_the_other_s_numbers
     assert f"{named['bed']} names its classes and {unnamed} does not" in err, err
     assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
                  str(named["bathtub"]), "--test", str(unnamed), "--device", "cpu"]) == 0
+    # Names that are no ModelNet10 class at all: the same question, not "classes the training
+    # shapes lack: ['bathtub', 'bed']", names the unnamed file never gave.
+    boxes = tmp_path / "boxes.npz"
+    np.savez(boxes, X=shapes["X"], y=shapes["y"], categories=np.array(["box", "ball"]))
+    assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                 str(boxes), "--test", str(unnamed), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{boxes} names its classes and {unnamed} does not" in err, err
 
 
 def test_a_damaged_test_file_is_named(files, tmp_path, capsys) -> None:

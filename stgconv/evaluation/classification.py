@@ -334,12 +334,13 @@ def _test_set(path: str | Path, train: VoxelShapes, classes: Tensor, size: int
     if dataset.classes and train.classes:  # by name: the two files may number them apart
         index = {name: i for i, name in enumerate(train.classes)}
         unknown = sorted({dataset.classes[int(y)] for y in raw} - set(index))
-        if unknown:
+        # One file's names are only ModelNet10's by convention: where they are not the other's
+        # stored names, or number them otherwise, either reading could be the wrong one.
+        conventional = dataset.classes_stored != train.classes_stored
+        if unknown and not conventional:
             raise ValueError(f"{path} has classes the training shapes lack: {unknown}")
-        by_name = torch.tensor([index[dataset.classes[int(y)]] for y in raw])
-        if dataset.classes_stored != train.classes_stored and not torch.equal(by_name, raw):
-            # One file's names are only ModelNet10's by convention: with numbers that disagree
-            # with the other's stored names, either reading could be the wrong one.
+        by_name = raw if unknown else torch.tensor([index[dataset.classes[int(y)]] for y in raw])
+        if conventional and (unknown or not torch.equal(by_name, raw)):
             named, unnamed = ((path, train.root) if dataset.classes_stored
                               else (train.root, path))
             convention = ", ".join(f"{y} {name}" for y, name in
