@@ -102,6 +102,9 @@ def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys)
     out = run / "synthesis"
     assert png_size(out / "synthesized.png") == (3 * 10 + 2, 10 + 2)
     assert png_size(out / "synthesized_grid1.png") == (3 * 6 + 2, 6 + 2)  # 4x4 samples
+    coarse = np.load(out / "synthesized_grid1.npy")  # every grid for programs to score
+    assert coarse.shape == (3, 3, 4, 4) and coarse.dtype == np.float32
+    assert coarse.min() >= -1 and coarse.max() <= 1
     assert png_size(out / "pyramid.png") == (3 * 10 + 2, 3 * 10 + 2)
     assert not (out / "synthesized_grid2.png").exists()  # the finest grid is `synthesized`
 
@@ -142,6 +145,7 @@ def test_video_multigrid_refines_time_too(tmp_path: Path, capsys) -> None:
         assert (run / "synthesis" / name).is_file(), name
     frames = load_video(run / "synthesis" / "synthesized_grid1.gif")
     assert frames.shape[1] == 2  # the temporal grid's clips have 2 frames
+    assert np.load(run / "synthesis" / "synthesized_grid1.npy").shape == (2, 3, 2, 4, 4)
 
 
 def test_voxel_multigrid_train_and_synthesize(tmp_path: Path, capsys) -> None:

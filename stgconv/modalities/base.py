@@ -72,16 +72,17 @@ class Modality:
         W)`` videos), for programs that score samples."""
         # The preview first: it checks the layout.
         files = self.preview(batch, stem, formats=(".gif", ".mp4"), fps=fps)
-        return [*files, atomic_save_npy(Path(stem).with_suffix(".npy"),
-                                        batch.detach().float().cpu().numpy())]
+        return [*files, _save_npy(batch, stem)]
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
         """Write a batch (data units) into TensorBoard (a ``SummaryWriter``) under ``tag``."""
         raise NotImplementedError
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
-        """Write a coarse grid of multi-grid samples (data units)."""
-        return self.preview(grid, stem)
+        """Write a coarse grid of multi-grid samples (data units): its preview and, as
+        :meth:`save_samples` does, ``<stem>.npy`` with every example as float32, so programs can
+        score every grid, not only the finest."""
+        return [*self.preview(grid, stem), _save_npy(grid, stem)]
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
         """One picture of every grid of the first few examples, coarse to fine (data units)."""
@@ -124,3 +125,8 @@ def stationary_side(energy: ConvNetEnergy, config: ExperimentConfig, size: int |
         raise ValueError(f"this model is tied to {config.data.size}x{config.data.size} inputs; "
                          f"size={side} needs a stationary model (texture, st)")
     return side
+
+
+def _save_npy(batch: Tensor, stem: str | Path) -> Path:
+    """``<stem>.npy``: ``batch`` as float32, for programs that score samples."""
+    return atomic_save_npy(Path(stem).with_suffix(".npy"), batch.detach().float().cpu().numpy())

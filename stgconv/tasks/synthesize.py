@@ -182,8 +182,8 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
                          n_steps: int | None = None, seed: int = 0) -> Path:
     """Coarse-to-fine samples of a multi-grid model into ``out_dir``: ``synthesized`` (finest
     grid, as :func:`synthesize`), ``synthesized_grid<k>`` for every coarser modelled grid ``k``
-    (1 = coarsest; voxels: ``.npy`` only) and ``pyramid`` (every grid of the first samples side
-    by side).
+    (1 = coarsest; a preview and ``.npy``, voxels ``.npy`` only) and ``pyramid`` (every grid
+    of the first samples side by side).
 
     Args:
         energies: one per modelled grid, coarse to fine.
