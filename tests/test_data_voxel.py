@@ -201,7 +201,7 @@ def test_npz_sources(tmp_path: Path) -> None:
     np.savez(tmp_path / "counts.npz", X=np.full((2, 4, 4, 4), 2, np.uint8))
     with pytest.raises(ValueError, match="binary"):
         VoxelShapes(tmp_path / "counts.npz")
-    np.savez(tmp_path / "nox.npz", Y=grids)
+    np.savez(tmp_path / "nox.npz", Y=grids, labels=np.zeros(len(grids), np.int64))
     with pytest.raises(ValueError, match="no array 'X'"):
         VoxelShapes(tmp_path / "nox.npz")
 
@@ -420,3 +420,16 @@ def test_npz_category_names_stored_as_bytes_read_as_text(tmp_path) -> None:
              categories=np.array([b"chair", b"table"]))
     shapes = VoxelShapes(path, categories=["table"])
     assert shapes.classes == ["chair", "table"] and list(shapes.targets) == [1]
+
+
+def test_an_npz_of_one_unnamed_array_reads_as_its_grids(tmp_path) -> None:
+    """np.savez(file, grids) names the array arr_0: load_voxels read it as the only array,
+    while the datasets refused it for lacking X."""
+    grids = np.stack([CUBE_6] * 3)
+    np.savez(tmp_path / "unnamed.npz", grids)
+    assert len(VoxelShapes(tmp_path / "unnamed.npz")) == 3
+    assert load_voxel_shapes(tmp_path / "unnamed.npz").shape == (3, 1, 6, 6, 6)
+    np.savez(tmp_path / "two.npz", grids, grids)
+    with pytest.raises(ValueError, match=r"no array 'X' \(it holds \['arr_0', 'arr_1'\]\)"):
+        VoxelShapes(tmp_path / "two.npz")
+

@@ -334,10 +334,13 @@ class VoxelShapes(LazyH5, Dataset):
                 raise ValueError(f"cannot read .npz file {self.root}: not an .npz archive "
                                  f"({type(err).__name__})") from err
             with archive:
-                if "X" not in archive.files:
+                # The only array of an archive is its grids, as load_voxels reads it
+                # (np.savez(file, grids) names it arr_0).
+                only = archive.files[0] if len(archive.files) == 1 else None
+                if "X" not in archive.files and only is None:
                     raise ValueError(f"{self.root} has no array 'X' (it holds {archive.files}); "
                                      f"expected X (N, R, R, R) and optionally y (N,)")
-                array = npz_array(archive, "X", self.root)
+                array = npz_array(archive, only or "X", self.root)
                 labels = npz_array(archive, "y", self.root) if "y" in archive.files else None
                 names = (npz_array(archive, "categories", self.root)
                          if "categories" in archive.files else None)
