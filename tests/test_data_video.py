@@ -193,6 +193,31 @@ def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
         load_training_clips(cache, n_frames=4, size=9, fps=10)
 
 
+def test_a_folder_of_folders_is_refused_naming_them(video_dir: Path, tmp_path: Path) -> None:
+    """UCF101's root (<Class>/v_<Class>_g01_c01.avi) and a DynTex folder of frame folders hold
+    only folders: the refusal names them (not macOS's __MACOSX) and says how to give them,
+    rather than listing the suffixes of files the user does have."""
+    ucf = tmp_path / "UCF-101"
+    for name in ("ApplyEyeMakeup", "Basketball"):
+        (ucf / name).mkdir(parents=True)
+        save_video(noise(T, 0), ucf / name / f"v_{name}_g01_c01.mkv")
+    (ucf / "__MACOSX").mkdir()
+    (ucf / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    with pytest.raises(ValueError, match=r"only folders \(ApplyEyeMakeup, Basketball\), and "
+                                         r"folders inside are not read.*prepare\.py"):
+        load_training_clips(ucf, n_frames=4, size=8)
+    dyntex = tmp_path / "dyntex"
+    frames = dyntex / "645a940"
+    frames.mkdir(parents=True)
+    for k in range(T):
+        Image.new("RGB", (W, H), (k, 0, 0)).save(frames / f"{k:03d}.png")
+    with pytest.raises(ValueError, match=r"only folders \(645a940\)"):
+        build_clip_cache(dyntex, tmp_path / "c.h5", n_frames=4, size=8)
+    # As the message says: the frame folders listed are read, one clip each.
+    cache = build_clip_cache([frames], tmp_path / "c.h5", n_frames=4, size=8)
+    assert len(VideoClips(cache)) == 1
+
+
 # ------------------------------------------------------------------------------------------
 # build_clip_cache: bad input, atomicity, skipping
 # ------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from stgconv.checks import as_int, as_size, check_cache_version
 from stgconv.io.atomic import atomic_write
-from stgconv.io.folder import list_files
+from stgconv.io.folder import folder_names, list_files
 from stgconv.io.h5 import LazyH5, as_text
 from stgconv.io.image import IMAGE_SUFFIXES
 from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video
@@ -153,6 +153,14 @@ def _folder_kind(folder: Path) -> str:
         return "videos"
     if images:
         return "frames"
+    names = folder_names(folder)
+    if names:  # UCF101's class folders, a DynTex folder of frame folders: not read inside
+        raise ValueError(
+            f"folder {folder} holds no video files or frame images, only folders ({names}), "
+            f"and folders inside are not read: give one of them (a folder of videos or of one "
+            f"video's frames), or cache them all with datasets/video/prepare.py, which takes "
+            f"several videos and frame folders (e.g. {folder}/*/*.avi or {folder}/*)"
+        )
     raise ValueError(
         f"folder {folder} holds neither video files ({', '.join(VIDEO_SUFFIXES)}) nor frame "
         f"images ({', '.join(IMAGE_SUFFIXES)})"

@@ -31,6 +31,20 @@ def list_files(folder: Path, suffixes: Sequence[str] | None = None, *,
     return sorted((p for p in files if p.is_file() or p in dangling), key=_natural_key)
 
 
+def list_folders(folder: Path) -> list[Path]:
+    """The visible folders directly inside ``folder``, in natural name order, without
+    ``__MACOSX`` (the resource forks a zip made on a Mac carries, not data)."""
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and p.name != "__MACOSX"), key=_natural_key)
+
+
+def folder_names(folder: Path) -> str:
+    """The first three of :func:`list_folders` as ``"a, b, c, ..."`` for a message about
+    ``folder`` (a tree given one level too high, or deeper than read), ``""`` when none."""
+    folders = list_folders(folder)
+    return ", ".join(p.name for p in folders[:3]) + (", ..." if len(folders) > 3 else "")
+
+
 def _natural_key(path: Path) -> tuple[list, str]:
     # The split puts the digit runs at odd positions: they compare as numbers, the rest as
     # case-folded text (asking str.isdigit instead would also take "²", which int() refuses).
