@@ -68,6 +68,32 @@ def test_find_modelnet_meshes(tree: Path) -> None:
         find_modelnet_meshes(tree, splits=["train", "train"])
 
 
+def test_trees_laid_out_otherwise_are_refused_naming_their_folders(tree: Path,
+                                                                   tmp_path: Path) -> None:
+    """ModelNet40.zip unpacked into a folder of its own (ModelNet40/ beside __MACOSX/), and 3D
+    ShapeNets' volumetric_data/<category>/30/{train,test}/*.mat: the refusal names the folders
+    the path holds (not __MACOSX) and, for .mat grids, the folder to give, not prepare.py (which
+    reads meshes only)."""
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    tree.rename(unpacked / "ModelNet40")
+    (unpacked / "__MACOSX" / "ModelNet40" / "chair" / "train").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"not a ModelNet-style tree \(it holds the folders "
+                                         r"ModelNet40\)$"):
+        find_modelnet_meshes(unpacked)
+    assert len(find_modelnet_meshes(unpacked / "ModelNet40")[1]) == 8
+    volumetric = tmp_path / "volumetric_data"
+    for category in ("bed", "chair"):
+        for split in ("train", "test"):
+            save_voxels(np.zeros((30, 30, 30)), volumetric / category / "30" / split
+                        / f"{category}_000000001_1.mat")
+    for folder, held in ((volumetric, "bed, chair"), (volumetric / "chair" / "30", "test, train")):
+        with pytest.raises(ValueError, match=rf"\(it holds the folders {held}\); give the folder "
+                                             r"that holds them .*volumetric_data/<category>/30/"):
+            load_voxel_shapes(folder)
+    assert load_voxel_shapes(volumetric / "chair" / "30" / "train").shape == (1, 1, 30, 30, 30)
+
+
 def test_cache_layout(cache: Path, tree: Path) -> None:
     with h5py.File(cache, "r") as h5:
         voxels = h5["voxels"]

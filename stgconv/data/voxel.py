@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from stgconv.checks import as_int, check_cache_version, npz_array, reading
 from stgconv.io.atomic import atomic_write
-from stgconv.io.folder import list_files
+from stgconv.io.folder import folder_names, list_files, list_folders
 from stgconv.io.h5 import LazyH5, as_text
 from stgconv.io.mesh import MESH_SUFFIXES, voxelize_file
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
@@ -92,13 +92,13 @@ def find_modelnet_meshes(
             or len(set(splits)) != len(splits)):  # a repeated split would take its meshes twice
         raise ValueError(f"splits must be a non-empty sequence of distinct {SPLIT_NAMES}, got "
                          f"{splits!r}")
-    found = sorted(p.name for p in root.iterdir()
-                   if p.is_dir() and not p.name.startswith(".")
-                   and any((p / split).is_dir() for split in splits))
+    # Plain name order for the alphabetical labels; a zip's __MACOSX is no category.
+    found = sorted(p.name for p in list_folders(root)
+                   if any((p / split).is_dir() for split in splits))
     if categories is None:
         if not found:
             raise ValueError(f"{root} has no <category>/{{{','.join(splits)}}}/ folders: not a "
-                             f"ModelNet-style tree")
+                             f"ModelNet-style tree{_folders_held(root)}")
         names = (list(MODELNET10_CATEGORIES) if set(found) <= set(MODELNET10_CATEGORIES)
                  else found)
     else:
@@ -517,6 +517,13 @@ def _is_shape_cache(path: Path) -> bool:
         raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
 
 
+def _folders_held(folder: Path) -> str:
+    """`` (it holds the folders a, b, ...)`` for an error about ``folder``, or ``""``: it shows
+    a tree unpacked one level too high (ModelNet10/ModelNet10/...) or laid out otherwise."""
+    names = folder_names(folder)
+    return f" (it holds the folders {names})" if names else ""
+
+
 def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int | None,
                  resolution: int | None, margin: int, up_axis: int, *, mesh_side: int
                  ) -> Tensor:
@@ -528,10 +535,14 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
                          f"({mesh_files[0].name}, ...); keep one kind per folder")
     chosen = voxel_files or mesh_files
     if not chosen:
+        # prepare.py reads meshes only: a 3D ShapeNets tree of .mat grids is read a folder at a
+        # time.
         raise ValueError(
             f"no voxel files ({', '.join(VOXEL_SUFFIXES)}) or meshes ({', '.join(MESH_SUFFIXES)}) "
-            f"in {folder}; for a ModelNet tree (<category>/{{train,test}}/*.off) build a cache "
-            f"with datasets/voxel/prepare.py"
+            f"in {folder}{_folders_held(folder)}; give the folder that holds them (folders "
+            f"inside are not read; 3D ShapeNets: volumetric_data/<category>/30/train), or for a "
+            f"ModelNet tree (<category>/{{train,test}}/*.off) build a cache with "
+            f"datasets/voxel/prepare.py"
         )
     if categories is not None:
         if isinstance(categories, str):
