@@ -4,6 +4,7 @@ and the real action clips of ../shared/data/video (skipped when absent)."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -269,6 +270,23 @@ def test_skip_unreadable(video_dir: Path, tmp_path: Path) -> None:
         build_clip_cache([garbage], tmp_path / "none.h5", n_frames=4, size=8,
                          skip_unreadable=True)
     assert not (tmp_path / "none.h5").exists() and leftovers(tmp_path) == []
+
+
+def test_names_that_are_not_utf8(video_dir: Path, tmp_path: Path) -> None:
+    """A zip made on Windows unpacks with its Latin-1 (or CP437) name bytes: such a clip is read
+    and recorded with the bytes escaped; writing its name failed after every clip was decoded,
+    naming no file."""
+    try:
+        (video_dir / "c1.mkv").rename(video_dir / os.fsdecode(b"caf\xe9.mkv"))
+        (video_dir / os.fsdecode(b"bris\xe9.mp4")).write_bytes(b"\x00" * 64)
+    except (OSError, UnicodeError):  # a file system that takes UTF-8 names only
+        pytest.skip("this file system refuses names that are not UTF-8")
+    with pytest.warns(UserWarning, match="skipping"):
+        cache = build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8,
+                                 skip_unreadable=True)
+    assert VideoClips(cache).sources[-1] == f"{video_dir}/caf\\xe9.mkv"
+    with h5py.File(cache, "r") as h5:
+        assert h5.attrs["skipped"][0].startswith(f"{video_dir}/bris\\xe9.mp4: ")
 
 
 def test_skip_unreadable_skips_a_folders_link_to_nothing(video_dir: Path, tmp_path: Path

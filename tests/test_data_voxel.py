@@ -4,6 +4,7 @@ input, and the real data of ../shared/data/voxel (skipped when absent)."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -314,6 +315,26 @@ def test_skip_unreadable_skips_a_link_to_a_missing_mesh(tree: Path, tmp_path: Pa
     with h5py.File(out, "r") as h5:
         assert h5["voxels"].shape[0] == 8
         assert list(h5.attrs["skipped"]) == [f"{link}: mesh not found: {link}"]
+
+
+def test_names_that_are_not_utf8(tree: Path, tmp_path: Path) -> None:
+    """A zip made on Windows unpacks with its Latin-1 (or CP437) name bytes: such a mesh is read
+    and recorded with the bytes escaped; writing its name failed after the whole build, naming
+    no file."""
+    folder = tree / "chair" / "train"
+    try:
+        (folder / os.fsdecode(b"chair_caf\xe9.off")).write_text(CUBE)
+        (folder / os.fsdecode(b"chair_bris\xe9.off")).write_text("OFF\n3 0 0\n")
+    except (OSError, UnicodeError):  # a file system that takes UTF-8 names only
+        pytest.skip("this file system refuses names that are not UTF-8")
+    with pytest.warns(UserWarning, match="skipping"):
+        out = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, categories=["chair"],
+                                   splits=["train"], skip_unreadable=True)
+    dataset = VoxelShapes(out)
+    assert dataset.sources == ["chair/train/chair_caf\\xe9.off", "chair/train/chair_train_0002.off",
+                               "chair/train/chair_train_0010.off"]
+    with h5py.File(out, "r") as h5:
+        assert h5.attrs["skipped"][0].startswith(f"{folder}/chair_bris\\xe9.off: ")
 
 
 def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture,

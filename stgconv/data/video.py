@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from stgconv.checks import as_int, as_size, check_cache_version
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
-from stgconv.io.h5 import LazyH5, as_text
+from stgconv.io.h5 import LazyH5, as_text, to_text
 from stgconv.io.image import IMAGE_SUFFIXES
 from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video
 from stgconv.version import __version__
@@ -329,7 +329,7 @@ def _write_cache(
             dataset.resize(last, axis=0)
         for i, offset in enumerate(starts):
             clips[first + i] = frames[offset:offset + n_frames]
-        per_clip["source"][first:last] = [str(file)] * len(starts)
+        per_clip["source"][first:last] = [to_text(str(file))] * len(starts)
         # load_video's frame picking: output k is source frame start + floor(k * step).
         per_clip["start_frame"][first:last] = [start_frame + int(k * step) for k in starts]
         per_clip["source_fps"][first:last] = float(rate) if rate else float("nan")
@@ -351,7 +351,8 @@ def _write_cache(
     attrs["value_range"] = VALUE_RANGE
     attrs["resize"] = "bilinear (Pillow), whole frame, no crop"
     attrs["created_by"] = f"stgconv {__version__}"
-    attrs.create("skipped", np.array(skipped, dtype=object), dtype=h5py.string_dtype("utf-8"))
+    attrs.create("skipped", np.array([to_text(s) for s in skipped], dtype=object),
+                 dtype=h5py.string_dtype("utf-8"))
 
 
 def _quantise(video: Tensor) -> np.ndarray:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from stgconv.checks import as_int, check_cache_version, npz_array, reading
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files, list_folders
-from stgconv.io.h5 import LazyH5, as_text
+from stgconv.io.h5 import LazyH5, as_text, to_text
 from stgconv.io.mesh import MESH_SUFFIXES, voxelize_file
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
 from stgconv.io.voxel import pad_to as pad_grids
@@ -203,7 +203,7 @@ def _write_cache(
         voxels[n] = grid
         per_shape["label"][n] = label
         per_shape["split"][n] = split
-        per_shape["source"][n] = path.relative_to(root).as_posix()
+        per_shape["source"][n] = to_text(path.relative_to(root).as_posix())
     if voxels.shape[0] == 0:
         raise ValueError(f"no shapes to write: all {len(meshes)} meshes were skipped "
                          f"({'; '.join(skipped)})")
@@ -218,7 +218,8 @@ def _write_cache(
     attrs["layout"] = "voxels (N, R, R, R) uint8 {0, 1}, indexed [x, y, z], z up"
     attrs["method"] = _METHOD
     attrs["created_by"] = f"stgconv {__version__}"
-    attrs.create("skipped", np.array(skipped, dtype=object), dtype=h5py.string_dtype("utf-8"))
+    attrs.create("skipped", np.array([to_text(s) for s in skipped], dtype=object),
+                 dtype=h5py.string_dtype("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------

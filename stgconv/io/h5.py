@@ -53,3 +53,11 @@ def as_text(value: object) -> str:
     """A string stored in HDF5 as text: h5py reads fixed-length strings as ``bytes`` (and numpy
     keeps them so, in ``'S'`` arrays), variable-length ones as ``str``."""
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def to_text(text: str) -> str:
+    """``text`` (a path, or a message naming one) as HDF5's UTF-8 strings can hold it. A file
+    name that is not UTF-8 (a zip made on Windows keeps its Latin-1 or CP437 bytes when unpacked
+    here, and Python reads them as lone surrogates) has those bytes written ``\\xe9``: the
+    write failed, after the whole build, with a message that named no file."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
