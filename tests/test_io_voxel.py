@@ -775,3 +775,20 @@ def test_geometry_above_the_cube_is_cut_off_without_normalizing() -> None:
     vertices = np.vstack([CUBE_VERTICES * 0.25 - 0.125, plate])
     faces = np.vstack([cube_triangles(), [[8, 9, 10], [8, 10, 11]]])
     assert not voxelize(vertices, faces, 8, normalize=False)[:, :, 7].any()
+
+
+def test_binvox_version_2_part_numbers_are_occupied_voxels(tmp_path: Path) -> None:
+    """binvox_merge writes '#binvox 2', each set voxel holding its part's number (1-255): such
+    files were refused as not binary."""
+    grid = random_grids(4, 4, 4, seed=3)
+    data = save_voxels(grid, tmp_path / "one.binvox").read_bytes()
+    header, runs = data.split(b"data\n", 1)
+    parts = np.frombuffer(runs, np.uint8).copy()
+    parts[::2] *= 7  # set runs now hold part 7
+    (tmp_path / "two.binvox").write_bytes(header.replace(b"#binvox 1", b"#binvox 2") + b"data\n"
+                                          + parts.tobytes())
+    np.testing.assert_array_equal(load_voxels(tmp_path / "two.binvox"), grid)
+    (tmp_path / "three.binvox").write_bytes(data.replace(b"#binvox 1", b"#binvox 3"))
+    with pytest.raises(ValueError, match=r"three.binvox: binvox version b'#binvox 3' is not 1"):
+        load_voxels(tmp_path / "three.binvox")
+

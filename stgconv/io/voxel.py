@@ -153,6 +153,10 @@ def _read_binvox(path: Path) -> np.ndarray:
         first = file.readline()
         if not first.startswith(b"#binvox"):
             raise ValueError(f"{path} is not a binvox file: it starts with {first[:20]!r}")
+        version = first.split()[1:2]
+        if version not in ([b"1"], [b"2"]):
+            raise ValueError(f"{path}: binvox version {first.strip()!r} is not 1 or 2, the "
+                             f"versions read here")
         dims = None
         while True:
             line = file.readline()
@@ -179,6 +183,10 @@ def _read_binvox(path: Path) -> np.ndarray:
     if counts.sum() != np.prod(dims):
         raise ValueError(f"{path} is truncated or corrupt: its runs hold {int(counts.sum())} "
                          f"voxels, the header announces {dims} = {int(np.prod(dims))}")
+    if version == [b"2"]:
+        # Version 2 (binvox_merge) gives each set voxel the number of its part, 1 to 255:
+        # occupied all the same.
+        values = np.minimum(values, 1)
     # binvox runs over x (slowest), z, y (fastest): reorder to [x, y, z], z up.
     return np.repeat(values, counts).reshape(dims).transpose(0, 2, 1)
 
