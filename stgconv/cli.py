@@ -235,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a classifier model (checkpoint.pt or "
                                                        "its run folder)")
     p.add_argument("--inliers", required=True,
-                   help=".npz with x_test uint8 (N, H, W) or (N, H, W, C), C 1 or 3, "
+                   help=".npz with x_test uint8 (N, H, W) or (N, H, W, C), C 1 to 4, "
                         "resized to the model's input, and optionally labels y_test (then "
                         "accuracy and ECE)")
     p.add_argument("--outliers", required=True, help=".npz with x_test, as --inliers")

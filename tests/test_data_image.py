@@ -95,6 +95,23 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
         load_npz_images(path, size=4, channels=1)
 
 
+def test_npz_images_with_alpha_are_composited_over_white(tmp_path: Path) -> None:
+    """RGBA (and grey + alpha) arrays were refused; image files with transparency are read
+    composited over white, and so are they now."""
+    rgba = np.zeros((2, 4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red, its transparent pixels' colour meaning nothing
+    rgba[:, :2, :, 3] = 255  # top half opaque
+    rgba[1, 3, 3, 3] = 51  # one pixel 20% opaque
+    path = tmp_path / "rgba.npz"
+    np.savez(path, x_train=rgba)
+    x = ((load_npz_images(path, size=4, channels=3) + 1) * 127.5).round()
+    assert x[:, :, :2].tolist() == [[[[255] * 4] * 2, [[0] * 4] * 2, [[0] * 4] * 2]] * 2
+    assert (x[0, :, 2:] == 255).all() and x[1, :, 3, 3].tolist() == [255, 204, 204]
+    np.savez(tmp_path / "la.npz", x_train=np.stack([np.full((2, 4, 4), 90, np.uint8),
+                                                     np.zeros((2, 4, 4), np.uint8)], -1))
+    assert (load_npz_images(tmp_path / "la.npz", size=4, channels=1) == 1).all()  # white
+
+
 @pytest.mark.shared_data("image/mnist.npz")
 def test_real_mnist_loads_as_digits(shared_data: Path) -> None:
     x = load_npz_images(shared_data / "image" / "mnist.npz", size=28, channels=1, max_images=100)

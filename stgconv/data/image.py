@@ -91,12 +91,13 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
     """The images of array ``key`` of an ``.npz`` file as ``(N, channels, size, size)`` in
     ``[-1, 1]``.
 
-    The array is ``(N, H, W)`` (grey) or ``(N, H, W, C)`` with ``C`` 1 or 3, uint8 0-255 (the
-    Keras layout of MNIST, Fashion-MNIST and CIFAR). Grey becomes RGB by repetition, RGB grey
-    by its luma as image files do (:func:`~stgconv.io.image.luma`); as image files are, every
-    image is centre-cropped to a square and resized (bilinear, antialiased) to ``size``. With
-    ``max_images``, a fixed random subset (seed 0, kept in file order): such files are often
-    ordered by class or by writer, so their first ``N`` would not be a fair sample.
+    The array is ``(N, H, W)`` (grey) or ``(N, H, W, C)`` with ``C`` 1 or 3, or 2 or 4 with
+    alpha (composited over white), uint8 0-255 (the Keras layout of MNIST, Fashion-MNIST and
+    CIFAR). Grey becomes RGB by repetition, RGB grey by its luma as image files do
+    (:func:`~stgconv.io.image.luma`); as image files are, every image is centre-cropped to a
+    square and resized (bilinear, antialiased) to ``size``. With ``max_images``, a fixed random
+    subset (seed 0, kept in file order): such files are often ordered by class or by writer,
+    so their first ``N`` would not be a fair sample.
 
     Raises:
         ValueError: not a readable ``.npz``, no array ``key`` (the message lists those there),
@@ -107,15 +108,17 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
             raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
         images = npz_array(archive, key, path)
     if images.dtype != np.uint8 or not (
-            images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))):
-        raise ValueError(f"{path}: {key} must be uint8 (N, H, W) or (N, H, W, 1 or 3), got "
-                         f"{images.dtype} {images.shape}")
+            images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 2, 3, 4))):
+        raise ValueError(f"{path}: {key} must be uint8 (N, H, W) or (N, H, W, C) with C 1 to 4, "
+                         f"got {images.dtype} {images.shape}")
     if len(images) == 0:
         raise ValueError(f"{path}: {key} holds no images")
     if 0 in images.shape[1:3]:
         raise ValueError(f"{path}: {key}'s images have no pixels: (N, H, W) = "
                          f"{images.shape[:3]}")
     images = images[npz_subset(len(images), max_images)]
+    if images.ndim == 4 and images.shape[-1] in (2, 4):
+        images = _over_white(images)
     if images.ndim == 4 and images.shape[-1] == 3 and channels == 1:
         images = luma(images)
     height, width = images.shape[1:3]
@@ -130,6 +133,14 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                           align_corners=False).clamp(-1.0, 1.0)
     return x
+
+
+def _over_white(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(N, H, W, C)`` with alpha last (grey + alpha, RGBA) composited over white, as
+    image files with transparency are read (:func:`stgconv.io.image.read_image`): the colour
+    of a transparent pixel means nothing."""
+    alpha = images[..., -1:].astype(np.float64) / 255.0
+    return np.round(images[..., :-1] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
 
 
 def npz_subset(n: int, max_images: int | None) -> np.ndarray:

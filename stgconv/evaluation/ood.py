@@ -272,9 +272,9 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     """Out-of-distribution detection by a classifier model's scores (module docstring).
 
     ``inliers`` and ``outliers`` are ``.npz`` files with ``x_test``, uint8 ``(N, H, W)`` or
-    ``(N, H, W, C)`` (C 1 or 3), converted to the model's input as its training data were
-    (:func:`stgconv.data.image.load_npz_images`: channels repeated or made grey by luma,
-    centre-cropped to a square and resized).
+    ``(N, H, W, C)`` (C 1 to 4: alpha composited over white), converted to the model's input
+    as its training data were (:func:`stgconv.data.image.load_npz_images`: channels repeated
+    or made grey by luma, centre-cropped to a square and resized).
     The inliers' optional ``y_test`` ``(N,)`` (classes ``0 .. K - 1``) adds the accuracy and
     ECE; the outliers' labels are not read.
 
