@@ -97,6 +97,22 @@ def test_mat_loader_converts_and_validates(tmp_path):
         load_mask_mat(tmp_path / "junk.mat")
 
 
+@pytest.mark.parametrize("error", [IndexError("index out of range"),
+                                   UnboundLocalError("local variable 'arr' referenced")])
+def test_scipys_other_errors_on_a_damaged_mat_are_named(tmp_path, monkeypatch, error):
+    """Fuzzing damaged .mat files, scipy also raised these (the voxel reader let them through
+    as tracebacks)."""
+    path = tmp_path / "damaged.mat"
+    scipy.io.savemat(path, {"masks": np.zeros((2, 2, 2), np.uint8)})
+
+    def damaged(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(scipy.io, "loadmat", damaged)
+    with pytest.raises(ValueError, match=r"cannot read MATLAB file .*damaged\.mat: "):
+        load_mask_mat(path)
+
+
 def test_a_matlab_v73_mask_reads_as_its_v5_twin(tmp_path):
     """MATLAB saves as v7.3 (HDF5, its arrays column-major) where a user made it the default:
     such masks were refused, telling the user to save them again."""

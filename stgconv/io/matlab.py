@@ -9,6 +9,7 @@ back, so a variable reads the same from either version.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,15 @@ def read_mat(path: str | Path) -> dict[str, np.ndarray]:
         ValueError: naming the file, when it is not a ``.mat`` file either version reads.
     """
     path = Path(path)
-    with reading(path):  # a damaged compressed variable fails inside zlib
+    with reading(path):  # a damaged compressed variable fails inside zlib: named as such
         try:
             variables = scipy.io.loadmat(str(path))
         except NotImplementedError:  # scipy's answer to a v7.3 file
             return _read_v73(path)
-        except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as err:
+        except (zlib.error, EOFError):
+            raise
+        except Exception as err:  # a damaged file: ValueError, TypeError, IndexError, even
+            # UnboundLocalError from inside scipy (seen fuzzing)
             raise ValueError(f"cannot read MATLAB file {path}: {err}") from err
     return {name: value for name, value in variables.items() if not name.startswith("__")}
 
