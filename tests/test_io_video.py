@@ -387,6 +387,21 @@ def test_a_gif_faster_than_its_delays_can_say_is_refused(tmp_path) -> None:
     assert not (tmp_path / "slow.gif").exists()
 
 
+def test_a_folder_of_frames_beside_optical_flow_is_refused(tmp_path) -> None:
+    """Extraction tools for action recognition write img_00001.jpg beside flow_x_00001.jpg and
+    flow_y_00001.jpg: read as one clip in name order, it ran through the flow images first."""
+    for i in range(1, 4):
+        for series in ("img", "flow_x", "flow_y"):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / f"{series}_{i:05d}.png")
+    with pytest.raises(ValueError, match=r"holds frames of 3 series \(flow_x_#\.png, "
+                                         r"flow_y_#\.png, img_#\.png\)"):
+        load_video(tmp_path)
+    for file in tmp_path.glob("flow_*"):
+        file.unlink()
+    assert torch.equal(load_video(tmp_path, channels=1)[0, :, 0, 0],
+                       torch.tensor([40.0, 80.0, 120.0]) / 127.5 - 1)
+
+
 def test_a_folder_of_animated_gifs_is_no_folder_of_frames(tmp_path) -> None:
     """Read as frames, each GIF video gave its first frame only; single-frame GIFs remain
     frames."""

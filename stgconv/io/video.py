@@ -22,6 +22,7 @@ GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightl
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -193,6 +194,16 @@ def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -
     return array[:, :, None] if array.ndim == 2 else array
 
 
+def _series(files: Sequence[Path]) -> list[str]:
+    """The numbered series among ``files`` with two frames or more, each named by its pattern
+    (``img_#.jpg``, ``flow_x_#.jpg``: the name with its last run of digits as ``#``)."""
+    counts: dict[str, int] = {}
+    for file in files:
+        pattern = re.sub(r"\d+(?=\D*$)", "#", file.name)
+        counts[pattern] = counts.get(pattern, 0) + 1
+    return [pattern for pattern, count in counts.items() if count > 1 and "#" in pattern]
+
+
 def _animated(path: Path) -> bool:
     try:
         with Image.open(path) as image:
@@ -209,6 +220,12 @@ def _read_folder(
         raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
     if start >= len(files):
         raise ValueError(f"start_frame={start} but {folder} has only {len(files)} frames")
+    series = _series(files)
+    if len(series) > 1:  # read as one, the clip would run through each series in turn
+        raise ValueError(f"folder {folder} holds frames of {len(series)} series "
+                         f"({', '.join(series[:3])}{', ...' if len(series) > 3 else ''}), as "
+                         "frame extraction tools write images beside optical flow; give a "
+                         "folder of one series' frames")
     animated = [file.name for file in files if file.suffix.lower() == ".gif" and _animated(file)]
     if animated:  # each would give its first frame only
         raise ValueError(f"folder {folder} holds animated GIFs ({', '.join(animated[:3])}"
