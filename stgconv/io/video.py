@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -197,10 +198,7 @@ def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -
 def _series(files: Sequence[Path]) -> list[str]:
     """The numbered series among ``files`` with two frames or more, each named by its pattern
     (``img_#.jpg``, ``flow_x_#.jpg``: the name with its last run of digits as ``#``)."""
-    counts: dict[str, int] = {}
-    for file in files:
-        pattern = re.sub(r"\d+(?=\D*$)", "#", file.name)
-        counts[pattern] = counts.get(pattern, 0) + 1
+    counts = Counter(re.sub(r"\d+(?=\D*$)", "#", file.name) for file in files)
     return [pattern for pattern, count in counts.items() if count > 1 and "#" in pattern]
 
 
