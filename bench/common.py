@@ -28,12 +28,14 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, NamedTuple, Sequence, TypeVar  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
+from stgconv.io.image import from_levels  # noqa: E402
 from stgconv.mcmc import Langevin  # noqa: E402
 from stgconv.mcmc.execution import Execution  # noqa: E402
 from stgconv.types import EnergyFn  # noqa: E402
@@ -353,6 +355,12 @@ def random_subset(data: Tensor, n: int, *, seed: int) -> Tensor:
     shuffled, when ``N <= n``), the same for the same ``seed``."""
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     return data[pick.to(data.device)]
+
+
+def read_pixels(path: Path) -> Tensor:
+    """Images or clips that ``stgconv synthesize`` wrote to ``path`` (``synthesized.npy``: grey
+    levels 0-255, the data's range) as the models see them, in ``[-1, 1]``."""
+    return from_levels(torch.from_numpy(np.load(path)))
 
 
 def data_spread(data: Tensor, n: int, *, draws: int = 10) -> float:

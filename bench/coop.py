@@ -56,7 +56,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from bench import digits, multigrid
@@ -183,7 +182,7 @@ def steps_curve(run: Path, scorer: Scorer, *, n_samples: int, steps: Sequence[in
         tasks.synthesize(run, out, n_samples=n_samples, n_steps=n_steps, start=start,
                          seed=seed, device="cpu")
         sample_s = time.process_time() - started
-        samples = torch.from_numpy(np.load(out / "synthesized.npy"))
+        samples = common.read_pixels(out / "synthesized.npy")
         rows.append({"steps": n_steps, "sample_cpu_s": sample_s, **scorer(samples)})
     return rows
 
@@ -191,7 +190,7 @@ def steps_curve(run: Path, scorer: Scorer, *, n_samples: int, steps: Sequence[in
 def frame_strip(samples: Path, path: Path) -> Path:
     """Every other frame of the first two clips of ``samples`` (``.npy``, ``(N, C, T, H, W)``)
     as a PNG, a clip per row."""
-    clips = torch.from_numpy(np.load(samples))[:2, :, ::2]
+    clips = common.read_pixels(samples)[:2, :, ::2]
     frames = clips.transpose(1, 2).flatten(0, 1)
     return save_image_grid(frames, path, nrow=clips.shape[2])
 

@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = synthesize(run, work / "samples", n_samples=args.samples, n_steps=args.steps,
                          start=args.start, seed=args.seed, device="cpu")
         sample_s = time.perf_counter() - started
-        samples = torch.from_numpy(np.load(out / "synthesized.npy"))
+        samples = common.read_pixels(out / "synthesized.npy")
         sets = {"stgconv samples": samples,
                 "reference: other test digits": others[:len(samples)]}  # as many: Frechet
         if args.start == "noise":  # the fresh starts the samples came from (not the buffer's)

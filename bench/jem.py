@@ -274,7 +274,7 @@ def sample_rows(run: Path, work: Path, *, per_class: int, steps: int | None, sta
     out = synthesize(run, work / "samples", n_samples=per_class, classes=list(range(10)),
                      n_steps=steps, start=start, seed=seed, device="cpu")
     sample_s = time.process_time() - started
-    samples = torch.from_numpy(np.load(out / "synthesized.npy"))
+    samples = common.read_pixels(out / "synthesized.npy")
     row = score("JEM class-conditional samples", samples, judge, test_features, train_images)
     with torch.no_grad():
         read_as = torch.cat([judge(chunk).argmax(1) for chunk in samples.split(500)])

@@ -399,7 +399,7 @@ def test_data_gaussian_starts_train_and_class_synthesis_from_the_class_fits(tmp_
     out = tmp_path / "samples"
     assert main(["synthesize", str(run), "-n", "2", "--class", "2", "--class", "0",
                  "--steps", "1", "--out", str(out)]) == 0
-    samples = np.load(out / "synthesized.npy")[:, 0]  # data units: the model's [-1, 1]
+    samples = np.load(out / "synthesized.npy")[:, 0] / 127.5 - 1  # grey levels -> the model's
     nearest = ((samples[:, None] - bars[None]) ** 2).sum(axis=(2, 3)).argmin(axis=1)
     assert nearest.tolist() == [2, 2, 0, 0]
 

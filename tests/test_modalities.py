@@ -118,7 +118,8 @@ def test_video_previews(tmp_path: Path) -> None:
     files = VIDEO.save_samples(clips, tmp_path / "clips")
     assert files == [tmp_path / "clips.gif", tmp_path / "clips.mp4", tmp_path / "clips.npy"]
     assert all(f.stat().st_size > 0 for f in files)
-    np.testing.assert_array_equal(np.load(files[2]), clips.numpy())  # every clip, not only 4
+    # Every clip, not only 4, in grey levels 0-255 as the data files hold them.
+    np.testing.assert_array_equal(np.load(files[2]), ((clips + 1) * 127.5).numpy())
     width = 4 * 8 + 3 * COMPARISON_GAP  # at most 4 clips side by side
     with Image.open(files[0]) as gif:
         assert gif.size == (width + width % 2, 8) and gif.n_frames == 4
@@ -330,7 +331,7 @@ GREYS = [(10, 10, 10), (120, 120, 120), (240, 240, 240)]
 def test_image_samples_array_keeps_every_image_beyond_sixteen(tmp_path: Path) -> None:
     images = torch.rand(20, 1, 4, 4) * 2 - 1
     IMAGE.save_samples(images, tmp_path / "s")
-    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), images.numpy())
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), ((images + 1) * 127.5).numpy())
 
 
 def test_an_image_folder_loads_at_most_max_images(tmp_path: Path) -> None:

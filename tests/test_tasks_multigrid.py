@@ -104,7 +104,7 @@ def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys)
     assert png_size(out / "synthesized_grid1.png") == (3 * 6 + 2, 6 + 2)  # 4x4 samples
     coarse = np.load(out / "synthesized_grid1.npy")  # every grid for programs to score
     assert coarse.shape == (3, 3, 4, 4) and coarse.dtype == np.float32
-    assert coarse.min() >= -1 and coarse.max() <= 1
+    assert coarse.min() >= 0 and coarse.max() <= 255 and coarse.max() > 1  # grey levels
     assert png_size(out / "pyramid.png") == (3 * 10 + 2, 3 * 10 + 2)
     assert not (out / "synthesized_grid2.png").exists()  # the finest grid is `synthesized`
 

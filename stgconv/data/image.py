@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from stgconv.checks import npz_array
 from stgconv.io.folder import list_files
-from stgconv.io.image import IMAGE_SUFFIXES, load_image, luma
+from stgconv.io.image import IMAGE_SUFFIXES, from_levels, load_image, luma
 
 
 class ImageFolder(Dataset):
@@ -125,7 +125,7 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
     images = images[:, top:top + side, left:left + side]
-    x = torch.from_numpy(images).float().div(127.5).sub(1.0)
+    x = from_levels(torch.from_numpy(images).float())
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
     if x.shape[1] != channels:
         x = x.expand(-1, channels, -1, -1).clone()

@@ -25,11 +25,23 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".ti
 BUILTIN_IMAGES = ("brick", "grass", "gravel", "camera", "coffee", "astronaut", "rocket")
 
 
+def to_levels(pixels: Tensor) -> Tensor:
+    """Pixels as the models see them, in ``[-1, 1]``, -> grey levels 0-255 as image and video
+    files hold them (float, unrounded): ``(pixels + 1) * 127.5``; any shape."""
+    return (pixels + 1) * 127.5
+
+
+def from_levels(levels: Tensor) -> Tensor:
+    """Grey levels 0-255 -> pixels in ``[-1, 1]``: ``levels / 127.5 - 1``, the inverse of
+    :func:`to_levels`; any shape."""
+    return levels / 127.5 - 1.0
+
+
 def to_tensor(array: np.ndarray) -> Tensor:
     """uint8 ``(H, W)`` or ``(H, W, C)`` -> float ``(C, H, W)`` in ``[-1, 1]``."""
     if array.ndim == 2:
         array = array[:, :, None]
-    return torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return from_levels(torch.from_numpy(np.array(array)).permute(2, 0, 1).float())
 
 
 def read_image(path: Path, *, what: str = "image") -> Image.Image:
@@ -224,7 +236,7 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     from torchvision.utils import make_grid
 
     grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, pad_value=1.0)
-    array = ((grid + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    array = to_levels(grid).round().to(torch.uint8).permute(1, 2, 0).numpy()
     if array.shape[2] == 1:
         array = array[:, :, 0]
     return atomic_write(path, partial(Image.fromarray(array).save, format="PNG"))

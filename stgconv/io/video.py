@@ -38,7 +38,7 @@ from torch import Tensor
 from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
-from stgconv.io.image import IMAGE_SUFFIXES, read_image, to_channels
+from stgconv.io.image import IMAGE_SUFFIXES, from_levels, read_image, to_channels, to_levels
 
 # PyAV (av) takes a while to import (it loads FFmpeg); it loads where a video is read or written.
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def load_video(
     else:
         frames = _read_file(path, start_frame, n_frames, out_size, fps, channels)
     array = np.stack(frames)  # (T, H, W, C) uint8
-    return torch.from_numpy(array).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    return from_levels(torch.from_numpy(array).permute(3, 0, 1, 2).float())
 
 
 def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
@@ -519,7 +519,7 @@ def to_uint8(video: Tensor) -> np.ndarray:
     video = video.detach().float().cpu().clamp(-1, 1)
     if video.shape[0] == 1:
         video = video.expand(3, -1, -1, -1)
-    array = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
+    array = to_levels(video).round().to(torch.uint8).permute(1, 2, 3, 0)
     return np.ascontiguousarray(array.numpy())
 
 
@@ -687,8 +687,7 @@ def _label_band(labels: Sequence[str], widths: list[int]) -> Tensor:
             draw.text((2, 2 + row * line_height), line, fill=(0, 0, 0), font=font)
         image.paste(tile, (left, 0))
         left += width + COMPARISON_GAP
-    array = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
-    return array / 127.5 - 1.0
+    return from_levels(torch.from_numpy(np.array(image)).permute(2, 0, 1).float())
 
 
 def _wrap(label: str, width: int, font: ImageFont.ImageFont | ImageFont.FreeTypeFont

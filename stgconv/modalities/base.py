@@ -21,6 +21,7 @@ from torch import Tensor
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy
+from stgconv.io.image import to_levels
 
 
 class Modality:
@@ -68,8 +69,9 @@ class Modality:
     def save_samples(self, batch: Tensor, stem: str | Path, *, fps: float | None = None
                      ) -> list[Path]:
         """Write a task's result batch (data units): its preview in every format, and
-        ``<stem>.npy`` with every example as float32 (``(N, C, H, W)`` images, ``(N, C, T, H,
-        W)`` videos), for programs that score samples."""
+        ``<stem>.npy`` with every example as float32 in the data's value range, grey levels
+        0-255 as the image and video files hold them (``(N, C, H, W)`` images, ``(N, C, T, H,
+        W)`` videos), for programs that score samples against the data."""
         # The preview first: it checks the layout.
         files = self.preview(batch, stem, formats=(".gif", ".mp4"), fps=fps)
         return [*files, _save_npy(batch, stem)]
@@ -80,8 +82,8 @@ class Modality:
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
         """Write a coarse grid of multi-grid samples (data units): its preview and, as
-        :meth:`save_samples` does, ``<stem>.npy`` with every example as float32, so programs can
-        score every grid, not only the finest."""
+        :meth:`save_samples` does, ``<stem>.npy`` with every example as float32 grey levels
+        0-255, so programs can score every grid, not only the finest."""
         return [*self.preview(grid, stem), _save_npy(grid, stem)]
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
@@ -128,5 +130,8 @@ def stationary_side(energy: ConvNetEnergy, config: ExperimentConfig, size: int |
 
 
 def _save_npy(batch: Tensor, stem: str | Path) -> Path:
-    """``<stem>.npy``: ``batch`` as float32, for programs that score samples."""
-    return atomic_save_npy(Path(stem).with_suffix(".npy"), batch.detach().float().cpu().numpy())
+    """``<stem>.npy``: pixels ``batch`` (in ``[-1, 1]``) as float32 grey levels 0-255, for
+    programs that score samples: in the data's value range, so that they compare them with the
+    image and video files as they are (a classifier trained on MNIST's uint8 digits, say)."""
+    levels = to_levels(batch.detach().float().cpu())
+    return atomic_save_npy(Path(stem).with_suffix(".npy"), levels.numpy())

@@ -38,9 +38,9 @@ def synthesize(
     """Sample from a trained model into ``out_dir``: ``synthesized.png`` for images,
     ``synthesized.gif`` and ``synthesized.mp4`` for videos, ``synthesized.png`` (renders) for
     voxels, and for every modality ``synthesized.npy``, every sample as float32 in the data's
-    value range as the models see it: ``(N, C, H, W)`` images and ``(N, C, T, H, W)`` videos in
-    [-1, 1] (pixel value ``v`` of 0-255 is ``v / 127.5 - 1``), ``(N, D, H, W)`` voxel occupancies
-    in [0, 1]. A cooperative model's chains start at its generator's proposals
+    value range, as the data files hold it: ``(N, C, H, W)`` images and ``(N, C, T, H, W)``
+    videos in grey levels 0-255 (unrounded; :func:`stgconv.io.image.from_levels` gives the
+    models' [-1, 1]), ``(N, D, H, W)`` voxel occupancies in [0, 1]. A cooperative model's chains start at its generator's proposals
     (:func:`synthesize_cooperative`, which also writes ``proposals``).
 
     Args:
