@@ -66,7 +66,10 @@ class Sampler(Protocol):
         constraint: Constraint | None = None,
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
-    ) -> Tensor: ...
+    ) -> Tensor:
+        """Chains ``(B, *S)`` after ``n_steps`` updates from ``x0`` ``(B, *S)`` under
+        ``energy`` ``(B, *S) -> (B,)``, projected onto ``constraint`` after every step."""
+        ...
 
 
 def energy_and_grad(
@@ -89,7 +92,8 @@ def energy_and_grad(
 
 
 def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
-    """0-dim bool tensor: does any chain have a non-finite energy or gradient?
+    """0-dim bool tensor: does any chain have a non-finite energy ``e`` ``(B,)`` or gradient
+    ``grad`` ``(B, *S)``?
 
     Kept as a tensor so the check costs no device synchronisation inside the loop; samplers
     gather the flags and raise once, naming the first bad step.
@@ -101,6 +105,8 @@ def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
 
 
 def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
+    """Raise :class:`NonFiniteEnergyError` naming the first step whose flag (a 0-dim bool
+    :func:`nonfinite_flag`, one per step) is set."""
     if not flags:
         return
     bad = torch.stack(flags)

@@ -36,6 +36,8 @@ class ReplayBuffer:
         return 0 if self.samples is None else self.samples.shape[0]
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Chain starts ``(B * chains_per_example, *S)`` for ``x_pos`` ``(B, *S)``: stored
+        samples, a share ``fresh`` of them (all while the buffer is empty) from ``init``."""
         n = x_pos.shape[0] * self.chains_per_example
         kw = dict(device=x_pos.device, dtype=x_pos.dtype, generator=generator)
         x0 = self.init.sample((n, *x_pos.shape[1:]), **kw)
@@ -51,9 +53,11 @@ class ReplayBuffer:
         return torch.where(from_buffer.reshape(-1, *[1] * (x0.dim() - 1)), self.samples[picks], x0)
 
     def constraint(self, x_pos: Tensor) -> None:
+        """None: the chains of ``x_pos`` ``(B, *S)`` move freely."""
         return None
 
     def keep(self, x_neg: Tensor) -> None:
+        """Store the finished chains ``x_neg`` ``(M, *S)``, replacing the oldest once full."""
         x_neg = x_neg.detach()[-self.capacity :]
         if self.samples is None:
             self.samples = x_neg.new_empty((0, *x_neg.shape[1:]))
@@ -68,6 +72,8 @@ class ReplayBuffer:
             self._next = (self._next + len(x_neg)) % self.capacity
 
     def state_dict(self) -> dict[str, Tensor]:
+        """``{"samples": (n_stored, *S), "next": 0-dim}`` (``next``: the slot overwritten
+        next), or ``{}`` while empty."""
         if self.samples is None:
             return {}
         return {"samples": self.samples, "next": torch.tensor(self._next)}

@@ -24,7 +24,8 @@ class Constraint:
         raise NotImplementedError
 
     def tangent(self, v: Tensor) -> Tensor:
-        """The linear part ``P v`` of the projection: the directions a chain may move in.
+        """The linear part ``P v`` ``(B, *S)`` of the projection of ``v`` ``(B, *S)``: the
+        directions a chain may move in.
 
         For an affine projection ``P x + c`` this equals ``project(v) - project(0)``.
         """

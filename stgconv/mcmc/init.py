@@ -36,7 +36,7 @@ class NoiseInit:
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """A tensor of ``shape`` drawn from this distribution."""
+        """A tensor of ``shape`` (any, e.g. ``(B, *S)``) drawn from this distribution."""
         if self.kind == "gaussian":
             return self.scale * torch.randn(shape, generator=generator, device=device, dtype=dtype)
         return self.scale * (2 * torch.rand(shape, generator=generator, device=device, dtype=dtype) - 1)
@@ -263,6 +263,8 @@ class DataGaussian:
         return torch.logsumexp(self.weights.to(x.dtype).log() + log_normal, dim=1)
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The fit as the constructor takes it: ``means`` ``(K, *S)``, ``factors``
+        ``(K, r, *S)``, ``residual_std``, ``weights`` and ``component_classes`` ``(K,)``."""
         return {"means": self.means, "factors": self.factors,
                 "residual_std": self.residual_std, "weights": self.weights,
                 "component_classes": self.component_classes}

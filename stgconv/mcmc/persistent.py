@@ -29,6 +29,8 @@ class PersistentChains:
         self._last: Tensor | None = None
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """The stored chains ``(B * chains_per_example, *S)`` of examples ``indices`` ``(B,)``
+        (``x_pos`` ``(B, *S)`` gives their shape the first time)."""
         if self.chains is None:
             shape = (self.n_examples, self.chains_per_example, *x_pos.shape[1:])
             self.chains = self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype, generator=generator)
@@ -41,15 +43,20 @@ class PersistentChains:
         return self.chains[indices].flatten(0, 1)
 
     def constraint(self, x_pos: Tensor) -> None:
+        """None: the chains of ``x_pos`` ``(B, *S)`` move freely."""
         return None
 
     def keep(self, x_neg: Tensor) -> None:
+        """Store the finished chains ``(B * chains_per_example, *S)`` of the last
+        :meth:`start`'s examples."""
         if self._last is None or self.chains is None:
             raise RuntimeError("keep() called before start()")
         self.chains[self._last] = x_neg.detach().reshape(-1, self.chains_per_example, *x_neg.shape[1:])
         self._last = None
 
     def state_dict(self) -> dict[str, Tensor]:
+        """``{"chains": (n_examples, chains_per_example, *S)}``, or ``{}`` before the first
+        :meth:`start`."""
         return {} if self.chains is None else {"chains": self.chains}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:

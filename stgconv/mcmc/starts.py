@@ -29,16 +29,21 @@ class ChainStart(Protocol):
         ...
 
     def constraint(self, x_pos: Tensor) -> Constraint | None:
-        """The projection the chains of ``x_pos`` must stay on (``None``: free chains)."""
+        """The projection the chains of ``x_pos`` ``(B, *S)`` must stay on (``None``: free
+        chains)."""
         ...
 
     def keep(self, x_neg: Tensor) -> None:
         """Receive the finished chains ``(B * chains_per_example, *S)`` of the last ``start``."""
         ...
 
-    def state_dict(self) -> dict[str, Tensor]: ...
+    def state_dict(self) -> dict[str, Tensor]:
+        """The stored chains a checkpoint keeps (``{}`` for starts that store none)."""
+        ...
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the stored chains of :meth:`state_dict`."""
+        ...
 
 
 class _Stateless:
@@ -65,6 +70,7 @@ class NoiseStart(_Stateless):
         self.chains_per_example = chains_per_example
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draws ``(B * chains_per_example, *S)`` of ``init`` for ``x_pos`` ``(B, *S)``."""
         shape = (x_pos.shape[0] * self.chains_per_example, *x_pos.shape[1:])
         return self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype, generator=generator)
 
@@ -77,6 +83,8 @@ class DataStart(_Stateless):
         self.chains_per_example = chains_per_example
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Each example of ``x_pos`` ``(B, *S)`` ``chains_per_example`` times in a row, plus
+        noise: ``(B * chains_per_example, *S)``."""
         repeated = x_pos.repeat_interleave(self.chains_per_example, dim=0)
         return data_plus_noise(repeated, std=self.noise_std, generator=generator)
 
@@ -98,6 +106,7 @@ class CoarseStart(_Stateless):
         self.chains_per_example = 1
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """``(B, *S)``, the nearest up-sampling of ``x_pos`` ``(B, *S)``'s block means."""
         return nearest_up(block_down(x_pos, self.factor), self.factor)
 
 
@@ -121,9 +130,11 @@ class SuperResolutionStart(CoarseStart):
         self.upsample = block_upsampler(upsample)
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """``(B, *S)``, the ``upsample`` of ``x_pos`` ``(B, *S)``'s block means."""
         return self.upsample(block_down(x_pos, self.factor), self.factor)
 
     def constraint(self, x_pos: Tensor) -> Constraint:
+        """Keeps the block means of ``x_pos`` ``(B, *S)``."""
         return DownsampleConsistency(block_down(x_pos, self.factor), self.factor)
 
 
@@ -148,17 +159,20 @@ class RecoveryStart:
         self._known: Tensor | None = None
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """Chain starts ``(B, *S)``; remembers the mask for :meth:`constraint`."""
+        """Chain starts ``(B, *S)`` for ``x_pos`` ``(B, *S)``; remembers the mask for
+        :meth:`constraint`."""
         draw = torch.rand(x_pos.shape, generator=generator, device=x_pos.device)
         self._known = draw >= self.missing
         return self.fill(x_pos, self._known)
 
     def constraint(self, x_pos: Tensor) -> Constraint:
+        """Keeps the entries of ``x_pos`` ``(B, *S)`` that the last :meth:`start` kept."""
         if self._known is None or self._known.shape != x_pos.shape:
             raise RuntimeError("constraint() needs the start() of the same batch first")
         return KnownEntries(x_pos, self._known)
 
     def keep(self, x_neg: Tensor) -> None:
+        """Forget the mask of the last :meth:`start` (``x_neg`` ``(B, *S)`` is not stored)."""
         self._known = None
 
     def state_dict(self) -> dict[str, Tensor]:
