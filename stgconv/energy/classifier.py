@@ -92,8 +92,8 @@ class ClassifierEnergy(nn.Module):
         return -self._density_scale() * torch.logsumexp(logits, dim=1)
 
     def class_energy(self, x: Tensor, y: Tensor | int) -> Tensor:
-        """``-f(x)[y]`` (plus ``(1 - s) logsumexp_y f(x)[y]`` with a density scale), ``(B,)``;
-        ``y`` one class for every example or ``(B,)`` classes, each
+        """``-f(x)[y]`` (plus ``(1 - s) logsumexp_y f(x)[y]`` with a density scale), ``(B,)``,
+        of ``x`` ``(B, *S)``; ``y`` one class for every example or ``(B,)`` classes, each
         in ``0 .. K - 1`` (not checked here: a sampler calls this every step, and the check
         would stop a GPU's queue each time)."""
         logits = self.logits(x)
@@ -108,7 +108,7 @@ class ClassifierEnergy(nn.Module):
         return energy + (1 - self._density_scale()) * torch.logsumexp(logits, dim=1)
 
     def log_prob_y(self, x: Tensor) -> Tensor:
-        """``log p(y | x)``, ``(B, K)``."""
+        """``log p(y | x)``, ``(B, K)``, of ``x`` ``(B, *S)``."""
         return torch.log_softmax(self.logits(x), dim=1)
 
     def conditional(self, y: Tensor | int) -> EnergyFn:

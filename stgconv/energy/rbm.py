@@ -64,11 +64,11 @@ class RBM(nn.Module):
         return flat
 
     def hidden_input(self, v: Tensor) -> Tensor:
-        """``b + v W``, ``(B, n_hidden)``."""
+        """``b + v W``, ``(B, n_hidden)``, of ``v`` ``(B, *S)``."""
         return self.hidden_bias + self._flat(v) @ self.weight
 
     def forward(self, v: Tensor) -> Tensor:
-        """The free energy ``F(v)``, ``(B,)``."""
+        """The free energy ``F(v)``, ``(B,)``, of ``v`` ``(B, *S)``."""
         flat = self._flat(v)
         hidden = F.softplus(self.hidden_input(flat)).sum(1)
         if self.visible == "binary":
@@ -76,21 +76,23 @@ class RBM(nn.Module):
         return 0.5 * (flat - self.visible_bias).pow(2).sum(1) - hidden
 
     def hidden_probs(self, v: Tensor) -> Tensor:
-        """``p(h = 1 | v)``, ``(B, n_hidden)``."""
+        """``p(h = 1 | v)``, ``(B, n_hidden)``, of ``v`` ``(B, *S)``."""
         return torch.sigmoid(self.hidden_input(v))
 
     def visible_mean(self, h: Tensor) -> Tensor:
-        """``E[v | h]``, ``(B, n_visible)``: ``p(v = 1 | h)`` (binary) or ``a + W h``."""
+        """``E[v | h]``, ``(B, n_visible)``, of ``h`` ``(B, n_hidden)``: ``p(v = 1 | h)``
+        (binary) or ``a + W h``."""
         activation = self.visible_bias + h @ self.weight.T
         return torch.sigmoid(activation) if self.visible == "binary" else activation
 
     def sample_hidden(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``h ~ p(h | v)``, ``(B, n_hidden)``, of ``v`` ``(B, *S)``."""
         probs = self.hidden_probs(v)
         return (torch.rand(probs.shape, generator=generator, device=probs.device,
                            dtype=probs.dtype) < probs).to(probs.dtype)
 
     def sample_visible(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``v ~ p(v | h)``, ``(B, n_visible)``."""
+        """``v ~ p(v | h)``, ``(B, n_visible)``, of ``h`` ``(B, n_hidden)``."""
         mean = self.visible_mean(h)
         noise = torch.rand if self.visible == "binary" else torch.randn
         draw = noise(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -118,7 +120,8 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
                       generator: torch.Generator | None = None) -> tuple[float, float]:
     """``log Z`` of a binary RBM by annealed importance sampling (Salakhutdinov & Murray 2008).
 
-    The path runs from a base model with visible biases ``base_visible_bias`` only (default 0;
+    The path runs from a base model with visible biases ``base_visible_bias`` ``(n_visible,)``
+    only (default 0;
     the data's base rates give a better start) to the RBM, through ``log p*_beta(v) = (1 -
     beta) a0.v + beta a.v + sum_j softplus(beta (b + v W)_j)``, ``n_betas`` temperatures evenly
     spaced, one Gibbs sweep at each. Returns the estimate and its spread: the standard deviation
