@@ -61,7 +61,8 @@ class Modality:
 
     def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
                 fps: float | None = None) -> list[Path]:
-        """Write a batch (data units) for a person to look at; returns the files written.
+        """Write a batch ``(N, *lead, *S)`` (data units) for a person to look at; returns the
+        files written.
         ``formats`` are the suffixes of moving pictures and ``fps`` their playback rate (videos:
         the config's ``data.fps``; ``None`` where it sets none: 25)."""
         raise NotImplementedError
@@ -77,28 +78,33 @@ class Modality:
         return [*files, _save_npy(batch, stem)]
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
-        """Write a batch (data units) into TensorBoard (a ``SummaryWriter``) under ``tag``."""
+        """Write a batch ``(N, *lead, *S)`` (data units) into TensorBoard (a
+        ``SummaryWriter``) under ``tag``."""
         raise NotImplementedError
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
-        """Write a coarse grid of multi-grid samples (data units): its preview and, as
+        """Write a coarse grid ``(N, *lead, *S_k)`` of multi-grid samples (data units): its
+        preview and, as
         :meth:`save_samples` does, ``<stem>.npy`` with every example as float32 grey levels
         0-255, so programs can score every grid, not only the finest."""
         return [*self.preview(grid, stem), _save_npy(grid, stem)]
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
-        """One picture of every grid of the first few examples, coarse to fine (data units)."""
+        """One picture of every grid of the first few examples, coarse to fine (data units,
+        ``(N, *lead, *S_k)`` each)."""
         raise NotImplementedError
 
     def save_rows(self, rows: Sequence[Tensor], stem: str | Path) -> Path:
-        """One picture with a row per batch of ``rows`` (data units, the same shape each): the
+        """One picture with a row per batch of ``rows`` (data units, the same ``(N, *lead,
+        *S)`` each): the
         samples of each class of a class-conditional synthesis."""
         raise NotImplementedError
 
     # Units. The defaults: the model sees the data as they are, pixels in [-1, 1].
 
     def fit_units(self, config: ExperimentConfig, data: Tensor) -> ExperimentConfig:
-        """``config`` with any unit setting learnt from the training ``data`` resolved."""
+        """``config`` with any unit setting learnt from the training ``data`` ``(N, *lead,
+        *S)`` resolved."""
         return config
 
     def offset(self, config: ExperimentConfig) -> float:
@@ -106,7 +112,8 @@ class Modality:
         return 0.0
 
     def to_data(self, x: Tensor, config: ExperimentConfig) -> Tensor:
-        """Model units -> data units: pixels in ``[-1, 1]``, clamped there (MALA and HMC chains
+        """Model units -> data units, ``x``'s shape ``(B, *lead, *S)`` kept: pixels in
+        ``[-1, 1]``, clamped there (MALA and HMC chains
         have no clamp, and a multi-grid chain's block-mean projection follows its clamp, so
         samples can leave the data's range)."""
         return x.clamp(-1.0, 1.0)

@@ -66,8 +66,8 @@ class ImageModality(Modality):
         writer.add_images(tag, images, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
-        """``<stem>.png``: one row per grid (nearest up-sampled to the finest size) of the first
-        ``n`` images."""
+        """``<stem>.png``: one row per grid ``(N, C, H_k, W_k)`` (nearest up-sampled to the
+        finest size) of the first ``n`` images."""
         grids = [g.detach().float().cpu() for g in grids]
         finest = grids[-1].shape[2:]
         return self.save_rows([nearest_up(g, factor_between(finest, g.shape[2:]))[:n]

@@ -37,6 +37,7 @@ class VideoModality(Modality):
     data_kinds = ("video",)
 
     def load(self, data: DataConfig) -> Tensor:
+        """Clips ``(N, C, T, H, W)`` (:func:`load_clips`)."""
         return load_clips(data)
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy:
@@ -92,7 +93,8 @@ class VideoModality(Modality):
         writer.add_images(f"{tag}/frames", frames, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
-        """``<stem>.gif``: the first clip's grids side by side (nearest up-sampled)."""
+        """``<stem>.gif``: the first clip's grids (each ``(N, C, T_k, H_k, W_k)``) side by side
+        (nearest up-sampled)."""
         grids = [g.detach().float().cpu() for g in grids]
         finest = grids[-1].shape[2:]
         labels = ["x".join(str(s) for s in g.shape[2:]) for g in grids]

@@ -65,7 +65,8 @@ class VoxelModality(Modality):
 
     def save_samples(self, batch: Tensor, stem: str | Path, *, fps: float | None = None
                      ) -> list[Path]:
-        """The preview; ``<stem>.npy`` then holds every shape, not only the first 16."""
+        """The preview of shapes ``(N, 1, D, D, D)``; ``<stem>.npy`` then holds every shape,
+        not only the first 16."""
         return self._render_and_save(batch, stem, keep=len(batch))
 
     def _render_and_save(self, batch: Tensor, stem: str | Path, *, keep: int) -> list[Path]:
@@ -79,7 +80,8 @@ class VoxelModality(Modality):
         return [png, atomic_save_npy(stem.with_suffix(".npy"), grids[:keep])]
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
-        """The samples' mean occupied fraction (``<tag>/volume_fraction``) and the first
+        """The mean occupied fraction of the samples ``(N, 1, D, D, D)``
+        (``<tag>/volume_fraction``) and the first
         sample's 0.5 iso-surface as a TensorBoard mesh (when it has one; closed where the
         shape touches the grid's border)."""
         from stgconv.io.mesh import mesh_from_voxels  # scikit-image: only where logged
@@ -92,13 +94,15 @@ class VoxelModality(Modality):
                             faces=torch.from_numpy(faces)[None], global_step=step)
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
-        """``<stem>.npy`` only: a coarse grid's block means rarely reach the 0.5 level a render
+        """``<stem>.npy`` ``(N, D_k, D_k, D_k)`` only of a coarse grid ``(N, 1, D_k, D_k,
+        D_k)``: its block means rarely reach the 0.5 level a render
         draws; its picture is in the pyramid (drawn at half each grid's maximum)."""
         return [atomic_save_npy(Path(stem).with_suffix(".npy"), grid[:, 0].detach().cpu().numpy())]
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
-        """``<stem>.png``: renders of the first ``min(n, 4)`` shapes at every grid, one row per
-        shape; a coarse grid is drawn at half its own maximum."""
+        """``<stem>.png``: renders of the first ``min(n, 4)`` shapes at every grid (each
+        ``(N, 1, D_k, D_k, D_k)``), one row per shape; a coarse grid is drawn at half its own
+        maximum."""
         grids = [g.detach().float().cpu() for g in grids]
         labels = ["x".join(str(s) for s in g.shape[2:]) for g in grids]
         panels, titles = [], []
@@ -128,7 +132,8 @@ class VoxelModality(Modality):
         return float(config.data.mean)
 
     def to_data(self, x: Tensor, config: ExperimentConfig) -> Tensor:
-        """Model units -> occupancy in ``[0, 1]`` (shifted back and clamped)."""
+        """Model units -> occupancy in ``[0, 1]`` (shifted back and clamped), ``x``'s shape
+        ``(B, 1, D, D, D)`` kept."""
         return (x + self.offset(config)).clamp(0.0, 1.0)
 
 
