@@ -65,6 +65,7 @@ class GeneratorStart:
         return propose(self.generator_net, z, clamp=self.clamp).to(x_pos.dtype)
 
     def constraint(self, x_pos: Tensor) -> Constraint | None:
+        """None: the chains of ``x_pos`` ``(B, *S)`` move freely."""
         return None
 
     def keep(self, x_neg: Tensor) -> None:
@@ -103,6 +104,7 @@ class LatentPosterior:
         self.sigma = sigma
 
     def __call__(self, z: Tensor) -> Tensor:
+        """The energy ``(B,)`` of latents ``z`` ``(B, latent_dim)``."""
         residual = (self.target - self.generator_net(z)).flatten(1)
         return residual.pow(2).sum(1) / (2 * self.sigma**2) + z.pow(2).sum(1) / 2
 
@@ -163,7 +165,8 @@ class CooperativeTrainer(CompanionTrainer):
 
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One update of the descriptor, then one of the generator; returns the descriptor's
-        ``loss``, ``e_pos``, ``e_neg`` and ``generator_mse``."""
+        ``loss``, ``e_pos``, ``e_neg`` and ``generator_mse``. ``batches``: dataset indices
+        ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`)."""
         stats = super().step(batches)
         pairs = self.proposals.take()
         self.generator_optimizer.zero_grad(set_to_none=True)

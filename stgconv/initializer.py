@@ -234,8 +234,8 @@ class Initializer(nn.Module):
 
     @torch.no_grad()
     def propose_fill(self, observed: Tensor, known: Tensor) -> Tensor:
-        """``(B, 1, *S)`` occupancy: ``observed`` where known, the filler's probabilities
-        elsewhere (a :data:`stgconv.types.Fill`)."""
+        """``(B, 1, *S)`` occupancy: ``observed`` ``(B, 1, *S)`` where ``known`` (bool,
+        broadcastable), the filler's probabilities elsewhere (a :data:`stgconv.types.Fill`)."""
         return torch.where(known, observed, torch.sigmoid(self.fill_logits(observed, known)))
 
 
@@ -267,6 +267,8 @@ class InitializerStart(SuperResolutionStart):
 
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
               ) -> Tensor:
+        """The initializer's proposal ``(B, 1, *S)`` from the block means of ``x_pos``
+        ``(B, 1, *S)``."""
         low = block_down(x_pos, self.factor) + self.offset
         return self.initializer.propose(low, self.block) - self.offset
 
@@ -380,7 +382,8 @@ class InitializerTrainer(CompanionTrainer):
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One descriptor update, then ``settings.steps`` initializer updates; returns the
         descriptor's ``loss``, ``e_pos``, ``e_neg`` and ``initializer_bce`` (the mean over the
-        initializer's steps and nets, before each step)."""
+        initializer's steps and nets, before each step). ``batches``: dataset indices
+        ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`)."""
         stats = super().step(batches)
         total = 0.0
         for _ in range(self.settings.steps):

@@ -219,7 +219,8 @@ class HybridTrainer(Trainer):
 
     def step(self, batches: list[Tensor] | None = None) -> dict[str, float]:
         """One optimizer update; returns the loss, the batch's cross-entropy and accuracy and
-        the mean energies of each contrastive term's data and samples."""
+        the mean energies of each contrastive term's data and samples. ``batches``: dataset
+        indices ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`)."""
         if batches is None:
             batches = self.draw_batches()
         self.optimizer.zero_grad(set_to_none=True)

@@ -410,7 +410,8 @@ class Trainer(FitLoop):
         """One optimizer update; returns the loss and mean energies of data and samples.
 
         Args:
-            batches: dataset indices of each micro-batch (default: :meth:`draw_batches`).
+            batches: dataset indices ``(batch_size,)`` of each micro-batch (default:
+                :meth:`draw_batches`).
         """
         if batches is None:
             batches = self.draw_batches()
@@ -603,7 +604,8 @@ class MultiGridTrainer(FitLoop):
 
     @property
     def last_samples(self) -> list[Tensor] | None:
-        """Every modelled grid's chains of the last step, coarse to fine."""
+        """Every modelled grid's chains of the last step, coarse to fine: ``(M, *S_k)`` on
+        grid ``k`` (``M`` chains of the step's last micro-batch)."""
         samples = [trainer.last_samples for trainer in self.trainers]
         return None if any(x is None for x in samples) else samples  # type: ignore[misc]
 
