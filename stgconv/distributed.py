@@ -161,7 +161,8 @@ def shutdown(world: World | None) -> None:
 
 
 def interleave(shards: list[Tensor]) -> Tensor:
-    """Rows sharded round-robin (rank ``r`` holds rows ``r::size``) back in their global order."""
+    """Rows sharded round-robin (rank ``r`` of ``size = len(shards)`` holds rows ``r::size``,
+    ``(n_r, *S)``) back in their global order: ``(sum n_r, *S)``."""
     total = sum(len(s) for s in shards)
     out = shards[0].new_empty((total, *shards[0].shape[1:]))
     for rank, rows in enumerate(shards):
@@ -198,8 +199,9 @@ def merge_chain_states(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 def shard_chain_state(state: dict[str, Tensor], world: World | None, *,
                       capacity: int | None = None) -> dict[str, Tensor]:
-    """This rank's part of a checkpoint's chain state (written by any number of processes):
-    persistent chains of its examples; its own replay buffer when as many processes wrote it
+    """This rank's part of a checkpoint's chain state (written by any number of processes, as
+    :func:`merge_chain_states` returns it): of persistent chains ``(N, k, *S)``, those of its
+    examples, ``(n_local, k, *S)``; its own replay buffer when as many processes wrote it
     (so their resume is exact, as a single process's is), else every ``size``-th sample (at
     most ``capacity``)."""
     rank, size = (world.rank, world.size) if world is not None else (0, 1)

@@ -358,10 +358,11 @@ def fill_prior(
     iterations: int,
     generator: torch.Generator | None = None,
 ) -> tuple[FillNet, list[float]]:
-    """Train a :class:`FillNet` on complete clips (:func:`prior_example`) to fill their missing
-    entries; returns it and its loss per iteration. Supervised where :func:`learned_fill` is
-    self-supervised, with the same crops, batches, loss and learning rate (``settings``); the
-    result starts :func:`learned_fill` (``initial=``), which adapts it to the incomplete clip.
+    """Train a :class:`FillNet` on complete clips (:func:`prior_example`: each part of an
+    example ``(K, T, H, W)``) to fill their missing entries; returns it and its loss per
+    iteration. Supervised where :func:`learned_fill` is self-supervised, with the same crops,
+    batches, loss and learning rate (``settings``); the result starts :func:`learned_fill`
+    (``initial=``), which adapts it to the incomplete clip.
 
     Raises:
         ValueError: no examples, examples of different channel counts, or bad settings.

@@ -143,7 +143,8 @@ def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
 def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
     """Area under the ROC curve of telling inliers from outliers by a score that is higher for
     inliers: the probability that a random inlier scores above a random outlier, ties counting
-    one half (the Mann-Whitney statistic, from average ranks; exact, no thresholds)."""
+    one half (the Mann-Whitney statistic, from average ranks; exact, no thresholds). Scores
+    ``(N,)`` and ``(M,)``."""
     for name, scores in (("inlier_scores", inlier_scores), ("outlier_scores", outlier_scores)):
         if scores.dim() != 1 or len(scores) == 0:
             raise ValueError(f"{name} must be a non-empty (N,) tensor, got {tuple(scores.shape)}")

@@ -122,6 +122,7 @@ class Preconditioned:
         self.scale = scale
 
     def __call__(self, z: Tensor) -> Tensor:
+        """``E(start + scale * z)`` ``(B,)`` of ``z`` ``(B, *S)``."""
         return self.energy(self.to_x(z))
 
     def to_x(self, z: Tensor) -> Tensor:
@@ -129,7 +130,8 @@ class Preconditioned:
         return self.start + self.scale * z
 
     def constraint(self, known: Tensor) -> KnownEntries:
-        """Hold the ``known`` entries of ``x`` (those of ``start``): ``z = 0`` there."""
+        """Hold the ``known`` entries (bool, broadcastable to ``start`` ``(B, *S)``) of ``x``
+        (those of ``start``): ``z = 0`` there."""
         return KnownEntries(torch.zeros_like(self.start), known)
 
 

@@ -72,8 +72,9 @@ def descriptor_features(energy: ConvNetEnergy, shapes: Tensor, *, cells: int = 4
 
 def stratified_folds(labels: Tensor, folds: int, *, generator: torch.Generator | None = None
                      ) -> Tensor:
-    """Fold index ``(N,)`` in ``[0, folds)``: each class dealt round-robin over the folds in a
-    random order, so every fold holds about ``1/folds`` of each class."""
+    """Fold index ``(N,)`` in ``[0, folds)`` of each of ``labels`` ``(N,)``: each class dealt
+    round-robin over the folds in a random order, so every fold holds about ``1/folds`` of
+    each class."""
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     fold = torch.empty(len(labels), dtype=torch.long)
@@ -115,7 +116,8 @@ def fit_logistic(features: Tensor, labels: Tensor, n_classes: int, *, l2: float 
 
 def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: float = 1e-2,
                    seed: int = 0) -> dict[str, Any]:
-    """Stratified k-fold accuracy of :func:`fit_logistic` on ``features`` ``(N, F)``.
+    """Stratified k-fold accuracy of :func:`fit_logistic` on ``features`` ``(N, F)`` with
+    ``labels`` ``(N,)``.
 
     Returns:
         ``{"accuracy": mean over folds, "std": their std, "folds": [per-fold accuracy]}``.
@@ -144,8 +146,9 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
 
 def train_test_accuracy(train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor,
                         *, l2: float = 1e-2) -> float:
-    """Accuracy on ``test`` ``(M, F)`` of :func:`fit_logistic` fitted on ``train`` ``(N, F)``
-    (standardized with the training features' statistics)."""
+    """Accuracy on ``test`` ``(M, F)``, ``test_labels`` ``(M,)``, of :func:`fit_logistic`
+    fitted on ``train`` ``(N, F)``, ``train_labels`` ``(N,)`` (standardized with the training
+    features' statistics)."""
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
     mean, std = train.mean(0), train.std(0).clamp(min=1e-6)
     model = fit_logistic((train - mean) / std, train_labels, n_classes, l2=l2)
@@ -156,7 +159,8 @@ def train_test_accuracy(train: Tensor, train_labels: Tensor, test: Tensor, test_
 
 def balanced_subset(labels: Tensor, per_class: int, *, generator: torch.Generator | None = None
                     ) -> Tensor:
-    """Sorted indices of up to ``per_class`` random examples of each class."""
+    """Sorted indices ``(M,)`` of up to ``per_class`` random examples of each class of
+    ``labels`` ``(N,)``."""
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     picks = []

@@ -155,7 +155,8 @@ def eval_super_resolution(
 
 def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Generator | None = None
                  ) -> Tensor:
-    """Bool ``known`` of ``shape``: each entry hidden independently with probability ``missing``."""
+    """Bool ``known`` of ``shape`` (any, e.g. ``(N, D, H, W)``): each entry hidden
+    independently with probability ``missing``."""
     if not 0.0 < missing < 1.0:
         raise ValueError(f"missing must be in (0, 1), got {missing}")
     return torch.rand(shape, generator=generator) >= missing

@@ -64,7 +64,8 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     ``mask`` is a ``.mat`` file of the original experiments (1 = missing, converted here) or a
     generated mask: ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per
     frame) or ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a
-    name is read as a file).
+    name is read as a file). Bool ``(T, H, W)`` when generated, ``(C, T, H, W)`` from a file
+    (``C`` may be 1); either broadcasts against the clip ``(C, T, H, W)``.
     """
     text = str(mask)
     kind, sep, value = text.partition(":")
