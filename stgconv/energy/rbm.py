@@ -121,12 +121,11 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
     """``log Z`` of a binary RBM by annealed importance sampling (Salakhutdinov & Murray 2008).
 
     The path runs from a base model with visible biases ``base_visible_bias`` ``(n_visible,)``
-    only (default 0;
-    the data's base rates give a better start) to the RBM, through ``log p*_beta(v) = (1 -
-    beta) a0.v + beta a.v + sum_j softplus(beta (b + v W)_j)``, ``n_betas`` temperatures evenly
-    spaced, one Gibbs sweep at each. Returns the estimate and its spread: the standard deviation
-    of ``log`` of the mean importance weight over bootstrap resamples of the chains (how much
-    the estimate would move with other chains).
+    only (default 0; the data's base rates give a better start) to the RBM, through ``log
+    p*_beta(v) = (1 - beta) a0.v + beta a.v + sum_j softplus(beta (b + v W)_j)``, ``n_betas``
+    temperatures evenly spaced, one Gibbs sweep at each. Returns the estimate and its spread:
+    the standard deviation of ``log`` of the mean importance weight over bootstrap resamples of
+    the chains (how much the estimate would move with other chains).
     """
     if rbm.visible != "binary":
         raise ValueError("ais_log_partition is for binary visible units")
