@@ -409,19 +409,21 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
                  str(tmp_path / "samples"), "--device", "cpu"]) == 0
     for stem in ("proposals", "synthesized"):
         assert np.load(tmp_path / "samples" / f"{stem}.npy").shape == (2, *shape)
-    # More points than a video preview shows (4): every point in the .npy, and the preview's
-    # clips spread from end to end (it showed the first 4 of 8, never reaching the end).
-    assert main(["interpolate", str(run), "--points", "7", "--out", str(tmp_path / "path"),
-                 "--device", "cpu"]) == 0
+    # More points than a preview shows (4 clips, 16 shapes): every point in the .npy (the voxel
+    # preview's .npy of the 16 it shows replaced it), and the preview's clips spread from end
+    # to end (it showed the first 4 of 8, never reaching the end).
+    points = 7 if kind == "video" else 17
+    assert main(["interpolate", str(run), "--points", str(points), "--out",
+                 str(tmp_path / "path"), "--device", "cpu"]) == 0
     path = np.load(tmp_path / "path" / "interpolation.npy")
-    assert path.shape == (7, *shape)
+    assert path.shape == (points, *shape)
     if kind == "video":
         with Image.open(tmp_path / "path" / "interpolation.gif") as gif:
             first = np.asarray(gif.convert("RGB"), dtype=np.float64)
         side = shape[-1]
         panels = [first[-side:, i * (side + 4):i * (side + 4) + side] for i in range(4)]
         def frame(point: int) -> np.ndarray:  # the first frame of a point, 0-255 (H, W, C)
-            return (path[point][:, 0].transpose(1, 2, 0) + 1) * 127.5
+            return path[point][:, 0].transpose(1, 2, 0)
 
         errors = [np.abs(panels[-1] - frame(point)).mean() for point in range(7)]
         assert int(np.argmin(errors)) == 6, errors

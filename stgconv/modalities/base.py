@@ -62,20 +62,25 @@ class Modality:
     def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
                 fps: float | None = None) -> list[Path]:
         """Write a batch ``(N, *lead, *S)`` (data units) for a person to look at; returns the
-        files written.
-        ``formats`` are the suffixes of moving pictures and ``fps`` their playback rate (videos:
-        the config's ``data.fps``; ``None`` where it sets none: 25)."""
+        files written. ``formats`` are the suffixes of moving pictures and ``fps`` their
+        playback rate (videos: the config's ``data.fps``; ``None`` where it sets none: 25)."""
         raise NotImplementedError
 
     def save_samples(self, batch: Tensor, stem: str | Path, *, fps: float | None = None
                      ) -> list[Path]:
-        """Write a task's result batch (data units): its preview in every format, and
-        ``<stem>.npy`` with every example as float32 in the data's value range, grey levels
-        0-255 as the image and video files hold them (``(N, C, H, W)`` images, ``(N, C, T, H,
-        W)`` videos), for programs that score samples against the data."""
+        """Write a task's result batch ``(N, *lead, *S)`` (data units): its preview in every
+        format, and every example in ``<stem>.npy`` (:meth:`save_array`)."""
         # The preview first: it checks the layout.
         files = self.preview(batch, stem, formats=(".gif", ".mp4"), fps=fps)
-        return [*files, _save_npy(batch, stem)]
+        return [*files, self.save_array(batch, stem)]
+
+    def save_array(self, batch: Tensor, stem: str | Path) -> Path:
+        """``<stem>.npy``: pixels ``batch`` (data units, ``(N, C, H, W)`` images or ``(N, C, T,
+        H, W)`` clips) as float32 grey levels 0-255, for programs that score them: in the data's
+        value range, so that they compare them with the image and video files as they are (a
+        classifier trained on MNIST's uint8 digits, say)."""
+        levels = to_levels(batch.detach().float().cpu())
+        return atomic_save_npy(Path(stem).with_suffix(".npy"), levels.numpy())
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
         """Write a batch ``(N, *lead, *S)`` (data units) into TensorBoard (a
@@ -84,10 +89,9 @@ class Modality:
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
         """Write a coarse grid ``(N, *lead, *S_k)`` of multi-grid samples (data units): its
-        preview and, as
-        :meth:`save_samples` does, ``<stem>.npy`` with every example as float32 grey levels
-        0-255, so programs can score every grid, not only the finest."""
-        return [*self.preview(grid, stem), _save_npy(grid, stem)]
+        preview and, as :meth:`save_samples` does, every example in ``<stem>.npy``
+        (:meth:`save_array`), so programs can score every grid, not only the finest."""
+        return [*self.preview(grid, stem), self.save_array(grid, stem)]
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
         """One picture of every grid of the first few examples, coarse to fine (data units,
@@ -134,11 +138,3 @@ def stationary_side(energy: ConvNetEnergy, config: ExperimentConfig, size: int |
         raise ValueError(f"this model is tied to {config.data.size}x{config.data.size} inputs; "
                          f"size={side} needs a stationary model (texture, st)")
     return side
-
-
-def _save_npy(batch: Tensor, stem: str | Path) -> Path:
-    """``<stem>.npy``: pixels ``batch`` (in ``[-1, 1]``) as float32 grey levels 0-255, for
-    programs that score samples: in the data's value range, so that they compare them with the
-    image and video files as they are (a classifier trained on MNIST's uint8 digits, say)."""
-    levels = to_levels(batch.detach().float().cpu())
-    return atomic_save_npy(Path(stem).with_suffix(".npy"), levels.numpy())

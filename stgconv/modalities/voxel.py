@@ -73,17 +73,22 @@ class VoxelModality(Modality):
         if batch.dim() != 5 or batch.shape[1] != 1 or len(set(batch.shape[2:])) != 1:
             raise ValueError(f"expected voxels (N, 1, D, D, D), got {tuple(batch.shape)}")
         stem = Path(stem)
-        grids = batch[:keep].detach().float().cpu()[:, 0].numpy()
         # The render first (it is what fails: open3d, an interrupt): a failed one must not
         # leave a .npy of the first 16 shapes where programs read every one.
-        png = render_voxels(grids[:MAX_SHAPES], stem.with_suffix(".png"))
-        return [png, atomic_save_npy(stem.with_suffix(".npy"), grids[:keep])]
+        shown = batch[:MAX_SHAPES].detach().float().cpu()[:, 0].numpy()
+        png = render_voxels(shown, stem.with_suffix(".png"))
+        return [png, self.save_array(batch[:keep], stem)]
+
+    def save_array(self, batch: Tensor, stem: str | Path) -> Path:
+        """``<stem>.npy``: shapes ``batch`` ``(N, 1, D, D, D)`` as float32 occupancies ``(N, D,
+        D, D)`` in ``[0, 1]``, the data's value range, for programs that score them."""
+        grids = batch.detach().float().cpu()[:, 0].numpy()
+        return atomic_save_npy(Path(stem).with_suffix(".npy"), grids)
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
         """The mean occupied fraction of the samples ``(N, 1, D, D, D)``
-        (``<tag>/volume_fraction``) and the first
-        sample's 0.5 iso-surface as a TensorBoard mesh (when it has one; closed where the
-        shape touches the grid's border)."""
+        (``<tag>/volume_fraction``) and the first sample's 0.5 iso-surface as a TensorBoard mesh
+        (when it has one; closed where the shape touches the grid's border)."""
         from stgconv.io.mesh import mesh_from_voxels  # scikit-image: only where logged
 
         grids = batch.detach().float().cpu()[:, 0]
@@ -94,10 +99,10 @@ class VoxelModality(Modality):
                             faces=torch.from_numpy(faces)[None], global_step=step)
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
-        """``<stem>.npy`` ``(N, D_k, D_k, D_k)`` only of a coarse grid ``(N, 1, D_k, D_k,
-        D_k)``: its block means rarely reach the 0.5 level a render
-        draws; its picture is in the pyramid (drawn at half each grid's maximum)."""
-        return [atomic_save_npy(Path(stem).with_suffix(".npy"), grid[:, 0].detach().cpu().numpy())]
+        """``<stem>.npy`` (:meth:`save_array`) only of a coarse grid ``(N, 1, D_k, D_k, D_k)``:
+        its block means rarely reach the 0.5 level a render draws; its picture is in the
+        pyramid (drawn at half each grid's maximum)."""
+        return [self.save_array(grid, stem)]
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
         """``<stem>.png``: renders of the first ``min(n, 4)`` shapes at every grid (each

@@ -15,7 +15,7 @@ from stgconv.checkpoint import load_model
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_save_npy, atomic_write_json
+from stgconv.io.atomic import atomic_write_json
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.mcmc import Langevin, NoiseInit
 from stgconv.modalities import modality_of
@@ -66,16 +66,17 @@ def interpolate(
     device: str = "auto",
 ) -> Path:
     """Samples along a path between two noise starts of an image model (trained from noise
-    starts, as :func:`reconstruct` takes); writes every point to
-    ``interpolation.npy`` (data units, ``(n_points, C, H, W)``) and the row
+    starts, as :func:`reconstruct` takes); writes every point to ``interpolation.npy``
+    (``(n_points, C, H, W)`` grey levels 0-255, the data's value range, as
+    :func:`~stgconv.tasks.synthesize.synthesize` writes samples) and the row
     ``interpolation.png``.
 
     A cooperative model (any modality) walks between two latents of its generator instead,
     each ``G(z)`` revised by the model's sampler (:func:`stgconv.cooperative.interpolate`), and
-    writes every point to ``interpolation.npy`` (data units, ``(n_points, ...)``) and its
-    modality's preview ``interpolation.*`` (a PNG for images, a GIF for videos, renders for
-    voxels) of as many points as the preview shows (4 clips, 16 shapes), spread along the path
-    from end to end.
+    writes every point to ``interpolation.npy`` (in the data's value range as above; voxels
+    as occupancies ``(n_points, D, D, D)``) and its modality's preview ``interpolation.*`` (a
+    PNG for images, a GIF for videos, renders for voxels) of as many points as the preview
+    shows (4 clips, 16 shapes), spread along the path from end to end.
     """
     energy, config, state = load_model(checkpoint, device=device)
     param = next(energy.parameters())
@@ -89,12 +90,13 @@ def interpolate(
                                        generator=generator)
         modality = modality_of(config)
         path = modality.to_data(path, config)
-        atomic_save_npy(Path(out_dir) / "interpolation.npy", path.detach().cpu().numpy())
         # The preview shows at most modality.most_shown points: spread along the path, both
-        # ends included (the first ones would stop half way).
+        # ends included (the first ones would stop half way). Written first: a voxel preview
+        # also writes the .npy of the shapes it shows, which every point must then replace.
         shown = torch.linspace(0, len(path) - 1, min(len(path), modality.most_shown))
-        return modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation",
-                                fps=config.data.fps)[0].parent
+        modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation",
+                         fps=config.data.fps)
+        return modality.save_array(path, Path(out_dir) / "interpolation").parent
     _check_image(config, checkpoint)
     shape = (config.model.in_channels, config.data.size, config.data.size)
     check_entries((n_points, *shape), f"{n_points} points")
@@ -104,8 +106,8 @@ def interpolate(
     path = shortrun.interpolate(
         energy, _langevin(config), z_start, z_end, n_points=n_points, generator=generator
     )
-    atomic_save_npy(Path(out_dir) / "interpolation.npy",
-                    modality_of(config).to_data(path, config).detach().cpu().numpy())
+    modality = modality_of(config)
+    modality.save_array(modality.to_data(path, config), Path(out_dir) / "interpolation")
     return save_image_grid(path, Path(out_dir) / "interpolation.png", nrow=n_points).parent
 
 
