@@ -35,7 +35,7 @@ from stgconv.checks import as_int, as_size, check_cache_version
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
 from stgconv.io.h5 import LazyH5, as_text, to_text
-from stgconv.io.image import IMAGE_SUFFIXES
+from stgconv.io.image import IMAGE_SUFFIXES, from_levels, to_levels
 from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video
 from stgconv.version import __version__
 
@@ -356,9 +356,10 @@ def _write_cache(
 
 
 def _quantise(video: Tensor) -> np.ndarray:
-    """``(C, T, H, W)`` in ``[-1, 1]`` -> uint8 ``(T, H, W, C)``, the inverse of the decoder's
-    ``u / 127.5 - 1``: exact for frames that came from uint8, whatever C."""
-    array = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    """``(C, T, H, W)`` in ``[-1, 1]`` -> uint8 ``(T, H, W, C)``: :func:`to_levels` rounded, the
+    inverse of the decoder's :func:`from_levels`, exact for frames that came from uint8,
+    whatever C."""
+    array = to_levels(video).round().clamp(0, 255).to(torch.uint8)
     return np.ascontiguousarray(array.permute(1, 2, 3, 0).numpy())
 
 
@@ -422,8 +423,8 @@ class VideoClips(LazyH5, Dataset):
         if not -self._length <= index < self._length:
             raise IndexError(f"clip index {index} out of range for {self._length} clips")
         array = self._h5()["clips"][index % self._length]  # (T, H, W, C) uint8
-        # The same arithmetic as load_video, so cached and decoded clips are equal bit for bit.
-        clip = torch.from_numpy(array).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        # from_levels, as load_video: cached and decoded clips are equal bit for bit.
+        clip = from_levels(torch.from_numpy(array).permute(3, 0, 1, 2).float())
         return self.transform(clip) if self.transform is not None else clip
 
     def extra_repr(self) -> str:
