@@ -38,7 +38,14 @@ from torch import Tensor
 from stgconv.checks import as_int, as_size
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
-from stgconv.io.image import IMAGE_SUFFIXES, from_levels, read_image, to_channels, to_levels
+from stgconv.io.image import (
+    IMAGE_SUFFIXES,
+    from_levels,
+    read_image,
+    to_channels,
+    to_levels,
+    to_tensor,
+)
 
 # PyAV (av) takes a while to import (it loads FFmpeg); it loads where a video is read or written.
 if TYPE_CHECKING:
@@ -687,7 +694,7 @@ def _label_band(labels: Sequence[str], widths: list[int]) -> Tensor:
             draw.text((2, 2 + row * line_height), line, fill=(0, 0, 0), font=font)
         image.paste(tile, (left, 0))
         left += width + COMPARISON_GAP
-    return from_levels(torch.from_numpy(np.array(image)).permute(2, 0, 1).float())
+    return to_tensor(np.asarray(image))
 
 
 def _wrap(label: str, width: int, font: ImageFont.ImageFont | ImageFont.FreeTypeFont
