@@ -58,7 +58,7 @@ from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation.ood import load_classifier, score_images
 from stgconv.io.atomic import atomic_write
-from stgconv.io.image import save_image_grid
+from stgconv.io.image import save_image_grid, to_levels
 from stgconv.metrics import auroc, expected_calibration_error
 from stgconv.tasks.synthesize import synthesize
 
@@ -111,8 +111,7 @@ def outlier_sets(digits: np.ndarray, labels: np.ndarray, n: int, *, videos: Path
         # Every frame of every clip (a few hundred each), n of them picked at random.
         frames = torch.cat([load_video(clip, size=28, channels=1)[0] for clip in clips])
         keep = torch.from_numpy(rng.permutation(len(frames))[:n])
-        sets["DynTex frames"] = (frames[keep].add(1).mul(127.5).round()
-                                 .to(torch.uint8).numpy())
+        sets["DynTex frames"] = to_levels(frames[keep]).round().to(torch.uint8).numpy()
     sets["rendered letters"] = rendered_letters(n, rng)
     if MODELNET.is_file():
         sets["ModelNet10 silhouettes"] = silhouettes(MODELNET, n, rng)
