@@ -52,7 +52,7 @@ from stgconv.checkpoint import CheckpointError
 from stgconv.config import TrainConfig, load_config, resolve_device
 from stgconv.energy.rbm import RBM
 from stgconv.evaluation import voxel
-from stgconv.io.atomic import atomic_write_json
+from stgconv.io.atomic import atomic_write, atomic_write_json
 from stgconv.mcmc import BlockGibbs, DataStart, KnownEntries
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.tasks.voxel import load_voxel_model
@@ -85,9 +85,11 @@ def fingerprint(grids: np.ndarray) -> str:
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")  # np.savez appends .npz to other names
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as file:  # a file object: np.savez would append ".npz" to a name
+            np.savez_compressed(file, **arrays)
+
+    atomic_write(path, write)
 
 
 def make_splits(data: Path, work: Path) -> dict[str, Any]:
