@@ -80,6 +80,19 @@ def eager_training_iteration(
     return loss.detach()
 
 
+def make_trainer(energy: ConvNetEnergy, data: Tensor, chains0: Tensor, timing: common.Timing,
+                 *, lr: float) -> Trainer:
+    """The Trainer that :func:`training_stats` times: persistent chains starting at ``chains0``,
+    one batch of all ``N`` examples, Adam ``(lr, BETAS)``."""
+    persistent = PersistentChains(data.shape[0], NoiseInit())
+    persistent.load_state_dict({"chains": chains0.unsqueeze(1)})  # (N, chains_per_example=1, *S)
+    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP,
+                       precision=timing.precision)
+    return Trainer(energy, sampler, persistent, data,
+                   train=TrainConfig(batch_size=data.shape[0], lr=lr, betas=BETAS),
+                   generator=torch.Generator(timing.device).manual_seed(timing.seed))
+
+
 def training_stats(
     energy: ConvNetEnergy,
     data: Tensor,
@@ -91,20 +104,8 @@ def training_stats(
 ) -> dict:
     """Both training loops from the same network, data ``(N, *S)`` and chains ``(N, *S)``, each
     timed run ``iterations`` iterations, repeats interleaved."""
-    trainer_energy, eager_energy = copy.deepcopy(energy), copy.deepcopy(energy)
-    persistent = PersistentChains(data.shape[0], NoiseInit())
-    persistent.load_state_dict({"chains": chains0.unsqueeze(1)})  # (N, chains_per_example=1, *S)
-    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP,
-                       precision=timing.precision)
-    trainer = Trainer(
-        trainer_energy,
-        sampler,
-        persistent,
-        data,
-        train=TrainConfig(batch_size=data.shape[0], lr=lr, betas=BETAS),
-        generator=torch.Generator(timing.device).manual_seed(timing.seed),
-    )
-    eager_chains = chains0.clone()
+    trainer = make_trainer(copy.deepcopy(energy), data, chains0, timing, lr=lr)
+    eager_energy, eager_chains = copy.deepcopy(energy), chains0.clone()
     eager_optimizer = torch.optim.Adam(eager_energy.parameters(), lr=lr, betas=BETAS)
     eager_generator = torch.Generator(timing.device).manual_seed(timing.seed)
 
@@ -136,8 +137,8 @@ def training_stats(
         # largest weight difference: Adam divides by the gradient's size, so a weight whose
         # gradient is ~0 moves by up to lr either way on a rounding difference (measured: 74 of
         # fc_s's 45M weights), while the update as a whole agrees to ~1e-5.
-        "iteration_max_abs_diff": float((persistent.chains[:, 0] - eager_chains).abs().max()),
-        "iteration_update_rel_diff": relative_difference(energy, trainer_energy, eager_energy),
+        "iteration_max_abs_diff": float((trainer.chains.chains[:, 0] - eager_chains).abs().max()),
+        "iteration_update_rel_diff": relative_difference(energy, trainer.energy, eager_energy),
     }
 
 

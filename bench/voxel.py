@@ -45,13 +45,10 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.video import BETAS, eager_training_iteration, training_stats
-from stgconv.config import TrainConfig
+from bench.video import BETAS, eager_training_iteration, make_trainer, training_stats
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 from stgconv.losses import contrastive_divergence
-from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
-from stgconv.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_NETS = ["desc32_small", "desc64_small"]
@@ -123,19 +120,6 @@ def peak_growth_mb(run: Callable[[], object], device: torch.device) -> float:
         clear.write("5")  # reset VmHWM (peak RSS) to the current RSS (Linux >= 4.0)
     run()
     return (_proc_status_kib("VmHWM") - before) / 1024
-
-
-def make_trainer(energy: ConvNetEnergy, data: Tensor, chains0: Tensor, timing: common.Timing,
-                 *, lr: float) -> Trainer:
-    """The Trainer of :func:`bench.video.training_stats`: persistent chains starting at
-    ``chains0``, one batch of all ``N`` examples, Adam ``(lr, BETAS)``."""
-    persistent = PersistentChains(data.shape[0], NoiseInit())
-    persistent.load_state_dict({"chains": chains0.unsqueeze(1)})  # (N, chains_per_example=1, *S)
-    sampler = Langevin(n_steps=timing.n_steps, step_size=timing.step_size, clamp=common.CLAMP,
-                       precision=timing.precision)
-    return Trainer(energy, sampler, persistent, data,
-                   train=TrainConfig(batch_size=data.shape[0], lr=lr, betas=BETAS),
-                   generator=torch.Generator(timing.device).manual_seed(timing.seed))
 
 
 def memory_stats(net: str, *, batch: int, size: int, timing: common.Timing, lr: float) -> dict:
