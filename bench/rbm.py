@@ -72,7 +72,7 @@ def save_samples(rbm: RBM, path: Path, *, sweeps: int, seed: int) -> Path:
     start = (torch.rand(64, rbm.n_visible, generator=generator) < 0.5).float()
     v = BlockGibbs(n_steps=sweeps).run(rbm, start, generator=generator)
     with torch.no_grad():
-        means = rbm.visible_mean(rbm.sample_hidden(v, generator))
+        means = rbm.visible_mean(rbm.sample_hidden(v, generator=generator))
     path.parent.mkdir(parents=True, exist_ok=True)
     side = int(round(rbm.n_visible ** 0.5))
     return save_image_grid(means.reshape(-1, 1, side, side) * 2 - 1, path)

@@ -229,7 +229,7 @@ def rbm_recovery_row(train_file: str, test_file: str, *, hidden: int, updates: i
         for sweep in range(200):
             v = sweep_once.run(rbm, v, constraint=clamp, generator=generator)
             if sweep >= 100:
-                total += rbm.visible_mean(rbm.sample_hidden(v, generator))
+                total += rbm.visible_mean(rbm.sample_hidden(v, generator=generator))
     mean = torch.where(known, truth, (total / 100).reshape(truth.shape))
     a, b = mean >= 0.5, truth >= 0.5
     return {"error": voxel_errors(mean, truth, where=~known).mean().item(),

@@ -139,9 +139,9 @@ def test_block_gibbs_conditions_only_on_states_that_keep_the_known_units() -> No
     already hold the observed units."""
 
     class Recording(RBM):
-        def sample_hidden(self, v, generator=None):
+        def sample_hidden(self, v, *, generator=None):
             self.seen.append(v.detach().clone())
-            return super().sample_hidden(v, generator)
+            return super().sample_hidden(v, generator=generator)
 
     rbm = Recording(4, 3, init_scale=1.0, generator=torch.Generator().manual_seed(0)).double()
     rbm.seen = []

@@ -85,13 +85,13 @@ class RBM(nn.Module):
         activation = self.visible_bias + h @ self.weight.T
         return torch.sigmoid(activation) if self.visible == "binary" else activation
 
-    def sample_hidden(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_hidden(self, v: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """``h ~ p(h | v)``, ``(B, n_hidden)``, of ``v`` ``(B, *S)``."""
         probs = self.hidden_probs(v)
         return (torch.rand(probs.shape, generator=generator, device=probs.device,
                            dtype=probs.dtype) < probs).to(probs.dtype)
 
-    def sample_visible(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_visible(self, h: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """``v ~ p(v | h)``, ``(B, n_visible)``, of ``h`` ``(B, n_hidden)``."""
         mean = self.visible_mean(h)
         noise = torch.rand if self.visible == "binary" else torch.randn

@@ -42,8 +42,8 @@ class BlockGibbs:
             if callback is not None:
                 callback(StepInfo(step=step, energy=energy(v),
                                   grad_norm=torch.zeros(len(v), device=v.device)))
-            h = energy.sample_hidden(v, generator)
-            v = energy.sample_visible(h, generator).reshape(x0.shape)
+            h = energy.sample_hidden(v, generator=generator)
+            v = energy.sample_visible(h, generator=generator).reshape(x0.shape)
             if constraint is not None:
                 v = constraint.project(v)
         return v
