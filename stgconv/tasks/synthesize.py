@@ -40,8 +40,9 @@ def synthesize(
     voxels, and for every modality ``synthesized.npy``, every sample as float32 in the data's
     value range, as the data files hold it: ``(N, C, H, W)`` images and ``(N, C, T, H, W)``
     videos in grey levels 0-255 (unrounded; :func:`stgconv.io.image.from_levels` gives the
-    models' [-1, 1]), ``(N, D, H, W)`` voxel occupancies in [0, 1]. A cooperative model's chains start at its generator's proposals
-    (:func:`synthesize_cooperative`, which also writes ``proposals``).
+    models' [-1, 1]), ``(N, D, H, W)`` voxel occupancies in [0, 1]. A cooperative model's
+    chains start at its generator's proposals (:func:`synthesize_cooperative`, which also
+    writes ``proposals``).
 
     Args:
         n_steps: chain length (default: the config's `sampler.task_steps`, else its training
