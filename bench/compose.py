@@ -11,12 +11,11 @@ strokes rather than at invisible adversarial patterns, which is what a sampler f
 - B: thick vs thin strokes (training digits whose stroke width is in the top / bottom third);
   its expert is ``E_B(x) = -log p_B(thick | x)``.
 
-Each expert alone (``E_A``, ``E_B``) and their sum (``ProductOfExperts([E_A, E_B])``) is
-sampled by the same Langevin chain (:class:`stgconv.mcmc.Langevin`, same settings and seed)
-from the same starts: ``--start digits`` (random test digits of every class: the chains edit
-them), ``gaussian`` (draws of one Gaussian fitted to the experts' training digits,
-:class:`stgconv.mcmc.DataGaussian`) or ``noise`` (uniform in [-1, 1]). Every set is then measured by judges the experts never
-saw:
+Each expert alone (``E_A``, ``E_B``) and their sum (``ProductOfExperts([E_A, E_B])``) is sampled by
+the same Langevin chain (:class:`stgconv.mcmc.Langevin`, same settings and seed) from the same
+starts: ``--start digits`` (random test digits of every class: the chains edit them), ``gaussian``
+(draws of one Gaussian fitted to the experts' training digits, :class:`stgconv.mcmc.DataGaussian`)
+or ``noise`` (uniform in [-1, 1]). Every set is then measured by judges the experts never saw:
 
 - condition A: ``bench/digits.py``'s classifier (another net, trained without noise on other
   training digits) calls it digit ``K``;
@@ -199,9 +198,10 @@ def run(args: argparse.Namespace, data: Path, *, sizes: tuple[int, int, int]
                common.Column(f"ink>{max_ink:.0f}", "blots", ">8", ".3f")]
     header = " ".join(f"{c.title:{c.align}}" for c in columns)
     lines = [f"# compose: digit {args.digit} x thick strokes, {args.energy} energies, "
-             f"{args.samples} chains from {args.start}, {args.steps} Langevin steps (step {args.step}, noise {args.noise}); "
-             f"experts {a_s:.0f} + {b_s:.0f} CPU s, judge {judge_s:.0f} CPU s (test accuracy "
-             f"{judge_accuracy:.3f}); 1 thread, process CPU time",
+             f"{args.samples} chains from {args.start}, {args.steps} Langevin steps "
+             f"(step {args.step}, noise {args.noise}); experts {a_s:.0f} + {b_s:.0f} CPU s, "
+             f"judge {judge_s:.0f} CPU s (test accuracy {judge_accuracy:.3f}); 1 thread, "
+             "process CPU time",
              f"# A: the judge calls it {args.digit}; B: stroke width >= {thick:.2f} px and ink "
              f"<= {max_ink:.0f} px (training digits' {THICK_QUANTILE:.2f} and {INK_QUANTILE} "
              "quantiles)",

@@ -37,9 +37,9 @@ and each model's row says the first step count that reaches it.
 
 Run from the repository root (the full run trains 2 models x 3 data sets x ``--seeds``)::
 
-    python -m bench.coop --json runs/coop.json                 # ~15 CPU minutes per seed at the budgets below
+    python -m bench.coop --json runs/coop.json  # ~15 CPU minutes per seed at the budgets below
     python -m bench.coop --task digits --budget 300 --seeds 0 1
-    python -m bench.coop --quick                               # smoke run, generated data
+    python -m bench.coop --quick                # smoke run, generated data
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = ["recovery.learned.crop_size=8"]
     else:
         data = Path(args.data)
-        library = [data / f"{clip}.avi" for clip in CLIPS] + sorted((data / "actions").glob("*.mp4"))
+        library = ([data / f"{clip}.avi" for clip in CLIPS]
+                   + sorted((data / "actions").glob("*.mp4")))
         if not all(path.is_file() for path in library[:len(CLIPS)]):
             parser.error(f"the DynTex clips {list(CLIPS)} are not all in {data} (pass --data)")
     settings = load_config(args.config, overrides).recovery.learned

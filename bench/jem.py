@@ -320,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sampling chain length (default: the config's sampler.task_steps)")
     parser.add_argument("--start", choices=["noise", "chains"], default="noise",
                         help="class chains from fresh noise or from the replay buffer")
-    parser.add_argument("--grid", type=common.json_path, help="write the 10x10 sample grid (PNG) here")
+    parser.add_argument("--grid", type=common.json_path,
+                        help="write the 10x10 sample grid (PNG) here")
     parser.add_argument("--outliers-dir", type=common.output_folder,
                         help="keep the outlier sets here as .npz (x_test)")
     parser.add_argument("--seed", type=int, default=0)

@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--nets", nargs="+", choices=sorted(IMAGE_PRESETS),
         default=["texture", "object", "descriptor64"],
-        help="image presets at full size (the multi-grid 4x4/16x16 nets are benched in multigrid.py)",
+        help="image presets at full size (the multi-grid 4x4/16x16 nets are benched in "
+             "multigrid.py)",
     )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--channels", type=int, default=3)

@@ -296,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("# quality vs the training data (lower distances / higher IoU are closer); times in "
           "seconds; grad_evals_per_chain: energy-gradient evaluations of one chain per iteration")
     environment = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "cpu_count": os.cpu_count(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+                   "cpu_count": os.cpu_count(),
+                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     if args.json_path:
         atomic_write_json(args.json_path, [{**row, **environment} for row in rows])
     return 0

@@ -3,9 +3,9 @@
 The protocol of the original recovery experiments: the first 70 frames of each clip, resized to
 150x150, the masks of ``../shared/data/video/masks`` (both types: 50% of the frames missing, a
 moving 60x60 block per frame) and the third experiment's 50% salt-and-pepper pixels (generated,
-seeded), and the mean absolute error over the missing pixels on the 0-255
-scale. Every clip x mask pair is one :func:`stgconv.evaluation.video_recovery.eval_recovery` call, so ours and the
-baselines run on the same masked input. This takes minutes per pair on a CPU.
+seeded), and the mean absolute error over the missing pixels on the 0-255 scale. Every clip x mask
+pair is one :func:`stgconv.evaluation.video_recovery.eval_recovery` call, so ours and the baselines
+run on the same masked input. This takes minutes per pair on a CPU.
 
 Run from the repository root::
 

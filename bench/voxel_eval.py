@@ -346,7 +346,8 @@ def run(args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     eval_started = time.perf_counter()
     results["super-resolution"] = voxel.eval_super_resolution(
         models["super-resolution"]["checkpoint"], splits["beds_test"]["path"], factor=FACTOR,
-        seed=args.seed, out_dir=work / "sr_eval", json_path=work / "sr_eval.json", device=args.device)
+        seed=args.seed, out_dir=work / "sr_eval", json_path=work / "sr_eval.json",
+        device=args.device)
     # 32^3 -> 64^3 with the same model: its energy is a prior on 64^3 beds whatever the factor
     # its training chains kept.
     models[FINE_SR] = models["super-resolution"]

@@ -1,4 +1,5 @@
-"""``python -m stgconv ...`` (and ``torchrun ... -m stgconv train ...``): the ``stgconv`` command."""
+"""``python -m stgconv ...`` (and ``torchrun ... -m stgconv train ...``): the ``stgconv``
+command."""
 
 import sys
 

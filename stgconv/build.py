@@ -96,7 +96,8 @@ def build_chain_start(chains: ChainConfig, n_examples: int, *, spatial_dims: int
         return DataStart(noise_std=chains.data_noise, chains_per_example=k)
     if chains.mode == "persistent":
         return PersistentChains(n_examples, init, chains_per_example=k)
-    return ReplayBuffer(chains.buffer_capacity, init, fresh=chains.buffer_fresh, chains_per_example=k)
+    return ReplayBuffer(chains.buffer_capacity, init, fresh=chains.buffer_fresh,
+                        chains_per_example=k)
 
 
 def model_sampler(config: ExperimentConfig, *, sampler: SamplerConfig | None = None,

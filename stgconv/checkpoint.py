@@ -78,7 +78,8 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` without executing any code."""
     path = resolve_checkpoint_path(path)
     with open(path, "rb") as file:
@@ -115,7 +116,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an stgconv checkpoint")
     if state.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, expected {VERSION}")
+        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}, "
+                              f"expected {VERSION}")
     return state
 
 

@@ -1,5 +1,5 @@
-"""Argument checks shared by the readers, datasets, baselines, scores and tasks: the error names the argument and
-repeats its bad value."""
+"""Argument checks shared by the readers, datasets, baselines, scores and tasks: the error names the
+argument and repeats its bad value."""
 
 from __future__ import annotations
 

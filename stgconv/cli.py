@@ -1,5 +1,5 @@
-"""The ``stgconv`` command: ``stgconv <task> ...``; every task is also in :mod:`stgconv.tasks`, every
-evaluation in :mod:`stgconv.evaluation`."""
+"""The ``stgconv`` command: ``stgconv <task> ...``; every task is also in :mod:`stgconv.tasks`,
+every evaluation in :mod:`stgconv.evaluation`."""
 
 from __future__ import annotations
 
@@ -161,7 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
 
     p = _command(sub, "super-resolve", help="super-resolve a low-resolution voxel grid or a mesh")
-    p.add_argument("checkpoint", help="a high-resolution voxel model (checkpoint.pt or its run folder)")
+    p.add_argument("checkpoint",
+                   help="a high-resolution voxel model (checkpoint.pt or its run folder)")
     p.add_argument("input", help="low-resolution grid(s) (.npy/.npz/.mat/.binvox/.h5; occupancy "
                                  "in [0, 1], side = model side / factor) or a mesh "
                                  "(.off/.obj/.ply/.stl, voxelized at the model's side, then "
@@ -283,7 +284,8 @@ def _voxel_chain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a voxel model (checkpoint.pt or run folder)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a voxel model (checkpoint.pt or run folder)")
     p.add_argument("--shapes", required=True, help="ground truth: .npz with X (N, D, D, D) "
                    "{0, 1}, another voxel file, or a folder of them")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")

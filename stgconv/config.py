@@ -34,10 +34,10 @@ class ModelConfig:
 
     # Images: "texture" / "object" (Xie et al. 2016 generative ConvNet settings),
     # "descriptor64", "descriptor16", "descriptor4" (Gao et al. 2018, multi-grid learning).
-    # Videos (STGConvNet): "st" / "st_small" (stationary), "fc_s" / "fc_s_small" (spatially
-    # fully connected). Voxels (3D descriptor net): "desc32", "desc64_sr", "desc32_small",
-    # "desc64_small". Classifiers read as energies (JEM; the `jem` section trains them):
-    # "digit_classifier" (28x28), "wide_resnet" (WRN-28-10, 32x32). The data's channels and size are filled in from the data.
+    # Videos (STGConvNet): "st" / "st_small" (stationary), "fc_s" / "fc_s_small" (spatially fully
+    # connected). Voxels (3D descriptor net): "desc32", "desc64_sr", "desc32_small", "desc64_small".
+    # Classifiers read as energies (JEM; the `jem` section trains them): "digit_classifier" (28x28),
+    # "wide_resnet" (WRN-28-10, 32x32). The data's channels and size are filled in from the data.
     arch: Literal[
         "texture", "object", "descriptor64", "descriptor16", "descriptor4",
         "st", "st_small", "fc_s", "fc_s_small",
@@ -104,7 +104,9 @@ class ChainConfig:
     # "recovery": each iteration hides a random `missing` fraction of every example's entries;
     # chains start from the nearest-known fill and keep the observed entries (the authors'
     # recovery training, with the observed entries clamped during the chain).
-    mode: Literal["noise", "data", "persistent", "buffer", "super_resolution", "recovery"] = "persistent"
+    mode: Literal[
+        "noise", "data", "persistent", "buffer", "super_resolution", "recovery",
+    ] = "persistent"
     chains_per_example: int = 8
     # "data_gaussian": Gaussians fitted to the training data, one per class for a JEM run
     # (stgconv.mcmc.init.DataGaussian; stored in the checkpoint for synthesis); modes "noise",
@@ -533,7 +535,8 @@ class ExperimentConfig:
             raise ValueError(f"data.mean must be in [0, 1] (an occupancy), 'auto' or null, "
                              f"got {self.data.mean}")
         if not 0.0 <= self.chains.buffer_fresh <= 1.0:
-            raise ValueError(f"chains.buffer_fresh must be in [0, 1], got {self.chains.buffer_fresh}")
+            raise ValueError(f"chains.buffer_fresh must be in [0, 1], "
+                             f"got {self.chains.buffer_fresh}")
         if self.train.lr_decay != "none" and (self.multigrid is not None
                                               or self.jem is not None):
             raise ValueError("train.lr_decay schedules single-grid descriptor training: "
@@ -780,7 +783,8 @@ C = TypeVar("C")
 def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict, checking every key and value type."""
     if not isinstance(data, dict):
-        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {data!r}")
+        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, "
+                         f"got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names, key=str)  # a key YAML read as a number or a bool too

@@ -2,18 +2,19 @@
 
 Each process (rank) holds a shard of the training examples (rows ``rank::world_size``, the
 round-robin split of ``DistributedSampler`` without its shuffling and its padding: when the
-processes do not divide the examples, shards differ by one) and the chains of its own examples,
-runs its chains on its own generator (seeded ``seed + rank``), and after every backward pass the
-parameter gradients are averaged over all ranks, each rank's weighted by its batch size (so a
-step on whole shards of unequal size has the gradient of one batch of all the examples), and
-every rank takes the same optimizer step from the same parameters: data-parallel training. The averaging is an explicit all-reduce rather than a
-``DistributedDataParallel`` wrapper because the energy is called three ways per iteration (the
-chain's gradient in ``x``, the data term and the sample term of the loss), which does not fit
-DDP's one-forward-one-backward reducer; the arithmetic is the same.
+processes do not divide the examples, shards differ by one) and the chains of its own examples, runs
+its chains on its own generator (seeded ``seed + rank``), and after every backward pass the
+parameter gradients are averaged over all ranks, each rank's weighted by its batch size (so a step
+on whole shards of unequal size has the gradient of one batch of all the examples), and every rank
+takes the same optimizer step from the same parameters: data-parallel training. The averaging is an
+explicit all-reduce rather than a ``DistributedDataParallel`` wrapper because the energy is called
+three ways per iteration (the chain's gradient in ``x``, the data term and the sample term of the
+loss), which does not fit DDP's one-forward-one-backward reducer; the arithmetic is the same.
 
-Checkpoints stay single files: every rank's chain state and generator state is gathered to rank
-0 (only: the other ranks' state dicts lack them), which writes the checkpoint atomically; a resumed run shards it again, for the same or another
-number of processes. The backend follows the device: NCCL on CUDA, Gloo on the CPU.
+Checkpoints stay single files: every rank's chain state and generator state is gathered to rank 0
+(only: the other ranks' state dicts lack them), which writes the checkpoint atomically; a resumed
+run shards it again, for the same or another number of processes. The backend follows the device:
+NCCL on CUDA, Gloo on the CPU.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The generator network of cooperative learning: a latent vector ``z`` to an example ``x``.
 
-One ConvNet serves every modality, because only the example's shape differs: a linear layer
-maps ``z`` ``(B, latent_dim)`` to a coarse grid, then stages of nearest up-sampling and a 3x3
-(3x3x3) convolution double the grid until it reaches the example's size, and a last convolution
-gives the example: images ``(B, C, H, W)``, videos ``(B, C, T, H, W)``, voxels
-``(B, 1, D, H, W)``, in the model's units. The output is not squashed by a ``tanh``: on MNIST,
-whose background is the range's end (-1), a ``tanh`` output saturated there within the first
-hundred iterations and its gradient vanished, leaving every ``G(z)`` the same black image; the
-revising sampler clamps the proposals to the data's range where the config has a clamp. A dimension is doubled only while it stays even and at least
-:data:`MIN_BASE`, so 28x28 digits start at 7x7 and 16-frame clips of 64x64 frames at 4x4x4
+One ConvNet serves every modality, because only the example's shape differs: a linear layer maps
+``z`` ``(B, latent_dim)`` to a coarse grid, then stages of nearest up-sampling and a 3x3 (3x3x3)
+convolution double the grid until it reaches the example's size, and a last convolution gives the
+example: images ``(B, C, H, W)``, videos ``(B, C, T, H, W)``, voxels ``(B, 1, D, H, W)``, in the
+model's units. The output is not squashed by a ``tanh``: on MNIST, whose background is the range's
+end (-1), a ``tanh`` output saturated there within the first hundred iterations and its gradient
+vanished, leaving every ``G(z)`` the same black image; the revising sampler clamps the proposals to
+the data's range where the config has a clamp. A dimension is doubled only while it stays even and
+at least :data:`MIN_BASE`, so 28x28 digits start at 7x7 and 16-frame clips of 64x64 frames at 4x4x4
 (time doubling in the last stages only).
 
 No batch normalisation: the generator is used one example at a time as often as in batches

@@ -53,7 +53,8 @@ _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def space_to_depth(x: Tensor, factor: int) -> Tensor:
-    """``(B, C, N1, ..., Nk) -> (B, C * f^k, N1/f, ..., Nk/f)``: each block's entries as channels."""
+    """``(B, C, N1, ..., Nk) -> (B, C * f^k, N1/f, ..., Nk/f)``: each block's entries as
+    channels."""
     b, c, *sizes = x.shape
     k = len(sizes)
     split = [n for size in sizes for n in (size // factor, factor)]

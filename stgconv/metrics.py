@@ -1,8 +1,8 @@
 """Every score we report: video recovery errors and PSNR, voxel error and IoU, and for
 classifiers read as energies the out-of-distribution AUROC and the expected calibration error.
 
-Recovery errors are measured on the missing entries only (observed ones are given, not
-recovered). Videos live in ``[-1, 1]`` inside stgconv; the recovery papers report errors on the 0-255 pixel
+Recovery errors are measured on the missing entries only (observed ones are given, not recovered).
+Videos live in ``[-1, 1]`` inside stgconv; the recovery papers report errors on the 0-255 pixel
 scale, where one unit of ``[-1, 1]`` is 127.5 grey levels. Errors are computed in float64 on the
 values as given (no rounding to uint8), averaged over missing entries ``(c, t, h, w)``: with masks
 that hide a pixel in all channels at once, as the shared ones do, this is the per-pixel mean.

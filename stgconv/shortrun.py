@@ -101,7 +101,8 @@ def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
         ``(n_points, *S)``, from ``z_start`` to ``z_end``.
     """
     if z_start.shape != z_end.shape:
-        raise ValueError(f"z_start {tuple(z_start.shape)} and z_end {tuple(z_end.shape)} must match")
+        raise ValueError(f"z_start {tuple(z_start.shape)} and z_end {tuple(z_end.shape)} "
+                         "must match")
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     angles = torch.linspace(0, math.pi / 2, n_points, device=z_start.device, dtype=z_start.dtype)

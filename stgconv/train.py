@@ -423,7 +423,8 @@ class Trainer(FitLoop):
             x_neg = self.sampler.run(self.energy, x0, constraint=self.chains.constraint(x_pos),
                                      generator=self.generator)
             self.chains.keep(x_neg)
-            loss, stats = contrastive_divergence(self.energy, x_pos, x_neg, energy_l2=self.energy_l2)
+            loss, stats = contrastive_divergence(self.energy, x_pos, x_neg,
+                                                 energy_l2=self.energy_l2)
             (loss / len(batches)).backward()
             totals["loss"] += loss.item() / len(batches)
             totals["e_pos"] += stats["e_pos"].item() / len(batches)
@@ -642,7 +643,8 @@ class MultiGridTrainer(FitLoop):
         grids = state.get("grids")
         if not isinstance(grids, list) or len(grids) != len(self.trainers):
             held = len(grids) if isinstance(grids, list) else "no"
-            raise ValueError(f"the checkpoint holds {held} grids, this run has {len(self.trainers)}")
+            raise ValueError(f"the checkpoint holds {held} grids, "
+                             f"this run has {len(self.trainers)}")
         held_sizes = [tuple(size) for size in state.get("grid_sizes", [])]
         if held_sizes != self.grid_sizes:  # stationary nets would load onto other grids
             raise ValueError(f"the checkpoint's grids are {held_sizes}, this run's "

@@ -68,12 +68,14 @@ def test_check_output_refuses_paths_blocked_by_a_file_or_folder(tmp_path: Path,
     a_file, a_folder = tmp_path / "f", tmp_path / "d"
     a_file.write_text("x")
     a_folder.mkdir()
-    assert check_output(tmp_path / "new" / "deeper", "out", folder=folder) == tmp_path / "new" / "deeper"
+    assert (check_output(tmp_path / "new" / "deeper", "out", folder=folder)
+            == tmp_path / "new" / "deeper")
     assert check_output(a_folder if folder else a_file, "out", folder=folder)
     with pytest.raises(ValueError, match="is a file, not a folder" if folder
                        else "is a folder, not a file"):
         check_output(a_file if folder else a_folder, "--out", folder=folder)
-    with pytest.raises(ValueError, match=f"--out {a_file}/x/y lies under {a_file}, which is a file"):
+    with pytest.raises(ValueError,
+                       match=f"--out {a_file}/x/y lies under {a_file}, which is a file"):
         check_output(a_file / "x" / "y", "--out", folder=folder)
 
 

@@ -272,7 +272,8 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
          "image not found"),
         (["train", *TINY, "--set", "data.kind=objects", "--data", str(tmp_path / "no_dir"),
           "--out", str(tmp_path / "r4")], "image folder not found"),
-        (["train", *TINY, "--data", str(garbage), "--out", str(tmp_path / "r5")], "cannot read image"),
+        (["train", *TINY, "--data", str(garbage), "--out", str(tmp_path / "r5")],
+         "cannot read image"),
         (["train", *TINY, "--resume", "--out", str(tmp_path / "r6")], "checkpoint not found"),
         # A path of the other kind is named as such, not as missing.
         (["train", *TINY, "--data", str(tmp_path), "--out", str(tmp_path / "r7")],
@@ -494,7 +495,8 @@ def fault_paths(tmp_path: Path, texture_run: Path, trained_voxel_run: dict[str, 
              "empty": tmp_path / "empty.pt", "pickle": tmp_path / "pickle.pt",
              "no_shapes": tmp_path / "no_shapes.npy"}
     paths["truncated"].write_bytes(good[: len(good) // 2])  # zipfile.BadZipFile
-    np.savez_compressed(paths["corrupt"], X=np.load(trained_voxel_run["shapes"])["X"], y=np.arange(12))
+    np.savez_compressed(paths["corrupt"], X=np.load(trained_voxel_run["shapes"])["X"],
+                        y=np.arange(12))
     damaged = bytearray(paths["corrupt"].read_bytes())
     damaged[100:140] = bytes(40)  # inside the compressed X: zlib.error
     paths["corrupt"].write_bytes(bytes(damaged))
@@ -578,7 +580,8 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     shutil.copytree(texture_run, run)
     (run / "samples_000050.png").write_bytes(b"a sample of the old run")
     (run / "notes.txt").write_text("mine")
-    (run / f".checkpoint.pt.{dead_pid}-k2j4.tmp").write_bytes(b"half a checkpoint, its writer killed")
+    (run / f".checkpoint.pt.{dead_pid}-k2j4.tmp").write_bytes(
+        b"half a checkpoint, its writer killed")
     code, _, err = run_main(["synthesize", str(run), "-n", "1", "--steps", "1", "--device", "cpu"],
                             capsys)
     assert code == 0 and (run / "synthesis" / "synthesized.npy").exists(), err

@@ -61,7 +61,8 @@ def test_empty_yaml_is_the_defaults(tmp_path: Path) -> None:
 
 
 def test_yaml_override_changes_only_what_it_says(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: bricks\ntrain:\n  lr: 0.002\nmodel:\n  layers: [[8, 5, 2], [8, 3, 1]]\n")
+    path = write(tmp_path, "name: bricks\ntrain:\n  lr: 0.002\n"
+                           "model:\n  layers: [[8, 5, 2], [8, 3, 1]]\n")
     config = load_config(path)
     assert changed(ExperimentConfig(), config) == {
         "name": ("experiment", "bricks"),
@@ -73,7 +74,8 @@ def test_yaml_override_changes_only_what_it_says(tmp_path: Path) -> None:
 
 def test_set_overrides_apply_on_top_of_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "train:\n  lr: 0.002\n  batch_size: 4\n")
-    config = load_config(path, ["train.lr=0.001", "sampler.clamp=null", "data.size=32", "device=cpu"])
+    config = load_config(path, ["train.lr=0.001", "sampler.clamp=null", "data.size=32",
+                                "device=cpu"])
     assert changed(ExperimentConfig(), config) == {
         "train.lr": (0.01, 0.001),
         "train.batch_size": (16, 4),
@@ -111,7 +113,8 @@ def test_override_into_a_value_is_an_error() -> None:
 
 @pytest.mark.parametrize(
     "override, key",
-    [("bogus=1", "bogus"), ("train.lrr=0.1", "train.lrr"), ("model.layer=[[4, 3, 1]]", "model.layer")],
+    [("bogus=1", "bogus"), ("train.lrr=0.1", "train.lrr"),
+     ("model.layer=[[4, 3, 1]]", "model.layer")],
 )
 def test_unknown_keys(override: str, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -119,7 +122,8 @@ def test_unknown_keys(override: str, key: str) -> None:
 
 
 def test_unknown_key_in_yaml(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown config key\(s\) sampler\.n_step\b.*valid keys:.*n_steps"):
+    with pytest.raises(ValueError,
+                       match=r"unknown config key\(s\) sampler\.n_step\b.*valid keys:.*n_steps"):
         load_config(write(tmp_path, "sampler:\n  n_step: 3\n"))
 
 
@@ -250,7 +254,8 @@ def test_section_must_be_a_mapping(tmp_path: Path) -> None:
         load_config(write(tmp_path, "train: 3\n"))
 
 
-@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=[str(p.relative_to(REPO)) for p in SHIPPED_CONFIGS])
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS,
+                         ids=[str(p.relative_to(REPO)) for p in SHIPPED_CONFIGS])
 def test_shipped_configs_load(path: Path) -> None:
     config = load_config(path)
     assert isinstance(config, ExperimentConfig)

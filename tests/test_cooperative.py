@@ -377,7 +377,8 @@ def video_clip(tmp_path: Path) -> Path:
 @pytest.fixture
 def voxel_shapes(tmp_path: Path) -> Path:
     path = tmp_path / "shapes.npz"
-    np.savez(path, X=boxes_and_balls(6, 8)[:, 0].numpy().astype(np.uint8), y=np.zeros(6, dtype=np.int64))
+    np.savez(path, X=boxes_and_balls(6, 8)[:, 0].numpy().astype(np.uint8),
+             y=np.zeros(6, dtype=np.int64))
     return path
 
 

@@ -23,7 +23,8 @@ def make(arch: str, **kw) -> ConvNetEnergy:
 
 
 def images(batch: int = BATCH, size: int = SIZE, seed: int = 1) -> torch.Tensor:
-    return torch.rand(batch, CHANNELS, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return torch.rand(batch, CHANNELS, size, size,
+                      generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
 @pytest.mark.parametrize("arch", sorted(IMAGE_PRESETS))
@@ -93,7 +94,8 @@ def test_wrong_rank(arch: str) -> None:
         energy(torch.zeros(CHANNELS, SIZE, SIZE))
 
 
-@pytest.mark.parametrize("arch", [a for a in sorted(IMAGE_PRESETS) if IMAGE_PRESETS[a]["head"] == "linear"])
+@pytest.mark.parametrize("arch", [a for a in sorted(IMAGE_PRESETS)
+                                  if IMAGE_PRESETS[a]["head"] == "linear"])
 def test_linear_head_rejects_other_sizes(arch: str) -> None:
     energy = make(arch)
     with pytest.raises(ValueError, match=rf"expected input of shape \('B', 1, {SIZE}, {SIZE}\)"):

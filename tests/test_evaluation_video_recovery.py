@@ -1,4 +1,5 @@
-"""`stgconv recover` and `stgconv eval recovery`: the scripted-evaluation contract on a tiny clip."""
+"""`stgconv recover` and `stgconv eval recovery`: the scripted-evaluation contract on a tiny
+clip."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ TINY = ["--frames", "12", "--size", "32", "--quiet", "--set", "train.n_iteration
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """A moving sinusoid, 12 frames of 32x32 at 10 fps, stored losslessly."""
-    t, y, x = torch.meshgrid(torch.arange(12.0), torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    t, y, x = torch.meshgrid(torch.arange(12.0), torch.arange(32.0), torch.arange(32.0),
+                             indexing="ij")
     wave = torch.sin(0.4 * x + 0.3 * y - 0.5 * t) * 0.6
     video = torch.stack([wave, wave.roll(3, 2), -wave])
     path = tmp_path_factory.mktemp("clip") / "wave.mkv"
@@ -86,7 +88,8 @@ def test_an_output_that_is_an_input_is_refused(clip, tmp_path, capsys, command):
 def test_recover_writes_clips_and_metrics(clip, tmp_path):
     out = tmp_path / "run"
     (out / "tb").mkdir(parents=True)  # an earlier run's --tensorboard: no training run's
-    assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out), *TINY]) == 0
+    assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out),
+                 *TINY]) == 0
     assert {"recovered.mp4", "recovered.npy", "comparison.mp4", "metrics.json",
             "config.yaml"} <= {p.name for p in out.iterdir()}
     # Played at the clip's rate (they were 25 fps whatever the clip's).

@@ -14,7 +14,8 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("sampler", [Langevin(n_steps=5, step_size=0.01), MALA(n_steps=5, step_size=0.01),
+@pytest.mark.parametrize("sampler", [Langevin(n_steps=5, step_size=0.01),
+                                     MALA(n_steps=5, step_size=0.01),
                                      HMC(n_steps=2, step_size=0.01, n_leapfrog=3)])
 def test_samplers_run_on_cuda_and_match_cpu_seeded_shapes(sampler):
     energy = image_energy("descriptor64", in_channels=3, image_size=64).cuda()
@@ -50,7 +51,8 @@ def test_multigrid_training_and_sampling_on_cuda():
     grids = MultiGridSampler((langevin,) * 2, ((4, 4), (4, 4))).run(
         energies, trainer.base, constraint=KnownEntries(data, known), generator=generator)
     assert [tuple(g.shape[2:]) for g in grids] == sizes
-    assert torch.equal(grids[-1].expand_as(data)[known.expand_as(data)], data[known.expand_as(data)])
+    assert torch.equal(grids[-1].expand_as(data)[known.expand_as(data)],
+                       data[known.expand_as(data)])
 
 
 

@@ -1,4 +1,5 @@
-"""The learned fill: a ConvNet trained on a clip's own observed entries to correct classical fills."""
+"""The learned fill: a ConvNet trained on a clip's own observed entries to correct classical
+fills."""
 
 from __future__ import annotations
 
@@ -169,7 +170,8 @@ def test_a_symmetric_fill_is_the_same_for_the_clip_turned_and_played_backwards()
 def drifting_texture(frames: int = 16, size: int = 32, shift: int = 2) -> torch.Tensor:
     """``(3, frames, size, size)``: smoothed noise translating ``shift`` pixels per frame to the
     right (not a sinusoid: the blend of its two ends is no rescaled copy of the middle)."""
-    noise = torch.rand(3, 1, size, size + shift * frames, generator=torch.Generator().manual_seed(3))
+    noise = torch.rand(3, 1, size, size + shift * frames,
+                       generator=torch.Generator().manual_seed(3))
     blur = torch.ones(3, 1, 5, 5) / 25
     smooth = torch.nn.functional.conv2d(noise.transpose(0, 1), blur, padding=2, groups=3)[0]
     smooth = (smooth - smooth.mean()) / smooth.std() * 0.4

@@ -54,7 +54,8 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def assert_within_se(estimate: Tensor, target: Tensor, se: Tensor, what: str, n_se: float = N_SE) -> None:
+def assert_within_se(estimate: Tensor, target: Tensor, se: Tensor, what: str,
+                     n_se: float = N_SE) -> None:
     """Every entry of ``estimate`` lies within ``n_se`` standard errors of ``target``."""
     estimate, target, se = (torch.as_tensor(t, dtype=F64) for t in (estimate, target, se))
     z = (estimate - target) / se
@@ -265,8 +266,10 @@ def test_hmc_acceptance_rate_and_langevin_reports_one() -> None:
     g = gen(5)
     x0 = torch.randn(1000, 10, generator=g, dtype=F64)
     small, large = Diagnostics(), Diagnostics()
-    HMC(n_steps=10, step_size=0.1, n_leapfrog=3).run(standard_energy, x0, generator=g, callback=small)
-    HMC(n_steps=10, step_size=1.6, n_leapfrog=3).run(standard_energy, x0, generator=g, callback=large)
+    HMC(n_steps=10, step_size=0.1, n_leapfrog=3).run(standard_energy, x0, generator=g,
+                                                     callback=small)
+    HMC(n_steps=10, step_size=1.6, n_leapfrog=3).run(standard_energy, x0, generator=g,
+                                                     callback=large)
     assert 0.99 < small.acceptance_rate <= 1.0
     assert 0.0 < large.acceptance_rate < 0.6  # measured 0.29
     assert all(s.accepted is not None and s.accepted.dtype == torch.bool for s in small.steps)
@@ -356,7 +359,8 @@ NAN_CASES = [
 
 @pytest.mark.parametrize(("name", "sampler", "bad_call", "step"), NAN_CASES,
                          ids=[f"{c[0]}-call{c[2]}" for c in NAN_CASES])
-def test_nonfinite_energy_raises_naming_the_step(name: str, sampler, bad_call: int, step: int) -> None:
+def test_nonfinite_energy_raises_naming_the_step(name: str, sampler, bad_call: int,
+                                                 step: int) -> None:
     energy = NaNAtCall(bad_call)
     with pytest.raises(NonFiniteEnergyError, match=f"at step {step} of {sampler.n_steps}") as info:
         sampler.run(energy, torch.randn(5, 3, generator=gen(11)), generator=gen(12))
@@ -405,7 +409,8 @@ def flat_energy(x: Tensor) -> Tensor:
 
 
 class Recorder:
-    """Wraps an energy and keeps every state it was evaluated at (``x`` at the start of each step)."""
+    """Wraps an energy and keeps every state it was evaluated at (``x`` at the start of each
+    step)."""
 
     def __init__(self, energy) -> None:
         self.energy = energy
@@ -419,7 +424,8 @@ class Recorder:
 def test_langevin_clamp_keeps_values_in_bounds() -> None:
     # Pure noise of std 2 per step would leave [-1, 1] at once; the clamp must hold it there.
     x0 = torch.zeros(500, 4, dtype=F64)
-    x = Langevin(n_steps=10, step_size=2.0, clamp=(-1.0, 1.0)).run(flat_energy, x0, generator=gen(16))
+    x = Langevin(n_steps=10, step_size=2.0, clamp=(-1.0, 1.0)).run(flat_energy, x0,
+                                                                   generator=gen(16))
     assert x.min() >= -1.0 and x.max() <= 1.0
     assert (x == -1.0).any() and (x == 1.0).any(), "the clamp was never active"
     unclamped = Langevin(n_steps=10, step_size=2.0).run(flat_energy, x0, generator=gen(16))
@@ -593,7 +599,8 @@ def test_langevin_keeps_constraint_exact(constraint_kind: str) -> None:
     g = gen(24)
     x0 = torch.randn(8, 2, 4, 4, generator=g, dtype=F64)
     constraint = random_constraint(constraint_kind, 8, g)
-    x = Langevin(n_steps=20, step_size=0.3).run(standard_energy, x0, constraint=constraint, generator=g)
+    x = Langevin(n_steps=20, step_size=0.3).run(standard_energy, x0, constraint=constraint,
+                                                generator=g)
     if isinstance(constraint, KnownEntries):
         known = constraint.known
         assert torch.equal(x[known], constraint.observed[known])
@@ -672,7 +679,8 @@ def test_known_entries_correlated_conditional(name: str) -> None:
     x = EXACT_SAMPLERS[name].run(energy, x0, constraint=KnownEntries(observed, known), generator=g)
     assert (x[:, 1] == c).all()
     assert_within_se(x[:, 0].mean(), cond_mean, (cond_var / N_CHAINS).sqrt(), f"{name} cond. mean")
-    assert_within_se(x[:, 0].var(), cond_var, cond_var * math.sqrt(2 / N_CHAINS), f"{name} cond. var")
+    assert_within_se(x[:, 0].var(), cond_var, cond_var * math.sqrt(2 / N_CHAINS),
+                     f"{name} cond. var")
 
 
 @pytest.mark.parametrize("sampler", [MALA(n_steps=300, step_size=0.5),

@@ -43,7 +43,8 @@ def roundtrip(state: dict[str, Tensor]) -> dict[str, Tensor]:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "std_per_scale"), [("gaussian", 1.0), ("uniform", 1 / math.sqrt(3))])
+@pytest.mark.parametrize(("kind", "std_per_scale"),
+                         [("gaussian", 1.0), ("uniform", 1 / math.sqrt(3))])
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_noise_init_kind_and_scale(kind: str, std_per_scale: float, scale: float) -> None:
     n = 40000
@@ -71,7 +72,8 @@ def test_noise_init_scale_zero_gives_zeros(kind: str) -> None:
 def test_noise_init_reproducible_and_rejects_bad_settings() -> None:
     init = NoiseInit("gaussian", 1.0)
     assert torch.equal(init.sample((5, 3), generator=gen(2)), init.sample((5, 3), generator=gen(2)))
-    assert not torch.equal(init.sample((5, 3), generator=gen(2)), init.sample((5, 3), generator=gen(3)))
+    assert not torch.equal(init.sample((5, 3), generator=gen(2)),
+                           init.sample((5, 3), generator=gen(3)))
     with pytest.raises(ValueError, match="laplace"):
         NoiseInit("laplace")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="-1"):
@@ -276,7 +278,8 @@ def test_data_start_repeats_each_example() -> None:
 
 def test_data_start_adds_noise_of_the_given_std() -> None:
     x_pos = torch.randn(50, 1, 8, 8, generator=gen(8), dtype=F64)
-    x0 = DataStart(noise_std=0.3, chains_per_example=2).start(x_pos, torch.arange(50), generator=gen(9))
+    x0 = DataStart(noise_std=0.3, chains_per_example=2).start(x_pos, torch.arange(50),
+                                                              generator=gen(9))
     eps = x0 - x_pos.repeat_interleave(2, dim=0)
     n = eps.numel()  # 6400 draws: SE(std) = 0.3 / sqrt(2n)
     assert abs(eps.std().item() - 0.3) < 5 * 0.3 / math.sqrt(2 * n)
@@ -410,7 +413,8 @@ def test_replay_buffer_fresh_one_gives_only_noise_and_zero_gives_only_stored() -
     none_fresh.keep(stored)
     x0 = none_fresh.start(x_pos, idx, generator=gen(22))
     assert set(row_ids(x0)) <= set(row_ids(stored))
-    assert all(torch.equal(r, r.flatten()[0].expand_as(r)) for r in x0), "rows must be whole samples"
+    assert all(torch.equal(r, r.flatten()[0].expand_as(r))
+               for r in x0), "rows must be whole samples"
     # 64 uniform picks from 8 rows: all 8 appear except with probability < 8 (7/8)^64 = 0.002;
     # with this seed they do.
     assert set(row_ids(x0)) == set(row_ids(stored))

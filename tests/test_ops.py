@@ -107,7 +107,8 @@ def test_factor_one_is_identity() -> None:
     ("shape", "factor"),
     [((2, 3, 8, 9), (2, 2)), ((2, 1, 6, 8, 8), (4, 2, 2)), ((4, 10), (3,))],
 )
-def test_non_divisible_shape_is_a_value_error(shape: tuple[int, ...], factor: tuple[int, ...]) -> None:
+def test_non_divisible_shape_is_a_value_error(shape: tuple[int, ...],
+                                              factor: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="not divisible"):
         block_down(rand(shape), factor)
 

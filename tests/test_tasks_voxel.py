@@ -94,7 +94,8 @@ def test_super_resolution_starts_where_the_config_says() -> None:
     torch.testing.assert_close(nearest, nearest_upsample(low, 4))
     linear = super_resolve_batch(energy, sampler, low, 4, upsample="linear", binary=False)
     trilinear = trilinear_upsample(low, 4)
-    torch.testing.assert_close(linear, trilinear - nearest_upsample(downsample(trilinear, 4) - low, 4))
+    torch.testing.assert_close(linear,
+                               trilinear - nearest_upsample(downsample(trilinear, 4) - low, 4))
     with pytest.raises(ValueError, match="upsample must be one of"):
         super_resolve_batch(energy, sampler, low, 4, upsample="cubic")
 
@@ -153,7 +154,8 @@ def test_super_resolve_a_grid_and_a_mesh(files, tmp_path) -> None:
                  "--out", str(tmp_path / "soft"), "--device", "cpu"]) == 0
     soft = np.load(tmp_path / "soft" / "super_resolved.npy")
     assert len(np.unique(soft)) > 2 and soft.min() >= 0 and soft.max() <= 1
-    assert {"super_resolved.png", "super_resolved.npy"} <= {p.name for p in (tmp_path / "grid").iterdir()}
+    assert ({"super_resolved.png", "super_resolved.npy"}
+            <= {p.name for p in (tmp_path / "grid").iterdir()})
     cube = tmp_path / "cube.off"  # ModelNet's header quirk: "OFF" and the counts on one line
     cube.write_text("OFF8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1)
                                             for z in (0, 1))

@@ -130,7 +130,8 @@ def test_texture_training_matches_filter_statistics() -> None:
     sampler = Langevin(n_steps=20, step_size=0.015, clamp=(-1.0, 1.0))
     start = torch.zeros(k, 1, size, size)
     untrained = sampler.run(energy, start, generator=gen(99))
-    trainer = Trainer(energy, sampler, PersistentChains(1, NoiseInit("gaussian", 0.0), chains_per_example=k),
+    trainer = Trainer(energy, sampler,
+                      PersistentChains(1, NoiseInit("gaussian", 0.0), chains_per_example=k),
                       observed, train=TrainConfig(batch_size=1, lr=0.01), generator=gen(0))
     trainer.fit(60, progress=False)
     samples = trainer.last_samples

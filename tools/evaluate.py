@@ -1,4 +1,6 @@
-"""Compare stgconv with the classical baselines (video recovery, voxel super-resolution and recovery, learned-feature classification), and out-of-distribution detection by classifier (JEM) models.
+"""Compare stgconv with the classical baselines (video recovery, voxel super-resolution and
+recovery, learned-feature classification), and out-of-distribution detection by classifier (JEM)
+models.
 
 Same as `stgconv eval ...`: `python tools/evaluate.py --help` lists the options.
 """

@@ -69,7 +69,8 @@ def image_energy(
         image_size: ``H = W`` for presets with a fully connected head; ignored by ``texture``.
     """
     if arch not in IMAGE_PRESETS:
-        raise ValueError(f"unknown image architecture {arch!r}; choose from {sorted(IMAGE_PRESETS)}")
+        raise ValueError(f"unknown image architecture {arch!r}; choose from "
+                         f"{sorted(IMAGE_PRESETS)}")
     preset = IMAGE_PRESETS[arch]
     head = preset["head"]
     return ConvNetEnergy(

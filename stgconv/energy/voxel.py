@@ -41,7 +41,8 @@ def voxel_energy(
         reference_sigma: 0.5 as in the authors' code.
     """
     if arch not in VOXEL_PRESETS:
-        raise ValueError(f"unknown voxel architecture {arch!r}; choose from {sorted(VOXEL_PRESETS)}")
+        raise ValueError(f"unknown voxel architecture {arch!r}; choose from "
+                         f"{sorted(VOXEL_PRESETS)}")
     preset = VOXEL_PRESETS[arch]
     side = size if size is not None else preset["size"]
     return ConvNetEnergy(

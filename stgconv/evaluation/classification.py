@@ -212,7 +212,8 @@ def eval_classification(
     voxels = pad_to(torch.stack([dataset[int(i)][0] for i in rows]), size)  # only these rows
     # The untrained control's weights come from the seed.
     with seeded_weights(seed):
-        random_energy = build_from_config(state["model_config"]).to(next(energy.parameters()).device)
+        random_energy = build_from_config(state["model_config"]).to(
+            next(energy.parameters()).device)
     offset = VOXELS.offset(config)
 
     def features_of(grids: Tensor) -> dict[str, Tensor]:

@@ -54,7 +54,8 @@ from stgconv.tasks.voxel import (
     super_resolve_batch,
 )
 
-SR_UNIT = "mean absolute voxel error on [0, 1] over all voxels; IoU of the 0.5 level; means over shapes"
+SR_UNIT = ("mean absolute voxel error on [0, 1] over all voxels; IoU of the 0.5 level; "
+           "means over shapes")
 RECOVERY_UNIT = ("mean absolute voxel error on [0, 1] over the missing voxels; IoU of the 0.5 "
                  "level over the whole grid; means over shapes")
 
@@ -141,7 +142,8 @@ def eval_super_resolution(
     table.update({
         "task": "super-resolution", "n_shapes": len(truth), "size": size, "factor": factor,
         "low_size": size // factor,
-        "trained_factor": config.chains.factor if config.chains.mode == "super_resolution" else None,
+        "trained_factor": (config.chains.factor if config.chains.mode == "super_resolution"
+                           else None),
         "steps": sampler.n_steps,
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),

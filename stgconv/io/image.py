@@ -235,7 +235,8 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     # torchvision takes seconds to import (it loads torch._dynamo); only writing a grid pays.
     from torchvision.utils import make_grid
 
-    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, pad_value=1.0)
+    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2,
+                     pad_value=1.0)
     array = to_levels(grid).round().to(torch.uint8).permute(1, 2, 0).numpy()
     if array.shape[2] == 1:
         array = array[:, :, 0]

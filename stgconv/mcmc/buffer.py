@@ -35,7 +35,9 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return 0 if self.samples is None else self.samples.shape[0]
 
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Chain starts ``(B * chains_per_example, *S)`` for ``x_pos`` ``(B, *S)``: stored
         samples, a share ``fresh`` of them (all while the buffer is empty) from ``init``."""
         n = x_pos.shape[0] * self.chains_per_example

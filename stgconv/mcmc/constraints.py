@@ -34,7 +34,8 @@ class Constraint:
     def coarsen(self, factor: Sequence[int]) -> Constraint | None:
         """What this constraint says about ``block_down(x, factor)``: the constraint a coarser
         grid of a multi-grid chain must keep (``None``: it leaves that grid free)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be coarsened for multi-grid sampling")
+        raise NotImplementedError(f"{type(self).__name__} cannot be coarsened "
+                                  "for multi-grid sampling")
 
 
 class KnownEntries(Constraint):
@@ -105,8 +106,9 @@ class DownsampleConsistency(Constraint):
             fits = False
         if not fits or x.shape[-k:] != self._low_up.shape[-k:]:
             raise ValueError(
-                f"x has shape {tuple(x.shape)}, expected {tuple(self._low_up.shape)}: trailing dims "
-                f"{tuple(self._low_up.shape[-k:])} (low {tuple(self.low.shape)} x factor {self.factor})"
+                f"x has shape {tuple(x.shape)}, expected {tuple(self._low_up.shape)}: "
+                f"trailing dims {tuple(self._low_up.shape[-k:])} (low {tuple(self.low.shape)} "
+                f"x factor {self.factor})"
             )
         return self.tangent(x) + self._low_up
 
@@ -128,7 +130,8 @@ class DownsampleConsistency(Constraint):
             raise ValueError(f"coarsening factor {factor} and super-resolution factor "
                              f"{self.factor} must divide one another in every dim")
         low = block_down(self.low, tuple(max(g // f, 1) for f, g in zip(self.factor, factor)))
-        return DownsampleConsistency(low, tuple(max(f // g, 1) for f, g in zip(self.factor, factor)))
+        return DownsampleConsistency(low,
+                                     tuple(max(f // g, 1) for f, g in zip(self.factor, factor)))
 
 
 class KnownEntriesAndBlockMeans(Constraint):

@@ -39,7 +39,8 @@ class NoiseInit:
         """A tensor of ``shape`` (any, e.g. ``(B, *S)``) drawn from this distribution."""
         if self.kind == "gaussian":
             return self.scale * torch.randn(shape, generator=generator, device=device, dtype=dtype)
-        return self.scale * (2 * torch.rand(shape, generator=generator, device=device, dtype=dtype) - 1)
+        return self.scale * (
+            2 * torch.rand(shape, generator=generator, device=device, dtype=dtype) - 1)
 
 
 def data_plus_noise(x: Tensor, *, std: float, generator: torch.Generator | None = None) -> Tensor:

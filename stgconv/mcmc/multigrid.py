@@ -64,7 +64,8 @@ class MultiGridSampler:
                              "expected one factor per modelled grid")
         dims = {len(f) for f in self.factors}
         if len(dims) != 1 or any(g < 1 for f in self.factors for g in f):
-            raise ValueError(f"factors must be positive ints over the same dims, got {self.factors}")
+            raise ValueError(f"factors must be positive ints over the same dims, "
+                             f"got {self.factors}")
 
     def factor_to_finest(self, grid: int) -> tuple[int, ...]:
         """Block factor between grid ``grid`` (0 = base) and the finest grid (all ones there)."""

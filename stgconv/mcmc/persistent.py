@@ -20,7 +20,8 @@ class PersistentChains:
                  chains_per_example: int = 1) -> None:
         if n_examples < 1 or chains_per_example < 1:
             raise ValueError(
-                f"n_examples and chains_per_example must be >= 1, got {n_examples}, {chains_per_example}"
+                f"n_examples and chains_per_example must be >= 1, got {n_examples}, "
+                f"{chains_per_example}"
             )
         self.n_examples = n_examples
         self.init = init
@@ -28,12 +29,15 @@ class PersistentChains:
         self.chains: Tensor | None = None  # (n_examples, chains_per_example, *S)
         self._last: Tensor | None = None
 
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """The stored chains ``(B * chains_per_example, *S)`` of examples ``indices`` ``(B,)``
         (``x_pos`` ``(B, *S)`` gives their shape the first time)."""
         if self.chains is None:
             shape = (self.n_examples, self.chains_per_example, *x_pos.shape[1:])
-            self.chains = self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype, generator=generator)
+            self.chains = self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype,
+                                           generator=generator)
         if self.chains.shape[2:] != x_pos.shape[1:]:
             raise ValueError(
                 f"persistent chains have sample shape {tuple(self.chains.shape[2:])}, "
@@ -51,7 +55,8 @@ class PersistentChains:
         :meth:`start`'s examples."""
         if self._last is None or self.chains is None:
             raise RuntimeError("keep() called before start()")
-        self.chains[self._last] = x_neg.detach().reshape(-1, self.chains_per_example, *x_neg.shape[1:])
+        self.chains[self._last] = x_neg.detach().reshape(-1, self.chains_per_example,
+                                                         *x_neg.shape[1:])
         self._last = None
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -69,7 +69,9 @@ class NoiseStart(_Stateless):
         self.init = init
         self.chains_per_example = chains_per_example
 
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Draws ``(B * chains_per_example, *S)`` of ``init`` for ``x_pos`` ``(B, *S)``."""
         shape = (x_pos.shape[0] * self.chains_per_example, *x_pos.shape[1:])
         return self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype, generator=generator)
@@ -82,7 +84,9 @@ class DataStart(_Stateless):
         self.noise_std = noise_std
         self.chains_per_example = chains_per_example
 
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Each example of ``x_pos`` ``(B, *S)`` ``chains_per_example`` times in a row, plus
         noise: ``(B * chains_per_example, *S)``."""
         repeated = x_pos.repeat_interleave(self.chains_per_example, dim=0)
@@ -105,7 +109,9 @@ class CoarseStart(_Stateless):
         self.factor = tuple(factor)
         self.chains_per_example = 1
 
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """``(B, *S)``, the nearest up-sampling of ``x_pos`` ``(B, *S)``'s block means."""
         return nearest_up(block_down(x_pos, self.factor), self.factor)
 
@@ -129,7 +135,9 @@ class SuperResolutionStart(CoarseStart):
         super().__init__(factor)
         self.upsample = block_upsampler(upsample)
 
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """``(B, *S)``, the ``upsample`` of ``x_pos`` ``(B, *S)``'s block means."""
         return self.upsample(block_down(x_pos, self.factor), self.factor)
 
@@ -158,7 +166,9 @@ class RecoveryStart:
         self.chains_per_example = 1
         self._known: Tensor | None = None
 
-    def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def start(
+        self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Chain starts ``(B, *S)`` for ``x_pos`` ``(B, *S)``; remembers the mask for
         :meth:`constraint`."""
         draw = torch.rand(x_pos.shape, generator=generator, device=x_pos.device)

@@ -20,7 +20,8 @@ def modality_of(config: ExperimentConfig) -> Modality:
         if config.data.kind in modality.data_kinds:
             return modality
     kinds = [kind for modality in MODALITIES for kind in modality.data_kinds]
-    raise ValueError(f"data.kind {config.data.kind!r} is served by no modality; choose from {kinds}")
+    raise ValueError(f"data.kind {config.data.kind!r} is served by no modality; "
+                     f"choose from {kinds}")
 
 
 __all__ = ["IMAGE", "MODALITIES", "VIDEO", "VOXELS", "Modality", "modality_of"]

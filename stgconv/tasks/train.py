@@ -1,4 +1,5 @@
-"""``stgconv train``: fit the configured model (one net, or one per grid) and write its run folder."""
+"""``stgconv train``: fit the configured model (one net, or one per grid) and write its run
+folder."""
 
 from __future__ import annotations
 
