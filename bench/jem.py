@@ -371,11 +371,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             logits, inlier_scores[name], weights[name] = score_images(
                 energy, references[name], test_images,
                 feature_reference=feature_references[name], weights=loaded[name].weights)
-            probabilities = torch.softmax(logits, 1)
+            probabilities = torch.softmax(logits / loaded[name].temperature, 1)
             rows.append({"table": "classification", "model": name, "run": str(runs[name]),
                          "accuracy": float((probabilities.argmax(1) == test_labels).double()
                                            .mean()),
+                         # At the run's fitted temperature, as eval ood reports it, and at 1.
                          "ece": expected_calibration_error(probabilities, test_labels),
+                         "temperature": loaded[name].temperature,
+                         "ece_uncalibrated": expected_calibration_error(
+                             torch.softmax(logits, 1), test_labels),
                          # Above the accuracy: overconfident; below: underconfident.
                          "mean_confidence": float(probabilities.max(1).values.mean()),
                          "train_cpu_s": train_s[name],
@@ -461,11 +465,12 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
 
     lines = ["# JEM vs the same network as a plain classifier; seconds are process CPU time "
              f"with 1 torch thread (torch {torch.__version__})",
-             f"{'model':<7}{'test acc':>10}{'ECE(15)':>9}{'confidence':>12}{'train CPU s':>13}"
-             f"{'s':>7}"]
+             f"{'model':<7}{'test acc':>10}{'ECE(15)':>9}{'T':>7}{'ECE at T=1':>12}"
+             f"{'confidence':>12}{'train CPU s':>13}{'s':>7}"]
     for row in table("classification"):
         train = "-" if row["train_cpu_s"] is None else f"{row['train_cpu_s']:.0f}"
         lines.append(f"{row['model']:<7}{row['accuracy']:>10.4f}{row['ece']:>9.4f}"
+                     f"{row['temperature']:>7.3f}{row['ece_uncalibrated']:>12.4f}"
                      f"{row['mean_confidence']:>12.4f}{train:>13}{row['seconds']:>7.1f}")
     weights_from = ", ".join(f"{row['model']}'s from {row['weights_from']}"
                              for row in table("classification"))

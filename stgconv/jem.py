@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from stgconv.config import JEMConfig, TrainConfig
@@ -79,10 +80,37 @@ def fit_ood_weights(energy: ClassifierEnergy, data: Tensor, labels: Tensor, *,
     Raises:
         ValueError: examples too few or too alike to weigh an expert.
     """
-    picked = class_examples(labels, per_class, skip=fit_per_class, order=order)
-    if len(picked) < 2:
-        picked = class_examples(labels, per_class, order=order)
+    picked = held_examples(labels, per_class, skip=fit_per_class, order=order)
     return score_images(energy, reference, data[picked], feature_reference=feature_reference)[2]
+
+
+def held_examples(labels: Tensor, per_class: int, *, skip: int, order: Tensor | None = None
+                  ) -> Tensor:
+    """:func:`class_examples` after each class's ``skip`` first (those a fit read), or the
+    first ones when that leaves fewer than 2 examples: indices ``(M,)`` into ``labels``
+    ``(N,)``."""
+    picked = class_examples(labels, per_class, skip=skip, order=order)
+    return picked if len(picked) >= 2 else class_examples(labels, per_class, order=order)
+
+
+@torch.no_grad()
+def fit_temperature(logits: Tensor, labels: Tensor) -> float:
+    """The temperature ``T`` for which ``softmax(logits / T)`` has the least negative
+    log-likelihood of ``labels`` ``(N,)`` (``0 .. K - 1``) given ``logits`` ``(N, K)``
+    (temperature scaling, Guo et al., ICML 2017): one factor on the logits, so the classes'
+    order, the accuracy and every energy stay as they are. Searched on a grid of ratio 1.01
+    from 1/20 to 20 (the likelihood has one minimum in ``T``).
+
+    Raises:
+        ValueError: shapes that do not match, or no examples.
+    """
+    if logits.dim() != 2 or labels.shape != logits.shape[:1] or len(labels) == 0:
+        raise ValueError(f"logits must be (N, K) and labels (N,) with N > 0, got "
+                         f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    logits = logits.double()
+    temperatures = torch.logspace(-1.301, 1.301, 603, dtype=torch.float64)  # 1/20 .. 20
+    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in temperatures])
+    return float(temperatures[int(nll.argmin())])
 
 
 class HybridTrainer(Trainer):
@@ -100,7 +128,8 @@ class HybridTrainer(Trainer):
 
     The checkpoint of the last iteration (``train.n_iterations``, not a shorter ``fit(n)``) also
     holds what eval ood scores with, fitted to the trained network: only then, since any later
-    step would make it stale. With ``jem.feature_rank`` > 0 ``"feature_reference"``
+    step would make it stale. ``"temperature"`` (:func:`fit_temperature` on training examples:
+    what ``p(y | x)`` is reported with); with ``jem.feature_rank`` > 0 ``"feature_reference"``
     (:func:`fit_feature_reference`), and with it or fitted pixel Gaussians (``reference``, or
     the chains' start ``chains.init: data_gaussian``) ``"ood_weights"``
     (:func:`fit_ood_weights`). With several processes they are fitted to rank 0's share of the
@@ -159,10 +188,9 @@ class HybridTrainer(Trainer):
         if self.reference is not None:
             state["reference"] = self.reference.state_dict()
         main = self.world is None or self.world.is_main
-        experts = self._ood_reference() is not None or self.jem.feature_rank > 0
-        if experts and self.iteration >= self.n_iterations and main:
+        if self.iteration >= self.n_iterations and main:
             if self._final_fit is None or self._final_fit[0] != self.iteration:
-                self._final_fit = (self.iteration, self._fit_ood_experts())
+                self._final_fit = (self.iteration, self._final_fits())
             state.update(self._final_fit[1])
         return state
 
@@ -172,20 +200,30 @@ class HybridTrainer(Trainer):
         init = getattr(self.chains, "init", None)
         return scoring_expert(self.reference, init if isinstance(init, DataGaussian) else None)
 
-    def _fit_ood_experts(self) -> dict[str, Any]:
-        """The trained network's feature Gaussians (with ``jem.feature_rank``) and the weights
-        of eval ood's score, as checkpoint entries."""
+    def _final_fits(self) -> dict[str, Any]:
+        """The temperature of ``p(y | x)``, the trained network's feature Gaussians (with
+        ``jem.feature_rank``) and the weights of eval ood's score (with an expert), as
+        checkpoint entries."""
         # A random draw of each class (seeded by the run's seed), not its first examples: a
         # file's order may follow its writers (MNIST's does), and the head of each class is
         # then one stretch of them.
         order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(
             int(self.config.get("seed", 0)))).to(self.labels.device)
+        # The examples the score's weights are set on (those after the feature fit's).
+        picked = held_examples(self.labels, FEATURE_FIT_PER_CLASS, skip=FEATURE_FIT_PER_CLASS,
+                               order=order)
+        with torch.no_grad():
+            logits = torch.cat([self.energy.logits(batch)
+                                for batch in self.data[picked].split(500)])
+        fitted: dict[str, Any] = {"temperature": fit_temperature(logits, self.labels[picked])}
+        if self._ood_reference() is None and self.jem.feature_rank == 0:
+            return fitted
         features = (fit_feature_reference(self.energy, self.data, self.labels,
                                           rank=self.jem.feature_rank, order=order)
                     if self.jem.feature_rank > 0 else None)
-        fitted: dict[str, Any] = {"ood_weights": fit_ood_weights(
+        fitted["ood_weights"] = fit_ood_weights(
             self.energy, self.data, self.labels, reference=self._ood_reference(),
-            feature_reference=scoring_expert(features), order=order)}
+            feature_reference=scoring_expert(features), order=order)
         if features is not None:
             fitted["feature_reference"] = features.state_dict()
         return fitted

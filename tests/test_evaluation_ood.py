@@ -22,6 +22,7 @@ from stgconv.evaluation import ood
 from stgconv.evaluation.ood import (FEATURE_SHARE, REFERENCE_SHARE, SCORES, ood_scores,
                                     reference_weight, score_images, scoring_expert)
 from stgconv.mcmc import DataGaussian
+from stgconv.metrics import expected_calibration_error
 
 
 def test_scores_by_hand() -> None:
@@ -117,6 +118,7 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
     assert list(table["auroc"]) == list(SCORES)
     assert all(0 <= a <= 1 for a in table["auroc"].values())
     assert 0 <= table["accuracy"] <= 1 and 0 <= table["ece"] <= 1
+    assert 0 <= table["ece_uncalibrated"] <= 1 and table["temperature"] > 0
     assert table["reference_weight"] > 0 and table["feature_weight"] > 0
     assert (table["n_inliers"], table["n_outliers"]) == (9, 5)
     assert "AUROC" in capsys.readouterr().out
@@ -286,3 +288,36 @@ def test_max_softmax_normalises_each_example_over_its_classes() -> None:
     scores = ood_scores(logits, torch.zeros(3, dtype=torch.float64))
     expected = torch.tensor([1 / 3, 0.5, 1 / 3], dtype=torch.float64)
     torch.testing.assert_close(scores["max_softmax"], expected)
+
+
+def test_the_ece_is_of_the_class_probabilities_at_the_checkpoints_temperature(
+        arrays: dict[str, str], tmp_path: Path) -> None:
+    """eval ood reports the ECE of softmax(f(x) / T) with the checkpoint's T, and at T = 1; a
+    checkpoint without one (saved before runs kept it) is read at T = 1."""
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    tables = {}
+    for name, temperature in (("sharp", 0.25), ("none", None)):
+        if temperature is None:
+            del state["temperature"]
+        else:
+            state["temperature"] = temperature
+        run = save_checkpoint(state, tmp_path / name / "checkpoint.pt")
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
+                     "--outliers", arrays["outliers"], "--json", str(out),
+                     "--device", "cpu"]) == 0
+        tables[name] = json.loads(out.read_text())
+    model = ood.load_classifier(arrays["run"], device="cpu")
+    with np.load(arrays["inliers"]) as archive:
+        x = torch.from_numpy(archive["x_test"]).float()[:, None] / 255 * 2 - 1
+        y = torch.from_numpy(archive["y_test"]).long()
+    with torch.no_grad():
+        logits = model.energy.logits(x).double()
+    for name, t in (("sharp", 0.25), ("none", 1.0)):
+        assert tables[name]["temperature"] == t
+        assert tables[name]["ece"] == pytest.approx(
+            expected_calibration_error(torch.softmax(logits / t, 1), y, bins=15))
+        assert tables[name]["ece_uncalibrated"] == pytest.approx(
+            expected_calibration_error(torch.softmax(logits, 1), y, bins=15))
+    assert tables["sharp"]["ece"] != tables["sharp"]["ece_uncalibrated"]
+    assert tables["none"]["ece"] == tables["none"]["ece_uncalibrated"]

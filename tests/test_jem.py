@@ -24,7 +24,7 @@ from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy, classifier_energy, digit_classifier
 from stgconv.evaluation.ood import load_classifier, score_images
 from stgconv.jem import (JEM_ADVICE, HybridTrainer, class_examples, fit_feature_reference,
-                         fit_ood_weights)
+                         fit_ood_weights, fit_temperature)
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc import DataGaussian, Langevin, NoiseInit, ReplayBuffer
 from stgconv.mcmc.starts import NoiseStart
@@ -607,3 +607,35 @@ def test_jem_shift_moves_the_data_batch() -> None:
     trainer.step([batch])
     assert trainer.last_data.shape == trainer.data[batch].shape
     assert not torch.equal(trainer.last_data, trainer.data[batch])
+
+
+def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> None:
+    """Labels drawn from softmax(z / 2.5): the fitted T is 2.5 to the grid's step (1%) and the
+    sampling's spread; logits already calibrated give T near 1."""
+    z = torch.randn(20000, 10, generator=gen(0)) * 4
+    for true_t in (2.5, 1.0, 0.4):
+        labels = torch.multinomial(torch.softmax(z / true_t, 1), 1, generator=gen(1))[:, 0]
+        assert fit_temperature(z, labels) == pytest.approx(true_t, rel=0.05)
+    with pytest.raises(ValueError, match="logits must be"):
+        fit_temperature(z, labels[:3])
+
+
+def test_the_last_checkpoint_holds_the_temperature_fitted_on_training_examples(
+        tmp_path: Path) -> None:
+    """Whatever the experts, the run's last checkpoint (only it) keeps the temperature of
+    p(y | x), fitted to the trained network's logits of the training examples."""
+    data = labelled_bars(tmp_path / "bars.npz", 24, varied=True)
+    run = tmp_path / "run"
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(run), *JEM_TINY,
+                 "--set", "jem.reference_components=0", "--set", "chains.init=uniform",
+                 "--set", "jem.feature_rank=0", "--set", "train.checkpoint_every=1"]) == 0
+    assert "temperature" not in torch.load(run / "checkpoint_previous.pt", weights_only=True)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert "ood_weights" not in state  # no expert to weigh: the temperature all the same
+    model = load_classifier(run, device="cpu")
+    with np.load(data) as archive:
+        x = torch.from_numpy(archive["x_train"]).float()[:, None] / 255 * 2 - 1  # model units
+        y = torch.from_numpy(archive["y_train"]).long()
+    with torch.no_grad():
+        logits = model.energy.logits(x)
+    assert model.temperature == state["temperature"] == fit_temperature(logits, y)

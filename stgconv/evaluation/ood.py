@@ -90,6 +90,9 @@ class ClassifierModel:
         weights: ``{"reference": beta, "features": gamma}`` set on training examples when
             training ended (:func:`stgconv.jem.fit_ood_weights`), or ``None`` for a checkpoint
             that does not hold them.
+        temperature: ``T`` of the reported class probabilities ``softmax(f(x) / T)``, fitted
+            on training examples when training ended (:func:`stgconv.jem.fit_temperature`); 1
+            for a checkpoint that does not hold one.
     """
 
     energy: ClassifierEnergy
@@ -97,6 +100,7 @@ class ClassifierModel:
     reference: DataGaussian | None
     feature_reference: DataGaussian | None
     weights: dict[str, float | None] | None
+    temperature: float = 1.0
 
 
 def scoring_expert(*fits: DataGaussian | None) -> DataGaussian | None:
@@ -129,7 +133,8 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
         energy=energy, config=config,
         reference=scoring_expert(fits["reference"], fits["init"]),
         feature_reference=scoring_expert(fits["feature_reference"]),
-        weights=dict(weights) if weights is not None else None)
+        weights=dict(weights) if weights is not None else None,
+        temperature=float(state.get("temperature", 1.0)))
 
 
 @torch.no_grad()
@@ -280,13 +285,14 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
 
     Returns (and writes to ``json_path``) ``{"auroc": {"stgconv": a, "max_softmax": b,
     "max_logit": c, "energy": d, "reference": e, "features": f}, "accuracy": acc, "ece":
-    e}``, ``accuracy`` and ``ece`` ``None`` (JSON ``null``) without inlier labels, plus
-    ``"reference_weight"`` and ``"feature_weight"`` (``beta`` and ``gamma`` of the recommended
-    score; ``None``, and no ``"reference"`` / ``"features"`` AUROC, for a model without that
-    fitted expert), ``"weights_from"`` (``"training data"``: the checkpoint's; ``"inliers"``:
-    set on them, for a checkpoint without its own; ``None`` for a model with neither expert),
-    ``"n_inliers"``, ``"n_outliers"``,
-    ``"seconds"``.
+    e}``, ``accuracy`` and ``ece`` ``None`` (JSON ``null``) without inlier labels (``ece`` of
+    the class probabilities at the checkpoint's ``"temperature"``, also in the JSON, and
+    ``"ece_uncalibrated"`` at 1), plus ``"reference_weight"`` and ``"feature_weight"``
+    (``beta`` and ``gamma`` of the recommended score; ``None``, and no ``"reference"`` /
+    ``"features"`` AUROC, for a model without that fitted expert), ``"weights_from"``
+    (``"training data"``: the checkpoint's; ``"inliers"``: set on them, for a checkpoint
+    without its own; ``None`` for a model with neither expert), ``"n_inliers"``,
+    ``"n_outliers"``, ``"seconds"``.
 
     Raises:
         FileNotFoundError: a missing file.
@@ -320,16 +326,19 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     table: dict[str, Any] = {
         "auroc": {score: auroc(scores["inliers"][score], scores["outliers"][score])
                   for score in scores["inliers"]},
-        "accuracy": None, "ece": None, "reference_weight": weights["reference"],
+        "accuracy": None, "ece": None, "ece_uncalibrated": None,
+        "temperature": model.temperature, "reference_weight": weights["reference"],
         "feature_weight": weights["features"],
         "weights_from": (None if weights["reference"] is None and weights["features"] is None
                          else "training data" if model.weights is not None else "inliers"),
         "n_inliers": len(images["inliers"]), "n_outliers": len(images["outliers"]),
     }
     if labels is not None:
-        probabilities = torch.softmax(inlier_logits, dim=1)
+        probabilities = torch.softmax(inlier_logits / model.temperature, dim=1)
         table["accuracy"] = float((probabilities.argmax(1) == labels).double().mean())
         table["ece"] = expected_calibration_error(probabilities, labels, bins=ECE_BINS)
+        table["ece_uncalibrated"] = expected_calibration_error(
+            torch.softmax(inlier_logits, dim=1), labels, bins=ECE_BINS)
     table["seconds"] = time.perf_counter() - started
     if json_path is not None:
         atomic_write_json(json_path, table)
@@ -352,7 +361,8 @@ def format_ood_table(table: dict[str, Any]) -> str:
     lines += [f"{name:<14}{value:>8.4f}" for name, value in table["auroc"].items()]
     if table["accuracy"] is not None:
         lines.append(f"inliers: accuracy {table['accuracy']:.4f}, ECE ({ECE_BINS} bins) "
-                     f"{table['ece']:.4f}")
+                     f"{table['ece']:.4f} at the checkpoint's temperature "
+                     f"{table['temperature']:.3g} ({table['ece_uncalibrated']:.4f} at 1)")
     else:
         lines.append("inliers: no y_test, so no accuracy or ECE")
     return "\n".join(lines)
