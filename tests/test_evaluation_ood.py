@@ -321,3 +321,17 @@ def test_the_ece_is_of_the_class_probabilities_at_the_checkpoints_temperature(
             expected_calibration_error(torch.softmax(logits, 1), y, bins=15))
     assert tables["sharp"]["ece"] != tables["sharp"]["ece_uncalibrated"]
     assert tables["none"]["ece"] == tables["none"]["ece_uncalibrated"]
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), "warm"])
+def test_a_damaged_temperature_exits_2_naming_it(arrays: dict[str, str], tmp_path: Path,
+                                                  capsys, temperature) -> None:
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    state["temperature"] = temperature
+    run = save_checkpoint(state, tmp_path / "bad" / "checkpoint.pt")
+    out = tmp_path / "ood.json"
+    assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "temperature" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not out.exists()

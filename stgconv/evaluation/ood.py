@@ -37,6 +37,7 @@ labels the classifier's accuracy and expected calibration error (15 bins) on the
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stgconv.checkpoint import load_model
+from stgconv.checkpoint import CheckpointError, load_model
 from stgconv.checks import reading
 from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
@@ -120,6 +121,7 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
     Raises:
         ValueError: the checkpoint holds a model that is not a classifier (the descriptors'
             energies have no classes to score).
+        CheckpointError: a stored temperature that is not a positive number.
     """
     energy, config, state = load_model(checkpoint, device=device)
     if not isinstance(energy, ClassifierEnergy):
@@ -129,12 +131,17 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
     fits = {key: DataGaussian.from_state(state[key]) if key in state else None
             for key in ("reference", "init", "feature_reference")}
     weights = state.get("ood_weights")
+    temperature = state.get("temperature", 1.0)
+    if not (isinstance(temperature, float | int) and math.isfinite(temperature)
+            and temperature > 0):  # a division by it would report NaN probabilities
+        raise CheckpointError(f"{checkpoint}: its temperature {temperature!r} is not a "
+                              "positive number; the checkpoint is damaged")
     return ClassifierModel(
         energy=energy, config=config,
         reference=scoring_expert(fits["reference"], fits["init"]),
         feature_reference=scoring_expert(fits["feature_reference"]),
         weights=dict(weights) if weights is not None else None,
-        temperature=float(state.get("temperature", 1.0)))
+        temperature=float(temperature))
 
 
 @torch.no_grad()
