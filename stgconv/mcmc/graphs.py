@@ -105,6 +105,7 @@ def _run_as_cuda_graph(
         with torch.cuda.graph(graph):
             flag = step(WARMUP_STEPS)  # recorded, not run: the replays below run it
     except RuntimeError:
+        _close_failed_capture(graph, generator, x.device)
         return x, flags
     for _ in range(WARMUP_STEPS, n_steps):
         graph.replay()
@@ -116,3 +117,21 @@ def _run_as_cuda_graph(
         del kept[next(iter(kept))]
     kept[keep[1]] = _Captured(graph, x, flag, buffers)
     return x.clone(), flags  # x is now the kept graph's buffer, which later runs overwrite
+
+
+def _close_failed_capture(graph: torch.cuda.CUDAGraph, generator: torch.Generator | None,
+                          device: torch.device) -> None:
+    """Leave the generators as a capture that never happened would.
+
+    A capture that fails midway never reaches its end, so the generators it registered (the
+    default CUDA generator and ``generator``) go on counting their draws as the graph's: the
+    caller's next eager draw, from either, raised "Offset increment outside graph capture
+    encountered unexpectedly". Dropping the failed graph and ending one empty capture over the
+    same generators returns them to eager drawing, at the offsets they had before the failed
+    capture (a capture's draws never advance them)."""
+    graph.reset()
+    closing = torch.cuda.CUDAGraph()
+    if generator is not None:
+        closing.register_generator_state(generator)
+    with torch.cuda.graph(closing):
+        torch.zeros(1, device=device)  # one node: an empty graph warns that it is empty
