@@ -298,8 +298,13 @@ def format_table(
     title: str, notes: str, columns: Sequence[Column], rows: Sequence[dict], env: dict
 ) -> str:
     """``# title, <environment>``, ``# notes``, the header, a rule and a line per row."""
+    return text_table([f"# {title}, {describe(env)}", f"# {notes}"], columns, rows)
+
+
+def text_table(comments: Sequence[str], columns: Sequence[Column], rows: Sequence[dict]) -> str:
+    """The ``comments`` lines, the columns' header, a rule and a line per row."""
     header = " ".join(f"{column.title:{column.align}}" for column in columns)
-    lines = [f"# {title}, {describe(env)}", f"# {notes}", header, "-" * len(header)]
+    lines = [*comments, header, "-" * len(header)]
     lines += [" ".join(column.cell(row) for column in columns) for row in rows]
     return "\n".join(lines)
 

@@ -196,7 +196,6 @@ def run(args: argparse.Namespace, data: Path, *, sizes: tuple[int, int, int]
                common.Column("both", "both", ">6", ".3f"),
                common.Column("mean width", "mean_width", ">10", ".2f"),
                common.Column(f"ink>{max_ink:.0f}", "blots", ">8", ".3f")]
-    header = " ".join(f"{c.title:{c.align}}" for c in columns)
     lines = [f"# compose: digit {args.digit} x thick strokes, {args.energy} energies, "
              f"{args.samples} chains from {args.start}, {args.steps} Langevin steps "
              f"(step {args.step}, noise {args.noise}); experts {a_s:.0f} + {b_s:.0f} CPU s, "
@@ -204,10 +203,8 @@ def run(args: argparse.Namespace, data: Path, *, sizes: tuple[int, int, int]
              "process CPU time",
              f"# A: the judge calls it {args.digit}; B: stroke width >= {thick:.2f} px and ink "
              f"<= {max_ink:.0f} px (training digits' {THICK_QUANTILE:.2f} and {INK_QUANTILE} "
-             "quantiles)",
-             header, "-" * len(header)]
-    lines += [" ".join(c.cell(row) for c in columns) for row in rows]
-    return "\n".join(lines), rows
+             "quantiles)"]
+    return common.text_table(lines, columns, rows), rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -233,13 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                common.Column("spread", "spread", ">7", ".3f"),
                common.Column("vs data", "spread_vs_data", ">8", ".2f", "x"),
                common.Column("filter stats", "filter_stats_distance", ">13", ".3f")]
-    header = " ".join(f"{c.title:{c.align}}" for c in columns)
     lines = [f"# digits: classifier test accuracy {accuracy:.4f} ({classifier_s:.0f} s); "
-             f"{args.samples} samples from {run} ({args.start}, {sample_s:.0f} s)",
-             header, "-" * len(header)]
-    lines += [" ".join(c.cell(row) for c in columns) for row in rows]
-    lines += [f"# class histogram of the samples: {rows[0]['class_histogram']}"]
-    common.report("\n".join(lines), rows, args.json)
+             f"{args.samples} samples from {run} ({args.start}, {sample_s:.0f} s)"]
+    table = common.text_table(lines, columns, rows)
+    table += f"\n# class histogram of the samples: {rows[0]['class_histogram']}"
+    common.report(table, rows, args.json)
     return 0
 
 

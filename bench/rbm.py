@@ -150,12 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                common.Column("log Z", "log_z", ">9", ".2f"),
                common.Column("train s", "train_s", ">8", ".0f"),
                common.Column("AIS s", "ais_s", ">6", ".0f")]
-    header = " ".join(f"{c.title:{c.align}}" for c in columns)
     lines = [f"# binarised digits, RBM 784 x {args.hidden}, {args.updates} updates of batch 100, "
              f"lr {args.lr}; AIS: {args.ais_runs} runs x {args.ais_chains} chains x "
-             f"{args.ais_betas} temperatures", header, "-" * len(header)]
-    lines += [" ".join(c.cell(row) for c in columns) for row in rows]
-    common.report("\n".join(lines), rows, args.json)
+             f"{args.ais_betas} temperatures"]
+    common.report(common.text_table(lines, columns, rows), rows, args.json)
     return 0
 
 

@@ -482,3 +482,38 @@ def test_compose_bench_quick_writes_json_rows(tmp_path, bench_main, start):
     for row in rows:
         assert 0.0 <= row["both"] <= min(row["a"], row["b"]) <= 1.0 and row["n"] == 12
     assert picture.is_file()
+
+
+def test_features_bench_quick_trains_in_segments_and_scores_each(tmp_path, bench_main):
+    out = tmp_path / "features.json"
+    assert bench_main("features.py")(["--quick", "--seeds", "0", "--at", "1", "2", "--work",
+                                      str(tmp_path / "work"), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(row["seed"], row["iterations"]) for row in rows] == [(0, 1), (0, 2)]
+    for row in rows:
+        assert 0 <= row["learned"] <= 1 and 0 <= row["untrained"] <= 1
+        assert row["learned_minus_untrained"] == row["learned"] - row["untrained"]
+        assert row["n_fit"] + row["n_held_out"] == 60 and "measured on the 12 shapes" in \
+            row["protocol"]
+    # The second segment resumed the first run: one run folder, trained on to iteration 2.
+    from stgconv.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "work" / "seed0" / "checkpoint.pt")["iteration"] == 2
+
+
+def test_features_split_holds_out_a_fraction_of_every_class(tmp_path, bench_module):
+    make_split = bench_module("features.py")["make_split"]
+    labels = np.repeat([0, 1, 2], [10, 20, 5])
+    grids = np.zeros((35, 2, 2, 2), np.uint8)
+    grids[:, 0, 0, 0] = np.arange(35)  # row ids
+    np.savez(tmp_path / "shapes.npz", X=grids, y=labels, categories=np.array(["a", "b", "c"]))
+    split = make_split(tmp_path / "shapes.npz", tmp_path, fraction=0.2, seed=0)
+    fit, held = (np.load(split[name]["path"]) for name in ("fit", "held_out"))
+    assert np.bincount(held["y"]).tolist() == [2, 4, 1]
+    rows = np.concatenate([fit["X"][:, 0, 0, 0], held["X"][:, 0, 0, 0]])
+    assert sorted(rows.tolist()) == list(range(35))  # every shape in exactly one part
+    assert (labels[held["X"][:, 0, 0, 0]] == held["y"]).all()
+    assert held["categories"].tolist() == ["a", "b", "c"]
+    (tmp_path / "again").mkdir()
+    again = make_split(tmp_path / "shapes.npz", tmp_path / "again", fraction=0.2, seed=0)
+    assert (np.load(again["held_out"]["path"])["X"] == held["X"]).all()  # reproducible

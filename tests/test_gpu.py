@@ -248,3 +248,15 @@ def test_a_run_moves_between_cpu_and_gpu_with_a_warning(tmp_path, written_on, re
         resumed.resume(tmp_path / "checkpoint.pt")
     resumed.fit(2, progress=False)
     assert resumed.iteration == 2
+
+
+def test_linear_read_out_is_fitted_on_the_features_device():
+    """eval classification fits its classifiers where the model runs: on CUDA features the
+    fit, the folds and the predictions stay on the GPU (an nn.Linear made on the CPU failed)."""
+    from stgconv.evaluation.classification import cross_validate, fit_logistic
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 2
+    features = (torch.randn(40, 6, generator=generator) + 3 * labels[:, None]).cuda()
+    assert fit_logistic(features, labels.cuda(), 2).weight.device.type == "cuda"
+    assert cross_validate(features, labels.cuda(), folds=4)["accuracy"] == 1.0

@@ -98,7 +98,7 @@ def fit_logistic(features: Tensor, labels: Tensor, n_classes: int, *, l2: float 
     Returns:
         The fitted ``nn.Linear(F, n_classes)``.
     """
-    model = nn.Linear(features.shape[1], n_classes, dtype=features.dtype)
+    model = nn.Linear(features.shape[1], n_classes, dtype=features.dtype, device=features.device)
     nn.init.zeros_(model.weight)
     nn.init.zeros_(model.bias)
     optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter,
@@ -129,7 +129,8 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
     if int(counts[counts > 0].min()) < folds:  # a fold would test a class it never fitted
         raise ValueError(f"{folds}-fold cross-validation needs at least {folds} examples of "
                          f"every class; one has {int(counts[counts > 0].min())}")
-    fold = stratified_folds(labels, folds, generator=torch.Generator().manual_seed(seed))
+    fold = stratified_folds(labels.cpu(), folds, generator=torch.Generator().manual_seed(seed)
+                            ).to(labels.device)
     n_classes = int(labels.max()) + 1
     accuracies = []
     for k in range(folds):
@@ -215,6 +216,8 @@ def eval_classification(
         random_energy = build_from_config(state["model_config"]).to(
             next(energy.parameters()).device)
     offset = VOXELS.offset(config)
+    fit_on = next(energy.parameters()).device
+    labels = labels.to(fit_on)
 
     def features_of(grids: Tensor) -> dict[str, Tensor]:
         features = {
@@ -227,7 +230,9 @@ def eval_classification(
         if not torch.isfinite(features["stgconv"]).all():
             raise ValueError(f"the features of {checkpoint} hold NaN or infinite values: its "
                              "weights diverged (train it again from its last good checkpoint)")
-        return features
+        # The linear classifiers are fitted where the model runs: on a GPU, L-BFGS over the
+        # paper network's 19,200 features is seconds, on two CPU cores minutes.
+        return {name: f.to(fit_on) for name, f in features.items()}
 
     features = features_of(voxels)
     names = [dataset.classes[int(c)] if dataset.classes else str(int(c)) for c in classes]
@@ -238,6 +243,7 @@ def eval_classification(
         scored = dataset
     else:
         test_voxels, test_labels, scored = _test_set(test, dataset, classes, size)
+        test_labels = test_labels.to(fit_on)
         test_features = features_of(test_voxels)
         results = {name: {"accuracy": train_test_accuracy(f, labels, test_features[name],
                                                           test_labels, l2=l2),

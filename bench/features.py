@@ -1,0 +1,210 @@
+"""Learned 3D features on held-out shapes, as training goes on (issue "Learning that pays",
+goal 5): a descriptor trained without labels, its pooled conv responses read out by a linear
+classifier, against the same network untrained and the raw voxels.
+
+The protocol, every step in this script so that a rerun gives the same table:
+
+1. Split (``--held-out`` 0.2 of ``--shapes``, ``--split-seed`` 0): per class, in label order,
+   the class's rows permuted by ``numpy.random.default_rng(split_seed)`` and the first
+   ``round(fraction * n)`` held out; ``fit.npz`` and ``held_out.npz`` in ``--work`` (rows in
+   file order, class names kept where the file has them).
+2. For each of ``--seeds``: ``stgconv train CONFIG --data fit.npz --set seed=S`` (plus
+   ``--set`` overrides) in segments that end at each of ``--at`` iterations, each segment
+   resuming the last; the seeds' runs side by side, one process each.
+3. After every segment: ``stgconv eval classification --checkpoint RUN --shapes fit.npz
+   --test held_out.npz --seed S`` (the untrained control's weights from the same seed).
+
+``--budget-s`` bounds the whole run's wall clock: a segment is started only when, at the pace
+of the seed's last segment, it and its evaluation end inside the budget. The table: per seed
+and iterations, accuracy of the learned features, of the untrained network's and of the raw
+voxels on the held-out shapes, the margins, and the training's cumulative wall seconds.
+
+Run from the repository root::
+
+    python -m bench.features --work runs/features --json runs/features.json
+    python -m bench.features --set model.arch=desc32 --device cuda --at 250 500 1000 2000 \\
+        --budget-s 420                                  # the paper's network, on a GPU
+    python -m bench.features --quick                   # smoke run, generated shapes
+"""
+
+from __future__ import annotations
+
+# First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
+from bench import common  # isort: skip
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from stgconv.io.atomic import atomic_write
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "voxel" / "features_modelnet10_quick.yaml"
+SHAPES = ROOT.parent / "shared" / "data" / "voxel" / "modelnet10_30_train.npz"
+# --quick: tiny grids of two classes a linear read-out can tell apart, the small network, a few
+# iterations; the numbers mean nothing, the plumbing is the same.
+QUICK_SETS = ["model.arch=desc32_small", "data.size=16", "train.batch_size=4",
+              "sampler.n_steps=2", "train.checkpoint_every=0", "train.sample_every=0"]
+
+
+def make_split(shapes: Path, work: Path, *, fraction: float, seed: int) -> dict[str, Any]:
+    """Write ``fit.npz`` and ``held_out.npz`` (step 1 of the protocol) into ``work``."""
+    with np.load(shapes) as data:
+        arrays = {key: data[key] for key in data.files}
+    if "X" not in arrays or "y" not in arrays:
+        raise ValueError(f"{shapes} needs arrays X (N, R, R, R) and y (N,), has {sorted(arrays)}")
+    labels = arrays["y"]
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held.extend(members[: round(fraction * len(members))])
+    is_held = np.zeros(len(labels), dtype=bool)
+    is_held[held] = True
+    files = {}
+    for name, rows in (("fit", ~is_held), ("held_out", is_held)):
+        part = {key: (value[rows] if len(value) == len(labels) and key != "categories"
+                      else value) for key, value in arrays.items()}
+        path = work / f"{name}.npz"
+        atomic_write(path, lambda temporary, part=part: np.savez(open(temporary, "wb"), **part))
+        files[name] = {"path": str(path), "n": int(rows.sum())}
+    return files
+
+
+def quick_shapes(path: Path) -> None:
+    """60 grids of 12^3, two classes (a slab and a rod, jittered): a stand-in for real
+    shapes in the smoke run."""
+    rng = np.random.default_rng(0)
+    grids = np.zeros((60, 12, 12, 12), dtype=np.uint8)
+    labels = np.arange(60) % 2
+    for grid, label in zip(grids, labels):
+        a, b = rng.integers(2, 5, size=2)
+        if label:
+            grid[a:a + 6, 4:8, b:b + 6] = 1  # a slab
+        else:
+            grid[:, a:a + 3, b:b + 3] = 1  # a rod along the first axis
+    np.savez(path, X=grids, y=labels)
+
+
+def stgconv(*args: str, log: Path) -> None:
+    """``python -m stgconv ARGS``, its output appended to ``log``; a failure stops the bench
+    naming the log."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(log, "a") as out:
+        out.write(f"$ stgconv {' '.join(args)}\n")
+        out.flush()
+        done = subprocess.run([sys.executable, "-m", "stgconv", *args], cwd=ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"stgconv {args[0]} exited {done.returncode}; see {log}")
+
+
+def run_seed(seed: int, args: argparse.Namespace, split: dict[str, Any], deadline: float
+             ) -> list[dict[str, Any]]:
+    """Steps 2 and 3 for one seed: train in segments, evaluate after each."""
+    run = args.work / f"seed{seed}"
+    log = args.work / f"seed{seed}.log"
+    rows: list[dict[str, Any]] = []
+    trained_s, done, pace = 0.0, 0, None  # pace: wall seconds per iteration, with its eval
+    for target in args.at:
+        if pace is not None and time.monotonic() + pace * (target - done) > deadline:
+            break
+        started = time.monotonic()
+        if done == 0:
+            stgconv("train", str(args.config), "--data", split["fit"]["path"], "--out", str(run),
+                    "--device", args.device, "--quiet", "--overwrite", "--set", f"seed={seed}",
+                    "--set", f"train.n_iterations={target}",
+                    *[item for value in args.sets for item in ("--set", value)], log=log)
+        else:
+            stgconv("train", "--resume", "--out", str(run), "--device", args.device, "--quiet",
+                    "--set", f"train.n_iterations={target}", log=log)
+        trained_s += time.monotonic() - started
+        result = args.work / f"seed{seed}_{target}.json"
+        stgconv("eval", "classification", "--checkpoint", str(run), "--shapes",
+                split["fit"]["path"], "--test", split["held_out"]["path"], "--seed", str(seed),
+                "--device", args.device, "--json", str(result), log=log)
+        pace = (time.monotonic() - started) / (target - done)
+        done = target
+        table = json.loads(result.read_text())
+        accuracy = table["accuracy"]
+        rows.append({
+            "seed": seed, "iterations": target, "train_wall_s": round(trained_s, 1),
+            "eval_s": round(table["seconds"], 1), "learned": accuracy["stgconv"],
+            "untrained": accuracy["random_init"], "raw_voxels": accuracy["raw_voxels"],
+            "learned_minus_untrained": accuracy["stgconv"] - accuracy["random_init"],
+            "learned_minus_raw": accuracy["stgconv"] - accuracy["raw_voxels"],
+            "n_features": table["n_features"]["stgconv"], "n_fit": split["fit"]["n"],
+            "n_held_out": split["held_out"]["n"], "protocol": table["protocol"],
+        })
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", type=Path, default=SHAPES,
+                        help=".npz with X (N, R, R, R) and labels y (default: ModelNet10 30^3)")
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training config override (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--at", type=common.count(1), nargs="+", default=[150, 300],
+                        help="iterations after which the features are evaluated")
+    parser.add_argument("--held-out", type=float, default=0.2, help="fraction held out")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--budget-s", type=float, default=float("inf"),
+                        help="wall-clock seconds for the whole run")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the split, the runs and their logs (default: a "
+                             "temporary one)")
+    parser.add_argument("--quick", action="store_true", help="smoke run on generated shapes")
+    parser.add_argument("--json", metavar="FILE", type=common.json_path)
+    args = parser.parse_args(argv)
+    if sorted(set(args.at)) != args.at:
+        parser.error(f"--at must be increasing iterations, got {args.at}")
+    if not 0 < args.held_out < 1:
+        parser.error(f"--held-out must be a fraction in (0, 1), got {args.held_out}")
+    with tempfile.TemporaryDirectory(prefix="features_") as temporary:
+        args.work = Path(args.work if args.work is not None else temporary).resolve()
+        args.work.mkdir(parents=True, exist_ok=True)
+        if args.quick:
+            args.shapes = args.work / "quick_shapes.npz"
+            quick_shapes(args.shapes)
+            args.sets = QUICK_SETS + args.sets
+        elif not args.shapes.is_file():
+            parser.error(f"shapes not found: {args.shapes} (give --shapes FILE, or --quick)")
+        args.config = args.config.resolve()
+        split = make_split(args.shapes, args.work, fraction=args.held_out, seed=args.split_seed)
+        deadline = time.monotonic() + args.budget_s
+        with ThreadPoolExecutor(len(args.seeds)) as pool:
+            per_seed = list(pool.map(lambda s: run_seed(s, args, split, deadline), args.seeds))
+    rows = [row for seed_rows in per_seed for row in seed_rows]
+    columns = [common.Column("seed", "seed", "<4"), common.Column("iter", "iterations", ">5"),
+               common.Column("learned", "learned", ">7", ".3f"),
+               common.Column("untrained", "untrained", ">9", ".3f"),
+               common.Column("raw", "raw_voxels", ">5", ".3f"),
+               common.Column("-untrained", "learned_minus_untrained", ">10", "+.3f"),
+               common.Column("-raw", "learned_minus_raw", ">6", "+.3f"),
+               common.Column("train s", "train_wall_s", ">7", ".0f"),
+               common.Column("eval s", "eval_s", ">6", ".0f")]
+    lines = [f"# held-out accuracy of a linear read-out, {args.shapes.name}: "
+             f"{split['fit']['n']} fitted, {split['held_out']['n']} held out "
+             f"(split seed {args.split_seed}); device {args.device}; "
+             f"overrides {' '.join(args.sets) or 'none'}"]
+    common.report(common.text_table(lines, columns, rows), rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
