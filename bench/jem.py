@@ -20,7 +20,8 @@ count):
   (``../shared/data/video/*.avi``), letters rendered in strokes near MNIST's width,
   silhouettes of the shared ModelNet10 shapes and pen scribbles that spell nothing, these three
   laid out as MNIST lays out its digits, all 28x28 grey (``--outliers-dir`` keeps them as
-  ``.npz`` for ``stgconv eval ood``);
+  ``.npz`` for ``stgconv eval ood``), and any sets given as files (``--extra-outliers``:
+  real outliers such as Fashion-MNIST's clothes, which the repository does not hold);
 - robustness: test accuracy under an L-inf PGD attack (``--eps`` in [0, 1] pixel units);
 - samples: ``stgconv synthesize --class K`` for every digit, a 10x10 grid (row = class) and,
   scored by bench/digits.py's independent classifier, the class histogram, its entropy, the
@@ -117,6 +118,20 @@ def outlier_sets(digits: np.ndarray, labels: np.ndarray, n: int, *, videos: Path
         sets["ModelNet10 silhouettes"] = silhouettes(MODELNET, n, rng)
     # Last, so that the sets before it draw as they did before it was added.
     sets["pen scribbles"] = scribbles(n, rng)
+    return sets
+
+
+def extra_outliers(paths: Sequence[Path], n: int, *, seed: int) -> dict[str, np.ndarray]:
+    """Up to ``n`` images of each file's ``x_test`` (uint8 ``(N, H, W)``), drawn at random,
+    named by the file's stem."""
+    sets = {}
+    rng = np.random.default_rng(seed)
+    for path in paths:
+        with np.load(path) as archive:
+            if "x_test" not in archive.files:
+                raise ValueError(f"{path} has no array x_test (has {sorted(archive.files)})")
+            images = archive["x_test"]
+        sets[path.stem] = images[np.sort(rng.permutation(len(images))[:n])]
     return sets
 
 
@@ -322,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="class chains from fresh noise or from the replay buffer")
     parser.add_argument("--grid", type=common.json_path,
                         help="write the 10x10 sample grid (PNG) here")
+    parser.add_argument("--extra-outliers", type=Path, nargs="+", default=[], metavar="FILE",
+                        help="more outlier sets: .npz files with x_test uint8 (N, H, W), "
+                             "--outliers of each drawn at random, named by the file")
     parser.add_argument("--outliers-dir", type=common.output_folder,
                         help="keep the outlier sets here as .npz (x_test)")
     parser.add_argument("--seed", type=int, default=0)
@@ -392,8 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # OOD detection.
         outliers_dir = Path(args.outliers_dir) if args.outliers_dir else work / "outliers"
         outliers_dir.mkdir(parents=True, exist_ok=True)
-        for set_name, images in outlier_sets(test_uint8, test_labels_uint8, args.outliers,
-                                             videos=VIDEOS, seed=args.seed).items():
+        sets = outlier_sets(test_uint8, test_labels_uint8, args.outliers, videos=VIDEOS,
+                            seed=args.seed)
+        sets.update(extra_outliers(args.extra_outliers, args.outliers, seed=args.seed))
+        for set_name, images in sets.items():
             started = time.process_time()
             x = to_model(images, outliers_dir, set_name)
             row: dict[str, Any] = {"table": "ood", "outliers": set_name, "n": len(x)}

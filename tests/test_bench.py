@@ -452,13 +452,17 @@ def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> 
 
 def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
     out, grid = tmp_path / "jem.json", tmp_path / "grid.png"
-    assert bench_main("jem.py")(["--quick", "--json", str(out), "--grid", str(grid)]) == 0
+    clothes = tmp_path / "clothes.npz"  # a user's own outlier set (Fashion-MNIST, say)
+    np.savez(clothes, x_test=np.random.default_rng(0).integers(0, 256, (50, 28, 28), np.uint8))
+    assert bench_main("jem.py")(["--quick", "--json", str(out), "--grid", str(grid),
+                                 "--extra-outliers", str(clothes)]) == 0
     rows = json.loads(out.read_text())
     assert [row["model"] for row in rows if row["table"] == "classification"] == ["jem", "plain"]
     ood = [row for row in rows if row["table"] == "ood"]
     assert {row["outliers"] for row in ood} >= {
         "uniform noise", "inverted digits", "flipped digits except 0 1 3 8", "rendered letters",
-        "scikit-image texture crops", "pen scribbles"}
+        "scikit-image texture crops", "pen scribbles", "clothes"}
+    assert next(row for row in ood if row["outliers"] == "clothes")["n"] == 20  # --outliers
     # Both runs keep the shipped config's fitted experts, so both have all the scores.
     assert all(0 <= row[f"{m}_{s}"] <= 1 for row in ood for m in ("jem", "plain")
                for s in ("stgconv", "energy", "reference", "features", "max_softmax"))
