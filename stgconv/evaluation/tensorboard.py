@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stgconv.io.image import to_unit
+
 
 def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
                    pictures: dict[str, Tensor], *, step: int = 0) -> None:
@@ -43,4 +45,4 @@ def frame_comparison(clips: list[Tensor], known: Tensor) -> Tensor:
     missing pixels under ``known`` ``(C, T, H, W)`` (bool): a ``(C, H, len(clips) * W)`` image in
     ``[0, 1]``."""
     frame = int((~known).flatten(2).sum(dim=(0, 2)).argmax())
-    return torch.cat([((clip[:, frame].cpu() + 1) / 2).clamp(0.0, 1.0) for clip in clips], dim=-1)
+    return torch.cat([to_unit(clip[:, frame].cpu()) for clip in clips], dim=-1)

@@ -37,6 +37,12 @@ def from_levels(levels: Tensor) -> Tensor:
     return levels / 127.5 - 1.0
 
 
+def to_unit(pixels: Tensor) -> Tensor:
+    """Pixels in ``[-1, 1]`` -> ``[0, 1]`` (clamped), as image viewers such as TensorBoard
+    take them; any shape."""
+    return ((pixels + 1) / 2).clamp(0.0, 1.0)
+
+
 def to_tensor(array: np.ndarray) -> Tensor:
     """uint8 ``(H, W)`` or ``(H, W, C)`` -> float ``(C, H, W)`` in ``[-1, 1]``."""
     if array.ndim == 2:

@@ -13,7 +13,7 @@ from stgconv.data.image import load_training_images
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import CLASSIFIER_ARCHS, ClassifierEnergy, classifier_energy
 from stgconv.energy.image import image_energy
-from stgconv.io.image import save_image_grid
+from stgconv.io.image import save_image_grid, to_unit
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.modalities.video import load_clips
 from stgconv.ops import factor_between, nearest_up
@@ -62,7 +62,7 @@ class ImageModality(Modality):
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
         """Up to 64 images ``(N, C, H, W)`` as a TensorBoard image batch."""
-        images = ((batch[:MAX_IMAGES].detach().float().cpu() + 1) / 2).clamp(0, 1)
+        images = to_unit(batch[:MAX_IMAGES].detach().float().cpu())
         writer.add_images(tag, images, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:

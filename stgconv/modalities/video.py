@@ -13,6 +13,7 @@ from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.data.video import load_training_clips
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import video_energy
+from stgconv.io.image import to_unit
 from stgconv.io.video import GIF_MAX_FPS, save_comparison
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.ops import factor_between, nearest_up
@@ -89,7 +90,7 @@ class VideoModality(Modality):
         # The writer's own event file; SummaryWriter has no public call for a ready summary.
         writer._get_file_writer().add_summary(
             Summary(value=[Summary.Value(tag=tag, image=video)]), step)
-        frames = ((clips[0].transpose(0, 1) + 1) / 2).clamp(0, 1)
+        frames = to_unit(clips[0].transpose(0, 1))
         writer.add_images(f"{tag}/frames", frames, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
