@@ -75,8 +75,10 @@ def one_step(rank: int, size: int, store: str, out: str, n_examples: int, batch_
     torch.save({"x_pos": shard[batch], "x_neg": trainer.last_samples,
                 "grads": [p.grad.clone() for p in energy.parameters()]},
                f"{out}/rank{rank}.pt")
-    dist.barrier()
-    dist.destroy_process_group()
+    # The library's own exit (barrier, destroy, collect): a bare destroy_process_group left
+    # Gloo's threads to the interpreter's exit, and a rank aborted there ("terminate called
+    # without an active exception") in 2 of 28 runs of this test.
+    shutdown(world)
 
 
 @pytest.mark.parametrize("n_examples, batch_size", [(N_EXAMPLES, BATCH), (5, 4)],
