@@ -34,7 +34,7 @@ from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from stgconv.evaluation import quality  # noqa: E402
-from stgconv.io.atomic import atomic_write_json  # noqa: E402
+from stgconv.io.atomic import atomic_write, atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
 from stgconv.mcmc import Langevin  # noqa: E402
 from stgconv.mcmc.execution import Execution  # noqa: E402
@@ -377,6 +377,16 @@ def data_spread(data: Tensor, n: int, *, draws: int = 10) -> float:
     animals); averaged, since one draw of 32 animal frames spreads anywhere in 0.18-0.22."""
     return statistics.fmean(quality.spread(random_subset(data, n, seed=seed))
                             for seed in range(draws))
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``arrays`` as a compressed ``.npz`` at ``path``, written whole or not at all."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as file:  # a file object: np.savez would append ".npz" to a name
+            np.savez_compressed(file, **arrays)
+
+    atomic_write(path, write)
 
 
 def report(table: str, rows: Sequence[dict], path: str | None) -> None:

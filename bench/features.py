@@ -45,7 +45,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from stgconv.io.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "voxel" / "features_modelnet10_quick.yaml"
@@ -75,7 +74,7 @@ def make_split(shapes: Path, work: Path, *, fraction: float, seed: int) -> dict[
         part = {key: (value[rows] if len(value) == len(labels) and key != "categories"
                       else value) for key, value in arrays.items()}
         path = work / f"{name}.npz"
-        atomic_write(path, lambda temporary, part=part: np.savez(open(temporary, "wb"), **part))
+        common.write_npz(path, **part)
         files[name] = {"path": str(path), "n": int(rows.sum())}
     return files
 

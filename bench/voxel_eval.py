@@ -52,7 +52,7 @@ from stgconv.checkpoint import CheckpointError
 from stgconv.config import TrainConfig, load_config, resolve_device
 from stgconv.energy.rbm import RBM
 from stgconv.evaluation import voxel
-from stgconv.io.atomic import atomic_write, atomic_write_json
+from stgconv.io.atomic import atomic_write_json
 from stgconv.mcmc import BlockGibbs, DataStart, KnownEntries
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.tasks.voxel import load_voxel_model
@@ -82,14 +82,6 @@ def fingerprint(grids: np.ndarray) -> str:
     """First 16 hex digits of the SHA-256 of the grids' shape and bytes (checks a split file)."""
     digest = hashlib.sha256(str(grids.shape).encode() + np.ascontiguousarray(grids).tobytes())
     return digest.hexdigest()[:16]
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as file:  # a file object: np.savez would append ".npz" to a name
-            np.savez_compressed(file, **arrays)
-
-    atomic_write(path, write)
 
 
 def make_splits(data: Path, work: Path) -> dict[str, Any]:
@@ -126,7 +118,7 @@ def make_splits(data: Path, work: Path) -> dict[str, Any]:
         arrays = {"X": grids}
         if key.startswith("chairs"):  # labelled, so the config's categories: [chair] applies
             arrays["y"] = np.full(len(grids), CHAIR, dtype=np.int64)
-        write_npz(work / name, **arrays)
+        common.write_npz(work / name, **arrays)
         out[key] = {"path": str(work / name), "n": len(grids), "sha256_16": fingerprint(grids)}
     out["sources"] = {"beds": str(data / BEDS_FILE), "n_beds": len(beds),
                       "modelnet": str(data / MODELNET_FILE), "n_chairs": len(chairs)}
