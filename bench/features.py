@@ -184,7 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not args.shapes.is_file():
             parser.error(f"shapes not found: {args.shapes} (give --shapes FILE, or --quick)")
         args.config = args.config.resolve()
-        split = make_split(args.shapes, args.work, fraction=args.held_out, seed=args.split_seed)
+        try:
+            split = make_split(args.shapes, args.work, fraction=args.held_out,
+                               seed=args.split_seed)
+        except (OSError, ValueError) as err:  # numpy's errors for a damaged file name none
+            parser.error(f"--shapes {args.shapes}: {err}")
         deadline = time.monotonic() + args.budget_s
         with ThreadPoolExecutor(len(args.seeds)) as pool:
             per_seed = list(pool.map(lambda s: run_seed(s, args, split, deadline), args.seeds))

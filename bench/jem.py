@@ -46,6 +46,7 @@ import argparse
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -126,10 +127,21 @@ def extra_outliers(paths: Sequence[Path], n: int, *, seed: int) -> dict[str, np.
     sets = {}
     rng = np.random.default_rng(seed)
     for path in paths:
-        with np.load(path) as archive:
+        if not path.is_file():
+            raise ValueError(f"{path} not found")
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__})") from err
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path} is a single .npy array, not an .npz archive")
+        with archive:
             if "x_test" not in archive.files:
                 raise ValueError(f"{path} has no array x_test (has {sorted(archive.files)})")
             images = archive["x_test"]
+        if images.dtype != np.uint8 or images.ndim != 3:
+            raise ValueError(f"{path}: x_test must be uint8 (N, H, W), got {images.dtype} "
+                             f"{images.shape}")
         sets[path.stem] = images[np.sort(rng.permutation(len(images))[:n])]
     return sets
 
@@ -343,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.eps <= 1:
         parser.error(f"--eps must be in (0, 1], got {args.eps}")
+    try:  # read now, not after minutes of scoring
+        extra = extra_outliers(args.extra_outliers, args.outliers, seed=args.seed)
+    except (OSError, ValueError) as err:
+        parser.error(f"--extra-outliers: {err}")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -406,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outliers_dir.mkdir(parents=True, exist_ok=True)
         sets = outlier_sets(test_uint8, test_labels_uint8, args.outliers, videos=VIDEOS,
                             seed=args.seed)
-        sets.update(extra_outliers(args.extra_outliers, args.outliers, seed=args.seed))
+        sets.update(extra)
         for set_name, images in sets.items():
             started = time.process_time()
             x = to_model(images, outliers_dir, set_name)

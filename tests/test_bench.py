@@ -337,6 +337,10 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("jem.py", ["--eps", "2"], r"--eps must be in \(0, 1\], got 2"),
     ("jem.py", ["--outliers", "5"], r"--outliers: must be >= 10"),
     ("jem.py", ["--grid", "{file}/grid.png"], r"--grid: the folder .* does not exist"),
+    ("jem.py", ["--extra-outliers", "{file}"], r"--extra-outliers: .*a_file is not a readable"),
+    ("jem.py", ["--extra-outliers", "{file}.npz"], r"--extra-outliers: .*a_file.npz not found"),
+    ("features.py", ["--at", "5", "2"], r"--at must be increasing iterations"),
+    ("features.py", ["--held-out", "1.5"], r"--held-out must be a fraction in \(0, 1\)"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(tmp_path, bench_main, capsys, script,
                                                       argv, message):
@@ -521,3 +525,13 @@ def test_features_split_holds_out_a_fraction_of_every_class(tmp_path, bench_modu
     (tmp_path / "again").mkdir()
     again = make_split(tmp_path / "shapes.npz", tmp_path / "again", fraction=0.2, seed=0)
     assert (np.load(again["held_out"]["path"])["X"] == held["X"]).all()  # reproducible
+
+
+def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, capsys):
+    np.savez(tmp_path / "unlabelled.npz", X=np.zeros((4, 2, 2, 2), np.uint8))
+    for shapes, message in ((tmp_path / "missing.npz", "shapes not found"),
+                            (tmp_path / "unlabelled.npz", "needs arrays X .* and y")):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_main("features.py")(["--shapes", str(shapes), "--work", str(tmp_path / "w")])
+        assert exit_info.value.code == 2
+        assert re.search(message, capsys.readouterr().err)
