@@ -172,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if sorted(set(args.at)) != args.at:
         parser.error(f"--at must be increasing iterations, got {args.at}")
+    if len(set(args.seeds)) != len(args.seeds):  # two runs would share one folder
+        parser.error(f"--seeds must differ, got {args.seeds}")
+    if not args.budget_s > 0:
+        parser.error(f"--budget-s must be a positive number of seconds, got {args.budget_s}")
     if not 0 < args.held_out < 1:
         parser.error(f"--held-out must be a fraction in (0, 1), got {args.held_out}")
     with tempfile.TemporaryDirectory(prefix="features_") as temporary:

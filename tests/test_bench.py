@@ -340,6 +340,8 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("jem.py", ["--extra-outliers", "{file}"], r"--extra-outliers: .*a_file is not a readable"),
     ("jem.py", ["--extra-outliers", "{file}.npz"], r"--extra-outliers: .*a_file.npz not found"),
     ("features.py", ["--at", "5", "2"], r"--at must be increasing iterations"),
+    ("features.py", ["--seeds", "1", "1"], r"--seeds must differ"),
+    ("features.py", ["--budget-s", "0"], r"--budget-s must be a positive number"),
     ("features.py", ["--held-out", "1.5"], r"--held-out must be a fraction in \(0, 1\)"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(tmp_path, bench_main, capsys, script,
