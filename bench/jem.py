@@ -355,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.eps <= 1:
         parser.error(f"--eps must be in (0, 1], got {args.eps}")
+    if args.quick:
+        args.outliers, args.robust, args.per_class, args.pgd_steps = 20, 20, 2, 2
     try:  # read now, not after minutes of scoring
         extra = extra_outliers(args.extra_outliers, args.outliers, seed=args.seed)
     except (OSError, ValueError) as err:
@@ -373,7 +375,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sampler.n_steps=2", "sampler.task_steps=2", "chains.buffer_capacity=16",
                 "train.sample_every=0", f"seed={args.seed}"], plain_iterations=None)
             n_train, n_test = 600, 300
-            args.outliers, args.robust, args.per_class, args.pgd_steps = 20, 20, 2, 2
         elif not data.is_file():
             parser.error(f"MNIST not found at {data} (pass --data)")
         elif args.train:
