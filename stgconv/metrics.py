@@ -150,7 +150,9 @@ def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
             raise ValueError(f"{name} must be a non-empty (N,) tensor, got {tuple(scores.shape)}")
         if not torch.isfinite(scores).all():
             raise ValueError(f"{name} has NaN or infinite values")
-    scores = torch.cat([inlier_scores, outlier_scores]).double()
+    # On the CPU, where the rank bookkeeping below makes its tensors: scores may come from
+    # any device (a model's on a GPU), each from its own.
+    scores = torch.cat([inlier_scores.detach().cpu(), outlier_scores.detach().cpu()]).double()
     order = scores.argsort()
     ranks = torch.empty_like(scores)
     ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
@@ -184,8 +186,9 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
         raise ValueError(f"labels must be in 0 .. {probabilities.shape[1] - 1} (K = "
                          f"{probabilities.shape[1]} classes), got {int(labels.min())} .. "
                          f"{int(labels.max())}")
-    confidence, predicted = probabilities.double().max(dim=1)
-    correct = (predicted == labels).double()
+    # On the CPU, where the bins below are made: the inputs may come from a GPU.
+    confidence, predicted = probabilities.detach().cpu().double().max(dim=1)
+    correct = (predicted == labels.cpu()).double()
     # Bin b holds confidences in (b / bins, (b + 1) / bins]; a confidence of 0 goes to bin 0.
     which = (confidence * bins).ceil().long().clamp(1, bins) - 1
     count = torch.bincount(which, minlength=bins).double()

@@ -260,3 +260,18 @@ def test_linear_read_out_is_fitted_on_the_features_device():
     features = (torch.randn(40, 6, generator=generator) + 3 * labels[:, None]).cuda()
     assert fit_logistic(features, labels.cuda(), 2).weight.device.type == "cuda"
     assert cross_validate(features, labels.cuda(), folds=4)["accuracy"] == 1.0
+
+
+def test_auroc_and_calibration_error_take_scores_from_the_gpu():
+    """A model on the GPU scores there: the metrics accept its tensors and measure what they
+    measure on the CPU (their bookkeeping tensors were made on the CPU)."""
+    from stgconv.metrics import auroc, expected_calibration_error
+
+    generator = torch.Generator().manual_seed(0)
+    inliers = torch.randn(50, generator=generator) + 1
+    outliers = torch.randn(40, generator=generator)
+    probabilities = torch.softmax(torch.randn(30, 4, generator=generator), 1)
+    labels = torch.randint(0, 4, (30,), generator=generator)
+    assert auroc(inliers.cuda(), outliers.cuda()) == auroc(inliers, outliers)
+    assert (expected_calibration_error(probabilities.cuda(), labels.cuda())
+            == expected_calibration_error(probabilities, labels))
