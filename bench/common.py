@@ -24,6 +24,7 @@ if not TORCH_ALREADY_LOADED:
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+import zipfile  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, NamedTuple, Sequence, TypeVar  # noqa: E402
@@ -377,6 +378,26 @@ def data_spread(data: Tensor, n: int, *, draws: int = 10) -> float:
     animals); averaged, since one draw of 32 animal frames spreads anywhere in 0.18-0.22."""
     return statistics.fmean(quality.spread(random_subset(data, n, seed=seed))
                             for seed in range(draws))
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (never pickles); a ``ValueError`` naming the
+    file when it is missing or not a readable archive (numpy's own suggests unpickling it)."""
+    if not path.is_file():
+        raise ValueError(f"{path} not found")
+    damaged = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except damaged as err:
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__})") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is a single .npy array, not an .npz archive")
+    with archive:
+        try:  # a truncated archive fails when its arrays are read
+            return {key: archive[key] for key in archive.files}
+        except damaged as err:
+            raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__})"
+                             ) from err
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -56,11 +56,12 @@ QUICK_SETS = ["model.arch=desc32_small", "data.size=16", "train.batch_size=4",
 
 
 def make_split(shapes: Path, work: Path, *, fraction: float, seed: int) -> dict[str, Any]:
-    """Write ``fit.npz`` and ``held_out.npz`` (step 1 of the protocol) into ``work``."""
-    with np.load(shapes) as data:
-        arrays = {key: data[key] for key in data.files}
+    """Write ``fit.npz`` and ``held_out.npz`` (step 1 of the protocol) into ``work``, made
+    only once ``shapes`` has been read (a refused file leaves no folder behind)."""
+    arrays = common.read_npz(shapes)
     if "X" not in arrays or "y" not in arrays:
         raise ValueError(f"{shapes} needs arrays X (N, R, R, R) and y (N,), has {sorted(arrays)}")
+    work.mkdir(parents=True, exist_ok=True)
     labels = arrays["y"]
     rng = np.random.default_rng(seed)
     held = []
@@ -180,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--held-out must be a fraction in (0, 1), got {args.held_out}")
     with tempfile.TemporaryDirectory(prefix="features_") as temporary:
         args.work = Path(args.work if args.work is not None else temporary).resolve()
-        args.work.mkdir(parents=True, exist_ok=True)
         if args.quick:
+            args.work.mkdir(parents=True, exist_ok=True)
             args.shapes = args.work / "quick_shapes.npz"
             quick_shapes(args.shapes)
             args.sets = QUICK_SETS + args.sets

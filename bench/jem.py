@@ -46,7 +46,6 @@ import argparse
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -127,18 +126,10 @@ def extra_outliers(paths: Sequence[Path], n: int, *, seed: int) -> dict[str, np.
     sets = {}
     rng = np.random.default_rng(seed)
     for path in paths:
-        if not path.is_file():
-            raise ValueError(f"{path} not found")
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__})") from err
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path} is a single .npy array, not an .npz archive")
-        with archive:
-            if "x_test" not in archive.files:
-                raise ValueError(f"{path} has no array x_test (has {sorted(archive.files)})")
-            images = archive["x_test"]
+        arrays = common.read_npz(path)
+        if "x_test" not in arrays:
+            raise ValueError(f"{path} has no array x_test (has {sorted(arrays)})")
+        images = arrays["x_test"]
         if images.dtype != np.uint8 or images.ndim != 3:
             raise ValueError(f"{path}: x_test must be uint8 (N, H, W), got {images.dtype} "
                              f"{images.shape}")

@@ -537,3 +537,4 @@ def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, cap
             bench_main("features.py")(["--shapes", str(shapes), "--work", str(tmp_path / "w")])
         assert exit_info.value.code == 2
         assert re.search(message, capsys.readouterr().err)
+        assert not (tmp_path / "w").exists()  # nothing left behind
