@@ -24,7 +24,6 @@ if not TORCH_ALREADY_LOADED:
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-import zipfile  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, NamedTuple, Sequence, TypeVar  # noqa: E402
@@ -34,6 +33,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from stgconv.checks import npz_array, open_npz  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write, atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
@@ -385,19 +385,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     file when it is missing or not a readable archive (numpy's own suggests unpickling it)."""
     if not path.is_file():
         raise ValueError(f"{path} not found")
-    damaged = (OSError, ValueError, EOFError, zipfile.BadZipFile)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except damaged as err:
-        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__})") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is a single .npy array, not an .npz archive")
-    with archive:
-        try:  # a truncated archive fails when its arrays are read
-            return {key: archive[key] for key in archive.files}
-        except damaged as err:
-            raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__})"
-                             ) from err
+    with open_npz(path) as archive:
+        return {key: npz_array(archive, key, path) for key in archive.files}
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:

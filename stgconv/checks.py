@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 from torch import Tensor
 
 # The most entries one example or one batch of samples may hold: 2^28, 1 GiB as float32. Past
@@ -92,6 +93,32 @@ def reading(path: str | Path) -> Iterator[None]:
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise ValueError(f"cannot read {path}: the file is damaged or truncated "
                          f"({type(err).__name__}: {err})") from err
+
+
+@contextmanager
+def open_npz(path: str | Path) -> Iterator[Any]:
+    """The open ``.npz`` archive at ``path`` (a ``numpy.lib.npyio.NpzFile``; arrays only, never
+    pickles), read inside :func:`reading`, so a truncated array read in the block is named too.
+
+    Raises:
+        FileNotFoundError: there is no ``path``.
+        ValueError: naming ``path``, when it is damaged, truncated, a pickle or a single
+            ``.npy`` array (numpy's own message would suggest loading it as a pickle).
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f".npz file not found: {path}")
+    with reading(path):
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except OSError as err:
+            raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+        except ValueError as err:  # numpy's "contains pickled data ... load it unsafely"
+            raise ValueError(f"{path}: not a readable .npz file (not a zip of arrays)") from err
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not a readable .npz file (a single .npy array, not an "
+                             "archive)")
+        with archive:
+            yield archive
 
 
 def npz_array(archive: Any, key: str, path: str | Path) -> Any:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stgconv.data.image import load_npz_images, load_training_images
+from stgconv.data.image import ImageFolder, load_npz_images, load_training_images
 from stgconv.io.image import load_image
 
 
@@ -27,6 +27,13 @@ def test_grey_uint8_images_become_minus_one_to_one(tmp_path: Path) -> None:
     assert x.shape == (4, 1, 6, 6) and x.dtype == torch.float32
     assert x.min() == -1.0 and x.max() == 1.0
     assert torch.equal(x[:, 0] == 1.0, torch.from_numpy(images == 255))
+
+
+def test_an_image_folder_shows_its_settings_and_length(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (5, 5)).save(tmp_path / name)
+    folder = ImageFolder(tmp_path, size=4, channels=1)
+    assert repr(folder) == f"ImageFolder(root={tmp_path}, size=4, channels=1, n=2)"
 
 
 def test_channels_and_size_are_converted(tmp_path: Path) -> None:
@@ -66,13 +73,14 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("not a zip", "not a readable .npz"),
+    ("not a zip", r"cannot read .*bad.npz: the file is damaged or truncated \(BadZipFile"),
     ("text", r"bad.npz: not a readable .npz file \(not a zip of arrays\)$"),
     ("one array", r"bad.npz: not a readable .npz file \(a single .npy array, not an archive\)$"),
     ("other key", "no array 'x_train' \\(it has x_test"),
     ("floats", "must be uint8"),
     ("empty", "holds no images"),
     ("objects", r"cannot read array 'x_train' of .*bad.npz: Object arrays"),
+    ("damaged", r"cannot read .*bad.npz: the file is damaged or truncated"),
 ])
 def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.npz"
@@ -89,6 +97,11 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
         np.savez(path, x_train=np.zeros((2, 4, 4)))
     elif content == "objects":  # never unpickled
         np.savez(path, x_train=np.array([np.zeros((4, 4)), "a digit"], dtype=object))
+    elif content == "damaged":  # opens, and fails only when its compressed bytes are read
+        np.savez_compressed(path, x_train=np.arange(4096, dtype=np.uint8).reshape(4, 32, 32))
+        data = bytearray(path.read_bytes())
+        data[100:200] = bytes(b ^ 0x55 for b in data[100:200])
+        path.write_bytes(bytes(data))
     else:
         np.savez(path, x_train=np.zeros((0, 4, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match=message):

@@ -1,5 +1,7 @@
 """The same engine on CUDA: skipped cleanly on machines without a GPU."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -275,3 +277,22 @@ def test_auroc_and_calibration_error_take_scores_from_the_gpu():
     assert auroc(inliers.cuda(), outliers.cuda()) == auroc(inliers, outliers)
     assert (expected_calibration_error(probabilities.cuda(), labels.cuda())
             == expected_calibration_error(probabilities, labels))
+
+
+def test_a_gaussian_fitted_on_the_gpu_is_the_cpu_fit_without_warnings():
+    """The fit's SVD runs on the CPU (cuSOLVER's default driver did not converge on MNIST's
+    classes and warned); the parameters come back on the data's device."""
+    from stgconv.mcmc.init import DataGaussian
+
+    data = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(300) % 3
+    on_cpu = DataGaussian.fit(data, labels, rank=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        on_gpu = DataGaussian.fit(data.cuda(), labels.cuda(), rank=16)
+    for name, value in on_gpu.state_dict().items():
+        assert value.device.type == "cuda", name
+        reference = on_cpu.state_dict()[name]
+        if name == "factors":  # each direction's sign is the SVD's choice
+            value, reference = value.abs(), reference.abs()
+        torch.testing.assert_close(value.cpu(), reference, rtol=1e-4, atol=1e-5)

@@ -3,24 +3,21 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-import zipfile
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from stgconv.checks import npz_array
+from stgconv.checks import npz_array, open_npz
+from stgconv.data.base import NamedDataset
 from stgconv.io.folder import list_files
 from stgconv.io.image import IMAGE_SUFFIXES, from_levels, load_image, luma
 
 
-class ImageFolder(Dataset):
+class ImageFolder(NamedDataset):
     """All images directly inside ``root`` (hidden files skipped, in natural name order: ``img2``
     before ``img10``, as frame folders are read), as ``(C, size, size)`` in ``[-1, 1]``.
 
@@ -64,9 +61,6 @@ class ImageFolder(Dataset):
     def extra_repr(self) -> str:
         return f"root={self.root}, size={self.size}, channels={self.channels}"
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()}, n={len(self)})"
-
 
 def load_training_images(path: str | Path, *, kind: str, size: int, channels: int,
                          max_images: int | None = None) -> Tensor:
@@ -103,7 +97,7 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
         ValueError: not a readable ``.npz``, no array ``key`` (the message lists those there),
             or an array of another shape or type.
     """
-    with _npz_archive(path) as archive:
+    with open_npz(path) as archive:
         if key not in archive.files:
             raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
         images = npz_array(archive, key, path)
@@ -161,7 +155,7 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
         ValueError: no array ``key`` (the message lists those there), not integers, not one
             label per image, or negative.
     """
-    with _npz_archive(path) as archive:
+    with open_npz(path) as archive:
         if key not in archive.files:
             raise ValueError(f"{path}: no labels {key!r} (it has {', '.join(archive.files)})")
         labels = npz_array(archive, key, path)
@@ -178,26 +172,3 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
     if len(labels) and labels.min() < 0:
         raise ValueError(f"{path}: {key} has negative labels ({labels.min()})")
     return torch.from_numpy(labels[npz_subset(len(labels), max_images)].astype(np.int64))
-
-
-@contextmanager
-def _npz_archive(path: str | Path) -> Iterator[Any]:
-    """The open ``.npz`` archive at ``path`` (arrays only, never pickles).
-
-    Raises:
-        FileNotFoundError: there is no ``path``.
-        ValueError: naming ``path``, when it is unreadable or not a zip of arrays (numpy
-            would otherwise suggest loading it as a pickle).
-    """
-    if not Path(path).exists():
-        raise FileNotFoundError(f".npz file not found: {path}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
-    except ValueError as err:  # numpy's "contains pickled data ... load it unsafely"
-        raise ValueError(f"{path}: not a readable .npz file (not a zip of arrays)") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not a readable .npz file (a single .npy array, not an archive)")
-    with archive:
-        yield archive

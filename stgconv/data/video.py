@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from stgconv.checks import as_int, as_size, check_cache_version
+from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
 from stgconv.io.h5 import LazyH5, as_text, to_text
@@ -368,7 +368,7 @@ def _quantise(video: Tensor) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-class VideoClips(LazyH5, Dataset):
+class VideoClips(LazyH5, NamedDataset):
     """The clips of an HDF5 cache from :func:`build_clip_cache`, as ``(C, T, H, W)`` in ``[-1, 1]``.
 
     The file is opened on first access in each process, never in ``__init__`` (which only reads
@@ -431,9 +431,6 @@ class VideoClips(LazyH5, Dataset):
         fps = "source" if self.fps is None else f"{self.fps:g}"
         return (f"root={self.root}, n_frames={self.n_frames}, size={self.size}, "
                 f"channels={self.channels}, fps={fps}")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()}, n={len(self)})"
 
 
 def _find_cache(root: Path) -> Path:

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from stgconv.checks import as_int, check_cache_version, npz_array, reading
+from stgconv.checks import as_int, check_cache_version, npz_array, open_npz
+from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files, list_folders
 from stgconv.io.h5 import LazyH5, as_text, to_text
@@ -227,7 +227,7 @@ def _write_cache(
 # --------------------------------------------------------------------------------------------
 
 
-class VoxelShapes(LazyH5, Dataset):
+class VoxelShapes(LazyH5, NamedDataset):
     """Shapes of an HDF5 cache (:func:`build_modelnet_cache`) or an ``.npz`` with ``X`` (and
     optionally ``y``), as ``(voxels, label)`` pairs.
 
@@ -327,24 +327,17 @@ class VoxelShapes(LazyH5, Dataset):
             return labels, splits, voxels.shape[1], classes, sources
 
     def _read_npz(self) -> tuple:
-        # Reading the arrays, not only opening the archive, is where a truncated file fails.
-        with reading(self.root):
-            try:
-                archive = np.load(self.root, allow_pickle=False)
-            except (ValueError, OSError) as err:
-                raise ValueError(f"cannot read .npz file {self.root}: not an .npz archive "
-                                 f"({type(err).__name__})") from err
-            with archive:
-                # The only array of an archive is its grids, as load_voxels reads it
-                # (np.savez(file, grids) names it arr_0).
-                only = archive.files[0] if len(archive.files) == 1 else None
-                if "X" not in archive.files and only is None:
-                    raise ValueError(f"{self.root} has no array 'X' (it holds {archive.files}); "
-                                     f"expected X (N, R, R, R) and optionally y (N,)")
-                array = npz_array(archive, only or "X", self.root)
-                labels = npz_array(archive, "y", self.root) if "y" in archive.files else None
-                names = (npz_array(archive, "categories", self.root)
-                         if "categories" in archive.files else None)
+        with open_npz(self.root) as archive:
+            # The only array of an archive is its grids, as load_voxels reads it
+            # (np.savez(file, grids) names it arr_0).
+            only = archive.files[0] if len(archive.files) == 1 else None
+            if "X" not in archive.files and only is None:
+                raise ValueError(f"{self.root} has no array 'X' (it holds {archive.files}); "
+                                 f"expected X (N, R, R, R) and optionally y (N,)")
+            array = npz_array(archive, only or "X", self.root)
+            labels = npz_array(archive, "y", self.root) if "y" in archive.files else None
+            names = (npz_array(archive, "categories", self.root)
+                     if "categories" in archive.files else None)
         # Integer data must be binary and stays uint8 (4x smaller than float32 in memory).
         binary = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
         self._array = check_grids(array, binary=binary, name=str(self.root))
@@ -427,9 +420,6 @@ class VoxelShapes(LazyH5, Dataset):
         if self.categories is not None:
             parts.append(f"categories={self.categories}")
         return ", ".join(parts)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()}, n={len(self)})"
 
 
 # --------------------------------------------------------------------------------------------

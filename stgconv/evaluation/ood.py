@@ -43,12 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import reading
+from stgconv.checks import open_npz, reading
 from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy.classifier import ClassifierEnergy
@@ -273,7 +272,7 @@ def score_images(energy: ClassifierEnergy, reference: DataGaussian | None, x: Te
 
 def _test_labels(path: str | Path) -> Tensor | None:
     """``y_test`` of the ``.npz`` at ``path``, or ``None`` when it has none."""
-    with np.load(path, allow_pickle=False) as archive:
+    with open_npz(path) as archive:
         has_labels = "y_test" in archive.files
     return load_npz_labels(path, key="y_test", images="x_test") if has_labels else None
 

@@ -29,7 +29,6 @@ the voxelized ``.off`` meshes agree. So they are swapped on reading and back on 
 
 from __future__ import annotations
 
-import zipfile
 from functools import partial
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_int, reading
+from stgconv.checks import as_int, npz_array, open_npz, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_write
 from stgconv.io.matlab import read_mat
 
@@ -203,16 +202,8 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _read_npz(path: Path, key: str | None) -> np.ndarray:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"cannot read .npz file {path}: {err}") from err
-    with archive:
-        name = _pick_name(path, list(archive.files), key, ".npz")
-        try:
-            return archive[name]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"cannot read array {name!r} of {path}: {err}") from err
+    with open_npz(path) as archive:
+        return npz_array(archive, _pick_name(path, list(archive.files), key, ".npz"), path)
 
 
 def _read_h5(path: Path, key: str | None) -> np.ndarray:

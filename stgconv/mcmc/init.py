@@ -145,7 +145,12 @@ class DataGaussian:
         means, factors, residual, weights = [], [], [], []
         for members, kept in zip(groups, ranks):
             mean = members.mean(0)
-            _, singular, directions = torch.linalg.svd(members - mean, full_matrices=False)
+            # LAPACK's SVD whatever the data's device: cuSOLVER's default driver failed to
+            # converge on MNIST's classes on an H200 and redid them with another, warning each
+            # time; a fit is made once, so moving a class to the CPU costs little.
+            _, singular, directions = torch.linalg.svd((members - mean).cpu(),
+                                                       full_matrices=False)
+            singular, directions = singular.to(flat.device), directions.to(flat.device)
             variances = singular**2 / (len(members) - 1)
             # Past the component's examples - 1 directions the SVD leaves rounding error, not
             # variance; kept, it would be a reference density's near-singular direction.
