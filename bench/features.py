@@ -55,12 +55,25 @@ QUICK_SETS = ["model.arch=desc32_small", "data.size=16", "train.batch_size=4",
               "sampler.n_steps=2", "train.checkpoint_every=0", "train.sample_every=0"]
 
 
-def make_split(shapes: Path, work: Path, *, fraction: float, seed: int) -> dict[str, Any]:
-    """Write ``fit.npz`` and ``held_out.npz`` (step 1 of the protocol) into ``work``, made
-    only once ``shapes`` has been read (a refused file leaves no folder behind)."""
+def read_shapes(shapes: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``shapes``, an ``.npz`` with grids ``X`` ``(N, R, R, R)`` and integer
+    labels ``y`` ``(N,)`` (and any others); a ``ValueError`` saying what is wrong."""
     arrays = common.read_npz(shapes)
     if "X" not in arrays or "y" not in arrays:
-        raise ValueError(f"{shapes} needs arrays X (N, R, R, R) and y (N,), has {sorted(arrays)}")
+        raise ValueError(f"needs arrays X (N, R, R, R) and y (N,), has {sorted(arrays)}")
+    grids, labels = arrays["X"], arrays["y"]
+    if grids.ndim != 4 or len(set(grids.shape[1:])) != 1:
+        raise ValueError(f"X must be cubic grids (N, R, R, R), got shape {grids.shape}")
+    if labels.shape != (len(grids),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"y must be integer labels (N,) = ({len(grids)},) for X's grids, got "
+                         f"{labels.dtype} {labels.shape}")
+    return arrays
+
+
+def write_split(arrays: dict[str, np.ndarray], work: Path, *, fraction: float,
+                seed: int) -> dict[str, Any]:
+    """Write ``fit.npz`` and ``held_out.npz`` (step 1 of the protocol) into ``work``: every
+    array with a row per shape split by rows, the others (``categories``) copied whole."""
     work.mkdir(parents=True, exist_ok=True)
     labels = arrays["y"]
     rng = np.random.default_rng(seed)
@@ -72,8 +85,8 @@ def make_split(shapes: Path, work: Path, *, fraction: float, seed: int) -> dict[
     is_held[held] = True
     files = {}
     for name, rows in (("fit", ~is_held), ("held_out", is_held)):
-        part = {key: (value[rows] if len(value) == len(labels) and key != "categories"
-                      else value) for key, value in arrays.items()}
+        part = {key: (value[rows] if value.ndim >= 1 and len(value) == len(labels)
+                      and key != "categories" else value) for key, value in arrays.items()}
         path = work / f"{name}.npz"
         common.write_npz(path, **part)
         files[name] = {"path": str(path), "n": int(rows.sum())}
@@ -92,7 +105,7 @@ def quick_shapes(path: Path) -> None:
             grid[a:a + 6, 4:8, b:b + 6] = 1  # a slab
         else:
             grid[:, a:a + 3, b:b + 3] = 1  # a rod along the first axis
-    np.savez(path, X=grids, y=labels)
+    common.write_npz(path, X=grids, y=labels)
 
 
 def stgconv(*args: str, log: Path) -> None:
@@ -182,18 +195,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="features_") as temporary:
         args.work = Path(args.work if args.work is not None else temporary).resolve()
         if args.quick:
-            args.work.mkdir(parents=True, exist_ok=True)
             args.shapes = args.work / "quick_shapes.npz"
-            quick_shapes(args.shapes)
+            try:
+                args.work.mkdir(parents=True, exist_ok=True)
+                quick_shapes(args.shapes)
+            except OSError as err:
+                parser.error(f"--work {args.work}: {err}")
             args.sets = QUICK_SETS + args.sets
         elif not args.shapes.is_file():
             parser.error(f"shapes not found: {args.shapes} (give --shapes FILE, or --quick)")
         args.config = args.config.resolve()
         try:
-            split = make_split(args.shapes, args.work, fraction=args.held_out,
-                               seed=args.split_seed)
-        except (OSError, ValueError) as err:  # numpy's errors for a damaged file name none
+            arrays = read_shapes(args.shapes)
+        except ValueError as err:
             parser.error(f"--shapes {args.shapes}: {err}")
+        try:
+            split = write_split(arrays, args.work, fraction=args.held_out, seed=args.split_seed)
+        except OSError as err:
+            parser.error(f"--work {args.work}: {err}")
         deadline = time.monotonic() + args.budget_s
         with ThreadPoolExecutor(len(args.seeds)) as pool:
             per_seed = list(pool.map(lambda s: run_seed(s, args, split, deadline), args.seeds))

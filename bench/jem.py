@@ -130,9 +130,12 @@ def extra_outliers(paths: Sequence[Path], n: int, *, seed: int) -> dict[str, np.
         if "x_test" not in arrays:
             raise ValueError(f"{path} has no array x_test (has {sorted(arrays)})")
         images = arrays["x_test"]
-        if images.dtype != np.uint8 or images.ndim != 3:
-            raise ValueError(f"{path}: x_test must be uint8 (N, H, W), got {images.dtype} "
-                             f"{images.shape}")
+        if images.dtype != np.uint8 or images.ndim != 3 or len(images) == 0:
+            raise ValueError(f"{path}: x_test must be uint8 (N, H, W) with N >= 1, got "
+                             f"{images.dtype} {images.shape}")
+        if path.stem in sets:
+            raise ValueError(f"two files named {path.stem}: the table names each set by its "
+                             "file's name")
         sets[path.stem] = images[np.sort(rng.permutation(len(images))[:n])]
     return sets
 
@@ -224,9 +227,14 @@ def to_model(images: np.ndarray, folder: Path, name: str) -> Tensor:
     """``images`` uint8 ``(N, H, W)`` as the model reads them, ``(N, 1, 28, 28)`` in
     ``[-1, 1]``: written as ``<folder>/<name>.npz`` (``x_test``) and loaded as ``eval ood``
     loads it."""
-    path = folder / (name.replace(" ", "_") + ".npz")
+    path = outlier_file(folder, name)
     common.write_npz(path, x_test=images)
     return load_npz_images(path, key="x_test", size=28, channels=1)
+
+
+def outlier_file(folder: Path, name: str) -> Path:
+    """Where :func:`to_model` keeps the outlier set ``name``."""
+    return folder / (name.replace(" ", "_") + ".npz")
 
 
 def pgd_accuracy(energy: ClassifierEnergy, x: Tensor, y: Tensor, *, eps: float, steps: int,
@@ -352,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = extra_outliers(args.extra_outliers, args.outliers, seed=args.seed)
     except (OSError, ValueError) as err:
         parser.error(f"--extra-outliers: {err}")
+    if args.outliers_dir is not None:
+        for path in args.extra_outliers:
+            if outlier_file(Path(args.outliers_dir), path.stem).resolve() == path.resolve():
+                parser.error(f"--extra-outliers {path} would be overwritten by its own set: "
+                             "give another --outliers-dir")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

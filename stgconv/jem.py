@@ -102,11 +102,16 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     from 1/20 to 20 (the likelihood has one minimum in ``T``).
 
     Raises:
-        ValueError: shapes that do not match, or no examples.
+        ValueError: shapes that do not match, no examples, or a logit that is not finite
+            (every temperature's likelihood would be NaN, and the grid's end would win).
     """
     if logits.dim() != 2 or labels.shape != logits.shape[:1] or len(labels) == 0:
         raise ValueError(f"logits must be (N, K) and labels (N,) with N > 0, got "
                          f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    if not torch.isfinite(logits).all():
+        bad = int((~torch.isfinite(logits)).any(1).sum())
+        raise ValueError(f"the logits of {bad} of {len(logits)} examples are not finite: no "
+                         "temperature can be fitted to them")
     logits = logits.double()
     temperatures = torch.logspace(-1.301, 1.301, 603, dtype=torch.float64)  # 1/20 .. 20
     nll = torch.stack([F.cross_entropy(logits / t, labels) for t in temperatures])

@@ -340,6 +340,12 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("jem.py", ["--extra-outliers", "{file}"],
      r"--extra-outliers: cannot read .*a_file: the file is damaged or truncated"),
     ("jem.py", ["--extra-outliers", "{file}.npz"], r"--extra-outliers: .*a_file.npz not found"),
+    ("jem.py", ["--extra-outliers", "{empty}"], r"--extra-outliers: .*empty.npz: x_test must be "
+     r"uint8 \(N, H, W\) with N >= 1, got uint8 \(0, 28, 28\)"),
+    ("jem.py", ["--extra-outliers", "{set}", "{tmp}/other/set.npz"],
+     r"--extra-outliers: two files named set"),
+    ("jem.py", ["--extra-outliers", "{set}", "--outliers-dir", "{tmp}"],
+     r"--extra-outliers .*set.npz would be overwritten by its own set"),
     ("features.py", ["--at", "5", "2"], r"--at must be increasing iterations"),
     ("features.py", ["--seeds", "1", "1"], r"--seeds must differ"),
     ("features.py", ["--budget-s", "0"], r"--budget-s must be a positive number"),
@@ -348,7 +354,14 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
 def test_bad_bench_options_are_refused_before_the_run(tmp_path, bench_main, capsys, script,
                                                       argv, message):
     (tmp_path / "a_file").write_text("")
-    argv = [arg.replace("{file}", str(tmp_path / "a_file")) for arg in argv]
+    np.savez(tmp_path / "empty.npz", x_test=np.zeros((0, 28, 28), np.uint8))
+    (tmp_path / "other").mkdir()
+    for folder in (tmp_path, tmp_path / "other"):
+        np.savez(folder / "set.npz", x_test=np.zeros((3, 28, 28), np.uint8))
+    names = {"{file}": tmp_path / "a_file", "{empty}": tmp_path / "empty.npz",
+             "{set}": tmp_path / "set.npz", "{tmp}": tmp_path}
+    for name, path in names.items():
+        argv = [arg.replace(name, str(path)) for arg in argv]
     with pytest.raises(SystemExit) as exit_info:
         bench_main(script)(["--quick", *argv])
     assert exit_info.value.code == 2
@@ -513,18 +526,23 @@ def test_features_bench_quick_trains_in_segments_and_scores_each(tmp_path, bench
 
 
 def test_features_split_holds_out_a_fraction_of_every_class(tmp_path, bench_module):
-    make_split = bench_module("features.py")["make_split"]
+    module = bench_module("features.py")
+
+    def make_split(shapes, work, **options):
+        return module["write_split"](module["read_shapes"](shapes), work, **options)
+
     labels = np.repeat([0, 1, 2], [10, 20, 5])
     grids = np.zeros((35, 2, 2, 2), np.uint8)
     grids[:, 0, 0, 0] = np.arange(35)  # row ids
-    np.savez(tmp_path / "shapes.npz", X=grids, y=labels, categories=np.array(["a", "b", "c"]))
+    np.savez(tmp_path / "shapes.npz", X=grids, y=labels, categories=np.array(["a", "b", "c"]),
+             resolution=np.array(2))  # a 0-d array is copied whole, not split
     split = make_split(tmp_path / "shapes.npz", tmp_path, fraction=0.2, seed=0)
     fit, held = (np.load(split[name]["path"]) for name in ("fit", "held_out"))
     assert np.bincount(held["y"]).tolist() == [2, 4, 1]
     rows = np.concatenate([fit["X"][:, 0, 0, 0], held["X"][:, 0, 0, 0]])
     assert sorted(rows.tolist()) == list(range(35))  # every shape in exactly one part
     assert (labels[held["X"][:, 0, 0, 0]] == held["y"]).all()
-    assert held["categories"].tolist() == ["a", "b", "c"]
+    assert held["categories"].tolist() == ["a", "b", "c"] and held["resolution"] == 2
     (tmp_path / "again").mkdir()
     again = make_split(tmp_path / "shapes.npz", tmp_path / "again", fraction=0.2, seed=0)
     assert (np.load(again["held_out"]["path"])["X"] == held["X"]).all()  # reproducible
@@ -532,10 +550,31 @@ def test_features_split_holds_out_a_fraction_of_every_class(tmp_path, bench_modu
 
 def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, capsys):
     np.savez(tmp_path / "unlabelled.npz", X=np.zeros((4, 2, 2, 2), np.uint8))
+    np.savez(tmp_path / "short.npz", X=np.zeros((4, 2, 2, 2), np.uint8), y=np.zeros(3, int))
+    np.savez(tmp_path / "flat.npz", X=np.zeros((4, 2, 2), np.uint8), y=np.zeros(4, int))
+    damaged = tmp_path / "damaged.npz"  # opens; its compressed X fails when read
+    np.savez_compressed(damaged, X=np.arange(4096, dtype=np.uint8).reshape(4, 16, 8, 8),
+                        y=np.zeros(4, int))
+    data = bytearray(damaged.read_bytes())
+    data[100:200] = bytes(b ^ 0x55 for b in data[100:200])
+    damaged.write_bytes(bytes(data))
     for shapes, message in ((tmp_path / "missing.npz", "shapes not found"),
-                            (tmp_path / "unlabelled.npz", "needs arrays X .* and y")):
+                            (tmp_path / "unlabelled.npz", "needs arrays X .* and y"),
+                            (tmp_path / "short.npz", r"y must be integer labels \(N,\) = \(4,\)"),
+                            (tmp_path / "flat.npz", r"X must be cubic grids .* \(4, 2, 2\)"),
+                            (damaged, "damaged.npz: the file is damaged or truncated")):
         with pytest.raises(SystemExit) as exit_info:
             bench_main("features.py")(["--shapes", str(shapes), "--work", str(tmp_path / "w")])
         assert exit_info.value.code == 2
         assert re.search(message, capsys.readouterr().err)
         assert not (tmp_path / "w").exists()  # nothing left behind
+
+
+def test_features_bench_names_a_work_folder_it_cannot_make(tmp_path, bench_main, capsys):
+    (tmp_path / "a_file").write_text("")
+    np.savez(tmp_path / "shapes.npz", X=np.zeros((4, 2, 2, 2), np.uint8), y=np.arange(4) % 2)
+    for shapes in (["--shapes", str(tmp_path / "shapes.npz")], ["--quick"]):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_main("features.py")([*shapes, "--work", str(tmp_path / "a_file" / "work")])
+        assert exit_info.value.code == 2
+        assert "--work " in capsys.readouterr().err.splitlines()[-1]

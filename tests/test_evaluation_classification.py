@@ -206,6 +206,15 @@ def test_fit_logistic_minimises_the_penalised_loss() -> None:
     assert model.weight.grad.abs().max() < 1e-4 and model.weight.abs().max() < 1.0
 
 
+def test_fit_logistic_leaves_torchs_global_generator_alone() -> None:
+    x, y = torch.randn(8, 3, generator=gen(0)), torch.arange(8) % 2
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    fit_logistic(x, y, 2)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_descriptor_features_never_pool_to_more_cells_than_the_map_has() -> None:
     # A 2^3 map asked for 4^3 cells keeps its 2^3 (not up-sampled to more cells than it has).
     torch.manual_seed(0)

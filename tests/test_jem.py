@@ -618,6 +618,10 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> Non
         assert fit_temperature(z, labels) == pytest.approx(true_t, rel=0.05)
     with pytest.raises(ValueError, match="logits must be"):
         fit_temperature(z, labels[:3])
+    for bad in (float("nan"), float("inf")):  # reported, not fitted to the grid's end
+        z[5, 2] = bad
+        with pytest.raises(ValueError, match="logits of 1 of 20000 examples are not finite"):
+            fit_temperature(z, labels)
 
 
 def test_the_last_checkpoint_holds_the_temperature_fitted_on_training_examples(

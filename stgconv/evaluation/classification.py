@@ -98,7 +98,10 @@ def fit_logistic(features: Tensor, labels: Tensor, n_classes: int, *, l2: float 
     Returns:
         The fitted ``nn.Linear(F, n_classes)``.
     """
-    model = nn.Linear(features.shape[1], n_classes, dtype=features.dtype, device=features.device)
+    # skip_init: nn.Linear's own initialisation would draw from torch's global generator,
+    # only to be overwritten.
+    model = nn.utils.skip_init(nn.Linear, features.shape[1], n_classes, dtype=features.dtype,
+                               device=features.device)
     nn.init.zeros_(model.weight)
     nn.init.zeros_(model.bias)
     optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter,

@@ -35,7 +35,7 @@ from stgconv.checks import as_int
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
-from stgconv.io.image import load_image
+from stgconv.io.image import load_image, to_unit
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import load_voxels, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
@@ -275,7 +275,7 @@ def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str 
         render = render_voxels(panels, out / "comparison.png", titles=titles,
                                columns=len(results) + 2)
         if tensorboard is not None:
-            picture = (load_image(render, crop_square=False) + 1) / 2  # [0, 1] for TensorBoard
+            picture = to_unit(load_image(render, crop_square=False))  # [0, 1] for TensorBoard
             log_evaluation(tensorboard, table["task"], table, {"comparison": picture})
 
 
