@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from stgconv.checks import npz_array, open_npz  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
-from stgconv.io.atomic import atomic_write, atomic_write_json  # noqa: E402
+from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
 from stgconv.mcmc import Langevin  # noqa: E402
 from stgconv.mcmc.execution import Execution  # noqa: E402
@@ -387,16 +387,6 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} not found")
     with open_npz(path) as archive:
         return {key: npz_array(archive, key, path) for key in archive.files}
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``arrays`` as a compressed ``.npz`` at ``path``, written whole or not at all."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as file:  # a file object: np.savez would append ".npz" to a name
-            np.savez_compressed(file, **arrays)
-
-    atomic_write(path, write)
 
 
 def report(table: str, rows: Sequence[dict], path: str | None) -> None:

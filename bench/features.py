@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from stgconv.io.atomic import atomic_save_npz
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "voxel" / "features_modelnet10_quick.yaml"
@@ -88,7 +89,7 @@ def write_split(arrays: dict[str, np.ndarray], work: Path, *, fraction: float,
         part = {key: (value[rows] if value.ndim >= 1 and len(value) == len(labels)
                       and key != "categories" else value) for key, value in arrays.items()}
         path = work / f"{name}.npz"
-        common.write_npz(path, **part)
+        atomic_save_npz(path, **part)
         files[name] = {"path": str(path), "n": int(rows.sum())}
     return files
 
@@ -105,7 +106,7 @@ def quick_shapes(path: Path) -> None:
             grid[a:a + 6, 4:8, b:b + 6] = 1  # a slab
         else:
             grid[:, a:a + 3, b:b + 3] = 1  # a rod along the first axis
-    common.write_npz(path, X=grids, y=labels)
+    atomic_save_npz(path, X=grids, y=labels)
 
 
 def stgconv(*args: str, log: Path) -> None:

@@ -58,6 +58,7 @@ from bench.digits import (chain_starts, load_split, quick_digits, score, test_ha
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation.ood import load_classifier, score_images
+from stgconv.io.atomic import atomic_save_npz
 from stgconv.io.image import save_image_grid, to_levels
 from stgconv.metrics import auroc, expected_calibration_error
 from stgconv.tasks.synthesize import synthesize
@@ -228,7 +229,7 @@ def to_model(images: np.ndarray, folder: Path, name: str) -> Tensor:
     ``[-1, 1]``: written as ``<folder>/<name>.npz`` (``x_test``) and loaded as ``eval ood``
     loads it."""
     path = outlier_file(folder, name)
-    common.write_npz(path, x_test=images)
+    atomic_save_npz(path, x_test=images)
     return load_npz_images(path, key="x_test", size=28, channels=1)
 
 

@@ -52,7 +52,7 @@ from stgconv.checkpoint import CheckpointError
 from stgconv.config import TrainConfig, load_config, resolve_device
 from stgconv.energy.rbm import RBM
 from stgconv.evaluation import voxel
-from stgconv.io.atomic import atomic_write_json
+from stgconv.io.atomic import atomic_save_npz, atomic_write_json
 from stgconv.mcmc import BlockGibbs, DataStart, KnownEntries
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.tasks.voxel import load_voxel_model
@@ -118,7 +118,7 @@ def make_splits(data: Path, work: Path) -> dict[str, Any]:
         arrays = {"X": grids}
         if key.startswith("chairs"):  # labelled, so the config's categories: [chair] applies
             arrays["y"] = np.full(len(grids), CHAIR, dtype=np.int64)
-        common.write_npz(work / name, **arrays)
+        atomic_save_npz(work / name, **arrays)
         out[key] = {"path": str(work / name), "n": len(grids), "sha256_16": fingerprint(grids)}
     out["sources"] = {"beds": str(data / BEDS_FILE), "n_beds": len(beds),
                       "modelnet": str(data / MODELNET_FILE), "n_chairs": len(chairs)}

@@ -126,3 +126,13 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
             np.save(file, array, allow_pickle=False)
 
     return atomic_write(path, write)
+
+
+def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write numeric ``arrays`` to ``path`` as a compressed ``.npz``, atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as file:  # a file object: np.savez would append ".npz" to a name
+            np.savez_compressed(file, **arrays)
+
+    return atomic_write(path, write)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stgconv.checks import as_int, npz_array, open_npz, reading
-from stgconv.io.atomic import atomic_save_npy, atomic_write
+from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
 from stgconv.io.matlab import read_mat
 
 # h5py takes a while to import and most voxel files are not HDF5; it loads where one is read or
@@ -297,7 +297,7 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
     elif suffix == ".npy":
         return atomic_save_npy(path, array)
     elif suffix == ".npz":
-        write = partial(_write_npz, {name: array})
+        return atomic_save_npz(path, **{name: array})
     else:
         write = partial(_write_h5, array, name)
     return atomic_write(path, write)
@@ -325,11 +325,6 @@ def _write_binvox(grid: np.ndarray, tmp: str) -> None:
 def _write_mat(arrays: dict[str, np.ndarray], tmp: str) -> None:
     with open(tmp, "wb") as file:
         scipy.io.savemat(file, arrays, do_compression=True)
-
-
-def _write_npz(arrays: dict[str, np.ndarray], tmp: str) -> None:
-    with open(tmp, "wb") as file:
-        np.savez_compressed(file, **arrays)
 
 
 def _write_h5(array: np.ndarray, name: str, tmp: str) -> None:
