@@ -397,7 +397,13 @@ def test_a_folder_of_frames_beside_optical_flow_is_refused(tmp_path) -> None:
                                          r"flow_y_#\.png, img_#\.png\)"):
         load_video(tmp_path)
     for file in tmp_path.glob("flow_*"):
-        file.unlink()
+        if file.name != "flow_x_00001.png":
+            file.unlink()
+    # One flow image left beside the frames: no series of its own, but no frame either.
+    with pytest.raises(ValueError, match=r"holds the frames img_#\.png and other images "
+                                         r"\(flow_x_00001\.png\)"):
+        load_video(tmp_path)
+    (tmp_path / "flow_x_00001.png").unlink()
     assert torch.equal(load_video(tmp_path, channels=1)[0, :, 0, 0],
                        torch.tensor([40.0, 80.0, 120.0]) / 127.5 - 1)
 

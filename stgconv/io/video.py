@@ -205,8 +205,13 @@ def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -
 def _series(files: Sequence[Path]) -> list[str]:
     """The numbered series among ``files`` with two frames or more, each named by its pattern
     (``img_#.jpg``, ``flow_x_#.jpg``: the name with its last run of digits as ``#``)."""
-    counts = Counter(re.sub(r"\d+(?=\D*$)", "#", file.name) for file in files)
+    counts = Counter(_pattern(file) for file in files)
     return [pattern for pattern, count in counts.items() if count > 1 and "#" in pattern]
+
+
+def _pattern(file: Path) -> str:
+    """``file``'s name with its last run of digits as ``#``: a frame series' shared pattern."""
+    return re.sub(r"\d+(?=\D*$)", "#", file.name)
 
 
 def _animated(path: Path) -> bool:
@@ -231,6 +236,11 @@ def _read_folder(
                          f"({', '.join(series[:3])}{', ...' if len(series) > 3 else ''}), as "
                          "frame extraction tools write images beside optical flow; give a "
                          "folder of one series' frames")
+    strays = [file.name for file in files if series and _pattern(file) != series[0]]
+    if strays:  # one image beside the series, read as a frame wherever its name sorts
+        raise ValueError(f"folder {folder} holds the frames {series[0]} and other images "
+                         f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''}); give "
+                         "a folder of the frames alone")
     animated = [file.name for file in files if file.suffix.lower() == ".gif" and _animated(file)]
     if animated:  # each would give its first frame only
         raise ValueError(f"folder {folder} holds animated GIFs ({', '.join(animated[:3])}"
