@@ -51,6 +51,27 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     assert json.loads(out.read_text())["start"]["method"] == "linear"
 
 
+def test_eval_super_resolution_pads_smaller_shapes_and_scores_them_on_their_grid(
+        files, tmp_path) -> None:
+    """14^3 shapes under the 16^3 model: padded (centred) before they are down-sampled, as
+    training pads them; every method scored on the 14^3 grid (was refused)."""
+    shapes = boxes_and_balls(3, 14)[:, 0].numpy().astype(np.uint8)
+    np.savez(tmp_path / "small.npz", X=shapes)
+    out = tmp_path / "sr.json"
+    assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                 str(tmp_path / "small.npz"), "--factor", "4", "--json", str(out),
+                 "--out", str(tmp_path / "renders"), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["size"] == 14 and table["model_size"] == 16 and table["low_size"] == 4
+    ours = np.load(tmp_path / "renders" / "stgconv.npy")
+    assert ours.shape[-3:] == (14, 14, 14)
+    # Nearest up-sampling of the padded shapes' block means, cropped, scored by hand.
+    padded = np.pad(shapes, [(0, 0)] + [(1, 1)] * 3).astype(np.float32)
+    means = padded.reshape(3, 4, 4, 4, 4, 4, 4).mean(axis=(2, 4, 6))
+    nearest = means.repeat(4, 1).repeat(4, 2).repeat(4, 3)[:, 1:15, 1:15, 1:15]
+    assert table["errors"]["nearest"] == pytest.approx(np.abs(nearest - shapes).mean(), rel=1e-5)
+
+
 def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:
     # 14^3 shapes under the 16^3 model: padded for the model, scored on their own grid.
     shapes = boxes_and_balls(3, 14)[:, 0].numpy().astype(np.uint8)

@@ -37,7 +37,7 @@ from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json
 from stgconv.io.image import load_image, to_unit
 from stgconv.io.render import render_voxels
-from stgconv.io.voxel import load_voxels, to_tensor
+from stgconv.io.voxel import load_voxels, pad_to, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.modalities.voxel import grid_side
@@ -94,7 +94,7 @@ def eval_super_resolution(
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
     "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
-    "n_shapes", "size", "factor", "trained_factor", "steps", "upsample", "binary", "checkpoint",
+    "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps", "upsample", "binary", "checkpoint",
     "shapes", "start"}``; ``binary=False`` scores our chain's soft occupancy instead. ``start``
     scores where our chain starts, made binary the same way (``{"method", "error", "iou",
     "iou_pooled", "seconds"}``; method ``"initializer"`` for a model trained with one that
@@ -104,17 +104,33 @@ def eval_super_resolution(
     ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder), also logs the scores and
     the comparison render there (:mod:`stgconv.evaluation.tensorboard`).
 
+    Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
+    centred, as training pads them, before they are down-sampled; every method's output is
+    cropped back and scored on the shapes' own grid (``"size"``; ``"model_size"`` and
+    ``"low_size"`` are the model's grid and its down-sampled side).
+
     Raises:
-        ValueError: grids of another size than the model's; a factor that does not divide it.
+        ValueError: grids larger than the model's; a factor that does not divide its side.
     """
     batch_size = as_int(batch_size, "batch_size", minimum=1)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
-    if truth.shape[-1] != size:
-        raise ValueError(f"{shapes} holds {truth.shape[-1]}^3 grids; this model takes "
-                         f"(N, {size}, {size}, {size})")
+    side = truth.shape[-1]
+    if side > size:
+        raise ValueError(f"{shapes} holds {side}^3 grids; this model takes "
+                         f"(N, {size}, {size}, {size}) (smaller grids are padded)")
+    padded = pad_to(truth, size)
+    lo = (size - side) // 2
+
+    Upsampler = Callable[[Tensor, int], Tensor]
+
+    def on_shapes_grid(method: Upsampler) -> Upsampler:
+        """``method``'s output cropped to the shapes' own grid, where they are scored."""
+        return lambda low, factor: method(low, factor)[..., lo:lo + side, lo:lo + side,
+                                                        lo:lo + side]
+
     param = next(energy.parameters())
     sampler = task_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
@@ -134,13 +150,16 @@ def eval_super_resolution(
                     else block_upsampler(config.chains.upsample)(low, blocks))
         return block_top_k(proposal, low, blocks).cpu()
 
-    lows = [(downsample(batch, factor), factor) for batch in truth.split(batch_size)]
-    results, seconds = _run_methods({"stgconv": ours, **UPSAMPLERS}, lows)
+    lows = [(downsample(batch, factor), factor) for batch in padded.split(batch_size)]
+    methods = {name: on_shapes_grid(method)
+               for name, method in {"stgconv": ours, **UPSAMPLERS}.items()}
+    results, seconds = _run_methods(methods, lows)
     table = _table(results, truth, None, unit=SR_UNIT, seconds=seconds)
     table["start"] = _start_scores("initializer" if learned_start else config.chains.upsample,
-                                   start, lows, truth, None, unit=SR_UNIT)
+                                   on_shapes_grid(start), lows, truth, None, unit=SR_UNIT)
     table.update({
-        "task": "super-resolution", "n_shapes": len(truth), "size": size, "factor": factor,
+        "task": "super-resolution", "n_shapes": len(truth), "size": side, "model_size": size,
+        "factor": factor,
         "low_size": size // factor,
         "trained_factor": (config.chains.factor if config.chains.mode == "super_resolution"
                            else None),
@@ -148,8 +167,8 @@ def eval_super_resolution(
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
-    _report(table, out_dir, tensorboard, downsample(truth[:4], factor), f"low {size // factor}^3",
-            results, truth)
+    _report(table, out_dir, tensorboard, downsample(padded[:4], factor),
+            f"low {size // factor}^3", results, truth)
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
