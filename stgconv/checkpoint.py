@@ -85,12 +85,12 @@ def load_checkpoint(path: str | Path, *,
     with open(path, "rb") as file:
         head = file.read(len(ZIP_MAGIC))
     if not head:
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty")
+        raise _damaged(path, "the file is empty")
     if head != ZIP_MAGIC:
         # Not what torch.save writes: torch's reader would fail on it with a parse error that
         # names a byte (KeyError 101, "Unsupported operand 150"), which tells a user nothing.
-        raise CheckpointError(f"cannot read checkpoint {path}: it is not a file torch.save "
-                              "wrote (no zip archive header): damaged, or another kind of file")
+        raise _damaged(path, "it is not a file torch.save wrote (no zip archive header): "
+                       "damaged, or another kind of file")
     _check_integrity(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -101,8 +101,8 @@ def load_checkpoint(path: str | Path, *,
         # Up to torch's advice on that line: allow-listing the object is how it would run.
         refused = refused.split(" Please use ")[0]
         if not refused:
-            raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged "
-                                  "(torch's reader stopped on bytes it cannot parse)") from err
+            raise _damaged(path, "its data is damaged (torch's reader stopped on bytes it "
+                           "cannot parse)") from err
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data "
             f"(a checkpoint must load without executing code): {refused}"
@@ -111,8 +111,7 @@ def load_checkpoint(path: str | Path, *,
     # the parse error, the answer is the same.
     except Exception as err:  # noqa: BLE001
         reason = str(err) or type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged or truncated "
-                              f"({reason})") from err
+        raise _damaged(path, f"the file is damaged or truncated ({reason})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an stgconv checkpoint")
     if state.get("version") != VERSION:
@@ -135,14 +134,22 @@ def _check_integrity(path: Path) -> None:
     # compression method (NotImplementedError), a name that does not decode (ValueError), ...
     except Exception as err:  # noqa: BLE001
         reason = str(err) or type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is damaged or truncated "
-                              f"({reason})") from err
+        raise _damaged(path, f"the file is damaged or truncated ({reason})") from err
     if mismatched is not None:
-        raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged "
-                              f"({mismatched} does not match its checksum)")
+        raise _damaged(path, f"its data is damaged ({mismatched} does not match its checksum)")
     if as_directory is not None:
-        raise CheckpointError(f"cannot read checkpoint {path}: its data is damaged "
-                              f"({as_directory} is marked as a folder)")
+        raise _damaged(path, f"its data is damaged ({as_directory} is marked as a folder)")
+
+
+def _damaged(path: Path, reason: str) -> CheckpointError:
+    """The error for a checkpoint file that cannot be read, saying where the one it replaced
+    is kept when there is one (a run's way back)."""
+    message = f"cannot read checkpoint {path}: {reason}"
+    backup = previous_path(path)
+    if backup.is_file():
+        message += (f"; the checkpoint it replaced is kept as {backup}: copy it over "
+                    f"{path.name} to go on from there")
+    return CheckpointError(message)
 
 
 def load_model(checkpoint: str | Path, *, device: str = "auto"

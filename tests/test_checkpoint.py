@@ -91,6 +91,23 @@ def test_a_byte_changed_anywhere_loads_the_same_or_is_named(tmp_path: Path) -> N
             assert torch.equal(state["x"], torch.arange(3.0)), offset
 
 
+def test_an_unreadable_checkpoint_names_the_one_it_replaced(tmp_path: Path) -> None:
+    """A damaged checkpoint.pt beside checkpoint_previous.pt: the error says how to go on
+    (the README's advice); without a backup it says nothing of one."""
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"x": torch.zeros(2)}, path)
+    save_checkpoint({"x": torch.ones(2)}, path, keep_previous=True)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: the file is damaged or truncated "
+                       r".*; the checkpoint it replaced is kept as .*checkpoint_previous\.pt: "
+                       r"copy it over checkpoint\.pt to go on from there$"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "checkpoint_previous.pt").unlink()
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path)
+    assert "replaced" not in str(info.value)
+
+
 def test_unreadable_checkpoints(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(os.urandom(4096))
