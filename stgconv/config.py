@@ -976,7 +976,8 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError as err:  # torch's message lists every device type it was built for
         raise ValueError(f"device {name!r} is not a device: use cpu, cuda, cuda:N or auto") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ValueError(f"device {name!r} requested (by --device or the config's device) but "
+                         "CUDA is not available: give --device cpu, or auto")
     if device.type == "cuda" and device.index is not None:
         count = torch.cuda.device_count()
         if device.index >= count:

@@ -166,7 +166,7 @@ def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:
     assert code == 0, err
     # A warning is one line naming the command, not Python's two quoting a source line.
     assert err.splitlines() == ["stgconv synthesize: warning: the checkpoint keeps 2 chains: 2 "
-                                "samples, not the 16 asked for (start='noise' makes any number)"]
+                                "samples, not the 16 asked for (--start noise makes any number)"]
     assert_png(tmp_path / "c" / "synthesized.png", (2 * 34 + 2, 34 + 2))
 
 
@@ -439,6 +439,13 @@ FAULTS = {
     "damaged .npz to eval classification": (
         ["eval", "classification", "--checkpoint", "{voxels}", "--shapes", "{corrupt}",
          "--device", "cpu"], "cannot read {corrupt}: the file is damaged or truncated"),
+    "a config's placeholder data path": (
+        ["train", str(REPO / "configs" / "image" / "objects_folder.yaml"), "--set", "device=cpu",
+         "--out", "{tmp}/run"], "path/to/your/image_folder: give the training data with --data "
+        "PATH (or the config's data.path)"),
+    "a Gaussian fitted to one image": (
+        ["train", *TINY, "--set", "chains.mode=noise", "--set", "chains.init=data_gaussian",
+         "--out", "{tmp}/run"], "a Gaussian fit needs at least 2 examples, got 1"),
     "huge --size": (["synthesize", "{texture}", "--size", "100000"], "over the limit of 2^28"),
     "huge -n": (["synthesize", "{texture}", "-n", "100000000"], "over the limit of 2^28"),
     "negative --size": (["synthesize", "{texture}", "--size", "-5"], "--size must be >= 1, got -5"),

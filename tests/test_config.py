@@ -288,7 +288,8 @@ def test_resolve_device() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
 def test_resolve_device_refuses_an_unavailable_cuda() -> None:
-    with pytest.raises(ValueError, match="'cuda:0' requested but CUDA is not available"):
+    with pytest.raises(ValueError, match=r"'cuda:0' requested \(by --device or the config's "
+                       r"device\) but CUDA is not available: give --device cpu, or auto"):
         resolve_device("cuda:0")
 
 

@@ -129,6 +129,9 @@ class DataGaussian:
         counts = torch.bincount(labels, minlength=n_classes)
         if int(counts.min()) < 2:
             k = int(counts.argmin())
+            if n_classes == 1:
+                raise ValueError(f"a Gaussian fit needs at least 2 examples, got "
+                                 f"{int(counts[k])}")
             raise ValueError(f"class {k} has {int(counts[k])} examples; a Gaussian fit needs "
                              "at least 2 of every class")
         groups, component_classes = [], []

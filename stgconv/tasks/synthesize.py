@@ -104,11 +104,11 @@ def synthesize(
         x0 = _stored_chains(config, state)[:n_chains].to(param.device)
         if classes is not None and len(x0) < n_chains:
             raise ValueError(f"the checkpoint keeps {len(x0)} chains, fewer than the {n_chains} "
-                             f"samples asked for ({n_samples} per class); lower -n or use "
-                             "start='noise'")
+                             f"samples asked for ({n_samples} per class); lower -n or start "
+                             "from noise (--start noise)")
         if len(x0) < n_chains:  # without classes every stored chain is a sample: fewer, said
             warnings.warn(f"the checkpoint keeps {len(x0)} chains: {len(x0)} samples, not the "
-                          f"{n_chains} asked for (start='noise' makes any number)", stacklevel=2)
+                          f"{n_chains} asked for (--start noise makes any number)", stacklevel=2)
     else:
         shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
         check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
@@ -217,5 +217,5 @@ def _stored_chains(config: ExperimentConfig, state: dict[str, Any]) -> torch.Ten
         return chains["samples"]
     raise ValueError(
         f"the checkpoint keeps no chains (training used chains.mode={config.chains.mode!r}); "
-        "use start='noise'"
+        "start from noise (--start noise)"
     )

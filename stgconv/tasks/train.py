@@ -228,8 +228,12 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     device = world.device if world is not None else resolve_device(config.device)
     main = world is None or world.is_main
     modality = modality_of(config)
-    with reading(config.data.path):
-        data = modality.load(config.data).to(device)
+    try:
+        with reading(config.data.path):
+            data = modality.load(config.data).to(device)
+    except FileNotFoundError as err:  # often a config's placeholder path, never replaced
+        raise FileNotFoundError(f"{err}: give the training data with --data PATH (or the "
+                                "config's data.path)") from err
     config = modality.fit_units(config, data)  # from every example, the same on every rank
     data = data - modality.offset(config)  # the model's units
     observed = data
