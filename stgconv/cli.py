@@ -530,12 +530,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     started = time.perf_counter()
+    name = args.command_parser.prog  # "stgconv train", "stgconv eval ood": as argparse's errors
     try:
         with warnings.catch_warnings():
             # A warning is one line naming the command, as an error is, not Python's two
             # lines quoting the source line that raised it.
             warnings.showwarning = lambda message, *_, **__: print(
-                f"stgconv {args.command}: warning: {' '.join(str(message).split())}",
+                f"{name}: warning: {' '.join(str(message).split())}",
                 file=sys.stderr)
             out = _run(args)
     except USER_ERRORS as err:
@@ -543,13 +544,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # torchrun every process that fails prints its own, so each names its process.
         where = (f" (process {launched_rank()} of {launched_world_size()})"
                  if launched_world_size() > 1 else "")
-        print(f"stgconv {args.command}: error{where}: {' '.join(str(err).split())}",
+        print(f"{name}: error{where}: {' '.join(str(err).split())}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a
         # training run keeps its last checkpoint for --resume.
-        print(f"stgconv {args.command}: interrupted; outputs already written are whole "
+        print(f"{name}: interrupted; outputs already written are whole "
               "(train: --resume continues from the last checkpoint, where one was written)",
               file=sys.stderr)
         return 130
@@ -557,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = out if isinstance(out, list) else [] if out is None else [out]
         done = (f"wrote {', '.join(map(str, written))}" if written
                 else "done (nothing written: no output option such as --json was given)")
-        print(f"stgconv {args.command}: {done} ({time.perf_counter() - started:.0f} s)")
+        print(f"{name}: {done} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

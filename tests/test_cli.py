@@ -28,6 +28,11 @@ from stgconv.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 
+
+def prog(args: list[str]) -> str:
+    """How the command of ``args`` names itself: ``stgconv train``, ``stgconv eval ood``."""
+    return " ".join(["stgconv", *args[:2 if args[0] == "eval" else 1]])
+
 TINY = [
     "--set", "data.path=builtin:brick",
     "--set", "data.size=32",
@@ -291,7 +296,7 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         code, out, err = run_main(args, capsys)
         assert code == 2, (args, err)
         assert message in err, (args, err)
-        assert err.startswith(f"stgconv {args[0]}: error:"), err
+        assert err.startswith(f"{prog(args)}: error:"), err
         assert "Traceback" not in err
     for rejected in ("r1", "r9", "r10"):  # a rejected config writes nothing
         assert not (tmp_path / rejected).exists(), rejected
@@ -337,7 +342,7 @@ def test_numbers_out_of_range_are_refused_by_the_option_typed(
     before = sorted(texture_run.rglob("*"))
     code, _, err = run_main(args, capsys)
     assert code == 2
-    assert err.startswith(f"stgconv {args[0]}: error: {message}"), err
+    assert err.startswith(f"{prog(args)}: error: {message}"), err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists() and sorted(texture_run.rglob("*")) == before
 
@@ -528,7 +533,7 @@ def test_faults_end_in_one_line_naming_them(case: str, fault_paths: dict[str, st
                                        if "--out" not in args else [])
     code, out, err = run_main(args, capsys)
     assert code == 2, err
-    assert err.startswith(f"stgconv {args[0]}: error: ") and err.count("\n") == 1, err
+    assert err.startswith(f"{prog(args)}: error: ") and err.count("\n") == 1, err
     assert message.format(**fault_paths) in err
     assert "Traceback" not in err and "weights_only" not in err
     assert "this ran" not in out

@@ -209,7 +209,7 @@ def test_eval_ood_without_json_prints_the_table_and_claims_no_file(arrays: dict[
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "AUROC" in out and "stgconv eval: done (nothing written" in out and "wrote" not in out
+    assert "AUROC" in out and "stgconv eval ood: done (nothing written" in out and "wrote" not in out
 
 
 def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> None:
@@ -238,7 +238,7 @@ def test_bad_input_exits_2_with_one_line(arrays: dict[str, str], capsys, inliers
                  "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.startswith("stgconv eval: error: ") and err.count("\n") == 1, err
+    assert err.startswith("stgconv eval ood: error: ") and err.count("\n") == 1, err
     assert message.format(**arrays) in err
 
 
