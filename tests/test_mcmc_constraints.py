@@ -14,6 +14,7 @@ from stgconv.mcmc import (
     DownsampleConsistency,
     KnownEntries,
     KnownEntriesAndBlockMeans,
+    Langevin,
 )
 from stgconv.ops import block_down
 
@@ -205,8 +206,34 @@ def test_downsample_consistency_broadcasts_one_low_over_chains() -> None:
 @pytest.mark.parametrize("bad_shape", [(3, 2, 8, 6), (3, 2, 16, 16), (3, 2, 4, 4)])
 def test_downsample_consistency_wrong_shape_is_a_value_error(bad_shape: tuple[int, ...]) -> None:
     constraint = DownsampleConsistency(rand((3, 2, 4, 4), seed=0), (2, 2))
-    with pytest.raises(ValueError, match=r"\(8, 8\)"):
+    with pytest.raises(ValueError, match=r"x factor \(2, 2\) = \(3, 2, 8, 8\) does not fit"):
         constraint.project(rand(bad_shape, seed=1))
+
+
+@pytest.mark.parametrize("chains", [(1, 2, 8, 8), (3, 2, 16, 16)])
+def test_known_entries_refuse_chains_they_do_not_fit(chains: tuple[int, ...]) -> None:
+    """One chain against observed values for three was broadcast to three chains (a sampler
+    returned another batch than it was given); another size failed inside torch.where."""
+    constraint = KnownEntries(rand((3, 2, 8, 8), seed=0), torch.ones(3, 1, 8, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"chains have shape .* made for observed \(3, 2, 8, 8\) "
+                                         r"and known \(3, 1, 8, 8\) does not fit"):
+        constraint.project(rand(chains, seed=1))
+
+
+def test_constraints_keep_the_chains_dtype_and_carry_no_graph() -> None:
+    """float64 data under float32 chains promoted the chains to float64; data that requires
+    grad made the projected start a non-leaf, which Langevin then failed to step."""
+    observed = rand((2, 1, 4, 4), seed=0).requires_grad_(True)  # float64
+    known = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    known[..., 0] = True
+    for constraint in (KnownEntries(observed, known),
+                       DownsampleConsistency(observed[..., ::2, ::2], (2, 2))):
+        x = constraint.project(rand((2, 1, 4, 4), seed=1).float())
+        assert x.dtype == torch.float32 and not x.requires_grad
+        out = Langevin(n_steps=2, step_size=0.1).run(
+            lambda z: z.pow(2).flatten(1).sum(1), rand((2, 1, 4, 4), seed=2).float(),
+            constraint=constraint, generator=torch.Generator().manual_seed(0))
+        assert out.dtype == torch.float32 and not out.requires_grad
 
 
 @pytest.mark.parametrize("factor", [(0, 2), (2, -2), ()])

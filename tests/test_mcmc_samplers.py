@@ -525,6 +525,25 @@ def test_callback_gets_one_step_info_per_step(name: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sampler", [Langevin(n_steps=3, step_size=0.1),
+                                     MALA(n_steps=3, step_size=0.1),
+                                     HMC(n_steps=2, step_size=0.1, n_leapfrog=2)])
+def test_samplers_run_inside_no_grad_and_name_inference_mode(sampler) -> None:
+    """A caller who only samples may wrap it in torch.no_grad(): the chains are the same as
+    outside it (they failed: "element 0 of tensors does not require grad"). Inside
+    torch.inference_mode() no gradient can be had: said, not torch's message."""
+    def energy(x: Tensor) -> Tensor:
+        return x.pow(2).flatten(1).sum(1)
+
+    x0 = torch.zeros(2, 4)
+    outside = sampler.run(energy, x0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        inside = sampler.run(energy, x0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(inside, outside)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="torch.inference_mode"):
+        sampler.run(energy, x0, generator=torch.Generator().manual_seed(0))
+
+
 def test_create_graph_gradient_flows_to_x0() -> None:
     # Additive noise does not depend on x0, so d x_n / d x0 = (I - h A)^n exactly and
     # d sum(x_n) / d x0 = 1^T (I - h A)^n for every chain.

@@ -79,15 +79,24 @@ def energy_and_grad(
 
     ``x`` must already require grad. The sum over the batch is differentiated, which gives each
     chain its own gradient because chains do not interact. ``bf16`` evaluates the network under
-    bfloat16 autocast (the gradient still comes back in ``x``'s dtype).
+    bfloat16 autocast (the gradient still comes back in ``x``'s dtype). Gradients are on even
+    inside ``torch.no_grad()``, where a caller who only samples may well be.
+
+    Raises:
+        RuntimeError: inside ``torch.inference_mode()``, which no block can turn autograd back
+            on in.
     """
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        e = energy(x)
-    if e.shape != x.shape[:1]:
-        raise ValueError(
-            f"energy must return shape (B,) = ({x.shape[0]},), got {tuple(e.shape)}"
-        )
-    (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("sampling needs the energy's gradient, which torch.inference_mode() "
+                           "turns off: sample outside it (torch.no_grad() is fine)")
+    with torch.enable_grad():
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            e = energy(x)
+        if e.shape != x.shape[:1]:
+            raise ValueError(
+                f"energy must return shape (B,) = ({x.shape[0]},), got {tuple(e.shape)}"
+            )
+        (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
     return e, grad
 
 

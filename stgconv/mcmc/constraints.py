@@ -38,6 +38,19 @@ class Constraint:
                                   "for multi-grid sampling")
 
 
+def _check_fits(x: Tensor, shape: Sequence[int], made_for: str, *, exact_dims: int = 0) -> None:
+    """``ValueError`` unless a constraint whose tensors have ``shape`` maps chains ``x``
+    ``(B, *S)`` to chains of ``x``'s own shape (its last ``exact_dims`` sizes equal, not
+    broadcast): torch would broadcast the chains to another batch, or fail deep inside."""
+    try:
+        fits = torch.broadcast_shapes(x.shape, shape) == x.shape
+    except RuntimeError:
+        fits = False
+    if not fits or (exact_dims and x.shape[-exact_dims:] != tuple(shape[-exact_dims:])):
+        raise ValueError(f"the chains have shape {tuple(x.shape)}, which a constraint made for "
+                         f"{made_for} does not fit")
+
+
 class KnownEntries(Constraint):
     """Clamp the known entries to their observed values (recovery, inpainting).
 
@@ -57,11 +70,16 @@ class KnownEntries(Constraint):
                 f"known {tuple(known.shape)} does not broadcast against observed "
                 f"{tuple(observed.shape)}"
             ) from err
-        self.observed = observed
+        # Data, not part of a graph: a chain projected onto it stays a leaf of its own.
+        self.observed = observed.detach()
         self.known = known
+        self._shape = torch.broadcast_shapes(known.shape, observed.shape)
 
     def project(self, x: Tensor) -> Tensor:
-        return torch.where(self.known, self.observed, x)
+        _check_fits(x, self._shape, f"observed {tuple(self.observed.shape)} and known "
+                                    f"{tuple(self.known.shape)}")
+        # In the chain's dtype: a float64 observed would otherwise promote float32 chains.
+        return torch.where(self.known, self.observed.to(x.dtype), x)
 
     def tangent(self, v: Tensor) -> Tensor:
         return v.masked_fill(self.known, 0.0)
@@ -94,23 +112,14 @@ class DownsampleConsistency(Constraint):
     """
 
     def __init__(self, low: Tensor, factor: Sequence[int]) -> None:
-        self.low = low
+        self.low = low.detach()  # data, not part of a graph, as KnownEntries' observed
         self.factor = tuple(int(f) for f in factor)
-        self._low_up = nearest_up(low, self.factor)
+        self._low_up = nearest_up(self.low, self.factor)
 
     def project(self, x: Tensor) -> Tensor:
-        k = len(self.factor)
-        try:
-            fits = torch.broadcast_shapes(x.shape, self._low_up.shape) == x.shape
-        except RuntimeError:
-            fits = False
-        if not fits or x.shape[-k:] != self._low_up.shape[-k:]:
-            raise ValueError(
-                f"x has shape {tuple(x.shape)}, expected {tuple(self._low_up.shape)}: "
-                f"trailing dims {tuple(self._low_up.shape[-k:])} (low {tuple(self.low.shape)} "
-                f"x factor {self.factor})"
-            )
-        return self.tangent(x) + self._low_up
+        _check_fits(x, self._low_up.shape, f"low {tuple(self.low.shape)} x factor {self.factor} "
+                    f"= {tuple(self._low_up.shape)}", exact_dims=len(self.factor))
+        return self.tangent(x) + self._low_up.to(x.dtype)
 
     def tangent(self, v: Tensor) -> Tensor:
         return v - nearest_up(block_down(v, self.factor), self.factor)
