@@ -44,21 +44,41 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, *, keep_previous: b
     ``keep_previous``: first copy the checkpoint already at ``path`` (if any) to
     :func:`previous_path`, so a model that turns out bad later still has the one before it.
     ``path`` holds a whole checkpoint at every moment, a kill included.
+
+    Raises:
+        CheckpointError: ``state`` holds other objects (a numpy number in a config, a
+            ``Path``), which :func:`load_checkpoint` would refuse: refused here, before any file
+            is touched, rather than found on resuming, when every checkpoint of a run would be
+            unreadable.
     """
     path = Path(path)
-    if keep_previous and path.is_file():
-        atomic_write(previous_path(path), partial(shutil.copyfile, path))
-    payload = {"format": FORMAT, "version": VERSION, **state}
-    return atomic_write(path, partial(_save, payload))
-
-
-def _save(payload: dict[str, Any], tmp: str) -> None:
     # Serialized in memory, then written by Python: torch's own writer reports a full disk as
     # an "enforce fail ... unexpected pos" RuntimeError, Python's as the system's OSError.
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"refusing to write checkpoint {path}: it would hold objects "
+                              "other than tensors and plain data, which loading refuses: "
+                              f"{_refused_object(err)}") from err
+    if keep_previous and path.is_file():
+        atomic_write(previous_path(path), partial(shutil.copyfile, path))
+    return atomic_write(path, partial(_write_bytes, buffer))
+
+
+def _write_bytes(buffer: io.BytesIO, tmp: str) -> None:
     with open(tmp, "wb") as file:
         file.write(buffer.getbuffer())
+
+
+def _refused_object(err: pickle.UnpicklingError) -> str:
+    """The line of torch's ``weights_only`` refusal naming the object, up to its advice (which
+    is to allow-list the object: exactly how a crafted file would run its code); empty when
+    the unpickler stopped on damaged bytes instead."""
+    refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
+    return refused.split(" Please use ")[0]
 
 
 def previous_path(path: str | Path) -> Path:
@@ -97,9 +117,7 @@ def load_checkpoint(path: str | Path, *,
     except pickle.UnpicklingError as err:
         # Only torch's line naming the refused object: the rest of its text suggests retrying
         # with weights_only=False, which is exactly how such a file would run its code.
-        refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
-        # Up to torch's advice on that line: allow-listing the object is how it would run.
-        refused = refused.split(" Please use ")[0]
+        refused = _refused_object(err)
         if not refused:
             raise _damaged(path, "its data is damaged (torch's reader stopped on bytes it "
                            "cannot parse)") from err

@@ -91,6 +91,21 @@ def test_a_byte_changed_anywhere_loads_the_same_or_is_named(tmp_path: Path) -> N
             assert torch.equal(state["x"], torch.arange(3.0)), offset
 
 
+def test_what_loading_would_refuse_is_refused_when_saving(tmp_path: Path) -> None:
+    """A numpy number in a config saved, and then every checkpoint of the run, the kept
+    previous one too, was refused on resuming; now the save is refused, the old file kept."""
+    import numpy as np
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"config": {"lr": 0.01}}, path)
+    for other in (np.float64(0.01), tmp_path, np.zeros(2)):
+        with pytest.raises(CheckpointError, match=r"refusing to write checkpoint .*checkpoint.pt"
+                           r": it would hold objects other than tensors and plain data.*GLOBAL"):
+            save_checkpoint({"config": {"lr": other}}, path, keep_previous=True)
+    assert load_checkpoint(path)["config"] == {"lr": 0.01}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
 def test_an_unreadable_checkpoint_names_the_one_it_replaced(tmp_path: Path) -> None:
     """A damaged checkpoint.pt beside checkpoint_previous.pt: the error says how to go on
     (the README's advice); without a backup it says nothing of one."""
