@@ -11,7 +11,7 @@ import torch
 from _tiny import gen
 
 from stgconv.energy.rbm import RBM, ais_log_partition
-from stgconv.mcmc import KnownEntries
+from stgconv.mcmc import KnownEntries, NonFiniteEnergyError
 from stgconv.mcmc.gibbs import BlockGibbs
 
 F64 = torch.float64
@@ -103,6 +103,22 @@ def test_bad_models_and_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="4 visible units"):
         RBM(4, 3)(torch.zeros(2, 5))
     assert math.isfinite(RBM(4, 3)(torch.zeros(2, 2, 2)).sum().item())  # any (B, *S) layout
+
+
+def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:
+    """NaN weights made NaN conditionals, which drew 0 or 1 as if nothing were wrong: Gibbs
+    returned finite samples and AIS a NaN log Z, neither saying so."""
+    rbm = tiny_rbm()
+    with torch.no_grad():
+        rbm.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteEnergyError, match="BlockGibbs: .* at step 0 of 3"):
+        BlockGibbs(n_steps=3).run(rbm, torch.ones(2, 4, dtype=F64), generator=gen(0))
+    with pytest.raises(FloatingPointError, match="AIS estimate of log Z is nan"):
+        ais_log_partition(rbm, n_chains=4, n_betas=3, generator=gen(0))
+    rbm = tiny_rbm()
+    with pytest.raises(NonFiniteEnergyError, match="at step 0"):  # a NaN start, too
+        BlockGibbs(n_steps=3).run(rbm, torch.full((2, 4), float("nan"), dtype=F64),
+                                  generator=gen(0))
 
 
 @pytest.mark.parametrize("mode", ["cd", "pcd"])

@@ -126,6 +126,10 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
     temperatures evenly spaced, one Gibbs sweep at each. Returns the estimate and its spread:
     the standard deviation of ``log`` of the mean importance weight over bootstrap resamples of
     the chains (how much the estimate would move with other chains).
+
+    Raises:
+        FloatingPointError: the estimate is not finite (a parameter that is): reported, since
+            a NaN ``log Z`` would make every likelihood computed from it NaN.
     """
     if rbm.visible != "binary":
         raise ValueError("ais_log_partition is for binary visible units")
@@ -156,4 +160,8 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
     log_mean = torch.logsumexp(log_w, 0) - math.log(n_chains)
     resamples = torch.randint(n_chains, (200, n_chains), generator=generator, device=device)
     spread = (torch.logsumexp(log_w[resamples], 1) - math.log(n_chains)).std()
-    return float(log_z0 + log_mean), float(spread)
+    log_z = float(log_z0 + log_mean)
+    if not math.isfinite(log_z):
+        raise FloatingPointError(f"the AIS estimate of log Z is {log_z}: the RBM's parameters or "
+                                 "the base biases are not finite")
+    return log_z, float(spread)

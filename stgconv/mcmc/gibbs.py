@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from stgconv.energy.rbm import RBM
-from stgconv.mcmc.base import StepCallback, StepInfo
+from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo
 from stgconv.mcmc.constraints import Constraint
 
 
@@ -16,7 +16,8 @@ from stgconv.mcmc.constraints import Constraint
 class BlockGibbs:
     """``n_steps`` sweeps of ``h ~ p(h | v)``, ``v ~ p(v | h)``; CD-k's and PCD's sampler.
 
-    A constraint is projected after every sweep (and once on ``x0``): with
+    Raises :class:`~stgconv.mcmc.NonFiniteEnergyError` when the free energy of the start or of
+    the end is not finite. A constraint is projected after every sweep (and once on ``x0``): with
     :class:`~stgconv.mcmc.KnownEntries` the known visible units stay as observed, so the chain
     samples the missing ones given the rest (recovery).
     """
@@ -38,6 +39,10 @@ class BlockGibbs:
         v = x0.detach().clone()
         if constraint is not None:
             v = constraint.project(v)
+        # Non-finite conditionals do not show in the samples (a NaN probability draws 0): the
+        # free energy of the start, and of the end (large weights overflow), tells.
+        if not torch.isfinite(energy(v)).all():
+            raise NonFiniteEnergyError("BlockGibbs", 0, self.n_steps)
         for step in range(self.n_steps):
             if callback is not None:
                 callback(StepInfo(step=step, energy=energy(v),
@@ -46,4 +51,6 @@ class BlockGibbs:
             v = energy.sample_visible(h, generator=generator).reshape(x0.shape)
             if constraint is not None:
                 v = constraint.project(v)
+        if not torch.isfinite(energy(v)).all():
+            raise NonFiniteEnergyError("BlockGibbs", self.n_steps - 1, self.n_steps)
         return v
