@@ -350,6 +350,11 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("features.py", ["--seeds", "1", "1"], r"--seeds must differ"),
     ("features.py", ["--budget-s", "0"], r"--budget-s must be a positive number"),
     ("features.py", ["--held-out", "1.5"], r"--held-out must be a fraction in \(0, 1\)"),
+    # Added by mutation testing: the ends of each range, each let through by a weakened check.
+    ("features.py", ["--at", "5", "5"], r"--at must be increasing iterations"),
+    ("features.py", ["--budget-s", "nan"], r"--budget-s must be a positive number"),
+    ("features.py", ["--held-out", "0"], r"--held-out must be a fraction in \(0, 1\)"),
+    ("features.py", ["--held-out", "1"], r"--held-out must be a fraction in \(0, 1\)"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(tmp_path, bench_main, capsys, script,
                                                       argv, message):
@@ -547,6 +552,86 @@ def test_features_split_holds_out_a_fraction_of_every_class(tmp_path, bench_modu
     again = make_split(tmp_path / "shapes.npz", tmp_path / "again", fraction=0.2, seed=0)
     assert (np.load(again["held_out"]["path"])["X"] == held["X"]).all()  # reproducible
 
+
+
+def test_features_split_is_the_documented_protocol(tmp_path, bench_module):
+    """Step 1 as the docstring writes it: per class in label order, the class's rows permuted
+    by default_rng(split_seed) and the first round(fraction * n) held out (0.3 of 5: 2, where
+    int() would give 1); rows in file order; every array with a row per shape split, the
+    others copied whole, categories too when there are as many names as shapes."""
+    module = bench_module("features.py")
+    labels = np.array([1, 0, 0, 1, 0, 1, 1, 0, 0, 1])  # 5 of each class
+    grids = np.zeros((10, 2, 2, 2), np.uint8)
+    grids[:, 0, 0, 0] = np.arange(10)  # row ids
+    names = np.array([f"class{k}" for k in range(10)])  # ModelNet10's 10 names, 10 shapes
+    arrays = {"X": grids, "y": labels, "categories": names, "bins": np.arange(3)}
+    split = module["write_split"](arrays, tmp_path, fraction=0.3, seed=3)
+    rng = np.random.default_rng(3)
+    held = sorted(int(i) for label in (0, 1)
+                  for i in rng.permutation(np.flatnonzero(labels == label))[:2])
+    fit = sorted(set(range(10)) - set(held))
+    with np.load(split["held_out"]["path"]) as part:
+        assert part["X"][:, 0, 0, 0].tolist() == held and part["y"].tolist() == \
+            labels[held].tolist()
+        assert part["categories"].tolist() == names.tolist() and part["bins"].tolist() == [0, 1, 2]
+    with np.load(split["fit"]["path"]) as part:
+        assert part["X"][:, 0, 0, 0].tolist() == fit and len(part["categories"]) == 10
+    assert (split["fit"]["n"], split["held_out"]["n"]) == (6, 4)
+
+
+def test_features_bench_splits_by_its_split_seed(tmp_path, bench_module, monkeypatch):
+    """--split-seed reaches the split (the runs themselves stubbed out: only step 1 runs)."""
+    module = bench_module("features.py")
+    monkeypatch.setitem(module["main"].__globals__, "run_seed", lambda *args: [])
+    grids = np.zeros((12, 2, 2, 2), np.uint8)
+    grids[:, 0, 0, 0] = np.arange(12)
+    np.savez(tmp_path / "shapes.npz", X=grids, y=np.arange(12) % 2)
+    assert module["main"](["--shapes", str(tmp_path / "shapes.npz"), "--work",
+                           str(tmp_path / "w"), "--split-seed", "5", "--held-out", "0.5"]) == 0
+    arrays = module["read_shapes"](tmp_path / "shapes.npz")
+    expected = {}
+    for seed in (5, 0):
+        (tmp_path / f"seed{seed}").mkdir()
+        path = module["write_split"](arrays, tmp_path / f"seed{seed}", fraction=0.5,
+                                     seed=seed)["held_out"]["path"]
+        expected[seed] = np.load(path)["X"][:, 0, 0, 0].tolist()
+    assert expected[5] != expected[0]  # the seed matters for these shapes
+    assert np.load(tmp_path / "w" / "held_out.npz")["X"][:, 0, 0, 0].tolist() == expected[5]
+
+
+def test_features_read_shapes_refuses_non_cubic_grids_and_non_integer_labels(tmp_path,
+                                                                           bench_module):
+    """X must be cubic (N, R, R, R) and y integer labels of shape exactly (N,)."""
+    read_shapes = bench_module("features.py")["read_shapes"]
+    for name, arrays, message in (
+            ("box", {"X": np.zeros((4, 2, 3, 2)), "y": np.zeros(4, int)},
+             r"X must be cubic grids .*\(4, 2, 3, 2\)"),
+            ("float", {"X": np.zeros((4, 2, 2, 2)), "y": np.zeros(4)},
+             r"y must be integer labels \(N,\) = \(4,\) .*float64"),
+            ("column", {"X": np.zeros((4, 2, 2, 2)), "y": np.zeros((4, 1), int)},
+             r"y must be integer labels \(N,\) = \(4,\) .*\(4, 1\)")):
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(ValueError, match=message):
+            read_shapes(tmp_path / f"{name}.npz")
+
+
+def test_read_npz_names_the_file_and_array_it_cannot_read(tmp_path, bench_module):
+    """An array of Python objects (never unpickled) is a ValueError naming the file and the
+    array, not numpy's "Object arrays cannot be loaded" alone."""
+    np.savez(tmp_path / "objects.npz", x_test=np.array([np.zeros(2), "a digit"], dtype=object))
+    with pytest.raises(ValueError, match=r"cannot read array 'x_test' of .*objects\.npz"):
+        bench_module("common.py")["read_npz"](tmp_path / "objects.npz")
+
+
+def test_text_table_lines_up_comments_header_rule_and_rows(bench_module):
+    """The benches' tables: the comment lines, the titles aligned as their columns, a rule as
+    wide as the header, then a line per row, cells joined by one space."""
+    common = bench_module("common.py")
+    columns = [common["Column"]("seed", "seed", "<4"),
+               common["Column"]("acc", "accuracy", ">6", ".3f")]
+    rows = [{"seed": 0, "accuracy": 0.5}, {"seed": 12, "accuracy": 0.25}]
+    assert common["text_table"](["# held-out accuracy"], columns, rows).splitlines() == [
+        "# held-out accuracy", "seed    acc", "-----------", "0     0.500", "12    0.250"]
 
 def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, capsys):
     np.savez(tmp_path / "unlabelled.npz", X=np.zeros((4, 2, 2, 2), np.uint8))

@@ -22,6 +22,7 @@ from stgconv.checks import (
     check_output,
     check_cache_version,
     check_voxels,
+    open_npz,
     reading,
 )
 
@@ -108,3 +109,28 @@ def test_check_entries_refuses_one_entry_over_the_limit() -> None:
     check_entries((2**14, 2**14), "x")  # exactly 2^28: allowed
     with pytest.raises(ValueError, match="over the limit"):
         check_entries((2**14, 2**14 + 1), "x")
+
+
+def test_open_npz_says_not_found_for_a_missing_file_and_names_a_folder(tmp_path: Path) -> None:
+    """A missing path is FileNotFoundError (numpy's own would be an OSError read as "not a
+    readable .npz"); a folder is a ValueError naming it, not numpy's IsADirectoryError."""
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        with open_npz(tmp_path / "missing.npz"):
+            pass
+    (tmp_path / "shapes.npz").mkdir()
+    with pytest.raises(ValueError, match=r"shapes\.npz: not a readable \.npz file"):
+        with open_npz(tmp_path / "shapes.npz"):
+            pass
+
+
+def test_open_npz_closes_the_archive_when_the_block_ends(tmp_path: Path) -> None:
+    """The archive is closed on leaving the block, whether it ends or raises: no file handle
+    is left open (an open one keeps the file locked on Windows and warns under -W error)."""
+    np.savez(tmp_path / "a.npz", x=np.arange(3))
+    with open_npz(tmp_path / "a.npz") as archive:
+        assert archive["x"].tolist() == [0, 1, 2]
+    assert archive.zip is None and archive.fid is None
+    with pytest.raises(KeyError):
+        with open_npz(tmp_path / "a.npz") as archive:
+            archive["y"]
+    assert archive.zip is None and archive.fid is None

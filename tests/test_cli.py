@@ -852,6 +852,22 @@ def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) ->
     assert not np.array_equal(path[0], path[1])
 
 
+
+def test_interpolation_npy_holds_the_pngs_points_in_order_in_the_datas_range(
+        tmp_path: Path) -> None:
+    """interpolation.npy is every point of the path in path order (the PNG's panels, left to
+    right) in grey levels 0-255, the data's range, also for a model whose chain has no clamp
+    (its points overshoot [-1, 1] and must come back in it, as synthesize's samples do)."""
+    run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=gaussian",
+                           "chains.init_scale=3.0", "sampler.clamp=null")
+    out = tasks.interpolate(run, tmp_path / "int", n_points=4, device="cpu")
+    path = np.load(out / "interpolation.npy")
+    assert path.shape == (4, 1, 8, 8) and path.min() == 0 and path.max() == 255
+    grid = np.asarray(Image.open(out / "interpolation.png").convert("L"), dtype=np.float64)
+    for point in range(4):  # 8 px panels, 2 px padding
+        panel = grid[2:10, 2 + point * 10:10 + point * 10]
+        np.testing.assert_allclose(panel, path[point, 0], atol=0.51)
+
 def test_a_zero_learning_rate_is_refused_by_its_option(tmp_path: Path, capsys) -> None:
     # --lr 0 is refused before any work, naming the option (not a later missing checkpoint).
     assert main(["reconstruct", str(tmp_path / "none"), str(tmp_path / "x.png"),

@@ -418,6 +418,9 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
                  str(tmp_path / "path"), "--device", "cpu"]) == 0
     path = np.load(tmp_path / "path" / "interpolation.npy")
     assert path.shape == (points, *shape)
+    # In the data's value range, as synthesize writes samples: grey levels 0-255, or voxel
+    # occupancies in [0, 1] (the model's units are occupancy less the training mean).
+    assert path.min() >= 0 and path.max() <= (255 if kind == "video" else 1)
     if kind == "video":
         with Image.open(tmp_path / "path" / "interpolation.gif") as gif:
             first = np.asarray(gif.convert("RGB"), dtype=np.float64)

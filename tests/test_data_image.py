@@ -36,6 +36,18 @@ def test_an_image_folder_shows_its_settings_and_length(tmp_path: Path) -> None:
     assert repr(folder) == f"ImageFolder(root={tmp_path}, size=4, channels=1, n=2)"
 
 
+
+def test_a_dataset_without_settings_shows_only_its_length() -> None:
+    """NamedDataset's repr: a dataset whose extra_repr is empty shows ``Name(n=3)``, with no
+    dangling comma before the length."""
+    from stgconv.data.base import NamedDataset
+
+    class Bare(NamedDataset):
+        def __len__(self) -> int:
+            return 3
+
+    assert repr(Bare()) == "Bare(n=3)"
+
 def test_channels_and_size_are_converted(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)

@@ -209,7 +209,8 @@ def test_eval_ood_without_json_prints_the_table_and_claims_no_file(arrays: dict[
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "AUROC" in out and "stgconv eval ood: done (nothing written" in out and "wrote" not in out
+    assert "AUROC" in out and "wrote" not in out
+    assert "stgconv eval ood: done (nothing written" in out
 
 
 def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> None:
@@ -323,7 +324,7 @@ def test_the_ece_is_of_the_class_probabilities_at_the_checkpoints_temperature(
     assert tables["none"]["ece"] == tables["none"]["ece_uncalibrated"]
 
 
-@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), "warm"])
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf"), "warm"])
 def test_a_damaged_temperature_exits_2_naming_it(arrays: dict[str, str], tmp_path: Path,
                                                   capsys, temperature) -> None:
     state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
@@ -335,3 +336,14 @@ def test_a_damaged_temperature_exits_2_naming_it(arrays: dict[str, str], tmp_pat
     err = capsys.readouterr().err.strip()
     assert "temperature" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_whole_number_temperature_is_read_as_a_float(arrays: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    """A stored temperature of 2 (an int: a checkpoint written by hand or by another tool) is a
+    positive number like 2.0, not a damaged checkpoint; the model holds it as a float."""
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    state["temperature"] = 2
+    run = save_checkpoint(state, tmp_path / "int" / "checkpoint.pt")
+    model = ood.load_classifier(run, device="cpu")
+    assert model.temperature == 2.0 and isinstance(model.temperature, float)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, features
 
 from stgconv.data.image import ImageFolder, load_training_images
-from stgconv.io.image import BUILTIN_IMAGES, load_image, save_image_grid
+from stgconv.io.image import BUILTIN_IMAGES, load_image, save_image_grid, to_unit
 from stgconv.io.video import load_video
 
 STEP = 1 / 127.5  # one uint8 level in [-1, 1]
@@ -506,3 +506,10 @@ def test_an_unreadable_or_mismatched_profile_is_ignored_with_a_warning(tmp_path:
     with pytest.warns(RuntimeWarning, match="cmyk.tif.*it is for RGB colours, the pixels are "
                                             "CMYK"):
         assert levels(load_image(cmyk))[4, 4].tolist() == [255, 255, 255]
+
+
+def test_to_unit_maps_minus_one_to_one_onto_zero_to_one_and_clamps_overshoot() -> None:
+    """to_unit is clamped: a chain that overshoots [-1, 1] (MALA has no clamp) stays in the
+    [0, 1] that image viewers take, at both ends (frame_comparison returns its result as is)."""
+    pixels = torch.tensor([-3.0, -1.0, 0.0, 0.5, 1.0, 2.5])
+    assert to_unit(pixels).tolist() == [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]

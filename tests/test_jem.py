@@ -5,6 +5,7 @@ kept), the config's and data's checks, and ``stgconv train`` end to end on tiny 
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy, classifier_energy, digit_classifier
 from stgconv.evaluation.ood import load_classifier, score_images
 from stgconv.jem import (JEM_ADVICE, HybridTrainer, class_examples, fit_feature_reference,
-                         fit_ood_weights, fit_temperature)
+                         fit_ood_weights, fit_temperature, held_examples)
 from stgconv.losses import hybrid_loss
 from stgconv.mcmc import DataGaussian, Langevin, NoiseInit, ReplayBuffer
 from stgconv.mcmc.starts import NoiseStart
@@ -517,6 +518,58 @@ def test_ood_weights_fall_back_to_the_fit_examples_when_only_one_is_left() -> No
     assert weights == score_images(energy, reference, x[its_own], feature_reference=features)[2]
 
 
+
+def test_held_examples_are_those_after_the_fit_else_the_fits_own_in_the_same_order() -> None:
+    """held_examples takes each class's examples after the ``skip`` a fit read, in ``order``,
+    while at least 2 remain in all (exactly 2 are enough); with fewer, the first ones of each
+    class in that same order, not in the data's."""
+    y = torch.arange(8) % 2  # 4 of each class: 1 of each left after 3
+    order = torch.randperm(8, generator=gen(3))
+    assert held_examples(y, 5, skip=3, order=order).tolist() == [
+        int(i) for k in range(2) for i in order[y[order] == k][3:]]
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1])  # 1 left after 3 of each
+    order = torch.randperm(7, generator=gen(4))
+    expected = [int(i) for k in range(2) for i in order[y[order] == k][:2]]
+    assert held_examples(y, 2, skip=3, order=order).tolist() == expected
+    assert expected != class_examples(y, 2).tolist()  # the order given, not the data's
+
+
+def test_the_final_fits_read_the_examples_in_the_runs_seeded_order(monkeypatch) -> None:
+    """When training ends the temperature is fitted to the examples after those the feature
+    fit reads, and the feature fit and the score's weights read each class in one random
+    order seeded by the run's seed (a file's own order may follow its writers)."""
+    import stgconv.jem as jem
+
+    seen: dict[str, tuple] = {}
+
+    def spy(name: str, real):
+        def call(*args, **kwargs):
+            seen[name] = (args, kwargs)
+            return real(*args, **kwargs)
+        return call
+
+    for name in ("fit_temperature", "fit_feature_reference", "fit_ood_weights"):
+        monkeypatch.setattr(jem, name, spy(name, getattr(jem, name)))
+    monkeypatch.setattr(jem, "FEATURE_FIT_PER_CLASS", 2)  # held: the 3rd and 4th of each class
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.SiLU(),
+                                            nn.Linear(8, 3)))
+    data, labels = tiny_labelled(15)  # 5 of each class
+    trainer = HybridTrainer(energy, Langevin(n_steps=1, step_size=0.1),
+                            ReplayBuffer(8, NoiseInit("uniform", 1.0)), data, labels,
+                            jem=JEMConfig(feature_rank=2), train=TrainConfig(batch_size=4),
+                            generator=gen(0), config={"seed": 7})
+    fitted = trainer._final_fits()
+    order = torch.randperm(15, generator=torch.Generator().manual_seed(7))
+    held = torch.cat([order[labels[order] == k][2:4] for k in range(3)])
+    logits, fitted_labels = seen["fit_temperature"][0]
+    assert torch.equal(fitted_labels, labels[held])
+    with torch.no_grad():
+        torch.testing.assert_close(logits, energy.logits(data[held]))
+    for name in ("fit_feature_reference", "fit_ood_weights"):
+        assert torch.equal(seen[name][1]["order"], order), name
+    assert set(fitted) == {"temperature", "feature_reference", "ood_weights"}
+
 def test_micro_batches_average_their_gradients() -> None:
     """The gradient of a step over k micro-batches is their mean, not their sum."""
     def grads(batches):
@@ -623,6 +676,37 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> Non
         with pytest.raises(ValueError, match="logits of 1 of 20000 examples are not finite"):
             fit_temperature(z, labels)
 
+
+
+def test_fit_temperature_refuses_no_examples_and_unbatched_logits() -> None:
+    """No examples (every temperature's NLL would be NaN) and (N,) logits (labels (N,) match
+    their first dimension) are refused by name, not fitted or left to torch's own error; the
+    non-finite count is of examples, not of entries."""
+    with pytest.raises(ValueError, match="logits must be"):
+        fit_temperature(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="logits must be"):
+        fit_temperature(torch.zeros(4), torch.zeros(4, dtype=torch.long))
+    z = torch.zeros(4, 3)
+    z[1] = float("nan")  # one example, three entries
+    with pytest.raises(ValueError, match="logits of 1 of 4 examples are not finite"):
+        fit_temperature(z, torch.zeros(4, dtype=torch.long))
+
+
+def test_fit_temperature_is_the_likelihoods_minimum_to_a_1_percent_step_from_1_20_to_20() -> None:
+    """The grid runs from 1/20 to 20 in steps of 1%: the fitted T is within half a step of the
+    NLL's minimum found by a fine search, near both ends of the range as in the middle."""
+    z = torch.randn(4000, 10, generator=gen(0), dtype=F64) * 4
+
+    def nll(labels: Tensor, log_t: float) -> float:
+        return float(F.cross_entropy(z / math.exp(log_t), labels))
+
+    for true_t in (15.0, 1.3, 0.07):
+        labels = torch.multinomial(torch.softmax(z / true_t, 1), 1, generator=gen(1))[:, 0]
+        low, high = math.log(1 / 20), math.log(20)
+        for _ in range(100):  # ternary search: the NLL has one minimum in log T
+            a, b = low + (high - low) / 3, high - (high - low) / 3
+            low, high = (low, b) if nll(labels, a) < nll(labels, b) else (a, high)
+        assert fit_temperature(z, labels) == pytest.approx(math.exp(low), rel=0.006), true_t
 
 def test_the_last_checkpoint_holds_the_temperature_fitted_on_training_examples(
         tmp_path: Path) -> None:

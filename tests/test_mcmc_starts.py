@@ -599,6 +599,41 @@ def test_data_gaussian_fit_residual_is_the_unbiased_variance_per_dimension() -> 
     torch.testing.assert_close(fit.residual_std[0] ** 2, data.var(0, unbiased=True).sum() / 2)
 
 
+
+def test_data_gaussian_fit_keeps_at_most_dims_minus_one_directions() -> None:
+    """A rank past the dimensions keeps dims - 1 directions, leaving one for the isotropic
+    rest: keeping all of them would divide the rest's variance by zero dimensions."""
+    data = torch.randn(20, 1, 2, 2, generator=gen(0), dtype=F64)
+    fit = DataGaussian.fit(data, rank=10)
+    assert fit.factors.shape == (1, 3, 1, 2, 2)
+    assert torch.isfinite(fit.residual_std).all() and fit.has_density
+
+
+def test_data_gaussian_fit_of_examples_on_a_line_has_no_density() -> None:
+    """Examples spanning one direction leave only SVD rounding error past it (~1e-33): counted
+    as variance it would give the component a residual of ~1e-17 and a density that exists
+    only by rounding; zeroed, the component has none, and says so."""
+    direction = torch.randn(9, generator=gen(0), dtype=F64)
+    steps = torch.randn(6, 1, generator=gen(1), dtype=F64)
+    fit = DataGaussian.fit((steps * direction + 0.3).reshape(6, 1, 3, 3), rank=3)
+    assert fit.residual_std.tolist() == [0.0] and not fit.has_density
+
+
+def test_data_gaussian_fit_of_an_isotropic_class_has_finite_factors() -> None:
+    """+-0.2 e_i in 10 dimensions: every direction has the same variance, and the rest's mean
+    can exceed a kept direction's by rounding; the kept variance less the rest is clamped at
+    0 before its square root (else NaN)."""
+    eye = torch.eye(10, dtype=F64)
+    fit = DataGaussian.fit(torch.cat([eye, -eye]) * 0.2, rank=3)
+    assert torch.isfinite(fit.factors).all() and torch.isfinite(fit.residual_std).all()
+
+
+def test_data_gaussian_fit_weighs_each_class_by_its_share_of_the_examples() -> None:
+    """The mixture weights are the classes' shares of the data (2 and 6 of 8), not equal."""
+    data = torch.randn(8, 3, generator=gen(0), dtype=F64)
+    fit = DataGaussian.fit(data, torch.tensor([0, 1, 1, 0, 1, 1, 1, 1]), rank=0)
+    assert fit.weights.tolist() == [0.25, 0.75]
+
 def test_data_gaussian_class_draws_use_the_component_of_that_class() -> None:
     """component_classes need not be sorted: component k belongs to class component_classes[k]."""
     means = torch.tensor([[10.0], [-10.0]])

@@ -173,6 +173,10 @@ def test_expected_calibration_error_bins_by_hand() -> None:
     (torch.tensor([[0.5, 0.5]]), torch.tensor([2]), r"labels must be in 0 \.\. 1"),
     (torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), "no examples"),
     (torch.tensor([0.5, 0.5]), torch.tensor([0]), r"must be \(N, K\)"),
+    # Added by mutation testing: each was let through by a weakened check.
+    (torch.tensor([[float("inf"), 0.5]]), torch.tensor([0]), "NaN or infinite"),
+    (torch.tensor([[0.5, 0.5]]), torch.tensor([-1]), r"labels must be in 0 \.\. 1"),
+    (torch.tensor([0.7]), torch.tensor([0]), r"must be \(N, K\)"),  # (1,) matches labels (1,)
 ])
 def test_expected_calibration_error_refuses_bad_input(probs, labels, message) -> None:
     from stgconv.metrics import expected_calibration_error
@@ -190,6 +194,32 @@ def test_expected_calibration_error_bins_are_closed_on_the_right() -> None:
     labels = torch.tensor([0, 0])
     assert expected_calibration_error(probs, labels, bins=2) == pytest.approx((0.5 + 0.75) / 2)
 
+
+
+def test_expected_calibration_error_refuses_zero_bins_and_bins_a_zero_confidence_first() -> None:
+    """bins 0 is refused (not a division by no examples); a confidence of exactly 0 (a row of
+    zeros: nothing rules it out) counts in bin 0, as the bins' comment says, not past its
+    start."""
+    from stgconv.metrics import expected_calibration_error
+
+    with pytest.raises(ValueError, match="bins must be >= 1, got 0"):
+        expected_calibration_error(torch.tensor([[0.6, 0.4]]), torch.tensor([0]), bins=0)
+    # One class, so the prediction is class 0 whatever the ties: right at confidence 0 and
+    # right at 0.9, bins 0 and 13, gaps 1 and 0.1.
+    probs = torch.tensor([[0.0], [0.9]], dtype=torch.float64)
+    assert expected_calibration_error(probs, torch.tensor([0, 0])) == pytest.approx(0.55)
+
+
+def test_auroc_refuses_infinite_and_non_vector_scores() -> None:
+    """Infinite scores are refused as NaN ones are (the message says both); scores must be
+    (N,): an (N, 1) column is refused by name, not left to fail in the rank bookkeeping."""
+    from stgconv.metrics import auroc
+
+    with pytest.raises(ValueError, match="outlier_scores has NaN or infinite values"):
+        auroc(torch.tensor([1.0, 2.0]), torch.tensor([float("-inf"), 0.0]))
+    with pytest.raises(ValueError, match=r"inlier_scores must be a non-empty \(N,\) tensor, "
+                                         r"got \(2, 1\)"):
+        auroc(torch.tensor([[1.0], [2.0]]), torch.tensor([0.0]))
 
 def test_voxel_iou_counts_a_half_as_occupied() -> None:
     pred = torch.full((1, 1, 2, 2, 2), 0.5)

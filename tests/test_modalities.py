@@ -334,6 +334,22 @@ def test_image_samples_array_keeps_every_image_beyond_sixteen(tmp_path: Path) ->
     np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), ((images + 1) * 127.5).numpy())
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_save_array_writes_float32_whatever_the_batchs_dtype(tmp_path: Path, dtype) -> None:
+    """The .npy is float32, as documented, for a float64 or bfloat16 batch too (a model run in
+    either): grey levels 0-255 of images and videos, and voxel occupancies as they are, in
+    between values included (no rounding to empty or full)."""
+    pixels = torch.tensor([-1.0, -0.5, 0.25, 1.0]).reshape(1, 1, 2, 2).to(dtype)
+    for modality, batch in ((IMAGE, pixels), (VIDEO, pixels[:, :, None])):
+        saved = np.load(modality.save_array(batch, tmp_path / modality.name))
+        assert saved.dtype == np.float32 and saved.shape == tuple(batch.shape)
+        np.testing.assert_array_equal(saved.ravel(), [0.0, 63.75, 159.375, 255.0])
+    occupancy = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0, 0.125, 0.375, 0.625]).to(dtype)
+    saved = np.load(VOXELS.save_array(occupancy.reshape(1, 1, 2, 2, 2), tmp_path / "shapes"))
+    assert saved.dtype == np.float32 and saved.shape == (1, 2, 2, 2)
+    np.testing.assert_array_equal(saved.ravel(), occupancy.float().numpy())
+
 def test_an_image_folder_loads_at_most_max_images(tmp_path: Path) -> None:
     folder = colour_frames(tmp_path / "objects", GREYS)
     images = IMAGE.load(DataConfig(path=str(folder), kind="objects", channels=1, size=8,
