@@ -3,6 +3,8 @@ have the stated shapes and no batch statistics, and a sampler follows the class 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -147,3 +149,14 @@ def test_wide_resnet_needs_at_least_one_block_per_stage() -> None:
 def test_a_classifier_needs_two_classes() -> None:
     with pytest.raises(ValueError, match="n_classes >= 2"):
         classifier_energy("digit_classifier", n_classes=1)
+
+
+def test_a_preset_names_the_input_it_takes() -> None:
+    """16x16 images to the 28x28 digit preset failed inside torch ("mat1 and mat2 shapes
+    cannot be multiplied"); three channels to a grey preset too."""
+    energy = classifier_energy("digit_classifier")
+    for shape in ((2, 1, 16, 16), (2, 3, 28, 28)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"this digit_classifier takes (B, 1, 28, 28) images, got {shape}")):
+            energy(torch.zeros(shape))
+    assert energy(torch.zeros(2, 1, 28, 28)).shape == (2,)

@@ -49,7 +49,13 @@ class ClassifierEnergy(nn.Module):
         return 1.0 if self.log_density_scale is None else self.log_density_scale.exp()
 
     def logits(self, x: Tensor) -> Tensor:
-        """``(B, *S)`` -> ``(B, K)``."""
+        """``(B, *S)`` -> ``(B, K)``; a preset (:func:`classifier_energy`) takes ``(B,
+        in_channels, image_size, image_size)`` of its config, and says so for other inputs."""
+        if "image_size" in self.config:
+            side, channels = self.config["image_size"], self.config.get("in_channels", 1)
+            if x.shape[1:] != (channels, side, side):
+                raise ValueError(f"this {self.config.get('arch', 'classifier')} takes (B, "
+                                 f"{channels}, {side}, {side}) images, got {tuple(x.shape)}")
         logits = self.classifier(x)
         if logits.dim() != 2 or len(logits) != len(x):
             raise ValueError(f"the classifier must return (B, K) logits for B = {len(x)}, got "
