@@ -52,7 +52,7 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
 
 
 def test_eval_super_resolution_pads_smaller_shapes_and_scores_them_on_their_grid(
-        files, tmp_path) -> None:
+        files, tmp_path, capsys) -> None:
     """14^3 shapes under the 16^3 model: padded (centred) before they are down-sampled, as
     training pads them; every method scored on the 14^3 grid (was refused)."""
     shapes = boxes_and_balls(3, 14)[:, 0].numpy().astype(np.uint8)
@@ -61,6 +61,8 @@ def test_eval_super_resolution_pads_smaller_shapes_and_scores_them_on_their_grid
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(tmp_path / "small.npz"), "--factor", "4", "--json", str(out),
                  "--out", str(tmp_path / "renders"), "--device", "cpu"]) == 0
+    assert "super-resolution 4^3 -> 16^3 (scored on the shapes' 14^3) on 3 shapes" in \
+        capsys.readouterr().out
     table = json.loads(out.read_text())
     assert table["size"] == 14 and table["model_size"] == 16 and table["low_size"] == 4
     ours = np.load(tmp_path / "renders" / "stgconv.npy")

@@ -312,8 +312,10 @@ def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, u
 def format_voxel_table(table: dict[str, Any]) -> str:
     """The table as aligned text, lowest error first."""
     if table["task"] == "super-resolution":
-        head = (f"super-resolution {table['low_size']}^3 -> {table['size']}^3 on "
-                f"{table['n_shapes']} shapes of {table['shapes']} ({table['steps']} steps)")
+        cropped = (f" (scored on the shapes' {table['size']}^3)"
+                   if table["size"] != table["model_size"] else "")
+        head = (f"super-resolution {table['low_size']}^3 -> {table['model_size']}^3{cropped} "
+                f"on {table['n_shapes']} shapes of {table['shapes']} ({table['steps']} steps)")
     else:
         head = (f"recovery of {100 * table['missing_fraction']:.1f}% missing voxels on "
                 f"{table['n_shapes']} shapes of {table['shapes']} ({table['steps']} steps "
