@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -75,6 +76,9 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     if path.exists() and path.is_dir() != folder:
         kind = "a file, not a folder" if folder else "a folder, not a file"
         raise ValueError(f"{name} {path} is {kind}")
+    if folder and path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+        raise ValueError(f"{name} {path} is a symbolic link to nothing "
+                         f"({os.readlink(path)}): make its target, or give another folder")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -134,3 +134,13 @@ def test_open_npz_closes_the_archive_when_the_block_ends(tmp_path: Path) -> None
         with open_npz(tmp_path / "a.npz") as archive:
             archive["y"]
     assert archive.zip is None and archive.fid is None
+
+
+def test_check_output_names_a_folder_that_is_a_link_to_nothing(tmp_path: Path) -> None:
+    """Every command printed '[Errno 17] File exists' for such an --out."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"--out .*dangling is a symbolic link to nothing "
+                                         r"\(.*nowhere\): make its target"):
+        check_output(tmp_path / "dangling", "--out")
+    (tmp_path / "nowhere").mkdir()
+    assert check_output(tmp_path / "dangling", "--out") == tmp_path / "dangling"

@@ -246,3 +246,26 @@ def test_a_temporary_of_another_users_live_process_is_kept(tmp_path, monkeypatch
     temporary.write_text("being written")
     assert atomic.remove_temporaries(tmp_path) == []
     assert temporary.exists()
+
+
+def test_a_symbolic_link_writes_its_target_and_stays_a_link(tmp_path: Path) -> None:
+    """The rename replaced the link itself with a file, and the target kept its old text."""
+    target = tmp_path / "target.json"
+    target.write_text("old")
+    (tmp_path / "link.json").symlink_to(target)
+    atomic_write_text(tmp_path / "link.json", "new")
+    assert (tmp_path / "link.json").is_symlink() and target.read_text() == "new"
+    (tmp_path / "dangling.json").symlink_to(tmp_path / "missing.json")
+    atomic_write_text(tmp_path / "dangling.json", "made")
+    assert (tmp_path / "dangling.json").is_symlink()
+    assert (tmp_path / "missing.json").read_text() == "made"
+
+
+@pytest.mark.parametrize("letter", ["a", "é", "中"])
+def test_a_name_near_the_file_systems_limit_is_written(tmp_path: Path, letter: str) -> None:
+    """The temporary's name carried the whole name plus the pid and a random part: a legal
+    240-character name was refused as 'File name too long'."""
+    name = letter * (255 // len(letter.encode()) - 5) + ".json"
+    atomic_write_text(tmp_path / name, "{}")
+    assert (tmp_path / name).read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == [name]

@@ -18,6 +18,11 @@ from typing import Any, Callable
 import numpy as np
 
 
+# The characters of a file's name its temporary keeps: 40 of up to 4 bytes each, with the pid
+# and the random part, stay under the 255 bytes of a name.
+TEMPORARY_NAME_CHARS = 40
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
@@ -25,13 +30,17 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     new one; the file is flushed to the disk before it and the folder after, so a power cut
     leaves the same choice. On any error the temporary file is removed and ``path`` is
     untouched. Temporaries that killed writers left in the folder are removed first
-    (:func:`remove_temporaries`).
+    (:func:`remove_temporaries`). A ``path`` that is a symbolic link writes its target, as
+    ``open`` would: the rename would otherwise replace the link with a file.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_temporaries(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
+        # The name shortened in the temporary's: with the pid and the random part a name near
+        # the file system's 255 bytes would not fit.
+        fd, tmp = tempfile.mkstemp(dir=path.parent,
+                                   prefix=f".{path.name[:TEMPORARY_NAME_CHARS]}.{os.getpid()}-",
                                    suffix=".tmp")
     except OSError as err:  # a folder that takes no new file: name the file asked for
         raise OSError(err.errno, err.strerror, str(path)) from err
