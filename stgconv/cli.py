@@ -25,7 +25,8 @@ from stgconv.config import (
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
-from stgconv.tasks.voxel import RecoveryInit
+from stgconv.tasks.recover_video import RECOVER_FILES
+from stgconv.tasks.voxel import RECOVER_SHAPE_FILES, SUPER_RESOLVE_FILES, RecoveryInit
 from stgconv.version import __version__
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
@@ -375,21 +376,33 @@ OUTPUT_OPTIONS = {"out": "--out", "prior_path": "--out", "json_path": "--json",
                   "tensorboard": "--tensorboard"}
 
 
+# The files a command writes into its --out folder, where an input of the same name would be
+# replaced (train's, synthesize's and the evals' are refused otherwise or named per run).
+FOLDER_OUTPUTS = {"recover-shape": RECOVER_SHAPE_FILES, "super-resolve": SUPER_RESOLVE_FILES,
+                  "recover": RECOVER_FILES}
+
+
 def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
-    """Refuse an output path that is one of the command's input files: it would be replaced
-    once the work is done, and the input lost."""
+    """Refuse an output path that is one of the command's input files, or an --out folder
+    where the command writes a file of an input's name (and, for a run folder given as the
+    checkpoint, its checkpoint or config): it would be replaced once the work is done, and
+    the input lost."""
     inputs = [value for dest, given in vars(args).items() if dest not in OUTPUT_OPTIONS
               for value in (given if isinstance(given, list) else [given])
               if isinstance(value, str) and Path(value).is_file()]
     run = getattr(args, "checkpoint", None)
-    if run is not None and (Path(run) / FILENAME).is_file():  # a run folder: the file read
-        inputs.append(str(Path(run) / FILENAME))
-    for dest, option in OUTPUT_OPTIONS.items():
-        out = getattr(args, dest, None)
-        if out is None or not Path(out).exists():
+    for name in (FILENAME, "config.yaml"):  # a run folder: the files read
+        if run is not None and (Path(run) / name).is_file():
+            inputs.append(str(Path(run) / name))
+    outputs = [(option, Path(out)) for dest, option in OUTPUT_OPTIONS.items()
+               if (out := getattr(args, dest, None)) is not None]
+    outputs += [("--out", Path(args.out) / name)
+                for name in FOLDER_OUTPUTS.get(args.command, ()) if args.out is not None]
+    for option, out in outputs:
+        if not out.exists():
             continue
         for path in inputs:
-            if Path(out).samefile(path):
+            if out.samefile(path):
                 raise ValueError(f"{option} {out} is the input {path}: writing it would replace "
                                  "it; write elsewhere")
 

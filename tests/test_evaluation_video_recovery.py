@@ -71,18 +71,25 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     ["fill-prior", "{clip}", "--out", "{clip}", "--iterations", "1"],
     ["eval", "recovery", "--video", "{clip}", "--mask", "{mask}", "--json", "{mask}"],
     ["eval", "recovery", "--video", "{clip}", "--mask", "region:8", "--json", "{clip}"],
-], ids=["fill-prior", "eval-mask", "eval-video"])
+    # recover writes recovered.npy into --out: a mask of that name there was replaced.
+    ["recover", "--video", "{clip}", "--mask", "{out_mask}", "--out", "{folder}"],
+], ids=["fill-prior", "eval-mask", "eval-video", "recover-into-the-masks-folder"])
 def test_an_output_that_is_an_input_is_refused(clip, tmp_path, capsys, command):
     """The input would be replaced once the work is done (a prior written over the clip, the
     table over the mask): refused first, both files left as they were."""
     mask = tmp_path / "mask.npy"
     np.save(mask, np.zeros((12, 32, 32), dtype=bool))
-    before = {path: path.read_bytes() for path in (clip, mask)}
-    args = [a.replace("{clip}", str(clip)).replace("{mask}", str(mask)) for a in command]
+    out_mask = tmp_path / "recovered.npy"
+    np.save(out_mask, np.zeros((12, 32, 32), dtype=bool))
+    before = {path: path.read_bytes() for path in (clip, mask, out_mask)}
+    names = {"{clip}": clip, "{mask}": mask, "{out_mask}": out_mask, "{folder}": tmp_path}
+    args = list(command)
+    for name, path in names.items():
+        args = [a.replace(name, str(path)) for a in args]
     assert main([*args, *TINY[:4]]) == 2
     err = capsys.readouterr().err
     assert "is the input" in err and "writing it would replace it" in err, err
-    assert {path: path.read_bytes() for path in (clip, mask)} == before
+    assert {path: path.read_bytes() for path in (clip, mask, out_mask)} == before
 
 
 def test_recover_writes_clips_and_metrics(clip, tmp_path):

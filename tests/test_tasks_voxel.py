@@ -271,3 +271,28 @@ def test_super_resolve_refuses_a_model_of_another_modality(trained_jem_run: dict
     assert main(["super-resolve", str(trained_jem_run["run"]), str(tmp_path / "low.npy"),
                  "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
     assert "needs a voxel model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["super-resolve", "recover-shape", "eval-json"])
+def test_an_input_the_command_would_write_over_is_refused(files, tmp_path, capsys, command):
+    """super-resolve of clash/super_resolved.npy into clash/ replaced the input with its result
+    (recover-shape's recovered.npy likewise), and eval's --json onto a run's config.yaml made
+    the run unresumable: refused first, every file as it was."""
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    low = (np.random.default_rng(0).random((4, 4, 4)) > 0.5).astype(np.float32)
+    np.save(clash / "super_resolved.npy", low)
+    np.save(clash / "recovered.npy", np.zeros((16, 16, 16), np.float32))
+    np.save(clash / "known.npy", np.ones((16, 16, 16), np.uint8))
+    run = str(files["run"])
+    argv = {"super-resolve": ["super-resolve", run, str(clash / "super_resolved.npy"),
+                              "--out", str(clash)],
+            "recover-shape": ["recover-shape", run, str(clash / "recovered.npy"), "--known",
+                              str(clash / "known.npy"), "--out", str(clash)],
+            "eval-json": ["eval", "super-resolution", "--checkpoint", run, "--shapes",
+                          str(files["shapes"]), "--json", str(files["run"] / "config.yaml")]}
+    watched = [*clash.iterdir(), files["run"] / "config.yaml"]
+    before = {path: path.read_bytes() for path in watched}
+    assert main([*argv[command], "--device", "cpu"]) == 2
+    assert re.search(r"is the input .*: writing it would replace it", capsys.readouterr().err)
+    assert {path: path.read_bytes() for path in watched} == before

@@ -58,6 +58,11 @@ UNIT = "mean absolute error over the missing pixels, 0-255 scale"
 MASK_KINDS = ("missing_frames", "region", "salt_and_pepper")
 
 
+# What recover writes into its folder: also the names the CLI keeps an input file from being
+# replaced by.
+RECOVER_FILES = ("recovered.mp4", "recovered.npy", "comparison.mp4", "config.yaml", "metrics.json")
+
+
 def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) -> Tensor:
     """A ``known`` mask (True = observed) for clips of ``shape = (T, H, W)``.
 
@@ -377,13 +382,13 @@ def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
     occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
     fps = frame_rate(video) or 25  # a frame folder states none
     # save_comparison of one clip: save_video would refuse an odd size after all the work.
-    save_comparison([result.recovered], out / "recovered.mp4", fps=fps)
+    save_comparison([result.recovered], out / RECOVER_FILES[0], fps=fps)
     # The video files are compressed: programs that score the recovery read this one.
-    atomic_save_npy(out / "recovered.npy", result.recovered.float().cpu().numpy())
-    save_comparison([occluded, result.recovered, truth], out / "comparison.mp4",
+    atomic_save_npy(out / RECOVER_FILES[1], result.recovered.float().cpu().numpy())
+    save_comparison([occluded, result.recovered, truth], out / RECOVER_FILES[2],
                     labels=["occluded", "recovered", "ground truth"], fps=fps)
-    save_config(config, out / "config.yaml")
-    atomic_write_json(out / "metrics.json", {
+    save_config(config, out / RECOVER_FILES[3])
+    atomic_write_json(out / RECOVER_FILES[4], {
         "unit": UNIT,
         "video": str(video),
         "mask": str(mask),

@@ -36,6 +36,12 @@ from stgconv.types import Fill
 RecoveryInit = Literal["nearest_known", "neighbour_majority", "mean", "initializer"]
 
 
+# What recover_shape and super_resolve write into their folder (array, render, mesh): also the
+# names the CLI keeps an input file from being replaced by.
+RECOVER_SHAPE_FILES = ("recovered.npy", "recovered.png", "recovered.ply")
+SUPER_RESOLVE_FILES = ("super_resolved.npy", "super_resolved.png", "super_resolved.ply")
+
+
 def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
                      ) -> tuple[ConvNetEnergy, ExperimentConfig, dict[str, Any]]:
     """A trained voxel energy (eval mode, on ``device``), its config and the raw checkpoint.
@@ -244,13 +250,13 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
                           generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(out / "recovered.npy", ours[:, 0].numpy().astype(np.float32))
+    atomic_save_npy(out / RECOVER_SHAPE_FILES[0], ours[:, 0].numpy().astype(np.float32))
     panels, titles = [], []
     for i in range(min(4, len(ours))):
         panels += [observed[i], ours[i]]
         titles += ["observed", "stgconv"]
-    render_voxels(panels, out / "recovered.png", titles=titles, columns=2)
-    _save_mesh_of_one(ours, out / "recovered.ply")
+    render_voxels(panels, out / RECOVER_SHAPE_FILES[1], titles=titles, columns=2)
+    _save_mesh_of_one(ours, out / RECOVER_SHAPE_FILES[2])
     return out
 
 
@@ -306,13 +312,13 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
                                generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(out / "super_resolved.npy", ours[:, 0].cpu().numpy().astype(np.float32))
+    atomic_save_npy(out / SUPER_RESOLVE_FILES[0], ours[:, 0].cpu().numpy().astype(np.float32))
     panels, titles = [], []
     for i in range(min(4, len(low))):
         panels += [low[i], UPSAMPLERS["nearest"](low[i : i + 1], factor)[0], ours[i]]
         titles += [f"input {low_side}^3", "nearest", "stgconv"]
-    render_voxels(panels, out / "super_resolved.png", titles=titles, columns=3)
-    _save_mesh_of_one(ours, out / "super_resolved.ply")
+    render_voxels(panels, out / SUPER_RESOLVE_FILES[1], titles=titles, columns=3)
+    _save_mesh_of_one(ours, out / SUPER_RESOLVE_FILES[2])
     return out
 
 
