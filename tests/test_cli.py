@@ -607,6 +607,14 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     assert code == 2 and "typo.png" in err
     assert (run / "checkpoint.pt").read_bytes() == before
     assert (run / "samples_000050.png").exists() and (run / "synthesis").exists()
+    # Training data among the old run's files (an image named like a sample): it would go.
+    Image.new("RGB", (32, 32), (90, 60, 30)).save(run / "samples_mine.png")
+    mine = (run / "samples_mine.png").read_bytes()
+    code, _, err = run_main(["train", *TINY, "--data", str(run / "samples_mine.png"),
+                             "--out", str(run), "--overwrite", "--quiet"], capsys)
+    assert code == 2 and "--overwrite would remove" in err and "holds the training data" in err
+    assert (run / "samples_mine.png").read_bytes() == mine
+    (run / "samples_mine.png").unlink()
     code, _, err = run_main(["train", *TINY, "--set", "train.n_iterations=1", "--out", str(run),
                              "--overwrite", "--quiet"], capsys)
     assert code == 0, err

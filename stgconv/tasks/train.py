@@ -114,7 +114,8 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
             _remove_run_files(out)
             found.clear()
 
-        replaces = _check_clear(out, resume=resume, overwrite=overwrite)
+        replaces = _check_clear(out, resume=resume, overwrite=overwrite,
+                                data=config.data.path)
         try:
             return _fit(config, world, out, resume=resume, progress=progress,
                         replace_old_run=replace_old_run if replaces else None)
@@ -205,13 +206,22 @@ def _remove(paths: Iterable[Path]) -> None:
             path.unlink()
 
 
-def _check_clear(out: Path, *, resume: bool, overwrite: bool) -> bool:
+def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None = None) -> bool:
     """Whether ``out`` holds an earlier run that this one replaces (``overwrite``); refuses
-    to train over one otherwise. The caller removes it only once the new run has started, so
-    a run refused at its start (a device, data or model setting) loses nothing."""
+    to train over one otherwise, or when the training ``data`` is among the files replacing
+    it would remove. The caller removes it only once the new run has started, so a run
+    refused at its start (a device, data or model setting) loses nothing."""
     old = _run_files(out)
     if resume or not old:
         return False
+    if overwrite and data is not None and Path(data).exists():
+        read = Path(data).resolve()
+        doomed = [path for path in old if path.resolve() == read or read.is_relative_to(
+            path.resolve())]
+        if doomed:
+            raise ExistingRun(f"--overwrite would remove {doomed[0]}, which holds the training "
+                              f"data {data}: move the data out of {out}, or train into another "
+                              "folder")
     if not overwrite:
         listed = f"{', '.join(p.name for p in old[:4])}{', ...' if len(old) > 4 else ''}"
         if not (out / FILENAME).exists():  # a killed run's, before its first checkpoint
