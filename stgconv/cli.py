@@ -18,6 +18,7 @@ from stgconv.config import (
     SEED_LIMIT,
     ExperimentConfig,
     config_to_dict,
+    expand_home,
     load_config,
     parse_override,
     resolve_device,
@@ -542,6 +543,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    for dest, value in vars(args).items():  # a quoted "~/runs" means home, as unquoted
+        if isinstance(value, str):
+            setattr(args, dest, expand_home(value))
+        elif isinstance(value, list):
+            setattr(args, dest, [expand_home(v) if isinstance(v, str) else v for v in value])
     started = time.perf_counter()
     name = args.command_parser.prog  # "stgconv train", "stgconv eval ood": as argparse's errors
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -930,9 +931,19 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
 
     A multi-grid grid's ``sampler`` section overrides the experiment's ``sampler`` section key by
     key, so a grid that only sets ``n_steps`` keeps the experiment's step size and clamp.
+    A ``~`` heading ``data.path`` or ``out_dir`` is the user's home folder, as a shell would
+    make it (a quoted one would otherwise become a folder named ``~``).
     """
     data = apply_overrides(read_yaml(path) if path is not None else {}, overrides, values)
-    return config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
+    config = config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
+    return dataclasses.replace(
+        config, out_dir=expand_home(config.out_dir),
+        data=dataclasses.replace(config.data, path=expand_home(config.data.path)))
+
+
+def expand_home(path: str) -> str:
+    """``path`` with a leading ``~`` (or ``~user``) made the home folder; others as given."""
+    return os.path.expanduser(path) if path.startswith("~") else path
 
 
 def _inherit_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:

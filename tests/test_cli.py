@@ -900,3 +900,21 @@ def test_outputs_default_into_the_run_folder_given(trained_voxel_run: dict[str, 
     assert main(["super-resolve", str(run), str(tmp_path / "low.npy"), "--steps", "1",
                  "--device", "cpu"]) == 0
     assert (run / "super_resolution" / "super_resolved.npy").is_file()
+
+
+def test_a_quoted_home_folder_is_the_home_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    """'--out "~/runs/a"' trained into a folder named '~' under the working folder while saying
+    it wrote ~/runs/a; so did a config's out_dir or data.path."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    Image.new("RGB", (32, 32), (90, 60, 30)).save(home / "mine.png")
+    code, _, err = run_main(["train", *TINY, "--data", "~/mine.png", "--out", "~/runs/a",
+                             "--set", "train.n_iterations=1", "--quiet"], capsys)
+    assert code == 0, err
+    assert (home / "runs" / "a" / "checkpoint.pt").is_file()
+    config = load_config(None, ["out_dir=~/runs/b", "data.path=~/mine.png"])
+    assert (config.out_dir, config.data.path) == (str(home / "runs" / "b"), str(home / "mine.png"))
+    assert list(work.iterdir()) == []
