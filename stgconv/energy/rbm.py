@@ -128,7 +128,7 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
     the chains (how much the estimate would move with other chains).
 
     Raises:
-        FloatingPointError: the estimate is not finite (a parameter that is): reported, since
+        FloatingPointError: the estimate is not finite (a parameter is not): reported, since
             a NaN ``log Z`` would make every likelihood computed from it NaN.
     """
     if rbm.visible != "binary":
