@@ -918,3 +918,13 @@ def test_a_quoted_home_folder_is_the_home_folder(tmp_path: Path, monkeypatch, ca
     config = load_config(None, ["out_dir=~/runs/b", "data.path=~/mine.png"])
     assert (config.out_dir, config.data.path) == (str(home / "runs" / "b"), str(home / "mine.png"))
     assert list(work.iterdir()) == []
+
+
+def test_a_refused_run_leaves_none_of_the_folders_it_made(tmp_path: Path, capsys) -> None:
+    """--out a/b/run of a run refused at its start left the empty a/b behind."""
+    (tmp_path / "kept").mkdir()
+    code, _, err = run_main(["train", *TINY, "--data", str(tmp_path / "typo.png"), "--out",
+                             str(tmp_path / "kept" / "a" / "b" / "run"), "--quiet"], capsys)
+    assert code == 2 and "typo.png" in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and not any(
+        (tmp_path / "kept").iterdir())

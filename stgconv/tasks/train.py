@@ -153,8 +153,8 @@ def _terminated_as_exit(active: bool) -> Iterator[None]:
 def _owned(out: Path) -> Iterator[None]:
     """Hold ``out``'s lock for the block (see :func:`train`); the lock file names the owner
     while it is held. A run that fails before writing anything leaves no debris: the lock
-    file goes, and the folder too when this run made it."""
-    made = not out.exists()
+    file goes, and the folder too when this run made it, with the folders above it it made."""
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
     with os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+") as file:
         try:
@@ -172,8 +172,10 @@ def _owned(out: Path) -> Iterator[None]:
         except BaseException:
             if not any(any(out.glob(pattern)) for pattern in RUN_FILES):
                 (out / LOCK).unlink()
-                if made and not any(out.iterdir()):
-                    out.rmdir()
+                for folder in made:
+                    if any(folder.iterdir()):
+                        break
+                    folder.rmdir()
             raise
         finally:
             file.truncate(0)
