@@ -23,6 +23,13 @@ def files(trained_voxel_run: dict[str, Path]) -> dict[str, Path]:
     return trained_voxel_run
 
 
+def smaller_shapes(folder: Path) -> np.ndarray:
+    """Three 14^3 shapes, for the 16^3 model of ``files``: written as ``folder/small.npz``."""
+    shapes = boxes_and_balls(3, 14)[:, 0].numpy().astype(np.uint8)
+    np.savez(folder / "small.npz", X=shapes)
+    return shapes
+
+
 def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     out = tmp_path / "sr.json"
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
@@ -55,8 +62,7 @@ def test_eval_super_resolution_pads_smaller_shapes_and_scores_them_on_their_grid
         files, tmp_path, capsys) -> None:
     """14^3 shapes under the 16^3 model: padded (centred) before they are down-sampled, as
     training pads them; every method scored on the 14^3 grid (was refused)."""
-    shapes = boxes_and_balls(3, 14)[:, 0].numpy().astype(np.uint8)
-    np.savez(tmp_path / "small.npz", X=shapes)
+    shapes = smaller_shapes(tmp_path)
     out = tmp_path / "sr.json"
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(tmp_path / "small.npz"), "--factor", "4", "--json", str(out),
@@ -76,8 +82,7 @@ def test_eval_super_resolution_pads_smaller_shapes_and_scores_them_on_their_grid
 
 def test_eval_recovery_3d_json_contract(files, tmp_path) -> None:
     # 14^3 shapes under the 16^3 model: padded for the model, scored on their own grid.
-    shapes = boxes_and_balls(3, 14)[:, 0].numpy().astype(np.uint8)
-    np.savez(tmp_path / "small.npz", X=shapes)
+    smaller_shapes(tmp_path)
     out = tmp_path / "rec.json"
     assert main(["eval", "recovery-3d", "--checkpoint", str(files["run"]), "--shapes",
                  str(tmp_path / "small.npz"), "--missing", "0.7", "--json", str(out),
