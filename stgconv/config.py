@@ -866,10 +866,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ValueError(f"override must look like key=value, got {text!r}")
     try:
-        return key.strip().split("."), _yaml_load(raw)
+        node = yaml.compose(raw, Loader=_Loader)
+        value = _yaml_load(raw)
     except yaml.YAMLError as err:
         raise ValueError(f"override {text!r}: the value is not valid YAML "
                          f"({_yaml_problem(err)})") from err
+    # YAML drops " #..." as a comment: a path "/runs/a #2/x.png" would silently become "/runs/a"
+    comment = raw[node.end_mark.index if node is not None else 0:].strip()
+    if comment:
+        raise ValueError(f"override {text!r}: YAML reads {comment!r} as a comment and would drop "
+                         f"it; quote the value ({key.strip()}='...' inside the shell's quotes), "
+                         "or give a path with --data / --out, which take it whole")
+    return key.strip().split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str],

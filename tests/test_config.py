@@ -106,6 +106,18 @@ def test_parse_override() -> None:
             parse_override(bad)
 
 
+@pytest.mark.parametrize("text, comment", [("data.path=/runs/a #2/x.png", "#2/x.png"),
+                                           ("train.lr=0.1 # was 0.01", "# was 0.01"),
+                                           ("out_dir=# where?", "# where?")])
+def test_an_override_that_yaml_would_cut_at_a_comment_is_refused(text: str, comment: str) -> None:
+    with pytest.raises(ValueError, match=f"YAML reads '{re.escape(comment)}' as a comment"):
+        parse_override(text)
+    # quoted, or without the space before '#', the whole value is kept
+    key, _, raw = text.partition("=")
+    assert parse_override(f"{key}='{raw}'")[1] == raw
+    assert parse_override("data.path=/runs/a#2/x.png")[1] == "/runs/a#2/x.png"
+
+
 def test_override_into_a_value_is_an_error() -> None:
     with pytest.raises(ValueError, match="'lr' is not a config section"):
         apply_overrides({"train": {"lr": 0.1}}, ["train.lr.x=1"])
