@@ -607,14 +607,18 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     assert code == 2 and "typo.png" in err
     assert (run / "checkpoint.pt").read_bytes() == before
     assert (run / "samples_000050.png").exists() and (run / "synthesis").exists()
-    # Training data among the old run's files (an image named like a sample): it would go.
-    Image.new("RGB", (32, 32), (90, 60, 30)).save(run / "samples_mine.png")
-    mine = (run / "samples_mine.png").read_bytes()
-    code, _, err = run_main(["train", *TINY, "--data", str(run / "samples_mine.png"),
+    # Training data among the old run's files (an image named as the run names a sample): it
+    # would go.
+    Image.new("RGB", (32, 32), (90, 60, 30)).save(run / "samples_000007.png")
+    mine = (run / "samples_000007.png").read_bytes()
+    code, _, err = run_main(["train", *TINY, "--data", str(run / "samples_000007.png"),
                              "--out", str(run), "--overwrite", "--quiet"], capsys)
     assert code == 2 and "--overwrite would remove" in err and "holds the training data" in err
-    assert (run / "samples_mine.png").read_bytes() == mine
-    (run / "samples_mine.png").unlink()
+    assert (run / "samples_000007.png").read_bytes() == mine
+    (run / "samples_000007.png").unlink()
+    # A picture only named like a run's is the user's, and stays.
+    for name in ("samples_mine.png", "observed_cat.png", "samples.txt", "checkpoint_best.pt"):
+        (run / name).write_text("mine")
     code, _, err = run_main(["train", *TINY, "--set", "train.n_iterations=1", "--out", str(run),
                              "--overwrite", "--quiet"], capsys)
     assert code == 0, err
@@ -622,6 +626,8 @@ def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path
     assert not (run / "samples_000050.png").exists()  # the old run's files went
     assert not (run / "synthesis").exists()  # and its samples, which would pass for the new one's
     assert (run / "notes.txt").read_text() == "mine"  # what no run writes stays
+    for name in ("samples_mine.png", "observed_cat.png", "samples.txt", "checkpoint_best.pt"):
+        assert (run / name).read_text() == "mine"
     assert not list(run.glob(".*.tmp"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ from stgconv.build import (
     multigrid_section,
     seeded_weights,
 )
-from stgconv.checkpoint import FILENAME
+from stgconv.checkpoint import FILENAME, previous_path
 from stgconv.checks import check_output, reading
 from stgconv.config import (
     ExperimentConfig,
@@ -49,8 +50,10 @@ from stgconv.ops import pyramid
 from stgconv.train import MultiGridTrainer, Trainer
 
 # What a run writes into its folder: `overwrite` removes exactly these, and any of them marks
-# the folder as holding a run.
-RUN_FILES = ("checkpoint*.pt", "config.yaml", "observed*", "samples*", "tb")
+# the folder as holding a run. The pictures by their exact names (observed.png,
+# samples_000100.gif, samples_pyramid.png, ...): a user's own samples_cat.png is not the run's.
+RUN_FILES = (FILENAME, previous_path(FILENAME).name, "config.yaml", "tb")
+RUN_PICTURES = re.compile(r"(observed|samples)(_pyramid|_[0-9]{6,})?\.(png|gif|mp4|npy)")
 # Where the other commands write into a run folder by default (`stgconv synthesize RUN` writes
 # RUN/synthesis, ...): the model's outputs, removed with it by `overwrite` so that none is taken
 # for the new model's.
@@ -125,7 +128,8 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
             # data and logs, the folder is as it was. Samples of a longer run stay to be looked
             # at. Only what this run made goes: not an old run it was to replace but had not
             # yet started to, nor a file of a run's name the user keeps there.
-            if not resume and not (out / FILENAME).exists() and not any(out.glob("samples*")):
+            if not resume and not (out / FILENAME).exists() and not any(
+                    path.name.startswith("samples") for path in _run_files(out)):
                 _remove(set(_run_files(out)) - found)
             raise
 
@@ -170,7 +174,7 @@ def _owned(out: Path) -> Iterator[None]:
         try:
             yield
         except BaseException:
-            if not any(any(out.glob(pattern)) for pattern in RUN_FILES):
+            if not _run_files(out):
                 (out / LOCK).unlink()
                 for folder in made:
                     if any(folder.iterdir()):
@@ -186,7 +190,10 @@ class ExistingRun(ValueError):
 
 
 def _run_files(out: Path) -> list[Path]:
-    return sorted({path for pattern in RUN_FILES for path in out.glob(pattern)})
+    if not out.is_dir():
+        return []
+    return sorted(path for path in out.iterdir()
+                  if path.name in RUN_FILES or RUN_PICTURES.fullmatch(path.name))
 
 
 def training_files(folder: str | Path) -> list[Path]:
