@@ -1,5 +1,6 @@
 """Atomic writes (``stgconv.io.atomic``): a reader sees the old file or the whole new one, never
-a half-written one, and no temporary file is left behind whatever the writer does."""
+a half-written one, and no temporary file is left behind whatever the writer does; the files
+written together go into place together or not at all."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from stgconv.io.atomic import (
     atomic_write_json,
     atomic_write_text,
     remove_temporaries,
+    written_together,
 )
 
 
@@ -269,3 +271,53 @@ def test_a_name_near_the_file_systems_limit_is_written(tmp_path: Path, letter: s
     atomic_write_text(tmp_path / name, "{}")
     assert (tmp_path / name).read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_files_written_together_go_into_place_at_the_blocks_end(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("old a")
+    with written_together():
+        atomic_write_text(tmp_path / "a.txt", "new a")
+        atomic_write_text(tmp_path / "b.txt", "first b")
+        atomic_write_text(tmp_path / "b.txt", "new b")  # written twice: the last wins
+        with written_together():  # a nested block joins the outer one
+            atomic_save_npy(tmp_path / "c.npy", np.arange(3))
+        # nothing in place yet, each file waiting whole under its temporary name
+        assert (tmp_path / "a.txt").read_text() == "old a"
+        assert not (tmp_path / "b.txt").exists() and not (tmp_path / "c.npy").exists()
+        assert len(leftovers(tmp_path, {"a.txt"})) == 3
+    assert (tmp_path / "a.txt").read_text() == "new a"
+    assert (tmp_path / "b.txt").read_text() == "new b"
+    assert np.load(tmp_path / "c.npy").tolist() == [0, 1, 2]
+    assert leftovers(tmp_path, {"a.txt", "b.txt", "c.npy"}) == []
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   KeyboardInterrupt()])
+def test_files_written_together_stay_as_they_were_if_the_last_fails(tmp_path: Path,
+                                                                     error: BaseException) -> None:
+    """A full disk (or an interrupt) at a result's last file: its first file is not replaced
+    either, so a picture never sits beside the array of another run."""
+    (tmp_path / "result.png").write_text("old picture")
+    (tmp_path / "result.npy").write_text("old array")
+
+    def fail(_: str) -> None:
+        raise error
+
+    with pytest.raises(type(error)):
+        with written_together():
+            atomic_write_text(tmp_path / "result.png", "new picture")
+            atomic_write_text(tmp_path / "new.txt", "new")
+            atomic_write(tmp_path / "result.npy", fail)
+    assert (tmp_path / "result.png").read_text() == "old picture"
+    assert (tmp_path / "result.npy").read_text() == "old array"
+    assert leftovers(tmp_path, {"result.png", "result.npy"}) == []
+
+
+def test_a_rename_refused_at_the_blocks_end_leaves_no_temporaries(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        with written_together():
+            atomic_write_text(tmp_path / "a.txt", "a")
+            atomic_write_text(tmp_path / "b", "b")
+            (tmp_path / "b").mkdir()  # the name is taken by a folder meanwhile
+            (tmp_path / "b" / "inside").write_text("x")
+    assert leftovers(tmp_path, {"a.txt", "b"}) == []

@@ -4,6 +4,7 @@ every modality, and each modality's outputs are what it says. The command line o
 
 from __future__ import annotations
 
+import errno
 import importlib
 from pathlib import Path
 
@@ -82,6 +83,23 @@ def test_train_then_synthesize_every_modality(modality: str, tmp_path: Path) -> 
         for gif in (run / "observed.gif", run / "samples.gif", out / "synthesized.gif"):
             with Image.open(gif) as frames:
                 assert frames.info["duration"] == 20, gif
+
+
+def test_a_synthesis_that_cannot_write_its_array_keeps_the_previous_one_whole(
+        tmp_path: Path, monkeypatch) -> None:
+    """A full disk at synthesized.npy: the new synthesized.png is not put beside the old array;
+    the previous synthesis stays as it was, both files."""
+    run = tiny_texture_run(tmp_path)
+    out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
+    before = {name: (out / name).read_bytes() for name in WRITTEN["image"]}
+
+    def full_disk(*_, **__) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full_disk)
+    with pytest.raises(OSError, match="synthesized.npy"):
+        synthesize(run, out, n_samples=3, n_steps=1, seed=1, device="cpu")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_voxel_synthesis_keeps_every_sample_beyond_the_preview(tmp_path: Path) -> None:

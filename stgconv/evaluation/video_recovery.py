@@ -19,11 +19,12 @@ import torch
 from stgconv.baselines.video import FILLS
 from stgconv.config import ExperimentConfig, config_to_dict
 from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
-from stgconv.io.atomic import atomic_write_json
+from stgconv.io.atomic import atomic_write_json, written_together
 from stgconv.metrics import missing_mae_255
 from stgconv.tasks.recover_video import UNIT, recover_video
 
 
+@written_together()
 def eval_recovery(
     config: ExperimentConfig,
     video: str | Path,

@@ -20,7 +20,6 @@ protocol and one table each, every method on the same inputs.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from operator import itemgetter
 from pathlib import Path
@@ -34,9 +33,9 @@ from stgconv.build import task_sampler
 from stgconv.checks import as_int
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
-from stgconv.io.atomic import atomic_save_npy, atomic_write_json
-from stgconv.io.image import load_image, to_unit
-from stgconv.io.render import render_voxels
+from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
+from stgconv.io.image import save_picture
+from stgconv.io.render import voxel_sheet
 from stgconv.io.voxel import load_voxels, pad_to, to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
@@ -83,6 +82,7 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
     return batch
 
 
+@written_together()
 def eval_super_resolution(
     checkpoint: str | Path, shapes: str | Path, *, factor: int = 4, n_steps: int | None = None,
     binary: bool = True, batch_size: int = 8, max_shapes: int | None = None, seed: int = 0,
@@ -183,6 +183,7 @@ def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Gen
     return torch.rand(shape, generator=generator) >= missing
 
 
+@written_together()
 def eval_recovery_3d(
     checkpoint: str | Path, shapes: str | Path, *, missing: float = 0.7,
     init: RecoveryInit | None = None, n_steps: int | None = None, batch_size: int = 8,
@@ -278,24 +279,22 @@ def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str 
     """Write ``stgconv.npy`` (ours) and ``comparison.png`` (input | baselines | ours | truth for
     the first 4 shapes) into ``out_dir``, and the scores and the render into ``tensorboard``;
     each where given (the render goes through a temporary folder when only TensorBoard wants it)."""
+    if out_dir is not None:
+        atomic_save_npy(Path(out_dir) / "stgconv.npy", results["stgconv"][:, 0].numpy())
     if out_dir is None and tensorboard is None:
         return
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(out_dir if out_dir is not None else scratch)
-        out.mkdir(parents=True, exist_ok=True)
-        if out_dir is not None:
-            atomic_save_npy(out / "stgconv.npy", results["stgconv"][:, 0].numpy())
-        baselines = [name for name in results if name != "stgconv"]
-        panels, titles = [], []
-        for i in range(min(4, len(truth))):
-            panels += [inputs[i], *(results[name][i] for name in baselines),
-                       results["stgconv"][i], truth[i]]
-            titles += [input_title, *baselines, "stgconv", "truth"]
-        render = render_voxels(panels, out / "comparison.png", titles=titles,
-                               columns=len(results) + 2)
-        if tensorboard is not None:
-            picture = to_unit(load_image(render, crop_square=False))  # [0, 1] for TensorBoard
-            log_evaluation(tensorboard, table["task"], table, {"comparison": picture})
+    baselines = [name for name in results if name != "stgconv"]
+    panels, titles = [], []
+    for i in range(min(4, len(truth))):
+        panels += [inputs[i], *(results[name][i] for name in baselines), results["stgconv"][i],
+                   truth[i]]
+        titles += [input_title, *baselines, "stgconv", "truth"]
+    sheet = voxel_sheet(panels, titles=titles, columns=len(results) + 2)
+    if out_dir is not None:
+        save_picture(sheet, Path(out_dir) / "comparison.png")
+    if tensorboard is not None:
+        picture = torch.from_numpy(sheet).permute(2, 0, 1) / 255  # [0, 1], (C, H, W)
+        log_evaluation(tensorboard, table["task"], table, {"comparison": picture})
 
 
 def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, unit: str,

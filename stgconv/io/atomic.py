@@ -3,7 +3,9 @@
 A file is written to a temporary ``.<name>.<pid>-<random>.tmp`` beside it and renamed into place.
 The writer's process id in the name lets any later write into the folder tell a temporary that
 a killed process left (its process is gone) from one still being written, and remove the first
-kind only: no command has to own the folder for its debris to be cleaned up.
+kind only: no command has to own the folder for its debris to be cleaned up. Within
+:func:`written_together`, the files of one result (a picture and its ``.npy``) go into place
+together or not at all.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -21,6 +25,9 @@ import numpy as np
 # The characters of a file's name its temporary keeps: 40 of up to 4 bytes each, with the pid
 # and the random part, stay under the 255 bytes of a name.
 TEMPORARY_NAME_CHARS = 40
+
+# Inside written_together: each destination's temporary, written whole and not yet renamed.
+_waiting: ContextVar[dict[Path, str] | None] = ContextVar("_waiting", default=None)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -55,6 +62,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         # cut can leave the new name on an empty or partial file (the rename alone only orders
         # what readers of a running system see).
         _sync(tmp)
+        if (waiting := _waiting.get()) is not None:
+            if (earlier := waiting.pop(path, None)) is not None:  # written twice: the last wins
+                os.unlink(earlier)
+            waiting[path] = tmp
+            return path
         os.replace(tmp, path)
         _sync(path.parent)
     except OSError as err:
@@ -65,9 +77,41 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         # asked for: name the file it was writing.
         raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
-        if os.path.exists(tmp):
+        if os.path.exists(tmp) and tmp not in (_waiting.get() or {}).values():
             os.unlink(tmp)
     return path
+
+
+@contextmanager
+def written_together() -> Iterator[None]:
+    """Within the block, :func:`atomic_write` writes each file whole under its temporary name
+    and puts none in place; when the block ends without an error they all go into place, on an
+    error (a full disk at the last file, an interrupt) none does and the earlier files stay as
+    they were. A result's files (``synthesized.png`` and ``synthesized.npy``, a table's JSON and
+    its pictures) are then all of one run, never a new picture beside an old array. Nested
+    blocks join the outermost."""
+    if _waiting.get() is not None:
+        yield
+        return
+    waiting: dict[Path, str] = {}
+    token = _waiting.set(waiting)
+    try:
+        yield
+    except BaseException:
+        for tmp in waiting.values():
+            os.unlink(tmp)
+        raise
+    finally:
+        _waiting.reset(token)
+    try:
+        for path, tmp in waiting.items():  # renames take no space: a full disk stops none
+            os.replace(tmp, path)
+    finally:  # a rename refused (the name now a folder) leaves no temporaries behind
+        for tmp in waiting.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    for folder in {path.parent for path in waiting}:
+        _sync(folder)
 
 
 def _sync(path: str | Path) -> None:

@@ -244,6 +244,9 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2,
                      pad_value=1.0)
     array = to_levels(grid).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    if array.shape[2] == 1:
-        array = array[:, :, 0]
+    return save_picture(array[:, :, 0] if array.shape[2] == 1 else array, path)
+
+
+def save_picture(array: np.ndarray, path: str | Path) -> Path:
+    """Write uint8 pixels ``(H, W)`` or ``(H, W, 3)`` as the PNG ``path``, atomically."""
     return atomic_write(path, partial(Image.fromarray(array).save, format="PNG"))

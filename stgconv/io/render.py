@@ -16,15 +16,14 @@ each panel), so sizes compare across panels.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from stgconv.checks import as_int
-from stgconv.io.atomic import atomic_write
+from stgconv.io.image import save_picture
 from stgconv.io.mesh import mesh_from_voxels
 
 # open3d takes ~1.5 s to import; it loads where a grid is drawn.
@@ -108,32 +107,34 @@ def _render_one(scene: o3d.t.geometry.RaycastingScene, corners: np.ndarray, azim
     return pixels.reshape(size, size, 3).round().astype(np.uint8)
 
 
-def render_voxels(
-    grids: object, path: str | Path, *, views: Sequence[tuple[float, float]] = DEFAULT_VIEWS,
-    size: int = 192, level: float = 0.5, columns: int | None = None,
-    titles: Sequence[str] | None = None,
-) -> Path:
-    """Write a PNG of one or more voxel grids, each seen from every view, tiled in a grid.
+def render_voxels(grids: object, path: str | Path, **settings: Any) -> Path:
+    """Write :func:`voxel_sheet`'s picture of ``grids`` (its ``settings``) to the ``.png``
+    ``path``, atomically; returns ``path`` as a ``Path``."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"render path must end in .png, got {path}")
+    return save_picture(voxel_sheet(grids, **settings), path)
+
+
+def voxel_sheet(
+    grids: object, *, views: Sequence[tuple[float, float]] = DEFAULT_VIEWS, size: int = 192,
+    level: float = 0.5, columns: int | None = None, titles: Sequence[str] | None = None,
+) -> np.ndarray:
+    """One picture of one or more voxel grids, each seen from every view, tiled in a grid:
+    ``(height, width, 3)`` uint8.
 
     Args:
         grids: one grid ``(D, H, W)`` / ``(1, D, H, W)``, a batch ``(N, D, H, W)`` /
             ``(N, 1, D, H, W)``, or a list of grids of any sizes (numpy or torch); up axis =
             the last axis. Each grid's cube fills its panel, so a 16^3 grid and its 64^3
             super-resolution line up.
-        path: the ``.png`` to write (atomically).
         views: ``(azimuth, elevation)`` pairs in degrees; each shape gets one panel per view,
             side by side.
         size: side of one panel in pixels.
         level: the iso-value drawn.
         columns: shapes per row (default: up to 4, fewer when the views are many).
         titles: one caption per shape (e.g. its file name or label), drawn above its panels.
-
-    Returns:
-        ``path`` as a ``Path``.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"render path must end in .png, got {path}")
     batch = _as_batch(grids)
     views = _check_views(views)
     if titles is not None and len(titles) != len(batch):
@@ -156,7 +157,7 @@ def render_voxels(
                        outline=(200, 200, 200))
         if titles is not None:
             draw.text((left + 2, top + 1), str(titles[n])[: max(4, cell_w // 7)], fill=(0, 0, 0))
-    return atomic_write(path, partial(sheet.save, format="PNG"))
+    return np.asarray(sheet)
 
 
 def _as_batch(grids: object) -> list[np.ndarray]:

@@ -30,7 +30,7 @@ from stgconv.data.masks import (
     salt_and_pepper,
 )
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_save_npy, atomic_write_json
+from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
 from stgconv.io.video import frame_rate, load_video, save_comparison
 from stgconv.learned_fill import (
     FillNet,
@@ -104,6 +104,7 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     return known
 
 
+@written_together()
 def recover_video(
     config: ExperimentConfig,
     video: str | Path,

@@ -15,12 +15,13 @@ from stgconv.checkpoint import load_model
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_write_json
+from stgconv.io.atomic import atomic_write_json, written_together
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.mcmc import Langevin, NoiseInit
 from stgconv.modalities import modality_of
 
 
+@written_together()
 def reconstruct(
     checkpoint: str | Path,
     image: str | Path,
@@ -57,6 +58,7 @@ def reconstruct(
     return out
 
 
+@written_together()
 def interpolate(
     checkpoint: str | Path,
     out_dir: str | Path,

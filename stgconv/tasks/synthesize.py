@@ -17,11 +17,13 @@ from stgconv.cooperative import generator_from_state, is_cooperative, propose_an
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.generator import ConvGenerator
+from stgconv.io.atomic import written_together
 from stgconv.mcmc import DataGaussian
 from stgconv.modalities import modality_of
 from stgconv.types import EnergyFn
 
 
+@written_together()
 def synthesize(
     checkpoint: str | Path,
     out_dir: str | Path,

@@ -22,7 +22,7 @@ from stgconv.checks import as_int
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer, has_initializer, initializer_from_state
-from stgconv.io.atomic import atomic_save_npy
+from stgconv.io.atomic import atomic_save_npy, written_together
 from stgconv.io.mesh import MESH_SUFFIXES, save_mesh_from_voxels, voxelize_file
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import VOXEL_SUFFIXES, load_voxels, pad_to, to_tensor
@@ -201,6 +201,7 @@ def recover_padded(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kn
                          device=next(energy.parameters()).device)
 
 
+@written_together()
 def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
                   out_dir: str | Path, *, init: RecoveryInit | None = None,
                   n_steps: int | None = None, seed: int = 0, device: str = "auto") -> Path:
@@ -260,6 +261,7 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
     return out
 
 
+@written_together()
 def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Path, *,
                   factor: int = 4, n_steps: int | None = None, binary: bool = True,
                   seed: int = 0, device: str = "auto") -> Path:
