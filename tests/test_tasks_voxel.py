@@ -22,6 +22,7 @@ from _tiny import boxes_and_balls
 from stgconv.baselines.voxel import downsample, nearest_upsample, trilinear_upsample
 from stgconv.cli import main
 from stgconv.config import TrainConfig, load_config
+from stgconv.data.voxel import load_voxel_shapes
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.mcmc import Langevin, SuperResolutionStart
 from stgconv.metrics import voxel_errors, voxel_iou
@@ -156,13 +157,20 @@ def test_super_resolve_a_grid_and_a_mesh(files, tmp_path) -> None:
     assert len(np.unique(soft)) > 2 and soft.min() >= 0 and soft.max() <= 1
     assert ({"super_resolved.png", "super_resolved.npy"}
             <= {p.name for p in (tmp_path / "grid").iterdir()})
-    cube = tmp_path / "cube.off"  # ModelNet's header quirk: "OFF" and the counts on one line
+    cube = tmp_path / "meshes" / "cube.off"  # ModelNet's quirk: "OFF" and the counts on one line
+    cube.parent.mkdir()
     cube.write_text("OFF8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1)
                                             for z in (0, 1))
                     + "4 0 1 3 2\n4 4 6 7 5\n4 0 4 5 1\n4 2 3 7 6\n4 0 2 6 4\n4 1 5 7 3\n")
     assert main(["super-resolve", str(files["run"]), str(cube), "--out", str(tmp_path / "mesh"),
                  "--device", "cpu"]) == 0
-    assert np.load(tmp_path / "mesh" / "super_resolved.npy").shape == (1, 16, 16, 16)
+    from_mesh = np.load(tmp_path / "mesh" / "super_resolved.npy")
+    assert from_mesh.shape == (1, 16, 16, 16)
+    # Its low resolution is the one a model trained on a folder of meshes sees: voxelized with
+    # the same margin (a cube filling the whole grid would leave every block full).
+    trained_on = load_voxel_shapes(cube.parent, resolution=16)
+    torch.testing.assert_close(downsample(torch.from_numpy(from_mesh)[:, None], 4),
+                               downsample(trained_on, 4))
 
 
 def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:

@@ -269,7 +269,8 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
 
     ``source`` is a voxel file (one grid ``(d, d, d)`` or a batch ``(N, d, d, d)`` of occupancy
     in ``[0, 1]``, ``d = size / factor``) or a mesh (:data:`~stgconv.io.mesh.MESH_SUFFIXES`),
-    voxelized here to a solid ``size^3`` grid and block-averaged to ``d^3``. Writes into
+    voxelized here to a solid ``size^3`` grid (a margin of 1 voxel, z up, as a mesh folder or
+    cache gives a model to train on) and block-averaged to ``d^3``. Writes into
     ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
     see :func:`super_resolve_batch`; else the chain's occupancy clamped to ``[0, 1]``; a
     ``.mat`` source's in the layout :func:`~stgconv.io.voxel.load_voxels` reads it in),
@@ -290,7 +291,8 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
         # Voxelized at the model's size and block-averaged: the low resolution of the training
         # protocol (occupancy fractions). A mesh voxelized straight at d^3 is binary, and a block
         # whose mean is 0 or 1 pins every voxel in it: nothing would be left to super-resolve.
-        solid = voxelize_file(source, size, margin=0).astype(np.float32)
+        # With the margin a model trained on meshes saw (a mesh folder, a prepared cache).
+        solid = voxelize_file(source, size).astype(np.float32)
         grids = downsample(to_tensor(solid[None]), factor)[:, 0].numpy()
     elif suffix in VOXEL_SUFFIXES:
         grids = load_voxels(source, binary=False)
