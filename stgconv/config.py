@@ -66,8 +66,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class SamplerConfig:
     """MCMC settings; ``kind`` picks the algorithm. MALA and HMC read ``n_steps``,
-    ``step_size`` (and HMC ``n_leapfrog``); the Langevin-only temperature, annealing and
-    clipping must stay at their defaults for them, and they leave ``clamp``."""
+    ``step_size`` (and HMC ``n_leapfrog``); the Langevin-only temperature, annealing,
+    clipping, precision and CUDA graph must stay at their defaults for them, and they leave
+    ``clamp``."""
 
     kind: Literal["langevin", "mala", "hmc"] = "langevin"
     n_steps: int = 20
@@ -587,14 +588,16 @@ def _check_sampler(key: str, sampler: SamplerConfig) -> None:
             raise ValueError(f"{key}.clamp must be [low, high] with low < high, or null, got "
                              f"{list(sampler.clamp)}")
     if sampler.kind != "langevin":
-        # MALA and HMC sample exp(-E) itself: a temperature, annealing or clipping set for them
-        # would be ignored without a word.
-        for name in ("noise_scale", "noise_anneal", "grad_clip"):
+        # MALA and HMC sample exp(-E) itself, in fp32 and step by step: a temperature,
+        # annealing, clipping, precision or CUDA graph set for them would be ignored without a
+        # word.
+        for name in ("noise_scale", "noise_anneal", "grad_clip", "precision", "cuda_graph"):
             value, default = getattr(sampler, name), getattr(SAMPLER_DEFAULTS, name)
             if value != default:
+                shown = "null" if default is None else str(default).lower()
                 raise ValueError(f"{key}.{name} is {value!r}, but applies to Langevin only: "
-                                 f"{key}.kind {sampler.kind!r} samples exp(-E) as it is; "
-                                 f"set {key}.{name}={'null' if default is None else default}")
+                                 f"{key}.kind {sampler.kind!r} ignores it; set {key}.{name}="
+                                 f"{shown}")
 
 
 def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:

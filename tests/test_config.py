@@ -434,6 +434,8 @@ def test_data_gaussian_init_applies_only_to_noise_persistent_and_buffer_chains()
     ("sampler.noise_scale=0", r"sampler.noise_scale is 0\.0, but applies to Langevin only"),
     ("sampler.noise_anneal=cosine", "set sampler.noise_anneal=none"),
     ("sampler.grad_clip=1.0", "set sampler.grad_clip=null"),
+    ("sampler.precision=bf16", "set sampler.precision=auto"),
+    ("sampler.cuda_graph=false", "set sampler.cuda_graph=true"),
 ])
 @pytest.mark.parametrize("kind", ["mala", "hmc"])
 def test_langevin_settings_are_refused_for_exact_samplers(kind: str, override: str,
