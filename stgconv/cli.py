@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
     p.add_argument("--out", help="output folder (default: <run folder>/synthesis)")
     p.add_argument("-n", "--num", type=int, default=16, help="number of samples")
-    p.add_argument("--steps", type=int, help="Langevin steps; for a cooperative model the "
+    p.add_argument("--steps", type=int, help="sampler steps; for a cooperative model the "
                                              "revision steps after its generator, 0 for none "
                                              "(default: the config's sampler.task_steps, else "
                                              "the training chain length)")
@@ -218,7 +218,8 @@ def _parser() -> argparse.ArgumentParser:
     p = _command(evals, "classification",
                  help="cross-validated accuracy of a linear "
                       "classifier on the descriptor's features")
-    p.add_argument("--checkpoint", required=True, help="a voxel model")
+    p.add_argument("--checkpoint", required=True,
+                   help="a voxel model (checkpoint.pt or run folder)")
     p.add_argument("--shapes", required=True, help=".npz with X (N, R, R, R) and labels y, or "
                    "a voxel cache (.h5, of which its train split)")
     p.add_argument("--test", help="fit on --shapes and measure on this file's shapes (same "
@@ -279,7 +280,7 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _voxel_chain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="Langevin steps (default: the config's "
+    p.add_argument("--steps", type=int, help="sampler steps (default: the config's "
                                              "sampler.task_steps, else the training chain length)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -289,7 +290,8 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="a voxel model (checkpoint.pt or run folder)")
     p.add_argument("--shapes", required=True, help="ground truth: .npz with X (N, D, D, D) "
-                   "{0, 1}, another voxel file, or a folder of them")
+                   "{0, 1}, another voxel file, or a folder of voxel files or meshes (voxelized "
+                   "at the model's side)")
     p.add_argument("--json", dest="json_path", metavar="FILE", help="write the table as JSON")
     p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
     p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)

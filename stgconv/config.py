@@ -245,9 +245,9 @@ class LearnedFillConfig:
     # (the same motion: (x, y, t) -> (-x, -y, -t) keeps every velocity), and average the two
     # views' fills: twice the examples of the clip's motion for the same steps; the fill costs
     # two passes of the net instead of one (about 10 CPU s a clip). Measured on the shared clips,
-    # two seeds: better in 10 of the 12 frame and block cases, their mean 0.915x / 0.925x ->
-    # 0.907x / 0.904x the best classical fill (bench/README.md, "The clip turned and played
-    # backwards").
+    # three seeds: better in 12 of the 18 frame and block cases, about 1% on the mean ratio to
+    # the best classical fill, but worse in 5 of 8 runs on two animal clips (bench/README.md,
+    # "The clip turned and played backwards").
     symmetric: bool = True
 
 
@@ -407,7 +407,8 @@ class JEMConfig:
     + pxy_weight * [mean E(x, y) - mean E(x~_y, y)]``
 
     with ``x~`` drawn by the experiment's sampler from the marginal energy, started from the
-    ``chains`` section's starts (the replay buffer: 95% stored chains, 5% fresh noise), and
+    ``chains`` section's starts (the replay buffer: ``1 - chains.buffer_fresh`` stored chains,
+    the rest fresh starts from ``chains.init``), and
     ``x~_y`` from the batch's class energies, each from a fresh start of its class (the
     fitted Gaussian's component, the chains' noise, or the example itself for chains from the
     data; never from the marginal's stored chains); ``train.energy_l2`` penalises the squared
@@ -472,7 +473,8 @@ class ExperimentConfig:
     cooperative: CooperativeConfig | None = None
     # Set: train a classifier architecture as JEM (cross-entropy + the contrastive terms).
     jem: JEMConfig | None = None
-    # Set: super-resolution chains start at a learned initializer's proposals.
+    # Set: super-resolution or recovery chains (voxels) start at a learned initializer's
+    # proposals.
     initializer: InitializerConfig | None = None
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Every score we report: video recovery errors and PSNR, voxel error and IoU, and for
+"""Every score we report: video recovery errors, voxel error and IoU, and for
 classifiers read as energies the out-of-distribution AUROC and the expected calibration error.
 
 Recovery errors are measured on the missing entries only (observed ones are given, not recovered).
@@ -10,7 +10,6 @@ that hide a pixel in all channels at once, as the shared ones do, this is the pe
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
@@ -63,30 +62,6 @@ def missing_mae_255(recovered: Tensor, truth: Tensor, known: Tensor) -> float:
             missing, or a missing entry is NaN/infinite.
     """
     return _missing_errors(recovered, truth, known).abs().mean().item() * SCALE_255
-
-
-def psnr(recovered: Tensor, truth: Tensor, known: Tensor | None = None) -> float:
-    """Peak signal-to-noise ratio in dB, over the missing entries (or all entries).
-
-    ``10 * log10(peak^2 / MSE)`` with peak = 2, the range of ``[-1, 1]``; the same number as on
-    the 0-255 scale with peak 255.
-
-    Args:
-        recovered: float ``(C, T, H, W)`` (or ``(B, C, T, H, W)``) in ``[-1, 1]``.
-        truth: same shape and scale.
-        known: bool, broadcastable, ``True`` = observed; the MSE is over the ``False`` entries.
-            ``None`` scores every entry.
-
-    Returns:
-        PSNR in dB; ``inf`` when the scored entries are equal.
-
-    Raises:
-        ValueError: as :func:`missing_mae_255`.
-    """
-    if known is None:
-        known = torch.zeros((), dtype=torch.bool)
-    mse = _missing_errors(recovered, truth, known).square().mean().item()
-    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 def _check_voxel_pair(pred: Tensor, truth: Tensor) -> None:

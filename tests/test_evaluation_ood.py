@@ -69,7 +69,8 @@ def test_the_feature_expert_adds_to_the_pixel_product_at_its_share() -> None:
 
 @pytest.mark.parametrize("log_q", [torch.tensor([5.0]), torch.tensor([5.0, 5.0])])
 def test_inliers_that_cannot_weigh_the_reference_are_named(log_q: Tensor) -> None:
-    with pytest.raises(ValueError, match="inliers' scores do not vary"):
+    with pytest.raises(ValueError, match="log-densities under an expert of the score do not "
+                                         "vary"):
         reference_weight(torch.zeros(len(log_q)), log_q)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stgconv.data.masks import occluded_region
-from stgconv.metrics import missing_mae_255, psnr, voxel_errors, voxel_iou
+from stgconv.metrics import missing_mae_255, voxel_errors, voxel_iou
 
 C, T, H, W = 3, 10, 24, 24
 
@@ -62,15 +62,6 @@ def test_missing_mae_255_errors():
     bad[~known.expand(truth.shape)] = torch.nan
     with pytest.raises(ValueError, match="NaN"):
         missing_mae_255(bad, truth, known)
-
-
-def test_psnr():
-    truth, known = clip(), region()
-    error = 2 / 127.5
-    expected = 10 * math.log10(4 / error**2)  # = 20 log10(255 / 2)
-    assert psnr(truth + error, truth, known) == pytest.approx(expected, rel=1e-6)
-    assert psnr(truth + error, truth) == pytest.approx(20 * math.log10(255 / 2), rel=1e-6)
-    assert psnr(truth, truth, known) == math.inf
 
 
 # ---------------------------------------------------------------------------------------------

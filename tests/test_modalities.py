@@ -371,10 +371,10 @@ def test_logged_video_frames_map_minus_one_to_one_onto_black_to_white(tmp_path: 
     assert (np.abs(frames - 128) <= 1).any() and frames.max() == 255 and frames.min() == 0
 
 
-def test_image_pyramid_shows_only_the_first_n_images(tmp_path: Path) -> None:
+def test_image_pyramid_shows_only_the_first_8_images(tmp_path: Path) -> None:
     path = IMAGE.save_pyramid([torch.zeros(10, 1, 2, 2), torch.zeros(10, 1, 4, 4)],
-                              tmp_path / "pyramid", n=3)
-    assert png_size(path) == (3 * 6 + 2, 2 * 6 + 2)
+                              tmp_path / "pyramid")
+    assert png_size(path) == (8 * 6 + 2, 2 * 6 + 2)
 
 
 def test_a_video_folder_loads_at_most_max_images_clips(tmp_path: Path) -> None:

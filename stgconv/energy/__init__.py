@@ -1,4 +1,5 @@
-"""Energy networks, one file per modality; all map ``(B, *S)`` to ``(B,)``."""
+"""Energy networks, one file per modality (image, video, voxel) or family (classifier,
+compose, rbm); all map ``(B, *S)`` to ``(B,)``."""
 
 from typing import Any
 

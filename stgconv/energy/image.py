@@ -67,6 +67,12 @@ def image_energy(
         arch: one of :data:`IMAGE_PRESETS`.
         in_channels: 1 (grey) or 3 (RGB).
         image_size: ``H = W`` for presets with a fully connected head; ignored by ``texture``.
+        layers, activation: replace the preset's.
+        reference_sigma: sigma of the Gaussian reference term ``|x|^2 / (2 sigma^2)``; 1.0 here,
+            while a config's ``model.reference_sigma`` defaults to 0.05; ``None`` drops it.
+
+    Returns:
+        the energy, ``(B, C, H, W) -> (B,)``.
     """
     if arch not in IMAGE_PRESETS:
         raise ValueError(f"unknown image architecture {arch!r}; choose from "

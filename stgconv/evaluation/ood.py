@@ -211,9 +211,9 @@ def reference_weight(scores: Tensor, log_q: Tensor, *, share: float = REFERENCE_
             spread sets the weight).
     """
     if len(log_q) < 2 or not float(log_q.std()) > 0:
-        raise ValueError(f"the {len(scores)} inliers' scores do not vary, so they cannot set "
-                         "the weight of the reference density: give at least two different "
-                         "inliers")
+        raise ValueError(f"the {len(log_q)} inliers' log-densities under an expert of the "
+                         "score do not vary, so they cannot set its weight: give at least two "
+                         "different inliers")
     return share * float(scores.std()) / float(log_q.std())
 
 

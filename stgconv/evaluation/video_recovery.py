@@ -40,7 +40,10 @@ def eval_recovery(
     """Our recovery and every classical baseline on the same masked clip; one error table.
 
     Returns (and writes to ``json_path``) ``{"unit": ..., "errors": {"stgconv": e, name: e, ...},
-    "seconds": {...}, "video": ..., "mask": ..., "frames": ..., "size": ...}``. With
+    "seconds": {...}, "video": ..., "mask": ..., "frames": ..., "size": ...,
+    "missing_fraction": ..., "start": {"fill": ..., "error": ..., "holdout_errors": ...},
+    "selected_iteration": ..., "notes": {...}, "config": {...}}`` (``start``: the fill the
+    recovery started from; ``selected_iteration`` -1 where the holdout kept it). With
     ``tensorboard`` (a folder), also logs the errors and the frame with the most missing
     pixels (occluded | starting fill | ours | truth) there (:mod:`stgconv.evaluation.tensorboard`).
     """

@@ -10,7 +10,8 @@ protocol and one table each, every method on the same inputs.
   baselines :data:`stgconv.baselines.voxel.UPSAMPLERS` (one of them, ``trilinear_binary``, the
   same binarisation of the trilinear up-sampling).
 - recovery: a seeded random ``missing`` fraction of the voxels is hidden (independently per
-  voxel); ours runs the sampler from a baseline fill with :class:`~stgconv.mcmc.KnownEntries`
+  voxel); ours runs the sampler from the model's learned filler where it was trained with one,
+  else a baseline fill (``init``), with :class:`~stgconv.mcmc.KnownEntries`
   (:func:`stgconv.tasks.voxel.recover_batch`), so the observed voxels never change; baselines
   :data:`stgconv.baselines.voxel.FILLS`.
 - scores (:mod:`stgconv.metrics`): mean absolute voxel error on ``[0, 1]`` (outputs clamped;
@@ -94,13 +95,13 @@ def eval_super_resolution(
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
     "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
-    "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps", "upsample", "binary", "checkpoint",
-    "shapes", "start"}``; ``binary=False`` scores our chain's soft occupancy instead. ``start``
+    "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps",
+    "upsample", "binary", "checkpoint", "shapes", "start"}``; ``binary=False`` scores our chain's soft occupancy instead. ``start``
     scores where our chain starts, made binary the same way (``{"method", "error", "iou",
     "iou_pooled", "seconds"}``; method ``"initializer"`` for a model trained with one that
     serves ``factor``, :mod:`stgconv.initializer`, else the config's ``chains.upsample``), so
     the table shows what the chain adds to its start. With ``out_dir``, also
-    ``comparison.png`` (low | nearest | trilinear | ours | truth for the first 4 shapes) and
+    ``comparison.png`` (low | each up-sampling | ours | truth for the first 4 shapes) and
     ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder), also logs the scores and
     the comparison render there (:mod:`stgconv.evaluation.tensorboard`).
 

@@ -93,7 +93,7 @@ class Modality:
         (:meth:`save_array`), so programs can score every grid, not only the finest."""
         return [*self.preview(grid, stem), self.save_array(grid, stem)]
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
         """One picture of every grid of the first few examples, coarse to fine (data units,
         ``(N, *lead, *S_k)`` each)."""
         raise NotImplementedError

@@ -65,12 +65,12 @@ class ImageModality(Modality):
         images = to_unit(batch[:MAX_IMAGES].detach().float().cpu())
         writer.add_images(tag, images, step)
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
         """``<stem>.png``: one row per grid ``(N, C, H_k, W_k)`` (nearest up-sampled to the
-        finest size) of the first ``n`` images."""
+        finest size) of the first 8 images."""
         grids = [g.detach().float().cpu() for g in grids]
         finest = grids[-1].shape[2:]
-        return self.save_rows([nearest_up(g, factor_between(finest, g.shape[2:]))[:n]
+        return self.save_rows([nearest_up(g, factor_between(finest, g.shape[2:]))[:8]
                                for g in grids], stem)
 
     def save_rows(self, rows: Sequence[Tensor], stem: str | Path) -> Path:

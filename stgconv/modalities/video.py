@@ -93,7 +93,7 @@ class VideoModality(Modality):
         frames = to_unit(clips[0].transpose(0, 1))
         writer.add_images(f"{tag}/frames", frames, step)
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
         """``<stem>.gif``: the first clip's grids (each ``(N, C, T_k, H_k, W_k)``) side by side
         (nearest up-sampled)."""
         grids = [g.detach().float().cpu() for g in grids]

@@ -104,14 +104,14 @@ class VoxelModality(Modality):
         pyramid (drawn at half each grid's maximum)."""
         return [self.save_array(grid, stem)]
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *, n: int = 8) -> Path:
-        """``<stem>.png``: renders of the first ``min(n, 4)`` shapes at every grid (each
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
+        """``<stem>.png``: renders of the first 4 shapes at every grid (each
         ``(N, 1, D_k, D_k, D_k)``), one row per shape; a coarse grid is drawn at half its own
         maximum."""
         grids = [g.detach().float().cpu() for g in grids]
         labels = ["x".join(str(s) for s in g.shape[2:]) for g in grids]
         panels, titles = [], []
-        for i in range(min(n, 4, len(grids[-1]))):
+        for i in range(min(4, len(grids[-1]))):
             for g, label in zip(grids, labels):
                 grid = g[i, 0]
                 # Rescaled so that the renderer's 0.5 level sits at half this grid's maximum.

@@ -1,5 +1,7 @@
 """What the ``stgconv`` command and ``tools/`` call, one file per use: each task takes plain
-arguments, writes its outputs into a folder it returns, and raises a clear error on bad input."""
+arguments and raises a clear error on bad input; most write their outputs into a folder they
+return (``recover_video`` returns its report and writes only given ``out_dir``,
+``train_fill_prior`` writes one file, ``load_known`` reads a mask)."""
 
 from stgconv.tasks.demo import demo
 from stgconv.tasks.fill_prior import train_fill_prior

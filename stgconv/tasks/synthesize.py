@@ -75,7 +75,7 @@ def synthesize(
                          "sample from (--class)")
     if n_steps == 0 and not is_cooperative(state):
         raise ValueError("0 steps (no chain) is for cooperative models only: this model's "
-                         "samples need at least 1 Langevin step")
+                         "samples need at least 1 sampler step")
     if is_multigrid(state):
         if size is not None or frames is not None or start != "noise":
             raise ValueError("a multi-grid model samples its fixed pyramid from the base grid: "
