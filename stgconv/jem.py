@@ -36,14 +36,19 @@ directions of a class, and the fit of MNIST's 6272 features then costs about 10 
 
 
 def class_examples(labels: Tensor, per_class: int, *, skip: int = 0,
-                   order: Tensor | None = None) -> Tensor:
+                   order: Tensor | None = None, or_first: bool = False) -> Tensor:
     """Indices ``(M,)`` of up to ``per_class`` examples of each class of ``labels`` ``(N,)``
     (``0 .. K - 1``), each class's ``skip`` first passed over, taken in ``order`` (a
-    permutation ``(N,)`` of the examples; default the data's own order)."""
+    permutation ``(N,)`` of the examples; default the data's own order). ``or_first``: a class
+    with no example after its ``skip`` gives its first ones instead."""
     order = torch.arange(len(labels), device=labels.device) if order is None else order
     ordered = labels[order]
-    return torch.cat([order[torch.nonzero(ordered == k)[skip:skip + per_class, 0]]
-                      for k in range(int(labels.max()) + 1)])
+    picked = []
+    for k in range(int(labels.max()) + 1):
+        members = order[torch.nonzero(ordered == k)[:, 0]]
+        start = 0 if or_first and len(members) <= skip else skip
+        picked.append(members[start:start + per_class])
+    return torch.cat(picked)
 
 
 @torch.no_grad()
@@ -74,8 +79,8 @@ def fit_ood_weights(energy: ClassifierEnergy, data: Tensor, labels: Tensor, *,
     training examples ``data`` ``(N, *S)``, ``labels`` ``(N,)``: the ``per_class`` of each
     class after the ``fit_per_class`` that :func:`fit_feature_reference` read in the same
     ``order`` (so ``log r`` spreads over them as over new data, not as over its own fit), or
-    those when no class has others. So the score is one fixed function of an image, the same
-    whichever inliers it is later compared on.
+    for a class with no others, those (:func:`held_examples`). So the score is one fixed
+    function of an image, the same whichever inliers it is later compared on.
 
     Raises:
         ValueError: examples too few or too alike to weigh an expert.
@@ -86,11 +91,11 @@ def fit_ood_weights(energy: ClassifierEnergy, data: Tensor, labels: Tensor, *,
 
 def held_examples(labels: Tensor, per_class: int, *, skip: int, order: Tensor | None = None
                   ) -> Tensor:
-    """:func:`class_examples` after each class's ``skip`` first (those a fit read), or the
-    first ones when that leaves fewer than 2 examples: indices ``(M,)`` into ``labels``
-    ``(N,)``."""
-    picked = class_examples(labels, per_class, skip=skip, order=order)
-    return picked if len(picked) >= 2 else class_examples(labels, per_class, order=order)
+    """:func:`class_examples` after each class's ``skip`` first (those a fit read), or for a
+    class with none after them its first ones: indices ``(M,)`` into ``labels`` ``(N,)``.
+    Every class weighs in: with only the classes larger than ``skip``, a temperature or weight
+    set on them would be another set's."""
+    return class_examples(labels, per_class, skip=skip, order=order, or_first=True)
 
 
 @torch.no_grad()

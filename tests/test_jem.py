@@ -505,33 +505,41 @@ def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(
         assert not (tmp_path / "out").exists()
 
 
-def test_ood_weights_fall_back_to_the_fit_examples_when_only_one_is_left() -> None:
+def test_ood_weights_weigh_every_class_when_some_have_nothing_after_the_fit() -> None:
+    """A class no larger than the fit gives its fit's own examples, the others those after the
+    fit: not only the classes that happen to be larger (a set of other classes' proportions)."""
     torch.manual_seed(0)
     energy = ClassifierEnergy(digit_classifier(3, width=8))
     x = torch.rand(13, 1, 28, 28) * 2 - 1
-    y = torch.arange(13) % 3  # 5, 4, 4: one example left after the fit's 4
+    y = torch.arange(13) % 3  # 5, 4, 4: one example of class 0 left after the fit's 4
     reference = DataGaussian.fit(x, y, rank=2)
     features = fit_feature_reference(energy, x, y, rank=2, per_class=4)
     weights = fit_ood_weights(energy, x, y, reference=reference, feature_reference=features,
                               per_class=3, fit_per_class=4)
-    its_own = torch.cat([torch.nonzero(y == k)[:3, 0] for k in range(3)])
-    assert weights == score_images(energy, reference, x[its_own], feature_reference=features)[2]
+    weighed = torch.cat([torch.nonzero(y == 0)[4:, 0],
+                         *(torch.nonzero(y == k)[:3, 0] for k in (1, 2))])
+    assert weights == score_images(energy, reference, x[weighed], feature_reference=features)[2]
 
 
 
 def test_held_examples_are_those_after_the_fit_else_the_fits_own_in_the_same_order() -> None:
-    """held_examples takes each class's examples after the ``skip`` a fit read, in ``order``,
-    while at least 2 remain in all (exactly 2 are enough); with fewer, the first ones of each
-    class in that same order, not in the data's."""
+    """held_examples takes each class's examples after the ``skip`` a fit read, in ``order``;
+    a class with none after them gives its first ones in that same order, not in the data's."""
     y = torch.arange(8) % 2  # 4 of each class: 1 of each left after 3
     order = torch.randperm(8, generator=gen(3))
     assert held_examples(y, 5, skip=3, order=order).tolist() == [
         int(i) for k in range(2) for i in order[y[order] == k][3:]]
-    y = torch.tensor([0, 0, 0, 0, 1, 1, 1])  # 1 left after 3 of each
-    order = torch.randperm(7, generator=gen(4))
-    expected = [int(i) for k in range(2) for i in order[y[order] == k][:2]]
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1])  # 4 and 7: class 0 has 1 left after 3
+    order = torch.randperm(11, generator=gen(4))
+    expected = [*(int(i) for i in order[y[order] == 0][3:]),
+                *(int(i) for i in order[y[order] == 1][3:5])]
     assert held_examples(y, 2, skip=3, order=order).tolist() == expected
-    assert expected != class_examples(y, 2).tolist()  # the order given, not the data's
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 1])  # class 0: nothing after 3, its first 2
+    order = torch.randperm(9, generator=gen(4))
+    expected = [*(int(i) for i in order[y[order] == 0][:2]),
+                *(int(i) for i in order[y[order] == 1][3:5])]
+    assert held_examples(y, 2, skip=3, order=order).tolist() == expected
+    assert expected[:2] != class_examples(y, 2).tolist()[:2]  # the order given, not the data's
 
 
 def test_the_final_fits_read_the_examples_in_the_runs_seeded_order(monkeypatch) -> None:
