@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.init import NoiseInit
 from stgconv.mcmc.langevin import Langevin
 from stgconv.types import EnergyFn
 
@@ -74,20 +75,40 @@ def interpolate(
     z_end: Tensor,
     *,
     n_points: int = 8,
+    init: NoiseInit | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Run the chain from points between two starts, with the same chain noise for each.
 
-    Uses the path of :func:`latent_path`, which keeps the variance of Gaussian starts constant.
+    Uses the path of :func:`noise_path`, every point of which is distributed as the starts.
 
     Args:
-        z_start, z_end: ``(*S)`` single chain starts.
+        z_start, z_end: ``(*S)`` single chain starts, drawn from ``init`` (default: Gaussian).
 
     Returns:
         ``(n_points, *S)`` samples along the path.
     """
-    return run_each(energy, sampler, latent_path(z_start, z_end, n_points=n_points),
+    init = init if init is not None else NoiseInit("gaussian")
+    return run_each(energy, sampler, noise_path(init, z_start, z_end, n_points=n_points),
                     generator=generator)
+
+
+def noise_path(init: NoiseInit, z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
+    """Points from ``z_start`` to ``z_end`` ``(*S)``, two draws of ``init``, each of which is
+    again a draw of ``init``: :func:`latent_path` for Gaussian noise; uniform noise is mapped to
+    Gaussian noise (``u = scale * erf(z / sqrt(2))``), walked there and mapped back (walked as
+    it is, a midpoint would reach past ``scale`` and be bell-shaped: not a start the model
+    learnt from). Returns ``(n_points, *S)``."""
+    if init.kind == "gaussian" or init.scale == 0:
+        return latent_path(z_start, z_end, n_points=n_points)
+    # Off the interval's ends, where erfinv is infinite: torch.rand's 0 gives -scale exactly.
+    edge = 1 - torch.finfo(z_start.dtype).eps
+
+    def to_gaussian(u: Tensor) -> Tensor:
+        return math.sqrt(2) * torch.erfinv((u / init.scale).clamp(-edge, edge))
+
+    path = latent_path(to_gaussian(z_start), to_gaussian(z_end), n_points=n_points)
+    return init.scale * torch.erf(path / math.sqrt(2))
 
 
 def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:

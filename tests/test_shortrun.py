@@ -105,3 +105,42 @@ def test_latent_path_keeps_the_variance_of_gaussian_starts() -> None:
     torch.testing.assert_close(path[1], math.sqrt(0.5) * (z_start + z_end))
     torch.testing.assert_close(path[0], z_start)
     torch.testing.assert_close(path[2], z_end)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0])
+def test_every_point_between_two_uniform_starts_is_a_uniform_start(scale: float) -> None:
+    """A model trained from U(-scale, scale) starts is interpolated through such starts: the
+    Gaussian path walked on uniform noise would put the midpoint past scale, bell-shaped."""
+    from stgconv.mcmc.init import NoiseInit
+    from stgconv.shortrun import noise_path
+
+    init = NoiseInit("uniform", scale)
+    g = gen(7)
+    z_start, z_end = init.sample((100_000,), generator=g), init.sample((100_000,), generator=g)
+    path = noise_path(init, z_start, z_end, n_points=5)
+    torch.testing.assert_close(path[0], z_start, rtol=0, atol=1e-6)
+    torch.testing.assert_close(path[-1], z_end, rtol=0, atol=1e-6)
+    se = 0.5 / 100_000**0.5  # of a share near one half
+    for point in path:
+        assert point.abs().max() <= scale
+        for quarter in (0.25, 0.5, 0.75):  # the uniform's quantiles, within 5 standard errors
+            share = (point <= scale * (2 * quarter - 1)).float().mean().item()
+            assert abs(share - quarter) < 5 * se, (quarter, share)
+
+
+def test_interpolate_walks_the_path_of_the_starts_noise() -> None:
+    from stgconv.mcmc.init import NoiseInit
+    from stgconv.shortrun import noise_path, run_each
+
+    energy, sampler = shortrun_model()
+    init = NoiseInit("uniform", 1.0)
+    z_start, z_end = init.sample((1, 8, 8), generator=gen(1)), init.sample((1, 8, 8),
+                                                                          generator=gen(2))
+    path = shortrun.interpolate(energy, sampler, z_start, z_end, n_points=3, init=init,
+                                generator=gen(3))
+    expected = run_each(energy, sampler, noise_path(init, z_start, z_end, n_points=3),
+                        generator=gen(3))
+    assert torch.equal(path, expected)
+    gaussian = shortrun.interpolate(energy, sampler, z_start, z_end, n_points=3,
+                                    generator=gen(3))  # the default path: another midpoint
+    assert not torch.equal(path[1], gaussian[1])

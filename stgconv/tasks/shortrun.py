@@ -105,9 +105,8 @@ def interpolate(
     init = _start_noise(config, checkpoint, state)
     z_start = init.sample(shape, device=param.device, generator=generator)
     z_end = init.sample(shape, device=param.device, generator=generator)
-    path = shortrun.interpolate(
-        energy, _langevin(config), z_start, z_end, n_points=n_points, generator=generator
-    )
+    path = shortrun.interpolate(energy, _langevin(config), z_start, z_end, n_points=n_points,
+                                init=init, generator=generator)
     modality = modality_of(config)
     modality.save_array(modality.to_data(path, config), Path(out_dir) / "interpolation")
     return save_image_grid(path, Path(out_dir) / "interpolation.png", nrow=n_points).parent
