@@ -96,8 +96,8 @@ def eval_super_resolution(
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
     "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
     "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps",
-    "upsample", "binary", "checkpoint", "shapes", "start"}``; ``binary=False`` scores our chain's soft occupancy instead. ``start``
-    scores where our chain starts, made binary the same way (``{"method", "error", "iou",
+    "upsample", "binary", "checkpoint", "shapes", "start"}``; ``binary=False`` scores our
+    chain's soft occupancy instead. ``start`` scores where our chain starts, made binary the same way (``{"method", "error", "iou",
     "iou_pooled", "seconds"}``; method ``"initializer"`` for a model trained with one that
     serves ``factor``, :mod:`stgconv.initializer`, else the config's ``chains.upsample``), so
     the table shows what the chain adds to its start. With ``out_dir``, also
@@ -279,7 +279,7 @@ def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str 
             inputs: Tensor, input_title: str, results: dict[str, Tensor], truth: Tensor) -> None:
     """Write ``stgconv.npy`` (ours) and ``comparison.png`` (input | baselines | ours | truth for
     the first 4 shapes) into ``out_dir``, and the scores and the render into ``tensorboard``;
-    each where given (the render goes through a temporary folder when only TensorBoard wants it)."""
+    each where given."""
     if out_dir is not None:
         atomic_save_npy(Path(out_dir) / "stgconv.npy", results["stgconv"][:, 0].numpy())
     if out_dir is None and tensorboard is None:
