@@ -49,15 +49,28 @@ def refused(err: Exception) -> None:
     event(f"refused: {type(err).__name__}")
 
 
+# Settings that must be positive (or null where null is allowed) in any config that loads.
+POSITIVE = ["train.n_iterations", "train.batch_size", "train.accumulate", "train.lr",
+            "chains.chains_per_example", "chains.buffer_capacity", "chains.factor", "data.size",
+            "data.frames", "data.max_images", "model.reference_sigma", "sampler.n_steps",
+            "sampler.task_steps", "sampler.step_size", "sampler.grad_clip", "sampler.n_leapfrog",
+            "recovery.average_last"]
+
+
 @given(key=st.sampled_from(KEYS), value=VALUES)
 def test_config_overrides_load_or_name_the_problem(key: str, value: str) -> None:
     try:
         config = load_config(None, [f"{key}={value}"])
     except ValueError as err:
         refused(err)
+        assert key.split(".")[-1] in str(err), err  # the refusal names the setting
         return
     event("accepted")
     assert isinstance(config, ExperimentConfig)
+    for name in POSITIVE:
+        section, field = name.split(".")
+        setting = getattr(getattr(config, section), field)
+        assert setting is None or setting > 0, (name, setting)
 
 
 MASK_KINDS = st.sampled_from(["missing_frames", "region", "salt_and_pepper", "other", ""])
@@ -76,33 +89,40 @@ def test_generated_masks_are_right_or_refused(kind: str, value: str) -> None:
     assert known.dtype == torch.bool and known.shape[-3:] == shape
 
 
-def load_or_refuse(path: Path) -> None:
-    """A shape file either loads or is refused with a message; the outcome is counted."""
-    try:
-        VoxelShapes(path)
-    except (ValueError, OSError) as err:
-        refused(err)
-        return
-    event("accepted")
-
-
 @given(content=st.binary(max_size=300), suffix=st.sampled_from([".npz", ".mat", ".npy", ".h5"]))
 def test_damaged_shape_files_are_refused_by_name(tmp_path_factory, content: bytes,
                                                  suffix: str) -> None:
+    """Random bytes are never a shape file: refused, with a message naming it."""
     path = tmp_path_factory.mktemp("fuzz") / f"shapes{suffix}"
     path.write_bytes(content)
-    load_or_refuse(path)
+    with pytest.raises((ValueError, OSError)) as refusal:
+        VoxelShapes(path)
+    assert path.name in str(refusal.value)
+    refused(refusal.value)
 
 
-@given(arrays=st.sampled_from(["empty", "2d", "floats", "negative", "labels_short"]))
-def test_odd_shape_arrays_are_refused_or_read(tmp_path_factory, arrays: str) -> None:
-    path = tmp_path_factory.mktemp("fuzz") / "shapes.npz"
-    grids = {"empty": np.zeros((0, 4, 4, 4), np.uint8), "2d": np.zeros((4, 4), np.uint8),
-             "floats": np.full((2, 4, 4, 4), 0.5), "negative": -np.ones((2, 4, 4, 4)),
+@pytest.mark.parametrize("arrays, refusal", [
+    ("2d", r"expected a voxel grid \(R, R, R\) or a batch"),
+    ("negative", r"expected occupancy in \[0, 1\]"),
+    ("labels_short", "y must hold N=3"),
+])
+def test_odd_shape_arrays_are_refused_by_name(tmp_path: Path, arrays: str, refusal: str) -> None:
+    path = tmp_path / "shapes.npz"
+    grids = {"2d": np.zeros((4, 4), np.uint8), "negative": -np.ones((2, 4, 4, 4)),
              "labels_short": np.zeros((3, 4, 4, 4), np.uint8)}[arrays]
     extra = {"y": np.zeros(1)} if arrays == "labels_short" else {}
     np.savez(path, X=grids, **extra)
-    load_or_refuse(path)
+    with pytest.raises(ValueError, match=f"shapes.npz: {refusal}"):
+        VoxelShapes(path)
+
+
+def test_soft_and_empty_shape_arrays_are_read_as_they_are(tmp_path: Path) -> None:
+    """Occupancy fractions are shapes (a down-sampled grid); no shapes is an empty set, which
+    training refuses where it takes its examples."""
+    np.savez(tmp_path / "soft.npz", X=np.full((2, 4, 4, 4), 0.5))
+    assert len(VoxelShapes(tmp_path / "soft.npz")) == 2
+    np.savez(tmp_path / "empty.npz", X=np.zeros((0, 4, 4, 4), np.uint8))
+    assert len(VoxelShapes(tmp_path / "empty.npz")) == 0
 
 
 @pytest.fixture(scope="module")

@@ -178,13 +178,17 @@ def test_explicit_precisions_and_differentiable_chains(monkeypatch) -> None:
     assert torch.equal(runs[0], runs[1])
 
 
+def test_no_channels_last_on_the_cpu() -> None:
+    assert channels_last_format(torch.zeros(2, 3, 4, 4)) is None  # it did not pay here
+    assert channels_last_format(torch.zeros(2, 1, 4, 4, 4)) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_channels_last_only_for_image_and_volume_batches_on_cuda() -> None:
-    assert channels_last_format(torch.zeros(2, 3, 4, 4)) is None  # CPU: it did not pay here
-    if torch.cuda.is_available():
-        assert channels_last_format(torch.zeros(2, 3, 4, 4, device="cuda")) == torch.channels_last
-        assert channels_last_format(
-            torch.zeros(2, 1, 4, 4, 4, device="cuda")) == torch.channels_last_3d
-        assert channels_last_format(torch.zeros(2, 48, device="cuda")) is None
+    assert channels_last_format(torch.zeros(2, 3, 4, 4, device="cuda")) == torch.channels_last
+    assert channels_last_format(
+        torch.zeros(2, 1, 4, 4, 4, device="cuda")) == torch.channels_last_3d
+    assert channels_last_format(torch.zeros(2, 48, device="cuda")) is None
 
 
 def test_native_bfloat16_answers_for_the_cpu() -> None:

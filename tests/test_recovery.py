@@ -251,8 +251,21 @@ def test_holdout_like_takes_a_shift_that_hides_something(frames) -> None:
     held_frames = holdout.any(dim=(1, 2))
     assert held_frames.any() and not (holdout & ~known).any()
     assert holdout[held_frames].all()  # whole frames, like the missing ones
+    eligible = frames // 2  # every observed (even) frame lies under a moved missing one
+    assert held_frames.sum() == max(1, round(0.3 * eligible))
     with pytest.raises(ValueError, match="moved by 2 frames"):
         holdout_like(known, shift=2)
+
+
+def test_holdout_like_takes_the_hiding_shift_nearest_half_the_clip() -> None:
+    """Frames 1, 2, 5, 6 of 8 missing: moved by 4 they land on missing frames only; moved by 3
+    (the nearest, the smaller of 3 and 5) they hide frames 0 and 4, moved by 1 frames 3 and
+    7."""
+    known = torch.ones(8, H, W, dtype=torch.bool)
+    known[[1, 2, 5, 6]] = False
+    for seed in range(4):
+        holdout = holdout_like(known, fraction=1.0, generator=gen(seed))
+        assert holdout.any(dim=(1, 2)).nonzero().flatten().tolist() == [0, 4]
 
 
 def test_interpolation_spread() -> None:
