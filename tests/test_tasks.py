@@ -102,6 +102,20 @@ def test_a_synthesis_that_cannot_write_its_array_keeps_the_previous_one_whole(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_task_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
+    """A library caller's warning names its own line, not the wrapper that writes a task's
+    files together (contextlib)."""
+    from stgconv.tasks import interpolate
+
+    run = tiny_texture_run(tmp_path)  # one persistent chain
+    with pytest.warns(UserWarning, match="keeps 1 chains") as caught:
+        synthesize(run, tmp_path / "chains", n_samples=2, n_steps=1, start="chains",
+                   device="cpu")
+    with pytest.warns(RuntimeWarning, match="not from noise starts") as also:
+        interpolate(run, tmp_path / "path", n_points=2, device="cpu")
+    assert [w.filename for w in [*caught, *also]] == [__file__] * 2
+
+
 def test_voxel_synthesis_keeps_every_sample_beyond_the_preview(tmp_path: Path) -> None:
     """The preview renders 16 shapes; the result array holds all of them, in occupancy."""
     config = load_config(None, [*data_overrides("voxels", tmp_path), f"out_dir={tmp_path / 'run'}",

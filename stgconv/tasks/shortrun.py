@@ -140,7 +140,7 @@ def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) 
         warnings.warn(f"{checkpoint} was trained {learned}, not from noise starts: the "
                       f"{config.sampler.n_steps}-step chain from noise that reconstruct and "
                       "interpolate run is not the generator it learned", RuntimeWarning,
-                      stacklevel=3)
+                      stacklevel=4)  # the caller's line, past written_together's wrapper
     return NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
 
 

@@ -110,7 +110,8 @@ def synthesize(
                              "from noise (--start noise)")
         if len(x0) < n_chains:  # without classes every stored chain is a sample: fewer, said
             warnings.warn(f"the checkpoint keeps {len(x0)} chains: {len(x0)} samples, not the "
-                          f"{n_chains} asked for (--start noise makes any number)", stacklevel=2)
+                          f"{n_chains} asked for (--start noise makes any number)",
+                          stacklevel=3)  # the caller's line, past written_together's wrapper
     else:
         shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
         check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
