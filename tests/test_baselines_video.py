@@ -398,3 +398,26 @@ def test_motion_compensated_averages_both_neighbour_frames() -> None:
     known[2:4] = False
     out = motion_compensated_interpolation(video, known)
     torch.testing.assert_close(out, video, rtol=0, atol=1e-3)
+
+
+def test_temporal_interpolation_fills_a_never_observed_channel_with_the_observed_mean() -> None:
+    """A channel with no observed entry anywhere gets the mean of every observed entry (the
+    last fallback of the never-observed fill), not zero."""
+    video = clip() * 0.5 + 0.3  # observed mean near 0.3, far from 0
+    known = torch.ones(C, T, H, W, dtype=torch.bool)
+    known[1] = False  # channel 1 is never observed
+    out = temporal_interpolation(video, known)
+    expected = video[known].mean().item()
+    torch.testing.assert_close(out[1], torch.full_like(out[1], expected), atol=1e-5, rtol=0)
+    assert torch.equal(out[[0, 2]], video[[0, 2]])
+
+
+def test_motion_compensated_sampling_clamps_to_the_frame_edge() -> None:
+    """Where the flow points outside the frame the neighbour frame is read at its nearest edge
+    (``padding_mode="border"``), not as zero."""
+    frame = torch.tensor([[[0.2, 0.4], [0.6, 0.8]]])  # (C, H, W) = (1, 2, 2)
+    # (x = column, y = row) in [-1, 1], corners on the corner pixels' centres.
+    grid = torch.tensor([[[[3.0, -1.0], [-3.0, 1.0]],
+                          [[0.0, 5.0], [1.0, 1.0]]]])  # (1, H, W, 2)
+    out = video_baselines._sample(frame, grid)
+    torch.testing.assert_close(out, torch.tensor([[[0.4, 0.6], [0.7, 0.8]]]))

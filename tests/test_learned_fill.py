@@ -3,6 +3,8 @@ fills."""
 
 from __future__ import annotations
 
+import importlib
+import math
 from dataclasses import replace
 
 import pytest
@@ -426,3 +428,137 @@ def test_the_last_time_shift_is_useful_too() -> None:
     """T = 2: only shift 1 = T - 1 exists (kills ``range(1, T)`` -> ``range(1, T - 1)``)."""
     known = torch.tensor([[False, True], [True, False]]).view(1, 2, 1, 2)
     assert useful_shifts(known) == [1]
+
+
+def test_a_net_with_a_correction_changes_only_the_entries_it_does_not_see() -> None:
+    """FillNet returns the first fill, corrected only where ``visible`` is 0: a last layer that
+    corrects everywhere (as after training) leaves the visible entries at the first fill."""
+    g = torch.Generator().manual_seed(0)
+    net = FillNet(2, 1, 4).eval()
+    with torch.no_grad():
+        net.layers[-1].bias.fill_(0.3)
+    inputs = torch.rand(1, 2 * (1 + NEIGHBOUR_INPUTS), 3, 6, 6, generator=g)
+    visible = (torch.rand(1, 2, 3, 6, 6, generator=g) > 0.5).float()
+    with torch.no_grad():
+        out = net(inputs, visible)
+    first = inputs[:, :2]
+    assert torch.equal(out[visible > 0], first[visible > 0])
+    assert not torch.equal(out[visible == 0], first[visible == 0])
+
+
+def test_the_correction_reads_where_entries_are_observed() -> None:
+    """The net is given the mask: the same inputs under two masks that hide the same entries
+    but for a few more under the second give those entries other corrections."""
+    torch.manual_seed(0)
+    net = FillNet(1, 1, 8).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(net.layers[-1].weight)
+    g = torch.Generator().manual_seed(1)
+    inputs = torch.rand(1, 1 + NEIGHBOUR_INPUTS, 2, 8, 8, generator=g)
+    one = (torch.rand(1, 1, 2, 8, 8, generator=g) > 0.3).float()
+    other = one * (torch.rand(1, 1, 2, 8, 8, generator=g) > 0.3).float()  # hides more
+    both = (one == 0) & (other == 0)
+    with torch.no_grad():
+        assert not torch.allclose(net(inputs, one)[both], net(inputs, other)[both])
+
+def test_squared_then_absolute_switches_at_half_the_iterations(monkeypatch) -> None:
+    """The first ``iterations // 2`` iterations train on squared error, the rest on absolute
+    error (kills never switching)."""
+    module = importlib.import_module("stgconv.learned_fill")
+    halves = []
+
+    def recording(error, kind, *, second_half):
+        halves.append(second_half)
+        return loss(error, kind, second_half=second_half)
+
+    loss = module._loss
+    monkeypatch.setattr(module, "_loss", recording)
+    settings = replace(FAST, iterations=5, loss="squared_then_absolute")
+    learned_fill(wave(), pixels_missing(), [TEMPORAL], settings=settings,
+                 generator=torch.Generator().manual_seed(0))
+    assert halves == [False, False, True, True, True]
+
+
+def test_the_learning_rate_decays_along_a_cosine(monkeypatch) -> None:
+    """Adam's rate follows ``lr * (1 + cos(pi * i / iterations)) / 2`` over the iterations
+    (kills a constant rate: the schedule never stepped)."""
+    rates = []
+
+    class Recording(torch.optim.Adam):
+        def step(self, closure=None):
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    learned_fill(wave(), pixels_missing(), [TEMPORAL], settings=replace(FAST, iterations=4, lr=0.01),
+                 generator=torch.Generator().manual_seed(0))
+    assert rates == pytest.approx([0.01 * (1 + math.cos(math.pi * i / 4)) / 2 for i in range(4)])
+
+
+def test_apply_fill_keeps_float64_observed_entries_bit_for_bit() -> None:
+    """The float32 net does not round a float64 clip's observed entries: they are returned as
+    given (kills taking every entry from the net's output)."""
+    video = torch.rand(1, 4, 6, 6, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(0)) * 2 - 1
+    known = torch.ones(4, 6, 6, dtype=torch.bool)
+    known[1:3, 2:4, 2:4] = False
+    assert not torch.equal(video.float().double(), video)  # values float32 cannot hold
+    out = apply_fill(FillNet(1, 1, 2).eval(), video, known, [temporal_interpolation(video, known)])
+    assert out.dtype == torch.float64
+    assert torch.equal(out[0][known], video[0][known])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # bf16 emulated where not native
+def test_bf16_precision_computes_the_correction_in_bfloat16() -> None:
+    """precision "bf16" runs the net under bfloat16 autocast: its correction is rounded as
+    bfloat16 rounds (not the fp32 one), while the observed entries stay exact."""
+    torch.manual_seed(0)
+    net = FillNet(1, 1, 8).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(net.layers[-1].weight, std=0.1)
+    video = torch.rand(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    known = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(2)) > 0.5
+    made = [temporal_interpolation(video, known)]
+    fp32 = apply_fill(net, video, known, made, precision="fp32", symmetric=False)
+    bf16 = apply_fill(net, video, known, made, precision="bf16", symmetric=False)
+    assert torch.equal(bf16[0][known], video[0][known])
+    assert not torch.equal(bf16, fp32)
+    torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0)
+
+
+def test_symmetric_training_also_learns_from_the_turned_view(monkeypatch) -> None:
+    """With ``symmetric`` some training crops are the clip turned half a turn and played
+    backwards (kills training on the plain view only)."""
+    module = importlib.import_module("stgconv.learned_fill")
+    turned = []
+
+    def recording(pattern, channels):
+        turned.append(pattern[0].shape)
+        return turn(pattern, channels)
+
+    turn = module._turned_backwards
+    monkeypatch.setattr(module, "_turned_backwards", recording)
+    learned_fill(wave(), pixels_missing(), [TEMPORAL],
+                 settings=replace(FAST, iterations=2, symmetric=True),
+                 generator=torch.Generator().manual_seed(0))
+    assert 0 < len(turned) < 2 * FAST.batch  # some crops of the batches, not all
+
+
+def test_a_crop_is_drawn_around_an_entry_hidden_in_one_channel_only() -> None:
+    """Masks may differ between channels: an entry hidden in one channel only is a crop centre
+    (kills drawing centres among entries hidden in every channel, here none)."""
+    hidden = torch.zeros(2, 4, 6, 6, dtype=torch.bool)
+    hidden[1, 2, 3, 4] = True
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        assert hidden[_crop(hidden, (2, 3, 3), g)].any()
+
+
+def test_a_clip_lower_than_the_crop_is_cropped_to_its_own_height_and_width() -> None:
+    """A clip 8 high and 32 wide with 16-pixel crops: crops are 8 x 16 (kills swapping height
+    and width in the crop's size, which asks for 16 rows of 8)."""
+    video = wave()[:, :, :8, :]
+    known = pixels_missing()[:, :8, :]
+    net, losses = learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=2),
+                               generator=torch.Generator().manual_seed(0))
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)

@@ -215,3 +215,12 @@ def test_auroc_refuses_infinite_and_non_vector_scores() -> None:
 def test_voxel_iou_counts_a_half_as_occupied() -> None:
     pred = torch.full((1, 1, 2, 2, 2), 0.5)
     assert voxel_iou(pred, torch.ones_like(pred)).item() == 1.0
+
+
+def test_missing_mae_255_is_computed_in_float64() -> None:
+    """Differences below float32's resolution still count: float64 clips are scored in float64,
+    not rounded to float32 first (which would make this error 0)."""
+    truth = clip().double()
+    known = region()
+    recovered = truth + 1e-9
+    assert missing_mae_255(recovered, truth, known) == pytest.approx(1e-9 * 127.5, rel=1e-3)

@@ -387,13 +387,16 @@ def test_holdout_scores_the_running_average_and_restores_held_out_entries() -> N
     assert torch.equal(result.recovered[known], truth[known])
 
 
+class Still(Langevin):
+    """A chain that never moves: it returns its start, projected."""
+
+    def run(self, energy, x0, *, constraint=None, generator=None, callback=None):
+        return constraint.project(x0.clone())
+
+
 def test_holdout_keeps_the_earliest_estimate_on_ties() -> None:
     """A completion that never moves ties with the start every iteration: the start is kept
     (kills ``error < best`` -> ``<=``)."""
-    class Still(Langevin):
-        def run(self, energy, x0, *, constraint=None, generator=None, callback=None):
-            return constraint.project(x0.clone())
-
     truth = moving_sinusoid()
     known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
     known = known.expand_as(truth)
@@ -415,3 +418,65 @@ def test_a_holdout_outside_known_is_refused() -> None:
         recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
                 train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
                 holdout=~known, generator=gen(2))
+
+
+def test_interpolation_spread_is_the_size_of_a_falling_change_too() -> None:
+    """The spread is ``|x[b] - x[a]|``: a value that falls between the observed ends spreads as
+    much as one that rises (a signed difference would be a negative step scale)."""
+    video = torch.tensor([0.5, 9.0, 0.0, 9.0, 0.7]).view(1, 5, 1, 1)
+    known = torch.tensor([True, False, True, False, True]).view(1, 5, 1, 1)
+    spread = interpolation_spread(video, known).flatten().tolist()
+    assert spread == pytest.approx([0.0, 0.5, 0.0, 0.7, 0.0])
+
+
+def test_the_default_start_with_a_holdout_is_the_mean_of_the_visible_entries() -> None:
+    """Without an ``init``, the start fills the missing and held-out entries with the mean of the
+    entries the loop sees: the held-out values must not leak into the start that they score."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    known = known.expand_as(truth)
+    holdout = torch.zeros_like(known)
+    holdout[:, 0, :6] = True  # half of an observed end frame
+    observed = torch.where(holdout, 0.9, truth)  # held-out values far from the rest
+    result = recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), observed, known,
+                     train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
+                     holdout=holdout, completion=CompletionChain(Still(n_steps=1)),
+                     generator=gen(2))
+    assert result.selected_iteration == -1  # nothing moves: the start is kept
+    visible_mean = observed[known & ~holdout].mean()
+    torch.testing.assert_close(result.recovered[~known],
+                               visible_mean.expand(int((~known).sum())))
+    assert torch.equal(result.recovered[known], observed[known])
+
+
+def test_the_start_takes_the_observed_values_whatever_init_holds_there() -> None:
+    """``init`` only fills the missing entries: its values at observed entries are replaced by
+    the observed ones before the model learns from the start (during the warm-up too)."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    observed = torch.where(known, truth, 0.0)
+    init = torch.where(known, observed, 0.1)
+
+    def run(start: torch.Tensor) -> torch.Tensor:
+        return recover(tiny_energy(), Langevin(n_steps=2, step_size=0.1), observed, known,
+                       init=start, train=TrainConfig(n_iterations=3), warmup=2, average_last=1,
+                       n_chains=1, generator=gen(2)).recovered
+
+    assert torch.equal(run(torch.where(known, 0.9, init)), run(init))
+
+
+def test_a_preconditioned_chain_sees_the_observed_values_at_known_entries() -> None:
+    """With a step scale that is not 0 at the known entries, the chain on ``z`` still evaluates
+    the energy at the observed values there (``z = 0``): a missing entry pulled towards an
+    observed one ends at that observed value."""
+    start = torch.tensor([0.5, -0.8, 0.0, 0.0]).view(1, 1, 4)
+    known = torch.tensor([True, True, False, False]).view(1, 1, 4)
+    chain = CompletionChain(Langevin(n_steps=200, step_size=0.5, noise_scale=0.0),
+                            step_scale=torch.ones(1, 1, 4))
+
+    def pull_to_observed(x: torch.Tensor) -> torch.Tensor:  # entry 2 -> entry 0, 3 -> 1
+        return ((x[..., 2] - x[..., 0]).pow(2) + (x[..., 3] - x[..., 1]).pow(2)).flatten(1).sum(1)
+
+    moved = chain.move(pull_to_observed, start, KnownEntries(start, known), generator=gen(0))
+    assert torch.equal(moved[known], start[known])
+    torch.testing.assert_close(moved[~known], torch.tensor([0.5, -0.8]), atol=1e-3, rtol=0)
