@@ -21,7 +21,7 @@ from stgconv.io.mesh import (
     save_mesh_from_voxels,
     voxelize,
 )
-from stgconv.io.render import render_views, render_voxels
+from stgconv.io.render import render_views, render_voxels, voxel_sheet
 from stgconv.io.voxel import load_voxels, pad_to, save_voxels
 
 # A unit cube [0, 1]^3 as 6 quads (outward winding).
@@ -440,6 +440,10 @@ def test_render_writes_a_picture(tmp_path: Path) -> None:
     assert image.shape[1] == 3 * (2 * 64 + 4) - 4
     assert (image < 250).any(axis=-1).mean() > 0.02           # not blank
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # shaded, not flat
+    # The picture itself, as written, and writable (TensorBoard takes it through torch).
+    sheet = voxel_sheet([cube, torch.from_numpy(small)[None], np.zeros((8, 8, 8))],
+                        views=((-60, 25), (30, 10)), size=64, titles=["cube", "small", "empty"])
+    assert np.array_equal(sheet, image) and sheet.flags.writeable
     batch = torch.from_numpy(np.stack([cube, cube]))[:, None].float()  # (N, 1, D, H, W)
     render_voxels(batch, tmp_path / "b.png", size=32)
     assert not list(tmp_path.glob("*.tmp"))

@@ -157,7 +157,7 @@ def voxel_sheet(
                        outline=(200, 200, 200))
         if titles is not None:
             draw.text((left + 2, top + 1), str(titles[n])[: max(4, cell_w // 7)], fill=(0, 0, 0))
-    return np.asarray(sheet)
+    return np.array(sheet)  # writable: torch.from_numpy warns on a read-only array
 
 
 def _as_batch(grids: object) -> list[np.ndarray]:
