@@ -78,6 +78,19 @@ def trained_voxel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 
 
 @pytest.fixture(scope="session")
+def nearest_voxel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes and run of :func:`trained_voxel_run`, trained with ``chains.upsample:
+    nearest`` (an up-sampling no test could tell from the default trilinear one otherwise)."""
+    root = tmp_path_factory.mktemp("nearest_voxel_run")
+    shapes = boxes_and_balls(12, 16)[:, 0].numpy().astype(np.uint8)
+    paths = {"shapes": root / "shapes.npz", "run": root / "run", "root": root}
+    np.savez(paths["shapes"], X=shapes, y=np.arange(12) % 2)
+    assert main(["train", str(SR_CONFIG), "--data", str(paths["shapes"]),
+                 "--out", str(paths["run"]), *TINY, "--set", "chains.upsample=nearest"]) == 0
+    return paths
+
+
+@pytest.fixture(scope="session")
 def trained_jem_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Nine labelled 28x28 images of 3 classes (``"data"``, :func:`_tiny.labelled_bars`, bars
     of three heights in each class, so the run's fitted Gaussians have a density) and a

@@ -154,3 +154,58 @@ def test_neighbour_majority_widens_until_it_sees_an_observed_voxel() -> None:
     known = torch.ones(1, 1, 9, 9, 9, dtype=torch.bool)
     known[..., 2:7, 2:7, 2:7] = False
     assert torch.equal(neighbour_majority(observed, known), observed)
+
+
+@pytest.mark.parametrize("factor", [0, -2])
+def test_downsample_refuses_a_factor_below_one(factor: int) -> None:
+    with pytest.raises(ValueError):
+        downsample(torch.zeros(1, 1, 4, 4, 4), factor)
+
+
+def test_neighbour_majority_counts_an_observed_half_as_occupied() -> None:
+    """Occupied means ``>= 0.5``: a lone observed 0.5 fills its neighbours."""
+    observed = torch.zeros(1, 1, 3, 3, 3)
+    observed[0, 0, 1, 1, 1] = 0.5
+    known = torch.zeros_like(observed, dtype=torch.bool)
+    known[0, 0, 1, 1, 1] = True
+    out = neighbour_majority(observed, known)
+    assert out[0, 0, 1, 1, 1] == 0.5 and bool((out[~known] == 1).all())
+
+
+def test_neighbour_majority_ignores_the_values_at_missing_voxels() -> None:
+    """Only observed voxels vote: missing ones full of 1 do not outvote observed empties."""
+    known = torch.zeros(1, 1, 4, 4, 4, dtype=torch.bool)
+    known[..., ::3, ::3, ::3] = True
+    observed = torch.where(known, torch.zeros(()), torch.ones(()))
+    assert not neighbour_majority(observed, known).any()
+
+
+def test_neighbour_majority_falls_back_to_the_nearest_known_beyond_its_widest_radius() -> None:
+    """A voxel that sees no observed one within 7^3 copies the nearest observed voxel."""
+    observed = torch.zeros(1, 1, 1, 1, 9)
+    observed[..., 0] = 1.0
+    known = torch.zeros_like(observed, dtype=torch.bool)
+    known[..., 0] = True
+    assert torch.equal(neighbour_majority(observed, known), torch.ones_like(observed))
+
+
+def test_neighbour_majority_votes_at_the_next_radius_before_any_fallback() -> None:
+    """The centre of a hidden 3^3 core votes over the 5^3 shell around it (mostly empty): not
+    the nearest observed voxel (a full face centre)."""
+    observed = torch.zeros(1, 1, 5, 5, 5)
+    for face in ((2, 2, 0), (2, 2, 4), (2, 0, 2), (2, 4, 2), (0, 2, 2), (4, 2, 2)):
+        observed[(0, 0, *face)] = 1.0
+    known = torch.ones_like(observed, dtype=torch.bool)
+    known[..., 1:4, 1:4, 1:4] = False
+    assert neighbour_majority(observed, known)[0, 0, 2, 2, 2].item() == 0.0
+
+
+def test_nearest_known_fill_copies_the_nearest_observed_voxel() -> None:
+    """Along a line observed at both ends (1 and 0): each hidden voxel takes its nearer end."""
+    from stgconv.baselines.voxel import nearest_known_fill
+
+    observed = torch.tensor([1.0, 0.3, 0.3, 0.3, 0.0]).view(1, 1, 5, 1, 1)
+    known = torch.tensor([True, False, False, False, True]).view(1, 1, 5, 1, 1)
+    filled = nearest_known_fill(observed, known).flatten()
+    assert filled[[0, 1, 3, 4]].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert filled[2].item() in (0.0, 1.0)  # a tie: scipy's choice

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from stgconv.cli import main
 from stgconv.energy.base import ConvNetEnergy
@@ -276,3 +278,163 @@ def test_a_balanced_subset_comes_back_in_index_order() -> None:
     picks = balanced_subset(labels, 3, generator=torch.Generator().manual_seed(0))
     assert picks.tolist() == sorted(picks.tolist()) and len(picks) == 6
     assert torch.bincount(labels[picks]).tolist() == [3, 3]
+
+
+def test_descriptor_features_are_each_activations_max_over_its_cells() -> None:
+    """Every activation's map (after its non-linearity), max-pooled to ``cells`` cells a side,
+    flattened and concatenated in layer order."""
+    torch.manual_seed(0)
+    energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[3, 4, 2, 1], [2, 3, 1, 1]],
+                           head="sum", input_size=(8, 8, 8), reference_sigma=0.5)
+    shapes = torch.rand(2, 1, 8, 8, 8, generator=gen(0)) - 0.5
+    expected, h = [], shapes
+    with torch.no_grad():
+        for module in energy.features:
+            h = module(h)
+            if not isinstance(module, nn.Conv3d):
+                expected.append(F.adaptive_max_pool3d(h, min(2, h.shape[-1])).flatten(1))
+    torch.testing.assert_close(descriptor_features(energy, shapes, cells=2),
+                               torch.cat(expected, dim=1))
+
+
+def test_stratified_folds_deal_each_class_in_a_random_order() -> None:
+    labels = torch.tensor([0] * 6 + [1] * 6)
+    draws = {tuple(stratified_folds(labels, 3, generator=gen(seed)).tolist()) for seed in range(5)}
+    assert len(draws) > 1
+    for draw in draws:  # and still two of each class in every fold
+        fold = torch.tensor(draw)
+        for label in (0, 1):
+            assert torch.bincount(fold[labels == label], minlength=3).tolist() == [2, 2, 2]
+
+
+def test_cross_validation_standardises_with_each_training_folds_own_statistics(
+        monkeypatch) -> None:
+    """Each fold's classifier is fitted on its training rows standardised by themselves
+    (mean 0, std 1), and predicts its test rows standardised by those same statistics."""
+    import stgconv.evaluation.classification as classification
+
+    fitted, predicted = [], []
+    real = classification.fit_logistic
+
+    def spy(features, labels, n_classes, **settings):
+        fitted.append(features.clone())
+        model = real(features, labels, n_classes, **settings)
+        model.register_forward_hook(lambda module, inputs, output: predicted.append(inputs[0]))
+        return model
+
+    monkeypatch.setattr(classification, "fit_logistic", spy)
+    features = torch.randn(12, 3, generator=gen(0), dtype=torch.float64) * 5 + 3
+    labels = torch.arange(12) % 2
+    cross_validate(features, labels, folds=3, seed=0)
+    fold = stratified_folds(labels, 3, generator=gen(0))
+    assert len(fitted) == len(predicted) == 3
+    for k in range(3):
+        train, test = features[fold != k], features[fold == k]
+        mean, std = train.mean(0), train.std(0)
+        torch.testing.assert_close(fitted[k], (train - mean) / std)
+        torch.testing.assert_close(predicted[k], (test - mean) / std)
+
+
+def test_cross_validation_reports_the_mean_and_std_of_its_folds() -> None:
+    features = torch.randn(30, 2, generator=gen(0))
+    labels = (features[:, 0] + torch.randn(30, generator=gen(100)) > 0).long()
+    result = cross_validate(features, labels, folds=3, seed=1)
+    assert len(set(result["folds"])) == 3  # folds that differ: a median is not their mean
+    assert result["accuracy"] == pytest.approx(float(np.mean(result["folds"])))
+    assert result["std"] == pytest.approx(float(np.std(result["folds"])))
+
+
+def test_labels_that_skip_numbers_are_counted_under_their_own_names(
+        trained_voxel_run, tmp_path) -> None:
+    """Labels 3 and 7 (ModelNet10's desk and sofa) make a 2-way problem, counted by name."""
+    shapes = np.load(trained_voxel_run["shapes"])
+    keep = [0, 2, 4, 6, 8, 10, 1, 3, 5, 7]  # 6 boxes, 4 balls
+    path = tmp_path / "shapes.npz"
+    np.savez(path, X=shapes["X"][keep],
+             y=np.where(shapes["y"][keep] == 0, 3, 7).astype(np.int64))
+    out = tmp_path / "cls.json"
+    assert main(["eval", "classification", "--checkpoint", str(trained_voxel_run["run"]),
+                 "--shapes", str(path), "--folds", "2", "--json", str(out),
+                 "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["per_class_counts"] == {"desk": 6, "sofa": 4}
+    # Measured on a copy of the same shapes, their labels read in the same numbering: the
+    # raw voxels of 10 boxes and balls are separable, every one classified right.
+    copy = tmp_path / "copy.npz"
+    copy.write_bytes(path.read_bytes())
+    assert main(["eval", "classification", "--checkpoint", str(trained_voxel_run["run"]),
+                 "--shapes", str(path), "--test", str(copy), "--json", str(out),
+                 "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["accuracy"]["raw_voxels"] == 1.0
+
+
+def test_the_descriptor_sees_shapes_in_model_units_and_raw_voxels_are_pooled(
+        trained_voxel_run, tmp_path, monkeypatch) -> None:
+    """Both descriptors get occupancy minus the model's offset (its training mean), as it was
+    trained on; the raw-voxel control is the 16^3 occupancy block-averaged 2x2x2 (8^3)."""
+    import stgconv.evaluation.classification as classification
+    from stgconv.modalities import VOXELS
+    from stgconv.tasks.voxel import load_voxel_model
+
+    inputs = []
+    real = classification.descriptor_features
+
+    def spy(energy, shapes, **settings):
+        inputs.append(shapes.clone())
+        return real(energy, shapes, **settings)
+
+    monkeypatch.setattr(classification, "descriptor_features", spy)
+    table = classification.eval_classification(trained_voxel_run["run"],
+                                               trained_voxel_run["shapes"], folds=2,
+                                               device="cpu")
+    _, config, _ = load_voxel_model(trained_voxel_run["run"], device="cpu")
+    offset = VOXELS.offset(config)
+    assert offset != 0 and len(inputs) == 2
+    truth = torch.from_numpy(np.load(trained_voxel_run["shapes"])["X"]).float()[:, None]
+    for shapes in inputs:
+        torch.testing.assert_close(shapes, truth - offset)
+    assert table["n_features"]["raw_voxels"] == 8**3
+
+
+def test_the_random_init_control_draws_its_weights_from_the_seed(trained_voxel_run,
+                                                                 monkeypatch) -> None:
+    """The untrained control's weights come from --seed, whatever torch's global generator
+    holds: the same seed gives the same control, another seed another."""
+    import stgconv.evaluation.classification as classification
+
+    weights = []
+    real = classification.descriptor_features
+
+    def spy(energy, shapes, **settings):
+        weights.append(next(energy.parameters()).detach().clone())
+        return real(energy, shapes, **settings)
+
+    monkeypatch.setattr(classification, "descriptor_features", spy)
+    for global_seed, seed in ((1, 0), (2, 0), (1, 1)):
+        torch.manual_seed(global_seed)
+        classification.eval_classification(trained_voxel_run["run"], trained_voxel_run["shapes"],
+                                           folds=2, seed=seed, device="cpu")
+    random_init = weights[1::2]  # each run: the trained descriptor, then the control
+    assert torch.equal(random_init[0], random_init[1])
+    assert not torch.equal(random_init[0], random_init[2])
+
+
+def test_a_model_trained_on_a_split_was_trained_on_that_split_only(tmp_path) -> None:
+    """The protocol's "trained on the shapes it is scored on" note: a model trained on a
+    cache's train split saw that split (and not its test split); one trained on all saw both."""
+    from types import SimpleNamespace
+
+    from stgconv.evaluation.classification import _trained_on
+
+    cache = tmp_path / "cache.h5"
+
+    def config(split: str) -> SimpleNamespace:
+        return SimpleNamespace(data=SimpleNamespace(path=str(cache), split=split))
+
+    def shapes(split: str | None) -> SimpleNamespace:
+        return SimpleNamespace(root=cache, split=split)
+
+    assert _trained_on(config("train"), shapes("train"))
+    assert not _trained_on(config("train"), shapes("test"))
+    assert _trained_on(config("all"), shapes("test"))
+    assert not _trained_on(config("all"), SimpleNamespace(root=tmp_path / "other.h5",
+                                                          split="train"))

@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import boxes_and_balls, read_events
+from _tiny import SR_CONFIG, TINY, boxes_and_balls, read_events
 
+from stgconv.baselines.voxel import downsample, nearest_upsample
 from stgconv.cli import main
 from stgconv.evaluation.voxel import _run_methods, _table, load_eval_shapes, random_known
+from stgconv.metrics import voxel_errors
+from stgconv.ops import block_top_k
 
 
 @pytest.fixture
@@ -184,3 +187,127 @@ def test_eval_shapes_from_one_file_keep_only_max_shapes(tmp_path: Path) -> None:
     # --max-shapes limits the shapes read from a single .npz as it does from a folder.
     np.savez(tmp_path / "s.npz", X=np.zeros((5, 4, 4, 4), np.uint8))
     assert load_eval_shapes(tmp_path / "s.npz", max_shapes=2).shape == (2, 1, 4, 4, 4)
+
+
+def test_eval_shapes_refuse_max_shapes_below_one(tmp_path: Path) -> None:
+    np.save(tmp_path / "shapes.npy", np.zeros((2, 4, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="max_shapes must be >= 1"):
+        load_eval_shapes(tmp_path / "shapes.npy", max_shapes=0)
+
+
+def test_eval_super_resolution_scores_its_start_made_binary_and_soft_output_when_asked(
+        files, tmp_path) -> None:
+    """From the config's trilinear up-sampling (factor 8: a block size the initializer did not
+    learn) the start made binary is the trilinear_binary baseline, scored the same; --soft
+    scores (and writes) the chain's soft occupancy, not a shape."""
+    out = tmp_path / "sr.json"
+    assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--factor", "8", "--json", str(out),
+                 "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["start"]["method"] == "linear"
+    assert table["steps"] == 5  # the config's sampler.task_steps, the chain's length
+    for key, part in (("error", "errors"), ("iou", "iou"), ("iou_pooled", "iou_pooled")):
+        assert table["start"][key] == pytest.approx(table[part]["trilinear_binary"], rel=1e-6)
+    assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--soft", "--json", str(out),
+                 "--out", str(tmp_path / "soft"), "--device", "cpu"]) == 0
+    soft = np.load(tmp_path / "soft" / "stgconv.npy")
+    assert soft.shape == (12, 16, 16, 16)
+    assert not set(np.unique(soft).tolist()) <= {0.0, 1.0}
+
+
+def test_eval_super_resolution_starts_at_the_configs_upsampling(nearest_voxel_run,
+                                                                tmp_path) -> None:
+    """Factor 8 (not learned by the initializer): the start is the config's nearest
+    up-sampling made binary, and the table scores exactly that."""
+    out = tmp_path / "sr.json"
+    assert main(["eval", "super-resolution", "--checkpoint", str(nearest_voxel_run["run"]),
+                 "--shapes", str(nearest_voxel_run["shapes"]), "--factor", "8",
+                 "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["upsample"] == table["start"]["method"] == "nearest"
+    truth = torch.from_numpy(np.load(nearest_voxel_run["shapes"])["X"]).float()[:, None]
+    low = downsample(truth, 8)
+    start = block_top_k(nearest_upsample(low, 8), low, (8, 8, 8))
+    assert table["start"]["error"] == pytest.approx(voxel_errors(start, truth).mean().item(),
+                                                    rel=1e-6)
+
+
+def test_table_means_over_shapes_of_the_scored_voxels_and_pools_iou() -> None:
+    """Errors: per shape over ``where`` only, then the mean over shapes; IoU of ``>= 0.5``
+    (0.5 itself occupied): the mean of per-shape IoUs, and pooled over all voxels."""
+    truth = torch.zeros(2, 1, 2, 2, 2)
+    truth[0].view(-1)[:4] = 1  # 4 occupied
+    truth[1].view(-1)[0] = 1  # 1 occupied
+    pred = truth.clone()
+    pred[1].view(-1)[1] = 0.5  # one more, at exactly the level: IoU 1/2 for shape 1
+    where = torch.zeros_like(truth, dtype=torch.bool)
+    where[:, :, 0] = True  # the first 4 voxels of each shape
+    table = _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0})
+    assert table["errors"]["m"] == pytest.approx((0.0 + 0.5 / 4) / 2)
+    assert table["iou"]["m"] == pytest.approx((1.0 + 0.5) / 2)
+    assert table["iou_pooled"]["m"] == pytest.approx((4 + 1) / (4 + 2))
+
+
+def test_run_methods_add_up_the_seconds_of_every_batch() -> None:
+    import time
+
+    from stgconv.evaluation.voxel import _run_methods
+
+    def slow(x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return x
+
+    _, seconds = _run_methods({"slow": slow}, [(torch.zeros(1, 1, 2, 2, 2),)] * 3)
+    assert seconds["slow"] >= 0.06
+
+
+def test_format_voxel_table_lists_the_lowest_error_first() -> None:
+    from stgconv.evaluation.voxel import format_voxel_table
+
+    table = {"task": "recovery-3d", "missing_fraction": 0.7, "n_shapes": 2, "shapes": "s",
+             "steps": 5, "init": "nearest_known",
+             "errors": {"a": 0.3, "b": 0.1, "c": 0.2}, "iou": {"a": 0.5, "b": 0.9, "c": 0.7},
+             "seconds": {"a": 1.0, "b": 1.0, "c": 1.0}}
+    names = [line.split()[0] for line in format_voxel_table(table).splitlines()[2:]]
+    assert names == ["b", "c", "a"]
+
+
+def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
+        files, tmp_path, monkeypatch) -> None:
+    """The comparison's first panel is each shape with its hidden voxels empty (the seeded
+    mask), not the ground truth."""
+    import stgconv.evaluation.voxel as evaluation
+    from stgconv.evaluation.voxel import eval_recovery_3d, random_known
+
+    seen = {}
+
+    def sheet(panels, **settings):
+        seen["panels"], seen["columns"] = panels, settings["columns"]
+        return np.zeros((4, 4, 3), np.uint8)
+
+    monkeypatch.setattr(evaluation, "voxel_sheet", sheet)
+    eval_recovery_3d(files["run"], files["shapes"], missing=0.7, max_shapes=2, n_steps=1,
+                     out_dir=tmp_path / "out", device="cpu")
+    truth = load_eval_shapes(files["shapes"], max_shapes=2)
+    known = random_known(tuple(truth.shape), 0.7, generator=torch.Generator().manual_seed(0))
+    # One row per shape: observed | nearest_known | neighbour_majority | stgconv | truth.
+    assert seen["columns"] == 5 and len(seen["panels"]) == 2 * 5
+    first = torch.as_tensor(seen["panels"][0])
+    torch.testing.assert_close(first, torch.where(known[0], truth[0], torch.zeros(())))
+
+
+def test_eval_super_resolution_of_a_model_not_trained_for_it_has_no_trained_factor(
+        tmp_path) -> None:
+    """A model trained with recovery chains was taught no block size: trained_factor null
+    (its config's chains.factor is only a default)."""
+    np.savez(tmp_path / "shapes.npz", X=boxes_and_balls(12, 16)[:, 0].numpy().astype(np.uint8))
+    assert main(["train", str(SR_CONFIG), "--data", str(tmp_path / "shapes.npz"),
+                 "--out", str(tmp_path / "run"), *TINY, "--set", "chains.mode=recovery",
+                 "--set", "initializer=null"]) == 0
+    out = tmp_path / "sr.json"
+    assert main(["eval", "super-resolution", "--checkpoint", str(tmp_path / "run"),
+                 "--shapes", str(tmp_path / "shapes.npz"), "--json", str(out),
+                 "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["trained_factor"] is None

@@ -23,6 +23,7 @@ from stgconv.initializer import (
     Initializer,
     InitializerStart,
     InitializerTrainer,
+    MaskedFiller,
     depth_to_space,
     initializer_from_state,
     space_to_depth,
@@ -389,3 +390,32 @@ def test_a_two_dimensional_super_resolution_initializer_trains() -> None:
                                  generator=gen(1))
     stats = trainer.step()
     assert math.isfinite(stats["initializer_bce"]) and math.isfinite(stats["loss"])
+
+
+def test_the_filler_reads_the_observed_entries_the_mask_and_the_nearest_known_fill() -> None:
+    """The filler's first convolution sees, folded into channels: the observed entries (0 where
+    missing), the mask and the nearest-known fill."""
+    net = MaskedFiller(fold=2, width=4, depth=2)
+    observed = torch.rand(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    known = torch.rand(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(1)) >= 0.5
+    seen = {}
+
+    def look(module, inputs, output) -> None:
+        seen["x"] = inputs[0]
+
+    net.first.register_forward_hook(look)
+    net(observed, known)
+    masked = torch.where(known, observed, torch.zeros(()))
+    expected = torch.cat([masked, known.float(), nearest_known_fill(masked, known)], dim=1)
+    torch.testing.assert_close(seen["x"], space_to_depth(expected, 2))
+
+
+def test_the_filler_takes_one_mask_broadcast_over_the_batch() -> None:
+    """``known`` is broadcastable: one mask ``(1, 1, *S)`` for a batch of two."""
+    from stgconv.initializer import Initializer
+
+    initializer = Initializer(recovery=True, width=4, depth=2)
+    observed = torch.rand(2, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    known = torch.rand(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(1)) >= 0.5
+    torch.testing.assert_close(initializer.propose_fill(observed, known),
+                               initializer.propose_fill(observed, known.expand_as(observed)))

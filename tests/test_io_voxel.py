@@ -796,3 +796,23 @@ def test_binvox_version_2_part_numbers_are_occupied_voxels(tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"three.binvox: binvox version b'#binvox 3' is not 1"):
         load_voxels(tmp_path / "three.binvox")
 
+
+def test_binvox_runs_as_long_as_a_count_byte_holds_write_no_empty_run(tmp_path: Path) -> None:
+    """A run of exactly 255 voxels is one (value, 255) pair: no (value, 0) pair after it,
+    which other binvox readers take for a broken file."""
+    flat = np.zeros(512, np.uint8)  # binvox order: x slowest, then z, then y
+    flat[255:] = 1
+    grid = flat.reshape(8, 8, 8).transpose(0, 2, 1)  # back to [x, y, z]
+    path = save_voxels(grid, tmp_path / "g.binvox")
+    data = path.read_bytes().split(b"data\n", 1)[1]
+    values, counts = np.frombuffer(data, np.uint8)[::2], np.frombuffer(data, np.uint8)[1::2]
+    assert counts.min() >= 1 and values.tolist() == [0, 1, 1] and counts.tolist() == [255, 255, 2]
+    np.testing.assert_array_equal(load_voxels(path), grid)
+
+
+def test_pad_to_puts_the_odd_voxel_at_the_high_end_for_numpy_as_for_torch() -> None:
+    grids = np.ones((1, 3, 3, 3), np.uint8)
+    padded = pad_to(grids, 6)
+    assert padded.shape == (1, 6, 6, 6) and padded.sum() == 27
+    assert padded[0, 1:4, 1:4, 1:4].all()
+    np.testing.assert_array_equal(padded, pad_to(torch.from_numpy(grids), 6).numpy())

@@ -19,17 +19,21 @@ import torch
 from scipy.io import savemat
 from _tiny import boxes_and_balls
 
-from stgconv.baselines.voxel import downsample, nearest_upsample, trilinear_upsample
+from stgconv.baselines import mean_fill
+from stgconv.baselines.voxel import (downsample, nearest_known_fill, nearest_upsample,
+                                     trilinear_upsample)
+from stgconv.build import task_sampler
 from stgconv.cli import main
 from stgconv.config import TrainConfig, load_config
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.mcmc import Langevin, SuperResolutionStart
 from stgconv.metrics import voxel_errors, voxel_iou
+from stgconv.modalities import VOXELS
 from stgconv.ops import block_down
 from stgconv.initializer import Initializer
-from stgconv.tasks.voxel import (default_recovery_init, on_model_grid, recover_batch,
-                                 super_resolve_batch)
+from stgconv.tasks.voxel import (default_recovery_init, load_initializer, load_voxel_model,
+                                 on_model_grid, recover_batch, super_resolve_batch)
 from stgconv.train import Trainer
 
 
@@ -304,3 +308,116 @@ def test_an_input_the_command_would_write_over_is_refused(files, tmp_path, capsy
     assert main([*argv[command], "--device", "cpu"]) == 2
     assert re.search(r"is the input .*: writing it would replace it", capsys.readouterr().err)
     assert {path: path.read_bytes() for path in watched} == before
+
+
+def test_super_resolution_starts_at_the_initializers_proposal_where_it_serves_the_factor(
+) -> None:
+    """With a step too small to move, the chain is its start: the learned initializer's
+    proposal made consistent when it serves the factor, else the config's up-sampling."""
+    low = downsample((torch.rand(2, 1, 8, 8, 8, generator=gen(0)) > 0.5).float(), 4)
+    sampler = Langevin(n_steps=1, step_size=1e-8, noise_scale=0.0)
+    energy = tiny_energy(8)
+    initializer = Initializer([4], width=4, depth=2)
+    out = super_resolve_batch(energy, sampler, low, 4, offset=0.13, upsample="linear",
+                              binary=False, initializer=initializer)
+    proposal = initializer.propose(low, 4)
+    torch.testing.assert_close(out, proposal - nearest_upsample(downsample(proposal, 4) - low, 4))
+    # An initializer of another block size is not asked: the up-sampling is the start.
+    other = super_resolve_batch(energy, sampler, low, 4, upsample="linear", binary=False,
+                                initializer=Initializer([2], width=4, depth=2))
+    trilinear = trilinear_upsample(low, 4)
+    torch.testing.assert_close(other,
+                               trilinear - nearest_upsample(downsample(trilinear, 4) - low, 4))
+
+
+def test_recovery_starts_at_its_fill_in_occupancy() -> None:
+    """With a step too small to move, the chain is its start: the fill ``init`` names, of
+    occupancy, whatever the model's offset (the chain runs offset below it)."""
+    truth = boxes_and_balls(2, 8)
+    known = torch.rand(truth.shape, generator=gen(0)) >= 0.7
+    observed = torch.where(known, truth, torch.zeros_like(truth))
+    sampler = Langevin(n_steps=1, step_size=1e-8, noise_scale=0.0)
+    for init, fill in (("nearest_known", nearest_known_fill), ("mean", mean_fill)):
+        out = recover_batch(tiny_energy(8), sampler, observed, known, offset=0.1, init=init)
+        torch.testing.assert_close(out, fill(observed, known), msg=init)
+
+
+def test_super_resolve_runs_the_models_chain_from_its_learned_start(files, tmp_path) -> None:
+    """The CLI runs what super_resolve_batch runs with the checkpoint's initializer, sampler,
+    offset and up-sampling (the tiny model learned block sizes 4 and 2)."""
+    low = downsample(torch.from_numpy(np.load(files["shapes"])["X"][:2]).float()[:, None], 4)
+    np.save(tmp_path / "low.npy", low[:, 0].numpy())
+    assert main(["super-resolve", str(files["run"]), str(tmp_path / "low.npy"), "--soft",
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    energy, config, state = load_voxel_model(files["run"], device="cpu")
+    initializer = load_initializer(state, files["run"])
+    assert initializer is not None and initializer.serves(4)
+    expected = super_resolve_batch(energy, task_sampler(config), low, 4,
+                                   offset=VOXELS.offset(config), upsample=config.chains.upsample,
+                                   binary=False, initializer=initializer,
+                                   generator=gen(0)).clamp(0.0, 1.0)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "super_resolved.npy"),
+                               expected[:, 0].numpy(), atol=1e-6)
+
+
+def test_recover_shape_reads_the_source_only_where_observed(files, tmp_path) -> None:
+    """Values at unobserved voxels are ignored: the same result and the same render (its
+    "observed" panel shows the observed voxels only) whatever the source holds there."""
+    shape = boxes_and_balls(1, 16)[0, 0].numpy()
+    known = (np.random.default_rng(1).random(shape.shape) >= 0.6).astype(np.uint8)
+    np.save(tmp_path / "known.npy", known)
+    for name, hidden in (("zeros", 0.0), ("ones", 1.0)):
+        np.save(tmp_path / f"{name}.npy", np.where(known > 0, shape, hidden).astype(np.float32))
+        assert main(["recover-shape", str(files["run"]), str(tmp_path / f"{name}.npy"),
+                     "--known", str(tmp_path / "known.npy"), "--out", str(tmp_path / name),
+                     "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "zeros" / "recovered.npy"),
+                                  np.load(tmp_path / "ones" / "recovered.npy"))
+    assert ((tmp_path / "zeros" / "recovered.png").read_bytes()
+            == (tmp_path / "ones" / "recovered.png").read_bytes())
+
+
+def test_super_resolve_of_an_empty_shape_writes_no_mesh(files, tmp_path) -> None:
+    """A single shape with no occupied voxel has no 0.5 iso-surface: the array and the render
+    are written, no mesh."""
+    np.save(tmp_path / "empty.npy", np.zeros((4, 4, 4), np.float32))
+    assert main(["super-resolve", str(files["run"]), str(tmp_path / "empty.npy"),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert not np.load(tmp_path / "out" / "super_resolved.npy").any()
+    assert (tmp_path / "out" / "super_resolved.png").is_file()
+    assert not (tmp_path / "out" / "super_resolved.ply").exists()
+
+
+def test_recover_shape_of_an_empty_batch_says_there_is_nothing(files, tmp_path, capsys) -> None:
+    np.save(tmp_path / "none.npy", np.zeros((0, 8, 8, 8), np.float32))
+    np.save(tmp_path / "none_known.npy", np.zeros((0, 8, 8, 8), np.uint8))
+    assert main(["recover-shape", str(files["run"]), str(tmp_path / "none.npy"), "--known",
+                 str(tmp_path / "none_known.npy"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 2
+    assert "holds no grids" in capsys.readouterr().err
+
+
+def test_recovery_fill_refuses_an_unknown_init() -> None:
+    from stgconv.tasks.voxel import recovery_fill
+
+    with pytest.raises(ValueError, match="init must be one of"):
+        recovery_fill("bogus")
+
+
+def test_super_resolve_starts_at_the_configs_upsampling_for_an_unlearned_factor(
+        nearest_voxel_run, tmp_path) -> None:
+    """Factor 8, which the initializer did not learn: the chain starts at the config's
+    up-sampling (here nearest), as super_resolve_batch does with it."""
+    nearest_run = nearest_voxel_run["run"]
+    low = downsample(boxes_and_balls(2, 16, seed=3), 8)
+    np.save(tmp_path / "low.npy", low[:, 0].numpy())
+    assert main(["super-resolve", str(nearest_run), str(tmp_path / "low.npy"), "--factor", "8",
+                 "--soft", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    energy, config, state = load_voxel_model(nearest_run, device="cpu")
+    assert config.chains.upsample == "nearest"
+    expected = super_resolve_batch(energy, task_sampler(config), low, 8,
+                                   offset=VOXELS.offset(config), upsample="nearest",
+                                   binary=False, initializer=load_initializer(state, nearest_run),
+                                   generator=gen(0)).clamp(0.0, 1.0)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "super_resolved.npy"),
+                               expected[:, 0].numpy(), atol=1e-6)
