@@ -32,6 +32,9 @@ from stgconv.version import __version__
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
 QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
+# As help shows it: the whole path of a deep checkout is longer than a help line, and argparse
+# would cut it in two.
+SHIPPED_RECOVERY_CONFIG = "the shipped configs/video/recovery_quick.yaml"
 
 # Errors a user can cause and fix (FloatingPointError: a diverging chain, loss or training run,
 # including NonFiniteEnergyError and DivergenceError; OSError: a file system that refuses a read
@@ -156,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
                                     "width and training schedule but its iterations (--iterations "
                                     "here, as the seed is --seed) "
-                                    f"(default: {QUICK_RECOVERY_CONFIG})")
+                                    f"(default: {SHIPPED_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
@@ -272,7 +275,7 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                         "config's seed)")
     p.add_argument("--frames", type=int, default=70, help="first N frames (default 70)")
     p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
-    p.add_argument("--config", help=f"YAML config (default: {QUICK_RECOVERY_CONFIG})")
+    p.add_argument("--config", help=f"YAML config (default: {SHIPPED_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
