@@ -1,8 +1,8 @@
 """``stgconv recover``: recover the masked pixels of a clip while learning the model from it.
 
 The clip is the first ``frames`` frames, each resized to ``size x size``; the mask comes from a
-``.mat`` file of the original experiments or a ``.npy`` array, or is generated. The recovery itself is
-:func:`stgconv.recovery.recover` on the video modality's energy net.
+``.mat`` file of the original experiments or a ``.npy`` array, or is generated. The recovery
+itself is :func:`stgconv.recovery.recover` on the video modality's energy net.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     """A ``known`` mask (True = observed) for clips of ``shape = (T, H, W)``.
 
     ``mask`` is a ``.mat`` file of the original experiments or a ``.npy`` array ``(T, H, W)`` /
-    ``(C, T, H, W)`` (both 1 = missing, converted here), or a generated mask: ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per
-    frame) or ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a
-    name is read as a file). Bool ``(T, H, W)`` when generated, ``(C, T, H, W)`` from a file
+    ``(C, T, H, W)`` (both 1 = missing, converted here), or a generated mask:
+    ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per frame) or
+    ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a name is read
+    as a file). Bool ``(T, H, W)`` when generated, ``(C, T, H, W)`` from a file
     (``C`` may be 1); either broadcasts against the clip ``(C, T, H, W)``.
     """
     text = str(mask)
