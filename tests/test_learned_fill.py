@@ -490,7 +490,8 @@ def test_the_learning_rate_decays_along_a_cosine(monkeypatch) -> None:
             return super().step(closure)
 
     monkeypatch.setattr(torch.optim, "Adam", Recording)
-    learned_fill(wave(), pixels_missing(), [TEMPORAL], settings=replace(FAST, iterations=4, lr=0.01),
+    learned_fill(wave(), pixels_missing(), [TEMPORAL],
+                 settings=replace(FAST, iterations=4, lr=0.01),
                  generator=torch.Generator().manual_seed(0))
     assert rates == pytest.approx([0.01 * (1 + math.cos(math.pi * i / 4)) / 2 for i in range(4)])
 

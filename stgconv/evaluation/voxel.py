@@ -98,8 +98,9 @@ def eval_super_resolution(
     "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps",
     "upsample", "binary", "checkpoint", "shapes", "start"}``; ``binary=False`` scores our
     chain's soft occupancy instead. ``start`` scores where our chain starts, made binary the
-    same way (``{"method", "error", "iou", "iou_pooled", "seconds"}``; method ``"initializer"`` for a model trained with one that
-    serves ``factor``, :mod:`stgconv.initializer`, else the config's ``chains.upsample``), so
+    same way (``{"method", "error", "iou", "iou_pooled", "seconds"}``; method
+    ``"initializer"`` for a model trained with one that serves ``factor``,
+    :mod:`stgconv.initializer`, else the config's ``chains.upsample``), so
     the table shows what the chain adds to its start. With ``out_dir``, also
     ``comparison.png`` (low | each up-sampling | ours | truth for the first 4 shapes) and
     ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder), also logs the scores and
