@@ -68,25 +68,25 @@ def trained_voxel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     Trained once per session however many test files ask for it; the tests only read these
     files (they write their own results under ``tmp_path``).
     """
-    root = tmp_path_factory.mktemp("voxel_run")
-    shapes = boxes_and_balls(12, 16)[:, 0].numpy().astype(np.uint8)
-    paths = {"shapes": root / "shapes.npz", "run": root / "run", "root": root}
-    np.savez(paths["shapes"], X=shapes, y=np.arange(12) % 2)
-    assert main(["train", str(SR_CONFIG), "--data", str(paths["shapes"]),
-                 "--out", str(paths["run"]), *TINY]) == 0
-    return paths
+    return _super_resolution_run(tmp_path_factory.mktemp("voxel_run"))
 
 
 @pytest.fixture(scope="session")
 def nearest_voxel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The shapes and run of :func:`trained_voxel_run`, trained with ``chains.upsample:
     nearest`` (an up-sampling no test could tell from the default trilinear one otherwise)."""
-    root = tmp_path_factory.mktemp("nearest_voxel_run")
+    return _super_resolution_run(tmp_path_factory.mktemp("nearest_voxel_run"),
+                                 "--set", "chains.upsample=nearest")
+
+
+def _super_resolution_run(root: Path, *extra: str) -> dict[str, Path]:
+    """12 boxes and balls of 16^3 in ``root / "shapes.npz"`` and a tiny super-resolution run
+    trained on them (with the CLI arguments ``extra``) in ``root / "run"``."""
     shapes = boxes_and_balls(12, 16)[:, 0].numpy().astype(np.uint8)
     paths = {"shapes": root / "shapes.npz", "run": root / "run", "root": root}
     np.savez(paths["shapes"], X=shapes, y=np.arange(12) % 2)
     assert main(["train", str(SR_CONFIG), "--data", str(paths["shapes"]),
-                 "--out", str(paths["run"]), *TINY, "--set", "chains.upsample=nearest"]) == 0
+                 "--out", str(paths["run"]), *TINY, *extra]) == 0
     return paths
 
 

@@ -41,6 +41,25 @@ def clip(tmp_path_factory) -> Path:
     return path
 
 
+def quick_config(*overrides: str):
+    """recovery_quick.yaml at the tiny schedule of ``TINY``, with ``overrides``."""
+    return load_config(ROOT / "configs/video/recovery_quick.yaml", [
+        "train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1", "device=cpu",
+        "recovery.learned.iterations=1", "recovery.learned.patterns=1",
+        "recovery.learned.crop_size=8", *overrides])
+
+
+def salt_and_pepper_clip(clip: Path, config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(truth, known, held_out)``: the tiny clip under salt_and_pepper:0.5 and the holdout the
+    task draws from it (seed + 1, fraction 0.3)."""
+    truth = load_video(clip, n_frames=12, size=32)
+    known = load_known("salt_and_pepper:0.5", tuple(truth.shape[1:]),
+                       seed=config.seed).expand_as(truth)
+    hidden = holdout_like(known, fraction=0.3,
+                          generator=torch.Generator().manual_seed(config.seed + 1))
+    return truth, known, hidden.expand_as(known) & known
+
+
 def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     out = tmp_path / "table.json"
     assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
@@ -272,17 +291,10 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
 
     task_recover = task.recover
     monkeypatch.setattr(task, "recover", recording)
-    config = load_config(Path(__file__).parents[1] / "configs/video/recovery_quick.yaml", [
-        "recovery.init=learned", "recovery.learned.fills=[temporal_interpolation]",
-        f"recovery.learned.starts={starts}", "recovery.learned.iterations=1",
-        "recovery.learned.patterns=1", "recovery.learned.crop_size=8", "recovery.holdout=0.3",
-        "train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1", "device=cpu"])
-    truth = load_video(clip, n_frames=12, size=32)
-    known = load_known("salt_and_pepper:0.5", tuple(truth.shape[1:]), seed=config.seed)
-    known = known.expand_as(truth)
-    hidden = holdout_like(known, fraction=0.3,  # the holdout the task draws (seed + 1)
-                          generator=torch.Generator().manual_seed(config.seed + 1))
-    held_out = hidden.expand_as(known) & known
+    config = quick_config("recovery.init=learned",
+                          "recovery.learned.fills=[temporal_interpolation]",
+                          f"recovery.learned.starts={starts}", "recovery.holdout=0.3")
+    truth, known, held_out = salt_and_pepper_clip(clip, config)
     visible = known & ~held_out
     seen = []
     for shift in (0.0, 0.5):
@@ -402,25 +414,6 @@ def test_frame_comparison_shows_the_frame_with_the_most_missing_pixels() -> None
     picture = frame_comparison(clips, known)
     assert picture.shape == (1, 2, 4)
     torch.testing.assert_close(picture, torch.full((1, 2, 4), 0.5))  # frame 1's 0 -> 0.5
-
-
-def quick_config(*overrides: str):
-    """recovery_quick.yaml at the tiny schedule of ``TINY``, with ``overrides``."""
-    return load_config(ROOT / "configs/video/recovery_quick.yaml", [
-        "train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1", "device=cpu",
-        "recovery.learned.iterations=1", "recovery.learned.patterns=1",
-        "recovery.learned.crop_size=8", *overrides])
-
-
-def salt_and_pepper_clip(clip: Path, config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(truth, known, held_out)``: the tiny clip under salt_and_pepper:0.5 and the holdout the
-    task draws from it (seed + 1, fraction 0.3)."""
-    truth = load_video(clip, n_frames=12, size=32)
-    known = load_known("salt_and_pepper:0.5", tuple(truth.shape[1:]),
-                       seed=config.seed).expand_as(truth)
-    hidden = holdout_like(known, fraction=0.3,
-                          generator=torch.Generator().manual_seed(config.seed + 1))
-    return truth, known, hidden.expand_as(known) & known
 
 
 def test_the_history_is_the_choosing_loops_whose_held_out_entries_move(clip: Path) -> None:

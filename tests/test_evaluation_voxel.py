@@ -253,8 +253,6 @@ def test_table_means_over_shapes_of_the_scored_voxels_and_pools_iou() -> None:
 def test_run_methods_add_up_the_seconds_of_every_batch() -> None:
     import time
 
-    from stgconv.evaluation.voxel import _run_methods
-
     def slow(x: torch.Tensor) -> torch.Tensor:
         time.sleep(0.02)
         return x
@@ -279,7 +277,7 @@ def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
     """The comparison's first panel is each shape with its hidden voxels empty (the seeded
     mask), not the ground truth."""
     import stgconv.evaluation.voxel as evaluation
-    from stgconv.evaluation.voxel import eval_recovery_3d, random_known
+    from stgconv.evaluation.voxel import eval_recovery_3d
 
     seen = {}
 
