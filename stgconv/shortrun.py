@@ -44,8 +44,8 @@ def reconstruct(
         generator: its current state fixes the chain's noise; it is restored afterwards.
 
     Returns:
-        ``(z, M(z), losses)``: the optimised starts, their reconstructions ``(B, *S)`` and the
-        loss per iteration.
+        ``(z, M(z), losses)``: the optimised starts, their reconstructions ``(B, *S)`` (the
+        differentiable chain's, the map that was optimised) and the loss per iteration.
     """
     if target.shape != z0.shape:
         raise ValueError(f"target {tuple(target.shape)} and z0 {tuple(z0.shape)} must match")
@@ -63,9 +63,11 @@ def reconstruct(
         (z.grad,) = torch.autograd.grad(loss, z)
         optimizer.step()
         losses.append(loss.item())
-    x = sampler.run(energy, z.detach(), generator=_replayed(generator, state))
+    # The chain that was optimised, not the ordinary run: on a device with native bfloat16 that
+    # one may evaluate the network in bfloat16 (precision "auto"), a slightly different map.
+    x = sampler.run(energy, z.detach(), generator=_replayed(generator, state), create_graph=True)
     generator.set_state(state)
-    return z.detach(), x, losses
+    return z.detach(), x.detach(), losses
 
 
 def interpolate(

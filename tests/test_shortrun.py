@@ -93,6 +93,25 @@ def test_reconstruct_leaves_the_callers_start_untouched() -> None:
     assert not torch.equal(z, kept)
 
 
+def test_reconstruct_returns_the_chain_it_optimised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ordinary run may evaluate the network in bfloat16 under precision "auto" (on a device
+    with native bfloat16), the differentiable one never does: the reconstruction returned is the
+    differentiable chain's, the map whose error was minimised. Forced here on the CPU by making
+    the ordinary run choose bfloat16."""
+    from stgconv.mcmc.execution import Execution
+
+    energy, sampler = shortrun_model()
+    monkeypatch.setattr(Langevin, "execution", lambda self, energy, x: Execution(bf16=True))
+    target = torch.rand(2, 1, 12, 12, generator=gen(100)) * 2 - 1
+    z0 = torch.randn(target.shape, generator=gen(6))
+    z, x, _ = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=2, lr=0.1,
+                                   generator=gen(5))
+    optimised = sampler.run(energy, z, generator=gen(5), create_graph=True).detach()
+    ordinary = sampler.run(energy, z, generator=gen(5))
+    assert not torch.allclose(ordinary, optimised, rtol=0, atol=1e-4)  # the forcing bites
+    torch.testing.assert_close(x, optimised)
+
+
 def test_latent_path_keeps_the_variance_of_gaussian_starts() -> None:
     """Each point of the latent path is sqrt(1 - a^2) z_start + a z_end with a = sin(angle):
     the middle of three points weighs both ends by sqrt(1/2), so squared weights sum to 1."""
