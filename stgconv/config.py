@@ -517,8 +517,9 @@ class ExperimentConfig:
         if self.chains.mode == "buffer":
             check_entries((self.chains.buffer_capacity, *example),
                           f"chains.buffer_capacity={self.chains.buffer_capacity}")
-        if self.chains.init_scale < 0 or self.chains.data_noise < 0:
-            raise ValueError("chains.init_scale and chains.data_noise must be >= 0")
+        for key in ("init_scale", "data_noise"):
+            if getattr(self.chains, key) < 0:
+                raise ValueError(f"chains.{key} must be >= 0, got {getattr(self.chains, key)}")
         if self.chains.init_rank < 0:
             raise ValueError(f"chains.init_rank must be >= 0, got {self.chains.init_rank}")
         if not 0.0 <= self.chains.init_noise <= 1.0:

@@ -125,6 +125,8 @@ class BlockUpsampler(_CoarseNet):
                          width=width, depth=depth)
 
     def forward(self, low: Tensor) -> Tensor:
+        """Logits ``(B, 1, n1 * f, ..., nk * f)`` of fine occupancy from block means ``low``
+        ``(B, 1, n1, ..., nk)`` in ``[0, 1]``."""
         if low.dim() != self.spatial_dims + 2 or low.shape[1] != 1:
             raise ValueError(f"low must be (B, 1, {', '.join(['n'] * self.spatial_dims)}), got "
                              f"{tuple(low.shape)}")
@@ -153,6 +155,8 @@ class MaskedFiller(_CoarseNet):
                          depth=depth)
 
     def forward(self, observed: Tensor, known: Tensor) -> Tensor:
+        """Logits ``(B, 1, *S)`` of occupancy from ``observed`` ``(B, 1, *S)`` in ``[0, 1]``
+        (read only where ``known``, bool, broadcastable to it)."""
         if observed.dim() != self.spatial_dims + 2 or observed.shape[1] != 1:
             raise ValueError(f"observed must be (B, 1, {', '.join(['S'] * self.spatial_dims)}), "
                              f"got {tuple(observed.shape)}")

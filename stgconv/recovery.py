@@ -44,7 +44,8 @@ from stgconv.types import EnergyFn
 
 @dataclass
 class RecoveryResult:
-    """``recovered``: ``(C, *S)`` the estimate; ``synthesized``: the synthesis chains;
+    """``recovered``: ``(C, *S)`` the estimate; ``synthesized``: ``(n_chains, C, *S)`` the
+    synthesis chains after the last iteration;
     ``history``: one dict of statistics per iteration (``loss``, ``e_pos``, ``e_neg``;
     ``holdout_error`` (mean absolute, in the data's units) with a ``holdout``);
     ``selected_iteration``: with a ``holdout``, the iteration whose estimate was returned
@@ -319,8 +320,10 @@ def _checked(completion: CompletionChain, observed: Tensor) -> CompletionChain:
     except RuntimeError as err:
         raise ValueError(f"step_scale {tuple(step_scale.shape)} does not broadcast to observed "
                          f"{tuple(observed.shape)}") from err
-    if not (torch.isfinite(step_scale).all() and (step_scale >= 0).all()):
-        raise ValueError("step_scale must be finite and >= 0")
+    bad = ~(torch.isfinite(step_scale) & (step_scale >= 0))
+    if bad.any():
+        raise ValueError(f"step_scale must be finite and >= 0; {int(bad.sum())} of "
+                         f"{bad.numel()} entries are not (e.g. {step_scale[bad][0].item()})")
     return replace(completion, step_scale=step_scale)
 
 

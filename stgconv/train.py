@@ -317,6 +317,7 @@ class Companion:
         load_optimizer(self.optimizer, state[f"{self.name}_optimizer"], self.settings)
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
+        """The network's weights, each named ``<name>/<its own name>``."""
         return [(f"{self.name}/{key}", p) for key, p in self.net.named_parameters()]
 
 

@@ -199,7 +199,9 @@ def test_wrong_types(override: str, message: str) -> None:
         ("sampler.clamp=[1, -1]", "sampler.clamp must be [low, high] with low < high"),
         ("sampler.clamp=[1, 1]", "sampler.clamp must be [low, high] with low < high"),
         ("train.energy_l2=-0.1", "train.energy_l2"),
-        ("chains.data_noise=-0.1", "chains.init_scale and chains.data_noise"),
+        # Each names its own key and value (one message for both named neither).
+        ("chains.data_noise=-0.1", "chains.data_noise must be >= 0, got -0.1"),
+        ("chains.init_scale=-2", "chains.init_scale must be >= 0, got -2"),
         ("sampler.n_leapfrog=0", "sampler.n_leapfrog"),
         ("chains.missing=.nan", "chains.missing"),
         ("sampler.noise_scale=-1", "sampler.noise_scale"),

@@ -225,6 +225,14 @@ def test_exact_log_partition_refuses_too_many_hidden_states() -> None:
         RBM(2, 21).exact_log_partition()
 
 
+def test_partition_functions_name_the_visible_units_they_refuse() -> None:
+    gaussian = RBM(2, 2, visible="gaussian")
+    with pytest.raises(ValueError, match="binary visible models only; .* are 'gaussian'"):
+        gaussian.exact_log_partition()
+    with pytest.raises(ValueError, match="binary visible units; .* are 'gaussian'"):
+        ais_log_partition(gaussian, n_chains=2, n_betas=2)
+
+
 def test_ais_needs_two_chains() -> None:
     with pytest.raises(ValueError, match="n_chains >= 2"):
         ais_log_partition(RBM(3, 2), n_chains=1, n_betas=10)

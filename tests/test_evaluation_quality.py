@@ -239,7 +239,7 @@ def test_spread_and_class_entropy() -> None:
     assert class_entropy(torch.zeros(7, dtype=torch.long), 10) == 0.0
     with pytest.raises(ValueError, match="at least 2"):
         spread(same[:1])
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="holds 1 NaN"):
         spread(torch.tensor([[math.nan], [1.0]]))
     # A label past the classes would add a bin: entropy above log(n_classes).
     for labels in (torch.arange(4), torch.tensor([-1, 0])):

@@ -180,7 +180,8 @@ def test_up_axis_and_normalize() -> None:
     ("edge.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "n >= 3"),
     ("words.off", "OFF\n3 1 0\n0 0 zero\n1 0 0\n0 1 0\n3 0 1 2\n", "cannot parse"),
     # 2 + 4 coordinates: as many as 2 vertices need, but the second line's 4th is no vertex's.
-    ("shifted.off", "OFF\n3 1 0\n0 0\n0 1 0 0\n0 1 0\n3 0 1 2\n", "fewer than 3"),
+    ("shifted.off", "OFF\n3 1 0\n0 0\n0 1 0 0\n0 1 0\n3 0 1 2\n",
+     "vertex line '0 0' has fewer than 3"),
     # 5 + 3 indices: as many as 2 triangles need, but the second lists only 2 vertices.
     ("shifted_faces.off", "OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2 3\n3 0 1\n",
      "n >= 3"),

@@ -488,20 +488,24 @@ def test_langevin_noise_factor_schedules() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"n_steps": 0}, {"step_size": 0.0}, {"noise_scale": -1.0}, {"noise_anneal": "exp"},
-     {"grad_clip": 0.0}, {"clamp": (1.0, -1.0)}],
+     {"grad_clip": 0.0}, {"clamp": (1.0, -1.0)},
+     # NaN passed every `<= 0` check: a NaN noise_scale then ran the chain without noise.
+     {"noise_scale": math.nan}, {"step_size": math.nan}, {"step_size": math.inf},
+     {"grad_clip": math.nan}],
 )
 def test_langevin_rejects_bad_settings(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
         Langevin(**kwargs)
 
 
 @pytest.mark.parametrize(
     ("cls", "kwargs"),
     [(MALA, {"n_steps": 0}), (MALA, {"step_size": -1.0}), (HMC, {"n_steps": 0}),
-     (HMC, {"n_leapfrog": 0}), (HMC, {"step_size": 0.0})],
+     (HMC, {"n_leapfrog": 0}), (HMC, {"step_size": 0.0}), (MALA, {"step_size": math.nan}),
+     (HMC, {"step_size": math.nan}), (MALA, {"step_size": math.inf})],
 )
 def test_mala_hmc_reject_bad_settings(cls, kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
         cls(**kwargs)
 
 

@@ -61,7 +61,7 @@ def test_image_sample_shape() -> None:
     energy = IMAGE.energy(stationary.model)
     assert IMAGE.sample_shape(energy, stationary, 5) == (5, 3, 16, 16)
     assert IMAGE.sample_shape(energy, stationary, 5, size=24) == (5, 3, 24, 24)
-    with pytest.raises(ValueError, match="frames only applies to video"):
+    with pytest.raises(ValueError, match="frames only applies to video.*got frames=4"):
         IMAGE.sample_shape(energy, stationary, 5, frames=4)
 
     tied = experiment("objects", ModelConfig(arch="object", in_channels=1, image_size=16,
@@ -92,8 +92,9 @@ def test_voxel_sample_shape_is_the_models_grid() -> None:
                                               layers=((2, 4, 2, 1),)), size=8)
     energy = VOXELS.energy(config.model)
     assert VOXELS.sample_shape(energy, config, 3) == (3, 1, 8, 8, 8)
-    for option in ({"size": 8}, {"frames": 2}):
-        with pytest.raises(ValueError, match="do not apply to voxel models"):
+    for option, got in (({"size": 8}, "size=8, frames=None"),
+                        ({"frames": 2}, "size=None, frames=2")):
+        with pytest.raises(ValueError, match=f"do not apply to voxel models.*got {got}"):
             VOXELS.sample_shape(energy, config, 3, **option)
 
 

@@ -298,7 +298,8 @@ def test_interpolation_spread() -> None:
         ({"n_chains": 0}, "n_chains"),
         ({"observed": torch.full((1, T, H, W), float("nan"))}, "observed"),
         ({"completion": CompletionChain(Langevin(), step_scale=-torch.ones(1, T, H, W))},
-         "step_scale"),
+         rf"step_scale must be finite and >= 0; {T * H * W} of {T * H * W} entries are not "
+         r"\(e.g. -1.0\)"),
         ({"completion": CompletionChain(Langevin(), step_scale=torch.ones(1, T, H + 1, W))},
          "step_scale"),
         ({"holdout": torch.ones(1, T, H, W, dtype=torch.bool)}, "holdout"),

@@ -102,6 +102,13 @@ def test_a_synthesis_that_cannot_write_its_array_keeps_the_previous_one_whole(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_continuing_the_chains_refuses_another_size_naming_it(tmp_path: Path) -> None:
+    run = tiny_texture_run(tmp_path)
+    with pytest.raises(ValueError, match=r"stored chains; got size=12, frames=None"):
+        synthesize(run, tmp_path / "chains", n_samples=1, n_steps=1, start="chains", size=12,
+                   device="cpu")
+
+
 def test_task_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
     """A library caller's warning names its own line, not the wrapper that writes a task's
     files together (contextlib)."""

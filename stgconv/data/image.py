@@ -138,8 +138,9 @@ def _over_white(images: np.ndarray) -> np.ndarray:
 
 
 def npz_subset(n: int, max_images: int | None) -> np.ndarray:
-    """Indices of the ``max_images`` of ``n`` examples that :func:`load_npz_images` keeps: a
-    fixed random subset (seed 0) in file order; all of them without ``max_images``."""
+    """Indices ``(min(n, max_images),)`` (int64, ascending) of the ``max_images`` of ``n``
+    examples that :func:`load_npz_images` keeps: a fixed random subset (seed 0) in file order;
+    all ``n`` of them without ``max_images``."""
     if max_images is None or max_images >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(0).permutation(n)[:max_images])

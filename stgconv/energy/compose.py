@@ -56,6 +56,7 @@ class ProductOfExperts(nn.Module):
         self.views = views
 
     def forward(self, x: Tensor) -> Tensor:
+        """``E(x)`` ``(B,)`` of ``x`` ``(B, *S)``."""
         total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
         for expert, weight, view in zip(self.experts, self.weights, self.views):
             if weight == 0:

@@ -104,7 +104,8 @@ class RBM(nn.Module):
         as the reference of :func:`ais_log_partition`; ``log Z = logsumexp_h [b.h + sum_i
         softplus(a_i + (W h)_i)]``."""
         if self.visible != "binary":
-            raise ValueError("exact_log_partition enumerates binary visible models only")
+            raise ValueError(f"exact_log_partition enumerates binary visible models only; this "
+                             f"one's visible units are {self.visible!r}")
         if self.n_hidden > 20:
             raise ValueError(f"2^{self.n_hidden} hidden states are too many to enumerate")
         states = torch.tensor(list(itertools.product((0.0, 1.0), repeat=self.n_hidden)),
@@ -132,7 +133,8 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
             a NaN ``log Z`` would make every likelihood computed from it NaN.
     """
     if rbm.visible != "binary":
-        raise ValueError("ais_log_partition is for binary visible units")
+        raise ValueError(f"ais_log_partition is for binary visible units; this RBM's are "
+                         f"{rbm.visible!r}")
     if n_chains < 2 or n_betas < 2:
         raise ValueError(f"need n_chains >= 2 and n_betas >= 2, got {n_chains}, {n_betas}")
     device, dtype = rbm.weight.device, torch.float64

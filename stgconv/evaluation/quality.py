@@ -416,8 +416,7 @@ def spread(x: Tensor) -> float:
                          f"{getattr(x, 'dtype', type(x).__name__)}")
     if len(x) < 2:
         raise ValueError(f"spread needs at least 2 examples, got {len(x)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("x holds NaN or infinite values; refusing to score them")
+    _check_nonempty_finite(x, "x", "(N, ...)", count="N")
     return x.double().std(dim=0).mean().item()
 
 

@@ -135,8 +135,9 @@ def _parse_vertices(lines: list[str]) -> np.ndarray:
     # Line by line: counting all the tokens at once let a line of 2 and one of 4 pass as two
     # vertices of 3, every coordinate after them shifted.
     rows = [line.split()[:3] for line in lines]  # extra columns: colours, normals
-    if any(len(row) < 3 for row in rows):
-        raise ValueError("a vertex line has fewer than 3 coordinates")
+    for line, row in zip(lines, rows):
+        if len(row) < 3:
+            raise ValueError(f"vertex line {line!r} has fewer than 3 coordinates")
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 

@@ -81,6 +81,8 @@ class ReplayBuffer:
         return {"samples": self.samples, "next": torch.tensor(self._next)}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore :meth:`state_dict`'s ``{"samples": (n_stored, *S), "next": 0-dim}``
+        (``{}``: empty), ``n_stored`` at most ``capacity``; the samples are copied."""
         samples = state.get("samples")
         if samples is not None and samples.shape[0] > self.capacity:
             raise ValueError(

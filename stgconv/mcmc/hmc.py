@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -33,8 +34,8 @@ class HMC:
             raise ValueError(
                 f"n_steps and n_leapfrog must be >= 1, got {self.n_steps}, {self.n_leapfrog}"
             )
-        if self.step_size <= 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if not (math.isfinite(self.step_size) and self.step_size > 0):  # NaN too
+            raise ValueError(f"step_size must be finite and > 0, got {self.step_size}")
 
     def run(
         self,

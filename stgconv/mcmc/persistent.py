@@ -65,6 +65,8 @@ class PersistentChains:
         return {} if self.chains is None else {"chains": self.chains}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore :meth:`state_dict`'s ``{"chains": (n_examples, chains_per_example, *S)}``
+        (``{}``: none yet); the chains are copied."""
         chains = state.get("chains")
         if chains is not None and chains.shape[:2] != (self.n_examples, self.chains_per_example):
             raise ValueError(

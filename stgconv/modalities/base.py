@@ -100,8 +100,7 @@ class Modality:
 
     def save_rows(self, rows: Sequence[Tensor], stem: str | Path) -> Path:
         """One picture with a row per batch of ``rows`` (data units, the same ``(N, *lead,
-        *S)`` each): the
-        samples of each class of a class-conditional synthesis."""
+        *S)`` each): the samples of each class of a class-conditional synthesis."""
         raise NotImplementedError
 
     # Units. The defaults: the model sees the data as they are, pixels in [-1, 1].

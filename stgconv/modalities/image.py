@@ -49,7 +49,8 @@ class ImageModality(Modality):
     def sample_shape(self, energy: ConvNetEnergy, config: ExperimentConfig, n: int, *,
                      size: int | None = None, frames: int | None = None) -> tuple[int, ...]:
         if frames is not None:
-            raise ValueError("frames only applies to video models")
+            raise ValueError(f"frames only applies to video models; got frames={frames} for an "
+                             "image model")
         side = stationary_side(energy, config, size)
         return (n, config.model.in_channels, side, side)
 

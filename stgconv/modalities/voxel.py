@@ -53,7 +53,8 @@ class VoxelModality(Modality):
     def sample_shape(self, energy: ConvNetEnergy, config: ExperimentConfig, n: int, *,
                      size: int | None = None, frames: int | None = None) -> tuple[int, ...]:
         if size is not None or frames is not None:
-            raise ValueError("size and frames do not apply to voxel models (fixed grid size)")
+            raise ValueError(f"size and frames do not apply to voxel models (fixed grid size); "
+                             f"got size={size}, frames={frames}")
         side = grid_side(energy)
         return (n, 1, side, side, side)
 

@@ -102,7 +102,8 @@ def synthesize(
     generator = torch.Generator(param.device).manual_seed(seed)
     if start == "chains":
         if size is not None or frames is not None:
-            raise ValueError("size and frames cannot change when continuing the stored chains")
+            raise ValueError(f"size and frames cannot change when continuing the stored chains; "
+                             f"got size={size}, frames={frames} (leave both unset)")
         x0 = _stored_chains(config, state)[:n_chains].to(param.device)
         if classes is not None and len(x0) < n_chains:
             raise ValueError(f"the checkpoint keeps {len(x0)} chains, fewer than the {n_chains} "
