@@ -555,13 +555,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, dest, [expand_home(v) if isinstance(v, str) else v for v in value])
     started = time.perf_counter()
     name = args.command_parser.prog  # "stgconv train", "stgconv eval ood": as argparse's errors
+
+    def show_warning(message: Warning | str, *_: object, **__: object) -> None:
+        # A warning is one line naming the command, as an error is, not Python's two lines
+        # quoting the source line that raised it.
+        print(f"{name}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
     try:
         with warnings.catch_warnings():
-            # A warning is one line naming the command, as an error is, not Python's two
-            # lines quoting the source line that raised it.
-            warnings.showwarning = lambda message, *_, **__: print(
-                f"{name}: warning: {' '.join(str(message).split())}",
-                file=sys.stderr)
+            warnings.showwarning = show_warning
             out = _run(args)
     except USER_ERRORS as err:
         # One line, whatever the library below wrote (some messages span several); under

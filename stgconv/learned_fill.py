@@ -347,7 +347,11 @@ def prior_example(truth: Tensor, known: Tensor, fills: dict[str, Fill]) -> Patte
         raise ValueError("a prior example needs a mask with both observed and missing entries")
     observed = torch.where(known, truth, torch.zeros((), dtype=truth.dtype))
     made = [fill(observed, known) for fill in fills.values()]
-    made.sort(key=lambda fill: (fill - truth)[~known].abs().mean().item())
+
+    def error_where_missing(fill: Tensor) -> float:
+        return (fill - truth)[~known].abs().mean().item()
+
+    made.sort(key=error_where_missing)
     return ~known, known, fill_inputs(observed, known, made).half(), truth.half()
 
 

@@ -405,8 +405,9 @@ def holdout_like(
     Returns:
         bool, ``known``'s shape, a subset of ``known``.
     """
-    if known.dtype != torch.bool:
-        raise ValueError(f"known must be a bool tensor, got {known.dtype}")
+    if not isinstance(known, Tensor) or known.dtype != torch.bool:
+        got = known.dtype if isinstance(known, Tensor) else type(known).__name__
+        raise ValueError(f"known must be a bool tensor, got {got}")
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     dim = known.dim() - 3
@@ -418,7 +419,10 @@ def holdout_like(
         raise ValueError("the mask hides no entry: there is nothing to recover")
     T = known.shape[dim]
     if shift is None:
-        shift = min(hiding_shifts(known), key=lambda s: (abs(s - T // 2), s), default=None)
+        def distance_from_middle(s: int) -> tuple[int, int]:
+            return abs(s - T // 2), s  # ties: the earlier shift
+
+        shift = min(hiding_shifts(known), key=distance_from_middle, default=None)
     candidates = ((~known).roll(shift, dims=dim) & known if shift is not None
                   else torch.zeros_like(known))  # no shift hides anything
     other = [d for d in range(known.dim()) if d != dim]

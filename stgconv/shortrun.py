@@ -42,6 +42,8 @@ def reconstruct(
         target: ``(B, *S)`` images to reconstruct.
         z0: ``(B, *S)`` initial chain starts (e.g. the noise the model was trained from).
         generator: its current state fixes the chain's noise; it is restored afterwards.
+            Default: a new ``torch.Generator`` (torch's default seed), so the chain's noise is
+            the same in every call that passes none (the global RNG is not read).
 
     Returns:
         ``(z, M(z), losses)``: the optimised starts, their reconstructions ``(B, *S)`` (the
@@ -136,7 +138,8 @@ def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
 def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,
              generator: torch.Generator | None = None) -> Tensor:
     """The chain from each of ``starts`` ``(N, *S)`` on its own, every one with the same noise
-    (the generator's current state, restored afterwards); returns ``(N, *S)``."""
+    (the generator's current state, restored afterwards; default: a new ``torch.Generator``,
+    as in :func:`reconstruct`); returns ``(N, *S)``."""
     generator = generator if generator is not None else torch.Generator(starts.device)
     state = generator.get_state()
     # Every chain replays the same generator state, so all chains see the same noise and

@@ -78,6 +78,8 @@ def test_noise_init_reproducible_and_rejects_bad_settings() -> None:
         NoiseInit("laplace")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="-1"):
         NoiseInit("gaussian", -1.0)
+    with pytest.raises(ValueError, match="nan"):  # its starts would all be NaN
+        NoiseInit("uniform", float("nan"))
 
 
 # --------------------------------------------------------------------------- data Gaussian

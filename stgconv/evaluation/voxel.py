@@ -130,8 +130,10 @@ def eval_super_resolution(
 
     def on_shapes_grid(method: Upsampler) -> Upsampler:
         """``method``'s output cropped to the shapes' own grid, where they are scored."""
-        return lambda low, factor: method(low, factor)[..., lo:lo + side, lo:lo + side,
-                                                        lo:lo + side]
+        def cropped(low: Tensor, factor: int) -> Tensor:
+            return method(low, factor)[..., lo:lo + side, lo:lo + side, lo:lo + side]
+
+        return cropped
 
     param = next(energy.parameters())
     sampler = task_sampler(config, n_steps=n_steps)

@@ -25,8 +25,8 @@ class NoiseInit:
     def __post_init__(self) -> None:
         if self.kind not in ("gaussian", "uniform"):
             raise ValueError(f"noise kind must be 'gaussian' or 'uniform', got {self.kind!r}")
-        if self.scale < 0:
-            raise ValueError(f"noise scale must be >= 0, got {self.scale}")
+        if not (math.isfinite(self.scale) and self.scale >= 0):  # NaN too
+            raise ValueError(f"noise scale must be finite and >= 0, got {self.scale}")
 
     def sample(
         self,

@@ -321,7 +321,10 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
     if holdout is not None:
         # Which fill is best depends on the mask (spatial for scattered pixels, temporal for
         # whole frames): the net starts from it and learns only what it still gets wrong.
-        names.sort(key=lambda name: holdout_error(made[name][1]))
+        def error_on_holdout(name: str) -> float:
+            return holdout_error(made[name][1])
+
+        names.sort(key=error_on_holdout)
 
     with seeded_weights(config.seed):
         net, _ = learned_fill(observed, visible,
