@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
 # The most entries one example or one batch of samples may hold: 2^28, 1 GiB as float32. Past
@@ -36,6 +37,14 @@ def as_int(value: object, name: str, *, minimum: int) -> int:
     if number is None or number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return number
+
+
+def check_bool_mask(mask: object, name: str, *, meaning: str = "True = observed") -> None:
+    """``ValueError`` naming ``name`` and what its True entries mean unless ``mask`` is a bool
+    tensor (any shape: the callers check how it meets their data)."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"{name} must be a bool tensor ({meaning}), got {got}")
 
 
 def check_voxels(x: object, name: str) -> None:

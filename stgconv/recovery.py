@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import observed_frames_around
+from stgconv.checks import check_bool_mask
 from stgconv.config import TrainConfig
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
@@ -57,10 +58,9 @@ class RecoveryResult:
     selected_iteration: int = -1
 
 
-def _bool_mask(name: str, mask: Tensor, observed: Tensor) -> Tensor:
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-        raise ValueError(f"{name} must be a bool tensor, got {got}")
+def _bool_mask(name: str, mask: Tensor, observed: Tensor, *, meaning: str = "True = observed"
+               ) -> Tensor:
+    check_bool_mask(mask, name, meaning=meaning)
     try:
         return mask.to(observed.device).expand_as(observed)
     except RuntimeError as err:
@@ -299,7 +299,7 @@ def _masks(observed: Tensor, known: Tensor, holdout: Tensor | None
         raise ValueError("observed has NaN or infinite values at known entries")
     if holdout is None:
         return known, known, None
-    holdout = _bool_mask("holdout", holdout, observed)
+    holdout = _bool_mask("holdout", holdout, observed, meaning="True = held out")
     if (holdout & ~known).any():
         raise ValueError("holdout must only mark observed entries (a subset of known)")
     if not holdout.any():
@@ -405,9 +405,7 @@ def holdout_like(
     Returns:
         bool, ``known``'s shape, a subset of ``known``.
     """
-    if not isinstance(known, Tensor) or known.dtype != torch.bool:
-        got = known.dtype if isinstance(known, Tensor) else type(known).__name__
-        raise ValueError(f"known must be a bool tensor, got {got}")
+    check_bool_mask(known, "known")
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     dim = known.dim() - 3

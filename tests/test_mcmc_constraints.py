@@ -4,6 +4,7 @@ it keeps whole blocks only and is implied by the fine constraint."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from _tiny import gen
@@ -169,6 +170,9 @@ def test_known_entries_rejects_non_bool_mask() -> None:
     for bad in [torch.ones(2, 1, 4, 4), torch.ones(2, 1, 4, 4, dtype=torch.uint8)]:
         with pytest.raises(ValueError, match="bool"):
             KnownEntries(observed, bad)
+    # A numpy mask of bools is not taken for a bool tensor ("got bool" would mislead).
+    with pytest.raises(ValueError, match="bool tensor .* got ndarray"):
+        KnownEntries(observed, np.ones((2, 1, 4, 4), dtype=bool))
 
 
 def test_known_entries_rejects_non_broadcastable_mask() -> None:

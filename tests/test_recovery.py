@@ -226,7 +226,7 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
         holdout_like(known, fraction=0.0)
     with pytest.raises(ValueError, match="bool"):
         holdout_like(known.float())
-    with pytest.raises(ValueError, match="bool tensor, got ndarray"):
+    with pytest.raises(ValueError, match=r"bool tensor \(True = observed\), got ndarray"):
         holdout_like(known.numpy())
     # The messages name what the user can change (there is no "shift" option in a config).
     with pytest.raises(ValueError, match="no entry observed"):

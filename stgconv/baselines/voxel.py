@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from stgconv.checks import check_voxels
+from stgconv.checks import check_bool_mask, check_voxels
 from stgconv.ops import block_down, block_top_k, linear_up, nearest_up
 from stgconv.types import Fill
 
@@ -87,9 +87,7 @@ def downsample(x: Tensor, factor: int) -> Tensor:
 
 
 def _prepare(observed: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
-    if not isinstance(known, Tensor) or known.dtype != torch.bool:
-        raise ValueError(f"known must be a bool tensor (True = observed), got "
-                         f"{getattr(known, 'dtype', type(known).__name__)}")
+    check_bool_mask(known, "known")
     if observed.dim() < 2:
         raise ValueError(f"observed must be (B, C, *S), got {tuple(observed.shape)}")
     try:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int
+from stgconv.checks import as_int, check_bool_mask
 from stgconv.io.matlab import read_mat
 
 
@@ -228,9 +228,7 @@ def check_mask_matches(known: Tensor, video: Tensor) -> None:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)`` (any shape that broadcasts), True = observed.
         video: ``(C, T, H, W)`` or ``(B, C, T, H, W)``.
     """
-    if not isinstance(known, Tensor) or known.dtype != torch.bool:
-        kind = known.dtype if isinstance(known, Tensor) else type(known).__name__
-        raise ValueError(f"known must be a bool tensor (True = observed), got {kind}")
+    check_bool_mask(known, "known")
     try:
         shape = torch.broadcast_shapes(known.shape, video.shape)
     except RuntimeError:

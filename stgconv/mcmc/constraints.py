@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_bool_mask
 from stgconv.ops import block_down, nearest_up
 
 
@@ -61,8 +62,7 @@ class KnownEntries(Constraint):
     """
 
     def __init__(self, observed: Tensor, known: Tensor) -> None:
-        if known.dtype != torch.bool:
-            raise ValueError(f"known must be a bool tensor (True = observed), got {known.dtype}")
+        check_bool_mask(known, "known")
         try:
             torch.broadcast_shapes(known.shape, observed.shape)
         except RuntimeError as err:
