@@ -22,6 +22,7 @@ if not TORCH_ALREADY_LOADED:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -232,6 +233,8 @@ def check_arguments(
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    if not 0 < args.step_size < math.inf:  # the sampler refuses it, after the networks are built
+        parser.error(f"--step-size must be a positive number, got {args.step_size}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but torch sees no CUDA device")
     if args.threads is not None:
@@ -334,10 +337,14 @@ def json_path(text: str) -> str:
 
 
 def output_folder(text: str) -> str:
-    """A folder option for outputs (``--samples DIR``), checked when the options are read."""
+    """A folder option for outputs (``--samples DIR``), checked when the options are read: it
+    is a folder, or one can be made there (no file in the way on the path to it)."""
     path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise argparse.ArgumentTypeError(f"{folder} is a file, not a folder")
+            break
     return text
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 from bench import common  # isort: skip
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -238,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("samples", "steps", "expert_steps", "width"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    # Checked here: the sampler refuses them only after the experts' training.
+    if not 0 < args.step < math.inf:
+        parser.error(f"--step must be a positive number, got {args.step}")
+    if not 0 <= args.noise < math.inf:
+        parser.error(f"--noise must be a number >= 0, got {args.noise}")
     torch.set_num_threads(1)  # CPU seconds comparable under contention (bench/README.md)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data)

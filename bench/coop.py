@@ -37,7 +37,7 @@ and each model's row says the first step count that reaches it.
 
 Run from the repository root (the full run trains 2 models x 3 data sets x ``--seeds``)::
 
-    python -m bench.coop --json runs/coop.json  # ~15 CPU minutes per seed at the budgets below
+    python -m bench.coop --json coop.json  # ~15 CPU minutes per seed at the budgets below
     python -m bench.coop --task digits --budget 300 --seeds 0 1
     python -m bench.coop --quick                # smoke run, generated data
 """

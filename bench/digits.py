@@ -13,8 +13,9 @@ MNIST's training digits and checked on the test split; then, for the samples of 
 - ``filter_stats_distance``: the appearance statistics of :mod:`stgconv.evaluation.quality`
   against the training digits.
 
-Reference rows: 1,000 other test digits (what real digits score; the samples are compared
-with another random 1,000) and the chains' start (the model's configured start). Run from the
+Reference rows: as many other test digits as samples, up to 1,000 (what real digits score;
+the samples are compared with another random 1,000) and, for ``--start noise``, the chains'
+start (the model's configured start). Run from the
 repository root after training ``configs/image/mnist_quick.yaml``::
 
     python -m bench.digits --run runs/mnist_quick --json digits.json
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.data.image import load_npz_images
 from stgconv.evaluation import quality
 from stgconv.tasks.synthesize import synthesize
@@ -173,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=common.count(2), default=1000,
                         help="samples to draw (the reference compares as many test digits, up "
                              "to 1,000)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=common.count(0), default=None,
                         help="synthesis chain length (default: the model's training length)")
     parser.add_argument("--start", choices=["noise", "chains"], default="noise",
                         help="fresh chains from noise, or the trained model's replay buffer")
@@ -202,8 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not run.exists():
             parser.error(f"no trained model at {run} (train configs/image/mnist_quick.yaml, "
                          "or pass --run)")
-        train_images, train_labels = load_split(data, "train", 10_000 if not args.quick else 600)
-        test_images, test_labels = load_split(data, "test", 2000 if not args.quick else 300)
+        try:  # now, not after the classifier's training
+            load_checkpoint(run)
+        except CheckpointError as err:
+            parser.error(f"--run: {err}")
+        try:
+            train_images, train_labels = load_split(data, "train",
+                                                    10_000 if not args.quick else 600)
+            test_images, test_labels = load_split(data, "test", 2000 if not args.quick else 300)
+        except (KeyError, ValueError) as err:  # numpy's KeyError names the array, not the file
+            parser.error(f"--data {data}: cannot read MNIST: {err}")
         started = time.perf_counter()
         model = train_classifier(train_images, train_labels, epochs=args.epochs, seed=args.seed)
         with torch.no_grad():
@@ -212,8 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_features = model.features(compared)
         classifier_s = time.perf_counter() - started
         started = time.perf_counter()
-        out = synthesize(run, work / "samples", n_samples=args.samples, n_steps=args.steps,
-                         start=args.start, seed=args.seed, device="cpu")
+        try:
+            out = synthesize(run, work / "samples", n_samples=args.samples, n_steps=args.steps,
+                             start=args.start, seed=args.seed, device="cpu")
+        except ValueError as err:  # e.g. --steps 0 for a model that needs a chain
+            parser.error(str(err))
         sample_s = time.perf_counter() - started
         samples = common.read_pixels(out / "synthesized.npy")
         sets = {"stgconv samples": samples,

@@ -3,7 +3,7 @@ must end bit-identical to an uninterrupted run and never leave a file that fails
 
 A tiny texture run (``--iterations`` iterations, a checkpoint after every one) is trained once
 uninterrupted. Then the same run is started ``--kills`` times and killed with SIGKILL at a random
-moment after its folder appears (uniform over about one run's length); after each kill the folder
+moment after its folder appears (uniform over half a run's length); after each kill the folder
 is checked (every checkpoint loads, ``config.yaml`` loads) and the next start resumes from its
 checkpoint, or starts over with ``--overwrite`` when the kill came before the first one. A last
 start finishes the run. Reported: the kills, how many landed after a checkpoint existed, the
@@ -136,8 +136,8 @@ def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> di
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--kills", type=common.count(0), default=20)
+    parser.add_argument("--iterations", type=common.count(1), default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
     args = parser.parse_args(argv)

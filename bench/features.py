@@ -21,7 +21,7 @@ voxels on the held-out shapes, the margins, and the training's cumulative wall s
 
 Run from the repository root::
 
-    python -m bench.features --work runs/features --json runs/features.json
+    python -m bench.features --work runs/features --json features.json
     python -m bench.features --set model.arch=desc32 --device cuda --at 250 500 1000 2000 \\
         --budget-s 420                                  # the paper's network, on a GPU
     python -m bench.features --quick                   # smoke run, generated shapes
@@ -109,9 +109,18 @@ def quick_shapes(path: Path) -> None:
     atomic_save_npz(path, X=grids, y=labels)
 
 
+class StgconvFailed(RuntimeError):
+    """A ``python -m stgconv`` step that exited with ``returncode`` (2: it refused its input)."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
 def stgconv(*args: str, log: Path) -> None:
     """``python -m stgconv ARGS``, its output appended to ``log``; a failure stops the bench
-    naming the log."""
+    with the step's last line of output (its error), since a temporary ``--work`` and the log
+    in it are gone when the bench reports."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with open(log, "a") as out:
@@ -120,7 +129,9 @@ def stgconv(*args: str, log: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "stgconv", *args], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        raise RuntimeError(f"stgconv {args[0]} exited {done.returncode}; see {log}")
+        last = (log.read_text().strip().splitlines() or [""])[-1]
+        raise StgconvFailed(f"stgconv {args[0]} exited {done.returncode}: {last}",
+                            done.returncode)
 
 
 def run_seed(seed: int, args: argparse.Namespace, split: dict[str, Any], deadline: float
@@ -194,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.held_out < 1:
         parser.error(f"--held-out must be a fraction in (0, 1), got {args.held_out}")
     with tempfile.TemporaryDirectory(prefix="features_") as temporary:
+        keeps_logs = args.work is not None
         args.work = Path(args.work if args.work is not None else temporary).resolve()
         if args.quick:
             args.shapes = args.work / "quick_shapes.npz"
@@ -215,8 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as err:
             parser.error(f"--work {args.work}: {err}")
         deadline = time.monotonic() + args.budget_s
-        with ThreadPoolExecutor(len(args.seeds)) as pool:
-            per_seed = list(pool.map(lambda s: run_seed(s, args, split, deadline), args.seeds))
+        try:
+            with ThreadPoolExecutor(len(args.seeds)) as pool:
+                per_seed = list(pool.map(lambda s: run_seed(s, args, split, deadline),
+                                         args.seeds))
+        except StgconvFailed as err:
+            logs = f" (logs in {args.work})" if keeps_logs else ""
+            # Exit 2 where the step refused its input (a --set, --config, --device); 1 if not.
+            parser.exit(2 if err.returncode == 2 else 1, f"{parser.prog}: error: {err}{logs}\n")
     rows = [row for seed_rows in per_seed for row in seed_rows]
     columns = [common.Column("seed", "seed", "<4"), common.Column("iter", "iterations", ">5"),
                common.Column("learned", "learned", ">7", ".3f"),

@@ -47,9 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="also write the rows as a JSON list")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="stgconv-bench-") as tmp:
+        return run(parser, args, Path(tmp))
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) -> int:
+    """A prior for every clip of ``args``; ``tmp`` holds the generated clips of ``--quick``."""
     overrides, frames, size = [], 70, 150
     if args.quick:
-        data = Path(tempfile.mkdtemp(prefix="stgconv-bench-"))
+        data = tmp
         library = [quick_clip(data).rename(data / f"{clip}.mkv") for clip in ("a", "b")]
         args.clips, args.iterations, frames, size = ["a", "b"], 3, 6, 32
         overrides = ["recovery.learned.crop_size=8"]
@@ -59,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    + sorted((data / "actions").glob("*.mp4")))
         if not all(path.is_file() for path in library[:len(CLIPS)]):
             parser.error(f"the DynTex clips {list(CLIPS)} are not all in {data} (pass --data)")
-    settings = load_config(args.config, overrides).recovery.learned
+    try:
+        settings = load_config(args.config, overrides).recovery.learned
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(f"--config {args.config}: {err}")
     rows = []
     for clip in args.clips:
         videos = [path for path in library if path.stem != clip]

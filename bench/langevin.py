@@ -72,11 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     env = common.environment(timing)
-    rows = [
-        {**bench_net(net, batch=args.batch, channels=args.channels, size=args.size, timing=timing),
-         **env}
-        for net in args.nets
-    ]
+    rows = []
+    for net in args.nets:
+        try:
+            row = bench_net(net, batch=args.batch, channels=args.channels, size=args.size,
+                            timing=timing)
+        except ValueError as err:  # e.g. a --size below the net's receptive field
+            parser.error(f"{net} at {args.size}x{args.size}: {err}")
+        rows.append({**row, **env})
     title = f"Langevin step cost (stgconv in {timing.precision})"
     table = common.format_table(title, NOTES, common.STEP_COLUMNS, rows, env)
     common.report(table, rows, args.json)

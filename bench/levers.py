@@ -34,6 +34,7 @@ from bench import common  # isort: skip
 
 import argparse
 import copy
+import statistics
 import time
 from functools import partial
 from typing import Callable, Sequence
@@ -144,7 +145,7 @@ def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compil
     auto = Langevin(n_steps=k, step_size=delta).execution(energy, x0)
     seconds, _ = common.interleaved(runs, repeats=timing.repeats, warmup=timing.warmup,
                                     device=timing.device)
-    ms = {name: 1e3 * sorted(s)[len(s) // 2] / k for name, s in seconds.items()}
+    ms = {name: 1e3 * statistics.median(s) / k for name, s in seconds.items()}
     rows = []
     for name in runs:
         row = {"net": net, "variant": name, "shape": list(shape), "n_steps": k,
@@ -176,14 +177,20 @@ COLUMNS = [
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=list(NETS))
+    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=None,
+                        help=f"default: all ({', '.join(QUICK_SHAPES)} with --quick)")
     parser.add_argument("--compile", dest="compile_", action="store_true",
                         help="also time torch.compile of the energy (compiles once per net)")
-    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"tiny shapes of {', '.join(QUICK_SHAPES)}: a smoke run")
     common.add_timing_arguments(parser, steps=5, repeats=5)
     args = parser.parse_args(argv)
     timing = common.check_arguments(parser, args, ("steps", "repeats"))
-    nets = [n for n in args.nets if n in QUICK_SHAPES] if args.quick else args.nets
+    nets = args.nets or list(QUICK_SHAPES if args.quick else NETS)
+    unsized = [net for net in nets if args.quick and net not in QUICK_SHAPES]
+    if unsized:
+        parser.error(f"--quick has tiny shapes for {', '.join(QUICK_SHAPES)} only, not "
+                     f"{', '.join(unsized)}")
     rows = []
     for net in nets:
         shape = QUICK_SHAPES[net] if args.quick else NETS[net][1]

@@ -32,7 +32,7 @@ Quality, measured against the training data (:mod:`stgconv.evaluation.quality`):
 Run from the repository root (each modality trains two models; on 2 CPU cores images take
 ~4 minutes, the video ~5, voxels ~14)::
 
-    python -m bench.multigrid --work runs/multigrid_bench --json runs/multigrid.json
+    python -m bench.multigrid --work runs/multigrid_bench --json multigrid.json
     python -m bench.multigrid --modality image      # one modality
     python -m bench.multigrid --methods multi-grid  # no single-grid run
     python -m bench.multigrid --quick               # smoke run, generated data
@@ -58,7 +58,7 @@ from PIL import Image
 from stgconv import tasks
 from stgconv.build import multigrid_bases, multigrid_sampler
 from stgconv.checkpoint import load_multigrid
-from stgconv.config import ExperimentConfig, load_config
+from stgconv.config import ExperimentConfig, load_config, resolve_device
 from stgconv.evaluation import quality
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.video import save_video
@@ -265,7 +265,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modality", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
-    parser.add_argument("--work", default="runs/multigrid_bench", help="run folders go here")
+    parser.add_argument("--work", type=common.output_folder, default="runs/multigrid_bench",
+                        help="run folders go here")
     parser.add_argument("--samples", type=common.count(2), default=32,
                         help="samples per method (video: 4)")
     parser.add_argument("--seed", type=int, default=0)
@@ -283,15 +284,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tmp) / "runs" if args.quick else Path(args.work)
         own_data = any(item.startswith("data.path=") for item in args.overrides)
         if not args.quick and not own_data and not SHARED.is_dir():
-            raise SystemExit(f"the real data are not at {SHARED}; run with --quick for a smoke run")
-        rows = []
-        for modality in args.modality:
+            parser.error(f"the real data are not at {SHARED}; run with --quick for a smoke run")
+        try:
+            resolve_device(args.device)
+        except ValueError as err:
+            parser.error(f"--device: {err}")
+        configs = {}
+        for modality in args.modality:  # every config read before the first training
             overrides = [*(quick[modality] if quick else []), *args.overrides,
                          f"device={args.device}"]
-            config = load_config(CONFIGS[modality], overrides)
+            try:
+                configs[modality] = load_config(CONFIGS[modality], overrides)
+            except (FileNotFoundError, ValueError) as err:
+                parser.error(f"{modality}: {err}")
+        rows = []
+        for modality, config in configs.items():
             n_samples = 4 if modality == "video" else args.samples
-            rows += run_modality(modality, config, work=work, n_samples=n_samples, seed=args.seed,
-                                 methods=args.methods)
+            try:
+                rows += run_modality(modality, config, work=work, n_samples=n_samples,
+                                     seed=args.seed, methods=args.methods)
+            except FileNotFoundError as err:  # the config's data.path
+                parser.error(f"{modality}: {err}")
             print(format_table(rows), flush=True)
     print("# quality vs the training data (lower distances / higher IoU are closer); times in "
           "seconds; grad_evals_per_chain: energy-gradient evaluations of one chain per iteration")

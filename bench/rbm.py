@@ -18,6 +18,7 @@ from __future__ import annotations
 from bench import common  # isort: skip
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -89,14 +90,15 @@ def quick_data(folder: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(MNIST))
-    parser.add_argument("--hidden", type=int, default=100)
-    parser.add_argument("--updates", type=int, default=3000, help="parameter updates per method")
+    parser.add_argument("--hidden", type=common.count(1), default=100)
+    parser.add_argument("--updates", type=common.count(1), default=3000,
+                        help="parameter updates per method")
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--train-images", type=int, default=20_000)
-    parser.add_argument("--test-images", type=int, default=2000)
-    parser.add_argument("--ais-runs", type=int, default=3)
-    parser.add_argument("--ais-chains", type=int, default=100)
-    parser.add_argument("--ais-betas", type=int, default=10_000)
+    parser.add_argument("--train-images", type=common.count(1), default=20_000)
+    parser.add_argument("--test-images", type=common.count(1), default=2000)
+    parser.add_argument("--ais-runs", type=common.count(1), default=3)
+    parser.add_argument("--ais-chains", type=common.count(2), default=100)
+    parser.add_argument("--ais-betas", type=common.count(2), default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", metavar="DIR", type=common.output_folder,
                         help="also write rbm_<method>_samples.png here: 64 chains from uniform "
@@ -105,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run on generated images")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
     args = parser.parse_args(argv)
+    if not 0 < args.lr < math.inf:
+        parser.error(f"--lr must be a positive number, got {args.lr}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.data)
         if args.quick:
@@ -114,8 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.train_images, args.test_images = 300, 100
         elif not path.is_file():
             parser.error(f"MNIST not found at {path} (pass --data)")
-        train = binarised(path, "x_train", args.train_images)
-        test = binarised(path, "x_test", args.test_images)
+        try:
+            train = binarised(path, "x_train", args.train_images)
+            test = binarised(path, "x_test", args.test_images)
+        except ValueError as err:  # it names the file
+            parser.error(str(err))
     rate = train.mean(0).clamp(1e-3, 1 - 1e-3)
     base = (rate / (1 - rate)).log()
     rows = []

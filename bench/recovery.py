@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fill priors named without_<clip>.pt (bench/fill_prior.py): each "
                              "clip's learned fill starts from the one that never saw it "
                              "(default: the config's recovery.learned.prior)")
-    parser.add_argument("--frames", type=int, default=70)
-    parser.add_argument("--size", type=int, default=150)
+    parser.add_argument("--frames", type=common.count(1), default=70)
+    parser.add_argument("--size", type=common.count(1), default=150)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: a generated 12-frame 32x32 clip, 2 iterations")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
@@ -76,9 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write each case's recovered clip, comparison and metrics "
                              "to DIR/<clip>_<mask> (what `stgconv eval recovery --out` writes)")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="stgconv-bench-") as tmp:
+        return run(parser, args, Path(tmp))
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) -> int:
+    """Every clip x mask case of ``args``; ``tmp`` holds the generated clip of ``--quick``."""
     overrides = list(args.overrides)
     if args.quick:
-        data = Path(tempfile.mkdtemp(prefix="stgconv-bench-"))
+        data = tmp
         quick_clip(data)
         args.clips, args.frames, args.size = ["wave"], 12, 32
         overrides += ["train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1",
@@ -87,7 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = Path(args.data)
         if not data.is_dir():
             parser.error(f"video data folder not found: {data} (pass --data)")
-    config = load_config(args.config, overrides)
+    try:
+        config = load_config(args.config, overrides)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(f"--config {args.config}: {err}")
     missing = [clip for clip in args.clips
                if args.priors and not (Path(args.priors) / f"without_{clip}.pt").is_file()]
     if missing:
@@ -107,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mask = GENERATED_MASKS[mask_type]
             else:
                 mask = data / "masks" / f"{args.mask_clip}_{mask_type}_type.mat"
-            table = eval_recovery(config, video, mask, frames=args.frames, size=args.size,
-                                  out_dir=args.out and Path(args.out) / f"{clip}_{mask_type}")
+            try:
+                table = eval_recovery(config, video, mask, frames=args.frames, size=args.size,
+                                      out_dir=args.out and Path(args.out) / f"{clip}_{mask_type}")
+            except (FileNotFoundError, ValueError) as err:  # a mask that does not fit the clip
+                parser.error(f"{clip} / {mask_type}: {err}")
             best_baseline = min(
                 (e, name) for name, e in table["errors"].items() if name != "stgconv"
             )

@@ -112,6 +112,16 @@ def experiment(net: str, *, batch: int, side: int, frames: int, steps: int | Non
     return load_config(ROOT / CONFIGS[net], overrides)
 
 
+def check_fits(config: ExperimentConfig) -> None:
+    """``ValueError`` naming the smallest size when ``config``'s examples are smaller than its
+    net's receptive field (checked before a launch: a worker's error would come back as its
+    traceback)."""
+    modality = modality_of(config)
+    grid = modality.grid_shape(config.data.size, config.data.frames, config.data)
+    model = replace(config.model, in_channels=config.data.channels, image_size=grid[-1])
+    modality.energy(model).check_size(grid)
+
+
 def synthetic_data(config: ExperimentConfig, n: int, *, seed: int) -> Tensor:
     """``n`` examples ``(n, C, *grid)`` in data units: uniform in [-1, 1], voxels binary
     occupancy (10% full). The cost of an iteration does not depend on the values."""
@@ -440,6 +450,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
     if args.size is None:
         args.size = load_config(ROOT / CONFIGS[args.net]).data.size
+    if "processes" in args.tables:
+        try:
+            check_fits(experiment(args.net, batch=args.batch, side=args.size, frames=args.frames,
+                                  steps=args.steps, seed=args.seed))
+        except ValueError as err:
+            parser.error(f"--net {args.net}: {err}")
 
     started = time.perf_counter()
     rows: list[dict] = []

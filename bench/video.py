@@ -227,23 +227,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = common.check_arguments(
         parser, args, ["batch", "channels", "steps", "iterations", "repeats", *given]
     )
-    if args.lr <= 0:
+    if not args.lr > 0:  # NaN too
         parser.error(f"--lr must be > 0, got {args.lr}")
 
     env = common.environment(timing)
     rows = []
     for net in args.nets:
         paper = args.paper and net in PAPER_FRAMES
-        row = bench_net(
-            net,
-            batch=args.batch,
-            channels=args.channels,
-            frames=args.frames or (PAPER_FRAMES[net] if paper else 16),
-            size=args.size or (PAPER_SIZE if paper else 64),
-            timing=timing,
-            iterations=args.iterations,
-            lr=args.lr,
-        )
+        frames = args.frames or (PAPER_FRAMES[net] if paper else 16)
+        size = args.size or (PAPER_SIZE if paper else 64)
+        try:
+            row = bench_net(net, batch=args.batch, channels=args.channels, frames=frames,
+                            size=size, timing=timing, iterations=args.iterations, lr=args.lr)
+        except ValueError as err:  # e.g. clips below the net's receptive field
+            parser.error(f"{net} at {frames}x{size}x{size}: {err}")
         rows.append({**row, **env})
     notes = (
         f"K = {timing.n_steps} Langevin steps per timed run and per training iteration; medians "

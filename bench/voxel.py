@@ -208,7 +208,8 @@ def bench_net(net: str, *, batch: int, size: int, timing: common.Timing, iterati
     row["gflop_per_iteration"] = flops / 1e9
     row["iteration_gflops"] = flops / 1e9 / (row["ms_per_iteration"] / 1e3)
     if not memory:
-        row["peak_memory_mb"] = row["iteration_peak_memory_mb"] = None
+        # Every memory key, as a measured row has them (None: not measured).
+        row.update(dict.fromkeys(column.key for column in MEMORY_COLUMNS))
         row["memory_method"] = "not measured (--no-memory)"
     elif timing.device.type == "cuda":
         row.update(memory_stats(net, batch=batch, size=size, timing=timing, lr=lr))
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = common.check_arguments(
         parser, args, ["batch", "steps", "iterations", "repeats", *given]
     )
-    if args.lr <= 0:
+    if not args.lr > 0:  # NaN too
         parser.error(f"--lr must be > 0, got {args.lr}")
 
     env = common.environment(timing)

@@ -24,7 +24,7 @@ The protocol, every step in this script so that a rerun gives the same table:
 
 Run from the repository root::
 
-    python -m bench.voxel_eval --work runs/voxel_eval --json runs/voxel_eval.json
+    python -m bench.voxel_eval --work runs/voxel_eval --json voxel_eval.json
     python -m bench.voxel_eval --sr-checkpoint runs/voxel_issue4/sr_quick \\
         --recovery-checkpoint runs/voxel_issue4/rec_chairs            # skip the training
     python -m bench.voxel_eval --quick                   # smoke run, generated shapes
@@ -316,8 +316,10 @@ TASKS = {
 def run(args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
     """The whole protocol; returns the report that ``--json`` writes."""
     started = time.perf_counter()
-    splits = make_splits(data, work)
     given = {"super-resolution": args.sr_checkpoint, "recovery-3d": args.recovery_checkpoint}
+    for checkpoint in filter(None, given.values()):  # before any split is written or run trained
+        load_voxel_model(Path(checkpoint), device="cpu")
+    splits = make_splits(data, work)
     models: dict[str, dict[str, Any]] = {}
     for task, (config, kind, source, categories) in TASKS.items():
         train, test = splits[f"{kind}_train"], splits[f"{kind}_test"]
@@ -372,7 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = parser.add_mutually_exclusive_group()
     sources.add_argument("--data", default=None, help=f"folder with {BEDS_FILE} and "
                          f"{MODELNET_FILE} (default {DEFAULT_DATA})")
-    parser.add_argument("--work", default=None, help="splits, run folders and renders go here "
+    parser.add_argument("--work", type=common.output_folder, default=None,
+                        help="splits, run folders and renders go here "
                         "(default runs/voxel_eval; --quick: a temporary folder)")
     parser.add_argument("--sr-checkpoint", help="a trained 64^3 super-resolution run folder to "
                         "reuse instead of training super_resolution_quick.yaml")

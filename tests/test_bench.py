@@ -7,6 +7,7 @@ import os
 import runpy
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,14 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path):
         assert row["start"]["error"] >= 0 and isinstance(row["start"]["fill"], str)
 
 
-def test_leave_one_out_priors_feed_the_recovery_bench(tmp_path, bench_main, capsys):
+def test_leave_one_out_priors_feed_the_recovery_bench(tmp_path, bench_main, capsys,
+                                                      monkeypatch):
     """bench/fill_prior.py writes one prior per clip left out, trained on the others only, and
-    bench/recovery.py --priors recovers each clip from its own."""
+    bench/recovery.py --priors recovers each clip from its own; their --quick clips go with the
+    run (no folder left in the system's temporary directory)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     priors = tmp_path / "priors"
     out = tmp_path / "priors.json"
     assert bench_main("fill_prior.py")(["--quick", "--out", str(priors), "--json", str(out)]) == 0
@@ -104,6 +110,7 @@ def test_leave_one_out_priors_feed_the_recovery_bench(tmp_path, bench_main, caps
                                       str(priors), "--json", str(table)]) == 0
     (row,) = json.loads(table.read_text())
     assert row["prior"] == str(priors / "without_wave.pt") and row["errors"]["stgconv"] >= 0
+    assert list(temporary.glob("stgconv-bench-*")) == []  # (torch keeps caches there)
 
 
 def test_recovery_bench_refuses_a_file_as_its_out_folder(tmp_path, capsys):
@@ -355,22 +362,84 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("features.py", ["--budget-s", "nan"], r"--budget-s must be a positive number"),
     ("features.py", ["--held-out", "0"], r"--held-out must be a fraction in \(0, 1\)"),
     ("features.py", ["--held-out", "1"], r"--held-out must be a fraction in \(0, 1\)"),
+    # Found by the bench review: each of these ended in a traceback (or, for levers.py, an
+    # empty table), most of them after the networks were built or trained.
+    ("langevin.py", ["--step-size", "0"], r"--step-size must be a positive number, got 0.0"),
+    ("video.py", ["--step-size", "nan"], r"--step-size must be a positive number, got nan"),
+    ("video.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
+    ("voxel.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
+    ("levers.py", ["--nets", "texture", "object"],
+     r"--quick has tiny shapes for texture, st_small, desc32_small only, not object"),
+    ("rbm.py", ["--samples", "{file}/samples"], r"--samples: .*a_file is a file, not a folder"),
+    ("voxel_eval.py", ["--work", "{file}/work"], r"--work: .*a_file is a file, not a folder"),
+    ("multigrid.py", ["--set", "bogus=1"], r"image: unknown config key\(s\) bogus"),
+    ("multigrid.py", ["--device", "tpu"], r"--device: device 'tpu' is not a device"),
+    ("recovery.py", ["--set", "bogus=1"], r"--config .*recovery_quick.yaml: unknown config key"),
+    ("recovery.py", ["--frames", "0"], r"--frames: must be >= 1, got 0"),
+    ("fill_prior.py", ["--out", "{tmp}/priors", "--config", "{tmp}/none.yaml"],
+     r"--config .*none.yaml: config file not found"),
+    ("digits.py", ["--steps", "-2"], r"--steps: must be >= 0, got -2"),
+    ("compose.py", ["--step", "0"], r"--step must be a positive number, got 0.0"),
+    ("compose.py", ["--noise", "-1"], r"--noise must be a number >= 0, got -1.0"),
+    ("rbm.py", ["--ais-runs", "0"], r"--ais-runs: must be >= 1, got 0"),
+    ("rbm.py", ["--ais-betas", "1"], r"--ais-betas: must be >= 2, got 1"),
+    ("rbm.py", ["--updates", "-1"], r"--updates: must be >= 1, got -1"),
+    ("rbm.py", ["--lr", "-1"], r"--lr must be a positive number, got -1.0"),
 ])
-def test_bad_bench_options_are_refused_before_the_run(tmp_path, bench_main, capsys, script,
+def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(script)(["--quick", *bad_input_argv(argv)])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.fixture
+def bad_input_argv(tmp_path):
+    """``argv`` with its placeholders made real in ``tmp_path``: ``{file}`` an empty file,
+    ``{empty}`` an .npz with no images, ``{set}`` a set of 3 (another in ``{tmp}/other``),
+    ``{digits}`` generated digits (bench/digits.py's), ``{tmp}`` the folder."""
     (tmp_path / "a_file").write_text("")
     np.savez(tmp_path / "empty.npz", x_test=np.zeros((0, 28, 28), np.uint8))
     (tmp_path / "other").mkdir()
     for folder in (tmp_path, tmp_path / "other"):
         np.savez(folder / "set.npz", x_test=np.zeros((3, 28, 28), np.uint8))
     names = {"{file}": tmp_path / "a_file", "{empty}": tmp_path / "empty.npz",
-             "{set}": tmp_path / "set.npz", "{tmp}": tmp_path}
-    for name, path in names.items():
-        argv = [arg.replace(name, str(path)) for arg in argv]
+             "{set}": tmp_path / "set.npz", "{digits}": tmp_path / "digits.npz",
+             "{tmp}": tmp_path}
+
+    def fill(argv: list[str]) -> list[str]:
+        if any("{digits}" in arg for arg in argv):
+            runpy.run_path(str(BENCH / "digits.py"))["quick_digits"](tmp_path)
+        for name, path in names.items():
+            argv = [arg.replace(name, str(path)) for arg in argv]
+        return argv
+
+    return fill
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("langevin.py", ["--nets", "texture", "--batch", "1", "--size", "16", "--steps", "1",
+                     "--repeats", "1", "--warmup", "0"],
+     r"texture at 16x16: input size \(16, 16\) is smaller than the network's receptive field"),
+    ("video.py", ["--nets", "st_small", "--batch", "1", "--frames", "1", "--size", "16",
+                  "--steps", "1", "--repeats", "1", "--warmup", "0"],
+     r"st_small at 1x16x16: input size \(1, 16, 16\) is smaller than the network's receptive"),
+    ("scaling.py", ["--tables", "processes", "--size", "8"],
+     r"--net texture: input size \(8, 8\) is smaller than the network's receptive field"),
+    ("faults.py", ["--iterations", "0"], r"--iterations: must be >= 1, got 0"),
+    ("rbm.py", ["--data", "{file}"], r"cannot read .*a_file: the file is damaged or truncated"),
+    ("digits.py", ["--data", "{digits}", "--run", "{tmp}/other"],
+     r"--run: checkpoint not found: .*other/checkpoint.pt"),
+])
+def test_bad_bench_inputs_are_refused_in_one_line(bad_input_argv, bench_main, capsys, script,
+                                                  argv, message):
+    """Inputs refused only when the run reaches them (no --quick, which would replace them)."""
     with pytest.raises(SystemExit) as exit_info:
-        bench_main(script)(["--quick", *argv])
+        bench_main(script)(bad_input_argv(argv))
     assert exit_info.value.code == 2
-    assert re.search(message, capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search(message, err.splitlines()[-1]) and "Traceback" not in err
 
 
 def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
@@ -663,3 +732,60 @@ def test_features_bench_names_a_work_folder_it_cannot_make(tmp_path, bench_main,
             bench_main("features.py")([*shapes, "--work", str(tmp_path / "a_file" / "work")])
         assert exit_info.value.code == 2
         assert "--work " in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_voxel_bench_without_memory_has_every_memory_key(tmp_path, bench_main):
+    """--no-memory rows carry the same keys as measured ones, the memory values None."""
+    out = tmp_path / "voxel.json"
+    assert bench_main("voxel.py")(["--quick", "--no-memory", "--nets", "desc64_small",
+                                   "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    for key in ("peak_memory_mb", "eager_peak_memory_mb", "iteration_peak_memory_mb",
+                "eager_iteration_peak_memory_mb", "held_memory_mb"):
+        assert key in row and row[key] is None, key
+
+
+def test_levers_reports_the_median_of_an_even_number_of_repeats(bench_module, monkeypatch):
+    """Four repeats of 1, 2, 3 and 10 s: the median is 2.5 s, not the upper middle 3 s."""
+    levers = bench_module("levers.py")
+    common = levers["common"]
+    monkeypatch.setattr(common, "interleaved", lambda runs, **timing: (
+        {name: [1.0, 2.0, 3.0, 10.0] for name in runs}, {}))
+    timing = common.Timing(n_steps=1, step_size=0.01, repeats=4, warmup=0,
+                           device=torch.device("cpu"), seed=0)
+    rows = levers["bench_net"]("texture", (1, 3, 64, 64), timing, compile_=False)
+    assert [row["ms_per_step"] for row in rows] == [2500.0] * len(rows)
+
+
+def test_voxel_eval_refused_leaves_no_work_folder(tmp_path, bench_main, capsys):
+    """A reused checkpoint that is not there: exit 2 before any split is written or model
+    trained (a refusal after a training would have cost it), so no work folder is made."""
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main("voxel_eval.py")(["--quick", "--quiet", "--work", str(work),
+                                     "--sr-checkpoint", str(tmp_path / "no_run")])
+    assert exit_info.value.code == 2
+    assert "checkpoint not found" in capsys.readouterr().err.splitlines()[-1]
+    assert not work.exists()
+
+
+def test_features_bench_reports_a_refused_training_in_one_line(tmp_path, bench_main, capsys):
+    """The training subprocess refuses a --set: its error comes back as the bench's one line
+    (the log in the temporary --work is gone by then), exit 2, no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main("features.py")(["--quick", "--seeds", "0", "--at", "1", "--set", "bogus=1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(r"stgconv train exited 2: .*unknown config key\(s\) bogus",
+                     err.splitlines()[-1])
+
+
+def test_multigrid_bench_without_the_real_data_exits_2(tmp_path, bench_module, capsys,
+                                                       monkeypatch):
+    main = bench_module("multigrid.py")["main"]
+    monkeypatch.setitem(main.__globals__, "SHARED", tmp_path / "no_data")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--modality", "image"])
+    assert exit_info.value.code == 2
+    assert "the real data are not at" in capsys.readouterr().err.splitlines()[-1]
