@@ -325,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="write the rows as JSON")
     args = parser.parse_args(argv)
+    if len(set(args.seeds)) < len(args.seeds):  # a seed's run folder would be reused
+        parser.error(f"--seeds must differ, got {args.seeds}")
     if args.budget <= 0 or not math.isfinite(args.budget):
         parser.error(f"--budget must be a positive number of seconds, got {args.budget}")
     torch.set_num_threads(args.threads)

@@ -65,6 +65,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
                    + sorted((data / "actions").glob("*.mp4")))
         if not all(path.is_file() for path in library[:len(CLIPS)]):
             parser.error(f"the DynTex clips {list(CLIPS)} are not all in {data} (pass --data)")
+    unknown = sorted(set(args.clips) - {path.stem for path in library})
+    if unknown:  # leaving out a clip that is not there would train on every clip, silently
+        parser.error(f"--clips {' '.join(unknown)}: not among the clips "
+                     f"{[path.stem for path in library]}")
     try:
         settings = load_config(args.config, overrides).recovery.learned
     except (FileNotFoundError, ValueError) as err:

@@ -101,11 +101,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
                if args.priors and not (Path(args.priors) / f"without_{clip}.pt").is_file()]
     if missing:
         parser.error(f"no prior without_<clip>.pt in {args.priors} for {missing}")
+    videos = {clip: next(iter(sorted(data.glob(f"{clip}.*"))), None) for clip in args.clips}
+    unknown = [clip for clip, video in videos.items() if video is None]
+    if unknown:  # now, not after the clips before them have run
+        parser.error(f"no clip named {', '.join(unknown)} in {data}")
     rows = []
-    for clip in args.clips:
-        video = next(iter(sorted(data.glob(f"{clip}.*"))), None)
-        if video is None:
-            parser.error(f"no clip named {clip} in {data}")
+    for clip, video in videos.items():
         if args.priors:
             prior = Path(args.priors) / f"without_{clip}.pt"
             config = load_config(args.config, [*overrides, f"recovery.learned.prior={prior}"])

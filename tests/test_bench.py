@@ -385,6 +385,7 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("rbm.py", ["--ais-betas", "1"], r"--ais-betas: must be >= 2, got 1"),
     ("rbm.py", ["--updates", "-1"], r"--updates: must be >= 1, got -1"),
     ("rbm.py", ["--lr", "-1"], r"--lr must be a positive number, got -1.0"),
+    ("coop.py", ["--seeds", "0", "0"], r"--seeds must differ, got \[0, 0\]"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):
@@ -431,6 +432,8 @@ def bad_input_argv(tmp_path):
     ("rbm.py", ["--data", "{file}"], r"cannot read .*a_file: the file is damaged or truncated"),
     ("digits.py", ["--data", "{digits}", "--run", "{tmp}/other"],
      r"--run: checkpoint not found: .*other/checkpoint.pt"),
+    # Every clip is looked for before the first one runs.
+    ("recovery.py", ["--data", "{tmp}", "--clips", "set", "nothere"], r"no clip named nothere in"),
 ])
 def test_bad_bench_inputs_are_refused_in_one_line(bad_input_argv, bench_main, capsys, script,
                                                   argv, message):
@@ -440,6 +443,18 @@ def test_bad_bench_inputs_are_refused_in_one_line(bad_input_argv, bench_main, ca
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert re.search(message, err.splitlines()[-1]) and "Traceback" not in err
+
+
+def test_fill_prior_bench_refuses_a_clip_it_does_not_have(tmp_path, bench_main, capsys):
+    """Leaving out a clip that is not in the library would train every prior on every clip."""
+    for clip in ("boiling_water", "flag", "fire_pot"):
+        (tmp_path / f"{clip}.avi").write_bytes(b"")  # only their presence is checked first
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main("fill_prior.py")(["--data", str(tmp_path), "--clips", "flag", "zebra",
+                                     "--out", str(tmp_path / "priors")])
+    assert exit_info.value.code == 2
+    assert re.search(r"--clips zebra: not among the clips", capsys.readouterr().err)
+    assert not (tmp_path / "priors").exists()
 
 
 def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
