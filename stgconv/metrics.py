@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_voxels
+from stgconv.checks import check_bool_mask, check_voxels
 from stgconv.data.masks import check_mask_matches
 
 SCALE_255 = 127.5
@@ -80,14 +80,25 @@ def voxel_errors(pred: Tensor, truth: Tensor, *, where: Tensor | None = None) ->
         pred, truth: ``(B, 1, D, H, W)``.
         where: optional bool, broadcastable: average only over these voxels (the missing ones
             in recovery); every shape must have at least one.
+
+    Raises:
+        ValueError: NaN or infinite values in ``pred`` or ``truth`` (checked before the clamp),
+            or a ``where`` that is not bool or does not broadcast.
     """
     _check_voxel_pair(pred, truth)
+    # Before the clamp, which would score an infinite (diverged) voxel as a plain 0 or 1.
+    for name, grid in (("pred", pred), ("truth", truth)):
+        if not torch.isfinite(grid).all():
+            raise ValueError(f"{name} holds NaN or infinite values; refusing to score them")
     diff = (pred.clamp(0.0, 1.0).double() - truth.double()).abs()
-    if not torch.isfinite(diff).all():
-        raise ValueError("pred holds NaN or infinite values; refusing to score them")
     if where is None:
         return diff.flatten(1).mean(dim=1)
-    weight = where.expand(pred.shape).double()
+    check_bool_mask(where, "where", meaning="True = scored")
+    try:
+        weight = where.to(pred.device).expand(pred.shape).double()
+    except RuntimeError as err:
+        raise ValueError(f"where {tuple(where.shape)} does not broadcast to pred "
+                         f"{tuple(pred.shape)}") from err
     count = weight.flatten(1).sum(dim=1)
     if (count == 0).any():
         raise ValueError("a shape has no voxel to score (where is empty)")
@@ -145,7 +156,13 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
     """ECE of class ``probabilities`` ``(N, K)`` against integer ``labels`` ``(N,)``: the
     examples binned by confidence (the top probability) into ``bins`` equal-width bins of
     ``[0, 1]``, and the bins' ``|accuracy - mean confidence|`` averaged, weighted by their
-    share of the examples."""
+    share of the examples.
+
+    Raises:
+        ValueError: shapes that are not ``(N, K)`` and ``(N,)``, no examples, ``bins < 1``,
+            non-finite or out-of-``[0, 1]`` probabilities (logits, say), or labels that are not
+            whole classes ``0 .. K - 1``.
+    """
     if probabilities.dim() != 2 or labels.shape != probabilities.shape[:1]:
         raise ValueError(f"probabilities must be (N, K) and labels (N,), got "
                          f"{tuple(probabilities.shape)} and {tuple(labels.shape)}")
@@ -157,6 +174,13 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
         raise ValueError(f"probabilities has NaN or infinite values "
                          f"({int((~torch.isfinite(probabilities)).sum())} of "
                          f"{probabilities.numel()})")
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        raise ValueError("labels must be whole class numbers, got fractions")
+    # Logits passed for probabilities would bin past the last bin and score as nonsense.
+    if probabilities.min() < 0 or probabilities.max() > 1:
+        raise ValueError(f"probabilities must be in [0, 1] (softmax of the logits), got values "
+                         f"in [{float(probabilities.min()):.4g}, "
+                         f"{float(probabilities.max()):.4g}]")
     if labels.min() < 0 or labels.max() >= probabilities.shape[1]:
         raise ValueError(f"labels must be in 0 .. {probabilities.shape[1] - 1} (K = "
                          f"{probabilities.shape[1]} classes), got {int(labels.min())} .. "

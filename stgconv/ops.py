@@ -13,6 +13,7 @@ multi-grid sampling rely on exactly these two properties.
 
 from __future__ import annotations
 
+import operator
 from typing import Callable, Sequence
 
 import torch
@@ -23,9 +24,14 @@ _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 def _check_factor(x: Tensor, factor: Sequence[int]) -> tuple[int, ...]:
-    factor = tuple(int(f) for f in factor)
-    if not factor or any(f < 1 for f in factor):
-        raise ValueError(f"factor must be a non-empty sequence of positive ints, got {factor}")
+    # operator.index, not int(): a factor of 1.5 was truncated to blocks of 1 silently.
+    try:
+        checked = tuple(operator.index(f) for f in factor)
+    except TypeError:
+        checked = ()
+    if not checked or any(f < 1 for f in checked):
+        raise ValueError(f"factor must be a non-empty sequence of positive ints, got {factor!r}")
+    factor = checked
     if x.dim() < len(factor) + 1:
         raise ValueError(
             f"factor {factor} covers {len(factor)} trailing dims, but x has shape {tuple(x.shape)}"
@@ -33,17 +39,26 @@ def _check_factor(x: Tensor, factor: Sequence[int]) -> tuple[int, ...]:
     return factor
 
 
+def _check_float(x: Tensor, op: str) -> None:
+    """``ValueError`` unless ``x`` is a float tensor: ``op`` averages or interpolates, which
+    torch refuses (or rounds) for integer and bool tensors deep inside."""
+    if not x.is_floating_point():
+        raise ValueError(f"{op} averages, so x must be a float tensor, got {x.dtype} "
+                         f"(convert it first, e.g. x.float())")
+
+
 def block_down(x: Tensor, factor: Sequence[int]) -> Tensor:
     """Average non-overlapping blocks over the trailing ``len(factor)`` dimensions.
 
     Args:
-        x: ``(*lead, N1, ..., Nk)`` with every ``Ni`` divisible by ``factor[i]``.
-        factor: ``(f1, ..., fk)`` block size per trailing dimension.
+        x: float ``(*lead, N1, ..., Nk)`` with every ``Ni`` divisible by ``factor[i]``.
+        factor: ``(f1, ..., fk)`` block size per trailing dimension, positive ints.
 
     Returns:
         ``(*lead, N1 // f1, ..., Nk // fk)``.
     """
     factor = _check_factor(x, factor)
+    _check_float(x, "block_down")
     k = len(factor)
     lead, sizes = x.shape[:-k], x.shape[-k:]
     if any(n % f for n, f in zip(sizes, factor)):
@@ -89,13 +104,14 @@ def linear_up(x: Tensor, factor: Sequence[int]) -> Tensor:
     ``y - nearest_up(block_down(y) - x)`` where a constraint needs them.
 
     Args:
-        x: ``(*lead, n1, ..., nk)``, ``k <= 3``.
+        x: float ``(*lead, n1, ..., nk)``, ``k <= 3``.
         factor: ``(f1, ..., fk)``.
 
     Returns:
         ``(*lead, n1 * f1, ..., nk * fk)``.
     """
     factor = _check_factor(x, factor)
+    _check_float(x, "linear_up")
     k = len(factor)
     if k not in _LINEAR_MODES:
         raise ValueError(f"linear_up covers 1 to 3 trailing dims, got factor {factor}")

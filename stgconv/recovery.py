@@ -235,6 +235,10 @@ def recover(
             ``n_chains`` out of range.
     """
     train = train if train is not None else TrainConfig()
+    # Data, not part of a graph: the training steps backpropagate into the energy alone (an
+    # observed clip that required grad failed on the second "backward through the graph").
+    observed = observed.detach()
+    init = init.detach() if init is not None else None
     check_schedule(train.n_iterations, n_chains, warmup, average_last)
     if select is not None and (holdout is not None
                                or not (select == -1 or warmup <= select < train.n_iterations)):

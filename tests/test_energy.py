@@ -112,6 +112,20 @@ def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
         IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=(row,)))
 
 
+def test_an_input_of_another_dtype_is_named_unless_autocast_casts_it() -> None:
+    """A float64 (or uint8) batch for a float32 net failed inside the convolution, in every
+    sampler and loss that called it; under autocast the convolution casts it itself."""
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 1]])
+    x = torch.zeros(2, 1, 5, 5)
+    for dtype in (torch.float64, torch.uint8, torch.bfloat16):
+        with pytest.raises(ValueError, match=rf"dtype torch.float32 \(the network's\), got "
+                                             rf"{dtype}"):
+            energy(x.to(dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert energy(x.bfloat16()).shape == (2,)
+    assert energy.double()(x.double()).dtype == torch.float64
+
+
 def test_the_sum_head_sums_the_top_layer_with_no_activation() -> None:
     from stgconv.energy.base import ConvNetEnergy
 

@@ -118,6 +118,19 @@ def test_bad_models_and_inputs_are_refused() -> None:
     assert math.isfinite(RBM(4, 3)(torch.zeros(2, 2, 2)).sum().item())  # any (B, *S) layout
 
 
+def test_visible_units_of_another_dtype_are_named() -> None:
+    """Binary data as bool or uint8 (or float64 data) failed inside the matmul ("expected m1
+    and m2 to have the same dtype"), in the free energy and in blocked Gibbs sampling."""
+    rbm = tiny_rbm().float()
+    for data in (torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 4, dtype=torch.uint8),
+                 torch.ones(2, 4, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=rf"dtype torch.float32 \(the RBM's\), got "
+                                             rf"{data.dtype}"):
+            rbm(data)
+        with pytest.raises(ValueError, match="the RBM's"):
+            BlockGibbs().run(rbm, data, generator=gen(0))
+
+
 def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:
     """NaN weights made NaN conditionals, which drew 0 or 1 as if nothing were wrong: Gibbs
     returned finite samples and AIS a NaN log Z, neither saying so."""

@@ -181,6 +181,22 @@ def test_known_entries_rejects_non_broadcastable_mask() -> None:
         KnownEntries(observed, torch.ones(2, 1, 4, 5, dtype=torch.bool))
 
 
+def test_constraints_refuse_non_finite_values_to_keep() -> None:
+    """A NaN observed at a known entry (or in the block means) was clamped into every chain,
+    and the sampler then reported a divergence at step 0, blaming its step size. NaN at a
+    missing entry is allowed: it is never read."""
+    observed = rand((2, 1, 4, 4), seed=0)
+    known = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    known[..., 0] = True
+    KnownEntries(observed.masked_fill(~known, float("nan")), known)
+    with pytest.raises(ValueError, match="observed has NaN or infinite values at known entries"):
+        KnownEntries(observed.masked_fill(known, float("inf")), known)
+    low = rand((2, 1, 2, 2), seed=1)
+    low[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="low has NaN or infinite values"):
+        DownsampleConsistency(low, (2, 2))
+
+
 # ---------------------------------------------------------------------------------------------
 # DownsampleConsistency
 # ---------------------------------------------------------------------------------------------

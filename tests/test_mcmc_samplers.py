@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -324,6 +325,23 @@ def test_energy_of_wrong_shape_is_a_value_error(name: str) -> None:
 
     with pytest.raises(ValueError, match=r"\(B,\)"):
         ALL_SAMPLERS[name].run(column_energy, torch.randn(4, 3), generator=gen(0))
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_starts_that_are_not_float_tensors_and_energies_without_a_gradient_are_named(
+        name: str) -> None:
+    """Integer or bool starts (binary data, say) and a numpy array failed inside torch
+    ("only Tensors of floating point dtype can require gradients"); an energy computed off
+    the autograd graph failed in autograd ("element 0 of tensors does not require grad")."""
+    sampler = ALL_SAMPLERS[name]
+    label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
+    for bad, got in ((torch.ones(4, 3, dtype=torch.long), "torch.int64"),
+                     (torch.ones(4, 3, dtype=torch.bool), "torch.bool"),
+                     (np.zeros((4, 3)), "ndarray")):
+        with pytest.raises(ValueError, match=f"{label}: x0 must be a float tensor .* got {got}"):
+            sampler.run(standard_energy, bad, generator=gen(0))
+    with pytest.raises(ValueError, match="the energy has no gradient with respect to x"):
+        sampler.run(lambda x: standard_energy(x.detach()), torch.randn(4, 3), generator=gen(0))
 
 
 class NaNAtCall:

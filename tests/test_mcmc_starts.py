@@ -594,6 +594,21 @@ def test_data_plus_noise_without_noise_is_a_copy() -> None:
     assert torch.equal(x, torch.zeros(2, 3))
 
 
+def test_noise_and_data_starts_refuse_bad_counts_and_noise() -> None:
+    """chains_per_example 0 gave an empty batch of chains and a NaN noise std all-NaN starts,
+    silently (the sampler then blamed its step size); a negative std passed as its absolute
+    value. PersistentChains and ReplayBuffer already refused these."""
+    with pytest.raises(ValueError, match="chains_per_example must be >= 1, got 0"):
+        NoiseStart(NoiseInit(), chains_per_example=0)
+    with pytest.raises(ValueError, match="chains_per_example must be >= 1, got 0"):
+        DataStart(chains_per_example=0)
+    for bad in (math.nan, -0.1, math.inf):
+        with pytest.raises(ValueError, match="noise_std must be finite and >= 0"):
+            DataStart(noise_std=bad)
+        with pytest.raises(ValueError, match="std must be finite and >= 0"):
+            data_plus_noise(torch.zeros(2, 3), std=bad, generator=gen(0))
+
+
 def test_data_gaussian_fit_residual_is_the_unbiased_variance_per_dimension() -> None:
     """With rank 0 the isotropic variance is the unbiased total variance over the dimensions."""
     data = torch.tensor([[0.0, 1.0], [2.0, 1.0], [4.0, 4.0]], dtype=F64)

@@ -104,6 +104,24 @@ def test_voxel_scores_refuse_bad_input() -> None:
         voxel_errors(truth, truth, where=where)
 
 
+def test_voxel_errors_refuse_infinite_values_and_a_bad_where() -> None:
+    """An infinite (diverged) voxel is refused, not clamped into a plain 0 or 1 and scored; so
+    is one in truth, named as truth's. ``where`` must be a bool mask that broadcasts: a float
+    one would weight the voxels, a mismatched one failed inside torch."""
+    truth = torch.zeros(2, 1, 4, 4, 4)
+    pred = truth.clone()
+    pred[1, 0, 0, 0, 0] = math.inf
+    with pytest.raises(ValueError, match="pred holds NaN or infinite values"):
+        voxel_errors(pred, truth)
+    with pytest.raises(ValueError, match="truth holds NaN or infinite values"):
+        voxel_errors(truth, pred)
+    with pytest.raises(ValueError, match="where must be a bool tensor"):
+        voxel_errors(truth, truth, where=torch.full_like(truth, 0.5))
+    with pytest.raises(ValueError, match=r"where \(3, 1, 4, 4, 4\) does not broadcast to pred "
+                                         r"\(2, 1, 4, 4, 4\)"):
+        voxel_errors(truth, truth, where=torch.ones(3, 1, 4, 4, 4, dtype=torch.bool))
+
+
 def test_auroc_against_brute_force_pairs() -> None:
     from stgconv.metrics import auroc
 
@@ -168,6 +186,9 @@ def test_expected_calibration_error_bins_by_hand() -> None:
     (torch.tensor([[float("inf"), 0.5]]), torch.tensor([0]), "NaN or infinite"),
     (torch.tensor([[0.5, 0.5]]), torch.tensor([-1]), r"labels must be in 0 \.\. 1"),
     (torch.tensor([0.7]), torch.tensor([0]), r"must be \(N, K\)"),  # (1,) matches labels (1,)
+    # Logits given for probabilities, and fractional labels, scored silently before.
+    (torch.tensor([[2.5, -1.0]]), torch.tensor([0]), r"must be in \[0, 1\].*\[-1, 2\.5\]"),
+    (torch.tensor([[0.6, 0.4]]), torch.tensor([0.5]), "whole class numbers"),
 ])
 def test_expected_calibration_error_refuses_bad_input(probs, labels, message) -> None:
     from stgconv.metrics import expected_calibration_error

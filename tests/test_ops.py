@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stgconv.mcmc import DownsampleConsistency
 from stgconv.ops import (
     block_down,
     block_top_k,
@@ -118,6 +119,26 @@ def test_non_divisible_shape_is_a_value_error(shape: tuple[int, ...],
 def test_bad_factor_is_a_value_error(op, factor: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="factor"):
         op(rand((2, 4, 4)), factor)
+
+
+@pytest.mark.parametrize("factor", [(1.5, 2), (2.0, 2), 2])
+@pytest.mark.parametrize("op", [block_down, nearest_up])
+def test_a_factor_of_non_ints_is_refused_not_truncated(op, factor) -> None:
+    """int() made a factor of 1.5 blocks of 1, silently; a bare int failed inside a loop."""
+    with pytest.raises(ValueError, match="factor must be a non-empty sequence of positive ints"):
+        op(rand((2, 4, 4)), factor)
+    with pytest.raises(ValueError, match="factor must be a non-empty sequence of positive ints"):
+        DownsampleConsistency(rand((2, 2, 2)), factor)
+
+
+@pytest.mark.parametrize("dtype", [torch.long, torch.uint8, torch.bool])
+@pytest.mark.parametrize("op", [block_down, linear_up])
+def test_averaging_an_integer_tensor_is_named(op, dtype) -> None:
+    """torch's mean() and interpolate refuse (or, for uint8, round) integer tensors deep
+    inside; the error names the op and the dtype."""
+    with pytest.raises(ValueError, match=f"{op.__name__} averages, so x must be a float "
+                                         f"tensor, got {dtype}"):
+        op(torch.ones(2, 4, 4, dtype=dtype), (2, 2))
 
 
 @pytest.mark.parametrize("op", [block_down, nearest_up])

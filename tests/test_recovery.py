@@ -76,6 +76,24 @@ def test_observed_entries_never_change() -> None:
         assert len(result.history) == 4
 
 
+def test_an_observed_clip_or_init_that_requires_grad_recovers_as_its_data() -> None:
+    """Data that requires grad (a clip some other network made) put the completion on its
+    graph, and the second training step failed inside autograd."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    observed = torch.where(known, truth, 0.0)
+
+    def run(data: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
+        return recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), data, known,
+                       init=init, train=TrainConfig(n_iterations=2), average_last=1,
+                       n_chains=1, generator=gen(2)).recovered
+
+    plain = run(observed, observed)
+    leaf = observed.clone().requires_grad_(True)
+    assert torch.equal(run(leaf, leaf), plain)
+    assert torch.equal(run(observed, leaf * 1.0), plain)
+
+
 def test_warmup_holds_the_start_and_completion_sampler_moves_it() -> None:
     """During warm-up the completion is the start (its error is constant); afterwards the
     completion sampler, not the synthesis sampler, moves it."""

@@ -61,6 +61,11 @@ class RBM(nn.Module):
         if flat.shape[1] != self.n_visible:
             raise ValueError(f"expected {self.n_visible} visible units per example, got "
                              f"{tuple(v.shape)}")
+        # Binary data often comes as bool or uint8, which the matmul refused deep inside.
+        if flat.dtype != self.weight.dtype:
+            raise ValueError(f"expected visible units of dtype {self.weight.dtype} (the RBM's), "
+                             f"got {v.dtype}: convert them (binary data: v.float(), 0s and "
+                             f"1s)")
         return flat
 
     def hidden_input(self, v: Tensor) -> Tensor:

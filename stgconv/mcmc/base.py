@@ -72,6 +72,15 @@ class Sampler(Protocol):
         ...
 
 
+def check_start(x0: object, sampler: str) -> None:
+    """``ValueError`` naming ``sampler`` unless ``x0`` is a float tensor of chain starts
+    ``(B, *S)``: integer or bool starts cannot carry a gradient, and failed inside torch."""
+    if not isinstance(x0, Tensor) or not x0.is_floating_point():
+        got = x0.dtype if isinstance(x0, Tensor) else type(x0).__name__
+        raise ValueError(f"{sampler}: x0 must be a float tensor (B, *S) of chain starts, got "
+                         f"{got}")
+
+
 def energy_and_grad(
     energy: EnergyFn, x: Tensor, *, create_graph: bool = False, bf16: bool = False
 ) -> tuple[Tensor, Tensor]:
@@ -85,6 +94,7 @@ def energy_and_grad(
     Raises:
         RuntimeError: inside ``torch.inference_mode()``, which no block can turn autograd back
             on in.
+        ValueError: energies not of shape ``(B,)``, or without a gradient in ``x``.
     """
     if torch.is_inference_mode_enabled():
         raise RuntimeError("sampling needs the energy's gradient, which torch.inference_mode() "
@@ -96,6 +106,10 @@ def energy_and_grad(
             raise ValueError(
                 f"energy must return shape (B,) = ({x.shape[0]},), got {tuple(e.shape)}"
             )
+        if not e.requires_grad:  # autograd's own message names no energy
+            raise ValueError("the energy has no gradient with respect to x: it must be "
+                             "computed from x by differentiable torch operations (not detached "
+                             "or through numpy, not constant)")
         (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
     return e, grad
 

@@ -59,6 +59,10 @@ class KnownEntries(Constraint):
         observed: ``(B, *S)`` or broadcastable to the chains; values at unknown entries are ignored.
         known: bool tensor broadcastable to ``observed``; ``True`` marks an observed entry that
             must never change. (Loaders convert masks that mark *missing* entries.)
+
+    Raises:
+        ValueError: ``known`` not bool or not broadcasting, or a non-finite observed value at a
+            known entry.
     """
 
     def __init__(self, observed: Tensor, known: Tensor) -> None:
@@ -70,6 +74,11 @@ class KnownEntries(Constraint):
                 f"known {tuple(known.shape)} does not broadcast against observed "
                 f"{tuple(observed.shape)}"
             ) from err
+        # Checked once here: clamped into every chain, a NaN there would surface as the
+        # sampler's "chain diverged" at step 0, blaming the step size.
+        if not torch.isfinite(torch.where(known, observed.detach(), 0)).all():
+            raise ValueError("observed has NaN or infinite values at known entries; the known "
+                             "entries must hold the observed values")
         # Data, not part of a graph: a chain projected onto it stays a leaf of its own.
         self.observed = observed.detach()
         self.known = known
@@ -109,12 +118,19 @@ class DownsampleConsistency(Constraint):
         low: ``(B, *lead, n1, ..., nk)`` low-resolution tensor.
         factor: ``(f1, ..., fk)`` block size over the trailing dims: ``(f, f)`` for images,
             ``(f, f, f)`` for voxels, ``(1, f, f)`` or ``(ft, f, f)`` for videos.
+
+    Raises:
+        ValueError: a non-finite ``low`` or a bad ``factor``.
     """
 
     def __init__(self, low: Tensor, factor: Sequence[int]) -> None:
+        if not torch.isfinite(low).all():  # as KnownEntries' observed
+            raise ValueError("low has NaN or infinite values; the block means to keep must be "
+                             "finite")
         self.low = low.detach()  # data, not part of a graph, as KnownEntries' observed
+        # nearest_up checks the factor first: int() would turn 1.5 into 1 silently.
+        self._low_up = nearest_up(self.low, factor)
         self.factor = tuple(int(f) for f in factor)
-        self._low_up = nearest_up(self.low, self.factor)
 
     def project(self, x: Tensor) -> Tensor:
         _check_fits(x, self._low_up.shape, f"low {tuple(self.low.shape)} x factor {self.factor} "

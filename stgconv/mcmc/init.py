@@ -44,7 +44,10 @@ class NoiseInit:
 
 
 def data_plus_noise(x: Tensor, *, std: float, generator: torch.Generator | None = None) -> Tensor:
-    """``x + std * eps``, ``eps ~ N(0, I)``; ``x`` ``(B, *S)`` -> ``(B, *S)``."""
+    """``x + std * eps``, ``eps ~ N(0, I)``; ``x`` ``(B, *S)`` -> ``(B, *S)``; ``std`` finite
+    and ``>= 0`` (a NaN made every start NaN, reported later as a diverged chain)."""
+    if not (math.isfinite(std) and std >= 0):
+        raise ValueError(f"std must be finite and >= 0, got {std}")
     if std == 0:
         return x.clone()
     return x + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -14,6 +14,7 @@ from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
     broadcast_chains,
+    check_start,
     energy_and_grad,
     nonfinite_flag,
     raise_if_nonfinite,
@@ -111,7 +112,9 @@ class Langevin:
 
         Raises:
             NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
+            ValueError: ``x0`` not a float tensor, or energies not ``(B,)``.
         """
+        check_start(x0, "Langevin")
         if self.precision == "bf16" and not native_bfloat16(x0.device):
             warnings.warn(
                 f"precision='bf16' on {x0.device}, which has no native bfloat16: autocast there "

@@ -13,6 +13,7 @@ from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
     broadcast_chains,
+    check_start,
     energy_and_grad,
     nonfinite_flag,
 )
@@ -59,11 +60,13 @@ def metropolis_select(
 
 
 def metropolis_start(
-    energy: EnergyFn, x0: Tensor, constraint: Constraint | None
+    energy: EnergyFn, x0: Tensor, constraint: Constraint | None, sampler: str
 ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
     """Where a Metropolis-adjusted chain starts: ``(x, energy, grad)`` at ``x0`` ``(B, *S)``
     projected onto the constraint (shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``), and the 0-dim flag
-    of a non-finite start. ``x0`` is not modified."""
+    of a non-finite start. ``x0`` is not modified; one that is not a float tensor is refused,
+    naming ``sampler``."""
+    check_start(x0, sampler)
     x = x0.detach().clone()
     if constraint is not None:
         x = constraint.project(x)

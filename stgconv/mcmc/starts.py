@@ -7,6 +7,7 @@ never sees any of this.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -46,6 +47,13 @@ class ChainStart(Protocol):
         ...
 
 
+def _check_chains_per_example(chains_per_example: int) -> None:
+    """As :class:`ReplayBuffer` and :class:`PersistentChains` check it: 0 gave no chains at
+    all, silently."""
+    if chains_per_example < 1:
+        raise ValueError(f"chains_per_example must be >= 1, got {chains_per_example}")
+
+
 class _Stateless:
     """Starts that keep nothing between iterations and leave the chains free."""
 
@@ -66,6 +74,7 @@ class NoiseStart(_Stateless):
     """Short-run training: every iteration starts fresh chains from noise."""
 
     def __init__(self, init: NoiseInit | DataGaussian, *, chains_per_example: int = 1) -> None:
+        _check_chains_per_example(chains_per_example)
         self.init = init
         self.chains_per_example = chains_per_example
 
@@ -81,6 +90,9 @@ class DataStart(_Stateless):
     """Contrastive divergence: chains start at the training examples plus Gaussian noise."""
 
     def __init__(self, *, noise_std: float = 0.0, chains_per_example: int = 1) -> None:
+        _check_chains_per_example(chains_per_example)
+        if not (math.isfinite(noise_std) and noise_std >= 0):  # NaN too
+            raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
         self.noise_std = noise_std
         self.chains_per_example = chains_per_example
 
