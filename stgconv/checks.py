@@ -75,6 +75,11 @@ def check_entries(shape: Sequence[int], name: str) -> None:
                          f"limit of 2^28 (1 GiB as float32)")
 
 
+# What an existing path that is neither a file nor a folder is (/dev/null, a FIFO): a file
+# written there is renamed over it, which replaced /dev/null itself for root.
+SPECIAL_FILE = "not a regular file (a device, a named pipe or a socket)"
+
+
 def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     """``path`` as a ``Path``, or ``ValueError`` naming ``name`` unless it can be written as a
     folder (``folder``) or a file: it is not the other kind, and nothing above it is a file.
@@ -85,6 +90,8 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     if path.exists() and path.is_dir() != folder:
         kind = "a file, not a folder" if folder else "a folder, not a file"
         raise ValueError(f"{name} {path} is {kind}")
+    if not folder and path.exists() and not path.is_file():
+        raise ValueError(f"{name} {path} is {SPECIAL_FILE}: give the path of a file to write")
     if folder and path.is_symlink() and not path.exists():  # mkdir would say "File exists"
         raise ValueError(f"{name} {path} is a symbolic link to nothing "
                          f"({os.readlink(path)}): make its target, or give another folder")

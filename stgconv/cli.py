@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -361,13 +362,16 @@ def _dotted(data: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _recovery_config(args: argparse.Namespace):
-    path = Path(args.config) if args.config else QUICK_RECOVERY_CONFIG
+    # "is not None": an empty --config or --device (an unset shell variable) was taken for
+    # none given, the shipped config and the config's device used without a word.
+    path = Path(args.config) if args.config is not None else QUICK_RECOVERY_CONFIG
     if args.config is None and not path.is_file():
         raise FileNotFoundError(
             f"the quick recovery config {path} is not here (an installed copy without the repo's "
             "configs/); pass --config FILE"
         )
-    return load_config(path, args.overrides, {"device": args.device} if args.device else None)
+    return load_config(path, args.overrides,
+                       {"device": args.device} if args.device is not None else None)
 
 
 def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
@@ -413,6 +417,23 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
                                  "it; write elsewhere")
 
 
+def _check_outputs_apart(args: argparse.Namespace) -> None:
+    """Refuse a folder output (--out, --tensorboard) at or under the --json file's path: each
+    passed its own check, and the command wrote the folder, then failed on the JSON file only
+    after all its work, the folder's files left behind."""
+    outputs = {dest: Path(os.path.abspath(value)) for dest in OUTPUT_OPTIONS
+               if (value := getattr(args, dest, None)) is not None}
+    table = outputs.pop("json_path", None)
+    if table is None:
+        return
+    for dest, folder in outputs.items():
+        if folder == table or table in folder.parents:
+            where = "is" if folder == table else "lies under"
+            raise ValueError(f"{OUTPUT_OPTIONS[dest]} {getattr(args, dest)} {where} --json "
+                             f"{args.json_path}: a folder cannot be where the JSON file goes; "
+                             "give them different paths")
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     """Refuse an out-of-range count, learning rate or seed, naming the option as typed."""
     for dest, least in LEAST_COUNT.items():
@@ -440,6 +461,7 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     if getattr(args, "tensorboard", None) is not None:
         check_output(args.tensorboard, "--tensorboard")
     _check_outputs_spare_inputs(args)
+    _check_outputs_apart(args)
     if args.command == "train":
         # Paths as typed: as YAML, "--out 2024" was a number and "--out 'run #2'" wrote to run.
         values = {key: value for key, value in (("data.path", args.data), ("out_dir", args.out),

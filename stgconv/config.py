@@ -582,6 +582,12 @@ def _check_sampler(key: str, sampler: SamplerConfig) -> None:
                          f"{sampler.step_size!r}")
     if sampler.noise_scale < 0:
         raise ValueError(f"{key}.noise_scale must be >= 0, got {sampler.noise_scale!r}")
+    # Each step's noise has this standard deviation, bounded as the step is (at 1e300 it
+    # overflowed float32: a traceback in the sampler).
+    if sampler.noise_scale * sampler.step_size > MAX_STEP_SIZE:
+        raise ValueError(f"{key}.noise_scale times {key}.step_size (each step's noise) must be "
+                         f"at most {MAX_STEP_SIZE:g}, got {sampler.noise_scale!r} x "
+                         f"{sampler.step_size!r}")
     if sampler.grad_clip is not None:
         _check_positive(f"{key}.grad_clip", sampler.grad_clip)
     _check_positive(f"{key}.n_leapfrog", sampler.n_leapfrog)
@@ -993,13 +999,18 @@ def _own_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_device(name: str) -> torch.device:
     """The device an ``ExperimentConfig.device`` names: ``"auto"`` picks CUDA when available;
-    anything else is passed to ``torch.device``."""
+    else ``cpu``, ``cuda`` or ``cuda:N``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    refusal = f"device {name!r} is not a device: use cpu, cuda, cuda:N or auto"
     try:
         device = torch.device(name)
     except RuntimeError as err:  # torch's message lists every device type it was built for
-        raise ValueError(f"device {name!r} is not a device: use cpu, cuda, cuda:N or auto") from err
+        raise ValueError(refusal) from err
+    # torch names more devices than the library runs on: meta, mps, xla ... (and cpu:0) failed
+    # later, as a traceback or as a checkpoint "damaged" by the device it was loaded onto.
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index is not None):
+        raise ValueError(refusal)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested (by --device or the config's device) but "
                          "CUDA is not available: give --device cpu, or auto")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -78,6 +79,14 @@ def test_check_output_refuses_paths_blocked_by_a_file_or_folder(tmp_path: Path,
     with pytest.raises(ValueError,
                        match=f"--out {a_file}/x/y lies under {a_file}, which is a file"):
         check_output(a_file / "x" / "y", "--out", folder=folder)
+
+
+def test_check_output_refuses_a_file_path_that_is_a_device_or_pipe(tmp_path: Path) -> None:
+    """--json /dev/null passed, and the file written was renamed over the device."""
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ValueError, match=f"--json {tmp_path}/fifo is not a regular file "
+                                         r"\(a device, a named pipe or a socket\)"):
+        check_output(tmp_path / "fifo", "--json", folder=False)
 
 
 def test_reading_names_the_damaged_file() -> None:

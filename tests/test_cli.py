@@ -363,6 +363,60 @@ def test_recovery_into_a_training_run_is_refused(texture_run: Path, capsys,
             if path.is_file()} == before
 
 
+@pytest.mark.parametrize("args, message", [
+    (["eval", "super-resolution", "--checkpoint", "{voxels}", "--shapes", "{shapes}",
+      "--json", "{out}/t.json", "--out", "{out}/t.json"], "--out {out}/t.json is --json"),
+    (["eval", "recovery-3d", "--checkpoint", "{voxels}", "--shapes", "{shapes}",
+      "--json", "{out}/t.json", "--out", "{out}/t.json/renders"],
+     "--out {out}/t.json/renders lies under --json"),
+    (["eval", "recovery", "--video", "{out}/clip.mkv", "--mask", "region:4",
+      "--json", "{out}", "--tensorboard", "{out}"], "--tensorboard {out} is --json"),
+])
+def test_a_folder_output_where_the_json_goes_is_refused_before_the_work(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys, args: list[str],
+        message: str) -> None:
+    """Each option passed its own check: the evaluation ran, wrote the folder, then failed on
+    the JSON file with the rename's error, the folder's files left behind."""
+    paths = {"out": str(tmp_path / "out"), "voxels": str(trained_voxel_run["run"]),
+             "shapes": str(trained_voxel_run["shapes"])}
+    code, _, err = run_main([a.format(**paths) for a in args] + ["--device", "cpu"], capsys)
+    assert code == 2
+    assert err.startswith(f"{prog(args)}: error: {message.format(**paths)}"), err
+    assert "give them different paths" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_json_path_that_is_a_pipe_or_device_is_refused(tmp_path: Path, capsys) -> None:
+    """--json /dev/null passed the checks, and the table, written beside it and renamed into
+    place, replaced /dev/null itself (run as root); a named pipe stands in for it here."""
+    os.mkfifo(tmp_path / "fifo")
+    code, _, err = run_main(["eval", "ood", "--checkpoint", str(tmp_path / "run"), "--inliers",
+                             str(tmp_path / "a.npz"), "--outliers", str(tmp_path / "b.npz"),
+                             "--json", str(tmp_path / "fifo")], capsys)
+    assert code == 2
+    assert err.startswith(f"stgconv eval ood: error: --json {tmp_path / 'fifo'} is not a "
+                          "regular file"), err
+    assert (tmp_path / "fifo").is_fifo()
+
+
+@pytest.mark.parametrize("command", ["recover", "fill-prior"])
+@pytest.mark.parametrize("option, message", [
+    ("--config", "config file not found"),
+    ("--device", "device '' is not a device"),
+])
+def test_an_empty_config_or_device_is_not_taken_for_none(tmp_path: Path, capsys, command: str,
+                                                        option: str, message: str) -> None:
+    """An empty --config ran the shipped config and an empty --device the config's device,
+    without a word (an unset shell variable, "--config $CONFIG")."""
+    clip, out = str(tmp_path / "clip.mkv"), str(tmp_path / "out")
+    args = (["recover", "--video", clip, "--mask", "region:4", "--out", out]
+            if command == "recover" else ["fill-prior", clip, "--out", f"{out}/prior.pt"])
+    code, _, err = run_main([*args, option, ""], capsys)
+    assert code == 2
+    assert err.startswith(f"stgconv {command}: error: {message}"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_arguments_exit_2(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["synthesize"])  # argparse: missing checkpoint argument

@@ -205,6 +205,9 @@ def test_wrong_types(override: str, message: str) -> None:
         ("sampler.n_leapfrog=0", "sampler.n_leapfrog"),
         ("chains.missing=.nan", "chains.missing"),
         ("sampler.noise_scale=-1", "sampler.noise_scale"),
+        # Finite, but the noise overflowed float32 in the first step (a traceback).
+        ("sampler.noise_scale=1e300", "sampler.noise_scale times sampler.step_size (each "
+         "step's noise) must be at most 1000, got 1e+300 x 0.015"),
         ("train.betas=[0.5, 1.0]", "train.betas"),
         ("train.checkpoint_every=-1", "train.checkpoint_every"),
         # A negative one dropped images from the end ([:-1]), 0 crashed in the trainer.
@@ -298,6 +301,16 @@ def test_resolve_device() -> None:
     assert resolve_device("auto").type == expected
     with pytest.raises(ValueError, match="device 'bogus' is not a device"):
         resolve_device("bogus")
+
+
+@pytest.mark.parametrize("name", ["meta", "mps", "xla", "cpu:0", "cpu:5"])
+def test_resolve_device_refuses_devices_torch_names_but_the_library_does_not_run_on(
+        name: str) -> None:
+    """torch.device takes these: train then failed with a traceback (meta, mps, xla), and the
+    commands that load a checkpoint called it damaged (cpu:0 and the others)."""
+    with pytest.raises(ValueError, match=f"device '{name}' is not a device: use cpu, cuda, "
+                                         "cuda:N or auto"):
+        resolve_device(name)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")

@@ -143,6 +143,9 @@ def test_npy_masks_are_read_in_the_video_layout(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"not an array")
     with pytest.raises(ValueError, match=r"junk\.npy: not a numeric \.npy array"):
         load_mask(tmp_path / "junk.npy")
+    (tmp_path / "empty.npy").write_bytes(b"")  # numpy's EOFError was a traceback
+    with pytest.raises(ValueError, match=r"empty\.npy: not a numeric \.npy array"):
+        load_mask(tmp_path / "empty.npy")
     with pytest.raises(FileNotFoundError):
         load_mask(tmp_path / "absent.npy")
 

@@ -44,6 +44,14 @@ def test_no_reference_term(arch: str) -> None:
     assert torch.equal(energy(x), -energy.response(x))
 
 
+def test_a_reference_sigma_past_1e154_is_no_reference_term() -> None:
+    """Its square overflows a float: ``sigma**2`` raised OverflowError (a traceback from
+    ``stgconv train --set model.reference_sigma=1e300``); the term's limit is 0."""
+    energy = make("texture", reference_sigma=1e300)
+    x = images()
+    assert torch.equal(energy(x), -energy.response(x))
+
+
 def test_bad_reference_sigma() -> None:
     with pytest.raises(ValueError, match="reference_sigma"):
         image_energy("texture", reference_sigma=0.0)

@@ -257,11 +257,14 @@ def test_cross_validation_refuses_folds_some_class_cannot_fill() -> None:
 @pytest.mark.parametrize("y_kind, args, message", [
     ("two of a class", ["--folds", "3"], "3-fold cross-validation needs at least 3 shapes"),
     ("both", ["--folds", "2", "--l2", "inf"], "l2 must be a finite number >= 0"),
+    # Finite, but past float32's range: L-BFGS overflowed (a RuntimeError traceback).
+    ("both", ["--folds", "2", "--l2", "1e39"], "at most 3.403e+38 (float32's largest), got 1e+39"),
 ])
 def test_classification_refuses_too_few_shapes_per_fold_and_an_infinite_l2(
         trained_voxel_run, tmp_path: Path, capsys, y_kind: str, args: list, message: str) -> None:
     """k-fold cross-validation needs k shapes of every class (2 shapes of a class are too few
-    for 3 folds), and the L2 weight must be finite: both refused with exit 2 and the reason."""
+    for 3 folds), and the L2 weight must be finite in float32: refused with exit 2 and the
+    reason."""
     shapes = np.load(trained_voxel_run["shapes"])
     y = np.r_[np.zeros(10), np.ones(2)] if y_kind == "two of a class" else shapes["y"]
     path = tmp_path / "shapes.npz"

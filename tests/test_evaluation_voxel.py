@@ -309,3 +309,18 @@ def test_eval_super_resolution_of_a_model_not_trained_for_it_has_no_trained_fact
                  "--shapes", str(tmp_path / "shapes.npz"), "--json", str(out),
                  "--device", "cpu"]) == 0
     assert json.loads(out.read_text())["trained_factor"] is None
+
+
+@pytest.mark.parametrize("evaluation", ["super-resolution", "recovery-3d"])
+def test_a_batch_past_the_largest_index_is_one_batch_of_every_shape(files, tmp_path, capsys,
+                                                                    evaluation: str) -> None:
+    """--batch-size 10^20 failed in torch's split, its message ("Overflow when unpacking long
+    long") naming no option; any batch of at least the shapes' number is one batch."""
+    tables = []
+    for batch in ("2", str(10**20)):
+        out = tmp_path / f"{batch}.json"
+        assert main(["eval", evaluation, "--checkpoint", str(files["run"]), "--shapes",
+                     str(files["shapes"]), "--max-shapes", "2", "--steps", "1", "--batch-size",
+                     batch, "--json", str(out), "--device", "cpu"]) == 0, capsys.readouterr().err
+        tables.append(json.loads(out.read_text()))
+    assert tables[0]["errors"] == tables[1]["errors"]

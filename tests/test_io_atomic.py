@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,19 @@ def test_a_symbolic_link_writes_its_target_and_stays_a_link(tmp_path: Path) -> N
     atomic_write_text(tmp_path / "dangling.json", "made")
     assert (tmp_path / "dangling.json").is_symlink()
     assert (tmp_path / "missing.json").read_text() == "made"
+
+
+@pytest.mark.parametrize("name", ["fifo", "link"])
+def test_a_named_pipe_or_device_is_refused_not_replaced(tmp_path: Path, name: str) -> None:
+    """The rename put a regular file in the place of a device or pipe: `--json /dev/null` run
+    as root replaced the system's /dev/null (a named pipe stands in for it here)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "link").symlink_to(fifo)
+    with pytest.raises(ValueError, match=f"cannot write {fifo}: it is not a regular file"):
+        atomic_write_json(tmp_path / name, {"a": 1})
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert leftovers(tmp_path, {"fifo", "link"}) == []
 
 
 @pytest.mark.parametrize("letter", ["a", "é", "中"])

@@ -50,7 +50,7 @@ def load_mask(path: str | Path) -> Tensor:
         raise FileNotFoundError(f"mask file not found: {path}")
     try:
         missing = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise ValueError(f"cannot read mask file {path}: not a numeric .npy array ({err})") from err
     if missing.ndim == 3:
         missing = missing[None]

@@ -35,7 +35,10 @@ class EnergyModel(nn.Module):
         """Energy ``(B,)`` of ``x`` ``(B, *S)``."""
         energy = -self.response(x)
         if self.reference_sigma is not None:
-            energy = energy + x.flatten(1).pow(2).sum(dim=1) / (2 * self.reference_sigma**2)
+            # sigma * sigma, not sigma**2: the same number, but past 1e154 a float's power
+            # raises OverflowError where the product is inf (no reference term, its limit).
+            variance = self.reference_sigma * self.reference_sigma
+            energy = energy + x.flatten(1).pow(2).sum(dim=1) / (2 * variance)
         return energy
 
 

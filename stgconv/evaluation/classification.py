@@ -194,8 +194,12 @@ def eval_classification(
     "per_class_counts", "n_features", "protocol", "seconds", ...}``.
     """
     started = time.perf_counter()
-    if not (math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    # Past float32's largest value the penalty is infinite in the classifier's float32
+    # features, and L-BFGS failed with a traceback.
+    largest = torch.finfo(torch.float32).max
+    if not (math.isfinite(l2) and 0 <= l2 <= largest):
+        raise ValueError(f"l2 must be a finite number >= 0 and at most {largest:.4g} (float32's "
+                         f"largest), got {l2!r}")
     if test is None and folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     energy, config, state = load_voxel_model(checkpoint, device=device)

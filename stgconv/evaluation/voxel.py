@@ -21,6 +21,7 @@ protocol and one table each, every method on the same inputs.
 
 from __future__ import annotations
 
+import sys
 import time
 from operator import itemgetter
 from pathlib import Path
@@ -114,7 +115,7 @@ def eval_super_resolution(
     Raises:
         ValueError: grids larger than the model's; a factor that does not divide its side.
     """
-    batch_size = as_int(batch_size, "batch_size", minimum=1)
+    batch_size = _batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
@@ -215,7 +216,7 @@ def eval_recovery_3d(
     Raises:
         ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``.
     """
-    batch_size = as_int(batch_size, "batch_size", minimum=1)
+    batch_size = _batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     param = next(energy.parameters())
@@ -253,6 +254,12 @@ def eval_recovery_3d(
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
+
+
+def _batch_size(batch_size: int) -> int:
+    """``batch_size`` checked, and at most the largest tensor index: any larger batch holds every
+    shape as well, and torch's split failed on it ("Overflow when unpacking long long")."""
+    return min(as_int(batch_size, "batch_size", minimum=1), sys.maxsize)
 
 
 def _start_scores(method: str, start: Callable[..., Tensor], batches: list[tuple[Any, ...]],

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from stgconv.checks import SPECIAL_FILE
+
 
 # The characters of a file's name its temporary keeps: 40 of up to 4 bytes each, with the pid
 # and the random part, stay under the 255 bytes of a name.
@@ -38,9 +40,13 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     leaves the same choice. On any error the temporary file is removed and ``path`` is
     untouched. Temporaries that killed writers left in the folder are removed first
     (:func:`remove_temporaries`). A ``path`` that is a symbolic link writes its target, as
-    ``open`` would: the rename would otherwise replace the link with a file.
+    ``open`` would: the rename would otherwise replace the link with a file. A ``path`` that
+    is a device, a named pipe or a socket is refused (``ValueError``).
     """
     path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        # The rename would replace the device or pipe itself (/dev/null, for root).
+        raise ValueError(f"cannot write {path}: it is {SPECIAL_FILE}")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_temporaries(path.parent)
     try:
