@@ -552,6 +552,17 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
                       progress=not args.quiet)
 
 
+def _refuse_empty(args: argparse.Namespace) -> None:
+    """Exit 2 on an empty value (an unset shell variable, say): as a path it is the current
+    folder, so ``--out ''`` wrote there and ``--config ''`` was "not found: ."."""
+    parser = args.command_parser
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if "" in (value if isinstance(value, list) else [value]):
+            option = action.option_strings[0] if action.option_strings else action.metavar
+            parser.error(f"{option or action.dest}: an empty value; give one")
+
+
 def _written(*paths: str | None) -> list[Path]:
     """What an evaluation wrote: those of its output options that were given."""
     return [Path(path) for path in paths if path is not None]
@@ -570,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _refuse_empty(args)
     for dest, value in vars(args).items():  # a quoted "~/runs" means home, as unquoted
         if isinstance(value, str):
             setattr(args, dest, expand_home(value))

@@ -399,21 +399,28 @@ def test_a_json_path_that_is_a_pipe_or_device_is_refused(tmp_path: Path, capsys)
     assert (tmp_path / "fifo").is_fifo()
 
 
-@pytest.mark.parametrize("command", ["recover", "fill-prior"])
-@pytest.mark.parametrize("option, message", [
-    ("--config", "config file not found"),
-    ("--device", "device '' is not a device"),
+@pytest.mark.parametrize("command, option", [
+    ("recover", "--config"), ("recover", "--device"), ("fill-prior", "--config"),
+    ("fill-prior", "--device"), ("recover", "--out"), ("fill-prior", "videos"),
 ])
-def test_an_empty_config_or_device_is_not_taken_for_none(tmp_path: Path, capsys, command: str,
-                                                        option: str, message: str) -> None:
-    """An empty --config ran the shipped config and an empty --device the config's device,
-    without a word (an unset shell variable, "--config $CONFIG")."""
+def test_an_empty_value_is_refused_not_taken_for_none_or_here(
+        tmp_path: Path, capsys, monkeypatch, command: str, option: str) -> None:
+    """An empty value (an unset shell variable, "--config $CONFIG"): --config '' ran the shipped
+    config and --device '' the config's device without a word; as a path it is the current
+    folder, so --out '' wrote there."""
+    monkeypatch.chdir(tmp_path)
     clip, out = str(tmp_path / "clip.mkv"), str(tmp_path / "out")
     args = (["recover", "--video", clip, "--mask", "region:4", "--out", out]
             if command == "recover" else ["fill-prior", clip, "--out", f"{out}/prior.pt"])
-    code, _, err = run_main([*args, option, ""], capsys)
-    assert code == 2
-    assert err.startswith(f"stgconv {command}: error: {message}"), err
+    if option.startswith("--"):
+        args += [option, ""]
+    else:
+        args[args.index(clip)] = ""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"stgconv {command}: error: {option}: an empty value; give one"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -431,6 +438,19 @@ def test_demo(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     assert (tmp_path / "demo" / "checkpoint.pt").is_file()
     assert_png(tmp_path / "demo" / "synthesis" / "synthesized.png")
+
+
+@pytest.mark.parametrize("setting", [["--set", "chains.mode=noise"],
+                                     ["--set", "cooperative={}"]])
+def test_demo_refuses_a_run_without_stored_chains_before_training(tmp_path: Path, capsys,
+                                                                   setting) -> None:
+    """The demo's synthesis continues the run's stored chains; a setting that keeps none was
+    refused only after the whole training, a complete run left behind with exit 2."""
+    code, _, err = run_main(["demo", "--out", str(tmp_path / "demo"), *TINY, *setting,
+                             "--quiet"], capsys)
+    assert code == 2
+    assert "the demo synthesizes by continuing the chains its run keeps" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def subprocess_env() -> dict[str, str]:

@@ -20,6 +20,14 @@ def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
     earlier demo's run in ``out_dir`` (else it is refused, as by :func:`~stgconv.tasks.train`).
     """
     config = load_config(None, overrides, {"out_dir": str(Path(out_dir))})
+    # Checked now: the synthesis below continues the chains a run keeps, and was refused only
+    # after a whole training.
+    if config.cooperative is not None or config.chains.mode not in ("persistent", "buffer"):
+        raise ValueError(
+            "the demo synthesizes by continuing the chains its run keeps, which needs "
+            f"chains.mode persistent or buffer and no cooperative section (got chains.mode="
+            f"{config.chains.mode!r}{', cooperative' if config.cooperative else ''}); train "
+            "such a model with `stgconv train` and synthesize it with --start noise")
     try:
         run = train(config, overwrite=overwrite, progress=progress)
     except ExistingRun as err:  # its advice names train's --resume, which the demo has not
