@@ -148,6 +148,7 @@ def _check_integrity(path: Path) -> None:
             # reads its tensor from bytes it never wrote, while the checksums pass.
             as_directory = next((info.filename for info in archive.infolist()
                                  if info.external_attr & MSDOS_DIRECTORY), None)
+            names = archive.namelist()
     # Changed bytes in the archive's directory fail zipfile anywhere: BadZipFile, an unknown
     # compression method (NotImplementedError), a name that does not decode (ValueError), ...
     except Exception as err:  # noqa: BLE001
@@ -155,6 +156,11 @@ def _check_integrity(path: Path) -> None:
         raise _damaged(path, f"the file is damaged or truncated ({reason})") from err
     if mismatched is not None:
         raise _damaged(path, f"its data is damaged ({mismatched} does not match its checksum)")
+    if not any(name.endswith("/data.pkl") for name in names):
+        # A whole zip archive of another kind (an .npz, say), not a damaged checkpoint.
+        raise CheckpointError(f"{path} is not a checkpoint: a zip archive without the data.pkl "
+                              f"that torch.save writes (holding {', '.join(names[:3]) or 'nothing'}"
+                              f"{', ...' if len(names) > 3 else ''})")
     if as_directory is not None:
         raise _damaged(path, f"its data is damaged ({as_directory} is marked as a folder)")
 

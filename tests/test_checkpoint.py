@@ -11,6 +11,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _tiny import GRIDS, gen, make_multigrid_trainer, pattern_images
@@ -164,6 +165,12 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     pickled.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
     with pytest.raises(CheckpointError, match="not a file torch.save wrote"):
         load_checkpoint(pickled)
+    # A whole zip archive of another kind is not called damaged (its backup would not help).
+    arrays = tmp_path / "arrays.npz"
+    np.savez(arrays, x=np.zeros(3))
+    with pytest.raises(CheckpointError, match=r"arrays.npz is not a checkpoint: a zip archive "
+                                              r"without the data.pkl .* \(holding x.npy\)"):
+        load_checkpoint(arrays)
     future = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "future.pt")
     state = torch.load(future, weights_only=True)
     torch.save({**state, "version": 99}, future)
