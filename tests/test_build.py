@@ -40,7 +40,7 @@ from stgconv.mcmc.starts import (
     SuperResolutionStart,
 )
 from stgconv.modalities import VOXELS
-from stgconv.ops import linear_up
+from stgconv.ops import linear_up, nearest_up
 
 SR_CONFIG = Path(__file__).resolve().parents[1] / "configs/voxel/super_resolution_quick.yaml"
 
@@ -48,10 +48,11 @@ SR_CONFIG = Path(__file__).resolve().parents[1] / "configs/voxel/super_resolutio
 def test_build_sampler_of_each_kind_carries_its_settings() -> None:
     langevin = SamplerConfig(kind="langevin", n_steps=7, step_size=0.2, noise_scale=0.5,
                              noise_anneal="cosine", grad_clip=3.0, clamp=(-2.0, 2.0),
-                             precision="bf16")
+                             precision="bf16", cuda_graph=False)
     assert build_sampler(langevin) == Langevin(n_steps=7, step_size=0.2, noise_scale=0.5,
                                                noise_anneal="cosine", grad_clip=3.0,
-                                               clamp=(-2.0, 2.0), precision="bf16")
+                                               clamp=(-2.0, 2.0), precision="bf16",
+                                               cuda_graph=False)
     assert build_sampler(SamplerConfig(kind="mala", n_steps=4, step_size=0.3)) == MALA(
         n_steps=4, step_size=0.3)
     assert build_sampler(SamplerConfig(kind="hmc", n_steps=3, step_size=0.1, n_leapfrog=9)) == HMC(
@@ -94,6 +95,8 @@ def test_build_chain_start_for_every_mode(mode: str) -> None:
         assert isinstance(start, SuperResolutionStart) and start.factor == (2, 2, 2)
         assert start.upsample is linear_up  # the default of chains.upsample
         assert x0.shape == x_pos.shape
+        nearest = build_chain_start(replace(chains, upsample="nearest"), 5, spatial_dims=3)
+        assert nearest.upsample is nearest_up
     elif mode == "recovery":
         assert isinstance(start, RecoveryStart) and start.missing == 0.6
         assert start.fill is nearest_known_fill
@@ -206,6 +209,9 @@ def test_multigrid_bases_are_training_bases_or_new_draws_of_their_gaussian() -> 
     assert drawn.min() >= -0.25 and drawn.max() <= 0.75  # the clamp [0, 1] in model units
     assert not any((row == base).flatten(1).all(1).any() for row in drawn[:50])
     torch.testing.assert_close(drawn.mean(0), base.mean(0), rtol=0, atol=0.01)
+    torch.manual_seed(7)  # the generator alone decides the draws, as the picks
+    assert torch.equal(multigrid_bases(config, base, 2000,
+                                       generator=torch.Generator().manual_seed(1)), drawn)
 
 
 def test_task_sampler_takes_the_task_steps_where_set() -> None:
@@ -239,3 +245,5 @@ def test_seeded_weights_come_from_the_seed_and_leave_the_callers_stream() -> Non
         assert torch.equal(torch.nn.Linear(3, 2).weight, first)
     with seeded_weights(6):
         assert not torch.equal(torch.nn.Linear(3, 2).weight, first)
+    torch.manual_seed(5)  # the seed is torch's own: a library user seeding it gets these weights
+    assert torch.equal(torch.nn.Linear(3, 2).weight, first)

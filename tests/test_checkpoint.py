@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,17 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     scrambled.write_bytes(whole[:pickle_start] + bytes([0x96]) * 8 + whole[pickle_start + 8:])
     with pytest.raises(CheckpointError, match="scrambled.pt: its data is damaged"):
         load_checkpoint(scrambled)
+    # The same bytes in an archive whose checksums were made for them: torch's reader meets them.
+    resealed = tmp_path / "resealed.pt"
+    with zipfile.ZipFile(tmp_path / "whole.pt") as source, zipfile.ZipFile(resealed, "w") as out:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename.endswith("data.pkl"):
+                data = data[:2] + bytes([0x96]) * 8 + data[10:]
+            out.writestr(entry, data)
+    with pytest.raises(CheckpointError, match=r"resealed.pt: its data is damaged \(torch's "
+                                              r"reader stopped on bytes it cannot parse\)"):
+        load_checkpoint(resealed)
     # Bytes changed inside a tensor: torch's reader would load them as other weights; the
     # archive's checksums do not match.
     weights = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path / "weights.pt").read_bytes()

@@ -64,6 +64,13 @@ def test_the_generator_rejects_bad_shapes() -> None:
         ConvGenerator(latent_dim=4, out_shape=(16, 16))
     with pytest.raises(ValueError, match=r"z must be \(B, 4\)"):
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8))(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="latent_dim and width must be >= 1"):
+        ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=0)
+
+
+def test_latents_are_drawn_where_the_generator_is() -> None:
+    net = ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=2).to("meta")
+    assert net.sample_latent(3).device.type == "meta"
 
 
 # --------------------------------------------------------------------------- training
@@ -224,6 +231,30 @@ def test_resume_refuses_another_generator_or_a_descriptor_run(tmp_path: Path) ->
                                Langevin(n_steps=1), tiny_data(size=8))
     with pytest.raises(ValueError, match="generator .* is not the one this config builds"):
         other.resume(tmp_path / "checkpoint.pt")
+
+
+def test_a_cooperative_run_refuses_to_resume_a_descriptor_run(tmp_path: Path) -> None:
+    data = tiny_data(size=8)
+    Trainer(tiny_energy(), Langevin(n_steps=1), PersistentChains(len(data), NoiseInit()),
+            data).fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    with pytest.raises(CheckpointError, match="holds no generator: it is not a cooperative run"):
+        make_trainer().resume(tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="holds no generator \\(not a cooperative run\\)"):
+        generator_from_state(load_checkpoint(tmp_path / "checkpoint.pt"), "run")
+
+
+def test_a_generator_whose_loss_overflows_is_reported() -> None:
+    """The proposals are clamped, the generator's output is not: an output of 1e30 starts
+    finite chains but its loss overflows float32, which must stop the step, not reach Adam."""
+    data = tiny_data(n=4, size=8)
+    net = ConvGenerator(latent_dim=4, out_shape=data.shape[1:], width=2)
+    with torch.no_grad():
+        net.body[-1].bias.fill_(1e30)
+    trainer = CooperativeTrainer(tiny_energy(0), net, FixedRevision(torch.zeros(1, 1, 8, 8)),
+                                 data, clamp=(-1.0, 1.0), train=TrainConfig(batch_size=2),
+                                 generator=gen(0))
+    with pytest.raises(FloatingPointError, match="non-finite generator loss at iteration 1: inf"):
+        trainer.step()
 
 
 def test_a_run_without_the_generator_refuses_to_resume_a_cooperative_run(tmp_path: Path
@@ -494,6 +525,11 @@ def test_generator_mse_is_the_mean_over_the_micro_batches() -> None:
     with torch.no_grad():
         before = [(fresh(z) - revised).pow(2).mean().item() for z, revised in taught]
     assert abs(stats["generator_mse"] - sum(before) / 2) < 1e-5 * max(1.0, sum(before))
+    # The gradient the step took (and TensorBoard's gradient norms show) is that mean's too.
+    mean = sum((fresh(z) - revised).pow(2).mean() for z, revised in taught) / 2
+    for expected, parameter in zip(torch.autograd.grad(mean, list(fresh.parameters())),
+                                   net.parameters()):
+        torch.testing.assert_close(parameter.grad, expected)
 
 
 def test_propose_and_revise_draws_its_chain_noise_from_the_given_generator() -> None:

@@ -147,6 +147,18 @@ def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:
                                   generator=gen(0))
 
 
+def test_gibbs_reports_a_chain_that_overflows_from_a_finite_start() -> None:
+    """Weights so large that the first sweep's visible units overflow the free energy: the
+    start is finite, the end is not, and the error names the last sweep."""
+    rbm = RBM(4, 3, visible="gaussian").double()
+    with torch.no_grad():
+        rbm.weight.fill_(1e200)
+        rbm.hidden_bias.fill_(50.0)  # every hidden unit on: v = W h, about 3e200
+    assert torch.isfinite(rbm(torch.zeros(2, 4, dtype=F64))).all()
+    with pytest.raises(NonFiniteEnergyError, match="BlockGibbs: .* at step 2 of 3"):
+        BlockGibbs(n_steps=3).run(rbm, torch.zeros(2, 4, dtype=F64), generator=gen(0))
+
+
 @pytest.mark.parametrize("mode", ["cd", "pcd"])
 def test_cd_and_pcd_learn_a_tiny_known_distribution(mode: str) -> None:
     """Two modes (1100 and 0011, 45% each) and a little of everything else: trained on the

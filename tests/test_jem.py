@@ -117,6 +117,7 @@ def test_hybrid_loss_gradient_matches_the_hand_built_one(px: float, pxy: float, 
 @pytest.mark.parametrize("kwargs, message", [
     ({"x_neg": None}, "needs 1 to 5 samples, got None"),
     ({"x_neg": torch.zeros(6, 4, dtype=F64)}, "needs 1 to 5 samples"),
+    ({"x_neg": torch.zeros(0, 4, dtype=F64)}, "needs 1 to 5 samples"),
     ({"x_neg": torch.zeros(2, 4, dtype=F64), "pxy_weight": 1.0}, "needs 1 to 5 samples, got None"),
     ({"x_neg": torch.zeros(2, 3, dtype=F64)}, "differ in sample shape"),
     ({"x_neg": torch.zeros(2, 4, dtype=F64), "y_pos": torch.zeros(4, dtype=torch.long)},
@@ -127,6 +128,15 @@ def test_hybrid_loss_refuses_missing_or_misshapen_samples(kwargs: dict, message:
     with pytest.raises(ValueError, match=message):
         hybrid_loss(linear_energy(), torch.zeros(5, 4, dtype=F64), args.pop("y_pos"),
                     args.pop("x_neg"), **args)
+
+
+def test_hybrid_loss_refuses_non_finite_logits() -> None:
+    energy = linear_energy()
+    with torch.no_grad():
+        energy.classifier.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"non-finite logits .*\(5 of 15\)"):
+        hybrid_loss(energy, torch.ones(5, 4, dtype=F64), torch.zeros(5, dtype=torch.long), None,
+                    px_weight=0.0)
 
 
 # --------------------------------------------------------------------------- the trainer

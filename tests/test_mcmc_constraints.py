@@ -230,6 +230,14 @@ def test_downsample_consistency_wrong_shape_is_a_value_error(bad_shape: tuple[in
         constraint.project(rand(bad_shape, seed=1))
 
 
+def test_downsample_consistency_refuses_chains_its_low_would_broadcast_over() -> None:
+    """A video's one low-resolution frame is not every frame's: the blocked dims must match in
+    size, not broadcast (the frames' block means all became that frame's)."""
+    constraint = DownsampleConsistency(rand((2, 1, 1, 4, 4), seed=0), (1, 2, 2))
+    with pytest.raises(ValueError, match=r"= \(2, 1, 1, 8, 8\) does not fit"):
+        constraint.project(rand((2, 1, 3, 8, 8), seed=1))
+
+
 @pytest.mark.parametrize("chains", [(1, 2, 8, 8), (3, 2, 16, 16)])
 def test_known_entries_refuse_chains_they_do_not_fit(chains: tuple[int, ...]) -> None:
     """One chain against observed values for three was broadcast to three chains (a sampler

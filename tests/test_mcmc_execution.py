@@ -5,6 +5,7 @@ chain."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -135,7 +136,7 @@ def test_auto_checks_once_per_shape_then_again_after_recheck_every_runs(monkeypa
 def test_energies_made_afresh_per_run_share_their_networks_verdict(monkeypatch) -> None:
     """A class-conditional energy (a new partial at every training step) and a preconditioned
     one (a new wrapper at every recovery move) are checked once, not at every run; another
-    wrapping of the same network is checked on its own."""
+    wrapping of the same network, and the bare network, are checked on their own."""
     from torch import nn
 
     from stgconv.energy.classifier import ClassifierEnergy
@@ -151,16 +152,52 @@ def test_energies_made_afresh_per_run_share_their_networks_verdict(monkeypatch) 
     labels = torch.tensor([0, 2])
     sampler = Langevin(n_steps=2, step_size=0.01)
     for make in (lambda: energy.conditional(labels),
-                 lambda: Preconditioned(energy, x, torch.ones_like(x))):
+                 lambda: Preconditioned(energy, x, torch.ones_like(x)), lambda: energy):
         for _ in range(3):
             sampler.execution(make(), x)
-    assert len(checks) == 2 and len(auto._verdicts) == 1
+    assert len(checks) == 3 and len(auto._verdicts) == 1
 
 
 def test_gradient_seconds_times_the_energy_gradient() -> None:
     energy = linear_energy()
     seconds = execution.gradient_seconds(energy, torch.zeros(2, 48), FP32, repeats=3)
     assert seconds > 0 and energy.calls == 4  # one untimed call, then three timed
+
+
+def test_gradient_seconds_leaves_out_the_first_call(monkeypatch) -> None:
+    """The first call pays for lazy initialisation; the timing is of the calls after it."""
+    clock = iter([0.0, 10.0, 10.0, 10.5])  # the first call takes 10 s, the second 0.5 s
+    monkeypatch.setattr(execution, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    assert execution.gradient_seconds(linear_energy(), torch.zeros(2, 48), FP32,
+                                      repeats=1) == 0.5
+
+
+def test_auto_keeps_a_float64_chain_in_fp32(monkeypatch) -> None:
+    """A float64 chain asked for more precision than fp32: "auto" never lowers it."""
+    pretend_native_and_fast(monkeypatch, 2.0)
+    energy = LinearEnergy(torch.randn(48, generator=torch.Generator().manual_seed(0),
+                                      dtype=torch.float64))
+    assert Langevin().execution(energy, torch.zeros(2, 48, dtype=torch.float64)) == FP32
+    assert Langevin().execution(linear_energy(), torch.zeros(2, 48)) == Execution(bf16=True)
+
+
+@pytest.mark.parametrize("anneal", ["none", "linear", "cosine"])
+def test_auto_is_told_the_root_mean_square_of_the_annealed_noise(monkeypatch, anneal: str
+                                                                  ) -> None:
+    """The noise a chain accumulates over its steps, which bounds the bf16 error it hides, is
+    ``noise_scale`` times the root mean square of the steps' noise factors."""
+    told = []
+
+    class Recording:
+        def choose(self, energy, x, *, step_size, n_steps, noise_scale):
+            told.append(noise_scale)
+            return FP32
+
+    monkeypatch.setattr("stgconv.mcmc.langevin.AUTO", Recording())
+    sampler = Langevin(n_steps=4, step_size=0.01, noise_scale=0.5, noise_anneal=anneal)
+    sampler.execution(linear_energy(), torch.zeros(2, 48))
+    factors = torch.tensor([sampler.noise_factor(t) for t in range(4)], dtype=torch.float64)
+    assert told == [pytest.approx(0.5 * float(factors.pow(2).mean().sqrt()))]
 
 
 def test_explicit_precisions_and_differentiable_chains(monkeypatch) -> None:

@@ -182,6 +182,8 @@ def test_multigrid_sampler_argument_errors() -> None:
         MultiGridSampler((), ())
     with pytest.raises(ValueError, match="same dims"):
         MultiGridSampler((langevin, langevin), ((2, 2), (1, 2, 2)))
+    with pytest.raises(ValueError, match="positive ints"):
+        MultiGridSampler((langevin, langevin), ((2, 2), (0, 2)))
     assert sampler.factor_to_finest(0) == (4, 4)
     assert sampler.factor_to_finest(2) == (1, 1)
 

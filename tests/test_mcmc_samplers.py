@@ -450,6 +450,29 @@ def test_langevin_clamp_keeps_values_in_bounds() -> None:
     assert unclamped.abs().max() > 1.0
 
 
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_langevin_constraint_wins_over_the_clamp(create_graph: bool) -> None:
+    """The clamp comes before the projection: known entries observed outside the clamp's
+    range stay as observed, free entries stay inside it."""
+    observed = torch.full((3, 4), 2.0, dtype=F64)
+    known = torch.tensor([True, False, True, False]).expand(3, 4)
+    sampler = Langevin(n_steps=3, step_size=1.0, clamp=(-1.0, 1.0))
+    x = sampler.run(flat_energy, torch.zeros(3, 4, dtype=F64), generator=gen(16),
+                    constraint=KnownEntries(observed, known), create_graph=create_graph)
+    assert (x[known] == 2.0).all()
+    assert x[~known].abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_langevin_reports_the_gradient_norm_before_clipping(create_graph: bool) -> None:
+    x0 = torch.randn(5, 3, generator=gen(21), dtype=F64) * 10
+    infos: list[StepInfo] = []
+    Langevin(n_steps=2, step_size=0.1, grad_clip=0.5).run(
+        standard_energy, x0, generator=gen(22), callback=infos.append,
+        create_graph=create_graph)
+    torch.testing.assert_close(infos[0].grad_norm, x0.norm(dim=1))  # |grad E(x0)| = |x0|
+
+
 def test_langevin_grad_clip_bounds_displacement() -> None:
     # E = 50 |x|^2: gradient norm 100 |x| >> clip for |x| ~ 1 (about 2.8 for 8 dims).
     def steep(x: Tensor) -> Tensor:
@@ -506,7 +529,7 @@ def test_langevin_noise_factor_schedules() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [{"n_steps": 0}, {"step_size": 0.0}, {"noise_scale": -1.0}, {"noise_anneal": "exp"},
-     {"grad_clip": 0.0}, {"clamp": (1.0, -1.0)},
+     {"grad_clip": 0.0}, {"clamp": (1.0, -1.0)}, {"clamp": (1.0, 1.0)},
      # NaN passed every `<= 0` check: a NaN noise_scale then ran the chain without noise.
      {"noise_scale": math.nan}, {"step_size": math.nan}, {"step_size": math.inf},
      {"grad_clip": math.nan}],
@@ -914,7 +937,8 @@ def test_diagnostics_average_energy_and_gradient_norm_over_chains() -> None:
     assert diag.mean_grad_norm == [3.0, 0.5]
 
 
-def test_langevin_reports_a_last_step_that_leaves_the_finite_range() -> None:
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_langevin_reports_a_last_step_that_leaves_the_finite_range(create_graph: bool) -> None:
     """The last update is never fed back into the energy, so its result is checked on its
     own: a finite start whose single step overflows to infinity raises, it is not returned."""
     def steep(x: torch.Tensor) -> torch.Tensor:
@@ -923,7 +947,8 @@ def test_langevin_reports_a_last_step_that_leaves_the_finite_range() -> None:
     sampler = Langevin(n_steps=1, step_size=10.0, noise_scale=0.0, precision="fp32",
                        cuda_graph=False)
     with pytest.raises(NonFiniteEnergyError):
-        sampler.run(steep, torch.zeros(1, 1))  # the step moves x by 50 * 1e38: inf
+        # The step moves x by 50 * 1e38: inf.
+        sampler.run(steep, torch.zeros(1, 1), create_graph=create_graph)
 
 
 def test_a_divergence_on_a_grid_keeps_its_step_and_names_the_grid() -> None:

@@ -249,6 +249,8 @@ def test_data_gaussian_log_prob_is_its_mixture_of_dense_gaussians() -> None:
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.tensor([0, 2])),
      r"classes must be in 0 .. 1 \(the fitted classes\), got 0 .. 2"),
     (lambda d, y: DataGaussian.from_state({"means": d}), "lacks"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.full((2,), 0.5),
+                               component_classes=torch.tensor([-1, 0])), "cover every class"),
 ])
 def test_data_gaussian_rejects_bad_input(call, message: str) -> None:
     data, labels = two_class_data(40)
@@ -391,6 +393,7 @@ def test_replay_buffer_ring_overwrites_oldest_first() -> None:
     assert row_ids(buf.samples) == [4, 5, 6, 3]
     buf.keep(rows([7, 8, 9]))  # wraps around: slots 3, 0, 1
     assert row_ids(buf.samples) == [8, 9, 6, 7]
+    assert int(buf.state_dict()["next"]) == 2  # the slot overwritten next, not a count
 
 
 def test_replay_buffer_empty_start_is_fresh_noise() -> None:
@@ -462,6 +465,8 @@ def test_replay_buffer_capacity_and_fresh_errors() -> None:
     init = NoiseInit("gaussian", 1.0)
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer(0, init)
+    with pytest.raises(ValueError, match="chains_per_example"):
+        ReplayBuffer(4, init, chains_per_example=0)
     for fresh in (-0.1, 1.5):
         with pytest.raises(ValueError, match="fresh"):
             ReplayBuffer(4, init, fresh=fresh)
@@ -503,8 +508,9 @@ def test_recovery_start_clamps_the_known_entries_of_its_batch() -> None:
     assert torch.equal(x0[known], x[known])
     moved = start.constraint(x).project(torch.rand_like(x))
     assert torch.equal(moved[known], x[known])
-    with pytest.raises(ValueError, match="missing"):
-        RecoveryStart(1.0, nearest_known_fill)
+    for missing in (0.0, 1.0):
+        with pytest.raises(ValueError, match="missing"):
+            RecoveryStart(missing, nearest_known_fill)
 
 
 def test_a_loaded_replay_buffer_does_not_write_into_the_loaded_tensor() -> None:
@@ -563,6 +569,45 @@ def test_persistent_chains_draw_their_first_noise_from_the_generator() -> None:
     torch.manual_seed(456)  # the global RNG must play no part
     assert torch.equal(a, first(5))
     assert not torch.equal(a, first(6))
+
+
+def test_recovery_start_hides_entries_drawn_from_the_generator() -> None:
+    x = boxes_and_balls(2, 8)
+
+    def known(seed: int) -> Tensor:
+        start = RecoveryStart(0.5, nearest_known_fill)
+        start.start(x, torch.arange(2), generator=gen(seed))
+        return start.constraint(x).known
+
+    torch.manual_seed(123)
+    first = known(5)
+    torch.manual_seed(456)  # the global RNG must play no part
+    assert torch.equal(first, known(5))
+    assert not torch.equal(first, known(6))
+
+
+@pytest.mark.parametrize("store", ["persistent", "buffer"])
+def test_stored_chains_are_kept_without_their_graph(store: str) -> None:
+    """Chains handed back with a graph (a differentiable run) are stored as data: a graph kept
+    would hold every step's activations for as long as the chains."""
+    init = NoiseInit("gaussian", 1.0)
+    chains = PersistentChains(2, init) if store == "persistent" else ReplayBuffer(4, init)
+    chains.start(torch.zeros(2, 1, 2, 2), torch.arange(2), generator=gen(0))
+    chains.keep(torch.ones(2, 1, 2, 2, requires_grad=True) * 2)
+    stored = next(iter(chains.state_dict().values()))
+    assert not stored.requires_grad and stored.grad_fn is None
+
+
+def test_kmeans_draws_each_next_centre_in_proportion_to_its_squared_distance() -> None:
+    """k-means++, not farthest-first: from a start at 0 or 1 (points 0, 1, 3, two of each)
+    the near point is drawn now and then, and the seeds alone (no Lloyd iterations) then
+    split 0 from 1; farthest-first would take 3 every time and never split them."""
+    from stgconv.mcmc.init import _kmeans
+
+    points = torch.tensor([0.0, 0.0, 1.0, 1.0, 3.0, 3.0], dtype=F64)[:, None]
+    splits = [_kmeans(points, 2, iterations=0, generator=gen(seed)) for seed in range(100)]
+    apart = sum(int(clusters[0] != clusters[2]) for clusters in splits)
+    assert 2 <= apart <= 25  # probability 0.1 each (1/3 x 0.1 + 1/3 x 0.2)
 
 
 def test_recovery_start_constraint_needs_the_start_of_that_same_batch() -> None:

@@ -147,6 +147,22 @@ def test_every_point_between_two_uniform_starts_is_a_uniform_start(scale: float)
             assert abs(share - quarter) < 5 * se, (quarter, share)
 
 
+def test_a_uniform_path_takes_starts_at_the_ends_of_the_range_and_of_scale_zero() -> None:
+    """torch.rand's 0 gives a start of exactly -scale, where the map to Gaussian noise is
+    infinite; the path stays finite and still ends at z_end. A scale of 0 starts every chain
+    at 0, and so does every point between two such starts."""
+    from stgconv.mcmc.init import NoiseInit
+    from stgconv.shortrun import noise_path
+
+    z_start, z_end = torch.tensor([-2.0, 2.0, 0.5]), torch.tensor([1.0, -2.0, -0.5])
+    path = noise_path(NoiseInit("uniform", 2.0), z_start, z_end, n_points=4)
+    assert torch.isfinite(path).all() and path.abs().max() <= 2.0
+    torch.testing.assert_close(path[-1], z_end, rtol=0, atol=1e-5)
+    zeros = torch.zeros(3)
+    assert torch.equal(noise_path(NoiseInit("uniform", 0.0), zeros, zeros, n_points=3),
+                       torch.zeros(3, 3))
+
+
 def test_interpolate_walks_the_path_of_the_starts_noise() -> None:
     from stgconv.mcmc.init import NoiseInit
     from stgconv.shortrun import noise_path, run_each

@@ -29,7 +29,13 @@ from stgconv.data.image import load_training_images
 from stgconv.energy import image_energy
 from stgconv.energy.base import EnergyModel
 from stgconv.losses import contrastive_divergence
-from stgconv.mcmc import Langevin, MultiGridSampler, NoiseInit, PersistentChains
+from stgconv.mcmc import (
+    Langevin,
+    MultiGridSampler,
+    NoiseInit,
+    NonFiniteEnergyError,
+    PersistentChains,
+)
 from stgconv.ops import block_down, nearest_up
 from stgconv.train import DivergenceError, MultiGridTrainer, Trainer
 
@@ -426,6 +432,54 @@ def test_trainer_rejects_bad_data() -> None:
         Trainer(tiny_energy(), Langevin(), PersistentChains(1, NoiseInit()), torch.zeros(5))
 
 
+def test_a_batch_larger_than_the_data_is_the_data() -> None:
+    """The batch size weighs each rank's statistics and gradients: it counts the examples a
+    micro-batch really has."""
+    data = tiny_data(n=3)
+    trainer = Trainer(tiny_energy(), Langevin(n_steps=1), PersistentChains(3, NoiseInit()), data,
+                      train=TrainConfig(batch_size=64), generator=gen(0))
+    assert trainer.batch_size == 3 and [len(b) for b in trainer.draw_batches()] == [3]
+
+
+def test_log_norms_writes_each_weights_norm_and_its_last_gradients() -> None:
+    trainer = make_trainer("persistent")
+    trainer.step()
+    scalars = {}
+
+    class Writer:
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            scalars[tag] = (value, step)
+
+    trainer.log_norms(Writer())
+    for name, parameter in trainer.energy.named_parameters():
+        assert scalars[f"weights/{name}"] == (pytest.approx(parameter.norm().item()), 1)
+        assert scalars[f"gradients/{name}"] == (pytest.approx(parameter.grad.norm().item()), 1)
+
+
+def test_a_nan_weight_or_energy_after_an_update_is_divergence(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """NaN compares false with every bound: it must still count as past it."""
+    trainer = make_trainer("persistent")
+    trainer.fit(1, progress=False)
+    monkeypatch.setattr(trainer, "probes",
+                        lambda: [(lambda x: torch.full((len(x),), math.nan), trainer.last_data)])
+    with pytest.raises(DivergenceError, match="the updated model's energy .* is nan"):
+        trainer.fit(2, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    with torch.no_grad():
+        next(trainer.energy.parameters()).view(-1)[0] = math.nan
+    with pytest.raises(DivergenceError, match=r"weight \S+ is nan"):
+        trainer.check_divergence({})
+
+
+def test_a_chain_that_diverges_on_a_grid_names_that_grid() -> None:
+    trainer = make_multigrid_trainer()
+    with torch.no_grad():
+        next(trainer.trainers[0].energy.parameters()).fill_(math.nan)
+    with pytest.raises(NonFiniteEnergyError, match=r"Langevin on grid 1 \(4x4\)"):
+        trainer.step()
+
+
 # --------------------------------------------------------------------------- accumulation
 
 
@@ -480,12 +534,15 @@ def test_gradient_accumulation_averages_micro_batches() -> None:
     assert not torch.equal(trainer.sampler.calls[0][0], trainer.sampler.calls[1][0])
 
     # The accumulated gradient is the mean of the two micro-batch losses' gradients.
-    losses = [contrastive_divergence(before, x_pos, x_neg)[0]
-              for x_pos, (_, x_neg) in zip(trainer.chains.batches, trainer.sampler.calls)]
+    terms = [contrastive_divergence(before, x_pos, x_neg)
+             for x_pos, (_, x_neg) in zip(trainer.chains.batches, trainer.sampler.calls)]
+    losses = [loss for loss, _ in terms]
     expected = torch.autograd.grad((losses[0] + losses[1]) / 2, list(before.parameters()))
     for p, g in zip(trainer.energy.parameters(), expected):
         torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
     assert stats["loss"] == pytest.approx((losses[0].item() + losses[1].item()) / 2, rel=1e-5)
+    for key in ("e_pos", "e_neg"):  # so are the reported energies
+        assert stats[key] == pytest.approx(sum(s[key].item() for _, s in terms) / 2, rel=1e-5)
     assert trainer.iteration == 1
 
 
@@ -552,6 +609,10 @@ def test_a_consistent_multigrid_trainer_keeps_each_grids_chains_on_the_grid_belo
             gap = (means[:, None] - examples[None]).flatten(2).abs().amax(2).amin(1)
             if consistent:
                 assert gap.max() < 1e-5, (k, gap)
+                # Started, as the free trainer's chains, from the nearest up-sampling.
+                grid = trainer.trainers[k]
+                start = grid.chains.start(grid.data, torch.arange(len(data)))
+                assert torch.equal(start, nearest_up(block_down(grid.data, factor), factor))
             else:
                 assert gap.max() > 1e-3, (k, gap)
 
