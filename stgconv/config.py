@@ -770,10 +770,12 @@ _Loader.add_implicit_resolver(
 
 def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
     """A YAML mapping, refusing a key given twice: PyYAML keeps the last silently, so a second
-    ``train:`` section would drop every value of the first."""
-    loader.flatten_mapping(node)  # merge keys (<<) first, as PyYAML does
+    ``train:`` section would drop every value of the first. A key that a merge (``<<: *base``)
+    brings in may be given again: overriding it is what a merge is for."""
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # construct_mapping merges, the mapping's own keys winning
         key = loader.construct_object(key_node, deep=True)
         if (type(key), key) in seen:  # with its type: 1 and True are equal keys in Python
             raise ValueError(f"config key {key!r} is given twice (line "

@@ -21,6 +21,7 @@ from stgconv.config import (
     config_to_dict,
     load_config,
     parse_override,
+    read_yaml,
     resolve_device,
     save_config,
 )
@@ -89,6 +90,8 @@ def test_exponent_floats_without_a_dot() -> None:
     """PyYAML alone reads ``1e-4`` as a string; config values must read it as a number."""
     assert load_config(None, ["train.lr=1e-4"]).train.lr == pytest.approx(1e-4)
     assert load_config(None, ["train.betas=[0.5, 9.99e-1]"]).train.betas == (0.5, 0.999)
+    for text in ("2e2", "2E+2", "2.e2"):  # unsigned and plus-signed exponents too
+        assert load_config(None, [f"sampler.step_size={text}"]).sampler.step_size == 200.0
 
 
 def test_apply_overrides_does_not_modify_its_input() -> None:
@@ -101,6 +104,7 @@ def test_apply_overrides_does_not_modify_its_input() -> None:
 def test_parse_override() -> None:
     assert parse_override("train.lr=0.001") == (["train", "lr"], 0.001)
     assert parse_override("name=a=b") == (["name"], "a=b")
+    assert parse_override(" train.lr =0.5") == (["train", "lr"], 0.5)  # spaces around the key
     for bad in ("train.lr", "=3"):
         with pytest.raises(ValueError, match="key=value"):
             parse_override(bad)
@@ -116,6 +120,14 @@ def test_an_override_that_yaml_would_cut_at_a_comment_is_refused(text: str, comm
     key, _, raw = text.partition("=")
     assert parse_override(f"{key}='{raw}'")[1] == raw
     assert parse_override("data.path=/runs/a#2/x.png")[1] == "/runs/a#2/x.png"
+
+
+def test_invalid_yaml_is_named_with_its_line_and_column(tmp_path: Path) -> None:
+    # One line, counted from 1 as editors do: the unclosed list runs into 'seed:' on line 4.
+    path = write(tmp_path, "train:\n  lr: 0.1\n  betas: [0.5, 0.9\nseed: 1\n")
+    with pytest.raises(ValueError, match=r"c\.yaml is not valid YAML: expected ',' or ']', but "
+                                         r"got ':' at line 4, column 5$"):
+        read_yaml(path)
 
 
 def test_override_into_a_value_is_an_error() -> None:
@@ -151,6 +163,18 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
 def test_repeated_and_non_text_keys_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
+    """YAML's merge key copies a section (``<<: *shared``); keys given beside it replace the
+    copied ones. They were refused as 'given twice'."""
+    config = load_config(write(tmp_path, "sampler: &shared\n  n_steps: 5\n  step_size: 0.02\n"
+                                         "recovery:\n  completion:\n    <<: *shared\n"
+                                         "    n_steps: 2\n"))
+    assert (config.recovery.completion.n_steps, config.recovery.completion.step_size) == (2, 0.02)
+    with pytest.raises(ValueError, match=r"config key 'n_steps' is given twice \(line 7\)"):
+        load_config(write(tmp_path, "sampler: &shared\n  n_steps: 5\nrecovery:\n  completion:\n"
+                                    "    <<: *shared\n    n_steps: 2\n    n_steps: 3\n"))
 
 
 @pytest.mark.parametrize(
@@ -217,6 +241,9 @@ def test_wrong_types(override: str, message: str) -> None:
         ("recovery.step_scale_power=-1", "recovery.step_scale_power"),
         ("recovery.holdout=1", "recovery.holdout"),
         ("model.reference_sigma=0", "model.reference_sigma"),
+        ("chains.missing=1", "chains.missing must be in (0, 1)"),
+        ("data.mean=1.5", "data.mean must be in [0, 1]"),
+        ("recovery.learned.starts=[median]", "recovery.learned.starts: unknown fill(s)"),
         # Sizes whose tensors would not fit in memory are refused before any allocation.
         ("data.size=100000", "data.size=100000"),
     ],
@@ -224,6 +251,18 @@ def test_wrong_types(override: str, message: str) -> None:
 def test_invalid_values(override: str, key: str) -> None:
     with pytest.raises(ValueError, match=re.escape(key)):
         load_config(None, [override])
+
+
+def test_range_limits_that_are_allowed() -> None:
+    config = load_config(None, ["recovery.learned.hide_fraction=1", "data.mean=1.0"])
+    assert config.recovery.learned.hide_fraction == 1.0
+
+
+def test_a_nan_given_in_python_is_refused() -> None:
+    # Files and --set refuse NaN when they are read; a config built in Python is checked too.
+    with pytest.raises(ValueError, match="train.lr must be positive, got nan"):
+        dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(
+            ExperimentConfig().train, lr=float("nan")))
 
 
 def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:
@@ -382,6 +421,15 @@ def test_bad_multigrid_config_exits_2_naming_the_problem(tmp_path: Path, capsys,
     assert not (tmp_path / "run").exists()  # refused before anything was written
     with pytest.raises(ValueError, match=message):
         load_config(config)
+
+
+def test_a_video_grid_may_refine_time_only(tmp_path: Path) -> None:
+    # 8x8 frames at 2 frames, then 8x8 at every (4) frame: finer in time, not in space.
+    config = load_config(write_config(tmp_path / "config.yaml", VIDEO,
+                                      {"base_frames": 1, "grids": [{"size": 8, "frames": 2},
+                                                                   {"size": 8}]},
+                                      out=tmp_path / "run"))
+    assert [grid.frames for grid in config.multigrid.grids] == [2, None]
 
 
 def grid_sampler_config(tmp_path: Path) -> Path:

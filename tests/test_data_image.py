@@ -10,7 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from stgconv.data.image import ImageFolder, load_npz_images, load_training_images
+from stgconv.data.image import (
+    ImageFolder,
+    load_npz_images,
+    load_npz_labels,
+    load_training_images,
+)
 from stgconv.io.image import load_image
 
 
@@ -35,6 +40,12 @@ def test_an_image_folder_shows_its_settings_and_length(tmp_path: Path) -> None:
     folder = ImageFolder(tmp_path, size=4, channels=1)
     assert repr(folder) == f"ImageFolder(root={tmp_path}, size=4, channels=1, n=2)"
 
+
+
+def test_an_image_folder_given_a_file_says_so(tmp_path: Path) -> None:
+    Image.new("RGB", (5, 5)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"a\.png is a file, not a folder of images"):
+        ImageFolder(tmp_path / "a.png", size=4)
 
 
 def test_a_dataset_without_settings_shows_only_its_length() -> None:
@@ -91,6 +102,7 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
     ("other key", "no array 'x_train' \\(it has x_test"),
     ("floats", "must be uint8"),
     ("empty", "holds no images"),
+    ("no pixels", r"x_train's images have no pixels: \(N, H, W\) = \(2, 0, 4\)"),
     ("objects", r"cannot read array 'x_train' of .*bad.npz: Object arrays"),
     ("damaged", r"cannot read .*bad.npz: the file is damaged or truncated"),
 ])
@@ -114,6 +126,8 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
         data = bytearray(path.read_bytes())
         data[100:200] = bytes(b ^ 0x55 for b in data[100:200])
         path.write_bytes(bytes(data))
+    elif content == "no pixels":
+        np.savez(path, x_train=np.zeros((2, 0, 4), dtype=np.uint8))
     else:
         np.savez(path, x_train=np.zeros((0, 4, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match=message):
@@ -147,20 +161,43 @@ def test_real_mnist_loads_as_digits(shared_data: Path) -> None:
 
 def test_npz_labels_refuse_negative_classes(tmp_path: Path) -> None:
     """load_npz_labels refuses a label below 0 (naming it) instead of returning it."""
-
-    from stgconv.data.image import load_npz_labels
-
     np.savez(tmp_path / "d.npz", x_train=np.zeros((3, 4, 4), np.uint8),
              y_train=np.array([0, -1, 1]))
     with pytest.raises(ValueError, match=r"negative labels \(-1\)"):
         load_npz_labels(tmp_path / "d.npz")
 
 
+def test_npz_labels_must_be_one_integer_per_image(tmp_path: Path) -> None:
+    np.savez(tmp_path / "few.npz", x_train=np.zeros((4, 4, 4), np.uint8), y_train=np.arange(3))
+    with pytest.raises(ValueError, match=r"y_train holds 3 labels for 4 x_train images"):
+        load_npz_labels(tmp_path / "few.npz")
+    np.savez(tmp_path / "floats.npz", x_train=np.zeros((3, 4, 4), np.uint8),
+             y_train=np.array([0.0, 1.5, 2.0]))
+    with pytest.raises(ValueError, match=r"y_train must be integer labels"):
+        load_npz_labels(tmp_path / "floats.npz")
+
+
+def test_npz_labels_of_a_subset_are_its_images_labels(tmp_path: Path) -> None:
+    # Image i is filled with grey level i and labelled i: the subset keeps the pairs together.
+    values = np.arange(20, dtype=np.uint8)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.broadcast_to(values[:, None, None], (20, 4, 4)).copy(),
+             y_train=values.astype(np.int64))
+    images = load_npz_images(path, size=4, channels=1, max_images=5)
+    labels = load_npz_labels(path, max_images=5)
+    assert torch.equal(((images[:, 0, 0, 0] + 1) * 127.5).round().long(), labels)
+    assert labels.tolist() != list(range(5))  # a random subset, not the first 5
+
+
+def test_an_npz_suffix_in_capitals_is_an_npz(tmp_path: Path) -> None:
+    path = tmp_path / "DIGITS.NPZ"
+    with path.open("wb") as file:
+        np.savez(file, x_train=np.zeros((2, 4, 4), np.uint8))
+    assert load_training_images(path, kind="objects", size=4, channels=1).shape == (2, 1, 4, 4)
+
+
 def test_npz_labels_accept_the_keras_column_layout(tmp_path: Path) -> None:
     """Labels stored as a column (N, 1), as Keras keeps CIFAR's, come back as (N,) int64."""
-
-    from stgconv.data.image import load_npz_labels
-
     np.savez(tmp_path / "d.npz", x_train=np.zeros((3, 4, 4), np.uint8),
              y_train=np.array([[2], [0], [1]], dtype=np.uint8))
     labels = load_npz_labels(tmp_path / "d.npz")

@@ -161,6 +161,14 @@ def test_load_training_clips_sources(video_dir: Path, tmp_path: Path) -> None:
     # and refused: "no video files").
     cache = build_clip_cache(frames, tmp_path / "frames.h5", n_frames=4, size=8, start_frame=1)
     assert torch.equal(load_training_clips(cache, n_frames=4, size=8, start_frame=1), clip)
+    with h5py.File(cache, "r") as h5:
+        assert np.isnan(h5["source_fps"][0])  # a frame folder has no frame rate
+
+    # A folder of GIFs only holds videos (.gif is both a video and an image suffix).
+    gifs = tmp_path / "gifs"
+    for seed in range(2):
+        save_video(noise(4, seed), gifs / f"g{seed}.gif")
+    assert load_training_clips(gifs, n_frames=4, size=8).shape == (2, 3, 4, 8, 8)
 
 
 def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
@@ -192,6 +200,17 @@ def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
         load_training_clips(cache, n_frames=5, size=8)
     with pytest.raises(ValueError, match=r"size=\(9, 9\) \(cache: \(8, 8\)\).*fps=10.0"):
         load_training_clips(cache, n_frames=4, size=9, fps=10)
+    with pytest.raises(ValueError, match=r"other settings: channels=1 \(cache: 3\)"):
+        load_training_clips(cache, n_frames=4, size=8, channels=1)
+    # One clip asked of each source: a short one fails with load_video's own message.
+    with pytest.raises(ValueError, match=r"asked for n_frames=7 .*c2\.mkv has 6 frames") as err:
+        build_clip_cache(video_dir, tmp_path / "short.h5", n_frames=7, size=8)
+    assert "clips_per_video" not in str(err.value)
+    with pytest.raises(ValueError, match=r"c2\.mkv has 6 frames from start_frame=0, fewer than "
+                                         r"n_frames=7"):
+        build_clip_cache(video_dir, tmp_path / "short.h5", n_frames=7, size=8,
+                         clips_per_video=None)
+    assert not (tmp_path / "short.h5").exists()
 
 
 def test_a_folder_of_folders_is_refused_naming_them(video_dir: Path, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from stgconv.data.voxel import (
     find_modelnet_meshes,
     load_voxel_shapes,
 )
-from stgconv.io.voxel import save_voxels
+from stgconv.io.voxel import pad_to, save_voxels
 
 R = 12
 CUBE = ("OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1))
@@ -450,8 +450,48 @@ def test_folder_categories_match_the_whole_name_before_the_underscore(tmp_path) 
 
 
 def test_a_margin_of_half_the_resolution_is_refused(tmp_path) -> None:
+    # Refused before the tree is read (tmp_path is none): not once per mesh, minutes later.
     with pytest.raises(ValueError, match="leaves no voxels"):
         build_modelnet_cache(tmp_path, tmp_path / "c.h5", resolution=4, margin=2)
+    with pytest.raises(ValueError, match="up_axis must be 0, 1 or 2, got 3"):
+        build_modelnet_cache(tmp_path, tmp_path / "c.h5", up_axis=3)
+
+
+def test_a_filtered_cache_stacks_the_shapes_it_keeps(tmp_path) -> None:
+    # The test split's one shape is the tetrahedron, the cache's second row.
+    for split, mesh in (("train", CUBE), ("test", TETRA)):
+        (tmp_path / "tree" / "chair" / split).mkdir(parents=True)
+        (tmp_path / "tree" / "chair" / split / "chair_1.off").write_text(mesh)
+    cache = build_modelnet_cache(tmp_path / "tree", tmp_path / "c.h5", resolution=8)
+    test = VoxelShapes(cache, split="test")
+    assert list(test.indices) == [1]
+    assert torch.equal(test.stack()[0], test[0][0]) and test[0][0].sum() < 6**3
+
+
+def test_a_mesh_folder_is_voxelized_at_the_resolution_then_padded(tree: Path) -> None:
+    folder = tree / "chair" / "train"
+    assert torch.equal(load_voxel_shapes(folder, resolution=8, pad_to=10),
+                       pad_to(load_voxel_shapes(folder, resolution=8), 10))
+
+
+def test_a_plain_h5_whose_array_is_named_voxels_is_a_voxel_file(tmp_path) -> None:
+    # Not taken for a shape cache (which also has labels and categories).
+    path = save_voxels(CUBE_6, tmp_path / "grid.h5", key="voxels")
+    assert load_voxel_shapes(path).shape == (1, 1, 6, 6, 6)
+
+
+def test_a_plain_voxel_file_refuses_categories_and_split(tmp_path) -> None:
+    path = save_voxels(CUBE_6, tmp_path / "grid.npy")
+    for options in ({"categories": ["chair"]}, {"split": "train"}):
+        with pytest.raises(ValueError, match="need labelled shapes"):
+            load_voxel_shapes(path, **options)
+
+
+def test_categories_must_be_distinct_names(tree: Path) -> None:
+    with pytest.raises(ValueError, match="list of distinct names"):
+        find_modelnet_meshes(tree, categories=["chair", "chair"])
+    with pytest.raises(ValueError, match="got the string 'chair'"):
+        load_voxel_shapes(tree / "chair" / "train", categories="chair")
 
 
 def test_max_shapes_cuts_a_plain_voxel_file_batch(tmp_path) -> None:

@@ -121,6 +121,9 @@ def test_result_gets_the_mode_of_a_new_file(tmp_path: Path) -> None:
     old = os.umask(0o027)
     try:
         path = atomic_write_text(tmp_path / "shared.txt", "x")
+        # The umask is read by setting it: the process's own is put back, or every file it
+        # made afterwards would be writable by anyone.
+        assert os.umask(0o027) == 0o027
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o640
@@ -192,6 +195,40 @@ def test_the_next_write_into_a_folder_removes_what_a_killed_write_left(tmp_path:
     debris.write_bytes(b"half a picture")
     atomic_write_text(tmp_path / "other.txt", "new")
     assert leftovers(tmp_path, {"other.txt"}) == []
+
+
+def test_what_a_killed_writer_left_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    """A child process killed in the middle of a write (no exception, no cleanup) leaves its
+    temporary behind; the temporary carries the child's own process id, so the next write
+    into the folder knows it for debris."""
+    pid = os.fork()
+    if pid == 0:  # the child: dies inside its writer
+        try:
+            atomic_write(tmp_path / "result.npy", lambda tmp: os._exit(0))
+        finally:
+            os._exit(1)
+    os.waitpid(pid, 0)
+    assert len(leftovers(tmp_path, set())) == 1  # the killed write's temporary
+    atomic_write_text(tmp_path / "other.txt", "new")
+    assert leftovers(tmp_path, {"other.txt"}) == []
+
+
+def test_a_temporary_named_with_an_impossible_process_id_is_debris(tmp_path: Path) -> None:
+    # No process has an id past what the kernel's kill() takes (OverflowError).
+    debris = tmp_path / f".out.txt.{2**70}-abc.tmp"
+    debris.write_text("x")
+    assert remove_temporaries(tmp_path) == [debris]
+
+
+def test_a_writers_error_without_a_number_keeps_its_message(tmp_path: Path) -> None:
+    """An OSError with only a message (open3d's failed PLY write) is re-raised as it is:
+    rebuilt as OSError(errno, strerror, path) it read '[Errno None] None: ...'."""
+    def fails(tmp: str) -> None:
+        raise OSError("open3d could not write the mesh")
+
+    with pytest.raises(OSError, match="^open3d could not write the mesh$"):
+        atomic_write(tmp_path / "mesh.ply", fails)
+    assert leftovers(tmp_path, set()) == []
 
 
 def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:
@@ -303,6 +340,32 @@ def test_files_written_together_go_into_place_at_the_blocks_end(tmp_path: Path) 
     assert (tmp_path / "b.txt").read_text() == "new b"
     assert np.load(tmp_path / "c.npy").tolist() == [0, 1, 2]
     assert leftovers(tmp_path, {"a.txt", "b.txt", "c.npy"}) == []
+
+
+def test_files_written_together_are_on_disk_before_their_renames_and_the_renames_after(
+        tmp_path: Path, monkeypatch) -> None:
+    """As for one file: each temporary flushed before any rename, and each folder holding a
+    rename flushed after them (else a power cut could leave the names on empty files)."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def recording_replace(src, dst) -> None:
+        events.append(("replace", str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    (tmp_path / "sub").mkdir()
+    with written_together():
+        atomic_write_text(tmp_path / "a.txt", "a")
+        atomic_write_text(tmp_path / "sub" / "b.txt", "b")
+    assert [kind for kind, _ in events] == ["fsync", "fsync", "replace", "replace",
+                                            "fsync", "fsync"]
+    assert {path for _, path in events[4:]} == {str(tmp_path), str(tmp_path / "sub")}
 
 
 @pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),

@@ -1,5 +1,5 @@
-"""``stgconv.io.folder.list_files``: the visible files of a folder, filtered by suffix, in
-natural name order."""
+"""``stgconv.io.folder``: the visible files of a folder, filtered by suffix, in natural name
+order; its folders, and their names for a message."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stgconv.io.folder import list_files
+from stgconv.io.folder import folder_names, list_files
 
 
 def touch(folder: Path, *names: str) -> Path:
@@ -113,3 +113,13 @@ def test_natural_order_ties_do_not_depend_on_the_listing_order(tmp_path: Path, m
     monkeypatch.setattr(Path, "iterdir", lambda self: iter(listed(iterdir(self))))
     assert [p.name for p in list_files(tmp_path)] == ["A.png", "a.png", "f002.png", "f02.png",
                                                       "f2.png"]
+
+
+def test_folder_names_shows_the_first_three_in_natural_order(tmp_path: Path) -> None:
+    for name in ("c10", "c2", "c1", ".hidden", "__MACOSX", "c3"):
+        (tmp_path / name).mkdir()
+    touch(tmp_path, "file.txt")
+    assert folder_names(tmp_path) == "c1, c2, c3, ..."
+    (tmp_path / "c10").rmdir()
+    assert folder_names(tmp_path) == "c1, c2, c3"
+    assert folder_names(tmp_path / "c1") == ""

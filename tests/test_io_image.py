@@ -92,6 +92,20 @@ def test_32_bit_integer_and_float_grey_are_scaled_not_clipped(tmp_path: Path, mo
         load_image(wild, channels=1)
 
 
+def test_16_bit_grey_is_rounded_to_the_nearest_level(tmp_path: Path) -> None:
+    # 100.78 grey levels (25900 / 257) read as 101, not cut to 100.
+    path = write_png(tmp_path / "deep.png", np.full((2, 2), 257 * 100 + 200, np.uint16))
+    assert (levels(load_image(path, channels=1)) == 101).all()
+
+
+def test_negative_32_bit_integer_grey_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "signed.tif"
+    Image.fromarray(np.array([[-5, 100], [0, 255]], np.int32)).save(path)
+    assert Image.open(path).mode == "I"
+    with pytest.raises(ValueError, match=r"samples run from -5\.0 to 255\.0, outside 0\.\.65535"):
+        load_image(path, channels=1)
+
+
 def test_photos_load_upright_as_their_exif_orientation_says(tmp_path: Path) -> None:
     """A phone stores a portrait photo sideways with EXIF orientation 6 (turn 90 degrees
     clockwise to view); it loads as every viewer shows it."""
@@ -407,10 +421,10 @@ def test_animations_and_multi_page_files_are_refused_not_cut_to_their_first_fram
         tmp_path: Path, suffix: str) -> None:
     """io.video refuses an animated GIF among frame images as 'its first frame only'; read as
     an image, it (or an animated WebP / APNG, or a multi-page TIFF) lost all but frame 1."""
-    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "lime", "blue")]
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
     path = tmp_path / f"anim{suffix}"
     frames[0].save(path, save_all=True, append_images=frames[1:])
-    with pytest.raises(ValueError, match=rf"anim\{suffix}: it holds 3 frames"):
+    with pytest.raises(ValueError, match=rf"anim\{suffix}: it holds 2 frames"):
         load_image(path)
 
 
@@ -425,20 +439,29 @@ def test_a_tiff_with_reduced_resolution_pages_reads_its_full_image(tmp_path: Pat
     assert x.shape == (8, 8, 1) and (x == 200).all()
 
 
-def test_a_bmp_whose_alpha_is_all_zero_is_opaque(tmp_path: Path) -> None:
-    """A 32-bit BMP with an alpha mask but alpha 0 throughout (a padding byte) is shown opaque
-    by browsers; composited over white it would vanish."""
-    bgra = np.zeros((4, 4, 4), np.uint8)
-    bgra[..., 2] = 200  # red, alpha 0
+def write_bmp_with_alpha(path: Path, bgra: np.ndarray) -> Path:
+    """A 32-bit BMP (V4 header) of ``bgra`` ``(4, 4, 4)`` with an alpha mask."""
     pixels = bgra[::-1].tobytes()
     header = struct.pack("<IiiHHIIiiII", 108, 4, 4, 1, 32, 3, len(pixels), 2835, 2835, 0, 0)
     header += struct.pack("<IIII", 0xFF0000, 0xFF00, 0xFF, 0xFF000000) + b"sRGB" + bytes(48)
     offset = 14 + len(header)
-    path = tmp_path / "a.bmp"
     path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header
                      + pixels)
     assert Image.open(path).mode == "RGBA"
+    return path
+
+
+def test_a_bmp_whose_alpha_is_all_zero_is_opaque(tmp_path: Path) -> None:
+    """A 32-bit BMP with an alpha mask but alpha 0 throughout (a padding byte) is shown opaque
+    by browsers; composited over white it would vanish. One whose alpha says something is
+    composited as any image with alpha."""
+    bgra = np.zeros((4, 4, 4), np.uint8)
+    bgra[..., 2] = 200  # red, alpha 0
+    path = write_bmp_with_alpha(tmp_path / "a.bmp", bgra)
     assert levels(load_image(path))[0, 0].tolist() == [200, 0, 0]
+    bgra[1:3, 1:3, 3] = 128  # a half-transparent red square on transparent pixels
+    x = levels(load_image(write_bmp_with_alpha(tmp_path / "b.bmp", bgra)))
+    assert x[0, 0].tolist() == [255, 255, 255] and x[1, 1].tolist() == [227, 127, 127]
 
 
 def rgb_profile(red: tuple, green: tuple, blue: tuple) -> bytes:

@@ -185,6 +185,8 @@ def test_up_axis_and_normalize() -> None:
     # 5 + 3 indices: as many as 2 triangles need, but the second lists only 2 vertices.
     ("shifted_faces.off", "OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2 3\n3 0 1\n",
      "n >= 3"),
+    # Four tokens a line, as triangles have, but a quad listing 3 corners.
+    ("short_quad.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n4 0 1 2\n", "n >= 3"),
     ("empty.obj", "# nothing\n", "no faces"),
     ("range.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "out of range"),
     ("bad.obj", "v 0 0\nf 1 2 3\n", "fewer than 3"),
@@ -322,6 +324,14 @@ def test_a_matlab_v73_file_reads_as_its_v5_twin(tmp_path: Path) -> None:
                                   load_voxels(tmp_path / "v5.mat"))
     write_mat_v73(tmp_path / "logical.mat", {"shapes": batch})
     np.testing.assert_array_equal(load_voxels(tmp_path / "logical.mat"), batch.swapaxes(1, 2))
+
+
+def test_a_truncated_matlab_v73_file_is_named(tmp_path: Path) -> None:
+    # Its header says v7.3, its HDF5 body is cut short: h5py's OSError names no problem.
+    path = write_mat_v73(tmp_path / "cut.mat", {"instance": random_grids(6, 6, 6, seed=4)})
+    path.write_bytes(path.read_bytes()[:1024])
+    with pytest.raises(ValueError, match=f"cannot read MATLAB v7.3 .*{path.name}"):
+        load_voxels(path)
 
 
 def test_keys(tmp_path: Path) -> None:
@@ -646,6 +656,122 @@ def test_render_from_straight_above_and_below() -> None:
     assert (images < 250).any(axis=-1).any(axis=(1, 2)).all()
 
 
+def test_render_views_refuses_a_view_past_the_pole_or_no_view() -> None:
+    # render_views itself checks its views, not only voxel_sheet (the library's entry points).
+    for views in (((0, 120),), ()):
+        with pytest.raises(ValueError, match="elevation"):
+            render_views(np.ones((4, 4, 4)), views=views, size=8)
+
+
+def test_render_takes_an_upper_case_png_suffix(tmp_path: Path) -> None:
+    path = render_voxels(np.ones((4, 4, 4)), tmp_path / "shape.PNG", size=8)
+    assert Image.open(path).format == "PNG"
+
+
+def test_render_from_above_shows_the_near_side_low() -> None:
+    """A camera above looks down: of two blocks at one height, the one nearer the camera is
+    drawn lower in the picture (seen from below it would be drawn higher)."""
+    def mean_row(x: slice) -> float:
+        grid = np.zeros((16, 16, 16))
+        grid[x, 6:10, 6:10] = 1
+        rows, _ = np.nonzero((render_views(grid, views=((0, 40),), size=32)[0] < 250).any(-1))
+        return rows.mean()
+
+    near, far = mean_row(slice(11, 15)), mean_row(slice(1, 5))  # azimuth 0: camera on +x
+    assert near > far + 4
+
+
+def test_render_a_full_grid_fits_inside_its_panel() -> None:
+    # The whole grid's box fits every view with a white border: no edge of the picture is hit.
+    for view in ((-60.0, 25.0), (45.0, 35.0), (0.0, 0.0), (10.0, 90.0)):
+        hit = (render_views(np.ones((8, 8, 8)), views=(view,), size=32)[0] < 250).any(-1)
+        assert hit.any() and not (hit[0].any() or hit[-1].any() or hit[:, 0].any()
+                                  or hit[:, -1].any()), view
+
+
+def test_render_does_not_depend_on_the_triangles_winding(monkeypatch) -> None:
+    """Faces wound either way are lit alike (each normal is turned to the camera): marching
+    cubes' winding is not guaranteed."""
+    grid = np.zeros((8, 8, 8))
+    grid[2:6, 2:6, 1:7] = 1
+    outward = render_views(grid, size=32)
+
+    def inward(grid: object, level: float) -> tuple[np.ndarray, np.ndarray]:
+        vertices, faces = mesh_from_voxels(grid, level=level)
+        return vertices, faces[:, ::-1]
+
+    monkeypatch.setattr("stgconv.io.render.mesh_from_voxels", inward)
+    assert np.array_equal(render_views(grid, size=32), outward)
+
+
+def test_render_sheet_puts_fewer_shapes_a_row_when_the_views_are_many() -> None:
+    # Default columns: up to 4 shapes a row, at most 8 panels: with 3 views, 2 shapes a row.
+    sheet = voxel_sheet([np.zeros((4, 4, 4))] * 4, views=((0, 0), (90, 0), (180, 0)), size=8)
+    assert sheet.shape[:2] == (2 * 8 + 4, 2 * (3 * 8 + 4) - 4)
+
+
+def test_render_sheet_frames_each_shape() -> None:
+    # An empty grid renders white on white: its grey frame still shows where it is.
+    sheet = voxel_sheet(np.zeros((8, 8, 8)), size=16)
+    for edge in (sheet[0], sheet[-1], sheet[:, 0], sheet[:, -1]):
+        assert (edge == 200).all()
+    assert (sheet[1:-1, 1:-1] == 255).all()
+
+
+def test_render_sheet_cuts_a_long_title_at_its_shapes_cell() -> None:
+    sheet = voxel_sheet([np.zeros((4, 4, 4))] * 2, size=64, titles=["x" * 40, ""])
+    assert (sheet[:14, 64 + 4:] == 255).all()  # the second shape's title band stays blank
+
+
+@pytest.mark.parametrize("grids", [[], np.zeros((0, 8, 8, 8))], ids=["list", "batch"])
+def test_render_sheet_refuses_no_shapes(grids) -> None:
+    with pytest.raises(ValueError, match="N >= 1|non-empty"):
+        voxel_sheet(grids)
+
+
+@pytest.mark.parametrize("view", [(float("nan"), 0.0), (float("inf"), 10.0)])
+def test_render_refuses_a_view_that_is_not_a_finite_angle(view) -> None:
+    with pytest.raises(ValueError, match="views"):
+        render_views(np.ones((4, 4, 4)), views=(view,), size=8)
+
+
+def test_normalize_mesh_turns_the_up_axis_last_and_centres_the_box() -> None:
+    """A rotation (cyclic axes: y-up x, y, z becomes z, x, y), never a mirror; the bounding
+    box, not the vertices' mean, is centred; the longest side spans 1 - 2 * margin."""
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0],
+                       [0.0, 0.0, 4.0]])
+    out = normalize_mesh(points, up_axis=1, margin=0.1)
+    np.testing.assert_allclose(out, (points[:, [2, 0, 1]] - [2.0, 0.5, 1.0]) * 0.2)
+
+
+def test_a_cup_open_at_the_top_stays_hollow() -> None:
+    # A box without its lid (not closed): its inside sees the outside along +z, so it is not
+    # carved full; only a voxel walled in along all three axes is.
+    quads = [q for q in CUBE_QUADS if not all(CUBE_VERTICES[i][2] == 1 for i in q)]
+    faces = np.array([(q[0], q[k], q[k + 1]) for q in quads for k in (1, 2)])
+    grid = voxelize(CUBE_VERTICES, faces, 10)  # the box spans voxels 1 to 8
+    assert grid[1:9, 1:9, 1].all() and grid[1, 1:9, 1:9].all()  # its bottom and a wall
+    assert not grid[2:8, 2:8, 2:9].any()
+
+
+def test_a_cube_filling_the_grid_without_normalizing_fills_every_voxel() -> None:
+    # Its top face lies on z = 0.5, the grid's upper bound, which open3d puts at index R.
+    assert voxelize(CUBE_VERTICES - 0.5, cube_triangles(), 4, normalize=False).all()
+
+
+def test_a_failed_ply_write_leaves_no_helper_file(tmp_path: Path, monkeypatch) -> None:
+    # open3d writes through a ".tmp.ply" name beside the temporary; a write it reports failed
+    # (a full disk) leaves neither behind.
+    def fails(path: str, mesh: object, **_: object) -> bool:
+        Path(path).write_bytes(b"ply\nhalf a mesh")
+        return False
+
+    monkeypatch.setattr(o3d.io, "write_triangle_mesh", fails)
+    with pytest.raises(OSError, match="could not write"):
+        save_mesh_from_voxels(np.ones((3, 3, 3)), tmp_path / "shape.ply")
+    assert list(tmp_path.iterdir()) == []
+
+
 def write_ply(path: Path, vertices, polygons) -> Path:
     """An ASCII PLY of ``vertices`` and ``polygons`` (lists of corners)."""
     path.write_text(f"ply\nformat ascii 1.0\nelement vertex {len(vertices)}\nproperty float x\n"
@@ -723,12 +849,20 @@ def revolved(profile: list[tuple[float, float]], n: int = 48) -> tuple[np.ndarra
     return np.array(vertices, float), np.array(faces)
 
 
-def test_a_watertight_bottle_stays_hollow() -> None:
+@pytest.mark.parametrize("stored", ["shared", "per_triangle", "with_a_degenerate_triangle"])
+def test_a_watertight_bottle_stays_hollow(stored: str) -> None:
     """A bottle with walls (every edge shared by two triangles), open at its neck: carving
-    filled its cavity but for a column under the neck (6,996 voxels against 3,424)."""
+    filled its cavity but for a column under the neck (6,996 voxels against 3,424). Closed
+    too with each triangle's own copies of its corners (as STL stores them) or with a
+    triangle of no area."""
     profile = [(0, 0), (1, 0), (1, 2), (0.3, 2.6), (0.3, 3.2), (0.2, 3.2), (0.2, 2.6),
                (0.9, 2.0), (0.9, 0.1), (0, 0.1)]  # outer wall up, round the lip, inner wall down
-    grid = voxelize(*revolved(profile), 32, margin=1)
+    vertices, faces = revolved(profile)
+    if stored == "per_triangle":
+        vertices, faces = vertices[faces].reshape(-1, 3), np.arange(faces.size).reshape(-1, 3)
+    elif stored == "with_a_degenerate_triangle":
+        faces = np.vstack([faces, [faces[0, 0], faces[0, 0], faces[0, 1]]])
+    grid = voxelize(vertices, faces, 32, margin=1)
     assert not grid[9:13, 14:18, 14].any()  # inside, beside the neck's column, mid height
     assert grid.sum() < 4000
 
@@ -771,6 +905,10 @@ def test_obj_index_zero_is_refused_and_continued_lines_join(tmp_path: Path) -> N
     continued.write_text(vertices + "".join(f"f {q[0] + 1} {q[1] + 1} \\\n  {q[2] + 1} {q[3] + 1}\n"
                                             for q in CUBE_QUADS))
     assert len(load_mesh(continued)[1]) == 12
+    # A backslash on the file's last line continues into nothing: the face is kept.
+    last = tmp_path / "last.obj"
+    last.write_text(vertices + "f 1 2 4 \\\n")
+    assert load_mesh(last)[1].tolist() == [[0, 1, 3]]
 
 
 def test_geometry_above_the_cube_is_cut_off_without_normalizing() -> None:

@@ -299,10 +299,18 @@ def test_the_trainer_refuses_bad_labels() -> None:
     (["chains.init=data_gaussian", "chains.mode=super_resolution"],
      "chains.init 'data_gaussian' starts the chains of chains.mode 'noise', 'persistent' or "
      "'buffer'"),
+    (["chains.init=data_gaussian", "jem=null", "model.arch=texture", "cooperative={}"],
+     "chains.init 'data_gaussian' .* and a cooperative section"),
 ])
 def test_config_checks_the_jem_section(overrides: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_config(JEM_CONFIG, overrides)
+
+
+def test_the_jem_sections_limits_are_allowed() -> None:
+    # Every example of the batch in the contrastive terms; an .npz suffix in capitals.
+    config = load_config(JEM_CONFIG, ["jem.px_batch=64", "data.path=DIGITS.NPZ"])
+    assert config.jem.px_batch == config.train.batch_size == 64
 
 
 def test_a_classifier_needs_the_jem_section() -> None:
