@@ -10,7 +10,7 @@ takes ~17 s for one 64^3 grid.)
 
 The camera looks at the centre of the grid from ``(azimuth, elevation)`` in degrees: azimuth
 about the up axis (grid axis 2, z), 0 looking along -x, counter-clockwise from above;
-elevation above the horizon. Every grid is drawn at the same scale (the whole grid's cube fits
+elevation above the horizon. Every grid is drawn at the same scale (the whole grid's box fits
 each panel), so sizes compare across panels.
 """
 
