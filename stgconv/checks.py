@@ -39,12 +39,33 @@ def as_int(value: object, name: str, *, minimum: int) -> int:
     return number
 
 
+def as_array(x: np.ndarray | Tensor) -> np.ndarray:
+    """``x`` as a numpy array (a tensor detached, on the CPU); bfloat16, which numpy has no type
+    for ("Got unsupported ScalarType BFloat16"), as float32, which holds its every value."""
+    if isinstance(x, Tensor):
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    return np.asarray(x)
+
+
 def check_bool_mask(mask: object, name: str, *, meaning: str = "True = observed") -> None:
     """``ValueError`` naming ``name`` and what its True entries mean unless ``mask`` is a bool
     tensor (any shape: the callers check how it meets their data)."""
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
         raise ValueError(f"{name} must be a bool tensor ({meaning}), got {got}")
+
+
+def check_classes(y: Tensor, name: str, *, n_classes: int | None = None) -> None:
+    """``ValueError`` naming ``name`` unless the classes ``y`` (any shape) are integers (a
+    float or bool class would be truncated to another class without a word) and, given
+    ``n_classes``, in ``0 .. n_classes - 1``: that check reads the values, a synchronisation on
+    a GPU."""
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be integers, got {y.dtype}")
+    if n_classes is not None and y.numel() and bool(((y < 0) | (y >= n_classes)).any()):
+        raise ValueError(f"{name} must be in 0 .. {n_classes - 1}, got {int(y.min())} .. "
+                         f"{int(y.max())}")
 
 
 def check_voxels(x: object, name: str) -> None:

@@ -31,7 +31,7 @@ from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.langevin import Langevin
 from stgconv.shortrun import latent_path, run_each
-from stgconv.train import Companion, CompanionTrainer, companion_from_state
+from stgconv.train import Companion, CompanionTrainer, companion_from_state, training_step
 
 
 class GeneratorStart:
@@ -163,6 +163,7 @@ class CooperativeTrainer(CompanionTrainer):
                                    cuda_graph=False)
                           if cooperative.inference_steps > 0 else None)
 
+    @training_step
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One update of the descriptor, then one of the generator; returns the descriptor's
         ``loss``, ``e_pos``, ``e_neg`` and ``generator_mse``. ``batches``: dataset indices

@@ -33,14 +33,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.baselines.voxel import nearest_known_fill
-from stgconv.checks import as_int
+from stgconv.checks import as_int, check_bool_mask
 from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.starts import ChainStart, RecoveryStart, SuperResolutionStart
 from stgconv.ops import block_down, linear_up
-from stgconv.train import Companion, CompanionTrainer, companion_from_state
+from stgconv.train import Companion, CompanionTrainer, companion_from_state, training_step
 
 # The classical guess (trilinear up-sampling, nearest-known fill) enters the logits as
 # GUIDE_LOGIT * (p - 1/2): steep enough that an untrained net is a sharpened classical guess
@@ -163,7 +163,12 @@ class MaskedFiller(_CoarseNet):
         if any(n % self.fold for n in observed.shape[2:]):
             raise ValueError(f"the grid {tuple(observed.shape[2:])} is not a multiple of the "
                              f"filler's fold {self.fold}")
-        known = known.expand_as(observed)
+        check_bool_mask(known, "known")
+        try:
+            known = known.expand_as(observed)
+        except RuntimeError as err:  # torch's message names neither tensor
+            raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
+                             f"{tuple(observed.shape)}") from err
         seen = torch.where(known, observed, torch.zeros_like(observed))
         fill = nearest_known_fill(seen, known)
         inputs = torch.cat([seen, known.to(observed.dtype), fill], dim=1)
@@ -384,6 +389,7 @@ class InitializerTrainer(CompanionTrainer):
                 logits[hidden], part[hidden], reduction="sum") / max(int(hidden.sum()), 1))
         return losses
 
+    @training_step
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One descriptor update, then ``settings.steps`` initializer updates; returns the
         descriptor's ``loss``, ``e_pos``, ``e_neg`` and ``initializer_bce`` (the mean over the

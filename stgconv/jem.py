@@ -22,7 +22,7 @@ from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.init import DataGaussian
 from stgconv.mcmc.starts import ChainStart
 from stgconv.ops import random_shift
-from stgconv.train import DivergenceError, Trainer, cosine_lr
+from stgconv.train import DivergenceError, Trainer, cosine_lr, training_step
 
 # What to change when the p(x) term runs away, from the JEM paper's own advice on its
 # instability: smaller steps, longer chains (so the samples keep up with the model), and the
@@ -265,6 +265,7 @@ class HybridTrainer(Trainer):
                                 constraint=self.chains.constraint(x_pos),
                                 generator=self.generator)
 
+    @training_step
     def step(self, batches: list[Tensor] | None = None) -> dict[str, float]:
         """One optimizer update; returns the loss, the batch's cross-entropy and accuracy and
         the mean energies of each contrastive term's data and samples. ``batches``: dataset

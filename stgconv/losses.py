@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stgconv.checks import check_classes
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.types import EnergyFn
 
@@ -28,7 +29,10 @@ def contrastive_divergence(
 
     Raises:
         FloatingPointError: if any energy is NaN or infinite.
+        ValueError: a negative or NaN ``energy_l2``, or data and samples of different shapes.
     """
+    if not energy_l2 >= 0:  # NaN too: either would drop the penalty without a word
+        raise ValueError(f"energy_l2 must be >= 0, got {energy_l2}")
     if x_pos.shape[1:] != x_neg.shape[1:]:
         raise ValueError(
             f"data {tuple(x_pos.shape)} and samples {tuple(x_neg.shape)} differ in sample shape"
@@ -76,6 +80,7 @@ def hybrid_loss(
 
     Raises:
         FloatingPointError: a non-finite logit or energy.
+        ValueError: labels of another shape, not integers or not in ``0 .. K - 1``.
     """
     if y_pos.shape != x_pos.shape[:1]:
         raise ValueError(f"labels must be ({len(x_pos)},) for examples {tuple(x_pos.shape)}, "
@@ -84,6 +89,9 @@ def hybrid_loss(
     if not torch.isfinite(logits).all():
         raise FloatingPointError(f"non-finite logits in the training loss "
                                  f"({int((~torch.isfinite(logits)).sum())} of {logits.numel()})")
+    # Once a step, beside the synchronisation just made: cross_entropy's own IndexError names
+    # no argument, and on a GPU a bad label is a device-side assert.
+    check_classes(y_pos, "labels", n_classes=logits.shape[1])
     loss = F.cross_entropy(logits, y_pos.long())
     stats = {"ce": loss.detach(),
              "accuracy": (logits.detach().argmax(1) == y_pos).float().mean()}

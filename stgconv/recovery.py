@@ -194,7 +194,8 @@ def recover(
     Iteration ``i`` moves the completion (``completion``; not during the first ``warmup``
     iterations), then takes one :meth:`~stgconv.train.Trainer.step` with the completion as the
     data: the synthesis chains (``sampler``, persistent) and one Adam step on
-    ``mean E(completion) - mean E(chains)``.
+    ``mean E(completion) - mean E(chains)``. It works inside ``torch.no_grad()`` (the steps turn
+    autograd back on), not inside ``torch.inference_mode()``.
 
     Args:
         energy: trained in place.

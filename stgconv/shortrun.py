@@ -51,6 +51,8 @@ def reconstruct(
     """
     if target.shape != z0.shape:
         raise ValueError(f"target {tuple(target.shape)} and z0 {tuple(z0.shape)} must match")
+    if not z0.is_floating_point():  # it is optimised: autograd takes no integer tensor
+        raise ValueError(f"z0 must be floating point chain starts, got {z0.dtype}")
     if n_iterations < 1:
         raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
     generator = generator if generator is not None else torch.Generator(target.device)
@@ -103,6 +105,7 @@ def noise_path(init: NoiseInit, z_start: Tensor, z_end: Tensor, *, n_points: int
     Gaussian noise (``u = scale * erf(z / sqrt(2))``), walked there and mapped back (walked as
     it is, a midpoint would reach past ``scale`` and be bell-shaped: not a start the model
     learnt from). Returns ``(n_points, *S)``."""
+    _check_ends(z_start, z_end)
     if init.kind == "gaussian" or init.scale == 0:
         return latent_path(z_start, z_end, n_points=n_points)
     # Off the interval's ends, where erfinv is infinite: torch.rand's 0 gives -scale exactly.
@@ -125,9 +128,7 @@ def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
     Returns:
         ``(n_points, *S)``, from ``z_start`` to ``z_end``.
     """
-    if z_start.shape != z_end.shape:
-        raise ValueError(f"z_start {tuple(z_start.shape)} and z_end {tuple(z_end.shape)} "
-                         "must match")
+    _check_ends(z_start, z_end)
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     angles = torch.linspace(0, math.pi / 2, n_points, device=z_start.device, dtype=z_start.dtype)
@@ -135,11 +136,23 @@ def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
     return (1 - weights**2).sqrt() * z_start + weights * z_end
 
 
+def _check_ends(z_start: Tensor, z_end: Tensor) -> None:
+    """``ValueError`` unless a path's ends are floating point and of one shape: integer ends
+    made the path's angles integers too (0, ..., 0, 1 radian: a path that never reached
+    ``z_end``), without a word."""
+    if z_start.shape != z_end.shape:
+        raise ValueError(f"z_start {tuple(z_start.shape)} and z_end {tuple(z_end.shape)} "
+                         "must match")
+    if not (z_start.is_floating_point() and z_end.is_floating_point()):
+        raise ValueError(f"z_start and z_end must be floating point chain starts, got "
+                         f"{z_start.dtype} and {z_end.dtype}")
+
+
 def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,
              generator: torch.Generator | None = None) -> Tensor:
     """The chain from each of ``starts`` ``(N, *S)`` on its own, every one with the same noise
     (the generator's current state, restored afterwards; default: a new ``torch.Generator``,
-    as in :func:`reconstruct`); returns ``(N, *S)``."""
+    as in :func:`reconstruct`); returns ``(N, *S)`` (no samples for no starts)."""
     generator = generator if generator is not None else torch.Generator(starts.device)
     state = generator.get_state()
     # Every chain replays the same generator state, so all chains see the same noise and
@@ -149,4 +162,4 @@ def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,
         for start in starts
     ]
     generator.set_state(state)
-    return torch.cat(samples)
+    return torch.cat(samples) if samples else starts.detach().clone()

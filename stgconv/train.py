@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -62,6 +62,22 @@ class DivergenceError(FloatingPointError):
     def __init__(self, message: str, *, advice: str | None = None) -> None:
         super().__init__(message)
         self.advice = advice
+
+
+def training_step(step: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+    """``step``, a trainer's update, with autograd on even inside ``torch.no_grad()``, as the
+    samplers have it: a caller who wraps a training loop or a recovery in no_grad otherwise got
+    autograd's "element 0 of tensors does not require grad" from the backward pass.
+    ``torch.inference_mode()``, which no block can turn autograd back on in, is refused before
+    the step changes anything (chains stored under it could never be updated again)."""
+    @wraps(step)
+    def with_grad(trainer: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("a training step needs gradients, which torch.inference_mode() "
+                               "turns off: train outside it (torch.no_grad() is fine)")
+        with torch.enable_grad():
+            return step(trainer, *args, **kwargs)
+    return with_grad
 
 
 class FitLoop:
@@ -407,6 +423,7 @@ class Trainer(FitLoop):
             for _ in range(self.accumulate)
         ]
 
+    @training_step
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One optimizer update; returns the loss and mean energies of data and samples.
 

@@ -148,6 +148,17 @@ def test_nearest_known_fill_leaves_a_shape_with_nothing_observed_at_zero() -> No
     assert torch.allclose(filled[0], torch.full((1, 4, 4, 4), 0.7))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64], ids=str)
+def test_nearest_known_fill_copies_values_of_any_float_dtype(dtype: torch.dtype) -> None:
+    """bfloat16 failed in numpy ("Got unsupported ScalarType BFloat16"); the copied values
+    come back exactly, in the input's dtype."""
+    observed = boxes_and_balls(2, 8) * 0.5 + 0.25  # 0.25 and 0.75: exact in every float dtype
+    known = torch.rand(observed.shape, generator=torch.Generator().manual_seed(0)) < 0.4
+    filled = nearest_known_fill(observed.to(dtype), known)
+    assert filled.dtype == dtype
+    assert torch.equal(filled.float(), nearest_known_fill(observed, known))
+
+
 def test_neighbour_majority_widens_until_it_sees_an_observed_voxel() -> None:
     # Deep inside a hidden block the vote comes from the wider neighbourhood, not a blind 0.
     observed = torch.ones(1, 1, 9, 9, 9)

@@ -104,6 +104,14 @@ def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.
                               generator=gen(0), config={"cooperative": True})
 
 
+def test_a_step_inside_no_grad_is_the_same_step() -> None:
+    """The descriptor's and the generator's backward passes failed inside torch.no_grad()."""
+    outside, inside = make_trainer(), make_trainer()
+    stats = outside.step()
+    with torch.no_grad():
+        assert inside.step() == stats
+
+
 def test_the_generator_learns_to_reproduce_a_fixed_revision() -> None:
     target = torch.linspace(-0.8, 0.8, 64).reshape(1, 1, 8, 8)
     trainer = make_trainer(sampler=FixedRevision(target))

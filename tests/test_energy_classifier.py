@@ -133,6 +133,21 @@ def test_a_class_vector_of_the_wrong_length_is_a_value_error() -> None:
         energy.class_energy(torch.zeros(2, 3), torch.tensor([0, 1, 2]))
 
 
+@pytest.mark.parametrize("y, problem", [
+    (torch.tensor([0.7, 1.2]), r"classes must be integers, got torch.float32"),
+    (torch.tensor([True, False]), r"classes must be integers, got torch.bool"),
+    (1.0, r"classes must be integers, got torch.float32"),
+    (4, r"classes must be in 0 \.\. 3, got 4 \.\. 4"),
+    (torch.tensor([0, -1]), r"classes must be in 0 \.\. 3, got -1 \.\. 0"),
+], ids=["float", "bool", "float scalar", "int past K", "negative"])
+def test_classes_that_are_not_integers_in_range_are_named(y: object, problem: str) -> None:
+    """A float or bool class was truncated to another class without a word (0.7 -> 0); a
+    class outside 0 .. K - 1 failed inside gather (on a GPU, a device-side assert)."""
+    energy = ClassifierEnergy(nn.Linear(3, 4))
+    with pytest.raises(ValueError, match=problem):
+        energy.class_energy(torch.zeros(2, 3), y)
+
+
 def test_wide_resnet_keeps_full_resolution_in_its_first_stage() -> None:
     """The first stage runs at stride 1 and the next two halve the side: a 32x32 input
     reaches the pooling as 8x8 maps."""

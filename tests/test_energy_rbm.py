@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -261,6 +262,15 @@ def test_partition_functions_name_the_visible_units_they_refuse() -> None:
 def test_ais_needs_two_chains() -> None:
     with pytest.raises(ValueError, match="n_chains >= 2"):
         ais_log_partition(RBM(3, 2), n_chains=1, n_betas=10)
+
+
+@pytest.mark.parametrize("shape", [(2,), (1, 3), ()], ids=str)
+def test_ais_names_base_biases_not_one_per_visible_unit(shape: tuple[int, ...]) -> None:
+    """Each failed deep inside a product or a broadcast, naming no argument."""
+    with pytest.raises(ValueError, match=rf"base_visible_bias must be \(3,\), one per visible "
+                                         rf"unit, got {re.escape(str(shape))}"):
+        ais_log_partition(RBM(3, 2, generator=gen(0)), n_chains=4, n_betas=3,
+                          base_visible_bias=torch.zeros(shape), generator=gen(1))
 
 
 def test_rbm_initial_weights_come_from_the_given_generator() -> None:

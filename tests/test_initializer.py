@@ -334,6 +334,14 @@ def test_initializer_batches_are_occupancy_not_model_units() -> None:
     assert batch.max() > 0.5
 
 
+def test_a_step_inside_no_grad_is_the_same_step() -> None:
+    """The descriptor's and the initializer's backward passes failed inside torch.no_grad()."""
+    outside, inside = make_trainer(), make_trainer()
+    stats = outside.step()
+    with torch.no_grad():
+        assert inside.step() == stats
+
+
 def test_initializer_bce_is_the_mean_over_its_steps_not_the_sum() -> None:
     settings = replace(FAST, steps=4, batch_size=16, lr=1e-9)
     trainer = make_trainer(settings=settings)
@@ -420,3 +428,21 @@ def test_the_filler_takes_one_mask_broadcast_over_the_batch() -> None:
     known = torch.rand(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(1)) >= 0.5
     torch.testing.assert_close(initializer.propose_fill(observed, known),
                                initializer.propose_fill(observed, known.expand_as(observed)))
+
+
+@pytest.mark.parametrize("known, problem", [
+    (torch.ones(2, 1, 4, 4, 4), r"known must be a bool tensor \(True = observed\), got "
+                                r"torch.float32"),
+    (torch.ones(2, 1, 2, 4, 4, dtype=torch.bool), r"known \(2, 1, 2, 4, 4\) does not broadcast "
+                                                  r"to observed \(1, 1, 4, 4, 4\)"),
+    (torch.ones(2, 1, 4, 4, 4, dtype=torch.bool), r"known \(2, 1, 4, 4, 4\) does not broadcast "
+                                                  r"to observed \(1, 1, 4, 4, 4\)"),
+], ids=["float", "another grid", "another batch"])
+def test_the_filler_names_a_mask_that_is_not_bool_or_does_not_broadcast(known, problem) -> None:
+    """Each failed inside torch.where or expand_as, naming no argument."""
+    from stgconv.initializer import Initializer
+
+    initializer = Initializer(recovery=True, width=4, depth=2)
+    observed = torch.rand(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=problem):
+        initializer.propose_fill(observed, known)

@@ -217,6 +217,22 @@ def test_save_non_finite_images_writes_nothing(tmp_path: Path, bad: float) -> No
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("images, problem", [
+    (torch.full((2, 1, 8, 8), 128, dtype=torch.uint8), r"floating point pixels in \[-1, 1\], "
+     r"got torch.uint8 \(grey levels 0-255 convert with stgconv.io.image.from_levels\)"),
+    (torch.ones(2, 1, 8, 8, dtype=torch.bool), r"floating point pixels in \[-1, 1\], got "
+     "torch.bool"),
+    (torch.zeros(0, 1, 8, 8), r"with B >= 1, got \(0, 1, 8, 8\)"),
+], ids=["uint8", "bool", "batch0"])
+def test_save_grid_refuses_grey_levels_and_no_images(tmp_path: Path, images: torch.Tensor,
+                                                     problem: str) -> None:
+    """Grey levels 0-255 were clamped to white without a word; no image at all failed inside
+    torchvision (ZeroDivisionError)."""
+    with pytest.raises(ValueError, match=problem):
+        save_image_grid(images, tmp_path / "grid.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def make_folder(root: Path, n: int = 3) -> Path:
     root.mkdir()
     for i in range(n):

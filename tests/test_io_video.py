@@ -577,6 +577,20 @@ def test_to_uint8_clamps_out_of_range_values() -> None:
     np.testing.assert_array_equal(frames[0, ..., 0], [[0, 0, 128], [255, 255, 255]])
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.bool], ids=str)
+def test_a_video_that_is_not_floating_point_is_refused(tmp_path, dtype) -> None:
+    """Grey levels 0-255 were clamped to white without a word."""
+    levels = torch.full((1, 2, 4, 4), 128).to(dtype)
+    with pytest.raises(ValueError, match=rf"video must be floating point pixels in \[-1, 1\], "
+                                         rf"got {dtype}"):
+        to_uint8(levels)
+    with pytest.raises(ValueError, match=r"floating point pixels"):
+        save_video(levels, tmp_path / "clip.mkv")
+    with pytest.raises(ValueError, match=r"videos\[1\]: video must be floating point"):
+        save_comparison([levels.float() / 127.5 - 1, levels], tmp_path / "pair.mkv")
+    assert files_in(tmp_path) == []
+
+
 def test_yuv420p_refuses_an_odd_width_up_front(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"needs even height and width; got H=4, W=5"):
         save_video(torch.zeros(3, 2, 4, 5), tmp_path / "odd.mp4")

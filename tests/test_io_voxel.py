@@ -22,7 +22,7 @@ from stgconv.io.mesh import (
     voxelize,
 )
 from stgconv.io.render import render_views, render_voxels, voxel_sheet
-from stgconv.io.voxel import load_voxels, pad_to, save_voxels
+from stgconv.io.voxel import check_grids, load_voxels, pad_to, save_voxels
 
 # A unit cube [0, 1]^3 as 6 quads (outward winding).
 CUBE_VERTICES = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
@@ -282,6 +282,19 @@ def test_occupancy_round_trip(tmp_path: Path, suffix: str) -> None:
     # The message says what is wrong, not which Python argument to pass: CLI users read it too.
     with pytest.raises(ValueError, match=r"expected binary occupancy \{0, 1\}, found 250 other"):
         load_voxels(path)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".mat"])
+def test_bfloat16_grids_are_written_as_their_values(tmp_path: Path, suffix: str) -> None:
+    """numpy has no bfloat16: "Got unsupported ScalarType BFloat16" from save_voxels and
+    check_grids. Binary values are stored as uint8, others as float32 (exact for bfloat16)."""
+    binary = torch.from_numpy(random_grids(2, 4, 4, 4, seed=3)).bfloat16()
+    path = save_voxels(binary, tmp_path / f"b{suffix}")
+    np.testing.assert_array_equal(load_voxels(path), binary.to(torch.uint8).numpy())
+    levels = binary * 0.5 + 0.25  # 0.25 and 0.75: exact in bfloat16
+    path = save_voxels(levels, tmp_path / f"p{suffix}")
+    np.testing.assert_array_equal(load_voxels(path, binary=False), levels.float().numpy())
+    np.testing.assert_array_equal(check_grids(levels, binary=False), levels.float().numpy())
 
 
 def test_binvox_axis_order_and_runs(tmp_path: Path) -> None:

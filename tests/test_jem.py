@@ -159,6 +159,14 @@ def make_trainer(*, init_seed: int = 0, sampler=None, **jem) -> HybridTrainer:
         train=TrainConfig(batch_size=4, lr=0.01, energy_l2=0.1), generator=gen(0))
 
 
+def test_a_step_inside_no_grad_is_the_same_step() -> None:
+    """Its backward pass failed inside torch.no_grad()."""
+    outside, inside = make_trainer(), make_trainer()
+    stats = outside.step()
+    with torch.no_grad():
+        assert inside.step() == stats
+
+
 def test_a_step_reports_every_term_and_learns() -> None:
     trainer = make_trainer()
     history = trainer.fit(3, progress=False)

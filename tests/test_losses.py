@@ -78,6 +78,14 @@ def test_contrastive_divergence_errors() -> None:
         contrastive_divergence(nan_energy, tiny_data(3), tiny_data(3))
 
 
+@pytest.mark.parametrize("energy_l2", [-1.0, math.nan])
+def test_a_negative_or_nan_energy_l2_is_refused(energy_l2: float) -> None:
+    """Either dropped the penalty without a word."""
+    with pytest.raises(ValueError, match=r"energy_l2 must be >= 0, got"):
+        contrastive_divergence(Linear(3), torch.zeros(2, 3), torch.ones(2, 3),
+                               energy_l2=energy_l2)
+
+
 def test_an_infinite_sample_energy_raises() -> None:
     """An infinite energy on the samples alone (a chain that ran off) is reported too."""
     energy = Linear(3)
@@ -99,3 +107,20 @@ def test_hybrid_loss_reports_the_accuracy_of_the_top_logit() -> None:
     _, stats = hybrid_loss(ClassifierEnergy(identity), x, torch.tensor([0, 1, 1]), None,
                            px_weight=0.0)
     assert stats["accuracy"].item() == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("labels, problem", [
+    (torch.tensor([0.0, 1.0, 1.5]), r"labels must be integers, got torch.float32"),
+    (torch.tensor([0, 1, 2]), r"labels must be in 0 \.\. 1, "
+                              r"got 0 \.\. 2"),
+    (torch.tensor([0, -1, 1]), r"labels must be in 0 \.\. 1, got -1 \.\. 1"),
+], ids=["float", "past K", "negative"])
+def test_hybrid_loss_names_labels_that_are_not_classes(labels: Tensor, problem: str) -> None:
+    """Float labels were truncated without a word (1.5 -> 1); labels outside 0 .. K - 1 gave
+    cross_entropy's IndexError ("Target 2 is out of bounds"), which names no argument."""
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.losses import hybrid_loss
+
+    with pytest.raises(ValueError, match=problem):
+        hybrid_loss(ClassifierEnergy(nn.Linear(2, 2)), torch.zeros(3, 2), labels, None,
+                    px_weight=0.0)

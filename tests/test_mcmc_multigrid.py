@@ -188,6 +188,23 @@ def test_multigrid_sampler_argument_errors() -> None:
     assert sampler.factor_to_finest(2) == (1, 1)
 
 
+@pytest.mark.parametrize("constraint", [
+    KnownEntries(torch.zeros(2, 1, 6, 6), torch.ones(2, 1, 6, 6, dtype=torch.bool)),
+    KnownEntries(torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4, dtype=torch.bool)),
+    DownsampleConsistency(torch.zeros(2, 1, 2, 2), (2, 2)),
+], ids=["not divisible", "divisible", "block means"])
+def test_a_constraint_for_another_finest_grid_is_named(constraint) -> None:
+    """Such a constraint failed while it was coarsened for the base grid ("trailing shape (6, 6)
+    is not divisible by block factor (4, 4)"), or on a coarse grid's chains against its
+    coarsened form, naming neither the finest grid nor the constraint as given."""
+    langevin = Langevin(n_steps=1)
+    sampler = MultiGridSampler((langevin, langevin), ((2, 2), (2, 2)))
+    with pytest.raises(ValueError, match=r"the constraint does not fit the finest grid \(2, 1, "
+                                         r"8, 8\) \(x0 \(2, 1, 2, 2\) times the factors "
+                                         r"\(4, 4\)\): the chains have shape \(2, 1, 8, 8\)"):
+        sampler.run([RecordingQuadratic()] * 2, torch.zeros(2, 1, 2, 2), constraint=constraint)
+
+
 # --------------------------------------------------------------------------- conditional sampling
 
 

@@ -82,6 +82,19 @@ def test_noise_init_reproducible_and_rejects_bad_settings() -> None:
         NoiseInit("uniform", float("nan"))
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "uniform"])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool], ids=str)
+def test_noise_init_names_a_dtype_that_is_not_floating_point(kind, dtype) -> None:
+    """Failed inside torch ("normal_kernel_cpu" not implemented for 'Long'), as did noise added
+    to such data (data_plus_noise, DataStart)."""
+    with pytest.raises(ValueError, match=rf"floating point dtype, got {dtype}"):
+        NoiseInit(kind).sample((2, 3), dtype=dtype, generator=gen(0))
+    data = torch.ones(2, 3, dtype=dtype)
+    with pytest.raises(ValueError, match=rf"floating point data, got {dtype}"):
+        data_plus_noise(data, std=0.1, generator=gen(0))
+    assert torch.equal(data_plus_noise(data, std=0.0), data)  # no noise: a copy, as before
+
+
 # --------------------------------------------------------------------------- data Gaussian
 
 
@@ -236,6 +249,17 @@ def test_data_gaussian_log_prob_is_its_mixture_of_dense_gaussians() -> None:
     assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> None:
+    """Half precision failed inside the Cholesky factorisation; it is scored in float32."""
+    data, labels = two_class_data(400)
+    fitted = DataGaussian.fit(data.float(), labels, rank=1)
+    x = torch.randn(6, 1, 2, 2, generator=gen(5)).to(dtype)
+    log_prob = fitted.log_prob(x)
+    assert log_prob.dtype == torch.float32
+    torch.testing.assert_close(log_prob, fitted.log_prob(x.float()))
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda d, y: DataGaussian.fit(d, y, rank=-1), "rank must be >= 0"),
     (lambda d, y: DataGaussian.fit(torch.zeros_like(d), y).log_prob(d),
@@ -251,6 +275,21 @@ def test_data_gaussian_log_prob_is_its_mixture_of_dense_gaussians() -> None:
     (lambda d, y: DataGaussian.from_state({"means": d}), "lacks"),
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.full((2,), 0.5),
                                component_classes=torch.tensor([-1, 0])), "cover every class"),
+    # Each of these failed deep, or (short labels) blamed a class that only looked small.
+    (lambda d, y: DataGaussian.fit(d, y[:5]),
+     r"labels must be \(40,\), one per example of data \(40, 1, 2, 2\), got \(5,\)"),
+    (lambda d, y: DataGaussian.fit(d, y + 0.5), "labels must be integers, got torch.float32"),
+    (lambda d, y: DataGaussian.fit(d, y - 1), r"labels must be in 0 \.\. 0, got -1 \.\. 0"),
+    (lambda d, y: DataGaussian.fit(d[:0]), "at least 2 examples, got 0"),
+    (lambda d, y: DataGaussian.fit(d.masked_fill(d > 1, math.nan), y), "NaN or infinite"),
+    (lambda d, y: DataGaussian.fit(d, y, rank=1).log_prob(d.long()),
+     "scores floating point samples, got torch.int64"),
+    # Silent before: a fit stored in uint8 (means cut, negative directions wrapped), and
+    # draws cut to integers.
+    (lambda d, y: DataGaussian.fit((d * 100).to(torch.uint8), y),
+     "data must be floating point, as the model sees it, got torch.uint8"),
+    (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), dtype=torch.int64),
+     "draws are made in a floating point dtype, got torch.int64"),
 ])
 def test_data_gaussian_rejects_bad_input(call, message: str) -> None:
     data, labels = two_class_data(40)
@@ -333,9 +372,9 @@ def test_persistent_chains_state_dict_round_trip() -> None:
 
     restored = PersistentChains(4, init, chains_per_example=3)
     restored.load_state_dict(roundtrip(pc.state_dict()))
-    idx = torch.tensor([2, 1, 0])
+    idx, batch = torch.tensor([2, 1, 0]), torch.zeros(3, 2, 4, 4)
     # A fresh set would draw new noise from gen(99); the restored one must return the stored chains.
-    assert torch.equal(restored.start(x_pos, idx, generator=gen(99)), pc.start(x_pos, idx))
+    assert torch.equal(restored.start(batch, idx, generator=gen(99)), pc.start(batch, idx))
 
 
 def test_persistent_chains_shape_errors() -> None:
@@ -354,6 +393,37 @@ def test_persistent_chains_shape_errors() -> None:
         pc.load_state_dict({"chains": torch.zeros(4, 2, 1, 4, 4)})
     with pytest.raises(ValueError):
         pc.load_state_dict({"chains": torch.zeros(3, 1, 1, 4, 4)})
+
+
+@pytest.mark.parametrize("indices, problem", [
+    (torch.tensor([0, 1]), r"indices must be \(3,\) integers.*got \(2,\) torch.int64"),
+    (torch.tensor([0, 1, 1, 2]), r"indices must be \(3,\) integers.*got \(4,\)"),
+    (torch.tensor([0.0, 1.0, 2.0]), r"indices must be \(3,\) integers.*torch.float32"),
+    (torch.tensor([True, False, True]), r"indices must be \(3,\) integers.*torch.bool"),
+    (torch.tensor([0, -1, 1]), r"indices must be in 0 \.\. 3 \(n_examples 4\), got -1 \.\. 1"),
+    (torch.tensor([0, 4, 1]), r"indices must be in 0 \.\. 3 \(n_examples 4\), got 0 \.\. 4"),
+], ids=["short", "long", "float", "bool", "negative", "past the end"])
+def test_persistent_chains_name_indices_that_are_not_one_per_example(indices, problem) -> None:
+    """Indices of another length gave another number of chains without a word (so did a
+    negative one, the chains of the last example); float indices failed inside indexing."""
+    pc = PersistentChains(4, NoiseInit("gaussian", 1.0), chains_per_example=2)
+    with pytest.raises(ValueError, match=problem):
+        pc.start(torch.zeros(3, 1, 2, 2), indices, generator=gen(0))
+    assert pc.chains is None  # nothing drawn for a refused start
+
+
+@pytest.mark.parametrize("chains", [torch.zeros(5, 1, 2, 2), torch.zeros(6, 1, 1, 4),
+                                    torch.zeros(6, 1, 2, 2, dtype=F64)],
+                         ids=["count", "sample shape", "dtype"])
+def test_persistent_chains_keep_names_chains_not_of_the_last_start(chains) -> None:
+    """A wrong count, sample shape or dtype failed deep inside reshape or index_put."""
+    pc = PersistentChains(4, NoiseInit("gaussian", 1.0), chains_per_example=2)
+    pc.start(torch.zeros(3, 1, 2, 2), torch.tensor([0, 2, 1]), generator=gen(0))
+    stored = pc.chains.clone()
+    with pytest.raises(ValueError, match=r"keep takes the chains of the last start, "
+                                         r"\(6, 1, 2, 2\) torch.float32, got"):
+        pc.keep(chains)
+    assert torch.equal(pc.chains, stored)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,6 +596,11 @@ def test_replay_buffer_refuses_a_checkpoint_one_sample_over_capacity() -> None:
     buffer = ReplayBuffer(3, NoiseInit("gaussian", 1.0))
     with pytest.raises(ValueError, match="holds 4 samples, capacity is 3"):
         buffer.load_state_dict({"samples": torch.zeros(4, 1, 2, 2), "next": torch.tensor(0)})
+    for next_slot in (3, -1):  # was accepted: no keep ever makes it
+        with pytest.raises(ValueError, match=rf"next slot is {next_slot}, outside 0 \.\. 2"):
+            buffer.load_state_dict({"samples": torch.zeros(3, 1, 2, 2),
+                                    "next": torch.tensor(next_slot)})
+        assert len(buffer) == 0
     buffer.load_state_dict({"samples": torch.zeros(3, 1, 2, 2), "next": torch.tensor(0)})
     assert len(buffer) == 3
 
@@ -536,6 +611,20 @@ def test_replay_buffer_refuses_a_batch_of_another_sample_shape() -> None:
     buffer.keep(torch.zeros(4, 1, 2, 2))
     with pytest.raises(ValueError, match=r"samples of shape \(1, 2, 2\), batch has \(3, 2, 2\)"):
         buffer.start(torch.zeros(2, 3, 2, 2), torch.arange(2), generator=gen(0))
+
+
+@pytest.mark.parametrize("chains", [torch.zeros(2, 1, 2, 3), torch.zeros(2, 1, 2, 2, dtype=F64)],
+                         ids=["sample shape", "dtype"])
+@pytest.mark.parametrize("stored", [1, 4], ids=["room left", "full"])
+def test_replay_buffer_keep_names_chains_unlike_those_stored(chains, stored) -> None:
+    """With room left, other sample shapes failed inside torch.cat and float64 chains turned
+    the whole buffer float64; once full, both failed inside index_put."""
+    buffer = ReplayBuffer(4, NoiseInit("gaussian", 1.0))
+    buffer.keep(torch.zeros(stored, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"replay buffer holds samples \(1, 2, 2\) "
+                                         r"torch.float32, got chains"):
+        buffer.keep(chains)
+    assert len(buffer) == stored and buffer.samples.dtype == torch.float32
 
 
 def test_persistent_chains_keep_once_per_start() -> None:

@@ -94,6 +94,22 @@ def test_an_observed_clip_or_init_that_requires_grad_recovers_as_its_data() -> N
     assert torch.equal(run(observed, leaf * 1.0), plain)
 
 
+def test_recovery_inside_no_grad_is_the_same_recovery() -> None:
+    """Its training steps failed inside torch.no_grad() ("element 0 of tensors does not
+    require grad"), where a caller who thinks of recovery as inference may well be."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+
+    def run() -> torch.Tensor:
+        return recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
+                       train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
+                       generator=gen(2)).recovered
+
+    plain = run()
+    with torch.no_grad():
+        assert torch.equal(run(), plain)
+
+
 def test_warmup_holds_the_start_and_completion_sampler_moves_it() -> None:
     """During warm-up the completion is the start (its error is constant); afterwards the
     completion sampler, not the synthesis sampler, moves it."""

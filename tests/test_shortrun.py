@@ -179,3 +179,28 @@ def test_interpolate_walks_the_path_of_the_starts_noise() -> None:
     gaussian = shortrun.interpolate(energy, sampler, z_start, z_end, n_points=3,
                                     generator=gen(3))  # the default path: another midpoint
     assert not torch.equal(path[1], gaussian[1])
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "uniform"])
+def test_integer_starts_are_named_not_walked_with_integer_angles(kind: str) -> None:
+    """Integer ends made latent_path's angles integers, 0 but the last, 1 not pi/2 (a path that
+    stayed at z_start and never reached z_end), without a word; noise_path's uniform walk
+    failed in finfo, and reconstruct's integer z0 in requires_grad_."""
+    from stgconv.mcmc.init import NoiseInit
+
+    ends = torch.zeros(1, 4, 4, dtype=torch.long), torch.ones(1, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"z_start and z_end must be floating point chain "
+                                         r"starts, got torch.int64 and torch.int64"):
+        shortrun.noise_path(NoiseInit(kind), *ends, n_points=3)
+    energy, sampler = shortrun_model()
+    with pytest.raises(ValueError, match=r"z0 must be floating point chain starts, got "
+                                         r"torch.int64"):
+        shortrun.reconstruct(energy, sampler, ends[1][None].float(), z0=ends[0][None],
+                             n_iterations=1, generator=gen(0))
+
+
+def test_run_each_of_no_starts_is_no_samples() -> None:
+    """It failed in torch.cat; the samplers themselves take an empty batch."""
+    energy, sampler = shortrun_model()
+    samples = shortrun.run_each(energy, sampler, torch.zeros(0, 1, 8, 8), generator=gen(0))
+    assert samples.shape == (0, 1, 8, 8) and samples.dtype == torch.float32

@@ -546,6 +546,24 @@ def test_gradient_accumulation_averages_micro_batches() -> None:
     assert trainer.iteration == 1
 
 
+def test_a_step_inside_no_grad_is_the_same_step_and_inference_mode_is_refused() -> None:
+    """Inside torch.no_grad() the backward pass failed ("element 0 of tensors does not require
+    grad"), though the samplers turn autograd back on for themselves. inference_mode, where no
+    block can, is refused before the step draws anything (persistent chains drawn there could
+    never be updated again)."""
+    outside, inside = make_trainer("persistent"), make_trainer("persistent")
+    stats = outside.step()
+    with torch.no_grad():
+        assert inside.step() == stats
+    assert_same(outside.state_dict(), inside.state_dict())
+    fresh = make_trainer("persistent")
+    before = fresh.generator.get_state()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match=r"inference_mode\(\) turns "
+                                                                    r"off: train outside it"):
+        fresh.step()
+    assert fresh.chains.chains is None and torch.equal(fresh.generator.get_state(), before)
+
+
 # --------------------------------------------------------------------------- multi-grid
 
 

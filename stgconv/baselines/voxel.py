@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask, check_voxels
+from stgconv.checks import as_array, check_bool_mask, check_voxels
 from stgconv.ops import block_down, block_top_k, linear_up, nearest_up
 from stgconv.types import Fill
 
@@ -113,8 +113,8 @@ def nearest_known_fill(observed: Tensor, known: Tensor) -> Tensor:
         ``(B, C, *S)``, equal to ``observed`` at the known entries.
     """
     observed, known = _prepare(observed, known)
-    values = observed.detach().cpu().numpy()
-    mask = known.detach().cpu().numpy()
+    values = as_array(observed)
+    mask = as_array(known)
     out = np.zeros_like(values)
     for index in np.ndindex(*values.shape[:2]):
         seen = mask[index]

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from stgconv.checks import check_classes
 from stgconv.types import EnergyFn
 
 
@@ -99,15 +100,17 @@ class ClassifierEnergy(nn.Module):
 
     def class_energy(self, x: Tensor, y: Tensor | int) -> Tensor:
         """``-f(x)[y]`` (plus ``(1 - s) logsumexp_y f(x)[y]`` with a density scale), ``(B,)``,
-        of ``x`` ``(B, *S)``; ``y`` one class for every example or ``(B,)`` classes, each
-        in ``0 .. K - 1`` (not checked here: a sampler calls this every step, and the check
-        would stop a GPU's queue each time)."""
+        of ``x`` ``(B, *S)``; ``y`` one class for every example or ``(B,)`` classes, integers
+        in ``0 .. K - 1``. The range is checked only for classes on the CPU (an int too): a
+        sampler calls this every step, and checking classes on a GPU would stop its queue each
+        time."""
         logits = self.logits(x)
-        y = torch.as_tensor(y, device=logits.device)
+        y = torch.as_tensor(y)
         if y.dim() > 1 or (y.dim() == 1 and len(y) != len(x)):
             raise ValueError(f"classes must be one int or ({len(x)},), one per example, got "
                              f"{tuple(y.shape)}")
-        y = y.expand(len(x))
+        check_classes(y, "classes", n_classes=logits.shape[1] if y.device.type == "cpu" else None)
+        y = y.to(logits.device).expand(len(x))
         energy = -logits.gather(1, y.long()[:, None])[:, 0]
         if self.log_density_scale is None:
             return energy

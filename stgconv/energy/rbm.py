@@ -136,12 +136,17 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
     Raises:
         FloatingPointError: the estimate is not finite (a parameter is not): reported, since
             a NaN ``log Z`` would make every likelihood computed from it NaN.
+        ValueError: an RBM whose visible units are not binary, fewer than 2 chains or
+            temperatures, or ``base_visible_bias`` of another shape.
     """
     if rbm.visible != "binary":
         raise ValueError(f"ais_log_partition is for binary visible units; this RBM's are "
                          f"{rbm.visible!r}")
     if n_chains < 2 or n_betas < 2:
         raise ValueError(f"need n_chains >= 2 and n_betas >= 2, got {n_chains}, {n_betas}")
+    if base_visible_bias is not None and base_visible_bias.shape != (rbm.n_visible,):
+        raise ValueError(f"base_visible_bias must be ({rbm.n_visible},), one per visible unit, "
+                         f"got {tuple(base_visible_bias.shape)}")
     device, dtype = rbm.weight.device, torch.float64
     a0 = (torch.zeros(rbm.n_visible) if base_visible_bias is None else base_visible_bias)
     a0, a = a0.to(device, dtype), rbm.visible_bias.to(dtype)

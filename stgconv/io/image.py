@@ -37,6 +37,15 @@ def from_levels(levels: Tensor) -> Tensor:
     return levels / 127.5 - 1.0
 
 
+def check_pixels(pixels: Tensor, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``pixels`` are floating point (as pixels in
+    ``[-1, 1]`` are): grey levels 0-255 (uint8) or a bool mask would be clamped to white and
+    black without a word."""
+    if not pixels.is_floating_point():
+        raise ValueError(f"{name} must be floating point pixels in [-1, 1], got {pixels.dtype}"
+                         " (grey levels 0-255 convert with stgconv.io.image.from_levels)")
+
+
 def to_unit(pixels: Tensor) -> Tensor:
     """Pixels in ``[-1, 1]`` -> ``[0, 1]`` (clamped), as image viewers such as TensorBoard
     take them; any shape."""
@@ -233,9 +242,17 @@ def builtin_image(name: str) -> Image.Image:
 
 
 def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
-    """Write ``(B, C, H, W)`` images in ``[-1, 1]`` as one PNG grid, atomically."""
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"expected images of shape (B, 1 or 3, H, W), got {tuple(images.shape)}")
+    """Write ``(B, C, H, W)`` float images in ``[-1, 1]`` as one PNG grid, atomically.
+
+    Raises:
+        ValueError: another shape, no image, a dtype that is not floating point (grey levels
+            0-255 would be clamped to white: convert them with :func:`from_levels`), or
+            NaN/inf values.
+    """
+    if images.dim() != 4 or images.shape[1] not in (1, 3) or len(images) == 0:
+        raise ValueError(f"expected images of shape (B, 1 or 3, H, W) with B >= 1, got "
+                         f"{tuple(images.shape)}")
+    check_pixels(images, "images")
     if not torch.isfinite(images).all():  # else written as grey levels nobody could tell apart
         raise ValueError("images contain NaN or infinite values; refusing to write them")
     # torchvision takes seconds to import (it loads torch._dynamo); only writing a grid pays.

@@ -40,6 +40,7 @@ from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.image import (
     IMAGE_SUFFIXES,
+    check_pixels,
     from_levels,
     read_image,
     to_channels,
@@ -528,9 +529,10 @@ def _resolve_codec(suffix: str, codec: str | None) -> str:
 
 
 def to_uint8(video: Tensor) -> np.ndarray:
-    """``(C, T, H, W)`` in ``[-1, 1]`` -> uint8 ``(T, H, W, 3)`` (grey repeated to RGB).
+    """``(C, T, H, W)`` floats in ``[-1, 1]`` -> uint8 ``(T, H, W, 3)`` (grey repeated to RGB).
 
-    Values are clamped to ``[-1, 1]`` and rounded: ``round((x + 1) * 127.5)``.
+    Values are clamped to ``[-1, 1]`` and rounded: ``round((x + 1) * 127.5)``; a video that is
+    not floating point is refused (grey levels 0-255 would all come out white).
     """
     _check_video(video)
     video = video.detach().float().cpu().clamp(-1, 1)
@@ -546,6 +548,7 @@ def _check_video(video: Tensor) -> None:
         raise ValueError(f"expected a video of shape (C=1 or 3, T, H, W), got {shape}")
     if min(video.shape[1:]) < 1:
         raise ValueError(f"video has an empty dimension: (C, T, H, W) = {tuple(video.shape)}")
+    check_pixels(video, "video")
     if not torch.isfinite(video).all():
         raise ValueError("video contains NaN or infinite values; refusing to write it")
 
@@ -561,10 +564,10 @@ def save_video(
     RGB with equal channels (``load_video(..., channels=1)`` gives it back).
 
     Raises:
-        ValueError: bad shape, NaN/inf values, an unknown suffix, a codec this build cannot
-            write into that container (the message lists the ones it can), odd height or width
-            for a yuv420p codec, or an encoder failure. Nothing is left at ``path`` (nor a
-            temporary file beside it) when writing fails.
+        ValueError: bad shape, a dtype that is not floating point, NaN/inf values, an unknown
+            suffix, a codec this build cannot write into that container (the message lists the
+            ones it can), odd height or width for a yuv420p codec, or an encoder failure.
+            Nothing is left at ``path`` (nor a temporary file beside it) when writing fails.
     """
     import av
 

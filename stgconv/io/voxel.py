@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_int, npz_array, open_npz, reading
+from stgconv.checks import as_array, as_int, npz_array, open_npz, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
 from stgconv.io.matlab import read_mat
 
@@ -114,7 +114,7 @@ def check_grids(array: np.ndarray | Tensor, *, binary: bool = True, name: str = 
         ValueError: wrong number of dimensions, not cubic, or values out of range; the message
             starts with ``name``.
     """
-    array = array.detach().cpu().numpy() if isinstance(array, Tensor) else np.asarray(array)
+    array = as_array(array)
     if array.ndim == 5 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim not in (3, 4):
@@ -273,7 +273,7 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
     if suffix not in VOXEL_SUFFIXES:
         raise ValueError(f"cannot write voxels to {path}: suffix must be one of "
                          f"{', '.join(VOXEL_SUFFIXES)}, got {suffix!r}")
-    array = grids.detach().cpu().numpy() if isinstance(grids, Tensor) else np.asarray(grids)
+    array = as_array(grids)
     # Integer and bool grids must be binary; float grids may be, and are then stored as uint8.
     integral = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
     if integral and array.size and (array.min() < 0 or array.max() > 1):

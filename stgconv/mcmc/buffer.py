@@ -59,7 +59,13 @@ class ReplayBuffer:
         return None
 
     def keep(self, x_neg: Tensor) -> None:
-        """Store the finished chains ``x_neg`` ``(M, *S)``, replacing the oldest once full."""
+        """Store the finished chains ``x_neg`` ``(M, *S)``, replacing the oldest once full;
+        their sample shape and dtype must be those stored."""
+        if self.samples is not None and (x_neg.shape[1:] != self.samples.shape[1:]
+                                         or x_neg.dtype != self.samples.dtype):
+            raise ValueError(f"replay buffer holds samples {tuple(self.samples.shape[1:])} "
+                             f"{self.samples.dtype}, got chains {tuple(x_neg.shape)} "
+                             f"{x_neg.dtype}")
         x_neg = x_neg.detach()[-self.capacity :]
         if self.samples is None:
             self.samples = x_neg.new_empty((0, *x_neg.shape[1:]))
@@ -88,6 +94,10 @@ class ReplayBuffer:
             raise ValueError(
                 f"checkpoint buffer holds {samples.shape[0]} samples, capacity is {self.capacity}"
             )
+        next_slot = int(state["next"]) if "next" in state else 0
+        if not 0 <= next_slot < self.capacity:
+            raise ValueError(f"checkpoint buffer's next slot is {next_slot}, outside 0 .. "
+                             f"{self.capacity - 1} (capacity {self.capacity})")
         # A copy: later in-place updates must not write into the caller's tensor.
         self.samples = None if samples is None else samples.clone()
-        self._next = int(state["next"]) if "next" in state else 0
+        self._next = next_slot

@@ -10,6 +10,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_classes
+
 
 @dataclass(frozen=True)
 class NoiseInit:
@@ -36,7 +38,10 @@ class NoiseInit:
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """A tensor of ``shape`` (any, e.g. ``(B, *S)``) drawn from this distribution."""
+        """A tensor of ``shape`` (any, e.g. ``(B, *S)``) drawn from this distribution;
+        ``dtype`` floating point (noise has no integer form)."""
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"noise is drawn in a floating point dtype, got {dtype}")
         if self.kind == "gaussian":
             return self.scale * torch.randn(shape, generator=generator, device=device, dtype=dtype)
         return self.scale * (
@@ -45,11 +50,14 @@ class NoiseInit:
 
 def data_plus_noise(x: Tensor, *, std: float, generator: torch.Generator | None = None) -> Tensor:
     """``x + std * eps``, ``eps ~ N(0, I)``; ``x`` ``(B, *S)`` -> ``(B, *S)``; ``std`` finite
-    and ``>= 0`` (a NaN made every start NaN, reported later as a diverged chain)."""
+    and ``>= 0`` (a NaN made every start NaN, reported later as a diverged chain); ``x``
+    floating point unless ``std`` is 0."""
     if not (math.isfinite(std) and std >= 0):
         raise ValueError(f"std must be finite and >= 0, got {std}")
     if std == 0:
         return x.clone()
+    if not x.is_floating_point():
+        raise ValueError(f"noise is added to floating point data, got {x.dtype}")
     return x + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
@@ -120,15 +128,34 @@ class DataGaussian:
         Each component keeps ``min(rank, n - 2)`` directions, ``n`` its examples (zero
         directions pad the others to the most kept): ``n`` examples span ``n - 1``
         directions, and keeping all of them would leave no variance for the isotropic rest
-        (no density, :meth:`log_prob`)."""
+        (no density, :meth:`log_prob`).
+
+        Raises:
+            ValueError: data that is not floating point, fewer than 2 examples (of any
+                class), NaN or infinite data, labels that are not ``(N,)`` integers from 0, a
+                negative ``rank``, ``components < 1``.
+        """
         if rank < 0:
             raise ValueError(f"rank must be >= 0, got {rank}")
         if components < 1:
             raise ValueError(f"components must be >= 1, got {components}")
+        if not data.is_floating_point():  # the fit is stored in data's dtype: cut to integers
+            raise ValueError(f"data must be floating point, as the model sees it, got "
+                             f"{data.dtype}")
         flat = data.detach().flatten(1).double()
-        labels = (torch.zeros(len(flat), dtype=torch.long, device=flat.device) if labels is None
-                  else labels.long().to(flat.device))
+        if len(flat) < 2:
+            raise ValueError(f"a Gaussian fit needs at least 2 examples, got {len(flat)}")
+        if not torch.isfinite(flat).all():  # else the SVD fails to converge, naming no input
+            raise ValueError("data has NaN or infinite values")
+        if labels is None:
+            labels = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
+        elif labels.shape != flat.shape[:1]:  # else a class past the labels' end looks small
+            raise ValueError(f"labels must be ({len(flat)},), one per example of data "
+                             f"{tuple(data.shape)}, got {tuple(labels.shape)}")
+        check_classes(labels, "labels")
+        labels = labels.long().to(flat.device)
         n_classes = int(labels.max()) + 1
+        check_classes(labels, "labels", n_classes=n_classes)  # negative ones
         counts = torch.bincount(labels, minlength=n_classes)
         if int(counts.min()) < 2:
             k = int(counts.argmin())
@@ -189,7 +216,10 @@ class DataGaussian:
         """``shape`` = ``(B, *S)`` draws, of the given ``classes`` ``(B,)`` (each from one of
         its class's components, picked by their weights) or of components picked by the
         mixture weights (a share ``noise`` of these uniform noise instead). A ``shape`` with
-        extra leading dims (persistent chains' ``(N, k, *S)``) is filled the same way."""
+        extra leading dims (persistent chains' ``(N, k, *S)``) is filled the same way;
+        ``dtype`` floating point, as :meth:`NoiseInit.sample`'s."""
+        if dtype is not None and not dtype.is_floating_point:  # draws cut to integers
+            raise ValueError(f"draws are made in a floating point dtype, got {dtype}")
         sample_shape = tuple(self.means.shape[1:])
         if tuple(shape[-len(sample_shape):]) != sample_shape:
             raise ValueError(f"the data Gaussian makes samples of shape {sample_shape}, asked "
@@ -243,11 +273,13 @@ class DataGaussian:
         ``x``.
 
         Each component's Gaussian is computed through its ``r x r`` factor space (the Woodbury
-        identity), never the ``D x D`` covariance.
+        identity), never the ``D x D`` covariance, in ``x``'s dtype, float32 at least (so the
+        result of float16 or bfloat16 ``x`` is float32).
 
         Raises:
             ValueError: a component without residual variance (its examples span no more
-                directions than it keeps), whose covariance is singular.
+                directions than it keeps), whose covariance is singular; ``x`` of another
+                sample shape or not floating point.
         """
         if not self.has_density:
             raise ValueError("a data Gaussian with zero residual variance has no density (a "
@@ -256,6 +288,11 @@ class DataGaussian:
         if tuple(x.shape[1:]) != sample_shape:
             raise ValueError(f"the data Gaussian scores samples of shape {sample_shape}, got "
                              f"{tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"the data Gaussian scores floating point samples, got {x.dtype}")
+        # Half precision has no Cholesky factorisation (nor the range of a log-density of
+        # thousands of entries).
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
         factors = self.factors.flatten(2).to(x.dtype)  # (K, r, D)
         variance = self.residual_std.to(x.dtype) ** 2  # (K,)
         rank, dims = factors.shape[1], factors.shape[2]

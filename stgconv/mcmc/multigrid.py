@@ -96,10 +96,14 @@ class MultiGridSampler:
 
         Raises:
             NonFiniteEnergyError: naming the grid and the step where a chain diverged.
+            ValueError: another number of energies, or a constraint that does not fit the
+                finest grid.
         """
         if len(energies) != len(self.samplers):
             raise ValueError(f"{len(energies)} energies for {len(self.samplers)} grids; expected "
                              "one energy per modelled grid, coarse to fine")
+        if constraint is not None:
+            self._check_fits_finest(constraint, x0)
         base = x0.detach().clone()
         base_constraint = self._constraint_at(constraint, 0)
         if base_constraint is not None:
@@ -115,6 +119,18 @@ class MultiGridSampler:
             except NonFiniteEnergyError as err:
                 raise on_grid(err, k + 1, start.shape[-len(factor):]) from err
         return grids
+
+    def _check_fits_finest(self, constraint: Constraint, x0: Tensor) -> None:
+        """``ValueError`` naming the finest grid when ``constraint`` does not fit it (coarsening
+        it for another grid fails first, with a message about block factors alone)."""
+        factor = self.factor_to_finest(0)
+        lead, base_size = x0.shape[:-len(factor)], x0.shape[-len(factor):]
+        finest = (*lead, *(n * f for n, f in zip(base_size, factor)))
+        try:
+            constraint.project(x0.new_zeros(finest))
+        except ValueError as err:
+            raise ValueError(f"the constraint does not fit the finest grid {finest} (x0 "
+                             f"{tuple(x0.shape)} times the factors {factor}): {err}") from err
 
     def _constraint_at(self, constraint: Constraint | None, grid: int) -> Constraint | None:
         if constraint is None:

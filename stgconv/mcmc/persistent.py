@@ -33,7 +33,19 @@ class PersistentChains:
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """The stored chains ``(B * chains_per_example, *S)`` of examples ``indices`` ``(B,)``
-        (``x_pos`` ``(B, *S)`` gives their shape the first time)."""
+        (``x_pos`` ``(B, *S)`` gives their shape the first time).
+
+        ``indices`` are integers in ``0 .. n_examples - 1``; their range is checked only when
+        they are on the CPU (on a GPU the check would stop its queue every iteration)."""
+        if (indices.dim() != 1 or len(indices) != len(x_pos) or indices.is_floating_point()
+                or indices.is_complex() or indices.dtype == torch.bool):
+            raise ValueError(f"indices must be ({len(x_pos)},) integers, one example number per "
+                             f"example of the batch, got {tuple(indices.shape)} {indices.dtype}")
+        if (indices.device.type == "cpu" and len(indices)
+                and not 0 <= int(indices.min()) <= int(indices.max()) < self.n_examples):
+            raise ValueError(f"indices must be in 0 .. {self.n_examples - 1} (n_examples "
+                             f"{self.n_examples}), got {int(indices.min())} .. "
+                             f"{int(indices.max())}")
         if self.chains is None:
             shape = (self.n_examples, self.chains_per_example, *x_pos.shape[1:])
             self.chains = self.init.sample(shape, device=x_pos.device, dtype=x_pos.dtype,
@@ -55,6 +67,10 @@ class PersistentChains:
         :meth:`start`'s examples."""
         if self._last is None or self.chains is None:
             raise RuntimeError("keep() called before start()")
+        expected = (len(self._last) * self.chains_per_example, *self.chains.shape[2:])
+        if tuple(x_neg.shape) != expected or x_neg.dtype != self.chains.dtype:
+            raise ValueError(f"keep takes the chains of the last start, {expected} "
+                             f"{self.chains.dtype}, got {tuple(x_neg.shape)} {x_neg.dtype}")
         self.chains[self._last] = x_neg.detach().reshape(-1, self.chains_per_example,
                                                          *x_neg.shape[1:])
         self._last = None
