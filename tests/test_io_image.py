@@ -196,7 +196,10 @@ def test_save_grid_layout_and_clamp(tmp_path: Path) -> None:
         assert image.size == (3 * 10 + 2, 2 * 10 + 2)
         array = np.asarray(image)
     assert array.min() == 0 and array.max() == 255
+    assert array.ndim == 2  # grey images, a grey PNG (make_grid repeats them to RGB)
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary files left
+    with Image.open(save_image_grid(x.expand(5, 3, 8, 8), tmp_path / "rgb.png")) as image:
+        assert image.mode == "RGB"
 
 
 @pytest.mark.parametrize("shape", [(3, 8, 8), (2, 2, 8, 8), (1, 1, 1, 8, 8)])

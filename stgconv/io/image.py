@@ -261,7 +261,8 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2,
                      pad_value=1.0)
     array = to_levels(grid).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return save_picture(array[:, :, 0] if array.shape[2] == 1 else array, path)
+    # make_grid repeats one channel to three; a grey grid is written as a grey PNG.
+    return save_picture(array[:, :, 0] if images.shape[1] == 1 else array, path)
 
 
 def save_picture(array: np.ndarray, path: str | Path) -> Path:
