@@ -85,11 +85,9 @@ def test_writer_that_removes_its_temporary_file(tmp_path: Path) -> None:
     assert path.read_text() == "old" and leftovers(tmp_path, {"out.txt"}) == []
 
 
-def test_the_file_is_on_disk_before_its_rename_and_the_rename_after(tmp_path: Path,
-                                                                   monkeypatch) -> None:
-    """What survives a power cut: the temporary's data flushed before the rename, the folder
-    (holding the rename) flushed after it; the rename alone orders only what a running system
-    shows."""
+def record_flushes_and_renames(monkeypatch) -> list[tuple[str, str]]:
+    """From now on, every ``os.fsync`` (the path flushed) and ``os.replace`` (the destination),
+    in order, as ``("fsync" | "replace", path)``."""
     events = []
     fsync, replace = os.fsync, os.replace
 
@@ -103,6 +101,15 @@ def test_the_file_is_on_disk_before_its_rename_and_the_rename_after(tmp_path: Pa
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
     monkeypatch.setattr(os, "replace", recording_replace)
+    return events
+
+
+def test_the_file_is_on_disk_before_its_rename_and_the_rename_after(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """What survives a power cut: the temporary's data flushed before the rename, the folder
+    (holding the rename) flushed after it; the rename alone orders only what a running system
+    shows."""
+    events = record_flushes_and_renames(monkeypatch)
     path = atomic_write_text(tmp_path / "out.txt", "durable")
     assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
     assert Path(events[0][1]).name.startswith(".out.txt.")  # the temporary, whole
@@ -346,19 +353,7 @@ def test_files_written_together_are_on_disk_before_their_renames_and_the_renames
         tmp_path: Path, monkeypatch) -> None:
     """As for one file: each temporary flushed before any rename, and each folder holding a
     rename flushed after them (else a power cut could leave the names on empty files)."""
-    events = []
-    fsync, replace = os.fsync, os.replace
-
-    def recording_fsync(fd: int) -> None:
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        fsync(fd)
-
-    def recording_replace(src, dst) -> None:
-        events.append(("replace", str(dst)))
-        replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
-    monkeypatch.setattr(os, "replace", recording_replace)
+    events = record_flushes_and_renames(monkeypatch)
     (tmp_path / "sub").mkdir()
     with written_together():
         atomic_write_text(tmp_path / "a.txt", "a")
