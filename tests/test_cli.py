@@ -951,13 +951,23 @@ def test_interpolation_npy_holds_the_pngs_points_in_order_in_the_datas_range(
     (its points overshoot [-1, 1] and must come back in it, as synthesize's samples do)."""
     run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=gaussian",
                            "chains.init_scale=3.0", "sampler.clamp=null")
-    out = tasks.interpolate(run, tmp_path / "int", n_points=4, device="cpu")
+    # 9 points: past the 8 a grid row holds by default, still one row.
+    out = tasks.interpolate(run, tmp_path / "int", n_points=9, device="cpu")
     path = np.load(out / "interpolation.npy")
-    assert path.shape == (4, 1, 8, 8) and path.min() == 0 and path.max() == 255
+    assert path.shape == (9, 1, 8, 8) and path.min() == 0 and path.max() == 255
     grid = np.asarray(Image.open(out / "interpolation.png").convert("L"), dtype=np.float64)
-    for point in range(4):  # 8 px panels, 2 px padding
+    assert grid.shape == (8 + 4, 9 * 10 + 2)
+    for point in range(9):  # 8 px panels, 2 px padding
         panel = grid[2:10, 2 + point * 10:10 + point * 10]
         np.testing.assert_allclose(panel, path[point, 0], atol=0.51)
+
+def test_interpolate_refuses_a_model_sampled_by_another_chain_than_langevin(
+        tmp_path: Path) -> None:
+    run = tiny_texture_run(tmp_path, "chains.mode=noise", "sampler.kind=mala")
+    with pytest.raises(ValueError, match="need a Langevin short-run model, this one was "
+                                         "trained with 'mala'"):
+        tasks.interpolate(run, tmp_path / "int", n_points=2, device="cpu")
+
 
 def test_a_zero_learning_rate_is_refused_by_its_option(tmp_path: Path, capsys) -> None:
     # --lr 0 is refused before any work, naming the option (not a later missing checkpoint).

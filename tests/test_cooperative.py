@@ -358,6 +358,17 @@ def test_synthesize_refuses_a_cooperative_sample_too_large_before_drawing_it(
     assert not (tmp_path / "out").exists()
 
 
+def test_synthesize_refuses_what_a_cooperative_model_cannot_do(coop_run: Path,
+                                                           tmp_path: Path) -> None:
+    """Its generator makes no class: the classes would be silently ignored."""
+    with pytest.raises(ValueError, match="not a classifier"):
+        synthesize(coop_run, tmp_path / "out", classes=[0], device="cpu")
+    with pytest.raises(ValueError, match="n_steps must be an int >= 0, got -1"):
+        synthesize(coop_run, tmp_path / "out", n_steps=-1, device="cpu")
+    with pytest.raises(ValueError, match="start='chains' do not apply"):
+        synthesize(coop_run, tmp_path / "out", start="chains", device="cpu")
+
+
 def test_train_writes_a_cooperative_run(coop_run: Path) -> None:
     assert (coop_run / "samples.png").is_file() and (coop_run / "samples_000002.png").is_file()
     energy, config, state = load_model(coop_run, device="cpu")
@@ -385,9 +396,12 @@ def test_synthesize_goes_through_the_generator(coop_run: Path, tmp_path: Path, c
 
 
 def test_interpolate_walks_between_two_latents(coop_run: Path, tmp_path: Path) -> None:
-    assert main(["interpolate", str(coop_run), "--points", "4", "--out", str(tmp_path),
-                 "--device", "cpu"]) == 0
-    assert (tmp_path / "interpolation.png").is_file()
+    for again in ("first", "second"):  # the seed draws the latents: the same path twice
+        assert main(["interpolate", str(coop_run), "--points", "4", "--seed", "3",
+                     "--out", str(tmp_path / again), "--device", "cpu"]) == 0
+    assert (tmp_path / "first" / "interpolation.png").is_file()
+    assert np.array_equal(np.load(tmp_path / "first" / "interpolation.npy"),
+                          np.load(tmp_path / "second" / "interpolation.npy"))
 
 
 def test_train_resume_continues_a_cooperative_run(coop_run: Path, tmp_path: Path) -> None:

@@ -161,6 +161,25 @@ def test_wide_resnet_needs_at_least_one_block_per_stage() -> None:
         wide_resnet(depth=4, widen=1)
 
 
+def test_a_wide_block_adds_its_body_to_its_skip_path() -> None:
+    """A block keeping the shape, its convolutions zeroed, passes its input through."""
+    block = wide_resnet(n_classes=3, depth=10, widen=1)[1]
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.zero_()
+    x = torch.randn(2, 16, 4, 4, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(block(x), x)
+
+
+def test_the_digit_preset_is_smooth_and_refuses_another_side() -> None:
+    """SiLU after every convolution, so the input gradient a sampler follows is continuous."""
+    activations = [type(layer) for layer in digit_classifier(width=2)
+                   if not isinstance(layer, (nn.Conv2d, nn.Flatten, nn.Linear))]
+    assert activations == [nn.SiLU] * 3
+    with pytest.raises(ValueError, match="digit_classifier takes 28x28 images, got image_size 32"):
+        classifier_energy("digit_classifier", image_size=32)
+
+
 def test_a_classifier_needs_two_classes() -> None:
     with pytest.raises(ValueError, match="n_classes >= 2"):
         classifier_energy("digit_classifier", n_classes=1)

@@ -66,7 +66,7 @@ def test_a_class_conditional_experts_classifier_is_registered_once_and_moves() -
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"experts": []}, "at least one"),
+    ({"experts": []}, "at least one expert"),
     ({"experts": [gaussian(0, 1)], "weights": [1.0, 2.0]}, "as many weights"),
     ({"experts": [gaussian(0, 1)], "weights": [math.nan]}, "finite and >= 0"),
     ({"experts": [gaussian(0, 1)], "weights": [-1.0]}, "finite and >= 0"),

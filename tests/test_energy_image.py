@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+from torch import nn
 
 from stgconv.energy import IMAGE_PRESETS, ConvNetEnergy, image_energy
 
@@ -122,6 +123,22 @@ def test_too_small_for_receptive_field() -> None:
     for size in ((side_h - 1, side_w), (side_h, side_w - 1)):
         with pytest.raises(ValueError, match="receptive field"):
             energy.check_size(size)
+
+
+@pytest.mark.parametrize(("arch", "convolutions", "activation"), [
+    ("texture", [(100, 15, 3), (70, 9, 1), (30, 7, 1)], nn.ReLU),
+    ("object", [(100, 7, 2), (64, 5, 1)], nn.ReLU),
+    ("descriptor64", [(64, 5, 2), (128, 5, 2), (256, 5, 2), (512, 5, 2)], nn.LeakyReLU),
+    ("descriptor16", [(96, 5, 2), (128, 3, 1), (256, 3, 1), (512, 3, 1)], nn.LeakyReLU),
+    ("descriptor4", [(96, 5, 2), (128, 3, 1), (256, 3, 1)], nn.LeakyReLU),
+])
+def test_presets_are_the_papers_nets(arch: str, convolutions: list, activation: type) -> None:
+    """(filters, kernel side, stride) of every convolution and the activation, as the module
+    docstring gives them from the papers."""
+    layers = list(image_energy(arch, in_channels=CHANNELS, image_size=16).modules())
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in layers
+            if isinstance(m, nn.Conv2d)] == convolutions
+    assert {type(m) for m in layers if isinstance(m, (nn.ReLU, nn.LeakyReLU))} == {activation}
 
 
 def test_unknown_arch() -> None:

@@ -5,6 +5,8 @@ example, rebuilt from its config) is in ``test_energy.py``."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -79,6 +81,13 @@ def test_fc_s_second_layer_spans_the_whole_frame() -> None:
     x = torch.zeros(1, 3, 8, 16, 12)
     h = energy.features[:3](x)  # conv, relu, conv
     assert tuple(h.shape[-2:]) == (1, 1)
+
+
+def test_fc_s_takes_given_layers_and_needs_a_two_sided_frame() -> None:
+    layers = [[4, (3, 3, 3), (1, 1, 1)]]
+    assert video_energy("fc_s_small", frame_size=(16, 16), layers=layers).config["layers"] == layers
+    with pytest.raises(ValueError, match=re.escape("fc_s_small needs frame_size=(H, W), got (16,)")):
+        video_energy("fc_s_small", frame_size=(16,))
 
 
 def test_video_presets_default_to_a_reference_sigma_of_0_05() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from stgconv.config import ModelConfig
 from stgconv.energy import build_from_config
@@ -30,6 +31,17 @@ def test_wrong_size_names_the_expected_shape(arch: str) -> None:
         energy(torch.zeros(1, side, side, side))  # no channel axis
 
 
+@pytest.mark.parametrize(("arch", "convolutions"), [
+    ("desc32", [(200, 16, 3, 7), (100, 6, 2, 3)]),
+    ("desc64_sr", [(200, 16, 3, 7)]),  # (64 + 2 * 7 - 16) // 3 + 1 = 21 positions a side
+])
+def test_the_papers_presets_are_the_authors_nets(arch: str, convolutions: list) -> None:
+    """(filters, kernel side, stride, padding) of every convolution, as in the module
+    docstring."""
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0])
+            for m in voxel_energy(arch).modules() if isinstance(m, nn.Conv3d)] == convolutions
+
+
 def test_unknown_arch_lists_the_presets() -> None:
     with pytest.raises(ValueError, match="desc32_small"):
         voxel_energy("desc16")
@@ -39,6 +51,7 @@ def test_config_builds_voxel_energies_that_rebuild_from_their_config() -> None:
     energy = VOXELS.energy(ModelConfig(arch="desc32_small", image_size=16, reference_sigma=0.5,
                                       layers=((4, 4, 2, 1), (4, 3, 2, 1))))
     assert energy.input_size == (16, 16, 16) and energy.spatial_dims == 3
+    assert [tuple(layer) for layer in energy.config["layers"]] == [(4, 4, 2, 1), (4, 3, 2, 1)]
     rebuilt = build_from_config(energy.config)
     rebuilt.load_state_dict(energy.state_dict())
     x = torch.rand(3, 1, 16, 16, 16)

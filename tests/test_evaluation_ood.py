@@ -103,6 +103,7 @@ def arrays(trained_jem_run: dict[str, Path], tmp_path: Path) -> dict[str, str]:
         "empty": {"x_test": np.zeros((0, 28, 28), np.uint8)},
         "zero_side": {"x_test": np.zeros((3, 0, 28), np.uint8)},
         "class_9": {"x_test": x, "y_test": np.full(len(x), 9)},
+        "class_3": {"x_test": x, "y_test": np.full(len(x), 3)},
         "short_labels": {"x_test": x, "y_test": y[:2]},
     }
     for name, content in files.items():
@@ -231,6 +232,7 @@ def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> No
     ("{inliers}", "{empty}", "{empty}: x_test holds no images"),
     ("{inliers}", "{zero_side}", "{zero_side}: x_test's images have no pixels"),
     ("{class_9}", "{outliers}", "y_test has class 9, but the model has 3 classes"),
+    ("{class_3}", "{outliers}", "y_test has class 3, but the model has 3 classes (0 .. 2)"),
     ("{short_labels}", "{outliers}", "{short_labels}"),
 ])
 def test_bad_input_exits_2_with_one_line(arrays: dict[str, str], capsys, inliers: str,
@@ -280,6 +282,39 @@ def test_raw_pixels_are_refused_not_scored_as_model_values() -> None:
         score_images(energy, pixels, raw)
     with pytest.raises(ValueError, match="floating point"):
         ood.reference_log_prob(pixels, raw)
+
+
+def test_classifier_outputs_are_the_models_own_in_float64_batch_by_batch() -> None:
+    """Float64 images through a float32 model, 2 at a time: every image's logits, marginal
+    energy E(x) and feature density, as float64; uint8 pixels and non-finite outputs are
+    refused even without a pixel reference."""
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3),
+                                                  torch.nn.Linear(3, 2)))
+    x = torch.randn(5, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    features = DataGaussian.fit(torch.randn(8, 3, generator=torch.Generator().manual_seed(1)),
+                                rank=1)
+    logits, energies, log_r = ood.classifier_outputs(energy, x, feature_reference=features,
+                                                     batch_size=2)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, energy.logits(x.float()).double())
+        torch.testing.assert_close(energies, energy(x.float()).double())
+        torch.testing.assert_close(log_r, features.log_prob(energy.features(x.float()).double()))
+    assert {logits.dtype, energies.dtype, log_r.dtype} == {torch.float64}
+    with pytest.raises(ValueError, match="floating point"):
+        ood.classifier_outputs(energy, x.to(torch.uint8))
+    with pytest.raises(FloatingPointError, match="non-finite logits for 1 of 5 images"):
+        ood.classifier_outputs(energy, torch.cat([x[:4], torch.full_like(x[:1], math.inf)]))
+
+
+def test_the_table_spells_out_the_recommended_score() -> None:
+    table = {"reference_weight": 0.5, "feature_weight": None, "weights_from": "inliers",
+             "n_inliers": 2, "n_outliers": 3, "auroc": {"stgconv": 0.75}, "accuracy": None}
+    assert ("'stgconv' = -E(x) + 0.5 log q(x); q, r the Gaussians fitted to the training data "
+            "and to the network's features of it, weights set on the inliers)"
+            in ood.format_ood_table(table))
+    alone = ood.format_ood_table({**table, "reference_weight": None, "weights_from": None})
+    assert "'stgconv' = -E(x))" in alone
 
 
 def test_max_softmax_normalises_each_example_over_its_classes() -> None:

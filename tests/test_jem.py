@@ -147,15 +147,16 @@ def tiny_labelled(n: int = 6) -> tuple[Tensor, Tensor]:
     return torch.rand(n, 1, 4, 4, generator=gen(100)) * 2 - 1, torch.arange(n) % 3
 
 
-def make_trainer(*, init_seed: int = 0, sampler=None, **jem) -> HybridTrainer:
+def make_trainer(*, init_seed: int = 0, sampler=None, init=None, reference=None,
+                 **jem) -> HybridTrainer:
     torch.manual_seed(init_seed)
     energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.SiLU(),
                                             nn.Linear(8, 3)))
     data, labels = tiny_labelled()
     return HybridTrainer(
         energy, sampler or Langevin(n_steps=2, step_size=0.1, clamp=(-1.0, 1.0)),
-        ReplayBuffer(8, NoiseInit("uniform", 1.0), fresh=0.3), data, labels,
-        jem=JEMConfig(**{"px_batch": 2, "pxy_weight": 0.5, **jem}),
+        ReplayBuffer(8, init or NoiseInit("uniform", 1.0), fresh=0.3), data, labels,
+        jem=JEMConfig(**{"px_batch": 2, "pxy_weight": 0.5, **jem}), reference=reference,
         train=TrainConfig(batch_size=4, lr=0.01, energy_l2=0.1), generator=gen(0))
 
 
@@ -165,6 +166,29 @@ def test_a_step_inside_no_grad_is_the_same_step() -> None:
     stats = outside.step()
     with torch.no_grad():
         assert inside.step() == stats
+
+
+def test_divergence_is_the_trainers_and_past_jems_energy_gap() -> None:
+    trainer = make_trainer(max_energy_gap=10.0)
+    at_the_bound = {"loss": 0.0, "e_pos": 0.0, "e_neg": 10.0}
+    trainer.check_divergence(at_the_bound)
+    with pytest.raises(DivergenceError, match="past jem.max_energy_gap = 10"):
+        trainer.check_divergence({**at_the_bound, "e_neg": 10.5})
+    with pytest.raises(DivergenceError, match="loss is nan"):  # the plain trainer's check
+        trainer.check_divergence({**at_the_bound, "loss": math.nan})
+
+
+@pytest.mark.parametrize("fitted_as", ["reference", "init"])
+def test_the_last_state_weighs_the_pixel_gaussians_however_they_were_fitted(
+        fitted_as: str) -> None:
+    """jem.reference_components' fit, or the chains' fitted start: without a feature fit, the
+    last checkpoint still holds the weight eval ood scores that expert with."""
+    data, labels = tiny_labelled()
+    trainer = make_trainer(**{fitted_as: DataGaussian.fit(data, labels, rank=1)})
+    trainer.n_iterations = 1
+    trainer.fit(1, progress=False)
+    weights = trainer.state_dict()["ood_weights"]
+    assert weights["reference"] > 0 and weights["features"] is None
 
 
 def test_a_step_reports_every_term_and_learns() -> None:
@@ -478,6 +502,12 @@ def test_the_last_checkpoint_holds_gaussians_of_the_trained_features(tmp_path: P
     first_two = fit_feature_reference(energy, x, y, rank=0, per_class=2)
     for k in range(3):
         torch.testing.assert_close(first_two.means[k], phi[y == k][:2].mean(0), rtol=0,
+                                   atol=1e-5)
+    # Given an order, the first of each class in that order.
+    backwards = torch.arange(len(y) - 1, -1, -1)
+    last_two = fit_feature_reference(energy, x, y, rank=0, per_class=2, order=backwards)
+    for k in range(3):
+        torch.testing.assert_close(last_two.means[k], phi[y == k][-2:].mean(0), rtol=0,
                                    atol=1e-5)
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import io
 import typing
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _tiny import ROOT, SR_CONFIG, boxes_and_balls, captured, png_size, read_events
+from _tiny import JEM_CONFIG, ROOT, SR_CONFIG, boxes_and_balls, captured, png_size, read_events
 from PIL import Image
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig, load_config
@@ -70,6 +71,28 @@ def test_image_sample_shape() -> None:
     assert IMAGE.sample_shape(energy, tied, 2, size=16) == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="tied to 16x16 inputs; size=8"):
         IMAGE.sample_shape(energy, tied, 2, size=8)
+
+
+def test_the_models_settings_reach_its_image_energy() -> None:
+    """An image model's reference sigma; a classifier's density scale, and its preset's side
+    ties its samples (it has no stationary head)."""
+    texture = IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=((4, 3, 1),),
+                                       reference_sigma=0.3))
+    assert texture.reference_sigma == 0.3
+    config = load_config(JEM_CONFIG)  # a digit classifier on 28x28 grey images
+    classifier = IMAGE.energy(replace(config.model, in_channels=1, image_size=28,
+                                      density_scale=True))
+    assert classifier.log_density_scale is not None
+    assert IMAGE.sample_shape(classifier, config, 2) == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="tied to 28x28 inputs; size=32"):
+        IMAGE.sample_shape(classifier, config, 2, size=32)
+
+
+def test_a_coarse_image_grid_is_previewed_and_kept_as_an_array(tmp_path: Path) -> None:
+    grid = torch.rand(3, 1, 4, 4) * 2 - 1
+    assert IMAGE.save_grid(grid, tmp_path / "grid") == [tmp_path / "grid.png",
+                                                         tmp_path / "grid.npy"]
+    assert np.load(tmp_path / "grid.npy").shape == (3, 1, 4, 4)
 
 
 def test_video_sample_shape() -> None:

@@ -301,6 +301,9 @@ def texture_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_synthesize_refuses_an_unknown_start(texture_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="start must be 'noise' or 'chains', got 'zero'"):
         synthesize(texture_run, tmp_path, n_samples=1, n_steps=1, start="zero", device="cpu")
+    # The stored chains have their own size: another would be silently ignored.
+    with pytest.raises(ValueError, match="size and frames cannot change when continuing"):
+        synthesize(texture_run, tmp_path, n_samples=1, size=24, start="chains", device="cpu")
 
 
 def test_synthesis_is_seeded(texture_run: Path, tmp_path: Path) -> None:
@@ -312,6 +315,16 @@ def test_synthesis_is_seeded(texture_run: Path, tmp_path: Path) -> None:
     first = samples("a", 1)
     np.testing.assert_array_equal(samples("b", 1), first)
     assert not np.array_equal(samples("c", 2), first)
+
+
+def test_synthesis_from_noise_starts_is_seeded(tmp_path: Path) -> None:
+    """The seed draws the noise starts too, not only the chains' noise (the run above starts
+    from fitted Gaussians)."""
+    run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=gaussian",
+                           "chains.init_scale=1.0")
+    first, second = (np.load(synthesize(run, tmp_path / name, n_samples=2, n_steps=1, seed=3,
+                                        device="cpu") / "synthesized.npy") for name in "ab")
+    np.testing.assert_array_equal(first, second)
 
 
 def test_class_synthesis_draws_one_row_per_class(trained_jem_run: dict[str, Path],

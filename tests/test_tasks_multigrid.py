@@ -16,10 +16,11 @@ import torch
 from _tiny import run_cli, write_config
 from PIL import Image
 
+from stgconv import checks
 from stgconv.checkpoint import load_checkpoint, load_multigrid
 from stgconv.cli import main
 from stgconv.io.video import load_video, save_video
-from stgconv.tasks import synthesize_multigrid
+from stgconv.tasks import synthesize, synthesize_multigrid
 
 
 def image_folder(root: Path, n: int = 4) -> Path:
@@ -225,6 +226,14 @@ def test_synthesize_options_that_do_not_apply_to_multigrid(image_run: Path, caps
     code, err = run_cli(["synthesize", str(image_run), "-n", "2", *args], capsys)
     assert code == 2
     assert "multi-grid" in err and "do not apply" in err, err
+
+
+def test_synthesize_refuses_a_multigrid_sample_too_large_before_drawing_it(
+        image_run: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(checks, "MAX_ENTRIES", 500)  # three 3x8x8 samples are 576 entries
+    with pytest.raises(ValueError, match="3 samples makes a"):
+        synthesize(image_run, tmp_path / "out", n_samples=3, device="cpu")
+    assert not (tmp_path / "out").exists()
 
 
 def test_synthesize_multigrid_is_seeded(image_run: Path, tmp_path: Path) -> None:
