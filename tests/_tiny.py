@@ -107,6 +107,15 @@ def rand(shape: tuple[int, ...], seed: int, dtype: torch.dtype = F64) -> Tensor:
 GRIDS = [(1, 1), (4, 4), (8, 8)]  # base, then the two modelled grids
 
 
+def assert_same_step_inside_no_grad(make_trainer) -> None:
+    """Two trainers made alike take the same first step, one of them inside torch.no_grad()
+    (whose backward passes failed there before the steps turned autograd back on)."""
+    outside, inside = make_trainer(), make_trainer()
+    stats = outside.step()
+    with torch.no_grad():
+        assert inside.step() == stats
+
+
 def pattern_images(n: int = 8, *, seed: int = 0) -> Tensor:
     """``(n, 3, 8, 8)`` in [-1, 1]: a random colour per image plus horizontal stripes of period
     4 whose phase differs per image, so every grid of the pyramid has its own structure."""

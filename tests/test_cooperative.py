@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import boxes_and_balls, gen, tiny_data, tiny_energy, tiny_texture_run
+from _tiny import (assert_same_step_inside_no_grad, boxes_and_balls, gen, tiny_data, tiny_energy,
+                   tiny_texture_run)
 from PIL import Image
 from test_train import assert_same
 from torch import Tensor
@@ -106,10 +107,7 @@ def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.
 
 def test_a_step_inside_no_grad_is_the_same_step() -> None:
     """The descriptor's and the generator's backward passes failed inside torch.no_grad()."""
-    outside, inside = make_trainer(), make_trainer()
-    stats = outside.step()
-    with torch.no_grad():
-        assert inside.step() == stats
+    assert_same_step_inside_no_grad(make_trainer)
 
 
 def test_the_generator_learns_to_reproduce_a_fixed_revision() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _tiny import SR_CONFIG, boxes_and_balls, gen, tiny_energy
+from _tiny import SR_CONFIG, assert_same_step_inside_no_grad, boxes_and_balls, gen, tiny_energy
 from test_train import assert_same
 from torch import Tensor
 
@@ -336,10 +336,7 @@ def test_initializer_batches_are_occupancy_not_model_units() -> None:
 
 def test_a_step_inside_no_grad_is_the_same_step() -> None:
     """The descriptor's and the initializer's backward passes failed inside torch.no_grad()."""
-    outside, inside = make_trainer(), make_trainer()
-    stats = outside.step()
-    with torch.no_grad():
-        assert inside.step() == stats
+    assert_same_step_inside_no_grad(make_trainer)
 
 
 def test_initializer_bce_is_the_mean_over_its_steps_not_the_sum() -> None:

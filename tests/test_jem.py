@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _tiny import JEM_CONFIG, JEM_TINY, gen, labelled_bars
+from _tiny import JEM_CONFIG, JEM_TINY, assert_same_step_inside_no_grad, gen, labelled_bars
 from test_train import assert_same
 from torch import Tensor, nn
 
@@ -162,10 +162,7 @@ def make_trainer(*, init_seed: int = 0, sampler=None, init=None, reference=None,
 
 def test_a_step_inside_no_grad_is_the_same_step() -> None:
     """Its backward pass failed inside torch.no_grad()."""
-    outside, inside = make_trainer(), make_trainer()
-    stats = outside.step()
-    with torch.no_grad():
-        assert inside.step() == stats
+    assert_same_step_inside_no_grad(make_trainer)
 
 
 def test_divergence_is_the_trainers_and_past_jems_energy_gap() -> None:
