@@ -152,10 +152,9 @@ class DataGaussian:
         elif labels.shape != flat.shape[:1]:  # else a class past the labels' end looks small
             raise ValueError(f"labels must be ({len(flat)},), one per example of data "
                              f"{tuple(data.shape)}, got {tuple(labels.shape)}")
-        check_classes(labels, "labels")
-        labels = labels.long().to(flat.device)
         n_classes = int(labels.max()) + 1
-        check_classes(labels, "labels", n_classes=n_classes)  # negative ones
+        check_classes(labels, "labels", n_classes=n_classes)  # integers, none negative
+        labels = labels.long().to(flat.device)
         counts = torch.bincount(labels, minlength=n_classes)
         if int(counts.min()) < 2:
             k = int(counts.argmin())
