@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+import tempfile
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -68,6 +69,16 @@ def check_classes(y: Tensor, name: str, *, n_classes: int | None = None) -> None
                          f"{int(y.max())}")
 
 
+def check_dtype(x: Tensor, own: torch.dtype, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``x`` has the dtype ``own`` of the network it
+    enters: torch's own message ("Input type (double) and bias type (float) should be the
+    same") comes from inside the network's first layer and names neither. Under autocast the
+    layers cast for themselves, so any dtype passes."""
+    if x.dtype != own and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"expected {name} of dtype {own} (the network's), got {x.dtype}: "
+                         f"convert it ({name}.to({own})) or the model (model.to({x.dtype}))")
+
+
 def check_voxels(x: object, name: str) -> None:
     """``ValueError`` naming ``name`` unless ``x`` is a voxel batch ``(B, 1, D, H, W)``."""
     if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[1] != 1:
@@ -103,7 +114,8 @@ SPECIAL_FILE = "not a regular file (a device, a named pipe or a socket)"
 
 def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     """``path`` as a ``Path``, or ``ValueError`` naming ``name`` unless it can be written as a
-    folder (``folder``) or a file: it is not the other kind, and nothing above it is a file.
+    folder (``folder``) or a file: it is not the other kind, nothing above it is a file, and
+    the folder it would be made in (or written into) takes a new file.
 
     Checked before a command starts work, so a typo in an output path costs no computation.
     """
@@ -121,6 +133,16 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
             if not parent.is_dir():
                 raise ValueError(f"{name} {path} lies under {parent}, which is a file")
             break
+    place = path if folder and path.is_dir() else next(p for p in path.parents if p.exists())
+    try:
+        # A file made and removed: permissions alone do not tell (root may write anywhere by
+        # them, yet /proc takes no file), and the writers failed only after the work, the
+        # TensorBoard writer with a traceback from its own thread as well.
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as err:
+        raise ValueError(f"{name} {path} cannot be written: {place} takes no new file "
+                         f"({err.strerror})") from err
     return path
 
 

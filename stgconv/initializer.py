@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.baselines.voxel import nearest_known_fill
-from stgconv.checks import as_int, check_bool_mask
+from stgconv.checks import as_int, check_bool_mask, check_dtype
 from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -54,8 +54,11 @@ _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 def space_to_depth(x: Tensor, factor: int) -> Tensor:
     """``(B, C, N1, ..., Nk) -> (B, C * f^k, N1/f, ..., Nk/f)``: each block's entries as
-    channels."""
+    channels; every ``Ni`` a multiple of ``f``."""
     b, c, *sizes = x.shape
+    if any(size % factor for size in sizes):  # else the reshape fails, naming neither
+        raise ValueError(f"space_to_depth: the sizes {tuple(sizes)} of x {tuple(x.shape)} must "
+                         f"be multiples of the factor {factor}")
     k = len(sizes)
     split = [n for size in sizes for n in (size // factor, factor)]
     x = x.reshape(b, c, *split)
@@ -130,6 +133,7 @@ class BlockUpsampler(_CoarseNet):
         if low.dim() != self.spatial_dims + 2 or low.shape[1] != 1:
             raise ValueError(f"low must be (B, 1, {', '.join(['n'] * self.spatial_dims)}), got "
                              f"{tuple(low.shape)}")
+        check_dtype(low, self.first.weight.dtype, "low")
         trilinear = linear_up(low, (self.factor,) * self.spatial_dims).clamp(0.0, 1.0)
         coarse = torch.cat([low, space_to_depth(trilinear, self.factor)], dim=1)
         return self.correction(coarse, self.factor) + GUIDE_LOGIT * (trilinear - 0.5)
@@ -163,6 +167,7 @@ class MaskedFiller(_CoarseNet):
         if any(n % self.fold for n in observed.shape[2:]):
             raise ValueError(f"the grid {tuple(observed.shape[2:])} is not a multiple of the "
                              f"filler's fold {self.fold}")
+        check_dtype(observed, self.first.weight.dtype, "observed")
         check_bool_mask(known, "known")
         try:
             known = known.expand_as(observed)

@@ -66,6 +66,7 @@ def missing_mae_255(recovered: Tensor, truth: Tensor, known: Tensor) -> float:
 
 def _check_voxel_pair(pred: Tensor, truth: Tensor) -> None:
     check_voxels(pred, "pred")
+    check_voxels(truth, "truth")  # a numpy array passed the shape test, then failed in torch
     if pred.shape != truth.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
                          f"expected the same (B, 1, D, H, W)")

@@ -13,6 +13,7 @@ multi-grid sampling rely on exactly these two properties.
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Callable, Sequence
 
@@ -151,8 +152,9 @@ def block_top_k(x: Tensor, low: Tensor, factor: Sequence[int]) -> Tensor:
     # Gather each block's entries into one last dim: (*lead, n1, ..., nk, f1 * ... * fk).
     to_blocks = (*range(n_lead), *(n_lead + 2 * i for i in range(k)),
                  *(n_lead + 2 * i + 1 for i in range(k)))
-    blocks = x.reshape(*lead, *split).permute(to_blocks).reshape(*lead, *coarse, -1)
-    block_size = blocks.shape[-1]
+    # The block size spelt out: a -1 cannot be inferred from a tensor with no entries.
+    block_size = math.prod(factor)
+    blocks = x.reshape(*lead, *split).permute(to_blocks).reshape(*lead, *coarse, block_size)
     order = blocks.argsort(dim=-1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(-1, order, torch.arange(block_size, device=x.device).expand_as(order))

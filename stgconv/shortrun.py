@@ -55,6 +55,9 @@ def reconstruct(
         raise ValueError(f"z0 must be floating point chain starts, got {z0.dtype}")
     if n_iterations < 1:
         raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+    if target.numel() == 0:  # the mean squared error of nothing is NaN at every iteration
+        raise ValueError(f"target {tuple(target.shape)} holds no entries: nothing to "
+                         "reconstruct")
     generator = generator if generator is not None else torch.Generator(target.device)
     state = generator.get_state()
     z = z0.detach().clone().requires_grad_(True)

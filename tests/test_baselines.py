@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from stgconv.baselines import mean_fill
@@ -27,3 +28,15 @@ def test_mean_fill_broadcasts_a_shared_mask() -> None:
     known = torch.tensor([True, False, True, False])  # the same for every example
     filled = mean_fill(observed, known)
     assert torch.equal(filled, torch.tensor([[[0.0, 1.0, 2.0, 1.0]], [[4.0, 5.0, 6.0, 5.0]]]))
+
+
+def test_mean_fill_names_a_mask_that_is_not_bool_or_does_not_broadcast() -> None:
+    """Both failed inside torch (torch.where's "expected condition to be a boolean tensor",
+    expand_as's "The expanded size of the tensor ..."), naming neither argument."""
+    observed = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"known must be a bool tensor \(True = observed\), got "
+                                         r"torch.float32"):
+        mean_fill(observed, torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"known \(4, 3\) does not broadcast to observed "
+                                         r"\(2, 3\)"):
+        mean_fill(observed, torch.ones(4, 3, dtype=torch.bool))

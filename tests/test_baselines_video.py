@@ -421,3 +421,10 @@ def test_motion_compensated_sampling_clamps_to_the_frame_edge() -> None:
                           [[0.0, 5.0], [1.0, 1.0]]]])  # (1, H, W, 2)
     out = video_baselines._sample(frame, grid)
     torch.testing.assert_close(out, torch.tensor([[[0.4, 0.6], [0.7, 0.8]]]))
+
+
+def test_observed_frames_around_names_a_mask_that_is_not_bool() -> None:
+    """A float mask failed inside torch.where ("expected condition to be a boolean tensor")."""
+    with pytest.raises(ValueError, match=r"known must be a bool tensor \(True = observed\), got "
+                                         r"torch.float32"):
+        video_baselines.observed_frames_around(torch.ones(1, 3, 2, 2))

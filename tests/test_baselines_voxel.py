@@ -220,3 +220,19 @@ def test_nearest_known_fill_copies_the_nearest_observed_voxel() -> None:
     filled = nearest_known_fill(observed, known).flatten()
     assert filled[[0, 1, 3, 4]].tolist() == [1.0, 1.0, 0.0, 0.0]
     assert filled[2].item() in (0.0, 1.0)  # a tie: scipy's choice
+
+
+def test_neighbour_majority_names_occupancy_that_is_not_float() -> None:
+    """Bool occupancy failed inside the convolution ("compute_columns3d" not implemented for
+    'Bool')."""
+    known = torch.rand(1, 1, 4, 4, 4, generator=gen(0)) < 0.5
+    with pytest.raises(ValueError, match="observed must be a float tensor of occupancy in "
+                                         r"\[0, 1\], got torch.bool"):
+        neighbour_majority(torch.ones(1, 1, 4, 4, 4, dtype=torch.bool), known)
+
+
+def test_upsampling_no_shapes_gives_no_shapes() -> None:
+    """As the other up-samplings do; trilinear_binary failed in a reshape ("cannot reshape
+    tensor of 0 elements ... ambiguous")."""
+    for upsample in UPSAMPLERS.values():
+        assert upsample(torch.zeros(0, 1, 2, 2, 2), 2).shape == (0, 1, 4, 4, 4)

@@ -153,3 +153,18 @@ def test_check_output_names_a_folder_that_is_a_link_to_nothing(tmp_path: Path) -
         check_output(tmp_path / "dangling", "--out")
     (tmp_path / "nowhere").mkdir()
     assert check_output(tmp_path / "dangling", "--out") == tmp_path / "dangling"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc, a folder that takes no file")
+def test_check_output_refuses_a_place_that_takes_no_new_file(tmp_path: Path) -> None:
+    """/proc takes no file, though root's permissions allow it: the writers failed only after
+    the work (TensorBoard's with a traceback from its own thread). The check leaves nothing
+    where it may write."""
+    for path, folder in (("/proc", True), ("/proc/stgconv_out", True),
+                         ("/proc/stgconv.json", False)):
+        with pytest.raises(ValueError, match=f"--out {path} cannot be written: /proc takes no new "
+                                             "file"):
+            check_output(path, "--out", folder=folder)
+    check_output(tmp_path, "--out")
+    check_output(tmp_path / "new" / "table.json", "--json", folder=False)
+    assert list(tmp_path.iterdir()) == []

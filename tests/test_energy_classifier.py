@@ -194,3 +194,15 @@ def test_a_preset_names_the_input_it_takes() -> None:
                 f"this digit_classifier takes (B, 1, 28, 28) images, got {shape}")):
             energy(torch.zeros(shape))
     assert energy(torch.zeros(2, 1, 28, 28)).shape == (2,)
+
+
+def test_an_input_of_another_dtype_is_named() -> None:
+    """A float64 or float16 batch failed inside the first convolution ("Input type (double)
+    and bias type (float) should be the same"), in every energy and in the features."""
+    energy = classifier_energy("digit_classifier")
+    for dtype in (torch.float64, torch.float16):
+        x = torch.zeros(2, 1, 28, 28, dtype=dtype)
+        for use in (energy, energy.log_prob_y, energy.features, energy.conditional(1)):
+            with pytest.raises(ValueError, match=rf"expected x of dtype torch.float32 \(the "
+                                                 rf"network's\), got {dtype}"):
+                use(x)

@@ -277,3 +277,22 @@ def test_rbm_initial_weights_come_from_the_given_generator() -> None:
     first, again = RBM(4, 3, generator=gen(0)), RBM(4, 3, generator=gen(0))
     assert torch.equal(first.weight, again.weight)
     assert not torch.equal(first.weight, RBM(4, 3, generator=gen(1)).weight)
+
+
+def test_hidden_units_of_another_dtype_or_size_are_named() -> None:
+    """float64 hidden units, or too many of them, failed inside the matmul of p(v | h) ("expected
+    m1 and m2 to have the same dtype", "mat1 and mat2 shapes cannot be multiplied")."""
+    rbm = RBM(4, 3)
+    with pytest.raises(ValueError, match=r"expected hidden units of dtype torch.float32 \(the "
+                                         r"RBM's\), got torch.float64: .*h.float\(\)"):
+        rbm.sample_visible(torch.ones(2, 3, dtype=torch.float64), generator=gen(0))
+    with pytest.raises(ValueError, match=r"expected 3 hidden units per example, got \(2, 5\)"):
+        rbm.visible_mean(torch.ones(2, 5))
+
+
+def test_gibbs_names_a_seed_given_for_a_generator() -> None:
+    """generator=0 failed inside torch's first draw ("rand() received an invalid combination of
+    arguments")."""
+    with pytest.raises(ValueError, match="BlockGibbs: generator must be a torch.Generator or "
+                                         "None, got int 0"):
+        BlockGibbs().run(RBM(4, 3), torch.zeros(2, 4), generator=0)

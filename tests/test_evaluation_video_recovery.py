@@ -623,3 +623,24 @@ def test_the_logged_comparison_is_occluded_start_ours_truth(clip: Path, tmp_path
     assert torch.equal(start, report["init"]) and torch.equal(ours, report["recovered"])
     assert not torch.equal(start, ours)
     assert torch.equal(truth, report["truth"])
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc, a folder that takes no file")
+def test_a_tensorboard_folder_that_takes_no_file_is_one_line_before_any_work(
+        clip, capsys, monkeypatch) -> None:
+    """--tensorboard /proc failed only after the evaluation, and TensorBoard's writer thread
+    printed its own traceback beside the error; log_evaluation itself raised from inside the
+    writer."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("the evaluation ran")
+
+    monkeypatch.setattr(importlib.import_module("stgconv.evaluation.video_recovery"),
+                        "eval_recovery", no_work)
+    assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
+                 "--tensorboard", "/proc", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tensorboard /proc cannot be written: /proc takes no new" \
+        in err
+    with pytest.raises(ValueError, match="the TensorBoard folder /proc/stgconv_tb cannot be "
+                                         "written"):
+        log_evaluation("/proc/stgconv_tb", "recovery", {"errors": {"ours": 1.0}}, {})

@@ -20,6 +20,7 @@ from stgconv.config import InitializerConfig, TrainConfig, load_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import (
     GUIDE_LOGIT,
+    BlockUpsampler,
     Initializer,
     InitializerStart,
     InitializerTrainer,
@@ -443,3 +444,23 @@ def test_the_filler_names_a_mask_that_is_not_bool_or_does_not_broadcast(known, p
     observed = torch.rand(1, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=problem):
         initializer.propose_fill(observed, known)
+
+
+def test_space_to_depth_names_sizes_that_are_not_multiples_of_the_factor() -> None:
+    """The reshape failed ("shape '[1, 1, 2, 2, 2, 2]' is invalid for input of size 20")."""
+    with pytest.raises(ValueError, match=r"space_to_depth: the sizes \(5, 4\) of x \(1, 1, 5, "
+                                         r"4\) must be multiples of the factor 2"):
+        space_to_depth(torch.zeros(1, 1, 5, 4), 2)
+
+
+def test_the_proposal_nets_name_an_input_of_another_dtype() -> None:
+    """float64 block means or observed shapes failed inside the first convolution ("Input
+    type (double) and bias type (float) should be the same")."""
+    upsampler, filler = BlockUpsampler(2, width=4, depth=2), MaskedFiller(2, width=4, depth=2)
+    with pytest.raises(ValueError, match=r"expected low of dtype torch.float32 \(the "
+                                         r"network's\), got torch.float64"):
+        upsampler(torch.rand(1, 1, 2, 2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"expected observed of dtype torch.float32 \(the "
+                                         r"network's\), got torch.float64"):
+        filler(torch.rand(1, 1, 4, 4, 4, dtype=torch.float64),
+               torch.ones(1, 1, 4, 4, 4, dtype=torch.bool))

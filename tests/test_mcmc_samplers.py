@@ -967,3 +967,17 @@ def test_a_non_finite_gradient_alone_is_flagged() -> None:
     grad = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
     assert nonfinite_flag(torch.zeros(2), grad).item()
     assert not nonfinite_flag(torch.zeros(2), torch.ones(2, 2)).item()
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_a_seed_for_a_generator_and_starts_without_values_are_named(name: str) -> None:
+    """generator=0 failed inside torch's first draw ("randn() received an invalid combination of
+    arguments"), starts on the meta device inside autocast ("unsupported autocast device_type
+    'meta'")."""
+    sampler = ALL_SAMPLERS[name]
+    label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
+    with pytest.raises(ValueError, match=rf"{label}: generator must be a torch.Generator or None, "
+                                         rf"got int 0"):
+        sampler.run(standard_energy, torch.randn(4, 3), generator=0)
+    with pytest.raises(ValueError, match=f"{label}: x0 is on the meta device"):
+        sampler.run(standard_energy, torch.zeros(4, 3, device="meta"))

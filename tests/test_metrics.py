@@ -245,3 +245,12 @@ def test_missing_mae_255_is_computed_in_float64() -> None:
     known = region()
     recovered = truth + 1e-9
     assert missing_mae_255(recovered, truth, known) == pytest.approx(1e-9 * 127.5, rel=1e-3)
+
+
+def test_voxel_scores_name_a_truth_that_is_not_a_voxel_tensor() -> None:
+    """A numpy truth passed the shape comparison, then failed inside torch.isfinite."""
+    pred = torch.zeros(2, 1, 4, 4, 4)
+    for score in (voxel_errors, voxel_iou):
+        with pytest.raises(ValueError, match=r"truth must be voxels \(B, 1, D, H, W\), got "
+                                             r"ndarray"):
+            score(pred, pred.numpy())

@@ -297,3 +297,9 @@ def test_block_top_k_rounds_the_counts() -> None:
         grid.view(-1)[:k] = 1
         scores = torch.rand(1, 1, 3, 3, 3, generator=torch.Generator().manual_seed(k))
         assert block_top_k(scores, block_down(grid, (3, 3, 3)), (3, 3, 3)).sum() == k
+
+
+def test_block_top_k_of_no_blocks_is_empty() -> None:
+    """An empty batch failed in the reshape to blocks ("cannot reshape tensor of 0 elements")."""
+    out = block_top_k(torch.zeros(0, 1, 4, 4), torch.zeros(0, 1, 2, 2), (2, 2))
+    assert out.shape == (0, 1, 4, 4)

@@ -204,3 +204,11 @@ def test_run_each_of_no_starts_is_no_samples() -> None:
     energy, sampler = shortrun_model()
     samples = shortrun.run_each(energy, sampler, torch.zeros(0, 1, 8, 8), generator=gen(0))
     assert samples.shape == (0, 1, 8, 8) and samples.dtype == torch.float32
+
+
+def test_reconstruct_refuses_a_target_with_no_entries() -> None:
+    """An empty batch "reconstructed" with a NaN loss at every iteration."""
+    energy, sampler = shortrun_model()
+    empty = torch.zeros(0, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"target \(0, 1, 8, 8\) holds no entries"):
+        shortrun.reconstruct(energy, sampler, empty, z0=empty, n_iterations=2)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from stgconv.checks import check_bool_mask
+
 
 def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
     """Every missing entry at the mean of its example's observed entries.
@@ -22,7 +24,12 @@ def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
     Returns:
         ``(B, *S)``, equal to ``observed`` at the known entries.
     """
-    known = known.expand_as(observed)
+    check_bool_mask(known, "known")  # a float mask failed inside torch.where
+    try:
+        known = known.expand_as(observed)
+    except RuntimeError as err:  # torch's message names neither tensor
+        raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
+                         f"{tuple(observed.shape)}") from err
     where = [-1] + [1] * (observed.dim() - 1)
     total = observed.where(known, 0).flatten(1).sum(1)
     mean = total / known.flatten(1).sum(1).clamp(min=1)

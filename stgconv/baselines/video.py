@@ -34,7 +34,7 @@ from skimage.registration import optical_flow_tvl1
 from skimage.restoration import inpaint_biharmonic
 from torch import Tensor
 
-from stgconv.checks import as_int
+from stgconv.checks import as_int, check_bool_mask
 from stgconv.data.masks import check_mask_matches
 from stgconv.types import Fill
 
@@ -124,6 +124,7 @@ def observed_frames_around(known: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """For a bool mask ``(C, T, *S)`` (time on dim 1, True = observed): the frame index ``t``
     of every entry, the last observed frame ``<= t`` at its place (-1 if none) and the first
     ``>= t`` (``T`` if none), each long, ``known``'s shape."""
+    check_bool_mask(known, "known")
     T = known.shape[1]
     shape = [1, T] + [1] * (known.dim() - 2)
     t = torch.arange(T, device=known.device).view(shape).expand(known.shape)

@@ -137,13 +137,16 @@ def neighbour_majority(observed: Tensor, known: Tensor, *, radii: Sequence[int] 
     :func:`nearest_known_fill`'s value.
 
     Args:
-        observed: ``(B, 1, D, H, W)``; values at missing voxels are ignored.
+        observed: float ``(B, 1, D, H, W)``; values at missing voxels are ignored.
         known: bool, broadcastable, ``True`` = observed.
 
     Returns:
         ``(B, 1, D, H, W)``, {0, 1} at the missing voxels, ``observed`` at the known ones.
     """
     check_voxels(observed, "observed")
+    if not observed.is_floating_point():  # bool failed inside the convolution
+        raise ValueError(f"observed must be a float tensor of occupancy in [0, 1], got "
+                         f"{observed.dtype} (convert it first, e.g. observed.float())")
     observed, known = _prepare(observed, known)
     seen = known.to(observed.dtype)
     occupied = (observed >= 0.5).to(observed.dtype) * seen

@@ -12,6 +12,8 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from stgconv.checks import check_dtype
+
 
 class EnergyModel(nn.Module):
     """Base class: subclasses implement :meth:`response`, the ConvNet score ``f(x)``.
@@ -151,13 +153,7 @@ class ConvNetEnergy(EnergyModel):
             n is not None and n != got for n, got in zip(self.input_size, x.shape[2:])
         ):
             raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
-        # torch's own message ("Input type (double) and bias type (float) should be the same")
-        # comes from inside the convolution; under autocast the convolution casts for itself.
-        own = self.features[0].weight.dtype
-        if x.dtype != own and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(f"expected input of dtype {own} (the network's), got {x.dtype}: "
-                             f"convert the input (x.to({own})) or the model "
-                             f"(model.to({x.dtype}))")
+        check_dtype(x, self.features[0].weight.dtype, "x")
 
     def _fits(self, size: Sequence[int]) -> bool:
         """Does every convolution get an input at least as large as its (padded) kernel?"""

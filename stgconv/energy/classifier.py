@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import check_classes
+from stgconv.checks import check_classes, check_dtype
 from stgconv.types import EnergyFn
 
 
@@ -57,11 +57,19 @@ class ClassifierEnergy(nn.Module):
             if x.shape[1:] != (channels, side, side):
                 raise ValueError(f"this {self.config.get('arch', 'classifier')} takes (B, "
                                  f"{channels}, {side}, {side}) images, got {tuple(x.shape)}")
+        self._check_dtype(x)
         logits = self.classifier(x)
         if logits.dim() != 2 or len(logits) != len(x):
             raise ValueError(f"the classifier must return (B, K) logits for B = {len(x)}, got "
                              f"{tuple(logits.shape)}")
         return logits
+
+    def _check_dtype(self, x: Tensor) -> None:
+        """``ValueError`` unless ``x`` has the classifier's dtype (a classifier without
+        parameters takes any)."""
+        weight = next(self.classifier.parameters(), None)
+        if weight is not None:
+            check_dtype(x, weight.dtype, "x")
 
     def _body_and_head(self) -> tuple[nn.Module, nn.Linear]:
         """The classifier split before its last layer, which must be linear."""
@@ -80,6 +88,7 @@ class ClassifierEnergy(nn.Module):
             ValueError: a classifier that is not an ``nn.Sequential`` ending in ``nn.Linear``.
         """
         body, _ = self._body_and_head()
+        self._check_dtype(x)
         return body(x).flatten(1)
 
     def logits_of_features(self, features: Tensor) -> Tensor:

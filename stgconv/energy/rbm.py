@@ -56,16 +56,19 @@ class RBM(nn.Module):
     def n_hidden(self) -> int:
         return self.weight.shape[1]
 
-    def _flat(self, v: Tensor) -> Tensor:
-        flat = v.flatten(1)
-        if flat.shape[1] != self.n_visible:
-            raise ValueError(f"expected {self.n_visible} visible units per example, got "
-                             f"{tuple(v.shape)}")
+    def _flat(self, units: Tensor, layer: Literal["visible", "hidden"] = "visible") -> Tensor:
+        """``units`` ``(B, *S)`` of ``layer`` as ``(B, n)``, or ``ValueError`` naming the layer
+        unless they have its ``n`` entries per example and the RBM's dtype."""
+        flat = units.flatten(1)
+        n = self.n_visible if layer == "visible" else self.n_hidden
+        if flat.shape[1] != n:
+            raise ValueError(f"expected {n} {layer} units per example, got {tuple(units.shape)}")
         # Binary data often comes as bool or uint8, which the matmul refused deep inside.
         if flat.dtype != self.weight.dtype:
-            raise ValueError(f"expected visible units of dtype {self.weight.dtype} (the RBM's), "
-                             f"got {v.dtype}: convert them (binary data: v.float(), 0s and "
-                             f"1s)")
+            symbol = layer[0]  # v or h, as in the formulas
+            raise ValueError(f"expected {layer} units of dtype {self.weight.dtype} (the RBM's), "
+                             f"got {units.dtype}: convert them (binary data: {symbol}.float(), "
+                             f"0s and 1s)")
         return flat
 
     def hidden_input(self, v: Tensor) -> Tensor:
@@ -87,7 +90,7 @@ class RBM(nn.Module):
     def visible_mean(self, h: Tensor) -> Tensor:
         """``E[v | h]``, ``(B, n_visible)``, of ``h`` ``(B, n_hidden)``: ``p(v = 1 | h)``
         (binary) or ``a + W h``."""
-        activation = self.visible_bias + h @ self.weight.T
+        activation = self.visible_bias + self._flat(h, "hidden") @ self.weight.T
         return torch.sigmoid(activation) if self.visible == "binary" else activation
 
     def sample_hidden(self, v: Tensor, *, generator: torch.Generator | None = None) -> Tensor:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_output
 from stgconv.io.image import to_unit
 
 
@@ -26,9 +27,14 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
         table: an evaluation's table: ``{"errors": {method: e}, "iou": {method: v}?}``.
         pictures: name -> ``(C, H, W)`` image, ``C`` in {1, 3}, values in ``[0, 1]``.
         step: the global step to log at (a sweep can log each setting at its own step).
+
+    Raises:
+        ValueError: ``log_dir`` cannot be written (:func:`stgconv.checks.check_output`).
     """
     from torch.utils.tensorboard import SummaryWriter  # tensorboard is only needed here
 
+    # The writer's own thread would print a traceback of its failure besides the error raised.
+    check_output(log_dir, "the TensorBoard folder")
     writer = SummaryWriter(str(log_dir))
     try:
         for metric in ("errors", "iou"):

@@ -74,11 +74,24 @@ class Sampler(Protocol):
 
 def check_start(x0: object, sampler: str) -> None:
     """``ValueError`` naming ``sampler`` unless ``x0`` is a float tensor of chain starts
-    ``(B, *S)``: integer or bool starts cannot carry a gradient, and failed inside torch."""
+    ``(B, *S)`` with values: integer or bool starts cannot carry a gradient, and failed inside
+    torch; so did starts on the meta device (shapes only), in autocast."""
     if not isinstance(x0, Tensor) or not x0.is_floating_point():
         got = x0.dtype if isinstance(x0, Tensor) else type(x0).__name__
         raise ValueError(f"{sampler}: x0 must be a float tensor (B, *S) of chain starts, got "
                          f"{got}")
+    if x0.is_meta:
+        raise ValueError(f"{sampler}: x0 is on the meta device, which holds shapes but no "
+                         "values: make the chain starts on the CPU or a GPU")
+
+
+def check_generator(generator: object, sampler: str) -> None:
+    """``ValueError`` naming ``sampler`` unless ``generator`` is ``None`` or a
+    ``torch.Generator``: a seed given in its place failed inside torch's first draw."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{sampler}: generator must be a torch.Generator or None, got "
+                         f"{type(generator).__name__} {generator!r} (for a seed: "
+                         "generator=torch.Generator().manual_seed(seed))")
 
 
 def energy_and_grad(

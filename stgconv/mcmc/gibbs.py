@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from stgconv.energy.rbm import RBM
-from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo
+from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo, check_generator
 from stgconv.mcmc.constraints import Constraint
 
 
@@ -36,6 +36,7 @@ class BlockGibbs:
         if not isinstance(energy, RBM):
             raise TypeError(f"BlockGibbs samples RBMs (their conditionals), got "
                             f"{type(energy).__name__}")
+        check_generator(generator, "BlockGibbs")
         v = x0.detach().clone()
         if constraint is not None:
             v = constraint.project(v)

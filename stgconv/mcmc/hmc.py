@@ -48,7 +48,7 @@ class HMC:
     ) -> Tensor:
         """Run ``n_steps`` HMC iterations from ``x0`` ``(B, *S)``; returns ``(B, *S)``."""
         eps = self.step_size
-        (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint, "HMC")
+        (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint, "HMC", generator)
         flags: list[Tensor] = []  # flags[k]: a non-finite value met during iteration k
         for step in range(self.n_steps):
             p = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

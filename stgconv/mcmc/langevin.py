@@ -14,6 +14,7 @@ from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
     broadcast_chains,
+    check_generator,
     check_start,
     energy_and_grad,
     nonfinite_flag,
@@ -112,9 +113,11 @@ class Langevin:
 
         Raises:
             NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
-            ValueError: ``x0`` not a float tensor, or energies not ``(B,)``.
+            ValueError: ``x0`` not a float tensor with values (the meta device has none), a
+                ``generator`` that is not a ``torch.Generator``, or energies not ``(B,)``.
         """
         check_start(x0, "Langevin")
+        check_generator(generator, "Langevin")
         if self.precision == "bf16" and not native_bfloat16(x0.device):
             warnings.warn(
                 f"precision='bf16' on {x0.device}, which has no native bfloat16: autocast there "

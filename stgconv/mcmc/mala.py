@@ -48,7 +48,7 @@ class MALA:
         :class:`stgconv.mcmc.Diagnostics` to get the acceptance rate.
         """
         delta, half_step = self.step_size, 0.5 * self.step_size**2
-        (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint, "MALA")
+        (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint, "MALA", generator)
         flags: list[Tensor] = []  # flags[k]: a non-finite value met during step k
         for step in range(self.n_steps):
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)

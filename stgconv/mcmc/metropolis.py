@@ -13,6 +13,7 @@ from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
     broadcast_chains,
+    check_generator,
     check_start,
     energy_and_grad,
     nonfinite_flag,
@@ -60,13 +61,15 @@ def metropolis_select(
 
 
 def metropolis_start(
-    energy: EnergyFn, x0: Tensor, constraint: Constraint | None, sampler: str
+    energy: EnergyFn, x0: Tensor, constraint: Constraint | None, sampler: str,
+    generator: torch.Generator | None,
 ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
     """Where a Metropolis-adjusted chain starts: ``(x, energy, grad)`` at ``x0`` ``(B, *S)``
     projected onto the constraint (shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``), and the 0-dim flag
-    of a non-finite start. ``x0`` is not modified; one that is not a float tensor is refused,
-    naming ``sampler``."""
+    of a non-finite start. ``x0`` is not modified; one that is not a float tensor, or a
+    ``generator`` that is not a ``torch.Generator``, is refused, naming ``sampler``."""
     check_start(x0, sampler)
+    check_generator(generator, sampler)
     x = x0.detach().clone()
     if constraint is not None:
         x = constraint.project(x)
