@@ -27,7 +27,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, NamedTuple, Sequence, TypeVar  # noqa: E402
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -220,6 +220,30 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
                         "key runs; the eager loop is always fp32)")
     parser.add_argument("--json", metavar="FILE", type=json_path,
                         help="also write the rows as a JSON list")
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, quick: dict[str, Any],
+    generated: Sequence[str] = (),
+) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, for a parser with a ``--quick`` flag. With ``--quick``,
+    ``quick``'s smoke-run settings (option name -> value) replace the defaults, so an option
+    given explicitly still wins over them; ``generated`` names the options whose input
+    ``--quick`` generates itself (``"data"``: its own data), and giving one of them
+    with ``--quick`` exits through ``parser.error`` (it would be ignored)."""
+    args = parser.parse_args(argv)
+    if not args.quick:
+        return args
+    defaults = {name: parser.get_default(name) for name in generated}
+    unset = object()  # no value given on the command line can be this object
+    parser.set_defaults(**quick, **dict.fromkeys(generated, unset))
+    args = parser.parse_args(argv)
+    given = [f"--{name.replace('_', '-')}" for name in generated
+             if getattr(args, name) is not unset]
+    if given:
+        parser.error(f"--quick generates its own inputs; {', '.join(given)} cannot go with it")
+    vars(args).update(defaults)
+    return args
 
 
 def check_arguments(

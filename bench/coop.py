@@ -318,13 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="samples per model and step count (video: 4 clips)")
     parser.add_argument("--steps", type=common.count(0), nargs="+", default=list(STEPS),
                         help="synthesis chain lengths of the curves")
-    parser.add_argument("--work", type=common.output_folder, default="runs/coop_bench",
-                        help="run folders go here")
+    parser.add_argument("--work", type=common.output_folder, default=None,
+                        help="run folders go here (default runs/coop_bench; --quick: a "
+                             "temporary folder)")
     parser.add_argument("--threads", type=common.count(1), default=1)
-    parser.add_argument("--quick", action="store_true", help="smoke run on generated data")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run on generated data: 0.3 s budgets, 6 samples, chains of "
+                             "0, 1 and 2 steps (options given explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="write the rows as JSON")
-    args = parser.parse_args(argv)
+    args = common.parse_arguments(parser, argv,
+                                  quick={"budget": 0.3, "samples": 6, "steps": [0, 1, 2]})
     if len(set(args.seeds)) < len(args.seeds):  # a seed's run folder would be reused
         parser.error(f"--seeds must differ, got {args.seeds}")
     if args.budget <= 0 or not math.isfinite(args.budget):
@@ -333,24 +337,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
             mnist, overrides = quick_overrides(Path(tmp))
-            work, budget, n_samples, steps, first_chunk = Path(tmp) / "runs", 0.3, 6, [0, 1, 2], 1
+            work, first_chunk = Path(args.work or Path(tmp) / "runs"), 1
         else:
             if not SHARED.is_dir():
                 parser.error(f"the real data are not at {SHARED}; run with --quick for a smoke "
                              "run")
             mnist = SHARED / "image" / "mnist.npz"
             overrides = {name: {"cooperative": [], "descriptor": []} for name in PAIRS}
-            work, budget, n_samples, steps, first_chunk = (Path(args.work), args.budget,
-                                                           args.samples, args.steps, 10)
+            work, first_chunk = Path(args.work or "runs/coop_bench"), 10
         rows = []
         for seed in args.seeds:
             for name in args.task:
-                rows += run_pair(name, PAIRS[name], work=work, budget=budget, seed=seed,
-                                 n_samples=n_samples, steps=steps, overrides=overrides[name],
+                rows += run_pair(name, PAIRS[name], work=work, budget=args.budget, seed=seed,
+                                 n_samples=args.samples, steps=args.steps,
+                                 overrides=overrides[name],
                                  mnist=mnist if name == "digits" else None, quick=args.quick,
                                  first_chunk=first_chunk)
                 print(format_tables(rows), flush=True)
-    print(f"# training: {budget:g} s of process CPU time per model, torch "
+    print(f"# training: {args.budget:g} s of process CPU time per model, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s); seconds are process CPU "
           "seconds; lower distances are closer to the data")
     if args.json:

@@ -183,9 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="classifier training epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: generated digits and a 2-iteration model")
+                        help="smoke run: generated digits and a 2-iteration model, 20 samples, "
+                             "1 epoch (options given explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
-    args = parser.parse_args(argv)
+    args = common.parse_arguments(parser, argv, quick={"samples": 20, "epochs": 1},
+                                  generated=["data", "run"])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data, run = Path(args.data), Path(args.run)
@@ -198,7 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"data.path={data}", f"out_dir={work / 'run'}", "train.n_iterations=2",
                 "train.batch_size=8", "sampler.n_steps=2", "train.sample_every=0",
                 "device=cpu"]), progress=False)
-            args.samples, args.epochs = 20, 1
         elif not data.is_file():
             parser.error(f"MNIST not found at {data} (pass --data)")
         elif not run.exists():

@@ -34,6 +34,9 @@ import torch
 from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.config import load_config
 
+# The trainings run as `python -m stgconv` from here, without PYTHONPATH: the checkout this
+# script is in, whatever folder the bench was started from.
+ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "data.path=builtin:brick", "--set", "data.size=32",
         "--set", "model.layers=[[8, 5, 2], [8, 3, 1]]", "--set", "sampler.n_steps=3",
         "--set", "chains.chains_per_example=2", "--set", "train.checkpoint_every=1",
@@ -92,7 +95,7 @@ def same_run(a: Path, b: Path) -> bool:
 def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     started = time.perf_counter()
-    subprocess.run(command(work / "reference", iterations), check=True, env=env,
+    subprocess.run(command(work / "reference", iterations), check=True, cwd=ROOT, env=env,
                    capture_output=True)
     run_s = time.perf_counter() - started
     rng = random.Random(seed)
@@ -104,7 +107,7 @@ def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> di
         killed += 1
         extra = (["--resume"] if (run / "checkpoint.pt").exists()
                  else ["--overwrite"] if run.exists() else [])
-        process = subprocess.Popen(command(run, iterations, *extra), env=env,
+        process = subprocess.Popen(command(run, iterations, *extra), cwd=ROOT, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.perf_counter() + 120
         while not (run / "config.yaml").exists() and process.poll() is None:
@@ -120,8 +123,8 @@ def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> di
         final_exit, final_stderr = 0, ""
     else:
         extra = ["--resume"] if (run / "checkpoint.pt").exists() else ["--overwrite"]
-        final = subprocess.run(command(run, iterations, *extra), env=env, capture_output=True,
-                               text=True)
+        final = subprocess.run(command(run, iterations, *extra), cwd=ROOT, env=env,
+                               capture_output=True, text=True)
         final_exit, final_stderr = final.returncode, final.stderr.strip()[-500:]
     return {
         "kills": killed, "iterations": iterations, "seed": seed,

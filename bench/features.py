@@ -193,9 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the split, the runs and their logs (default: a "
                              "temporary one)")
-    parser.add_argument("--quick", action="store_true", help="smoke run on generated shapes")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run on generated shapes (options given explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
-    args = parser.parse_args(argv)
+    args = common.parse_arguments(parser, argv, quick={}, generated=["shapes"])
     if sorted(set(args.at)) != args.at:
         parser.error(f"--at must be increasing iterations, got {args.at}")
     if len(set(args.seeds)) != len(args.seeds):  # two runs would share one folder

@@ -350,13 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="keep the outlier sets here as .npz (x_test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: generated digits and 2-iteration models")
+                        help="smoke run: generated digits and 2-iteration models, 20 outliers "
+                             "per set, 20 attacked digits, 2 PGD steps, 2 samples per class "
+                             "(options given explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
-    args = parser.parse_args(argv)
+    args = common.parse_arguments(
+        parser, argv, quick={"outliers": 20, "robust": 20, "per_class": 2, "pgd_steps": 2},
+        generated=["data", "jem", "plain", "train"])
     if not 0 < args.eps <= 1:
         parser.error(f"--eps must be in (0, 1], got {args.eps}")
-    if args.quick:
-        args.outliers, args.robust, args.per_class, args.pgd_steps = 20, 20, 2, 2
     try:  # read now, not after minutes of scoring
         extra = extra_outliers(args.extra_outliers, args.outliers, seed=args.seed)
     except (OSError, ValueError) as err:

@@ -62,24 +62,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="H = W of the images")
     common.add_timing_arguments(parser, steps=5, repeats=9)
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: batch 2, size 64, K 3, 1 repeat"
+        "--quick", action="store_true",
+        help="smoke run: batch 2, size 64, K 3, 1 repeat (options given explicitly win)",
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.batch, args.size, args.steps, args.repeats = 2, 64, 3, 1
+    args = common.parse_arguments(
+        parser, argv, quick={"batch": 2, "size": 64, "steps": 3, "repeats": 1}
+    )
     timing = common.check_arguments(
         parser, args, ["batch", "channels", "size", "steps", "repeats"]
     )
-
-    env = common.environment(timing)
-    rows = []
-    for net in args.nets:
+    for net in args.nets:  # before any is timed: only these errors are refusals
         try:
-            row = bench_net(net, batch=args.batch, channels=args.channels, size=args.size,
-                            timing=timing)
+            image_energy(net, in_channels=args.channels, image_size=args.size).check_size(
+                (args.size, args.size))
         except ValueError as err:  # e.g. a --size below the net's receptive field
             parser.error(f"{net} at {args.size}x{args.size}: {err}")
-        rows.append({**row, **env})
+
+    env = common.environment(timing)
+    rows = [{**bench_net(net, batch=args.batch, channels=args.channels, size=args.size,
+                         timing=timing), **env} for net in args.nets]
     title = f"Langevin step cost (stgconv in {timing.precision})"
     table = common.format_table(title, NOTES, common.STEP_COLUMNS, rows, env)
     common.report(table, rows, args.json)

@@ -98,28 +98,30 @@ def to_channels_last(energy: torch.nn.Module, x: Tensor) -> tuple[torch.nn.Modul
 
 
 def run_chain(chain: Callable[..., Tensor], energy: Callable[[Tensor], Tensor], x0: Tensor,
-              generator: torch.Generator) -> Tensor:
-    """``chain(energy, x0, generator=...)`` with the same seeded noise stream every time: one
-    generator per variant, re-seeded (a kept CUDA graph is tied to its generator object, as in
-    training, where one generator serves every iteration)."""
-    return chain(energy, x0, generator=generator.manual_seed(7))
+              generator: torch.Generator, seed: int) -> Tensor:
+    """``chain(energy, x0, generator=...)`` with the noise stream of ``seed`` every time, the
+    same for every variant: one generator per variant, re-seeded (a kept CUDA graph is tied to
+    its generator object, as in training, where one generator serves every iteration)."""
+    return chain(energy, x0, generator=generator.manual_seed(seed))
 
 
 def bench_net(net: str, shape: tuple[int, ...], timing: common.Timing, *, compile_: bool
               ) -> list[dict]:
     energy, x0 = build(net, shape, timing.seed, timing.device)
     k, delta = timing.n_steps, timing.step_size
+    noise_seed = timing.seed + 2  # a stream apart from the weights' (seed) and x0's (seed + 1)
 
     def library(model: Callable[[Tensor], Tensor], start: Tensor, precision: str,
                 cuda_graph: bool = False) -> Callable[[], Tensor]:
         sampler = Langevin(n_steps=k, step_size=delta, clamp=common.CLAMP, precision=precision,
                            cuda_graph=cuda_graph)
-        return partial(run_chain, sampler.run, model, start, torch.Generator(start.device))
+        return partial(run_chain, sampler.run, model, start, torch.Generator(start.device),
+                       noise_seed)
 
     last_energy, last_x0 = to_channels_last(energy, x0)
     runs: dict[str, Callable[[], Tensor]] = {
         "eager": partial(run_chain, partial(common.eager_langevin, n_steps=k, step_size=delta),
-                         energy, x0, torch.Generator(x0.device)),
+                         energy, x0, torch.Generator(x0.device), noise_seed),
         "default": library(energy, x0, "auto", cuda_graph=True),
         "fp32": library(energy, x0, "fp32"),
         "channels_last": library(last_energy, last_x0, "fp32"),

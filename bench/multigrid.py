@@ -250,6 +250,7 @@ def quick_data(folder: Path) -> dict[str, list[str]]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     columns = ["modality", "method", "grad_evals_per_chain", "train_s", "sample_s",
+               "train_time_ratio_single_over_multi", "sample_time_ratio_single_over_multi",
                "filter_stats_distance", "spectrum_distance", "spread", "temporal_distance",
                "nearest_train_iou", "volume_fraction"]
     present = [c for c in columns if any(c in row for row in rows)]
@@ -265,8 +266,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modality", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
-    parser.add_argument("--work", type=common.output_folder, default="runs/multigrid_bench",
-                        help="run folders go here")
+    parser.add_argument("--work", type=common.output_folder, default=None,
+                        help="run folders go here (default runs/multigrid_bench; --quick: a "
+                             "temporary folder)")
     parser.add_argument("--samples", type=common.count(2), default=32,
                         help="samples per method (video: 4)")
     parser.add_argument("--seed", type=int, default=0)
@@ -275,13 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override both runs' configs")
-    parser.add_argument("--quick", action="store_true", help="smoke run on generated data")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run on generated data (options given explicitly win)")
     parser.add_argument("--json", dest="json_path", metavar="FILE", type=common.json_path,
                         help="write the rows as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         quick = quick_data(Path(tmp)) if args.quick else None
-        work = Path(tmp) / "runs" if args.quick else Path(args.work)
+        work = Path(args.work or (Path(tmp) / "runs" if args.quick else "runs/multigrid_bench"))
         own_data = any(item.startswith("data.path=") for item in args.overrides)
         if not args.quick and not own_data and not SHARED.is_dir():
             parser.error(f"the real data are not at {SHARED}; run with --quick for a smoke run")

@@ -104,18 +104,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write rbm_<method>_samples.png here: 64 chains from uniform "
                              "noise after --sample-sweeps block-Gibbs sweeps (p(v | h) shown)")
     parser.add_argument("--sample-sweeps", type=common.count(1), default=1000)
-    parser.add_argument("--quick", action="store_true", help="smoke run on generated images")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run on generated images: 8 hidden units, 5 updates, AIS 2 x "
+                             "10 chains x 50 temperatures, 300 / 100 images (options given "
+                             "explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
-    args = parser.parse_args(argv)
+    args = common.parse_arguments(parser, argv, quick={
+        "hidden": 8, "updates": 5, "ais_runs": 2, "ais_chains": 10, "ais_betas": 50,
+        "train_images": 300, "test_images": 100}, generated=["data"])
     if not 0 < args.lr < math.inf:
         parser.error(f"--lr must be a positive number, got {args.lr}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.data)
         if args.quick:
             path = quick_data(Path(tmp))
-            args.hidden, args.updates, args.ais_runs = 8, 5, 2
-            args.ais_chains, args.ais_betas = 10, 50
-            args.train_images, args.test_images = 300, 100
         elif not path.is_file():
             parser.error(f"MNIST not found at {path} (pass --data)")
         try:

@@ -69,13 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=common.count(1), default=70)
     parser.add_argument("--size", type=common.count(1), default=150)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: a generated 12-frame 32x32 clip, 2 iterations")
+                        help="smoke run: a generated 12-frame 32x32 clip (wave), its own masks, "
+                             "2 iterations (options given explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="also write the rows as a JSON list")
     parser.add_argument("--out", metavar="DIR", type=common.output_folder,
                         help="also write each case's recovered clip, comparison and metrics "
                              "to DIR/<clip>_<mask> (what `stgconv eval recovery --out` writes)")
-    args = parser.parse_args(argv)
+    args = common.parse_arguments(parser, argv,
+                                  quick={"clips": ["wave"], "frames": 12, "size": 32},
+                                  generated=["data", "mask_clip"])
     with tempfile.TemporaryDirectory(prefix="stgconv-bench-") as tmp:
         return run(parser, args, Path(tmp))
 
@@ -86,7 +89,6 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
     if args.quick:
         data = tmp
         quick_clip(data)
-        args.clips, args.frames, args.size = ["wave"], 12, 32
         overrides += ["train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1",
                       "recovery.learned.iterations=3", "recovery.learned.crop_size=8"]
     else:

@@ -427,19 +427,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1x1 and 2x1 only, tiny shapes, K 2, 1 round, 1 repeat")
+                        help="smoke run: 1x1 and 2x1 only, tiny shapes, K 2, 1 round, 1 repeat "
+                             "(options given explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="also write the rows as a JSON list")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = common.parse_arguments(parser, argv, quick={
+        "batch": 1, "steps": 2, "iterations": 2, "warmup": 1, "rounds": 1, "repeats": 1,
+        "frames": 4})
     if args.worker:
         return worker(args)
-    series, setups = SERIES, SETUPS
-    if args.quick:
-        args.batch, args.steps, args.iterations, args.warmup = 1, 2, 2, 1
-        args.rounds, args.repeats, args.frames = 1, 1, 4
-        series, setups = QUICK_SERIES, QUICK_SETUPS
+    series, setups = (QUICK_SERIES, QUICK_SETUPS) if args.quick else (SERIES, SETUPS)
     for name in ("batch", "frames", "iterations", "rounds", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")

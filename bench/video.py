@@ -214,11 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sizes.add_argument(
         "--quick", action="store_true",
-        help="smoke run: st_small and fc_s_small at 1x3x12x32x32, K 2, 1 repeat",
+        help="smoke run: st_small and fc_s_small at 1x3x12x32x32, K 2, 1 repeat (options "
+             "given explicitly win)",
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.batch, args.frames, args.size, args.steps, args.repeats = 1, 12, 32, 2, 1
+    args = common.parse_arguments(
+        parser, argv, quick={"batch": 1, "frames": 12, "size": 32, "steps": 2, "repeats": 1}
+    )
     if args.nets is None:
         args.nets = PAPER_NETS if args.paper else SMALL_NETS
     if args.batch is None:
@@ -230,18 +231,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.lr > 0:  # NaN too
         parser.error(f"--lr must be > 0, got {args.lr}")
 
-    env = common.environment(timing)
-    rows = []
-    for net in args.nets:
+    clips = {}  # net -> (frames, size)
+    for net in args.nets:  # before any is timed: only these errors are refusals
         paper = args.paper and net in PAPER_FRAMES
         frames = args.frames or (PAPER_FRAMES[net] if paper else 16)
         size = args.size or (PAPER_SIZE if paper else 64)
         try:
-            row = bench_net(net, batch=args.batch, channels=args.channels, frames=frames,
-                            size=size, timing=timing, iterations=args.iterations, lr=args.lr)
+            video_energy(net, in_channels=args.channels, frame_size=(size, size)).check_size(
+                (frames, size, size))
         except ValueError as err:  # e.g. clips below the net's receptive field
             parser.error(f"{net} at {frames}x{size}x{size}: {err}")
-        rows.append({**row, **env})
+        clips[net] = frames, size
+
+    env = common.environment(timing)
+    rows = [{**bench_net(net, batch=args.batch, channels=args.channels, frames=frames,
+                         size=size, timing=timing, iterations=args.iterations, lr=args.lr),
+             **env} for net, (frames, size) in clips.items()]
     notes = (
         f"K = {timing.n_steps} Langevin steps per timed run and per training iteration; medians "
         "over interleaved repeats; GFLOP/s = (forward + input-grad FLOPs) / stgconv ms/step; "

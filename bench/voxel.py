@@ -262,11 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sizes.add_argument(
         "--quick", action="store_true",
-        help=f"smoke run: the small nets at batch 2, {QUICK_SIZE}^3, K 2, 1 repeat",
+        help=f"smoke run: the small nets at batch 2, {QUICK_SIZE}^3, K 2, 1 repeat (options "
+             "given explicitly win)",
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.batch, args.size, args.steps, args.repeats = 2, QUICK_SIZE, 2, 1
+    args = common.parse_arguments(
+        parser, argv, quick={"batch": 2, "size": QUICK_SIZE, "steps": 2, "repeats": 1}
+    )
     if args.nets is None:
         args.nets = PAPER_NETS if args.paper else SMALL_NETS
     if args.batch is None:
@@ -278,16 +279,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.lr > 0:  # NaN too
         parser.error(f"--lr must be > 0, got {args.lr}")
 
-    env = common.environment(timing)
-    rows = []
-    for net in args.nets:
-        size = args.size or VOXEL_PRESETS[net]["size"]
+    sizes = {net: args.size or VOXEL_PRESETS[net]["size"] for net in args.nets}
+    for net, size in sizes.items():  # before any is timed: only these errors are refusals
         try:
-            row = bench_net(net, batch=args.batch, size=size, timing=timing,
-                            iterations=args.iterations, lr=args.lr, memory=args.memory)
+            voxel_energy(net, size=size).check_size((size,) * 3)
         except ValueError as err:  # e.g. a --size the preset's strides cannot take
             parser.error(f"{net} at {size}^3: {err}")
-        rows.append({**row, **env})
+
+    env = common.environment(timing)
+    rows = [{**bench_net(net, batch=args.batch, size=size, timing=timing,
+                         iterations=args.iterations, lr=args.lr, memory=args.memory), **env}
+            for net, size in sizes.items()]
     notes = (
         f"K = {timing.n_steps} Langevin steps per timed run and per training iteration; "
         f"stgconv's Langevin in {timing.precision} (eager loops and training updates fp32); "

@@ -313,13 +313,25 @@ TASKS = {
 }
 
 
-def run(args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
-    """The whole protocol; returns the report that ``--json`` writes."""
+def prepare(args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
+    """Check the inputs (the device, the checkpoints to reuse) and write the splits (returned,
+    as :func:`make_splits` returns them): what a refused input fails in, before any training.
+
+    Raises:
+        FileNotFoundError, ValueError, CheckpointError: an input that cannot be used.
+    """
+    resolve_device(args.device)
+    given = [args.sr_checkpoint, args.recovery_checkpoint]
+    for checkpoint in filter(None, given):  # before any split is written
+        load_voxel_model(Path(checkpoint), device="cpu")
+    return make_splits(data, work)
+
+
+def run(args: argparse.Namespace, splits: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The whole protocol on the :func:`prepare`'d ``splits``; returns the report that
+    ``--json`` writes."""
     started = time.perf_counter()
     given = {"super-resolution": args.sr_checkpoint, "recovery-3d": args.recovery_checkpoint}
-    for checkpoint in filter(None, given.values()):  # before any split is written or run trained
-        load_voxel_model(Path(checkpoint), device="cpu")
-    splits = make_splits(data, work)
     models: dict[str, dict[str, Any]] = {}
     for task, (config, kind, source, categories) in TASKS.items():
         train, test = splits[f"{kind}_train"], splits[f"{kind}_test"]
@@ -405,10 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             data = Path(args.data) if args.data else DEFAULT_DATA
             work = Path(args.work) if args.work else ROOT / "runs" / "voxel_eval"
-        try:
-            report = run(args, data, work)
+        try:  # only the inputs' errors are refusals: one in a training is a failure
+            splits = prepare(args, data, work)
         except (FileNotFoundError, ValueError, CheckpointError) as err:
             parser.error(str(err))
+        report = run(args, splits, work)
     print(format_report(report["tables"], report["models"], report["env"]))
     print(f"# {report['seconds']:.0f} s in all")
     if args.json:

@@ -437,7 +437,8 @@ def bad_input_argv(tmp_path):
 ])
 def test_bad_bench_inputs_are_refused_in_one_line(bad_input_argv, bench_main, capsys, script,
                                                   argv, message):
-    """Inputs refused only when the run reaches them (no --quick, which would replace them)."""
+    """Inputs refused once the options are read, in one line (without --quick: each case's own
+    settings, as a user would give them)."""
     with pytest.raises(SystemExit) as exit_info:
         bench_main(script)(bad_input_argv(argv))
     assert exit_info.value.code == 2
@@ -550,10 +551,13 @@ def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
 
 def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> None:
     """bench/faults.py in small: two SIGKILLs, then a resume; every file loads, no temporaries
-    stay, and the final state equals an uninterrupted run's bit for bit."""
+    stay, and the final state equals an uninterrupted run's bit for bit. Started from another
+    folder than the repository root: its trainings still run this checkout's stgconv."""
     out = tmp_path / "faults.json"
-    result = run_as_documented("bench.faults", "--kills", "2", "--iterations", "4",
-                               "--json", str(out))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "bench.faults", "--kills", "2", "--iterations",
+                             "4", "--json", str(out)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = json.loads(out.read_text())
     assert row["bit_identical"] and row["unloadable_files"] == [] and row["temporaries_left"] == []
@@ -804,3 +808,194 @@ def test_multigrid_bench_without_the_real_data_exits_2(tmp_path, bench_module, c
         main(["--modality", "image"])
     assert exit_info.value.code == 2
     assert "the real data are not at" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_parse_arguments_lets_explicit_options_win_over_quick(bench_module, capsys):
+    """--quick's settings replace the defaults only: a given option wins, a generated input
+    given with --quick is refused, and without --quick nothing changes."""
+    import argparse
+
+    parse_arguments = bench_module("common.py")["parse_arguments"]
+
+    def parser() -> argparse.ArgumentParser:
+        made = argparse.ArgumentParser(prog="bench")
+        made.add_argument("--steps", type=int, default=5)
+        made.add_argument("--size", type=int, default=64)
+        made.add_argument("--data", default="real.npz")
+        made.add_argument("--quick", action="store_true")
+        return made
+
+    def parse(argv):
+        args = parse_arguments(parser(), argv, quick={"steps": 2, "size": 16},
+                               generated=["data"])
+        return args.steps, args.size, args.data
+
+    assert parse([]) == (5, 64, "real.npz")
+    assert parse(["--size", "32", "--data", "mine.npz"]) == (5, 32, "mine.npz")
+    assert parse(["--quick"]) == (2, 16, "real.npz")
+    assert parse(["--quick", "--size", "64"]) == (2, 64, "real.npz")  # given, though the default
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--quick", "--data", "mine.npz"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "--quick generates its own inputs; --data cannot go with it")
+
+
+class Reached(Exception):
+    """Raised by a stubbed step of a bench: what it was called with, and the run stops there."""
+
+
+def stop_at(main, name: str, monkeypatch) -> None:
+    """Make ``name`` in ``main``'s script raise :class:`Reached` with its call's arguments."""
+
+    def reached(*args, **kwargs):
+        raise Reached(args, kwargs)
+
+    monkeypatch.setitem(main.__globals__, name, reached)
+
+
+@pytest.mark.parametrize("script, step, argv, check", [
+    ("langevin.py", "bench_net", ["--nets", "texture", "--batch", "3", "--size", "60"],
+     lambda args, kw: (kw["batch"], kw["size"], kw["timing"].n_steps) == (3, 60, 3)),
+    ("video.py", "bench_net", ["--nets", "st_small", "--frames", "5", "--steps", "4"],
+     lambda args, kw: (kw["frames"], kw["size"], kw["timing"].n_steps) == (5, 32, 4)),
+    ("voxel.py", "bench_net", ["--nets", "desc32_small", "--size", "12", "--repeats", "2"],
+     lambda args, kw: (kw["size"], kw["batch"], kw["timing"].repeats) == (12, 2, 2)),
+    ("scaling.py", "growth_rows", ["--tables", "growth", "--steps", "3"],
+     lambda args, kw: (kw["steps"], kw["repeats"]) == (3, 1)),
+    ("jem.py", "extra_outliers", ["--outliers", "15"], lambda args, kw: args[1] == 15),
+    ("rbm.py", "train_rbm", ["--hidden", "5"],
+     lambda args, kw: (kw["hidden"], kw["updates"]) == (5, 5)),
+    ("compose.py", "run", ["--samples", "7"],
+     lambda args, kw: (args[0].samples, args[0].steps) == (7, 3)),
+    ("coop.py", "run_pair", ["--budget", "0.5", "--steps", "1", "--work", "{tmp}/w"],
+     lambda args, kw: (kw["budget"], kw["steps"], kw["n_samples"]) == (0.5, [1], 6)
+     and kw["work"].name == "w"),
+    ("recovery.py", "eval_recovery", ["--frames", "8"],
+     lambda args, kw: (kw["frames"], kw["size"]) == (8, 32)),
+    ("fill_prior.py", "train_fill_prior", ["--out", "{tmp}/p", "--iterations", "2",
+                                           "--clips", "b"],
+     lambda args, kw: kw["iterations"] == 2 and args[1].name == "without_b.pt"),
+    ("multigrid.py", "run_modality", ["--modality", "image", "--work", "{tmp}/w"],
+     lambda args, kw: kw["work"].name == "w"),
+])
+def test_an_option_given_with_quick_wins_over_its_setting(bad_input_argv, bench_main,
+                                                         monkeypatch, script, step, argv, check):
+    """--quick sets smaller defaults; what the user gives explicitly is what the run uses."""
+    main = bench_main(script)
+    stop_at(main, step, monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(["--quick", *bad_input_argv(argv)])
+    assert check(*reached.value.args)
+
+
+@pytest.mark.parametrize("script, step, argv, given", [
+    ("rbm.py", "binarised", ["--data", "{file}"], "--data"),
+    ("compose.py", "run", ["--data", "{file}"], "--data"),
+    ("jem.py", "extra_outliers", ["--jem", "{tmp}", "--train"], "--jem, --train"),
+    ("digits.py", "quick_digits", ["--run", "{tmp}"], "--run"),
+    ("recovery.py", "eval_recovery", ["--mask-clip", "flag"], "--mask-clip"),
+    ("fill_prior.py", "train_fill_prior", ["--out", "{tmp}/p", "--data", "{tmp}"], "--data"),
+    ("features.py", "quick_shapes", ["--shapes", "{file}"], "--shapes"),
+])
+def test_an_input_quick_generates_is_refused_with_it(bad_input_argv, bench_main, capsys,
+                                                    monkeypatch, script, step, argv, given):
+    """--quick would ignore it (and run on its generated data): exit 2 in one line instead."""
+    main = bench_main(script)
+    stop_at(main, step, monkeypatch)  # where the run would have gone on without it
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quick", *bad_input_argv(argv)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"--quick generates its own inputs; {given} cannot go with it")
+
+
+def test_levers_noise_follows_the_seed(bench_module, monkeypatch):
+    """Every variant of one run draws the same noise; another --seed draws other noise."""
+    levers = bench_module("levers.py")
+    noise_seeds = []
+
+    def chain(energy, x0, *, generator, **settings):
+        noise_seeds.append(generator.initial_seed())
+        return x0
+
+    monkeypatch.setattr(levers["common"], "eager_langevin", chain)
+    monkeypatch.setattr(levers["Langevin"], "run", lambda self, energy, x0, **kw: chain(
+        energy, x0, **kw))
+    per_seed = []
+    for seed in (0, 3):
+        timing = levers["common"].Timing(n_steps=1, step_size=0.01, repeats=1, warmup=0,
+                                         device=torch.device("cpu"), seed=seed)
+        noise_seeds.clear()
+        levers["bench_net"]("texture", (1, 3, 57, 57), timing, compile_=False)
+        assert len(noise_seeds) == 6 and len(set(noise_seeds)) == 1  # one stream, every variant
+        per_seed.append(noise_seeds[0])
+    assert per_seed[0] != per_seed[1]
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("langevin.py", ["--nets", "texture"]),
+    ("video.py", ["--nets", "st_small"]),
+    ("voxel.py", ["--nets", "desc32_small", "--no-memory"]),
+])
+def test_an_error_during_a_timed_run_is_not_a_refused_input(bench_main, monkeypatch, script,
+                                                            argv):
+    """A ValueError from the library while timing is a failure (a traceback), not exit 2 with
+    "bad input": only the up-front checks of the options refuse."""
+    main = bench_main(script)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the sampler")
+
+    monkeypatch.setattr(main.__globals__["common"], "langevin_step_stats", broken)
+    with pytest.raises(ValueError, match="a bug in the sampler"):
+        main(["--quick", *argv])
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("langevin.py", ["--nets", "object", "texture", "--size", "40"],
+     r"texture at 40x40: input size \(40, 40\) is smaller than the network's receptive field"),
+    ("video.py", ["--nets", "fc_s_small", "st_small", "--frames", "2"],
+     r"st_small at 2x32x32: input size \(2, 32, 32\) is smaller than the network's receptive"),
+    ("voxel.py", ["--nets", "desc32_small", "desc64_small", "--size", "4"],
+     r"desc64_small at 4\^3: input_size \(4, 4, 4\) is too small for these layers"),
+])
+def test_every_net_is_checked_before_the_first_is_timed(bench_main, monkeypatch, capsys, script,
+                                                        argv, message):
+    main = bench_main(script)
+
+    def timed(*args, **kwargs):
+        raise AssertionError("a net was timed before the last one was checked")
+
+    monkeypatch.setattr(main.__globals__["common"], "langevin_step_stats", timed)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quick", *argv])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err.splitlines()[-1])
+
+
+def test_multigrid_table_prints_the_time_ratios_the_json_holds(bench_module):
+    """The printed table has the same ratio columns as the JSON rows, on the multi-grid row."""
+    format_table = bench_module("multigrid.py")["format_table"]
+    rows = [{"modality": "image", "method": "multi-grid", "train_s": 2.0, "sample_s": 1.0,
+             "train_time_ratio_single_over_multi": 1.5,
+             "sample_time_ratio_single_over_multi": 2.25},
+            {"modality": "image", "method": "single-grid", "train_s": 3.0, "sample_s": 2.25}]
+    header, _, multi, single = format_table(rows).splitlines()
+    cells = dict(zip(header.strip("| ").split(" | "), multi.strip("| ").split(" | ")))
+    assert cells["train_time_ratio_single_over_multi"] == "1.500"
+    assert cells["sample_time_ratio_single_over_multi"] == "2.250"
+
+
+def test_voxel_eval_error_during_a_training_is_not_a_refused_input(tmp_path, bench_main,
+                                                                  monkeypatch):
+    """Only the inputs' checks (data, checkpoints, device) refuse with exit 2; a ValueError
+    from a training or an evaluation is the run's failure."""
+    main = bench_main("voxel_eval.py")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the training")
+
+    monkeypatch.setitem(main.__globals__, "train_model", broken)
+    with pytest.raises(ValueError, match="a bug in the training"):
+        main(["--quick", "--quiet", "--work", str(tmp_path / "work")])
