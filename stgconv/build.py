@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from stgconv.baselines.voxel import nearest_known_fill
+from stgconv.checks import check_generator
 from stgconv.config import ChainConfig, ExperimentConfig, MultiGridConfig, SamplerConfig
 from stgconv.mcmc import (
     HMC,
@@ -169,6 +170,7 @@ def multigrid_bases(config: ExperimentConfig, base: Tensor, n_samples: int, *,
     synthesis, from the training examples' base grids ``base`` ``(N, *lead, *S_0)`` (model
     units): random ones of them, or with ``multigrid.base_rank`` draws of a Gaussian fitted to
     them, clamped to the sampler's range."""
+    check_generator(generator, "multigrid_bases")  # before the Gaussian's fit
     rank = multigrid_section(config).base_rank
     if rank is None:
         picks = torch.randint(len(base), (n_samples,), generator=generator, device=base.device)

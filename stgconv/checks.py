@@ -4,6 +4,7 @@ argument and repeats its bad value."""
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 import os
 import tempfile
@@ -79,6 +80,25 @@ def check_dtype(x: Tensor, own: torch.dtype, name: str) -> None:
                          f"convert it ({name}.to({own})) or the model (model.to({x.dtype}))")
 
 
+def check_finite_observed(values: Tensor, known: Tensor, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``values`` is finite wherever ``known`` (bool, of
+    ``values``' shape) is True: a fill keeps its observed entries and fills from them, so a NaN
+    among them would come back as an observed value or spread into the filled ones."""
+    if not bool(torch.isfinite(values[known]).all()):
+        raise ValueError(f"{name} has NaN or infinite values at observed entries (known=True)")
+
+
+def check_generator(generator: object, owner: str) -> None:
+    """``ValueError`` naming ``owner`` (the sampler, function or class that draws) unless
+    ``generator`` is ``None`` or a ``torch.Generator``: a seed given in its place failed inside
+    torch's first draw ("randn() received an invalid combination of arguments"), naming
+    neither, or passed a call that drew nothing that time and failed in a later one."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{owner}: generator must be a torch.Generator or None, got "
+                         f"{type(generator).__name__} {generator!r} (for a seed: "
+                         "generator=torch.Generator().manual_seed(seed))")
+
+
 def check_voxels(x: object, name: str) -> None:
     """``ValueError`` naming ``name`` unless ``x`` is a voxel batch ``(B, 1, D, H, W)``."""
     if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[1] != 1:
@@ -88,7 +108,8 @@ def check_voxels(x: object, name: str) -> None:
 
 def as_size(size: int | tuple[int, int]) -> tuple[int, int]:
     """A frame size ``(H, W)`` from one positive int (square) or a pair of them."""
-    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    single = isinstance(size, numbers.Integral) and not isinstance(size, bool)  # numpy ints too
+    pair = (size, size) if single else size
     try:
         pair = tuple(as_int(s, "size", minimum=1) for s in pair)
     except (TypeError, ValueError):

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_generator
 from stgconv.config import CooperativeConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -234,6 +235,7 @@ def propose_and_revise(
     Returns:
         ``(proposals, revised)``, both ``(N, *out_shape)``.
     """
+    check_generator(generator, "propose_and_revise")
     x0 = propose(generator_net, z, clamp=clamp)
     if sampler is None:
         return x0, x0
@@ -262,6 +264,7 @@ def interpolate(
     Returns:
         ``(n_points, *out_shape)``.
     """
+    check_generator(generator, "cooperative.interpolate")
     starts = propose(generator_net, latent_path(z_start, z_end, n_points=n_points), clamp=clamp)
     if sampler is None:
         return starts

@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from stgconv.checks import check_generator
+
 MIN_BASE = 4
 """The smallest side a dimension is halved down to (an odd side stops earlier)."""
 
@@ -98,6 +100,7 @@ class ConvGenerator(nn.Module):
     def sample_latent(self, n: int, *, device: torch.device | str | None = None,
                       generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws of the prior ``z ~ N(0, I)``: ``(n, latent_dim)``."""
+        check_generator(generator, "ConvGenerator.sample_latent")
         device = device if device is not None else self.project.weight.device
         return torch.randn(n, self.latent_dim, device=device, generator=generator)
 

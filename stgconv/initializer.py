@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.baselines.voxel import nearest_known_fill
-from stgconv.checks import as_int, check_bool_mask, check_dtype
+from stgconv.checks import as_int, check_bool_mask, check_dtype, check_generator
 from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -71,6 +71,9 @@ def depth_to_space(x: Tensor, factor: int) -> Tensor:
     ..., nk * f)``."""
     b, cf, *coarse = x.shape
     k = len(coarse)
+    if cf % factor**k:  # else the reshape fails, naming neither
+        raise ValueError(f"depth_to_space: the channels {cf} of x {tuple(x.shape)} must be a "
+                         f"multiple of factor^{k} = {factor}^{k} = {factor**k}")
     c = cf // factor**k
     x = x.reshape(b, c, *(factor,) * k, *coarse)
     order = (0, 1, *(n for i in range(k) for n in (2 + k + i, 2 + i)))
@@ -283,7 +286,8 @@ class InitializerStart(SuperResolutionStart):
     def start(self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
               ) -> Tensor:
         """The initializer's proposal ``(B, 1, *S)`` from the block means of ``x_pos``
-        ``(B, 1, *S)``."""
+        ``(B, 1, *S)`` (no draw: ``generator`` is only checked, as every start's)."""
+        check_generator(generator, "InitializerStart.start")
         low = block_down(x_pos, self.factor) + self.offset
         return self.initializer.propose(low, self.block) - self.offset
 

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from stgconv.baselines.video import temporal_neighbours
 from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stgconv.checks import as_int
+from stgconv.checks import as_int, check_generator
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
@@ -148,6 +148,7 @@ def learned_fill(
         raise ValueError(f"observed must be (C, T, H, W), got {tuple(observed.shape)}")
     check_mask_matches(known, observed)
     check_learned_fill(settings)
+    check_generator(generator, "learned_fill")
     known = known.to(observed.device).expand_as(observed)
     if initial is not None:
         check_prior_fits(initial, observed.shape[0], len(fills), settings.width)
@@ -373,6 +374,7 @@ def fill_prior(
     """
     check_learned_fill(settings)
     as_int(iterations, "iterations", minimum=1)
+    check_generator(generator, "fill_prior")
     if not examples:
         raise ValueError("fill_prior needs at least one example")
     groups = {inputs.shape[0] for _, _, inputs, _ in examples}

@@ -10,6 +10,7 @@ that hide a pixel in all channels at once, as the shared ones do, this is the pe
 
 from __future__ import annotations
 
+import numbers
 
 import torch
 from torch import Tensor
@@ -160,15 +161,19 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
     share of the examples.
 
     Raises:
-        ValueError: shapes that are not ``(N, K)`` and ``(N,)``, no examples, ``bins < 1``,
-            non-finite or out-of-``[0, 1]`` probabilities (logits, say), or labels that are not
-            whole classes ``0 .. K - 1``.
+        ValueError: shapes that are not ``(N, K)`` and ``(N,)``, no examples, ``bins`` not an
+            int ``>= 1``, non-finite or out-of-``[0, 1]`` probabilities (logits, say), or labels
+            that are not whole classes ``0 .. K - 1`` (bool labels included).
     """
     if probabilities.dim() != 2 or labels.shape != probabilities.shape[:1]:
         raise ValueError(f"probabilities must be (N, K) and labels (N,), got "
                          f"{tuple(probabilities.shape)} and {tuple(labels.shape)}")
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral):  # else torch's bincount
+        raise ValueError(f"bins must be an int, got {bins!r}")
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
+    if labels.dtype == torch.bool:  # as check_classes: True and False are not class numbers
+        raise ValueError("labels must be class numbers 0 .. K - 1, got torch.bool")
     if len(labels) == 0:
         raise ValueError("no examples: probabilities is (0, K)")
     if not torch.isfinite(probabilities).all():

@@ -14,12 +14,15 @@ multi-grid sampling rely on exactly these two properties.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from stgconv.checks import check_generator
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -117,6 +120,8 @@ def linear_up(x: Tensor, factor: Sequence[int]) -> Tensor:
     if k not in _LINEAR_MODES:
         raise ValueError(f"linear_up covers 1 to 3 trailing dims, got factor {factor}")
     lead, sizes = x.shape[:-k], x.shape[-k:]
+    if 0 in sizes:  # torch interpolates no side of size 0: nothing to interpolate, as nearest_up
+        return x.new_empty((*lead, *(n * f for n, f in zip(sizes, factor))))
     up = F.interpolate(x.reshape(-1, 1, *sizes), scale_factor=factor, mode=_LINEAR_MODES[k],
                        align_corners=False)
     return up.reshape(*lead, *up.shape[2:])
@@ -192,7 +197,11 @@ def factor_between(fine: Sequence[int], coarse: Sequence[int]) -> tuple[int, ...
     Returns:
         ``(N1 // n1, ..., Nk // nk)``.
     """
-    fine, coarse = tuple(int(n) for n in fine), tuple(int(n) for n in coarse)
+    try:  # operator.index, not int(): a size of 2.5 was truncated to 2 silently
+        fine, coarse = tuple(map(operator.index, fine)), tuple(map(operator.index, coarse))
+    except TypeError:
+        raise ValueError(f"grid sizes must be ints, got {tuple(fine)} and {tuple(coarse)}"
+                         ) from None
     if len(fine) != len(coarse):
         raise ValueError(f"grid {coarse} does not match the dims of {fine}")
     if any(n < 1 for n in coarse):
@@ -222,21 +231,25 @@ def pyramid(x: Tensor, sizes: Sequence[Sequence[int]]) -> list[Tensor]:
 
 def random_shift(x: Tensor, max_shift: int, *, generator: torch.Generator | None = None
                  ) -> Tensor:
-    """Each image of ``x`` ``(B, C, H, W)`` moved by its own whole-pixel offset, uniform in
-    ``[-max_shift, max_shift]`` along each axis; the edge rows and columns fill the space it
-    leaves (a digit's empty border stays empty). Returns ``(B, C, H, W)``; ``max_shift`` 0
-    returns ``x`` itself."""
+    """Each image of ``x`` ``(B, C, H, W)`` (any dtype, bool masks too) moved by its own
+    whole-pixel offset, uniform in ``[-max_shift, max_shift]`` along each axis; the edge rows
+    and columns fill the space it leaves (a digit's empty border stays empty). Returns
+    ``(B, C, H, W)``; ``max_shift`` 0 returns ``x`` itself."""
     if x.dim() != 4:
         raise ValueError(f"random_shift takes images (B, C, H, W), got {tuple(x.shape)}")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral):
+        raise ValueError(f"max_shift must be an int, got {max_shift!r}")  # else torch's pad
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    check_generator(generator, "random_shift")
     if max_shift == 0:
         return x
     b, c, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
     offsets = torch.randint(0, 2 * max_shift + 1, (b, 2), generator=generator,
-                            device=x.device)
-    rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (B, H) rows of padded to keep
-    cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # (B, W)
-    kept_rows = padded.gather(2, rows[:, None, :, None].expand(b, c, h, padded.shape[-1]))
+                            device=x.device) - max_shift
+    # Source indices clamped to the edges: what replicate padding gives, without a padded copy,
+    # and for every dtype (torch has no replicate padding of bool tensors).
+    rows = (offsets[:, :1] + torch.arange(h, device=x.device)).clamp(0, h - 1)  # (B, H)
+    cols = (offsets[:, 1:] + torch.arange(w, device=x.device)).clamp(0, w - 1)  # (B, W)
+    kept_rows = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))
     return kept_rows.gather(3, cols[:, None, None, :].expand(b, c, h, w))

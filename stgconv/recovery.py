@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import observed_frames_around
-from stgconv.checks import check_bool_mask
+from stgconv.checks import check_bool_mask, check_generator
 from stgconv.config import TrainConfig
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
@@ -159,6 +159,7 @@ class CompletionChain:
     def move(self, energy: EnergyFn, completion: Tensor, constraint: KnownEntries, *,
              generator: torch.Generator | None = None) -> Tensor:
         """One run from ``completion`` ``(1, C, *S)`` on ``constraint``; returns ``(1, C, *S)``."""
+        check_generator(generator, "CompletionChain.move")
         if self.step_scale is None:
             return self.sampler.run(energy, completion, constraint=constraint, generator=generator)
         preconditioned = Preconditioned(energy, completion, self.step_scale)
@@ -236,6 +237,7 @@ def recover(
             ``n_chains`` out of range.
     """
     train = train if train is not None else TrainConfig()
+    check_generator(generator, "recover")
     # Data, not part of a graph: the training steps backpropagate into the energy alone (an
     # observed clip that required grad failed on the second "backward through the graph").
     observed = observed.detach()
@@ -413,6 +415,7 @@ def holdout_like(
     check_bool_mask(known, "known")
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    check_generator(generator, "holdout_like")
     dim = known.dim() - 3
     if dim not in (0, 1):  # time on dim -3: a video's two spatial dims after it
         raise ValueError(f"known must be (T, H, W) or (C, T, H, W), got {tuple(known.shape)}")

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_generator
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.init import NoiseInit
 from stgconv.mcmc.langevin import Langevin
@@ -58,6 +59,7 @@ def reconstruct(
     if target.numel() == 0:  # the mean squared error of nothing is NaN at every iteration
         raise ValueError(f"target {tuple(target.shape)} holds no entries: nothing to "
                          "reconstruct")
+    check_generator(generator, "reconstruct")
     generator = generator if generator is not None else torch.Generator(target.device)
     state = generator.get_state()
     z = z0.detach().clone().requires_grad_(True)
@@ -97,6 +99,7 @@ def interpolate(
     Returns:
         ``(n_points, *S)`` samples along the path.
     """
+    check_generator(generator, "shortrun.interpolate")
     init = init if init is not None else NoiseInit("gaussian")
     return run_each(energy, sampler, noise_path(init, z_start, z_end, n_points=n_points),
                     generator=generator)
@@ -156,6 +159,7 @@ def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,
     """The chain from each of ``starts`` ``(N, *S)`` on its own, every one with the same noise
     (the generator's current state, restored afterwards; default: a new ``torch.Generator``,
     as in :func:`reconstruct`); returns ``(N, *S)`` (no samples for no starts)."""
+    check_generator(generator, "run_each")
     generator = generator if generator is not None else torch.Generator(starts.device)
     state = generator.get_state()
     # Every chain replays the same generator state, so all chains see the same noise and

@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stgconv.checks import check_entries
+from stgconv.checks import check_entries, check_generator
 from stgconv.config import TrainConfig
 from stgconv.distributed import (
     World,
@@ -405,6 +405,7 @@ class Trainer(FitLoop):
                       "chains each (train.batch_size, chains.chains_per_example)")
         self.accumulate = train.accumulate
         self.energy_l2 = train.energy_l2
+        check_generator(generator, type(self).__name__)  # kept: else it failed in a later step
         self.generator = generator if generator is not None else torch.Generator(data.device)
         self.optimizer = torch.optim.Adam(energy.parameters(), lr=train.lr, betas=train.betas)
         self.optimizer_settings = {"lr": train.lr, "betas": tuple(train.betas)}
@@ -605,6 +606,7 @@ class MultiGridTrainer(FitLoop):
         levels = pyramid(data, grid_sizes)
         self.grid_sizes = grid_sizes
         self.base = levels[0]
+        check_generator(generator, "MultiGridTrainer")  # kept: else it failed in a later step
         self.generator = generator if generator is not None else torch.Generator(data.device)
         self.config = config or {}
         self.world = world

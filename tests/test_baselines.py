@@ -40,3 +40,17 @@ def test_mean_fill_names_a_mask_that_is_not_bool_or_does_not_broadcast() -> None
     with pytest.raises(ValueError, match=r"known \(4, 3\) does not broadcast to observed "
                                          r"\(2, 3\)"):
         mean_fill(observed, torch.ones(4, 3, dtype=torch.bool))
+
+
+def test_mean_fill_fills_examples_of_one_entry_and_names_non_finite_observed_entries() -> None:
+    """A batch (B,) of single entries failed in flatten(1) ("Dimension out of range"); a NaN or
+    infinity at an observed entry turned every missing entry of its example into it, where the
+    video fills refuse it."""
+    filled = mean_fill(torch.tensor([2.0, math.nan, 5.0]), torch.tensor([True, False, True]))
+    assert torch.equal(filled, torch.tensor([2.0, 0.0, 5.0]))  # nothing observed: 0, as (B, *S)
+    with pytest.raises(ValueError, match=r"observed must be a batch \(B, \*S\), got a 0-dim"):
+        mean_fill(torch.tensor(1.0), torch.tensor(True))
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match=r"observed has NaN or infinite values at observed "
+                                             r"entries \(known=True\)"):
+            mean_fill(torch.tensor([[bad, 1.0]]), torch.tensor([[True, False]]))

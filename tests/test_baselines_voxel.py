@@ -83,6 +83,23 @@ def test_fills_keep_the_observed_voxels(name: str) -> None:
         FILLS[name](observed, known.float())
 
 
+@pytest.mark.parametrize("name", sorted(FILLS))
+def test_fills_name_a_nan_or_infinity_at_an_observed_voxel(name: str) -> None:
+    """It was copied into the result (and, for the majority vote, counted), where the video
+    fills refuse it; at a missing voxel it is still never read."""
+    observed = boxes_and_balls(1, 4)
+    known = torch.ones(observed.shape, dtype=torch.bool)
+    known[..., 0, 0, 0] = False
+    observed[..., 0, 0, 0] = float("nan")
+    assert torch.isfinite(FILLS[name](observed, known)).all()
+    for bad in (float("nan"), float("inf")):
+        spoiled = observed.clone()
+        spoiled[..., 1, 1, 1] = bad  # an observed voxel
+        with pytest.raises(ValueError, match=r"observed has NaN or infinite values at observed "
+                                             r"entries \(known=True\)"):
+            FILLS[name](spoiled, known)
+
+
 def test_recovery_baselines() -> None:
     truth = torch.zeros(1, 1, 5, 5, 5)
     truth[..., :, :, 3:] = 1  # the top two layers are full

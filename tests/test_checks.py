@@ -5,15 +5,19 @@ argument and its value."""
 
 from __future__ import annotations
 
+import ast
 import gzip
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny_data, tiny_energy
+from torch import nn
 
 from stgconv.checks import (
     MAX_ENTRIES,
@@ -168,3 +172,203 @@ def test_check_output_refuses_a_place_that_takes_no_new_file(tmp_path: Path) -> 
     check_output(tmp_path, "--out")
     check_output(tmp_path / "new" / "table.json", "--json", folder=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def _seed_calls() -> dict:
+    """Every public function or method taking ``generator=``, called with a seed instead:
+    ``"module.qualname": (owner the error names, call)``. The objects are the smallest that
+    reach the check; most calls used to fail inside torch's first draw ("randn() received an
+    invalid combination of arguments"), the shortrun ones with "'int' object has no attribute
+    'get_state'", and data_plus_noise with std 0, later calls of PersistentChains.start, the
+    starts that draw nothing and the trainers (until their first step) took the seed."""
+    from stgconv import build, cooperative, learned_fill, ops, recovery, shortrun
+    from stgconv.baselines.video import FILLS as VIDEO_FILLS
+    from stgconv.baselines.voxel import nearest_known_fill
+    from stgconv.config import InitializerConfig, LearnedFillConfig
+    from stgconv.data import masks
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.energy.rbm import RBM, ais_log_partition
+    from stgconv.evaluation.classification import balanced_subset, stratified_folds
+    from stgconv.evaluation.voxel import random_known
+    from stgconv.generator import ConvGenerator
+    from stgconv.initializer import Initializer, InitializerStart, InitializerTrainer
+    from stgconv.jem import HybridTrainer
+    from stgconv.mcmc import (HMC, MALA, BlockGibbs, DataGaussian, KnownEntries, Langevin,
+                              MultiGridSampler, NoiseInit, PersistentChains, ReplayBuffer)
+    from stgconv.mcmc.init import data_plus_noise
+    from stgconv.mcmc.metropolis import metropolis_start
+    from stgconv.mcmc.starts import (CoarseStart, DataStart, NoiseStart, RecoveryStart,
+                                     SuperResolutionStart)
+    from stgconv.tasks import voxel as voxel_tasks
+    from stgconv.train import MultiGridTrainer, Trainer
+
+    x, idx, data = torch.zeros(2, 1, 4, 4), torch.arange(2), tiny_data(2, 8)
+    sampler = Langevin(n_steps=1)
+    net = ConvGenerator(latent_dim=2, out_shape=(1, 8, 8), width=2)
+    clip = torch.zeros(1, 4, 4, 4)
+    clip_known = torch.arange(4)[:, None, None].expand(4, 4, 4) % 2 == 0
+    fill = VIDEO_FILLS["temporal_interpolation"]
+    settings = LearnedFillConfig(iterations=1, patterns=1, width=2, crop_size=4, batch=1)
+    voxels, voxels_known = torch.zeros(1, 1, 4, 4, 4), torch.ones(1, 1, 4, 4, 4, dtype=torch.bool)
+    fitted = DataGaussian.fit(torch.rand(4, 3), rank=1)
+    started = PersistentChains(2, NoiseInit())
+    started.start(x, idx)
+    return {
+        "ops.random_shift": ("random_shift", lambda: ops.random_shift(x, 1, generator=0)),
+        "mcmc.init.NoiseInit.sample": ("NoiseInit.sample",
+                                       lambda: NoiseInit().sample((2,), generator=0)),
+        "mcmc.init.data_plus_noise": ("data_plus_noise",
+                                      lambda: data_plus_noise(x, std=0.0, generator=0)),
+        "mcmc.init.DataGaussian.fit": ("DataGaussian.fit", lambda: DataGaussian.fit(
+            torch.rand(4, 3), rank=1, generator=0)),
+        "mcmc.init.DataGaussian.sample": ("DataGaussian.sample",
+                                          lambda: fitted.sample((2, 3), generator=0)),
+        "mcmc.starts.NoiseStart.start": ("NoiseInit.sample", lambda: NoiseStart(
+            NoiseInit()).start(x, idx, generator=0)),
+        "mcmc.starts.DataStart.start": ("data_plus_noise",
+                                        lambda: DataStart().start(x, idx, generator=0)),
+        "mcmc.starts.CoarseStart.start": ("CoarseStart.start", lambda: CoarseStart(
+            (2, 2)).start(x, idx, generator=0)),
+        "mcmc.starts.SuperResolutionStart.start": ("SuperResolutionStart.start",
+                                                   lambda: SuperResolutionStart((2, 2)).start(
+                                                       x, idx, generator=0)),
+        "mcmc.starts.RecoveryStart.start": ("RecoveryStart.start", lambda: RecoveryStart(
+            0.5, nearest_known_fill).start(x, idx, generator=0)),
+        "mcmc.buffer.ReplayBuffer.start": ("NoiseInit.sample", lambda: ReplayBuffer(
+            4, NoiseInit()).start(x, idx, generator=0)),
+        "mcmc.persistent.PersistentChains.start": ("PersistentChains.start",
+                                                   lambda: started.start(x, idx, generator=0)),
+        "mcmc.langevin.Langevin.run": ("Langevin", lambda: sampler.run(
+            tiny_energy(), x, generator=0)),
+        "mcmc.mala.MALA.run": ("MALA", lambda: MALA(n_steps=1).run(tiny_energy(), x,
+                                                                   generator=0)),
+        "mcmc.hmc.HMC.run": ("HMC", lambda: HMC(n_steps=1).run(tiny_energy(), x, generator=0)),
+        "mcmc.gibbs.BlockGibbs.run": ("BlockGibbs", lambda: BlockGibbs().run(
+            RBM(16, 2), x, generator=0)),
+        "mcmc.metropolis.metropolis_start": ("MALA", lambda: metropolis_start(
+            tiny_energy(), x, None, "MALA", 0)),
+        "mcmc.multigrid.MultiGridSampler.run": ("MultiGridSampler", lambda: MultiGridSampler(
+            (sampler,), ((2, 2),)).run([tiny_energy()], x[..., :2, :2], generator=0)),
+        "data.masks.missing_frames": ("missing_frames", lambda: masks.missing_frames(
+            4, 2, 2, fraction=0.5, generator=0)),
+        "data.masks.occluded_region": ("occluded_region", lambda: masks.occluded_region(
+            4, 2, 2, size=1, generator=0)),
+        "data.masks.salt_and_pepper": ("salt_and_pepper", lambda: masks.salt_and_pepper(
+            4, 2, 2, fraction=0.5, generator=0)),
+        "evaluation.classification.stratified_folds": ("stratified_folds", lambda:
+                                                       stratified_folds(idx, 2, generator=0)),
+        "evaluation.classification.balanced_subset": ("balanced_subset", lambda:
+                                                      balanced_subset(idx, 1, generator=0)),
+        "evaluation.voxel.random_known": ("random_known",
+                                          lambda: random_known((2,), 0.5, generator=0)),
+        "energy.rbm.RBM.__init__": ("RBM", lambda: RBM(4, 2, generator=0)),
+        "energy.rbm.RBM.sample_hidden": ("RBM.sample_hidden", lambda: RBM(4, 2).sample_hidden(
+            torch.zeros(1, 4), generator=0)),
+        "energy.rbm.RBM.sample_visible": ("RBM.sample_visible", lambda: RBM(
+            4, 2).sample_visible(torch.zeros(1, 2), generator=0)),
+        "energy.rbm.ais_log_partition": ("ais_log_partition", lambda: ais_log_partition(
+            RBM(4, 2), n_chains=2, n_betas=2, generator=0)),
+        "generator.ConvGenerator.sample_latent": ("ConvGenerator.sample_latent",
+                                                  lambda: net.sample_latent(2, generator=0)),
+        "cooperative.GeneratorStart.start": ("ConvGenerator.sample_latent", lambda:
+                                             cooperative.GeneratorStart(net).start(
+                                                 data, idx, generator=0)),
+        "cooperative.propose_and_revise": ("propose_and_revise", lambda:
+                                           cooperative.propose_and_revise(
+                                               tiny_energy(), net, None, torch.zeros(1, 2),
+                                               generator=0)),
+        "cooperative.interpolate": ("cooperative.interpolate", lambda: cooperative.interpolate(
+            tiny_energy(), net, None, torch.zeros(2), torch.ones(2), generator=0)),
+        "cooperative.CooperativeTrainer.__init__": ("CooperativeTrainer", lambda:
+                                                    cooperative.CooperativeTrainer(
+                                                        tiny_energy(), net, sampler, data,
+                                                        generator=0)),
+        "shortrun.reconstruct": ("reconstruct", lambda: shortrun.reconstruct(
+            tiny_energy(), sampler, x, z0=x, generator=0)),
+        "shortrun.interpolate": ("shortrun.interpolate", lambda: shortrun.interpolate(
+            tiny_energy(), sampler, x[0], x[1], generator=0)),
+        "shortrun.run_each": ("run_each", lambda: shortrun.run_each(tiny_energy(), sampler, x,
+                                                                     generator=0)),
+        "train.Trainer.__init__": ("Trainer", lambda: Trainer(
+            tiny_energy(), sampler, NoiseStart(NoiseInit()), data, generator=0)),
+        "train.MultiGridTrainer.__init__": ("MultiGridTrainer", lambda: MultiGridTrainer(
+            [tiny_energy()], [sampler], data, [(4, 4), (8, 8)], generator=0)),
+        "jem.HybridTrainer.__init__": ("HybridTrainer", lambda: HybridTrainer(
+            ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(64, 3))), sampler,
+            NoiseStart(NoiseInit()), data, idx, generator=0)),
+        "initializer.InitializerStart.start": ("InitializerStart.start", lambda:
+                                               InitializerStart(Initializer([2], spatial_dims=2),
+                                                                2, spatial_dims=2).start(
+                                                   x, idx, generator=0)),
+        "initializer.InitializerTrainer.__init__": ("InitializerTrainer", lambda:
+                                                    InitializerTrainer(
+                                                        tiny_energy(), Initializer(
+                                                            [2], spatial_dims=2, width=2,
+                                                            depth=2), sampler, data,
+                                                        settings=InitializerConfig(),
+                                                        factor=2, generator=0)),
+        "build.multigrid_bases": ("multigrid_bases", lambda: build.multigrid_bases(
+            None, x, 2, generator=0)),
+        "recovery.recover": ("recover", lambda: recovery.recover(
+            tiny_energy(), sampler, data[0], data[0] > 0, generator=0)),
+        "recovery.CompletionChain.move": ("CompletionChain.move", lambda:
+                                          recovery.CompletionChain(sampler).move(
+                                              tiny_energy(), data[:1],
+                                              KnownEntries(data[:1], data[:1] > 0),
+                                              generator=0)),
+        "recovery.holdout_like": ("holdout_like", lambda: recovery.holdout_like(
+            clip_known, generator=0)),
+        "learned_fill.learned_fill": ("learned_fill", lambda: learned_fill.learned_fill(
+            clip, clip_known, [fill], settings=settings, generator=0)),
+        "learned_fill.fill_prior": ("fill_prior", lambda: learned_fill.fill_prior(
+            [learned_fill.prior_example(clip, clip_known, {"t": fill})], settings=settings,
+            iterations=1, generator=0)),
+        "tasks.voxel.super_resolve_batch": ("super_resolve_batch", lambda:
+                                            voxel_tasks.super_resolve_batch(
+                                                tiny_energy(), sampler, voxels, 2,
+                                                generator=0)),
+        "tasks.voxel.recover_batch": ("recover_batch", lambda: voxel_tasks.recover_batch(
+            tiny_energy(), sampler, voxels, voxels_known, generator=0)),
+        "tasks.voxel.recover_padded": ("recover_padded", lambda: voxel_tasks.recover_padded(
+            tiny_energy(), sampler, voxels, voxels_known, generator=0)),
+    }
+
+
+SEED_CALLS = _seed_calls()
+
+# Taking ``generator=`` but not checked on entry: the check itself, the samplers' steps after
+# their checked start, the CUDA-graph replay of a checked Langevin run, the checkpointing of a
+# trainer's own (checked) generator, and the protocols, which hold no code.
+UNCHECKED = {"checks.check_generator",
+             "mcmc.metropolis.metropolis_select", "mcmc.metropolis.metropolis_step",
+             "mcmc.graphs.graph_generator_ok", "mcmc.graphs.run_as_cuda_graph",
+             "distributed.gather_generators", "distributed.take_generator",
+             "mcmc.base.Sampler.run", "mcmc.starts.ChainStart.start"}
+
+
+@pytest.mark.parametrize("where", list(SEED_CALLS))
+def test_every_random_function_names_a_seed_given_for_a_generator(where: str) -> None:
+    owner, call = SEED_CALLS[where]
+    with pytest.raises(ValueError, match=rf"^{re.escape(owner)}: generator must be a "
+                                         r"torch.Generator or None, got int 0 \(for a seed: "):
+        call()
+
+
+def test_the_seed_check_covers_every_public_function_taking_a_generator() -> None:
+    """So that a new random function cannot be left out of the test above: every public
+    function and method of stgconv with a ``generator`` argument is in it or in UNCHECKED."""
+    package = Path(__file__).resolve().parents[1] / "stgconv"
+    found = set()
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(package).with_suffix("").parts)
+        for node in ast.parse(path.read_text()).body:
+            functions = [(node.name, node)] if isinstance(node, ast.FunctionDef) else []
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                functions = [(f"{node.name}.{item.name}", item) for item in node.body
+                             if isinstance(item, ast.FunctionDef)]
+            for name, function in functions:
+                public = not function.name.startswith("_") or function.name == "__init__"
+                arguments = function.args.args + function.args.kwonlyargs
+                if public and any(argument.arg == "generator" for argument in arguments):
+                    found.add(f"{module}.{name}")
+    assert found == set(SEED_CALLS) | UNCHECKED

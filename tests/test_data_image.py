@@ -210,3 +210,35 @@ def test_resized_npz_images_stay_within_minus_one_to_one(tmp_path: Path) -> None
     np.savez(tmp_path / "w.npz", x_train=np.full((1, 7, 7), 255, np.uint8))
     x = load_npz_images(tmp_path / "w.npz", size=3, channels=1)
     assert x.shape == (1, 1, 3, 3) and x.max().item() <= 1.0 and x.min().item() >= -1.0
+
+
+@pytest.mark.parametrize("max_images", [0, -1, 2.5, True])
+def test_a_max_images_that_is_not_a_positive_count_is_named(tmp_path: Path, max_images) -> None:
+    """-1 dropped the last image (a slice to -1), 0 kept none and True one, all silently; 2.5
+    failed in the slice ("slice indices must be integers")."""
+    path = digits_file(tmp_path, np.zeros((5, 4, 4), dtype=np.uint8))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(folder / "0.png")
+    message = rf"max_images must be an int >= 1, got {max_images!r}"
+    for load in (lambda: load_npz_images(path, size=4, channels=1, max_images=max_images),
+                 lambda: load_npz_labels(path, max_images=max_images),
+                 lambda: ImageFolder(folder, size=4, max_images=max_images)):
+        with pytest.raises(ValueError, match=message):
+            load()
+
+
+def test_a_size_or_channel_count_images_cannot_have_is_named(tmp_path: Path) -> None:
+    """Channels 2 or 0 made grey images of 2 or no channels silently; size 0 failed inside
+    torch's interpolate or, for a folder, in Pillow at the first image."""
+    path = digits_file(tmp_path, np.zeros((5, 4, 4), dtype=np.uint8))
+    for channels in (2, 0):
+        with pytest.raises(ValueError, match=rf"channels must be 1 or 3, got {channels}"):
+            load_npz_images(path, size=4, channels=channels)
+        with pytest.raises(ValueError, match=rf"channels must be 1 or 3, got {channels}"):
+            ImageFolder(tmp_path, size=4, channels=channels)
+    for size in (0, 2.5):
+        with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size}"):
+            load_npz_images(path, size=size, channels=1)
+        with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size}"):
+            ImageFolder(tmp_path, size=size)

@@ -264,3 +264,17 @@ def test_fixed_occluded_region_draws_row_and_column_independently() -> None:
         rows, cols = hidden.nonzero(as_tuple=True)
         corners.append((int(rows.min()), int(cols.min())))
     assert any(top != left for top, left in corners)
+
+
+def test_occluded_region_names_a_bool_block_size() -> None:
+    """True was taken for a block of 1; the sizes are checked as checks.as_size checks them
+    everywhere else."""
+    with pytest.raises(ValueError, match=r"size must be a positive int or a pair \(H, W\) of "
+                                         r"them, got True"):
+        occluded_region(2, 4, 4, size=True)
+
+
+def test_occluded_region_takes_a_numpy_int_for_a_square_block() -> None:
+    """It failed ("'numpy.int64' object is not iterable"), where as_int takes numpy ints."""
+    assert torch.equal(occluded_region(3, 5, 5, size=np.int64(2), generator=gen(0)),
+                       occluded_region(3, 5, 5, size=2, generator=gen(0)))

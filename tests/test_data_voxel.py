@@ -520,3 +520,12 @@ def test_an_npz_of_one_unnamed_array_reads_as_its_grids(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"no array 'X' \(it holds \['arr_0', 'arr_1'\]\)"):
         VoxelShapes(tmp_path / "two.npz")
 
+
+@pytest.mark.parametrize("max_shapes", [0, -1, 2.5, True])
+def test_stack_names_a_max_shapes_that_is_not_a_positive_count(tmp_path, max_shapes) -> None:
+    """-1 dropped the last shape, 0 kept none and True one, all silently; 2.5 failed in the
+    slice; load_voxel_shapes refuses them all the same."""
+    shapes = VoxelShapes(_labelled_npz(tmp_path / "shapes.npz", [0, 1, 2]))
+    with pytest.raises(ValueError, match=rf"max_shapes must be an int >= 1, got {max_shapes!r}"):
+        shapes.stack(max_shapes)
+    assert len(shapes.stack(2)) == 2 and len(shapes.stack()) == 3

@@ -453,6 +453,15 @@ def test_space_to_depth_names_sizes_that_are_not_multiples_of_the_factor() -> No
         space_to_depth(torch.zeros(1, 1, 5, 4), 2)
 
 
+def test_depth_to_space_names_channels_that_are_not_a_multiple_of_the_block() -> None:
+    """The reshape failed ("shape '[1, 1, 2, 2, 2, 2]' is invalid for input of size 20")."""
+    for channels in (5, 3):
+        with pytest.raises(ValueError, match=rf"depth_to_space: the channels {channels} of x "
+                                             rf"\(1, {channels}, 2, 2\) must be a multiple of "
+                                             r"factor\^2 = 2\^2 = 4"):
+            depth_to_space(torch.zeros(1, channels, 2, 2), 2)
+
+
 def test_the_proposal_nets_name_an_input_of_another_dtype() -> None:
     """float64 block means or observed shapes failed inside the first convolution ("Input
     type (double) and bias type (float) should be the same")."""

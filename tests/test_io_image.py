@@ -12,7 +12,8 @@ import torch
 from PIL import Image, features
 
 from stgconv.data.image import ImageFolder, load_training_images
-from stgconv.io.image import BUILTIN_IMAGES, load_image, save_image_grid, to_unit
+from stgconv.io.image import (BUILTIN_IMAGES, load_image, save_image_grid, save_picture,
+                              to_tensor, to_unit)
 from stgconv.io.video import load_video
 
 STEP = 1 / 127.5  # one uint8 level in [-1, 1]
@@ -555,3 +556,46 @@ def test_to_unit_maps_minus_one_to_one_onto_zero_to_one_and_clamps_overshoot() -
     [0, 1] that image viewers take, at both ends (frame_comparison returns its result as is)."""
     pixels = torch.tensor([-3.0, -1.0, 0.0, 0.5, 1.0, 2.5])
     assert to_unit(pixels).tolist() == [0.0, 0.0, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_save_grid_names_images_without_pixels_and_a_row_length_that_is_not_a_count(
+        tmp_path: Path) -> None:
+    """Images of height 0 failed inside Pillow ("cannot write empty image"), nrow 0 divided by
+    zero inside torchvision, nrow 1.5 was taken as it came."""
+    with pytest.raises(ValueError, match=r"images have no pixels: \(B, C, H, W\) = "
+                                         r"\(2, 1, 0, 8\)"):
+        save_image_grid(torch.zeros(2, 1, 0, 8), tmp_path / "grid.png")
+    for nrow in (0, 1.5):
+        with pytest.raises(ValueError, match=rf"nrow must be an int >= 1, got {nrow}"):
+            save_image_grid(torch.zeros(2, 1, 8, 8), tmp_path / "grid.png", nrow=nrow)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("array, got", [
+    (np.zeros((4, 4)), r"float64 \(4, 4\)"),  # Pillow: "cannot write mode F as PNG"
+    (np.zeros(4, np.uint8), r"uint8 \(4,\)"),  # written as a one-row image
+    (np.zeros((4, 4, 4), np.uint8), r"uint8 \(4, 4, 4\)"),  # written with an alpha channel
+    (np.zeros((4, 4, 1), np.uint8), r"uint8 \(4, 4, 1\)"),  # Pillow: "Cannot handle this data"
+    (np.zeros((0, 4), np.uint8), r"uint8 \(0, 4\)"),  # Pillow: "cannot write empty image"
+    (torch.zeros(4, 4, dtype=torch.uint8), "Tensor"),  # "no attribute '__array_interface__'"
+], ids=["float", "row", "rgba", "one-channel", "empty", "tensor"])
+def test_save_picture_names_what_is_not_a_picture(tmp_path: Path, array, got: str) -> None:
+    path = tmp_path / "picture.png"
+    with pytest.raises(ValueError, match=rf"cannot write {path}: a picture is uint8 \(H, W\) "
+                                         rf"or \(H, W, 3\) with H, W >= 1, got {got}$"):
+        save_picture(array, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_to_tensor_names_pixels_that_are_not_uint8_images_and_load_image_a_bad_size() -> None:
+    """A float array was read as grey levels (0.5 nearly black), another rank failed in torch's
+    permute; a size of 0 in Pillow's resize ("height and width must be > 0")."""
+    for array, got in ((np.full((2, 2), 0.5), r"float64 \(2, 2\)"),
+                       (np.zeros(4, np.uint8), r"uint8 \(4,\)"),
+                       (np.zeros((1, 2, 2, 3), np.uint8), r"uint8 \(1, 2, 2, 3\)")):
+        with pytest.raises(ValueError, match=rf"expected uint8 pixels \(H, W\) or \(H, W, C\), "
+                                             rf"got {got}"):
+            to_tensor(array)
+    for size in (0, 2.5):
+        with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size}"):
+            load_image("builtin:brick", size=size)

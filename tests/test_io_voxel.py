@@ -4,6 +4,7 @@ and the real ModelNet/3D ShapeNets data of ../shared/data/voxel (skipped when ab
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from stgconv.io.mesh import (
     voxelize,
 )
 from stgconv.io.render import render_views, render_voxels, voxel_sheet
-from stgconv.io.voxel import check_grids, load_voxels, pad_to, save_voxels
+from stgconv.io.voxel import check_grids, load_voxels, pad_to, save_voxels, to_tensor
 
 # A unit cube [0, 1]^3 as 6 quads (outward winding).
 CUBE_VERTICES = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
@@ -968,3 +969,15 @@ def test_pad_to_puts_the_odd_voxel_at_the_high_end_for_numpy_as_for_torch() -> N
     assert padded.shape == (1, 6, 6, 6) and padded.sum() == 27
     assert padded[0, 1:4, 1:4, 1:4].all()
     np.testing.assert_array_equal(padded, pad_to(torch.from_numpy(grids), 6).numpy())
+
+
+def test_to_tensor_names_arrays_that_are_not_grids_and_marching_cubes_a_nan_level() -> None:
+    """A 2-D array became (2, 1, 2) and a 5-D one 6-D, silently; a NaN level gave an empty
+    surface (no voxel "exceeds" NaN)."""
+    for shape in ((2, 2), (1, 1, 2, 2, 2)):
+        with pytest.raises(ValueError, match=rf"expected voxel grids \(R, R, R\) or "
+                                             rf"\(N, R, R, R\), got shape {re.escape(str(shape))}"):
+            to_tensor(np.zeros(shape))
+    assert to_tensor(np.zeros((2, 2, 2))).shape == (1, 2, 2, 2)
+    with pytest.raises(ValueError, match="level must be a finite iso-value, got nan"):
+        mesh_from_voxels(np.ones((2, 2, 2)), level=float("nan"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -220,6 +221,21 @@ def test_expected_calibration_error_refuses_zero_bins_and_bins_a_zero_confidence
     # right at 0.9, bins 0 and 13, gaps 1 and 0.1.
     probs = torch.tensor([[0.0], [0.9]], dtype=torch.float64)
     assert expected_calibration_error(probs, torch.tensor([0, 0])) == pytest.approx(0.55)
+
+
+def test_expected_calibration_error_names_bins_that_are_not_an_int_and_bool_labels() -> None:
+    """bins 2.5 or True failed inside torch's bincount ("argument 'minlength' must be int");
+    bool labels were scored as classes 0 and 1, where check_classes refuses them."""
+    from stgconv.metrics import expected_calibration_error
+
+    probs, labels = torch.tensor([[0.6, 0.4], [0.3, 0.7]]), torch.tensor([0, 1])
+    for bins in (2.5, True):
+        with pytest.raises(ValueError, match=rf"bins must be an int, got {bins!r}"):
+            expected_calibration_error(probs, labels, bins=bins)
+    assert expected_calibration_error(probs, labels, bins=np.int64(2)) == pytest.approx(0.35)
+    with pytest.raises(ValueError, match=r"labels must be class numbers 0 \.\. K - 1, got "
+                                         r"torch.bool"):
+        expected_calibration_error(probs, labels.bool())
 
 
 def test_auroc_refuses_infinite_and_non_vector_scores() -> None:

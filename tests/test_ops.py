@@ -203,6 +203,9 @@ def test_factor_between() -> None:
         ((8, 8, 8), (4, 4), r"\(4, 4\) does not match the dims of \(8, 8, 8\)"),
         # Named, though the message says the dims do not match (reported as misleading).
         ((8, 8), (0, 8), r"\(0, 8\)"),
+        # int() truncated 2.5 to 2 and gave blocks of 2 silently, as _check_factor once did.
+        ((4, 4), (2.5, 2), r"grid sizes must be ints, got \(4, 4\) and \(2\.5, 2\)"),
+        ((4.5, 4), (2, 2), r"grid sizes must be ints, got \(4\.5, 4\) and \(2, 2\)"),
     ],
 )
 def test_factor_between_errors_name_the_sizes(fine, coarse, message: str) -> None:
@@ -248,6 +251,15 @@ def test_block_top_k_is_the_closest_binary_tensor_with_the_block_means(case: str
     assert (lowest_chosen >= highest_left).all()
 
 
+def test_linear_up_of_a_side_of_size_zero_is_empty_as_nearest_up() -> None:
+    """It failed in the reshape before the interpolation ("cannot reshape tensor of 0
+    elements"), and torch interpolates no side of size 0."""
+    for shape, factor in (((2, 1, 0, 4), (2, 2)), ((0, 1, 0, 4), (2, 2)), ((3, 0), (2,))):
+        x = torch.zeros(shape, dtype=F64)
+        up = linear_up(x, factor)
+        assert up.shape == nearest_up(x, factor).shape and up.dtype == F64
+
+
 def test_block_top_k_checks_the_low_shape() -> None:
     with pytest.raises(ValueError, match="block-reduced"):
         block_top_k(torch.zeros(1, 8, 8), torch.zeros(1, 3, 4), (2, 2))
@@ -280,6 +292,18 @@ def test_random_shift_zero_is_identity_and_bad_input_is_named() -> None:
         random_shift(x, -1)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\), got \(3, 5, 5\)"):
         random_shift(x[0], 1)
+
+
+def test_random_shift_moves_bool_images_and_names_a_shift_that_is_not_an_int() -> None:
+    """Bool images failed inside torch's padding ("replication_pad2d" not implemented for
+    'Bool'), a max_shift of 1.5 or True in its arguments ("must be tuple of ints")."""
+    masks = torch.rand(4, 2, 5, 5, generator=torch.Generator().manual_seed(0)) > 0.5
+    moved = random_shift(masks, 2, generator=torch.Generator().manual_seed(1))
+    as_float = random_shift(masks.double(), 2, generator=torch.Generator().manual_seed(1))
+    assert moved.dtype == torch.bool and torch.equal(moved, as_float == 1)
+    for bad in (1.5, True):
+        with pytest.raises(ValueError, match=rf"max_shift must be an int, got {bad!r}"):
+            random_shift(masks, bad)
 
 
 def test_block_top_k_breaks_ties_by_position() -> None:

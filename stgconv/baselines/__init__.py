@@ -9,28 +9,36 @@ majority; ``UPSAMPLERS``: nearest, trilinear) on batches ``(B, 1, D, H, W)``.
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask
+from stgconv.checks import check_bool_mask, check_finite_observed
 
 
 def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
     """Every missing entry at the mean of its example's observed entries.
 
     Args:
-        observed: ``(B, *S)``; values at missing entries are ignored (NaN included).
+        observed: ``(B, *S)`` (``S`` may be empty: one entry per example), finite at the known
+            entries; values at missing entries are ignored (NaN included).
         known: bool, broadcastable to ``observed``, True = observed.
 
     Returns:
         ``(B, *S)``, equal to ``observed`` at the known entries.
     """
     check_bool_mask(known, "known")  # a float mask failed inside torch.where
+    if observed.dim() == 0:
+        raise ValueError("observed must be a batch (B, *S), got a 0-dim tensor")
     try:
         known = known.expand_as(observed)
     except RuntimeError as err:  # torch's message names neither tensor
         raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
                          f"{tuple(observed.shape)}") from err
+    check_finite_observed(observed, known, "observed")  # else every missing entry turns NaN
+    # Spelt out, not flatten(1): a batch (B,) has no dim 1.
+    examples = (observed.shape[0], math.prod(observed.shape[1:]))
     where = [-1] + [1] * (observed.dim() - 1)
-    total = observed.where(known, 0).flatten(1).sum(1)
-    mean = total / known.flatten(1).sum(1).clamp(min=1)
+    total = observed.where(known, 0).reshape(examples).sum(1)
+    mean = total / known.reshape(examples).sum(1).clamp(min=1)
     return observed.where(known, mean.view(where).expand_as(observed))

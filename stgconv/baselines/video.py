@@ -34,7 +34,7 @@ from skimage.registration import optical_flow_tvl1
 from skimage.restoration import inpaint_biharmonic
 from torch import Tensor
 
-from stgconv.checks import as_int, check_bool_mask
+from stgconv.checks import as_int, check_bool_mask, check_finite_observed
 from stgconv.data.masks import check_mask_matches
 from stgconv.types import Fill
 
@@ -50,8 +50,7 @@ def _prepare(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
     known = known.to(video.device).expand(video.shape)
     if not known.any():
         raise ValueError("known has no observed entry: there is nothing to fill from")
-    if not torch.isfinite(video[known]).all():
-        raise ValueError("video has NaN or infinite values at observed entries (known=True)")
+    check_finite_observed(video, known, "video")
     return video, known
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from stgconv.checks import as_array, check_bool_mask, check_voxels
+from stgconv.checks import as_array, check_bool_mask, check_finite_observed, check_voxels
 from stgconv.ops import block_down, block_top_k, linear_up, nearest_up
 from stgconv.types import Fill
 
@@ -95,6 +95,7 @@ def _prepare(observed: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
     except RuntimeError as err:
         raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
                          f"{tuple(observed.shape)}") from err
+    check_finite_observed(observed, known, "observed")  # as the video fills: else copied out
     return observed, known
 
 
@@ -106,7 +107,8 @@ def nearest_known_fill(observed: Tensor, known: Tensor) -> Tensor:
     left at 0.
 
     Args:
-        observed: ``(B, C, *S)``; values at missing entries are ignored.
+        observed: ``(B, C, *S)``, finite at the known entries; values at missing entries are
+            ignored (NaN included).
         known: bool, broadcastable to ``observed``, ``True`` = observed.
 
     Returns:
@@ -137,7 +139,8 @@ def neighbour_majority(observed: Tensor, known: Tensor, *, radii: Sequence[int] 
     :func:`nearest_known_fill`'s value.
 
     Args:
-        observed: float ``(B, 1, D, H, W)``; values at missing voxels are ignored.
+        observed: float ``(B, 1, D, H, W)``, finite at the known voxels; values at missing
+            voxels are ignored (NaN included).
         known: bool, broadcastable, ``True`` = observed.
 
     Returns:

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import npz_array, open_npz
+from stgconv.checks import as_int, npz_array, open_npz
 from stgconv.data.base import NamedDataset
 from stgconv.io.folder import list_files
-from stgconv.io.image import IMAGE_SUFFIXES, from_levels, load_image, luma
+from stgconv.io.image import IMAGE_SUFFIXES, check_channels, from_levels, load_image, luma
 
 
 class ImageFolder(NamedDataset):
@@ -27,6 +27,10 @@ class ImageFolder(NamedDataset):
         channels: 1 (grey) or 3 (RGB).
         max_images: keep only the first ``max_images`` files.
         transform: applied to each ``(C, H, W)`` tensor.
+
+    Raises:
+        ValueError: ``size`` or ``max_images`` not an int >= 1, ``channels`` not 1 or 3, or
+            no image file in ``root``.
     """
 
     def __init__(
@@ -43,11 +47,16 @@ class ImageFolder(NamedDataset):
             raise ValueError(f"{self.root} is a file, not a folder of images")
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
+        # Checked here, not at the first image: Pillow's "height and width must be > 0" named
+        # neither, and a max_images of -1 dropped the last file silently.
+        self.size = as_int(size, "size", minimum=1)
+        check_channels(channels)
+        if max_images is not None:
+            max_images = as_int(max_images, "max_images", minimum=1)
         files = list_files(self.root, IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}")
         self.files = files[:max_images] if max_images is not None else files
-        self.size = size
         self.channels = channels
         self.transform = transform
 
@@ -95,8 +104,11 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
 
     Raises:
         ValueError: not a readable ``.npz``, no array ``key`` (the message lists those there),
-            or an array of another shape or type.
+            an array of another shape or type, ``size`` or ``max_images`` not an int >= 1, or
+            ``channels`` not 1 or 3.
     """
+    size = as_int(size, "size", minimum=1)  # else torch's interpolate, after the read
+    check_channels(channels)  # else grey repeated into 2 channels, or none
     with open_npz(path) as archive:
         if key not in archive.files:
             raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
@@ -140,7 +152,10 @@ def _over_white(images: np.ndarray) -> np.ndarray:
 def npz_subset(n: int, max_images: int | None) -> np.ndarray:
     """Indices ``(min(n, max_images),)`` (int64, ascending) of the ``max_images`` of ``n``
     examples that :func:`load_npz_images` keeps: a fixed random subset (seed 0) in file order;
-    all ``n`` of them without ``max_images``."""
+    all ``n`` of them without ``max_images`` (an int >= 1: a slice to -1 dropped the last
+    example silently)."""
+    if max_images is not None:
+        max_images = as_int(max_images, "max_images", minimum=1)
     if max_images is None or max_images >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(0).permutation(n)[:max_images])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_bool_mask
+from stgconv.checks import as_int, as_size, check_bool_mask, check_generator
 from stgconv.io.matlab import read_mat
 
 
@@ -142,6 +142,7 @@ def missing_frames(
     """
     _check_dims(T, H, W)
     _check_fraction(fraction)
+    check_generator(generator, "missing_frames")
     n_missing = round(fraction * T)
     candidates = torch.arange(1, T - 1) if keep_ends else torch.arange(T)
     if n_missing > len(candidates):
@@ -172,12 +173,10 @@ def occluded_region(
         are False.
     """
     _check_dims(T, H, W)
-    block = (size, size) if isinstance(size, int) else tuple(size)
-    if len(block) != 2 or not all(isinstance(s, int) and s >= 1 for s in block):
-        raise ValueError(f"size must be a positive int or a pair (h, w) of them, got {size!r}")
-    bh, bw = block
+    bh, bw = as_size(size)
     if bh > H or bw > W:
         raise ValueError(f"block {bh}x{bw} does not fit in a {H}x{W} frame")
+    check_generator(generator, "occluded_region")
     n_positions = T if moving else 1
     # Corners uniform over every position that keeps the block inside the frame.
     tops = torch.randint(0, H - bh + 1, (n_positions,), generator=generator)
@@ -212,6 +211,7 @@ def salt_and_pepper(
     _check_dims(T, H, W)
     _check_fraction(fraction)
     block = as_int(block, "block", minimum=1)
+    check_generator(generator, "salt_and_pepper")
     gh, gw = -(-H // block), -(-W // block)
     n_missing = round(fraction * gh * gw)
     # Ranking i.i.d. uniforms picks exactly n_missing tiles per frame, uniformly at random.

@@ -401,6 +401,8 @@ class VoxelShapes(LazyH5, NamedDataset):
     def stack(self, max_shapes: int | None = None) -> Tensor:
         """The first ``max_shapes`` shapes (all by default) as one ``(N, 1, R, R, R)`` tensor,
         read in one pass (``transform`` is not applied)."""
+        if max_shapes is not None:  # a slice to -1 dropped the last shape silently
+            max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
         rows = self.indices if max_shapes is None else self.indices[:max_shapes]
         if self._array is not None:
             array = self._array[rows]

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stgconv.checks import check_generator
+
 Visible = Literal["binary", "gaussian"]
 
 
@@ -37,6 +39,7 @@ class RBM(nn.Module):
             raise ValueError(f"need n_visible, n_hidden >= 1, got {n_visible}, {n_hidden}")
         if visible not in ("binary", "gaussian"):
             raise ValueError(f"visible must be 'binary' or 'gaussian', got {visible!r}")
+        check_generator(generator, "RBM")
         self.visible = visible
         self.weight = nn.Parameter(
             init_scale * torch.randn(n_visible, n_hidden, generator=generator))
@@ -95,12 +98,14 @@ class RBM(nn.Module):
 
     def sample_hidden(self, v: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """``h ~ p(h | v)``, ``(B, n_hidden)``, of ``v`` ``(B, *S)``."""
+        check_generator(generator, "RBM.sample_hidden")
         probs = self.hidden_probs(v)
         return (torch.rand(probs.shape, generator=generator, device=probs.device,
                            dtype=probs.dtype) < probs).to(probs.dtype)
 
     def sample_visible(self, h: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """``v ~ p(v | h)``, ``(B, n_visible)``, of ``h`` ``(B, n_hidden)``."""
+        check_generator(generator, "RBM.sample_visible")
         mean = self.visible_mean(h)
         noise = torch.rand if self.visible == "binary" else torch.randn
         draw = noise(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -150,6 +155,7 @@ def ais_log_partition(rbm: RBM, *, n_chains: int = 100, n_betas: int = 10_000,
     if base_visible_bias is not None and base_visible_bias.shape != (rbm.n_visible,):
         raise ValueError(f"base_visible_bias must be ({rbm.n_visible},), one per visible unit, "
                          f"got {tuple(base_visible_bias.shape)}")
+    check_generator(generator, "ais_log_partition")
     device, dtype = rbm.weight.device, torch.float64
     a0 = (torch.zeros(rbm.n_visible) if base_visible_bias is None else base_visible_bias)
     a0, a = a0.to(device, dtype), rbm.visible_bias.to(dtype)

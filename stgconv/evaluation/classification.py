@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.build import seeded_weights
+from stgconv.checks import check_generator
 from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
@@ -77,6 +78,7 @@ def stratified_folds(labels: Tensor, folds: int, *, generator: torch.Generator |
     each class."""
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
+    check_generator(generator, "stratified_folds")
     fold = torch.empty(len(labels), dtype=torch.long)
     offset = 0
     for label in labels.unique():
@@ -167,6 +169,7 @@ def balanced_subset(labels: Tensor, per_class: int, *, generator: torch.Generato
     ``labels`` ``(N,)``."""
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
+    check_generator(generator, "balanced_subset")
     picks = []
     for label in labels.unique():
         members = (labels == label).nonzero().squeeze(1)

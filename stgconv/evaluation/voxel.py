@@ -32,7 +32,7 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
-from stgconv.checks import as_int
+from stgconv.checks import as_int, check_generator
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
@@ -185,6 +185,7 @@ def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Gen
     independently with probability ``missing``."""
     if not 0.0 < missing < 1.0:
         raise ValueError(f"missing must be in (0, 1), got {missing}")
+    check_generator(generator, "random_known")
     return torch.rand(shape, generator=generator) >= missing
 
 

@@ -13,6 +13,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from skimage import data as skimage_data
 from torch import Tensor
 
+from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
 
 # Every suffix Pillow reads that people's files carry: Windows saves browsers' JPEGs as .jfif,
@@ -54,6 +55,11 @@ def to_unit(pixels: Tensor) -> Tensor:
 
 def to_tensor(array: np.ndarray) -> Tensor:
     """uint8 ``(H, W)`` or ``(H, W, C)`` -> float ``(C, H, W)`` in ``[-1, 1]``."""
+    # Else a float array was read as grey levels (0.5 nearly black) and another rank failed in
+    # torch's permute.
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise ValueError(f"expected uint8 pixels (H, W) or (H, W, C), got {array.dtype} "
+                         f"{array.shape}")
     if array.ndim == 2:
         array = array[:, :, None]
     return from_levels(torch.from_numpy(np.array(array)).permute(2, 0, 1).float())
@@ -183,9 +189,14 @@ _SRGB = ImageCms.createProfile("sRGB")
 def to_channels(image: Image.Image, channels: int) -> Image.Image:
     """``image`` (8-bit samples, as :func:`read_image` gives) as grey (``channels`` 1: ITU-R
     601 luma, Pillow's ``convert("L")``) or RGB (3)."""
+    check_channels(channels)
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def check_channels(channels: object) -> None:
+    """``ValueError`` unless ``channels`` is 1 (grey) or 3 (RGB), the images' channel counts."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    return image.convert("L" if channels == 1 else "RGB")
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -218,8 +229,11 @@ def load_image(
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: not a readable image, or an unknown builtin name.
+        ValueError: not a readable image, an unknown builtin name, or a ``size`` that is not
+            an int >= 1.
     """
+    if size is not None:  # else Pillow's "height and width must be > 0", after the read
+        as_int(size, "size", minimum=1)
     text = str(path)
     if text.startswith("builtin:"):
         image = builtin_image(text.removeprefix("builtin:"))
@@ -245,13 +259,16 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     """Write ``(B, C, H, W)`` float images in ``[-1, 1]`` as one PNG grid, atomically.
 
     Raises:
-        ValueError: another shape, no image, a dtype that is not floating point (grey levels
-            0-255 would be clamped to white: convert them with :func:`from_levels`), or
-            NaN/inf values.
+        ValueError: another shape, no image or no pixels, a dtype that is not floating point
+            (grey levels 0-255 would be clamped to white: convert them with
+            :func:`from_levels`), NaN/inf values, or ``nrow`` not an int >= 1.
     """
     if images.dim() != 4 or images.shape[1] not in (1, 3) or len(images) == 0:
         raise ValueError(f"expected images of shape (B, 1 or 3, H, W) with B >= 1, got "
                          f"{tuple(images.shape)}")
+    if 0 in images.shape[2:]:  # else Pillow's "cannot write empty image"
+        raise ValueError(f"images have no pixels: (B, C, H, W) = {tuple(images.shape)}")
+    as_int(nrow, "nrow", minimum=1)  # 0 divided by zero inside torchvision
     check_pixels(images, "images")
     if not torch.isfinite(images).all():  # else written as grey levels nobody could tell apart
         raise ValueError("images contain NaN or infinite values; refusing to write them")
@@ -266,5 +283,16 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
 
 
 def save_picture(array: np.ndarray, path: str | Path) -> Path:
-    """Write uint8 pixels ``(H, W)`` or ``(H, W, 3)`` as the PNG ``path``, atomically."""
+    """Write uint8 pixels ``(H, W)`` or ``(H, W, 3)`` as the PNG ``path``, atomically.
+
+    Raises:
+        ValueError: naming ``path``, for anything else: Pillow's own errors ("cannot write
+            mode F as PNG") named neither, and a row ``(W,)`` became a one-pixel-high image.
+    """
+    if (not isinstance(array, np.ndarray) or array.dtype != np.uint8 or 0 in array.shape
+            or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3))):
+        got = (f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray)
+               else type(array).__name__)
+        raise ValueError(f"cannot write {path}: a picture is uint8 (H, W) or (H, W, 3) with H, "
+                         f"W >= 1, got {got}")
     return atomic_write(path, partial(Image.fromarray(array).save, format="PNG"))

@@ -13,6 +13,7 @@ one line (``OFF8 6 0``). ``.ply`` and ``.stl`` go through open3d.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -481,7 +482,7 @@ def mesh_from_voxels(grid: np.ndarray, *, level: float = 0.5) -> tuple[np.ndarra
     Args:
         grid: ``(D, H, W)`` occupancy (bool, int or float; numpy or torch); a leading channel
             axis of size 1 is accepted.
-        level: the iso-value in the grid's units (0.5 for a {0, 1} grid).
+        level: the iso-value in the grid's units (0.5 for a {0, 1} grid), finite.
 
     Returns:
         ``(vertices, faces)``: float64 ``(V, 3)`` in voxel units (voxel ``i`` has its centre at
@@ -489,6 +490,8 @@ def mesh_from_voxels(grid: np.ndarray, *, level: float = 0.5) -> tuple[np.ndarra
         out); both empty when no voxel exceeds ``level``.
     """
     array = _as_grid(grid)
+    if not math.isfinite(level):  # NaN: "no voxel exceeds it", an empty surface without a word
+        raise ValueError(f"level must be a finite iso-value, got {level}")
     padded = np.pad(array.astype(np.float32), 1)
     if not padded.max() > level:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)

@@ -372,6 +372,9 @@ def pad_to(grids: np.ndarray | Tensor, size: int) -> np.ndarray | Tensor:
 
 def to_tensor(grids: np.ndarray) -> Tensor:
     """numpy ``(R, R, R)`` / ``(N, R, R, R)`` -> float32 ``(1, R, R, R)`` / ``(N, 1, R, R, R)``."""
+    if grids.ndim not in (3, 4):  # else a channel axis went into the wrong place silently
+        raise ValueError(f"expected voxel grids (R, R, R) or (N, R, R, R), got shape "
+                         f"{tuple(grids.shape)}")
     tensor = torch.from_numpy(np.ascontiguousarray(grids)).float()
     return tensor.unsqueeze(0) if tensor.dim() == 3 else tensor.unsqueeze(1)
 

@@ -85,15 +85,6 @@ def check_start(x0: object, sampler: str) -> None:
                          "values: make the chain starts on the CPU or a GPU")
 
 
-def check_generator(generator: object, sampler: str) -> None:
-    """``ValueError`` naming ``sampler`` unless ``generator`` is ``None`` or a
-    ``torch.Generator``: a seed given in its place failed inside torch's first draw."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"{sampler}: generator must be a torch.Generator or None, got "
-                         f"{type(generator).__name__} {generator!r} (for a seed: "
-                         "generator=torch.Generator().manual_seed(seed))")
-
-
 def energy_and_grad(
     energy: EnergyFn, x: Tensor, *, create_graph: bool = False, bf16: bool = False
 ) -> tuple[Tensor, Tensor]:

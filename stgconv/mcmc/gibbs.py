@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_generator
 from stgconv.energy.rbm import RBM
-from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo, check_generator
+from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo
 from stgconv.mcmc.constraints import Constraint
 
 

@@ -10,7 +10,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_classes
+from stgconv.checks import check_classes, check_generator
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class NoiseInit:
         ``dtype`` floating point (noise has no integer form)."""
         if dtype is not None and not dtype.is_floating_point:
             raise ValueError(f"noise is drawn in a floating point dtype, got {dtype}")
+        check_generator(generator, "NoiseInit.sample")
         if self.kind == "gaussian":
             return self.scale * torch.randn(shape, generator=generator, device=device, dtype=dtype)
         return self.scale * (
@@ -54,6 +55,7 @@ def data_plus_noise(x: Tensor, *, std: float, generator: torch.Generator | None 
     floating point unless ``std`` is 0."""
     if not (math.isfinite(std) and std >= 0):
         raise ValueError(f"std must be finite and >= 0, got {std}")
+    check_generator(generator, "data_plus_noise")  # std 0 draws nothing: refused all the same
     if std == 0:
         return x.clone()
     if not x.is_floating_point():
@@ -139,6 +141,7 @@ class DataGaussian:
             raise ValueError(f"rank must be >= 0, got {rank}")
         if components < 1:
             raise ValueError(f"components must be >= 1, got {components}")
+        check_generator(generator, "DataGaussian.fit")  # only k-means draws: before any work
         if not data.is_floating_point():  # the fit is stored in data's dtype: cut to integers
             raise ValueError(f"data must be floating point, as the model sees it, got "
                              f"{data.dtype}")
@@ -219,6 +222,7 @@ class DataGaussian:
         ``dtype`` floating point, as :meth:`NoiseInit.sample`'s."""
         if dtype is not None and not dtype.is_floating_point:  # draws cut to integers
             raise ValueError(f"draws are made in a floating point dtype, got {dtype}")
+        check_generator(generator, "DataGaussian.sample")
         sample_shape = tuple(self.means.shape[1:])
         if tuple(shape[-len(sample_shape):]) != sample_shape:
             raise ValueError(f"the data Gaussian makes samples of shape {sample_shape}, asked "

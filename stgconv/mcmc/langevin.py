@@ -10,11 +10,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_generator
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
     broadcast_chains,
-    check_generator,
     check_start,
     energy_and_grad,
     nonfinite_flag,

@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_generator
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.constraints import (
     Constraint,
@@ -102,6 +103,7 @@ class MultiGridSampler:
         if len(energies) != len(self.samplers):
             raise ValueError(f"{len(energies)} energies for {len(self.samplers)} grids; expected "
                              "one energy per modelled grid, coarse to fine")
+        check_generator(generator, "MultiGridSampler")
         if constraint is not None:
             self._check_fits_finest(constraint, x0)
         base = x0.detach().clone()

@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_generator
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.init import DataGaussian, NoiseInit, data_plus_noise
 from stgconv.ops import block_down, block_upsampler, nearest_up
@@ -26,7 +27,8 @@ class ChainStart(Protocol):
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """Chain starts ``(B * chains_per_example, *S)`` for examples ``x_pos`` ``(B, *S)``
-        whose dataset indices are ``indices`` ``(B,)``."""
+        whose dataset indices are ``indices`` ``(B,)``; a ``generator`` that is not a
+        ``torch.Generator`` is refused, by starts that draw nothing too."""
         ...
 
     def constraint(self, x_pos: Tensor) -> Constraint | None:
@@ -124,7 +126,9 @@ class CoarseStart(_Stateless):
     def start(
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
-        """``(B, *S)``, the nearest up-sampling of ``x_pos`` ``(B, *S)``'s block means."""
+        """``(B, *S)``, the nearest up-sampling of ``x_pos`` ``(B, *S)``'s block means (no
+        draw: ``generator`` is only checked, as every start's)."""
+        check_generator(generator, "CoarseStart.start")
         return nearest_up(block_down(x_pos, self.factor), self.factor)
 
 
@@ -150,7 +154,9 @@ class SuperResolutionStart(CoarseStart):
     def start(
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
-        """``(B, *S)``, the ``upsample`` of ``x_pos`` ``(B, *S)``'s block means."""
+        """``(B, *S)``, the ``upsample`` of ``x_pos`` ``(B, *S)``'s block means (no draw:
+        ``generator`` is only checked, as every start's)."""
+        check_generator(generator, "SuperResolutionStart.start")
         return self.upsample(block_down(x_pos, self.factor), self.factor)
 
     def constraint(self, x_pos: Tensor) -> Constraint:
@@ -183,6 +189,7 @@ class RecoveryStart:
     ) -> Tensor:
         """Chain starts ``(B, *S)`` for ``x_pos`` ``(B, *S)``; remembers the mask for
         :meth:`constraint`."""
+        check_generator(generator, "RecoveryStart.start")
         draw = torch.rand(x_pos.shape, generator=generator, device=x_pos.device)
         self._known = draw >= self.missing
         return self.fill(x_pos, self._known)

@@ -18,7 +18,7 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import as_int
+from stgconv.checks import as_int, check_generator
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer, has_initializer, initializer_from_state
@@ -95,6 +95,7 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
         ``block_down(out, f) == low`` (not clamped: the clamp would move block means; score it
         with a clamp).
     """
+    check_generator(generator, "super_resolve_batch")  # before the start's work
     blocks = (factor,) * 3
     low_model = low - offset
     if initializer is not None and initializer.serves(factor):
@@ -146,6 +147,7 @@ def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kno
     Returns:
         ``(B, 1, D, D, D)`` occupancy, equal to ``observed`` at the known voxels.
     """
+    check_generator(generator, "recover_batch")  # before the start's work
     start = recovery_fill(init, initializer)(observed, known)
     x = sampler.run(energy, start - offset, constraint=KnownEntries(observed - offset, known),
                     generator=generator)
@@ -193,6 +195,8 @@ def recover_padded(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kn
     Raises:
         ValueError: grids larger than the model's.
     """
+    check_generator(generator, "recover_padded")
+
     def recover(observed_model: Tensor, known_model: Tensor) -> Tensor:
         return recover_batch(energy, sampler, observed_model, known_model, offset=offset,
                              init=init, initializer=initializer, generator=generator)
