@@ -4,7 +4,10 @@
 #   bench/gpu_check.sh OUT_DIR [ANIMALS_DIR]     from the repository root
 #
 # In order of importance, each part under its own time limit so that one slow or failing part
-# cannot eat the others' time: the CUDA tests; every net's Langevin and training bench (images,
+# cannot eat the others' time: the CUDA tests; every command on tiny inputs (cuda_paths: JEM's
+# class-conditional chains and fitted Gaussians, the learned initializers and fill, the
+# short-run and voxel commands and evaluations; OUT_DIR/cuda_paths.json says how each ended);
+# every net's Langevin and training bench (images,
 # small video and voxel nets) as a config runs it (precision "auto") and in plain fp32; every
 # speed lever alone (bench/levers.py); the paper-size video and voxel nets; torch.compile and
 # CUDA graphs on two nets; and, when ANIMALS_DIR (a folder of the 80 animal frames as images,
@@ -66,8 +69,108 @@ else
     training=()
 fi
 
-part tests 60 "$PYTHON" -m pytest -q -p no:dash -p no:cacheprovider tests/test_gpu.py \
+part tests 90 "$PYTHON" -m pytest -q -p no:dash -p no:cacheprovider tests/test_gpu.py \
     tests/test_mcmc_execution.py
+part cuda_paths 200 "$PYTHON" - "$OUT" "$DEVICE" <<'EOF'
+"""Every command on tiny inputs on DEVICE, in-process, each ending in its own line (and in
+OUT_DIR/cuda_paths.json): the library's CUDA paths that only a run shows (class-conditional
+chains, fitted Gaussians, learned initializers and fill, checkpoints moved to the device)."""
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, "tests")
+from _tiny import JEM_CONFIG, JEM_TINY, ROOT, SR_CONFIG, TINY, boxes_and_balls, labelled_bars
+
+from stgconv.cli import main
+
+out, device = Path(sys.argv[1]), sys.argv[2]
+work = out / "cuda_paths_work"
+work.mkdir(parents=True, exist_ok=True)
+w = str(work)
+
+
+def on_device(args):
+    return [f"device={device}" if arg == "device=cpu" else arg for arg in args]
+
+
+bars = labelled_bars(work / "bars.npz", 9, varied=True)
+with np.load(bars) as digits:
+    np.savez(work / "digits.npz", x_test=digits["x_train"], y_test=digits["y_train"])
+np.savez(work / "noise.npz", x_test=np.full((3, 28, 28), 128, np.uint8))
+shapes = boxes_and_balls(12, 16)[:, 0].numpy().astype(np.uint8)
+np.savez(work / "shapes.npz", X=shapes, y=np.arange(12) % 2)
+np.save(work / "low.npy", shapes[:2, ::4, ::4, ::4].astype(np.float32))
+known = (np.random.default_rng(0).random(shapes[:2].shape) >= 0.5).astype(np.uint8)
+np.save(work / "partial.npy", np.where(known > 0, shapes[:2], 0.5).astype(np.float32))
+np.save(work / "known.npy", known)
+Image.new("L", (32, 32)).save(work / "image.png")
+(work / "clip").mkdir(exist_ok=True)  # frame images: the GPU machine has no video codec
+for t, frame in enumerate(np.random.default_rng(1).integers(0, 256, (12, 16, 16, 3), np.uint8)):
+    Image.fromarray(frame).save(work / "clip" / f"frame_{t:02d}.png")
+short_run = ["--set", "data.path=builtin:brick", "--set", "data.size=32",
+             "--set", "model.layers=[[8, 5, 2], [8, 3, 1]]", "--set", "train.n_iterations=2",
+             "--set", "sampler.n_steps=3", "--set", f"device={device}",
+             "--set", "model.arch=object", "--set", "model.reference_sigma=null",
+             "--set", "chains.mode=noise", "--set", "chains.init=uniform", "--quiet"]
+recovery = ["--frames", "12", "--size", "16", "--quiet", "--set", "train.n_iterations=2",
+            "--set", "recovery.average_last=1", "--set", "recovery.warmup=1",
+            "--set", f"device={device}", "--set", "recovery.init=learned",
+            "--set", "recovery.learned.iterations=3", "--set", "recovery.learned.crop_size=8",
+            "--set", "recovery.learned.width=8", "--set", "recovery.learned.patterns=2",
+            "--set", "recovery.learned.starts=[]"]
+on = ["--device", device]
+commands = {
+    "train jem": ["train", str(JEM_CONFIG), "--data", str(bars), "--out", f"{w}/jem",
+                  *on_device(JEM_TINY)],
+    "synthesize --class": ["synthesize", f"{w}/jem", "-n", "2", "--class", "1", "--class", "0",
+                           "--steps", "3", "--out", f"{w}/jem_samples", *on],
+    "eval ood": ["eval", "ood", "--checkpoint", f"{w}/jem", "--inliers", f"{w}/digits.npz",
+                 "--outliers", f"{w}/noise.npz", "--json", f"{w}/ood.json", *on],
+    "train super-resolution": ["train", str(SR_CONFIG), "--data", f"{w}/shapes.npz",
+                               "--out", f"{w}/sr", *on_device(TINY)],
+    "super-resolve": ["super-resolve", f"{w}/sr", f"{w}/low.npy", "--out", f"{w}/sr_out", *on],
+    "eval super-resolution": ["eval", "super-resolution", "--checkpoint", f"{w}/sr",
+                              "--shapes", f"{w}/shapes.npz", "--json", f"{w}/sr.json", *on],
+    "eval classification": ["eval", "classification", "--checkpoint", f"{w}/sr", "--shapes",
+                            f"{w}/shapes.npz", "--json", f"{w}/classification.json", *on],
+    "train recovery": ["train", str(ROOT / "configs" / "voxel" / "recovery_chairs_quick.yaml"),
+                       "--data", f"{w}/shapes.npz", "--out", f"{w}/rec",
+                       "--set", "data.categories=null", *on_device(TINY)],
+    "recover-shape": ["recover-shape", f"{w}/rec", f"{w}/partial.npy", "--known",
+                      f"{w}/known.npy", "--out", f"{w}/rec_out", *on],
+    "eval recovery-3d": ["eval", "recovery-3d", "--checkpoint", f"{w}/rec", "--shapes",
+                         f"{w}/shapes.npz", "--json", f"{w}/recovery_3d.json", *on],
+    "train short-run": ["train", *short_run, "--out", f"{w}/short"],
+    "reconstruct": ["reconstruct", f"{w}/short", f"{w}/image.png", "--iterations", "2",
+                    "--out", f"{w}/reconstructed", *on],
+    "interpolate": ["interpolate", f"{w}/short", "--points", "3", "--out",
+                    f"{w}/interpolated", *on],
+    "eval recovery (learned fill)": ["eval", "recovery", "--video", f"{w}/clip", "--mask",
+                                     "missing_frames:0.5", "--json", f"{w}/recovery.json",
+                                     *recovery],
+}
+results = {}
+for name, args in commands.items():
+    started = time.perf_counter()
+    try:
+        code = main(args)
+    except SystemExit as err:  # argparse's refusals
+        code = err.code
+    except Exception:  # every failure is reported, and the next command runs
+        traceback.print_exc()
+        code = "exception"
+    results[name] = {"exit": code, "seconds": round(time.perf_counter() - started, 1)}
+    print(f"cuda_paths {name:<24} exit={code} seconds={results[name]['seconds']}", flush=True)
+(out / "cuda_paths.json").write_text(json.dumps({"device": device, "commands": results},
+                                                indent=1))
+sys.exit(0 if all(result["exit"] == 0 for result in results.values()) else 1)
+EOF
 for precision in auto fp32; do
     common=(--device "$DEVICE" --precision "$precision" "${small[@]}")
     part "langevin_$precision" 25 "$PYTHON" bench/langevin.py "${common[@]}" "${images[@]}" \
@@ -115,7 +218,8 @@ device = json.loads((out / "environment.json").read_text())["device"]
 peak = next((p for name, p in PEAK_TFLOPS.items() if name in device), None)
 rows = []
 for path in sorted(out.glob("*.json")):
-    if path.name in ("summary.json", "environment.json") or path.stem.startswith("multigrid"):
+    if (path.name in ("summary.json", "environment.json", "cuda_paths.json")
+            or path.stem.startswith("multigrid")):
         continue
     for row in json.loads(path.read_text()):
         ran_in = row.get("ran_in", "fp32")
@@ -127,7 +231,13 @@ for path in sorted(out.glob("*.json")):
                      "gflops": row.get("gflops"), "speedup_vs_eager": row.get("speedup_vs_eager"),
                      "share_of_peak": share, "peak_memory_mb": row.get("peak_memory_mb"),
                      "compile_s": row.get("compile_s")})
-(out / "summary.json").write_text(json.dumps({"device": device, "rows": rows}, indent=1))
+commands = (json.loads((out / "cuda_paths.json").read_text())["commands"]
+            if (out / "cuda_paths.json").is_file() else {})
+failed = [name for name, result in commands.items() if result["exit"] != 0]
+(out / "summary.json").write_text(json.dumps({"device": device, "rows": rows,
+                                              "cuda_paths_failed": failed}, indent=1))
+print(f"cuda_paths: {len(commands) - len(failed)} of {len(commands)} commands ran"
+      + (f"; failed: {', '.join(failed)}" if failed else ""))
 for row in rows:
     share = "" if row["share_of_peak"] is None else f"{100 * row['share_of_peak']:.2f}% of peak"
     print(f"{row['bench']:<20} {row['net']:<13} {row['variant'] or '':<19} {row['ran_in']:<5} "

@@ -25,6 +25,7 @@ Binary occupancy only (voxel shapes): the logits are the log-odds of "occupied".
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -359,9 +360,11 @@ class InitializerTrainer(CompanionTrainer):
         indices = torch.randperm(n, generator=self.generator, device=self.generator.device)
         x = self.data[indices[: min(self.settings.batch_size, n)].to(self.data.device)]
         x = x + self.offset
-        if self.settings.mirror and torch.rand((), generator=self.generator,
-                                               device=self.generator.device) < 0.5:
-            x = x.flip(-1)
+        if self.settings.mirror:
+            # Chosen on the device, not read back: a Python `if` on the draw waited for a
+            # GPU's queue at every initializer step.
+            flip = torch.rand((), generator=self.generator, device=self.generator.device) < 0.5
+            x = torch.where(flip.to(x.device), x.flip(-1), x)
         return x
 
     def _crop(self, x: Tensor, fold: int) -> Tensor:
@@ -370,13 +373,15 @@ class InitializerTrainer(CompanionTrainer):
         net then costs about the same per step."""
         if self.settings.crop is None:
             return x
-        slices = []
-        for n in x.shape[2:]:
+        for dim, n in enumerate(x.shape[2:], start=2):
             cells = min(self.settings.crop, n // fold)
             corner = torch.randint(n // fold - cells + 1, (), generator=self.generator,
-                                   device=self.generator.device).item()
-            slices.append(slice(corner * fold, (corner + cells) * fold))
-        return x[(slice(None), slice(None), *slices)]
+                                   device=self.generator.device)
+            # Gathered by indices on the device: slicing needs the corner on the host, a read
+            # back from a GPU per axis and net at every initializer step.
+            rows = corner * fold + torch.arange(cells * fold, device=corner.device)
+            x = x.index_select(dim, rows.to(x.device))
+        return x
 
     def _losses(self, x: Tensor) -> list[Tensor]:
         """Each net's loss on the occupancy batch ``x``."""
@@ -395,7 +400,8 @@ class InitializerTrainer(CompanionTrainer):
             # (a small chains.missing) teaches nothing, where a mean over none would be NaN.
             hidden = ~known
             losses.append(F.binary_cross_entropy_with_logits(
-                logits[hidden], part[hidden], reduction="sum") / max(int(hidden.sum()), 1))
+                logits, part, weight=hidden.to(part.dtype), reduction="sum")
+                / hidden.sum().clamp(min=1))
         return losses
 
     @training_step
@@ -405,20 +411,28 @@ class InitializerTrainer(CompanionTrainer):
         initializer's steps and nets, before each step). ``batches``: dataset indices
         ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`)."""
         stats = super().step(batches)
-        total = 0.0
+        losses: list[Tensor] = []
         for _ in range(self.settings.steps):
             self.companion.optimizer.zero_grad(set_to_none=True)
             batch = self._initializer_batch()
-            losses = self._losses(batch)
-            for loss in losses:
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite initializer loss at iteration "
-                                             f"{self.iteration}: {loss.item()}")
+            step_losses = self._losses(batch)
+            for loss in step_losses:
                 loss.backward()
-                total += loss.item() / (len(losses) * self.settings.steps)
+            losses += [loss.detach() for loss in step_losses]
             if self.world is not None:
                 self.world.average_gradients(self.initializer.parameters(), weight=len(batch))
             self.companion.optimizer.step()
+        # Read once, after the steps, as the samplers read their non-finite flags: a read per
+        # step waited for a GPU's queue each time. A non-finite loss still stops training
+        # before anything is saved.
+        values = torch.stack(losses).tolist()
+        bad = next((value for value in values if not math.isfinite(value)), None)
+        if bad is not None:
+            raise FloatingPointError(f"non-finite initializer loss at iteration "
+                                     f"{self.iteration}: {bad}")
+        total = 0.0
+        for value in values:
+            total += value / len(values)
         totals = {"initializer_bce": total}
         if self.world is not None:
             totals = self.world.average(totals, weight=min(self.settings.batch_size,

@@ -176,6 +176,9 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
     arithmetic = _arithmetic(settings.precision, next(net.parameters()).device)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
+    # Found once, on the CPU: looked up on the clip's device for every crop, they cost two
+    # reads back from a GPU per crop (16 an iteration at the default batch).
+    centres = [_crop_centres(pattern[0]) for pattern in patterns]
     losses: list[float] = []
     for _ in range(iterations):
         # Every crop from any pattern: batches drawn from one pattern at a time chase that
@@ -183,7 +186,7 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         picks = torch.randint(len(patterns), (settings.batch,), generator=generator).tolist()
         crops = []
         for i in picks:
-            where = _crop(patterns[i][0], crop, generator)
+            where = _crop(centres[i], patterns[i][0].shape[1:], crop, generator)
             crops.append([part[where] for part in patterns[i]])
         if settings.symmetric:
             turns = torch.randint(2, (len(crops),), generator=generator).tolist()
@@ -192,8 +195,8 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
         hidden, visible, inputs, target = (torch.stack(part) for part in zip(*crops))
         with arithmetic:
             predicted = net(inputs.to(dtype), visible.to(dtype))
-        target, mask = target.to(dtype), hidden
-        loss = _loss(predicted[mask] - target[mask], settings.loss,
+        # One selection of the hidden entries (each reads the mask back from a GPU).
+        loss = _loss((predicted - target.to(dtype))[hidden], settings.loss,
                      second_half=len(losses) >= iterations // 2)
         value = loss.item()  # one read of the loss (a device sync) serves both
         if not math.isfinite(value):
@@ -303,15 +306,21 @@ def _arithmetic(precision: str, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _crop(hidden: Tensor, size: tuple[int, int, int], generator: torch.Generator | None
-          ) -> tuple[slice, ...]:
-    """A random ``size`` crop of ``(T, H, W)`` around a random hidden entry (so every crop
-    teaches something)."""
-    positions = hidden.flatten(1).any(0).nonzero().flatten()
-    at = positions[int(torch.randint(positions.numel(), (1,), generator=generator))].item()
-    centre = torch.unravel_index(torch.tensor(at), hidden.shape[1:])
+def _crop_centres(hidden: Tensor) -> Tensor:
+    """Where crops of a pattern may centre: the flat ``(T, H, W)`` indices ``(n,)`` (on the
+    CPU) of the places with an entry of ``hidden`` ``(K, T, H, W)`` in any channel; int32, as
+    a prior keeps many patterns: at most 4 bytes a place, beside the tens a pattern holds."""
+    return hidden.flatten(1).any(0).nonzero().flatten().to("cpu", torch.int32)
+
+
+def _crop(centres: Tensor, grid: Sequence[int], size: tuple[int, int, int],
+          generator: torch.Generator | None) -> tuple[slice, ...]:
+    """A random ``size`` crop of a pattern's ``grid`` ``(T, H, W)`` around one of its
+    :func:`_crop_centres` ``centres``, drawn at random (so every crop teaches something)."""
+    at = centres[int(torch.randint(centres.numel(), (1,), generator=generator))]
+    centre = torch.unravel_index(at, tuple(grid))
     where = [slice(None)]
-    for c, n, s in zip(centre, hidden.shape[1:], size):
+    for c, n, s in zip(centre, grid, size):
         low = int(torch.randint(max(0, int(c) - s + 1), min(int(c), n - s) + 1, (1,),
                                 generator=generator))
         where.append(slice(low, low + s))

@@ -5,7 +5,8 @@ on them is conftest.py's ``trained_voxel_run`` fixture. Seeded generators and fl
 (``pattern_images``, ``make_multigrid_trainer``), and a tiny multi-grid config file and an
 in-process CLI call (``write_config``, ``run_cli``); labelled images for JEM (``labelled_bars``,
 trained on by conftest.py's ``trained_jem_run``); a MATLAB v7.3 file as MATLAB writes one
-(``write_mat_v73``).
+(``write_mat_v73``); what would make a GPU wait for the host, counted on the CPU
+(``HostTraffic``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 import yaml
 from PIL import Image
 from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from stgconv.cli import main
 from stgconv.config import (
@@ -114,6 +117,36 @@ def assert_same_step_inside_no_grad(make_trainer) -> None:
     stats = outside.step()
     with torch.no_grad():
         assert inside.step() == stats
+
+
+class HostTraffic(TorchDispatchMode):
+    """Counts, while active, the operations that stop a GPU's queue until the host has what it
+    asked for, run on any device: ``reads`` of a value back to the host (``.item()``,
+    ``bool()``, ``int()``, ``if`` of a tensor), ``scans`` (``nonzero`` and indexing by a bool
+    mask, whose result's size is read back) and ``uploads`` (copies from the CPU to the meta
+    device, which stands in for a GPU here: a copy from the host to a GPU waits for its
+    queue). On the CPU none of them waits: the counts say what would on a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = self.scans = self.uploads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor)]
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.reads += 1
+        elif func is torch.ops.aten.nonzero.default or (
+                func is torch.ops.aten.index.Tensor
+                and any(t.dtype == torch.bool for t in inputs[1:])):
+            self.scans += 1
+        elif func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+            tensors = inputs + [t for t in tree_leaves(result) if isinstance(t, Tensor)]
+            if (any(t.device.type == "cpu" for t in inputs)
+                    and any(t.device.type == "meta" for t in tensors)):
+                self.uploads += 1
+        return result
 
 
 def pattern_images(n: int = 8, *, seed: int = 0) -> Tensor:

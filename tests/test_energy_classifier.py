@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from _tiny import HostTraffic
 from torch import nn
 
 from stgconv.energy.classifier import (ClassifierEnergy, classifier_energy, digit_classifier,
@@ -206,3 +207,23 @@ def test_an_input_of_another_dtype_is_named() -> None:
             with pytest.raises(ValueError, match=rf"expected x of dtype torch.float32 \(the "
                                                  rf"network's\), got {dtype}"):
                 use(x)
+
+
+@pytest.mark.parametrize("one", [1, torch.tensor(1)], ids=["int", "0-dim tensor"])
+def test_one_class_for_every_example_is_that_class_given_per_example(one: object) -> None:
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(digit_classifier(width=4), density_scale=True)
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(energy.class_energy(x, one),
+                               energy.class_energy(x, torch.tensor([1, 1, 1])))
+
+
+def test_one_class_given_on_the_host_is_not_copied_to_the_logits_device() -> None:
+    """An int class is read as a column of the logits. Copied to a GPU, as it was at every
+    sampler step of a class-conditional chain, it waited for the GPU's queue each time and kept
+    the step out of a CUDA graph (the meta device stands in for the GPU here)."""
+    energy = classifier_energy("digit_classifier", n_classes=3, density_scale=True).to("meta")
+    with HostTraffic() as traffic:
+        e = energy.class_energy(torch.zeros(2, 1, 28, 28, device="meta"), 2)
+    assert e.shape == (2,) and e.device.type == "meta"
+    assert traffic.uploads == 0

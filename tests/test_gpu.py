@@ -296,3 +296,91 @@ def test_a_gaussian_fitted_on_the_gpu_is_the_cpu_fit_without_warnings():
         if name == "factors":  # each direction's sign is the SVD's choice
             value, reference = value.abs(), reference.abs()
         torch.testing.assert_close(value.cpu(), reference, rtol=1e-4, atol=1e-5)
+
+
+def cuda_syncs(run) -> int:
+    """How many times ``run()`` made the host wait for the GPU's queue (torch's sync debug
+    mode warns at each: ``.item()``, ``nonzero``, a copy from the host, ...)."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing" in str(warning.message) for warning in caught)
+
+
+def test_cuda_syncs_sees_a_value_read_back():
+    assert cuda_syncs(lambda: torch.ones(2, device="cuda").sum().item()) >= 1
+
+
+def test_a_chain_of_one_class_given_as_an_int_is_captured_and_never_waits(monkeypatch):
+    """The class was copied to the GPU at every step: a wait for the queue each time, and a
+    step no CUDA graph could hold (the chain fell back to eager steps after a failed capture)."""
+    from stgconv.energy.classifier import classifier_energy
+    from stgconv.mcmc import graphs
+
+    torch.manual_seed(0)
+    energy = classifier_energy("digit_classifier", n_classes=3).cuda()
+    x0 = torch.rand(2, 1, 28, 28, device="cuda")
+    energy.class_energy(x0, 2)  # lazy initialisation (cuDNN, cuBLAS) before the count
+    assert cuda_syncs(lambda: energy.class_energy(x0, 2)) == 0
+
+    def failed(*args):
+        raise AssertionError("the step could not be captured")
+
+    monkeypatch.setattr(graphs, "_close_failed_capture", failed)
+    runs = [Langevin(n_steps=6, step_size=0.01, precision="fp32", cuda_graph=cuda_graph).run(
+                energy.conditional(2), x0, generator=torch.Generator("cuda").manual_seed(1))
+            for cuda_graph in (True, False)]
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_more_initializer_steps_make_the_host_wait_no_more():
+    """The mirror's draw, the crops' corners and each loss's check were read back at every
+    initializer step (15 an iteration by default); now the losses are read once a step."""
+    from stgconv.config import InitializerConfig
+    from stgconv.energy.base import ConvNetEnergy
+    from stgconv.initializer import Initializer, InitializerTrainer
+
+    def syncs(steps: int) -> int:
+        torch.manual_seed(0)
+        data = (torch.rand(8, 1, 8, 8, 8, device="cuda") < 0.4).float()
+        energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[4, 3, 1, 1]],
+                               head="sum", input_size=(8, 8, 8), reference_sigma=0.5).cuda()
+        settings = InitializerConfig(factors=(2,), width=4, depth=2, steps=steps, batch_size=4,
+                                     lr=0.01, crop=2, mirror=True)
+        trainer = InitializerTrainer(
+            energy, Initializer([2], width=4, depth=2).cuda(),
+            Langevin(n_steps=2, step_size=0.1, precision="fp32"), data, settings=settings,
+            factor=2, train=TrainConfig(batch_size=4), generator=torch.Generator("cuda"))
+        trainer.step()  # lazy initialisation before the count
+        return cuda_syncs(trainer.step)
+
+    assert syncs(3) == syncs(1)
+
+
+def test_the_learned_fill_reads_nothing_back_per_crop():
+    """Each crop scanned its pattern's hidden entries on the GPU and read one back (two waits
+    a crop); now the crops' centres are found once, on the CPU."""
+    from stgconv.baselines.video import FILLS
+    from stgconv.config import LearnedFillConfig
+    from stgconv.data.masks import salt_and_pepper
+    from stgconv.learned_fill import learned_fill
+
+    torch.manual_seed(0)
+    video = torch.rand(3, 8, 16, 16, device="cuda") * 2 - 1
+    known = salt_and_pepper(8, 16, 16, fraction=0.5,
+                            generator=torch.Generator().manual_seed(0)).cuda()
+
+    def syncs(iterations: int) -> int:
+        settings = LearnedFillConfig(iterations=iterations, crop_frames=4, crop_size=8,
+                                     patterns=2, batch=8, symmetric=False)
+        return cuda_syncs(lambda: learned_fill(
+            video, known, [FILLS["temporal_interpolation"]], settings=settings,
+            generator=torch.Generator().manual_seed(0)))
+
+    syncs(1)  # lazy initialisation before the counts
+    assert syncs(5) - syncs(1) < 4 * 8  # fewer than one per crop of the 4 iterations more

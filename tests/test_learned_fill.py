@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from _tiny import HostTraffic
 
 from stgconv.baselines.video import FILLS, temporal_interpolation
 from stgconv.config import LEARNED_FILL_LOSSES, VIDEO_FILLS, LearnedFillConfig, load_config
@@ -18,6 +19,7 @@ from stgconv.learned_fill import (
     NEIGHBOUR_INPUTS,
     FillNet,
     _crop,
+    _crop_centres,
     _loss,
     _turned_backwards,
     apply_fill,
@@ -420,7 +422,7 @@ def test_every_crop_holds_the_hidden_entry_it_is_drawn_around() -> None:
     hidden[0, 4, 7, 5] = True
     g = torch.Generator().manual_seed(0)
     for _ in range(50):
-        where = _crop(hidden, (3, 4, 4), g)
+        where = _crop(_crop_centres(hidden), hidden.shape[1:], (3, 4, 4), g)
         assert hidden[where].any()
 
 
@@ -552,7 +554,7 @@ def test_a_crop_is_drawn_around_an_entry_hidden_in_one_channel_only() -> None:
     hidden[1, 2, 3, 4] = True
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
-        assert hidden[_crop(hidden, (2, 3, 3), g)].any()
+        assert hidden[_crop(_crop_centres(hidden), hidden.shape[1:], (2, 3, 3), g)].any()
 
 
 def test_a_clip_lower_than_the_crop_is_cropped_to_its_own_height_and_width() -> None:
@@ -563,3 +565,18 @@ def test_a_clip_lower_than_the_crop_is_cropped_to_its_own_height_and_width() -> 
     net, losses = learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=2),
                                generator=torch.Generator().manual_seed(0))
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+
+
+def test_crops_find_their_centres_once_not_on_the_clip_s_device_per_crop() -> None:
+    """Each crop scanned its pattern's hidden entries for a centre and read one back: on a GPU
+    two waits for its queue a crop, 16 an iteration at the default batch. The centres are found
+    once per pattern, on the CPU; an iteration scans its hidden entries once, for its loss
+    (HostTraffic counts on the CPU what would wait on a GPU)."""
+    def scans(iterations: int) -> int:
+        with HostTraffic() as traffic:
+            learned_fill(wave(), pixels_missing(), [TEMPORAL],
+                         settings=replace(FAST, iterations=iterations, batch=4),
+                         generator=torch.Generator().manual_seed(0))
+        return traffic.scans
+
+    assert scans(3) - scans(1) == 2

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from _tiny import HostTraffic
 from torch import Tensor
 
+from stgconv.energy import image_energy
 from stgconv.mcmc import (
     HMC,
     MALA,
     Diagnostics,
     DownsampleConsistency,
     KnownEntries,
+    KnownEntriesAndBlockMeans,
     Langevin,
     NonFiniteEnergyError,
     StepInfo,
@@ -800,8 +804,6 @@ def test_downsample_consistency_conditional(name: str) -> None:
 def test_bf16_precision_follows_the_fp32_chain_closely() -> None:
     """bfloat16 autocast changes the network's arithmetic, not the chain's: on a conv energy the
     bf16 chain stays within a small distance of the fp32 chain driven by the same noise."""
-    from stgconv.energy import image_energy
-
     torch.manual_seed(0)
     energy = image_energy("descriptor64", in_channels=1, image_size=64, reference_sigma=0.5)
     x0 = torch.rand(2, 1, 64, 64, generator=gen(5)) * 2 - 1
@@ -981,3 +983,29 @@ def test_a_seed_for_a_generator_and_starts_without_values_are_named(name: str) -
         sampler.run(standard_energy, torch.randn(4, 3), generator=0)
     with pytest.raises(ValueError, match=f"{label}: x0 is on the meta device"):
         sampler.run(standard_energy, torch.zeros(4, 3, device="meta"))
+
+
+@pytest.mark.parametrize("sampler", [
+    Langevin(n_steps=2, step_size=0.01, grad_clip=1.0, clamp=(-1.0, 1.0)),
+    MALA(n_steps=2, step_size=0.01),
+    HMC(n_steps=2, step_size=0.01, n_leapfrog=2),
+], ids=["langevin", "mala", "hmc"])
+@pytest.mark.parametrize("kind", ["free", "known", "known_and_block_means"])
+def test_sampler_steps_read_nothing_back_to_the_host(sampler, kind: str) -> None:
+    """The hot loops gather their non-finite flags as tensors and read them once: a read per
+    step would wait for a GPU's queue every step (and cannot be captured in a CUDA graph).
+    Three times the steps, the same reads (HostTraffic counts on the CPU what would wait)."""
+    energy = image_energy("descriptor16", in_channels=3, image_size=8, layers=[[4, 3, 1, 1]])
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    known = KnownEntries(x0, torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+                         .expand_as(x0) > 0.5)
+    both = KnownEntriesAndBlockMeans(known, DownsampleConsistency(torch.zeros(2, 3, 4, 4), (2, 2)))
+    constraint = {"free": None, "known": known, "known_and_block_means": both}[kind]
+
+    def host_traffic(n_steps: int) -> int:
+        with HostTraffic() as traffic:
+            replace(sampler, n_steps=n_steps).run(energy, x0, constraint=constraint,
+                                                  generator=torch.Generator().manual_seed(2))
+        return traffic.reads + traffic.scans
+
+    assert host_traffic(6) == host_traffic(2)

@@ -119,8 +119,14 @@ class ClassifierEnergy(nn.Module):
             raise ValueError(f"classes must be one int or ({len(x)},), one per example, got "
                              f"{tuple(y.shape)}")
         check_classes(y, "classes", n_classes=logits.shape[1] if y.device.type == "cpu" else None)
-        y = y.to(logits.device).expand(len(x))
-        energy = -logits.gather(1, y.long()[:, None])[:, 0]
+        if y.dim() == 0 and y.device.type == "cpu":
+            # One class on the host (an int): its column, read with no copy. Copied to a GPU,
+            # it waited for the queue at every sampler step and could not be captured in a
+            # CUDA graph (the chain fell back to eager steps).
+            energy = -logits[:, int(y)]
+        else:
+            y = y.to(logits.device).expand(len(x))
+            energy = -logits.gather(1, y.long()[:, None])[:, 0]
         if self.log_density_scale is None:
             return energy
         return energy + (1 - self._density_scale()) * torch.logsumexp(logits, dim=1)
