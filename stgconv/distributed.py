@@ -93,6 +93,23 @@ class World:
     def barrier(self) -> None:
         _collective(dist.barrier)
 
+    def check_same(self, counts: dict[str, int]) -> None:
+        """Raise ``ValueError`` on every rank, naming each rank's value, unless every rank
+        holds the same ``counts`` (``{what: count}``, what each process read from its own
+        machine's files). A collective: it returns once every rank has called it."""
+        mine = torch.tensor(list(counts.values()), dtype=torch.long, device=self.device)
+        every = [torch.empty_like(mine) for _ in range(self.size)]
+        _collective(dist.all_gather, every, mine)
+        held = torch.stack(every).tolist()  # (size, len(counts))
+        differing = [f"{what}: " + ", ".join(f"{row[i]} in process {rank}"
+                                             for rank, row in enumerate(held))
+                     for i, what in enumerate(counts) if len({row[i] for row in held}) > 1]
+        if differing:
+            raise ValueError(f"the training processes read different files "
+                             f"({'; '.join(differing)}): every machine needs the same training "
+                             "data and, to resume, the same run folder at the same path (a "
+                             "shared file system, or identical copies)")
+
 
 class PeerFailedError(RuntimeError):
     """An exchange with the other training processes failed: most often because one of them

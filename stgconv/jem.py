@@ -183,7 +183,7 @@ class HybridTrainer(Trainer):
             if int(counts.min()) < 2:
                 k = int(counts.argmin())
                 held = ("" if world is None else f" in process 0's share of the examples "
-                        f"(every {world.size}th, from the first)")
+                        f"(0, {world.size}, {2 * world.size}, ...)")
                 raise ValueError(f"jem.feature_rank fits a Gaussian to each class's features "
                                  f"when training ends, and class {k} has {int(counts[k])} "
                                  f"examples{held} (at least 2 needed): set jem.feature_rank: 0")

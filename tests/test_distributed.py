@@ -3,7 +3,8 @@
 The averaged gradient of one step equals the single-process gradient on both ranks' data and
 samples together; ``torchrun ... -m stgconv train`` writes one checkpoint that loads in one
 process, resumes exactly with the same number of processes and continues with another; the
-sharding of chain states round-trips.
+sharding of chain states round-trips; only process 0 writes into the run folder; processes that
+read different files stop before training; SIGTERM unwinds a torchrun process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
+from stgconv import distributed
 from stgconv.checkpoint import load_checkpoint, load_model, load_multigrid
 from stgconv.cli import main
 from stgconv.config import ExperimentConfig, TrainConfig, load_config
@@ -45,6 +48,9 @@ from stgconv.train import Trainer
 
 N_EXAMPLES = 6
 BATCH = 2
+GRIDS = ("multigrid.grids=[{size: 4, model: {arch: texture, layers: [[4, 3, 1, 1]]}}, "
+         "{size: 8, model: {arch: object, layers: [[4, 3, 2, 1]]}}]")
+"""A two-grid model of :func:`tiny_run`'s images (a ``--set`` value)."""
 
 
 def tiny_energy() -> torch.nn.Module:
@@ -188,12 +194,103 @@ def test_sigterm_unwinds_a_torchrun_process() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def train_over_an_old_run(rank: int, port: int, config: ExperimentConfig, report: str) -> None:
-    """Rank ``rank`` of 2 trains ``config`` over its folder's run (``--overwrite``); rank 1
-    is refused at its start, after rank 0 has built its trainer."""
+class CallersStop(Exception):
+    """Raised by the SIGTERM handler a caller of ``train`` set."""
+
+
+def callers_handler(*_: object) -> None:
+    raise CallersStop
+
+
+def test_train_unwinds_on_sigterm_under_torchrun_and_leaves_a_single_process_handler_alone(
+        monkeypatch, tmp_path: Path) -> None:
+    """``train`` under torchrun turns a SIGTERM during training into ``SystemExit(143)``, so a
+    new run that torchrun stops removes what it wrote, and its lock, as any failed new run does;
+    one process keeps the SIGTERM handler its caller set."""
+    task = sys.modules["stgconv.tasks.train"]  # stgconv.tasks exports a function of its name
+    out = tmp_path / "run"
+
+    def stopped_while_training(config: ExperimentConfig, world: World | None, folder: Path,
+                               **_: object) -> Path:
+        (folder / "config.yaml").write_text("the new run's")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs at the next bytecode; never reached
+        return folder
+
+    monkeypatch.setattr(task, "_fit", stopped_while_training)
+    config = load_config(None, [f"out_dir={out}", "device=cpu"])
+    before = signal.signal(signal.SIGTERM, callers_handler)
+    try:
+        monkeypatch.setattr(distributed, "from_environment",
+                            lambda device: World(rank=0, size=2, device=torch.device("cpu")))
+        with pytest.raises(SystemExit) as stopped:
+            train(config)
+        assert stopped.value.code == 143
+        assert not out.exists()
+        monkeypatch.setattr(distributed, "from_environment", lambda device: None)
+        with pytest.raises(CallersStop):
+            train(config)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def as_process_1_of_2_alike(monkeypatch) -> list[str]:
+    """Make ``train`` run as process 1 of 2 whose peer holds what it holds: every collective
+    gives this process's own values back (a sum over itself, a gather to process 0 that it
+    only sends to). Returns the names of the collectives called, in order."""
+    called: list[str] = []
+
+    def collective(name: str, result: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            called.append(name)
+            return result(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(distributed, "from_environment",
+                        lambda device: World(rank=1, size=2, device=torch.device("cpu")))
+    monkeypatch.setattr(dist, "all_reduce", collective("all_reduce", lambda tensor: None))
+    monkeypatch.setattr(dist, "all_gather", collective(
+        "all_gather", lambda every, tensor: [rows.copy_(tensor) for rows in every]))
+    monkeypatch.setattr(dist, "gather_object", collective("gather_object",
+                                                          lambda *_, **__: None))
+    monkeypatch.setattr(dist, "barrier", collective("barrier", lambda: None))
+    return called
+
+
+@pytest.mark.parametrize("extra", [[], ["--set", GRIDS]], ids=["one net", "multigrid"])
+def test_process_1_writes_nothing(monkeypatch, tmp_path: Path, extra: list[str]) -> None:
+    """Process 0 writes the run folder; the others, which train alike, write nothing into it:
+    not a checkpoint (theirs lack the other processes' chains), samples or pictures of their
+    own chains, nor TensorBoard events (a second curve)."""
+    called = as_process_1_of_2_alike(monkeypatch)
+    images = image_folder(tmp_path / "images")
+    out = tmp_path / "run"
+    config = load_config(None, [*tiny_run(images, 2, out, *extra)[9::2], "device=cpu",
+                                f"data.path={images}", f"out_dir={out}",
+                                "train.sample_every=1", "train.checkpoint_every=1"])
+    assert train(config, progress=False) == out
+    assert called.count("barrier") == 2  # a checkpoint at each iteration (process 0's)
+    assert not out.exists()
+
+
+def free_port() -> int:
+    """A free port for the process group's rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def as_torchrun_process(rank: int, port: int) -> None:
+    """Make this process rank ``rank`` of 2 as torchrun would (its environment)."""
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def train_over_an_old_run(rank: int, port: int, config: ExperimentConfig, report: str) -> None:
+    """Rank ``rank`` of 2 trains ``config`` over its folder's run (``--overwrite``); rank 1
+    is refused at its start, after rank 0 has built its trainer."""
+    as_torchrun_process(rank, port)
     if rank == 1:
         def refused(*_: object) -> None:
             time.sleep(2)
@@ -214,13 +311,50 @@ def test_overwrite_removes_the_old_run_only_once_every_process_has_started(tmp_p
     old = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
     config = load_config(None, [f"data.path={images}", f"out_dir={out}", "device=cpu",
                                 *tiny_run(images, 1, out)[9::2]])
-    with socket.socket() as probe:  # a free port for the process group's rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mp.spawn(train_over_an_old_run, args=(port, config, str(tmp_path / "report")), nprocs=2)
+    mp.spawn(train_over_an_old_run, args=(free_port(), config, str(tmp_path / "report")),
+             nprocs=2)
     assert [(tmp_path / f"report{r}").read_text() for r in (0, 1)] == ["PeerFailedError",
                                                                        "ValueError"]
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == old
+
+
+def resume_from_own_files(rank: int, port: int, configs: list[ExperimentConfig], report: str
+                          ) -> None:
+    """Rank ``rank`` of 2 resumes ``configs[rank]`` (its machine's data and run folder)."""
+    as_torchrun_process(rank, port)
+    try:
+        train(configs[rank], resume=True, progress=False)
+    except ValueError as err:
+        Path(f"{report}{rank}").write_text(str(err))
+        # Both refused at the same point: they leave the process group together.
+        shutdown(World(rank=rank, size=2, device=torch.device("cpu")))
+
+
+def test_processes_that_read_different_files_stop_before_training_saying_which(tmp_path: Path
+                                                                               ) -> None:
+    """Every process reads the data and the checkpoint it resumes from on its own machine; a
+    process that read other files (here a data folder with one more image and a copy of the
+    run an iteration older) stops every process before training, naming each one's values.
+    Before, one more image trained on shards of other examples without a word, and an older
+    checkpoint ended the run in a Gloo abort ("terminate called after throwing an instance of
+    'gloo::EnforceNotMet'") once the processes' collectives no longer matched."""
+    images = image_folder(tmp_path / "images")
+    out, copy, more = tmp_path / "run", tmp_path / "copy", tmp_path / "more"
+    assert main(tiny_run(images, 2, out, "--set", "train.checkpoint_every=1")) == 0
+    # Process 1's machine holds the run as it was an iteration earlier, and one more image.
+    shutil.copytree(out, copy)
+    shutil.copy(copy / "checkpoint_previous.pt", copy / "checkpoint.pt")
+    shutil.copytree(images, more)
+    shutil.copy(images / "0.png", more / "extra.png")
+    configs = [load_config(None, [*tiny_run(images, 3, out)[9::2], "device=cpu",
+                                  f"data.path={data}", f"out_dir={folder}"])
+               for data, folder in ((images, out), (more, copy))]
+    mp.spawn(resume_from_own_files, args=(free_port(), configs, str(tmp_path / "report")),
+             nprocs=2)
+    for rank in (0, 1):
+        assert (tmp_path / f"report{rank}").read_text().startswith(
+            "the training processes read different files (training examples: 6 in process 0, "
+            "7 in process 1; iteration resumed from: 2 in process 0, 1 in process 1): ")
 
 
 # --------------------------------------------------------------------------- torchrun end to end
@@ -286,9 +420,7 @@ def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tm
 
 def test_torchrun_trains_a_multigrid_model(tmp_path: Path) -> None:
     images = image_folder(tmp_path / "images")
-    grids = "multigrid.grids=[{size: 4, model: {arch: texture, layers: [[4, 3, 1, 1]]}}, " \
-            "{size: 8, model: {arch: object, layers: [[4, 3, 2, 1]]}}]"
-    stgconv(tiny_run(images, 2, tmp_path / "run", "--set", grids), processes=2)
+    stgconv(tiny_run(images, 2, tmp_path / "run", "--set", GRIDS), processes=2)
     energies, _, state = load_multigrid(tmp_path / "run", device="cpu")
     assert len(energies) == 2
     assert state["base"].shape == (N_EXAMPLES, 3, 1, 1)  # every example's base colour

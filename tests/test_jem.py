@@ -293,9 +293,13 @@ def test_the_trainer_refuses_bad_labels() -> None:
     with pytest.raises(ValueError, match="class 2 has 1 examples.*jem.feature_rank: 0"):
         HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2))
     # Under torchrun process 0 fits on its share: the message says where the class is short.
-    with pytest.raises(ValueError, match="class 2 has 1 examples in process 0's share"):
+    with pytest.raises(ValueError, match=r"class 2 has 1 examples in process 0's share of the "
+                                         r"examples \(0, 2, 4, \.\.\.\)"):
         HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2),
                       world=World(rank=0, size=2, device=torch.device("cpu")))
+    # The other processes fit nothing: their share may lack a class's examples.
+    HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2),
+                  world=World(rank=1, size=2, device=torch.device("cpu")))
     headless = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.SiLU()))
     with pytest.raises(ValueError, match="nn.Linear"):
         HybridTrainer(headless, *args[1:], labels, jem=JEMConfig(feature_rank=2))
@@ -713,6 +717,25 @@ def test_jem_refits_the_ood_experts_when_training_goes_past_the_last_iteration()
     tensors = [key for key, value in first.items() if isinstance(value, torch.Tensor)]
     assert tensors
     assert any(not torch.equal(first[key], later[key]) for key in tensors)
+
+
+def test_only_process_0_fits_the_ood_experts_when_training_ends(monkeypatch) -> None:
+    """Under torchrun the checkpoint is process 0's state dict, fitted on its share; the other
+    processes' states are gathered and dropped, so they fit nothing: a fit there would cost
+    their time (CPU seconds per class at MNIST's size) and fail the run on a share that lacks
+    a class's examples."""
+    # Process 1's side of the checkpoint's gathers: it sends its state and receives nothing.
+    monkeypatch.setattr(torch.distributed, "gather_object", lambda *args, **kwargs: None)
+    trainer = make_trainer()
+    data, _ = tiny_labelled()
+    process_1 = HybridTrainer(trainer.energy, trainer.sampler, trainer.chains, data,
+                              torch.tensor([0, 1, 0, 1, 0, 2]),  # one of class 2
+                              jem=JEMConfig(feature_rank=2), train=TrainConfig(n_iterations=1),
+                              world=World(rank=1, size=2, device=torch.device("cpu")))
+    process_1.iteration = 1  # trained to the end
+    state = process_1.state_dict()
+    assert state["iteration"] == 1
+    assert not {"temperature", "feature_reference", "ood_weights"} & set(state)
 
 
 def test_jem_shift_moves_the_data_batch() -> None:

@@ -341,8 +341,14 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                              "raise it with --set train.n_iterations=N (a cosine "
                              "train.lr_decay is then stretched over the new N: its rate rises "
                              "again)")
-    if world is not None:  # every process has started: one refused at its start removes nothing
-        world.barrier()
+    if world is not None:
+        # Every process read the data and the checkpoint on its own machine: one that read
+        # other files (a stale copy) would train on shards of other examples, silently, or from
+        # another iteration, saving at other iterations than the others until a collective
+        # mismatch aborts it. A collective: every process has started when it returns, so one
+        # refused at its start removes nothing.
+        world.check_same({"training examples": len(observed),
+                          "iteration resumed from": trainer.iteration})
     if replace_old_run is not None:  # the new run has started: the old one goes now, not before
         replace_old_run()
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
