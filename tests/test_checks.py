@@ -21,11 +21,14 @@ from torch import nn
 
 from stgconv.checks import (
     MAX_ENTRIES,
+    as_array,
     as_int,
     as_size,
     check_entries,
     check_output,
+    check_bool_mask,
     check_cache_version,
+    check_classes,
     check_voxels,
     open_npz,
     reading,
@@ -97,6 +100,27 @@ def test_reading_names_the_damaged_file() -> None:
     with (pytest.raises(ValueError, match=r"cannot read shapes\.npz: the file is damaged .*BadZip"),
           reading("shapes.npz")):
         raise zipfile.BadZipFile("File is not a zip file")
+
+
+def test_check_voxels_refuses_a_6d_batch() -> None:
+    with pytest.raises(ValueError, match=r"x must be voxels .*\(2, 1, 4, 4, 4, 1\)"):
+        check_voxels(torch.zeros(2, 1, 4, 4, 4, 1), "x")
+
+
+def test_as_array_takes_a_tensor_that_requires_grad() -> None:
+    np.testing.assert_array_equal(as_array(torch.ones(2, requires_grad=True)), np.ones(2))
+
+
+def test_check_bool_mask_names_the_dtype_it_got() -> None:
+    with pytest.raises(ValueError, match=r"known must be a bool tensor \(True = observed\), got "
+                                         r"torch.uint8"):
+        check_bool_mask(torch.ones(2, dtype=torch.uint8), "known")
+
+
+def test_check_classes_of_no_class_refuses_every_label() -> None:
+    """n_classes = 0 leaves no valid class: 0 .. -1 is empty."""
+    with pytest.raises(ValueError, match=r"labels must be in 0 \.\. -1, got 0 \.\. 0"):
+        check_classes(torch.tensor([0]), "labels", n_classes=0)
 
 
 def test_check_voxels_refuses_a_4d_batch() -> None:

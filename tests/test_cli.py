@@ -329,6 +329,10 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["synthesize", "{run}", "--seed", "-5"], "--seed must be in [0, 2^63 - 2^16), got -5"),
         (["super-resolve", "{run}", "x.npy", "--seed", "99999999999999999999"],
          "--seed must be in [0, 2^63 - 2^16), got 99999999999999999999"),
+        (["synthesize", "{run}", "--seed", str(2**63 - 2**16)],
+         f"--seed must be in [0, 2^63 - 2^16), got {2**63 - 2**16}"),
+        (["reconstruct", "{run}", "x.png", "--lr", "inf"],
+         "--lr must be a finite number > 0, got inf"),
     ],
 )
 def test_numbers_out_of_range_are_refused_by_the_option_typed(
@@ -930,6 +934,26 @@ def test_reconstruction_png_shows_the_target_left_of_its_reconstruction(tmp_path
     np.testing.assert_array_equal(grid[2:10, 2:10], pixels)
 
 
+def test_reconstruction_runs_its_chain_on_the_seeded_stream(short_run: Path, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """--seed fixes the chain's noise as well as its start: without the task's generator the
+    chain would run on torch's default seed whatever --seed says."""
+    from stgconv import shortrun
+
+    optimise = shortrun.reconstruct
+    seeds = []
+
+    def recording(*args, generator=None, **kwargs):
+        seeds.append(None if generator is None else generator.initial_seed())
+        return optimise(*args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(shortrun, "reconstruct", recording)
+    Image.new("L", (8, 8)).save(tmp_path / "target.png")
+    tasks.reconstruct(short_run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
+                      seed=5, device="cpu")
+    assert seeds == [5]
+
+
 def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) -> None:
     """A model whose chains start at exactly zero (chains.init_scale 0, the default) still gets
     two different noise starts to interpolate between (a floor on the scale), so the points of
@@ -974,6 +998,31 @@ def test_a_zero_learning_rate_is_refused_by_its_option(tmp_path: Path, capsys) -
     assert main(["reconstruct", str(tmp_path / "none"), str(tmp_path / "x.png"),
                  "--lr", "0"]) == 2
     assert "--lr must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_a_json_table_over_the_checkpoint_file_given_is_refused(texture_run: Path,
+                                                                capsys) -> None:
+    checkpoint = texture_run / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    code, _, err = run_main(["eval", "ood", "--checkpoint", str(checkpoint), "--inliers", "x.npz",
+                             "--outliers", "y.npz", "--json", str(checkpoint)], capsys)
+    assert code == 2 and f"--json {checkpoint} is the input {checkpoint}" in err
+    assert checkpoint.read_bytes() == before
+
+
+def test_a_help_text_that_states_its_default_gets_no_second_one(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(same as --set data.path=...; default: the config's) --out" in text
+
+
+def test_a_tensorboard_folder_that_is_a_file_is_refused_before_the_work(tmp_path: Path,
+                                                                        capsys) -> None:
+    (tmp_path / "tb").write_text("a file")
+    code, _, err = run_main(["eval", "recovery", "--video", str(tmp_path / "missing.mp4"),
+                             "--mask", "region:8", "--tensorboard", str(tmp_path / "tb")], capsys)
+    assert code == 2 and f"--tensorboard {tmp_path / 'tb'} is a file, not a folder" in err
 
 
 def test_a_repeatable_option_left_out_shows_not_set_in_the_help(capsys) -> None:

@@ -140,6 +140,23 @@ def test_chain_states_shard_and_merge_back() -> None:
     assert merge_chain_states([{}, {}]) == {}
 
 
+def test_a_rank_whose_buffer_is_empty_gets_its_empty_buffer_back() -> None:
+    """Every rank keeps its place in the merged buffers, one that holds nothing yet too, so as
+    many processes resume exactly."""
+    cpu = torch.device("cpu")
+    merged = merge_chain_states([{"samples": torch.zeros(2, 1), "next": torch.tensor(1)}, {},
+                                 {"samples": torch.ones(3, 1), "next": torch.tensor(2)}])
+    backs = [shard_chain_state(merged, World(rank=r, size=3, device=cpu), capacity=4)
+             for r in range(3)]
+    assert [len(back["samples"]) for back in backs] == [2, 0, 3]
+    assert [int(back["next"]) for back in backs] == [1, 0, 2]
+
+
+def test_one_process_takes_at_most_its_capacity_of_a_larger_buffer() -> None:
+    state = {"samples": torch.arange(5.0).view(5, 1), "next": torch.tensor(3)}
+    assert shard_chain_state(state, None, capacity=2)["samples"].flatten().tolist() == [0.0, 1.0]
+
+
 def test_generators_continue_per_rank_or_reseed_for_another_count() -> None:
     states = [torch.Generator().manual_seed(s).get_state() for s in (1, 2)]
     checkpoint = {"generator": states[0], "generators": states, "iteration": 4,
@@ -152,6 +169,11 @@ def test_generators_continue_per_rank_or_reseed_for_another_count() -> None:
     take_generator(g, checkpoint, None)
     assert torch.equal(torch.rand(3, generator=g), first)
     assert not torch.equal(g.get_state(), states[0])
+
+
+def test_rank_0_alone_is_the_main_process() -> None:
+    assert [World(rank=r, size=3, device=torch.device("cpu")).is_main for r in range(3)] == [
+        True, False, False]
 
 
 def test_more_processes_than_examples_is_a_clear_error() -> None:
@@ -442,5 +464,19 @@ def test_a_reseeded_resume_gives_every_rank_its_own_stream() -> None:
     for rank in range(2):
         g = torch.Generator()
         take_generator(g, checkpoint, World(rank=rank, size=2, device=torch.device("cpu")))
+        draws.append(torch.rand(4, generator=g))
+    assert not torch.equal(draws[0], draws[1])
+
+
+@pytest.mark.parametrize("changed", [{"iteration": 5}, {"config": {"seed": 8}}],
+                         ids=["iteration", "seed"])
+def test_a_reseeded_stream_follows_the_iteration_and_the_configs_seed(changed: dict) -> None:
+    """Resumed at another iteration, or a run of another seed, the fresh stream is another."""
+    checkpoint = {"generator": torch.Generator().manual_seed(1).get_state(), "iteration": 4,
+                  "config": {"seed": 7}}
+    draws = []
+    for state in (checkpoint, {**checkpoint, **changed}):
+        g = torch.Generator()
+        take_generator(g, state, World(rank=0, size=2, device=torch.device("cpu")))
         draws.append(torch.rand(4, generator=g))
     assert not torch.equal(draws[0], draws[1])

@@ -172,6 +172,16 @@ def test_a_wide_block_adds_its_body_to_its_skip_path() -> None:
     torch.testing.assert_close(block(x), x)
 
 
+def test_wide_resnet_activates_its_last_blocks_sum_before_pooling() -> None:
+    """Pre-activation blocks end in a sum that nothing activates; the wide ResNet closes with
+    the activation (its batch normalisation removed), then pools and reads the logits."""
+    net = wide_resnet(n_classes=3, depth=10, widen=1)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    blocks = net[:4]  # the stem and one block per stage
+    pooled = nn.functional.leaky_relu(blocks(x), 0.2).mean(dim=(2, 3))
+    torch.testing.assert_close(net(x), net[-1](pooled))
+
+
 def test_the_digit_preset_is_smooth_and_refuses_another_side() -> None:
     """SiLU after every convolution, so the input gradient a sampler follows is continuous."""
     activations = [type(layer) for layer in digit_classifier(width=2)

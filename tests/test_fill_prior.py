@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from stgconv.cli import main
+from stgconv.checkpoint import load_checkpoint
 from stgconv.config import LearnedFillConfig
 from stgconv.io.video import save_video
 from stgconv.learned_fill import load_fill_prior
-from stgconv.tasks.fill_prior import train_fill_prior
+from stgconv.tasks.fill_prior import DEFAULT_MASKS, train_fill_prior
 
 SMALL = ["--frames", "6", "--size", "16", "--iterations", "3",
          "--set", "recovery.learned.crop_size=8", "--set", "recovery.learned.width=8"]
@@ -137,6 +138,77 @@ def test_fill_prior_refuses_one_frame_windows_and_no_videos(tmp_path: Path) -> N
         train_fill_prior([clip], tmp_path / "p.pt", **{**PRIOR, "frames": 1})
     with pytest.raises(ValueError, match="at least one video"):
         train_fill_prior([], tmp_path / "p.pt", **PRIOR)
+
+
+@pytest.fixture
+def no_video_read(monkeypatch) -> None:
+    """A video read fails the test: what is refused is refused before the work starts."""
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("a video was read before the settings were checked")
+
+    monkeypatch.setattr(FILL_PRIOR_TASK, "load_video", must_not_read)
+
+
+@pytest.mark.parametrize("changed, message", [
+    ({"settings": LearnedFillConfig(crop_size=8, width=0)}, "recovery.learned.width"),
+    ({"iterations": 0}, "iterations must be an int >= 1, got 0"),
+    ({"frames": 2, "size": 7000}, "a window of 2 frames of 7000x7000 makes"),
+    ({"masks": []}, "at least one mask"),
+], ids=["settings", "iterations", "window", "no mask"])
+def test_fill_prior_refuses_bad_settings_before_reading_a_video(tmp_path: Path, no_video_read,
+                                                                changed, message) -> None:
+    """Called from Python (the command line checks its options itself), not after making
+    every window's fills."""
+    with pytest.raises(ValueError, match=message):
+        train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt", **{**PRIOR, **changed})
+    assert not (tmp_path / "p.pt").exists()
+
+
+def test_fill_prior_refuses_a_mask_file_of_other_channels_before_reading_a_video(
+        tmp_path: Path, no_video_read) -> None:
+    """Its frames and size fit, its two channels do not broadcast to the clips' three."""
+    mask = tmp_path / "two_channels.npy"
+    np.save(mask, np.zeros((2, PRIOR["frames"], PRIOR["size"], PRIOR["size"]), np.uint8))
+    with pytest.raises(ValueError, match="does not match video"):
+        train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt", masks=[str(mask)],
+                         **PRIOR)
+
+
+def test_fill_prior_cuts_whole_windows_at_the_asked_size(tmp_path: Path, monkeypatch) -> None:
+    """A clip exactly --frames long is one window, resized to --size (the 16x16 clip to 8x8)."""
+    windows = []
+    original = FILL_PRIOR_TASK.prior_example
+
+    def recording(window, known, fills):
+        windows.append(tuple(window.shape))
+        return original(window, known, fills)
+
+    monkeypatch.setattr(FILL_PRIOR_TASK, "prior_example", recording)
+    train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt",
+                     **{**PRIOR, "frames": 8, "size": 8, "masks": ["missing_frames:0.5"]})
+    assert windows == [(3, 8, 8, 8)]
+
+
+def test_fill_prior_seeds_the_nets_weights_and_its_training(tmp_path: Path, monkeypatch) -> None:
+    """The seed reaches the net's initial weights and the training's own draws, and the prior
+    records the videos' names."""
+    original = FILL_PRIOR_TASK.fill_prior
+    seeds = []
+
+    def recording(examples, *, generator, **kwargs):
+        seeds.append((torch.initial_seed(), generator.initial_seed()))
+        return original(examples, generator=generator, **kwargs)
+
+    monkeypatch.setattr(FILL_PRIOR_TASK, "fill_prior", recording)
+    prior = train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt", seed=4, **PRIOR)
+    assert seeds == [(4, 4)]
+    assert load_checkpoint(prior)["trained_on"] == ["c.mkv"]
+
+
+def test_the_default_masks_are_the_experiments_three_kinds() -> None:
+    """The block is 40% of the side: the experiments' 60 pixels of 150."""
+    assert [FILL_PRIOR_TASK._mask_spec(mask, 150) for mask in DEFAULT_MASKS] == [
+        "missing_frames:0.5", "region:60", "salt_and_pepper:0.5"]
 
 
 def test_fill_prior_draws_each_windows_mask_anew_at_the_asked_size(tmp_path: Path,

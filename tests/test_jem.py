@@ -197,6 +197,24 @@ def test_a_step_reports_every_term_and_learns() -> None:
     assert len(trainer.chains) == 6
 
 
+def test_a_step_of_several_micro_batches_reports_their_mean(monkeypatch) -> None:
+    """Each term's loss and statistics are the mean over the step's micro-batches, as its
+    gradient is, not the last micro-batch's."""
+    import stgconv.jem
+
+    terms = []
+
+    def recording(*args, **kwargs):
+        loss, stats = hybrid_loss(*args, **kwargs)
+        terms.append({"loss": loss.item(), **{key: value.item() for key, value in stats.items()}})
+        return loss, stats
+
+    monkeypatch.setattr(stgconv.jem, "hybrid_loss", recording)
+    stats = make_trainer().step([torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 0, 2])])
+    assert len(terms) == 2 and terms[0] != terms[1]
+    assert stats == pytest.approx({key: (terms[0][key] + terms[1][key]) / 2 for key in terms[0]})
+
+
 class RecordingSampler:
     """A Langevin sampler that remembers, for each run, the energy it was given at the starts
     and, before the step changes the weights, the model's marginal and per-class energies

@@ -18,6 +18,7 @@ from stgconv.checkpoint import load_checkpoint
 from stgconv.config import load_config
 from stgconv.io.video import save_video
 from stgconv.tasks import demo, synthesize, train
+from stgconv.tasks.train import ExistingRun
 
 
 def video_clip(path: Path) -> Path:
@@ -291,6 +292,29 @@ def test_the_demo_continues_every_stored_chain_five_times_longer(tmp_path: Path,
     demo(tmp_path, overrides=["sampler.n_steps=7", "chains.chains_per_example=3"])
     assert asked["items"] == tmp_path / "run"
     assert (asked["n_samples"], asked["n_steps"], asked["start"]) == (3, 35, "chains")
+
+
+def test_the_demo_passes_its_options_on_and_takes_a_replay_buffer(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """A replay buffer also keeps chains to continue; overwrite, progress and the config's
+    device reach the training and the synthesis."""
+    module = importlib.import_module("stgconv.tasks.demo")
+    trained = {}
+    monkeypatch.setattr(module, "train", lambda config, **kwargs: trained.update(kwargs) or (
+        tmp_path / "run"))
+    asked = captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    demo(tmp_path, overrides=["chains.mode=buffer", "device=cpu"], overwrite=True,
+         progress=False)
+    assert trained == {"overwrite": True, "progress": False}
+    assert asked["device"] == "cpu"
+
+
+def test_the_demo_refuses_an_earlier_run_naming_its_own_options(tmp_path: Path) -> None:
+    (tmp_path / "checkpoint.pt").write_bytes(b"an earlier run's")
+    with pytest.raises(ExistingRun, match="holds an earlier run: replace it with --overwrite, "
+                                          "or give the demo another --out"):
+        demo(tmp_path)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"an earlier run's"
 
 
 @pytest.fixture(scope="module")

@@ -803,6 +803,65 @@ def test_a_failed_new_run_removes_only_what_it_made(tmp_path: Path, monkeypatch,
         assert not (out / name).exists() or (out / name).read_text() == "the user's"
 
 
+def test_overwrite_refuses_to_remove_a_run_folder_that_holds_the_data(tmp_path: Path) -> None:
+    """Data kept under one of the old run's folders (tb/) would go with it."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    (out / "tb").mkdir(parents=True)
+    (out / "tb" / "data.png").write_bytes(b"the training data")
+    with pytest.raises(task.ExistingRun, match="--overwrite would remove .*tb, which holds the "
+                                               "training data"):
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu",
+                                      f"data.path={out / 'tb' / 'data.png'}"]), overwrite=True)
+    assert (out / "tb" / "data.png").read_bytes() == b"the training data"
+
+
+def test_the_lock_file_names_only_its_live_owner(tmp_path: Path, monkeypatch) -> None:
+    """A killed owner's longer words are replaced whole, not overwritten in part; the lock is
+    left empty once the run ends."""
+    import os
+    import socket
+
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("process 4194304 on " + "a-long-dead-host-name" * 4 + "\n")
+    seen = []
+
+    def reads_the_lock(config, world, folder, **_):
+        seen.append((folder / ".lock").read_text())
+        return folder
+
+    monkeypatch.setattr(task, "_fit", reads_the_lock)
+    task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert seen == [f"process {os.getpid()} on {socket.gethostname()}\n"]
+    assert (out / ".lock").read_text() == ""
+
+
+def test_a_failed_run_keeps_a_folder_it_made_that_another_filled(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The folders a failed run made go only while empty: one that meanwhile holds another
+    process's file stays, with the folders above it, and the run's own error is the one
+    raised."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "a" / "run"
+
+    def fails(config, world, folder, **_):
+        (folder / "theirs.txt").write_text("another process's")
+        raise ValueError("boom")
+
+    monkeypatch.setattr(task, "_fit", fails)
+    with pytest.raises(ValueError, match="boom"):
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+
+
 def test_a_huge_negative_statistic_is_divergence() -> None:
     trainer = make_trainer("noise")
     with pytest.raises(DivergenceError, match="e_neg"):

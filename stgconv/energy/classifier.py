@@ -178,7 +178,8 @@ def wide_resnet(n_classes: int = 10, *, depth: int = 28, widen: int = 10, in_cha
                 ) -> nn.Module:
     """Wide-ResNet-``depth``-``widen`` for 32x32 images (JEM's paper-scale network, with its
     batch normalisation removed): three stages of ``(depth - 4) / 6`` blocks of 16, 32, 64 x
-    ``widen`` channels (strides 1, 2, 2), global average pooling, linear logits."""
+    ``widen`` channels (strides 1, 2, 2), the closing activation of a pre-activation net (the last
+    block's sum is activated nowhere else), global average pooling, linear logits."""
     if (depth - 4) % 6 != 0 or depth < 10:
         raise ValueError(f"depth must be 6n + 4 with n >= 1, got {depth}")
     blocks_per_stage = (depth - 4) // 6
