@@ -80,11 +80,15 @@ def check_dtype(x: Tensor, own: torch.dtype, name: str) -> None:
                          f"convert it ({name}.to({own})) or the model (model.to({x.dtype}))")
 
 
-def check_finite_observed(values: Tensor, known: Tensor, name: str) -> None:
+def check_finite_observed(values: Tensor | np.ndarray, known: Tensor | np.ndarray, name: str
+                          ) -> None:
     """``ValueError`` naming ``name`` unless ``values`` is finite wherever ``known`` (bool, of
-    ``values``' shape) is True: a fill keeps its observed entries and fills from them, so a NaN
-    among them would come back as an observed value or spread into the filled ones."""
-    if not bool(torch.isfinite(values[known]).all()):
+    ``values``' shape; both tensors or both arrays) is True: a fill keeps its observed entries
+    and fills from them, so a NaN among them would come back as an observed value or spread
+    into the filled ones. Arrays are checked by numpy: a fill that has copied a GPU's tensors to
+    the host for scipy checks them there, without waiting for the GPU again."""
+    finite = np.isfinite if isinstance(values, np.ndarray) else torch.isfinite
+    if not bool(finite(values[known]).all()):
         raise ValueError(f"{name} has NaN or infinite values at observed entries (known=True)")
 
 

@@ -95,7 +95,6 @@ def _prepare(observed: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
     except RuntimeError as err:
         raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
                          f"{tuple(observed.shape)}") from err
-    check_finite_observed(observed, known, "observed")  # as the video fills: else copied out
     return observed, known
 
 
@@ -117,6 +116,10 @@ def nearest_known_fill(observed: Tensor, known: Tensor) -> Tensor:
     observed, known = _prepare(observed, known)
     values = as_array(observed)
     mask = as_array(known)
+    # As the video fills: a NaN kept would be copied out. Checked on the host copies, which the
+    # transform needs anyway: on the device it waited for a GPU once more per call (the learned
+    # filler calls this at every initializer step).
+    check_finite_observed(values, mask, "observed")
     out = np.zeros_like(values)
     for index in np.ndindex(*values.shape[:2]):
         seen = mask[index]
@@ -151,6 +154,7 @@ def neighbour_majority(observed: Tensor, known: Tensor, *, radii: Sequence[int] 
         raise ValueError(f"observed must be a float tensor of occupancy in [0, 1], got "
                          f"{observed.dtype} (convert it first, e.g. observed.float())")
     observed, known = _prepare(observed, known)
+    check_finite_observed(observed, known, "observed")  # else copied out, as the video fills
     seen = known.to(observed.dtype)
     occupied = (observed >= 0.5).to(observed.dtype) * seen
     result = torch.where(known, observed, torch.zeros_like(observed))
