@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.data.image import load_npz_images
 from stgconv.evaluation import quality
-from stgconv.tasks.synthesize import synthesize
+from stgconv.tasks.synthesize import check_steps, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "image" / "mnist.npz"
@@ -206,9 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"no trained model at {run} (train configs/image/mnist_quick.yaml, "
                          "or pass --run)")
         try:  # now, not after the classifier's training
-            load_checkpoint(run)
+            state = load_checkpoint(run)
         except CheckpointError as err:
             parser.error(f"--run: {err}")
+        try:
+            check_steps(state, args.steps)
+        except ValueError as err:
+            parser.error(f"--steps {args.steps}: {err}")
         try:
             train_images, train_labels = load_split(data, "train",
                                                     10_000 if not args.quick else 600)
@@ -223,11 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_features = model.features(compared)
         classifier_s = time.perf_counter() - started
         started = time.perf_counter()
-        try:
-            out = synthesize(run, work / "samples", n_samples=args.samples, n_steps=args.steps,
-                             start=args.start, seed=args.seed, device="cpu")
-        except ValueError as err:  # e.g. --steps 0 for a model that needs a chain
-            parser.error(str(err))
+        out = synthesize(run, work / "samples", n_samples=args.samples, n_steps=args.steps,
+                         start=args.start, seed=args.seed, device="cpu")
         sample_s = time.perf_counter() - started
         samples = common.read_pixels(out / "synthesized.npy")
         sets = {"stgconv samples": samples,

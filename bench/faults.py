@@ -92,11 +92,20 @@ def same_run(a: Path, b: Path) -> bool:
                                                   "generator"))
 
 
+class ReferenceFailed(Exception):
+    """The reference training (a plain ``stgconv train``) failed; the message ends with its
+    error output."""
+
+
 def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     started = time.perf_counter()
-    subprocess.run(command(work / "reference", iterations), check=True, cwd=ROOT, env=env,
-                   capture_output=True)
+    reference = subprocess.run(command(work / "reference", iterations), cwd=ROOT, env=env,
+                               capture_output=True, text=True)
+    if reference.returncode != 0:  # nothing to compare the killed runs with
+        tail = " ".join(reference.stderr.split()[-80:])  # a traceback ends with its error
+        raise ReferenceFailed(f"the uninterrupted reference training failed (exit "
+                              f"{reference.returncode}): {tail}")
     run_s = time.perf_counter() - started
     rng = random.Random(seed)
     run = work / "killed"
@@ -145,8 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        row = kill_and_resume(Path(tmp), kills=args.kills, iterations=args.iterations,
-                              seed=args.seed)
+        try:
+            row = kill_and_resume(Path(tmp), kills=args.kills, iterations=args.iterations,
+                                  seed=args.seed)
+        except ReferenceFailed as err:  # a run failure, not a refused input: exit 1
+            print(f"{parser.prog}: {err}", file=sys.stderr)
+            return 1
     table = "\n".join([
         f"# SIGKILL at random moments of a {args.iterations}-iteration run, then resume",
         f"kills {row['kills']} (after a checkpoint existed: {row['kills_after_a_checkpoint']}); "

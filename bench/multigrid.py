@@ -300,14 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 configs[modality] = load_config(CONFIGS[modality], overrides)
             except (FileNotFoundError, ValueError) as err:
                 parser.error(f"{modality}: {err}")
+            data = configs[modality].data.path
+            # Now, not after the modalities before it have trained (a builtin: image is no file).
+            if not data.startswith("builtin:") and not Path(data).exists():
+                parser.error(f"{modality}: data.path {data} not found")
         rows = []
         for modality, config in configs.items():
             n_samples = 4 if modality == "video" else args.samples
-            try:
-                rows += run_modality(modality, config, work=work, n_samples=n_samples,
-                                     seed=args.seed, methods=args.methods)
-            except FileNotFoundError as err:  # the config's data.path
-                parser.error(f"{modality}: {err}")
+            rows += run_modality(modality, config, work=work, n_samples=n_samples,
+                                 seed=args.seed, methods=args.methods)
             print(format_table(rows), flush=True)
     print("# quality vs the training data (lower distances / higher IoU are closer); times in "
           "seconds; grad_evals_per_chain: energy-gradient evaluations of one chain per iteration")

@@ -30,8 +30,10 @@ from typing import Sequence  # noqa: E402
 import torch  # noqa: E402
 
 from stgconv.config import load_config  # noqa: E402
+from stgconv.data.masks import check_mask_matches  # noqa: E402
 from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
 from stgconv.io.video import save_video  # noqa: E402
+from stgconv.tasks.recover_video import load_known  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("boiling_water", "flag", "fire_pot")
@@ -107,23 +109,24 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
     unknown = [clip for clip, video in videos.items() if video is None]
     if unknown:  # now, not after the clips before them have run
         parser.error(f"no clip named {', '.join(unknown)} in {data}")
+    masks = {mask_type: mask_of(mask_type, args, data) for mask_type in args.masks}
+    # Every clip is read as (3, --frames, --size, --size) (or refused): its shape only.
+    read_clip = torch.zeros(()).expand(3, args.frames, args.size, args.size)
+    for mask_type, mask in masks.items():  # now, not after the clips before it have run
+        try:
+            check_mask_matches(load_known(mask, read_clip.shape[1:], seed=config.seed),
+                               read_clip)
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(f"{mask_type}: {err} (clips of --frames {args.frames}, --size "
+                         f"{args.size})")
     rows = []
     for clip, video in videos.items():
         if args.priors:
             prior = Path(args.priors) / f"without_{clip}.pt"
             config = load_config(args.config, [*overrides, f"recovery.learned.prior={prior}"])
-        for mask_type in args.masks:
-            if args.quick:
-                mask = QUICK_MASKS[mask_type]
-            elif mask_type in GENERATED_MASKS:
-                mask = GENERATED_MASKS[mask_type]
-            else:
-                mask = data / "masks" / f"{args.mask_clip}_{mask_type}_type.mat"
-            try:
-                table = eval_recovery(config, video, mask, frames=args.frames, size=args.size,
-                                      out_dir=args.out and Path(args.out) / f"{clip}_{mask_type}")
-            except (FileNotFoundError, ValueError) as err:  # a mask that does not fit the clip
-                parser.error(f"{clip} / {mask_type}: {err}")
+        for mask_type, mask in masks.items():
+            table = eval_recovery(config, video, mask, frames=args.frames, size=args.size,
+                                  out_dir=args.out and Path(args.out) / f"{clip}_{mask_type}")
             best_baseline = min(
                 (e, name) for name, e in table["errors"].items() if name != "stgconv"
             )
@@ -148,6 +151,15 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
                 f"{name} {e:.2f}" for name, e in table["errors"].items()), flush=True)
     common.report(format_rows(rows, config.name), rows, args.json)
     return 0
+
+
+def mask_of(mask_type: str, args: argparse.Namespace, data: Path) -> str | Path:
+    """The mask ``eval_recovery`` applies for ``mask_type``: generated, or a shared file."""
+    if args.quick:
+        return QUICK_MASKS[mask_type]
+    if mask_type in GENERATED_MASKS:
+        return GENERATED_MASKS[mask_type]
+    return data / "masks" / f"{args.mask_clip}_{mask_type}_type.mat"
 
 
 def format_rows(rows: list[dict], config_name: str) -> str:

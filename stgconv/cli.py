@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Sequence, get_args
@@ -28,6 +29,7 @@ from stgconv.distributed import PeerFailedError, launched_rank, launched_world_s
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.recover_video import RECOVER_FILES
+from stgconv.tasks.train import Terminated
 from stgconv.tasks.voxel import RECOVER_SHAPE_FILES, SUPER_RESOLVE_FILES, RecoveryInit
 from stgconv.version import __version__
 
@@ -595,18 +597,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         # quoting the source line that raised it.
         print(f"{name}: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
+    # Under torchrun every process that fails prints its own line, so each names its process.
+    where = (f" (process {launched_rank()} of {launched_world_size()})"
+             if launched_world_size() > 1 else "")
+
+    def show_error(err: BaseException) -> None:
+        # One line, whatever the library below wrote (some messages span several).
+        print(f"{name}: error{where}: {' '.join(str(err).split())}", file=sys.stderr)
+
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             out = _run(args)
     except USER_ERRORS as err:
-        # One line, whatever the library below wrote (some messages span several); under
-        # torchrun every process that fails prints its own, so each names its process.
-        where = (f" (process {launched_rank()} of {launched_world_size()})"
-                 if launched_world_size() > 1 else "")
-        print(f"{name}: error{where}: {' '.join(str(err).split())}",
-              file=sys.stderr)
+        show_error(err)
         return 2
+    except Terminated as stop:
+        # The signal may have come while this process was cleaning up after its own error,
+        # which the exit would otherwise hide.
+        error = stop.__context__
+        if isinstance(error, USER_ERRORS):
+            show_error(error)
+        elif error is not None:
+            traceback.print_exception(error)
+        print(f"{name}: stopped by SIGTERM{where}: another training process failed, or the "
+              "job was stopped", file=sys.stderr)
+        return stop.code
     except KeyboardInterrupt:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a
         # training run keeps its last checkpoint for --resume.

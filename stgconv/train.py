@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stgconv.checks import check_entries, check_generator
+from stgconv.checks import as_int, check_entries, check_generator
 from stgconv.config import TrainConfig
 from stgconv.distributed import (
     World,
@@ -599,7 +599,9 @@ class MultiGridTrainer(FitLoop):
             raise ValueError(f"{len(energies)} energies, {len(samplers)} samplers and "
                              f"{len(grid_sizes)} grid sizes: expected one energy and one sampler "
                              "per modelled grid and the base grid's size first")
-        grid_sizes = [tuple(int(n) for n in size) for size in grid_sizes]
+        # as_int, not int(): a size of 4.5 was truncated to 4, a grid nobody asked for.
+        grid_sizes = [tuple(as_int(n, f"grid_sizes[{i}] {tuple(size)}: a size", minimum=1)
+                            for n in size) for i, size in enumerate(grid_sizes)]
         if data.dim() < 2 or tuple(data.shape[-len(grid_sizes[-1]):]) != grid_sizes[-1]:
             raise ValueError(f"data {tuple(data.shape)} must be (N, ..., {grid_sizes[-1]}) at the "
                              "finest grid")

@@ -999,3 +999,60 @@ def test_voxel_eval_error_during_a_training_is_not_a_refused_input(tmp_path, ben
     monkeypatch.setitem(main.__globals__, "train_model", broken)
     with pytest.raises(ValueError, match="a bug in the training"):
         main(["--quick", "--quiet", "--work", str(tmp_path / "work")])
+
+
+@pytest.mark.parametrize("script, step, argv, message", [
+    # Each clip is read as (3, --frames, --size, --size): the masks are checked against that.
+    ("recovery.py", "eval_recovery", ["--quick", "--size", "8"],
+     r"region: mask 'region:12': block 12x12 does not fit in a 8x8 frame"),
+    ("recovery.py", "eval_recovery", ["--data", "{tmp}", "--clips", "set", "--masks", "region"],
+     r"region: mask file not found: .*masks/flag_region_type\.mat"),
+    ("digits.py", "train_classifier", ["--quick", "--steps", "0"],
+     r"--steps 0: 0 steps \(no chain\) is for cooperative models only"),
+    ("multigrid.py", "run_modality", ["--quick", "--modality", "image", "--set",
+                                      "data.path={tmp}/nothere"],
+     r"image: data.path .*nothere not found"),
+])
+def test_an_input_the_run_would_refuse_is_refused_before_any_work(
+        bad_input_argv, bench_main, monkeypatch, capsys, script, step, argv, message):
+    """A mask that does not fit the clips, --steps the model cannot sample with, a missing data
+    file: exit 2 in one line before the first training or recovery (stubbed: never reached)."""
+    main = bench_main(script)
+    stop_at(main, step, monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        main(bad_input_argv(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err.splitlines()[-1]) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("script, step, argv, error", [
+    ("recovery.py", "eval_recovery", ["--quick", "--masks", "region"], ValueError),
+    ("digits.py", "synthesize", ["--quick"], ValueError),
+    ("multigrid.py", "run_modality", ["--quick", "--modality", "image"], FileNotFoundError),
+])
+def test_an_error_during_a_bench_run_is_not_a_refused_input(bench_main, monkeypatch, script,
+                                                            step, argv, error):
+    """Only the up-front checks refuse with exit 2; the same kind of error from the library
+    during the run is the run's failure (a traceback)."""
+    main = bench_main(script)
+
+    def broken(*args, **kwargs):
+        raise error("a bug in the library")
+
+    monkeypatch.setitem(main.__globals__, step, broken)
+    if script == "digits.py":  # what comes before synthesis: not what is tested here
+        monkeypatch.setitem(main.__globals__, "train_classifier",
+                            lambda *args, **kwargs: main.__globals__["DigitClassifier"]().eval())
+    with pytest.raises(error, match="a bug in the library"):
+        main(argv)
+
+
+def test_faults_bench_shows_why_its_reference_training_failed(bench_main, monkeypatch, capsys):
+    main = bench_main("faults.py")
+    monkeypatch.setitem(main.__globals__, "command", lambda out, iterations, *extra: [
+        sys.executable, "-c", "import sys; sys.exit('stgconv train: error: a refused input')"])
+    assert main(["--kills", "0", "--iterations", "1"]) == 1
+    [line] = capsys.readouterr().err.splitlines()  # one line, no traceback
+    assert line.endswith(": the uninterrupted reference training failed (exit 1): stgconv "
+                         "train: error: a refused input")

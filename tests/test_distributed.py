@@ -256,6 +256,67 @@ def test_train_unwinds_on_sigterm_under_torchrun_and_leaves_a_single_process_han
         signal.signal(signal.SIGTERM, before)
 
 
+def failing_new_run(writes: list[str]) -> Callable[..., Path]:
+    """A ``_fit`` that writes ``writes`` into the run folder, then refuses its input."""
+
+    def fit(config: ExperimentConfig, world: World | None, folder: Path, **_: object) -> Path:
+        for name in writes:
+            (folder / name).write_text("the new run's")
+        raise ValueError("a refused input")
+
+    return fit
+
+
+def sigterm_in_first_unlink(monkeypatch) -> None:
+    """torchrun's SIGTERM arrives while the first file is being removed."""
+    unlink = Path.unlink
+    sent = []
+
+    def unlink_once_stopped(path: Path, *args: object, **kwargs: object) -> None:
+        if not sent:
+            sent.append(path.name)
+            os.kill(os.getpid(), signal.SIGTERM)
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink_once_stopped)
+
+
+@pytest.mark.parametrize("writes", [["config.yaml", "observed.png"], []],
+                         ids=["the run's files", "the lock and folder"])
+def test_a_sigterm_during_a_failed_runs_cleanup_waits_for_it(monkeypatch, tmp_path: Path,
+                                                              writes: list[str]) -> None:
+    """A process of a failed new run stopped by torchrun while removing what it wrote still
+    removes all of it (leftovers would make the next run ask for --overwrite); the SIGTERM comes
+    after, as ``SystemExit(143)`` over the error it was cleaning up after."""
+    task = sys.modules["stgconv.tasks.train"]
+    monkeypatch.setattr(task, "_fit", failing_new_run(writes))
+    monkeypatch.setattr(distributed, "from_environment",
+                        lambda device: World(rank=0, size=2, device=torch.device("cpu")))
+    sigterm_in_first_unlink(monkeypatch)
+    out = tmp_path / "new" / "run"
+    with pytest.raises(SystemExit) as stopped:
+        train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert stopped.value.code == 143
+    assert isinstance(stopped.value.__context__, ValueError)
+    assert not (tmp_path / "new").exists()
+
+
+def test_cli_says_a_process_was_stopped_by_sigterm_and_what_failed_before(
+        monkeypatch, tmp_path: Path, capsys) -> None:
+    task = sys.modules["stgconv.tasks.train"]
+    monkeypatch.setattr(task, "_fit", failing_new_run(["config.yaml"]))
+    monkeypatch.setattr(distributed, "from_environment",
+                        lambda device: World(rank=0, size=2, device=torch.device("cpu")))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    sigterm_in_first_unlink(monkeypatch)
+    assert main(["train", "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"]) == 143
+    assert capsys.readouterr().err.splitlines() == [
+        "stgconv train: error (process 0 of 2): a refused input",
+        "stgconv train: stopped by SIGTERM (process 0 of 2): another training process failed, "
+        "or the job was stopped"]
+
+
 def as_process_1_of_2_alike(monkeypatch) -> list[str]:
     """Make ``train`` run as process 1 of 2 whose peer holds what it holds: every collective
     gives this process's own values back (a sum over itself, a gather to process 0 that it

@@ -644,6 +644,9 @@ def test_multigrid_trainer_rejects_mismatched_grids() -> None:
         MultiGridTrainer([energy], [sampler], pattern_images(), [(1, 1), (4, 4)])
     with pytest.raises(ValueError, match=r"\(3, 3\) does not divide \(8, 8\)"):
         MultiGridTrainer([energy], [sampler], pattern_images(), [(3, 3), (8, 8)])
+    with pytest.raises(ValueError, match=r"grid_sizes\[1\] \(4\.5, 4\.5\): a size must be an int"):
+        MultiGridTrainer([energy, energy], [sampler, sampler], pattern_images(),
+                         [(1, 1), (4.5, 4.5), (8, 8)])
 
 
 def test_multigrid_resume_takes_the_same_steps(tmp_path: Path) -> None:

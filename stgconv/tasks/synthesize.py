@@ -73,9 +73,7 @@ def synthesize(
     if classes is not None and (is_multigrid(state) or is_cooperative(state)):
         raise ValueError(f"{checkpoint} is not a classifier (JEM) model: it has no classes to "
                          "sample from (--class)")
-    if n_steps == 0 and not is_cooperative(state):
-        raise ValueError("0 steps (no chain) is for cooperative models only: this model's "
-                         "samples need at least 1 sampler step")
+    check_steps(state, n_steps)
     if is_multigrid(state):
         if size is not None or frames is not None or start != "noise":
             raise ValueError("a multi-grid model samples its fixed pyramid from the base grid: "
@@ -211,6 +209,15 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
         modality.save_grid(grid, out / f"synthesized_grid{k}")
     modality.save_pyramid(grids, out / "pyramid")
     return out
+
+
+def check_steps(state: dict[str, Any], n_steps: int | None) -> None:
+    """Raise ``ValueError`` unless the model of the loaded checkpoint ``state`` samples with
+    ``n_steps`` chain steps (``None``: the config's): 0 (no chain) is for cooperative models
+    only. Cheap: callers check before work that would precede :func:`synthesize`."""
+    if n_steps == 0 and not is_cooperative(state):
+        raise ValueError("0 steps (no chain) is for cooperative models only: this model's "
+                         "samples need at least 1 sampler step")
 
 
 def _stored_chains(config: ExperimentConfig, state: dict[str, Any]) -> torch.Tensor:

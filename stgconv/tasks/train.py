@@ -130,27 +130,48 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
             # yet started to, nor a file of a run's name the user keeps there.
             if not resume and not (out / FILENAME).exists() and not any(
                     path.name.startswith("samples") for path in _run_files(out)):
-                _remove(set(_run_files(out)) - found)
+                with _sigterm_held():
+                    _remove(set(_run_files(out)) - found)
             raise
+
+
+class Terminated(SystemExit):
+    """SIGTERM stopped a training process under torchrun (``code`` 143). Its ``__context__``
+    is the error the process was handling when the signal came, if any: torchrun stops the
+    other processes when one fails, and a failing one may be stopped while cleaning up."""
 
 
 @contextmanager
 def _terminated_as_exit(active: bool) -> Iterator[None]:
-    """Within the block, SIGTERM raises ``SystemExit(143)`` when ``active``. torchrun stops the
-    other processes of a run one of which failed by SIGTERM, whose default ends Python without
-    unwinding: rank 0 would leave a new run's first files behind, refusing the next run."""
+    """Within the block, SIGTERM raises :class:`Terminated` (``SystemExit(143)``) when
+    ``active``. torchrun stops the other processes of a run one of which failed by SIGTERM,
+    whose default ends Python without unwinding: rank 0 would leave a new run's first files
+    behind, refusing the next run."""
     if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, _: object) -> None:
-        raise SystemExit(128 + signum)
+        raise Terminated(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """SIGTERM waits until the block has run; one that came meanwhile is delivered at its end
+    (raising :class:`Terminated` under torchrun, its ``__context__`` the error being cleaned up
+    after). A cleanup stopped part way would leave a new run's files, which make the next run
+    ask for --overwrite."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 @contextmanager
@@ -175,11 +196,12 @@ def _owned(out: Path) -> Iterator[None]:
             yield
         except BaseException:
             if not _run_files(out):
-                (out / LOCK).unlink()
-                for folder in made:
-                    if any(folder.iterdir()):
-                        break
-                    folder.rmdir()
+                with _sigterm_held():
+                    (out / LOCK).unlink()
+                    for folder in made:
+                        if any(folder.iterdir()):
+                            break
+                        folder.rmdir()
             raise
         finally:
             file.truncate(0)
