@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from stgconv.checkpoint import CheckpointError, load_checkpoint
 from stgconv.data.image import load_npz_images
 from stgconv.evaluation import quality
-from stgconv.tasks.synthesize import check_steps, synthesize
+from stgconv.tasks.synthesize import check_start, check_steps, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "image" / "mnist.npz"
@@ -209,10 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             state = load_checkpoint(run)
         except CheckpointError as err:
             parser.error(f"--run: {err}")
-        try:
-            check_steps(state, args.steps)
-        except ValueError as err:
-            parser.error(f"--steps {args.steps}: {err}")
+        for option, value, check in (("--steps", args.steps, check_steps),
+                                     ("--start", args.start, check_start)):
+            try:
+                check(state, value)
+            except ValueError as err:
+                parser.error(f"{option} {value}: {err}")
         try:
             train_images, train_labels = load_split(data, "train",
                                                     10_000 if not args.quick else 600)

@@ -110,17 +110,20 @@ def quick_shapes(path: Path) -> None:
 
 
 class StgconvFailed(RuntimeError):
-    """A ``python -m stgconv`` step that exited with ``returncode`` (2: it refused its input)."""
+    """A ``python -m stgconv`` step that failed; ``refused_options``: it refused the bench's
+    options (exit 2 of the step that reads them)."""
 
-    def __init__(self, message: str, returncode: int) -> None:
+    def __init__(self, message: str, *, refused_options: bool) -> None:
         super().__init__(message)
-        self.returncode = returncode
+        self.refused_options = refused_options
 
 
-def stgconv(*args: str, log: Path) -> None:
+def stgconv(*args: str, log: Path, reads_options: bool = False) -> None:
     """``python -m stgconv ARGS``, its output appended to ``log``; a failure stops the bench
     with the step's last line of output (its error), since a temporary ``--work`` and the log
-    in it are gone when the bench reports."""
+    in it are gone when the bench reports. ``reads_options``: the step reads the bench's
+    ``--config``, ``--set`` and ``--device`` (each seed's first training, before any work), so
+    its refusal (exit 2) is theirs; another step's is of what the bench made, a failure."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with open(log, "a") as out:
@@ -131,7 +134,7 @@ def stgconv(*args: str, log: Path) -> None:
     if done.returncode != 0:
         last = (log.read_text().strip().splitlines() or [""])[-1]
         raise StgconvFailed(f"stgconv {args[0]} exited {done.returncode}: {last}",
-                            done.returncode)
+                            refused_options=reads_options and done.returncode == 2)
 
 
 def run_seed(seed: int, args: argparse.Namespace, split: dict[str, Any], deadline: float
@@ -149,7 +152,8 @@ def run_seed(seed: int, args: argparse.Namespace, split: dict[str, Any], deadlin
             stgconv("train", str(args.config), "--data", split["fit"]["path"], "--out", str(run),
                     "--device", args.device, "--quiet", "--overwrite", "--set", f"seed={seed}",
                     "--set", f"train.n_iterations={target}",
-                    *[item for value in args.sets for item in ("--set", value)], log=log)
+                    *[item for value in args.sets for item in ("--set", value)], log=log,
+                    reads_options=True)
         else:
             stgconv("train", "--resume", "--out", str(run), "--device", args.device, "--quiet",
                     "--set", f"train.n_iterations={target}", log=log)
@@ -234,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          args.seeds))
         except StgconvFailed as err:
             logs = f" (logs in {args.work})" if keeps_logs else ""
-            # Exit 2 where the step refused its input (a --set, --config, --device); 1 if not.
-            parser.exit(2 if err.returncode == 2 else 1, f"{parser.prog}: error: {err}{logs}\n")
+            # Exit 2 where a training refused the options (a --set, --config, --device).
+            parser.exit(2 if err.refused_options else 1, f"{parser.prog}: error: {err}{logs}\n")
     rows = [row for seed_rows in per_seed for row in seed_rows]
     columns = [common.Column("seed", "seed", "<4"), common.Column("iter", "iterations", ">5"),
                common.Column("learned", "learned", ">7", ".3f"),

@@ -33,7 +33,7 @@ from stgconv.config import load_config  # noqa: E402
 from stgconv.data.masks import check_mask_matches  # noqa: E402
 from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
 from stgconv.io.video import save_video  # noqa: E402
-from stgconv.tasks.recover_video import load_known  # noqa: E402
+from stgconv.tasks.recover_video import load_clip, load_known  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("boiling_water", "flag", "fire_pot")
@@ -119,6 +119,14 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
         except (FileNotFoundError, ValueError) as err:
             parser.error(f"{mask_type}: {err} (clips of --frames {args.frames}, --size "
                          f"{args.size})")
+    # Each clip read once, now: one that cannot be read, or has fewer than --frames frames, is
+    # refused before the first case, and every mask's case reuses it.
+    clips_read = {}
+    for clip, video in videos.items():
+        try:
+            clips_read[clip] = load_clip(video, frames=args.frames, size=args.size)
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(f"clip {clip}: {err}")
     rows = []
     for clip, video in videos.items():
         if args.priors:
@@ -126,6 +134,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
             config = load_config(args.config, [*overrides, f"recovery.learned.prior={prior}"])
         for mask_type, mask in masks.items():
             table = eval_recovery(config, video, mask, frames=args.frames, size=args.size,
+                                  clip=clips_read[clip],
                                   out_dir=args.out and Path(args.out) / f"{clip}_{mask_type}")
             best_baseline = min(
                 (e, name) for name, e in table["errors"].items() if name != "stgconv"

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from _tiny import tiny_texture_run
+
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -68,10 +70,16 @@ def test_video_bench_cuda_without_a_gpu_is_a_clear_error(bench_main, capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_recovery_bench_quick_writes_json_rows(tmp_path):
+def test_recovery_bench_quick_writes_json_rows(tmp_path, monkeypatch):
     main = runpy.run_path(str(BENCH / "recovery.py"))["main"]
+    # The module (stgconv.tasks.recover_video, as an attribute, is its function).
+    recover_video = sys.modules["stgconv.tasks.recover_video"]
+    load_video, reads = recover_video.load_video, []
+    monkeypatch.setattr(recover_video, "load_video",
+                        lambda path, **kw: reads.append(path) or load_video(path, **kw))
     out = tmp_path / "recovery.json"
     assert main(["--quick", "--json", str(out), "--out", str(tmp_path / "clips")]) == 0
+    assert len(reads) == 1  # read before the first case, and reused by the three masks'
     rows = json.loads(out.read_text())
     for row in rows:
         metrics = json.loads((tmp_path / "clips" / f"wave_{row['mask']}" / "metrics.json")
@@ -399,7 +407,8 @@ def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main
 def bad_input_argv(tmp_path):
     """``argv`` with its placeholders made real in ``tmp_path``: ``{file}`` an empty file,
     ``{empty}`` an .npz with no images, ``{set}`` a set of 3 (another in ``{tmp}/other``),
-    ``{digits}`` generated digits (bench/digits.py's), ``{tmp}`` the folder."""
+    ``{digits}`` generated digits (bench/digits.py's), ``{no_chains}`` a one-iteration run that
+    keeps no chains (chains.mode noise), ``{tmp}`` the folder."""
     (tmp_path / "a_file").write_text("")
     np.savez(tmp_path / "empty.npz", x_test=np.zeros((0, 28, 28), np.uint8))
     (tmp_path / "other").mkdir()
@@ -412,6 +421,8 @@ def bad_input_argv(tmp_path):
     def fill(argv: list[str]) -> list[str]:
         if any("{digits}" in arg for arg in argv):
             runpy.run_path(str(BENCH / "digits.py"))["quick_digits"](tmp_path)
+        if any("{no_chains}" in arg for arg in argv):
+            names["{no_chains}"] = tiny_texture_run(tmp_path / "no_chains", "chains.mode=noise")
         for name, path in names.items():
             argv = [arg.replace(name, str(path)) for arg in argv]
         return argv
@@ -616,6 +627,20 @@ def test_features_bench_quick_trains_in_segments_and_scores_each(tmp_path, bench
     from stgconv.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "work" / "seed0" / "checkpoint.pt")["iteration"] == 2
+
+
+@pytest.mark.parametrize("refusing, code", [("train", 2), ("eval", 1)])
+def test_features_bench_exits_2_only_where_a_training_refused_its_options(
+        tmp_path, bench_main, monkeypatch, capsys, refusing, code):
+    """The first training reads --config, --set and --device; a step after it (the evaluation,
+    a resumed segment) reads what the bench made, so its refusal is the run's failure."""
+    main = bench_main("features.py")
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
+        command, 2 if refusing in command else 0))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quick", "--seeds", "0", "--at", "1", "--work", str(tmp_path / "work")])
+    assert exit_info.value.code == code
+    assert f"stgconv {refusing} exited 2" in capsys.readouterr().err
 
 
 def test_features_split_holds_out_a_fraction_of_every_class(tmp_path, bench_module):
@@ -1007,16 +1032,26 @@ def test_voxel_eval_error_during_a_training_is_not_a_refused_input(tmp_path, ben
      r"region: mask 'region:12': block 12x12 does not fit in a 8x8 frame"),
     ("recovery.py", "eval_recovery", ["--data", "{tmp}", "--clips", "set", "--masks", "region"],
      r"region: mask file not found: .*masks/flag_region_type\.mat"),
+    # Each clip is read before the first case (and then reused): --quick's clip has 12 frames.
+    ("recovery.py", "eval_recovery", ["--quick", "--frames", "13"],
+     r"clip wave: asked for n_frames=13 from start_frame=0, but .*wave\.mkv has 12 frames"),
+    ("recovery.py", "eval_recovery", ["--data", "{tmp}", "--clips", "set", "--masks",
+                                      "salt_and_pepper"],
+     r"clip set: cannot open video .*set\.npz"),
     ("digits.py", "train_classifier", ["--quick", "--steps", "0"],
      r"--steps 0: 0 steps \(no chain\) is for cooperative models only"),
+    ("digits.py", "train_classifier", ["--data", "{digits}", "--run", "{no_chains}", "--start",
+                                       "chains"],
+     r"--start chains: the checkpoint keeps no chains \(training used chains.mode='noise'\)"),
     ("multigrid.py", "run_modality", ["--quick", "--modality", "image", "--set",
                                       "data.path={tmp}/nothere"],
      r"image: data.path .*nothere not found"),
 ])
 def test_an_input_the_run_would_refuse_is_refused_before_any_work(
         bad_input_argv, bench_main, monkeypatch, capsys, script, step, argv, message):
-    """A mask that does not fit the clips, --steps the model cannot sample with, a missing data
-    file: exit 2 in one line before the first training or recovery (stubbed: never reached)."""
+    """A mask that does not fit the clips, a clip too short or unreadable, --steps or --start
+    the model cannot sample with, a missing data file: exit 2 in one line before the first
+    training or recovery (stubbed: never reached)."""
     main = bench_main(script)
     stop_at(main, step, monkeypatch)
     with pytest.raises(SystemExit) as exit_info:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -43,7 +44,7 @@ from stgconv.energy import image_energy
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
 from stgconv.tasks import synthesize, train
-from stgconv.tasks.train import _terminated_as_exit
+from stgconv.tasks.train import _sigterm_held, _terminated_as_exit
 from stgconv.train import Trainer
 
 N_EXAMPLES = 6
@@ -216,6 +217,25 @@ def test_sigterm_unwinds_a_torchrun_process() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_held_sigterm_waits_for_the_block_though_another_thread_takes_it() -> None:
+    """The system gives a SIGTERM that the main thread blocks to another thread (gloo's, the
+    progress bar's), and Python runs the handler in the main thread all the same: the hold
+    cannot rest on the main thread's signal mask."""
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
+    ran = []
+    try:
+        with pytest.raises(SystemExit) as stopped, _terminated_as_exit(True), _sigterm_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler would run here
+            ran.append("the whole block")
+    finally:
+        done.set()
+        other.join()
+    assert ran == ["the whole block"] and stopped.value.code == 143
+
+
 class CallersStop(Exception):
     """Raised by the SIGTERM handler a caller of ``train`` set."""
 
@@ -267,14 +287,14 @@ def failing_new_run(writes: list[str]) -> Callable[..., Path]:
     return fit
 
 
-def sigterm_in_first_unlink(monkeypatch) -> None:
-    """torchrun's SIGTERM arrives while the first file is being removed."""
+def sigterm_in_unlink(monkeypatch, nth: int = 1) -> None:
+    """torchrun's SIGTERM arrives while the ``nth`` file is being removed."""
     unlink = Path.unlink
-    sent = []
+    removing = []
 
     def unlink_once_stopped(path: Path, *args: object, **kwargs: object) -> None:
-        if not sent:
-            sent.append(path.name)
+        removing.append(path.name)
+        if len(removing) == nth:
             os.kill(os.getpid(), signal.SIGTERM)
         unlink(path, *args, **kwargs)
 
@@ -292,13 +312,38 @@ def test_a_sigterm_during_a_failed_runs_cleanup_waits_for_it(monkeypatch, tmp_pa
     monkeypatch.setattr(task, "_fit", failing_new_run(writes))
     monkeypatch.setattr(distributed, "from_environment",
                         lambda device: World(rank=0, size=2, device=torch.device("cpu")))
-    sigterm_in_first_unlink(monkeypatch)
+    sigterm_in_unlink(monkeypatch)
     out = tmp_path / "new" / "run"
     with pytest.raises(SystemExit) as stopped:
         train(load_config(None, [f"out_dir={out}", "device=cpu"]))
     assert stopped.value.code == 143
     assert isinstance(stopped.value.__context__, ValueError)
     assert not (tmp_path / "new").exists()
+
+
+def test_a_sigterm_while_overwrite_removes_the_old_run_waits_for_it(monkeypatch,
+                                                                      tmp_path: Path) -> None:
+    """A process stopped by torchrun while --overwrite removes the old run removes all of it
+    (stopped part way, it left the old run without its checkpoint); the SIGTERM comes after."""
+    task = sys.modules["stgconv.tasks.train"]
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("checkpoint.pt", "config.yaml", "observed.png"):
+        (out / name).write_text("the old run's")
+
+    def replacing(config: ExperimentConfig, world: World | None, folder: Path, *,
+                  replace_old_run: Callable[[], None], **_: object) -> Path:
+        replace_old_run()
+        return folder
+
+    monkeypatch.setattr(task, "_fit", replacing)
+    monkeypatch.setattr(distributed, "from_environment",
+                        lambda device: World(rank=0, size=2, device=torch.device("cpu")))
+    sigterm_in_unlink(monkeypatch, nth=2)
+    with pytest.raises(SystemExit) as stopped:
+        train(load_config(None, [f"out_dir={out}", "device=cpu"]), overwrite=True)
+    assert stopped.value.code == 143
+    assert list(out.iterdir()) == []
 
 
 def test_cli_says_a_process_was_stopped_by_sigterm_and_what_failed_before(
@@ -309,7 +354,7 @@ def test_cli_says_a_process_was_stopped_by_sigterm_and_what_failed_before(
                         lambda device: World(rank=0, size=2, device=torch.device("cpu")))
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    sigterm_in_first_unlink(monkeypatch)
+    sigterm_in_unlink(monkeypatch)
     assert main(["train", "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"]) == 143
     assert capsys.readouterr().err.splitlines() == [
         "stgconv train: error (process 0 of 2): a refused input",

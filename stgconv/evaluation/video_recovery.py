@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from stgconv.baselines.video import FILLS
 from stgconv.config import ExperimentConfig, config_to_dict
@@ -32,6 +33,7 @@ def eval_recovery(
     *,
     frames: int = 70,
     size: int = 150,
+    clip: Tensor | None = None,
     out_dir: str | Path | None = None,
     json_path: str | Path | None = None,
     tensorboard: str | Path | None = None,
@@ -46,9 +48,11 @@ def eval_recovery(
     recovery started from; ``selected_iteration`` -1 where the holdout kept it). With
     ``tensorboard`` (a folder), also logs the errors and the frame with the most missing
     pixels (occluded | starting fill | ours | truth) there (:mod:`stgconv.evaluation.tensorboard`).
+    ``clip``: ``video`` read before, as :func:`~stgconv.tasks.recover_video.recover_video` takes
+    it.
     """
-    report = recover_video(config, video, mask, frames=frames, size=size, out_dir=out_dir,
-                           progress=progress)
+    report = recover_video(config, video, mask, frames=frames, size=size, clip=clip,
+                           out_dir=out_dir, progress=progress)
     truth, known = report["truth"], report["known"]
     observed = torch.where(known, truth, torch.zeros_like(truth))
     errors = {"stgconv": report["error"]}

@@ -113,10 +113,15 @@ def recover_video(
     *,
     frames: int = 70,
     size: int = 150,
+    clip: Tensor | None = None,
     out_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Hide the masked pixels of a clip, recover them, and score the result.
+
+    The clip is ``video`` as :func:`load_clip` reads it at ``frames`` and ``size``: ``clip``
+    when given (read before: a caller recovering one clip under several masks reads it once),
+    else read here.
 
     Returns a dict with ``recovered`` ``(C, T, H, W)``, ``truth``, ``known``, ``init`` (the
     starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
@@ -141,9 +146,12 @@ def recover_video(
         # Its config.yaml would replace the run's, which the run's --resume reads.
         raise ValueError(f"{out_dir} holds a training run ({trained[0].name}, ...): recovering "
                          "into it would replace its config.yaml; write into another folder")
-    # Before the clip is read and resized: a mistyped --size would take all memory there.
-    check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
-    truth = load_video(video, n_frames=frames, size=size).to(device)
+    if clip is None:
+        clip = load_clip(video, frames=frames, size=size)
+    elif tuple(clip.shape) != (3, frames, size, size):
+        raise ValueError(f"clip is {tuple(clip.shape)}: {video} read at frames={frames}, "
+                         f"size={size} is (3, {frames}, {size}, {size})")
+    truth = clip.to(device)
     known = load_known(mask, tuple(truth.shape[1:]), seed=config.seed).to(device)
     try:
         check_mask_matches(known, truth)
@@ -167,6 +175,16 @@ def recover_video(
         _save(out_dir, replace(report["config"], out_dir=str(out_dir)), report, result,
               video=video, mask=mask)
     return report
+
+
+def load_clip(video: str | Path, *, frames: int, size: int) -> Tensor:
+    """The clip a recovery of ``video`` works on, ``(3, frames, size, size)`` in [-1, 1]: its
+    first ``frames`` frames, each resized to ``size x size``. ``FileNotFoundError`` or
+    ``ValueError`` (:func:`~stgconv.io.video.load_video`'s) where it cannot be read or has fewer
+    frames."""
+    # Before the clip is read and resized: a mistyped --size would take all memory there.
+    check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
+    return load_video(video, n_frames=frames, size=size)
 
 
 def _as_run(config: ExperimentConfig, clip: Tensor, *, video: str | Path | None = None

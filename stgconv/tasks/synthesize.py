@@ -23,6 +23,13 @@ from stgconv.modalities import modality_of
 from stgconv.types import EnergyFn
 
 
+# What a multi-grid or cooperative model cannot change: each refuses any of the three.
+MULTIGRID_FIXED = ("a multi-grid model samples its fixed pyramid from the base grid: size, frames "
+                   "and start='chains' do not apply")
+COOPERATIVE_FIXED = ("a cooperative model samples through its generator, which makes examples of "
+                     "the training shape: size, frames and start='chains' do not apply")
+
+
 @written_together()
 def synthesize(
     checkpoint: str | Path,
@@ -62,8 +69,6 @@ def synthesize(
     n_samples = as_int(n_samples, "n_samples", minimum=1)
     size = None if size is None else as_int(size, "size", minimum=1)
     frames = None if frames is None else as_int(frames, "frames", minimum=1)
-    if start not in ("noise", "chains"):
-        raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
     if classes is not None:
         classes = [as_int(k, "class", minimum=0) for k in classes]
         if not classes:
@@ -74,10 +79,10 @@ def synthesize(
         raise ValueError(f"{checkpoint} is not a classifier (JEM) model: it has no classes to "
                          "sample from (--class)")
     check_steps(state, n_steps)
+    check_start(state, start)
     if is_multigrid(state):
-        if size is not None or frames is not None or start != "noise":
-            raise ValueError("a multi-grid model samples its fixed pyramid from the base grid: "
-                             "size, frames and start='chains' do not apply")
+        if size is not None or frames is not None:
+            raise ValueError(MULTIGRID_FIXED)
         energies, config = multigrid_from_state(state, checkpoint)
         check_entries((n_samples, *example_shape(config.data)), f"{n_samples} samples")
         return synthesize_multigrid([e.to(target) for e in energies], config, state["base"],
@@ -85,10 +90,8 @@ def synthesize(
     energy, config = model_from_state(state, checkpoint)
     energy = energy.to(target)
     if is_cooperative(state):
-        if size is not None or frames is not None or start != "noise":
-            raise ValueError("a cooperative model samples through its generator, which makes "
-                             "examples of the training shape: size, frames and start='chains' "
-                             "do not apply")
+        if size is not None or frames is not None:
+            raise ValueError(COOPERATIVE_FIXED)
         return synthesize_cooperative(energy, generator_from_state(state, checkpoint).to(target),
                                       config, out_dir, n_samples=n_samples, n_steps=n_steps,
                                       seed=seed)
@@ -102,7 +105,7 @@ def synthesize(
         if size is not None or frames is not None:
             raise ValueError(f"size and frames cannot change when continuing the stored chains; "
                              f"got size={size}, frames={frames} (leave both unset)")
-        x0 = _stored_chains(config, state)[:n_chains].to(param.device)
+        x0 = _stored_chains(state)[:n_chains].to(param.device)
         if classes is not None and len(x0) < n_chains:
             raise ValueError(f"the checkpoint keeps {len(x0)} chains, fewer than the {n_chains} "
                              f"samples asked for ({n_samples} per class); lower -n or start "
@@ -220,13 +223,29 @@ def check_steps(state: dict[str, Any], n_steps: int | None) -> None:
                          "samples need at least 1 sampler step")
 
 
-def _stored_chains(config: ExperimentConfig, state: dict[str, Any]) -> torch.Tensor:
+def check_start(state: dict[str, Any], start: str) -> None:
+    """Raise ``ValueError`` unless the model of the loaded checkpoint ``state`` can start its
+    chains at ``start``: ``"noise"`` any model, ``"chains"`` a single net's model whose
+    checkpoint keeps its chains (trained with persistent chains or a replay buffer). Cheap, as
+    :func:`check_steps`."""
+    if start not in ("noise", "chains"):
+        raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
+    if start == "noise":
+        return
+    if is_multigrid(state):
+        raise ValueError(MULTIGRID_FIXED)
+    if is_cooperative(state):
+        raise ValueError(COOPERATIVE_FIXED)
+    if _stored_chains(state) is None:
+        mode = state.get("config", {}).get("chains", {}).get("mode")
+        raise ValueError(f"the checkpoint keeps no chains (training used chains.mode={mode!r}); "
+                         "start from noise (--start noise)")
+
+
+def _stored_chains(state: dict[str, Any]) -> torch.Tensor | None:
+    """The chains ``(N, *S)`` the checkpoint keeps (every example's, one after another), or
+    ``None`` where it keeps none."""
     chains = state.get("chains", {})
     if "chains" in chains:
         return chains["chains"].flatten(0, 1)
-    if "samples" in chains:
-        return chains["samples"]
-    raise ValueError(
-        f"the checkpoint keeps no chains (training used chains.mode={config.chains.mode!r}); "
-        "start from noise (--start noise)"
-    )
+    return chains.get("samples")

@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -114,8 +114,11 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
         found = set(_run_files(out))  # files this run did not make
 
         def replace_old_run() -> None:
-            _remove_run_files(out)
-            found.clear()
+            # All of it or none: stopped part way, a run would be left without its checkpoint,
+            # say, and `found` would keep the removed files' names.
+            with _sigterm_held():
+                _remove_run_files(out)
+                found.clear()
 
         replaces = _check_clear(out, resume=resume, overwrite=overwrite,
                                 data=config.data.path)
@@ -152,6 +155,9 @@ def _terminated_as_exit(active: bool) -> Iterator[None]:
         return
 
     def stop(signum: int, _: object) -> None:
+        if _held.depth:  # raised when the held block ends
+            _held.signal = signum
+            return
         raise Terminated(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -161,17 +167,40 @@ def _terminated_as_exit(active: bool) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@dataclass
+class _Held:
+    """How many :func:`_sigterm_held` blocks are open, and the SIGTERM that came meanwhile."""
+
+    depth: int = 0
+    signal: int | None = None
+
+
+_held = _Held()
+
+
 @contextmanager
 def _sigterm_held() -> Iterator[None]:
     """SIGTERM waits until the block has run; one that came meanwhile is delivered at its end
     (raising :class:`Terminated` under torchrun, its ``__context__`` the error being cleaned up
     after). A cleanup stopped part way would leave a new run's files, which make the next run
-    ask for --overwrite."""
+    ask for --overwrite; the removal of an old run (--overwrite) part of it.
+
+    Under torchrun, :func:`_terminated_as_exit`'s handler keeps the signal until then: blocking
+    it in this thread alone does not, as the system gives it to another thread that does not
+    block it (gloo's, the progress bar's) and Python runs the handler here all the same. The
+    block holds SIGTERM's other actions (the default: ending the process) where no other thread
+    takes it."""
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    _held.depth += 1
     try:
         yield
     finally:
+        # A SIGTERM the mask kept pending reaches the handler here, still held.
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        _held.depth -= 1
+        if not _held.depth and _held.signal is not None:
+            signum, _held.signal = _held.signal, None
+            raise Terminated(128 + signum)
 
 
 @contextmanager
