@@ -296,6 +296,11 @@ def sigterm_in_unlink(monkeypatch, nth: int = 1) -> None:
         removing.append(path.name)
         if len(removing) == nth:
             os.kill(os.getpid(), signal.SIGTERM)
+            # Time for the signal to reach Python's handler while this removal is going on:
+            # with the main thread holding SIGTERM the system gives it to another thread if
+            # there is one (the suite leaves some), and a busy machine may run that thread only
+            # after the removal, which then meets no signal at all.
+            time.sleep(0.05)
         unlink(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "unlink", unlink_once_stopped)
