@@ -25,6 +25,7 @@ from stgconv.checkpoint import load_checkpoint
 from stgconv import tasks
 from stgconv.cli import main
 from stgconv.config import load_config
+from stgconv.distributed import PeerFailedError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -1008,6 +1009,200 @@ def test_a_json_table_over_the_checkpoint_file_given_is_refused(texture_run: Pat
                              "--outliers", "y.npz", "--json", str(checkpoint)], capsys)
     assert code == 2 and f"--json {checkpoint} is the input {checkpoint}" in err
     assert checkpoint.read_bytes() == before
+
+
+def test_a_json_table_over_the_config_of_the_run_folder_given_is_refused(texture_run: Path,
+                                                                        capsys) -> None:
+    """A run folder given as the checkpoint is read for its config.yaml too."""
+    config = texture_run / "config.yaml"
+    before = config.read_bytes()
+    code, _, err = run_main(["eval", "ood", "--checkpoint", str(texture_run), "--inliers", "x.npz",
+                             "--outliers", "y.npz", "--json", str(config)], capsys)
+    assert code == 2 and f"--json {config} is the input {config}" in err, err
+    # The same file by another spelling of its path is refused too.
+    spelled = texture_run / ".." / texture_run.name / "config.yaml"
+    code, _, err = run_main(["eval", "ood", "--checkpoint", str(texture_run), "--inliers", "x.npz",
+                             "--outliers", "y.npz", "--json", str(spelled)], capsys)
+    assert code == 2 and f"--json {spelled} is the input {config}" in err, err
+    assert config.read_bytes() == before
+
+
+def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
+        texture_run: Path, tmp_path: Path, capsys) -> None:
+    """Only a resumed run must keep its config; --overwrite replaces the run with CONFIG's."""
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    config = tmp_path / "other.yaml"
+    config.write_text(yaml.safe_dump({"data": {"path": "builtin:brick", "size": 8},
+                                      "model": {"arch": "texture", "layers": [[2, 3, 1]]},
+                                      "sampler": {"n_steps": 1}, "train": {"n_iterations": 1,
+                                                                           "sample_every": 0},
+                                      "chains": {"chains_per_example": 1}, "device": "cpu"}))
+    code, _, err = run_main(["train", str(config), "--overwrite", "--out", str(run), "--quiet"],
+                            capsys)
+    assert code == 0, err
+    assert load_config(run / "config.yaml").data.size == 8
+    assert load_checkpoint(run)["iteration"] == 1
+
+
+@pytest.mark.parametrize("argv, task, given", [
+    (["synthesize", "{run}", "--seed", "7"], "synthesize", {"seed": 7}),
+    (["reconstruct", "{run}", "{run}/observed.png", "--lr", "0.5"], "reconstruct", {"lr": 0.5}),
+    (["demo", "--out", "~/demo", "--overwrite"], "demo", {"args": ("{home}/demo",),
+                                                          "overwrite": True}),
+    (["demo"], "demo", {"args": ("outputs/demo",)}),
+    (["train", "--device", "cpu", "--out", "{home}/run"], "train", {"config.device": "cpu"}),
+    (["recover-shape", "{run}", "x.npy", "--known", "k.npy", "--init", "mean", "--seed", "5"],
+     "recover_shape", {"init": "mean", "seed": 5}),
+    (["recover", "--video", "v.mp4", "--mask", "region:8", "--quiet", "--device", "cpu"],
+     "recover_video", {"progress": False, "config.device": "cpu", "frames": 70,
+                       "out_dir": "outputs/recovery"}),
+    (["fill-prior", "~/clip.mp4", "--out", "{home}/prior.pt"], "train_fill_prior",
+     {"args": (["{home}/clip.mp4"],)}),
+], ids=["synthesize --seed", "reconstruct --lr", "demo --out ~ --overwrite", "demo's --out",
+        "train --device", "recover-shape --init --seed", "recover --quiet --device",
+        "fill-prior ~"])
+def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: Path, capsys,
+                                                  monkeypatch, argv, task, given) -> None:
+    """(A quoted "~" is home too, as the shell would have made it.)"""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    asked = {}
+
+    def stops(*args, **kwargs):
+        asked.update(args=args, **kwargs)
+        raise ValueError("stopped before the work")
+
+    monkeypatch.setattr(tasks, task, stops)
+    code, _, err = run_main([arg.format(run=texture_run, home=tmp_path) for arg in argv], capsys)
+    assert code == 2 and "stopped before the work" in err, err
+    for key, value in given.items():
+        if key.startswith("config."):
+            assert getattr(asked["args"][0], key.removeprefix("config.")) == value
+        elif key == "args":  # paths, or lists of paths
+            def as_paths(given):
+                return [as_paths(v) for v in given] if isinstance(given, (list, tuple)) else Path(
+                    str(given).format(home=tmp_path))
+            assert as_paths(asked["args"][:len(value)]) == as_paths(value)
+        else:
+            assert asked[key] == value, key
+
+
+@pytest.mark.parametrize("fault", [
+    ValueError("a refusal whose text\n   runs over two lines"),
+    PeerFailedError("process 1 of 2 stopped"),
+], ids=["a message of two lines", "another process failed"])
+def test_a_tasks_fault_is_one_line_and_exit_2(texture_run: Path, tmp_path: Path, capsys,
+                                              monkeypatch, fault) -> None:
+    def fails(*args, **kwargs):
+        raise fault
+
+    monkeypatch.setattr(tasks, "synthesize", fails)
+    code, _, err = run_main(["synthesize", str(texture_run), "--out", str(tmp_path)], capsys)
+    assert code == 2 and err == f"stgconv synthesize: error: {' '.join(str(fault).split())}\n"
+
+
+def test_a_tasks_warning_is_one_line_naming_the_command(texture_run: Path, tmp_path: Path,
+                                                       capsys, monkeypatch) -> None:
+    import warnings
+
+    def warns(*args, **kwargs):
+        warnings.warn("a warning whose text\n   runs over two lines")
+        return tmp_path
+
+    monkeypatch.setattr(tasks, "synthesize", warns)
+    code, _, err = run_main(["synthesize", str(texture_run), "--out", str(tmp_path)], capsys)
+    assert code == 0
+    assert err.splitlines()[0] == ("stgconv synthesize: warning: a warning whose text runs over "
+                                   "two lines")
+
+
+def test_a_new_run_without_a_config_starts_from_the_defaults_not_the_old_runs(
+        texture_run: Path, tmp_path: Path, capsys) -> None:
+    """Only --resume reads the run's own config.yaml."""
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(
+        "name: experiment", "name: the-old-run"))
+    code, _, err = run_main(["train", *TINY, "--out", str(run), "--overwrite", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_config(run / "config.yaml").name == "experiment"
+
+
+def test_resume_reads_the_config_of_the_last_out_dir_given(texture_run: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    code, _, err = run_main(["train", "--resume", "--set", f"out_dir={tmp_path / 'elsewhere'}",
+                             "--set", f"out_dir={run}", "--set", "train.n_iterations=3",
+                             "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
+
+
+def test_resume_with_the_runs_config_file_may_change_its_device(texture_run: Path,
+                                                                tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    config = tmp_path / "config.yaml"
+    config.write_text((run / "config.yaml").read_text().replace("device: cpu", "device: auto"))
+    code, _, err = run_main(["train", str(config), "--resume", "--out", str(run),
+                             "--set", "train.n_iterations=3", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
+
+
+def test_resume_with_a_config_of_data_mean_auto_takes_the_mean_the_run_learnt(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_voxel_run["run"], run)
+    learnt = load_config(run / "config.yaml").data.mean
+    code, _, err = run_main(["train", str(SR_CONFIG), "--data", str(trained_voxel_run["shapes"]),
+                             "--out", str(run), *VOXEL_TINY, "--set", "train.n_iterations=3",
+                             "--resume"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
+    assert load_config(run / "config.yaml").data.mean == learnt
+
+
+def test_resume_with_a_config_file_of_a_run_that_lost_its_own(texture_run: Path,
+                                                              tmp_path: Path, capsys) -> None:
+    """Nothing to check the config file against: the run continues on it."""
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    config = tmp_path / "config.yaml"
+    (run / "config.yaml").rename(config)
+    code, _, err = run_main(["train", str(config), "--resume", "--out", str(run),
+                             "--set", "train.n_iterations=3", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
+
+
+def test_eval_recovery_3d_hides_the_share_its_help_says_by_default(capsys,
+                                                                    monkeypatch) -> None:
+    from stgconv.evaluation import voxel
+
+    asked = {}
+
+    def stops(*args, **kwargs):
+        asked.update(kwargs)
+        raise ValueError("stopped before the work")
+
+    monkeypatch.setattr(voxel, "eval_recovery_3d", stops)
+    code, _, err = run_main(["eval", "recovery-3d", "--checkpoint", "run", "--shapes", "x.npz"],
+                            capsys)
+    assert code == 2 and "stopped before the work" in err
+    assert asked["missing"] == 0.7
+
+
+def test_recover_without_the_repos_configs_asks_for_a_config_file(tmp_path: Path, capsys,
+                                                                   monkeypatch) -> None:
+    import stgconv.cli
+
+    missing = tmp_path / "configs" / "recovery_quick.yaml"
+    monkeypatch.setattr(stgconv.cli, "QUICK_RECOVERY_CONFIG", missing)
+    code, _, err = run_main(["recover", "--video", "v.mp4", "--mask", "region:8"], capsys)
+    assert code == 2 and f"the quick recovery config {missing} is not here" in err, err
 
 
 def test_a_help_text_that_states_its_default_gets_no_second_one(capsys) -> None:

@@ -38,6 +38,9 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--factor", "4", "--json", str(out),
                  "--out", str(tmp_path / "renders"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    # The closing line names every output written, the renders' folder too.
+    assert f"wrote {out}, {tmp_path / 'renders'} (" in printed
     table = json.loads(out.read_text())
     assert set(table["errors"]) == set(table["iou"]) == {"stgconv", "nearest", "trilinear",
                                                          "trilinear_binary"}
@@ -50,7 +53,7 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     ours = np.load(tmp_path / "renders" / "stgconv.npy")
     assert set(np.unique(ours).tolist()) <= {0.0, 1.0}
     assert (tmp_path / "renders" / "comparison.png").is_file()
-    assert "trilinear_binary" in capsys.readouterr().out
+    assert "trilinear_binary" in printed
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--soft", "--json", str(out), "--device", "cpu"]) == 0
     assert json.loads(out.read_text())["binary"] is False

@@ -493,6 +493,52 @@ def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_p
     assert "reference" not in torch.load(without / "checkpoint.pt", weights_only=True)
     fallback = load_classifier(without, device="cpu").reference
     assert fallback is not None and len(fallback.weights) == 3  # the chains' start
+    one = tmp_path / "one"  # one component per class is a reference fit too, without k-means
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(one), *JEM_TINY,
+                 "--set", "jem.reference_components=1", "--set", "jem.reference_rank=4"]) == 0
+    state = torch.load(one / "checkpoint.pt", weights_only=True)
+    assert state["reference"]["component_classes"].tolist() == [0, 1, 2]
+
+
+def test_the_chains_fitted_start_takes_the_configs_share_of_noise(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    fits = []
+    fit = DataGaussian.fit
+    monkeypatch.setattr(DataGaussian, "fit", lambda *args, **kwargs: fits.append(
+        fit(*args, **kwargs)) or fits[-1])
+    assert main(["train", str(JEM_CONFIG), "--data", str(labelled_bars(tmp_path / "bars.npz")),
+                 "--out", str(tmp_path / "run"), *JEM_TINY, "--set", "chains.init_noise=0.25",
+                 "--set", "chains.init_scale=0.5"]) == 0
+    start = fits[0]  # the chains' start is fitted first (the OOD references after it)
+    assert (start.noise, start.noise_scale) == (0.25, 0.5)
+
+
+def test_a_run_on_some_of_the_images_takes_their_labels(tmp_path: Path) -> None:
+    """data.max_images picks the same examples of the images and of the labels."""
+    data = labelled_bars(tmp_path / "bars.npz", 30, varied=True)
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(tmp_path / "run"),
+                 *JEM_TINY, "--set", "data.max_images=12"]) == 0
+    # Each class's fitted mean is bright in its own bar's columns (6 + 7c to 8 + 7c).
+    means = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["init"]["means"]
+    assert [(int(mean[0].sum(0).argmax()) - 6) // 7 for mean in means] == [0, 1, 2]
+
+
+def test_the_reference_clusters_are_drawn_from_the_runs_seed_not_the_callers_rng(
+        tmp_path: Path) -> None:
+    """jem.reference_components' k-means draws from a generator of the config's seed: a run
+    leaves its caller's global RNG as it was, and the same seed fits the same reference."""
+    data = labelled_bars(tmp_path / "bars.npz", 24, varied=True)
+    fitted = []
+    for name, caller_seed in (("a", 1), ("b", 2)):
+        torch.manual_seed(caller_seed)
+        before = torch.get_rng_state()
+        assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(tmp_path / name),
+                     *JEM_TINY, "--set", "jem.reference_components=2",
+                     "--set", "jem.reference_rank=0"]) == 0
+        assert torch.equal(torch.get_rng_state(), before)
+        fitted.append(load_checkpoint(tmp_path / name)["reference"])
+    assert all(torch.equal(fitted[0][key], fitted[1][key]) for key in fitted[0]
+               if isinstance(fitted[0][key], Tensor))
 
 
 def test_the_last_checkpoint_holds_gaussians_of_the_trained_features(tmp_path: Path) -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import ROOT, boxes_and_balls, captured, png_size, read_events, tiny_texture_run
+from _tiny import (ROOT, SR_CONFIG, TINY, boxes_and_balls, captured, png_size, read_events,
+                   tiny_texture_run)
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
+from stgconv.cli import main
 from stgconv.config import load_config
 from stgconv.io.video import save_video
 from stgconv.tasks import demo, synthesize, train
@@ -212,11 +214,16 @@ def test_overwrite_removes_the_old_models_reconstruction_too(tmp_path: Path) -> 
     (run / "reconstruction").mkdir()
     (run / "reconstruction" / "reconstruction.json").write_text("{}")
     (run / "synthesis").mkdir()
+    (run / "recovered_shapes").mkdir()
+    (run / "checkpoint_previous.pt").write_bytes(b"the old model's")
 
     config = load_config(run / "config.yaml", ["train.n_iterations=1"])
     train(config, overwrite=True, progress=False)
-    assert not (run / "reconstruction").exists() and not (run / "synthesis").exists()
+    assert not any((run / name).exists() for name in ("reconstruction", "synthesis",
+                                                      "recovered_shapes"))
     assert (run / "checkpoint.pt").is_file()
+    # A resume falls back on the previous checkpoint: the old model's is gone.
+    assert not (run / "checkpoint_previous.pt").exists()
 
 
 def test_training_files_leave_out_config_and_tensorboard(tmp_path: Path) -> None:
@@ -229,6 +236,7 @@ def test_training_files_leave_out_config_and_tensorboard(tmp_path: Path) -> None
     (tmp_path / "tb").mkdir()
     names = {p.name for p in training_files(tmp_path)}
     assert names == {"checkpoint.pt", "observed.png", "samples_000002.png"}
+    assert training_files(tmp_path / "checkpoint.pt") == []  # a file is no folder of files
 
 
 def test_samples_are_written_every_sample_every_iterations_only(tmp_path: Path) -> None:
@@ -272,6 +280,120 @@ def test_a_video_run_writes_its_final_samples_as_gif_and_mp4(tmp_path: Path) -> 
     run = train(config, progress=False)
     assert (run / "samples.gif").is_file() and (run / "samples.mp4").is_file()
     assert not (run / "samples_000001.mp4").exists()
+
+
+def test_a_new_run_shows_its_config_and_data_before_its_first_iteration(tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """config.yaml and observed are there to look at while a new run trains, not only from its
+    first checkpoint (the resumed run's rule)."""
+    from stgconv.train import Trainer
+
+    seen = []
+    fit = Trainer.fit
+
+    def looks_first(self, *args, **kwargs):
+        seen.append({path.name for path in (tmp_path / "run").iterdir()})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", looks_first)
+    tiny_texture_run(tmp_path)
+    assert {"config.yaml", "observed.png"} <= seen[0]
+
+
+def test_the_model_is_sized_by_the_examples_loaded_not_the_data_settings(
+        tmp_path: Path, monkeypatch) -> None:
+    """The net's channels and input side come from the examples the loader returned (here 1 x
+    8 x 8 where data.channels and data.size say 3 and 16): a head sized by the settings would
+    not fit them."""
+    image = importlib.import_module("stgconv.modalities.image")
+    examples = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    monkeypatch.setattr(image.ImageModality, "load", lambda self, data: examples)
+    config = load_config(None, ["data.path=builtin:brick", "data.size=16", "data.channels=3",
+                                "model.arch=object", "model.layers=[[4, 3, 2, 1]]",
+                                f"out_dir={tmp_path / 'run'}", "device=cpu",
+                                "train.n_iterations=1", "train.sample_every=0",
+                                "sampler.n_steps=1", "chains.chains_per_example=1"])
+    run = train(config, progress=False)
+    model = load_config(run / "config.yaml").model
+    assert (model.in_channels, model.image_size) == (1, 8)
+
+
+def test_train_refuses_an_out_dir_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("mine")
+    with pytest.raises(ValueError, match=f"out_dir {tmp_path / 'run'} is a file"):
+        train(load_config(None, [f"out_dir={tmp_path / 'run'}", "device=cpu"]))
+    assert (tmp_path / "run").read_text() == "mine"
+
+
+def test_a_run_removes_the_temporaries_a_killed_run_left_before_its_own_work(
+        tmp_path: Path) -> None:
+    """Even a run refused before writing anything (whose writes would also clear them)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    # pid 4194304 is past the largest pid_max: no live process has it
+    debris = run / ".checkpoint.pt.4194304-abc123.tmp"
+    debris.write_bytes(b"half a checkpoint")
+    with pytest.raises(FileNotFoundError, match="give the training data with --data"):
+        train(load_config(None, [f"out_dir={run}", "device=cpu",
+                                 f"data.path={tmp_path / 'missing.png'}"]))
+    assert not debris.exists()
+
+
+@pytest.fixture
+def trainers(monkeypatch) -> list:
+    """The trainers the runs of the test fit, in order."""
+    from stgconv.train import Trainer
+
+    fitted = []
+    fit = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, *args, **kwargs: fitted.append(self) or fit(
+        self, *args, **kwargs))
+    return fitted
+
+
+def test_a_resumed_run_rewrites_its_config_once_it_has_saved(tmp_path: Path) -> None:
+    run = tiny_texture_run(tmp_path)
+    train(load_config(run / "config.yaml", ["train.n_iterations=2"]), resume=True,
+          progress=False)
+    assert load_config(run / "config.yaml").train.n_iterations == 2
+
+
+def test_cooperative_training_starts_the_configs_chains_within_the_samplers_clamp(
+        tmp_path: Path, trainers: list) -> None:
+    train(load_config(ROOT / "configs" / "image" / "coop_mnist_quick.yaml", [
+        "data.kind=texture", "data.path=builtin:brick", "data.size=8", "model.arch=texture",
+        "model.layers=[[2, 3, 1]]", "cooperative.latent_dim=2", "cooperative.width=2",
+        "train.n_iterations=1", "train.batch_size=2", "sampler.n_steps=1",
+        "train.sample_every=0", "device=cpu", "sampler.clamp=[0.1, 0.5]",
+        "chains.chains_per_example=2", f"out_dir={tmp_path / 'run'}"]), progress=False)
+    chains = trainers[0].chains
+    assert (chains.chains_per_example, chains.clamp) == (2, (0.1, 0.5))
+
+
+def test_a_plain_run_starts_its_chains_from_the_fitted_gaussian_asked(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):  # a Gaussian fit needs two examples
+        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
+    run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
+                           "chains.init=data_gaussian")
+    assert load_checkpoint(run)["init"]["means"].shape == (1, 1, 8, 8)
+
+
+@pytest.mark.parametrize("mode", ["super_resolution", "recovery"])
+def test_a_learned_initializer_trains_in_the_models_units_for_the_chains_mode(
+        tmp_path: Path, trainers: list, mode: str) -> None:
+    """Its proposals are shifted by the run's occupancy mean (data.mean auto), and a recovery
+    run's initializer learns the recovery filler."""
+    extra = ["--set", "initializer.factors=null"] if mode == "recovery" else []
+    assert main(["train", str(SR_CONFIG), "--data", str(shapes_file(tmp_path / "shapes.npz")),
+                 "--out", str(tmp_path / "run"), *TINY, "--set", f"chains.mode={mode}",
+                 "--set", "initializer.width=4", "--set", "initializer.depth=2",
+                 "--set", "initializer.steps=1", *extra]) == 0
+    trainer = trainers[0]
+    mean = load_config(tmp_path / "run" / "config.yaml").data.mean
+    assert trainer.offset == pytest.approx(mean) != 0
+    assert trainer.initializer.recovers == (mode == "recovery")
 
 
 def test_training_leaves_the_callers_global_rng_as_it_was(tmp_path: Path) -> None:

@@ -110,6 +110,37 @@ def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys)
     assert not (out / "synthesized_grid2.png").exists()  # the finest grid is `synthesized`
 
 
+def test_every_grids_net_takes_the_datas_channels(tmp_path: Path, capsys) -> None:
+    data = {"kind": "objects", "path": str(image_folder(tmp_path / "images", n=2)), "size": 8,
+            "channels": 1}
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", data, {"grids": TINY_IMAGE_NETS}, out=run)
+    code, err = run_cli(["train", str(config), "--quiet"], capsys)
+    assert code == 0, err
+    _, resolved, _ = load_multigrid(run, device="cpu")
+    assert [g.model.in_channels for g in resolved.multigrid.grids] == [1, 1]
+
+
+def test_a_consistent_run_shows_its_finest_chains_and_keeps_them_on_the_grid_below(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    from stgconv.mcmc.starts import SuperResolutionStart
+    from stgconv.train import MultiGridTrainer
+
+    fitted = []
+    fit = MultiGridTrainer.fit
+    monkeypatch.setattr(MultiGridTrainer, "fit", lambda self, *args, **kwargs: fitted.append(
+        self) or fit(self, *args, **kwargs))
+    data = {"kind": "objects", "path": str(image_folder(tmp_path / "images", n=2)), "size": 8,
+            "channels": 3}
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", data,
+                          {"grids": TINY_IMAGE_NETS, "consistent": True}, out=run)
+    code, err = run_cli(["train", str(config), "--quiet"], capsys)
+    assert code == 0, err
+    assert all(isinstance(t.chains, SuperResolutionStart) for t in fitted[0].trainers)
+    assert png_size(run / "samples.png") == (2 * 10 + 2, 10 + 2)  # 8x8 chains, not 4x4
+
+
 def test_a_fitted_base_needs_two_examples_before_training(tmp_path: Path, capsys) -> None:
     """multigrid.base_rank on one example trained to the end, and only synthesis failed."""
     data = {"kind": "objects", "path": str(image_folder(tmp_path / "images", n=1)), "size": 8,

@@ -743,6 +743,8 @@ def test_multigrid_training_learns_the_detail_the_coarse_grid_lacks() -> None:
     (["config.yaml", "observed.png", "tb"], []),  # refused or diverged at once: nothing to keep
     (["config.yaml", "observed.png", "samples_000025.png"],
      ["config.yaml", "observed.png", "samples_000025.png"]),  # samples to look at stay
+    (["config.yaml", "observed.png", "checkpoint.pt"],
+     ["config.yaml", "observed.png", "checkpoint.pt"]),  # a checkpoint to resume from stays
 ])
 def test_a_new_run_failing_before_its_first_checkpoint(tmp_path: Path, monkeypatch, wrote,
                                                        kept) -> None:
@@ -843,6 +845,29 @@ def test_the_lock_file_names_only_its_live_owner(tmp_path: Path, monkeypatch) ->
     task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
     assert seen == [f"process {os.getpid()} on {socket.gethostname()}\n"]
     assert (out / ".lock").read_text() == ""
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """The lock is exclusive: a run started while another trains into its folder (here from
+    the same process, through a second open file) is refused, naming the owner."""
+    import os
+
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    fits = []
+
+    def starts_a_second_run(config, world, folder, **_):
+        fits.append(folder)
+        if len(fits) == 1:
+            with pytest.raises(ValueError, match=f"is in use by process {os.getpid()} on "):
+                task.train(config)
+        return folder
+
+    monkeypatch.setattr(task, "_fit", starts_a_second_run)
+    task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert fits == [out]
 
 
 def test_a_failed_run_keeps_a_folder_it_made_that_another_filled(tmp_path: Path,
