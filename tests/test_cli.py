@@ -1001,30 +1001,19 @@ def test_a_zero_learning_rate_is_refused_by_its_option(tmp_path: Path, capsys) -
     assert "--lr must be a finite number > 0" in capsys.readouterr().err
 
 
-def test_a_json_table_over_the_checkpoint_file_given_is_refused(texture_run: Path,
-                                                                capsys) -> None:
-    checkpoint = texture_run / "checkpoint.pt"
-    before = checkpoint.read_bytes()
-    code, _, err = run_main(["eval", "ood", "--checkpoint", str(checkpoint), "--inliers", "x.npz",
-                             "--outliers", "y.npz", "--json", str(checkpoint)], capsys)
-    assert code == 2 and f"--json {checkpoint} is the input {checkpoint}" in err
-    assert checkpoint.read_bytes() == before
-
-
-def test_a_json_table_over_the_config_of_the_run_folder_given_is_refused(texture_run: Path,
-                                                                        capsys) -> None:
-    """A run folder given as the checkpoint is read for its config.yaml too."""
-    config = texture_run / "config.yaml"
-    before = config.read_bytes()
-    code, _, err = run_main(["eval", "ood", "--checkpoint", str(texture_run), "--inliers", "x.npz",
-                             "--outliers", "y.npz", "--json", str(config)], capsys)
-    assert code == 2 and f"--json {config} is the input {config}" in err, err
-    # The same file by another spelling of its path is refused too.
-    spelled = texture_run / ".." / texture_run.name / "config.yaml"
-    code, _, err = run_main(["eval", "ood", "--checkpoint", str(texture_run), "--inliers", "x.npz",
-                             "--outliers", "y.npz", "--json", str(spelled)], capsys)
-    assert code == 2 and f"--json {spelled} is the input {config}" in err, err
-    assert config.read_bytes() == before
+@pytest.mark.parametrize("given, read", [("checkpoint.pt", "checkpoint.pt"), ("", "config.yaml")],
+                         ids=["the checkpoint file", "the run folder's config"])
+def test_a_json_table_over_a_file_the_command_reads_is_refused(texture_run: Path, capsys,
+                                                               given: str, read: str) -> None:
+    """A run folder given as the checkpoint is read for its config.yaml too; the same file by
+    another spelling of its path is refused as well, and stays as it was."""
+    checkpoint, target = texture_run / given, texture_run / read
+    before = target.read_bytes()
+    for spelling in (target, texture_run / ".." / texture_run.name / read):
+        code, _, err = run_main(["eval", "ood", "--checkpoint", str(checkpoint), "--inliers",
+                                 "x.npz", "--outliers", "y.npz", "--json", str(spelling)], capsys)
+        assert code == 2 and f"--json {spelling} is the input {target}" in err, err
+    assert target.read_bytes() == before
 
 
 def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
