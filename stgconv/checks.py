@@ -4,7 +4,6 @@ argument and repeats its bad value."""
 from __future__ import annotations
 
 import math
-import numbers
 import operator
 import os
 import tempfile
@@ -112,8 +111,10 @@ def check_voxels(x: object, name: str) -> None:
 
 def as_size(size: int | tuple[int, int]) -> tuple[int, int]:
     """A frame size ``(H, W)`` from one positive int (square) or a pair of them."""
-    single = isinstance(size, numbers.Integral) and not isinstance(size, bool)  # numpy ints too
-    pair = (size, size) if single else size
+    try:  # one int, as as_int takes it (numpy's, a 0-dim tensor's): a square
+        pair = (as_int(size, "size", minimum=1),) * 2
+    except ValueError:
+        pair = size
     try:
         pair = tuple(as_int(s, "size", minimum=1) for s in pair)
     except (TypeError, ValueError):

@@ -10,12 +10,10 @@ that hide a pixel in all channels at once, as the shared ones do, this is the pe
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask, check_voxels
+from stgconv.checks import as_int, check_bool_mask, check_voxels
 from stgconv.data.masks import check_mask_matches
 
 SCALE_255 = 127.5
@@ -168,10 +166,7 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
     if probabilities.dim() != 2 or labels.shape != probabilities.shape[:1]:
         raise ValueError(f"probabilities must be (N, K) and labels (N,), got "
                          f"{tuple(probabilities.shape)} and {tuple(labels.shape)}")
-    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral):  # else torch's bincount
-        raise ValueError(f"bins must be an int, got {bins!r}")
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+    bins = as_int(bins, "bins", minimum=1)  # else torch's bincount
     if labels.dtype == torch.bool:  # as check_classes: True and False are not class numbers
         raise ValueError("labels must be class numbers 0 .. K - 1, got torch.bool")
     if len(labels) == 0:

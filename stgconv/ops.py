@@ -14,7 +14,6 @@ multi-grid sampling rely on exactly these two properties.
 from __future__ import annotations
 
 import math
-import numbers
 import operator
 from typing import Callable, Sequence
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import as_int, check_generator
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -237,10 +236,7 @@ def random_shift(x: Tensor, max_shift: int, *, generator: torch.Generator | None
     ``(B, C, H, W)``; ``max_shift`` 0 returns ``x`` itself."""
     if x.dim() != 4:
         raise ValueError(f"random_shift takes images (B, C, H, W), got {tuple(x.shape)}")
-    if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral):
-        raise ValueError(f"max_shift must be an int, got {max_shift!r}")  # else torch's pad
-    if max_shift < 0:
-        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    max_shift = as_int(max_shift, "max_shift", minimum=0)  # else torch's pad
     check_generator(generator, "random_shift")
     if max_shift == 0:
         return x

@@ -51,6 +51,8 @@ def test_as_int_refuses_other_values_naming_them(value) -> None:
 def test_as_size() -> None:
     assert as_size(32) == (32, 32)
     assert as_size((24, np.int32(40))) == (24, 40)
+    # One int as as_int takes it, for the square as for each side.
+    assert as_size(np.int64(8)) == as_size(torch.tensor(8)) == (8, 8)
     for bad in (0, True, (32,), (32, 0), (32, 32, 3), "32", (32.0, 32)):
         with pytest.raises(ValueError, match="size must be a positive int or a pair"):
             as_size(bad)

@@ -236,6 +236,47 @@ def test_a_held_sigterm_waits_for_the_block_though_another_thread_takes_it() -> 
     assert ran == ["the whole block"] and stopped.value.code == 143
 
 
+def test_a_sigterm_handled_as_the_hold_begins_is_held_and_leaves_no_mask(monkeypatch) -> None:
+    """Python runs a pending handler at its next check, which may come as soon as the call that
+    blocks SIGTERM returns: the signal is held then too, and the main thread's mask is restored
+    at the end (raised there, the hold never began and SIGTERM stayed blocked in the main
+    thread for good)."""
+    task = sys.modules["stgconv.tasks.train"]
+    block = signal.pthread_sigmask
+
+    def block_then_handle(how: int, mask: object) -> object:
+        previous = block(how, mask)
+        if how == signal.SIG_BLOCK:
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        return previous
+
+    mask_before = block(signal.SIG_BLOCK, [])
+    monkeypatch.setattr(task.signal, "pthread_sigmask", block_then_handle)
+    ran = []
+    try:
+        with pytest.raises(SystemExit) as stopped, _terminated_as_exit(True), _sigterm_held():
+            ran.append("the whole block")
+    finally:
+        monkeypatch.undo()
+        blocked = signal.SIGTERM in block(signal.SIG_SETMASK, mask_before)
+    assert ran == ["the whole block"] and stopped.value.code == 143 and not blocked
+
+
+def test_a_sigterm_kept_for_a_hold_is_not_raised_again_by_a_later_one() -> None:
+    """A second SIGTERM handled as a hold ends, after its count is down but before it raises
+    the one it kept, is raised at once; the kept one goes with it, not left for a later hold in
+    the same process (a resumed run in one interpreter) to raise."""
+    task = sys.modules["stgconv.tasks.train"]
+    with _terminated_as_exit(True):
+        task._held.signal = signal.SIGTERM  # kept by a hold that has just counted itself out
+        with pytest.raises(SystemExit):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        ran = []
+        with _sigterm_held():
+            ran.append("the later hold")
+    assert ran == ["the later hold"]
+
+
 class CallersStop(Exception):
     """Raised by the SIGTERM handler a caller of ``train`` set."""
 
@@ -365,6 +406,46 @@ def test_cli_says_a_process_was_stopped_by_sigterm_and_what_failed_before(
         "stgconv train: error (process 0 of 2): a refused input",
         "stgconv train: stopped by SIGTERM (process 0 of 2): another training process failed, "
         "or the job was stopped"]
+
+
+def stopped_while_training(error: Exception | None) -> Callable[..., Path]:
+    """A ``_fit`` that writes the run's config, then raises ``error`` (a SIGTERM comes while its
+    run is removed), or with ``None`` is stopped by a SIGTERM while it trains."""
+
+    def fit(config: ExperimentConfig, world: World | None, folder: Path, **_: object) -> Path:
+        (folder / "config.yaml").write_text("the new run's")
+        if error is not None:
+            raise error
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs at the next bytecode; never reached
+        return folder
+
+    return fit
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), None], ids=["a bug", "no error"])
+def test_cli_shows_the_traceback_of_a_bug_a_sigterm_stopped_and_nothing_else_without_one(
+        monkeypatch, tmp_path: Path, capsys, error: Exception | None) -> None:
+    """An error that is not the user's keeps its traceback when the SIGTERM stops the process
+    cleaning up after it; a process stopped while training has nothing to show but the stop."""
+    task = sys.modules["stgconv.tasks.train"]
+    monkeypatch.setattr(task, "_fit", stopped_while_training(error))
+    monkeypatch.setattr(distributed, "from_environment",
+                        lambda device: World(rank=0, size=2, device=torch.device("cpu")))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    if error is not None:
+        sigterm_in_unlink(monkeypatch)
+    assert main(["train", "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"]) == 143
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == ("stgconv train: stopped by SIGTERM (process 0 of 2): another training "
+                         "process failed, or the job was stopped")
+    if error is None:
+        assert lines == lines[-1:]
+    else:
+        assert lines[0] == "Traceback (most recent call last):"
+        assert lines[-2] == "RuntimeError: a bug"
+    assert not (tmp_path / "run").exists()
 
 
 def as_process_1_of_2_alike(monkeypatch) -> list[str]:

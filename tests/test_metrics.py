@@ -215,7 +215,7 @@ def test_expected_calibration_error_refuses_zero_bins_and_bins_a_zero_confidence
     start."""
     from stgconv.metrics import expected_calibration_error
 
-    with pytest.raises(ValueError, match="bins must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="bins must be an int >= 1, got 0"):
         expected_calibration_error(torch.tensor([[0.6, 0.4]]), torch.tensor([0]), bins=0)
     # One class, so the prediction is class 0 whatever the ties: right at confidence 0 and
     # right at 0.9, bins 0 and 13, gaps 1 and 0.1.
@@ -230,9 +230,10 @@ def test_expected_calibration_error_names_bins_that_are_not_an_int_and_bool_labe
 
     probs, labels = torch.tensor([[0.6, 0.4], [0.3, 0.7]]), torch.tensor([0, 1])
     for bins in (2.5, True):
-        with pytest.raises(ValueError, match=rf"bins must be an int, got {bins!r}"):
+        with pytest.raises(ValueError, match=rf"bins must be an int >= 1, got {bins!r}"):
             expected_calibration_error(probs, labels, bins=bins)
-    assert expected_calibration_error(probs, labels, bins=np.int64(2)) == pytest.approx(0.35)
+    for bins in (np.int64(2), torch.tensor(2)):  # what as_int takes, as every count
+        assert expected_calibration_error(probs, labels, bins=bins) == pytest.approx(0.35)
     with pytest.raises(ValueError, match=r"labels must be class numbers 0 \.\. K - 1, got "
                                          r"torch.bool"):
         expected_calibration_error(probs, labels.bool())

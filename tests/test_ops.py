@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -288,7 +289,7 @@ def test_random_shift_moves_each_image_by_its_own_offset_within_range() -> None:
 def test_random_shift_zero_is_identity_and_bad_input_is_named() -> None:
     x = torch.randn(2, 3, 5, 5)
     assert random_shift(x, 0) is x
-    with pytest.raises(ValueError, match=r"max_shift must be >= 0"):
+    with pytest.raises(ValueError, match=r"max_shift must be an int >= 0, got -1"):
         random_shift(x, -1)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\), got \(3, 5, 5\)"):
         random_shift(x[0], 1)
@@ -302,8 +303,12 @@ def test_random_shift_moves_bool_images_and_names_a_shift_that_is_not_an_int() -
     as_float = random_shift(masks.double(), 2, generator=torch.Generator().manual_seed(1))
     assert moved.dtype == torch.bool and torch.equal(moved, as_float == 1)
     for bad in (1.5, True):
-        with pytest.raises(ValueError, match=rf"max_shift must be an int, got {bad!r}"):
+        with pytest.raises(ValueError, match=rf"max_shift must be an int >= 0, got {bad!r}"):
             random_shift(masks, bad)
+    # What as_int takes, as every count (refused by a check of its own, which worked before).
+    for shift in (np.int64(2), torch.tensor(2)):
+        assert torch.equal(random_shift(masks, shift, generator=torch.Generator().manual_seed(1)),
+                           moved)
 
 
 def test_block_top_k_breaks_ties_by_position() -> None:

@@ -158,6 +158,9 @@ def _terminated_as_exit(active: bool) -> Iterator[None]:
         if _held.depth:  # raised when the held block ends
             _held.signal = signum
             return
+        # A second SIGTERM after the holds have ended: the one they kept is delivered with it,
+        # not left for a later hold in this process to raise.
+        _held.signal = None
         raise Terminated(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -190,13 +193,17 @@ def _sigterm_held() -> Iterator[None]:
     block it (gloo's, the progress bar's) and Python runs the handler here all the same. The
     block holds SIGTERM's other actions (the default: ending the process) where no other thread
     takes it."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    # Counted before the mask changes: Python may run a pending handler as soon as the call
+    # that masks returns, and raised there it would leave SIGTERM masked in this thread.
     _held.depth += 1
     try:
-        yield
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            yield
+        finally:
+            # A SIGTERM the mask kept pending reaches the handler here, still held.
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     finally:
-        # A SIGTERM the mask kept pending reaches the handler here, still held.
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         _held.depth -= 1
         if not _held.depth and _held.signal is not None:
             signum, _held.signal = _held.signal, None
