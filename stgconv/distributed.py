@@ -178,6 +178,18 @@ def shutdown(world: World | None) -> None:
         gc.collect()
 
 
+def abandon(world: World | None) -> None:
+    """Leave the process group after this process failed, without waiting for the others.
+    Gloo's group is freed now: left to the interpreter's exit, its threads aborted the process
+    ("terminate called without an active exception", SIGABRT instead of the exit status the
+    error gives) once in a full test run under load. NCCL's is left to the exit, as torchrun
+    stops the process anyway: destroying a communicator that a failed collective still holds
+    can hang."""
+    if world is not None and dist.is_initialized() and dist.get_backend() == "gloo":
+        dist.destroy_process_group()
+        gc.collect()
+
+
 def interleave(shards: list[Tensor]) -> Tensor:
     """Rows sharded round-robin (rank ``r`` of ``size = len(shards)`` holds rows ``r::size``,
     ``(n_r, *S)``) back in their global order: ``(sum n_r, *S)``."""

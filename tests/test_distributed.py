@@ -285,6 +285,27 @@ def callers_handler(*_: object) -> None:
     raise CallersStop
 
 
+def test_a_failed_training_process_frees_its_gloo_group_without_waiting(monkeypatch,
+                                                                        tmp_path: Path) -> None:
+    """A process whose training failed leaves its Gloo group at once (no barrier: the others
+    may be gone); left to the interpreter's exit, Gloo's threads aborted it (SIGABRT) once in a
+    full test run."""
+    task = sys.modules["stgconv.tasks.train"]
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0,
+                            world_size=1)
+    try:
+        monkeypatch.setattr(distributed, "from_environment",
+                            lambda device: World(rank=0, size=1, device=torch.device("cpu")))
+        monkeypatch.setattr(task, "_fit", failing_new_run([]))
+        monkeypatch.setattr(World, "barrier", lambda self: pytest.fail("waited for the others"))
+        with pytest.raises(ValueError, match="a refused input"):
+            train(load_config(None, [f"out_dir={tmp_path / 'run'}", "device=cpu"]))
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_train_unwinds_on_sigterm_under_torchrun_and_leaves_a_single_process_handler_alone(
         monkeypatch, tmp_path: Path) -> None:
     """``train`` under torchrun turns a SIGTERM during training into ``SystemExit(143)``, so a

@@ -95,10 +95,14 @@ def train(config: ExperimentConfig, *, resume: bool = False, overwrite: bool = F
         raise ValueError("resume continues the run in the folder and overwrite replaces it: "
                          "choose one")
     world = distributed.from_environment(config.device)
-    with _terminated_as_exit(world is not None):
-        out = _train(config, world, resume=resume, overwrite=overwrite, progress=progress)
-    # Only on success: after a failure torchrun stops the other processes, and a barrier here
-    # would wait for them forever.
+    try:
+        with _terminated_as_exit(world is not None):
+            out = _train(config, world, resume=resume, overwrite=overwrite, progress=progress)
+    except BaseException:
+        # Not shutdown's barrier: after a failure torchrun stops the other processes, and it
+        # would wait for them forever.
+        distributed.abandon(world)
+        raise
     distributed.shutdown(world)
     return out
 
