@@ -3,6 +3,7 @@ argument and repeats its bad value."""
 
 from __future__ import annotations
 
+import errno
 import math
 import operator
 import os
@@ -67,6 +68,28 @@ def check_classes(y: Tensor, name: str, *, n_classes: int | None = None) -> None
     if n_classes is not None and y.numel() and bool(((y < 0) | (y >= n_classes)).any()):
         raise ValueError(f"{name} must be in 0 .. {n_classes - 1}, got {int(y.min())} .. "
                          f"{int(y.max())}")
+
+
+def check_whole_labels(labels: Tensor, name: str) -> None:
+    """``ValueError`` naming ``name`` unless float ``labels`` are whole numbers: scores that
+    only count or compare classes take ``tensor([0., 1., 2.])`` as classes 0, 1, 2 (nothing is
+    cut to another class), but a fraction is no class, and NaN or an infinity is none either
+    (an infinity failed in ``int()`` with an ``OverflowError``)."""
+    if not labels.is_floating_point():
+        return
+    if not bool(torch.isfinite(labels).all()):
+        raise ValueError(f"{name} must be whole class numbers, got NaN or infinite values")
+    if not bool((labels == labels.round()).all()):
+        raise ValueError(f"{name} must be whole class numbers, got fractions")
+
+
+def check_not_meta(x: object, name: str) -> None:
+    """``ValueError`` naming ``name`` when ``x`` is a tensor on the meta device, which holds
+    shapes but no values: torch failed on it deep inside ("Cannot copy out of meta tensor",
+    "Tensor.item() cannot be called on meta tensors")."""
+    if isinstance(x, Tensor) and x.is_meta:
+        raise ValueError(f"{name} is on the meta device, which holds shapes but no values: "
+                         "make it on the CPU or a GPU")
 
 
 def check_dtype(x: Tensor, own: torch.dtype, name: str) -> None:
@@ -137,6 +160,23 @@ def check_entries(shape: Sequence[int], name: str) -> None:
 # written there is renamed over it, which replaced /dev/null itself for root.
 SPECIAL_FILE = "not a regular file (a device, a named pipe or a socket)"
 
+# Why a folder that exists refuses a new file, by the error creating one gave. ENOENT is what a
+# virtual file system (/proc) answers: its own words, "No such file or directory", would send
+# the user looking for a folder that is there.
+_REFUSED_BECAUSE = {
+    errno.ENOENT: "does not accept new files",
+    errno.EACCES: "is not writable",
+    errno.EPERM: "is not writable",
+    errno.EROFS: "is on a read-only file system",
+    errno.ENOSPC: "is on a full disk",
+    errno.EDQUOT: "is on a disk over its quota",
+}
+
+
+def _what_is_there(path: Path) -> str:
+    """What ``path``, which exists and is no folder, is: a named pipe was called a file."""
+    return "a file" if path.is_file() else "a device, a named pipe or a socket"
+
 
 def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     """``path`` as a ``Path``, or ``ValueError`` naming ``name`` unless it can be written as a
@@ -147,7 +187,7 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     """
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
-        kind = "a file, not a folder" if folder else "a folder, not a file"
+        kind = f"{_what_is_there(path)}, not a folder" if folder else "a folder, not a file"
         raise ValueError(f"{name} {path} is {kind}")
     if not folder and path.exists() and not path.is_file():
         raise ValueError(f"{name} {path} is {SPECIAL_FILE}: give the path of a file to write")
@@ -157,7 +197,8 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"{name} {path} lies under {parent}, which is a file")
+                raise ValueError(f"{name} {path} lies under {parent}, which is "
+                                 f"{_what_is_there(parent)}")
             break
     place = path if folder and path.is_dir() else next(p for p in path.parents if p.exists())
     try:
@@ -167,8 +208,8 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
         with tempfile.TemporaryFile(dir=place):
             pass
     except OSError as err:
-        raise ValueError(f"{name} {path} cannot be written: {place} takes no new file "
-                         f"({err.strerror})") from err
+        reason = _REFUSED_BECAUSE.get(err.errno, f"takes no new file ({err.strerror})")
+        raise ValueError(f"{name} {path} cannot be written: the folder {place} {reason}") from err
     return path
 
 

@@ -13,7 +13,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_bool_mask, check_voxels
+from stgconv.checks import (
+    as_int,
+    check_bool_mask,
+    check_not_meta,
+    check_voxels,
+    check_whole_labels,
+)
 from stgconv.data.masks import check_mask_matches
 
 SCALE_255 = 127.5
@@ -25,6 +31,8 @@ def _missing_errors(recovered: Tensor, truth: Tensor, known: Tensor) -> Tensor:
     for name, value in (("recovered", recovered), ("truth", truth)):
         if not isinstance(value, Tensor):
             raise ValueError(f"{name} must be a tensor, got {type(value).__name__}")
+        check_not_meta(value, name)
+    check_not_meta(known, "known")
     if recovered.shape != truth.shape:
         raise ValueError(
             f"recovered {tuple(recovered.shape)} and truth {tuple(truth.shape)} differ in shape; "
@@ -66,6 +74,8 @@ def missing_mae_255(recovered: Tensor, truth: Tensor, known: Tensor) -> float:
 def _check_voxel_pair(pred: Tensor, truth: Tensor) -> None:
     check_voxels(pred, "pred")
     check_voxels(truth, "truth")  # a numpy array passed the shape test, then failed in torch
+    check_not_meta(pred, "pred")
+    check_not_meta(truth, "truth")
     if pred.shape != truth.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ; "
                          f"expected the same (B, 1, D, H, W)")
@@ -94,6 +104,7 @@ def voxel_errors(pred: Tensor, truth: Tensor, *, where: Tensor | None = None) ->
     if where is None:
         return diff.flatten(1).mean(dim=1)
     check_bool_mask(where, "where", meaning="True = scored")
+    check_not_meta(where, "where")
     try:
         weight = where.to(pred.device).expand(pred.shape).double()
     except RuntimeError as err:
@@ -132,6 +143,7 @@ def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
     one half (the Mann-Whitney statistic, from average ranks; exact, no thresholds). Scores
     ``(N,)`` and ``(M,)``."""
     for name, scores in (("inlier_scores", inlier_scores), ("outlier_scores", outlier_scores)):
+        check_not_meta(scores, name)
         if scores.dim() != 1 or len(scores) == 0:
             raise ValueError(f"{name} must be a non-empty (N,) tensor, got {tuple(scores.shape)}")
         if not torch.isfinite(scores).all():
@@ -153,20 +165,24 @@ def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
 
 def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: int = 15
                                ) -> float:
-    """ECE of class ``probabilities`` ``(N, K)`` against integer ``labels`` ``(N,)``: the
+    """ECE of class ``probabilities`` ``(N, K)`` against class ``labels`` ``(N,)`` (integers, or
+    floats that are whole numbers, as :func:`~stgconv.checks.check_whole_labels` takes them): the
     examples binned by confidence (the top probability) into ``bins`` equal-width bins of
     ``[0, 1]``, and the bins' ``|accuracy - mean confidence|`` averaged, weighted by their
     share of the examples.
 
     Raises:
         ValueError: shapes that are not ``(N, K)`` and ``(N,)``, no examples, ``bins`` not an
-            int ``>= 1``, non-finite or out-of-``[0, 1]`` probabilities (logits, say), or labels
-            that are not whole classes ``0 .. K - 1`` (bool labels included).
+            int ``>= 1``, non-finite or out-of-``[0, 1]`` probabilities (logits, say), labels
+            that are not whole classes ``0 .. K - 1`` (bool labels included), or either on the
+            meta device.
     """
     if probabilities.dim() != 2 or labels.shape != probabilities.shape[:1]:
         raise ValueError(f"probabilities must be (N, K) and labels (N,), got "
                          f"{tuple(probabilities.shape)} and {tuple(labels.shape)}")
     bins = as_int(bins, "bins", minimum=1)  # else torch's bincount
+    check_not_meta(probabilities, "probabilities")
+    check_not_meta(labels, "labels")
     if labels.dtype == torch.bool:  # as check_classes: True and False are not class numbers
         raise ValueError("labels must be class numbers 0 .. K - 1, got torch.bool")
     if len(labels) == 0:
@@ -175,8 +191,7 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
         raise ValueError(f"probabilities has NaN or infinite values "
                          f"({int((~torch.isfinite(probabilities)).sum())} of "
                          f"{probabilities.numel()})")
-    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-        raise ValueError("labels must be whole class numbers, got fractions")
+    check_whole_labels(labels, "labels")
     # Logits passed for probabilities would bin past the last bin and score as nonsense.
     if probabilities.min() < 0 or probabilities.max() > 1:
         raise ValueError(f"probabilities must be in [0, 1] (softmax of the logits), got values "

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from stgconv import checks
 from stgconv.cli import main
 from stgconv.config import (
     DataConfig,
@@ -35,7 +36,7 @@ from stgconv.config import (
 )
 from stgconv.energy import ConvNetEnergy, image_energy
 from stgconv.mcmc import Langevin
-from stgconv.tasks import train
+from stgconv.tasks import synthesize, train
 from stgconv.train import MultiGridTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,6 +205,17 @@ def tiny_texture_run(root: Path, *extra: str) -> Path:
                                 "train.sample_every=0", "sampler.n_steps=1",
                                 "chains.chains_per_example=1", *extra])
     return train(config, progress=False)
+
+
+def assert_a_sample_too_large_is_refused_before_drawing(run: Path, tmp_path: Path,
+                                                        monkeypatch) -> None:
+    """``synthesize`` of 3 samples from ``run`` (a model whose samples hold over 500 entries
+    together) fails naming the count once ``MAX_ENTRIES`` is 500, before anything is drawn or
+    its output folder made."""
+    monkeypatch.setattr(checks, "MAX_ENTRIES", 500)
+    with pytest.raises(ValueError, match="3 samples makes a"):
+        synthesize(run, tmp_path / "out", n_samples=3, device="cpu")
+    assert not (tmp_path / "out").exists()
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -54,3 +54,13 @@ def test_mean_fill_fills_examples_of_one_entry_and_names_non_finite_observed_ent
         with pytest.raises(ValueError, match=r"observed has NaN or infinite values at observed "
                                              r"entries \(known=True\)"):
             mean_fill(torch.tensor([[bad, 1.0]]), torch.tensor([[True, False]]))
+
+
+@pytest.mark.parametrize("on_meta", ["observed", "known"])
+def test_mean_fill_names_a_tensor_on_the_meta_device(on_meta: str) -> None:
+    """Shapes without values failed inside torch ("Tensor.item() cannot be called on meta
+    tensors", or torch.nonzero's missing meta implementation)."""
+    tensors = {"observed": torch.zeros(2, 3), "known": torch.ones(2, 3, dtype=torch.bool)}
+    tensors[on_meta] = tensors[on_meta].to("meta")
+    with pytest.raises(ValueError, match=f"^{on_meta} is on the meta device"):
+        mean_fill(**tensors)

@@ -428,3 +428,15 @@ def test_observed_frames_around_names_a_mask_that_is_not_bool() -> None:
     with pytest.raises(ValueError, match=r"known must be a bool tensor \(True = observed\), got "
                                          r"torch.float32"):
         video_baselines.observed_frames_around(torch.ones(1, 3, 2, 2))
+
+
+@pytest.mark.parametrize("name", list(FILLS))
+@pytest.mark.parametrize("on_meta", ["video", "known"])
+def test_fills_name_a_tensor_on_the_meta_device(name: str, on_meta: str) -> None:
+    """Shapes without values failed inside torch ("Cannot copy out of meta tensor; no
+    data!")."""
+    tensors = {"video": torch.zeros(1, 2, 2, 2),
+               "known": torch.tensor([True, False]).view(2, 1, 1).expand(2, 2, 2)}
+    tensors[on_meta] = tensors[on_meta].to("meta")
+    with pytest.raises(ValueError, match=f"^{on_meta} is on the meta device"):
+        FILLS[name](**tensors)

@@ -253,3 +253,15 @@ def test_upsampling_no_shapes_gives_no_shapes() -> None:
     tensor of 0 elements ... ambiguous")."""
     for upsample in UPSAMPLERS.values():
         assert upsample(torch.zeros(0, 1, 2, 2, 2), 2).shape == (0, 1, 4, 4, 4)
+
+
+@pytest.mark.parametrize("name", list(FILLS))
+@pytest.mark.parametrize("on_meta", ["observed", "known"])
+def test_fills_name_a_tensor_on_the_meta_device(name: str, on_meta: str) -> None:
+    """Shapes without values failed inside torch ("Cannot copy out of meta tensor; no data!",
+    "Tensor.item() cannot be called on meta tensors")."""
+    tensors = {"observed": torch.zeros(1, 1, 2, 2, 2),
+               "known": torch.tensor([True, False]).view(2, 1, 1).expand(2, 2, 2)}
+    tensors[on_meta] = tensors[on_meta].to("meta")
+    with pytest.raises(ValueError, match=f"^{on_meta} is on the meta device"):
+        FILLS[name](**tensors)

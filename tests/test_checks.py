@@ -6,10 +6,12 @@ argument and its value."""
 from __future__ import annotations
 
 import ast
+import errno
 import gzip
 import io
 import os
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -88,6 +90,18 @@ def test_check_output_refuses_paths_blocked_by_a_file_or_folder(tmp_path: Path,
     with pytest.raises(ValueError,
                        match=f"--out {a_file}/x/y lies under {a_file}, which is a file"):
         check_output(a_file / "x" / "y", "--out", folder=folder)
+
+
+def test_check_output_names_a_named_pipe_in_the_way_as_such(tmp_path: Path) -> None:
+    """A named pipe where a folder should be, or above the path, was called a file."""
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match=r"^--out .*pipe is a device, a named pipe or a socket, "
+                                         r"not a folder$"):
+        check_output(tmp_path / "pipe", "--out")
+    with pytest.raises(ValueError, match=r"^--json .*pipe/x\.json lies under .*pipe, which is a "
+                                         r"device, a named pipe or a socket$"):
+        check_output(tmp_path / "pipe" / "x.json", "--json", folder=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_check_output_refuses_a_file_path_that_is_a_device_or_pipe(tmp_path: Path) -> None:
@@ -192,11 +206,42 @@ def test_check_output_refuses_a_place_that_takes_no_new_file(tmp_path: Path) -> 
     where it may write."""
     for path, folder in (("/proc", True), ("/proc/stgconv_out", True),
                          ("/proc/stgconv.json", False)):
-        with pytest.raises(ValueError, match=f"--out {path} cannot be written: /proc takes no new "
-                                             "file"):
+        with pytest.raises(ValueError, match=f"--out {path} cannot be written: the folder /proc "
+                                             "does not accept new files$"):
             check_output(path, "--out", folder=folder)
     check_output(tmp_path, "--out")
     check_output(tmp_path / "new" / "table.json", "--json", folder=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/1").is_dir(), reason="needs /proc, a folder that takes no file")
+@pytest.mark.parametrize("path, place", [("/proc/self/nonexistent_dir/out.json", "/proc/self"),
+                                         ("/proc/1/x.json", "/proc/1")])
+def test_check_output_says_why_a_folder_that_exists_takes_no_file(path: str, place: str) -> None:
+    """/proc answers a new file with ENOENT, and the message ended "(No such file or directory)"
+    though the folder it named is there."""
+    with pytest.raises(ValueError) as caught:
+        check_output(path, "--json", folder=False)
+    assert str(caught.value) == (f"--json {path} cannot be written: the folder {place} does not "
+                                 "accept new files")
+
+
+@pytest.mark.parametrize("code, reason", [
+    (errno.EACCES, "is not writable"), (errno.EROFS, "is on a read-only file system"),
+    (errno.ENOSPC, "is on a full disk"), (errno.EIO, "takes no new file (Input/output error)")])
+def test_check_output_names_the_reason_a_folder_refuses_a_file(tmp_path: Path, monkeypatch,
+                                                               code: int, reason: str) -> None:
+    """Root may write anywhere by permissions, so the refusals a user meets (a read-only or
+    full disk, a folder of another user) are raised by hand; an unforeseen one keeps its own
+    words."""
+    def refused(**_: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+    with pytest.raises(ValueError) as caught:
+        check_output(tmp_path / "out.json", "--json", folder=False)
+    assert str(caught.value) == (f"--json {tmp_path / 'out.json'} cannot be written: the folder "
+                                 f"{tmp_path} {reason}")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import (assert_same_step_inside_no_grad, boxes_and_balls, gen, tiny_data, tiny_energy,
+from _tiny import (assert_a_sample_too_large_is_refused_before_drawing,
+                   assert_same_step_inside_no_grad, boxes_and_balls, gen, tiny_data, tiny_energy,
                    tiny_texture_run)
 from PIL import Image
 from test_train import assert_same
 from torch import Tensor
 
-from stgconv import checks
 from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model
 from stgconv.cli import main
 from stgconv.config import CooperativeConfig, TrainConfig, load_config
@@ -350,10 +350,8 @@ def coop_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_synthesize_refuses_a_cooperative_sample_too_large_before_drawing_it(
         coop_run: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(checks, "MAX_ENTRIES", 500)  # three 16x16 samples are 768 entries
-    with pytest.raises(ValueError, match="3 samples makes a"):
-        synthesize(coop_run, tmp_path / "out", n_samples=3, device="cpu")
-    assert not (tmp_path / "out").exists()
+    # Three 16x16 samples are 768 entries.
+    assert_a_sample_too_large_is_refused_before_drawing(coop_run, tmp_path, monkeypatch)
 
 
 def test_synthesize_refuses_what_a_cooperative_model_cannot_do(coop_run: Path,

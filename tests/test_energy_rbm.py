@@ -296,3 +296,11 @@ def test_gibbs_names_a_seed_given_for_a_generator() -> None:
     with pytest.raises(ValueError, match="BlockGibbs: generator must be a torch.Generator or "
                                          "None, got int 0"):
         BlockGibbs().run(RBM(4, 3), torch.zeros(2, 4), generator=0)
+
+
+def test_gibbs_names_a_start_on_the_meta_device() -> None:
+    """As the other samplers name it (mcmc.base.check_start): it failed inside the RBM's
+    matmul ("Tensor on device meta is not on the expected device cpu!")."""
+    with pytest.raises(ValueError, match="^BlockGibbs: x0 is on the meta device, which holds "
+                                         "shapes but no values"):
+        BlockGibbs().run(RBM(4, 3), torch.zeros(2, 4, device="meta"))

@@ -294,6 +294,10 @@ def test_spread_and_class_entropy() -> None:
     with pytest.raises(ValueError, match="whole class numbers"):
         class_entropy(torch.tensor([0.5, 1.5]), 2)
     assert class_entropy(torch.tensor([0.0, 1.0]), 2) == pytest.approx(math.log(2))
+    # An infinite label failed with an OverflowError, NaN was called a fraction.
+    for not_a_class in (math.inf, math.nan):
+        with pytest.raises(ValueError, match="whole class numbers, got NaN or infinite values"):
+            class_entropy(torch.tensor([0.0, not_a_class]), 2)
     # Pixels in 0-255 or a list are not samples in the model's units.
     for not_float in (torch.full((2, 3), 200, dtype=torch.uint8), [[0.0], [1.0]]):
         with pytest.raises(ValueError, match="a float tensor in the model's units"):

@@ -3,6 +3,7 @@ files written to ``tmp_path`` (plus scikit-image's bundled photographs, which ne
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from PIL import Image, features
 
 from stgconv.data.image import ImageFolder, load_training_images
-from stgconv.io.image import (BUILTIN_IMAGES, load_image, save_image_grid, save_picture,
+from stgconv.io.image import (BUILTIN_IMAGES, load_image, luma, save_image_grid, save_picture,
                               to_tensor, to_unit)
 from stgconv.io.video import load_video
 
@@ -599,3 +600,15 @@ def test_to_tensor_names_pixels_that_are_not_uint8_images_and_load_image_a_bad_s
     for size in (0, 2.5):
         with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size}"):
             load_image("builtin:brick", size=size)
+
+
+@pytest.mark.parametrize("rgb", [
+    np.zeros((3, 4, 5), np.uint8),  # channels first: failed inside numpy's matmul
+    np.full((4, 5, 3), 0.5, np.float32),  # [0, 1] floats: all black, without a word
+    np.full((4, 5, 3), 300, np.int32),  # past 255: wrapped to another grey
+])
+def test_luma_names_rgb_that_is_not_uint8_with_the_channels_last(rgb: np.ndarray) -> None:
+    message = f"luma: rgb must be uint8 (..., 3), the channels last, got {rgb.dtype} {rgb.shape}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        luma(rgb)
+    assert luma(np.full((4, 5, 3), 255, np.uint8)).tolist() == [[255] * 5] * 4

@@ -298,21 +298,36 @@ def test_the_first_frames_of_a_gif_cut_short_read(tmp_path, few_colour_clip) -> 
         load_video(cut)
 
 
+def _add_video_and_pcm_tracks(container, codec: str, pix_fmt: str):
+    """A 16x16 video track at 10 frames/s and a mono 16-bit PCM track at 8 kHz, added to the
+    PyAV ``container`` open for writing: ``(video, audio)`` streams."""
+    video = container.add_stream(codec, rate=10)
+    video.width = video.height = 16
+    video.pix_fmt = pix_fmt
+    return video, container.add_stream("pcm_s16le", rate=8000)
+
+
+def _mux_silence(container, audio, seconds: int, *, chunk: int) -> None:
+    """``seconds`` of silence into the PCM track ``audio`` of ``container``, ``chunk`` samples a
+    frame, then the track flushed."""
+    import av
+
+    for first in range(0, 8000 * seconds, chunk):
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, chunk), np.int16), format="s16",
+                                             layout="mono")
+        samples.sample_rate, samples.pts = 8000, first
+        container.mux(audio.encode(samples))
+    container.mux(audio.encode())
+
+
 def test_a_video_track_without_frames_is_named(tmp_path) -> None:
     import av
 
     # A video track and a second of silence: the file is written once a packet is.
     path = tmp_path / "empty.mkv"
     with av.open(str(path), "w") as container:
-        video = container.add_stream("ffv1", rate=10)
-        video.width = video.height = 16
-        video.pix_fmt = "bgr0"
-        audio = container.add_stream("pcm_s16le", rate=8000)
-        samples = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16",
-                                             layout="mono")
-        samples.sample_rate, samples.pts = 8000, 0
-        container.mux(audio.encode(samples))
-        container.mux(audio.encode())
+        video, audio = _add_video_and_pcm_tracks(container, "ffv1", "bgr0")
+        _mux_silence(container, audio, 1, chunk=8000)
         container.mux(video.encode())
     with pytest.raises(ValueError, match=r"no decodable frames in .*empty\.mkv"):
         load_video(path)
@@ -729,22 +744,14 @@ def test_a_nut_file_whose_audio_runs_longer_is_whole(tmp_path) -> None:
 
     path = tmp_path / "clip.nut"
     with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=10)
-        video.width = video.height = 16
-        video.pix_fmt = "yuv420p"
-        audio = container.add_stream("pcm_s16le", rate=8000)
+        video, audio = _add_video_and_pcm_tracks(container, "mpeg4", "yuv420p")
         for i in range(10):
             frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 20 * i, np.uint8),
                                                format="rgb24")
             frame.pts = i
             container.mux(video.encode(frame))
         container.mux(video.encode())
-        for first in range(0, 3 * 8000, 1000):
-            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1000), np.int16), format="s16",
-                                                 layout="mono")
-            samples.sample_rate, samples.pts = 8000, first
-            container.mux(audio.encode(samples))
-        container.mux(audio.encode())
+        _mux_silence(container, audio, 3, chunk=1000)
     assert load_video(path).shape == (3, 10, 16, 16)
 
 

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from stgconv.data.masks import occluded_region
-from stgconv.metrics import missing_mae_255, voxel_errors, voxel_iou
+from stgconv.metrics import (
+    auroc,
+    expected_calibration_error,
+    missing_mae_255,
+    voxel_errors,
+    voxel_iou,
+)
 
 C, T, H, W = 3, 10, 24, 24
 
@@ -271,3 +277,50 @@ def test_voxel_scores_name_a_truth_that_is_not_a_voxel_tensor() -> None:
         with pytest.raises(ValueError, match=r"truth must be voxels \(B, 1, D, H, W\), got "
                                              r"ndarray"):
             score(pred, pred.numpy())
+
+
+def _on_meta(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x, device="meta")
+
+
+CLIP = torch.zeros(1, 2, 2, 2)
+SOME_KNOWN = torch.tensor([True, False]).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+VOXELS = torch.zeros(1, 1, 2, 2, 2)
+PROBABILITIES = torch.full((2, 2), 0.5)
+LABELS = torch.tensor([0, 1])
+
+
+@pytest.mark.parametrize("score, arguments, name", [
+    (missing_mae_255, (_on_meta(CLIP), CLIP, SOME_KNOWN), "recovered"),
+    (missing_mae_255, (CLIP, _on_meta(CLIP), SOME_KNOWN), "truth"),
+    (missing_mae_255, (CLIP, CLIP, _on_meta(SOME_KNOWN)), "known"),
+    (voxel_errors, (_on_meta(VOXELS), VOXELS), "pred"),
+    (voxel_errors, (VOXELS, _on_meta(VOXELS)), "truth"),
+    (lambda *a: voxel_errors(*a, where=_on_meta(VOXELS.bool())), (VOXELS, VOXELS), "where"),
+    (voxel_iou, (_on_meta(VOXELS), VOXELS), "pred"),
+    (auroc, (_on_meta(LABELS.float()), LABELS.float()), "inlier_scores"),
+    (auroc, (LABELS.float(), _on_meta(LABELS.float())), "outlier_scores"),
+    (expected_calibration_error, (_on_meta(PROBABILITIES), LABELS), "probabilities"),
+    (expected_calibration_error, (PROBABILITIES, _on_meta(LABELS)), "labels"),
+])
+def test_scores_name_a_tensor_on_the_meta_device(score, arguments, name: str) -> None:
+    """Tensors holding shapes but no values failed deep inside torch ("Cannot copy out of meta
+    tensor; no data!", "Tensor.item() cannot be called on meta tensors"), or, for where,
+    blamed a broadcast of equal shapes."""
+    with pytest.raises(ValueError, match=f"^{name} is on the meta device, which holds shapes "
+                                         "but no values"):
+        score(*arguments)
+
+
+def test_expected_calibration_error_takes_whole_float_labels_as_classes() -> None:
+    """As class_entropy does: labels read from a float array (0., 1., 2.) are the classes they
+    name, not refused as check_classes refuses them for training, where a float class would be
+    cut to another one by indexing; here they are only compared with the predictions. An
+    infinite label failed with an OverflowError instead of being named."""
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1]])
+    as_classes = expected_calibration_error(probs, torch.tensor([0, 1, 2]))
+    assert expected_calibration_error(probs, torch.tensor([0.0, 1.0, 2.0])) == as_classes
+    for not_a_class in (math.inf, -math.inf, math.nan):
+        with pytest.raises(ValueError, match="labels must be whole class numbers, got NaN or "
+                                             "infinite values"):
+            expected_calibration_error(probs, torch.tensor([0.0, 1.0, not_a_class]))

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import run_cli, write_config
+from _tiny import assert_a_sample_too_large_is_refused_before_drawing, run_cli, write_config
 from PIL import Image
 
-from stgconv import checks
 from stgconv.checkpoint import load_checkpoint, load_multigrid
 from stgconv.cli import main
 from stgconv.io.video import load_video, save_video
@@ -261,10 +260,8 @@ def test_synthesize_options_that_do_not_apply_to_multigrid(image_run: Path, caps
 
 def test_synthesize_refuses_a_multigrid_sample_too_large_before_drawing_it(
         image_run: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(checks, "MAX_ENTRIES", 500)  # three 3x8x8 samples are 576 entries
-    with pytest.raises(ValueError, match="3 samples makes a"):
-        synthesize(image_run, tmp_path / "out", n_samples=3, device="cpu")
-    assert not (tmp_path / "out").exists()
+    # Three 3x8x8 samples are 576 entries.
+    assert_a_sample_too_large_is_refused_before_drawing(image_run, tmp_path, monkeypatch)
 
 
 def test_synthesize_multigrid_is_seeded(image_run: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import math
 
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask, check_finite_observed
+from stgconv.checks import check_bool_mask, check_finite_observed, check_not_meta
 
 
 def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
@@ -28,6 +28,8 @@ def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
         ``(B, *S)``, equal to ``observed`` at the known entries.
     """
     check_bool_mask(known, "known")  # a float mask failed inside torch.where
+    check_not_meta(observed, "observed")
+    check_not_meta(known, "known")
     if observed.dim() == 0:
         raise ValueError("observed must be a batch (B, *S), got a 0-dim tensor")
     try:

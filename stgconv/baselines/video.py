@@ -34,7 +34,7 @@ from skimage.registration import optical_flow_tvl1
 from skimage.restoration import inpaint_biharmonic
 from torch import Tensor
 
-from stgconv.checks import as_int, check_bool_mask, check_finite_observed
+from stgconv.checks import as_int, check_bool_mask, check_finite_observed, check_not_meta
 from stgconv.data.masks import check_mask_matches
 from stgconv.types import Fill
 
@@ -46,6 +46,8 @@ def _prepare(video: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"expected a video of shape (C, T, H, W), got {shape}")
     if not video.is_floating_point():
         raise ValueError(f"video must be a float tensor in [-1, 1], got dtype {video.dtype}")
+    check_not_meta(video, "video")
+    check_not_meta(known, "known")
     check_mask_matches(known, video)
     known = known.to(video.device).expand(video.shape)
     if not known.any():

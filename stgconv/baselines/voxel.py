@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from stgconv.checks import as_array, check_bool_mask, check_finite_observed, check_voxels
+from stgconv.checks import (
+    as_array,
+    check_bool_mask,
+    check_finite_observed,
+    check_not_meta,
+    check_voxels,
+)
 from stgconv.ops import block_down, block_top_k, linear_up, nearest_up
 from stgconv.types import Fill
 
@@ -88,6 +94,8 @@ def downsample(x: Tensor, factor: int) -> Tensor:
 
 def _prepare(observed: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
     check_bool_mask(known, "known")
+    check_not_meta(observed, "observed")
+    check_not_meta(known, "known")
     if observed.dim() < 2:
         raise ValueError(f"observed must be (B, C, *S), got {tuple(observed.shape)}")
     try:

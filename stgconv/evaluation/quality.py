@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stgconv.checks import check_whole_labels
+
 FILTER_NAMES = (
     "identity", "dx", "dy", "laplacian",
     "gabor1_0", "gabor1_45", "gabor1_90", "gabor1_135",
@@ -426,8 +428,7 @@ def class_entropy(labels: Tensor, n_classes: int) -> float:
     all."""
     if labels.dim() != 1 or len(labels) == 0:
         raise ValueError(f"labels must be a non-empty (N,) tensor, got {tuple(labels.shape)}")
-    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-        raise ValueError("labels must be whole class numbers, got fractions")
+    check_whole_labels(labels, "labels")
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
         raise ValueError(f"labels must be classes 0 .. {n_classes - 1}, got "
                          f"{int(labels.min())} .. {int(labels.max())}")

@@ -202,7 +202,17 @@ def check_channels(channels: object) -> None:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """uint8 ``(..., 3)`` RGB -> uint8 ``(...)`` grey, bit for bit as Pillow's ``convert("L")``
     computes it (ITU-R 601 weights in 16-bit fixed point, rounded), so arrays and image files
-    are made grey alike."""
+    are made grey alike.
+
+    Raises:
+        ValueError: ``rgb`` not uint8 with 3 channels last: channels first ``(3, H, W)`` failed
+            inside numpy's matmul, and other dtypes came back as wrong greys without a word
+            (floats in ``[0, 1]`` all black, values past 255 wrapped).
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
+        got = (f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray)
+               else type(rgb).__name__)
+        raise ValueError(f"luma: rgb must be uint8 (..., 3), the channels last, got {got}")
     weights = np.array([19595, 38470, 7471], dtype=np.uint32)
     return ((rgb.astype(np.uint32) @ weights + 0x8000) >> 16).astype(np.uint8)
 

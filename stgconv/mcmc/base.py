@@ -9,6 +9,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_not_meta
 from stgconv.mcmc.constraints import Constraint
 from stgconv.types import EnergyFn
 
@@ -80,9 +81,7 @@ def check_start(x0: object, sampler: str) -> None:
         got = x0.dtype if isinstance(x0, Tensor) else type(x0).__name__
         raise ValueError(f"{sampler}: x0 must be a float tensor (B, *S) of chain starts, got "
                          f"{got}")
-    if x0.is_meta:
-        raise ValueError(f"{sampler}: x0 is on the meta device, which holds shapes but no "
-                         "values: make the chain starts on the CPU or a GPU")
+    check_not_meta(x0, f"{sampler}: x0")
 
 
 def energy_and_grad(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import check_generator, check_not_meta
 from stgconv.energy.rbm import RBM
 from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo
 from stgconv.mcmc.constraints import Constraint
@@ -38,6 +38,7 @@ class BlockGibbs:
             raise TypeError(f"BlockGibbs samples RBMs (their conditionals), got "
                             f"{type(energy).__name__}")
         check_generator(generator, "BlockGibbs")
+        check_not_meta(x0, "BlockGibbs: x0")
         v = x0.detach().clone()
         if constraint is not None:
             v = constraint.project(v)
