@@ -19,7 +19,7 @@ from PIL import Image
 from stgconv.checkpoint import load_checkpoint, load_multigrid
 from stgconv.cli import main
 from stgconv.io.video import load_video, save_video
-from stgconv.tasks import synthesize, synthesize_multigrid
+from stgconv.tasks import synthesize_multigrid
 
 
 def image_folder(root: Path, n: int = 4) -> Path:
