@@ -96,6 +96,50 @@ def test_block_gibbs_samples_the_rbm_marginal() -> None:
     assert ((freq - p).abs() <= 5 * se + 1e-4).all(), (freq, p)
 
 
+def test_block_gibbs_samples_the_gaussian_visible_marginal() -> None:
+    """Gaussian visible units: with ``E(v, h) = |v - a|^2 / 2 - b.h - v.W h``, integrating v out
+    gives ``p(h) ∝ exp(b.h + a.W h + |W h|^2 / 2)`` and ``v | h ~ N(a + W h, I)``, so each visible
+    unit's law is a mixture of unit-variance Gaussians over the 8 hidden states: its mean,
+    variance and the variance of its sample variance are exact sums. Bounds are 5 standard
+    errors of that law."""
+    rbm = RBM(2, 3, visible="gaussian", init_scale=0.8, generator=gen(3)).double()
+    with torch.no_grad():
+        rbm.visible_bias.copy_(torch.tensor([0.5, -1.0], dtype=F64))
+        rbm.hidden_bias.copy_(torch.tensor([1.2, -1.5, 0.6], dtype=F64))
+    h = states(3)
+    centres = (rbm.visible_bias + h @ rbm.weight.T).detach()  # (8, 2): E[v | h]
+    wh = (h @ rbm.weight.T).detach()
+    p_h = torch.softmax(h @ rbm.hidden_bias.detach() + wh @ rbm.visible_bias.detach()
+                        + 0.5 * (wh**2).sum(1), 0)
+    mean = p_h @ centres
+    offsets = centres - mean
+    var = 1 + p_h @ offsets**2
+    fourth = p_h @ (offsets**4 + 6 * offsets**2 + 3)  # E[(d + z)^4], z ~ N(0, 1)
+    n = 20_000
+    x = BlockGibbs(n_steps=20).run(rbm, torch.zeros(n, 2, dtype=F64), generator=gen(4))
+    assert ((x.mean(0) - mean).abs() < 5 * (var / n).sqrt()).all(), (x.mean(0), mean)
+    assert ((x.var(0) - var).abs() < 5 * ((fourth - var**2) / n).sqrt()).all(), (x.var(0), var)
+
+
+def test_block_gibbs_with_known_units_samples_the_exact_conditional() -> None:
+    """Units 0 and 1 observed as 1, 0: the chains' completions of units 2 and 3 follow
+    ``p(v_2, v_3 | v_0, v_1) ∝ exp(-F(v))`` over the four completions (5 binomial standard
+    errors each); conditioning on unclamped units, or clamping only at the end, misses it."""
+    rbm = tiny_rbm()
+    with torch.no_grad():
+        rbm.weight.mul_(2.0)  # couple the units strongly, so the conditional is far from p(v)
+    completions = states(2)
+    full = torch.cat([torch.tensor([1.0, 0.0], dtype=F64).expand(4, 2), completions], 1)
+    p = torch.softmax(-rbm(full).detach(), 0)
+    n = 20_000
+    known = torch.tensor([True, True, False, False])
+    x = BlockGibbs(n_steps=20).run(rbm, torch.zeros(n, 4, dtype=F64),
+                                   constraint=KnownEntries(full[0], known), generator=gen(5))
+    assert (x[:, :2] == full[0, :2]).all()
+    freq = torch.bincount((x[:, 2] * 2 + x[:, 3]).long(), minlength=4).double() / n
+    assert ((freq - p).abs() < 5 * (p * (1 - p) / n).sqrt()).all(), (freq, p)
+
+
 def test_block_gibbs_keeps_known_visible_units_and_checks_its_model() -> None:
     rbm = tiny_rbm()
     observed = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=F64).expand(50, 4)

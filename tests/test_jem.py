@@ -197,6 +197,15 @@ def test_a_step_reports_every_term_and_learns() -> None:
     assert len(trainer.chains) == 6
 
 
+def test_the_buffer_keeps_the_marginal_chains_end_states() -> None:
+    """What a step stores is where its p(x) chains ended (the samples the loss used), not where
+    they started: a buffer of starts would never carry a chain past one run's steps."""
+    trainer = make_trainer()
+    for step in range(2):
+        trainer.step()
+        assert torch.equal(trainer.chains.samples[2 * step:], trainer.last_samples)
+
+
 def test_a_step_of_several_micro_batches_reports_their_mean(monkeypatch) -> None:
     """Each term's loss and statistics are the mean over the step's micro-batches, as its
     gradient is, not the last micro-batch's."""

@@ -4,7 +4,7 @@ How the tolerances are set: every statistical test runs many independent chains 
 looks only at their final states, which are (after mixing) independent draws from the chain's
 stationary law. A mean over N such draws has standard error SE = sqrt(Var / N), with ``Var`` taken
 from the *target* (never from the samples, so a broken sampler cannot loosen its own bounds).
-Bounds are 5 SE unless stated: a two-sided Gaussian tail P(|Z| > 5) = 5.7e-7, so the ~60
+Bounds are 5 SE unless stated: a two-sided Gaussian tail P(|Z| > 5) = 5.7e-7, so the ~100
 statistics checked in this file give a false-failure probability below 1e-4 for a random seed
 (where a test documents a known O(h) Langevin bias, the margin left is stated next to it).
 The seeds are fixed, so the outcome is deterministic; the argument says the seeds are not tuned.
@@ -286,6 +286,84 @@ def test_hmc_acceptance_rate_and_langevin_reports_one() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Exact acceptance probabilities: one step from the target itself, on N(0, 1)
+# ---------------------------------------------------------------------------------------------
+
+
+def expected_under_two_normals(integrand) -> float:
+    """``E[integrand(a, b)]`` for independent ``a, b ~ N(0, 1)``, by the trapezoid rule on a
+    grid over [-9, 9]^2 (error far below 1e-6 for the bounded integrands here)."""
+    t = torch.linspace(-9.0, 9.0, 1801, dtype=F64)
+    a, b = torch.meshgrid(t, t, indexing="ij")
+    density = torch.exp(-(a**2 + b**2) / 2) / (2 * math.pi)
+    return torch.trapezoid(torch.trapezoid(density * integrand(a, b), t), t).item()
+
+
+def mala_acceptance_on_standard_normal(delta: float) -> float:
+    """Stationary acceptance rate of MALA on E = x^2 / 2. With ``h = delta^2 / 2`` the proposal
+    is ``y = (1 - h) x + delta xi`` and, as ``(y - a x)^2 - (x - a y)^2 = (y^2 - x^2)(1 - a^2)``
+    for ``a = 1 - h``, the log Metropolis-Hastings ratio reduces to ``delta^2 (x^2 - y^2) / 8``:
+    the proposal-density term cancels all but a ``delta^2 / 4`` share of the energy
+    difference."""
+    h = delta**2 / 2
+
+    def accept(x: Tensor, xi: Tensor) -> Tensor:
+        y = (1 - h) * x + delta * xi
+        return torch.exp(delta**2 * (x**2 - y**2) / 8).clamp(max=1.0)
+
+    return expected_under_two_normals(accept)
+
+
+def hmc_acceptance_on_standard_normal(eps: float, n_leapfrog: int) -> float:
+    """Stationary acceptance rate of HMC on E = x^2 / 2: a leapfrog step is the linear map
+    ``(x, p) -> (x', p')`` below, so ``H(end) - H(start)`` is a quadratic form in the start."""
+    one_step = torch.tensor([[1 - eps**2 / 2, eps], [-eps * (1 - eps**2 / 4), 1 - eps**2 / 2]],
+                            dtype=F64)
+    m = torch.linalg.matrix_power(one_step, n_leapfrog)
+
+    def accept(x: Tensor, p: Tensor) -> Tensor:
+        x_end, p_end = m[0, 0] * x + m[0, 1] * p, m[1, 0] * x + m[1, 1] * p
+        return torch.exp((x**2 + p**2 - x_end**2 - p_end**2) / 2).clamp(max=1.0)
+
+    return expected_under_two_normals(accept)
+
+
+STATIONARY_CASES = {
+    # Step sizes with acceptance well inside (0, 1), where a wrong ratio shows most.
+    "mala-1.0": (MALA(n_steps=1, step_size=1.0), lambda: mala_acceptance_on_standard_normal(1.0)),
+    "mala-1.3": (MALA(n_steps=1, step_size=1.3), lambda: mala_acceptance_on_standard_normal(1.3)),
+    "mala-1.6": (MALA(n_steps=1, step_size=1.6), lambda: mala_acceptance_on_standard_normal(1.6)),
+    "hmc-1.2x3": (HMC(n_steps=1, step_size=1.2, n_leapfrog=3),
+                  lambda: hmc_acceptance_on_standard_normal(1.2, 3)),
+    "hmc-1.5x2": (HMC(n_steps=1, step_size=1.5, n_leapfrog=2),
+                  lambda: hmc_acceptance_on_standard_normal(1.5, 2)),
+}
+
+
+@pytest.mark.parametrize("case", list(STATIONARY_CASES))
+def test_one_step_from_the_target_accepts_at_the_exact_rate_and_stays_on_it(case: str) -> None:
+    """Chains that start as exact N(0, 1) draws take one step. The acceptance rate must be the
+    analytic one (a proposal density off by a factor, a sign or a term moves it), and the chains
+    must still be N(0, 1) (an exact kernel leaves its target invariant after every single step,
+    so no mixing time hides a bias). One step per chain: the decisions are independent, and the
+    bounds are 5 binomial / Gaussian standard errors of the target's values."""
+    sampler, exact_rate = STATIONARY_CASES[case]
+    n = 200_000
+    g = gen(40)
+    x0 = torch.randn(n, 1, generator=g, dtype=F64)
+    diag = Diagnostics()
+    x = sampler.run(standard_energy, x0, generator=g, callback=diag)
+    rate = exact_rate()
+    assert 0.3 < rate < 0.95, rate  # the decisions are informative at this step size
+    assert_within_se(diag.acceptance_rate, rate, math.sqrt(rate * (1 - rate) / n),
+                     f"{case} acceptance rate")
+    assert_within_se(x.mean(), 0.0, math.sqrt(1 / n), f"{case} mean after one step")
+    assert_within_se(x.var(), 1.0, math.sqrt(2 / n), f"{case} variance after one step")
+    # E[x^4] = 3 with Var(x^4) = 105 - 9 = 96.
+    assert_within_se((x**4).mean(), 3.0, math.sqrt(96 / n), f"{case} fourth moment after one step")
+
+
+# ---------------------------------------------------------------------------------------------
 # Contract over every sampler: shapes, inputs untouched, reproducibility, errors
 # ---------------------------------------------------------------------------------------------
 
@@ -518,6 +596,30 @@ def test_langevin_linear_anneal_shrinks_last_noise() -> None:
     y = Langevin(n_steps=n, step_size=delta).run(plain, x0, generator=gen(18))
     last = (y - plain.states[-1]).std()
     assert_within_se(last, delta, delta / math.sqrt(2 * 2 * b), "un-annealed last noise std")
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("anneal", ["none", "linear", "cosine"])
+@pytest.mark.parametrize("noise_scale", [0.3, 1.0])
+def test_short_run_langevin_law_on_a_gaussian_is_the_exact_one(noise_scale: float, anneal: str,
+                                                               create_graph: bool) -> None:
+    """On E = x^2 / (2 s^2) a Langevin step is linear, ``x' = c x + sigma_t eps`` with
+    ``c = 1 - h / s^2``, ``h = delta^2 / 2`` and ``sigma_t = noise_scale * delta * f(t)``, so
+    after ``n`` steps from ``x0`` the chain is exactly N(c^n x0, sum_t c^(2 (n-1-t)) sigma_t^2):
+    the short-run (JEM) sampler's law at any length, not only in the limit. A drift factor off
+    by 2, or a noise scaled by noise_scale^2 or sqrt(noise_scale), misses it; the differentiable
+    chain of short-run training is a loop of its own and is held to the same law."""
+    s, delta, n_steps, x0_value, n = 1.2, 0.7, 8, 2.0, 20_000
+    sampler = Langevin(n_steps=n_steps, step_size=delta, noise_scale=noise_scale,
+                       noise_anneal=anneal)
+    c = 1 - delta**2 / 2 / s**2
+    mean = c**n_steps * x0_value
+    var = sum(c ** (2 * (n_steps - 1 - t)) * (noise_scale * delta * sampler.noise_factor(t)) ** 2
+              for t in range(n_steps))
+    x = sampler.run(lambda x: isotropic_energy(x, s=s), torch.full((n, 1), x0_value, dtype=F64),
+                    generator=gen(41), create_graph=create_graph).detach()
+    assert_within_se(x.mean(), mean, math.sqrt(var / n), f"mean after {n_steps} steps")
+    assert_within_se(x.var(), var, var * math.sqrt(2 / n), f"variance after {n_steps} steps")
 
 
 def test_langevin_noise_factor_schedules() -> None:

@@ -508,6 +508,25 @@ def test_replay_buffer_fresh_fraction() -> None:
     assert abs(share - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n)
 
 
+def test_replay_buffer_picks_stored_samples_uniformly_and_fresh_chains_anywhere() -> None:
+    """Each chain is fresh with probability ``fresh``, wherever it sits in the batch (the first
+    chains are not the fresh ones), and otherwise restarts from a stored sample drawn uniformly.
+    5 binomial standard errors per share."""
+    buf = ReplayBuffer(8, NoiseInit("uniform", 1.0), fresh=0.25)
+    buf.keep(rows([100.0 + i for i in range(8)]))
+    n = 16_000
+    x0 = buf.start(torch.zeros(n, 1, 2, 2, dtype=F64), torch.arange(n), generator=gen(25))
+    first = x0.flatten(1)[:, 0]
+    fresh = first.abs() <= 1.0
+    for half in (fresh[: n // 2], fresh[n // 2 :]):
+        share = half.double().mean().item()
+        assert abs(share - 0.25) < 5 * math.sqrt(0.25 * 0.75 / len(half)), share
+    counts = torch.bincount((first[~fresh] - 100).long(), minlength=8).double()
+    p = 0.75 / 8
+    assert len(counts) == 8
+    assert ((counts / n - p).abs() < 5 * math.sqrt(p * (1 - p) / n)).all(), counts.tolist()
+
+
 def test_replay_buffer_state_dict_round_trip() -> None:
     init = NoiseInit("gaussian", 1.0)
     buf = ReplayBuffer(4, init, fresh=0.0)
