@@ -264,7 +264,9 @@ def quick_overrides(folder: Path) -> tuple[Path, dict[str, dict[str, list[str]]]
     coop = ["cooperative.latent_dim=4", "cooperative.width=2"]
     images = next(item for item in generated["image"] if item.startswith("data.path="))
     clip = next(item for item in generated["video"] if item.startswith("data.path="))
-    image_model = ["data.kind=objects", "data.size=16", images, *tiny]
+    # data=null first: the animal configs' clip settings (frames, fps) are refused for images.
+    image_model = ["data=null", "data.kind=objects", "data.channels=3", "data.size=16", images,
+                   *tiny]
     video = [clip, "data.size=16", "data.frames=4", "model.layers=[[4, 5, 2, 2], [4, 3, 1, 1]]",
              *tiny]
     return mnist, {

@@ -234,7 +234,9 @@ def quick_data(folder: Path) -> dict[str, list[str]]:
     tiny = ["train.n_iterations=2", "train.batch_size=4", "sampler.n_steps=2",
             "train.sample_every=0", "train.checkpoint_every=0"]
     return {
-        "image": [f"data.path={images}", "data.kind=objects", "data.size=16", *tiny,
+        # data=null first: the config's clip settings (frames, fps) are refused for images.
+        "image": ["data=null", f"data.path={images}", "data.kind=objects", "data.channels=3",
+                  "data.size=16", *tiny,
                   ("multigrid.grids=[{size: 4, model: {arch: descriptor4, layers: [[4, 3, 1, 1]]}},"
                    " {size: 16, model: {arch: descriptor16, layers: [[4, 5, 2, 2]]}}]")],
         "video": [f"data.path={video}", "data.size=16", "data.frames=4", *tiny,

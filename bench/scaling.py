@@ -106,7 +106,9 @@ def experiment(net: str, *, batch: int, side: int, frames: int, steps: int | Non
     ``side`` (grid side for voxels), clips of ``frames`` frames, ``steps`` Langevin steps (None:
     the config's), on the CPU."""
     overrides = [f"train.batch_size={batch}", "chains.chains_per_example=1", f"data.size={side}",
-                 f"data.frames={frames}", f"seed={seed}", "device=cpu"]
+                 f"seed={seed}", "device=cpu"]
+    if load_config(ROOT / CONFIGS[net]).data.kind == "video":  # images and voxels have none
+        overrides.append(f"data.frames={frames}")
     if steps is not None:
         overrides.append(f"sampler.n_steps={steps}")
     return load_config(ROOT / CONFIGS[net], overrides)

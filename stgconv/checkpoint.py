@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import pickle
 import shutil
+import warnings
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,14 @@ from typing import Any
 
 import torch
 
-from stgconv.config import ExperimentConfig, config_from_dict, resolve_device
+from stgconv.config import (
+    ExperimentConfig,
+    UnknownKeys,
+    UnreadSetting,
+    apply_overrides,
+    config_from_dict,
+    resolve_device,
+)
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write
@@ -234,10 +242,31 @@ def is_multigrid(state: dict[str, Any]) -> bool:
 
 
 def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
+    ignored: list[str] = []
     try:
-        return config_from_dict(ExperimentConfig, state["config"])
+        data = state["config"]
+        while True:
+            try:
+                config = config_from_dict(ExperimentConfig, data)
+                break
+            except UnreadSetting as err:
+                # An earlier stgconv accepted settings its run never read; the run trained
+                # without them, and is used without them (at their defaults, which nothing
+                # reads either).
+                if err.key in ignored:
+                    raise
+                ignored.append(err.key)
+                data = apply_overrides(data, [], {err.key: err.default})
+    except UnknownKeys as err:
+        raise CheckpointError(f"checkpoint {checkpoint} holds a config this stgconv cannot read "
+                              f"(written by a newer version?): {err}") from err
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
+    if ignored:
+        warnings.warn(f"checkpoint {checkpoint}'s config sets {', '.join(ignored)}, which its "
+                      "training never read (an earlier stgconv accepted them): ignored",
+                      stacklevel=2)
+    return config
 
 
 def _energy(state: dict[str, Any], checkpoint: str | Path) -> ConvNetEnergy:

@@ -22,6 +22,10 @@ import torch
 import yaml
 
 from stgconv.checks import check_entries
+from stgconv.energy.classifier import CLASSIFIER_ARCHS
+from stgconv.energy.image import IMAGE_PRESETS
+from stgconv.energy.video import VIDEO_ARCHS
+from stgconv.energy.voxel import VOXEL_PRESETS
 from stgconv.io.atomic import atomic_write_text
 
 # Seeds are below it: torch's generators take 64-bit seeds, and each process of a run adds its
@@ -66,9 +70,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class SamplerConfig:
     """MCMC settings; ``kind`` picks the algorithm. MALA and HMC read ``n_steps``,
-    ``step_size`` (and HMC ``n_leapfrog``); the Langevin-only temperature, annealing,
-    clipping, precision and CUDA graph must stay at their defaults for them, and they leave
-    ``clamp``."""
+    ``step_size`` (and HMC ``n_leapfrog``, which must stay at its default for the others); the
+    Langevin-only temperature, annealing, clipping, precision and CUDA graph must stay at their
+    defaults for them, and they leave ``clamp``."""
 
     kind: Literal["langevin", "mala", "hmc"] = "langevin"
     n_steps: int = 20
@@ -93,12 +97,12 @@ class SamplerConfig:
     cuda_graph: bool = True
 
 
-SAMPLER_DEFAULTS = SamplerConfig()
-
-
 @dataclass(frozen=True)
 class ChainConfig:
-    """Where each training iteration's chains start (see :mod:`stgconv.mcmc.starts`)."""
+    """Where each training iteration's chains start (see :mod:`stgconv.mcmc.starts`). A
+    setting of another mode than ``mode`` (``buffer_capacity`` of "buffer", ``factor`` of
+    "super_resolution" ...) must stay at its default, as must ``init_rank`` and ``init_noise``
+    without ``init: data_gaussian``."""
 
     # "super_resolution": each chain starts at the up-sampling (`upsample`) of its example's
     # block_down(x, factor) and keeps block_down(x) equal to it (3D descriptor net
@@ -177,6 +181,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     energy_l2: float = 0.0
     accumulate: int = 1
+    # 0: none on the way (the checkpoint and the samples at the end are written all the same;
+    # TensorBoard gets no samples).
     checkpoint_every: int = 50
     sample_every: int = 25
     # "cosine": Adam's rate follows lr * (1 + cos(pi * iteration / n_iterations)) / 2, so the
@@ -467,7 +473,8 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     # Set: train one model per grid instead of one model (the `model` and `chains` sections are
-    # then unused; `sampler` is every grid's default).
+    # then unused, and refused unless left at their defaults; `sampler` is every grid's
+    # default).
     multigrid: MultiGridConfig | None = None
     # Set: train the descriptor cooperatively with a generator that proposes its chain starts.
     cooperative: CooperativeConfig | None = None
@@ -482,8 +489,8 @@ class ExperimentConfig:
             raise ValueError(f"seed must be in [0, 2^63 - 2^16), got {self.seed}")
         _check_positive("train.n_iterations", self.train.n_iterations)
         _check_sampler("sampler", self.sampler)
-        if self.model.reference_sigma is not None:
-            _check_positive("model.reference_sigma", self.model.reference_sigma)
+        if self.multigrid is None:  # else unused, and refused unless left at its defaults
+            _check_model("model", self.model, self.data)
         if self.recovery.completion is not None:
             _check_sampler("recovery.completion", self.recovery.completion)
         _check_positive("chains.chains_per_example", self.chains.chains_per_example)
@@ -554,6 +561,100 @@ class ExperimentConfig:
         _check_jem(self)
         if self.initializer is not None:
             _check_initializer(self)
+        _check_unread_settings(self)
+
+
+def _check_unread_settings(config: ExperimentConfig) -> None:
+    """Refuse a setting that this kind of run never reads (see :func:`_refuse_unread`)."""
+    data, chains, model = config.data, config.chains, config.model
+    if data.kind == "voxels":
+        _refuse_unread("data", data, ("channels",), "voxel grids have one channel")
+    if data.kind not in ("video", "video_frames"):
+        _refuse_unread("data", data, ("frames", "start_frame", "fps"),
+                       f"applies to videos only: data.kind {data.kind!r} ignores it")
+    if data.kind != "voxels":
+        _refuse_unread("data", data, ("categories", "split", "mean"),
+                       f"applies to voxels only: data.kind {data.kind!r} ignores it")
+    if config.multigrid is not None:
+        every = [f.name for f in dataclasses.fields(ModelConfig)]
+        _refuse_unread("model", model, every, "a multigrid run builds each grid's net from "
+                       "multigrid.grids[i].model")
+        every = [f.name for f in dataclasses.fields(ChainConfig)]
+        _refuse_unread("chains", chains, every, "a multigrid run starts each grid's chains from "
+                       "the grid below")
+        return
+    if config.cooperative is not None:
+        every = [f.name for f in dataclasses.fields(ChainConfig) if f.name != "chains_per_example"]
+        _refuse_unread("chains", chains, every, "a cooperative run's generator proposes every "
+                       "chain start (of the chains section it reads chains_per_example only)")
+        return
+    mode = f"chains.mode {chains.mode!r} ignores it"
+    if chains.mode in ("super_resolution", "recovery"):
+        _refuse_unread("chains", chains, ("chains_per_example",),
+                       f"{mode} (one chain per example)")
+    for name, reader in (("data_noise", "data"), ("buffer_capacity", "buffer"),
+                         ("buffer_fresh", "buffer"), ("factor", "super_resolution"),
+                         ("missing", "recovery")):
+        if chains.mode != reader:
+            _refuse_unread("chains", chains, (name,), f"applies to chains.mode {reader!r} only: "
+                           + mode)
+    if chains.init != "data_gaussian":
+        _refuse_unread("chains", chains, ("init_rank", "init_noise"),
+                       f"applies to chains.init 'data_gaussian' only: chains.init "
+                       f"{chains.init!r} ignores it")
+
+
+# The architectures each data.kind's modality builds (stgconv.modalities): another one failed
+# only once the data had loaded, as an "unknown ... architecture" that named no key.
+IMAGE_ARCHS = (*IMAGE_PRESETS, *CLASSIFIER_ARCHS)
+ARCHS_OF_KIND = {"texture": IMAGE_ARCHS, "objects": IMAGE_ARCHS, "video_frames": IMAGE_ARCHS,
+                 "video": VIDEO_ARCHS, "voxels": tuple(VOXEL_PRESETS)}
+
+
+def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
+    """``ValueError`` naming the key under ``key`` (a ``model`` section) that the data's modality
+    cannot build, or that the architecture leaves unread."""
+    archs = ARCHS_OF_KIND.get(data.kind)
+    if archs is None:  # a kind given in Python, past the type check: modality_of names it
+        return
+    if model.arch not in archs:
+        raise ValueError(f"{key}.arch {model.arch!r} is not an architecture for data.kind "
+                         f"{data.kind!r}; choose from {list(archs)}")
+    if model.reference_sigma is not None:
+        _check_positive(f"{key}.reference_sigma", model.reference_sigma)
+    if model.layers is not None:
+        _check_layers(f"{key}.layers", model.layers,
+                      spatial_dims=3 if data.kind in ("video", "voxels") else 2)
+    if model.arch in CLASSIFIER_ARCHS:
+        _refuse_unread(key, model, ("layers", "activation", "reference_sigma"),
+                       f"{key}.arch {model.arch!r} is a classifier, whose network is fixed")
+    else:
+        _refuse_unread(key, model, ("n_classes",),
+                       f"applies to classifier architectures only, not {model.arch!r}")
+
+
+def _check_layers(key: str, layers: Sequence[Sequence[Any]], *, spatial_dims: int) -> None:
+    """``ValueError`` naming the row of ``layers`` (at ``key``) that is no convolution of
+    ``spatial_dims`` dimensions: found only once the data had loaded, in the net's words
+    ("layer 1 ..."), or, for a per-dimension list of the wrong length, as a traceback from
+    inside torch."""
+    if not layers:
+        raise ValueError(f"{key} must hold at least one convolution, or be null (the preset's)")
+    for i, row in enumerate(layers):
+        if len(row) not in (3, 4):
+            raise ValueError(f"{key}[{i}] must be [out_channels, kernel, stride] or "
+                             f"[out_channels, kernel, stride, padding], got {list(row)}")
+        for j, (name, least) in enumerate((("out_channels", 1), ("kernel", 1), ("stride", 1),
+                                           ("padding", 0))[:len(row)]):
+            value = row[j]
+            per_dimension = isinstance(value, (tuple, list))
+            if per_dimension and (name == "out_channels" or len(value) != spatial_dims):
+                expected = "one int" if name == "out_channels" else (
+                    f"one int or {spatial_dims} (one per dimension)")
+                raise ValueError(f"{key}[{i}][{j}] ({name}) must be {expected}, got "
+                                 f"{list(value)}")
+            if min(value if per_dimension else (value,)) < least:
+                raise ValueError(f"{key}[{i}][{j}] ({name}) must be >= {least}, got {value!r}")
 
 
 def example_shape(data: DataConfig) -> tuple[int, ...]:
@@ -600,13 +701,35 @@ def _check_sampler(key: str, sampler: SamplerConfig) -> None:
         # MALA and HMC sample exp(-E) itself, in fp32 and step by step: a temperature,
         # annealing, clipping, precision or CUDA graph set for them would be ignored without a
         # word.
-        for name in ("noise_scale", "noise_anneal", "grad_clip", "precision", "cuda_graph"):
-            value, default = getattr(sampler, name), getattr(SAMPLER_DEFAULTS, name)
-            if value != default:
-                shown = "null" if default is None else str(default).lower()
-                raise ValueError(f"{key}.{name} is {value!r}, but applies to Langevin only: "
-                                 f"{key}.kind {sampler.kind!r} ignores it; set {key}.{name}="
-                                 f"{shown}")
+        _refuse_unread(key, sampler, ("noise_scale", "noise_anneal", "grad_clip", "precision",
+                                      "cuda_graph"),
+                       f"applies to Langevin only: {key}.kind {sampler.kind!r} ignores it")
+    if sampler.kind != "hmc":
+        _refuse_unread(key, sampler, ("n_leapfrog",),
+                       f"applies to HMC only: {key}.kind {sampler.kind!r} ignores it")
+
+
+class UnreadSetting(ValueError):
+    """The config sets ``key`` (a dotted path) away from its ``default``, and the run it
+    describes never reads it."""
+
+    def __init__(self, message: str, *, key: str, default: Any) -> None:
+        super().__init__(message)
+        self.key, self.default = key, default
+
+
+def _refuse_unread(key: str, section: Any, names: Sequence[str], why: str) -> None:
+    """:class:`UnreadSetting` naming the first of ``names`` that config ``section`` (at
+    ``key``) sets away from its default, where ``why`` says what leaves it unread: kept, it
+    would look like a setting that took effect."""
+    defaults = type(section)()
+    for name in names:
+        value, default = getattr(section, name), getattr(defaults, name)
+        if value != default:
+            shown = "null" if default is None else str(default).lower()
+            raise UnreadSetting(f"{key}.{name} is {value!r}, but {why}; set {key}.{name}={shown} "
+                                "(its default) or leave it out", key=f"{key}.{name}",
+                                default=default)
 
 
 def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
@@ -621,6 +744,12 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
         raise ValueError(f"multigrid.base_rank must be >= 0 or null, got {multigrid.base_rank!r}")
     for i, grid in enumerate(multigrid.grids):
         _check_positive(f"multigrid.grids[{i}].size", grid.size)
+        _check_model(f"multigrid.grids[{i}].model", grid.model, data)
+        if grid.model.arch in CLASSIFIER_ARCHS:
+            raise ValueError(f"multigrid.grids[{i}].model.arch {grid.model.arch!r} is a "
+                             "classifier: a multigrid run learns a descriptor net per grid")
+        _refuse_unread(f"multigrid.grids[{i}].model", grid.model, ("density_scale",),
+                       "applies to classifier architectures only")
         if grid.sampler is not None:
             _check_sampler(f"multigrid.grids[{i}].sampler", grid.sampler)
         if grid.frames is not None:
@@ -678,6 +807,10 @@ def _check_initializer(config: ExperimentConfig) -> None:
         raise ValueError(f"initializer.depth must be >= 2, got {initializer.depth!r}")
     if initializer.crop is not None:
         _check_positive("initializer.crop", initializer.crop)
+    if config.chains.mode == "super_resolution":
+        _refuse_unread("initializer", initializer, ("fold",),
+                       "applies to recovery (chains.mode recovery) only: a super-resolution "
+                       "initializer works on the blocks of initializer.factors")
     if config.chains.mode == "recovery":
         if initializer.factors is not None:
             raise ValueError("initializer.factors are super-resolution block sizes; a recovery "
@@ -795,6 +928,10 @@ def _yaml_load(stream: Any) -> Any:
 C = TypeVar("C")
 
 
+class UnknownKeys(ValueError):
+    """A config holds keys that no section of this stgconv has."""
+
+
 def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict, checking every key and value type."""
     if not isinstance(data, dict):
@@ -805,7 +942,7 @@ def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") ->
     unknown = sorted(set(data) - names, key=str)  # a key YAML read as a number or a bool too
     if unknown:
         where = f" in section '{prefix.rstrip('.')}'" if prefix else ""
-        raise ValueError(
+        raise UnknownKeys(
             f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}{where}; "
             f"valid keys: {', '.join(sorted(names))}"
         )
@@ -898,24 +1035,58 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str],
                     values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return a copy of nested dict ``data`` with ``key.sub=value`` overrides applied, then
     ``values`` (``{"key.sub": value}``, taken as they are: a path such as ``"my photo: a.png"``
-    or ``"run #2"`` is a string, not YAML)."""
+    or ``"run #2"`` is a string, not YAML). An entry of a list is reached by its index, as
+    ``multigrid.grids.1.size`` or ``multigrid.grids[1].size`` (how errors name it); a mapping
+    given for a section changes only the keys it gives (``null`` first clears the section)."""
     merged = _deep_copy(data)
     typed = [(text, *parse_override(text)) for text in overrides]
     typed += [(f"{key}={value}", key.split("."), value) for key, value in (values or {}).items()]
     for text, path, value in typed:
-        node = merged
-        for part in path[:-1]:
-            if node.get(part) is None:  # absent, or null as a saved config.yaml writes it
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise ValueError(f"override {text!r}: '{part}' is not a config section")
-        node[path[-1]] = value
+        steps = [step for part in path for step in _indexed(part)]
+        node: Any = merged
+        for i, step in enumerate(steps):
+            if isinstance(node, list):
+                if not (step.isdigit() and int(step) < len(node)):
+                    where = ".".join(steps[:i])
+                    raise ValueError(f"override {text!r}: {where} is a list of {len(node)} "
+                                     f"entries, indexed from 0 ({where}.0...): got {step!r}")
+                step = int(step)
+            elif not isinstance(node, dict):
+                raise ValueError(f"override {text!r}: '{steps[i - 1]}' is not a config section")
+            if i == len(steps) - 1:
+                old = node[step] if isinstance(node, list) else node.get(step)
+                node[step] = _merged(old, value)
+            else:
+                if isinstance(node, dict) and node.get(step) is None:
+                    node[step] = {}  # absent, or null as a saved config.yaml writes it
+                node = node[step]
     return merged
 
 
-def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+def _merged(old: Any, new: Any) -> Any:
+    """``new`` over ``old``: a mapping over a mapping changes only the keys it gives (``--set
+    sampler={n_steps: 40}`` keeps the file's step size and clamp, which replacing the section
+    silently reset to the defaults); anything else replaces."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    return {**old, **{key: _merged(old.get(key), value) for key, value in new.items()}}
+
+
+def _indexed(part: str) -> list[str]:
+    """``"grids[1]"`` -> ``["grids", "1"]``; any other part as it is."""
+    match = re.fullmatch(r"(.+?)((?:\[\d+\])+)", part)
+    if match is None:
+        return [part]
+    return [match[1], *re.findall(r"\d+", match[2])]
+
+
+def _deep_copy(data: Any) -> Any:
+    """``data`` with every dict and list copied (an override changes them in place)."""
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

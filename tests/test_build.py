@@ -28,6 +28,7 @@ from stgconv.config import (
     DataConfig,
     ExperimentConfig,
     GridConfig,
+    ModelConfig,
     MultiGridConfig,
     SamplerConfig,
     load_config,
@@ -140,16 +141,18 @@ def image_multigrid() -> ExperimentConfig:
 
 def video_multigrid() -> ExperimentConfig:
     """Time refined once (4 -> 8 frames), then space only."""
+    st = ModelConfig(arch="st_small")
     return ExperimentConfig(data=DataConfig(kind="video", size=8, frames=8),
                             multigrid=MultiGridConfig(base_size=2, base_frames=4, grids=(
-                                GridConfig(size=4), GridConfig(size=8))))
+                                GridConfig(size=4, model=st), GridConfig(size=8, model=st))))
 
 
 def voxel_multigrid(mean: float | None = None) -> ExperimentConfig:
+    desc = ModelConfig(arch="desc32_small")
     return ExperimentConfig(data=DataConfig(kind="voxels", size=8, mean=mean),
                             sampler=SamplerConfig(clamp=(0.0, 1.0)),
                             multigrid=MultiGridConfig(base_size=2, grids=(
-                                GridConfig(size=4), GridConfig(size=8))))
+                                GridConfig(size=4, model=desc), GridConfig(size=8, model=desc))))
 
 
 @pytest.mark.parametrize("config, sizes", [

@@ -215,6 +215,42 @@ def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Pa
         load_model(tmp_path / "bad.pt", device="cpu")
 
 
+def test_a_saved_setting_its_training_never_read_is_ignored_with_a_warning(
+        tmp_path: Path) -> None:
+    """The config refuses such settings now; a checkpoint an earlier stgconv wrote with one
+    (it trained without it) still loads for synthesize and the evaluations, as trained."""
+    energy = tiny_energy(0)
+    saved = config_to_dict(ExperimentConfig(name="single"))
+    saved["chains"]["buffer_capacity"] = 500  # chains.mode persistent never reads it
+    saved["sampler"]["n_leapfrog"] = 3  # nor does Langevin
+    path = save_checkpoint({"config": saved, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    with pytest.warns(UserWarning, match=r"sets sampler\.n_leapfrog, chains\.buffer_capacity, "
+                                         r"which its training never read"):
+        _, config, _ = load_model(path, device="cpu")
+    assert config == ExperimentConfig(name="single")
+    grids = config_to_dict(multigrid_config())
+    grids["multigrid"]["grids"][1]["model"]["n_classes"] = 3  # a descriptor has no classes
+    path = save_checkpoint({"config": grids, "grids": [], "base": torch.zeros(1)},
+                           tmp_path / "grids.pt")
+    with pytest.warns(UserWarning, match=r"multigrid\.grids\[1\]\.model\.n_classes"):
+        _, config, _ = load_multigrid(path, device="cpu")
+    assert config == multigrid_config()
+
+
+def test_a_saved_config_with_a_key_this_version_does_not_know_is_named(tmp_path: Path) -> None:
+    """It was called a file that "does not describe a model"."""
+    energy = tiny_energy(0)
+    saved = config_to_dict(ExperimentConfig(name="single"))
+    saved["sampler"]["tempering"] = 2.0  # a later version's setting
+    path = save_checkpoint({"config": saved, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"holds a config this stgconv cannot read \(written "
+                                              r"by a newer version\?\): unknown config key\(s\) "
+                                              r"sampler\.tempering"):
+        load_model(path, device="cpu")
+
+
 def test_load_multigrid_rebuilds_every_grid_and_refuses_a_single_model(tmp_path: Path) -> None:
     energies = [tiny_energy(1), tiny_energy(2)]
     config = multigrid_config()

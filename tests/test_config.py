@@ -254,7 +254,8 @@ def test_invalid_values(override: str, key: str) -> None:
 
 
 def test_range_limits_that_are_allowed() -> None:
-    config = load_config(None, ["recovery.learned.hide_fraction=1", "data.mean=1.0"])
+    config = load_config(None, ["recovery.learned.hide_fraction=1", "data.kind=voxels",
+                                "model.arch=desc32_small", "data.mean=1.0"])
     assert config.recovery.learned.hide_fraction == 1.0
 
 
@@ -373,6 +374,8 @@ def test_resolve_device_refuses_a_gpu_index_past_the_last(monkeypatch) -> None:
 
 OBJECTS = {"kind": "objects", "path": "unused", "size": 8, "channels": 3}
 VIDEO = {"kind": "video", "path": "unused", "size": 8, "frames": 4}
+ST = {"arch": "st_small"}  # grid models the data's modality builds
+DESC = {"arch": "desc32_small"}
 
 
 @pytest.mark.parametrize(
@@ -399,14 +402,16 @@ VIDEO = {"kind": "video", "path": "unused", "size": 8, "frames": 4}
                      r"multigrid\.grids\[0\]\.model\.arch", id="bad-grid-model"),
         pytest.param(OBJECTS, {"grid": [{"size": 8}]}, r"multigrid\.grid\b",
                      id="unknown-multigrid-key"),
-        pytest.param(VIDEO, {"grids": [{"size": 8, "frames": 2}]}, "must keep every frame",
+        pytest.param(VIDEO, {"grids": [{"size": 8, "frames": 2, "model": ST}]},
+                     "must keep every frame",
                      id="finest-drops-frames"),
         pytest.param(OBJECTS, {"grids": [{"size": 8, "sampler": {"clamp": [1, -1]}}]},
                      r"multigrid\.grids\[0\]\.sampler\.clamp must be \[low, high\]",
                      id="grid-clamp-reversed"),
         pytest.param(OBJECTS, {"base_size": 8, "grids": [{"size": 8}]},
                      r"multigrid grid 0 \(size 8\) is no finer", id="grid-no-finer"),
-        pytest.param(VIDEO, {"grids": [{"size": 4, "frames": 3}, {"size": 8}]},
+        pytest.param(VIDEO, {"grids": [{"size": 4, "frames": 3, "model": ST},
+                                       {"size": 8, "model": ST}]},
                      r"every multigrid frames must divide the next finer one, got \[4, 3, 4\].*"
                      r"base_frames",
                      id="frames-not-dividing"),
@@ -426,8 +431,9 @@ def test_bad_multigrid_config_exits_2_naming_the_problem(tmp_path: Path, capsys,
 def test_a_video_grid_may_refine_time_only(tmp_path: Path) -> None:
     # 8x8 frames at 2 frames, then 8x8 at every (4) frame: finer in time, not in space.
     config = load_config(write_config(tmp_path / "config.yaml", VIDEO,
-                                      {"base_frames": 1, "grids": [{"size": 8, "frames": 2},
-                                                                   {"size": 8}]},
+                                      {"base_frames": 1,
+                                       "grids": [{"size": 8, "frames": 2, "model": ST},
+                                                 {"size": 8, "model": ST}]},
                                       out=tmp_path / "run"))
     assert [grid.frames for grid in config.multigrid.grids] == [2, None]
 
@@ -438,7 +444,8 @@ def grid_sampler_config(tmp_path: Path) -> Path:
     path.write_text(yaml.safe_dump({
         "data": {"kind": "voxels", "size": 8},
         "sampler": {"step_size": 0.1, "clamp": [0.0, 1.0], "n_steps": 20},
-        "multigrid": {"grids": [{"size": 4, "sampler": {"n_steps": 5}}, {"size": 8}]},
+        "multigrid": {"grids": [{"size": 4, "sampler": {"n_steps": 5}, "model": DESC},
+                                {"size": 8, "model": DESC}]},
     }))
     return path
 
@@ -483,7 +490,8 @@ def test_lr_decay_is_for_single_grid_descriptor_training() -> None:
 
 
 def test_a_replay_buffer_of_only_fresh_chains_is_a_valid_config() -> None:
-    assert load_config(None, ["chains.buffer_fresh=1.0"]).chains.buffer_fresh == 1.0
+    assert load_config(None, ["chains.mode=buffer", "chains.buffer_fresh=1.0"]
+                       ).chains.buffer_fresh == 1.0
 
 
 def test_data_gaussian_init_applies_only_to_noise_persistent_and_buffer_chains() -> None:
@@ -519,3 +527,170 @@ def test_an_option_of_a_section_saved_as_null_can_be_set(tmp_path: Path) -> None
     assert config.recovery.completion.n_steps == 5
     assert config.recovery.completion == load_config(
         None, ["recovery.completion.n_steps=5"]).recovery.completion
+
+
+# --------------------------------------------------------------------------- settings never read
+
+VOXELS = ["data.kind=voxels", "model.arch=desc32_small", "data.size=16"]
+JEM = ["model.arch=digit_classifier", "jem={}", "data.kind=objects", "data.path=x.npz",
+       "data.size=28", "chains.chains_per_example=1"]
+MULTIGRID = ["data.size=8", "multigrid={grids: [{size: 8}]}"]
+SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["sampler.n_leapfrog=3"], "sampler.n_leapfrog is 3, but applies to HMC only: sampler.kind "
+                               "'langevin' ignores it; set sampler.n_leapfrog=5"),
+    (["sampler.kind=mala", "sampler.n_leapfrog=3"], "sampler.kind 'mala' ignores it"),
+    (["chains.buffer_capacity=5"], "chains.buffer_capacity is 5, but applies to chains.mode "
+                                   "'buffer' only: chains.mode 'persistent' ignores it"),
+    (["chains.buffer_fresh=0.5"], "chains.buffer_fresh is 0.5, but applies to chains.mode"),
+    (["chains.mode=noise", "chains.data_noise=0.1"], "chains.data_noise is 0.1, but applies to "
+                                                     "chains.mode 'data' only"),
+    (["chains.factor=2"], "chains.factor is 2, but applies to chains.mode 'super_resolution'"),
+    (["chains.missing=0.5"], "chains.missing is 0.5, but applies to chains.mode 'recovery'"),
+    (["chains.init_rank=3"], "chains.init_rank is 3, but applies to chains.init 'data_gaussian'"),
+    (["chains.init_noise=0.5"], "chains.init_noise is 0.5, but applies to chains.init"),
+    ([*SUPER_RESOLUTION, "chains.chains_per_example=2"],
+     "chains.chains_per_example is 2, but chains.mode 'super_resolution' ignores it"),
+    (["data.frames=4"], "data.frames is 4, but applies to videos only: data.kind 'texture'"),
+    (["data.fps=10"], "data.fps is 10.0, but applies to videos only"),
+    (["data.start_frame=2"], "data.start_frame is 2, but applies to videos only"),
+    (["data.categories=[chair]"], "data.categories is ('chair',), but applies to voxels only"),
+    (["data.split=train"], "data.split is 'train', but applies to voxels only"),
+    (["data.mean=0.2"], "data.mean is 0.2, but applies to voxels only"),
+    ([*VOXELS, "data.channels=3"], "data.channels is 3, but voxel grids have one channel"),
+    (["model.n_classes=5"], "model.n_classes is 5, but applies to classifier architectures"),
+    ([*JEM, "model.layers=[[4, 3, 1]]"], "model.layers is ((4, 3, 1),), but model.arch "
+                                         "'digit_classifier' is a classifier"),
+    ([*JEM, "model.activation=relu"], "model.activation is 'relu', but model.arch"),
+    ([*JEM, "model.reference_sigma=0.3"], "model.reference_sigma is 0.3, but model.arch"),
+    ([*MULTIGRID, "model.arch=object"], "model.arch is 'object', but a multigrid run builds "
+                                        "each grid's net from multigrid.grids[i].model"),
+    ([*MULTIGRID, "chains.chains_per_example=2"], "chains.chains_per_example is 2, but a "
+                                                  "multigrid run starts each grid's chains"),
+    (["cooperative={}", "chains.mode=buffer"], "chains.mode is 'buffer', but a cooperative "
+                                               "run's generator proposes every chain start"),
+    (["cooperative={}", "chains.init_scale=0.5"], "chains.init_scale is 0.5, but a cooperative"),
+    ([*SUPER_RESOLUTION, "initializer={fold: 4}"],
+     "initializer.fold is 4, but applies to recovery (chains.mode recovery) only"),
+])
+def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message: str) -> None:
+    """These were accepted and silently ignored: the run went on as if they had not been set."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(None, overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["sampler.kind=hmc", "sampler.n_leapfrog=3"],
+    ["chains.mode=buffer", "chains.buffer_capacity=5", "chains.buffer_fresh=0.5"],
+    ["chains.mode=data", "chains.data_noise=0.1", "chains.init=uniform", "chains.init_scale=1"],
+    ["chains.init=data_gaussian", "chains.init_rank=3", "chains.init_noise=0.5"],
+    [*SUPER_RESOLUTION, "chains.factor=2", "initializer={factors: [2]}"],
+    [*VOXELS, "chains.mode=recovery", "chains.missing=0.5", "initializer={fold: 4}"],
+    [*VOXELS, "data.categories=[chair]", "data.split=train", "data.mean=0.2"],
+    ["data.kind=video_frames", "data.frames=4", "data.fps=10", "data.start_frame=2"],
+    [*JEM, "model.n_classes=5"],
+    ["cooperative={}", "chains.chains_per_example=2"],
+])
+def test_a_setting_its_run_reads_is_accepted(overrides: list[str]) -> None:
+    load_config(None, overrides)
+
+
+def test_a_setting_never_read_is_refused_by_train_before_anything_is_written(
+        tmp_path: Path, capsys) -> None:
+    code, err = run_cli(["train", "--set", "chains.buffer_capacity=500", "--out",
+                         str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 2
+    assert err.startswith("stgconv train: error: chains.buffer_capacity is 500"), err
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- model sections
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.arch=st"], "model.arch 'st' is not an architecture for data.kind 'texture'; "
+                        "choose from ['texture', 'object'"),
+    (["data.kind=voxels"], "model.arch 'texture' is not an architecture for data.kind "
+                           "'voxels'; choose from ['desc32'"),
+    ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {arch: fc_s}}]}"],
+     "multigrid.grids[0].model.arch 'fc_s' is not an architecture for data.kind 'texture'"),
+    ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {arch: digit_classifier}}]}"],
+     "multigrid.grids[0].model.arch 'digit_classifier' is a classifier"),
+    ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {reference_sigma: 0}}]}"],
+     "multigrid.grids[0].model.reference_sigma must be positive, got 0.0"),
+    ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {n_classes: 3}}]}"],
+     "multigrid.grids[0].model.n_classes is 3, but applies to classifier architectures"),
+    ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {density_scale: true}}]}"],
+     "multigrid.grids[0].model.density_scale is True, but applies to classifier"),
+    (["model.layers=[]"], "model.layers must hold at least one convolution"),
+    (["model.layers=[[4, 3]]"], "model.layers[0] must be [out_channels, kernel, stride] or "
+                                "[out_channels, kernel, stride, padding], got [4, 3]"),
+    (["model.layers=[[4, 3, 1], [4, 3, 1, 0, 1]]"], "model.layers[1] must be"),
+    (["model.layers=[[0, 3, 1]]"], "model.layers[0][0] (out_channels) must be >= 1, got 0"),
+    (["model.layers=[[[4, 4], 3, 1]]"], "model.layers[0][0] (out_channels) must be one int, "
+                                        "got [4, 4]"),
+    (["model.layers=[[4, [3, 0], 1]]"], "model.layers[0][1] (kernel) must be >= 1, got (3, 0)"),
+    (["model.layers=[[4, 3, 0]]"], "model.layers[0][2] (stride) must be >= 1, got 0"),
+    (["model.layers=[[4, 3, 1, -1]]"], "model.layers[0][3] (padding) must be >= 0, got -1"),
+    ([*VOXELS, "model.layers=[[4, [3, 3], 1]]"],
+     "model.layers[0][1] (kernel) must be one int or 3 (one per dimension), got [3, 3]"),
+    (["model.layers=[[4, 3, [1, 1, 1]]]"],
+     "model.layers[0][2] (stride) must be one int or 2 (one per dimension), got [1, 1, 1]"),
+    ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {layers: [[4, 3]]}}]}"],
+     "multigrid.grids[0].model.layers[0] must be"),
+])
+def test_a_model_its_data_cannot_build_is_named_up_front(overrides: list[str],
+                                                         message: str) -> None:
+    """Found only once the data had loaded, if at all: another modality's arch as an "unknown
+    ... architecture", a bad layer as "layer 1 ...", a per-dimension list of the wrong length as
+    a traceback from inside torch; a grid's model was not checked at all."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(None, overrides)
+
+
+def test_a_layer_list_of_the_wrong_length_exits_2_naming_it(tmp_path: Path, capsys) -> None:
+    code, err = run_cli(["train", "--set", "model.layers=[[4, [3, 3, 3], 1]]", "--out",
+                         str(tmp_path / "run"), "--quiet"], capsys)
+    assert code == 2
+    assert "model.layers[0][1] (kernel) must be one int or 2" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- --set into lists
+
+
+def test_set_reaches_an_entry_of_a_list_by_its_index() -> None:
+    """How errors and a refused resume name a grid's key (multigrid.grids[1].size,
+    multigrid.grids.1.size): --set refused both ("'grids' is not a config section")."""
+    data = {"data": {"size": 8},
+            "multigrid": {"grids": [{"size": 2}, {"size": 8, "model": {"layers": [[4, 3, 1]]}}]}}
+    merged = apply_overrides(data, ["multigrid.grids.0.size=4",
+                                    "multigrid.grids[1].model.layers[0][0]=6"])
+    assert merged["multigrid"]["grids"] == [{"size": 4},
+                                            {"size": 8, "model": {"layers": [[6, 3, 1]]}}]
+    assert data["multigrid"]["grids"][0]["size"] == 2  # the input's lists are copied
+    assert data["multigrid"]["grids"][1]["model"]["layers"] == [[4, 3, 1]]
+    config = load_config(None, ["data.size=8", "multigrid={grids: [{size: 2}, {size: 8}]}",
+                                "multigrid.grids.0.sampler.n_steps=3"])
+    assert config.multigrid.grids[0].sampler.n_steps == 3
+    for override in ("multigrid.grids.2.size=4", "multigrid.grids.size=4"):
+        with pytest.raises(ValueError, match=r"multigrid\.grids is a list of 2 entries, indexed "
+                                             r"from 0 \(multigrid\.grids\.0\.\.\.\)"):
+            apply_overrides(data, [override])
+
+
+def test_a_section_given_whole_to_set_changes_only_the_keys_it_gives(tmp_path: Path) -> None:
+    """``--set sampler={n_steps: 40}`` replaced the file's whole section: its step size, noise
+    and clamp went back to the defaults without a word."""
+    path = write(tmp_path, "sampler:\n  step_size: 0.1\n  noise_scale: 0.0\n  clamp: [0.0, 1.0]\n"
+                           "recovery:\n  completion:\n    n_steps: 5\n")
+    config = load_config(path, ["sampler={n_steps: 40}", "recovery={completion: {n_steps: 2}}"])
+    assert (config.sampler.n_steps, config.sampler.step_size, config.sampler.noise_scale,
+            config.sampler.clamp) == (40, 0.1, 0.0, (0.0, 1.0))
+    assert config.recovery.completion == load_config(None, ["recovery.completion.n_steps=2"]
+                                                     ).recovery.completion
+    # null first clears a section, for one given whole.
+    assert load_config(path, ["sampler=null", "sampler={n_steps: 40}"]).sampler == load_config(
+        None, ["sampler.n_steps=40"]).sampler

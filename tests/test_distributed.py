@@ -52,6 +52,10 @@ BATCH = 2
 GRIDS = ("multigrid.grids=[{size: 4, model: {arch: texture, layers: [[4, 3, 1, 1]]}}, "
          "{size: 8, model: {arch: object, layers: [[4, 3, 2, 1]]}}]")
 """A two-grid model of :func:`tiny_run`'s images (a ``--set`` value)."""
+ONE_NET = ("--set", "model.arch=object", "--set", "model.layers=[[4, 3, 2, 1]]",
+           "--set", "chains.chains_per_example=2")
+"""The net of :func:`tiny_run`; a multigrid run gives its grids instead (``"--set", GRIDS``),
+and its own ``model`` and ``chains`` sections would be refused."""
 
 
 def tiny_energy() -> torch.nn.Module:
@@ -492,15 +496,15 @@ def as_process_1_of_2_alike(monkeypatch) -> list[str]:
     return called
 
 
-@pytest.mark.parametrize("extra", [[], ["--set", GRIDS]], ids=["one net", "multigrid"])
-def test_process_1_writes_nothing(monkeypatch, tmp_path: Path, extra: list[str]) -> None:
+@pytest.mark.parametrize("net", [ONE_NET, ("--set", GRIDS)], ids=["one net", "multigrid"])
+def test_process_1_writes_nothing(monkeypatch, tmp_path: Path, net: tuple[str, ...]) -> None:
     """Process 0 writes the run folder; the others, which train alike, write nothing into it:
     not a checkpoint (theirs lack the other processes' chains), samples or pictures of their
     own chains, nor TensorBoard events (a second curve)."""
     called = as_process_1_of_2_alike(monkeypatch)
     images = image_folder(tmp_path / "images")
     out = tmp_path / "run"
-    config = load_config(None, [*tiny_run(images, 2, out, *extra)[9::2], "device=cpu",
+    config = load_config(None, [*tiny_run(images, 2, out, net=net)[9::2], "device=cpu",
                                 f"data.path={images}", f"out_dir={out}",
                                 "train.sample_every=1", "train.checkpoint_every=1"])
     assert train(config, progress=False) == out
@@ -615,13 +619,12 @@ def stgconv(args: list[str], *, processes: int) -> None:
     assert result.stdout.count("stgconv train: wrote") == (1 if args[0] == "train" else 0)
 
 
-def tiny_run(images: Path, iterations: int, out: Path, *extra: str) -> list[str]:
+def tiny_run(images: Path, iterations: int, out: Path, *extra: str,
+             net: tuple[str, ...] = ONE_NET) -> list[str]:
     return ["train", "--data", str(images), "--out", str(out), "--device", "cpu", "--quiet",
             "--set", "data.kind=objects", "--set", "data.size=8", "--set", "data.channels=3",
-            "--set", "model.arch=object", "--set", "model.layers=[[4, 3, 2, 1]]",
-            "--set", "train.batch_size=2", "--set", "sampler.n_steps=2",
-            "--set", "chains.chains_per_example=2", "--set", f"train.n_iterations={iterations}",
-            *extra]
+            *net, "--set", "train.batch_size=2", "--set", "sampler.n_steps=2",
+            "--set", f"train.n_iterations={iterations}", *extra]
 
 
 def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tmp_path: Path
@@ -655,7 +658,7 @@ def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tm
 
 def test_torchrun_trains_a_multigrid_model(tmp_path: Path) -> None:
     images = image_folder(tmp_path / "images")
-    stgconv(tiny_run(images, 2, tmp_path / "run", "--set", GRIDS), processes=2)
+    stgconv(tiny_run(images, 2, tmp_path / "run", net=("--set", GRIDS)), processes=2)
     energies, _, state = load_multigrid(tmp_path / "run", device="cpu")
     assert len(energies) == 2
     assert state["base"].shape == (N_EXAMPLES, 3, 1, 1)  # every example's base colour

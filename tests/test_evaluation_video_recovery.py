@@ -185,6 +185,10 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
         (["--video", str(clip), "--mask", "region:8", "--config",
           str(ROOT / "configs" / "video" / "coop_fire_pot_quick.yaml")],
          "this config's cooperative section would be ignored"),
+        # Once the clip was read: "unknown video architecture 'texture'".
+        (["--video", str(clip), "--mask", "region:8", "--config",
+          str(ROOT / "configs" / "image" / "texture_brick.yaml")],
+         "recovery learns a video model from the clip: the config's data.kind must be 'video'"),
     ]
     for args, message in cases:
         assert main(["eval", "recovery", *args, *TINY]) == 2

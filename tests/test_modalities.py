@@ -17,7 +17,7 @@ import torch
 from _tiny import JEM_CONFIG, ROOT, SR_CONFIG, boxes_and_balls, captured, png_size, read_events
 from PIL import Image
 
-from stgconv.config import DataConfig, ExperimentConfig, ModelConfig, load_config
+from stgconv.config import ARCHS_OF_KIND, DataConfig, ExperimentConfig, ModelConfig, load_config
 from stgconv.io.video import COMPARISON_GAP
 from stgconv.modalities import IMAGE, MODALITIES, VIDEO, VOXELS, modality_of
 
@@ -27,12 +27,29 @@ SERVES = {"texture": IMAGE, "objects": IMAGE, "video_frames": IMAGE, "video": VI
           "voxels": VOXELS}
 
 
+def of_kind(kind: str) -> ExperimentConfig:
+    """The default experiment on data of ``kind``, with the first net its modality builds."""
+    return ExperimentConfig(data=DataConfig(kind=kind),
+                            model=ModelConfig(arch=ARCHS_OF_KIND[kind][0]))
+
+
 def test_every_data_kind_has_its_modality() -> None:
     kinds = typing.get_args(typing.get_type_hints(DataConfig)["kind"])
     assert set(kinds) == set(SERVES), "a data.kind without an expected modality here"
     for kind in kinds:
-        assert modality_of(ExperimentConfig(data=DataConfig(kind=kind))) is SERVES[kind], kind
+        assert modality_of(of_kind(kind)) is SERVES[kind], kind
     assert {m.name for m in MODALITIES} == {"image", "video", "voxels"}
+
+
+def test_the_config_refuses_only_architectures_the_modality_cannot_build() -> None:
+    """The config names a model.arch of another modality up front (ARCHS_OF_KIND); the
+    modality refused it too, but only once the data had loaded."""
+    every = typing.get_args(typing.get_type_hints(ModelConfig)["arch"])
+    for kind, modality in SERVES.items():
+        assert set(ARCHS_OF_KIND[kind]) <= set(every)
+        for arch in set(every) - set(ARCHS_OF_KIND[kind]):
+            with pytest.raises(ValueError, match=f"unknown .*architecture '{arch}'"):
+                modality.energy(ModelConfig(arch=arch))
 
 
 def test_an_unknown_kind_names_the_choices() -> None:
@@ -196,7 +213,7 @@ def test_a_failed_voxel_render_leaves_no_partial_samples_array(tmp_path: Path,
 def test_images_and_videos_see_the_data_as_it_is() -> None:
     x = torch.rand(2, 3, 4, 4) * 2 - 1
     for modality, kind in ((IMAGE, "texture"), (VIDEO, "video")):
-        config = ExperimentConfig(data=DataConfig(kind=kind))
+        config = of_kind(kind)
         assert modality.offset(config) == 0.0
         assert torch.equal(modality.to_data(x, config), x)
         assert modality.fit_units(config, x) is config

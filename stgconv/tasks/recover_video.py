@@ -141,6 +141,10 @@ def recover_video(
     if unused:  # its top-level model would be learned instead, without a word
         raise ValueError(f"recovery learns one descriptor (the config's model section) from the "
                          f"clip; this config's {unused[0]} section would be ignored: remove it")
+    if config.data.kind != "video":  # the clip's frames and size would be refused as its data
+        raise ValueError(f"recovery learns a video model from the clip: the config's data.kind "
+                         f"must be 'video' (and its model.arch a video one), got "
+                         f"{config.data.kind!r}")
     device = resolve_device(config.device)
     if out_dir is not None and (trained := training_files(out_dir)):
         # Its config.yaml would replace the run's, which the run's --resume reads.
