@@ -20,6 +20,7 @@ from stgconv.io.video import (
     _wrap,
     available_codecs,
     check_fps,
+    frame_rate,
     load_video,
     save_comparison,
     save_video,
@@ -926,3 +927,67 @@ def test_a_transport_stream_cut_part_way_through_a_packet_is_truncated(tmp_path)
                                          r"transport packet .* 20 frames could be decoded"):
         load_video(cut)
     assert load_video(cut, n_frames=20).shape[1] == 20  # asked for fewer: read without a look
+
+
+@pytest.mark.parametrize(("container_format", "codec", "pix_fmt"), [
+    ("matroska", "ffv1", "bgra"), ("mov", "png", "rgba")])
+def test_frames_with_alpha_read_over_white_as_the_same_png_frames_do(
+        tmp_path, container_format, codec, pix_fmt) -> None:
+    """A clip with an alpha channel (stickers, renders) reads as a folder of its frames as PNGs:
+    composited over white. Alpha was dropped, showing what a transparent pixel stored (black)."""
+    import av
+
+    rgba = np.random.default_rng(2).integers(0, 256, (2, 6, 8, 4), dtype=np.uint8)
+    rgba[:, :3, :, 3] = 0  # transparent rows, partly transparent and opaque pixels below
+    rgba[:, 3:, :4, 3] = 255
+    path = tmp_path / f"alpha.{'mkv' if codec == 'ffv1' else 'mov'}"
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.height, stream.width, stream.pix_fmt = 6, 8, pix_fmt
+        for frame in [*rgba, None]:
+            image = None if frame is None else av.VideoFrame.from_ndarray(frame, format="rgba")
+            container.mux(stream.encode(image))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(rgba):
+        Image.fromarray(frame).save(folder / f"f{i}.png")
+    clip = load_video(path)
+    assert torch.equal(clip, load_video(folder))
+    assert (clip[:, :, :3] == 1).all()  # white where nothing is
+
+
+def test_a_file_without_a_video_stream_says_what_it_holds(tmp_path) -> None:
+    import av
+
+    sound = tmp_path / "sound.mkv"
+    with av.open(str(sound), "w") as container:
+        _mux_silence(container, container.add_stream("pcm_s16le", rate=8000), 1, chunk=8000)
+    for read in (load_video, frame_rate):  # frame_rate: an IndexError from PyAV's stream list
+        with pytest.raises(ValueError, match=r"sound\.mkv has no video stream \(only audio\)"):
+            read(sound)
+    # An MP4 cut before its index (written last) opens as a file of no streams at all.
+    data = save_video(torch.zeros(3, 2, 16, 16), tmp_path / "whole.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.mp4 has no video stream, nor any other: it is "
+                                         r"truncated"):
+        load_video(cut)
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4", "libvpx-vp9"])  # VP8 is BT.601 by spec
+def test_written_yuv_states_the_matrix_and_range_it_was_converted_with(tmp_path, codec) -> None:
+    """Untagged, a player guesses the matrix (mpv takes frames over 576 lines for BT.709): the
+    file says BT.601 (5) with limited range (1), the conversion save_video uses."""
+    import av
+
+    suffix = ".webm" if codec == "libvpx-vp9" else ".mp4"
+    if codec not in available_codecs(suffix):
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    clip = torch.linspace(-1, 1, 3 * 2 * 16 * 16).reshape(3, 2, 16, 16)
+    path = save_video(clip, tmp_path / f"clip{suffix}", codec=codec)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.colorspace, frame.color_range) == (5, 1)
+    # The values are those of the same conversion untagged (the decoder's default).
+    error = (load_video(path) - quantised(clip)).abs().mul(127.5)
+    assert error.mean() < 3

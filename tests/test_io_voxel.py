@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from _tiny import write_mat_v73
+from stgconv.io.matlab import read_mat
 from stgconv.io.mesh import (
     load_mesh,
     mesh_from_voxels,
@@ -338,6 +339,38 @@ def test_a_matlab_v73_file_reads_as_its_v5_twin(tmp_path: Path) -> None:
                                   load_voxels(tmp_path / "v5.mat"))
     write_mat_v73(tmp_path / "logical.mat", {"shapes": batch})
     np.testing.assert_array_equal(load_voxels(tmp_path / "logical.mat"), batch.swapaxes(1, 2))
+
+
+def test_an_empty_matlab_v73_variable_reads_as_its_v5_twin(tmp_path: Path) -> None:
+    """MATLAB's v7.3 stores ``zeros(0, 5)`` as its dimensions flagged MATLAB_empty: they were
+    read as the variable, the uint64 array [0, 5]."""
+    import h5py
+
+    scipy.io.savemat(tmp_path / "v5.mat", {"none": np.zeros((0, 5)), "flags": np.zeros((3, 0),
+                                                                                      bool)})
+    path = write_mat_v73(tmp_path / "v73.mat", {"label": np.ones((1, 1))})
+    with h5py.File(path, "a") as h5:
+        for name, dims, matlab_class in (("none", [0, 5], "double"), ("flags", [3, 0], "logical")):
+            dataset = h5.create_dataset(name, data=np.array(dims, np.uint64))
+            dataset.attrs["MATLAB_class"] = np.bytes_(matlab_class)
+            dataset.attrs["MATLAB_empty"] = np.uint8(1)
+    v5, v73 = read_mat(tmp_path / "v5.mat"), read_mat(path)
+    for name in ("none", "flags"):
+        assert (v73[name].shape, v73[name].dtype) == (v5[name].shape, v5[name].dtype)
+    np.testing.assert_array_equal(v73["label"], np.ones((1, 1)))
+
+
+def test_an_hdf5_file_without_matlab_s_header_is_named_as_such(tmp_path: Path) -> None:
+    """h5py writes a .mat of C-order arrays without MATLAB's v7.3 header: scipy's "Unknown mat
+    file type, version 0, 0" said nothing of HDF5 or of the axis order it leaves unknown."""
+    import h5py
+
+    path = tmp_path / "python.mat"
+    with h5py.File(path, "w") as h5:
+        h5["instance"] = random_grids(4, 4, 4, seed=1)
+    with pytest.raises(ValueError, match=r"python\.mat: it is HDF5 without the 512-byte header "
+                                         r"MATLAB writes"):
+        load_voxels(path)
 
 
 def test_a_truncated_matlab_v73_file_is_named(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
 
     Upright: a photo whose EXIF orientation says it was taken turned is turned as every viewer
     shows it (a phone's portrait JPEG is stored sideways). Opaque: transparency (an alpha
-    channel, a palette's or a colour key's) is composited over white (:func:`_opaque`). In sRGB:
+    channel, a palette's or a colour key's) is composited over white (:func:`opaque`). In sRGB:
     colours stored under an embedded ICC profile are converted from it (:func:`_in_srgb`)."""
     try:
         # Opened from a file object, not the path, so that Pillow never memory-maps the pixels:
@@ -84,7 +84,7 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
                                  "file), not one image; save the one wanted as an image")
             opened.load()
             image = _white_is_black(opened, ImageOps.exif_transpose(opened))
-            image = _opaque(_eight_bit(image), opened.format)  # a copy, usable once closed
+            image = opaque(_eight_bit(image), opened.format)  # a copy, usable once closed
             return _in_srgb(image, opened.info.get("icc_profile"), path)
     except UnidentifiedImageError as err:  # Pillow's message names the file object
         raise ValueError(f"cannot read {what} {path}: not an image file Pillow can identify"
@@ -140,7 +140,7 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(levels * (255.0 / top)).astype(np.uint8))  # mode L
 
 
-def _opaque(image: Image.Image, file_format: str | None = None) -> Image.Image:
+def opaque(image: Image.Image, file_format: str | None = None) -> Image.Image:
     """``image`` composited over white where it has transparency (modes with alpha, or a
     palette / grey / RGB image with a ``transparency`` entry), grey staying grey; else itself.
     A transparent pixel's stored colour means nothing (encoders keep whatever was there, or

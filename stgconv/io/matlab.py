@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.io
 
 from stgconv.checks import reading
+from stgconv.io.h5 import as_text
+
+if TYPE_CHECKING:
+    import h5py
 
 
 def read_mat(path: str | Path) -> dict[str, np.ndarray]:
@@ -37,8 +42,20 @@ def read_mat(path: str | Path) -> dict[str, np.ndarray]:
             raise
         except Exception as err:  # a damaged file: ValueError, TypeError, IndexError, even
             # UnboundLocalError from inside scipy (seen fuzzing)
+            if _is_bare_hdf5(path):  # scipy said "Unknown mat file type, version 0, 0"
+                raise ValueError(
+                    f"cannot read MATLAB file {path}: it is HDF5 without the 512-byte header "
+                    "MATLAB writes before a v7.3 file (h5py writes none), so whether its arrays "
+                    "are stored column-major, as MATLAB's are, or in C order is unknown; save "
+                    "it with MATLAB or scipy.io.savemat") from err
             raise ValueError(f"cannot read MATLAB file {path}: {err}") from err
     return {name: value for name, value in variables.items() if not name.startswith("__")}
+
+
+def _is_bare_hdf5(path: Path) -> bool:
+    """Whether ``path`` starts with HDF5's signature, where a v7.3 file has MATLAB's header."""
+    with path.open("rb") as file:
+        return file.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
 def _read_v73(path: Path) -> dict[str, np.ndarray]:
@@ -46,7 +63,24 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
 
     try:
         with h5py.File(path, "r") as h5:
-            return {name: item[()].T for name, item in h5.items()
+            return {name: _v73_array(item) for name, item in h5.items()
                     if isinstance(item, h5py.Dataset)}
     except OSError as err:
         raise ValueError(f"cannot read MATLAB v7.3 (HDF5) file {path}: {err}") from err
+
+
+# The numeric MATLAB classes as numpy dtypes (logical as uint8, as both versions read it).
+_MATLAB_DTYPES = {"double": "float64", "single": "float32", "logical": "uint8",
+                  **{f"{sign}int{bits}": f"{sign}int{bits}" for sign in ("", "u")
+                     for bits in (8, 16, 32, 64)}}
+
+
+def _v73_array(dataset: h5py.Dataset) -> np.ndarray:
+    """A v7.3 variable as MATLAB indexes it. An empty array is stored as its dimensions
+    (uint64, in MATLAB's order) flagged ``MATLAB_empty``: read as data, ``zeros(0, 5)`` came
+    back as the array ``[0, 5]``, where a v5 file gives an empty ``(0, 5)``."""
+    if not dataset.attrs.get("MATLAB_empty", 0):
+        return dataset[()].T
+    matlab_class = as_text(dataset.attrs.get("MATLAB_class", b"double"))
+    dtype = _MATLAB_DTYPES.get(matlab_class, "float64")  # char, cell, struct: as scipy's double
+    return np.zeros(tuple(int(n) for n in np.ravel(dataset[()])), dtype=dtype)

@@ -16,7 +16,9 @@ suffix     default codec (first one this build has)    notes
 =========  ==========================================  =========================================
 
 ``libx264rgb`` (rgb24, qp 0) is also accepted for ``.mp4`` and ``.mkv``: lossless H.264.
-GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightly off.
+GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightly off. YUV
+files are tagged with the conversion they were written with (BT.601, limited range), so players
+need not guess it. A frame with alpha (transparency) reads composited over white, as images do.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from stgconv.io.image import (
     IMAGE_SUFFIXES,
     check_pixels,
     from_levels,
+    opaque,
     read_image,
     to_channels,
     to_levels,
@@ -97,6 +100,10 @@ GIF_MIN_FPS = Fraction(100, 65535)
 # 8-bit ones within the rounding of their YUV values (measured: bench/README.md, "Reading
 # video"; tests/test_io_video.py).
 _SCALER_FLAGS = 0x2 | 0x2000 | 0x40000
+# YUV written as BT.601 with limited range, FFmpeg's default conversion (values of
+# libavutil/pixfmt.h's AVColorSpace BT470BG and AVColorRange MPEG), and tagged so.
+_YUV_MATRIX = 5
+_YUV_RANGE = 1
 # One scaler thread: PyAV would give each frame a scaler with its own thread pool, and a forked
 # process (a DataLoader worker) that frees a parent's frame waits forever for those threads.
 _SCALER_THREADS = 1
@@ -353,15 +360,39 @@ def frame_rate(path: str | Path) -> Fraction | None:
     if path.is_dir():
         return None
     with av.open(str(path)) as container:
+        if not container.streams.video:  # else an IndexError from PyAV's stream list
+            raise ValueError(_no_video(path, container))
         stream = container.streams.video[0]
         rate = _rate(stream)
     return Fraction(rate) if rate else None
 
 
+def _opaque_image(frame: av.VideoFrame) -> Image.Image:
+    """``frame`` as an RGB image, composited over white where its pixel format has alpha
+    (FFV1 with alpha, PNG in MOV or AVI, GIF), as image files with transparency are read
+    (:func:`stgconv.io.image.opaque`): dropping alpha showed what a transparent pixel happened
+    to store (black, mostly), so the same frames read differently from a folder of PNGs and
+    from a video."""
+    convert = {"interpolation": _SCALER_FLAGS, "threads": _SCALER_THREADS}
+    if not any(component.is_alpha for component in frame.format.components):
+        return frame.to_image(**convert)
+    return opaque(Image.fromarray(frame.to_ndarray(format="rgba", **convert)))
+
+
+def _no_video(path: Path, container: av.container.Container) -> str:
+    """Why ``path``, open as ``container``, gives no frames: the streams it holds instead, or
+    none at all, as an MP4 cut short does (its index, written last, is lost)."""
+    kinds = sorted({stream.type for stream in container.streams})
+    if kinds:
+        return f"{path} has no video stream (only {' and '.join(kinds)})"
+    return (f"{path} has no video stream, nor any other: it is truncated (an MP4 keeps the "
+            "index of its streams at its end) or holds no media")
+
+
 def _upright(frame: av.VideoFrame, path: Path) -> Image.Image:
     """``frame`` as players show it: turned and mirrored as its display matrix says, as FFmpeg's
     own player does (phone clips store portrait video as landscape frames and say so there)."""
-    image = frame.to_image(interpolation=_SCALER_FLAGS, threads=_SCALER_THREADS)
+    image = _opaque_image(frame)
     matrix = frame.side_data.get("DISPLAYMATRIX")
     if matrix is None:
         return image
@@ -399,7 +430,7 @@ def _read_file(
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ValueError(f"{path} has no video stream")
+                raise ValueError(_no_video(path, container))
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if fps is None:
@@ -604,19 +635,29 @@ def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: st
     # ``tmp`` ends in ".tmp", so the container format must be named, not guessed from the suffix.
     encoder = _ENCODERS[codec]
     _, height, width, _ = frames.shape
-    with av.open(tmp, "w", format=container_format) as container:
+    # An MP4 states the colours of MPEG-4 Part 2 video only in its own 'colr' box (H.264 carries
+    # them in its stream as well).
+    options = {"movflags": "write_colr"} if container_format == "mp4" else {}
+    with av.open(tmp, "w", format=container_format, options=options) as container:
         stream = container.add_stream(
             codec, rate=check_fps(fps), options=dict(encoder.options)
         )
         stream.width, stream.height, stream.pix_fmt = width, height, encoder.pix_fmt
         if codec == "mpeg4":
             stream.codec_context.qscale = 2  # fixed quantiser, near the best quality
+        convert = {"format": encoder.pix_fmt, "interpolation": _SCALER_FLAGS,
+                   "threads": _SCALER_THREADS}
+        if encoder.pix_fmt.startswith("yuv"):
+            # The file says which matrix and range its YUV holds, the ones the frames are
+            # converted with: untagged, players guess (mpv takes frames over 576 lines or 1279
+            # columns for BT.709, which shows a BT.601 red (200, 30, 60) as (213, 48, 58)).
+            stream.codec_context.colorspace = convert["dst_colorspace"] = _YUV_MATRIX
+            stream.codec_context.color_range = convert["dst_color_range"] = _YUV_RANGE
         for array in frames:
             if codec == "gif":
                 frame = av.VideoFrame.from_ndarray(_palette_frame(array), format="pal8")
             else:
-                frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(
-                    format=encoder.pix_fmt, interpolation=_SCALER_FLAGS, threads=_SCALER_THREADS)
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(**convert)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
