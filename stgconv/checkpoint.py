@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 from stgconv.config import (
     ExperimentConfig,
@@ -269,10 +270,20 @@ def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
     return config
 
 
+def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:
+    """Load ``weights`` (a ``state_dict``) into ``net``, rebuilt from its config, in the dtype
+    they were saved in: a rebuilt net is float32, and loading alone copies into its parameters,
+    so a float64 model came back as float32 without a word (refusing float64 inputs)."""
+    saved = next((w.dtype for w in weights.values() if w.is_floating_point()), None)
+    if saved is not None:
+        net.to(saved)
+    net.load_state_dict(weights)
+
+
 def _energy(state: dict[str, Any], checkpoint: str | Path) -> ConvNetEnergy:
     try:
         energy = build_from_config(state["model_config"])
-        energy.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        load_weights(energy, state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
     return energy.eval()

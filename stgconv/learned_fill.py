@@ -279,6 +279,9 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     ``precision``, ``symmetric``: as the net was trained (``recovery.learned``); symmetric
     averages the net's fill of the clip and its fill of the clip turned half a turn and played
     backwards (:func:`_turned_backwards`), turned back.
+
+    Raises:
+        FloatingPointError: the net gave a NaN or infinite value at a missing entry.
     """
     check_mask_matches(known, observed)
     if (net.channels, net.n_fills) != (observed.shape[0], len(filled)):
@@ -294,6 +297,13 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
             _, visible, inputs, _ = _turned_backwards(pattern, net.channels) if turned else pattern
             fill = net(inputs[None].to(dtype), visible[None].to(dtype))[0].to(observed.dtype)
             corrected += (fill.flip(-2, -1) if turned else fill) / len(views)
+    # Reported, not clamped: an infinite correction (the net overflowed, in bfloat16 or not)
+    # would otherwise come out as -1 or 1 everywhere it struck, looking like a fill.
+    bad = int((~torch.isfinite(corrected) & ~known).sum())
+    if bad:
+        raise FloatingPointError(f"the learned fill's net gave non-finite values at {bad} "
+                                 f"missing entries (precision {precision!r}): its weights or "
+                                 "its arithmetic overflowed; train the prior again")
     return torch.where(known, observed, corrected.clamp(-1, 1))
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from stgconv.checks import as_int, check_entries, check_generator
 from stgconv.config import TrainConfig
 from stgconv.distributed import (
@@ -350,8 +350,8 @@ def companion_from_state(state: dict[str, Any], name: str, build: Callable[[Any]
         raise CheckpointError(missing)
     try:
         net = build(state[f"{name}_config"])
-        net.load_state_dict(state[f"{name}_model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        load_weights(net, state[f"{name}_model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} holds no loadable {name}: {err}"
                               ) from err
     return net.eval()

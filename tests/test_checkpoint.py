@@ -195,6 +195,19 @@ def multigrid_config() -> ExperimentConfig:
         base_size=2, grids=(GridConfig(size=4), GridConfig(size=8))))
 
 
+def test_load_model_keeps_a_float64_models_dtype(tmp_path: Path) -> None:
+    """Rebuilt in float32 and loaded into it, a float64 model came back as float32 and refused
+    float64 inputs; it comes back as saved, giving the same energies."""
+    energy = tiny_energy(0).double()
+    path = save_checkpoint({"config": config_to_dict(ExperimentConfig(name="f64")),
+                            "model_config": energy.config, "model": energy.state_dict()},
+                           tmp_path / "checkpoint.pt")
+    loaded, _, _ = load_model(path, device="cpu")
+    assert next(loaded.parameters()).dtype == torch.float64
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    assert torch.equal(loaded(x), energy(x))
+
+
 def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Path) -> None:
     energy = tiny_energy(0)
     config = ExperimentConfig(name="single")

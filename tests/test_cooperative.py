@@ -249,6 +249,17 @@ def test_a_cooperative_run_refuses_to_resume_a_descriptor_run(tmp_path: Path) ->
         generator_from_state(load_checkpoint(tmp_path / "checkpoint.pt"), "run")
 
 
+def test_a_float64_generator_comes_back_as_float64() -> None:
+    """Rebuilt from its config in float32 and loaded into that, a float64 generator came back
+    as float32; it comes back as saved."""
+    net = ConvGenerator(latent_dim=5, out_shape=(1, 8, 8)).double()
+    loaded = generator_from_state({"generator_model": net.state_dict(),
+                                   "generator_config": net.config}, "run")
+    assert next(loaded.parameters()).dtype == torch.float64
+    z = torch.randn(2, 5, dtype=torch.float64)
+    assert torch.equal(loaded(z), net.eval()(z))
+
+
 def test_a_generator_whose_loss_overflows_is_reported() -> None:
     """The proposals are clamped, the generator's output is not: an output of 1e30 starts
     finite chains but its loss overflows float32, which must stop the step, not reach Adam."""

@@ -34,7 +34,9 @@ from stgconv.mcmc import (
     NonFiniteEnergyError,
     StepInfo,
 )
+from stgconv.mcmc import hmc as hmc_module
 from stgconv.mcmc import langevin as langevin_module
+from stgconv.mcmc import mala as mala_module
 from stgconv.mcmc.base import energy_and_grad, nonfinite_flag, on_grid
 from stgconv.ops import block_down, nearest_up
 
@@ -283,6 +285,39 @@ def test_hmc_acceptance_rate_and_langevin_reports_one() -> None:
     Langevin(n_steps=3, step_size=0.1).run(standard_energy, x0, generator=g, callback=lang)
     assert lang.acceptance_rate == 1.0
     assert all(s.accepted is None for s in lang.steps)
+
+
+
+def test_mala_log_acceptance_ratio_keeps_float32_proposal_terms_exact() -> None:
+    """The proposal densities' squared norms (1.6e7 here: 16 entries 1000 apart; half of a
+    10^6-entry video's count, 5e5, is rounded alike) cancel in the ratio: summed apart in
+    float32 it was off by up to 0.44 on these values; entry by entry, summed in float64, it
+    matches float64 arithmetic on the same float32 values."""
+    g = gen(40)
+    x = torch.randn(4, 16, generator=g)
+    y = x + 1000 + torch.randn(4, 16, generator=g)
+    g_x, g_y, e_x, e_y = (torch.randn(*shape, generator=g) for shape in [(4, 16)] * 2 + [(4,)] * 2)
+    x64, y64, gx64, gy64 = (t.double() for t in (x, y, g_x, g_y))
+    half_step = 0.5  # step size 1
+    expected = e_x.double() - e_y.double() + (((y64 - x64 + half_step * gx64) ** 2).sum(1)
+                                              - ((x64 - y64 + half_step * gy64) ** 2).sum(1)) / 2
+    got = mala_module.log_acceptance_ratio(x, y, e_x, e_y, g_x, g_y, step_size=1.0)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0, atol=0.01)
+
+
+def test_hmc_log_acceptance_ratio_keeps_float32_kinetic_energies_exact() -> None:
+    """Kinetic energies of 8e6 (momenta near 1000) cancel in ``H_start - H_end``: taken apart in
+    float32 it was off by up to 0.58 on these values; entry by entry, summed in float64, it
+    matches float64 arithmetic on the same float32 values."""
+    g = gen(41)
+    p_start, p_end = (1000 + torch.randn(4, 16, generator=g) for _ in range(2))
+    e_x, e_y = torch.randn(4, generator=g), torch.randn(4, generator=g)
+    expected = e_x.double() - e_y.double() + 0.5 * ((p_start.double() ** 2).sum(1)
+                                                    - (p_end.double() ** 2).sum(1))
+    got = hmc_module.log_acceptance_ratio(e_x, e_y, p_start, p_end)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected, rtol=0, atol=0.01)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,6 +588,23 @@ def test_langevin_reports_the_gradient_norm_before_clipping(create_graph: bool) 
         standard_energy, x0, generator=gen(22), callback=infos.append,
         create_graph=create_graph)
     torch.testing.assert_close(infos[0].grad_norm, x0.norm(dim=1))  # |grad E(x0)| = |x0|
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_langevin_clips_a_float16_gradient_whose_norm_is_past_float16s_range(
+        create_graph: bool) -> None:
+    """8000 gradient entries of 1000 have norm 89443, past float16's 65504: the norm came out
+    infinite, the clip scaled the gradient to zero and the chain stood still (and reported an
+    infinite norm). Taken in float32, the clipped step has length h * clip, the chain stays
+    float16, and the norm is reported."""
+    infos: list[StepInfo] = []
+    x0 = torch.zeros(1, 8000, dtype=torch.float16)
+    x = Langevin(n_steps=1, step_size=0.1, noise_scale=0.0, grad_clip=1.0).run(
+        lambda v: 1000 * v.flatten(1).sum(1), x0, callback=infos.append,
+        create_graph=create_graph)
+    assert x.dtype == torch.float16
+    assert float(x.detach().float().norm()) == pytest.approx(0.5 * 0.1**2, rel=1e-2)
+    assert float(infos[0].grad_norm) == pytest.approx(1000 * math.sqrt(8000), rel=1e-3)
 
 
 def test_langevin_grad_clip_bounds_displacement() -> None:
@@ -1041,6 +1093,14 @@ def test_diagnostics_average_energy_and_gradient_norm_over_chains() -> None:
     assert diag.mean_grad_norm == [3.0, 0.5]
 
 
+def test_diagnostics_of_a_float64_chain_keep_float64() -> None:
+    """Averaged in float32, 1e8 + 1 came back as 1e8 (float32's spacing there is 8)."""
+    diag = Diagnostics()
+    diag(StepInfo(0, torch.tensor([1e8 + 1, 1e8 + 1], dtype=F64),
+                  torch.tensor([1e8 + 1, 1e8 + 1], dtype=F64)))
+    assert diag.mean_energy == [1e8 + 1] and diag.mean_grad_norm == [1e8 + 1]
+
+
 @pytest.mark.parametrize("create_graph", [False, True])
 def test_langevin_reports_a_last_step_that_leaves_the_finite_range(create_graph: bool) -> None:
     """The last update is never fed back into the energy, so its result is checked on its
@@ -1071,6 +1131,21 @@ def test_a_non_finite_gradient_alone_is_flagged() -> None:
     grad = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
     assert nonfinite_flag(torch.zeros(2), grad).item()
     assert not nonfinite_flag(torch.zeros(2), torch.ones(2, 2)).item()
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_a_float16_chain_whose_gradient_sums_past_float16s_range_is_not_diverged(name: str
+                                                                                 ) -> None:
+    """8000 gradient entries of 10 sum to 80000, past float16's largest value (65504): summed
+    in float16 the flag was infinite and every sampler reported a healthy chain as diverged at
+    step 0; summed in float32 the chain runs, and an infinite energy is still reported. (The
+    small step keeps the energy itself, 10 * sum(x), within float16's range.)"""
+    sampler = replace(ALL_SAMPLERS[name], step_size=0.01)
+    x0 = torch.zeros(2, 8000, dtype=torch.float16)
+    x = sampler.run(lambda v: 10 * v.flatten(1).sum(1), x0, generator=gen(42))
+    assert x.dtype == torch.float16 and torch.isfinite(x).all()
+    with pytest.raises(NonFiniteEnergyError, match="at step 0 of"):
+        sampler.run(lambda v: v.flatten(1).sum(1) + math.inf, x0, generator=gen(42))
 
 
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))

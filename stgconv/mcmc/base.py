@@ -125,9 +125,15 @@ def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
     gather the flags and raise once, naming the first bad step.
     """
     # A NaN or infinity anywhere makes the sum non-finite: one reduction instead of a full-size
-    # boolean tensor (measured 16x cheaper on a video-sized gradient). Only a finite gradient
-    # whose entries sum past ~3e38 could be flagged wrongly, and that chain has diverged anyway.
-    return ~(torch.isfinite(e.sum()) & torch.isfinite(grad.sum()))
+    # boolean tensor (measured 16x cheaper on a video-sized gradient). Summed in float32 at
+    # least: a float16 sum overflows past 65504, which 8000 healthy gradient entries of 10
+    # reached, and a chain that had not diverged was reported as diverged. Only a finite
+    # gradient whose entries sum past ~3e38 could be flagged wrongly, and that chain has
+    # diverged anyway.
+    def total(values: Tensor) -> Tensor:
+        return values.sum(dtype=torch.promote_types(values.dtype, torch.float32))
+
+    return ~(torch.isfinite(total(e)) & torch.isfinite(total(grad)))
 
 
 def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
@@ -140,9 +146,18 @@ def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
         raise NonFiniteEnergyError(sampler, int(bad.nonzero()[0, 0]), n_steps)
 
 
-def per_chain_sum(values: Tensor) -> Tensor:
-    """``(B, *S)`` -> ``(B,)`` sum over everything but the batch dimension."""
-    return values.flatten(1).sum(dim=1)
+def per_chain_norm(grad: Tensor) -> Tensor:
+    """``(B, *S)`` -> ``(B,)`` L2 norm of each chain's ``grad``, in float32 at least: a float16
+    norm overflows past 65504 (8000 entries of 1000), and gradient clipping by an infinite norm
+    scaled a finite gradient to zero, so the chain stopped drifting without a word."""
+    return torch.linalg.vector_norm(grad.flatten(1), dim=1,
+                                    dtype=torch.promote_types(grad.dtype, torch.float32))
+
+
+def per_chain_sum(values: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
+    """``(B, *S)`` -> ``(B,)`` sum over everything but the batch dimension, accumulated and
+    returned in ``dtype`` (default ``values``' own)."""
+    return values.flatten(1).sum(dim=1, dtype=dtype)
 
 
 def broadcast_chains(values: Tensor, like: Tensor) -> Tensor:

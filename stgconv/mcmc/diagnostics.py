@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from stgconv.mcmc.base import StepInfo
 
@@ -26,12 +27,12 @@ class Diagnostics:
     @property
     def mean_energy(self) -> list[float]:
         """Mean energy over chains, per step."""
-        return torch.stack([s.energy.float().mean() for s in self.steps]).tolist()
+        return _means([s.energy for s in self.steps])
 
     @property
     def mean_grad_norm(self) -> list[float]:
         """Mean gradient norm over chains, per step."""
-        return torch.stack([s.grad_norm.float().mean() for s in self.steps]).tolist()
+        return _means([s.grad_norm for s in self.steps])
 
     @property
     def acceptance_rate(self) -> float:
@@ -40,3 +41,10 @@ class Diagnostics:
         if not decisions:
             return 1.0
         return torch.stack(decisions).float().mean().item()
+
+
+def _means(per_step: list[Tensor]) -> list[float]:
+    """The mean of each ``(B,)`` tensor, in its dtype, float32 at least: a float64 chain's
+    energies of 1e8 were averaged in float32, which rounds them to multiples of 8."""
+    return torch.stack([values.mean(dtype=torch.promote_types(values.dtype, torch.float32))
+                        for values in per_step]).tolist()

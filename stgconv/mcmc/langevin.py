@@ -18,6 +18,7 @@ from stgconv.mcmc.base import (
     check_start,
     energy_and_grad,
     nonfinite_flag,
+    per_chain_norm,
     raise_if_nonfinite,
 )
 from stgconv.mcmc.constraints import Constraint
@@ -143,10 +144,9 @@ class Langevin:
             x.requires_grad_(False)
             flag = nonfinite_flag(e, grad)
             if callback is not None or self.grad_clip is not None:
-                grad_norm = grad.flatten(1).norm(dim=1)
+                grad_norm = per_chain_norm(grad)
             if self.grad_clip is not None:
-                grad = grad * broadcast_chains(
-                    (self.grad_clip / (grad_norm + 1e-12)).clamp(max=1.0), grad)
+                grad = _clipped(grad, grad_norm, self.grad_clip)
             if callback is not None:
                 callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm))
             x.add_(grad, alpha=-half_step)
@@ -191,10 +191,9 @@ class Langevin:
             flags.append(nonfinite_flag(e, grad))
             # Not detached: the clipping's scale depends on x too, and the chain's derivative
             # must include that (a detached norm left out a term wherever clipping bit).
-            grad_norm = grad.flatten(1).norm(dim=1)
+            grad_norm = per_chain_norm(grad)
             if self.grad_clip is not None:
-                grad = grad * broadcast_chains(
-                    (self.grad_clip / (grad_norm + 1e-12)).clamp(max=1.0), grad)
+                grad = _clipped(grad, grad_norm, self.grad_clip)
             if callback is not None:
                 callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm.detach()))
             x = x - 0.5 * self.step_size**2 * grad
@@ -232,3 +231,11 @@ class Langevin:
         runs Python per step (a callback) or changes per step (annealed noise)."""
         return (self.cuda_graph and x.device.type == "cuda" and callback is None
                 and self.noise_anneal == "none" and graph_generator_ok(generator))
+
+
+def _clipped(grad: Tensor, grad_norm: Tensor, grad_clip: float) -> Tensor:
+    """``grad`` ``(B, *S)`` scaled so each chain's norm (``grad_norm`` ``(B,)``, float32 at
+    least) is at most ``grad_clip``, in ``grad``'s dtype: the float32 scale would otherwise turn
+    a float16 chain's update, and so the chain, into float32."""
+    scale = (grad_clip / (grad_norm + 1e-12)).clamp(max=1.0)
+    return (grad * broadcast_chains(scale, grad)).to(grad.dtype)

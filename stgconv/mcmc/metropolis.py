@@ -17,6 +17,7 @@ from stgconv.mcmc.base import (
     check_start,
     energy_and_grad,
     nonfinite_flag,
+    per_chain_norm,
 )
 from stgconv.mcmc.constraints import Constraint
 from stgconv.types import EnergyFn
@@ -50,8 +51,10 @@ def metropolis_select(
     Returns:
         The new ``(x, energy, grad)`` and the ``(B,)`` bool acceptance decisions.
     """
+    # Drawn in the chain's and energies' dtype, not the (float64) ratio's, so that a seed
+    # gives the same uniforms, hence the same chain, as when the ratio was in that dtype.
     uniform = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device,
-                         dtype=log_ratio.dtype)
+                         dtype=torch.promote_types(current[0].dtype, current[1].dtype))
     accept = torch.log(uniform) < log_ratio
     mask = broadcast_chains(accept, current[0])
     x = torch.where(mask, proposal[0], current[0])
@@ -91,5 +94,5 @@ def metropolis_step(
     ``(x, energy, grad)``."""
     chosen, accept = metropolis_select(log_ratio, current, proposal, generator=generator)
     if callback is not None:
-        callback(StepInfo(step, current[1], current[2].flatten(1).norm(dim=1), accept))
+        callback(StepInfo(step, current[1], per_chain_norm(current[2]), accept))
     return chosen
