@@ -248,6 +248,28 @@ def test_known_entries_refuse_chains_they_do_not_fit(chains: tuple[int, ...]) ->
         constraint.project(rand(chains, seed=1))
 
 
+@pytest.mark.parametrize("chains", [(1, 2, 8, 8), (3, 2, 8, 8), (0, 2, 8, 8), (4, 3, 2, 8, 8),
+                                    (2, 8, 8), (3, 1, 8, 8), (3, 2, 8, 1), (3, 2, 8, 16)])
+def test_constraints_take_the_chains_torch_broadcasts_their_data_over(
+        chains: tuple[int, ...]) -> None:
+    """project compares the shapes dim by dim (torch.broadcast_shapes cost more than the
+    projection, at every step): it takes exactly the chains that torch broadcasts the
+    constraint's data over without changing their shape, and keeps that shape."""
+    try:
+        fits = torch.broadcast_shapes(chains, (1, 2, 8, 8)) == chains
+    except RuntimeError:
+        fits = False
+    x = rand(chains, seed=1)
+    for constraint in (KnownEntries(rand((1, 2, 8, 8), seed=0),
+                                    torch.ones(1, 1, 8, 8, dtype=torch.bool)),
+                       DownsampleConsistency(rand((1, 2, 4, 4), seed=0), (2, 2))):
+        if fits:
+            assert constraint.project(x).shape == chains
+        else:
+            with pytest.raises(ValueError, match=r"does not fit"):
+                constraint.project(x)
+
+
 def test_constraints_keep_the_chains_dtype_and_carry_no_graph() -> None:
     """float64 data under float32 chains promoted the chains to float64; data that requires
     grad made the projected start a non-leaf, which Langevin then failed to step."""

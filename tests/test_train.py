@@ -179,6 +179,21 @@ def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: floa
                    generator=gen(0), config={"mode": mode})
 
 
+@pytest.mark.parametrize("mode", ["persistent", "buffer", "multigrid"])
+def test_a_fit_keeps_its_statistics_and_chains_as_data(mode: str) -> None:
+    """What a run keeps from step to step (the history fit returns, the last samples and data,
+    the stored chains) holds no graph: a statistic kept as a tensor (a per-step read put off,
+    as the host-traffic changes do) would hold its step's whole graph for the rest of the run."""
+    trainer = make_multigrid_trainer() if mode == "multigrid" else make_trainer(mode)
+    history = trainer.fit(3, progress=False)
+    assert len(history) == 3
+    assert all(type(value) is float for stats in history for value in stats.values())
+    trainers = trainer.trainers if mode == "multigrid" else [trainer]
+    for each in trainers:
+        kept = [each.last_samples, each.last_data, *each.chains.state_dict().values()]
+        assert all(x.grad_fn is None and not x.requires_grad for x in kept)
+
+
 def test_cosine_lr_decay_schedules_the_descriptor_trainer() -> None:
     """train.lr_decay cosine: step i runs at lr (1 + cos(pi i / n)) / 2, n = n_iterations."""
     data = tiny_data()
