@@ -41,6 +41,33 @@ def as_int(value: object, name: str, *, minimum: int) -> int:
     return number
 
 
+def check_finite_number(value: float, name: str, *, positive: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is finite and ``>= 0`` (``> 0`` with
+    ``positive``). NaN fails too: it compares false with every bound, so a plain ``value < 0``
+    test lets it through."""
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value}")
+
+
+def refuse_inference_mode(needs: str, instead: str) -> None:
+    """``RuntimeError`` inside ``torch.inference_mode()``, in which no block can turn autograd
+    back on, saying what ``needs`` gradients and to do it (``instead``) outside: torch's own
+    message, from the backward pass, names neither."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(f"{needs}, which torch.inference_mode() turns off: {instead} outside "
+                           "it (torch.no_grad() is fine)")
+
+
+def expand_mask(mask: Tensor, like: Tensor, name: str, like_name: str) -> Tensor:
+    """``mask`` expanded (a view) to ``like``'s shape, or ``ValueError`` naming both tensors and
+    their shapes when it does not broadcast: torch's own message names neither."""
+    try:
+        return mask.expand_as(like)
+    except RuntimeError as err:
+        raise ValueError(f"{name} {tuple(mask.shape)} does not broadcast to {like_name} "
+                         f"{tuple(like.shape)}") from err
+
+
 def as_array(x: np.ndarray | Tensor) -> np.ndarray:
     """``x`` as a numpy array (a tensor detached, on the CPU); bfloat16, which numpy has no type
     for ("Got unsupported ScalarType BFloat16"), as float32, which holds its every value."""

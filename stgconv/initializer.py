@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.baselines.voxel import nearest_known_fill
-from stgconv.checks import as_int, check_bool_mask, check_dtype, check_generator
+from stgconv.checks import as_int, check_bool_mask, check_dtype, check_generator, expand_mask
 from stgconv.config import InitializerConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -173,11 +173,7 @@ class MaskedFiller(_CoarseNet):
                              f"filler's fold {self.fold}")
         check_dtype(observed, self.first.weight.dtype, "observed")
         check_bool_mask(known, "known")
-        try:
-            known = known.expand_as(observed)
-        except RuntimeError as err:  # torch's message names neither tensor
-            raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
-                             f"{tuple(observed.shape)}") from err
+        known = expand_mask(known, observed, "known", "observed")
         seen = torch.where(known, observed, torch.zeros_like(observed))
         fill = nearest_known_fill(seen, known)
         inputs = torch.cat([seen, known.to(observed.dtype), fill], dim=1)
@@ -430,10 +426,7 @@ class InitializerTrainer(CompanionTrainer):
         if bad is not None:
             raise FloatingPointError(f"non-finite initializer loss at iteration "
                                      f"{self.iteration}: {bad}")
-        total = 0.0
-        for value in values:
-            total += value / len(values)
-        totals = {"initializer_bce": total}
+        totals = {"initializer_bce": sum(value / len(values) for value in values)}
         if self.world is not None:
             totals = self.world.average(totals, weight=min(self.settings.batch_size,
                                                            self.data.shape[0]))

@@ -19,6 +19,7 @@ from stgconv.checks import (
     check_not_meta,
     check_voxels,
     check_whole_labels,
+    expand_mask,
 )
 from stgconv.data.masks import check_mask_matches
 
@@ -105,11 +106,7 @@ def voxel_errors(pred: Tensor, truth: Tensor, *, where: Tensor | None = None) ->
         return diff.flatten(1).mean(dim=1)
     check_bool_mask(where, "where", meaning="True = scored")
     check_not_meta(where, "where")
-    try:
-        weight = where.to(pred.device).expand(pred.shape).double()
-    except RuntimeError as err:
-        raise ValueError(f"where {tuple(where.shape)} does not broadcast to pred "
-                         f"{tuple(pred.shape)}") from err
+    weight = expand_mask(where.to(pred.device), pred, "where", "pred").double()
     count = weight.flatten(1).sum(dim=1)
     if (count == 0).any():
         raise ValueError("a shape has no voxel to score (where is empty)")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import observed_frames_around
-from stgconv.checks import check_bool_mask, check_generator
+from stgconv.checks import check_bool_mask, check_finite_observed, check_generator, expand_mask
 from stgconv.config import TrainConfig
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
@@ -61,12 +61,7 @@ class RecoveryResult:
 def _bool_mask(name: str, mask: Tensor, observed: Tensor, *, meaning: str = "True = observed"
                ) -> Tensor:
     check_bool_mask(mask, name, meaning=meaning)
-    try:
-        return mask.to(observed.device).expand_as(observed)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{name} {tuple(mask.shape)} does not broadcast to observed {tuple(observed.shape)}"
-        ) from err
+    return expand_mask(mask.to(observed.device), observed, name, "observed")
 
 
 def interpolation_spread(observed: Tensor, known: Tensor) -> Tensor:
@@ -302,8 +297,7 @@ def _masks(observed: Tensor, known: Tensor, holdout: Tensor | None
     known = _bool_mask("known", known, observed)
     if not known.any():
         raise ValueError("nothing is observed: recovery needs at least one known entry")
-    if not torch.isfinite(observed[known]).all():
-        raise ValueError("observed has NaN or infinite values at known entries")
+    check_finite_observed(observed, known, "observed")
     if holdout is None:
         return known, known, None
     holdout = _bool_mask("holdout", holdout, observed, meaning="True = held out")

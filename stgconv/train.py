@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stgconv.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from stgconv.checks import as_int, check_entries, check_generator
+from stgconv.checks import as_int, check_entries, check_generator, refuse_inference_mode
 from stgconv.config import TrainConfig
 from stgconv.distributed import (
     World,
@@ -72,9 +72,7 @@ def training_step(step: Callable[..., dict[str, float]]) -> Callable[..., dict[s
     the step changes anything (chains stored under it could never be updated again)."""
     @wraps(step)
     def with_grad(trainer: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
-        if torch.is_inference_mode_enabled():
-            raise RuntimeError("a training step needs gradients, which torch.inference_mode() "
-                               "turns off: train outside it (torch.no_grad() is fine)")
+        refuse_inference_mode("a training step needs gradients", "train")
         with torch.enable_grad():
             return step(trainer, *args, **kwargs)
     return with_grad

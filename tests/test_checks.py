@@ -31,6 +31,7 @@ from stgconv.checks import (
     check_bool_mask,
     check_cache_version,
     check_classes,
+    check_finite_number,
     check_voxels,
     open_npz,
     reading,
@@ -443,3 +444,16 @@ def test_the_seed_check_covers_every_public_function_taking_a_generator() -> Non
                 if public and any(argument.arg == "generator" for argument in arguments):
                     found.add(f"{module}.{name}")
     assert found == set(SEED_CALLS) | UNCHECKED
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), -1e-9])
+def test_check_finite_number_refuses_nan_infinities_and_negatives(value: float) -> None:
+    with pytest.raises(ValueError, match=rf"^noise_std must be finite and >= 0, got {value}$"):
+        check_finite_number(value, "noise_std")
+
+
+def test_check_finite_number_takes_zero_unless_positive() -> None:
+    check_finite_number(0.0, "noise_scale")
+    check_finite_number(1e-30, "step_size", positive=True)
+    with pytest.raises(ValueError, match=r"^step_size must be finite and > 0, got 0.0$"):
+        check_finite_number(0.0, "step_size", positive=True)

@@ -710,6 +710,17 @@ def test_render_views_refuses_a_view_past_the_pole_or_no_view() -> None:
             render_views(np.ones((4, 4, 4)), views=views, size=8)
 
 
+def test_bfloat16_grids_mesh_and_render_as_their_float32_values() -> None:
+    """A bfloat16 grid (a model run in bfloat16) is a float grid like any other: numpy has no
+    bfloat16, and the grids' own conversion failed ("Got unsupported ScalarType BFloat16")."""
+    cube = torch.zeros(8, 8, 8)
+    cube[2:6, 2:6, 2:6] = 1
+    half = cube.to(torch.bfloat16)
+    for got, want in zip(mesh_from_voxels(half), mesh_from_voxels(cube)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(voxel_sheet(half, size=16), voxel_sheet(cube, size=16))
+
+
 def test_render_takes_an_upper_case_png_suffix(tmp_path: Path) -> None:
     path = render_voxels(np.ones((4, 4, 4)), tmp_path / "shape.PNG", size=8)
     assert Image.open(path).format == "PNG"

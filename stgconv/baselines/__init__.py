@@ -13,7 +13,7 @@ import math
 
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask, check_finite_observed, check_not_meta
+from stgconv.checks import check_bool_mask, check_finite_observed, check_not_meta, expand_mask
 
 
 def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
@@ -32,11 +32,7 @@ def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
     check_not_meta(known, "known")
     if observed.dim() == 0:
         raise ValueError("observed must be a batch (B, *S), got a 0-dim tensor")
-    try:
-        known = known.expand_as(observed)
-    except RuntimeError as err:  # torch's message names neither tensor
-        raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
-                         f"{tuple(observed.shape)}") from err
+    known = expand_mask(known, observed, "known", "observed")
     check_finite_observed(observed, known, "observed")  # else every missing entry turns NaN
     # Spelt out, not flatten(1): a batch (B,) has no dim 1.
     examples = (observed.shape[0], math.prod(observed.shape[1:]))

@@ -38,6 +38,7 @@ from stgconv.checks import (
     check_finite_observed,
     check_not_meta,
     check_voxels,
+    expand_mask,
 )
 from stgconv.ops import block_down, block_top_k, linear_up, nearest_up
 from stgconv.types import Fill
@@ -98,12 +99,7 @@ def _prepare(observed: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
     check_not_meta(known, "known")
     if observed.dim() < 2:
         raise ValueError(f"observed must be (B, C, *S), got {tuple(observed.shape)}")
-    try:
-        known = known.expand(observed.shape)
-    except RuntimeError as err:
-        raise ValueError(f"known {tuple(known.shape)} does not broadcast to observed "
-                         f"{tuple(observed.shape)}") from err
-    return observed, known
+    return observed, expand_mask(known, observed, "known", "observed")
 
 
 def nearest_known_fill(observed: Tensor, known: Tensor) -> Tensor:

@@ -120,10 +120,7 @@ def eval_super_resolution(
     size = grid_side(energy)
     check_factor(size, factor)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
-    side = truth.shape[-1]
-    if side > size:
-        raise ValueError(f"{shapes} holds {side}^3 grids; this model takes "
-                         f"(N, {size}, {size}, {size}) (smaller grids are padded)")
+    side = _checked_side(truth, shapes, size)
     padded = pad_to(truth, size)
     lo = (size - side) // 2
 
@@ -225,10 +222,7 @@ def eval_recovery_3d(
     init = default_recovery_init(initializer) if init is None else init
     fill = recovery_fill(init, initializer)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
-    side = truth.shape[-1]
-    if side > size:
-        raise ValueError(f"{shapes} holds {side}^3 grids; this model takes "
-                         f"(N, {size}, {size}, {size}) (smaller grids are padded)")
+    side = _checked_side(truth, shapes, size)
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
     observed = torch.where(known, truth, torch.zeros_like(truth))
     sampler = task_sampler(config, n_steps=n_steps)
@@ -255,6 +249,16 @@ def eval_recovery_3d(
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
+
+
+def _checked_side(truth: Tensor, shapes: str | Path, size: int) -> int:
+    """The side of the ground-truth grids ``truth`` ``(N, 1, R, R, R)`` read from ``shapes``, or
+    ``ValueError`` when they are larger than the model's ``size`` (smaller ones are padded)."""
+    side = truth.shape[-1]
+    if side > size:
+        raise ValueError(f"{shapes} holds {side}^3 grids; this model takes "
+                         f"(N, {size}, {size}, {size}) (smaller grids are padded)")
+    return side
 
 
 def _batch_size(batch_size: int) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
-from stgconv.checks import as_int
+from stgconv.checks import as_array, as_int
 from stgconv.io.atomic import atomic_write
 
 # open3d takes ~1.5 s to import; it loads where a mesh is read, voxelized or written through it.
@@ -550,7 +550,7 @@ def _write_obj(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
 
 
 def _as_grid(grid: object) -> np.ndarray:
-    array = grid.detach().cpu().numpy() if hasattr(grid, "detach") else np.asarray(grid)
+    array = as_array(grid)
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 3:

@@ -17,12 +17,12 @@ each panel), so sizes compare across panels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from stgconv.checks import as_int
+from stgconv.checks import as_array, as_int
 from stgconv.io.image import save_picture
 from stgconv.io.mesh import mesh_from_voxels
 
@@ -107,13 +107,19 @@ def _render_one(scene: o3d.t.geometry.RaycastingScene, corners: np.ndarray, azim
     return pixels.reshape(size, size, 3).round().astype(np.uint8)
 
 
-def render_voxels(grids: object, path: str | Path, **settings: Any) -> Path:
-    """Write :func:`voxel_sheet`'s picture of ``grids`` (its ``settings``) to the ``.png``
-    ``path``, atomically; returns ``path`` as a ``Path``."""
+def render_voxels(
+    grids: object, path: str | Path, *, views: Sequence[tuple[float, float]] = DEFAULT_VIEWS,
+    size: int = 192, level: float = 0.5, columns: int | None = None,
+    titles: Sequence[str] | None = None,
+) -> Path:
+    """Write :func:`voxel_sheet`'s picture of ``grids`` (the other arguments are its) to the
+    ``.png`` ``path``, atomically; returns ``path`` as a ``Path``."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"render path must end in .png, got {path}")
-    return save_picture(voxel_sheet(grids, **settings), path)
+    sheet = voxel_sheet(grids, views=views, size=size, level=level, columns=columns,
+                        titles=titles)
+    return save_picture(sheet, path)
 
 
 def voxel_sheet(
@@ -162,7 +168,7 @@ def voxel_sheet(
 
 def _as_batch(grids: object) -> list[np.ndarray]:
     if isinstance(grids, (list, tuple)):  # grids of different sizes, e.g. 16^3 next to 64^3
-        batch = [_as_array(grid) for grid in grids]
+        batch = [as_array(grid) for grid in grids]
         batch = [grid[0] if grid.ndim == 4 and grid.shape[0] == 1 else grid for grid in batch]
         if not batch or any(grid.ndim != 3 for grid in batch):
             raise ValueError(
@@ -170,7 +176,7 @@ def _as_batch(grids: object) -> list[np.ndarray]:
                 f"{[tuple(grid.shape) for grid in batch]}"
             )
         return batch
-    array = _as_array(grids)
+    array = as_array(grids)
     if array.ndim == 5 and array.shape[1] == 1:
         array = array[:, 0]
     elif array.ndim == 3:
@@ -182,10 +188,6 @@ def _as_batch(grids: object) -> list[np.ndarray]:
             f"(N, 1, D, H, W) with N >= 1, or a list of grids; got shape {tuple(array.shape)}"
         )
     return list(array)
-
-
-def _as_array(grid: object) -> np.ndarray:
-    return grid.detach().cpu().numpy() if hasattr(grid, "detach") else np.asarray(grid)
 
 
 def _check_views(views: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -9,7 +9,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_not_meta
+from stgconv.checks import check_not_meta, refuse_inference_mode
 from stgconv.mcmc.constraints import Constraint
 from stgconv.types import EnergyFn
 
@@ -99,9 +99,7 @@ def energy_and_grad(
             on in.
         ValueError: energies not of shape ``(B,)``, or without a gradient in ``x``.
     """
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError("sampling needs the energy's gradient, which torch.inference_mode() "
-                           "turns off: sample outside it (torch.no_grad() is fine)")
+    refuse_inference_mode("sampling needs the energy's gradient", "sample")
     with torch.enable_grad():
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             e = energy(x)
@@ -130,10 +128,9 @@ def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
     # reached, and a chain that had not diverged was reported as diverged. Only a finite
     # gradient whose entries sum past ~3e38 could be flagged wrongly, and that chain has
     # diverged anyway.
-    def total(values: Tensor) -> Tensor:
-        return values.sum(dtype=torch.promote_types(values.dtype, torch.float32))
-
-    return ~(torch.isfinite(total(e)) & torch.isfinite(total(grad)))
+    e_total = e.sum(dtype=at_least_float32(e.dtype))
+    grad_total = grad.sum(dtype=at_least_float32(grad.dtype))
+    return ~(torch.isfinite(e_total) & torch.isfinite(grad_total))
 
 
 def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
@@ -146,12 +143,17 @@ def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
         raise NonFiniteEnergyError(sampler, int(bad.nonzero()[0, 0]), n_steps)
 
 
+def at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    """``dtype``, or float32 where it is narrower (float16, bfloat16): what sums, norms and
+    means over many entries are taken in, which overflow or round in half precision."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def per_chain_norm(grad: Tensor) -> Tensor:
     """``(B, *S)`` -> ``(B,)`` L2 norm of each chain's ``grad``, in float32 at least: a float16
     norm overflows past 65504 (8000 entries of 1000), and gradient clipping by an infinite norm
     scaled a finite gradient to zero, so the chain stopped drifting without a word."""
-    return torch.linalg.vector_norm(grad.flatten(1), dim=1,
-                                    dtype=torch.promote_types(grad.dtype, torch.float32))
+    return torch.linalg.vector_norm(grad.flatten(1), dim=1, dtype=at_least_float32(grad.dtype))
 
 
 def per_chain_sum(values: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.mcmc.base import StepInfo
+from stgconv.mcmc.base import StepInfo, at_least_float32
 
 
 class Diagnostics:
@@ -46,5 +46,5 @@ class Diagnostics:
 def _means(per_step: list[Tensor]) -> list[float]:
     """The mean of each ``(B,)`` tensor, in its dtype, float32 at least: a float64 chain's
     energies of 1e8 were averaged in float32, which rounds them to multiples of 8."""
-    return torch.stack([values.mean(dtype=torch.promote_types(values.dtype, torch.float32))
+    return torch.stack([values.mean(dtype=at_least_float32(values.dtype))
                         for values in per_step]).tolist()

@@ -10,7 +10,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_classes, check_generator
+from stgconv.checks import check_classes, check_finite_number, check_generator
+from stgconv.mcmc.base import at_least_float32
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,7 @@ class NoiseInit:
     def __post_init__(self) -> None:
         if self.kind not in ("gaussian", "uniform"):
             raise ValueError(f"noise kind must be 'gaussian' or 'uniform', got {self.kind!r}")
-        if not (math.isfinite(self.scale) and self.scale >= 0):  # NaN too
-            raise ValueError(f"noise scale must be finite and >= 0, got {self.scale}")
+        check_finite_number(self.scale, "noise scale")
 
     def sample(
         self,
@@ -53,8 +53,7 @@ def data_plus_noise(x: Tensor, *, std: float, generator: torch.Generator | None 
     """``x + std * eps``, ``eps ~ N(0, I)``; ``x`` ``(B, *S)`` -> ``(B, *S)``; ``std`` finite
     and ``>= 0`` (a NaN made every start NaN, reported later as a diverged chain); ``x``
     floating point unless ``std`` is 0."""
-    if not (math.isfinite(std) and std >= 0):
-        raise ValueError(f"std must be finite and >= 0, got {std}")
+    check_finite_number(std, "std")
     check_generator(generator, "data_plus_noise")  # std 0 draws nothing: refused all the same
     if std == 0:
         return x.clone()
@@ -160,10 +159,8 @@ class DataGaussian:
         labels = labels.long().to(flat.device)
         counts = torch.bincount(labels, minlength=n_classes)
         if int(counts.min()) < 2:
+            # Not reached without labels (one class of len(flat) >= 2 examples).
             k = int(counts.argmin())
-            if n_classes == 1:
-                raise ValueError(f"a Gaussian fit needs at least 2 examples, got "
-                                 f"{int(counts[k])}")
             raise ValueError(f"class {k} has {int(counts[k])} examples; a Gaussian fit needs "
                              "at least 2 of every class")
         groups, component_classes = [], []
@@ -297,7 +294,7 @@ class DataGaussian:
         # cancels to |d|^2 * residual variance / kept variance along each kept direction: in
         # float32, a fit with residual std 1e-3 (data near a subspace, as features can be) was
         # off by 3-17 nats, and by hundreds at 1e-4. Half precision has no Cholesky at all.
-        result_dtype = torch.promote_types(x.dtype, torch.float32)
+        result_dtype = at_least_float32(x.dtype)
         x = x.double()
         factors = self.factors.flatten(2).to(x.dtype)  # (K, r, D)
         variance = self.residual_std.to(x.dtype) ** 2  # (K,)

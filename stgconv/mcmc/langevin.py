@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import check_finite_number, check_generator
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
@@ -67,10 +67,8 @@ class Langevin:
             raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
         # Written so NaN fails too: a NaN noise_scale ran the chain without noise (its noise
         # std never compares > 0), a NaN step size passed as a diverging chain.
-        if not (math.isfinite(self.step_size) and self.step_size > 0):
-            raise ValueError(f"step_size must be finite and > 0, got {self.step_size}")
-        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
-            raise ValueError(f"noise_scale must be finite and >= 0, got {self.noise_scale}")
+        check_finite_number(self.step_size, "step_size", positive=True)
+        check_finite_number(self.noise_scale, "noise_scale")
         if self.noise_anneal not in ("none", "linear", "cosine"):
             raise ValueError(f"noise_anneal must be none/linear/cosine, got {self.noise_anneal!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_finite_number
 from stgconv.mcmc.base import StepCallback, nonfinite_flag, per_chain_sum, raise_if_nonfinite
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.metropolis import evaluate_on_constraint, metropolis_start, metropolis_step
@@ -30,8 +30,7 @@ class MALA:
     def __post_init__(self) -> None:
         if self.n_steps < 1:
             raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
-        if not (math.isfinite(self.step_size) and self.step_size > 0):  # NaN too
-            raise ValueError(f"step_size must be finite and > 0, got {self.step_size}")
+        check_finite_number(self.step_size, "step_size", positive=True)
 
     def run(
         self,

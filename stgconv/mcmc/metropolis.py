@@ -51,8 +51,8 @@ def metropolis_select(
     Returns:
         The new ``(x, energy, grad)`` and the ``(B,)`` bool acceptance decisions.
     """
-    # Drawn in the chain's and energies' dtype, not the (float64) ratio's, so that a seed
-    # gives the same uniforms, hence the same chain, as when the ratio was in that dtype.
+    # Drawn in the chain's and energies' dtype, not the (float64) ratio's: a seed's uniforms,
+    # hence its chain, do not depend on the precision the ratio is computed in.
     uniform = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device,
                          dtype=torch.promote_types(current[0].dtype, current[1].dtype))
     accept = torch.log(uniform) < log_ratio

@@ -7,13 +7,12 @@ never sees any of this.
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import check_finite_number, check_generator
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.init import DataGaussian, NoiseInit, data_plus_noise
 from stgconv.ops import block_down, block_upsampler, nearest_up
@@ -93,8 +92,7 @@ class DataStart(_Stateless):
 
     def __init__(self, *, noise_std: float = 0.0, chains_per_example: int = 1) -> None:
         _check_chains_per_example(chains_per_example)
-        if not (math.isfinite(noise_std) and noise_std >= 0):  # NaN too
-            raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+        check_finite_number(noise_std, "noise_std")
         self.noise_std = noise_std
         self.chains_per_example = chains_per_example
 

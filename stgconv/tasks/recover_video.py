@@ -404,18 +404,19 @@ def _fill(settings: RecoveryConfig, observed: Tensor, known: Tensor) -> Tensor:
 
 def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
           result: RecoveryResult, *, video: str | Path, mask: str | Path) -> None:
-    out = Path(out_dir)
+    video_path, array_path, comparison_path, config_path, metrics_path = (
+        Path(out_dir) / name for name in RECOVER_FILES)
     truth, known = report["truth"], report["known"]
     occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
     fps = frame_rate(video) or 25  # a frame folder states none
     # save_comparison of one clip: save_video would refuse an odd size after all the work.
-    save_comparison([result.recovered], out / RECOVER_FILES[0], fps=fps)
+    save_comparison([result.recovered], video_path, fps=fps)
     # The video files are compressed: programs that score the recovery read this one.
-    atomic_save_npy(out / RECOVER_FILES[1], result.recovered.float().cpu().numpy())
-    save_comparison([occluded, result.recovered, truth], out / RECOVER_FILES[2],
+    atomic_save_npy(array_path, result.recovered.float().cpu().numpy())
+    save_comparison([occluded, result.recovered, truth], comparison_path,
                     labels=["occluded", "recovered", "ground truth"], fps=fps)
-    save_config(config, out / RECOVER_FILES[3])
-    atomic_write_json(out / RECOVER_FILES[4], {
+    save_config(config, config_path)
+    atomic_write_json(metrics_path, {
         "unit": UNIT,
         "video": str(video),
         "mask": str(mask),

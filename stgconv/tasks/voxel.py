@@ -255,13 +255,14 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
                           generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(out / RECOVER_SHAPE_FILES[0], ours[:, 0].numpy().astype(np.float32))
+    array_path, render_path, mesh_path = (out / name for name in RECOVER_SHAPE_FILES)
+    atomic_save_npy(array_path, ours[:, 0].numpy().astype(np.float32))
     panels, titles = [], []
     for i in range(min(4, len(ours))):
         panels += [observed[i], ours[i]]
         titles += ["observed", "stgconv"]
-    render_voxels(panels, out / RECOVER_SHAPE_FILES[1], titles=titles, columns=2)
-    _save_mesh_of_one(ours, out / RECOVER_SHAPE_FILES[2])
+    render_voxels(panels, render_path, titles=titles, columns=2)
+    _save_mesh_of_one(ours, mesh_path)
     return out
 
 
@@ -320,13 +321,14 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
                                generator=generator).clamp(0.0, 1.0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(out / SUPER_RESOLVE_FILES[0], ours[:, 0].cpu().numpy().astype(np.float32))
+    array_path, render_path, mesh_path = (out / name for name in SUPER_RESOLVE_FILES)
+    atomic_save_npy(array_path, ours[:, 0].cpu().numpy().astype(np.float32))
     panels, titles = [], []
     for i in range(min(4, len(low))):
         panels += [low[i], UPSAMPLERS["nearest"](low[i : i + 1], factor)[0], ours[i]]
         titles += [f"input {low_side}^3", "nearest", "stgconv"]
-    render_voxels(panels, out / SUPER_RESOLVE_FILES[1], titles=titles, columns=3)
-    _save_mesh_of_one(ours, out / SUPER_RESOLVE_FILES[2])
+    render_voxels(panels, render_path, titles=titles, columns=3)
+    _save_mesh_of_one(ours, mesh_path)
     return out
 
 
