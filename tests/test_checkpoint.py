@@ -22,6 +22,7 @@ from stgconv.checkpoint import (
     load_checkpoint,
     load_model,
     load_multigrid,
+    load_weights,
     save_checkpoint,
 )
 from stgconv.config import (
@@ -226,6 +227,29 @@ def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Pa
                     tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="does not describe a model"):
         load_model(tmp_path / "bad.pt", device="cpu")
+    # Nor are weights that are no state dict (an AttributeError inside).
+    save_checkpoint({"config": config_to_dict(config), "model_config": energy.config,
+                     "model": [torch.zeros(1)]}, tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="does not describe a model"):
+        load_model(tmp_path / "list.pt", device="cpu")
+
+
+class Counted(torch.nn.Module):
+    """A net whose state dict starts with an integer buffer, as a step counter would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.linear = torch.nn.Linear(2, 2)
+
+
+def test_load_weights_takes_the_dtype_of_the_floating_point_weights() -> None:
+    """An integer entry says nothing of the net's dtype (and a net cannot be moved to it)."""
+    saved = Counted().double().state_dict()
+    assert next(iter(saved.values())).dtype == torch.long
+    net = Counted()
+    load_weights(net, saved)
+    assert net.linear.weight.dtype == torch.float64 and net.count.dtype == torch.long
 
 
 def test_a_saved_setting_its_training_never_read_is_ignored_with_a_warning(

@@ -228,8 +228,10 @@ def test_check_output_says_why_a_folder_that_exists_takes_no_file(path: str, pla
 
 
 @pytest.mark.parametrize("code, reason", [
-    (errno.EACCES, "is not writable"), (errno.EROFS, "is on a read-only file system"),
-    (errno.ENOSPC, "is on a full disk"), (errno.EIO, "takes no new file (Input/output error)")])
+    (errno.EACCES, "is not writable"), (errno.EPERM, "is not writable"),
+    (errno.EROFS, "is on a read-only file system"), (errno.ENOSPC, "is on a full disk"),
+    (errno.EDQUOT, "is on a disk over its quota"),
+    (errno.EIO, "takes no new file (Input/output error)")])
 def test_check_output_names_the_reason_a_folder_refuses_a_file(tmp_path: Path, monkeypatch,
                                                                code: int, reason: str) -> None:
     """Root may write anywhere by permissions, so the refusals a user meets (a read-only or

@@ -553,6 +553,8 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     (["chains.init_noise=0.5"], "chains.init_noise is 0.5, but applies to chains.init"),
     ([*SUPER_RESOLUTION, "chains.chains_per_example=2"],
      "chains.chains_per_example is 2, but chains.mode 'super_resolution' ignores it"),
+    ([*VOXELS, "chains.mode=recovery", "chains.missing=0.5", "chains.chains_per_example=2"],
+     "chains.chains_per_example is 2, but chains.mode 'recovery' ignores it"),
     (["data.frames=4"], "data.frames is 4, but applies to videos only: data.kind 'texture'"),
     (["data.fps=10"], "data.fps is 10.0, but applies to videos only"),
     (["data.start_frame=2"], "data.start_frame is 2, but applies to videos only"),
@@ -569,6 +571,8 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
                                         "each grid's net from multigrid.grids[i].model"),
     ([*MULTIGRID, "chains.chains_per_example=2"], "chains.chains_per_example is 2, but a "
                                                   "multigrid run starts each grid's chains"),
+    ([*MULTIGRID, "chains.mode=buffer"], "chains.mode is 'buffer', but a multigrid run starts "
+                                         "each grid's chains from the grid below"),
     (["cooperative={}", "chains.mode=buffer"], "chains.mode is 'buffer', but a cooperative "
                                                "run's generator proposes every chain start"),
     (["cooperative={}", "chains.init_scale=0.5"], "chains.init_scale is 0.5, but a cooperative"),
@@ -638,6 +642,8 @@ def test_a_setting_never_read_is_refused_by_train_before_anything_is_written(
      "model.layers[0][1] (kernel) must be one int or 3 (one per dimension), got [3, 3]"),
     (["model.layers=[[4, 3, [1, 1, 1]]]"],
      "model.layers[0][2] (stride) must be one int or 2 (one per dimension), got [1, 1, 1]"),
+    (["data.kind=video", "model.arch=st", "model.layers=[[4, [3, 3], 1]]"],
+     "model.layers[0][1] (kernel) must be one int or 3 (one per dimension), got [3, 3]"),
     ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {layers: [[4, 3]]}}]}"],
      "multigrid.grids[0].model.layers[0] must be"),
 ])
@@ -672,6 +678,9 @@ def test_set_reaches_an_entry_of_a_list_by_its_index() -> None:
                                             {"size": 8, "model": {"layers": [[6, 3, 1]]}}]
     assert data["multigrid"]["grids"][0]["size"] == 2  # the input's lists are copied
     assert data["multigrid"]["grids"][1]["model"]["layers"] == [[4, 3, 1]]
+    # A mapping given for an entry merges into it, as into a section.
+    assert apply_overrides(data, ["multigrid.grids.1={size: 16}"])["multigrid"]["grids"][1] == {
+        "size": 16, "model": {"layers": [[4, 3, 1]]}}
     config = load_config(None, ["data.size=8", "multigrid={grids: [{size: 2}, {size: 8}]}",
                                 "multigrid.grids.0.sampler.n_steps=3"])
     assert config.multigrid.grids[0].sampler.n_steps == 3
@@ -685,12 +694,14 @@ def test_a_section_given_whole_to_set_changes_only_the_keys_it_gives(tmp_path: P
     """``--set sampler={n_steps: 40}`` replaced the file's whole section: its step size, noise
     and clamp went back to the defaults without a word."""
     path = write(tmp_path, "sampler:\n  step_size: 0.1\n  noise_scale: 0.0\n  clamp: [0.0, 1.0]\n"
-                           "recovery:\n  completion:\n    n_steps: 5\n")
+                           "recovery:\n  completion:\n    n_steps: 5\n    step_size: 0.05\n")
     config = load_config(path, ["sampler={n_steps: 40}", "recovery={completion: {n_steps: 2}}"])
     assert (config.sampler.n_steps, config.sampler.step_size, config.sampler.noise_scale,
             config.sampler.clamp) == (40, 0.1, 0.0, (0.0, 1.0))
-    assert config.recovery.completion == load_config(None, ["recovery.completion.n_steps=2"]
-                                                     ).recovery.completion
+    # Merged at every depth: the nested section keeps the file's step size too.
+    assert config.recovery.completion == load_config(
+        None, ["recovery.completion.n_steps=2", "recovery.completion.step_size=0.05"]
+    ).recovery.completion
     # null first clears a section, for one given whole.
     assert load_config(path, ["sampler=null", "sampler={n_steps: 40}"]).sampler == load_config(
         None, ["sampler.n_steps=40"]).sampler

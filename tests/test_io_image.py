@@ -612,3 +612,10 @@ def test_luma_names_rgb_that_is_not_uint8_with_the_channels_last(rgb: np.ndarray
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         luma(rgb)
     assert luma(np.full((4, 5, 3), 255, np.uint8)).tolist() == [[255] * 5] * 4
+
+
+def test_luma_names_rgb_that_is_no_array() -> None:
+    """A nested list failed with an AttributeError (it has no dtype)."""
+    with pytest.raises(ValueError, match=r"^luma: rgb must be uint8 \(\.\.\., 3\), the channels "
+                                         r"last, got list$"):
+        luma([[[0, 0, 0]]])

@@ -965,6 +965,15 @@ def test_a_file_without_a_video_stream_says_what_it_holds(tmp_path) -> None:
     for read in (load_video, frame_rate):  # frame_rate: an IndexError from PyAV's stream list
         with pytest.raises(ValueError, match=r"sound\.mkv has no video stream \(only audio\)"):
             read(sound)
+    # Streams of another kind than audio are named too (not taken for a file of none).
+    data_only = tmp_path / "data.ts"
+    with av.open(str(data_only), "w") as container:
+        packet = av.Packet(b"stgconv")
+        packet.stream = container.add_data_stream()
+        packet.pts = packet.dts = 0
+        container.mux(packet)
+    with pytest.raises(ValueError, match=r"data\.ts has no video stream \(only data\)"):
+        load_video(data_only)
     # An MP4 cut before its index (written last) opens as a file of no streams at all.
     data = save_video(torch.zeros(3, 2, 16, 16), tmp_path / "whole.mp4").read_bytes()
     cut = tmp_path / "cut.mp4"

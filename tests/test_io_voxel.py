@@ -347,15 +347,17 @@ def test_an_empty_matlab_v73_variable_reads_as_its_v5_twin(tmp_path: Path) -> No
     import h5py
 
     scipy.io.savemat(tmp_path / "v5.mat", {"none": np.zeros((0, 5)), "flags": np.zeros((3, 0),
-                                                                                      bool)})
+                                                                                      bool),
+                                           "counts": np.zeros((0, 2), np.int32)})
     path = write_mat_v73(tmp_path / "v73.mat", {"label": np.ones((1, 1))})
     with h5py.File(path, "a") as h5:
-        for name, dims, matlab_class in (("none", [0, 5], "double"), ("flags", [3, 0], "logical")):
+        for name, dims, matlab_class in (("none", [0, 5], "double"), ("flags", [3, 0], "logical"),
+                                         ("counts", [0, 2], "int32")):
             dataset = h5.create_dataset(name, data=np.array(dims, np.uint64))
             dataset.attrs["MATLAB_class"] = np.bytes_(matlab_class)
             dataset.attrs["MATLAB_empty"] = np.uint8(1)
     v5, v73 = read_mat(tmp_path / "v5.mat"), read_mat(path)
-    for name in ("none", "flags"):
+    for name in ("none", "flags", "counts"):
         assert (v73[name].shape, v73[name].dtype) == (v5[name].shape, v5[name].dtype)
     np.testing.assert_array_equal(v73["label"], np.ones((1, 1)))
 

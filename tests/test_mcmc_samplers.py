@@ -38,6 +38,7 @@ from stgconv.mcmc import hmc as hmc_module
 from stgconv.mcmc import langevin as langevin_module
 from stgconv.mcmc import mala as mala_module
 from stgconv.mcmc.base import energy_and_grad, nonfinite_flag, on_grid
+from stgconv.mcmc.metropolis import metropolis_select
 from stgconv.ops import block_down, nearest_up
 
 F64 = torch.float64
@@ -318,6 +319,31 @@ def test_hmc_log_acceptance_ratio_keeps_float32_kinetic_energies_exact() -> None
     got = hmc_module.log_acceptance_ratio(e_x, e_y, p_start, p_end)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, expected, rtol=0, atol=0.01)
+
+
+def test_a_float64_ratio_draws_the_float32_chains_uniforms() -> None:
+    """The ratio is float64 now; the uniforms stay those a float32 chain drew before (a seed
+    gives the same chain): each decision is the float32 uniform's against the ratio."""
+    u = torch.rand(64, generator=torch.Generator().manual_seed(5))
+    margin = torch.tensor([1e-6, -1e-6], dtype=torch.float64).repeat(32)
+    chains = (torch.zeros(64, 2), torch.zeros(64), torch.zeros(64, 2))
+    _, accept = metropolis_select(torch.log(u).double() + margin, chains, chains,
+                                  generator=torch.Generator().manual_seed(5))
+    assert torch.equal(accept, margin > 0)
+
+
+def test_acceptance_ratios_sum_their_entry_terms_in_float64() -> None:
+    """Entry terms that cancel (2^25, 1, -2^25) sum to 1 in float64 and to 0 in float32, whose
+    spacing at 2^25 is 4: the entry-by-entry form keeps the large squared norms out of the
+    terms, and the float64 sum keeps a chain's many terms from rounding each other away."""
+    zero, ones = torch.zeros(1), torch.ones(1, 3)
+    # MALA, step size 1, equal gradients 1: each term is -2 (y - x).
+    y = torch.tensor([[-2.0**24, -0.5, 2.0**24]])
+    assert mala_module.log_acceptance_ratio(torch.zeros(1, 3), y, zero, zero, ones, ones,
+                                            step_size=1.0).tolist() == [-0.5]
+    # HMC: each term is p_start^2 - p_end^2.
+    p_start, p_end = torch.tensor([[8192.0, 1.0, 0.0]]), torch.tensor([[0.0, 0.0, 8192.0]])
+    assert hmc_module.log_acceptance_ratio(zero, zero, p_start, p_end).tolist() == [0.5]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,6 +630,17 @@ def test_langevin_clips_a_float16_gradient_whose_norm_is_past_float16s_range(
         create_graph=create_graph)
     assert x.dtype == torch.float16
     assert float(x.detach().float().norm()) == pytest.approx(0.5 * 0.1**2, rel=1e-2)
+    assert float(infos[0].grad_norm) == pytest.approx(1000 * math.sqrt(8000), rel=1e-3)
+
+
+@pytest.mark.parametrize("sampler", [MALA(n_steps=1, step_size=1e-3),
+                                     HMC(n_steps=1, step_size=1e-3, n_leapfrog=1)])
+def test_metropolis_samplers_report_a_float16_gradient_norm_past_float16s_range(
+        sampler: MALA | HMC) -> None:
+    """As for Langevin: a float16 chain's gradient norm of 89443 was reported as infinite."""
+    infos: list[StepInfo] = []
+    sampler.run(lambda v: 1000 * v.flatten(1).sum(1), torch.zeros(1, 8000, dtype=torch.float16),
+                generator=torch.Generator().manual_seed(0), callback=infos.append)
     assert float(infos[0].grad_norm) == pytest.approx(1000 * math.sqrt(8000), rel=1e-3)
 
 
