@@ -27,6 +27,7 @@ from stgconv.config import (
 )
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
+from stgconv.io.atomic import WriteError
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.recover_video import RECOVER_FILES
 from stgconv.tasks.train import Terminated
@@ -43,7 +44,8 @@ SHIPPED_RECOVERY_CONFIG = "the shipped configs/video/recovery_quick.yaml"
 # including NonFiniteEnergyError and DivergenceError; OSError: a file system that refuses a read
 # or a write, e.g. a full disk or a folder without write permission, its message naming the
 # path; PeerFailedError: under torchrun, another process stopped, its own error printed by it);
-# anything else is a bug and keeps its traceback.
+# anything else is a bug and keeps its traceback. They exit 2, but for WriteError, an output
+# that failed part-way after the checks up front (a disk filled meanwhile), which exits 1.
 USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError, PeerFailedError)
 
 
@@ -609,6 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             out = _run(args)
+    except WriteError as err:  # after the checks up front: not the input's fault
+        show_error(err)
+        return 1
     except USER_ERRORS as err:
         show_error(err)
         return 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import closing, nullcontext
 from functools import partial, wraps
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +34,7 @@ from stgconv.distributed import (
     take_generator,
 )
 from stgconv.energy.base import EnergyModel
+from stgconv.io.tensorboard import summary_writer
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.buffer import ReplayBuffer
@@ -205,21 +207,19 @@ class FitLoop:
                 is never saved, so ``checkpoint_path`` keeps the last good one, and the message
                 says which iteration that is. A chain that diverges inside a step raises the
                 sampler's own ``FloatingPointError`` with the same guarantee.
+            WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
+                its folder removed); the checkpoint it was replacing stays whole.
         """
         main = self.world is None or self.world.is_main
         progress = progress and main
-        writer = None
-        if log_dir is not None and main:
-            # tensorboard takes a second to import; only runs that log pay for it.
-            from torch.utils.tensorboard import SummaryWriter
-
-            # A resumed run hides what a killed one logged after its checkpoint: those
-            # iterations are taken again, and TensorBoard would show two curves over them.
-            writer = SummaryWriter(str(log_dir), purge_step=self.iteration + 1
-                                   if self.iteration > 0 else None)
+        # A resumed run hides what a killed one logged after its checkpoint: those iterations
+        # are taken again, and TensorBoard would show two curves over them.
+        logging = (summary_writer(log_dir, purge_step=self.iteration + 1 if self.iteration > 0
+                                  else None)
+                   if log_dir is not None and main else nullcontext())
         history = []
-        bar = tqdm(total=n_iterations, initial=self.iteration, disable=not progress, desc="train")
-        try:
+        with logging as writer, closing(tqdm(total=n_iterations, initial=self.iteration,
+                                             disable=not progress, desc="train")) as bar:
             while self.iteration < n_iterations:
                 stats = self.step()
                 self._diverged_saying_what_is_kept(partial(self.check_divergence, stats),
@@ -242,10 +242,6 @@ class FitLoop:
                     self.save(checkpoint_path)
                     if on_checkpoint is not None:
                         on_checkpoint(self)
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
         return history
 
     def _diverged_saying_what_is_kept(self, check: Callable[[], None],

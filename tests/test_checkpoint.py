@@ -7,8 +7,10 @@ Saving and resuming a whole training run (single or multi-grid) is in ``test_tra
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from stgconv.checkpoint import (
     load_model,
     load_multigrid,
     load_weights,
+    previous_path,
     save_checkpoint,
 )
 from stgconv.config import (
@@ -33,6 +36,7 @@ from stgconv.config import (
     config_to_dict,
 )
 from stgconv.energy import ConvNetEnergy, image_energy
+from stgconv.io.atomic import WriteError
 from stgconv.mcmc import DataStart, Langevin
 from stgconv.train import Trainer
 
@@ -343,3 +347,27 @@ def test_save_checkpoint_keeps_no_previous_unless_asked(tmp_path: Path) -> None:
     assert not previous_path(path).exists()
     save_checkpoint({"iteration": 3}, path, keep_previous=True)
     assert load_checkpoint(previous_path(path))["iteration"] == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="shutil.copyfile copies with os.sendfile on Linux only")
+def test_a_full_disk_while_keeping_the_previous_checkpoint_names_that_file(
+        tmp_path: Path, monkeypatch) -> None:
+    """shutil.copyfile names its source and the temporary it copies into: the error read
+    "checkpoint.pt -> .checkpoint_previous.pt.<pid>-<random>.tmp". Both checkpoints stay."""
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"iteration": 1}, path)
+    save_checkpoint({"iteration": 2}, path, keep_previous=True)
+
+    def full_disk(*_: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "sendfile", full_disk)
+    with pytest.raises(WriteError) as failure:
+        save_checkpoint({"iteration": 3}, path, keep_previous=True)
+    assert str(failure.value) == (f"[Errno {errno.ENOSPC}] No space left on device: "
+                                  f"'{previous_path(path)}'")
+    assert load_checkpoint(path)["iteration"] == 2
+    assert load_checkpoint(previous_path(path))["iteration"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt",
+                                                          "checkpoint_previous.pt"]

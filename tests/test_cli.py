@@ -1,10 +1,12 @@
 """CLI smoke tests on tiny CPU settings: every command runs in-process through ``main``, once
-through a real ``python -m stgconv.cli`` process, and user errors exit 2 with a clear message.
+through a real ``python -m stgconv.cli`` process, and user errors exit 2 with a clear message (a
+write failing part-way, a disk filled meanwhile, exits 1).
 Run folders: one owner at a time, never replaced without ``--resume`` or ``--overwrite``, left as
 they were by a resume that fails."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -12,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -21,8 +24,8 @@ from _tiny import ROOT, SR_CONFIG, tiny_texture_run
 from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
+from stgconv import checkpoint, tasks
 from stgconv.checkpoint import load_checkpoint
-from stgconv import tasks
 from stgconv.cli import main
 from stgconv.config import load_config
 from stgconv.distributed import PeerFailedError
@@ -918,6 +921,103 @@ def test_every_output_file_is_renamed_into_place_whole(command: str, monkeypatch
     assert written, f"{command} wrote nothing under {out}"
     assert [p for p in written if p.resolve() not in renamed] == []
     assert not debris.exists()
+
+
+# ------------------------------------ a write failing part-way: exit 1, one line, nothing half
+
+
+@pytest.mark.parametrize("command", OUTPUTS, ids=list(OUTPUTS))
+def test_a_disk_full_part_way_exits_1_naming_the_file(command: str, monkeypatch, capsys,
+                                                      command_inputs: dict[str, str]) -> None:
+    """A write that fails after the checks up front (the disk filled meanwhile) is not bad
+    input: exit 1, not the 2 of a typo, in one line naming the file; nothing is left half
+    written, nor a temporary."""
+    def full_disk(fd: int) -> None:  # the data reaches the disk at fsync, and finds it full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    out = Path(command_inputs["out"])
+    args = [a.format(**command_inputs) for a in OUTPUTS[command]]
+    code, _, err = run_main(args, capsys)
+    assert code == 1, err
+    assert re.fullmatch(f"{prog(args)}: error: \\[Errno {errno.ENOSPC}\\] No space left on device: "
+                        f"'{re.escape(str(out))}/[^']+'\n", err), err
+    assert [p for p in out.rglob("*")
+            if p.is_file() and "tb" not in p.relative_to(out).parts] == []
+
+
+def test_a_resume_stopped_by_a_full_disk_keeps_its_checkpoint_for_the_next(tmp_path: Path,
+                                                                          monkeypatch,
+                                                                          capsys) -> None:
+    """The checkpoint being replaced stays whole: a half-written one never takes its name."""
+    run = tiny_texture_run(tmp_path)
+    before = (run / "checkpoint.pt").read_bytes()
+
+    def half_then_full(buffer, tmp: str) -> None:
+        with open(tmp, "wb") as file:
+            file.write(buffer.getbuffer()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "_write_bytes", half_then_full)
+    resume = ["train", "--resume", "--out", str(run), "--set", "train.n_iterations=2", "--quiet"]
+    code, _, err = run_main(resume, capsys)
+    assert code == 1 and f"No space left on device: '{run / 'checkpoint.pt'}'" in err, err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+    monkeypatch.undo()
+    assert run_main(resume, capsys)[0] == 0
+    assert load_checkpoint(run)["iteration"] == 2
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted at ``tmp_path / "disk"``, for a real full disk; skipped where
+    mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command to make a small disk with")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN): "
+                    f"{mounted.stderr.strip().splitlines()[0]}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def fill(path: Path, *, leaving: int) -> None:
+    """Write ``path`` until its disk is full, then free ``leaving`` bytes of it."""
+    with open(path, "wb", buffering=0) as file:
+        try:
+            while True:
+                file.write(bytes(4096))
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+        file.truncate(file.tell() - leaving)
+
+
+@pytest.mark.parametrize(("room", "failing"), [(0, ".lock"), (8192, "checkpoint_previous.pt")])
+def test_a_really_full_disk_stops_a_resume_in_one_line_and_frees_to_go_on(
+        small_disk: Path, capsys, room: int, failing: str) -> None:
+    """On a real file system: with no room the lock file's owner line fails (it named no file,
+    and closing the file raised it again); with 8 KiB the lock file and TensorBoard's first
+    events fit, the copy of the 12 KiB checkpoint to checkpoint_previous.pt does not (named
+    by its temporary). Exit 1 in one line naming that file, the run as it was; once space is
+    freed the same --resume goes on."""
+    run = tiny_texture_run(small_disk)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    fill(small_disk / "filler", leaving=room)
+    resume = ["train", "--resume", "--out", str(run), "--set", "train.n_iterations=2", "--quiet"]
+    code, _, err = run_main(resume, capsys)
+    assert code == 1 and err == ("stgconv train: error: [Errno 28] No space left on device: "
+                                 f"'{run / failing}'\n"), err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    (small_disk / "filler").unlink()
+    assert run_main(resume, capsys)[0] == 0
+    assert load_checkpoint(run)["iteration"] == 2
 
 
 def test_reconstruction_png_shows_the_target_left_of_its_reconstruction(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from stgconv.io import atomic
 from stgconv.io.atomic import (
+    WriteError,
     atomic_save_npy,
     atomic_write,
     atomic_write_json,
@@ -245,10 +246,51 @@ def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:
     def full_disk(tmp: str) -> None:  # what np.save / torch.save into a file object raise
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError, match=f"No space left on device: '{path}'"):
+    with pytest.raises(WriteError, match=f"No space left on device: '{path}'"):
         atomic_write(path, full_disk)
     assert path.read_text() == "old"
     assert leftovers(tmp_path, {"checkpoint.pt"}) == []
+
+
+def test_a_full_disk_under_np_save_names_the_file_and_the_reason(tmp_path: Path,
+                                                                 file_size_limit) -> None:
+    """numpy writes a real file with ndarray.tofile, whose error was "80000 requested and 4096
+    written": neither the file nor why (no errno for the rest of the message)."""
+    path = tmp_path / "synthesized.npy"
+    file_size_limit(4096)
+    with pytest.raises(WriteError, match=f"File too large: '{path}'"):
+        atomic_save_npy(path, np.zeros(10_000))
+    assert leftovers(tmp_path, set()) == []
+
+
+def test_a_failed_write_is_a_write_error_of_its_errnos_kind(tmp_path: Path) -> None:
+    """WriteError (which the CLI exits 1 for, not 2) that is still the OSError subclass of its
+    errno: a caller catching FileNotFoundError or PermissionError still does."""
+    with pytest.raises(WriteError) as failure:
+        atomic_write(tmp_path / "out.txt", os.unlink)  # the rename finds no temporary
+    assert isinstance(failure.value, FileNotFoundError)
+    assert failure.value.filename == str(tmp_path / "out.txt")
+
+
+def test_a_temporary_that_cannot_be_removed_does_not_hide_the_error(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """An I/O error, then the folder gone read-only before the temporary could be removed: the
+    unlink's error (naming the temporary) replaced the one that stopped the write."""
+    path = tmp_path / "x.json"
+
+    def io_error(tmp: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def read_only(name: str) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", name)
+
+    monkeypatch.setattr(atomic.os, "unlink", read_only)
+    with pytest.raises(WriteError, match=f"Input/output error: '{path}'"):
+        atomic_write(path, io_error)
+    with pytest.raises(KeyboardInterrupt):  # files written together: the same
+        with written_together():
+            atomic_write_text(path, "{}")
+            raise KeyboardInterrupt
 
 
 def test_errors_name_the_file_asked_for_not_its_temporary(tmp_path: Path, monkeypatch) -> None:

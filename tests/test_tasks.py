@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from PIL import Image
 from stgconv.checkpoint import load_checkpoint
 from stgconv.cli import main
 from stgconv.config import load_config
+from stgconv.io.atomic import WriteError
 from stgconv.io.video import save_video
 from stgconv.tasks import demo, synthesize, train
 from stgconv.tasks.train import ExistingRun
@@ -337,6 +339,34 @@ def test_a_run_removes_the_temporaries_a_killed_run_left_before_its_own_work(
         train(load_config(None, [f"out_dir={run}", "device=cpu",
                                  f"data.path={tmp_path / 'missing.png'}"]))
     assert not debris.exists()
+
+
+@pytest.mark.parametrize("tensorboard_folder_made_again", [False, True])
+def test_a_run_folder_removed_while_training_is_not_made_again(
+        tmp_path: Path, monkeypatch, tensorboard_folder_made_again: bool) -> None:
+    """The checkpoint written after the removal made the folder again, holding no config.yaml
+    (nothing --resume could take), and a failed run's cleanup then failed on the lock file
+    that went with the folder. Now the run stops with one error naming the folder, from
+    TensorBoard's writer or, where that goes on (its folder made again), the run's own check
+    before its next write."""
+    from stgconv.train import Trainer
+
+    run = tmp_path / "run"
+    save = Trainer.save
+
+    def save_then_folder_removed(self, path):
+        saved = save(self, path)
+        shutil.rmtree(run)
+        if tensorboard_folder_made_again:
+            (run / "tb").mkdir(parents=True)
+        return saved
+
+    monkeypatch.setattr(Trainer, "save", save_then_folder_removed)
+    noticed = ("run folder was removed while training" if tensorboard_folder_made_again
+               else r"run folder was removed while training|\(TensorBoard events\)")
+    with pytest.raises(WriteError, match=f"({noticed}).*'{run}"):
+        tiny_texture_run(tmp_path, "train.n_iterations=2", "train.checkpoint_every=1")
+    assert not run.exists()  # what the run made again of it (tb) goes with the failed run
 
 
 @pytest.fixture

@@ -10,8 +10,11 @@ Everything runs on tiny CPU tensors; the two learning tests take a few seconds e
 from __future__ import annotations
 
 import copy
+import errno
 import importlib
 import math
+import re
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
 from stgconv.energy import image_energy
 from stgconv.energy.base import EnergyModel
+from stgconv.io.atomic import WriteError
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import (
     Langevin,
@@ -307,6 +311,32 @@ def test_fit_writes_periodic_checkpoints(tmp_path: Path) -> None:
     # The checkpoint it replaced is kept, and no temporary file is left.
     assert load_checkpoint(tmp_path / "checkpoint_previous.pt")["iteration"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint_previous.pt"]
+
+
+def test_a_tensorboard_event_that_cannot_be_written_stops_fit_naming_the_folder(
+        tmp_path: Path, monkeypatch) -> None:
+    """tensorboard writes from its own thread: an event it failed to write after the writer's
+    last call (the disk full by then) was printed as that thread's traceback and raised again
+    naming no file. Now one error names the folder."""
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    thread_errors = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    log_dir = tmp_path / "tb"
+
+    def full_by_the_time_it_is_written(*_: object) -> None:
+        time.sleep(0.05)  # the writer's last call has returned
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def disk_full_from_now(writer, _: Trainer) -> None:
+        monkeypatch.setattr(RecordWriter, "write", full_by_the_time_it_is_written)
+        writer.add_scalar("samples/volume_fraction", 0.5, 1)
+
+    with pytest.raises(WriteError, match=re.escape(
+            f"No space left on device (TensorBoard events): '{log_dir}'")):
+        make_trainer("persistent").fit(1, log_dir=log_dir, progress=False,
+                                       on_log=disk_full_from_now)
+    assert thread_errors == []
 
 
 def test_a_resumed_run_logs_each_iteration_once(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from stgconv.checks import check_output
 from stgconv.io.image import to_unit
+from stgconv.io.tensorboard import summary_writer
 
 
 def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
@@ -30,20 +31,15 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
 
     Raises:
         ValueError: ``log_dir`` cannot be written (:func:`stgconv.checks.check_output`).
+        WriteError: writing failed part-way (a full disk, the folder removed meanwhile).
     """
-    from torch.utils.tensorboard import SummaryWriter  # tensorboard is only needed here
-
-    # The writer's own thread would print a traceback of its failure besides the error raised.
     check_output(log_dir, "the TensorBoard folder")
-    writer = SummaryWriter(str(log_dir))
-    try:
+    with summary_writer(log_dir) as writer:
         for metric in ("errors", "iou"):
             for method, value in table.get(metric, {}).items():
                 writer.add_scalar(f"{task}/{metric.rstrip('s')}/{method}", value, step)
         for name, picture in pictures.items():
             writer.add_image(f"{task}/{name}", picture.clamp(0.0, 1.0), step)
-    finally:
-        writer.close()
 
 
 def frame_comparison(clips: list[Tensor], known: Tensor) -> Tensor:

@@ -14,8 +14,9 @@ import json
 import os
 import re
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,6 +31,25 @@ TEMPORARY_NAME_CHARS = 40
 
 # Inside written_together: each destination's temporary, written whole and not yet renamed.
 _waiting: ContextVar[dict[Path, str] | None] = ContextVar("_waiting", default=None)
+
+
+class WriteError(OSError):
+    """Writing an output failed part-way, after the checks a command makes up front: a full
+    disk, a quota, an I/O error, its folder removed or made read-only meanwhile. The file
+    system's failure, not the input's: the CLI exits 1 for it, not 2. ``filename`` is the file
+    (or folder) being written, never a temporary. Made by :func:`write_error`."""
+
+
+def write_error(number: int, reason: str, path: str | Path) -> WriteError:
+    """A :class:`WriteError` naming ``path`` that is also the subclass of ``OSError`` its
+    errno makes (``FileNotFoundError``, ``PermissionError``, ...), as ``OSError(number, ...)``
+    would be: a caller catching those still does."""
+    return _write_error_class(type(OSError(number, reason)))(number, reason, str(path))
+
+
+@cache
+def _write_error_class(kind: type[OSError]) -> type[WriteError]:
+    return WriteError if kind is OSError else type(kind.__name__, (WriteError, kind), {})
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -56,7 +76,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
                                    prefix=f".{path.name[:TEMPORARY_NAME_CHARS]}.{os.getpid()}-",
                                    suffix=".tmp")
     except OSError as err:  # a folder that takes no new file: name the file asked for
-        raise OSError(err.errno, err.strerror, str(path)) from err
+        raise write_error(err.errno, err.strerror, path) from err
     os.close(fd)
     # mkstemp makes the file private (0600); give the result the mode any new file would get.
     umask = os.umask(0)
@@ -76,16 +96,26 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         os.replace(tmp, path)
         _sync(path.parent)
     except OSError as err:
-        if err.filename not in (None, tmp) or err.errno is None:
+        # An error about another file (a source the writer reads) is the writer's own.
+        if err.errno is None or (err.filename not in (None, tmp) and err.filename2 != tmp):
             raise
         # A writer given a file object (a full disk under np.save or torch.save) raises the
         # system's error without a file name, others name the temporary, which the user never
-        # asked for: name the file it was writing.
-        raise OSError(err.errno, err.strerror, str(path)) from err
+        # asked for, or the file they copy and the temporary (shutil.copyfile keeping
+        # checkpoint_previous.pt): name the file it was writing.
+        raise write_error(err.errno, err.strerror, path) from err
     finally:
-        if os.path.exists(tmp) and tmp not in (_waiting.get() or {}).values():
-            os.unlink(tmp)
+        if tmp not in (_waiting.get() or {}).values():
+            _discard(tmp)
     return path
+
+
+def _discard(tmp: str) -> None:
+    """Remove a temporary that did not go into place, if it is still there. One that cannot be
+    removed (its folder made read-only meanwhile) is left for :func:`remove_temporaries` once
+    this process has ended: the unlink's error would hide the one that stopped the write."""
+    with suppress(OSError):
+        os.unlink(tmp)
 
 
 @contextmanager
@@ -105,7 +135,7 @@ def written_together() -> Iterator[None]:
         yield
     except BaseException:
         for tmp in waiting.values():
-            os.unlink(tmp)
+            _discard(tmp)
         raise
     finally:
         _waiting.reset(token)
@@ -114,8 +144,7 @@ def written_together() -> Iterator[None]:
             os.replace(tmp, path)
     finally:  # a rename refused (the name now a folder) leaves no temporaries behind
         for tmp in waiting.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _discard(tmp)
     for folder in {path.parent for path in waiting}:
         _sync(folder)
 
@@ -182,9 +211,18 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as file:  # a file object: np.save would append ".npy" to a name
-            np.save(file, array, allow_pickle=False)
+            np.save(_Stream(file), array, allow_pickle=False)
 
     return atomic_write(path, write)
+
+
+class _Stream:
+    """A file that numpy writes through ``write``: given a real file it calls
+    ``ndarray.tofile``, which reports a full disk as "32768 requested and 8064 written", an
+    OSError without the system's errno, so without the reason or the file's name."""
+
+    def __init__(self, file: Any) -> None:
+        self.write = file.write
 
 
 def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:

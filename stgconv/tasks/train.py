@@ -3,6 +3,7 @@ folder."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -42,7 +43,7 @@ from stgconv.data.image import load_npz_labels
 from stgconv.distributed import World
 from stgconv.generator import ConvGenerator
 from stgconv.initializer import Initializer, InitializerTrainer
-from stgconv.io.atomic import remove_temporaries
+from stgconv.io.atomic import remove_temporaries, write_error
 from stgconv.jem import HybridTrainer
 from stgconv.mcmc import DataGaussian
 from stgconv.modalities import Modality, modality_of
@@ -221,24 +222,30 @@ def _owned(out: Path) -> Iterator[None]:
     file goes, and the folder too when this run made it, with the folders above it it made."""
     made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+") as file:
+    # Unbuffered: a write refused by a full disk is not tried again, unnamed, on closing.
+    with os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+b", 0) as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = file.read().strip() or "another process"
+            owner = file.read().decode(errors="replace").strip() or "another process"
             raise ValueError(f"run folder {out} is in use by {owner} ({out / LOCK}); wait for "
                              "that run to end or train into another folder") from None
-        # A killed owner's words may still be here: the flock was free, so they are stale.
-        file.truncate(0)
-        file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-        file.flush()
         try:
+            # A killed owner's words may still be here: the flock was free, so they are stale.
+            file.truncate(0)
+            try:
+                file.write(f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+            except OSError as err:  # the disk full already: the run's first write
+                raise write_error(err.errno, err.strerror, out / LOCK) from err
             yield
         except BaseException:
             if not _run_files(out):
                 with _sigterm_held():
-                    (out / LOCK).unlink()
+                    # Both already gone when the run folder was removed while training.
+                    (out / LOCK).unlink(missing_ok=True)
                     for folder in made:
+                        if not folder.is_dir():
+                            continue
                         if any(folder.iterdir()):
                             break
                         folder.rmdir()
@@ -429,6 +436,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         describe_run()
 
     def save_samples(t: Trainer | MultiGridTrainer, _: dict[str, float]) -> None:
+        if main:  # before this iteration's samples and checkpoint
+            _check_not_removed(out)
         every = config.train.sample_every
         if main and every > 0 and t.iteration % every == 0 and t.last_samples is not None:
             modality.preview(modality.to_data(_finest(t.last_samples), config),
@@ -447,11 +456,21 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                 progress=progress, on_iteration=save_samples, on_checkpoint=describe_run,
                 on_log=log_media)
     if main and trainer.last_samples is not None:
+        _check_not_removed(out)
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
                          formats=(".gif", ".mp4"), fps=config.data.fps)
     if main and isinstance(trainer, MultiGridTrainer):
         _save_pyramids(trainer, observed, modality, config, out)
     return out
+
+
+def _check_not_removed(out: Path) -> None:
+    """``WriteError`` when the run folder was removed (or its lock file with it) while
+    training: the writers would make the folder again, holding a checkpoint without its
+    ``config.yaml``, while another run may already own the place."""
+    if not (out / LOCK).exists():
+        raise write_error(errno.ENOENT, "the run folder was removed while training, its lock "
+                         f"file {LOCK} with it; stopped rather than make it again", out)
 
 
 def _labels(config: ExperimentConfig, key: str, n_images: int) -> Tensor:
