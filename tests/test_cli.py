@@ -981,7 +981,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
                              capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
         pytest.skip(f"mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN): "
-                    f"{mounted.stderr.strip().splitlines()[0]}")
+                    f"{(mounted.stderr.strip() or f'exit status {mounted.returncode}').splitlines()[0]}")
     try:
         yield disk
     finally:
