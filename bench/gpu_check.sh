@@ -195,7 +195,9 @@ if [ "$QUICK" != 1 ]; then
 fi
 if [ -n "$ANIMALS" ]; then
     # Quality with the fast path on (seeds 0 and 1: the spread) and off (seed 0).
-    animals=(--modality image --device "$DEVICE" --samples 16 --set data.kind=objects
+    # data=null first: the config's clip settings (frames, fps) are refused for images.
+    animals=(--modality image --device "$DEVICE" --samples 16 --set data=null
+             --set data.kind=objects --set data.channels=3 --set data.size=64
              --set "data.path=$ANIMALS" "${training[@]}")
     for run in auto_0 auto_1 fp32_0; do
         part "multigrid_$run" 50 "$PYTHON" bench/multigrid.py "${animals[@]}" \

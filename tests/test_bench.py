@@ -275,6 +275,78 @@ def test_single_grid_chains_take_every_grids_steps_at_use_too(bench_module):
     assert (used.n_steps, used.task_steps) == (sum(steps), 50 * len(steps))
 
 
+def test_every_config_a_full_bench_run_trains_validates(tmp_path, bench_module, monkeypatch):
+    """The configs the benches' full (not --quick) runs build, built by the benches' own
+    functions without training: the smoke runs' overrides replace the data and nets, so a
+    setting refused in a full run only (a config key no run reads) showed after its data
+    loaded, or not at all in the default test suite."""
+    from types import SimpleNamespace
+
+    from stgconv.config import ExperimentConfig, load_config
+
+    configs: list[ExperimentConfig] = []
+    coop = bench_module("coop.py")
+    for pair in coop["PAIRS"].values():  # run_pair's two methods, without overrides
+        configs += [load_config(pair.coop, []), coop["descriptor_config"](pair, [])]
+    multigrid = bench_module("multigrid.py")
+    for path in multigrid["CONFIGS"].values():
+        for consistent in ("true", "false"):  # bench/README.md's runs of both
+            config = load_config(path, [f"multigrid.consistent={consistent}", "device=cpu"])
+            configs += [config, multigrid["single_grid"](config)]
+    scaling = bench_module("scaling.py")
+    for series in scaling["SERIES"]:
+        for size in series.sizes:
+            shape = {"batch": series.batch, "side": series.side, "frames": series.frames,
+                     series.grows: size}
+            configs.append(scaling["experiment"](series.net, steps=None, seed=0, **shape))
+    # The trainings of jem.py --train and voxel_eval.py, stopped where they would start.
+    def train(config: ExperimentConfig, **kwargs) -> Path:
+        configs.append(config)
+        return tmp_path
+
+    monkeypatch.setattr(sys.modules["stgconv.tasks.train"], "train", train)
+    jem = bench_module("jem.py")
+    jem["train_runs"](jem["CONFIG"], tmp_path / "mnist.npz",
+                      {"jem": tmp_path / "jem", "plain": tmp_path / "plain"}, ["seed=0"])
+    voxel_eval = bench_module("voxel_eval.py")
+    monkeypatch.setitem(voxel_eval["train_model"].__globals__, "tasks",
+                        SimpleNamespace(train=train))
+    for config_path, *_ in voxel_eval["TASKS"].values():
+        voxel_eval["train_model"](config_path, str(tmp_path / "train.npz"), tmp_path / "run",
+                                  device="cpu", overrides=["seed=0"], progress=False)
+    features = bench_module("features.py")["CONFIG"]
+    configs.append(load_config(features, ["seed=0", "train.n_iterations=150",
+                                          "model.arch=desc32"]))  # as bench/README.md runs it
+    assert len(configs) == 6 + 12 + 10 + 2 + 2 + 1
+    assert all(isinstance(config, ExperimentConfig) for config in configs)
+
+
+def gpu_check_animals_arguments(animals: Path) -> list[str]:
+    """The multi-grid image bench's arguments as bench/gpu_check.sh builds them for its
+    ANIMALS_DIR (its ``animals`` array, evaluated by bash, as in a QUICK run)."""
+    [array] = re.findall(r"^ *animals=\(.*?\)$", (BENCH / "gpu_check.sh").read_text(),
+                         re.S | re.M)
+    shell = f'DEVICE=cpu ANIMALS="$1"; training=(); {array}; printf "%s\\0" "${{animals[@]}}"'
+    done = subprocess.run(["bash", "-c", shell, "bash", str(animals)], capture_output=True,
+                          text=True, check=True)
+    return done.stdout.split("\0")[:-1]
+
+
+def test_gpu_check_trains_the_animal_frames_as_images(tmp_path, bench_main, monkeypatch):
+    """gpu_check.sh's ANIMALS_DIR part reads the animal frames saved as images with the
+    animals config's net: its data.kind=objects alone kept the config's clip settings (frames,
+    fps), refused for images, so every one of its runs exited 2 before training."""
+    main = bench_main("multigrid.py")
+    stop_at(main, "run_modality", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main([*gpu_check_animals_arguments(tmp_path), "--set", "sampler.precision=fp32"])
+    modality, config = reached.value.args[0]
+    assert modality == "image"
+    assert (config.data.kind, config.data.path, config.data.channels, config.data.size) == (
+        "objects", str(tmp_path), 3, 64)
+    assert config.multigrid.grids[-1].model.arch == "descriptor64"
+
+
 def test_digit_references_are_random_halves_not_the_files_order(bench_module):
     """MNIST's test file holds one group of writers in its first half and another in the
     second: the compared digits and the reference digits are drawn at random from the whole."""
