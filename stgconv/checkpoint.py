@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import pickle
 import shutil
-import warnings
 import zipfile
 from functools import partial
 from pathlib import Path
@@ -25,10 +24,9 @@ from torch import Tensor, nn
 from stgconv.config import (
     ExperimentConfig,
     UnknownKeys,
-    UnreadSetting,
-    apply_overrides,
     config_from_dict,
     resolve_device,
+    without_unread_settings,
 )
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
@@ -243,31 +241,14 @@ def is_multigrid(state: dict[str, Any]) -> bool:
 
 
 def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
-    ignored: list[str] = []
     try:
-        data = state["config"]
-        while True:
-            try:
-                config = config_from_dict(ExperimentConfig, data)
-                break
-            except UnreadSetting as err:
-                # An earlier stgconv accepted settings its run never read; the run trained
-                # without them, and is used without them (at their defaults, which nothing
-                # reads either).
-                if err.key in ignored:
-                    raise
-                ignored.append(err.key)
-                data = apply_overrides(data, [], {err.key: err.default})
+        data = without_unread_settings(state["config"], f"checkpoint {checkpoint}'s config")
+        return config_from_dict(ExperimentConfig, data)
     except UnknownKeys as err:
         raise CheckpointError(f"checkpoint {checkpoint} holds a config this stgconv cannot read "
                               f"(written by a newer version?): {err}") from err
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
-    if ignored:
-        warnings.warn(f"checkpoint {checkpoint}'s config sets {', '.join(ignored)}, which its "
-                      "training never read (an earlier stgconv accepted them): ignored",
-                      stacklevel=2)
-    return config
 
 
 def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:

@@ -333,7 +333,8 @@ def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,
     saved = Path(config.out_dir) / "config.yaml"
     if not saved.is_file():
         return
-    run, given = (_dotted(config_to_dict(load_config(path, args.overrides, values)))
+    run, given = (_dotted(config_to_dict(load_config(path, args.overrides, values,
+                                                     saved=path is saved)))
                   for path in (saved, args.config))
     if given.get("data.mean") == "auto":  # the run's config.yaml holds the mean it learnt
         del given["data.mean"]
@@ -470,7 +471,9 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         # Paths as typed: as YAML, "--out 2024" was a number and "--out 'run #2'" wrote to run.
         values = {key: value for key, value in (("data.path", args.data), ("out_dir", args.out),
                                                 ("device", args.device)) if value is not None}
-        config = load_config(_train_config(args), args.overrides, values)
+        # Without CONFIG, --resume reads the run's own config.yaml.
+        config = load_config(_train_config(args), args.overrides, values,
+                             saved=args.resume and args.config is None)
         if args.resume and args.config is not None:
             _check_resumed_config(config, args, values)
         return tasks.train(config, resume=args.resume, overwrite=args.overwrite,

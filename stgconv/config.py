@@ -14,6 +14,7 @@ import os
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, TypeVar
@@ -1118,20 +1119,51 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
-                values: Mapping[str, Any] | None = None) -> ExperimentConfig:
+                values: Mapping[str, Any] | None = None, *,
+                saved: bool = False) -> ExperimentConfig:
     """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides, then
     ``values`` (``{"key.sub": value}``, not parsed: what a command's own options set).
+    ``saved``: the file is a run's own ``config.yaml``, whose settings an earlier stgconv
+    accepted but the run never read are reset, with a warning
+    (:func:`without_unread_settings`); a config file of the user's is refused for them.
 
     A multi-grid grid's ``sampler`` section overrides the experiment's ``sampler`` section key by
     key, so a grid that only sets ``n_steps`` keeps the experiment's step size and clamp.
     A ``~`` heading ``data.path`` or ``out_dir`` is the user's home folder, as a shell would
     make it (a quoted one would otherwise become a folder named ``~``).
     """
-    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides, values)
+    data = read_yaml(path) if path is not None else {}
+    if saved:
+        data = without_unread_settings(data, str(path))
+    data = apply_overrides(data, overrides, values)
     config = config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
     return dataclasses.replace(
         config, out_dir=expand_home(config.out_dir),
         data=dataclasses.replace(config.data, path=expand_home(config.data.path)))
+
+
+def without_unread_settings(data: Any, source: str) -> Any:
+    """``data``, a config that a run saved (its ``config.yaml``, its checkpoint's), with each
+    setting that the run never read (:class:`UnreadSetting`) reset to its default, named in a
+    warning that calls ``data`` ``source``: an earlier stgconv accepted them, and the run,
+    trained without them, resumes and is used without them. Other problems are left for
+    the config's own load to name."""
+    ignored: list[str] = []
+    while isinstance(data, dict):
+        try:
+            config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
+            break
+        except UnreadSetting as err:
+            if err.key in ignored:
+                raise
+            ignored.append(err.key)
+            data = apply_overrides(data, [], {err.key: err.default})
+        except (TypeError, ValueError):
+            break
+    if ignored:
+        warnings.warn(f"{source} sets {', '.join(ignored)}, which its training never read (an "
+                      "earlier stgconv accepted them): ignored", stacklevel=3)
+    return data
 
 
 def expand_home(path: str) -> str:

@@ -132,6 +132,27 @@ def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> No
     assert load_checkpoint(run)["iteration"] == 5
 
 
+def test_resume_ignores_a_setting_the_runs_config_yaml_holds_but_its_training_never_read(
+        tmp_path: Path, capsys) -> None:
+    """A run that an earlier stgconv trained with such a setting (accepted then, refused now)
+    resumes without it, as its checkpoint loads, and says so: it was refused, one key a time."""
+    run = tiny_texture_run(tmp_path)
+    saved = run / "config.yaml"
+    saved.write_text(saved.read_text().replace("buffer_capacity: 10000", "buffer_capacity: 77"))
+    code, _, err = run_main(["train", "--set", "train.n_iterations=2", "--out", str(run),
+                             "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    assert (f"warning: {saved} sets chains.buffer_capacity, which its training never read "
+            "(an earlier stgconv accepted them): ignored") in err
+    assert load_checkpoint(run)["iteration"] == 2
+    assert load_config(saved).chains.buffer_capacity == 10000  # the run's own, now readable
+    # A config file of the user's is still refused for it.
+    user = tmp_path / "user.yaml"
+    user.write_text(saved.read_text().replace("buffer_capacity: 10000", "buffer_capacity: 77"))
+    code, _, err = run_main(["train", str(user), "--resume", "--quiet"], capsys)
+    assert code == 2 and "chains.buffer_capacity is 77, but applies to" in err, err
+
+
 def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tmp_path: Path,
                                                            capsys) -> None:
     """`train CONFIG --resume`: a run's --data and --set values live only in its config.yaml,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,16 @@ def test_an_error_in_the_block_is_not_hidden_by_the_writers(tmp_path: Path) -> N
             shutil.rmtree(log_dir)
             writer.add_scalar("loss", 1.0, 1)
             raise FloatingPointError("diverged")
+
+
+def test_writers_open_together_leave_the_thread_hook_as_it_was(tmp_path: Path) -> None:
+    """Two blocks that overlap without nesting (the first closed first) restore the hook they
+    found: the first restored it while the second's was installed, which the second then
+    replaced by the first's, left installed for good (catching later writers' failures)."""
+    hook = threading.excepthook
+    first, second = summary_writer(tmp_path / "a"), summary_writer(tmp_path / "b")
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    assert threading.excepthook is hook

@@ -12,12 +12,25 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from stgconv.io.atomic import write_error
 
 # The module of tensorboard's writer thread, whose failure summary_writer raises itself.
 _WRITER_THREAD_MODULE = "tensorboard.summary.writer.event_file_writer"
+
+# The writer threads of the open summary_writer blocks, each with its block's failures; while
+# any is open, threading.excepthook is _keep_writer_failure, over the hook it replaced.
+_failures_of: dict[threading.Thread, list[BaseException]] = {}
+_replaced_hook: list[Callable[[threading.ExceptHookArgs], Any]] = []
+
+
+def _keep_writer_failure(args: threading.ExceptHookArgs) -> None:
+    failures = _failures_of.get(args.thread)  # type: ignore[arg-type]
+    if failures is None:  # another thread's, a writer of no open block's too
+        _replaced_hook[-1](args)
+    else:
+        failures.append(args.exc_value)  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -31,17 +44,19 @@ def summary_writer(log_dir: str | Path, *, purge_step: int | None = None) -> Ite
     from torch.utils.tensorboard import SummaryWriter  # takes a second to import
 
     failures: list[BaseException] = []
-    previous_hook = threading.excepthook
-
-    def keep_writer_failure(args: threading.ExceptHookArgs) -> None:
-        if type(args.thread).__module__ == _WRITER_THREAD_MODULE:
-            failures.append(args.exc_value)
-        else:
-            previous_hook(args)
-
-    threading.excepthook = keep_writer_failure
+    # One hook for all open blocks, each failure kept by the block whose writer it is: a hook
+    # per block, each restoring the one it replaced, left its own installed for good when
+    # blocks overlapped without nesting (and kept another block's failures).
+    if threading.excepthook is not _keep_writer_failure:
+        _replaced_hook.append(threading.excepthook)
+        threading.excepthook = _keep_writer_failure
+    own: set[threading.Thread] = set()
     try:
-        writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        before = set(threading.enumerate())
+        writer = SummaryWriter(str(log_dir), purge_step=purge_step)  # starts its thread
+        own = {thread for thread in set(threading.enumerate()) - before
+               if type(thread).__module__ == _WRITER_THREAD_MODULE}
+        _failures_of.update(dict.fromkeys(own, failures))
         try:
             yield writer
         except BaseException:
@@ -56,8 +71,10 @@ def summary_writer(log_dir: str | Path, *, purge_step: int | None = None) -> Ite
             raise
         raise write_error(err.errno, f"{err.strerror} (TensorBoard events)", log_dir) from err
     finally:
-        if threading.excepthook is keep_writer_failure:
-            threading.excepthook = previous_hook
+        for thread in own:
+            del _failures_of[thread]
+        if not _failures_of and threading.excepthook is _keep_writer_failure:
+            threading.excepthook = _replaced_hook.pop()
 
 
 def _raised_by_writer(err: OSError) -> bool:
