@@ -895,11 +895,15 @@ class _Loader(yaml.SafeLoader):
     user typing ``--set train.lr=1e-4`` mean a float. This loader adds that float form."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+class _Dumper(yaml.SafeDumper):
+    """Writes what :class:`_Loader` reads back: a string that it would read as that float
+    (a run called ``1e3``, a --data path ``2e5``) is quoted, where PyYAML's dumper left it bare
+    and the run's config.yaml no longer loaded (``name must be a str, got 1000.0``)."""
+
+
+_FLOAT_WITHOUT_DOT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789"))
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_WITHOUT_DOT, list("-+0123456789"))
 
 
 def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -911,6 +915,12 @@ def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode) -> dict[An
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue  # construct_mapping merges, the mapping's own keys winning
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, typing.Hashable):
+            # As construct_mapping would refuse it: testing it for repeats raised a TypeError
+            # (`? [a]` in a file, `{[a]: 1}` in a --set), a traceback instead of a message.
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found a key that is not a name ({key!r})", key_node.start_mark)
         if (type(key), key) in seen:  # with its type: 1 and True are equal keys in Python
             raise ValueError(f"config key {key!r} is given twice (line "
                              f"{key_node.start_mark.line + 1}); the second would silently replace "
@@ -1069,7 +1079,9 @@ def _merged(old: Any, new: Any) -> Any:
     sampler={n_steps: 40}`` keeps the file's step size and clamp, which replacing the section
     silently reset to the defaults); anything else replaces."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
-        return new
+        # A copy: a later override changes it in place, which must reach neither the caller's
+        # `values` nor the other places a YAML alias (`[&g {...}, *g]`) put the same object.
+        return _deep_copy(new)
     return {**old, **{key: _merged(old.get(key), value) for key, value in new.items()}}
 
 
@@ -1081,13 +1093,23 @@ def _indexed(part: str) -> list[str]:
     return [match[1], *re.findall(r"\d+", match[2])]
 
 
-def _deep_copy(data: Any) -> Any:
-    """``data`` with every dict and list copied (an override changes them in place)."""
+def _deep_copy(data: Any, _copying: dict[int, Any] | None = None) -> Any:
+    """``data`` with every dict and list copied (an override changes them in place), each
+    place it appears in a copy of its own. A list that holds itself (``&a [*a]`` in a --set)
+    becomes a copy that holds itself, for the config's load to refuse, not a RecursionError."""
+    copying = {} if _copying is None else _copying  # id -> copy, of the containers above data
+    if not isinstance(data, (dict, list)):
+        return data
+    if id(data) in copying:
+        return copying[id(data)]
+    copy: Any = {} if isinstance(data, dict) else []
+    copying[id(data)] = copy
     if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
-    return data
+        copy.update((k, _deep_copy(v, copying)) for k, v in data.items())
+    else:
+        copy.extend(_deep_copy(v, copying) for v in data)
+    del copying[id(data)]
+    return copy
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -1180,13 +1202,17 @@ def _inherit_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
     grids = [{**grid, "sampler": {**shared, **grid["sampler"]}}
              if isinstance(grid, dict) and isinstance(grid.get("sampler"), dict) else grid
              for grid in multigrid["grids"]]
-    return {**data, "multigrid": {**multigrid, "grids": grids}}
+    # Last, so that a wrong key of the shared section is named there, where it was written,
+    # not as the key of the first grid that inherited it (as when the file's multigrid section
+    # came before its sampler section).
+    shared_first = {key: value for key, value in data.items() if key != "multigrid"}
+    return {**shared_first, "multigrid": {**multigrid, "grids": grids}}
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     """Write ``config`` as YAML that :func:`load_config` reads back to the same config."""
     data = _own_grid_samplers(config_to_dict(config))
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, yaml.dump(data, Dumper=_Dumper, sort_keys=False))
 
 
 def _own_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:

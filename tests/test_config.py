@@ -101,6 +101,22 @@ def test_apply_overrides_does_not_modify_its_input() -> None:
     assert data == {"train": {"lr": 0.5}}
 
 
+def test_apply_overrides_copies_what_it_puts_in() -> None:
+    """A later override changed an earlier value in place: the caller's ``values`` mapping, or
+    every entry a YAML alias (``*g``) had put in the same list."""
+    grids = [{"size": 4}]
+    apply_overrides({}, [], {"multigrid.grids": grids, "multigrid.grids.0.size": 8})
+    assert grids == [{"size": 4}]
+    merged = apply_overrides({}, ["multigrid.grids=[&g {size: 4}, *g]", "multigrid.grids.0.size=2"])
+    assert merged["multigrid"]["grids"] == [{"size": 2}, {"size": 4}]
+
+
+def test_a_list_that_holds_itself_is_refused_by_name() -> None:
+    """YAML builds ``&a [*a]`` as a list inside itself: copied as it is, not copied forever."""
+    with pytest.raises(ValueError, match=r"model\.layers\[0\]\[0\] must be an integer"):
+        load_config(None, ["model.layers=&a [*a]"])
+
+
 def test_parse_override() -> None:
     assert parse_override("train.lr=0.001") == (["train", "lr"], 0.001)
     assert parse_override("name=a=b") == (["name"], "a=b")
@@ -159,6 +175,9 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
     # Keys YAML reads as numbers or booleans are named, not a TypeError.
     ("train:\n  1: 2\n", r"unknown config key\(s\) train\.1 in"),
     ("train:\n  on: 3\n  1e-3: 4\n", r"unknown config key\(s\) train\.0\.001, train\.True in"),
+    # A key YAML reads as a list or a mapping could not be looked up: a TypeError, a traceback.
+    ("? [a]\n: 1\n", r"not valid YAML: found a key that is not a name \(\['a'\]\) at line 1"),
+    ("train: {? {lr: 1} : 2}\n", r"found a key that is not a name \(\{'lr': 1\}\) at line 1"),
 ])
 def test_repeated_and_non_text_keys_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -276,6 +295,20 @@ def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:
     assert data["sampler"]["clamp"] == [-2.0, 2.0]
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_a_string_the_loader_reads_as_a_number_is_saved_quoted(tmp_path: Path) -> None:
+    """The loader reads ``1e3`` as a float (YAML 1.2); PyYAML's dumper, following YAML 1.1,
+    left such a string bare, and the run's config.yaml then failed to load."""
+    config = load_config(None, [], {"name": "1e3", "out_dir": "1_0e5", "data.path": "-2E+5"})
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_a_key_that_is_not_a_name_in_an_override_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"override 'model=\{\[a\]: 1\}': the value is not valid "
+                                         r"YAML \(found a key that is not a name"):
+        load_config(None, ["model={[a]: 1}"])
 
 
 def test_config_is_frozen() -> None:
@@ -457,6 +490,14 @@ def test_grid_sampler_overrides_the_experiment_sampler_key_by_key(tmp_path: Path
     assert coarse.sampler.n_steps == 5
     assert (coarse.sampler.step_size, coarse.sampler.clamp) == (0.1, (0.0, 1.0))
     assert fine.sampler is None  # the experiment's section as is
+
+
+def test_a_wrong_shared_sampler_key_is_named_where_it_was_written(tmp_path: Path) -> None:
+    path = write(tmp_path, "multigrid:\n  grids: [{size: 64, sampler: {n_steps: 2}}]\n"
+                           "sampler:\n  n_step: 3\n")
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) sampler\.n_step in section "
+                                         r"'sampler'"):
+        load_config(path)
 
 
 def test_a_saved_multigrid_config_inherits_a_later_shared_sampler_change(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,14 @@ from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from stgconv.cli import main  # noqa: E402
-from stgconv.config import ExperimentConfig, load_config  # noqa: E402
+import yaml  # noqa: E402
+
+from stgconv.config import (  # noqa: E402
+    ExperimentConfig,
+    apply_overrides,
+    load_config,
+    save_config,
+)
 from stgconv.data.voxel import VoxelShapes  # noqa: E402
 from stgconv.tasks.recover_video import load_known  # noqa: E402
 
@@ -71,6 +79,124 @@ def test_config_overrides_load_or_name_the_problem(key: str, value: str) -> None
         section, field = name.split(".")
         setting = getattr(getattr(config, section), field)
         assert setting is None or setting > 0, (name, setting)
+
+
+# Any shape of --set: dotted paths through sections, list entries by index (a.0.b or a[0].b),
+# and values that are whole YAML structures, over a file that has a multigrid section to reach.
+PARTS = st.sampled_from([*SECTIONS, "multigrid", "grids", "sampler", "model", "size", "n_steps",
+                         "arch", "layers", "completion", "learned", "name", "0", "1", "7", ""])
+YAML_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 70), st.floats(allow_nan=True),
+              st.sampled_from(["st", "mala", "voxels", "1e3", "&a [*a]"]), st.text(max_size=3)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(PARTS, inner, max_size=3)),
+    max_leaves=8)
+MULTIGRID_FILE = {"data": {"size": 16},
+                  "multigrid": {"grids": [{"size": 4, "sampler": {"n_steps": 3}}, {"size": 16}]}}
+
+
+def flow(value: object) -> str:
+    """``value`` as a one-line YAML value, what a user types after ``--set key=``."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()
+
+
+def dotted(parts: list[str], brackets: bool) -> str:
+    return "".join(f"[{part}]" if brackets and part.isdigit() and i else f"{'.' * bool(i)}{part}"
+                   for i, part in enumerate(parts))
+
+
+OVERRIDES = st.builds(lambda parts, brackets, value: f"{dotted(parts, brackets)}={flow(value)}",
+                      st.lists(PARTS, min_size=1, max_size=4), st.booleans(), YAML_VALUES)
+
+
+@settings(derandomize=True)
+@given(overrides=st.lists(OVERRIDES, min_size=1, max_size=3))
+def test_set_of_any_shape_loads_or_names_the_problem(tmp_path_factory, overrides: list[str]
+                                                     ) -> None:
+    """Never a TypeError, KeyError, IndexError or RecursionError; the file's dict is not
+    changed; an override given twice is the override once (a mapping merges, it does not
+    accumulate)."""
+    data = yaml.safe_load(yaml.safe_dump(MULTIGRID_FILE))
+    try:
+        merged = apply_overrides(data, overrides)
+    except ValueError as err:
+        refused(err)
+        return
+    finally:
+        assert data == MULTIGRID_FILE
+    assert apply_overrides(data, [o for o in overrides for _ in range(2)]) == merged
+    path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
+    path.write_text(yaml.safe_dump(MULTIGRID_FILE))
+    try:
+        config = load_config(path, overrides)
+    except ValueError as err:
+        refused(err)
+        return
+    event("accepted")
+    assert load_config(path, [o for o in overrides for _ in range(2)]) == config
+
+
+@settings(derandomize=True)
+@given(section=st.sampled_from(["sampler", "data", "multigrid", "recovery"]), key=PARTS,
+       value=YAML_VALUES)
+def test_set_a_dotted_key_or_a_mapping_of_it_is_the_same(section: str, key: str,
+                                                         value: object) -> None:
+    """``--set a.b=v`` and ``--set a={b: v}`` where ``a`` exists: the same dict, or both refused."""
+    outcomes = []
+    for override in (f"{section}.{key}={flow(value)}", f"{section}={flow({key: value})}"):
+        try:
+            outcomes.append(apply_overrides(MULTIGRID_FILE, [override]))
+        except ValueError as err:
+            outcomes.append(type(err))
+    assert outcomes[0] == outcomes[1]
+
+
+VALID_OVERRIDES = st.lists(st.sampled_from([
+    "sampler.n_steps=3", "sampler={kind: hmc, n_leapfrog: 7}", "sampler.clamp=null",
+    "multigrid={grids: [{size: 4, sampler: {n_steps: 2}}, {size: 16, model: {arch: descriptor4}}]}",
+    "multigrid.grids[0].sampler.step_size=0.5", "multigrid.base_frames=null", "data.size=16",
+    "model.layers=[[2, [3, 3], 1, [1, 1]]]", "recovery.completion={n_steps: 2}",
+    "data={kind: voxels, categories: [chair, 1e3]}", "model.arch=desc32_small",
+]), max_size=6)
+
+
+@settings(derandomize=True)
+@given(overrides=VALID_OVERRIDES,
+       names=st.lists(st.sampled_from(["1e3", "-2E+5", "1_0e5", "null", "~/x", "a: b", "é"]),
+                      min_size=2, max_size=2))
+def test_a_saved_config_loads_back_the_same(tmp_path_factory, overrides: list[str],
+                                            names: list[str]) -> None:
+    """save_config -> load_config, plain and as a run's own config.yaml: multigrid grids (each
+    keeping only what differs from the shared sampler), tuples, and names YAML could misread."""
+    try:
+        config = load_config(None, overrides, {"name": names[0], "data.path": names[1]})
+    except ValueError as err:
+        refused(err)
+        return
+    event("accepted")
+    path = tmp_path_factory.mktemp("fuzz") / "config.yaml"
+    save_config(config, path)
+    assert load_config(path) == config
+    assert load_config(path, saved=True) == config
+
+
+@settings(derandomize=True)
+@given(text=st.one_of(st.text(max_size=40), st.builds(
+    lambda data: yaml.safe_dump(data), st.dictionaries(PARTS, YAML_VALUES, max_size=4))),
+       saved=st.booleans())
+def test_config_files_of_any_content_load_or_name_the_problem(tmp_path_factory, text: str,
+                                                              saved: bool) -> None:
+    """A user's file, or a run's own config.yaml whose unread settings are reset first."""
+    path = tmp_path_factory.mktemp("fuzz") / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the reset settings are named in a warning
+            config = load_config(path, saved=saved)
+    except ValueError as err:
+        refused(err)
+        return
+    event("accepted")
+    assert isinstance(config, ExperimentConfig)
 
 
 MASK_KINDS = st.sampled_from(["missing_frames", "region", "salt_and_pepper", "other", ""])
