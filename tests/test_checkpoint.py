@@ -236,6 +236,11 @@ def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Pa
                      "model": [torch.zeros(1)]}, tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="does not describe a model"):
         load_model(tmp_path / "list.pt", device="cpu")
+    # Nor is a config that is no mapping (an AttributeError in looking for unread settings).
+    save_checkpoint({"config": [config_to_dict(config)], "model_config": energy.config,
+                     "model": energy.state_dict()}, tmp_path / "config_list.pt")
+    with pytest.raises(CheckpointError, match="does not describe a model"):
+        load_model(tmp_path / "config_list.pt", device="cpu")
 
 
 class Counted(torch.nn.Module):

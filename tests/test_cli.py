@@ -153,6 +153,30 @@ def test_resume_ignores_a_setting_the_runs_config_yaml_holds_but_its_training_ne
     assert code == 2 and "chains.buffer_capacity is 77, but applies to" in err, err
 
 
+def test_only_the_runs_own_config_yaml_has_its_unread_settings_reset(tmp_path: Path,
+                                                                     capsys) -> None:
+    """The reset is for what an earlier stgconv saved: the run's config.yaml also where a
+    CONFIG given to --resume is compared with it (it was refused there); not a --set of the
+    user's, nor a CONFIG resuming a run whose config.yaml is gone."""
+    run = tiny_texture_run(tmp_path)
+    saved = run / "config.yaml"
+    kept = tmp_path / "kept.yaml"  # the run's config as its user kept it
+    kept.write_text(saved.read_text())
+    saved.write_text(saved.read_text().replace("buffer_capacity: 10000", "buffer_capacity: 77"))
+    code, _, err = run_main(["train", str(kept), "--set", "train.n_iterations=2", "--resume",
+                             "--quiet"], capsys)
+    assert code == 0 and f"warning: {saved} sets chains.buffer_capacity" in err, err
+    code, _, err = run_main(["train", "--out", str(run), "--resume", "--quiet",
+                             "--set", "chains.buffer_capacity=77"], capsys)
+    assert code == 2 and "chains.buffer_capacity is 77, but applies to" in err, err
+    user = tmp_path / "user.yaml"
+    user.write_text(kept.read_text().replace("buffer_capacity: 10000", "buffer_capacity: 77"))
+    saved.unlink()  # nothing to compare CONFIG with
+    code, _, err = run_main(["train", str(user), "--out", str(run), "--resume", "--quiet"],
+                            capsys)
+    assert code == 2 and "chains.buffer_capacity is 77, but applies to" in err, err
+
+
 def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tmp_path: Path,
                                                            capsys) -> None:
     """`train CONFIG --resume`: a run's --data and --set values live only in its config.yaml,

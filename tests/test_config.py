@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -746,3 +747,34 @@ def test_a_section_given_whole_to_set_changes_only_the_keys_it_gives(tmp_path: P
     # null first clears a section, for one given whole.
     assert load_config(path, ["sampler=null", "sampler={n_steps: 40}"]).sampler == load_config(
         None, ["sampler.n_steps=40"]).sampler
+
+
+# --------------------------------------------------------------------------- a run's own config
+
+
+def test_a_runs_own_config_keeps_what_its_grids_take_from_the_experiments_sampler(
+        tmp_path: Path) -> None:
+    """A grid's n_leapfrog is read where the experiment's sampler, which the grid's inherits,
+    is HMC: looked for unread settings without that inheritance, the grid seemed a Langevin
+    one and its setting was reset, with a warning, in a run that had read it."""
+    path = write(tmp_path, yaml.safe_dump({
+        "data": {"path": "builtin:brick", "size": 8}, "sampler": {"kind": "hmc"},
+        "multigrid": {"grids": [{"size": 4, "sampler": {"n_leapfrog": 7}}, {"size": 8}]}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = load_config(path, saved=True)
+    assert config.multigrid.grids[0].sampler.n_leapfrog == 7
+
+
+def test_a_runs_own_config_that_a_set_corrects_loads(tmp_path: Path) -> None:
+    """Other problems of a run's config.yaml are left for the load, after the --set values:
+    one that a --set corrects is no error."""
+    path = write(tmp_path, "train:\n  lr: -1\n")
+    assert load_config(path, ["train.lr=0.01"], saved=True).train.lr == 0.01
+
+
+def test_the_warning_of_a_runs_own_config_points_at_the_caller(tmp_path: Path) -> None:
+    path = write(tmp_path, "chains:\n  buffer_capacity: 77\n")
+    with pytest.warns(UserWarning, match="sets chains.buffer_capacity, which") as warned:
+        assert load_config(path, saved=True).chains.buffer_capacity == 10000
+    assert [warning.filename for warning in warned] == [__file__]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from stgconv.io.atomic import (
     atomic_write_json,
     atomic_write_text,
     remove_temporaries,
+    write_error,
     written_together,
 )
 
@@ -270,6 +272,24 @@ def test_a_failed_write_is_a_write_error_of_its_errnos_kind(tmp_path: Path) -> N
         atomic_write(tmp_path / "out.txt", os.unlink)  # the rename finds no temporary
     assert isinstance(failure.value, FileNotFoundError)
     assert failure.value.filename == str(tmp_path / "out.txt")
+    # One class per errno, not one made for each failure (a caller may compare them).
+    assert type(write_error(errno.ENOENT, "No such file", "a")) is type(failure.value)
+
+
+def test_a_writers_error_about_another_file_names_that_file(tmp_path: Path) -> None:
+    """A source the writer reads that is missing is the writer's own error, not a failed write:
+    it keeps the source's name (taken for the destination's, it named a file that was never
+    the problem) and is no WriteError (the CLI's exit 1)."""
+    missing = tmp_path / "source.bin"
+
+    def copies_a_missing_file(tmp: str) -> None:
+        shutil.copyfile(missing, tmp)
+
+    with pytest.raises(FileNotFoundError) as failure:
+        atomic_write(tmp_path / "out.bin", copies_a_missing_file)
+    assert failure.value.filename == str(missing)
+    assert not isinstance(failure.value, WriteError)
+    assert leftovers(tmp_path, set()) == []
 
 
 def test_a_temporary_that_cannot_be_removed_does_not_hide_the_error(tmp_path: Path,
@@ -308,7 +328,7 @@ def test_errors_name_the_file_asked_for_not_its_temporary(tmp_path: Path, monkey
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".x.json.1-a.tmp"))
 
     monkeypatch.setattr(atomic.tempfile, "mkstemp", read_only)
-    with pytest.raises(OSError, match=f"Read-only file system: '{path}'"):
+    with pytest.raises(WriteError, match=f"Read-only file system: '{path}'"):
         atomic_write(path, lambda tmp: None)
     assert leftovers(tmp_path, set()) == []
 

@@ -5,13 +5,19 @@ taken for it."""
 from __future__ import annotations
 
 import errno
+import queue
+import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from stgconv.io.tensorboard import summary_writer
+from _tiny import read_events
+
+from stgconv.io.atomic import WriteError
+from stgconv.io.tensorboard import _WRITER_THREAD_MODULE, summary_writer
 
 
 def test_an_error_of_other_code_in_the_block_keeps_its_own_message(tmp_path: Path) -> None:
@@ -35,14 +41,103 @@ def test_an_error_in_the_block_is_not_hidden_by_the_writers(tmp_path: Path) -> N
             raise FloatingPointError("diverged")
 
 
-def test_writers_open_together_leave_the_thread_hook_as_it_was(tmp_path: Path) -> None:
+def test_writers_open_together_leave_the_thread_hook_as_it_was(tmp_path: Path,
+                                                               monkeypatch) -> None:
     """Two blocks that overlap without nesting (the first closed first) restore the hook they
     found: the first restored it while the second's was installed, which the second then
     replaced by the first's, left installed for good (catching later writers' failures)."""
-    hook = threading.excepthook
+    def hook(_: threading.ExceptHookArgs) -> None:  # not one that earlier tests may have left
+        pass
+
+    monkeypatch.setattr(threading, "excepthook", hook)
     first, second = summary_writer(tmp_path / "a"), summary_writer(tmp_path / "b")
     first.__enter__()
     second.__enter__()
     first.__exit__(None, None, None)
     second.__exit__(None, None, None)
     assert threading.excepthook is hook
+
+
+def test_another_threads_failure_in_the_block_reaches_the_hook_it_found(tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """While a block is open, a failure of a thread that is not its writer's goes to the hook
+    the block found (a program's own, pytest's), not swallowed nor printed past it."""
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    with summary_writer(tmp_path / "tb"):
+        thread = threading.Thread(target=lambda: 1 / 0)
+        thread.start()
+        thread.join()
+    assert [type(error) for error in seen] == [ZeroDivisionError]
+
+
+def test_the_events_before_an_error_in_the_block_are_on_disk(tmp_path: Path) -> None:
+    """A block that fails (a divergence) still closes its writer: the curve up to the failure
+    is on disk, and the writer's thread and file are not left open for the process's life."""
+    log_dir = tmp_path / "tb"
+    with pytest.raises(FloatingPointError):
+        with summary_writer(log_dir) as writer:
+            for step in range(3):
+                writer.add_scalar("loss", float(step), step)
+            raise FloatingPointError("diverged")
+    assert [event.step for event in read_events(log_dir).Scalars("loss")] == [0, 1, 2]
+    assert not [thread for thread in threading.enumerate()  # nor its thread left waiting
+                if type(thread).__module__ == _WRITER_THREAD_MODULE]
+
+
+@pytest.mark.parametrize("after_another_block", [False, True])
+def test_a_failure_the_writers_close_misses_is_raised(tmp_path: Path, monkeypatch,
+                                                      after_another_block: bool) -> None:
+    """The writer's thread marks its event done before it records the event's failure: a
+    caller whose flush wakes in between sees no failure, and close checks none. Only the
+    thread hook keeps it; it is raised when the block ends, naming the folder, also where
+    another block, opened before, ended first (the hook stays for this one's writer)."""
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    write, task_done = RecordWriter.write, queue.Queue.task_done
+    caller = threading.current_thread()
+
+    def full_for_the_scalar(self, data: bytes) -> None:
+        if b"loss" in data:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, data)
+
+    def done_then_slow(self) -> None:
+        task_done(self)
+        if threading.current_thread() is not caller:
+            time.sleep(0.1)  # the caller's flush has looked and found nothing
+
+    monkeypatch.setattr(RecordWriter, "write", full_for_the_scalar)
+    monkeypatch.setattr(queue.Queue, "task_done", done_then_slow)
+    log_dir = tmp_path / "tb"
+    with pytest.raises(WriteError, match=re.escape(
+            f"No space left on device (TensorBoard events): '{log_dir}'")):
+        other = summary_writer(tmp_path / "other")
+        if after_another_block:
+            other.__enter__()
+        with summary_writer(log_dir) as writer:
+            if after_another_block:
+                other.__exit__(None, None, None)
+            writer.add_scalar("loss", 1.0, 1)
+
+
+def test_a_hook_installed_in_the_block_stays(tmp_path: Path, monkeypatch) -> None:
+    """A program that installs its own thread hook while a block is open keeps it: the block
+    restores the one it replaced only where its own is still installed."""
+    def programs_hook(_: threading.ExceptHookArgs) -> None:
+        pass
+
+    with summary_writer(tmp_path / "tb"):
+        monkeypatch.setattr(threading, "excepthook", programs_hook)
+    assert threading.excepthook is programs_hook
+
+
+def test_a_writers_error_without_a_number_keeps_its_message(tmp_path: Path) -> None:
+    """tensorboard's own refusals carry no errno (an event file closed by other code): no
+    system failure to name the folder for, so its message stays as it was."""
+    with pytest.raises(OSError, match="^Writer is closed$") as failure:
+        with summary_writer(tmp_path / "tb") as writer:
+            writer.file_writer.event_writer.close()
+            writer.add_scalar("loss", 1.0, 1)
+            writer.flush()
+    assert not isinstance(failure.value, WriteError)

@@ -348,10 +348,11 @@ def test_a_run_folder_removed_while_training_is_not_made_again(
     (nothing --resume could take), and a failed run's cleanup then failed on the lock file
     that went with the folder. Now the run stops with one error naming the folder, from
     TensorBoard's writer or, where that goes on (its folder made again), the run's own check
-    before its next write."""
+    before its next write. The folders above it that the run made go too."""
     from stgconv.train import Trainer
 
-    run = tmp_path / "run"
+    root = tmp_path / "made"
+    run = root / "run"
     save = Trainer.save
 
     def save_then_folder_removed(self, path):
@@ -365,8 +366,8 @@ def test_a_run_folder_removed_while_training_is_not_made_again(
     noticed = ("run folder was removed while training" if tensorboard_folder_made_again
                else r"run folder was removed while training|\(TensorBoard events\)")
     with pytest.raises(WriteError, match=f"({noticed}).*'{run}"):
-        tiny_texture_run(tmp_path, "train.n_iterations=2", "train.checkpoint_every=1")
-    assert not run.exists()  # what the run made again of it (tb) goes with the failed run
+        tiny_texture_run(root, "train.n_iterations=2", "train.checkpoint_every=1")
+    assert not root.exists()  # what the run made again of it (tb) goes with the failed run
 
 
 @pytest.fixture
@@ -551,3 +552,28 @@ def test_cooperative_proposals_are_written_in_the_datas_range(clamped_coop_run: 
     monkeypatch.setattr(module, "propose_and_revise", overshooting)
     out = synthesize(clamped_coop_run, tmp_path, n_samples=2, n_steps=0, device="cpu")
     assert np.load(out / "proposals.npy").max() == 255.0  # 3.0 clamped to the data's white
+
+
+@pytest.mark.parametrize("removed_at", [1, 2])
+def test_a_run_folder_removed_after_a_checkpoint_stops_before_the_next_write(
+        tmp_path: Path, monkeypatch, removed_at: int) -> None:
+    """Removed after the first of two checkpoints, the run stops before the second (which made
+    the folder again, a checkpoint without config.yaml); removed after the last, before its
+    final samples. The folders above it that the run made go with it."""
+    from stgconv.train import Trainer
+
+    root = tmp_path / "made"
+    run = root / "run"
+    save = Trainer.save
+
+    def save_then_folder_removed(self, path):
+        saved = save(self, path)
+        if self.iteration == removed_at:
+            shutil.rmtree(run)
+            (run / "tb").mkdir(parents=True)  # TensorBoard's writer goes on
+        return saved
+
+    monkeypatch.setattr(Trainer, "save", save_then_folder_removed)
+    with pytest.raises(WriteError, match=f"run folder was removed while training.*'{run}'"):
+        tiny_texture_run(root, "train.n_iterations=2", "train.checkpoint_every=1")
+    assert not root.exists()

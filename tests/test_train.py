@@ -950,3 +950,17 @@ def test_a_resumed_trainer_knows_which_checkpoint_holds_its_last_good_model(
     assert second.saved_iteration is None
     second.resume(path)
     assert second.saved_iteration == 2
+
+
+def test_a_stopped_fit_ends_its_progress_bars_line(capsys) -> None:
+    """The bar is closed when fit stops, not when the traceback that holds it is dropped: the
+    error printed while it is handled (the CLI's one line) starts a line of its own."""
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        make_trainer("persistent").fit(2, progress=True, on_iteration=stop)
+    except KeyboardInterrupt:  # as the CLI prints its error: the traceback still held
+        assert capsys.readouterr().err.endswith("\n")
+    else:
+        pytest.fail("fit went on past its callback's KeyboardInterrupt")
