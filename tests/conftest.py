@@ -4,12 +4,11 @@ scripts (which are not importable packages), and one tiny trained voxel run and 
 from __future__ import annotations
 
 import importlib.util
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -43,19 +42,6 @@ def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", ""])
     process.wait()
     return process.pid
-
-
-@pytest.fixture
-def file_size_limit() -> Iterator[Callable[[int], None]]:
-    """``file_size_limit(n)``: until the test ends, a write past the first ``n`` bytes of a
-    file fails with EFBIG ("File too large"), at the system call, as a full disk or a quota
-    fails it whatever library writes; no mount needed (RLIMIT_FSIZE, SIGXFSZ ignored)."""
-    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is a POSIX limit")
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # its default ends the process
-    yield lambda size: resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    signal.signal(signal.SIGXFSZ, handler)
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@ import errno
 import json
 import os
 import shutil
+import signal
 import stat
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -254,14 +257,30 @@ def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:
     assert leftovers(tmp_path, {"checkpoint.pt"}) == []
 
 
-def test_a_full_disk_under_np_save_names_the_file_and_the_reason(tmp_path: Path,
-                                                                 file_size_limit) -> None:
+@contextmanager
+def file_size_limit(size: int) -> Iterator[None]:
+    """In the block, a write past the first ``size`` bytes of a file fails with EFBIG ("File
+    too large") at the system call, as a full disk or a quota fails it whatever library writes;
+    no mount needed (RLIMIT_FSIZE, SIGXFSZ ignored). The limit binds the whole process, pytest's
+    own output to a log file too: it must end with the block, before pytest reports the test."""
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is a POSIX limit")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # its default ends the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_full_disk_under_np_save_names_the_file_and_the_reason(tmp_path: Path) -> None:
     """numpy writes a real file with ndarray.tofile, whose error was "80000 requested and 4096
     written": neither the file nor why (no errno for the rest of the message)."""
     path = tmp_path / "synthesized.npy"
-    file_size_limit(4096)
     with pytest.raises(WriteError, match=f"File too large: '{path}'"):
-        atomic_save_npy(path, np.zeros(10_000))
+        with file_size_limit(4096):
+            atomic_save_npy(path, np.zeros(10_000))
     assert leftovers(tmp_path, set()) == []
 
 
