@@ -555,6 +555,34 @@ def test_cooperative_proposals_are_written_in_the_datas_range(clamped_coop_run: 
 
 
 @pytest.mark.parametrize("removed_at", [1, 2])
+def test_a_run_folder_retaken_by_another_run_is_left_to_it(tmp_path: Path, monkeypatch,
+                                                           removed_at: int) -> None:
+    """The folder removed after a checkpoint and made again by another run (its lock file and
+    config there): this run stops before writing into it, and its cleanup takes none of the
+    other run's files. Only a lock file's presence was checked, so the run went on writing its
+    checkpoints and samples over the other run's."""
+    from stgconv.train import Trainer
+
+    run = tmp_path / "run"
+    save = Trainer.save
+    others = {".lock": "process 1 on elsewhere\n", "config.yaml": "name: another run\n"}
+
+    def save_then_folder_retaken(self, path):
+        saved = save(self, path)
+        if self.iteration == removed_at:
+            shutil.rmtree(run)
+            run.mkdir()
+            for name, text in others.items():
+                (run / name).write_text(text)
+        return saved
+
+    monkeypatch.setattr(Trainer, "save", save_then_folder_retaken)
+    with pytest.raises(WriteError, match=f"run folder was removed while training.*'{run}'"):
+        tiny_texture_run(tmp_path, "train.n_iterations=2", "train.checkpoint_every=1")
+    assert {path.name: path.read_text() for path in run.iterdir()} == others
+
+
+@pytest.mark.parametrize("removed_at", [1, 2])
 def test_a_run_folder_removed_after_a_checkpoint_stops_before_the_next_write(
         tmp_path: Path, monkeypatch, removed_at: int) -> None:
     """Removed after the first of two checkpoints, the run stops before the second (which made

@@ -114,7 +114,7 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
     if world is not None and not world.is_main:  # rank 0 owns and writes the folder
         return _fit(config, world, out, resume=resume, progress=progress)
     check_output(out, "out_dir")
-    with _owned(out):
+    with _owned(out) as still_ours:
         remove_temporaries(out)
         found = set(_run_files(out))  # files this run did not make
 
@@ -129,15 +129,17 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
                                 data=config.data.path)
         try:
             return _fit(config, world, out, resume=resume, progress=progress,
-                        replace_old_run=replace_old_run if replaces else None)
+                        replace_old_run=replace_old_run if replaces else None,
+                        still_ours=still_ours)
         except BaseException:
             # A new run that fails before its first checkpoint or sample (a refused input, an
             # early divergence) has made nothing to keep or resume: without its config, observed
             # data and logs, the folder is as it was. Samples of a longer run stay to be looked
             # at. Only what this run made goes: not an old run it was to replace but had not
             # yet started to, nor a file of a run's name the user keeps there.
-            if not resume and not (out / FILENAME).exists() and not any(
-                    path.name.startswith("samples") for path in _run_files(out)):
+            # Nor anything of another run, where the folder was removed and made again.
+            if not resume and not _taken(out, still_ours) and not (out / FILENAME).exists() and (
+                    not any(path.name.startswith("samples") for path in _run_files(out))):
                 with _sigterm_held():
                     _remove(set(_run_files(out)) - found)
             raise
@@ -216,10 +218,14 @@ def _sigterm_held() -> Iterator[None]:
 
 
 @contextmanager
-def _owned(out: Path) -> Iterator[None]:
+def _owned(out: Path) -> Iterator[Callable[[], bool]]:
     """Hold ``out``'s lock for the block (see :func:`train`); the lock file names the owner
     while it is held. A run that fails before writing anything leaves no debris: the lock
-    file goes, and the folder too when this run made it, with the folders above it it made."""
+    file goes, and the folder too when this run made it, with the folders above it it made.
+
+    Yields ``still_ours()``: whether ``out``'s lock file is still the one held, not gone with
+    its folder, nor another run's in a folder made again (the held file keeps its inode in
+    use, so a new file cannot have it)."""
     made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
     # Unbuffered: a write refused by a full disk is not tried again, unnamed, on closing.
@@ -230,6 +236,15 @@ def _owned(out: Path) -> Iterator[None]:
             owner = file.read().decode(errors="replace").strip() or "another process"
             raise ValueError(f"run folder {out} is in use by {owner} ({out / LOCK}); wait for "
                              "that run to end or train into another folder") from None
+        held = os.fstat(file.fileno())
+
+        def still_ours() -> bool:
+            try:
+                now = os.stat(out / LOCK)
+            except OSError:
+                return False
+            return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
         try:
             # A killed owner's words may still be here: the flock was free, so they are stale.
             file.truncate(0)
@@ -237,9 +252,9 @@ def _owned(out: Path) -> Iterator[None]:
                 file.write(f"process {os.getpid()} on {socket.gethostname()}\n".encode())
             except OSError as err:  # the disk full already: the run's first write
                 raise write_error(err.errno, err.strerror, out / LOCK) from err
-            yield
+            yield still_ours
         except BaseException:
-            if not _run_files(out):
+            if not _taken(out, still_ours) and not _run_files(out):
                 with _sigterm_held():
                     # Both already gone when the run folder was removed while training.
                     (out / LOCK).unlink(missing_ok=True)
@@ -312,7 +327,8 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None =
 
 
 def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bool,
-         progress: bool, replace_old_run: Callable[[], None] | None = None) -> Path:
+         progress: bool, replace_old_run: Callable[[], None] | None = None,
+         still_ours: Callable[[], bool] | None = None) -> Path:
     device = world.device if world is not None else resolve_device(config.device)
     main = world is None or world.is_main
     modality = modality_of(config)
@@ -436,8 +452,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         describe_run()
 
     def save_samples(t: Trainer | MultiGridTrainer, _: dict[str, float]) -> None:
-        if main:  # before this iteration's samples and checkpoint
-            _check_not_removed(out)
+        if still_ours is not None:  # before this iteration's samples and checkpoint
+            _check_not_removed(out, still_ours)
         every = config.train.sample_every
         if main and every > 0 and t.iteration % every == 0 and t.last_samples is not None:
             modality.preview(modality.to_data(_finest(t.last_samples), config),
@@ -456,7 +472,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                 progress=progress, on_iteration=save_samples, on_checkpoint=describe_run,
                 on_log=log_media)
     if main and trainer.last_samples is not None:
-        _check_not_removed(out)
+        if still_ours is not None:
+            _check_not_removed(out, still_ours)
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
                          formats=(".gif", ".mp4"), fps=config.data.fps)
     if main and isinstance(trainer, MultiGridTrainer):
@@ -464,13 +481,20 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     return out
 
 
-def _check_not_removed(out: Path) -> None:
+def _check_not_removed(out: Path, still_ours: Callable[[], bool]) -> None:
     """``WriteError`` when the run folder was removed (or its lock file with it) while
     training: the writers would make the folder again, holding a checkpoint without its
-    ``config.yaml``, while another run may already own the place."""
-    if not (out / LOCK).exists():
+    ``config.yaml``, or write into another run's, made there since."""
+    if not still_ours():
         raise write_error(errno.ENOENT, "the run folder was removed while training, its lock "
-                         f"file {LOCK} with it; stopped rather than make it again", out)
+                         f"file {LOCK} with it (gone, or another run's now); stopped rather "
+                         "than make it again or write into another run", out)
+
+
+def _taken(out: Path, still_ours: Callable[[], bool]) -> bool:
+    """Whether another run holds ``out`` now (the folder removed and made again meanwhile):
+    a failed run's cleanup must then leave it alone."""
+    return (out / LOCK).exists() and not still_ours()
 
 
 def _labels(config: ExperimentConfig, key: str, n_images: int) -> Tensor:
