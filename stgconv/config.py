@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from stgconv.checks import check_entries
+from stgconv.energy.base import layer_row_problem
 from stgconv.energy.classifier import CLASSIFIER_ARCHS
 from stgconv.energy.image import IMAGE_PRESETS
 from stgconv.energy.video import VIDEO_ARCHS
@@ -642,20 +643,13 @@ def _check_layers(key: str, layers: Sequence[Sequence[Any]], *, spatial_dims: in
     if not layers:
         raise ValueError(f"{key} must hold at least one convolution, or be null (the preset's)")
     for i, row in enumerate(layers):
-        if len(row) not in (3, 4):
-            raise ValueError(f"{key}[{i}] must be [out_channels, kernel, stride] or "
-                             f"[out_channels, kernel, stride, padding], got {list(row)}")
-        for j, (name, least) in enumerate((("out_channels", 1), ("kernel", 1), ("stride", 1),
-                                           ("padding", 0))[:len(row)]):
-            value = row[j]
-            per_dimension = isinstance(value, (tuple, list))
-            if per_dimension and (name == "out_channels" or len(value) != spatial_dims):
-                expected = "one int" if name == "out_channels" else (
-                    f"one int or {spatial_dims} (one per dimension)")
-                raise ValueError(f"{key}[{i}][{j}] ({name}) must be {expected}, got "
-                                 f"{list(value)}")
-            if min(value if per_dimension else (value,)) < least:
-                raise ValueError(f"{key}[{i}][{j}] ({name}) must be >= {least}, got {value!r}")
+        problem = layer_row_problem(row, spatial_dims)
+        if problem is not None:
+            j, name, why = problem
+            if j is None:
+                raise ValueError(f"{key}[{i}] must be [out_channels, kernel, stride] or "
+                                 f"[out_channels, kernel, stride, padding], got {list(row)}")
+            raise ValueError(f"{key}[{i}][{j}] ({name}) {why}")
 
 
 def example_shape(data: DataConfig) -> tuple[int, ...]:

@@ -105,6 +105,8 @@ def test_energy_contract(modality, model: ModelConfig, shape: tuple[int, ...]) -
     ((8, 3, 0), "stride must be >= 1, got 0"),
     ((8, 3, 1, -1), "padding must be >= 0, got -1"),
     ((8, (3, 0), 1), r"kernel must be >= 1, got \(3, 0\)"),
+    # A 3-D kernel for this 2-D net failed inside torch.
+    ((8, (3, 3, 3), 1), r"kernel must be one int or 2 \(one per dimension\), got \[3, 3, 3\]"),
 ])
 def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
     """torch's own errors for these are a ZeroDivisionError or a message about weights."""

@@ -55,6 +55,30 @@ def make_activation(name: Activation) -> nn.Module:
     raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {name!r}")
 
 
+# The entries of a ``layers`` row and the least value each takes.
+_LAYER_ENTRIES = (("out_channels", 1), ("kernel", 1), ("stride", 1), ("padding", 0))
+
+
+def layer_row_problem(row: Sequence[Any], spatial_dims: int
+                      ) -> tuple[int | None, str, str] | None:
+    """What makes ``row`` of a ``layers`` list no convolution of ``spatial_dims`` dimensions:
+    ``(None, "", "")`` for a row that is not ``[out_channels, kernel, stride[, padding]]``,
+    ``(j, name, "must be ..., got ...")`` for its entry ``j``, ``None`` when it is one. The
+    net and the config both check rows with it, each naming the row its own way."""
+    if len(row) not in (3, 4):
+        return None, "", ""
+    for j, (name, least) in enumerate(_LAYER_ENTRIES[:len(row)]):
+        value = row[j]
+        per_dimension = isinstance(value, (tuple, list))
+        if per_dimension and (name == "out_channels" or len(value) != spatial_dims):
+            expected = ("one int" if name == "out_channels"
+                        else f"one int or {spatial_dims} (one per dimension)")
+            return j, name, f"must be {expected}, got {list(value)}"
+        if min(value if per_dimension else (value,)) < least:
+            return j, name, f"must be >= {least}, got {value!r}"
+    return None
+
+
 class ConvNetEnergy(EnergyModel):
     """A stack of convolutions (2-D for images, 3-D for videos and voxels) and a head.
 
@@ -104,17 +128,15 @@ class ConvNetEnergy(EnergyModel):
         blocks: list[nn.Module] = []
         channels = in_channels
         for depth, row in enumerate(layers, start=1):
-            if len(row) not in (3, 4):
-                raise ValueError(
-                    f"each layer is (out_channels, kernel, stride[, padding]), got {tuple(row)}"
-                )
+            problem = layer_row_problem(row, spatial_dims)
+            if problem is not None:
+                entry, name, why = problem
+                if entry is None:
+                    raise ValueError(f"each layer is (out_channels, kernel, stride[, padding]), "
+                                     f"got {tuple(row)}")
+                raise ValueError(f"layer {depth} {tuple(row)}: {name} {why}")
             out_channels, kernel, stride = row[:3]
             padding = row[3] if len(row) == 4 else 0
-            for name, value, least in (("out_channels", out_channels, 1), ("kernel", kernel, 1),
-                                       ("stride", stride, 1), ("padding", padding, 0)):
-                if min(value if isinstance(value, (tuple, list)) else (value,)) < least:
-                    raise ValueError(f"layer {depth} {tuple(row)}: {name} must be >= {least}, "
-                                     f"got {value}")
             blocks.append(conv(channels, out_channels, kernel, stride, padding))
             # The summed head reads the top layer linearly: a ReLU there can switch every top
             # unit off, leaving f flat in x and the chains without a gradient to follow.
