@@ -111,7 +111,8 @@ class ChainConfig:
     # super-resolution training).
     # "recovery": each iteration hides a random `missing` fraction of every example's entries;
     # chains start from the nearest-known fill and keep the observed entries (the authors'
-    # recovery training, with the observed entries clamped during the chain).
+    # recovery training, but with the observed entries clamped at every step, where rec_exp.py
+    # resets them after the chain: stgconv.mcmc.starts.RecoveryStart).
     mode: Literal[
         "noise", "data", "persistent", "buffer", "super_resolution", "recovery",
     ] = "persistent"

@@ -352,6 +352,20 @@ def test_shipped_configs_load(path: Path) -> None:
     assert isinstance(config, ExperimentConfig)
 
 
+def test_voxel_paper_configs_keep_the_authors_settings() -> None:
+    """jianwen-xie/3DDescriptorNet: refsig 0.5, 20 Langevin steps of 0.1, Adam 0.01 with beta1
+    0.5, batches of 20 (train.py, config.py); sr_exp.py starts its noiseless chains at the
+    nearest up-sampling (UpSampling3D) of the 16^3 block means."""
+    for name in ("synthesis_paper", "super_resolution_paper"):
+        config = load_config(REPO / "configs" / "voxel" / f"{name}.yaml")
+        settings = (config.model.reference_sigma, config.sampler.step_size,
+                    config.sampler.n_steps, config.train.lr, config.train.betas,
+                    config.train.batch_size)
+        assert settings == (0.5, 0.1, 20, 0.01, (0.5, 0.999), 20), name
+    assert (config.chains.upsample, config.chains.factor, config.sampler.noise_scale) == (
+        "nearest", 4, 0.0)
+
+
 def test_a_binary_file_or_an_outsized_seed_is_named(tmp_path: Path) -> None:
     binary = tmp_path / "checkpoint.pt"
     binary.write_bytes(b"PK\x03\x04\x80\xff" * 20)

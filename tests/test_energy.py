@@ -31,9 +31,9 @@ BATCH = 2
 # image_size per preset (default 16). texture's receptive field is 57 pixels; descriptor4 is
 # the net of the 4x4 grid.
 IMAGE_SIDE = {"texture": 64, "descriptor4": 4}
-# image_size is the frame side (used by fc_s, whose second layer spans it). st (strides
-# (2, 3, 3) then (2, 2, 2)) needs clips of about 8 frames of 20x20 before its top layer has a
-# position, st_small frames of 12x12; fc_s's padded temporal kernels take 4 frames.
+# image_size is the frame side (used by fc_s, whose second layer spans it). st (padded, strides
+# 7, 3 and (1, 2, 2)) has top positions on any clip; 8 frames of 20x20 give it two in time.
+# st_small needs frames of 12x12; fc_s's padded temporal kernels take 4 frames.
 VIDEO_SIDE = {"st": 20, "st_small": 12}
 VIDEO_FRAMES = {"st": 8}
 # The grid side (the fully connected head's input size); default the preset's own.

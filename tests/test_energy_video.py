@@ -31,6 +31,32 @@ def test_full_size_st_preset_runs_on_the_papers_clip_shape():
     assert e.shape == (1,) and torch.isfinite(e).all()
 
 
+def test_st_preset_is_the_published_st_net():
+    """The ST sizes of the public STGConvNet code (zilongzheng/STGConvNet, src/model.py): 120
+    15^3 filters stride 7, 40 7^3 stride 3, 20 2x3x3 stride (1, 2, 2); its "SAME" padding
+    gives 10x15x15, 4x5x5 and 4x3x3 positions on 70 frames of 100x100 (ours: 5 in time)."""
+    energy = video_energy("st", frame_size=None)
+    rows = [(row[0], tuple(row[1]), tuple(row[2])) for row in energy.config["layers"]]
+    assert rows == [(120, (15, 15, 15), (7, 7, 7)), (40, (7, 7, 7), (3, 3, 3)),
+                    (20, (2, 3, 3), (1, 2, 2))]
+    convs = [block for block in energy.features if isinstance(block, torch.nn.Conv3d)]
+    sizes, h = [], torch.zeros(1, 3, 70, 100, 100)
+    with torch.no_grad():
+        for conv in convs:
+            h = torch.relu(conv(h))
+            sizes.append(tuple(h.shape[2:]))
+    assert sizes == [(10, 15, 15), (4, 5, 5), (5, 3, 3)]
+
+
+def test_fc_s_preset_is_the_coopnets_fc_s_descriptor():
+    """The FC_S descriptor of jianwen-xie/Spatial-Temporal-CoopNets (src/CoopNets_video.py):
+    120 5^3 stride 2, 30 spanning the frame over 5 frames stride 2, 10 of 5 frames stride 2."""
+    energy = video_energy("fc_s", frame_size=(100, 100))
+    rows = [(row[0], tuple(row[1]), tuple(row[2])) for row in energy.config["layers"]]
+    assert rows == [(120, (5, 5, 5), (2, 2, 2)), (30, (5, 50, 50), (2, 1, 1)),
+                    (10, (5, 1, 1), (2, 1, 1))]
+
+
 def test_st_is_stationary_under_spatial_and_temporal_shifts():
     """Moving a pattern inside a zero background by a multiple of the total stride, far from
     the borders, leaves the summed response unchanged: the ST model has no notion of where."""

@@ -15,6 +15,9 @@
 - ``descriptor16`` / ``descriptor4``: the same paper's nets for the 16x16 and 4x4 grids of its
   image pyramid: a 5x5 stride-2 convolution with 96 channels, then 3x3 convolutions (stride 1)
   with 128/256/512 (16x16) or 128/256 (4x4) channels, leaky ReLU, fully connected score.
+  The authors' code (ruiqigao/Multigrid_learning, model.py and ops.py) also batch-normalises
+  every convolution; these nets do not, so that an example's energy does not depend on the
+  rest of its batch.
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
 """Video energies ``(B, C, T, H, W) -> (B,)``: the spatial-temporal generative ConvNet (STGConvNet).
 
-- ``st``: spatially and temporally stationary (Xie, Zhu, Wu, CVPR 2017): three 3-D convolution
-  layers with strides in space and time, the top layer's responses summed over every space-time
-  position, so the model applies to clips of any size and length (dynamic textures: water, fire,
-  smoke).
+- ``st``: spatially and temporally stationary (Xie, Zhu, Wu, CVPR 2017): 120 filters 15x15x15
+  stride 7, 40 filters 7x7x7 stride 3, 20 filters 2x3x3 stride (1, 2, 2), the top layer's
+  responses summed over every space-time position, so the model applies to clips of any size
+  and length (dynamic textures: water, fire, smoke). The sizes are those of the ST net in the
+  public TensorFlow STGConvNet code (zilongzheng/STGConvNet, src/model.py), whose "SAME"
+  padding is replaced by symmetric padding of about half a kernel (same output sizes on 70
+  frames of 100 or 224 pixels, except one more top position in time).
 - ``fc_s``: spatially fully connected, stationary in time only (scenes whose layout matters,
   actions): 120 filters 5x5x5 stride 2, then 30 filters spanning the whole remaining frame and 5
-  frames, then 10 temporal filters, summed over time. The structure is the paper's; these
-  sizes are this library's choice (a code search found other ones, e.g. a 7x7x7 first layer
-  and 5 top filters, in a public spatial-temporal code).
+  frames, then 10 temporal filters, summed over time: the FC_S descriptor of the authors'
+  spatial-temporal CoopNets code (jianwen-xie/Spatial-Temporal-CoopNets,
+  src/CoopNets_video.py). The STGConvNet TensorFlow code has other FC_S sizes (120 7x7x7, 30
+  spanning the frame over 5 or 4 frames, 5 temporal filters of 2 frames).
 - ``st_small`` / ``fc_s_small``: the same structures with fewer, smaller filters for CPU runs.
 
 Kernels and strides are ``(t, h, w)``.
@@ -25,9 +29,9 @@ from stgconv.energy.base import Activation, ConvNetEnergy
 # gradient from f at all and stay at the reference mean.
 ST_PRESETS: dict[str, list[list[Any]]] = {
     "st": [
-        [120, (7, 7, 7), (2, 3, 3), (3, 3, 3)],
-        [40, (4, 6, 6), (2, 2, 2), (1, 2, 2)],
-        [20, (2, 2, 2), (1, 1, 1)],
+        [120, (15, 15, 15), (7, 7, 7), (7, 7, 7)],
+        [40, (7, 7, 7), (3, 3, 3), (3, 3, 3)],
+        [20, (2, 3, 3), (1, 2, 2), (1, 1, 1)],
     ],
     "st_small": [
         [16, (5, 7, 7), (2, 3, 3), (2, 3, 3)],

@@ -168,6 +168,9 @@ class RecoveryStart:
     what the recovery task asks of it. Each call to :meth:`start` hides a fresh random
     ``missing`` fraction of every example's entries; the chain starts from ``fill`` of what
     remains, and :meth:`constraint` (for the same batch) keeps the observed entries fixed.
+    ``rec_exp.py`` differs: it draws one mask per shape for the whole run (exactly 30% kept),
+    fills the rest with the shape's observed mean and resets the observed voxels once, after a
+    free chain; here a fresh mask, a configurable fill and the projection after every step.
 
     Args:
         missing: fraction of entries hidden, in ``(0, 1)``; each entry independently.
