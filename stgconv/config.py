@@ -1050,6 +1050,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str],
     for text, path, value in typed:
         steps = [step for part in path for step in _indexed(part)]
         node: Any = merged
+        absent = None  # the first section on the path that the config does not have
         for i, step in enumerate(steps):
             if isinstance(node, list):
                 if not (step.isdigit() and int(step) < len(node)):
@@ -1064,6 +1065,14 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str],
                 node[step] = _merged(old, value)
             else:
                 if isinstance(node, dict) and node.get(step) is None:
+                    absent = absent or ".".join(steps[:i + 1])
+                    if steps[i + 1].isdigit():  # an entry of a list the config does not have
+                        where = ".".join(steps[:i + 1])
+                        raise ValueError(
+                            f"override {text!r}: the config gives no {absent}"
+                            + (" section" if absent != where else "")
+                            + f", so there is no {where} entry {steps[i + 1]} to change; set "
+                            f"the whole list ({where}=[...])")
                     node[step] = {}  # absent, or null as a saved config.yaml writes it
                 node = node[step]
     return merged
@@ -1151,7 +1160,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     """
     data = read_yaml(path) if path is not None else {}
     if saved:
-        data = without_unread_settings(data, str(path))
+        data = without_unread_settings(data, str(path), overrides, values)
     data = apply_overrides(data, overrides, values)
     config = config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
     return dataclasses.replace(
@@ -1159,16 +1168,21 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         data=dataclasses.replace(config.data, path=expand_home(config.data.path)))
 
 
-def without_unread_settings(data: Any, source: str) -> Any:
+def without_unread_settings(data: Any, source: str, overrides: Sequence[str] = (),
+                            values: Mapping[str, Any] | None = None) -> Any:
     """``data``, a config that a run saved (its ``config.yaml``, its checkpoint's), with each
     setting that the run never read (:class:`UnreadSetting`) reset to its default, named in a
     warning that calls ``data`` ``source``: an earlier stgconv accepted them, and the run,
     trained without them, resumes and is used without them. Other problems are left for
-    the config's own load to name."""
+    the config's own load to name. Looked for with ``overrides`` and ``values`` (as
+    :func:`apply_overrides` takes them) applied, which ``data`` is returned without: an error
+    of ``data`` that they fix hid its unread settings, which then stopped the resume too; one
+    that they set is theirs, and refused."""
     ignored: list[str] = []
     while isinstance(data, dict):
         try:
-            config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
+            given = apply_overrides(data, overrides, values)
+            config_from_dict(ExperimentConfig, _inherit_grid_samplers(given))
             break
         except UnreadSetting as err:
             if err.key in ignored:

@@ -11,6 +11,7 @@ trained on by conftest.py's ``trained_jem_run``); a MATLAB v7.3 file as MATLAB w
 
 from __future__ import annotations
 
+import errno
 import importlib
 from pathlib import Path
 
@@ -264,3 +265,14 @@ def write_mat_v73(path: Path, variables: dict[str, np.ndarray]) -> Path:
         file.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116)
                    + bytes(8) + b"\x00\x02IM")
     return path
+
+
+def fill(path: Path, *, leaving: int) -> None:
+    """Write ``path`` until its disk is full, then free ``leaving`` bytes of it."""
+    with open(path, "wb", buffering=0) as file:
+        try:
+            while True:
+                file.write(bytes(4096))
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+        file.truncate(file.tell() - leaving)

@@ -4,11 +4,12 @@ scripts (which are not importable packages), and one tiny trained voxel run and 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -102,3 +103,22 @@ def trained_jem_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     assert main(["train", str(JEM_CONFIG), "--data", str(paths["data"]),
                  "--out", str(paths["run"]), *JEM_TINY]) == 0
     return paths
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted at ``tmp_path / "disk"``, for a real full disk; skipped where
+    mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command to make a small disk with")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN): "
+                    f"{(mounted.stderr.strip() or f'exit status {mounted.returncode}').splitlines()[0]}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

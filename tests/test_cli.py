@@ -14,13 +14,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from _tiny import ROOT, SR_CONFIG, tiny_texture_run
+from _tiny import ROOT, SR_CONFIG, fill, tiny_texture_run
 from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
@@ -1012,36 +1011,6 @@ def test_a_resume_stopped_by_a_full_disk_keeps_its_checkpoint_for_the_next(tmp_p
     monkeypatch.undo()
     assert run_main(resume, capsys)[0] == 0
     assert load_checkpoint(run)["iteration"] == 2
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs mounted at ``tmp_path / "disk"``, for a real full disk; skipped where
-    mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command to make a small disk with")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN): "
-                    f"{(mounted.stderr.strip() or f'exit status {mounted.returncode}').splitlines()[0]}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
-
-
-def fill(path: Path, *, leaving: int) -> None:
-    """Write ``path`` until its disk is full, then free ``leaving`` bytes of it."""
-    with open(path, "wb", buffering=0) as file:
-        try:
-            while True:
-                file.write(bytes(4096))
-        except OSError as err:
-            assert err.errno == errno.ENOSPC, err
-        file.truncate(file.tell() - leaving)
 
 
 @pytest.mark.parametrize(("room", "failing"), [(0, ".lock"), (8192, "checkpoint_previous.pt")])

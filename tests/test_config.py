@@ -17,6 +17,7 @@ from _tiny import run_cli, write_config
 
 from stgconv.config import (
     ExperimentConfig,
+    UnreadSetting,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -746,6 +747,20 @@ def test_set_reaches_an_entry_of_a_list_by_its_index() -> None:
             apply_overrides(data, [override])
 
 
+def test_an_entry_of_a_list_the_config_does_not_give_names_what_is_missing() -> None:
+    """Said "multigrid.grids must be a list, got {'0': {'size': 3}}": the path was made of
+    sections, and the entry's index taken for a key."""
+    with pytest.raises(ValueError, match=r"^override 'multigrid\.grids\.0\.size=3': the config "
+                                         r"gives no multigrid section, so there is no "
+                                         r"multigrid\.grids entry 0 to change; set the whole list "
+                                         r"\(multigrid\.grids=\[\.\.\.\]\)$"):
+        load_config(None, ["multigrid.grids.0.size=3"])
+    with pytest.raises(ValueError, match=r"'multigrid\.grids\[1\]\.size=3': the config gives no "
+                                         r"multigrid\.grids, so there is no multigrid\.grids "
+                                         r"entry 1 "):
+        load_config(None, ["multigrid.base_size=4", "multigrid.grids[1].size=3"])
+
+
 def test_a_section_given_whole_to_set_changes_only_the_keys_it_gives(tmp_path: Path) -> None:
     """``--set sampler={n_steps: 40}`` replaced the file's whole section: its step size, noise
     and clamp went back to the defaults without a word."""
@@ -785,6 +800,19 @@ def test_a_runs_own_config_that_a_set_corrects_loads(tmp_path: Path) -> None:
     one that a --set corrects is no error."""
     path = write(tmp_path, "train:\n  lr: -1\n")
     assert load_config(path, ["train.lr=0.01"], saved=True).train.lr == 0.01
+
+
+def test_a_runs_own_config_with_an_unread_setting_and_an_error_a_set_corrects_loads(
+        tmp_path: Path) -> None:
+    """The unread setting was looked for before the --set applied: the error hid it, and the
+    load, its error corrected, stopped at it (one more try, with a --set of its default)."""
+    path = write(tmp_path, "train:\n  lr: -1\nchains:\n  buffer_capacity: 77\n")
+    with pytest.warns(UserWarning, match="sets chains.buffer_capacity, which its training never"):
+        config = load_config(path, ["train.lr=0.01"], saved=True)
+    assert (config.train.lr, config.chains.buffer_capacity) == (0.01, 10000)
+    # A --set of an unread setting is the user's own, and refused as before.
+    with pytest.raises(UnreadSetting, match="chains.buffer_capacity is 5, but applies to"):
+        load_config(path, ["train.lr=0.01", "chains.buffer_capacity=5"], saved=True)
 
 
 def test_the_warning_of_a_runs_own_config_points_at_the_caller(tmp_path: Path) -> None:

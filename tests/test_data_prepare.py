@@ -4,6 +4,7 @@ into ``error: ...`` on stderr (the scripts then exit with status 2)."""
 
 from __future__ import annotations
 
+import errno
 import time
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from stgconv.data.prepare import run_build
+from stgconv.io.atomic import write_error
 
 SUFFIXES = (".h5", ".hdf5")
 
@@ -119,6 +121,18 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path: Path, capsys: pytest.Captur
         run_build(out, Build(out, error=KeyboardInterrupt()), suffixes=SUFFIXES, overwrite=True)
     assert stopped.value.code == 130 and out.read_text() == "old"
     assert capsys.readouterr().err == f"interrupted: {out} not written (the old one kept)\n"
+
+
+def test_a_cache_that_fails_part_way_through_its_write_is_one_line_and_status_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A full disk while the cache is written is the file system's failure, not the input's:
+    status 1, as the stgconv command's (it was 2, bad input)."""
+    out = tmp_path / "clips.h5"
+    error = write_error(errno.ENOSPC, "No space left on device", out)
+    with pytest.raises(SystemExit) as stopped:
+        run_build(out, Build(out, error=error), suffixes=SUFFIXES, overwrite=False)
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == f"error: [Errno 28] No space left on device: '{out}'\n"
 
 
 @pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("k")])

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _tiny import fill
 from torch.utils.data import DataLoader
 
 from stgconv.data.voxel import (
@@ -21,6 +22,7 @@ from stgconv.data.voxel import (
     find_modelnet_meshes,
     load_voxel_shapes,
 )
+from stgconv.io.atomic import WriteError
 from stgconv.io.voxel import pad_to, save_voxels
 
 R = 12
@@ -335,6 +337,16 @@ def test_names_that_are_not_utf8(tree: Path, tmp_path: Path) -> None:
                                "chair/train/chair_train_0010.off"]
     with h5py.File(out, "r") as h5:
         assert h5.attrs["skipped"][0].startswith(f"{folder}/chair_bris\\xe9.off: ")
+
+
+def test_a_cache_built_on_a_full_disk_is_a_write_error_naming_it(tree: Path,
+                                                                  small_disk: Path) -> None:
+    """Was HDF5's RuntimeError ("Can't decrement id ref count"), or a segfault at its close."""
+    fill(small_disk / "filler", leaving=4096)
+    out = small_disk / "cache.h5"
+    with pytest.raises(WriteError, match=rf"^\[Errno 28\] No space left on device: '{out}'$"):
+        build_modelnet_cache(tree, out, resolution=24)
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
 
 
 def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -14,7 +14,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from _tiny import write_mat_v73
+from _tiny import fill, write_mat_v73
+from stgconv.io.atomic import WriteError
 from stgconv.io.matlab import read_mat
 from stgconv.io.mesh import (
     load_mesh,
@@ -360,6 +361,20 @@ def test_an_empty_matlab_v73_variable_reads_as_its_v5_twin(tmp_path: Path) -> No
     for name in ("none", "flags", "counts"):
         assert (v73[name].shape, v73[name].dtype) == (v5[name].shape, v5[name].dtype)
     np.testing.assert_array_equal(v73["label"], np.ones((1, 1)))
+
+
+@pytest.mark.parametrize("room", [0, 8192])
+def test_an_h5_write_to_a_full_disk_is_a_write_error_naming_the_file(small_disk: Path,
+                                                                    room: int) -> None:
+    """HDF5 writing to a full disk itself failed with a RuntimeError ("Can't decrement id ref
+    count") or an OSError in a page of its own words naming the temporary, and its close could
+    end the process with a segfault; now the system's error, naming the file, as every writer."""
+    fill(small_disk / "filler", leaving=room)
+    path = small_disk / "grids.h5"
+    grids = np.random.default_rng(0).random((8, 16, 16, 16), dtype=np.float32)  # 128 KiB
+    with pytest.raises(WriteError, match=rf"^\[Errno 28\] No space left on device: '{path}'$"):
+        save_voxels(grids, path)
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
 
 
 def test_an_hdf5_file_without_matlab_s_header_is_named_as_such(tmp_path: Path) -> None:
@@ -819,17 +834,16 @@ def test_a_cube_filling_the_grid_without_normalizing_fills_every_voxel() -> None
     assert voxelize(CUBE_VERTICES - 0.5, cube_triangles(), 4, normalize=False).all()
 
 
-def test_a_failed_ply_write_leaves_no_helper_file(tmp_path: Path, monkeypatch) -> None:
-    # open3d writes through a ".tmp.ply" name beside the temporary; a write it reports failed
-    # (a full disk) leaves neither behind.
-    def fails(path: str, mesh: object, **_: object) -> bool:
-        Path(path).write_bytes(b"ply\nhalf a mesh")
-        return False
-
-    monkeypatch.setattr(o3d.io, "write_triangle_mesh", fails)
-    with pytest.raises(OSError, match="could not write"):
-        save_mesh_from_voxels(np.ones((3, 3, 3)), tmp_path / "shape.ply")
-    assert list(tmp_path.iterdir()) == []
+@pytest.mark.parametrize("suffix", [".ply", ".obj"])
+def test_a_mesh_written_to_a_full_disk_is_a_write_error_naming_the_file(small_disk: Path,
+                                                                         suffix: str) -> None:
+    """open3d's .ply writer answered only False: "open3d could not write", no reason, taken for
+    bad input (exit 2). Now the system's error, naming the file (the CLI's exit 1)."""
+    fill(small_disk / "filler", leaving=0)
+    path = small_disk / f"shape{suffix}"
+    with pytest.raises(WriteError, match=rf"^\[Errno 28\] No space left on device: '{path}'$"):
+        save_mesh_from_voxels(np.ones((3, 3, 3)), path)
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
 
 
 def write_ply(path: Path, vertices, polygons) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from stgconv.checks import check_output
+from stgconv.io.atomic import WriteError
 
 
 def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
@@ -28,7 +29,10 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         (the script then exits with status 2).
 
     Raises:
-        SystemExit: 130, after one line on stderr, when the build is interrupted (Ctrl-C).
+        SystemExit: 130, after one line on stderr, when the build is interrupted (Ctrl-C);
+            1, after ``error: ...``, when writing the cache failed part-way
+            (:class:`~stgconv.io.atomic.WriteError`: a full disk), as the ``stgconv``
+            command exits for it.
     """
     if out.suffix.lower() not in suffixes:
         print(f"error: OUT must end in {' or '.join(suffixes)}, got {out}", file=sys.stderr)
@@ -50,6 +54,8 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         # What the build skipped before it failed often explains the failure.
         _print_warnings(caught)
         print(f"error: {err}", file=sys.stderr)
+        if isinstance(err, WriteError):  # the file system's failure, not the input's
+            raise SystemExit(1) from None
         return None
     except KeyboardInterrupt:
         # The cache is renamed into place only once whole: there is nothing to clean up.

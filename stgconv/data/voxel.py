@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import operator
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -32,7 +33,7 @@ from stgconv.checks import as_int, check_cache_version, npz_array, open_npz
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files, list_folders
-from stgconv.io.h5 import LazyH5, as_text, to_text
+from stgconv.io.h5 import LazyH5, as_text, to_text, write_h5
 from stgconv.io.mesh import MESH_SUFFIXES, voxelize_file
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
 from stgconv.io.voxel import pad_to as pad_grids
@@ -161,14 +162,11 @@ def build_modelnet_cache(
     names, meshes = find_modelnet_meshes(root, categories=categories, splits=splits,
                                          dangling_links=skip_unreadable)
 
-    def write(tmp: str) -> None:
-        import h5py
+    def fill(h5: h5py.File) -> None:
+        _write_cache(h5, root, names, meshes, resolution=resolution, margin=margin,
+                     up_axis=up_axis, skip_unreadable=skip_unreadable, progress=progress)
 
-        with h5py.File(tmp, "w") as h5:
-            _write_cache(h5, root, names, meshes, resolution=resolution, margin=margin,
-                         up_axis=up_axis, skip_unreadable=skip_unreadable, progress=progress)
-
-    return atomic_write(out_path, write)
+    return atomic_write(out_path, partial(write_h5, fill=fill))
 
 
 def _write_cache(

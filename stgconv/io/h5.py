@@ -3,14 +3,14 @@
 An h5py handle must not cross a ``fork``: a ``DataLoader(num_workers > 0)`` worker reading
 through its parent's handle would share HDF5 state with it. So the file opens on first access in
 each process, never in ``__init__``, and a pickled dataset (what spawned workers get) carries no
-handle.
+handle. HDF5 outputs are written whole by :func:`write_h5`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 # h5py takes a while to import and most runs never read HDF5; it loads where a file is opened.
 if TYPE_CHECKING:
@@ -47,6 +47,27 @@ class LazyH5:
         state = self.__dict__.copy()  # spawned workers get the dataset pickled: no handle in it
         state["_file"], state["_pid"] = None, None
         return state
+
+
+def write_h5(tmp: str, fill: Callable[[h5py.File], None]) -> None:
+    """Write the HDF5 file that ``fill(h5)`` makes to ``tmp`` (an
+    :func:`stgconv.io.atomic.atomic_write` temporary) in one plain write of its image.
+
+    The file is made in memory (the whole of it, compressed, is held until written): HDF5
+    writing to a full disk or past a quota itself failed with a ``RuntimeError`` or an
+    ``OSError`` worded in its own terms and naming the temporary, and its close then could
+    crash the process (a segfault, HDF5 2.0). A plain write fails with the system's error, which
+    ``atomic_write`` turns into a :class:`~stgconv.io.atomic.WriteError` naming the file.
+    """
+    import h5py
+
+    # backing_store=False: HDF5 never opens tmp; the name only tells the file from others open.
+    with h5py.File(tmp, "w", driver="core", backing_store=False) as h5:
+        fill(h5)
+        h5.flush()  # the image alone leaves out what open objects hold (unreadable files)
+        image = h5.id.get_file_image()
+    with open(tmp, "wb") as file:
+        file.write(image)
 
 
 def as_text(value: object) -> str:

@@ -24,7 +24,7 @@ from skimage.measure import marching_cubes
 from stgconv.checks import as_array, as_int
 from stgconv.io.atomic import atomic_write
 
-# open3d takes ~1.5 s to import; it loads where a mesh is read, voxelized or written through it.
+# open3d takes ~1.5 s to import; it loads where a mesh is read or voxelized through it.
 
 MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
 """Suffixes :func:`load_mesh` reads."""
@@ -523,23 +523,26 @@ def save_mesh_from_voxels(grid: np.ndarray, path: str | Path, *, level: float = 
         raise ValueError(f"no voxel exceeds level={level}: there is no surface to write to {path}")
 
     def write(tmp: str) -> None:
-        import open3d as o3d
-
-        if path.suffix.lower() == ".obj":
-            _write_obj(tmp, vertices, faces)
-            return
-        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
-                                         o3d.utility.Vector3iVector(faces.astype(np.int32)))
-        # open3d picks the writer from the suffix, and the temporary file's is ".tmp".
-        ply = tmp + ".ply"
-        try:
-            if not o3d.io.write_triangle_mesh(ply, mesh, write_ascii=False):
-                raise OSError(f"open3d could not write {path}")
-            Path(ply).replace(tmp)
-        finally:
-            Path(ply).unlink(missing_ok=True)
+        (_write_obj if path.suffix.lower() == ".obj" else _write_ply)(tmp, vertices, faces)
 
     return atomic_write(path, write)
+
+
+def _write_ply(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:
+    # Written here, as open3d writes it, not by open3d: its writer answers only True or False,
+    # so a full disk was "could not write" with no reason, taken for bad input (exit 2).
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              "comment marching cubes surface written by stgconv; voxel units, z up\n"
+              f"element vertex {len(vertices)}\nproperty double x\nproperty double y\n"
+              f"property double z\nelement face {len(faces)}\n"
+              "property list uchar uint vertex_indices\nend_header\n")
+    triangles = np.empty(len(faces), dtype=[("count", "u1"), ("corners", "<u4", (3,))])
+    triangles["count"] = 3
+    triangles["corners"] = faces
+    with open(path, "wb") as file:
+        file.write(header.encode("ascii"))
+        file.write(vertices.astype("<f8").tobytes())
+        file.write(triangles.tobytes())
 
 
 def _write_obj(path: str, vertices: np.ndarray, faces: np.ndarray) -> None:

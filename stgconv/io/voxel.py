@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.io
@@ -40,10 +41,13 @@ from torch import Tensor
 
 from stgconv.checks import as_array, as_int, npz_array, open_npz, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
+from stgconv.io.h5 import write_h5
 from stgconv.io.matlab import read_mat
 
 # h5py takes a while to import and most voxel files are not HDF5; it loads where one is read or
 # written.
+if TYPE_CHECKING:
+    import h5py
 
 VOXEL_SUFFIXES = (".mat", ".binvox", ".npy", ".npz", ".h5", ".hdf5")
 """Suffixes :func:`load_voxels` reads and :func:`save_voxels` writes."""
@@ -299,7 +303,7 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
     elif suffix == ".npz":
         return atomic_save_npz(path, **{name: array})
     else:
-        write = partial(_write_h5, array, name)
+        write = partial(write_h5, fill=partial(_fill_h5, array, name))
     return atomic_write(path, write)
 
 
@@ -327,15 +331,12 @@ def _write_mat(arrays: dict[str, np.ndarray], tmp: str) -> None:
         scipy.io.savemat(file, arrays, do_compression=True)
 
 
-def _write_h5(array: np.ndarray, name: str, tmp: str) -> None:
-    import h5py
-
+def _fill_h5(array: np.ndarray, name: str, h5: h5py.File) -> None:
     chunks = array.shape if array.ndim == 3 else (1, *array.shape[1:])
-    with h5py.File(tmp, "w") as h5:
-        # An empty batch has no chunk to compress (h5py refuses a chunk larger than the data).
-        compress = dict(chunks=chunks, compression="gzip", compression_opts=_GZIP_LEVEL)
-        dataset = h5.create_dataset(name, data=array, **(compress if array.size else {}))
-        dataset.attrs["layout"] = "(R, R, R) or (N, R, R, R) indexed [x, y, z], z up"
+    # An empty batch has no chunk to compress (h5py refuses a chunk larger than the data).
+    compress = dict(chunks=chunks, compression="gzip", compression_opts=_GZIP_LEVEL)
+    dataset = h5.create_dataset(name, data=array, **(compress if array.size else {}))
+    dataset.attrs["layout"] = "(R, R, R) or (N, R, R, R) indexed [x, y, z], z up"
 
 
 # --------------------------------------------------------------------------------------------

@@ -168,6 +168,9 @@ class Langevin:
         for index in range(len(flags), self.n_steps):  # all of them, unless a graph ran them
             flags.append(step(index))
         # The last update is never fed back into the energy; its result is checked directly.
+        # After the clamp, which hides nothing: it keeps a NaN, and takes an update that
+        # overflowed to +-inf from a finite energy and gradient to the bound that the update's
+        # exact (huge, finite) value would have been clamped to.
         flags[-1] = flags[-1] | ~torch.isfinite(x).all()
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
         return x if execution.layout is None else x.contiguous()
