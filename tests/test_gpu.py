@@ -226,6 +226,9 @@ def test_a_step_that_cannot_be_captured_runs_eagerly_with_the_same_noise():
     # "Offset increment outside graph capture" when the capture was abandoned unclosed).
     torch.randn(3, device="cuda")
     torch.randn(3, device="cuda", generator=generator)
+    # torch.cuda.graph's exit ends the capture before it restores the caller's stream, with no
+    # try between them: a failed capture must not leave this thread on the capture's side stream.
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
 
 
 @pytest.mark.parametrize("written_on, resumed_on", [("cuda", "cpu"), ("cpu", "cuda")])
