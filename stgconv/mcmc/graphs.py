@@ -101,10 +101,14 @@ def _run_as_cuda_graph(
     graph = torch.cuda.CUDAGraph()
     if generator is not None:
         graph.register_generator_state(generator)
+    caller = torch.cuda.current_stream()
     try:
         with torch.cuda.graph(graph):
             flag = step(WARMUP_STEPS)  # recorded, not run: the replays below run it
     except RuntimeError:
+        # torch's graph exit puts the caller's stream back only after capture_end, which a
+        # failed capture makes raise: the eager steps would go on on the capture's stream.
+        torch.cuda.set_stream(caller)
         _close_failed_capture(graph, generator, x.device)
         return x, flags
     for _ in range(WARMUP_STEPS, n_steps):
