@@ -33,7 +33,8 @@ from stgconv.modalities import VOXELS
 from stgconv.ops import block_down
 from stgconv.initializer import Initializer
 from stgconv.tasks.voxel import (default_recovery_init, load_initializer, load_voxel_model,
-                                 on_model_grid, recover_batch, super_resolve_batch)
+                                 on_model_grid, recover_batch, recover_padded,
+                                 super_resolve_batch)
 from stgconv.train import Trainer
 
 
@@ -268,6 +269,18 @@ def test_on_model_grid_crops_back_what_it_padded_and_marks_padding_known() -> No
 
     assert torch.equal(on_model_grid(identity, observed, known, 8), observed)
     assert int((~seen["known"]).sum()) == int((~known).sum())
+
+
+def test_a_shape_reaching_its_grids_faces_starts_from_the_fill_of_its_own_grid() -> None:
+    """A full 5^3 shape under an 8^3 model: the nearest-known start is the baseline's, made on
+    the shape's grid (made on the padded grid, the empty padding emptied the missing voxels of
+    the faces). A chain that cannot move returns it."""
+    truth = torch.ones(1, 1, 5, 5, 5)
+    known = torch.rand(truth.shape, generator=gen(3)) >= 0.7
+    observed = torch.where(known, truth, torch.zeros(()))
+    still = Langevin(n_steps=1, step_size=1e-12, noise_scale=0.0)
+    out = recover_padded(tiny_energy(8), still, observed, known, init="nearest_known")
+    torch.testing.assert_close(out, nearest_known_fill(observed, known))
 
 
 def test_default_recovery_init_prefers_a_recovery_filler() -> None:

@@ -49,9 +49,9 @@ from stgconv.tasks.voxel import (
     default_recovery_init,
     load_initializer,
     load_voxel_model,
-    on_model_grid,
     recover_padded,
     recovery_fill,
+    recovery_start,
     super_resolve_batch,
 )
 
@@ -110,7 +110,9 @@ def eval_super_resolution(
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, as training pads them, before they are down-sampled; every method's output is
     cropped back and scored on the shapes' own grid (``"size"``; ``"model_size"`` and
-    ``"low_size"`` are the model's grid and its down-sampled side).
+    ``"low_size"`` are the model's grid and its down-sampled side). The binary results (ours,
+    its start, ``trilinear_binary``) place each block's occupied voxels outside the padding,
+    which is known to be empty, so the shapes they score keep every block's count.
 
     Raises:
         ValueError: grids larger than the model's; a factor that does not divide its side.
@@ -123,6 +125,16 @@ def eval_super_resolution(
     side = _checked_side(truth, shapes, size)
     padded = pad_to(truth, size)
     lo = (size - side) // 2
+    # The padding is known to be empty: a binary result places each block's count of occupied
+    # voxels among the shapes' own voxels, else the ones placed in the padding were cropped
+    # away and the scored shapes lost them (a shape that reaches its grid's faces).
+    padding = ~pad_to(torch.ones(1, 1, side, side, side, dtype=torch.bool), size)
+    blocks = (factor,) * 3
+
+    def binary_inside(scores: Tensor, low: Tensor) -> Tensor:
+        """:func:`block_top_k` of ``scores`` with every padding voxel ranked last."""
+        ranked = scores.masked_fill(padding.to(scores.device), -torch.inf)
+        return block_top_k(ranked, low.to(scores.device), blocks)
 
     Upsampler = Callable[[Tensor, int], Tensor]
 
@@ -140,21 +152,24 @@ def eval_super_resolution(
     learned_start = initializer is not None and initializer.serves(factor)
 
     def ours(low: Tensor, factor: int) -> Tensor:
-        return super_resolve_batch(energy, sampler, low.to(param.device), factor,
-                                   offset=VOXELS.offset(config), upsample=config.chains.upsample,
-                                   binary=binary, initializer=initializer,
-                                   generator=generator).cpu()
+        chain = super_resolve_batch(energy, sampler, low.to(param.device), factor,
+                                    offset=VOXELS.offset(config),
+                                    upsample=config.chains.upsample, binary=False,
+                                    initializer=initializer, generator=generator)
+        return (binary_inside(chain, low) if binary else chain).cpu()
 
     def start(low: Tensor, factor: int) -> Tensor:
         low = low.to(param.device)
-        blocks = (factor,) * 3
         proposal = (initializer.propose(low, factor) if learned_start
                     else block_upsampler(config.chains.upsample)(low, blocks))
-        return block_top_k(proposal, low, blocks).cpu()
+        return binary_inside(proposal, low).cpu()
+
+    def trilinear_binary(low: Tensor, factor: int) -> Tensor:
+        return binary_inside(UPSAMPLERS["trilinear"](low, factor), low)
 
     lows = [(downsample(batch, factor), factor) for batch in padded.split(batch_size)]
-    methods = {name: on_shapes_grid(method)
-               for name, method in {"stgconv": ours, **UPSAMPLERS}.items()}
+    methods = {name: on_shapes_grid(method) for name, method in
+               {"stgconv": ours, **UPSAMPLERS, "trilinear_binary": trilinear_binary}.items()}
     results, seconds = _run_methods(methods, lows)
     table = _table(results, truth, None, unit=SR_UNIT, seconds=seconds)
     table["start"] = _start_scores("initializer" if learned_start else config.chains.upsample,
@@ -199,7 +214,8 @@ def eval_recovery_3d(
 
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, for the model; the padding counts as observed (it is empty by construction), and
-    every score is computed on the shapes' own grid.
+    every score is computed on the shapes' own grid. A classical start is filled on the shapes'
+    own grid, as its baseline's row is (:func:`~stgconv.tasks.voxel.recovery_start`).
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest_known": e,
     "neighbour_majority": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...}, "n_shapes",
@@ -220,7 +236,7 @@ def eval_recovery_3d(
     param = next(energy.parameters())
     initializer = load_initializer(state, checkpoint, device=param.device)
     init = default_recovery_init(initializer) if init is None else init
-    fill = recovery_fill(init, initializer)
+    recovery_fill(init, initializer)  # an unknown init is refused before the shapes are read
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
     side = _checked_side(truth, shapes, size)
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
@@ -233,7 +249,7 @@ def eval_recovery_3d(
                               initializer=initializer, generator=generator).cpu()
 
     def start(obs: Tensor, kn: Tensor) -> Tensor:
-        return on_model_grid(fill, obs, kn, size, device=param.device).cpu()
+        return recovery_start(init, initializer, obs, kn, size, device=param.device).cpu()
 
     batches = list(zip(observed.split(batch_size), known.split(batch_size)))
     results, seconds = _run_methods({"stgconv": ours, **FILLS}, batches)

@@ -134,7 +134,7 @@ def default_recovery_init(initializer: Initializer | None) -> RecoveryInit:
 
 def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, known: Tensor, *,
                   offset: float = 0.0, init: RecoveryInit = "nearest_known",
-                  initializer: Initializer | None = None,
+                  initializer: Initializer | None = None, start: Tensor | None = None,
                   generator: torch.Generator | None = None) -> Tensor:
     """Fill the missing voxels with the model's chain, the known ones clamped throughout.
 
@@ -143,15 +143,25 @@ def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kno
         known: bool, same shape, ``True`` = observed.
         init: the chain's start (:func:`recovery_fill`; ``"initializer"`` reads
             ``initializer``).
+        start: ``(B, 1, D, D, D)`` occupancy, the chain's start made before (instead of
+            ``init``'s fill of ``observed``).
 
     Returns:
         ``(B, 1, D, D, D)`` occupancy, equal to ``observed`` at the known voxels.
     """
     check_generator(generator, "recover_batch")  # before the start's work
-    start = recovery_fill(init, initializer)(observed, known)
+    if start is None:
+        start = recovery_fill(init, initializer)(observed, known)
     x = sampler.run(energy, start - offset, constraint=KnownEntries(observed - offset, known),
                     generator=generator)
     return x + offset
+
+
+def check_fits(side: int, size: int) -> None:
+    """Raise ``ValueError`` for shapes of ``side^3`` larger than the model's ``size^3`` grid."""
+    if side > size:
+        raise ValueError(f"the shapes are {side}^3 grids; this model takes (N, {size}, {size}, "
+                         f"{size}) (smaller grids are padded)")
 
 
 def on_model_grid(method: Callable[[Tensor, Tensor], Tensor], observed: Tensor, known: Tensor,
@@ -170,9 +180,7 @@ def on_model_grid(method: Callable[[Tensor, Tensor], Tensor], observed: Tensor, 
         ValueError: grids larger than the model's.
     """
     side = observed.shape[-1]
-    if side > size:
-        raise ValueError(f"the shapes are {side}^3 grids; this model takes (N, {size}, {size}, "
-                         f"{size}) (smaller grids are padded)")
+    check_fits(side, size)
     observed_model = pad_to(observed, size).to(device)
     known_model = ~pad_to(~known, size).to(device)  # the padding is known to be empty
     x = method(observed_model, known_model)
@@ -180,11 +188,32 @@ def on_model_grid(method: Callable[[Tensor, Tensor], Tensor], observed: Tensor, 
     return x[..., lo:lo + side, lo:lo + side, lo:lo + side].to(observed.device)
 
 
+def recovery_start(init: RecoveryInit, initializer: Initializer | None, observed: Tensor,
+                   known: Tensor, size: int, *, device: torch.device | str = "cpu") -> Tensor:
+    """The start of a recovery chain for shapes up to the model's ``size^3`` grid, on the
+    shapes' own grid: the learned filler, trained on padded grids, fills them padded
+    (:func:`on_model_grid`); a classical fill fills them as they are, as the baselines do. The
+    padding is empty, but it says nothing of the voxels at the shapes' faces: a nearest-known
+    fill took it for their neighbours and emptied the faces of shapes that reach them.
+
+    Args:
+        observed, known: ``(B, 1, R, R, R)``, ``R`` at most ``size``; ``known`` bool.
+
+    Returns:
+        ``(B, 1, R, R, R)`` occupancy on ``observed``'s device.
+    """
+    fill = recovery_fill(init, initializer)
+    if init == "initializer":
+        return on_model_grid(fill, observed, known, size, device=device)
+    return fill(observed, known)
+
+
 def recover_padded(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, known: Tensor, *,
                    offset: float = 0.0, init: RecoveryInit = "nearest_known",
                    initializer: Initializer | None = None,
                    generator: torch.Generator | None = None) -> Tensor:
-    """:func:`recover_batch` for shapes up to the model's grid (:func:`on_model_grid`).
+    """:func:`recover_batch` for shapes up to the model's grid (:func:`on_model_grid`), from
+    :func:`recovery_start`.
 
     Args:
         observed, known: ``(B, 1, R, R, R)``, ``R`` at most the model's side; ``known`` bool.
@@ -196,13 +225,15 @@ def recover_padded(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kn
         ValueError: grids larger than the model's.
     """
     check_generator(generator, "recover_padded")
+    size, device = grid_side(energy), next(energy.parameters()).device
+    check_fits(observed.shape[-1], size)  # before the start's work
+    start = recovery_start(init, initializer, observed, known, size, device=device)
 
     def recover(observed_model: Tensor, known_model: Tensor) -> Tensor:
         return recover_batch(energy, sampler, observed_model, known_model, offset=offset,
-                             init=init, initializer=initializer, generator=generator)
+                             start=pad_to(start, size).to(device), generator=generator)
 
-    return on_model_grid(recover, observed, known, grid_side(energy),
-                         device=next(energy.parameters()).device)
+    return on_model_grid(recover, observed, known, size, device=device)
 
 
 @written_together()
