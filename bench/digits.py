@@ -176,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="samples to draw (the reference compares as many test digits, up "
                              "to 1,000)")
     parser.add_argument("--steps", type=common.count(0), default=None,
-                        help="synthesis chain length (default: the model's training length)")
+                        help="synthesis chain length (default: the model's sampler.task_steps, "
+                             "else its training length)")
     parser.add_argument("--start", choices=["noise", "chains"], default="noise",
                         help="fresh chains from noise, or the trained model's replay buffer")
     parser.add_argument("--epochs", type=common.count(1), default=5,

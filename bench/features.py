@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="wall-clock seconds for the whole run")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the split, the runs and their logs (default: a "
                              "temporary one)")

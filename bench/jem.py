@@ -338,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-class", type=common.count(1), default=100,
                         help="samples per digit (the grid shows the first 10 of each)")
     parser.add_argument("--steps", type=common.count(1), default=None,
-                        help="sampling chain length (default: the config's sampler.task_steps)")
+                        help="sampling chain length (default: the config's sampler.task_steps, "
+                             "else its training length)")
     parser.add_argument("--start", choices=["noise", "chains"], default="noise",
                         help="class chains from fresh noise or from the replay buffer")
     parser.add_argument("--grid", type=common.json_path,

@@ -265,6 +265,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# Config keys the bench sets for every run from its own options.
+SET_BY_OPTION = {"seed": "--seed", "device": "--device", "out_dir": "--work"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modality", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
@@ -276,14 +280,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="which models to train and sample")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override both runs' configs")
+                        metavar="KEY=VALUE",
+                        help="override both runs' configs (but seed, device and out_dir: "
+                             "--seed, --device, --work)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run on generated data (options given explicitly win)")
     parser.add_argument("--json", dest="json_path", metavar="FILE", type=common.json_path,
                         help="write the rows as JSON")
     args = parser.parse_args(argv)
+    for item in args.overrides:  # each run's are set from these options, the --set replaced
+        key = item.partition("=")[0].strip()
+        if key in SET_BY_OPTION:
+            parser.error(f"--set {item}: every run's {key} is {SET_BY_OPTION[key]}'s; "
+                         f"give {SET_BY_OPTION[key]}")
     with tempfile.TemporaryDirectory() as tmp:
         quick = quick_data(Path(tmp)) if args.quick else None
         work = Path(args.work or (Path(tmp) / "runs" if args.quick else "runs/multigrid_bench"))

@@ -413,16 +413,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default=["processes", "growth"])
     parser.add_argument("--net", choices=list(CONFIGS), default="texture",
                         help="the processes table's net and its quick config (default texture)")
-    parser.add_argument("--batch", type=int, default=8, help="examples per process (default 8)")
+    parser.add_argument("--batch", type=int, default=8, help="examples per process of the processes table (default 8)")
     parser.add_argument("--size", type=int, default=None,
                         help="frame / grid side of the processes table (default: the config's)")
-    parser.add_argument("--frames", type=int, default=16, help="clip length (video nets)")
+    parser.add_argument("--frames", type=int, default=16, help="clip length of the processes table (video nets; default 16)")
     parser.add_argument("--steps", type=int, default=None,
                         help="K, Langevin steps per iteration (default: the configs', 20)")
     parser.add_argument("--iterations", type=int, default=10,
-                        help="timed iterations per launch (default 10)")
+                        help="timed iterations per launch of the processes table (default 10)")
     parser.add_argument("--warmup", type=int, default=2,
-                        help="untimed iterations per launch first (default 2)")
+                        help="untimed iterations per launch first (default 2; the growth table: 1)")
     parser.add_argument("--rounds", type=int, default=3, help="launches per setup (default 3)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed iterations per size of a growth series, after one untimed "

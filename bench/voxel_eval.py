@@ -401,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="CD-1 updates of 100 chairs for --rbm")
     parser.add_argument("--seed", type=int, default=0,
                         help="training seed of both models and seed of the evaluations (0)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="also write the table and protocol as JSON")
     parser.add_argument("--quiet", action="store_true", help="no training progress bars")

@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="training data path (same as --set data.path=...; default: the "
                                   "config's)")
     p.add_argument("--out", help="run folder (same as --set out_dir=...; default: the config's)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: the config's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run folder's checkpoint (without a config file: "
                         "with the run's own config.yaml; a config file must match it)")
@@ -163,11 +163,11 @@ def _parser() -> argparse.ArgumentParser:
                         "(region:F with F < 1: a block F of the frame's side)")
     p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
                                     "width and training schedule but its iterations (--iterations "
-                                    "here, as the seed is --seed) "
-                                    f"(default: {SHIPPED_RECOVERY_CONFIG})")
+                                    f"here) (default: {SHIPPED_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    # Not a default of its own: the config's seed (--set seed=N) was ignored without a word.
+    p.add_argument("--seed", type=int, help=f"{SEED_HELP} (default: the config's seed)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
 
     p = _command(sub, "super-resolve", help="super-resolve a low-resolution voxel grid or a mesh")
@@ -234,7 +234,8 @@ def _parser() -> argparse.ArgumentParser:
                                   "layout, a cache's test split; classes matched by name when "
                                   "both files name them, every class also among --shapes') "
                                   "instead of cross-validating")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--folds", type=int, default=5,
+                   help="cross-validation folds (without --test)")
     p.add_argument("--per-class", type=int, help="a random subset of this many shapes per class")
     p.add_argument("--l2", type=float, default=1e-2, help="L2 weight of the logistic regression")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
@@ -507,7 +508,8 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         return tasks.train_fill_prior(
             args.videos, args.prior_path, settings=config.recovery.learned,
             iterations=args.iterations, frames=args.frames, size=args.size, masks=args.masks,
-            seed=args.seed, device=resolve_device(config.device),
+            seed=config.seed if args.seed is None else args.seed,
+            device=resolve_device(config.device),
         )
     if args.command == "super-resolve":
         return tasks.super_resolve(

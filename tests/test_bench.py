@@ -454,6 +454,7 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("voxel_eval.py", ["--work", "{file}/work"], r"--work: .*a_file is a file, not a folder"),
     ("multigrid.py", ["--set", "bogus=1"], r"image: unknown config key\(s\) bogus"),
     ("multigrid.py", ["--device", "tpu"], r"--device: device 'tpu' is not a device"),
+    ("multigrid.py", ["--set", "seed=3"], r"--set seed=3: every run's seed is --seed's"),
     ("recovery.py", ["--set", "bogus=1"], r"--config .*recovery_quick.yaml: unknown config key"),
     ("recovery.py", ["--frames", "0"], r"--frames: must be >= 1, got 0"),
     ("fill_prior.py", ["--out", "{tmp}/priors", "--config", "{tmp}/none.yaml"],

@@ -1161,10 +1161,14 @@ def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
      "recover_video", {"progress": False, "config.device": "cpu", "frames": 70,
                        "out_dir": "outputs/recovery"}),
     (["fill-prior", "~/clip.mp4", "--out", "{home}/prior.pt"], "train_fill_prior",
-     {"args": (["{home}/clip.mp4"],)}),
+     {"args": (["{home}/clip.mp4"],), "seed": 0}),
+    (["fill-prior", "clip.mp4", "--out", "prior.pt", "--set", "seed=3"], "train_fill_prior",
+     {"seed": 3}),
+    (["fill-prior", "clip.mp4", "--out", "prior.pt", "--set", "seed=3", "--seed", "5"],
+     "train_fill_prior", {"seed": 5}),
 ], ids=["synthesize --seed", "reconstruct --lr", "demo --out ~ --overwrite", "demo's --out",
         "train --device", "recover-shape --init --seed", "recover --quiet --device",
-        "fill-prior ~"])
+        "fill-prior ~", "fill-prior's seed is the config's", "fill-prior --seed"])
 def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: Path, capsys,
                                                   monkeypatch, argv, task, given) -> None:
     """(A quoted "~" is home too, as the shell would have made it.)"""

@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="clips cut from each video, or 'all' for as many as fit (default 1)")
     parser.add_argument("--stride", type=int, default=None,
                         help="frames between the starts of consecutive clips (default: --frames)")
-    parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                        help="1: grey, 3: colour (default 3)")
+    parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
+                        help="HDF5 compression of the clips (default gzip)")
     parser.add_argument("--skip-unreadable", action="store_true",
                         help="skip (and list) videos that cannot be decoded or are too short, "
                              "instead of stopping")
