@@ -6,14 +6,18 @@ on them is conftest.py's ``trained_voxel_run`` fixture. Seeded generators and fl
 in-process CLI call (``write_config``, ``run_cli``); labelled images for JEM (``labelled_bars``,
 trained on by conftest.py's ``trained_jem_run``); a MATLAB v7.3 file as MATLAB writes one
 (``write_mat_v73``); what would make a GPU wait for the host, counted on the CPU
-(``HostTraffic``).
+(``HostTraffic``); a file-size limit that fails writes as a full disk does
+(``file_size_limit``).
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
+import signal
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -276,3 +280,20 @@ def fill(path: Path, *, leaving: int) -> None:
         except OSError as err:
             assert err.errno == errno.ENOSPC, err
         file.truncate(file.tell() - leaving)
+
+
+@contextmanager
+def file_size_limit(size: int) -> Iterator[None]:
+    """In the block, a write past the first ``size`` bytes of a file fails with EFBIG ("File
+    too large") at the system call, as a full disk or a quota fails it whatever library writes;
+    no mount needed (RLIMIT_FSIZE, SIGXFSZ ignored). The limit binds the whole process, pytest's
+    own output to a log file too: it must end with the block, before pytest reports the test."""
+    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is a POSIX limit")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # its default ends the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)

@@ -202,8 +202,12 @@ def multigrid_config() -> ExperimentConfig:
 
 def test_load_model_keeps_a_float64_models_dtype(tmp_path: Path) -> None:
     """Rebuilt in float32 and loaded into it, a float64 model came back as float32 and refused
-    float64 inputs; it comes back as saved, giving the same energies."""
+    float64 inputs; it comes back as saved, giving the same energies. Its weights hold digits
+    past float32's: loaded into a float32 net before its move to float64, they were rounded."""
     energy = tiny_energy(0).double()
+    with torch.no_grad():
+        for parameter in energy.parameters():
+            parameter.mul_(1 + 2.0**-40)
     path = save_checkpoint({"config": config_to_dict(ExperimentConfig(name="f64")),
                             "model_config": energy.config, "model": energy.state_dict()},
                            tmp_path / "checkpoint.pt")

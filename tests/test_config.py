@@ -624,6 +624,8 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
                                          "'digit_classifier' is a classifier"),
     ([*JEM, "model.activation=relu"], "model.activation is 'relu', but model.arch"),
     ([*JEM, "model.reference_sigma=0.3"], "model.reference_sigma is 0.3, but model.arch"),
+    # Away from its default (0.05) however it is set: null too.
+    ([*JEM, "model.reference_sigma=null"], "model.reference_sigma is None, but model.arch"),
     ([*MULTIGRID, "model.arch=object"], "model.arch is 'object', but a multigrid run builds "
                                         "each grid's net from multigrid.grids[i].model"),
     ([*MULTIGRID, "chains.chains_per_example=2"], "chains.chains_per_example is 2, but a "
@@ -675,6 +677,8 @@ def test_a_setting_never_read_is_refused_by_train_before_anything_is_written(
                         "choose from ['texture', 'object'"),
     (["data.kind=voxels"], "model.arch 'texture' is not an architecture for data.kind "
                            "'voxels'; choose from ['desc32'"),
+    (["data.kind=video"], "model.arch 'texture' is not an architecture for data.kind 'video'; "
+                          "choose from ['st'"),
     ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {arch: fc_s}}]}"],
      "multigrid.grids[0].model.arch 'fc_s' is not an architecture for data.kind 'texture'"),
     ([*MULTIGRID[:1], "multigrid={grids: [{size: 8, model: {arch: digit_classifier}}]}"],
@@ -813,6 +817,14 @@ def test_a_runs_own_config_with_an_unread_setting_and_an_error_a_set_corrects_lo
     # A --set of an unread setting is the user's own, and refused as before.
     with pytest.raises(UnreadSetting, match="chains.buffer_capacity is 5, but applies to"):
         load_config(path, ["train.lr=0.01", "chains.buffer_capacity=5"], saved=True)
+
+
+def test_a_users_config_file_with_a_setting_never_read_is_refused_not_reset(
+        tmp_path: Path) -> None:
+    """Only a run's own config.yaml (saved=True) has such settings reset with a warning."""
+    path = write(tmp_path, "chains:\n  buffer_capacity: 77\n")
+    with pytest.raises(UnreadSetting, match="chains.buffer_capacity is 77"):
+        load_config(path)
 
 
 def test_the_warning_of_a_runs_own_config_points_at_the_caller(tmp_path: Path) -> None:

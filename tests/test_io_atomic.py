@@ -8,14 +8,12 @@ import errno
 import json
 import os
 import shutil
-import signal
 import stat
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
+from _tiny import file_size_limit
 
 from stgconv.io import atomic
 from stgconv.io.atomic import (
@@ -255,23 +253,6 @@ def test_a_full_disk_is_reported_naming_the_file(tmp_path: Path) -> None:
         atomic_write(path, full_disk)
     assert path.read_text() == "old"
     assert leftovers(tmp_path, {"checkpoint.pt"}) == []
-
-
-@contextmanager
-def file_size_limit(size: int) -> Iterator[None]:
-    """In the block, a write past the first ``size`` bytes of a file fails with EFBIG ("File
-    too large") at the system call, as a full disk or a quota fails it whatever library writes;
-    no mount needed (RLIMIT_FSIZE, SIGXFSZ ignored). The limit binds the whole process, pytest's
-    own output to a log file too: it must end with the block, before pytest reports the test."""
-    resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE is a POSIX limit")
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # its default ends the process
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
 
 
 def test_a_full_disk_under_np_save_names_the_file_and_the_reason(tmp_path: Path) -> None:

@@ -71,6 +71,48 @@ def test_another_threads_failure_in_the_block_reaches_the_hook_it_found(tmp_path
     assert [type(error) for error in seen] == [ZeroDivisionError]
 
 
+def test_a_hook_set_between_two_open_blocks_gets_other_threads_failures(tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """The inner block found the hook set after the outer one opened: a failure of a thread
+    that is no writer's goes to it, the latest, not to the hook the outer block found."""
+    outer_seen: list[BaseException] = []
+    between_seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: outer_seen.append(args.exc_value))
+    with summary_writer(tmp_path / "outer"):
+        monkeypatch.setattr(threading, "excepthook",
+                            lambda args: between_seen.append(args.exc_value))
+        with summary_writer(tmp_path / "inner"):
+            thread = threading.Thread(target=lambda: 1 / 0)
+            thread.start()
+            thread.join()
+    assert ([type(error) for error in between_seen], outer_seen) == ([ZeroDivisionError], [])
+
+
+def test_a_thread_started_beside_the_writer_is_not_taken_for_it(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """The writer's thread is told from others started while the writer was made (a progress
+    bar's monitor, a loader's) by its module: such a thread's failure is its own, for the hook
+    the block found, not the block's WriteError or error."""
+    import torch.utils.tensorboard
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    go = threading.Event()  # keeps the other thread alive until the writer is made
+    other = threading.Thread(target=lambda: go.wait() and 1 / 0)
+    made = torch.utils.tensorboard.SummaryWriter
+
+    def writer_and_another_thread(*args, **kwargs):
+        other.start()
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", writer_and_another_thread)
+    with summary_writer(tmp_path / "tb") as writer:
+        writer.add_scalar("loss", 1.0, 1)
+        go.set()
+        other.join()
+    assert [type(error) for error in seen] == [ZeroDivisionError]
+
+
 def test_the_events_before_an_error_in_the_block_are_on_disk(tmp_path: Path) -> None:
     """A block that fails (a divergence) still closes its writer: the curve up to the failure
     is on disk, and the writer's thread and file are not left open for the process's life."""

@@ -332,6 +332,17 @@ def test_a_float64_ratio_draws_the_float32_chains_uniforms() -> None:
     assert torch.equal(accept, margin > 0)
 
 
+def test_float64_energies_draw_the_uniforms_in_float64() -> None:
+    """The uniforms take the chain's and the energies' dtype together: a float32 chain whose
+    energy sums in float64 (for an exact test) draws them in float64."""
+    u = torch.rand(64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    margin = torch.tensor([1e-9, -1e-9], dtype=torch.float64).repeat(32)
+    chains = (torch.zeros(64, 2), torch.zeros(64, dtype=torch.float64), torch.zeros(64, 2))
+    _, accept = metropolis_select(torch.log(u) + margin, chains, chains,
+                                  generator=torch.Generator().manual_seed(5))
+    assert torch.equal(accept, margin > 0)
+
+
 def test_acceptance_ratios_sum_their_entry_terms_in_float64() -> None:
     """Entry terms that cancel (2^25, 1, -2^25) sum to 1 in float64 and to 0 in float32, whose
     spacing at 2^25 is 4: the entry-by-entry form keeps the large squared norms out of the
@@ -345,6 +356,20 @@ def test_acceptance_ratios_sum_their_entry_terms_in_float64() -> None:
     p_start, p_end = torch.tensor([[8192.0, 1.0, 0.0]]), torch.tensor([[0.0, 0.0, 8192.0]])
     assert hmc_module.log_acceptance_ratio(zero, zero, p_start, p_end).tolist() == [0.5]
 
+
+def test_acceptance_ratios_take_the_energy_difference_in_float64() -> None:
+    """Energies of half-precision chains, 60000 and -60000, are apart by more than float16
+    holds (65504): their difference, taken in their dtype, was infinite. Energies an energy
+    sums in float64, 2^30 + 0.5 and 2^30, are apart by 0.5, which float32 (spacing 128 there)
+    rounds away."""
+    for e_x, e_y, drop in ((torch.tensor([6e4], dtype=torch.float16),
+                            torch.tensor([-6e4], dtype=torch.float16), 120000.0),
+                           (torch.tensor([2.0**30 + 0.5], dtype=F64),
+                            torch.tensor([2.0**30], dtype=F64), 0.5)):
+        still = torch.zeros(1, 3, dtype=e_x.dtype)  # no move, no gradient, no momentum
+        assert mala_module.log_acceptance_ratio(still, still, e_x, e_y, still, still,
+                                                step_size=1.0).tolist() == [drop]
+        assert hmc_module.log_acceptance_ratio(e_x, e_y, still, still).tolist() == [drop]
 
 # ---------------------------------------------------------------------------------------------
 # Exact acceptance probabilities: one step from the target itself, on N(0, 1)
@@ -1168,6 +1193,14 @@ def test_a_non_finite_gradient_alone_is_flagged() -> None:
     grad = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
     assert nonfinite_flag(torch.zeros(2), grad).item()
     assert not nonfinite_flag(torch.zeros(2), torch.ones(2, 2)).item()
+
+
+def test_float16_energies_that_sum_past_float16s_range_are_not_flagged() -> None:
+    """Two chains' energies of 40000 sum to 80000, past float16's largest value (65504): summed
+    in float16, healthy chains were flagged as diverged."""
+    still = torch.zeros(2, 2, dtype=torch.float16)
+    assert not nonfinite_flag(torch.tensor([4e4, 4e4], dtype=torch.float16), still).item()
+    assert nonfinite_flag(torch.tensor([4e4, math.inf], dtype=torch.float16), still).item()
 
 
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))

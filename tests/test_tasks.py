@@ -5,6 +5,7 @@ every modality, and each modality's outputs are what it says. The command line o
 from __future__ import annotations
 
 import errno
+import fcntl
 import importlib
 import shutil
 from pathlib import Path
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import (ROOT, SR_CONFIG, TINY, boxes_and_balls, captured, png_size, read_events,
-                   tiny_texture_run)
+from _tiny import (ROOT, SR_CONFIG, TINY, boxes_and_balls, captured, file_size_limit, png_size,
+                   read_events, tiny_texture_run)
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
@@ -554,9 +555,18 @@ def test_cooperative_proposals_are_written_in_the_datas_range(clamped_coop_run: 
     assert np.load(out / "proposals.npy").max() == 255.0  # 3.0 clamped to the data's white
 
 
-@pytest.mark.parametrize("removed_at", [1, 2])
+OTHER_RUN = {".lock": "process 1 on elsewhere\n", "config.yaml": "name: another run\n"}
+
+
+@pytest.mark.parametrize("removed_at, others", [
+    (1, OTHER_RUN), (2, OTHER_RUN),
+    # The other run only just started: its lock file is all it has, which a cleanup that
+    # found no run files would take, and the folder with it.
+    (1, {".lock": OTHER_RUN[".lock"]}),
+])
 def test_a_run_folder_retaken_by_another_run_is_left_to_it(tmp_path: Path, monkeypatch,
-                                                           removed_at: int) -> None:
+                                                           removed_at: int,
+                                                           others: dict[str, str]) -> None:
     """The folder removed after a checkpoint and made again by another run (its lock file and
     config there): this run stops before writing into it, and its cleanup takes none of the
     other run's files. Only a lock file's presence was checked, so the run went on writing its
@@ -565,7 +575,6 @@ def test_a_run_folder_retaken_by_another_run_is_left_to_it(tmp_path: Path, monke
 
     run = tmp_path / "run"
     save = Trainer.save
-    others = {".lock": "process 1 on elsewhere\n", "config.yaml": "name: another run\n"}
 
     def save_then_folder_retaken(self, path):
         saved = save(self, path)
@@ -580,6 +589,50 @@ def test_a_run_folder_retaken_by_another_run_is_left_to_it(tmp_path: Path, monke
     with pytest.raises(WriteError, match=f"run folder was removed while training.*'{run}'"):
         tiny_texture_run(tmp_path, "train.n_iterations=2", "train.checkpoint_every=1")
     assert {path.name: path.read_text() for path in run.iterdir()} == others
+
+
+def test_a_lock_file_of_undecodable_words_still_says_the_folder_is_in_use(tmp_path: Path
+                                                                         ) -> None:
+    """The owner's words are shown as far as they read: bytes that are no UTF-8 (a lock file
+    written by another program) failed with a UnicodeDecodeError instead."""
+    lock = tmp_path / "run" / ".lock"
+    lock.parent.mkdir()
+    lock.write_bytes(b"\xffprocess 1\n")
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="is in use by \ufffdprocess 1 "):
+            tiny_texture_run(tmp_path)
+
+
+def test_a_lock_file_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    """The owner's words are the run's first write: a full disk there raised the system's error
+    without a file name, which the CLI reported as the input's fault (exit 2), not the disk's."""
+    with pytest.raises(WriteError) as failure:
+        with file_size_limit(0):
+            tiny_texture_run(tmp_path)
+    assert failure.value.filename == str(tmp_path / "run" / ".lock")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_replaced_by_a_file_while_training_stops_and_leaves_the_file(
+        tmp_path: Path, monkeypatch) -> None:
+    """The cleanup unlinked the lock file under what was now a file: its NotADirectoryError
+    hid why the run stopped."""
+    from stgconv.train import Trainer
+
+    run = tmp_path / "run"
+    save = Trainer.save
+
+    def save_then_folder_replaced(self, path):
+        saved = save(self, path)
+        shutil.rmtree(run)
+        run.write_text("a file now\n")
+        return saved
+
+    monkeypatch.setattr(Trainer, "save", save_then_folder_replaced)
+    with pytest.raises(WriteError, match=f"run folder was removed while training.*'{run}'"):
+        tiny_texture_run(tmp_path, "train.n_iterations=2", "train.checkpoint_every=1")
+    assert run.read_text() == "a file now\n"
 
 
 @pytest.mark.parametrize("removed_at", [1, 2])

@@ -256,8 +256,11 @@ def _owned(out: Path) -> Iterator[Callable[[], bool]]:
         except BaseException:
             if not _taken(out, still_ours) and not _run_files(out):
                 with _sigterm_held():
-                    # Both already gone when the run folder was removed while training.
-                    (out / LOCK).unlink(missing_ok=True)
+                    # Both already gone when the run folder was removed while training; a file
+                    # made in its place has no lock file in it to remove (unlinking one there
+                    # raised NotADirectoryError, which hid why the run stopped).
+                    if out.is_dir():
+                        (out / LOCK).unlink(missing_ok=True)
                     for folder in made:
                         if not folder.is_dir():
                             continue
