@@ -4,6 +4,7 @@ and the real action clips of ../shared/data/video (skipped when absent)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 from pathlib import Path
@@ -383,6 +384,27 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
 def test_datasets_is_not_a_package() -> None:
     assert not (REPO / "datasets" / "__init__.py").exists()
     assert not (REPO / "datasets" / "video" / "__init__.py").exists()
+
+
+def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
+        video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, load_script,
+        monkeypatch) -> None:
+    """Without --overwrite, a cache that another prepare.py (of a sweep) put in place while
+    this one built is kept, and this one fails naming it: it passed the check made before
+    the build."""
+    prepare = load_script("datasets/video/prepare.py")
+    out = tmp_path / "prep.h5"
+    video_module = importlib.import_module("stgconv.data.video")
+    write_cache = video_module._write_cache
+
+    def built_meanwhile_by_another(h5, *args, **kwargs) -> None:
+        out.write_bytes(b"the other process's cache")
+        write_cache(h5, *args, **kwargs)
+
+    monkeypatch.setattr(video_module, "_write_cache", built_meanwhile_by_another)
+    assert prepare.main([str(video_dir), str(out), "--frames", "3", "--size", "8"]) == 2
+    assert "written meanwhile" in capsys.readouterr().err
+    assert out.read_bytes() == b"the other process's cache" and leftovers(tmp_path) == []
 
 
 def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -4,6 +4,7 @@ input, and the real data of ../shared/data/voxel (skipped when absent)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 from pathlib import Path
@@ -147,6 +148,18 @@ def test_voxel_shapes(cache: Path) -> None:
     clone = pickle.loads(pickle.dumps(train))  # no h5py handle travels
     assert torch.equal(clone[3][0], train[3][0])
     train.close()
+
+
+def test_a_cache_rebuilt_after_its_labels_were_read_is_refused(cache: Path, tree: Path,
+                                                                tmp_path: Path) -> None:
+    # Another process's prepare.py renames its cache into place between the dataset's index
+    # and its first read: the shapes would be the new cache's, the labels the old one's.
+    train = VoxelShapes(cache, split="train")
+    build_modelnet_cache(tree, tmp_path / "rebuilt.h5", resolution=R, categories=["table"])
+    os.replace(tmp_path / "rebuilt.h5", cache)
+    with pytest.raises(ValueError, match="cache.h5 was replaced"):
+        train.stack()
+    assert list(VoxelShapes(cache, split="train").targets) == [0, 0]  # read again: the new one
 
 
 def test_voxel_shapes_errors(cache: Path, tmp_path: Path) -> None:
@@ -365,6 +378,25 @@ def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert prepare.main([str(tmp_path / "none"), str(tmp_path / "y.h5"), "--quiet"]) == 2
     assert prepare.main([str(tree), str(tmp_path / "z.h5"), "--categories", "lamp"]) == 2
     assert "lamp" in capsys.readouterr().err
+
+
+def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
+        tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture, load_script,
+        monkeypatch) -> None:
+    """As the video script's: without --overwrite, a cache put in place meanwhile is kept."""
+    prepare = load_script("datasets/voxel/prepare.py")
+    out = tmp_path / "mn.h5"
+    voxel_module = importlib.import_module("stgconv.data.voxel")
+    write_cache = voxel_module._write_cache
+
+    def built_meanwhile_by_another(h5, *args, **kwargs) -> None:
+        out.write_bytes(b"the other process's cache")
+        write_cache(h5, *args, **kwargs)
+
+    monkeypatch.setattr(voxel_module, "_write_cache", built_meanwhile_by_another)
+    assert prepare.main([str(tree), str(out), "--resolution", "8", "--quiet"]) == 2
+    assert "written meanwhile" in capsys.readouterr().err
+    assert out.read_bytes() == b"the other process's cache"
 
 
 # --------------------------------------------------------------------------------------------

@@ -120,6 +120,42 @@ def test_the_file_is_on_disk_before_its_rename_and_the_rename_after(tmp_path: Pa
     assert events[1][1] == str(path) and events[2][1] == str(tmp_path)
 
 
+def test_without_replace_a_file_written_meanwhile_is_kept(tmp_path: Path) -> None:
+    """replace=False: another process writing the file while this one works (past any check
+    made before the work) keeps its file; this write is refused naming the file."""
+    path = tmp_path / "cache.h5"
+
+    def write_as_the_other_finishes(tmp: str) -> None:
+        Path(tmp).write_text("ours")
+        path.write_text("theirs")
+
+    with pytest.raises(FileExistsError, match="written meanwhile") as caught:
+        atomic_write(path, write_as_the_other_finishes, replace=False)
+    assert caught.value.filename == str(path) and path.read_text() == "theirs"
+    assert leftovers(tmp_path, {"cache.h5"}) == []
+    path.unlink()
+    atomic_write(path, lambda tmp: Path(tmp).write_text("ours"), replace=False)
+    assert path.read_text() == "ours" and path.stat().st_nlink == 1
+    assert leftovers(tmp_path, {"cache.h5"}) == []
+
+
+def test_without_replace_and_without_hard_links_a_file_there_is_kept(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """A file system without hard links (FAT, some network mounts): checked, then renamed."""
+    def refused(*_: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refused)
+    path = atomic_write_text(tmp_path / "out.txt", "first")
+    with pytest.raises(FileExistsError, match="written meanwhile"):
+        atomic_write(path, lambda tmp: Path(tmp).write_text("second"), replace=False)
+    path.unlink()
+    atomic_write(path, lambda tmp: Path(tmp).write_text("third"), replace=False)
+    assert path.read_text() == "third" and leftovers(tmp_path, {"out.txt"}) == []
+    with written_together(), pytest.raises(ValueError, match="outside written_together"):
+        atomic_write(path, lambda tmp: Path(tmp).write_text("fourth"), replace=False)
+
+
 def test_creates_missing_parent_folders(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "c.txt"
     assert atomic_write_text(path, "deep") == path

@@ -25,6 +25,23 @@ class Table(LazyH5):
         return self._h5()["data"][i]
 
 
+class IndexedTable(Table):
+    """A Table that reads its length in ``__init__``, as the datasets read their index."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        with self._open_index() as h5:
+            self.length = len(h5["data"])
+
+
+def _write_table(path: Path, data: np.ndarray) -> None:
+    """Write ``data`` as another process rebuilding the file does: whole, then renamed over it."""
+    tmp = path.with_name(".t.h5.tmp")
+    with h5py.File(tmp, "w") as h5:
+        h5["data"] = data
+    os.replace(tmp, path)
+
+
 @pytest.fixture
 def table(tmp_path: Path) -> Table:
     path = tmp_path / "t.h5"
@@ -110,3 +127,18 @@ def test_forked_child_opens_its_own_handle(table: Table) -> None:
     assert table._file is handle and handle  # the parent's handle is untouched
     assert np.array_equal(table.row(2), DATA[2])
     table.close()
+
+
+def test_rows_are_read_from_the_file_the_index_came_from_or_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    _write_table(path, DATA)
+    table = IndexedTable(path)
+    assert np.array_equal(table.row(2), DATA[2])  # the same file: read as ever
+    table.close()
+    _write_table(path, DATA[::-1] + 100)  # rebuilt meanwhile: its rows are not the index's
+    with pytest.raises(ValueError, match=r"t\.h5 was replaced .* open it again"):
+        table.row(0)
+    assert table._file is None  # nothing kept open: the next use refuses it too
+    again = IndexedTable(path)  # made again: the new file
+    assert np.array_equal(again.row(0), DATA[-1] + 100)
+    again.close()

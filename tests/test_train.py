@@ -915,6 +915,71 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, monkeypatc
     assert fits == [out]
 
 
+def test_a_lock_file_its_last_owner_removed_before_the_flock_is_taken_again(
+        tmp_path: Path, monkeypatch) -> None:
+    """A run failing at its start removes its lock file and its folder between another run's
+    open of that file and its flock, which then succeeds on a file no one else can open: the
+    run opens the lock file again, and a third run started meanwhile is refused."""
+    import fcntl
+    import os
+
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    flock, flocks, fits = fcntl.flock, [], []
+
+    def last_owner_cleans_up(file, operation):
+        flocks.append(file.fileno())
+        if len(flocks) == 1:  # the failed run's cleanup (_owned), as it lands in this window
+            (out / ".lock").unlink()
+            out.rmdir()
+        return flock(file, operation)
+
+    def starts_a_third_run(config, world, folder, **_):
+        fits.append(folder)
+        with pytest.raises(ValueError, match=f"is in use by process {os.getpid()} on "):
+            task.train(config)
+        return folder
+
+    monkeypatch.setattr(fcntl, "flock", last_owner_cleans_up)
+    monkeypatch.setattr(task, "_fit", starts_a_third_run)
+    task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert fits == [out] and len(flocks) == 3  # the removed file's, the new one's, the third's
+
+
+def test_a_run_folder_removed_before_its_lock_file_is_made_is_made_again(
+        tmp_path: Path, monkeypatch) -> None:
+    """The failed run's cleanup removes the folder between this run's mkdir and its open of the
+    lock file: made again, not "No such file or directory"; a lock file linking into a missing
+    folder is still that error, not a loop."""
+    import os
+
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    open_file, opens = os.open, []
+
+    def last_owner_cleans_up(path, *args, **kwargs):
+        if Path(path) == out / ".lock":
+            opens.append(path)
+            if len(opens) == 1:
+                out.rmdir()
+        return open_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", last_owner_cleans_up)
+    monkeypatch.setattr(task, "_fit", lambda config, world, folder, **_: folder)
+    assert task.train(load_config(None, [f"out_dir={out}", "device=cpu"])) == out
+    assert len(opens) == 2 and (out / ".lock").is_file()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".lock").symlink_to(tmp_path / "missing" / "lock")
+    with pytest.raises(FileNotFoundError):
+        task.train(load_config(None, [f"out_dir={other}", "device=cpu"]))
+
+
 def test_a_failed_run_keeps_a_folder_it_made_that_another_filled(tmp_path: Path,
                                                                  monkeypatch) -> None:
     """The folders a failed run made go only while empty: one that meanwhile holds another

@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         clips_per_video=args.clips_per_video, stride=args.stride,
         compression=None if args.compression == "none" else args.compression,
         skip_unreadable=args.skip_unreadable,
+        # Also refused once built: another process may have written OUT meanwhile.
+        overwrite=args.overwrite,
     )
     built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite)
     if built is None:

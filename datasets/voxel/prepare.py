@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_modelnet_cache, args.root, args.out, resolution=args.resolution,
         categories=args.categories, splits=tuple(args.splits), margin=args.margin,
         up_axis=args.up_axis, skip_unreadable=args.skip_unreadable, progress=not args.quiet,
+        # Also refused once built: another process may have written OUT meanwhile.
+        overwrite=args.overwrite,
     )
     built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite)
     if built is None:

@@ -185,6 +185,7 @@ def build_clip_cache(
     stride: int | None = None,
     compression: str | None = "gzip",
     skip_unreadable: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     """Decode each source once and write its clips to an HDF5 cache at ``out_path``.
 
@@ -206,6 +207,8 @@ def build_clip_cache(
         skip_unreadable: skip sources that fail to decode (a folder's links to nothing too) or
             are too short for the clips asked, with a warning, and list them (with the reason)
             in ``attrs["skipped"]``. Off by default: such a source is an error that names it.
+        overwrite: replace a cache already at ``out_path``. ``False``: refuse it once the
+            build is done, also one another process wrote meanwhile (``FileExistsError``).
 
     Returns:
         ``out_path`` as a ``Path``.
@@ -236,7 +239,7 @@ def build_clip_cache(
                 compression=compression, skip_unreadable=skip_unreadable,
             )
 
-    return atomic_write(out_path, write)
+    return atomic_write(out_path, write, replace=overwrite)
 
 
 def _resolve_sources(sources: str | Path | Sequence[str | Path], *, dangling_links: bool
@@ -393,7 +396,7 @@ class VideoClips(LazyH5, NamedDataset):
         self.root = _find_cache(Path(root))
         self.transform = transform
         try:
-            h5 = h5py.File(self.root, "r")
+            h5 = self._open_index()
         except OSError as err:  # h5py's message names no file
             raise ValueError(f"cannot read clip cache {self.root}: {err}") from err
         with h5:

@@ -128,6 +128,7 @@ def build_modelnet_cache(
     root: str | Path, out_path: str | Path, *, resolution: int = 32,
     categories: Sequence[str] | None = None, splits: Sequence[str] = SPLIT_NAMES,
     margin: int = 1, up_axis: int = 2, skip_unreadable: bool = False, progress: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     """Voxelize every mesh of a ModelNet-style tree into an HDF5 cache (written atomically).
 
@@ -140,6 +141,8 @@ def build_modelnet_cache(
         skip_unreadable: leave out (and list in ``attrs["skipped"]``, with a warning) meshes
             that cannot be read (links to nothing too), instead of stopping at the first.
         progress: show a progress bar (tqdm) on stderr.
+        overwrite: replace a cache already at ``out_path``. ``False``: refuse it once the
+            build is done, also one another process wrote meanwhile (``FileExistsError``).
 
     Returns:
         ``out_path`` as a ``Path``. Layout: see the module docstring.
@@ -166,7 +169,7 @@ def build_modelnet_cache(
         _write_cache(h5, root, names, meshes, resolution=resolution, margin=margin,
                      up_axis=up_axis, skip_unreadable=skip_unreadable, progress=progress)
 
-    return atomic_write(out_path, partial(write_h5, fill=fill))
+    return atomic_write(out_path, partial(write_h5, fill=fill), replace=overwrite)
 
 
 def _write_cache(
@@ -303,7 +306,7 @@ class VoxelShapes(LazyH5, NamedDataset):
         import h5py
 
         try:
-            h5 = h5py.File(self.root, "r")
+            h5 = self._open_index()
         except OSError as err:
             raise ValueError(f"cannot read voxel cache {self.root}: {err}") from err
         with h5:

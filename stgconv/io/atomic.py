@@ -10,6 +10,7 @@ together or not at all.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -52,7 +53,8 @@ def _write_error_class(kind: type[OSError]) -> type[WriteError]:
     return WriteError if kind is OSError else type(kind.__name__, (WriteError, kind), {})
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], None], *, replace: bool = True
+                 ) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic on POSIX filesystems, so readers see either the old file or the whole
@@ -62,7 +64,14 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     (:func:`remove_temporaries`). A ``path`` that is a symbolic link writes its target, as
     ``open`` would: the rename would otherwise replace the link with a file. A ``path`` that
     is a device, a named pipe or a socket is refused (``ValueError``).
+
+    ``replace=False``: a file at ``path`` is never replaced, not even one that another process
+    put there while ``write`` ran (a check before the work would let that through):
+    ``FileExistsError`` naming ``path``. Not within :func:`written_together`.
     """
+    if not replace and _waiting.get() is not None:
+        raise ValueError("atomic_write(replace=False) puts its file in place at once, not "
+                         "together with others: call it outside written_together")
     path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     if path.exists() and not (path.is_file() or path.is_dir()):
         # The rename would replace the device or pipe itself (/dev/null, for root).
@@ -93,7 +102,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
                 os.unlink(earlier)
             waiting[path] = tmp
             return path
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _put_beside(tmp, path)
         _sync(path.parent)
     except OSError as err:
         # An error about another file (a source the writer reads) is the writer's own.
@@ -108,6 +120,24 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         if tmp not in (_waiting.get() or {}).values():
             _discard(tmp)
     return path
+
+
+def _put_beside(tmp: str, path: Path) -> None:
+    """Give the whole ``tmp`` the name ``path`` unless that exists: a hard link is made, or
+    refused, in one step (``FileExistsError``). A file system without hard links gets the
+    rename, after a check that leaves a moment for another process's file to be replaced."""
+    exists = FileExistsError(errno.EEXIST, "it exists: written meanwhile (by another "
+                             "process?) and not replaced", str(path))
+    try:
+        os.link(tmp, path)
+    except FileExistsError as err:
+        raise exists from err
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        if path.exists():
+            raise exists from err
+        os.replace(tmp, path)
 
 
 def _discard(tmp: str) -> None:

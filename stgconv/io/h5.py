@@ -4,6 +4,11 @@ An h5py handle must not cross a ``fork``: a ``DataLoader(num_workers > 0)`` work
 through its parent's handle would share HDF5 state with it. So the file opens on first access in
 each process, never in ``__init__``, and a pickled dataset (what spawned workers get) carries no
 handle. HDF5 outputs are written whole by :func:`write_h5`.
+
+A dataset reads its index (lengths, labels, settings) in ``__init__`` and its rows later, from
+a handle opened again: :meth:`LazyH5._open_index` remembers which file the index came from, and
+the later opens refuse another one (the cache rebuilt and renamed into place meanwhile, by a
+``datasets/*/prepare.py`` of a sweep), whose rows would not match that index.
 """
 
 from __future__ import annotations
@@ -26,6 +31,17 @@ class LazyH5:
     root: Path
     _file: h5py.File | None = None
     _pid: int | None = None
+    # The file the index was read from (see _open_index); None: not recorded, any file goes.
+    _identity: tuple[int, int, int, int] | None = None
+
+    def _open_index(self) -> h5py.File:
+        """A read-only handle on ``self.root`` for ``__init__`` to read the index from (the
+        caller closes it); :meth:`_h5` will read the rows from this same file only."""
+        import h5py
+
+        h5 = h5py.File(self.root, "r")
+        self._identity = _identity(h5)
+        return h5
 
     def _h5(self) -> h5py.File:
         import h5py
@@ -33,8 +49,13 @@ class LazyH5:
         if self._file is None or self._pid != os.getpid():
             # A handle inherited through fork is abandoned, not closed: closing it would act on
             # HDF5 state shared with the parent.
-            self._file = h5py.File(self.root, "r")
-            self._pid = os.getpid()
+            h5 = h5py.File(self.root, "r")
+            if self._identity is not None and _identity(h5) != self._identity:
+                h5.close()
+                raise ValueError(f"{self.root} was replaced (rebuilt by another process?) "
+                                 "after its index was read here: its rows would not match "
+                                 "that index; open it again")
+            self._file, self._pid = h5, os.getpid()
         return self._file
 
     def close(self) -> None:
@@ -68,6 +89,13 @@ def write_h5(tmp: str, fill: Callable[[h5py.File], None]) -> None:
         image = h5.id.get_file_image()
     with open(tmp, "wb") as file:
         file.write(image)
+
+
+def _identity(h5: h5py.File) -> tuple[int, int, int, int]:
+    """The file behind an open handle: a file renamed into place over it has another inode,
+    and a later one given a freed inode's number was written at another time."""
+    stat = os.fstat(h5.id.get_vfd_handle())
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def as_text(value: object) -> str:

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -224,26 +224,12 @@ def _owned(out: Path) -> Iterator[Callable[[], bool]]:
     file goes, and the folder too when this run made it, with the folders above it it made.
 
     Yields ``still_ours()``: whether ``out``'s lock file is still the one held, not gone with
-    its folder, nor another run's in a folder made again (the held file keeps its inode in
-    use, so a new file cannot have it)."""
+    its folder, nor another run's in a folder made again."""
     made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
-    out.mkdir(parents=True, exist_ok=True)
-    # Unbuffered: a write refused by a full disk is not tried again, unnamed, on closing.
-    with os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+b", 0) as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = file.read().decode(errors="replace").strip() or "another process"
-            raise ValueError(f"run folder {out} is in use by {owner} ({out / LOCK}); wait for "
-                             "that run to end or train into another folder") from None
-        held = os.fstat(file.fileno())
+    with _locked(out) as file:
 
         def still_ours() -> bool:
-            try:
-                now = os.stat(out / LOCK)
-            except OSError:
-                return False
-            return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+            return _is_at(file, out / LOCK)
 
         try:
             # A killed owner's words may still be here: the flock was free, so they are stale.
@@ -270,6 +256,44 @@ def _owned(out: Path) -> Iterator[Callable[[], bool]]:
             raise
         finally:
             file.truncate(0)
+
+
+def _locked(out: Path) -> BinaryIO:
+    """``out``'s lock file (the folder made first), open and ``flock``-ed; ``ValueError``
+    naming the owner while another run holds it."""
+    while True:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            # Unbuffered: a write refused by a full disk is not tried again, unnamed, on closing.
+            file = os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+b", 0)
+        except FileNotFoundError:
+            if out.is_dir():  # not the race below: a lock file linking into a missing folder
+                raise
+            continue  # removed since it was made, by a failed run's cleanup: made again
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = file.read().decode(errors="replace").strip() or "another process"
+            file.close()
+            raise ValueError(f"run folder {out} is in use by {owner} ({out / LOCK}); wait for "
+                             "that run to end or train into another folder") from None
+        if _is_at(file, out / LOCK):
+            return file
+        # A run failing at its start removed the file between its open here and the flock,
+        # and only then let the flock through: held, it would lock no file a later run opens,
+        # and that run would own the folder too.
+        file.close()
+
+
+def _is_at(file: BinaryIO, path: Path) -> bool:
+    """Whether the open ``file`` is the one at ``path``: not removed, nor replaced by another
+    (an open file keeps its inode in use, so a new file cannot have it)."""
+    held = os.fstat(file.fileno())
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 class ExistingRun(ValueError):
