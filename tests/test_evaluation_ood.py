@@ -310,9 +310,17 @@ def test_classifier_outputs_are_the_models_own_in_float64_batch_by_batch() -> No
 def test_the_table_spells_out_the_recommended_score() -> None:
     table = {"reference_weight": 0.5, "feature_weight": None, "weights_from": "inliers",
              "n_inliers": 2, "n_outliers": 3, "auroc": {"stgconv": 0.75}, "accuracy": None}
-    assert ("'stgconv' = -E(x) + 0.5 log q(x); q, r the Gaussians fitted to the training data "
-            "and to the network's features of it, weights set on the inliers)"
-            in ood.format_ood_table(table))
+    assert ("'stgconv' = -E(x) + 0.5 log q(x); q the Gaussians fitted to the training data, "
+            "weights set on the inliers)" in ood.format_ood_table(table))
+    both = ood.format_ood_table({**table, "feature_weight": 0.25})
+    assert ("'stgconv' = -E(x) + 0.5 log q(x) + 0.25 log r(phi(x)); q the Gaussians fitted to "
+            "the training data, r those fitted to the network's features of it, weights set on "
+            "the inliers)" in both)
+    # A pixel expert left out (no density): the legend names r alone, never a missing q.
+    features_only = ood.format_ood_table({**table, "reference_weight": None,
+                                          "feature_weight": 0.25})
+    assert ("'stgconv' = -E(x) + 0.25 log r(phi(x)); r the Gaussians fitted to the network's "
+            "features of the training data, weights set on the inliers)" in features_only)
     alone = ood.format_ood_table({**table, "reference_weight": None, "weights_from": None})
     assert "'stgconv' = -E(x))" in alone
 

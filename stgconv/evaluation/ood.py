@@ -353,14 +353,19 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
 
 def format_ood_table(table: dict[str, Any]) -> str:
     """The table of :func:`eval_ood` as text."""
-    terms = ["-E(x)"]
+    terms, experts = ["-E(x)"], []
+    # Only the experts the score holds are named: one left out (fitted to examples too alike
+    # to have a density) must not appear in the legend as if it were part of the score.
     if table["reference_weight"] is not None:
         terms.append(f"{table['reference_weight']:.3g} log q(x)")
+        experts.append("q the Gaussians fitted to the training data")
     if table["feature_weight"] is not None:
         terms.append(f"{table['feature_weight']:.3g} log r(phi(x))")
+        experts.append("r those fitted to the network's features of it" if experts
+                       else "r the Gaussians fitted to the network's features of the training "
+                       "data")
     recommended = " + ".join(terms) + (
-        "" if len(terms) == 1 else "; q, r the Gaussians fitted to the training data and to "
-        f"the network's features of it, weights set on the {table['weights_from']}")
+        f"; {', '.join(experts)}, weights set on the {table['weights_from']}" if experts else "")
     lines = [f"OOD detection: {table['n_inliers']} inliers vs {table['n_outliers']} outliers "
              f"(AUROC, 1 = separated; 'stgconv' = {recommended})",
              f"{'score':<14}{'AUROC':>8}"]
