@@ -7,6 +7,7 @@ fresh uniform noise, SGLD with gradient step 1 and noise 0.01).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -104,7 +105,9 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     log-likelihood of ``labels`` ``(N,)`` (``0 .. K - 1``) given ``logits`` ``(N, K)``
     (temperature scaling, Guo et al., ICML 2017): one factor on the logits, so the classes'
     order, the accuracy and every energy stay as they are. Searched on a grid of ratio 1.01
-    from 1/20 to 20 (the likelihood has one minimum in ``T``).
+    from 1/20 to 20 (the likelihood has at most one minimum in ``T``). Where the likelihood
+    still falls past an end of the grid (every example classified right: it falls as ``T``
+    goes to 0), that end is returned with a warning saying so.
 
     Raises:
         ValueError: shapes that do not match, no examples, or a logit that is not finite
@@ -120,7 +123,16 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     logits = logits.double()
     temperatures = torch.logspace(-1.301, 1.301, 603, dtype=torch.float64)  # 1/20 .. 20
     nll = torch.stack([F.cross_entropy(logits / t, labels) for t in temperatures])
-    return float(temperatures[int(nll.argmin())])
+    best = int(nll.argmin())
+    if best in (0, len(temperatures) - 1):
+        reason = ("every example is classified right, so sharper is always likelier"
+                  if best == 0 and bool((logits.argmax(1) == labels).all()) else
+                  "the logits are far from calibrated")
+        warnings.warn(f"the calibration temperature is the end of its search, T = "
+                      f"{float(temperatures[best]):.3g}, where the likelihood still improves "
+                      f"past it ({reason}; {len(labels)} examples): p(y | x) at that T",
+                      stacklevel=2)
+    return float(temperatures[best])
 
 
 class HybridTrainer(Trainer):

@@ -6,6 +6,7 @@ kept), the config's and data's checks, and ``stgconv train`` end to end on tiny 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -828,6 +829,13 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> Non
         assert fit_temperature(z, labels) == pytest.approx(true_t, rel=0.05)
     with pytest.raises(ValueError, match="logits must be"):
         fit_temperature(z, labels[:3])
+    # Every example right by a margin: sharper is always likelier, and the grid's end is said.
+    right = torch.nn.functional.one_hot(labels, 10).double() * 5
+    with pytest.warns(UserWarning, match=r"end of its search, T = 0.05, .*classified right"):
+        assert fit_temperature(right, labels) == pytest.approx(0.05, rel=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_temperature(z, labels)  # an inside minimum: no word
     for bad in (float("nan"), float("inf")):  # reported, not fitted to the grid's end
         z[5, 2] = bad
         with pytest.raises(ValueError, match="logits of 1 of 20000 examples are not finite"):
