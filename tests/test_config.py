@@ -814,9 +814,19 @@ def test_a_runs_own_config_with_an_unread_setting_and_an_error_a_set_corrects_lo
     with pytest.warns(UserWarning, match="sets chains.buffer_capacity, which its training never"):
         config = load_config(path, ["train.lr=0.01"], saved=True)
     assert (config.train.lr, config.chains.buffer_capacity) == (0.01, 10000)
+    # A command's own options (values) correct it as a --set does.
+    with pytest.warns(UserWarning, match="sets chains.buffer_capacity, which its training never"):
+        config = load_config(path, values={"train.lr": 0.01}, saved=True)
+    assert (config.train.lr, config.chains.buffer_capacity) == (0.01, 10000)
     # A --set of an unread setting is the user's own, and refused as before.
     with pytest.raises(UnreadSetting, match="chains.buffer_capacity is 5, but applies to"):
         load_config(path, ["train.lr=0.01", "chains.buffer_capacity=5"], saved=True)
+    # ... with no word of the run's file setting it, where it does not.
+    plain = write(tmp_path, "train:\n  lr: 0.01\n", "plain.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UnreadSetting, match="chains.buffer_capacity is 5, but applies to"):
+            load_config(plain, ["chains.buffer_capacity=5"], saved=True)
 
 
 def test_a_users_config_file_with_a_setting_never_read_is_refused_not_reset(

@@ -470,3 +470,15 @@ def test_overlapping_clips_per_video_are_all_cut(tmp_path) -> None:
                                         clips_per_video=3, stride=2))
     assert len(clips) == 3 and clips.start_frames == [0, 2, 4]
     assert torch.equal(stack(clips), torch.stack([full[:, s:s + 4] for s in (0, 2, 4)]))
+
+
+def test_a_cache_rebuilt_after_its_index_was_read_is_refused(video_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Another process rebuilds the cache (by default over the old one) between the dataset's
+    index and its first read: the clips would be the new cache's, the index the old one's."""
+    cache = build_clip_cache(video_dir, tmp_path / "clips.h5", n_frames=4, size=12)
+    clips = VideoClips(cache)
+    build_clip_cache(video_dir, cache, n_frames=3, size=12)  # replaced: the default
+    with pytest.raises(ValueError, match="clips.h5 was replaced"):
+        clips[0]
+    assert VideoClips(cache)[0].shape[1] == 3  # read again: the new one's clips

@@ -139,6 +139,20 @@ def test_without_replace_a_file_written_meanwhile_is_kept(tmp_path: Path) -> Non
     assert leftovers(tmp_path, {"cache.h5"}) == []
 
 
+def test_without_replace_a_link_refused_for_another_reason_is_the_writes_error(
+        tmp_path: Path, monkeypatch) -> None:
+    """Only a file system without hard links gets the rename: a link refused otherwise (here
+    a full disk) is the write's error, naming the file, and nothing is put in place."""
+    def full(src: str, dst: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", src, None, dst)
+
+    monkeypatch.setattr(os, "link", full)
+    path = tmp_path / "out.txt"
+    with pytest.raises(WriteError, match=f"No space left on device: '{path}'"):
+        atomic_write(path, lambda tmp: Path(tmp).write_text("ours"), replace=False)
+    assert not path.exists() and leftovers(tmp_path, set()) == []
+
+
 def test_without_replace_and_without_hard_links_a_file_there_is_kept(tmp_path: Path,
                                                                      monkeypatch) -> None:
     """A file system without hard links (FAT, some network mounts): checked, then renamed."""

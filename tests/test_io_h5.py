@@ -142,3 +142,41 @@ def test_rows_are_read_from_the_file_the_index_came_from_or_refused(tmp_path: Pa
     again = IndexedTable(path)  # made again: the new file
     assert np.array_equal(again.row(0), DATA[-1] + 100)
     again.close()
+
+
+def open_files(path: Path) -> list[h5py.h5f.FileID]:
+    """The HDF5 handles of this process open on ``path``."""
+    return [file for file in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)
+            if Path(os.fsdecode(file.name)) == path]
+
+
+@pytest.mark.parametrize("change", ["renamed in with the old time and size",
+                                    "rewritten in place", "grown in place, its time put back"])
+def test_a_file_changed_in_any_part_of_its_identity_is_refused(tmp_path: Path,
+                                                               change: str) -> None:
+    """The file is told by device, inode, modification time and size, each needed: a file
+    renamed in with the old one's time and size (as one given a freed inode's number would
+    look), one rewritten in place, one grown in place with its time put back. The refused
+    handle is closed, not left open on the file until the error is gone."""
+    path = tmp_path / "t.h5"
+    _write_table(path, DATA)
+    table = IndexedTable(path)
+    before = os.stat(path)
+    if change == "renamed in with the old time and size":
+        _write_table(path, DATA[::-1] + 100)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    elif change == "rewritten in place":
+        with h5py.File(path, "r+") as h5:
+            h5["data"][...] = DATA[::-1]
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # a later write
+    else:
+        with open(path, "ab") as file:
+            file.write(bytes(16))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    changed = [before.st_ino != after.st_ino, before.st_mtime_ns != after.st_mtime_ns,
+               before.st_size != after.st_size]
+    assert sum(changed) == 1, changed  # each case changes one part only
+    with pytest.raises(ValueError, match=r"t\.h5 was replaced") as refused:
+        table.row(0)
+    assert refused.value and open_files(path) == []  # the error (and its frame) still held

@@ -836,6 +836,15 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_temperature(z, labels)  # an inside minimum: no word
+    # Every example wrong by a margin: flatter is always likelier, the grid's other end.
+    with pytest.warns(UserWarning, match=r"end of its search, T = 20, .*far from calibrated"):
+        assert fit_temperature(-right, labels) == pytest.approx(20, rel=0.01)
+    # One example wrong by a hair among ones right by little: still the low end, but not
+    # "every example classified right".
+    close = right / 25
+    close[0, (labels[0] + 1) % 10] = 0.201
+    with pytest.warns(UserWarning, match=r"end of its search, T = 0.05, .*far from calibrated"):
+        assert fit_temperature(close, labels) == pytest.approx(0.05, rel=0.01)
     for bad in (float("nan"), float("inf")):  # reported, not fitted to the grid's end
         z[5, 2] = bad
         with pytest.raises(ValueError, match="logits of 1 of 20000 examples are not finite"):

@@ -271,6 +271,13 @@ def test_on_model_grid_crops_back_what_it_padded_and_marks_padding_known() -> No
     assert int((~seen["known"]).sum()) == int((~known).sum())
 
 
+def test_a_grid_one_voxel_larger_than_the_models_is_refused_naming_the_models() -> None:
+    grids = torch.zeros(1, 1, 9, 9, 9)
+    with pytest.raises(ValueError, match=r"the shapes are 9\^3 grids; this model takes "
+                                         r"\(N, 8, 8, 8\)"):
+        on_model_grid(lambda observed, known: observed, grids, grids.bool(), 8)
+
+
 def test_a_shape_reaching_its_grids_faces_starts_from_the_fill_of_its_own_grid() -> None:
     """A full 5^3 shape under an 8^3 model: the nearest-known start is the baseline's, made on
     the shape's grid (made on the padded grid, the empty padding emptied the missing voxels of

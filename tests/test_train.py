@@ -892,6 +892,21 @@ def test_the_lock_file_names_only_its_live_owner(tmp_path: Path, monkeypatch) ->
     assert (out / ".lock").read_text() == ""
 
 
+def descriptors_open_on(path: Path) -> int:
+    """How many of this process's file descriptors are open on the file at ``path`` (Linux)."""
+    import os
+
+    at = os.stat(path)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held = os.fstat(int(fd))
+        except OSError:  # the listing's own descriptor, closed since
+            continue
+        count += (held.st_dev, held.st_ino) == (at.st_dev, at.st_ino)
+    return count
+
+
 def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, monkeypatch) -> None:
     """The lock is exclusive: a run started while another trains into its folder (here from
     the same process, through a second open file) is refused, naming the owner."""
@@ -906,8 +921,11 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, monkeypatc
     def starts_a_second_run(config, world, folder, **_):
         fits.append(folder)
         if len(fits) == 1:
-            with pytest.raises(ValueError, match=f"is in use by process {os.getpid()} on "):
+            with pytest.raises(ValueError, match=f"is in use by process {os.getpid()} on ") as err:
                 task.train(config)
+            # The refused run's file is closed, not kept open by the error's frame (which a
+            # notebook keeps as its last traceback): the first run's alone is open.
+            assert err.value and descriptors_open_on(out / ".lock") == 1
         return folder
 
     monkeypatch.setattr(task, "_fit", starts_a_second_run)
@@ -998,6 +1016,28 @@ def test_a_failed_run_keeps_a_folder_it_made_that_another_filled(tmp_path: Path,
     with pytest.raises(ValueError, match="boom"):
         task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
     assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+
+
+def test_a_failed_run_whose_folder_became_a_file_raises_its_own_error(tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """The run folder removed while training and a file made in its place: the run's own
+    error is raised (the cleanup raised NotADirectoryError removing a lock file inside that
+    file), and the file is left as it is."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+
+    def replaced_by_a_file(config, world, folder, **_):
+        (folder / ".lock").unlink()
+        folder.rmdir()
+        folder.write_text("another process's")
+        raise ValueError("boom")
+
+    monkeypatch.setattr(task, "_fit", replaced_by_a_file)
+    with pytest.raises(ValueError, match="boom"):
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert out.read_text() == "another process's"
 
 
 def test_a_huge_negative_statistic_is_divergence() -> None:
