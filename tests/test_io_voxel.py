@@ -5,6 +5,8 @@ and the real ModelNet/3D ShapeNets data of ../shared/data/voxel (skipped when ab
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from _tiny import fill, write_mat_v73
 from stgconv.io.atomic import WriteError
 from stgconv.io.matlab import read_mat
 from stgconv.io.mesh import (
+    _write_ply,
     load_mesh,
     mesh_from_voxels,
     normalize_mesh,
@@ -193,8 +196,8 @@ def test_up_axis_and_normalize() -> None:
     ("empty.obj", "# nothing\n", "no faces"),
     ("range.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "out of range"),
     ("bad.obj", "v 0 0\nf 1 2 3\n", "fewer than 3"),
-    ("garbage.ply", "not a ply file\n", "no faces"),
-    ("garbage.stl", "", "no faces"),
+    ("garbage.ply", "not a ply file\n", "not a PLY file"),
+    ("garbage.stl", "", "neither a binary STL"),
 ])
 def test_broken_meshes(tmp_path: Path, name: str, text: str, message: str) -> None:
     path = tmp_path / name
@@ -1041,3 +1044,131 @@ def test_to_tensor_names_arrays_that_are_not_grids_and_marching_cubes_a_nan_leve
     assert to_tensor(np.zeros((2, 2, 2))).shape == (1, 2, 2, 2)
     with pytest.raises(ValueError, match="level must be a finite iso-value, got nan"):
         mesh_from_voxels(np.ones((2, 2, 2)), level=float("nan"))
+
+
+TETRAHEDRON_VERTICES = np.vstack([np.zeros(3), np.eye(3)])
+TETRAHEDRON = [[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]]
+
+
+def write_binary_ply(path: Path, vertices, faces, *, header_vertices: int) -> Path:
+    """A binary PLY (as stgconv writes them) whose header announces ``header_vertices``."""
+    _write_ply(str(path), np.asarray(vertices, float), np.asarray(faces))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"element vertex %d\n" % len(vertices),
+                                  b"element vertex %d\n" % header_vertices, 1))
+    return path
+
+
+def test_a_binary_ply_whose_vertex_count_misstates_the_data_is_refused_not_a_crash(
+        tmp_path: Path) -> None:
+    """open3d's reader trusts the header: one vertex more (the faces read from the wrong bytes)
+    or one fewer (the last face's index past the count) was a segmentation fault that killed
+    the process, so it is tried in a child process."""
+    more = write_binary_ply(tmp_path / "more.ply", TETRAHEDRON_VERTICES, TETRAHEDRON,
+                            header_vertices=5)
+    fewer = write_binary_ply(tmp_path / "fewer.ply", TETRAHEDRON_VERTICES, TETRAHEDRON,
+                             header_vertices=3)
+    child = (f"from stgconv.io.mesh import load_mesh\n"
+             f"for path in ({str(more)!r}, {str(fewer)!r}):\n"
+             "    try:\n        load_mesh(path)\n"
+             "    except ValueError as err:\n        print(err)\n")
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert re.search(r"more\.ply: PLY face 0 lists 0 corners", result.stdout)
+    assert re.search(r"fewer\.ply: the PLY file is malformed \(data follows its last element",
+                     result.stdout)
+
+
+@pytest.mark.parametrize("name, polygons, message", [
+    # open3d kept the face before (0 corners) or read whatever followed (1, 2) as the face.
+    ("two.ply", [[0, 1, 2], [0, 1]], "face 1 lists 2 corners"),
+    ("none.ply", [[0, 1, 2], []], "face 1 lists 0 corners"),
+    # A negative length (signed count type) dropped the face.
+    ("negative.ply", None, "a list of length -1"),
+])
+def test_ply_faces_of_fewer_than_three_corners_are_refused(tmp_path: Path, name: str,
+                                                            polygons, message: str) -> None:
+    path = tmp_path / name
+    if polygons is None:
+        header = ("ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty double x\n"
+                  "property double y\nproperty double z\nelement face 2\n"
+                  "property list char int vertex_indices\nend_header\n")
+        face = np.dtype([("n", "i1"), ("corners", "<i4", (3,))])
+        path.write_bytes(header.encode() + np.eye(3).tobytes()
+                         + np.array([(3, [0, 1, 2]), (-1, [0, 1, 2])], face).tobytes())
+    else:
+        write_ply(path, np.eye(3), polygons)
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}: .*{message}"):
+        load_mesh(path)
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    # The header counts 2 of the 4 faces: open3d read 2 and dropped the rest without a word.
+    ("few_faces.ply", lambda text: text.replace("element face 4", "element face 2"),
+     "data follows its last element"),
+    # One vertex more than the data: open3d read the faces shifted (a vertex (3, 0, 1)).
+    ("more_vertices.ply", lambda text: text.replace("element vertex 4", "element vertex 5"),
+     "row '3 0 1 2' does not hold the values"),
+    # An index after a triangle's three: open3d ignored it.
+    ("long_row.ply", lambda text: text.replace("\n3 1 2 3\n", "\n3 1 2 3 0\n"),
+     "row '3 1 2 3 0' does not hold the values"),
+    # x alone: open3d made up y and z.
+    ("only_x.ply", lambda text: re.sub(r"^(\d\.\d) \S+ \S+$", r"\1", text, flags=re.MULTILINE)
+     .replace("property float y\nproperty float z\n", ""),
+     "no 'vertex' element with scalar properties x, y"),
+    # Indices of a float type: open3d rounded 2.5 down.
+    ("fractional.ply", lambda text: text.replace("property list uchar int",
+                                                 "property list uchar float")
+     .replace("\n3 0 1 3\n", "\n3 0 1 2.5\n"), "face 1 has a fractional vertex index"),
+])
+def test_a_ply_read_wrong_before_is_refused(tmp_path: Path, name: str, edit, message: str
+                                            ) -> None:
+    path = write_ply(tmp_path / name, TETRAHEDRON_VERTICES, TETRAHEDRON)
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}: .*{re.escape(message)}"):
+        load_mesh(path)
+
+
+def test_ply_vertex_properties_are_read_by_name_in_any_order(tmp_path: Path) -> None:
+    """open3d refused z, y, x ("no faces"); big-endian and float indices read as their values."""
+    path = write_ply(tmp_path / "zyx.ply", CUBE_VERTICES[:, ::-1], cube_triangles())
+    path.write_text(path.read_text().replace("property float x\nproperty float y\nproperty "
+                                             "float z", "property float z\nproperty float y\n"
+                                             "property float x"))
+    vertices, faces = load_mesh(path)
+    np.testing.assert_array_equal(vertices, CUBE_VERTICES)
+    np.testing.assert_array_equal(faces, cube_triangles())
+
+
+@pytest.mark.parametrize("name, text", [
+    ("huge.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99999999999999999999\n"),
+    ("huge.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 99999999999999999999\n"),
+])
+def test_a_face_index_past_64_bits_is_refused(tmp_path: Path, name: str, text: str) -> None:
+    """It raised OverflowError, which the CLI does not take for bad input (a traceback)."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"{re.escape(name)} has a face index too large"):
+        load_mesh(path)
+
+
+def test_off_lines_past_its_counts_are_refused(tmp_path: Path) -> None:
+    """A face count too small dropped the faces past it without a word."""
+    path = write_off(tmp_path / "few.off", CUBE_VERTICES, CUBE_QUADS)
+    path.write_text(path.read_text().replace("8 6 0", "8 5 0"))
+    with pytest.raises(ValueError, match=r"few\.off: .*5 faces, but 1 more lines follow"):
+        load_mesh(path)
+
+
+def test_a_truncated_ascii_stl_is_refused(tmp_path: Path) -> None:
+    """open3d kept the facets before the text ended: half the cube, voxelized without a word."""
+    path = tmp_path / "cut.stl"
+    facets = "".join("facet normal 0 0 0\nouter loop\n" + "".join(
+        f"vertex {x} {y} {z}\n" for x, y, z in CUBE_VERTICES[t]) + "endloop\nendfacet\n"
+        for t in cube_triangles())
+    path.write_text(f"solid cube\n{facets}endsolid cube\n")
+    assert len(load_mesh(path)[1]) == 12
+    path.write_text(f"solid cube\n{facets[:len(facets) // 2]}")
+    with pytest.raises(ValueError, match=r"cut\.stl: neither a binary STL .* truncated"):
+        load_mesh(path)

@@ -6,9 +6,10 @@ A mesh is a pair of numpy arrays: ``vertices`` float64 ``(V, 3)`` and ``faces`` 
 ``[x, y, z]``; the up axis is the last array axis (axis 2), the convention of the ModelNet and
 ShapeNet voxel data in ``../shared/data/voxel``.
 
-``.off`` and ``.obj`` are parsed here rather than by open3d: open3d's OBJ reader silently drops
-every non-triangle face, and ModelNet's ``.off`` files sometimes join the header and the counts on
-one line (``OFF8 6 0``). ``.ply`` and ``.stl`` go through open3d.
+``.off``, ``.obj`` and ``.ply`` are parsed here rather than by open3d: open3d's OBJ reader silently
+drops every non-triangle face, ModelNet's ``.off`` files sometimes join the header and the counts
+on one line (``OFF8 6 0``), and open3d's PLY reader trusts the header (a face index past the
+vertex count crashed the process). ``.stl`` goes through open3d, checked first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -56,10 +58,10 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown suffix; a file that cannot be parsed (bad header, fewer vertex or
-            face lines than the header announces, a face with fewer than three corners); no
-            faces; non-finite vertex coordinates; face indices out of range. The message names
-            the file.
+        ValueError: an unknown suffix; a file that cannot be parsed (bad header, fewer or more
+            vertices or faces than the header announces, a face with fewer than three corners,
+            a truncated ascii STL); no faces; non-finite vertex coordinates; face indices out of
+            range. The message names the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -68,13 +70,15 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                          f"{', '.join(MESH_SUFFIXES)}, got {suffix!r}")
     if not path.is_file():
         raise FileNotFoundError(f"mesh not found: {path}")
-    if suffix == ".off":
-        vertices, polygons = _read_off(path)
-    elif suffix == ".obj":
-        vertices, polygons = _read_obj(path)
-    else:
-        return _read_open3d(path)
-    return _check_mesh(path, vertices, _triangulate(polygons, vertices))
+    if suffix == ".stl":
+        return _read_stl(path)
+    read = {".off": _read_off, ".obj": _read_obj, ".ply": _read_ply}[suffix]
+    try:
+        vertices, polygons = read(path)
+        faces = _triangulate(polygons, vertices)
+    except OverflowError:  # an index past int64 ("f 1 2 99999999999999999999"): not a crash
+        raise ValueError(f"mesh {path} has a face index too large to be any vertex's") from None
+    return _check_mesh(path, vertices, faces)
 
 
 def _lines(path: Path) -> list[str]:
@@ -123,6 +127,11 @@ def _read_off(path: Path) -> tuple[np.ndarray, np.ndarray | list[list[int]]]:
         raise ValueError(
             f"{path} is truncated: its header announces {n_vertices} vertices and {n_faces} "
             f"faces, but only {len(vertex_lines)} vertex and {len(face_lines)} face lines follow"
+        )
+    if len(lines) > body + n_vertices + n_faces:  # counts too small: rows silently dropped
+        raise ValueError(
+            f"{path}: its header announces {n_vertices} vertices and {n_faces} faces, but "
+            f"{len(lines) - body - n_vertices - n_faces} more lines follow them"
         )
     try:
         vertices = _parse_vertices(vertex_lines)
@@ -194,23 +203,261 @@ def _read_obj(path: Path) -> tuple[np.ndarray, list[list[int]]]:
     return array, polygons
 
 
-def _read_open3d(path: Path) -> tuple[np.ndarray, np.ndarray]:
+# PLY scalar types (both spellings of the 1.0 spec) as numpy type codes.
+_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2",
+              "int16": "i2", "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4",
+              "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4", "double": "f8",
+              "float64": "f8"}
+_PLY_FORMATS = {"ascii": "", "binary_little_endian": "<", "binary_big_endian": ">"}
+
+
+class _PlyElement(NamedTuple):
+    name: str
+    count: int
+    # (name, value type, list count type or None for a scalar)
+    properties: list[tuple[str, str, str | None]]
+
+
+def _read_ply(path: Path) -> tuple[np.ndarray, np.ndarray | list[list[int]]]:
+    """Vertices ``(V, 3)`` and polygons of an ascii or binary (either byte order) PLY file.
+
+    Read here, not by open3d: its reader trusts the header, so a vertex count larger than the
+    data or a face index past it crashed the process (segmentation fault), and lists of 0-2
+    corners, negative list lengths and fractional indices became other faces without a word.
+    Here every element must be where the header puts it, and nothing may follow the last one.
+    """
+    data = path.read_bytes()
+    end = re.search(rb"^end_header[ \t]*\r?\n", data, re.MULTILINE)
+    if not data.startswith(b"ply") or end is None:
+        what = ("its header has no 'end_header' line" if data.startswith(b"ply")
+                else "it does not start with 'ply'")
+        raise ValueError(f"{path} is not a PLY file: {what}")
+    order, elements = _ply_header(path, data[:end.start()].decode("latin-1").splitlines())
+    body: bytes | list[str] = data[end.end():]
+    tables = {}
+    for element in elements:
+        try:
+            if order:  # binary
+                tables[element.name], body = _ply_binary_rows(element, body, order)
+            else:
+                if isinstance(body, bytes):  # one row a line, blank lines skipped
+                    body = [line for line in body.decode("latin-1").splitlines() if line.strip()]
+                tables[element.name], body = _ply_ascii_rows(element, body)
+        except (ValueError, OverflowError) as err:
+            raise ValueError(f"cannot read mesh {path}: the PLY file is truncated or malformed "
+                             f"(element {element.name!r}: {err})") from None
+    if (body.strip() if isinstance(body, bytes) else body):
+        raise ValueError(f"cannot read mesh {path}: the PLY file is malformed (data follows its "
+                         "last element: its header announces fewer rows than it holds)")
+    return _ply_mesh(path, elements, tables)
+
+
+def _ply_header(path: Path, lines: list[str]) -> tuple[str, list[_PlyElement]]:
+    """The byte order (``"<"``, ``">"``, ``""`` for ascii) and the elements."""
+    order, elements = None, []
+    for line in lines[1:]:
+        words = line.split()
+        try:
+            if not words or words[0] in ("comment", "obj_info"):
+                continue
+            if words[0] == "format" and len(words) == 3 and words[1] in _PLY_FORMATS:
+                order = _PLY_FORMATS[words[1]]
+            elif words[0] == "element" and len(words) == 3 and int(words[2]) >= 0:
+                elements.append(_PlyElement(words[1], int(words[2]), []))
+            elif words[0] == "property" and len(words) == 3 and elements:
+                elements[-1].properties.append((words[2], _PLY_TYPES[words[1]], None))
+            elif (words[0] == "property" and len(words) == 5 and words[1] == "list" and elements
+                  and _PLY_TYPES[words[2]][0] in "iu"):
+                elements[-1].properties.append((words[4], _PLY_TYPES[words[3]],
+                                                _PLY_TYPES[words[2]]))
+            else:
+                raise ValueError
+        except (ValueError, KeyError):
+            raise ValueError(f"cannot read mesh {path}: bad PLY header line {line.strip()!r}"
+                             ) from None
+    if order is None:
+        raise ValueError(f"cannot read mesh {path}: the PLY header has no valid 'format' line")
+    for element in elements:
+        if not element.properties:  # rows of no bytes: any count, however large, would read
+            raise ValueError(f"cannot read mesh {path}: PLY element {element.name!r} has no "
+                             "properties")
+    return order, elements
+
+
+def _ply_binary_rows(element: _PlyElement, data: bytes, order: str
+                     ) -> tuple[dict[str, np.ndarray | list[np.ndarray]], bytes]:
+    """Each property's values (a list property: ``(count, n)`` when every row lists ``n``, else
+    one array a row) and the bytes after the element."""
+    # Every list as long as the first row's, as in nearly every file: one table, exact when each
+    # row's length field says so (then each row starts where the one before ends).
+    fields, offset = [], 0
+    for k, (_, kind, count) in enumerate(element.properties):
+        if count is None:
+            fields.append((f"v{k}", order + kind))
+            continue
+        n = int(_ply_take(data, offset, order + count, 1)[0]) if element.count else 0
+        fields += [(f"n{k}", order + count), (f"v{k}", order + kind, (max(n, 0),))]
+        offset += np.dtype(order + count).itemsize + max(n, 0) * np.dtype(kind).itemsize
+        if offset > len(data):  # before numpy is asked for a row of 4e9 values
+            raise ValueError("the data ends inside a row")
+    row = np.dtype(fields)
+    lists = [k for k, (_, _, count) in enumerate(element.properties) if count is not None]
+    if element.count * row.itemsize <= len(data):
+        table = np.frombuffer(data, row, element.count)
+        if all((table[f"n{k}"] == table[f"v{k}"].shape[1]).all() for k in lists):
+            return ({name: table[f"v{k}"] for k, (name, _, _) in enumerate(element.properties)},
+                    data[element.count * row.itemsize:])
+    elif not lists:
+        raise ValueError(f"{element.count} rows need {element.count * row.itemsize} bytes, "
+                         f"{len(data)} are left")
+    columns: list[list] = [[] for _ in element.properties]
+    offset = 0
+    for _ in range(element.count):
+        for column, (_, kind, count) in zip(columns, element.properties):
+            n = 1
+            if count is not None:
+                n = int(_ply_take(data, offset, order + count, 1)[0])
+                offset += np.dtype(count).itemsize
+                if n < 0:
+                    raise ValueError(f"a list of length {n}")
+            values = _ply_take(data, offset, order + kind, n)
+            offset += values.nbytes
+            column.append(values if count is not None else values[0])
+    return ({name: column if count is not None else np.array(column)
+             for column, (name, _, count) in zip(columns, element.properties)}, data[offset:])
+
+
+def _ply_take(data: bytes, offset: int, kind: str, n: int) -> np.ndarray:
+    if offset + n * np.dtype(kind).itemsize > len(data):
+        raise ValueError("the data ends inside a row")
+    return np.frombuffer(data, kind, n, offset)
+
+
+def _ply_ascii_rows(element: _PlyElement, lines: list[str]
+                    ) -> tuple[dict[str, np.ndarray | list[np.ndarray]], list[str]]:
+    """As :func:`_ply_binary_rows`, from one line a row, every value of the line used."""
+    if len(lines) < element.count:
+        raise ValueError(f"the header announces {element.count} rows, {len(lines)} lines follow")
+    try:  # row by row (below, ~50x slower) only where this fails, to say which row is wrong
+        return _ply_ascii_table(element, lines), lines[element.count:]
+    except (ValueError, OverflowError, IndexError):
+        pass
+    columns: list[list] = [[] for _ in element.properties]
+    for line in lines[:element.count]:
+        words, at = line.split(), 0
+        for column, (_, kind, count) in zip(columns, element.properties):
+            n = 1
+            if count is not None:
+                n = _ply_ascii_values(words[at:at + 1], count, line)[0]
+                at += 1
+                if n < 0:
+                    raise ValueError(f"row {line.strip()!r} has a list of length {n}")
+            values = _ply_ascii_values(words[at:at + n], kind, line)
+            at += n
+            column.append(values if count is not None else values[0])
+        if at != len(words):
+            raise ValueError(f"row {line.strip()!r} does not hold the values its header "
+                             "announces")
+    return ({name: column if count is not None else np.array(column)
+             for column, (name, _, count) in zip(columns, element.properties)},
+            lines[element.count:])
+
+
+def _ply_ascii_table(element: _PlyElement, lines: list[str]
+                     ) -> dict[str, np.ndarray | list[np.ndarray]]:
+    """The element's rows as one table when every line has as many values as the first and
+    every list is as long as the first row's (then the lines hold exactly what the header
+    says); raises otherwise."""
+    # float64 holds every integer a vertex index can be exactly; numpy's loadtxt refuses lines
+    # of different lengths.
+    table = (np.loadtxt(lines[:element.count], dtype=np.float64, comments=None, ndmin=2)
+             if element.count else np.zeros((0, 0)))
+    columns, at = {}, 0
+    for name, kind, count in element.properties:
+        n = 1
+        if count is not None:
+            lengths = _ply_ascii_column(table[:, at], count)
+            n = int(lengths[0]) if len(lengths) else 0
+            if not (lengths == n).all() or n < 0:
+                raise ValueError("lists of different lengths")
+            at += 1
+        values = _ply_ascii_column(table[:, at:at + n], kind)
+        columns[name] = values if count is not None else values[:, 0]
+        at += n
+    if at != table.shape[1] and element.count:
+        raise ValueError("rows longer than the header's properties")
+    return columns
+
+
+def _ply_ascii_column(values: np.ndarray, kind: str) -> np.ndarray:
+    if kind[0] == "f":
+        return values.astype(kind)
+    info = np.iinfo(kind)
+    if not ((values == np.round(values)) & (values >= info.min) & (values <= info.max)).all():
+        raise ValueError(f"a value that is no {kind}")
+    return values.astype(kind)
+
+
+def _ply_ascii_values(words: list[str], kind: str, line: str) -> np.ndarray:
+    try:  # "2.5" for an int: int("2.5") refuses it; numpy refuses 300 for a uchar
+        return np.array([int(w) if kind[0] in "iu" else float(w) for w in words], dtype=kind)
+    except (ValueError, OverflowError):
+        raise ValueError(f"row {line.strip()!r} holds a value that is no {kind}") from None
+
+
+def _ply_mesh(path: Path, elements: list[_PlyElement], tables: dict
+              ) -> tuple[np.ndarray, np.ndarray | list[list[int]]]:
+    properties = {element.name: {name: count for name, _, count in element.properties}
+                  for element in elements}
+    vertex = properties.get("vertex", {})
+    if not all(axis in vertex and vertex[axis] is None for axis in "xyz"):
+        raise ValueError(f"cannot read mesh {path}: the PLY file has no 'vertex' element with "
+                         "scalar properties x, y and z")
+    vertices = np.stack([tables["vertex"][axis].astype(np.float64) for axis in "xyz"], axis=1)
+    face = properties.get("face", {})
+    name = next((n for n in ("vertex_indices", "vertex_index") if face.get(n)), None)
+    if name is None:
+        return vertices, np.zeros((0, 3), np.int64)  # "no faces", from _check_mesh
+    polygons = tables["face"][name]
+    for k, polygon in enumerate(polygons):
+        if len(polygon) < 3:
+            raise ValueError(f"cannot read mesh {path}: PLY face {k} lists {len(polygon)} "
+                             "corners (a face needs at least 3)")
+        if polygon.dtype.kind == "f" and not (polygon == np.round(polygon)).all():
+            raise ValueError(f"cannot read mesh {path}: PLY face {k} has a fractional vertex "
+                             f"index {polygon.tolist()}")
+    if isinstance(polygons, np.ndarray):
+        return vertices, (polygons.astype(np.int64) if polygons.shape[1] == 3
+                          else polygons.astype(np.int64).tolist())
+    return vertices, [p.astype(np.int64).tolist() for p in polygons]
+
+
+def _read_stl(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import open3d as o3d
 
+    data = path.read_bytes()
+    # open3d reads a file of exactly 84 + 50 * (its triangle count) bytes as binary, else as
+    # ascii, where it keeps the facets read before the text ends: half a truncated file
+    # voxelized without a word. The keywords must pair up, and every facet must come back.
+    binary = len(data) >= 84 and len(data) == 84 + 50 * int.from_bytes(data[80:84], "little")
+    words = [] if binary else data.split()
+    facets = words.count(b"facet")
+    if not binary and not (words[:1] == [b"solid"] and b"endsolid" in words
+                           and words.count(b"endfacet") == facets
+                           and words.count(b"vertex") == 3 * facets):
+        raise ValueError(f"cannot read mesh {path}: neither a binary STL (84 + 50 bytes a "
+                         "triangle, as its header counts them) nor a complete ascii one "
+                         "('solid', facets of 3 vertices, 'endsolid'): truncated or malformed")
     # open3d reports unreadable files as a printed warning and an empty mesh, not an exception.
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         mesh = o3d.io.read_triangle_mesh(str(path))
-        # The legacy reader keeps what it read before a failure (a truncated PLY comes back
-        # partial); the tensor reader wraps the same reader but drops the mesh when it fails.
-        partial = (path.suffix.lower() == ".ply" and len(mesh.triangles) > 0
-                   and "positions" not in o3d.t.io.read_triangle_mesh(str(path)).vertex)
-    if partial:
-        raise ValueError(f"cannot read mesh {path}: the PLY file is truncated or malformed "
-                         "(fewer elements than its header announces, or a bad value)")
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.triangles, dtype=np.int64)
     if len(faces) == 0:
         raise ValueError(f"mesh {path} has no faces (or open3d cannot read it)")
+    if not binary and len(faces) != facets:
+        raise ValueError(f"cannot read mesh {path}: the ascii STL has {facets} facets, but "
+                         f"only {len(faces)} read (a bad number in one)")
     return _check_mesh(path, vertices, faces)
 
 
