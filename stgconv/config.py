@@ -253,7 +253,7 @@ class LearnedFillConfig:
     # Train on crops seen as they are or turned half a turn and played backwards, at random
     # (the same motion: (x, y, t) -> (-x, -y, -t) keeps every velocity), and average the two
     # views' fills: twice the examples of the clip's motion for the same steps; the fill costs
-    # two passes of the net instead of one (about 10 CPU s a clip). Measured on the shared clips,
+    # two passes of the net instead of one (about 2-4 CPU s a clip). Measured on the shared clips,
     # three seeds: better in 12 of the 18 frame and block cases, about 1% on the mean ratio to
     # the best classical fill, but worse in 5 of 8 runs on two animal clips (bench/README.md,
     # "The clip turned and played backwards").
