@@ -413,10 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default=["processes", "growth"])
     parser.add_argument("--net", choices=list(CONFIGS), default="texture",
                         help="the processes table's net and its quick config (default texture)")
-    parser.add_argument("--batch", type=int, default=8, help="examples per process of the processes table (default 8)")
+    parser.add_argument("--batch", type=int, default=8,
+                        help="examples per process of the processes table (default 8)")
     parser.add_argument("--size", type=int, default=None,
                         help="frame / grid side of the processes table (default: the config's)")
-    parser.add_argument("--frames", type=int, default=16, help="clip length of the processes table (video nets; default 16)")
+    parser.add_argument("--frames", type=int, default=16,
+                        help="clip length of the processes table (video nets; default 16)")
     parser.add_argument("--steps", type=int, default=None,
                         help="K, Langevin steps per iteration (default: the configs', 20)")
     parser.add_argument("--iterations", type=int, default=10,

@@ -116,8 +116,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
                              capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
+        why = (mounted.stderr.strip() or f"exit status {mounted.returncode}").splitlines()[0]
         pytest.skip(f"mounting a tmpfs is not permitted here (needs root with CAP_SYS_ADMIN): "
-                    f"{(mounted.stderr.strip() or f'exit status {mounted.returncode}').splitlines()[0]}")
+                    f"{why}")
     try:
         yield disk
     finally:

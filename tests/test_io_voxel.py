@@ -20,6 +20,7 @@ from _tiny import fill, write_mat_v73
 from stgconv.io.atomic import WriteError
 from stgconv.io.matlab import read_mat
 from stgconv.io.mesh import (
+    _ply_take,
     _write_ply,
     load_mesh,
     mesh_from_voxels,
@@ -1113,6 +1114,9 @@ def test_ply_faces_of_fewer_than_three_corners_are_refused(tmp_path: Path, name:
     # An index after a triangle's three: open3d ignored it.
     ("long_row.ply", lambda text: text.replace("\n3 1 2 3\n", "\n3 1 2 3 0\n"),
      "row '3 1 2 3 0' does not hold the values"),
+    # A row short of a value raised IndexError, which named no file (a traceback in the CLI).
+    ("short_row.ply", lambda text: text.replace("\n1.0 0.0 0.0\n", "\n1.0 0.0\n"),
+     "row '1.0 0.0' does not hold the values"),
     # x alone: open3d made up y and z.
     ("only_x.ply", lambda text: re.sub(r"^(\d\.\d) \S+ \S+$", r"\1", text, flags=re.MULTILINE)
      .replace("property float y\nproperty float z\n", ""),
@@ -1139,6 +1143,31 @@ def test_ply_vertex_properties_are_read_by_name_in_any_order(tmp_path: Path) -> 
     vertices, faces = load_mesh(path)
     np.testing.assert_array_equal(vertices, CUBE_VERTICES)
     np.testing.assert_array_equal(faces, cube_triangles())
+
+
+def test_a_binary_ply_face_with_a_scalar_before_its_list_is_read_as_one_table(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list's length was looked for at the row's start, over the scalar: never the first
+    row's, so every face went through the row-by-row reader (~50x slower), value by value."""
+    header = ("ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty double x\n"
+              "property double y\nproperty double z\nelement face 4\nproperty uchar flags\n"
+              "property list uchar int vertex_indices\nend_header\n")
+    faces = np.zeros(4, [("flags", "u1"), ("n", "u1"), ("corners", "<i4", (3,))])
+    faces["flags"], faces["n"], faces["corners"] = 7, 3, TETRAHEDRON
+    path = tmp_path / "flags.ply"
+    path.write_bytes(header.encode() + TETRAHEDRON_VERTICES.astype("<f8").tobytes()
+                     + faces.tobytes())
+    reads = []
+
+    def counted(*args):
+        reads.append(args)
+        return _ply_take(*args)
+
+    monkeypatch.setattr("stgconv.io.mesh._ply_take", counted)
+    vertices, triangles = load_mesh(path)
+    np.testing.assert_array_equal(vertices, TETRAHEDRON_VERTICES)
+    np.testing.assert_array_equal(triangles, TETRAHEDRON)
+    assert len(reads) == 1  # the first row's list length, then one table
 
 
 @pytest.mark.parametrize("name, text", [

@@ -616,8 +616,9 @@ def frames_computed(net: FillNet) -> list[int]:
 
 def test_training_computes_only_the_frames_of_a_crop_that_hide_an_entry(monkeypatch) -> None:
     """The net works frame by frame, so a crop's frames without a hidden entry teach nothing:
-    8-frame crops of a clip that hides one pixel of frame 3 give the net one frame a crop (kills
-    computing every frame of the crops: 8 a crop)."""
+    8-frame crops of a clip that hides one pixel of frame 3, in one channel, give the net one
+    frame a crop (kills computing every frame of the crops: 8 a crop; and looking for hidden
+    entries in the first channel only: then none)."""
     module = importlib.import_module("stgconv.learned_fill")
     seen: list[list[int]] = []
 
@@ -627,8 +628,8 @@ def test_training_computes_only_the_frames_of_a_crop_that_hide_an_entry(monkeypa
         return net
 
     monkeypatch.setattr(module, "FillNet", recorded)
-    video, known = wave()[:, :8], torch.ones(8, 32, 32, dtype=torch.bool)
-    known[3, 5, 7] = False
+    video, known = wave()[:, :8], torch.ones(3, 8, 32, 32, dtype=torch.bool)
+    known[1, 3, 5, 7] = False
     example = prior_example(video, known, {"temporal_interpolation": TEMPORAL})
     _, losses = fill_prior([example], settings=replace(FAST, batch=4, symmetric=True),
                            iterations=3, generator=torch.Generator().manual_seed(0))
@@ -638,13 +639,16 @@ def test_training_computes_only_the_frames_of_a_crop_that_hide_an_entry(monkeypa
 def test_apply_fill_computes_only_the_frames_with_a_missing_entry_one_by_one() -> None:
     """Frames observed everywhere are not computed, the others one at a time, with the values
     the net gives the whole clip at once (kills computing every frame: 12 at once, twice, and
-    a frame or view left out or counted twice)."""
+    a frame or view left out or counted twice, and a frame missing an entry in one channel
+    only left out)."""
     torch.manual_seed(0)
     net = FillNet(3, 1, 8).eval()
     with torch.no_grad():
         torch.nn.init.normal_(net.layers[-1].weight, std=0.1)
-    video, known = wave(), frames_missing(0)
-    missing = int((~known).flatten(1).any(1).sum())
+    video, known = wave(), frames_missing(0).expand(3, -1, -1, -1).clone()
+    observed_frame = int(known[0].flatten(1).all(1).nonzero()[0])
+    known[2, observed_frame, 4, 4] = False  # the last channel's alone
+    missing = int((~known).flatten(2).any(2).any(0).sum())
     assert 0 < missing < 12
     made = [TEMPORAL(video, known)]
     seen = frames_computed(net)

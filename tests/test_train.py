@@ -933,6 +933,26 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, monkeypatc
     assert fits == [out]
 
 
+def test_a_lock_file_that_cannot_be_flocked_is_closed(tmp_path: Path, monkeypatch) -> None:
+    """flock refused for want of locks (NFS without its lock manager): the error is the
+    system's, and the lock file is not kept open by the error's frame."""
+    import errno
+    import fcntl
+
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+
+    def no_locks(file, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match="No locks available") as err:
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert err.value and descriptors_open_on(out / ".lock") == 0
+
+
 def test_a_lock_file_its_last_owner_removed_before_the_flock_is_taken_again(
         tmp_path: Path, monkeypatch) -> None:
     """A run failing at its start removes its lock file and its folder between another run's

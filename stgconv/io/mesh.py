@@ -294,6 +294,7 @@ def _ply_binary_rows(element: _PlyElement, data: bytes, order: str
     for k, (_, kind, count) in enumerate(element.properties):
         if count is None:
             fields.append((f"v{k}", order + kind))
+            offset += np.dtype(kind).itemsize  # a scalar before a list moves that list's length
             continue
         n = int(_ply_take(data, offset, order + count, 1)[0]) if element.count else 0
         fields += [(f"n{k}", order + count), (f"v{k}", order + kind, (max(n, 0),))]
@@ -348,11 +349,11 @@ def _ply_ascii_rows(element: _PlyElement, lines: list[str]
         for column, (_, kind, count) in zip(columns, element.properties):
             n = 1
             if count is not None:
-                n = _ply_ascii_values(words[at:at + 1], count, line)[0]
+                n = _ply_ascii_values(words, at, 1, count, line)[0]
                 at += 1
                 if n < 0:
                     raise ValueError(f"row {line.strip()!r} has a list of length {n}")
-            values = _ply_ascii_values(words[at:at + n], kind, line)
+            values = _ply_ascii_values(words, at, n, kind, line)
             at += n
             column.append(values if count is not None else values[0])
         if at != len(words):
@@ -398,9 +399,13 @@ def _ply_ascii_column(values: np.ndarray, kind: str) -> np.ndarray:
     return values.astype(kind)
 
 
-def _ply_ascii_values(words: list[str], kind: str, line: str) -> np.ndarray:
+def _ply_ascii_values(words: list[str], at: int, n: int, kind: str, line: str) -> np.ndarray:
+    """The ``n`` values of type ``kind`` from ``words[at]`` on, of the row ``line``."""
+    if at + n > len(words):  # a short row: the slice below would give fewer, unnoticed
+        raise ValueError(f"row {line.strip()!r} does not hold the values its header announces")
     try:  # "2.5" for an int: int("2.5") refuses it; numpy refuses 300 for a uchar
-        return np.array([int(w) if kind[0] in "iu" else float(w) for w in words], dtype=kind)
+        return np.array([int(w) if kind[0] in "iu" else float(w) for w in words[at:at + n]],
+                        dtype=kind)
     except (ValueError, OverflowError):
         raise ValueError(f"row {line.strip()!r} holds a value that is no {kind}") from None
 

@@ -277,6 +277,9 @@ def _locked(out: Path) -> BinaryIO:
             file.close()
             raise ValueError(f"run folder {out} is in use by {owner} ({out / LOCK}); wait for "
                              "that run to end or train into another folder") from None
+        except BaseException:  # no flock there (ENOLCK: NFS without its lock manager)
+            file.close()  # not kept open by the error's frame, as above
+            raise
         if _is_at(file, out / LOCK):
             return file
         # A run failing at its start removed the file between its open here and the flock,
