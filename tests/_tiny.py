@@ -297,3 +297,20 @@ def file_size_limit(size: int) -> Iterator[None]:
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, handler)
+
+
+ANOTHER_CACHE = b"the other process's cache"
+
+
+def cache_written_meanwhile(monkeypatch: pytest.MonkeyPatch, module: str, out: Path) -> None:
+    """Make the cache builder of ``module`` (``stgconv.data.video`` / ``.voxel``) find
+    :data:`ANOTHER_CACHE` at ``out`` once its build has begun: another prepare.py of a sweep
+    that finished first."""
+    builder = importlib.import_module(module)
+    write_cache = builder._write_cache
+
+    def built_meanwhile_by_another(h5, *args, **kwargs) -> None:
+        out.write_bytes(ANOTHER_CACHE)
+        write_cache(h5, *args, **kwargs)
+
+    monkeypatch.setattr(builder, "_write_cache", built_meanwhile_by_another)

@@ -4,7 +4,6 @@ and the real action clips of ../shared/data/video (skipped when absent)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 from pathlib import Path
@@ -13,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _tiny import ANOTHER_CACHE, cache_written_meanwhile
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -394,17 +394,10 @@ def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
     the build."""
     prepare = load_script("datasets/video/prepare.py")
     out = tmp_path / "prep.h5"
-    video_module = importlib.import_module("stgconv.data.video")
-    write_cache = video_module._write_cache
-
-    def built_meanwhile_by_another(h5, *args, **kwargs) -> None:
-        out.write_bytes(b"the other process's cache")
-        write_cache(h5, *args, **kwargs)
-
-    monkeypatch.setattr(video_module, "_write_cache", built_meanwhile_by_another)
+    cache_written_meanwhile(monkeypatch, "stgconv.data.video", out)
     assert prepare.main([str(video_dir), str(out), "--frames", "3", "--size", "8"]) == 2
     assert "written meanwhile" in capsys.readouterr().err
-    assert out.read_bytes() == b"the other process's cache" and leftovers(tmp_path) == []
+    assert out.read_bytes() == ANOTHER_CACHE and leftovers(tmp_path) == []
 
 
 def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,

@@ -4,7 +4,6 @@ input, and the real data of ../shared/data/voxel (skipped when absent)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
 from pathlib import Path
@@ -13,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _tiny import fill
+from _tiny import ANOTHER_CACHE, cache_written_meanwhile, fill
 from torch.utils.data import DataLoader
 
 from stgconv.data.voxel import (
@@ -385,17 +384,10 @@ def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
     """As the video script's: without --overwrite, a cache put in place meanwhile is kept."""
     prepare = load_script("datasets/voxel/prepare.py")
     out = tmp_path / "mn.h5"
-    voxel_module = importlib.import_module("stgconv.data.voxel")
-    write_cache = voxel_module._write_cache
-
-    def built_meanwhile_by_another(h5, *args, **kwargs) -> None:
-        out.write_bytes(b"the other process's cache")
-        write_cache(h5, *args, **kwargs)
-
-    monkeypatch.setattr(voxel_module, "_write_cache", built_meanwhile_by_another)
+    cache_written_meanwhile(monkeypatch, "stgconv.data.voxel", out)
     assert prepare.main([str(tree), str(out), "--resolution", "8", "--quiet"]) == 2
     assert "written meanwhile" in capsys.readouterr().err
-    assert out.read_bytes() == b"the other process's cache"
+    assert out.read_bytes() == ANOTHER_CACHE
 
 
 # --------------------------------------------------------------------------------------------
