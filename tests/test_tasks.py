@@ -9,6 +9,7 @@ import fcntl
 import importlib
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -342,6 +343,23 @@ def test_a_run_removes_the_temporaries_a_killed_run_left_before_its_own_work(
     assert not debris.exists()
 
 
+def after_checkpoint(monkeypatch: pytest.MonkeyPatch, act: Callable[[], None],
+                     iteration: int | None = None) -> None:
+    """Call ``act()`` (what happens to the run folder meanwhile) once a training run has saved
+    its checkpoint of ``iteration``, or after every save."""
+    from stgconv.train import Trainer
+
+    save = Trainer.save
+
+    def save_then_act(self, path):
+        saved = save(self, path)
+        if iteration is None or self.iteration == iteration:
+            act()
+        return saved
+
+    monkeypatch.setattr(Trainer, "save", save_then_act)
+
+
 @pytest.mark.parametrize("tensorboard_folder_made_again", [False, True])
 def test_a_run_folder_removed_while_training_is_not_made_again(
         tmp_path: Path, monkeypatch, tensorboard_folder_made_again: bool) -> None:
@@ -350,20 +368,15 @@ def test_a_run_folder_removed_while_training_is_not_made_again(
     that went with the folder. Now the run stops with one error naming the folder, from
     TensorBoard's writer or, where that goes on (its folder made again), the run's own check
     before its next write. The folders above it that the run made go too."""
-    from stgconv.train import Trainer
-
     root = tmp_path / "made"
     run = root / "run"
-    save = Trainer.save
 
-    def save_then_folder_removed(self, path):
-        saved = save(self, path)
+    def folder_removed():
         shutil.rmtree(run)
         if tensorboard_folder_made_again:
             (run / "tb").mkdir(parents=True)
-        return saved
 
-    monkeypatch.setattr(Trainer, "save", save_then_folder_removed)
+    after_checkpoint(monkeypatch, folder_removed)
     noticed = ("run folder was removed while training" if tensorboard_folder_made_again
                else r"run folder was removed while training|\(TensorBoard events\)")
     with pytest.raises(WriteError, match=f"({noticed}).*'{run}"):
@@ -571,21 +584,15 @@ def test_a_run_folder_retaken_by_another_run_is_left_to_it(tmp_path: Path, monke
     config there): this run stops before writing into it, and its cleanup takes none of the
     other run's files. Only a lock file's presence was checked, so the run went on writing its
     checkpoints and samples over the other run's."""
-    from stgconv.train import Trainer
-
     run = tmp_path / "run"
-    save = Trainer.save
 
-    def save_then_folder_retaken(self, path):
-        saved = save(self, path)
-        if self.iteration == removed_at:
-            shutil.rmtree(run)
-            run.mkdir()
-            for name, text in others.items():
-                (run / name).write_text(text)
-        return saved
+    def folder_retaken():
+        shutil.rmtree(run)
+        run.mkdir()
+        for name, text in others.items():
+            (run / name).write_text(text)
 
-    monkeypatch.setattr(Trainer, "save", save_then_folder_retaken)
+    after_checkpoint(monkeypatch, folder_retaken, removed_at)
     with pytest.raises(WriteError, match=f"run folder was removed while training.*'{run}'"):
         tiny_texture_run(tmp_path, "train.n_iterations=2", "train.checkpoint_every=1")
     assert {path.name: path.read_text() for path in run.iterdir()} == others
@@ -618,18 +625,13 @@ def test_a_run_folder_replaced_by_a_file_while_training_stops_and_leaves_the_fil
         tmp_path: Path, monkeypatch) -> None:
     """The cleanup unlinked the lock file under what was now a file: its NotADirectoryError
     hid why the run stopped."""
-    from stgconv.train import Trainer
-
     run = tmp_path / "run"
-    save = Trainer.save
 
-    def save_then_folder_replaced(self, path):
-        saved = save(self, path)
+    def folder_replaced():
         shutil.rmtree(run)
         run.write_text("a file now\n")
-        return saved
 
-    monkeypatch.setattr(Trainer, "save", save_then_folder_replaced)
+    after_checkpoint(monkeypatch, folder_replaced)
     with pytest.raises(WriteError, match=f"run folder was removed while training.*'{run}'"):
         tiny_texture_run(tmp_path, "train.n_iterations=2", "train.checkpoint_every=1")
     assert run.read_text() == "a file now\n"
@@ -641,20 +643,14 @@ def test_a_run_folder_removed_after_a_checkpoint_stops_before_the_next_write(
     """Removed after the first of two checkpoints, the run stops before the second (which made
     the folder again, a checkpoint without config.yaml); removed after the last, before its
     final samples. The folders above it that the run made go with it."""
-    from stgconv.train import Trainer
-
     root = tmp_path / "made"
     run = root / "run"
-    save = Trainer.save
 
-    def save_then_folder_removed(self, path):
-        saved = save(self, path)
-        if self.iteration == removed_at:
-            shutil.rmtree(run)
-            (run / "tb").mkdir(parents=True)  # TensorBoard's writer goes on
-        return saved
+    def folder_removed():
+        shutil.rmtree(run)
+        (run / "tb").mkdir(parents=True)  # TensorBoard's writer goes on
 
-    monkeypatch.setattr(Trainer, "save", save_then_folder_removed)
+    after_checkpoint(monkeypatch, folder_removed, removed_at)
     with pytest.raises(WriteError, match=f"run folder was removed while training.*'{run}'"):
         tiny_texture_run(root, "train.n_iterations=2", "train.checkpoint_every=1")
     assert not root.exists()
