@@ -99,7 +99,6 @@ def held_examples(labels: Tensor, per_class: int, *, skip: int, order: Tensor | 
     return class_examples(labels, per_class, skip=skip, order=order, or_first=True)
 
 
-@torch.no_grad()
 def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     """The temperature ``T`` for which ``softmax(logits / T)`` has the least negative
     log-likelihood of ``labels`` ``(N,)`` (``0 .. K - 1``) given ``logits`` ``(N, K)``
@@ -120,9 +119,12 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
         bad = int((~torch.isfinite(logits)).any(1).sum())
         raise ValueError(f"the logits of {bad} of {len(logits)} examples are not finite: no "
                          "temperature can be fitted to them")
-    logits = logits.double()
-    temperatures = torch.logspace(-1.301, 1.301, 603, dtype=torch.float64)  # 1/20 .. 20
-    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in temperatures])
+    # Inside the function, not as a decorator: its wrapper's frame would take the warning's
+    # stacklevel, which must name the caller.
+    with torch.no_grad():
+        logits = logits.double()
+        temperatures = torch.logspace(-1.301, 1.301, 603, dtype=torch.float64)  # 1/20 .. 20
+        nll = torch.stack([F.cross_entropy(logits / t, labels) for t in temperatures])
     best = int(nll.argmin())
     if best in (0, len(temperatures) - 1):
         reason = ("every example is classified right, so sharper is always likelier"

@@ -831,8 +831,10 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> Non
         fit_temperature(z, labels[:3])
     # Every example right by a margin: sharper is always likelier, and the grid's end is said.
     right = torch.nn.functional.one_hot(labels, 10).double() * 5
-    with pytest.warns(UserWarning, match=r"end of its search, T = 0.05, .*classified right"):
+    with pytest.warns(UserWarning, match=r"end of its search, T = 0.05, .*classified right"
+                      ) as said:
         assert fit_temperature(right, labels) == pytest.approx(0.05, rel=0.01)
+    assert said[0].filename == __file__  # the warning names its caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_temperature(z, labels)  # an inside minimum: no word
