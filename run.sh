@@ -69,12 +69,26 @@ Install it, then rerun:   sudo apt-get install libusb-1.0-0   (Debian/Ubuntu)
 }
 
 ensure_venv() {
-    local key marker python
+    local key
     key="$(sha12 "$ROOT/pyproject.toml")"
     VENV="${STGCONV_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/stgconv/venv-$key}"
-    marker="$VENV/.stgconv-installed"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
+    # Two run.sh started together (benchmarks side by side, after another clone pointed the
+    # environment elsewhere) would both install into it, and one pip fails on the files the
+    # other is replacing. The lock is held only while installing, not while the command runs.
+    if command -v flock >/dev/null 2>&1 && mkdir -p "$(dirname "$VENV")" 2>/dev/null &&
+        [ -w "$(dirname "$VENV")" ]; then
+        exec 9>>"$VENV.lock"
+        flock 9
+        install_if_needed "$key"
+        exec 9>&-
+    else
+        install_if_needed "$key"  # no flock(1) (macOS) or a read-only folder: unlocked
+    fi
+}
 
+install_if_needed() {
+    local key="$1" marker="$VENV/.stgconv-installed" python
     # The marker is written only after a complete install and holds the pyproject hash, so a
     # half-finished install (or a pinned $STGCONV_VENV whose pyproject changed) is redone.
     if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$key" ]; then
