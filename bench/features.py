@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from stgconv.checks import class_numbers
 from stgconv.io.atomic import atomic_save_npz
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ QUICK_SETS = ["model.arch=desc32_small", "data.size=16", "train.batch_size=4",
 
 
 def read_shapes(shapes: Path) -> dict[str, np.ndarray]:
-    """The arrays of ``shapes``, an ``.npz`` with grids ``X`` ``(N, R, R, R)`` and integer
+    """The arrays of ``shapes``, an ``.npz`` with grids ``X`` ``(N, R, R, R)`` and class
     labels ``y`` ``(N,)`` (and any others); a ``ValueError`` saying what is wrong."""
     arrays = common.read_npz(shapes)
     if "X" not in arrays or "y" not in arrays:
@@ -65,9 +66,10 @@ def read_shapes(shapes: Path) -> dict[str, np.ndarray]:
     grids, labels = arrays["X"], arrays["y"]
     if grids.ndim != 4 or len(set(grids.shape[1:])) != 1:
         raise ValueError(f"X must be cubic grids (N, R, R, R), got shape {grids.shape}")
-    if labels.shape != (len(grids),) or labels.dtype.kind not in "iu":
-        raise ValueError(f"y must be integer labels (N,) = ({len(grids)},) for X's grids, got "
-                         f"{labels.dtype} {labels.shape}")
+    if labels.shape != (len(grids),):
+        raise ValueError(f"y must be labels (N,) = ({len(grids)},) for X's grids, got "
+                         f"{labels.shape}")
+    arrays["y"] = class_numbers(labels, "y")
     return arrays
 
 

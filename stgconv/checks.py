@@ -289,6 +289,25 @@ def npz_array(archive: Any, key: str, path: str | Path) -> Any:
         raise ValueError(f"cannot read array {key!r} of {path}: {err}") from err
 
 
+def class_numbers(labels: np.ndarray, name: str) -> np.ndarray:
+    """The class numbers ``labels`` (any shape) as int64: integers as they are, and floats
+    whose every value is a whole number (MATLAB and pandas store classes as doubles: 3.0 is
+    class 3; :func:`check_whole_labels` takes tensors so). ``ValueError`` naming ``name``
+    for fractions, NaN or infinities, values past float's whole numbers (2^53), and any other
+    kind (bool, text)."""
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
+    if labels.dtype.kind != "f":
+        raise ValueError(f"{name} must be integer class numbers, got {labels.dtype}")
+    if not np.isfinite(labels).all():
+        raise ValueError(f"{name} must be whole class numbers, got NaN or infinite values")
+    if not (labels == np.round(labels)).all():
+        raise ValueError(f"{name} must be whole class numbers, got fractions ({labels.dtype})")
+    if labels.size and np.abs(labels).max() > 2.0**53:
+        raise ValueError(f"{name} must be class numbers, got {np.abs(labels).max():.3g}")
+    return labels.astype(np.int64)
+
+
 def check_cache_version(found: object, expected: int, path: str | Path, *, rebuild: str) -> None:
     """``ValueError`` unless a cache's stored ``format_version`` ``found`` is ``expected``: a
     cache of another layout would be misread silently. ``rebuild`` says how to make one."""

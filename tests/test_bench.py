@@ -795,10 +795,10 @@ def test_features_read_shapes_refuses_non_cubic_grids_and_non_integer_labels(tmp
     for name, arrays, message in (
             ("box", {"X": np.zeros((4, 2, 3, 2)), "y": np.zeros(4, int)},
              r"X must be cubic grids .*\(4, 2, 3, 2\)"),
-            ("float", {"X": np.zeros((4, 2, 2, 2)), "y": np.zeros(4)},
-             r"y must be integer labels \(N,\) = \(4,\) .*float64"),
+            ("float", {"X": np.zeros((4, 2, 2, 2)), "y": np.full(4, 0.5)},
+             r"y must be whole class numbers, got fractions \(float64\)"),
             ("column", {"X": np.zeros((4, 2, 2, 2)), "y": np.zeros((4, 1), int)},
-             r"y must be integer labels \(N,\) = \(4,\) .*\(4, 1\)")):
+             r"y must be labels \(N,\) = \(4,\) .*\(4, 1\)")):
         np.savez(tmp_path / f"{name}.npz", **arrays)
         with pytest.raises(ValueError, match=message):
             read_shapes(tmp_path / f"{name}.npz")
@@ -834,7 +834,7 @@ def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, cap
     damaged.write_bytes(bytes(data))
     for shapes, message in ((tmp_path / "missing.npz", "shapes not found"),
                             (tmp_path / "unlabelled.npz", "needs arrays X .* and y"),
-                            (tmp_path / "short.npz", r"y must be integer labels \(N,\) = \(4,\)"),
+                            (tmp_path / "short.npz", r"y must be labels \(N,\) = \(4,\)"),
                             (tmp_path / "flat.npz", r"X must be cubic grids .* \(4, 2, 2\)"),
                             (damaged, "damaged.npz: the file is damaged or truncated")):
         with pytest.raises(SystemExit) as exit_info:

@@ -173,8 +173,20 @@ def test_npz_labels_must_be_one_integer_per_image(tmp_path: Path) -> None:
         load_npz_labels(tmp_path / "few.npz")
     np.savez(tmp_path / "floats.npz", x_train=np.zeros((3, 4, 4), np.uint8),
              y_train=np.array([0.0, 1.5, 2.0]))
-    with pytest.raises(ValueError, match=r"y_train must be integer labels"):
+    with pytest.raises(ValueError, match=r"y_train must be whole class numbers, got fractions"):
         load_npz_labels(tmp_path / "floats.npz")
+    for bad, message in ((np.array([0.0, np.nan, 2.0]), "got NaN or infinite values"),
+                         (np.array([0.0, 1e20, 2.0]), "must be class numbers, got 1e"),
+                         (np.array([True, False, True]), "integer class numbers, got bool"),
+                         (np.zeros((3, 2), np.int64), r"labels \(N,\) or \(N, 1\), got \(3, 2\)")):
+        np.savez(tmp_path / "bad.npz", x_train=np.zeros((3, 4, 4), np.uint8), y_train=bad)
+        with pytest.raises(ValueError, match=message):
+            load_npz_labels(tmp_path / "bad.npz")
+    # Classes stored as doubles (MATLAB, pandas) are the classes they name.
+    np.savez(tmp_path / "doubles.npz", x_train=np.zeros((3, 4, 4), np.uint8),
+             y_train=np.array([[2.0], [0.0], [1.0]]))
+    labels = load_npz_labels(tmp_path / "doubles.npz")
+    assert labels.dtype == torch.int64 and labels.tolist() == [2, 0, 1]
 
 
 def test_npz_labels_of_a_subset_are_its_images_labels(tmp_path: Path) -> None:

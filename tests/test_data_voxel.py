@@ -213,8 +213,14 @@ def test_npz_sources(tmp_path: Path) -> None:
     np.savez(tmp_path / "column.npz", X=grids, y=np.array([[2], [2], [1], [9], [2]]))
     assert list(VoxelShapes(tmp_path / "column.npz").targets) == [2, 2, 1, 9, 2]  # Keras (N, 1)
     np.savez(tmp_path / "table.npz", X=grids, y=np.zeros((5, 2), np.int64))
-    with pytest.raises(ValueError, match=r"y must hold N=5 non-negative int labels"):
+    with pytest.raises(ValueError, match=r"y must hold N=5 labels .*got \(5, 2\)"):
         VoxelShapes(tmp_path / "table.npz")
+    np.savez(tmp_path / "halves.npz", X=grids, y=np.array([0, 1, 0.5, 1, 0]))
+    with pytest.raises(ValueError, match=r"halves.npz: y must be whole class numbers"):
+        VoxelShapes(tmp_path / "halves.npz")
+    # Classes stored as doubles (MATLAB, pandas) are the classes they name.
+    np.savez(tmp_path / "doubles.npz", X=grids, y=np.array([2.0, 2.0, 1.0, 9.0, 2.0]))
+    assert list(VoxelShapes(tmp_path / "doubles.npz").targets) == [2, 2, 1, 9, 2]
     # Names that would merge two classes, or leave a label unnamed (every test shape was
     # relabelled, or an IndexError later).
     np.savez(tmp_path / "twice.npz", X=grids, y=np.array([0, 1, 0, 1, 0]),
@@ -441,7 +447,7 @@ def test_labels_past_modelnet10_are_not_given_its_names(tmp_path) -> None:
 
 
 def test_a_label_of_minus_one_in_the_file_is_refused(tmp_path) -> None:
-    with pytest.raises(ValueError, match=r"y must hold N=2 non-negative int labels"):
+    with pytest.raises(ValueError, match=r"m.npz: y has negative labels \(-1\)"):
         VoxelShapes(_labelled_npz(tmp_path / "m.npz", [0, -1]))
 
 

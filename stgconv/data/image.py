@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_int, npz_array, open_npz
+from stgconv.checks import as_int, class_numbers, npz_array, open_npz
 from stgconv.data.base import NamedDataset
 from stgconv.io.folder import list_files
 from stgconv.io.image import IMAGE_SUFFIXES, check_channels, from_levels, load_image, luma
@@ -163,13 +163,13 @@ def npz_subset(n: int, max_images: int | None) -> np.ndarray:
 
 def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_train",
                     max_images: int | None = None) -> Tensor:
-    """The integer labels ``(N,)`` of array ``key`` of an ``.npz`` file for the images of array
+    """The class numbers ``(N,)`` (int64) of array ``key`` of an ``.npz`` file for the images of array
     ``images``: the same subset that :func:`load_npz_images` keeps with ``max_images``. The
     array is ``(N,)`` or ``(N, 1)`` (Keras keeps CIFAR's labels so).
 
     Raises:
-        ValueError: no array ``key`` (the message lists those there), not integers, not one
-            label per image, or negative.
+        ValueError: no array ``key`` (the message lists those there), not whole numbers
+            (integers, or floats such as 3.0), not one label per image, or negative.
     """
     with open_npz(path) as archive:
         if key not in archive.files:
@@ -179,12 +179,12 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
                     else None)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{path}: {key} must be integer labels (N,) or (N, 1), got "
-                         f"{labels.dtype} {labels.shape}")
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: {key} must be labels (N,) or (N, 1), got {labels.shape}")
+    labels = class_numbers(labels, f"{path}: {key}")
     if len(labels) != n_images:
         raise ValueError(f"{path}: {key} holds {len(labels)} labels for "
                          f"{n_images or 'no'} {images} images")
     if len(labels) and labels.min() < 0:
         raise ValueError(f"{path}: {key} has negative labels ({labels.min()})")
-    return torch.from_numpy(labels[npz_subset(len(labels), max_images)].astype(np.int64))
+    return torch.from_numpy(labels[npz_subset(len(labels), max_images)])

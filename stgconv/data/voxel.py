@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from stgconv.checks import as_int, check_cache_version, npz_array, open_npz
+from stgconv.checks import as_int, check_cache_version, class_numbers, npz_array, open_npz
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files, list_folders
@@ -350,10 +350,12 @@ class VoxelShapes(LazyH5, NamedDataset):
         labels = np.asarray(labels)
         if labels.ndim == 2 and labels.shape[1] == 1:  # (N, 1), as Keras keeps labels
             labels = labels[:, 0]
-        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or (
-                n and labels.min() < 0):
-            raise ValueError(f"{self.root}: y must hold N={n} non-negative int labels "
-                             f"((N,) or (N, 1)), got {labels.dtype} {labels.shape}")
+        if labels.shape != (n,):
+            raise ValueError(f"{self.root}: y must hold N={n} labels ((N,) or (N, 1)), got "
+                             f"{labels.shape}")
+        labels = class_numbers(labels, f"{self.root}: y")
+        if n and labels.min() < 0:
+            raise ValueError(f"{self.root}: y has negative labels ({labels.min()})")
         self.classes_stored = names is not None
         if names is not None:
             classes = [as_text(name) for name in np.atleast_1d(names)]
@@ -367,7 +369,7 @@ class VoxelShapes(LazyH5, NamedDataset):
             classes = list(MODELNET10_CATEGORIES)
         else:
             classes = None
-        return labels.astype(np.int64), None, self._array.shape[1], classes, None
+        return labels, None, self._array.shape[1], classes, None
 
     def _category_labels(self, categories: Sequence[str]) -> list[int]:
         if isinstance(categories, str):
