@@ -290,8 +290,9 @@ class RecoveryConfig:
     # The completion chain starts from this fill: a classical baseline or the observed mean.
     # "learned": the learned fill (section `learned`), or, when the holdout says one of the
     # classical fills it reads or `learned.starts` does better on held-out entries, that fill.
-    init: Literal["temporal_interpolation", "motion_compensated", "neighbour_average", "mean",
-                  "learned"] = "temporal_interpolation"
+    # "biharmonic" (per frame) is the strongest classical fill of scattered missing pixels.
+    init: Literal["temporal_interpolation", "motion_compensated", "neighbour_average",
+                  "biharmonic", "mean", "learned"] = "temporal_interpolation"
     learned: LearnedFillConfig = field(default_factory=LearnedFillConfig)
     # Completions of the last iterations averaged into the result (posterior-mean estimate).
     average_last: int = 10

@@ -13,7 +13,7 @@ import scipy.io
 import torch
 from _tiny import read_events
 
-from stgconv.baselines.video import neighbour_average
+from stgconv.baselines.video import biharmonic_inpainting, neighbour_average
 from stgconv.cli import main
 from stgconv.config import load_config
 from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
@@ -510,6 +510,19 @@ def test_a_classical_start_is_scored_by_its_fill_made_without_the_held_out_entri
         unseen.append(without)
     assert torch.equal(unseen[0], unseen[1])
     torch.testing.assert_close(unseen[1], neighbour_average(observed, known & ~held_out))
+
+
+def test_biharmonic_inpainting_is_a_classical_start(clip: Path) -> None:
+    """``recovery.init: biharmonic`` starts the chain from the per-frame biharmonic fill (the
+    best classical fill of scattered pixels), the holdout's from the one without its entries."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    config = quick_config("recovery.init=biharmonic", "recovery.holdout=0.3")
+    truth, known, held_out = salt_and_pepper_clip(clip, config)
+    observed = torch.where(known, truth, 0.0)
+    init, without, start, _ = task._start_fill(config, observed, known, held_out, None)
+    assert start == "biharmonic"
+    torch.testing.assert_close(init, biharmonic_inpainting(observed, known))
+    torch.testing.assert_close(without, biharmonic_inpainting(observed, known & ~held_out))
 
 
 def test_the_step_scale_is_the_spread_at_unit_rms_over_the_entries_the_chain_moves(
