@@ -198,7 +198,10 @@ def test_up_axis_and_normalize() -> None:
     ("range.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "out of range"),
     ("bad.obj", "v 0 0\nf 1 2 3\n", "fewer than 3"),
     ("garbage.ply", "not a ply file\n", "not a PLY file"),
+    ("plx.ply", "plx\nformat ascii 1.0\nelement vertex 0\nproperty float x\nend_header\n",
+     "not a PLY file: it does not start with 'ply'"),
     ("garbage.stl", "", "neither a binary STL"),
+    pytest.param("empty.stl", "\0" * 84, "no faces", id="binary STL of no triangles"),
 ])
 def test_broken_meshes(tmp_path: Path, name: str, text: str, message: str) -> None:
     path = tmp_path / name
@@ -1085,19 +1088,21 @@ def test_a_binary_ply_whose_vertex_count_misstates_the_data_is_refused_not_a_cra
     # open3d kept the face before (0 corners) or read whatever followed (1, 2) as the face.
     ("two.ply", [[0, 1, 2], [0, 1]], "face 1 lists 2 corners"),
     ("none.ply", [[0, 1, 2], []], "face 1 lists 0 corners"),
-    # A negative length (signed count type) dropped the face.
-    ("negative.ply", None, "a list of length -1"),
+    # A negative length (signed count type) dropped the face; in the first row, numpy's
+    # error (a negative dimension) named no list.
+    ("negative.ply", (3, -1), "a list of length -1"),
+    ("negative_first.ply", (-1, 3), "a list of length -1"),
 ])
 def test_ply_faces_of_fewer_than_three_corners_are_refused(tmp_path: Path, name: str,
                                                             polygons, message: str) -> None:
     path = tmp_path / name
-    if polygons is None:
+    if isinstance(polygons, tuple):  # binary, the rows' list lengths
         header = ("ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty double x\n"
                   "property double y\nproperty double z\nelement face 2\n"
                   "property list char int vertex_indices\nend_header\n")
         face = np.dtype([("n", "i1"), ("corners", "<i4", (3,))])
         path.write_bytes(header.encode() + np.eye(3).tobytes()
-                         + np.array([(3, [0, 1, 2]), (-1, [0, 1, 2])], face).tobytes())
+                         + np.array([(n, [0, 1, 2]) for n in polygons], face).tobytes())
     else:
         write_ply(path, np.eye(3), polygons)
     with pytest.raises(ValueError, match=rf"{re.escape(name)}: .*{message}"):
@@ -1125,6 +1130,43 @@ def test_ply_faces_of_fewer_than_three_corners_are_refused(tmp_path: Path, name:
     ("fractional.ply", lambda text: text.replace("property list uchar int",
                                                  "property list uchar float")
      .replace("\n3 0 1 3\n", "\n3 0 1 2.5\n"), "face 1 has a fractional vertex index"),
+    # Indices of an integer type that it does not hold (read as one table, then row by row to
+    # name the row): 2.5 truncated, and 259 and -253 wrapped into a uchar, are 2 and 3.
+    ("fractional_int.ply", lambda text: text.replace("\n3 0 1 3\n", "\n3 0 1 2.5\n"),
+     "row '3 0 1 2.5' holds a value that is no i4"),
+    ("uchar_259.ply", lambda text: text.replace("list uchar int", "list uchar uchar")
+     .replace("\n3 0 1 3\n", "\n3 0 1 259\n"), "row '3 0 1 259' holds a value that is no u1"),
+    ("uchar_minus_253.ply", lambda text: text.replace("list uchar int", "list uchar uchar")
+     .replace("\n3 0 1 3\n", "\n3 0 1 -253\n"), "row '3 0 1 -253' holds a value that is no u1"),
+    # Rows as long as the others, but a list length that does not fit them; a negative one.
+    ("short_list.ply", lambda text: text.replace("\n3 0 1 3\n", "\n2 0 1 3\n"),
+     "row '2 0 1 3' does not hold the values"),
+    ("negative_list.ply", lambda text: text.replace("list uchar int", "list char int")
+     .replace("\n3 0 1 3\n", "\n-1 0 1 3\n"), "row '-1 0 1 3' has a list of length -1"),
+    # Every vertex row a value longer than the header's properties.
+    ("long_rows.ply", lambda text: re.sub(r"^(\d\.\d \S+ \S+)$", r"\1 0", text,
+                                          flags=re.MULTILINE),
+     "row '0.0 0.0 0.0 0' does not hold the values"),
+    # x and y alone; x a list (without the check: a KeyError, a numpy error naming no file).
+    ("no_z.ply", lambda text: re.sub(r"^(\d\.\d \S+) \S+$", r"\1", text, flags=re.MULTILINE)
+     .replace("property float z\n", ""), "no 'vertex' element with scalar properties x, y"),
+    ("list_x.ply", lambda text: re.sub(r"^(\d\.\d \S+ \S+)$", r"1 \1", text, flags=re.MULTILINE)
+     .replace("property float x", "property list uchar float x"),
+     "no 'vertex' element with scalar properties x, y"),
+    # Header lines the reader cannot follow.
+    ("negative_count.ply", lambda text: text.replace("element face 4", "element face -4"),
+     "bad PLY header line 'element face -4'"),
+    ("property_first.ply", lambda text: text.replace("format ascii 1.0\n",
+                                                     "format ascii 1.0\nproperty float w\n"),
+     "bad PLY header line 'property float w'"),
+    ("float_lengths.ply", lambda text: text.replace("list uchar int", "list float int"),
+     "bad PLY header line 'property list float int vertex_indices'"),
+    ("no_version.ply", lambda text: text.replace("format ascii 1.0", "format ascii"),
+     "bad PLY header line 'format ascii'"),
+    ("no_format.ply", lambda text: text.replace("format ascii 1.0\n", ""),
+     "the PLY header has no valid 'format' line"),
+    ("no_properties.ply", lambda text: text.replace("end_header", "element empty 3\nend_header"),
+     "PLY element 'empty' has no properties"),
 ])
 def test_a_ply_read_wrong_before_is_refused(tmp_path: Path, name: str, edit, message: str
                                             ) -> None:
@@ -1148,12 +1190,15 @@ def test_ply_vertex_properties_are_read_by_name_in_any_order(tmp_path: Path) -> 
 def test_a_binary_ply_face_with_a_scalar_before_its_list_is_read_as_one_table(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The list's length was looked for at the row's start, over the scalar: never the first
-    row's, so every face went through the row-by-row reader (~50x slower), value by value."""
+    row's, so every face went through the row-by-row reader (~50x slower), value by value. A
+    second list's length is looked for past the first list's length and values."""
     header = ("ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty double x\n"
               "property double y\nproperty double z\nelement face 4\nproperty uchar flags\n"
-              "property list uchar int vertex_indices\nend_header\n")
-    faces = np.zeros(4, [("flags", "u1"), ("n", "u1"), ("corners", "<i4", (3,))])
-    faces["flags"], faces["n"], faces["corners"] = 7, 3, TETRAHEDRON
+              "property list uchar int vertex_indices\nproperty list uchar float texcoord\n"
+              "end_header\n")
+    faces = np.zeros(4, [("flags", "u1"), ("n", "u1"), ("corners", "<i4", (3,)), ("m", "u1"),
+                         ("uv", "<f4", (6,))])
+    faces["flags"], faces["n"], faces["corners"], faces["m"] = 7, 3, TETRAHEDRON, 6
     path = tmp_path / "flags.ply"
     path.write_bytes(header.encode() + TETRAHEDRON_VERTICES.astype("<f8").tobytes()
                      + faces.tobytes())
@@ -1167,7 +1212,18 @@ def test_a_binary_ply_face_with_a_scalar_before_its_list_is_read_as_one_table(
     vertices, triangles = load_mesh(path)
     np.testing.assert_array_equal(vertices, TETRAHEDRON_VERTICES)
     np.testing.assert_array_equal(triangles, TETRAHEDRON)
-    assert len(reads) == 1  # the first row's list length, then one table
+    assert len(reads) == 2  # the first row's two list lengths, then one table
+
+
+def test_an_ascii_ply_of_rows_alike_is_read_as_one_table(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Value by value (~50x slower) only where one table fails, to name the row that is wrong."""
+    path = write_ply(tmp_path / "cube.ply", CUBE_VERTICES, CUBE_QUADS)
+    monkeypatch.setattr("stgconv.io.mesh._ply_ascii_values",
+                        lambda *args: pytest.fail("read value by value"))
+    vertices, faces = load_mesh(path)
+    np.testing.assert_array_equal(vertices, CUBE_VERTICES)
+    np.testing.assert_array_equal(faces, cube_triangles())
 
 
 @pytest.mark.parametrize("name, text", [
@@ -1182,22 +1238,136 @@ def test_a_face_index_past_64_bits_is_refused(tmp_path: Path, name: str, text: s
         load_mesh(path)
 
 
-def test_off_lines_past_its_counts_are_refused(tmp_path: Path) -> None:
-    """A face count too small dropped the faces past it without a word."""
-    path = write_off(tmp_path / "few.off", CUBE_VERTICES, CUBE_QUADS)
+@pytest.mark.parametrize("joined", [False, True])
+def test_off_lines_past_its_counts_are_refused(tmp_path: Path, joined: bool) -> None:
+    """A face count too small dropped the faces past it without a word; counted from the
+    header's own line when it holds the counts too ('OFF8 5 0')."""
+    path = write_off(tmp_path / "few.off", CUBE_VERTICES, CUBE_QUADS, joined=joined)
     path.write_text(path.read_text().replace("8 6 0", "8 5 0"))
     with pytest.raises(ValueError, match=r"few\.off: .*5 faces, but 1 more lines follow"):
         load_mesh(path)
 
 
+def cube_stl_facets() -> list[str]:
+    """The cube's 12 triangles as the facets of an ascii STL."""
+    return ["facet normal 0 0 0\nouter loop\n" + "".join(
+        f"vertex {x} {y} {z}\n" for x, y, z in CUBE_VERTICES[t]) + "endloop\nendfacet\n"
+        for t in cube_triangles()]
+
+
 def test_a_truncated_ascii_stl_is_refused(tmp_path: Path) -> None:
     """open3d kept the facets before the text ended: half the cube, voxelized without a word."""
     path = tmp_path / "cut.stl"
-    facets = "".join("facet normal 0 0 0\nouter loop\n" + "".join(
-        f"vertex {x} {y} {z}\n" for x, y, z in CUBE_VERTICES[t]) + "endloop\nendfacet\n"
-        for t in cube_triangles())
+    facets = "".join(cube_stl_facets())
     path.write_text(f"solid cube\n{facets}endsolid cube\n")
     assert len(load_mesh(path)[1]) == 12
     path.write_text(f"solid cube\n{facets[:len(facets) // 2]}")
     with pytest.raises(ValueError, match=r"cut\.stl: neither a binary STL .* truncated"):
+        load_mesh(path)
+
+
+def binary_ply(order: str, vertices, polygons, *, vertex: str, count: str, index: str) -> bytes:
+    """A binary PLY of byte order ``order`` ("<" or ">") and the given numpy types, each face
+    written as its own row (so rows of different lengths can follow one another)."""
+    names = {"f4": "float", "f8": "double", "u1": "uchar", "i4": "int", "u4": "uint"}
+    header = (f"ply\nformat binary_{'little' if order == '<' else 'big'}_endian 1.0\n"
+              f"element vertex {len(vertices)}\n"
+              + "".join(f"property {names[vertex]} {axis}\n" for axis in "xyz")
+              + f"element face {len(polygons)}\n"
+              f"property list {names[count]} {names[index]} vertex_indices\nend_header\n")
+    rows = [np.array([len(p)], order + count).tobytes() + np.array(p, order + index).tobytes()
+            for p in polygons]
+    return header.encode() + np.asarray(vertices).astype(order + vertex).tobytes() + b"".join(rows)
+
+
+def cube_quads_then_triangles() -> list[list[int]]:
+    """The cube's first three quads, then the other three split as :func:`cube_triangles` splits
+    them: triangulated, the same triangles in the same order."""
+    return CUBE_QUADS[:3] + cube_triangles()[6:].tolist()
+
+
+@pytest.mark.parametrize("name, write, vertices, faces", [
+    # Written on Windows: every line ends in \r\n (the header was refused).
+    ("crlf.ply", lambda path: write_ply(path, TETRAHEDRON_VERTICES, TETRAHEDRON).write_bytes(
+        path.read_bytes().replace(b"\n", b"\r\n")), TETRAHEDRON_VERTICES, TETRAHEDRON),
+    # Header lines other writers add: 'obj_info', a blank one, 'end_header' with a space after.
+    ("obj_info.ply", lambda path: write_ply(path, TETRAHEDRON_VERTICES, TETRAHEDRON).write_text(
+        path.read_text().replace("format ascii 1.0\n", "format ascii 1.0\nobj_info by hand\n\n")
+        .replace("end_header\n", "end_header \n")), TETRAHEDRON_VERTICES, TETRAHEDRON),
+    # An element of no rows (edges), and blank lines between and after the rows.
+    ("no_edges.ply", lambda path: write_ply(path, TETRAHEDRON_VERTICES, TETRAHEDRON).write_text(
+        path.read_text().replace("end_header", "element edge 0\nproperty int vertex1\nend_header")
+        .replace("\n3 0 1 2\n", "\n\n3 0 1 2\n") + "\n\n"), TETRAHEDRON_VERTICES, TETRAHEDRON),
+    # The spec's other name of the face list.
+    ("vertex_index.ply", lambda path: write_ply(path, TETRAHEDRON_VERTICES, TETRAHEDRON)
+     .write_text(path.read_text().replace("vertex_indices", "vertex_index")),
+     TETRAHEDRON_VERTICES, TETRAHEDRON),
+    # Doubles keep every digit (0.1 is no float32).
+    ("double.ply", lambda path: write_ply(path, TETRAHEDRON_VERTICES / 10, TETRAHEDRON)
+     .write_text(path.read_text().replace("float", "double")), TETRAHEDRON_VERTICES / 10,
+     TETRAHEDRON),
+    # A newline after the binary data, as some writers end every file.
+    ("newline.ply", lambda path: path.write_bytes(write_binary_ply(
+        path, TETRAHEDRON_VERTICES, TETRAHEDRON, header_vertices=4).read_bytes() + b"\n"),
+     TETRAHEDRON_VERTICES, TETRAHEDRON),
+    # Big-endian float32 vertices and int list lengths, quads then triangles (read row by row).
+    ("big_endian.ply", lambda path: path.write_bytes(binary_ply(
+        ">", CUBE_VERTICES, cube_quads_then_triangles(), vertex="f4", count="i4", index="i4")),
+     CUBE_VERTICES, cube_triangles()),
+    # Triangle strips of no rows after the faces (they were taken for a truncated file).
+    ("no_strips.ply", lambda path: path.write_bytes(binary_ply(
+        "<", TETRAHEDRON_VERTICES, TETRAHEDRON, vertex="f8", count="u1", index="i4").replace(
+        b"end_header", b"element tristrips 0\nproperty list int int vertex_indices\nend_header")),
+     TETRAHEDRON_VERTICES, TETRAHEDRON),
+    # One face: the list ends exactly where the file does.
+    ("one_face.ply", lambda path: path.write_bytes(binary_ply(
+        "<", TETRAHEDRON_VERTICES, TETRAHEDRON[:1], vertex="f8", count="u1", index="u4")),
+     TETRAHEDRON_VERTICES, TETRAHEDRON[:1]),
+])
+def test_ply_files_as_other_writers_lay_them_out_read(tmp_path: Path, name: str, write,
+                                                      vertices, faces) -> None:
+    path = tmp_path / name
+    write(path)
+    read_vertices, read_faces = load_mesh(path)
+    np.testing.assert_array_equal(read_vertices, vertices)
+    np.testing.assert_array_equal(read_faces, faces)
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    ("no_solid.stl", lambda text: text.replace("solid cube\n", "cube\n", 1),
+     "neither a binary STL"),
+    ("no_endfacet.stl", lambda text: text.replace("endfacet\n", "", 1), "neither a binary STL"),
+    ("two_corners.stl", lambda text: text.replace("vertex 0.0 0.0 0.0\n", "", 1),
+     "neither a binary STL"),
+    ("four_corners.stl", lambda text: text.replace("endloop", "vertex 0.0 0.0 0.0\nendloop", 1),
+     "neither a binary STL"),
+    # open3d stops at 'endsolid': the 6 facets after it were dropped without a word.
+    ("ends_early.stl", lambda text: text.replace(cube_stl_facets()[6],
+                                                 "endsolid cube\n" + cube_stl_facets()[6]),
+     "the ascii STL has 12 facets, but only 6 read \\(facets after an 'endsolid'"),
+])
+def test_an_ascii_stl_whose_facets_do_not_add_up_is_refused(tmp_path: Path, name: str, edit,
+                                                           message: str) -> None:
+    path = tmp_path / name
+    path.write_text(edit(f"solid cube\n{''.join(cube_stl_facets())}endsolid cube\n"))
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}: {message}"):
+        load_mesh(path)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    # An element of no rows with a list, as the faces of an empty surface: its first row's
+    # length was looked for past the data's end ("truncated or malformed", not "no faces").
+    ("no_faces.ply", binary_ply("<", TETRAHEDRON_VERTICES, [], vertex="f8", count="u1",
+                                index="i4"), "has no faces"),
+    # Bytes after faces read row by row (of different lengths) were let through.
+    ("after_quads.ply", binary_ply("<", CUBE_VERTICES, cube_quads_then_triangles(), vertex="f8",
+                                   count="u1", index="i4") + b"\1",
+     "data follows its last element"),
+])
+def test_a_binary_ply_of_no_faces_or_with_bytes_after_them_is_refused(tmp_path: Path, name: str,
+                                                                      data: bytes,
+                                                                      message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}.*{message}"):
         load_mesh(path)

@@ -933,10 +933,12 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path: Path, monkeypatc
     assert fits == [out]
 
 
-def test_a_lock_file_that_cannot_be_flocked_is_closed(tmp_path: Path, monkeypatch) -> None:
-    """flock refused for want of locks (NFS without its lock manager): the error is the
-    system's, and the lock file is not kept open by the error's frame."""
-    import errno
+@pytest.mark.parametrize("error", [OSError(errno.ENOLCK, "No locks available"),
+                                   KeyboardInterrupt("Ctrl-C")])
+def test_a_lock_file_that_cannot_be_flocked_is_closed(tmp_path: Path, monkeypatch,
+                                                      error: BaseException) -> None:
+    """flock refused for want of locks (NFS without its lock manager), or Ctrl-C while it runs:
+    the error is raised, and the lock file is not kept open by the error's frame."""
     import fcntl
 
     from stgconv.config import load_config
@@ -945,10 +947,10 @@ def test_a_lock_file_that_cannot_be_flocked_is_closed(tmp_path: Path, monkeypatc
     out = tmp_path / "run"
 
     def no_locks(file, operation):
-        raise OSError(errno.ENOLCK, "No locks available")
+        raise error
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
-    with pytest.raises(OSError, match="No locks available") as err:
+    with pytest.raises(type(error), match=re.escape(str(error))) as err:
         task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
     assert err.value and descriptors_open_on(out / ".lock") == 0
 

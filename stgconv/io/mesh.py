@@ -299,7 +299,8 @@ def _ply_binary_rows(element: _PlyElement, data: bytes, order: str
         n = int(_ply_take(data, offset, order + count, 1)[0]) if element.count else 0
         fields += [(f"n{k}", order + count), (f"v{k}", order + kind, (max(n, 0),))]
         offset += np.dtype(order + count).itemsize + max(n, 0) * np.dtype(kind).itemsize
-        if offset > len(data):  # before numpy is asked for a row of 4e9 values
+        # Before numpy is asked for a row of 4e9 values; an element of no rows holds no bytes.
+        if element.count and offset > len(data):
             raise ValueError("the data ends inside a row")
     row = np.dtype(fields)
     lists = [k for k, (_, _, count) in enumerate(element.properties) if count is not None]
@@ -462,7 +463,8 @@ def _read_stl(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"mesh {path} has no faces (or open3d cannot read it)")
     if not binary and len(faces) != facets:
         raise ValueError(f"cannot read mesh {path}: the ascii STL has {facets} facets, but "
-                         f"only {len(faces)} read (a bad number in one)")
+                         f"only {len(faces)} read (facets after an 'endsolid', or a bad "
+                         "number in one)")
     return _check_mesh(path, vertices, faces)
 
 
