@@ -31,7 +31,7 @@ from stgconv.io.atomic import WriteError
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.recover_video import RECOVER_FILES
 from stgconv.tasks.train import Terminated
-from stgconv.tasks.voxel import RECOVER_SHAPE_FILES, SUPER_RESOLVE_FILES, RecoveryInit
+from stgconv.tasks.voxel import BATCH_SIZE, RECOVER_SHAPE_FILES, SUPER_RESOLVE_FILES, RecoveryInit
 from stgconv.version import __version__
 
 # The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
@@ -291,6 +291,7 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
 def _voxel_chain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="sampler steps (default: the config's "
                                              "sampler.task_steps, else the training chain length)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="shapes per chain batch")
     p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
@@ -305,7 +306,6 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
     p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     p.add_argument("--max-shapes", type=int, help="only the first N shapes")
-    p.add_argument("--batch-size", type=int, default=8, help="shapes per chain batch")
     _voxel_chain_arguments(p)
 
 
@@ -514,14 +514,14 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     if args.command == "super-resolve":
         return tasks.super_resolve(
             args.checkpoint, args.input, _out_for(args.checkpoint, "super_resolution", args.out),
-            factor=args.factor, n_steps=args.steps, binary=not args.soft, seed=args.seed,
-            device=args.device,
+            factor=args.factor, n_steps=args.steps, binary=not args.soft,
+            batch_size=args.batch_size, seed=args.seed, device=args.device,
         )
     if args.command == "recover-shape":
         return tasks.recover_shape(
             args.checkpoint, args.input, args.known,
             _out_for(args.checkpoint, "recovered_shapes", args.out), init=args.init,
-            n_steps=args.steps, seed=args.seed, device=args.device,
+            n_steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
         )
     if args.command == "eval" and args.evaluation in ("super-resolution", "recovery-3d"):
         common = dict(n_steps=args.steps, batch_size=args.batch_size, max_shapes=args.max_shapes,

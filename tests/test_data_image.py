@@ -16,7 +16,7 @@ from stgconv.data.image import (
     load_npz_labels,
     load_training_images,
 )
-from stgconv.io.image import load_image
+from stgconv.io.image import load_image, luma
 
 
 def digits_file(tmp_path: Path, images: np.ndarray, key: str = "x_train") -> Path:
@@ -214,6 +214,21 @@ def test_npz_labels_accept_the_keras_column_layout(tmp_path: Path) -> None:
              y_train=np.array([[2], [0], [1]], dtype=np.uint8))
     labels = load_npz_labels(tmp_path / "d.npz")
     assert labels.dtype == torch.int64 and labels.tolist() == [2, 0, 1]
+
+
+def test_npz_images_are_converted_a_chunk_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    """Every step (alpha, luma, floats, resizing) sees NPZ_CHUNK images at most (all at once,
+    100,000 32x32 RGB images took 6x their result's memory), and the chunks change nothing."""
+    import stgconv.data.image as image
+
+    rgba = np.random.default_rng(0).integers(0, 256, (5, 9, 8, 4), dtype=np.uint8)
+    path = digits_file(tmp_path, rgba)
+    whole = load_npz_images(path, size=5, channels=1, max_images=4)
+    made_grey = []
+    monkeypatch.setattr(image, "luma", lambda rgb: made_grey.append(len(rgb)) or luma(rgb))
+    monkeypatch.setattr(image, "NPZ_CHUNK", 3, raising=False)
+    assert torch.equal(load_npz_images(path, size=5, channels=1, max_images=4), whole)
+    assert made_grey == [3, 1]
 
 
 def test_resized_npz_images_stay_within_minus_one_to_one(tmp_path: Path) -> None:

@@ -105,6 +105,24 @@ def test_cache_metadata(video_dir: Path, tmp_path: Path) -> None:
         assert h5["clips"].compression == "lzf" and h5["clips"].shape[0] == 1
 
 
+def test_the_cache_keeps_the_decoded_levels_without_a_float_clip(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """A whole source (clips_per_video=None) decoded to a float clip and quantised back took 7x
+    its uint8 frames' memory; the cache takes the uint8 frames as decoded, the same clips."""
+    import stgconv.data.video as video_data
+
+    source = save_video(noise(10, 7), tmp_path / "long.mkv")
+    full = load_video(source, size=8)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the cache builder made a float clip")
+
+    monkeypatch.setattr(video_data, "load_video", refused)
+    every = VideoClips(build_clip_cache([source], tmp_path / "all.h5", n_frames=4, size=8,
+                                        clips_per_video=None))
+    assert torch.equal(stack(every), torch.stack([full[:, s:s + 4] for s in (0, 4)]))
+
+
 def test_clips_per_video_stride_and_fps(tmp_path: Path) -> None:
     source = save_video(noise(10, 7), tmp_path / "long.mkv")  # 25 fps
     full = load_video(source, size=8)

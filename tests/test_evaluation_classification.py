@@ -39,6 +39,34 @@ def test_eval_classification_json_contract(files, tmp_path) -> None:
         table["protocol"])
 
 
+def test_features_are_taken_a_chunk_of_shapes_at_a_time(files, tmp_path, monkeypatch) -> None:
+    """Only FEATURE_CHUNK shapes are float32 at a time, the fitted and the test shapes alike
+    (all of 20,000 32^3 grids at once took 5.2 GB), and the chunks change no accuracy."""
+    import shutil
+
+    import stgconv.evaluation.classification as classification
+
+    test = shutil.copy(files["shapes"], tmp_path / "test.npz")
+    sizes = []
+    real = classification.descriptor_features
+
+    def spy(energy, shapes, **settings):
+        sizes.append(len(shapes))
+        return real(energy, shapes, **settings)
+
+    def accuracies(chunk: int) -> dict:
+        monkeypatch.setattr(classification, "FEATURE_CHUNK", chunk, raising=False)
+        return classification.eval_classification(files["run"], files["shapes"], test=test,
+                                                  device="cpu")["accuracy"]
+
+    whole = accuracies(100)
+    sizes.clear()
+    monkeypatch.setattr(classification, "descriptor_features", spy)
+    assert accuracies(5) == whole
+    # Two energies (trained, untrained) over the 12 fitted shapes, then the 12 test shapes.
+    assert sizes == [5, 5, 5, 5, 2, 2] * 2
+
+
 def test_the_protocol_claims_no_more_shapes_per_class_than_the_file_has(files, tmp_path
                                                                          ) -> None:
     out = tmp_path / "cls.json"

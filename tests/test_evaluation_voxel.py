@@ -16,6 +16,7 @@ from _tiny import SR_CONFIG, TINY, boxes_and_balls, read_events
 from stgconv.baselines.voxel import downsample, nearest_upsample
 from stgconv.cli import main
 from stgconv.evaluation.voxel import _run_methods, _table, load_eval_shapes, random_known
+from stgconv.io.voxel import to_tensor
 from stgconv.metrics import voxel_errors
 from stgconv.ops import block_top_k
 
@@ -244,6 +245,19 @@ def test_eval_shapes_from_one_file_keep_only_max_shapes(tmp_path: Path) -> None:
     assert load_eval_shapes(tmp_path / "s.npz", max_shapes=2).shape == (2, 1, 4, 4, 4)
 
 
+def test_eval_shapes_from_one_file_become_float_only_for_max_shapes(tmp_path, monkeypatch) -> None:
+    # Each kept grid is 4x its uint8 as float32: all of a big file's converted first cost
+    # gigabytes for a few shapes.
+    from stgconv.evaluation import voxel
+
+    converted = []
+    monkeypatch.setattr(voxel, "to_tensor", lambda grids: converted.append(grids.shape)
+                        or to_tensor(grids))
+    np.savez(tmp_path / "s.npz", X=np.zeros((5, 4, 4, 4), np.uint8))
+    load_eval_shapes(tmp_path / "s.npz", max_shapes=2)
+    assert converted == [(2, 4, 4, 4)]
+
+
 def test_eval_shapes_refuse_max_shapes_below_one(tmp_path: Path) -> None:
     np.save(tmp_path / "shapes.npy", np.zeros((2, 4, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="max_shapes must be >= 1"):
@@ -303,6 +317,23 @@ def test_table_means_over_shapes_of_the_scored_voxels_and_pools_iou() -> None:
     assert table["errors"]["m"] == pytest.approx((0.0 + 0.5 / 4) / 2)
     assert table["iou"]["m"] == pytest.approx((1.0 + 0.5) / 2)
     assert table["iou_pooled"]["m"] == pytest.approx((4 + 1) / (4 + 2))
+
+
+def test_table_scores_a_chunk_of_shapes_at_a_time(monkeypatch) -> None:
+    """SCORE_CHUNK shapes at a time (every shape at once took 36 bytes a voxel in float64
+    differences), and the chunks change no score."""
+    from stgconv.evaluation import voxel
+
+    truth = (torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    pred = torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    where = torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(2)) > 0.3
+    whole = _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0})
+    scored = []
+    monkeypatch.setattr(voxel, "SCORE_CHUNK", 2, raising=False)
+    monkeypatch.setattr(voxel, "voxel_errors", lambda pred, truth, **settings:
+                        scored.append(len(pred)) or voxel_errors(pred, truth, **settings))
+    assert _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0}) == whole
+    assert scored == [2, 2, 1]
 
 
 def test_run_methods_add_up_the_seconds_of_every_batch() -> None:

@@ -652,6 +652,26 @@ def test_a_clip_with_a_display_matrix_reads_upright(tmp_path, degrees, mirror, u
     assert load_video(path, size=(4, 6)).shape == (3, 3, 4, 6)
 
 
+def test_decoded_frames_are_freed_as_they_are_read(tmp_path, noise_clip) -> None:
+    """Reading a frame's display matrix (PyAV's ``frame.side_data``) ties the frame into a
+    reference cycle only the cyclic collector frees: read on every frame, a long clip held
+    hundreds of full-resolution frames at once. Read once per file, at most that one waits."""
+    import av
+
+    path = save_video(noise_clip, tmp_path / "clip.mkv")
+    gc.collect()
+    gc.disable()
+    try:
+        load_video(path, size=8)
+        # type(), not isinstance(): that reads __class__, and deprecated torch aliases among
+        # the objects warn when read.
+        waiting = sum(issubclass(type(thing), av.VideoFrame) for thing in gc.get_objects())
+    finally:
+        gc.enable()
+        gc.collect()
+    assert waiting <= 1, f"{waiting} of the clip's {T} decoded frames wait for the collector"
+
+
 def test_a_display_matrix_turning_by_an_odd_angle_is_refused(tmp_path) -> None:
     frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
     path = _write_turned(tmp_path / "tilted.mkv", frames, 30)

@@ -198,6 +198,39 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         assert "error:" in err and re.search(message, err), (argv, err)
 
 
+@pytest.mark.parametrize("command", ["super-resolve", "recover-shape"])
+def test_a_file_of_many_shapes_runs_its_chains_a_batch_at_a_time(files, tmp_path, monkeypatch,
+                                                                   command) -> None:
+    """8 shapes a chain by default, as eval's --batch-size (every shape of a file in one chain
+    held the network's activations of all of them: 2,000 32^3 grids took 3 GB), and every
+    shape comes back."""
+    import stgconv.tasks.voxel as voxel_tasks
+
+    chained = []
+    name = {"super-resolve": "super_resolve_batch", "recover-shape": "recover_padded"}[command]
+    real = getattr(voxel_tasks, name)
+
+    def spy(energy, sampler, batch, *args, **settings):
+        chained.append(len(batch))
+        return real(energy, sampler, batch, *args, **settings)
+
+    monkeypatch.setattr(voxel_tasks, name, spy)
+    shapes = boxes_and_balls(10, 16)[:, 0].numpy()
+    np.save(tmp_path / "low.npy", downsample(torch.from_numpy(shapes)[:, None], 4)[:, 0].numpy())
+    np.save(tmp_path / "shapes.npy", shapes)
+    np.save(tmp_path / "known.npy", (np.arange(shapes.size) % 2).reshape(shapes.shape))
+    args = {"super-resolve": [str(tmp_path / "low.npy")],
+            "recover-shape": [str(tmp_path / "shapes.npy"), "--known", str(tmp_path / "known.npy")]}
+    out = tmp_path / "out"
+    argv = [command, str(files["run"]), *args[command], "--out", str(out), "--steps", "1",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    assert chained == [8, 2]
+    assert len(np.load(next(out.glob("*.npy")))) == 10
+    assert main([*argv, "--batch-size", "4"]) == 0
+    assert chained[2:] == [4, 4, 2]
+
+
 def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_path) -> None:
     """Two 14^3 shapes under the 16^3 model (padded for it), 60% hidden: the observed voxels
     come back unchanged, the hidden ones filled, a render beside them; one shape adds a mesh."""
