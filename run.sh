@@ -69,21 +69,28 @@ Install it, then rerun:   sudo apt-get install libusb-1.0-0   (Debian/Ubuntu)
 }
 
 ensure_venv() {
-    local key
+    local key lock
     key="$(sha12 "$ROOT/pyproject.toml")"
     VENV="${STGCONV_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/stgconv/venv-$key}"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     # Two run.sh started together (benchmarks side by side, after another clone pointed the
     # environment elsewhere) would both install into it, and one pip fails on the files the
     # other is replacing. The lock is held only while installing, not while the command runs.
+    # Beside the environment, not "$VENV.lock": a $STGCONV_VENV ending in / would put that
+    # inside a folder not made yet.
+    lock="$(dirname "$VENV")/$(basename "$VENV").lock"
+    # Unlocked where it cannot lock, as before the lock: no flock(1) (macOS), a folder or lock
+    # file it may not write (read-only, another user's), no locks (NFS without its lock manager).
     if command -v flock >/dev/null 2>&1 && mkdir -p "$(dirname "$VENV")" 2>/dev/null &&
-        [ -w "$(dirname "$VENV")" ]; then
-        exec 9>>"$VENV.lock"
-        flock 9
+        { exec 9>>"$lock"; } 2>/dev/null; then
+        if ! flock -n 9 2>/dev/null; then  # a first install takes minutes: say why it waits
+            echo "run.sh: waiting for another run.sh installing into $VENV" >&2
+            flock 9 2>/dev/null || true
+        fi
         install_if_needed "$key"
         exec 9>&-
     else
-        install_if_needed "$key"  # no flock(1) (macOS) or a read-only folder: unlocked
+        install_if_needed "$key"
     fi
 }
 

@@ -293,8 +293,10 @@ def class_numbers(labels: np.ndarray, name: str) -> np.ndarray:
     """The class numbers ``labels`` (any shape) as int64: integers as they are, and floats
     whose every value is a whole number (MATLAB and pandas store classes as doubles: 3.0 is
     class 3; :func:`check_whole_labels` takes tensors so). ``ValueError`` naming ``name``
-    for fractions, NaN or infinities, values past float's whole numbers (2^53), and any other
-    kind (bool, text)."""
+    for fractions, NaN or infinities, values past float's whole numbers (2^53) or int64, and
+    any other kind (bool, text)."""
+    if labels.dtype.kind == "u" and labels.size and labels.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must be class numbers, got {labels.max()}")
     if labels.dtype.kind in "iu":
         return labels.astype(np.int64)
     if labels.dtype.kind != "f":
@@ -304,7 +306,8 @@ def class_numbers(labels: np.ndarray, name: str) -> np.ndarray:
     if not (labels == np.round(labels)).all():
         raise ValueError(f"{name} must be whole class numbers, got fractions ({labels.dtype})")
     if labels.size and np.abs(labels).max() > 2.0**53:
-        raise ValueError(f"{name} must be class numbers, got {np.abs(labels).max():.3g}")
+        extreme = labels.flat[np.abs(labels).argmax()]
+        raise ValueError(f"{name} must be class numbers, got {extreme:.3g}")
     return labels.astype(np.int64)
 
 

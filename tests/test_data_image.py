@@ -176,7 +176,8 @@ def test_npz_labels_must_be_one_integer_per_image(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"y_train must be whole class numbers, got fractions"):
         load_npz_labels(tmp_path / "floats.npz")
     for bad, message in ((np.array([0.0, np.nan, 2.0]), "got NaN or infinite values"),
-                         (np.array([0.0, 1e20, 2.0]), "must be class numbers, got 1e"),
+                         (np.array([0.0, -1e20, 2.0]), "must be class numbers, got -1e"),
+                         (np.array([0, 2**63, 2], np.uint64), "class numbers, got 9223372"),
                          (np.array([True, False, True]), "integer class numbers, got bool"),
                          (np.zeros((3, 2), np.int64), r"labels \(N,\) or \(N, 1\), got \(3, 2\)")):
         np.savez(tmp_path / "bad.npz", x_train=np.zeros((3, 4, 4), np.uint8), y_train=bad)
@@ -226,9 +227,22 @@ def test_npz_images_are_converted_a_chunk_at_a_time(tmp_path: Path, monkeypatch)
     whole = load_npz_images(path, size=5, channels=1, max_images=4)
     made_grey = []
     monkeypatch.setattr(image, "luma", lambda rgb: made_grey.append(len(rgb)) or luma(rgb))
-    monkeypatch.setattr(image, "NPZ_CHUNK", 3, raising=False)
+    monkeypatch.setattr(image, "NPZ_CHUNK", 3)
     assert torch.equal(load_npz_images(path, size=5, channels=1, max_images=4), whole)
     assert made_grey == [3, 1]
+
+
+def test_npz_images_are_float32_whatever_torchs_default_dtype(tmp_path: Path) -> None:
+    """The result the chunks are written into is float32, as each chunk's pixels are, not the
+    float64 a caller's ``torch.set_default_dtype`` would make it."""
+    path = digits_file(tmp_path, np.zeros((2, 4, 4), np.uint8))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        images = load_npz_images(path, size=4, channels=1)
+    finally:
+        torch.set_default_dtype(default)
+    assert images.dtype == torch.float32
 
 
 def test_resized_npz_images_stay_within_minus_one_to_one(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def test_features_are_taken_a_chunk_of_shapes_at_a_time(files, tmp_path, monkeyp
         return real(energy, shapes, **settings)
 
     def accuracies(chunk: int) -> dict:
-        monkeypatch.setattr(classification, "FEATURE_CHUNK", chunk, raising=False)
+        monkeypatch.setattr(classification, "FEATURE_CHUNK", chunk)
         return classification.eval_classification(files["run"], files["shapes"], test=test,
                                                   device="cpu")["accuracy"]
 

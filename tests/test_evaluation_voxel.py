@@ -329,11 +329,14 @@ def test_table_scores_a_chunk_of_shapes_at_a_time(monkeypatch) -> None:
     where = torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(2)) > 0.3
     whole = _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0})
     scored = []
-    monkeypatch.setattr(voxel, "SCORE_CHUNK", 2, raising=False)
+    monkeypatch.setattr(voxel, "SCORE_CHUNK", 2)
     monkeypatch.setattr(voxel, "voxel_errors", lambda pred, truth, **settings:
                         scored.append(len(pred)) or voxel_errors(pred, truth, **settings))
     assert _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0}) == whole
     assert scored == [2, 2, 1]
+    with pytest.raises(ValueError, match=r"m's results \(4, 1, 4, 4, 4\) and the shapes "
+                                         r"\(5, 1, 4, 4, 4\) differ"):
+        _table({"m": pred[:4]}, truth, where, unit="u", seconds={"m": 0.0})
 
 
 def test_run_methods_add_up_the_seconds_of_every_batch() -> None:

@@ -3,7 +3,9 @@ installed marker and a ``bin/python`` script that records what run.sh asks of it
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import select
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("flock") is None,
@@ -19,37 +22,104 @@ pytestmark = pytest.mark.skipif(
 
 # The stand-in's python: the fast path's check says the install points at another clone, so
 # every run.sh reinstalls; a reinstall that finds another one going records an overlap; the
-# command records whether run.sh's install lock is still open in it (file descriptor 9).
+# command says it ran, and records whether run.sh's install lock is still open in it (file
+# descriptor 9).
 FAKE_PYTHON = """#!/bin/sh
 case "$1" in
 -I) exit 1 ;;
 -m)
     [ -e "{venv}/installing" ] && echo overlap >>"{venv}/overlaps"
     touch "{venv}/installing"
-    sleep 0.5
+    sleep {pause}
     rm -f "{venv}/installing"
     ;;
-*) [ -e /proc/$$/fd/9 ] && echo held >>"{venv}/held" ;;
+*)
+    echo "ran $*"
+    [ -e /proc/$$/fd/9 ] && echo held >>"{venv}/held"
+    ;;
 esac
 exit 0
 """
 
 
+def stand_in(venv: Path, *, pause: float = 0.0, installed: bool = True) -> Path:
+    """The stand-in's ``bin/python`` for an environment at ``venv`` (written there, with the
+    installed marker, where ``installed``), its pip ``pause`` seconds long."""
+    python = (venv / "bin" / "python") if installed else venv.parent / "stand-in-python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.write_text(FAKE_PYTHON.format(venv=venv, pause=pause))
+    python.chmod(0o755)
+    if installed:
+        key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12]
+        (venv / ".stgconv-installed").write_text(key + "\n")
+    return python
+
+
+def start_run_sh(env: dict[str, str]) -> subprocess.Popen:
+    """``run.sh python -c pass`` started with only ``env`` (and a plain PATH unless it has one)."""
+    return subprocess.Popen([str(ROOT / "run.sh"), "python", "-c", "pass"],
+                            env={"PATH": PATH, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
 def test_two_run_sh_started_together_install_one_at_a_time_and_free_the_lock(tmp_path: Path
                                                                             ) -> None:
     venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    (venv / ".stgconv-installed").write_text(key + "\n")
-    python = venv / "bin" / "python"
-    python.write_text(FAKE_PYTHON.format(venv=venv))
-    python.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": str(tmp_path),
-           "STGCONV_VENV": str(venv)}
-    runs = [subprocess.Popen([str(ROOT / "run.sh"), "python", "-c", "pass"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for _ in range(2)]
+    stand_in(venv, pause=0.5)
+    runs = [start_run_sh({"HOME": str(tmp_path), "STGCONV_VENV": str(venv)}) for _ in range(2)]
     outputs = [run.communicate(timeout=60)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert not (venv / "overlaps").exists(), "two reinstalls ran at once"
     assert not (venv / "held").exists(), "the command ran holding the install lock"
+
+
+def test_a_venv_path_ending_in_a_slash_is_made_and_locked_beside_it(tmp_path: Path) -> None:
+    """STGCONV_VENV=.../venv/ for an environment not made yet: its lock is venv.lock beside it
+    (inside, the folder to open it in did not exist yet and run.sh died)."""
+    venv = tmp_path / "venv"
+    maker = tmp_path / "python3"  # makes the environment as `python -m venv DIR` would
+    maker.write_text(f'#!/bin/sh\n[ "$1" = -m ] && mkdir -p "$3/bin" && '
+                     f'cp "{stand_in(venv, installed=False)}" "$3/bin/python"\nexit 0\n')
+    maker.chmod(0o755)
+    run = start_run_sh({"HOME": str(tmp_path), "STGCONV_VENV": f"{venv}/", "PYTHON": str(maker)})
+    output = run.communicate(timeout=60)[0]
+    assert run.returncode == 0 and "ran -c pass" in output, output
+    assert (venv / ".stgconv-installed").exists() and (tmp_path / "venv.lock").exists()
+
+
+@pytest.mark.parametrize("obstacle", ["no locks", "lock not writable"])
+def test_the_command_runs_unlocked_where_the_install_cannot_lock(tmp_path: Path,
+                                                                 obstacle: str) -> None:
+    """flock(1) refused (NFS without its lock manager), or a lock file run.sh cannot open
+    (another user's; here a folder in its place): the install goes on unlocked, as it did
+    before the lock, instead of run.sh dying."""
+    venv = tmp_path / "venv"
+    stand_in(venv)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    if obstacle == "no locks":
+        flock = tools / "flock"
+        flock.write_text('#!/bin/sh\necho "flock: $1: No locks available" >&2\nexit 1\n')
+        flock.chmod(0o755)
+    else:
+        (tmp_path / "venv.lock").mkdir()
+    run = start_run_sh({"HOME": str(tmp_path), "STGCONV_VENV": str(venv),
+                        "PATH": f"{tools}:{PATH}"})
+    output = run.communicate(timeout=60)[0]
+    assert run.returncode == 0 and "ran -c pass" in output, output
+
+
+def test_a_run_sh_that_waits_for_another_install_says_so(tmp_path: Path) -> None:
+    """Another install holds the lock (a first one takes minutes): run.sh says why it waits,
+    and goes on when the lock is freed."""
+    venv = tmp_path / "venv"
+    stand_in(venv)
+    with open(tmp_path / "venv.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run = start_run_sh({"HOME": str(tmp_path), "STGCONV_VENV": str(venv)})
+        ready, _, _ = select.select([run.stdout], [], [], 30)
+        said = run.stdout.readline() if ready else ""
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    output = run.communicate(timeout=60)[0]
+    assert said.startswith("run.sh: waiting for another run.sh installing into"), said
+    assert run.returncode == 0 and "ran -c pass" in output, output

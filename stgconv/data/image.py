@@ -94,8 +94,8 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
 
 def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channels: int,
                     max_images: int | None = None) -> Tensor:
-    """The images of array ``key`` of an ``.npz`` file as ``(N, channels, size, size)`` in
-    ``[-1, 1]``.
+    """The images of array ``key`` of an ``.npz`` file as float32 ``(N, channels, size, size)``
+    in ``[-1, 1]``.
 
     The array is ``(N, H, W)`` (grey) or ``(N, H, W, C)`` with ``C`` 1 or 3, or 2 or 4 with
     alpha (composited over white), uint8 0-255 (the Keras layout of MNIST, Fashion-MNIST and
@@ -126,7 +126,8 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
         raise ValueError(f"{path}: {key}'s images have no pixels: (N, H, W) = "
                          f"{images.shape[:3]}")
     rows = npz_subset(len(images), max_images)
-    x = torch.empty(len(rows), channels, size, size)
+    # float32 as documented, not torch's default dtype (which a caller may have made float64).
+    x = torch.empty(len(rows), channels, size, size, dtype=torch.float32)
     # A chunk at a time: converted whole, the images passed through several full-size copies
     # (RGB as uint32 for their luma, floats before and after scaling), 6x the result's memory
     # for 100,000 32x32 RGB images made 28x28 grey (1.9 GB).
@@ -179,9 +180,9 @@ def npz_subset(n: int, max_images: int | None) -> np.ndarray:
 
 def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_train",
                     max_images: int | None = None) -> Tensor:
-    """The class numbers ``(N,)`` (int64) of array ``key`` of an ``.npz`` file for the images of array
-    ``images``: the same subset that :func:`load_npz_images` keeps with ``max_images``. The
-    array is ``(N,)`` or ``(N, 1)`` (Keras keeps CIFAR's labels so).
+    """The class numbers ``(N,)`` (int64) of array ``key`` of an ``.npz`` file for the images of
+    array ``images``: the same subset that :func:`load_npz_images` keeps with ``max_images``.
+    The array is ``(N,)`` or ``(N, 1)`` (Keras keeps CIFAR's labels so).
 
     Raises:
         ValueError: no array ``key`` (the message lists those there), not whole numbers

@@ -57,11 +57,10 @@ from stgconv.tasks.voxel import (
 
 SR_UNIT = ("mean absolute voxel error on [0, 1] over all voxels; IoU of the 0.5 level; "
            "means over shapes")
-SCORE_CHUNK = 256
-"""Shapes scored at a time."""
-
 RECOVERY_UNIT = ("mean absolute voxel error on [0, 1] over the missing voxels; IoU of the 0.5 "
                  "level over the whole grid; means over shapes")
+SCORE_CHUNK = 256
+"""Shapes scored at a time."""
 
 
 def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
@@ -331,6 +330,10 @@ def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str 
 def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, unit: str,
            seconds: dict[str, float]) -> dict[str, Any]:
     errors, iou, pooled = {}, {}, {}
+    for name, pred in results.items():  # chunks of both zipped: a short pred would score less
+        if pred.shape != truth.shape:
+            raise ValueError(f"{name}'s results {tuple(pred.shape)} and the shapes "
+                             f"{tuple(truth.shape)} differ")
     # SCORE_CHUNK shapes at a time: the errors' float64 differences of every shape at once
     # took 36 bytes a voxel beside the results (1,000 32^3 shapes: 1.2 GB).
     truths = truth.split(SCORE_CHUNK)
