@@ -71,7 +71,12 @@ Install it, then rerun:   sudo apt-get install libusb-1.0-0   (Debian/Ubuntu)
 ensure_venv() {
     local key lock
     key="$(sha12 "$ROOT/pyproject.toml")"
-    VENV="${STGCONV_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/stgconv/venv-$key}"
+    if [ -z "${STGCONV_VENV:-}${XDG_CACHE_HOME:-}${HOME:-}" ]; then
+        die "HOME is not set: set it, or STGCONV_VENV to the environment's folder"
+    fi
+    VENV="${STGCONV_VENV:-${XDG_CACHE_HOME:-${HOME:-}/.cache}/stgconv/venv-$key}"
+    # Absolute: `test` runs from the repository root, where a relative path means another folder.
+    VENV="$(absolute "$VENV")"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     # Two run.sh started together (benchmarks side by side, after another clone pointed the
     # environment elsewhere) would both install into it, and one pip fails on the files the

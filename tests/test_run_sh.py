@@ -123,3 +123,20 @@ def test_a_run_sh_that_waits_for_another_install_says_so(tmp_path: Path) -> None
     output = run.communicate(timeout=60)[0]
     assert said.startswith("run.sh: waiting for another run.sh installing into"), said
     assert run.returncode == 0 and "ran -c pass" in output, output
+
+
+def test_a_relative_venv_path_is_the_callers_even_where_run_sh_moves(tmp_path: Path) -> None:
+    """STGCONV_VENV=venv from the caller's folder: `test` runs pytest from the repository root,
+    where the relative path named another folder."""
+    stand_in(tmp_path / "venv")
+    run = subprocess.run([str(ROOT / "run.sh"), "test", "--co"], cwd=tmp_path,
+                         env={"PATH": PATH, "HOME": str(tmp_path), "STGCONV_VENV": "venv"},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+def test_without_home_run_sh_says_what_to_set(tmp_path: Path) -> None:
+    run = subprocess.run([str(ROOT / "run.sh"), "python", "-c", "pass"], cwd=tmp_path,
+                         env={"PATH": PATH}, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "HOME is not set: set it, or STGCONV_VENV" in run.stderr, run.stderr
