@@ -85,7 +85,10 @@ def _refused_object(err: pickle.UnpicklingError) -> str:
     is to allow-list the object: exactly how a crafted file would run its code); empty when
     the unpickler stopped on damaged bytes instead."""
     refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
-    return refused.split(" Please use ")[0]
+    # Older torch puts its advice to retry with weights_only=False on the same line, before the
+    # sentence naming the object.
+    sentence = refused[refused.rfind(". ", 0, refused.find("GLOBAL")) + 1:].strip()
+    return sentence.split(" Please use ")[0]
 
 
 def previous_path(path: str | Path) -> Path:

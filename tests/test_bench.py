@@ -411,6 +411,11 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     assert not (tmp_path / "missing").exists()
 
 
+# How an empty file given as an .npz is refused: numpy >= 1.25 raises EOFError on it (damaged or
+# truncated), numpy 1.24 takes it for a pickle (not a zip of arrays). Either names the file.
+EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable \.npz file)"
+
+
 @pytest.mark.parametrize("script, argv, message", [
     ("voxel_eval.py", ["--rbm", "-5"], r"--rbm: must be >= 0, got -5"),
     ("voxel_eval.py", ["--rbm", "8", "--rbm-updates", "0"], r"--rbm-updates: must be >= 1"),
@@ -424,8 +429,7 @@ def test_a_json_path_in_a_missing_folder_is_refused_before_the_run(tmp_path, ben
     ("jem.py", ["--eps", "2"], r"--eps must be in \(0, 1\], got 2"),
     ("jem.py", ["--outliers", "5"], r"--outliers: must be >= 10"),
     ("jem.py", ["--grid", "{file}/grid.png"], r"--grid: the folder .* does not exist"),
-    ("jem.py", ["--extra-outliers", "{file}"],
-     r"--extra-outliers: cannot read .*a_file: the file is damaged or truncated"),
+    ("jem.py", ["--extra-outliers", "{file}"], r"--extra-outliers: .*" + EMPTY_FILE_REFUSED),
     ("jem.py", ["--extra-outliers", "{file}.npz"], r"--extra-outliers: .*a_file.npz not found"),
     ("jem.py", ["--extra-outliers", "{empty}"], r"--extra-outliers: .*empty.npz: x_test must be "
      r"uint8 \(N, H, W\) with N >= 1, got uint8 \(0, 28, 28\)"),
@@ -516,7 +520,7 @@ def bad_input_argv(tmp_path):
     ("scaling.py", ["--tables", "processes", "--size", "8"],
      r"--net texture: input size \(8, 8\) is smaller than the network's receptive field"),
     ("faults.py", ["--iterations", "0"], r"--iterations: must be >= 1, got 0"),
-    ("rbm.py", ["--data", "{file}"], r"cannot read .*a_file: the file is damaged or truncated"),
+    ("rbm.py", ["--data", "{file}"], EMPTY_FILE_REFUSED),
     ("digits.py", ["--data", "{digits}", "--run", "{tmp}/other"],
      r"--run: checkpoint not found: .*other/checkpoint.pt"),
     # Every clip is looked for before the first one runs.

@@ -81,6 +81,29 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
     assert marker.read_text() == "code ran on load"
 
 
+def test_the_refusal_leaves_out_torchs_advice_given_on_the_same_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older torch wrote its advice to retry with weights_only=False and the refused object on
+    one line (its message plus the unpickler's error); the refusal passed the advice on."""
+    path = save_checkpoint({"x": torch.arange(3.0)}, tmp_path / "c.pt")
+
+    def one_line_refusal(*args, **kwargs):
+        raise pickle.UnpicklingError(
+            "Weights only load failed. Re-running `torch.load` with `weights_only` set to "
+            "`False` will likely succeed, but it can result in arbitrary code execution. Do it "
+            "only if you got the file from a trusted source. WeightsUnpickler error: Unsupported "
+            "global: GLOBAL pathlib.PosixPath was not an allowed global by default. Please use "
+            "`torch.serialization.add_safe_globals([PosixPath])` to allowlist this global if you "
+            "trust this class/function.")
+
+    monkeypatch.setattr(torch, "load", one_line_refusal)
+    with pytest.raises(CheckpointError) as refusal:
+        load_checkpoint(path)
+    assert str(refusal.value).endswith(": WeightsUnpickler error: Unsupported global: GLOBAL "
+                                       "pathlib.PosixPath was not an allowed global by default.")
+    assert "weights_only" not in str(refusal.value)
+
+
 def test_a_byte_changed_anywhere_loads_the_same_or_is_named(tmp_path: Path) -> None:
     """Every single-byte change of a small checkpoint: a CheckpointError naming the file, or
     (bytes no reader checks: a timestamp, padding) the same contents. A change in the archive's

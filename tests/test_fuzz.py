@@ -17,7 +17,7 @@ import pytest
 import torch
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is a dev dependency")
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import HealthCheck, assume, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from stgconv.cli import main  # noqa: E402
@@ -141,6 +141,9 @@ def test_set_of_any_shape_loads_or_names_the_problem(tmp_path_factory, overrides
 def test_set_a_dotted_key_or_a_mapping_of_it_is_the_same(section: str, key: str,
                                                          value: object) -> None:
     """``--set a.b=v`` and ``--set a={b: v}`` where ``a`` exists: the same dict, or both refused."""
+    # Under a section the file lacks, a digit is an entry of a list in the dotted form (refused
+    # here: set the whole list) but a key in the mapping (refused by load_config as unknown).
+    assume(not (key.isdigit() and section not in MULTIGRID_FILE))
     outcomes = []
     for override in (f"{section}.{key}={flow(value)}", f"{section}={flow({key: value})}"):
         try:
