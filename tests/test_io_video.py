@@ -672,6 +672,32 @@ def test_decoded_frames_are_freed_as_they_are_read(tmp_path, noise_clip) -> None
     assert waiting <= 1, f"{waiting} of the clip's {T} decoded frames wait for the collector"
 
 
+def test_a_forked_worker_never_frees_a_decoder_left_to_the_collector(tmp_path,
+                                                                    noise_clip) -> None:
+    """A decoder in a reference cycle (PyAV leaves such garbage; here a caller's code made
+    it) freed by a forked DataLoader worker's collector waited forever for its threads, which
+    stayed in the parent; once stgconv has used PyAV, a fork collects the cycles first."""
+    import av
+    from torch.utils.data import DataLoader
+
+    path = save_video(noise_clip, tmp_path / "clip.mp4")
+    gc.disable()
+    try:
+        reading = av.open(str(path))  # never closed: left open, with its threads, in a cycle
+        stream = reading.streams.video[0]
+        stream.thread_type = "AUTO"  # decoder threads, as load_video starts them
+        frames = reading.decode(stream)
+        next(frames)
+        cycle = [reading, frames]
+        cycle.append(cycle)
+        del reading, stream, frames, cycle
+        loader = DataLoader(list(range(4)), batch_size=2, num_workers=1, timeout=30,
+                            worker_init_fn=lambda _: gc.collect())
+        assert len(list(loader)) == 2
+    finally:
+        gc.enable()
+
+
 def test_a_display_matrix_turning_by_an_odd_angle_is_refused(tmp_path) -> None:
     frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
     path = _write_turned(tmp_path / "tilted.mkv", frames, 30)

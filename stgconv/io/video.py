@@ -23,13 +23,16 @@ need not guess it. A frame with alpha (transparency) reads composited over white
 
 from __future__ import annotations
 
+import gc
 import numbers
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -54,6 +57,19 @@ from stgconv.io.image import (
 # PyAV (av) takes a while to import (it loads FFmpeg); it loads where a video is read or written.
 if TYPE_CHECKING:
     import av
+
+
+@cache
+def _pyav() -> ModuleType:
+    """PyAV, imported where a video is read or written. Its first use also makes every later
+    fork of this process collect its reference cycles first: PyAV leaves some objects to
+    Python's cyclic collector (a frame whose side data was read; a decoder a caller's code keeps
+    in a cycle), and a forked child (a ``DataLoader`` worker) that collected a decoder freed it
+    there, waiting forever for its threads, which stayed in the parent."""
+    import av
+
+    os.register_at_fork(before=gc.collect)
+    return av
 
 
 @dataclass(frozen=True)
@@ -308,7 +324,7 @@ def _said_end(stream: av.video.stream.VideoStream, container: av.container.Conta
     plus a frame there, and NUT's container duration is one too; where a writer stored a length
     instead, a track starting late reads as ending early, which refuses nothing whole.
     """
-    import av
+    av = _pyav()
 
     base = stream.time_base or Fraction(0)
     start = float((stream.start_time or 0) * base)
@@ -370,7 +386,7 @@ def _ends_with_gif_trailer(path: Path) -> bool:
 def frame_rate(path: str | Path) -> Fraction | None:
     """The frame rate :func:`load_video` takes ``path``'s to be (its average rate), or ``None``
     for a frame folder or a file that states none."""
-    import av
+    av = _pyav()
 
     path = Path(path)
     if path.is_dir():
@@ -451,7 +467,7 @@ def _read_file(
     path: Path, start: int, n_frames: int | None, size: tuple[int, int] | None,
     fps: float | None, channels: int
 ) -> list[np.ndarray]:
-    import av
+    av = _pyav()
 
     frames: list[np.ndarray] = []
     decoded = 0  # source frames decoded so far
@@ -563,7 +579,7 @@ def available_codecs(suffix: str) -> tuple[str, ...]:
 
 
 def _has_encoder(name: str) -> bool:
-    import av
+    av = _pyav()
 
     try:
         av.codec.Codec(name, "w")
@@ -573,7 +589,7 @@ def _has_encoder(name: str) -> bool:
 
 
 def _resolve_codec(suffix: str, codec: str | None) -> str:
-    import av
+    av = _pyav()
 
     choices = available_codecs(suffix)
     if codec is None:
@@ -633,7 +649,7 @@ def save_video(
             ones it can), odd height or width for a yuv420p codec, or an encoder failure.
             Nothing is left at ``path`` (nor a temporary file beside it) when writing fails.
     """
-    import av
+    av = _pyav()
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -663,7 +679,7 @@ def save_video(
 
 def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: str,
                fps: float) -> None:
-    import av
+    av = _pyav()
 
     # ``tmp`` ends in ".tmp", so the container format must be named, not guessed from the suffix.
     encoder = _ENCODERS[codec]
