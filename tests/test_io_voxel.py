@@ -1319,6 +1319,11 @@ def cube_quads_then_triangles() -> list[list[int]]:
         "<", TETRAHEDRON_VERTICES, TETRAHEDRON, vertex="f8", count="u1", index="i4").replace(
         b"end_header", b"element tristrips 0\nproperty list int int vertex_indices\nend_header")),
      TETRAHEDRON_VERTICES, TETRAHEDRON),
+    # Indices written as whole floats, read row by row (quads then triangles) as they were
+    # in one table: "3.0" is vertex 3 in either path.
+    ("float_indices.ply", lambda path: write_ply(
+        path, CUBE_VERTICES, [[float(i) for i in face] for face in cube_quads_then_triangles()]),
+     CUBE_VERTICES, cube_triangles()),
     # One face: the list ends exactly where the file does.
     ("one_face.ply", lambda path: path.write_bytes(binary_ply(
         "<", TETRAHEDRON_VERTICES, TETRAHEDRON[:1], vertex="f8", count="u1", index="u4")),

@@ -404,11 +404,24 @@ def _ply_ascii_values(words: list[str], at: int, n: int, kind: str, line: str) -
     """The ``n`` values of type ``kind`` from ``words[at]`` on, of the row ``line``."""
     if at + n > len(words):  # a short row: the slice below would give fewer, unnoticed
         raise ValueError(f"row {line.strip()!r} does not hold the values its header announces")
-    try:  # "2.5" for an int: int("2.5") refuses it; numpy refuses 300 for a uchar
-        return np.array([int(w) if kind[0] in "iu" else float(w) for w in words[at:at + n]],
-                        dtype=kind)
+    try:  # "2.5" for an int is refused; numpy refuses 300 for a uchar
+        return np.array([_ply_ascii_number(w, kind) for w in words[at:at + n]], dtype=kind)
     except (ValueError, OverflowError):
         raise ValueError(f"row {line.strip()!r} holds a value that is no {kind}") from None
+
+
+def _ply_ascii_number(word: str, kind: str) -> int | float:
+    """``word`` as a number of type ``kind``: an integer type takes "3" and, as the whole-table
+    read (:func:`_ply_ascii_column`) does, "3.0"; ``ValueError`` for "2.5", NaN, infinities."""
+    if kind[0] not in "iu":
+        return float(word)
+    try:
+        return int(word)
+    except ValueError:
+        value = float(word)
+        if not value.is_integer():
+            raise
+        return int(value)
 
 
 def _ply_mesh(path: Path, elements: list[_PlyElement], tables: dict
