@@ -69,7 +69,7 @@ Install it, then rerun:   sudo apt-get install libusb-1.0-0   (Debian/Ubuntu)
 }
 
 ensure_venv() {
-    local key lock
+    local key lock busy=0
     key="$(sha12 "$ROOT/pyproject.toml")"
     if [ -z "${STGCONV_VENV:-}${XDG_CACHE_HOME:-}${HOME:-}" ]; then
         die "HOME is not set: set it, or STGCONV_VENV to the environment's folder"
@@ -88,7 +88,10 @@ ensure_venv() {
     # file it may not write (read-only, another user's), no locks (NFS without its lock manager).
     if command -v flock >/dev/null 2>&1 && mkdir -p "$(dirname "$VENV")" 2>/dev/null &&
         { exec 9>>"$lock"; } 2>/dev/null; then
-        if ! flock -n 9 2>/dev/null; then  # a first install takes minutes: say why it waits
+        # 75 only where another run.sh holds the lock: flock's own failure (no locks on this
+        # file system) leaves the install unlocked without a wait to announce.
+        flock -n -E 75 9 2>/dev/null || busy=$?
+        if [ "$busy" -eq 75 ]; then  # a first install takes minutes: say why it waits
             echo "run.sh: waiting for another run.sh installing into $VENV" >&2
             flock 9 2>/dev/null || true
         fi

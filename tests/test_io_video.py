@@ -691,7 +691,10 @@ def test_a_forked_worker_never_frees_a_decoder_left_to_the_collector(tmp_path,
         cycle = [reading, frames]
         cycle.append(cycle)
         del reading, stream, frames, cycle
+        # fork named: Python 3.14's default on Linux (forkserver) and macOS's (spawn) start a
+        # fresh interpreter, which holds no decoder, and cannot pickle the lambda.
         loader = DataLoader(list(range(4)), batch_size=2, num_workers=1, timeout=30,
+                            multiprocessing_context="fork",
                             worker_init_fn=lambda _: gc.collect())
         assert len(list(loader)) == 2
     finally:
