@@ -247,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--step must be a positive number, got {args.step}")
     if not 0 <= args.noise < math.inf:
         parser.error(f"--noise must be a number >= 0, got {args.noise}")
+    if not 0 <= args.expert_noise < math.inf:  # a NaN failed the experts' first chain
+        parser.error(f"--expert-noise must be a number >= 0, got {args.expert_noise}")
     torch.set_num_threads(1)  # CPU seconds comparable under contention (bench/README.md)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data)

@@ -54,7 +54,7 @@ from stgconv.energy.rbm import RBM
 from stgconv.evaluation import voxel
 from stgconv.io.atomic import atomic_save_npz, atomic_write_json
 from stgconv.mcmc import BlockGibbs, DataStart, KnownEntries
-from stgconv.metrics import voxel_errors, voxel_iou
+from stgconv.metrics import pooled_iou, voxel_errors, voxel_iou
 from stgconv.tasks.voxel import load_voxel_model
 from stgconv.train import Trainer
 
@@ -226,7 +226,7 @@ def rbm_recovery_row(train_file: str, test_file: str, *, hidden: int, updates: i
     a, b = mean >= 0.5, truth >= 0.5
     return {"error": voxel_errors(mean, truth, where=~known).mean().item(),
             "iou": voxel_iou(mean, truth).mean().item(),
-            "iou_pooled": ((a & b).sum() / (a | b).sum().clamp(min=1)).item(),
+            "iou_pooled": pooled_iou(int((a & b).sum()), int((a | b).sum())),
             "seconds": time.perf_counter() - started, "train_seconds": train_seconds,
             "hidden": hidden, "updates": updates}
 

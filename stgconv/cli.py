@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence, get_args
 
+import torch
+
 from stgconv import tasks
 from stgconv.checkpoint import FILENAME, CheckpointError
 from stgconv.checks import check_output, reading
@@ -50,6 +52,7 @@ USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError, PeerFai
 
 
 RECOVERY_INITS = list(get_args(RecoveryInit))
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 SEED_HELP = "seed of every random choice (noise, chain starts, subsets)"
 TENSORBOARD_HELP = ("also log the scores and the comparison pictures into TensorBoard here "
                     "(tensorboard --logdir DIR)")
@@ -449,8 +452,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
         if value is not None and value < least:
             raise ValueError(f"--{dest.replace('_', '-')} must be >= {least}, got {value}")
     lr = getattr(args, "lr", None)
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"--lr must be a finite number > 0, got {lr}")
+    # Past float32's largest value Adam's step on the float32 chain start failed with a
+    # traceback ("value cannot be converted to type float without overflow").
+    if lr is not None and not (math.isfinite(lr) and 0 < lr <= FLOAT32_MAX):
+        raise ValueError(f"--lr must be a finite number > 0 and at most {FLOAT32_MAX:.4g} "
+                         f"(float32's largest), got {lr}")
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"--seed must be in [0, 2^63 - 2^16), got {seed}")

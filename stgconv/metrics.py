@@ -134,6 +134,13 @@ def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
+def pooled_iou(intersection: int, union: int) -> float:
+    """IoU of many shapes' voxels pooled, from their intersections' and unions' voxel counts
+    summed over the shapes: 1 where the union is empty (every shape and its prediction empty),
+    as :func:`voxel_iou` scores each such shape, not the 0 of no overlap at all."""
+    return intersection / union if union else 1.0
+
+
 def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
     """Area under the ROC curve of telling inliers from outliers by a score that is higher for
     inliers: the probability that a random inlier scores above a random outlier, ties counting

@@ -474,6 +474,8 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("rbm.py", ["--updates", "-1"], r"--updates: must be >= 1, got -1"),
     ("rbm.py", ["--lr", "-1"], r"--lr must be a positive number, got -1.0"),
     ("coop.py", ["--seeds", "0", "0"], r"--seeds must differ, got \[0, 0\]"),
+    # A traceback after the experts' training (the sampler refuses a NaN noise only then).
+    ("compose.py", ["--expert-noise", "nan"], r"--expert-noise must be a number >= 0, got nan"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):

@@ -359,7 +359,7 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["reconstruct", "{run}", "{run}/observed.png", "--iterations", "0"],
          "--iterations must be >= 1, got 0"),
         (["reconstruct", "{run}", "{run}/observed.png", "--lr", "nan"],
-         "--lr must be a finite number > 0, got nan"),
+         "--lr must be a finite number > 0 and at most 3.403e+38 (float32's largest), got nan"),
         (["interpolate", "{run}", "--points", "1"], "--points must be >= 2, got 1"),
         (["recover", "--video", "{run}/observed.png", "--mask", "region:8", "--frames", "0"],
          "--frames must be >= 1, got 0"),
@@ -380,7 +380,11 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["synthesize", "{run}", "--seed", str(2**63 - 2**16)],
          f"--seed must be in [0, 2^63 - 2^16), got {2**63 - 2**16}"),
         (["reconstruct", "{run}", "x.png", "--lr", "inf"],
-         "--lr must be a finite number > 0, got inf"),
+         "--lr must be a finite number > 0 and at most 3.403e+38 (float32's largest), got inf"),
+        # Past float32's range: a traceback from Adam's step, after the model had loaded.
+        (["reconstruct", "{run}", "{run}/observed.png", "--lr", "1e300"],
+         "--lr must be a finite number > 0 and at most 3.403e+38 (float32's largest), "
+         "got 1e+300"),
     ],
 )
 def test_numbers_out_of_range_are_refused_by_the_option_typed(

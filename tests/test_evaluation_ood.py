@@ -223,6 +223,20 @@ def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> No
     assert table["accuracy"] is None and table["ece"] is None
 
 
+def test_a_score_that_is_not_a_number_is_reported_not_written(arrays: dict[str, str], capsys,
+                                                               monkeypatch) -> None:
+    """An undefined score (NaN here) was written as a bare NaN, which strict JSON readers (jq,
+    JSON.parse) reject: one line naming it, exit 2, and no file."""
+    monkeypatch.setattr(ood, "expected_calibration_error", lambda *_, **__: math.nan)
+    out = Path(arrays["tmp"]) / "nan.json"
+    code = main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"cannot write {out}: ece is not a finite number" in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("inliers, outliers, message", [
     ("{tmp}/missing.npz", "{outliers}", ".npz file not found: {tmp}/missing.npz"),
     ("{inliers}", "{no_x_test}", "{no_x_test}: no array 'x_test' (it has x_train)"),

@@ -224,13 +224,15 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         assert "error:" in err and re.search(message, err), (argv, err)
 
 
-def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_finite() -> None:
-    # Outputs are clamped to [0, 1]; two empty grids have a pooled IoU of 0, not 0 / 0.
+def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_that_of_each_shape() -> None:
+    # Outputs are clamped to [0, 1]; empty shapes predicted empty have a pooled IoU of 1, as
+    # each shape's IoU is, not 0 / 0 nor the 0 of no overlap (which read as the worst score
+    # beside an "iou" of 1 for the same perfect results).
     results, _ = _run_methods({"m": lambda x: x * 3 - 1}, [(torch.rand(1, 1, 4, 4, 4),)])
     assert results["m"].min() >= 0 and results["m"].max() <= 1
-    empty = torch.zeros(1, 1, 4, 4, 4)
+    empty = torch.zeros(2, 1, 4, 4, 4)
     table = _table({"m": empty}, empty, None, unit="u", seconds={"m": 0.0})
-    assert table["iou_pooled"]["m"] == 0.0
+    assert table["iou"]["m"] == table["iou_pooled"]["m"] == 1.0
 
 
 @pytest.mark.parametrize("missing", [0.0, 1.0])
@@ -316,7 +318,7 @@ def test_table_means_over_shapes_of_the_scored_voxels_and_pools_iou() -> None:
     table = _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0})
     assert table["errors"]["m"] == pytest.approx((0.0 + 0.5 / 4) / 2)
     assert table["iou"]["m"] == pytest.approx((1.0 + 0.5) / 2)
-    assert table["iou_pooled"]["m"] == pytest.approx((4 + 1) / (4 + 2))
+    assert table["iou_pooled"]["m"] == (4 + 1) / (4 + 2)  # exactly: it was rounded to float32
 
 
 def test_table_scores_a_chunk_of_shapes_at_a_time(monkeypatch) -> None:

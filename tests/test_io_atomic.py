@@ -213,6 +213,23 @@ def test_json_unserializable_keeps_the_old_file(tmp_path: Path) -> None:
     assert leftovers(tmp_path, {"m.json"}) == []
 
 
+
+@pytest.mark.parametrize(("data", "where"), [
+    ({"errors": {"stgconv": 1.0, "fill": float("nan")}}, "errors.fill"),
+    ({"history": [{"loss": 0.5}, {"loss": -np.inf}]}, r"history\[1\]\.loss"),
+    (float("inf"), "the value"),
+])
+def test_json_refuses_a_non_finite_number_naming_it_and_keeps_the_old_file(
+        tmp_path: Path, data: object, where: str) -> None:
+    """Python wrote NaN and Infinity, which no JSON reader but Python's takes (jq, JSON.parse):
+    a table that holds one is refused, naming the value, and nothing is written."""
+    path = tmp_path / "m.json"
+    atomic_write_json(path, {"v": 1})
+    with pytest.raises(ValueError, match=rf"m\.json: {where} is not a finite number"):
+        atomic_write_json(path, data)
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert leftovers(tmp_path, {"m.json"}) == []
+
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int64, np.bool_])
 def test_npy_round_trip(tmp_path: Path, dtype: type) -> None:
     array = (np.arange(24).reshape(2, 3, 4) % 5).astype(dtype)

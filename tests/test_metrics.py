@@ -14,6 +14,7 @@ from stgconv.metrics import (
     auroc,
     expected_calibration_error,
     missing_mae_255,
+    pooled_iou,
     voxel_errors,
     voxel_iou,
 )
@@ -259,6 +260,14 @@ def test_auroc_refuses_infinite_and_non_vector_scores() -> None:
 def test_voxel_iou_counts_a_half_as_occupied() -> None:
     pred = torch.full((1, 1, 2, 2, 2), 0.5)
     assert voxel_iou(pred, torch.ones_like(pred)).item() == 1.0
+
+
+def test_pooled_iou_of_empty_shapes_is_each_shapes() -> None:
+    """Shapes all empty and predicted empty pool to 1, as voxel_iou scores each of them."""
+    empty = torch.zeros(2, 1, 2, 2, 2)
+    assert voxel_iou(empty, empty).tolist() == [1.0, 1.0]
+    assert pooled_iou(0, 0) == 1.0
+    assert pooled_iou(0, 3) == 0.0 and pooled_iou(5, 6) == 5 / 6
 
 
 def test_missing_mae_255_is_computed_in_float64() -> None:

@@ -16,7 +16,8 @@ protocol and one table each, every method on the same inputs.
   :data:`stgconv.baselines.voxel.FILLS`.
 - scores (:mod:`stgconv.metrics`): mean absolute voxel error on ``[0, 1]`` (outputs clamped;
   recovery: over the missing voxels only) and IoU of the 0.5 iso-level, both averaged over
-  shapes.
+  shapes, and the IoU of every shape's voxels pooled (``iou_pooled``; 1, as each shape's, where
+  the shapes and the predictions are all empty).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_togeth
 from stgconv.io.image import save_picture
 from stgconv.io.render import voxel_sheet
 from stgconv.io.voxel import load_voxels, pad_to, to_tensor
-from stgconv.metrics import voxel_errors, voxel_iou
+from stgconv.metrics import pooled_iou, voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.modalities.voxel import grid_side
 from stgconv.ops import block_top_k, block_upsampler
@@ -349,7 +350,7 @@ def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, u
             either += int((a | b).sum())
         errors[name] = torch.cat(shape_errors).mean().item()
         iou[name] = torch.cat(shape_iou).mean().item()
-        pooled[name] = (torch.tensor(both) / max(either, 1)).item()
+        pooled[name] = pooled_iou(both, either)
     return {"unit": unit, "errors": errors, "iou": iou, "iou_pooled": pooled, "seconds": seconds}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import tempfile
@@ -232,8 +233,34 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` to ``path`` as indented JSON (``indent=1``), atomically."""
-    return atomic_write_text(path, json.dumps(data, indent=1))
+    """Write ``data`` to ``path`` as indented JSON (``indent=1``), atomically.
+
+    Raises:
+        ValueError: a NaN or infinite number in ``data``, named by its keys (``errors.stgconv``,
+            ``history[3].loss``): JSON has no such number, and Python's ``NaN`` / ``Infinity``
+            stop the strict readers that compare results (jq, JavaScript's ``JSON.parse``,
+            Go); a result that holds one is reported, never written.
+    """
+    where = _non_finite(data)
+    if where is not None:
+        raise ValueError(f"cannot write {path}: {where or 'the value'} is not a finite number, "
+                         "which JSON cannot hold")
+    return atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False))
+
+
+def _non_finite(data: Any, where: str = "") -> str | None:
+    """The keys leading to the first NaN or infinite number in ``data`` (dicts, lists and
+    tuples as JSON writes them; ``""`` for ``data`` itself), or ``None`` if it has none."""
+    if isinstance(data, float):
+        return None if math.isfinite(data) else where
+    items = (data.items() if isinstance(data, dict)
+             else enumerate(data) if isinstance(data, (list, tuple)) else ())
+    for key, value in items:
+        found = _non_finite(value, f"{where}[{key}]" if isinstance(data, (list, tuple))
+                            else f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
