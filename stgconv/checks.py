@@ -23,6 +23,10 @@ from torch import Tensor
 # minutes of work; a size typed one digit too long is refused up front instead.
 MAX_ENTRIES = 2**28
 
+# Float32's largest number: settings and options past it turn infinite in the float32 tensors
+# they scale (a learning rate, a penalty), failing deep inside torch.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
 
 def as_int(value: object, name: str, *, minimum: int) -> int:
     """``value`` as a Python int, or ``ValueError`` unless it is an int ``>= minimum``.

@@ -13,11 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence, get_args
 
-import torch
-
 from stgconv import tasks
 from stgconv.checkpoint import FILENAME, CheckpointError
-from stgconv.checks import check_output, reading
+from stgconv.checks import FLOAT32_MAX, check_output, reading
 from stgconv.config import (
     SEED_LIMIT,
     ExperimentConfig,
@@ -52,7 +50,6 @@ USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError, PeerFai
 
 
 RECOVERY_INITS = list(get_args(RecoveryInit))
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 SEED_HELP = "seed of every random choice (noise, chain starts, subsets)"
 TENSORBOARD_HELP = ("also log the scores and the comparison pictures into TensorBoard here "
                     "(tensorboard --logdir DIR)")

@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar
 import torch
 import yaml
 
-from stgconv.checks import check_entries
+from stgconv.checks import FLOAT32_MAX, check_entries
 from stgconv.energy.base import layer_row_problem
 from stgconv.energy.classifier import CLASSIFIER_ARCHS
 from stgconv.energy.image import IMAGE_PRESETS
@@ -993,6 +993,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         # and a NaN passes every comparison-based check after this one.
         if not math.isfinite(value):
             raise ValueError(f"{key} must be a finite number, got {value!r}")
+        # Every setting scales float32 tensors: past float32's range it is infinite there, and
+        # e.g. Adam failed with a traceback at train.lr: 1e300.
+        if abs(value) > FLOAT32_MAX:
+            raise ValueError(f"{key} must be within float32's range (at most {FLOAT32_MAX:.4g} "
+                             f"in size), got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -240,6 +240,10 @@ def test_wrong_types(override: str, message: str) -> None:
         ("sampler.step_size=.nan", "sampler.step_size"),
         ("sampler.step_size=.inf", "sampler.step_size"),
         ("train.lr=1e400", "train.lr"),
+        # Finite, but infinite in float32: Adam's first step failed with a traceback.
+        ("train.lr=1e300", "train.lr must be within float32's range (at most 3.403e+38 in size), "
+         "got 1e+300"),
+        ("chains.init_scale=-1e39", "chains.init_scale must be within float32's range"),
         ("sampler.clamp=[-.inf, 1]", r"sampler.clamp[0]"),
         ("sampler.clamp=[1, -1]", "sampler.clamp must be [low, high] with low < high"),
         ("sampler.clamp=[1, 1]", "sampler.clamp must be [low, high] with low < high"),
@@ -251,8 +255,8 @@ def test_wrong_types(override: str, message: str) -> None:
         ("chains.missing=.nan", "chains.missing"),
         ("sampler.noise_scale=-1", "sampler.noise_scale"),
         # Finite, but the noise overflowed float32 in the first step (a traceback).
-        ("sampler.noise_scale=1e300", "sampler.noise_scale times sampler.step_size (each "
-         "step's noise) must be at most 1000, got 1e+300 x 0.015"),
+        ("sampler.noise_scale=1e37", "sampler.noise_scale times sampler.step_size (each "
+         "step's noise) must be at most 1000, got 1e+37 x 0.015"),
         ("train.betas=[0.5, 1.0]", "train.betas"),
         ("train.checkpoint_every=-1", "train.checkpoint_every"),
         # A negative one dropped images from the end ([:-1]), 0 crashed in the trainer.

@@ -47,7 +47,8 @@ def test_no_reference_term(arch: str) -> None:
 
 def test_a_reference_sigma_past_1e154_is_no_reference_term() -> None:
     """Its square overflows a float: ``sigma**2`` raised OverflowError (a traceback from
-    ``stgconv train --set model.reference_sigma=1e300``); the term's limit is 0."""
+    ``stgconv train --set model.reference_sigma=1e300``, which the config now refuses as past
+    float32's range); the term's limit is 0."""
     energy = make("texture", reference_sigma=1e300)
     x = images()
     assert torch.equal(energy(x), -energy.response(x))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.build import seeded_weights
-from stgconv.checks import check_generator
+from stgconv.checks import FLOAT32_MAX, check_generator
 from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
@@ -204,10 +204,9 @@ def eval_classification(
     started = time.perf_counter()
     # Past float32's largest value the penalty is infinite in the classifier's float32
     # features, and L-BFGS failed with a traceback.
-    largest = torch.finfo(torch.float32).max
-    if not (math.isfinite(l2) and 0 <= l2 <= largest):
-        raise ValueError(f"l2 must be a finite number >= 0 and at most {largest:.4g} (float32's "
-                         f"largest), got {l2!r}")
+    if not (math.isfinite(l2) and 0 <= l2 <= FLOAT32_MAX):
+        raise ValueError(f"l2 must be a finite number >= 0 and at most {FLOAT32_MAX:.4g} "
+                         f"(float32's largest), got {l2!r}")
     if test is None and folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     energy, config, state = load_voxel_model(checkpoint, device=device)
