@@ -102,6 +102,7 @@ def test_a_test_file_is_measured_after_fitting_on_the_shapes(files, tmp_path) ->
     assert all(0 <= a <= 1 for a in table["accuracy"].values())
     assert table["std"] == {"stgconv": None, "random_init": None, "raw_voxels": None}
     assert table["test"] == str(test) and "measured on the 6 shapes" in table["protocol"]
+    assert table["n_shapes"] == 12 and table["n_test_shapes"] == 6
     assert "trained (without labels) on the shapes it is scored on" not in table["protocol"]
     assert "test file's shapes" in table["unit"] and "cross-validation" not in table["unit"]
     # The test shapes are half of the training shapes: raw voxels separate boxes from balls.
@@ -132,7 +133,8 @@ def test_a_cache_is_fitted_on_its_train_split_and_tested_on_its_test_split(files
     assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
                  str(cache), "--test", str(cache), "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
-    assert table["n_shapes"] == 8 and "measured on the 4 shapes" in table["protocol"]
+    assert table["n_shapes"] == 8 and table["n_test_shapes"] == 4
+    assert "measured on the 4 shapes" in table["protocol"]
     assert "(its train split)" in table["protocol"] and "(its test split)" in table["protocol"]
     capsys.readouterr()
     assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",

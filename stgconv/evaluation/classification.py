@@ -199,7 +199,8 @@ def eval_classification(
 
     Returns (and writes to ``json_path``) ``{"unit", "accuracy": {"stgconv": a,
     "random_init": a, "raw_voxels": a}, "std": {...}, "folds": {...}, "n_shapes",
-    "per_class_counts", "n_features", "protocol", "seconds", ...}``.
+    "per_class_counts", "n_test_shapes" (``None`` without ``test``), "n_features", "protocol",
+    "seconds", ...}``.
     """
     started = time.perf_counter()
     # Past float32's largest value the penalty is infinite in the classifier's float32
@@ -255,6 +256,7 @@ def eval_classification(
 
     features = features_of(dataset, rows)
     names = [dataset.classes[int(c)] if dataset.classes else str(int(c)) for c in classes]
+    n_test_shapes = None
     if test is None:
         results = {name: cross_validate(f, labels, folds=folds, l2=l2, seed=seed)
                    for name, f in features.items()}
@@ -263,6 +265,7 @@ def eval_classification(
     else:
         test_labels, scored = _test_set(test, dataset, classes, size)
         test_labels = test_labels.to(fit_on)
+        n_test_shapes = len(test_labels)
         test_features = features_of(scored, torch.arange(len(scored)))
         results = {name: {"accuracy": train_test_accuracy(f, labels, test_features[name],
                                                           test_labels, l2=l2),
@@ -283,6 +286,7 @@ def eval_classification(
         "n_features": {name: int(f.shape[1]) for name, f in features.items()},
         "n_shapes": len(labels),
         "per_class_counts": dict(zip(names, torch.bincount(labels).tolist())),
+        "n_test_shapes": n_test_shapes,
         "protocol": (protocol
                      + (f", up to {per_class} random shapes per class" if per_class else "")
                      + f"; features: conv-layer responses max-pooled to {cells}^3 cells; "
