@@ -396,6 +396,22 @@ def test_a_damaged_temperature_exits_2_naming_it(arrays: dict[str, str], tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize("weights", [{"reference": float("nan"), "features": None},
+                                     {"reference": -1.0, "features": None},
+                                     {"reference": 1.0}, "heavy", [1.0, 2.0]])
+def test_damaged_expert_weights_exit_2_naming_them(arrays: dict[str, str], tmp_path: Path,
+                                                   capsys, weights) -> None:
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    state["ood_weights"] = weights
+    run = save_checkpoint(state, tmp_path / "bad" / "checkpoint.pt")
+    out = tmp_path / "ood.json"
+    assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "experts' weights" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_a_whole_number_temperature_is_read_as_a_float(arrays: dict[str, str],
                                                          tmp_path: Path) -> None:
     """A stored temperature of 2 (an int: a checkpoint written by hand or by another tool) is a

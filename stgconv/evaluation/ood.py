@@ -120,7 +120,9 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
     Raises:
         ValueError: the checkpoint holds a model that is not a classifier (the descriptors'
             energies have no classes to score).
-        CheckpointError: a stored temperature that is not a positive number.
+        CheckpointError: a stored temperature that is not a positive number, or stored
+            experts' weights that are not ``{"reference": w, "features": w}`` with each ``w``
+            ``None`` or a number >= 0.
     """
     energy, config, state = load_model(checkpoint, device=device)
     if not isinstance(energy, ClassifierEnergy):
@@ -135,12 +137,24 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
             and temperature > 0):  # a division by it would report NaN probabilities
         raise CheckpointError(f"{checkpoint}: its temperature {temperature!r} is not a "
                               "positive number; the checkpoint is damaged")
+    if weights is not None and not _expert_weights(weights):
+        # Read as they were, they failed later as "non-finite scores", naming no checkpoint.
+        raise CheckpointError(f"{checkpoint}: its experts' weights {weights!r} are not "
+                              '{"reference": w, "features": w} with each w null or a number '
+                              ">= 0; the checkpoint is damaged")
     return ClassifierModel(
         energy=energy, config=config,
         reference=scoring_expert(fits["reference"], fits["init"]),
         feature_reference=scoring_expert(fits["feature_reference"]),
         weights=dict(weights) if weights is not None else None,
         temperature=float(temperature))
+
+
+def _expert_weights(weights: Any) -> bool:
+    """Whether ``weights`` is what :func:`stgconv.jem.fit_ood_weights` stores."""
+    return (isinstance(weights, dict) and set(weights) == {"reference", "features"}
+            and all(w is None or (isinstance(w, float | int) and not isinstance(w, bool)
+                                  and math.isfinite(w) and w >= 0) for w in weights.values()))
 
 
 @torch.no_grad()
