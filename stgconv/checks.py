@@ -293,6 +293,26 @@ def npz_array(archive: Any, key: str, path: str | Path) -> Any:
         raise ValueError(f"cannot read array {key!r} of {path}: {err}") from err
 
 
+def npz_length(archive: Any, key: str, path: str | Path) -> int:
+    """``len`` of array ``key`` of the open ``.npz`` ``archive`` (as :func:`npz_array`), read
+    from its ``.npy`` header: reading the array decompresses all of it (a 50,000-image CIFAR-10
+    file: 150 MB to count its images). An array the header does not settle (not a plain
+    ``.npy`` member, a header version numpy reads no other way, no first axis, Python
+    objects) is read as :func:`npz_array` reads it, with its errors."""
+    shape: tuple[int, ...] = ()
+    try:
+        with archive.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is not None:
+                shape, _, dtype = read_header(member)
+                shape = () if dtype.hasobject else shape
+    except (KeyError, ValueError):  # no such member, or not a .npy one: read as numpy reads it
+        pass
+    return shape[0] if shape else len(npz_array(archive, key, path))
+
+
 def class_numbers(labels: np.ndarray, name: str) -> np.ndarray:
     """The class numbers ``labels`` (any shape) as int64: integers as they are, and floats
     whose every value is a whole number (MATLAB and pandas store classes as doubles: 3.0 is

@@ -13,11 +13,11 @@ import pytest
 import torch
 from _tiny import SR_CONFIG, TINY, boxes_and_balls, read_events
 
-from stgconv.baselines.voxel import downsample, nearest_upsample
+from stgconv.baselines.voxel import FILLS, downsample, nearest_upsample
 from stgconv.cli import main
-from stgconv.evaluation.voxel import _run_methods, _table, load_eval_shapes, random_known
+from stgconv.evaluation.voxel import _run_methods, load_eval_shapes, random_known
 from stgconv.io.voxel import to_tensor
-from stgconv.metrics import voxel_errors
+from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.ops import block_top_k
 
 
@@ -228,10 +228,11 @@ def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_that_of_each_shape
     # Outputs are clamped to [0, 1]; empty shapes predicted empty have a pooled IoU of 1, as
     # each shape's IoU is, not 0 / 0 nor the 0 of no overlap (which read as the worst score
     # beside an "iou" of 1 for the same perfect results).
-    results, _ = _run_methods({"m": lambda x: x * 3 - 1}, [(torch.rand(1, 1, 4, 4, 4),)])
-    assert results["m"].min() >= 0 and results["m"].max() <= 1
     empty = torch.zeros(2, 1, 4, 4, 4)
-    table = _table({"m": empty}, empty, None, unit="u", seconds={"m": 0.0})
+    _, kept = _run_methods({"m": lambda x: x * 3 - 1}, [(torch.rand(2, 1, 4, 4, 4),)], empty,
+                           None, unit="u", keep={"m": 2})
+    assert kept["m"].min() >= 0 and kept["m"].max() <= 1
+    table, _ = _run_methods({"m": lambda x: x}, [(empty,)], empty, None, unit="u")
     assert table["iou"]["m"] == table["iou_pooled"]["m"] == 1.0
 
 
@@ -258,6 +259,23 @@ def test_eval_shapes_from_one_file_become_float_only_for_max_shapes(tmp_path, mo
     np.savez(tmp_path / "s.npz", X=np.zeros((5, 4, 4, 4), np.uint8))
     load_eval_shapes(tmp_path / "s.npz", max_shapes=2)
     assert converted == [(2, 4, 4, 4)]
+
+
+@pytest.mark.parametrize("evaluation", ["eval_super_resolution", "eval_recovery_3d"])
+def test_shapes_larger_than_the_model_are_refused_before_they_become_float(
+        files, tmp_path, monkeypatch, evaluation: str) -> None:
+    # The side is known from the file's uint8 grids: converting all of them first (4x their
+    # size as float32) took 0.5 GB for 500 64^3 grids under a 32^3 model.
+    from stgconv.evaluation import voxel
+
+    converted = []
+    monkeypatch.setattr(voxel, "to_tensor", lambda grids: converted.append(grids.shape)
+                        or to_tensor(grids))
+    np.savez(tmp_path / "big.npz", X=np.zeros((2, 20, 20, 20), np.uint8))
+    with pytest.raises(ValueError, match=r"big\.npz holds 20\^3 grids; this model takes "
+                                         r"\(N, 16, 16, 16\)"):
+        getattr(voxel, evaluation)(files["run"], tmp_path / "big.npz", device="cpu")
+    assert converted == []
 
 
 def test_eval_shapes_refuse_max_shapes_below_one(tmp_path: Path) -> None:
@@ -315,30 +333,69 @@ def test_table_means_over_shapes_of_the_scored_voxels_and_pools_iou() -> None:
     pred[1].view(-1)[1] = 0.5  # one more, at exactly the level: IoU 1/2 for shape 1
     where = torch.zeros_like(truth, dtype=torch.bool)
     where[:, :, 0] = True  # the first 4 voxels of each shape
-    table = _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0})
+    table, _ = _run_methods({"m": lambda x: x}, [(pred,)], truth, where, unit="u")
     assert table["errors"]["m"] == pytest.approx((0.0 + 0.5 / 4) / 2)
     assert table["iou"]["m"] == pytest.approx((1.0 + 0.5) / 2)
     assert table["iou_pooled"]["m"] == (4 + 1) / (4 + 2)  # exactly: it was rounded to float32
 
 
-def test_table_scores_a_chunk_of_shapes_at_a_time(monkeypatch) -> None:
-    """SCORE_CHUNK shapes at a time (every shape at once took 36 bytes a voxel in float64
-    differences), and the chunks change no score."""
+def test_run_methods_score_a_chunk_of_shapes_at_a_time(monkeypatch) -> None:
+    """SCORE_CHUNK shapes of a batch at a time (every shape at once took 36 bytes a voxel in
+    float64 differences), and neither the chunks nor the batches change a score."""
     from stgconv.evaluation import voxel
 
     truth = (torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     pred = torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(1))
     where = torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(2)) > 0.3
-    whole = _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0})
+
+    def scores(batches: list[tuple[torch.Tensor, ...]]) -> dict:
+        table, _ = _run_methods({"m": lambda x: x}, batches, truth, where, unit="u")
+        return {part: table[part] for part in ("errors", "iou", "iou_pooled")}
+
+    whole = scores([(pred,)])
     scored = []
     monkeypatch.setattr(voxel, "SCORE_CHUNK", 2)
     monkeypatch.setattr(voxel, "voxel_errors", lambda pred, truth, **settings:
                         scored.append(len(pred)) or voxel_errors(pred, truth, **settings))
-    assert _table({"m": pred}, truth, where, unit="u", seconds={"m": 0.0}) == whole
+    assert scores([(pred,)]) == whole
     assert scored == [2, 2, 1]
-    with pytest.raises(ValueError, match=r"m's results \(4, 1, 4, 4, 4\) and the shapes "
-                                         r"\(5, 1, 4, 4, 4\) differ"):
-        _table({"m": pred[:4]}, truth, where, unit="u", seconds={"m": 0.0})
+    assert scores([(part,) for part in pred.split(3)]) == whole  # batches of 3 and 2
+    with pytest.raises(ValueError, match=r"m's results \(2, 1, 4, 4, 4\) and their shapes "
+                                         r"\(3, 1, 4, 4, 4\) differ"):
+        _run_methods({"m": lambda x: x[:2]}, [(pred[:3],), (pred[3:],)], truth, where,
+                     unit="u")
+
+
+def test_run_methods_keep_only_the_outputs_asked_for() -> None:
+    """Each method keeps its first ``keep[name]`` outputs, whatever the batches; a method not
+    named keeps none."""
+    truth = torch.zeros(5, 1, 2, 2, 2)
+    pred = torch.rand(5, 1, 2, 2, 2, generator=torch.Generator().manual_seed(0))
+    _, kept = _run_methods({"a": lambda x: x, "b": lambda x: x, "c": lambda x: x},
+                           [(part,) for part in pred.split(2)], truth, None, unit="u",
+                           keep={"a": 3, "b": 5})
+    assert set(kept) == {"a", "b"}
+    torch.testing.assert_close(kept["a"], pred[:3], rtol=0, atol=0)
+    torch.testing.assert_close(kept["b"], pred, rtol=0, atol=0)
+
+
+def test_eval_recovery_3d_scores_each_batch_before_running_the_next(files, monkeypatch) -> None:
+    """Every output is scored as soon as it is made, not all at the end (which kept every
+    method's output for every shape: 1.5 GB per 1,000 32^3 shapes)."""
+    import stgconv.evaluation.voxel as evaluation
+    from stgconv.evaluation.voxel import eval_recovery_3d
+
+    scored, seen = [], []
+    monkeypatch.setattr(evaluation, "voxel_iou", lambda pred, truth:
+                        scored.append(len(pred)) or voxel_iou(pred, truth))
+    fill = FILLS["nearest_known"]
+    monkeypatch.setattr(evaluation, "FILLS", {"nearest_known": lambda observed, known:
+                                              seen.append(len(scored)) or fill(observed, known)})
+    eval_recovery_3d(files["run"], files["shapes"], max_shapes=3, n_steps=1, batch_size=1,
+                     device="cpu")
+    # Shapes scored when the baseline runs on each batch: ours of that batch and both of every
+    # batch before it.
+    assert seen == [1, 3, 5]
 
 
 def test_run_methods_add_up_the_seconds_of_every_batch() -> None:
@@ -348,8 +405,9 @@ def test_run_methods_add_up_the_seconds_of_every_batch() -> None:
         time.sleep(0.02)
         return x
 
-    _, seconds = _run_methods({"slow": slow}, [(torch.zeros(1, 1, 2, 2, 2),)] * 3)
-    assert seconds["slow"] >= 0.06
+    table, _ = _run_methods({"slow": slow}, [(torch.zeros(1, 1, 2, 2, 2),)] * 3,
+                            torch.zeros(3, 1, 2, 2, 2), None, unit="u")
+    assert table["seconds"]["slow"] >= 0.06
 
 
 def test_format_voxel_table_lists_the_lowest_error_first() -> None:

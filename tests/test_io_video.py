@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageFont
 
+from stgconv.io.image import from_levels
 from stgconv.io.video import (
     COMPARISON_GAP,
     _shortfall,
@@ -22,6 +24,7 @@ from stgconv.io.video import (
     check_fps,
     frame_rate,
     load_video,
+    read_frames,
     save_comparison,
     save_video,
     to_uint8,
@@ -217,6 +220,32 @@ def test_fps_resampling_picks_frames(ramp_file):
     assert frame_ids(load_video(ramp_file, fps=10)) == [0, 2, 5, 7]
     assert frame_ids(load_video(ramp_file, fps=50, n_frames=5)) == [0, 0, 1, 1, 2]
     assert frame_ids(load_video(ramp_file, fps=12.5, start_frame=1)) == [1, 3, 5, 7]
+
+
+@pytest.mark.parametrize("source", ["file", "folder"])
+def test_load_video_converts_the_frames_one_by_one(tmp_path, noise_clip, monkeypatch,
+                                                   source: str) -> None:
+    """The levels read_frames stacks, converted by from_levels, bit for bit and in the layout
+    of their view as (C, T, H, W), but never stacked: stacked and converted whole they peaked
+    at 13-14 bytes a value, 4-5 a frame at a time. Frames served twice (fps above the
+    source's) and read-only Pillow frames (no warning) too."""
+    if source == "file":
+        path, options = save_video(noise_clip, tmp_path / "noise.mkv", fps=25), {"fps": 50}
+    else:
+        path, options = tmp_path / "frames", {}
+        path.mkdir()
+        for t, frame in enumerate(to_uint8(noise_clip)):
+            Image.fromarray(frame).save(path / f"f{t}.png")
+    expected = from_levels(torch.from_numpy(read_frames(path, **options)).permute(3, 0, 1, 2)
+                           .float())
+    stacked, stack = [], np.stack
+    monkeypatch.setattr(np, "stack", lambda arrays, *args, **settings:
+                        stacked.append(len(arrays)) or stack(arrays, *args, **settings))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clip = load_video(path, **options)
+    assert torch.equal(clip, expected) and clip.stride() == expected.stride()
+    assert stacked == []
 
 
 def test_resize_and_channels(ramp_file, tmp_path, smooth_clip):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_int, class_numbers, npz_array, open_npz
+from stgconv.checks import as_int, class_numbers, npz_array, npz_length, open_npz
 from stgconv.data.base import NamedDataset
 from stgconv.io.folder import list_files
 from stgconv.io.image import IMAGE_SUFFIXES, check_channels, from_levels, load_image, luma
@@ -192,8 +192,7 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
         if key not in archive.files:
             raise ValueError(f"{path}: no labels {key!r} (it has {', '.join(archive.files)})")
         labels = npz_array(archive, key, path)
-        n_images = (len(npz_array(archive, images, path)) if images in archive.files
-                    else None)
+        n_images = npz_length(archive, images, path) if images in archive.files else None
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:

@@ -27,6 +27,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,16 +63,23 @@ RECOVERY_UNIT = ("mean absolute voxel error on [0, 1] over the missing voxels; I
                  "level over the whole grid; means over shapes")
 SCORE_CHUNK = 256
 """Shapes scored at a time."""
+PICTURED = 4
+"""Shapes in ``comparison.png``."""
 
 
 def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
-                     mesh_side: int = 32) -> Tensor:
+                     mesh_side: int = 32, max_side: int | None = None) -> Tensor:
     """Ground-truth shapes for an evaluation: float32 ``(N, 1, D, D, D)`` in {0, 1}.
 
     ``path`` is any voxel file (:data:`~stgconv.io.voxel.VOXEL_SUFFIXES`; an ``.npz`` holds them
     under ``X`` as ``(N, D, D, D)`` {0, 1}) or a folder of them, as training reads one
     (e.g. ``../shared/data/voxel/chairs_30_mat``, files in natural name order), or a folder of
     meshes, voxelized at ``mesh_side`` (the model's side: ``D = mesh_side``).
+
+    Raises:
+        ValueError: grids larger than ``max_side`` (the model's side; smaller ones are padded),
+            refused before a file's grids are converted; no shapes; a folder's shapes that are
+            not binary.
     """
     if max_shapes is not None and max_shapes < 1:
         raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
@@ -79,11 +87,15 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
         batch = load_voxel_shapes(path, max_shapes=max_shapes, mesh_side=mesh_side)
         if not torch.all((batch == 0) | (batch == 1)):
             raise ValueError(f"{path}: ground-truth shapes must be binary occupancy (0 or 1)")
+        _check_side(batch, path, max_side)
     else:
         grids = load_voxels(path, binary=True)
-        # Kept before they become float32 (4x their uint8): 20,000 32^3 grids took 3.1 GB
-        # for --max-shapes 8.
-        batch = to_tensor((grids[None] if grids.ndim == 3 else grids)[:max_shapes])
+        # Kept and refused before they become float32 (4x their uint8): 20,000 32^3 grids
+        # took 3.1 GB for --max-shapes 8; 500 64^3 grids 0.5 GB before a 32^3 model refused
+        # them.
+        grids = (grids[None] if grids.ndim == 3 else grids)[:max_shapes]
+        _check_side(grids, path, max_side)
+        batch = to_tensor(grids)
     if len(batch) == 0:
         raise ValueError(f"{path} holds no shapes")
     return batch
@@ -126,8 +138,8 @@ def eval_super_resolution(
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
-    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
-    side = _checked_side(truth, shapes, size)
+    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size)
+    side = truth.shape[-1]
     padded = pad_to(truth, size)
     lo = (size - side) // 2
     # The padding is known to be empty: a binary result places each block's count of occupied
@@ -175,8 +187,8 @@ def eval_super_resolution(
     lows = [(downsample(batch, factor), factor) for batch in padded.split(batch_size)]
     methods = {name: on_shapes_grid(method) for name, method in
                {"stgconv": ours, **UPSAMPLERS, "trilinear_binary": trilinear_binary}.items()}
-    results, seconds = _run_methods(methods, lows)
-    table = _table(results, truth, None, unit=SR_UNIT, seconds=seconds)
+    table, shown = _run_methods(methods, lows, truth, None, unit=SR_UNIT,
+                                keep=_kept(methods, len(truth), out_dir, tensorboard))
     table["start"] = _start_scores("initializer" if learned_start else config.chains.upsample,
                                    on_shapes_grid(start), lows, truth, None, unit=SR_UNIT)
     table.update({
@@ -189,8 +201,8 @@ def eval_super_resolution(
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
-    _report(table, out_dir, tensorboard, downsample(padded[:4], factor),
-            f"low {size // factor}^3", results, truth)
+    _report(table, out_dir, tensorboard, downsample(padded[:PICTURED], factor),
+            f"low {size // factor}^3", shown, truth)
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
@@ -242,8 +254,8 @@ def eval_recovery_3d(
     initializer = load_initializer(state, checkpoint, device=param.device)
     init = default_recovery_init(initializer) if init is None else init
     recovery_fill(init, initializer)  # an unknown init is refused before the shapes are read
-    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size)
-    side = _checked_side(truth, shapes, size)
+    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size)
+    side = truth.shape[-1]
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
     observed = torch.where(known, truth, torch.zeros_like(truth))
     sampler = task_sampler(config, n_steps=n_steps)
@@ -257,8 +269,9 @@ def eval_recovery_3d(
         return recovery_start(init, initializer, obs, kn, size, device=param.device).cpu()
 
     batches = list(zip(observed.split(batch_size), known.split(batch_size)))
-    results, seconds = _run_methods({"stgconv": ours, **FILLS}, batches)
-    table = _table(results, truth, ~known, unit=RECOVERY_UNIT, seconds=seconds)
+    methods = {"stgconv": ours, **FILLS}
+    table, shown = _run_methods(methods, batches, truth, ~known, unit=RECOVERY_UNIT,
+                                keep=_kept(methods, len(truth), out_dir, tensorboard))
     table["start"] = _start_scores(init, start, batches, truth, ~known, unit=RECOVERY_UNIT)
     table.update({
         "task": "recovery-3d", "n_shapes": len(truth), "size": side, "model_size": size,
@@ -266,92 +279,144 @@ def eval_recovery_3d(
         "steps": sampler.n_steps, "seed": seed,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
-    _report(table, out_dir, tensorboard, observed, "observed", results, truth)
+    _report(table, out_dir, tensorboard, observed, "observed", shown, truth)
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
 
 
-def _checked_side(truth: Tensor, shapes: str | Path, size: int) -> int:
-    """The side of the ground-truth grids ``truth`` ``(N, 1, R, R, R)`` read from ``shapes``, or
-    ``ValueError`` when they are larger than the model's ``size`` (smaller ones are padded)."""
-    side = truth.shape[-1]
-    if side > size:
+def _check_side(grids: np.ndarray | Tensor, shapes: str | Path, size: int | None) -> None:
+    """``ValueError`` when the ground-truth grids ``grids`` (``(..., R, R, R)``, read from
+    ``shapes``) are larger than the model's ``size`` (smaller ones are padded); no shapes pass
+    (refused elsewhere, as such)."""
+    side = grids.shape[-1]
+    if size is not None and len(grids) > 0 and side > size:
         raise ValueError(f"{shapes} holds {side}^3 grids; this model takes "
                          f"(N, {size}, {size}, {size}) (smaller grids are padded)")
-    return side
 
 
 def _start_scores(method: str, start: Callable[..., Tensor], batches: list[tuple[Any, ...]],
                   truth: Tensor, where: Tensor | None, *, unit: str) -> dict[str, Any]:
     """``{"method", "error", "iou", "iou_pooled", "seconds"}`` of our chain's start alone."""
-    results, seconds = _run_methods({method: start}, batches)
-    scores = _table(results, truth, where, unit=unit, seconds=seconds)
+    scores, _ = _run_methods({method: start}, batches, truth, where, unit=unit)
     return {"method": method, "error": scores["errors"][method], "iou": scores["iou"][method],
-            "iou_pooled": scores["iou_pooled"][method], "seconds": seconds[method]}
+            "iou_pooled": scores["iou_pooled"][method], "seconds": scores["seconds"][method]}
 
 
-def _run_methods(methods: dict[str, Callable[..., Tensor]], batches: list[tuple[Any, ...]]
-                 ) -> tuple[dict[str, Tensor], dict[str, float]]:
-    """Every method on every batch (``method(*batch)``), in the order given: the outputs clamped
-    to ``[0, 1]`` and joined over the batches, and the seconds each method took in all."""
-    outputs: dict[str, list[Tensor]] = {name: [] for name in methods}
+def _kept(methods: dict[str, Any], n_shapes: int, out_dir: str | Path | None,
+          tensorboard: str | Path | None) -> dict[str, int]:
+    """How many of each method's first outputs :func:`_report` needs: the pictured shapes' for
+    a render, and every one of ours for ``stgconv.npy``."""
+    if out_dir is None and tensorboard is None:
+        return {}
+    keep = dict.fromkeys(methods, PICTURED)
+    if out_dir is not None:
+        keep["stgconv"] = n_shapes
+    return keep
+
+
+def _run_methods(methods: dict[str, Callable[..., Tensor]], batches: list[tuple[Any, ...]],
+                 truth: Tensor, where: Tensor | None, *, unit: str,
+                 keep: dict[str, int] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Every method on every batch (``method(*batch)``, the batches splitting ``truth``
+    ``(N, 1, D, H, W)`` in order), in the order given, each output clamped to ``[0, 1]`` and
+    scored against its shapes as soon as it is made (``where``: bool like ``truth`` or
+    ``None``, the voxels the errors cover).
+
+    Returns the scores (``{"unit", "errors", "iou", "iou_pooled", "seconds"}``, see
+    :class:`_Scores`; ``seconds``: each method's in all, its scoring left out) and, of each
+    method ``keep`` names, its first ``keep[name]`` outputs joined: only those are kept (every
+    output for the end took 1.5 GB per 1,000 32^3 shapes).
+
+    Raises:
+        ValueError: a method's output whose shape is not its shapes'.
+    """
+    keep = keep or {}
+    scores = {name: _Scores(len(truth)) for name in methods}
+    kept: dict[str, Tensor] = {}
     seconds = dict.fromkeys(methods, 0.0)
+    done = 0
     for batch in batches:
+        shapes = truth[done:done + len(batch[0])]
+        scored = None if where is None else where[done:done + len(shapes)]
         for name, method in methods.items():
             started = time.perf_counter()
-            outputs[name].append(method(*batch).clamp(0.0, 1.0))
+            output = method(*batch).clamp(0.0, 1.0)
             seconds[name] += time.perf_counter() - started
-    return {name: torch.cat(parts) for name, parts in outputs.items()}, seconds
+            if output.shape != shapes.shape:  # a short output would score fewer shapes
+                raise ValueError(f"{name}'s results {tuple(output.shape)} and their shapes "
+                                 f"{tuple(shapes.shape)} differ")
+            scores[name].add(output, shapes, scored)
+            if name in keep and done < keep[name]:
+                if name not in kept:  # filled in place: joined at the end, they were held twice
+                    kept[name] = output.new_empty((min(keep[name], len(truth)),
+                                                   *output.shape[1:]))
+                part = output[:keep[name] - done]
+                kept[name][done:done + len(part)] = part
+        done += len(shapes)
+    table = {"unit": unit, "errors": {}, "iou": {}, "iou_pooled": {}, "seconds": seconds}
+    for name, score in scores.items():
+        table["errors"][name], table["iou"][name], table["iou_pooled"][name] = score.means()
+    return table, kept
+
+
+class _Scores:
+    """One method's scores, added as its outputs are made: the mean absolute error and the
+    IoU of each shape (means over shapes) and the IoU pooled over every shape's voxels."""
+
+    def __init__(self, n_shapes: int) -> None:
+        # One tensor per score, filled in place: a list of every chunk's few scores, made
+        # between the batches' outputs, kept the allocator from reusing the memory they freed
+        # (1,000 32^3 shapes: 1 MB more a shape).
+        self.errors = torch.empty(n_shapes, dtype=torch.float64)
+        self.iou = torch.empty(n_shapes, dtype=torch.float64)
+        self.n_scored = self.both = self.either = 0
+
+    def add(self, pred: Tensor, truth: Tensor, where: Tensor | None) -> None:
+        """Score ``pred`` against ``truth`` (both ``(B, 1, D, H, W)``; ``where``: bool of the
+        same shape, or ``None``), SCORE_CHUNK shapes at a time: the errors' float64
+        differences of every shape at once took 36 bytes a voxel (a batch of every shape,
+        1,000 32^3 shapes: 1.2 GB)."""
+        truths = truth.split(SCORE_CHUNK)
+        wheres = [None] * len(truths) if where is None else where.split(SCORE_CHUNK)
+        for part, part_truth, part_where in zip(pred.split(SCORE_CHUNK), truths, wheres):
+            scored = slice(self.n_scored, self.n_scored + len(part))
+            self.errors[scored] = voxel_errors(part, part_truth, where=part_where)
+            self.iou[scored] = voxel_iou(part, part_truth)
+            self.n_scored += len(part)
+            a, b = part >= 0.5, part_truth >= 0.5
+            self.both += int((a & b).sum())
+            self.either += int((a | b).sum())
+
+    def means(self) -> tuple[float, float, float]:
+        """The mean error and IoU over the shapes, and the pooled IoU (:func:`pooled_iou`)."""
+        return (self.errors.mean().item(), self.iou.mean().item(),
+                pooled_iou(self.both, self.either))
 
 
 def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str | Path | None,
-            inputs: Tensor, input_title: str, results: dict[str, Tensor], truth: Tensor) -> None:
-    """Write ``stgconv.npy`` (ours) and ``comparison.png`` (input | baselines | ours | truth for
-    the first 4 shapes) into ``out_dir``, and the scores and the render into ``tensorboard``;
-    each where given."""
+            inputs: Tensor, input_title: str, shown: dict[str, Tensor], truth: Tensor) -> None:
+    """Write ``stgconv.npy`` (ours: ``shown["stgconv"]``, every shape) and ``comparison.png``
+    (input | baselines | ours | truth for the first PICTURED shapes, of ``inputs`` and
+    ``shown``) into ``out_dir``, and the scores and the render into ``tensorboard``; each where
+    given."""
     if out_dir is not None:
-        atomic_save_npy(Path(out_dir) / "stgconv.npy", results["stgconv"][:, 0].numpy())
+        atomic_save_npy(Path(out_dir) / "stgconv.npy", shown["stgconv"][:, 0].numpy())
     if out_dir is None and tensorboard is None:
         return
-    baselines = [name for name in results if name != "stgconv"]
+    baselines = [name for name in shown if name != "stgconv"]
     panels, titles = [], []
-    for i in range(min(4, len(truth))):
-        panels += [inputs[i], *(results[name][i] for name in baselines), results["stgconv"][i],
+    for i in range(min(PICTURED, len(truth))):
+        panels += [inputs[i], *(shown[name][i] for name in baselines), shown["stgconv"][i],
                    truth[i]]
         titles += [input_title, *baselines, "stgconv", "truth"]
-    sheet = voxel_sheet(panels, titles=titles, columns=len(results) + 2)
+    sheet = voxel_sheet(panels, titles=titles, columns=len(shown) + 2)
     if out_dir is not None:
         save_picture(sheet, Path(out_dir) / "comparison.png")
     if tensorboard is not None:
         picture = torch.from_numpy(sheet).permute(2, 0, 1) / 255  # [0, 1], (C, H, W)
         log_evaluation(tensorboard, table["task"], table, {"comparison": picture})
-
-
-def _table(results: dict[str, Tensor], truth: Tensor, where: Tensor | None, *, unit: str,
-           seconds: dict[str, float]) -> dict[str, Any]:
-    errors, iou, pooled = {}, {}, {}
-    for name, pred in results.items():  # chunks of both zipped: a short pred would score less
-        if pred.shape != truth.shape:
-            raise ValueError(f"{name}'s results {tuple(pred.shape)} and the shapes "
-                             f"{tuple(truth.shape)} differ")
-    # SCORE_CHUNK shapes at a time: the errors' float64 differences of every shape at once
-    # took 36 bytes a voxel beside the results (1,000 32^3 shapes: 1.2 GB).
-    truths = truth.split(SCORE_CHUNK)
-    wheres = ([None] * len(truths) if where is None
-              else where.expand_as(truth).split(SCORE_CHUNK))
-    for name, pred in results.items():
-        shape_errors, shape_iou, both, either = [], [], 0, 0
-        for part, part_truth, part_where in zip(pred.split(SCORE_CHUNK), truths, wheres):
-            shape_errors.append(voxel_errors(part, part_truth, where=part_where))
-            shape_iou.append(voxel_iou(part, part_truth))
-            a, b = part >= 0.5, part_truth >= 0.5
-            both += int((a & b).sum())
-            either += int((a | b).sum())
-        errors[name] = torch.cat(shape_errors).mean().item()
-        iou[name] = torch.cat(shape_iou).mean().item()
-        pooled[name] = pooled_iou(both, either)
-    return {"unit": unit, "errors": errors, "iou": iou, "iou_pooled": pooled, "seconds": seconds}
 
 
 def format_voxel_table(table: dict[str, Any]) -> str:

@@ -194,9 +194,17 @@ def load_video(
             the message says how many frames before it are whole); no decodable frames; fewer
             frames than asked (the message says how many there are).
     """
-    levels = read_frames(path, start_frame=start_frame, n_frames=n_frames, size=size, fps=fps,
-                         channels=channels)
-    return from_levels(torch.from_numpy(levels).permute(3, 0, 1, 2).float())
+    frames = _frames(path, start_frame=start_frame, n_frames=n_frames, size=size, fps=fps,
+                     channels=channels)
+    clip = torch.empty(len(frames), *frames[0].shape, dtype=torch.float32)  # (T, H, W, C)
+    # A frame at a time, each frame's levels let go once converted: stacked and converted
+    # whole, they peaked at 13-14 bytes a value (the frames, their stack, its floats and
+    # from_levels' two results), 2 GB for a minute of 25 fps 256x256 RGB. torch.tensor copies:
+    # a frame may be a read-only view of a Pillow image, which torch.from_numpy warns of.
+    for t in reversed(range(len(frames))):
+        clip[t] = from_levels(torch.tensor(frames.pop()).float())
+    # (T, H, W, C) seen as (C, T, H, W): the layout the view of the stacked levels had.
+    return clip.permute(3, 0, 1, 2)
 
 
 def read_frames(
@@ -211,6 +219,16 @@ def read_frames(
     """The frames :func:`load_video` reads (same arguments, same errors) as they were decoded:
     uint8 ``(T, H, W, C)``, a quarter of the float clip's memory, for callers that keep the
     levels (a clip cache)."""
+    return np.stack(_frames(path, start_frame=start_frame, n_frames=n_frames, size=size,
+                            fps=fps, channels=channels))
+
+
+def _frames(path: str | Path, *, start_frame: int, n_frames: int | None,
+            size: int | tuple[int, int] | None, fps: float | None, channels: int
+            ) -> list[np.ndarray]:
+    """The frames :func:`load_video` reads (same arguments, same errors), each uint8
+    ``(H, W, C)``; a frame that serves several (``fps`` above the source's) is listed as
+    often."""
     path = Path(path)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -227,10 +245,8 @@ def read_frames(
             raise ValueError(
                 f"fps={fps} needs a video file; the frame folder {path} has no frame rate"
             )
-        frames = _read_folder(path, start_frame, n_frames, out_size, channels)
-    else:
-        frames = _read_file(path, start_frame, n_frames, out_size, fps, channels)
-    return np.stack(frames)
+        return _read_folder(path, start_frame, n_frames, out_size, channels)
+    return _read_file(path, start_frame, n_frames, out_size, fps, channels)
 
 
 def _to_array(image: Image.Image, size: tuple[int, int] | None, channels: int) -> np.ndarray:
