@@ -808,6 +808,10 @@ def test_features_read_shapes_refuses_non_cubic_grids_and_non_integer_labels(tmp
         np.savez(tmp_path / f"{name}.npz", **arrays)
         with pytest.raises(ValueError, match=message):
             read_shapes(tmp_path / f"{name}.npz")
+    # Classes stored as doubles (MATLAB, pandas) are read, and split, as the classes they name.
+    np.savez(tmp_path / "doubles.npz", X=np.zeros((3, 2, 2, 2)), y=np.array([2.0, 0.0, 2.0]))
+    labels = read_shapes(tmp_path / "doubles.npz")["y"]
+    assert labels.dtype == np.int64 and labels.tolist() == [2, 0, 2]
 
 
 def test_read_npz_names_the_file_and_array_it_cannot_read(tmp_path, bench_module):

@@ -81,22 +81,27 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
     assert marker.read_text() == "code ran on load"
 
 
-def test_the_refusal_leaves_out_torchs_advice_given_on_the_same_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+ADVICE = ("Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` "
+          "will likely succeed, but it can result in arbitrary code execution. Do it only if you "
+          "got the file from a trusted source.")
+REFUSAL = ("WeightsUnpickler error: Unsupported global: GLOBAL pathlib.PosixPath was not an "
+           "allowed global by default. Please use `torch.serialization.add_safe_globals("
+           "[PosixPath])` to allowlist this global if you trust this class/function.")
+
+
+@pytest.mark.parametrize("message", [f"{ADVICE} {REFUSAL}", f"{ADVICE}\n\n\t{REFUSAL}"],
+                         ids=["one line", "a line of its own"])
+def test_the_refusal_names_the_object_without_torchs_advice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, message: str) -> None:
     """Older torch wrote its advice to retry with weights_only=False and the refused object on
-    one line (its message plus the unpickler's error); the refusal passed the advice on."""
+    one line (its message plus the unpickler's error); the refusal passed the advice on. Newer
+    torch puts the object on a line of its own, named whole from its first word."""
     path = save_checkpoint({"x": torch.arange(3.0)}, tmp_path / "c.pt")
 
-    def one_line_refusal(*args, **kwargs):
-        raise pickle.UnpicklingError(
-            "Weights only load failed. Re-running `torch.load` with `weights_only` set to "
-            "`False` will likely succeed, but it can result in arbitrary code execution. Do it "
-            "only if you got the file from a trusted source. WeightsUnpickler error: Unsupported "
-            "global: GLOBAL pathlib.PosixPath was not an allowed global by default. Please use "
-            "`torch.serialization.add_safe_globals([PosixPath])` to allowlist this global if you "
-            "trust this class/function.")
+    def refusal_of_torch(*args, **kwargs):
+        raise pickle.UnpicklingError(message)
 
-    monkeypatch.setattr(torch, "load", one_line_refusal)
+    monkeypatch.setattr(torch, "load", refusal_of_torch)
     with pytest.raises(CheckpointError) as refusal:
         load_checkpoint(path)
     assert str(refusal.value).endswith(": WeightsUnpickler error: Unsupported global: GLOBAL "

@@ -33,6 +33,7 @@ from stgconv.checks import (
     check_classes,
     check_finite_number,
     check_voxels,
+    class_numbers,
     open_npz,
     reading,
 )
@@ -459,3 +460,24 @@ def test_check_finite_number_takes_zero_unless_positive() -> None:
     check_finite_number(1e-30, "step_size", positive=True)
     with pytest.raises(ValueError, match=r"^step_size must be finite and > 0, got 0.0$"):
         check_finite_number(0.0, "step_size", positive=True)
+
+
+def test_class_numbers_take_every_int64_and_every_whole_double_up_to_2_to_the_53() -> None:
+    """uint64 up to int64's largest and whole doubles up to 2^53 (the last at which every
+    whole number is a double) are the classes they name; one past each is refused."""
+    largest = np.iinfo(np.int64).max
+    kept = class_numbers(np.array([0, 2**32, largest], np.uint64), "y")
+    assert kept.dtype == np.int64 and kept.tolist() == [0, 2**32, largest]
+    assert class_numbers(np.array([-(2.0**53), 2.0**53]), "y").tolist() == [-(2**53), 2**53]
+    with pytest.raises(ValueError, match=r"^y must be class numbers, got 9223372036854775808$"):
+        class_numbers(np.array([0, largest + 1], np.uint64), "y")
+    with pytest.raises(ValueError, match=r"^y must be class numbers, got 1\.15e\+18$"):
+        class_numbers(np.array([0.0, 2.0**60]), "y")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float64])
+def test_class_numbers_of_no_labels_are_an_empty_int64_array(dtype) -> None:
+    """A file of no shapes (or images) has no labels: nothing to check, not numpy's error
+    for the largest of no values."""
+    labels = class_numbers(np.zeros(0, dtype), "y")
+    assert labels.dtype == np.int64 and labels.shape == (0,)

@@ -210,8 +210,9 @@ def test_npz_sources(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not name its categories"):
         VoxelShapes(tmp_path / "bare.npz", categories=["chair"])
 
-    np.savez(tmp_path / "column.npz", X=grids, y=np.array([[2], [2], [1], [9], [2]]))
-    assert list(VoxelShapes(tmp_path / "column.npz").targets) == [2, 2, 1, 9, 2]  # Keras (N, 1)
+    np.savez(tmp_path / "column.npz", X=grids, y=np.array([[2], [2], [1], [9], [2]], np.uint8))
+    column = VoxelShapes(tmp_path / "column.npz").targets  # Keras (N, 1), int64 as documented
+    assert column.dtype == np.int64 and list(column) == [2, 2, 1, 9, 2]
     np.savez(tmp_path / "table.npz", X=grids, y=np.zeros((5, 2), np.int64))
     with pytest.raises(ValueError, match=r"y must hold N=5 labels .*got \(5, 2\)"):
         VoxelShapes(tmp_path / "table.npz")
@@ -220,7 +221,8 @@ def test_npz_sources(tmp_path: Path) -> None:
         VoxelShapes(tmp_path / "halves.npz")
     # Classes stored as doubles (MATLAB, pandas) are the classes they name.
     np.savez(tmp_path / "doubles.npz", X=grids, y=np.array([2.0, 2.0, 1.0, 9.0, 2.0]))
-    assert list(VoxelShapes(tmp_path / "doubles.npz").targets) == [2, 2, 1, 9, 2]
+    doubles = VoxelShapes(tmp_path / "doubles.npz").targets
+    assert doubles.dtype == np.int64 and list(doubles) == [2, 2, 1, 9, 2]
     # Names that would merge two classes, or leave a label unnamed (every test shape was
     # relabelled, or an IndexError later).
     np.savez(tmp_path / "twice.npz", X=grids, y=np.array([0, 1, 0, 1, 0]),

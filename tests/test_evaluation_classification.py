@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny import boxes_and_balls
 from torch import nn
 
 from stgconv.cli import main
@@ -471,3 +472,56 @@ def test_a_model_trained_on_a_split_was_trained_on_that_split_only(tmp_path) -> 
     assert _trained_on(config("all"), shapes("test"))
     assert not _trained_on(config("all"), SimpleNamespace(root=tmp_path / "other.h5",
                                                           split="train"))
+
+
+def test_the_features_are_of_the_shapes_drawn_padded_to_the_models_side(trained_voxel_run,
+                                                                          tmp_path,
+                                                                          monkeypatch) -> None:
+    """--per-class: the features fitted are those of the shapes drawn (each with its own
+    label), not the file's first ones; 14^3 shapes, fitted and tested, are padded to the 16^3
+    model's side as it was trained."""
+    import stgconv.evaluation.classification as classification
+    from stgconv.io.voxel import pad_to
+    from stgconv.modalities import VOXELS
+    from stgconv.tasks.voxel import load_voxel_model
+
+    grids = boxes_and_balls(12, 14)[:, 0].numpy().astype(np.uint8)
+    labels = np.arange(12) % 2
+    np.savez(tmp_path / "shapes.npz", X=grids, y=labels)
+    np.savez(tmp_path / "test.npz", X=grids[:4], y=labels[:4])
+    inputs = []
+    real = classification.descriptor_features
+
+    def spy(energy, shapes, **settings):
+        inputs.append(shapes.clone())
+        return real(energy, shapes, **settings)
+
+    monkeypatch.setattr(classification, "descriptor_features", spy)
+    classification.eval_classification(trained_voxel_run["run"], tmp_path / "shapes.npz",
+                                       test=tmp_path / "test.npz", per_class=3, seed=0,
+                                       device="cpu")
+    drawn = balanced_subset(torch.from_numpy(labels), 3, generator=torch.Generator().manual_seed(0))
+    assert drawn.tolist() != list(range(6))  # the file's first 6 would pass unnoticed
+    _, config, _ = load_voxel_model(trained_voxel_run["run"], device="cpu")
+    padded = pad_to(torch.from_numpy(grids).float()[:, None], 16) - VOXELS.offset(config)
+    assert len(inputs) == 4  # trained and untrained energy, fitted then tested shapes
+    for shapes, expected in zip(inputs, [padded[drawn]] * 2 + [padded[:4]] * 2):
+        torch.testing.assert_close(shapes, expected)
+
+
+def test_non_finite_features_of_any_chunk_of_shapes_are_named(files, monkeypatch) -> None:
+    """The check for a diverged descriptor covers every chunk of shapes, not only the first."""
+    import stgconv.evaluation.classification as classification
+
+    real = classification.descriptor_features
+
+    def last_chunk_diverged(energy, shapes, **settings):
+        features = real(energy, shapes, **settings)
+        if len(shapes) == 2:  # the last of 12 shapes in chunks of 5
+            features[-1, 0] = float("nan")
+        return features
+
+    monkeypatch.setattr(classification, "FEATURE_CHUNK", 5)
+    monkeypatch.setattr(classification, "descriptor_features", last_chunk_diverged)
+    with pytest.raises(ValueError, match=r"features of .* hold NaN or infinite values"):
+        classification.eval_classification(files["run"], files["shapes"], folds=2, device="cpu")

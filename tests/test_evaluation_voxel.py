@@ -398,6 +398,20 @@ def test_eval_recovery_3d_scores_each_batch_before_running_the_next(files, monke
     assert seen == [1, 3, 5]
 
 
+def test_run_methods_score_every_chunk_without_a_mask(monkeypatch) -> None:
+    """No mask (super-resolution scores every voxel): each chunk of shapes is scored, none
+    dropped (zipped with a single ``None``, only the first chunk was)."""
+    from stgconv.evaluation import voxel
+
+    truth = (torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    pred = torch.rand(5, 1, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    whole, _ = _run_methods({"m": lambda x: x}, [(pred,)], truth, None, unit="u")
+    monkeypatch.setattr(voxel, "SCORE_CHUNK", 2)
+    chunked, _ = _run_methods({"m": lambda x: x}, [(pred,)], truth, None, unit="u")
+    assert {k: chunked[k] for k in ("errors", "iou", "iou_pooled")} == {
+        k: whole[k] for k in ("errors", "iou", "iou_pooled")}
+
+
 def test_run_methods_add_up_the_seconds_of_every_batch() -> None:
     import time
 

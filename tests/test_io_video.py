@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -728,6 +729,30 @@ def test_a_forked_worker_never_frees_a_decoder_left_to_the_collector(tmp_path,
         assert len(list(loader)) == 2
     finally:
         gc.enable()
+
+
+def test_pyav_registers_its_fork_hook_once_per_process(tmp_path, noise_clip,
+                                                       monkeypatch) -> None:
+    """Every read and write imports PyAV through one cached function: a hook registered per
+    call would make each later fork collect the cycles once per file ever read."""
+    path = save_video(noise_clip, tmp_path / "clip.mkv")  # PyAV used: its hook is in place
+    registered = []
+    monkeypatch.setattr(os, "register_at_fork", lambda **hooks: registered.append(hooks))
+    load_video(path)
+    frame_rate(path)
+    save_video(noise_clip, tmp_path / "again.mkv")
+    assert registered == []
+
+
+def test_read_frames_are_the_decoded_levels_load_video_scales(tmp_path, noise_clip) -> None:
+    """uint8 ``(T, H, W, C)``, as decoded (a quarter of the float clip's memory): the levels
+    load_video maps to [-1, 1], exactly those written losslessly."""
+    path = save_video(noise_clip, tmp_path / "clip.mkv")
+    frames = read_frames(path)
+    assert frames.dtype == np.uint8 and frames.shape == (T, H, W, 3)
+    assert np.array_equal(frames, to_uint8(noise_clip))
+    assert torch.equal(load_video(path), from_levels(torch.from_numpy(frames).float()
+                                                     .permute(3, 0, 1, 2)))
 
 
 def test_a_display_matrix_turning_by_an_odd_angle_is_refused(tmp_path) -> None:

@@ -872,6 +872,23 @@ def test_a_truncated_ply_is_refused(tmp_path: Path) -> None:
         load_mesh(path)
 
 
+def test_a_binary_ply_list_longer_than_the_file_is_named_before_numpy_sees_it(
+        tmp_path: Path) -> None:
+    """A first face claiming 4e9 corners (a uint length) in a file of 12 bytes more: refused as
+    the data ending inside a row, before numpy is asked for a row type of 4e9 values (its own
+    error, "dimension does not fit into a C int", named no row)."""
+    header = ("ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty double x\n"
+              "property double y\nproperty double z\nelement face 1\n"
+              "property list uint int vertex_indices\nend_header\n")
+    path = tmp_path / "long_list.ply"
+    path.write_bytes(header.encode() + np.eye(3).tobytes()
+                     + np.array([4_000_000_000], "<u4").tobytes()
+                     + np.array([0, 1, 2], "<i4").tobytes())
+    with pytest.raises(ValueError, match=r"long_list\.ply: .*element 'face': the data ends "
+                                         r"inside a row"):
+        load_mesh(path)
+
+
 def test_vertices_no_face_uses_do_not_move_the_shape() -> None:
     """Normalising by every vertex, one stray at x = 100 shrank a cube to 4 voxels at 16^3."""
     stray = np.vstack([CUBE_VERTICES, [[100.0, 0, 0]]])
@@ -1134,6 +1151,8 @@ def test_ply_faces_of_fewer_than_three_corners_are_refused(tmp_path: Path, name:
     # name the row): 2.5 truncated, and 259 and -253 wrapped into a uchar, are 2 and 3.
     ("fractional_int.ply", lambda text: text.replace("\n3 0 1 3\n", "\n3 0 1 2.5\n"),
      "row '3 0 1 2.5' holds a value that is no i4"),
+    ("fractional_uint.ply", lambda text: text.replace("list uchar int", "list uchar uint")
+     .replace("\n3 0 1 3\n", "\n3 0 1 2.5\n"), "row '3 0 1 2.5' holds a value that is no u4"),
     ("uchar_259.ply", lambda text: text.replace("list uchar int", "list uchar uchar")
      .replace("\n3 0 1 3\n", "\n3 0 1 259\n"), "row '3 0 1 259' holds a value that is no u1"),
     ("uchar_minus_253.ply", lambda text: text.replace("list uchar int", "list uchar uchar")

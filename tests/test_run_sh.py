@@ -110,6 +110,24 @@ def test_the_command_runs_unlocked_where_the_install_cannot_lock(tmp_path: Path,
     assert "waiting" not in output, output
 
 
+def test_a_wait_for_the_lock_that_fails_goes_on_unlocked(tmp_path: Path) -> None:
+    """flock(1) says another run.sh holds the lock, then fails to wait for it (interrupted, or
+    locks gone): the install goes on unlocked, as where it cannot lock at all, instead of
+    `set -e` ending run.sh without a word after its "waiting" line."""
+    venv = tmp_path / "venv"
+    stand_in(venv)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    flock = tools / "flock"
+    flock.write_text('#!/bin/sh\n[ "$1" = -n ] && exit 75\nexit 1\n')
+    flock.chmod(0o755)
+    run = start_run_sh({"HOME": str(tmp_path), "STGCONV_VENV": str(venv),
+                        "PATH": f"{tools}:{PATH}"})
+    output = run.communicate(timeout=60)[0]
+    assert "run.sh: waiting for another run.sh" in output, output
+    assert run.returncode == 0 and "ran -c pass" in output, output
+
+
 def test_a_run_sh_that_waits_for_another_install_says_so(tmp_path: Path) -> None:
     """Another install holds the lock (a first one takes minutes): run.sh says why it waits,
     and goes on when the lock is freed."""

@@ -231,6 +231,26 @@ def test_a_file_of_many_shapes_runs_its_chains_a_batch_at_a_time(files, tmp_path
     assert chained[2:] == [4, 4, 2]
 
 
+@pytest.mark.parametrize("batch_size", [0, True, 2.5])
+def test_a_batch_size_that_is_not_a_positive_count_is_refused_naming_it(files, tmp_path,
+                                                                         batch_size) -> None:
+    """Called from Python (the CLI checks its own --batch-size), a batch size that is no
+    positive int is named before anything runs or is written."""
+    from stgconv.tasks.voxel import recover_shape, super_resolve
+
+    np.save(tmp_path / "low.npy", np.full((4, 4, 4), 0.5, np.float32))
+    np.save(tmp_path / "shape.npy", np.zeros((8, 8, 8), np.float32))
+    np.save(tmp_path / "known.npy", np.arange(512).reshape(8, 8, 8) % 2)
+    message = rf"^batch_size must be an int >= 1, got {batch_size}$"
+    with pytest.raises(ValueError, match=message):
+        super_resolve(files["run"], tmp_path / "low.npy", tmp_path / "out", n_steps=1,
+                      batch_size=batch_size, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        recover_shape(files["run"], tmp_path / "shape.npy", tmp_path / "known.npy",
+                      tmp_path / "out", n_steps=1, batch_size=batch_size, device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
 def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_path) -> None:
     """Two 14^3 shapes under the 16^3 model (padded for it), 60% hidden: the observed voxels
     come back unchanged, the hidden ones filled, a render beside them; one shape adds a mesh."""
@@ -254,6 +274,34 @@ def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_pat
     assert recovered.min() >= 0 and recovered.max() <= 1
     assert not np.array_equal(recovered[known == 0], np.full((known == 0).sum(), 0.5))
     assert (out / "recovered.png").is_file() and not (out / "recovered.ply").exists()
+
+
+def test_recover_shape_batches_continue_one_noise_stream_and_clamp_to_occupancy(
+        files, tmp_path, monkeypatch) -> None:
+    """With a noisy chain and no clamp of its own (the tiny run's has neither noise nor that
+    need): two copies of a shape in batches of one draw their own noise, as they would in one
+    batch (were each batch reseeded, both would get the same), and the result is occupancy in
+    [0, 1]."""
+    import dataclasses
+
+    import stgconv.tasks.voxel as voxel_tasks
+
+    real = voxel_tasks.task_sampler
+
+    def noisy_unclamped(config, **settings):
+        return dataclasses.replace(real(config, **settings), clamp=None, noise_scale=1.0,
+                                   step_size=1.0)
+
+    monkeypatch.setattr(voxel_tasks, "task_sampler", noisy_unclamped)
+    shape = boxes_and_balls(1, 16)[0, 0].numpy()
+    np.save(tmp_path / "twins.npy", np.stack([shape, shape]))
+    known = np.arange(shape.size).reshape(shape.shape) % 2
+    np.save(tmp_path / "known.npy", np.stack([known, known]))
+    voxel_tasks.recover_shape(files["run"], tmp_path / "twins.npy", tmp_path / "known.npy",
+                              tmp_path / "out", n_steps=1, batch_size=1, device="cpu")
+    first, second = np.load(tmp_path / "out" / "recovered.npy")
+    assert not np.array_equal(first, second)
+    assert first.min() >= 0 and first.max() <= 1
 
 
 def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
