@@ -44,16 +44,18 @@ class ModelConfig:
     # Videos (STGConvNet): "st" / "st_small" (stationary), "fc_s" / "fc_s_small" (spatially fully
     # connected). Voxels (3D descriptor net): "desc32", "desc64_sr", "desc32_small", "desc64_small".
     # Classifiers read as energies (JEM; the `jem` section trains them): "digit_classifier" (28x28),
-    # "wide_resnet" (WRN-28-10, 32x32). The data's channels and size are filled in from the data.
+    # "wide_resnet" (WRN-28-10, 32x32).
     arch: Literal[
         "texture", "object", "descriptor64", "descriptor16", "descriptor4",
         "st", "st_small", "fc_s", "fc_s_small",
         "desc32", "desc64_sr", "desc32_small", "desc64_small",
         "digit_classifier", "wide_resnet",
     ] = "texture"
-    in_channels: int = 1
-    # Needed by architectures with a fully connected head; stationary ones take any size.
-    image_size: int = 64
+    # The data's channels and the examples' side (a multigrid grid's size), filled in when the
+    # net is built (null: not set); a value set must be the data's (see fill_model).
+    in_channels: int | None = None
+    # Read by architectures with a fully connected head; stationary ones take any size.
+    image_size: int | None = None
     # Replaces the preset's conv stack: rows of [out_channels, kernel, stride] or
     # [out_channels, kernel, stride, padding]; kernel, stride and padding may be per-dimension
     # lists ([t, h, w] for videos).
@@ -580,7 +582,10 @@ def _check_unread_settings(config: ExperimentConfig) -> None:
         _refuse_unread("data", data, ("categories", "split", "mean"),
                        f"applies to voxels only: data.kind {data.kind!r} ignores it")
     if config.multigrid is not None:
-        every = [f.name for f in dataclasses.fields(ModelConfig)]
+        # Not in_channels and image_size, filled in from the data: earlier runs' configs hold
+        # 1 and 64 here.
+        every = [f.name for f in dataclasses.fields(ModelConfig)
+                 if f.name not in ("in_channels", "image_size")]
         _refuse_unread("model", model, every, "a multigrid run builds each grid's net from "
                        "multigrid.grids[i].model")
         every = [f.name for f in dataclasses.fields(ChainConfig)]
@@ -635,6 +640,20 @@ def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
     else:
         _refuse_unread(key, model, ("n_classes",),
                        f"applies to classifier architectures only, not {model.arch!r}")
+
+
+def fill_model(model: ModelConfig, key: str, *, in_channels: int, image_size: int,
+               size_of: str) -> ModelConfig:
+    """``model`` (the section at ``key``) with the data's ``in_channels`` and ``image_size``
+    (``size_of`` names whose size it is) filled in. ``ValueError`` for a value set that differs:
+    replaced without a word, a 3 set for grey images looked like a colour net."""
+    for name, value, whose in (("in_channels", in_channels, "their channels"),
+                               ("image_size", image_size, size_of)):
+        given = getattr(model, name)
+        if given is not None and given != value:
+            raise ValueError(f"{key}.{name} is {given!r}, but the data give {value} ({whose}): "
+                             f"the net is built for the data; leave {key}.{name} out (or null)")
+    return dataclasses.replace(model, in_channels=in_channels, image_size=image_size)
 
 
 def _check_layers(key: str, layers: Sequence[Sequence[Any]], *, spatial_dims: int) -> None:

@@ -491,6 +491,18 @@ def test_a_video_grid_may_refine_time_only(tmp_path: Path) -> None:
     assert [grid.frames for grid in config.multigrid.grids] == [2, None]
 
 
+def test_a_multigrid_runs_saved_config_with_the_old_model_defaults_loads(tmp_path: Path
+                                                                          ) -> None:
+    """Earlier runs saved 1 and 64 as the unread top-level model's channels and size (their
+    defaults then): not settings a multigrid run refuses."""
+    path = write_config(tmp_path / "config.yaml", OBJECTS, {"grids": [{"size": 8}]},
+                        out=tmp_path / "run")
+    saved = {**yaml.safe_load(path.read_text()),
+             "model": {"arch": "texture", "in_channels": 1, "image_size": 64}}
+    path.write_text(yaml.safe_dump(saved))
+    assert load_config(path).multigrid.grids[0].model.in_channels is None
+
+
 def grid_sampler_config(tmp_path: Path) -> Path:
     """A two-grid voxel config whose coarse grid sets only its own chain length."""
     path = tmp_path / "config.yaml"

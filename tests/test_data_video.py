@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from _tiny import ANOTHER_CACHE, cache_written_meanwhile
+from _tiny import ANOTHER_CACHE, cache_written_meanwhile, file_size_limit, fill
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -23,6 +24,7 @@ from stgconv.data.video import (
     list_videos,
     load_training_clips,
 )
+from stgconv.io.atomic import WriteError
 from stgconv.io.video import load_video, save_video, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
@@ -392,6 +394,30 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
     (tmp_path / "second.hdf5").write_bytes(b"")
     with pytest.raises(ValueError, match="exactly one clip cache"):
         VideoClips(tmp_path)
+
+
+@pytest.mark.parametrize("limit", [0, 20_000])
+def test_a_cache_built_past_a_file_size_limit_is_a_write_error_naming_it(
+        video_dir: Path, tmp_path: Path, limit: int) -> None:
+    """As a quota stops it (a full disk below): HDF5 raised its own RuntimeError naming the
+    temporary ("Can't decrement id ref count"), printed tracebacks as its objects were freed,
+    and crashed the process later (a segfault, at exit at the latest)."""
+    out = tmp_path / "cache.h5"
+    with pytest.raises(WriteError,
+                       match=rf"^\[Errno 27\] File too large: '{re.escape(str(out))}'$"):
+        with file_size_limit(limit):
+            build_clip_cache(video_dir, out, n_frames=4, size=16)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_cache_built_on_a_full_disk_is_a_write_error_naming_it(video_dir: Path,
+                                                                  small_disk: Path) -> None:
+    fill(small_disk / "filler", leaving=20_000)
+    out = small_disk / "cache.h5"
+    with pytest.raises(WriteError, match=rf"^\[Errno 28\] No space left on device: "
+                                         rf"'{re.escape(str(out))}'$"):
+        build_clip_cache(video_dir, out, n_frames=4, size=16)
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
 
 
 # ------------------------------------------------------------------------------------------

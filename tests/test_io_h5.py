@@ -1,5 +1,6 @@
 """``stgconv.io.h5.LazyH5``: a read-only HDF5 handle opened on first use in each process, never
-pickled, never shared across a fork, and closed on request."""
+pickled, never shared across a fork, and closed on request; ``stream_h5``'s writes past a
+failure."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _tiny import file_size_limit
 
-from stgconv.io.h5 import LazyH5
+from stgconv.io.h5 import LazyH5, _KeptWrites
 
 DATA = np.arange(12, dtype=np.int16).reshape(3, 4)
 
@@ -180,3 +182,37 @@ def test_a_file_changed_in_any_part_of_its_identity_is_refused(tmp_path: Path,
     with pytest.raises(ValueError, match=r"t\.h5 was replaced") as refused:
         table.row(0)
     assert refused.value and open_files(path) == []  # the error (and its frame) still held
+
+
+def test_writes_past_a_refused_one_are_kept_and_read_back(tmp_path: Path) -> None:
+    """What HDF5 reads after a failed write is what it wrote (so that it closes the file
+    cleanly), the bytes before the failure from the file, those after from memory."""
+    written = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept = _KeptWrites(file.fileno())
+        with file_size_limit(6_000):
+            kept.write(written[:5_000])
+            kept.check()
+            kept.seek(3_000)
+            kept.write(written[3_000:])  # refused from byte 6,000 on
+        kept.seek(0)
+        assert kept.read() == written and kept.tell() == 10_000
+        with pytest.raises(OSError, match=r"^\[Errno 27\] File too large$"):
+            kept.check()
+    assert (tmp_path / "f").read_bytes() == written[:6_000]
+
+
+def test_an_interrupt_in_a_write_waits_for_the_check(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C in the system call: raised into HDF5, it failed the write as a full disk does."""
+    def interrupted(*_) -> int:
+        raise KeyboardInterrupt
+
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept = _KeptWrites(file.fileno())
+        monkeypatch.setattr(os, "pwrite", interrupted)
+        assert kept.write(b"header") == 6
+        monkeypatch.undo()
+        kept.seek(0)
+        assert kept.read() == b"header"
+        with pytest.raises(KeyboardInterrupt):
+            kept.check()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
+import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 import torch
 from PIL import Image, ImageFont
 
+from stgconv.io import video as video_io
 from stgconv.io.image import from_levels
 from stgconv.io.video import (
     COMPARISON_GAP,
@@ -753,6 +756,31 @@ def test_read_frames_are_the_decoded_levels_load_video_scales(tmp_path, noise_cl
     assert np.array_equal(frames, to_uint8(noise_clip))
     assert torch.equal(load_video(path), from_levels(torch.from_numpy(frames).float()
                                                      .permute(3, 0, 1, 2)))
+
+
+def test_threads_first_using_pyav_at_once_register_the_fork_hook_once(monkeypatch) -> None:
+    """Two hooks would collect twice per fork; the slow registration below widens the window
+    in which a second thread's first use used to register another."""
+    registered = []
+
+    def slow_register(**hooks) -> None:
+        time.sleep(0.05)
+        registered.append(hooks)
+
+    monkeypatch.setattr(video_io.os, "register_at_fork", slow_register)
+    monkeypatch.setattr(video_io, "_fork_collects", False)
+    start = threading.Barrier(4)
+
+    def first_use() -> None:
+        start.wait()
+        video_io._pyav()
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert registered == [{"before": gc.collect}]
 
 
 def test_a_display_matrix_turning_by_an_odd_angle_is_refused(tmp_path) -> None:

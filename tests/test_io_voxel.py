@@ -925,6 +925,35 @@ def test_concave_polygons_keep_their_shape(tmp_path: Path, suffix: str) -> None:
     np.testing.assert_array_equal(voxelize(v, f, 24), voxelize(*load_mesh(ply), 24))
 
 
+def test_a_concave_polygon_of_many_corners_is_clipped_quickly_and_exactly(tmp_path: Path) -> None:
+    """A spiral arm of 1,000 corners, three turns: each ear search scanned the corners from the
+    first, testing each against every corner, in Python (11 s for this spiral); its triangles,
+    all turning the spiral's way, cover its area."""
+    turn = np.linspace(0, 6 * np.pi, 500)
+    outward = np.stack([(1 + turn) * np.cos(turn), (1 + turn) * np.sin(turn)], 1)
+    inward = np.stack([(0.5 + turn) * np.cos(turn), (0.5 + turn) * np.sin(turn)], 1)[::-1]
+    corners = np.concatenate([outward, inward])
+    vertices = np.concatenate([corners, np.zeros((len(corners), 1))], 1)
+    v, f = load_mesh(write_off(tmp_path / "spiral.off", vertices, [list(range(len(corners)))]))
+    turns = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])[:, 2] / 2
+    x, y = v[:, 0], v[:, 1]
+    area = (x @ np.roll(y, -1) - y @ np.roll(x, -1)) / 2  # the shoelace formula
+    assert len(f) == len(corners) - 2 and (turns > 0).all()
+    assert turns.sum() == pytest.approx(area)
+
+
+def test_a_crossing_polygon_is_fanned_where_no_ear_is_left(tmp_path: Path) -> None:
+    """Two concave hexagons clipped together: one crosses itself, and after two ears none is
+    left, so its last four corners are fanned; the L beside it is clipped to the end."""
+    crossing = [(1, 2), (0, 1), (1, 0), (0, 0), (2, 1), (2, 0)]
+    l_cap = [(2, 1), (1, 1), (1, 2), (0, 2), (0, 0), (2, 0)]
+    vertices = np.array([(x, y, 0) for x, y in crossing + l_cap], float)
+    path = write_off(tmp_path / "two.off", vertices, [list(range(6)), list(range(6, 12))])
+    np.testing.assert_array_equal(load_mesh(path)[1], [
+        [5, 0, 1], [5, 1, 2], [2, 3, 4], [2, 4, 5],  # two ears, then a fan from corner 2
+        [11, 6, 7], [7, 8, 9], [7, 9, 10], [7, 10, 11]])
+
+
 def revolved(profile: list[tuple[float, float]], n: int = 48) -> tuple[np.ndarray, np.ndarray]:
     """The closed surface swept by turning ``profile`` ((r, z) from the axis back to the axis)
     about the z axis in ``n`` steps."""

@@ -97,8 +97,9 @@ def test_the_models_settings_reach_its_image_energy() -> None:
                                        reference_sigma=0.3))
     assert texture.reference_sigma == 0.3
     config = load_config(JEM_CONFIG)  # a digit classifier on 28x28 grey images
-    classifier = IMAGE.energy(replace(config.model, in_channels=1, image_size=28,
-                                      density_scale=True))
+    config = replace(config, model=replace(config.model, in_channels=1, image_size=28,
+                                           density_scale=True))  # as training fills it in
+    classifier = IMAGE.energy(config.model)
     assert classifier.log_density_scale is not None
     assert IMAGE.sample_shape(classifier, config, 2) == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="tied to 28x28 inputs; size=32"):

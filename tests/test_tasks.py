@@ -322,6 +322,30 @@ def test_the_model_is_sized_by_the_examples_loaded_not_the_data_settings(
     assert (model.in_channels, model.image_size) == (1, 8)
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("model.in_channels=3", r"model\.in_channels is 3, but the data give 1 \(their channels\)"),
+    # 64: the default it had, which any size set was replaced by as well
+    ("model.image_size=64", r"model\.image_size is 64, but the data give 8 \(the examples' "
+                            r"width\)"),
+], ids=["in_channels", "image_size"])
+def test_a_model_setting_other_than_the_examples_is_refused(tmp_path: Path, setting: str,
+                                                            message: str) -> None:
+    """The net was built for the examples whatever these said: a 3 set for grey images trained
+    a grey net without a word."""
+    with pytest.raises(ValueError, match=rf"^{message}: the net is built for the data; leave "
+                                         rf"{setting.split('=')[0]} out \(or null\)$"):
+        tiny_texture_run(tmp_path, setting)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_runs_config_with_its_filled_in_model_trains_again(tmp_path: Path) -> None:
+    """A run's config.yaml holds the channels and size the data gave, as earlier runs' do."""
+    run = tiny_texture_run(tmp_path)
+    config = load_config(run / "config.yaml", [f"out_dir={tmp_path / 'again'}"])
+    assert (config.model.in_channels, config.model.image_size) == (1, 8)
+    assert (train(config, progress=False) / "checkpoint.pt").is_file()
+
+
 def test_train_refuses_an_out_dir_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "run").write_text("mine")
     with pytest.raises(ValueError, match=f"out_dir {tmp_path / 'run'} is a file"):

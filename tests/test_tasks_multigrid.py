@@ -120,6 +120,18 @@ def test_every_grids_net_takes_the_datas_channels(tmp_path: Path, capsys) -> Non
     assert [g.model.in_channels for g in resolved.multigrid.grids] == [1, 1]
 
 
+def test_a_grids_image_size_other_than_its_size_is_refused(tmp_path: Path, capsys) -> None:
+    """It was replaced by the grid's size without a word."""
+    data = {"kind": "objects", "path": str(image_folder(tmp_path / "images", n=2)), "size": 8,
+            "channels": 1}
+    grids = [TINY_IMAGE_NETS[0], {**TINY_IMAGE_NETS[1], "model": {
+        **TINY_IMAGE_NETS[1]["model"], "image_size": 16}}]
+    config = write_config(tmp_path / "config.yaml", data, {"grids": grids}, out=tmp_path / "run")
+    code, err = run_cli(["train", str(config), "--quiet"], capsys)
+    assert code == 2 and "multigrid.grids[1].model.image_size is 16, but the data give 8 " \
+        "(multigrid.grids[1].size)" in err
+
+
 def test_a_consistent_run_shows_its_finest_chains_and_keeps_them_on_the_grid_below(
         tmp_path: Path, capsys, monkeypatch) -> None:
     from stgconv.mcmc.starts import SuperResolutionStart

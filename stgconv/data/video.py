@@ -23,6 +23,7 @@ import operator
 import os
 import warnings
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -34,7 +35,7 @@ from stgconv.checks import as_int, as_size, check_cache_version
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
-from stgconv.io.h5 import LazyH5, as_text, to_text
+from stgconv.io.h5 import LazyH5, as_text, stream_h5, to_text
 from stgconv.io.image import IMAGE_SUFFIXES, from_levels
 from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video, read_frames
 from stgconv.version import __version__
@@ -229,17 +230,14 @@ def build_clip_cache(
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
     files = _resolve_sources(sources, dangling_links=skip_unreadable)
 
-    def write(tmp: str) -> None:
-        import h5py
+    def fill(h5: h5py.File, check: Callable[[], None]) -> None:
+        _write_cache(
+            h5, files, n_frames=n_frames, size=pair, start_frame=start_frame, fps=fps,
+            channels=channels, clips_per_video=clips_per_video, stride=stride,
+            compression=compression, skip_unreadable=skip_unreadable, check=check,
+        )
 
-        with h5py.File(tmp, "w") as h5:
-            _write_cache(
-                h5, files, n_frames=n_frames, size=pair, start_frame=start_frame, fps=fps,
-                channels=channels, clips_per_video=clips_per_video, stride=stride,
-                compression=compression, skip_unreadable=skip_unreadable,
-            )
-
-    return atomic_write(out_path, write, replace=overwrite)
+    return atomic_write(out_path, partial(stream_h5, fill=fill), replace=overwrite)
 
 
 def _resolve_sources(sources: str | Path | Sequence[str | Path], *, dangling_links: bool
@@ -268,8 +266,9 @@ def _resolve_sources(sources: str | Path | Sequence[str | Path], *, dangling_lin
 def _write_cache(
     h5: h5py.File, files: list[Path], *, n_frames: int, size: tuple[int, int], start_frame: int,
     fps: float | None, channels: int, clips_per_video: int | None, stride: int,
-    compression: str | None, skip_unreadable: bool,
+    compression: str | None, skip_unreadable: bool, check: Callable[[], None],
 ) -> None:
+    """``check()`` after each source's clips: see :func:`stgconv.io.h5.stream_h5`."""
     import h5py
 
     height, width = size
@@ -337,6 +336,7 @@ def _write_cache(
         # load_video's frame picking: output k is source frame start + floor(k * step).
         per_clip["start_frame"][first:last] = [start_frame + int(k * step) for k in starts]
         per_clip["source_fps"][first:last] = float(rate) if rate else float("nan")
+        check()
 
     if clips.shape[0] == 0:
         raise ValueError(

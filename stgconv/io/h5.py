@@ -3,7 +3,8 @@
 An h5py handle must not cross a ``fork``: a ``DataLoader(num_workers > 0)`` worker reading
 through its parent's handle would share HDF5 state with it. So the file opens on first access in
 each process, never in ``__init__``, and a pickled dataset (what spawned workers get) carries no
-handle. HDF5 outputs are written whole by :func:`write_h5`.
+handle. HDF5 outputs are written whole by :func:`write_h5`, or as they are made by
+:func:`stream_h5` where they may be too large to hold in memory.
 
 A dataset reads its index (lengths, labels, settings) in ``__init__`` and its rows later, from
 a handle opened again: :meth:`LazyH5._open_index` remembers which file the index came from, and
@@ -13,9 +14,10 @@ the later opens refuse another one (the cache rebuilt and renamed into place mea
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 # h5py takes a while to import and most runs never read HDF5; it loads where a file is opened.
 if TYPE_CHECKING:
@@ -89,6 +91,119 @@ def write_h5(tmp: str, fill: Callable[[h5py.File], None]) -> None:
         image = h5.id.get_file_image()
     with open(tmp, "wb") as file:
         file.write(image)
+
+
+def stream_h5(tmp: str, fill: Callable[[h5py.File, Callable[[], None]], None]) -> None:
+    """Write the HDF5 file that ``fill(h5, check)`` makes to ``tmp`` (an
+    :func:`stgconv.io.atomic.atomic_write` temporary) as it is made, for files too large for
+    :func:`write_h5` to hold in memory.
+
+    HDF5 never sees a write fail: once one failed (a full disk, a quota), HDF5 2.0 crashed the
+    process later (a segfault when its objects were freed, at the latest at exit), and its
+    errors were worded in its own terms, naming the temporary. HDF5 writes through
+    :class:`_KeptWrites`, which keeps the writes from the first one the system refused on in
+    memory; ``fill`` calls ``check()`` between its parts (a source's clips), which raises the
+    system's ``OSError`` once a write failed, so that little is kept, and HDF5 closes the file
+    as if nothing had failed. ``atomic_write`` turns the error into a
+    :class:`~stgconv.io.atomic.WriteError` naming the file.
+    """
+    import h5py
+
+    with open(tmp, "r+b", buffering=0) as file:
+        kept = _KeptWrites(file.fileno())
+        with h5py.File(kept, "w") as h5:
+            fill(h5, kept.check)
+        kept.check()
+
+
+_PAGE = 4096  # the bytes kept together once a write failed
+
+
+class _KeptWrites(io.RawIOBase):
+    """The open file ``fd`` as HDF5 reads and writes it in :func:`stream_h5`: every write
+    succeeds, those from the first one the system refused on kept in memory (a page of
+    :data:`_PAGE` bytes each); reads see them; :meth:`check` raises the refusal (or the
+    interrupt that stopped a write)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd, self.position, self.size = fd, 0, 0
+        self.failure: BaseException | None = None
+        self.kept: dict[int, bytearray] = {}  # page number -> its bytes
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.position = offset + {os.SEEK_SET: 0, os.SEEK_CUR: self.position,
+                                  os.SEEK_END: self.size}[whence]
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self.size - self.position))
+        if not self.kept:
+            data = os.pread(self.fd, n, self.position)
+            view[:n] = data.ljust(n, b"\0")  # a truncate past the end reads zeros
+        else:
+            for at, page, start, stop in self._pages(self.position, n):
+                view[at:at + stop - start] = page[start:stop]
+        self.position += n
+        return n
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        data = memoryview(data).cast("B")
+        if self.failure is None:
+            try:
+                done = 0
+                while done < len(data):  # a write may stop short; the next says why
+                    done += os.pwrite(self.fd, data[done:], self.position + done)
+            # An interrupt too (Ctrl-C lands in the system call): raised into HDF5, it would
+            # fail the write as a full disk does.
+            except BaseException as err:
+                self.failure = err
+        if self.failure is not None:
+            for at, page, start, stop in self._pages(self.position, len(data)):
+                page[start:stop] = data[at:at + stop - start]
+        self.position += len(data)
+        self.size = max(self.size, self.position)
+        return len(data)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.position if size is None else size
+        if self.failure is None:
+            try:
+                os.ftruncate(self.fd, size)
+            except OSError as err:
+                self.failure = err
+        self.size = size
+        return size
+
+    def _pages(self, offset: int, n: int) -> Iterator[tuple[int, bytearray, int, int]]:
+        """``(at, page, start, stop)`` for the bytes ``offset`` to ``offset + n``: byte ``at``
+        of them is ``page[start]``; the pages are kept (read from the file when new)."""
+        at = 0
+        while at < n:
+            number, start = divmod(offset + at, _PAGE)
+            if number not in self.kept:
+                self.kept[number] = bytearray(os.pread(self.fd, _PAGE, number * _PAGE)
+                                              .ljust(_PAGE, b"\0"))
+            stop = min(_PAGE, start + n - at)
+            yield at, self.kept[number], start, stop
+            at += stop - start
 
 
 def _identity(h5: h5py.File) -> tuple[int, int, int, int]:

@@ -498,8 +498,8 @@ def _triangulate(polygons: np.ndarray | list[list[int]], vertices: np.ndarray) -
         if n > 3 and table.min() >= 0 and table.max() < len(vertices):  # else _check_mesh
             concave = ~_is_convex(vertices[table])
         triangles.append(fan[~concave].reshape(-1, 3))
-        for p in table[concave]:
-            triangles.append(np.array(_ear_clip(list(p), vertices[p]), dtype=np.int64))
+        if concave.any():
+            triangles.append(_ear_clip(table[concave], vertices[table[concave]]))
     return np.concatenate(triangles).reshape(-1, 3) if triangles else np.zeros((0, 3), np.int64)
 
 
@@ -522,36 +522,81 @@ def _is_convex(points: np.ndarray) -> np.ndarray:
     return (a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0] >= 0).all(axis=-1)
 
 
-def _cross2(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Twice the signed area of the 2-D triangle ``(o, a, b)``: positive when it turns left."""
-    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+def _cross2(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Twice the signed areas of the 2-D triangles ``(o, a, b)`` (``(..., 2)`` each, broadcast):
+    positive where they turn left."""
+    return ((a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1])
+            - (a[..., 1] - o[..., 1]) * (b[..., 0] - o[..., 0]))
 
 
-def _ear_clip(polygon: list[int], points: np.ndarray) -> list[tuple[int, int, int]]:
-    """Triangles of the simple polygon ``polygon`` (vertex indices; ``points`` ``(n, 3)`` their
-    positions): cut off a convex corner whose triangle holds no other corner, until three are
-    left (Meisters' two-ears theorem says a simple polygon always has one)."""
+def _ear_clip(polygons: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Triangles ``(B * (n - 2), 3)`` of the simple polygons ``polygons`` (``(B, n)`` vertex
+    indices; ``points`` ``(B, n, 3)`` their positions), polygon after polygon: cut off the first
+    convex corner whose triangle holds no other corner, until three are left (Meisters'
+    two-ears theorem says a simple polygon always has one).
+
+    Which corners are ears is kept from cut to cut: a cut changes its two neighbours' triangles
+    only, and can only free the corners whose triangles held the corner cut, so a cut costs
+    O(n), not a fresh search of O(n^2) (a 1,000-corner spiral took 11 s). The polygons are cut
+    together, a step each: many small ones cost numpy's overhead once, not once each."""
     flat = _plane_2d(points)
-    left = list(range(len(polygon)))
-    out = []
-    while len(left) > 3:
-        for k in range(len(left)):
-            i, j, m = left[k - 1], left[k], left[(k + 1) % len(left)]
-            if _cross2(flat[i], flat[j], flat[m]) <= 0:
-                continue  # reflex or flat corner: no ear
-            if any(_cross2(flat[i], flat[j], flat[q]) >= 0 and _cross2(flat[j], flat[m], flat[q])
-                   >= 0 and _cross2(flat[m], flat[i], flat[q]) >= 0
-                   for q in left if q not in (i, j, m)):
-                continue  # another corner inside the candidate ear
-            out.append((polygon[i], polygon[j], polygon[m]))
-            del left[k]
-            break
-        else:  # degenerate (self-intersecting, collinear): fan the rest
-            out += [(polygon[left[0]], polygon[left[k]], polygon[left[k + 1]])
-                    for k in range(1, len(left) - 1)]
-            return out
-    out.append(tuple(polygon[q] for q in left))
-    return out
+    count, n = polygons.shape
+    before = np.tile(np.roll(np.arange(n), 1), (count, 1))  # links of the corners left
+    after = np.tile(np.roll(np.arange(n), -1), (count, 1))
+    left = np.ones((count, n), bool)
+    ear = _ears(flat, before, after, left, *np.nonzero(left)).reshape(count, n)
+    cuts = np.zeros((count, n - 2, 3), np.int64)
+    clipping = np.ones(count, bool)  # not fanned
+    for step in range(n - 3):
+        cut = ear.argmax(axis=1)  # the first ear from the first corner, as a search finds
+        stuck = clipping & ~ear[np.arange(count), cut]
+        if stuck.any():  # degenerate (self-intersecting, collinear): fan the rest
+            rest = np.nonzero(left[stuck])[1].reshape(-1, n - step)
+            first = np.broadcast_to(rest[:, :1], rest[:, 2:].shape)
+            cuts[stuck, step:] = np.stack([first, rest[:, 1:-1], rest[:, 2:]], axis=-1)
+            clipping &= ~stuck
+        b = np.flatnonzero(clipping)
+        c = cut[b]
+        i, m = before[b, c], after[b, c]
+        cuts[b, step] = np.stack([i, c, m], axis=1)
+        left[b, c] = ear[b, c] = False
+        after[b, i], before[b, m] = m, i
+        # Corners left waiting only for the cut corner to leave their triangle, and the two
+        # corners whose triangles changed.
+        waiting, corner = np.nonzero(left[b] & ~ear[b])
+        rows = b[waiting]
+        held = _holds(flat[rows, before[rows, corner]], flat[rows, corner],
+                      flat[rows, after[rows, corner]], flat[rows, c[waiting]])
+        rows, corners = np.concatenate([rows[held], b, b]), np.concatenate([corner[held], i, m])
+        ear[rows, corners] = _ears(flat, before, after, left, rows, corners)
+    cuts[clipping, n - 3] = np.nonzero(left[clipping])[1].reshape(-1, 3)
+    return np.take_along_axis(polygons, cuts.reshape(count, -1), axis=1).reshape(-1, 3)
+
+
+def _holds(a: np.ndarray, b: np.ndarray, c: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Whether the 2-D triangles ``(a, b, c)`` hold the points ``q`` (broadcast, ``(..., 2)``
+    each), their edges included."""
+    return (_cross2(a, b, q) >= 0) & (_cross2(b, c, q) >= 0) & (_cross2(c, a, q) >= 0)
+
+
+def _ears(flat: np.ndarray, before: np.ndarray, after: np.ndarray, left: np.ndarray,
+          rows: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """Whether each corner ``corners[k]`` of polygon ``rows[k]`` (``(K,)`` each; ``flat``
+    ``(B, n, 2)``) is an ear of the polygon of its corners ``left`` (``(B, n)`` bool, linked by
+    ``before`` and ``after``): convex, and its triangle holds no other corner left."""
+    i, m = before[rows, corners], after[rows, corners]
+    ear = _cross2(flat[rows, i], flat[rows, corners], flat[rows, m]) > 0
+    n = left.shape[1]
+    convex = np.flatnonzero(ear)
+    chunk = max(1, 2**20 // n)  # (chunk, n) tables of a few MB each
+    for start in range(0, len(convex), chunk):
+        k = convex[start:start + chunk]
+        r = rows[k]
+        held = _holds(flat[r, i[k], None], flat[r, corners[k], None], flat[r, m[k], None],
+                      flat[r]) & left[r]
+        held[np.arange(len(k))[:, None], np.stack([i[k], corners[k], m[k]], axis=1)] = False
+        ear[k] = ~held.any(axis=1)
+    return ear
 
 
 def _check_mesh(path: Path | str, vertices: np.ndarray, faces: np.ndarray

@@ -27,10 +27,11 @@ import gc
 import numbers
 import os
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Sequence
@@ -59,16 +60,25 @@ if TYPE_CHECKING:
     import av
 
 
-@cache
+# Whether _pyav has registered its fork hook; set under the lock, so two threads using PyAV
+# for the first time at once register it once (twice would collect twice per fork).
+_fork_collects = False
+_fork_collects_lock = threading.Lock()
+
+
 def _pyav() -> ModuleType:
     """PyAV, imported where a video is read or written. Its first use also makes every later
     fork of this process collect its reference cycles first: PyAV leaves some objects to
     Python's cyclic collector (a frame whose side data was read; a decoder a caller's code keeps
     in a cycle), and a forked child (a ``DataLoader`` worker) that collected a decoder freed it
     there, waiting forever for its threads, which stayed in the parent."""
+    global _fork_collects
     import av
 
-    os.register_at_fork(before=gc.collect)
+    with _fork_collects_lock:
+        if not _fork_collects:
+            os.register_at_fork(before=gc.collect)
+            _fork_collects = True
     return av
 
 

@@ -34,6 +34,7 @@ from stgconv.checks import check_output, reading
 from stgconv.config import (
     ExperimentConfig,
     config_to_dict,
+    fill_model,
     initializer_factors,
     resolve_device,
     save_config,
@@ -402,8 +403,9 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                 generator=generator, config=config_to_dict(config), world=world,
             )
         else:
-            model_config = replace(config.model, in_channels=data.shape[1],
-                                   image_size=data.shape[-1])
+            model_config = fill_model(config.model, "model", in_channels=data.shape[1],
+                                      image_size=data.shape[-1],
+                                      size_of="the examples' width")
             config = replace(config, model=model_config)
             energy = modality.energy(config.model).to(device)
             if config.jem is not None and labels is not None:
@@ -559,7 +561,8 @@ def _save_pyramids(trainer: MultiGridTrainer, observed: Tensor, modality: Modali
 def _resolve_grid_models(config: ExperimentConfig, *, channels: int) -> ExperimentConfig:
     """Fill every grid's model with the data's channels and the grid's size."""
     multigrid = multigrid_section(config)
-    grids = tuple(replace(grid, model=replace(grid.model, in_channels=channels,
-                                              image_size=grid.size))
-                  for grid in multigrid.grids)
+    grids = tuple(replace(grid, model=fill_model(
+                      grid.model, f"multigrid.grids[{i}].model", in_channels=channels,
+                      image_size=grid.size, size_of=f"multigrid.grids[{i}].size"))
+                  for i, grid in enumerate(multigrid.grids))
     return replace(config, multigrid=replace(multigrid, grids=grids))
