@@ -10,7 +10,7 @@ import os
 import tempfile
 import zipfile
 import zlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -268,9 +268,13 @@ def open_npz(path: str | Path) -> Iterator[Any]:
     """
     if not Path(path).exists():
         raise FileNotFoundError(f".npz file not found: {path}")
-    with reading(path):
+    with reading(path), ExitStack() as opened:
         try:
-            archive = np.load(path, allow_pickle=False)
+            # Opened here, not by np.load(path): numpy leaves a file it opened unclosed when
+            # the archive in it is damaged (a handle held until garbage collection, and a
+            # ResourceWarning).
+            file = opened.enter_context(open(path, "rb"))
+            archive = np.load(file, allow_pickle=False)
         except OSError as err:
             raise ValueError(f"{path}: not a readable .npz file ({err})") from err
         except ValueError as err:  # numpy's "contains pickled data ... load it unsafely"
@@ -280,6 +284,22 @@ def open_npz(path: str | Path) -> Iterator[Any]:
                              "archive)")
         with archive:
             yield archive
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    """The array in the ``.npy`` file at ``path`` (numeric, never a pickle).
+
+    ``np.load`` would return an ``.npz`` archive under a ``.npy`` name as an open archive
+    (which its callers then fail on with an ``AttributeError``, its file left open); here it
+    is refused as any other file that is not an ``.npy`` array is.
+
+    Raises:
+        OSError: the file cannot be opened.
+        ValueError: numpy's own message, when the file is not an ``.npy`` array, holds
+            Python objects, or is truncated (callers add the file's name).
+    """
+    with open(path, "rb") as file:
+        return np.lib.format.read_array(file, allow_pickle=False)
 
 
 def npz_array(archive: Any, key: str, path: str | Path) -> Any:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import ast
 import errno
+import gc
 import gzip
 import io
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -189,6 +191,20 @@ def test_open_npz_closes_the_archive_when_the_block_ends(tmp_path: Path) -> None
         with open_npz(tmp_path / "a.npz") as archive:
             archive["y"]
     assert archive.zip is None and archive.fid is None
+
+
+def test_open_npz_leaves_no_file_open_when_the_archive_is_damaged(tmp_path: Path) -> None:
+    """A file that starts as a zip but is none: the error names it, and the file is closed
+    (numpy's np.load(path) left it open: a ResourceWarning at garbage collection)."""
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"PK\x03\x04 truncated")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="damaged.npz: the file is damaged or truncated"):
+            with open_npz(damaged):
+                pass
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
 def test_check_output_names_a_folder_that_is_a_link_to_nothing(tmp_path: Path) -> None:

@@ -21,13 +21,14 @@ class Build:
     """A fake cache build: writes ``out`` (unless told to fail), counting its calls."""
 
     def __init__(self, out: Path, *, warn: tuple[str, ...] = (), error: BaseException | None = None,
-                 sleep: float = 0.0) -> None:
+                 sleep: float = 0.0, category: type[Warning] = UserWarning) -> None:
         self.out, self.warn, self.error, self.sleep, self.calls = out, warn, error, sleep, 0
+        self.category = category
 
     def __call__(self) -> Path:
         self.calls += 1
         for message in self.warn:
-            warnings.warn(message, UserWarning, stacklevel=1)
+            warnings.warn(message, self.category, stacklevel=1)
         if self.error is not None:
             raise self.error
         time.sleep(self.sleep)
@@ -157,6 +158,21 @@ def test_warnings_are_printed_every_time_and_not_reraised(tmp_path: Path,
     assert capsys.readouterr().err == ("warning: skipped a.mp4: unreadable\n"
                                        "warning: skipped a.mp4: unreadable\n"
                                        "warning: fps differs\n")
+
+
+def test_a_library_deprecation_the_filters_hide_is_not_printed(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A deprecation warned inside a library the build calls (h5py, av, open3d) is noise to
+    the script's user: hidden as Python's default filters hide it, not printed as a warning."""
+    out = tmp_path / "clips.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as in a script run: deprecations outside __main__
+        warnings.simplefilter("ignore", DeprecationWarning)  # are not shown
+        result = run_build(out, Build(out, warn=("Dataset.value is deprecated",),
+                                      category=DeprecationWarning),
+                           suffixes=SUFFIXES, overwrite=False)
+    assert result is not None and result[0] == out
+    assert capsys.readouterr().err == ""
 
 
 def test_warning_filters_are_restored(tmp_path: Path) -> None:

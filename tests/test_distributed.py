@@ -98,7 +98,7 @@ def test_averaged_gradient_equals_the_single_process_gradient(tmp_path: Path, n_
                                                               batch_size: int) -> None:
     mp.spawn(one_step, args=(2, str(tmp_path / "store"), str(tmp_path), n_examples, batch_size),
              nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for a, b in zip(ranks[0]["grads"], ranks[1]["grads"]):
         assert torch.equal(a, b)  # every rank steps with the same gradient
     # The samples differ per rank (own chains, own generator): the gradient is not trivial.

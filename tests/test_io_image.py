@@ -60,7 +60,8 @@ def test_16_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     Pillow's own conversion clips it at 255, and nearly every pixel came out white."""
     levels = ramp(channels=1)
     deep = write_png(tmp_path / "deep.png", levels.astype(np.uint16) * 257)  # 255 -> 65535
-    assert Image.open(deep).mode in ("I;16", "I")
+    with Image.open(deep) as image:
+        assert image.mode in ("I;16", "I")
     shallow = write_png(tmp_path / "shallow.png", levels)
     for channels in (1, 3):
         assert torch.equal(load_image(deep, channels=channels, crop_square=False),
@@ -83,7 +84,8 @@ def test_32_bit_integer_and_float_grey_are_scaled_not_clipped(tmp_path: Path, mo
     levels = ramp(channels=1)
     deep = tmp_path / "deep.tif"
     Image.fromarray(levels.astype(np.float64) * scale).convert(mode).save(deep)
-    assert Image.open(deep).mode == mode
+    with Image.open(deep) as image:
+        assert image.mode == mode
     shallow = write_png(tmp_path / "shallow.png", levels)
     torch.testing.assert_close(load_image(deep, channels=1, crop_square=False),
                                load_image(shallow, channels=1, crop_square=False),
@@ -103,7 +105,8 @@ def test_16_bit_grey_is_rounded_to_the_nearest_level(tmp_path: Path) -> None:
 def test_negative_32_bit_integer_grey_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "signed.tif"
     Image.fromarray(np.array([[-5, 100], [0, 255]], np.int32)).save(path)
-    assert Image.open(path).mode == "I"
+    with Image.open(path) as image:
+        assert image.mode == "I"
     with pytest.raises(ValueError, match=r"samples run from -5\.0 to 255\.0, outside 0\.\.65535"):
         load_image(path, channels=1)
 
@@ -468,7 +471,8 @@ def write_bmp_with_alpha(path: Path, bgra: np.ndarray) -> Path:
     offset = 14 + len(header)
     path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header
                      + pixels)
-    assert Image.open(path).mode == "RGBA"
+    with Image.open(path) as image:
+        assert image.mode == "RGBA"
     return path
 
 

@@ -124,7 +124,8 @@ def test_gif_round_trip_is_exact_and_keeps_repeated_frames(tmp_path, few_colour_
     # Pillow's GIF writer would merge frames 2 and 3 into one; ours keeps T.
     assert loaded.shape == (3, T, H, W)
     assert torch.equal(loaded, quantised(few_colour_clip))
-    assert Image.open(path).n_frames == T  # and other readers agree
+    with Image.open(path) as image:
+        assert image.n_frames == T  # and other readers agree
 
 
 def test_values_outside_range_are_clamped(tmp_path, noise_clip):

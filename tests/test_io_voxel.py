@@ -437,6 +437,14 @@ def test_hdf5_datasets_inside_groups_are_named_by_path(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_voxels(tmp_path / "one.h5"), random_grids(4, 4, 4))
 
 
+def test_an_npz_archive_named_npy_is_refused_naming_the_format(tmp_path: Path) -> None:
+    # np.load returned the archive, open, and the grid check then saw an array of shape (1,).
+    np.savez(tmp_path / "shapes.npz", X=np.zeros((2, 4, 4, 4), np.uint8))
+    (tmp_path / "shapes.npz").rename(tmp_path / "shapes.npy")
+    with pytest.raises(ValueError, match=r"cannot read \.npy file .*shapes\.npy: the magic"):
+        load_voxels(tmp_path / "shapes.npy")
+
+
 def test_voxel_file_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "flat.npy", np.zeros((4, 5, 4), np.uint8))
     with pytest.raises(ValueError, match=r"cubic.*\(4, 5, 4\)"):
@@ -713,10 +721,10 @@ def test_render_sheet_is_sized_to_its_shapes(tmp_path: Path) -> None:
     # No empty columns for a single shape; a partial last row still gets its own row.
     cube = np.zeros((8, 8, 8))
     cube[2:6, 2:6, 2:6] = 1
-    one = Image.open(render_voxels(cube, tmp_path / "one.png", size=16, columns=4))
-    assert one.size == (16, 16)
-    five = Image.open(render_voxels([cube] * 5, tmp_path / "five.png", size=16, columns=2))
-    assert five.size == (2 * 16 + 4, 3 * 16 + 2 * 4)
+    with Image.open(render_voxels(cube, tmp_path / "one.png", size=16, columns=4)) as one:
+        assert one.size == (16, 16)
+    with Image.open(render_voxels([cube] * 5, tmp_path / "five.png", size=16, columns=2)) as five:
+        assert five.size == (2 * 16 + 4, 3 * 16 + 2 * 4)
 
 
 def test_render_from_straight_above_and_below() -> None:
@@ -747,7 +755,8 @@ def test_bfloat16_grids_mesh_and_render_as_their_float32_values() -> None:
 
 def test_render_takes_an_upper_case_png_suffix(tmp_path: Path) -> None:
     path = render_voxels(np.ones((4, 4, 4)), tmp_path / "shape.PNG", size=8)
-    assert Image.open(path).format == "PNG"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
 
 
 def test_render_from_above_shows_the_near_side_low() -> None:

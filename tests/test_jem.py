@@ -673,6 +673,8 @@ def test_held_examples_are_those_after_the_fit_else_the_fits_own_in_the_same_ord
     assert expected[:2] != class_examples(y, 2).tolist()[:2]  # the order given, not the data's
 
 
+# An untrained net's logits: the temperature search ends at its bound, and says so.
+@pytest.mark.filterwarnings("ignore:the calibration temperature is the end of its search")
 def test_the_final_fits_read_the_examples_in_the_runs_seeded_order(monkeypatch) -> None:
     """When training ends the temperature is fitted to the examples after those the feature
     fit reads, and the feature fit and the score's weights read each class in one random
@@ -708,6 +710,7 @@ def test_the_final_fits_read_the_examples_in_the_runs_seeded_order(monkeypatch) 
     for name in ("fit_feature_reference", "fit_ood_weights"):
         assert torch.equal(seen[name][1]["order"], order), name
     assert set(fitted) == {"temperature", "feature_reference", "ood_weights"}
+
 
 def test_micro_batches_average_their_gradients() -> None:
     """The gradient of a step over k micro-batches is their mean, not their sum."""

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, as_size, check_bool_mask, check_generator
+from stgconv.checks import as_int, as_size, check_bool_mask, check_generator, read_npy
 from stgconv.io.matlab import read_mat
 
 
@@ -49,8 +49,8 @@ def load_mask(path: str | Path) -> Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
     try:
-        missing = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
+        missing = read_npy(path)
+    except (OSError, ValueError) as err:
         raise ValueError(f"cannot read mask file {path}: not a numeric .npy array ({err})") from err
     if missing.ndim == 3:
         missing = missing[None]

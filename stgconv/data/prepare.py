@@ -19,8 +19,9 @@ from stgconv.io.atomic import WriteError
 
 def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
               overwrite: bool) -> tuple[Path, float] | None:
-    """Call ``build()``, which writes the cache ``out``, and print the warnings it raised (also
-    when it then fails).
+    """Call ``build()``, which writes the cache ``out``, and print the warnings it raised that
+    the warning filters show (a library's deprecations are hidden as Python hides them; a
+    ``UserWarning`` is printed every time), also when it then fails.
 
     Returns:
         ``(the written cache, seconds the build took)``; or ``None``, after printing
@@ -48,7 +49,10 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
     began = time.perf_counter()
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            # The build's reports (UserWarning: "skipping FILE") every time, where the default
+            # filter shows a repeat from one line once; other kinds as the filters in force
+            # say, so a library's deprecations stay as quiet as Python keeps them.
+            warnings.simplefilter("always", UserWarning)
             written = build()
     except (OSError, ValueError) as err:
         # What the build skipped before it failed often explains the failure.

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_array, as_int, npz_array, open_npz, reading
+from stgconv.checks import as_array, as_int, npz_array, open_npz, read_npy, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
 from stgconv.io.h5 import write_h5
 from stgconv.io.matlab import read_mat
@@ -200,8 +200,8 @@ def _read_mat(path: Path, key: str | None) -> np.ndarray:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+        return read_npy(path)
+    except (ValueError, OSError) as err:
         raise ValueError(f"cannot read .npy file {path}: {err}") from err
 
 
