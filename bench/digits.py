@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                common.Column("vs data", "spread_vs_data", ">8", ".2f", "x"),
                common.Column("filter stats", "filter_stats_distance", ">13", ".3f")]
     lines = [f"# digits: classifier test accuracy {accuracy:.4f} ({classifier_s:.0f} s); "
-             f"{args.samples} samples from {run} ({args.start}, {sample_s:.0f} s)"]
+             f"{len(samples)} samples from {run} ({args.start}, {sample_s:.0f} s)"]
     table = common.text_table(lines, columns, rows)
     table += f"\n# class histogram of the samples: {rows[0]['class_histogram']}"
     common.report(table, rows, args.json)
