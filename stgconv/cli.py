@@ -28,6 +28,7 @@ from stgconv.config import (
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.io.atomic import WriteError
+from stgconv.io.tensorboard import check_log_dir
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.recover_video import RECOVER_FILES
 from stgconv.tasks.train import Terminated
@@ -317,8 +318,10 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
     # The folder as train will see it: --out, else a --set out_dir=..., else the default's
     # (the other overrides are the run's to check, not the defaults').
     given = [value for path, value in map(parse_override, args.overrides) if path == ["out_dir"]]
-    out = Path(args.out if args.out is not None else
-               given[-1] if given else load_config().out_dir)
+    folder = args.out if args.out is not None else given[-1] if given else load_config().out_dir
+    if not isinstance(folder, str):  # --set out_dir=2024: the config's load names it
+        return None
+    out = Path(expand_home(folder))  # as train takes it: "--set out_dir=~/runs/a" is under home
     saved = out / "config.yaml"
     if not saved.is_file() and (out / "checkpoint.pt").is_file():
         # The defaults would train the run on other data, or refuse it for another network.
@@ -405,7 +408,7 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
     the input lost."""
     inputs = [value for dest, given in vars(args).items() if dest not in OUTPUT_OPTIONS
               for value in (given if isinstance(given, list) else [given])
-              if isinstance(value, str) and Path(value).is_file()]
+              if isinstance(value, str) and _is_file(value)]
     run = getattr(args, "checkpoint", None)
     for name in (FILENAME, "config.yaml"):  # a run folder: the files read
         if run is not None and (Path(run) / name).is_file():
@@ -421,6 +424,16 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
             if out.samefile(path):
                 raise ValueError(f"{option} {out} is the input {path}: writing it would replace "
                                  "it; write elsewhere")
+
+
+def _is_file(value: str) -> bool:
+    """Whether the option's ``value`` names a file; a text longer than a file's name may be (a
+    ``--set model.layers=...``) names none, where the file system's "File name too long" was
+    the command's error."""
+    try:
+        return Path(value).is_file()
+    except OSError:
+        return False
 
 
 def _check_outputs_apart(args: argparse.Namespace) -> None:
@@ -469,6 +482,7 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         check_output(args.json_path, "--json", folder=False)
     if getattr(args, "tensorboard", None) is not None:
         check_output(args.tensorboard, "--tensorboard")
+        check_log_dir(args.tensorboard, "--tensorboard")
     _check_outputs_spare_inputs(args)
     _check_outputs_apart(args)
     if args.command == "train":

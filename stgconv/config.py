@@ -1180,17 +1180,21 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
 
     A multi-grid grid's ``sampler`` section overrides the experiment's ``sampler`` section key by
     key, so a grid that only sets ``n_steps`` keeps the experiment's step size and clamp.
-    A ``~`` heading ``data.path`` or ``out_dir`` is the user's home folder, as a shell would
-    make it (a quoted one would otherwise become a folder named ``~``).
+    A ``~`` heading ``data.path``, ``out_dir`` or ``recovery.learned.prior`` is the user's home
+    folder, as a shell would make it (a quoted one would otherwise become a folder named ``~``).
     """
     data = read_yaml(path) if path is not None else {}
     if saved:
         data = without_unread_settings(data, str(path), overrides, values)
     data = apply_overrides(data, overrides, values)
     config = config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
+    learned = config.recovery.learned
+    prior = None if learned.prior is None else expand_home(learned.prior)
     return dataclasses.replace(
         config, out_dir=expand_home(config.out_dir),
-        data=dataclasses.replace(config.data, path=expand_home(config.data.path)))
+        data=dataclasses.replace(config.data, path=expand_home(config.data.path)),
+        recovery=dataclasses.replace(config.recovery,
+                                     learned=dataclasses.replace(learned, prior=prior)))
 
 
 def without_unread_settings(data: Any, source: str, overrides: Sequence[str] = (),

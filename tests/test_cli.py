@@ -1251,6 +1251,21 @@ def test_resume_reads_the_config_of_the_last_out_dir_given(texture_run: Path, tm
     assert load_checkpoint(run)["iteration"] == 3
 
 
+def test_resume_finds_a_run_set_as_out_dir_under_the_home_folder(texture_run: Path, tmp_path: Path,
+                                                                 capsys, monkeypatch) -> None:
+    """--resume --set out_dir=~/run looked for the run's config.yaml in a folder named "~",
+    took the defaults and refused the run for them; --set out_dir=2024 was a TypeError's
+    traceback."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(texture_run, tmp_path / "run")
+    code, _, err = run_main(["train", "--resume", "--set", "out_dir=~/run", "--set",
+                             "train.n_iterations=3", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "run")["iteration"] == 3
+    code, _, err = run_main(["train", "--resume", "--set", "out_dir=2024", "--quiet"], capsys)
+    assert code == 2 and "out_dir must be a str, got 2024" in err, err
+
+
 def test_resume_with_the_runs_config_file_may_change_its_device(texture_run: Path,
                                                                 tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
@@ -1329,6 +1344,26 @@ def test_a_tensorboard_folder_that_is_a_file_is_refused_before_the_work(tmp_path
     code, _, err = run_main(["eval", "recovery", "--video", str(tmp_path / "missing.mp4"),
                              "--mask", "region:8", "--tensorboard", str(tmp_path / "tb")], capsys)
     assert code == 2 and f"--tensorboard {tmp_path / 'tb'} is a file, not a folder" in err
+
+
+def test_a_tensorboard_folder_named_not_in_utf8_is_refused_before_the_work(tmp_path: Path,
+                                                                           capsys) -> None:
+    """TensorBoard's writer encodes its folder as UTF-8: a Latin-1 name failed after all the
+    evaluation's work, naming no folder ("'utf-8' codec can't encode character")."""
+    tb = tmp_path / os.fsdecode(b"caf\xe9")
+    code, _, err = run_main(["eval", "recovery", "--video", str(tmp_path / "missing.mp4"),
+                             "--mask", "region:8", "--tensorboard", str(tb)], capsys)
+    assert code == 2 and (f"--tensorboard {tmp_path}/caf\\xe9 cannot be written: TensorBoard "
+                          "takes only") in err
+    assert not tb.exists()
+
+
+def test_an_override_longer_than_a_file_name_is_no_file_name(tmp_path: Path, capsys) -> None:
+    """Every option's text was looked for as an input file: a --set longer than 255 bytes (a
+    deep network's model.layers) stopped the command with "File name too long"."""
+    code, _, err = run_main(["train", "--set", "name=" + "x" * 300, "--set",
+                             "train.n_iterations=0", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "train.n_iterations must be positive, got 0" in err, err
 
 
 def test_a_repeatable_option_left_out_shows_not_set_in_the_help(capsys) -> None:

@@ -88,6 +88,17 @@ def test_set_overrides_apply_on_top_of_the_file(tmp_path: Path) -> None:
     }
 
 
+def test_a_home_folder_heads_every_path_a_config_file_gives(tmp_path: Path, monkeypatch) -> None:
+    """data.path and out_dir took "~" for the home folder; recovery.learned.prior, the third
+    path a config names, was looked for in a folder named "~"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(write(tmp_path, "data: {path: ~/clip.mp4}\nout_dir: ~/run\n"
+                                         "recovery: {learned: {prior: ~/prior.pt}}\n"))
+    assert (config.data.path, config.out_dir, config.recovery.learned.prior) == (
+        str(tmp_path / "clip.mp4"), str(tmp_path / "run"), str(tmp_path / "prior.pt"))
+    assert load_config().recovery.learned.prior is None
+
+
 def test_exponent_floats_without_a_dot() -> None:
     """PyYAML alone reads ``1e-4`` as a string; config values must read it as a number."""
     assert load_config(None, ["train.lr=1e-4"]).train.lr == pytest.approx(1e-4)

@@ -358,6 +358,16 @@ def test_names_that_are_not_utf8(tree: Path, tmp_path: Path) -> None:
         assert h5.attrs["skipped"][0].startswith(f"{folder}/chair_bris\\xe9.off: ")
 
 
+def test_a_category_folder_named_not_in_utf8(tree: Path, tmp_path: Path) -> None:
+    """A category folder of such a name failed the same way, after the whole build."""
+    try:
+        (tree / "chair").rename(tree / os.fsdecode(b"chaise_caf\xe9"))
+    except (OSError, UnicodeError):  # a file system that takes UTF-8 names only
+        pytest.skip("this file system refuses names that are not UTF-8")
+    out = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, splits=["train"])
+    assert VoxelShapes(out).classes[0] == "chaise_caf\\xe9"
+
+
 def test_a_cache_built_on_a_full_disk_is_a_write_error_naming_it(tree: Path,
                                                                   small_disk: Path) -> None:
     """Was HDF5's RuntimeError ("Can't decrement id ref count"), or a segfault at its close."""

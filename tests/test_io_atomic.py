@@ -257,7 +257,8 @@ def test_npy_refuses_object_arrays_and_keeps_the_old_file(tmp_path: Path) -> Non
 
 def test_remove_temporaries_removes_only_what_a_killed_write_left(tmp_path: Path,
                                                                   dead_pid: int) -> None:
-    killed = [f".checkpoint.pt.{dead_pid}-k2j4.tmp", f".mesh.ply.{dead_pid}-x1_y.tmp.ply"]
+    killed = [f".checkpoint.pt.{dead_pid}-k2j4.tmp", f".mesh.ply.{dead_pid}-x1_y.tmp.ply",
+              f".two\nlines.png.{dead_pid}-q7.tmp"]  # a name may hold a newline
     kept = [f".config.yaml.{os.getpid()}-x1.tmp", ".notes.k2j4.tmp", "checkpoint.pt", ".lock",
             "notes.tmp"]
     for name in killed + kept:

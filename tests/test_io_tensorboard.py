@@ -5,6 +5,7 @@ taken for it."""
 from __future__ import annotations
 
 import errno
+import os
 import queue
 import re
 import shutil
@@ -183,3 +184,12 @@ def test_a_writers_error_without_a_number_keeps_its_message(tmp_path: Path) -> N
             writer.add_scalar("loss", 1.0, 1)
             writer.flush()
     assert not isinstance(failure.value, WriteError)
+
+
+def test_a_folder_named_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    """The writer takes its folder as UTF-8: a Latin-1 name (a run folder of a zip made on
+    Windows) was "'utf-8' codec can't encode character", naming no folder."""
+    log_dir = tmp_path / os.fsdecode(b"caf\xe9") / "tb"
+    with pytest.raises(ValueError, match="TensorBoard folder .*caf.*tb cannot be written"):
+        with summary_writer(log_dir):
+            pass

@@ -94,6 +94,17 @@ def test_libx264rgb_qp0_round_trip_is_exact(tmp_path, noise_clip, suffix):
     assert torch.equal(load_video(path), quantised(noise_clip))
 
 
+@pytest.mark.parametrize("name", ["a:b.mkv", "file:other.mkv", "concat:other.mkv"])
+def test_a_name_with_a_colon_reads_that_file(tmp_path, noise_clip, monkeypatch, name):
+    # FFmpeg takes the text before ':' for a protocol: "a:b.mkv" was "Protocol not found",
+    # "file:other.mkv" read other.mkv.
+    monkeypatch.chdir(tmp_path)
+    save_video(noise_clip[:, :2], "other.mkv")
+    save_video(noise_clip, name)
+    assert torch.equal(load_video(name), quantised(noise_clip))
+    assert frame_rate(name) == 25
+
+
 def test_grey_video_round_trip(tmp_path, noise_clip):
     grey = noise_clip[:1]
     path = save_video(grey, tmp_path / "grey.mkv")

@@ -211,6 +211,20 @@ def test_train_refuses_resume_and_overwrite_together(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_overwrite_removes_a_linked_folder_of_the_old_run_not_what_it_leads_to(
+        tmp_path: Path) -> None:
+    """A run whose tb/ links to a shared log folder: --overwrite removed the old checkpoint,
+    then failed ("Cannot call rmtree on a symbolic link"), neither run left."""
+    run = tiny_texture_run(tmp_path)
+    shutil.move(run / "tb", tmp_path / "shared_logs")
+    (run / "tb").symlink_to(tmp_path / "shared_logs")
+    logs = sorted((tmp_path / "shared_logs").iterdir())
+    train(load_config(run / "config.yaml", ["train.n_iterations=1"]), overwrite=True,
+          progress=False)
+    assert (run / "checkpoint.pt").is_file() and not (run / "tb").is_symlink()
+    assert sorted((tmp_path / "shared_logs").iterdir()) == logs
+
+
 def test_overwrite_removes_the_old_models_reconstruction_too(tmp_path: Path) -> None:
     """train --overwrite removes what the other commands wrote into the run folder by default
     (here reconstruction/), so the new model's folder holds none of the old model's outputs."""

@@ -210,7 +210,8 @@ def _write_cache(
                          f"({'; '.join(skipped)})")
     attrs = h5.attrs
     attrs["format_version"] = CACHE_FORMAT_VERSION
-    attrs.create("categories", np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
+    attrs.create("categories", np.array([to_text(name) for name in names], dtype=object),
+                 dtype=h5py.string_dtype("utf-8"))
     attrs.create("split_names", np.array(SPLIT_NAMES, dtype=object),
                  dtype=h5py.string_dtype("utf-8"))
     attrs["resolution"] = resolution

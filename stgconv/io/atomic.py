@@ -189,8 +189,9 @@ def _sync(path: str | Path) -> None:
         os.close(fd)
 
 
-# ".<name>.<pid>-<random>.tmp", and a writer's own helper files named after it (".tmp.ply").
-_TEMPORARY = re.compile(r"^\..+\.(\d+)-\w+\.tmp(\.\w+)?$")
+# ".<name>.<pid>-<random>.tmp", and a writer's own helper files named after it (".tmp.ply");
+# DOTALL: a name may hold a newline.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-\w+\.tmp(\.\w+)?$", re.DOTALL)
 
 
 def remove_temporaries(folder: str | Path) -> list[Path]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from stgconv.io.atomic import write_error
+from stgconv.io.h5 import to_text
 
 # The module of tensorboard's writer thread, whose failure summary_writer raises itself.
 _WRITER_THREAD_MODULE = "tensorboard.summary.writer.event_file_writer"
@@ -43,6 +44,7 @@ def summary_writer(log_dir: str | Path, *, purge_step: int | None = None) -> Ite
     """
     from torch.utils.tensorboard import SummaryWriter  # takes a second to import
 
+    check_log_dir(log_dir, "TensorBoard folder")
     failures: list[BaseException] = []
     # One hook for all open blocks, each failure kept by the block whose writer it is: a hook
     # per block, each restoring the one it replaced, left its own installed for good when
@@ -75,6 +77,20 @@ def summary_writer(log_dir: str | Path, *, purge_step: int | None = None) -> Ite
             del _failures_of[thread]
         if not _failures_of and threading.excepthook is _keep_writer_failure:
             threading.excepthook = _replaced_hook.pop()
+
+
+def check_log_dir(log_dir: str | Path, name: str) -> None:
+    """Refuse a folder that TensorBoard cannot write into, naming it ``name``: its writer takes
+    the path as UTF-8, so a name in other bytes (Latin-1, from a zip made on Windows) failed
+    with "'utf-8' codec can't encode character", naming no folder (an evaluation, after its
+    work)."""
+    try:
+        str(log_dir).encode("utf-8")
+    except UnicodeEncodeError:
+        # Its bytes escaped ("caf\\xe9"): the name itself fails to print on an output that
+        # encodes strictly (a logging handler's file, pytest's capture).
+        raise ValueError(f"{name} {to_text(str(log_dir))} cannot be written: TensorBoard takes "
+                         "only folder names in UTF-8; rename it or give another") from None
 
 
 def _raised_by_writer(err: OSError) -> bool:

@@ -417,12 +417,20 @@ def frame_rate(path: str | Path) -> Fraction | None:
     path = Path(path)
     if path.is_dir():
         return None
-    with av.open(str(path)) as container:
+    with av.open(_ffmpeg_name(path)) as container:
         if not container.streams.video:  # else an IndexError from PyAV's stream list
             raise ValueError(_no_video(path, container))
         stream = container.streams.video[0]
         rate = _rate(stream)
     return Fraction(rate) if rate else None
+
+
+def _ffmpeg_name(path: Path) -> str:
+    """``path`` as FFmpeg opens the file itself: absolute. FFmpeg reads what comes before a
+    ``:`` in a name as a protocol, so a file named ``a:b.mp4`` was "Protocol not found" and one
+    named ``file:x.mp4`` or ``concat:x.mp4`` read ``x.mp4``; an absolute path starts with
+    ``/``, which no protocol's name holds."""
+    return str(path.absolute())
 
 
 def _opaque_image(frame: av.VideoFrame) -> Image.Image:
@@ -500,7 +508,7 @@ def _read_file(
     exhausted = False
     stage = "open"
     try:
-        with av.open(str(path)) as container:
+        with av.open(_ffmpeg_name(path)) as container:
             if not container.streams.video:
                 raise ValueError(_no_video(path, container))
             stream = container.streams.video[0]

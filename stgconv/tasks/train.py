@@ -324,7 +324,9 @@ def _remove_run_files(out: Path) -> None:
 
 def _remove(paths: Iterable[Path]) -> None:
     for path in paths:
-        if path.is_dir():
+        # A link (tb/ linked to a shared log folder) goes, not what it leads to: rmtree refused
+        # it, after the old run's checkpoint was gone.
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
