@@ -306,11 +306,16 @@ def npz_array(archive: Any, key: str, path: str | Path) -> Any:
     """Array ``key`` of the open ``.npz`` ``archive`` (a ``numpy.lib.npyio.NpzFile``), or a
     ``ValueError`` naming ``path`` and ``key`` where numpy's own ("Object arrays cannot be
     loaded when allow_pickle=False") names neither: an array of Python objects, never
-    unpickled."""
+    unpickled; a member that is not a ``.npy`` array."""
     try:
-        return archive[key]
+        array = archive[key]
     except ValueError as err:
         raise ValueError(f"cannot read array {key!r} of {path}: {err}") from err
+    # numpy hands such a member over as its bytes: they were counted as images (npz_length),
+    # or failed as images with a traceback ('bytes' object has no attribute 'dtype').
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"cannot read array {key!r} of {path}: it is not a .npy array")
+    return array
 
 
 def npz_length(archive: Any, key: str, path: str | Path) -> int:

@@ -16,6 +16,8 @@ import torch
 
 from _tiny import tiny_texture_run
 
+from stgconv.metrics import voxel_iou
+
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -172,6 +174,23 @@ def test_voxel_bench_memory_probe_sees_a_known_allocation():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, check=True)
     assert 70 < float(done.stdout.strip().splitlines()[-1]) < 100
+
+
+def test_rbm_recovery_row_pools_the_iou_of_every_shapes_voxels(tmp_path, bench_module,
+                                                                monkeypatch):
+    """iou_pooled: the voxels occupied in both the posterior mean (at 0.5) and the truth over
+    those occupied in either, summed over the shapes."""
+    shapes = torch.rand(6, 4, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5
+    for name, part in (("train", shapes[:4]), ("test", shapes[4:])):
+        np.savez(tmp_path / f"{name}.npz", X=part.numpy().astype(np.uint8))
+    row_of = bench_module("voxel_eval.py")["rbm_recovery_row"]
+    scored = []
+    monkeypatch.setitem(row_of.__globals__, "voxel_iou", lambda mean, truth: scored.append(
+        (mean >= 0.5, truth >= 0.5)) or voxel_iou(mean, truth))
+    row = row_of(str(tmp_path / "train.npz"), str(tmp_path / "test.npz"), hidden=4, updates=1,
+                 missing=0.5, seed=0)
+    [(ours, truth)] = scored
+    assert row["iou_pooled"] == int((ours & truth).sum()) / int((ours | truth).sum())
 
 
 def test_voxel_eval_quick_prints_one_table(tmp_path, bench_main, capsys):
@@ -476,6 +495,7 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("coop.py", ["--seeds", "0", "0"], r"--seeds must differ, got \[0, 0\]"),
     # A traceback after the experts' training (the sampler refuses a NaN noise only then).
     ("compose.py", ["--expert-noise", "nan"], r"--expert-noise must be a number >= 0, got nan"),
+    ("compose.py", ["--expert-noise", "inf"], r"--expert-noise must be a number >= 0, got inf"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):
@@ -981,6 +1001,8 @@ def stop_at(main, name: str, monkeypatch) -> None:
      lambda args, kw: (kw["hidden"], kw["updates"]) == (5, 5)),
     ("compose.py", "run", ["--samples", "7"],
      lambda args, kw: (args[0].samples, args[0].steps) == (7, 3)),
+    # No noise (the experts' chains as gradient descent) is a noise >= 0, not refused.
+    ("compose.py", "run", ["--expert-noise", "0"], lambda args, kw: args[0].expert_noise == 0),
     ("coop.py", "run_pair", ["--budget", "0.5", "--steps", "1", "--work", "{tmp}/w"],
      lambda args, kw: (kw["budget"], kw["steps"], kw["n_samples"]) == (0.5, [1], 6)
      and kw["work"].name == "w"),

@@ -36,6 +36,8 @@ from stgconv.checks import (
     check_finite_number,
     check_voxels,
     class_numbers,
+    npz_array,
+    npz_length,
     open_npz,
     reading,
 )
@@ -205,6 +207,18 @@ def test_open_npz_leaves_no_file_open_when_the_archive_is_damaged(tmp_path: Path
                 pass
         gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_an_npz_member_that_is_no_npy_array_is_refused_naming_it(tmp_path: Path) -> None:
+    """numpy hands such a member over as its bytes: its bytes were counted as the images, and
+    images read from it failed with a traceback."""
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
+        archive.writestr("x_train.npy", b"not an array")
+    with open_npz(tmp_path / "d.npz") as archive:
+        for read in (npz_array, npz_length):
+            with pytest.raises(ValueError, match=r"cannot read array 'x_train' of .*d\.npz: "
+                                                 r"it is not a \.npy array"):
+                read(archive, "x_train", tmp_path / "d.npz")
 
 
 def test_check_output_names_a_folder_that_is_a_link_to_nothing(tmp_path: Path) -> None:

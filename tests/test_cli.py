@@ -25,6 +25,7 @@ from PIL import Image
 
 from stgconv import checkpoint, tasks
 from stgconv.checkpoint import load_checkpoint
+from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
 from stgconv.config import load_config
 from stgconv.distributed import PeerFailedError
@@ -1117,6 +1118,14 @@ def test_a_zero_learning_rate_is_refused_by_its_option(tmp_path: Path, capsys) -
     assert main(["reconstruct", str(tmp_path / "none"), str(tmp_path / "x.png"),
                  "--lr", "0"]) == 2
     assert "--lr must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_float32s_largest_learning_rate_passes_its_option_check(tmp_path: Path, capsys) -> None:
+    # The range's top is inclusive: the error is the missing checkpoint's, not the option's.
+    assert main(["reconstruct", str(tmp_path / "none"), str(tmp_path / "x.png"),
+                 "--lr", repr(FLOAT32_MAX)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint not found" in err and "--lr" not in err
 
 
 @pytest.mark.parametrize("given, read", [("checkpoint.pt", "checkpoint.pt"), ("", "config.yaml")],

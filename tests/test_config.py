@@ -15,6 +15,7 @@ import torch
 import yaml
 from _tiny import run_cli, write_config
 
+from stgconv.checks import FLOAT32_MAX
 from stgconv.config import (
     ExperimentConfig,
     UnreadSetting,
@@ -291,8 +292,10 @@ def test_invalid_values(override: str, key: str) -> None:
 
 def test_range_limits_that_are_allowed() -> None:
     config = load_config(None, ["recovery.learned.hide_fraction=1", "data.kind=voxels",
-                                "model.arch=desc32_small", "data.mean=1.0"])
+                                "model.arch=desc32_small", "data.mean=1.0",
+                                f"train.lr={FLOAT32_MAX!r}"])
     assert config.recovery.learned.hide_fraction == 1.0
+    assert config.train.lr == FLOAT32_MAX  # float32's largest is within its range
 
 
 def test_a_nan_given_in_python_is_refused() -> None:

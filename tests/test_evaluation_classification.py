@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from _tiny import boxes_and_balls
 from torch import nn
 
+from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.evaluation.classification import (balanced_subset, cross_validate,
-                                               descriptor_features, fit_logistic,
+                                               descriptor_features, eval_classification,
+                                               fit_logistic,
                                                stratified_folds, train_test_accuracy)
 
 
@@ -35,6 +37,7 @@ def test_eval_classification_json_contract(files, tmp_path) -> None:
     assert set(table["accuracy"]) == {"stgconv", "random_init", "raw_voxels"}
     assert all(0 <= a <= 1 for a in table["accuracy"].values())
     assert table["per_class_counts"] == {"bathtub": 6, "bed": 6}  # y < 10: ModelNet10 names
+    assert table["n_shapes"] == 12 and table["n_test_shapes"] is None  # no test file
     # The run learnt (without labels) from these very shapes: said, as the controls did not.
     assert "the descriptor was trained (without labels) on the shapes it is scored on" in (
         table["protocol"])
@@ -304,6 +307,13 @@ def test_classification_refuses_too_few_shapes_per_fold_and_an_infinite_l2(
     assert main(["eval", "classification", "--checkpoint", str(trained_voxel_run["run"]),
                  "--shapes", str(path), *args, "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("l2", [0.0, FLOAT32_MAX])
+def test_an_l2_at_either_end_of_its_range_is_fitted(files, l2: float) -> None:
+    # No penalty, or float32's largest (finite in float32: the weights start at 0).
+    table = eval_classification(files["run"], files["shapes"], folds=2, l2=l2, device="cpu")
+    assert all(0 <= a <= 1 for a in table["accuracy"].values())
 
 
 def test_a_balanced_subset_comes_back_in_index_order() -> None:

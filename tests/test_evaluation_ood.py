@@ -398,7 +398,11 @@ def test_a_damaged_temperature_exits_2_naming_it(arrays: dict[str, str], tmp_pat
 
 @pytest.mark.parametrize("weights", [{"reference": float("nan"), "features": None},
                                      {"reference": -1.0, "features": None},
-                                     {"reference": 1.0}, "heavy", [1.0, 2.0]])
+                                     {"reference": 1.0, "features": math.inf},
+                                     {"reference": True, "features": None},
+                                     {"reference": 1.0}, {"reference": 1.0, "features": 1.0,
+                                                          "temperature": 1.0},
+                                     "heavy", [1.0, 2.0], ["reference", "features"]])
 def test_damaged_expert_weights_exit_2_naming_them(arrays: dict[str, str], tmp_path: Path,
                                                    capsys, weights) -> None:
     state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
@@ -410,6 +414,15 @@ def test_damaged_expert_weights_exit_2_naming_them(arrays: dict[str, str], tmp_p
     err = capsys.readouterr().err.strip()
     assert "experts' weights" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_expert_weights_of_zero_or_whole_numbers_are_read(arrays: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    # Numbers >= 0 of either kind, as a checkpoint written by hand or another tool holds them.
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    state["ood_weights"] = {"reference": 0, "features": 2}
+    run = save_checkpoint(state, tmp_path / "int" / "checkpoint.pt")
+    assert ood.load_classifier(run, device="cpu").weights == {"reference": 0, "features": 2}
 
 
 def test_a_whole_number_temperature_is_read_as_a_float(arrays: dict[str, str],

@@ -278,6 +278,22 @@ def test_shapes_larger_than_the_model_are_refused_before_they_become_float(
     assert converted == []
 
 
+def test_eval_shapes_from_a_folder_larger_than_max_side_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "big"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.zeros((20, 20, 20), np.uint8))
+    with pytest.raises(ValueError, match=r"big holds 20\^3 grids; this model takes "
+                                         r"\(N, 16, 16, 16\)"):
+        load_eval_shapes(folder, max_side=16)
+    assert load_eval_shapes(folder, max_side=20).shape == (1, 1, 20, 20, 20)
+
+
+def test_no_eval_shapes_are_refused_as_such_whatever_their_side(tmp_path: Path) -> None:
+    np.save(tmp_path / "none.npy", np.zeros((0, 20, 20, 20), np.uint8))
+    with pytest.raises(ValueError, match=r"none\.npy holds no shapes"):
+        load_eval_shapes(tmp_path / "none.npy", max_side=16)
+
+
 def test_eval_shapes_refuse_max_shapes_below_one(tmp_path: Path) -> None:
     np.save(tmp_path / "shapes.npy", np.zeros((2, 4, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="max_shapes must be >= 1"):
@@ -353,6 +369,9 @@ def test_run_methods_score_a_chunk_of_shapes_at_a_time(monkeypatch) -> None:
         return {part: table[part] for part in ("errors", "iou", "iou_pooled")}
 
     whole = scores([(pred,)])
+    # Each shape's scores as voxel_errors (float64) and voxel_iou give them, means in float64.
+    assert whole["errors"]["m"] == voxel_errors(pred, truth, where=where).mean().item()
+    assert whole["iou"]["m"] == voxel_iou(pred, truth).double().mean().item()
     scored = []
     monkeypatch.setattr(voxel, "SCORE_CHUNK", 2)
     monkeypatch.setattr(voxel, "voxel_errors", lambda pred, truth, **settings:
@@ -364,19 +383,24 @@ def test_run_methods_score_a_chunk_of_shapes_at_a_time(monkeypatch) -> None:
                                          r"\(3, 1, 4, 4, 4\) differ"):
         _run_methods({"m": lambda x: x[:2]}, [(pred[:3],), (pred[3:],)], truth, where,
                      unit="u")
+    with pytest.raises(ValueError, match=r"m's results \(5, 1, 4, 4, 2\) and their shapes "
+                                         r"\(5, 1, 4, 4, 4\) differ"):
+        _run_methods({"m": lambda x: x[..., :2]}, [(pred,)], truth, where, unit="u")
 
 
 def test_run_methods_keep_only_the_outputs_asked_for() -> None:
-    """Each method keeps its first ``keep[name]`` outputs, whatever the batches; a method not
-    named keeps none."""
+    """Each method keeps its first ``keep[name]`` outputs (all of them where it asks for more),
+    whatever the batches, as they were made (float64 here); a method not named keeps none."""
     truth = torch.zeros(5, 1, 2, 2, 2)
-    pred = torch.rand(5, 1, 2, 2, 2, generator=torch.Generator().manual_seed(0))
-    _, kept = _run_methods({"a": lambda x: x, "b": lambda x: x, "c": lambda x: x},
+    pred = torch.rand(5, 1, 2, 2, 2, generator=torch.Generator().manual_seed(0),
+                      dtype=torch.float64)
+    _, kept = _run_methods({name: lambda x: x for name in "abcd"},
                            [(part,) for part in pred.split(2)], truth, None, unit="u",
-                           keep={"a": 3, "b": 5})
-    assert set(kept) == {"a", "b"}
+                           keep={"a": 3, "b": 5, "c": 7})
+    assert set(kept) == {"a", "b", "c"}
     torch.testing.assert_close(kept["a"], pred[:3], rtol=0, atol=0)
     torch.testing.assert_close(kept["b"], pred, rtol=0, atol=0)
+    torch.testing.assert_close(kept["c"], pred, rtol=0, atol=0)  # no rows past the shapes
 
 
 def test_eval_recovery_3d_scores_each_batch_before_running_the_next(files, monkeypatch) -> None:

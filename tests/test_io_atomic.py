@@ -217,6 +217,9 @@ def test_json_unserializable_keeps_the_old_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("data", "where"), [
     ({"errors": {"stgconv": 1.0, "fill": float("nan")}}, "errors.fill"),
     ({"history": [{"loss": 0.5}, {"loss": -np.inf}]}, r"history\[1\]\.loss"),
+    # numpy's float64, as a mean over an array gives it (a float, written by json as one).
+    ({"psnr": np.float64("nan")}, "psnr"),
+    ({"size": (1.0, float("inf"))}, r"size\[1\]"),  # a tuple is written as a list
     (float("inf"), "the value"),
 ])
 def test_json_refuses_a_non_finite_number_naming_it_and_keeps_the_old_file(

@@ -264,6 +264,39 @@ def test_load_video_converts_the_frames_one_by_one(tmp_path, noise_clip, monkeyp
     assert stacked == []
 
 
+def test_load_video_lets_each_frames_levels_go_once_converted(monkeypatch) -> None:
+    """Each frame's levels are freed as soon as they are converted (last frame first), not
+    held to the end beside the whole float clip."""
+    import weakref
+
+    from stgconv.io import video
+
+    frames = [np.full((2, 3, 3), 10 * t, np.uint8) for t in range(4)]
+    alive = [weakref.ref(frame) for frame in frames]
+    monkeypatch.setattr(video, "_frames", lambda path, **options: frames)
+    held = []
+    monkeypatch.setattr(video, "from_levels", lambda levels: held.append(
+        sum(frame() is not None for frame in alive)) or from_levels(levels))
+    clip = load_video("clip.mkv")
+    assert held == [3, 2, 1, 0]  # the frames not yet converted; none once each is
+    assert clip[:, :, 0, 0].tolist() == [[from_levels(torch.tensor(10.0 * t)).item()
+                                          for t in range(4)]] * 3
+
+
+def test_load_video_is_float32_whatever_torchs_default_dtype(tmp_path, noise_clip) -> None:
+    """float32 levels and clip, as before (float64 arithmetic rounds half the levels to other
+    float32 pixels), under a caller's ``torch.set_default_dtype(torch.float64)``."""
+    path = save_video(noise_clip, tmp_path / "noise.mkv")
+    expected = from_levels(torch.from_numpy(read_frames(path)).float()).permute(3, 0, 1, 2)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        clip = load_video(path)
+    finally:
+        torch.set_default_dtype(default)
+    assert clip.dtype == torch.float32 and torch.equal(clip, expected)
+
+
 def test_resize_and_channels(ramp_file, tmp_path, smooth_clip):
     assert load_video(ramp_file, size=10).shape == (3, T, 10, 10)
     assert load_video(ramp_file, size=(6, 20), channels=1).shape == (1, T, 6, 20)
