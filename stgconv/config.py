@@ -582,10 +582,12 @@ def _check_unread_settings(config: ExperimentConfig) -> None:
         _refuse_unread("data", data, ("categories", "split", "mean"),
                        f"applies to voxels only: data.kind {data.kind!r} ignores it")
     if config.multigrid is not None:
-        # Not in_channels and image_size, filled in from the data: earlier runs' configs hold
-        # 1 and 64 here.
-        every = [f.name for f in dataclasses.fields(ModelConfig)
-                 if f.name not in ("in_channels", "image_size")]
+        # Earlier runs saved in_channels 1 and image_size 64 here, the defaults then: read as
+        # unset, so that only a value a user chose is refused.
+        model = dataclasses.replace(
+            model, in_channels=None if model.in_channels == 1 else model.in_channels,
+            image_size=None if model.image_size == 64 else model.image_size)
+        every = [f.name for f in dataclasses.fields(ModelConfig)]
         _refuse_unread("model", model, every, "a multigrid run builds each grid's net from "
                        "multigrid.grids[i].model")
         every = [f.name for f in dataclasses.fields(ChainConfig)]
@@ -1012,8 +1014,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         # and a NaN passes every comparison-based check after this one.
         if not math.isfinite(value):
             raise ValueError(f"{key} must be a finite number, got {value!r}")
-        # Every setting scales float32 tensors: past float32's range it is infinite there, and
-        # e.g. Adam failed with a traceback at train.lr: 1e300.
+        # Most settings scale float32 tensors, where past float32's range they are infinite
+        # (Adam failed with a traceback at train.lr: 1e300); the few compared in Python
+        # (jem.max_energy_gap) mean nothing more past it than at it.
         if abs(value) > FLOAT32_MAX:
             raise ValueError(f"{key} must be within float32's range (at most {FLOAT32_MAX:.4g} "
                              f"in size), got {value!r}")

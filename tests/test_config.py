@@ -658,6 +658,11 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     ([*JEM, "model.reference_sigma=null"], "model.reference_sigma is None, but model.arch"),
     ([*MULTIGRID, "model.arch=object"], "model.arch is 'object', but a multigrid run builds "
                                         "each grid's net from multigrid.grids[i].model"),
+    # Accepted once their defaults became null (each grid's are the data's).
+    ([*MULTIGRID, "model.in_channels=3"], "model.in_channels is 3, but a multigrid run builds "
+                                          "each grid's net"),
+    ([*MULTIGRID, "model.image_size=32"], "model.image_size is 32, but a multigrid run builds "
+                                          "each grid's net"),
     ([*MULTIGRID, "chains.chains_per_example=2"], "chains.chains_per_example is 2, but a "
                                                   "multigrid run starts each grid's chains"),
     ([*MULTIGRID, "chains.mode=buffer"], "chains.mode is 'buffer', but a multigrid run starts "

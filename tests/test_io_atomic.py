@@ -213,7 +213,6 @@ def test_json_unserializable_keeps_the_old_file(tmp_path: Path) -> None:
     assert leftovers(tmp_path, {"m.json"}) == []
 
 
-
 @pytest.mark.parametrize(("data", "where"), [
     ({"errors": {"stgconv": 1.0, "fill": float("nan")}}, "errors.fill"),
     ({"history": [{"loss": 0.5}, {"loss": -np.inf}]}, r"history\[1\]\.loss"),
@@ -232,6 +231,7 @@ def test_json_refuses_a_non_finite_number_naming_it_and_keeps_the_old_file(
         atomic_write_json(path, data)
     assert json.loads(path.read_text()) == {"v": 1}
     assert leftovers(tmp_path, {"m.json"}) == []
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int64, np.bool_])
 def test_npy_round_trip(tmp_path: Path, dtype: type) -> None:
@@ -263,7 +263,8 @@ def test_remove_temporaries_removes_only_what_a_killed_write_left(tmp_path: Path
     killed = [f".checkpoint.pt.{dead_pid}-k2j4.tmp", f".mesh.ply.{dead_pid}-x1_y.tmp.ply",
               f".two\nlines.png.{dead_pid}-q7.tmp"]  # a name may hold a newline
     kept = [f".config.yaml.{os.getpid()}-x1.tmp", ".notes.k2j4.tmp", "checkpoint.pt", ".lock",
-            "notes.tmp"]
+            "notes.tmp",
+            f".notes.{dead_pid}-q7.tmp\n"]  # not a temporary's name: "$" matched before "\n"
     for name in killed + kept:
         (tmp_path / name).write_text("x")
     removed = remove_temporaries(tmp_path)

@@ -190,8 +190,8 @@ def _sync(path: str | Path) -> None:
 
 
 # ".<name>.<pid>-<random>.tmp", and a writer's own helper files named after it (".tmp.ply");
-# DOTALL: a name may hold a newline.
-_TEMPORARY = re.compile(r"^\..+\.(\d+)-\w+\.tmp(\.\w+)?$", re.DOTALL)
+# DOTALL: a name may hold a newline; \Z, not $, which also matches before a last newline.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-\w+\.tmp(\.\w+)?\Z", re.DOTALL)
 
 
 def remove_temporaries(folder: str | Path) -> list[Path]:
