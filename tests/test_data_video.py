@@ -4,6 +4,7 @@ and the real action clips of ../shared/data/video (skipped when absent)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -25,7 +26,8 @@ from stgconv.data.video import (
     load_training_clips,
 )
 from stgconv.io.atomic import WriteError
-from stgconv.io.video import load_video, save_video, to_uint8
+from stgconv.io.h5 import stream_h5
+from stgconv.io.video import load_video, read_frames, save_video, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -408,6 +410,29 @@ def test_a_cache_built_past_a_file_size_limit_is_a_write_error_naming_it(
         with file_size_limit(limit):
             build_clip_cache(video_dir, out, n_frames=4, size=16)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_cache_build_stops_after_the_source_whose_writes_failed(
+        video_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Not decoding the sources left, their clips kept in memory only to be thrown away. (Tiny
+    clips reach the disk only as the file closes: the stream's check is made to fail here.)"""
+    import stgconv.data.video as video_data
+
+    def refused() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    read = []
+
+    def reading(file: Path, **kwargs) -> np.ndarray:
+        read.append(file.name)
+        return read_frames(file, **kwargs)
+
+    monkeypatch.setattr(video_data, "read_frames", reading)
+    monkeypatch.setattr(video_data, "stream_h5", lambda tmp, fill: stream_h5(
+        tmp, lambda h5, check: fill(h5, refused)))
+    with pytest.raises(WriteError, match=r"^\[Errno 28\] No space left on device: "):
+        build_clip_cache(video_dir, tmp_path / "cache.h5", n_frames=4, size=16)
+    assert read == ["c1.mkv"]
 
 
 def test_a_cache_built_on_a_full_disk_is_a_write_error_naming_it(video_dir: Path,

@@ -7,6 +7,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -14,9 +17,10 @@ import numpy as np
 import pytest
 from _tiny import file_size_limit
 
-from stgconv.io.h5 import LazyH5, _KeptWrites
+from stgconv.io.h5 import LazyH5, _KeptWrites, stream_h5
 
 DATA = np.arange(12, dtype=np.int16).reshape(3, 4)
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Table(LazyH5):
@@ -216,3 +220,125 @@ def test_an_interrupt_in_a_write_waits_for_the_check(tmp_path: Path, monkeypatch
         assert kept.read() == b"header"
         with pytest.raises(KeyboardInterrupt):
             kept.check()
+
+
+CTRL_C_AS_HDF5_CLOSES = """
+import ctypes, functools, os, signal, sys, traceback
+from pathlib import Path
+from stgconv.io import h5
+from stgconv.io.atomic import atomic_write
+
+# HDF5 calls flush as it closes the file, then truncate: C's raise, with no Python frame, as
+# Ctrl-C lands while HDF5 runs its own code; Python raises it on entering truncate.
+h5._KeptWrites.flush = functools.partial(getattr(ctypes.CDLL(None), "raise"), signal.SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # started in the background: ignored
+out = Path(sys.argv[1]) / "out.h5"
+try:
+    atomic_write(out, functools.partial(h5.stream_h5, fill=lambda f, check: f.create_dataset(
+        "x", data=list(range(10)))))
+    print("written")
+except KeyboardInterrupt as err:
+    del h5._KeptWrites.flush  # not again as the stream's file object is freed
+    raisers = [frame.name for frame in traceback.extract_tb(err.__traceback__)]
+    print("interrupted, raised by the check:", "check" in raisers, os.listdir(sys.argv[1]))
+"""
+
+
+def test_ctrl_c_while_hdf5_runs_is_raised_once_it_closed_the_stream(tmp_path: Path) -> None:
+    """Raised into the method HDF5 had called, it failed the write as a full disk does: at
+    close HDF5 2.0 crashed the process (a segfault), or it closed the file as if written."""
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AS_HDF5_CLOSES, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "interrupted, raised by the check: True []\n", "")
+
+
+def test_bytes_cut_past_a_refused_write_read_as_zeros_once_the_file_grows(tmp_path: Path
+                                                                           ) -> None:
+    """Cut, they were only forgotten (the file not truncated after the failure): the kept
+    pages and the file behind them showed them again."""
+    written = np.random.default_rng(1).integers(1, 256, 10_000, dtype=np.uint8).tobytes()
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept = _KeptWrites(file.fileno())
+        with file_size_limit(6_000):
+            kept.write(written)  # refused from byte 6,000 on
+        kept.seek(2_000)
+        kept.truncate()  # at the position, as a file's
+        kept.truncate(9_000)
+        kept.seek(0)
+        assert kept.read() == written[:2_000] + bytes(7_000)
+
+
+def test_a_refused_truncate_is_raised_by_the_check(tmp_path: Path) -> None:
+    """Its bytes read as zeros all the same."""
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept = _KeptWrites(file.fileno())
+        with file_size_limit(1_000):
+            assert kept.truncate(5_000) == 5_000
+        assert kept.read() == bytes(5_000)
+        with pytest.raises(OSError, match=r"^\[Errno 27\] File too large$"):
+            kept.check()
+
+
+def test_ctrl_c_in_the_fills_own_code_is_raised_there(tmp_path: Path) -> None:
+    """Only where HDF5 called the stream is it kept for the check."""
+    (tmp_path / "f.h5").touch()  # as atomic_write makes its temporary
+    # Python's own handler, as in a terminal (a process started in the background ignores it)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    went_on = []
+
+    def fill(h5: h5py.File, check) -> None:
+        h5["x"] = DATA
+        signal.raise_signal(signal.SIGINT)
+        went_on.append(True)
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stream_h5(str(tmp_path / "f.h5"), fill)
+        assert went_on == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_stream_reads_writes_and_seeks_as_a_file(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept = _KeptWrites(file.fileno())
+        kept.write(b"0123456789")
+        assert kept.seek(0) == 0 and kept.read() == b"0123456789"
+        kept.seek(0)
+        kept.write(b"abc")  # over bytes read before: no copy of them kept
+        assert kept.seek(-4, os.SEEK_END) == 6 and kept.seek(-5, os.SEEK_CUR) == 1
+        assert kept.read() == b"bc3456789" and kept.read() == b""
+        kept.seek(20)  # past the end
+        assert kept.read() == b"" and kept.tell() == 20
+
+
+def test_writes_after_a_refused_one_stay_in_memory(tmp_path: Path) -> None:
+    """Those that the system would take too: the file ends at the refusal."""
+    written = np.random.default_rng(2).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept = _KeptWrites(file.fileno())
+        with file_size_limit(6_000):
+            kept.write(written[:5_000])
+            kept.write(written[5_000:])  # refused from byte 6,000 on, in the second page
+            kept.seek(0)
+            kept.write(b"new")
+        kept.seek(0)
+        assert kept.read() == b"new" + written[3:]
+    assert (tmp_path / "f").read_bytes() == written[:6_000]
+
+
+def test_the_check_given_to_fill_raises_once_a_write_failed(tmp_path: Path) -> None:
+    """So that a fill stops at its next part, little kept in memory."""
+    (tmp_path / "f.h5").touch()  # as atomic_write makes its temporary
+    went_on = []
+
+    def fill(h5: h5py.File, check) -> None:
+        h5["x"] = np.zeros(100_000, np.uint8)  # past the limit, written at once
+        check()
+        went_on.append(True)
+
+    with file_size_limit(20_000), pytest.raises(OSError, match=r"^\[Errno 27\] "):
+        stream_h5(str(tmp_path / "f.h5"), fill)
+    assert went_on == []

@@ -963,6 +963,25 @@ def test_a_crossing_polygon_is_fanned_where_no_ear_is_left(tmp_path: Path) -> No
         [11, 6, 7], [7, 8, 9], [7, 9, 10], [7, 10, 11]])
 
 
+@pytest.mark.parametrize("corners, triangles", [
+    # Crossing: cutting corner 0 frees corner 3, whose triangle held 0 (on an edge).
+    ([(1, 1), (0, 0), (1, 0), (0, 1), (1, 2)], [[4, 0, 1], [2, 3, 4], [1, 2, 4]]),
+    # Crossing without an ear: fanned from the start, once.
+    ([(3, 1), (4, 0), (0, 4), (4, 3), (4, 4)], [[0, 1, 2], [0, 2, 3], [0, 3, 4]]),
+    # Corner 3 on the line from 4 to 0: on an edge of corner 0's triangle, no ear then.
+    ([(0, 2), (3, 4), (1, 1), (2, 2), (4, 2)], [[0, 1, 2], [2, 3, 4], [0, 2, 4]]),
+], ids=["freed", "no_ear", "on_an_edge"])
+def test_concave_polygons_get_the_triangles_of_an_ear_search_one_at_a_time(
+        tmp_path: Path, corners: list[tuple[int, int]], triangles: list[list[int]]) -> None:
+    """The triangles of the earlier search (each cut found afresh from the first corner),
+    where ears kept from cut to cut could go wrong; beside a convex pentagon, fanned."""
+    pentagon = [(0, 0), (2, 0), (3, 1), (2, 3), (0, 2)]
+    vertices = np.array([(x, y, 0) for x, y in pentagon + corners], float)
+    path = write_off(tmp_path / "two.off", vertices, [list(range(5)), list(range(5, 10))])
+    np.testing.assert_array_equal(load_mesh(path)[1], [[0, 1, 2], [0, 2, 3], [0, 3, 4]]
+                                  + (np.array(triangles) + 5).tolist())
+
+
 def revolved(profile: list[tuple[float, float]], n: int = 48) -> tuple[np.ndarray, np.ndarray]:
     """The closed surface swept by turning ``profile`` ((r, z) from the axis back to the axis)
     about the z axis in ``n`` steps."""

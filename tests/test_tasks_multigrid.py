@@ -109,7 +109,8 @@ def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys)
     assert not (out / "synthesized_grid2.png").exists()  # the finest grid is `synthesized`
 
 
-def test_every_grids_net_takes_the_datas_channels(tmp_path: Path, capsys) -> None:
+def test_every_grids_net_takes_the_datas_channels_and_the_grids_size(tmp_path: Path,
+                                                                       capsys) -> None:
     data = {"kind": "objects", "path": str(image_folder(tmp_path / "images", n=2)), "size": 8,
             "channels": 1}
     run = tmp_path / "run"
@@ -117,7 +118,8 @@ def test_every_grids_net_takes_the_datas_channels(tmp_path: Path, capsys) -> Non
     code, err = run_cli(["train", str(config), "--quiet"], capsys)
     assert code == 0, err
     _, resolved, _ = load_multigrid(run, device="cpu")
-    assert [g.model.in_channels for g in resolved.multigrid.grids] == [1, 1]
+    assert [(g.model.in_channels, g.model.image_size)
+            for g in resolved.multigrid.grids] == [(1, 4), (1, 8)]
 
 
 def test_a_grids_image_size_other_than_its_size_is_refused(tmp_path: Path, capsys) -> None:

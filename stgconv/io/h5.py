@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType, FunctionType
 from typing import TYPE_CHECKING, Callable, Iterator
 
 # h5py takes a while to import and most runs never read HDF5; it loads where a file is opened.
@@ -105,15 +109,50 @@ def stream_h5(tmp: str, fill: Callable[[h5py.File, Callable[[], None]], None]) -
     memory; ``fill`` calls ``check()`` between its parts (a source's clips), which raises the
     system's ``OSError`` once a write failed, so that little is kept, and HDF5 closes the file
     as if nothing had failed. ``atomic_write`` turns the error into a
-    :class:`~stgconv.io.atomic.WriteError` naming the file.
+    :class:`~stgconv.io.atomic.WriteError` naming the file. Ctrl-C while HDF5 writes is kept
+    the same way (:func:`_interrupts_kept`).
     """
     import h5py
 
     with open(tmp, "r+b", buffering=0) as file:
         kept = _KeptWrites(file.fileno())
-        with h5py.File(kept, "w") as h5:
+        with _interrupts_kept(kept), h5py.File(kept, "w") as h5:
             fill(h5, kept.check)
         kept.check()
+
+
+@contextmanager
+def _interrupts_kept(kept: _KeptWrites) -> Iterator[None]:
+    """In the block, Ctrl-C handled in a method of ``kept`` (which HDF5 called) is kept as its
+    failure, for :meth:`_KeptWrites.check` to raise; elsewhere it is raised as ever.
+
+    Ctrl-C while HDF5 runs its own code (compressing chunks, closing the file) is raised on
+    entering the next method HDF5 calls, before any of its code: out of reach of a ``try``
+    there, it failed the write as a full disk does, and HDF5 2.0 crashed the process later
+    (at close it even closed the file as if written, and the stream returned).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    # Python runs signal handlers in the main thread only; one ignored or left to the system
+    # raises nothing.
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if frame is None or frame.f_code not in _KEPT_CODE:
+            previous(signum, frame)
+            return
+        try:
+            previous(signum, frame)
+        except BaseException as err:
+            if kept.failure is None:
+                kept.failure = err
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 _PAGE = 4096  # the bytes kept together once a write failed
@@ -189,6 +228,9 @@ class _KeptWrites(io.RawIOBase):
                 os.ftruncate(self.fd, size)
             except OSError as err:
                 self.failure = err
+        if self.failure is not None:  # the file keeps the bytes cut: zeros, should it grow again
+            for _, page, start, stop in self._pages(size, self.size - size):
+                page[start:stop] = bytes(stop - start)
         self.size = size
         return size
 
@@ -204,6 +246,11 @@ class _KeptWrites(io.RawIOBase):
             stop = min(_PAGE, start + n - at)
             yield at, self.kept[number], start, stop
             at += stop - start
+
+
+# The code HDF5 runs when it reads or writes through _KeptWrites (see _interrupts_kept).
+_KEPT_CODE = frozenset(method.__code__ for method in vars(_KeptWrites).values()
+                       if isinstance(method, FunctionType))
 
 
 def _identity(h5: h5py.File) -> tuple[int, int, int, int]:
