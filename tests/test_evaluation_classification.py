@@ -411,13 +411,9 @@ def test_labels_that_skip_numbers_are_counted_under_their_own_names(
     assert json.loads(out.read_text())["accuracy"]["raw_voxels"] == 1.0
 
 
-def test_the_descriptor_sees_shapes_in_model_units_and_raw_voxels_are_pooled(
-        trained_voxel_run, tmp_path, monkeypatch) -> None:
-    """Both descriptors get occupancy minus the model's offset (its training mean), as it was
-    trained on; the raw-voxel control is the 16^3 occupancy block-averaged 2x2x2 (8^3)."""
+def described_shapes(monkeypatch) -> list[torch.Tensor]:
+    """The shapes every later ``descriptor_features`` call is given, in call order."""
     import stgconv.evaluation.classification as classification
-    from stgconv.modalities import VOXELS
-    from stgconv.tasks.voxel import load_voxel_model
 
     inputs = []
     real = classification.descriptor_features
@@ -427,6 +423,18 @@ def test_the_descriptor_sees_shapes_in_model_units_and_raw_voxels_are_pooled(
         return real(energy, shapes, **settings)
 
     monkeypatch.setattr(classification, "descriptor_features", spy)
+    return inputs
+
+
+def test_the_descriptor_sees_shapes_in_model_units_and_raw_voxels_are_pooled(
+        trained_voxel_run, tmp_path, monkeypatch) -> None:
+    """Both descriptors get occupancy minus the model's offset (its training mean), as it was
+    trained on; the raw-voxel control is the 16^3 occupancy block-averaged 2x2x2 (8^3)."""
+    import stgconv.evaluation.classification as classification
+    from stgconv.modalities import VOXELS
+    from stgconv.tasks.voxel import load_voxel_model
+
+    inputs = described_shapes(monkeypatch)
     table = classification.eval_classification(trained_voxel_run["run"],
                                                trained_voxel_run["shapes"], folds=2,
                                                device="cpu")
@@ -499,14 +507,7 @@ def test_the_features_are_of_the_shapes_drawn_padded_to_the_models_side(trained_
     labels = np.arange(12) % 2
     np.savez(tmp_path / "shapes.npz", X=grids, y=labels)
     np.savez(tmp_path / "test.npz", X=grids[:4], y=labels[:4])
-    inputs = []
-    real = classification.descriptor_features
-
-    def spy(energy, shapes, **settings):
-        inputs.append(shapes.clone())
-        return real(energy, shapes, **settings)
-
-    monkeypatch.setattr(classification, "descriptor_features", spy)
+    inputs = described_shapes(monkeypatch)
     classification.eval_classification(trained_voxel_run["run"], tmp_path / "shapes.npz",
                                        test=tmp_path / "test.npz", per_class=3, seed=0,
                                        device="cpu")
