@@ -408,7 +408,9 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
     the input lost."""
     inputs = [value for dest, given in vars(args).items() if dest not in OUTPUT_OPTIONS
               for value in (given if isinstance(given, list) else [given])
-              if isinstance(value, str) and _is_file(value)]
+              # os.path.isfile, not Path.is_file: a text longer than a file's name may be (a
+              # --set model.layers=...) names no file, where "File name too long" was the error.
+              if isinstance(value, str) and os.path.isfile(value)]
     run = getattr(args, "checkpoint", None)
     for name in (FILENAME, "config.yaml"):  # a run folder: the files read
         if run is not None and (Path(run) / name).is_file():
@@ -424,16 +426,6 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
             if out.samefile(path):
                 raise ValueError(f"{option} {out} is the input {path}: writing it would replace "
                                  "it; write elsewhere")
-
-
-def _is_file(value: str) -> bool:
-    """Whether the option's ``value`` names a file; a text longer than a file's name may be (a
-    ``--set model.layers=...``) names none, where the file system's "File name too long" was
-    the command's error."""
-    try:
-        return Path(value).is_file()
-    except OSError:
-        return False
 
 
 def _check_outputs_apart(args: argparse.Namespace) -> None:

@@ -121,6 +121,18 @@ def trained_jem_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 
 
 @pytest.fixture
+def unreadable_npy(tmp_path: Path) -> Path:
+    """An ``.npy`` name for a regular file whose first read fails with EIO (a disk's read
+    error, which root's permissions cannot bring about): a link to ``/proc/self/mem``, whose
+    offset 0 is mapped in no process."""
+    if not Path("/proc/self/mem").is_file():
+        pytest.skip("no /proc/self/mem to make a file that cannot be read with")
+    path = tmp_path / "unreadable.npy"
+    path.symlink_to("/proc/self/mem")
+    return path
+
+
+@pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted at ``tmp_path / "disk"``, for a real full disk; skipped where
     mounting is not permitted (not root, or a container without CAP_SYS_ADMIN)."""

@@ -11,6 +11,7 @@ import gc
 import gzip
 import io
 import os
+import pickle
 import re
 import tempfile
 import warnings
@@ -39,6 +40,7 @@ from stgconv.checks import (
     npz_array,
     npz_length,
     open_npz,
+    read_npy,
     reading,
 )
 
@@ -207,6 +209,26 @@ def test_open_npz_leaves_no_file_open_when_the_archive_is_damaged(tmp_path: Path
                 pass
         gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_read_npy_never_unpickles_and_closes_its_file(tmp_path: Path) -> None:
+    np.save(tmp_path / "grid.npy", np.arange(3))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        np.testing.assert_array_equal(read_npy(tmp_path / "grid.npy"), np.arange(3))
+        with pytest.raises(ValueError, match="Object arrays cannot be loaded"):
+            read_npy(tmp_path / "objects.npy")
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_open_npz_never_unpickles(tmp_path: Path) -> None:
+    # A pickle named .npz: np.load may unpickle it only when allowed to, which runs its code.
+    (tmp_path / "pickled.npz").write_bytes(pickle.dumps({"X": 1}))
+    with pytest.raises(ValueError, match=r"pickled\.npz: not a readable \.npz file \(not a zip"):
+        with open_npz(tmp_path / "pickled.npz"):
+            pass
 
 
 def test_an_npz_member_that_is_no_npy_array_is_refused_naming_it(tmp_path: Path) -> None:

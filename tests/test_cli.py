@@ -1263,16 +1263,23 @@ def test_resume_reads_the_config_of_the_last_out_dir_given(texture_run: Path, tm
 def test_resume_finds_a_run_set_as_out_dir_under_the_home_folder(texture_run: Path, tmp_path: Path,
                                                                  capsys, monkeypatch) -> None:
     """--resume --set out_dir=~/run looked for the run's config.yaml in a folder named "~",
-    took the defaults and refused the run for them; --set out_dir=2024 was a TypeError's
-    traceback."""
+    took the defaults and refused the run for them; --set out_dir=2024 (or 1.5) was a
+    TypeError's traceback."""
     monkeypatch.setenv("HOME", str(tmp_path))
     shutil.copytree(texture_run, tmp_path / "run")
     code, _, err = run_main(["train", "--resume", "--set", "out_dir=~/run", "--set",
                              "train.n_iterations=3", "--quiet"], capsys)
     assert code == 0, err
     assert load_checkpoint(tmp_path / "run")["iteration"] == 3
-    code, _, err = run_main(["train", "--resume", "--set", "out_dir=2024", "--quiet"], capsys)
-    assert code == 2 and "out_dir must be a str, got 2024" in err, err
+    # Refused as the number it is, also where a folder of that name holds a checkpoint (which,
+    # taken as the run, would be "2024/config.yaml not found").
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "2024").mkdir()
+    (tmp_path / "2024" / "checkpoint.pt").touch()
+    for value in ("2024", "1.5"):
+        code, _, err = run_main(["train", "--resume", "--set", f"out_dir={value}", "--quiet"],
+                                capsys)
+        assert code == 2 and f"out_dir must be a str, got {value}" in err, err
 
 
 def test_resume_with_the_runs_config_file_may_change_its_device(texture_run: Path,
@@ -1370,6 +1377,7 @@ def test_a_tensorboard_folder_named_not_in_utf8_is_refused_before_the_work(tmp_p
 def test_an_override_longer_than_a_file_name_is_no_file_name(tmp_path: Path, capsys) -> None:
     """Every option's text was looked for as an input file: a --set longer than 255 bytes (a
     deep network's model.layers) stopped the command with "File name too long"."""
+    (tmp_path / "run").mkdir()  # an --out that exists is compared with every input file
     code, _, err = run_main(["train", "--set", "name=" + "x" * 300, "--set",
                              "train.n_iterations=0", "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and "train.n_iterations must be positive, got 0" in err, err

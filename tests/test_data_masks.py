@@ -150,6 +150,12 @@ def test_npy_masks_are_read_in_the_video_layout(tmp_path):
         load_mask(tmp_path / "absent.npy")
 
 
+def test_a_mask_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy):
+    with pytest.raises(ValueError, match=r"unreadable\.npy: not a numeric \.npy array "
+                                         r"\(\[Errno 5\]"):
+        load_mask(unreadable_npy)
+
+
 def test_an_npz_archive_named_npy_is_refused_as_a_mask(tmp_path):
     # np.load returned the archive, open, and the loader failed on it with AttributeError.
     np.savez(tmp_path / "masks.npz", missing=np.zeros((3, 4, 5), np.uint8))

@@ -445,6 +445,11 @@ def test_an_npz_archive_named_npy_is_refused_naming_the_format(tmp_path: Path) -
         load_voxels(tmp_path / "shapes.npy")
 
 
+def test_an_npy_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy: Path) -> None:
+    with pytest.raises(ValueError, match=r"cannot read \.npy file .*unreadable\.npy: \[Errno 5\]"):
+        load_voxels(unreadable_npy)
+
+
 def test_voxel_file_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "flat.npy", np.zeros((4, 5, 4), np.uint8))
     with pytest.raises(ValueError, match=r"cubic.*\(4, 5, 4\)"):
