@@ -283,6 +283,9 @@ def check_learned_fill(settings: LearnedFillConfig) -> None:
     if settings.precision not in LEARNED_FILL_PRECISIONS:
         raise ValueError(f"recovery.learned.precision must be one of "
                          f"{list(LEARNED_FILL_PRECISIONS)}, got {settings.precision!r}")
+    if settings.prior == "":  # else "fill prior not found: " once the clip had loaded
+        raise ValueError("recovery.learned.prior must name a file written by stgconv "
+                         "fill-prior, or be null (no prior), got ''")
 
 
 @dataclass(frozen=True)

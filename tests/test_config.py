@@ -98,9 +98,11 @@ def test_a_home_folder_heads_every_path_a_config_file_gives(tmp_path: Path, monk
     assert (config.data.path, config.out_dir, config.recovery.learned.prior) == (
         str(tmp_path / "clip.mp4"), str(tmp_path / "run"), str(tmp_path / "prior.pt"))
     assert load_config().recovery.learned.prior is None
-    # An empty name stays one, for the recovery to refuse ("fill prior not found"), not taken
-    # for no prior at all.
-    assert load_config(None, ['recovery.learned.prior=""']).recovery.learned.prior == ""
+    # An empty name is refused (it failed only once the clip had loaded, "fill prior not
+    # found: "), not taken for no prior at all.
+    with pytest.raises(ValueError, match="recovery.learned.prior must name a file written by "
+                                         "stgconv fill-prior, or be null"):
+        load_config(None, ['recovery.learned.prior=""'])
 
 
 def test_exponent_floats_without_a_dot() -> None:
