@@ -242,11 +242,16 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
             stop the strict readers that compare results (jq, JavaScript's ``JSON.parse``,
             Go); a result that holds one is reported, never written.
     """
-    where = _non_finite(data)
-    if where is not None:
+    try:
+        text = json.dumps(data, indent=1, allow_nan=False)
+    except ValueError:
+        # json's own message names no key: looked for only when there is one to name.
+        where = _non_finite(data)
+        if where is None:
+            raise
         raise ValueError(f"cannot write {path}: {where or 'the value'} is not a finite number, "
-                         "which JSON cannot hold")
-    return atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False))
+                         "which JSON cannot hold") from None
+    return atomic_write_text(path, text)
 
 
 def _non_finite(data: Any, where: str = "") -> str | None:
