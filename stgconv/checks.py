@@ -123,14 +123,24 @@ def check_not_meta(x: object, name: str) -> None:
                          "make it on the CPU or a GPU")
 
 
+# What autocast casts for a layer. Float64, integer and bool inputs it passes on as they are,
+# and the layer refused them ("Input type (double) and bias type (c10::BFloat16) should be the
+# same"), under a sampler's precision="bf16" too.
+AUTOCAST_CASTS = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def check_dtype(x: Tensor, own: torch.dtype, name: str) -> None:
     """``ValueError`` naming ``name`` unless ``x`` has the dtype ``own`` of the network it
     enters: torch's own message ("Input type (double) and bias type (float) should be the
     same") comes from inside the network's first layer and names neither. Under autocast the
-    layers cast for themselves, so any dtype passes."""
-    if x.dtype != own and not torch.is_autocast_enabled(x.device.type):
-        raise ValueError(f"expected {name} of dtype {own} (the network's), got {x.dtype}: "
-                         f"convert it ({name}.to({own})) or the model (model.to({x.dtype}))")
+    layers cast the dtypes of :data:`AUTOCAST_CASTS` for themselves, so those pass."""
+    if x.dtype == own or (x.dtype in AUTOCAST_CASTS
+                          and torch.is_autocast_enabled(x.device.type)):
+        return
+    # No model takes integers: model.to(torch.uint8) is no advice to give.
+    model = f" or the model (model.to({x.dtype}))" if x.is_floating_point() else ""
+    raise ValueError(f"expected {name} of dtype {own} (the network's), got {x.dtype}: "
+                     f"convert it ({name}.to({own})){model}")
 
 
 def check_finite_observed(values: Tensor | np.ndarray, known: Tensor | np.ndarray, name: str

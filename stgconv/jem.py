@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stgconv.checks import check_classes
 from stgconv.config import JEMConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
@@ -109,12 +110,18 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
     goes to 0), that end is returned with a warning saying so.
 
     Raises:
-        ValueError: shapes that do not match, no examples, or a logit that is not finite
-            (every temperature's likelihood would be NaN, and the grid's end would win).
+        ValueError: shapes that do not match, no examples, labels that are not integers in
+            ``0 .. K - 1``, or a logit that is not finite (every temperature's likelihood would
+            be NaN, and the grid's end would win).
     """
     if logits.dim() != 2 or labels.shape != logits.shape[:1] or len(labels) == 0:
         raise ValueError(f"logits must be (N, K) and labels (N,) with N > 0, got "
                          f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    # cross_entropy takes int64 and uint8 classes only ("expected target dtype to be Long or
+    # Byte, but got Int"), and names no argument for a class past K ("Target 3 is out of
+    # bounds").
+    check_classes(labels, "labels", n_classes=logits.shape[1])
+    labels = labels.long()
     if not torch.isfinite(logits).all():
         bad = int((~torch.isfinite(logits)).any(1).sum())
         raise ValueError(f"the logits of {bad} of {len(logits)} examples are not finite: no "
@@ -181,6 +188,9 @@ class HybridTrainer(Trainer):
             raise ValueError(f"labels must be ({len(data)},), one per example, got "
                              f"{tuple(labels.shape)}")
         n_classes = energy.logits(data[:1]).shape[1]
+        # As hybrid_loss checks them: .long() below truncated a float 1.5 to class 1, and
+        # took bool labels for classes 0 and 1, without a word.
+        check_classes(labels, "labels")
         if labels.min() < 0 or labels.max() >= n_classes:
             raise ValueError(f"labels must be in 0 .. {n_classes - 1} (the classifier's "
                              f"{n_classes} classes), got {int(labels.min())} .. "

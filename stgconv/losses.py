@@ -29,7 +29,8 @@ def contrastive_divergence(
 
     Raises:
         FloatingPointError: if any energy is NaN or infinite.
-        ValueError: a negative or NaN ``energy_l2``, or data and samples of different shapes.
+        ValueError: a negative or NaN ``energy_l2``, data and samples of different shapes,
+            or no data or no samples.
     """
     if not energy_l2 >= 0:  # NaN too: either would drop the penalty without a word
         raise ValueError(f"energy_l2 must be >= 0, got {energy_l2}")
@@ -37,6 +38,10 @@ def contrastive_divergence(
         raise ValueError(
             f"data {tuple(x_pos.shape)} and samples {tuple(x_neg.shape)} differ in sample shape"
         )
+    # The mean energy of no example is NaN: the loss came back NaN without a word.
+    if len(x_pos) == 0 or len(x_neg) == 0:
+        raise ValueError(f"data {tuple(x_pos.shape)} and samples {tuple(x_neg.shape)} must each "
+                         "hold at least one example")
     e_pos, e_neg = energy(x_pos), energy(x_neg.detach())
     if not (torch.isfinite(e_pos).all() and torch.isfinite(e_neg).all()):
         raise FloatingPointError(
@@ -80,11 +85,14 @@ def hybrid_loss(
 
     Raises:
         FloatingPointError: a non-finite logit or energy.
-        ValueError: labels of another shape, not integers or not in ``0 .. K - 1``.
+        ValueError: no examples, or labels of another shape, not integers or not in
+            ``0 .. K - 1``.
     """
     if y_pos.shape != x_pos.shape[:1]:
         raise ValueError(f"labels must be ({len(x_pos)},) for examples {tuple(x_pos.shape)}, "
                          f"got {tuple(y_pos.shape)}")
+    if len(x_pos) == 0:  # the cross-entropy of no example is NaN, which came back unreported
+        raise ValueError(f"examples {tuple(x_pos.shape)} hold no example")
     logits = energy.logits(x_pos)
     if not torch.isfinite(logits).all():
         raise FloatingPointError(f"non-finite logits in the training loss "

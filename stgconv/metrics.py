@@ -33,6 +33,10 @@ def _missing_errors(recovered: Tensor, truth: Tensor, known: Tensor) -> Tensor:
         if not isinstance(value, Tensor):
             raise ValueError(f"{name} must be a tensor, got {type(value).__name__}")
         check_not_meta(value, name)
+        # uint8 frames (0-255) were scored as if on [-1, 1]: errors 127.5 times too large.
+        if not value.is_floating_point():
+            raise ValueError(f"{name} must be floating point values on [-1, 1], got "
+                             f"{value.dtype} (0-255 frames: {name}.double() / 127.5 - 1)")
     check_not_meta(known, "known")
     if recovered.shape != truth.shape:
         raise ValueError(
@@ -66,8 +70,9 @@ def missing_mae_255(recovered: Tensor, truth: Tensor, known: Tensor) -> float:
         grey levels, i.e. ``2 / 127.5`` on ``[-1, 1]``, gives ``2.0``.
 
     Raises:
-        ValueError: shapes differ, ``known`` is not bool or does not broadcast, nothing is
-            missing, or a missing entry is NaN/infinite.
+        ValueError: shapes differ, ``recovered`` or ``truth`` is not floating point,
+            ``known`` is not bool or does not broadcast, nothing is missing, or a missing entry
+            is NaN/infinite.
     """
     return _missing_errors(recovered, truth, known).abs().mean().item() * SCALE_255
 

@@ -226,16 +226,20 @@ def recover(
         :class:`RecoveryResult`; ``recovered`` keeps every observed entry exactly.
 
     Raises:
-        ValueError: a non-bool or non-broadcasting mask, nothing observed, non-finite observed
-            entries or ``init``, a ``holdout`` outside ``known`` or covering all of it, a negative
-            or non-finite step scale, ``warmup``/``average_last``/``train.n_iterations``/
-            ``n_chains`` out of range.
+        ValueError: a non-bool or non-broadcasting mask, nothing observed, ``observed`` not
+            floating point, non-finite observed entries or ``init``, a ``holdout`` outside
+            ``known`` or covering all of it, a negative or non-finite step scale,
+            ``warmup``/``average_last``/``train.n_iterations``/``n_chains`` out of range.
     """
     train = train if train is not None else TrainConfig()
     check_generator(generator, "recover")
     # Data, not part of a graph: the training steps backpropagate into the energy alone (an
     # observed clip that required grad failed on the second "backward through the graph").
     observed = observed.detach()
+    # Else the chains' start failed, naming noise ("noise is drawn in a floating point dtype").
+    if not observed.is_floating_point():
+        raise ValueError(f"observed must be floating point, got {observed.dtype} (convert it "
+                         f"first, e.g. observed.float())")
     init = init.detach() if init is not None else None
     check_schedule(train.n_iterations, n_chains, warmup, average_last)
     if select is not None and (holdout is not None

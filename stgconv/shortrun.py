@@ -39,6 +39,9 @@ def reconstruct(
     Minimises ``mean |M(z) - target|^2`` over ``z`` with Adam, back-propagating through the whole
     chain (``create_graph``); the chain's noise is the same at every iteration.
 
+    It works inside ``torch.no_grad()`` (the optimisation turns autograd back on for itself;
+    what it returns is detached), not inside ``torch.inference_mode()``.
+
     Args:
         target: ``(B, *S)`` images to reconstruct.
         z0: ``(B, *S)`` initial chain starts (e.g. the noise the model was trained from).
@@ -65,13 +68,16 @@ def reconstruct(
     z = z0.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     losses = []
-    for _ in range(n_iterations):
-        x = sampler.run(energy, z, generator=_replayed(generator, state), create_graph=True)
-        loss = (x - target).pow(2).mean()
-        # Only z is optimised: autograd.grad leaves the model's parameter gradients alone.
-        (z.grad,) = torch.autograd.grad(loss, z)
-        optimizer.step()
-        losses.append(loss.item())
+    # Inside torch.no_grad() the loss had no graph: autograd.grad failed ("element 0 of tensors
+    # does not require grad").
+    with torch.enable_grad():
+        for _ in range(n_iterations):
+            x = sampler.run(energy, z, generator=_replayed(generator, state), create_graph=True)
+            loss = (x - target).pow(2).mean()
+            # Only z is optimised: autograd.grad leaves the model's parameter gradients alone.
+            (z.grad,) = torch.autograd.grad(loss, z)
+            optimizer.step()
+            losses.append(loss.item())
     # The chain that was optimised, not the ordinary run: on a device with native bfloat16 that
     # one may evaluate the network in bfloat16 (precision "auto"), a slightly different map.
     x = sampler.run(energy, z.detach(), generator=_replayed(generator, state), create_graph=True)

@@ -358,7 +358,8 @@ class Trainer(FitLoop):
         energy: the model; its parameters are optimised with Adam.
         sampler: any sampler (``Langevin``, ``MALA``, ``HMC``).
         chains: where each iteration's chains start (:mod:`stgconv.mcmc.starts`).
-        data: ``(N, *S)`` all training examples, on the training device.
+        data: ``(N, *S)`` all training examples (floating point), on the training device;
+            kept detached, as data and not part of a graph.
         train: how the parameters learn: Adam's ``lr`` and ``betas``, ``batch_size`` examples
             per micro-batch (capped at ``N``), ``accumulate`` micro-batches whose gradients are
             averaged before each optimizer step, and ``energy_l2``, the weight of the
@@ -388,10 +389,17 @@ class Trainer(FitLoop):
     ) -> None:
         if data.dim() < 2 or data.shape[0] < 1:
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
+        # Else the first step failed naming the chains' start or noise, not the data.
+        if not data.is_floating_point():
+            raise ValueError(f"data must be floating point examples, got {data.dtype} (convert "
+                             f"it first, e.g. data.float())")
         self.energy = energy
         self.sampler = sampler
         self.chains = chains
-        self.data = data
+        # Detached: data that required grad (computed from a tensor of the caller's that did)
+        # failed in the second step's backward ("Trying to backward through the graph a second
+        # time"), and a leaf of the caller's gathered every step's gradient in its .grad.
+        self.data = data.detach()
         train = train if train is not None else TrainConfig()
         self.batch_size = min(train.batch_size, data.shape[0])
         check_entries((self.batch_size * chains.chains_per_example, *data.shape[1:]),
@@ -599,7 +607,9 @@ class MultiGridTrainer(FitLoop):
         if data.dim() < 2 or tuple(data.shape[-len(grid_sizes[-1]):]) != grid_sizes[-1]:
             raise ValueError(f"data {tuple(data.shape)} must be (N, ..., {grid_sizes[-1]}) at the "
                              "finest grid")
-        levels = pyramid(data, grid_sizes)
+        # Detached as Trainer detaches its data: every grid's level shared one graph, and the
+        # second grid's backward failed through it in the first step.
+        levels = pyramid(data.detach(), grid_sizes)
         self.grid_sizes = grid_sizes
         self.base = levels[0]
         check_generator(generator, "MultiGridTrainer")  # kept: else it failed in a later step

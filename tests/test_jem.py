@@ -316,6 +316,12 @@ def test_the_trainer_refuses_bad_labels() -> None:
         HybridTrainer(*args, labels + 1)
     with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
         HybridTrainer(*args, labels[:5])
+    # As hybrid_loss refuses them: .long() truncated 1.5 to class 1, and bool labels were
+    # taken for classes 0 and 1.
+    with pytest.raises(ValueError, match=r"labels must be integers, got torch.float32"):
+        HybridTrainer(*args, labels + 0.5)
+    with pytest.raises(ValueError, match=r"labels must be integers, got torch.bool"):
+        HybridTrainer(*args, labels > 0)
     # The feature fit runs when training ends: what would fail it is refused before training.
     one_of_class_2 = torch.tensor([0, 1, 0, 1, 0, 2])
     with pytest.raises(ValueError, match="class 2 has 1 examples.*jem.feature_rank: 0"):
@@ -855,6 +861,19 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> Non
         with pytest.raises(ValueError, match="logits of 1 of 20000 examples are not finite"):
             fit_temperature(z, labels)
 
+
+
+def test_fit_temperature_takes_int32_classes_and_names_labels_that_are_not_classes() -> None:
+    """cross_entropy takes int64 and uint8 classes only: int32 ones (numpy's on some systems)
+    failed with "expected target dtype to be Long or Byte, but got Int"; a class past K with
+    its "Target 3 is out of bounds", naming no argument."""
+    z = torch.randn(6, 3, generator=gen(0))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert fit_temperature(z, labels.int()) == fit_temperature(z, labels)
+    for bad, problem in ((labels + 1, r"labels must be in 0 \.\. 2, got 1 \.\. 3"),
+                         (labels.float(), r"labels must be integers, got torch.float32")):
+        with pytest.raises(ValueError, match=problem):
+            fit_temperature(z, bad)
 
 
 def test_fit_temperature_refuses_no_examples_and_unbatched_logits() -> None:

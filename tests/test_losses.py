@@ -78,6 +78,21 @@ def test_contrastive_divergence_errors() -> None:
         contrastive_divergence(nan_energy, tiny_data(3), tiny_data(3))
 
 
+def test_no_data_or_no_samples_is_refused_not_a_nan_loss() -> None:
+    """The mean energy of no example is NaN: the loss (and JEM's cross-entropy) came back NaN
+    without a word."""
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.losses import hybrid_loss
+
+    x = torch.ones(2, 3)
+    for x_pos, x_neg in ((x[:0], x), (x, x[:0])):
+        with pytest.raises(ValueError, match=r"must each hold at least one example"):
+            contrastive_divergence(Linear(3), x_pos, x_neg)
+    with pytest.raises(ValueError, match=r"examples \(0, 3\) hold no example"):
+        hybrid_loss(ClassifierEnergy(nn.Linear(3, 2)), x[:0], torch.zeros(0, dtype=torch.long),
+                    None, px_weight=0.0)
+
+
 @pytest.mark.parametrize("energy_l2", [-1.0, math.nan])
 def test_a_negative_or_nan_energy_l2_is_refused(energy_l2: float) -> None:
     """Either dropped the penalty without a word."""

@@ -101,6 +101,25 @@ def test_auto_takes_bf16_only_within_the_tolerance_and_when_faster(
     assert not torch.equal(run("bf16"), run("fp32"))  # the two choices really differ here
 
 
+def test_the_auto_check_runs_inside_no_grad_and_names_inference_mode(monkeypatch) -> None:
+    """The chain's steps turn autograd on inside torch.no_grad(), where a caller who only
+    samples may be; the check before them did not: "element 0 of tensors does not require
+    grad" at the first run of each shape wherever "auto" may use bfloat16 (a CUDA device with
+    it natively). inference_mode is named, as the steps name it, not autograd's message."""
+    monkeypatch.setattr(execution, "auto_may_use_bfloat16", lambda device: True)
+    auto = AutoExecution()
+    monkeypatch.setattr("stgconv.mcmc.langevin.AUTO", auto)
+    energy = linear_energy()
+    x0 = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        Langevin(n_steps=2, step_size=0.01).run(energy, x0)  # the real check, timings too
+        assert execution.gradient_seconds(energy, x0, FP32, repeats=1) >= 0
+    assert energy in auto._verdicts
+    fresh = linear_energy()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match=r"torch.inference_mode\(\)"):
+        Langevin(n_steps=2, step_size=0.01).run(fresh, x0)
+
+
 @pytest.mark.parametrize("anneal", ["linear", "cosine"])
 def test_auto_weighs_the_error_against_annealed_noise_as_it_is(monkeypatch, anneal: str) -> None:
     """With annealed noise the chain accumulates less of it than at full strength: an error

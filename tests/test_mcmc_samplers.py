@@ -824,6 +824,21 @@ def test_create_graph_gradient_flows_to_x0() -> None:
     torch.testing.assert_close(x0.grad, (torch.ones(2, dtype=F64) @ jac).expand(5, 2))
 
 
+def test_create_graph_builds_its_graph_inside_no_grad() -> None:
+    """create_graph asks for a differentiable chain, as torch.autograd.grad's own does even
+    inside torch.no_grad(): there the states after the first lost their graph and the second
+    step failed in autograd ("One of the differentiated Tensors does not require grad")."""
+    energy = Quadratic2D(GAUSS_MU, GAUSS_COV)
+    x0 = torch.randn(3, 2, generator=gen(24), dtype=F64).requires_grad_(True)
+    sampler = Langevin(n_steps=3, step_size=0.4)
+    outside = sampler.run(energy, x0, generator=gen(25), create_graph=True)
+    with torch.no_grad():
+        inside = sampler.run(energy, x0, generator=gen(25), create_graph=True)
+    assert inside.requires_grad
+    torch.testing.assert_close(torch.autograd.grad(inside.sum(), x0)[0],
+                               torch.autograd.grad(outside.sum(), x0)[0])
+
+
 def test_create_graph_gradient_flows_to_energy_parameters() -> None:
     # Short-run reconstruction: x0 is noise (no grad) and the energy's parameter is what we
     # differentiate. E = theta |x|^2 / 2 without noise gives x_n = (1 - h theta)^n x0, so

@@ -152,6 +152,11 @@ def test_data_gaussian_mixture_draws_follow_the_weights_and_any_leading_shape() 
     assert fitted.sample((3, 2, 1, 2, 2), generator=gen(0)).shape == (3, 2, 1, 2, 2)
     a = fitted.sample((4, 1, 2, 2), generator=gen(5))
     torch.testing.assert_close(a, fitted.sample((4, 1, 2, 2), generator=gen(5)))
+    # No chains, no draws, as NoiseInit's: torch.multinomial refused ("cannot sample
+    # n_sample <= 0 samples").
+    assert fitted.sample((0, 1, 2, 2), generator=gen(5)).shape == (0, 1, 2, 2)
+    assert fitted.sample((0, 1, 2, 2), classes=torch.zeros(0, dtype=torch.long)).shape == (
+        0, 1, 2, 2)
 
 
 def test_data_gaussian_noise_share_replaces_that_share_of_marginal_draws_only() -> None:

@@ -70,6 +70,12 @@ def test_missing_mae_255_errors():
     bad[~known.expand(truth.shape)] = torch.nan
     with pytest.raises(ValueError, match="NaN"):
         missing_mae_255(bad, truth, known)
+    # Frames as a file holds them (0-255) were scored as if on [-1, 1], 127.5 times too large.
+    frames = ((truth + 1) * 127.5).round().to(torch.uint8)
+    for recovered, truth_, name in ((frames, truth, "recovered"), (truth, frames, "truth")):
+        with pytest.raises(ValueError, match=rf"{name} must be floating point values on "
+                                             rf"\[-1, 1\], got torch.uint8"):
+            missing_mae_255(recovered, truth_, known)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -333,6 +333,9 @@ def test_interpolation_spread() -> None:
         ({"init": torch.full((1, T, H, W), float("nan"))}, "init"),
         ({"n_chains": 0}, "n_chains"),
         ({"observed": torch.full((1, T, H, W), float("nan"))}, "observed"),
+        # A clip as a file holds it failed naming the chains' noise, not observed.
+        ({"observed": torch.zeros(1, T, H, W, dtype=torch.uint8)},
+         r"observed must be floating point, got torch.uint8"),
         ({"completion": CompletionChain(Langevin(), step_scale=-torch.ones(1, T, H, W))},
          rf"step_scale must be finite and >= 0; {T * H * W} of {T * H * W} entries are not "
          r"\(e.g. -1.0\)"),

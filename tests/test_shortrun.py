@@ -49,6 +49,24 @@ def test_reconstruct_reduces_the_error() -> None:
         shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=0)
 
 
+def test_reconstruct_inside_no_grad_is_the_same_reconstruction() -> None:
+    """A notebook may wrap the call in torch.no_grad(), as it may a sampler's: the loss there
+    had no graph and autograd failed ("One of the differentiated Tensors does not require
+    grad"). inference_mode, where no block can turn autograd back on, is named."""
+    energy, sampler = shortrun_model()
+    target = torch.rand(1, 1, 12, 12, generator=gen(100)) * 2 - 1
+    z0 = torch.randn(target.shape, generator=gen(6))
+    outside = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=2,
+                                   generator=gen(5))
+    with torch.no_grad():
+        inside = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=2,
+                                      generator=gen(5))
+    assert inside[2] == outside[2]
+    assert torch.equal(inside[0], outside[0]) and torch.equal(inside[1], outside[1])
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="torch.inference_mode"):
+        shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=1)
+
+
 def test_interpolate_endpoints_and_shape() -> None:
     energy, sampler = shortrun_model()
     z_start, z_end = torch.randn(2, 1, 12, 12, generator=gen(7))

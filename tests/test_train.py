@@ -475,6 +475,34 @@ def test_multigrid_divergence_is_caught_on_every_grid(tmp_path: Path) -> None:
 def test_trainer_rejects_bad_data() -> None:
     with pytest.raises(ValueError, match=r"\(N, \*S\)"):
         Trainer(tiny_energy(), Langevin(), PersistentChains(1, NoiseInit()), torch.zeros(5))
+    # Images as they come from a file: the first step failed naming the chain start or noise
+    # ("noise is drawn in a floating point dtype, got torch.uint8"), not the data.
+    with pytest.raises(ValueError, match=r"data must be floating point examples, got "
+                                         r"torch.uint8"):
+        Trainer(tiny_energy(), Langevin(), PersistentChains(2, NoiseInit()),
+                tiny_data(2).to(torch.uint8))
+
+
+def test_data_of_the_callers_graph_trains_as_data() -> None:
+    """Data computed from a tensor that requires grad (a notebook's normalisation of it) failed
+    in the second step ("Trying to backward through the graph a second time"), a multi-grid
+    trainer's already in its first step (the grids' levels shared the graph), and the caller's
+    tensor gathered every step's gradient in its .grad."""
+    raw = tiny_data(4).requires_grad_(True)
+    trainer = Trainer(tiny_energy(), Langevin(n_steps=1), PersistentChains(4, NoiseInit()),
+                      raw * 1.0, train=TrainConfig(batch_size=2), generator=gen(0))
+    trainer.step()
+    trainer.step()
+    leaf = Trainer(tiny_energy(), Langevin(n_steps=1), PersistentChains(4, NoiseInit()), raw,
+                   train=TrainConfig(batch_size=2), generator=gen(0))
+    leaf.step()
+    images = pattern_images().requires_grad_(True)
+    grids = MultiGridTrainer(
+        [image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1]]) for _ in range(2)],
+        [Langevin(n_steps=1)] * 2, images * 1.0, [(1, 1), (4, 4), (8, 8)],
+        train=TrainConfig(batch_size=2), generator=gen(0))
+    grids.step()
+    assert raw.grad is None and images.grad is None
 
 
 def test_a_batch_larger_than_the_data_is_the_data() -> None:

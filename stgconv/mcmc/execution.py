@@ -36,6 +36,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from stgconv.checks import refuse_inference_mode
 from stgconv.types import EnergyFn
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -87,9 +88,12 @@ def bf16_chain_error(
 
     def gradient(bf16: bool) -> Tensor:
         inputs = x.detach().requires_grad_(True)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            e = energy(inputs)
-        (grad,) = torch.autograd.grad(e.float().sum(), inputs)
+        # On even inside torch.no_grad(), as the chain's own gradients are: there it failed
+        # ("element 0 of tensors does not require grad").
+        with torch.enable_grad():
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                e = energy(inputs)
+            (grad,) = torch.autograd.grad(e.float().sum(), inputs)
         return grad.detach().float().flatten(1)
 
     difference = (gradient(True) - gradient(False)).norm(dim=1)
@@ -123,9 +127,10 @@ def gradient_seconds(energy: EnergyFn, x: Tensor, execution: Execution, *, repea
             torch.cuda.synchronize(x.device)
         started = time.perf_counter()
         inputs.requires_grad_(True)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=execution.bf16):
-            e = energy(inputs)
-        torch.autograd.grad(e.sum(), inputs)
+        with torch.enable_grad():  # as bf16_chain_error's
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=execution.bf16):
+                e = energy(inputs)
+            torch.autograd.grad(e.sum(), inputs)
         inputs.requires_grad_(False)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
@@ -193,6 +198,8 @@ class AutoExecution:
 
     def _check(self, energy: EnergyFn, x: Tensor, *, step_size: float, n_steps: int,
                noise_scale: float) -> Execution:
+        # As the chain's own steps refuse it, before the check's gradients fail in autograd.
+        refuse_inference_mode("sampling needs the energy's gradient", "sample")
         error = bf16_chain_error(energy, x, step_size=step_size, n_steps=n_steps,
                                  noise_scale=noise_scale)
         # One host sync per check, not per step: the verdict steers the whole run.

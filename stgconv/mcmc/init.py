@@ -228,8 +228,11 @@ class DataGaussian:
         device = device if device is not None else self.means.device
         of_no_class = classes is None
         if classes is None:
-            picked = torch.multinomial(self.weights.to(device), n, replacement=True,
-                                       generator=generator)
+            # No draws for no samples: torch.multinomial refuses n = 0 ("cannot sample
+            # n_sample <= 0 samples"), as a batch of no chains asks.
+            picked = (torch.multinomial(self.weights.to(device), n, replacement=True,
+                                        generator=generator)
+                      if n else torch.zeros(0, dtype=torch.long, device=device))
         elif classes.shape != (n,):
             raise ValueError(f"classes must be ({n},), one per sample, got {tuple(classes.shape)}")
         elif len(classes) and not 0 <= int(classes.min()) <= int(classes.max()) < self.n_classes:

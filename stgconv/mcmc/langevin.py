@@ -105,7 +105,9 @@ class Langevin:
             generator: source of the Gaussian noise.
             callback: receives a :class:`StepInfo` per step.
             create_graph: keep the whole chain differentiable with respect to ``x0`` and the
-                energy's parameters (short-run reconstruction); slower and memory-hungry.
+                energy's parameters (short-run reconstruction); slower and memory-hungry. It
+                asks for a graph, so it builds one inside ``torch.no_grad()`` too, as
+                ``torch.autograd.grad``'s own ``create_graph`` does.
 
         Returns:
             ``(B, *S)`` final states, detached unless ``create_graph``.
@@ -123,7 +125,11 @@ class Langevin:
                 "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'",
                 RuntimeWarning, stacklevel=2)
         if create_graph:
-            return self._run_differentiable(energy, x0, constraint, generator, callback)
+            # Inside torch.no_grad() the states after the first lost their graph, and the
+            # second step failed in autograd ("One of the differentiated Tensors does not
+            # require grad").
+            with torch.enable_grad():
+                return self._run_differentiable(energy, x0, constraint, generator, callback)
         x = x0.detach().clone()
         if constraint is not None:
             x = constraint.project(x)
