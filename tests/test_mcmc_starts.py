@@ -476,6 +476,34 @@ def test_replay_buffer_fills_to_capacity_and_never_exceeds_it() -> None:
     assert sorted(row_ids(buf.samples)) == [14, 15, 16, 17, 18]
 
 
+def test_replay_buffer_moves_what_it_holds_only_as_its_room_doubles() -> None:
+    """Filling a buffer of 64 one chain at a time moves the stored chains 6 times (its room
+    doubling from 1): grown by each keep's chains, it copied every stored chain at every keep,
+    a cost that rose with the fill. Each chain is kept all the same."""
+    buf = ReplayBuffer(64, NoiseInit("gaussian", 1.0))
+    moves, storage = 0, None
+    for i in range(66):  # then overwrites the two oldest
+        buf.keep(rows([i]))
+        moves += storage is not None and buf.samples.data_ptr() != storage
+        storage = buf.samples.data_ptr()
+    assert moves == 6
+    assert row_ids(buf.samples) == [64, 65, *range(2, 64)]
+
+
+def test_a_checkpoint_of_a_filling_replay_buffer_holds_only_its_stored_chains() -> None:
+    """The state of a buffer not yet full is its stored chains alone: saved as a view of the
+    room they are kept in, a checkpoint would hold that whole room."""
+    buf = ReplayBuffer(1000, NoiseInit("gaussian", 1.0))
+    buf.keep(rows([float(i) for i in range(16)], (1, 16, 16)))
+    buf.keep(rows([16.0], (1, 16, 16)))  # 17 chains of 2 kB in room for 32
+    saved = io.BytesIO()
+    torch.save(buf.state_dict(), saved)
+    assert saved.tell() < 40_000
+    restored = ReplayBuffer(1000, NoiseInit("gaussian", 1.0))
+    restored.load_state_dict(roundtrip(buf.state_dict()))
+    assert row_ids(restored.samples) == list(range(17))
+
+
 def test_replay_buffer_ring_overwrites_oldest_first() -> None:
     buf = ReplayBuffer(4, NoiseInit("gaussian", 1.0))
     buf.keep(rows([0, 1, 2]))

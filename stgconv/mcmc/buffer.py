@@ -29,11 +29,19 @@ class ReplayBuffer:
         self.init = init
         self.fresh = fresh
         self.chains_per_example = chains_per_example
-        self.samples: Tensor | None = None  # (n_stored, *S)
+        # The stored chains are its first _count rows; room for more is made by _reserve.
+        self._storage: Tensor | None = None
+        self._count = 0
         self._next = 0  # oldest entry, overwritten next once the buffer is full
 
     def __len__(self) -> int:
-        return 0 if self.samples is None else self.samples.shape[0]
+        return self._count
+
+    @property
+    def samples(self) -> Tensor | None:
+        """The stored chains ``(n_stored, *S)`` (a view, in slot order); ``None`` before any
+        is kept."""
+        return None if self._storage is None else self._storage[: self._count]
 
     def start(
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
@@ -67,24 +75,40 @@ class ReplayBuffer:
                              f"{self.samples.dtype}, got chains {tuple(x_neg.shape)} "
                              f"{x_neg.dtype}")
         x_neg = x_neg.detach()[-self.capacity :]
-        if self.samples is None:
-            self.samples = x_neg.new_empty((0, *x_neg.shape[1:]))
-        room = self.capacity - len(self)
-        if room > 0:
-            self.samples = torch.cat([self.samples, x_neg[:room]])
-            x_neg = x_neg[room:]
+        added = x_neg[: self.capacity - self._count]
+        self._reserve(self._count + len(added), x_neg)
+        self._storage[self._count : self._count + len(added)] = added
+        self._count += len(added)
+        x_neg = x_neg[len(added) :]
         if len(x_neg):
             # Full: overwrite the oldest entries, ring-buffer style.
             slots = (self._next + torch.arange(len(x_neg), device=x_neg.device)) % self.capacity
-            self.samples[slots] = x_neg
+            self._storage[slots] = x_neg
             self._next = (self._next + len(x_neg)) % self.capacity
+
+    def _reserve(self, n_stored: int, like: Tensor) -> None:
+        """Room for ``n_stored`` chains like ``like`` ``(M, *S)``, the stored ones kept. The room
+        grows to at least twice what it was (at most the capacity), so all its growing while the
+        buffer fills copies fewer chains than the buffer holds. Grown by each keep's chains, it
+        copied every stored chain at every keep, a cost that rose with the fill (capacity 10000,
+        32 MNIST chains an iteration: 0.2 ms at the start, 18 ms at the end, 4.5 s over the 312
+        iterations of filling, one thread)."""
+        room = 0 if self._storage is None else len(self._storage)
+        if self._storage is not None and n_stored <= room:
+            return
+        storage = like.new_empty((min(self.capacity, max(n_stored, 2 * room)), *like.shape[1:]))
+        if self._storage is not None:
+            storage[: self._count] = self.samples
+        self._storage = storage
 
     def state_dict(self) -> dict[str, Tensor]:
         """``{"samples": (n_stored, *S), "next": 0-dim}`` (``next``: the slot overwritten
         next), or ``{}`` while empty."""
-        if self.samples is None:
+        if self._storage is None:
             return {}
-        return {"samples": self.samples, "next": torch.tensor(self._next)}
+        # A copy while filling: saved, a view would write its whole room.
+        samples = self._storage if self._count == len(self._storage) else self.samples.clone()
+        return {"samples": samples, "next": torch.tensor(self._next)}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Restore :meth:`state_dict`'s ``{"samples": (n_stored, *S), "next": 0-dim}``
@@ -98,6 +122,8 @@ class ReplayBuffer:
         if not 0 <= next_slot < self.capacity:
             raise ValueError(f"checkpoint buffer's next slot is {next_slot}, outside 0 .. "
                              f"{self.capacity - 1} (capacity {self.capacity})")
-        # A copy: later in-place updates must not write into the caller's tensor.
-        self.samples = None if samples is None else samples.clone()
+        if samples is None:
+            self._storage, self._count = None, 0
+        else:  # copied: later in-place updates must not write into the caller's tensor
+            self._storage, self._count = samples.clone(), len(samples)
         self._next = next_slot
