@@ -188,7 +188,9 @@ def _damaged(path: Path, reason: str) -> CheckpointError:
 
 def load_model(checkpoint: str | Path, *, device: str = "auto"
                ) -> tuple[ConvNetEnergy, ExperimentConfig, dict[str, Any]]:
-    """The trained energy (eval mode, on ``device``), its config and the raw checkpoint.
+    """The trained energy (eval mode, on ``device``), its config (the defaults of
+    :class:`~stgconv.config.ExperimentConfig` for a trainer given no ``config``) and the raw
+    checkpoint.
 
     Raises:
         CheckpointError: not a checkpoint, one that does not describe a model, or a multi-grid
@@ -206,7 +208,9 @@ def load_multigrid(checkpoint: str | Path, *, device: str = "auto"
     the raw checkpoint, whose ``"base"`` holds the training examples at the base grid.
 
     Raises:
-        CheckpointError: not a checkpoint, or not a multi-grid one.
+        CheckpointError: not a checkpoint, not a multi-grid one, or one without the base grid
+            or a config with a ``multigrid`` section (a :class:`~stgconv.train.MultiGridTrainer`
+            given no ``config``), without which its grids cannot be sampled.
     """
     target = resolve_device(device)
     state = load_checkpoint(checkpoint, map_location=target)
@@ -232,9 +236,12 @@ def multigrid_from_state(state: dict[str, Any], checkpoint: str | Path
         raise CheckpointError(f"{checkpoint} is a single-model checkpoint; load it with "
                               "stgconv.checkpoint.load_model")
     config = _config(state, checkpoint)
-    if config.multigrid is None or "base" not in state:
-        raise CheckpointError(f"checkpoint {checkpoint} holds grids but no multi-grid config or "
-                              "base grid")
+    if "base" not in state:
+        raise CheckpointError(f"checkpoint {checkpoint} holds grids but no base grid")
+    if config.multigrid is None:
+        raise CheckpointError(f"checkpoint {checkpoint} holds grids but its config has no "
+                              "multigrid section (a MultiGridTrainer saves the config= it was "
+                              "given)")
     return [_energy(grid, checkpoint) for grid in state["grids"]], config
 
 

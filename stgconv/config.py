@@ -93,9 +93,9 @@ class SamplerConfig:
     # ([0, 1]); the voxel tasks shift it by data.mean into the model's units.
     clamp: tuple[float, float] | None = (-1.0, 1.0)
     n_leapfrog: int = 5
-    # Langevin only: "auto" runs the energy network in bfloat16 where the device computes in it
-    # natively and the test in stgconv.mcmc.execution finds it faithful, else in fp32; "fp32"
-    # and "bf16" force one (bench/README.md: what each gave, net by net).
+    # Langevin only: "auto" runs the energy network in bfloat16 where a CUDA device computes in
+    # it natively and the test in stgconv.mcmc.execution finds it faithful, else (on a CPU
+    # always) in fp32; "fp32" and "bf16" force one (bench/README.md: what each gave, net by net).
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Langevin only: on CUDA, replay the steps as one captured CUDA graph (stgconv.mcmc.graphs).
     cuda_graph: bool = True

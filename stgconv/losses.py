@@ -18,7 +18,8 @@ def contrastive_divergence(
     """``mean E(x_pos) - mean E(x_neg)`` (+ ``energy_l2 * mean(E^2)`` over both).
 
     Its gradient in the parameters is the maximum-likelihood gradient estimate: push energy down
-    on data, up on samples. The samples must be detached (they are constants here).
+    on data, up on samples. The samples are constants: they are detached here, so no gradient
+    reaches a chain that kept its graph (``create_graph``).
 
     Args:
         x_pos: ``(B, *S)`` observed examples.

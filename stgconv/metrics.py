@@ -66,8 +66,8 @@ def missing_mae_255(recovered: Tensor, truth: Tensor, known: Tensor) -> float:
             over the ``False`` entries.
 
     Returns:
-        ``mean |recovered - truth| * 127.5`` over missing entries. A uniform error of ``2/255``
-        grey levels, i.e. ``2 / 127.5`` on ``[-1, 1]``, gives ``2.0``.
+        ``mean |recovered - truth| * 127.5`` over missing entries. A uniform error of 2 grey
+        levels of 255, i.e. ``2 / 127.5`` on ``[-1, 1]``, gives ``2.0``.
 
     Raises:
         ValueError: shapes differ, ``recovered`` or ``truth`` is not floating point,
@@ -98,8 +98,9 @@ def voxel_errors(pred: Tensor, truth: Tensor, *, where: Tensor | None = None) ->
             in recovery); every shape must have at least one.
 
     Raises:
-        ValueError: NaN or infinite values in ``pred`` or ``truth`` (checked before the clamp),
-            or a ``where`` that is not bool or does not broadcast.
+        ValueError: ``pred`` and ``truth`` not both of one shape ``(B, 1, D, H, W)``, NaN or
+            infinite values in them (checked before the clamp), or a ``where`` that is not
+            bool, does not broadcast or leaves a shape no voxel.
     """
     _check_voxel_pair(pred, truth)
     # Before the clamp, which would score an infinite (diverged) voxel as a plain 0 or 1.
@@ -126,8 +127,9 @@ def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
         pred, truth: ``(B, 1, D, H, W)``.
 
     Raises:
-        ValueError: NaN or infinite values (a NaN is never ``>= threshold``: a diverged shape
-            would count as empty).
+        ValueError: ``pred`` and ``truth`` not both of one shape ``(B, 1, D, H, W)``, or NaN
+            or infinite values (a NaN is never ``>= threshold``: a diverged shape would count
+            as empty).
     """
     _check_voxel_pair(pred, truth)
     for name, grid in (("pred", pred), ("truth", truth)):

@@ -384,8 +384,9 @@ class _Estimate:
 
 def hiding_shifts(known: Tensor) -> list[int]:
     """The time shifts ``s`` (1 to T - 1) under which the missing pattern of frame ``t - s``
-    covers observed entries of frame ``t``; ``known`` bool ``(T, H, W)`` or ``(C, T, H, W)``
-    (on short clips some shifts cover none: every other frame missing, shifted by two)."""
+    (mod ``T``: the first frames take the last ones') covers observed entries of frame ``t``;
+    ``known`` bool ``(T, H, W)`` or ``(C, T, H, W)`` (on short clips some shifts cover none:
+    every other frame missing, shifted by two)."""
     missing = ~known
     return [shift for shift in range(1, known.shape[-3])
             if bool((missing.roll(shift, dims=-3) & known).any())]
@@ -396,9 +397,9 @@ def holdout_like(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Observed entries to hold out, shaped like the missing ones: the missing pattern of frame
-    ``t - shift`` laid over frame ``t`` (whole frames for missing-frame masks, a block for region
-    masks), restricted to observed entries, on a random ``fraction`` of the frames where that
-    hides something (at least one frame).
+    ``t - shift`` (mod ``T``) laid over frame ``t`` (whole frames for missing-frame masks, a
+    block for region masks), restricted to observed entries, on a random ``fraction`` of the
+    frames where that hides something (at least one frame).
 
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed (time on dim -3).

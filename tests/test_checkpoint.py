@@ -349,6 +349,10 @@ def test_load_multigrid_rebuilds_every_grid_and_refuses_a_single_model(tmp_path:
     save_checkpoint({"config": config_to_dict(config), "grids": grids}, tmp_path / "no_base.pt")
     with pytest.raises(CheckpointError, match="base grid"):
         load_multigrid(tmp_path / "no_base.pt", device="cpu")
+    # What a MultiGridTrainer given no config= saves: the message says what is missing.
+    save_checkpoint({"config": {}, "grids": grids, "base": base}, tmp_path / "no_config.pt")
+    with pytest.raises(CheckpointError, match="no multigrid section.*config="):
+        load_multigrid(tmp_path / "no_config.pt", device="cpu")
 
 
 def test_multigrid_checkpoint_loads_only_as_multigrid(tmp_path: Path) -> None:

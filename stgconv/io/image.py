@@ -234,13 +234,15 @@ def load_image(
 
     Args:
         channels: 1 (grey) or 3 (RGB).
-        size: if given, the (centre-cropped square) image is resized to ``size x size``.
-        crop_square: centre-crop to a square before resizing.
+        size: if given, the image is resized to ``size x size`` (after the crop; without it
+            the aspect ratio changes).
+        crop_square: centre-crop to a square first, with or without ``size``; ``False`` keeps
+            the whole image.
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: not a readable image, an unknown builtin name, or a ``size`` that is not
-            an int >= 1.
+        ValueError: not a readable image, an unknown builtin name, ``channels`` not 1 or 3, or
+            a ``size`` that is not an int >= 1.
     """
     if size is not None:  # else Pillow's "height and width must be > 0", after the read
         as_int(size, "size", minimum=1)

@@ -2,7 +2,7 @@
 write the surface of a voxel grid (marching cubes) as ``.ply``/``.obj``.
 
 A mesh is a pair of numpy arrays: ``vertices`` float64 ``(V, 3)`` and ``faces`` int64 ``(F, 3)``
-(triangles; polygons are split into fans when read). A voxel grid is ``(R, R, R)`` indexed
+(triangles; polygons are split when read: :func:`load_mesh`). A voxel grid is ``(R, R, R)`` indexed
 ``[x, y, z]``; the up axis is the last array axis (axis 2), the convention of the ModelNet and
 ShapeNet voxel data in ``../shared/data/voxel``.
 

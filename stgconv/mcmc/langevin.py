@@ -44,9 +44,11 @@ class Langevin:
             can move values past the bounds: clamp the result where it must hold).
         precision: how the energy network is evaluated; the chain itself always stays in its
             own dtype. ``"fp32"``: as given. ``"bf16"``: under bfloat16 autocast. ``"auto"``:
-            bfloat16 (in the faster layout on CUDA) where the device computes in it natively,
-            its gradient error stays small against the chain's noise and it measures faster,
-            else as given; :mod:`stgconv.mcmc.execution` states the test and its tolerance, and
+            bfloat16 (in the faster layout) on a CUDA device that computes in it natively, for a
+            float32 chain with noise, where its gradient error stays small against the chain's
+            noise and it measures faster, else as given (always on a CPU, native bfloat16 or
+            not: :func:`~stgconv.mcmc.execution.auto_may_use_bfloat16`);
+            :mod:`stgconv.mcmc.execution` states the test and its tolerance, and
             ``bench/README.md`` the measured speed-ups and errors.
         cuda_graph: on CUDA, replay the steps as one captured CUDA graph
             (:mod:`stgconv.mcmc.graphs`) unless a callback or annealed noise needs Python at
