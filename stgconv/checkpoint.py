@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from stgconv.config import (
     ExperimentConfig,
     UnknownKeys,
+    WithdrawnSetting,
     config_from_dict,
     resolve_device,
     without_unread_settings,
@@ -254,6 +255,9 @@ def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
     try:
         data = without_unread_settings(state["config"], f"checkpoint {checkpoint}'s config")
         return config_from_dict(ExperimentConfig, data)
+    except WithdrawnSetting as err:
+        raise CheckpointError(f"checkpoint {checkpoint} cannot be read by this stgconv: {err}"
+                              ) from err
     except UnknownKeys as err:
         raise CheckpointError(f"checkpoint {checkpoint} holds a config this stgconv cannot read "
                               f"(written by a newer version?): {err}") from err

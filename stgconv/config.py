@@ -963,6 +963,28 @@ class UnknownKeys(ValueError):
     """A config holds keys that no section of this stgconv has."""
 
 
+# Settings an earlier stgconv had and this one has withdrawn: dotted key -> (what became of it,
+# whether no training run read it). Every run of its time saved them (a run's config.yaml and
+# checkpoint hold every setting), so they are named as such, not as unknown keys.
+WITHDRAWN_SETTINGS: dict[str, tuple[str, bool]] = {
+    "recovery.learned.redraw_every": (
+        "since 2026-12-01 the learned fill draws its hidden patterns from a pool "
+        "(recovery.learned.patterns); leave it out", True),
+    "initializer.sr_loss": (
+        "since 2026-12-02 super-resolution initializers learn by binary cross-entropy only, "
+        "and one trained with it is not read: train a new one", False),
+}
+
+
+class WithdrawnSetting(UnknownKeys):
+    """A config holds ``key``, a setting of an earlier stgconv (:data:`WITHDRAWN_SETTINGS`)."""
+
+    def __init__(self, key: str) -> None:
+        why, self.unread_by_training = WITHDRAWN_SETTINGS[key]
+        super().__init__(f"{key} is a setting of an earlier stgconv, withdrawn: {why}")
+        self.key = key
+
+
 def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict, checking every key and value type."""
     if not isinstance(data, dict):
@@ -971,6 +993,9 @@ def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") ->
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names, key=str)  # a key YAML read as a number or a bool too
+    withdrawn = [prefix + str(key) for key in unknown if prefix + str(key) in WITHDRAWN_SETTINGS]
+    if withdrawn:
+        raise WithdrawnSetting(withdrawn[0])
     if unknown:
         where = f" in section '{prefix.rstrip('.')}'" if prefix else ""
         raise UnknownKeys(
@@ -994,9 +1019,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             try:
                 return _coerce(option, value, key)
             except ValueError as err:
-                errors.append(str(err))
-        # The first alternative is the common form (an int kernel before a per-dimension list).
-        raise ValueError(errors[0])
+                errors.append(err)
+        # The first alternative is the common form (an int kernel before a per-dimension list),
+        # its error kept whole: an optional section's unknown or withdrawn key is named as such.
+        raise errors[0]
     if origin is Literal:
         # Types too: `True == 1` and `1.0 == 1` in Python, so `in` would let them through.
         if not any(type(value) is type(a) and value == a for a in args):
@@ -1206,7 +1232,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
 def without_unread_settings(data: Any, source: str, overrides: Sequence[str] = (),
                             values: Mapping[str, Any] | None = None) -> Any:
     """``data``, a config that a run saved (its ``config.yaml``, its checkpoint's), with each
-    setting that the run never read (:class:`UnreadSetting`) reset to its default, named in a
+    setting that the run never read (:class:`UnreadSetting`) reset to its default and each
+    withdrawn one that no training read (:data:`WITHDRAWN_SETTINGS`) left out, named in a
     warning that calls ``data`` ``source``: an earlier stgconv accepted them, and the run,
     trained without them, resumes and is used without them. Other problems are left for
     the config's own load to name. Looked for with ``overrides`` and ``values`` (as
@@ -1224,12 +1251,28 @@ def without_unread_settings(data: Any, source: str, overrides: Sequence[str] = (
                 raise
             ignored.append(err.key)
             data = apply_overrides(data, [], {err.key: err.default})
+        except WithdrawnSetting as err:
+            if err.key in ignored or not err.unread_by_training:
+                raise
+            ignored.append(err.key)
+            data = _without_key(data, err.key)
         except (TypeError, ValueError):
             break
     if ignored:
         warnings.warn(f"{source} sets {', '.join(ignored)}, which its training never read (an "
                       "earlier stgconv accepted them): ignored", stacklevel=3)
     return data
+
+
+def _without_key(data: Any, key: str) -> Any:
+    """A copy of nested ``data`` without the dotted ``key`` (``data`` itself where it does not
+    hold it: an override set it)."""
+    if not isinstance(data, dict):
+        return data
+    head, _, rest = key.partition(".")
+    if not rest:
+        return {name: value for name, value in data.items() if name != head}
+    return {**data, head: _without_key(data[head], rest)} if head in data else data
 
 
 def expand_home(path: str) -> str:

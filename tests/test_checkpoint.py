@@ -32,6 +32,7 @@ from stgconv.config import (
     DataConfig,
     ExperimentConfig,
     GridConfig,
+    InitializerConfig,
     MultiGridConfig,
     config_to_dict,
 )
@@ -316,6 +317,31 @@ def test_a_saved_setting_its_training_never_read_is_ignored_with_a_warning(
     assert config == multigrid_config()
 
 
+def test_a_checkpoint_holding_a_since_withdrawn_setting_is_read_or_refused_as_older(
+        tmp_path: Path) -> None:
+    """Every run of 2026-12-01 saved recovery.learned.redraw_every, which no training reads: its
+    checkpoint loads with a warning (it was refused as written "by a newer version"). An
+    initializer trained under the withdrawn initializer.sr_loss is refused as an earlier
+    version's."""
+    energy = tiny_energy(0)
+    saved = config_to_dict(ExperimentConfig(name="single"))
+    saved["recovery"]["learned"]["redraw_every"] = 40  # the default of its day
+    path = save_checkpoint({"config": saved, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    with pytest.warns(UserWarning, match=r"sets recovery\.learned\.redraw_every, which its "
+                                         r"training never read"):
+        _, config, _ = load_model(path, device="cpu")
+    assert config == ExperimentConfig(name="single")
+    saved = config_to_dict(ExperimentConfig(name="single"))
+    saved["initializer"] = {**config_to_dict(InitializerConfig()), "sr_loss": "block_rank"}
+    path = save_checkpoint({"config": saved, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "initializer.pt")
+    with pytest.raises(CheckpointError, match=r"initializer\.pt cannot be read by this stgconv: "
+                                              r"initializer\.sr_loss is a setting of an earlier "
+                                              r"stgconv, withdrawn: .* train a new one$"):
+        load_model(path, device="cpu")
+
+
 def test_a_saved_config_with_a_key_this_version_does_not_know_is_named(tmp_path: Path) -> None:
     """It was called a file that "does not describe a model"."""
     energy = tiny_energy(0)
@@ -326,6 +352,14 @@ def test_a_saved_config_with_a_key_this_version_does_not_know_is_named(tmp_path:
     with pytest.raises(CheckpointError, match=r"holds a config this stgconv cannot read \(written "
                                               r"by a newer version\?\): unknown config key\(s\) "
                                               r"sampler\.tempering"):
+        load_model(path, device="cpu")
+    # Also in a section a config may leave out (null), which was read as a plain error.
+    saved = config_to_dict(ExperimentConfig(name="single"))
+    saved["initializer"] = {**config_to_dict(InitializerConfig()), "tempering": 2.0}
+    path = save_checkpoint({"config": saved, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "optional.pt")
+    with pytest.raises(CheckpointError, match=r"\(written by a newer version\?\): unknown "
+                                              r"config key\(s\) initializer\.tempering"):
         load_model(path, device="cpu")
 
 

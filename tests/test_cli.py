@@ -153,6 +153,35 @@ def test_resume_ignores_a_setting_the_runs_config_yaml_holds_but_its_training_ne
     assert code == 2 and "chains.buffer_capacity is 77, but applies to" in err, err
 
 
+def test_a_run_saved_with_a_since_withdrawn_setting_resumes_and_a_users_config_is_told(
+        tmp_path: Path, capsys) -> None:
+    """Runs of 2026-12-01 saved recovery.learned.redraw_every (every run saves every setting):
+    a training never read it, so the run resumes without it, saying so (it was refused as an
+    unknown key); a config file of the user's holding it is told what replaced it."""
+    run = tiny_texture_run(tmp_path)
+    saved = run / "config.yaml"
+    data = yaml.safe_load(saved.read_text())
+    data["recovery"]["learned"]["redraw_every"] = 40
+    saved.write_text(yaml.safe_dump(data))
+    code, _, err = run_main(["train", "--set", "train.n_iterations=2", "--out", str(run),
+                             "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    assert (f"warning: {saved} sets recovery.learned.redraw_every, which its training never "
+            "read (an earlier stgconv accepted them): ignored") in err
+    assert load_checkpoint(run)["iteration"] == 2
+    code, _, err = run_main(["train", "--set", "recovery.learned.redraw_every=3", "--out",
+                             str(run), "--resume", "--quiet"], capsys)  # the user's own, refused
+    assert code == 2 and "recovery.learned.redraw_every is a setting of an earlier" in err, err
+    user = tmp_path / "user.yaml"
+    user.write_text(yaml.safe_dump(data))
+    code, _, err = run_main(["train", str(user), "--out", str(tmp_path / "new"), "--quiet"],
+                            capsys)
+    assert code == 2 and err == (
+        "stgconv train: error: recovery.learned.redraw_every is a setting of an earlier "
+        "stgconv, withdrawn: since 2026-12-01 the learned fill draws its hidden patterns from a "
+        "pool (recovery.learned.patterns); leave it out\n"), err
+
+
 def test_only_the_runs_own_config_yaml_has_its_unread_settings_reset(tmp_path: Path,
                                                                      capsys) -> None:
     """The reset is for what an earlier stgconv saved: the run's config.yaml also where a
