@@ -21,6 +21,12 @@ die() {
     exit 1
 }
 
+# A line on stderr that the command goes on after: where stderr is closed (2>&-) the failed
+# write would end run.sh (set -e) before the command, without a word.
+note() {
+    echo "run.sh: $*" >&2 || true
+}
+
 usage() {
     sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
@@ -63,7 +69,7 @@ Install it, then rerun:   sudo apt-get install libusb-1.0-0   (Debian/Ubuntu)
     fi
     command -v apt-get >/dev/null 2>&1 ||
         die "open3d needs libusb-1.0 (libusb-1.0.so.0); install it with your package manager"
-    echo "run.sh: installing libusb-1.0-0 (needed by open3d) with apt-get" >&2
+    note "installing libusb-1.0-0 (needed by open3d) with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null
 }
@@ -92,7 +98,7 @@ ensure_venv() {
         # file system) leaves the install unlocked without a wait to announce.
         flock -n -E 75 9 2>/dev/null || busy=$?
         if [ "$busy" -eq 75 ]; then  # a first install takes minutes: say why it waits
-            echo "run.sh: waiting for another run.sh installing into $VENV" >&2
+            note "waiting for another run.sh installing into $VENV"
             flock 9 2>/dev/null || true
         fi
         install_if_needed "$key"
@@ -112,7 +118,7 @@ install_if_needed() {
 python3.13 ... python3.10); install one or set PYTHON=/path/to/python3"
             "$python" -c 'import ensurepip, venv' 2>/dev/null || die "$python cannot create \
 virtual environments; install the venv module (Debian/Ubuntu: apt-get install python3-venv)"
-            echo "run.sh: creating the environment $VENV (first run only; a few minutes)" >&2
+            note "creating the environment $VENV (first run only; a few minutes)"
             mkdir -p "$(dirname "$VENV")"
             "$python" -m venv "$VENV"
         fi
@@ -220,7 +226,7 @@ main() {
     python) exec "$VENV/bin/python" "$@" ;;
     shell)
         export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
-        echo "run.sh: environment $VENV is active; 'exit' leaves it" >&2
+        note "environment $VENV is active; 'exit' leaves it"
         exec "${SHELL:-/bin/bash}"
         ;;
     esac

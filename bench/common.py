@@ -421,8 +421,12 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def report(table: str, rows: Sequence[dict], path: str | None) -> None:
-    """Print the table; write the rows as a JSON list when ``path`` is set (atomically: never
-    half a table under the real name)."""
-    print(table)
-    if path:
-        atomic_write_json(path, list(rows))
+    """Write the rows as a JSON list when ``path`` is set (atomically: never half a table under
+    the real name) and print the table, whichever of the two fails: a print that fails (a
+    reader of the output gone, ``| head`` under PYTHONUNBUFFERED=1) must not cost the run's
+    rows, nor a write that fails (a full disk) its table."""
+    try:
+        if path:
+            atomic_write_json(path, list(rows))
+    finally:
+        print(table)

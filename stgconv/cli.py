@@ -4,12 +4,14 @@ every evaluation in :mod:`stgconv.evaluation`."""
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
 import time
 import traceback
 import warnings
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Sequence, get_args
 
@@ -596,10 +598,34 @@ def _command(commands: argparse._SubParsersAction, name: str, **kwargs: Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # What stdout's encoding cannot show (a path under PYTHONIOENCODING=ascii or a Latin-1
+    # locale) is escaped, as Python does on stderr: it raised a UnicodeEncodeError after the work.
+    # Not where errors are handled otherwise (surrogateescape, under the C locale).
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        code = _main(argv)
+        if sys.stdout is not None:  # None where stdout was closed (>&-)
+            # Here, not at exit, where a reader that has gone is reported by Python as an
+            # "Exception ignored" traceback and exit status 120.
+            sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of the output left (`stgconv eval ... | head -1`): end quietly, as a
+        # program that SIGPIPE ends does (the recipe of Python's signal module documentation);
+        # stdout goes to devnull so that Python's own flush at exit does not fail again.
+        with suppress(AttributeError, OSError):  # stdout closed (None) or not a file
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _refuse_empty(args)
+    if sys.stderr is None and "quiet" in args:
+        args.quiet = True  # stderr closed (2>&-) is None, which the progress bar failed writing to
     for dest, value in vars(args).items():  # a quoted "~/runs" means home, as unquoted
         if isinstance(value, str):
             setattr(args, dest, expand_home(value))
@@ -625,6 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             out = _run(args)
+    except BrokenPipeError:  # not the input's fault, nor the disk's: see main
+        raise
     except WriteError as err:  # after the checks up front: not the input's fault
         show_error(err)
         return 1

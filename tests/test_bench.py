@@ -1,5 +1,7 @@
 """Benchmarks stay runnable: a tiny smoke run of each bench script writes its JSON table."""
 
+import errno
+import io
 import json
 import re
 import math
@@ -842,6 +844,28 @@ def test_read_npz_names_the_file_and_array_it_cannot_read(tmp_path, bench_module
     np.savez(tmp_path / "objects.npz", x_test=np.array([np.zeros(2), "a digit"], dtype=object))
     with pytest.raises(ValueError, match=r"cannot read array 'x_test' of .*objects\.npz"):
         bench_module("common.py")["read_npz"](tmp_path / "objects.npz")
+
+
+def test_report_saves_the_rows_before_it_prints_them(tmp_path, bench_module, monkeypatch):
+    """The table was printed first: where the print failed (`| head` under PYTHONUNBUFFERED=1,
+    its reader gone), a bench that had run for minutes never wrote its JSON."""
+
+    class ReaderGone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ReaderGone())
+    with pytest.raises(BrokenPipeError):
+        bench_module("common.py")["report"]("a table", [{"seed": 0}], str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text()) == [{"seed": 0}]
+
+
+def test_report_prints_the_table_of_rows_it_could_not_write(tmp_path, bench_module, capsys):
+    (tmp_path / "file").touch()  # no folder to write into: as a full disk, the write fails
+    with pytest.raises(OSError):
+        bench_module("common.py")["report"]("a table", [{"seed": 0}],
+                                            str(tmp_path / "file" / "r.json"))
+    assert capsys.readouterr().out == "a table\n"
 
 
 def test_text_table_lines_up_comments_header_rule_and_rows(bench_module):

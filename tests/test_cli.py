@@ -7,6 +7,7 @@ they were by a resume that fails."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -554,6 +555,74 @@ def test_module_entry_point(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"stgconv train: wrote {out}" in result.stdout
     assert (out / "checkpoint.pt").is_file() and (out / "samples.png").is_file()
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_of_the_output_that_left_ends_the_command_quietly(tmp_path: Path,
+                                                                   unbuffered: str) -> None:
+    """`stgconv ... | head -1`: the report written to a pipe whose reader had gone ended, after
+    the work, in Python's "Exception ignored ... BrokenPipeError" at exit (exit 120), or under
+    PYTHONUNBUFFERED=1 in a traceback; now the command ends without a word (exit 1), as a
+    program that SIGPIPE ends does, its files whole."""
+    out = tmp_path / "run"
+    read, write = os.pipe()
+    os.close(read)  # gone before the command writes
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "stgconv.cli", "train", *TINY, "--out", str(out), "--quiet"],
+            cwd=tmp_path, env={**subprocess_env(), "PYTHONUNBUFFERED": unbuffered},
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=300,
+        )
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (1, "")
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_a_reader_that_left_during_the_work_ends_it_quietly(tmp_path: Path, monkeypatch,
+                                                           capsys) -> None:
+    """The same during the work (a table printed under PYTHONUNBUFFERED=1, the progress bar
+    into `2>&1 | head`): it was reported as the input's fault, 'error: [Errno 32] Broken
+    pipe', exit 2."""
+
+    def reader_gone(*_: object, **__: object) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(tasks, "train", reader_gone)
+    assert run_main(["train", *TINY, "--out", str(tmp_path / "run")], capsys) == (1, "", "")
+
+
+def test_what_stdout_cannot_encode_is_escaped(tmp_path: Path, monkeypatch) -> None:
+    """Under PYTHONIOENCODING=ascii (or a Latin-1 locale) the report naming a folder outside
+    that encoding ended in a UnicodeEncodeError traceback, after the work."""
+    monkeypatch.setattr(tasks, "train", lambda config, **_: Path(config.out_dir))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["train", *TINY, "--out", str(tmp_path / "\u00fc\u00d7")]) == 0
+    stdout.flush()
+    assert f"wrote {tmp_path}/\\xfc\\xd7 (" in stdout.buffer.getvalue().decode()
+
+
+def test_stdout_that_escapes_its_own_way_is_left_so(tmp_path: Path, monkeypatch) -> None:
+    """Under the C locale stdout writes a path's undecodable bytes back as they were
+    (surrogateescape); escaped as text, they would no longer name the file."""
+    monkeypatch.setattr(tasks, "train", lambda config, **_: Path(config.out_dir))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 0
+    assert stdout.errors == "surrogateescape"
+
+
+def test_a_closed_stderr_trains_without_a_progress_bar(tmp_path: Path, monkeypatch,
+                                                       capsys) -> None:
+    """Under `2>&-` Python's sys.stderr is None: the progress bar failed writing to it
+    (AttributeError), and the run stopped and was removed without a word, its traceback having
+    nowhere to go."""
+    monkeypatch.setattr(sys, "stderr", None)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    assert (out / "checkpoint.pt").is_file()
+    assert f"stgconv train: wrote {out}" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not (REPO / "tools" / "train.py").is_file(), reason="no tools/train.py")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import h5py
@@ -394,6 +395,18 @@ def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert prepare.main([str(tmp_path / "none"), str(tmp_path / "y.h5"), "--quiet"]) == 2
     assert prepare.main([str(tree), str(tmp_path / "z.h5"), "--categories", "lamp"]) == 2
     assert "lamp" in capsys.readouterr().err
+
+
+def test_prepare_script_without_stderr_builds_without_a_progress_bar(
+        tree: Path, tmp_path: Path, load_script, monkeypatch) -> None:
+    """Under `2>&-` sys.stderr is None: the progress bar failed writing to it (AttributeError),
+    and the build stopped without a word."""
+    prepare = load_script("datasets/voxel/prepare.py")
+    monkeypatch.setattr(sys, "stderr", None)
+    out = tmp_path / "mn.h5"
+    assert prepare.main([str(tree), str(out), "--resolution", "8", "--categories", "chair",
+                         "--splits", "train"]) == 0
+    assert len(VoxelShapes(out)) == 2
 
 
 def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(

@@ -128,6 +128,24 @@ def test_a_wait_for_the_lock_that_fails_goes_on_unlocked(tmp_path: Path) -> None
     assert run.returncode == 0 and "ran -c pass" in output, output
 
 
+def test_a_closed_stderr_does_not_stop_run_sh_at_its_waiting_line(tmp_path: Path) -> None:
+    """Under `2>&-` the "waiting" line's write failed, and `set -e` ended run.sh (exit 1)
+    without running the command."""
+    venv = tmp_path / "venv"
+    stand_in(venv)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    flock = tools / "flock"  # another run.sh holds the lock, then frees it
+    flock.write_text('#!/bin/sh\n[ "$1" = -n ] && exit 75\nexit 0\n')
+    flock.chmod(0o755)
+    run = subprocess.run(["bash", "-c", 'exec "$@" 2>&-', "bash", str(ROOT / "run.sh"),
+                          "python", "-c", "pass"],
+                         env={"PATH": f"{tools}:{PATH}", "HOME": str(tmp_path),
+                              "STGCONV_VENV": str(venv)},
+                         stdout=subprocess.PIPE, text=True, timeout=60)
+    assert run.returncode == 0 and "ran -c pass" in run.stdout, run.stdout
+
+
 def test_a_run_sh_that_waits_for_another_install_says_so(tmp_path: Path) -> None:
     """Another install holds the lock (a first one takes minutes): run.sh says why it waits,
     and goes on when the lock is freed."""

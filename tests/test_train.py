@@ -920,6 +920,24 @@ def test_the_lock_file_names_only_its_live_owner(tmp_path: Path, monkeypatch) ->
     assert (out / ".lock").read_text() == ""
 
 
+def test_the_lock_file_gets_the_mode_of_the_run_files(tmp_path: Path, monkeypatch) -> None:
+    """Under a group's umask (002) the run's files are group-writable; its lock file was made
+    0644 whatever the umask, so another member of the group could not open it to --resume."""
+    import os
+
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    monkeypatch.setattr(task, "_fit", lambda config, world, folder, **_: folder)
+    old = os.umask(0o002)
+    try:
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    finally:
+        os.umask(old)
+    assert (out / ".lock").stat().st_mode & 0o777 == 0o664
+
+
 def descriptors_open_on(path: Path) -> int:
     """How many of this process's file descriptors are open on the file at ``path`` (Linux)."""
     import os

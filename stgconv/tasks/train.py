@@ -266,7 +266,9 @@ def _locked(out: Path) -> BinaryIO:
         out.mkdir(parents=True, exist_ok=True)
         try:
             # Unbuffered: a write refused by a full disk is not tried again, unnamed, on closing.
-            file = os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644), "r+b", 0)
+            # 0o666 less the umask, as the run's other files: under a group's umask (002) a
+            # member of the group must open it to --resume the run.
+            file = os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o666), "r+b", 0)
         except FileNotFoundError:
             if out.is_dir():  # not the race below: a lock file linking into a missing folder
                 raise
