@@ -422,10 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (FileNotFoundError, ValueError, CheckpointError) as err:
             parser.error(str(err))
         report = run(args, splits, work)
-    print(format_report(report["tables"], report["models"], report["env"]))
-    print(f"# {report['seconds']:.0f} s in all")
-    if args.json:
-        atomic_write_json(args.json, report)
+    try:  # written first, as bench.common.report: a print that fails must not cost the rows
+        if args.json:
+            atomic_write_json(args.json, report)
+    finally:
+        print(format_report(report["tables"], report["models"], report["env"]))
+        print(f"# {report['seconds']:.0f} s in all")
     return 0
 
 

@@ -868,6 +868,26 @@ def test_report_prints_the_table_of_rows_it_could_not_write(tmp_path, bench_modu
     assert capsys.readouterr().out == "a table\n"
 
 
+def test_voxel_eval_saves_its_report_before_it_prints_it(tmp_path, bench_module, monkeypatch):
+    """As bench.common.report: the voxel evaluation printed its table first, and a print that
+    failed (its reader gone) cost the JSON of a run of many minutes."""
+
+    class ReaderGone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    script = bench_module("voxel_eval.py")
+    report = {"tables": {}, "models": {}, "env": {}, "seconds": 1.0, "rows": []}
+    monkeypatch.setitem(script["main"].__globals__, "prepare", lambda *args: {})
+    monkeypatch.setitem(script["main"].__globals__, "run", lambda *args: report)
+    monkeypatch.setitem(script["main"].__globals__, "format_report", lambda *args: "a table")
+    monkeypatch.setattr(sys, "stdout", ReaderGone())
+    with pytest.raises(BrokenPipeError):
+        script["main"](["--quick", "--work", str(tmp_path / "work"),
+                        "--json", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+
+
 def test_text_table_lines_up_comments_header_rule_and_rows(bench_module):
     """The benches' tables: the comment lines, the titles aligned as their columns, a rule as
     wide as the header, then a line per row, cells joined by one space."""
