@@ -11,7 +11,13 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.checks import check_generator
-from stgconv.config import ChainConfig, ExperimentConfig, MultiGridConfig, SamplerConfig
+from stgconv.config import (
+    ChainConfig,
+    ExperimentConfig,
+    MultiGridConfig,
+    SamplerConfig,
+    check_sampler,
+)
 from stgconv.mcmc import (
     HMC,
     MALA,
@@ -47,6 +53,9 @@ def seeded_weights(seed: int) -> Iterator[None]:
 
 def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Sampler:
     """The configured sampler; ``n_steps`` overrides the configured chain length."""
+    # A section built in Python gets the checks a config file's gets: an HMC step count set
+    # for Langevin was ignored without a word, and a step past the bound ran.
+    check_sampler("sampler", sampler)
     steps = n_steps if n_steps is not None else sampler.n_steps
     if sampler.kind == "langevin":
         return Langevin(

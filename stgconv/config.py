@@ -200,6 +200,18 @@ class TrainConfig:
     # gradient norms; README "Outputs" states the cost (12-836 ms a time, measured).
     log_media: bool = True
 
+    def __post_init__(self) -> None:
+        # Checked here, not only by ExperimentConfig: the trainers take a TrainConfig built in
+        # Python, where accumulate=0 made steps that learnt nothing, lr=inf made the weights
+        # NaN, and lr=-1 or batch_size=0 failed in torch's words or the first step's.
+        for name in ("n_iterations", "batch_size", "accumulate", "lr"):
+            _check_positive(f"train.{name}", getattr(self, name))
+        for name in ("checkpoint_every", "sample_every", "energy_l2"):
+            _check_not_negative(f"train.{name}", getattr(self, name))
+        if not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"train.betas must be in [0, 1), got {list(self.betas)}")
+        _check_finite_floats("train", self)
+
 
 # The names of stgconv.baselines.video.FILLS (a test keeps them equal); spelled out here so that
 # reading a config does not load scikit-image.
@@ -381,6 +393,19 @@ class CooperativeConfig:
     # The generator's observation noise in that posterior: p(x | z) = N(G(z), sigma^2 I).
     inference_sigma: float = 0.3
 
+    def __post_init__(self) -> None:
+        # Here, not only by ExperimentConfig: CooperativeTrainer takes one built in Python.
+        for key in ("latent_dim", "width", "lr", "inference_step_size", "inference_sigma"):
+            _check_positive(f"cooperative.{key}", getattr(self, key))
+        _check_not_negative("cooperative.inference_steps", self.inference_steps)
+        if not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"cooperative.betas must be in [0, 1), got {list(self.betas)}")
+        _check_finite_floats("cooperative", self)
+        if self.inference_steps == 0:
+            _refuse_unread("cooperative", self, ("inference_step_size", "inference_sigma"),
+                           "applies to the latent inference only, which cooperative."
+                           "inference_steps 0 turns off")
+
 
 @dataclass(frozen=True)
 class InitializerConfig:
@@ -411,6 +436,17 @@ class InitializerConfig:
     # symmetries of the square) did no better on held-out beds and chairs (bench/README.md,
     # voxel_eval.py, 2026-12-02).
     mirror: bool = True
+
+    def __post_init__(self) -> None:
+        # Here, not only by ExperimentConfig: InitializerTrainer takes one built in Python. The
+        # factors and fold, which read the data and the chains, are checked with them.
+        for key in ("width", "steps", "batch_size", "lr", "fold"):
+            _check_positive(f"initializer.{key}", getattr(self, key))
+        if not self.depth >= 2:
+            raise ValueError(f"initializer.depth must be >= 2, got {self.depth!r}")
+        if self.crop is not None:
+            _check_positive("initializer.crop", self.crop)
+        _check_finite_floats("initializer", self)
 
 
 @dataclass(frozen=True)
@@ -465,6 +501,22 @@ class JEMConfig:
     # Gaussians see only strokes. 0: none.
     feature_rank: int = 0
 
+    def __post_init__(self) -> None:
+        # Here, not only by ExperimentConfig: HybridTrainer takes one built in Python, where a
+        # negative weight failed in the first step as "a contrastive term of weight -1.0 needs
+        # 1 to 6 samples, got None". jem.shift's bound reads data.size and jem.px_batch's
+        # train.batch_size: checked where those are known (_check_jem; HybridTrainer by
+        # check_px_batch).
+        for key in ("px_weight", "pxy_weight", "reference_components", "reference_rank",
+                    "feature_rank"):
+            _check_not_negative(f"jem.{key}", getattr(self, key))
+        _check_positive("jem.max_energy_gap", self.max_energy_gap)
+        _check_finite_floats("jem", self)
+        if self.reference_components == 0:
+            _refuse_unread("jem", self, ("reference_rank",),
+                           "applies to the fitted reference Gaussians only, which jem."
+                           "reference_components 0 turns off")
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -496,15 +548,12 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.seed < SEED_LIMIT:
             raise ValueError(f"seed must be in [0, 2^63 - 2^16), got {self.seed}")
-        _check_positive("train.n_iterations", self.train.n_iterations)
-        _check_sampler("sampler", self.sampler)
+        check_sampler("sampler", self.sampler)
         if self.multigrid is None:  # else unused, and refused unless left at its defaults
             _check_model("model", self.model, self.data)
         if self.recovery.completion is not None:
-            _check_sampler("recovery.completion", self.recovery.completion)
+            check_sampler("recovery.completion", self.recovery.completion)
         _check_positive("chains.chains_per_example", self.chains.chains_per_example)
-        _check_positive("train.batch_size", self.train.batch_size)
-        _check_positive("train.accumulate", self.train.accumulate)
         _check_positive("data.size", self.data.size)
         _check_positive("data.frames", self.data.frames)
         if self.data.max_images is not None:
@@ -518,15 +567,7 @@ class ExperimentConfig:
             raise ValueError(f"recovery.step_scale_power must be a finite number >= 0, got "
                              f"{self.recovery.step_scale_power!r}")
         check_learned_fill(self.recovery.learned)
-        _check_positive("train.lr", self.train.lr)
         _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
-        for key, value in (("train.checkpoint_every", self.train.checkpoint_every),
-                           ("train.sample_every", self.train.sample_every),
-                           ("train.energy_l2", self.train.energy_l2)):
-            if value < 0:
-                raise ValueError(f"{key} must be >= 0, got {value!r}")
-        if not all(0.0 <= beta < 1.0 for beta in self.train.betas):
-            raise ValueError(f"train.betas must be in [0, 1), got {list(self.train.betas)}")
         example = example_shape(self.data)
         check_entries(example, f"data.size={self.data.size}"
                       + (f", data.frames={self.data.frames}" if self.data.kind == "video" else ""))
@@ -576,6 +617,10 @@ class ExperimentConfig:
 def _check_unread_settings(config: ExperimentConfig) -> None:
     """Refuse a setting that this kind of run never reads (see :func:`_refuse_unread`)."""
     data, chains, model = config.data, config.chains, config.model
+    if config.recovery.step_scale != "interpolation_spread":
+        _refuse_unread("recovery", config.recovery, ("step_scale_power",),
+                       f"applies to recovery.step_scale 'interpolation_spread' only: "
+                       f"recovery.step_scale {config.recovery.step_scale!r} ignores it")
     if data.kind == "voxels":
         _refuse_unread("data", data, ("channels",), "voxel grids have one channel")
     if data.kind not in ("video", "video_frames"):
@@ -694,7 +739,9 @@ def example_shape(data: DataConfig) -> tuple[int, ...]:
 MAX_STEP_SIZE = 1e3
 
 
-def _check_sampler(key: str, sampler: SamplerConfig) -> None:
+def check_sampler(key: str, sampler: SamplerConfig) -> None:
+    """``ValueError`` naming the setting of ``sampler`` (the section at ``key``) that is out of
+    range, or set though its ``kind`` never reads it (:class:`UnreadSetting`)."""
     _check_positive(f"{key}.n_steps", sampler.n_steps)
     if sampler.task_steps is not None:
         _check_positive(f"{key}.task_steps", sampler.task_steps)
@@ -743,9 +790,12 @@ def _refuse_unread(key: str, section: Any, names: Sequence[str], why: str) -> No
     """:class:`UnreadSetting` naming the first of ``names`` that config ``section`` (at
     ``key``) sets away from its default, where ``why`` says what leaves it unread: kept, it
     would look like a setting that took effect."""
-    defaults = type(section)()
+    # From the fields, not from type(section)(): a section's own __post_init__ calls this.
+    fields = {f.name: f for f in dataclasses.fields(section)}
     for name in names:
-        value, default = getattr(section, name), getattr(defaults, name)
+        f = fields[name]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        value = getattr(section, name)
         if value != default:
             shown = "null" if default is None else str(default).lower()
             raise UnreadSetting(f"{key}.{name} is {value!r}, but {why}; set {key}.{name}={shown} "
@@ -772,7 +822,7 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
         _refuse_unread(f"multigrid.grids[{i}].model", grid.model, ("density_scale",),
                        "applies to classifier architectures only")
         if grid.sampler is not None:
-            _check_sampler(f"multigrid.grids[{i}].sampler", grid.sampler)
+            check_sampler(f"multigrid.grids[{i}].sampler", grid.sampler)
         if grid.frames is not None:
             _check_positive(f"multigrid.grids[{i}].frames", grid.frames)
     if sizes[-1] != data.size:
@@ -805,13 +855,6 @@ def _check_cooperative(cooperative: CooperativeConfig, *, multigrid: bool) -> No
     if multigrid:
         raise ValueError("cooperative and multigrid are set: a cooperative generator proposes "
                          "one model's chains; remove one of the two sections")
-    for key in ("latent_dim", "width", "lr", "inference_step_size", "inference_sigma"):
-        _check_positive(f"cooperative.{key}", getattr(cooperative, key))
-    if cooperative.inference_steps < 0:
-        raise ValueError(f"cooperative.inference_steps must be >= 0, got "
-                         f"{cooperative.inference_steps!r}")
-    if not all(0.0 <= beta < 1.0 for beta in cooperative.betas):
-        raise ValueError(f"cooperative.betas must be in [0, 1), got {list(cooperative.betas)}")
 
 
 def _check_initializer(config: ExperimentConfig) -> None:
@@ -822,12 +865,6 @@ def _check_initializer(config: ExperimentConfig) -> None:
                          "voxel model: it needs chains.mode super_resolution or recovery, "
                          "data.kind voxels and no multigrid or cooperative section (got "
                          f"chains.mode {config.chains.mode!r}, data.kind {config.data.kind!r})")
-    for key in ("width", "steps", "batch_size", "lr", "fold"):
-        _check_positive(f"initializer.{key}", getattr(initializer, key))
-    if initializer.depth < 2:
-        raise ValueError(f"initializer.depth must be >= 2, got {initializer.depth!r}")
-    if initializer.crop is not None:
-        _check_positive("initializer.crop", initializer.crop)
     if config.chains.mode == "super_resolution":
         _refuse_unread("initializer", initializer, ("fold",),
                        "applies to recovery (chains.mode recovery) only: a super-resolution "
@@ -890,24 +927,45 @@ def _check_jem(config: ExperimentConfig) -> None:
     if config.chains.mode not in ("noise", "persistent", "buffer"):
         raise ValueError(f"jem samples from noise, persistent chains or the replay buffer; "
                          f"chains.mode {config.chains.mode!r} does not apply")
-    for key in ("px_weight", "pxy_weight"):
-        if not getattr(jem, key) >= 0:
-            raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
-    _check_positive("jem.max_energy_gap", jem.max_energy_gap)
-    for key in ("reference_components", "reference_rank", "feature_rank"):
-        if getattr(jem, key) < 0:
-            raise ValueError(f"jem.{key} must be >= 0, got {getattr(jem, key)!r}")
     if not 0 <= jem.shift < config.data.size // 2:
         raise ValueError(f"jem.shift must be in [0, data.size / 2 = {config.data.size // 2}), "
                          f"got {jem.shift}")
-    if jem.px_batch is not None and not 1 <= jem.px_batch <= config.train.batch_size:
-        raise ValueError(f"jem.px_batch must be in [1, train.batch_size = "
-                         f"{config.train.batch_size}] or null, got {jem.px_batch}")
+    check_px_batch(jem, config.train.batch_size)
+
+
+def check_px_batch(jem: JEMConfig, batch_size: int) -> None:
+    """``ValueError`` unless ``jem.px_batch`` is null or in ``[1, batch_size]`` (that of
+    ``train.batch_size``): HybridTrainer took 0 for the whole batch, and cut a larger one to
+    it, without a word."""
+    if jem.px_batch is not None and not 1 <= jem.px_batch <= batch_size:
+        raise ValueError(f"jem.px_batch must be in [1, train.batch_size = {batch_size}] or "
+                         f"null, got {jem.px_batch}")
 
 
 def _check_positive(key: str, value: float) -> None:
     if not value > 0:  # NaN too
         raise ValueError(f"{key} must be positive, got {value!r}")
+
+
+def _check_not_negative(key: str, value: float) -> None:
+    if not value >= 0:  # NaN too
+        raise ValueError(f"{key} must be >= 0, got {value!r}")
+
+
+def _check_finite_floats(key: str, section: Any) -> None:
+    """``ValueError`` naming the float setting of ``section`` (at ``key``) that is infinite
+    (or NaN) or past float32's range, as the file's reader refuses it (:func:`_coerce`): a
+    section built in Python gets the same checks. Called after the range checks, whose
+    messages name a NaN already."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if not isinstance(value, float):
+            continue
+        if not math.isfinite(value):
+            raise ValueError(f"{key}.{f.name} must be a finite number, got {value!r}")
+        if abs(value) > FLOAT32_MAX:
+            raise ValueError(f"{key}.{f.name} must be within float32's range (at most "
+                             f"{FLOAT32_MAX:.4g} in size), got {value!r}")
 
 
 class _Loader(yaml.SafeLoader):
@@ -1014,14 +1072,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors: list[ValueError] = []
         for option in (a for a in args if a is not type(None)):
             try:
                 return _coerce(option, value, key)
             except ValueError as err:
                 errors.append(err)
         # The first alternative is the common form (an int kernel before a per-dimension list),
-        # its error kept whole: an optional section's unknown or withdrawn key is named as such.
+        # its error kept whole: an optional section's unread, unknown or withdrawn key is named
+        # as such (made a plain ValueError, it was no longer told apart from other errors).
         raise errors[0]
     if origin is Literal:
         # Types too: `True == 1` and `1.0 == 1` in Python, so `in` would let them through.

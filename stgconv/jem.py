@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stgconv.checks import check_classes
-from stgconv.config import JEMConfig, TrainConfig
+from stgconv.config import JEMConfig, TrainConfig, check_px_batch
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation.ood import score_images, scoring_expert
@@ -200,6 +200,7 @@ class HybridTrainer(Trainer):
                              f"{chains.chains_per_example}")
         self.labels = labels.long()
         self.jem = jem if jem is not None else JEMConfig()
+        check_px_batch(self.jem, (train if train is not None else TrainConfig()).batch_size)
         # Fitted when training ends, by rank 0 on its share: what would fail, fails now (only
         # there: another rank's share may lack a class that rank 0's holds).
         if self.jem.feature_rank > 0 and (world is None or world.is_main):

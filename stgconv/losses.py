@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import check_classes
+from stgconv.checks import check_classes, check_finite_number
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.types import EnergyFn
 
@@ -86,9 +86,13 @@ def hybrid_loss(
 
     Raises:
         FloatingPointError: a non-finite logit or energy.
-        ValueError: no examples, or labels of another shape, not integers or not in
-            ``0 .. K - 1``.
+        ValueError: no examples, labels of another shape, not integers or not in
+            ``0 .. K - 1``, or a weight negative or not finite.
     """
+    # A negative weight trains the model to make the data less likely than its samples; it
+    # passed, or failed as a contrastive term "of weight -1.0" that "needs 1 to 6 samples".
+    check_finite_number(px_weight, "px_weight")
+    check_finite_number(pxy_weight, "pxy_weight")
     if y_pos.shape != x_pos.shape[:1]:
         raise ValueError(f"labels must be ({len(x_pos)},) for examples {tuple(x_pos.shape)}, "
                          f"got {tuple(y_pos.shape)}")

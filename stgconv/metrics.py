@@ -145,6 +145,10 @@ def pooled_iou(intersection: int, union: int) -> float:
     """IoU of many shapes' voxels pooled, from their intersections' and unions' voxel counts
     summed over the shapes: 1 where the union is empty (every shape and its prediction empty),
     as :func:`voxel_iou` scores each such shape, not the 0 of no overlap at all."""
+    # Counts in the wrong order (union, intersection) gave an IoU above 1 without a word.
+    if not 0 <= intersection <= union:
+        raise ValueError(f"counts must be 0 <= intersection <= union, got intersection "
+                         f"{intersection} and union {union}")
     return intersection / union if union else 1.0
 
 

@@ -151,6 +151,11 @@ class CompletionChain:
     step_scale: Tensor | None = None
     clamp: tuple[float, float] | None = None
 
+    def __post_init__(self) -> None:
+        # Else torch's clamp set every entry to `high` without a word.
+        if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
+            raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}")
+
     def move(self, energy: EnergyFn, completion: Tensor, constraint: KnownEntries, *,
              generator: torch.Generator | None = None) -> Tensor:
         """One run from ``completion`` ``(1, C, *S)`` on ``constraint``; returns ``(1, C, *S)``."""

@@ -351,6 +351,14 @@ def companion_from_state(state: dict[str, Any], name: str, build: Callable[[Any]
     return net.eval()
 
 
+def _check_float_data(data: Tensor) -> None:
+    """``ValueError`` unless the training examples ``data`` are floating point: else the first
+    step failed naming the chains' start or noise, not the data."""
+    if not data.is_floating_point():
+        raise ValueError(f"data must be floating point examples, got {data.dtype} (convert "
+                         f"it first, e.g. data.float())")
+
+
 class Trainer(FitLoop):
     """Fits ``energy`` to ``data`` by maximum likelihood with MCMC samples.
 
@@ -389,10 +397,7 @@ class Trainer(FitLoop):
     ) -> None:
         if data.dim() < 2 or data.shape[0] < 1:
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
-        # Else the first step failed naming the chains' start or noise, not the data.
-        if not data.is_floating_point():
-            raise ValueError(f"data must be floating point examples, got {data.dtype} (convert "
-                             f"it first, e.g. data.float())")
+        _check_float_data(data)
         self.energy = energy
         self.sampler = sampler
         self.chains = chains
@@ -604,6 +609,7 @@ class MultiGridTrainer(FitLoop):
         # as_int, not int(): a size of 4.5 was truncated to 4, a grid nobody asked for.
         grid_sizes = [tuple(as_int(n, f"grid_sizes[{i}] {tuple(size)}: a size", minimum=1)
                             for n in size) for i, size in enumerate(grid_sizes)]
+        _check_float_data(data)  # else block_down refused it, naming its own argument x
         if data.dim() < 2 or tuple(data.shape[-len(grid_sizes[-1]):]) != grid_sizes[-1]:
             raise ValueError(f"data {tuple(data.shape)} must be (N, ..., {grid_sizes[-1]}) at the "
                              "finest grid")

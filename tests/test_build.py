@@ -31,6 +31,7 @@ from stgconv.config import (
     ModelConfig,
     MultiGridConfig,
     SamplerConfig,
+    UnreadSetting,
     load_config,
 )
 from stgconv.mcmc import HMC, MALA, Langevin, PersistentChains, ReplayBuffer
@@ -58,6 +59,15 @@ def test_build_sampler_of_each_kind_carries_its_settings() -> None:
         n_steps=4, step_size=0.3)
     assert build_sampler(SamplerConfig(kind="hmc", n_steps=3, step_size=0.1, n_leapfrog=9)) == HMC(
         n_steps=3, step_size=0.1, n_leapfrog=9)
+
+
+def test_build_sampler_checks_a_section_built_in_python_as_a_file_is() -> None:
+    """An HMC step count on a Langevin section was ignored without a word, and a step past
+    the bound a config file's has ran."""
+    with pytest.raises(UnreadSetting, match="sampler.n_leapfrog is 9, but applies to HMC"):
+        build_sampler(SamplerConfig(n_leapfrog=9))
+    with pytest.raises(ValueError, match="sampler.step_size must be at most 1000"):
+        build_sampler(SamplerConfig(step_size=5000.0))
 
 
 @pytest.mark.parametrize("kind", ["langevin", "mala", "hmc"])

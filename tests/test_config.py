@@ -17,7 +17,11 @@ from _tiny import run_cli, write_config
 
 from stgconv.checks import FLOAT32_MAX
 from stgconv.config import (
+    CooperativeConfig,
     ExperimentConfig,
+    InitializerConfig,
+    JEMConfig,
+    TrainConfig,
     UnreadSetting,
     apply_overrides,
     config_from_dict,
@@ -308,6 +312,66 @@ def test_a_nan_given_in_python_is_refused() -> None:
     with pytest.raises(ValueError, match="train.lr must be positive, got nan"):
         dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(
             ExperimentConfig().train, lr=float("nan")))
+
+
+@pytest.mark.parametrize(("section", "settings", "message"), [
+    (TrainConfig, {"lr": -1.0}, "train.lr must be positive, got -1.0"),
+    # recover() took this one, and refused it, as its own n_iterations.
+    (TrainConfig, {"n_iterations": 0}, "train.n_iterations must be positive, got 0"),
+    (TrainConfig, {"lr": float("inf")}, "train.lr must be a finite number, got inf"),
+    (TrainConfig, {"lr": 1e300}, "train.lr must be within float32's range"),
+    (TrainConfig, {"energy_l2": float("nan")}, "train.energy_l2 must be >= 0, got nan"),
+    (TrainConfig, {"accumulate": 0}, "train.accumulate must be positive, got 0"),
+    (TrainConfig, {"betas": (0.5, 1.0)}, "train.betas must be in [0, 1)"),
+    (JEMConfig, {"px_weight": -1.0}, "jem.px_weight must be >= 0, got -1.0"),
+    (JEMConfig, {"pxy_weight": float("nan")}, "jem.pxy_weight must be >= 0, got nan"),
+    (JEMConfig, {"max_energy_gap": float("inf")}, "jem.max_energy_gap must be a finite number"),
+    (CooperativeConfig, {"lr": 0.0}, "cooperative.lr must be positive, got 0.0"),
+    (CooperativeConfig, {"inference_steps": -1}, "cooperative.inference_steps must be >= 0"),
+    (InitializerConfig, {"steps": 0}, "initializer.steps must be positive, got 0"),
+    (InitializerConfig, {"lr": float("inf")}, "initializer.lr must be a finite number"),
+])
+def test_a_section_built_in_python_is_checked_as_a_file_is(section, settings, message) -> None:
+    """The trainers take these sections built in Python, where accumulate=0 made steps that
+    learnt nothing, lr=inf NaN weights, a generator lr=0 or inference_steps=-1 no learning or
+    no inference, and px_weight=-1 failed in the first step as a contrastive term that "needs 1
+    to 6 samples". The key is named as a file's is."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        section(**settings)
+
+
+@pytest.mark.parametrize(("sets", "reader"), [
+    (["cooperative.inference_step_size=0.5"], "cooperative.inference_steps=2"),
+    (["cooperative.inference_sigma=0.5"], "cooperative.inference_steps=2"),
+    (["jem.reference_rank=8"], "jem.reference_components=2"),
+    (["recovery.step_scale_power=1.0"], "recovery.step_scale=interpolation_spread"),
+])
+def test_a_setting_that_nothing_reads_is_refused(sets: list[str], reader: str) -> None:
+    """As chains.buffer_capacity is without a buffer: the latent inference's step and noise
+    without inference steps, the reference Gaussians' rank without reference components, the
+    spread's power without the spread."""
+    jem = (["model.arch=digit_classifier", "data.kind=objects", "data.path=d.npz",
+            "data.size=28", "chains.chains_per_example=1"]
+           if sets[0].startswith("jem") else [])
+    key = sets[0].partition("=")[0]
+    with pytest.raises(UnreadSetting, match=re.escape(f"{key} is ")):
+        load_config(None, [*jem, *sets])
+    config = load_config(None, [*jem, *sets, reader])  # read there
+    section, name = key.split(".")
+    assert getattr(getattr(config, section), name) == float(sets[0].partition("=")[2])
+    # Left at its default, it is no setting of the user's, and a Python-built section passes.
+    CooperativeConfig(inference_step_size=0.1, inference_sigma=0.3)
+    JEMConfig(reference_rank=64)
+
+
+def test_a_runs_own_config_with_a_setting_that_nothing_reads_still_loads(
+        tmp_path: Path) -> None:
+    """An earlier stgconv accepted cooperative.inference_step_size without inference steps:
+    the run's own config.yaml loads, the setting reset with a warning."""
+    path = write(tmp_path, "cooperative:\n  inference_step_size: 0.5\n")
+    with pytest.warns(UserWarning, match="sets cooperative.inference_step_size, which its"):
+        config = load_config(path, saved=True)
+    assert config.cooperative.inference_step_size == 0.1
 
 
 def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:

@@ -98,8 +98,10 @@ def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.
     # fp32: "auto" may time bfloat16 against fp32 on this CPU, and a timing is no bit-exact
     # choice for the resume tests.
     sampler = sampler or Langevin(n_steps=3, step_size=0.05, clamp=(-1.0, 1.0), precision="fp32")
-    cooperative = CooperativeConfig(latent_dim=4, width=4, lr=lr,
-                                    inference_steps=inference_steps, inference_step_size=0.05)
+    # The step size only where inference runs: without inference steps it is refused, unread.
+    inference = ({"inference_steps": inference_steps, "inference_step_size": 0.05}
+                 if inference_steps else {})
+    cooperative = CooperativeConfig(latent_dim=4, width=4, lr=lr, **inference)
     return CooperativeTrainer(energy, net, sampler, data, cooperative=cooperative,
                               chains_per_example=2, train=TrainConfig(batch_size=2),
                               generator=gen(0), config={"cooperative": True})

@@ -5,6 +5,7 @@ example, rebuilt from its config) is in ``test_energy.py``."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -54,9 +55,11 @@ def test_a_reference_sigma_past_1e154_is_no_reference_term() -> None:
     assert torch.equal(energy(x), -energy.response(x))
 
 
-def test_bad_reference_sigma() -> None:
-    with pytest.raises(ValueError, match="reference_sigma"):
-        image_energy("texture", reference_sigma=0.0)
+@pytest.mark.parametrize("sigma", [0.0, math.nan, math.inf])
+def test_bad_reference_sigma(sigma: float) -> None:
+    # NaN passed: every energy was NaN, and the first chain stopped as one that diverged.
+    with pytest.raises(ValueError, match="reference_sigma must be finite and > 0"):
+        image_energy("texture", reference_sigma=sigma)
 
 
 def test_sum_head_accepts_any_size() -> None:

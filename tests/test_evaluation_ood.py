@@ -172,7 +172,8 @@ def test_a_model_without_fitted_gaussians_scores_its_energy_alone(
     run, out = tmp_path / "run", tmp_path / "ood.json"
     assert main(["train", str(JEM_CONFIG), "--data", str(trained_jem_run["data"]), "--out",
                  str(run), *JEM_TINY, "--set", "chains.init=uniform",
-                 "--set", "jem.reference_components=0", "--set", "jem.feature_rank=0"]) == 0
+                 "--set", "jem.reference_components=0", "--set", "jem.reference_rank=64",
+                 "--set", "jem.feature_rank=0"]) == 0
     assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
@@ -187,7 +188,7 @@ def test_a_model_with_feature_gaussians_alone_weighs_them_against_its_energy(
     run, out = tmp_path / "run", tmp_path / "ood.json"
     assert main(["train", str(JEM_CONFIG), "--data", str(trained_jem_run["data"]), "--out",
                  str(run), *JEM_TINY, "--set", "chains.init=uniform",
-                 "--set", "jem.reference_components=0"]) == 0
+                 "--set", "jem.reference_components=0", "--set", "jem.reference_rank=64"]) == 0
     assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())

@@ -263,7 +263,7 @@ def test_class_chains_start_in_their_own_class_and_leave_the_store_alone() -> No
     data = data * 0.05 + (labels.float() - 1).view(-1, 1, 1, 1) * 0.8  # three separate clusters
     init = DataGaussian.fit(data, labels, rank=2)
     sampler = RecordingSampler()
-    trainer = make_trainer(sampler=sampler, px_weight=0.0, pxy_weight=1.0, px_batch=30)
+    trainer = make_trainer(sampler=sampler, px_weight=0.0, pxy_weight=1.0, px_batch=4)
     trainer.data, trainer.labels, trainer.batch_size, trainer.px_batch = data, labels, 30, 30
     trainer.chains = ReplayBuffer(8, init, fresh=0.05)
     starts = []
@@ -337,6 +337,18 @@ def test_the_trainer_refuses_bad_labels() -> None:
     headless = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.SiLU()))
     with pytest.raises(ValueError, match="nn.Linear"):
         HybridTrainer(headless, *args[1:], labels, jem=JEMConfig(feature_rank=2))
+
+
+def test_the_trainer_checks_px_batch_as_a_config_file_does() -> None:
+    """A JEMConfig built in Python: px_batch 0 took the whole batch, and one past the batch
+    was cut to it, without a word."""
+    trainer = make_trainer()
+    data, labels = tiny_labelled()
+    args = (trainer.energy, trainer.sampler, trainer.chains, data, labels)
+    for px_batch in (0, 5):
+        with pytest.raises(ValueError, match=rf"jem.px_batch must be in \[1, train.batch_size = "
+                                             rf"4\] or null, got {px_batch}"):
+            HybridTrainer(*args, jem=JEMConfig(px_batch=px_batch), train=TrainConfig(batch_size=4))
 
 
 # --------------------------------------------------------------------------- config and data
@@ -505,7 +517,8 @@ def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_p
     assert reference is not None and reference.n_classes == 3 and len(reference.weights) == 6
     without = tmp_path / "without"
     assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(without),
-                 *JEM_TINY, "--set", "jem.reference_components=0"]) == 0
+                 *JEM_TINY, "--set", "jem.reference_components=0",
+                 "--set", "jem.reference_rank=64"]) == 0  # the file's 32 is then unread
     assert "reference" not in torch.load(without / "checkpoint.pt", weights_only=True)
     fallback = load_classifier(without, device="cpu").reference
     assert fallback is not None and len(fallback.weights) == 3  # the chains' start
@@ -913,7 +926,8 @@ def test_the_last_checkpoint_holds_the_temperature_fitted_on_training_examples(
     data = labelled_bars(tmp_path / "bars.npz", 24, varied=True)
     run = tmp_path / "run"
     assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(run), *JEM_TINY,
-                 "--set", "jem.reference_components=0", "--set", "chains.init=uniform",
+                 "--set", "jem.reference_components=0", "--set", "jem.reference_rank=64",
+                 "--set", "chains.init=uniform",
                  "--set", "jem.feature_rank=0", "--set", "train.checkpoint_every=1"]) == 0
     assert "temperature" not in torch.load(run / "checkpoint_previous.pt", weights_only=True)
     state = torch.load(run / "checkpoint.pt", weights_only=True)

@@ -93,6 +93,21 @@ def test_no_data_or_no_samples_is_refused_not_a_nan_loss() -> None:
                     None, px_weight=0.0)
 
 
+@pytest.mark.parametrize("weights", [{"px_weight": -1.0}, {"pxy_weight": -1.0},
+                                     {"px_weight": math.nan}])
+def test_hybrid_loss_refuses_a_negative_or_nan_weight(weights: dict[str, float]) -> None:
+    """A negative weight rewards the data's energy going up: it passed (with the samples it
+    asks for), or failed as a term that "needs 1 to 2 samples, got None"."""
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.losses import hybrid_loss
+
+    x = torch.ones(2, 3)
+    name = next(iter(weights))
+    with pytest.raises(ValueError, match=rf"{name} must be finite and >= 0, got"):
+        hybrid_loss(ClassifierEnergy(nn.Linear(3, 2)), x, torch.zeros(2, dtype=torch.long), x,
+                    x_neg_y=x, **weights)
+
+
 @pytest.mark.parametrize("energy_l2", [-1.0, math.nan])
 def test_a_negative_or_nan_energy_l2_is_refused(energy_l2: float) -> None:
     """Either dropped the penalty without a word."""

@@ -186,6 +186,10 @@ def test_multigrid_sampler_argument_errors() -> None:
         MultiGridSampler((langevin, langevin), ((2, 2), (0, 2)))
     assert sampler.factor_to_finest(0) == (4, 4)
     assert sampler.factor_to_finest(2) == (1, 1)
+    # A grid past the finest answered (1, 1), and -1 the last step's factor.
+    for grid in (3, -1):
+        with pytest.raises(ValueError, match=rf"grid must be .*, got {grid}"):
+            sampler.factor_to_finest(grid)
 
 
 @pytest.mark.parametrize("constraint", [

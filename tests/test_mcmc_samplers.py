@@ -26,6 +26,7 @@ from stgconv.energy import image_energy
 from stgconv.mcmc import (
     HMC,
     MALA,
+    BlockGibbs,
     Diagnostics,
     DownsampleConsistency,
     KnownEntries,
@@ -768,6 +769,17 @@ def test_langevin_rejects_bad_settings(kwargs: dict) -> None:
 def test_mala_hmc_reject_bad_settings(cls, kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("cls", [Langevin, MALA, HMC, BlockGibbs])
+@pytest.mark.parametrize("count", [2.5, True])
+def test_step_counts_must_be_ints(cls, count) -> None:
+    """A float count failed in the run ("'float' object cannot be interpreted as an
+    integer"), and True ran one step."""
+    names = ("n_steps", "n_leapfrog") if cls is HMC else ("n_steps",)
+    for name in names:
+        with pytest.raises(ValueError, match=rf"{name} must be an int >= 1, got {count}"):
+            cls(**{name: count})
 
 
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))

@@ -312,6 +312,17 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
      "data must be floating point, as the model sees it, got torch.uint8"),
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), dtype=torch.int64),
      "draws are made in a floating point dtype, got torch.int64"),
+    # Silent before: weights of another sum drew as their shares and shifted log_prob by
+    # log(sum); a negative one failed in torch.multinomial at the first draw; a negative
+    # residual_std drew as its size; a NaN noise_scale made NaN starts.
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.tensor([0.5, 0.6])),
+     r"weights must be >= 0 and sum to 1"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.tensor([1.5, -0.5])),
+     r"weights must be >= 0 and sum to 1"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.tensor([1.0, -1.0]),
+                               torch.full((2,), 0.5)), r"residual_std must be >= 0"),
+    (lambda d, y: DataGaussian.fit(d, y, noise=0.5, noise_scale=math.nan),
+     "noise_scale finite and >= 0"),
 ])
 def test_data_gaussian_rejects_bad_input(call, message: str) -> None:
     data, labels = two_class_data(40)

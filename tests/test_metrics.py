@@ -276,6 +276,13 @@ def test_pooled_iou_of_empty_shapes_is_each_shapes() -> None:
     assert pooled_iou(0, 3) == 0.0 and pooled_iou(5, 6) == 5 / 6
 
 
+@pytest.mark.parametrize("counts", [(5, 4), (-1, 3)])
+def test_pooled_iou_refuses_counts_no_shapes_give(counts: tuple[int, int]) -> None:
+    """The counts in the wrong order scored 1.25 without a word."""
+    with pytest.raises(ValueError, match="0 <= intersection <= union"):
+        pooled_iou(*counts)
+
+
 def test_missing_mae_255_is_computed_in_float64() -> None:
     """Differences below float32's resolution still count: float64 clips are scored in float64,
     not rounded to float32 first (which would make this error 0)."""

@@ -317,13 +317,18 @@ def test_interpolation_spread() -> None:
     assert spread == pytest.approx([0.4, 0.0, 0.4, 0.0, 0.4, 0.4])
 
 
+def test_a_completion_clamp_of_no_range_is_refused() -> None:
+    """torch's clamp with low >= high set every entry to high without a word."""
+    with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
+        CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(1.0, -1.0))
+
+
 @pytest.mark.parametrize(
     "change, match",
     [
         ({"known": torch.ones(1, T, H, W)}, "bool"),
         ({"known": torch.zeros(1, T, H, W, dtype=torch.bool)}, "nothing is observed"),
         ({"known": torch.ones(1, T + 1, H, W, dtype=torch.bool)}, "broadcast"),
-        ({"train": TrainConfig(n_iterations=0)}, "n_iterations"),
         ({"average_last": 0}, "average_last"),
         ({"average_last": 5}, "average_last"),
         ({"warmup": 4}, "warmup"),

@@ -483,6 +483,15 @@ def test_trainer_rejects_bad_data() -> None:
                 tiny_data(2).to(torch.uint8))
 
 
+def test_multigrid_trainer_rejects_integer_data_naming_it() -> None:
+    """It failed in block_down, naming that function's argument x, not data."""
+    energies = [tiny_energy() for _ in GRIDS[1:]]
+    with pytest.raises(ValueError, match=r"data must be floating point examples, got "
+                                         r"torch.uint8"):
+        MultiGridTrainer(energies, [Langevin()] * len(energies),
+                         pattern_images().to(torch.uint8), GRIDS)
+
+
 def test_data_of_the_callers_graph_trains_as_data() -> None:
     """Data computed from a tensor that requires grad (a notebook's normalisation of it) failed
     in the second step ("Trying to backward through the graph a second time"), a multi-grid

@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import check_dtype
+from stgconv.checks import check_dtype, check_finite_number
 
 
 class EnergyModel(nn.Module):
@@ -24,8 +24,10 @@ class EnergyModel(nn.Module):
 
     def __init__(self, *, reference_sigma: float | None = 1.0) -> None:
         super().__init__()
-        if reference_sigma is not None and reference_sigma <= 0:
-            raise ValueError(f"reference_sigma must be > 0 or None, got {reference_sigma}")
+        # NaN too: every energy was NaN, and the first chain stopped as one that "diverged",
+        # advising a smaller step size.
+        if reference_sigma is not None:
+            check_finite_number(reference_sigma, "reference_sigma", positive=True)
         self.reference_sigma = reference_sigma
         self.config: dict[str, Any] = {}
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator, check_not_meta
+from stgconv.checks import as_int, check_generator, check_not_meta
 from stgconv.energy.rbm import RBM
 from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo
 from stgconv.mcmc.constraints import Constraint
@@ -26,8 +26,8 @@ class BlockGibbs:
     n_steps: int = 1
 
     def __post_init__(self) -> None:
-        if self.n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
+        # as_int: a float count failed in the run, and True ran one step.
+        as_int(self.n_steps, "n_steps", minimum=1)
 
     @torch.no_grad()
     def run(self, energy: RBM, x0: Tensor, *, constraint: Constraint | None = None,

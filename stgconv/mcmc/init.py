@@ -90,9 +90,10 @@ class DataGaussian:
     def __init__(self, means: Tensor, factors: Tensor, residual_std: Tensor, weights: Tensor,
                  *, component_classes: Tensor | None = None, noise: float = 0.0,
                  noise_scale: float = 1.0) -> None:
-        if not 0.0 <= noise <= 1.0 or noise_scale < 0:
-            raise ValueError(f"noise must be in [0, 1] and noise_scale >= 0, got {noise}, "
-                             f"{noise_scale}")
+        # Written so NaN fails too: a NaN noise_scale made NaN chain starts.
+        if not (0.0 <= noise <= 1.0 and math.isfinite(noise_scale) and noise_scale >= 0):
+            raise ValueError(f"noise must be in [0, 1] and noise_scale finite and >= 0, got "
+                             f"{noise}, {noise_scale}")
         self.noise, self.noise_scale = noise, noise_scale
         k = means.shape[0]
         if component_classes is None:
@@ -105,6 +106,16 @@ class DataGaussian:
                 f"weights (K,) and component_classes (K,), got {tuple(means.shape)}, "
                 f"{tuple(factors.shape)}, {tuple(residual_std.shape)}, {tuple(weights.shape)}, "
                 f"{tuple(component_classes.shape)}")
+        # Else negative weights failed in the first draw inside torch.multinomial ("invalid
+        # multinomial distribution"), weights of another sum drew as their shares but shifted
+        # log_prob by log(sum), and a negative residual_std drew and scored as its size.
+        total = float(weights.double().sum())
+        tolerance = k * torch.finfo(weights.dtype).eps if weights.is_floating_point() else 0.0
+        if k and not (bool((weights >= 0).all()) and abs(total - 1.0) <= tolerance):
+            raise ValueError(f"weights must be >= 0 and sum to 1 (each component's share), got "
+                             f"{weights.tolist()} (sum {total:.6g})")
+        if not bool((residual_std >= 0).all()):  # NaN too
+            raise ValueError(f"residual_std must be >= 0, got {residual_std.tolist()}")
         component_classes = component_classes.long()
         n_classes = int(component_classes.max()) + 1 if k else 0
         if k and (int(component_classes.min()) < 0

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_finite_number, check_generator
+from stgconv.checks import as_int, check_finite_number, check_generator
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
@@ -65,8 +65,8 @@ class Langevin:
     cuda_graph: bool = True
 
     def __post_init__(self) -> None:
-        if self.n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
+        # as_int: a float count failed in the run, and True ran one step.
+        as_int(self.n_steps, "n_steps", minimum=1)
         # Written so NaN fails too: a NaN noise_scale ran the chain without noise (its noise
         # std never compares > 0), a NaN step size passed as a diverging chain.
         check_finite_number(self.step_size, "step_size", positive=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_finite_number
+from stgconv.checks import as_int, check_finite_number
 from stgconv.mcmc.base import StepCallback, nonfinite_flag, per_chain_sum, raise_if_nonfinite
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.metropolis import evaluate_on_constraint, metropolis_start, metropolis_step
@@ -28,8 +28,8 @@ class MALA:
     step_size: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
+        # as_int: a float count failed in the run, and True ran one step.
+        as_int(self.n_steps, "n_steps", minimum=1)
         check_finite_number(self.step_size, "step_size", positive=True)
 
     def run(

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import as_int, check_generator
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.constraints import (
     Constraint,
@@ -70,6 +70,11 @@ class MultiGridSampler:
 
     def factor_to_finest(self, grid: int) -> tuple[int, ...]:
         """Block factor between grid ``grid`` (0 = base) and the finest grid (all ones there)."""
+        # Else a grid past the finest answered all ones, and a negative one counted from the
+        # finest down, as list indices do.
+        if not as_int(grid, "grid", minimum=0) <= len(self.factors):
+            raise ValueError(f"grid must be 0 (the base) .. {len(self.factors)} (the finest), "
+                             f"got {grid}")
         dims = len(self.factors[0])
         return tuple(math.prod(f[d] for f in self.factors[grid:]) for d in range(dims))
 
