@@ -28,11 +28,17 @@ from stgconv.config import CooperativeConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
 from stgconv.generator import ConvGenerator, build_generator
-from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.langevin import Langevin
 from stgconv.shortrun import latent_path, run_each
-from stgconv.train import Companion, CompanionTrainer, companion_from_state, training_step
+from stgconv.train import (
+    Companion,
+    CompanionTrainer,
+    DivergenceError,
+    companion_from_state,
+    training_step,
+)
 
 
 class GeneratorStart:
@@ -166,27 +172,44 @@ class CooperativeTrainer(CompanionTrainer):
 
     @training_step
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
-        """One update of the descriptor, then one of the generator; returns the descriptor's
+        """One update of the descriptor and one of the generator; returns the descriptor's
         ``loss``, ``e_pos``, ``e_neg`` and ``generator_mse``. ``batches``: dataset indices
-        ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`)."""
-        stats = super().step(batches)
+        ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`).
+
+        Neither net moves until both gradients are computed, so a step stopped part way (a
+        chain of the latent inference that diverged, an interrupt) leaves both as they were, as
+        :meth:`Trainer.step` does. Updated first, the descriptor took a second update when the
+        step was retried."""
+        # A step stopped part way left the pairs of the chains it had run: the generator
+        # learns from this step's alone.
+        self.proposals.take()
+        stats = self.compute_gradients(batches)
         pairs = self.proposals.take()
         self.generator_optimizer.zero_grad(set_to_none=True)
         mse = 0.0
         for z, revised in pairs:
             if self.inference is not None:
                 posterior = LatentPosterior(self.generator_net, revised, sigma=self.inference_sigma)
-                z = self.inference.run(posterior, z, generator=self.generator)
+                try:
+                    z = self.inference.run(posterior, z, generator=self.generator)
+                except NonFiniteEnergyError as err:  # else taken for the descriptor's sampler
+                    raise NonFiniteEnergyError(
+                        f"{err.sampler} of the generator's latent inference "
+                        "(cooperative.inference_step_size)", err.step, err.n_steps) from err
             loss = (self.generator_net(z) - revised).pow(2).mean()
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite generator loss at iteration "
-                                         f"{self.iteration}: {loss.item()}")
+                raise DivergenceError(f"non-finite generator loss at iteration "
+                                      f"{self.iteration + 1}: {loss.item()}",
+                                      advice=f"lower {self.companion.lr_setting}")
             (loss / len(pairs)).backward()
             mse += loss.item() / len(pairs)
         totals = {"generator_mse": mse}
         if self.world is not None:
             self.world.average_gradients(self.generator_net.parameters(), weight=self.batch_size)
             totals = self.world.average(totals, weight=self.batch_size)
+        # The same updates as the descriptor's before the generator's gradient: that gradient
+        # reads the revised chains and the generator alone.
+        self.apply_gradients()
         self.generator_optimizer.step()
         return {**stats, **totals}
 

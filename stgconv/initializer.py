@@ -41,7 +41,13 @@ from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.starts import ChainStart, RecoveryStart, SuperResolutionStart
 from stgconv.ops import block_down, linear_up
-from stgconv.train import Companion, CompanionTrainer, companion_from_state, training_step
+from stgconv.train import (
+    Companion,
+    CompanionTrainer,
+    DivergenceError,
+    companion_from_state,
+    training_step,
+)
 
 # The classical guess (trilinear up-sampling, nearest-known fill) enters the logits as
 # GUIDE_LOGIT * (p - 1/2): steep enough that an untrained net is a sharpened classical guess
@@ -405,7 +411,11 @@ class InitializerTrainer(CompanionTrainer):
         """One descriptor update, then ``settings.steps`` initializer updates; returns the
         descriptor's ``loss``, ``e_pos``, ``e_neg`` and ``initializer_bce`` (the mean over the
         initializer's steps and nets, before each step). ``batches``: dataset indices
-        ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`)."""
+        ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`).
+
+        Stopped during the initializer's updates (an interrupt, its non-finite loss), the step
+        leaves the descriptor's update taken and counted in :attr:`iteration`, and the
+        initializer's updates made so far."""
         stats = super().step(batches)
         losses: list[Tensor] = []
         for _ in range(self.settings.steps):
@@ -424,8 +434,9 @@ class InitializerTrainer(CompanionTrainer):
         values = torch.stack(losses).tolist()
         bad = next((value for value in values if not math.isfinite(value)), None)
         if bad is not None:
-            raise FloatingPointError(f"non-finite initializer loss at iteration "
-                                     f"{self.iteration}: {bad}")
+            raise DivergenceError(f"non-finite initializer loss at iteration "
+                                  f"{self.iteration}: {bad}",
+                                  advice=f"lower {self.companion.lr_setting}")
         totals = {"initializer_bce": sum(value / len(values) for value in values)}
         if self.world is not None:
             totals = self.world.average(totals, weight=min(self.settings.batch_size,

@@ -8,7 +8,7 @@ fresh uniform noise, SGLD with gradient step 1 and noise 0.01).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.init import DataGaussian
 from stgconv.mcmc.starts import ChainStart
 from stgconv.ops import random_shift
-from stgconv.train import DivergenceError, Trainer, cosine_lr, training_step
+from stgconv.train import DivergenceError, Trainer
 
 # What to change when the p(x) term runs away, from the JEM paper's own advice on its
 # instability: smaller steps, longer chains (so the samples keep up with the model), and the
@@ -201,6 +201,8 @@ class HybridTrainer(Trainer):
         self.labels = labels.long()
         self.jem = jem if jem is not None else JEMConfig()
         check_px_batch(self.jem, (train if train is not None else TrainConfig()).batch_size)
+        # The schedule Trainer.apply_gradients follows: a JEM run sets it in its own section.
+        self.lr_decay = self.jem.lr_decay
         # Fitted when training ends, by rank 0 on its share: what would fail, fails now (only
         # there: another rank's share may lack a class that rank 0's holds).
         if self.jem.feature_rank > 0 and (world is None or world.is_main):
@@ -290,11 +292,11 @@ class HybridTrainer(Trainer):
                                 constraint=self.chains.constraint(x_pos),
                                 generator=self.generator)
 
-    @training_step
-    def step(self, batches: list[Tensor] | None = None) -> dict[str, float]:
-        """One optimizer update; returns the loss, the batch's cross-entropy and accuracy and
-        the mean energies of each contrastive term's data and samples. ``batches``: dataset
-        indices ``(batch_size,)`` of each micro-batch (default: :meth:`draw_batches`)."""
+    def compute_gradients(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
+        """:meth:`Trainer.compute_gradients` of JEM's loss: returns the loss, the batch's
+        cross-entropy and accuracy and the mean energies of each contrastive term's data and
+        samples, what :meth:`step` returns. ``batches``: dataset indices ``(batch_size,)`` of
+        each micro-batch (default: :meth:`draw_batches`)."""
         if batches is None:
             batches = self.draw_batches()
         self.optimizer.zero_grad(set_to_none=True)
@@ -318,11 +320,6 @@ class HybridTrainer(Trainer):
         if self.world is not None:
             self.world.average_gradients(self.energy.parameters(), weight=self.batch_size)
             totals = self.world.average(totals, weight=self.batch_size)
-        if self.jem.lr_decay == "cosine":
-            for group in self.optimizer.param_groups:
-                group["lr"] = cosine_lr(self.lr, self.iteration, self.n_iterations)
-        self.optimizer.step()
-        self.iteration += 1
         return totals
 
     def check_divergence(self, stats: dict[str, float]) -> None:
@@ -335,4 +332,4 @@ class HybridTrainer(Trainer):
                     f"JEM's contrastive term diverged at iteration {self.iteration}: the samples' "
                     f"mean energy {stats[neg]:.3g} is {abs(stats[neg] - stats[pos]):.3g} from the "
                     f"data's {stats[pos]:.3g}, past jem.max_energy_gap = "
-                    f"{self.jem.max_energy_gap:g} ({JEM_ADVICE})")
+                    f"{self.jem.max_energy_gap:g}", advice=JEM_ADVICE)

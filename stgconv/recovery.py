@@ -199,7 +199,8 @@ def recover(
     autograd back on), not inside ``torch.inference_mode()``.
 
     Args:
-        energy: trained in place.
+        energy: trained in place; a recovery stopped part way (a chain that diverged, an
+            interrupt) leaves it as trained so far, so load it again before another try.
         sampler: runs the synthesis chains (and the completion, unless ``completion``).
         observed: ``(C, *S)``; values at missing entries are ignored (they may be NaN).
         known: bool, broadcastable to ``observed``; True = observed.

@@ -206,7 +206,9 @@ class FitLoop:
                 non-finite or past their bounds (:meth:`check_divergence`); the diverged model
                 is never saved, so ``checkpoint_path`` keeps the last good one, and the message
                 says which iteration that is. A chain that diverges inside a step raises the
-                sampler's own ``FloatingPointError`` with the same guarantee.
+                sampler's own ``FloatingPointError`` with the same guarantee. So does a
+                companion network's non-finite loss (a cooperative generator's, an
+                initializer's), a ``DivergenceError`` naming its learning rate.
             WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
                 its folder removed); the checkpoint it was replacing stays whole.
         """
@@ -221,7 +223,8 @@ class FitLoop:
         with logging as writer, closing(tqdm(total=n_iterations, initial=self.iteration,
                                              disable=not progress, desc="train")) as bar:
             while self.iteration < n_iterations:
-                stats = self.step()
+                # A step's own DivergenceError (a companion's loss) is told what is kept too.
+                stats = self._diverged_saying_what_is_kept(self.step, checkpoint_path)
                 self._diverged_saying_what_is_kept(partial(self.check_divergence, stats),
                                                    checkpoint_path)
                 history.append(stats)
@@ -244,12 +247,12 @@ class FitLoop:
                         on_checkpoint(self)
         return history
 
-    def _diverged_saying_what_is_kept(self, check: Callable[[], None],
-                                      checkpoint_path: str | Path | None) -> None:
-        """Run ``check``; its :class:`DivergenceError` gains which checkpoint holds the last
-        good model and what to change."""
+    def _diverged_saying_what_is_kept(self, check: Callable[[], Any],
+                                      checkpoint_path: str | Path | None) -> Any:
+        """Run ``check`` and return what it returns; its :class:`DivergenceError` gains which
+        checkpoint holds the last good model and what to change."""
         try:
-            check()
+            return check()
         except DivergenceError as err:
             saved = self.saved_iteration
             kept = ("no checkpoint was written" if checkpoint_path is None or saved is None
@@ -435,10 +438,24 @@ class Trainer(FitLoop):
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One optimizer update; returns the loss and mean energies of data and samples.
 
+        A step stopped part way (a chain that diverged, an interrupt) leaves the weights, Adam's
+        state and :attr:`iteration` as they were, so it can be taken again (with a smaller step
+        size, say); the generator has moved on, so the retry draws afresh, and the chains of the
+        micro-batches already sampled are kept.
+
         Args:
             batches: dataset indices ``(batch_size,)`` of each micro-batch (default:
                 :meth:`draw_batches`).
         """
+        totals = self.compute_gradients(batches)
+        self.apply_gradients()
+        return totals
+
+    def compute_gradients(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
+        """The first half of :meth:`step`: samples every micro-batch of ``batches`` (as
+        :meth:`step`'s) and leaves the loss's gradient in the weights' ``.grad``, the weights,
+        Adam's state and :attr:`iteration` untouched; returns :meth:`step`'s statistics. Needs
+        autograd on (:func:`training_step`)."""
         if batches is None:
             batches = self.draw_batches()
         self.optimizer.zero_grad(set_to_none=True)
@@ -459,12 +476,16 @@ class Trainer(FitLoop):
         if self.world is not None:
             self.world.average_gradients(self.energy.parameters(), weight=self.batch_size)
             totals = self.world.average(totals, weight=self.batch_size)
+        return totals
+
+    def apply_gradients(self) -> None:
+        """The second half of :meth:`step`: one Adam step (at the schedule's rate) with the
+        gradients :meth:`compute_gradients` left, and :attr:`iteration` counted on."""
         if self.lr_decay == "cosine":
             for group in self.optimizer.param_groups:
                 group["lr"] = cosine_lr(self.lr, self.iteration, self.n_iterations)
         self.optimizer.step()
         self.iteration += 1
-        return totals
 
     def state_dict(self, *, random_state: bool = True) -> dict[str, Any]:
         """Everything a resume needs; ``random_state=False`` leaves out the generator's state
@@ -487,9 +508,9 @@ class Trainer(FitLoop):
             "config": self.config,
         }
 
-    def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
-        """Continue from :meth:`state_dict`'s ``state``; ``random_state=False`` leaves the
-        generator as it is."""
+    def check_state(self, state: dict[str, Any]) -> None:
+        """Raise ``ValueError`` unless :meth:`state_dict`'s ``state`` is of this trainer's
+        networks and examples; changes nothing."""
         own = getattr(self, "companion", None)
         dropped = [key.removesuffix("_model") for key in state
                    if key.endswith("_model") and key != "model"
@@ -516,6 +537,11 @@ class Trainer(FitLoop):
                 f"the checkpoint's chains are of shape {held}, this run's examples {example} "
                 "(another data.size, data.frames or data set than the run's): resume with the "
                 "run's own config.yaml, or train a new run")
+
+    def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
+        """Continue from :meth:`state_dict`'s ``state``; ``random_state=False`` leaves the
+        generator as it is."""
+        self.check_state(state)
         # The chains first: they check their count against this run's examples and change
         # nothing when they refuse, so a refused resume leaves the weights as they were.
         capacity = self.chains.capacity if isinstance(self.chains, ReplayBuffer) else None
@@ -642,17 +668,28 @@ class MultiGridTrainer(FitLoop):
         samples = [trainer.last_samples for trainer in self.trainers]
         return None if any(x is None for x in samples) else samples  # type: ignore[misc]
 
+    @training_step
     def step(self) -> dict[str, float]:
         """One update of every grid's model on the same examples. Returns the finest grid's
-        ``loss``, ``e_pos``, ``e_neg`` and every grid's under ``grid<k>/``."""
+        ``loss``, ``e_pos``, ``e_neg`` and every grid's under ``grid<k>/``.
+
+        No grid's model moves until every grid's chains have run: a step stopped part way (a
+        chain that diverged on one grid, an interrupt) leaves every grid as it was, as
+        :meth:`Trainer.step` does. Stepped grid by grid, the grids before a diverging one had
+        taken their update, and a retried step gave them a second: their models, Adam's state
+        and iteration counts stayed one step ahead of the others from then on."""
         batches = self.trainers[0].draw_batches()
         stats: dict[str, float] = {}
         for k, trainer in enumerate(self.trainers, start=1):
             try:
-                grid_stats = trainer.step(batches)
+                grid_stats = trainer.compute_gradients(batches)
             except NonFiniteEnergyError as err:
                 raise on_grid(err, k, self.grid_sizes[k]) from err
             stats.update({f"grid{k}/{key}": value for key, value in grid_stats.items()})
+        # The same update as stepping the grids one by one: a grid's update changes nothing
+        # that another grid's chains or gradients read.
+        for trainer in self.trainers:
+            trainer.apply_gradients()
         stats.update(grid_stats)
         self.iteration += 1
         return stats
@@ -683,6 +720,10 @@ class MultiGridTrainer(FitLoop):
                              f"{self.grid_sizes} (multigrid.base_size and each "
                              f"multigrid.grids[i].size): resume with the run's own "
                              "config.yaml, or train a new run")
+        # Every grid checked before any loads: a resume refused on a finer grid had loaded the
+        # coarser grids' weights, Adam's state and iteration already.
+        for trainer, grid in zip(self.trainers, grids):
+            trainer.check_state(grid)
         for trainer, grid in zip(self.trainers, grids):
             trainer.load_state_dict(grid, random_state=False)
         take_generator(self.generator, state, self.world)

@@ -5,6 +5,7 @@ to reproduce the revision, resume bit for bit, the config section's checks, and 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from _tiny import (assert_a_sample_too_large_is_refused_before_drawing,
                    assert_same_step_inside_no_grad, boxes_and_balls, gen, tiny_data, tiny_energy,
                    tiny_texture_run)
 from PIL import Image
-from test_train import assert_same
+from test_train import DivergingOnce, assert_same
 from torch import Tensor
 
 from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model
@@ -31,7 +32,8 @@ from stgconv.cooperative import (
 )
 from stgconv.energy.video import video_energy
 from stgconv.generator import ConvGenerator, stage_plan
-from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
+from stgconv.losses import contrastive_divergence
+from stgconv.mcmc import Langevin, NoiseInit, NonFiniteEnergyError, PersistentChains
 from stgconv.tasks import synthesize
 from stgconv.train import DivergenceError, Trainer
 
@@ -262,6 +264,45 @@ def test_a_float64_generator_comes_back_as_float64() -> None:
     assert torch.equal(loaded(z), net.eval()(z))
 
 
+def test_a_step_stopped_by_the_latent_inference_moves_neither_net() -> None:
+    """The descriptor took its update before the generator's inference chain ran: stopped
+    there, and retried as the error advises, the descriptor took a second one, and the error
+    named only "Langevin", which reads as the descriptor's sampler."""
+    trainer = make_trainer(inference_steps=2)
+    trainer.fit(1, progress=False)
+    before = copy.deepcopy(trainer.state_dict())
+    trainer.inference = DivergingOnce(trainer.inference)
+    with pytest.raises(NonFiniteEnergyError, match=r"^Langevin of the generator's latent "
+                                                   r"inference \(cooperative\.inference_step_"):
+        trainer.step()
+    after = trainer.state_dict()
+    del before["generator"], after["generator"]  # the retry draws afresh
+    assert_same(before, after)
+    trainer.step()
+    assert trainer.iteration == 2
+
+
+def test_a_step_retried_after_an_interrupt_learns_from_its_own_chains_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt after the chains ran (here in the descriptor's loss) left their pair with
+    the proposals, and the retried step's generator learnt from it beside its own: it is the
+    step a trainer that never stopped takes from the same weights and generator state."""
+    interrupted, straight = make_trainer(), make_trainer()
+
+    def interrupting(*args, **kwargs):
+        monkeypatch.setattr("stgconv.train.contrastive_divergence", contrastive_divergence)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("stgconv.train.contrastive_divergence", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.step()
+    assert interrupted.iteration == 0
+    batches = interrupted.draw_batches()
+    straight.generator.set_state(interrupted.generator.get_state())
+    assert interrupted.step(batches) == straight.step(batches)
+    assert_same(interrupted.state_dict(), straight.state_dict())
+
+
 def test_a_generator_whose_loss_overflows_is_reported() -> None:
     """The proposals are clamped, the generator's output is not: an output of 1e30 starts
     finite chains but its loss overflows float32, which must stop the step, not reach Adam."""
@@ -274,6 +315,22 @@ def test_a_generator_whose_loss_overflows_is_reported() -> None:
                                  generator=gen(0))
     with pytest.raises(FloatingPointError, match="non-finite generator loss at iteration 1: inf"):
         trainer.step()
+
+
+def test_a_generator_diverging_in_fit_names_its_rate_and_the_last_good_checkpoint(
+        tmp_path: Path) -> None:
+    """The README's divergence promise for the generator's own loss: it said neither which
+    checkpoint keeps the last good model nor what to change."""
+    path = tmp_path / "checkpoint.pt"
+    trainer = make_trainer(sampler=FixedRevision(torch.zeros(1, 1, 8, 8)))
+    trainer.fit(1, checkpoint_path=path, progress=False)
+    with torch.no_grad():
+        trainer.generator_net.body[-1].bias.fill_(1e30)
+    with pytest.raises(DivergenceError, match=r"non-finite generator loss at iteration 2: inf; "
+                                              rf"{re.escape(str(path))} keeps iteration 1, the "
+                                              r"last good model \(lower cooperative\.lr\)$"):
+        trainer.fit(3, checkpoint_path=path, progress=False)
+    assert load_checkpoint(path)["iteration"] == 1
 
 
 def test_a_run_without_the_generator_refuses_to_resume_a_cooperative_run(tmp_path: Path

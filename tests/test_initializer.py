@@ -40,7 +40,7 @@ from stgconv.mcmc import Langevin
 from stgconv.metrics import voxel_errors
 from stgconv.ops import block_down, block_top_k
 from stgconv.tasks.voxel import super_resolve_batch
-from stgconv.train import Trainer
+from stgconv.train import DivergenceError, Trainer
 
 FAST = InitializerConfig(factors=(2,), width=8, depth=3, steps=10, batch_size=8, lr=0.01,
                          crop=None, mirror=False)
@@ -169,6 +169,24 @@ def test_the_filler_learns_what_the_nearest_known_fill_cannot() -> None:
     learned_error = voxel_errors(learned, test, where=~known).mean().item()
     fill_error = voxel_errors(nearest_known_fill(test, known), test, where=~known).mean().item()
     assert learned_error < 0.07 < 0.1 < fill_error
+
+
+def test_an_initializer_diverging_in_fit_names_its_rate_and_the_last_good_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its non-finite loss said neither which checkpoint keeps the last good model nor what to
+    change (the README's divergence promise)."""
+    path = tmp_path / "checkpoint.pt"
+    trainer = make_trainer(settings=replace(FAST, steps=1))
+    trainer.fit(1, checkpoint_path=path, progress=False)
+    # The loss alone: NaN weights would already stop the descriptor's chains, which start
+    # from the initializer's guess.
+    monkeypatch.setattr(trainer, "_losses",
+                        lambda batch: [torch.tensor(math.nan, requires_grad=True)])
+    with pytest.raises(DivergenceError, match=r"non-finite initializer loss at iteration 2: nan; "
+                                              r".*checkpoint\.pt keeps iteration 1, the last "
+                                              r"good model \(lower initializer\.lr\)$"):
+        trainer.fit(3, checkpoint_path=path, progress=False)
+    assert load_checkpoint(path)["iteration"] == 1
 
 
 @pytest.mark.parametrize("recovery", [False, True])

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _tiny import (GRIDS, gen, make_multigrid_trainer, pattern_images, read_events, tiny_data,
-                   tiny_energy)
+from _tiny import (GRIDS, assert_same_step_inside_no_grad, gen, make_multigrid_trainer,
+                   pattern_images, read_events, tiny_data, tiny_energy)
 from torch import Tensor, nn
 
 from stgconv.build import build_chain_start
@@ -562,6 +562,57 @@ def test_a_chain_that_diverges_on_a_grid_names_that_grid() -> None:
         trainer.step()
 
 
+class DivergingOnce:
+    """A sampler whose first run raises as a diverging chain does; later runs are ``sampler``'s
+    (as the same step retried with a smaller step size would run)."""
+
+    def __init__(self, sampler: Langevin) -> None:
+        self.sampler, self.n_steps, self.failed = sampler, sampler.n_steps, False
+
+    def run(self, energy, x0, **kw) -> Tensor:
+        if not self.failed:
+            self.failed = True
+            raise NonFiniteEnergyError("Langevin", 0, self.n_steps)
+        return self.sampler.run(energy, x0, **kw)
+
+
+@pytest.mark.parametrize("mode", ["persistent", "buffer"])
+def test_a_step_stopped_by_a_diverging_chain_changes_no_weight(mode: str) -> None:
+    """What fit's and step's docstrings promise a caller who retries with a smaller step size:
+    the weights, Adam's state, the stored chains and the iteration as they were."""
+    trainer = make_trainer(mode)
+    trainer.fit(1, progress=False)
+    before = copy.deepcopy(trainer.state_dict())
+    trainer.sampler = DivergingOnce(trainer.sampler)
+    with pytest.raises(NonFiniteEnergyError):
+        trainer.fit(2, progress=False)
+    after = trainer.state_dict()
+    del before["generator"], after["generator"]  # the retry draws afresh
+    assert_same(before, after)
+    assert len(trainer.fit(2, progress=False)) == 1 and trainer.iteration == 2
+
+
+def test_a_multigrid_step_stopped_on_a_grid_moves_no_grid(tmp_path: Path) -> None:
+    """A chain diverging on the finest grid stopped the step after the coarser grids had taken
+    their update: retried (after a smaller step size, as the error advises), those grids took
+    a second one, and stayed a step ahead of the others in weights, Adam's state and iteration,
+    in every later checkpoint too."""
+    trainer = make_multigrid_trainer()
+    trainer.fit(1, progress=False)
+    before = copy.deepcopy(trainer.state_dict())
+    trainer.trainers[1].sampler = DivergingOnce(trainer.trainers[1].sampler)
+    with pytest.raises(NonFiniteEnergyError, match="on grid 2"):
+        trainer.step()
+    after = trainer.state_dict()
+    for k, (old, new) in enumerate(zip(before["grids"], after["grids"]), start=1):
+        assert new["iteration"] == 1, f"grid {k}"
+        assert_same(old["model"], new["model"], f"grid {k}")
+        assert_same(old["optimizer"], new["optimizer"], f"grid {k}")
+    trainer.fit(3, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert [grid["iteration"] for grid in saved["grids"]] == [3, 3] and saved["iteration"] == 3
+
+
 # --------------------------------------------------------------------------- accumulation
 
 
@@ -657,15 +708,15 @@ def weights(energy: nn.Module) -> list[Tensor]:
 
 def test_multigrid_trainer_steps_every_grid_on_the_same_examples(monkeypatch) -> None:
     trainer = make_multigrid_trainer()
-    # Record the batches each grid's Trainer.step is handed: the grids must learn from the same
-    # examples, or the coarse-to-fine chain would join models of different data.
+    # Record the batches each grid's Trainer.compute_gradients is handed: the grids must learn
+    # from the same examples, or the coarse-to-fine chain would join models of different data.
     seen: list[list[Tensor]] = [[] for _ in trainer.trainers]
     for k, grid in enumerate(trainer.trainers):
         def recording_step(batches=None, *, _grid=grid, _seen=seen[k]):
             assert batches is not None, "every grid must be handed the shared batch"
             _seen.append([b.clone() for b in batches])
-            return type(_grid).step(_grid, batches)
-        monkeypatch.setattr(grid, "step", recording_step)
+            return type(_grid).compute_gradients(_grid, batches)
+        monkeypatch.setattr(grid, "compute_gradients", recording_step)
     before = [weights(e) for e in trainer.energies]
 
     history = trainer.fit(3, progress=False)
@@ -717,6 +768,17 @@ def test_a_consistent_multigrid_trainer_keeps_each_grids_chains_on_the_grid_belo
                 assert gap.max() > 1e-3, (k, gap)
 
 
+def test_a_multigrid_step_inside_no_grad_is_the_same_and_inference_mode_draws_nothing() -> None:
+    """The grids' steps now run inside the multi-grid step's own autograd block; the batch was
+    drawn before inference_mode was refused, so a refused step still moved the generator."""
+    assert_same_step_inside_no_grad(make_multigrid_trainer)
+    fresh = make_multigrid_trainer()
+    before = fresh.generator.get_state()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match=r"inference_mode\(\)"):
+        fresh.step()
+    assert torch.equal(fresh.generator.get_state(), before)
+
+
 def test_multigrid_trainer_rejects_mismatched_grids() -> None:
     energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1]])
     sampler = Langevin(n_steps=1)
@@ -755,6 +817,23 @@ def test_multigrid_resume_takes_the_same_steps(tmp_path: Path) -> None:
     for a, b in zip(straight.last_samples, second.last_samples):
         assert torch.equal(a, b)
     assert torch.equal(straight.generator.get_state(), second.generator.get_state())
+
+
+def test_a_multigrid_resume_refused_on_a_finer_grid_changes_no_grid(tmp_path: Path) -> None:
+    """The coarser grids were loaded before the finest grid's network was found another."""
+    trainer = make_multigrid_trainer()
+    trainer.fit(1, progress=False)
+    trainer.save(tmp_path / "checkpoint.pt")
+    torch.manual_seed(5)
+    other = MultiGridTrainer(
+        [image_energy("texture", in_channels=3, layers=layers, reference_sigma=0.5)
+         for layers in ([[4, 3, 1, 1], [4, 3, 1, 1]], [[4, 5, 1, 1], [4, 3, 1, 1]])],
+        [Langevin(n_steps=2)] * 2, pattern_images(), GRIDS, train=TrainConfig(batch_size=3),
+        generator=gen(0))
+    before = copy.deepcopy(other.state_dict())
+    with pytest.raises(CheckpointError, match="another network .*differing: layers"):
+        other.resume(tmp_path / "checkpoint.pt")
+    assert_same(before, other.state_dict())
 
 
 def test_multigrid_resume_rejects_a_different_number_of_grids(tmp_path: Path) -> None:
