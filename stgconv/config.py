@@ -16,6 +16,7 @@ import types
 import typing
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, TypeVar
 
@@ -785,6 +786,10 @@ class UnreadSetting(ValueError):
         super().__init__(message)
         self.key, self.default = key, default
 
+    def __reduce__(self) -> tuple:
+        # As NonFiniteEnergyError's: BaseException's pickle passes the message alone.
+        return partial(type(self), key=self.key, default=self.default), self.args, self.__dict__
+
 
 def _refuse_unread(key: str, section: Any, names: Sequence[str], why: str) -> None:
     """:class:`UnreadSetting` naming the first of ``names`` that config ``section`` (at
@@ -1041,6 +1046,10 @@ class WithdrawnSetting(UnknownKeys):
         why, self.unread_by_training = WITHDRAWN_SETTINGS[key]
         super().__init__(f"{key} is a setting of an earlier stgconv, withdrawn: {why}")
         self.key = key
+
+    def __reduce__(self) -> tuple:
+        # As NonFiniteEnergyError's: BaseException's pickle passes the message, not the key.
+        return type(self), (self.key,), self.__dict__
 
 
 def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:

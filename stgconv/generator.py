@@ -20,12 +20,13 @@ rebuilds it without pickled classes.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import check_generator
+from stgconv.checks import check_dtype, check_generator
 
 MIN_BASE = 4
 """The smallest side a dimension is halved down to (an odd side stops earlier)."""
@@ -81,7 +82,9 @@ class ConvGenerator(nn.Module):
         base, factors = stage_plan(size)
         widths = [width * min(2 ** (len(factors) - k), 8) for k in range(len(factors) + 1)]
         self.base = base
-        self.project = nn.Linear(latent_dim, widths[0] * int(torch.tensor(base).prod()))
+        # math.prod, not a tensor's: a tensor made for the count is made on the meta device
+        # under torch.device("meta"), where its value cannot be read.
+        self.project = nn.Linear(latent_dim, widths[0] * math.prod(base))
         stages: list[nn.Module] = [nn.ReLU()]
         for factor, c_in, c_out in zip(factors, widths, widths[1:]):
             stages += [nn.Upsample(scale_factor=factor, mode="nearest"),
@@ -94,15 +97,23 @@ class ConvGenerator(nn.Module):
         """``z`` ``(B, latent_dim)`` -> examples ``(B, *out_shape)``."""
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must be (B, {self.latent_dim}), got {tuple(z.shape)}")
+        check_dtype(z, next(self.parameters()).dtype, "z")  # as ConvNetEnergy's check
         h = self.project(z).reshape(len(z), self.base_channels, *self.base)
         return self.body(h)
 
     def sample_latent(self, n: int, *, device: torch.device | str | None = None,
                       generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws of the prior ``z ~ N(0, I)``: ``(n, latent_dim)``."""
+        """``n`` draws of the prior ``z ~ N(0, I)``: ``(n, latent_dim)``, in the network's
+        dtype (drawn in torch's default dtype, a float64 net's were refused by its first
+        layer)."""
         check_generator(generator, "ConvGenerator.sample_latent")
-        device = device if device is not None else self.project.weight.device
-        return torch.randn(n, self.latent_dim, device=device, generator=generator)
+        weight = next(self.parameters())  # not project.weight: as ConvNetEnergy's dtype check
+        device = device if device is not None else weight.device
+        return torch.randn(n, self.latent_dim, device=device, dtype=weight.dtype,
+                           generator=generator)
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.latent_dim}, out_shape={self.out_shape}"
 
 
 def build_generator(config: dict[str, Any]) -> ConvGenerator:

@@ -137,13 +137,16 @@ class BlockUpsampler(_CoarseNet):
         super().__init__(1 + factor**spatial_dims, factor, spatial_dims=spatial_dims,
                          width=width, depth=depth)
 
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
     def forward(self, low: Tensor) -> Tensor:
         """Logits ``(B, 1, n1 * f, ..., nk * f)`` of fine occupancy from block means ``low``
         ``(B, 1, n1, ..., nk)`` in ``[0, 1]``."""
         if low.dim() != self.spatial_dims + 2 or low.shape[1] != 1:
             raise ValueError(f"low must be (B, 1, {', '.join(['n'] * self.spatial_dims)}), got "
                              f"{tuple(low.shape)}")
-        check_dtype(low, self.first.weight.dtype, "low")
+        check_dtype(low, next(self.parameters()).dtype, "low")  # as ConvNetEnergy's check
         trilinear = linear_up(low, (self.factor,) * self.spatial_dims).clamp(0.0, 1.0)
         coarse = torch.cat([low, space_to_depth(trilinear, self.factor)], dim=1)
         return self.correction(coarse, self.factor) + GUIDE_LOGIT * (trilinear - 0.5)
@@ -168,6 +171,9 @@ class MaskedFiller(_CoarseNet):
         super().__init__(3 * fold**spatial_dims, fold, spatial_dims=spatial_dims, width=width,
                          depth=depth)
 
+    def extra_repr(self) -> str:
+        return f"fold={self.fold}"
+
     def forward(self, observed: Tensor, known: Tensor) -> Tensor:
         """Logits ``(B, 1, *S)`` of occupancy from ``observed`` ``(B, 1, *S)`` in ``[0, 1]``
         (read only where ``known``, bool, broadcastable to it)."""
@@ -177,7 +183,7 @@ class MaskedFiller(_CoarseNet):
         if any(n % self.fold for n in observed.shape[2:]):
             raise ValueError(f"the grid {tuple(observed.shape[2:])} is not a multiple of the "
                              f"filler's fold {self.fold}")
-        check_dtype(observed, self.first.weight.dtype, "observed")
+        check_dtype(observed, next(self.parameters()).dtype, "observed")  # as ConvNetEnergy's
         check_bool_mask(known, "known")
         known = expand_mask(known, observed, "known", "observed")
         seen = torch.where(known, observed, torch.zeros_like(observed))

@@ -99,6 +99,11 @@ class FitLoop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def check_saveable(self) -> None:
+        """``ValueError`` when :meth:`state_dict` cannot be made (a model without the config
+        a checkpoint keeps): :meth:`fit` asks before it trains, not at its first checkpoint."""
+        raise NotImplementedError
+
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         """Every trained weight tensor with its name (``grid<k>/`` before a grid's)."""
         raise NotImplementedError
@@ -211,7 +216,11 @@ class FitLoop:
                 initializer's), a ``DivergenceError`` naming its learning rate.
             WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
                 its folder removed); the checkpoint it was replacing stays whole.
+            ValueError: a ``checkpoint_path`` for a model no checkpoint can keep (one without
+                a ``config``: :meth:`check_saveable`), before any training.
         """
+        if checkpoint_path is not None:
+            self.check_saveable()
         main = self.world is None or self.world.is_main
         progress = progress and main
         # A resumed run hides what a killed one logged after its checkpoint: those iterations
@@ -487,10 +496,20 @@ class Trainer(FitLoop):
         self.optimizer.step()
         self.iteration += 1
 
+    def check_saveable(self) -> None:
+        # A product of experts or a network of the caller's has no config: it trained, and
+        # failed at its first checkpoint with an AttributeError, its training lost.
+        if not isinstance(getattr(self.energy, "config", None), dict):
+            raise ValueError(f"checkpoints keep the energy's config (the plain data that "
+                             f"rebuilds it), and this {type(self.energy).__name__} has none: set "
+                             f"energy.config to a dict (an EnergyModel's holds its constructor's "
+                             f"arguments)")
+
     def state_dict(self, *, random_state: bool = True) -> dict[str, Any]:
         """Everything a resume needs; ``random_state=False`` leaves out the generator's state
         (a grid of a :class:`MultiGridTrainer`, which shares its trainer's generator, saved
         once)."""
+        self.check_saveable()
         chains = self.chains.state_dict()
         if self.world is not None:
             every_rank = self.world.gather(chains)
@@ -511,6 +530,7 @@ class Trainer(FitLoop):
     def check_state(self, state: dict[str, Any]) -> None:
         """Raise ``ValueError`` unless :meth:`state_dict`'s ``state`` is of this trainer's
         networks and examples; changes nothing."""
+        self.check_saveable()  # it compares the checkpoint's config with the energy's
         own = getattr(self, "companion", None)
         dropped = [key.removesuffix("_model") for key in state
                    if key.endswith("_model") and key != "model"
@@ -731,6 +751,10 @@ class MultiGridTrainer(FitLoop):
 
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
         return [probe for trainer in self.trainers for probe in trainer.probes()]
+
+    def check_saveable(self) -> None:
+        for trainer in self.trainers:
+            trainer.check_saveable()
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return [(f"grid{k}/{name}", p) for k, trainer in enumerate(self.trainers, start=1)

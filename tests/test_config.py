@@ -23,6 +23,7 @@ from stgconv.config import (
     JEMConfig,
     TrainConfig,
     UnreadSetting,
+    WithdrawnSetting,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -939,6 +940,23 @@ def test_a_users_config_file_with_a_setting_never_read_is_refused_not_reset(
     path = write(tmp_path, "chains:\n  buffer_capacity: 77\n")
     with pytest.raises(UnreadSetting, match="chains.buffer_capacity is 77"):
         load_config(path)
+
+
+def test_config_errors_cross_a_process_boundary_whole(tmp_path: Path) -> None:
+    """A process pool sends its worker's exception pickled, which rebuilt these from their
+    message alone: a TypeError (key and default missing) and a KeyError (the message taken for
+    the withdrawn key), and the pool broke instead of raising them."""
+    import copy
+    import pickle
+
+    with pytest.raises(UnreadSetting) as unread:
+        load_config(write(tmp_path, "chains:\n  buffer_capacity: 77\n"))
+    withdrawn = WithdrawnSetting("initializer.sr_loss")
+    for err in (unread.value, withdrawn):
+        for twin in (pickle.loads(pickle.dumps(err)), copy.deepcopy(err)):
+            assert type(twin) is type(err) and str(twin) == str(err)
+            assert vars(twin) == vars(err)
+    assert vars(unread.value) == {"key": "chains.buffer_capacity", "default": 10000}
 
 
 def test_the_warning_of_a_runs_own_config_points_at_the_caller(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ to reproduce the revision, resume bit for bit, the config section's checks, and 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 
@@ -74,6 +75,27 @@ def test_the_generator_rejects_bad_shapes() -> None:
 def test_latents_are_drawn_where_the_generator_is() -> None:
     net = ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=2).to("meta")
     assert net.sample_latent(3).device.type == "meta"
+
+
+def test_latents_are_drawn_in_the_generators_dtype() -> None:
+    """Drawn in torch's default dtype, a float64 generator's own latents were refused by its
+    first layer ("mat1 and mat2 must have the same dtype"); a float32 net draws as before."""
+    net = ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=2)
+    assert torch.equal(net.sample_latent(3, generator=gen(0)), torch.randn(3, 4, generator=gen(0)))
+    net.double()
+    assert net(net.sample_latent(3, generator=gen(0))).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"expected z of dtype torch.float64 \(the network's\), "
+                                         r"got torch.float32"):
+        net(torch.zeros(3, 4))
+
+
+def test_a_generator_is_built_on_the_meta_device_and_says_its_shapes() -> None:
+    """Built under torch.device("meta") (shapes first, weights later), it read a count from a
+    tensor made there, which holds no value."""
+    with torch.device("meta"):
+        net = ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=2)
+    assert net.project.weight.device.type == "meta"
+    assert net.extra_repr() == "latent_dim=4, out_shape=(1, 8, 8)"
 
 
 # --------------------------------------------------------------------------- training
@@ -301,6 +323,15 @@ def test_a_step_retried_after_an_interrupt_learns_from_its_own_chains_only(
     straight.generator.set_state(interrupted.generator.get_state())
     assert interrupted.step(batches) == straight.step(batches)
     assert_same(interrupted.state_dict(), straight.state_dict())
+
+
+def test_a_float64_cooperative_run_takes_its_steps() -> None:
+    """Its chain starts came from latents drawn in float32, which the float64 generator
+    refused at the first step."""
+    trainer = make_trainer(data=tiny_data(size=8).double())
+    trainer.energy.double()
+    trainer.generator_net.double()
+    assert all(math.isfinite(value) for value in trainer.step().values())
 
 
 def test_a_generator_whose_loss_overflows_is_reported() -> None:

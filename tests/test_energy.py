@@ -9,22 +9,39 @@ nets keep their 16^3 filters and fully connected heads at a 16^3 grid (``desc32`
 ``desc64_sr``), and ``fc_s``, whose second layer spans the frame (45M parameters at 100x100), is
 built for 8x8 frames (335k parameters). Module-specific behaviour (stationarity, reference
 term, size errors) is in ``test_energy_image.py``, ``test_energy_video.py`` and
-``test_energy_voxel.py``.
+``test_energy_voxel.py``. Last, every family as users handle any module: copied, pickled,
+converted, checkpointed, called functionally, printed.
 """
 
 from __future__ import annotations
 
+import copy
+import io
+import pickle
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from stgconv.config import ModelConfig
-from stgconv.energy import build_from_config
+from stgconv.energy import (
+    RBM,
+    ProductOfExperts,
+    build_from_config,
+    classifier_energy,
+    image_energy,
+    wide_resnet,
+)
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.energy.image import IMAGE_PRESETS
-from stgconv.energy.video import VIDEO_ARCHS
-from stgconv.energy.voxel import VOXEL_PRESETS
+from stgconv.energy.video import VIDEO_ARCHS, video_energy
+from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
+from stgconv.generator import ConvGenerator
 from stgconv.modalities import IMAGE, VIDEO, VOXELS
+from stgconv.ops import block_down
 
 BATCH = 2
 
@@ -156,3 +173,114 @@ def test_a_linear_head_reads_activated_features() -> None:
                            head="linear", input_size=(5, 5), reference_sigma=None)
     kinds = [type(block) for block in energy.features]
     assert kinds == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU]
+
+
+# --------------------------------------------------------------------------- as torch modules
+
+
+def networks() -> list:
+    """``(build, input shape)`` of a tiny energy of every family, and of the cooperative
+    generator: ``build()`` makes a fresh one (its weights drawn from torch's global
+    generator)."""
+    def product() -> ProductOfExperts:
+        digits = classifier_energy("digit_classifier", density_scale=True)
+        return ProductOfExperts([digits.conditional(1), digits.conditional(2),
+                                 image_energy("texture", in_channels=1, layers=[[2, 3, 1]])],
+                                weights=[1.0, 0.5, 1.0])
+
+    return [
+        pytest.param(lambda: image_energy("object", image_size=8, layers=[[2, 3, 2, 1]]),
+                     (BATCH, 3, 8, 8), id="image"),
+        pytest.param(lambda: video_energy("fc_s_small", frame_size=(8, 8)),
+                     (BATCH, 3, 4, 8, 8), id="video"),
+        pytest.param(lambda: voxel_energy("desc32_small", size=8, layers=[[2, 4, 2, 1]]),
+                     (BATCH, 1, 8, 8, 8), id="voxels"),
+        pytest.param(lambda: ClassifierEnergy(wide_resnet(3, depth=10, widen=1)),
+                     (BATCH, 3, 8, 8), id="classifier"),
+        pytest.param(product, (BATCH, 1, 28, 28), id="product"),
+        pytest.param(lambda: RBM(6, 3, visible="gaussian"), (BATCH, 6), id="rbm"),
+        pytest.param(lambda: ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=2),
+                     (BATCH, 4), id="generator"),
+    ]
+
+
+@pytest.mark.parametrize("build, shape", networks())
+def test_every_network_lives_as_a_torch_module(build, shape: tuple[int, ...]) -> None:
+    """What users do with any module: copy it (an EMA of the weights), pickle it (DataLoader
+    workers, multiprocessing), save it whole, convert it to another dtype or the meta device,
+    checkpoint its state_dict into a fresh one, call it functionally. No tensor is kept outside
+    the parameters and buffers, where all of these would miss it."""
+    torch.manual_seed(0)
+    energy = build()
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        e = energy(x)
+    stray = [f"{name}.{key}" for name, module in energy.named_modules()
+             for key, value in vars(module).items() if isinstance(value, torch.Tensor)]
+    assert stray == []
+
+    saved = io.BytesIO()
+    torch.save(energy, saved)
+    saved.seek(0)
+    for twin in (copy.deepcopy(energy), pickle.loads(pickle.dumps(energy)),
+                 torch.load(saved, weights_only=False)):
+        with torch.no_grad():
+            assert torch.equal(twin(x), e)
+
+    torch.manual_seed(1)  # another initialisation: equality needs the loaded state
+    fresh = build()
+    fresh.load_state_dict(energy.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), e)
+    params = {name: p.detach() + 0 for name, p in energy.named_parameters()}
+    assert torch.equal(torch.func.functional_call(energy, params, (x,)), e.detach())
+
+    double = copy.deepcopy(energy).double()
+    assert {t.dtype for t in (*double.parameters(), *double.buffers())} == {torch.float64}
+    assert double(x.double()).dtype == torch.float64
+    meta = copy.deepcopy(energy).to("meta")
+    assert meta(x.to("meta")).device.type == "meta"
+
+
+def test_every_energy_family_says_its_settings_in_its_repr() -> None:
+    """nn.Module's repr lists submodules only: an RBM printed as ``RBM()``, and no repr said
+    the reference term, the head, the density scale, or which classes and weights a product
+    combines."""
+    assert repr(RBM(6, 3, visible="gaussian")) == (
+        "RBM(n_visible=6, n_hidden=3, visible='gaussian')")
+    video = video_energy("fc_s_small", frame_size=(8, 8))
+    assert video.extra_repr() == "head='sum', input_size=(None, 8, 8), reference_sigma=0.05"
+    texture = image_energy("texture", in_channels=1, layers=[[2, 3, 1]], reference_sigma=None)
+    assert texture.extra_repr() == "head='sum', reference_sigma=None"
+    digits = classifier_energy("digit_classifier", density_scale=True)
+    assert digits.extra_repr() == ("arch='digit_classifier', n_classes=10, in_channels=1, "
+                                   "image_size=28, density_scale=True")
+    product = ProductOfExperts([digits.conditional(1), texture,
+                                digits.conditional(torch.tensor([1, 2]))],
+                               weights=[1, 0.5, 1],
+                               views=[None, partial(block_down, factor=(2, 2)), torch.flipud])
+    assert product.extra_repr() == (
+        "experts=[ClassifierEnergy.class_energy(y=1), ConvNetEnergy, "
+        "ClassifierEnergy.class_energy(y=<tensor (2,)>)], weights=[1.0, 0.5, 1.0], "
+        "views=[None, block_down(factor=(2, 2)), flipud]")
+    assert repr(product).startswith("ProductOfExperts(\n  experts=[")
+
+
+def test_a_parametrized_weight_is_computed_once_per_call() -> None:
+    """Reading the first layer's weight for its dtype computed it under a parametrization: with
+    spectral_norm (common on EBMs), every energy ran two power iterations, a sampler step too."""
+    class Counted(nn.Module):
+        calls = 0
+
+        def forward(self, weight: torch.Tensor) -> torch.Tensor:
+            Counted.calls += 1
+            return weight
+
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 1]])
+    net = ConvGenerator(latent_dim=2, out_shape=(1, 8, 8), width=2)
+    for module, first, x in ((energy, energy.features[0], torch.zeros(2, 1, 5, 5)),
+                             (net, net.project, torch.zeros(2, 2))):
+        parametrize.register_parametrization(first, "weight", Counted())
+        Counted.calls = 0
+        module(x)
+        assert Counted.calls == 1

@@ -87,6 +87,10 @@ def test_bad_products_are_refused(kwargs, message) -> None:
 def test_an_expert_of_the_wrong_shape_is_named() -> None:
     with pytest.raises(ValueError, match="expected \\(2,\\)"):
         ProductOfExperts([lambda x: x.sum()])(torch.zeros(2, 3))
+    # In one line, by its place and class: its repr, the whole network, filled the message.
+    with pytest.raises(ValueError, match=r"^expert 1 \(Linear\) returned \(2, 1\), expected "
+                                         r"\(2,\)$"):
+        ProductOfExperts([lambda x: x.sum(1), nn.Linear(3, 1)])(torch.zeros(2, 3))
 
 
 # --------------------------------------------------------------------------- every sampler

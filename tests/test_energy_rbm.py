@@ -233,6 +233,26 @@ def test_cd_and_pcd_learn_a_tiny_known_distribution(mode: str) -> None:
     assert model[[12, 3]].sum() > 0.75 and kl < 0.2, (model, kl)
 
 
+def test_a_trainers_checkpoint_of_an_rbm_loads_as_that_rbm(tmp_path) -> None:
+    """Its config (n_visible, n_hidden, visible) was rebuilt as a ConvNet energy's, and
+    load_model refused the checkpoint as describing no model."""
+    from stgconv.checkpoint import load_model
+    from stgconv.config import TrainConfig
+    from stgconv.mcmc import DataStart
+    from stgconv.train import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    rbm = RBM(4, 3, visible="gaussian", generator=g)
+    data = torch.rand(6, 4, generator=g)
+    trainer = Trainer(rbm, BlockGibbs(n_steps=1), DataStart(), data,
+                      train=TrainConfig(batch_size=3), generator=g)
+    trainer.step()
+    loaded, _, _ = load_model(trainer.save(tmp_path / "checkpoint.pt"), device="cpu")
+    assert isinstance(loaded, RBM) and loaded.config == rbm.config
+    with torch.no_grad():
+        assert torch.equal(loaded(data), rbm(data))
+
+
 def test_block_gibbs_conditions_only_on_states_that_keep_the_known_units() -> None:
     """The start is off the constraint; every v the sampler conditions on (the first too) must
     already hold the observed units."""

@@ -88,6 +88,14 @@ def test_space_to_depth_puts_each_block_in_the_channels(shape) -> None:
     torch.testing.assert_close(means, block_down(x, (2,) * k))
 
 
+def test_each_net_of_an_initializer_says_its_block_size() -> None:
+    """nn.Module's repr shows the convolutions, not the block size a net up-samples by or
+    the fold of the filler's coarse grid."""
+    initializer = Initializer([4], recovery=True, fold=2, spatial_dims=2, width=2, depth=2)
+    assert initializer.nets["4"].extra_repr() == "factor=4"
+    assert initializer.nets["recovery"].extra_repr() == "fold=2"
+
+
 def test_an_untrained_initializer_ranks_every_block_as_trilinear_does() -> None:
     shapes = boxes_and_balls(4, 16)
     torch.manual_seed(0)

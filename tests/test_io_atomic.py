@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import shutil
 import stat
 from pathlib import Path
@@ -346,6 +347,10 @@ def test_a_failed_write_is_a_write_error_of_its_errnos_kind(tmp_path: Path) -> N
     assert failure.value.filename == str(tmp_path / "out.txt")
     # One class per errno, not one made for each failure (a caller may compare them).
     assert type(write_error(errno.ENOENT, "No such file", "a")) is type(failure.value)
+    # Pickled as a process pool sends it: its class is made at run time, which pickle, finding
+    # classes by name, refused.
+    twin = pickle.loads(pickle.dumps(failure.value))
+    assert type(twin) is type(failure.value) and str(twin) == str(failure.value)
 
 
 def test_a_writers_error_about_another_file_names_that_file(tmp_path: Path) -> None:

@@ -1210,6 +1210,18 @@ def test_a_divergence_on_a_grid_keeps_its_step_and_names_the_grid() -> None:
     assert "langevin on grid 2 (4x4)" in str(err) and "at step 3 of 10" in str(err)
 
 
+def test_a_divergence_crosses_a_process_boundary_whole() -> None:
+    """A process pool sends its worker's exception pickled; rebuilt from its message alone,
+    this one failed (TypeError), and the pool broke (BrokenProcessPool) instead of raising it."""
+    import copy
+    import pickle
+
+    err = on_grid(NonFiniteEnergyError("langevin", 3, 10), 2, (4, 4))
+    for twin in (pickle.loads(pickle.dumps(err)), copy.deepcopy(err)):
+        assert type(twin) is NonFiniteEnergyError and str(twin) == str(err)
+        assert (twin.sampler, twin.step, twin.n_steps) == (err.sampler, 3, 10)
+
+
 def test_energy_and_grad_refuses_one_energy_for_the_whole_batch() -> None:
     x = torch.zeros(2, 3, requires_grad=True)
     with pytest.raises(ValueError, match=r"energy must return shape \(B,\) = \(2,\)"):

@@ -872,3 +872,21 @@ def test_data_gaussian_class_draws_use_the_component_of_that_class() -> None:
                      component_classes=torch.tensor([1, 0]))
     x = g.sample((2, 1), classes=torch.tensor([0, 1]), generator=gen(0))
     assert x.flatten().tolist() == [-10.0, 10.0]
+
+
+def test_the_stateful_starts_say_their_settings_and_what_they_hold() -> None:
+    """They printed as ``<...ReplayBuffer object at 0x...>``: nothing of their capacity, how
+    full they are, or where fresh chains start."""
+    x = torch.zeros(4, 1, 2, 2)
+    buffer = ReplayBuffer(8, NoiseInit("uniform", 0.5), fresh=0.1)
+    buffer.keep(x)
+    assert repr(buffer) == ("ReplayBuffer(capacity=8, fresh=0.1, chains_per_example=1, "
+                            "init=NoiseInit(kind='uniform', scale=0.5), stored=4)")
+    fitted = DataGaussian.fit(torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0)),
+                              torch.arange(6) % 2, rank=1)
+    chains = PersistentChains(4, fitted, chains_per_example=2)
+    assert repr(chains) == (
+        "PersistentChains(n_examples=4, chains_per_example=2, init=DataGaussian(components=2, "
+        "classes=2, rank=1, sample_shape=(1, 2, 2), noise=0.0, noise_scale=1.0), chains=None)")
+    chains.start(x, torch.arange(4))
+    assert repr(chains).endswith("chains=(4, 2, 1, 2, 2))")

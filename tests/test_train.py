@@ -492,6 +492,29 @@ def test_multigrid_trainer_rejects_integer_data_naming_it() -> None:
                          pattern_images().to(torch.uint8), GRIDS)
 
 
+def test_a_trainer_of_an_energy_without_a_config_refuses_to_save_before_training(
+        tmp_path: Path) -> None:
+    """A product of experts (or a network of the caller's) trained, then failed at its first
+    checkpoint (AttributeError: no attribute 'config'), its training lost. Trained without
+    checkpoints (as recovery trains), it still is."""
+    from stgconv.energy import ProductOfExperts
+
+    trainer = Trainer(ProductOfExperts([tiny_energy()]), Langevin(n_steps=1),
+                      PersistentChains(2, NoiseInit()), tiny_data(2), generator=gen(0))
+    message = r"this ProductOfExperts has none: set energy.config to a dict"
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    assert trainer.iteration == 0 and not (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(ValueError, match=message):
+        trainer.save(tmp_path / "checkpoint.pt")
+    plain = Trainer(tiny_energy(), Langevin(n_steps=1), PersistentChains(2, NoiseInit()),
+                    tiny_data(2), generator=gen(0))
+    with pytest.raises(ValueError, match=message):  # not an AttributeError either
+        trainer.resume(plain.save(tmp_path / "plain.pt"))
+    trainer.fit(1, progress=False)
+    assert trainer.iteration == 1
+
+
 def test_data_of_the_callers_graph_trains_as_data() -> None:
     """Data computed from a tensor that requires grad (a notebook's normalisation of it) failed
     in the second step ("Trying to backward through the graph a second time"), a multi-grid

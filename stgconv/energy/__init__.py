@@ -20,9 +20,13 @@ __all__ = ["CLASSIFIER_ARCHS", "IMAGE_PRESETS", "ClassifierEnergy", "ConvNetEner
            "classifier_energy", "digit_classifier", "image_energy", "wide_resnet"]
 
 
-def build_from_config(config: dict[str, Any]) -> ConvNetEnergy | ClassifierEnergy:
+def build_from_config(config: dict[str, Any]) -> ConvNetEnergy | ClassifierEnergy | RBM:
     """Rebuild an energy from its plain-data ``config`` (as stored in checkpoints): a
-    classifier preset when it names one of :data:`CLASSIFIER_ARCHS`, else a ConvNet energy."""
+    classifier preset when it names one of :data:`CLASSIFIER_ARCHS`, an RBM for an RBM's
+    (:attr:`RBM.config`: a Trainer's checkpoint of an RBM was refused as describing no model),
+    else a ConvNet energy."""
     if config.get("arch") in CLASSIFIER_ARCHS:
         return classifier_energy(**config)
+    if "n_visible" in config:
+        return RBM(**config)
     return ConvNetEnergy(**config)

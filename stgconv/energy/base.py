@@ -19,7 +19,11 @@ class EnergyModel(nn.Module):
     """Base class: subclasses implement :meth:`response`, the ConvNet score ``f(x)``.
 
     ``self.config`` holds the constructor keyword arguments (plain data), so a model can be
-    rebuilt from a checkpoint without pickled classes.
+    rebuilt from a checkpoint without pickled classes. ``state_dict()`` holds the weights
+    alone, as any module's: the settings, ``reference_sigma`` among them (which changes the
+    energy as a weight does), are in ``config``, so a checkpoint of one's own keeps both
+    (:func:`stgconv.energy.build_from_config` rebuilds the model from ``config``); loaded into
+    a model built with another ``reference_sigma``, the weights give another energy.
     """
 
     def __init__(self, *, reference_sigma: float | None = 1.0) -> None:
@@ -44,6 +48,9 @@ class EnergyModel(nn.Module):
             variance = self.reference_sigma * self.reference_sigma
             energy = energy + x.flatten(1).pow(2).sum(dim=1) / (2 * variance)
         return energy
+
+    def extra_repr(self) -> str:
+        return f"reference_sigma={self.reference_sigma}"
 
 
 Activation = Literal["relu", "leaky_relu"]
@@ -168,6 +175,10 @@ class ConvNetEnergy(EnergyModel):
             "reference_sigma": reference_sigma,
         }
 
+    def extra_repr(self) -> str:
+        size = "" if self.input_size is None else f"input_size={self.input_size}, "
+        return f"head={self.head_kind!r}, {size}{super().extra_repr()}"
+
     def _check(self, x: Tensor) -> None:
         free = ["*" if n is None else n for n in (self.input_size or [None] * self.spatial_dims)]
         expected = ("B", self.in_channels, *free)
@@ -177,7 +188,10 @@ class ConvNetEnergy(EnergyModel):
             n is not None and n != got for n, got in zip(self.input_size, x.shape[2:])
         ):
             raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
-        check_dtype(x, self.features[0].weight.dtype, "x")
+        # The dtype of a stored parameter: reading a weight under a parametrization
+        # (spectral_norm, weight_norm) computes it, which ran spectral_norm's power iteration
+        # twice per call.
+        check_dtype(x, next(self.parameters()).dtype, "x")
 
     def _fits(self, size: Sequence[int]) -> bool:
         """Does every convolution get an input at least as large as its (padded) kernel?"""

@@ -45,6 +45,13 @@ class ClassifierEnergy(nn.Module):
         # log s, so that s stays positive; s = 1 is JEM's own energy.
         self.log_density_scale = nn.Parameter(torch.zeros(())) if density_scale else None
 
+    def extra_repr(self) -> str:
+        # The density scale is a parameter of this module itself, which nn.Module's repr (its
+        # submodules only) does not show.
+        settings = [f"{key}={value!r}" for key, value in self.config.items()
+                    if key != "density_scale"]
+        return ", ".join([*settings, f"density_scale={self.log_density_scale is not None}"])
+
     def _density_scale(self) -> Tensor | float:
         """``s``: 1 without a learnt density scale."""
         return 1.0 if self.log_density_scale is None else self.log_density_scale.exp()
@@ -112,7 +119,9 @@ class ClassifierEnergy(nn.Module):
         of ``x`` ``(B, *S)``; ``y`` one class for every example or ``(B,)`` classes, integers
         in ``0 .. K - 1``. The range is checked only for classes on the CPU (an int too): a
         sampler calls this every step, and checking classes on a GPU would stop its queue each
-        time."""
+        time. ``torch.func.vmap`` over the classes on the CPU is refused by vmap (the check
+        branches on their values): map over ``x`` alone, or pass every example's class at once
+        (``y`` ``(B,)``)."""
         logits = self.logits(x)
         y = torch.as_tensor(y)
         if y.dim() > 1 or (y.dim() == 1 and len(y) != len(x)):

@@ -7,7 +7,9 @@ class of one model and a style of another, say). Any sampler takes the sum like 
 
 from __future__ import annotations
 
+import inspect
 import math
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -55,15 +57,50 @@ class ProductOfExperts(nn.Module):
         self.weights = weights
         self.views = views
 
+    def extra_repr(self) -> str:
+        # nn.Module's repr lists the registered modules only: not which class a
+        # class-conditional expert fixes, nor the weights and views.
+        settings = f"experts=[{', '.join(map(_name, self.experts))}], weights={self.weights}"
+        if any(view is not None for view in self.views):
+            settings += f", views=[{', '.join(map(_name, self.views))}]"
+        return settings
+
     def forward(self, x: Tensor) -> Tensor:
         """``E(x)`` ``(B,)`` of ``x`` ``(B, *S)``."""
         total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-        for expert, weight, view in zip(self.experts, self.weights, self.views):
+        for index, (expert, weight, view) in enumerate(zip(self.experts, self.weights,
+                                                            self.views)):
             if weight == 0:
                 continue
             energy = expert(x if view is None else view(x))
             if energy.shape != (len(x),):
-                raise ValueError(f"expert {expert!r} returned {tuple(energy.shape)}, expected "
-                                 f"({len(x)},)")
+                # Named by _name: a module's (or a bound method's) repr is its whole net.
+                raise ValueError(f"expert {index} ({_name(expert)}) returned "
+                                 f"{tuple(energy.shape)}, expected ({len(x)},)")
             total = total + weight * energy
         return total
+
+
+def _name(function: Callable | None) -> str:
+    """How the repr names an expert or a view: a module by its class, a bound method by its
+    class and name, a ``partial`` by its function and what it fixes (a class-conditional
+    energy: ``ClassifierEnergy.class_energy(y=1)``), any other callable by its name."""
+    if function is None:
+        return "None"
+    if isinstance(function, partial):
+        fixed = [*map(_value, function.args),
+                 *(f"{key}={_value(value)}" for key, value in function.keywords.items())]
+        return f"{_name(function.func)}({', '.join(fixed)})"
+    if inspect.ismethod(function):
+        return f"{type(function.__self__).__name__}.{function.__name__}"
+    if isinstance(function, nn.Module):
+        return type(function).__name__
+    return getattr(function, "__name__", type(function).__name__)
+
+
+def _value(value: object) -> str:
+    """A fixed argument as :func:`_name` shows it: a tensor with dimensions by its shape
+    (``y`` of a class per chain would print them all)."""
+    if isinstance(value, Tensor) and value.dim() > 0:
+        return f"<tensor {tuple(value.shape)}>"
+    return repr(value)

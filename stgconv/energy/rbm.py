@@ -59,6 +59,9 @@ class RBM(nn.Module):
     def n_hidden(self) -> int:
         return self.weight.shape[1]
 
+    def extra_repr(self) -> str:
+        return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, visible={self.visible!r}"
+
     def _flat(self, units: Tensor, layer: Literal["visible", "hidden"] = "visible") -> Tensor:
         """``units`` ``(B, *S)`` of ``layer`` as ``(B, n)``, or ``ValueError`` naming the layer
         unless they have its ``n`` entries per example and the RBM's dtype."""

@@ -41,6 +41,12 @@ class WriteError(OSError):
     system's failure, not the input's: the CLI exits 1 for it, not 2. ``filename`` is the file
     (or folder) being written, never a temporary. Made by :func:`write_error`."""
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt by write_error: the subclasses it makes (a WriteError that is also a
+        # FileNotFoundError, ...) are made at run time, and pickle, which finds a class by its
+        # name, refused them, so a process pool's worker could not hand one back.
+        return write_error, (self.errno, self.strerror, self.filename), self.__dict__
+
 
 def write_error(number: int, reason: str, path: str | Path) -> WriteError:
     """A :class:`WriteError` naming ``path`` that is also the subclass of ``OSError`` its

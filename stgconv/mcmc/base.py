@@ -26,6 +26,12 @@ class NonFiniteEnergyError(FloatingPointError):
             "the chain diverged (try a smaller step size, gradient clipping or a value clamp)"
         )
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its fields: BaseException's own pickle calls the class with the message
+        # alone, which this __init__ refuses, and a process pool whose worker's chain diverged
+        # broke (BrokenProcessPool) instead of raising this in the caller.
+        return type(self), (self.sampler, self.step, self.n_steps), self.__dict__
+
 
 def on_grid(err: NonFiniteEnergyError, grid: int, shape: Sequence[int]) -> NonFiniteEnergyError:
     """The same divergence, naming the multi-grid grid (1 = coarsest modelled) it happened on."""

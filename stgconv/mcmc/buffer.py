@@ -37,6 +37,11 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self._count
 
+    def __repr__(self) -> str:
+        return (f"ReplayBuffer(capacity={self.capacity}, fresh={self.fresh}, "
+                f"chains_per_example={self.chains_per_example}, init={self.init!r}, "
+                f"stored={len(self)})")
+
     @property
     def samples(self) -> Tensor | None:
         """The stored chains ``(n_stored, *S)`` (a view, in slot order); ``None`` before any

@@ -126,6 +126,11 @@ class DataGaussian:
         self.residual_std, self.weights = residual_std, weights
         self.component_classes, self.n_classes = component_classes, n_classes
 
+    def __repr__(self) -> str:
+        return (f"DataGaussian(components={len(self.means)}, classes={self.n_classes}, "
+                f"rank={self.factors.shape[1]}, sample_shape={tuple(self.means.shape[1:])}, "
+                f"noise={self.noise}, noise_scale={self.noise_scale})")
+
     @classmethod
     def fit(cls, data: Tensor, labels: Tensor | None = None, *, rank: int = 64,
             components: int = 1, noise: float = 0.0, noise_scale: float = 1.0,

@@ -30,6 +30,12 @@ class PersistentChains:
         self.chains: Tensor | None = None  # (n_examples, chains_per_example, *S)
         self._last: Tensor | None = None
 
+    def __repr__(self) -> str:
+        chains = None if self.chains is None else tuple(self.chains.shape)
+        return (f"PersistentChains(n_examples={self.n_examples}, "
+                f"chains_per_example={self.chains_per_example}, init={self.init!r}, "
+                f"chains={chains})")
+
     def start(
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
