@@ -276,6 +276,12 @@ def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:
 
 
 def _energy(state: dict[str, Any], checkpoint: str | Path) -> ConvNetEnergy:
+    if state.get("model_config") == {}:
+        # What a Trainer of the caller's own module (or a product of experts) saves: it was
+        # built to a default ConvNet's arguments, and refused as missing three of them.
+        raise CheckpointError(f"checkpoint {checkpoint} holds a model of the caller's own (no "
+                              "config to rebuild it from): build the module again and resume "
+                              "its Trainer from the checkpoint")
     try:
         energy = build_from_config(state["model_config"])
         load_weights(energy, state["model"])

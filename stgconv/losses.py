@@ -9,6 +9,7 @@ from torch import Tensor
 
 from stgconv.checks import check_classes, check_finite_number
 from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.mcmc.base import check_energies
 from stgconv.types import EnergyFn
 
 
@@ -31,7 +32,7 @@ def contrastive_divergence(
     Raises:
         FloatingPointError: if any energy is NaN or infinite.
         ValueError: a negative or NaN ``energy_l2``, data and samples of different shapes,
-            or no data or no samples.
+            no data or no samples, or energies not real floating point ``(B,)`` and ``(M,)``.
     """
     if not energy_l2 >= 0:  # NaN too: either would drop the penalty without a word
         raise ValueError(f"energy_l2 must be >= 0, got {energy_l2}")
@@ -44,6 +45,9 @@ def contrastive_divergence(
         raise ValueError(f"data {tuple(x_pos.shape)} and samples {tuple(x_neg.shape)} must each "
                          "hold at least one example")
     e_pos, e_neg = energy(x_pos), energy(x_neg.detach())
+    # Else an energy summed over the batch, or (B, K), gave a loss weighted by the batch sizes.
+    check_energies(e_pos, x_pos)
+    check_energies(e_neg, x_neg)
     if not (torch.isfinite(e_pos).all() and torch.isfinite(e_neg).all()):
         raise FloatingPointError(
             "non-finite energy in the training loss "

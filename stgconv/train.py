@@ -99,11 +99,6 @@ class FitLoop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def check_saveable(self) -> None:
-        """``ValueError`` when :meth:`state_dict` cannot be made (a model without the config
-        a checkpoint keeps): :meth:`fit` asks before it trains, not at its first checkpoint."""
-        raise NotImplementedError
-
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         """Every trained weight tensor with its name (``grid<k>/`` before a grid's)."""
         raise NotImplementedError
@@ -216,11 +211,7 @@ class FitLoop:
                 initializer's), a ``DivergenceError`` naming its learning rate.
             WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
                 its folder removed); the checkpoint it was replacing stays whole.
-            ValueError: a ``checkpoint_path`` for a model no checkpoint can keep (one without
-                a ``config``: :meth:`check_saveable`), before any training.
         """
-        if checkpoint_path is not None:
-            self.check_saveable()
         main = self.world is None or self.world.is_main
         progress = progress and main
         # A resumed run hides what a killed one logged after its checkpoint: those iterations
@@ -371,11 +362,31 @@ def _check_float_data(data: Tensor) -> None:
                          f"it first, e.g. data.float())")
 
 
+def _check_trainable(energy: object) -> None:
+    """``ValueError`` unless ``energy`` is a module with parameters, which Adam can learn: a
+    plain function failed in ``energy.parameters()`` ("'function' object has no attribute
+    'parameters'"), a module without any in Adam ("optimizer got an empty parameter list")."""
+    if not (isinstance(energy, torch.nn.Module) and next(energy.parameters(), None) is not None):
+        what = ("an nn.Module without parameters" if isinstance(energy, torch.nn.Module)
+                else type(energy).__name__)
+        raise ValueError(f"the energy to train must be an nn.Module with parameters, got {what} "
+                         "(a fixed energy needs no training: sample it with sampler.run)")
+
+
+def _model_config(energy: torch.nn.Module) -> dict[str, Any]:
+    """What rebuilds ``energy`` (its ``config``, plain data), stored in checkpoints; ``{}`` for
+    a module of the caller's own, which has none (its trainer failed at the first checkpoint,
+    after the training): its checkpoints resume into the same module, which the caller
+    builds."""
+    return getattr(energy, "config", {})
+
+
 class Trainer(FitLoop):
     """Fits ``energy`` to ``data`` by maximum likelihood with MCMC samples.
 
     Args:
-        energy: the model; its parameters are optimised with Adam.
+        energy: the model, an ``nn.Module`` ``(B, *S) -> (B,)``; its parameters are optimised
+            with Adam. Its ``config`` (plain data, where it has one) is stored in checkpoints.
         sampler: any sampler (``Langevin``, ``MALA``, ``HMC``).
         chains: where each iteration's chains start (:mod:`stgconv.mcmc.starts`).
         data: ``(N, *S)`` all training examples (floating point), on the training device;
@@ -410,6 +421,7 @@ class Trainer(FitLoop):
         if data.dim() < 2 or data.shape[0] < 1:
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
         _check_float_data(data)
+        _check_trainable(energy)
         self.energy = energy
         self.sampler = sampler
         self.chains = chains
@@ -496,20 +508,10 @@ class Trainer(FitLoop):
         self.optimizer.step()
         self.iteration += 1
 
-    def check_saveable(self) -> None:
-        # A product of experts or a network of the caller's has no config: it trained, and
-        # failed at its first checkpoint with an AttributeError, its training lost.
-        if not isinstance(getattr(self.energy, "config", None), dict):
-            raise ValueError(f"checkpoints keep the energy's config (the plain data that "
-                             f"rebuilds it), and this {type(self.energy).__name__} has none: set "
-                             f"energy.config to a dict (an EnergyModel's holds its constructor's "
-                             f"arguments)")
-
     def state_dict(self, *, random_state: bool = True) -> dict[str, Any]:
         """Everything a resume needs; ``random_state=False`` leaves out the generator's state
         (a grid of a :class:`MultiGridTrainer`, which shares its trainer's generator, saved
         once)."""
-        self.check_saveable()
         chains = self.chains.state_dict()
         if self.world is not None:
             every_rank = self.world.gather(chains)
@@ -518,7 +520,7 @@ class Trainer(FitLoop):
         return {
             "iteration": self.iteration,
             "model": self.energy.state_dict(),
-            "model_config": self.energy.config,
+            "model_config": _model_config(self.energy),
             "optimizer": self.optimizer.state_dict(),
             "chains": chains,
             # Synthesis starts where training's fresh chains did.
@@ -530,7 +532,6 @@ class Trainer(FitLoop):
     def check_state(self, state: dict[str, Any]) -> None:
         """Raise ``ValueError`` unless :meth:`state_dict`'s ``state`` is of this trainer's
         networks and examples; changes nothing."""
-        self.check_saveable()  # it compares the checkpoint's config with the energy's
         own = getattr(self, "companion", None)
         dropped = [key.removesuffix("_model") for key in state
                    if key.endswith("_model") and key != "model"
@@ -539,10 +540,10 @@ class Trainer(FitLoop):
             raise ValueError(f"the checkpoint also holds a trained {dropped[0]} net, which this "
                              f"run does not train (its next checkpoint would lose it): resume "
                              f"with the run's own config.yaml, or train a new run")
-        if state.get("model_config") != self.energy.config:
+        own_config = _model_config(self.energy)
+        if state.get("model_config") != own_config:
             held = state.get("model_config")
-            keys = (sorted(k for k in {*held, *self.energy.config}
-                           if held.get(k) != self.energy.config.get(k))
+            keys = (sorted(k for k in {*held, *own_config} if held.get(k) != own_config.get(k))
                     if isinstance(held, dict) else [])
             raise ValueError(
                 f"the checkpoint holds another network than this config builds (differing: "
@@ -751,10 +752,6 @@ class MultiGridTrainer(FitLoop):
 
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
         return [probe for trainer in self.trainers for probe in trainer.probes()]
-
-    def check_saveable(self) -> None:
-        for trainer in self.trainers:
-            trainer.check_saveable()
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return [(f"grid{k}/{name}", p) for k, trainer in enumerate(self.trainers, start=1)

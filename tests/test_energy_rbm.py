@@ -192,6 +192,14 @@ def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:
                                   generator=gen(0))
 
 
+def test_gibbs_names_the_chains_whose_free_energy_is_not_finite() -> None:
+    start = torch.ones(3, 4, dtype=F64)
+    start[1, 2] = float("nan")
+    with pytest.raises(NonFiniteEnergyError, match="at step 0 of 2 in chain 1;") as info:
+        BlockGibbs(n_steps=2).run(tiny_rbm(), start, generator=gen(0))
+    assert info.value.chains == (1,)
+
+
 def test_gibbs_reports_a_chain_that_overflows_from_a_finite_start() -> None:
     """Weights so large that the first sweep's visible units overflow the free energy: the
     start is finite, the end is not, and the error names the last sweep."""

@@ -86,7 +86,7 @@ def test_the_cuda_graph_chain_is_the_eager_chain(explicit_generator):
 
 def test_a_diverging_graphed_chain_names_the_same_step_as_the_eager_chain():
     """x grows by 1.5x per step from 1e10 until the energy overflows float32 (near step 41),
-    well inside the replayed steps: both ways name the same step."""
+    well inside the replayed steps: both ways name the same step and chains."""
     from stgconv.mcmc import NonFiniteEnergyError
     from stgconv.mcmc.graphs import WARMUP_STEPS
 
@@ -99,8 +99,8 @@ def test_a_diverging_graphed_chain_names_the_same_step_as_the_eager_chain():
                            cuda_graph=cuda_graph)
         with pytest.raises(NonFiniteEnergyError) as error:
             sampler.run(energy, torch.full((2, 3), 1e10, device="cuda"))
-        steps.append(error.value.step)
-    assert steps[0] == steps[1] > WARMUP_STEPS
+        steps.append((error.value.step, error.value.chains))
+    assert steps[0] == steps[1] and steps[0][0] > WARMUP_STEPS and steps[0][1] == (0, 1)
 
 
 def test_auto_precision_chooses_among_the_candidates_and_returns_a_plain_tensor():

@@ -116,6 +116,17 @@ def test_a_negative_or_nan_energy_l2_is_refused(energy_l2: float) -> None:
                                energy_l2=energy_l2)
 
 
+@pytest.mark.parametrize(("reshape", "got"), [(lambda e: e.sum(), r"\(\)"),
+                                             (lambda e: e[:, None].expand(-1, 2), r"\(2, 2\)")],
+                         ids=["batch-total", "per-class"])
+def test_energies_not_one_per_example_are_refused_not_averaged(reshape, got: str) -> None:
+    """An energy summed over the batch (or one per class) made a loss without a word: the
+    data's total minus the samples', each weighted by its batch's size."""
+    energy = Linear(3)
+    with pytest.raises(ValueError, match=rf"energy must return shape \(B,\) = \(2,\), got {got}"):
+        contrastive_divergence(lambda x: reshape(energy(x)), torch.ones(2, 3), torch.ones(2, 3))
+
+
 def test_an_infinite_sample_energy_raises() -> None:
     """An infinite energy on the samples alone (a chain that ran off) is reported too."""
     energy = Linear(3)

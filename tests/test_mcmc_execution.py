@@ -54,6 +54,19 @@ def test_chain_error_is_the_bf16_gradient_error_against_the_chains_noise() -> No
                                         noise_scale=0.0)).all()
 
 
+def test_the_chain_error_checks_the_energy_as_the_chain_does() -> None:
+    """On a GPU it is the first evaluation of an "auto" run's energy: one of the wrong shape
+    passed it, and one without a gradient in x failed in autograd ("The differentiated Tensor
+    at index 0 appears to not have been used in the graph")."""
+    energy = linear_energy()
+    x = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    settings = {"step_size": 0.02, "n_steps": 16, "noise_scale": 0.5}
+    with pytest.raises(ValueError, match=r"energy must return shape \(B,\) = \(3,\), got \(3, 1\)"):
+        bf16_chain_error(lambda v: energy(v)[:, None], x, **settings)
+    with pytest.raises(ValueError, match="the energy has no gradient with respect to x"):
+        bf16_chain_error(lambda v: energy(v.detach()), x, **settings)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_is_the_fp32_chain_where_it_may_not_use_bfloat16(monkeypatch, native: bool) -> None:
     """No native bfloat16, or a CPU that has it: "auto" runs the fp32 chain exactly."""

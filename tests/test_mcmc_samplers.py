@@ -513,6 +513,70 @@ def test_starts_that_are_not_float_tensors_and_energies_without_a_gradient_are_n
         sampler.run(lambda x: standard_energy(x.detach()), torch.randn(4, 3), generator=gen(0))
 
 
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_an_energy_summed_over_the_batch_is_named_as_the_total(name: str) -> None:
+    """The sum gives every chain its right gradient, so the mistake hides; MALA and HMC would
+    accept or reject all chains on it."""
+    with pytest.raises(ValueError, match=r"got \(\) \(the batch's total: give one energy per "):
+        ALL_SAMPLERS[name].run(lambda x: standard_energy(x).sum(), torch.randn(4, 3),
+                               generator=gen(0))
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_energies_that_are_not_real_numbers_are_named_by_their_dtype(name: str) -> None:
+    """A complex energy failed in autograd ("grad can be implicitly created only for real
+    scalar outputs"); an integer one was said to have no gradient, which hid why; an array
+    failed as having no ``shape`` attribute."""
+    for dtype in (torch.complex64, torch.int64):
+        with pytest.raises(ValueError, match=f"real floating point energies, got {dtype}"):
+            ALL_SAMPLERS[name].run(lambda x, dtype=dtype: standard_energy(x).to(dtype),
+                                   torch.randn(4, 3), generator=gen(0))
+    with pytest.raises(ValueError, match=r"a tensor of shape \(B,\) = \(4,\), got ndarray"):
+        ALL_SAMPLERS[name].run(lambda x: standard_energy(x).detach().numpy(),
+                               torch.randn(4, 3), generator=gen(0))
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_an_energy_of_its_parameters_alone_has_no_gradient_in_x(name: str) -> None:
+    """x detached inside a module: the energy has a graph (its weights'), none through x, and
+    autograd failed ("The differentiated Tensor at index 0 appears to not have been used in
+    the graph")."""
+    layer = torch.nn.Linear(3, 1)
+    with pytest.raises(ValueError, match="the energy has no gradient with respect to x"):
+        ALL_SAMPLERS[name].run(lambda x: layer(x.detach()).squeeze(1), torch.randn(4, 3),
+                               generator=gen(0))
+
+
+class Normalised(torch.nn.Module):
+    """``E(x) = |layer(x)|^2 / 2`` through a batch-norm or dropout ``layer``."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        return standard_energy(self.layer(x))
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+@pytest.mark.parametrize("make_layer", [lambda: torch.nn.BatchNorm1d(3),
+                                        lambda: torch.nn.Dropout(0.5)],
+                         ids=["batchnorm", "dropout"])
+def test_layers_that_couple_or_randomise_chains_in_training_mode_are_refused(
+        name: str, make_layer) -> None:
+    """A module is in training mode until .eval(): batch norm made each chain's energy depend
+    on the others (and sampling moved its running statistics), dropout made it random; the
+    chains were drawn without a word. In eval mode both are per-chain functions and sample."""
+    energy = Normalised(make_layer())
+    label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
+    x0 = torch.randn(4, 3, generator=gen(0))
+    kind = type(energy.layer).__name__
+    with pytest.raises(ValueError, match=f"{label}: the energy's {kind} layer 'layer' is in "
+                                         r"training mode.*call \.eval\(\)"):
+        ALL_SAMPLERS[name].run(energy, x0, generator=gen(1))
+    assert ALL_SAMPLERS[name].run(energy.eval(), x0, generator=gen(1)).shape == x0.shape
+
+
 class NaNAtCall:
     """Quadratic energy that returns NaN for every chain on its ``bad_call``-th call (0-based)."""
 
@@ -554,6 +618,26 @@ def test_nonfinite_energy_raises_naming_the_step(name: str, sampler, bad_call: i
     assert info.value.step == step
     # MALA and HMC reject the NaN proposal, yet the error is still raised: nothing is hidden.
     assert energy.calls > bad_call
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+@pytest.mark.parametrize("bad_chains", [[2], [0, 1, 3, 4, 5, 6, 7]])
+def test_nonfinite_energy_names_the_chains_it_happened_in(name: str, bad_chains: list[int]
+                                                          ) -> None:
+    """An energy undefined for some inputs (a log of a negative value, say) failed naming the
+    step alone, so the caller could not tell which chains to look at."""
+    chosen = torch.zeros(8, dtype=torch.bool)
+    chosen[bad_chains] = True
+
+    def energy(x: Tensor) -> Tensor:
+        return torch.where(chosen, math.nan, standard_energy(x))
+
+    with pytest.raises(NonFiniteEnergyError, match=r"at step 0 of \d+ in chains? [0-9, ]+") as info:
+        ALL_SAMPLERS[name].run(energy, torch.randn(8, 3, generator=gen(0)), generator=gen(1))
+    assert info.value.chains == tuple(bad_chains)
+    named = "chain 2" if bad_chains == [2] else "chains 0, 1, 3, 4, 5 and 2 more"
+    assert f"{named};" in str(info.value)
+    assert on_grid(info.value, 2, (4, 4)).chains == tuple(bad_chains)
 
 
 def test_langevin_nonfinite_once_past_threshold() -> None:
@@ -1216,10 +1300,12 @@ def test_a_divergence_crosses_a_process_boundary_whole() -> None:
     import copy
     import pickle
 
-    err = on_grid(NonFiniteEnergyError("langevin", 3, 10), 2, (4, 4))
+    err = on_grid(NonFiniteEnergyError("langevin", 3, 10, [1, 4]), 2, (4, 4))
     for twin in (pickle.loads(pickle.dumps(err)), copy.deepcopy(err)):
         assert type(twin) is NonFiniteEnergyError and str(twin) == str(err)
-        assert (twin.sampler, twin.step, twin.n_steps) == (err.sampler, 3, 10)
+        assert (twin.sampler, twin.step, twin.n_steps, twin.chains) == (err.sampler, 3, 10,
+                                                                        (1, 4))
+        assert "in chains 1, 4;" in str(twin)
 
 
 def test_energy_and_grad_refuses_one_energy_for_the_whole_batch() -> None:
@@ -1228,18 +1314,18 @@ def test_energy_and_grad_refuses_one_energy_for_the_whole_batch() -> None:
         energy_and_grad(lambda v: v.sum().reshape(1), x)
 
 
-def test_a_non_finite_gradient_alone_is_flagged() -> None:
+def test_a_non_finite_gradient_alone_is_flagged_for_its_chain() -> None:
     grad = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
-    assert nonfinite_flag(torch.zeros(2), grad).item()
-    assert not nonfinite_flag(torch.zeros(2), torch.ones(2, 2)).item()
+    assert nonfinite_flag(torch.zeros(2), grad).tolist() == [True, False]
+    assert not nonfinite_flag(torch.zeros(2), torch.ones(2, 2)).any()
 
 
 def test_float16_energies_that_sum_past_float16s_range_are_not_flagged() -> None:
     """Two chains' energies of 40000 sum to 80000, past float16's largest value (65504): summed
     in float16, healthy chains were flagged as diverged."""
     still = torch.zeros(2, 2, dtype=torch.float16)
-    assert not nonfinite_flag(torch.tensor([4e4, 4e4], dtype=torch.float16), still).item()
-    assert nonfinite_flag(torch.tensor([4e4, math.inf], dtype=torch.float16), still).item()
+    assert not nonfinite_flag(torch.tensor([4e4, 4e4], dtype=torch.float16), still).any()
+    assert nonfinite_flag(torch.tensor([4e4, math.inf], dtype=torch.float16), still).any()
 
 
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))

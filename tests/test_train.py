@@ -26,7 +26,7 @@ from _tiny import (GRIDS, assert_same_step_inside_no_grad, gen, make_multigrid_t
 from torch import Tensor, nn
 
 from stgconv.build import build_chain_start
-from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
 from stgconv.energy import image_energy
@@ -34,6 +34,7 @@ from stgconv.energy.base import EnergyModel
 from stgconv.io.atomic import WriteError
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import (
+    DataStart,
     Langevin,
     MultiGridSampler,
     NoiseInit,
@@ -263,6 +264,49 @@ def test_resume_takes_the_same_steps(tmp_path: Path, mode: str) -> None:
     assert_same(straight.state_dict(), second.state_dict())
 
 
+class OwnEnergy(nn.Module):
+    """A user's energy: an ``nn.Module`` without the ``config`` the built ones carry."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 2, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x).flatten(1).mean(1) + x.flatten(1).pow(2).sum(1) / 2
+
+
+def test_an_energy_of_the_users_own_saves_and_resumes(tmp_path: Path) -> None:
+    """Its trainer failed at the first checkpoint, after the training ("'OwnEnergy' object has
+    no attribute 'config'")."""
+    def own_trainer(seed: int) -> Trainer:
+        return Trainer(OwnEnergy(seed), Langevin(n_steps=2, step_size=0.05), DataStart(),
+                       tiny_data(), train=TrainConfig(batch_size=2), generator=gen(0))
+
+    straight = own_trainer(0)
+    straight.fit(2, progress=False)
+    first = own_trainer(0)
+    first.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    second = own_trainer(7)
+    second.resume(tmp_path / "checkpoint.pt")
+    second.fit(2, progress=False)
+    assert_same(straight.energy.state_dict(), second.energy.state_dict())
+    # Not rebuilt from the checkpoint alone: said so, not as a ConvNet missing its arguments.
+    with pytest.raises(CheckpointError, match="a model of the caller's own"):
+        load_model(tmp_path / "checkpoint.pt", device="cpu")
+
+
+@pytest.mark.parametrize(("energy", "got"), [(lambda x: x.flatten(1).pow(2).sum(1), "function"),
+                                             (nn.Flatten(), "an nn.Module without parameters")],
+                         ids=["function", "no-parameters"])
+def test_an_energy_with_nothing_to_learn_is_refused_by_name(energy, got: str) -> None:
+    """A function failed in Adam's setup ("'function' object has no attribute 'parameters'"),
+    a module without parameters in Adam ("optimizer got an empty parameter list")."""
+    with pytest.raises(ValueError, match=f"the energy to train must be an nn.Module with "
+                                         f"parameters, got {got}"):
+        Trainer(energy, Langevin(n_steps=2), DataStart(), tiny_data())
+
+
 def test_a_resume_uses_its_own_learning_rate(tmp_path: Path) -> None:
     """Adam's moments come from the checkpoint; the learning rate from the resuming run's config
     (else --set train.lr=... on a resume would be silently ignored)."""
@@ -490,29 +534,6 @@ def test_multigrid_trainer_rejects_integer_data_naming_it() -> None:
                                          r"torch.uint8"):
         MultiGridTrainer(energies, [Langevin()] * len(energies),
                          pattern_images().to(torch.uint8), GRIDS)
-
-
-def test_a_trainer_of_an_energy_without_a_config_refuses_to_save_before_training(
-        tmp_path: Path) -> None:
-    """A product of experts (or a network of the caller's) trained, then failed at its first
-    checkpoint (AttributeError: no attribute 'config'), its training lost. Trained without
-    checkpoints (as recovery trains), it still is."""
-    from stgconv.energy import ProductOfExperts
-
-    trainer = Trainer(ProductOfExperts([tiny_energy()]), Langevin(n_steps=1),
-                      PersistentChains(2, NoiseInit()), tiny_data(2), generator=gen(0))
-    message = r"this ProductOfExperts has none: set energy.config to a dict"
-    with pytest.raises(ValueError, match=message):
-        trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
-    assert trainer.iteration == 0 and not (tmp_path / "checkpoint.pt").exists()
-    with pytest.raises(ValueError, match=message):
-        trainer.save(tmp_path / "checkpoint.pt")
-    plain = Trainer(tiny_energy(), Langevin(n_steps=1), PersistentChains(2, NoiseInit()),
-                    tiny_data(2), generator=gen(0))
-    with pytest.raises(ValueError, match=message):  # not an AttributeError either
-        trainer.resume(plain.save(tmp_path / "plain.pt"))
-    trainer.fit(1, progress=False)
-    assert trainer.iteration == 1
 
 
 def test_data_of_the_callers_graph_trains_as_data() -> None:

@@ -15,28 +15,45 @@ from stgconv.types import EnergyFn
 
 
 class NonFiniteEnergyError(FloatingPointError):
-    """A chain's energy or its gradient became NaN or infinite; ``step`` is 0-based."""
+    """A chain's energy or its gradient became NaN or infinite; ``step`` is 0-based, ``chains``
+    the (0-based) chains it happened to at that step, where the sampler knows them."""
 
-    def __init__(self, sampler: str, step: int, n_steps: int) -> None:
+    def __init__(self, sampler: str, step: int, n_steps: int, chains: Sequence[int] = ()) -> None:
         self.sampler = sampler
         self.step = step
         self.n_steps = n_steps
+        self.chains = tuple(chains)
         super().__init__(
-            f"{sampler}: energy or its gradient became non-finite at step {step} of {n_steps}; "
-            "the chain diverged (try a smaller step size, gradient clipping or a value clamp)"
+            f"{sampler}: energy or its gradient became non-finite at step {step} of {n_steps}"
+            f"{_in_chains(self.chains)}; the chain diverged (try a smaller step size, gradient "
+            "clipping or a value clamp)"
         )
 
     def __reduce__(self) -> tuple:
         # Rebuilt from its fields: BaseException's own pickle calls the class with the message
         # alone, which this __init__ refuses, and a process pool whose worker's chain diverged
         # broke (BrokenProcessPool) instead of raising this in the caller.
-        return type(self), (self.sampler, self.step, self.n_steps), self.__dict__
+        return type(self), (self.sampler, self.step, self.n_steps, self.chains), self.__dict__
+
+
+# How many chains a divergence names; the count of the rest follows.
+_CHAINS_NAMED = 5
+
+
+def _in_chains(chains: Sequence[int]) -> str:
+    """`` in chain 3`` / `` in chains 0, 2 and 7 more``, or nothing when none are known."""
+    if not chains:
+        return ""
+    named = ", ".join(str(chain) for chain in chains[:_CHAINS_NAMED])
+    more = f" and {len(chains) - _CHAINS_NAMED} more" if len(chains) > _CHAINS_NAMED else ""
+    return f" in chain{'s' if len(chains) > 1 else ''} {named}{more}"
 
 
 def on_grid(err: NonFiniteEnergyError, grid: int, shape: Sequence[int]) -> NonFiniteEnergyError:
     """The same divergence, naming the multi-grid grid (1 = coarsest modelled) it happened on."""
     where = "x".join(str(n) for n in shape)
-    return NonFiniteEnergyError(f"{err.sampler} on grid {grid} ({where})", err.step, err.n_steps)
+    return NonFiniteEnergyError(f"{err.sampler} on grid {grid} ({where})", err.step, err.n_steps,
+                                err.chains)
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,23 @@ def check_start(x0: object, sampler: str) -> None:
     check_not_meta(x0, f"{sampler}: x0")
 
 
+def check_energies(e: object, x: Tensor) -> None:
+    """``ValueError`` unless ``e``, what an energy returned for ``x`` ``(B, *S)``, is real
+    floating point energies ``(B,)``, naming what it got: an energy summed over the batch
+    (shape ``()``) still gives every chain its gradient, but a Metropolis test would accept or
+    reject all chains on their total; a complex energy failed in autograd ("grad can be
+    implicitly created only for real scalar outputs"), an integer one as having no gradient."""
+    if not isinstance(e, Tensor):
+        raise ValueError(f"energy must return a tensor of shape (B,) = ({len(x)},), got "
+                         f"{type(e).__name__}")
+    if e.shape != x.shape[:1]:
+        total = " (the batch's total: give one energy per chain)" if e.dim() == 0 else ""
+        raise ValueError(f"energy must return shape (B,) = ({len(x)},), got {tuple(e.shape)}"
+                         f"{total}")
+    if not e.is_floating_point():
+        raise ValueError(f"energy must return real floating point energies, got {e.dtype}")
+
+
 def energy_and_grad(
     energy: EnergyFn, x: Tensor, *, create_graph: bool = False, bf16: bool = False
 ) -> tuple[Tensor, Tensor]:
@@ -103,50 +137,56 @@ def energy_and_grad(
     Raises:
         RuntimeError: inside ``torch.inference_mode()``, which no block can turn autograd back
             on in.
-        ValueError: energies not of shape ``(B,)``, or without a gradient in ``x``.
+        ValueError: energies not real floating point of shape ``(B,)``
+            (:func:`check_energies`), or without a gradient in ``x``.
     """
     refuse_inference_mode("sampling needs the energy's gradient", "sample")
     with torch.enable_grad():
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             e = energy(x)
-        if e.shape != x.shape[:1]:
-            raise ValueError(
-                f"energy must return shape (B,) = ({x.shape[0]},), got {tuple(e.shape)}"
-            )
-        if not e.requires_grad:  # autograd's own message names no energy
+        check_energies(e, x)
+        # allow_unused: an energy of the parameters alone (x detached inside, or not read)
+        # has a graph, but none through x, and autograd's own message names no energy.
+        grad = None
+        if e.requires_grad:
+            (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph,
+                                          allow_unused=True)
+        if grad is None:
             raise ValueError("the energy has no gradient with respect to x: it must be "
                              "computed from x by differentiable torch operations (not detached "
                              "or through numpy, not constant)")
-        (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
     return e, grad
 
 
 def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
-    """0-dim bool tensor: does any chain have a non-finite energy ``e`` ``(B,)`` or gradient
+    """``(B,)`` bool: does each chain have a non-finite energy ``e`` ``(B,)`` or gradient
     ``grad`` ``(B, *S)``?
 
     Kept as a tensor so the check costs no device synchronisation inside the loop; samplers
-    gather the flags and raise once, naming the first bad step.
+    gather the flags and raise once, naming the first bad step and its chains.
     """
-    # A NaN or infinity anywhere makes the sum non-finite: one reduction instead of a full-size
-    # boolean tensor (measured 16x cheaper on a video-sized gradient). Summed in float32 at
-    # least: a float16 sum overflows past 65504, which 8000 healthy gradient entries of 10
-    # reached, and a chain that had not diverged was reported as diverged. Only a finite
-    # gradient whose entries sum past ~3e38 could be flagged wrongly, and that chain has
-    # diverged anyway.
-    e_total = e.sum(dtype=at_least_float32(e.dtype))
-    grad_total = grad.sum(dtype=at_least_float32(grad.dtype))
-    return ~(torch.isfinite(e_total) & torch.isfinite(grad_total))
+    # A NaN or infinity anywhere makes a chain's sum non-finite: one reduction instead of a
+    # full-size boolean tensor (measured 16x cheaper on a video-sized gradient), over the
+    # chain's dimensions in whatever layout (flatten(1) would copy a channels-last gradient).
+    # Summed in float32 at least: a float16 sum overflows past 65504, which 8000 healthy
+    # gradient entries of 10 reached, and a chain that had not diverged was reported as
+    # diverged. Only a finite gradient whose entries sum past ~3e38 could be flagged wrongly,
+    # and that chain has diverged anyway.
+    chain_dims = tuple(range(1, grad.dim()))
+    wide = at_least_float32(grad.dtype)
+    grad_totals = grad.sum(dim=chain_dims, dtype=wide) if chain_dims else grad.to(wide)
+    return ~(torch.isfinite(e) & torch.isfinite(grad_totals))
 
 
 def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
-    """Raise :class:`NonFiniteEnergyError` naming the first step whose flag (a 0-dim bool
-    :func:`nonfinite_flag`, one per step) is set."""
+    """Raise :class:`NonFiniteEnergyError` naming the first step whose flags (``(B,)`` bool
+    :func:`nonfinite_flag`, one per step) are set, and the chains they are set for."""
     if not flags:
         return
     bad = torch.stack(flags)
     if bad.any():
-        raise NonFiniteEnergyError(sampler, int(bad.nonzero()[0, 0]), n_steps)
+        step = int(bad.any(dim=1).nonzero()[0, 0])
+        raise NonFiniteEnergyError(sampler, step, n_steps, bad[step].nonzero()[:, 0].tolist())
 
 
 def at_least_float32(dtype: torch.dtype) -> torch.dtype:

@@ -34,9 +34,10 @@ from functools import partial
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from stgconv.checks import refuse_inference_mode
+from stgconv.mcmc.base import energy_and_grad
 from stgconv.types import EnergyFn
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -87,13 +88,9 @@ def bf16_chain_error(
     ``inf`` without noise, where nothing hides the error."""
 
     def gradient(bf16: bool) -> Tensor:
-        inputs = x.detach().requires_grad_(True)
-        # On even inside torch.no_grad(), as the chain's own gradients are: there it failed
-        # ("element 0 of tensors does not require grad").
-        with torch.enable_grad():
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-                e = energy(inputs)
-            (grad,) = torch.autograd.grad(e.float().sum(), inputs)
+        # The chain's own evaluation, with its checks: this comes first in an "auto" run, and
+        # an energy of the wrong shape or without a gradient in x failed here in autograd.
+        _, grad = energy_and_grad(energy, x.detach().requires_grad_(True), bf16=bf16)
         return grad.detach().float().flatten(1)
 
     difference = (gradient(True) - gradient(False)).norm(dim=1)
@@ -161,6 +158,33 @@ def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
             energy = energy.energy
         else:
             return energy, tuple(wrapping)
+
+
+# What makes a module in training mode no energy of each chain alone, by the layer's kind.
+_TRAINING_MODE_LAYERS = (
+    (nn.modules.batchnorm._BatchNorm,
+     "its batch statistics make each chain's energy depend on the other chains, and every "
+     "evaluation moves its running statistics"),
+    (nn.modules.dropout._DropoutNd,
+     "it drops other units at every evaluation, so the chains move on a random energy "
+     "(and a Metropolis test compares two different ones)"),
+)
+
+
+def check_chains_independent(energy: EnergyFn, sampler: str) -> None:
+    """``ValueError`` naming ``sampler`` and the layer when ``energy`` is a module (or wraps one,
+    as :func:`verdict_owner` finds it) with batch normalisation or dropout in training mode: a
+    module is in training mode until ``.eval()``, and the sampler then drew, without a word,
+    from no fixed energy of each chain."""
+    owner, _ = verdict_owner(energy)
+    if not isinstance(owner, nn.Module):
+        return
+    for name, module in owner.named_modules():
+        for kind, why in _TRAINING_MODE_LAYERS:
+            if module.training and isinstance(module, kind):
+                raise ValueError(f"{sampler}: the energy's {type(module).__name__} layer "
+                                 f"{name!r} is in training mode, where {why}: call .eval() on "
+                                 "the energy before sampling, or leave the layer out")
 
 
 class AutoExecution:

@@ -44,8 +44,7 @@ class BlockGibbs:
             v = constraint.project(v)
         # Non-finite conditionals do not show in the samples (a NaN probability draws 0): the
         # free energy of the start, and of the end (large weights overflow), tells.
-        if not torch.isfinite(energy(v)).all():
-            raise NonFiniteEnergyError("BlockGibbs", 0, self.n_steps)
+        _raise_if_nonfinite(energy(v), 0, self.n_steps)
         for step in range(self.n_steps):
             if callback is not None:
                 callback(StepInfo(step=step, energy=energy(v),
@@ -54,6 +53,13 @@ class BlockGibbs:
             v = energy.sample_visible(h, generator=generator).reshape(x0.shape)
             if constraint is not None:
                 v = constraint.project(v)
-        if not torch.isfinite(energy(v)).all():
-            raise NonFiniteEnergyError("BlockGibbs", self.n_steps - 1, self.n_steps)
+        _raise_if_nonfinite(energy(v), self.n_steps - 1, self.n_steps)
         return v
+
+
+def _raise_if_nonfinite(free_energy: Tensor, step: int, n_steps: int) -> None:
+    """:class:`NonFiniteEnergyError` at ``step`` naming the chains whose ``free_energy``
+    ``(B,)`` is not finite."""
+    bad = ~torch.isfinite(free_energy)
+    if bad.any():
+        raise NonFiniteEnergyError("BlockGibbs", step, n_steps, bad.nonzero()[:, 0].tolist())

@@ -40,7 +40,7 @@ def graph_generator_ok(generator: torch.Generator | None) -> bool:
 class _Captured:
     graph: torch.cuda.CUDAGraph
     x: Tensor  # the chain's buffer: the graph reads and writes it in place
-    flag: Tensor  # the step's non-finite flag, rewritten by every replay
+    flag: Tensor  # the step's (B,) non-finite flags, rewritten by every replay
     keep_alive: tuple[Tensor, ...]  # other buffers the graph uses (the noise)
 
 
@@ -59,8 +59,8 @@ def run_as_cuda_graph(
     step: Callable[[int], Tensor], x: Tensor, n_steps: int, generator: torch.Generator | None,
     *, keep: tuple[object, Hashable] | None = None, buffers: tuple[Tensor, ...] = (),
 ) -> tuple[Tensor, list[Tensor]]:
-    """Run ``step(index)`` (an in-place update of ``x`` ``(B, *S)`` returning its 0-dim
-    non-finite flag) for ``index`` 0 .. ``n_steps - 1`` as replays of one captured step.
+    """Run ``step(index)`` (an in-place update of ``x`` ``(B, *S)`` returning its ``(B,)``
+    non-finite flags) for ``index`` 0 .. ``n_steps - 1`` as replays of one captured step.
 
     ``keep``: ``(energy, key)`` to keep the captured graph under (and to replay a graph kept
     before, when its key matches: then ``x`` is only copied in); ``buffers``: the other tensors

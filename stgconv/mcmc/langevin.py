@@ -22,7 +22,15 @@ from stgconv.mcmc.base import (
     raise_if_nonfinite,
 )
 from stgconv.mcmc.constraints import Constraint
-from stgconv.mcmc.execution import AUTO, FP32, PRECISIONS, Execution, Precision, native_bfloat16
+from stgconv.mcmc.execution import (
+    AUTO,
+    FP32,
+    PRECISIONS,
+    Execution,
+    Precision,
+    check_chains_independent,
+    native_bfloat16,
+)
 from stgconv.mcmc.graphs import graph_generator_ok, run_as_cuda_graph, weights_key
 from stgconv.types import EnergyFn
 
@@ -117,10 +125,13 @@ class Langevin:
         Raises:
             NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
             ValueError: ``x0`` not a float tensor with values (the meta device has none), a
-                ``generator`` that is not a ``torch.Generator``, or energies not ``(B,)``.
+                ``generator`` that is not a ``torch.Generator``, energies not real floating
+                point ``(B,)`` or without a gradient in ``x``, or an energy module with batch
+                normalisation or dropout in training mode.
         """
         check_start(x0, "Langevin")
         check_generator(generator, "Langevin")
+        check_chains_independent(energy, "Langevin")
         if self.precision == "bf16" and not native_bfloat16(x0.device):
             warnings.warn(
                 f"precision='bf16' on {x0.device}, which has no native bfloat16: autocast there "
@@ -144,7 +155,7 @@ class Langevin:
 
         def step(index: int) -> Tensor:
             """One update of ``x`` in place (the same buffer throughout, as a CUDA graph needs);
-            returns the step's non-finite flag."""
+            returns the step's non-finite flags ``(B,)``."""
             x.requires_grad_(True)
             e, grad = energy_and_grad(energy, x, bf16=execution.bf16)
             x.requires_grad_(False)
@@ -179,7 +190,7 @@ class Langevin:
         # After the clamp, which hides nothing: it keeps a NaN, and takes an update that
         # overflowed to +-inf from a finite energy and gradient to the bound that the update's
         # exact (huge, finite) value would have been clamped to.
-        flags[-1] = flags[-1] | ~torch.isfinite(x).all()
+        flags[-1] = flags[-1] | ~torch.isfinite(x).reshape(len(x), -1).all(dim=1)
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
         return x if execution.layout is None else x.contiguous()
 
@@ -214,7 +225,7 @@ class Langevin:
                 x = x.clamp(*self.clamp)
             if constraint is not None:
                 x = constraint.project(x)
-        flags[-1] = flags[-1] | ~torch.isfinite(x).all()
+        flags[-1] = flags[-1] | ~torch.isfinite(x).reshape(len(x), -1).all(dim=1)
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
         return x
 

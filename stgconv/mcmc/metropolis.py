@@ -20,6 +20,7 @@ from stgconv.mcmc.base import (
     per_chain_norm,
 )
 from stgconv.mcmc.constraints import Constraint
+from stgconv.mcmc.execution import check_chains_independent
 from stgconv.types import EnergyFn
 
 
@@ -68,11 +69,13 @@ def metropolis_start(
     generator: torch.Generator | None,
 ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
     """Where a Metropolis-adjusted chain starts: ``(x, energy, grad)`` at ``x0`` ``(B, *S)``
-    projected onto the constraint (shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``), and the 0-dim flag
-    of a non-finite start. ``x0`` is not modified; one that is not a float tensor, or a
-    ``generator`` that is not a ``torch.Generator``, is refused, naming ``sampler``."""
+    projected onto the constraint (shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``), and the ``(B,)``
+    flags of a non-finite start. ``x0`` is not modified; one that is not a float tensor, a
+    ``generator`` that is not a ``torch.Generator``, or an energy module with batch
+    normalisation or dropout in training mode is refused, naming ``sampler``."""
     check_start(x0, sampler)
     check_generator(generator, sampler)
+    check_chains_independent(energy, sampler)
     x = x0.detach().clone()
     if constraint is not None:
         x = constraint.project(x)
