@@ -27,6 +27,7 @@ from stgconv.config import (
     parse_override,
     resolve_device,
 )
+from stgconv.console import tell
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.io.atomic import WriteError
@@ -637,7 +638,7 @@ def _main(argv: Sequence[str] | None) -> int:
     def show_warning(message: Warning | str, *_: object, **__: object) -> None:
         # A warning is one line naming the command, as an error is, not Python's two lines
         # quoting the source line that raised it.
-        print(f"{name}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        tell(f"{name}: warning: {' '.join(str(message).split())}")
 
     # Under torchrun every process that fails prints its own line, so each names its process.
     where = (f" (process {launched_rank()} of {launched_world_size()})"
@@ -645,7 +646,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     def show_error(err: BaseException) -> None:
         # One line, whatever the library below wrote (some messages span several).
-        print(f"{name}: error{where}: {' '.join(str(err).split())}", file=sys.stderr)
+        tell(f"{name}: error{where}: {' '.join(str(err).split())}")
 
     try:
         with warnings.catch_warnings():
@@ -665,17 +666,16 @@ def _main(argv: Sequence[str] | None) -> int:
         error = stop.__context__
         if isinstance(error, USER_ERRORS):
             show_error(error)
-        elif error is not None:
+        elif error is not None and sys.stderr is not None:
             traceback.print_exception(error)
-        print(f"{name}: stopped by SIGTERM{where}: another training process failed, or the "
-              "job was stopped", file=sys.stderr)
+        tell(f"{name}: stopped by SIGTERM{where}: another training process failed, or the "
+              "job was stopped")
         return stop.code
     except KeyboardInterrupt:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a
         # training run keeps its last checkpoint for --resume.
-        print(f"{name}: interrupted; outputs already written are whole "
-              "(train: --resume continues from the last checkpoint, where one was written)",
-              file=sys.stderr)
+        tell(f"{name}: interrupted; outputs already written are whole "
+              "(train: --resume continues from the last checkpoint, where one was written)")
         return 130
     if launched_rank() == 0:  # under torchrun, one report for the whole run
         written = out if isinstance(out, list) else [] if out is None else [out]

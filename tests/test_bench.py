@@ -850,14 +850,20 @@ def test_report_saves_the_rows_before_it_prints_them(tmp_path, bench_module, mon
     """The table was printed first: where the print failed (`| head` under PYTHONUNBUFFERED=1,
     its reader gone), a bench that had run for minutes never wrote its JSON."""
 
+    saved_first = []
+
     class ReaderGone(io.StringIO):
         def write(self, text: str) -> int:
+            # Before, too: a print that never returns (a reader that stops reading, then the
+            # terminal closed) must not hold the rows back.
+            saved_first.append((tmp_path / "r.json").exists())
             raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
     monkeypatch.setattr(sys, "stdout", ReaderGone())
     with pytest.raises(BrokenPipeError):
         bench_module("common.py")["report"]("a table", [{"seed": 0}], str(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text()) == [{"seed": 0}]
+    assert saved_first == [True]
 
 
 def test_report_prints_the_table_of_rows_it_could_not_write(tmp_path, bench_module, capsys):

@@ -30,6 +30,7 @@ from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
 from stgconv.config import load_config
 from stgconv.distributed import PeerFailedError
+from stgconv.tasks.train import Terminated
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -613,6 +614,14 @@ def test_stdout_that_escapes_its_own_way_is_left_so(tmp_path: Path, monkeypatch)
     assert stdout.errors == "surrogateescape"
 
 
+def test_a_closed_stdout_drops_the_report_only(tmp_path: Path, monkeypatch) -> None:
+    """Under `>&-` sys.stdout is None: the report has nowhere to go, and the command ends as
+    its work did."""
+    monkeypatch.setattr(tasks, "train", lambda config, **_: Path(config.out_dir))
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 0
+
+
 def test_a_closed_stderr_trains_without_a_progress_bar(tmp_path: Path, monkeypatch,
                                                        capsys) -> None:
     """Under `2>&-` Python's sys.stderr is None: the progress bar failed writing to it
@@ -623,6 +632,41 @@ def test_a_closed_stderr_trains_without_a_progress_bar(tmp_path: Path, monkeypat
     assert main(["train", *TINY, "--out", str(out)]) == 0
     assert (out / "checkpoint.pt").is_file()
     assert f"stgconv train: wrote {out}" in capsys.readouterr().out
+
+
+def test_a_closed_stderr_keeps_warnings_and_errors_out_of_the_report(tmp_path: Path,
+                                                                     monkeypatch, capsys) -> None:
+    """Under `2>&-` sys.stderr is None, and print(file=None) writes to stdout: the warning and
+    error lines went into the command's report (a table redirected to a file), where Python
+    drops its own warnings and argparse its errors."""
+    import warnings
+
+    def warns(config, **_: object) -> Path:
+        warnings.warn("a warning of the run", UserWarning)
+        return Path(config.out_dir)
+
+    monkeypatch.setattr(tasks, "train", warns)
+    monkeypatch.setattr(sys, "stderr", None)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    assert re.fullmatch(rf"stgconv train: wrote {re.escape(str(out))} \(\d+ s\)\n",
+                        capsys.readouterr().out)
+    assert main(["train", *TINY, "--set", "train.n_iterations=two", "--out", str(out)]) == 2
+    assert capsys.readouterr().out == ""
+
+    def stopped_while_failing(*_: object, **__: object) -> None:
+        try:
+            raise RuntimeError("a bug")
+        except RuntimeError:
+            raise Terminated(143) from None
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    for stop, code in ((stopped_while_failing, 143), (interrupted, 130)):
+        monkeypatch.setattr(tasks, "train", stop)
+        assert main(["train", *TINY, "--out", str(out)]) == code
+        assert capsys.readouterr().out == ""
 
 
 @pytest.mark.skipif(not (REPO / "tools" / "train.py").is_file(), reason="no tools/train.py")

@@ -32,6 +32,7 @@ from stgconv.config import (
     read_yaml,
     resolve_device,
     save_config,
+    without_unread_settings,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -183,6 +184,19 @@ def test_override_into_a_value_is_an_error() -> None:
 def test_unknown_keys(override: str, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("saved, override", [
+    ({}, "recovery.learned.redraw_every=3"),
+    ({"recovery": {"learned": 5}}, "recovery.learned={redraw_every: 3}"),
+])
+def test_a_withdrawn_setting_an_override_puts_where_the_saved_config_has_none_is_refused(
+        saved: dict, override: str) -> None:
+    """A saved config (a hand-edited config.yaml) without the section, or with a value for it,
+    that an override puts the withdrawn key in: the override's own, refused by name, not a
+    KeyError or AttributeError traceback from leaving it out of the saved config."""
+    with pytest.raises(WithdrawnSetting, match=r"^recovery\.learned\.redraw_every is a setting "):
+        without_unread_settings(saved, "saved", [override])
 
 
 def test_unknown_key_in_yaml(tmp_path: Path) -> None:

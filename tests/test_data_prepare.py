@@ -5,6 +5,7 @@ into ``error: ...`` on stderr (the scripts then exit with status 2)."""
 from __future__ import annotations
 
 import errno
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -188,3 +189,16 @@ def test_warnings_of_a_failed_build_come_before_its_error(tmp_path: Path,
     build = Build(out, warn=("skipped a.mp4: unreadable",), error=ValueError("no clip left"))
     assert run_build(out, build, suffixes=SUFFIXES, overwrite=False) is None
     assert capsys.readouterr().err == "warning: skipped a.mp4: unreadable\nerror: no clip left\n"
+
+
+def test_a_closed_stderr_keeps_errors_and_warnings_out_of_stdout(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `2>&-` sys.stderr is None, and print(file=None) wrote the lines to stdout, where
+    the script's summary (or a program reading it) is."""
+    monkeypatch.setattr(sys, "stderr", None)
+    assert run_build(tmp_path / "out.txt", Build(tmp_path / "out.txt"), suffixes=SUFFIXES,
+                     overwrite=False) is None
+    out = tmp_path / "out.h5"
+    failing = Build(out, warn=("skipping bad.off",), error=ValueError("no shapes"))
+    assert run_build(out, failing, suffixes=SUFFIXES, overwrite=False) is None
+    assert capsys.readouterr().out == ""

@@ -141,12 +141,15 @@ def test_an_input_of_another_dtype_is_named_unless_autocast_casts_it() -> None:
                                              rf"{dtype}"):
             energy(x.to(dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert energy(x.bfloat16()).shape == (2,)
+        assert energy(x.bfloat16()).shape == energy(x.half()).shape == (2,)
         # Autocast casts no float64, integer or bool input: the convolution refused them
         # ("Input type (double) and bias type (c10::BFloat16) should be the same").
         for dtype in (torch.float64, torch.uint8, torch.bool):
             with pytest.raises(ValueError, match=rf"\(the network's\), got {dtype}"):
                 energy(x.to(dtype))
+    with pytest.raises(ValueError, match=r"got torch.float64: convert it \(x.to\(torch.float32\)\) "
+                                         r"or the model \(model.to\(torch.float64\)\)$"):
+        energy(x.double())
     # Integers are converted, not the model: model.to(torch.uint8) was the advice.
     with pytest.raises(ValueError, match=r"got torch.uint8: convert it "
                                          r"\(x.to\(torch.float32\)\)$"):

@@ -88,6 +88,7 @@ def test_no_data_or_no_samples_is_refused_not_a_nan_loss() -> None:
     for x_pos, x_neg in ((x[:0], x), (x, x[:0])):
         with pytest.raises(ValueError, match=r"must each hold at least one example"):
             contrastive_divergence(Linear(3), x_pos, x_neg)
+    assert contrastive_divergence(Linear(3), x[:1], x[:1])[0].item() == 0.0  # one of each will do
     with pytest.raises(ValueError, match=r"examples \(0, 3\) hold no example"):
         hybrid_loss(ClassifierEnergy(nn.Linear(3, 2)), x[:0], torch.zeros(0, dtype=torch.long),
                     None, px_weight=0.0)

@@ -481,6 +481,9 @@ def test_replay_buffer_fills_to_capacity_and_never_exceeds_it() -> None:
     assert len(buf) == 3
     buf.keep(rows([3, 4, 5, 6]))
     assert len(buf) == 5
+    # Its room doubled from 3 to no more than the capacity: no row held that no chain fills.
+    room = buf.samples.untyped_storage().nbytes() // buf.samples[0].nbytes
+    assert room == 5
     buf.keep(rows([float(i) for i in range(7, 19)]))  # more than capacity in one go
     assert len(buf) == 5
     # Only the 5 newest of that batch survive.
@@ -513,6 +516,17 @@ def test_a_checkpoint_of_a_filling_replay_buffer_holds_only_its_stored_chains() 
     restored = ReplayBuffer(1000, NoiseInit("gaussian", 1.0))
     restored.load_state_dict(roundtrip(buf.state_dict()))
     assert row_ids(restored.samples) == list(range(17))
+
+
+def test_a_filling_replay_buffer_starts_chains_only_from_what_it_stored() -> None:
+    """Its room outgrows its chains as it fills (3 chains in room for 4): what it counts and
+    draws starts from is the chains kept, never the room's unwritten rows."""
+    buf = ReplayBuffer(10, NoiseInit("uniform", 1.0), fresh=0.0)
+    for i in range(3):
+        buf.keep(rows([100.0 + i]))
+    assert len(buf) == 3
+    x0 = buf.start(torch.zeros(64, 1, 2, 2, dtype=F64), torch.arange(64), generator=gen(26))
+    assert set(row_ids(x0)) == {100.0, 101.0, 102.0}
 
 
 def test_replay_buffer_ring_overwrites_oldest_first() -> None:
@@ -609,6 +623,9 @@ def test_replay_buffer_state_dict_round_trip() -> None:
     empty = ReplayBuffer(4, init)
     empty.load_state_dict(roundtrip(ReplayBuffer(4, init).state_dict()))
     assert len(empty) == 0
+    # Also over chains it held: what it restores is the saved buffer, not what it had.
+    restored.load_state_dict({})
+    assert len(restored) == 0 and restored.samples is None and restored.state_dict() == {}
 
 
 def test_replay_buffer_capacity_and_fresh_errors() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import select
 import shutil
 import subprocess
@@ -143,7 +144,33 @@ def test_a_closed_stderr_does_not_stop_run_sh_at_its_waiting_line(tmp_path: Path
                          env={"PATH": f"{tools}:{PATH}", "HOME": str(tmp_path),
                               "STGCONV_VENV": str(venv)},
                          stdout=subprocess.PIPE, text=True, timeout=60)
-    assert run.returncode == 0 and "ran -c pass" in run.stdout, run.stdout
+    assert (run.returncode, run.stdout) == (0, "ran -c pass\n")  # the note on stderr only
+
+
+def test_a_closed_stderr_stops_run_sh_at_none_of_its_notes(tmp_path: Path) -> None:
+    """The same for its other notes, here the environment's creation and `shell`'s; where
+    run.sh may install libusb (as root), that one's too. Each goes to stderr: stdout holds the
+    command's output alone."""
+    venv = tmp_path / "venv"
+    maker = tmp_path / "python3"  # makes the environment as `python -m venv DIR` would
+    maker.write_text(f'#!/bin/sh\n[ "$1" = -m ] && mkdir -p "$3/bin" && '
+                     f'cp "{stand_in(venv, installed=False)}" "$3/bin/python"\nexit 0\n')
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    shell = tools / "shell"
+    shell.write_text('#!/bin/sh\necho "shell ran"\n')
+    for tool in (maker, shell):
+        tool.chmod(0o755)
+    if os.geteuid() == 0:  # no libusb found, and an apt-get that installs it
+        for name in ("ldconfig", "apt-get"):
+            (tools / name).write_text("#!/bin/sh\nexit 0\n")
+            (tools / name).chmod(0o755)
+    run = subprocess.run(["bash", "-c", 'exec "$@" 2>&-', "bash", str(ROOT / "run.sh"), "shell"],
+                         env={"PATH": f"{tools}:{PATH}", "HOME": str(tmp_path),
+                              "STGCONV_VENV": str(venv), "PYTHON": str(maker),
+                              "SHELL": str(shell)},
+                         stdout=subprocess.PIPE, text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (0, "shell ran\n")
 
 
 def test_a_run_sh_that_waits_for_another_install_says_so(tmp_path: Path) -> None:

@@ -521,10 +521,11 @@ def test_trainer_rejects_bad_data() -> None:
         Trainer(tiny_energy(), Langevin(), PersistentChains(1, NoiseInit()), torch.zeros(5))
     # Images as they come from a file: the first step failed naming the chain start or noise
     # ("noise is drawn in a floating point dtype, got torch.uint8"), not the data.
-    with pytest.raises(ValueError, match=r"data must be floating point examples, got "
-                                         r"torch.uint8"):
-        Trainer(tiny_energy(), Langevin(), PersistentChains(2, NoiseInit()),
-                tiny_data(2).to(torch.uint8))
+    for dtype in (torch.uint8, torch.int64):
+        with pytest.raises(ValueError, match=rf"data must be floating point examples, got "
+                                             rf"{dtype}"):
+            Trainer(tiny_energy(), Langevin(), PersistentChains(2, NoiseInit()),
+                    tiny_data(2).to(dtype))
 
 
 def test_multigrid_trainer_rejects_integer_data_naming_it() -> None:
@@ -556,6 +557,7 @@ def test_data_of_the_callers_graph_trains_as_data() -> None:
         train=TrainConfig(batch_size=2), generator=gen(0))
     grids.step()
     assert raw.grad is None and images.grad is None
+    assert not grids.state_dict()["base"].requires_grad  # saved as data, not the graph's
 
 
 def test_a_batch_larger_than_the_data_is_the_data() -> None:
@@ -1062,12 +1064,14 @@ def test_the_lock_file_gets_the_mode_of_the_run_files(tmp_path: Path, monkeypatc
     task = importlib.import_module("stgconv.tasks.train")
     out = tmp_path / "run"
     monkeypatch.setattr(task, "_fit", lambda config, world, folder, **_: folder)
-    old = os.umask(0o002)
-    try:
-        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
-    finally:
-        os.umask(old)
-    assert (out / ".lock").stat().st_mode & 0o777 == 0o664
+    for umask in (0o002, 0o000):  # the umask's, not another fixed mode's
+        (out / ".lock").unlink(missing_ok=True)
+        old = os.umask(umask)
+        try:
+            task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+        finally:
+            os.umask(old)
+        assert (out / ".lock").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def descriptors_open_on(path: Path) -> int:

@@ -7,13 +7,13 @@ summary, and calls :func:`run_build` in between.
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 from stgconv.checks import check_output
+from stgconv.console import tell
 from stgconv.io.atomic import WriteError
 
 
@@ -36,15 +36,15 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
             command exits for it.
     """
     if out.suffix.lower() not in suffixes:
-        print(f"error: OUT must end in {' or '.join(suffixes)}, got {out}", file=sys.stderr)
+        tell(f"error: OUT must end in {' or '.join(suffixes)}, got {out}")
         return None
     if out.exists() and not overwrite:
-        print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        tell(f"error: {out} exists; pass --overwrite to replace it")
         return None
     try:  # before the build's minutes: a folder named OUT, or a file where a folder must be
         check_output(out, "OUT", folder=False)
     except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        tell(f"error: {err}")
         return None
     began = time.perf_counter()
     try:
@@ -57,14 +57,13 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
     except (OSError, ValueError) as err:
         # What the build skipped before it failed often explains the failure.
         _print_warnings(caught)
-        print(f"error: {err}", file=sys.stderr)
+        tell(f"error: {err}")
         if isinstance(err, WriteError):  # the file system's failure, not the input's
             raise SystemExit(1) from None
         return None
     except KeyboardInterrupt:
         # The cache is renamed into place only once whole: there is nothing to clean up.
-        print(f"interrupted: {out} not written" + (" (the old one kept)" if out.exists() else ""),
-              file=sys.stderr)
+        tell(f"interrupted: {out} not written" + (" (the old one kept)" if out.exists() else ""))
         raise SystemExit(130) from None
     seconds = time.perf_counter() - began
     _print_warnings(caught)
@@ -73,4 +72,4 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+        tell(f"warning: {warning.message}")
