@@ -274,6 +274,11 @@ def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Pa
                      "model": energy.state_dict()}, tmp_path / "config_list.pt")
     with pytest.raises(CheckpointError, match="does not describe a model"):
         load_model(tmp_path / "config_list.pt", device="cpu")
+    # Nor is one without the model's config (not one of the caller's own, which saves {}).
+    save_checkpoint({"config": config_to_dict(config), "model": energy.state_dict()},
+                    tmp_path / "no_model_config.pt")
+    with pytest.raises(CheckpointError, match="does not describe a model: 'model_config'"):
+        load_model(tmp_path / "no_model_config.pt", device="cpu")
 
 
 class Counted(torch.nn.Module):

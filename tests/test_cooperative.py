@@ -84,6 +84,7 @@ def test_latents_are_drawn_in_the_generators_dtype() -> None:
     assert torch.equal(net.sample_latent(3, generator=gen(0)), torch.randn(3, 4, generator=gen(0)))
     net.double()
     assert net(net.sample_latent(3, generator=gen(0))).dtype == torch.float64
+    assert net.sample_latent(3, device="meta").device.type == "meta"  # where the caller says
     with pytest.raises(ValueError, match=r"expected z of dtype torch.float64 \(the network's\), "
                                          r"got torch.float32"):
         net(torch.zeros(3, 4))
@@ -295,8 +296,10 @@ def test_a_step_stopped_by_the_latent_inference_moves_neither_net() -> None:
     before = copy.deepcopy(trainer.state_dict())
     trainer.inference = DivergingOnce(trainer.inference)
     with pytest.raises(NonFiniteEnergyError, match=r"^Langevin of the generator's latent "
-                                                   r"inference \(cooperative\.inference_step_"):
+                                                   r"inference \(cooperative\.inference_step_"
+                                                   r".* in chain 1;") as info:
         trainer.step()
+    assert info.value.chains == (1,)
     after = trainer.state_dict()
     del before["generator"], after["generator"]  # the retry draws afresh
     assert_same(before, after)

@@ -267,6 +267,8 @@ def test_every_energy_family_says_its_settings_in_its_repr() -> None:
         "ClassifierEnergy.class_energy(y=<tensor (2,)>)], weights=[1.0, 0.5, 1.0], "
         "views=[None, block_down(factor=(2, 2)), flipud]")
     assert repr(product).startswith("ProductOfExperts(\n  experts=[")
+    doubled = ProductOfExperts([texture], views=[partial(torch.mul, 2.0)])  # fixed positionally
+    assert doubled.extra_repr().endswith("views=[mul(2.0)]")
 
 
 def test_a_parametrized_weight_is_computed_once_per_call() -> None:

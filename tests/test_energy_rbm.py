@@ -192,9 +192,10 @@ def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:
                                   generator=gen(0))
 
 
-def test_gibbs_names_the_chains_whose_free_energy_is_not_finite() -> None:
+@pytest.mark.parametrize("value", [math.nan, -math.inf], ids=["nan", "infinite"])
+def test_gibbs_names_the_chains_whose_free_energy_is_not_finite(value: float) -> None:
     start = torch.ones(3, 4, dtype=F64)
-    start[1, 2] = float("nan")
+    start[1, 2] = value  # a free energy of NaN, or of -inf
     with pytest.raises(NonFiniteEnergyError, match="at step 0 of 2 in chain 1;") as info:
         BlockGibbs(n_steps=2).run(tiny_rbm(), start, generator=gen(0))
     assert info.value.chains == (1,)

@@ -351,6 +351,7 @@ def test_a_failed_write_is_a_write_error_of_its_errnos_kind(tmp_path: Path) -> N
     # classes by name, refused.
     twin = pickle.loads(pickle.dumps(failure.value))
     assert type(twin) is type(failure.value) and str(twin) == str(failure.value)
+    assert (twin.errno, twin.filename) == (failure.value.errno, failure.value.filename)
 
 
 def test_a_writers_error_about_another_file_names_that_file(tmp_path: Path) -> None:

@@ -128,6 +128,18 @@ def test_energies_not_one_per_example_are_refused_not_averaged(reshape, got: str
         contrastive_divergence(lambda x: reshape(energy(x)), torch.ones(2, 3), torch.ones(2, 3))
 
 
+@pytest.mark.parametrize("wrong", [2, 3], ids=["data", "samples"])
+def test_the_data_and_the_samples_energies_are_each_checked(wrong: int) -> None:
+    """Data of 2 examples and 3 samples: the energy sums the batch of ``wrong`` alone."""
+    energy = Linear(3)
+
+    def uneven(x: Tensor) -> Tensor:
+        return energy(x).sum() if len(x) == wrong else energy(x)
+
+    with pytest.raises(ValueError, match=rf"shape \(B,\) = \({wrong},\), got \(\)"):
+        contrastive_divergence(uneven, torch.ones(2, 3), torch.ones(3, 3))
+
+
 def test_an_infinite_sample_energy_raises() -> None:
     """An infinite energy on the samples alone (a chain that ran off) is reported too."""
     energy = Linear(3)

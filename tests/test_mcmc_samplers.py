@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -577,6 +578,30 @@ def test_layers_that_couple_or_randomise_chains_in_training_mode_are_refused(
     assert ALL_SAMPLERS[name].run(energy.eval(), x0, generator=gen(1)).shape == x0.shape
 
 
+def test_a_layer_in_training_mode_is_found_through_wrappers_and_nesting() -> None:
+    """A partial of a module's method (a class-conditional energy's form) is the module's."""
+    energy = partial(Normalised(torch.nn.Dropout(0.5)).forward)
+    with pytest.raises(ValueError, match="Dropout layer 'layer' is in training mode"):
+        ALL_SAMPLERS["langevin"].run(energy, torch.randn(4, 3, generator=gen(0)),
+                                     generator=gen(1))
+    # A layer inside another is named by its path.
+    nested = Normalised(torch.nn.Sequential(torch.nn.Identity(), torch.nn.Dropout(0.5)))
+    with pytest.raises(ValueError, match="Dropout layer 'layer.1' is in training mode"):
+        ALL_SAMPLERS["langevin"].run(nested, torch.randn(4, 3, generator=gen(0)),
+                                     generator=gen(1))
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_batchnorm_without_running_statistics_is_refused_in_eval_mode_too(name: str) -> None:
+    """Without running statistics batch norm normalises by the batch's in eval mode as well:
+    .eval() did not make the chains independent, and they were sampled without a word."""
+    energy = Normalised(torch.nn.BatchNorm1d(3, track_running_stats=False)).eval()
+    label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
+    with pytest.raises(ValueError, match=f"{label}: the energy's BatchNorm1d layer 'layer' keeps "
+                                         r"no running statistics \(track_running_stats=False\)"):
+        ALL_SAMPLERS[name].run(energy, torch.randn(4, 3, generator=gen(0)), generator=gen(1))
+
+
 class NaNAtCall:
     """Quadratic energy that returns NaN for every chain on its ``bad_call``-th call (0-based)."""
 
@@ -638,6 +663,43 @@ def test_nonfinite_energy_names_the_chains_it_happened_in(name: str, bad_chains:
     named = "chain 2" if bad_chains == [2] else "chains 0, 1, 3, 4, 5 and 2 more"
     assert f"{named};" in str(info.value)
     assert on_grid(info.value, 2, (4, 4)).chains == tuple(bad_chains)
+
+
+@pytest.mark.parametrize("chains, said", [
+    ((), "of 10; the chain"),
+    ((0, 1, 2, 3, 4), "of 10 in chains 0, 1, 2, 3, 4; "),
+    ((0, 1, 2, 3, 4, 5), "of 10 in chains 0, 1, 2, 3, 4 and 1 more; "),
+], ids=["unknown", "five", "six"])
+def test_a_divergence_names_five_chains_and_counts_the_rest(chains: tuple, said: str) -> None:
+    assert said in str(NonFiniteEnergyError("Langevin", 3, 10, chains))
+
+
+def test_a_divergence_names_the_chains_of_its_first_step_alone() -> None:
+    """Chain 1 diverges at step 0 and chain 3 at step 2: the error is step 0's, in chain 1."""
+    calls = []
+
+    def energy(x: Tensor) -> Tensor:
+        bad = {0: 1, 2: 3}.get(len(calls))
+        calls.append(None)
+        e = standard_energy(x)
+        return e if bad is None else e.index_fill(0, torch.tensor([bad]), math.nan)
+
+    with pytest.raises(NonFiniteEnergyError, match="at step 0 of 4 in chain 1;") as info:
+        Langevin(n_steps=4, step_size=0.1).run(energy, torch.randn(5, 2, generator=gen(0)),
+                                              generator=gen(1))
+    assert info.value.chains == (1,)
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_last_update_that_overflows_names_its_chain_alone(create_graph: bool) -> None:
+    """Chain 0's last update overflows one of its entries to inf from a finite energy and
+    gradient; chain 1 does not move: the divergence is chain 0's alone."""
+    weight = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    x0 = torch.tensor([[3e38, 0.0], [0.0, 0.0]])
+    sampler = Langevin(n_steps=1, step_size=1e19, noise_scale=0.0)
+    with pytest.raises(NonFiniteEnergyError, match="at step 0 of 1 in chain 0;") as info:
+        sampler.run(lambda x: -(x * weight).sum(dim=1), x0, create_graph=create_graph)
+    assert info.value.chains == (0,)
 
 
 def test_langevin_nonfinite_once_past_threshold() -> None:
@@ -1301,11 +1363,12 @@ def test_a_divergence_crosses_a_process_boundary_whole() -> None:
     import pickle
 
     err = on_grid(NonFiniteEnergyError("langevin", 3, 10, [1, 4]), 2, (4, 4))
+    err.add_note("while fitting grid 2")  # kept, as any attribute set on it
     for twin in (pickle.loads(pickle.dumps(err)), copy.deepcopy(err)):
         assert type(twin) is NonFiniteEnergyError and str(twin) == str(err)
         assert (twin.sampler, twin.step, twin.n_steps, twin.chains) == (err.sampler, 3, 10,
                                                                         (1, 4))
-        assert "in chains 1, 4;" in str(twin)
+        assert "in chains 1, 4;" in str(twin) and twin.__notes__ == ["while fitting grid 2"]
 
 
 def test_energy_and_grad_refuses_one_energy_for_the_whole_batch() -> None:
@@ -1318,6 +1381,8 @@ def test_a_non_finite_gradient_alone_is_flagged_for_its_chain() -> None:
     grad = torch.tensor([[0.0, float("nan")], [1.0, 1.0]])
     assert nonfinite_flag(torch.zeros(2), grad).tolist() == [True, False]
     assert not nonfinite_flag(torch.zeros(2), torch.ones(2, 2)).any()
+    # Chains of one number each: the gradient is (B,), each entry a chain's own.
+    assert nonfinite_flag(torch.zeros(2), torch.tensor([math.nan, 1.0])).tolist() == [True, False]
 
 
 def test_float16_energies_that_sum_past_float16s_range_are_not_flagged() -> None:

@@ -618,7 +618,7 @@ class DivergingOnce:
     def run(self, energy, x0, **kw) -> Tensor:
         if not self.failed:
             self.failed = True
-            raise NonFiniteEnergyError("Langevin", 0, self.n_steps)
+            raise NonFiniteEnergyError("Langevin", 0, self.n_steps, [1])
         return self.sampler.run(energy, x0, **kw)
 
 

@@ -175,7 +175,8 @@ def check_chains_independent(energy: EnergyFn, sampler: str) -> None:
     """``ValueError`` naming ``sampler`` and the layer when ``energy`` is a module (or wraps one,
     as :func:`verdict_owner` finds it) with batch normalisation or dropout in training mode: a
     module is in training mode until ``.eval()``, and the sampler then drew, without a word,
-    from no fixed energy of each chain."""
+    from no fixed energy of each chain. Batch normalisation without running statistics
+    (``track_running_stats=False``) is refused in eval mode too: it normalises by the batch's."""
     owner, _ = verdict_owner(energy)
     if not isinstance(owner, nn.Module):
         return
@@ -185,6 +186,13 @@ def check_chains_independent(energy: EnergyFn, sampler: str) -> None:
                 raise ValueError(f"{sampler}: the energy's {type(module).__name__} layer "
                                  f"{name!r} is in training mode, where {why}: call .eval() on "
                                  "the energy before sampling, or leave the layer out")
+        # Without running statistics batch norm normalises by the batch's in eval mode too.
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None:
+            raise ValueError(f"{sampler}: the energy's {type(module).__name__} layer {name!r} "
+                             "keeps no running statistics (track_running_stats=False), so even "
+                             "in eval mode its batch statistics make each chain's energy depend "
+                             "on the other chains: build it with track_running_stats=True, or "
+                             "leave the layer out")
 
 
 class AutoExecution:
