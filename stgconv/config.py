@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import re
 import types
@@ -212,6 +213,7 @@ class TrainConfig:
         if not all(0.0 <= beta < 1.0 for beta in self.betas):
             raise ValueError(f"train.betas must be in [0, 1), got {list(self.betas)}")
         _check_finite_floats("train", self)
+        _check_int_fields("train", self)
 
 
 # The names of stgconv.baselines.video.FILLS (a test keeps them equal); spelled out here so that
@@ -402,6 +404,7 @@ class CooperativeConfig:
         if not all(0.0 <= beta < 1.0 for beta in self.betas):
             raise ValueError(f"cooperative.betas must be in [0, 1), got {list(self.betas)}")
         _check_finite_floats("cooperative", self)
+        _check_int_fields("cooperative", self)
         if self.inference_steps == 0:
             _refuse_unread("cooperative", self, ("inference_step_size", "inference_sigma"),
                            "applies to the latent inference only, which cooperative."
@@ -448,6 +451,7 @@ class InitializerConfig:
         if self.crop is not None:
             _check_positive("initializer.crop", self.crop)
         _check_finite_floats("initializer", self)
+        _check_int_fields("initializer", self)
 
 
 @dataclass(frozen=True)
@@ -513,6 +517,7 @@ class JEMConfig:
             _check_not_negative(f"jem.{key}", getattr(self, key))
         _check_positive("jem.max_energy_gap", self.max_energy_gap)
         _check_finite_floats("jem", self)
+        _check_int_fields("jem", self)
         if self.reference_components == 0:
             _refuse_unread("jem", self, ("reference_rank",),
                            "applies to the fitted reference Gaussians only, which jem."
@@ -955,6 +960,18 @@ def _check_positive(key: str, value: float) -> None:
 def _check_not_negative(key: str, value: float) -> None:
     if not value >= 0:  # NaN too
         raise ValueError(f"{key} must be >= 0, got {value!r}")
+
+
+def _check_int_fields(key: str, section: Any) -> None:
+    """``ValueError`` naming the int setting of ``section`` (at ``key``) that is no integer, as
+    the file's reader refuses it (:func:`_coerce`): built in Python, a train.batch_size of 2.5
+    failed in the first step in Python's words ("slice indices must be integers"), and an
+    accumulate of True ran as 1."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.type in ("int", "int | None") and value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ValueError(f"{key}.{f.name} must be an integer, got {value!r}")
 
 
 def _check_finite_floats(key: str, section: Any) -> None:

@@ -263,6 +263,8 @@ def test_wrong_types(override: str, message: str) -> None:
     [
         ("sampler.n_steps=0", "sampler.n_steps"),
         ("sampler.task_steps=0", "sampler.task_steps"),
+        # Checked when the config is read, not first when recovery builds its sampler.
+        ("recovery.completion.n_steps=0", "recovery.completion.n_steps"),
         ("sampler.step_size=-0.1", "sampler.step_size"),
         ("chains.buffer_fresh=1.5", "chains.buffer_fresh"),
         ("chains.chains_per_example=0", "chains.chains_per_example"),
@@ -345,6 +347,22 @@ def test_a_nan_given_in_python_is_refused() -> None:
     (CooperativeConfig, {"inference_steps": -1}, "cooperative.inference_steps must be >= 0"),
     (InitializerConfig, {"steps": 0}, "initializer.steps must be positive, got 0"),
     (InitializerConfig, {"lr": float("inf")}, "initializer.lr must be a finite number"),
+    # Every key of each list, each its own case: one left out of a list passed unseen.
+    (TrainConfig, {"sample_every": -1}, "train.sample_every must be >= 0, got -1"),
+    (CooperativeConfig, {"width": 0}, "cooperative.width must be positive, got 0"),
+    (CooperativeConfig, {"inference_steps": 2, "inference_step_size": 0.0},
+     "cooperative.inference_step_size must be positive, got 0.0"),
+    (CooperativeConfig, {"lr": float("inf")}, "cooperative.lr must be a finite number"),
+    (InitializerConfig, {"batch_size": 0}, "initializer.batch_size must be positive, got 0"),
+    (InitializerConfig, {"lr": 0.0}, "initializer.lr must be positive, got 0.0"),
+    # Counts are integers, as a file's are: 2.5 failed in the first step in Python's words
+    # ("slice indices must be integers"), True ran as 1.
+    (TrainConfig, {"batch_size": 2.5}, "train.batch_size must be an integer, got 2.5"),
+    (TrainConfig, {"accumulate": True}, "train.accumulate must be an integer, got True"),
+    (CooperativeConfig, {"inference_steps": 1.5},
+     "cooperative.inference_steps must be an integer, got 1.5"),
+    (InitializerConfig, {"crop": 2.5}, "initializer.crop must be an integer, got 2.5"),
+    (JEMConfig, {"feature_rank": 1.5}, "jem.feature_rank must be an integer, got 1.5"),
 ])
 def test_a_section_built_in_python_is_checked_as_a_file_is(section, settings, message) -> None:
     """The trainers take these sections built in Python, where accumulate=0 made steps that
@@ -358,7 +376,7 @@ def test_a_section_built_in_python_is_checked_as_a_file_is(section, settings, me
 @pytest.mark.parametrize(("sets", "reader"), [
     (["cooperative.inference_step_size=0.5"], "cooperative.inference_steps=2"),
     (["cooperative.inference_sigma=0.5"], "cooperative.inference_steps=2"),
-    (["jem.reference_rank=8"], "jem.reference_components=2"),
+    (["jem.reference_rank=8"], "jem.reference_components=1"),  # the least that reads it
     (["recovery.step_scale_power=1.0"], "recovery.step_scale=interpolation_spread"),
 ])
 def test_a_setting_that_nothing_reads_is_refused(sets: list[str], reader: str) -> None:

@@ -297,7 +297,8 @@ def test_a_step_stopped_by_the_latent_inference_moves_neither_net() -> None:
     trainer.inference = DivergingOnce(trainer.inference)
     with pytest.raises(NonFiniteEnergyError, match=r"^Langevin of the generator's latent "
                                                    r"inference \(cooperative\.inference_step_"
-                                                   r".* in chain 1;") as info:
+                                                   r"size\): .* at step 0 of 2 in chain 1;"
+                       ) as info:
         trainer.step()
     assert info.value.chains == (1,)
     after = trainer.state_dict()

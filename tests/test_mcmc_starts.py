@@ -323,11 +323,27 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
                                torch.full((2,), 0.5)), r"residual_std must be >= 0"),
     (lambda d, y: DataGaussian.fit(d, y, noise=0.5, noise_scale=math.nan),
      "noise_scale finite and >= 0"),
+    # An infinite one too (infinite starts), and a NaN residual_std (NaN draws).
+    (lambda d, y: DataGaussian.fit(d, y, noise=0.5, noise_scale=math.inf),
+     "noise_scale finite and >= 0"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.tensor([1.0, math.nan]),
+                               torch.full((2,), 0.5)), r"residual_std must be >= 0"),
 ])
 def test_data_gaussian_rejects_bad_input(call, message: str) -> None:
     data, labels = two_class_data(40)
     with pytest.raises(ValueError, match=message):
         call(data, labels)
+
+
+def test_data_gaussian_takes_the_limits_of_its_checks() -> None:
+    """Shares that sum to 1 only up to float32's rounding (a third each), a residual_std and a
+    noise_scale of 0."""
+    data, _ = two_class_data(40)
+    third = torch.full((3,), 1 / 3)
+    assert float(third.double().sum()) != 1.0  # the rounding the check allows
+    DataGaussian(data[:3], data[:3, None], torch.zeros(3), third)
+    fit = DataGaussian.fit(data, noise=0.5, noise_scale=0.0)
+    assert fit.noise_scale == 0.0
 
 
 def test_noise_start_gives_fresh_chains_per_example() -> None:

@@ -321,6 +321,8 @@ def test_a_completion_clamp_of_no_range_is_refused() -> None:
     """torch's clamp with low >= high set every entry to high without a word."""
     with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
         CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(1.0, -1.0))
+    with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
+        CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(1.0, 1.0))
 
 
 @pytest.mark.parametrize(
