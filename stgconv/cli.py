@@ -669,13 +669,13 @@ def _main(argv: Sequence[str] | None) -> int:
         elif error is not None and sys.stderr is not None:
             traceback.print_exception(error)
         tell(f"{name}: stopped by SIGTERM{where}: another training process failed, or the "
-              "job was stopped")
+             "job was stopped")
         return stop.code
     except KeyboardInterrupt:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a
         # training run keeps its last checkpoint for --resume.
         tell(f"{name}: interrupted; outputs already written are whole "
-              "(train: --resume continues from the last checkpoint, where one was written)")
+             "(train: --resume continues from the last checkpoint, where one was written)")
         return 130
     if launched_rank() == 0:  # under torchrun, one report for the whole run
         written = out if isinstance(out, list) else [] if out is None else [out]
