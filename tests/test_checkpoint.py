@@ -299,16 +299,22 @@ def test_load_weights_takes_the_dtype_of_the_floating_point_weights() -> None:
     assert net.linear.weight.dtype == torch.float64 and net.count.dtype == torch.long
 
 
+def single_model_checkpoint(path: Path, saved: dict) -> Path:
+    """A tiny model's checkpoint whose run config is the plain data ``saved``, as an earlier
+    stgconv may have written it."""
+    energy = tiny_energy(0)
+    return save_checkpoint({"config": saved, "model_config": energy.config,
+                            "model": energy.state_dict()}, path)
+
+
 def test_a_saved_setting_its_training_never_read_is_ignored_with_a_warning(
         tmp_path: Path) -> None:
     """The config refuses such settings now; a checkpoint an earlier stgconv wrote with one
     (it trained without it) still loads for synthesize and the evaluations, as trained."""
-    energy = tiny_energy(0)
     saved = config_to_dict(ExperimentConfig(name="single"))
     saved["chains"]["buffer_capacity"] = 500  # chains.mode persistent never reads it
     saved["sampler"]["n_leapfrog"] = 3  # nor does Langevin
-    path = save_checkpoint({"config": saved, "model_config": energy.config,
-                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    path = single_model_checkpoint(tmp_path / "checkpoint.pt", saved)
     with pytest.warns(UserWarning, match=r"sets sampler\.n_leapfrog, chains\.buffer_capacity, "
                                          r"which its training never read"):
         _, config, _ = load_model(path, device="cpu")
@@ -328,19 +334,16 @@ def test_a_checkpoint_holding_a_since_withdrawn_setting_is_read_or_refused_as_ol
     checkpoint loads with a warning (it was refused as written "by a newer version"). An
     initializer trained under the withdrawn initializer.sr_loss is refused as an earlier
     version's."""
-    energy = tiny_energy(0)
     saved = config_to_dict(ExperimentConfig(name="single"))
     saved["recovery"]["learned"]["redraw_every"] = 40  # the default of its day
-    path = save_checkpoint({"config": saved, "model_config": energy.config,
-                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    path = single_model_checkpoint(tmp_path / "checkpoint.pt", saved)
     with pytest.warns(UserWarning, match=r"sets recovery\.learned\.redraw_every, which its "
                                          r"training never read"):
         _, config, _ = load_model(path, device="cpu")
     assert config == ExperimentConfig(name="single")
     saved = config_to_dict(ExperimentConfig(name="single"))
     saved["initializer"] = {**config_to_dict(InitializerConfig()), "sr_loss": "block_rank"}
-    path = save_checkpoint({"config": saved, "model_config": energy.config,
-                            "model": energy.state_dict()}, tmp_path / "initializer.pt")
+    path = single_model_checkpoint(tmp_path / "initializer.pt", saved)
     with pytest.raises(CheckpointError, match=r"initializer\.pt cannot be read by this stgconv: "
                                               r"initializer\.sr_loss is a setting of an earlier "
                                               r"stgconv, withdrawn: .* train a new one$"):
