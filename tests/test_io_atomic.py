@@ -533,3 +533,30 @@ def test_a_rename_refused_at_the_blocks_end_leaves_no_temporaries(tmp_path: Path
             (tmp_path / "b").mkdir()  # the name is taken by a folder meanwhile
             (tmp_path / "b" / "inside").write_text("x")
     assert leftovers(tmp_path, {"a.txt", "b"}) == []
+
+
+def test_on_windows_no_process_is_signalled_and_no_folder_opened(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Windows has no signal 0: ``os.kill(pid, 0)`` ends the process there, so a picture and
+    its array written together (the second write looking through the folder for debris)
+    ended the writer itself; and ``os.open`` refuses a folder, so flushing the folder after
+    the rename failed every write."""
+    signalled = []
+    real_open = os.open
+
+    def windows_open(path: str | Path, flags: int, *args: object) -> int:
+        if os.path.isdir(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(atomic, "_WINDOWS", True, raising=False)
+    monkeypatch.setattr(atomic.os, "kill", lambda pid, signal: signalled.append(pid))
+    monkeypatch.setattr(atomic.os, "open", windows_open)
+    debris = tmp_path / ".result.json.1-abc.tmp"
+    debris.write_text("left by a killed writer")
+    with written_together():
+        atomic_write_text(tmp_path / "picture.txt", "picture")
+        atomic_write_text(tmp_path / "array.txt", "array")
+    assert signalled == []
+    assert (tmp_path / "picture.txt").read_text() == "picture" and debris.exists()
+    assert leftovers(tmp_path, {"picture.txt", "array.txt", debris.name}) == []

@@ -792,6 +792,16 @@ def test_pyav_registers_its_fork_hook_once_per_process(tmp_path, noise_clip,
     assert registered == []
 
 
+def test_video_is_read_and_written_where_there_is_no_fork(tmp_path, noise_clip,
+                                                         monkeypatch) -> None:
+    """Windows has no fork, nor ``os.register_at_fork``: PyAV's first use there failed every
+    video read and write (AttributeError)."""
+    monkeypatch.delattr(video_io.os, "register_at_fork")
+    monkeypatch.setattr(video_io, "_fork_collects", False)
+    path = save_video(noise_clip, tmp_path / "clip.mkv")
+    assert load_video(path).shape == noise_clip.shape
+
+
 def test_read_frames_are_the_decoded_levels_load_video_scales(tmp_path, noise_clip) -> None:
     """uint8 ``(T, H, W, C)``, as decoded (a quarter of the float clip's memory): the levels
     load_video maps to [-1, 1], exactly those written losslessly."""

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -30,6 +31,10 @@ from stgconv.checks import SPECIAL_FILE
 # The characters of a file's name its temporary keeps: 40 of up to 4 bytes each, with the pid
 # and the random part, stay under the 255 bytes of a name.
 TEMPORARY_NAME_CHARS = 40
+
+# Windows: a folder cannot be opened to flush it (os.open refuses it, PermissionError), and
+# os.kill has no signal 0: whatever the signal, it ends the process (TerminateProcess).
+_WINDOWS = sys.platform == "win32"
 
 # Inside written_together: each destination's temporary, written whole and not yet renamed.
 _waiting: ContextVar[dict[Path, str] | None] = ContextVar("_waiting", default=None)
@@ -187,7 +192,10 @@ def written_together() -> Iterator[None]:
 
 
 def _sync(path: str | Path) -> None:
-    """Flush a file's or a folder's contents to the disk."""
+    """Flush a file's or a folder's contents to the disk. Not a folder on Windows, where none
+    can be opened: NTFS journals a rename itself."""
+    if _WINDOWS and os.path.isdir(path):
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -203,7 +211,8 @@ _TEMPORARY = re.compile(r"^\..+\.(\d+)-\w+\.tmp(\.\w+)?\Z", re.DOTALL)
 def remove_temporaries(folder: str | Path) -> list[Path]:
     """Remove the temporary files of :func:`atomic_write` in ``folder`` whose writing process no
     longer exists (killed mid-write); returns them. Temporaries of live processes, and files
-    not named like them, are left alone.
+    not named like them, are left alone. On Windows none is removed: a process there cannot
+    be asked whether it exists without ending it (``os.kill``).
 
     A process id is unique on one machine only: two machines writing into one shared folder at
     the same moment could take each other's temporaries for debris (a run folder has one owner,
@@ -219,6 +228,8 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
 
 
 def _process_exists(pid: int) -> bool:
+    if _WINDOWS:  # no asking there without ending the process: kept, as a live writer's
+        return True
     try:
         os.kill(pid, 0)  # signal 0 only checks that the process exists
     except ProcessLookupError:

@@ -77,7 +77,8 @@ def _pyav() -> ModuleType:
 
     with _fork_collects_lock:
         if not _fork_collects:
-            os.register_at_fork(before=gc.collect)
+            if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+                os.register_at_fork(before=gc.collect)
             _fork_collects = True
     return av
 

@@ -4,7 +4,6 @@ folder."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import shutil
@@ -50,6 +49,12 @@ from stgconv.mcmc import DataGaussian
 from stgconv.modalities import Modality, modality_of
 from stgconv.ops import pyramid
 from stgconv.train import MultiGridTrainer, Trainer
+
+try:
+    import fcntl
+except ImportError:  # Windows: msvcrt locks the run folder instead (_lock)
+    fcntl = None
+    import msvcrt
 
 # What a run writes into its folder: `overwrite` removes exactly these, and any of them marks
 # the folder as holding a run. The pictures by their exact names (observed.png,
@@ -205,6 +210,10 @@ def _sigterm_held() -> Iterator[None]:
     # that masks returns, and raised there it would leave SIGTERM masked in this thread.
     _held.depth += 1
     try:
+        # Windows has no signal masks: there the handler alone holds SIGTERM (under torchrun).
+        if not hasattr(signal, "pthread_sigmask"):
+            yield
+            return
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             yield
@@ -246,7 +255,10 @@ def _owned(out: Path) -> Iterator[Callable[[], bool]]:
                     # Both already gone when the run folder was removed while training; a file
                     # made in its place has no lock file in it to remove (unlinking one there
                     # raised NotADirectoryError, which hid why the run stopped).
-                    if out.is_dir():
+                    # Windows removes no file while it is open, and the lock file is held
+                    # open here: left there, which keeps the folder too (its error hid why
+                    # the run stopped).
+                    if out.is_dir() and fcntl is not None:
                         (out / LOCK).unlink(missing_ok=True)
                     for folder in made:
                         if not folder.is_dir():
@@ -260,7 +272,7 @@ def _owned(out: Path) -> Iterator[Callable[[], bool]]:
 
 
 def _locked(out: Path) -> BinaryIO:
-    """``out``'s lock file (the folder made first), open and ``flock``-ed; ``ValueError``
+    """``out``'s lock file (the folder made first), open and locked (:func:`_lock`); ``ValueError``
     naming the owner while another run holds it."""
     while True:
         out.mkdir(parents=True, exist_ok=True)
@@ -274,7 +286,7 @@ def _locked(out: Path) -> BinaryIO:
                 raise
             continue  # removed since it was made, by a failed run's cleanup: made again
         try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(file)
         except BlockingIOError:
             owner = file.read().decode(errors="replace").strip() or "another process"
             file.close()
@@ -289,6 +301,26 @@ def _locked(out: Path) -> BinaryIO:
         # and only then let the flock through: held, it would lock no file a later run opens,
         # and that run would own the folder too.
         file.close()
+
+
+# The byte msvcrt locks (Windows), far past the owner's line: no other process may read a
+# locked byte there, and a refused run reads the line to name the owner.
+_LOCKED_BYTE = 1 << 30
+
+
+def _lock(file: BinaryIO) -> None:
+    """Lock the open ``file`` for as long as it is open, or ``BlockingIOError`` while another
+    process holds it: ``flock``; on Windows, which has none, msvcrt's lock of one byte."""
+    if fcntl is not None:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    file.seek(_LOCKED_BYTE)
+    try:
+        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+    except PermissionError as err:  # EACCES: locked by another
+        raise BlockingIOError(err.errno, err.strerror, err.filename) from err
+    finally:
+        file.seek(0)
 
 
 def _is_at(file: BinaryIO, path: Path) -> bool:
