@@ -16,7 +16,8 @@ Equal CPU time: both models train for ``--budget`` seconds of this process's CPU
 does not tilt the comparison. A run trains in chunks resumed from its checkpoint (bit-exact,
 :meth:`stgconv.train.FitLoop.resume`) until the next chunk would pass the budget; each chunk's
 length is predicted from the last one's CPU time per iteration, so a run stops within about one
-chunk's setup of the budget. The table gives each run's iterations and CPU seconds.
+chunk's setup of the budget; a descriptor whose stored chains are sampled trains at least until
+its buffer holds ``--samples`` of them. The table gives each run's iterations and CPU seconds.
 
 Then each model samples ``--samples`` examples (video: 4 clips) through ``stgconv synthesize``
 with 0, 5, 10, 20, 50, 100 and 200 Langevin steps (``--steps``) from its own start: the
@@ -113,6 +114,15 @@ def train_for(config: ExperimentConfig, budget: float, *, first_chunk: int
         last_used, last_iterations = used, iterations
         iterations += more
         tasks.train(_iterations(config, iterations), resume=True, progress=False)
+
+
+def _storing(config: ExperimentConfig, n_samples: int) -> int:
+    """The iterations after which ``config``'s replay buffer holds the ``n_samples`` chains
+    that the "chains" start continues (as many as it can hold): a shorter run scored fewer
+    samples than the noise start's, with synthesize's warning (--quick's one iteration of 4
+    chains for 6 samples)."""
+    per_iteration = config.train.batch_size * config.chains.chains_per_example
+    return math.ceil(min(n_samples, config.chains.buffer_capacity) / per_iteration)
 
 
 def _iterations(config: ExperimentConfig, n: int) -> ExperimentConfig:
@@ -213,13 +223,15 @@ def run_pair(name: str, pair: Pair, *, work: Path, budget: float, seed: int, n_s
     for method, config in methods.items():
         config = replace(config, out_dir=str(work / name / f"seed{seed}" / method), seed=seed,
                          device="cpu")
-        run, train_s, iterations = train_for(config, budget, first_chunk=first_chunk)
+        starts = ["noise", "chains"] if config.chains.mode == "buffer" and not (
+            method == "cooperative") else ["noise"]
+        first = (max(first_chunk, _storing(config, n_samples)) if "chains" in starts
+                 else first_chunk)
+        run, train_s, iterations = train_for(config, budget, first_chunk=first)
         default = config.sampler.task_steps or config.sampler.n_steps
         if config.multigrid is not None:
             grid = config.multigrid.grids[-1]
             default = (grid.sampler or config.sampler).n_steps
-        starts = ["noise", "chains"] if config.chains.mode == "buffer" and not (
-            method == "cooperative") else ["noise"]
         for start in starts:
             label = method if method == "cooperative" else f"descriptor ({start})"
             curve = steps_curve(run, scorer, n_samples=n_samples,

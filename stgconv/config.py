@@ -509,11 +509,12 @@ class JEMConfig:
     def __post_init__(self) -> None:
         # Here, not only by ExperimentConfig: HybridTrainer takes one built in Python, where a
         # negative weight failed in the first step as "a contrastive term of weight -1.0 needs
-        # 1 to 6 samples, got None". jem.shift's bound reads data.size and jem.px_batch's
+        # 1 to 6 samples, got None", and a shift of -1 as random_shift's "max_shift must be
+        # an int >= 0". jem.shift's upper bound reads data.size and jem.px_batch's
         # train.batch_size: checked where those are known (_check_jem; HybridTrainer by
         # check_px_batch).
-        for key in ("px_weight", "pxy_weight", "reference_components", "reference_rank",
-                    "feature_rank"):
+        for key in ("px_weight", "pxy_weight", "shift", "reference_components",
+                    "reference_rank", "feature_rank"):
             _check_not_negative(f"jem.{key}", getattr(self, key))
         _check_positive("jem.max_energy_gap", self.max_energy_gap)
         _check_finite_floats("jem", self)
@@ -937,7 +938,7 @@ def _check_jem(config: ExperimentConfig) -> None:
     if config.chains.mode not in ("noise", "persistent", "buffer"):
         raise ValueError(f"jem samples from noise, persistent chains or the replay buffer; "
                          f"chains.mode {config.chains.mode!r} does not apply")
-    if not 0 <= jem.shift < config.data.size // 2:
+    if jem.shift >= config.data.size // 2:  # >= 0 checked by JEMConfig
         raise ValueError(f"jem.shift must be in [0, data.size / 2 = {config.data.size // 2}), "
                          f"got {jem.shift}")
     check_px_batch(jem, config.train.batch_size)

@@ -231,6 +231,12 @@ class HybridTrainer(Trainer):
             state.update(self._final_fit[1])
         return state
 
+    def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
+        super().load_state_dict(state, random_state=random_state)
+        # The final fits are of the weights: another state at the same iteration (a resume
+        # into a trainer that has finished) saved the fits of the weights it replaced.
+        self._final_fit = None
+
     def _ood_reference(self) -> DataGaussian | None:
         """The pixel Gaussians eval ood scores with (:func:`stgconv.evaluation.ood
         .scoring_expert`)."""

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import observed_frames_around
 from stgconv.checks import check_bool_mask, check_finite_observed, check_generator, expand_mask
 from stgconv.config import TrainConfig
+from stgconv.console import progress_bar
 from stgconv.energy.base import EnergyModel
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.constraints import KnownEntries
@@ -268,7 +268,7 @@ def recover(
     estimate = _Estimate(current, observed, holdout, train.n_iterations - average_last)
     history = []
     iterations = train.n_iterations if select is None else select + 1
-    for iteration in tqdm(range(iterations), disable=not progress, desc="recover"):
+    for iteration in progress_bar(range(iterations), disable=not progress, desc="recover"):
         if iteration >= warmup:
             current = completion.move(energy, current, constraint, generator=trainer.generator)
             trainer.data.copy_(current)

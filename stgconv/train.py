@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from stgconv.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from stgconv.checks import as_int, check_entries, check_generator, refuse_inference_mode
 from stgconv.config import TrainConfig
+from stgconv.console import progress_bar
 from stgconv.distributed import (
     World,
     gather_generators,
@@ -201,6 +201,10 @@ class FitLoop:
         when ``log_dir`` is set, and then also calls ``on_log(writer, self)`` after every
         iteration (pictures, norms). With several processes only rank 0 logs and draws progress.
 
+        Returns every iteration's statistics (:meth:`step`'s), in order; ``on_iteration(self,
+        stats)`` is called with each as it comes, so a caller who collects them there keeps
+        those of a fit that raises.
+
         Raises:
             DivergenceError: a step's loss or mean energies, or the weights after it, are
                 non-finite or past their bounds (:meth:`check_divergence`); the diverged model
@@ -220,8 +224,8 @@ class FitLoop:
                                   else None)
                    if log_dir is not None and main else nullcontext())
         history = []
-        with logging as writer, closing(tqdm(total=n_iterations, initial=self.iteration,
-                                             disable=not progress, desc="train")) as bar:
+        with logging as writer, closing(progress_bar(total=n_iterations, initial=self.iteration,
+                                                     disable=not progress, desc="train")) as bar:
             while self.iteration < n_iterations:
                 # A step's own DivergenceError (a companion's loss) is told what is kept too.
                 stats = self._diverged_saying_what_is_kept(self.step, checkpoint_path)
@@ -230,8 +234,10 @@ class FitLoop:
                 history.append(stats)
                 bar.update(1)
                 # A JEM step without its contrastive term has no e_pos / e_neg.
+                # Shown at the bar's next redraw: refreshed here, it redrew every iteration,
+                # whatever the bar's mininterval.
                 bar.set_postfix({key: f"{stats[key]:.3g}" for key in ("loss", "e_pos", "e_neg")
-                                 if key in stats})
+                                 if key in stats}, refresh=False)
                 if writer is not None:
                     for key, value in stats.items():
                         writer.add_scalar(f"train/{key}", value, self.iteration)
@@ -684,8 +690,8 @@ class MultiGridTrainer(FitLoop):
 
     @property
     def last_samples(self) -> list[Tensor] | None:
-        """Every modelled grid's chains of the last step, coarse to fine: ``(M, *S_k)`` on
-        grid ``k`` (``M`` chains of the step's last micro-batch)."""
+        """Every modelled grid's chains of the last step that finished, coarse to fine:
+        ``(M, *S_k)`` on grid ``k`` (``M`` chains of the step's last micro-batch)."""
         samples = [trainer.last_samples for trainer in self.trainers]
         return None if any(x is None for x in samples) else samples  # type: ignore[misc]
 
@@ -701,12 +707,20 @@ class MultiGridTrainer(FitLoop):
         and iteration counts stayed one step ahead of the others from then on."""
         batches = self.trainers[0].draw_batches()
         stats: dict[str, float] = {}
-        for k, trainer in enumerate(self.trainers, start=1):
-            try:
-                grid_stats = trainer.compute_gradients(batches)
-            except NonFiniteEnergyError as err:
-                raise on_grid(err, k, self.grid_sizes[k]) from err
-            stats.update({f"grid{k}/{key}": value for key, value in grid_stats.items()})
+        last = [(trainer.last_samples, trainer.last_data) for trainer in self.trainers]
+        try:
+            for k, trainer in enumerate(self.trainers, start=1):
+                try:
+                    grid_stats = trainer.compute_gradients(batches)
+                except NonFiniteEnergyError as err:
+                    raise on_grid(err, k, self.grid_sizes[k]) from err
+                stats.update({f"grid{k}/{key}": value for key, value in grid_stats.items()})
+        except BaseException:
+            # The last finished step's chains on every grid, as its weights: last_samples held
+            # the stopped step's on the grids before the one that stopped it, older ones after.
+            for trainer, (samples, data) in zip(self.trainers, last):
+                trainer.last_samples, trainer.last_data = samples, data
+            raise
         # The same update as stepping the grids one by one: a grid's update changes nothing
         # that another grid's chains or gradients read.
         for trainer in self.trainers:

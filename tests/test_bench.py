@@ -635,6 +635,9 @@ def test_a_bench_smoke_run_as_documented(tmp_path) -> None:
     assert len(json.loads(out.read_text())) == 3
 
 
+# Each model's curves score --quick's 6 samples: the descriptor's stored chains scored 4, the
+# one batch that a 0.3 s budget trained.
+@pytest.mark.filterwarnings("error:the checkpoint keeps")
 def test_coop_bench_quick_compares_both_models_at_equal_cpu_time(tmp_path, bench_main):
     out = tmp_path / "coop.json"
     assert bench_main("coop.py")(["--quick", "--json", str(out)]) == 0

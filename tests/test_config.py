@@ -355,6 +355,8 @@ def test_a_nan_given_in_python_is_refused() -> None:
     (CooperativeConfig, {"lr": float("inf")}, "cooperative.lr must be a finite number"),
     (InitializerConfig, {"batch_size": 0}, "initializer.batch_size must be positive, got 0"),
     (InitializerConfig, {"lr": 0.0}, "initializer.lr must be positive, got 0.0"),
+    # HybridTrainer's first step failed as random_shift's "max_shift must be an int >= 0".
+    (JEMConfig, {"shift": -1}, "jem.shift must be >= 0, got -1"),
     # Counts are integers, as a file's are: 2.5 failed in the first step in Python's words
     # ("slice indices must be integers"), True ran as 1.
     (TrainConfig, {"batch_size": 2.5}, "train.batch_size must be an integer, got 2.5"),

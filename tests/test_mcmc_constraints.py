@@ -438,3 +438,14 @@ def test_known_entries_coarsen_with_a_unit_factor_in_some_dims() -> None:
     assert coarse.known.shape == (1, 1, 2, 1, 2)
     assert coarse.known.flatten().tolist() == [False, True, False, True]
     torch.testing.assert_close(coarse.observed, block_down(observed, (1, 2, 2)))
+
+
+def test_the_constraints_say_their_shapes_in_their_repr() -> None:
+    """They printed as ``<...KnownEntries object at 0x...>``, where the samplers and the
+    stateful starts say their settings."""
+    known = KnownEntries(torch.zeros(2, 1, 4, 4), torch.ones(1, 1, 4, 4, dtype=torch.bool))
+    assert repr(known) == "KnownEntries(observed=(2, 1, 4, 4), known=(1, 1, 4, 4))"
+    means = DownsampleConsistency(torch.zeros(2, 1, 2, 2), (2, 2))
+    assert repr(means) == "DownsampleConsistency(low=(2, 1, 2, 2), factor=(2, 2))"
+    assert repr(KnownEntriesAndBlockMeans(known, means)) == (
+        f"KnownEntriesAndBlockMeans(known={known!r}, means={means!r})")

@@ -923,3 +923,10 @@ def test_the_stateful_starts_say_their_settings_and_what_they_hold() -> None:
         "classes=2, rank=1, sample_shape=(1, 2, 2), noise=0.0, noise_scale=1.0), chains=None)")
     chains.start(x, torch.arange(4))
     assert repr(chains).endswith("chains=(4, 2, 1, 2, 2))")
+
+
+def test_the_stateless_starts_say_their_settings() -> None:
+    """They printed as ``<...NoiseStart object at 0x...>``, where the stateful ones say theirs."""
+    assert repr(NoiseStart(NoiseInit("uniform", 0.5), chains_per_example=2)) == (
+        "NoiseStart(init=NoiseInit(kind='uniform', scale=0.5), chains_per_example=2)")
+    assert repr(DataStart(noise_std=0.1)) == "DataStart(noise_std=0.1, chains_per_example=1)"

@@ -642,13 +642,17 @@ def test_a_multigrid_step_stopped_on_a_grid_moves_no_grid(tmp_path: Path) -> Non
     """A chain diverging on the finest grid stopped the step after the coarser grids had taken
     their update: retried (after a smaller step size, as the error advises), those grids took
     a second one, and stayed a step ahead of the others in weights, Adam's state and iteration,
-    in every later checkpoint too."""
+    in every later checkpoint too. (And last_samples mixed the stopped step's coarse chains
+    with the step before's fine ones.)"""
     trainer = make_multigrid_trainer()
     trainer.fit(1, progress=False)
     before = copy.deepcopy(trainer.state_dict())
+    samples = trainer.last_samples
     trainer.trainers[1].sampler = DivergingOnce(trainer.trainers[1].sampler)
     with pytest.raises(NonFiniteEnergyError, match="on grid 2"):
         trainer.step()
+    # The first step's chains on both grids, not the stopped step's on grid 1 beside them.
+    assert all(new is old for new, old in zip(trainer.last_samples, samples))
     after = trainer.state_dict()
     for k, (old, new) in enumerate(zip(before["grids"], after["grids"]), start=1):
         assert new["iteration"] == 1, f"grid {k}"
@@ -1273,3 +1277,11 @@ def test_a_stopped_fit_ends_its_progress_bars_line(capsys) -> None:
         assert capsys.readouterr().err.endswith("\n")
     else:
         pytest.fail("fit went on past its callback's KeyboardInterrupt")
+
+
+def test_a_progress_bar_into_a_log_redraws_at_its_start_and_end(capsys, monkeypatch) -> None:
+    """Every redraw is a carriage-return line that a log file keeps: the bar redrew at every
+    iteration (its postfix refreshed it), 112 kB per 1,000 iterations of a tiny run."""
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    make_trainer("noise").fit(20, progress=True)
+    assert capsys.readouterr().err.count("\r") <= 2

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from stgconv.checks import as_int, check_cache_version, class_numbers, npz_array, open_npz
+from stgconv.console import progress_bar
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files, list_folders
@@ -189,7 +189,8 @@ def _write_cache(
                                     dtype=h5py.string_dtype("utf-8")),
     }
     skipped: list[str] = []
-    for path, label, split in tqdm(meshes, desc="voxelizing", unit="mesh", disable=not progress):
+    for path, label, split in progress_bar(meshes, desc="voxelizing", unit="mesh",
+                                           disable=not progress):
         try:
             grid = voxelize_file(path, resolution, margin=margin, up_axis=up_axis)
         except (ValueError, FileNotFoundError) as err:  # it names the file

@@ -89,6 +89,11 @@ class KnownEntries(Constraint):
         # Written once: project runs at every sampler step.
         self._made_for = f"observed {tuple(observed.shape)} and known {tuple(known.shape)}"
 
+    def __repr__(self) -> str:
+        # Shapes, not values: the tensors are whole batches of chains.
+        return (f"KnownEntries(observed={tuple(self.observed.shape)}, "
+                f"known={tuple(self.known.shape)})")
+
     def project(self, x: Tensor) -> Tensor:
         _check_fits(x, self._shape, self._made_for)
         # In the chain's dtype: a float64 observed would otherwise promote float32 chains.
@@ -139,6 +144,9 @@ class DownsampleConsistency(Constraint):
         self._made_for = (f"low {tuple(self.low.shape)} x factor {self.factor} = "
                           f"{tuple(self._low_up.shape)}")
 
+    def __repr__(self) -> str:
+        return f"DownsampleConsistency(low={tuple(self.low.shape)}, factor={self.factor})"
+
     def project(self, x: Tensor) -> Tensor:
         _check_fits(x, self._low_up.shape, self._made_for, exact_dims=len(self.factor))
         return self.tangent(x) + self._low_up.to(x.dtype)
@@ -183,6 +191,9 @@ class KnownEntriesAndBlockMeans(Constraint):
     def __init__(self, known: KnownEntries, means: DownsampleConsistency) -> None:
         self.known = known
         self.means = means
+
+    def __repr__(self) -> str:
+        return f"KnownEntriesAndBlockMeans(known={self.known!r}, means={self.means!r})"
 
     def project(self, x: Tensor) -> Tensor:
         x = self.known.project(x)

@@ -79,6 +79,9 @@ class NoiseStart(_Stateless):
         self.init = init
         self.chains_per_example = chains_per_example
 
+    def __repr__(self) -> str:
+        return f"NoiseStart(init={self.init!r}, chains_per_example={self.chains_per_example})"
+
     def start(
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -95,6 +98,10 @@ class DataStart(_Stateless):
         check_finite_number(noise_std, "noise_std")
         self.noise_std = noise_std
         self.chains_per_example = chains_per_example
+
+    def __repr__(self) -> str:
+        return (f"DataStart(noise_std={self.noise_std}, "
+                f"chains_per_example={self.chains_per_example})")
 
     def start(
         self, x_pos: Tensor, indices: Tensor, *, generator: torch.Generator | None = None

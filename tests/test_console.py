@@ -1,0 +1,34 @@
+"""The progress bars' pace: tqdm's on a terminal, slower into a log."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+from tqdm import tqdm
+
+from stgconv.console import LOG_MININTERVAL, progress_bar
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stderr", "environment", "log_pace"), [
+    (io.StringIO(), None, True),  # a log file or a pipe
+    (Terminal(), None, False),
+    (io.StringIO(), "0.5", False),  # TQDM_MININTERVAL, read by tqdm, wins
+])
+def test_a_bar_redraws_at_tqdms_pace_unless_it_writes_into_a_log(
+        monkeypatch, stderr: io.StringIO, environment: str | None, log_pace: bool) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr)
+    if environment is None:
+        monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_MININTERVAL", environment)
+    with progress_bar(range(1)) as bar, tqdm(range(1)) as plain:
+        assert bar.mininterval == (LOG_MININTERVAL if log_pace else plain.mininterval)
+    with progress_bar(range(1), mininterval=2.0) as bar:  # the caller's wins
+        assert bar.mininterval == 2.0
