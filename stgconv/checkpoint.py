@@ -10,6 +10,7 @@ config stored beside its weights.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import shutil
@@ -31,6 +32,8 @@ from stgconv.config import (
 )
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.energy.rbm import RBM
 from stgconv.io.atomic import atomic_write
 
 FORMAT = "stgconv-checkpoint"
@@ -188,8 +191,9 @@ def _damaged(path: Path, reason: str) -> CheckpointError:
 
 
 def load_model(checkpoint: str | Path, *, device: str = "auto"
-               ) -> tuple[ConvNetEnergy, ExperimentConfig, dict[str, Any]]:
-    """The trained energy (eval mode, on ``device``), its config (the defaults of
+               ) -> tuple[ConvNetEnergy | ClassifierEnergy | RBM, ExperimentConfig, dict[str, Any]]:
+    """The trained energy (eval mode, on ``device``; a classifier's for a JEM run, an RBM for
+    a Trainer's checkpoint of one), its config (the defaults of
     :class:`~stgconv.config.ExperimentConfig` for a trainer given no ``config``) and the raw
     checkpoint.
 
@@ -220,13 +224,34 @@ def load_multigrid(checkpoint: str | Path, *, device: str = "auto"
 
 
 def model_from_state(state: dict[str, Any], checkpoint: str | Path
-                     ) -> tuple[ConvNetEnergy, ExperimentConfig]:
+                     ) -> tuple[ConvNetEnergy | ClassifierEnergy | RBM, ExperimentConfig]:
     """The energy (eval mode, on CPU) and config of a loaded single-model checkpoint."""
     if is_multigrid(state):
         raise CheckpointError(f"{checkpoint} is a multi-grid checkpoint (one model per grid), "
                               "which this command does not take: stgconv synthesize samples it "
                               "(in Python: stgconv.checkpoint.load_multigrid)")
     return _energy(state, checkpoint), _config(state, checkpoint)
+
+
+def with_input_channels(energy: ConvNetEnergy | ClassifierEnergy | RBM, config: ExperimentConfig,
+                        checkpoint: str | Path) -> ExperimentConfig:
+    """The ``config`` of a loaded checkpoint's ``energy`` with ``model.in_channels`` the net's
+    own where it leaves it unset, as the defaults a Trainer given no config saves do (a run of
+    ``stgconv train`` fills it in): synthesize, reconstruct and interpolate shape their chains
+    and images by it, and ``None`` failed them with a ``TypeError``.
+
+    Raises:
+        ValueError: a net whose config names no input channels (an RBM's, of flat vectors).
+    """
+    if config.model.in_channels is not None:
+        return config
+    channels = energy.config.get("in_channels")
+    if not isinstance(channels, int):
+        raise ValueError(f"the {type(energy).__name__} of {checkpoint} names no channels of its "
+                         "inputs (model.in_channels), by which this command shapes its chains: "
+                         "sample it in Python")
+    return dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                 in_channels=channels))
 
 
 def multigrid_from_state(state: dict[str, Any], checkpoint: str | Path
@@ -275,7 +300,8 @@ def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:
     net.load_state_dict(weights)
 
 
-def _energy(state: dict[str, Any], checkpoint: str | Path) -> ConvNetEnergy:
+def _energy(state: dict[str, Any], checkpoint: str | Path
+            ) -> ConvNetEnergy | ClassifierEnergy | RBM:
     if state.get("model_config") == {}:
         # What a Trainer of the caller's own module (or a product of experts) saves: it was
         # built to a default ConvNet's arguments, and refused as missing three of them.

@@ -220,8 +220,8 @@ class HybridTrainer(Trainer):
         self.reference = reference
         self._final_fit: tuple[int, dict[str, Any]] | None = None  # (iteration, states)
 
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
+    def state_dict(self, *, random_state: bool = True) -> dict[str, Any]:
+        state = super().state_dict(random_state=random_state)
         if self.reference is not None:
             state["reference"] = self.reference.state_dict()
         main = self.world is None or self.world.is_main

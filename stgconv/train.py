@@ -601,12 +601,12 @@ class CompanionTrainer(Trainer):
 
     companion: Companion
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), **self.companion.state_dict()}
+    def state_dict(self, *, random_state: bool = True) -> dict[str, Any]:
+        return {**super().state_dict(random_state=random_state), **self.companion.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
         self.companion.check(state)  # before anything is loaded: a refused resume changes nothing
-        super().load_state_dict(state)
+        super().load_state_dict(state, random_state=random_state)
         self.companion.load_state_dict(state)
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:

@@ -12,6 +12,7 @@ import os
 import pickle
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from stgconv.checkpoint import (
     load_weights,
     previous_path,
     save_checkpoint,
+    with_input_channels,
 )
 from stgconv.config import (
     DataConfig,
@@ -37,6 +39,7 @@ from stgconv.config import (
     config_to_dict,
 )
 from stgconv.energy import ConvNetEnergy, image_energy
+from stgconv.energy.rbm import RBM
 from stgconv.io.atomic import WriteError
 from stgconv.mcmc import DataStart, Langevin
 from stgconv.train import Trainer
@@ -279,6 +282,22 @@ def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Pa
                     tmp_path / "no_model_config.pt")
     with pytest.raises(CheckpointError, match="does not describe a model: 'model_config'"):
         load_model(tmp_path / "no_model_config.pt", device="cpu")
+
+
+def test_a_config_less_checkpoint_is_given_its_nets_input_channels(tmp_path: Path) -> None:
+    """A Trainer given no config saves the defaults, whose model.in_channels is unset: the
+    commands take the net's own, and refuse a net that names none (an RBM)."""
+    energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1]])
+    path = save_checkpoint({"config": {}, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    loaded, config, _ = load_model(path, device="cpu")
+    assert config == ExperimentConfig()  # as saved
+    filled = with_input_channels(loaded, config, path)
+    assert filled == replace(config, model=replace(config.model, in_channels=3))
+    assert with_input_channels(loaded, filled, path) is filled
+    rbm = RBM(4, 3)
+    with pytest.raises(ValueError, match=r"the RBM of .*checkpoint\.pt names no channels"):
+        with_input_channels(rbm, config, path)
 
 
 class Counted(torch.nn.Module):

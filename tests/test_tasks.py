@@ -24,11 +24,17 @@ from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint
 from stgconv.cli import main
-from stgconv.config import load_config
+from stgconv.config import TrainConfig, load_config
+from stgconv.energy import image_energy
+from stgconv.energy.rbm import RBM
 from stgconv.io.atomic import WriteError
 from stgconv.io.video import save_video
+from stgconv.mcmc import DataStart, Langevin
+from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.gibbs import BlockGibbs
 from stgconv.tasks import demo, synthesize, train
 from stgconv.tasks.train import ExistingRun
+from stgconv.train import Trainer
 
 
 def video_clip(path: Path) -> Path:
@@ -558,6 +564,43 @@ def test_synthesis_from_noise_starts_is_seeded(tmp_path: Path) -> None:
     first, second = (np.load(synthesize(run, tmp_path / name, n_samples=2, n_steps=1, seed=3,
                                         device="cpu") / "synthesized.npy") for name in "ab")
     np.testing.assert_array_equal(first, second)
+
+
+def python_trainers_checkpoint(path: Path, energy: torch.nn.Module, sampler: Sampler,
+                               data: torch.Tensor) -> Path:
+    """The checkpoint of a Trainer built in Python and given no config: its config is the
+    defaults, which leave model.in_channels unset."""
+    trainer = Trainer(energy, sampler, DataStart(), data, train=TrainConfig(batch_size=2),
+                      generator=torch.Generator().manual_seed(0))
+    return trainer.save(path / "checkpoint.pt")
+
+
+def test_a_python_trainers_checkpoint_is_sampled_with_its_nets_channels(tmp_path: Path) -> None:
+    """Shaped by the unset model.in_channels, synthesize and interpolate failed with a
+    TypeError from inside check_entries; the net's own 3 channels shape them."""
+    from stgconv.tasks import interpolate
+
+    torch.manual_seed(0)
+    energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1]], reference_sigma=0.5)
+    run = python_trainers_checkpoint(tmp_path, energy, Langevin(n_steps=1),
+                                     torch.rand(2, 3, 8, 8) * 2 - 1)
+    out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
+    assert np.load(out / "synthesized.npy").shape[:2] == (2, 3)
+    with pytest.warns(RuntimeWarning, match="not from noise starts"):
+        out = interpolate(run, tmp_path / "path", n_points=2, device="cpu")
+    assert np.load(out / "interpolation.npy").shape[:2] == (2, 3)
+
+
+def test_an_rbms_checkpoint_is_refused_by_the_commands_that_shape_images(tmp_path: Path) -> None:
+    from stgconv.tasks import interpolate
+
+    rbm = RBM(4, 3, visible="gaussian", generator=torch.Generator().manual_seed(0))
+    run = python_trainers_checkpoint(tmp_path, rbm, BlockGibbs(n_steps=1), torch.rand(4, 4))
+    with pytest.raises(ValueError, match="the RBM of .* names no channels of its inputs"):
+        synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
+    with pytest.raises(ValueError, match="the RBM of .* names no channels of its inputs"):
+        interpolate(run, tmp_path / "path", n_points=2, device="cpu")
+    assert not (tmp_path / "synthesis").exists() and not (tmp_path / "path").exists()
 
 
 def test_class_synthesis_draws_one_row_per_class(trained_jem_run: dict[str, Path],

@@ -1285,3 +1285,29 @@ def test_a_progress_bar_into_a_log_redraws_at_its_start_and_end(capsys, monkeypa
     monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
     make_trainer("noise").fit(20, progress=True)
     assert capsys.readouterr().err.count("\r") <= 2
+
+
+@pytest.mark.parametrize("kind", ["cooperative", "jem"])
+def test_trainers_of_two_networks_keep_the_random_state_out_when_asked(kind: str) -> None:
+    """``random_state=False`` (what a multi-grid run asks of its grids' trainers) is taken by
+    every Trainer: the cooperative and JEM trainers' ``state_dict`` / ``load_state_dict``
+    refused the keyword (TypeError)."""
+    from stgconv.cooperative import CooperativeTrainer
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.generator import ConvGenerator
+    from stgconv.jem import HybridTrainer
+
+    data, sampler = tiny_data(4, 8), Langevin(n_steps=1, step_size=0.01)
+    if kind == "cooperative":
+        net = ConvGenerator(latent_dim=2, out_shape=(1, 8, 8))
+        trainer = CooperativeTrainer(tiny_energy(), net, sampler, data, generator=gen(0))
+    else:
+        trainer = HybridTrainer(ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(64, 2))),
+                                sampler, DataStart(), data, torch.tensor([0, 1, 0, 1]),
+                                generator=gen(0))
+    state = trainer.state_dict(random_state=False)
+    assert "generator" not in state and "iteration" in state
+    drawn = trainer.generator.get_state()
+    trainer.load_state_dict({**trainer.state_dict(), "generator": gen(1).get_state()},
+                            random_state=False)
+    assert torch.equal(trainer.generator.get_state(), drawn)

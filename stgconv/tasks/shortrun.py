@@ -11,7 +11,7 @@ import torch
 from stgconv import cooperative, shortrun
 from stgconv.build import build_sampler, model_clamp, task_sampler
 from stgconv.checks import check_entries
-from stgconv.checkpoint import load_model
+from stgconv.checkpoint import load_model, with_input_channels
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
@@ -100,6 +100,7 @@ def interpolate(
                          fps=config.data.fps)
         return modality.save_array(path, Path(out_dir) / "interpolation").parent
     _check_image(config, checkpoint)
+    config = with_input_channels(energy, config, checkpoint)
     shape = (config.model.in_channels, config.data.size, config.data.size)
     check_entries((n_points, *shape), f"{n_points} points")
     init = _start_noise(config, checkpoint, state)
@@ -116,7 +117,7 @@ def _image_model(checkpoint: str | Path, device: str
                  ) -> tuple[ConvNetEnergy, ExperimentConfig, dict]:
     energy, config, state = load_model(checkpoint, device=device)
     _check_image(config, checkpoint)
-    return energy, config, state
+    return energy, with_input_channels(energy, config, checkpoint), state
 
 
 def _check_image(config: ExperimentConfig, checkpoint: str | Path) -> None:
