@@ -306,10 +306,14 @@ def read_npy(path: str | Path) -> np.ndarray:
     Raises:
         OSError: the file cannot be opened.
         ValueError: numpy's own message, when the file is not an ``.npy`` array, holds
-            Python objects, or is truncated (callers add the file's name).
+            Python objects, is truncated, or its header declares an array larger than memory
+            (callers add the file's name).
     """
     with open(path, "rb") as file:
-        return np.lib.format.read_array(file, allow_pickle=False)
+        try:
+            return np.lib.format.read_array(file, allow_pickle=False)
+        except MemoryError as err:  # numpy allocates what the header declares before reading
+            raise ValueError(f"its header declares more than memory holds ({err})") from err
 
 
 def npz_array(archive: Any, key: str, path: str | Path) -> Any:
@@ -321,6 +325,9 @@ def npz_array(archive: Any, key: str, path: str | Path) -> Any:
         array = archive[key]
     except ValueError as err:
         raise ValueError(f"cannot read array {key!r} of {path}: {err}") from err
+    except MemoryError as err:  # numpy allocates what the header declares before reading
+        raise ValueError(f"cannot read array {key!r} of {path}: its header declares more than "
+                         f"memory holds ({err})") from err
     # numpy hands such a member over as its bytes: they were counted as images (npz_length),
     # or failed as images with a traceback ('bytes' object has no attribute 'dtype').
     if not isinstance(array, np.ndarray):

@@ -390,7 +390,18 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
     if out is not None:
         return Path(out)
     run = Path(checkpoint)
-    return check_output((run if run.is_dir() else run.parent) / name, "output folder")
+    folder = (run if run.is_dir() else run.parent) / name
+    # A folder the user did not name, in a run folder perhaps from elsewhere: a file in it that
+    # links to a file of the user's would have the output of its name written through it,
+    # replacing what it leads to. A linked folder is followed, as train follows a linked tb/ (a
+    # user's way to put outputs on another disk), and so is an --out named through a link.
+    linked = ([p for p in folder.iterdir() if p.is_symlink() and not p.is_dir()]
+              if folder.is_dir() else [])
+    if linked:
+        raise ValueError(f"{linked[0]} is a symbolic link to {os.readlink(linked[0])}: writing "
+                         f"the outputs into the run's {name} folder would replace what it "
+                         "leads to; remove the link, or give --out")
+    return check_output(folder, "output folder")
 
 
 # Each command's output options (argparse dests) as typed.

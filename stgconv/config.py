@@ -1171,6 +1171,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError as err:
         raise ValueError(f"override {text!r}: the value is not valid YAML "
                          f"({_yaml_problem(err)})") from err
+    except RecursionError as err:  # PyYAML reads nested values by recursion
+        raise ValueError(f"override {text!r}: the value nests {NESTED_TOO_DEEPLY}") from err
     # YAML drops " #..." as a comment: a path "/runs/a #2/x.png" would silently become "/runs/a"
     comment = raw[node.end_mark.index if node is not None else 0:].strip()
     if comment:
@@ -1240,23 +1242,51 @@ def _indexed(part: str) -> list[str]:
     return [match[1], *re.findall(r"\d+", match[2])]
 
 
-def _deep_copy(data: Any, _copying: dict[int, Any] | None = None) -> Any:
+# Far more values than any config holds (a multigrid config: a few hundred), and copied in a
+# fraction of a second. A config whose YAML aliases repeat inside one another (the "billion
+# laughs": nine lines of ten aliases each, 10^9 values, in 400 bytes) expands past it in
+# _deep_copy: the copy took time and memory without end, before any check.
+MOST_CONFIG_VALUES = 100_000
+# The end of the message refusing a config whose nesting the recursion of PyYAML or of the
+# copy below could not follow (a few hundred levels; a RecursionError's traceback otherwise).
+NESTED_TOO_DEEPLY = "lists or mappings inside one another too deeply to read (hundreds of levels)"
+
+
+def _deep_copy(data: Any) -> Any:
     """``data`` with every dict and list copied (an override changes them in place), each
     place it appears in a copy of its own. A list that holds itself (``&a [*a]`` in a --set)
-    becomes a copy that holds itself, for the config's load to refuse, not a RecursionError."""
-    copying = {} if _copying is None else _copying  # id -> copy, of the containers above data
-    if not isinstance(data, (dict, list)):
-        return data
-    if id(data) in copying:
-        return copying[id(data)]
-    copy: Any = {} if isinstance(data, dict) else []
-    copying[id(data)] = copy
-    if isinstance(data, dict):
-        copy.update((k, _deep_copy(v, copying)) for k, v in data.items())
-    else:
-        copy.extend(_deep_copy(v, copying) for v in data)
-    del copying[id(data)]
-    return copy
+    becomes a copy that holds itself, for the config's load to refuse, not a RecursionError.
+
+    Raises:
+        ValueError: the copy would hold more than :data:`MOST_CONFIG_VALUES` values.
+    """
+    copying: dict[int, Any] = {}  # id -> copy, of the containers above the one being copied
+    n_values = 0
+
+    def copied(value: Any) -> Any:
+        nonlocal n_values
+        n_values += 1
+        if n_values > MOST_CONFIG_VALUES:
+            raise ValueError(f"the config holds more than {MOST_CONFIG_VALUES} values once "
+                             "each value it repeats (a YAML alias, *name) is written out: "
+                             "repeats inside one another?")
+        if not isinstance(value, (dict, list)):
+            return value
+        if id(value) in copying:
+            return copying[id(value)]
+        copy: Any = {} if isinstance(value, dict) else []
+        copying[id(value)] = copy
+        if isinstance(value, dict):
+            copy.update((k, copied(v)) for k, v in value.items())
+        else:
+            copy.extend(copied(v) for v in value)
+        del copying[id(value)]
+        return copy
+
+    try:
+        return copied(data)
+    except RecursionError as err:  # a checkpoint's config: unpickling nests without recursion
+        raise ValueError(f"the config nests {NESTED_TOO_DEEPLY}") from err
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -1272,11 +1302,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         except UnicodeDecodeError as err:
             raise ValueError(f"config file {path} is not a YAML text file (a checkpoint? "
                              "continue a run with train --out RUN --resume)") from err
+        except RecursionError as err:  # PyYAML reads nested values by recursion
+            raise ValueError(f"config file {path} nests {NESTED_TOO_DEEPLY}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping at the top level")
-    return data
+    try:
+        return _deep_copy(data)  # refused here, where the message can name the file
+    except ValueError as err:
+        raise ValueError(f"config file {path}: {err}") from err
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
@@ -1326,6 +1361,13 @@ def without_unread_settings(data: Any, source: str, overrides: Sequence[str] = (
     :func:`apply_overrides` takes them) applied, which ``data`` is returned without: an error
     of ``data`` that they fix hid its unread settings, which then stopped the resume too; one
     that they set is theirs, and refused."""
+    try:
+        # Refused here, where the loop below would take it for a problem the config's own load
+        # names: a checkpoint's lists shared inside one another (pickle keeps them shared, 1.5
+        # kB for 10^9 values) took that load minutes to write into its message, or all memory.
+        data = _deep_copy(data)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
     ignored: list[str] = []
     while isinstance(data, dict):
         try:

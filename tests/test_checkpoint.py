@@ -369,6 +369,22 @@ def test_a_checkpoint_holding_a_since_withdrawn_setting_is_read_or_refused_as_ol
         load_model(path, device="cpu")
 
 
+def test_a_saved_config_of_lists_shared_inside_one_another_is_refused_at_once(
+        tmp_path: Path) -> None:
+    """The checkpoint keeps them shared: nine levels of ten (1.5 kB for 10^9 values) took the
+    config's load minutes, or all memory, to write them into its message ("train.lr must be
+    a number, got [[[..."); six levels here, a million values."""
+    shared: list = ["x"] * 10
+    for _ in range(5):
+        shared = [shared] * 10
+    saved = config_to_dict(ExperimentConfig(name="single"))
+    saved["train"]["lr"] = shared
+    path = single_model_checkpoint(tmp_path / "checkpoint.pt", saved)
+    with pytest.raises(ValueError, match=r"checkpoint .*checkpoint\.pt's config: the config "
+                                         r"holds more than 100000 values"):
+        load_model(path, device="cpu")
+
+
 def test_a_saved_config_with_a_key_this_version_does_not_know_is_named(tmp_path: Path) -> None:
     """It was called a file that "does not describe a model"."""
     energy = tiny_energy(0)

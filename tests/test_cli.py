@@ -155,6 +155,28 @@ def test_resume_ignores_a_setting_the_runs_config_yaml_holds_but_its_training_ne
     assert code == 2 and "chains.buffer_capacity is 77, but applies to" in err, err
 
 
+def test_a_link_in_the_runs_own_output_folder_is_refused(tmp_path: Path, capsys) -> None:
+    """A run folder from elsewhere whose synthesis/samples.png links to a file of the user's:
+    synthesize, writing there by default, replaced that file. A linked synthesis/ folder is
+    written into (a user's way to put outputs on another disk)."""
+    run = tiny_texture_run(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the user's")
+    (run / "synthesis").mkdir()
+    (run / "synthesis" / "samples.png").symlink_to(notes)
+    code, _, err = run_main(["synthesize", str(run), "--num", "1", "--steps", "1"], capsys)
+    assert code == 2 and re.search(r"synthesis/samples\.png is a symbolic link to .*notes\.txt: "
+                                   r"writing the outputs into the run's synthesis folder", err), err
+    (run / "synthesis" / "samples.png").unlink()
+    (run / "synthesis").rmdir()
+    (tmp_path / "disk").mkdir()
+    (run / "synthesis").symlink_to(tmp_path / "disk")
+    code, _, err = run_main(["synthesize", str(run), "--num", "1", "--steps", "1"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "disk" / "synthesized.npy").is_file()
+    assert notes.read_text() == "the user's"
+
+
 def test_a_run_saved_with_a_since_withdrawn_setting_resumes_and_a_users_config_is_told(
         tmp_path: Path, capsys) -> None:
     """Runs of 2026-12-01 saved recovery.learned.redraw_every (every run saves every setting):

@@ -222,6 +222,34 @@ def test_repeated_and_non_text_keys_are_named(tmp_path: Path, text: str, message
         load_config(write(tmp_path, text))
 
 
+def test_aliases_repeated_inside_one_another_are_refused_before_they_expand(
+        tmp_path: Path) -> None:
+    """A "billion laughs": each line ten aliases of the one before. Copied for the overrides,
+    every alias its own copy, nine such lines (400 bytes) took time and memory without end
+    before any check; here six (a million values, seconds to copy), refused at once."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)]
+    with pytest.raises(ValueError, match=r"config file .*: the config holds more than 100000 "
+                                         r"values once each value it repeats"):
+        load_config(write(tmp_path, "\n".join(lines) + "\n"))
+
+
+def test_values_nested_too_deeply_to_read_are_named(tmp_path: Path) -> None:
+    """PyYAML reads nesting by recursion: 2,000 brackets stopped it with a RecursionError (a
+    traceback); the copy of a checkpoint's config as well."""
+    deep = "[" * 2000 + "]" * 2000
+    with pytest.raises(ValueError, match=r"config file .* nests lists or mappings inside one "
+                                         r"another too deeply"):
+        load_config(write(tmp_path, f"train:\n  lr: {deep}\n"))
+    with pytest.raises(ValueError, match=r"override 'train\.lr=\[\[.*nests lists"):
+        load_config(None, [f"train.lr={deep}"])
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(ValueError, match=r"^saved: the config nests lists"):
+        without_unread_settings({"train": {"lr": nested}}, "saved")
+
+
 def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
     """YAML's merge key copies a section (``<<: *shared``); keys given beside it replace the
     copied ones. They were refused as 'given twice'."""

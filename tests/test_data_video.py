@@ -534,6 +534,26 @@ def test_overlapping_clips_per_video_are_all_cut(tmp_path) -> None:
     assert torch.equal(stack(clips), torch.stack([full[:, s:s + 4] for s in (0, 2, 4)]))
 
 
+def test_a_cache_whose_clips_lie_in_another_file_is_refused(video_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """A cache handed over may take its clips from any file here (a virtual dataset): they
+    were read as its own."""
+    import h5py
+
+    cache = build_clip_cache(video_dir, tmp_path / "clips.h5", n_frames=4, size=12)
+    relinked = tmp_path / "relinked.h5"
+    relinked.write_bytes(cache.read_bytes())
+    with h5py.File(relinked, "r+") as h5:
+        shape, dtype = h5["clips"].shape, h5["clips"].dtype
+        del h5["clips"]
+        layout = h5py.VirtualLayout(shape, dtype)
+        layout[:] = h5py.VirtualSource(str(cache), "clips", shape)
+        h5.create_virtual_dataset("clips", layout)
+    with pytest.raises(ValueError, match=r"relinked\.h5: dataset '/clips' keeps its data in "
+                                         r"another file \(a virtual dataset over .*clips\.h5"):
+        VideoClips(relinked)
+
+
 def test_a_cache_rebuilt_after_its_index_was_read_is_refused(video_dir: Path,
                                                              tmp_path: Path) -> None:
     """Another process rebuilds the cache (by default over the old one) between the dataset's

@@ -194,6 +194,24 @@ def test_a_cache_of_another_format_version_is_refused(cache: Path, tmp_path: Pat
         VoxelShapes(newer)
 
 
+def test_a_cache_whose_data_lie_in_another_file_is_refused(cache: Path, tmp_path: Path) -> None:
+    """A cache handed over may keep its rows' bytes in any file here (HDF5 external storage):
+    they were read as the shapes."""
+    import h5py
+
+    other = tmp_path / "other.bin"
+    relinked = tmp_path / "relinked.h5"
+    relinked.write_bytes(cache.read_bytes())
+    with h5py.File(relinked, "r+") as h5:
+        shape, dtype = h5["voxels"].shape, h5["voxels"].dtype
+        other.write_bytes(bytes(int(np.prod(shape)) * dtype.itemsize))
+        del h5["voxels"]
+        h5.create_dataset("voxels", shape, dtype, external=[(str(other), 0, other.stat().st_size)])
+    with pytest.raises(ValueError, match=r"relinked\.h5: dataset '/voxels' keeps its data in "
+                                         r"another file \(external raw files \(.*other\.bin"):
+        VoxelShapes(relinked)
+
+
 def test_npz_sources(tmp_path: Path) -> None:
     grids = (np.random.default_rng(0).random((5, 6, 6, 6)) < 0.4).astype(np.uint8)
     np.savez_compressed(tmp_path / "labelled.npz", X=grids, y=np.array([2, 2, 1, 9, 2]))

@@ -327,6 +327,19 @@ def test_frame_folder(tmp_path, noise_clip):
         load_video(folder)
 
 
+def test_a_frame_too_large_to_decode_is_named(tmp_path) -> None:
+    """A 60-byte GIF frame declaring 65535 x 65535 pixels: Pillow's guard against it stopped
+    the folder's read with a traceback (DecompressionBombError is no OSError)."""
+    Image.new("P", (2, 2)).save(tmp_path / "f000.gif")
+    raw = bytearray((tmp_path / "f000.gif").read_bytes())
+    descriptor = raw.index(b",")  # the image descriptor: left, top, width, height
+    raw[6:10] = raw[descriptor + 5:descriptor + 9] = (65535).to_bytes(2, "little") * 2
+    (tmp_path / "f000.gif").write_bytes(raw)
+    with pytest.raises(ValueError, match=r"cannot read frame image .*f000\.gif: it is too large "
+                                         r"to decode"):
+        load_video(tmp_path)
+
+
 def test_empty_frame_folder(tmp_path):
     with pytest.raises(ValueError, match=r"no frame images"):
         load_video(tmp_path)

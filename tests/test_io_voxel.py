@@ -4,9 +4,11 @@ and the real ModelNet/3D ShapeNets data of ../shared/data/voxel (skipped when ab
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -437,6 +439,51 @@ def test_hdf5_datasets_inside_groups_are_named_by_path(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_voxels(tmp_path / "one.h5"), random_grids(4, 4, 4))
 
 
+def test_hdf5_data_kept_in_another_file_is_refused_naming_it(tmp_path: Path) -> None:
+    """A file from elsewhere may keep a dataset's bytes in any file of this machine (external
+    raw storage, a virtual dataset, an external link): they were read as the grids."""
+    import h5py
+
+    other = tmp_path / "other.bin"
+    other.write_bytes(bytes(4 ** 3))
+    with h5py.File(tmp_path / "raw.h5", "w") as h5:
+        h5.create_dataset("voxels", (4, 4, 4), "u1", external=[(str(other), 0, 4 ** 3)])
+    with h5py.File(tmp_path / "target.h5", "w") as h5:
+        h5["voxels"] = random_grids(4, 4, 4)
+    with h5py.File(tmp_path / "virtual.h5", "w") as h5:
+        layout = h5py.VirtualLayout((4, 4, 4), "u1")
+        layout[:] = h5py.VirtualSource(str(tmp_path / "target.h5"), "voxels", (4, 4, 4))
+        h5.create_virtual_dataset("voxels", layout)
+    write_mat_v73(tmp_path / "linked.mat", {})
+    with h5py.File(tmp_path / "linked.mat", "r+") as h5:
+        h5["instance"] = h5py.ExternalLink(str(tmp_path / "target.h5"), "/voxels")
+    for name, where in (("raw.h5", r"external raw files \(.*other\.bin\)"),
+                        ("virtual.h5", r"a virtual dataset over .*target\.h5"),
+                        ("linked.mat", r"an external link in it leads to dataset '/voxels' of "
+                                       r".*target\.h5")):
+        with pytest.raises(ValueError, match=rf"{name}: .*{where}.*only data inside the file"):
+            load_voxels(tmp_path / name)
+
+
+def test_a_header_declaring_more_than_memory_is_a_value_error_naming_the_file(
+        tmp_path: Path) -> None:
+    """numpy and h5py allocate the declared shape before reading: a 200-byte file declaring
+    8 TiB stopped every reader with a MemoryError traceback."""
+    import h5py
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 6,) * 3})
+    (tmp_path / "huge.npy").write_bytes(header.getvalue())
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("X.npy", header.getvalue())
+    with h5py.File(tmp_path / "huge.h5", "w") as h5:
+        h5.create_dataset("voxels", (10 ** 6,) * 3, "f8", chunks=(1, 1, 8))
+    for name in ("huge.npy", "huge.npz", "huge.h5"):
+        with pytest.raises(ValueError, match=rf"{name}.*declares more than memory holds"):
+            load_voxels(tmp_path / name)
+
+
 def test_an_npz_archive_named_npy_is_refused_naming_the_format(tmp_path: Path) -> None:
     # np.load returned the archive, open, and the grid check then saw an array of shape (1,).
     np.savez(tmp_path / "shapes.npz", X=np.zeros((2, 4, 4, 4), np.uint8))
@@ -482,6 +529,11 @@ def test_voxel_file_errors(tmp_path: Path) -> None:
     (tmp_path / "cut.binvox").write_bytes(good[:-2])
     with pytest.raises(ValueError, match="truncated"):
         load_voxels(tmp_path / "cut.binvox")
+    # 4194304^3 voxels: 2^66, which an int64 product wrapped to 0, an empty file's voxels.
+    (tmp_path / "wrapped.binvox").write_bytes(b"#binvox 1\ndim 4194304 4194304 4194304\ndata\n")
+    with pytest.raises(ValueError, match=r"wrapped\.binvox is truncated or corrupt: its runs "
+                                         r"hold 0 voxels"):
+        load_voxels(tmp_path / "wrapped.binvox")
     for name in ("junk.binvox", "junk.npz", "junk.h5", "junk.mat", "junk.npy"):
         (tmp_path / name).write_bytes(b"\x00garbage" * 10)
         with pytest.raises(ValueError, match=name):

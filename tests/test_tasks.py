@@ -235,6 +235,21 @@ def test_overwrite_removes_a_linked_folder_of_the_old_run_not_what_it_leads_to(
     assert sorted((tmp_path / "shared_logs").iterdir()) == logs
 
 
+def test_a_resume_refuses_a_run_file_that_links_elsewhere(tmp_path: Path) -> None:
+    """A run folder from elsewhere whose samples.png links to a file of the user's: the
+    resume replaced that file with the run's picture."""
+    run = tiny_texture_run(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the user's")
+    (run / "samples.png").unlink()
+    (run / "samples.png").symlink_to(notes)
+    with pytest.raises(ValueError, match=r"samples\.png is a symbolic link to .*notes\.txt: "
+                                         r"resuming would replace that file"):
+        train(load_config(run / "config.yaml", ["train.n_iterations=2"]), resume=True,
+              progress=False)
+    assert notes.read_text() == "the user's"
+
+
 def test_overwrite_removes_the_old_models_reconstruction_too(tmp_path: Path) -> None:
     """train --overwrite removes what the other commands wrote into the run folder by default
     (here reconstruction/), so the new model's folder holds none of the old model's outputs."""

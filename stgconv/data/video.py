@@ -35,7 +35,7 @@ from stgconv.checks import as_int, as_size, check_cache_version
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
-from stgconv.io.h5 import LazyH5, as_text, stream_h5, to_text
+from stgconv.io.h5 import LazyH5, as_text, check_inside, stream_h5, to_text
 from stgconv.io.image import IMAGE_SUFFIXES, from_levels
 from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video, read_frames
 from stgconv.version import __version__
@@ -403,13 +403,14 @@ class VideoClips(LazyH5, NamedDataset):
                 )
             check_cache_version(h5.attrs.get("format_version"), CACHE_FORMAT_VERSION, self.root,
                                 rebuild="datasets/video/prepare.py")
+            check_inside(h5, clips)  # its rows are read later, through this same file
             self._length, self.n_frames, height, width, self.channels = clips.shape
             self.size = (height, width)
             fps = float(h5.attrs["fps"])
             self.fps = fps if fps > 0 else None
             self.start_frame = int(h5.attrs["start_frame"])
-            self.sources = [as_text(s) for s in h5["source"][()]]
-            self.start_frames = [int(s) for s in h5["start_frame"][()]]
+            self.sources = [as_text(s) for s in check_inside(h5, h5["source"])[()]]
+            self.start_frames = [int(s) for s in check_inside(h5, h5["start_frame"])[()]]
 
     def __len__(self) -> int:
         return self._length

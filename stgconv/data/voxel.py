@@ -33,7 +33,7 @@ from stgconv.console import progress_bar
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files, list_folders
-from stgconv.io.h5 import LazyH5, as_text, to_text, write_h5
+from stgconv.io.h5 import LazyH5, as_text, check_inside, to_text, write_h5
 from stgconv.io.mesh import MESH_SUFFIXES, voxelize_file
 from stgconv.io.voxel import VOXEL_SUFFIXES, check_grids, load_voxels, to_tensor
 from stgconv.io.voxel import pad_to as pad_grids
@@ -323,9 +323,11 @@ class VoxelShapes(LazyH5, NamedDataset):
                 )
             check_cache_version(h5.attrs.get("format_version"), CACHE_FORMAT_VERSION, self.root,
                                 rebuild="datasets/voxel/prepare.py")
-            labels = label[()].astype(np.int64)
-            splits = h5["split"][()] if "split" in h5 else None
-            sources = [as_text(s) for s in h5["source"][()]] if "source" in h5 else None
+            check_inside(h5, voxels)  # its rows are read later, through this same file
+            labels = check_inside(h5, label)[()].astype(np.int64)
+            splits = check_inside(h5, h5["split"])[()] if "split" in h5 else None
+            sources = ([as_text(s) for s in check_inside(h5, h5["source"])[()]]
+                       if "source" in h5 else None)
             classes = [as_text(c) for c in h5.attrs["categories"]]
             return labels, splits, voxels.shape[1], classes, sources
 

@@ -260,6 +260,30 @@ def _identity(h5: h5py.File) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
+def check_inside(h5: h5py.File, dataset: h5py.Dataset) -> h5py.Dataset:
+    """``dataset`` (read through the open file ``h5``), refused where its data lie in another
+    file: behind an external link, in external raw files, or in a virtual dataset's sources.
+    Such a file names any path on this machine (``/etc/shadow``, another user's data), whose
+    bytes h5py would read as the array, from a file handed over by someone else.
+
+    Raises:
+        ValueError: naming the file, the dataset and the other file.
+    """
+    if dataset.file != h5:
+        raise ValueError(f"{h5.filename}: an external link in it leads to dataset "
+                         f"{dataset.name!r} of {dataset.file.filename}; only data inside the "
+                         "file named are read")
+    if dataset.external:
+        elsewhere = f"external raw files ({', '.join(str(f[0]) for f in dataset.external)})"
+    elif dataset.is_virtual:
+        elsewhere = ("a virtual dataset over "
+                     f"{', '.join(sorted({s.file_name for s in dataset.virtual_sources()}))}")
+    else:
+        return dataset
+    raise ValueError(f"{h5.filename}: dataset {dataset.name!r} keeps its data in another file "
+                     f"({elsewhere}); only data inside the file named are read")
+
+
 def as_text(value: object) -> str:
     """A string stored in HDF5 as text: h5py reads fixed-length strings as ``bytes`` (and numpy
     keeps them so, in ``'S'`` arrays), variable-length ones as ``str``."""

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.io
 
 from stgconv.checks import reading
-from stgconv.io.h5 import as_text
+from stgconv.io.h5 import as_text, check_inside
 
 if TYPE_CHECKING:
     import h5py
@@ -63,10 +63,13 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
 
     try:
         with h5py.File(path, "r") as h5:
-            return {name: _v73_array(item) for name, item in h5.items()
+            return {name: _v73_array(check_inside(h5, item)) for name, item in h5.items()
                     if isinstance(item, h5py.Dataset)}
     except OSError as err:
         raise ValueError(f"cannot read MATLAB v7.3 (HDF5) file {path}: {err}") from err
+    except MemoryError as err:  # h5py allocates the shape the file declares before reading
+        raise ValueError(f"cannot read MATLAB v7.3 (HDF5) file {path}: it declares more than "
+                         f"memory holds ({err})") from err
 
 
 # The numeric MATLAB classes as numpy dtypes (logical as uint8, as both versions read it).

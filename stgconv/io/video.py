@@ -285,8 +285,8 @@ def _animated(path: Path) -> bool:
     try:
         with Image.open(path) as image:
             return getattr(image, "n_frames", 1) > 1
-    except (OSError, ValueError):
-        return False  # reading it as a frame names the problem
+    except (OSError, ValueError, Image.DecompressionBombError):  # not an OSError: Pillow's
+        return False  # guard on pixel count; reading it as a frame names the problem
 
 
 def _read_folder(

@@ -29,6 +29,7 @@ the voxelized ``.off`` meshes agree. So they are swapped on reading and back on 
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +42,7 @@ from torch import Tensor
 
 from stgconv.checks import as_array, as_int, npz_array, open_npz, read_npy, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
-from stgconv.io.h5 import write_h5
+from stgconv.io.h5 import check_inside, write_h5
 from stgconv.io.matlab import read_mat
 
 # h5py takes a while to import and most voxel files are not HDF5; it loads where one is read or
@@ -183,9 +184,11 @@ def _read_binvox(path: Path) -> np.ndarray:
     if len(raw) % 2:
         raise ValueError(f"{path} is truncated or corrupt: odd number of run-length bytes")
     values, counts = raw[::2], raw[1::2]
-    if counts.sum() != np.prod(dims):
+    # math.prod, exact: numpy's int64 product wraps, and 4194304^3 (2^66) came out as 0, the
+    # voxels of an empty file, which then failed to reshape without naming it.
+    if counts.sum() != math.prod(dims):
         raise ValueError(f"{path} is truncated or corrupt: its runs hold {int(counts.sum())} "
-                         f"voxels, the header announces {dims} = {int(np.prod(dims))}")
+                         f"voxels, the header announces {dims} = {math.prod(dims)}")
     if version == [b"2"]:
         # Version 2 (binvox_merge) gives each set voxel the number of its part, 1 to 255:
         # occupied all the same.
@@ -223,9 +226,12 @@ def _read_h5(path: Path, key: str | None) -> np.ndarray:
         with h5py.File(path, "r") as h5:
             h5.visititems(add_dataset)  # inside groups too, by path: "train/voxels"
             key = key.lstrip("/") if key else key  # h5py's absolute path names the same one
-            return h5[_pick_name(path, names, key, path.suffix.lower())][()]
+            return check_inside(h5, h5[_pick_name(path, names, key, path.suffix.lower())])[()]
     except OSError as err:
         raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
+    except MemoryError as err:  # h5py allocates the shape the file declares before reading
+        raise ValueError(f"cannot read HDF5 file {path}: it declares more than memory holds "
+                         f"({err})") from err
 
 
 def _pick(path: Path, arrays: dict[str, np.ndarray], key: str | None, suffix: str) -> np.ndarray:

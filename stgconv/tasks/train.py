@@ -372,6 +372,8 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None =
     it would remove. The caller removes it only once the new run has started, so a run
     refused at its start (a device, data or model setting) loses nothing."""
     old = _run_files(out)
+    if resume:
+        _refuse_linked_files(old)
     if resume or not old:
         return False
     if overwrite and data is not None and Path(data).exists():
@@ -391,6 +393,18 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None =
         raise ExistingRun(f"{out} already holds a run ({listed}): continue it with --resume, "
                           "replace it with --overwrite, or train into another folder")
     return True
+
+
+def _refuse_linked_files(files: list[Path]) -> None:
+    """A resume writes the run's files by their names, and a write follows a link (as an
+    output the user named through a link should): a run folder from elsewhere holding
+    ``samples.png -> ~/notes.txt`` had that file replaced by a picture. A linked folder
+    (``tb/`` to a shared log folder) is left as a user sets it up."""
+    for path in files:
+        if path.is_symlink() and not path.is_dir():
+            raise ValueError(f"{path} is a symbolic link to {os.readlink(path)}: resuming would "
+                             "replace that file with the run's; remove the link (or put a copy "
+                             "of the file in its place) to resume")
 
 
 def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bool,
