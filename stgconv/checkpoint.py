@@ -17,7 +17,7 @@ import shutil
 import zipfile
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,8 @@ FILENAME = "checkpoint.pt"
 # torch.save's files are zip archives (torch >= 1.6); anything else is not a checkpoint.
 ZIP_MAGIC = b"PK\x03\x04"
 MSDOS_DIRECTORY = 0x10  # the directory bit of a zip entry's external attributes
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class CheckpointError(ValueError):
@@ -290,6 +292,16 @@ def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
 
 
+def rebuild(build: Callable[..., M], *args: Any) -> M:
+    """``build(*args)``: a net whose weights a checkpoint's replace at once. Its modules draw
+    their initial weights from a fork of torch's global generator: drawn from the generator
+    itself, loading a model moved a library caller's random stream on (``torch.manual_seed(0)``,
+    a load, and the caller's next draws differed), where a task seeded by its own seed leaves
+    it (:func:`stgconv.build.seeded_weights`)."""
+    with torch.random.fork_rng(devices=[]):
+        return build(*args)
+
+
 def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:
     """Load ``weights`` (a ``state_dict``) into ``net``, rebuilt from its config, in the dtype
     they were saved in: a rebuilt net is float32, and loading alone copies into its parameters,
@@ -309,7 +321,7 @@ def _energy(state: dict[str, Any], checkpoint: str | Path
                               "config to rebuild it from): build the module again and resume "
                               "its Trainer from the checkpoint")
     try:
-        energy = build_from_config(state["model_config"])
+        energy = rebuild(build_from_config, state["model_config"])
         load_weights(energy, state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err

@@ -612,9 +612,12 @@ def _command(commands: argparse._SubParsersAction, name: str, **kwargs: Any
 def main(argv: Sequence[str] | None = None) -> int:
     # What stdout's encoding cannot show (a path under PYTHONIOENCODING=ascii or a Latin-1
     # locale) is escaped, as Python does on stderr: it raised a UnicodeEncodeError after the work.
-    # Not where errors are handled otherwise (surrogateescape, under the C locale).
-    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
-        sys.stdout.reconfigure(errors="backslashreplace")
+    # Not where errors are handled otherwise (surrogateescape, under the C locale). Strict
+    # again on return: a program calling main (tests do) kept escaping its own output after.
+    stdout = sys.stdout
+    escaped = isinstance(stdout, io.TextIOWrapper) and stdout.errors == "strict"
+    if escaped:
+        stdout.reconfigure(errors="backslashreplace")
     try:
         code = _main(argv)
         if sys.stdout is not None:  # None where stdout was closed (>&-)
@@ -629,6 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with suppress(AttributeError, OSError):  # stdout closed (None) or not a file
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        if escaped:
+            stdout.reconfigure(errors="strict")
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -35,11 +35,13 @@ from stgconv.config import resolve_device
 @dataclass(frozen=True)
 class World:
     """This process's place among the training processes: ``rank`` in ``[0, size)``, and the
-    ``device`` it trains on."""
+    ``device`` it trains on. ``owns_group``: :func:`shutdown` and :func:`abandon` destroy the
+    process group, false for one the caller had made (:func:`from_environment`)."""
 
     rank: int
     size: int
     device: torch.device
+    owns_group: bool = True
 
     @property
     def is_main(self) -> bool:
@@ -160,22 +162,26 @@ def from_environment(device: str = "auto") -> World | None:
                              "most that many with torchrun --nproc_per_node")
         target = torch.device("cuda", local_rank)
         torch.cuda.set_device(target)
-    if not dist.is_initialized():
+    # A group the caller made (for collectives of its own around the training) stays theirs:
+    # destroyed at the end, their next collective failed as uninitialized.
+    joined = dist.is_initialized()
+    if not joined:
         dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
-    return World(rank=rank, size=size, device=target)
+    return World(rank=rank, size=size, device=target, owns_group=not joined)
 
 
 def shutdown(world: World | None) -> None:
     """Leave the process group once every rank is done (no rank exits while another still
-    writes or waits)."""
+    writes or waits), destroying it where :attr:`World.owns_group`."""
     if world is not None and dist.is_initialized():
         world.barrier()
-        dist.destroy_process_group()
-        # Free Gloo's process group (and join its threads) now, not during interpreter exit:
-        # left to exit, a rank aborted ("terminate called without an active exception") in 5
-        # of 70 two-process CPU runs under load here, after training had finished; 0 of 80
-        # with this collection.
-        gc.collect()
+        if world.owns_group:
+            dist.destroy_process_group()
+            # Free Gloo's process group (and join its threads) now, not during interpreter
+            # exit: left to exit, a rank aborted ("terminate called without an active
+            # exception") in 5 of 70 two-process CPU runs under load here, after training had
+            # finished; 0 of 80 with this collection.
+            gc.collect()
 
 
 def abandon(world: World | None) -> None:
@@ -185,7 +191,8 @@ def abandon(world: World | None) -> None:
     error gives) once in a full test run under load. NCCL's is left to the exit, as torchrun
     stops the process anyway: destroying a communicator that a failed collective still holds
     can hang."""
-    if world is not None and dist.is_initialized() and dist.get_backend() == "gloo":
+    if (world is not None and world.owns_group and dist.is_initialized()
+            and dist.get_backend() == "gloo"):
         dist.destroy_process_group()
         gc.collect()
 

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from stgconv.baselines.video import temporal_neighbours
-from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from stgconv.checks import as_int, check_generator
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
@@ -460,7 +460,7 @@ def load_fill_prior(path: str | Path) -> tuple[FillNet, tuple[str, ...]]:
         fills = tuple(state["fills"])
         if not all(isinstance(name, str) for name in fills):
             raise TypeError(f"its fills are not names: {fills}")
-        net = FillNet(state["channels"], len(fills), state["width"])
+        net = rebuild(FillNet, state["channels"], len(fills), state["width"])
         net.load_state_dict(state["weights"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"fill prior {path} is not loadable: {err}") from err

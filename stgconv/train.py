@@ -21,7 +21,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from stgconv.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_weights,
+    rebuild,
+    save_checkpoint,
+)
 from stgconv.checks import as_int, check_entries, check_generator, refuse_inference_mode
 from stgconv.config import TrainConfig
 from stgconv.console import progress_bar
@@ -352,7 +358,7 @@ def companion_from_state(state: dict[str, Any], name: str, build: Callable[[Any]
     if f"{name}_model" not in state:
         raise CheckpointError(missing)
     try:
-        net = build(state[f"{name}_config"])
+        net = rebuild(build, state[f"{name}_config"])
         load_weights(net, state[f"{name}_model"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} holds no loadable {name}: {err}"

@@ -40,7 +40,9 @@ from stgconv.config import (
 )
 from stgconv.energy import ConvNetEnergy, image_energy
 from stgconv.energy.rbm import RBM
+from stgconv.initializer import Initializer, initializer_from_state
 from stgconv.io.atomic import WriteError
+from stgconv.learned_fill import FillNet, load_fill_prior, save_fill_prior
 from stgconv.mcmc import DataStart, Langevin
 from stgconv.train import Trainer
 
@@ -247,6 +249,36 @@ def test_load_model_keeps_a_float64_models_dtype(tmp_path: Path) -> None:
     assert next(loaded.parameters()).dtype == torch.float64
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
     assert torch.equal(loaded(x), energy(x))
+
+
+def _saved_energy(path: Path) -> Path:
+    energy = tiny_energy(0)
+    return save_checkpoint({"config": config_to_dict(ExperimentConfig(name="rng")),
+                            "model_config": energy.config, "model": energy.state_dict()}, path)
+
+
+def _saved_initializer(path: Path) -> Path:
+    net = Initializer([2], spatial_dims=2, width=2, depth=2)
+    return save_checkpoint({"initializer_model": net.state_dict(),
+                            "initializer_config": net.config}, path)
+
+
+@pytest.mark.parametrize("save, load", [
+    (_saved_energy, lambda path: load_model(path, device="cpu")),
+    (_saved_initializer, lambda path: initializer_from_state(load_checkpoint(path), path)),
+    (lambda path: save_fill_prior(FillNet(1, 1, 2), ["temporal_interpolation"], path),
+     load_fill_prior),
+], ids=["model", "companion", "fill_prior"])
+def test_a_load_leaves_the_callers_random_stream_where_it_was(save, load, tmp_path: Path
+                                                              ) -> None:
+    """Each net rebuilt from a checkpoint drew initial weights (overwritten by the saved ones)
+    from torch's global generator: a seeded script drew other numbers after a load."""
+    path = save(tmp_path / "checkpoint.pt")
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    load(path)
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Path) -> None:

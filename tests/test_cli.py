@@ -626,6 +626,18 @@ def test_what_stdout_cannot_encode_is_escaped(tmp_path: Path, monkeypatch) -> No
     assert f"wrote {tmp_path}/\\xfc\\xd7 (" in stdout.buffer.getvalue().decode()
 
 
+def test_stdout_is_strict_again_when_main_returns(tmp_path: Path, monkeypatch) -> None:
+    """The escaping is main's own, on its error paths too: a program calling main in-process
+    had its own output escaped from then on, where it had asked for errors."""
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["synthesize", str(tmp_path / "nothing")]) == 2
+    assert stdout.errors == "strict"
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert stdout.errors == "strict"
+
+
 def test_stdout_that_escapes_its_own_way_is_left_so(tmp_path: Path, monkeypatch) -> None:
     """Under the C locale stdout writes a path's undecodable bytes back as they were
     (surrogateescape); escaped as text, they would no longer name the file."""

@@ -34,6 +34,8 @@ from stgconv.config import ExperimentConfig, TrainConfig, load_config
 from stgconv.distributed import (
     PeerFailedError,
     World,
+    abandon,
+    from_environment,
     interleave,
     merge_chain_states,
     shard_chain_state,
@@ -305,6 +307,25 @@ def test_a_failed_training_process_frees_its_gloo_group_without_waiting(monkeypa
         with pytest.raises(ValueError, match="a refused input"):
             train(load_config(None, [f"out_dir={tmp_path / 'run'}", "device=cpu"]))
         assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_a_process_group_the_caller_made_is_left_to_the_caller(monkeypatch,
+                                                               tmp_path: Path) -> None:
+    """Under torchrun, a caller that had made the process group for collectives of its own
+    had it destroyed when a training ended or failed (its next collective: "Default process
+    group has not been initialized"). A one-process group stands in for torchrun's."""
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0,
+                            world_size=1)
+    try:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "0")
+        world = from_environment("cpu")
+        shutdown(world)
+        abandon(world)
+        assert dist.is_initialized()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
