@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from bench.recovery import CLIPS, quick_clip  # noqa: E402
-from stgconv.config import load_config  # noqa: E402
+from stgconv.config import QUICK_RECOVERY_CONFIG, load_config  # noqa: E402
 from stgconv.tasks.fill_prior import train_fill_prior  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="+", default=list(CLIPS), help="clips to leave out")
     parser.add_argument("--out", required=True, type=common.output_folder,
                         help="folder for without_<clip>.pt")
-    parser.add_argument("--config", default=str(ROOT / "configs/video/recovery_quick.yaml"))
+    parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG))
     parser.add_argument("--iterations", type=common.count(1), default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",

@@ -29,7 +29,7 @@ from typing import Sequence  # noqa: E402
 
 import torch  # noqa: E402
 
-from stgconv.config import load_config  # noqa: E402
+from stgconv.config import QUICK_RECOVERY_CONFIG, load_config  # noqa: E402
 from stgconv.data.masks import check_mask_matches  # noqa: E402
 from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
 from stgconv.io.video import save_video  # noqa: E402
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--masks", nargs="+", choices=sorted(MASK_TYPES), default=list(MASK_TYPES))
     parser.add_argument("--mask-clip", default="flag",
                         help="whose masks to apply (the shared masks exist for flag and others)")
-    parser.add_argument("--config", default=str(ROOT / "configs/video/recovery_quick.yaml"))
+    parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--priors", metavar="DIR",
                         help="fill priors named without_<clip>.pt (bench/fill_prior.py): each "

@@ -19,6 +19,7 @@ from stgconv import tasks
 from stgconv.checkpoint import FILENAME, CheckpointError
 from stgconv.checks import FLOAT32_MAX, check_output, reading
 from stgconv.config import (
+    QUICK_RECOVERY_CONFIG,
     SEED_LIMIT,
     ExperimentConfig,
     config_to_dict,
@@ -38,11 +39,9 @@ from stgconv.tasks.train import Terminated
 from stgconv.tasks.voxel import BATCH_SIZE, RECOVER_SHAPE_FILES, SUPER_RESOLVE_FILES, RecoveryInit
 from stgconv.version import __version__
 
-# The repo's quick CPU recovery config: `stgconv eval recovery` uses it when no --config is given.
-QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parents[1] / "configs/video/recovery_quick.yaml"
-# As help shows it: the whole path of a deep checkout is longer than a help line, and argparse
-# would cut it in two.
-SHIPPED_RECOVERY_CONFIG = "the shipped configs/video/recovery_quick.yaml"
+# As help shows QUICK_RECOVERY_CONFIG: the whole path of a deep install is longer than a help
+# line, and argparse would cut it in two.
+SHIPPED_RECOVERY_CONFIG = "the shipped stgconv/configs/recovery_quick.yaml"
 
 # Errors a user can cause and fix (FloatingPointError: a diverging chain, loss or training run,
 # including NonFiniteEnergyError and DivergenceError; OSError: a file system that refuses a read
@@ -377,11 +376,6 @@ def _recovery_config(args: argparse.Namespace):
     # "is not None": an empty --config or --device (an unset shell variable) was taken for
     # none given, the shipped config and the config's device used without a word.
     path = Path(args.config) if args.config is not None else QUICK_RECOVERY_CONFIG
-    if args.config is None and not path.is_file():
-        raise FileNotFoundError(
-            f"the quick recovery config {path} is not here (an installed copy without the repo's "
-            "configs/); pass --config FILE"
-        )
     return load_config(path, args.overrides,
                        {"device": args.device} if args.device is not None else None)
 

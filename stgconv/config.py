@@ -36,6 +36,10 @@ from stgconv.io.atomic import atomic_write_text
 # rank to the run's.
 SEED_LIMIT = 2**63 - 2**16
 
+# The quick CPU recovery config that `recover`, `fill-prior` and `eval recovery` read without
+# --config: package data beside this module, so an installed copy (a wheel, no checkout) has it.
+QUICK_RECOVERY_CONFIG = Path(__file__).resolve().parent / "configs" / "recovery_quick.yaml"
+
 
 @dataclass(frozen=True)
 class ModelConfig:

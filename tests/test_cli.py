@@ -1513,14 +1513,20 @@ def test_eval_recovery_3d_hides_the_share_its_help_says_by_default(capsys,
     assert asked["missing"] == 0.7
 
 
-def test_recover_without_the_repos_configs_asks_for_a_config_file(tmp_path: Path, capsys,
-                                                                   monkeypatch) -> None:
-    import stgconv.cli
-
-    missing = tmp_path / "configs" / "recovery_quick.yaml"
-    monkeypatch.setattr(stgconv.cli, "QUICK_RECOVERY_CONFIG", missing)
-    code, _, err = run_main(["recover", "--video", "v.mp4", "--mask", "region:8"], capsys)
-    assert code == 2 and f"the quick recovery config {missing} is not here" in err, err
+def test_the_package_alone_reads_its_default_recovery_config(tmp_path: Path) -> None:
+    """The package copied away from the checkout, as a wheel installs it: `recover` without
+    --config looked for the checkout's configs/video/recovery_quick.yaml and refused ("the quick
+    recovery config ... is not here"); now it reads its own and gets as far as the video."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "stgconv", site / "stgconv",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import sys, stgconv.cli; print(stgconv.cli.__file__); sys.exit(stgconv.cli.main("
+            "['recover', '--video', 'missing.mp4', '--mask', 'region:8']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(site)})
+    assert result.stdout.startswith(str(site)), result.stdout  # the copy, not the checkout
+    assert result.returncode == 2 and "error: video not found: missing.mp4" in result.stderr, (
+        result.stderr)
 
 
 def test_a_help_text_that_states_its_default_gets_no_second_one(capsys) -> None:

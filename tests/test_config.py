@@ -36,7 +36,10 @@ from stgconv.config import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED_CONFIGS = sorted(REPO.glob("configs/**/*.yaml"))
+# configs/ and the package's own (the recovery default, package data).
+# configs/video/recovery_quick.yaml links to the package's copy: each file once.
+SHIPPED_CONFIGS = sorted({path.resolve() for path in [*REPO.glob("configs/**/*.yaml"),
+                                                      *REPO.glob("stgconv/configs/*.yaml")]})
 
 
 def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:

@@ -15,7 +15,7 @@ from _tiny import read_events
 
 from stgconv.baselines.video import biharmonic_inpainting, neighbour_average
 from stgconv.cli import main
-from stgconv.config import load_config
+from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
 from stgconv.evaluation.video_recovery import format_table
 from stgconv.io.video import frame_rate, load_video, save_video
@@ -43,7 +43,7 @@ def clip(tmp_path_factory) -> Path:
 
 def quick_config(*overrides: str):
     """recovery_quick.yaml at the tiny schedule of ``TINY``, with ``overrides``."""
-    return load_config(ROOT / "configs/video/recovery_quick.yaml", [
+    return load_config(QUICK_RECOVERY_CONFIG, [
         "train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1", "device=cpu",
         "recovery.learned.iterations=1", "recovery.learned.patterns=1",
         "recovery.learned.crop_size=8", *overrides])

@@ -1,0 +1,68 @@
+"""The sdist and the wheel as a user gets them: the sdist built from the source tree, the wheel
+built from the unpacked sdist (as pip builds one), each file list checked."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stgconv.config import QUICK_RECOVERY_CONFIG
+from stgconv.version import __version__
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("setuptools", minversion="77", reason="builds with setuptools>=77 (pyproject)")
+
+BUILD = """import sys
+from setuptools import build_meta
+print(getattr(build_meta, sys.argv[1])(sys.argv[2]))
+"""
+
+
+def build(kind: str, source: Path, out: Path) -> Path:
+    """``build_sdist`` or ``build_wheel`` of the project in ``source``; the file written."""
+    result = subprocess.run([sys.executable, "-c", BUILD, kind, str(out)], cwd=source,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[str]]:
+    """(the sdist's paths under its top folder, the wheel's paths)."""
+    tmp = tmp_path_factory.mktemp("packaging")
+    # A copy, so the build's egg-info and build/ folders stay out of the checkout; without what
+    # .gitignore keeps out of it (an environment inside the clone would be gigabytes).
+    shutil.copytree(ROOT, tmp / "source", ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", ".venv", "outputs", "runs", "build", ".pytest_cache"))
+    sdist = build("build_sdist", tmp / "source", tmp)
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp / "unpacked", filter="data")
+        top = sdist.name.removesuffix(".tar.gz")
+        sdist_files = [name.removeprefix(f"{top}/") for name in archive.getnames()]
+    wheel = build("build_wheel", tmp / "unpacked" / top, tmp)
+    with zipfile.ZipFile(wheel) as archive:
+        return sdist_files, archive.namelist()
+
+
+def test_the_wheel_holds_the_package_and_the_config_its_commands_default_to(built) -> None:
+    """`recover`, `fill-prior` and `eval recovery` read QUICK_RECOVERY_CONFIG without --config:
+    an installed copy lacked it (it lived in the checkout's configs/)."""
+    _, wheel = built
+    assert QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix() in wheel
+    assert {name.split("/")[0] for name in wheel} == {"stgconv", f"stgconv-{__version__}.dist-info"}
+
+
+def test_the_sdist_holds_a_test_suite_that_runs(built) -> None:
+    """setuptools alone took tests/test_*.py without the helpers every test file imports."""
+    sdist, _ = built
+    for name in ("README.md", "pyproject.toml", "run.sh", "tests/conftest.py", "tests/_tiny.py",
+                 "configs/image/texture_brick.yaml", "tools/train.py", "bench/common.py",
+                 "datasets/video/prepare.py", QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix()):
+        assert name in sdist, name
+    assert not [name for name in sdist if "__pycache__" in name or name.endswith(".pyc")]
