@@ -56,12 +56,14 @@ def test_the_wheel_holds_the_package_and_the_config_its_commands_default_to(buil
     _, wheel = built
     assert QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix() in wheel
     assert {name.split("/")[0] for name in wheel} == {"stgconv", f"stgconv-{__version__}.dist-info"}
+    # The MIT licence asks for its text to travel with every copy (pyproject names it only).
+    assert f"stgconv-{__version__}.dist-info/licenses/LICENSE" in wheel
 
 
 def test_the_sdist_holds_a_test_suite_that_runs(built) -> None:
     """setuptools alone took tests/test_*.py without the helpers every test file imports."""
     sdist, _ = built
-    for name in ("README.md", "pyproject.toml", "run.sh", "tests/conftest.py", "tests/_tiny.py",
+    for name in ("README.md", "LICENSE", "pyproject.toml", "run.sh", "tests/conftest.py", "tests/_tiny.py",
                  "configs/image/texture_brick.yaml", "tools/train.py", "bench/common.py",
                  "datasets/video/prepare.py", QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix()):
         assert name in sdist, name
