@@ -82,7 +82,8 @@ class SamplerConfig:
     """MCMC settings; ``kind`` picks the algorithm. MALA and HMC read ``n_steps``,
     ``step_size`` (and HMC ``n_leapfrog``, which must stay at its default for the others); the
     Langevin-only temperature, annealing, clipping, precision and CUDA graph must stay at their
-    defaults for them, and they leave ``clamp``."""
+    defaults for them, and they never clamp their chains: ``clamp`` is refused for them where
+    nothing else reads it (see ``_check_exact_sampler_clamps``)."""
 
     kind: Literal["langevin", "mala", "hmc"] = "langevin"
     n_steps: int = 20
@@ -628,6 +629,8 @@ class ExperimentConfig:
 def _check_unread_settings(config: ExperimentConfig) -> None:
     """Refuse a setting that this kind of run never reads (see :func:`_refuse_unread`)."""
     data, chains, model = config.data, config.chains, config.model
+    _check_shared_sampler_is_read(config)
+    _check_exact_sampler_clamps(config)
     if config.recovery.step_scale != "interpolation_spread":
         _refuse_unread("recovery", config.recovery, ("step_scale_power",),
                        f"applies to recovery.step_scale 'interpolation_spread' only: "
@@ -672,6 +675,60 @@ def _check_unread_settings(config: ExperimentConfig) -> None:
         _refuse_unread("chains", chains, ("init_rank", "init_noise"),
                        f"applies to chains.init 'data_gaussian' only: chains.init "
                        f"{chains.init!r} ignores it")
+
+
+# A grid's sampler section built in Python holds the default clamp, not the shared one.
+DEFAULT_CLAMP = SamplerConfig.clamp
+
+
+def _check_shared_sampler_is_read(config: ExperimentConfig) -> None:
+    """Refuse a Langevin-only (HMC-only) setting of the shared sampler section when every grid
+    of a multigrid run sets another kind in its own section: no grid inherits it
+    (:func:`_grid_sampler`), so it would go unread."""
+    if config.multigrid is None:
+        return
+    kinds = {(grid.sampler or config.sampler).kind for grid in config.multigrid.grids}
+    for kind, names in (("langevin", LANGEVIN_ONLY), ("hmc", HMC_ONLY)):
+        if kind not in kinds:
+            _refuse_unread("sampler", config.sampler, names,
+                           f"no multigrid grid's sampler is {kind!r} (each grid's sampler "
+                           "section sets its own kind)")
+
+
+def _check_exact_sampler_clamps(config: ExperimentConfig) -> None:
+    """Refuse a ``clamp`` set for MALA or HMC where nothing reads it (null, no clamp, is what
+    they do): those samplers never clamp their chains (they sample exp(-E) itself), so a clamp
+    set for them (a voxel run's [0, 1]) was ignored without a word. The experiment's clamp is
+    read beside its chains by a cooperative generator's proposals, a multigrid run's drawn base
+    grids (``multigrid.base_rank``), a grid whose own sampler is Langevin and keeps it, and a
+    video completion preconditioned by ``recovery.step_scale`` without a sampler of its own."""
+    shared, multigrid, recovery = config.sampler, config.multigrid, config.recovery
+    grid_samplers = [grid.sampler or shared for grid in multigrid.grids] if multigrid else []
+    read_beside_chains = (
+        config.cooperative is not None
+        or (multigrid is not None and multigrid.base_rank is not None)
+        or (recovery.step_scale == "interpolation_spread" and recovery.completion is None)
+        or any(s.kind == "langevin" and s.clamp == shared.clamp for s in grid_samplers))
+    if shared.kind != "langevin" and shared.clamp is not None and not read_beside_chains:
+        _refuse_unread("sampler", shared, ("clamp",),
+                       f"sampler.kind {shared.kind!r} never clamps its chains")
+    for i, sampler in enumerate(grid_samplers):
+        # A grid's section inherits the shared clamp (read or refused above): only one of its
+        # own is the grid's to refuse.
+        if sampler.kind != "langevin" and sampler.clamp not in (shared.clamp, DEFAULT_CLAMP,
+                                                                None):
+            key = f"multigrid.grids[{i}].sampler"
+            raise UnreadSetting(
+                f"{key}.clamp is {_shown(sampler.clamp)}, but {key}.kind {sampler.kind!r} never "
+                f"clamps its chains; leave {key}.clamp out (the sampler section's, "
+                f"{_shown(shared.clamp)}, is inherited)", key=f"{key}.clamp",
+                default=shared.clamp)
+    completion = recovery.completion
+    if (completion is not None and completion.kind != "langevin" and completion.clamp is not None
+            and recovery.step_scale != "interpolation_spread"):
+        _refuse_unread("recovery.completion", completion, ("clamp",),
+                       f"recovery.completion.kind {completion.kind!r} never clamps its chains "
+                       f"(recovery.step_scale {recovery.step_scale!r}: nothing else bounds them)")
 
 
 # The architectures each data.kind's modality builds (stgconv.modalities): another one failed
@@ -750,6 +807,11 @@ def example_shape(data: DataConfig) -> tuple[int, ...]:
 MAX_STEP_SIZE = 1e3
 
 
+# The settings of a sampler section that one kind of sampler reads and the others refuse.
+LANGEVIN_ONLY = ("noise_scale", "noise_anneal", "grad_clip", "precision", "cuda_graph")
+HMC_ONLY = ("n_leapfrog",)
+
+
 def check_sampler(key: str, sampler: SamplerConfig) -> None:
     """``ValueError`` naming the setting of ``sampler`` (the section at ``key``) that is out of
     range, or set though its ``kind`` never reads it (:class:`UnreadSetting`)."""
@@ -780,11 +842,10 @@ def check_sampler(key: str, sampler: SamplerConfig) -> None:
         # MALA and HMC sample exp(-E) itself, in fp32 and step by step: a temperature,
         # annealing, clipping, precision or CUDA graph set for them would be ignored without a
         # word.
-        _refuse_unread(key, sampler, ("noise_scale", "noise_anneal", "grad_clip", "precision",
-                                      "cuda_graph"),
+        _refuse_unread(key, sampler, LANGEVIN_ONLY,
                        f"applies to Langevin only: {key}.kind {sampler.kind!r} ignores it")
     if sampler.kind != "hmc":
-        _refuse_unread(key, sampler, ("n_leapfrog",),
+        _refuse_unread(key, sampler, HMC_ONLY,
                        f"applies to HMC only: {key}.kind {sampler.kind!r} ignores it")
 
 
@@ -812,10 +873,18 @@ def _refuse_unread(key: str, section: Any, names: Sequence[str], why: str) -> No
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         value = getattr(section, name)
         if value != default:
-            shown = "null" if default is None else str(default).lower()
+            shown = _shown(default)
             raise UnreadSetting(f"{key}.{name} is {value!r}, but {why}; set {key}.{name}={shown} "
                                 "(its default) or leave it out", key=f"{key}.{name}",
                                 default=default)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as ``--set`` takes it: ``null``, ``true``, ``[-1.0, 1.0]`` for a tuple (the
+    tuple's own ``(-1.0, 1.0)`` reads back as a string)."""
+    if value is None:
+        return "null"
+    return str(list(value)) if isinstance(value, tuple) else str(value).lower()
 
 
 def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
@@ -1418,7 +1487,7 @@ def _inherit_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
         return data  # nothing to inherit, or malformed: config_from_dict names the problem
     if not isinstance(shared, dict):
         return data
-    grids = [{**grid, "sampler": {**shared, **grid["sampler"]}}
+    grids = [{**grid, "sampler": _grid_sampler(shared, grid["sampler"])}
              if isinstance(grid, dict) and isinstance(grid.get("sampler"), dict) else grid
              for grid in multigrid["grids"]]
     # Last, so that a wrong key of the shared section is named there, where it was written,
@@ -1426,6 +1495,15 @@ def _inherit_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:
     # came before its sampler section).
     shared_first = {key: value for key, value in data.items() if key != "multigrid"}
     return {**shared_first, "multigrid": {**multigrid, "grids": grids}}
+
+
+def _grid_sampler(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A grid's sampler section ``own`` over the shared one, of whose keys it takes only those
+    its kind reads: an HMC grid beside Langevin grids took the shared ``precision`` set for
+    them, and was refused for a multigrid.grids[i].sampler.precision nobody had written."""
+    kind = own.get("kind", shared.get("kind", SamplerConfig.kind))
+    unread = (() if kind == "langevin" else LANGEVIN_ONLY) + (() if kind == "hmc" else HMC_ONLY)
+    return {**{key: value for key, value in shared.items() if key not in unread}, **own}
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:

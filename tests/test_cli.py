@@ -757,7 +757,8 @@ FAULTS = {
         "PATH (or the config's data.path)"),
     "a Gaussian fitted to one image": (
         ["train", *TINY, "--set", "chains.mode=noise", "--set", "chains.init=data_gaussian",
-         "--out", "{tmp}/run"], "a Gaussian fit needs at least 2 examples, got 1"),
+         "--out", "{tmp}/run"], "chains.init 'data_gaussian' fits Gaussians to the training "
+        "examples: a Gaussian fit needs at least 2 examples, got 1"),
     "huge --size": (["synthesize", "{texture}", "--size", "100000"], "over the limit of 2^28"),
     "huge -n": (["synthesize", "{texture}", "-n", "100000000"], "over the limit of 2^28"),
     "negative --size": (["synthesize", "{texture}", "--size", "-5"], "--size must be >= 1, got -5"),

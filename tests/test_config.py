@@ -696,6 +696,33 @@ def test_a_saved_multigrid_config_inherits_a_later_shared_sampler_change(tmp_pat
     assert resumed.multigrid.grids[0].sampler.n_steps == 5
 
 
+def test_a_grid_of_another_sampler_kind_takes_only_the_shared_settings_its_kind_reads(
+        tmp_path: Path) -> None:
+    """An HMC grid beside Langevin ones took the shared Langevin-only precision (and a Langevin
+    grid beside HMC ones the shared n_leapfrog) and was refused for a
+    multigrid.grids[i].sampler setting nobody had written; the others read it."""
+    config = load_config(None, ["data.size=8", "sampler.precision=bf16",
+                                "sampler.noise_anneal=linear",
+                                "multigrid={grids: [{size: 4, sampler: {kind: hmc}}, {size: 8}]}"])
+    coarse, fine = config.multigrid.grids[0].sampler, config.sampler
+    assert config.multigrid.grids[1].sampler is None
+    assert (coarse.kind, coarse.precision, coarse.noise_anneal) == ("hmc", "auto", "none")
+    assert (fine.precision, fine.noise_anneal) == ("bf16", "linear")
+    save_config(config, tmp_path / "run.yaml")
+    assert load_config(tmp_path / "run.yaml") == load_config(tmp_path / "run.yaml",
+                                                             saved=True) == config
+    config = load_config(None, ["data.size=8", "sampler={kind: hmc, n_leapfrog: 3}",
+                                "multigrid={grids: [{size: 4, sampler: {kind: langevin}}, "
+                                "{size: 8}]}"])
+    assert config.multigrid.grids[0].sampler.n_leapfrog == 5
+    assert config.sampler.n_leapfrog == 3
+    # Where no grid's kind reads it, the shared setting is refused under its own key.
+    with pytest.raises(UnreadSetting, match=r"sampler\.precision is 'bf16', but no multigrid "
+                                            r"grid's sampler is 'langevin'"):
+        load_config(None, ["data.size=8", "sampler.precision=bf16", "multigrid={grids: "
+                           "[{size: 4, sampler: {kind: hmc}}, {size: 8, sampler: {kind: mala}}]}"])
+
+
 def test_a_grid_no_finer_than_the_one_below_is_refused() -> None:
     with pytest.raises(ValueError, match="no finer than the grid below"):
         load_config(None, ["data.size=8", "multigrid={base_size: 8, grids: [{size: 8}]}"])
@@ -807,6 +834,17 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     (["cooperative={}", "chains.init_scale=0.5"], "chains.init_scale is 0.5, but a cooperative"),
     ([*SUPER_RESOLUTION, "initializer={fold: 4}"],
      "initializer.fold is 4, but applies to recovery (chains.mode recovery) only"),
+    # MALA and HMC never clamp their chains: a voxel run's [0, 1] let them leave it unseen.
+    ([*VOXELS, "sampler.kind=hmc", "sampler.clamp=[0, 1]"],
+     "sampler.clamp is (0.0, 1.0), but sampler.kind 'hmc' never clamps its chains; set "
+     "sampler.clamp=[-1.0, 1.0] (its default)"),
+    ([*MULTIGRID, "sampler.kind=mala", "sampler.clamp=[0, 1]"],
+     "sampler.clamp is (0.0, 1.0), but sampler.kind 'mala' never clamps"),
+    (["data.size=8", "multigrid={grids: [{size: 4, sampler: {kind: hmc, clamp: [0, 1]}}, "
+      "{size: 8}]}"], "multigrid.grids[0].sampler.clamp is [0.0, 1.0], but "
+                      "multigrid.grids[0].sampler.kind 'hmc' never clamps its chains"),
+    (["recovery.completion={kind: mala, clamp: [0, 1]}"],
+     "recovery.completion.clamp is (0.0, 1.0), but recovery.completion.kind 'mala' never clamps"),
 ])
 def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message: str) -> None:
     """These were accepted and silently ignored: the run went on as if they had not been set."""
@@ -825,6 +863,17 @@ def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message:
     ["data.kind=video_frames", "data.frames=4", "data.fps=10", "data.start_frame=2"],
     [*JEM, "model.n_classes=5"],
     ["cooperative={}", "chains.chains_per_example=2"],
+    # An exact sampler's clamp, read beside its chains: the generator's proposals, the drawn
+    # base grids, a Langevin grid inheriting it, the preconditioned video completion.
+    ["sampler.kind=mala", "sampler.clamp=[0, 1]", "cooperative={}"],
+    [*MULTIGRID, "sampler.kind=hmc", "sampler.clamp=[0, 1]", "multigrid.base_rank=2"],
+    ["data.size=8", "sampler.kind=hmc", "sampler.clamp=[0, 1]",
+     "multigrid={grids: [{size: 4, sampler: {kind: langevin}}, {size: 8}]}"],
+    ["sampler.kind=mala", "sampler.clamp=[0, 1]", "recovery.step_scale=interpolation_spread"],
+    ["recovery.completion={kind: hmc, clamp: [0, 1]}", "recovery.step_scale=interpolation_spread"],
+    # null, no clamp, is what they do.
+    ["sampler.kind=mala", "sampler.clamp=null", "recovery.completion={kind: hmc, clamp: null}"],
+    ["data.size=8", "multigrid={grids: [{size: 4, sampler: {kind: hmc, clamp: null}}, {size: 8}]}"],
 ])
 def test_a_setting_its_run_reads_is_accepted(overrides: list[str]) -> None:
     load_config(None, overrides)
@@ -967,6 +1016,20 @@ def test_a_runs_own_config_keeps_what_its_grids_take_from_the_experiments_sample
         warnings.simplefilter("error")
         config = load_config(path, saved=True)
     assert config.multigrid.grids[0].sampler.n_leapfrog == 7
+
+
+def test_a_runs_own_config_with_a_clamp_its_exact_sampler_never_read_loads_without_it(
+        tmp_path: Path) -> None:
+    """An earlier stgconv accepted a clamp for MALA or HMC and trained without it: the run
+    resumes as it trained, told so."""
+    path = write(tmp_path, yaml.safe_dump({
+        "data": {"path": "builtin:brick", "size": 8}, "sampler": {"kind": "hmc", "clamp": [0, 1]},
+        "multigrid": {"grids": [{"size": 4, "sampler": {"kind": "mala", "clamp": [0, 0.5]}},
+                                {"size": 8}]}}))
+    with pytest.warns(UserWarning, match=r"sets sampler\.clamp, multigrid\.grids\[0\]\.sampler\."
+                                         r"clamp, which its training never read"):
+        config = load_config(path, saved=True)
+    assert config.sampler.clamp == config.multigrid.grids[0].sampler.clamp == (-1.0, 1.0)
 
 
 def test_a_runs_own_config_that_a_set_corrects_loads(tmp_path: Path) -> None:

@@ -547,6 +547,20 @@ def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_p
     assert state["reference"]["component_classes"].tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("overrides, setting", [
+    ([], "chains.init 'data_gaussian'"),  # the file's start, fitted first
+    (["--set", "chains.init=gaussian"], "jem.reference_components"),
+])
+def test_a_gaussian_fit_too_few_examples_for_names_the_setting_that_asked_for_it(
+        tmp_path: Path, capsys, overrides: list[str], setting: str) -> None:
+    """Both fits refused a class of one example in the same words, naming neither setting."""
+    data = labelled_bars(tmp_path / "bars.npz", 4)  # classes 0, 1, 2, 0
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(tmp_path / "run"),
+                 *JEM_TINY, *overrides]) == 2
+    assert (f"error: {setting} fits Gaussians to the training examples: class 1 has 1 examples"
+            in capsys.readouterr().err)
+
+
 def test_the_chains_fitted_start_takes_the_configs_share_of_noise(tmp_path: Path,
                                                                    monkeypatch) -> None:
     fits = []

@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -424,12 +424,14 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     observed = data
     labels = _labels(config, config.jem.labels, len(data)) if config.jem is not None else None
     # Fitted to every example before sharding, so every rank starts chains from the same fit.
-    init = (DataGaussian.fit(data, labels, rank=config.chains.init_rank,
-                             noise=config.chains.init_noise, noise_scale=config.chains.init_scale)
+    init = (_gaussian_fit("chains.init 'data_gaussian'", data, labels,
+                          rank=config.chains.init_rank, noise=config.chains.init_noise,
+                          noise_scale=config.chains.init_scale)
             if config.chains.init == "data_gaussian" else None)
-    reference = (DataGaussian.fit(data, labels, rank=config.jem.reference_rank,
-                                  components=config.jem.reference_components,
-                                  generator=torch.Generator(device).manual_seed(config.seed))
+    reference = (_gaussian_fit("jem.reference_components", data, labels,
+                               rank=config.jem.reference_rank,
+                               components=config.jem.reference_components,
+                               generator=torch.Generator(device).manual_seed(config.seed))
                  if config.jem is not None and config.jem.reference_components > 0 else None)
     if world is not None:
         shard = world.shard(len(data))
@@ -561,6 +563,17 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     if main and isinstance(trainer, MultiGridTrainer):
         _save_pyramids(trainer, observed, modality, config, out)
     return out
+
+
+def _gaussian_fit(setting: str, data: Tensor, labels: Tensor | None, **options: Any
+                  ) -> DataGaussian:
+    """:meth:`DataGaussian.fit` of ``data`` (``labels``: one fit per class), its refusal
+    naming the ``setting`` that asked for it: a run of one training image with chains.init
+    data_gaussian was told only "a Gaussian fit needs at least 2 examples, got 1"."""
+    try:
+        return DataGaussian.fit(data, labels, **options)
+    except ValueError as err:
+        raise ValueError(f"{setting} fits Gaussians to the training examples: {err}") from err
 
 
 def _check_not_removed(out: Path, still_ours: Callable[[], bool]) -> None:
