@@ -657,6 +657,26 @@ def test_coop_bench_quick_compares_both_models_at_equal_cpu_time(tmp_path, bench
     assert digits["frechet"] >= 0 and 0 <= digits["class_entropy"] <= 1
 
 
+def test_coop_bench_trains_a_descriptor_until_its_buffer_holds_the_samples(bench_module):
+    """Iterations, each storing batch_size x chains_per_example chains, until the buffer
+    holds the samples scored from its chains, or as many as it can hold."""
+    from dataclasses import replace
+
+    from stgconv.config import ExperimentConfig
+
+    storing = bench_module("coop.py")["_storing"]
+    config = ExperimentConfig()
+
+    def stored(batch_size: int, chains_per_example: int, capacity: int) -> ExperimentConfig:
+        return replace(config, train=replace(config.train, batch_size=batch_size),
+                       chains=replace(config.chains, mode="buffer", buffer_capacity=capacity,
+                                      chains_per_example=chains_per_example))
+
+    assert storing(stored(4, 1, 100), 6) == 2  # 4 chains, then 8
+    assert storing(stored(2, 2, 100), 6) == 2
+    assert storing(stored(4, 1, 4), 6) == 1  # a buffer of 4 is full after one
+
+
 def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
     out = tmp_path / "rbm.json"
     assert bench_main("rbm.py")(["--quick", "--json", str(out), "--samples",

@@ -167,6 +167,11 @@ def test_a_link_in_the_runs_own_output_folder_is_refused(tmp_path: Path, capsys)
     code, _, err = run_main(["synthesize", str(run), "--num", "1", "--steps", "1"], capsys)
     assert code == 2 and re.search(r"synthesis/samples\.png is a symbolic link to .*notes\.txt: "
                                    r"writing the outputs into the run's synthesis folder", err), err
+    (run / "synthesis" / "samples.png").unlink()  # a link to nothing: written, it makes that file
+    (run / "synthesis" / "samples.png").symlink_to(tmp_path / "nowhere.png")
+    code, _, err = run_main(["synthesize", str(run), "--num", "1", "--steps", "1"], capsys)
+    assert code == 2 and "samples.png is a symbolic link to" in err, err
+    assert not (tmp_path / "nowhere.png").exists()
     (run / "synthesis" / "samples.png").unlink()
     (run / "synthesis").rmdir()
     (tmp_path / "disk").mkdir()
@@ -175,6 +180,10 @@ def test_a_link_in_the_runs_own_output_folder_is_refused(tmp_path: Path, capsys)
     assert code == 0, err
     assert (tmp_path / "disk" / "synthesized.npy").is_file()
     assert notes.read_text() == "the user's"
+    (tmp_path / "logs").mkdir()  # a linked folder inside it is no file written through
+    (tmp_path / "disk" / "logs").symlink_to(tmp_path / "logs")
+    code, _, err = run_main(["synthesize", str(run), "--num", "1", "--steps", "1"], capsys)
+    assert code == 0, err
 
 
 def test_a_run_saved_with_a_since_withdrawn_setting_resumes_and_a_users_config_is_told(

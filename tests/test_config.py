@@ -237,6 +237,15 @@ def test_aliases_repeated_inside_one_another_are_refused_before_they_expand(
         load_config(write(tmp_path, "\n".join(lines) + "\n"))
 
 
+def test_a_config_of_the_most_values_is_copied_and_one_more_refused() -> None:
+    from stgconv.config import MOST_CONFIG_VALUES, _deep_copy
+
+    values = ["x"] * (MOST_CONFIG_VALUES - 1)  # and the list holding them
+    assert _deep_copy(values) == values
+    with pytest.raises(ValueError, match=rf"holds more than {MOST_CONFIG_VALUES} values"):
+        _deep_copy([*values, "x"])
+
+
 def test_values_nested_too_deeply_to_read_are_named(tmp_path: Path) -> None:
     """PyYAML reads nesting by recursion: 2,000 brackets stopped it with a RecursionError (a
     traceback); the copy of a checkpoint's config as well."""

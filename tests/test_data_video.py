@@ -552,6 +552,17 @@ def test_a_cache_whose_clips_lie_in_another_file_is_refused(video_dir: Path,
     with pytest.raises(ValueError, match=r"relinked\.h5: dataset '/clips' keeps its data in "
                                          r"another file \(a virtual dataset over .*clips\.h5"):
         VideoClips(relinked)
+    # Every dataset it reads, through an external link too (the sources and start frames
+    # are read at once, the clips later through the same file).
+    for name in ("clips", "source", "start_frame"):
+        linked = tmp_path / f"linked_{name}.h5"
+        linked.write_bytes(cache.read_bytes())
+        with h5py.File(linked, "r+") as h5:
+            del h5[name]
+            h5[name] = h5py.ExternalLink(str(cache), f"/{name}")
+        with pytest.raises(ValueError, match=rf"linked_{name}\.h5: an external link in it leads "
+                                             rf"to dataset '/{name}' of .*clips\.h5"):
+            VideoClips(linked)
 
 
 def test_a_cache_rebuilt_after_its_index_was_read_is_refused(video_dir: Path,

@@ -210,6 +210,19 @@ def test_a_cache_whose_data_lie_in_another_file_is_refused(cache: Path, tmp_path
     with pytest.raises(ValueError, match=r"relinked\.h5: dataset '/voxels' keeps its data in "
                                          r"another file \(external raw files \(.*other\.bin"):
         VoxelShapes(relinked)
+    # Every dataset it reads, through an external link too: the labels, splits and sources
+    # are read at once, the shapes later through the same file.
+    target = tmp_path / "target.h5"
+    target.write_bytes(cache.read_bytes())
+    for name in ("voxels", "label", "split", "source"):
+        linked = tmp_path / f"linked_{name}.h5"
+        linked.write_bytes(cache.read_bytes())
+        with h5py.File(linked, "r+") as h5:
+            del h5[name]
+            h5[name] = h5py.ExternalLink(str(target), f"/{name}")
+        with pytest.raises(ValueError, match=rf"linked_{name}\.h5: an external link in it leads "
+                                             rf"to dataset '/{name}' of .*target\.h5"):
+            VoxelShapes(linked)
 
 
 def test_npz_sources(tmp_path: Path) -> None:

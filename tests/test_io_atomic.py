@@ -552,11 +552,15 @@ def test_on_windows_no_process_is_signalled_and_no_folder_opened(tmp_path: Path,
     monkeypatch.setattr(atomic, "_WINDOWS", True, raising=False)
     monkeypatch.setattr(atomic.os, "kill", lambda pid, signal: signalled.append(pid))
     monkeypatch.setattr(atomic.os, "open", windows_open)
+    events = record_flushes_and_renames(monkeypatch)
     debris = tmp_path / ".result.json.1-abc.tmp"
     debris.write_text("left by a killed writer")
     with written_together():
         atomic_write_text(tmp_path / "picture.txt", "picture")
         atomic_write_text(tmp_path / "array.txt", "array")
     assert signalled == []
+    # Each file's data is still flushed before its rename: only the folders are not.
+    flushed = [Path(path).name for kind, path in events if kind == "fsync"]
+    assert [name.split(f".{os.getpid()}-")[0] for name in flushed] == [".picture.txt", ".array.txt"]
     assert (tmp_path / "picture.txt").read_text() == "picture" and debris.exists()
     assert leftovers(tmp_path, {"picture.txt", "array.txt", debris.name}) == []

@@ -479,7 +479,10 @@ def test_a_header_declaring_more_than_memory_is_a_value_error_naming_the_file(
         archive.writestr("X.npy", header.getvalue())
     with h5py.File(tmp_path / "huge.h5", "w") as h5:
         h5.create_dataset("voxels", (10 ** 6,) * 3, "f8", chunks=(1, 1, 8))
-    for name in ("huge.npy", "huge.npz", "huge.h5"):
+    write_mat_v73(tmp_path / "huge.mat", {})
+    with h5py.File(tmp_path / "huge.mat", "r+") as h5:
+        h5.create_dataset("instance", (10 ** 6,) * 3, "f8", chunks=(1, 1, 8))
+    for name in ("huge.npy", "huge.npz", "huge.h5", "huge.mat"):
         with pytest.raises(ValueError, match=rf"{name}.*declares more than memory holds"):
             load_voxels(tmp_path / name)
 
@@ -532,7 +535,8 @@ def test_voxel_file_errors(tmp_path: Path) -> None:
     # 4194304^3 voxels: 2^66, which an int64 product wrapped to 0, an empty file's voxels.
     (tmp_path / "wrapped.binvox").write_bytes(b"#binvox 1\ndim 4194304 4194304 4194304\ndata\n")
     with pytest.raises(ValueError, match=r"wrapped\.binvox is truncated or corrupt: its runs "
-                                         r"hold 0 voxels"):
+                                         r"hold 0 voxels, the header announces \(4194304, "
+                                         r"4194304, 4194304\) = 73786976294838206464$"):
         load_voxels(tmp_path / "wrapped.binvox")
     for name in ("junk.binvox", "junk.npz", "junk.h5", "junk.mat", "junk.npy"):
         (tmp_path / name).write_bytes(b"\x00garbage" * 10)

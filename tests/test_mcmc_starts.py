@@ -929,4 +929,5 @@ def test_the_stateless_starts_say_their_settings() -> None:
     """They printed as ``<...NoiseStart object at 0x...>``, where the stateful ones say theirs."""
     assert repr(NoiseStart(NoiseInit("uniform", 0.5), chains_per_example=2)) == (
         "NoiseStart(init=NoiseInit(kind='uniform', scale=0.5), chains_per_example=2)")
-    assert repr(DataStart(noise_std=0.1)) == "DataStart(noise_std=0.1, chains_per_example=1)"
+    assert repr(DataStart(noise_std=0.1, chains_per_example=3)) == (
+        "DataStart(noise_std=0.1, chains_per_example=3)")

@@ -243,11 +243,30 @@ def test_a_resume_refuses_a_run_file_that_links_elsewhere(tmp_path: Path) -> Non
     notes.write_text("the user's")
     (run / "samples.png").unlink()
     (run / "samples.png").symlink_to(notes)
+    config = load_config(run / "config.yaml", ["train.n_iterations=2"])
     with pytest.raises(ValueError, match=r"samples\.png is a symbolic link to .*notes\.txt: "
                                          r"resuming would replace that file"):
-        train(load_config(run / "config.yaml", ["train.n_iterations=2"]), resume=True,
-              progress=False)
+        train(config, resume=True, progress=False)
     assert notes.read_text() == "the user's"
+    # A link to nothing (written through, it makes that file), and the checkpoint itself.
+    (run / "samples.png").unlink()
+    (run / "samples.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(ValueError, match=r"samples\.png is a symbolic link to .*nowhere\.png"):
+        train(config, resume=True, progress=False)
+    (run / "samples.png").unlink()
+    shutil.move(run / "checkpoint.pt", tmp_path / "kept.pt")
+    (run / "checkpoint.pt").symlink_to(tmp_path / "kept.pt")
+    kept = (tmp_path / "kept.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"checkpoint\.pt is a symbolic link to .*kept\.pt"):
+        train(config, resume=True, progress=False)
+    assert (tmp_path / "kept.pt").read_bytes() == kept
+    assert not (tmp_path / "nowhere.png").exists()
+    # A linked folder is the user's setup (tb/ on a shared log folder): resumed through.
+    (run / "checkpoint.pt").unlink()
+    shutil.move(tmp_path / "kept.pt", run / "checkpoint.pt")
+    shutil.move(run / "tb", tmp_path / "shared_logs")
+    (run / "tb").symlink_to(tmp_path / "shared_logs")
+    assert train(config, resume=True, progress=False) == run
 
 
 def test_overwrite_removes_the_old_models_reconstruction_too(tmp_path: Path) -> None:
@@ -604,6 +623,16 @@ def test_a_python_trainers_checkpoint_is_sampled_with_its_nets_channels(tmp_path
     with pytest.warns(RuntimeWarning, match="not from noise starts"):
         out = interpolate(run, tmp_path / "path", n_points=2, device="cpu")
     assert np.load(out / "interpolation.npy").shape[:2] == (2, 3)
+    # A gray picture is reconstructed as the net's 3 channels (read as its own 1, it failed).
+    from PIL import Image
+
+    from stgconv.tasks import reconstruct
+
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "gray.png")
+    with pytest.warns(RuntimeWarning, match="not from noise starts"):
+        out = reconstruct(run, tmp_path / "gray.png", tmp_path / "reconstruction",
+                          n_iterations=1, device="cpu")
+    assert (out / "reconstruction.json").is_file()
 
 
 def test_an_rbms_checkpoint_is_refused_by_the_commands_that_shape_images(tmp_path: Path) -> None:

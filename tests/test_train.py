@@ -663,6 +663,26 @@ def test_a_multigrid_step_stopped_on_a_grid_moves_no_grid(tmp_path: Path) -> Non
     assert [grid["iteration"] for grid in saved["grids"]] == [3, 3] and saved["iteration"] == 3
 
 
+class Interrupting:
+    """A sampler whose chains the user stops (Ctrl-C: a KeyboardInterrupt, not an Exception)."""
+
+    n_steps = 1
+
+    def run(self, energy, x0, **kw) -> Tensor:
+        raise KeyboardInterrupt
+
+
+def test_a_multigrid_step_interrupted_on_a_grid_keeps_every_grids_last_chains_and_data() -> None:
+    trainer = make_multigrid_trainer()
+    trainer.fit(1, progress=False)
+    last = [(grid.last_samples, grid.last_data) for grid in trainer.trainers]
+    trainer.trainers[1].sampler = Interrupting()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.step()
+    for k, (grid, (samples, data)) in enumerate(zip(trainer.trainers, last), start=1):
+        assert grid.last_samples is samples and grid.last_data is data, f"grid {k}"
+
+
 # --------------------------------------------------------------------------- accumulation
 
 
