@@ -16,7 +16,13 @@ if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from stgconv.config import ExperimentConfig, TrainConfig, load_config  # noqa: E402
-from stgconv.energy import ConvNetEnergy, EnergyModel, image_energy  # noqa: E402
+from stgconv.energy import (  # noqa: E402
+    ConvNetEnergy,
+    EnergyModel,
+    image_energy,
+    video_energy,
+    voxel_energy,
+)
 from stgconv.losses import contrastive_divergence  # noqa: E402
 from stgconv.mcmc import (  # noqa: E402
     HMC,
@@ -48,4 +54,6 @@ __all__ = [
     "contrastive_divergence",
     "image_energy",
     "load_config",
+    "video_energy",
+    "voxel_energy",
 ]

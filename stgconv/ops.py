@@ -26,15 +26,22 @@ from stgconv.checks import as_int, check_generator
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
-def _check_factor(x: Tensor, factor: Sequence[int]) -> tuple[int, ...]:
+def check_block_factor(factor: Sequence[int]) -> tuple[int, ...]:
+    """``factor`` as a tuple of ints ``>= 1``, one block size per trailing dim; else a
+    ``ValueError`` naming it (a bare int included: ``(4, 4, 4)``, not ``4``, for voxels)."""
     # operator.index, not int(): a factor of 1.5 was truncated to blocks of 1 silently.
     try:
         checked = tuple(operator.index(f) for f in factor)
     except TypeError:
         checked = ()
     if not checked or any(f < 1 for f in checked):
-        raise ValueError(f"factor must be a non-empty sequence of positive ints, got {factor!r}")
-    factor = checked
+        raise ValueError(f"factor must be a non-empty sequence of positive ints, one per "
+                         f"trailing dim (e.g. (4, 4, 4) for voxels), got {factor!r}")
+    return checked
+
+
+def _check_factor(x: Tensor, factor: Sequence[int]) -> tuple[int, ...]:
+    factor = check_block_factor(factor)
     if x.dim() < len(factor) + 1:
         raise ValueError(
             f"factor {factor} covers {len(factor)} trailing dims, but x has shape {tuple(x.shape)}"

@@ -327,3 +327,13 @@ def test_a_size_or_channel_count_images_cannot_have_is_named(tmp_path: Path) -> 
             load_npz_images(path, size=size, channels=1)
         with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size}"):
             ImageFolder(tmp_path, size=size)
+
+
+def test_npz_labels_of_another_split_name_the_images_argument(tmp_path: Path) -> None:
+    # key="y_test" alone counted x_train's images; the error now says which argument fixes it.
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 4, 4), np.uint8), y_train=np.arange(4),
+             x_test=np.zeros((2, 4, 4), np.uint8), y_test=np.arange(2))
+    with pytest.raises(ValueError, match=r"y_test holds 2 labels for 4 x_train images; "
+                                         r"images= names the array they label"):
+        load_npz_labels(tmp_path / "d.npz", key="y_test")
+    assert load_npz_labels(tmp_path / "d.npz", key="y_test", images="x_test").tolist() == [0, 1]

@@ -289,3 +289,17 @@ def test_a_parametrized_weight_is_computed_once_per_call() -> None:
         Counted.calls = 0
         module(x)
         assert Counted.calls == 1
+
+
+def test_every_modalitys_builder_is_public_beside_image_energy() -> None:
+    # image_energy was exported from stgconv and stgconv.energy; video_energy and voxel_energy
+    # only from their modules, so the examples needed private-looking module paths.
+    import stgconv
+    import stgconv.energy
+
+    for name, builder in (("image_energy", image_energy), ("video_energy", video_energy),
+                          ("voxel_energy", voxel_energy)):
+        assert getattr(stgconv, name) is builder and name in stgconv.__all__
+        assert getattr(stgconv.energy, name) is builder and name in stgconv.energy.__all__
+    assert stgconv.energy.VIDEO_ARCHS is VIDEO_ARCHS
+    assert stgconv.energy.VOXEL_PRESETS is VOXEL_PRESETS

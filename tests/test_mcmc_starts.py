@@ -680,6 +680,20 @@ def test_super_resolution_start_begins_and_stays_consistent_with_the_low_resolut
         SuperResolutionStart((4, 4, 4), upsample="cubic")
 
 
+@pytest.mark.parametrize("factor", [4, (), (4, 0, 4), (2.5, 2, 2)])
+def test_coarse_starts_refuse_a_bad_factor_when_made_naming_it(factor) -> None:
+    # A bare int failed as "'int' object is not iterable" (SuperResolutionStart(4) is what a
+    # reader of DownsampleConsistency(low, factor) writes first); 0 and 2.5 only in a step.
+    from stgconv.mcmc import CoarseStart, SuperResolutionStart
+
+    for start in (CoarseStart, SuperResolutionStart):
+        with pytest.raises(ValueError, match=r"factor must be a non-empty sequence of positive "
+                                             r"ints, one per trailing dim \(e.g. \(4, 4, 4\) "
+                                             r"for voxels\), got "):
+            start(factor)
+    assert SuperResolutionStart([2, 2]).factor == (2, 2)
+
+
 def test_recovery_start_clamps_the_known_entries_of_its_batch() -> None:
     x = boxes_and_balls(3, 8)
     start = RecoveryStart(0.7, nearest_known_fill)

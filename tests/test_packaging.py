@@ -65,6 +65,7 @@ def test_the_sdist_holds_a_test_suite_that_runs(built) -> None:
     sdist, _ = built
     for name in ("README.md", "LICENSE", "pyproject.toml", "run.sh", "tests/conftest.py", "tests/_tiny.py",
                  "configs/image/texture_brick.yaml", "tools/train.py", "bench/common.py",
+                 "examples/jem_ood.py",
                  "datasets/video/prepare.py", QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix()):
         assert name in sdist, name
     assert not [name for name in sdist if "__pycache__" in name or name.endswith(".pyc")]

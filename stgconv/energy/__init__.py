@@ -14,10 +14,13 @@ from stgconv.energy.classifier import (
 from stgconv.energy.compose import ProductOfExperts
 from stgconv.energy.image import IMAGE_PRESETS, image_energy
 from stgconv.energy.rbm import RBM, ais_log_partition
+from stgconv.energy.video import VIDEO_ARCHS, video_energy
+from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 
-__all__ = ["CLASSIFIER_ARCHS", "IMAGE_PRESETS", "ClassifierEnergy", "ConvNetEnergy",
-           "EnergyModel", "ProductOfExperts", "RBM", "ais_log_partition", "build_from_config",
-           "classifier_energy", "digit_classifier", "image_energy", "wide_resnet"]
+__all__ = ["CLASSIFIER_ARCHS", "IMAGE_PRESETS", "VIDEO_ARCHS", "VOXEL_PRESETS", "ClassifierEnergy",
+           "ConvNetEnergy", "EnergyModel", "ProductOfExperts", "RBM", "ais_log_partition",
+           "build_from_config", "classifier_energy", "digit_classifier", "image_energy",
+           "video_energy", "voxel_energy", "wide_resnet"]
 
 
 def build_from_config(config: dict[str, Any]) -> ConvNetEnergy | ClassifierEnergy | RBM:

@@ -15,7 +15,7 @@ from torch import Tensor
 from stgconv.checks import check_finite_number, check_generator
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.init import DataGaussian, NoiseInit, data_plus_noise
-from stgconv.ops import block_down, block_upsampler, nearest_up
+from stgconv.ops import block_down, block_upsampler, check_block_factor, nearest_up
 from stgconv.types import Fill
 
 
@@ -125,7 +125,8 @@ class CoarseStart(_Stateless):
     """
 
     def __init__(self, factor: tuple[int, ...]) -> None:
-        self.factor = tuple(factor)
+        # Checked here: a bare int failed as "'int' object is not iterable".
+        self.factor = check_block_factor(factor)
         self.chains_per_example = 1
 
     def start(

@@ -1,0 +1,102 @@
+"""Super-resolve 16^3 voxel shapes to 64^3 with a 3D descriptor net, against trilinear.
+
+The 64^3 model learns what detail the low resolution leaves out: each training chain starts at
+the up-sampled block means of a real bed and keeps them exactly (the DownsampleConsistency
+constraint), so the model is taught exactly the move that super-resolution asks of it. Held-out
+beds are then pooled to 16^3, super-resolved by the same sampler and constraint, and scored by
+IoU against the real 64^3 beds, beside the classical up-samplers.
+
+    python examples/voxel_super_resolution.py          # ModelNet10 beds from ../shared/data
+    python examples/voxel_super_resolution.py --smoke  # synthetic boxes, a few seconds
+
+Measured here (seed 0, 15 iterations on 400 beds, 43 held out, 25 CPU s): IoU 0.904 against
+0.865 for trilinear, 0.901 for trilinear made binary with the same block counts, 0.779 nearest.
+This is the method at its plainest; `stgconv train configs/voxel/super_resolution_quick.yaml`
+adds a learned initializer for the chain's start and reaches 0.920-0.922 on the same 43 beds
+(bench/README.md, "voxel_eval.py").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+import stgconv
+from stgconv.baselines.voxel import UPSAMPLERS, downsample
+from stgconv.io.voxel import load_voxels, save_voxels, to_tensor
+from stgconv.mcmc import SuperResolutionStart
+from stgconv.metrics import voxel_iou
+from stgconv.ops import block_top_k, linear_up
+
+BEDS = Path(__file__).resolve().parents[1] / "../shared/data/voxel/beds_64_train.npz"
+FACTOR = 4  # 64^3 from 16^3
+
+
+def synthetic_shapes(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``(n, 1, size, size, size)`` in {0, 1}: one solid axis-aligned box each."""
+    shapes = torch.zeros(n, 1, size, size, size)
+    for shape, (low, high) in zip(shapes, torch.randint(1, size // 2, (n, 2), generator=generator)):
+        shape[:, low:low + high, low:size - low, 1:high + 2] = 1.0
+    return shapes
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
+    parser.add_argument("--data", type=Path, default=BEDS, help=".npz of (N, 64, 64, 64) shapes")
+    parser.add_argument("--out", type=Path, default=Path("outputs/examples/voxel_sr"))
+    parser.add_argument("--json", type=Path, help="write the printed numbers here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not args.smoke and not args.data.exists():  # one line, not a loader's traceback
+        parser.error(f"{args.data} not found: pass --data PATH, or --smoke")
+    g = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the energy's initial weights
+
+    if args.smoke:
+        shapes, n_test, iterations = synthetic_shapes(12, 16, g), 4, 2
+    else:
+        shapes, n_test, iterations = to_tensor(load_voxels(args.data)), 43, 15  # (N, 1, 64^3)
+    train, test = shapes[:-n_test], shapes[-n_test:]
+    side = shapes.shape[-1]
+
+    # The model works on occupancy minus its mean (a constant shift, so block means and the
+    # clamp shift with it): the Gaussian reference of the energy is centred at 0.
+    mean = train.mean().item()
+    energy = stgconv.voxel_energy("desc64_small", size=side)
+    sampler = stgconv.Langevin(n_steps=20, step_size=0.1, noise_scale=0.0,
+                               clamp=(-mean, 1.0 - mean))
+    blocks = (FACTOR,) * 3
+    trainer = stgconv.Trainer(energy, sampler, SuperResolutionStart(blocks), train - mean,
+                              train=stgconv.TrainConfig(lr=0.01, batch_size=4,
+                                                        betas=(0.5, 0.999)), generator=g)
+    trainer.fit(iterations)
+
+    # Super-resolution: start at the trilinear up-sampling of the block means, keep them after
+    # every step, and make the result binary with each block's count of occupied voxels.
+    # 5 steps: the quick config's measured best; longer chains drift away from the shape.
+    low = downsample(test, FACTOR)                                        # (n_test, 1, 16^3)
+    constraint = stgconv.DownsampleConsistency(low - mean, blocks)
+    chain = stgconv.Langevin(n_steps=5, step_size=0.1, noise_scale=0.0, clamp=sampler.clamp)
+    refined = chain.run(energy, linear_up(low - mean, blocks), constraint=constraint,
+                        generator=g) + mean
+    ours = block_top_k(refined, low, blocks)                              # (n_test, 1, 64^3)
+
+    numbers = {f"iou_{name}": voxel_iou(up(low, FACTOR), test).mean().item()
+               for name, up in UPSAMPLERS.items()}
+    numbers["iou_stgconv"] = voxel_iou(ours, test).mean().item()
+    numbers["n_train"], numbers["n_test"] = len(train), len(test)
+    for name, value in numbers.items():
+        print(f"{name:24s} {value:8.4f}" if isinstance(value, float) else f"{name:24s} {value}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_voxels(ours[:, 0], args.out / "super_resolved.npy")
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+    return numbers
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Every script in ``examples/`` runs its ``--smoke`` mode as a user would run it: a fresh
+process, from another folder, with ``--data`` pointing nowhere (a smoke run makes its own tiny
+data and must not need ``../shared``), and writes the numbers it prints as finite JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+# Each example and the numbers its JSON must hold.
+EXPECTED = {
+    "video_recovery.py": {"error_stgconv", "error_temporal_interpolation", "best_classical",
+                          "ratio_to_best_classical"},
+    "voxel_super_resolution.py": {"iou_stgconv", "iou_trilinear", "iou_trilinear_binary"},
+    "compose_experts.py": {"smoothness_langevin_A_plus_B", "energy_A_hmc", "hmc_acceptance"},
+    "jem_ood.py": {"accuracy", "auroc_energy", "auroc_max_softmax", "auroc_stgconv"},
+}
+
+
+def test_every_example_is_covered():
+    assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_smoke_run_writes_its_numbers(script, tmp_path):
+    out = tmp_path / "numbers.json"
+    # This checkout's stgconv, not whichever clone the environment's editable install names;
+    # one thread: a few processes' worth of torch threads on 2 shared cores slowed each run.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(EXAMPLES / script), "--smoke", "--json", str(out),
+               "--data", str(tmp_path / "no_such_data")]
+    if "--out" in (EXAMPLES / script).read_text():
+        command += ["--out", str(tmp_path / "outputs")]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    numbers = json.loads(out.read_text())
+    assert EXPECTED[script] <= set(numbers)
+    for name, value in numbers.items():
+        assert isinstance(value, str) or math.isfinite(value), (name, value)
+        assert name in done.stdout  # what it writes is what it printed
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_without_its_data_says_so_in_one_line(script, tmp_path, capsys):
+    main = runpy.run_path(str(EXAMPLES / script))["main"]
+    missing = tmp_path / "no_such_data"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(missing), "--json", str(tmp_path / "numbers.json")])
+    assert exit_.value.code == 2
+    assert f"error: {missing} not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
