@@ -28,7 +28,7 @@ from stgconv import checkpoint, tasks
 from stgconv.checkpoint import load_checkpoint
 from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
-from stgconv.config import load_config
+from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.distributed import PeerFailedError
 from stgconv.tasks.train import Terminated
 
@@ -1573,6 +1573,16 @@ def test_an_override_longer_than_a_file_name_is_no_file_name(tmp_path: Path, cap
     code, _, err = run_main(["train", "--set", "name=" + "x" * 300, "--set",
                              "train.n_iterations=0", "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and "train.n_iterations must be positive, got 0" in err, err
+
+
+@pytest.mark.parametrize("command", [["recover"], ["eval", "recovery"], ["fill-prior"]])
+def test_the_help_names_the_shipped_recovery_config_where_it_is(command: list[str],
+                                                                capsys) -> None:
+    """The file these commands read without --config, by its place in the source tree."""
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = "".join(capsys.readouterr().out.split())
+    assert f"(default:theshipped{QUICK_RECOVERY_CONFIG.relative_to(REPO).as_posix()})" in text
 
 
 def test_a_repeatable_option_left_out_shows_not_set_in_the_help(capsys) -> None:

@@ -732,6 +732,18 @@ def test_a_grid_of_another_sampler_kind_takes_only_the_shared_settings_its_kind_
                            "[{size: 4, sampler: {kind: hmc}}, {size: 8, sampler: {kind: mala}}]}"])
 
 
+def test_a_grid_sampler_that_sets_no_kind_takes_the_shared_kinds_settings() -> None:
+    """Its kind is the shared section's: an HMC grid keeps the shared n_leapfrog, a Langevin
+    grid the shared precision."""
+    grids = "multigrid={grids: [{size: 4, sampler: {n_steps: 5}}, {size: 8}]}"
+    coarse = load_config(None, ["data.size=8", "sampler={kind: hmc, n_leapfrog: 3}",
+                                grids]).multigrid.grids[0].sampler
+    assert (coarse.kind, coarse.n_leapfrog, coarse.n_steps) == ("hmc", 3, 5)
+    coarse = load_config(None, ["data.size=8", "sampler.precision=bf16",
+                                grids]).multigrid.grids[0].sampler
+    assert (coarse.kind, coarse.precision, coarse.n_steps) == ("langevin", "bf16", 5)
+
+
 def test_a_grid_no_finer_than_the_one_below_is_refused() -> None:
     with pytest.raises(ValueError, match="no finer than the grid below"):
         load_config(None, ["data.size=8", "multigrid={base_size: 8, grids: [{size: 8}]}"])
@@ -854,6 +866,20 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
                       "multigrid.grids[0].sampler.kind 'hmc' never clamps its chains"),
     (["recovery.completion={kind: mala, clamp: [0, 1]}"],
      "recovery.completion.clamp is (0.0, 1.0), but recovery.completion.kind 'mala' never clamps"),
+    # Read by none of them: a completion of its own, a Langevin grid with a clamp of its own.
+    (["sampler.kind=mala", "sampler.clamp=[0, 1]", "recovery.step_scale=interpolation_spread",
+      "recovery.completion={n_steps: 5}"],
+     "sampler.clamp is (0.0, 1.0), but sampler.kind 'mala' never clamps"),
+    (["data.size=8", "sampler.kind=hmc", "sampler.clamp=[0, 1]",
+      "multigrid={grids: [{size: 4, sampler: {kind: langevin, clamp: [-2, 2]}}, {size: 8}]}"],
+     "sampler.clamp is (0.0, 1.0), but sampler.kind 'hmc' never clamps"),
+    # The grid named by its place among all the grids.
+    (["data.size=8", "multigrid={grids: [{size: 4}, {size: 8, sampler: {kind: hmc, clamp: [0, "
+      "1]}}]}"], "multigrid.grids[1].sampler.clamp is [0.0, 1.0]"),
+    # An HMC-only setting of the shared section that no grid's kind reads.
+    (["data.size=8", "sampler={kind: hmc, n_leapfrog: 3}", "multigrid={grids: [{size: 4, "
+      "sampler: {kind: langevin}}, {size: 8, sampler: {kind: mala}}]}"],
+     "sampler.n_leapfrog is 3, but no multigrid grid's sampler is 'hmc'"),
 ])
 def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message: str) -> None:
     """These were accepted and silently ignored: the run went on as if they had not been set."""
@@ -883,6 +909,9 @@ def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message:
     # null, no clamp, is what they do.
     ["sampler.kind=mala", "sampler.clamp=null", "recovery.completion={kind: hmc, clamp: null}"],
     ["data.size=8", "multigrid={grids: [{size: 4, sampler: {kind: hmc, clamp: null}}, {size: 8}]}"],
+    # A Langevin chain's own clamp.
+    ["data.size=8", "multigrid={grids: [{size: 4, sampler: {clamp: [0, 0.5]}}, {size: 8}]}"],
+    ["recovery.completion={clamp: [0, 1]}"],
 ])
 def test_a_setting_its_run_reads_is_accepted(overrides: list[str]) -> None:
     load_config(None, overrides)
@@ -1039,6 +1068,30 @@ def test_a_runs_own_config_with_a_clamp_its_exact_sampler_never_read_loads_witho
                                          r"clamp, which its training never read"):
         config = load_config(path, saved=True)
     assert config.sampler.clamp == config.multigrid.grids[0].sampler.clamp == (-1.0, 1.0)
+
+
+def test_an_exact_grids_unread_clamp_loads_as_the_shared_one_it_would_inherit(
+        tmp_path: Path) -> None:
+    """Where the shared clamp is read (a Langevin sampler), the MALA grid's own clamp is reset to
+    it: the config then is the one that leaves the grid's clamp out."""
+    grid = {"size": 4, "sampler": {"kind": "mala", "clamp": [0, 0.5]}}
+    text = {"data": {"path": "builtin:brick", "size": 8}, "sampler": {"clamp": [0, 1]},
+            "multigrid": {"grids": [grid, {"size": 8}]}}
+    path = write(tmp_path, yaml.safe_dump(text))
+    with pytest.warns(UserWarning, match=r"sets multigrid\.grids\[0\]\.sampler\.clamp, which"):
+        config = load_config(path, saved=True)
+    del grid["sampler"]["clamp"]
+    assert config == load_config(write(tmp_path, yaml.safe_dump(text), "without.yaml"))
+    assert config.multigrid.grids[0].sampler.clamp == (0.0, 1.0)
+
+
+def test_an_exact_grid_built_in_python_keeps_the_default_clamp_beside_a_shared_one() -> None:
+    """A grid's SamplerConfig made in Python holds the default clamp, not the shared section's:
+    not a clamp of its own to refuse."""
+    config = config_from_dict(ExperimentConfig, {
+        "data": {"size": 8}, "sampler": {"clamp": [0, 1]},
+        "multigrid": {"grids": [{"size": 4, "sampler": {"kind": "hmc"}}, {"size": 8}]}})
+    assert config.multigrid.grids[0].sampler.clamp == (-1.0, 1.0)
 
 
 def test_a_runs_own_config_that_a_set_corrects_loads(tmp_path: Path) -> None:

@@ -545,6 +545,8 @@ def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_p
                  "--set", "jem.reference_components=1", "--set", "jem.reference_rank=4"]) == 0
     state = torch.load(one / "checkpoint.pt", weights_only=True)
     assert state["reference"]["component_classes"].tolist() == [0, 1, 2]
+    # jem.reference_rank's 4 directions, not the chains' start's (chains.init_rank: 8 - 2).
+    assert (state["reference"]["factors"].shape[1], state["init"]["factors"].shape[1]) == (4, 6)
 
 
 @pytest.mark.parametrize("overrides, setting", [
