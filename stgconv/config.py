@@ -202,9 +202,10 @@ class TrainConfig:
     # jem.lr_decay). Recovery of held-out chairs: IoU 0.799 / 0.794 -> 0.808 / 0.802 (seeds 0
     # / 1, bench/README.md "voxel_eval.py").
     lr_decay: Literal["none", "cosine"] = "none"
-    # Every sample_every iterations, also into TensorBoard (RUN/tb): the samples (image grids,
-    # a clip's frames, a voxel sample's surface as a mesh) and every layer's weight and
-    # gradient norms; README "Outputs" states the cost (12-836 ms a time, measured).
+    # Every sample_every iterations and at the end, also into TensorBoard (RUN/tb): the
+    # samples (image grids, a clip's frames, a voxel sample's surface as a mesh) and every
+    # layer's weight and gradient norms; README "Outputs" states the cost (12-836 ms a time,
+    # measured).
     log_media: bool = True
 
     def __post_init__(self) -> None:

@@ -238,12 +238,13 @@ class FitLoop:
                 self._diverged_saying_what_is_kept(partial(self.check_divergence, stats),
                                                    checkpoint_path)
                 history.append(stats)
-                bar.update(1)
                 # A JEM step without its contrastive term has no e_pos / e_neg.
                 # Shown at the bar's next redraw: refreshed here, it redrew every iteration,
-                # whatever the bar's mininterval.
+                # whatever the bar's mininterval. Set before the update, whose redraw (when
+                # mininterval is up) showed this iteration's count with the last one's values.
                 bar.set_postfix({key: f"{stats[key]:.3g}" for key in ("loss", "e_pos", "e_neg")
                                  if key in stats}, refresh=False)
+                bar.update(1)
                 if writer is not None:
                     for key, value in stats.items():
                         writer.add_scalar(f"train/{key}", value, self.iteration)

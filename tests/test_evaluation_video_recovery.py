@@ -4,6 +4,7 @@ clip."""
 from __future__ import annotations
 
 import importlib
+import io
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from stgconv.cli import main
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
 from stgconv.evaluation.video_recovery import format_table
+from stgconv.io.image import to_unit
 from stgconv.io.video import frame_rate, load_video, save_video
 from stgconv.metrics import missing_mae_255
 from stgconv.recovery import holdout_like, interpolation_spread
@@ -408,6 +410,19 @@ def test_evaluation_scores_are_logged_at_the_given_step(tmp_path: Path) -> None:
         (scalar,) = events.Scalars(tag)
         assert scalar.step == 3 and scalar.value == pytest.approx(value)
     assert [image.step for image in events.Images("task/pic")] == [3]
+
+
+def test_evaluation_pictures_are_logged_at_their_rounded_grey_levels(tmp_path: Path) -> None:
+    """A frame's pixels (frame_comparison's to_unit of them) at the grey levels the video files
+    hold them, round((x + 1) * 127.5): TensorBoard truncated the floats it was given, -0.6
+    logged as 50 and 0 as 127."""
+    from PIL import Image
+
+    pixels = torch.tensor([-1.0, -0.6, -0.2, 0.0, 0.2, 0.6, 1.0])
+    log_evaluation(tmp_path, "task", {}, {"pic": to_unit(pixels).reshape(1, 1, 7)})
+    (image,) = read_events(tmp_path).Images("task/pic")
+    levels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("L"))
+    np.testing.assert_array_equal(levels[0], [0, 51, 102, 128, 153, 204, 255])
 
 
 def test_frame_comparison_shows_the_frame_with_the_most_missing_pixels() -> None:

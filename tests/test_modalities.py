@@ -298,6 +298,22 @@ def test_video_samples_log_as_a_tensorboard_video(tmp_path: Path) -> None:
     assert frames.step == 2
 
 
+@pytest.mark.parametrize(("fps", "frame_ms"), [(None, 40), (50, 20)])
+def test_a_tensorboard_video_plays_at_the_previews_rate(tmp_path: Path, fps, frame_ms) -> None:
+    """The clips play at the data's rate, as the run folder's GIFs: at 25 whatever it was, a
+    clip of data.fps 50 played at half speed in TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    clips = torch.zeros(1, 1, 3, 4, 4)
+    clips[:, :, 1] = 1  # frames that differ, so the GIF keeps each
+    writer = SummaryWriter(str(tmp_path))
+    VIDEO.log_samples(writer, "samples", clips, 0, fps=fps)
+    writer.close()
+    (video,) = read_events(tmp_path).Images("samples")
+    with Image.open(io.BytesIO(video.encoded_image_string)) as gif:
+        assert gif.n_frames == 3 and gif.info["duration"] == frame_ms
+
+
 def test_grey_training_clips_are_luma_as_grey_images_are(tmp_path: Path) -> None:
     """data.channels 1 reads a colour clip as Pillow makes an image grey (ITU-R 601 luma), not
     as its red channel (what it once was: a red frame and a green one came out far apart)."""
@@ -411,6 +427,23 @@ def test_logged_video_frames_map_minus_one_to_one_onto_black_to_white(tmp_path: 
                              "v/frames")
     # One picture of the 3 frames side by side: black, mid-grey and white ones.
     assert (np.abs(frames - 128) <= 1).any() and frames.max() == 255 and frames.min() == 0
+
+
+def test_logged_images_and_frames_hold_the_grey_levels_of_the_run_folders_files(
+        tmp_path: Path) -> None:
+    """round((x + 1) * 127.5), as samples_*.png and the GIFs hold them: TensorBoard truncated
+    the [0, 1] floats it was given, -0.6 logged as 50 beside the PNG's 51."""
+    pixels = torch.tensor([-1.0, -0.6, -0.2, 0.0, 0.2, 0.6, 0.9, 1.0])
+    expected = [0, 51, 102, 128, 153, 204, 242, 255]
+    (image,) = logged_greys(tmp_path / "image", lambda w: IMAGE.log_samples(
+        w, "x", pixels.reshape(1, 1, 1, 8), 0), "x")
+    png = np.asarray(Image.open(IMAGE.preview(pixels.reshape(1, 1, 1, 8), tmp_path / "s")[0]))
+    np.testing.assert_array_equal(image[0], expected)
+    np.testing.assert_array_equal(png[0], expected)
+    clips = pixels.reshape(1, 1, 8, 1, 1)  # frame t all pixels[t]
+    (frames,) = logged_greys(tmp_path / "video", lambda w: VIDEO.log_samples(w, "v", clips, 0),
+                             "v/frames")
+    np.testing.assert_array_equal(frames[0], expected)
 
 
 def test_image_pyramid_shows_only_the_first_8_images(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import importlib
 import importlib.util
+import io
 import os
 import shutil
 import sys
@@ -158,16 +159,17 @@ def test_training_logs_samples_and_norms_into_tensorboard(modality: str, tmp_pat
     volume fraction), every layer's weight and gradient norm, the energies; none with
     train.log_media false."""
 
-    def tags(log_media: bool) -> dict[str, list[str]]:
+    def events(log_media: bool):
         out = tmp_path / f"run_{log_media}"
         config = load_config(None, [*data_overrides(modality, tmp_path), f"out_dir={out}",
                                     "device=cpu", "train.n_iterations=2", "train.sample_every=1",
                                     "sampler.n_steps=2", "chains.chains_per_example=2",
                                     f"train.log_media={str(log_media).lower()}"])
         train(config, progress=False)
-        return read_events(out / "tb").Tags()
+        return read_events(out / "tb")
 
-    logged = tags(True)
+    media = events(True)
+    logged = media.Tags()
     assert {"train/e_pos", "train/e_neg", "train/loss"} <= set(logged["scalars"])
     assert any(t.startswith("weights/") for t in logged["scalars"])
     assert any(t.startswith("gradients/") for t in logged["scalars"])
@@ -175,11 +177,26 @@ def test_training_logs_samples_and_norms_into_tensorboard(modality: str, tmp_pat
         assert "samples" in logged["images"]
     elif modality == "video":
         assert {"samples", "samples/frames"} <= set(logged["images"])  # the clips as a GIF video
+        with Image.open(io.BytesIO(media.Images("samples")[-1].encoded_image_string)) as gif:
+            assert gif.info["duration"] == 20  # at data.fps 50, as the run folder's GIFs
     else:
         assert "samples/volume_fraction" in logged["scalars"]
-    quiet = tags(False)
+    quiet = events(False).Tags()
     assert not any(t.startswith(("weights/", "samples")) for t in quiet["scalars"])
     assert not quiet["images"]
+
+
+def test_tensorboard_gets_the_last_iterations_samples_as_the_run_folder_does(
+        tmp_path: Path) -> None:
+    """3 iterations sampled every 2: samples_000002 and the final samples.png in the folder,
+    and TensorBoard's pictures and norms at 2 and at 3 (they stopped at 2 beside curves to 3);
+    samples_000003 is not written, samples.png holds them."""
+    run = tiny_texture_run(tmp_path, "train.n_iterations=3", "train.sample_every=2")
+    assert {p.name for p in run.glob("samples*")} == {"samples.png", "samples_000002.png"}
+    events = read_events(run / "tb")
+    assert [e.step for e in events.Images("samples")] == [2, 3]
+    assert [e.step for e in events.Scalars("weights/features.0.weight")] == [2, 3]
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
 
 
 def test_synthesize_refuses_an_empty_class_list_and_zero_steps(tmp_path: Path) -> None:

@@ -1307,6 +1307,22 @@ def test_a_progress_bar_into_a_log_redraws_at_its_start_and_end(capsys, monkeypa
     assert capsys.readouterr().err.count("\r") <= 2
 
 
+def test_every_progress_line_shows_the_values_of_the_iteration_it_counts(capsys,
+                                                                         monkeypatch) -> None:
+    """A redraw that the bar's update made (a log's line every LOG_MININTERVAL) showed
+    iteration k's count beside iteration k - 1's loss: the postfix was set after it."""
+    import stgconv.train as train_module
+    from stgconv.console import progress_bar
+
+    monkeypatch.setattr(train_module, "progress_bar",
+                        lambda **options: progress_bar(mininterval=0, miniters=1, **options))
+    history = make_trainer("noise").fit(3, progress=True)
+    shown = re.findall(r"(\d)/3 \[[^]]*, loss=([^,]+),", capsys.readouterr().err)
+    assert {count for count, _ in shown} == {"1", "2", "3"}
+    for count, loss in shown:
+        assert loss == f"{history[int(count) - 1]['loss']:.3g}"
+
+
 @pytest.mark.parametrize("kind", ["cooperative", "jem"])
 def test_trainers_of_two_networks_keep_the_random_state_out_when_asked(kind: str) -> None:
     """``random_state=False`` (what a multi-grid run asks of its grids' trainers) is taken by

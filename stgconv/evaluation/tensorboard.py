@@ -39,7 +39,9 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
             for method, value in table.get(metric, {}).items():
                 writer.add_scalar(f"{task}/{metric.rstrip('s')}/{method}", value, step)
         for name, picture in pictures.items():
-            writer.add_image(f"{task}/{name}", picture.clamp(0.0, 1.0), step)
+            # Rounded to the files' grey levels: given floats, TensorBoard truncates them.
+            levels = (picture.clamp(0.0, 1.0) * 255).round().to(torch.uint8)
+            writer.add_image(f"{task}/{name}", levels, step)
 
 
 def frame_comparison(clips: list[Tensor], known: Tensor) -> Tensor:

@@ -47,6 +47,13 @@ def check_pixels(pixels: Tensor, name: str) -> None:
                          " (grey levels 0-255 convert with stgconv.io.image.from_levels)")
 
 
+def to_bytes(pixels: Tensor) -> Tensor:
+    """Pixels in ``[-1, 1]`` -> uint8 grey levels 0-255 as the image and video files hold them
+    (clamped, rounded); any shape. TensorBoard takes these as they are: given ``[0, 1]`` floats
+    it truncates, a level darker than the files in about half the pixels."""
+    return to_levels(pixels.clamp(-1.0, 1.0)).round().to(torch.uint8)
+
+
 def to_unit(pixels: Tensor) -> Tensor:
     """Pixels in ``[-1, 1]`` -> ``[0, 1]`` (clamped), as image viewers such as TensorBoard
     take them; any shape."""
@@ -289,7 +296,7 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
 
     grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2,
                      pad_value=1.0)
-    array = to_levels(grid).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    array = to_bytes(grid).permute(1, 2, 0).numpy()
     # make_grid repeats one channel to three; a grey grid is written as a grey PNG.
     return save_picture(array[:, :, 0] if images.shape[1] == 1 else array, path)
 

@@ -50,8 +50,8 @@ from stgconv.io.image import (
     from_levels,
     opaque,
     read_image,
+    to_bytes,
     to_channels,
-    to_levels,
     to_tensor,
 )
 
@@ -650,10 +650,10 @@ def to_uint8(video: Tensor) -> np.ndarray:
     not floating point is refused (grey levels 0-255 would all come out white).
     """
     _check_video(video)
-    video = video.detach().float().cpu().clamp(-1, 1)
+    video = video.detach().float().cpu()
     if video.shape[0] == 1:
         video = video.expand(3, -1, -1, -1)
-    array = to_levels(video).round().to(torch.uint8).permute(1, 2, 3, 0)
+    array = to_bytes(video).permute(1, 2, 3, 0)
     return np.ascontiguousarray(array.numpy())
 
 

@@ -82,9 +82,11 @@ class Modality:
         levels = to_levels(batch.detach().float().cpu())
         return atomic_save_npy(Path(stem).with_suffix(".npy"), levels.numpy())
 
-    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int, *,
+                    fps: float | None = None) -> None:
         """Write a batch ``(N, *lead, *S)`` (data units) into TensorBoard (a
-        ``SummaryWriter``) under ``tag``."""
+        ``SummaryWriter``) under ``tag``; moving pictures play at ``fps``, as :meth:`preview`'s
+        do."""
         raise NotImplementedError
 
     def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:

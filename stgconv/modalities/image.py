@@ -13,7 +13,7 @@ from stgconv.data.image import load_training_images
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import CLASSIFIER_ARCHS, ClassifierEnergy, classifier_energy
 from stgconv.energy.image import image_energy
-from stgconv.io.image import save_image_grid, to_unit
+from stgconv.io.image import save_image_grid, to_bytes
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.modalities.video import load_clips
 from stgconv.ops import factor_between, nearest_up
@@ -61,9 +61,10 @@ class ImageModality(Modality):
             raise ValueError(f"expected images (N, C, H, W), got {tuple(batch.shape)}")
         return [save_image_grid(batch[:MAX_IMAGES], Path(stem).with_suffix(".png"))]
 
-    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int, *,
+                    fps: float | None = None) -> None:
         """Up to 64 images ``(N, C, H, W)`` as a TensorBoard image batch."""
-        images = to_unit(batch[:MAX_IMAGES].detach().float().cpu())
+        images = to_bytes(batch[:MAX_IMAGES].detach().float().cpu())
         writer.add_images(tag, images, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:

@@ -13,7 +13,7 @@ from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.data.video import load_training_clips
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import video_energy
-from stgconv.io.image import to_unit
+from stgconv.io.image import to_bytes
 from stgconv.io.video import GIF_MAX_FPS, save_comparison
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.ops import factor_between, nearest_up
@@ -22,6 +22,12 @@ MAX_CLIPS = 4
 """Clips a preview shows side by side at most."""
 PLAYBACK_FPS = 25
 """The rate previews play at when the config sets no ``data.fps`` (the source's is not kept)."""
+
+
+def _gif_rate(fps: float | None) -> float:
+    """The rate a GIF of clips meant to play at ``fps`` (``None``: 25) plays at: at most the
+    fastest a GIF can, 100."""
+    return min(fps or PLAYBACK_FPS, GIF_MAX_FPS)
 
 
 def load_clips(data: DataConfig) -> Tensor:
@@ -64,15 +70,15 @@ class VideoModality(Modality):
         if batch.dim() != 5:
             raise ValueError(f"expected videos (N, C, T, H, W), got {tuple(batch.shape)}")
         clips = list(batch[:MAX_CLIPS].detach().float().cpu())
-        rate = fps or PLAYBACK_FPS
         return [save_comparison(clips, Path(stem).with_suffix(suffix),
-                                fps=min(rate, GIF_MAX_FPS) if suffix == ".gif" else rate)
+                                fps=_gif_rate(fps) if suffix == ".gif" else fps or PLAYBACK_FPS)
                 for suffix in formats]
 
-    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int, *,
+                    fps: float | None = None) -> None:
         """Up to 4 clips of ``(N, C, T, H, W)`` side by side as a TensorBoard video (an animated
-        GIF in the image panel, what ``add_video`` writes), and the first clip's frames as an
-        image batch (``<tag>/frames``).
+        GIF in the image panel, what ``add_video`` writes) played at ``fps`` as :meth:`preview`'s
+        GIF is, and the first clip's frames as an image batch (``<tag>/frames``).
 
         ``add_video`` itself encodes through moviepy's old ``editor`` API, which current moviepy
         no longer has; the GIF here is the one :func:`~stgconv.io.video.save_comparison` writes
@@ -81,7 +87,10 @@ class VideoModality(Modality):
 
         clips = list(batch[:MAX_CLIPS].detach().float().cpu())
         with tempfile.TemporaryDirectory() as scratch:
-            gif = save_comparison(clips, Path(scratch) / "clips.gif")
+            # At the run folder's rate: at save_comparison's default, a clip of data.fps 50
+            # played at half speed in TensorBoard.
+            gif = save_comparison(clips, Path(scratch) / "clips.gif",
+                                  fps=_gif_rate(fps))
             with Image.open(gif) as first:
                 width, height = first.size
             encoded = gif.read_bytes()
@@ -90,7 +99,7 @@ class VideoModality(Modality):
         # The writer's own event file; SummaryWriter has no public call for a ready summary.
         writer._get_file_writer().add_summary(
             Summary(value=[Summary.Value(tag=tag, image=video)]), step)
-        frames = to_unit(clips[0].transpose(0, 1))
+        frames = to_bytes(clips[0].transpose(0, 1))
         writer.add_images(f"{tag}/frames", frames, step)
 
     def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:

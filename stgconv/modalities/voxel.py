@@ -86,7 +86,8 @@ class VoxelModality(Modality):
         grids = batch.detach().float().cpu()[:, 0].numpy()
         return atomic_save_npy(Path(stem).with_suffix(".npy"), grids)
 
-    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int) -> None:
+    def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int, *,
+                    fps: float | None = None) -> None:
         """The mean occupied fraction of the samples ``(N, 1, D, D, D)``
         (``<tag>/volume_fraction``) and the first sample's 0.5 iso-surface as a TensorBoard mesh
         (when it has one; closed where the shape touches the grid's border)."""

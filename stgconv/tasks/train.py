@@ -545,10 +545,13 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
 
     def log_media(writer: object, t: Trainer | MultiGridTrainer) -> None:
         every = config.train.sample_every
-        if (config.train.log_media and every > 0 and t.iteration % every == 0
-                and t.last_samples is not None):
+        # At the end too, as samples.* are written: a run of 30 iterations sampled every 25
+        # showed TensorBoard's curves to 30 beside the samples of 25.
+        due = every > 0 and (t.iteration % every == 0 or t.iteration == config.train.n_iterations)
+        if config.train.log_media and due and t.last_samples is not None:
             modality.log_samples(writer, "samples", modality.to_data(_finest(t.last_samples),
-                                                                   config), t.iteration)
+                                                                   config), t.iteration,
+                                 fps=config.data.fps)
             t.log_norms(writer)
 
     trainer.fit(config.train.n_iterations, checkpoint_path=checkpoint,
