@@ -253,6 +253,20 @@ def captured(monkeypatch, module: str, name: str) -> dict:
     return drawn
 
 
+def linked_copy(cache: Path, name: str, target: Path) -> Path:
+    """A copy of the HDF5 file ``cache`` beside it, ``linked_<name>.h5``, whose dataset ``name``
+    is an external link to the same dataset of ``target``: data a reader must not take from
+    another file."""
+    import h5py
+
+    linked = cache.with_name(f"linked_{name}.h5")
+    linked.write_bytes(cache.read_bytes())
+    with h5py.File(linked, "r+") as h5:
+        del h5[name]
+        h5[name] = h5py.ExternalLink(str(target), f"/{name}")
+    return linked
+
+
 def write_mat_v73(path: Path, variables: dict[str, np.ndarray]) -> Path:
     """A .mat as MATLAB's save -v7.3 writes it: HDF5 behind a 512-byte text header, one dataset
     per variable, column-major (h5py sees the axes reversed), its class in an attribute."""

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _tiny import ANOTHER_CACHE, cache_written_meanwhile, file_size_limit, fill
+from _tiny import ANOTHER_CACHE, cache_written_meanwhile, file_size_limit, fill, linked_copy
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -555,11 +555,7 @@ def test_a_cache_whose_clips_lie_in_another_file_is_refused(video_dir: Path,
     # Every dataset it reads, through an external link too (the sources and start frames
     # are read at once, the clips later through the same file).
     for name in ("clips", "source", "start_frame"):
-        linked = tmp_path / f"linked_{name}.h5"
-        linked.write_bytes(cache.read_bytes())
-        with h5py.File(linked, "r+") as h5:
-            del h5[name]
-            h5[name] = h5py.ExternalLink(str(cache), f"/{name}")
+        linked = linked_copy(cache, name, cache)
         with pytest.raises(ValueError, match=rf"linked_{name}\.h5: an external link in it leads "
                                              rf"to dataset '/{name}' of .*clips\.h5"):
             VideoClips(linked)

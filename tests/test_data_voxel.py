@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _tiny import ANOTHER_CACHE, cache_written_meanwhile, fill
+from _tiny import ANOTHER_CACHE, cache_written_meanwhile, fill, linked_copy
 from torch.utils.data import DataLoader
 
 from stgconv.data.voxel import (
@@ -215,11 +215,7 @@ def test_a_cache_whose_data_lie_in_another_file_is_refused(cache: Path, tmp_path
     target = tmp_path / "target.h5"
     target.write_bytes(cache.read_bytes())
     for name in ("voxels", "label", "split", "source"):
-        linked = tmp_path / f"linked_{name}.h5"
-        linked.write_bytes(cache.read_bytes())
-        with h5py.File(linked, "r+") as h5:
-            del h5[name]
-            h5[name] = h5py.ExternalLink(str(target), f"/{name}")
+        linked = linked_copy(cache, name, target)
         with pytest.raises(ValueError, match=rf"linked_{name}\.h5: an external link in it leads "
                                              rf"to dataset '/{name}' of .*target\.h5"):
             VoxelShapes(linked)
