@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from stgconv.checks import npz_array, open_npz  # noqa: E402
+from stgconv.checks import MAX_STEP_SIZE, npz_array, open_npz  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
@@ -259,6 +259,8 @@ def check_arguments(
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
     if not 0 < args.step_size < math.inf:  # the sampler refuses it, after the networks are built
         parser.error(f"--step-size must be a positive number, got {args.step_size}")
+    if args.step_size > MAX_STEP_SIZE:
+        parser.error(f"--step-size must be at most {MAX_STEP_SIZE:g}, got {args.step_size}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but torch sees no CUDA device")
     if args.threads is not None:

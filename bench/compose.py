@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.digits import MNIST, DigitClassifier, quick_digits, train_classifier
+from stgconv.checks import MAX_STEP_SIZE
 from stgconv.data.image import load_npz_images
 from stgconv.energy import ClassifierEnergy, ProductOfExperts, digit_classifier
 from stgconv.io.image import save_image_grid
@@ -247,6 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--step must be a positive number, got {args.step}")
     if not 0 <= args.noise < math.inf:
         parser.error(f"--noise must be a number >= 0, got {args.noise}")
+    # The sampler's step is sqrt(2 step) and its noise std is noise: each has the step's bound.
+    if args.step > MAX_STEP_SIZE**2 / 2:
+        parser.error(f"--step must be at most {MAX_STEP_SIZE**2 / 2:g}, got {args.step}")
+    if args.noise > MAX_STEP_SIZE:
+        parser.error(f"--noise must be at most {MAX_STEP_SIZE:g}, got {args.noise}")
     if not 0 <= args.expert_noise < math.inf:  # a NaN failed the experts' first chain
         parser.error(f"--expert-noise must be a number >= 0, got {args.expert_noise}")
     torch.set_num_threads(1)  # CPU seconds comparable under contention (bench/README.md)

@@ -27,6 +27,11 @@ MAX_ENTRIES = 2**28
 # they scale (a learning rate, a penalty), failing deep inside torch.
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
+# A chain moves by step_size^2 / 2 times the gradient, on data of order 1: a step past this
+# bound throws every chain off the data at once, and past about 10^19 the factor overflows
+# float32 (a traceback deep in the sampler instead of a message).
+MAX_STEP_SIZE = 1e3
+
 
 def as_int(value: object, name: str, *, minimum: int) -> int:
     """``value`` as a Python int, or ``ValueError`` unless it is an int ``>= minimum``.
@@ -51,6 +56,20 @@ def check_finite_number(value: float, name: str, *, positive: bool = False) -> N
     test lets it through."""
     if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
         raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value}")
+
+
+def check_step_size(step_size: float, *, noise_scale: float | None = None, prefix: str = ""
+                    ) -> None:
+    """``ValueError`` naming the setting unless a sampler's ``step_size`` is finite, ``> 0`` and
+    at most :data:`MAX_STEP_SIZE`, and, given ``noise_scale``, each step's noise std
+    ``noise_scale * step_size`` is at most that too (at 1e300 it overflowed float32: a
+    traceback in the sampler). ``prefix`` (``"sampler."``) goes before each setting's name."""
+    check_finite_number(step_size, f"{prefix}step_size", positive=True)
+    if step_size > MAX_STEP_SIZE:
+        raise ValueError(f"{prefix}step_size must be at most {MAX_STEP_SIZE:g}, got {step_size!r}")
+    if noise_scale is not None and noise_scale * step_size > MAX_STEP_SIZE:
+        raise ValueError(f"{prefix}noise_scale times {prefix}step_size (each step's noise) must "
+                         f"be at most {MAX_STEP_SIZE:g}, got {noise_scale!r} x {step_size!r}")
 
 
 def refuse_inference_mode(needs: str, instead: str) -> None:

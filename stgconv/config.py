@@ -24,7 +24,7 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar
 import torch
 import yaml
 
-from stgconv.checks import FLOAT32_MAX, check_entries
+from stgconv.checks import FLOAT32_MAX, check_entries, check_step_size
 from stgconv.energy.base import layer_row_problem
 from stgconv.energy.classifier import CLASSIFIER_ARCHS
 from stgconv.energy.image import IMAGE_PRESETS
@@ -406,6 +406,8 @@ class CooperativeConfig:
         # Here, not only by ExperimentConfig: CooperativeTrainer takes one built in Python.
         for key in ("latent_dim", "width", "lr", "inference_step_size", "inference_sigma"):
             _check_positive(f"cooperative.{key}", getattr(self, key))
+        # The latent inference is a Langevin chain, which refuses a step past the same bound.
+        check_step_size(self.inference_step_size, prefix="cooperative.inference_")
         _check_not_negative("cooperative.inference_steps", self.inference_steps)
         if not all(0.0 <= beta < 1.0 for beta in self.betas):
             raise ValueError(f"cooperative.betas must be in [0, 1), got {list(self.betas)}")
@@ -802,12 +804,6 @@ def example_shape(data: DataConfig) -> tuple[int, ...]:
     return (data.channels, data.size, data.size)
 
 
-# A chain moves by step_size^2 / 2 times the gradient, on data of order 1: a step past this
-# bound throws every chain off the data at once, and past about 10^19 the factor overflows
-# float32 (a traceback deep in the sampler instead of a message).
-MAX_STEP_SIZE = 1e3
-
-
 # The settings of a sampler section that one kind of sampler reads and the others refuse.
 LANGEVIN_ONLY = ("noise_scale", "noise_anneal", "grad_clip", "precision", "cuda_graph")
 HMC_ONLY = ("n_leapfrog",)
@@ -820,17 +816,9 @@ def check_sampler(key: str, sampler: SamplerConfig) -> None:
     if sampler.task_steps is not None:
         _check_positive(f"{key}.task_steps", sampler.task_steps)
     _check_positive(f"{key}.step_size", sampler.step_size)
-    if sampler.step_size > MAX_STEP_SIZE:
-        raise ValueError(f"{key}.step_size must be at most {MAX_STEP_SIZE:g}, got "
-                         f"{sampler.step_size!r}")
     if sampler.noise_scale < 0:
         raise ValueError(f"{key}.noise_scale must be >= 0, got {sampler.noise_scale!r}")
-    # Each step's noise has this standard deviation, bounded as the step is (at 1e300 it
-    # overflowed float32: a traceback in the sampler).
-    if sampler.noise_scale * sampler.step_size > MAX_STEP_SIZE:
-        raise ValueError(f"{key}.noise_scale times {key}.step_size (each step's noise) must be "
-                         f"at most {MAX_STEP_SIZE:g}, got {sampler.noise_scale!r} x "
-                         f"{sampler.step_size!r}")
+    check_step_size(sampler.step_size, noise_scale=sampler.noise_scale, prefix=f"{key}.")
     if sampler.grad_clip is not None:
         _check_positive(f"{key}.grad_clip", sampler.grad_clip)
     _check_positive(f"{key}.n_leapfrog", sampler.n_leapfrog)

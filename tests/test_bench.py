@@ -471,6 +471,11 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     # empty table), most of them after the networks were built or trained.
     ("langevin.py", ["--step-size", "0"], r"--step-size must be a positive number, got 0.0"),
     ("video.py", ["--step-size", "nan"], r"--step-size must be a positive number, got nan"),
+    # Past the sampler's step bound: it refused them after the networks were built or trained.
+    ("langevin.py", ["--step-size", "1000.5"], r"--step-size must be at most 1000, got 1000.5"),
+    ("compose.py", ["--step", "500001"],
+     r"--step must be at most 500000, got 500001.0"),
+    ("compose.py", ["--noise", "1000.5"], r"--noise must be at most 1000, got 1000.5"),
     ("video.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
     ("voxel.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
     ("levers.py", ["--nets", "texture", "object"],

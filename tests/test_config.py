@@ -392,6 +392,10 @@ def test_a_nan_given_in_python_is_refused() -> None:
     (CooperativeConfig, {"width": 0}, "cooperative.width must be positive, got 0"),
     (CooperativeConfig, {"inference_steps": 2, "inference_step_size": 0.0},
      "cooperative.inference_step_size must be positive, got 0.0"),
+    # Its Langevin chain refuses a step past the bound a sampler's has: built only with the
+    # trainer, its error named no setting of the config.
+    (CooperativeConfig, {"inference_steps": 2, "inference_step_size": 1e30},
+     "cooperative.inference_step_size must be at most 1000, got 1e+30"),
     (CooperativeConfig, {"lr": float("inf")}, "cooperative.lr must be a finite number"),
     (InitializerConfig, {"batch_size": 0}, "initializer.batch_size must be positive, got 0"),
     (InitializerConfig, {"lr": 0.0}, "initializer.lr must be positive, got 0.0"),

@@ -337,3 +337,10 @@ def test_npz_labels_of_another_split_name_the_images_argument(tmp_path: Path) ->
                                          r"images= names the array they label"):
         load_npz_labels(tmp_path / "d.npz", key="y_test")
     assert load_npz_labels(tmp_path / "d.npz", key="y_test", images="x_test").tolist() == [0, 1]
+
+
+def test_npz_labels_without_their_images_say_no_images(tmp_path: Path) -> None:
+    """Labels with no array ``images`` in the file: "for no x_train images", not "for None"."""
+    np.savez(tmp_path / "d.npz", y_train=np.arange(2))
+    with pytest.raises(ValueError, match=r"y_train holds 2 labels for no x_train images; "):
+        load_npz_labels(tmp_path / "d.npz")

@@ -301,5 +301,5 @@ def test_every_modalitys_builder_is_public_beside_image_energy() -> None:
                           ("voxel_energy", voxel_energy)):
         assert getattr(stgconv, name) is builder and name in stgconv.__all__
         assert getattr(stgconv.energy, name) is builder and name in stgconv.energy.__all__
-    assert stgconv.energy.VIDEO_ARCHS is VIDEO_ARCHS
-    assert stgconv.energy.VOXEL_PRESETS is VOXEL_PRESETS
+    for name, presets in (("VIDEO_ARCHS", VIDEO_ARCHS), ("VOXEL_PRESETS", VOXEL_PRESETS)):
+        assert getattr(stgconv.energy, name) is presets and name in stgconv.energy.__all__

@@ -13,6 +13,7 @@ The seeds are fixed, so the outcome is deterministic; the argument says the seed
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import replace
 from functools import partial
@@ -23,6 +24,7 @@ import torch
 from _tiny import HostTraffic
 from torch import Tensor
 
+from stgconv.checks import MAX_STEP_SIZE
 from stgconv.energy import image_energy
 from stgconv.mcmc import (
     HMC,
@@ -693,10 +695,11 @@ def test_a_divergence_names_the_chains_of_its_first_step_alone() -> None:
 @pytest.mark.parametrize("create_graph", [False, True])
 def test_a_last_update_that_overflows_names_its_chain_alone(create_graph: bool) -> None:
     """Chain 0's last update overflows one of its entries to inf from a finite energy and
-    gradient; chain 1 does not move: the divergence is chain 0's alone."""
-    weight = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
-    x0 = torch.tensor([[3e38, 0.0], [0.0, 0.0]])
-    sampler = Langevin(n_steps=1, step_size=1e19, noise_scale=0.0)
+    gradient (a move of 5e5 x 1e36); chain 1 does not move: the divergence is chain 0's
+    alone."""
+    weight = torch.tensor([[1e36, 0.0], [0.0, 0.0]])
+    x0 = torch.zeros(2, 2)
+    sampler = Langevin(n_steps=1, step_size=MAX_STEP_SIZE, noise_scale=0.0)
     with pytest.raises(NonFiniteEnergyError, match="at step 0 of 1 in chain 0;") as info:
         sampler.run(lambda x: -(x * weight).sum(dim=1), x0, create_graph=create_graph)
     assert info.value.chains == (0,)
@@ -915,6 +918,27 @@ def test_langevin_rejects_bad_settings(kwargs: dict) -> None:
 def test_mala_hmc_reject_bad_settings(cls, kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("cls", [Langevin, MALA, HMC])
+def test_a_step_past_the_config_files_bound_is_refused_at_construction(cls) -> None:
+    """``Langevin(step_size=1e30)`` was taken, and its first step failed inside torch ("value
+    cannot be converted to type float without overflow"); a config file's step has the bound."""
+    cls(step_size=MAX_STEP_SIZE)
+    just_past = math.nextafter(MAX_STEP_SIZE, math.inf)
+    for step in (just_past, 1e30):
+        message = f"step_size must be at most 1000, got {step!r}"
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            cls(step_size=step)
+
+
+def test_langevin_refuses_noise_past_the_step_bound() -> None:
+    """Each step's noise std, ``noise_scale * step_size``, has the step's bound, as a config
+    file's has: at 1e300 it overflowed float32 in the first step."""
+    Langevin(step_size=0.5, noise_scale=2 * MAX_STEP_SIZE)
+    with pytest.raises(ValueError, match=r"^noise_scale times step_size \(each step's noise\) "
+                                         r"must be at most 1000, got 1e\+300 x 0.5$"):
+        Langevin(step_size=0.5, noise_scale=1e300)
 
 
 @pytest.mark.parametrize("cls", [Langevin, MALA, HMC, BlockGibbs])

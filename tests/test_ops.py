@@ -16,6 +16,7 @@ from stgconv.mcmc import DownsampleConsistency
 from stgconv.ops import (
     block_down,
     block_top_k,
+    check_block_factor,
     factor_between,
     linear_up,
     nearest_up,
@@ -130,6 +131,17 @@ def test_a_factor_of_non_ints_is_refused_not_truncated(op, factor) -> None:
         op(rand((2, 4, 4)), factor)
     with pytest.raises(ValueError, match="factor must be a non-empty sequence of positive ints"):
         DownsampleConsistency(rand((2, 2, 2)), factor)
+
+
+@pytest.mark.parametrize("factor", [np.array([2, 2]), torch.tensor([2, 2])])
+def test_a_factor_of_numpy_or_torch_ints_is_read_as_python_ints(factor) -> None:
+    """The factor comes back, is kept by a start and is repeated in errors as the ints it holds,
+    never as ``np.int64(2)`` (which json.dumps refuses) or ``tensor(2)``."""
+    checked = check_block_factor(factor)
+    assert checked == (2, 2) and all(type(f) is int for f in checked)
+    with pytest.raises(ValueError, match=r"^trailing shape \(3, 4\) is not divisible by block "
+                                         r"factor \(2, 2\)$"):
+        block_down(rand((1, 3, 4)), factor)
 
 
 @pytest.mark.parametrize("dtype", [torch.long, torch.uint8, torch.bool])

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_finite_number, check_generator
+from stgconv.checks import as_int, check_finite_number, check_generator, check_step_size
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
@@ -41,9 +41,10 @@ class Langevin:
 
     Args:
         n_steps: number of updates per ``run``.
-        step_size: ``delta``.
+        step_size: ``delta``, at most :data:`stgconv.checks.MAX_STEP_SIZE` (1e3).
         noise_scale: ``s``; 1 is exact Langevin, smaller values give the short-run
-            (JEM-style) sampler, 0 turns the noise off (gradient descent on E).
+            (JEM-style) sampler, 0 turns the noise off (gradient descent on E). Each step's
+            noise std ``s * delta`` has the same bound.
         noise_anneal: multiply the noise at step ``t`` of ``n`` by 1 ("none"),
             ``1 - t / n`` ("linear") or ``(1 + cos(pi t / n)) / 2`` ("cosine").
         grad_clip: if set, each chain's gradient is rescaled to at most this L2 norm.
@@ -77,8 +78,8 @@ class Langevin:
         as_int(self.n_steps, "n_steps", minimum=1)
         # Written so NaN fails too: a NaN noise_scale ran the chain without noise (its noise
         # std never compares > 0), a NaN step size passed as a diverging chain.
-        check_finite_number(self.step_size, "step_size", positive=True)
         check_finite_number(self.noise_scale, "noise_scale")
+        check_step_size(self.step_size, noise_scale=self.noise_scale)
         if self.noise_anneal not in ("none", "linear", "cosine"):
             raise ValueError(f"noise_anneal must be none/linear/cosine, got {self.noise_anneal!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_finite_number
+from stgconv.checks import as_int, check_step_size
 from stgconv.mcmc.base import StepCallback, nonfinite_flag, per_chain_sum, raise_if_nonfinite
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.metropolis import evaluate_on_constraint, metropolis_start, metropolis_step
@@ -30,7 +30,7 @@ class MALA:
     def __post_init__(self) -> None:
         # as_int: a float count failed in the run, and True ran one step.
         as_int(self.n_steps, "n_steps", minimum=1)
-        check_finite_number(self.step_size, "step_size", positive=True)
+        check_step_size(self.step_size)
 
     def run(
         self,
