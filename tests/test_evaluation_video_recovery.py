@@ -425,6 +425,35 @@ def test_evaluation_pictures_are_logged_at_their_rounded_grey_levels(tmp_path: P
     np.testing.assert_array_equal(levels[0], [0, 51, 102, 128, 153, 204, 255])
 
 
+def test_evaluation_pictures_out_of_range_are_clamped_before_being_rounded(
+        tmp_path: Path) -> None:
+    """Values past [0, 1] log as white and black: unclamped, 1.5 and -0.5 wrapped round the
+    uint8 range to 126 and 128."""
+    from PIL import Image
+
+    log_evaluation(tmp_path, "task", {}, {"pic": torch.tensor([[[1.5, -0.5]]])})
+    (image,) = read_events(tmp_path).Images("task/pic")
+    levels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("L"))
+    np.testing.assert_array_equal(levels[0], [255, 0])
+
+
+def test_evaluation_pictures_are_rounded_as_the_video_files_are_at_half_levels(
+        tmp_path: Path) -> None:
+    """Pixels whose level is exactly 64.5 and 254.5 in float32 log as the video file holds them
+    (to_uint8: round half to even, 64 and 254), so the picture and the file never differ."""
+    from PIL import Image
+
+    from stgconv.io.video import to_uint8
+
+    pixels = torch.tensor([-0.4941176474094391, 0.9960784316062927])
+    assert ((pixels + 1) * 127.5).tolist() == [64.5, 254.5]  # the ties themselves
+    log_evaluation(tmp_path, "task", {}, {"pic": to_unit(pixels).reshape(1, 1, 2)})
+    (image,) = read_events(tmp_path).Images("task/pic")
+    levels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("L"))
+    np.testing.assert_array_equal(levels[0], to_uint8(pixels.reshape(1, 1, 1, 2))[0, 0, :, 0])
+    np.testing.assert_array_equal(levels[0], [64, 254])
+
+
 def test_frame_comparison_shows_the_frame_with_the_most_missing_pixels() -> None:
     known = torch.ones(1, 3, 2, 2, dtype=torch.bool)
     known[0, 1, :, :] = False  # frame 1 all missing

@@ -298,10 +298,12 @@ def test_video_samples_log_as_a_tensorboard_video(tmp_path: Path) -> None:
     assert frames.step == 2
 
 
-@pytest.mark.parametrize(("fps", "frame_ms"), [(None, 40), (50, 20)])
+@pytest.mark.parametrize(("fps", "frame_ms"), [(None, 40), (50, 20), (2.5, 400), (200, 10)])
 def test_a_tensorboard_video_plays_at_the_previews_rate(tmp_path: Path, fps, frame_ms) -> None:
     """The clips play at the data's rate, as the run folder's GIFs: at 25 whatever it was, a
-    clip of data.fps 50 played at half speed in TensorBoard."""
+    clip of data.fps 50 played at half speed in TensorBoard. A rate between whole numbers is
+    kept (2.5: 400 ms, not 2's 500); one past a GIF's fastest plays at it (200: 10 ms), as the
+    preview's GIF, where unclamped it was refused."""
     from torch.utils.tensorboard import SummaryWriter
 
     clips = torch.zeros(1, 1, 3, 4, 4)

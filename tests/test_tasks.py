@@ -199,6 +199,17 @@ def test_tensorboard_gets_the_last_iterations_samples_as_the_run_folder_does(
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
 
 
+def test_tensorboard_gets_no_samples_when_sample_every_is_0(tmp_path: Path) -> None:
+    """train.sample_every 0: TensorBoard gets no samples and no norms, not even at the end
+    (config.py says so), though samples.png is written and the curves are logged."""
+    run = tiny_texture_run(tmp_path, "train.n_iterations=2")
+    assert (run / "samples.png").is_file()
+    events = read_events(run / "tb")
+    assert not events.Tags()["images"]
+    assert not any(t.startswith("weights/") for t in events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+
+
 def test_synthesize_refuses_an_empty_class_list_and_zero_steps(tmp_path: Path) -> None:
     """synthesize says what is wrong with classes=[] (name at least one class) and with 0 chain
     steps for a model that is not cooperative (its samples need a chain)."""

@@ -294,8 +294,7 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
     # torchvision takes seconds to import (it loads torch._dynamo); only writing a grid pays.
     from torchvision.utils import make_grid
 
-    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2,
-                     pad_value=1.0)
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
     array = to_bytes(grid).permute(1, 2, 0).numpy()
     # make_grid repeats one channel to three; a grey grid is written as a grey PNG.
     return save_picture(array[:, :, 0] if images.shape[1] == 1 else array, path)
