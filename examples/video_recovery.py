@@ -35,7 +35,7 @@ from stgconv.data.masks import load_mask, occluded_region
 from stgconv.io.video import load_video, save_comparison
 from stgconv.learned_fill import apply_fill, learned_fill
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import CompletionChain, interpolation_spread, recover
+from stgconv.recovery import CompletionChain, recover, spread_step_scale
 
 VIDEO = Path(__file__).resolve().parents[1] / "../shared/data/video"
 
@@ -93,10 +93,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     fills = [FILLS[name] for name in learned.fills]
     net, _ = learned_fill(observed, known, fills, settings=learned, generator=g)
     start = apply_fill(net, observed, known, [fill(observed, known) for fill in fills])
-    spread = interpolation_spread(observed, known)
-    typical = spread[~known.expand_as(spread)].pow(2).mean().sqrt()
     gentle = stgconv.Langevin(n_steps=5, step_size=0.015, noise_scale=0.0, grad_clip=3000)
-    completion = CompletionChain(gentle, step_scale=spread / typical, clamp=(-1.0, 1.0))
+    completion = CompletionChain(gentle, step_scale=spread_step_scale(observed, known),
+                                 clamp=(-1.0, 1.0))
     result = recover(energy, sampler, observed, known, init=start,
                      train=stgconv.TrainConfig(n_iterations=iterations, lr=0.001),
                      n_chains=1, warmup=warmup, average_last=last, completion=completion,

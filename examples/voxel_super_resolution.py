@@ -29,7 +29,7 @@ from stgconv.baselines.voxel import UPSAMPLERS, downsample
 from stgconv.io.voxel import load_voxels, save_voxels, to_tensor
 from stgconv.mcmc import SuperResolutionStart
 from stgconv.metrics import voxel_iou
-from stgconv.ops import block_top_k, linear_up
+from stgconv.super_resolution import super_resolve_batch
 
 BEDS = Path(__file__).resolve().parents[1] / "../shared/data/voxel/beds_64_train.npz"
 FACTOR = 4  # 64^3 from 16^3
@@ -63,27 +63,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train, test = shapes[:-n_test], shapes[-n_test:]
     side = shapes.shape[-1]
 
-    # The model works on occupancy minus its mean (a constant shift, so block means and the
-    # clamp shift with it): the Gaussian reference of the energy is centred at 0.
+    # The model works on occupancy minus its mean (a constant shift, so the sampler's clamp
+    # shifts with it; super_resolve_batch shifts the block means and the result by `offset`):
+    # the Gaussian reference of the energy is centred at 0.
     mean = train.mean().item()
     energy = stgconv.voxel_energy("desc64_small", size=side)
     sampler = stgconv.Langevin(n_steps=20, step_size=0.1, noise_scale=0.0,
                                clamp=(-mean, 1.0 - mean))
-    blocks = (FACTOR,) * 3
-    trainer = stgconv.Trainer(energy, sampler, SuperResolutionStart(blocks), train - mean,
+    trainer = stgconv.Trainer(energy, sampler, SuperResolutionStart((FACTOR,) * 3), train - mean,
                               train=stgconv.TrainConfig(lr=0.01, batch_size=4,
                                                         betas=(0.5, 0.999)), generator=g)
     trainer.fit(iterations)
 
-    # Super-resolution: start at the trilinear up-sampling of the block means, keep them after
-    # every step, and make the result binary with each block's count of occupied voxels.
+    # Super-resolution (stgconv.super_resolution, what `stgconv super-resolve` runs): start at
+    # the trilinear up-sampling of the block means, keep them after every step, and make the
+    # result binary with each block's count of occupied voxels.
     # 5 steps: the quick config's measured best; longer chains drift away from the shape.
     low = downsample(test, FACTOR)                                        # (n_test, 1, 16^3)
-    constraint = stgconv.DownsampleConsistency(low - mean, blocks)
     chain = stgconv.Langevin(n_steps=5, step_size=0.1, noise_scale=0.0, clamp=sampler.clamp)
-    refined = chain.run(energy, linear_up(low - mean, blocks), constraint=constraint,
-                        generator=g) + mean
-    ours = block_top_k(refined, low, blocks)                              # (n_test, 1, 64^3)
+    ours = super_resolve_batch(energy, chain, low, FACTOR, offset=mean, upsample="linear",
+                               generator=g)                               # (n_test, 1, 64^3)
 
     numbers = {f"iou_{name}": voxel_iou(up(low, FACTOR), test).mean().item()
                for name, up in UPSAMPLERS.items()}

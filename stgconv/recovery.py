@@ -24,6 +24,7 @@ entries that chooses how far to refine, the untouched start included.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -74,8 +75,8 @@ def interpolation_spread(observed: Tensor, known: Tensor) -> Tensor:
     one observed end (before the first or after the last observed frame), where nothing bounds
     the change, get the root-mean-square spread of the two-ended ones (a typical value: the
     largest would let those frames dominate any normalisation); observed entries get 0. Meant as
-    ``step_scale`` of a :class:`CompletionChain` (after any power and normalisation the caller
-    chooses).
+    ``step_scale`` of a :class:`CompletionChain`, to a power and normalised:
+    :func:`spread_step_scale`.
 
     Args:
         observed: ``(C, T, *S)`` (time on dim 1); values at missing entries are ignored.
@@ -96,6 +97,32 @@ def interpolation_spread(observed: Tensor, known: Tensor) -> Tensor:
     typical = two_ended.pow(2).mean().sqrt() if two_ended.numel() else spread.new_tensor(1.0)
     spread = torch.where(both, spread, typical)
     return torch.where(known, torch.zeros_like(spread), spread)
+
+
+def spread_step_scale(observed: Tensor, known: Tensor, *, power: float = 1.0) -> Tensor:
+    """A :class:`CompletionChain` ``step_scale``: :func:`interpolation_spread` to ``power``,
+    divided by its root mean square over the missing entries, so that the completion sampler's
+    step size keeps its meaning whatever the clip's motion (the typical missing entry moves as
+    the plain sampler would).
+
+    Where every missing entry's observed ends agree (a still clip, a static background) the
+    spread is 0 everywhere and is returned as is: interpolation is taken as exact there and the
+    chain moves nothing.
+
+    Args:
+        observed: ``(C, T, *S)`` (time on dim 1); values at missing entries are ignored.
+        known: bool, broadcastable to ``observed``, True = observed (with a ``holdout`` of
+            :func:`recover`: ``known & ~holdout``, the entries the loop sees).
+        power: finite, ``>= 0`` (the config's ``recovery.step_scale_power``).
+
+    Returns:
+        ``(C, T, *S)``, ``>= 0``; 0 at observed entries (for ``power > 0``).
+    """
+    if not (math.isfinite(power) and power >= 0):
+        raise ValueError(f"power must be a finite number >= 0, got {power!r}")
+    spread = interpolation_spread(observed, known) ** power
+    typical = spread[~_bool_mask("known", known, observed)].pow(2).mean().sqrt()
+    return spread / typical if typical > 0 else spread
 
 
 class Preconditioned:

@@ -326,6 +326,7 @@ def _seed_calls() -> dict:
     from stgconv.mcmc.metropolis import metropolis_start
     from stgconv.mcmc.starts import (CoarseStart, DataStart, NoiseStart, RecoveryStart,
                                      SuperResolutionStart)
+    from stgconv import super_resolution
     from stgconv.tasks import voxel as voxel_tasks
     from stgconv.train import MultiGridTrainer, Trainer
 
@@ -450,10 +451,10 @@ def _seed_calls() -> dict:
         "learned_fill.fill_prior": ("fill_prior", lambda: learned_fill.fill_prior(
             [learned_fill.prior_example(clip, clip_known, {"t": fill})], settings=settings,
             iterations=1, generator=0)),
-        "tasks.voxel.super_resolve_batch": ("super_resolve_batch", lambda:
-                                            voxel_tasks.super_resolve_batch(
-                                                tiny_energy(), sampler, voxels, 2,
-                                                generator=0)),
+        "super_resolution.super_resolve_batch": ("super_resolve_batch", lambda:
+                                                 super_resolution.super_resolve_batch(
+                                                     tiny_energy(), sampler, voxels, 2,
+                                                     generator=0)),
         "tasks.voxel.recover_batch": ("recover_batch", lambda: voxel_tasks.recover_batch(
             tiny_energy(), sampler, voxels, voxels_known, generator=0)),
         "tasks.voxel.recover_padded": ("recover_padded", lambda: voxel_tasks.recover_padded(

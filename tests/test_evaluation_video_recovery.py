@@ -22,7 +22,7 @@ from stgconv.evaluation.video_recovery import format_table
 from stgconv.io.image import to_unit
 from stgconv.io.video import frame_rate, load_video, save_video
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import holdout_like, interpolation_spread
+from stgconv.recovery import holdout_like, interpolation_spread, spread_step_scale
 from stgconv.tasks.recover_video import load_known
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -582,6 +582,9 @@ def test_the_step_scale_is_the_spread_at_unit_rms_over_the_entries_the_chain_mov
     scale = task._completion(config, observed, visible).step_scale
     spread = interpolation_spread(observed, visible) ** config.recovery.step_scale_power
     torch.testing.assert_close(scale, spread / spread[~visible].pow(2).mean().sqrt())
+    # What a Python user gets from the library, to the bit.
+    assert torch.equal(scale, spread_step_scale(observed, visible,
+                                                power=config.recovery.step_scale_power))
     assert scale[~visible].pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=1e-5)
     assert torch.equal(scale[visible], torch.zeros(int(visible.sum())))
 

@@ -39,7 +39,7 @@ from stgconv.initializer import (
 from stgconv.mcmc import Langevin
 from stgconv.metrics import voxel_errors
 from stgconv.ops import block_down, block_top_k
-from stgconv.tasks.voxel import super_resolve_batch
+from stgconv.super_resolution import super_resolve_batch
 from stgconv.train import DivergenceError, Trainer
 
 FAST = InitializerConfig(factors=(2,), width=8, depth=3, steps=10, batch_size=8, lr=0.01,

@@ -15,7 +15,8 @@ from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
 from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import CompletionChain, holdout_like, interpolation_spread, recover
+from stgconv.recovery import (CompletionChain, holdout_like, interpolation_spread, recover,
+                              spread_step_scale)
 
 T, H, W = 12, 12, 12
 TINY_LAYERS = [[8, (3, 5, 5), (1, 1, 1)], [8, (3, 3, 3), (1, 1, 1)]]
@@ -315,6 +316,41 @@ def test_interpolation_spread() -> None:
     video = torch.tensor([9.0, 0.0, 9.0, 0.4, 9.0, 9.0]).view(1, 6, 1, 1)
     spread = interpolation_spread(video, known).flatten().tolist()
     assert spread == pytest.approx([0.4, 0.0, 0.4, 0.0, 0.4, 0.4])
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_spread_step_scale_is_the_spread_at_unit_rms_over_the_missing_entries(power) -> None:
+    """The spread (0.5, 8.5, 8.5 at the missing entries, as above) to ``power``, divided by its
+    root mean square there; 0 at observed entries; a (T, H, W) mask as its expanded self."""
+    video = torch.tensor([0.0, 9.0, 0.5, 9.0, 0.5, 9.0]).view(1, 6, 1, 1).expand(2, 6, 1, 1)
+    known = torch.tensor([True, False, True, False, False, True]).view(6, 1, 1)
+    scale = spread_step_scale(video, known, power=power)
+    assert scale.shape == (2, 6, 1, 1)
+    spread = torch.tensor([0.0, 0.5, 0.0, 8.5, 8.5, 0.0]) ** power
+    rms = math.sqrt((0.5 ** (2 * power) + 2 * 8.5 ** (2 * power)) / 3)
+    for channel in scale:
+        assert channel.flatten().tolist() == pytest.approx((spread / rms).tolist())
+    assert torch.equal(scale, spread_step_scale(video, known.expand(2, 6, 1, 1), power=power))
+
+
+def test_spread_step_scale_of_a_still_clip_is_zero_not_nan() -> None:
+    """Every missing entry's ends agree: interpolation is exact, nothing moves (0 / 0 was NaN
+    where the RMS was divided by without a check)."""
+    still = torch.ones(1, 5, 2, 2)
+    known = torch.tensor([True, False, True, False, True]).view(5, 1, 1)
+    assert torch.equal(spread_step_scale(still, known), torch.zeros(1, 5, 2, 2))
+
+
+@pytest.mark.parametrize("observed, known, power, match", [
+    (torch.zeros(1, 3, 2), torch.ones(3, 2, dtype=torch.bool), -1.0, "power must be a finite"),
+    (torch.zeros(1, 3, 2), torch.ones(3, 2, dtype=torch.bool), math.nan, "power must be a finite"),
+    (torch.zeros(1, 3, 2), torch.ones(3, 2), 1.0, "known"),
+    (torch.zeros(1, 3, 2), torch.ones(4, 2, dtype=torch.bool), 1.0, "known"),
+    (torch.zeros(3), torch.ones(3, dtype=torch.bool), 1.0, r"observed must be \(C, T, ...\)"),
+])
+def test_spread_step_scale_refuses_bad_input_naming_it(observed, known, power, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        spread_step_scale(observed, known, power=power)
 
 
 def test_a_completion_clamp_of_no_range_is_refused() -> None:

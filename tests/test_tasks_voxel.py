@@ -32,9 +32,9 @@ from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.ops import block_down
 from stgconv.initializer import Initializer
+from stgconv.super_resolution import super_resolve_batch
 from stgconv.tasks.voxel import (default_recovery_init, load_initializer, load_voxel_model,
-                                 on_model_grid, recover_batch, recover_padded,
-                                 super_resolve_batch)
+                                 on_model_grid, recover_batch, recover_padded)
 from stgconv.train import Trainer
 
 

@@ -6,7 +6,7 @@ protocol and one table each, every method on the same inputs.
   ``low`` its config names (``chains.upsample``) with
   :class:`~stgconv.mcmc.DownsampleConsistency` after every step and, by default, makes the
   result binary with each block's count of occupied voxels
-  (:func:`stgconv.tasks.voxel.super_resolve_batch`), so ``block_down(ours) == low`` exactly;
+  (:func:`stgconv.super_resolution.super_resolve_batch`), so ``block_down(ours) == low`` exactly;
   baselines :data:`stgconv.baselines.voxel.UPSAMPLERS` (one of them, ``trilinear_binary``, the
   same binarisation of the trilinear up-sampling).
 - recovery: a seeded random ``missing`` fraction of the voxels is hidden (independently per
@@ -44,6 +44,7 @@ from stgconv.metrics import pooled_iou, voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.modalities.voxel import grid_side
 from stgconv.ops import block_top_k, block_upsampler
+from stgconv.super_resolution import super_resolve_batch
 from stgconv.tasks.voxel import (
     RecoveryInit,
     check_batch_size,
@@ -54,7 +55,6 @@ from stgconv.tasks.voxel import (
     recover_padded,
     recovery_fill,
     recovery_start,
-    super_resolve_batch,
 )
 
 SR_UNIT = ("mean absolute voxel error on [0, 1] over all voxels; IoU of the 0.5 level; "

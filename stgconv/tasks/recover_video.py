@@ -48,8 +48,8 @@ from stgconv.recovery import (
     RecoveryResult,
     check_schedule,
     holdout_like,
-    interpolation_spread,
     recover,
+    spread_step_scale,
 )
 from stgconv.tasks.train import training_files
 from stgconv.types import Fill
@@ -385,11 +385,7 @@ def _completion(config: ExperimentConfig, observed: Tensor, visible: Tensor) -> 
     sampler = settings.completion if settings.completion is not None else config.sampler
     if settings.step_scale != "interpolation_spread":
         return CompletionChain(build_sampler(sampler))
-    spread = interpolation_spread(observed, visible) ** settings.step_scale_power
-    typical = spread[~visible].pow(2).mean().sqrt()
-    # Where every hidden entry's observed ends agree (a still clip, a static background) the
-    # spread is 0 everywhere: interpolation is taken as exact there and the chain moves nothing.
-    step_scale = spread / typical if typical > 0 else spread
+    step_scale = spread_step_scale(observed, visible, power=settings.step_scale_power)
     # The clamp bounds the completion, not the preconditioned z the sampler runs on.
     return CompletionChain(build_sampler(replace(sampler, clamp=None)), step_scale=step_scale,
                            clamp=sampler.clamp)

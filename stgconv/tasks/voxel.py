@@ -1,5 +1,6 @@
 """Voxel tasks with a trained 3D descriptor: ``stgconv super-resolve`` (a low-resolution grid or
-a mesh), and super-resolution and recovery of batches, as the evaluations run them.
+a mesh) and recovery of batches, as the evaluations run them; the super-resolution chain of a
+batch is the library's :func:`stgconv.super_resolution.super_resolve_batch`.
 
 Every chain runs in the model's units (occupancy minus the training mean, see
 :mod:`stgconv.modalities.voxel`); the arguments and results here are occupancy.
@@ -27,11 +28,11 @@ from stgconv.io.atomic import atomic_save_npy, written_together
 from stgconv.io.mesh import MESH_SUFFIXES, save_mesh_from_voxels, voxelize_file
 from stgconv.io.render import render_voxels
 from stgconv.io.voxel import VOXEL_SUFFIXES, load_voxels, pad_to, to_tensor
-from stgconv.mcmc import DownsampleConsistency, KnownEntries
+from stgconv.mcmc import KnownEntries
 from stgconv.mcmc.base import Sampler
 from stgconv.modalities import VOXELS, modality_of
 from stgconv.modalities.voxel import grid_side
-from stgconv.ops import block_top_k, block_upsampler
+from stgconv.super_resolution import super_resolve_batch
 from stgconv.types import Fill
 
 RecoveryInit = Literal["nearest_known", "neighbour_majority", "mean", "initializer"]
@@ -81,42 +82,6 @@ def check_factor(size: int, factor: int) -> None:
     if size % factor:
         raise ValueError(f"factor {factor} does not divide the model's grid side {size}; "
                          f"choose one of {[f for f in range(2, size + 1) if size % f == 0]}")
-
-
-def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, factor: int, *,
-                        offset: float = 0.0, upsample: str = "linear", binary: bool = True,
-                        initializer: Initializer | None = None,
-                        generator: torch.Generator | None = None) -> Tensor:
-    """Super-resolve low-resolution occupancy with a model of the high resolution.
-
-    The chain starts at the ``initializer``'s proposal when it serves ``factor``
-    (:mod:`stgconv.initializer`), else at ``upsample`` of ``low``
-    (:data:`stgconv.ops.BLOCK_UPSAMPLERS`, the config's ``chains.upsample``), and keeps
-    ``block_down(x, f) == low`` after every step (the start too).
-
-    Args:
-        low: ``(B, 1, d, d, d)`` block means in ``[0, 1]``; ``d * factor`` must be the model's side.
-        factor: block size ``f``.
-        offset: the model's :meth:`~stgconv.modalities.Modality.offset`.
-        binary: make the result a shape: in every block the ``round(low * f^3)`` voxels the
-            chain ranks highest are occupied (:func:`stgconv.ops.block_top_k`), so block means
-            stay ``low`` for the block means of any binary grid. ``False`` returns the chain.
-
-    Returns:
-        ``(B, 1, d*f, d*f, d*f)`` occupancy: {0, 1} when ``binary``; else the chain itself, with
-        ``block_down(out, f) == low`` (not clamped: the clamp would move block means; score it
-        with a clamp).
-    """
-    check_generator(generator, "super_resolve_batch")  # before the start's work
-    blocks = (factor,) * 3
-    low_model = low - offset
-    if initializer is not None and initializer.serves(factor):
-        x0 = initializer.propose(low, factor) - offset
-    else:
-        x0 = block_upsampler(upsample)(low_model, blocks)
-    x = sampler.run(energy, x0, constraint=DownsampleConsistency(low_model, blocks),
-                    generator=generator) + offset
-    return block_top_k(x, low, blocks) if binary else x
 
 
 def recovery_fill(init: RecoveryInit, initializer: Initializer | None = None) -> Fill:
@@ -327,8 +292,9 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     voxelized here to a solid ``size^3`` grid (a margin of 1 voxel, z up, as a mesh folder or
     cache gives a model to train on) and block-averaged to ``d^3``. Writes into
     ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
-    see :func:`super_resolve_batch`; else the chain's occupancy clamped to ``[0, 1]``; a
-    ``.mat`` source's in the layout :func:`~stgconv.io.voxel.load_voxels` reads it in),
+    see :func:`~stgconv.super_resolution.super_resolve_batch`; else the chain's occupancy
+    clamped to ``[0, 1]``; a ``.mat`` source's in the layout
+    :func:`~stgconv.io.voxel.load_voxels` reads it in),
     ``super_resolved.png`` (input | nearest | ours, up to 4 shapes) and, for one shape,
     ``super_resolved.ply`` (its 0.5 iso-surface).
 

@@ -1,0 +1,67 @@
+"""Super-resolution of voxel occupancy with a model of the high resolution: the chain that
+``stgconv super-resolve``, the voxel evaluation and a Python script all run.
+
+A voxel model usually sees occupancy minus the training shapes' mean (``offset``, see
+:mod:`stgconv.modalities.voxel`), so its Gaussian reference is centred at the mean density. The
+block-mean constraint is affine and the shift a constant, so the chain runs in the model's units
+(``block_down(x - m) == low - m``) and only the ends convert: arguments and results here are
+occupancy, the sampler (its clamp included) is in the model's units.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stgconv.checks import check_generator
+from stgconv.energy.base import ConvNetEnergy
+from stgconv.initializer import Initializer
+from stgconv.mcmc import DownsampleConsistency
+from stgconv.mcmc.base import Sampler
+from stgconv.ops import block_top_k, block_upsampler
+
+
+def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, factor: int, *,
+                        offset: float = 0.0, upsample: str = "linear", binary: bool = True,
+                        initializer: Initializer | None = None,
+                        generator: torch.Generator | None = None) -> Tensor:
+    """Super-resolve low-resolution occupancy with a model of the high resolution.
+
+    The chain starts at the ``initializer``'s proposal when it serves ``factor``
+    (:mod:`stgconv.initializer`), else at ``upsample`` of ``low``
+    (:data:`stgconv.ops.BLOCK_UPSAMPLERS`, the config's ``chains.upsample``), and keeps
+    ``block_down(x, f) == low`` after every step (the start too).
+
+    Args:
+        low: ``(B, 1, d, d, d)`` block means in ``[0, 1]``; ``d * factor`` must be the model's side.
+        factor: block size ``f``.
+        offset: what the model subtracts from occupancy (the training mean; with a config,
+            :meth:`~stgconv.modalities.Modality.offset`); ``sampler`` runs on occupancy minus
+            ``offset``, so its clamp is in those units (e.g. ``(-offset, 1 - offset)``).
+        binary: make the result a shape: in every block the ``round(low * f^3)`` voxels the
+            chain ranks highest are occupied (:func:`stgconv.ops.block_top_k`), so block means
+            stay ``low`` for the block means of any binary grid. ``False`` returns the chain.
+
+    Returns:
+        ``(B, 1, d*f, d*f, d*f)`` occupancy: {0, 1} when ``binary``; else the chain itself, with
+        ``block_down(out, f) == low`` (not clamped: the clamp would move block means; score it
+        with a clamp).
+
+    Raises:
+        ValueError: ``low`` not ``(B, 1, d, d, d)``, ``factor`` not an int ``>= 1``
+            (the up-sampling's check), an unknown ``upsample``.
+    """
+    check_generator(generator, "super_resolve_batch")  # before the start's work
+    # Else the energy refused the up-sampled grid ("expected input of shape ('B', 1, 8, 8, 8),
+    # got (2, 8, 8, 8)" for a (2, 2, 2, 2) low), naming neither low nor its shape.
+    if low.dim() != 5 or low.shape[1] != 1:
+        raise ValueError(f"low must be voxels (B, 1, d, d, d), got {tuple(low.shape)}")
+    blocks = (factor,) * 3
+    low_model = low - offset
+    if initializer is not None and initializer.serves(factor):
+        x0 = initializer.propose(low, factor) - offset
+    else:
+        x0 = block_upsampler(upsample)(low_model, blocks)
+    x = sampler.run(energy, x0, constraint=DownsampleConsistency(low_model, blocks),
+                    generator=generator) + offset
+    return block_top_k(x, low, blocks) if binary else x
