@@ -14,11 +14,15 @@ import torch
 from _tiny import SR_CONFIG, TINY, boxes_and_balls, read_events
 
 from stgconv.baselines.voxel import FILLS, downsample, nearest_upsample
+from stgconv.build import task_sampler
 from stgconv.cli import main
 from stgconv.evaluation.voxel import _run_methods, load_eval_shapes, random_known
 from stgconv.io.voxel import to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
+from stgconv.modalities import VOXELS
 from stgconv.ops import block_top_k
+from stgconv.super_resolution import super_resolve_batch
+from stgconv.tasks.voxel import load_initializer, load_voxel_model
 
 
 @pytest.fixture
@@ -337,6 +341,34 @@ def test_eval_super_resolution_starts_at_the_configs_upsampling(nearest_voxel_ru
     start = block_top_k(nearest_upsample(low, 8), low, (8, 8, 8))
     assert table["start"]["error"] == pytest.approx(voxel_errors(start, truth).mean().item(),
                                                     rel=1e-6)
+
+
+@pytest.mark.parametrize("trained, factor", [("nearest_voxel_run", 8), ("trained_voxel_run", 4)])
+def test_eval_super_resolution_scores_the_chain_super_resolve_batch_runs(request, tmp_path,
+                                                                         trained, factor) -> None:
+    """--soft writes ours: the chain of super_resolve_batch with the checkpoint's offset,
+    up-sampling (factor 8, unlearned: the nearest run's start) and initializer (factor 4, which
+    it learned), a batch of 8 at a time on one generator (kills the eval dropping any of them:
+    its start, its binary table and its baselines could not tell)."""
+    paths = request.getfixturevalue(trained)
+    run = paths["run"]
+    assert main(["eval", "super-resolution", "--checkpoint", str(run), "--shapes",
+                 str(paths["shapes"]), "--factor", str(factor), "--soft",
+                 "--json", str(tmp_path / "sr.json"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 0
+    energy, config, state = load_voxel_model(run, device="cpu")
+    initializer = load_initializer(state, run)
+    assert VOXELS.offset(config) != 0
+    assert (config.chains.upsample == "nearest" if factor == 8 else initializer.serves(factor))
+    low = downsample(torch.from_numpy(np.load(paths["shapes"])["X"]).float()[:, None], factor)
+    generator = torch.Generator().manual_seed(0)
+    expected = torch.cat([
+        super_resolve_batch(energy, task_sampler(config), batch, factor,
+                            offset=VOXELS.offset(config), upsample=config.chains.upsample,
+                            binary=False, initializer=initializer, generator=generator)
+        for batch in low.split(8)]).clamp(0.0, 1.0)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "stgconv.npy"), expected[:, 0].numpy(),
+                               atol=1e-6)
 
 
 def test_table_means_over_shapes_of_the_scored_voxels_and_pools_iou() -> None:

@@ -4,6 +4,7 @@ data and must not need ``../shared``), and writes the numbers it prints as finit
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -61,3 +63,52 @@ def test_example_without_its_data_says_so_in_one_line(script, tmp_path, capsys):
     assert exit_.value.code == 2
     assert f"error: {missing} not found" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def load_example(script: str):
+    """``examples/script`` as a module (not run), so a test can watch what its main calls."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, EXAMPLES / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_voxel_example_runs_the_chain_on_centred_occupancy_from_the_trilinear_start(
+        tmp_path, monkeypatch):
+    """The smoke run's numbers are finite whatever offset or start the script passes: watch
+    the call (kills dropping ``offset`` or passing another up-sampling)."""
+    example = load_example("voxel_super_resolution.py")
+    calls = []
+
+    def spy(energy, sampler, low, factor, **settings):
+        calls.append((sampler, settings))
+        return example_super_resolve(energy, sampler, low, factor, **settings)
+
+    example_super_resolve = example.super_resolve_batch
+    monkeypatch.setattr(example, "super_resolve_batch", spy)
+    with torch.random.fork_rng(devices=[]):  # the script seeds torch's global generator
+        example.main(["--smoke", "--json", str(tmp_path / "numbers.json"),
+                      "--out", str(tmp_path / "outputs")])
+    [(sampler, settings)] = calls
+    # The sampler's clamp is occupancy's [0, 1] in the model's units: (-mean, 1 - mean).
+    assert settings["offset"] == -sampler.clamp[0] > 0
+    assert settings["upsample"] == "linear" and settings.get("binary", True)
+
+
+def test_video_example_preconditions_its_completion_by_the_spread(tmp_path, monkeypatch):
+    """The smoke run's numbers are finite without the step scale too: watch the completion
+    chain (kills dropping ``step_scale``, the spread of the observed entries)."""
+    example = load_example("video_recovery.py")
+    scales = []
+
+    def spy(sampler, **settings):
+        scales.append(settings.get("step_scale"))
+        return example_chain(sampler, **settings)
+
+    example_chain = example.CompletionChain
+    monkeypatch.setattr(example, "CompletionChain", spy)
+    with torch.random.fork_rng(devices=[]):  # the script seeds torch's global generator
+        example.main(["--smoke", "--json", str(tmp_path / "numbers.json"),
+                      "--out", str(tmp_path / "outputs")])
+    [scale] = scales
+    assert scale is not None and bool(scale.isfinite().all()) and scale.max() > 0

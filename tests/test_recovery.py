@@ -341,9 +341,18 @@ def test_spread_step_scale_of_a_still_clip_is_zero_not_nan() -> None:
     assert torch.equal(spread_step_scale(still, known), torch.zeros(1, 5, 2, 2))
 
 
+def test_spread_step_scale_of_power_zero_is_one_everywhere() -> None:
+    """``power`` 0, which the config allows, is the plain sampler: every entry's spread to the
+    power 0 is 1 (observed ones too, 0 ** 0), already at unit RMS."""
+    video = torch.tensor([0.0, 9.0, 0.5, 9.0, 0.5, 9.0]).view(1, 6, 1, 1)
+    known = torch.tensor([True, False, True, False, False, True]).view(6, 1, 1)
+    assert torch.equal(spread_step_scale(video, known, power=0.0), torch.ones(1, 6, 1, 1))
+
+
 @pytest.mark.parametrize("observed, known, power, match", [
     (torch.zeros(1, 3, 2), torch.ones(3, 2, dtype=torch.bool), -1.0, "power must be a finite"),
     (torch.zeros(1, 3, 2), torch.ones(3, 2, dtype=torch.bool), math.nan, "power must be a finite"),
+    (torch.zeros(1, 3, 2), torch.ones(3, 2, dtype=torch.bool), math.inf, "power must be a finite"),
     (torch.zeros(1, 3, 2), torch.ones(3, 2), 1.0, "known"),
     (torch.zeros(1, 3, 2), torch.ones(4, 2, dtype=torch.bool), 1.0, "known"),
     (torch.zeros(3), torch.ones(3, dtype=torch.bool), 1.0, r"observed must be \(C, T, ...\)"),
