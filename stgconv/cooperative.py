@@ -195,7 +195,8 @@ class CooperativeTrainer(CompanionTrainer):
                 except NonFiniteEnergyError as err:  # else taken for the descriptor's sampler
                     raise NonFiniteEnergyError(
                         f"{err.sampler} of the generator's latent inference "
-                        "(cooperative.inference_step_size)", err.step, err.n_steps, err.chains) from err
+                        "(cooperative.inference_step_size)", err.step, err.n_steps,
+                        err.chains) from err
             loss = (self.generator_net(z) - revised).pow(2).mean()
             if not torch.isfinite(loss):
                 raise DivergenceError(f"non-finite generator loss at iteration "

@@ -63,7 +63,8 @@ def test_the_wheel_holds_the_package_and_the_config_its_commands_default_to(buil
 def test_the_sdist_holds_a_test_suite_that_runs(built) -> None:
     """setuptools alone took tests/test_*.py without the helpers every test file imports."""
     sdist, _ = built
-    for name in ("README.md", "LICENSE", "pyproject.toml", "run.sh", "tests/conftest.py", "tests/_tiny.py",
+    for name in ("README.md", "LICENSE", "pyproject.toml", "run.sh", "tests/conftest.py",
+                 "tests/_tiny.py",
                  "configs/image/texture_brick.yaml", "tools/train.py", "bench/common.py",
                  "examples/jem_ood.py",
                  "datasets/video/prepare.py", QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix()):
