@@ -24,9 +24,18 @@ def tell(line: str) -> None:
 
 def progress_bar(iterable: Iterable | None = None, **options: Any) -> tqdm:
     """``tqdm(iterable, **options)`` on stderr, redrawn at most every :data:`LOG_MININTERVAL`
-    seconds where stderr is no terminal (a log file, a pipe); a ``mininterval`` in
-    ``options`` or the environment's ``TQDM_MININTERVAL`` (which tqdm reads) wins."""
-    if "TQDM_MININTERVAL" not in os.environ and not (sys.stderr is not None
-                                                     and sys.stderr.isatty()):
+    seconds where stderr is a log file or a pipe (not a terminal, nor a notebook's stream); a
+    ``mininterval`` in ``options`` or the environment's ``TQDM_MININTERVAL`` (which tqdm
+    reads) wins."""
+    if "TQDM_MININTERVAL" not in os.environ and _keeps_every_line(sys.stderr):
         options.setdefault("mininterval", LOG_MININTERVAL)
     return tqdm(iterable, **options)
+
+
+def _keeps_every_line(stream: Any) -> bool:
+    """Whether ``stream`` keeps each carriage-return redraw as a line of its own: a file or a
+    pipe does; a terminal and a Jupyter kernel's stream (ipykernel's ``OutStream``, no
+    terminal either) draw over the last one."""
+    if stream is None or stream.isatty():
+        return False
+    return not type(stream).__module__.startswith("ipykernel.")

@@ -16,9 +16,14 @@ class Terminal(io.StringIO):
         return True
 
 
+# What Jupyter gives a kernel for stderr: no terminal, and it draws a redraw over the last.
+OutStream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})
+
+
 @pytest.mark.parametrize(("stderr", "environment", "log_pace"), [
     (io.StringIO(), None, True),  # a log file or a pipe
     (Terminal(), None, False),
+    (OutStream(), None, False),  # a notebook's bar kept tqdm's pace
     (io.StringIO(), "0.5", False),  # TQDM_MININTERVAL, read by tqdm, wins
 ])
 def test_a_bar_redraws_at_tqdms_pace_unless_it_writes_into_a_log(
