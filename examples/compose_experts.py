@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, value in numbers.items():
         print(f"{name:32s} {value:12.3f}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         args.json.write_text(json.dumps(numbers, indent=2) + "\n")
     return numbers
 

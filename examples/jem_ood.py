@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, value in numbers.items():
         print(f"{name:24s} {value:8.4f}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         args.json.write_text(json.dumps(numbers, indent=2) + "\n")
     return numbers
 

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     save_comparison([truth.where(known, -1.0), result.recovered, truth],
                     args.out / "comparison.mp4", labels=["occluded", "recovered", "truth"])
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         args.json.write_text(json.dumps(numbers, indent=2) + "\n")
     return numbers
 

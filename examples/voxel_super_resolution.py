@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args.out.mkdir(parents=True, exist_ok=True)
     save_voxels(ours[:, 0], args.out / "super_resolved.npy")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         args.json.write_text(json.dumps(numbers, indent=2) + "\n")
     return numbers
 
