@@ -99,8 +99,7 @@ def interpolate(
         modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation",
                          fps=config.data.fps)
         return modality.save_array(path, Path(out_dir) / "interpolation").parent
-    _check_image(config, checkpoint)
-    config = with_input_channels(energy, config, checkpoint)
+    config = _image_config(energy, config, checkpoint)
     shape = (config.model.in_channels, config.data.size, config.data.size)
     check_entries((n_points, *shape), f"{n_points} points")
     init = _start_noise(config, checkpoint, state)
@@ -116,15 +115,19 @@ def interpolate(
 def _image_model(checkpoint: str | Path, device: str
                  ) -> tuple[ConvNetEnergy, ExperimentConfig, dict]:
     energy, config, state = load_model(checkpoint, device=device)
-    _check_image(config, checkpoint)
-    return energy, with_input_channels(energy, config, checkpoint), state
+    return energy, _image_config(energy, config, checkpoint), state
 
 
-def _check_image(config: ExperimentConfig, checkpoint: str | Path) -> None:
+def _image_config(energy: ConvNetEnergy, config: ExperimentConfig, checkpoint: str | Path
+                  ) -> ExperimentConfig:
+    """``config`` of an image model, its channels filled in from the net where the checkpoint
+    leaves them unset (:func:`~stgconv.checkpoint.with_input_channels`); ``ValueError`` for
+    another modality."""
     kind = modality_of(config).name
     if kind != "image":
         raise ValueError(f"{checkpoint} holds a {kind} model; reconstruct and interpolate take "
                          "image models (interpolate: or cooperative models of any kind)")
+    return with_input_channels(energy, config, checkpoint)
 
 
 def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) -> NoiseInit:
