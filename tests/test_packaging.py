@@ -56,6 +56,8 @@ def test_the_wheel_holds_the_package_and_the_config_its_commands_default_to(buil
     _, wheel = built
     assert QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix() in wheel
     assert {name.split("/")[0] for name in wheel} == {"stgconv", f"stgconv-{__version__}.dist-info"}
+    # Without the marker, type checkers of a user's code skip the package's annotations.
+    assert "stgconv/py.typed" in wheel
     # The MIT licence asks for its text to travel with every copy (pyproject names it only).
     assert f"stgconv-{__version__}.dist-info/licenses/LICENSE" in wheel
 
