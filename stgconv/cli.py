@@ -23,6 +23,7 @@ from stgconv.config import (
     SEED_LIMIT,
     ExperimentConfig,
     config_to_dict,
+    config_yaml,
     expand_home,
     load_config,
     parse_override,
@@ -106,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the run folder (its files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the config the run would train with (defaults, CONFIG, --set, "
+                        "--data, --out; checked as train checks it) as YAML, and stop: nothing "
+                        "is read or written (the channels and size the data decides stay unset)")
 
     p = _command(sub, "synthesize", help="sample from a trained model")
     p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
@@ -494,6 +499,9 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
                              saved=args.resume and args.config is None)
         if args.resume and args.config is not None:
             _check_resumed_config(config, args, values)
+        if args.print_config:
+            print(config_yaml(config), end="")
+            return None
         return tasks.train(config, resume=args.resume, overwrite=args.overwrite,
                            progress=not args.quiet)
     if args.command == "synthesize":
@@ -688,7 +696,9 @@ def _main(argv: Sequence[str] | None) -> int:
         tell(f"{name}: interrupted; outputs already written are whole "
              "(train: --resume continues from the last checkpoint, where one was written)")
         return 130
-    if launched_rank() == 0:  # under torchrun, one report for the whole run
+    # Under torchrun, one report for the whole run; none after a printed config, which stays
+    # YAML that train reads back (stgconv train ... --print-config > mine.yaml).
+    if launched_rank() == 0 and not getattr(args, "print_config", False):
         written = out if isinstance(out, list) else [] if out is None else [out]
         done = (f"wrote {', '.join(map(str, written))}" if written
                 else "done (nothing written: no output option such as --json was given)")

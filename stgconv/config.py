@@ -1497,8 +1497,12 @@ def _grid_sampler(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     """Write ``config`` as YAML that :func:`load_config` reads back to the same config."""
-    data = _own_grid_samplers(config_to_dict(config))
-    atomic_write_text(path, yaml.dump(data, Dumper=_Dumper, sort_keys=False))
+    atomic_write_text(path, config_yaml(config))
+
+
+def config_yaml(config: ExperimentConfig) -> str:
+    """``config`` as the YAML text :func:`save_config` writes, every key with its value."""
+    return yaml.dump(_own_grid_samplers(config_to_dict(config)), Dumper=_Dumper, sort_keys=False)
 
 
 def _own_grid_samplers(data: dict[str, Any]) -> dict[str, Any]:

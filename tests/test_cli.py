@@ -134,6 +134,34 @@ def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> No
     assert load_checkpoint(run)["iteration"] == 5
 
 
+def test_print_config_shows_what_train_would_run_and_writes_nothing(
+        texture_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code, printed, err = run_main(["train", *TINY, "--set", "train.lr=0.002", "--out", str(out),
+                                   "--print-config"], capsys)
+    assert code == 0, err
+    assert not out.exists()
+    # Every key with its value, as YAML that train reads back to the same config.
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(printed)
+    shown = load_config(mine)
+    overrides = [*TINY[1::2], "train.lr=0.002"]  # TINY's values, without its "--set"s
+    assert shown == load_config(None, overrides, {"out_dir": str(out)})
+    assert shown.train.lr == 0.002 and shown.out_dir == str(out)
+    assert "sampler:" in printed and "done" not in printed
+    # A resume prints the run's own config.yaml under the new settings.
+    code, printed, err = run_main(["train", "--set", "train.n_iterations=9", "--out",
+                                   str(texture_run), "--resume", "--print-config"], capsys)
+    assert code == 0, err
+    assert yaml.safe_load(printed)["train"]["n_iterations"] == 9
+    assert yaml.safe_load(printed)["model"]["layers"] == [[8, 5, 2], [8, 3, 1]]
+    # Checked as train checks it.
+    code, printed, err = run_main(["train", *TINY, "--set", "train.lrr=1", "--print-config"],
+                                  capsys)
+    assert code == 2 and printed == ""
+    assert "unknown config key(s) train.lrr" in err
+
+
 def test_resume_ignores_a_setting_the_runs_config_yaml_holds_but_its_training_never_read(
         tmp_path: Path, capsys) -> None:
     """A run that an earlier stgconv trained with such a setting (accepted then, refused now)
