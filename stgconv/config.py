@@ -66,6 +66,7 @@ class ModelConfig:
     # [out_channels, kernel, stride, padding]; kernel, stride and padding may be per-dimension
     # lists ([t, h, w] for videos).
     layers: tuple[tuple[int | tuple[int, ...], ...], ...] | None = None
+    # Replaces the preset's nonlinearity after each convolution (null: the preset's).
     activation: Literal["relu", "leaky_relu"] | None = None
     # sigma of the Gaussian reference term |x|^2 / (2 sigma^2); null drops it (short-run models).
     # Small, as in the original descriptor code (0.016 on [-1, 1] pixels): every Gaussian piece
@@ -92,6 +93,9 @@ class SamplerConfig:
     # gain from longer ones at use (measured for recovery of chairs: bench/README.md).
     task_steps: int | None = None
     step_size: float = 0.015
+    # Langevin only (stgconv.mcmc.Langevin): the noise's multiplier (1: exact Langevin; below 1
+    # the short-run, JEM-style sampler; 0: gradient descent on E), its schedule over a chain's
+    # steps, and a bound on each chain's gradient norm (null: none).
     noise_scale: float = 1.0
     noise_anneal: Literal["none", "linear", "cosine"] = "none"
     grad_clip: float | None = None
@@ -125,6 +129,7 @@ class ChainConfig:
     mode: Literal[
         "noise", "data", "persistent", "buffer", "super_resolution", "recovery",
     ] = "persistent"
+    # Chains per training example: each iteration samples batch_size * chains_per_example.
     chains_per_example: int = 8
     # "data_gaussian": Gaussians fitted to the training data, one per class for a JEM run
     # (stgconv.mcmc.init.DataGaussian; stored in the checkpoint for synthesis); modes "noise",
@@ -137,7 +142,10 @@ class ChainConfig:
     # init_scale) instead, so some chains explore far from the data.
     init_rank: int = 64
     init_noise: float = 0.0
+    # "data": the std of the Gaussian noise added to the examples the chains start from.
     data_noise: float = 0.0
+    # "buffer": the replay buffer keeps this many finished chains (the oldest replaced first),
+    # and this share of each iteration's chains starts afresh from chains.init instead.
     buffer_capacity: int = 10000
     buffer_fresh: float = 0.05
     # super_resolution: block size in every spatial dim (4: 16^3 -> 64^3).
@@ -168,7 +176,9 @@ class DataConfig:
     # Image side, frame side for videos (frames are resized to size x size), or voxel grid side
     # (smaller grids are zero-padded to it, e.g. ModelNet's 30^3 to 32^3).
     size: int = 64
+    # Images and videos: read as grey (1) or RGB (3), whatever the files hold.
     channels: Literal[1, 3] = 1
+    # Keep only the first N images, clips or shapes (null: all).
     max_images: int | None = None
     # Videos (and video_frames) only: clip length, first frame, and frame rate to resample to
     # (null: as stored).
@@ -187,11 +197,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How the parameters learn (Adam); stgconv.train.Trainer reads it."""
+
     n_iterations: int = 150
     batch_size: int = 16
     lr: float = 0.01
     betas: tuple[float, float] = (0.5, 0.999)
+    # The weight of mean(E^2) over data and samples in the loss: keeps energies near zero
+    # where they would otherwise drift (JEM's advice when a run diverges).
     energy_l2: float = 0.0
+    # Micro-batches of batch_size whose gradients are averaged before each Adam step: a larger
+    # batch in the memory of one.
     accumulate: int = 1
     # 0: none on the way (the checkpoint and the samples at the end are written all the same;
     # TensorBoard gets no samples).
