@@ -1250,7 +1250,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ValueError(f"override {text!r}: the value is not valid YAML "
                          f"({_yaml_problem(err)})") from err
     except RecursionError as err:  # PyYAML reads nested values by recursion
-        raise ValueError(f"override {text!r}: the value nests {NESTED_TOO_DEEPLY}") from err
+        # Named by its key: the value, hundreds of brackets at least, would fill the line.
+        raise ValueError(f"override of {key.strip()}: the value nests {NESTED_TOO_DEEPLY}"
+                         ) from err
     # YAML drops " #..." as a comment: a path "/runs/a #2/x.png" would silently become "/runs/a"
     comment = raw[node.end_mark.index if node is not None else 0:].strip()
     if comment:
@@ -1285,7 +1287,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str],
                 raise ValueError(f"override {text!r}: '{steps[i - 1]}' is not a config section")
             if i == len(steps) - 1:
                 old = node[step] if isinstance(node, list) else node.get(step)
-                node[step] = _merged(old, value)
+                try:
+                    node[step] = _merged(old, value)
+                except ValueError as err:  # its copy too large: named, as a file's is
+                    raise ValueError(f"override of {'.'.join(steps)}: {err}") from err
             else:
                 if isinstance(node, dict) and node.get(step) is None:
                     absent = absent or ".".join(steps[:i + 1])
