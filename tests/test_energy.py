@@ -303,3 +303,90 @@ def test_every_modalitys_builder_is_public_beside_image_energy() -> None:
         assert getattr(stgconv.energy, name) is builder and name in stgconv.energy.__all__
     for name, presets in (("VIDEO_ARCHS", VIDEO_ARCHS), ("VOXEL_PRESETS", VOXEL_PRESETS)):
         assert getattr(stgconv.energy, name) is presets and name in stgconv.energy.__all__
+
+
+# --------------------------------------------------------------------------- exact gradients
+
+
+def _classifier() -> ClassifierEnergy:
+    """A tiny smooth classifier (8 inputs, 3 classes) with a learnt density scale s != 1, so
+    the scale's terms of the marginal and class energies are differentiated too."""
+    energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(8, 4), nn.SiLU(),
+                                            nn.Linear(4, 3)), density_scale=True)
+    with torch.no_grad():
+        energy.log_density_scale.fill_(0.4)
+    return energy
+
+
+class _Conditional(nn.Module):
+    """The class energy of one class per example, as a module (so its parameters are the
+    classifier's)."""
+
+    def __init__(self, classifier: ClassifierEnergy) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.class_energy(x, torch.tensor([1, 2]))
+
+
+def _product() -> ProductOfExperts:
+    """Experts of different families, two of them reading transformed views of x."""
+    classifier = _classifier()
+    texture = image_energy("texture", in_channels=2, layers=[[2, 1, 1]], reference_sigma=0.7)
+    return ProductOfExperts(
+        [classifier, classifier.conditional(torch.tensor([2, 0])), texture],
+        weights=[0.5, 1.0, 2.0],
+        views=[None, partial(torch.flip, dims=(-1,)), partial(block_down, factor=(2, 1))])
+
+
+def gradient_cases() -> list:
+    """``(build, input shape)`` of a float64 energy of every family, small enough for finite
+    differences in every input entry and every parameter."""
+    return [
+        pytest.param(lambda: image_energy("texture", in_channels=1, layers=[[2, 3, 1], [2, 2, 1]],
+                                          reference_sigma=0.5),
+                     (2, 1, 5, 5), id="image-descriptor"),
+        pytest.param(lambda: image_energy("object", in_channels=1, image_size=4,
+                                          layers=[[2, 3, 1, 1]]),
+                     (2, 1, 4, 4), id="image-linear-head"),
+        pytest.param(lambda: video_energy("st_small", in_channels=1,
+                                          layers=[[2, (2, 3, 3), (1, 2, 2), (0, 1, 1)],
+                                                  [1, (2, 2, 2), 1]]),
+                     (2, 1, 3, 4, 4), id="video-st"),
+        pytest.param(lambda: video_energy("fc_s_small", in_channels=1, frame_size=(3, 3),
+                                          layers=[[2, (2, 3, 3), 1], [1, (2, 1, 1), 1]]),
+                     (2, 1, 4, 3, 3), id="video-fc_s"),
+        pytest.param(lambda: voxel_energy("desc32_small", size=3, layers=[[2, 2, 1]]),
+                     (2, 1, 3, 3, 3), id="voxels"),
+        pytest.param(_classifier, (2, 2, 2, 2), id="jem-marginal"),
+        pytest.param(lambda: _Conditional(_classifier()), (2, 2, 2, 2), id="jem-conditional"),
+        pytest.param(_product, (2, 2, 2, 2), id="product-of-views"),
+        pytest.param(lambda: RBM(5, 3, init_scale=1.0), (2, 5), id="rbm-binary"),
+        pytest.param(lambda: RBM(5, 3, visible="gaussian", init_scale=1.0), (2, 5),
+                     id="rbm-gaussian"),
+    ]
+
+
+@pytest.mark.parametrize("build, shape", gradient_cases())
+def test_every_energy_family_has_the_exact_gradient_in_x_and_its_parameters(build, shape) -> None:
+    """Autograd's derivative of the energy matches central finite differences in float64, in
+    every entry of x (what every sampler follows) and every parameter (what training follows):
+    a detached reference term or density scale, a value read back as a Python number, or a
+    hand-written backward would break it. Every parameter is moved by random noise, so none
+    is left at 0 (an RBM's biases start there), where a missing term could go unseen."""
+    torch.manual_seed(0)
+    energy = build().double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in energy.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    names = [name for name, _ in energy.named_parameters()]
+    params = tuple(p.detach().requires_grad_(True) for p in energy.parameters())
+    x = torch.rand(shape, generator=g, dtype=torch.float64).requires_grad_(True)
+
+    def function(x: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(energy, dict(zip(names, values)), (x,))
+
+    assert function(x, *params).shape == (shape[0],)
+    assert torch.autograd.gradcheck(function, (x, *params), eps=1e-6, atol=1e-6, rtol=1e-5)

@@ -319,6 +319,25 @@ def test_ais_with_one_step_is_importance_sampling_of_z_not_of_log_z() -> None:
     assert estimate == pytest.approx(rbm.exact_log_partition(), abs=0.03)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_units_are_drawn_at_their_probability(dtype: torch.dtype) -> None:
+    """Units of probability sigmoid(-9) = 1.2e-4 were on 18 times too often in bfloat16 (3
+    times in float16): the uniforms were drawn in the RBM's dtype, in which they came out 0 one
+    draw in 500. Both conditionals of a half-precision RBM draw float32 uniforms. Bound: 5
+    Poisson standard errors of the expected count."""
+    rbm = RBM(4, 4, init_scale=0.0).to(dtype)
+    with torch.no_grad():
+        rbm.hidden_bias.fill_(-9.0)
+        rbm.visible_bias.fill_(-9.0)
+    n = 50_000
+    expected = 4 * n * torch.sigmoid(torch.tensor(-9.0, dtype=dtype)).item()  # 24.6
+    zeros = torch.zeros(n, 4, dtype=dtype)
+    for draws in (rbm.sample_hidden(zeros, generator=gen(0)),
+                  rbm.sample_visible(zeros, generator=gen(1))):
+        assert draws.dtype == dtype
+        assert abs(draws.double().sum().item() - expected) < 5 * math.sqrt(expected)
+
+
 def test_exact_log_partition_refuses_too_many_hidden_states() -> None:
     with pytest.raises(ValueError, match="too many to enumerate"):
         RBM(2, 21).exact_log_partition()

@@ -347,6 +347,25 @@ def test_float64_energies_draw_the_uniforms_in_float64() -> None:
     assert torch.equal(accept, margin > 0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_chains_draw_float32_uniforms(dtype: torch.dtype) -> None:
+    """A bfloat16 uniform came out 0 one draw in 500 (float16: one in 4000), and its log, -inf,
+    accepted any proposal: 0.2% of proposals of ratio e^-50 were taken. Half-precision chains
+    draw the float32 chain's uniforms, whose decisions follow the ratio."""
+    n = 100_000
+    chains = (torch.zeros(n, 2, dtype=dtype), torch.zeros(n, dtype=dtype),
+              torch.zeros(n, 2, dtype=dtype))
+    _, accept = metropolis_select(torch.full((n,), -50.0, dtype=F64), chains, chains,
+                                  generator=gen(5))
+    assert not accept.any()
+    u = torch.rand(64, generator=gen(5))
+    margin = torch.tensor([1e-6, -1e-6], dtype=F64).repeat(32)
+    _, accept = metropolis_select(torch.log(u).double() + margin,
+                                  tuple(c[:64] for c in chains), tuple(c[:64] for c in chains),
+                                  generator=gen(5))
+    assert torch.equal(accept, margin > 0)
+
+
 def test_acceptance_ratios_sum_their_entry_terms_in_float64() -> None:
     """Entry terms that cancel (2^25, 1, -2^25) sum to 1 in float64 and to 0 in float32, whose
     spacing at 2^25 is 4: the entry-by-entry form keeps the large squared norms out of the

@@ -180,9 +180,9 @@ def test_auroc_ties_by_hand() -> None:
 def test_expected_calibration_error_bins_by_hand() -> None:
     from stgconv.metrics import expected_calibration_error
 
-    # Confidence 0.6 (= 9/15, the top of bin 8) and 0.62 share bin (8/15, 9/15]; 0.9 sits
-    # alone in bin (13/15, 14/15]. Bin 8: 2 examples, 1 right, mean confidence 0.61 -> gap
-    # 0.11; bin 13: wrong at 0.9 -> 0.9. ECE = (2 * 0.11 + 0.9) / 3.
+    # Confidences 0.6 (float32: 0.60000002, just above the edge 9/15) and 0.62 share bin 9,
+    # (9/15, 10/15]; 0.9 sits alone in bin 13, (13/15, 14/15]. Bin 9: 2 examples, 1 right, mean
+    # confidence 0.61 -> gap 0.11; bin 13: wrong at 0.9 -> 0.9. ECE = (2 * 0.11 + 0.9) / 3.
     probs = torch.tensor([[0.6, 0.4], [0.38, 0.62], [0.1, 0.9]])
     labels = torch.tensor([0, 0, 0])
     assert expected_calibration_error(probs, labels) == pytest.approx((2 * 0.11 + 0.9) / 3)

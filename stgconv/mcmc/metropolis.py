@@ -13,6 +13,7 @@ from stgconv.checks import check_generator
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
+    at_least_float32,
     broadcast_chains,
     check_start,
     energy_and_grad,
@@ -53,9 +54,12 @@ def metropolis_select(
         The new ``(x, energy, grad)`` and the ``(B,)`` bool acceptance decisions.
     """
     # Drawn in the chain's and energies' dtype, not the (float64) ratio's: a seed's uniforms,
-    # hence its chain, do not depend on the precision the ratio is computed in.
+    # hence its chain, do not depend on the precision the ratio is computed in. Float32 at
+    # least: a bfloat16 uniform came out 0 one draw in 500 (float16: one in 4000), and its log,
+    # -inf, accepted any proposal, one of ratio e^-50 too.
     uniform = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device,
-                         dtype=torch.promote_types(current[0].dtype, current[1].dtype))
+                         dtype=at_least_float32(torch.promote_types(current[0].dtype,
+                                                                    current[1].dtype)))
     accept = torch.log(uniform) < log_ratio
     mask = broadcast_chains(accept, current[0])
     x = torch.where(mask, proposal[0], current[0])
