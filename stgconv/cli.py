@@ -109,8 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true",
                    help="print the config the run would train with (defaults, CONFIG, --set, "
-                        "--data, --out; checked as train checks it) as YAML, and stop: nothing "
-                        "is read or written (the channels and size the data decides stay unset)")
+                        "--data, --out; checked as train checks it) as YAML, and stop: no data is "
+                        "read and nothing written (the channels and size the data decides stay "
+                        "unset)")
 
     p = _command(sub, "synthesize", help="sample from a trained model")
     p.add_argument("checkpoint", help="checkpoint.pt or its run folder")
