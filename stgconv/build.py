@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from stgconv.baselines.voxel import nearest_known_fill
+from stgconv.checkpoint import forked_global_rng
 from stgconv.checks import check_generator
 from stgconv.config import (
     ChainConfig,
@@ -45,8 +46,9 @@ def seeded_weights(seed: int) -> Iterator[None]:
     """Modules made in the block draw their initial weights from ``seed``, and the caller's
     global RNG is as it was afterwards: a task seeded by its config does not reset a library
     caller's stream. (``nn.Module`` initialisers read torch's global CPU generator; modules are
-    made on the CPU and moved.)"""
-    with torch.random.fork_rng(devices=[]):
+    made on the CPU and moved.) One such block runs at a time in the process
+    (:func:`~stgconv.checkpoint.forked_global_rng`)."""
+    with forked_global_rng():
         torch.random.default_generator.manual_seed(seed)
         yield
 

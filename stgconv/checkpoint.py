@@ -14,7 +14,10 @@ import dataclasses
 import io
 import pickle
 import shutil
+import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -44,6 +47,9 @@ ZIP_MAGIC = b"PK\x03\x04"
 MSDOS_DIRECTORY = 0x10  # the directory bit of a zip entry's external attributes
 
 M = TypeVar("M", bound=nn.Module)
+
+# Held by the block of forked_global_rng. Re-entrant: a seeded block may rebuild a net inside.
+_global_rng_owner = threading.RLock()
 
 
 class CheckpointError(ValueError):
@@ -298,8 +304,22 @@ def rebuild(build: Callable[..., M], *args: Any) -> M:
     itself, loading a model moved a library caller's random stream on (``torch.manual_seed(0)``,
     a load, and the caller's next draws differed), where a task seeded by its own seed leaves
     it (:func:`stgconv.build.seeded_weights`)."""
-    with torch.random.fork_rng(devices=[]):
+    with forked_global_rng():
         return build(*args)
+
+
+@contextmanager
+def forked_global_rng() -> Iterator[None]:
+    """In the block, torch's global CPU generator may be seeded and drawn from; it is as it was
+    afterwards. One block at a time in the process: the generator is process-wide, so two
+    threads' blocks (two runs of a thread pool, a load beside a run) drew each other's weights
+    and put back each other's state, and a run's initial weights were not its seed's alone.
+    So the block should end once the modules are made: other threads' blocks wait for it
+    (``stgconv fill-prior`` trains inside its own). A program's own draws from the global
+    generator in other threads meanwhile are not kept out: random functions here take
+    ``generator=`` for that."""
+    with _global_rng_owner, torch.random.fork_rng(devices=[]):
+        yield
 
 
 def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:

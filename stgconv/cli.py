@@ -8,12 +8,16 @@ import io
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 import warnings
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Sequence, get_args
+from typing import Any, Callable, Sequence, get_args
+
+import torch
 
 from stgconv import tasks
 from stgconv.checkpoint import FILENAME, CheckpointError
@@ -459,6 +463,18 @@ def _check_outputs_apart(args: argparse.Namespace) -> None:
                              "give them different paths")
 
 
+def _check_default_dtype() -> None:
+    """``ValueError`` where the program calling :func:`main` set torch's default dtype to other
+    than float32 (``torch.set_default_dtype(torch.float64)`` in a notebook): the commands make
+    float32 data and models, as in a shell, and train, reconstruct, interpolate, recover and
+    eval recovery failed on a mismatch between tensors they made themselves ("expected x of
+    dtype torch.float64 (the network's)", advice their caller cannot follow)."""
+    if torch.get_default_dtype() != torch.float32:
+        raise ValueError(f"torch's default dtype is {torch.get_default_dtype()} (set by "
+                         "torch.set_default_dtype), and the commands run in float32: call "
+                         "torch.set_default_dtype(torch.float32) before stgconv.cli.main")
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     """Refuse an out-of-range count, learning rate or seed, naming the option as typed."""
     for dest, least in LEAST_COUNT.items():
@@ -480,6 +496,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     """Run the command; returns what it wrote (``None``: an eval that only printed)."""
+    _check_default_dtype()
     _check_numbers(args)
     # Before any work: a mistyped output path should not cost a training run.
     if getattr(args, "out", None) is not None:
@@ -612,32 +629,93 @@ def _command(commands: argparse._SubParsersAction, name: str, **kwargs: Any
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # What stdout's encoding cannot show (a path under PYTHONIOENCODING=ascii or a Latin-1
-    # locale) is escaped, as Python does on stderr: it raised a UnicodeEncodeError after the work.
-    # Not where errors are handled otherwise (surrogateescape, under the C locale). Strict
-    # again on return: a program calling main (tests do) kept escaping its own output after.
-    stdout = sys.stdout
-    escaped = isinstance(stdout, io.TextIOWrapper) and stdout.errors == "strict"
-    if escaped:
-        stdout.reconfigure(errors="backslashreplace")
+# What the commands running in a program's threads share: held while one changes it.
+_commands_lock = threading.Lock()
+# The threads running a command, each with how its warnings are shown; while any runs,
+# warnings.showwarning is _show_warning, over the function it replaced last (kept after: a
+# program's catch_warnings block begun while a command ran puts _show_warning back at its end).
+_warning_shown_by: dict[threading.Thread, Callable[[Warning | str], None]] = {}
+_replaced_showwarning: list[Callable[..., None]] = [warnings.showwarning]
+# The stdout streams that commands escape (_stdout_escaped), each with how many do now.
+_escaping: dict[io.TextIOWrapper, int] = {}
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    show = _warning_shown_by.get(threading.current_thread())
+    if show is None:  # a thread running no command: the program's own, shown as it would be
+        _replaced_showwarning[0](message, category, filename, lineno, file, line)
+    else:
+        show(message)
+
+
+@contextmanager
+def _warnings_shown_by(show: Callable[[Warning | str], None]) -> Iterator[None]:
+    """In the block, the warnings of this thread are shown by ``show``. One function for all
+    threads running a command, installed by the first and put back by the last: each command's
+    own, put back as ``warnings.catch_warnings`` does, left the first command's installed for
+    good where two ran in a program's threads at once (the program's warnings named that
+    command ever after), and named the other command in its warnings meanwhile."""
+    thread = threading.current_thread()
+    with _commands_lock:
+        if warnings.showwarning is not _show_warning:
+            _replaced_showwarning[0] = warnings.showwarning
+            warnings.showwarning = _show_warning
+        _warning_shown_by[thread] = show
     try:
-        code = _main(argv)
-        if sys.stdout is not None:  # None where stdout was closed (>&-)
-            # Here, not at exit, where a reader that has gone is reported by Python as an
-            # "Exception ignored" traceback and exit status 120.
-            sys.stdout.flush()
-        return code
-    except BrokenPipeError:
-        # The reader of the output left (`stgconv eval ... | head -1`): end quietly, as a
-        # program that SIGPIPE ends does (the recipe of Python's signal module documentation);
-        # stdout goes to devnull so that Python's own flush at exit does not fail again.
-        with suppress(AttributeError, OSError):  # stdout closed (None) or not a file
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        yield
+    finally:
+        with _commands_lock:
+            del _warning_shown_by[thread]
+            # Where the program installed its own meanwhile, it stays.
+            if not _warning_shown_by and warnings.showwarning is _show_warning:
+                warnings.showwarning = _replaced_showwarning[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with _stdout_escaped():
+        try:
+            code = _main(argv)
+            if sys.stdout is not None:  # None where stdout was closed (>&-)
+                # Here, not at exit, where a reader that has gone is reported by Python as an
+                # "Exception ignored" traceback and exit status 120.
+                sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            # The reader of the output left (`stgconv eval ... | head -1`): end quietly, as a
+            # program that SIGPIPE ends does (the recipe of Python's signal module
+            # documentation); stdout goes to devnull so that Python's own flush at exit does
+            # not fail again.
+            with suppress(AttributeError, OSError):  # stdout closed (None) or not a file
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+
+
+@contextmanager
+def _stdout_escaped() -> Iterator[None]:
+    """In the block, what stdout's encoding cannot show (a path under PYTHONIOENCODING=ascii or
+    a Latin-1 locale) is escaped, as Python does on stderr: it raised a UnicodeEncodeError after
+    the work. Not where errors are handled otherwise (surrogateescape, under the C locale).
+    Strict again when the last command writing to it ends: a program calling main (tests do)
+    kept escaping its own output after; and where commands ran in two of its threads at once,
+    the first to end made it strict while the other still wrote."""
+    stdout = sys.stdout
+    with _commands_lock:
+        escaped = isinstance(stdout, io.TextIOWrapper) and (
+            stdout in _escaping or stdout.errors == "strict")
+        if escaped:
+            if stdout not in _escaping:
+                stdout.reconfigure(errors="backslashreplace")
+            _escaping[stdout] = _escaping.get(stdout, 0) + 1
+    try:
+        yield
     finally:
         if escaped:
-            stdout.reconfigure(errors="strict")
+            with _commands_lock:
+                _escaping[stdout] -= 1
+                if not _escaping[stdout]:
+                    del _escaping[stdout]
+                    stdout.reconfigure(errors="strict")
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -655,7 +733,7 @@ def _main(argv: Sequence[str] | None) -> int:
     started = time.perf_counter()
     name = args.command_parser.prog  # "stgconv train", "stgconv eval ood": as argparse's errors
 
-    def show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    def show_warning(message: Warning | str) -> None:
         # A warning is one line naming the command, as an error is, not Python's two lines
         # quoting the source line that raised it.
         tell(f"{name}: warning: {' '.join(str(message).split())}")
@@ -669,8 +747,9 @@ def _main(argv: Sequence[str] | None) -> int:
         tell(f"{name}: error{where}: {' '.join(str(err).split())}")
 
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = show_warning
+        # The filters a run changes are put back, and each run shows its warnings anew (where
+        # Python's filter shows a repeat from one line once).
+        with _warnings_shown_by(show_warning), warnings.catch_warnings():
             out = _run(args)
     except BrokenPipeError:  # not the input's fault, nor the disk's: see main
         raise

@@ -35,7 +35,9 @@ def progress_bar(iterable: Iterable | None = None, **options: Any) -> tqdm:
 def _keeps_every_line(stream: Any) -> bool:
     """Whether ``stream`` keeps each carriage-return redraw as a line of its own: a file or a
     pipe does; a terminal and a Jupyter kernel's stream (ipykernel's ``OutStream``, no
-    terminal either) draw over the last one."""
-    if stream is None or stream.isatty():
+    terminal either) draw over the last one. A stream with no ``isatty`` (a program's own
+    writer put in place of ``sys.stderr``: ``write`` is all ``print`` needs) is no terminal:
+    asking it failed the run with an AttributeError as its progress bar began."""
+    if stream is None or getattr(stream, "isatty", lambda: False)():
         return False
     return not type(stream).__module__.startswith("ipykernel.")

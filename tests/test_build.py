@@ -5,6 +5,7 @@ multi-grid experiments, and the device."""
 
 from __future__ import annotations
 
+import threading
 import typing
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from stgconv.build import (
     seeded_weights,
     task_sampler,
 )
+from stgconv.checkpoint import rebuild
 from stgconv.config import (
     ChainConfig,
     DataConfig,
@@ -260,3 +262,47 @@ def test_seeded_weights_come_from_the_seed_and_leave_the_callers_stream() -> Non
         assert not torch.equal(torch.nn.Linear(3, 2).weight, first)
     torch.manual_seed(5)  # the seed is torch's own: a library user seeding it gets these weights
     assert torch.equal(torch.nn.Linear(3, 2).weight, first)
+
+
+@pytest.mark.parametrize("beside", ["seeded", "rebuilt"])
+def test_seeded_weights_in_two_threads_at_once_are_each_seeds_own(beside: str) -> None:
+    """A run seeded in one thread while another thread seeds its own run or loads a model (a
+    thread pool's jobs): the second thread's block, opened inside the first's, seeded or drew
+    from the process's one global generator between the first's seed and its draws."""
+    def weights(seed: int) -> torch.Tensor:
+        with seeded_weights(seed):
+            return torch.nn.Linear(3, 2).weight.detach().clone()
+
+    alone = weights(5)
+    first_inside, second_inside, first_drew = (threading.Event() for _ in range(3))
+    drawn: dict[str, torch.Tensor] = {}
+
+    def first() -> None:
+        with seeded_weights(5):
+            first_inside.set()
+            second_inside.wait(timeout=0.3)  # the second block cannot open meanwhile
+            drawn["first"] = torch.nn.Linear(3, 2).weight.detach().clone()
+            first_drew.set()
+
+    def second() -> None:
+        def built() -> torch.nn.Linear:
+            net = torch.nn.Linear(3, 2)
+            second_inside.set()
+            first_drew.wait(timeout=1)
+            return net
+
+        if beside == "rebuilt":
+            rebuild(built)
+        else:
+            with seeded_weights(6):
+                drawn["second"] = built().weight.detach().clone()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    first_inside.wait()
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert torch.equal(drawn["first"], alone)
+    if beside == "seeded":
+        assert torch.equal(drawn["second"], weights(6))

@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from _tiny import ROOT, SR_CONFIG, fill, tiny_texture_run
 from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
-from stgconv import checkpoint, tasks
+from stgconv import checkpoint, cli, tasks
 from stgconv.checkpoint import load_checkpoint
 from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
@@ -673,6 +675,47 @@ def test_stdout_is_strict_again_when_main_returns(tmp_path: Path, monkeypatch) -
     with pytest.raises(SystemExit):
         main(["--version"])
     assert stdout.errors == "strict"
+
+
+def test_stdout_stays_escaped_until_the_last_of_two_threads_commands_ends(
+        tmp_path: Path, monkeypatch) -> None:
+    """Two commands of a program's threads overlap, the first ending first: it made stdout
+    strict again while the second still wrote, whose report of a folder outside the encoding
+    ended in a UnicodeEncodeError after the work."""
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    second_running, first_done = threading.Event(), threading.Event()
+    folder = tmp_path / "\u00fc\u00d7"
+
+    def train(config, **_) -> Path:
+        if config.out_dir == str(folder):
+            second_running.set()
+            first_done.wait(timeout=5)
+        else:
+            second_running.wait(timeout=5)
+        return Path(config.out_dir)
+
+    monkeypatch.setattr(tasks, "train", train)
+    codes: list[int | BaseException] = []
+
+    def run(out: Path, done: threading.Event | None = None) -> None:
+        try:
+            codes.append(main(["train", *TINY, "--out", str(out)]))
+        except BaseException as error:
+            codes.append(error)
+        if done is not None:
+            done.set()
+
+    threads = [threading.Thread(target=run, args=(tmp_path / "first", first_done)),
+               threading.Thread(target=run, args=(folder,))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert codes == [0, 0]
+    assert stdout.errors == "strict"
+    stdout.flush()
+    assert f"wrote {tmp_path}/\\xfc\\xd7 (" in stdout.buffer.getvalue().decode()
 
 
 def test_stdout_that_escapes_its_own_way_is_left_so(tmp_path: Path, monkeypatch) -> None:
@@ -1449,6 +1492,64 @@ def test_a_tasks_warning_is_one_line_naming_the_command(texture_run: Path, tmp_p
     assert code == 0
     assert err.splitlines()[0] == ("stgconv synthesize: warning: a warning whose text runs over "
                                    "two lines")
+
+
+def test_commands_run_in_two_threads_at_once_name_their_own_warnings(capsys,
+                                                                     monkeypatch) -> None:
+    """Two commands of a program's threads overlap, the first ending first: each warning names
+    its own command, a warning of the program's own thread meanwhile is the program's, and the
+    program's warnings are its own again after (the first command's function was left
+    installed, naming it in every later warning of the process)."""
+    seen: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *_: seen.append(str(message)))
+    second_running, first_done = threading.Event(), threading.Event()
+
+    def run(args):
+        if args.command == "train":
+            second_running.wait(timeout=5)
+            warnings.warn("from the first")
+        else:
+            second_running.set()
+            first_done.wait(timeout=5)
+            warnings.warn("from the second")
+
+    def first() -> None:
+        main(["train"])
+        first_done.set()
+
+    monkeypatch.setattr(cli, "_run", run)
+    threads = [threading.Thread(target=first),
+               threading.Thread(target=main, args=(["synthesize", "run"],))]
+    for thread in threads:
+        thread.start()
+    second_running.wait(timeout=5)
+    warnings.warn("the program's own, meanwhile")
+    for thread in threads:
+        thread.join()
+    warnings.warn("the program's own, after")
+    assert sorted(line for line in capsys.readouterr().err.splitlines() if "warning" in line) == [
+        "stgconv synthesize: warning: from the second", "stgconv train: warning: from the first"]
+    assert seen == ["the program's own, meanwhile", "the program's own, after"]
+
+
+def test_a_program_whose_default_dtype_is_float64_is_told_to_set_it_back(tmp_path: Path,
+                                                                           capsys) -> None:
+    """A notebook that set torch.set_default_dtype(torch.float64) for its own work: train made
+    a float64 net for its float32 data and failed on that ("expected x of dtype torch.float64
+    (the network's)", advice a command's caller cannot follow), reconstruct, interpolate and
+    recover alike. Refused up front, naming the setting, which stays the program's."""
+    out = tmp_path / "run"
+    torch.set_default_dtype(torch.float64)
+    try:
+        code, _, err = run_main(["train", *TINY, "--out", str(out), "--quiet"], capsys)
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert code == 2 and err == (
+        "stgconv train: error: torch's default dtype is torch.float64 (set by "
+        "torch.set_default_dtype), and the commands run in float32: call "
+        "torch.set_default_dtype(torch.float32) before stgconv.cli.main\n")
+    assert not out.exists()
 
 
 def test_a_new_run_without_a_config_starts_from_the_defaults_not_the_old_runs(

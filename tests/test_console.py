@@ -16,6 +16,16 @@ class Terminal(io.StringIO):
         return True
 
 
+class Writer:
+    """A program's own stand-in for stderr: ``write`` and ``flush``, nothing more."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 # What Jupyter gives a kernel for stderr: no terminal, and it draws a redraw over the last.
 OutStream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})
 
@@ -25,9 +35,10 @@ OutStream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream
     (Terminal(), None, False),
     (OutStream(), None, False),  # a notebook's bar kept tqdm's pace
     (io.StringIO(), "0.5", False),  # TQDM_MININTERVAL, read by tqdm, wins
+    (Writer(), None, True),  # no isatty to ask: an AttributeError as the bar began
 ])
 def test_a_bar_redraws_at_tqdms_pace_unless_it_writes_into_a_log(
-        monkeypatch, stderr: io.StringIO, environment: str | None, log_pace: bool) -> None:
+        monkeypatch, stderr: io.StringIO | Writer, environment: str | None, log_pace: bool) -> None:
     monkeypatch.setattr(sys, "stderr", stderr)
     if environment is None:
         monkeypatch.delenv("TQDM_MININTERVAL", raising=False)

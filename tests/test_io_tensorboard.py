@@ -197,3 +197,45 @@ def test_a_folder_named_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None
             pass
     # Its traceback shows the folder refused, not the codec's error that found it out.
     assert "codec" not in "".join(traceback.format_exception(failure.value))
+
+
+def test_blocks_opened_in_two_threads_at_once_each_take_their_own_writer(tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """Two runs of a thread pool open their blocks together: the first to make its writer,
+    slowed until the second had made its own, took the second's thread for its own too, and
+    the second block to end failed with a KeyError after its work."""
+    import torch.utils.tensorboard
+
+    made = torch.utils.tensorboard.SummaryWriter
+    second_made, first_made = threading.Event(), threading.Event()
+
+    def writer_made_late(*args, **kwargs):
+        if threading.current_thread().name == "first":
+            second_made.wait(timeout=0.3)  # the second block cannot make its writer meanwhile
+            writer = made(*args, **kwargs)
+            first_made.set()
+            return writer
+        writer = made(*args, **kwargs)
+        second_made.set()
+        return writer
+
+    monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", writer_made_late)
+    errors: list[BaseException] = []
+
+    def log(name: str) -> None:
+        try:
+            with summary_writer(tmp_path / name) as writer:
+                first_made.wait(timeout=1)  # both writers' threads running together
+                writer.add_scalar("loss", 1.0, 1)
+        except BaseException as error:
+            errors.append(error)
+
+    first = threading.Thread(target=log, args=("first",), name="first")
+    first.start()
+    time.sleep(0.05)  # the first block is making its writer
+    second = threading.Thread(target=log, args=("second",), name="second")
+    second.start()
+    first.join()
+    second.join()
+    assert errors == []
+    assert [event.step for event in read_events(tmp_path / "second").Scalars("loss")] == [1]

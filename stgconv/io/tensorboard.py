@@ -24,6 +24,11 @@ _WRITER_THREAD_MODULE = "tensorboard.summary.writer.event_file_writer"
 # any is open, threading.excepthook is _keep_writer_failure, over the hook it replaced.
 _failures_of: dict[threading.Thread, list[BaseException]] = {}
 _replaced_hook: list[Callable[[threading.ExceptHookArgs], Any]] = []
+# Held while a block installs or restores the hook and while it makes its writer and tells its
+# thread from the others: of two blocks opened in two threads at once (two runs of a program's
+# thread pool), one took the other's writer thread for its own too, and the second to end
+# raised a KeyError after its work.
+_bookkeeping = threading.Lock()
 
 
 def _keep_writer_failure(args: threading.ExceptHookArgs) -> None:
@@ -49,16 +54,17 @@ def summary_writer(log_dir: str | Path, *, purge_step: int | None = None) -> Ite
     # One hook for all open blocks, each failure kept by the block whose writer it is: a hook
     # per block, each restoring the one it replaced, left its own installed for good when
     # blocks overlapped without nesting (and kept another block's failures).
-    if threading.excepthook is not _keep_writer_failure:
-        _replaced_hook.append(threading.excepthook)
-        threading.excepthook = _keep_writer_failure
     own: set[threading.Thread] = set()
     try:
-        before = set(threading.enumerate())
-        writer = SummaryWriter(str(log_dir), purge_step=purge_step)  # starts its thread
-        own = {thread for thread in set(threading.enumerate()) - before
-               if type(thread).__module__ == _WRITER_THREAD_MODULE}
-        _failures_of.update(dict.fromkeys(own, failures))
+        with _bookkeeping:
+            if threading.excepthook is not _keep_writer_failure:
+                _replaced_hook.append(threading.excepthook)
+                threading.excepthook = _keep_writer_failure
+            before = set(threading.enumerate())
+            writer = SummaryWriter(str(log_dir), purge_step=purge_step)  # starts its thread
+            own = {thread for thread in set(threading.enumerate()) - before
+                   if type(thread).__module__ == _WRITER_THREAD_MODULE}
+            _failures_of.update(dict.fromkeys(own, failures))
         try:
             yield writer
         except BaseException:
@@ -73,10 +79,11 @@ def summary_writer(log_dir: str | Path, *, purge_step: int | None = None) -> Ite
             raise
         raise write_error(err.errno, f"{err.strerror} (TensorBoard events)", log_dir) from err
     finally:
-        for thread in own:
-            del _failures_of[thread]
-        if not _failures_of and threading.excepthook is _keep_writer_failure:
-            threading.excepthook = _replaced_hook.pop()
+        with _bookkeeping:
+            for thread in own:
+                del _failures_of[thread]
+            if not _failures_of and threading.excepthook is _keep_writer_failure:
+                threading.excepthook = _replaced_hook.pop()
 
 
 def check_log_dir(log_dir: str | Path, name: str) -> None:

@@ -348,12 +348,18 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
 
         names.sort(key=error_on_holdout)
 
-    with seeded_weights(config.seed):
-        net, _ = learned_fill(observed, visible,
-                              [refill(name, visible, made[name][1]) for name in names],
-                              settings=settings.learned,
-                              generator=torch.Generator().manual_seed(config.seed + 2),
-                              initial=prior)
+    initial = prior
+    if initial is None:
+        # The untrained net alone is made in the seeded block, not trained there too: such
+        # blocks run one at a time in the process (seeded_weights), and another thread's load
+        # or run would wait for the whole training.
+        with seeded_weights(config.seed):
+            initial = FillNet(observed.shape[0], len(names), settings.learned.width)
+    net, _ = learned_fill(observed, visible,
+                          [refill(name, visible, made[name][1]) for name in names],
+                          settings=settings.learned,
+                          generator=torch.Generator().manual_seed(config.seed + 2),
+                          initial=initial)
     how = {"precision": settings.learned.precision, "symmetric": settings.learned.symmetric}
     learned = apply_fill(net, observed, known, [made[name][0] for name in names], **how)
     if holdout is None:

@@ -163,6 +163,8 @@ def _terminated_as_exit(active: bool) -> Iterator[None]:
     ``active``. torchrun stops the other processes of a run one of which failed by SIGTERM,
     whose default ends Python without unwinding: rank 0 would leave a new run's first files
     behind, refusing the next run."""
+    # Off the main thread (a program's thread pool) signal.signal raises ValueError, and Python
+    # runs handlers in the main thread only: SIGTERM keeps the action the program gave it.
     if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
