@@ -414,9 +414,11 @@ OUTPUT_OPTIONS = {"out": "--out", "prior_path": "--out", "json_path": "--json",
 
 
 # The files a command writes into its --out folder, where an input of the same name would be
-# replaced (train's, synthesize's and the evals' are refused otherwise or named per run).
+# replaced (train's and synthesize's are refused otherwise or named per run). An eval's --out
+# too: --shapes DIR/stgconv.npy --out DIR, or a --mask DIR/recovered.npy, was written over.
 FOLDER_OUTPUTS = {"recover-shape": RECOVER_SHAPE_FILES, "super-resolve": SUPER_RESOLVE_FILES,
-                  "recover": RECOVER_FILES}
+                  "recover": RECOVER_FILES, "eval recovery": RECOVER_FILES,
+                  "eval super-resolution": voxel.EVAL_FILES, "eval recovery-3d": voxel.EVAL_FILES}
 
 
 def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
@@ -435,8 +437,7 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
             inputs.append(str(Path(run) / name))
     outputs = [(option, Path(out)) for dest, option in OUTPUT_OPTIONS.items()
                if (out := getattr(args, dest, None)) is not None]
-    outputs += [("--out", Path(args.out) / name)
-                for name in FOLDER_OUTPUTS.get(args.command, ()) if args.out is not None]
+    outputs += [("--out", path) for path in _folder_outputs(args)]
     for option, out in outputs:
         if not out.exists():
             continue
@@ -446,15 +447,29 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
                                  "it; write elsewhere")
 
 
+def _folder_outputs(args: argparse.Namespace) -> list[Path]:
+    """The files the command writes into its --out folder (none without --out)."""
+    command = " ".join(filter(None, (args.command, getattr(args, "evaluation", None))))
+    folder = getattr(args, "out", None)
+    return [] if folder is None else [Path(folder) / name
+                                      for name in FOLDER_OUTPUTS.get(command, ())]
+
+
 def _check_outputs_apart(args: argparse.Namespace) -> None:
     """Refuse a folder output (--out, --tensorboard) at or under the --json file's path: each
     passed its own check, and the command wrote the folder, then failed on the JSON file only
-    after all its work, the folder's files left behind."""
+    after all its work, the folder's files left behind. Refuse too a --json that is one of the
+    files written into --out: one of the two outputs replaced the other without a word."""
     outputs = {dest: Path(os.path.abspath(value)) for dest in OUTPUT_OPTIONS
                if (value := getattr(args, dest, None)) is not None}
     table = outputs.pop("json_path", None)
     if table is None:
         return
+    for path in _folder_outputs(args):
+        if Path(os.path.abspath(path)) == table:
+            raise ValueError(f"--json {args.json_path} is the {path.name} that the command "
+                             f"writes into --out {args.out}: one would replace the other; give "
+                             "the JSON file another path")
     for dest, folder in outputs.items():
         if folder == table or table in folder.parents:
             where = "is" if folder == table else "lies under"

@@ -535,6 +535,29 @@ def test_a_folder_output_where_the_json_goes_is_refused_before_the_work(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args, name", [
+    (["eval", "super-resolution", "--checkpoint", "{voxels}", "--shapes", "{shapes}"],
+     "stgconv.npy"),
+    (["eval", "recovery-3d", "--checkpoint", "{voxels}", "--shapes", "{shapes}"],
+     "comparison.png"),
+    (["eval", "recovery", "--video", "{out}/clip.mkv", "--mask", "region:4"], "metrics.json"),
+])
+def test_a_json_over_a_file_the_out_folder_gets_is_refused_before_the_work(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys, args: list[str],
+        name: str) -> None:
+    """--json OUT/stgconv.npy --out OUT: both were written to the one path, the JSON table
+    over our grids (or the render, or recovery's metrics), and the run reported both written."""
+    paths = {"out": str(tmp_path / "out"), "voxels": str(trained_voxel_run["run"]),
+             "shapes": str(trained_voxel_run["shapes"])}
+    argv = [*args, "--out", "{out}", "--json", f"{{out}}/{name}", "--device", "cpu"]
+    code, _, err = run_main([a.format(**paths) for a in argv], capsys)
+    assert code == 2
+    assert err.startswith(f"{prog(args)}: error: --json {paths['out']}/{name} is the {name} "
+                          f"that the command writes into --out {paths['out']}"), err
+    assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_json_path_that_is_a_pipe_or_device_is_refused(tmp_path: Path, capsys) -> None:
     """--json /dev/null passed the checks, and the table, written beside it and renamed into
     place, replaced /dev/null itself (run as root); a named pipe stands in for it here."""

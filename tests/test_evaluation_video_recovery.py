@@ -94,7 +94,10 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     ["eval", "recovery", "--video", "{clip}", "--mask", "region:8", "--json", "{clip}"],
     # recover writes recovered.npy into --out: a mask of that name there was replaced.
     ["recover", "--video", "{clip}", "--mask", "{out_mask}", "--out", "{folder}"],
-], ids=["fill-prior", "eval-mask", "eval-video", "recover-into-the-masks-folder"])
+    # eval recovery --out writes what recover writes: the mask was replaced the same way.
+    ["eval", "recovery", "--video", "{clip}", "--mask", "{out_mask}", "--out", "{folder}"],
+], ids=["fill-prior", "eval-mask", "eval-video", "recover-into-the-masks-folder",
+        "eval-into-the-masks-folder"])
 def test_an_output_that_is_an_input_is_refused(clip, tmp_path, capsys, command):
     """The input would be replaced once the work is done (a prior written over the clip, the
     table over the mask): refused first, both files left as they were."""

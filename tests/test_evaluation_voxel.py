@@ -246,6 +246,24 @@ def test_random_known_refuses_nothing_or_everything_missing(missing: float) -> N
         random_known((1, 1, 2, 2, 2), missing)
 
 
+def test_eval_recovery_3d_refuses_a_fraction_that_hides_no_voxel_of_a_shape_before_the_chains(
+        files, tmp_path, capsys, monkeypatch) -> None:
+    """--missing 1e-9 hid nothing of a 16^3 shape: refused by the scores ("a shape has no voxel
+    to score (where is empty)") only after every method had run on every shape."""
+    import stgconv.evaluation.voxel as voxel_eval
+
+    def no_chain(*args, **kwargs):
+        raise AssertionError("a chain ran before the hidden voxels were checked")
+
+    monkeypatch.setattr(voxel_eval, "recover_padded", no_chain)
+    assert main(["eval", "recovery-3d", "--checkpoint", str(files["run"]), "--shapes",
+                 str(files["shapes"]), "--missing", "1e-9", "--max-shapes", "2",
+                 "--json", str(tmp_path / "t.json"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: missing 1e-09 hid no voxel of shape 0 of {files['shapes']} (16^3" in err, err
+    assert not (tmp_path / "t.json").exists()
+
+
 def test_eval_shapes_from_one_file_keep_only_max_shapes(tmp_path: Path) -> None:
     # --max-shapes limits the shapes read from a single .npz as it does from a folder.
     np.savez(tmp_path / "s.npz", X=np.zeros((5, 4, 4, 4), np.uint8))

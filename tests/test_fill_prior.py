@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,38 @@ def test_fill_prior_refuses_a_mask_file_of_other_channels_before_reading_a_video
     with pytest.raises(ValueError, match="does not match video"):
         train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt", masks=[str(mask)],
                          **PRIOR)
+
+
+@pytest.mark.parametrize("mask, hidden", [("missing_frames:1", "every entry"),
+                                          ("region:0.99", "every entry"),
+                                          ("salt_and_pepper:0", "nothing")])
+def test_fill_prior_refuses_a_mask_that_hides_all_or_nothing_before_reading_a_video(
+        tmp_path: Path, no_video_read, mask: str, hidden: str) -> None:
+    """No example can be made of it: refused, naming it, only once the videos were read and
+    filled ("a prior example needs a mask with both ...", no mask named)."""
+    with pytest.raises(ValueError, match=rf"^mask \S+: it hides {hidden} of a window"):
+        train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt",
+                         masks=["missing_frames:0.5", mask], **PRIOR)
+    assert not (tmp_path / "p.pt").exists()
+
+
+def test_fill_prior_names_the_mask_and_window_whose_random_draw_hides_nothing(
+        tmp_path: Path, monkeypatch) -> None:
+    """A random mask is drawn anew for each window, after the check up front: a draw that
+    hides nothing is refused naming the mask, the frames and the video."""
+    original = FILL_PRIOR_TASK.load_known
+    calls = []
+
+    def second_draw_hides_nothing(mask, shape, *, seed):
+        calls.append(seed)
+        known = original(mask, shape, seed=seed)
+        return torch.ones_like(known) if len(calls) == 2 else known
+
+    monkeypatch.setattr(FILL_PRIOR_TASK, "load_known", second_draw_hides_nothing)
+    clip = two_window_clip(tmp_path)
+    with pytest.raises(ValueError, match=rf"^mask salt_and_pepper:0.5 on frames 0..3 of "
+                                         rf"{re.escape(str(clip))}: a prior example needs"):
+        train_fill_prior([clip], tmp_path / "p.pt", **{**PRIOR, "masks": ["salt_and_pepper:0.5"]})
 
 
 def test_fill_prior_cuts_whole_windows_at_the_asked_size(tmp_path: Path, monkeypatch) -> None:

@@ -386,24 +386,30 @@ def test_super_resolve_refuses_a_model_of_another_modality(trained_jem_run: dict
     assert "needs a voxel model" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["super-resolve", "recover-shape", "eval-json"])
+@pytest.mark.parametrize("command", ["super-resolve", "recover-shape", "eval-json",
+                                     "eval super-resolution", "eval recovery-3d"])
 def test_an_input_the_command_would_write_over_is_refused(files, tmp_path, capsys, command):
     """super-resolve of clash/super_resolved.npy into clash/ replaced the input with its result
-    (recover-shape's recovered.npy likewise), and eval's --json onto a run's config.yaml made
-    the run unresumable: refused first, every file as it was."""
+    (recover-shape's recovered.npy likewise, and an eval's --out its stgconv.npy over the
+    --shapes of that name), and eval's --json onto a run's config.yaml made the run
+    unresumable: refused first, every file as it was."""
     clash = tmp_path / "clash"
     clash.mkdir()
     low = (np.random.default_rng(0).random((4, 4, 4)) > 0.5).astype(np.float32)
     np.save(clash / "super_resolved.npy", low)
     np.save(clash / "recovered.npy", np.zeros((16, 16, 16), np.float32))
     np.save(clash / "known.npy", np.ones((16, 16, 16), np.uint8))
+    np.save(clash / "stgconv.npy", np.load(files["shapes"])["X"][:2])
     run = str(files["run"])
     argv = {"super-resolve": ["super-resolve", run, str(clash / "super_resolved.npy"),
                               "--out", str(clash)],
             "recover-shape": ["recover-shape", run, str(clash / "recovered.npy"), "--known",
                               str(clash / "known.npy"), "--out", str(clash)],
             "eval-json": ["eval", "super-resolution", "--checkpoint", run, "--shapes",
-                          str(files["shapes"]), "--json", str(files["run"] / "config.yaml")]}
+                          str(files["shapes"]), "--json", str(files["run"] / "config.yaml")],
+            **{f"eval {name}": ["eval", name, "--checkpoint", run, "--shapes",
+                                str(clash / "stgconv.npy"), "--out", str(clash)]
+               for name in ("super-resolution", "recovery-3d")}}
     watched = [*clash.iterdir(), files["run"] / "config.yaml"]
     before = {path: path.read_bytes() for path in watched}
     assert main([*argv[command], "--device", "cpu"]) == 2

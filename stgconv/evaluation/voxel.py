@@ -65,6 +65,8 @@ SCORE_CHUNK = 256
 """Shapes scored at a time."""
 PICTURED = 4
 """Shapes in ``comparison.png``."""
+EVAL_FILES = ("stgconv.npy", "comparison.png")
+"""What an evaluation writes into its ``out_dir``: ours and the comparison render."""
 
 
 def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
@@ -245,7 +247,8 @@ def eval_recovery_3d(
     scores and that render in TensorBoard.
 
     Raises:
-        ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``.
+        ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``, or so small
+            that it hid no voxel of a shape.
     """
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
@@ -257,6 +260,13 @@ def eval_recovery_3d(
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size)
     side = truth.shape[-1]
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
+    # A shape with no hidden voxel has none to score: the scores refused it ("where is empty")
+    # only after every method had run, naming neither the shape nor the fraction.
+    unhidden = [i for i, shape_known in enumerate(known) if bool(shape_known.all())]
+    if unhidden:
+        raise ValueError(f"missing {missing} hid no voxel of shape {unhidden[0]} of {shapes} "
+                         f"({side}^3 voxels, seed {seed}): nothing to recover; hide a larger "
+                         "fraction")
     observed = torch.where(known, truth, torch.zeros_like(truth))
     sampler = task_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
@@ -401,8 +411,9 @@ def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str 
     (input | baselines | ours | truth for the first PICTURED shapes, of ``inputs`` and
     ``shown``) into ``out_dir``, and the scores and the render into ``tensorboard``; each where
     given."""
+    array_name, render_name = EVAL_FILES
     if out_dir is not None:
-        atomic_save_npy(Path(out_dir) / "stgconv.npy", shown["stgconv"][:, 0].numpy())
+        atomic_save_npy(Path(out_dir) / array_name, shown["stgconv"][:, 0].numpy())
     if out_dir is None and tensorboard is None:
         return
     baselines = [name for name in shown if name != "stgconv"]
@@ -413,7 +424,7 @@ def _report(table: dict[str, Any], out_dir: str | Path | None, tensorboard: str 
         titles += [input_title, *baselines, "stgconv", "truth"]
     sheet = voxel_sheet(panels, titles=titles, columns=len(shown) + 2)
     if out_dir is not None:
-        save_picture(sheet, Path(out_dir) / "comparison.png")
+        save_picture(sheet, Path(out_dir) / render_name)
     if tensorboard is not None:
         picture = torch.from_numpy(sheet).permute(2, 0, 1) / 255  # [0, 1], (C, H, W)
         log_evaluation(tensorboard, table["task"], table, {"comparison": picture})

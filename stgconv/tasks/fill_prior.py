@@ -73,7 +73,14 @@ def train_fill_prior(
     window = torch.zeros(()).expand(3, frames, size, size)  # its shape only
     for mask in masks:  # a mask file must fit the windows; generated masks are drawn to fit
         try:
-            check_mask_matches(load_known(mask, window.shape[1:], seed=seed), window)
+            known = load_known(mask, window.shape[1:], seed=seed)
+            check_mask_matches(known, window)
+            # region:0.99 or missing_frames:1 was refused only once the videos were read and
+            # filled, by prior_example, its error naming no mask.
+            if bool(known.all()) or not bool(known.any()):
+                hidden = "nothing" if bool(known.all()) else "every entry"
+                raise ValueError(f"it hides {hidden} of a window, and a prior learns to fill "
+                                 "missing entries from observed ones")
         except ValueError as err:
             raise ValueError(f"mask {mask}: {err} (windows of --frames {frames}, --size "
                              f"{size})") from err
@@ -88,7 +95,11 @@ def train_fill_prior(
             window = clip[:, start:start + frames]
             for mask in masks:
                 known = load_known(mask, tuple(window.shape[1:]), seed=seed + len(examples))
-                examples.append(prior_example(window, known, fills))
+                try:  # a random mask's draw for this window may still hide nothing or all
+                    examples.append(prior_example(window, known, fills))
+                except ValueError as err:
+                    raise ValueError(f"mask {mask} on frames {start}..{start + frames - 1} of "
+                                     f"{video}: {err}") from err
     with seeded_weights(seed):
         net, losses = fill_prior(examples, settings=settings, iterations=iterations,
                                  generator=torch.Generator().manual_seed(seed))
