@@ -43,6 +43,7 @@ from __future__ import annotations
 from bench import common  # isort: skip
 
 import argparse
+import shlex
 import sys
 import tempfile
 import time
@@ -263,6 +264,8 @@ def pgd_accuracy(energy: ClassifierEnergy, x: Tensor, y: Tensor, *, eps: float, 
 # same network and schedule without the p(x) term runs this many iterations in the CPU time
 # JEM's 4,400 take.
 PLAIN_ITERATIONS = 11_000
+# What makes the config's run the plain classifier: no p(x) term.
+PLAIN_SETTING = "jem.px_weight=0"
 
 
 def train_runs(config: Path, data: Path, runs: dict[str, Path], overrides: Sequence[str], *,
@@ -273,8 +276,8 @@ def train_runs(config: Path, data: Path, runs: dict[str, Path], overrides: Seque
     from stgconv.config import load_config
     from stgconv.tasks.train import train
 
-    plain = ["jem.px_weight=0"] + ([] if plain_iterations is None
-                                   else [f"train.n_iterations={plain_iterations}"])
+    plain = [PLAIN_SETTING] + ([] if plain_iterations is None
+                               else [f"train.n_iterations={plain_iterations}"])
     seconds = {}
     for name, extra in (("jem", []), ("plain", plain)):
         started = time.process_time()
@@ -390,8 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             for name, run in runs.items():
                 if not run.exists():
-                    parser.error(f"no trained run at {run} (train {CONFIG.name}, pass --{name} "
-                                 "or --train)")
+                    # The plain run's settings named: the config alone trains a second JEM,
+                    # which the tables would then compare as the plain classifier.
+                    settings = (["--set", PLAIN_SETTING,
+                                 "--set", f"train.n_iterations={PLAIN_ITERATIONS}"]
+                                if name == "plain" else [])
+                    command = shlex.join(["stgconv", "train", str(CONFIG), *settings,
+                                          "--data", str(data), "--out", str(run)])
+                    parser.error(f"no trained run at {run} ({command}; or pass --{name}, or "
+                                 "--train)")
         loaded = {name: load_classifier(run, device="cpu") for name, run in runs.items()}
         models = {name: model.energy for name, model in loaded.items()}
         references = {name: model.reference for name, model in loaded.items()}

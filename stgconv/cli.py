@@ -7,6 +7,7 @@ import argparse
 import io
 import math
 import os
+import shlex
 import sys
 import threading
 import time
@@ -364,9 +365,12 @@ def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,
         shown = "; ".join(f"{key}: {run.get(key)!r} in the run, {given.get(key)!r} in CONFIG"
                           for key in differing[:4])
         more = f" and {len(differing) - 4} more" if len(differing) > 4 else ""
+        # The folder named, not left to be found: without CONFIG, a folder that came from its
+        # out_dir is no longer given, and `train --resume` looked in the default's.
         raise ValueError(f"{args.config} is not the run's config ({saved}): {shown}{more}; "
                          "resume without CONFIG to continue the run as it was configured "
-                         "(--set KEY=VALUE changes a setting)")
+                         f"(stgconv train --out {shlex.quote(config.out_dir)} --resume; "
+                         "--set KEY=VALUE changes a setting)")
 
 
 def _dotted(data: dict, prefix: str = "") -> dict[str, object]:

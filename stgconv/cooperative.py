@@ -196,7 +196,7 @@ class CooperativeTrainer(CompanionTrainer):
                     raise NonFiniteEnergyError(
                         f"{err.sampler} of the generator's latent inference "
                         "(cooperative.inference_step_size)", err.step, err.n_steps,
-                        err.chains) from err
+                        err.chains, advice="lower cooperative.inference_step_size") from err
             loss = (self.generator_net(z) - revised).pow(2).mean()
             if not torch.isfinite(loss):
                 raise DivergenceError(f"non-finite generator loss at iteration "

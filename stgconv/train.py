@@ -60,6 +60,15 @@ MAX_ABS_ENERGY = 1e20
 
 # What to change when the descriptor's training diverges.
 DESCRIPTOR_ADVICE = "lower train.lr or sampler.step_size"
+# A multigrid run's, where a grid's own sampler section, when it sets step_size, leaves the
+# shared sampler.step_size unread for that grid.
+MULTIGRID_ADVICE = ("lower train.lr or the grids' step size (sampler.step_size, or "
+                    "multigrid.grids[i].sampler.step_size for a grid that sets its own)")
+
+# What to do when a checkpoint is not of the run a config builds. Under `train --resume` the
+# config is already the run's own config.yaml, changed by the --set values given beside it.
+RESUME_ADVICE = ("resume with the run's own config.yaml and no --set that changes it, or train "
+                 "a new run")
 
 
 class DivergenceError(FloatingPointError):
@@ -93,6 +102,9 @@ class FitLoop:
 
     iteration: int
     world: World | None
+    # What to change when the training diverges and no weight of a network with its own
+    # setting (advice_for) tells otherwise.
+    divergence_advice: str = DESCRIPTOR_ADVICE
     # The iteration of the newest checkpoint this trainer wrote or resumed from.
     saved_iteration: int | None = None
 
@@ -166,7 +178,7 @@ class FitLoop:
 
     def advice_for(self, weight: str) -> str:
         """What to change when ``weight`` (a name of :meth:`named_parameters`) diverges."""
-        return DESCRIPTOR_ADVICE
+        return self.divergence_advice
 
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
         """The last step's data and samples (``(B, *S)`` each) with the energy of each, where
@@ -270,7 +282,7 @@ class FitLoop:
             saved = self.saved_iteration
             kept = ("no checkpoint was written" if checkpoint_path is None or saved is None
                     else f"{checkpoint_path} keeps iteration {saved}, the last good model")
-            advice = err.advice or DESCRIPTOR_ADVICE
+            advice = err.advice or self.divergence_advice
             raise DivergenceError(f"{err}; {kept} ({advice})", advice=advice) from None
 
 
@@ -335,8 +347,7 @@ class Companion:
         held = state.get(f"{self.name}_config")
         if held != self.net.config:
             raise ValueError(f"the checkpoint's {self.name} {held} is not the one this config "
-                             f"builds ({self.net.config}); resume with the run's own "
-                             "config.yaml, or train a new run")
+                             f"builds ({self.net.config}); {RESUME_ADVICE}")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state[f"{self.name}_model"])
@@ -551,8 +562,8 @@ class Trainer(FitLoop):
                    and (own is None or key != f"{own.name}_model")]
         if dropped:
             raise ValueError(f"the checkpoint also holds a trained {dropped[0]} net, which this "
-                             f"run does not train (its next checkpoint would lose it): resume "
-                             f"with the run's own config.yaml, or train a new run")
+                             f"run does not train (its next checkpoint would lose it): "
+                             f"{RESUME_ADVICE}")
         own_config = _model_config(self.energy)
         if state.get("model_config") != own_config:
             held = state.get("model_config")
@@ -560,8 +571,7 @@ class Trainer(FitLoop):
                     if isinstance(held, dict) else [])
             raise ValueError(
                 f"the checkpoint holds another network than this config builds (differing: "
-                f"{', '.join(keys) or 'model_config'}); resume with the run's own config.yaml, "
-                f"or train a new run"
+                f"{', '.join(keys) or 'model_config'}); {RESUME_ADVICE}"
             )
         chains = state["chains"].get("chains", state["chains"].get("samples"))
         example = tuple(self.data.shape[1:])
@@ -569,8 +579,7 @@ class Trainer(FitLoop):
         if held is not None and held != example:
             raise ValueError(
                 f"the checkpoint's chains are of shape {held}, this run's examples {example} "
-                "(another data.size, data.frames or data set than the run's): resume with the "
-                "run's own config.yaml, or train a new run")
+                f"(another data.size, data.frames or data set than the run's): {RESUME_ADVICE}")
 
     def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
         """Continue from :meth:`state_dict`'s ``state``; ``random_state=False`` leaves the
@@ -648,6 +657,8 @@ class MultiGridTrainer(FitLoop):
         train, generator, config, world: as :class:`Trainer` (every grid learns with ``train``;
             with a ``world``, ``data`` is this rank's shard).
     """
+
+    divergence_advice = MULTIGRID_ADVICE
 
     def __init__(
         self,
@@ -760,8 +771,7 @@ class MultiGridTrainer(FitLoop):
         if held_sizes != self.grid_sizes:  # stationary nets would load onto other grids
             raise ValueError(f"the checkpoint's grids are {held_sizes}, this run's "
                              f"{self.grid_sizes} (multigrid.base_size and each "
-                             f"multigrid.grids[i].size): resume with the run's own "
-                             "config.yaml, or train a new run")
+                             f"multigrid.grids[i].size): {RESUME_ADVICE}")
         # Every grid checked before any loads: a resume refused on a finer grid had loaded the
         # coarser grids' weights, Adam's state and iteration already.
         for trainer, grid in zip(self.trainers, grids):

@@ -7,6 +7,7 @@ import re
 import math
 import os
 import runpy
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,8 @@ import torch
 
 from _tiny import tiny_texture_run
 
+from stgconv.cli import _parser
+from stgconv.config import load_config
 from stgconv.metrics import voxel_iou
 
 
@@ -706,6 +709,23 @@ def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = json.loads(out.read_text())
     assert row["bit_identical"] and row["unloadable_files"] == [] and row["temporaries_left"] == []
+
+
+def test_jem_bench_says_how_to_train_the_run_it_lacks(tmp_path, bench_main, capsys):
+    """The plain classifier is the config with jem.px_weight=0 (on JEM's CPU budget): told to
+    "train jem_mnist_quick.yaml", a user trained a second JEM, which the tables then compared
+    as the plain classifier. The command given trains that run, on the data given."""
+    data, plain = tmp_path / "digits.npz", tmp_path / "plain"
+    data.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main("jem.py")(["--data", str(data), "--jem", str(tmp_path), "--plain", str(plain)])
+    assert exit_info.value.code == 2
+    command = re.search(r"\((stgconv train [^;]*);", capsys.readouterr().err)
+    assert command is not None
+    args = _parser().parse_args(shlex.split(command[1])[1:])
+    config = load_config(args.config, args.overrides)
+    assert config.jem.px_weight == 0 and config.train.n_iterations == 11_000
+    assert (args.data, args.out) == (str(data), str(plain))
 
 
 def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -295,6 +296,42 @@ def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tm
                             capsys)
     assert code == 0, err
     assert load_checkpoint(run)["iteration"] == 3
+
+
+def test_the_advice_to_resume_without_config_resumes_the_run(texture_run: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    """The refusal of a CONFIG that is not the run's advises resuming without it: taken as it
+    is given, it continues the run, also one whose folder only CONFIG's out_dir named (`train
+    --resume` alone looked for a checkpoint in the default's folder)."""
+    run = tmp_path / "my run"
+    shutil.copytree(texture_run, run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    config = tmp_path / "changed.yaml"
+    config.write_text(yaml.safe_dump({**saved, "out_dir": str(run),
+                                      "sampler": {**saved["sampler"], "n_steps": 5}}))
+    code, _, err = run_main(["train", str(config), "--resume", "--quiet"], capsys)
+    assert code == 2 and "resume without CONFIG" in err, err
+    command = re.search(r"\(stgconv (train [^;]*);", err)
+    assert command is not None, err
+    code, _, err = run_main([*shlex.split(command[1]), "--set", "train.n_iterations=3",
+                             "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
+
+
+def test_a_resume_refused_for_its_set_values_names_them(texture_run: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    """`train --out RUN --resume` reads the run's own config.yaml, which the refusal of a --set
+    that changes the network advised as the remedy (taken, it was refused again): the advice
+    names the --set, and the resume without it continues."""
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    resume = ["train", "--out", str(run), "--resume", "--set", "train.n_iterations=3", "--quiet"]
+    code, _, err = run_main([*resume, "--set", "model.layers=[[4, 5, 2], [4, 3, 1]]"], capsys)
+    assert code == 2 and "differing: layers" in err, err
+    assert "resume with the run's own config.yaml and no --set that changes it" in err, err
+    code, _, err = run_main(resume, capsys)
+    assert code == 0, err
 
 
 def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:
@@ -1108,6 +1145,17 @@ def test_a_failed_resume_leaves_the_run_as_it_was(texture_run: Path, tmp_path: P
                             capsys)
     assert code == 2 and message in err, err
     assert {name: (run / name).read_bytes() for name in names} == before
+
+
+def test_a_finished_jem_run_names_its_own_schedule(trained_jem_run: dict[str, Path],
+                                                   tmp_path: Path, capsys) -> None:
+    """A JEM run's learning rate follows jem.lr_decay (train.lr_decay is refused for it): the
+    resume of a finished one named train.lr_decay as the schedule a larger N stretches."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_jem_run["run"], run)
+    code, _, err = run_main(["train", "--out", str(run), "--resume", "--quiet"], capsys)
+    assert code == 2 and "already trained to iteration 2" in err, err
+    assert "a cosine jem.lr_decay is then stretched" in err, err
 
 
 def _every_parser(parser):

@@ -301,6 +301,8 @@ def test_a_step_stopped_by_the_latent_inference_moves_neither_net() -> None:
                        ) as info:
         trainer.step()
     assert info.value.chains == (1,)
+    # Its own step size, not Langevin's clipping or clamp, which the cooperative section lacks.
+    assert str(info.value).endswith("(lower cooperative.inference_step_size)"), info.value
     after = trainer.state_dict()
     del before["generator"], after["generator"]  # the retry draws afresh
     assert_same(before, after)

@@ -209,8 +209,11 @@ def test_gibbs_reports_a_chain_that_overflows_from_a_finite_start() -> None:
         rbm.weight.fill_(1e200)
         rbm.hidden_bias.fill_(50.0)  # every hidden unit on: v = W h, about 3e200
     assert torch.isfinite(rbm(torch.zeros(2, 4, dtype=F64))).all()
-    with pytest.raises(NonFiniteEnergyError, match="BlockGibbs: .* at step 2 of 3"):
+    with pytest.raises(NonFiniteEnergyError, match="BlockGibbs: .* at step 2 of 3") as info:
         BlockGibbs(n_steps=3).run(rbm, torch.zeros(2, 4, dtype=F64), generator=gen(0))
+    # A sweep has no step size, clipping or clamp, which Langevin's advice named.
+    assert str(info.value).endswith("(the start or the RBM's weights are not finite, or too "
+                                    "large)"), info.value
 
 
 @pytest.mark.parametrize("mode", ["cd", "pcd"])

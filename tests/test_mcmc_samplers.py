@@ -666,6 +666,31 @@ def test_nonfinite_energy_raises_naming_the_step(name: str, sampler, bad_call: i
     assert energy.calls > bad_call
 
 
+# The words of a divergence's advice, and the sampler field each asks to change.
+ADVISED_FIELDS = {"step size": "step_size", "gradient clipping": "grad_clip",
+                  "value clamp": "clamp"}
+
+
+@pytest.mark.parametrize("sampler", [Langevin(n_steps=4, step_size=0.1),
+                                     MALA(n_steps=4, step_size=0.3),
+                                     HMC(n_steps=4, step_size=0.2, n_leapfrog=2)],
+                         ids=["langevin", "mala", "hmc"])
+def test_a_divergence_advises_only_what_its_sampler_takes(sampler) -> None:
+    """MALA and HMC have no gradient clipping or clamp (a config refuses both for them), yet
+    their divergence advised them: each advice names settings its own sampler has, kept when
+    the grid is named and through a pickle."""
+    import pickle
+
+    with pytest.raises(NonFiniteEnergyError) as info:
+        sampler.run(NaNAtCall(2), torch.randn(5, 3, generator=gen(11)), generator=gen(12))
+    advice = str(info.value).rpartition("diverged (")[2]
+    named = [field for words, field in ADVISED_FIELDS.items() if words in advice]
+    assert named and all(hasattr(sampler, field) for field in named), advice
+    on_a_grid = on_grid(info.value, 2, (4, 4))
+    for err in (on_a_grid, pickle.loads(pickle.dumps(on_a_grid))):
+        assert str(err).endswith(f"diverged ({advice}") and err.advice == info.value.advice
+
+
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))
 @pytest.mark.parametrize("bad_chains", [[2], [0, 1, 3, 4, 5, 6, 7]])
 def test_nonfinite_energy_names_the_chains_it_happened_in(name: str, bad_chains: list[int]

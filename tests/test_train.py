@@ -511,9 +511,12 @@ def test_multigrid_divergence_is_caught_on_every_grid(tmp_path: Path) -> None:
     for group in trainer.trainers[0].optimizer.param_groups:  # the coarsest grid only
         group["lr"] = 1e30
     with pytest.raises(DivergenceError, match=r"iteration 1: weight grid1/\S+ is 1e\+30, .*no "
-                                              r"checkpoint was written"):
+                                              r"checkpoint was written") as info:
         trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
+    # A grid whose own sampler section sets step_size reads no sampler.step_size, which was
+    # the advice.
+    assert "multigrid.grids[i].sampler.step_size" in str(info.value)
 
 
 def test_trainer_rejects_bad_data() -> None:

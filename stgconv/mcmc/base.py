@@ -4,6 +4,7 @@ contract (the Metropolis-adjusted samplers' own helpers are in :mod:`stgconv.mcm
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Protocol, Sequence
 
 import torch
@@ -14,26 +15,36 @@ from stgconv.mcmc.constraints import Constraint
 from stgconv.types import EnergyFn
 
 
+# What to try when a chain diverges, by what its sampler has to change: MALA and HMC take no
+# gradient clipping or clamp (they sample exp(-E) itself; a config refuses both for them), and
+# Gibbs sweeps take no step at all.
+LANGEVIN_ADVICE = "try a smaller step size, gradient clipping or a value clamp"
+STEP_ADVICE = "try a smaller step size"
+
+
 class NonFiniteEnergyError(FloatingPointError):
     """A chain's energy or its gradient became NaN or infinite; ``step`` is 0-based, ``chains``
-    the (0-based) chains it happened to at that step, where the sampler knows them."""
+    the (0-based) chains it happened to at that step, where the sampler knows them; ``advice``
+    what to change (the sampler's settings)."""
 
-    def __init__(self, sampler: str, step: int, n_steps: int, chains: Sequence[int] = ()) -> None:
+    def __init__(self, sampler: str, step: int, n_steps: int, chains: Sequence[int] = (), *,
+                 advice: str = LANGEVIN_ADVICE) -> None:
         self.sampler = sampler
         self.step = step
         self.n_steps = n_steps
         self.chains = tuple(chains)
+        self.advice = advice
         super().__init__(
             f"{sampler}: energy or its gradient became non-finite at step {step} of {n_steps}"
-            f"{_in_chains(self.chains)}; the chain diverged (try a smaller step size, gradient "
-            "clipping or a value clamp)"
+            f"{_in_chains(self.chains)}; the chain diverged ({advice})"
         )
 
     def __reduce__(self) -> tuple:
         # Rebuilt from its fields: BaseException's own pickle calls the class with the message
         # alone, which this __init__ refuses, and a process pool whose worker's chain diverged
         # broke (BrokenProcessPool) instead of raising this in the caller.
-        return type(self), (self.sampler, self.step, self.n_steps, self.chains), self.__dict__
+        return (partial(type(self), advice=self.advice),
+                (self.sampler, self.step, self.n_steps, self.chains), self.__dict__)
 
 
 # How many chains a divergence names; the count of the rest follows.
@@ -53,7 +64,7 @@ def on_grid(err: NonFiniteEnergyError, grid: int, shape: Sequence[int]) -> NonFi
     """The same divergence, naming the multi-grid grid (1 = coarsest modelled) it happened on."""
     where = "x".join(str(n) for n in shape)
     return NonFiniteEnergyError(f"{err.sampler} on grid {grid} ({where})", err.step, err.n_steps,
-                                err.chains)
+                                err.chains, advice=err.advice)
 
 
 @dataclass(frozen=True)
@@ -178,7 +189,8 @@ def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
     return ~(torch.isfinite(e) & torch.isfinite(grad_totals))
 
 
-def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
+def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int, *,
+                       advice: str = LANGEVIN_ADVICE) -> None:
     """Raise :class:`NonFiniteEnergyError` naming the first step whose flags (``(B,)`` bool
     :func:`nonfinite_flag`, one per step) are set, and the chains they are set for."""
     if not flags:
@@ -186,7 +198,8 @@ def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int) -> None:
     bad = torch.stack(flags)
     if bad.any():
         step = int(bad.any(dim=1).nonzero()[0, 0])
-        raise NonFiniteEnergyError(sampler, step, n_steps, bad[step].nonzero()[:, 0].tolist())
+        raise NonFiniteEnergyError(sampler, step, n_steps, bad[step].nonzero()[:, 0].tolist(),
+                                   advice=advice)
 
 
 def at_least_float32(dtype: torch.dtype) -> torch.dtype:

@@ -13,6 +13,11 @@ from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo
 from stgconv.mcmc.constraints import Constraint
 
 
+# A sweep has no step to shorten: the free energy is non-finite where the start is, or where
+# the RBM's weights and biases are (or are large enough to overflow it).
+GIBBS_ADVICE = "the start or the RBM's weights are not finite, or too large"
+
+
 @dataclass(frozen=True)
 class BlockGibbs:
     """``n_steps`` sweeps of ``h ~ p(h | v)``, ``v ~ p(v | h)``; CD-k's and PCD's sampler.
@@ -62,4 +67,5 @@ def _raise_if_nonfinite(free_energy: Tensor, step: int, n_steps: int) -> None:
     ``(B,)`` is not finite."""
     bad = ~torch.isfinite(free_energy)
     if bad.any():
-        raise NonFiniteEnergyError("BlockGibbs", step, n_steps, bad.nonzero()[:, 0].tolist())
+        raise NonFiniteEnergyError("BlockGibbs", step, n_steps, bad.nonzero()[:, 0].tolist(),
+                                   advice=GIBBS_ADVICE)

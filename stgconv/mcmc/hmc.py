@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import as_int, check_step_size
-from stgconv.mcmc.base import StepCallback, nonfinite_flag, per_chain_sum, raise_if_nonfinite
+from stgconv.mcmc.base import (
+    STEP_ADVICE,
+    StepCallback,
+    nonfinite_flag,
+    per_chain_sum,
+    raise_if_nonfinite,
+)
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.metropolis import evaluate_on_constraint, metropolis_start, metropolis_step
 from stgconv.types import EnergyFn
@@ -72,7 +78,7 @@ class HMC:
         # One flag per iteration (not per leapfrog step), a non-finite start counted as
         # iteration 0, so the reported step lies in [0, n_steps) like the callback's.
         flags[0] = flags[0] | start_bad
-        raise_if_nonfinite(flags, "HMC", self.n_steps)
+        raise_if_nonfinite(flags, "HMC", self.n_steps, advice=STEP_ADVICE)
         return x
 
 

@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import as_int, check_step_size
-from stgconv.mcmc.base import StepCallback, nonfinite_flag, per_chain_sum, raise_if_nonfinite
+from stgconv.mcmc.base import (
+    STEP_ADVICE,
+    StepCallback,
+    nonfinite_flag,
+    per_chain_sum,
+    raise_if_nonfinite,
+)
 from stgconv.mcmc.constraints import Constraint
 from stgconv.mcmc.metropolis import evaluate_on_constraint, metropolis_start, metropolis_step
 from stgconv.types import EnergyFn
@@ -67,7 +73,7 @@ class MALA:
             )
         # A non-finite start is reported as step 0, so the step always lies in [0, n_steps).
         flags[0] = flags[0] | start_bad
-        raise_if_nonfinite(flags, "MALA", self.n_steps)
+        raise_if_nonfinite(flags, "MALA", self.n_steps, advice=STEP_ADVICE)
         return x
 
 

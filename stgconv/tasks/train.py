@@ -507,11 +507,12 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         trainer.resume(checkpoint)
         if trainer.iteration >= config.train.n_iterations:
             # Else the run would "train" no iteration and rewrite its samples as if it had.
+            # A JEM run's schedule is its jem.lr_decay (train.lr_decay is refused there).
+            decay = "jem.lr_decay" if config.jem is not None else "train.lr_decay"
             raise ValueError(f"{out} is already trained to iteration {trainer.iteration} "
                              f"(train.n_iterations = {config.train.n_iterations}): to train on, "
-                             "raise it with --set train.n_iterations=N (a cosine "
-                             "train.lr_decay is then stretched over the new N: its rate rises "
-                             "again)")
+                             f"raise it with --set train.n_iterations=N (a cosine {decay} is "
+                             "then stretched over the new N: its rate rises again)")
     if world is not None:
         # Every process read the data and the checkpoint on its own machine: one that read
         # other files (a stale copy) would train on shards of other examples, silently, or from
