@@ -712,6 +712,17 @@ def _check_shared_sampler_is_read(config: ExperimentConfig) -> None:
             _refuse_unread("sampler", config.sampler, names,
                            f"no multigrid grid's sampler is {kind!r} (each grid's sampler "
                            "section sets its own kind)")
+    # A grid that inherits a shared setting holds its value; where every grid holds another,
+    # each set its own, and the shared one went unread (the clamp aside, which drawn base grids
+    # read: multigrid.base_rank).
+    own = [grid.sampler for grid in config.multigrid.grids]
+    if all(sampler is not None for sampler in own):
+        names = [f.name for f in dataclasses.fields(SamplerConfig)
+                 if not (f.name == "clamp" and config.multigrid.base_rank is not None)
+                 and all(getattr(sampler, f.name) != getattr(config.sampler, f.name)
+                         for sampler in own)]
+        _refuse_unread("sampler", config.sampler, names,
+                       "every multigrid grid's sampler section sets its own")
 
 
 def _check_exact_sampler_clamps(config: ExperimentConfig) -> None:

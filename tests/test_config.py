@@ -743,6 +743,19 @@ def test_a_grid_of_another_sampler_kind_takes_only_the_shared_settings_its_kind_
                            "[{size: 4, sampler: {kind: hmc}}, {size: 8, sampler: {kind: mala}}]}"])
 
 
+def test_a_shared_sampler_setting_that_one_grid_inherits_is_read() -> None:
+    """Refused only where every grid sets its own: one grid of its own section that keeps the
+    shared value reads it, and so do drawn base grids the shared clamp."""
+    grids = ("multigrid={grids: [{size: 4, sampler: {n_steps: 5}}, {size: 8, sampler: "
+             "{step_size: 0.02, clamp: [-2, 2]}}]}")
+    config = load_config(None, ["data.size=8", "sampler.step_size=0.001", grids])
+    assert config.multigrid.grids[0].sampler.step_size == 0.001
+    grids = ("multigrid={base_rank: 2, grids: [{size: 4, sampler: {clamp: [-1, 1]}}, "
+             "{size: 8, sampler: {clamp: [-2, 2]}}]}")
+    assert load_config(None, ["data.size=8", "sampler.clamp=[0, 1]", grids]).sampler.clamp == (
+        0.0, 1.0)
+
+
 def test_a_grid_sampler_that_sets_no_kind_takes_the_shared_kinds_settings() -> None:
     """Its kind is the shared section's: an HMC grid keeps the shared n_leapfrog, a Langevin
     grid the shared precision."""
@@ -891,6 +904,13 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     (["data.size=8", "sampler={kind: hmc, n_leapfrog: 3}", "multigrid={grids: [{size: 4, "
       "sampler: {kind: langevin}}, {size: 8, sampler: {kind: mala}}]}"],
      "sampler.n_leapfrog is 3, but no multigrid grid's sampler is 'hmc'"),
+    # A shared setting that every grid's own section replaces.
+    (["data.size=8", "sampler.step_size=0.001", "multigrid={grids: [{size: 4, sampler: "
+      "{step_size: 0.01}}, {size: 8, sampler: {step_size: 0.02}}]}"],
+     "sampler.step_size is 0.001, but every multigrid grid's sampler section sets its own"),
+    (["data.size=8", "sampler.clamp=[0, 1]", "multigrid={grids: [{size: 4, sampler: "
+      "{clamp: [-1, 1]}}, {size: 8, sampler: {clamp: [-2, 2]}}]}"],
+     "sampler.clamp is (0.0, 1.0), but every multigrid grid's sampler section sets its own"),
 ])
 def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message: str) -> None:
     """These were accepted and silently ignored: the run went on as if they had not been set."""
