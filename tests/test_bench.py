@@ -715,7 +715,8 @@ def test_jem_bench_says_how_to_train_the_run_it_lacks(tmp_path, bench_main, caps
     """The plain classifier is the config with jem.px_weight=0 (on JEM's CPU budget): told to
     "train jem_mnist_quick.yaml", a user trained a second JEM, which the tables then compared
     as the plain classifier. The command given trains that run, on the data given."""
-    data, plain = tmp_path / "digits.npz", tmp_path / "plain"
+    # A space in a path: the command is one a shell takes as it is printed.
+    data, plain = tmp_path / "my digits.npz", tmp_path / "plain"
     data.write_bytes(b"")
     with pytest.raises(SystemExit) as exit_info:
         bench_main("jem.py")(["--data", str(data), "--jem", str(tmp_path), "--plain", str(plain)])

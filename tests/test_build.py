@@ -306,3 +306,21 @@ def test_seeded_weights_in_two_threads_at_once_are_each_seeds_own(beside: str) -
     assert torch.equal(drawn["first"], alone)
     if beside == "seeded":
         assert torch.equal(drawn["second"], weights(6))
+
+
+def test_a_seeded_block_may_load_a_model_inside_it() -> None:
+    """The blocks hold one process-wide lock; a block opened inside another in the same thread
+    (a seeded run that rebuilds a saved net, a library caller's ``with seeded_weights(0):
+    load_model(...)``) takes it again rather than waiting for itself for good."""
+    nets: list[torch.nn.Linear] = []
+
+    def nested() -> None:
+        with seeded_weights(5):
+            nets.append(rebuild(torch.nn.Linear, 3, 2))
+
+    thread = threading.Thread(target=nested, daemon=True)  # daemon: a deadlock ends the test
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive(), "a block opened inside another waited for itself"
+    with seeded_weights(5):
+        assert torch.equal(nets[0].weight, torch.nn.Linear(3, 2).weight)

@@ -31,7 +31,7 @@ from stgconv import checkpoint, cli, tasks
 from stgconv.checkpoint import load_checkpoint
 from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
-from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
+from stgconv.config import QUICK_RECOVERY_CONFIG, config_yaml, load_config
 from stgconv.distributed import PeerFailedError
 from stgconv.tasks.train import Terminated
 
@@ -152,6 +152,7 @@ def test_print_config_shows_what_train_would_run_and_writes_nothing(
     assert shown == load_config(None, overrides, {"out_dir": str(out)})
     assert shown.train.lr == 0.002 and shown.out_dir == str(out)
     assert "sampler:" in printed and "done" not in printed
+    assert printed == config_yaml(shown)  # the text a run's config.yaml holds, nothing more
     # A resume prints the run's own config.yaml under the new settings.
     code, printed, err = run_main(["train", "--set", "train.n_iterations=9", "--out",
                                    str(texture_run), "--resume", "--print-config"], capsys)
@@ -163,6 +164,13 @@ def test_print_config_shows_what_train_would_run_and_writes_nothing(
                                   capsys)
     assert code == 2 and printed == ""
     assert "unknown config key(s) train.lrr" in err
+    # A resume's CONFIG that is not the run's is refused, as train refuses it.
+    other = tmp_path / "other.yaml"
+    other.write_text("sampler:\n  n_steps: 5\n")
+    code, printed, err = run_main(["train", str(other), "--out", str(texture_run), "--resume",
+                                   "--print-config"], capsys)
+    assert code == 2 and printed == ""
+    assert "is not the run's config" in err, err
 
 
 def test_resume_ignores_a_setting_the_runs_config_yaml_holds_but_its_training_never_read(
@@ -595,6 +603,20 @@ def test_a_json_over_a_file_the_out_folder_gets_is_refused_before_the_work(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_json_over_a_file_the_out_folder_gets_is_refused_by_relative_paths_too(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys, monkeypatch) -> None:
+    """The paths as typed, relative to the working folder: compared as they are, "out" and
+    "./out/stgconv.npy" never matched the absolute path of the other."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["eval", "super-resolution", "--checkpoint",
+                             str(trained_voxel_run["run"]), "--shapes",
+                             str(trained_voxel_run["shapes"]), "--out", "out", "--json",
+                             "./out/stgconv.npy", "--device", "cpu"], capsys)
+    assert code == 2
+    assert "error: --json ./out/stgconv.npy is the stgconv.npy that the command writes" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_json_path_that_is_a_pipe_or_device_is_refused(tmp_path: Path, capsys) -> None:
     """--json /dev/null passed the checks, and the table, written beside it and renamed into
     place, replaced /dev/null itself (run as root); a named pipe stands in for it here."""
@@ -776,6 +798,19 @@ def test_stdout_stays_escaped_until_the_last_of_two_threads_commands_ends(
     assert stdout.errors == "strict"
     stdout.flush()
     assert f"wrote {tmp_path}/\\xfc\\xd7 (" in stdout.buffer.getvalue().decode()
+
+
+def test_stdout_is_escaped_again_by_the_next_command(tmp_path: Path, monkeypatch) -> None:
+    """A program calling main twice on one stdout: the second command's report of a folder
+    outside the encoding is escaped as the first's was."""
+    monkeypatch.setattr(tasks, "train", lambda config, **_: Path(config.out_dir))
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    for name in ("\u00fc", "\u00d7"):
+        assert main(["train", *TINY, "--out", str(tmp_path / name)]) == 0
+        assert stdout.errors == "strict"
+    stdout.flush()
+    assert f"wrote {tmp_path}/\\xd7 (" in stdout.buffer.getvalue().decode()
 
 
 def test_stdout_that_escapes_its_own_way_is_left_so(tmp_path: Path, monkeypatch) -> None:
@@ -1603,6 +1638,30 @@ def test_commands_run_in_two_threads_at_once_name_their_own_warnings(capsys,
     assert seen == ["the program's own, meanwhile", "the program's own, after"]
 
 
+def test_a_program_gets_its_own_warning_function_back_and_each_run_its_warnings(
+        capsys, monkeypatch) -> None:
+    """After main, warnings.showwarning is the program's own function again, and the warning
+    filters a run changes are put back; a warning a run repeats from one line is shown in each
+    run, not once in the process."""
+    def shown(message, *_: object) -> None:
+        pass
+
+    monkeypatch.setattr(warnings, "showwarning", shown)
+    filters = list(warnings.filters)
+
+    def run(args) -> None:
+        warnings.warn("the same line each run")
+        warnings.simplefilter("error")
+
+    monkeypatch.setattr(cli, "_run", run)
+    for _ in range(2):
+        main(["train"])
+    assert warnings.showwarning is shown
+    assert warnings.filters == filters
+    assert capsys.readouterr().err.splitlines() == [
+        "stgconv train: warning: the same line each run"] * 2
+
+
 def test_a_program_whose_default_dtype_is_float64_is_told_to_set_it_back(tmp_path: Path,
                                                                            capsys) -> None:
     """A notebook that set torch.set_default_dtype(torch.float64) for its own work: train made
@@ -1620,6 +1679,13 @@ def test_a_program_whose_default_dtype_is_float64_is_told_to_set_it_back(tmp_pat
         "stgconv train: error: torch's default dtype is torch.float64 (set by "
         "torch.set_default_dtype), and the commands run in float32: call "
         "torch.set_default_dtype(torch.float32) before stgconv.cli.main\n")
+    assert not out.exists()
+    torch.set_default_dtype(torch.bfloat16)  # any other than float32
+    try:
+        code, _, err = run_main(["train", *TINY, "--out", str(out), "--quiet"], capsys)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert code == 2 and "torch's default dtype is torch.bfloat16" in err, err
     assert not out.exists()
 
 

@@ -262,6 +262,8 @@ def test_values_nested_too_deeply_to_read_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^override of train\.lr: the value nests lists") as err:
         load_config(None, [f"train.lr={deep}"])
     assert len(str(err.value)) < 200
+    with pytest.raises(ValueError, match=r"^override of train\.lr: the value nests lists"):
+        load_config(None, [f" train.lr ={deep}"])  # the key as the config knows it
     nested: list = []
     for _ in range(5000):
         nested = [nested]
@@ -911,6 +913,10 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     (["data.size=8", "sampler.clamp=[0, 1]", "multigrid={grids: [{size: 4, sampler: "
       "{clamp: [-1, 1]}}, {size: 8, sampler: {clamp: [-2, 2]}}]}"],
      "sampler.clamp is (0.0, 1.0), but every multigrid grid's sampler section sets its own"),
+    # The kind too, where no kind-only setting is set beside it.
+    (["data.size=8", "sampler.kind=hmc", "multigrid={grids: [{size: 4, sampler: {kind: "
+      "langevin}}, {size: 8, sampler: {kind: mala}}]}"],
+     "sampler.kind is 'hmc', but every multigrid grid's sampler section sets its own"),
 ])
 def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message: str) -> None:
     """These were accepted and silently ignored: the run went on as if they had not been set."""

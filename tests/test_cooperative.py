@@ -262,7 +262,8 @@ def test_resume_refuses_another_generator_or_a_descriptor_run(tmp_path: Path) ->
     trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
     other = CooperativeTrainer(tiny_energy(), ConvGenerator(latent_dim=5, out_shape=(1, 8, 8)),
                                Langevin(n_steps=1), tiny_data(size=8))
-    with pytest.raises(ValueError, match="generator .* is not the one this config builds"):
+    with pytest.raises(ValueError, match="generator .* is not the one this config builds.*"
+                                         "no --set that changes it"):
         other.resume(tmp_path / "checkpoint.pt")
 
 
@@ -376,7 +377,8 @@ def test_a_run_without_the_generator_refuses_to_resume_a_cooperative_run(tmp_pat
     data = tiny_data(size=8)
     plain = Trainer(tiny_energy(), Langevin(n_steps=1),
                     PersistentChains(len(data), NoiseInit("gaussian", 0.5)), data)
-    with pytest.raises(CheckpointError, match="also holds a trained generator net"):
+    with pytest.raises(CheckpointError, match="also holds a trained generator net.* no --set that "
+                                              "changes it"):
         plain.resume(tmp_path / "checkpoint.pt")  # its next checkpoint would drop the generator
 
 

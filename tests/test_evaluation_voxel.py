@@ -246,8 +246,9 @@ def test_random_known_refuses_nothing_or_everything_missing(missing: float) -> N
         random_known((1, 1, 2, 2, 2), missing)
 
 
+@pytest.mark.parametrize("max_shapes", ["1", "2"])  # one shape alone as well
 def test_eval_recovery_3d_refuses_a_fraction_that_hides_no_voxel_of_a_shape_before_the_chains(
-        files, tmp_path, capsys, monkeypatch) -> None:
+        files, tmp_path, capsys, monkeypatch, max_shapes: str) -> None:
     """--missing 1e-9 hid nothing of a 16^3 shape: refused by the scores ("a shape has no voxel
     to score (where is empty)") only after every method had run on every shape."""
     import stgconv.evaluation.voxel as voxel_eval
@@ -257,7 +258,7 @@ def test_eval_recovery_3d_refuses_a_fraction_that_hides_no_voxel_of_a_shape_befo
 
     monkeypatch.setattr(voxel_eval, "recover_padded", no_chain)
     assert main(["eval", "recovery-3d", "--checkpoint", str(files["run"]), "--shapes",
-                 str(files["shapes"]), "--missing", "1e-9", "--max-shapes", "2",
+                 str(files["shapes"]), "--missing", "1e-9", "--max-shapes", max_shapes,
                  "--json", str(tmp_path / "t.json"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"error: missing 1e-09 hid no voxel of shape 0 of {files['shapes']} (16^3" in err, err

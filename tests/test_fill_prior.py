@@ -16,7 +16,8 @@ from stgconv.cli import main
 from stgconv.checkpoint import load_checkpoint
 from stgconv.config import LearnedFillConfig
 from stgconv.io.video import save_video
-from stgconv.learned_fill import load_fill_prior
+from stgconv.build import seeded_weights
+from stgconv.learned_fill import FillNet, load_fill_prior
 from stgconv.tasks.fill_prior import DEFAULT_MASKS, train_fill_prior
 
 SMALL = ["--frames", "6", "--size", "16", "--iterations", "3",
@@ -119,6 +120,33 @@ def test_fill_prior_and_recovery_leave_the_callers_global_rng_as_it_was(clips, t
                  "--json", str(tmp_path / "table.json"), *TINY_RECOVERY,
                  "--set", "recovery.init=learned"]) == 0
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_recoverys_learned_fill_starts_from_its_prior_or_its_seeds_net(clips, tmp_path,
+                                                                           monkeypatch):
+    """recovery.learned.prior is the net the learned fill trains from; without one, the
+    untrained net is drawn from the config's seed."""
+    prior = tmp_path / "prior.pt"
+    assert main(["fill-prior", str(clips[0]), "--out", str(prior), *SMALL]) == 0
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    trained = task.learned_fill
+    starts = []
+
+    def learned_fill(*args, initial, **kwargs):
+        starts.append({k: v.clone() for k, v in initial.state_dict().items()})
+        return trained(*args, initial=initial, **kwargs)
+
+    monkeypatch.setattr(task, "learned_fill", learned_fill)
+    for given in ([f"recovery.learned.prior={prior}"], ["seed=3", "recovery.init=learned"]):
+        assert main(["eval", "recovery", "--video", str(clips[0]), "--mask",
+                     "missing_frames:0.5", *TINY_RECOVERY,
+                     *(a for value in given for a in ("--set", value))]) == 0
+    net, fills = load_fill_prior(prior)
+    with seeded_weights(3):
+        untrained = FillNet(net.channels, net.n_fills, net.width)
+    for start, expected in zip(starts, (net, untrained)):
+        assert all(torch.equal(start[k], v) for k, v in expected.state_dict().items())
+    assert len(starts) == 2
 
 
 def two_window_clip(folder: Path) -> Path:

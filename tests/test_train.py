@@ -42,7 +42,13 @@ from stgconv.mcmc import (
     PersistentChains,
 )
 from stgconv.ops import block_down, nearest_up
-from stgconv.train import DivergenceError, MultiGridTrainer, Trainer
+from stgconv.train import (
+    DESCRIPTOR_ADVICE,
+    MULTIGRID_ADVICE,
+    DivergenceError,
+    MultiGridTrainer,
+    Trainer,
+)
 
 # --------------------------------------------------------------------------- training learns
 
@@ -445,7 +451,8 @@ def test_resume_refuses_chains_of_another_example_shape(tmp_path: Path, mode: st
     other.data = tiny_data(size=12)
     before = [p.clone() for p in other.energy.parameters()]
     with pytest.raises(CheckpointError, match=r"chains are of shape \(1, 16, 16\), this run's "
-                                              r"examples \(1, 12, 12\) \(another data.size"):
+                                              r"examples \(1, 12, 12\) \(another data.size.* "
+                                              r"no --set that changes it"):
         other.resume(tmp_path / "checkpoint.pt")
     assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
 
@@ -517,6 +524,27 @@ def test_multigrid_divergence_is_caught_on_every_grid(tmp_path: Path) -> None:
     # A grid whose own sampler section sets step_size reads no sampler.step_size, which was
     # the advice.
     assert "multigrid.grids[i].sampler.step_size" in str(info.value)
+
+
+def test_a_single_model_divergence_names_the_shared_step_size() -> None:
+    """One model's run has no multigrid.grids[i] to name (the multigrid advice)."""
+    trainer = make_trainer("persistent")
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 1e30
+    with pytest.raises(DivergenceError) as info:
+        trainer.fit(1, progress=False)
+    assert str(info.value).endswith(f"({DESCRIPTOR_ADVICE})"), info.value
+
+
+def test_a_multigrid_run_whose_energies_diverge_names_the_grids_step_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An energy past its bound names no weight to take advice from: the run's own advice,
+    a grid's step size, not the shared sampler.step_size a grid of its own may not read."""
+    trainer = make_multigrid_trainer()
+    monkeypatch.setattr("stgconv.train.MAX_ABS_ENERGY", 0.0)
+    with pytest.raises(DivergenceError, match="past the bound") as info:
+        trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    assert str(info.value).endswith(f"({MULTIGRID_ADVICE})"), info.value
 
 
 def test_trainer_rejects_bad_data() -> None:
@@ -926,7 +954,7 @@ def test_multigrid_resume_rejects_a_different_number_of_grids(tmp_path: Path) ->
         [Langevin(n_steps=1), Langevin(n_steps=1)], pattern_images(), [(2, 2), (4, 4), (8, 8)],
         train=TrainConfig(batch_size=3))
     with pytest.raises(CheckpointError, match=r"grids are \[\(1, 1\), \(4, 4\), \(8, 8\)\], "
-                                              r"this run's \[\(2, 2\)"):
+                                              r"this run's \[\(2, 2\).* no --set that changes it"):
         other.resume(path)
 
 
