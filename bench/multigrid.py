@@ -86,7 +86,10 @@ def single_grid(config: ExperimentConfig) -> ExperimentConfig:
                   else sum(sampler.task_steps or sampler.n_steps for sampler in samplers))
     finest = multigrid.grids[-1]
     finest = replace(finest, sampler=replace(samplers[-1], n_steps=steps, task_steps=task_steps))
+    # The shared section's chain lengths as the one grid's: a shared setting that every grid
+    # replaces is refused as unread.
     return replace(config, name=config.name + "_single",
+                   sampler=replace(config.sampler, n_steps=steps, task_steps=task_steps),
                    multigrid=replace(multigrid, grids=(finest,)))
 
 
