@@ -438,7 +438,8 @@ def test_the_paper_scale_config_trains_on_keras_cifar_layout(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("arrays, message", [
-    ({"y_train": None}, "no labels 'y_train' (it has x_train)"),
+    ({"y_train": None}, "no labels 'y_train' (it has x_train) (jem.labels names the labels "
+                        "array)"),
     ({"y_train": np.array([0, 1, 2, 5, 0, 1])}, "holds class 5, past model.n_classes = 3"),
     ({"y_train": np.array([0, 1])}, "holds 2 labels for 6 x_train images"),
     ({"y_train": np.full(6, 0.5)}, "must be whole class numbers, got fractions"),

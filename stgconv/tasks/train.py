@@ -602,7 +602,11 @@ def _labels(config: ExperimentConfig, key: str, n_images: int) -> Tensor:
     """The class of each of the ``n_images`` training images (JEM), from the data file's
     array ``key``."""
     with reading(config.data.path):
-        labels = load_npz_labels(config.data.path, key=key, max_images=config.data.max_images)
+        try:
+            labels = load_npz_labels(config.data.path, key=key,
+                                     max_images=config.data.max_images)
+        except ValueError as err:  # the setting named: another array may hold the labels
+            raise ValueError(f"{err} (jem.labels names the labels array)") from err
     if len(labels) != n_images:
         raise ValueError(f"{config.data.path}: {len(labels)} labels for {n_images} images")
     if labels.max() >= config.model.n_classes:
