@@ -16,7 +16,6 @@ samples' E_A (277) is near held-out digits' (298).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ import torch
 import stgconv
 from stgconv.data.image import load_npz_images
 from stgconv.energy import ProductOfExperts
+from stgconv.io.atomic import atomic_write_json
 from stgconv.mcmc import DataGaussian
 
 MNIST = Path(__file__).resolve().parents[1] / "../shared/data/image/mnist.npz"
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{name:32s} {value:12.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
-        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+        atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 
 

@@ -17,7 +17,6 @@ against inverted digits 1.000 for the product score, 0.744 max-softmax, 0.027 fo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from stgconv.config import JEMConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy import ClassifierEnergy, digit_classifier
 from stgconv.evaluation.ood import score_images
+from stgconv.io.atomic import atomic_write_json
 from stgconv.jem import HybridTrainer
 from stgconv.mcmc import DataGaussian, ReplayBuffer
 from stgconv.metrics import auroc
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{name:24s} {value:8.4f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
-        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+        atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 
 

@@ -22,7 +22,6 @@ as bench/README.md found in most cases: what learning gives is the learned fill.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import stgconv
 from stgconv.baselines.video import FILLS
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.data.masks import load_mask, occluded_region
+from stgconv.io.atomic import atomic_write_json
 from stgconv.io.video import load_video, save_comparison
 from stgconv.learned_fill import apply_fill, learned_fill
 from stgconv.metrics import missing_mae_255
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     args.out / "comparison.mp4", labels=["occluded", "recovered", "truth"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
-        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+        atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 
 

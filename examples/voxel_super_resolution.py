@@ -19,13 +19,13 @@ adds a learned initializer for the chain's start and reaches 0.920-0.922 on the 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 import stgconv
 from stgconv.baselines.voxel import UPSAMPLERS, downsample
+from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import load_voxels, save_voxels, to_tensor
 from stgconv.mcmc import SuperResolutionStart
 from stgconv.metrics import voxel_iou
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     save_voxels(ours[:, 0], args.out / "super_resolved.npy")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
-        args.json.write_text(json.dumps(numbers, indent=2) + "\n")
+        atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 
 
