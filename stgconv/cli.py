@@ -38,7 +38,9 @@ from stgconv.console import tell
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.io.atomic import WriteError
+from stgconv.io.mesh import MESH_SUFFIXES
 from stgconv.io.tensorboard import check_log_dir
+from stgconv.io.voxel import VOXEL_SUFFIXES
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.recover_video import RECOVER_FILES
 from stgconv.tasks.train import Terminated
@@ -67,9 +69,9 @@ DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
 # The smallest value of each count option, checked before any work so that a refusal names the
 # option typed rather than the library parameter it is passed as (--steps is n_steps, --num is
 # n_samples, ...). synthesize --steps may be 0: a cooperative model's generator alone; a path
-# (--points) has its two ends.
+# (--points) has its two ends; a --factor of 1 leaves nothing to super-resolve.
 LEAST_COUNT = {"num": 1, "steps": 1, "size": 1, "frames": 1, "iterations": 1, "points": 2,
-               "folds": 2, "per_class": 1, "max_shapes": 1, "batch_size": 1}
+               "folds": 2, "per_class": 1, "max_shapes": 1, "batch_size": 1, "factor": 2}
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -91,9 +93,11 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 
 def _parser() -> argparse.ArgumentParser:
+    # No abbreviated options (--prin for --print-config): a script relying on one breaks, or
+    # means another option, once a later version adds an option of the same start.
     parser = argparse.ArgumentParser(
         prog="stgconv", description="Energy-based generative ConvNets: train, synthesize, recover.",
-        formatter_class=DefaultsFormatter,
+        formatter_class=DefaultsFormatter, allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -424,12 +428,19 @@ FOLDER_OUTPUTS = {"recover-shape": RECOVER_SHAPE_FILES, "super-resolve": SUPER_R
                   "recover": RECOVER_FILES, "eval recovery": RECOVER_FILES,
                   "eval super-resolution": voxel.EVAL_FILES, "eval recovery-3d": voxel.EVAL_FILES}
 
+# The inputs (argparse dests) that may be a folder read for its every file of these suffixes:
+# an --out that is that folder gets files the next run reads as inputs (--shapes DIR --out
+# DIR: our stgconv.npy became shapes, more of them each run). A --video folder is read for its
+# frame images, of which recover writes none.
+FOLDER_INPUTS = {"shapes": VOXEL_SUFFIXES + MESH_SUFFIXES}
+
 
 def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
     """Refuse an output path that is one of the command's input files, or an --out folder
     where the command writes a file of an input's name (and, for a run folder given as the
     checkpoint, its checkpoint or config): it would be replaced once the work is done, and
-    the input lost."""
+    the input lost. Refuse too an --out that is an input folder whose reader would take one of
+    the files written there for an input (:data:`FOLDER_INPUTS`)."""
     inputs = [value for dest, given in vars(args).items() if dest not in OUTPUT_OPTIONS
               for value in (given if isinstance(given, list) else [given])
               # os.path.isfile, not Path.is_file: a text longer than a file's name may be (a
@@ -449,6 +460,14 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
             if out.samefile(path):
                 raise ValueError(f"{option} {out} is the input {path}: writing it would replace "
                                  "it; write elsewhere")
+    for dest, suffixes in FOLDER_INPUTS.items():
+        folder = getattr(args, dest, None)
+        read = [path for path in _folder_outputs(args) if path.suffix.lower() in suffixes]
+        if (folder is not None and read and os.path.isdir(folder) and os.path.isdir(args.out)
+                and os.path.samefile(args.out, folder)):
+            raise ValueError(f"--out {args.out} is the --{dest} folder {folder}: the "
+                             f"{read[0].name} written there would be read as one of its {dest} "
+                             "by the next run; write elsewhere")
 
 
 def _folder_outputs(args: argparse.Namespace) -> list[Path]:
@@ -463,14 +482,16 @@ def _check_outputs_apart(args: argparse.Namespace) -> None:
     """Refuse a folder output (--out, --tensorboard) at or under the --json file's path: each
     passed its own check, and the command wrote the folder, then failed on the JSON file only
     after all its work, the folder's files left behind. Refuse too a --json that is one of the
-    files written into --out: one of the two outputs replaced the other without a word."""
-    outputs = {dest: Path(os.path.abspath(value)) for dest in OUTPUT_OPTIONS
+    files written into --out: one of the two outputs replaced the other without a word. Paths
+    compared with their links resolved: a --json through a link to the --out folder is in it."""
+    # os.path.realpath, not Path.resolve: a link loop is a RuntimeError there.
+    outputs = {dest: Path(os.path.realpath(value)) for dest in OUTPUT_OPTIONS
                if (value := getattr(args, dest, None)) is not None}
     table = outputs.pop("json_path", None)
     if table is None:
         return
     for path in _folder_outputs(args):
-        if Path(os.path.abspath(path)) == table:
+        if Path(os.path.realpath(path)) == table:
             raise ValueError(f"--json {args.json_path} is the {path.name} that the command "
                              f"writes into --out {args.out}: one would replace the other; give "
                              "the JSON file another path")
@@ -642,8 +663,10 @@ def _written(*paths: str | None) -> list[Path]:
 def _command(commands: argparse._SubParsersAction, name: str, **kwargs: Any
              ) -> argparse.ArgumentParser:
     """A subcommand's parser, kept in its parsed arguments so that it refuses what it does not
-    know itself ("stgconv train: error: ..."), as it refuses everything else."""
-    parser = commands.add_parser(name, formatter_class=DefaultsFormatter, **kwargs)
+    know itself ("stgconv train: error: ..."), as it refuses everything else; as the main
+    parser, without abbreviated options."""
+    parser = commands.add_parser(name, formatter_class=DefaultsFormatter, allow_abbrev=False,
+                                 **kwargs)
     parser.set_defaults(command_parser=parser)
     return parser
 

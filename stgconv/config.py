@@ -621,7 +621,9 @@ class ExperimentConfig:
                              + (" and a multigrid section" if self.multigrid is not None else "")
                              + (" and a cooperative section" if self.cooperative is not None
                                 else ""))
-        _check_positive("chains.factor", self.chains.factor)
+        # 1 keeps every training chain at its example (block_down(x, 1) is x): nothing learnt.
+        if not self.chains.factor >= 2:
+            raise ValueError(f"chains.factor must be >= 2, got {self.chains.factor!r}")
         if not 0.0 < self.chains.missing < 1.0:
             raise ValueError(f"chains.missing must be in (0, 1), got {self.chains.missing}")
         if isinstance(self.data.mean, float) and not 0.0 <= self.data.mean <= 1.0:

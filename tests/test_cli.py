@@ -505,6 +505,10 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
           "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
         (["eval", "classification", "--checkpoint", "{run}", "--shapes", "x.npz", "--folds",
           "1", "--json", "{out}"], "--folds must be >= 2, got 1"),
+        # block_down(x, 1) is x: a perfect "super-resolution" by every method, a table of zeros.
+        (["eval", "super-resolution", "--checkpoint", "{run}", "--shapes", "x.npz",
+          "--factor", "1"], "--factor must be >= 2, got 1"),
+        (["super-resolve", "{run}", "x.npy", "--factor", "1"], "--factor must be >= 2, got 1"),
         # Sizes past the entry limit, refused before a clip is read or a path drawn (they ran
         # out of memory: killed, or a MemoryError traceback).
         (["recover", "--video", "{run}/observed.png", "--mask", "region:8", "--frames", "6",
@@ -615,6 +619,44 @@ def test_a_json_over_a_file_the_out_folder_gets_is_refused_by_relative_paths_too
     assert code == 2
     assert "error: --json ./out/stgconv.npy is the stgconv.npy that the command writes" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_json_over_a_file_the_out_folder_gets_is_refused_through_a_link_too(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """--json LINK/stgconv.npy, LINK a link to the --out folder: as absolute paths the two
+    differed, and the JSON table was written over our grids."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    code, _, err = run_main(["eval", "recovery-3d", "--checkpoint", str(trained_voxel_run["run"]),
+                             "--shapes", str(trained_voxel_run["shapes"]), "--out",
+                             str(tmp_path / "out"), "--json", str(tmp_path / "link/stgconv.npy"),
+                             "--device", "cpu"], capsys)
+    assert code == 2
+    assert err.startswith(f"stgconv eval recovery-3d: error: --json {tmp_path}/link/stgconv.npy "
+                          "is the stgconv.npy that the command writes into --out"), err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("evaluation", ["super-resolution", "recovery-3d"])
+def test_an_out_folder_that_is_the_shapes_folder_is_refused_before_the_work(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys, monkeypatch,
+        evaluation: str) -> None:
+    """--shapes DIR --out DIR: our stgconv.npy was written among the shapes, and the next run
+    with them read it as more shapes (its table of 4 shapes became one of 6)."""
+    shapes = tmp_path / "shapes"
+    shapes.mkdir()
+    with np.load(trained_voxel_run["shapes"]) as archive:
+        np.save(shapes / "a.npy", archive["X"][:4])
+    monkeypatch.chdir(tmp_path)  # the one folder, named two ways
+    code, _, err = run_main(["eval", evaluation, "--checkpoint", str(trained_voxel_run["run"]),
+                             "--shapes", str(shapes), "--out", "./shapes", "--device", "cpu"],
+                            capsys)
+    assert code == 2
+    assert err.startswith(f"stgconv eval {evaluation}: error: --out ./shapes is the --shapes "
+                          f"folder {shapes}: the stgconv.npy written there would be read as "
+                          "one of its shapes by the next run"), err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(path.name for path in shapes.iterdir()) == ["a.npy"]
 
 
 def test_a_json_path_that_is_a_pipe_or_device_is_refused(tmp_path: Path, capsys) -> None:
@@ -915,6 +957,23 @@ def test_an_unknown_option_is_refused_by_its_own_command(argv, prefix, capsys) -
     assert info.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         f"{prefix}: error: unrecognized arguments: ")
+
+
+@pytest.mark.parametrize("argv, prefix, given", [
+    (["train", "--print"], "stgconv train", "--print"),
+    (["eval", "super-resolution", "--checkpoint", "c", "--shapes", "s", "--fact", "2"],
+     "stgconv eval super-resolution", "--fact 2"),
+    (["synthesize", "run", "--dev", "cpu"], "stgconv synthesize", "--dev cpu"),
+])
+def test_an_abbreviated_option_is_refused(argv, prefix, given, capsys) -> None:
+    """``train --print`` printed the config as --print-config: a script relying on an
+    abbreviation breaks, or means another option, once a later version adds one of the same
+    start."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"{prefix}: error: unrecognized arguments: {given}")
 
 
 # ------------------------------------------- every fault ends in one line naming it, exit 2

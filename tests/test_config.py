@@ -924,6 +924,14 @@ def test_a_setting_the_run_never_reads_is_refused(overrides: list[str], message:
         load_config(None, overrides)
 
 
+def test_a_super_resolution_factor_of_1_is_refused() -> None:
+    """block_down(x, 1) is x: every training chain stayed at its example, and the run learnt
+    nothing."""
+    with pytest.raises(ValueError, match=re.escape("chains.factor must be >= 2, got 1")):
+        load_config(None, [*SUPER_RESOLUTION, "chains.factor=1"])
+    assert load_config(None, [*SUPER_RESOLUTION, "chains.factor=2"]).chains.factor == 2
+
+
 @pytest.mark.parametrize("overrides", [
     ["sampler.kind=hmc", "sampler.n_leapfrog=3"],
     ["chains.mode=buffer", "chains.buffer_capacity=5", "chains.buffer_fresh=0.5"],

@@ -116,6 +116,18 @@ def test_an_output_that_is_an_input_is_refused(clip, tmp_path, capsys, command):
     assert {path: path.read_bytes() for path in (clip, mask, out_mask)} == before
 
 
+def test_a_clip_shorter_than_frames_names_the_option(clip, tmp_path, capsys):
+    """The reader named its own parameter only (n_frames=13), which a user of recover never
+    sets: it is --frames (the task's frames)."""
+    assert main(["recover", "--video", str(clip), "--mask", "region:8", "--frames", "13",
+                 "--size", "32", "--out", str(tmp_path / "out"), "--set", "device=cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stgconv recover: error: asked for n_frames=13 from start_frame=0, "
+                          f"but {clip} has 12 frames"), err
+    assert err.rstrip().endswith("(n_frames is frames, --frames)"), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_recover_writes_clips_and_metrics(clip, tmp_path):
     out = tmp_path / "run"
     (out / "tb").mkdir(parents=True)  # an earlier run's --tensorboard: no training run's

@@ -228,6 +228,21 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         assert "error:" in err and re.search(message, err), (argv, err)
 
 
+def test_a_factor_of_1_is_refused_by_the_library_too(files, tmp_path) -> None:
+    """block_down(x, 1) is x: every method, the baselines too, scored a perfect copy of the
+    shapes, a table of zeros that measured nothing."""
+    from stgconv import tasks
+    from stgconv.evaluation.voxel import eval_super_resolution
+
+    with pytest.raises(ValueError, match=re.escape("factor must be an int >= 2, got 1")):
+        eval_super_resolution(files["run"], files["shapes"], factor=1, device="cpu")
+    np.save(tmp_path / "low.npy", np.zeros((16, 16, 16), np.float32))
+    with pytest.raises(ValueError, match=re.escape("factor must be an int >= 2, got 1")):
+        tasks.super_resolve(files["run"], tmp_path / "low.npy", tmp_path / "out", factor=1,
+                            device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_that_of_each_shape() -> None:
     # Outputs are clamped to [0, 1]; empty shapes predicted empty have a pooled IoU of 1, as
     # each shape's IoU is, not 0 / 0 nor the 0 of no overlap (which read as the worst score

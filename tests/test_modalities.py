@@ -473,6 +473,22 @@ def test_video_clips_start_at_start_frame(tmp_path: Path) -> None:
                                atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("setting, asked", [
+    ({"frames": 4}, "asked for n_frames=4 from start_frame=0"),
+    ({"frames": 2, "start_frame": 3}, "start_frame=3 but"),
+])
+def test_a_clip_without_the_frames_the_config_asks_for_names_its_keys(
+        tmp_path: Path, setting: dict[str, int], asked: str) -> None:
+    """The reader named its own parameters only (n_frames=4), where the config's key is
+    data.frames: a user setting data.n_frames was told it is no key."""
+    frames = colour_frames(tmp_path / "frames", GREYS)  # 3 frames
+    with pytest.raises(ValueError) as err:
+        VIDEO.load(DataConfig(path=str(frames), kind="video", size=8, **setting))
+    assert str(err.value).startswith(asked), err.value
+    assert str(err.value).endswith("(n_frames, start_frame and fps are the config's "
+                                   "data.frames, data.start_frame and data.fps)"), err.value
+
+
 def test_video_pyramid_shows_the_first_clip_at_every_grid(tmp_path: Path, monkeypatch) -> None:
     drawn = captured(monkeypatch, "stgconv.modalities.video", "save_comparison")
     coarse = torch.stack([torch.full((1, 2, 2, 2), -1.0), torch.full((1, 2, 2, 2), 1.0)])

@@ -37,7 +37,14 @@ from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
 from stgconv.io.h5 import LazyH5, as_text, check_inside, stream_h5, to_text
 from stgconv.io.image import IMAGE_SUFFIXES, from_levels
-from stgconv.io.video import VIDEO_SUFFIXES, check_fps, frame_rate, load_video, read_frames
+from stgconv.io.video import (
+    VIDEO_SUFFIXES,
+    TooFewFramesError,
+    check_fps,
+    frame_rate,
+    load_video,
+    read_frames,
+)
 from stgconv.version import __version__
 
 # h5py and PyAV (av) take a while to import; they load where a cache is built or read and where
@@ -299,8 +306,8 @@ def _write_cache(
                                  fps=fps, channels=channels)
         except (ValueError, FileNotFoundError) as err:
             problem = err
-            if needed is not None and needed > n_frames and "asked for n_frames" in str(err):
-                problem = ValueError(
+            if needed is not None and needed > n_frames and isinstance(err, TooFewFramesError):
+                problem = TooFewFramesError(
                     f"{file} is too short for clips_per_video={clips_per_video} clips of "
                     f"{n_frames} frames every {stride} frames ({needed} frames from "
                     f"start_frame={start_frame}): {err}"

@@ -134,7 +134,8 @@ def eval_super_resolution(
     which is known to be empty, so the shapes they score keep every block's count.
 
     Raises:
-        ValueError: grids larger than the model's; a factor that does not divide its side.
+        ValueError: grids larger than the model's; a factor below 2 or one that does not
+            divide its side.
     """
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)

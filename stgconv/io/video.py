@@ -55,6 +55,13 @@ from stgconv.io.image import (
     to_tensor,
 )
 
+
+class TooFewFramesError(ValueError):
+    """A video or frame folder without the frames asked for: ``start_frame`` past its end, or
+    fewer than ``n_frames`` from there. Its own class so that a caller that took those
+    parameters from its own settings (a config's ``data.frames``) can say so."""
+
+
 # PyAV (av) takes a while to import (it loads FFmpeg); it loads where a video is read or written.
 if TYPE_CHECKING:
     import av
@@ -202,7 +209,8 @@ def load_video(
             track's stated end, and fewer frames decode than its index counts where it has
             one; a GIF lacks its trailer byte; a transport stream ends part way through a
             packet); a frame asked for that decodes with errors (a stream cut inside a frame;
-            the message says how many frames before it are whole); no decodable frames; fewer
+            the message says how many frames before it are whole); no decodable frames.
+        TooFewFramesError: a ``ValueError``: ``start_frame`` past the last frame, or fewer
             frames than asked (the message says how many there are).
     """
     frames = _frames(path, start_frame=start_frame, n_frames=n_frames, size=size, fps=fps,
@@ -296,7 +304,7 @@ def _read_folder(
     if not files:
         raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
     if start >= len(files):
-        raise ValueError(f"start_frame={start} but {folder} has only {len(files)} frames")
+        raise TooFewFramesError(f"start_frame={start} but {folder} has only {len(files)} frames")
     series = _series(files)
     if len(series) > 1:  # read as one, the clip would run through each series in turn
         raise ValueError(f"folder {folder} holds frames of {len(series)} series "
@@ -316,7 +324,7 @@ def _read_folder(
                          "videos")
     stop = len(files) if n_frames is None else start + n_frames
     if stop > len(files):
-        raise ValueError(
+        raise TooFewFramesError(
             f"asked for n_frames={n_frames} from start_frame={start}, but {folder} has "
             f"{len(files)} frames ({len(files) - start} from start_frame)"
         )
@@ -583,11 +591,11 @@ def _read_file(
             f"({decoded} frames could be decoded)"
         )
     if start >= decoded:
-        raise ValueError(f"start_frame={start} but {path} has only {decoded} frames")
+        raise TooFewFramesError(f"start_frame={start} but {path} has only {decoded} frames")
     if n_frames is not None and len(frames) < n_frames:
         available = -(-(decoded - start) // step)  # ceil: outputs k with floor(k*step) < left
         rate_note = f" at fps={fps}" if fps is not None else ""
-        raise ValueError(
+        raise TooFewFramesError(
             f"asked for n_frames={n_frames} from start_frame={start}{rate_note}, but {path} has "
             f"{decoded} frames ({int(available)} available from start_frame{rate_note})"
         )

@@ -14,7 +14,7 @@ from stgconv.data.video import load_training_clips
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import video_energy
 from stgconv.io.image import to_bytes
-from stgconv.io.video import GIF_MAX_FPS, save_comparison
+from stgconv.io.video import GIF_MAX_FPS, TooFewFramesError, save_comparison
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.ops import factor_between, nearest_up
 
@@ -33,9 +33,13 @@ def _gif_rate(fps: float | None) -> float:
 def load_clips(data: DataConfig) -> Tensor:
     """The clips ``data`` chooses: ``(N, C, T, H, W)``, grey (luma, as images are made grey)
     when ``data.channels == 1``."""
-    return load_training_clips(data.path, n_frames=data.frames, size=data.size,
-                               start_frame=data.start_frame, fps=data.fps,
-                               channels=data.channels, max_clips=data.max_images)
+    try:
+        return load_training_clips(data.path, n_frames=data.frames, size=data.size,
+                                   start_frame=data.start_frame, fps=data.fps,
+                                   channels=data.channels, max_clips=data.max_images)
+    except TooFewFramesError as err:  # the reader's parameters, named as the config's keys
+        raise TooFewFramesError(f"{err} (n_frames, start_frame and fps are the config's "
+                                "data.frames, data.start_frame and data.fps)") from err
 
 
 class VideoModality(Modality):

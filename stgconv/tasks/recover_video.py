@@ -31,7 +31,7 @@ from stgconv.data.masks import (
 )
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
-from stgconv.io.video import frame_rate, load_video, save_comparison
+from stgconv.io.video import TooFewFramesError, frame_rate, load_video, save_comparison
 from stgconv.learned_fill import (
     FillNet,
     apply_fill,
@@ -188,7 +188,10 @@ def load_clip(video: str | Path, *, frames: int, size: int) -> Tensor:
     frames."""
     # Before the clip is read and resized: a mistyped --size would take all memory there.
     check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
-    return load_video(video, n_frames=frames, size=size)
+    try:
+        return load_video(video, n_frames=frames, size=size)
+    except TooFewFramesError as err:  # the reader's parameter, named as here and as typed
+        raise TooFewFramesError(f"{err} (n_frames is frames, --frames)") from err
 
 
 def _as_run(config: ExperimentConfig, clip: Tensor, *, video: str | Path | None = None

@@ -77,8 +77,9 @@ def check_batch_size(batch_size: int) -> int:
 
 
 def check_factor(size: int, factor: int) -> None:
-    """Raise ``ValueError`` unless ``factor`` is a positive int that divides the grid side."""
-    as_int(factor, "factor", minimum=1)
+    """Raise ``ValueError`` unless ``factor`` is an int ``>= 2`` that divides the grid side:
+    with 1 the low resolution is the shape itself, and every method scores a perfect copy."""
+    as_int(factor, "factor", minimum=2)
     if size % factor:
         raise ValueError(f"factor {factor} does not divide the model's grid side {size}; "
                          f"choose one of {[f for f in range(2, size + 1) if size % f == 0]}")
@@ -299,8 +300,8 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     ``super_resolved.ply`` (its 0.5 iso-surface).
 
     Raises:
-        ValueError: a factor that does not divide the model's side; a grid of the wrong size;
-            an unreadable or broken file.
+        ValueError: a factor below 2 or one that does not divide the model's side; a grid of
+            the wrong size; an unreadable or broken file.
     """
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
