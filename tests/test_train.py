@@ -1085,6 +1085,23 @@ def test_overwrite_refuses_to_remove_a_run_folder_that_holds_the_data(tmp_path: 
     assert (out / "tb" / "data.png").read_bytes() == b"the training data"
 
 
+def test_a_run_into_its_data_folder_is_refused_before_it_writes(tmp_path: Path) -> None:
+    """The run's observed.png and samples.png among the images: a resumed run read five
+    examples where it had trained on three."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"the training data")
+    # The same folder spelt otherwise: through a link to it.
+    (tmp_path / "link").symlink_to(images)
+    with pytest.raises(ValueError, match="is the training data folder .* train into another"):
+        task.train(load_config(None, [f"out_dir={tmp_path / 'link'}", "device=cpu",
+                                      f"data.path={images}"]))
+    assert [p.name for p in images.iterdir()] == ["a.png"]
+
+
 def test_the_lock_file_names_only_its_live_owner(tmp_path: Path, monkeypatch) -> None:
     """A killed owner's longer words are replaced whole, not overwritten in part; the lock is
     left empty once the run ends."""

@@ -120,6 +120,7 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
     if world is not None and not world.is_main:  # rank 0 owns and writes the folder
         return _fit(config, world, out, resume=resume, progress=progress)
     check_output(out, "out_dir")
+    _check_apart_from_data(out, config.data.path)
     with _owned(out) as still_ours:
         remove_temporaries(out)
         found = set(_run_files(out))  # files this run did not make
@@ -366,6 +367,18 @@ def _remove(paths: Iterable[Path]) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+def _check_apart_from_data(out: Path, data: str | None) -> None:
+    """Refuse to train into the training data's folder: the run's pictures and arrays
+    (``observed.png``, ``samples.png``, ...) written among the examples would be read as
+    examples by a resumed or later run (one that then failed on its chains' count, or trained
+    on its own samples)."""
+    if (data is not None and os.path.isdir(data) and out.is_dir()
+            and os.path.samefile(out, data)):
+        raise ValueError(f"out_dir {out} is the training data folder {data}: the run's samples "
+                         "written there would be read as training data by the next run; train "
+                         "into another folder")
 
 
 def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None = None) -> bool:
