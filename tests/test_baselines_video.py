@@ -440,3 +440,12 @@ def test_fills_name_a_tensor_on_the_meta_device(name: str, on_meta: str) -> None
     tensors[on_meta] = tensors[on_meta].to("meta")
     with pytest.raises(ValueError, match=f"^{on_meta} is on the meta device"):
         FILLS[name](**tensors)
+
+
+def test_motion_compensated_of_a_single_frame_is_temporal_interpolation() -> None:
+    """A clip of one frame has no neighbour frame to follow a motion into: the fill is the
+    temporal interpolation's (its frame mean), not a division by no estimates."""
+    video = clip()[:, :1]
+    known = make_mask("region")[:1]
+    torch.testing.assert_close(motion_compensated_interpolation(video, known),
+                               temporal_interpolation(video, known), rtol=0, atol=0)

@@ -25,6 +25,7 @@ from stgconv.baselines.voxel import (
 from stgconv.config import load_config
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
+from stgconv.ops import linear_up
 
 
 def gen(seed: int) -> torch.Generator:
@@ -265,3 +266,12 @@ def test_fills_name_a_tensor_on_the_meta_device(name: str, on_meta: str) -> None
     tensors[on_meta] = tensors[on_meta].to("meta")
     with pytest.raises(ValueError, match=f"^{on_meta} is on the meta device"):
         FILLS[name](**tensors)
+
+
+def test_trilinear_upsample_clamps_values_outside_the_occupancy_range() -> None:
+    """Interpolation between values in [0, 1] stays there; the stated clamp is what keeps a
+    low resolution that strays outside it (another model's output) an occupancy."""
+    low = torch.tensor([1.5, 0.5, -0.5, 0.25]).view(1, 1, 1, 2, 2).expand(1, 1, 2, 2, 2)
+    up = trilinear_upsample(low.contiguous(), 2)
+    assert up.min() == 0.0 and up.max() == 1.0
+    assert torch.equal(up, linear_up(low.contiguous(), (2, 2, 2)).clamp(0.0, 1.0))

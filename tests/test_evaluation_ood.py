@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -424,3 +425,41 @@ def test_a_whole_number_temperature_is_read_as_a_float(arrays: dict[str, str],
     run = save_checkpoint(state, tmp_path / "int" / "checkpoint.pt")
     model = ood.load_classifier(run, device="cpu")
     assert model.temperature == 2.0 and isinstance(model.temperature, float)
+
+
+class _LogOfFirstPixel(torch.nn.Module):
+    """Logits ``(B, 2)``: the pixels' sum and the log of the first pixel (``-inf`` at 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([x.flatten(1).sum(1), x.flatten(1)[:, 0].log()], dim=1)
+
+
+def test_one_infinite_logit_among_finite_ones_is_reported() -> None:
+    """A logit of -inf leaves the marginal energy and every score finite, yet the classifier
+    broke on that image: it is reported as the NaN logits are, not scored."""
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Identity(), _LogOfFirstPixel()))
+    energy.register_parameter("unused", torch.nn.Parameter(torch.zeros(1)))
+    x = torch.rand(3, 1, 2, 2, generator=torch.Generator().manual_seed(0)) + 0.5
+    x[1, 0, 0, 0] = 0.0
+    with pytest.raises(FloatingPointError, match="non-finite logits for 1 of 3 images"):
+        ood.classifier_outputs(energy, x)
+
+
+def test_a_single_inlier_is_refused_before_its_spread_is_taken() -> None:
+    """One inlier has no spread: refused by its count, not by the NaN (and the warning) that
+    torch's std of one value gives."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="the 1 inliers' log-densities"):
+            reference_weight(torch.zeros(1), torch.tensor([5.0]))
+
+
+def test_a_checkpoint_with_both_fits_scores_with_its_reference_fit(monkeypatch) -> None:
+    """A run that fitted jem.reference_components and started its chains at data_gaussian
+    keeps both: the pixel expert is the reference fit, not the chains' start."""
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))
+    data = torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    reference, start = DataGaussian.fit(data, rank=1), DataGaussian.fit(data + 5, rank=1)
+    state = {"reference": reference.state_dict(), "init": start.state_dict()}
+    monkeypatch.setattr(ood, "load_model", lambda *_, **__: (energy, None, state))
+    assert torch.equal(ood.load_classifier("run").reference.means, reference.means)

@@ -369,3 +369,14 @@ def test_frechet_distance_of_a_rank_deficient_set_to_itself_is_zero() -> None:
     distance = frechet_distance(a, a)
     # Unclamped, this set's round-off comes out at -1e-7: a distance is never negative.
     assert math.isfinite(distance) and 0.0 <= distance < 1e-6
+
+
+def test_a_steady_drift_has_the_same_motion_at_any_length() -> None:
+    """Every frame 0.1 brighter than the one before: the frame differences are the same 0.1 in
+    a clip of 4 frames and one of 8, so their motion matches (differences from the first frame
+    would grow with the length)."""
+    def drift(frames: int) -> torch.Tensor:
+        return (0.1 * torch.arange(frames) - 0.3).view(1, 1, frames, 1, 1).expand(
+            2, 1, frames, 11, 11).contiguous()
+
+    assert video_statistics_distance(drift(4), drift(8))["temporal"] == pytest.approx(0, abs=1e-3)

@@ -297,6 +297,8 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
     (lambda d, y: DataGaussian.from_state({"means": d}), "lacks"),
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.full((2,), 0.5),
                                component_classes=torch.tensor([-1, 0])), "cover every class"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.full((2,), 0.5),
+                               component_classes=torch.tensor([0, 2])), "cover every class"),
     # Each of these failed deep, or (short labels) blamed a class that only looked small.
     (lambda d, y: DataGaussian.fit(d, y[:5]),
      r"labels must be \(40,\), one per example of data \(40, 1, 2, 2\), got \(5,\)"),
@@ -945,3 +947,25 @@ def test_the_stateless_starts_say_their_settings() -> None:
         "NoiseStart(init=NoiseInit(kind='uniform', scale=0.5), chains_per_example=2)")
     assert repr(DataStart(noise_std=0.1, chains_per_example=3)) == (
         "DataStart(noise_std=0.1, chains_per_example=3)")
+
+
+def test_kmeans_never_seeds_a_point_that_is_already_a_centre() -> None:
+    """The next centre is drawn in proportion to the squared distance to the nearest one, so a
+    copy of a centre (distance 0) is never drawn: two far groups of copies are always split,
+    where uniform seeding put both seeds in one group half the time."""
+    from stgconv.mcmc.init import _kmeans
+
+    points = torch.tensor([0.0] * 4 + [10.0] * 4, dtype=F64)[:, None]
+    for seed in range(20):
+        assert _kmeans(points, 2, iterations=0, generator=gen(seed)).tolist() in (
+            [0] * 4 + [1] * 4, [1] * 4 + [0] * 4)
+
+
+def test_data_gaussian_class_draws_follow_a_cycle_of_component_classes() -> None:
+    """Components of classes (1, 2, 0): a class's component is found by class, not read off
+    the components' classes as if they were the inverse map (the same for a swap of two)."""
+    means = torch.tensor([[10.0], [20.0], [30.0]])
+    g = DataGaussian(means, torch.zeros(3, 0, 1), torch.zeros(3), torch.full((3,), 1 / 3),
+                     component_classes=torch.tensor([1, 2, 0]))
+    x = g.sample((3, 1), classes=torch.tensor([0, 1, 2]), generator=gen(0))
+    assert x.flatten().tolist() == [30.0, 10.0, 20.0]
