@@ -220,11 +220,13 @@ def launch(processes: int, threads: int, args: argparse.Namespace, out: Path) ->
     start ``stgconv train``: several processes with ``python -m torch.distributed.run``, one
     process plainly (no process group either way: ``from_environment`` returns None for one
     process, so torchrun would only add its own start-up, ~4 s of importing torch here).
-    Returns rank 0's timing."""
+    Returns rank 0's timing. torchrun's logs go beside ``out``: left to itself, torchrun makes
+    a ``torchelastic_*`` folder in the system's temporary folder per launch and never removes
+    it."""
     launcher = [sys.executable]
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone",
-                     "--nproc_per_node", str(processes)]
+                     "--nproc_per_node", str(processes), "--log-dir", str(out.parent / "torchrun")]
     command = [
         *launcher, "-m", "bench.scaling", "--worker",
         "--out", str(out), "--net", args.net, "--batch", str(args.batch), "--size", str(args.size),

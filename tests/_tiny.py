@@ -7,7 +7,8 @@ in-process CLI call (``write_config``, ``run_cli``); labelled images for JEM (``
 trained on by conftest.py's ``trained_jem_run``); a MATLAB v7.3 file as MATLAB writes one
 (``write_mat_v73``); what would make a GPU wait for the host, counted on the CPU
 (``HostTraffic``); a file-size limit that fails writes as a full disk does
-(``file_size_limit``).
+(``file_size_limit``); a check that a block leaves torch's process-wide settings as it found them
+(``torch_settings_kept``, which conftest.py wraps around every test).
 """
 
 from __future__ import annotations
@@ -328,3 +329,26 @@ def cache_written_meanwhile(monkeypatch: pytest.MonkeyPatch, module: str, out: P
         write_cache(h5, *args, **kwargs)
 
     monkeypatch.setattr(builder, "_write_cache", built_meanwhile_by_another)
+
+
+def _torch_settings() -> dict[str, object]:
+    return {"intra-op threads": torch.get_num_threads(), "default dtype": torch.get_default_dtype()}
+
+
+@contextmanager
+def torch_settings_kept() -> Iterator[None]:
+    """The block leaves torch's process-wide settings (its intra-op thread count, its default
+    dtype) as it found them; one that does not has them set back, then fails with an
+    AssertionError naming them. A setting left changed binds every later test of the session:
+    a bench script's ``main`` run in-process set one thread for all the files after
+    test_bench.py, so what a test saw depended on which files ran before it."""
+    before = _torch_settings()
+    yield
+    after = _torch_settings()
+    if after != before:
+        torch.set_num_threads(before["intra-op threads"])
+        torch.set_default_dtype(before["default dtype"])
+        changed = ", ".join(f"{name} {before[name]} -> {after[name]}" for name in before
+                            if after[name] != before[name])
+        raise AssertionError(f"torch's process-wide settings left changed ({changed}): set "
+                             "them back, as later tests would run under them")

@@ -13,7 +13,16 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pytest
-from _tiny import JEM_CONFIG, JEM_TINY, SR_CONFIG, TINY, boxes_and_balls, labelled_bars
+import torch
+from _tiny import (
+    JEM_CONFIG,
+    JEM_TINY,
+    SR_CONFIG,
+    TINY,
+    boxes_and_balls,
+    labelled_bars,
+    torch_settings_kept,
+)
 
 from stgconv.cli import main
 
@@ -34,6 +43,20 @@ def pytest_configure(config: pytest.Config) -> None:
     pyproject.toml, whose hash names run.sh's environment: an edit there reinstalls it.)"""
     for category in ("DeprecationWarning", "PendingDeprecationWarning", "FutureWarning"):
         config.addinivalue_line("filterwarnings", f"error::{category}:{OWN_MODULES}")
+    # One intra-op thread for every test, whatever the machine or the order of the files: the
+    # tensors are tiny, and on 2 busy cores test_cli.py and test_energy.py took 43 s on two
+    # threads against 37 s on one (with run.sh's passive OpenMP waits; 90-256 s against 38 s
+    # with spinning ones).
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def torch_settings_left_as_found() -> Iterator[None]:
+    """Every test leaves torch's thread count and default dtype as it found them
+    (:func:`_tiny.torch_settings_kept`); one that does not fails at its teardown, so that no
+    test passes only because an earlier one changed them."""
+    with torch_settings_kept():
+        yield
 
 
 @pytest.fixture

@@ -28,6 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """A bench script's ``main`` sets torch's thread count for its process (one thread, or
+    ``--threads``), as a command-line run should; run in-process here, it is set back after
+    the test, not left to every later test of the session."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def bench_main(monkeypatch):
     """``main`` of a bench script; the scripts import ``bench.common``, so the repo root goes on
@@ -383,12 +393,19 @@ def test_digit_references_are_random_halves_not_the_files_order(bench_module):
     assert torch.equal(test_halves(torch.arange(1000), 300)[0], compared)
 
 
-def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main):
+def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main, monkeypatch):
     # One plain and one torchrun launch (2 Gloo processes), then the growth series: ~20 s on
     # 2 cores, most of it the launches' torch imports.
     main = bench_main("scaling.py")
     out = tmp_path / "scaling.json"
+    scratch = tmp_path / "system_tmp"  # the temporary folder of the bench and its launches
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     assert main(["--quick", "--json", str(out)]) == 0
+    # torchrun left no log folder there (a torchelastic_* per launch, never removed). Inductor's
+    # cache (torchinductor_*) may stay: it is kept across runs on purpose.
+    assert list(scratch.glob("torchelastic_*")) == []
     rows = json.loads(out.read_text())
     processes = [row for row in rows if row["table"] == "processes"]
     assert [(row["processes"], row["threads_per_process"]) for row in processes] == [(1, 1), (2, 1)]

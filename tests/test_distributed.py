@@ -628,10 +628,15 @@ def image_folder(root: Path) -> Path:
     return root
 
 
-def stgconv(args: list[str], *, processes: int) -> None:
-    """``stgconv ARGS`` in ``processes`` processes (torchrun) or one plain process."""
+def stgconv(args: list[str], *, processes: int, tmp_path: Path) -> None:
+    """``stgconv ARGS`` in ``processes`` processes (torchrun) or one plain process.
+
+    torchrun's log folder goes under ``tmp_path``: by default torchrun makes a
+    ``torchelastic_*`` folder in the system's temporary folder for each launch and never
+    removes it, so every run of the suite left more of them in /tmp."""
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                 "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable])
+                 "--nproc_per_node", str(processes), "--log-dir", str(tmp_path / "torchrun")]
+                if processes > 1 else [sys.executable])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([*launcher, "-m", "stgconv", *args], capture_output=True, text=True,
                             env=env, timeout=300)
@@ -651,7 +656,7 @@ def tiny_run(images: Path, iterations: int, out: Path, *extra: str,
 def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tmp_path: Path
                                                                               ) -> None:
     images = image_folder(tmp_path / "images")
-    stgconv(tiny_run(images, 2, tmp_path / "resumed"), processes=2)
+    stgconv(tiny_run(images, 2, tmp_path / "resumed"), processes=2, tmp_path=tmp_path)
     state = load_checkpoint(tmp_path / "resumed")
     assert state["chains"]["chains"].shape == (N_EXAMPLES, 2, 3, 8, 8)  # every rank's chains
     # Each process its own random stream (noise, chain starts, batches); one seed for all
@@ -662,8 +667,9 @@ def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tm
     assert energy(torch.zeros(1, 3, 8, 8)).shape == (1,)
 
     shutil.copytree(tmp_path / "resumed", tmp_path / "one_process")
-    stgconv(tiny_run(images, 3, tmp_path / "resumed", "--resume"), processes=2)
-    stgconv(tiny_run(images, 3, tmp_path / "straight"), processes=2)
+    stgconv(tiny_run(images, 3, tmp_path / "resumed", "--resume"), processes=2,
+            tmp_path=tmp_path)
+    stgconv(tiny_run(images, 3, tmp_path / "straight"), processes=2, tmp_path=tmp_path)
     straight, resumed = (load_checkpoint(tmp_path / n) for n in ("straight", "resumed"))
     assert resumed["iteration"] == 3
     for name, value in straight["model"].items():
@@ -671,15 +677,21 @@ def test_torchrun_trains_one_checkpoint_that_resumes_and_loads_in_one_process(tm
     assert torch.equal(straight["chains"]["chains"], resumed["chains"]["chains"])
 
     # Another number of processes continues the run from the same checkpoint.
-    stgconv(tiny_run(images, 3, tmp_path / "one_process", "--resume"), processes=1)
+    stgconv(tiny_run(images, 3, tmp_path / "one_process", "--resume"), processes=1,
+            tmp_path=tmp_path)
     continued = load_checkpoint(tmp_path / "one_process")
     assert continued["iteration"] == 3 and "generators" not in continued
     assert continued["chains"]["chains"].shape == (N_EXAMPLES, 2, 3, 8, 8)
 
 
-def test_torchrun_trains_a_multigrid_model(tmp_path: Path) -> None:
+def test_torchrun_trains_a_multigrid_model(tmp_path: Path, monkeypatch) -> None:
     images = image_folder(tmp_path / "images")
-    stgconv(tiny_run(images, 2, tmp_path / "run", net=("--set", GRIDS)), processes=2)
+    scratch = tmp_path / "system_tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    stgconv(tiny_run(images, 2, tmp_path / "run", net=("--set", GRIDS)), processes=2,
+            tmp_path=tmp_path)
+    assert list(scratch.glob("torchelastic_*")) == []  # torchrun's logs went to tmp_path
     energies, _, state = load_multigrid(tmp_path / "run", device="cpu")
     assert len(energies) == 2
     assert state["base"].shape == (N_EXAMPLES, 3, 1, 1)  # every example's base colour

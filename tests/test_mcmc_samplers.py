@@ -49,19 +49,6 @@ F64 = torch.float64
 N_SE = 5.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run this module's thousands of tiny steps on one thread, then restore the setting.
-
-    On a busy machine, intra-op threads on (4000, 2) tensors only add synchronisation: some
-    backward passes here were measured 10-50x slower with 2 threads than with 1.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

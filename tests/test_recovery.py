@@ -22,15 +22,6 @@ T, H, W = 12, 12, 12
 TINY_LAYERS = [[8, (3, 5, 5), (1, 1, 1)], [8, (3, 3, 3), (1, 1, 1)]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions: one thread is faster than several, and kind to a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
