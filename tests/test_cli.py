@@ -621,42 +621,92 @@ def test_a_json_over_a_file_the_out_folder_gets_is_refused_by_relative_paths_too
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("linked", ["--json", "--out"])
 def test_a_json_over_a_file_the_out_folder_gets_is_refused_through_a_link_too(
-        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys) -> None:
-    """--json LINK/stgconv.npy, LINK a link to the --out folder: as absolute paths the two
-    differed, and the JSON table was written over our grids."""
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys, linked: str) -> None:
+    """--json LINK/stgconv.npy, LINK a link to the --out folder (or --out LINK, and --json in
+    the folder it leads to): as absolute paths the two differed, and the JSON table was
+    written over our grids."""
     (tmp_path / "out").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "out")
+    out, table = ((tmp_path / "out", tmp_path / "link/stgconv.npy") if linked == "--json"
+                  else (tmp_path / "link", tmp_path / "out/stgconv.npy"))
     code, _, err = run_main(["eval", "recovery-3d", "--checkpoint", str(trained_voxel_run["run"]),
-                             "--shapes", str(trained_voxel_run["shapes"]), "--out",
-                             str(tmp_path / "out"), "--json", str(tmp_path / "link/stgconv.npy"),
-                             "--device", "cpu"], capsys)
+                             "--shapes", str(trained_voxel_run["shapes"]), "--out", str(out),
+                             "--json", str(table), "--device", "cpu"], capsys)
     assert code == 2
-    assert err.startswith(f"stgconv eval recovery-3d: error: --json {tmp_path}/link/stgconv.npy "
-                          "is the stgconv.npy that the command writes into --out"), err
+    assert err.startswith(f"stgconv eval recovery-3d: error: --json {table} is the stgconv.npy "
+                          f"that the command writes into --out {out}"), err
     assert list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("evaluation", ["super-resolution", "recovery-3d"])
+@pytest.mark.parametrize("spelt", ["./shapes", "link"])
 def test_an_out_folder_that_is_the_shapes_folder_is_refused_before_the_work(
         trained_voxel_run: dict[str, Path], tmp_path: Path, capsys, monkeypatch,
-        evaluation: str) -> None:
+        evaluation: str, spelt: str) -> None:
     """--shapes DIR --out DIR: our stgconv.npy was written among the shapes, and the next run
     with them read it as more shapes (its table of 4 shapes became one of 6)."""
     shapes = tmp_path / "shapes"
     shapes.mkdir()
     with np.load(trained_voxel_run["shapes"]) as archive:
         np.save(shapes / "a.npy", archive["X"][:4])
-    monkeypatch.chdir(tmp_path)  # the one folder, named two ways
+    (tmp_path / "link").symlink_to(shapes)
+    monkeypatch.chdir(tmp_path)  # the one folder, named two ways: relative, or through a link
     code, _, err = run_main(["eval", evaluation, "--checkpoint", str(trained_voxel_run["run"]),
-                             "--shapes", str(shapes), "--out", "./shapes", "--device", "cpu"],
+                             "--shapes", str(shapes), "--out", spelt, "--device", "cpu"],
                             capsys)
     assert code == 2
-    assert err.startswith(f"stgconv eval {evaluation}: error: --out ./shapes is the --shapes "
+    assert err.startswith(f"stgconv eval {evaluation}: error: --out {spelt} is the --shapes "
                           f"folder {shapes}: the stgconv.npy written there would be read as "
                           "one of its shapes by the next run"), err
     assert len(err.strip().splitlines()) == 1
     assert sorted(path.name for path in shapes.iterdir()) == ["a.npy"]
+
+
+def test_an_abbreviation_of_the_main_parsers_option_is_refused(capsys) -> None:
+    """Not the subcommands' options only: ``stgconv --vers`` printed the version, as
+    --version."""
+    with pytest.raises(SystemExit) as info:
+        main(["--vers"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == (
+        "stgconv: error: the following arguments are required: command")
+
+
+def test_a_shapes_folder_and_an_out_folder_not_yet_made_pass_the_check(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """--shapes DIR with an --out that does not exist yet, or a --shapes that does not exist:
+    the comparison of the two folders is for folders there; where one is not, each is checked
+    as before (a shapes folder missing named so, not as an errno of the comparison)."""
+    shapes = tmp_path / "shapes"
+    shapes.mkdir()
+    with np.load(trained_voxel_run["shapes"]) as archive:
+        np.save(shapes / "a.npy", archive["X"][:1])
+    code, _, err = run_main(["eval", "recovery-3d", "--checkpoint", str(trained_voxel_run["run"]),
+                             "--shapes", str(shapes), "--out", str(tmp_path / "out"),
+                             "--steps", "1", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "out" / "stgconv.npy").is_file()
+    code, _, err = run_main(["eval", "recovery-3d", "--checkpoint", str(trained_voxel_run["run"]),
+                             "--shapes", str(tmp_path / "missing"), "--out",
+                             str(tmp_path / "out"), "--steps", "1", "--device", "cpu"], capsys)
+    assert code == 2
+    assert "[Errno" not in err and "missing" in err, err
+
+
+def test_eval_classification_of_a_shapes_folder_is_one_line(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """eval classification has --shapes but no --out: the check of an --out that is the
+    --shapes folder must not ask it for one (an AttributeError traceback)."""
+    code, _, err = run_main(["eval", "classification", "--checkpoint",
+                             str(trained_voxel_run["run"]), "--shapes", str(tmp_path),
+                             "--device", "cpu"], capsys)
+    assert code == 2
+    assert err.startswith("stgconv eval classification: error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_a_json_path_that_is_a_pipe_or_device_is_refused(tmp_path: Path, capsys) -> None:

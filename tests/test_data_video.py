@@ -27,7 +27,7 @@ from stgconv.data.video import (
 )
 from stgconv.io.atomic import WriteError
 from stgconv.io.h5 import stream_h5
-from stgconv.io.video import load_video, read_frames, save_video, to_uint8
+from stgconv.io.video import TooFewFramesError, load_video, read_frames, save_video, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,6 +149,12 @@ def test_clips_per_video_stride_and_fps(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"long\.mkv is too short for clips_per_video=3"):
         build_clip_cache([source], tmp_path / "x.h5", n_frames=4, size=8, clips_per_video=3)
+    # A start past the end is as short: named so too (a TooFewFramesError still), though the
+    # reader's message names no n_frames.
+    with pytest.raises(TooFewFramesError, match=r"long\.mkv is too short for "
+                                                r"clips_per_video=2 .*start_frame=50 but"):
+        build_clip_cache([source], tmp_path / "x.h5", n_frames=4, size=8, clips_per_video=2,
+                         start_frame=50)
     assert not (tmp_path / "x.h5").exists() and leftovers(tmp_path) == []
 
 
@@ -341,6 +347,9 @@ def test_skip_unreadable_skips_a_folders_link_to_nothing(video_dir: Path, tmp_pa
         cache = build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8,
                                  skip_unreadable=True)
     assert len(VideoClips(cache)) == 3
+    # Rebuilt over that cache, the link to nothing is skipped again, not compared with it.
+    with pytest.warns(UserWarning, match=r"skipping .*c9\.mkv"):
+        build_clip_cache(video_dir, cache, n_frames=4, size=8, skip_unreadable=True)
     with pytest.raises(FileNotFoundError, match="video not found"):  # named: still refused
         build_clip_cache([link], tmp_path / "d.h5", n_frames=4, size=8, skip_unreadable=True)
 
@@ -571,3 +580,24 @@ def test_a_cache_rebuilt_after_its_index_was_read_is_refused(video_dir: Path,
     with pytest.raises(ValueError, match="clips.h5 was replaced"):
         clips[0]
     assert VideoClips(cache)[0].shape[1] == 3  # read again: the new one's clips
+
+
+def test_prepare_refuses_a_cache_that_is_one_of_its_sources(
+        video_dir: Path, capsys: pytest.CaptureFixture, load_script) -> None:
+    """A rebuild from a folder's every file (prepare.py DIR/* DIR/clips.h5 --overwrite, the
+    shell listing the first build's cache): it failed as a video that cannot be opened, or with
+    --skip-unreadable was listed as a skipped source of its own replacement."""
+    prepare = load_script("datasets/video/prepare.py")
+    out = video_dir / "clips.h5"
+    videos = [str(path) for path in sorted(video_dir.glob("*.mkv"))]
+    assert prepare.main([*videos, str(out), "--frames", "3", "--size", "8"]) == 0
+    built = out.read_bytes()
+    capsys.readouterr()
+    for extra in ([], ["--skip-unreadable"]):
+        # DIR/* now lists the cache too, before OUT.
+        assert prepare.main([*videos, str(out), str(out), "--frames", "3", "--size", "8",
+                             "--overwrite", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: the cache {out} is one of the sources: it is no video, and "
+                       "writing it would replace a source; leave it out of the sources\n"), err
+        assert out.read_bytes() == built and leftovers(video_dir) == []

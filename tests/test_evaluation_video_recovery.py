@@ -723,3 +723,19 @@ def test_a_tensorboard_folder_that_takes_no_file_is_one_line_before_any_work(
     with pytest.raises(ValueError, match="the TensorBoard folder /proc/stgconv_tb cannot be "
                                          "written"):
         log_evaluation("/proc/stgconv_tb", "recovery", {"errors": {"ours": 1.0}}, {})
+
+
+def test_only_a_clip_without_the_frames_is_told_of_the_frames_option(clip, tmp_path) -> None:
+    """load_clip names --frames where the clip is too short (a TooFewFramesError still), and
+    leaves other errors of the reader as they were."""
+    from stgconv.io.video import TooFewFramesError
+    from stgconv.tasks.recover_video import load_clip
+
+    with pytest.raises(TooFewFramesError, match=r"\(n_frames is frames, --frames\)$"):
+        load_clip(clip, frames=13, size=8)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(ValueError) as err:
+        load_clip(garbage, frames=2, size=8)
+    assert str(err.value).startswith(f"cannot open video {garbage}"), err.value
+    assert "--frames" not in str(err.value)

@@ -511,3 +511,29 @@ def test_logged_volume_fraction_counts_voxels_at_half_occupancy_or_more(tmp_path
     grids[:, :, :2] = 0.7  # half of every grid at 0.7, the other half at 0.3
     events = logged(tmp_path, lambda w: VOXELS.log_samples(w, "s", grids, 1))
     assert events.Scalars("s/volume_fraction")[0].value == pytest.approx(0.5)
+
+
+def test_a_clip_file_without_the_frames_the_config_asks_for_names_its_keys(
+        tmp_path: Path) -> None:
+    """As for a frame folder: a start past a video file's last frame is the config's
+    data.start_frame, and the error stays a TooFewFramesError, the reader's own error its
+    cause."""
+    from stgconv.io.video import TooFewFramesError, save_video
+
+    path = save_video(torch.zeros(3, 3, 8, 8), tmp_path / "clip.mkv")
+    with pytest.raises(TooFewFramesError) as err:
+        VIDEO.load(DataConfig(path=str(path), kind="video", frames=2, size=8, start_frame=5))
+    assert str(err.value).startswith(f"start_frame=5 but {path} has only 3 frames"), err.value
+    assert str(err.value).endswith("(n_frames, start_frame and fps are the config's "
+                                   "data.frames, data.start_frame and data.fps)"), err.value
+    assert isinstance(err.value.__cause__, TooFewFramesError)
+
+
+def test_other_clip_errors_are_not_told_of_the_frame_keys(tmp_path: Path) -> None:
+    """Only a clip without the frames asked is about data.frames / data.start_frame: a frame
+    folder given a frame rate is not."""
+    frames = colour_frames(tmp_path / "frames", GREYS)
+    with pytest.raises(ValueError) as err:
+        VIDEO.load(DataConfig(path=str(frames), kind="video", frames=2, size=8, fps=10.0))
+    assert str(err.value) == (f"fps=10.0 needs a video file; the frame folder {frames} has no "
+                              "frame rate"), err.value

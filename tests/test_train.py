@@ -1102,6 +1102,22 @@ def test_a_run_into_its_data_folder_is_refused_before_it_writes(tmp_path: Path) 
     assert [p.name for p in images.iterdir()] == ["a.png"]
 
 
+def test_a_first_run_beside_its_data_folder_is_not_refused(tmp_path: Path, monkeypatch) -> None:
+    """The run folder not made yet is no data folder: the two are compared only once it is
+    there (a first run with a data folder must not fail on the comparison)."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"the training data")
+    monkeypatch.setattr(task, "_fit", lambda config, world, folder, **_: folder)
+    out = tmp_path / "run"
+    assert task.train(load_config(None, [f"out_dir={out}", "device=cpu",
+                                         f"data.path={images}"])) == out
+    assert [p.name for p in images.iterdir()] == ["a.png"]
+
+
 def test_the_lock_file_names_only_its_live_owner(tmp_path: Path, monkeypatch) -> None:
     """A killed owner's longer words are replaced whole, not overwritten in part; the lock is
     left empty once the run ends."""

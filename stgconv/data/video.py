@@ -224,7 +224,8 @@ def build_clip_cache(
     Raises:
         FileNotFoundError: a source does not exist.
         ValueError: bad arguments; no video files in the folder; a source that cannot be read
-            or is too short (unless ``skip_unreadable``); no clip at all to write.
+            or is too short (unless ``skip_unreadable``); no clip at all to write; an
+            ``out_path`` that is one of the sources.
     """
     out_path = Path(out_path)
     if out_path.suffix.lower() not in CACHE_SUFFIXES:
@@ -236,6 +237,13 @@ def build_clip_cache(
     if compression not in ("gzip", "lzf", None):
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
     files = _resolve_sources(sources, dangling_links=skip_unreadable)
+    # A rebuild from a folder's every file (prepare.py DIR/* DIR/clips.h5 --overwrite) lists
+    # the cache itself: it failed as a video that cannot be opened, or with skip_unreadable
+    # was listed as a skipped source of its own replacement.
+    if out_path.exists() and any(file.exists() and os.path.samefile(file, out_path)
+                                 for file in files):
+        raise ValueError(f"the cache {out_path} is one of the sources: it is no video, and "
+                         "writing it would replace a source; leave it out of the sources")
 
     def fill(h5: h5py.File, check: Callable[[], None]) -> None:
         _write_cache(
