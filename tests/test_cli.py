@@ -1026,6 +1026,20 @@ def test_an_abbreviated_option_is_refused(argv, prefix, given, capsys) -> None:
         f"{prefix}: error: unrecognized arguments: {given}")
 
 
+@pytest.mark.parametrize("script, required", [
+    ("datasets/voxel/prepare.py", []),
+    ("datasets/video/prepare.py", ["--frames", "4", "--size", "8"]),
+])
+def test_the_prepare_scripts_refuse_an_abbreviated_option(script: str, required: list[str],
+                                                          capsys, load_script) -> None:
+    """The dataset scripts too: ``--overwr`` replaced the cache as --overwrite."""
+    with pytest.raises(SystemExit) as info:
+        load_script(script).build_parser().parse_args(["src", "out.h5", *required, "--overwr"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: unrecognized arguments: --overwr")
+
+
 # ------------------------------------------- every fault ends in one line naming it, exit 2
 
 FAULTS = {

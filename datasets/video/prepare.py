@@ -46,8 +46,10 @@ def _clips_per_video(text: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # No abbreviated options, as stgconv's own commands: a script relying on one breaks, or
+    # means another option, once a later version adds an option of the same start.
     parser = argparse.ArgumentParser(
-        prog="python datasets/video/prepare.py",
+        allow_abbrev=False, prog="python datasets/video/prepare.py",
         description="Cut clips from videos and store them in an HDF5 cache that "
                     "stgconv.data.video.VideoClips and load_training_clips read.",
     )

@@ -23,8 +23,10 @@ from stgconv.data.voxel import CACHE_SUFFIXES, SPLIT_NAMES, build_modelnet_cache
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # No abbreviated options, as stgconv's own commands: a script relying on one breaks, or
+    # means another option, once a later version adds an option of the same start.
     parser = argparse.ArgumentParser(
-        prog="python datasets/voxel/prepare.py",
+        allow_abbrev=False, prog="python datasets/voxel/prepare.py",
         description="Voxelize the meshes of a ModelNet-style tree (ROOT/<category>/{train,test}/"
                     "*.off) into an HDF5 cache that stgconv.data.voxel.VoxelShapes and "
                     "load_voxel_shapes read.",
