@@ -64,6 +64,14 @@ def test_find_modelnet_meshes(tree: Path) -> None:
     (tree / "mug" / "train").mkdir(parents=True)  # not a ModelNet10 category
     names, _ = find_modelnet_meshes(tree)
     assert names == ["chair", "mug", "table"]
+    # The split index is into SPLIT_NAMES, whatever splits were asked and in what order.
+    _, meshes = find_modelnet_meshes(tree, splits=["test", "train"])
+    assert [(m.parent.name, split) for m, _, split in meshes[:4]] == [
+        ("test", 1), ("test", 1), ("train", 0), ("train", 0)]
+    # Alphabetical labels are plain name order, not the folders' natural order.
+    for name in ("mug10", "mug9"):
+        (tree / name / "train").mkdir(parents=True)
+    assert find_modelnet_meshes(tree)[0] == ["chair", "mug", "mug10", "mug9", "table"]
     with pytest.raises(ValueError, match="sofa"):
         find_modelnet_meshes(tree, categories=["sofa"])
     with pytest.raises(ValueError, match="splits"):
@@ -135,6 +143,8 @@ def test_voxel_shapes(cache: Path) -> None:
     assert len(train) == 4 and list(train.targets) == [2, 2, 8, 8]
     tables = VoxelShapes(cache, categories=["table"], split="test", pad_to=16)
     assert len(tables) == 2 and list(tables.targets) == [8, 8]
+    both = VoxelShapes(cache, categories=["table", "chair"])  # every category asked is kept
+    assert list(both.targets) == [2, 2, 2, 2, 8, 8, 8, 8]
     padded, _ = tables[1]
     assert padded.shape == (1, 16, 16, 16) and padded.sum() == (R - 2) ** 3
     assert "split='test'" in repr(tables) and "n=2" in repr(tables)
@@ -352,6 +362,15 @@ def test_broken_mesh_in_tree(tree: Path, tmp_path: Path) -> None:
         build_modelnet_cache(tree, tmp_path / "c.npz")
     with pytest.raises(ValueError, match="margin"):
         build_modelnet_cache(tree, tmp_path / "d.h5", resolution=4, margin=2)
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_a_tree_whose_every_mesh_is_skipped_writes_no_cache(tree: Path, tmp_path: Path) -> None:
+    for mesh in tree.glob("*/*/*.off"):
+        mesh.write_text("OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n")  # no faces
+    with pytest.raises(ValueError, match="no shapes to write: all 8 meshes were skipped"):
+        build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, skip_unreadable=True)
+    assert not (tmp_path / "c.h5").exists() and not list(tmp_path.glob("*.tmp"))
 
 
 def test_skip_unreadable_skips_a_link_to_a_missing_mesh(tree: Path, tmp_path: Path) -> None:

@@ -277,6 +277,21 @@ def test_initializer_crop_reaches_every_corner_and_takes_all_when_no_larger() ->
     assert starts == {0.0, 2.0}
 
 
+def test_the_recovery_filler_is_cropped_to_whole_cells_of_its_fold() -> None:
+    # crop=1 is one coarse cell of the filler's fold 2 a side: 2^3 entries, which it can fold.
+    trainer = _initializer_trainer(recovery=True, crop=1)
+    shapes = []
+    real = trainer.initializer.fill_logits
+
+    def spy(observed, known):
+        shapes.append(tuple(observed.shape))
+        return real(observed, known)
+
+    trainer.initializer.fill_logits = spy
+    trainer._losses(torch.rand(8, 1, 8, 8, 8, generator=gen(3)))
+    assert shapes == [(8, 1, 2, 2, 2)]
+
+
 def test_recovery_filler_loss_hides_the_missing_fraction_and_scores_only_it() -> None:
     # The filler sees 30% of the entries and is scored on the 70% hidden from it only.
     trainer = _initializer_trainer(recovery=True, missing=0.7)

@@ -144,6 +144,38 @@ def test_voxelize_exact_cube_without_normalizing() -> None:
     assert cut.sum() == 3 * 36 - 3 * 6 + 1 and not cut[:2].any()
 
 
+def test_an_hdf5_batch_is_stored_one_chunk_per_grid(tmp_path: Path) -> None:
+    # A chunk per grid: reading one shape decompresses that shape only.
+    import h5py
+
+    path = save_voxels(np.zeros((3, 4, 4, 4), np.uint8), tmp_path / "batch.h5")
+    with h5py.File(path, "r") as h5:
+        assert h5["voxels"].chunks == (1, 4, 4, 4)
+
+
+def test_normalize_mesh_refuses_a_margin_of_half_the_cube() -> None:
+    # margin 0.5 leaves a side of 1 - 2 * 0.5 = 0: every vertex would collapse onto the origin.
+    with pytest.raises(ValueError, match=r"margin must be in \[0, 0.5\), got 0.5"):
+        normalize_mesh(CUBE_VERTICES, margin=0.5)
+
+
+def test_voxelize_keeps_a_triangle_lying_on_the_top_face_of_the_cube() -> None:
+    """open3d puts a coordinate of exactly 0.5 at index R, outside the grid: a triangle in the
+    plane z = 0.5 is voxelized mirrored, into the top layer, not lost."""
+    vertices = np.array([[-0.4, -0.4, 0.5], [0.4, -0.4, 0.5], [-0.4, 0.4, 0.5]])
+    grid = voxelize(vertices, np.array([[0, 1, 2]]), 4, normalize=False)
+    assert grid[:, :, 3].sum() == 12 and grid.sum() == 12
+
+
+def test_off_vertex_colour_columns_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "coloured.off"
+    path.write_text("COFF\n3 1 0\n0 0 0 255 0 0 255\n1 0 0 255 0 0 255\n0 1 0 255 0 0 255\n"
+                    "3 0 1 2\n")
+    vertices, faces = load_mesh(path)
+    np.testing.assert_array_equal(vertices, [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(faces, [[0, 1, 2]])
+
+
 def test_voxelize_fills_intersecting_parts() -> None:
     # Two closed boxes crossing like a plus sign. Ray parity counts two crossings in their
     # overlap and calls it "outside"; the solid grid must hold the union.
@@ -572,6 +604,9 @@ def test_pad_to() -> None:
         pad_to(grids, 16)
     with pytest.raises(ValueError, match="cubic"):
         pad_to(np.ones((4, 4, 5)), 8)
+    for smaller in (np.ones((4, 4, 4)), torch.ones(1, 4, 4, 4)):  # torch would crop
+        with pytest.raises(ValueError, match="smaller size 3"):
+            pad_to(smaller, 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1163,6 +1198,14 @@ def test_binvox_runs_as_long_as_a_count_byte_holds_write_no_empty_run(tmp_path: 
     values, counts = np.frombuffer(data, np.uint8)[::2], np.frombuffer(data, np.uint8)[1::2]
     assert counts.min() >= 1 and values.tolist() == [0, 1, 1] and counts.tolist() == [255, 255, 2]
     np.testing.assert_array_equal(load_voxels(path), grid)
+
+
+def test_check_grids_refuses_grids_that_are_not_cubic_or_hold_channels() -> None:
+    for shape in ((2, 3, 3), (1, 2, 3, 3)):  # the first grid axis differs
+        with pytest.raises(ValueError, match="expected cubic grids"):
+            check_grids(np.zeros(shape))
+    with pytest.raises(ValueError, match=r"got shape \(2, 2, 3, 3, 3\)"):  # 2 channels, not 1
+        check_grids(np.zeros((2, 2, 3, 3, 3)))
 
 
 def test_pad_to_puts_the_odd_voxel_at_the_high_end_for_numpy_as_for_torch() -> None:
