@@ -270,6 +270,34 @@ def test_test_features_are_standardised_with_the_training_statistics() -> None:
     assert train_test_accuracy(train, labels, test + 10, torch.tensor([1, 1])) == 1.0
 
 
+def test_the_test_accuracy_is_of_the_classifier_fitted_on_the_training_shapes() -> None:
+    """Test labels that contradict the training ones score 0: a classifier fitted on the test
+    set (which it then scores) would score 1."""
+    train = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    test = torch.tensor([[-1.5], [1.5]], dtype=torch.float64)
+    assert train_test_accuracy(train, labels, test, torch.tensor([1, 0])) == 0.0
+
+
+def test_fit_logistic_leaves_the_bias_unpenalised() -> None:
+    """Three examples of class 1 to one of class 0: the bias at the optimum is far from 0,
+    and the loss's gradient in it vanishes only when the penalty leaves it out."""
+    x = torch.tensor([[-1.0], [-0.5], [0.5], [1.0]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 1])
+    model = fit_logistic(x, y, 2, l2=10.0)
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y) + 5.0 * model.weight.pow(2).sum()
+    loss.backward()
+    assert model.bias.grad.abs().max() < 1e-4 and model.bias.abs().max() > 0.2
+
+
+def test_fewer_than_two_folds_or_no_shape_per_class_are_refused() -> None:
+    with pytest.raises(ValueError, match="folds must be >= 2, got 1"):
+        stratified_folds(torch.tensor([0, 1, 0, 1]), 1, generator=gen(0))
+    with pytest.raises(ValueError, match="per_class must be >= 1, got 0"):
+        balanced_subset(torch.tensor([0, 1, 0, 1]), 0, generator=gen(0))
+
+
 def test_a_balanced_subset_is_a_random_draw_of_each_class() -> None:
     labels = torch.tensor([0] * 10 + [1] * 10)
     draws = {tuple(balanced_subset(labels, 3, generator=gen(seed)).tolist()) for seed in range(5)}

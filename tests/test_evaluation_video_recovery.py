@@ -552,6 +552,25 @@ def test_the_recovery_never_receives_the_hidden_pixels(clip: Path, monkeypatch) 
     assert torch.equal(observed[~report["known"]], torch.zeros(int((~report["known"]).sum())))
 
 
+def test_the_classical_baselines_never_receive_the_hidden_pixels(clip: Path, monkeypatch
+                                                                   ) -> None:
+    """The baselines eval recovery scores are given zero at the masked pixels, as the recovery
+    is (a fill handed the truth there would be scored on it)."""
+    evaluation = importlib.import_module("stgconv.evaluation.video_recovery")
+    given = []
+
+    def recording(video, known):
+        given.append((video, known))
+        return torch.where(known, video, 0)
+
+    monkeypatch.setattr(evaluation, "FILLS", {"recording": recording})
+    config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0")
+    evaluation.eval_recovery(config, clip, "region:12", frames=12, size=32)
+    ((video, known),) = given
+    hidden = ~known.expand_as(video)
+    assert hidden.any() and torch.equal(video[hidden], torch.zeros(int(hidden.sum())))
+
+
 def test_a_classical_start_is_scored_by_its_fill_made_without_the_held_out_entries(
         clip: Path) -> None:
     """With a classical recovery.init and a holdout, the fill the choosing loop starts from is
@@ -660,8 +679,9 @@ def test_format_table_lists_the_best_method_first() -> None:
     table = {"video": "v.mp4", "mask": "region:8", "frames": 4, "size": 16,
              "missing_fraction": 0.25, "errors": {"a": 9.0, "b": 1.0, "c": 5.0},
              "seconds": {"a": 0.1, "b": 0.2, "c": 0.3}}
-    rows = format_table(table).splitlines()[2:]
-    assert [row.split()[0] for row in rows] == ["b", "c", "a"]
+    lines = format_table(table).splitlines()
+    assert "(4 frames, 16x16, 25.0% missing)" in lines[0]  # the fraction as a percentage
+    assert [row.split()[0] for row in lines[2:]] == ["b", "c", "a"]
 
 
 def test_eval_recovery_reports_the_share_of_missing_pixels(clip: Path, tmp_path: Path) -> None:

@@ -72,6 +72,8 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
     np.save(wrong_size, np.zeros((3, 7, 7), np.uint8))
     cases = [
         ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "40"], "fewer than frames=40"),
+        # One frame short of a window (12 of 13): no window to cut, refused by its name.
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "13"], "fewer than frames=13"),
         ([str(clips[0]), "--out", str(tmp_path), *SMALL], "is a folder, not a file"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", "region:x"], "not a number"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--iterations", "0"], "iterations"),

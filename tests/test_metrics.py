@@ -202,6 +202,8 @@ def test_expected_calibration_error_bins_by_hand() -> None:
     (torch.tensor([0.7]), torch.tensor([0]), r"must be \(N, K\)"),  # (1,) matches labels (1,)
     # Logits given for probabilities, and fractional labels, scored silently before.
     (torch.tensor([[2.5, -1.0]]), torch.tensor([0]), r"must be in \[0, 1\].*\[-1, 2\.5\]"),
+    # Above 1 only (no negative value for the lower bound's check to catch).
+    (torch.tensor([[1.5, 0.2]]), torch.tensor([0]), r"must be in \[0, 1\].*\[0\.2, 1\.5\]"),
     (torch.tensor([[0.6, 0.4]]), torch.tensor([0.5]), "whole class numbers"),
 ])
 def test_expected_calibration_error_refuses_bad_input(probs, labels, message) -> None:

@@ -86,6 +86,33 @@ def test_an_observed_clip_or_init_that_requires_grad_recovers_as_its_data() -> N
     assert torch.equal(run(observed, leaf * 1.0), plain)
 
 
+def test_a_start_the_holdout_keeps_from_an_observed_clip_that_requires_grad_is_data() -> None:
+    """The default start (the visible mean) of a clip that requires grad, kept by the holdout
+    over a chain that only moves away (huge noisy steps): it comes back as data, not as a
+    tensor on the caller's graph."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    holdout = holdout_like(known, fraction=0.5, generator=gen(4))
+    leaf = torch.where(known, truth, 0.0).requires_grad_(True)
+    result = recover(tiny_energy(), Langevin(n_steps=3, step_size=3.0), leaf, known,
+                     train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
+                     holdout=holdout, generator=gen(2))
+    assert result.selected_iteration == -1 and not result.recovered.requires_grad
+
+
+def test_a_nan_at_a_held_out_observed_entry_is_refused() -> None:
+    """The loop never sees held-out entries, so only the check of every observed entry finds
+    a NaN there (it would make every holdout error NaN and come back as an observed value)."""
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    holdout = holdout_like(known, fraction=0.5, generator=gen(4))
+    observed = torch.zeros(1, T, H, W)
+    observed[tuple(holdout.expand_as(observed).nonzero()[0].tolist())] = float("nan")
+    with pytest.raises(ValueError, match="observed has NaN or infinite values at observed"):
+        recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), observed, known,
+                train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
+                holdout=holdout, generator=gen(2))
+
+
 def test_recovery_inside_no_grad_is_the_same_recovery() -> None:
     """Its training steps failed inside torch.no_grad() ("element 0 of tensors does not
     require grad"), where a caller who thinks of recovery as inference may well be."""
@@ -285,6 +312,22 @@ def test_holdout_like_takes_a_shift_that_hides_something(frames) -> None:
         holdout_like(known, shift=2)
 
 
+def test_holdout_like_holds_out_at_least_one_frame_of_a_small_fraction() -> None:
+    """0.1 of 4 eligible frames rounds to none: it takes one (an empty holdout was refused by
+    recover as marking no entry)."""
+    known = missing_frames(T, H, W, fraction=0.5, generator=gen(1))
+    holdout = holdout_like(known, fraction=0.1, shift=1, generator=gen(0))
+    assert holdout.any(dim=(1, 2)).sum() == 1
+
+
+def test_holdout_like_draws_its_frames_at_random() -> None:
+    """One of 4 eligible frames, drawn by the generator: not always the first."""
+    known = missing_frames(T, H, W, fraction=0.5, generator=gen(1))
+    draws = {tuple(holdout_like(known, fraction=0.25, shift=1, generator=gen(seed))
+                   .any(dim=(1, 2)).nonzero().flatten().tolist()) for seed in range(8)}
+    assert len(draws) > 1 and all(len(frames) == 1 for frames in draws)
+
+
 def test_holdout_like_takes_the_hiding_shift_nearest_half_the_clip() -> None:
     """Frames 1, 2, 5, 6 of 8 missing: moved by 4 they land on missing frames only; moved by 3
     (the nearest, the smaller of 3 and 5) they hide frames 0 and 4, moved by 1 frames 3 and
@@ -369,8 +412,9 @@ def test_a_completion_clamp_of_no_range_is_refused() -> None:
         ({"known": torch.ones(1, T + 1, H, W, dtype=torch.bool)}, "broadcast"),
         ({"average_last": 0}, "average_last"),
         ({"average_last": 5}, "average_last"),
-        ({"warmup": 4}, "warmup"),
-        ({"warmup": -1}, "warmup"),
+        # "warmup must": the average_last message names warmup too ("n_iterations - warmup").
+        ({"warmup": 4}, r"warmup must be in \[0, n_iterations\)"),
+        ({"warmup": -1}, r"warmup must be in \[0, n_iterations\)"),
         ({"warmup": 2, "average_last": 3}, "average_last"),
         ({"init": torch.zeros(1, T, H, W + 1)}, "init"),
         ({"init": torch.full((1, T, H, W), float("nan"))}, "init"),
