@@ -13,8 +13,8 @@ import torch
 from PIL import Image, features
 
 from stgconv.data.image import ImageFolder, load_training_images
-from stgconv.io.image import (BUILTIN_IMAGES, load_image, luma, save_image_grid, save_picture,
-                              to_tensor, to_unit)
+from stgconv.io.image import (BUILTIN_IMAGES, load_image, luma, read_image, save_image_grid,
+                              save_picture, to_tensor, to_unit)
 from stgconv.io.video import load_video
 
 STEP = 1 / 127.5  # one uint8 level in [-1, 1]
@@ -202,6 +202,7 @@ def test_save_grid_layout_and_clamp(tmp_path: Path) -> None:
         array = np.asarray(image)
     assert array.min() == 0 and array.max() == 255
     assert array.ndim == 2  # grey images, a grey PNG (make_grid repeats them to RGB)
+    assert (array[:2] == 255).all() and (array[:, :2] == 255).all()  # white padding
     assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temporary files left
     with Image.open(save_image_grid(x.expand(5, 3, 8, 8), tmp_path / "rgb.png")) as image:
         assert image.mode == "RGB"
@@ -352,6 +353,7 @@ def test_grey_alpha_is_composited_and_stays_grey(tmp_path: Path) -> None:
     Image.fromarray(la, "LA").save(path)
     x = levels(load_image(path, channels=1, crop_square=False))[..., 0]
     assert x[0, 0] == 255 and x[3, 3] == 90
+    assert read_image(path).mode == "L"  # not made RGB
     rgb = levels(load_image(path, channels=3, crop_square=False))
     assert rgb[3, 3].tolist() == [90, 90, 90]
 

@@ -307,6 +307,19 @@ def test_resize_and_channels(ramp_file, tmp_path, smooth_clip):
     assert torch.equal(load_video(path, size=(16, 24), n_frames=1)[:, 0], expected)
 
 
+def test_a_size_is_height_then_width_for_frames_wider_than_tall(tmp_path) -> None:
+    for name in ("f1.png", "f2.png"):
+        Image.new("RGB", (6, 4)).save(tmp_path / name)  # W=6, H=4
+    assert load_video(tmp_path, size=(6, 4)).shape == (3, 2, 6, 4)
+
+
+@pytest.mark.parametrize("shape", [(3, 0, 4, 4), (3, 2, 0, 4), (1, 2, 4, 0)])
+def test_a_video_with_an_empty_dimension_is_refused(tmp_path, shape) -> None:
+    with pytest.raises(ValueError, match=r"video has an empty dimension"):
+        save_video(torch.zeros(shape), tmp_path / "empty.mkv")
+    assert not (tmp_path / "empty.mkv").exists()
+
+
 def test_frame_folder(tmp_path, noise_clip):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -436,6 +449,8 @@ def test_frame_count_errors(ramp_file):
         load_video(ramp_file, fps=10, n_frames=5)
     with pytest.raises(ValueError, match=r"channels must be 1 or 3"):
         load_video(ramp_file, channels=4)
+    with pytest.raises(ValueError, match=r"channels must be 1 or 3"):  # before the file
+        load_video(ramp_file.with_name("missing.mp4"), channels=2)
     with pytest.raises(ValueError, match=r"size must be"):
         load_video(ramp_file, size=(0, 4))
 
@@ -544,6 +559,8 @@ def test_a_gif_faster_than_its_delays_can_say_is_refused(tmp_path) -> None:
     """GIF delays are hundredths of a second: at 240 fps a viewer plays ~10 fps."""
     with pytest.raises(ValueError, match=r"a GIF plays at most 100 frames per second"):
         save_video(torch.zeros(3, 2, 4, 4), tmp_path / "fast.gif", fps=240)
+    with pytest.raises(ValueError, match=r"a GIF plays at most 100 frames per second"):
+        save_video(torch.zeros(3, 2, 4, 4), tmp_path / "fast.gif", fps=101)
     save_video(torch.zeros(3, 2, 4, 4), tmp_path / "ok.gif", fps=100)
     # A delay is a 16-bit count of hundredths: a slower rate was cut to 655.35 s a frame.
     with pytest.raises(ValueError, match=r"a GIF shows a frame for at most 655\.35 s"):
