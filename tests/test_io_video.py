@@ -979,9 +979,14 @@ def test_a_variable_rate_mkv_is_whole(tmp_path) -> None:
     assert load_video(_write_timed_mkv(tmp_path / "vfr.mkv", times)).shape[1] == 20
 
 
-def test_an_avi_cut_before_its_last_frames_is_truncated(tmp_path) -> None:
+@pytest.mark.parametrize("start, ends", [(0, "4.00"), (20, "6.00")])
+def test_an_avi_cut_before_its_last_frames_is_truncated(tmp_path, start: int, ends: str
+                                                        ) -> None:
     """An AVI cut before its index: FFmpeg measures its duration from the chunks left, so only
-    the header's frame count tells (cut to 95%, it was read as 39 of 40 frames without a word)."""
+    the header's frame count tells (cut to 95%, it was read as 39 of 40 frames without a word).
+    A stream header starting the video 20 frames late (dwStart): FFmpeg times the frames from
+    there but says the stream starts at 0, and the file cut to 90% or 70% was read as 35 or 20
+    of its 40 frames."""
     import av
 
     full = tmp_path / "full.avi"
@@ -993,12 +998,16 @@ def test_an_avi_cut_before_its_last_frames_is_truncated(tmp_path) -> None:
             frame = None if array is None else av.VideoFrame.from_ndarray(array, format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
+    data = bytearray(full.read_bytes())
+    strh = data.index(b"strh") + 8  # the video stream's header: dwStart 28 bytes in
+    data[strh + 28:strh + 32] = start.to_bytes(4, "little")
+    full.write_bytes(data)
     assert load_video(full).shape[1] == 40
-    data, cut = full.read_bytes(), tmp_path / "cut.avi"
-    for fraction in (0.95, 0.85):
+    cut = tmp_path / "cut.avi"
+    for fraction in (0.95, 0.9, 0.85, 0.7):
         cut.write_bytes(data[: int(len(data) * fraction)])
         with pytest.raises(ValueError, match=r"cut\.avi is truncated or corrupt: its header says "
-                                             r"the video ends at 4\.00 s \(40 frames\)"):
+                                             rf"the video ends at {ends} s \(40 frames\)"):
             load_video(cut)
 
 

@@ -27,6 +27,7 @@ import gc
 import numbers
 import os
 import re
+import struct
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -347,12 +348,13 @@ def _rate(stream: av.video.stream.VideoStream) -> Fraction | None:
     return stream.average_rate or stream.guessed_rate
 
 
-def _said_end(stream: av.video.stream.VideoStream, container: av.container.Container
-              ) -> float | None:
+def _said_end(stream: av.video.stream.VideoStream, container: av.container.Container,
+              path: Path) -> float | None:
     """Seconds at which the file says its video track ends, or ``None`` where it does not say.
 
-    An AVI's header frame count over its rate (FFmpeg recomputes an AVI's duration from the
-    chunks it finds, so a cut file would agree with itself); else the track's own duration
+    An AVI's header frame count over its rate after the start its header states (FFmpeg
+    recomputes an AVI's duration from the chunks it finds, so a cut file would agree with
+    itself; :func:`_avi_start`); else the track's own duration
     after its start; else its ``DURATION`` tag (Matroska, WebM); else the container's duration,
     only where the video is its one stream (an audio track may run longer). The last two are
     taken as end times, not lengths: FFmpeg's Matroska writer stores the track's last timestamp
@@ -365,7 +367,9 @@ def _said_end(stream: av.video.stream.VideoStream, container: av.container.Conta
     start = float((stream.start_time or 0) * base)
     rate = _rate(stream)
     if container.format.name == "avi":
-        return start + stream.frames / float(rate) if stream.frames and rate else None
+        if not (stream.frames and rate):
+            return None
+        return max(start, _avi_start(path, stream.index)) + stream.frames / float(rate)
     if stream.duration and base:
         return start + float(stream.duration * base)
     hours, _, rest = stream.metadata.get("DURATION", "").partition(":")
@@ -377,6 +381,35 @@ def _said_end(stream: av.video.stream.VideoStream, container: av.container.Conta
     if len(container.streams) == 1 and container.duration:
         return container.duration / av.time_base
     return None
+
+
+def _avi_start(path: Path, index: int) -> float:
+    """Seconds before the first frame of stream ``index`` of the AVI ``path``: its stream
+    header's start (dwStart, in units of dwScale / dwRate), 0 where the header does not read
+    so. FFmpeg times the frames from there but reports the stream as starting at 0: a file cut
+    short, its frames ending past the header's count over its rate counted from 0, read short
+    without a word."""
+    with path.open("rb") as file:
+        head = file.read(1 << 16)  # the header list comes first, and is a few kilobytes
+    # RIFF 'AVI ', then LIST 'hdrl': the main header, then a LIST 'strl' per stream, each
+    # opening with its 'strh' (fccType, fccHandler, flags, priority and language, initial
+    # frames, then scale, rate, start and length).
+    if head[:4] != b"RIFF" or head[12:16] != b"LIST" or head[20:24] != b"hdrl":
+        return 0.0
+    end = min(len(head), 20 + int.from_bytes(head[16:20], "little"))
+    position, stream = 24, 0
+    while position + 12 <= end:
+        size = int.from_bytes(head[position + 4:position + 8], "little")
+        if head[position:position + 4] == b"LIST" and head[position + 8:position + 12] == b"strl":
+            if stream == index:
+                strh = position + 12
+                if head[strh:strh + 4] != b"strh" or strh + 44 > len(head):
+                    return 0.0
+                scale, rate, start = struct.unpack_from("<3I", head, strh + 28)
+                return start * scale / rate if rate else 0.0
+            stream += 1
+        position += 8 + size + (size & 1)  # chunks are padded to an even size
+    return 0.0
 
 
 def _shortfall(stream: av.video.stream.VideoStream, said_end: float | None, decoded: int,
@@ -530,7 +563,7 @@ def _read_file(
                     raise ValueError(f"{path} does not state its frame rate; cannot resample to "
                                      f"fps={fps}")
                 step = Fraction(rate) / check_fps(fps)
-            said_end = _said_end(stream, container)
+            said_end = _said_end(stream, container, path)
             is_gif = container.format.name == "gif"
             is_transport_stream = container.format.name == "mpegts"
             wanted = start  # source index of the next output frame
