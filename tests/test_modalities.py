@@ -537,3 +537,19 @@ def test_other_clip_errors_are_not_told_of_the_frame_keys(tmp_path: Path) -> Non
         VIDEO.load(DataConfig(path=str(frames), kind="video", frames=2, size=8, fps=10.0))
     assert str(err.value) == (f"fps=10.0 needs a video file; the frame folder {frames} has no "
                               "frame rate"), err.value
+
+
+def test_a_clip_cache_built_with_other_settings_names_the_config_keys(tmp_path: Path) -> None:
+    """The cache's check named the reader's parameter (n_frames=3 (cache: 2)), where the config
+    sets data.frames; the error stays a CacheSettingsError, the check's own error its cause."""
+    from stgconv.data.video import CacheSettingsError, build_clip_cache
+
+    cache = build_clip_cache(colour_frames(tmp_path / "frames", GREYS), tmp_path / "c.h5",
+                             n_frames=2, size=8)
+    with pytest.raises(CacheSettingsError) as err:
+        VIDEO.load(DataConfig(path=str(cache), kind="video", frames=3, size=8, channels=3))
+    assert "other settings: n_frames=3 (cache: 2);" in str(err.value), err.value
+    assert str(err.value).endswith("(n_frames, size, start_frame, fps and channels are the "
+                                   "config's data.frames, data.size, data.start_frame, data.fps "
+                                   "and data.channels)"), err.value
+    assert isinstance(err.value.__cause__, CacheSettingsError)

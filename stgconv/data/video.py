@@ -465,6 +465,11 @@ def _find_cache(root: Path) -> Path:
     return root
 
 
+class CacheSettingsError(ValueError):
+    """A clip cache built with other clip settings than those asked: the error a caller that
+    names the settings otherwise (a config's keys) recognises by its type."""
+
+
 def _check_cache_matches(dataset: VideoClips, *, n_frames: int, size: tuple[int, int],
                          start_frame: int, fps: float | None, channels: int) -> None:
     asked = {"n_frames": n_frames, "size": size, "start_frame": start_frame, "fps": fps,
@@ -475,7 +480,7 @@ def _check_cache_matches(dataset: VideoClips, *, n_frames: int, size: tuple[int,
     wrong = [f"{key}={asked[key]!r} (cache: {cached[key]!r})" for key in asked
              if asked[key] != cached[key]]
     if wrong:
-        raise ValueError(
+        raise CacheSettingsError(
             f"the clip cache {dataset.root} was built with other settings: {', '.join(wrong)}; "
             f"rebuild it with datasets/video/prepare.py or ask for the cache's settings"
         )

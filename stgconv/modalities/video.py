@@ -10,7 +10,7 @@ from PIL import Image
 from torch import Tensor
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
-from stgconv.data.video import load_training_clips
+from stgconv.data.video import CacheSettingsError, load_training_clips
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import video_energy
 from stgconv.io.image import to_bytes
@@ -40,6 +40,10 @@ def load_clips(data: DataConfig) -> Tensor:
     except TooFewFramesError as err:  # the reader's parameters, named as the config's keys
         raise TooFewFramesError(f"{err} (n_frames, start_frame and fps are the config's "
                                 "data.frames, data.start_frame and data.fps)") from err
+    except CacheSettingsError as err:
+        raise CacheSettingsError(f"{err} (n_frames, size, start_frame, fps and channels are "
+                                 "the config's data.frames, data.size, data.start_frame, "
+                                 "data.fps and data.channels)") from err
 
 
 class VideoModality(Modality):
