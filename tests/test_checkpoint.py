@@ -21,6 +21,7 @@ import torch
 from _tiny import GRIDS, gen, make_multigrid_trainer, pattern_images
 
 from stgconv.checkpoint import (
+    VERSION,
     CheckpointError,
     load_checkpoint,
     load_model,
@@ -85,6 +86,23 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path: Path) -> None:
     # The file is a real exploit: an unrestricted unpickler does run the payload.
     torch.load(path, weights_only=False)
     assert marker.read_text() == "code ran on load"
+
+
+class CallsGetcwd:
+    """Unpickling this calls ``os.getcwd``, harmless, from a module that torch blocks."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_a_global_of_a_blocked_module_is_refused_naming_it(tmp_path: Path) -> None:
+    """torch words this refusal "Trying to load unsupported GLOBAL posix.getcwd whose module
+    posix is blocked": no "Unsupported global" on its line, and it is no damage."""
+    path = tmp_path / "blocked.pt"
+    torch.save({"format": "stgconv-checkpoint", "version": 1, "x": CallsGetcwd()}, path)
+    with pytest.raises(CheckpointError, match=rf"^refusing to load .*: .*GLOBAL "
+                                              rf"{os.getcwd.__module__}\.getcwd"):
+        load_checkpoint(path)
 
 
 ADVICE = ("Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` "
@@ -227,6 +245,37 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     torch.save({**state, "version": 99}, future)
     with pytest.raises(CheckpointError, match="version 99"):
         load_checkpoint(future)
+
+
+def test_a_file_opening_with_pk_but_no_zip_header_is_foreign_not_damaged(tmp_path: Path) -> None:
+    """The whole 4-byte header is what torch.save writes: a file that only opens with "PK" (an
+    empty zip, a foreign format) is no checkpoint, not a damaged one."""
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(b"PK\x05\x06" + bytes(60))
+    with pytest.raises(CheckpointError, match="foreign.pt: it is not a file torch.save wrote"):
+        load_checkpoint(foreign)
+
+
+def test_a_checkpoint_of_another_version_or_none_is_refused(tmp_path: Path) -> None:
+    """Only this version loads: the one just after it and one naming no version are refused."""
+    path = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "c.pt")
+    state = torch.load(path, weights_only=True)
+    del state["version"]
+    for version in (VERSION + 1, VERSION - 1, None):
+        torch.save(state if version is None else {**state, "version": version}, path)
+        with pytest.raises(CheckpointError, match=f"version {version}, expected {VERSION}$"):
+            load_checkpoint(path)
+
+
+@pytest.mark.parametrize("n_arrays, listed", [(3, "a.npy, b.npy, c.npy)"),
+                                              (4, "a.npy, b.npy, c.npy, ...)")])
+def test_a_foreign_zip_archive_lists_at_most_three_of_its_names(tmp_path: Path, n_arrays: int,
+                                                                listed: str) -> None:
+    arrays = tmp_path / "arrays.npz"
+    np.savez(arrays, **{name: np.zeros(1) for name in "abcd"[:n_arrays]})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(arrays)
+    assert str(info.value).endswith(f"(holding {listed}")
 
 
 def multigrid_config() -> ExperimentConfig:

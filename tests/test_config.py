@@ -17,6 +17,7 @@ from _tiny import run_cli, write_config
 
 from stgconv.checks import FLOAT32_MAX
 from stgconv.config import (
+    SEED_LIMIT,
     CooperativeConfig,
     ExperimentConfig,
     InitializerConfig,
@@ -326,6 +327,8 @@ def test_wrong_types(override: str, message: str) -> None:
         # No float setting means anything at NaN or infinity.
         ("sampler.step_size=.nan", "sampler.step_size"),
         ("sampler.step_size=.inf", "sampler.step_size"),
+        # Refused as it is read: no later range check of chains.init_scale sees infinity.
+        ("chains.init_scale=.inf", "chains.init_scale must be a finite number, got inf"),
         ("train.lr=1e400", "train.lr"),
         # Finite, but infinite in float32: Adam's first step failed with a traceback.
         ("train.lr=1e300", "train.lr must be within float32's range (at most 3.403e+38 in size), "
@@ -371,6 +374,16 @@ def test_range_limits_that_are_allowed() -> None:
                                 f"train.lr={FLOAT32_MAX!r}"])
     assert config.recovery.learned.hide_fraction == 1.0
     assert config.train.lr == FLOAT32_MAX  # float32's largest is within its range
+    config = load_config(None, ["chains.mode=buffer", "chains.buffer_fresh=0",
+                                "chains.init=data_gaussian", "chains.init_noise=1",
+                                f"seed={SEED_LIMIT - 1}"])
+    assert (config.chains.buffer_fresh, config.chains.init_noise, config.seed) == (
+        0.0, 1.0, SEED_LIMIT - 1)
+
+
+def test_a_string_given_for_a_list_is_refused_not_split_into_letters() -> None:
+    with pytest.raises(ValueError, match=r"^data.categories must be a list, got 'chair'$"):
+        load_config(None, ["data.kind=voxels", "model.arch=desc32_small", "data.categories=chair"])
 
 
 def test_a_nan_given_in_python_is_refused() -> None:
@@ -547,7 +560,7 @@ def test_a_binary_file_or_an_outsized_seed_is_named(tmp_path: Path) -> None:
     binary.write_bytes(b"PK\x03\x04\x80\xff" * 20)
     with pytest.raises(ValueError, match="checkpoint.pt is not a YAML text file"):
         load_config(binary)
-    for seed in ("-1", "100000000000000000000000"):
+    for seed in ("-1", str(SEED_LIMIT), "100000000000000000000000"):
         with pytest.raises(ValueError, match="seed must be in"):
             load_config(None, [f"seed={seed}"])
 

@@ -4,6 +4,7 @@ failure."""
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import pickle
@@ -11,13 +12,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
 import pytest
 from _tiny import file_size_limit
 
-from stgconv.io.h5 import LazyH5, _KeptWrites, stream_h5
+from stgconv.io.h5 import LazyH5, _KeptWrites, _interrupts_kept, stream_h5
 
 DATA = np.arange(12, dtype=np.int16).reshape(3, 4)
 REPO = Path(__file__).resolve().parents[1]
@@ -254,15 +256,22 @@ def test_ctrl_c_while_hdf5_runs_is_raised_once_it_closed_the_stream(tmp_path: Pa
         0, "interrupted, raised by the check: True []\n", "")
 
 
+def refused_from_byte_6000(file: BinaryIO, *, seed: int) -> tuple[_KeptWrites, bytes]:
+    """The kept writes of ``file`` (unbuffered) once 10,000 random bytes (none zero) were
+    written to it and the system refused them from byte 6,000 on; and those bytes."""
+    written = np.random.default_rng(seed).integers(1, 256, 10_000, dtype=np.uint8).tobytes()
+    kept = _KeptWrites(file.fileno())
+    with file_size_limit(6_000):
+        kept.write(written)
+    return kept, written
+
+
 def test_bytes_cut_past_a_refused_write_read_as_zeros_once_the_file_grows(tmp_path: Path
                                                                            ) -> None:
     """Cut, they were only forgotten (the file not truncated after the failure): the kept
     pages and the file behind them showed them again."""
-    written = np.random.default_rng(1).integers(1, 256, 10_000, dtype=np.uint8).tobytes()
     with open(tmp_path / "f", "w+b", buffering=0) as file:
-        kept = _KeptWrites(file.fileno())
-        with file_size_limit(6_000):
-            kept.write(written)  # refused from byte 6,000 on
+        kept, written = refused_from_byte_6000(file, seed=1)
         kept.seek(2_000)
         kept.truncate()  # at the position, as a file's
         kept.truncate(9_000)
@@ -327,6 +336,34 @@ def test_writes_after_a_refused_one_stay_in_memory(tmp_path: Path) -> None:
         kept.seek(0)
         assert kept.read() == b"new" + written[3:]
     assert (tmp_path / "f").read_bytes() == written[:6_000]
+
+
+def test_a_kept_write_over_two_pages_keeps_the_rest_of_the_second(tmp_path: Path) -> None:
+    """After a refusal, a write that ends inside a kept page changes only its own bytes."""
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept, written = refused_from_byte_6000(file, seed=3)
+        kept.seek(100)
+        kept.write(bytes(5_000))  # pages 0 and 1, ending inside page 1
+        kept.seek(0)
+        assert kept.read() == written[:100] + bytes(5_000) + written[5_100:]
+
+
+def test_ctrl_c_after_a_refused_write_leaves_the_refusal_to_be_raised(tmp_path: Path) -> None:
+    """The first failure is the one the check raises: an interrupt in a method HDF5 called
+    later does not replace it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open(tmp_path / "f", "w+b", buffering=0) as file:
+            kept = _KeptWrites(file.fileno())
+            with file_size_limit(1_000):
+                kept.write(bytes(5_000))
+            with _interrupts_kept(kept):  # as if Ctrl-C landed in one of kept's methods
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, kept._pages(0, 1).gi_frame)
+            with pytest.raises(BaseException) as raised:  # an interrupt would end the session
+                kept.check()
+            assert isinstance(raised.value, OSError) and raised.value.errno == errno.EFBIG
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_the_check_given_to_fill_raises_once_a_write_failed(tmp_path: Path) -> None:
