@@ -421,7 +421,8 @@ def test_downsample_consistency_coarsen(case: str) -> None:
 
 @pytest.mark.parametrize(("g", "message"), [((3, 3), "divide one another"),
                                             ((8, 3), "divide one another"),
-                                            ((2,), "cover the constraint's dims")])
+                                            ((2,), "cover the constraint's dims"),
+                                            ((1, 2, 2), "cover the constraint's dims")])
 def test_downsample_consistency_coarsen_errors(g: tuple[int, ...], message: str) -> None:
     fine = DownsampleConsistency(rand((1, 1, 2, 2), seed=0), (4, 4))
     with pytest.raises(ValueError, match=message):
@@ -449,3 +450,18 @@ def test_the_constraints_say_their_shapes_in_their_repr() -> None:
     assert repr(means) == "DownsampleConsistency(low=(2, 1, 2, 2), factor=(2, 2))"
     assert repr(KnownEntriesAndBlockMeans(known, means)) == (
         f"KnownEntriesAndBlockMeans(known={known!r}, means={means!r})")
+
+
+def test_a_wholly_known_block_stays_finite_in_a_float16_chain() -> None:
+    """A block with no free entry spreads nothing: guarded by its free share being > 0, not by
+    the share's 1e-30 floor alone, which float16 rounds to 0 (0 / 0 made the block NaN)."""
+    known = torch.zeros(1, 4, 4, dtype=torch.bool)
+    known[:, :2, :2] = True  # the top-left block wholly known
+    both = KnownEntriesAndBlockMeans(
+        KnownEntries(torch.arange(16.0).reshape(1, 4, 4), known),
+        DownsampleConsistency(torch.zeros(1, 2, 2), (2, 2)))
+    x = torch.randn(2, 1, 4, 4, generator=gen(3)).half()
+    projected, tangent = both.project(x), both.tangent(x)
+    assert projected[:, 0, :2, :2].tolist() == [[[0.0, 1.0], [4.0, 5.0]]] * 2
+    assert torch.isfinite(projected).all() and torch.isfinite(tangent).all()
+    assert (tangent[:, 0, :2, :2] == 0).all()

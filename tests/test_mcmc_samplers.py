@@ -1502,3 +1502,26 @@ def test_sampler_steps_read_nothing_back_to_the_host(sampler, kind: str) -> None
         return traffic.reads + traffic.scans
 
     assert host_traffic(6) == host_traffic(2)
+
+
+@pytest.mark.parametrize("create_graph", [False, True], ids=["in_place", "differentiable"])
+def test_langevin_names_the_step_whose_gradient_alone_is_non_finite(create_graph: bool) -> None:
+    """A finite energy whose gradient is not (sqrt|x| at 0) is reported at that step and chain,
+    not a step later, where the update's NaN has reached the energy."""
+    x0 = torch.ones(3, 2)
+    x0[1, 0] = 0.0
+    with pytest.raises(NonFiniteEnergyError) as info:
+        Langevin(n_steps=3, step_size=0.1, noise_scale=0.0).run(
+            lambda x: x.abs().sqrt().sum(dim=1), x0, create_graph=create_graph)
+    assert (info.value.step, info.value.chains) == (0, (1,))
+
+
+def test_a_nan_log_ratio_is_rejected() -> None:
+    """A diverged proposal's NaN ratio must keep the chain where it was (an infinite one is
+    always accepted)."""
+    current = (torch.zeros(2, 3), torch.zeros(2), torch.zeros(2, 3))
+    proposal = (torch.ones(2, 3), torch.ones(2), torch.ones(2, 3))
+    (x, e, grad), accept = metropolis_select(torch.tensor([math.nan, math.inf], dtype=F64),
+                                             current, proposal, generator=gen(0))
+    assert accept.tolist() == [False, True]
+    assert x[:, 0].tolist() == e.tolist() == grad[:, 0].tolist() == [0.0, 1.0]

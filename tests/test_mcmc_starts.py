@@ -969,3 +969,18 @@ def test_data_gaussian_class_draws_follow_a_cycle_of_component_classes() -> None
                      component_classes=torch.tensor([1, 2, 0]))
     x = g.sample((3, 1), classes=torch.tensor([0, 1, 2]), generator=gen(0))
     assert x.flatten().tolist() == [30.0, 10.0, 20.0]
+
+
+def test_replay_buffer_starts_follow_the_generator_alone() -> None:
+    """Which chains start fresh is drawn from the generator too: a seed gives the same mix of
+    stored and fresh chains whatever the global random state."""
+    buf = ReplayBuffer(8, NoiseInit("uniform", 1.0), fresh=0.5)
+    buf.keep(rows([100.0 + i for i in range(8)]))  # far outside U(-1, 1)
+    x_pos = torch.zeros(32, 1, 2, 2, dtype=F64)
+    starts = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        starts.append(buf.start(x_pos, torch.arange(32), generator=gen(23)))
+    assert torch.equal(starts[0], starts[1])
+    stored = starts[0].flatten(1)[:, 0] >= 100
+    assert 0 < stored.sum() < 32  # both kinds in the mix
