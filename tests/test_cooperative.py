@@ -28,6 +28,7 @@ from stgconv.cooperative import (
     LatentPosterior,
     generator_from_state,
     interpolate,
+    is_cooperative,
     propose,
     propose_and_revise,
 )
@@ -412,6 +413,17 @@ def test_interpolation_runs_from_one_latent_to_the_other() -> None:
     assert revised.shape == (5, 1, 8, 8) and not torch.equal(revised, path)
 
 
+def test_interpolation_revises_every_point_with_the_same_chain_noise() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    z = torch.randn(3)
+    # A path of two points from a latent to itself: both start alike, only noise could part them.
+    sampler = Langevin(n_steps=2, step_size=0.05, precision="fp32")
+    assert torch.equal(*interpolate(tiny_energy(), net, None, z, z, n_points=2))
+    assert torch.equal(*interpolate(tiny_energy(), net, sampler, z, z, n_points=2,
+                                    generator=gen(0)))
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -692,3 +704,32 @@ def test_one_inference_step_teaches_the_generator_at_the_inferred_latents() -> N
 def test_the_generator_refuses_an_empty_example_shape() -> None:
     with pytest.raises(ValueError, match="out_shape must be"):
         ConvGenerator(latent_dim=4, out_shape=(1, 0, 8))
+
+
+def test_the_latent_inference_weighs_the_residual_by_cooperative_inference_sigma() -> None:
+    trainer = make_trainer(inference_steps=1)
+    sigmas = []
+
+    class Recording:
+        def run(self, posterior, z, *, generator=None):
+            sigmas.append(posterior.sigma)
+            return z
+
+    trainer.inference = Recording()
+    trainer.step()
+    assert sigmas and set(sigmas) == {CooperativeConfig().inference_sigma} != {1.0}
+
+
+def test_cooperative_proposals_are_clamped_when_asked() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    proposals, revised = propose_and_revise(tiny_energy(), net, None, torch.randn(2, 3) * 10,
+                                            clamp=(-0.01, 0.01))
+    assert proposals.abs().max() == 0.01 and torch.equal(revised, proposals)
+
+
+def test_only_a_cooperative_state_is_cooperative() -> None:
+    assert is_cooperative(make_trainer().state_dict())
+    data = tiny_data(size=8)
+    assert not is_cooperative(Trainer(tiny_energy(), Langevin(n_steps=1),
+                                      PersistentChains(len(data), NoiseInit()), data).state_dict())

@@ -42,7 +42,6 @@ def test_an_image_folder_shows_its_settings_and_length(tmp_path: Path) -> None:
     assert repr(folder) == f"ImageFolder(root={tmp_path}, size=4, channels=1, n=2)"
 
 
-
 def test_an_image_folder_given_a_file_says_so(tmp_path: Path) -> None:
     Image.new("RGB", (5, 5)).save(tmp_path / "a.png")
     with pytest.raises(ValueError, match=r"a\.png is a file, not a folder of images"):
@@ -59,6 +58,7 @@ def test_a_dataset_without_settings_shows_only_its_length() -> None:
             return 3
 
     assert repr(Bare()) == "Bare(n=3)"
+
 
 def test_channels_and_size_are_converted(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
@@ -133,6 +133,19 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
         np.savez(path, x_train=np.zeros((0, 4, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match=message):
         load_npz_images(path, size=4, channels=1)
+
+
+def test_npz_images_of_no_width_are_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "bad.npz", x_train=np.zeros((2, 4, 0), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"have no pixels: \(N, H, W\) = \(2, 4, 0\)"):
+        load_npz_images(tmp_path / "bad.npz", size=4, channels=1)
+
+
+def test_npz_alpha_compositing_rounds_to_the_nearest_level(tmp_path: Path) -> None:
+    # Grey 1 at alpha 128 over white: 1 * 128 / 255 + 255 * 127 / 255 = 127.502, level 128.
+    np.savez(tmp_path / "la.npz", x_train=np.array([[[[1, 128]]]], np.uint8))
+    x = load_npz_images(tmp_path / "la.npz", size=1, channels=1)
+    assert ((x + 1) * 127.5).round().item() == 128
 
 
 def test_npz_images_with_alpha_are_composited_over_white(tmp_path: Path) -> None:

@@ -97,6 +97,12 @@ def test_mat_loader_converts_and_validates(tmp_path):
         load_mask_mat(tmp_path / "junk.mat")
 
 
+def test_a_mat_files_masks_variable_is_read_though_another_array_is_3d(tmp_path):
+    scipy.io.savemat(tmp_path / "m.mat", {"masks": np.zeros((4, 5)), "occ": np.zeros((4, 5, 3))})
+    with pytest.raises(ValueError, match=r"\['masks'\] has shape \(4, 5\)"):
+        load_mask_mat(tmp_path / "m.mat")
+
+
 @pytest.mark.parametrize("error", [IndexError("index out of range"),
                                    UnboundLocalError("local variable 'arr' referenced")])
 def test_scipys_other_errors_on_a_damaged_mat_are_named(tmp_path, monkeypatch, error):
@@ -226,6 +232,11 @@ def test_salt_and_pepper(block):
     assert not torch.equal(known[0], known[1])  # drawn per frame
 
 
+def test_salt_and_pepper_rounds_its_count_of_tiles():
+    known = salt_and_pepper(1, 1, 10, fraction=0.27, generator=gen(0))
+    assert int((~known).sum()) == 3  # round(2.7), not 2
+
+
 def test_salt_and_pepper_ragged_edges():
     known = salt_and_pepper(2, 10, 7, fraction=1.0, block=4)
     assert known.shape == (2, 10, 7) and not known.any()
@@ -292,3 +303,13 @@ def test_occluded_region_takes_a_numpy_int_for_a_square_block() -> None:
     """It failed ("'numpy.int64' object is not iterable"), where as_int takes numpy ints."""
     assert torch.equal(occluded_region(3, 5, 5, size=np.int64(2), generator=gen(0)),
                        occluded_region(3, 5, 5, size=2, generator=gen(0)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: missing_frames(0, 4, 4, fraction=0.5),
+    lambda: occluded_region(4, 0, 4, size=0),
+    lambda: salt_and_pepper(4, 4, 0, fraction=0.5),
+])
+def test_masks_of_an_empty_dimension_are_refused(make) -> None:
+    with pytest.raises(ValueError, match=r"[THW] must be an int >= 1, got 0"):
+        make()

@@ -3,6 +3,7 @@ have the stated shapes and no batch statistics, and a sampler follows the class 
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -27,6 +28,13 @@ def test_marginal_class_and_posterior_agree() -> None:
     torch.testing.assert_close(energy.log_prob_y(x), energy(x)[:, None] - per_class)
     torch.testing.assert_close(energy.class_energy(x, torch.arange(5)),
                                per_class[torch.arange(5), torch.arange(5)])
+
+
+def test_the_marginal_energy_of_large_logits_is_finite() -> None:
+    # exp(100) overflows float32: a log of a plain sum of exponentials would be inf.
+    energy = ClassifierEnergy(nn.Identity())
+    torch.testing.assert_close(energy(torch.tensor([[100.0, 100.0]])),
+                               torch.tensor([-100.0 - math.log(2.0)]))
 
 
 def test_an_energy_does_not_depend_on_the_rest_of_the_batch() -> None:
@@ -189,6 +197,9 @@ def test_the_digit_preset_is_smooth_and_refuses_another_side() -> None:
     assert activations == [nn.SiLU] * 3
     with pytest.raises(ValueError, match="digit_classifier takes 28x28 images, got image_size 32"):
         classifier_energy("digit_classifier", image_size=32)
+    # The smaller side too: the wide ResNet would run on 28x28 digits, a side it was not made for.
+    with pytest.raises(ValueError, match="wide_resnet takes 32x32 images, got image_size 28"):
+        classifier_energy("wide_resnet", image_size=28)
 
 
 def test_a_classifier_needs_two_classes() -> None:

@@ -39,6 +39,12 @@ def test_weighted_sum_with_views() -> None:
     assert ProductOfExperts([a, b], weights=[1.0, 0.0])(x).equal(a(x))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_the_sum_keeps_the_inputs_dtype(dtype) -> None:
+    x = torch.randn(3, 2, dtype=dtype)
+    assert ProductOfExperts([gaussian(0.0, 1.0)])(x).dtype == dtype
+
+
 def test_the_product_of_two_gaussians_is_sampled() -> None:
     """N(-1, 1) x N(2, 0.5) is N(1, 1/3), the energy of precision a = 3. Langevin on the summed
     energy is linear, ``x' = m + c (x - m) + delta eps`` with ``c = 1 - a delta^2 / 2``, so from
@@ -194,3 +200,9 @@ def test_a_classifier_shared_by_two_experts_is_registered_once() -> None:
 def test_a_product_refuses_more_views_than_experts() -> None:
     with pytest.raises(ValueError, match="as many weights and views"):
         ProductOfExperts([lambda x: x.flatten(1).sum(1)], views=[None, None])
+
+
+def test_a_class_fixed_as_a_scalar_tensor_is_shown_as_its_value() -> None:
+    product = ProductOfExperts([ClassifierEnergy(nn.Identity()).conditional(torch.tensor(1))])
+    assert product.extra_repr() == ("experts=[ClassifierEnergy.class_energy(y=tensor(1))], "
+                                    "weights=[1.0]")

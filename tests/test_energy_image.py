@@ -163,6 +163,12 @@ def test_linear_head_input_size_too_small() -> None:
         image_energy("object", in_channels=1, image_size=4, layers=[[8, 5, 1]])
 
 
+def test_a_linear_head_refuses_a_free_side() -> None:
+    with pytest.raises(ValueError, match=r"head='linear' needs input_size with 2 sizes"):
+        ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 1]], head="linear",
+                      input_size=(None, 8))
+
+
 def test_a_network_of_one_by_one_convolutions_fits_a_single_pixel() -> None:
     point = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[(2, 1, 1)])
     assert point.smallest_size() == (1, 1)

@@ -172,6 +172,8 @@ def test_divergence_is_the_trainers_and_past_jems_energy_gap() -> None:
     trainer.check_divergence(at_the_bound)
     with pytest.raises(DivergenceError, match="past jem.max_energy_gap = 10"):
         trainer.check_divergence({**at_the_bound, "e_neg": 10.5})
+    with pytest.raises(DivergenceError, match="the samples' mean energy 10.5 is 10.5 from"):
+        trainer.check_divergence({**at_the_bound, "e_pos_y": 0.0, "e_neg_y": 10.5})
     with pytest.raises(DivergenceError, match="loss is nan"):  # the plain trainer's check
         trainer.check_divergence({**at_the_bound, "loss": math.nan})
 
@@ -706,7 +708,6 @@ def test_ood_weights_weigh_every_class_when_some_have_nothing_after_the_fit() ->
     assert weights == score_images(energy, reference, x[weighed], feature_reference=features)[2]
 
 
-
 def test_held_examples_are_those_after_the_fit_else_the_fits_own_in_the_same_order() -> None:
     """held_examples takes each class's examples after the ``skip`` a fit read, in ``order``;
     a class with none after them gives its first ones in that same order, not in the data's."""
@@ -910,7 +911,6 @@ def test_fit_temperature_finds_the_temperature_the_labels_were_drawn_at() -> Non
             fit_temperature(z, labels)
 
 
-
 def test_fit_temperature_takes_int32_classes_and_names_labels_that_are_not_classes() -> None:
     """cross_entropy takes int64 and uint8 classes only: int32 ones (numpy's on some systems)
     failed with "expected target dtype to be Long or Byte, but got Int"; a class past K with
@@ -953,6 +953,7 @@ def test_fit_temperature_is_the_likelihoods_minimum_to_a_1_percent_step_from_1_2
             a, b = low + (high - low) / 3, high - (high - low) / 3
             low, high = (low, b) if nll(labels, a) < nll(labels, b) else (a, high)
         assert fit_temperature(z, labels) == pytest.approx(math.exp(low), rel=0.006), true_t
+
 
 def test_the_last_checkpoint_holds_the_temperature_fitted_on_training_examples(
         tmp_path: Path) -> None:
