@@ -182,6 +182,19 @@ def test_an_unreadable_checkpoint_names_the_one_it_replaced(tmp_path: Path) -> N
     assert "replaced" not in str(info.value)
 
 
+def resealed_with(checkpoint: Path, path: Path, pickled: bytes) -> Path:
+    """``checkpoint`` with ``pickled`` over its pickled data after the protocol's two bytes,
+    written to ``path`` as an archive whose checksums are made for them: torch's reader meets
+    them."""
+    with zipfile.ZipFile(checkpoint) as source, zipfile.ZipFile(path, "w") as out:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename.endswith("data.pkl"):
+                data = data[:2] + pickled + data[2 + len(pickled):]
+            out.writestr(entry, data)
+    return path
+
+
 def test_unreadable_checkpoints(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(os.urandom(4096))
@@ -198,17 +211,15 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     scrambled.write_bytes(whole[:pickle_start] + bytes([0x96]) * 8 + whole[pickle_start + 8:])
     with pytest.raises(CheckpointError, match="scrambled.pt: its data is damaged"):
         load_checkpoint(scrambled)
-    # The same bytes in an archive whose checksums were made for them: torch's reader meets them.
-    resealed = tmp_path / "resealed.pt"
-    with zipfile.ZipFile(tmp_path / "whole.pt") as source, zipfile.ZipFile(resealed, "w") as out:
-        for entry in source.infolist():
-            data = source.read(entry)
-            if entry.filename.endswith("data.pkl"):
-                data = data[:2] + bytes([0x96]) * 8 + data[10:]
-            out.writestr(entry, data)
+    resealed = resealed_with(tmp_path / "whole.pt", tmp_path / "resealed.pt", bytes([0x96]) * 8)
     with pytest.raises(CheckpointError, match=r"resealed.pt: its data is damaged \(torch's "
                                               r"reader stopped on bytes it cannot parse\)"):
         load_checkpoint(resealed)
+    # Bytes torch's reader parses, then fails on with an error of its own kind (a KeyError for
+    # the memo entry 5, never stored): damaged all the same.
+    unknown_entry = resealed_with(tmp_path / "whole.pt", tmp_path / "memo.pt", b"h\x05.")
+    with pytest.raises(CheckpointError, match=r"memo.pt: the file is damaged or truncated \(5\)"):
+        load_checkpoint(unknown_entry)
     # Bytes changed inside a tensor: torch's reader would load them as other weights; the
     # archive's checksums do not match.
     weights = save_checkpoint({"w": torch.arange(1000.0)}, tmp_path / "weights.pt").read_bytes()

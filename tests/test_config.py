@@ -107,6 +107,7 @@ def test_a_home_folder_heads_every_path_a_config_file_gives(tmp_path: Path, monk
                                          "recovery: {learned: {prior: ~/prior.pt}}\n"))
     assert (config.data.path, config.out_dir, config.recovery.learned.prior) == (
         str(tmp_path / "clip.mp4"), str(tmp_path / "run"), str(tmp_path / "prior.pt"))
+    assert load_config(None, ['out_dir="~"']).out_dir == str(tmp_path)  # the home folder itself
     assert load_config().recovery.learned.prior is None
     # An empty name is refused (it failed only once the clip had loaded, "fill prior not
     # found: "), not taken for no prior at all.
@@ -217,6 +218,8 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
     # Keys YAML reads as numbers or booleans are named, not a TypeError.
     ("train:\n  1: 2\n", r"unknown config key\(s\) train\.1 in"),
     ("train:\n  on: 3\n  1e-3: 4\n", r"unknown config key\(s\) train\.0\.001, train\.True in"),
+    # 1 and true are equal in Python, but two keys in the file: not "given twice".
+    ("train:\n  1: 2\n  true: 3\n", r"unknown config key\(s\) train\.1\b"),
     # A key YAML reads as a list or a mapping could not be looked up: a TypeError, a traceback.
     ("? [a]\n: 1\n", r"not valid YAML: found a key that is not a name \(\['a'\]\) at line 1"),
     ("train: {? {lr: 1} : 2}\n", r"found a key that is not a name \(\{'lr': 1\}\) at line 1"),
@@ -290,6 +293,8 @@ def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
         ("train.n_iterations=ten", r"train\.n_iterations must be an integer"),
         ("train.batch_size=2.0", r"train\.batch_size must be an integer"),
         ("train.batch_size=true", r"train\.batch_size must be an integer"),
+        # The reader's own check: no later one looks at the sampler's integers again.
+        ("sampler.n_steps=true", r"sampler\.n_steps must be an integer, got True"),
         ("sampler.step_size=true", r"sampler\.step_size must be a number"),
         ("sampler.step_size='0.1'", r"sampler\.step_size must be a number"),
         ("sampler.kind=gibbs", r"sampler\.kind must be one of \['langevin', 'mala', 'hmc'\]"),
@@ -300,6 +305,7 @@ def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
         ("train.betas=0.5", r"train\.betas must be a list"),
         ("model.layers=[[8, x, 1]]", r"model\.layers\[0\]\[1\] must be an integer"),
         ("name=5", r"name must be a str"),
+        ("name=true", r"name must be a str, got True"),
         ("model=3", r"config section model must be a mapping"),
     ],
 )
@@ -371,8 +377,10 @@ def test_invalid_values(override: str, key: str) -> None:
 def test_range_limits_that_are_allowed() -> None:
     config = load_config(None, ["recovery.learned.hide_fraction=1", "data.kind=voxels",
                                 "model.arch=desc32_small", "data.mean=1.0",
-                                f"train.lr={FLOAT32_MAX!r}"])
-    assert config.recovery.learned.hide_fraction == 1.0
+                                f"train.lr={FLOAT32_MAX!r}",
+                                "recovery.step_scale=interpolation_spread",
+                                "recovery.step_scale_power=0"])
+    assert (config.recovery.learned.hide_fraction, config.recovery.step_scale_power) == (1.0, 0.0)
     assert config.train.lr == FLOAT32_MAX  # float32's largest is within its range
     config = load_config(None, ["chains.mode=buffer", "chains.buffer_fresh=0",
                                 "chains.init=data_gaussian", "chains.init_noise=1",

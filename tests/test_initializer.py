@@ -224,6 +224,7 @@ def test_resume_takes_the_same_steps(tmp_path: Path, recovery: bool) -> None:
 @pytest.mark.parametrize(("override", "message"), [
     ("initializer.factors=[3]", "distinct ints >= 2 dividing data.size"),
     ("initializer.factors=[1, 4]", "distinct ints >= 2 dividing data.size"),
+    ("initializer.factors=[4, 4]", r"distinct ints >= 2 dividing data.size 64, got \[4, 4\]"),
     ("initializer.factors=[2]", "must include chains.factor 4"),
     ("initializer.width=0", "initializer.width must be positive"),
     ("initializer.depth=1", "initializer.depth must be >= 2"),

@@ -154,11 +154,12 @@ def test_without_replace_a_link_refused_for_another_reason_is_the_writes_error(
     assert not path.exists() and leftovers(tmp_path, set()) == []
 
 
-def test_without_replace_and_without_hard_links_a_file_there_is_kept(tmp_path: Path,
+@pytest.mark.parametrize("number", sorted({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP}))
+def test_without_replace_and_without_hard_links_a_file_there_is_kept(tmp_path: Path, number: int,
                                                                      monkeypatch) -> None:
     """A file system without hard links (FAT, some network mounts): checked, then renamed."""
     def refused(*_: object) -> None:
-        raise PermissionError(errno.EPERM, "Operation not permitted")
+        raise OSError(number, os.strerror(number))
 
     monkeypatch.setattr(os, "link", refused)
     path = atomic_write_text(tmp_path / "out.txt", "first")
@@ -205,11 +206,25 @@ def test_json_round_trip_and_indent(tmp_path: Path) -> None:
     assert path.read_text().splitlines()[1] == ' "psnr": ['  # indent=1
 
 
-def test_json_unserializable_keeps_the_old_file(tmp_path: Path) -> None:
+def holding_itself() -> dict:
+    data: dict = {"v": [1.0]}
+    data["v"].append(data)
+    return data
+
+
+@pytest.mark.parametrize(("data", "error", "message"), [
+    ({"v": object()}, TypeError, "not JSON serializable"),
+    # Refused by json for another reason than a non-finite number: its own error, not a search
+    # for a NaN that is not there (nor one going round the cycle until Python's recursion limit).
+    ({"v": 10**5000}, ValueError, "Exceeds the limit"),
+    (holding_itself(), ValueError, "Circular reference detected"),
+])
+def test_json_unserializable_keeps_the_old_file(tmp_path: Path, data: object,
+                                                error: type[Exception], message: str) -> None:
     path = tmp_path / "m.json"
     atomic_write_json(path, {"v": 1})
-    with pytest.raises(TypeError):
-        atomic_write_json(path, {"v": object()})
+    with pytest.raises(error, match=message):
+        atomic_write_json(path, data)
     assert json.loads(path.read_text()) == {"v": 1}
     assert leftovers(tmp_path, {"m.json"}) == []
 

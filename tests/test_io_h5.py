@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from _tiny import file_size_limit
 
-from stgconv.io.h5 import LazyH5, _KeptWrites, _interrupts_kept, stream_h5
+from stgconv.io.h5 import LazyH5, _KeptWrites, _interrupts_kept, stream_h5, write_h5
 
 DATA = np.arange(12, dtype=np.int16).reshape(3, 4)
 REPO = Path(__file__).resolve().parents[1]
@@ -379,3 +379,12 @@ def test_the_check_given_to_fill_raises_once_a_write_failed(tmp_path: Path) -> N
     with file_size_limit(20_000), pytest.raises(OSError, match=r"^\[Errno 27\] "):
         stream_h5(str(tmp_path / "f.h5"), fill)
     assert went_on == []
+
+
+def test_write_h5_writes_what_a_dataset_the_fill_kept_open_holds(tmp_path: Path) -> None:
+    """The image is taken before the file closes: what an object still open holds is in it."""
+    still_open = []
+    write_h5(str(tmp_path / "f.h5"),
+             lambda h5: still_open.append(h5.create_dataset("x", data=DATA)))
+    with h5py.File(tmp_path / "f.h5", "r") as h5:
+        assert np.array_equal(h5["x"][:], DATA)

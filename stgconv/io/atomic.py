@@ -271,16 +271,20 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, text)
 
 
-def _non_finite(data: Any, where: str = "") -> str | None:
+def _non_finite(data: Any, where: str = "", within: frozenset[int] = frozenset()
+                ) -> str | None:
     """The keys leading to the first NaN or infinite number in ``data`` (dicts, lists and
-    tuples as JSON writes them; ``""`` for ``data`` itself), or ``None`` if it has none."""
+    tuples as JSON writes them; ``""`` for ``data`` itself), or ``None`` if it has none.
+    ``within``: the ids of the containers ``data`` is inside of."""
     if isinstance(data, float):
         return None if math.isfinite(data) else where
+    if id(data) in within:  # a value that holds itself: json's own error says so
+        return None
     items = (data.items() if isinstance(data, dict)
              else enumerate(data) if isinstance(data, (list, tuple)) else ())
     for key, value in items:
         found = _non_finite(value, f"{where}[{key}]" if isinstance(data, (list, tuple))
-                            else f"{where}.{key}" if where else str(key))
+                            else f"{where}.{key}" if where else str(key), within | {id(data)})
         if found is not None:
             return found
     return None
