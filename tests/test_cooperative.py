@@ -285,6 +285,7 @@ def test_a_float64_generator_comes_back_as_float64() -> None:
     loaded = generator_from_state({"generator_model": net.state_dict(),
                                    "generator_config": net.config}, "run")
     assert next(loaded.parameters()).dtype == torch.float64
+    assert not loaded.training  # rebuilt to sample with, in eval mode
     z = torch.randn(2, 5, dtype=torch.float64)
     assert torch.equal(loaded(z), net.eval()(z))
 
@@ -381,6 +382,13 @@ def test_a_run_without_the_generator_refuses_to_resume_a_cooperative_run(tmp_pat
     with pytest.raises(CheckpointError, match="also holds a trained generator net.* no --set that "
                                               "changes it"):
         plain.resume(tmp_path / "checkpoint.pt")  # its next checkpoint would drop the generator
+
+
+def test_a_cooperative_run_refuses_a_checkpoint_that_holds_another_trained_net() -> None:
+    """Its own generator is no other net, an initializer is: its next checkpoint would drop it."""
+    state = {**make_trainer().state_dict(), "initializer_model": {}}
+    with pytest.raises(ValueError, match="also holds a trained initializer net"):
+        make_trainer().load_state_dict(state)
 
 
 def test_a_resume_uses_its_own_generator_learning_rate(tmp_path: Path) -> None:

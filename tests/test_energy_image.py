@@ -130,19 +130,28 @@ def test_too_small_for_receptive_field() -> None:
 
 
 @pytest.mark.parametrize(("arch", "convolutions", "activation"), [
-    ("texture", [(100, 15, 3), (70, 9, 1), (30, 7, 1)], nn.ReLU),
-    ("object", [(100, 7, 2), (64, 5, 1)], nn.ReLU),
-    ("descriptor64", [(64, 5, 2), (128, 5, 2), (256, 5, 2), (512, 5, 2)], nn.LeakyReLU),
-    ("descriptor16", [(96, 5, 2), (128, 3, 1), (256, 3, 1), (512, 3, 1)], nn.LeakyReLU),
-    ("descriptor4", [(96, 5, 2), (128, 3, 1), (256, 3, 1)], nn.LeakyReLU),
+    ("texture", [(100, 15, 3, 0), (70, 9, 1, 0), (30, 7, 1, 0)], nn.ReLU),
+    ("object", [(100, 7, 2, 3), (64, 5, 1, 2)], nn.ReLU),
+    ("descriptor64", [(64, 5, 2, 2), (128, 5, 2, 2), (256, 5, 2, 2), (512, 5, 2, 2)],
+     nn.LeakyReLU),
+    ("descriptor16", [(96, 5, 2, 2), (128, 3, 1, 1), (256, 3, 1, 1), (512, 3, 1, 1)],
+     nn.LeakyReLU),
+    ("descriptor4", [(96, 5, 2, 2), (128, 3, 1, 1), (256, 3, 1, 1)], nn.LeakyReLU),
 ])
 def test_presets_are_the_papers_nets(arch: str, convolutions: list, activation: type) -> None:
-    """(filters, kernel side, stride) of every convolution and the activation, as the module
-    docstring gives them from the papers."""
+    """(filters, kernel side, stride, padding) of every convolution and the activation, as the
+    module docstring gives them from the papers (the texture net unpadded, the others padded
+    by half a kernel, as the authors' "same" padding)."""
     layers = list(image_energy(arch, in_channels=CHANNELS, image_size=16).modules())
-    assert [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in layers
+    assert [(m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0]) for m in layers
             if isinstance(m, nn.Conv2d)] == convolutions
     assert {type(m) for m in layers if isinstance(m, (nn.ReLU, nn.LeakyReLU))} == {activation}
+
+
+def test_the_defaults_are_rgb_with_a_reference_sigma_of_1() -> None:
+    energy = image_energy("texture")
+    assert energy.reference_sigma == 1.0
+    assert energy(torch.zeros(1, 3, SIZE, SIZE)).shape == (1,)
 
 
 def test_unknown_arch() -> None:

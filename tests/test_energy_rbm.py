@@ -158,6 +158,8 @@ def test_block_gibbs_keeps_known_visible_units_and_checks_its_model() -> None:
 def test_bad_models_and_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="visible"):
         RBM(4, 3, visible="poisson")
+    with pytest.raises(ValueError, match="n_hidden >= 1, got 4, 0"):
+        RBM(4, 0)
     with pytest.raises(ValueError, match="4 visible units"):
         RBM(4, 3)(torch.zeros(2, 5))
     assert math.isfinite(RBM(4, 3)(torch.zeros(2, 2, 2)).sum().item())  # any (B, *S) layout
@@ -194,11 +196,11 @@ def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:
 
 @pytest.mark.parametrize("value", [math.nan, -math.inf], ids=["nan", "infinite"])
 def test_gibbs_names_the_chains_whose_free_energy_is_not_finite(value: float) -> None:
-    start = torch.ones(3, 4, dtype=F64)
-    start[1, 2] = value  # a free energy of NaN, or of -inf
-    with pytest.raises(NonFiniteEnergyError, match="at step 0 of 2 in chain 1;") as info:
+    start = torch.ones(4, 4, dtype=F64)
+    start[1, 2] = start[3, 0] = value  # a free energy of NaN, or of -inf
+    with pytest.raises(NonFiniteEnergyError, match="at step 0 of 2 in chains 1, 3;") as info:
         BlockGibbs(n_steps=2).run(tiny_rbm(), start, generator=gen(0))
-    assert info.value.chains == (1,)
+    assert info.value.chains == (1, 3)
 
 
 def test_gibbs_reports_a_chain_that_overflows_from_a_finite_start() -> None:
@@ -386,6 +388,27 @@ def test_rbm_initial_weights_come_from_the_given_generator() -> None:
     first, again = RBM(4, 3, generator=gen(0)), RBM(4, 3, generator=gen(0))
     assert torch.equal(first.weight, again.weight)
     assert not torch.equal(first.weight, RBM(4, 3, generator=gen(1)).weight)
+
+
+@pytest.mark.parametrize("visible", ["binary", "gaussian"])
+def test_gibbs_chains_and_their_steps_follow_the_generator_alone(visible: str) -> None:
+    """Two runs from the same seed are the same chains, whatever the global generator did in
+    between; the callback sees every sweep's step, 0 first."""
+    rbm = RBM(4, 3, visible=visible, init_scale=1.0, generator=gen(0)).double()
+    x0 = torch.zeros(6, 4, dtype=F64)
+    steps: list[int] = []
+    first = BlockGibbs(n_steps=3).run(rbm, x0, generator=gen(1),
+                                      callback=lambda info: steps.append(info.step))
+    assert steps == [0, 1, 2]
+    torch.rand(1)  # the global generator moves on
+    assert torch.equal(BlockGibbs(n_steps=3).run(rbm, x0, generator=gen(1)), first)
+
+
+def test_ais_estimate_and_spread_follow_the_generator_alone() -> None:
+    rbm = tiny_rbm()
+    first = ais_log_partition(rbm, n_chains=8, n_betas=5, generator=gen(2))
+    torch.rand(1)  # the global generator moves on
+    assert ais_log_partition(rbm, n_chains=8, n_betas=5, generator=gen(2)) == first
 
 
 def test_hidden_units_of_another_dtype_or_size_are_named() -> None:

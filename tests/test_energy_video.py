@@ -55,6 +55,9 @@ def test_fc_s_preset_is_the_coopnets_fc_s_descriptor():
     rows = [(row[0], tuple(row[1]), tuple(row[2])) for row in energy.config["layers"]]
     assert rows == [(120, (5, 5, 5), (2, 2, 2)), (30, (5, 50, 50), (2, 1, 1)),
                     (10, (5, 1, 1), (2, 1, 1))]
+    # Padded by about half a kernel in time: every frame reaches the top layer.
+    assert [tuple(row[3]) for row in energy.config["layers"]] == [(2, 2, 2), (2, 0, 0),
+                                                                  (2, 0, 0)]
 
 
 def test_st_is_stationary_under_spatial_and_temporal_shifts():
@@ -116,7 +119,20 @@ def test_fc_s_takes_given_layers_and_needs_a_two_sided_frame() -> None:
         video_energy("fc_s_small", frame_size=(16,))
 
 
-def test_video_presets_default_to_a_reference_sigma_of_0_05() -> None:
+@pytest.mark.parametrize("arch", ["st_small", "fc_s_small"])
+def test_the_last_frame_of_a_clip_the_strides_do_not_fit_reaches_the_top_layer(arch: str
+                                                                                ) -> None:
+    """The presets' zero padding of about half a kernel: unpadded in time, the last of 8
+    frames got no gradient from f."""
+    torch.manual_seed(0)
+    energy = video_energy(arch, frame_size=(16, 16), reference_sigma=None)
+    x = torch.rand(1, 3, 8, 16, 16, requires_grad=True)
+    energy(x).sum().backward()
+    assert x.grad[:, :, -1].abs().sum() > 0
+
+
+def test_video_presets_default_to_a_reference_sigma_of_0_05_and_relu() -> None:
     """Video energies keep the small Gaussian reference term (sigma 0.05) by default."""
     assert video_energy("st_small").reference_sigma == 0.05
+    assert video_energy("st_small").config["activation"] == "relu"
     assert video_energy("fc_s_small", frame_size=(16, 16)).config["reference_sigma"] == 0.05

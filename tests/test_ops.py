@@ -326,6 +326,10 @@ def test_random_shift_moves_bool_images_and_names_a_shift_that_is_not_an_int() -
 def test_block_top_k_breaks_ties_by_position() -> None:
     out = block_top_k(torch.zeros(1, 2, 2), torch.tensor([[[0.5]]]), (2, 2))
     assert torch.equal(out, torch.tensor([[[1.0, 1.0], [0.0, 0.0]]]))
+    # A 4x4x4 block, as voxel super-resolution's: past 16 entries the CPU's unstable sort
+    # reorders ties.
+    cube = block_top_k(torch.zeros(1, 4, 4, 4), torch.tensor([[[[0.5]]]]), (4, 4, 4))
+    assert torch.equal(cube.flatten(), (torch.arange(64) < 32).float())
 
 
 def test_block_top_k_rounds_the_counts() -> None:

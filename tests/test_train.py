@@ -175,8 +175,8 @@ def test_texture_training_matches_filter_statistics() -> None:
 MODES = ["noise", "data", "persistent", "buffer"]
 
 
-def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: float = 0.01
-                 ) -> Trainer:
+def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: float = 0.01,
+                 energy_l2: float = 0.0) -> Trainer:
     data = tiny_data()
     chains = build_chain_start(
         # capacity 5 < 4 chains x 2 iterations: the ring buffer wraps before the interruption.
@@ -186,7 +186,8 @@ def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: floa
     )
     sampler = Langevin(n_steps=5, step_size=0.05, clamp=(-1.0, 1.0))
     return Trainer(tiny_energy(init_seed), sampler, chains, data,
-                   train=TrainConfig(batch_size=2, accumulate=accumulate, lr=lr),
+                   train=TrainConfig(batch_size=2, accumulate=accumulate, lr=lr,
+                                     energy_l2=energy_l2),
                    generator=gen(0), config={"mode": mode})
 
 
@@ -457,6 +458,18 @@ def test_resume_refuses_chains_of_another_example_shape(tmp_path: Path, mode: st
     assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
 
 
+def test_a_buffer_resumed_from_a_larger_one_keeps_its_capacity() -> None:
+    """The first ``capacity`` (5) samples of a checkpoint's larger buffer, as a run of more
+    processes would hand them on, not a refusal."""
+    trainer = make_trainer("buffer")
+    trainer.fit(2, progress=False)
+    state = trainer.state_dict()
+    held = torch.cat([state["chains"]["samples"]] * 2)
+    other = make_trainer("buffer")
+    other.load_state_dict({**state, "chains": {"samples": held, "next": torch.tensor(0)}})
+    assert torch.equal(other.chains.state_dict()["samples"], held[:5])
+
+
 # --------------------------------------------------------------------------- failures
 
 
@@ -548,8 +561,9 @@ def test_a_multigrid_run_whose_energies_diverge_names_the_grids_step_size(
 
 
 def test_trainer_rejects_bad_data() -> None:
-    with pytest.raises(ValueError, match=r"\(N, \*S\)"):
-        Trainer(tiny_energy(), Langevin(), PersistentChains(1, NoiseInit()), torch.zeros(5))
+    for data in (torch.zeros(5), torch.zeros(0, 1, 4, 4)):
+        with pytest.raises(ValueError, match=r"\(N, \*S\) with N >= 1"):
+            Trainer(tiny_energy(), Langevin(), PersistentChains(1, NoiseInit()), data)
     # Images as they come from a file: the first step failed naming the chain start or noise
     # ("noise is drawn in a floating point dtype, got torch.uint8"), not the data.
     for dtype in (torch.uint8, torch.int64):
@@ -631,6 +645,18 @@ def test_a_nan_weight_or_energy_after_an_update_is_divergence(tmp_path: Path,
         trainer.check_divergence({})
 
 
+def test_the_saved_model_check_reads_the_steps_samples_too() -> None:
+    """Samples far from the data, where the updated model's energy overflows while it stays
+    finite at the data, are divergence."""
+    trainer = make_trainer("persistent")
+    trainer.fit(1, progress=False)
+    trainer.check_saved_model()
+    trainer.last_samples = torch.full_like(trainer.last_samples, 1e30)
+    with pytest.raises(DivergenceError, match="the updated model's energy at the step's data or "
+                                              "samples is inf"):
+        trainer.check_saved_model()
+
+
 def test_a_chain_that_diverges_on_a_grid_names_that_grid() -> None:
     trainer = make_multigrid_trainer()
     with torch.no_grad():
@@ -705,6 +731,7 @@ class Interrupting:
 
 def test_a_multigrid_step_interrupted_on_a_grid_keeps_every_grids_last_chains_and_data() -> None:
     trainer = make_multigrid_trainer()
+    assert trainer.last_samples is None  # no step has finished: no grid has chains to show
     trainer.fit(1, progress=False)
     last = [(grid.last_samples, grid.last_data) for grid in trainer.trainers]
     trainer.trainers[1].sampler = Interrupting()
@@ -778,6 +805,16 @@ def test_gradient_accumulation_averages_micro_batches() -> None:
     for key in ("e_pos", "e_neg"):  # so are the reported energies
         assert stats[key] == pytest.approx(sum(s[key].item() for _, s in terms) / 2, rel=1e-5)
     assert trainer.iteration == 1
+
+
+def test_the_energy_l2_penalty_reaches_the_loss() -> None:
+    trainer = make_trainer("noise", energy_l2=0.5)
+    stats = trainer.compute_gradients()
+    plain, _ = contrastive_divergence(trainer.energy, trainer.last_data, trainer.last_samples)
+    penalised, _ = contrastive_divergence(trainer.energy, trainer.last_data,
+                                          trainer.last_samples, energy_l2=0.5)
+    assert stats["loss"] == pytest.approx(penalised.item(), rel=1e-5)
+    assert penalised.item() != pytest.approx(plain.item(), rel=1e-3)
 
 
 def test_a_step_inside_no_grad_is_the_same_step_and_inference_mode_is_refused() -> None:
@@ -885,6 +922,8 @@ def test_multigrid_trainer_rejects_mismatched_grids() -> None:
     sampler = Langevin(n_steps=1)
     with pytest.raises(ValueError, match="one energy and one sampler per modelled grid"):
         MultiGridTrainer([energy], [sampler, sampler], pattern_images(), GRIDS)
+    with pytest.raises(ValueError, match="one energy and one sampler per modelled grid"):
+        MultiGridTrainer([energy], [sampler], pattern_images(), GRIDS)  # GRIDS models two
     with pytest.raises(ValueError, match=r"finest grid"):
         MultiGridTrainer([energy], [sampler], pattern_images(), [(1, 1), (4, 4)])
     with pytest.raises(ValueError, match=r"\(3, 3\) does not divide \(8, 8\)"):
@@ -1337,6 +1376,20 @@ def test_a_huge_negative_statistic_is_divergence() -> None:
     with pytest.raises(DivergenceError, match="e_neg"):
         trainer.check_divergence({"loss": 0.0, "e_neg": -1e30})
     trainer.check_divergence({"loss": 0.0, "e_neg": -1e3})
+    with pytest.raises(DivergenceError, match="loss is nan"):  # NaN is past every bound
+        trainer.check_divergence({"loss": math.nan, "e_neg": 0.0})
+
+
+def test_a_weight_just_past_its_bound_is_divergence() -> None:
+    trainer = make_trainer("noise")
+    weight = next(trainer.energy.parameters())
+    with torch.no_grad():
+        weight.view(-1)[0] = 0.9e6
+    trainer.check_divergence({})
+    with torch.no_grad():
+        weight.view(-1)[0] = 1.1e6
+    with pytest.raises(DivergenceError, match=r"weight \S+ is 1\.1e\+06, past the bound of 1e\+06"):
+        trainer.check_divergence({})
 
 
 def test_a_resumed_trainer_knows_which_checkpoint_holds_its_last_good_model(
