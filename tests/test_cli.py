@@ -225,6 +225,17 @@ def test_a_link_in_the_runs_own_output_folder_is_refused(tmp_path: Path, capsys)
     assert code == 0, err
 
 
+def test_a_file_where_the_runs_own_output_folder_goes_is_refused_before_the_work(
+        tmp_path: Path, capsys) -> None:
+    """Without --out, synthesize writes into the run's synthesis folder, checked up front as an
+    --out is: a file of that name is refused, naming it, and stays as it was."""
+    run = tiny_texture_run(tmp_path)
+    (run / "synthesis").write_text("the user's")
+    code, _, err = run_main(["synthesize", str(run), "--num", "1", "--steps", "1"], capsys)
+    assert code == 2 and f"output folder {run / 'synthesis'} is a file, not a folder" in err, err
+    assert (run / "synthesis").read_text() == "the user's"
+
+
 def test_a_run_saved_with_a_since_withdrawn_setting_resumes_and_a_users_config_is_told(
         tmp_path: Path, capsys) -> None:
     """Runs of 2026-12-01 saved recovery.learned.redraw_every (every run saves every setting):
@@ -509,6 +520,8 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["eval", "super-resolution", "--checkpoint", "{run}", "--shapes", "x.npz",
           "--factor", "1"], "--factor must be >= 2, got 1"),
         (["super-resolve", "{run}", "x.npy", "--factor", "1"], "--factor must be >= 2, got 1"),
+        # synthesize's 0 (a cooperative model's generator alone) is no chain length elsewhere.
+        (["super-resolve", "{run}", "x.npy", "--steps", "0"], "--steps must be >= 1, got 0"),
         # Sizes past the entry limit, refused before a clip is read or a path drawn (they ran
         # out of memory: killed, or a MemoryError traceback).
         (["recover", "--video", "{run}/observed.png", "--mask", "region:8", "--frames", "6",
@@ -516,7 +529,7 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["fill-prior", "{run}/observed.png", "--frames", "6", "--size", "100000", "--out",
           "{out}"], "a window of 6 frames of 100000x100000 makes a"),
         (["interpolate", "{run}", "--points", "100000000"], "100000000 points makes a"),
-        (["synthesize", "{run}", "--seed", "-5"], "--seed must be in [0, 2^63 - 2^16), got -5"),
+        (["synthesize", "{run}", "--seed", "-1"], "--seed must be in [0, 2^63 - 2^16), got -1"),
         (["super-resolve", "{run}", "x.npy", "--seed", "99999999999999999999"],
          "--seed must be in [0, 2^63 - 2^16), got 99999999999999999999"),
         (["synthesize", "{run}", "--seed", str(2**63 - 2**16)],
@@ -1648,7 +1661,8 @@ def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
 
 
 @pytest.mark.parametrize("argv, task, given", [
-    (["synthesize", "{run}", "--seed", "7"], "synthesize", {"seed": 7}),
+    (["synthesize", "{run}", "--seed", "7", "--frames", "3"], "synthesize",
+     {"seed": 7, "frames": 3}),
     (["reconstruct", "{run}", "{run}/observed.png", "--lr", "0.5"], "reconstruct", {"lr": 0.5}),
     (["demo", "--out", "~/demo", "--overwrite"], "demo", {"args": ("{home}/demo",),
                                                           "overwrite": True}),
@@ -1665,8 +1679,8 @@ def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
      {"seed": 3}),
     (["fill-prior", "clip.mp4", "--out", "prior.pt", "--set", "seed=3", "--seed", "5"],
      "train_fill_prior", {"seed": 5}),
-], ids=["synthesize --seed", "reconstruct --lr", "demo --out ~ --overwrite", "demo's --out",
-        "train --device", "recover-shape --init --seed", "recover --quiet --device",
+], ids=["synthesize --seed --frames", "reconstruct --lr", "demo --out ~ --overwrite",
+        "demo's --out", "train --device", "recover-shape --init --seed", "recover --quiet --device",
         "fill-prior ~", "fill-prior's seed is the config's", "fill-prior --seed"])
 def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: Path, capsys,
                                                   monkeypatch, argv, task, given) -> None:

@@ -172,10 +172,19 @@ def test_generators_continue_per_rank_or_reseed_for_another_count() -> None:
     take_generator(g, checkpoint, World(rank=1, size=2, device=torch.device("cpu")))
     assert torch.equal(g.get_state(), states[1])
     take_generator(g, checkpoint, None)  # one process now: a fresh, seeded stream
+    assert not torch.equal(g.get_state(), states[0])
     first = torch.rand(3, generator=g)
     take_generator(g, checkpoint, None)
     assert torch.equal(torch.rand(3, generator=g), first)
-    assert not torch.equal(g.get_state(), states[0])
+
+
+def test_logged_values_are_the_mean_over_every_ranks_examples(monkeypatch) -> None:
+    """Rank 0's loss 1 over 3 examples and rank 1's 5 over 1 (its sum and weight added by the
+    all-reduce): the whole step's loss is 8 / 4."""
+    monkeypatch.setattr(dist, "all_reduce", lambda flat: flat.add_(torch.tensor([5.0, 1.0],
+                                                                                dtype=flat.dtype)))
+    world = World(rank=0, size=2, device=torch.device("cpu"))
+    assert world.average({"loss": 1.0}, weight=3.0) == {"loss": 2.0}
 
 
 def test_rank_0_alone_is_the_main_process() -> None:
@@ -210,6 +219,18 @@ def test_a_stopped_peer_is_one_line_naming_the_process(monkeypatch, capsys, tmp_
     assert main(["synthesize", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith(
         "stgconv synthesize: error (process 1 of 2): checkpoint not found")
+
+
+def test_only_process_0_reports_what_the_command_wrote(monkeypatch, capsys, tmp_path: Path
+                                                       ) -> None:
+    """Under torchrun one report for the whole run, process 0's; the others print none."""
+    monkeypatch.setattr("stgconv.tasks.synthesize", lambda *_, **__: tmp_path / "out")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, report in (("0", f"stgconv synthesize: wrote {tmp_path / 'out'} ("), ("1", "")):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["synthesize", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(report) and bool(out) == bool(report), (rank, out)
 
 
 def test_sigterm_unwinds_a_torchrun_process() -> None:

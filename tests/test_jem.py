@@ -808,20 +808,28 @@ def test_train_refuses_a_label_equal_to_n_classes(tmp_path: Path, capsys) -> Non
 def test_class_synthesis_gives_each_class_a_block_of_chains(trained_jem_run, monkeypatch,
                                                              tmp_path: Path) -> None:
     """Class-conditional synthesis is class-major: with classes [0, 2] and 2 samples per class
-    the chains' classes are 0, 0, 2, 2 (sample i is of class classes[i // n])."""
+    the chains' classes are 0, 0, 2, 2 (sample i is of class classes[i // n]); the chains run
+    on those classes' energies, not on the marginal."""
     from stgconv.tasks import synthesize
 
-    seen = []
+    seen, sampled = [], []
     conditional = ClassifierEnergy.conditional
 
     def recording(self, y):
         seen.append(y.tolist())
-        return conditional(self, y)
+        energy = conditional(self, y)
+
+        def class_energy(x):
+            sampled.append(len(x))
+            return energy(x)
+
+        return class_energy
 
     monkeypatch.setattr(ClassifierEnergy, "conditional", recording)
     synthesize(trained_jem_run["run"], tmp_path / "s", n_samples=2, n_steps=1, classes=[0, 2],
                device="cpu")
     assert seen == [[0, 0, 2, 2]]
+    assert sampled and set(sampled) == {4}
 
 
 def test_jem_refuses_chain_starts_with_several_chains_per_example() -> None:

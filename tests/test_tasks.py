@@ -127,6 +127,14 @@ def test_continuing_the_chains_refuses_another_size_naming_it(tmp_path: Path) ->
                    device="cpu")
 
 
+def test_continuing_the_chains_takes_every_chain_of_an_example(tmp_path: Path) -> None:
+    """The one example's 2 persistent chains are 2 stored chains: 2 samples."""
+    run = tiny_texture_run(tmp_path, "chains.chains_per_example=2")
+    out = synthesize(run, tmp_path / "chains", n_samples=2, n_steps=1, start="chains",
+                     device="cpu")
+    assert len(np.load(out / "synthesized.npy")) == 2
+
+
 def test_task_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
     """A library caller's warning names its own line, not the wrapper that writes a task's
     files together (contextlib)."""

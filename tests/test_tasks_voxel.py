@@ -229,6 +229,9 @@ def test_a_file_of_many_shapes_runs_its_chains_a_batch_at_a_time(files, tmp_path
     assert len(np.load(next(out.glob("*.npy")))) == 10
     assert main([*argv, "--batch-size", "4"]) == 0
     assert chained[2:] == [4, 4, 2]
+    # Past the largest tensor index, every shape at once: torch's split failed on it.
+    assert main([*argv, "--batch-size", str(2**70)]) == 0
+    assert chained[5:] == [10]
 
 
 @pytest.mark.parametrize("batch_size", [0, True, 2.5])
@@ -405,8 +408,10 @@ def test_an_input_the_command_would_write_over_is_refused(files, tmp_path, capsy
                               "--out", str(clash)],
             "recover-shape": ["recover-shape", run, str(clash / "recovered.npy"), "--known",
                               str(clash / "known.npy"), "--out", str(clash)],
+            # With an --out not made yet: the --json is checked all the same.
             "eval-json": ["eval", "super-resolution", "--checkpoint", run, "--shapes",
-                          str(files["shapes"]), "--json", str(files["run"] / "config.yaml")],
+                          str(files["shapes"]), "--out", str(tmp_path / "new"), "--json",
+                          str(files["run"] / "config.yaml")],
             **{f"eval {name}": ["eval", name, "--checkpoint", run, "--shapes",
                                 str(clash / "stgconv.npy"), "--out", str(clash)]
                for name in ("super-resolution", "recovery-3d")}}
