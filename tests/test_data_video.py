@@ -86,7 +86,7 @@ def test_cache_metadata(video_dir: Path, tmp_path: Path) -> None:
         clips = h5["clips"]
         assert clips.dtype == np.uint8 and clips.shape == (3, 4, 12, 10, 3)
         assert clips.chunks == (1, 4, 12, 10, 3)
-        assert clips.compression == "gzip"
+        assert clips.compression == "gzip" and clips.compression_opts == 4
         assert list(h5["source"].asstr()[()]) == [str(video_dir / n)
                                                  for n in ("c1.mkv", "c2.mkv", "c10.mkv")]
         assert list(h5["start_frame"][()]) == [1, 1, 1]
@@ -103,7 +103,8 @@ def test_cache_metadata(video_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="format version None, this stgconv reads version 1"):
         VideoClips(cache)
 
-    lzf = build_clip_cache([video_dir / "c2.mkv"], tmp_path / "lzf.hdf5", n_frames=4, size=8,
+    # The suffix in any case, as load_training_clips tells a cache by it.
+    lzf = build_clip_cache([video_dir / "c2.mkv"], tmp_path / "lzf.HDF5", n_frames=4, size=8,
                            compression="lzf")
     with h5py.File(lzf, "r") as h5:
         assert h5["clips"].compression == "lzf" and h5["clips"].shape[0] == 1
@@ -134,6 +135,8 @@ def test_clips_per_video_stride_and_fps(tmp_path: Path) -> None:
     every = VideoClips(build_clip_cache([source], tmp_path / "all.h5", n_frames=4, size=8,
                                         clips_per_video=None, stride=3))
     assert every.start_frames == [0, 3, 6] and every.sources == [str(source)] * 3
+    with h5py.File(every.root, "r") as h5:  # 0: as many as fit
+        assert h5.attrs["clips_per_video"] == 0 and h5.attrs["stride"] == 3
     assert torch.equal(stack(every), torch.stack([full[:, s:s + 4] for s in (0, 3, 6)]))
 
     two = VideoClips(build_clip_cache([source], tmp_path / "two.h5", n_frames=4, size=8,
@@ -225,12 +228,19 @@ def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
             load_training_clips(video_dir, **bad)
 
     cache = build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8)
+    # A setting no cache can have is named as such, not as one this cache lacks.
+    for bad, message in (({"start_frame": -1}, "start_frame must be an int >= 0"),
+                         ({"channels": 2}, "channels must be 1 or 3")):
+        with pytest.raises(ValueError, match=message):
+            load_training_clips(cache, n_frames=4, size=8, **bad)
     with pytest.raises(ValueError, match=r"other settings: n_frames=5 \(cache: 4\)"):
         load_training_clips(cache, n_frames=5, size=8)
     with pytest.raises(ValueError, match=r"size=\(9, 9\) \(cache: \(8, 8\)\).*fps=10.0"):
         load_training_clips(cache, n_frames=4, size=9, fps=10)
     with pytest.raises(ValueError, match=r"other settings: channels=1 \(cache: 3\)"):
         load_training_clips(cache, n_frames=4, size=8, channels=1)
+    with pytest.raises(ValueError, match=r"other settings: start_frame=1 \(cache: 0\)"):
+        load_training_clips(cache, n_frames=4, size=8, start_frame=1)
     # One clip asked of each source: a short one fails with load_video's own message.
     with pytest.raises(ValueError, match=r"asked for n_frames=7 .*c2\.mkv has 6 frames") as err:
         build_clip_cache(video_dir, tmp_path / "short.h5", n_frames=7, size=8)
@@ -286,6 +296,10 @@ def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None
         build_clip_cache([], out, n_frames=4, size=8)
     with pytest.raises(ValueError, match="stride"):
         build_clip_cache(video_dir, out, n_frames=4, size=8, stride=0)
+    with pytest.raises(ValueError, match="clips_per_video"):
+        build_clip_cache(video_dir, out, n_frames=4, size=8, clips_per_video=0)
+    with pytest.raises(ValueError, match="compression must be 'gzip', 'lzf' or None"):
+        build_clip_cache(video_dir, out, n_frames=4, size=8, compression="szip")
 
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"this is not a video" * 100)
@@ -293,6 +307,10 @@ def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"garbage\.mp4"):
         build_clip_cache([video_dir / "c1.mkv", garbage], out, n_frames=4, size=8)
     assert not out.exists() and leftovers(out.parent) == []
+    # Several clips asked of it: unreadable still, not told as too short for them.
+    with pytest.raises(ValueError, match=r"garbage\.mp4") as err:
+        build_clip_cache([garbage], out, n_frames=4, size=8, clips_per_video=2)
+    assert "too short" not in str(err.value) and not isinstance(err.value, TooFewFramesError)
 
     # A failed rebuild leaves the previous cache untouched.
     build_clip_cache([video_dir / "c1.mkv"], out, n_frames=4, size=8)
@@ -368,9 +386,10 @@ def test_video_clips_dataset_contract(video_dir: Path, tmp_path: Path) -> None:
     text = repr(dataset)
     assert text.startswith("VideoClips(") and "n_frames=4" in text and "n=3" in text
     assert "size=(8, 8)" in dataset.extra_repr()
-    assert torch.equal(dataset[-1], dataset[2])
-    with pytest.raises(IndexError):
-        dataset[3]
+    assert torch.equal(dataset[-1], dataset[2]) and torch.equal(dataset[-3], dataset[0])
+    for past in (3, -4):
+        with pytest.raises(IndexError):
+            dataset[past]
 
     flipped = VideoClips(tmp_path / "cache", transform=lambda clip: clip.flip(-1))  # folder root
     assert torch.equal(flipped[0], dataset[0].flip(-1))
@@ -393,6 +412,11 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as h5:
         h5["data"] = np.zeros(3)
+    with pytest.raises(ValueError, match="not a stgconv clip cache"):
+        VideoClips(other)
+    with h5py.File(other, "w") as h5:  # clips of another type than the uint8 levels
+        h5["clips"] = np.zeros((1, 2, 4, 4, 3), np.float32)
+        h5.attrs["n_frames"] = 2
     with pytest.raises(ValueError, match="not a stgconv clip cache"):
         VideoClips(other)
     truncated = tmp_path / "truncated.h5"

@@ -202,6 +202,9 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
         (["--video", str(clip), "--mask", "region:8", "--config",
           str(ROOT / "configs" / "video" / "coop_fire_pot_quick.yaml")],
          "this config's cooperative section would be ignored"),
+        (["--video", str(clip), "--mask", "region:8", "--config",
+          str(ROOT / "configs" / "image" / "jem_mnist_quick.yaml")],
+         "this config's jem section would be ignored"),
         # Once the clip was read: "unknown video architecture 'texture'".
         (["--video", str(clip), "--mask", "region:8", "--config",
           str(ROOT / "configs" / "image" / "texture_brick.yaml")],
@@ -338,6 +341,7 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
 @pytest.mark.parametrize("mask, error, message", [
     ("salt_and_pepper:1.5", ValueError, r"mask 'salt_and_pepper:1\.5': fraction must be in"),
     ("region:99", ValueError, r"mask 'region:99': block 99x99 does not fit"),
+    ("region:inf", ValueError, r"mask 'region:inf': 'inf' is not a finite number"),
     ("regoin:8", FileNotFoundError, r"mask file not found: regoin:8 \(generated masks are "
                                     r"missing_frames:\.\.\., region:\.\.\., salt_and_pepper"),
 ])
@@ -384,6 +388,17 @@ def test_recovered_missing_pixels_respect_the_completion_clamp(clip: Path, tmp_p
     known = load_known("region:12", (12, 32, 32), seed=load_config(None).seed)
     missing = ~known.expand(3, 12, 32, 32).numpy()
     assert np.abs(recovered[missing]).max() <= 0.2 + 1e-6
+
+
+def test_a_preconditioned_completion_is_clamped_in_pixels_not_in_its_steps(clip: Path) -> None:
+    """The sampler runs on z, the pixels' moves over their step scale: the completion's clamp
+    bounds the pixels after each run, and the sampler gets none (it would bound z)."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    config = quick_config("recovery.completion.clamp=[-0.2,0.2]")
+    truth, known, _ = salt_and_pepper_clip(clip, config)
+    chain = task._completion(config, torch.where(known, truth, 0.0), known)
+    assert chain.step_scale is not None
+    assert chain.sampler.clamp is None and tuple(chain.clamp) == (-0.2, 0.2)
 
 
 def test_learned_fill_corrects_the_classical_fill_best_on_the_holdout(clip: Path, tmp_path: Path
@@ -498,11 +513,14 @@ def test_the_history_is_the_choosing_loops_whose_held_out_entries_move(clip: Pat
 def test_the_learned_fill_never_learns_from_the_held_out_entries(clip: Path, monkeypatch
                                                                  ) -> None:
     """The net the holdout scores is trained without the held-out entries: changing their
-    values leaves its weights as they were (kills training it on every observed entry)."""
+    values leaves its weights as they were (kills training it on every observed entry). Its
+    draws are its own: from the holdout's stream (seed + 1) they would repeat the draws that
+    chose the held-out entries."""
     task = importlib.import_module("stgconv.tasks.recover_video")
-    nets = []
+    nets, streams = [], []
 
     def recording(*args, **kwargs):
+        streams.append(kwargs["generator"].get_state())
         nets.append(train(*args, **kwargs)[0])
         return nets[-1], []
 
@@ -516,6 +534,7 @@ def test_the_learned_fill_never_learns_from_the_held_out_entries(clip: Path, mon
         task._start_fill(config, observed, known, held_out, None)
     first, second = (net.state_dict() for net in nets)
     assert all(torch.equal(first[name], second[name]) for name in first)
+    assert not torch.equal(streams[0], torch.Generator().manual_seed(config.seed + 1).get_state())
 
 
 def test_a_learned_start_keeps_every_observed_entry_the_holdout_hid(clip: Path) -> None:
@@ -646,6 +665,14 @@ def test_the_comparison_clip_shows_the_masked_pixels_black(clip: Path, tmp_path:
     assert torch.equal(recovered, report["recovered"]) and torch.equal(truth, report["truth"])
 
 
+def test_a_clip_read_before_must_be_the_videos_at_frames_and_size(clip: Path) -> None:
+    """A grey clip passed in would learn a model of other channels than the video's."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    with pytest.raises(ValueError, match=r"clip is \(1, 12, 32, 32\): .* is \(3, 12, 32, 32\)"):
+        task.recover_video(quick_config(), clip, "region:12", frames=12, size=32,
+                           clip=torch.zeros(1, 12, 32, 32))
+
+
 def test_a_generated_mask_is_drawn_from_the_configs_seed(clip: Path) -> None:
     """``--mask region:12`` with ``seed: 7`` is the mask load_known draws from seed 7 (kills
     drawing it from seed 0, the default seed, which no default config can tell apart)."""
@@ -743,6 +770,24 @@ def test_a_tensorboard_folder_that_takes_no_file_is_one_line_before_any_work(
     with pytest.raises(ValueError, match="the TensorBoard folder /proc/stgconv_tb cannot be "
                                          "written"):
         log_evaluation("/proc/stgconv_tb", "recovery", {"errors": {"ours": 1.0}}, {})
+
+
+def test_a_clip_too_big_to_hold_is_refused_before_it_is_read(tmp_path) -> None:
+    """Its colour channels count: one frame of 10000x10000 is 3e8 entries, past the limit, though
+    its 1e8 pixels are not."""
+    from stgconv.tasks.recover_video import load_clip
+
+    with pytest.raises(ValueError, match=r"\(3, 1, 10000, 10000\) tensor .* over the limit"):
+        load_clip(tmp_path / "unread.mkv", frames=1, size=10000)
+
+
+def test_the_mean_start_is_the_clips_observed_mean_over_every_channel() -> None:
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    observed = torch.tensor([-0.5, 0.0, 0.5])[:, None, None, None].repeat(1, 2, 4, 4)
+    known = torch.ones(3, 2, 4, 4, dtype=torch.bool)
+    known[:, 0, 0, 0] = False
+    fill = task._fill(quick_config("recovery.init=mean").recovery, observed, known)
+    assert torch.equal(fill[~known], torch.zeros(3)) and torch.equal(fill[known], observed[known])
 
 
 def test_only_a_clip_without_the_frames_is_told_of_the_frames_option(clip, tmp_path) -> None:

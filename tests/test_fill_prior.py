@@ -101,6 +101,8 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
     for override, message in [
         ("recovery.learned.width=16", "hidden width (recovery.learned.width) is 8"),
         ("recovery.learned.fills=[temporal_interpolation]", "reads the fills"),
+        ("recovery.learned.fills=[temporal_interpolation,neighbour_average,biharmonic,"
+         "motion_compensated]", "reads the fills"),
         (f"recovery.learned.prior={tmp_path / 'missing.pt'}", "not found"),
         ("recovery.holdout=0", "needs recovery.holdout > 0"),
     ]:

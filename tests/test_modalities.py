@@ -101,6 +101,7 @@ def test_the_models_settings_reach_its_image_energy() -> None:
                                            density_scale=True))  # as training fills it in
     classifier = IMAGE.energy(config.model)
     assert classifier.log_density_scale is not None
+    assert IMAGE.energy(replace(config.model, density_scale=False)).log_density_scale is None
     assert IMAGE.sample_shape(classifier, config, 2) == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="tied to 28x28 inputs; size=32"):
         IMAGE.sample_shape(classifier, config, 2, size=32)
@@ -126,6 +127,12 @@ def test_video_sample_shape() -> None:
     assert VIDEO.sample_shape(energy, fc_s, 2, frames=10) == (2, 1, 10, 16, 16)  # any length
     with pytest.raises(ValueError, match="tied to 16x16 inputs"):
         VIDEO.sample_shape(energy, fc_s, 2, size=24)
+
+
+def test_the_models_activation_reaches_its_video_energy() -> None:
+    model = ModelConfig(arch="st_small", in_channels=3, activation="leaky_relu",
+                        layers=((4, (2, 3, 3), (1, 2, 2)), (2, 1, 1)))
+    assert any(isinstance(layer, torch.nn.LeakyReLU) for layer in VIDEO.energy(model).modules())
 
 
 def test_voxel_sample_shape_is_the_models_grid() -> None:
@@ -229,7 +236,9 @@ def test_training_mean_is_resolved_from_the_data() -> None:
     assert config.data.mean == "auto"
     with pytest.raises(ValueError, match="auto"):
         VOXELS.offset(config)
-    resolved = VOXELS.fit_units(config, torch.full((2, 1, 4, 4, 4), 0.25))
+    shapes = torch.zeros(2, 1, 4, 4, 4)
+    shapes[:, :, :2] = 0.5  # one scalar over every voxel of every shape: 0.25
+    resolved = VOXELS.fit_units(config, shapes)
     assert VOXELS.offset(resolved) == 0.25 and resolved.data.mean == 0.25
     assert VOXELS.fit_units(resolved, torch.ones(2, 1, 4, 4, 4)) is resolved  # already a number
     with pytest.raises(ValueError, match="data.mean"):
@@ -465,6 +474,13 @@ def test_a_video_folder_loads_at_most_max_images_clips(tmp_path: Path) -> None:
     assert clips.shape == (2, 1, 2, 8, 8)
 
 
+def test_video_frames_are_images_frame_by_frame(tmp_path: Path) -> None:
+    frames = colour_frames(tmp_path / "frames", GREYS)
+    images = IMAGE.load(DataConfig(path=str(frames), kind="video_frames", frames=3, size=8))
+    clips = VIDEO.load(DataConfig(path=str(frames), kind="video", frames=3, size=8))
+    assert images.shape == (3, 1, 8, 8) and torch.equal(images, clips[0].transpose(0, 1))
+
+
 def test_video_clips_start_at_start_frame(tmp_path: Path) -> None:
     frames = colour_frames(tmp_path / "frames", GREYS)
     clips = VIDEO.load(DataConfig(path=str(frames), kind="video", frames=2, size=8,
@@ -508,9 +524,14 @@ def test_voxel_pyramid_renders_at_most_four_shapes(tmp_path: Path, monkeypatch) 
 
 def test_logged_volume_fraction_counts_voxels_at_half_occupancy_or_more(tmp_path: Path) -> None:
     grids = torch.full((2, 1, 4, 4, 4), 0.3)
-    grids[:, :, :2] = 0.7  # half of every grid at 0.7, the other half at 0.3
+    grids[:, :, :2] = 0.5  # half of every grid at 0.5 (counted), the other half at 0.3
     events = logged(tmp_path, lambda w: VOXELS.log_samples(w, "s", grids, 1))
     assert events.Scalars("s/volume_fraction")[0].value == pytest.approx(0.5)
+
+
+def test_an_empty_voxel_sample_logs_no_mesh(tmp_path: Path) -> None:
+    events = logged(tmp_path, lambda w: VOXELS.log_samples(w, "s", torch.zeros(1, 1, 4, 4, 4), 1))
+    assert events.Tags()["tensors"] == []
 
 
 def test_a_clip_file_without_the_frames_the_config_asks_for_names_its_keys(

@@ -30,7 +30,7 @@ from stgconv.energy import image_energy
 from stgconv.energy.rbm import RBM
 from stgconv.io.atomic import WriteError
 from stgconv.io.video import save_video
-from stgconv.mcmc import DataStart, Langevin
+from stgconv.mcmc import DataGaussian, DataStart, Langevin
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.gibbs import BlockGibbs
 from stgconv.tasks import demo, synthesize, train
@@ -257,6 +257,15 @@ def test_train_refuses_resume_and_overwrite_together(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_a_folder_of_four_run_files_is_refused_naming_all_four(tmp_path: Path) -> None:
+    for name in ("checkpoint.pt", "config.yaml", "observed.png", "samples.png"):
+        (tmp_path / name).write_text("x")
+    config = load_config(None, ["data.path=builtin:brick", f"out_dir={tmp_path}", "device=cpu"])
+    with pytest.raises(ExistingRun, match=r"already holds a run \(checkpoint\.pt, config\.yaml, "
+                                          r"observed\.png, samples\.png\): continue it"):
+        train(config, progress=False)
+
+
 def test_overwrite_removes_a_linked_folder_of_the_old_run_not_what_it_leads_to(
         tmp_path: Path) -> None:
     """A run whose tb/ links to a shared log folder: --overwrite removed the old checkpoint,
@@ -329,11 +338,14 @@ def test_training_files_leave_out_config_and_tensorboard(tmp_path: Path) -> None
     config.yaml or tb/, which other commands write into their own folders too."""
     from stgconv.tasks.train import training_files
 
-    for name in ("config.yaml", "checkpoint.pt", "observed.png", "samples_000002.png"):
+    # Pictures and arrays by the run's exact names: the user's samples_00002.png (5 digits) and
+    # samples_cat.png are not the run's.
+    for name in ("config.yaml", "checkpoint.pt", "observed.png", "observed.npy",
+                 "samples_000002.png", "samples_00002.png", "samples_cat.png"):
         (tmp_path / name).write_text("x")
     (tmp_path / "tb").mkdir()
     names = {p.name for p in training_files(tmp_path)}
-    assert names == {"checkpoint.pt", "observed.png", "samples_000002.png"}
+    assert names == {"checkpoint.pt", "observed.png", "observed.npy", "samples_000002.png"}
     assert training_files(tmp_path / "checkpoint.pt") == []  # a file is no folder of files
 
 
@@ -533,14 +545,21 @@ def test_cooperative_training_starts_the_configs_chains_within_the_samplers_clam
     assert (chains.chains_per_example, chains.clamp) == (2, (0.1, 0.5))
 
 
-def test_a_plain_run_starts_its_chains_from_the_fitted_gaussian_asked(tmp_path: Path) -> None:
+def test_a_plain_run_starts_its_chains_from_the_fitted_gaussian_asked(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    fits, fit = [], DataGaussian.fit
+    monkeypatch.setattr(DataGaussian, "fit",
+                        lambda *args, **kwargs: fits.append(kwargs) or fit(*args, **kwargs))
     images = tmp_path / "images"
     images.mkdir()
     for i in range(2):  # a Gaussian fit needs two examples
         Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
     run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
-                           "chains.init=data_gaussian")
+                           "chains.init=data_gaussian", "chains.init_noise=0.5",
+                           "chains.init_scale=0.3")
     assert load_checkpoint(run)["init"]["means"].shape == (1, 1, 8, 8)
+    # The share of chains started from noise, and that noise's scale, as configured.
+    assert (fits[0]["noise"], fits[0]["noise_scale"]) == (0.5, 0.3)
 
 
 @pytest.mark.parametrize("mode", ["super_resolution", "recovery"])
