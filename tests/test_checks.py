@@ -35,6 +35,8 @@ from stgconv.checks import (
     check_cache_version,
     check_classes,
     check_finite_number,
+    check_finite_observed,
+    check_not_meta,
     check_voxels,
     class_numbers,
     npz_array,
@@ -135,6 +137,24 @@ def test_as_array_takes_a_tensor_that_requires_grad() -> None:
     np.testing.assert_array_equal(as_array(torch.ones(2, requires_grad=True)), np.ones(2))
 
 
+def test_as_array_reads_bfloat16_as_float32() -> None:
+    """numpy has no bfloat16 type: torch's .numpy() failed on one."""
+    got = as_array(torch.tensor([0.5, -2.0], dtype=torch.bfloat16))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [0.5, -2.0])
+
+
+def test_check_not_meta_refuses_a_meta_tensor() -> None:
+    with pytest.raises(ValueError, match=r"x is on the meta device"):
+        check_not_meta(torch.empty(2, device="meta"), "x")
+
+
+def test_check_finite_observed_takes_nan_at_unobserved_entries() -> None:
+    values, known = torch.tensor([1.0, float("nan")]), torch.tensor([True, False])
+    check_finite_observed(values, known, "x")
+    check_finite_observed(values.numpy(), known.numpy(), "x")
+
+
 def test_check_bool_mask_names_the_dtype_it_got() -> None:
     with pytest.raises(ValueError, match=r"known must be a bool tensor \(True = observed\), got "
                                          r"torch.uint8"):
@@ -145,6 +165,16 @@ def test_check_classes_of_no_class_refuses_every_label() -> None:
     """n_classes = 0 leaves no valid class: 0 .. -1 is empty."""
     with pytest.raises(ValueError, match=r"labels must be in 0 \.\. -1, got 0 \.\. 0"):
         check_classes(torch.tensor([0]), "labels", n_classes=0)
+
+
+def test_check_classes_refuses_bool_classes() -> None:
+    with pytest.raises(ValueError, match=r"labels must be integers, got torch.bool"):
+        check_classes(torch.tensor([True, False]), "labels")
+
+
+def test_check_classes_refuses_a_negative_class() -> None:
+    with pytest.raises(ValueError, match=r"labels must be in 0 \.\. 1, got -1 \.\. 1"):
+        check_classes(torch.tensor([-1, 1]), "labels", n_classes=2)
 
 
 def test_check_voxels_refuses_a_4d_batch() -> None:

@@ -514,6 +514,9 @@ def test_synthesize_goes_through_the_generator(coop_run: Path, tmp_path: Path, c
     assert np.array_equal(proposals, np.load(tmp_path / "two" / "proposals.npy"))
     assert not np.array_equal(proposals, np.load(tmp_path / "two" / "synthesized.npy"))
     assert (tmp_path / "two" / "synthesized.png").is_file()
+    assert main(["synthesize", str(coop_run), "-n", "3", "--steps", "0", "--seed", "1",
+                 "--out", str(tmp_path / "seed 1"), "--device", "cpu"]) == 0
+    assert not np.array_equal(proposals, np.load(tmp_path / "seed 1" / "proposals.npy"))
     capsys.readouterr()
     assert main(["synthesize", str(coop_run), "--size", "32", "--device", "cpu",
                  "--out", str(tmp_path / "bad")]) == 2

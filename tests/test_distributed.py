@@ -36,6 +36,7 @@ from stgconv.distributed import (
     World,
     abandon,
     from_environment,
+    gather_generators,
     interleave,
     merge_chain_states,
     shard_chain_state,
@@ -162,6 +163,19 @@ def test_a_rank_whose_buffer_is_empty_gets_its_empty_buffer_back() -> None:
 def test_one_process_takes_at_most_its_capacity_of_a_larger_buffer() -> None:
     state = {"samples": torch.arange(5.0).view(5, 1), "next": torch.tensor(3)}
     assert shard_chain_state(state, None, capacity=2)["samples"].flatten().tolist() == [0.0, 1.0]
+
+
+def test_one_process_keeps_the_next_slot_of_a_buffer_at_its_capacity() -> None:
+    state = {"samples": torch.arange(4.0).view(4, 1), "next": torch.tensor(2)}
+    assert int(shard_chain_state(state, None, capacity=4)["next"]) == 2
+
+
+def test_a_rank_other_than_0_writes_only_its_own_generator(monkeypatch) -> None:
+    """Rank 1 receives nothing from the gather (rank 0 writes the checkpoint)."""
+    monkeypatch.setattr(dist, "gather_object", lambda *args, **kwargs: None)
+    g = torch.Generator().manual_seed(3)
+    written = gather_generators(g, World(rank=1, size=2, device=torch.device("cpu")))
+    assert written.keys() == {"generator"} and torch.equal(written["generator"], g.get_state())
 
 
 def test_generators_continue_per_rank_or_reseed_for_another_count() -> None:

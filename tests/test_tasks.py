@@ -627,11 +627,22 @@ def texture_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_synthesize_refuses_an_unknown_start(texture_run: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="start must be 'noise' or 'chains', got 'zero'"):
-        synthesize(texture_run, tmp_path, n_samples=1, n_steps=1, start="zero", device="cpu")
+    for start in ("zero", "data"):  # "data" is a training chains.mode, no start here
+        with pytest.raises(ValueError, match=f"start must be 'noise' or 'chains', got '{start}'"):
+            synthesize(texture_run, tmp_path, n_samples=1, n_steps=1, start=start, device="cpu")
     # The stored chains have their own size: another would be silently ignored.
     with pytest.raises(ValueError, match="size and frames cannot change when continuing"):
         synthesize(texture_run, tmp_path, n_samples=1, size=24, start="chains", device="cpu")
+    with pytest.raises(ValueError, match="size and frames cannot change when continuing"):
+        synthesize(texture_run, tmp_path, n_samples=1, frames=4, start="chains", device="cpu")
+
+
+def test_synthesize_refuses_no_samples_and_samples_past_the_entry_limit(texture_run: Path,
+                                                                        tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"n_samples must be an int >= 1, got 0"):
+        synthesize(texture_run, tmp_path, n_samples=0, n_steps=1, device="cpu")
+    with pytest.raises(ValueError, match=r"1099511627776 samples makes a .* over the limit"):
+        synthesize(texture_run, tmp_path, n_samples=2**40, n_steps=1, device="cpu")
 
 
 def test_synthesis_is_seeded(texture_run: Path, tmp_path: Path) -> None:

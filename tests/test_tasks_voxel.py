@@ -33,8 +33,8 @@ from stgconv.modalities import VOXELS
 from stgconv.ops import block_down
 from stgconv.initializer import Initializer
 from stgconv.super_resolution import super_resolve_batch
-from stgconv.tasks.voxel import (default_recovery_init, load_initializer, load_voxel_model,
-                                 on_model_grid, recover_batch, recover_padded)
+from stgconv.tasks.voxel import (check_factor, default_recovery_init, load_initializer,
+                                 load_voxel_model, on_model_grid, recover_batch, recover_padded)
 from stgconv.train import Trainer
 
 
@@ -178,14 +178,22 @@ def test_super_resolve_a_grid_and_a_mesh(files, tmp_path) -> None:
                                downsample(trained_on, 4))
 
 
+def test_a_factor_of_1_is_refused() -> None:
+    """With factor 1 the low resolution is the shape itself: every method scores a copy."""
+    with pytest.raises(ValueError, match=r"factor must be an int >= 2, got 1"):
+        check_factor(16, 1)
+
+
 def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     run = str(files["run"])
     np.save(tmp_path / "flat.npy", np.zeros((4, 4, 2), np.float32))
     np.save(tmp_path / "low8.npy", np.zeros((8, 8, 8), np.float32))
+    np.save(tmp_path / "low2.npy", np.zeros((2, 2, 2), np.float32))
     (tmp_path / "empty.off").write_text("OFF\n0 0 0\n")
     cases = [
         (["super-resolve", run, str(tmp_path / "flat.npy")], "cubic"),
         (["super-resolve", run, str(tmp_path / "low8.npy")], r"\(N, 4, 4, 4\)"),
+        (["super-resolve", run, str(tmp_path / "low2.npy")], r"\(N, 4, 4, 4\)"),
         (["super-resolve", run, str(tmp_path / "low8.npy"), "--factor", "3"], "does not divide"),
         (["super-resolve", run, str(tmp_path / "empty.off")], "no faces"),
         (["super-resolve", run, str(tmp_path / "nope.npy")], "nope.npy"),
@@ -272,7 +280,7 @@ def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_pat
     assert main(["recover-shape", str(files["run"]), str(tmp_path / "partial.npy"), "--known",
                  str(tmp_path / "known.npy"), "--out", str(out), "--device", "cpu"]) == 0
     recovered = np.load(out / "recovered.npy")
-    assert recovered.shape == (2, 14, 14, 14)
+    assert recovered.shape == (2, 14, 14, 14) and recovered.dtype == np.float32
     np.testing.assert_array_equal(recovered[known > 0], shapes[known > 0])
     assert recovered.min() >= 0 and recovered.max() <= 1
     assert not np.array_equal(recovered[known == 0], np.full((known == 0).sum(), 0.5))
