@@ -204,6 +204,14 @@ def describe_execution(execution: Execution) -> str:
     return text if execution.layout is None else f"{text}+channels_last"
 
 
+def argument_parser(doc: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """The parser of a bench script: described by its docstring's first paragraph, and refusing
+    an abbreviated option (as the ``stgconv`` command does), which would break, or mean another
+    option, once a later version adds one of the same start. ``kwargs`` go to the parser."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0], allow_abbrev=False,
+                                   **kwargs)
+
+
 def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats: int) -> None:
     """The options every bench shares, after its own shape options."""
     parser.add_argument("--steps", type=int, default=steps, help="K, Langevin steps per timed run")

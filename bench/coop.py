@@ -48,7 +48,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import math
 import sys
 import tempfile
@@ -323,7 +322,7 @@ def format_tables(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--task", nargs="+", choices=sorted(PAIRS), default=list(PAIRS))
     parser.add_argument("--budget", type=float, default=300.0,
                         help="CPU seconds of training per model (process time, one thread)")

@@ -27,7 +27,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import math
 import sys
 import tempfile
@@ -169,7 +168,7 @@ def chain_starts(run: Path, n: int, *, seed: int, classes: int | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--run", default="runs/mnist_quick", help="a trained digits model")
     parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout")
     parser.add_argument("--samples", type=common.count(2), default=1000,

@@ -18,7 +18,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import os
 import random
 import signal
@@ -147,7 +146,7 @@ def kill_and_resume(work: Path, *, kills: int, iterations: int, seed: int) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--kills", type=common.count(0), default=20)
     parser.add_argument("--iterations", type=common.count(1), default=6)
     parser.add_argument("--seed", type=int, default=0)

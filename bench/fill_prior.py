@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "video"),
                         help="folder with the clips and actions/ (default: ../shared/data/video)")
     parser.add_argument("--clips", nargs="+", default=list(CLIPS), help="clips to leave out")

@@ -324,7 +324,7 @@ def start_row(run: Path, *, per_class: int, seed: int, judge: Any, test_features
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--jem", default="runs/jem_mnist_quick", help="the trained JEM run")
     parser.add_argument("--plain", default="runs/jem_mnist_plain",
                         help="the same network trained as a plain classifier")

@@ -19,7 +19,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import sys
 from typing import Sequence
 
@@ -50,7 +49,7 @@ NOTES = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument(
         "--nets", nargs="+", choices=sorted(IMAGE_PRESETS),
         default=["texture", "object", "descriptor64"],

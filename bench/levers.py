@@ -32,7 +32,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import copy
 import statistics
 import time
@@ -178,7 +177,7 @@ COLUMNS = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=None,
                         help=f"default: all ({', '.join(QUICK_SHAPES)} with --quick)")
     parser.add_argument("--compile", dest="compile_", action="store_true",

@@ -43,7 +43,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import os
 import tempfile
 import time
@@ -273,7 +272,7 @@ SET_BY_OPTION = {"seed": "--seed", "device": "--device", "out_dir": "--work"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--modality", nargs="+", choices=sorted(CONFIGS), default=sorted(CONFIGS))
     parser.add_argument("--work", type=common.output_folder, default=None,
                         help="run folders go here (default runs/multigrid_bench; --quick: a "

@@ -17,7 +17,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import math
 import statistics
 import sys
@@ -88,7 +87,7 @@ def quick_data(folder: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--data", default=str(MNIST))
     parser.add_argument("--hidden", type=common.count(1), default=100)
     parser.add_argument("--updates", type=common.count(1), default=3000,

@@ -55,7 +55,7 @@ def quick_clip(folder: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "video"),
                         help="folder with the clips and masks/ (default: ../shared/data/video)")
     parser.add_argument("--clips", nargs="+", default=list(CLIPS))

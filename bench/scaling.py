@@ -410,7 +410,7 @@ FIT_COLUMNS = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument("--tables", nargs="+", choices=["processes", "growth"],
                         default=["processes", "growth"])
     parser.add_argument("--net", choices=list(CONFIGS), default="texture",

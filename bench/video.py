@@ -28,7 +28,6 @@ from __future__ import annotations
 # First, before torch: it sets OMP_WAIT_POLICY, which libgomp reads when torch loads it.
 from bench import common  # isort: skip
 
-import argparse
 import copy
 import sys
 from typing import Sequence
@@ -186,7 +185,7 @@ COLUMNS = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     parser.add_argument(
         "--nets", nargs="+", choices=list(VIDEO_ARCHS), default=None,
         help=f"default: {' '.join(SMALL_NETS)} ({' '.join(PAPER_NETS)} with --paper)",

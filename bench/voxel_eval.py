@@ -382,7 +382,7 @@ def run(args: argparse.Namespace, splits: dict[str, Any], work: Path) -> dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.argument_parser(__doc__)
     sources = parser.add_mutually_exclusive_group()
     sources.add_argument("--data", default=None, help=f"folder with {BEDS_FILE} and "
                          f"{MODELNET_FILE} (default {DEFAULT_DATA})")

@@ -47,7 +47,7 @@ def synthetic_digits(n: int, generator: torch.Generator) -> tuple[torch.Tensor, 
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=MNIST, help="MNIST .npz (Keras layout)")
     parser.add_argument("--json", type=Path, help="write the printed numbers here")

@@ -50,7 +50,7 @@ def synthetic_clip(frames: int, size: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=VIDEO / "flag.avi", help="a video file")
     parser.add_argument("--mask", type=Path, default=VIDEO / "masks/flag_region_type.mat",

@@ -44,7 +44,7 @@ def synthetic_shapes(n: int, size: int, generator: torch.Generator) -> torch.Ten
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=BEDS, help=".npz of (N, 64, 64, 64) shapes")
     parser.add_argument("--out", type=Path, default=Path("outputs/examples/voxel_sr"))

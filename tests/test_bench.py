@@ -333,6 +333,7 @@ def test_every_config_a_full_bench_run_trains_validates(tmp_path, bench_module, 
             shape = {"batch": series.batch, "side": series.side, "frames": series.frames,
                      series.grows: size}
             configs.append(scaling["experiment"](series.net, steps=None, seed=0, **shape))
+
     # The trainings of jem.py --train and voxel_eval.py, stopped where they would start.
     def train(config: ExperimentConfig, **kwargs) -> Path:
         configs.append(config)
@@ -653,6 +654,22 @@ def test_every_bench_starts_as_documented(script: str) -> None:
     assert "--json" in result.stdout
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_refuses_an_abbreviated_option(script: str, tmp_path, bench_main,
+                                                   capsys) -> None:
+    """As ``stgconv`` does: ``--jso`` taken as --json would break, or mean another option, once
+    a later version adds one of the same start. (The file is in a folder that does not exist,
+    so a bench taking the abbreviation stops at once too, on the folder.)"""
+    out = tmp_path / "missing" / "out.json"
+    required = ["--out", str(tmp_path / "priors")] if script == "fill_prior" else []
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(f"{script}.py")(["--jso", str(out), *required])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: unrecognized arguments: --jso {out}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_bench_smoke_run_as_documented(tmp_path) -> None:
     out = tmp_path / "langevin.json"
     result = run_as_documented("bench.langevin", "--quick", "--json", str(out))
@@ -838,7 +855,6 @@ def test_features_split_holds_out_a_fraction_of_every_class(tmp_path, bench_modu
     assert (np.load(again["held_out"]["path"])["X"] == held["X"]).all()  # reproducible
 
 
-
 def test_features_split_is_the_documented_protocol(tmp_path, bench_module):
     """Step 1 as the docstring writes it: per class in label order, the class's rows permuted
     by default_rng(split_seed) and the first round(fraction * n) held out (0.3 of 5: 2, where
@@ -969,6 +985,7 @@ def test_text_table_lines_up_comments_header_rule_and_rows(bench_module):
     rows = [{"seed": 0, "accuracy": 0.5}, {"seed": 12, "accuracy": 0.25}]
     assert common["text_table"](["# held-out accuracy"], columns, rows).splitlines() == [
         "# held-out accuracy", "seed    acc", "-----------", "0     0.500", "12    0.250"]
+
 
 def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, capsys):
     np.savez(tmp_path / "unlabelled.npz", X=np.zeros((4, 2, 2, 2), np.uint8))

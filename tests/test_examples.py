@@ -65,6 +65,21 @@ def test_example_without_its_data_says_so_in_one_line(script, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_refuses_an_abbreviated_option(script, tmp_path, capsys):
+    """``--smok`` or ``--jso`` would break, or mean another option, once the example gains one of
+    the same start. (With the data missing, an example taking the abbreviation stops at once
+    too, on the data.)"""
+    main = runpy.run_path(str(EXAMPLES / script))["main"]
+    missing = tmp_path / "no_such_data"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(missing), "--jso", str(tmp_path / "numbers.json")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: unrecognized arguments: --jso {tmp_path / 'numbers.json'}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def load_example(script: str):
     """``examples/script`` as a module (not run), so a test can watch what its main calls."""
     spec = importlib.util.spec_from_file_location(Path(script).stem, EXAMPLES / script)

@@ -149,12 +149,6 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
                  if isinstance(action, argparse._SubParsersAction)), {})
 
 
-def every_parser(parser: argparse.ArgumentParser):
-    yield parser
-    for child in subcommands(parser).values():
-        yield from every_parser(child)
-
-
 def command_problems(command: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the program a README command runs would refuse in it: an unknown subcommand or
     option (abbreviations refused, so that a documented prefix of a renamed option fails), a
@@ -192,8 +186,6 @@ def command_problems(command: str, monkeypatch: pytest.MonkeyPatch) -> list[str]
         return [*problems, *([] if (ROOT / words[0]).exists() else [f"no file {words[0]}"])]
     else:
         return [*problems, f"no program of ours: {words[0]}"]
-    for parser in every_parser(root):
-        parser.allow_abbrev = False
     arguments = words[1:]
     parser, commands = root, []
     while arguments and arguments[0] in subcommands(parser):  # down the subcommands named
@@ -250,6 +242,7 @@ def test_readme_settings_and_config_files_exist() -> None:
     "stgconv bogus",
     "stgconv synthesize RUN --step 3",  # an abbreviation of --steps
     "python -m bench.langevin --bogus",
+    "python -m bench.langevin --quic",  # an abbreviation of --quick
     "./run.sh python -m bench.bogus --quick",
 ])
 def test_a_command_the_cli_would_refuse_is_found(command, monkeypatch) -> None:
