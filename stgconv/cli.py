@@ -133,7 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="image/frame side (stationary models: texture, st)")
     p.add_argument("--frames", type=int, help="clip length (video models)")
     p.add_argument("--start", choices=["noise", "chains"], default="noise",
-                   help="fresh chains from noise, or continue the checkpoint's stored chains")
+                   help="fresh chains from noise, or continue the checkpoint's stored chains, "
+                        "one chain per sample, the first ones in the order it keeps them "
+                        "(the first examples' persistent chains, the replay buffer's first "
+                        "slots)")
     p.add_argument("--class", dest="classes", type=int, action="append", metavar="K",
                    help="classifier (JEM) models: sample class K's energy E(x, K) = -f(x)[K] "
                         "(+ (1 - s) logsumexp f(x) with a learnt density scale s) (repeatable: "

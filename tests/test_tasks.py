@@ -128,11 +128,18 @@ def test_continuing_the_chains_refuses_another_size_naming_it(tmp_path: Path) ->
 
 
 def test_continuing_the_chains_takes_every_chain_of_an_example(tmp_path: Path) -> None:
-    """The one example's 2 persistent chains are 2 stored chains: 2 samples."""
-    run = tiny_texture_run(tmp_path, "chains.chains_per_example=2")
+    """The one example's 2 persistent chains are 2 stored chains: 2 samples; 1 sample continues
+    the first of them in the checkpoint's order (chains started apart, then without noise: a
+    chain continued again comes out the same)."""
+    run = tiny_texture_run(tmp_path, "chains.chains_per_example=2", "chains.init_scale=1.0",
+                           "sampler.noise_scale=0.0")
     out = synthesize(run, tmp_path / "chains", n_samples=2, n_steps=1, start="chains",
                      device="cpu")
-    assert len(np.load(out / "synthesized.npy")) == 2
+    both = np.load(out / "synthesized.npy")
+    assert len(both) == 2 and not np.allclose(both[0], both[1], atol=1.0)
+    first = synthesize(run, tmp_path / "first", n_samples=1, n_steps=1, start="chains",
+                       device="cpu")
+    np.testing.assert_allclose(np.load(first / "synthesized.npy"), both[:1], rtol=0, atol=1e-3)
 
 
 def test_task_warnings_point_at_the_callers_line(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.io import savemat
-from _tiny import boxes_and_balls
+from _tiny import boxes_and_balls, captured
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import (downsample, nearest_known_fill, nearest_upsample,
@@ -206,12 +206,23 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         assert "error:" in err and re.search(message, err), (argv, err)
 
 
+def _voxel_task_inputs(tmp_path: Path, shapes: np.ndarray) -> dict[str, list[str]]:
+    """Each voxel command's input arguments for ``shapes`` ``(N, 16, 16, 16)``, saved under
+    ``tmp_path``: super-resolve their 4^3 block means, recover-shape every other voxel."""
+    np.save(tmp_path / "low.npy", downsample(torch.from_numpy(shapes)[:, None], 4)[:, 0].numpy())
+    np.save(tmp_path / "shapes.npy", shapes)
+    np.save(tmp_path / "known.npy", (np.arange(shapes.size) % 2).reshape(shapes.shape))
+    return {"super-resolve": [str(tmp_path / "low.npy")],
+            "recover-shape": [str(tmp_path / "shapes.npy"), "--known", str(tmp_path / "known.npy")]}
+
+
 @pytest.mark.parametrize("command", ["super-resolve", "recover-shape"])
 def test_a_file_of_many_shapes_runs_its_chains_a_batch_at_a_time(files, tmp_path, monkeypatch,
                                                                    command) -> None:
     """8 shapes a chain by default, as eval's --batch-size (every shape of a file in one chain
-    held the network's activations of all of them: 2,000 32^3 grids took 3 GB), and every
-    shape comes back."""
+    held the network's activations of all of them: 2,000 32^3 grids took 3 GB), every shape
+    comes back, and the render shows the first 4 (their panels: input | nearest | ours for
+    super-resolve, observed | ours for recover-shape)."""
     import stgconv.tasks.voxel as voxel_tasks
 
     chained = []
@@ -223,17 +234,15 @@ def test_a_file_of_many_shapes_runs_its_chains_a_batch_at_a_time(files, tmp_path
         return real(energy, sampler, batch, *args, **settings)
 
     monkeypatch.setattr(voxel_tasks, name, spy)
-    shapes = boxes_and_balls(10, 16)[:, 0].numpy()
-    np.save(tmp_path / "low.npy", downsample(torch.from_numpy(shapes)[:, None], 4)[:, 0].numpy())
-    np.save(tmp_path / "shapes.npy", shapes)
-    np.save(tmp_path / "known.npy", (np.arange(shapes.size) % 2).reshape(shapes.shape))
-    args = {"super-resolve": [str(tmp_path / "low.npy")],
-            "recover-shape": [str(tmp_path / "shapes.npy"), "--known", str(tmp_path / "known.npy")]}
+    drawn = captured(monkeypatch, "stgconv.tasks.voxel", "render_voxels")
+    args = _voxel_task_inputs(tmp_path, boxes_and_balls(10, 16)[:, 0].numpy())
     out = tmp_path / "out"
     argv = [command, str(files["run"]), *args[command], "--out", str(out), "--steps", "1",
             "--device", "cpu"]
     assert main(argv) == 0
     assert chained == [8, 2]
+    assert len(drawn["items"]) == len(drawn["titles"]) == 4 * {"super-resolve": 3,
+                                                               "recover-shape": 2}[command]
     assert len(np.load(next(out.glob("*.npy")))) == 10
     assert main([*argv, "--batch-size", "4"]) == 0
     assert chained[2:] == [4, 4, 2]
@@ -287,12 +296,10 @@ def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_pat
     assert (out / "recovered.png").is_file() and not (out / "recovered.ply").exists()
 
 
-def test_recover_shape_batches_continue_one_noise_stream_and_clamp_to_occupancy(
-        files, tmp_path, monkeypatch) -> None:
-    """With a noisy chain and no clamp of its own (the tiny run's has neither noise nor that
-    need): two copies of a shape in batches of one draw their own noise, as they would in one
-    batch (were each batch reseeded, both would get the same), and the result is occupancy in
-    [0, 1]."""
+@pytest.fixture
+def noisy_unclamped_chains(monkeypatch) -> None:
+    """The voxel tasks' chains draw noise and clamp nothing (the tiny run's have neither noise
+    nor that need): what they draw is what their seed picks."""
     import dataclasses
 
     import stgconv.tasks.voxel as voxel_tasks
@@ -304,6 +311,15 @@ def test_recover_shape_batches_continue_one_noise_stream_and_clamp_to_occupancy(
                                    step_size=1.0)
 
     monkeypatch.setattr(voxel_tasks, "task_sampler", noisy_unclamped)
+
+
+def test_recover_shape_batches_continue_one_noise_stream_and_clamp_to_occupancy(
+        files, tmp_path, noisy_unclamped_chains) -> None:
+    """With a noisy chain and no clamp of its own: two copies of a shape in batches of one
+    draw their own noise, as they would in one batch (were each batch reseeded, both would
+    get the same), and the result is occupancy in [0, 1]."""
+    import stgconv.tasks.voxel as voxel_tasks
+
     shape = boxes_and_balls(1, 16)[0, 0].numpy()
     np.save(tmp_path / "twins.npy", np.stack([shape, shape]))
     known = np.arange(shape.size).reshape(shape.shape) % 2
@@ -313,6 +329,23 @@ def test_recover_shape_batches_continue_one_noise_stream_and_clamp_to_occupancy(
     first, second = np.load(tmp_path / "out" / "recovered.npy")
     assert not np.array_equal(first, second)
     assert first.min() >= 0 and first.max() <= 1
+
+
+@pytest.mark.parametrize("command", ["super-resolve", "recover-shape"])
+def test_the_seed_picks_the_noise_of_the_chains(files, tmp_path, noisy_unclamped_chains,
+                                                command) -> None:
+    """--seed seeds the chains' noise: the same seed gives the same result, another seed
+    another (the tiny run's own chains draw no noise: there no seed changes anything)."""
+    args = _voxel_task_inputs(tmp_path, boxes_and_balls(2, 16)[:, 0].numpy())[command]
+
+    def result(seed: int, out: Path) -> np.ndarray:
+        assert main([command, str(files["run"]), *args, "--steps", "1", "--seed", str(seed),
+                     "--out", str(out), "--device", "cpu"]) == 0
+        return np.load(next(out.glob("*.npy")))
+
+    first = result(0, tmp_path / "a")
+    np.testing.assert_array_equal(result(0, tmp_path / "b"), first)
+    assert not np.array_equal(result(1, tmp_path / "c"), first)
 
 
 def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
@@ -480,6 +513,28 @@ def test_super_resolve_runs_the_models_chain_from_its_learned_start(files, tmp_p
                                expected[:, 0].numpy(), atol=1e-6)
 
 
+def test_recover_shape_runs_the_models_chain_from_its_fill(files, tmp_path) -> None:
+    """The CLI runs what recover_padded runs with the checkpoint's sampler, default start and
+    offset (the training mean: the chain runs that far below occupancy), on two 14^3 shapes
+    padded for the 16^3 model."""
+    shapes = boxes_and_balls(2, 14)
+    known = torch.rand(shapes.shape, generator=gen(2)) >= 0.6
+    np.save(tmp_path / "shapes.npy", shapes[:, 0].numpy())
+    np.save(tmp_path / "known.npy", known[:, 0].numpy().astype(np.uint8))
+    assert main(["recover-shape", str(files["run"]), str(tmp_path / "shapes.npy"), "--known",
+                 str(tmp_path / "known.npy"), "--out", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 0
+    energy, config, state = load_voxel_model(files["run"], device="cpu")
+    initializer = load_initializer(state, files["run"])
+    assert VOXELS.offset(config) > 0  # the training mean, about 0.09
+    expected = recover_padded(energy, task_sampler(config), torch.where(known, shapes, 0.0),
+                              known, offset=VOXELS.offset(config),
+                              init=default_recovery_init(initializer), initializer=initializer,
+                              generator=gen(0)).clamp(0.0, 1.0)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "recovered.npy"),
+                               expected[:, 0].numpy(), atol=1e-6)
+
+
 def test_recover_shape_reads_the_source_only_where_observed(files, tmp_path) -> None:
     """Values at unobserved voxels are ignored: the same result and the same render (its
     "observed" panel shows the observed voxels only) whatever the source holds there."""
@@ -524,20 +579,22 @@ def test_recovery_fill_refuses_an_unknown_init() -> None:
         recovery_fill("bogus")
 
 
+@pytest.mark.parametrize("fixture, upsample", [("trained_voxel_run", "linear"),
+                                               ("nearest_voxel_run", "nearest")])
 def test_super_resolve_starts_at_the_configs_upsampling_for_an_unlearned_factor(
-        nearest_voxel_run, tmp_path) -> None:
+        fixture, upsample, request, tmp_path) -> None:
     """Factor 8, which the initializer did not learn: the chain starts at the config's
-    up-sampling (here nearest), as super_resolve_batch does with it."""
-    nearest_run = nearest_voxel_run["run"]
+    up-sampling (the default trilinear one, or nearest), as super_resolve_batch does with it."""
+    run = request.getfixturevalue(fixture)["run"]
     low = downsample(boxes_and_balls(2, 16, seed=3), 8)
     np.save(tmp_path / "low.npy", low[:, 0].numpy())
-    assert main(["super-resolve", str(nearest_run), str(tmp_path / "low.npy"), "--factor", "8",
+    assert main(["super-resolve", str(run), str(tmp_path / "low.npy"), "--factor", "8",
                  "--soft", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    energy, config, state = load_voxel_model(nearest_run, device="cpu")
-    assert config.chains.upsample == "nearest"
+    energy, config, state = load_voxel_model(run, device="cpu")
+    assert config.chains.upsample == upsample
     expected = super_resolve_batch(energy, task_sampler(config), low, 8,
-                                   offset=VOXELS.offset(config), upsample="nearest",
-                                   binary=False, initializer=load_initializer(state, nearest_run),
+                                   offset=VOXELS.offset(config), upsample=upsample,
+                                   binary=False, initializer=load_initializer(state, run),
                                    generator=gen(0)).clamp(0.0, 1.0)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "super_resolved.npy"),
                                expected[:, 0].numpy(), atol=1e-6)

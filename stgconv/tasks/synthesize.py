@@ -61,7 +61,8 @@ def synthesize(
         frames: clip length for video models (default: the training length); any length works
             for the ST and FC_S models, which are stationary in time.
         start: ``"noise"`` (fresh chains from the training init) or ``"chains"`` (continue the
-            checkpoint's persistent chains or replay buffer).
+            checkpoint's persistent chains or replay buffer: one chain per sample, the first ones in
+            the order it keeps them, i.e. the first examples' chains or the buffer's first slots).
         classes: classifier (JEM) models only: sample the class-conditional energies
             ``E(x, y) = -f(x)[y]`` instead of the marginal, ``n_samples`` per class, class-major
             (sample ``i`` is of class ``classes[i // n_samples]``); ``synthesized.png`` then
