@@ -1573,6 +1573,26 @@ def test_reconstruction_runs_its_chain_on_the_seeded_stream(short_run: Path, tmp
     assert seeds == [5]
 
 
+def test_the_seed_alone_fixes_what_reconstruct_and_interpolate_write(short_run: Path,
+                                                                     tmp_path: Path) -> None:
+    """--seed draws the starts as well as the chain's noise: one seed writes the same numbers
+    whatever the global RNG holds, another seed other ones; mse_first is the first
+    iteration's error."""
+    Image.new("L", (8, 8)).save(tmp_path / "target.png")
+    written = []
+    for seed, global_seed in [(5, 1), (5, 2), (6, 1)]:
+        torch.manual_seed(global_seed)
+        out = tmp_path / f"{seed}-{global_seed}"
+        tasks.reconstruct(short_run, tmp_path / "target.png", out / "rec", n_iterations=2,
+                          seed=seed, device="cpu")
+        scores = json.loads((out / "rec" / "reconstruction.json").read_text())
+        assert scores["mse_first"] == scores["mse"][0] != scores["mse"][1]
+        tasks.interpolate(short_run, out / "int", n_points=2, seed=seed, device="cpu")
+        written.append((scores["mse"], np.load(out / "int" / "interpolation.npy")))
+    assert written[0][0] == written[1][0] and np.array_equal(written[0][1], written[1][1])
+    assert written[0][0] != written[2][0] and not np.array_equal(written[0][1], written[2][1])
+
+
 def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) -> None:
     """A model whose chains start at exactly zero (chains.init_scale 0, the default) still gets
     two different noise starts to interpolate between (a floor on the scale), so the points of

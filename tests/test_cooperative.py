@@ -62,6 +62,8 @@ def test_stage_plan_doubles_each_dimension_down_to_its_base() -> None:
     assert stage_plan((28, 28)) == ((7, 7), [(2, 2), (2, 2)])
     # 16 frames of 64x64: time is doubled in the last two stages only.
     assert stage_plan((16, 64, 64)) == ((4, 4, 4), [(1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2)])
+    # An odd side is never halved (9 halved would be 4, an 8-pixel example): 18 stops at 9.
+    assert stage_plan((9, 18)) == ((9, 9), [(1, 2)])
 
 
 def test_the_generator_rejects_bad_shapes() -> None:
@@ -69,6 +71,8 @@ def test_the_generator_rejects_bad_shapes() -> None:
         ConvGenerator(latent_dim=4, out_shape=(16, 16))
     with pytest.raises(ValueError, match=r"z must be \(B, 4\)"):
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8))(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"z must be \(B, 4\), got \(2, 1, 4\)"):
+        ConvGenerator(latent_dim=4, out_shape=(1, 8, 8))(torch.zeros(2, 1, 4))
     with pytest.raises(ValueError, match="latent_dim and width must be >= 1"):
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=0)
 
@@ -530,6 +534,26 @@ def test_interpolate_walks_between_two_latents(coop_run: Path, tmp_path: Path) -
     assert (tmp_path / "first" / "interpolation.png").is_file()
     assert np.array_equal(np.load(tmp_path / "first" / "interpolation.npy"),
                           np.load(tmp_path / "second" / "interpolation.npy"))
+
+
+def test_interpolate_revises_clamped_proposals_on_the_seeded_stream(coop_run: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The path's proposals are bounded by the model's clamp and its chain noise comes from the
+    --seed generator, as synthesize's (without them: unbounded proposals, torch's default
+    seed)."""
+    from stgconv import cooperative
+
+    walk = cooperative.interpolate
+    asked = []
+
+    def recording(*args, clamp=None, generator=None, **kwargs):
+        asked.append((clamp, None if generator is None else generator.initial_seed()))
+        return walk(*args, clamp=clamp, generator=generator, **kwargs)
+
+    monkeypatch.setattr(cooperative, "interpolate", recording)
+    assert main(["interpolate", str(coop_run), "--points", "2", "--seed", "3",
+                 "--out", str(tmp_path / "int"), "--device", "cpu"]) == 0
+    assert asked == [((-1.0, 1.0), 3)]
 
 
 def test_train_resume_continues_a_cooperative_run(coop_run: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ into ``error: ...`` on stderr (the scripts then exit with status 2)."""
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import time
 import warnings
@@ -114,6 +115,19 @@ def test_an_out_that_is_a_folder_is_refused_before_building(tmp_path: Path,
     assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is None
     assert build.calls == 0  # refused before the build's minutes (it failed after them)
     assert capsys.readouterr().err.startswith(f"error: OUT {out} is a folder")
+
+
+def test_an_out_whose_name_is_too_long_is_one_error_line(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """The file system refuses the name itself: that was a traceback from the existence test,
+    before any check."""
+    out = tmp_path / ("x" * 300 + ".h5")
+    build = Build(out)
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=False) is None
+    assert build.calls == 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert os.strerror(errno.ENAMETOOLONG) in err
 
 
 def test_ctrl_c_is_one_line_and_status_130(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -804,6 +804,17 @@ def test_recovery_start_hides_entries_drawn_from_the_generator() -> None:
     assert not torch.equal(first, known(6))
 
 
+def test_recovery_start_never_reads_the_entries_it_hides() -> None:
+    """The chain starts from the fill of the kept entries alone: other values at the hidden
+    entries (under the same mask) start the same chains, the hidden truth shows in none."""
+    x = boxes_and_balls(2, 8)
+    start = RecoveryStart(0.5, nearest_known_fill)
+    x0 = start.start(x, torch.arange(2), generator=gen(3))
+    hidden = ~start.constraint(x).known
+    other = torch.where(hidden, 1 - x, x)
+    assert torch.equal(start.start(other, torch.arange(2), generator=gen(3)), x0)
+
+
 @pytest.mark.parametrize("store", ["persistent", "buffer"])
 def test_stored_chains_are_kept_without_their_graph(store: str) -> None:
     """Chains handed back with a graph (a differentiable run) are stored as data: a graph kept

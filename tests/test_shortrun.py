@@ -84,6 +84,34 @@ def test_interpolate_endpoints_and_shape() -> None:
         shortrun.interpolate(energy, sampler, z_start, z_end, n_points=0)
 
 
+def test_reconstruct_replays_one_chain_noise_and_steps_at_the_rate_given() -> None:
+    """At a rate of 0 the start never moves, so every iteration runs the same chain: the same
+    noise replayed each time gives the same loss (fresh noise per iteration moved it, and a
+    rate other than the one given moved the start)."""
+    energy, sampler = shortrun_model()
+    target = torch.rand(1, 1, 8, 8, generator=gen(100)) * 2 - 1
+    z0 = torch.randn(target.shape, generator=gen(6))
+    z, _, losses = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=3, lr=0.0,
+                                        generator=gen(5))
+    assert torch.equal(z, z0)
+    assert losses[0] == losses[1] == losses[2]
+
+
+def test_the_default_chain_noise_is_not_the_global_rngs() -> None:
+    """Without a generator, reconstruct and interpolate run the noise of a new generator: the
+    same in every call, whatever the global RNG's state (it is not read)."""
+    energy, sampler = shortrun_model()
+    target = torch.rand(1, 1, 8, 8, generator=gen(100)) * 2 - 1
+    z0 = torch.randn(target.shape, generator=gen(6))
+    ends = torch.randn(2, 1, 8, 8, generator=gen(7))
+    runs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        _, x, _ = shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=1)
+        runs.append((x, shortrun.interpolate(energy, sampler, *ends, n_points=2)))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
 def test_reconstruct_reports_the_mean_squared_error_of_each_iterate() -> None:
     """The first loss reconstruct reports is the mean (not the sum) of the squared error between
     the chain from z0 and the target, under the generator's replayed noise."""
@@ -210,6 +238,8 @@ def test_integer_starts_are_named_not_walked_with_integer_angles(kind: str) -> N
     with pytest.raises(ValueError, match=r"z_start and z_end must be floating point chain "
                                          r"starts, got torch.int64 and torch.int64"):
         shortrun.noise_path(NoiseInit(kind), *ends, n_points=3)
+    with pytest.raises(ValueError, match=r"got torch.float32 and torch.int64"):
+        shortrun.noise_path(NoiseInit(kind), ends[0].float(), ends[1], n_points=3)
     energy, sampler = shortrun_model()
     with pytest.raises(ValueError, match=r"z0 must be floating point chain starts, got "
                                          r"torch.int64"):

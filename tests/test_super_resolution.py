@@ -1,15 +1,19 @@
 """stgconv.super_resolution: the voxel super-resolution chain (its runs against the baselines,
-its start and its exact block means are in test_tasks_voxel.py, where the CLI runs it)."""
+its start and its exact block means are in test_tasks_voxel.py, where the CLI runs it), and
+the chains that super-resolution training runs from its linear start."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _tiny import boxes_and_balls
 
+from stgconv.config import TrainConfig
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.mcmc import DownsampleConsistency, Langevin
+from stgconv.mcmc import MALA, DownsampleConsistency, Langevin, SuperResolutionStart
 from stgconv.ops import block_down, block_top_k, linear_up
 from stgconv.super_resolution import super_resolve_batch
+from stgconv.train import Trainer
 
 
 def tiny_energy(size: int) -> ConvNetEnergy:
@@ -46,3 +50,21 @@ def test_super_resolution_refuses_bad_input_naming_it(low, factor, match) -> Non
     """A wrong ``low`` was refused by the energy, naming the up-sampled grid's shape."""
     with pytest.raises(ValueError, match=match):
         super_resolve_batch(tiny_energy(8), Langevin(n_steps=1), low, factor)
+
+
+@pytest.mark.parametrize("sampler", [Langevin(n_steps=2, step_size=0.1),
+                                     MALA(n_steps=2, step_size=0.1)], ids=["langevin", "mala"])
+def test_super_resolution_training_chains_see_only_states_on_the_low_resolution(sampler) -> None:
+    """The linear start is off the block means it must keep: the sampler projects it before
+    the first energy, so the model learns from chains that never left the constraint."""
+    data = boxes_and_balls(1, 8)  # one example: every chain is that example's
+    low = block_down(data, (4, 4, 4))
+    assert not torch.allclose(block_down(linear_up(low, (4, 4, 4)), (4, 4, 4)), low)
+    energy = tiny_energy(8)
+    seen = []
+    energy.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    Trainer(energy, sampler, SuperResolutionStart((4, 4, 4)), data,
+            train=TrainConfig(batch_size=1), generator=torch.Generator().manual_seed(0)).step()
+    assert len(seen) > 2  # the data and every state of the chain
+    for x in seen:
+        torch.testing.assert_close(block_down(x, (4, 4, 4)), low, rtol=0, atol=1e-6)

@@ -26,8 +26,9 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
     Returns:
         ``(the written cache, seconds the build took)``; or ``None``, after printing
         ``error: ...`` to stderr, when ``out`` does not end in one of ``suffixes``, exists
-        without ``overwrite``, or the build raised ``OSError`` or ``ValueError``
-        (the script then exits with status 2).
+        without ``overwrite``, cannot be written (a folder there, a name the file system
+        refuses), or the build raised ``OSError`` or ``ValueError`` (the script then exits
+        with status 2).
 
     Raises:
         SystemExit: 130, after one line on stderr, when the build is interrupted (Ctrl-C);
@@ -38,10 +39,11 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
     if out.suffix.lower() not in suffixes:
         tell(f"error: OUT must end in {' or '.join(suffixes)}, got {out}")
         return None
-    if out.exists() and not overwrite:
-        tell(f"error: {out} exists; pass --overwrite to replace it")
-        return None
     try:  # before the build's minutes: a folder named OUT, or a file where a folder must be
+        # Inside the try: a name the file system refuses (too long) fails the existence test.
+        if out.exists() and not overwrite:
+            tell(f"error: {out} exists; pass --overwrite to replace it")
+            return None
         check_output(out, "OUT", folder=False)
     except (OSError, ValueError) as err:
         tell(f"error: {err}")
