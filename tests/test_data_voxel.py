@@ -64,6 +64,7 @@ def test_find_modelnet_meshes(tree: Path) -> None:
     (tree / "mug" / "train").mkdir(parents=True)  # not a ModelNet10 category
     names, _ = find_modelnet_meshes(tree)
     assert names == ["chair", "mug", "table"]
+    assert find_modelnet_meshes(tree, splits=["test"])[0] == list(MODELNET10_CATEGORIES)  # no mug
     # The split index is into SPLIT_NAMES, whatever splits were asked and in what order.
     _, meshes = find_modelnet_meshes(tree, splits=["test", "train"])
     assert [(m.parent.name, split) for m, _, split in meshes[:4]] == [
@@ -123,6 +124,11 @@ def test_cache_layout(cache: Path, tree: Path) -> None:
     # The cube fills R - 2 voxels per side; the tetrahedron (a sixth of it) less.
     assert cube.sum() == (R - 2) ** 3
     assert 0.1 < tetra.sum() / cube.sum() < 0.35
+    # A suffix in capitals is still a cache's; the up axis asked for is recorded.
+    upper = build_modelnet_cache(tree, cache.parent / "upper.HDF5", resolution=4, up_axis=0)
+    with h5py.File(upper, "r") as h5:
+        assert h5.attrs["up_axis"] == 0
+    assert len(VoxelShapes(upper)) == 8
     assert not list(cache.parent.glob("*.tmp"))
 
 
@@ -204,6 +210,23 @@ def test_a_cache_of_another_format_version_is_refused(cache: Path, tmp_path: Pat
         VoxelShapes(newer)
 
 
+def test_a_cache_whose_datasets_disagree_is_refused(cache: Path, tmp_path: Path) -> None:
+    """Grids that are no cubes, or a label short, are no cache of ours; labels stored in
+    another integer type read as int64."""
+    for name, array in (("voxels", np.zeros((8, R, R, R + 1), np.uint8)),
+                        ("label", np.zeros(7, np.int64)), ("label", np.zeros(8, np.int32))):
+        edited = tmp_path / f"{name}_{array.shape}_{array.dtype}.h5"
+        edited.write_bytes(cache.read_bytes())
+        with h5py.File(edited, "r+") as h5:
+            del h5[name]
+            h5[name] = array
+        if array.dtype == np.int32:
+            assert VoxelShapes(edited).targets.dtype == np.int64
+            continue
+        with pytest.raises(ValueError, match="not a stgconv voxel cache"):
+            VoxelShapes(edited)
+
+
 def test_a_cache_whose_data_lie_in_another_file_is_refused(cache: Path, tmp_path: Path) -> None:
     """A cache handed over may keep its rows' bytes in any file here (HDF5 external storage):
     they were read as the shapes."""
@@ -239,6 +262,8 @@ def test_npz_sources(tmp_path: Path) -> None:
     shape, label = data[2]
     assert shape.shape == (1, 8, 8, 8) and label == 2
     assert torch.equal(shape[0, 1:7, 1:7, 1:7], torch.from_numpy(grids[4]).float())
+    inverted = VoxelShapes(tmp_path / "labelled.npz", pad_to=8, transform=lambda s: 1 - s)
+    assert inverted[0][0][0, 0, 0, 0] == 1  # transformed once padded
     with pytest.raises(ValueError, match="no split information"):
         VoxelShapes(tmp_path / "labelled.npz", split="train")
 
@@ -281,6 +306,9 @@ def test_npz_sources(tmp_path: Path) -> None:
     np.savez(tmp_path / "objects.npz", X=grids, y=np.array([2, "chair", 1, 9, 2], dtype=object))
     with pytest.raises(ValueError, match=r"cannot read array 'y' of .*objects.npz: Object"):
         VoxelShapes(tmp_path / "objects.npz")
+    np.savez(tmp_path / "one.npz", X=grids[0])
+    with pytest.raises(ValueError, match=r"X must be a batch \(N, R, R, R\), got \(6, 6, 6\)"):
+        VoxelShapes(tmp_path / "one.npz")
     np.savez(tmp_path / "flat.npz", X=np.zeros((2, 4, 5, 4), np.uint8))
     with pytest.raises(ValueError, match="cubic"):
         VoxelShapes(tmp_path / "flat.npz")
@@ -509,6 +537,22 @@ def test_negative_indices_reach_the_first_shape(tmp_path) -> None:
     shapes = VoxelShapes(_labelled_npz(tmp_path / "s.npz", [3, 1, 2]))
     first, label = shapes[-3]
     assert label == 3 and torch.equal(first, shapes[0][0])
+    with pytest.raises(TypeError):
+        shapes[0.5]
+
+
+def test_an_npz_suffix_in_capitals_is_still_labelled_shapes(tmp_path) -> None:
+    upper = _labelled_npz(tmp_path / "s.npz", [3, 1, 2]).rename(tmp_path / "s.NPZ")
+    assert load_voxel_shapes(upper, categories=["desk"]).shape == (1, 1, 4, 4, 4)
+
+
+def test_an_h5_of_labelled_grids_naming_no_categories_reads_as_plain_grids(tmp_path) -> None:
+    """Only a file naming its categories is a cache; another tool's grids and labels are
+    read as grids."""
+    with h5py.File(tmp_path / "plain.h5", "w") as h5:
+        h5["voxels"] = np.ones((2, 4, 4, 4), np.uint8)
+        h5["label"] = np.array([0, 1])
+    assert load_voxel_shapes(tmp_path / "plain.h5").shape == (2, 1, 4, 4, 4)
 
 
 def test_labels_past_modelnet10_are_not_given_its_names(tmp_path) -> None:

@@ -102,6 +102,21 @@ def test_gabors_have_zero_sum_unit_norm_and_their_named_wavelength_and_angle():
     assert tuned[1] > max(tuned[0], tuned[2])
 
 
+def test_gabor_envelopes_have_their_named_std():
+    """Across its carrier (along the height, at angle 0) a Gabor is its envelope times a
+    constant: the rows beside the centre fall by exp(-1 / (2 sigma^2))."""
+    bank = quality.filter_bank()
+    for sigma in (1, 2):
+        gabor = bank[FILTER_NAMES.index(f"gabor{sigma}_0")]
+        assert float(gabor[6, 5] / gabor[5, 5]) == pytest.approx(math.exp(-1 / (2 * sigma**2)))
+
+
+def test_the_identity_filter_reads_the_valid_region():
+    x = white_noise((1, 1, 13, 17), seed=0)
+    mean = filter_statistics(x).reshape(3, len(FILTER_NAMES))[0, FILTER_NAMES.index("identity")]
+    assert float(mean) == pytest.approx(float(x[..., 5:-5, 5:-5].double().mean()))
+
+
 def test_filter_statistics_do_not_depend_on_chunking(monkeypatch):
     x = smooth_field((5, 2, 14, 13), sigma=1.0, seed=3)
     whole = filter_statistics(x)
@@ -133,6 +148,14 @@ def test_power_spectrum_rings_are_in_units_of_the_shorter_side():
     spectrum = power_spectrum(torch.cos(2 * math.pi * 2 * rows / 16)[None, None])
     assert spectrum.shape == (8,)
     assert int(spectrum.argmax()) == 1
+    assert power_spectrum(white_noise((1, 1, 9, 11), seed=0)).shape == (4,)  # up to Nyquist
+
+
+def test_power_spectrum_rings_round_the_radius():
+    """A cosine of (2, 3) cycles per 16 pixels lies at radius sqrt(13) = 3.6: ring 4, entry 3."""
+    rows, cols = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    spectrum = power_spectrum(torch.cos(2 * math.pi * (2 * rows + 3 * cols) / 16)[None, None])
+    assert int(spectrum.argmax()) == 3
 
 
 def test_power_spectrum_distance_ignores_shifts_and_sees_noise():
@@ -238,9 +261,11 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: filter_statistics_distance(IMAGES, with_nan(IMAGES)), "NaN"),
     (lambda: power_spectrum(torch.zeros(2, 1, 1, 16)), r"\(B, C, H, W\) with H, W >= 2"),
     (lambda: power_spectrum_distance(IMAGES, torch.zeros(2, 1, 16, 18)), r"same C, H, W"),
+    (lambda: power_spectrum_distance(IMAGES, IMAGES.expand(-1, 2, -1, -1)), r"same C, H, W"),
     (lambda: power_spectrum_distance(with_nan(IMAGES), IMAGES), "NaN"),
     (lambda: video_statistics_distance(IMAGES, VIDEOS), r"\(B, C, T, H, W\)"),
     (lambda: video_statistics_distance(VIDEOS[:, :, :1], VIDEOS), "T >= 2"),
+    (lambda: video_statistics_distance(VIDEOS[:, :, :, :10], VIDEOS), "H, W >= 11"),
     (lambda: video_statistics_distance(VIDEOS, VIDEOS.expand(-1, 2, -1, -1, -1)), "same C"),
     (lambda: video_statistics_distance(VIDEOS, with_nan(VIDEOS)), "NaN"),
     (lambda: nearest_iou(torch.zeros(2, 4, 4), VOXELS), r"\(N, 1, D, H, W\) or \(N, D, H, W\)"),
@@ -360,6 +385,18 @@ def test_mean_abs_is_compared_relative_to_the_datas_mean_abs() -> None:
     data = torch.full((2, 1, 12, 12), 0.5, dtype=torch.float64)
     expected = (0.25 / EPS + 0.25 / 0.5) / 36
     assert filter_statistics_distance(samples, data) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_std_is_compared_relative_to_the_datas_std() -> None:
+    """Frame differences 0.2 everywhere against data whose differences are 0.1 in one clip and
+    0.3 in the other (mean 0.2, std 0.1, mean |.| 0.2): only the std is off, by all of the
+    data's std, and the average runs over the 3 statistics."""
+    def step(*heights: float) -> torch.Tensor:
+        clips = torch.zeros(len(heights), 1, 2, 11, 11, dtype=torch.float64)
+        clips[:, 0, 1] = torch.tensor(heights, dtype=torch.float64)[:, None, None]
+        return clips
+    temporal = video_statistics_distance(step(0.2), step(0.1, 0.3))["temporal"]
+    assert temporal == pytest.approx(1 / 3)
 
 
 def test_frechet_distance_of_a_rank_deficient_set_to_itself_is_zero() -> None:

@@ -32,6 +32,7 @@ from stgconv.initializer import (
     InitializerStart,
     InitializerTrainer,
     MaskedFiller,
+    build_initializer,
     depth_to_space,
     initializer_from_state,
     space_to_depth,
@@ -272,6 +273,8 @@ def test_initializer_crop_reaches_every_corner_and_takes_all_when_no_larger() ->
     trainer = _initializer_trainer(recovery=False, crop=4)
     x = torch.rand(2, 1, 8, 8, 8, generator=gen(2))
     assert torch.equal(trainer._crop(x, 2), x)
+    trainer = _initializer_trainer(recovery=False, crop=6)  # larger than the grid
+    assert torch.equal(trainer._crop(x, 2), x)
     trainer = _initializer_trainer(recovery=False, crop=3)
     starts = {trainer._crop(torch.arange(8.0).expand(1, 1, 8, 8, 8), 2)[0, 0, 0, 0, 0].item()
               for _ in range(40)}
@@ -430,9 +433,41 @@ def test_an_initializer_net_needs_at_least_two_convolutions() -> None:
         Initializer([2], width=4, depth=1)
 
 
+def test_bad_proposal_net_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="spatial_dims must be 1, 2 or 3, got 4"):
+        BlockUpsampler(2, spatial_dims=4, width=4, depth=2)
+    with pytest.raises(ValueError, match="factor must be an int >= 2"):
+        BlockUpsampler(1, width=4, depth=2)
+    with pytest.raises(ValueError, match=r"low must be \(B, 1, n, n, n\), got \(1, 2, 2, 2, 2\)"):
+        BlockUpsampler(2, width=4, depth=2)(torch.rand(1, 2, 2, 2, 2))
+    with pytest.raises(ValueError, match=r"learns block sizes \[2\]; the training chains need 4"):
+        InitializerStart(Initializer([2], width=4, depth=2), 4)
+
+
+def test_a_trainer_names_the_chain_setting_its_initializer_needs() -> None:
+    data = corner_shapes(4, seed=0)
+    for initializer, message in ((Initializer(recovery=True, width=4, depth=2),
+                                  "a recovery filler needs the fraction of missing entries"),
+                                 (Initializer([2], width=4, depth=2),
+                                  "a super-resolution initializer needs the chains' block size")):
+        with pytest.raises(ValueError, match=message):
+            InitializerTrainer(voxel_energy(8), initializer, Langevin(n_steps=1, step_size=0.1),
+                               data, settings=FAST)
+
+
+def test_an_initializer_is_rebuilt_from_its_config() -> None:
+    """As a checkpoint rebuilds it: a filler of fold 1 (no coarser grid) or 4 too."""
+    for fold in (1, 4):
+        made = Initializer(recovery=True, fold=fold, width=4, depth=2)
+        rebuilt = build_initializer(made.config)
+        rebuilt.load_state_dict(made.state_dict())
+        assert rebuilt.nets["recovery"].fold == fold
+
+
 def test_initializer_batches_hold_settings_batch_size_shapes() -> None:
     trainer = make_trainer(settings=replace(FAST, batch_size=4))  # 16 training shapes
     assert len(trainer._initializer_batch()) == 4
+    assert not torch.equal(trainer._initializer_batch(), trainer._initializer_batch())  # drawn
 
 
 def test_a_two_dimensional_super_resolution_initializer_trains() -> None:

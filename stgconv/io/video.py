@@ -769,7 +769,9 @@ def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: st
         )
         stream.width, stream.height, stream.pix_fmt = width, height, encoder.pix_fmt
         if codec == "mpeg4":
-            stream.codec_context.qscale = 2  # fixed quantiser, near the best quality
+            # A fixed quantiser. PyAV's qscale is FFmpeg's flag, not a value (2 and 31 wrote the
+            # same bytes): no frame quality is set, so FFmpeg clips quantiser 0 to qmin, 2.
+            stream.codec_context.qscale = True
         convert = {"format": encoder.pix_fmt, "interpolation": _SCALER_FLAGS,
                    "threads": _SCALER_THREADS}
         if encoder.pix_fmt.startswith("yuv"):
