@@ -26,7 +26,10 @@ def progress_bar(iterable: Iterable | None = None, **options: Any) -> tqdm:
     """``tqdm(iterable, **options)`` on stderr, redrawn at most every :data:`LOG_MININTERVAL`
     seconds where stderr is a log file or a pipe (not a terminal, nor a notebook's stream); a
     ``mininterval`` in ``options`` or the environment's ``TQDM_MININTERVAL`` (which tqdm
-    reads) wins."""
+    reads) wins. Where stderr is closed (``2>&-``) the bar is off, whatever ``options`` ask:
+    tqdm's first draw failed there (AttributeError), stopping a library caller's run."""
+    if sys.stderr is None:
+        options["disable"] = True
     if "TQDM_MININTERVAL" not in os.environ and _keeps_every_line(sys.stderr):
         options.setdefault("mininterval", LOG_MININTERVAL)
     return tqdm(iterable, **options)

@@ -17,6 +17,8 @@ from stgconv.baselines.voxel import nearest_known_fill
 from stgconv.build import (
     build_chain_start,
     build_sampler,
+    chain_init,
+    grid_samplers,
     grid_sizes,
     model_sampler,
     multigrid_bases,
@@ -196,6 +198,7 @@ def test_multigrid_sampler_factors_and_per_grid_samplers() -> None:
                                  GridConfig(size=8))))
     assert [s.n_steps for s in multigrid_sampler(tasks).samplers] == [7, 50]
     assert [s.n_steps for s in multigrid_sampler(tasks, n_steps=3).samplers] == [3, 3]
+    assert [s.n_steps for s in grid_samplers(tasks)] == [5, 20]  # training keeps its own
     assert multigrid_sampler(video_multigrid()).factors == ((2, 2, 2), (1, 2, 2))
     voxels = multigrid_sampler(voxel_multigrid(mean=0.25))
     assert voxels.factors == ((2, 2, 2), (2, 2, 2))
@@ -218,6 +221,11 @@ def test_multigrid_bases_are_training_bases_or_new_draws_of_their_gaussian() -> 
     picked = multigrid_bases(config, base, 6, generator=torch.Generator().manual_seed(1))
     assert picked.shape == (6, 1, 2, 2, 2)
     assert all((row == base).flatten(1).all(1).any() for row in picked)
+    torch.manual_seed(7)  # the generator alone picks
+    assert torch.equal(multigrid_bases(config, base, 6, generator=torch.Generator().manual_seed(1)),
+                       picked)
+    with pytest.raises(ValueError, match="multigrid_bases: generator must be"):
+        multigrid_bases(config, base, 6, generator=1)  # a seed
     config = replace(config, multigrid=replace(config.multigrid, base_rank=7))
     drawn = multigrid_bases(config, base, 2000, generator=torch.Generator().manual_seed(1))
     assert drawn.shape == (2000, 1, 2, 2, 2)
@@ -239,7 +247,6 @@ def test_task_sampler_takes_the_task_steps_where_set() -> None:
 
 
 def test_chain_init_of_a_data_gaussian_carries_the_noise_share() -> None:
-    from stgconv.build import chain_init
     from stgconv.mcmc import DataGaussian
 
     data = torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0))
@@ -247,6 +254,11 @@ def test_chain_init_of_a_data_gaussian_carries_the_noise_share() -> None:
     init = chain_init(ChainConfig(init="data_gaussian", init_noise=0.25, init_scale=0.5), fitted)
     assert isinstance(init, DataGaussian)
     assert (init.noise, init.noise_scale) == (0.25, 0.5)
+    with pytest.raises(ValueError, match="none were given"):
+        chain_init(ChainConfig(init="data_gaussian"))
+    for mode in ("noise", "persistent", "buffer"):  # the starts of fresh chains take it
+        assert build_chain_start(ChainConfig(mode=mode, init="data_gaussian"), 4,
+                                 init=init).init is init
 
 
 def test_seeded_weights_come_from_the_seed_and_leave_the_callers_stream() -> None:

@@ -46,5 +46,15 @@ def test_a_bar_redraws_at_tqdms_pace_unless_it_writes_into_a_log(
         monkeypatch.setenv("TQDM_MININTERVAL", environment)
     with progress_bar(range(1)) as bar, tqdm(range(1)) as plain:
         assert bar.mininterval == (LOG_MININTERVAL if log_pace else plain.mininterval)
+        assert LOG_MININTERVAL > plain.mininterval  # a log's pace is the slower
     with progress_bar(range(1), mininterval=2.0) as bar:  # the caller's wins
         assert bar.mininterval == 2.0
+
+
+def test_a_bar_asked_for_where_stderr_is_closed_is_off(monkeypatch) -> None:
+    """Under `2>&-` sys.stderr is None: a bar a library caller asked for (tasks.train's
+    progress=True) failed its first draw there with an AttributeError; the command line turns
+    its bars off itself."""
+    monkeypatch.setattr(sys, "stderr", None)
+    with progress_bar(range(2), disable=False) as bar:
+        assert list(bar) == [0, 1] and bar.disable

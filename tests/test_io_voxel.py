@@ -29,6 +29,7 @@ from stgconv.io.mesh import (
     normalize_mesh,
     save_mesh_from_voxels,
     voxelize,
+    voxelize_file,
 )
 from stgconv.io.render import render_views, render_voxels, voxel_sheet
 from stgconv.io.voxel import check_grids, load_voxels, pad_to, save_voxels, to_tensor
@@ -101,6 +102,15 @@ def test_obj_quads_are_kept(tmp_path: Path) -> None:
     np.testing.assert_array_equal(faces, cube_triangles())
 
 
+def test_obj_vertex_colours_are_ignored(tmp_path: Path) -> None:
+    # "v x y z r g b", a common extension (and "v x y z w").
+    path = tmp_path / "coloured.obj"
+    path.write_text("v 0 0 0 1 0 0\nv 1 0 0 1 0 0\nv 0 1 0 1 0 0\nf 1 2 3\n")
+    vertices, faces = load_mesh(path)
+    np.testing.assert_array_equal(vertices, [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(faces, [[0, 1, 2]])
+
+
 @pytest.mark.parametrize("suffix", [".ply", ".stl"])
 def test_ply_and_stl_through_open3d(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"cube{suffix}"
@@ -159,6 +169,21 @@ def test_normalize_mesh_refuses_a_margin_of_half_the_cube() -> None:
         normalize_mesh(CUBE_VERTICES, margin=0.5)
 
 
+@pytest.mark.parametrize(("vertices", "up_axis", "message"), [
+    (CUBE_VERTICES, 3, "up_axis must be 0, 1 or 2"),
+    (np.ones((3, 3)), 2, "zero extent"),  # all vertices in one point
+])
+def test_normalize_mesh_refuses_what_it_cannot_place(vertices, up_axis, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        normalize_mesh(vertices, up_axis=up_axis)
+
+
+def test_voxelize_file_names_a_mesh_it_cannot_voxelize(tmp_path: Path) -> None:
+    path = write_off(tmp_path / "point.off", np.zeros((3, 3)), [[0, 1, 2]])
+    with pytest.raises(ValueError, match=r"point\.off: the mesh has zero extent"):
+        voxelize_file(path, 8)
+
+
 def test_voxelize_keeps_a_triangle_lying_on_the_top_face_of_the_cube() -> None:
     """open3d puts a coordinate of exactly 0.5 at index R, outside the grid: a triangle in the
     plane z = 0.5 is voxelized mirrored, into the top layer, not lost."""
@@ -167,10 +192,12 @@ def test_voxelize_keeps_a_triangle_lying_on_the_top_face_of_the_cube() -> None:
     assert grid[:, :, 3].sum() == 12 and grid.sum() == 12
 
 
-def test_off_vertex_colour_columns_are_ignored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("header", ["COFF", "NOFF", "CNOFF", "STCNOFF"])
+def test_off_vertex_colour_columns_are_ignored(tmp_path: Path, header: str) -> None:
+    # Extra vertex columns (colours, normals, texture coordinates) and a face's colour.
     path = tmp_path / "coloured.off"
-    path.write_text("COFF\n3 1 0\n0 0 0 255 0 0 255\n1 0 0 255 0 0 255\n0 1 0 255 0 0 255\n"
-                    "3 0 1 2\n")
+    path.write_text(f"{header}\n3 1 0\n0 0 0 255 0 0 255\n1 0 0 255 0 0 255\n"
+                    "0 1 0 255 0 0 255\n3 0 1 2 255 0 0\n")
     vertices, faces = load_mesh(path)
     np.testing.assert_array_equal(vertices, [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
     np.testing.assert_array_equal(faces, [[0, 1, 2]])
@@ -214,10 +241,15 @@ def test_up_axis_and_normalize() -> None:
 @pytest.mark.parametrize("name, text, message", [
     ("empty.off", "", "not an OFF file"),
     ("garbage.off", "hello world\n1 2 3\n", "not an OFF file"),
+    ("offset.off", "OFFSET 3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "not an OFF file"),
+    ("header_only.off", "OFF\n", "no vertex/face counts"),
+    ("one_count.off", "OFF\n3\n0 0 0\n1 0 0\n0 1 0\n", "expected 'n_vertices n_faces"),
     ("nofaces.off", "OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n", "no faces"),
     ("truncated.off", "OFF\n8 6 0\n0 0 0\n1 0 0\n", "truncated"),
     ("nan.off", "OFF\n3 1 0\n0 0 0\nnan 0 0\n0 1 0\n3 0 1 2\n", "NaN"),
     ("range.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "out of range"),
+    ("negative.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 -1\n", "out of range"),
+    ("range_quad.off", "OFF\n4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 9\n", "out of range"),
     ("edge.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "n >= 3"),
     ("words.off", "OFF\n3 1 0\n0 0 zero\n1 0 0\n0 1 0\n3 0 1 2\n", "cannot parse"),
     # 2 + 4 coordinates: as many as 2 vertices need, but the second line's 4th is no vertex's.
@@ -231,6 +263,7 @@ def test_up_axis_and_normalize() -> None:
     ("empty.obj", "# nothing\n", "no faces"),
     ("range.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "out of range"),
     ("bad.obj", "v 0 0\nf 1 2 3\n", "fewer than 3"),
+    ("edge.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nf 1 2\n", "fewer than 3 corners"),
     ("garbage.ply", "not a ply file\n", "not a PLY file"),
     ("plx.ply", "plx\nformat ascii 1.0\nelement vertex 0\nproperty float x\nend_header\n",
      "not a PLY file: it does not start with 'ply'"),
@@ -255,11 +288,13 @@ def test_mesh_path_errors(tmp_path: Path) -> None:
         voxelize(CUBE_VERTICES, cube_triangles(), 8, margin=4)
     with pytest.raises(ValueError, match=r"\(F, 3\)"):
         voxelize(CUBE_VERTICES, np.zeros((2, 4), int), 8)
+    with pytest.raises(ValueError, match="an int array"):
+        voxelize(CUBE_VERTICES, cube_triangles().astype(float), 8)
     with pytest.raises(ValueError, match="no faces"):
         voxelize(CUBE_VERTICES, np.zeros((0, 3), int), 8)
 
 
-@pytest.mark.parametrize("suffix", [".ply", ".obj"])
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".OBJ"])
 def test_save_mesh_from_voxels(tmp_path: Path, suffix: str) -> None:
     grid = np.zeros((16, 16, 16), np.uint8)
     grid[3:13, 4:12, 5:11] = 1
@@ -278,6 +313,10 @@ def test_save_mesh_from_voxels(tmp_path: Path, suffix: str) -> None:
     a, b, c = (vertices[faces[:, k]] for k in range(3))
     volume = np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6
     assert 0.9 * 480 < volume < 480
+    # Vertices off the half-voxel steps (a grid of other values) are kept to 1e-6.
+    soft = grid * 0.7  # the 0.5 iso-surface lies 2/7 of a voxel out from the centres
+    written, _ = load_mesh(save_mesh_from_voxels(soft, tmp_path / f"soft{suffix}"))
+    np.testing.assert_allclose(written, mesh_from_voxels(soft)[0], atol=1e-6)
 
 
 def test_save_mesh_errors(tmp_path: Path) -> None:
@@ -287,6 +326,8 @@ def test_save_mesh_errors(tmp_path: Path) -> None:
         save_mesh_from_voxels(np.ones((8, 8, 8)), tmp_path / "m.stl")
     with pytest.raises(ValueError, match=r"\(D, H, W\)"):
         mesh_from_voxels(np.ones((8, 8)))
+    with pytest.raises(ValueError, match="NaN"):  # not "no surface"
+        mesh_from_voxels(np.pad(np.ones((2, 2, 2)), 1, constant_values=np.nan))
     assert not list(tmp_path.iterdir())
 
 
@@ -385,21 +426,25 @@ def test_a_matlab_v73_file_reads_as_its_v5_twin(tmp_path: Path) -> None:
 
 def test_an_empty_matlab_v73_variable_reads_as_its_v5_twin(tmp_path: Path) -> None:
     """MATLAB's v7.3 stores ``zeros(0, 5)`` as its dimensions flagged MATLAB_empty: they were
-    read as the variable, the uint64 array [0, 5]."""
+    read as the variable, the uint64 array [0, 5]. One without a class reads as a double."""
     import h5py
 
     scipy.io.savemat(tmp_path / "v5.mat", {"none": np.zeros((0, 5)), "flags": np.zeros((3, 0),
                                                                                       bool),
-                                           "counts": np.zeros((0, 2), np.int32)})
+                                           "counts": np.zeros((0, 2), np.int32),
+                                           "ratios": np.zeros((2, 0), np.float32),
+                                           "classless": np.zeros((0, 5))})
     path = write_mat_v73(tmp_path / "v73.mat", {"label": np.ones((1, 1))})
     with h5py.File(path, "a") as h5:
         for name, dims, matlab_class in (("none", [0, 5], "double"), ("flags", [3, 0], "logical"),
-                                         ("counts", [0, 2], "int32")):
+                                         ("counts", [0, 2], "int32"), ("ratios", [2, 0], "single"),
+                                         ("classless", [0, 5], None)):
             dataset = h5.create_dataset(name, data=np.array(dims, np.uint64))
-            dataset.attrs["MATLAB_class"] = np.bytes_(matlab_class)
+            if matlab_class is not None:
+                dataset.attrs["MATLAB_class"] = np.bytes_(matlab_class)
             dataset.attrs["MATLAB_empty"] = np.uint8(1)
     v5, v73 = read_mat(tmp_path / "v5.mat"), read_mat(path)
-    for name in ("none", "flags", "counts"):
+    for name in ("none", "flags", "counts", "ratios", "classless"):
         assert (v73[name].shape, v73[name].dtype) == (v5[name].shape, v5[name].dtype)
     np.testing.assert_array_equal(v73["label"], np.ones((1, 1)))
 
@@ -871,9 +916,10 @@ def test_render_from_above_shows_the_near_side_low() -> None:
 def test_render_a_full_grid_fits_inside_its_panel() -> None:
     # The whole grid's box fits every view with a white border: no edge of the picture is hit.
     for view in ((-60.0, 25.0), (45.0, 35.0), (0.0, 0.0), (10.0, 90.0)):
-        hit = (render_views(np.ones((8, 8, 8)), views=(view,), size=32)[0] < 250).any(-1)
-        assert hit.any() and not (hit[0].any() or hit[-1].any() or hit[:, 0].any()
-                                  or hit[:, -1].any()), view
+        for grid in (np.ones((8, 8, 8)), np.ones((4, 6, 8))):
+            hit = (render_views(grid, views=(view,), size=32)[0] < 250).any(-1)
+            assert hit.any() and not (hit[0].any() or hit[-1].any() or hit[:, 0].any()
+                                      or hit[:, -1].any()), (view, grid.shape)
 
 
 def test_render_does_not_depend_on_the_triangles_winding(monkeypatch) -> None:
@@ -895,11 +941,15 @@ def test_render_sheet_puts_fewer_shapes_a_row_when_the_views_are_many() -> None:
     # Default columns: up to 4 shapes a row, at most 8 panels: with 3 views, 2 shapes a row.
     sheet = voxel_sheet([np.zeros((4, 4, 4))] * 4, views=((0, 0), (90, 0), (180, 0)), size=8)
     assert sheet.shape[:2] == (2 * 8 + 4, 2 * (3 * 8 + 4) - 4)
+    sheet = voxel_sheet([np.zeros((4, 4, 4))] * 5, size=8)  # one view: 4 shapes a row
+    assert sheet.shape[:2] == (2 * (8 + 4) - 4, 4 * (8 + 4) - 4)
 
 
-def test_render_sheet_frames_each_shape() -> None:
-    # An empty grid renders white on white: its grey frame still shows where it is.
-    sheet = voxel_sheet(np.zeros((8, 8, 8)), size=16)
+@pytest.mark.parametrize("views", [((-60, 25),), ((0, 0), (90, 0))])
+def test_render_sheet_frames_each_shape(views) -> None:
+    # An empty grid renders white on white: its grey frame, round all its views, shows where
+    # it is.
+    sheet = voxel_sheet(np.zeros((8, 8, 8)), views=views, size=16)
     for edge in (sheet[0], sheet[-1], sheet[:, 0], sheet[:, -1]):
         assert (edge == 200).all()
     assert (sheet[1:-1, 1:-1] == 255).all()
@@ -920,6 +970,77 @@ def test_render_sheet_refuses_no_shapes(grids) -> None:
 def test_render_refuses_a_view_that_is_not_a_finite_angle(view) -> None:
     with pytest.raises(ValueError, match="views"):
         render_views(np.ones((4, 4, 4)), views=(view,), size=8)
+
+
+@pytest.mark.parametrize("grids", [[np.zeros((2, 4, 4, 4))], np.zeros((1, 2, 4, 4, 4))],
+                         ids=["batch in a list", "two channels"])
+def test_render_sheet_refuses_grids_of_several_channels(grids) -> None:
+    # Not drawn as their first grid or channel without a word.
+    with pytest.raises(ValueError, match="expected"):
+        voxel_sheet(grids, size=8)
+
+
+def test_render_views_of_a_grid_with_its_channel_axis_are_the_grids() -> None:
+    grid = np.zeros((4, 6, 8))
+    grid[1:3, 1:5, 2:7] = 1
+    np.testing.assert_array_equal(render_views(grid[None], size=16), render_views(grid, size=16))
+
+
+def test_render_rays_start_outside_the_whole_grid() -> None:
+    """A block at the side of the grid nearest the camera is drawn, in a long grid too (the
+    grid's longest side sets the scale)."""
+    cube, post = np.zeros((16, 16, 16)), np.zeros((2, 2, 16))
+    cube[13:, 6:10, 6:10] = 1  # azimuth 0: the camera on +x
+    post[:, :, 13:] = 1  # seen from straight above
+    for grid, view in ((cube, (0.0, 0.0)), (post, (0.0, 90.0))):
+        assert (render_views(grid, views=(view,), size=16)[0] < 250).any(), grid.shape
+
+
+def test_render_lights_a_shape_from_the_upper_left() -> None:
+    # Of a cube's two side faces seen corner-on, the one on the left is the brighter.
+    cube = np.zeros((8, 8, 8))
+    cube[2:6, 2:6, 2:6] = 1
+    image = render_views(cube, views=((45.0, 0.0),), size=32)[0].astype(float)
+    hit = (image < 250).any(-1)
+    left, right = (image[:, half][hit[:, half]].mean() for half in (np.s_[:16], np.s_[16:]))
+    assert left > right + 20
+
+
+def test_render_shades_a_face_seen_head_on_by_its_lights() -> None:
+    """A face turned to the camera: headlight 0.3 + 0.3, key light 0.55 * cos 54.3 degrees
+    (the key at the camera's upper left, 1.2 up and 0.7 left), times the albedo
+    (0.62, 0.74, 0.92), to the nearest level: (145.7, 173.8, 216.1)."""
+    cube = np.zeros((8, 8, 8))
+    cube[2:6, 2:6, 2:6] = 1
+    image = render_views(cube, views=((0.0, 0.0),), size=32)[0]
+    assert tuple(image[16, 16]) == (146, 174, 216)
+
+
+def test_render_lights_every_visible_face_at_least_by_the_headlight() -> None:
+    """The key light only adds: a face turned from it (a cube's bottom seen from a little
+    below) is as bright as the headlight alone makes it (0.3 of the red albedo 0.62), not
+    darker."""
+    cube = np.zeros((8, 8, 8))
+    cube[2:6, 2:6, 2:6] = 1
+    for view in ((0.0, -10.0), (-60.0, 25.0)):
+        image = render_views(cube, views=(view,), size=32)[0]
+        hit = (image < 250).any(-1)
+        assert image[..., 0][hit].min() >= round(0.3 * 0.62 * 255), view
+
+
+def test_render_sheet_lays_shapes_out_row_by_row_below_their_titles() -> None:
+    empty, full = np.zeros((4, 4, 4)), np.ones((4, 4, 4))
+    sheet = voxel_sheet([empty, full, empty], size=16, columns=2, titles=["", "", ""])
+    cell = 14 + 16 + 4  # title, panel, gap
+    assert sheet.shape[:2] == (2 * cell - 4, 2 * (16 + 4) - 4)
+    drawn = (sheet < 200).any(-1)  # shaded pixels; frames are grey 200
+    assert drawn[14:30, 20:].any() and drawn.sum() == drawn[14:30, 20:].sum()
+
+
+def test_render_sheet_titles_a_shape_across_all_its_views() -> None:
+    # A shape's cell holds its views side by side: its title may run across all of them.
+    sheet = voxel_sheet(np.zeros((4, 4, 4)), views=((0, 0), (90, 0)), size=64, titles=["x" * 40])
+    assert (sheet[:14, 80:128] < 255).any()
 
 
 def test_normalize_mesh_turns_the_up_axis_last_and_centres_the_box() -> None:
@@ -1116,6 +1237,19 @@ def test_a_watertight_bottle_stays_hollow(stored: str) -> None:
     grid = voxelize(vertices, faces, 32, margin=1)
     assert not grid[9:13, 14:18, 14].any()  # inside, beside the neck's column, mid height
     assert grid.sum() < 4000
+
+
+def test_a_mesh_of_triangles_of_no_area_only_is_carved_as_an_open_one() -> None:
+    """Its triangles of no area dropped, no edge is left to make it closed: it is carved (a
+    voxel with needles on all six sides is inside), not left as its shell."""
+    corners = []
+    for axis in range(3):
+        for sign in (-1, 1):
+            centre, half = np.zeros(3), np.zeros(3)
+            centre[axis], half[(axis + 1) % 3] = 0.3 * sign, 0.1
+            corners += [centre - half, centre + half, centre + half]  # a needle
+    grid = voxelize(np.array(corners), np.arange(18).reshape(6, 3), 16, normalize=False)
+    assert grid[8, 8, 8]
 
 
 @pytest.mark.parametrize("name, data", [

@@ -126,6 +126,10 @@ def test_bfloat16_without_native_support_warns_that_it_is_slow(monkeypatch):
     with pytest.warns(RuntimeWarning, match="no native bfloat16"):
         filled = apply_fill(FillNet(3, 1, width=4), video, known, made, precision="bf16")
     assert torch.equal(filled, made[0])  # an untrained net returns the first fill
+    monkeypatch.setattr("stgconv.learned_fill.native_bfloat16", lambda device: True)
+    with warnings.catch_warnings():  # native: nothing to warn of
+        warnings.simplefilter("error")
+        apply_fill(FillNet(3, 1, width=4), video, known, made, precision="bf16")
 
 
 def test_an_unknown_precision_is_refused_naming_the_key():
@@ -219,8 +223,11 @@ def test_bad_input_is_refused():
     video, known = wave(), pixels_missing()
     with pytest.raises(ValueError, match="at least one"):
         learned_fill(video, known, [])
-    with pytest.raises(ValueError, match=r"\(C, T, H, W\)"):
-        learned_fill(video[0], known, [TEMPORAL])
+    for clip, mask in ((video[0], known), (video[0, 0], known[0]), (video[None], known)):
+        with pytest.raises(ValueError, match=r"observed must be \(C, T, H, W\)"):
+            learned_fill(clip, mask, [TEMPORAL])
+    with pytest.raises(ValueError, match="learned_fill: generator must be"):
+        learned_fill(video, known, [TEMPORAL], settings=FAST, generator=0)  # a seed
     with pytest.raises(ValueError, match="same pixels missing in every frame"):
         static = torch.ones(12, 32, 32, dtype=torch.bool)
         static[:, 8:16, 8:16] = False
@@ -363,6 +370,7 @@ def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path)
     ({"fills": None}, "'fills'"),
     ({"fills": [1, 2]}, "its fills are not names"),
     ({"channels": "three"}, "channels"),
+    ({"weights": {}}, "in loading state_dict"),  # every weight missing
 ])
 def test_a_damaged_prior_is_named_not_a_traceback(tmp_path, change, message) -> None:
     """A prior whose record disagrees with its weights, or lacks a key, is a CheckpointError
@@ -377,12 +385,39 @@ def test_a_damaged_prior_is_named_not_a_traceback(tmp_path, change, message) -> 
         load_fill_prior(path)
 
 
+def test_fill_prior_refuses_examples_one_net_cannot_read() -> None:
+    video, known = wave(), pixels_missing()
+    temporal = {"temporal_interpolation": TEMPORAL}
+    one = prior_example(video, known, temporal)
+    two = prior_example(video, known, {**temporal, "neighbour_average": NEIGHBOUR})
+    grey = prior_example(video[:1], known, temporal)
+    for examples in ([one, two], [one, grey]):
+        with pytest.raises(ValueError, match="same channels and fills"):
+            fill_prior(examples, iterations=1)
+    with pytest.raises(ValueError, match="at least one example"):
+        fill_prior([], iterations=1)
+    with pytest.raises(ValueError, match="iterations must be"):
+        fill_prior([one], iterations=0)  # an untrained net, passed off as a prior
+
+
+def test_fill_prior_crops_examples_of_different_sizes_to_the_smallest() -> None:
+    video, known = wave(), pixels_missing()
+    temporal = {"temporal_interpolation": TEMPORAL}
+    big = prior_example(video, known, temporal)
+    small = prior_example(video[:, :, :8, :8], known[:, :8, :8], temporal)  # under the crop
+    _, losses = fill_prior([big, small], settings=FAST, iterations=2,
+                           generator=torch.Generator().manual_seed(0))
+    assert len(losses) == 2 and all(map(math.isfinite, losses))
+
+
 def test_apply_fill_names_a_net_made_for_other_inputs() -> None:
     video = torch.zeros(3, 4, 8, 8)
     known = salt_and_pepper(4, 8, 8, fraction=0.5, generator=torch.Generator().manual_seed(0))
     made = [temporal_interpolation(video, known)]
     with pytest.raises(ValueError, match="the net reads 3 channels and 2 fills, given 3 and 1"):
         apply_fill(FillNet(3, 2, width=4), video, known, made)
+    with pytest.raises(ValueError, match="the net reads 1 channels and 1 fills, given 3 and 1"):
+        apply_fill(FillNet(1, 1, width=4), video, known, made)
 
 
 def test_squared_then_absolute_loss_is_squared_first() -> None:
@@ -488,6 +523,7 @@ def test_the_correction_reads_where_entries_are_observed() -> None:
     with torch.no_grad():
         assert not torch.allclose(net(inputs, one)[both], net(inputs, other)[both])
 
+
 def test_squared_then_absolute_switches_at_half_the_iterations(monkeypatch) -> None:
     """The first ``iterations // 2`` iterations train on squared error, the rest on absolute
     error (kills never switching)."""
@@ -583,11 +619,14 @@ def test_a_crop_is_drawn_around_an_entry_hidden_in_one_channel_only() -> None:
         assert hidden[_crop(_crop_centres(hidden), hidden.shape[1:], (2, 3, 3), g)].any()
 
 
-def test_a_clip_lower_than_the_crop_is_cropped_to_its_own_height_and_width() -> None:
+@pytest.mark.parametrize(("rows", "columns"), [(8, 32), (32, 8)], ids=["low", "narrow"])
+def test_a_clip_lower_than_the_crop_is_cropped_to_its_own_height_and_width(rows: int,
+                                                                          columns: int) -> None:
     """A clip 8 high and 32 wide with 16-pixel crops: crops are 8 x 16 (kills swapping height
-    and width in the crop's size, which asks for 16 rows of 8)."""
-    video = wave()[:, :, :8, :]
-    known = pixels_missing()[:, :8, :]
+    and width in the crop's size, which asks for 16 rows of 8); 8 wide, 16 x 8 (kills bounding
+    the width by the height)."""
+    video = wave()[:, :, :rows, :columns]
+    known = pixels_missing()[:, :rows, :columns]
     net, losses = learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=2),
                                generator=torch.Generator().manual_seed(0))
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
