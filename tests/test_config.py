@@ -22,12 +22,14 @@ from stgconv.config import (
     ExperimentConfig,
     InitializerConfig,
     JEMConfig,
+    RecoveryConfig,
     TrainConfig,
     UnreadSetting,
     WithdrawnSetting,
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    initializer_factors,
     load_config,
     parse_override,
     read_yaml,
@@ -68,6 +70,8 @@ def test_defaults_load() -> None:
     assert config.model.arch == "texture"
     assert config.data.path == "builtin:brick"
     assert config.sampler.clamp == (-1.0, 1.0)
+    # The quick start's model and chains (README "Quick start" trains with them).
+    assert (config.model.reference_sigma, config.chains.chains_per_example) == (0.05, 8)
 
 
 def test_empty_yaml_is_the_defaults(tmp_path: Path) -> None:
@@ -304,6 +308,8 @@ def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
         ("sampler.clamp=[0, 1, 2]", r"sampler\.clamp must have 2 entries"),
         ("train.betas=0.5", r"train\.betas must be a list"),
         ("model.layers=[[8, x, 1]]", r"model\.layers\[0\]\[1\] must be an integer"),
+        # A null where no null is allowed: past the reader, a TypeError from the layer check.
+        ("model.layers=[[8, null, 1]]", r"model\.layers\[0\]\[1\] must be an integer, got None"),
         ("name=5", r"name must be a str"),
         ("name=true", r"name must be a str, got True"),
         ("model=3", r"config section model must be a mapping"),
@@ -347,7 +353,13 @@ def test_wrong_types(override: str, message: str) -> None:
         # Each names its own key and value (one message for both named neither).
         ("chains.data_noise=-0.1", "chains.data_noise must be >= 0, got -0.1"),
         ("chains.init_scale=-2", "chains.init_scale must be >= 0, got -2"),
-        ("sampler.n_leapfrog=0", "sampler.n_leapfrog"),
+        # Refused as out of range, not only as a setting that Langevin leaves unread.
+        ("sampler.n_leapfrog=0", "sampler.n_leapfrog must be positive"),
+        ("data.frames=0", "data.frames must be positive"),
+        ("chains.buffer_capacity=0", "chains.buffer_capacity must be positive"),
+        ("recovery.average_last=0", "recovery.average_last must be positive"),
+        ("recovery.learned.patterns=0", "recovery.learned.patterns must be positive"),
+        ("recovery.learned.lr=0", "recovery.learned.lr must be positive"),
         ("chains.missing=.nan", "chains.missing"),
         ("sampler.noise_scale=-1", "sampler.noise_scale"),
         # Finite, but the noise overflowed float32 in the first step (a traceback).
@@ -387,6 +399,8 @@ def test_range_limits_that_are_allowed() -> None:
                                 f"seed={SEED_LIMIT - 1}"])
     assert (config.chains.buffer_fresh, config.chains.init_noise, config.seed) == (
         0.0, 1.0, SEED_LIMIT - 1)
+    # A video_frames example is one frame: 16 frames of this size would pass the entry limit.
+    assert load_config(None, ["data.kind=video_frames", "data.size=5000"]).data.size == 5000
 
 
 def test_a_string_given_for_a_list_is_refused_not_split_into_letters() -> None:
@@ -399,6 +413,13 @@ def test_a_nan_given_in_python_is_refused() -> None:
     with pytest.raises(ValueError, match="train.lr must be positive, got nan"):
         dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(
             ExperimentConfig().train, lr=float("nan")))
+
+
+def test_an_infinite_power_given_in_python_is_refused() -> None:
+    # The file's reader refuses infinity; a recovery section built in Python is checked too.
+    recovery = RecoveryConfig(step_scale="interpolation_spread", step_scale_power=float("inf"))
+    with pytest.raises(ValueError, match="recovery.step_scale_power must be a finite number"):
+        ExperimentConfig(recovery=recovery)
 
 
 @pytest.mark.parametrize(("section", "settings", "message"), [
@@ -517,6 +538,8 @@ def test_config_is_frozen() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(FileNotFoundError, match="config file not found"):  # a folder
+        load_config(tmp_path)
 
 
 @pytest.mark.parametrize("text", ["- 1\n- 2\n", "just a string\n", "3\n"])
@@ -540,6 +563,9 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 def test_section_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="config section train must be a mapping"):
         load_config(write(tmp_path, "train: 3\n"))
+    # Also where grids with a sampler section of their own would inherit from it.
+    with pytest.raises(ValueError, match="config section sampler must be a mapping"):
+        load_config(None, ["sampler=3", "multigrid={grids: [{size: 64, sampler: {n_steps: 2}}]}"])
 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS,
@@ -635,6 +661,11 @@ DESC = {"arch": "desc32_small"}
                      r"every multigrid size must divide.*\[1, 3, 8\]", id="sizes-not-dividing"),
         pytest.param(OBJECTS, {"grids": [{"size": 0}, {"size": 8}]},
                      r"multigrid\.grids\[0\]\.size must be positive", id="size-zero"),
+        pytest.param(OBJECTS, {"base_size": 0, "grids": [{"size": 8}]},
+                     r"multigrid\.base_size must be positive", id="base-size-zero"),
+        pytest.param(VIDEO, {"grids": [{"size": 4, "frames": 0, "model": ST},
+                                       {"size": 8, "model": ST}]},
+                     r"multigrid\.grids\[0\]\.frames must be positive", id="frames-zero"),
         pytest.param(OBJECTS, {"base_rank": -1, "grids": [{"size": 8}]},
                      r"multigrid\.base_rank must be >= 0 or null, got -1", id="base-rank-negative"),
         pytest.param(OBJECTS, {"grids": [{"size": 8, "frames": 2}]}, "videos only",
@@ -804,6 +835,19 @@ def test_lr_decay_is_for_single_grid_descriptor_training() -> None:
         load_config(config, ["train.lr_decay=cosine"])
     assert load_config(REPO / "configs" / "voxel" / "recovery_chairs_quick.yaml"
                        ).train.lr_decay == "cosine"
+
+
+VOXEL_SR = ["data.kind=voxels", "model.arch=desc32_small", "data.size=32",
+            "chains.mode=super_resolution", "initializer={}"]
+
+
+def test_an_initializer_proposes_the_chains_of_one_voxel_model() -> None:
+    assert initializer_factors(load_config(None, VOXEL_SR)) == (4,)  # chains.factor's
+    recovery = load_config(None, [*VOXEL_SR, "chains.mode=recovery"])
+    assert initializer_factors(recovery) == ()  # a filler: no block sizes
+    for other in (["data.kind=texture", "model.arch=texture"], ["cooperative={}"]):
+        with pytest.raises(ValueError, match="initializer proposes the super-resolution"):
+            load_config(None, [*VOXEL_SR, *other])
 
 
 def test_a_replay_buffer_of_only_fresh_chains_is_a_valid_config() -> None:

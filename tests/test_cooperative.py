@@ -280,6 +280,9 @@ def test_a_cooperative_run_refuses_to_resume_a_descriptor_run(tmp_path: Path) ->
         make_trainer().resume(tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="holds no generator \\(not a cooperative run\\)"):
         generator_from_state(load_checkpoint(tmp_path / "checkpoint.pt"), "run")
+    config = ConvGenerator(latent_dim=5, out_shape=(1, 8, 8)).config
+    with pytest.raises(CheckpointError, match="holds no loadable generator"):  # weights damaged
+        generator_from_state({"generator_model": [1], "generator_config": config}, "run")
 
 
 def test_a_float64_generator_comes_back_as_float64() -> None:

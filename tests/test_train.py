@@ -526,6 +526,18 @@ def test_a_model_that_diverged_in_its_last_update_is_never_saved(
     assert load_checkpoint(path)["iteration"] == 2
 
 
+def test_a_multigrid_model_diverged_on_its_coarsest_grid_is_never_saved(monkeypatch) -> None:
+    trainer = make_multigrid_trainer()
+    trainer.fit(1, progress=False)
+    with torch.no_grad():
+        typical = max(energy(x).abs().max().item() for energy, x in trainer.probes())
+        for parameter in trainer.trainers[0].energy.parameters():
+            parameter.mul_(100.0)
+    monkeypatch.setattr("stgconv.train.MAX_ABS_ENERGY", 100 * typical)
+    with pytest.raises(DivergenceError, match="the updated model's energy"):
+        trainer.check_saved_model()
+
+
 def test_multigrid_divergence_is_caught_on_every_grid(tmp_path: Path) -> None:
     trainer = make_multigrid_trainer()
     for group in trainer.trainers[0].optimizer.param_groups:  # the coarsest grid only
@@ -547,6 +559,7 @@ def test_a_single_model_divergence_names_the_shared_step_size() -> None:
     with pytest.raises(DivergenceError) as info:
         trainer.fit(1, progress=False)
     assert str(info.value).endswith(f"({DESCRIPTOR_ADVICE})"), info.value
+    assert info.value.advice == DESCRIPTOR_ADVICE  # kept on the error fit raises
 
 
 def test_a_multigrid_run_whose_energies_diverge_names_the_grids_step_size(
@@ -931,6 +944,8 @@ def test_multigrid_trainer_rejects_mismatched_grids() -> None:
     with pytest.raises(ValueError, match=r"grid_sizes\[1\] \(4\.5, 4\.5\): a size must be an int"):
         MultiGridTrainer([energy, energy], [sampler, sampler], pattern_images(),
                          [(1, 1), (4.5, 4.5), (8, 8)])
+    with pytest.raises(ValueError, match=r"grid_sizes\[0\] \(0, 0\): a size must be an int >= 1"):
+        MultiGridTrainer([energy], [sampler], pattern_images(), [(0, 0), (8, 8)])
 
 
 def test_multigrid_resume_takes_the_same_steps(tmp_path: Path) -> None:
@@ -959,6 +974,18 @@ def test_multigrid_resume_takes_the_same_steps(tmp_path: Path) -> None:
     assert torch.equal(straight.generator.get_state(), second.generator.get_state())
 
 
+def test_a_checkpoint_of_another_network_is_refused_naming_what_differs() -> None:
+    trainer = make_trainer("noise")
+    state = trainer.state_dict()
+    state["model_config"] = {**state["model_config"], "kernel_sizes": [3]}
+    with pytest.raises(ValueError, match="another network .*differing: kernel_sizes"):
+        trainer.check_state(state)
+    state = trainer.state_dict()
+    state["model"] = {}  # no weights: loaded without a word, the net would stay as built
+    with pytest.raises(RuntimeError, match="Missing key"):
+        trainer.load_state_dict(state)
+
+
 def test_a_multigrid_resume_refused_on_a_finer_grid_changes_no_grid(tmp_path: Path) -> None:
     """The coarser grids were loaded before the finest grid's network was found another."""
     trainer = make_multigrid_trainer()
@@ -984,6 +1011,8 @@ def test_multigrid_resume_rejects_a_different_number_of_grids(tmp_path: Path) ->
                                 [Langevin(n_steps=1)], pattern_images(), [(4, 4), (8, 8)])
     with pytest.raises(ValueError, match="holds 2 grids, this run has 1"):
         one_grid.resume(path)
+    with pytest.raises(ValueError, match="holds no grids, this run has 1"):  # a single model's
+        one_grid.load_state_dict(make_trainer("noise").state_dict())
     # As many grids, of other sizes: the stationary nets would load, and the coarsest would
     # learn to refine another base grid.
     torch.manual_seed(0)
@@ -1390,6 +1419,10 @@ def test_a_weight_just_past_its_bound_is_divergence() -> None:
         weight.view(-1)[0] = 1.1e6
     with pytest.raises(DivergenceError, match=r"weight \S+ is 1\.1e\+06, past the bound of 1e\+06"):
         trainer.check_divergence({})
+    with torch.no_grad():
+        weight.view(-1)[0] = -1.1e6  # the bound is on the size
+    with pytest.raises(DivergenceError, match=r"weight \S+ is 1\.1e\+06, past the bound of 1e\+06"):
+        trainer.check_divergence({})
 
 
 def test_a_resumed_trainer_knows_which_checkpoint_holds_its_last_good_model(
@@ -1433,11 +1466,14 @@ def test_every_progress_line_shows_the_values_of_the_iteration_it_counts(capsys,
 
     monkeypatch.setattr(train_module, "progress_bar",
                         lambda **options: progress_bar(mininterval=0, miniters=1, **options))
-    history = make_trainer("noise").fit(3, progress=True)
+    trainer = make_trainer("noise")
+    history = trainer.fit(3, progress=True)
     shown = re.findall(r"(\d)/3 \[[^]]*, loss=([^,]+),", capsys.readouterr().err)
     assert {count for count, _ in shown} == {"1", "2", "3"}
     for count, loss in shown:
         assert loss == f"{history[int(count) - 1]['loss']:.3g}"
+    trainer.fit(4, progress=True)  # a fit that continues counts on from the trainer's iteration
+    assert set(re.findall(r"(\d)/4 \[", capsys.readouterr().err)) == {"3", "4"}
 
 
 @pytest.mark.parametrize("kind", ["cooperative", "jem"])
