@@ -67,7 +67,9 @@ MASK_KINDS = ["missing_frames", "region", "fixed_region", "salt_and_pepper", "bl
 def test_registry_names():
     assert set(FILLS) == {"temporal_interpolation", "biharmonic", "neighbour_average",
                           "motion_compensated"}
-    assert FILLS["biharmonic"] is biharmonic_inpainting
+    assert FILLS == {"temporal_interpolation": temporal_interpolation,
+                     "biharmonic": biharmonic_inpainting, "neighbour_average": neighbour_average,
+                     "motion_compensated": motion_compensated_interpolation}
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
@@ -111,6 +113,8 @@ def test_bad_input(name):
         fill(video, known.float())
     with pytest.raises(ValueError, match="no observed entry"):
         fill(video, torch.zeros_like(known))
+    with pytest.raises(ValueError, match="float tensor in"):  # 0-255 frames, not [-1, 1]
+        fill((video * 127.5 + 127.5).to(torch.uint8), known)
     bad = video.clone()
     bad[0, 0, 0, 0] = torch.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -235,6 +239,8 @@ def test_neighbour_average_stops_at_max_iters():
         neighbour_average(video, known, max_iters=0)
     with pytest.raises(ValueError, match="tol"):
         neighbour_average(video, known, tol=-1.0)
+    # tol 0 is a tol (run every sweep unless nothing moves), not an error.
+    assert torch.equal(neighbour_average(video, known, tol=0.0, max_iters=1), one)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +272,9 @@ def test_biharmonic_whole_missing_frames_fall_back_to_temporal_interpolation():
     known = make_mask("channel_frame_gone")
     out = biharmonic_inpainting(video, known)
     assert torch.equal(out[1, 4], temporal_interpolation(video, known)[1, 4])
+    for c in (0, 2):  # as each channel alone inpaints it, not the fallback of channel 1
+        alone = biharmonic_inpainting(video[c:c + 1], known[c:c + 1])[0, 4]
+        torch.testing.assert_close(out[c, 4], alone, atol=1e-6, rtol=0)
 
 
 # Whole missing frames have no pixel to inpaint spatially, so nothing there to reuse.
@@ -299,6 +308,8 @@ def test_biharmonic_reuse_of_another_shape_is_refused():
     video, known = clip(), make_mask("region")
     with pytest.raises(ValueError, match="earlier fill has shape"):
         biharmonic_inpainting(video, known, reuse=(known, video[:, :5]))
+    with pytest.raises(ValueError, match="known must be a bool"):  # its mask is checked too
+        biharmonic_inpainting(video, known, reuse=(known.float(), video))
 
 
 def moving_pattern(shift: float = 1.0, frames: int = 10, size: int = 32) -> torch.Tensor:
@@ -313,10 +324,14 @@ def moving_pattern(shift: float = 1.0, frames: int = 10, size: int = 32) -> torc
             * torch.cos(2 * torch.pi * rows / 32)).float()
 
 
-def test_motion_compensated_follows_a_known_translation():
+@pytest.mark.parametrize("still_channel", [False, True])
+def test_motion_compensated_follows_a_known_translation(still_channel: bool):
     """A block hidden for four frames over a pattern moving 1 px per frame: interpolating at a
-    fixed pixel blends two phases of the pattern; following the flow does not."""
+    fixed pixel blends two phases of the pattern; following the flow does not. The flow is of
+    the channels' mean: a channel that does not move (flat) does not hide the others' motion."""
     video = moving_pattern()
+    if still_channel:
+        video[0] = 0.0
     known = torch.ones(10, 32, 32, dtype=torch.bool)
     known[3:7, 10:22, 10:22] = False
     observed = torch.where(known, video, torch.nan)
@@ -340,6 +355,8 @@ def test_motion_compensated_is_temporal_interpolation_on_a_still_scene():
 def test_motion_compensated_rejects_no_rounds():
     with pytest.raises(ValueError, match="rounds"):
         motion_compensated_interpolation(clip(), make_mask("region"), rounds=0)
+    with pytest.raises(ValueError, match="max_sweeps"):  # not temporal interpolation unsaid
+        motion_compensated_interpolation(clip(), make_mask("region"), max_sweeps=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,6 +386,21 @@ def test_neighbour_average_does_not_stop_before_every_entry_is_filled() -> None:
     known = torch.tensor([True, True] + [False] * 6 + [True]).view(1, 1, 1, 9)
     out = neighbour_average(video, known, tol=10.0)
     assert not torch.isclose(out[0, 0, 0, 4], torch.tensor(1 / 3))
+
+
+def test_neighbour_average_sweeps_by_hand() -> None:
+    """A pixel seen at frames 0 (value 0) and 3 (value 3). Sweep 1: frame 2 (t even) first,
+    from frame 3 alone (frame 1 is not filled yet): 3; then frame 1 from frames 0 and 2: 1.5
+    (colours of h + w alone put both in one colour: 0 and 3, each from one side). Sweeps 2
+    and 3 move frame 2 by 0.75 and 0.1875, frame 1 by 0.375 and 0.09375: with tol 0.5 the
+    sweeps stop after the third, by the largest move of any entry (frame 1's alone stopped
+    them after the first, where it did not move)."""
+    video = torch.tensor([0.0, 9.0, 9.0, 3.0]).view(1, 4, 1, 1)
+    known = torch.tensor([True, False, False, True]).view(1, 4, 1, 1)
+    out = neighbour_average(video, known, max_iters=1)
+    assert out.flatten().tolist() == [0.0, 1.5, 3.0, 3.0]
+    out = neighbour_average(video, known, tol=0.5)
+    assert out.flatten().tolist() == [0.0, 1.03125, 2.0625, 3.0]
 
 
 def test_neighbour_average_stops_when_a_channel_has_no_observed_entry(monkeypatch) -> None:

@@ -41,6 +41,7 @@ def test_eval_classification_json_contract(files, tmp_path) -> None:
     # The run learnt (without labels) from these very shapes: said, as the controls did not.
     assert "the descriptor was trained (without labels) on the shapes it is scored on" in (
         table["protocol"])
+    assert table["protocol"].startswith("stratified 2-fold cross-validation on ")  # kept too
 
 
 def test_features_are_taken_a_chunk_of_shapes_at_a_time(files, tmp_path, monkeypatch) -> None:
@@ -140,10 +141,24 @@ def test_a_cache_is_fitted_on_its_train_split_and_tested_on_its_test_split(files
     assert table["n_shapes"] == 8 and table["n_test_shapes"] == 4
     assert "measured on the 4 shapes" in table["protocol"]
     assert "(its train split)" in table["protocol"] and "(its test split)" in table["protocol"]
+    # A cache (its suffix in capitals too) whose test split is empty has nothing to measure.
+    no_test = tmp_path / "no_test.H5"
+    with h5py.File(no_test, "w") as h5:
+        h5["voxels"], h5["label"] = shapes["X"], shapes["y"]
+        h5["split"] = np.zeros(len(shapes["y"]), dtype=bool)
+        h5.attrs["categories"] = ["bathtub", "bed"]
+        h5.attrs["format_version"] = CACHE_FORMAT_VERSION
     capsys.readouterr()
     assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
-                 str(files["shapes"]), "--test", str(files["shapes"])]) == 2
-    assert "would be measured on the shapes it was fitted on" in capsys.readouterr().err
+                 str(cache), "--test", str(no_test), "--device", "cpu"]) == 2
+    assert f"{no_test} holds no test shapes" in capsys.readouterr().err
+    # The same file by another path too.
+    npz = Path(files["shapes"])
+    for test in (npz, npz.parent / ".." / npz.parent.name / npz.name):
+        capsys.readouterr()
+        assert main(["eval", "classification", "--checkpoint", str(files["run"]), "--shapes",
+                     str(npz), "--test", str(test)]) == 2
+        assert "would be measured on the shapes it was fitted on" in capsys.readouterr().err
 
 
 def test_a_diverged_checkpoint_is_named_not_fitted(files, tmp_path, capsys) -> None:
@@ -229,6 +244,10 @@ def test_stratified_folds_balance_fold_sizes_across_classes() -> None:
     # Four classes of one example: were each class to start at fold 0, fold 0 would hold all.
     fold = stratified_folds(torch.tensor([0, 1, 2, 3]), 2, generator=gen(0))
     assert torch.bincount(fold, minlength=2).tolist() == [2, 2]
+    # Two classes of two over four folds: the second class starts where the first stopped, at
+    # fold 2, not one fold on (which fills fold 1 twice and leaves fold 3 empty).
+    fold = stratified_folds(torch.tensor([0, 0, 1, 1]), 4, generator=gen(0))
+    assert torch.bincount(fold, minlength=4).tolist() == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize("labels, l2, least_bias", [([0, 0, 1, 1], 1.0, 0.0),
@@ -265,6 +284,11 @@ def test_descriptor_features_never_pool_to_more_cells_than_the_map_has() -> None
                            head="sum", input_size=(8, 8, 8), reference_sigma=0.5)
     features = descriptor_features(energy, torch.rand(2, 1, 8, 8, 8, generator=gen(0)), cells=4)
     assert features.shape == (2, 3 * 2**3)
+    # Its conv layers alone have no activation to take features from: named, not left to
+    # torch.cat's "expected a non-empty list".
+    energy.features = nn.Sequential(*[m for m in energy.features if isinstance(m, nn.Conv3d)])
+    with pytest.raises(ValueError, match="no activation layer"):
+        descriptor_features(energy, torch.rand(2, 1, 8, 8, 8, generator=gen(0)))
 
 
 def test_test_features_are_standardised_with_the_training_statistics() -> None:
@@ -291,6 +315,8 @@ def test_fewer_than_two_folds_or_no_shape_per_class_are_refused() -> None:
         stratified_folds(torch.tensor([0, 1, 0, 1]), 1, generator=gen(0))
     with pytest.raises(ValueError, match="per_class must be >= 1, got 0"):
         balanced_subset(torch.tensor([0, 1, 0, 1]), 0, generator=gen(0))
+    with pytest.raises(ValueError, match="stratified_folds: generator must be a torch.Generator"):
+        stratified_folds(torch.tensor([0, 1, 0, 1]), 2, generator=0)
 
 
 def test_a_balanced_subset_is_a_random_draw_of_each_class() -> None:
@@ -306,10 +332,14 @@ def test_cross_validation_refuses_folds_some_class_cannot_fill() -> None:
     features = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
     assert 0 <= cross_validate(features, labels, folds=3)["accuracy"] <= 1
+    # Labels that skip a number (0 and 2): no example of 1 is no class short of examples, and
+    # the classifier has a row for every number up to the largest.
+    assert 0 <= cross_validate(features, 2 * labels, folds=3)["accuracy"] <= 1
     with pytest.raises(ValueError, match="4-fold cross-validation needs at least 4 examples"):
         cross_validate(features, labels, folds=4)
     with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
         cross_validate(features, labels[:, None], folds=3)
+
 
 @pytest.mark.parametrize("y_kind, args, message", [
     ("two of a class", ["--folds", "3"], "3-fold cross-validation needs at least 3 shapes"),
@@ -409,6 +439,8 @@ def test_cross_validation_reports_the_mean_and_std_of_its_folds() -> None:
     assert len(set(result["folds"])) == 3  # folds that differ: a median is not their mean
     assert result["accuracy"] == pytest.approx(float(np.mean(result["folds"])))
     assert result["std"] == pytest.approx(float(np.std(result["folds"])))
+    # The seed deals the folds: another seed, other folds.
+    assert cross_validate(features, labels, folds=3, seed=2)["folds"] != result["folds"]
 
 
 def test_labels_that_skip_numbers_are_counted_under_their_own_names(
@@ -428,6 +460,15 @@ def test_labels_that_skip_numbers_are_counted_under_their_own_names(
     # raw voxels of 10 boxes and balls are separable, every one classified right.
     copy = tmp_path / "copy.npz"
     copy.write_bytes(path.read_bytes())
+    assert main(["eval", "classification", "--checkpoint", str(trained_voxel_run["run"]),
+                 "--shapes", str(path), "--test", str(copy), "--json", str(out),
+                 "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["accuracy"]["raw_voxels"] == 1.0
+    # Labels past ModelNet10's (13 and 17) leave a file without names unnamed: a test file
+    # that names its classes is then matched by label, as the docstring says.
+    np.savez(path, X=shapes["X"][keep], y=np.where(shapes["y"][keep] == 0, 13, 17))
+    np.savez(copy, X=shapes["X"][keep], y=np.where(shapes["y"][keep] == 0, 13, 17),
+             categories=np.array([f"class {k}" for k in range(18)]))
     assert main(["eval", "classification", "--checkpoint", str(trained_voxel_run["run"]),
                  "--shapes", str(path), "--test", str(copy), "--json", str(out),
                  "--device", "cpu"]) == 0
@@ -473,24 +514,30 @@ def test_the_descriptor_sees_shapes_in_model_units_and_raw_voxels_are_pooled(
 def test_the_random_init_control_draws_its_weights_from_the_seed(trained_voxel_run,
                                                                  monkeypatch) -> None:
     """The untrained control's weights come from --seed, whatever torch's global generator
-    holds: the same seed gives the same control, another seed another."""
+    holds: the same seed gives the same control, another seed another; so does the draw of
+    --per-class shapes."""
     import stgconv.evaluation.classification as classification
 
-    weights = []
+    weights, drawn = [], []
     real = classification.descriptor_features
 
     def spy(energy, shapes, **settings):
         weights.append(next(energy.parameters()).detach().clone())
+        drawn.append(shapes)
         return real(energy, shapes, **settings)
 
     monkeypatch.setattr(classification, "descriptor_features", spy)
     for global_seed, seed in ((1, 0), (2, 0), (1, 1)):
         torch.manual_seed(global_seed)
-        classification.eval_classification(trained_voxel_run["run"], trained_voxel_run["shapes"],
-                                           folds=2, seed=seed, device="cpu")
+        table = classification.eval_classification(
+            trained_voxel_run["run"], trained_voxel_run["shapes"], folds=2, per_class=3,
+            seed=seed, device="cpu")
     random_init = weights[1::2]  # each run: the trained descriptor, then the control
     assert torch.equal(random_init[0], random_init[1])
     assert not torch.equal(random_init[0], random_init[2])
+    assert torch.equal(drawn[0], drawn[2]) and not torch.equal(drawn[0], drawn[4])
+    # The shapes drawn are the ones counted, not the file's 12.
+    assert table["n_shapes"] == 6 and table["per_class_counts"] == {"bathtub": 3, "bed": 3}
 
 
 def test_a_model_trained_on_a_split_was_trained_on_that_split_only(tmp_path) -> None:

@@ -16,14 +16,15 @@ import torch
 from _tiny import JEM_CONFIG, JEM_TINY
 from torch import Tensor
 
-from stgconv.checkpoint import load_checkpoint, save_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.cli import main
+from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation import ood
 from stgconv.evaluation.ood import (FEATURE_SHARE, REFERENCE_SHARE, SCORES, ood_scores,
                                     reference_weight, score_images, scoring_expert)
 from stgconv.mcmc import DataGaussian
-from stgconv.metrics import expected_calibration_error
+from stgconv.metrics import auroc, expected_calibration_error
 
 
 def test_scores_by_hand() -> None:
@@ -195,6 +196,7 @@ def test_a_model_with_feature_gaussians_alone_weighs_them_against_its_energy(
     table = json.loads(out.read_text())
     assert table["reference_weight"] is None and table["feature_weight"] > 0
     assert "reference" not in table["auroc"] and 0 <= table["auroc"]["features"] <= 1
+    assert table["weights_from"] == "training data"  # one expert weighed is weighed
 
 
 def test_eval_ood_json_over_the_run_folders_checkpoint_is_refused(arrays: dict[str, str],
@@ -372,9 +374,18 @@ def test_the_ece_is_of_the_class_probabilities_at_the_checkpoints_temperature(
     with np.load(arrays["inliers"]) as archive:
         x = torch.from_numpy(archive["x_test"]).float()[:, None] / 255 * 2 - 1
         y = torch.from_numpy(archive["y_test"]).long()
+    noise = load_npz_images(arrays["outliers"], key="x_test", size=model.config.data.size,
+                            channels=model.config.data.channels)
     with torch.no_grad():
         logits = model.energy.logits(x).double()
+        largest = model.energy.logits(noise).double().max(1).values
+    # The inliers' scores against the outliers' (the other way round scores 1 - AUROC).
+    max_logit = auroc(logits.max(1).values, largest)
+    assert max_logit != 0.5
     for name, t in (("sharp", 0.25), ("none", 1.0)):
+        assert tables[name]["auroc"]["max_logit"] == pytest.approx(max_logit)
+        assert tables[name]["accuracy"] == pytest.approx(
+            (logits.argmax(1) == y).double().mean().item())
         assert tables[name]["temperature"] == t
         assert tables[name]["ece"] == pytest.approx(
             expected_calibration_error(torch.softmax(logits / t, 1), y, bins=15))
@@ -427,6 +438,17 @@ def test_a_whole_number_temperature_is_read_as_a_float(arrays: dict[str, str],
     assert model.temperature == 2.0 and isinstance(model.temperature, float)
 
 
+def test_an_infinite_temperature_is_refused_by_load_classifier(arrays: dict[str, str],
+                                                               tmp_path: Path) -> None:
+    """Not left to the JSON writer: without --json an infinite temperature made every class
+    probability 1/K, and the accuracy and ECE were reported of them."""
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    state["temperature"] = math.inf
+    run = save_checkpoint(state, tmp_path / "inf" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="its temperature inf is not a positive number"):
+        ood.load_classifier(run, device="cpu")
+
+
 class _LogOfFirstPixel(torch.nn.Module):
     """Logits ``(B, 2)``: the pixels' sum and the log of the first pixel (``-inf`` at 0)."""
 
@@ -462,4 +484,6 @@ def test_a_checkpoint_with_both_fits_scores_with_its_reference_fit(monkeypatch) 
     reference, start = DataGaussian.fit(data, rank=1), DataGaussian.fit(data + 5, rank=1)
     state = {"reference": reference.state_dict(), "init": start.state_dict()}
     monkeypatch.setattr(ood, "load_model", lambda *_, **__: (energy, None, state))
-    assert torch.equal(ood.load_classifier("run").reference.means, reference.means)
+    model = ood.load_classifier("run")
+    assert torch.equal(model.reference.means, reference.means)
+    assert model.feature_reference is None  # no jem.feature_rank fit: no pixel fit stands in

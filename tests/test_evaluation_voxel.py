@@ -259,6 +259,8 @@ def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_that_of_each_shape
 def test_random_known_refuses_nothing_or_everything_missing(missing: float) -> None:
     with pytest.raises(ValueError, match="missing must be in"):
         random_known((1, 1, 2, 2, 2), missing)
+    with pytest.raises(ValueError, match="random_known: generator must be a torch.Generator"):
+        random_known((1, 1, 2, 2, 2), 0.5, generator=0)
 
 
 @pytest.mark.parametrize("max_shapes", ["1", "2"])  # one shape alone as well
@@ -284,6 +286,9 @@ def test_eval_shapes_from_one_file_keep_only_max_shapes(tmp_path: Path) -> None:
     # --max-shapes limits the shapes read from a single .npz as it does from a folder.
     np.savez(tmp_path / "s.npz", X=np.zeros((5, 4, 4, 4), np.uint8))
     assert load_eval_shapes(tmp_path / "s.npz", max_shapes=2).shape == (2, 1, 4, 4, 4)
+    # A file of one grid is one shape, not a grid cut to its first 2 slices.
+    np.save(tmp_path / "one.npy", np.ones((4, 4, 4), np.uint8))
+    assert load_eval_shapes(tmp_path / "one.npy", max_shapes=2).shape == (1, 1, 4, 4, 4)
 
 
 def test_eval_shapes_from_one_file_become_float_only_for_max_shapes(tmp_path, monkeypatch) -> None:
@@ -488,6 +493,26 @@ def test_eval_recovery_3d_scores_each_batch_before_running_the_next(files, monke
     assert seen == [1, 3, 5]
 
 
+def test_eval_recovery_3d_hides_voxels_drawn_from_its_seed(files, monkeypatch) -> None:
+    """The same --seed hides the same voxels, another seed others."""
+    import stgconv.evaluation.voxel as evaluation
+
+    class Drawn(Exception):
+        """Raised once the mask is drawn: the chains are not what is looked at."""
+
+    masks = []
+
+    def drawn(*args, **kwargs):
+        masks.append(random_known(*args, **kwargs))
+        raise Drawn
+
+    monkeypatch.setattr(evaluation, "random_known", drawn)
+    for seed in (0, 0, 1):
+        with pytest.raises(Drawn):
+            evaluation.eval_recovery_3d(files["run"], files["shapes"], seed=seed, device="cpu")
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
+
+
 def test_run_methods_score_every_chunk_without_a_mask(monkeypatch) -> None:
     """No mask (super-resolution scores every voxel): each chunk of shapes is scored, none
     dropped (zipped with a single ``None``, only the first chunk was)."""
@@ -521,8 +546,9 @@ def test_format_voxel_table_lists_the_lowest_error_first() -> None:
              "steps": 5, "init": "nearest_known",
              "errors": {"a": 0.3, "b": 0.1, "c": 0.2}, "iou": {"a": 0.5, "b": 0.9, "c": 0.7},
              "seconds": {"a": 1.0, "b": 1.0, "c": 1.0}}
-    names = [line.split()[0] for line in format_voxel_table(table).splitlines()[2:]]
-    assert names == ["b", "c", "a"]
+    text = format_voxel_table(table)
+    assert [line.split()[0] for line in text.splitlines()[2:]] == ["b", "c", "a"]
+    assert text.startswith("recovery of 70.0% missing voxels on 2 shapes of s")
 
 
 def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
@@ -535,18 +561,28 @@ def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
     seen = {}
 
     def sheet(panels, **settings):
-        seen["panels"], seen["columns"] = panels, settings["columns"]
-        return np.zeros((4, 4, 3), np.uint8)
+        seen.update(panels=panels, columns=settings["columns"], titles=settings["titles"])
+        return np.full((4, 4, 3), 255, np.uint8)
 
     monkeypatch.setattr(evaluation, "voxel_sheet", sheet)
+    monkeypatch.setattr(evaluation, "log_evaluation", lambda folder, task, table, pictures:
+                        seen.update(pictures=pictures))
     eval_recovery_3d(files["run"], files["shapes"], missing=0.7, max_shapes=2, n_steps=1,
-                     out_dir=tmp_path / "out", device="cpu")
+                     out_dir=tmp_path / "out", tensorboard=tmp_path / "tb", device="cpu")
+    # TensorBoard is given the render on [0, 1], (C, H, W): white is 1, not 255.
+    assert torch.equal(seen["pictures"]["comparison"], torch.ones(3, 4, 4))
     truth = load_eval_shapes(files["shapes"], max_shapes=2)
     known = random_known(tuple(truth.shape), 0.7, generator=torch.Generator().manual_seed(0))
     # One row per shape: observed | nearest_known | neighbour_majority | stgconv | truth.
     assert seen["columns"] == 5 and len(seen["panels"]) == 2 * 5
     first = torch.as_tensor(seen["panels"][0])
     torch.testing.assert_close(first, torch.where(known[0], truth[0], torch.zeros(())))
+    # Ours (as stgconv.npy holds it) then the truth, each under its own title.
+    ours = torch.from_numpy(np.load(tmp_path / "out" / "stgconv.npy"))[0]
+    assert not torch.equal(ours, truth[0, 0])
+    assert seen["titles"][3:5] == ["stgconv", "truth"]
+    assert torch.equal(torch.as_tensor(seen["panels"][3])[0], ours)
+    assert torch.equal(torch.as_tensor(seen["panels"][4]), truth[0])
 
 
 def test_eval_super_resolution_of_a_model_not_trained_for_it_has_no_trained_factor(

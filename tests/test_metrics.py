@@ -189,6 +189,11 @@ def test_expected_calibration_error_bins_by_hand() -> None:
     # One bin: the gap of the averages.
     assert expected_calibration_error(probs, labels, bins=1) == pytest.approx(
         abs(1 / 3 - (0.6 + 0.62 + 0.9) / 3))
+    # 15 bins by default: 0.61 and 0.69 fall in bins 9 and 10, gaps 0.39 and 0.69 (10 bins
+    # would pool them in (0.6, 0.7]: |1/2 - 0.65| = 0.15).
+    apart = torch.tensor([[0.61, 0.39], [0.31, 0.69]], dtype=torch.float64)
+    assert expected_calibration_error(apart, torch.tensor([0, 0])) == pytest.approx(
+        (0.39 + 0.69) / 2)
 
 
 @pytest.mark.parametrize("probs, labels, message", [
@@ -200,10 +205,14 @@ def test_expected_calibration_error_bins_by_hand() -> None:
     (torch.tensor([[float("inf"), 0.5]]), torch.tensor([0]), "NaN or infinite"),
     (torch.tensor([[0.5, 0.5]]), torch.tensor([-1]), r"labels must be in 0 \.\. 1"),
     (torch.tensor([0.7]), torch.tensor([0]), r"must be \(N, K\)"),  # (1,) matches labels (1,)
+    # One label for two rows: it broadcast against both predictions.
+    (torch.tensor([[0.6, 0.4], [0.3, 0.7]]), torch.tensor([0]), r"must be \(N, K\)"),
     # Logits given for probabilities, and fractional labels, scored silently before.
     (torch.tensor([[2.5, -1.0]]), torch.tensor([0]), r"must be in \[0, 1\].*\[-1, 2\.5\]"),
     # Above 1 only (no negative value for the lower bound's check to catch).
     (torch.tensor([[1.5, 0.2]]), torch.tensor([0]), r"must be in \[0, 1\].*\[0\.2, 1\.5\]"),
+    # Below 0 only (no value above 1 for the upper bound's check to catch).
+    (torch.tensor([[1.0, -0.2]]), torch.tensor([0]), r"must be in \[0, 1\].*\[-0\.2, 1\]"),
     (torch.tensor([[0.6, 0.4]]), torch.tensor([0.5]), "whole class numbers"),
 ])
 def test_expected_calibration_error_refuses_bad_input(probs, labels, message) -> None:
@@ -221,7 +230,6 @@ def test_expected_calibration_error_bins_are_closed_on_the_right() -> None:
     probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
     labels = torch.tensor([0, 0])
     assert expected_calibration_error(probs, labels, bins=2) == pytest.approx((0.5 + 0.75) / 2)
-
 
 
 def test_expected_calibration_error_refuses_zero_bins_and_bins_a_zero_confidence_first() -> None:
@@ -265,9 +273,12 @@ def test_auroc_refuses_infinite_and_non_vector_scores() -> None:
                                          r"got \(2, 1\)"):
         auroc(torch.tensor([[1.0], [2.0]]), torch.tensor([0.0]))
 
+
 def test_voxel_iou_counts_a_half_as_occupied() -> None:
     pred = torch.full((1, 1, 2, 2, 2), 0.5)
     assert voxel_iou(pred, torch.ones_like(pred)).item() == 1.0
+    # In the truth too: a soft truth's 0.5 is occupied, as the prediction's is.
+    assert voxel_iou(torch.ones_like(pred), pred).item() == 1.0
 
 
 def test_pooled_iou_of_empty_shapes_is_each_shapes() -> None:
