@@ -50,6 +50,8 @@ def test_sr_baselines() -> None:
         downsample(x, 3)
     with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\)"):
         nearest_upsample(low[:, 0], 2)
+    with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\)"):
+        downsample(x[:, 0], 2)  # block means over (D, H, W) would pass for (H, W, ?)
 
 
 def test_trilinear_binary_keeps_the_counts_and_follows_the_interpolation() -> None:
@@ -238,6 +240,22 @@ def test_nearest_known_fill_copies_the_nearest_observed_voxel() -> None:
     filled = nearest_known_fill(observed, known).flatten()
     assert filled[[0, 1, 3, 4]].tolist() == [1.0, 1.0, 0.0, 0.0]
     assert filled[2].item() in (0.0, 1.0)  # a tie: scipy's choice
+
+
+def test_nearest_known_fill_names_a_tensor_without_batch_and_channel_axes() -> None:
+    with pytest.raises(ValueError, match=r"observed must be \(B, C, \*S\), got \(3,\)"):
+        nearest_known_fill(torch.zeros(3), torch.tensor([True, False, False]))
+
+
+def test_nearest_known_fill_copies_within_each_channel_under_a_broadcast_mask() -> None:
+    """Each ``(b, c)`` copies its own known entries, not a nearer one of another channel; a
+    mask of one example serves the whole batch."""
+    observed = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 5.0]]).view(1, 2, 3)
+    known = torch.tensor([[True, False, False], [False, False, True]]).view(1, 2, 3)
+    expected = torch.tensor([[1.0] * 3, [5.0] * 3]).view(1, 2, 3)
+    assert torch.equal(nearest_known_fill(observed, known), expected)
+    batch = torch.cat([observed, 2 * observed])
+    assert torch.equal(nearest_known_fill(batch, known), torch.cat([expected, 2 * expected]))
 
 
 def test_neighbour_majority_names_occupancy_that_is_not_float() -> None:

@@ -34,7 +34,7 @@ from stgconv.energy import (
     image_energy,
     wide_resnet,
 )
-from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.base import ConvNetEnergy, make_activation
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.energy.image import IMAGE_PRESETS
 from stgconv.energy.video import VIDEO_ARCHS, video_energy
@@ -124,11 +124,58 @@ def test_energy_contract(modality, model: ModelConfig, shape: tuple[int, ...]) -
     ((8, (3, 0), 1), r"kernel must be >= 1, got \(3, 0\)"),
     # A 3-D kernel for this 2-D net failed inside torch.
     ((8, (3, 3, 3), 1), r"kernel must be one int or 2 \(one per dimension\), got \[3, 3, 3\]"),
+    (((8, 8), 3, 1), r"out_channels must be one int, got \[8, 8\]"),  # failed inside torch
 ])
 def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
     """torch's own errors for these are a ZeroDivisionError or a message about weights."""
     with pytest.raises(ValueError, match=rf"layer 1 .*{message}"):
         IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=(row,)))
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"spatial_dims": 1}, "spatial_dims must be 2 or 3, got 1"),
+    ({"layers": []}, "layers must hold at least one convolution"),
+    ({"head": "mean"}, "head must be 'sum' or 'linear', got 'mean'"),
+    ({"input_size": (5, 5, 5)}, r"input_size needs 2 entries, got \(5, 5, 5\)"),
+    ({"in_channels": 0}, "in_channels must be >= 1, got 0"),
+    ({"input_size": (0, 4), "layers": [[2, 3, 1, 2]]}, r"input_size sides must be >= 1, got "
+                                                       r"\(0, 4\)"),
+    ({"layers": [[2, 3]]}, r"each layer is \(out_channels, kernel, stride\[, padding\]\), "
+                           r"got \(2, 3\)"),
+    ({"activation": "tanh"}, "activation must be 'relu' or 'leaky_relu', got 'tanh'"),
+], ids=["spatial_dims", "no layers", "head", "input_size", "no channels", "empty side",
+        "short row", "activation"])
+def test_a_net_setting_out_of_range_is_named(setting: dict, message: str) -> None:
+    """Each was built into another net than asked for (a 3-D one for spatial_dims 1, the input
+    itself for no layers, ReLUs for tanh, one of no input for no channels) or failed later inside
+    torch (an empty side: "Only zero batch or zero channel inputs are supported")."""
+    settings = {"spatial_dims": 2, "in_channels": 1, "layers": [[2, 3, 1], [1, 1, 1]]}
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        ConvNetEnergy(**{**settings, **setting})
+
+
+def test_the_leaky_relu_keeps_a_fifth_of_a_negative_input() -> None:
+    leaky = make_activation("leaky_relu")
+    assert leaky(torch.tensor([-1.0, 2.0])).tolist() == [pytest.approx(-0.2), 2.0]
+
+
+def test_a_linear_head_net_keeps_a_config_of_its_own_and_a_batch_of_one() -> None:
+    """The config is plain data, as a checkpoint stores it: lists, not the caller's tuple, nor
+    the caller's rows (changed later, they would change the saved net). The response of a
+    batch of one is ``(1,)``, not a 0-d tensor (the energy without a reference term)."""
+    layers = [[2, 3, 1]]
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=layers, head="linear",
+                           input_size=(5, 5))
+    layers[0][0] = 7
+    assert energy.config["layers"] == [[2, 3, 1]] and energy.config["input_size"] == [5, 5]
+    assert energy.response(torch.zeros(1, 1, 5, 5)).shape == (1,)
+
+
+def test_a_three_dimensional_input_smaller_than_the_receptive_field_is_named() -> None:
+    energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[1, 3, 1], [1, (1, 2, 1), 1]])
+    with pytest.raises(ValueError, match=r"input size \(2, 4, 4\) is smaller than the network's "
+                                         r"receptive field: it needs at least \(3, 4, 3\)"):
+        energy(torch.zeros(1, 1, 2, 4, 4))
 
 
 def test_an_input_of_another_dtype_is_named_unless_autocast_casts_it() -> None:
@@ -269,6 +316,8 @@ def test_every_energy_family_says_its_settings_in_its_repr() -> None:
     assert repr(product).startswith("ProductOfExperts(\n  experts=[")
     doubled = ProductOfExperts([texture], views=[partial(torch.mul, 2.0)])  # fixed positionally
     assert doubled.extra_repr().endswith("views=[mul(2.0)]")
+    scaled = ProductOfExperts([texture], views=[partial(torch.mul, torch.ones(3))])
+    assert scaled.extra_repr().endswith("views=[mul(<tensor (3,)>)]")
 
 
 def test_a_parametrized_weight_is_computed_once_per_call() -> None:

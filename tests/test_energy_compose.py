@@ -202,6 +202,14 @@ def test_a_product_refuses_more_views_than_experts() -> None:
         ProductOfExperts([lambda x: x.flatten(1).sum(1)], views=[None, None])
 
 
+def test_the_product_keeps_views_of_its_own() -> None:
+    """The caller's list changed later does not change the product."""
+    views = [None]
+    product = ProductOfExperts([gaussian(1.0, 1.0)], views=views)
+    views[0] = torch.neg
+    assert torch.equal(product(torch.ones(2, 1)), torch.zeros(2))
+
+
 def test_a_class_fixed_as_a_scalar_tensor_is_shown_as_its_value() -> None:
     product = ProductOfExperts([ClassifierEnergy(nn.Identity()).conditional(torch.tensor(1))])
     assert product.extra_repr() == ("experts=[ClassifierEnergy.class_energy(y=tensor(1))], "

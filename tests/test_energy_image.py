@@ -148,10 +148,11 @@ def test_presets_are_the_papers_nets(arch: str, convolutions: list, activation: 
     assert {type(m) for m in layers if isinstance(m, (nn.ReLU, nn.LeakyReLU))} == {activation}
 
 
-def test_the_defaults_are_rgb_with_a_reference_sigma_of_1() -> None:
+def test_the_defaults_are_rgb_64x64_with_a_reference_sigma_of_1() -> None:
     energy = image_energy("texture")
     assert energy.reference_sigma == 1.0
     assert energy(torch.zeros(1, 3, SIZE, SIZE)).shape == (1,)
+    assert image_energy("object").input_size == (64, 64)  # image_size 64
 
 
 def test_unknown_arch() -> None:

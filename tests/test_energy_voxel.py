@@ -51,6 +51,15 @@ def test_unknown_arch_lists_the_presets() -> None:
         voxel_energy("desc16")
 
 
+def test_the_activation_is_relu_unless_another_is_asked_for() -> None:
+    def activations(**kwargs) -> set[type]:
+        return {type(m) for m in voxel_energy("desc32_small", size=16, **kwargs).modules()
+                if isinstance(m, (nn.ReLU, nn.LeakyReLU))}
+
+    assert activations() == {nn.ReLU}
+    assert activations(activation="leaky_relu") == {nn.LeakyReLU}
+
+
 def test_config_builds_voxel_energies_that_rebuild_from_their_config() -> None:
     energy = VOXELS.energy(ModelConfig(arch="desc32_small", image_size=16, reference_sigma=0.5,
                                       layers=((4, 4, 2, 1), (4, 3, 2, 1))))

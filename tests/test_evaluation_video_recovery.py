@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -709,6 +710,44 @@ def test_format_table_lists_the_best_method_first() -> None:
     lines = format_table(table).splitlines()
     assert "(4 frames, 16x16, 25.0% missing)" in lines[0]  # the fraction as a percentage
     assert [row.split()[0] for row in lines[2:]] == ["b", "c", "a"]
+    assert lines[2].split() == ["b", "1.00", "0.2"]  # its error and its seconds
+
+
+def test_the_table_holds_the_reports_scores_settings_and_times(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """Each field eval_recovery adds, from a stand-in recovery report and one stand-in fill (no
+    training): the fill's error over the missing pixels (0.4 of [-1, 1] is 51 grey levels), its
+    seconds by the clock, the report's own config, and the mask the shown frame is chosen by."""
+    evaluation = importlib.import_module("stgconv.evaluation.video_recovery")
+    truth = torch.full((1, 3, 2, 2), 0.4)  # (C, T, H, W)
+    known = torch.ones(1, 3, 2, 2, dtype=torch.bool)
+    known[0, 1] = known[0, 2, 0, 0] = False  # 5 of 12 pixels missing
+    report = {"truth": truth, "known": known, "error": 3.0, "seconds": 7.0, "init_error": 4.0,
+              "start": {"fill": "zero"}, "selected_iteration": 2, "init": -truth,
+              "recovered": truth, "config": quick_config("seed=5")}
+    masks = []
+
+    def comparison(clips, known):
+        masks.append(known)
+        return torch.zeros(1, 2, 8)
+
+    monkeypatch.setattr(evaluation, "recover_video", lambda *args, **kwargs: report)
+    monkeypatch.setattr(evaluation, "FILLS", {"zero": lambda observed, known: 0 * truth})
+    monkeypatch.setattr(evaluation.time, "perf_counter", itertools.count(100.0, 2.5).__next__)
+    monkeypatch.setattr(evaluation, "frame_comparison", comparison)
+    monkeypatch.setattr(evaluation, "log_evaluation", lambda *args: None)
+    out = tmp_path / "table.json"
+    table = evaluation.eval_recovery(quick_config(), "v.mkv", "m.npy", frames=12, size=32,
+                                     json_path=out, tensorboard=tmp_path)
+    assert table["errors"] == {"stgconv": 3.0, "zero": pytest.approx(51.0)}
+    assert table["seconds"] == {"stgconv": 7.0, "zero": 2.5}
+    assert [table[key] for key in ("video", "mask", "frames", "size", "selected_iteration")] == [
+        "v.mkv", "m.npy", 12, 32, 2]
+    assert table["missing_fraction"] == pytest.approx(5 / 12)
+    assert table["start"] == {"fill": "zero", "error": 4.0}
+    assert table["config"]["seed"] == 5
+    assert len(masks) == 1 and masks[0] is known
+    assert json.loads(out.read_text())["seconds"] == table["seconds"]
 
 
 def test_eval_recovery_reports_the_share_of_missing_pixels(clip: Path, tmp_path: Path) -> None:

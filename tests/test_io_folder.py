@@ -98,6 +98,12 @@ def test_a_link_to_nothing_is_named(tmp_path: Path) -> None:
     assert names(list_files(folder, [".off"])) == ["a.off"]
 
 
+def test_a_link_to_a_folder_is_neither_a_file_nor_a_link_to_nothing(tmp_path: Path) -> None:
+    folder = touch(tmp_path / "shapes", "a.off")
+    (folder / "more.off").symlink_to(touch(tmp_path / "elsewhere"), target_is_directory=True)
+    assert names(list_files(folder, [".off"])) == ["a.off"]
+
+
 def test_links_to_nothing_are_listed_when_asked(tmp_path: Path) -> None:
     folder = touch(tmp_path / "shapes", "a.off")
     (folder / "b.off").symlink_to(tmp_path / "unmounted" / "b.off")

@@ -417,6 +417,8 @@ def test_persistent_chains_state_dict_round_trip() -> None:
     init = NoiseInit("gaussian", 1.0)
     pc = PersistentChains(4, init, chains_per_example=3)
     assert pc.state_dict() == {}
+    pc.load_state_dict({})  # a checkpoint from before the first start
+    assert pc.chains is None
     x_pos = torch.zeros(2, 2, 4, 4)
     pc.start(x_pos, torch.tensor([0, 2]), generator=gen(12))
     pc.keep(torch.randn(6, 2, 4, 4, generator=gen(13)))
@@ -449,11 +451,12 @@ def test_persistent_chains_shape_errors() -> None:
 @pytest.mark.parametrize("indices, problem", [
     (torch.tensor([0, 1]), r"indices must be \(3,\) integers.*got \(2,\) torch.int64"),
     (torch.tensor([0, 1, 1, 2]), r"indices must be \(3,\) integers.*got \(4,\)"),
+    (torch.tensor([[0], [1], [2]]), r"indices must be \(3,\) integers.*got \(3, 1\)"),
     (torch.tensor([0.0, 1.0, 2.0]), r"indices must be \(3,\) integers.*torch.float32"),
     (torch.tensor([True, False, True]), r"indices must be \(3,\) integers.*torch.bool"),
     (torch.tensor([0, -1, 1]), r"indices must be in 0 \.\. 3 \(n_examples 4\), got -1 \.\. 1"),
     (torch.tensor([0, 4, 1]), r"indices must be in 0 \.\. 3 \(n_examples 4\), got 0 \.\. 4"),
-], ids=["short", "long", "float", "bool", "negative", "past the end"])
+], ids=["short", "long", "column", "float", "bool", "negative", "past the end"])
 def test_persistent_chains_name_indices_that_are_not_one_per_example(indices, problem) -> None:
     """Indices of another length gave another number of chains without a word (so did a
     negative one, the chains of the last example); float indices failed inside indexing."""
@@ -763,6 +766,12 @@ def test_persistent_chains_keep_once_per_start() -> None:
     pc.keep(torch.ones(2, 1, 2, 2))
     with pytest.raises(RuntimeError, match="before start"):
         pc.keep(torch.ones(2, 1, 2, 2))
+
+
+def test_persistent_chains_start_an_empty_batch_with_no_chains() -> None:
+    pc = PersistentChains(3, NoiseInit("gaussian", 1.0), chains_per_example=2)
+    start = pc.start(torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long), generator=gen(0))
+    assert start.shape == (0, 1, 2, 2)
 
 
 def test_loaded_persistent_chains_do_not_write_into_the_loaded_tensor() -> None:

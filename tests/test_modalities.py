@@ -91,17 +91,19 @@ def test_image_sample_shape() -> None:
 
 
 def test_the_models_settings_reach_its_image_energy() -> None:
-    """An image model's reference sigma; a classifier's density scale, and its preset's side
-    ties its samples (it has no stationary head)."""
-    texture = IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=((4, 3, 1),),
-                                       reference_sigma=0.3))
+    """An image model's reference sigma and activation; a classifier's classes and density
+    scale, and its preset's side ties its samples (it has no stationary head)."""
+    texture = IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=((4, 3, 1), (2, 1, 1)),
+                                       activation="leaky_relu", reference_sigma=0.3))
     assert texture.reference_sigma == 0.3
+    assert any(isinstance(layer, torch.nn.LeakyReLU) for layer in texture.modules())
     config = load_config(JEM_CONFIG)  # a digit classifier on 28x28 grey images
     config = replace(config, model=replace(config.model, in_channels=1, image_size=28,
                                            density_scale=True))  # as training fills it in
     classifier = IMAGE.energy(config.model)
     assert classifier.log_density_scale is not None
     assert IMAGE.energy(replace(config.model, density_scale=False)).log_density_scale is None
+    assert IMAGE.energy(replace(config.model, n_classes=3)).config["n_classes"] == 3
     assert IMAGE.sample_shape(classifier, config, 2) == (2, 1, 28, 28)
     with pytest.raises(ValueError, match="tied to 28x28 inputs; size=32"):
         IMAGE.sample_shape(classifier, config, 2, size=32)
@@ -131,8 +133,9 @@ def test_video_sample_shape() -> None:
 
 def test_the_models_activation_reaches_its_video_energy() -> None:
     model = ModelConfig(arch="st_small", in_channels=3, activation="leaky_relu",
-                        layers=((4, (2, 3, 3), (1, 2, 2)), (2, 1, 1)))
+                        layers=((4, (2, 3, 3), (1, 2, 2)), (2, 1, 1)), reference_sigma=0.3)
     assert any(isinstance(layer, torch.nn.LeakyReLU) for layer in VIDEO.energy(model).modules())
+    assert VIDEO.energy(model).reference_sigma == 0.3
 
 
 def test_voxel_sample_shape_is_the_models_grid() -> None:
@@ -302,7 +305,8 @@ def test_video_samples_log_as_a_tensorboard_video(tmp_path: Path) -> None:
     (video,) = events.Images("samples")
     assert video.step == 2 and video.encoded_image_string[:6] == b"GIF89a"
     with Image.open(io.BytesIO(video.encoded_image_string)) as gif:
-        assert gif.n_frames == 6 and gif.size[0] > 4 * 8  # four clips and the gaps between
+        assert gif.n_frames == 6
+        assert gif.size == (video.width, video.height) == (4 * 8 + 3 * COMPARISON_GAP, 8)
     (frames,) = events.Images("samples/frames")
     assert frames.step == 2
 
@@ -455,6 +459,15 @@ def test_logged_images_and_frames_hold_the_grey_levels_of_the_run_folders_files(
     (frames,) = logged_greys(tmp_path / "video", lambda w: VIDEO.log_samples(w, "v", clips, 0),
                              "v/frames")
     np.testing.assert_array_equal(frames[0], expected)
+
+
+def test_logged_images_and_rows_of_images_show_the_first_64(tmp_path: Path) -> None:
+    """A grid of 8 columns of the 1x1 images; a row per batch, 2 pixels between images."""
+    batch = torch.zeros(65, 1, 1, 1)
+    (image,) = logged_greys(tmp_path, lambda w: IMAGE.log_samples(w, "x", batch, 0), "x")
+    assert image.shape == (8, 8)
+    path = IMAGE.save_rows([batch, batch], tmp_path / "rows")
+    assert png_size(path) == (64 * 3 + 2, 2 * 3 + 2)
 
 
 def test_image_pyramid_shows_only_the_first_8_images(tmp_path: Path) -> None:

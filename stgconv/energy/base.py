@@ -121,6 +121,8 @@ class ConvNetEnergy(EnergyModel):
         super().__init__(reference_sigma=reference_sigma)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if in_channels < 1:  # a net of no input was built, its energy the reference term alone
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
         if not layers:
             raise ValueError("layers must hold at least one convolution")
         if head not in ("sum", "linear"):
@@ -133,6 +135,8 @@ class ConvNetEnergy(EnergyModel):
             )
         if input_size is not None and len(input_size) != spatial_dims:
             raise ValueError(f"input_size needs {spatial_dims} entries, got {input_size}")
+        if input_size is not None and any(n is not None and n < 1 for n in input_size):
+            raise ValueError(f"input_size sides must be >= 1, got {input_size}")
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         blocks: list[nn.Module] = []
         channels = in_channels
@@ -160,10 +164,9 @@ class ConvNetEnergy(EnergyModel):
         if head == "linear":
             if not self._fits(self.input_size):
                 raise ValueError(f"input_size {self.input_size} is too small for these layers")
+            # At least one output per side and channel: _fits, and the checks above.
             with torch.no_grad():
                 probe = self.features(torch.zeros(1, in_channels, *self.input_size))
-            if probe.numel() == 0:
-                raise ValueError(f"input_size {self.input_size} is too small for these layers")
             self.head = nn.Linear(probe.numel(), 1)
         self.config = {
             "spatial_dims": spatial_dims,
