@@ -580,7 +580,7 @@ def test_the_features_are_of_the_shapes_drawn_padded_to_the_models_side(trained_
     inputs = described_shapes(monkeypatch)
     classification.eval_classification(trained_voxel_run["run"], tmp_path / "shapes.npz",
                                        test=tmp_path / "test.npz", per_class=3, seed=0,
-                                       device="cpu")
+                                       folds=1, device="cpu")  # no folds with a test file
     drawn = balanced_subset(torch.from_numpy(labels), 3, generator=torch.Generator().manual_seed(0))
     assert drawn.tolist() != list(range(6))  # the file's first 6 would pass unnoticed
     _, config, _ = load_voxel_model(trained_voxel_run["run"], device="cpu")
