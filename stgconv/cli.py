@@ -768,8 +768,6 @@ def _main(argv: Sequence[str] | None) -> int:
     if unknown:
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _refuse_empty(args)
-    if sys.stderr is None and "quiet" in args:
-        args.quiet = True  # stderr closed (2>&-) is None, which the progress bar failed writing to
     for dest, value in vars(args).items():  # a quoted "~/runs" means home, as unquoted
         if isinstance(value, str):
             setattr(args, dest, expand_home(value))
