@@ -53,8 +53,8 @@ def test_a_bar_redraws_at_tqdms_pace_unless_it_writes_into_a_log(
 
 def test_a_bar_asked_for_where_stderr_is_closed_is_off(monkeypatch) -> None:
     """Under `2>&-` sys.stderr is None: a bar a library caller asked for (tasks.train's
-    progress=True) failed its first draw there with an AttributeError; the command line turns
-    its bars off itself."""
+    progress=True) failed its first draw there with an AttributeError; the command line's
+    bars are turned off here too."""
     monkeypatch.setattr(sys, "stderr", None)
     with progress_bar(range(2), disable=False) as bar:
         assert list(bar) == [0, 1] and bar.disable

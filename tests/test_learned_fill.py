@@ -622,9 +622,9 @@ def test_a_crop_is_drawn_around_an_entry_hidden_in_one_channel_only() -> None:
 @pytest.mark.parametrize(("rows", "columns"), [(8, 32), (32, 8)], ids=["low", "narrow"])
 def test_a_clip_lower_than_the_crop_is_cropped_to_its_own_height_and_width(rows: int,
                                                                           columns: int) -> None:
-    """A clip 8 high and 32 wide with 16-pixel crops: crops are 8 x 16 (kills swapping height
-    and width in the crop's size, which asks for 16 rows of 8); 8 wide, 16 x 8 (kills bounding
-    the width by the height)."""
+    """A clip 8 high and 32 wide with 16-pixel crops: crops are 8 x 16 (not 16 rows of 8, as
+    height and width swapped in the crop's size would ask); 8 wide, 16 x 8 (not the width
+    bounded by the height)."""
     video = wave()[:, :, :rows, :columns]
     known = pixels_missing()[:, :rows, :columns]
     net, losses = learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=2),
