@@ -38,6 +38,7 @@ from stgconv.checks import (
     check_finite_observed,
     check_not_meta,
     check_voxels,
+    check_whole_labels,
     class_numbers,
     npz_array,
     npz_length,
@@ -170,6 +171,13 @@ def test_check_classes_of_no_class_refuses_every_label() -> None:
 def test_check_classes_refuses_bool_classes() -> None:
     with pytest.raises(ValueError, match=r"labels must be integers, got torch.bool"):
         check_classes(torch.tensor([True, False]), "labels")
+
+
+def test_check_whole_labels_reads_only_floating_point_labels() -> None:
+    """Integers are whole by their type, and bool labels (which torch cannot round) are left to
+    the callers' own checks."""
+    check_whole_labels(torch.tensor([0, 3]), "labels")
+    check_whole_labels(torch.tensor([True, False]), "labels")
 
 
 def test_check_classes_refuses_a_negative_class() -> None:

@@ -89,7 +89,7 @@ def test_mat_loader_converts_and_validates(tmp_path):
     scipy.io.savemat(tmp_path / "flat.mat", {"masks": np.zeros((4, 5))})
     with pytest.raises(ValueError, match=r"shape \(4, 5\); expected \(H, W, T, C\)"):
         load_mask_mat(tmp_path / "flat.mat")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"mask file not found: .*absent\.mat"):
         load_mask_mat(tmp_path / "absent.mat")
     (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(ValueError, match=r"cannot read MATLAB file .*junk\.mat: .*; masks are "
@@ -140,9 +140,14 @@ def test_npy_masks_are_read_in_the_video_layout(tmp_path):
     np.save(tmp_path / "m3.npy", missing[0].astype(bool))
     assert load_mask(tmp_path / "m3.npy").shape == (1, 3, 4, 5)
     assert torch.equal(load_mask(tmp_path / "m.npy"), known)
+    with open(tmp_path / "upper.NPY", "wb") as file:  # the suffix in any case
+        np.save(file, missing)  # (np.save given a path would add .npy)
+    assert torch.equal(load_mask(tmp_path / "upper.NPY"), known)
     for name, array, message in [
             ("flat.npy", np.zeros((4, 5)), r"shape \(4, 5\); expected \(T, H, W\)"),
-            ("bad.npy", missing * 3, r"only 0 .* and 1 .*found values 0, 3")]:
+            ("bad.npy", missing * 3, r"only 0 .* and 1 .*found values 0, 3"),
+            # A mask drawn as an 8-bit picture: 255 is no "missing".
+            ("picture.npy", missing * 255, r"only 0 .* and 1 .*found values 0, 255")]:
         np.save(tmp_path / name, array)
         with pytest.raises(ValueError, match=message):
             load_mask(tmp_path / name)
@@ -182,6 +187,8 @@ def test_missing_frames():
     assert set(per_frame.tolist()) <= {0.0, 1.0} and (per_frame == 0).sum() == 5
     assert torch.equal(known, missing_frames(10, 6, 7, fraction=0.5, generator=gen(0)))
     assert not torch.equal(known, missing_frames(10, 6, 7, fraction=0.5, generator=gen(1)))
+    known[0, 0, 0] = ~known[0, 0, 0]  # a mask of its own: one entry changes alone
+    assert (known != missing_frames(10, 6, 7, fraction=0.5, generator=gen(0))).sum() == 1
 
 
 def test_missing_frames_keep_ends():

@@ -108,6 +108,8 @@ def test_cache_metadata(video_dir: Path, tmp_path: Path) -> None:
                            compression="lzf")
     with h5py.File(lzf, "r") as h5:
         assert h5["clips"].compression == "lzf" and h5["clips"].shape[0] == 1
+    assert torch.equal(load_training_clips(lzf, n_frames=4, size=8),
+                       VideoClips(lzf)[0][None])
 
 
 def test_the_cache_keeps_the_decoded_levels_without_a_float_clip(tmp_path: Path,
@@ -181,11 +183,15 @@ def test_load_training_clips_sources(video_dir: Path, tmp_path: Path) -> None:
     assert torch.equal(one[0], load_video(video_dir / "c1.mkv", n_frames=T))
     first_two = load_training_clips(video_dir, n_frames=T, size=H, max_clips=2)
     assert torch.equal(first_two[0], one[0])
+    # A video's frames start_frame on, at another rate, grey: as load_video reads them.
+    options = dict(start_frame=1, n_frames=3, size=H, fps=12.5, channels=1)
+    assert torch.equal(load_training_clips(video_dir / "c10.mkv", **options)[0],
+                       load_video(video_dir / "c10.mkv", **options))
 
     frames = tmp_path / "frames"
     frames.mkdir()
-    for t, frame in enumerate(to_uint8(noise(5, 3))):
-        Image.fromarray(frame).save(frames / f"f{t}.png")
+    for t, frame in enumerate(to_uint8(noise(5, 3))):  # the suffix in any case
+        Image.fromarray(frame).save(frames / f"f{t}.PNG")
     clip = load_training_clips(frames, n_frames=4, size=8, start_frame=1)
     assert clip.shape == (1, 3, 4, 8, 8)
     assert torch.equal(clip[0], load_video(frames, start_frame=1, n_frames=4, size=8))
@@ -233,6 +239,8 @@ def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
                          ({"channels": 2}, "channels must be 1 or 3")):
         with pytest.raises(ValueError, match=message):
             load_training_clips(cache, n_frames=4, size=8, **bad)
+    with pytest.raises(ValueError, match="n_frames must be an int >= 1, got 0"):
+        load_training_clips(cache, n_frames=0, size=8)
     with pytest.raises(ValueError, match=r"other settings: n_frames=5 \(cache: 4\)"):
         load_training_clips(cache, n_frames=5, size=8)
     with pytest.raises(ValueError, match=r"size=\(9, 9\) \(cache: \(8, 8\)\).*fps=10.0"):
@@ -417,6 +425,10 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
     with h5py.File(other, "w") as h5:  # clips of another type than the uint8 levels
         h5["clips"] = np.zeros((1, 2, 4, 4, 3), np.float32)
         h5.attrs["n_frames"] = 2
+    with pytest.raises(ValueError, match="not a stgconv clip cache"):
+        VideoClips(other)
+    with h5py.File(other, "w") as h5:  # the clips, none of a cache's attributes
+        h5["clips"] = np.zeros((1, 2, 4, 4, 3), np.uint8)
     with pytest.raises(ValueError, match="not a stgconv clip cache"):
         VideoClips(other)
     truncated = tmp_path / "truncated.h5"

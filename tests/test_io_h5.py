@@ -11,6 +11,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from _tiny import file_size_limit
 
-from stgconv.io.h5 import LazyH5, _KeptWrites, _interrupts_kept, stream_h5, write_h5
+from stgconv.io.h5 import LazyH5, _KeptWrites, _interrupts_kept, as_text, stream_h5, write_h5
 
 DATA = np.arange(12, dtype=np.int16).reshape(3, 4)
 REPO = Path(__file__).resolve().parents[1]
@@ -314,6 +315,7 @@ def test_the_stream_reads_writes_and_seeks_as_a_file(tmp_path: Path) -> None:
     with open(tmp_path / "f", "w+b", buffering=0) as file:
         kept = _KeptWrites(file.fileno())
         kept.write(b"0123456789")
+        assert kept.seek(0) == 0 and kept.read(4) == b"0123" and kept.tell() == 4
         assert kept.seek(0) == 0 and kept.read() == b"0123456789"
         kept.seek(0)
         kept.write(b"abc")  # over bytes read before: no copy of them kept
@@ -346,6 +348,61 @@ def test_a_kept_write_over_two_pages_keeps_the_rest_of_the_second(tmp_path: Path
         kept.write(bytes(5_000))  # pages 0 and 1, ending inside page 1
         kept.seek(0)
         assert kept.read() == written[:100] + bytes(5_000) + written[5_100:]
+
+
+def test_a_kept_write_past_the_end_of_the_file_lands_at_its_offset(tmp_path: Path) -> None:
+    """After a refusal, a write past the end of what was written leaves zeros before it, in
+    a kept page the file holds only the start of."""
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept, written = refused_from_byte_6000(file, seed=4)
+        kept.seek(12_000)  # inside page 2, past the 10,000 bytes written
+        kept.write(b"end")
+        kept.seek(0)
+        assert kept.read() == written + bytes(2_000) + b"end"
+
+
+def test_a_stream_written_from_another_thread_is_whole(tmp_path: Path) -> None:
+    """Python sets signal handlers from its main thread only: a stream written in another
+    leaves Ctrl-C as it is and is written as ever."""
+    (tmp_path / "f.h5").touch()  # as atomic_write makes its temporary
+    failures = []
+
+    def write() -> None:
+        try:
+            stream_h5(str(tmp_path / "f.h5"), lambda h5, check: h5.create_dataset("x", data=DATA))
+        except BaseException as err:
+            failures.append(err)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    assert failures == []
+    with h5py.File(tmp_path / "f.h5", "r") as h5:
+        assert np.array_equal(h5["x"][:], DATA)
+
+
+def test_ctrl_c_ignored_stays_ignored_while_a_stream_is_written(tmp_path: Path) -> None:
+    """A process that ignores SIGINT (started in the background) writes on through one."""
+    (tmp_path / "f.h5").touch()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def fill(h5: h5py.File, check) -> None:
+        h5["x"] = DATA
+        signal.raise_signal(signal.SIGINT)
+        h5["y"] = DATA
+
+    try:
+        stream_h5(str(tmp_path / "f.h5"), fill)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with h5py.File(tmp_path / "f.h5", "r") as h5:
+        assert np.array_equal(h5["y"][:], DATA)
+
+
+def test_as_text_reads_fixed_length_strings_as_utf8() -> None:
+    assert as_text("café.mkv".encode()) == "café.mkv"
+    assert as_text("café.mkv") == "café.mkv"
 
 
 def test_ctrl_c_after_a_refused_write_leaves_the_refusal_to_be_raised(tmp_path: Path) -> None:

@@ -136,8 +136,9 @@ def test_crop_and_resize(tmp_path: Path) -> None:
 
 def test_bad_channels(tmp_path: Path) -> None:
     path = write_png(tmp_path / "a.png", ramp(channels=3))
-    with pytest.raises(ValueError, match="channels must be 1 or 3, got 2"):
-        load_image(path, channels=2)
+    for channels in (2, 4):  # 4 (RGBA) too: read_image composites alpha away
+        with pytest.raises(ValueError, match=f"channels must be 1 or 3, got {channels}"):
+            load_image(path, channels=channels)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -180,6 +181,10 @@ def test_unknown_builtin() -> None:
     with pytest.raises(ValueError, match=r"unknown builtin image 'bricks'.*brick"):
         load_image("builtin:bricks")
     assert "brick" in BUILTIN_IMAGES
+    # scikit-image's other data (a photo that is not on the list, a folder's name) neither.
+    for name in ("chelsea", "data_dir"):
+        with pytest.raises(ValueError, match=f"unknown builtin image '{name}'"):
+            load_image(f"builtin:{name}")
 
 
 def test_save_single_image_round_trip(tmp_path: Path) -> None:
@@ -358,6 +363,16 @@ def test_grey_alpha_is_composited_and_stays_grey(tmp_path: Path) -> None:
     assert rgb[3, 3].tolist() == [90, 90, 90]
 
 
+def test_a_grey_colour_key_is_composited_and_stays_grey(tmp_path: Path) -> None:
+    grey = np.zeros((8, 8), np.uint8)  # black, the transparent colour...
+    grey[2:6, 2:6] = 90  # ...around a grey square
+    path = tmp_path / "key.png"
+    Image.fromarray(grey, "L").save(path, transparency=0)
+    image = read_image(path)
+    assert image.mode == "L"  # not made RGB
+    assert np.asarray(image)[0, 0] == 255 and np.asarray(image)[3, 3] == 90
+
+
 @pytest.mark.parametrize("suffix", [".png", ".gif"])
 def test_palette_transparency_is_composited(tmp_path: Path, suffix: str) -> None:
     image = Image.new("P", (8, 8), 0)
@@ -486,6 +501,7 @@ def test_a_bmp_whose_alpha_is_all_zero_is_opaque(tmp_path: Path) -> None:
     bgra[..., 2] = 200  # red, alpha 0
     path = write_bmp_with_alpha(tmp_path / "a.bmp", bgra)
     assert levels(load_image(path))[0, 0].tolist() == [200, 0, 0]
+    assert read_image(path).mode == "RGB"  # the alpha that says nothing is gone
     bgra[1:3, 1:3, 3] = 128  # a half-transparent red square on transparent pixels
     x = levels(load_image(write_bmp_with_alpha(tmp_path / "b.bmp", bgra)))
     assert x[0, 0].tolist() == [255, 255, 255] and x[1, 1].tolist() == [227, 127, 127]
@@ -541,6 +557,13 @@ def test_a_palette_image_with_a_profile_is_converted(tmp_path: Path) -> None:
     image.putpalette([0, 200, 0] + [0] * 765)
     path = tmp_path / "p.png"
     image.save(path, icc_profile=RED_GREEN_SWAPPED)
+    red = levels(load_image(path))[4, 4]
+    assert red[0] >= 195 and red[1:].max() <= 4
+
+
+def test_an_image_with_alpha_and_a_profile_is_converted(tmp_path: Path) -> None:
+    path = tmp_path / "rgba.png"
+    Image.new("RGBA", (8, 8), (0, 200, 0, 255)).save(path, icc_profile=RED_GREEN_SWAPPED)
     red = levels(load_image(path))[4, 4]
     assert red[0] >= 195 and red[1:].max() <= 4
 
@@ -603,6 +626,9 @@ def test_to_tensor_names_pixels_that_are_not_uint8_images_and_load_image_a_bad_s
         with pytest.raises(ValueError, match=rf"expected uint8 pixels \(H, W\) or \(H, W, C\), "
                                              rf"got {got}"):
             to_tensor(array)
+    # A view with negative strides (a flipped image), which torch cannot take as it is.
+    array = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    assert torch.equal(to_tensor(array[:, ::-1]), to_tensor(array).flip(-1))
     for size in (0, 2.5):
         with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size}"):
             load_image("builtin:brick", size=size)
@@ -625,3 +651,11 @@ def test_luma_names_rgb_that_is_no_array() -> None:
     with pytest.raises(ValueError, match=r"^luma: rgb must be uint8 \(\.\.\., 3\), the channels "
                                          r"last, got list$"):
         luma([[[0, 0, 0]]])
+
+
+def test_a_file_pillow_cannot_identify_is_named_so(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("not an image")
+    with pytest.raises(ValueError, match=r"cannot read image .*notes\.png: not an image file "
+                                         r"Pillow can identify$"):
+        load_image(path)

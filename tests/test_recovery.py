@@ -15,8 +15,8 @@ from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
 from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import (CompletionChain, holdout_like, interpolation_spread, recover,
-                              spread_step_scale)
+from stgconv.recovery import (CompletionChain, hiding_shifts, holdout_like,
+                              interpolation_spread, recover, spread_step_scale)
 
 T, H, W = 12, 12, 12
 TINY_LAYERS = [[8, (3, 5, 5), (1, 1, 1)], [8, (3, 3, 3), (1, 1, 1)]]
@@ -350,6 +350,10 @@ def test_interpolation_spread() -> None:
     video = torch.tensor([9.0, 0.0, 9.0, 0.4, 9.0, 9.0]).view(1, 6, 1, 1)
     spread = interpolation_spread(video, known).flatten().tolist()
     assert spread == pytest.approx([0.4, 0.0, 0.4, 0.0, 0.4, 0.4])
+    # No two-ended entry at all: the one-ended ones get 1, there being no typical spread.
+    known = torch.tensor([False, True, False]).view(1, 3, 1, 1)
+    spread = interpolation_spread(torch.tensor([9.0, 0.2, 9.0]).view(1, 3, 1, 1), known)
+    assert spread.flatten().tolist() == [1.0, 0.0, 1.0]
 
 
 @pytest.mark.parametrize("power", [1.0, 2.0])
@@ -365,6 +369,13 @@ def test_spread_step_scale_is_the_spread_at_unit_rms_over_the_missing_entries(po
     for channel in scale:
         assert channel.flatten().tolist() == pytest.approx((spread / rms).tolist())
     assert torch.equal(scale, spread_step_scale(video, known.expand(2, 6, 1, 1), power=power))
+
+
+def test_spread_step_scale_takes_the_spread_to_the_power_one_by_default() -> None:
+    video = torch.tensor([0.0, 9.0, 0.5, 9.0, 0.5, 9.0]).view(1, 6, 1, 1)
+    known = torch.tensor([True, False, True, False, False, True]).view(6, 1, 1)
+    assert torch.equal(spread_step_scale(video, known),
+                       spread_step_scale(video, known, power=1.0))
 
 
 def test_spread_step_scale_of_a_still_clip_is_zero_not_nan() -> None:
@@ -430,6 +441,10 @@ def test_a_completion_clamp_of_no_range_is_refused() -> None:
          "step_scale"),
         ({"holdout": torch.ones(1, T, H, W, dtype=torch.bool)}, "holdout"),
         ({"holdout": torch.zeros(1, T, H, W, dtype=torch.bool)}, "holdout"),
+        # The holdout is the whole of known (the same mask as the arguments' known).
+        ({"holdout": salt_and_pepper(T, H, W, fraction=0.3, generator=gen(0))},
+         "holdout covers every observed entry"),
+        ({"generator": 0}, "recover: generator must be a torch.Generator"),
     ],
 )
 def test_bad_input_raises_value_error(change: dict, match: str) -> None:
@@ -636,3 +651,90 @@ def test_an_exact_preconditioned_chain_keeps_the_target_law(sampler) -> None:
     z_mean = (free.mean(0) - mu[1:]) / (s[1:] / math.sqrt(n))
     z_var = (free.var(0) / s[1:] ** 2 - 1) / math.sqrt(2 / n)
     assert z_mean.abs().max() < 5 and z_var.abs().max() < 5, (z_mean, z_var)
+
+
+def test_hiding_shifts_lists_every_shift_that_covers_an_observed_entry() -> None:
+    """One missing frame of 4 lands on an observed one under every shift, the last (T - 1) too;
+    every other frame missing, moved by 2 it lands on missing frames only."""
+    known = torch.ones(4, 2, 2, dtype=torch.bool)
+    known[0] = False
+    assert hiding_shifts(known) == [1, 2, 3]
+    known[2] = False
+    assert hiding_shifts(known[None]) == [1, 3]
+
+
+def test_the_first_iteration_after_the_warm_up_is_a_holdout_candidate() -> None:
+    """A completion exact on the held-out entries at iteration ``warmup`` and worse after it:
+    the holdout chooses that iteration."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    known = known.expand_as(truth)
+    holdout = torch.zeros_like(known)
+    holdout[:, 0, :3] = True
+    moves = iter([truth, torch.zeros_like(truth)])
+    chain = CompletionChain(Still(n_steps=1))
+
+    def exact_then_zero(energy, completion, constraint, *, generator=None):
+        return constraint.project(next(moves)[None])
+
+    object.__setattr__(chain, "move", exact_then_zero)
+    result = recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
+                     init=torch.where(known & ~holdout, truth, 0.0),
+                     train=TrainConfig(n_iterations=3), warmup=1, average_last=2, n_chains=1,
+                     holdout=holdout, completion=chain, generator=gen(2))
+    assert result.selected_iteration == 1
+
+
+def test_a_recovery_draws_only_from_its_generator() -> None:
+    """The completion chain's noise comes from ``generator`` too: the global seed changes
+    nothing."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+
+    def run(global_seed: int) -> torch.Tensor:
+        energy = tiny_energy()
+        torch.manual_seed(global_seed)
+        return recover(energy, Langevin(n_steps=2, step_size=0.1), truth, known,
+                       train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
+                       generator=gen(2)).recovered
+
+    assert torch.equal(run(1), run(2))
+
+
+def test_a_float64_clip_recovers_in_float64() -> None:
+    """The synthesis chains start in the clip's dtype, which a float64 model takes."""
+    truth = moving_sinusoid().double()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    result = recover(tiny_energy().double(), Langevin(n_steps=1, step_size=0.1), truth, known,
+                     train=TrainConfig(n_iterations=1), average_last=1, n_chains=1,
+                     generator=gen(2))
+    assert result.synthesized.dtype == torch.float64
+    assert result.recovered.dtype == torch.float64
+
+
+def test_a_float64_step_scale_moves_a_float32_clip_in_float32() -> None:
+    """A step scale of another dtype is taken in the clip's."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    chain = CompletionChain(Langevin(n_steps=1, step_size=0.1),
+                            step_scale=torch.ones(1, T, H, W, dtype=torch.float64))
+    recorded: list = []
+    original = chain.sampler.run
+
+    def recording(energy, x0, **kwargs):
+        recorded.append(energy(x0).dtype)
+        return original(energy, x0, **kwargs)
+
+    object.__setattr__(chain.sampler, "run", recording)
+    recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), truth, known,
+            train=TrainConfig(n_iterations=1), average_last=1, n_chains=1, completion=chain,
+            generator=gen(2))
+    assert recorded == [torch.float32]
+
+
+def test_a_completion_chain_given_a_seed_names_itself() -> None:
+    start = torch.zeros(1, 1, 2)
+    constraint = KnownEntries(start, torch.tensor([True, False]).view(1, 1, 2))
+    with pytest.raises(ValueError, match="CompletionChain.move: generator must be"):
+        CompletionChain(Langevin(n_steps=1)).move(lambda x: x.flatten(1).sum(1), start,
+                                                  constraint, generator=0)
