@@ -12,7 +12,7 @@ import torch
 from _tiny import gen
 
 from stgconv.energy.rbm import RBM, ais_log_partition
-from stgconv.mcmc import KnownEntries, NonFiniteEnergyError
+from stgconv.mcmc import KnownEntries, NonFiniteEnergyError, StepInfo
 from stgconv.mcmc.gibbs import BlockGibbs
 
 F64 = torch.float64
@@ -402,6 +402,20 @@ def test_gibbs_chains_and_their_steps_follow_the_generator_alone(visible: str) -
     assert steps == [0, 1, 2]
     torch.rand(1)  # the global generator moves on
     assert torch.equal(BlockGibbs(n_steps=3).run(rbm, x0, generator=gen(1)), first)
+
+
+def test_gibbs_reports_each_sweeps_starting_free_energy_and_no_gradient() -> None:
+    """The callback sees the free energy of the state each sweep starts from (the start, then
+    each sweep's result) and a gradient norm of 0: a sweep follows no gradient."""
+    rbm = tiny_rbm()
+    x0 = torch.zeros(6, 4, dtype=F64)
+    infos: list[StepInfo] = []
+    BlockGibbs(n_steps=2).run(rbm, x0, generator=gen(1), callback=infos.append)
+    after_one = BlockGibbs(n_steps=1).run(rbm, x0, generator=gen(1))
+    assert not torch.equal(after_one, x0)
+    torch.testing.assert_close(infos[0].energy, rbm(x0))
+    torch.testing.assert_close(infos[1].energy, rbm(after_one))
+    assert all(torch.equal(info.grad_norm, torch.zeros(6)) for info in infos)
 
 
 def test_ais_estimate_and_spread_follow_the_generator_alone() -> None:

@@ -32,16 +32,19 @@ class Linear(nn.Module):
 
 def test_value_and_gradient_on_a_known_energy() -> None:
     """Hand-computed: E(pos) = (1, 3), E(neg) = (-1, 0, 4); the gradient in w is
-    mean(x_pos) - mean(x_neg), the maximum-likelihood direction."""
+    mean(x_pos) - mean(x_neg), the maximum-likelihood direction. The data are not constants
+    (only the samples are): their gradient is w / 2 each; the statistics carry no graph."""
     energy = Linear(3)
-    x_pos = torch.tensor([[1.0, 0.0, 0.0], [1.0, -1.0, 0.0]])
+    x_pos = torch.tensor([[1.0, 0.0, 0.0], [1.0, -1.0, 0.0]], requires_grad=True)
     x_neg = torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, -2.0, 0.0]])
     loss, stats = contrastive_divergence(energy, x_pos, x_neg)
     assert loss.item() == pytest.approx(2.0 - 1.0)
     assert stats["e_pos"].item() == pytest.approx(2.0)
     assert stats["e_neg"].item() == pytest.approx(1.0)
+    assert not stats["e_pos"].requires_grad and not stats["e_neg"].requires_grad
     loss.backward()
-    torch.testing.assert_close(energy.w.grad, x_pos.mean(0) - x_neg.mean(0))
+    torch.testing.assert_close(energy.w.grad, x_pos.detach().mean(0) - x_neg.mean(0))
+    torch.testing.assert_close(x_pos.grad, energy.w.detach().expand(2, 3) / 2)
 
     # energy_l2 adds l2 * (mean E(pos)^2 + mean E(neg)^2) = 0.1 * (5 + 17/3).
     l2, _ = contrastive_divergence(energy, x_pos, x_neg, energy_l2=0.1)
@@ -147,6 +150,36 @@ def test_an_infinite_sample_energy_raises() -> None:
     x_neg = torch.tensor([[0.0, 0.0, 0.0], [math.inf, 0.0, 0.0]])
     with pytest.raises(FloatingPointError, match=r"data: 0 of 2, samples: 1 of 2"):
         contrastive_divergence(energy, x_pos, x_neg)
+
+
+def test_an_infinite_data_energy_raises_with_finite_samples() -> None:
+    energy = Linear(3)
+    x_pos = torch.tensor([[math.inf, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    with pytest.raises(FloatingPointError, match=r"data: 1 of 2, samples: 0 of 2"):
+        contrastive_divergence(energy, x_pos, torch.zeros(2, 3))
+
+
+def test_without_the_penalty_large_finite_energies_give_a_finite_loss() -> None:
+    """energy_l2 = 0 takes no square of the energies: an energy of 1e20 squared overflows
+    float32, and 0 times that infinity made a NaN loss."""
+    x_pos = torch.tensor([[1e20, 0.0, 0.0]])
+    loss, _ = contrastive_divergence(Linear(3), x_pos, torch.zeros(1, 3))
+    assert loss.item() == pytest.approx(1e20)
+
+
+def test_hybrid_loss_statistics_are_detached_and_a_weight_of_0_reads_no_samples() -> None:
+    """The statistics are numbers to log, without a graph; a term of weight 0 is skipped even
+    where its samples are given: no energy of them, no statistics."""
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.losses import hybrid_loss
+
+    energy = ClassifierEnergy(nn.Linear(2, 2))
+    x, y = torch.randn(3, 2, generator=gen(0)), torch.tensor([0, 1, 1])
+    _, stats = hybrid_loss(energy, x, y, x[:2], x_neg_y=x[:2], px_weight=1.0, pxy_weight=0.5)
+    assert set(stats) == {"ce", "accuracy", "e_pos", "e_neg", "e_pos_y", "e_neg_y"}
+    assert not any(value.requires_grad for value in stats.values())
+    _, stats = hybrid_loss(energy, x, y, x[:2], x_neg_y=x[:2], px_weight=0.0)
+    assert set(stats) == {"ce", "accuracy"}
 
 
 def test_hybrid_loss_reports_the_accuracy_of_the_top_logit() -> None:

@@ -248,6 +248,17 @@ def test_known_entries_refuse_chains_they_do_not_fit(chains: tuple[int, ...]) ->
         constraint.project(rand(chains, seed=1))
 
 
+def test_known_entries_refuse_one_chain_where_the_mask_holds_three() -> None:
+    """The chains must fit the mask's batch too, not only the observed values': one chain
+    against a mask for three was broadcast to three chains."""
+    constraint = KnownEntries(rand((1, 2, 8, 8), seed=0), torch.ones(3, 1, 8, 8, dtype=torch.bool))
+    assert constraint.project(rand((3, 2, 8, 8), seed=1)).shape == (3, 2, 8, 8)
+    with pytest.raises(ValueError, match=r"chains have shape \(1, 2, 8, 8\), which a constraint "
+                                         r"made for observed \(1, 2, 8, 8\) and known "
+                                         r"\(3, 1, 8, 8\) does not fit"):
+        constraint.project(rand((1, 2, 8, 8), seed=1))
+
+
 @pytest.mark.parametrize("chains", [(1, 2, 8, 8), (3, 2, 8, 8), (0, 2, 8, 8), (4, 3, 2, 8, 8),
                                     (2, 8, 8), (3, 1, 8, 8), (3, 2, 8, 1), (3, 2, 8, 16)])
 def test_constraints_take_the_chains_torch_broadcasts_their_data_over(
@@ -286,8 +297,9 @@ def test_constraints_keep_the_chains_dtype_and_carry_no_graph() -> None:
         assert out.dtype == torch.float32 and not out.requires_grad
 
 
-@pytest.mark.parametrize("factor", [(0, 2), (2, -2), ()])
+@pytest.mark.parametrize("factor", [(0, 2), (2, -2), (), (1.5, 2)])
 def test_downsample_consistency_bad_factor_is_a_value_error(factor: tuple[int, ...]) -> None:
+    """A block of 1.5 is named too, not truncated to blocks of 1."""
     with pytest.raises(ValueError, match="factor"):
         DownsampleConsistency(rand((3, 2, 4, 4), seed=0), factor)
 
@@ -298,7 +310,9 @@ def test_downsample_consistency_non_divisible_tangent_is_a_value_error() -> None
         constraint.tangent(rand((3, 2, 7, 8), seed=1))
 
 
-def test_base_constraint_default_tangent() -> None:
+def test_a_constraint_of_ones_own_gets_the_default_tangent_and_is_not_coarsened() -> None:
+    """A constraint without ``coarsen`` is named when a multi-grid chain asks for it: it must
+    not leave the coarser grids free without a word."""
     class FirstEntryIsOne(Constraint):
         def project(self, x: Tensor) -> Tensor:
             out = x.clone()
@@ -311,6 +325,9 @@ def test_base_constraint_default_tangent() -> None:
     assert (t[:, 0] == 0).all() and torch.equal(t[:, 1:], v[:, 1:])
     with pytest.raises(NotImplementedError):
         Constraint().project(v)
+    with pytest.raises(NotImplementedError,
+                       match="^FirstEntryIsOne cannot be coarsened for multi-grid sampling$"):
+        c.coarsen((2,))
 
 
 # --------------------------------------------------------------------------- coarsened constraints
@@ -431,7 +448,7 @@ def test_downsample_consistency_coarsen_errors(g: tuple[int, ...], message: str)
 
 def test_known_entries_coarsen_with_a_unit_factor_in_some_dims() -> None:
     """(1, 2, 2), a video's spatial-only coarsening: the coarse constraint lives on the coarse
-    grid (kills ``all`` -> ``any`` in KnownEntries.coarsen)."""
+    grid, and a partly observed block stays free there."""
     observed = torch.arange(16.0).view(1, 1, 2, 2, 4)  # (B, C, T, H, W)
     known = torch.ones_like(observed, dtype=torch.bool)
     known[..., 0, 0] = False  # the first block of each frame partly observed

@@ -206,6 +206,95 @@ def test_gradient_seconds_leaves_out_the_first_call(monkeypatch) -> None:
                                       repeats=1) == 0.5
 
 
+def test_gradient_seconds_is_the_median_of_the_timed_calls(monkeypatch) -> None:
+    """Timed calls of 1 s, 5 s and 2 s (after an untimed 10 s): 2 s, neither the fastest nor
+    the mean, so one lucky or unlucky call does not steer the verdict."""
+    clock = iter([0.0, 10.0, 10.0, 11.0, 11.0, 16.0, 16.0, 18.0])
+    monkeypatch.setattr(execution, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    assert execution.gradient_seconds(linear_energy(), torch.zeros(2, 48), FP32,
+                                      repeats=3) == 2.0
+
+
+def test_gradient_seconds_runs_the_execution_it_times() -> None:
+    """Each candidate is timed as the chain would run it: under bfloat16 autocast or not, and
+    with its inputs in the candidate's layout."""
+    seen = []
+
+    def energy(x: Tensor) -> Tensor:
+        seen.append((x.is_contiguous(memory_format=torch.channels_last),
+                     torch.is_autocast_enabled("cpu")))
+        return x.flatten(1).sum(1)
+
+    x = torch.zeros(2, 3, 4, 4)
+    for how in (FP32, Execution(bf16=True), Execution(bf16=True, layout=torch.channels_last)):
+        seen.clear()
+        execution.gradient_seconds(energy, x, how, repeats=1)
+        assert seen == [(how.layout is not None, how.bf16)] * 2, how
+
+
+def test_auto_takes_the_fastest_candidate_and_weighs_it_against_fp32(monkeypatch) -> None:
+    """Where channels-last is a candidate too (CUDA image batches), the faster of the two
+    bfloat16 layouts is taken, and only when fp32 is at least min_speedup times slower."""
+    monkeypatch.setattr(execution, "auto_may_use_bfloat16", lambda device: True)
+    monkeypatch.setattr(execution, "channels_last_format", lambda x: torch.channels_last)
+    seconds = {FP32: 1.0, Execution(bf16=True): 0.8,
+               Execution(bf16=True, layout=torch.channels_last): 0.5}
+    monkeypatch.setattr(execution, "gradient_seconds", lambda energy, x, how: seconds[how])
+    settings = {"step_size": 0.01, "n_steps": 4, "noise_scale": 1.0}
+    x = torch.zeros(2, 3, 4, 4)
+    fastest = Execution(bf16=True, layout=torch.channels_last)
+    assert AutoExecution().choose(linear_energy(), x, **settings) == fastest
+    assert AutoExecution(min_speedup=2.0).choose(linear_energy(), x, **settings) == fastest
+    assert AutoExecution(min_speedup=2.5).choose(linear_energy(), x, **settings) == FP32
+
+
+def test_auto_takes_a_chain_error_equal_to_its_own_tolerance(monkeypatch) -> None:
+    """The tolerance is the AutoExecution's own (not the default 0.1), and an error equal to it
+    is within it."""
+    pretend_native_and_fast(monkeypatch, 2.0)
+    monkeypatch.setattr(execution, "bf16_chain_error",
+                        lambda *args, **kwargs: torch.tensor([0.25, 0.5]))
+    settings = {"step_size": 0.01, "n_steps": 4, "noise_scale": 1.0}
+    x = torch.zeros(2, 48)
+    assert AutoExecution(tolerance=0.5).choose(linear_energy(), x, **settings) == Execution(
+        bf16=True)
+    assert AutoExecution(tolerance=0.25).choose(linear_energy(), x, **settings) == FP32
+
+
+def test_auto_defaults_are_the_documented_tolerance_speedup_and_recheck() -> None:
+    auto = AutoExecution()
+    assert (auto.tolerance, auto.min_speedup, auto.recheck_every) == (0.1, 1.1, 64)
+    assert (execution.BF16_CHAIN_ERROR, execution.BF16_MIN_SPEEDUP,
+            execution.RECHECK_EVERY) == (0.1, 1.1, 64)
+
+
+def test_auto_verdicts_go_with_their_energy(monkeypatch) -> None:
+    """A verdict is kept per energy, weakly: an energy dropped (a model of a finished run)
+    takes its verdicts with it, instead of staying alive in them."""
+    import gc
+
+    auto = pretend_native_and_fast(monkeypatch, 2.0)
+    energy = linear_energy()
+    auto.choose(energy, torch.zeros(2, 48), step_size=0.01, n_steps=4, noise_scale=1.0)
+    assert len(auto._verdicts) == 1
+    del energy
+    gc.collect()
+    assert len(auto._verdicts) == 0
+
+
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_native_bfloat16_on_cuda_from_compute_capability_8(monkeypatch, capability: tuple,
+                                                          native: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: capability)
+    assert execution.native_bfloat16(torch.device("cuda")) is native
+
+
+@pytest.mark.parametrize("supported", [False, True])
+def test_native_bfloat16_on_the_cpu_is_onednns_answer(monkeypatch, supported: bool) -> None:
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: supported)
+    assert execution.native_bfloat16(torch.device("cpu")) is supported
+
+
 def test_auto_keeps_a_float64_chain_in_fp32(monkeypatch) -> None:
     """A float64 chain asked for more precision than fp32: "auto" never lowers it."""
     pretend_native_and_fast(monkeypatch, 2.0)

@@ -176,8 +176,13 @@ def test_multigrid_sampler_argument_errors() -> None:
         sampler.run([RecordingQuadratic()], torch.zeros(1, 1, 1, 1))
     with pytest.raises(ValueError, match="3 energies for 2 grids"):
         sampler.run([RecordingQuadratic()] * 3, torch.zeros(1, 1, 1, 1))
-    with pytest.raises(ValueError, match="one factor per modelled grid"):
-        MultiGridSampler((langevin, langevin), ((2, 2),))
+    for factors in (((2, 2),), ((2, 2),) * 3):
+        with pytest.raises(ValueError, match=rf"^{len(factors)} grid factors for 2 samplers; "
+                                             "expected one factor per modelled grid"):
+            MultiGridSampler((langevin, langevin), factors)
+    # Named as the multi-grid sampler's argument, before any grid's chain sees it.
+    with pytest.raises(ValueError, match="^MultiGridSampler: generator must be a torch.Generator"):
+        sampler.run([RecordingQuadratic()] * 2, torch.zeros(1, 1, 1, 1), generator=0)
     with pytest.raises(ValueError, match="at least one"):
         MultiGridSampler((), ())
     with pytest.raises(ValueError, match="same dims"):
@@ -297,7 +302,7 @@ def _half_square(x: Tensor) -> Tensor:
 
 def test_consistent_multigrid_keeps_a_super_resolution_that_does_not_nest() -> None:
     """Task blocks (1, 4, 4) against grid blocks (2, 2, 2): neither nests, so the finest grid
-    must keep the task's constraint (kills ``_with_block_means`` returning ``means`` there)."""
+    must keep the task's constraint, not the grid below's block means."""
     low = torch.randn(2, 1, 4, 2, 2, generator=gen(0))
     task = DownsampleConsistency(low, (1, 4, 4))
     sampler = MultiGridSampler((Langevin(n_steps=3, step_size=0.1),), ((2, 2, 2),),
@@ -309,7 +314,7 @@ def test_consistent_multigrid_keeps_a_super_resolution_that_does_not_nest() -> N
 
 
 def test_multigrid_base_is_a_copy_of_x0() -> None:
-    """Kills ``x0.detach().clone()`` -> ``x0.detach()``: the returned base must not alias x0."""
+    """The returned base does not alias x0: writing into it leaves x0 as it was."""
     x0 = torch.zeros(2, 1, 1, 1)
     grids = MultiGridSampler((Langevin(n_steps=1, step_size=0.1),), ((2, 2),)).run(
         [_half_square], x0, generator=gen(0))

@@ -586,6 +586,17 @@ def test_layers_that_couple_or_randomise_chains_in_training_mode_are_refused(
     assert ALL_SAMPLERS[name].run(energy.eval(), x0, generator=gen(1)).shape == x0.shape
 
 
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_a_partial_of_a_plain_function_is_an_energy(name: str) -> None:
+    """Only a partial of a module's method leads to the module: a partial of a function has
+    no module behind it, and samples as the function does."""
+    x0 = torch.randn(4, 3, generator=gen(0))
+    shifted = partial(isotropic_energy, mu=2.0)
+    torch.testing.assert_close(
+        ALL_SAMPLERS[name].run(shifted, x0, generator=gen(1)),
+        ALL_SAMPLERS[name].run(lambda x: isotropic_energy(x, mu=2.0), x0, generator=gen(1)))
+
+
 def test_a_layer_in_training_mode_is_found_through_wrappers_and_nesting() -> None:
     """A partial of a module's method (a class-conditional energy's form) is the module's."""
     energy = partial(Normalised(torch.nn.Dropout(0.5)).forward)
@@ -646,7 +657,9 @@ NAN_CASES = [
 def test_nonfinite_energy_raises_naming_the_step(name: str, sampler, bad_call: int,
                                                  step: int) -> None:
     energy = NaNAtCall(bad_call)
-    with pytest.raises(NonFiniteEnergyError, match=f"at step {step} of {sampler.n_steps}") as info:
+    label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
+    with pytest.raises(NonFiniteEnergyError,
+                       match=f"^{label}: .* at step {step} of {sampler.n_steps}") as info:
         sampler.run(energy, torch.randn(5, 3, generator=gen(11)), generator=gen(12))
     assert info.value.step == step
     # MALA and HMC reject the NaN proposal, yet the error is still raised: nothing is hidden.
@@ -982,6 +995,14 @@ def test_step_counts_must_be_ints(cls, count) -> None:
     for name in names:
         with pytest.raises(ValueError, match=rf"{name} must be an int >= 1, got {count}"):
             cls(**{name: count})
+
+
+def test_samplers_built_without_settings_run_their_documented_chains() -> None:
+    """What ``MALA()``, ``HMC()`` and ``BlockGibbs()`` run (BlockGibbs: one sweep, CD-1): a
+    changed default would change every chain built without settings, without a word."""
+    assert (MALA().n_steps, MALA().step_size) == (30, 0.01)
+    assert (HMC().n_steps, HMC().step_size, HMC().n_leapfrog) == (10, 0.01, 5)
+    assert BlockGibbs().n_steps == 1
 
 
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))
@@ -1343,7 +1364,8 @@ class InfAtStart:
                                      HMC(n_steps=3, step_size=0.2, n_leapfrog=2)],
                          ids=["mala", "hmc"])
 def test_a_nonfinite_start_is_reported_even_when_the_chain_leaves_it(sampler) -> None:
-    """Kills dropping ``flags[0] = flags[0] | start_bad`` in MALA and HMC."""
+    """An infinite energy at the start alone: the first proposal is finite and accepted, and
+    the chain runs on from it, yet the start is reported as step 0."""
     with pytest.raises(NonFiniteEnergyError, match="at step 0 of 3"):
         sampler.run(InfAtStart(), torch.randn(4, 3, generator=gen(0)), generator=gen(1))
 
@@ -1363,15 +1385,15 @@ class NaNEnergyAtCall:
 
 
 def test_hmc_reports_a_nonfinite_value_in_the_middle_of_a_trajectory() -> None:
-    """Call 1 + 1 is leapfrog 1 of 3 of iteration 0; the trajectory ends finite (kills
-    ``bad = bad | flag`` -> ``bad = flag``)."""
+    """Call 1 + 1 is leapfrog 1 of 3 of iteration 0; the trajectory ends finite, and the
+    value met on the way is still reported."""
     with pytest.raises(NonFiniteEnergyError, match="at step 0 of 2"):
         HMC(n_steps=2, step_size=0.1, n_leapfrog=3).run(
             NaNEnergyAtCall(2), torch.randn(4, 3, generator=gen(0)), generator=gen(1))
 
 
 def test_mala_rejects_a_zero_step_size() -> None:
-    """Kills ``step_size <= 0`` -> ``< 0`` (only -1.0 was tested)."""
+    """A step of 0 never moves the chain: refused, as a negative one is."""
     with pytest.raises(ValueError, match="step_size"):
         MALA(step_size=0.0)
 
@@ -1382,6 +1404,17 @@ def test_diagnostics_average_energy_and_gradient_norm_over_chains() -> None:
     diag(StepInfo(1, torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0])))
     assert diag.mean_energy == [2.0, 0.0]
     assert diag.mean_grad_norm == [3.0, 0.5]
+
+
+def test_diagnostics_acceptance_rate_counts_every_step_and_chain() -> None:
+    """3 of 4 decisions accepted over two steps; plain Langevin's steps (no decisions) are
+    left out of the rate."""
+    diag = Diagnostics()
+    zeros = torch.zeros(2)
+    diag(StepInfo(0, zeros, zeros, torch.tensor([True, True])))
+    diag(StepInfo(1, zeros, zeros))
+    diag(StepInfo(2, zeros, zeros, torch.tensor([False, True])))
+    assert diag.acceptance_rate == 0.75
 
 
 def test_diagnostics_of_a_float64_chain_keep_float64() -> None:
