@@ -64,6 +64,15 @@ def test_checkpoint_round_trip_plain_data(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "run")["nested"] == state["nested"]  # a run folder works
 
 
+def test_a_checkpoints_tensors_load_where_map_location_puts_them(tmp_path: Path) -> None:
+    """A GPU run's checkpoint reads onto the CPU (or the meta device, holding no data) as
+    asked, not onto the device it was saved from."""
+    path = save_checkpoint({"w": torch.arange(3.0)}, tmp_path / "c.pt")
+    assert load_checkpoint(path)["w"].device == torch.device("cpu")
+    loaded = load_checkpoint(path, map_location="meta")["w"]
+    assert loaded.is_meta and loaded.shape == (3,)
+
+
 class RunsCode:
     """Unpickling this calls ``Path.write_text(marker, ...)``: code execution on load."""
 
@@ -238,9 +247,10 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path)  # a folder without checkpoint.pt
     plain = tmp_path / "plain.pt"
-    torch.save({"a": 1}, plain)
-    with pytest.raises(CheckpointError, match="not an stgconv checkpoint"):
-        load_checkpoint(plain)
+    for foreign in ({"a": 1}, [1, 2]):  # a dict without the format, or no dict at all
+        torch.save(foreign, plain)
+        with pytest.raises(CheckpointError, match="plain.pt is not an stgconv checkpoint$"):
+            load_checkpoint(plain)
     pickled = tmp_path / "pickled.pt"
     pickled.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
     with pytest.raises(CheckpointError, match="not a file torch.save wrote"):

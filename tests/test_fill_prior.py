@@ -171,6 +171,8 @@ def test_fill_prior_refuses_one_frame_windows_and_no_videos(tmp_path: Path) -> N
         train_fill_prior([clip], tmp_path / "p.pt", **{**PRIOR, "frames": 1})
     with pytest.raises(ValueError, match="at least one video"):
         train_fill_prior([], tmp_path / "p.pt", **PRIOR)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"not found: ['{tmp_path / 'no.mkv'}']")):
+        train_fill_prior([clip, tmp_path / "no.mkv"], tmp_path / "p.pt", **PRIOR)
 
 
 @pytest.fixture
@@ -268,6 +270,20 @@ def test_fill_prior_seeds_the_nets_weights_and_its_training(tmp_path: Path, monk
     prior = train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt", seed=4, **PRIOR)
     assert seeds == [(4, 4)]
     assert load_checkpoint(prior)["trained_on"] == ["c.mkv"]
+
+
+def test_fill_prior_reports_the_mean_of_its_last_100_losses(tmp_path: Path, monkeypatch,
+                                                             capsys) -> None:
+    """One iteration's loss is noisy: the summary's final loss is the last 100's mean."""
+    original = FILL_PRIOR_TASK.fill_prior
+
+    def losses_0_to_149(examples, **kwargs):
+        net, _ = original(examples, **kwargs)
+        return net, [float(i) for i in range(150)]
+
+    monkeypatch.setattr(FILL_PRIOR_TASK, "fill_prior", losses_0_to_149)
+    train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt", **PRIOR)
+    assert "final loss 99.5000;" in capsys.readouterr().out  # the mean of 50 .. 149
 
 
 def test_the_default_masks_are_the_experiments_three_kinds() -> None:

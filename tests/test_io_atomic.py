@@ -10,6 +10,7 @@ import os
 import pickle
 import shutil
 import stat
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from stgconv.io import atomic
 from stgconv.io.atomic import (
     WriteError,
     atomic_save_npy,
+    atomic_save_npz,
     atomic_write,
     atomic_write_json,
     atomic_write_text,
@@ -258,6 +260,30 @@ def test_npy_round_trip(tmp_path: Path, dtype: type) -> None:
     assert np.array_equal(loaded, array)
 
 
+def test_npz_round_trip_is_compressed_under_exactly_the_given_name(tmp_path: Path) -> None:
+    arrays = {"occupancy": np.zeros((8, 8, 8), np.float32), "labels": np.arange(3)}
+    path = atomic_save_npz(tmp_path / "shapes.npz", **arrays)
+    assert path == tmp_path / "shapes.npz" and leftovers(tmp_path, {"shapes.npz"}) == []
+    with np.load(path, allow_pickle=False) as loaded:
+        assert sorted(loaded) == sorted(arrays)
+        for name, array in arrays.items():
+            assert loaded[name].dtype == array.dtype and np.array_equal(loaded[name], array)
+    with zipfile.ZipFile(path) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+
+
+def test_a_folder_in_the_way_is_the_writes_error_not_a_special_file(tmp_path: Path) -> None:
+    """A folder where the file should go fails the rename, naming the file (the CLI exits 1),
+    and is left as it was; it is not called a device or pipe."""
+    folder = tmp_path / "out.txt"
+    folder.mkdir()
+    with pytest.raises(WriteError) as failure:
+        atomic_write_text(folder, "x")
+    assert isinstance(failure.value, IsADirectoryError)
+    assert failure.value.filename == str(folder)
+    assert folder.is_dir() and leftovers(tmp_path, {"out.txt"}) == []
+
+
 def test_npy_writes_exactly_the_given_name(tmp_path: Path) -> None:
     # np.save given a file name without ".npy" would append it; the helper must not.
     path = atomic_save_npy(tmp_path / "grid.bin", np.ones(3))
@@ -364,9 +390,11 @@ def test_a_failed_write_is_a_write_error_of_its_errnos_kind(tmp_path: Path) -> N
     assert type(write_error(errno.ENOENT, "No such file", "a")) is type(failure.value)
     # Pickled as a process pool sends it: its class is made at run time, which pickle, finding
     # classes by name, refused.
+    failure.value.add_note("while saving the samples")  # what a caller may add on its way up
     twin = pickle.loads(pickle.dumps(failure.value))
     assert type(twin) is type(failure.value) and str(twin) == str(failure.value)
     assert (twin.errno, twin.filename) == (failure.value.errno, failure.value.filename)
+    assert twin.__notes__ == ["while saving the samples"]
 
 
 def test_a_writers_error_about_another_file_names_that_file(tmp_path: Path) -> None:

@@ -80,6 +80,8 @@ def test_noise_init_reproducible_and_rejects_bad_settings() -> None:
         NoiseInit("gaussian", -1.0)
     with pytest.raises(ValueError, match="nan"):  # its starts would all be NaN
         NoiseInit("uniform", float("nan"))
+    with pytest.raises(ValueError, match="NoiseInit.sample: generator must be a torch.Generator"):
+        init.sample((5, 3), generator=2)  # a seed where its generator goes
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "uniform"])
@@ -179,6 +181,8 @@ def test_data_gaussian_state_round_trip_and_starts_buffers_and_persistent_chains
     rebuilt = DataGaussian.from_state(roundtrip(fitted.state_dict()))
     torch.testing.assert_close(fitted.sample((5, 1, 2, 2), generator=gen(3)),
                                rebuilt.sample((5, 1, 2, 2), generator=gen(3)))
+    noisy = DataGaussian.from_state(fitted.state_dict(), noise=0.25, noise_scale=2.0)
+    assert (noisy.noise, noisy.noise_scale) == (0.25, 2.0)  # settings, not part of the state
     x_pos = data[:4]
     assert ReplayBuffer(8, fitted).start(x_pos, torch.arange(4), generator=gen(0)).shape == (
         4, 1, 2, 2)
@@ -294,6 +298,8 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
      r"classes must be \(2,\)"),
     (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.tensor([0, 2])),
      r"classes must be in 0 .. 1 \(the fitted classes\), got 0 .. 2"),
+    (lambda d, y: DataGaussian.fit(d, y).sample((2, 1, 2, 2), classes=torch.tensor([-1, 0])),
+     r"classes must be in 0 .. 1 \(the fitted classes\), got -1 .. 0"),
     (lambda d, y: DataGaussian.from_state({"means": d}), "lacks"),
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.full((2,), 0.5),
                                component_classes=torch.tensor([-1, 0])), "cover every class"),
@@ -305,6 +311,7 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
     (lambda d, y: DataGaussian.fit(d, y + 0.5), "labels must be integers, got torch.float32"),
     (lambda d, y: DataGaussian.fit(d, y - 1), r"labels must be in 0 \.\. 0, got -1 \.\. 0"),
     (lambda d, y: DataGaussian.fit(d[:0]), "at least 2 examples, got 0"),
+    (lambda d, y: DataGaussian.fit(d[:1]), "at least 2 examples, got 1"),
     (lambda d, y: DataGaussian.fit(d.masked_fill(d > 1, math.nan), y), "NaN or infinite"),
     (lambda d, y: DataGaussian.fit(d, y, rank=1).log_prob(d.long()),
      "scores floating point samples, got torch.int64"),
@@ -319,6 +326,8 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
     # residual_std drew as its size; a NaN noise_scale made NaN starts.
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.tensor([0.5, 0.6])),
      r"weights must be >= 0 and sum to 1"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.tensor([0.5, 0.5001])),
+     r"weights must be >= 0 and sum to 1 .* \(sum 1\.0001\)"),  # past float32's rounding
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.tensor([1.5, -0.5])),
      r"weights must be >= 0 and sum to 1"),
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.tensor([1.0, -1.0]),
@@ -330,6 +339,13 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
      "noise_scale finite and >= 0"),
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.tensor([1.0, math.nan]),
                                torch.full((2,), 0.5)), r"residual_std must be >= 0"),
+    # Factors of another sample shape, and a class for each of three components of two.
+    (lambda d, y: DataGaussian(d[:2], torch.zeros(2, 1, 1, 3, 3), torch.ones(2),
+                               torch.full((2,), 0.5)),
+     r"factors \(K, r, \*S\).*got \(2, 1, 2, 2\), \(2, 1, 1, 3, 3\)"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.ones(2), torch.full((2,), 0.5),
+                               component_classes=torch.tensor([0, 1, 1])),
+     r"component_classes \(K,\), got .*\(3,\)$"),
 ])
 def test_data_gaussian_rejects_bad_input(call, message: str) -> None:
     data, labels = two_class_data(40)
@@ -346,6 +362,7 @@ def test_data_gaussian_takes_the_limits_of_its_checks() -> None:
     DataGaussian(data[:3], data[:3, None], torch.zeros(3), third)
     fit = DataGaussian.fit(data, noise=0.5, noise_scale=0.0)
     assert fit.noise_scale == 0.0
+    assert DataGaussian.fit(data, noise=1.0).noise == 1.0  # every draw of no class is noise
 
 
 def test_noise_start_gives_fresh_chains_per_example() -> None:
@@ -951,6 +968,10 @@ def test_the_stateful_starts_say_their_settings_and_what_they_hold() -> None:
     buffer.keep(x)
     assert repr(buffer) == ("ReplayBuffer(capacity=8, fresh=0.1, chains_per_example=1, "
                             "init=NoiseInit(kind='uniform', scale=0.5), stored=4)")
+    # By default 5% of the chains start afresh from standard normal noise (JEM's setting).
+    assert repr(ReplayBuffer(8, NoiseInit())) == (
+        "ReplayBuffer(capacity=8, fresh=0.05, chains_per_example=1, "
+        "init=NoiseInit(kind='gaussian', scale=1.0), stored=0)")
     fitted = DataGaussian.fit(torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0)),
                               torch.arange(6) % 2, rank=1)
     chains = PersistentChains(4, fitted, chains_per_example=2)
@@ -979,6 +1000,8 @@ def test_kmeans_never_seeds_a_point_that_is_already_a_centre() -> None:
     for seed in range(20):
         assert _kmeans(points, 2, iterations=0, generator=gen(seed)).tolist() in (
             [0] * 4 + [1] * 4, [1] * 4 + [0] * 4)
+        # Asked for a third centre where every point sits on one already: it stops at two.
+        assert sorted(set(_kmeans(points, 3, generator=gen(seed)).tolist())) == [0, 1]
 
 
 def test_data_gaussian_class_draws_follow_a_cycle_of_component_classes() -> None:
@@ -1004,3 +1027,27 @@ def test_replay_buffer_starts_follow_the_generator_alone() -> None:
     assert torch.equal(starts[0], starts[1])
     stored = starts[0].flatten(1)[:, 0] >= 100
     assert 0 < stored.sum() < 32  # both kinds in the mix
+
+
+def test_data_gaussian_draws_follow_the_generator_alone() -> None:
+    """Which draws of no class are noise is drawn from the generator too, as the rest."""
+    data, labels = two_class_data(40)
+    fit = DataGaussian.fit(data, labels, rank=1, noise=0.5, noise_scale=10.0)
+    draws = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        draws.append(fit.sample((64, 1, 2, 2), generator=gen(5)))
+    assert torch.equal(draws[0], draws[1])
+    noise = draws[0].abs().flatten(1).max(1).values > 6  # U(-10, 10), far from the data
+    assert 0 < noise.sum() < 64
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
+def test_data_gaussian_fit_is_kept_in_the_datas_dtype_and_drawn_in_it_or_the_asked_one(
+        dtype) -> None:
+    data, labels = two_class_data(40)
+    fit = DataGaussian.fit(data.to(dtype), labels, rank=1)
+    assert {t.dtype for t in (fit.means, fit.factors, fit.residual_std, fit.weights)} == {dtype}
+    assert fit.sample((3, 1, 2, 2), generator=gen(0)).dtype == dtype
+    other = F64 if dtype == torch.float32 else torch.float32
+    assert fit.sample((3, 1, 2, 2), dtype=other, generator=gen(0)).dtype == other

@@ -138,6 +138,19 @@ def test_the_models_activation_reaches_its_video_energy() -> None:
     assert VIDEO.energy(model).reference_sigma == 0.3
 
 
+def test_the_models_settings_reach_its_voxel_energy() -> None:
+    """Its reference sigma, and its activation: ReLU unless another is named."""
+    model = ModelConfig(arch="desc32_small", image_size=8, layers=((2, 4, 2, 1),),
+                        reference_sigma=0.3)
+    energy = VOXELS.energy(model)
+    assert energy.reference_sigma == 0.3
+    activations = {type(layer) for layer in energy.modules()} & {torch.nn.ReLU,
+                                                                  torch.nn.LeakyReLU}
+    assert activations == {torch.nn.ReLU}
+    leaky = VOXELS.energy(replace(model, activation="leaky_relu"))
+    assert any(isinstance(layer, torch.nn.LeakyReLU) for layer in leaky.modules())
+
+
 def test_voxel_sample_shape_is_the_models_grid() -> None:
     config = experiment("voxels", ModelConfig(arch="desc32_small", image_size=8,
                                               layers=((2, 4, 2, 1),)), size=8)
@@ -192,8 +205,21 @@ def test_voxel_previews_are_renders_and_arrays(tmp_path: Path) -> None:
     files = VOXELS.preview(boxes_and_balls(3, 8), tmp_path / "shapes")
     assert {f.name for f in files} == {"shapes.png", "shapes.npy"}
     assert np.load(tmp_path / "shapes.npy").shape == (3, 8, 8, 8)
-    with pytest.raises(ValueError, match=r"\(N, 1, D, D, D\)"):
-        VOXELS.preview(torch.zeros(1, 1, 4, 8, 8), tmp_path / "clip")
+    for batch in (torch.zeros(1, 1, 4, 8, 8), torch.zeros(1, 1, 8, 8)):  # not cubic; 2-D
+        with pytest.raises(ValueError, match=r"\(N, 1, D, D, D\)"):
+            VOXELS.preview(batch, tmp_path / "clip")
+
+
+def test_voxel_previews_draw_and_keep_the_first_16_shapes_and_samples_keep_all(
+        tmp_path: Path, monkeypatch) -> None:
+    drawn = captured(monkeypatch, "stgconv.modalities.voxel", "render_voxels")
+    shapes = boxes_and_balls(17, 4)
+    VOXELS.preview(shapes, tmp_path / "preview")
+    assert len(drawn["items"]) == 16
+    assert np.array_equal(np.load(tmp_path / "preview.npy"), shapes[:16, 0].numpy())
+    VOXELS.save_samples(shapes, tmp_path / "samples")
+    assert len(drawn["items"]) == 16  # the picture of samples shows 16, the array holds all
+    assert np.load(tmp_path / "samples.npy").shape == (17, 4, 4, 4)
 
 
 def test_voxel_samples_keep_every_shape_and_grids_are_arrays(tmp_path: Path) -> None:
@@ -201,7 +227,8 @@ def test_voxel_samples_keep_every_shape_and_grids_are_arrays(tmp_path: Path) -> 
     VOXELS.save_samples(shapes, tmp_path / "samples")
     assert np.array_equal(np.load(tmp_path / "samples.npy"), shapes[:, 0].numpy())  # not only 16
     assert png_size(tmp_path / "samples.png")[0] > 0
-    assert VOXELS.save_grid(shapes[:2], tmp_path / "grid") == [tmp_path / "grid.npy"]
+    assert VOXELS.save_grid(shapes, tmp_path / "grid") == [tmp_path / "grid.npy"]
+    assert np.load(tmp_path / "grid.npy").shape == (17, 4, 4, 4)  # every shape of the grid
     assert not (tmp_path / "grid.png").exists()  # a coarse grid is drawn in the pyramid only
 
 
@@ -237,7 +264,8 @@ def test_images_and_videos_see_the_data_as_it_is() -> None:
 def test_training_mean_is_resolved_from_the_data() -> None:
     config = load_config(SR_CONFIG)
     assert config.data.mean == "auto"
-    with pytest.raises(ValueError, match="auto"):
+    with pytest.raises(ValueError, match="data.mean='auto' is resolved from the training shapes "
+                                         "when training starts; this config was never trained"):
         VOXELS.offset(config)
     shapes = torch.zeros(2, 1, 4, 4, 4)
     shapes[:, :, :2] = 0.5  # one scalar over every voxel of every shape: 0.25
@@ -247,6 +275,20 @@ def test_training_mean_is_resolved_from_the_data() -> None:
     with pytest.raises(ValueError, match="data.mean"):
         load_config(SR_CONFIG, ["data.mean=1.5"])
     assert VOXELS.offset(load_config(SR_CONFIG, ["data.mean=null"])) == 0.0
+
+
+def test_voxel_data_keeps_the_categories_and_count_asked_for_padded_to_the_size(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    for i, name in enumerate(["bed_1", "chair_1", "chair_2", "chair_3"]):
+        np.save(folder / f"{name}.npy", np.full((2, 2, 2), i / 4, np.float32))
+    data = DataConfig(kind="voxels", path=str(folder), size=4, categories=("chair",),
+                      max_images=2)
+    shapes = VOXELS.load(data)
+    assert shapes.shape == (2, 1, 4, 4, 4)
+    assert shapes[:, 0, 1:3, 1:3, 1:3].flatten(1).max(1).values.tolist() == [0.25, 0.5]
+    assert shapes[:, :, 0].sum() == 0  # the border of the padding
 
 
 def test_voxel_units_round_trip() -> None:

@@ -16,6 +16,7 @@ from stgconv.mcmc import DownsampleConsistency
 from stgconv.ops import (
     block_down,
     block_top_k,
+    block_upsampler,
     check_block_factor,
     factor_between,
     linear_up,
@@ -154,7 +155,12 @@ def test_averaging_an_integer_tensor_is_named(op, dtype) -> None:
         op(torch.ones(2, 4, 4, dtype=dtype), (2, 2))
 
 
-@pytest.mark.parametrize("op", [block_down, nearest_up])
+def top_k_of_half(x: torch.Tensor, factor: tuple[int, ...]) -> torch.Tensor:
+    """block_top_k keeping half of every block of ``x``."""
+    return block_top_k(x, torch.full((2, 2), 0.5, dtype=x.dtype), factor)
+
+
+@pytest.mark.parametrize("op", [block_down, nearest_up, linear_up, top_k_of_half])
 def test_factor_longer_than_tensor_is_a_value_error(op) -> None:
     # (4, 4) has no batch dim left over for factor (2, 2): the error names the shape.
     with pytest.raises(ValueError, match=r"\(4, 4\)"):
@@ -305,6 +311,21 @@ def test_random_shift_zero_is_identity_and_bad_input_is_named() -> None:
         random_shift(x, -1)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\), got \(3, 5, 5\)"):
         random_shift(x[0], 1)
+    for shift in (0, 1):  # a seed for a generator: refused even where nothing is drawn
+        with pytest.raises(ValueError, match="random_shift: generator must be a torch.Generator"):
+            random_shift(x, shift, generator=0)
+
+
+def test_random_shift_repeats_the_edge_rows_and_columns_into_the_space_it_leaves() -> None:
+    """A shifted ramp is the ramp read at its row and column indices moved by the image's
+    offset and clamped to the edges: what leaves at one side never comes back at the other."""
+    ramp = torch.arange(49.0).reshape(1, 1, 7, 7).expand(200, 2, 7, 7)
+    moved = random_shift(ramp, 3, generator=torch.Generator().manual_seed(0))
+    centre = moved[:, 0, 3, 3].long()  # a shift of at most 3 reads it from inside the image
+    rows = (centre[:, None] // 7 - 3 + torch.arange(7)).clamp(0, 6)
+    cols = (centre[:, None] % 7 - 3 + torch.arange(7)).clamp(0, 6)
+    expected = (rows[:, :, None] * 7 + cols[:, None, :]).float()
+    assert torch.equal(moved, expected[:, None].expand(200, 2, 7, 7))
 
 
 def test_random_shift_moves_bool_images_and_names_a_shift_that_is_not_an_int() -> None:
@@ -342,6 +363,22 @@ def test_block_top_k_rounds_the_counts() -> None:
         grid.view(-1)[:k] = 1
         scores = torch.rand(1, 1, 3, 3, 3, generator=torch.Generator().manual_seed(k))
         assert block_top_k(scores, block_down(grid, (3, 3, 3)), (3, 3, 3)).sum() == k
+
+
+def test_block_top_k_keeps_the_dtype_of_its_scores_not_of_the_means() -> None:
+    for scores, means in ((F64, torch.float32), (torch.float32, F64)):
+        out = block_top_k(rand((1, 4, 4)).to(scores), torch.full((1, 2, 2), 0.5, dtype=means),
+                          (2, 2))
+        assert out.dtype == scores and out.sum() == 8
+
+
+def test_block_upsampler_names_nearest_and_linear_up_and_refuses_others() -> None:
+    x = rand((1, 1, 2, 2))
+    assert torch.equal(block_upsampler("nearest")(x, (2, 2)), nearest_up(x, (2, 2)))
+    assert torch.equal(block_upsampler("linear")(x, (2, 2)), linear_up(x, (2, 2)))
+    with pytest.raises(ValueError, match=r"upsample must be one of \['linear', 'nearest'\], "
+                                         r"got 'cubic'"):
+        block_upsampler("cubic")
 
 
 def test_block_top_k_of_no_blocks_is_empty() -> None:
