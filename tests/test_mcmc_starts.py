@@ -1004,6 +1004,19 @@ def test_kmeans_never_seeds_a_point_that_is_already_a_centre() -> None:
         assert sorted(set(_kmeans(points, 3, generator=gen(seed)).tolist())) == [0, 1]
 
 
+def test_kmeans_keeps_a_centre_that_loses_its_points_where_it_was() -> None:
+    """Lloyd's update can leave a centre nearest to no point (these seven points, seed 2: the
+    second centre's two points go to the others in the second round); it stays put and is
+    merged away at the end, so the clusters do not depend on where the origin lies (moved to 0,
+    it took points again)."""
+    from stgconv.mcmc.init import _kmeans
+
+    points = torch.tensor([[1, 2], [1, 10], [2, 0], [2, 9], [3, 9], [9, 0], [10, 4]], dtype=F64)
+    clusters = _kmeans(points, 3, generator=gen(2)).tolist()
+    assert clusters == [0, 0, 0, 0, 0, 1, 1]
+    assert _kmeans(points + 100, 3, generator=gen(2)).tolist() == clusters
+
+
 def test_data_gaussian_class_draws_follow_a_cycle_of_component_classes() -> None:
     """Components of classes (1, 2, 0): a class's component is found by class, not read off
     the components' classes as if they were the inverse map (the same for a swap of two)."""
