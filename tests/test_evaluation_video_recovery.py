@@ -214,6 +214,7 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     for args, message in cases:
         assert main(["eval", "recovery", *args, *TINY]) == 2
         assert message in capsys.readouterr().err
+
     # A chain schedule that cannot run is refused before the learned fill is trained (minutes
     # on a real clip), and nothing is written.
     def must_not_train(*args, **kwargs):

@@ -60,7 +60,6 @@ def test_multigrid_training_and_sampling_on_cuda():
                        data[known.expand_as(data)])
 
 
-
 @pytest.mark.parametrize("explicit_generator", [False, True])
 def test_the_cuda_graph_chain_is_the_eager_chain(explicit_generator):
     """Replaying the captured step computes what the eager loop computes, noise included, with

@@ -18,7 +18,6 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-
 class Linear(nn.Module):
     """``E(x) = <w, x>``: its parameter gradient is the input itself."""
 

@@ -279,7 +279,6 @@ def test_hmc_acceptance_rate_and_langevin_reports_one() -> None:
     assert all(s.accepted is None for s in lang.steps)
 
 
-
 def test_mala_log_acceptance_ratio_keeps_float32_proposal_terms_exact() -> None:
     """The proposal densities' squared norms (1.6e7 here: 16 entries 1000 apart; half of a
     10^6-entry video's count, 5e5, is rounded alike) cancel in the ratio: summed apart in

@@ -916,7 +916,6 @@ def test_data_gaussian_fit_residual_is_the_unbiased_variance_per_dimension() -> 
     torch.testing.assert_close(fit.residual_std[0] ** 2, data.var(0, unbiased=True).sum() / 2)
 
 
-
 def test_data_gaussian_fit_keeps_at_most_dims_minus_one_directions() -> None:
     """A rank past the dimensions keeps dims - 1 directions, leaving one for the isotropic
     rest: keeping all of them would divide the rest's variance by zero dimensions."""
@@ -950,6 +949,7 @@ def test_data_gaussian_fit_weighs_each_class_by_its_share_of_the_examples() -> N
     data = torch.randn(8, 3, generator=gen(0), dtype=F64)
     fit = DataGaussian.fit(data, torch.tensor([0, 1, 1, 0, 1, 1, 1, 1]), rank=0)
     assert fit.weights.tolist() == [0.25, 0.75]
+
 
 def test_data_gaussian_class_draws_use_the_component_of_that_class() -> None:
     """component_classes need not be sorted: component k belongs to class component_classes[k]."""

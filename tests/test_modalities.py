@@ -449,7 +449,6 @@ def test_image_samples_array_keeps_every_image_beyond_sixteen(tmp_path: Path) ->
     np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), ((images + 1) * 127.5).numpy())
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_save_array_writes_float32_whatever_the_batchs_dtype(tmp_path: Path, dtype) -> None:
     """The .npy is float32, as documented, for a float64 or bfloat16 batch too (a model run in
@@ -464,6 +463,7 @@ def test_save_array_writes_float32_whatever_the_batchs_dtype(tmp_path: Path, dty
     saved = np.load(VOXELS.save_array(occupancy.reshape(1, 1, 2, 2, 2), tmp_path / "shapes"))
     assert saved.dtype == np.float32 and saved.shape == (1, 2, 2, 2)
     np.testing.assert_array_equal(saved.ravel(), occupancy.float().numpy())
+
 
 def test_an_image_folder_loads_at_most_max_images(tmp_path: Path) -> None:
     folder = colour_frames(tmp_path / "objects", GREYS)

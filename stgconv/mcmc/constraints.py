@@ -212,4 +212,3 @@ class KnownEntriesAndBlockMeans(Constraint):
         per_free = torch.where(share > 0, block_down(deficit, factor) / share.clamp_min(1e-30),
                                torch.zeros_like(share))
         return nearest_up(per_free, factor) * free
-

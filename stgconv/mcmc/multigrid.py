@@ -159,4 +159,3 @@ def _with_block_means(task: Constraint | None, means: DownsampleConsistency) -> 
             f % g == 0 for f, g in zip(task.factor, means.factor)):
         return means
     return task
-
