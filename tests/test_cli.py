@@ -317,6 +317,29 @@ def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tm
     assert load_checkpoint(run)["iteration"] == 3
 
 
+def test_a_refused_config_names_four_differences_and_counts_the_rest(
+        texture_run: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    config = tmp_path / "changed.yaml"
+    config.write_text(yaml.safe_dump({
+        **saved, "name": "other", "seed": 7, "train": {**saved["train"], "lr": 0.5},
+        "sampler": {**saved["sampler"], "n_steps": 5, "step_size": 0.5}}))
+    code, _, err = run_main(["train", str(config), "--resume", "--out", str(run), "--quiet"],
+                            capsys)
+    assert code == 2, err
+    # The first four in the order of their keys; train.lr is the one more.
+    assert "name: 'experiment' in the run, 'other' in CONFIG; " in err and "train.lr" not in err
+    assert "seed: 0 in the run, 7 in CONFIG and 1 more; resume without CONFIG" in err
+
+
+def test_resume_of_a_folder_without_a_run_names_the_missing_checkpoint(
+        tmp_path: Path, capsys) -> None:
+    code, _, err = run_main(["train", "--resume", "--out", str(tmp_path), "--quiet"], capsys)
+    assert code == 2 and f"checkpoint not found: {tmp_path / 'checkpoint.pt'}" in err, err
+
+
 def test_the_advice_to_resume_without_config_resumes_the_run(texture_run: Path, tmp_path: Path,
                                                              capsys) -> None:
     """The refusal of a CONFIG that is not the run's advises resuming without it: taken as it
@@ -510,6 +533,11 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["reconstruct", "{run}", "{run}/observed.png", "--lr", "nan"],
          "--lr must be a finite number > 0 and at most 3.403e+38 (float32's largest), got nan"),
         (["interpolate", "{run}", "--points", "1"], "--points must be >= 2, got 1"),
+        (["synthesize", "{run}", "--size", "0"], "--size must be >= 1, got 0"),
+        (["eval", "classification", "--checkpoint", "{run}", "--shapes", "x.npz",
+          "--per-class", "0", "--json", "{out}"], "--per-class must be >= 1, got 0"),
+        (["eval", "recovery-3d", "--checkpoint", "{run}", "--shapes", "x.npz",
+          "--max-shapes", "0"], "--max-shapes must be >= 1, got 0"),
         (["recover", "--video", "{run}/observed.png", "--mask", "region:8", "--frames", "0"],
          "--frames must be >= 1, got 0"),
         (["eval", "super-resolution", "--checkpoint", "{run}", "--shapes", "x.npz",
@@ -1662,6 +1690,15 @@ def test_a_json_table_over_a_file_the_command_reads_is_refused(texture_run: Path
     assert target.read_bytes() == before
 
 
+def test_a_prior_written_over_one_of_its_clips_is_refused(tmp_path: Path, capsys) -> None:
+    clips = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for clip in clips:
+        clip.write_bytes(b"a clip")
+    code, _, err = run_main(["fill-prior", *map(str, clips), "--out", str(clips[1])], capsys)
+    assert code == 2 and f"--out {clips[1]} is the input {clips[1]}" in err, err
+    assert clips[1].read_bytes() == b"a clip"
+
+
 def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
         texture_run: Path, tmp_path: Path, capsys) -> None:
     """Only a resumed run must keep its config; --overwrite replaces the run with CONFIG's."""
@@ -1681,15 +1718,20 @@ def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
 
 
 @pytest.mark.parametrize("argv, task, given", [
-    (["synthesize", "{run}", "--seed", "7", "--frames", "3"], "synthesize",
-     {"seed": 7, "frames": 3}),
-    (["reconstruct", "{run}", "{run}/observed.png", "--lr", "0.5"], "reconstruct", {"lr": 0.5}),
+    (["synthesize", "{run}", "--seed", "7", "--frames", "3", "--steps", "2"], "synthesize",
+     {"seed": 7, "frames": 3, "n_steps": 2}),
+    (["reconstruct", "{run}", "{run}/observed.png", "--lr", "0.5", "--seed", "3"], "reconstruct",
+     {"lr": 0.5, "seed": 3}),
+    (["interpolate", "{run}", "--seed", "4"], "interpolate", {"seed": 4}),
     (["demo", "--out", "~/demo", "--overwrite"], "demo", {"args": ("{home}/demo",),
                                                           "overwrite": True}),
     (["demo"], "demo", {"args": ("outputs/demo",)}),
+    (["demo", "--set", "train.n_iterations=1"], "demo", {"overrides": ["train.n_iterations=1"]}),
     (["train", "--device", "cpu", "--out", "{home}/run"], "train", {"config.device": "cpu"}),
-    (["recover-shape", "{run}", "x.npy", "--known", "k.npy", "--init", "mean", "--seed", "5"],
-     "recover_shape", {"init": "mean", "seed": 5}),
+    (["recover-shape", "{run}", "x.npy", "--known", "k.npy", "--init", "mean", "--seed", "5",
+      "--steps", "2"], "recover_shape", {"init": "mean", "seed": 5, "n_steps": 2}),
+    (["eval", "recovery-3d", "--checkpoint", "{run}", "--shapes", "s.npz", "--max-shapes", "2",
+      "--seed", "6"], "voxel.eval_recovery_3d", {"max_shapes": 2, "seed": 6}),
     (["recover", "--video", "v.mp4", "--mask", "region:8", "--quiet", "--device", "cpu"],
      "recover_video", {"progress": False, "config.device": "cpu", "frames": 70,
                        "out_dir": "outputs/recovery"}),
@@ -1699,8 +1741,10 @@ def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
      {"seed": 3}),
     (["fill-prior", "clip.mp4", "--out", "prior.pt", "--set", "seed=3", "--seed", "5"],
      "train_fill_prior", {"seed": 5}),
-], ids=["synthesize --seed --frames", "reconstruct --lr", "demo --out ~ --overwrite",
-        "demo's --out", "train --device", "recover-shape --init --seed", "recover --quiet --device",
+], ids=["synthesize --seed --frames --steps", "reconstruct --lr --seed", "interpolate --seed",
+        "demo --out ~ --overwrite",
+        "demo's --out", "demo --set", "train --device", "recover-shape --init --seed --steps",
+        "eval recovery-3d --max-shapes --seed", "recover --quiet --device",
         "fill-prior ~", "fill-prior's seed is the config's", "fill-prior --seed"])
 def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: Path, capsys,
                                                   monkeypatch, argv, task, given) -> None:
@@ -1713,7 +1757,8 @@ def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: P
         asked.update(args=args, **kwargs)
         raise ValueError("stopped before the work")
 
-    monkeypatch.setattr(tasks, task, stops)
+    owner, _, task = task.rpartition(".")  # an evaluation's module, or the tasks
+    monkeypatch.setattr(getattr(cli, owner) if owner else tasks, task, stops)
     code, _, err = run_main([arg.format(run=texture_run, home=tmp_path) for arg in argv], capsys)
     assert code == 2 and "stopped before the work" in err, err
     for key, value in given.items():
@@ -1726,6 +1771,86 @@ def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: P
             assert as_paths(asked["args"][:len(value)]) == as_paths(value)
         else:
             assert asked[key] == value, key
+
+
+@pytest.mark.parametrize("argv, where, task", [
+    (["synthesize", "run"], "tasks", "synthesize"),
+    (["reconstruct", "run", "image.png"], "tasks", "reconstruct"),
+    (["interpolate", "run"], "tasks", "interpolate"),
+    (["recover", "--video", "v.mp4", "--mask", "region:8"], "tasks", "recover_video"),
+    (["fill-prior", "clip.mp4", "--out", "prior.pt"], "tasks", "train_fill_prior"),
+    (["super-resolve", "run", "low.npy"], "tasks", "super_resolve"),
+    (["recover-shape", "run", "x.npy", "--known", "k.npy"], "tasks", "recover_shape"),
+    (["eval", "recovery", "--video", "v.mp4", "--mask", "region:8"], "video_recovery",
+     "eval_recovery"),
+    (["eval", "super-resolution", "--checkpoint", "run", "--shapes", "s.npz"], "voxel",
+     "eval_super_resolution"),
+    (["eval", "recovery-3d", "--checkpoint", "run", "--shapes", "s.npz"], "voxel",
+     "eval_recovery_3d"),
+    (["eval", "classification", "--checkpoint", "run", "--shapes", "s.npz"], "classification",
+     "eval_classification"),
+    (["demo"], "tasks", "demo"),
+], ids=lambda value: " ".join(value[:2]) if isinstance(value, list) else None)
+def test_an_option_left_out_is_its_tasks_own_default(tmp_path: Path, capsys, monkeypatch, argv,
+                                                      where, task) -> None:
+    """A command and the library function it calls mean the same thing by an option left out
+    (but where the command writes, its progress bar, which a command shows by default, its
+    device and the recovery commands' learned-fill settings, which come from their config)."""
+    import inspect
+
+    from stgconv.evaluation import classification, video_recovery, voxel
+
+    module = {"tasks": tasks, "video_recovery": video_recovery, "voxel": voxel,
+              "classification": classification}[where]
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(getattr(module, task)).parameters.items()
+                if parameter.default is not inspect.Parameter.empty
+                and name not in ("out_dir", "progress", "device", "settings")}
+    monkeypatch.chdir(tmp_path)
+    asked = {}
+
+    def stops(*args, **kwargs):
+        asked.update(kwargs)
+        raise ValueError("stopped before the work")
+
+    monkeypatch.setattr(module, task, stops)
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and "stopped before the work" in err, err
+
+    def plain(value):  # a tuple default and the list argparse makes of it are the same
+        return list(value) if isinstance(value, tuple) else value
+
+    passed = {name: plain(value) for name, value in asked.items() if name in defaults}
+    assert len(passed) >= 2, passed
+    assert passed == {name: plain(defaults[name]) for name in passed}
+
+
+def test_fill_prior_trains_as_long_as_told_on_the_device_its_config_names(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(cli, "resolve_device", lambda name: f"the device {name}")
+    asked = {}
+
+    def stops(*args, **kwargs):
+        asked.update(kwargs)
+        raise ValueError("stopped before the work")
+
+    monkeypatch.setattr(tasks, "train_fill_prior", stops)
+    code, _, err = run_main(["fill-prior", "clip.mp4", "--out", str(tmp_path / "prior.pt"),
+                             "--iterations", "2", "--device", "cpu"], capsys)
+    assert code == 2 and "stopped before the work" in err, err
+    assert (asked["iterations"], asked["device"]) == (2, "the device cpu")
+
+
+def test_recover_prints_its_error_and_its_starting_fills_and_names_its_folder(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(tasks, "recover_video",
+                        lambda *args, **kwargs: {"error": 1.5, "init_error": 7.25})
+    code, out, err = run_main(["recover", "--video", "v.mp4", "--mask", "region:8", "--out",
+                               str(tmp_path / "rec")], capsys)
+    assert code == 0, err
+    printed, report = out.splitlines()
+    assert printed == "error on the missing pixels (0-255): 1.50 (starting fill: 7.25)"
+    assert report.startswith(f"stgconv recover: wrote {tmp_path / 'rec'} ("), report
 
 
 @pytest.mark.parametrize("fault", [
@@ -2006,6 +2131,15 @@ def test_the_help_names_the_shipped_recovery_config_where_it_is(command: list[st
         main([*command, "--help"])
     text = "".join(capsys.readouterr().out.split())
     assert f"(default:theshipped{QUICK_RECOVERY_CONFIG.relative_to(REPO).as_posix()})" in text
+
+
+def test_help_and_version_state_no_default(capsys) -> None:
+    """-h and --version have nothing left out to tell of: their help is argparse's own."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.endswith("-h, --help show this help message and exit --version show program's "
+                         "version number and exit")
 
 
 def test_a_repeatable_option_left_out_shows_not_set_in_the_help(capsys) -> None:

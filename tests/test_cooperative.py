@@ -5,6 +5,7 @@ to reproduce the revision, resume bit for bit, the config section's checks, and 
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 import re
 from pathlib import Path
@@ -539,23 +540,27 @@ def test_interpolate_walks_between_two_latents(coop_run: Path, tmp_path: Path) -
                           np.load(tmp_path / "second" / "interpolation.npy"))
 
 
-def test_interpolate_revises_clamped_proposals_on_the_seeded_stream(coop_run: Path, tmp_path: Path,
-                                                                    monkeypatch) -> None:
-    """The path's proposals are bounded by the model's clamp and its chain noise comes from the
-    --seed generator, as synthesize's (without them: unbounded proposals, torch's default
-    seed)."""
-    from stgconv import cooperative
-
-    walk = cooperative.interpolate
+@pytest.mark.parametrize("command, module, revises", [
+    (["interpolate", "--points", "2"], "stgconv.cooperative", "interpolate"),
+    (["synthesize", "-n", "1", "--steps", "1"], "stgconv.tasks.synthesize", "propose_and_revise"),
+], ids=["interpolate", "synthesize"])
+def test_a_command_revises_clamped_proposals_on_the_seeded_stream(
+        coop_run: Path, tmp_path: Path, monkeypatch, command: list[str], module: str,
+        revises: str) -> None:
+    """The proposals of interpolate's path and of synthesize are bounded by the model's clamp
+    and their chain noise comes from the --seed generator (without them: unbounded proposals,
+    torch's default seed)."""
+    owner = importlib.import_module(module)
+    walk = getattr(owner, revises)
     asked = []
 
     def recording(*args, clamp=None, generator=None, **kwargs):
         asked.append((clamp, None if generator is None else generator.initial_seed()))
         return walk(*args, clamp=clamp, generator=generator, **kwargs)
 
-    monkeypatch.setattr(cooperative, "interpolate", recording)
-    assert main(["interpolate", str(coop_run), "--points", "2", "--seed", "3",
-                 "--out", str(tmp_path / "int"), "--device", "cpu"]) == 0
+    monkeypatch.setattr(owner, revises, recording)
+    assert main([command[0], str(coop_run), *command[1:], "--seed", "3",
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert asked == [((-1.0, 1.0), 3)]
 
 

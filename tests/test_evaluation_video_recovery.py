@@ -15,7 +15,11 @@ import scipy.io
 import torch
 from _tiny import read_events
 
-from stgconv.baselines.video import biharmonic_inpainting, neighbour_average
+from stgconv.baselines.video import (
+    biharmonic_inpainting,
+    neighbour_average,
+    temporal_interpolation,
+)
 from stgconv.cli import main
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
@@ -149,6 +153,10 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
     assert torch.equal(recovered[known], truth[known])
     assert missing_mae_255(recovered, truth, known) == pytest.approx(
         metrics["errors"]["stgconv"], rel=1e-5)
+    # The start's row is named by the fill that scored best on the held-out entries.
+    holdout_errors = metrics["start_holdout_errors"]
+    assert set(metrics["errors"]) == {"stgconv",
+                                      f"init ({min(holdout_errors, key=holdout_errors.get)})"}
     # The saved config is the one that ran: the clip read, its channels, frames and size, this
     # folder.
     ran = load_config(out / "config.yaml")
@@ -185,12 +193,17 @@ def test_a_still_clip_is_recovered_not_refused(tmp_path):
 def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     mat = tmp_path / "mask.mat"  # the shared masks' layout (H, W, T, C), 1 = missing
     scipy.io.savemat(mat, {"masks": np.zeros((150, 150, 70, 3), np.uint8)})
+    two_channels = tmp_path / "two_channels.mat"  # the clip's frames and size, not its channels
+    scipy.io.savemat(two_channels, {"masks": np.zeros((32, 32, 12, 2), np.uint8)})
     # Masks that would broadcast over the 12 frames of 32x32: another experiment's, refused.
     column, frame = tmp_path / "column.npy", tmp_path / "frame.npy"
     np.save(column, np.ones((12, 32, 1), np.uint8))
     np.save(frame, np.ones((1, 32, 32), np.uint8))
     cases = [
         (["--video", str(clip), "--mask", str(mat)], "(H, W, T, C) read as (C, T, H, W)"),
+        (["--video", str(clip), "--mask", str(two_channels)],
+         "does not match video (3, 12, 32, 32); expected (T, H, W) or (C, T, H, W) matching the "
+         "video's last dimensions (the .mat mask's (H, W, T, C) read as (C, T, H, W))"),
         (["--video", str(clip), "--mask", str(column)], "is (1, 12, 32, 1), the clip (T, H, W) "
                                                         "(12, 32, 32): a mask file must have"),
         (["--video", str(clip), "--mask", str(frame)], "is (1, 1, 32, 32), the clip"),
@@ -206,6 +219,9 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
         (["--video", str(clip), "--mask", "region:8", "--config",
           str(ROOT / "configs" / "image" / "jem_mnist_quick.yaml")],
          "this config's jem section would be ignored"),
+        (["--video", str(clip), "--mask", "region:8", "--config",
+          str(ROOT / "configs" / "voxel" / "recovery_chairs_quick.yaml")],
+         "this config's initializer section would be ignored"),
         # Once the clip was read: "unknown video architecture 'texture'".
         (["--video", str(clip), "--mask", "region:8", "--config",
           str(ROOT / "configs" / "image" / "texture_brick.yaml")],
@@ -363,6 +379,20 @@ def test_a_mask_file_named_like_a_generated_mask_is_read_as_the_file(tmp_path, m
 
 CLASSICAL = ["--set", "recovery.init=temporal_interpolation", "--set", "recovery.holdout=0"]
 """A recovery that starts from temporal interpolation, with no holdout: seconds, not minutes."""
+
+
+def test_a_missing_frames_mask_hides_that_share_of_whole_frames() -> None:
+    known = load_known("missing_frames:0.5", (6, 4, 4), seed=3)
+    frames = known.flatten(1)
+    assert (frames.all(1) | ~frames.any(1)).all()  # each frame hidden whole or not at all
+    assert int((~frames.all(1)).sum()) == 3
+
+
+def test_a_classical_start_leaves_the_learned_fills_prior_unread(clip, tmp_path, capsys):
+    code = main(["recover", "--video", str(clip), "--mask", "region:12", "--out",
+                 str(tmp_path / "run"), *TINY, *CLASSICAL,
+                 "--set", "recovery.learned.prior=nope.pt"])
+    assert code == 0, capsys.readouterr().err
 
 
 def test_region_mask_with_a_fractional_side_is_refused() -> None:
@@ -542,7 +572,8 @@ def test_the_learned_fill_never_learns_from_the_held_out_entries(clip: Path, mon
 def test_a_learned_start_keeps_every_observed_entry_the_holdout_hid(clip: Path) -> None:
     """When the learned fill wins the holdout (here: a net that cannot move, tying with the fill
     it corrects; ties go to it), the start the answer runs from is its fill with every observed
-    entry, held-out ones included, not the fill the holdout scored (kills returning that)."""
+    entry, held-out ones included, not the fill the holdout scored, and its missing entries
+    are the corrected fill's made with them too."""
     task = importlib.import_module("stgconv.tasks.recover_video")
     config = quick_config("recovery.learned.fills=[temporal_interpolation]",
                           "recovery.learned.starts=[]", "recovery.learned.lr=1e-12",
@@ -553,6 +584,9 @@ def test_a_learned_start_keeps_every_observed_entry_the_holdout_hid(clip: Path) 
     assert start == "learned"
     assert torch.equal(init[known], observed[known])
     assert not torch.equal(unseen[held_out], observed[held_out])  # the scored fill fills them
+    missing = ~known
+    torch.testing.assert_close(init[missing],
+                               temporal_interpolation(observed, known)[missing])
 
 
 def test_the_recovery_never_receives_the_hidden_pixels(clip: Path, monkeypatch) -> None:

@@ -648,8 +648,20 @@ def test_synthesize_refuses_no_samples_and_samples_past_the_entry_limit(texture_
                                                                         tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"n_samples must be an int >= 1, got 0"):
         synthesize(texture_run, tmp_path, n_samples=0, n_steps=1, device="cpu")
+    for name in ("size", "frames"):  # as typed to the library, where no option checked them
+        with pytest.raises(ValueError, match=f"{name} must be an int >= 1, got 0"):
+            synthesize(texture_run, tmp_path, n_samples=1, n_steps=1, device="cpu",
+                       **{name: 0})
     with pytest.raises(ValueError, match=r"1099511627776 samples makes a .* over the limit"):
         synthesize(texture_run, tmp_path, n_samples=2**40, n_steps=1, device="cpu")
+
+
+def test_too_few_stored_chains_are_told_at_the_callers_line(texture_run: Path,
+                                                            tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="the checkpoint keeps") as told:
+        synthesize(texture_run, tmp_path, n_samples=1000, n_steps=1, start="chains",
+                   device="cpu")
+    assert told[0].filename == __file__
 
 
 def test_synthesis_is_seeded(texture_run: Path, tmp_path: Path) -> None:

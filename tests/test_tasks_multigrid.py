@@ -8,6 +8,7 @@ config section (and its CLI errors) in test_config.py.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,8 @@ TINY_IMAGE_NETS = [
 
 
 @pytest.mark.parametrize("kind", ["objects", "video_frames"])
-def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys) -> None:
+def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys,
+                                             monkeypatch) -> None:
     if kind == "objects":
         data = {"kind": "objects", "path": str(image_folder(tmp_path / "images")), "size": 8,
                 "channels": 3}
@@ -97,8 +99,17 @@ def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys)
     assert all(g.model.in_channels == 3 for g in resolved.multigrid.grids)
     assert state["base"].shape == (n, 3, 1, 1)
 
-    code, err = run_cli(["synthesize", str(run), "-n", "3"], capsys)
+    task = importlib.import_module("stgconv.tasks.synthesize")
+    sampler, steps = task.multigrid_sampler, []
+
+    def recording(config, *, n_steps=None):
+        steps.append(n_steps)
+        return sampler(config, n_steps=n_steps)
+
+    monkeypatch.setattr(task, "multigrid_sampler", recording)
+    code, err = run_cli(["synthesize", str(run), "-n", "3", "--steps", "1"], capsys)
     assert code == 0, err
+    assert steps == [1]  # every grid's chain as long as --steps says
     out = run / "synthesis"
     assert png_size(out / "synthesized.png") == (3 * 10 + 2, 10 + 2)
     assert png_size(out / "synthesized_grid1.png") == (3 * 6 + 2, 6 + 2)  # 4x4 samples
@@ -120,6 +131,11 @@ def test_every_grids_net_takes_the_datas_channels_and_the_grids_size(tmp_path: P
     _, resolved, _ = load_multigrid(run, device="cpu")
     assert [(g.model.in_channels, g.model.image_size)
             for g in resolved.multigrid.grids] == [(1, 4), (1, 8)]
+    # What the data decided is no difference from the config file the run was trained from.
+    code, err = run_cli(["train", str(config), "--resume", "--set", "train.n_iterations=3",
+                         "--quiet"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
 
 
 def test_a_grids_image_size_other_than_its_size_is_refused(tmp_path: Path, capsys) -> None:
@@ -278,10 +294,20 @@ def test_synthesize_refuses_a_multigrid_sample_too_large_before_drawing_it(
     assert_a_sample_too_large_is_refused_before_drawing(image_run, tmp_path, monkeypatch)
 
 
-def test_synthesize_multigrid_is_seeded(image_run: Path, tmp_path: Path) -> None:
+def test_synthesize_multigrid_is_seeded(image_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """The seed draws the chains' noise and their starts from the base grid."""
+    task = importlib.import_module("stgconv.tasks.synthesize")
+    bases, seeds = task.multigrid_bases, []
+
+    def recording(*args, generator, **kwargs):
+        seeds.append(generator.initial_seed())
+        return bases(*args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(task, "multigrid_bases", recording)
     energies, config, state = load_multigrid(image_run, device="cpu")
     outs = [synthesize_multigrid(energies, config, state["base"], tmp_path / name, n_samples=2,
                                  seed=seed) for name, seed in [("a", 0), ("b", 0), ("c", 1)]]
     pixels = [np.asarray(Image.open(out / "synthesized.png")) for out in outs]
     assert np.array_equal(pixels[0], pixels[1])
     assert not np.array_equal(pixels[0], pixels[2])
+    assert seeds == [0, 0, 1]

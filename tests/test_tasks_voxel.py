@@ -160,7 +160,8 @@ def test_super_resolve_a_grid_and_a_mesh(files, tmp_path) -> None:
                  "--out", str(tmp_path / "soft"), "--device", "cpu"]) == 0
     soft = np.load(tmp_path / "soft" / "super_resolved.npy")
     assert len(np.unique(soft)) > 2 and soft.min() >= 0 and soft.max() <= 1
-    assert ({"super_resolved.png", "super_resolved.npy"}
+    # One shape: its 0.5 iso-surface too.
+    assert ({"super_resolved.png", "super_resolved.npy", "super_resolved.ply"}
             <= {p.name for p in (tmp_path / "grid").iterdir()})
     cube = tmp_path / "meshes" / "cube.off"  # ModelNet's quirk: "OFF" and the counts on one line
     cube.parent.mkdir()
@@ -190,11 +191,15 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     np.save(tmp_path / "low8.npy", np.zeros((8, 8, 8), np.float32))
     np.save(tmp_path / "low2.npy", np.zeros((2, 2, 2), np.float32))
     (tmp_path / "empty.off").write_text("OFF\n0 0 0\n")
+    (tmp_path / "shape.txt").write_text("0 1 0")
     cases = [
+        (["super-resolve", run, str(tmp_path / "shape.txt")],
+         r"cannot read .*shape.txt: expected a voxel file \(.*\) or a mesh \(.*\)"),
         (["super-resolve", run, str(tmp_path / "flat.npy")], "cubic"),
         (["super-resolve", run, str(tmp_path / "low8.npy")], r"\(N, 4, 4, 4\)"),
         (["super-resolve", run, str(tmp_path / "low2.npy")], r"\(N, 4, 4, 4\)"),
-        (["super-resolve", run, str(tmp_path / "low8.npy"), "--factor", "3"], "does not divide"),
+        (["super-resolve", run, str(tmp_path / "low8.npy"), "--factor", "3"],
+         r"does not divide the model's grid side 16; choose one of \[2, 4, 8, 16\]"),
         (["super-resolve", run, str(tmp_path / "empty.off")], "no faces"),
         (["super-resolve", run, str(tmp_path / "nope.npy")], "nope.npy"),
         (["super-resolve", str(tmp_path), str(tmp_path / "low8.npy")], "checkpoint not found"),
@@ -513,26 +518,40 @@ def test_super_resolve_runs_the_models_chain_from_its_learned_start(files, tmp_p
                                expected[:, 0].numpy(), atol=1e-6)
 
 
-def test_recover_shape_runs_the_models_chain_from_its_fill(files, tmp_path) -> None:
-    """The CLI runs what recover_padded runs with the checkpoint's sampler, default start and
-    offset (the training mean: the chain runs that far below occupancy), on two 14^3 shapes
-    padded for the 16^3 model."""
+@pytest.mark.parametrize("init", [None, "mean"], ids=["default", "--init mean"])
+def test_recover_shape_runs_the_models_chain_from_its_fill(files, tmp_path, init) -> None:
+    """The CLI runs what recover_padded runs with the checkpoint's sampler, start (by default
+    the model's own) and offset (the training mean: the chain runs that far below occupancy),
+    on two 14^3 shapes padded for the 16^3 model."""
     shapes = boxes_and_balls(2, 14)
     known = torch.rand(shapes.shape, generator=gen(2)) >= 0.6
     np.save(tmp_path / "shapes.npy", shapes[:, 0].numpy())
     np.save(tmp_path / "known.npy", known[:, 0].numpy().astype(np.uint8))
     assert main(["recover-shape", str(files["run"]), str(tmp_path / "shapes.npy"), "--known",
                  str(tmp_path / "known.npy"), "--out", str(tmp_path / "out"),
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", *(["--init", init] if init else [])]) == 0
     energy, config, state = load_voxel_model(files["run"], device="cpu")
     initializer = load_initializer(state, files["run"])
     assert VOXELS.offset(config) > 0  # the training mean, about 0.09
     expected = recover_padded(energy, task_sampler(config), torch.where(known, shapes, 0.0),
                               known, offset=VOXELS.offset(config),
-                              init=default_recovery_init(initializer), initializer=initializer,
+                              init=init or default_recovery_init(initializer),
+                              initializer=initializer,
                               generator=gen(0)).clamp(0.0, 1.0)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "recovered.npy"),
                                expected[:, 0].numpy(), atol=1e-6)
+
+
+def test_a_recovery_on_the_models_own_grid_is_the_batch_recovery() -> None:
+    """Nothing is padded on grids of the model's side: recover_padded runs recover_batch's
+    chain, offset below occupancy as asked."""
+    truth = boxes_and_balls(2, 8)
+    known = torch.rand(truth.shape, generator=gen(0)) >= 0.7
+    observed = torch.where(known, truth, torch.zeros_like(truth))
+    sampler, energy = Langevin(n_steps=2, step_size=0.1), tiny_energy(8)
+    padded, batch = (recover(energy, sampler, observed, known, offset=0.3, init="mean",
+                             generator=gen(1)) for recover in (recover_padded, recover_batch))
+    torch.testing.assert_close(padded, batch)
 
 
 def test_recover_shape_reads_the_source_only_where_observed(files, tmp_path) -> None:
