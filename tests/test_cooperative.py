@@ -37,6 +37,7 @@ from stgconv.energy.video import video_energy
 from stgconv.generator import ConvGenerator, stage_plan
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, NonFiniteEnergyError, PersistentChains
+from stgconv.shortrun import latent_path
 from stgconv.tasks import synthesize
 from stgconv.train import DivergenceError, Trainer
 
@@ -776,3 +777,46 @@ def test_only_a_cooperative_state_is_cooperative() -> None:
     data = tiny_data(size=8)
     assert not is_cooperative(Trainer(tiny_energy(), Langevin(n_steps=1),
                                       PersistentChains(len(data), NoiseInit()), data).state_dict())
+
+
+def test_generator_starts_come_in_the_datas_dtype() -> None:
+    """A float32 generator proposing for float64 examples: its proposals, cast, are the
+    chains' float64 starts."""
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    x0 = GeneratorStart(net).start(tiny_data(size=8)[:2].double(), torch.arange(2),
+                                   generator=gen(0))
+    assert x0.dtype == torch.float64
+    torch.testing.assert_close(x0, propose(net, net.sample_latent(2, generator=gen(0))).double())
+
+
+def test_the_latent_inference_takes_the_sections_steps_and_step_size() -> None:
+    inference = make_trainer(inference_steps=2).inference  # inference_step_size 0.05
+    assert (inference.n_steps, inference.step_size) == (2, 0.05)
+
+
+def test_without_a_sampler_the_revision_is_the_unclamped_proposals_themselves() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    proposals, revised = propose_and_revise(tiny_energy(), net, None, torch.randn(2, 3) * 100)
+    assert proposals.abs().max() > 1 and torch.equal(revised, proposals)
+
+
+def test_interpolation_clamps_its_proposals_when_asked() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    z = torch.randn(2, 3) * 10
+    path = interpolate(tiny_energy(), net, None, z[0], z[1], n_points=3, clamp=(-0.01, 0.01))
+    assert path.abs().max() == 0.01
+    latents = latent_path(z[0], z[1], n_points=3)
+    torch.testing.assert_close(path, net(latents).clamp(-0.01, 0.01))
+
+
+def test_cooperative_synthesis_names_a_seed_given_for_a_generator() -> None:
+    """Without a sampler nothing is drawn, and the seed passed without a word."""
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    z = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="propose_and_revise: generator must be a torch"):
+        propose_and_revise(tiny_energy(), net, None, z, generator=0)
+    with pytest.raises(ValueError, match="cooperative.interpolate: generator must be a torch"):
+        interpolate(tiny_energy(), net, None, z[0], z[1], n_points=2, generator=0)

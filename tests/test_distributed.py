@@ -201,6 +201,20 @@ def test_logged_values_are_the_mean_over_every_ranks_examples(monkeypatch) -> No
     assert world.average({"loss": 1.0}, weight=3.0) == {"loss": 2.0}
 
 
+def test_processes_that_differ_in_one_count_alone_are_stopped(monkeypatch) -> None:
+    """Process 1 read the same examples but resumed from another iteration (the end-to-end
+    test has both differ)."""
+    def all_gather(every: list[torch.Tensor], mine: torch.Tensor) -> None:
+        every[0].copy_(mine)
+        every[1].copy_(torch.tensor([6, 2]))
+
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+    world = World(rank=0, size=2, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"read different files \(iteration resumed from: 1 in "
+                                         r"process 0, 2 in process 1\): "):
+        world.check_same({"training examples": 6, "iteration resumed from": 1})
+
+
 def test_rank_0_alone_is_the_main_process() -> None:
     assert [World(rank=r, size=3, device=torch.device("cpu")).is_main for r in range(3)] == [
         True, False, False]

@@ -72,6 +72,8 @@ def test_a_classifier_that_returns_the_wrong_shape_is_named() -> None:
     energy = ClassifierEnergy(nn.Flatten(0))
     with pytest.raises(ValueError, match=r"\(B, K\) logits"):
         energy(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"\(B, K\) logits for B = 2, got \(2, 3, 1\)"):
+        ClassifierEnergy(nn.Unflatten(1, (3, 1)))(torch.zeros(2, 3))
 
 
 def test_a_density_scale_sharpens_p_x_and_leaves_p_y_given_x_alone() -> None:
@@ -140,6 +142,9 @@ def test_a_class_vector_of_the_wrong_length_is_a_value_error() -> None:
     energy = ClassifierEnergy(nn.Linear(3, 4))
     with pytest.raises(ValueError, match=r"classes must be one int or \(2,\)"):
         energy.class_energy(torch.zeros(2, 3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"classes must be one int or \(2,\), one per example, "
+                                         r"got \(2, 1\)"):
+        energy.class_energy(torch.zeros(2, 3), torch.zeros(2, 1, dtype=torch.long))
 
 
 @pytest.mark.parametrize("y, problem", [
@@ -211,7 +216,7 @@ def test_a_preset_names_the_input_it_takes() -> None:
     """16x16 images to the 28x28 digit preset failed inside torch ("mat1 and mat2 shapes
     cannot be multiplied"); three channels to a grey preset too."""
     energy = classifier_energy("digit_classifier")
-    for shape in ((2, 1, 16, 16), (2, 3, 28, 28)):
+    for shape in ((2, 1, 16, 16), (2, 3, 28, 28), (2, 1, 28, 16)):
         with pytest.raises(ValueError, match=re.escape(
                 f"this digit_classifier takes (B, 1, 28, 28) images, got {shape}")):
             energy(torch.zeros(shape))
@@ -248,3 +253,63 @@ def test_one_class_given_on_the_host_is_not_copied_to_the_logits_device() -> Non
         e = energy.class_energy(torch.zeros(2, 1, 28, 28, device="meta"), 2)
     assert e.shape == (2,) and e.device.type == "meta"
     assert traffic.uploads == 0
+
+
+def test_features_name_a_classifier_with_no_layer_before_its_linear_head() -> None:
+    """A lone nn.Linear in an nn.Sequential is refused, the message saying why and what the
+    classifier holds (it said only "got Sequential", which is what it asks for)."""
+    energy = ClassifierEnergy(nn.Sequential(nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match=re.escape(
+            "nn.Linear after at least one other layer (as the presets are), got "
+            "Sequential(Linear)")):
+        energy.features(torch.zeros(1, 4))
+
+
+def test_features_are_the_output_of_every_layer_but_the_last() -> None:
+    """In a classifier of one's own the features come after its last activation."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    energy = ClassifierEnergy(net)
+    x = torch.randn(5, 2, 2)
+    features = energy.features(x)
+    torch.testing.assert_close(features, torch.tanh(net[1](x.flatten(1))))
+    torch.testing.assert_close(energy.logits_of_features(features), energy.logits(x))
+
+
+def test_a_float64_classifier_takes_float64_inputs_and_names_float32_ones() -> None:
+    """The dtype an input must have is the network's own, not float32."""
+    energy = ClassifierEnergy(digit_classifier(3, width=2)).double()
+    x = torch.zeros(2, 1, 28, 28, dtype=torch.float64)
+    assert energy(x).dtype == torch.float64 and energy.features(x).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"expected x of dtype torch.float64 \(the network's\), "
+                                         r"got torch.float32"):
+        energy(x.float())
+
+
+def test_a_new_density_scale_is_1_so_the_energies_are_jems_own() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    scaled, plain = ClassifierEnergy(net, density_scale=True), ClassifierEnergy(net)
+    x = torch.randn(5, 3, 2, 2)
+    torch.testing.assert_close(scaled(x), plain(x))
+    torch.testing.assert_close(scaled.class_energy(x, 2), plain.class_energy(x, 2))
+
+
+def test_the_digit_preset_has_64_then_twice_64_channels_by_default() -> None:
+    convs = [layer for layer in digit_classifier() if isinstance(layer, nn.Conv2d)]
+    assert [conv.out_channels for conv in convs] == [64, 128, 128]
+    assert [conv.stride for conv in convs] == [(1, 1), (2, 2), (2, 2)]
+
+
+def test_a_wide_block_activates_before_each_of_its_two_convolutions() -> None:
+    """Pre-activation: LeakyReLU(0.2), conv, LeakyReLU(0.2), conv."""
+    body = wide_resnet(n_classes=3, depth=10, widen=1)[1].body
+    assert [type(layer) for layer in body] == [nn.LeakyReLU, nn.Conv2d] * 2
+    assert [layer.negative_slope for layer in body[::2]] == [0.2, 0.2]
+
+
+def test_the_presets_read_the_channels_they_are_given() -> None:
+    digits = classifier_energy("digit_classifier", n_classes=3, in_channels=3)
+    assert digits.logits(torch.zeros(2, 3, 28, 28)).shape == (2, 3)
+    grey_wrn = classifier_energy("wide_resnet", n_classes=3, in_channels=1, image_size=32)
+    assert grey_wrn.classifier[0].in_channels == 1

@@ -160,6 +160,8 @@ def test_bad_models_and_inputs_are_refused() -> None:
         RBM(4, 3, visible="poisson")
     with pytest.raises(ValueError, match="n_hidden >= 1, got 4, 0"):
         RBM(4, 0)
+    with pytest.raises(ValueError, match="n_hidden >= 1, got 0, 3"):
+        RBM(0, 3)
     with pytest.raises(ValueError, match="4 visible units"):
         RBM(4, 3)(torch.zeros(2, 5))
     assert math.isfinite(RBM(4, 3)(torch.zeros(2, 2, 2)).sum().item())  # any (B, *S) layout
@@ -301,12 +303,15 @@ def test_gaussian_free_energy_is_centred_on_the_visible_bias() -> None:
     torch.testing.assert_close(rbm(v).detach(), expected)
 
 
-def test_ais_from_a_biased_base_model_estimates_the_exact_partition_function() -> None:
+@pytest.mark.parametrize("biases", [(4.0, -4.0, 4.0, -4.0), (3.0, 1.0, 2.0, 2.0)], ids=str)
+def test_ais_from_a_biased_base_model_estimates_the_exact_partition_function(
+        biases: tuple[float, ...]) -> None:
     """AIS started from a base model with strong visible biases still recovers log Z: its
-    Gibbs sweeps sample the interpolated model, base biases included."""
+    Gibbs sweeps sample the interpolated model, base biases included, and its log Z is the
+    base's own (biases that do not sum to 0 tell softplus(a0) from softplus(-a0))."""
     g = torch.Generator().manual_seed(0)
     rbm = RBM(4, 3, init_scale=1.0, generator=g).double()
-    base = torch.tensor([4.0, -4.0, 4.0, -4.0], dtype=torch.float64)
+    base = torch.tensor(biases, dtype=torch.float64)
     estimate, _ = ais_log_partition(rbm, n_chains=200, n_betas=500, base_visible_bias=base,
                                     generator=torch.Generator().manual_seed(1))
     assert estimate == pytest.approx(rbm.exact_log_partition(), abs=0.1)
@@ -360,6 +365,9 @@ def test_ais_with_one_step_from_a_biased_base_draws_its_chains_from_that_base() 
 def test_exact_log_partition_refuses_too_many_hidden_states() -> None:
     with pytest.raises(ValueError, match="too many to enumerate"):
         RBM(2, 21).exact_log_partition()
+    # 20 are still enumerated (2^20 states, about a second): a zero RBM's Z is 2^21.
+    zero = RBM(1, 20, init_scale=0.0)
+    assert zero.exact_log_partition() == pytest.approx(21 * math.log(2.0))
 
 
 def test_partition_functions_name_the_visible_units_they_refuse() -> None:
@@ -373,6 +381,9 @@ def test_partition_functions_name_the_visible_units_they_refuse() -> None:
 def test_ais_needs_two_chains() -> None:
     with pytest.raises(ValueError, match="n_chains >= 2"):
         ais_log_partition(RBM(3, 2), n_chains=1, n_betas=10)
+    # One temperature is the base model alone, no path: log Z would be the base's.
+    with pytest.raises(ValueError, match=r"n_betas >= 2, got 10, 1"):
+        ais_log_partition(RBM(3, 2), n_chains=10, n_betas=1)
 
 
 @pytest.mark.parametrize("shape", [(2,), (1, 3), ()], ids=str)
@@ -450,3 +461,30 @@ def test_gibbs_names_a_start_on_the_meta_device() -> None:
     with pytest.raises(ValueError, match="^BlockGibbs: x0 is on the meta device, which holds "
                                          "shapes but no values"):
         BlockGibbs().run(RBM(4, 3), torch.zeros(2, 4, device="meta"))
+
+
+def test_an_rbm_starts_with_normal_weights_of_scale_0_01_and_zero_biases() -> None:
+    rbm = RBM(4, 3, generator=gen(0))
+    torch.testing.assert_close(rbm.weight.detach(), 0.01 * torch.randn(4, 3, generator=gen(0)))
+    assert not rbm.visible_bias.any() and not rbm.hidden_bias.any()
+
+
+def test_the_rbm_its_draws_and_ais_name_a_seed_given_for_a_generator() -> None:
+    """As BlockGibbs names it: generator=0 is named with the class or method given it."""
+    with pytest.raises(ValueError, match="RBM: generator must be a torch.Generator"):
+        RBM(4, 3, generator=0)
+    with pytest.raises(ValueError, match="ais_log_partition: generator must be a torch"):
+        ais_log_partition(RBM(3, 2), n_chains=2, n_betas=2, generator=0)
+    for method in ("sample_hidden", "sample_visible"):
+        with pytest.raises(ValueError, match=f"RBM.{method}: generator must be a torch"):
+            getattr(tiny_rbm(), method)(torch.zeros(2, 4 if method == "sample_hidden" else 3),
+                                        generator=0)
+
+
+def test_gaussian_visible_draws_are_the_mean_plus_normal_noise_in_the_models_dtype() -> None:
+    rbm = RBM(4, 3, visible="gaussian", init_scale=1.0, generator=gen(0)).double()
+    h = torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64)
+    expected = rbm.visible_mean(h) + torch.randn(1, 4, generator=gen(1), dtype=torch.float64)
+    torch.testing.assert_close(rbm.sample_visible(h, generator=gen(1)), expected)
+    half = rbm.to(torch.bfloat16)
+    assert half.sample_visible(h.bfloat16(), generator=gen(1)).dtype == torch.bfloat16

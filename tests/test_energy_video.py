@@ -136,3 +136,24 @@ def test_video_presets_default_to_a_reference_sigma_of_0_05_and_relu() -> None:
     assert video_energy("st_small").reference_sigma == 0.05
     assert video_energy("st_small").config["activation"] == "relu"
     assert video_energy("fc_s_small", frame_size=(16, 16)).config["reference_sigma"] == 0.05
+
+
+def _conv_rows(energy) -> list[tuple]:
+    return [(conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+            for conv in energy.features if isinstance(conv, torch.nn.Conv3d)]
+
+
+def test_the_small_presets_keep_the_sizes_the_quick_configs_and_bench_were_run_with() -> None:
+    """st_small: 16 5x7x7 filters stride (2, 3, 3), 16 3x4x4 stride (1, 2, 2) padded by one
+    in time, 8 unpadded 2x2x2 on top; fc_s_small: FC_S with 16, 8 and 4 filters."""
+    assert _conv_rows(video_energy("st_small")) == [
+        (16, (5, 7, 7), (2, 3, 3), (2, 3, 3)), (16, (3, 4, 4), (1, 2, 2), (1, 1, 1)),
+        (8, (2, 2, 2), (1, 1, 1), (0, 0, 0))]
+    assert _conv_rows(video_energy("fc_s_small", frame_size=(16, 16))) == [
+        (16, (5, 5, 5), (2, 2, 2), (2, 2, 2)), (8, (5, 8, 8), (2, 1, 1), (2, 0, 0)),
+        (4, (5, 1, 1), (2, 1, 1), (2, 0, 0))]
+
+
+def test_a_video_energy_takes_the_channels_it_is_given() -> None:
+    energy = video_energy("st_small", in_channels=1)
+    assert energy.features[0].in_channels == 1 and energy.config["in_channels"] == 1

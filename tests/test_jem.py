@@ -336,6 +336,10 @@ def test_the_trainer_refuses_bad_labels() -> None:
         HybridTrainer(*args, labels + 1)
     with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
         HybridTrainer(*args, labels[:5])
+    with pytest.raises(ValueError, match=r"labels must be \(6,\), one per example, got \(6, 1\)"):
+        HybridTrainer(*args, labels[:, None])
+    with pytest.raises(ValueError, match=r"labels must be in 0 \.\. 2 .*got -1 \.\. 1"):
+        HybridTrainer(*args, labels - 1)
     # As hybrid_loss refuses them: .long() truncated 1.5 to class 1, and bool labels were
     # taken for classes 0 and 1.
     with pytest.raises(ValueError, match=r"labels must be integers, got torch.float32"):
@@ -346,6 +350,9 @@ def test_the_trainer_refuses_bad_labels() -> None:
     one_of_class_2 = torch.tensor([0, 1, 0, 1, 0, 2])
     with pytest.raises(ValueError, match="class 2 has 1 examples.*jem.feature_rank: 0"):
         HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2))
+    # The classifier's last class with no example at all is short too.
+    with pytest.raises(ValueError, match="class 2 has 0 examples"):
+        HybridTrainer(*args, labels % 2, jem=JEMConfig(feature_rank=2))
     # Under torchrun process 0 fits on its share: the message says where the class is short.
     with pytest.raises(ValueError, match=r"class 2 has 1 examples in process 0's share of the "
                                          r"examples \(0, 2, 4, \.\.\.\)"):
@@ -957,7 +964,7 @@ def test_fit_temperature_is_the_likelihoods_minimum_to_a_1_percent_step_from_1_2
     def nll(labels: Tensor, log_t: float) -> float:
         return float(F.cross_entropy(z / math.exp(log_t), labels))
 
-    for true_t in (15.0, 1.3, 0.07):
+    for true_t in (15.0, 6.0, 3.0, 1.3, 0.07):
         labels = torch.multinomial(torch.softmax(z / true_t, 1), 1, generator=gen(1))[:, 0]
         low, high = math.log(1 / 20), math.log(20)
         for _ in range(100):  # ternary search: the NLL has one minimum in log T
@@ -986,3 +993,54 @@ def test_the_last_checkpoint_holds_the_temperature_fitted_on_training_examples(
     with torch.no_grad():
         logits = model.energy.logits(x)
     assert model.temperature == state["temperature"] == fit_temperature(logits, y)
+
+
+class StartsSampler:
+    """A sampler whose chains stay at their starts, remembering each run's start and the
+    constraint it was given."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[Tensor, object]] = []
+
+    def run(self, energy, x0, *, constraint=None, generator=None) -> Tensor:
+        self.runs.append((x0, constraint))
+        return x0
+
+
+class TaggedConstraintBuffer(ReplayBuffer):
+    """A replay buffer whose chains must keep a constraint (a tag stands for one)."""
+
+    def constraint(self, x_pos: Tensor) -> object:
+        return ("constraint of", len(x_pos))
+
+
+def test_both_terms_chains_keep_the_chain_starts_constraint() -> None:
+    sampler = StartsSampler()
+    trainer = make_trainer(sampler=sampler, px_batch=3, pxy_weight=0.5)
+    trainer.chains = TaggedConstraintBuffer(8, NoiseInit("uniform", 1.0))
+    trainer.step([torch.arange(4)])
+    assert [constraint for _, constraint in sampler.runs] == [("constraint of", 3)] * 2
+
+
+def test_class_chains_of_a_noise_start_begin_at_its_noise_not_at_the_data() -> None:
+    sampler = StartsSampler()
+    trainer = make_trainer(sampler=sampler, px_weight=0.0, pxy_weight=1.0, px_batch=3)
+    trainer.step([torch.arange(4)])
+    (x0, _), = sampler.runs
+    assert x0.shape == (3, 1, 4, 4) and x0.abs().max() <= 1
+    assert not torch.equal(x0, trainer.data[:3])
+
+
+def test_without_a_pxy_weight_no_class_chains_run() -> None:
+    sampler = StartsSampler()
+    stats = make_trainer(sampler=sampler, pxy_weight=0.0).step([torch.arange(4)])
+    assert len(sampler.runs) == 1 and "e_pos_y" not in stats
+
+
+def test_train_energy_l2_adds_its_penalty_to_jems_loss() -> None:
+    losses = []
+    for energy_l2 in (0.0, 0.1):
+        trainer = make_trainer(sampler=StartsSampler())
+        trainer.energy_l2 = energy_l2
+        losses.append(trainer.step([torch.arange(4)])["loss"])
+    assert losses[1] > losses[0]

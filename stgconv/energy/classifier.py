@@ -82,9 +82,12 @@ class ClassifierEnergy(nn.Module):
         """The classifier split before its last layer, which must be linear."""
         if not (isinstance(self.classifier, nn.Sequential) and len(self.classifier) > 1
                 and isinstance(self.classifier[-1], nn.Linear)):
+            layers = (f"({', '.join(type(layer).__name__ for layer in self.classifier)})"
+                      if isinstance(self.classifier, nn.Sequential) else "")
+            # A lone nn.Linear has no layer before it whose output would be the features.
             raise ValueError("features need a classifier that is an nn.Sequential ending in an "
-                             "nn.Linear (as the presets are), got "
-                             f"{type(self.classifier).__name__}")
+                             "nn.Linear after at least one other layer (as the presets are), got "
+                             f"{type(self.classifier).__name__}{layers}")
         return self.classifier[:-1], self.classifier[-1]
 
     def features(self, x: Tensor) -> Tensor:
@@ -92,7 +95,8 @@ class ClassifierEnergy(nn.Module):
         in.
 
         Raises:
-            ValueError: a classifier that is not an ``nn.Sequential`` ending in ``nn.Linear``.
+            ValueError: a classifier that is not an ``nn.Sequential`` ending in ``nn.Linear`` after
+                another layer.
         """
         body, _ = self._body_and_head()
         self._check_dtype(x)
