@@ -380,8 +380,8 @@ def test_flag_errors_match_issue(shared_data: Path):
 
 def test_neighbour_average_does_not_stop_before_every_entry_is_filled() -> None:
     """With a loose ``tol`` the sweeps still go on until every missing entry has been reached:
-    the start (the channel's observed mean, 1/3 here) is never returned (kills stopping on
-    ``change <= tol`` while still filling)."""
+    the start (the channel's observed mean, 1/3 here) is never returned, as it would be if a
+    small ``change`` stopped the sweeps while entries were still unfilled."""
     video = torch.tensor([1.0, 1.0, 0, 0, 0, 0, 0, 0, -1.0]).view(1, 1, 1, 9)
     known = torch.tensor([True, True] + [False] * 6 + [True]).view(1, 1, 1, 9)
     out = neighbour_average(video, known, tol=10.0)
@@ -424,7 +424,8 @@ def test_neighbour_average_stops_when_a_channel_has_no_observed_entry(monkeypatc
 
 def test_motion_compensated_averages_both_neighbour_frames() -> None:
     """Flat frames brightening linearly in time: no flow, so the fill is linear interpolation
-    between the observed frames (kills using only the previous frame's estimate)."""
+    between the observed frames, from both neighbours (the previous frame's estimate alone
+    would repeat frame 1)."""
     video = (torch.arange(6.0) * 0.2 - 0.5).view(1, 6, 1, 1).expand(1, 6, 8, 8).contiguous()
     known = torch.ones(6, 8, 8, dtype=torch.bool)
     known[2:4] = False

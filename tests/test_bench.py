@@ -483,7 +483,7 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("features.py", ["--seeds", "1", "1"], r"--seeds must differ"),
     ("features.py", ["--budget-s", "0"], r"--budget-s must be a positive number"),
     ("features.py", ["--held-out", "1.5"], r"--held-out must be a fraction in \(0, 1\)"),
-    # Added by mutation testing: the ends of each range, each let through by a weakened check.
+    # The ends of each range: a check off at one end (<= for <) or blind to NaN passes them.
     ("features.py", ["--at", "5", "5"], r"--at must be increasing iterations"),
     ("features.py", ["--budget-s", "nan"], r"--budget-s must be a positive number"),
     ("features.py", ["--held-out", "0"], r"--held-out must be a fraction in \(0, 1\)"),

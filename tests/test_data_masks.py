@@ -268,19 +268,20 @@ def test_check_mask_matches():
 
 
 def test_missing_frames_rounds_half_frames() -> None:
-    """round(0.5 * 7) = 4 frames (kills ``round`` -> ``int``)."""
+    """round(0.5 * 7) = 4 frames: rounded, not truncated to 3."""
     known = missing_frames(7, 2, 2, fraction=0.5, generator=gen(0))
     assert int((~known[:, 0, 0]).sum()) == round(0.5 * 7) == 4
 
 
 def test_fraction_zero_hides_nothing() -> None:
-    """0 is in [0, 1] (kills ``0.0 <= fraction`` -> ``0.0 < fraction``)."""
+    """Fraction 0 is allowed ([0, 1] is closed) and hides nothing."""
     assert missing_frames(5, 3, 3, fraction=0.0, generator=gen(0)).all()
     assert salt_and_pepper(5, 3, 3, fraction=0.0, generator=gen(0)).all()
 
 
 def test_occluded_region_reaches_the_last_position_and_fills_the_frame() -> None:
-    """Corners span 0..H - h inclusive (kills ``H - bh + 1`` -> ``H - bh``)."""
+    """Corners span 0..H - h inclusive: a block the frame's size fits, and a smaller one
+    reaches the last position (each corner of the frame is hidden in some frame)."""
     assert not occluded_region(2, 5, 6, size=(5, 6), generator=gen(0)).any()
     known = occluded_region(200, 5, 5, size=4, generator=gen(1))
     hidden_corner = ~known[:, [0, 4], :][:, :, [0, 4]]  # (T, 2, 2): the four corners
@@ -288,8 +289,8 @@ def test_occluded_region_reaches_the_last_position_and_fills_the_frame() -> None
 
 
 def test_fixed_occluded_region_draws_row_and_column_independently() -> None:
-    """moving=False: the corner's row and column are separate draws (kills ``lefts`` ->
-    ``tops``)."""
+    """moving=False: the corner's row and column are separate draws, not one draw for both
+    (which would put every corner on the diagonal)."""
     corners = []
     for seed in range(20):
         hidden = ~occluded_region(3, 10, 10, size=2, moving=False, generator=gen(seed))[0]

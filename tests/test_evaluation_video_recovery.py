@@ -527,10 +527,10 @@ def test_frame_comparison_shows_the_frame_with_the_most_missing_pixels() -> None
 
 
 def test_the_history_is_the_choosing_loops_whose_held_out_entries_move(clip: Path) -> None:
-    """With a holdout the returned history is the choosing loop's, one record per iteration with
-    its held-out error (kills returning the answering loop's), and that loop's step scale comes
-    from the entries it sees, so the held-out entries move like missing ones after the warm-up
-    (kills a step scale made with every observed entry, which is 0 at the held-out ones)."""
+    """With a holdout the returned history is the choosing loop's, not the answering loop's: one
+    record per iteration with its held-out error. That loop's step scale comes from the entries
+    it sees, so the held-out entries move like missing ones after the warm-up (a scale made
+    from every observed entry is 0 at the held-out ones: they would never move)."""
     task = importlib.import_module("stgconv.tasks.recover_video")
     config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0.3")
     assert config.recovery.step_scale == "interpolation_spread"
@@ -545,7 +545,7 @@ def test_the_history_is_the_choosing_loops_whose_held_out_entries_move(clip: Pat
 def test_the_learned_fill_never_learns_from_the_held_out_entries(clip: Path, monkeypatch
                                                                  ) -> None:
     """The net the holdout scores is trained without the held-out entries: changing their
-    values leaves its weights as they were (kills training it on every observed entry). Its
+    values leaves its weights as they were: it is not trained on every observed entry. Its
     draws are its own: from the holdout's stream (seed + 1) they would repeat the draws that
     chose the held-out entries."""
     task = importlib.import_module("stgconv.tasks.recover_video")
@@ -710,8 +710,8 @@ def test_a_clip_read_before_must_be_the_videos_at_frames_and_size(clip: Path) ->
 
 
 def test_a_generated_mask_is_drawn_from_the_configs_seed(clip: Path) -> None:
-    """``--mask region:12`` with ``seed: 7`` is the mask load_known draws from seed 7 (kills
-    drawing it from seed 0, the default seed, which no default config can tell apart)."""
+    """``--mask region:12`` with ``seed: 7`` is the mask load_known draws from seed 7, not from
+    seed 0: that is the default seed, so no default config can tell the two apart."""
     task = importlib.import_module("stgconv.tasks.recover_video")
     config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0", "seed=7")
     report = task.recover_video(config, clip, "region:12", frames=12, size=32)

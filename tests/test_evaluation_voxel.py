@@ -387,8 +387,8 @@ def test_eval_super_resolution_scores_the_chain_super_resolve_batch_runs(request
                                                                          trained, factor) -> None:
     """--soft writes ours: the chain of super_resolve_batch with the checkpoint's offset,
     up-sampling (factor 8, unlearned: the nearest run's start) and initializer (factor 4, which
-    it learned), a batch of 8 at a time on one generator (kills the eval dropping any of them:
-    its start, its binary table and its baselines could not tell)."""
+    it learned), a batch of 8 at a time on one generator: each checked here, as the eval's
+    start, binary table and baselines would not change if one were dropped."""
     paths = request.getfixturevalue(trained)
     run = paths["run"]
     assert main(["eval", "super-resolution", "--checkpoint", str(run), "--shapes",

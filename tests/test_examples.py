@@ -90,8 +90,8 @@ def load_example(script: str):
 
 def test_voxel_example_runs_the_chain_on_centred_occupancy_from_the_trilinear_start(
         tmp_path, monkeypatch):
-    """The smoke run's numbers are finite whatever offset or start the script passes: watch
-    the call (kills dropping ``offset`` or passing another up-sampling)."""
+    """The smoke run's numbers are finite whatever offset or start the script passes, so the
+    call is watched: it passes the offset from the sampler's clamp and trilinear up-sampling."""
     example = load_example("voxel_super_resolution.py")
     calls = []
 
@@ -111,8 +111,8 @@ def test_voxel_example_runs_the_chain_on_centred_occupancy_from_the_trilinear_st
 
 
 def test_video_example_preconditions_its_completion_by_the_spread(tmp_path, monkeypatch):
-    """The smoke run's numbers are finite without the step scale too: watch the completion
-    chain (kills dropping ``step_scale``, the spread of the observed entries)."""
+    """The smoke run's numbers are finite without the step scale too, so the completion chain
+    is watched: it is given ``step_scale``, the spread of the observed entries."""
     example = load_example("video_recovery.py")
     scales = []
 

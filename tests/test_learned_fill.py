@@ -421,7 +421,8 @@ def test_apply_fill_names_a_net_made_for_other_inputs() -> None:
 
 
 def test_squared_then_absolute_loss_is_squared_first() -> None:
-    """Kills swapping the halves of "squared_then_absolute" (no fast test reads the loss)."""
+    """"squared_then_absolute" is squared error in the first half, absolute in the second, not
+    the reverse (no other fast test reads the loss)."""
     error = torch.tensor([0.5, -2.0])
     assert _loss(error, "squared_then_absolute", second_half=False).item() == pytest.approx(2.125)
     assert _loss(error, "squared_then_absolute", second_half=True).item() == pytest.approx(1.25)
@@ -429,8 +430,8 @@ def test_squared_then_absolute_loss_is_squared_first() -> None:
 
 
 def test_apply_fill_clamps_to_the_data_range_and_keeps_observed_entries() -> None:
-    """A net whose correction overshoots: the fill is clamped to [-1, 1] (kills dropping the
-    clamp in apply_fill)."""
+    """A net whose correction overshoots (bias 5): the fill is clamped to [-1, 1], the data's
+    range, and the observed entries are kept."""
     video = torch.rand(1, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
     known = torch.ones(4, 6, 6, dtype=torch.bool)
     known[1:3, 2:4, 2:4] = False
@@ -467,7 +468,8 @@ def test_a_net_that_overflows_is_reported_not_clamped(precision: str, missing: i
 
 
 def test_an_untrained_net_returns_the_first_fill_without_the_symmetric_view() -> None:
-    """symmetric=False averages one view, not two (kills ``/ len(views)`` -> ``/ 2``)."""
+    """symmetric=False averages one view, not two: an untrained net returns the first fill,
+    not half of it."""
     video = torch.rand(1, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * 2 - 1
     known = torch.ones(4, 6, 6, dtype=torch.bool)
     known[1:3, 2:4, 2:4] = False
@@ -477,7 +479,8 @@ def test_an_untrained_net_returns_the_first_fill_without_the_symmetric_view() ->
 
 
 def test_every_crop_holds_the_hidden_entry_it_is_drawn_around() -> None:
-    """Kills ``c - s + 1`` -> ``c - s`` in _crop's lower bound (a crop that misses its entry)."""
+    """A crop's lowest start is ``c - s + 1``, the lowest that still holds its centre ``c``:
+    no crop misses its entry."""
     hidden = torch.zeros(1, 6, 9, 9, dtype=torch.bool)
     hidden[0, 4, 7, 5] = True
     g = torch.Generator().manual_seed(0)
@@ -487,7 +490,8 @@ def test_every_crop_holds_the_hidden_entry_it_is_drawn_around() -> None:
 
 
 def test_the_last_time_shift_is_useful_too() -> None:
-    """T = 2: only shift 1 = T - 1 exists (kills ``range(1, T)`` -> ``range(1, T - 1)``)."""
+    """T = 2: the only shift is 1 = T - 1, and it is found (a search stopping before T - 1
+    finds none)."""
     known = torch.tensor([[False, True], [True, False]]).view(1, 2, 1, 2)
     assert useful_shifts(known) == [1]
 
@@ -526,7 +530,7 @@ def test_the_correction_reads_where_entries_are_observed() -> None:
 
 def test_squared_then_absolute_switches_at_half_the_iterations(monkeypatch) -> None:
     """The first ``iterations // 2`` iterations train on squared error, the rest on absolute
-    error (kills never switching)."""
+    error: the loss does switch (2 iterations of 5, then 3)."""
     module = importlib.import_module("stgconv.learned_fill")
     halves = []
 
@@ -544,7 +548,7 @@ def test_squared_then_absolute_switches_at_half_the_iterations(monkeypatch) -> N
 
 def test_the_learning_rate_decays_along_a_cosine(monkeypatch) -> None:
     """Adam's rate follows ``lr * (1 + cos(pi * i / iterations)) / 2`` over the iterations
-    (kills a constant rate: the schedule never stepped)."""
+    (the schedule steps every iteration: the rate is not left at ``lr``)."""
     rates = []
 
     class Recording(torch.optim.Adam):
@@ -561,7 +565,7 @@ def test_the_learning_rate_decays_along_a_cosine(monkeypatch) -> None:
 
 def test_apply_fill_keeps_float64_observed_entries_bit_for_bit() -> None:
     """The float32 net does not round a float64 clip's observed entries: they are returned as
-    given (kills taking every entry from the net's output)."""
+    given, not read back from the net's output."""
     video = torch.rand(1, 4, 6, 6, dtype=torch.float64,
                        generator=torch.Generator().manual_seed(0)) * 2 - 1
     known = torch.ones(4, 6, 6, dtype=torch.bool)
@@ -593,7 +597,7 @@ def test_bf16_precision_computes_the_correction_in_bfloat16() -> None:
 
 def test_symmetric_training_also_learns_from_the_turned_view(monkeypatch) -> None:
     """With ``symmetric`` some training crops are the clip turned half a turn and played
-    backwards (kills training on the plain view only)."""
+    backwards, not the plain view alone (and not every crop either)."""
     module = importlib.import_module("stgconv.learned_fill")
     turned = []
 
@@ -611,7 +615,7 @@ def test_symmetric_training_also_learns_from_the_turned_view(monkeypatch) -> Non
 
 def test_a_crop_is_drawn_around_an_entry_hidden_in_one_channel_only() -> None:
     """Masks may differ between channels: an entry hidden in one channel only is a crop centre
-    (kills drawing centres among entries hidden in every channel, here none)."""
+    (centres hidden in every channel would be none here)."""
     hidden = torch.zeros(2, 4, 6, 6, dtype=torch.bool)
     hidden[1, 2, 3, 4] = True
     g = torch.Generator().manual_seed(0)
@@ -657,8 +661,8 @@ def frames_computed(net: FillNet) -> list[int]:
 def test_training_computes_only_the_frames_of_a_crop_that_hide_an_entry(monkeypatch) -> None:
     """The net works frame by frame, so a crop's frames without a hidden entry teach nothing:
     8-frame crops of a clip that hides one pixel of frame 3, in one channel, give the net one
-    frame a crop (kills computing every frame of the crops: 8 a crop; and looking for hidden
-    entries in the first channel only: then none)."""
+    frame a crop: not all 8, and not none (the entry is in the second channel, which a search
+    of the first alone would miss)."""
     module = importlib.import_module("stgconv.learned_fill")
     seen: list[list[int]] = []
 
@@ -678,9 +682,9 @@ def test_training_computes_only_the_frames_of_a_crop_that_hide_an_entry(monkeypa
 
 def test_apply_fill_computes_only_the_frames_with_a_missing_entry_one_by_one() -> None:
     """Frames observed everywhere are not computed, the others one at a time, with the values
-    the net gives the whole clip at once (kills computing every frame: 12 at once, twice, and
-    a frame or view left out or counted twice, and a frame missing an entry in one channel
-    only left out)."""
+    the net gives the whole clip at once: not all 12 frames, each frame missing an entry once a
+    view (none left out or computed twice), including a frame that misses an entry in the last
+    channel alone."""
     torch.manual_seed(0)
     net = FillNet(3, 1, 8).eval()
     with torch.no_grad():

@@ -201,7 +201,7 @@ def test_expected_calibration_error_bins_by_hand() -> None:
     (torch.tensor([[0.5, 0.5]]), torch.tensor([2]), r"labels must be in 0 \.\. 1"),
     (torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), "no examples"),
     (torch.tensor([0.5, 0.5]), torch.tensor([0]), r"must be \(N, K\)"),
-    # Added by mutation testing: each was let through by a weakened check.
+    # The other side of each check: inf beside NaN, a label below 0, a 1-D prediction.
     (torch.tensor([[float("inf"), 0.5]]), torch.tensor([0]), "NaN or infinite"),
     (torch.tensor([[0.5, 0.5]]), torch.tensor([-1]), r"labels must be in 0 \.\. 1"),
     (torch.tensor([0.7]), torch.tensor([0]), r"must be \(N, K\)"),  # (1,) matches labels (1,)

@@ -461,7 +461,8 @@ def test_bad_input_raises_value_error(change: dict, match: str) -> None:
 
 
 def test_interpolation_spread_gives_one_ended_entries_the_rms_spread() -> None:
-    """Two-ended spreads 1 and 3: one-ended entries get sqrt((1 + 9) / 2) (kills rms -> max)."""
+    """Two-ended spreads 1 and 3: one-ended entries get their rms, sqrt((1 + 9) / 2), not the
+    largest, 3."""
     observed = torch.tensor([[0.0, 0.0], [9.0, 9.0], [1.0, 3.0], [9.0, 9.0]]).view(1, 4, 1, 2)
     known = torch.tensor([True, False, True, False]).view(1, 4, 1, 1).expand(1, 4, 1, 2)
     spread = interpolation_spread(observed, known)
@@ -470,8 +471,8 @@ def test_interpolation_spread_gives_one_ended_entries_the_rms_spread() -> None:
 
 
 def test_completion_clamp_bounds_the_moves_and_keeps_observed_entries() -> None:
-    """Observed values outside the clamp stay; moved entries are clamped (kills dropping the
-    clamp, and dropping the final projection in CompletionChain.move)."""
+    """Observed values outside the clamp stay, restored after it; moved entries are clamped:
+    pulled towards 5, they stop at its upper bound 0.1."""
     start = torch.tensor([0.5, -0.8, 0.0, 0.0]).view(1, 1, 4)
     known = torch.tensor([True, True, False, False]).view(1, 1, 4)
     chain = CompletionChain(Langevin(n_steps=5, step_size=0.5, noise_scale=0.0),
@@ -498,7 +499,8 @@ def recording_chain(completions: list) -> CompletionChain:
 
 
 def test_the_result_averages_exactly_the_last_average_last_completions() -> None:
-    """Kills ``iteration >= average_from`` -> ``>`` (then one completion fewer is averaged)."""
+    """average_last=3 of 4 iterations averages the last 3 completions, not 2: the first
+    iteration of the average counts."""
     truth = moving_sinusoid()
     known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
     completions: list = []
@@ -509,9 +511,9 @@ def test_the_result_averages_exactly_the_last_average_last_completions() -> None
 
 
 def test_holdout_scores_the_running_average_and_restores_held_out_entries() -> None:
-    """Holdout errors are those of the running average (kills scoring the last completion) and
-    held-out entries come back observed even when ``init`` is wrong there (kills restoring
-    ``visible`` instead of ``known``)."""
+    """Holdout errors are those of the running average, not of the last completion, and
+    held-out entries come back observed even when ``init`` is wrong there: restored from
+    ``known``, not ``visible``."""
     truth = moving_sinusoid()
     known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
     known = known.expand_as(truth)
@@ -538,7 +540,7 @@ class Still(Langevin):
 
 def test_holdout_keeps_the_earliest_estimate_on_ties() -> None:
     """A completion that never moves ties with the start every iteration: the start is kept
-    (kills ``error < best`` -> ``<=``)."""
+    (only a strictly lower held-out error replaces it)."""
     truth = moving_sinusoid()
     known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
     known = known.expand_as(truth)
@@ -553,7 +555,8 @@ def test_holdout_keeps_the_earliest_estimate_on_ties() -> None:
 
 
 def test_a_holdout_outside_known_is_refused() -> None:
-    """Kills dropping the subset check in recovery._masks (the mutant runs to the end)."""
+    """A holdout hides observed entries, so it must lie within ``known``: one outside it is
+    refused by name, not run to the end."""
     truth = moving_sinusoid()
     known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
     with pytest.raises(ValueError, match="subset of known"):
