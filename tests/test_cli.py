@@ -42,6 +42,7 @@ def prog(args: list[str]) -> str:
     """How the command of ``args`` names itself: ``stgconv train``, ``stgconv eval ood``."""
     return " ".join(["stgconv", *args[:2 if args[0] == "eval" else 1]])
 
+
 TINY = [
     "--set", "data.path=builtin:brick",
     "--set", "data.size=32",
@@ -1232,7 +1233,6 @@ def test_an_interrupted_command_says_so_in_one_line(monkeypatch, capsys) -> None
     assert code == 130 and err.count("\n") == 1 and "interrupted" in err
 
 
-
 def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path, dead_pid: int,
                                                capsys) -> None:
     run = tmp_path / "run"
@@ -1634,7 +1634,6 @@ def test_interpolation_of_a_model_started_at_zero_still_moves(tmp_path: Path) ->
     assert not np.array_equal(path[0], path[1])
 
 
-
 def test_interpolation_npy_holds_the_pngs_points_in_order_in_the_datas_range(
         tmp_path: Path) -> None:
     """interpolation.npy is every point of the path in path order (the PNG's panels, left to
@@ -1651,6 +1650,7 @@ def test_interpolation_npy_holds_the_pngs_points_in_order_in_the_datas_range(
     for point in range(9):  # 8 px panels, 2 px padding
         panel = grid[2:10, 2 + point * 10:10 + point * 10]
         np.testing.assert_allclose(panel, path[point, 0], atol=0.51)
+
 
 def test_interpolate_refuses_a_model_sampled_by_another_chain_than_langevin(
         tmp_path: Path) -> None:

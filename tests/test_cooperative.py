@@ -641,6 +641,7 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
             first = np.asarray(gif.convert("RGB"), dtype=np.float64)
         side = shape[-1]
         panels = [first[-side:, i * (side + 4):i * (side + 4) + side] for i in range(4)]
+
         def frame(point: int) -> np.ndarray:  # the first frame of a point, 0-255 (H, W, C)
             return path[point][:, 0].transpose(1, 2, 0)
 

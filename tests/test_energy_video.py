@@ -115,7 +115,8 @@ def test_fc_s_second_layer_spans_the_whole_frame() -> None:
 def test_fc_s_takes_given_layers_and_needs_a_two_sided_frame() -> None:
     layers = [[4, (3, 3, 3), (1, 1, 1)]]
     assert video_energy("fc_s_small", frame_size=(16, 16), layers=layers).config["layers"] == layers
-    with pytest.raises(ValueError, match=re.escape("fc_s_small needs frame_size=(H, W), got (16,)")):
+    with pytest.raises(ValueError,
+                       match=re.escape("fc_s_small needs frame_size=(H, W), got (16,)")):
         video_energy("fc_s_small", frame_size=(16,))
 
 
