@@ -22,7 +22,7 @@ import torch
 
 from stgconv import tasks
 from stgconv.checkpoint import FILENAME, CheckpointError
-from stgconv.checks import FLOAT32_MAX, check_output, reading
+from stgconv.checks import FLOAT32_MAX, check_output
 from stgconv.config import (
     QUICK_RECOVERY_CONFIG,
     SEED_LIMIT,
@@ -622,12 +622,11 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         print(voxel.format_voxel_table(table))
         return _written(args.json_path, args.out, args.tensorboard)
     if args.command == "eval" and args.evaluation == "classification":
-        with reading(args.shapes):
-            table = classification.eval_classification(
-                args.checkpoint, args.shapes, test=args.test, folds=args.folds,
-                per_class=args.per_class,
-                l2=args.l2, seed=args.seed, json_path=args.json_path, device=args.device,
-            )
+        table = classification.eval_classification(
+            args.checkpoint, args.shapes, test=args.test, folds=args.folds,
+            per_class=args.per_class,
+            l2=args.l2, seed=args.seed, json_path=args.json_path, device=args.device,
+        )
         print(classification.format_accuracy_table(table))
         return _written(args.json_path)
     if args.command == "eval" and args.evaluation == "ood":

@@ -1091,6 +1091,10 @@ FAULTS = {
     "damaged .npz to eval classification": (
         ["eval", "classification", "--checkpoint", "{voxels}", "--shapes", "{corrupt}",
          "--device", "cpu"], "cannot read {corrupt}: the file is damaged or truncated"),
+    "damaged --test to eval classification": (
+        ["eval", "classification", "--checkpoint", "{voxels}", "--shapes", "{shapes}", "--test",
+         "{corrupt}", "--device", "cpu"], "cannot read {corrupt}: the file is damaged or "
+        "truncated"),
     "a config's placeholder data path": (
         ["train", str(REPO / "configs" / "image" / "objects_folder.yaml"), "--set", "device=cpu",
          "--out", "{tmp}/run"], "path/to/your/image_folder: give the training data with --data "
