@@ -57,7 +57,7 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
         CheckpointError: not a checkpoint, or not one of a voxel model.
     """
     energy, config, state = load_model(checkpoint, device=device)
-    if modality_of(config) is not VOXELS or energy.input_size is None:
+    if modality_of(config) is not VOXELS:
         raise CheckpointError(f"checkpoint {checkpoint} holds a {config.data.kind!r} model; "
                               f"this task needs a voxel model (data.kind: voxels)")
     return energy, config, state
