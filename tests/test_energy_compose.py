@@ -210,6 +210,14 @@ def test_the_product_keeps_views_of_its_own() -> None:
     assert torch.equal(product(torch.ones(2, 1)), torch.zeros(2))
 
 
+def test_the_product_keeps_experts_of_its_own() -> None:
+    """The caller's list of experts changed later does not change the product."""
+    experts = [gaussian(1.0, 1.0)]
+    product = ProductOfExperts(experts)
+    experts[0] = gaussian(0.0, 1.0)
+    assert torch.equal(product(torch.ones(2, 1)), torch.zeros(2))
+
+
 def test_a_class_fixed_as_a_scalar_tensor_is_shown_as_its_value() -> None:
     product = ProductOfExperts([ClassifierEnergy(nn.Identity()).conditional(torch.tensor(1))])
     assert product.extra_repr() == ("experts=[ClassifierEnergy.class_energy(y=tensor(1))], "

@@ -1342,6 +1342,63 @@ def test_check_grids_refuses_grids_that_are_not_cubic_or_hold_channels() -> None
         check_grids(np.zeros((2, 2, 3, 3, 3)))
 
 
+def test_check_grids_names_a_non_binary_value_and_returns_float32_occupancy() -> None:
+    """The example in the message is a value that is not 0 or 1 (the first voxel is 0 here),
+    complex values are no occupancy, and occupancy comes back as float32 whatever it was."""
+    grid = np.zeros((3, 3, 3), np.int64)
+    grid[1, 2, 0] = 3
+    with pytest.raises(ValueError, match=r"found 1 other values \(e\.g\. 3\)"):
+        check_grids(grid)
+    with pytest.raises(ValueError, match="expected numeric voxel values, got dtype complex128"):
+        check_grids(np.ones((2, 2, 2), complex))
+    occupancy = check_grids(np.full((2, 2, 2), 0.25), binary=False)
+    assert occupancy.dtype == np.float32
+    np.testing.assert_array_equal(occupancy, 0.25)
+
+
+def test_an_upper_case_voxel_suffix_reads_back_what_was_written(tmp_path: Path) -> None:
+    grid = random_grids(4, 4, 4)
+    path = save_voxels(grid, tmp_path / "g.NPY")
+    np.testing.assert_array_equal(load_voxels(path), grid)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".mat"])
+def test_grids_saved_under_a_key_are_read_back_under_it(tmp_path: Path, suffix: str) -> None:
+    grid = random_grids(4, 4, 4)
+    path = save_voxels(grid, tmp_path / f"k{suffix}", key="grids")
+    np.testing.assert_array_equal(load_voxels(path, key="grids"), grid)
+
+
+@pytest.mark.parametrize(("header", "runs", "message"), [
+    (b"#voxels 1\ndim 2 2 2\ndata\n", [1, 8], r"bad\.binvox is not a binvox file"),
+    (b"#binvox 1\ndim 2 2 2\n", [1, 8], r"bad\.binvox is truncated: the binvox header has no "
+                                        r"'data' line"),
+    (b"#binvox 1\ndim two 2 2\ndata\n", [1, 8], r"bad\.binvox: bad binvox 'dim' line"),
+    (b"#binvox 1\ntranslate 0 0 0\ndata\n", [1, 8], r"bad\.binvox: the binvox header has no "
+                                                    r"'dim' line"),
+    (b"#binvox 1\ndim 2 2 3\ndata\n", [1, 12], r"bad\.binvox: expected cubic grids \(R, R, R\), "
+                                               r"the binvox header says \(2, 2, 3\)"),
+])
+def test_a_binvox_header_that_is_wrong_is_named(tmp_path: Path, header: bytes, runs: list,
+                                                message: str) -> None:
+    path = tmp_path / "bad.binvox"
+    path.write_bytes(header + bytes(runs))
+    with pytest.raises(ValueError, match=message):
+        load_voxels(path)
+
+
+@pytest.mark.parametrize("size", [32.0, True])
+def test_pad_to_takes_an_int_size_only(size: object) -> None:
+    with pytest.raises(ValueError, match=rf"size must be an int >= 1, got {size!r}"):
+        pad_to(np.ones((4, 4, 4)), size)
+
+
+def test_to_tensor_gives_float32_grids_with_a_channel_axis() -> None:
+    for shape, expected in (((2, 2, 2), (1, 2, 2, 2)), ((3, 2, 2, 2), (3, 1, 2, 2, 2))):
+        tensor = to_tensor(np.ones(shape, np.uint8))
+        assert tensor.dtype == torch.float32 and tensor.shape == expected
+
+
 def test_pad_to_puts_the_odd_voxel_at_the_high_end_for_numpy_as_for_torch() -> None:
     grids = np.ones((1, 3, 3, 3), np.uint8)
     padded = pad_to(grids, 6)

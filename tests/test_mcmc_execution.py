@@ -367,3 +367,41 @@ def test_auto_needs_every_chain_within_the_tolerance(monkeypatch) -> None:
     chosen = execution.AutoExecution().choose(lambda x: x.flatten(1).sum(1), torch.zeros(2, 3),
                                               step_size=0.01, n_steps=4, noise_scale=1.0)
     assert chosen == execution.FP32
+
+
+def test_a_chain_run_in_another_layout_is_the_same_chain_returned_contiguous(monkeypatch
+                                                                            ) -> None:
+    """Where the execution asks for channels_last (CUDA), the network sees that layout, the
+    seeded noise is drawn as for a contiguous chain, and the chain comes back contiguous."""
+    seen = []
+
+    def energy(x: Tensor) -> Tensor:
+        seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return 0.5 * x.pow(2).flatten(1).sum(1)  # its gradient is x, exact in any layout
+
+    x0 = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    sampler = Langevin(n_steps=3, step_size=0.1, precision="fp32")
+    contiguous = sampler.run(energy, x0, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(Langevin, "execution",
+                        lambda self, energy, x: Execution(layout=torch.channels_last))
+    seen.clear()
+    x = sampler.run(energy, x0, generator=torch.Generator().manual_seed(1))
+    assert seen == [True] * 3
+    assert x.is_contiguous() and torch.equal(x, contiguous)
+
+
+@pytest.mark.filterwarnings("ignore:precision='bf16'")  # this CPU may emulate bfloat16
+def test_a_differentiable_bf16_chain_evaluates_the_network_in_bfloat16() -> None:
+    """precision="bf16" holds for create_graph=True too: the chain is the plain bf16 chain,
+    which the bfloat16 gradient (w rounded) moves away from the fp32 one."""
+    energy = linear_energy()
+    x0 = torch.rand(2, 48, generator=torch.Generator().manual_seed(6))
+
+    def run(precision: str, create_graph: bool) -> Tensor:
+        return Langevin(n_steps=3, step_size=0.5, precision=precision).run(
+            energy, x0, generator=torch.Generator().manual_seed(7),
+            create_graph=create_graph).detach()
+
+    differentiable = run("bf16", True)
+    torch.testing.assert_close(differentiable, run("bf16", False), rtol=0, atol=1e-6)
+    assert (differentiable - run("fp32", True)).abs().max() > 1e-4

@@ -17,6 +17,7 @@ import re
 import warnings
 from dataclasses import replace
 from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -1557,3 +1558,24 @@ def test_a_nan_log_ratio_is_rejected() -> None:
                                              current, proposal, generator=gen(0))
     assert accept.tolist() == [False, True]
     assert x[:, 0].tolist() == e.tolist() == grad[:, 0].tolist() == [0.0, 1.0]
+
+
+def test_only_a_chain_without_callback_or_annealed_noise_replays_as_a_cuda_graph() -> None:
+    """Annealed noise changes at every step and a callback runs Python at every step: neither
+    replays as one captured graph. The choice reads the chain's device type alone, so it is
+    checked here without a GPU."""
+    on_cuda = SimpleNamespace(device=torch.device("cuda"))
+    assert Langevin()._graphable(on_cuda, None, None)
+    for anneal in ("linear", "cosine"):
+        assert not Langevin(noise_anneal=anneal)._graphable(on_cuda, None, None)
+    assert not Langevin()._graphable(on_cuda, print, None)
+    assert not Langevin(cuda_graph=False)._graphable(on_cuda, None, None)
+    assert not Langevin()._graphable(SimpleNamespace(device=torch.device("cpu")), None, None)
+
+
+def test_langevin_clips_a_small_gradient_to_the_bound_exactly() -> None:
+    """A gradient of norm 0.02 clipped to 0.01 is halved: the guard against a zero norm in the
+    clip's scale is too small to shift it."""
+    x = Langevin(n_steps=1, step_size=1.0, noise_scale=0.0, grad_clip=0.01).run(
+        lambda v: 0.01 * v.flatten(1).sum(1), torch.zeros(1, 4))
+    torch.testing.assert_close(x, torch.full((1, 4), -0.0025), rtol=1e-6, atol=0)

@@ -80,6 +80,8 @@ def test_interpolate_endpoints_and_shape() -> None:
     assert not torch.allclose(path[1], path[0]) and not torch.allclose(path[1], path[2])
     with pytest.raises(ValueError, match="must match"):
         shortrun.interpolate(energy, sampler, z_start, z_end[:, :6])
+    with pytest.raises(ValueError, match=r"z_start \(1, 12, 12\) and z_end \(1, 6, 24\) must"):
+        shortrun.interpolate(energy, sampler, z_start, z_end.reshape(1, 6, 24))  # as many entries
     with pytest.raises(ValueError, match="n_points"):
         shortrun.interpolate(energy, sampler, z_start, z_end, n_points=0)
 
@@ -250,8 +252,10 @@ def test_integer_starts_are_named_not_walked_with_integer_angles(kind: str) -> N
 def test_run_each_of_no_starts_is_no_samples() -> None:
     """It failed in torch.cat; the samplers themselves take an empty batch."""
     energy, sampler = shortrun_model()
-    samples = shortrun.run_each(energy, sampler, torch.zeros(0, 1, 8, 8), generator=gen(0))
+    starts = torch.zeros(0, 1, 8, 8, requires_grad=True)
+    samples = shortrun.run_each(energy, sampler, starts, generator=gen(0))
     assert samples.shape == (0, 1, 8, 8) and samples.dtype == torch.float32
+    assert samples is not starts and not samples.requires_grad  # detached, as samples are
 
 
 def test_reconstruct_refuses_a_target_with_no_entries() -> None:
@@ -260,3 +264,18 @@ def test_reconstruct_refuses_a_target_with_no_entries() -> None:
     empty = torch.zeros(0, 1, 8, 8)
     with pytest.raises(ValueError, match=r"target \(0, 1, 8, 8\) holds no entries"):
         shortrun.reconstruct(energy, sampler, empty, z0=empty, n_iterations=2)
+
+
+def test_float64_starts_walk_a_path_exact_to_float64() -> None:
+    """The angles and the uniform walk's edge follow the starts' dtype: float32 ones were off
+    by about 1e-7."""
+    from stgconv.mcmc.init import NoiseInit
+
+    f64 = torch.float64
+    path = shortrun.latent_path(torch.ones(1, dtype=f64), torch.zeros(1, dtype=f64), n_points=4)
+    expected = torch.tensor([[1.0], [3**0.5 / 2], [0.5], [0.0]], dtype=f64)  # cos of 0 ... pi/2
+    torch.testing.assert_close(path, expected, rtol=0, atol=1e-15)
+    z_start, z_end = torch.tensor([-2.0, 0.5], dtype=f64), torch.tensor([1.0, 2.0], dtype=f64)
+    path = shortrun.noise_path(NoiseInit("uniform", 2.0), z_start, z_end, n_points=3)
+    assert path.dtype == f64
+    torch.testing.assert_close(path[[0, -1]], torch.stack([z_start, z_end]), rtol=0, atol=1e-12)
