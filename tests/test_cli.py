@@ -1721,6 +1721,20 @@ def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(
     assert load_checkpoint(run)["iteration"] == 1
 
 
+def stopped_before_the_work(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> dict:
+    """Replace ``owner.name`` (a task) by one that records what it was given (its positional
+    arguments under ``"args"``) and refuses with "stopped before the work": the command exits
+    2 having done nothing."""
+    asked: dict = {}
+
+    def stops(*args, **kwargs):
+        asked.update(args=args, **kwargs)
+        raise ValueError("stopped before the work")
+
+    monkeypatch.setattr(owner, name, stops)
+    return asked
+
+
 @pytest.mark.parametrize("argv, task, given", [
     (["synthesize", "{run}", "--seed", "7", "--frames", "3", "--steps", "2"], "synthesize",
      {"seed": 7, "frames": 3, "n_steps": 2}),
@@ -1755,14 +1769,8 @@ def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: P
     """(A quoted "~" is home too, as the shell would have made it.)"""
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    asked = {}
-
-    def stops(*args, **kwargs):
-        asked.update(args=args, **kwargs)
-        raise ValueError("stopped before the work")
-
     owner, _, task = task.rpartition(".")  # an evaluation's module, or the tasks
-    monkeypatch.setattr(getattr(cli, owner) if owner else tasks, task, stops)
+    asked = stopped_before_the_work(monkeypatch, getattr(cli, owner) if owner else tasks, task)
     code, _, err = run_main([arg.format(run=texture_run, home=tmp_path) for arg in argv], capsys)
     assert code == 2 and "stopped before the work" in err, err
     for key, value in given.items():
@@ -1811,13 +1819,7 @@ def test_an_option_left_out_is_its_tasks_own_default(tmp_path: Path, capsys, mon
                 if parameter.default is not inspect.Parameter.empty
                 and name not in ("out_dir", "progress", "device", "settings")}
     monkeypatch.chdir(tmp_path)
-    asked = {}
-
-    def stops(*args, **kwargs):
-        asked.update(kwargs)
-        raise ValueError("stopped before the work")
-
-    monkeypatch.setattr(module, task, stops)
+    asked = stopped_before_the_work(monkeypatch, module, task)
     code, _, err = run_main(argv, capsys)
     assert code == 2 and "stopped before the work" in err, err
 
@@ -1832,13 +1834,7 @@ def test_an_option_left_out_is_its_tasks_own_default(tmp_path: Path, capsys, mon
 def test_fill_prior_trains_as_long_as_told_on_the_device_its_config_names(
         tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(cli, "resolve_device", lambda name: f"the device {name}")
-    asked = {}
-
-    def stops(*args, **kwargs):
-        asked.update(kwargs)
-        raise ValueError("stopped before the work")
-
-    monkeypatch.setattr(tasks, "train_fill_prior", stops)
+    asked = stopped_before_the_work(monkeypatch, tasks, "train_fill_prior")
     code, _, err = run_main(["fill-prior", "clip.mp4", "--out", str(tmp_path / "prior.pt"),
                              "--iterations", "2", "--device", "cpu"], capsys)
     assert code == 2 and "stopped before the work" in err, err
@@ -2062,13 +2058,7 @@ def test_eval_recovery_3d_hides_the_share_its_help_says_by_default(capsys,
                                                                     monkeypatch) -> None:
     from stgconv.evaluation import voxel
 
-    asked = {}
-
-    def stops(*args, **kwargs):
-        asked.update(kwargs)
-        raise ValueError("stopped before the work")
-
-    monkeypatch.setattr(voxel, "eval_recovery_3d", stops)
+    asked = stopped_before_the_work(monkeypatch, voxel, "eval_recovery_3d")
     code, _, err = run_main(["eval", "recovery-3d", "--checkpoint", "run", "--shapes", "x.npz"],
                             capsys)
     assert code == 2 and "stopped before the work" in err
