@@ -70,6 +70,9 @@ def video_energy(
         frame_size: ``(H, W)``; required by the ``fc_s`` presets, whose second layer spans the
             frame. The result then only accepts frames of that size (any number of frames).
         layers: rows ``(out_channels, kernel, stride[, padding])`` replacing the preset.
+
+    Returns:
+        the energy, ``(B, in_channels, T, H, W) -> (B,)``.
     """
     if arch not in VIDEO_ARCHS:
         raise ValueError(f"unknown video architecture {arch!r}; choose from {list(VIDEO_ARCHS)}")

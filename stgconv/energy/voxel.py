@@ -39,6 +39,9 @@ def voxel_energy(
         size: grid side (default: the preset's); the fully connected head fixes it.
         layers: rows ``(out_channels, kernel, stride[, padding])`` replacing the preset's.
         reference_sigma: 0.5 as in the authors' code.
+
+    Returns:
+        the energy, ``(B, 1, D, D, D) -> (B,)``, ``D`` the grid side.
     """
     if arch not in VOXEL_PRESETS:
         raise ValueError(f"unknown voxel architecture {arch!r}; choose from "
