@@ -8,7 +8,7 @@ import sys
 import pytest
 from tqdm import tqdm
 
-from stgconv.console import LOG_MININTERVAL, progress_bar
+from stgconv.console import LOG_MININTERVAL, progress_bar, tell
 
 
 class Terminal(io.StringIO):
@@ -58,3 +58,8 @@ def test_a_bar_asked_for_where_stderr_is_closed_is_off(monkeypatch) -> None:
     monkeypatch.setattr(sys, "stderr", None)
     with progress_bar(range(2), disable=False) as bar:
         assert list(bar) == [0, 1] and bar.disable
+
+
+def test_a_line_told_is_one_line_on_stderr(capsys) -> None:
+    tell("a line")
+    assert capsys.readouterr() == ("", "a line\n")

@@ -119,6 +119,18 @@ def test_scipys_other_errors_on_a_damaged_mat_are_named(tmp_path, monkeypatch, e
         load_mask_mat(path)
 
 
+def test_a_mask_file_whose_compressed_bytes_are_damaged_is_named(tmp_path):
+    """zlib's own error named no file."""
+    path = tmp_path / "damaged.mat"
+    missing = np.random.default_rng(0).integers(0, 2, (32, 32, 8), dtype=np.uint8)
+    scipy.io.savemat(path, {"masks": missing}, do_compression=True)
+    data = bytearray(path.read_bytes())
+    data[200:400] = bytes(b ^ 0x55 for b in data[200:400])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"damaged\.mat: the file is damaged or truncated"):
+        load_mask_mat(path)
+
+
 def test_a_matlab_v73_mask_reads_as_its_v5_twin(tmp_path):
     """MATLAB saves as v7.3 (HDF5, its arrays column-major) where a user made it the default:
     such masks were refused, telling the user to save them again."""

@@ -49,6 +49,15 @@ def test_the_papers_presets_are_the_authors_nets(arch: str, side: int, convoluti
 def test_unknown_arch_lists_the_presets() -> None:
     with pytest.raises(ValueError, match="desc32_small"):
         voxel_energy("desc16")
+    with pytest.raises(ValueError, match="unknown voxel architecture 'desc16'"):
+        voxel_energy("desc16", layers=[[2, 4, 2, 1]])  # its own layers name no preset either
+
+
+def test_no_layers_or_a_side_of_0_is_refused_not_replaced_by_the_presets() -> None:
+    with pytest.raises(ValueError, match="at least one convolution"):
+        voxel_energy("desc32_small", layers=[])
+    with pytest.raises(ValueError, match="sides must be >= 1"):
+        voxel_energy("desc32_small", size=0)
 
 
 def test_the_activation_is_relu_unless_another_is_asked_for() -> None:

@@ -474,6 +474,15 @@ def test_evaluation_scores_are_logged_at_the_given_step(tmp_path: Path) -> None:
     assert [image.step for image in events.Images("task/pic")] == [3]
 
 
+def test_every_evaluation_picture_and_score_is_logged_at_step_0_unless_told(tmp_path: Path) -> None:
+    log_evaluation(tmp_path, "task", {"errors": {"filled": 0.25}},
+                   {"pic": torch.rand(1, 4, 4), "other": torch.rand(3, 2, 2)})
+    events = read_events(tmp_path)
+    assert [scalar.step for scalar in events.Scalars("task/error/filled")] == [0]
+    assert sorted(events.Tags()["images"]) == ["task/other", "task/pic"]
+    assert [image.step for image in events.Images("task/other")] == [0]
+
+
 def test_evaluation_pictures_are_logged_at_their_rounded_grey_levels(tmp_path: Path) -> None:
     """A frame's pixels (frame_comparison's to_unit of them) at the grey levels the video files
     hold them, round((x + 1) * 127.5): TensorBoard truncated the floats it was given, -0.6
@@ -524,6 +533,20 @@ def test_frame_comparison_shows_the_frame_with_the_most_missing_pixels() -> None
     picture = frame_comparison(clips, known)
     assert picture.shape == (1, 2, 4)
     torch.testing.assert_close(picture, torch.full((1, 2, 4), 0.5))  # frame 1's 0 -> 0.5
+
+
+def test_frame_comparison_counts_every_channels_missing_pixels_and_keeps_colour() -> None:
+    """Frame 1 hides a whole channel (6 pixels), frame 0 one pixel of each channel (3): frame 1
+    is shown, each clip's frame as it is (colour, left to right) side by side."""
+    generator = torch.Generator().manual_seed(0)
+    clips = [torch.rand(3, 2, 2, 3, generator=generator) * 2 - 1 for _ in range(2)]
+    known = torch.ones(3, 2, 2, 3, dtype=torch.bool)
+    known[:, 0, 0, 0] = False
+    known[2, 1] = False
+    picture = frame_comparison(clips, known)
+    assert picture.shape == (3, 2, 6)
+    torch.testing.assert_close(picture[..., :3], to_unit(clips[0][:, 1]))
+    torch.testing.assert_close(picture[..., 3:], to_unit(clips[1][:, 1]))
 
 
 def test_the_history_is_the_choosing_loops_whose_held_out_entries_move(clip: Path) -> None:

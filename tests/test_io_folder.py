@@ -33,6 +33,16 @@ def test_natural_order_several_numbers_and_case(tmp_path: Path) -> None:
                                          "Clip2_f10.mp4", "clip10_f1.mp4"]
 
 
+def test_numbers_longer_than_a_float_holds_compare_exactly(tmp_path: Path) -> None:
+    folder = touch(tmp_path, "f100000000000000000.png", "f99999999999999999.png")
+    assert names(list_files(folder)) == ["f99999999999999999.png", "f100000000000000000.png"]
+
+
+def test_an_underscore_sorts_before_letters_as_in_lower_case(tmp_path: Path) -> None:
+    folder = touch(tmp_path, "ab.png", "A_b.png", "a_c.png")
+    assert names(list_files(folder)) == ["A_b.png", "a_c.png", "ab.png"]
+
+
 def test_zero_padded_and_unpadded_interleave_by_value(tmp_path: Path) -> None:
     folder = touch(tmp_path, "frame003.png", "frame12.png", "frame0100.png", "frame7.png")
     assert names(list_files(folder)) == ["frame003.png", "frame7.png", "frame12.png",
@@ -98,6 +108,19 @@ def test_a_link_to_nothing_is_named(tmp_path: Path) -> None:
     assert names(list_files(folder, [".off"])) == ["a.off"]
 
 
+def test_a_link_to_a_missing_file_in_a_folder_that_exists_is_named(tmp_path: Path) -> None:
+    folder = touch(tmp_path / "shapes", "a.off")
+    (folder / "b.off").symlink_to(tmp_path / "b.off")
+    with pytest.raises(ValueError, match=r"b\.off: a link to .*b\.off, which does not exist"):
+        list_files(folder)
+
+
+def test_a_link_to_nothing_is_no_folder(tmp_path: Path) -> None:
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c0").symlink_to(tmp_path / "unmounted", target_is_directory=True)
+    assert folder_names(tmp_path) == "c1"
+
+
 def test_a_link_to_a_folder_is_neither_a_file_nor_a_link_to_nothing(tmp_path: Path) -> None:
     folder = touch(tmp_path / "shapes", "a.off")
     (folder / "more.off").symlink_to(touch(tmp_path / "elsewhere"), target_is_directory=True)
@@ -119,6 +142,9 @@ def test_natural_order_ties_do_not_depend_on_the_listing_order(tmp_path: Path, m
     monkeypatch.setattr(Path, "iterdir", lambda self: iter(listed(iterdir(self))))
     assert [p.name for p in list_files(tmp_path)] == ["A.png", "a.png", "f002.png", "f02.png",
                                                       "f2.png"]
+    for name in ("d2", "d02"):
+        (tmp_path / name).mkdir()
+    assert folder_names(tmp_path) == "d02, d2"
 
 
 def test_folder_names_shows_the_first_three_in_natural_order(tmp_path: Path) -> None:

@@ -426,26 +426,32 @@ def test_a_matlab_v73_file_reads_as_its_v5_twin(tmp_path: Path) -> None:
 
 def test_an_empty_matlab_v73_variable_reads_as_its_v5_twin(tmp_path: Path) -> None:
     """MATLAB's v7.3 stores ``zeros(0, 5)`` as its dimensions flagged MATLAB_empty: they were
-    read as the variable, the uint64 array [0, 5]. One without a class reads as a double."""
+    read as the variable, the uint64 array [0, 5]. One without a class reads as a double, as
+    does one of a class without a numeric type (a cell)."""
     import h5py
 
     scipy.io.savemat(tmp_path / "v5.mat", {"none": np.zeros((0, 5)), "flags": np.zeros((3, 0),
                                                                                       bool),
                                            "counts": np.zeros((0, 2), np.int32),
+                                           "ids": np.zeros((0, 3), np.int64),
                                            "ratios": np.zeros((2, 0), np.float32),
                                            "classless": np.zeros((0, 5))})
     path = write_mat_v73(tmp_path / "v73.mat", {"label": np.ones((1, 1))})
     with h5py.File(path, "a") as h5:
         for name, dims, matlab_class in (("none", [0, 5], "double"), ("flags", [3, 0], "logical"),
-                                         ("counts", [0, 2], "int32"), ("ratios", [2, 0], "single"),
-                                         ("classless", [0, 5], None)):
-            dataset = h5.create_dataset(name, data=np.array(dims, np.uint64))
+                                         ("counts", [0, 2], "int32"), ("ids", [0, 3], "int64"),
+                                         ("ratios", [2, 0], "single"),
+                                         ("classless", [0, 5], None), ("cells", [0, 4], "cell")):
+            # The classless one's dimensions as a column: read flat however they are stored.
+            shape = (-1, 1) if matlab_class is None else (-1,)
+            dataset = h5.create_dataset(name, data=np.array(dims, np.uint64).reshape(shape))
             if matlab_class is not None:
                 dataset.attrs["MATLAB_class"] = np.bytes_(matlab_class)
             dataset.attrs["MATLAB_empty"] = np.uint8(1)
     v5, v73 = read_mat(tmp_path / "v5.mat"), read_mat(path)
-    for name in ("none", "flags", "counts", "ratios", "classless"):
+    for name in ("none", "flags", "counts", "ids", "ratios", "classless"):
         assert (v73[name].shape, v73[name].dtype) == (v5[name].shape, v5[name].dtype)
+    assert (v73["cells"].shape, v73["cells"].dtype) == ((0, 4), np.float64)
     np.testing.assert_array_equal(v73["label"], np.ones((1, 1)))
 
 
@@ -480,7 +486,7 @@ def test_a_truncated_matlab_v73_file_is_named(tmp_path: Path) -> None:
     # Its header says v7.3, its HDF5 body is cut short: h5py's OSError names no problem.
     path = write_mat_v73(tmp_path / "cut.mat", {"instance": random_grids(6, 6, 6, seed=4)})
     path.write_bytes(path.read_bytes()[:1024])
-    with pytest.raises(ValueError, match=f"cannot read MATLAB v7.3 .*{path.name}"):
+    with pytest.raises(ValueError, match=f"cannot read MATLAB v7.3 .*{path.name}: .*truncated"):
         load_voxels(path)
 
 

@@ -116,6 +116,28 @@ def test_a_coarse_image_grid_is_previewed_and_kept_as_an_array(tmp_path: Path) -
     assert np.load(tmp_path / "grid.npy").shape == (3, 1, 4, 4)
 
 
+def test_a_coarse_video_grid_is_previewed_as_a_gif_only_and_kept_as_an_array(
+        tmp_path: Path) -> None:
+    grid = torch.rand(2, 1, 3, 4, 4) * 2 - 1
+    assert VIDEO.save_grid(grid, tmp_path / "grid") == [tmp_path / "grid.gif",
+                                                         tmp_path / "grid.npy"]
+
+
+def test_a_batch_of_another_layout_is_refused_before_any_array_is_written(
+        tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\(N, C, T, H, W\)"):
+        VIDEO.save_samples(torch.zeros(2, 3, 4, 4), tmp_path / "clips")
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        IMAGE.save_grid(torch.zeros(2, 3, 2, 4, 4), tmp_path / "grid")
+    assert not list(tmp_path.iterdir())
+
+
+def test_samples_still_in_an_autograd_graph_are_saved(tmp_path: Path) -> None:
+    images = torch.zeros(1, 1, 2, 2, requires_grad=True) * 1.0
+    assert IMAGE.save_samples(images, tmp_path / "s")[-1] == tmp_path / "s.npy"
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), np.full((1, 1, 2, 2), 127.5))
+
+
 def test_video_sample_shape() -> None:
     st = experiment("video", ModelConfig(arch="st_small", in_channels=3,
                                          layers=((4, (2, 3, 3), (1, 2, 2)),)), size=16, frames=6)

@@ -600,8 +600,8 @@ def test_the_demo_continues_every_stored_chain_five_times_longer(tmp_path: Path,
     monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
                         lambda config, **kwargs: tmp_path / "run")
     asked = captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
-    demo(tmp_path, overrides=["sampler.n_steps=7", "chains.chains_per_example=3"])
-    assert asked["items"] == tmp_path / "run"
+    run = demo(tmp_path, overrides=["sampler.n_steps=7", "chains.chains_per_example=3"])
+    assert run == asked["items"] == tmp_path / "run"  # the run training made, returned
     assert (asked["n_samples"], asked["n_steps"], asked["start"]) == (3, 35, "chains")
 
 
@@ -620,11 +620,49 @@ def test_the_demo_passes_its_options_on_and_takes_a_replay_buffer(tmp_path: Path
     assert asked["device"] == "cpu"
 
 
+@pytest.mark.parametrize(("setting", "named"), [
+    ("chains.mode=data", "(got chains.mode='data')"),
+    ("cooperative={}", "(got chains.mode='persistent', cooperative)"),
+])
+def test_the_demo_names_a_setting_whose_run_keeps_no_chains_to_continue(
+        tmp_path: Path, monkeypatch, setting: str, named: str) -> None:
+    # Stand-ins: a setting let through would not train for real.
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
+                        lambda config, **kwargs: tmp_path / "run")
+    captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    with pytest.raises(ValueError, match="the demo synthesizes by continuing") as refused:
+        demo(tmp_path, overrides=[setting])
+    assert named in str(refused.value)
+
+
+def test_the_demos_out_wins_over_an_out_dir_setting(tmp_path: Path, monkeypatch) -> None:
+    """As every command's own option does: --out is the demo's, out_dir=... in --set is not."""
+    trained = {}
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
+                        lambda config, **kwargs: trained.update(out_dir=config.out_dir) or (
+                            tmp_path / "run"))
+    captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    demo(tmp_path / "out", overrides=[f"out_dir={tmp_path / 'set'}"])
+    assert trained == {"out_dir": str(tmp_path / "out")}
+
+
+def test_the_demo_passes_another_refusal_of_its_training_on_as_it_is(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    def refuses(config, **kwargs) -> Path:
+        raise ValueError("data.path holds no images")
+
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train", refuses)
+    with pytest.raises(ValueError, match="^data.path holds no images$"):
+        demo(tmp_path)
+
+
 def test_the_demo_refuses_an_earlier_run_naming_its_own_options(tmp_path: Path) -> None:
     (tmp_path / "checkpoint.pt").write_bytes(b"an earlier run's")
     with pytest.raises(ExistingRun, match="holds an earlier run: replace it with --overwrite, "
-                                          "or give the demo another --out"):
+                                          "or give the demo another --out") as refused:
         demo(tmp_path)
+    assert str(refused.value).startswith(f"{tmp_path} holds an earlier run")
+    assert isinstance(refused.value.__cause__, ExistingRun)  # training's own refusal, kept
     assert (tmp_path / "checkpoint.pt").read_bytes() == b"an earlier run's"
 
 
