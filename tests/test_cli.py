@@ -1605,6 +1605,76 @@ def test_reconstruction_runs_its_chain_on_the_seeded_stream(short_run: Path, tmp
     assert seeds == [5]
 
 
+def test_reconstruct_and_interpolate_start_from_the_models_noise_drawn_with_the_seed(
+        tmp_path: Path, monkeypatch) -> None:
+    """The starts are the model's chains.init noise at its scale (uniform, 0.5 here), drawn in
+    order from the --seed generator: interpolate walks from its first draw to its second, its
+    chain's noise from that generator too; and mse_last is the squared error of the
+    reconstruction returned."""
+    from stgconv import shortrun
+    from stgconv.mcmc import NoiseInit
+
+    run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=uniform",
+                           "chains.init_scale=0.5")
+    reconstruct, interpolate, seen = shortrun.reconstruct, shortrun.interpolate, {}
+
+    def recording_reconstruct(energy, sampler, target, *, z0, **kwargs):
+        seen["reconstruct"] = (z0, target, reconstruct(energy, sampler, target, z0=z0, **kwargs))
+        return seen["reconstruct"][2]
+
+    def recording_interpolate(energy, sampler, z_start, z_end, generator=None, **kwargs):
+        seen["interpolate"] = (z_start, z_end)
+        seen["chain seed"] = None if generator is None else generator.initial_seed()
+        return interpolate(energy, sampler, z_start, z_end, generator=generator, **kwargs)
+
+    monkeypatch.setattr(shortrun, "reconstruct", recording_reconstruct)
+    monkeypatch.setattr(shortrun, "interpolate", recording_interpolate)
+    Image.new("L", (8, 8)).save(tmp_path / "target.png")
+    out = tasks.reconstruct(run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
+                            seed=4, device="cpu")
+    tasks.interpolate(run, tmp_path / "int", n_points=2, seed=4, device="cpu")
+    init = NoiseInit("uniform", 0.5)
+    z0, target, (_, x, _) = seen["reconstruct"]
+    assert torch.equal(z0, init.sample((1, 1, 8, 8), generator=torch.Generator().manual_seed(4)))
+    scores = json.loads((out / "reconstruction.json").read_text())
+    assert scores["mse_last"] == float((x - target).pow(2).mean())
+    generator = torch.Generator().manual_seed(4)
+    ends = [init.sample((1, 8, 8), generator=generator) for _ in range(2)]
+    assert all(map(torch.equal, seen["interpolate"], ends)) and seen["chain seed"] == 4
+
+
+def test_the_warning_for_a_model_not_trained_from_noise_names_the_callers_line(
+        texture_run: Path, tmp_path: Path) -> None:
+    """A RuntimeWarning at the line that called the task (not inside the package), naming the
+    length of the chain that reconstruct runs from noise."""
+    with pytest.warns(RuntimeWarning, match="the 3-step chain from noise") as record:
+        tasks.reconstruct(texture_run, texture_run / "observed.png", tmp_path / "rec",
+                          n_iterations=1, device="cpu")
+    assert [warning.filename for warning in record] == [__file__]
+
+
+@pytest.mark.parametrize("task, last", [("reconstruct", "atomic_write_json"),
+                                        ("interpolate", "save_image_grid")])
+def test_a_task_whose_last_file_cannot_be_written_puts_none_of_its_files_in_place(
+        short_run: Path, tmp_path: Path, monkeypatch, task: str, last: str) -> None:
+    """A full disk at the last file: the earlier one (the PNG, the .npy) is not left behind
+    as if the run had written its result."""
+    import importlib
+
+    def full_disk(*_, **__) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.shortrun"), last, full_disk)
+    Image.new("L", (8, 8)).save(tmp_path / "target.png")
+    with pytest.raises(OSError, match="No space left on device"):
+        if task == "reconstruct":
+            tasks.reconstruct(short_run, tmp_path / "target.png", tmp_path / "out",
+                              n_iterations=1, device="cpu")
+        else:
+            tasks.interpolate(short_run, tmp_path / "out", n_points=2, device="cpu")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
 def test_the_seed_alone_fixes_what_reconstruct_and_interpolate_write(short_run: Path,
                                                                      tmp_path: Path) -> None:
     """--seed draws the starts as well as the chain's noise: one seed writes the same numbers

@@ -34,11 +34,12 @@ from stgconv.cooperative import (
     propose_and_revise,
 )
 from stgconv.energy.video import video_energy
-from stgconv.generator import ConvGenerator, stage_plan
+from stgconv.generator import ConvGenerator, build_generator, stage_plan
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, NonFiniteEnergyError, PersistentChains
 from stgconv.shortrun import latent_path
-from stgconv.tasks import synthesize
+from stgconv.tasks import interpolate as interpolate_task
+from stgconv.tasks import reconstruct, synthesize
 from stgconv.train import DivergenceError, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 16, 16), (3, 8, 16, 16), (1, 8, 8, 8),
-                                   (1, 5, 6)])
+                                   (1, 5, 6), (3, 2, 8, 8)])  # the last: sides under MIN_BASE
 def test_the_generator_makes_examples_of_every_modality(shape) -> None:
     torch.manual_seed(0)
     net = ConvGenerator(latent_dim=6, out_shape=shape, width=2)
@@ -75,8 +76,40 @@ def test_the_generator_rejects_bad_shapes() -> None:
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8))(torch.zeros(2, 5))
     with pytest.raises(ValueError, match=r"z must be \(B, 4\), got \(2, 1, 4\)"):
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8))(torch.zeros(2, 1, 4))
-    with pytest.raises(ValueError, match="latent_dim and width must be >= 1"):
+    with pytest.raises(ValueError, match="out_shape must be"):  # no 4-D examples
+        ConvGenerator(latent_dim=4, out_shape=(1, 8, 8, 8, 8))
+    with pytest.raises(ValueError, match="latent_dim and width must be >= 1, got 4 and 0"):
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=0)
+    with pytest.raises(ValueError, match="latent_dim and width must be >= 1, got 0 and 2"):
+        ConvGenerator(latent_dim=0, out_shape=(1, 8, 8), width=2)
+    smallest = ConvGenerator(latent_dim=1, out_shape=(1, 8, 8), width=1)
+    assert smallest(smallest.sample_latent(1, generator=gen(0))).shape == (1, 1, 8, 8)
+
+
+def test_the_generator_is_a_linear_layer_then_nearest_doublings_and_3x3_convolutions() -> None:
+    """The documented net, which a checkpoint's weights must fit: ReLU after the linear layer and
+    after each stage's nearest doubling and 3x3 convolution; a last 3x3 convolution, unsquashed."""
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(2, 8, 16), width=2)
+    z = net.sample_latent(2, generator=gen(0))
+    convs = [layer for layer in net.body if isinstance(layer, torch.nn.Conv2d)]
+    assert [(conv.kernel_size, conv.padding) for conv in convs] == [((3, 3), (1, 1))] * 3
+    h = torch.relu(net.project(z).reshape(2, net.base_channels, *net.base))
+    for conv, factor in zip(convs, stage_plan((8, 16))[1]):
+        h = torch.relu(conv(torch.nn.functional.interpolate(h, scale_factor=factor)))
+    torch.testing.assert_close(net(z), convs[-1](h))
+
+
+def test_the_generators_config_is_plain_data_that_rebuilds_it() -> None:
+    """The config goes into checkpoints, which load only plain types: a shape given as numpy
+    integers is stored as ints, and the rebuilt net takes the same weights."""
+    net = ConvGenerator(latent_dim=3, out_shape=np.array([1, 8, 8]), width=3)
+    assert net.config == {"latent_dim": 3, "out_shape": [1, 8, 8], "width": 3}
+    assert [type(n) for n in net.config["out_shape"]] == [int] * 3
+    rebuilt = build_generator(net.config)
+    rebuilt.load_state_dict(net.state_dict())
+    z = net.sample_latent(2, generator=gen(0))
+    assert rebuilt.config == net.config and torch.equal(rebuilt(z), net(z))
 
 
 def test_latents_are_drawn_where_the_generator_is() -> None:
@@ -541,6 +574,71 @@ def test_interpolate_walks_between_two_latents(coop_run: Path, tmp_path: Path) -
                           np.load(tmp_path / "second" / "interpolation.npy"))
 
 
+def test_interpolate_walks_from_the_first_latent_the_seed_draws_to_the_second(
+        coop_run: Path, tmp_path: Path, monkeypatch) -> None:
+    import stgconv.cooperative
+
+    walk, ends = stgconv.cooperative.interpolate, []
+
+    def recording(energy, net, sampler, z_start, z_end, **kwargs):
+        ends.extend([z_start, z_end])
+        return walk(energy, net, sampler, z_start, z_end, **kwargs)
+
+    monkeypatch.setattr(stgconv.cooperative, "interpolate", recording)
+    assert main(["interpolate", str(coop_run), "--points", "2", "--seed", "3",
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    net = generator_from_state(load_checkpoint(coop_run), coop_run)
+    assert all(map(torch.equal, ends, net.sample_latent(2, generator=gen(3))))
+
+
+@pytest.mark.parametrize("n_points", [3, 65])
+def test_the_interpolation_preview_shows_points_spread_from_end_to_end(
+        coop_run: Path, tmp_path: Path, monkeypatch, n_points: int) -> None:
+    """Every point where the path has no more than the 64 a PNG shows, once each; else 64
+    points at the nearest positions to even steps along it, both ends included."""
+    from stgconv.modalities.image import ImageModality
+
+    written: dict[str, Tensor] = {}
+
+    def recording(name: str):
+        write = getattr(ImageModality, name)
+
+        def recorded(self, batch, stem, **kwargs):
+            written[name] = batch
+            return write(self, batch, stem, **kwargs)
+        return recorded
+
+    for name in ("preview", "save_array"):
+        monkeypatch.setattr(ImageModality, name, recording(name))
+    assert main(["interpolate", str(coop_run), "--points", str(n_points),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    at = np.round(np.linspace(0, n_points - 1, min(n_points, 64))).astype(int)
+    assert len(set(at)) == len(at) and at[-1] == n_points - 1
+    assert len(written["save_array"]) == n_points
+    assert torch.equal(written["preview"], written["save_array"][at])
+
+
+def test_a_cooperative_interpolation_too_large_is_refused_before_its_path(
+        coop_run: Path, tmp_path: Path, monkeypatch) -> None:
+    import stgconv.cooperative
+
+    def drawn(*_, **__):
+        raise AssertionError("the path was drawn")
+
+    monkeypatch.setattr(stgconv.cooperative, "interpolate", drawn)
+    with pytest.raises(ValueError, match=r"1048577 points makes a \(1048577, 1, 16, 16\) tensor"):
+        interpolate_task(coop_run, tmp_path / "out", n_points=2**20 + 1, device="cpu")
+
+
+def test_reconstructing_with_a_cooperative_model_warns_that_it_learned_from_its_generator(
+        coop_run: Path, tmp_path: Path) -> None:
+    Image.new("L", (16, 16)).save(tmp_path / "target.png")
+    with pytest.warns(RuntimeWarning, match="trained from its generator's proposals, not from "
+                                            "noise starts"):
+        reconstruct(coop_run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
+                    device="cpu")
+
+
 @pytest.mark.parametrize("command, module, revises", [
     (["interpolate", "--points", "2"], "stgconv.cooperative", "interpolate"),
     (["synthesize", "-n", "1", "--steps", "1"], "stgconv.tasks.synthesize", "propose_and_revise"),
@@ -608,7 +706,7 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
     if kind == "video":
         config = ROOT / "configs/video/coop_fire_pot_quick.yaml"
         data = request.getfixturevalue("video_clip")
-        options = ["--set", "data.size=16", "--set", "data.frames=4"]
+        options = ["--set", "data.size=16", "--set", "data.frames=4", "--set", "data.fps=50"]
         shape = (3, 4, 16, 16)
     else:  # no shipped voxel cooperative config: the chairs config plus the section
         config = ROOT / "configs/voxel/synthesis_chairs_quick.yaml"
@@ -639,6 +737,7 @@ def test_a_video_and_a_voxel_cooperative_model_train_synthesize_and_interpolate(
     if kind == "video":
         with Image.open(tmp_path / "path" / "interpolation.gif") as gif:
             first = np.asarray(gif.convert("RGB"), dtype=np.float64)
+            assert gif.info["duration"] == 20  # played at data.fps
         side = shape[-1]
         panels = [first[-side:, i * (side + 4):i * (side + 4) + side] for i in range(4)]
 
@@ -746,9 +845,10 @@ def test_one_inference_step_teaches_the_generator_at_the_inferred_latents() -> N
     assert stats["generator_mse"] != pytest.approx(at_proposal)
 
 
-def test_the_generator_refuses_an_empty_example_shape() -> None:
+@pytest.mark.parametrize("shape", [(1, 0, 8), (0, 8, 8)])
+def test_the_generator_refuses_an_empty_example_shape(shape) -> None:
     with pytest.raises(ValueError, match="out_shape must be"):
-        ConvGenerator(latent_dim=4, out_shape=(1, 0, 8))
+        ConvGenerator(latent_dim=4, out_shape=shape)
 
 
 def test_the_latent_inference_weighs_the_residual_by_cooperative_inference_sigma() -> None:

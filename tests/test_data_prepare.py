@@ -107,12 +107,16 @@ def test_failed_overwrite_keeps_the_old_out(tmp_path: Path) -> None:
     assert out.read_text() == "old"
 
 
+@pytest.mark.parametrize("overwrite", [True, False])
 def test_an_out_that_is_a_folder_is_refused_before_building(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+                                                           capsys: pytest.CaptureFixture,
+                                                           overwrite: bool) -> None:
+    """Named as a folder with or without --overwrite (without, "pass --overwrite to replace
+    it" was advice that --overwrite then refused)."""
     out = tmp_path / "clips.h5"
     out.mkdir()
     build = Build(out)
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is None
+    assert run_build(out, build, suffixes=SUFFIXES, overwrite=overwrite) is None
     assert build.calls == 0  # refused before the build's minutes (it failed after them)
     assert capsys.readouterr().err.startswith(f"error: OUT {out} is a folder")
 

@@ -115,15 +115,18 @@ def test_a_thread_started_beside_the_writer_is_not_taken_for_it(tmp_path: Path,
     assert [type(error) for error in seen] == [ZeroDivisionError]
 
 
-def test_the_events_before_an_error_in_the_block_are_on_disk(tmp_path: Path) -> None:
-    """A block that fails (a divergence) still closes its writer: the curve up to the failure
-    is on disk, and the writer's thread and file are not left open for the process's life."""
+@pytest.mark.parametrize("error", [FloatingPointError, KeyboardInterrupt])
+def test_the_events_before_an_error_in_the_block_are_on_disk(tmp_path: Path,
+                                                             error: type[BaseException]) -> None:
+    """A block that fails (a divergence, Ctrl-C) still closes its writer: the curve up to the
+    failure is on disk, and the writer's thread and file are not left open for the process's
+    life."""
     log_dir = tmp_path / "tb"
-    with pytest.raises(FloatingPointError):
+    with pytest.raises(error):
         with summary_writer(log_dir) as writer:
             for step in range(3):
                 writer.add_scalar("loss", float(step), step)
-            raise FloatingPointError("diverged")
+            raise error("stopped")
     assert [event.step for event in read_events(log_dir).Scalars("loss")] == [0, 1, 2]
     assert not [thread for thread in threading.enumerate()  # nor its thread left waiting
                 if type(thread).__module__ == _WRITER_THREAD_MODULE]
@@ -155,7 +158,7 @@ def test_a_failure_the_writers_close_misses_is_raised(tmp_path: Path, monkeypatc
     monkeypatch.setattr(queue.Queue, "task_done", done_then_slow)
     log_dir = tmp_path / "tb"
     with pytest.raises(WriteError, match=re.escape(
-            f"No space left on device (TensorBoard events): '{log_dir}'")):
+            f"No space left on device (TensorBoard events): '{log_dir}'")) as failure:
         other = summary_writer(tmp_path / "other")
         if after_another_block:
             other.__enter__()
@@ -163,6 +166,9 @@ def test_a_failure_the_writers_close_misses_is_raised(tmp_path: Path, monkeypatc
             if after_another_block:
                 other.__exit__(None, None, None)
             writer.add_scalar("loss", 1.0, 1)
+    # The system's number, and the writer thread's own error (its traceback) as the cause.
+    assert failure.value.errno == errno.ENOSPC
+    assert isinstance(failure.value.__cause__, OSError)
 
 
 def test_a_hook_installed_in_the_block_stays(tmp_path: Path, monkeypatch) -> None:
@@ -197,6 +203,13 @@ def test_a_folder_named_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None
             pass
     # Its traceback shows the folder refused, not the codec's error that found it out.
     assert "codec" not in "".join(traceback.format_exception(failure.value))
+
+
+def test_a_folder_named_in_utf8_beyond_latin1_is_written(tmp_path: Path) -> None:
+    log_dir = tmp_path / "\u65e5\u8a8c" / "tb"  # Japanese, which Latin-1 cannot encode
+    with summary_writer(log_dir) as writer:
+        writer.add_scalar("loss", 1.0, 1)
+    assert [event.step for event in read_events(log_dir).Scalars("loss")] == [1]
 
 
 def test_blocks_opened_in_two_threads_at_once_each_take_their_own_writer(tmp_path: Path,

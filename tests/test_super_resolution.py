@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _tiny import boxes_and_balls
+from _tiny import boxes_and_balls, gen
 
 from stgconv.config import TrainConfig
 from stgconv.energy.base import ConvNetEnergy
@@ -40,8 +40,26 @@ def test_super_resolution_of_centred_occupancy_is_the_chain_in_the_models_units(
     assert torch.equal(block_down(ours, blocks), low)
 
 
+def test_the_chain_keeps_block_means_under_the_offset_exact() -> None:
+    """In the model's units the blocks emptier than the offset have negative means: the chain
+    keeps them there, so ``binary=False`` returns block means ``low`` in every block."""
+    low = block_down(boxes_and_balls(2, 8), (4, 4, 4))
+    assert ((low > 0) & (low < 0.5)).any()
+    chain = super_resolve_batch(tiny_energy(8), Langevin(n_steps=2, step_size=0.1), low, 4,
+                                offset=0.5, binary=False, generator=gen(0))
+    torch.testing.assert_close(block_down(chain, (4, 4, 4)), low, rtol=0, atol=1e-6)
+
+
+def test_a_float64_model_super_resolves_into_float64_shapes() -> None:
+    low = block_down(boxes_and_balls(1, 8), (4, 4, 4)).double()
+    shape = super_resolve_batch(tiny_energy(8).double(), Langevin(n_steps=2, step_size=0.1),
+                                low, 4, generator=gen(0))
+    assert shape.dtype == torch.float64 and torch.equal(block_down(shape, (4, 4, 4)), low)
+
+
 @pytest.mark.parametrize("low, factor, match", [
     (torch.zeros(2, 2, 2, 2), 4, r"low must be voxels \(B, 1, d, d, d\), got \(2, 2, 2, 2\)"),
+    (torch.zeros(2, 1, 2, 2), 4, r"low must be voxels \(B, 1, d, d, d\), got \(2, 1, 2, 2\)"),
     (torch.zeros(1, 2, 2, 2, 2), 4, r"low must be voxels \(B, 1, d, d, d\), got \(1, 2, 2, 2, 2\)"),
     (torch.zeros(1, 1, 2, 2, 2), 4.0, "factor"),
     (torch.zeros(1, 1, 2, 2, 2), 0, "factor"),

@@ -41,10 +41,12 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         return None
     try:  # before the build's minutes: a folder named OUT, or a file where a folder must be
         # Inside the try: a name the file system refuses (too long) fails the existence test.
+        # What no --overwrite replaces (a folder, a device) is named first: "pass --overwrite"
+        # sent the user to a second refusal.
+        check_output(out, "OUT", folder=False)
         if out.exists() and not overwrite:
             tell(f"error: {out} exists; pass --overwrite to replace it")
             return None
-        check_output(out, "OUT", folder=False)
     except (OSError, ValueError) as err:
         tell(f"error: {err}")
         return None
