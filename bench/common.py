@@ -254,6 +254,18 @@ def parse_arguments(
     return args
 
 
+def refuse_sets_of_options(parser: argparse.ArgumentParser, items: Sequence[str],
+                           by_option: dict[str, str]) -> None:
+    """Exit through ``parser.error`` on a ``--set KEY=VALUE`` of ``items`` whose key the bench
+    sets for every run from one of its own options (``by_option``: key -> option): the two
+    would fight, one silently replacing the other."""
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if key in by_option:
+            parser.error(f"--set {item}: every run's {key} is {by_option[key]}'s; "
+                         f"give {by_option[key]}")
+
+
 def check_arguments(
     parser: argparse.ArgumentParser, args: argparse.Namespace, positive: Sequence[str]
 ) -> Timing:

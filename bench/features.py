@@ -55,6 +55,12 @@ SHAPES = ROOT.parent / "shared" / "data" / "voxel" / "modelnet10_30_train.npz"
 # iterations; the numbers mean nothing, the plumbing is the same.
 QUICK_SETS = ["model.arch=desc32_small", "data.size=16", "train.batch_size=4",
               "sampler.n_steps=2", "train.checkpoint_every=0", "train.sample_every=0"]
+# Config keys the bench sets for every training from its own options. A --set of seed or
+# train.n_iterations came after the bench's own and won: every seed trained as the one seed
+# given, or every segment to the iterations given, while the table named the --seeds and --at.
+# The others' --set lost to the options, without a word.
+SET_BY_OPTION = {"seed": "--seeds", "train.n_iterations": "--at", "device": "--device",
+                 "out_dir": "--work", "data.path": "--shapes"}
 
 
 def read_shapes(shapes: Path) -> dict[str, np.ndarray]:
@@ -202,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="smoke run on generated shapes (options given explicitly win)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
     args = common.parse_arguments(parser, argv, quick={}, generated=["shapes"])
+    common.refuse_sets_of_options(parser, args.sets, SET_BY_OPTION)
     if sorted(set(args.at)) != args.at:
         parser.error(f"--at must be increasing iterations, got {args.at}")
     if len(set(args.seeds)) != len(args.seeds):  # two runs would share one folder

@@ -293,11 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_path", metavar="FILE", type=common.json_path,
                         help="write the rows as JSON")
     args = parser.parse_args(argv)
-    for item in args.overrides:  # each run's are set from these options, the --set replaced
-        key = item.partition("=")[0].strip()
-        if key in SET_BY_OPTION:
-            parser.error(f"--set {item}: every run's {key} is {SET_BY_OPTION[key]}'s; "
-                         f"give {SET_BY_OPTION[key]}")
+    common.refuse_sets_of_options(parser, args.overrides, SET_BY_OPTION)
     with tempfile.TemporaryDirectory() as tmp:
         quick = quick_data(Path(tmp)) if args.quick else None
         work = Path(args.work or (Path(tmp) / "runs" if args.quick else "runs/multigrid_bench"))

@@ -293,7 +293,111 @@ def test_multigrid_bench_quick_compares_at_equal_gradient_evaluations(tmp_path, 
     single, multi = json.loads(out.read_text())[:2]
     assert (single["method"], multi["method"]) == ("single-grid", "multi-grid")
     assert multi["train_time_ratio_single_over_multi"] == single["train_s"] / multi["train_s"]
+    assert multi["sample_time_ratio_single_over_multi"] == single["sample_s"] / multi["sample_s"]
+    assert multi["threads"] >= 1 and multi["torch"] == torch.__version__  # where it was measured
     assert "train_time_ratio_single_over_multi" not in single
+
+
+def test_multigrid_quality_rows_score_the_sets_they_name(bench_module, monkeypatch):
+    """Each figure is the named measure of the named sets: the samples' own spread, every
+    frame's spectrum and the clips' motion, the 0.5 level's volume and the mean nearest IoU;
+    the chains' start is the base grid up-sampled; the real-image reference compares the
+    data's first half with its second and names as many images as there are; the clip's
+    reference is its next frames (stubbed here); the shapes' reference holds out at most half
+    of them, drawn at random, against the others."""
+    module = bench_module("multigrid.py")
+    quality, common, quality_row = module["quality"], module["common"], module["quality_row"]
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(6, 3, 16, 16, generator=generator) * 2 - 1
+    assert quality_row("image", images[:2], images, None)["spread"] == quality.spread(images[:2])
+    clips, clip = (torch.rand(n, 3, 4, 16, 16, generator=generator) * 2 - 1 for n in (2, 1))
+    row = quality_row("video", clips, clip, None)
+    stats = quality.video_statistics_distance(clips, clip)
+    assert (row["filter_stats_distance"], row["temporal_distance"]) == (stats["spatial"],
+                                                                        stats["temporal"])
+    assert row["spectrum_distance"] == quality.power_spectrum_distance(
+        clips.transpose(1, 2).flatten(0, 1), clip[0].transpose(0, 1))
+    monkeypatch.setitem(module["reference_rows"].__globals__, "next_frames",
+                        lambda config: clips[:1])
+    _, later = module["reference_rows"]("video", None, clip, clip, n_samples=4)
+    assert later["temporal_distance"] == quality.video_statistics_distance(clips[:1],
+                                                                           clip)["temporal"]
+    shapes = (torch.rand(6, 1, 4, 4, 4, generator=generator) > 0.5).float()
+    soft = torch.rand(2, 1, 4, 4, 4, generator=generator)
+    row = quality_row("voxel", soft, shapes, shapes)
+    assert row["volume_fraction"] == (soft >= 0.5).float().mean().item()
+    assert row["nearest_train_iou"] == quality.nearest_iou(soft, shapes).mean().item()
+
+    base = torch.rand(2, 3, 2, 2, generator=generator)
+    start = module["start_of"]([base, images[:2, :, :4, :4], images[:2]])
+    assert torch.equal(start, base.repeat_interleave(8, 2).repeat_interleave(8, 3))
+    halves, spread = module["image_references"](images, 32)
+    assert halves["filter_stats_distance"] == quality.filter_statistics_distance(images[:3],
+                                                                                 images[3:])
+    assert spread["method"] == "reference: 6 random images (10 draws)"
+    *_, held = module["reference_rows"]("voxel", None, shapes, soft, n_samples=32)
+    shuffled = common.random_subset(shapes, 6, seed=0)
+    assert held["method"] == "reference: 3 random training shapes vs the others"
+    assert held["nearest_train_iou"] == quality.nearest_iou(shuffled[:3],
+                                                            shuffled[3:]).mean().item()
+    assert held["spread"] == common.data_spread(shapes, 3)
+
+
+def test_multigrid_samples_follow_the_seed_and_come_back_as_data(tmp_path, bench_module,
+                                                                 monkeypatch):
+    """The chains' starts and steps draw from a generator of the run's seed, and the grids
+    come back in data units (voxels: occupancy in [0, 1], not the model's centred values);
+    training and chains stubbed."""
+    from types import SimpleNamespace
+
+    module = bench_module("multigrid.py")
+    train_and_sample = module["train_and_sample"]
+    config = load_config(ROOT / "configs/voxel/multigrid_chairs_quick.yaml",
+                         ["data.mean=0.25"])  # as training resolves "auto"
+    seeds, state = [], {"base": torch.zeros(1)}
+
+    def bases(trained, base, n, *, generator):
+        seeds.append(generator.initial_seed())
+
+    def run(energies, starts, *, generator):
+        seeds.append(generator.initial_seed())
+        return [torch.full((2, 1, side, side, side), -0.1) for side in (4, 8)]
+
+    for name, stub in (("tasks", SimpleNamespace(train=lambda config, **kwargs: tmp_path)),
+                       ("load_multigrid", lambda run, device: ([], config, state)),
+                       ("multigrid_bases", bases),
+                       ("multigrid_sampler", lambda trained: SimpleNamespace(run=run))):
+        monkeypatch.setitem(train_and_sample.__globals__, name, stub)
+    grids, *_ = train_and_sample(config, 2, 7)
+    assert seeds == [7, 7]
+    assert all(torch.allclose(grid, torch.tensor(0.15)) for grid in grids)
+
+
+def test_multigrid_methods_train_with_the_seed_into_folders_of_their_own(tmp_path,
+                                                                         bench_module,
+                                                                         monkeypatch):
+    """Each method asked for, in the order asked, trains with --seed into work/modality/method
+    (the untimed warm-up too); trainings and chains stubbed."""
+    from types import SimpleNamespace
+
+    module = bench_module("multigrid.py")
+    run_modality = module["run_modality"]
+    config = load_config(module["CONFIGS"]["image"], module["quick_data"](tmp_path)["image"])
+    warm_seeds, trained = [], []
+
+    def train_and_sample(cfg, n_samples, seed):
+        trained.append((cfg.seed, Path(cfg.out_dir).relative_to(tmp_path).as_posix(), seed))
+        return [torch.zeros(n_samples, 3, 4, 4), torch.rand(n_samples, 3, 16, 16) * 2 - 1], \
+            1.0, 1.0, tmp_path
+
+    monkeypatch.setitem(run_modality.__globals__, "tasks", SimpleNamespace(
+        train=lambda cfg, **kwargs: warm_seeds.append(cfg.seed)))
+    monkeypatch.setitem(run_modality.__globals__, "train_and_sample", train_and_sample)
+    rows = run_modality("image", config, work=tmp_path / "w", n_samples=2, seed=5,
+                        methods=["single-grid", "multi-grid"])
+    assert warm_seeds == [5]
+    assert trained == [(5, "w/image/single-grid", 5), (5, "w/image/multi-grid", 5)]
+    assert [row["method"] for row in rows[:2]] == ["single-grid", "multi-grid"]
 
 
 def test_single_grid_chains_take_every_grids_steps_at_use_too(bench_module):
@@ -307,6 +411,17 @@ def test_single_grid_chains_take_every_grids_steps_at_use_too(bench_module):
     used = single_grid(load_config(ROOT / "configs/image/multigrid_animals_quick.yaml",
                                    ["sampler.task_steps=50"])).multigrid.grids[0].sampler
     assert (used.n_steps, used.task_steps) == (sum(steps), 50 * len(steps))
+    # Grids with chains of their own: the one grid samples as the finest did, and a grid
+    # without a use-time length adds its training length.
+    from dataclasses import replace
+
+    own = tuple(replace(grid, sampler=replace(config.sampler, n_steps=n, step_size=step,
+                                              task_steps=task))
+                for grid, n, step, task in zip(config.multigrid.grids, (3, 4, 5),
+                                               (0.01, 0.02, 0.03), (7, None, None)))
+    mixed = single_grid(replace(config, multigrid=replace(config.multigrid, grids=own)))
+    plain = mixed.multigrid.grids[0].sampler
+    assert (plain.n_steps, plain.task_steps, plain.step_size) == (12, 7 + 4 + 5, 0.03)
 
 
 def test_every_config_a_full_bench_run_trains_validates(tmp_path, bench_module, monkeypatch):
@@ -343,6 +458,9 @@ def test_every_config_a_full_bench_run_trains_validates(tmp_path, bench_module, 
     jem = bench_module("jem.py")
     jem["train_runs"](jem["CONFIG"], tmp_path / "mnist.npz",
                       {"jem": tmp_path / "jem", "plain": tmp_path / "plain"}, ["seed=0"])
+    hybrid, plain = configs[-2:]  # the plain classifier: no p(x) term, on JEM's CPU budget
+    assert hybrid.jem.px_weight > 0 and (plain.jem.px_weight, plain.train.n_iterations) == (
+        0, 11_000)
     voxel_eval = bench_module("voxel_eval.py")
     monkeypatch.setitem(voxel_eval["train_model"].__globals__, "tasks",
                         SimpleNamespace(train=train))
@@ -392,6 +510,84 @@ def test_digit_references_are_random_halves_not_the_files_order(bench_module):
     for half in (compared, others):
         assert 0.3 < (half < 500).float().mean() < 0.7
     assert torch.equal(test_halves(torch.arange(1000), 300)[0], compared)
+
+
+class LevelJudge:
+    """A stand-in classifier of ``(N, 1, 28, 28)`` digits: it calls each the class its top-left
+    grey level names (level 20 k: class k); its features are the first row's 4 pixels."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        level = ((x[:, 0, 0, 0] + 1) * 127.5 / 20).round().long().clamp(0, 9)
+        return torch.nn.functional.one_hot(level, 10).float()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, :4]
+
+
+def test_digit_scores_are_of_the_samples_against_the_data(bench_module):
+    """A row: the histogram of the classifier's calls over all ten digits, its entropy over
+    log 10, the Frechet distance of the classifier's features to the test digits', the spread
+    against that of as many training digits, the filter statistics against the training's."""
+    module = bench_module("digits.py")
+    quality, common = module["quality"], module["common"]
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 1, 28, 28, generator=generator) * 2 - 1
+    images[:, 0, 0, 0] = torch.tensor([3, 3, 3, 7, 7, 3, 3, 3]) * 20 / 127.5 - 1
+    train = torch.rand(20, 1, 28, 28, generator=generator) * 2 - 1
+    test_features = torch.rand(10, 4, generator=generator)
+    row = module["score"]("set", images, LevelJudge(), test_features, train)
+    assert row["class_histogram"] == [0, 0, 0, 6, 0, 0, 0, 2, 0, 0]
+    assert math.isclose(row["class_entropy"],
+                        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / math.log(10))
+    assert row["frechet"] == quality.frechet_distance(images[:, 0, 0, :4], test_features)
+    assert row["spread_vs_data"] == quality.spread(images) / common.data_spread(train, 8)
+    assert row["filter_stats_distance"] == quality.filter_statistics_distance(images, train)
+
+
+def test_digit_splits_keep_each_digits_label_and_the_classifier_its_seed(tmp_path,
+                                                                        bench_module,
+                                                                        monkeypatch):
+    """load_split: a fixed random n of the split's digits, each with its own label; the
+    classifier's weights and batches follow its seed."""
+    module = bench_module("digits.py")
+    digits = np.repeat(np.arange(30, dtype=np.uint8) * 8, 28 * 28).reshape(30, 28, 28)
+    np.savez(tmp_path / "digits.npz", x_train=digits, y_train=np.arange(30) % 10)
+    images, labels = module["load_split"](tmp_path / "digits.npz", "train", 10)
+    index = ((images[:, 0, 0, 0] + 1) * 127.5 / 8).round().long()
+    assert index.tolist() == sorted(np.random.default_rng(0).permutation(30)[:10].tolist())
+    assert torch.equal(labels, index % 10)
+    seeds, randperm = [], torch.randperm
+    monkeypatch.setattr(torch, "randperm", lambda n, *, generator: seeds.append(
+        generator.initial_seed()) or randperm(n, generator=generator))
+    first, second = (module["train_classifier"](images, labels, epochs=1, seed=3)
+                     for _ in range(2))
+    assert seeds == [3, 3]
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
+def test_digit_chain_starts_are_the_runs_draws_class_by_class(bench_module, monkeypatch):
+    """n draws of each class from the run's fitted Gaussians, class-major (as synthesize
+    --class starts them), drawn by the seed, in the data's range (checkpoint stubbed)."""
+    import stgconv.build
+    import stgconv.checkpoint
+    from stgconv.mcmc import DataGaussian
+
+    levels = torch.linspace(-0.9, 0.9, 10)
+    gaussians = DataGaussian(levels.view(10, 1, 1, 1).expand(10, 1, 28, 28).clone(),
+                             torch.zeros(10, 1, 1, 28, 28), torch.full((10,), 0.15),
+                             torch.full((10,), 0.1))
+    config = load_config(ROOT / "configs/image/mnist_quick.yaml")
+    monkeypatch.setattr(stgconv.checkpoint, "load_checkpoint", lambda path: {})
+    monkeypatch.setattr(stgconv.checkpoint, "model_from_state", lambda state, run: (None, config))
+    monkeypatch.setattr(stgconv.build, "chain_init", lambda chains, fitted: gaussians)
+    chain_starts = bench_module("digits.py")["chain_starts"]
+    name, starts = chain_starts(ROOT, 2, seed=5, classes=10)
+    assert name == "data Gaussian of the class" and starts.shape == (20, 1, 28, 28)
+    assert -1 <= starts.min() and starts.max() <= 1
+    nearest = (starts.mean((1, 2, 3))[:, None] - levels).abs().argmin(1)
+    assert nearest.tolist() == [k for k in range(10) for _ in range(2)]
+    assert torch.equal(chain_starts(ROOT, 2, seed=5, classes=10)[1], starts)
+    assert not torch.equal(chain_starts(ROOT, 2, seed=6, classes=10)[1], starts)
 
 
 def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main, monkeypatch):
@@ -524,6 +720,13 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     # A traceback after the experts' training (the sampler refuses a NaN noise only then).
     ("compose.py", ["--expert-noise", "nan"], r"--expert-noise must be a number >= 0, got nan"),
     ("compose.py", ["--expert-noise", "inf"], r"--expert-noise must be a number >= 0, got inf"),
+    ("compose.py", ["--digit", "10"], r"--digit must be 0 .. 9, got 10"),
+    ("compose.py", ["--samples", "0"], r"--samples must be >= 1, got 0"),
+    ("jem.py", ["--eps", "0"], r"--eps must be in \(0, 1\], got 0"),
+    # The bench sets these for every training: a --set of them won over --seeds and --at.
+    ("features.py", ["--set", "seed=5"], r"--set seed=5: every run's seed is --seeds's"),
+    ("features.py", ["--set", "train.n_iterations=9"],
+     r"--set train.n_iterations=9: every run's train.n_iterations is --at's"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):
@@ -612,12 +815,48 @@ def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
     # distance's bias grows as the count shrinks): most classes present, features close.
     assert rows[1]["class_entropy"] > 0.8 and rows[1]["frechet"] < rows[2]["frechet"]
     assert rows[0]["n"] == rows[1]["n"] == rows[2]["n"]
+    # The classifier's accuracy (not its error rate); only the samples' row has a sampling time.
+    assert rows[0]["classifier_test_accuracy"] > 0.5
+    assert rows[0]["sample_s"] > 0 and rows[1]["sample_s"] is None is rows[2]["sample_s"]
     # Samples from the replay buffer did not start where fresh chains do: no such row. The
     # quick model keeps fewer chains than the 20 samples asked for, and says so.
     with pytest.warns(UserWarning, match=r"chains: \d+ samples, not the 20 asked for"):
         assert bench_main("digits.py")(["--quick", "--start", "chains", "--json", str(out)]) == 0
     assert [row["set"] for row in json.loads(out.read_text())] == [
         "stgconv samples", "reference: other test digits"]
+
+
+def test_digits_bench_samples_and_starts_with_its_options(bench_main, monkeypatch):
+    """--samples, --steps, --start and --seed reach the synthesis, and the start reference is
+    drawn as many, with the seed the samples' chains started from; the test digits are split
+    in halves, one compared with, the other scored as the reference (classifier and synthesis
+    stubbed)."""
+    main = bench_main("digits.py")
+    classifier = main.__globals__["DigitClassifier"]
+    settings = []
+
+    def synthesize(run, out, **given):
+        settings.append(given)
+        out.mkdir()
+        np.save(out / "synthesized.npy", np.zeros((12, 1, 28, 28), np.uint8))
+        return out
+
+    monkeypatch.setitem(main.__globals__, "train_classifier",
+                        lambda *args, **kwargs: classifier().eval())
+    monkeypatch.setitem(main.__globals__, "synthesize", synthesize)
+    stop_at(main, "chain_starts", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(["--quick", "--samples", "12", "--steps", "3", "--seed", "4"])
+    assert [{key: given[key] for key in ("n_samples", "n_steps", "start", "seed")}
+            for given in settings] == [{"n_samples": 12, "n_steps": 3, "start": "noise",
+                                        "seed": 4}]
+    args, kwargs = reached.value.args
+    assert args[1] == 12 and kwargs == {"seed": 4}
+    stop_at(main, "test_halves", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(["--quick"])
+    (digits, size), _ = reached.value.args
+    assert size == len(digits) // 2 == 150  # --quick's 300 test digits
 
 
 def test_the_clips_next_frames_follow_it_at_the_datas_frame_rate(tmp_path, bench_module):
@@ -785,7 +1024,114 @@ def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert [row["set"] for row in samples[1:]] == [
         "reference: other test digits", "reference: chain start (data Gaussian of the class)"]
     assert samples[2]["n"] == 20 and 0 <= samples[2]["read_as_asked"] <= 1
+    assert samples[1]["n"] == 20  # as many reference digits as samples: the Frechet's bias
+    for row in (row for row in rows if row["table"] == "classification"):
+        # The top class's probability (of 10: at least 0.1), at the fitted temperature.
+        assert 0.1 <= row["mean_confidence"] <= 1 and row["weights_from"] == "training data"
+        assert row["ece"] != row["ece_uncalibrated"] or row["temperature"] == 1
     assert grid.is_file()
+
+
+def test_jem_outliers_are_test_digits_upside_down_and_in_negative(tmp_path, bench_module,
+                                                                  monkeypatch):
+    """The flipped sets are test digits turned upside down (the second without those that
+    read as themselves so), the inverted set the same digits in negative; which digits, the
+    seed draws."""
+    module = bench_module("jem.py")
+    monkeypatch.setitem(module["outlier_sets"].__globals__, "MODELNET", tmp_path / "none.npz")
+    digits = np.zeros((40, 28, 28), np.uint8)
+    digits[:, 0, 0] = np.arange(1, 41)  # each digit's number, in its top-left pixel
+    labels = np.arange(40) % 10
+    sets = module["outlier_sets"](digits, labels, 10, videos=tmp_path, seed=0)
+    flipped = sets["vertically flipped digits"]
+    numbers = flipped[:, 27, 0]
+    assert (flipped[:, 0, 0] == 0).all() and len(set(numbers)) == 10
+    assert (sets["inverted digits"][:, 0, 0] == 255 - numbers).all()
+    asymmetric = sets["flipped digits except 0 1 3 8"]
+    assert (asymmetric[:, 0, 0] == 0).all() and len(asymmetric) == 10
+    assert not np.isin(labels[asymmetric[:, 27, 0] - 1], (0, 1, 3, 8)).any()
+    again = module["outlier_sets"](digits, labels, 10, videos=tmp_path, seed=1)
+    assert set(again["vertically flipped digits"][:, 27, 0]) != set(numbers)
+
+
+def test_jem_extra_outliers_are_a_random_n_of_each_files_grey_images(tmp_path, bench_module):
+    extra_outliers = bench_module("jem.py")["extra_outliers"]
+    images = np.repeat(np.arange(50, dtype=np.uint8), 28 * 28).reshape(50, 28, 28)
+    np.savez(tmp_path / "set.npz", x_test=images)
+    picked = {seed: extra_outliers([tmp_path / "set.npz"], 20, seed=seed)["set"][:, 0, 0].tolist()
+              for seed in (0, 1)}
+    assert picked[0] == sorted(np.random.default_rng(0).permutation(50)[:20].tolist())
+    assert picked[1] != picked[0]
+    for name, arrays, message in (
+            ("unnamed", {"images": images}, r"has no array x_test \(has \['images'\]\)"),
+            ("floats", {"x_test": images / 255}, r"must be uint8 \(N, H, W\) .*got float64"),
+            ("colour", {"x_test": images[..., None]}, r"got uint8 \(50, 28, 28, 1\)")):
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(ValueError, match=message):
+            extra_outliers([tmp_path / f"{name}.npz"], 20, seed=0)
+
+
+def test_jem_digit_box_lays_ink_out_as_mnist_does(bench_module):
+    """The ink's box scaled to 20 pixels on its longer side, its centre of mass moved to the
+    image's centre (an L: the mass lies off the box's centre, on both axes)."""
+    glyph = np.zeros((100, 100), np.uint8)
+    glyph[10:90, 30:50] = 255
+    glyph[80:90, 50:70] = 255
+    box = bench_module("jem.py")["digit_box"](glyph).astype(float)
+    rows, cols = np.nonzero(box > 127)
+    assert 19 <= rows.max() - rows.min() + 1 <= 21 and 9 <= cols.max() - cols.min() + 1 <= 11
+    centre = [(box.sum(axis=1 - axis) * np.arange(28)).sum() / box.sum() for axis in (0, 1)]
+    assert all(abs(c - 13.5) <= 0.5 for c in centre), centre
+
+
+def test_jem_pgd_moves_each_pixel_at_most_eps_and_keeps_it_in_range(bench_module):
+    """eps 0.1 of [0, 1] is 0.2 in the model's [-1, 1]: against a classifier that reads one
+    pixel, the attack turns the digits 0.15 from its boundary, not those 0.25 from it; and a
+    pixel it pushes past 1 stays at 1."""
+    from stgconv.energy import ClassifierEnergy
+
+    pgd_accuracy = bench_module("jem.py")["pgd_accuracy"]
+    linear = torch.nn.Linear(28 * 28, 2)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+        linear.weight[1, 0] = 1.0  # class 1's logit: the first pixel
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), linear))
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, 0, 0, 0] = torch.tensor([0.15, 0.25, -0.15, -0.25])
+    assert pgd_accuracy(energy, x, torch.tensor([1, 1, 0, 0]), eps=0.1, steps=10) == 0.5
+    with torch.no_grad():
+        linear.bias[1] = -1.05  # class 0 until the pixel passes 1.05
+    x[:, 0, 0, 0] = 0.9
+    assert pgd_accuracy(energy, x[:1], torch.tensor([0]), eps=0.1, steps=10) == 1.0
+
+
+def test_jem_class_samples_are_judged_against_the_class_they_were_drawn_for(
+        tmp_path, bench_module, monkeypatch):
+    """synthesize --class writes each class's samples together (class-major): each is read
+    against its own class, and the grid's row k holds class k's."""
+    module = bench_module("jem.py")
+    levels = np.repeat(np.arange(10, dtype=np.uint8) * 20, 2)  # 2 per class, class-major
+    samples = np.broadcast_to(levels[:, None, None, None], (20, 1, 28, 28)).copy()
+
+    def synthesize(run, out, **settings):
+        out.mkdir()
+        np.save(out / "synthesized.npy", samples)
+        return out
+
+    monkeypatch.setitem(module["sample_rows"].__globals__, "synthesize", synthesize)
+    scoring = dict(judge=LevelJudge(), test_features=torch.rand(5, 4),
+                   train_images=torch.rand(6, 1, 28, 28) * 2 - 1)
+    row, grid = module["sample_rows"](tmp_path, tmp_path, per_class=2, steps=1, start="noise",
+                                      seed=0, **scoring)
+    assert row["read_as_asked"] == 1.0 and row["per_class_read_as_asked"] == [1.0] * 10
+    assert grid.shape == (10, 2, 1, 28, 28)
+    assert torch.equal(LevelJudge()(grid.flatten(0, 1)).argmax(1).view(10, 2),
+                       torch.arange(10)[:, None].expand(10, 2))
+    starts = module["common"].read_pixels(tmp_path / "samples" / "synthesized.npy")
+    monkeypatch.setitem(module["start_row"].__globals__, "chain_starts",
+                        lambda run, n, *, seed, classes: ("noise", starts))
+    assert module["start_row"](tmp_path, per_class=2, seed=0, **scoring)["read_as_asked"] == 1.0
 
 
 @pytest.mark.parametrize("start", ["digits", "gaussian"])
@@ -799,6 +1145,104 @@ def test_compose_bench_quick_writes_json_rows(tmp_path, bench_main, start):
     for row in rows:
         assert 0.0 <= row["both"] <= min(row["a"], row["b"]) <= 1.0 and row["n"] == 12
     assert picture.is_file()
+
+
+def test_compose_experts_strokes_and_conditions_are_as_documented(bench_module):
+    """A stroke's width is its ink (pixels above 0) over its skeleton's length; an expert is
+    -log p(K | x) or the class energy -f(x)[K]; a sample meets B when its width is at least
+    the threshold and its ink at most the maximum (more ink is a blot), and "both" when the
+    judge also calls it the digit."""
+    module = bench_module("compose.py")
+    images = torch.full((5, 1, 28, 28), -1.0)
+    for i, width in enumerate((2, 3, 4)):
+        images[i, 0, 5:20, 10:10 + width] = 1.0
+    images[3, 0, 2:26, 2:26] = 1.0  # a blot
+    images[4, 0, 5:20, 10:13] = -0.25  # grey below 0: no ink
+    area, widths = module["strokes"](images)
+    assert area.tolist() == [30, 45, 60, 576, 0] and widths[4] == 0
+    assert widths[0] < widths[1] < widths[2] < widths[3] and 2.5 < widths[1] < 4
+    images[[0, 2], 0, 0, 0] = 20 * 3 / 127.5 - 1  # what the judge reads: digit 3 (no ink)
+    row = module["measure"]("set", images, LevelJudge(), 3, widths[1], area[2])
+    assert (row["a"], row["b"], row["both"], row["blots"]) == (0.4, 0.4, 0.2, 0.2)
+    assert row["mean_width"] == widths.mean()
+
+    torch.manual_seed(0)
+    expert = module["ClassifierEnergy"](torch.nn.Sequential(torch.nn.Flatten(),
+                                                            torch.nn.Linear(28 * 28, 3)))
+    logits = expert.logits(images)
+    assert torch.allclose(module["expert_energy"](expert, 2, "posterior")(images),
+                          -logits.log_softmax(1)[:, 2])
+    assert torch.allclose(module["expert_energy"](expert, 2, "conditional")(images),
+                          -logits[:, 2])
+
+
+def test_compose_trains_and_samples_as_its_protocol_says(tmp_path, bench_module, monkeypatch):
+    """The judge learns from other digits than the experts (and another seed); expert B tells
+    the top third of stroke widths (class 1) from the bottom third; the product asks A for the
+    digit and B for thick strokes, in the energy asked for; each set's chain draws the same
+    noise, steps sqrt(2 step) with noise std noise, from starts in [-1, 1]; a blot has more
+    ink than 99% of the experts' digits; the judge is scored on other random test digits.
+    Trainings and chains stubbed, but for one expert trained a step with and without noise."""
+    import argparse
+
+    module = bench_module("compose.py")
+    run = module["run"]
+    calls, energies, draws = {}, [], []
+
+    def train_classifier(images, labels, *, epochs, seed):
+        calls["judge"] = images, seed
+        calls["judge_net"] = module["DigitClassifier"]().eval()
+        return calls["judge_net"]
+
+    def train_expert(images, labels, n_classes, **settings):
+        calls[n_classes] = images, labels
+        return module["ClassifierEnergy"](module["digit_classifier"](n_classes, width=2)), 0.0
+
+    def expert_energy(expert, label, kind):
+        energies.append((label, kind))
+        return lambda x: x.flatten(1).sum(1)
+
+    class Langevin:
+        def __init__(self, **settings):
+            calls["sampler"] = settings
+
+        def run(self, energy, x0, *, generator):
+            calls["start"] = x0
+            draws.append(torch.rand(1, generator=generator).item())
+            return x0
+
+    for name, stub in (("train_classifier", train_classifier), ("train_expert", train_expert),
+                       ("expert_energy", expert_energy), ("Langevin", Langevin)):
+        monkeypatch.setitem(run.__globals__, name, stub)
+    args = argparse.Namespace(seed=0, quick=True, expert_steps=1, expert_noise=0.5, width=2,
+                              digit=3, energy="conditional", start="gaussian", samples=4,
+                              steps=1, step=2.0, noise=0.5, picture=None)
+    data = bench_module("digits.py")["quick_digits"](tmp_path)
+    _, rows = run(args, data, sizes=(100, 40, 30))
+    judged, seed = calls["judge"]
+    experts = calls[10][0]
+    assert seed == 1 and not {x.numpy().tobytes() for x in judged} & {
+        x.numpy().tobytes() for x in experts}
+    area, widths = module["strokes"](experts)
+    thick, thin = np.quantile(widths, 2 / 3), np.quantile(widths, 1 / 3)
+    kept = (widths >= thick) | (widths <= thin)
+    assert calls[2][1].tolist() == (widths[kept] >= thick).astype(int).tolist()
+    assert energies == [(3, "conditional"), (1, "conditional")]
+    assert (calls["sampler"]["step_size"], calls["sampler"]["noise_scale"]) == (2.0, 0.25)
+    assert len(draws) == 3 and len(set(draws)) == 1
+    assert -1 <= calls["start"].min() and calls["start"].max() <= 1
+    assert rows[0]["max_ink"] == float(np.quantile(area, 0.99))
+    # The judge's accuracy: on a random 30 of the test digits drawn by seed + 3.
+    test, labels = module["split"](data, "test", 30, 3)
+    with torch.no_grad():
+        accuracy = (calls["judge_net"](test).argmax(1) == labels).float().mean().item()
+    assert rows[0]["judge_test_accuracy"] == accuracy
+    assert not torch.equal(test, module["split"](data, "test", 30, 0)[0])
+    # An expert learns from its digits under noise of the given std, as its seed draws it.
+    experts = [module["train_expert"](test, labels, 10, steps=1, noise=noise, width=2, seed=0)[0]
+               for noise in (0.5, 0.5, 0.0)]
+    first, again, clean = ([p.clone() for p in expert.parameters()] for expert in experts)
+    assert all(map(torch.equal, first, again)) and not all(map(torch.equal, first, clean))
 
 
 def test_features_bench_quick_trains_in_segments_and_scores_each(tmp_path, bench_main):
@@ -898,6 +1342,50 @@ def test_features_bench_splits_by_its_split_seed(tmp_path, bench_module, monkeyp
         expected[seed] = np.load(path)["X"][:, 0, 0, 0].tolist()
     assert expected[5] != expected[0]  # the seed matters for these shapes
     assert np.load(tmp_path / "w" / "held_out.npz")["X"][:, 0, 0, 0].tolist() == expected[5]
+
+
+def test_features_segments_resume_and_stop_at_the_budget(tmp_path, bench_module, monkeypatch):
+    """Each segment after the first resumes the seed's run; the seed reaches the training and
+    the evaluation; the table's seconds add up; a segment starts only when, at the last
+    segment's pace per iteration, it ends by the deadline (one ending exactly at it runs).
+    The steps are stubbed: a training takes 10 s per iteration on a clock of the test's."""
+    from types import SimpleNamespace
+
+    module = bench_module("features.py")
+    run_seed = module["run_seed"]
+    clock, trained, commands = [0.0], [0], []
+
+    def step(*args, log, reads_options=False):
+        commands.append(args)
+        if args[0] == "train":
+            target = next(int(arg.partition("=")[2]) for arg in args
+                          if arg.startswith("train.n_iterations="))
+            clock[0] += 10.0 * (target - trained[0])
+            trained[0] = target
+        else:
+            Path(args[args.index("--json") + 1]).write_text(json.dumps({
+                "accuracy": {"stgconv": 0.9, "random_init": 0.6, "raw_voxels": 0.7},
+                "seconds": 1.0, "n_features": {"stgconv": 8}, "protocol": "p"}))
+
+    monkeypatch.setitem(run_seed.__globals__, "stgconv", step)
+    monkeypatch.setitem(run_seed.__globals__, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    args = SimpleNamespace(work=tmp_path, at=[1, 2, 4], config=Path("c.yaml"), device="cpu",
+                           sets=["model.arch=x"])
+    split = {"fit": {"path": "fit.npz", "n": 6}, "held_out": {"path": "held.npz", "n": 2}}
+    # After 1 and 2 (20 s, 10 s per iteration) the last segment's 2 iterations end at 40 s.
+    rows = run_seed(3, args, split, 40.0)
+    assert [(row["iterations"], row["train_wall_s"]) for row in rows] == [(1, 10), (2, 20),
+                                                                           (4, 40)]
+    row = rows[0]
+    assert (row["learned"], row["untrained"], row["raw_voxels"]) == (0.9, 0.6, 0.7)
+    assert math.isclose(row["learned_minus_raw"], 0.2)
+    assert (row["n_fit"], row["n_held_out"]) == (6, 2)
+    trains = [c for c in commands if c[0] == "train"]
+    assert "--resume" not in trains[0] and "seed=3" in trains[0] and "model.arch=x" in trains[0]
+    assert all("--resume" in c for c in trains[1:])
+    assert all(c[c.index("--seed") + 1] == "3" for c in commands if c[0] == "eval")
+    clock[0], trained[0] = 0.0, 0
+    assert [row["iterations"] for row in run_seed(3, args, split, 39.0)] == [1, 2]
 
 
 def test_features_read_shapes_refuses_non_cubic_grids_and_non_integer_labels(tmp_path,
@@ -1076,6 +1564,18 @@ def test_multigrid_bench_without_the_real_data_exits_2(tmp_path, bench_module, c
     assert "the real data are not at" in capsys.readouterr().err.splitlines()[-1]
 
 
+def test_multigrid_bench_needs_the_real_data_only_to_run_on_it(tmp_path, bench_module,
+                                                               monkeypatch):
+    """--quick generates its data and a --set data.path= names the user's: neither needs the
+    shared data."""
+    main = bench_module("multigrid.py")["main"]
+    monkeypatch.setitem(main.__globals__, "SHARED", tmp_path / "no_data")
+    stop_at(main, "run_modality", monkeypatch)
+    for argv in (["--quick"], ["--set", f"data.path={tmp_path}"]):
+        with pytest.raises(Reached):
+            main(["--modality", "image", *argv])
+
+
 def test_parse_arguments_lets_explicit_options_win_over_quick(bench_module, capsys):
     """--quick's settings replace the defaults only: a given option wins, a generated input
     given with --quick is refused, and without --quick nothing changes."""
@@ -1146,6 +1646,17 @@ def stop_at(main, name: str, monkeypatch) -> None:
      lambda args, kw: kw["iterations"] == 2 and args[1].name == "without_b.pt"),
     ("multigrid.py", "run_modality", ["--modality", "image", "--work", "{tmp}/w"],
      lambda args, kw: kw["work"].name == "w"),
+    ("multigrid.py", "run_modality", ["--modality", "image", "--set", "train.n_iterations=3"],
+     lambda args, kw: args[1].train.n_iterations == 3),
+    ("multigrid.py", "run_modality", ["--modality", "video", "--samples", "2"],
+     lambda args, kw: kw["n_samples"] == 4),  # 4 sampled clips, whatever --samples says
+    ("features.py", "run_seed", ["--seeds", "0", "--set", "model.arch=desc32"],
+     lambda args, kw: args[1].sets[-1] == "model.arch=desc32"),
+    # The ends of the ranges that are in them.
+    ("compose.py", "run", ["--digit", "0", "--step", "500000", "--noise", "0"],
+     lambda args, kw: (args[0].digit, args[0].step, args[0].noise) == (0, 500000, 0)),
+    ("compose.py", "run", ["--noise", "1000"], lambda args, kw: args[0].noise == 1000),
+    ("jem.py", "extra_outliers", ["--eps", "1"], lambda args, kw: args[1] == 20),
 ])
 def test_an_option_given_with_quick_wins_over_its_setting(bad_input_argv, bench_main,
                                                          monkeypatch, script, step, argv, check):

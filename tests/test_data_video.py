@@ -551,6 +551,41 @@ def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
         prepare.main([str(video_dir), str(out), "--frames", "4", "--size", "0"])
 
 
+def test_prepare_reads_sizes_and_clip_counts_as_documented(load_script) -> None:
+    """--size: N or HxW (an X too) of positive ints; --clips-per-video: a positive int or
+    'all'; anything else is the option's error."""
+    prepare = load_script("datasets/video/prepare.py")
+    assert (prepare._size("150"), prepare._size("8X6")) == (150, (8, 6))
+    assert (prepare._clips_per_video("all"), prepare._clips_per_video("3")) == (None, 3)
+    for parse, text in ((prepare._size, "8x6x2"), (prepare._size, "x"), (prepare._size, "8x0"),
+                        (prepare._clips_per_video, "0"), (prepare._clips_per_video, "some")):
+        with pytest.raises(prepare.argparse.ArgumentTypeError):
+            parse(text)
+
+
+def test_prepare_passes_its_options_to_the_cache(video_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture,
+                                                 load_script) -> None:
+    """--start-frame, --channels and --compression none reach the cache; with
+    --skip-unreadable a file that is no video is left out, and counted; a folder given with
+    other sources is read as a folder of frames."""
+    prepare = load_script("datasets/video/prepare.py")
+    (video_dir / "broken.mkv").write_bytes(b"not a video")
+    out = tmp_path / "grey.h5"
+    assert prepare.main([str(video_dir), str(out), "--frames", "3", "--size", "8",
+                         "--start-frame", "1", "--channels", "1", "--compression", "none",
+                         "--skip-unreadable"]) == 0
+    assert "clips:   3 from 3 videos (1 skipped)" in capsys.readouterr().out
+    clips = VideoClips(out)
+    assert clips.start_frames == [1, 1, 1] and clips[0].shape == (1, 3, 8, 8)
+    with h5py.File(out, "r") as h5:
+        assert h5["clips"].compression is None
+    # Among several sources a folder is one video's frames: a folder of videos is not read.
+    assert prepare.main([str(video_dir), str(video_dir / "c1.mkv"), str(tmp_path / "two.h5"),
+                         "--frames", "3", "--size", "8"]) == 2
+    assert "no frame images" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------
 # Real clips
 # ------------------------------------------------------------------------------------------

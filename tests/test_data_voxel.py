@@ -483,6 +483,32 @@ def test_prepare_script_without_stderr_builds_without_a_progress_bar(
     assert len(VoxelShapes(out)) == 2
 
 
+def test_prepare_script_passes_its_options_to_the_cache(tree: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture,
+                                                        load_script) -> None:
+    """The script's cache is the library's with the options given (--resolution, --margin,
+    --up-axis); with --skip-unreadable a mesh that cannot be read is left out, and counted."""
+    prepare = load_script("datasets/voxel/prepare.py")
+    (tree / "chair" / "train" / "chair_train_0003.off").write_text("not a mesh")
+    # A 4 x 2 x 1 box: which axis is up changes its grid (the cube's and tetrahedron's alike).
+    (tree / "table" / "train" / "table_train_0004.off").write_text(
+        "OFF\n8 6 0\n" + "".join(f"{4 * x} {2 * y} {z}\n" for x in (0, 1) for y in (0, 1)
+                                  for z in (0, 1)) + CUBE.split("\n", 10)[10])  # its faces
+    out = tmp_path / "mn.h5"
+    assert prepare.main([str(tree), str(out), "--resolution", "10", "--margin", "2",
+                         "--up-axis", "0", "--skip-unreadable", "--quiet"]) == 0
+    assert ", 1 skipped" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="chair_train_0003.off is not an OFF file"):
+        expected = build_modelnet_cache(tree, tmp_path / "expected.h5", resolution=10,
+                                        margin=2, up_axis=0, skip_unreadable=True)
+    with h5py.File(out, "r") as made, h5py.File(expected, "r") as library:
+        assert np.array_equal(made["voxels"][()], library["voxels"][()])
+    (tree / "chair" / "train" / "chair_train_0003.off").unlink()
+    default = build_modelnet_cache(tree, tmp_path / "default.h5", resolution=10)
+    with h5py.File(out, "r") as made, h5py.File(default, "r") as library:
+        assert not np.array_equal(made["voxels"][()], library["voxels"][()])
+
+
 def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
         tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture, load_script,
         monkeypatch) -> None:
