@@ -6,22 +6,27 @@ import json
 import re
 import math
 import os
+import random
 import runpy
 import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import scipy.io
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from _tiny import tiny_texture_run
 
 from stgconv.cli import _parser
 from stgconv.config import load_config
-from stgconv.metrics import voxel_iou
+from stgconv.evaluation import voxel as voxel_evaluation
+from stgconv.metrics import voxel_errors, voxel_iou
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,12 +181,14 @@ def test_voxel_bench_quick_writes_json_rows(tmp_path, bench_main):
 
 
 def test_voxel_bench_memory_probe_sees_a_known_allocation():
-    # 2 x 40 MB alive at once: the resident-set growth must read ~80 MB, not 0 and not 40. Run in
-    # a fresh process set up as the bench's own probe is: in the test process, memory freed by
+    # 2 x 40 MB alive at once: the resident-set growth must read ~80 MB, not 0 and not 40; the
+    # warm-up call needs twice that, and neither it nor the peak it left may count. Run in a
+    # fresh process set up as the bench's own probe is: in the test process, memory freed by
     # earlier tests would be reused and hide part of the growth.
     code = (
         "import torch; from bench.voxel import peak_growth_mb\n"
-        "def run():\n    a = torch.ones(10_000_000)\n    b = a * 2\n    return float(b[0])\n"
+        "sizes = [20_000_000, 10_000_000]\n"
+        "def run():\n    a = torch.ones(sizes.pop(0))\n    b = a * 2\n    return float(b[0])\n"
         "print(peak_growth_mb(run, torch.device('cpu')))"
     )
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072",
@@ -254,6 +261,12 @@ def test_voxel_eval_splits_hold_out_the_last_shapes(tmp_path, bench_module):
     assert (load("chairs_test")["X"][:, 0, 0, 0] == chair_rows[-40:]).all()
     assert (load("chairs_train")["X"][:, 0, 0, 0] == chair_rows[:-40]).all()
     assert (load("chairs_test")["y"] == 2).all()
+    np.savez(data / "beds_64_train.npz", X=beds[:43])  # nothing left to train on
+    with pytest.raises(ValueError, match="beds: 43 shapes, need more than the 43 held out"):
+        module["make_splits"](data, tmp_path / "work")
+    np.savez(data / "beds_64_train.npz", X=beds[:44])  # one bed left to train on
+    sources = module["make_splits"](data, tmp_path / "work")["sources"]
+    assert (sources["n_beds"], sources["n_chairs"]) == (44, 50)
 
 
 def test_voxel_eval_without_data_is_a_clear_error(tmp_path, bench_main, capsys):
@@ -727,6 +740,17 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("features.py", ["--set", "seed=5"], r"--set seed=5: every run's seed is --seeds's"),
     ("features.py", ["--set", "train.n_iterations=9"],
      r"--set train.n_iterations=9: every run's train.n_iterations is --at's"),
+    ("langevin.py", ["--threads", "0"], r"--threads must be >= 1, got 0"),
+    ("langevin.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
+    ("recovery.py", ["--frames", "1.5"], r"--frames: expected an integer, got '1.5'"),
+    ("recovery.py", ["--size", "0"], r"--size: must be >= 1, got 0"),
+    ("voxel.py", ["--json", "{tmp}"], r"--json: .* is a folder; give a file name"),
+    ("voxel.py", ["--json", "{file}/out.json"], r"--json: the folder .*a_file does not exist"),
+    ("voxel.py", ["--size", "0"], r"--size must be >= 1, got 0"),
+    ("voxel.py", ["--iterations", "0"], r"--iterations must be >= 1, got 0"),
+    ("voxel.py", ["--lr", "0"], r"--lr must be > 0, got 0.0"),
+    ("voxel_eval.py", ["--missing", "0"], r"--missing must be in \(0, 1\), got 0.0"),
+    ("voxel_eval.py", ["--missing", "1"], r"--missing must be in \(0, 1\), got 1.0"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):
@@ -778,6 +802,10 @@ def bad_input_argv(tmp_path):
      r"--run: checkpoint not found: .*other/checkpoint.pt"),
     # Every clip is looked for before the first one runs.
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "nothere"], r"no clip named nothere in"),
+    ("recovery.py", ["--data", "{tmp}", "--clips", "a"], r"no clip named a in"),  # not a_file
+    ("recovery.py", ["--data", "{tmp}/nowhere"], r"video data folder not found: .*nowhere"),
+    ("recovery.py", ["--data", "{tmp}", "--clips", "set", "other", "--priors", "{tmp}"],
+     r"no prior without_<clip>\.pt in .* for \['set', 'other'\]"),
 ])
 def test_bad_bench_inputs_are_refused_in_one_line(bad_input_argv, bench_main, capsys, script,
                                                   argv, message):
@@ -1530,15 +1558,22 @@ def test_levers_reports_the_median_of_an_even_number_of_repeats(bench_module, mo
     assert [row["ms_per_step"] for row in rows] == [2500.0] * len(rows)
 
 
-def test_voxel_eval_refused_leaves_no_work_folder(tmp_path, bench_main, capsys):
-    """A reused checkpoint that is not there: exit 2 before any split is written or model
-    trained (a refusal after a training would have cost it), so no work folder is made."""
+@pytest.mark.parametrize("option, value, message", [
+    ("--sr-checkpoint", "no_run", "checkpoint not found"),
+    ("--recovery-checkpoint", "no_run", "checkpoint not found"),
+    ("--device", "tpu", "device 'tpu' is not a device"),
+])
+def test_voxel_eval_refused_leaves_no_work_folder(tmp_path, bench_main, capsys, option, value,
+                                                  message):
+    """A reused checkpoint that is not there, or a device there is not: exit 2 before any
+    split is written or model trained (a refusal after a training would have cost it), so no
+    work folder is made."""
     work = tmp_path / "work"
     with pytest.raises(SystemExit) as exit_info:
         bench_main("voxel_eval.py")(["--quick", "--quiet", "--work", str(work),
-                                     "--sr-checkpoint", str(tmp_path / "no_run")])
+                                     option, value.replace("no_run", str(tmp_path / "no_run"))])
     assert exit_info.value.code == 2
-    assert "checkpoint not found" in capsys.readouterr().err.splitlines()[-1]
+    assert message in capsys.readouterr().err.splitlines()[-1]
     assert not work.exists()
 
 
@@ -1639,6 +1674,10 @@ def stop_at(main, name: str, monkeypatch) -> None:
     ("coop.py", "run_pair", ["--budget", "0.5", "--steps", "1", "--work", "{tmp}/w"],
      lambda args, kw: (kw["budget"], kw["steps"], kw["n_samples"]) == (0.5, [1], 6)
      and kw["work"].name == "w"),
+    ("langevin.py", "bench_net", ["--nets", "texture", "--step-size", "1000", "--seed", "3",
+                                  "--precision", "bf16", "--warmup", "0", "--threads", "2"],
+     lambda args, kw: (kw["timing"].step_size, kw["timing"].seed, kw["timing"].precision,
+                       kw["timing"].warmup, torch.get_num_threads()) == (1000, 3, "bf16", 0, 2)),
     ("recovery.py", "eval_recovery", ["--frames", "8"],
      lambda args, kw: (kw["frames"], kw["size"]) == (8, 32)),
     ("fill_prior.py", "train_fill_prior", ["--out", "{tmp}/p", "--iterations", "2",
@@ -1845,3 +1884,463 @@ def test_faults_bench_shows_why_its_reference_training_failed(bench_main, monkey
     [line] = capsys.readouterr().err.splitlines()  # one line, no traceback
     assert line.endswith(": the uninterrupted reference training failed (exit 1): stgconv "
                          "train: error: a refused input")
+
+
+def test_langevin_step_stats_report_medians_per_step_and_both_speedups(bench_module, monkeypatch):
+    """Runs of K = 2 steps taking 0.2, 0.4, 0.3, 0.9 s (stgconv) and 0.6, 0.4, 0.9, 1.8 s (eager):
+    ms/step are the medians / K (175, 375), the best-ofs the minima, the speedup the ratio of
+    the medians, paired the median of the per-repeat ratios (3, 1, 3, 2: 2.5); GFLOP/s the
+    FLOPs of one step (a 3x3 conv's forward and input gradient, 1296) over the median."""
+    common = bench_module("common.py")["langevin_step_stats"].__globals__
+    finals = {"stgconv": torch.tensor([0.5, -0.25]), "eager": torch.tensor([0.25, 0.5])}
+    monkeypatch.setitem(common, "interleaved", lambda runs, **timing: (
+        {"stgconv": [0.2, 0.4, 0.3, 0.9], "eager": [0.6, 0.4, 0.9, 1.8]}, finals))
+    conv = torch.nn.Conv2d(1, 2, 3)
+    timing = common["Timing"](n_steps=2, step_size=0.1, repeats=4, warmup=0,
+                              device=torch.device("cpu"), seed=0)
+    row = common["langevin_step_stats"](lambda x: conv(x).flatten(1).sum(1),
+                                        torch.zeros(2, 1, 5, 5), timing)
+    assert row["ms_per_step_runs"] == pytest.approx([100, 200, 150, 450])
+    assert row["eager_ms_per_step_runs"] == pytest.approx([300, 200, 450, 900])
+    assert (row["ms_per_step"], row["eager_ms_per_step"]) == pytest.approx((175, 375))
+    assert (row["ms_per_step_min"], row["eager_ms_per_step_min"]) == pytest.approx((100, 200))
+    assert (row["speedup_vs_eager"], row["speedup_paired"]) == pytest.approx((375 / 175, 2.5))
+    assert row["gflop_per_step"] == pytest.approx(1296e-9)
+    assert (row["gflops"], row["eager_gflops"]) == pytest.approx((1296e-9 / 0.175,
+                                                                  1296e-9 / 0.375))
+    assert row["max_abs_diff"] == 0.75
+
+
+def test_langevin_step_stats_run_both_chains_on_the_seeds_noise(bench_module, monkeypatch):
+    """Every run of either variant starts its noise from --seed; only the library's sampler
+    takes --precision (the eager loop is plain fp32, and never the library's sampler)."""
+    common = bench_module("common.py")
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 2, 3)
+    x0 = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with monkeypatch.context() as broken:
+        broken.setattr(common["Langevin"], "run", lambda *args, **kwargs: 1 / 0)
+        common["VARIANTS"]["eager"](lambda x: conv(x).flatten(1).sum(1), x0, n_steps=1,
+                                    step_size=0.1, generator=torch.Generator())
+    calls = []
+    for name, variant in list(common["VARIANTS"].items()):
+        monkeypatch.setitem(common["VARIANTS"], name, lambda *args, _name=name, _run=variant,
+                            **kw: calls.append((_name, kw["generator"].initial_seed(),
+                                                kw.get("precision"))) or _run(*args, **kw))
+    timing = common["Timing"](n_steps=2, step_size=0.1, repeats=2, warmup=1,
+                              device=torch.device("cpu"), seed=5, precision="bf16")
+    row = common["langevin_step_stats"](lambda x: conv(x).flatten(1).sum(1), x0, timing)
+    assert sorted(calls) == [("eager", 5, None)] * 3 + [("stgconv", 5, "bf16")] * 3
+    # The final states: 4e-5 apart in bf16 against fp32, 6e-8 with both in fp32 (measured).
+    assert row["ran_in"] == "bf16" and row["max_abs_diff"] > 1e-6
+
+
+def test_interleaved_times_each_run_after_its_warmup_in_flipped_order(bench_module,
+                                                                     monkeypatch):
+    common = bench_module("common.py")["interleaved"].__globals__
+    clock, order = [0.0], []
+    monkeypatch.setitem(common, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def run(name: str, seconds: float):
+        def call() -> int:
+            order.append(name)
+            clock[0] += seconds
+            return len(order)
+
+        return call
+
+    seconds, last = common["interleaved"]({"a": run("a", 1.0), "b": run("b", 2.0)}, repeats=3,
+                                          warmup=1, device=torch.device("cpu"))
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert seconds == {"a": [1.0] * 3, "b": [2.0] * 3} and last == {"a": 7, "b": 8}
+
+
+def test_environment_reports_the_threads_and_an_inherited_wait_policy(bench_module):
+    """In this process torch was imported first: the policy is reported as inherited. A bench
+    started on its own sets PASSIVE, unless the environment gives a value: that one wins."""
+    common = bench_module("common.py")
+    torch.set_num_threads(1)
+    env = common["environment"](common["Timing"](n_steps=1, step_size=0.01, repeats=1, warmup=0,
+                                                 device=torch.device("cpu"), seed=0))
+    assert env["threads"] == 1 and env["omp_wait_policy_set_by_script"] is False
+    code = "import os; from bench import common; print(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_WAIT_POLICY": "ACTIVE", "PYTHONPATH": str(ROOT)},
+                          check=True)
+    assert done.stdout.strip() == "ACTIVE"
+
+
+def test_data_spread_averages_the_spreads_of_random_draws(bench_module):
+    common = bench_module("common.py")
+    data = torch.arange(20.0).reshape(10, 2)
+    draws = [common["random_subset"](data, 4, seed=seed) for seed in (0, 0, 1)]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    assert not torch.equal(draws[0], data[:4]) and len(set(draws[0][:, 0].tolist())) == 4
+    spreads = [common["quality"].spread(common["random_subset"](data, 4, seed=seed))
+               for seed in range(3)]
+    assert common["data_spread"](data, 4, draws=3) == pytest.approx(sum(spreads) / 3)
+
+
+def test_recovery_rows_set_ours_against_the_best_baseline(tmp_path, bench_main, monkeypatch):
+    """Ours 1.0, the baselines 2.0 and 4.0: the best baseline is the 2.0 one (ours is none),
+    ours is 1.0 below it and 0.5x it; each mask's case has a row and a folder of its own. With
+    --priors, each clip's config is the one given (--quick's settings, --set) and its prior."""
+    main = bench_main("recovery.py")
+    table = {"errors": {"stgconv": 1.0, "spatial": 2.0, "temporal": 4.0},
+             "seconds": {"stgconv": 3.0, "spatial": 0.5, "temporal": 0.25},
+             "start": {"fill": "spatial", "error": 2.0}, "selected_iteration": 1, "unit": "0-255"}
+    cases, configs = [], []
+    monkeypatch.setitem(main.__globals__, "eval_recovery", lambda config, video, mask, **kw: (
+        cases.append((mask, kw["out_dir"])) or configs.append(config) or table))
+    out = tmp_path / "rows.json"
+    assert main(["--quick", "--masks", "region", "salt_and_pepper", "--json", str(out),
+                 "--out", str(tmp_path / "clips")]) == 0
+    assert cases == [("region:12", tmp_path / "clips" / "wave_region"),
+                     ("salt_and_pepper:0.5", tmp_path / "clips" / "wave_salt_and_pepper")]
+    rows = json.loads(out.read_text())
+    assert [row["mask"] for row in rows] == ["region", "salt_and_pepper"]
+    for row in rows:
+        assert (row["best_baseline"], row["stgconv_minus_best_baseline"],
+                row["stgconv_over_best_baseline"]) == ("spatial", -1.0, 0.5)
+        assert (row["errors"], row["seconds"], row["start"], row["selected_iteration"],
+                row["prior"]) == (table["errors"], table["seconds"], table["start"], 1, None)
+    (tmp_path / "without_wave.pt").write_bytes(b"")
+    assert main(["--quick", "--masks", "region", "--priors", str(tmp_path), "--set", "seed=5"]) == 0
+    assert (configs[-1].recovery.learned.prior, configs[-1].train.n_iterations,
+            configs[-1].seed) == (str(tmp_path / "without_wave.pt"), 2, 5)
+
+
+def test_recovery_salt_and_pepper_hides_half_the_pixels(tmp_path, bench_main, monkeypatch):
+    """The third experiment's mask, as in the paper: 50% of the pixels (no shared file)."""
+    main = bench_main("recovery.py")
+    main.__globals__["quick_clip"](tmp_path)  # wave.mkv: 12 frames of 32x32
+    stop_at(main, "eval_recovery", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(["--data", str(tmp_path), "--clips", "wave", "--frames", "12", "--size", "32",
+              "--masks", "salt_and_pepper"])
+    assert reached.value.args[0][2] == "salt_and_pepper:0.5"
+
+
+def test_recovery_refuses_a_mask_file_of_other_channels_before_any_case(tmp_path, bench_main,
+                                                                      monkeypatch, capsys):
+    """A mask file of the clips' frames and size but 2 channels, not 3: refused up front."""
+    (tmp_path / "masks").mkdir()
+    scipy.io.savemat(tmp_path / "masks" / "flag_region_type.mat", {"masks": np.zeros((8, 8, 4, 2))})
+    (tmp_path / "clip.avi").write_bytes(b"")  # never read: the masks are checked first
+    main = bench_main("recovery.py")
+    stop_at(main, "eval_recovery", monkeypatch)
+    with pytest.raises(SystemExit):
+        main(["--data", str(tmp_path), "--clips", "clip", "--masks", "region", "--frames", "4",
+              "--size", "8"])
+    assert re.search(r"region: mask known \(2, 4, 8, 8\) does not match video \(3, 4, 8, 8\)",
+                     capsys.readouterr().err.splitlines()[-1])
+
+
+@pytest.mark.parametrize("script, step, argv, check", [
+    ("recovery.py", "run", [], lambda args, kw: (
+        args[1].clips, args[1].masks, args[1].mask_clip, args[1].frames, args[1].size) == (
+        ["boiling_water", "flag", "fire_pot"], ["missing_frame", "region", "salt_and_pepper"],
+        "flag", 70, 150)),
+    ("voxel.py", "bench_net", [], lambda args, kw: (
+        args[0], kw["batch"], kw["size"], kw["iterations"], kw["lr"], kw["timing"].n_steps,
+        kw["timing"].step_size, kw["timing"].repeats, kw["timing"].warmup, kw["timing"].seed,
+        kw["timing"].precision) == ("desc32_small", 8, 32, 1, 1e-3, 5, 0.01, 9, 1, 0, "auto")),
+    ("voxel.py", "bench_net", ["--paper"], lambda args, kw: (args[0], kw["batch"], kw["size"])
+     == ("desc32", 20, 32)),
+    ("faults.py", "kill_and_resume", [], lambda args, kw: (
+        kw["kills"], kw["iterations"], kw["seed"]) == (20, 6, 0)),
+    # --quick works in its temporary folder, beside its generated data, not in runs/.
+    ("voxel_eval.py", "prepare", ["--quick"], lambda args, kw: args[2].parent == args[1].parent),
+])
+def test_the_benches_defaults_are_their_documented_protocols(bench_main, monkeypatch, script,
+                                                            step, argv, check):
+    main = bench_main(script)
+    stop_at(main, step, monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(argv)
+    assert check(*reached.value.args)
+
+
+def test_voxel_bench_inputs_follow_the_seed(bench_module):
+    make_inputs = bench_module("voxel.py")["make_inputs"]
+    energy, x0, data = make_inputs("desc32_small", batch=2, size=16, seed=3,
+                                   device=torch.device("cpu"))
+    again = make_inputs("desc32_small", batch=2, size=16, seed=3, device=torch.device("cpu"))
+    other = make_inputs("desc32_small", batch=2, size=16, seed=4, device=torch.device("cpu"))
+    assert x0.shape == data.shape == (2, 1, 16, 16, 16)
+    assert -1 <= x0.min() < 0 < x0.max() <= 1 and not torch.equal(x0, data)
+    assert torch.equal(x0, again[1]) and torch.equal(data, again[2])
+    assert all(torch.equal(p, q) for p, q in zip(energy.parameters(), again[0].parameters()))
+    assert not torch.equal(x0, other[1])
+
+
+def test_voxel_row_counts_an_iterations_flops_as_k_steps_and_an_update(bench_module,
+                                                                      monkeypatch):
+    """K = 3 steps of 2 GFLOP and an update of 1 GFLOP in 50 ms: 7 GFLOP, 140 GFLOP/s; the
+    update counts both energies and the backward to the weights (more than two forwards)."""
+    voxel = bench_module("voxel.py")["bench_net"].__globals__
+    energy, x0, data = voxel["make_inputs"]("desc32_small", batch=1, size=16, seed=0,
+                                            device=torch.device("cpu"))
+    with FlopCounterMode(display=False) as forward:
+        energy(data)
+    assert voxel["update_flops"](energy, data, x0) > 2 * forward.get_total_flops()
+    monkeypatch.setattr(voxel["common"], "langevin_step_stats",
+                        lambda energy, x0, timing: {"gflop_per_step": 2.0})
+    monkeypatch.setitem(voxel, "training_stats", lambda *args, **kw: {"ms_per_iteration": 50.0})
+    monkeypatch.setitem(voxel, "update_flops", lambda *args: 10**9)
+    timing = voxel["common"].Timing(n_steps=3, step_size=0.01, repeats=1, warmup=0,
+                                    device=torch.device("cpu"), seed=0)
+    row = voxel["bench_net"]("desc32_small", batch=1, size=16, timing=timing, iterations=1,
+                             lr=1e-3, memory=False)
+    assert row["shape"] == [1, 1, 16, 16, 16]
+    assert (row["gflop_per_iteration"], row["iteration_gflops"]) == pytest.approx((7.0, 140.0))
+
+
+def test_voxel_memory_stats_measure_each_variant_and_what_training_holds(bench_module,
+                                                                        monkeypatch):
+    """Each peak is the call of its own variant; held = the weights and Adam's two moments of
+    them, the data and the chains."""
+    voxel = bench_module("voxel.py")["memory_stats"].__globals__
+    common, ran = voxel["common"], []
+    for name in ("stgconv", "eager"):
+        monkeypatch.setitem(common.VARIANTS, name,
+                            lambda energy, x0, _name=name, **kw: ran.append(_name) or x0)
+    iteration = voxel["eager_training_iteration"]
+    monkeypatch.setitem(voxel, "eager_training_iteration", lambda *args, **kw: (
+        ran.append("eager iteration") or iteration(*args, **kw)))
+
+    def peak(run, device):
+        ran.clear()
+        run()
+        return list(ran)
+
+    monkeypatch.setitem(voxel, "peak_growth_mb", peak)
+    timing = common.Timing(n_steps=1, step_size=0.01, repeats=1, warmup=0,
+                           device=torch.device("cpu"), seed=0)
+    result = voxel["memory_stats"]("desc32_small", batch=1, size=16, timing=timing, lr=1e-3)
+    assert [result[key] for key in ("peak_memory_mb", "eager_peak_memory_mb",
+                                    "iteration_peak_memory_mb", "eager_iteration_peak_memory_mb")
+            ] == [["stgconv"], ["eager"], [], ["eager iteration"]]
+    energy, x0, data = voxel["make_inputs"]("desc32_small", batch=1, size=16, seed=0,
+                                            device=torch.device("cpu"))
+    weights = sum(p.numel() * 4 for p in energy.parameters())
+    assert result["held_memory_mb"] == pytest.approx(
+        (3 * weights + data.nbytes + x0.nbytes) / 2**20, rel=1e-3)
+
+
+def test_voxel_memory_probe_runs_with_a_fixed_mmap_threshold_and_the_threads(bench_module,
+                                                                            monkeypatch):
+    voxel = bench_module("voxel.py")["cpu_memory_stats"].__globals__
+    probes = []
+
+    def run(argv, **kw):
+        probes.append((json.loads(argv[-1]), kw["env"]))
+        return subprocess.CompletedProcess(argv, len(probes) - 1, stdout='{"held_memory_mb": 1.5}',
+                                           stderr="Traceback\nMemoryError")
+
+    monkeypatch.setitem(voxel, "subprocess", SimpleNamespace(run=run))
+    timing = voxel["common"].Timing(n_steps=1, step_size=0.01, repeats=1, warmup=0,
+                                    device=torch.device("cpu"), seed=0)
+    stats = voxel["cpu_memory_stats"]("desc32_small", batch=1, size=16, timing=timing, lr=0.5)
+    spec, env = probes[0]
+    assert stats == {"held_memory_mb": 1.5} and env["MALLOC_MMAP_THRESHOLD_"] == "131072"
+    assert spec["threads"] == torch.get_num_threads()
+    with pytest.raises(RuntimeError,
+                       match="the memory probe for desc32_small failed:\nTraceback\nMemoryError"):
+        voxel["cpu_memory_stats"]("desc32_small", batch=1, size=16, timing=timing, lr=0.5)
+    monkeypatch.setitem(voxel, "memory_stats", lambda **kw: kw)
+    torch.set_num_threads(2)
+    assert voxel["memory_probe"]({**spec, "threads": 1})["timing"].device == torch.device("cpu")
+    assert torch.get_num_threads() == 1
+
+
+def test_voxel_eval_fingerprints_tell_the_grids_shape(bench_module):
+    fingerprint = bench_module("voxel_eval.py")["fingerprint"]
+    grids = np.arange(16, dtype=np.uint8)
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint(grids.reshape(2, 2, 2, 2)))
+    assert fingerprint(grids.reshape(2, 2, 2, 2)) != fingerprint(grids.reshape(16, 1, 1, 1))
+
+
+@pytest.mark.parametrize("path, categories, max_images, disjoint", [
+    ("work/chairs_train10.npz", ("chair",), None, True),  # the training part written here
+    ("work/chairs_train10.npz", None, None, False),  # ... of every category
+    ("data/modelnet.npz", ("chair",), 10, True),  # the first 10 of 13, the last 3 held out
+    ("data/modelnet.npz", ("chair",), 11, False),
+    ("data/modelnet.npz", ("chair",), None, False),
+    ("data/modelnet.npz", ("bed",), 10, False),
+])
+def test_voxel_eval_trusts_only_training_data_it_can_check(bench_module, monkeypatch, path,
+                                                          categories, max_images, disjoint):
+    training_source = bench_module("voxel_eval.py")["training_source"]
+    config = SimpleNamespace(name="c", model=SimpleNamespace(arch="a"),
+                             train=SimpleNamespace(n_iterations=1),
+                             data=SimpleNamespace(path=path, categories=categories,
+                                                  max_images=max_images))
+    monkeypatch.setitem(training_source.__globals__, "load_voxel_model",
+                        lambda checkpoint, device: (None, config, None))
+    source = training_source(Path("run"), source_file="modelnet.npz",
+                             train_part="chairs_train10.npz", n_source=13, n_test=3,
+                             categories=["chair"])
+    assert source["disjoint"] is disjoint
+
+
+def test_rbm_recovery_row_scores_the_mean_of_the_last_100_sweeps(tmp_path, bench_module,
+                                                                 monkeypatch):
+    """p(v | h) held at 0.75: every hidden voxel's posterior mean is 0.75, the seen ones keep the
+    truth, the error is over the voxels the evaluation hides (its seed, its draw); the visible
+    biases start at the data's log-odds, and each update is one trainer step."""
+    shapes = torch.rand(6, 4, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5
+    for name, part in (("train", shapes[:4]), ("test", shapes[4:])):
+        np.savez(tmp_path / f"{name}.npz", X=part.numpy().astype(np.uint8))
+    row_of = bench_module("voxel_eval.py")["rbm_recovery_row"]
+    rbms, steps = [], []
+    monkeypatch.setattr(row_of.__globals__["RBM"], "visible_mean", lambda self, h: (
+        rbms.append(self) or torch.full((len(h), self.visible_bias.numel()), 0.75)))
+    monkeypatch.setitem(row_of.__globals__, "Trainer", lambda *args, **kw: SimpleNamespace(
+        step=lambda: steps.append(1)))
+    row = row_of(str(tmp_path / "train.npz"), str(tmp_path / "test.npz"), hidden=4, updates=2,
+                 missing=0.5, seed=0)
+    truth = voxel_evaluation.load_eval_shapes(str(tmp_path / "test.npz"))
+    known = voxel_evaluation.random_known(tuple(truth.shape), 0.5,
+                                          generator=torch.Generator().manual_seed(0))
+    mean = torch.where(known, truth, torch.full_like(truth, 0.75))
+    assert row["error"] == pytest.approx(voxel_errors(mean, truth, where=~known).mean().item())
+    assert row["iou"] == pytest.approx(voxel_iou(mean, truth).mean().item())
+    rate = shapes[:4].flatten(1).float().mean(0).clamp(1e-3, 1 - 1e-3)
+    assert torch.allclose(rbms[0].visible_bias, (rate / (1 - rate)).log()) and len(steps) == 2
+
+
+def test_voxel_eval_table_and_verdict_rank_ours_against_the_best_baselines(bench_module):
+    """Rows: ours, where our chain started, then the baselines by error. Ours beats the best
+    baselines only with a lower error than the lowest and a higher IoU than the highest."""
+    module = bench_module("voxel_eval.py")
+    scores = {"stgconv": 0.2, "worse": 0.3, "better": 0.1}
+    table = {key: dict(scores) for key in ("errors", "iou", "iou_pooled", "seconds")}
+    start = {"method": "nearest", "error": 0.25, "iou": 0.5, "iou_pooled": 0.5, "seconds": 1.0}
+    rows = module["table_rows"]({"sr": {**table, "start": start}, "rec": table})
+    assert [(row["task"], row["method"]) for row in rows] == [
+        ("sr", "stgconv"), ("sr", "start:nearest"), ("sr", "better"), ("sr", "worse"),
+        ("rec", "stgconv"), ("rec", "better"), ("rec", "worse")]
+
+    def verdict(error: float, iou: float) -> str:
+        return module["verdict"]({"errors": {"stgconv": error, "a": 0.1, "b": 0.3},
+                                  "iou": {"stgconv": iou, "a": 0.5, "b": 0.8}})
+
+    assert verdict(0.05, 0.9) == ("beats the best baselines: error 0.0500 vs a 0.1000 (0.50x), "
+                                  "IoU 0.9000 vs b 0.8000")
+    for error, iou in ((0.2, 0.9), (0.05, 0.7), (0.1, 0.9), (0.05, 0.8)):
+        assert verdict(error, iou).startswith("does NOT beat"), (error, iou)
+
+
+def test_voxel_eval_passes_its_seed_and_missing_fraction_to_every_step(tmp_path, bench_main,
+                                                                      monkeypatch):
+    main = bench_main("voxel_eval.py")
+    module, trainings, evaluations, rbms = main.__globals__, [], [], []
+    monkeypatch.setitem(module, "train_model", lambda config, train_file, out, **kw: (
+        trainings.append(kw["overrides"]) or (out, 1.0)))
+    monkeypatch.setitem(module, "training_source", lambda checkpoint, **kw: {
+        "checkpoint": str(checkpoint), **kw})
+
+    def evaluation(name: str):
+        return lambda checkpoint, shapes, **kw: evaluations.append((name, kw)) or {
+            key: {"stgconv": 0.5} for key in ("errors", "iou", "iou_pooled", "seconds")}
+
+    monkeypatch.setattr(module["voxel"], "eval_super_resolution", evaluation("sr"))
+    monkeypatch.setattr(module["voxel"], "eval_recovery_3d", evaluation("recovery"))
+    rbm_row = {"error": 0.25, "iou": 0.75, "iou_pooled": 0.75, "seconds": 2.0}
+    monkeypatch.setitem(module, "rbm_recovery_row", lambda *args, **kw: rbms.append(kw) or rbm_row)
+    monkeypatch.setitem(module, "format_report", lambda *args: "a table")
+    out = tmp_path / "report.json"
+    for hidden in ("0", "8"):
+        assert main(["--quick", "--work", str(tmp_path / "work"), "--seed", "3", "--missing",
+                     "0.5", "--rbm", hidden, "--json", str(out)]) == 0
+    assert trainings == [["seed=3", *module["QUICK_OVERRIDES"]]] * 4
+    assert [(name, kw["seed"], kw.get("factor"), kw.get("missing")) for name, kw in evaluations
+            ] == [("sr", 3, 4, None), ("sr", 3, 2, None), ("recovery", 3, None, 0.5)] * 2
+    assert [(kw["hidden"], kw["missing"], kw["seed"]) for kw in rbms] == [(8, 0.5, 3)]
+    report = json.loads(out.read_text())  # --rbm 8's
+    assert report["tables"]["recovery-3d"]["errors"] == {"stgconv": 0.5, "rbm": 0.25}
+    assert report["tables"]["recovery-3d"]["rbm"] == rbm_row and report["env"]["seed"] == 3
+    assert [(model["n_source"], model["n_test"]) for model in report["models"].values()] == [
+        (60, 43), (50, 40), (60, 43)]  # --quick's 60 beds and 50 chairs
+
+
+def test_faults_finds_every_file_that_fails_to_load(tmp_path, bench_module):
+    for name in ("checkpoint.pt", "checkpoint_previous.pt", "config.yaml"):
+        (tmp_path / name).write_text("{")
+    found = bench_module("faults.py")["unloadable"](tmp_path)
+    assert sorted(line.split(":")[0] for line in found) == [
+        "checkpoint.pt", "checkpoint_previous.pt", "config.yaml"]
+
+
+def test_faults_same_run_compares_every_part_of_both_checkpoints(bench_module, monkeypatch):
+    same_run = bench_module("faults.py")["same_run"]
+    first = {"iteration": 4, "model": {"w": torch.ones(2)}, "optimizer": {"state": [1, 2]},
+             "chains": torch.zeros(3), "generator": torch.tensor([1, 2], dtype=torch.uint8)}
+    checkpoints = {"first": first}
+    monkeypatch.setitem(same_run.__globals__, "load_checkpoint", lambda path: checkpoints[path])
+    assert same_run("first", "first")
+    for change in ({"iteration": 5}, {"model": {"w": torch.ones(2), "b": torch.ones(1)}},
+                   {"optimizer": {"state": [1]}}, {"optimizer": {"state": [1, 3]}},
+                   {"chains": torch.ones(3)}, {"generator": torch.tensor([1, 3])}):
+        checkpoints["second"] = {**first, **change}
+        assert not same_run("first", "second"), change
+
+
+def test_faults_resumes_each_start_from_the_checkpoint_the_last_kill_left(tmp_path,
+                                                                         bench_module,
+                                                                         monkeypatch):
+    """Stand-in trainings: the first start is killed before any checkpoint, so the next starts
+    over (--overwrite) and writes one, the others resume; every kill's folder is checked, the
+    kill moments come from --seed, and a final run that fails is no match."""
+    faults = bench_module("faults.py")["kill_and_resume"].__globals__
+    starts, seeds = [], []
+
+    def command(out: Path, iterations: int, *extra: str) -> list[str]:
+        starts.append(list(extra))
+        out.mkdir(exist_ok=True)
+        if extra:
+            (out / "checkpoint.pt").write_text("")
+        (out / "config.yaml").write_text("")
+        (out / ".config.yaml.1-a.tmp").write_text("")
+        final = len(starts) == 5
+        return [sys.executable, "-c", f"import sys, time; time.sleep({60 * (len(starts) > 1)}"
+                f" * {not final}); sys.exit({int(final)})"]
+
+    monkeypatch.setitem(faults, "command", command)
+    monkeypatch.setitem(faults, "unloadable", lambda run: ["config.yaml: damaged"])
+    monkeypatch.setitem(faults, "trained_to", lambda run: None)
+    monkeypatch.setitem(faults, "same_run", lambda a, b: True)
+    monkeypatch.setitem(faults, "random", SimpleNamespace(
+        Random=lambda *seed: seeds.append(seed) or random.Random(*seed)))
+    row = faults["kill_and_resume"](tmp_path, kills=3, iterations=4, seed=7)
+    assert starts == [[], [], ["--overwrite"], ["--resume"], ["--resume"]] and seeds == [(7,)]
+    assert (row["kills"], row["kills_after_a_checkpoint"]) == (3, 2)
+    assert row["unloadable_files"] == ["config.yaml: damaged"] * 3
+    assert row["temporaries_left"] == [".config.yaml.1-a.tmp"]
+    assert (row["final_exit"], row["bit_identical"]) == (1, False)
+
+
+def test_faults_stops_killing_once_the_run_has_finished(tmp_path, bench_module, monkeypatch):
+    """A run that ended between kills is not started again (its resume would be refused)."""
+    faults = bench_module("faults.py")["kill_and_resume"].__globals__
+    starts = []
+    monkeypatch.setitem(faults, "command", lambda out, iterations, *extra: (
+        starts.append(list(extra)) or [sys.executable, "-c", ""]))
+    monkeypatch.setitem(faults, "trained_to", lambda run: 4)
+    monkeypatch.setitem(faults, "same_run", lambda a, b: True)
+    row = faults["kill_and_resume"](tmp_path, kills=3, iterations=4, seed=0)
+    assert starts == [[]] and (row["kills"], row["final_exit"]) == (0, 0)  # the reference only
+
+
+@pytest.mark.parametrize("finding, code", [
+    ({}, 0), ({"bit_identical": False}, 1), ({"unloadable_files": ["checkpoint.pt: damaged"]}, 1),
+    ({"temporaries_left": [".checkpoint.pt.1-a.tmp"]}, 1),
+])
+def test_faults_bench_fails_on_any_finding(tmp_path, bench_main, monkeypatch, finding, code):
+    main = bench_main("faults.py")
+    row = {"kills": 1, "kills_after_a_checkpoint": 1, "unloadable_files": [],
+           "temporaries_left": [], "final_exit": 0, "bit_identical": True, **finding}
+    monkeypatch.setitem(main.__globals__, "kill_and_resume", lambda work, **kw: row)
+    assert main(["--kills", "1", "--json", str(tmp_path / "faults.json")]) == code
+    assert json.loads((tmp_path / "faults.json").read_text()) == [row]
