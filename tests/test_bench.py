@@ -26,7 +26,7 @@ from _tiny import tiny_texture_run
 from stgconv.cli import _parser
 from stgconv.config import load_config
 from stgconv.evaluation import voxel as voxel_evaluation
-from stgconv.metrics import voxel_errors, voxel_iou
+from stgconv.metrics import auroc, voxel_errors, voxel_iou
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1160,6 +1160,68 @@ def test_jem_class_samples_are_judged_against_the_class_they_were_drawn_for(
     monkeypatch.setitem(module["start_row"].__globals__, "chain_starts",
                         lambda run, n, *, seed, classes: ("noise", starts))
     assert module["start_row"](tmp_path, per_class=2, seed=0, **scoring)["read_as_asked"] == 1.0
+
+
+def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch) -> dict[str, list]:
+    """Run bench/jem.py up to its sample tables on stand-ins: 40 dark test digits whose
+    top-left grey level names their class (as :class:`LevelJudge` reads it), no run's own
+    weights (so they are fitted on the test digits), one set of 10 white outliers, a scoring
+    whose ``energy`` score is minus the mean pixel and whose fitted weight is the mean pixel of
+    the images it was fitted on, and an attack that only reads the digits and labels it gets.
+    What they were called with and the AUROCs, by name."""
+    main = bench_main("jem.py")
+    digits = np.zeros((40, 28, 28), np.uint8)
+    labels = np.arange(40) % 10
+    digits[:, 0, 0] = labels * 20
+    np.savez(tmp_path / "digits.npz", x_test=digits, y_test=labels, x_train=digits,
+             y_train=labels)
+    seen: dict[str, list] = {"weights": [], "aurocs": [], "attacked": []}
+
+    def score_images(energy, reference, x, *, feature_reference, weights):
+        weights = weights or {"reference": float(x.mean()), "features": None}
+        seen["weights"].append(weights)
+        return torch.zeros(len(x), 10), {"energy": -x.mean((1, 2, 3))}, weights
+
+    def recorded_auroc(inliers, outliers):
+        seen["aurocs"].append(auroc(inliers, outliers))
+        return seen["aurocs"][-1]
+
+    stand_ins = {
+        "load_classifier": lambda run, device: SimpleNamespace(
+            energy=None, reference=None, feature_reference=None, weights=None, temperature=1.0),
+        "score_images": score_images,
+        "outlier_sets": lambda *args, **kwargs: {"white": np.full((10, 28, 28), 255, np.uint8)},
+        "auroc": recorded_auroc,
+        "pgd_accuracy": lambda energy, x, y, **kwargs: seen["attacked"].append((x, y)) or 1.0}
+    for name, stand_in in stand_ins.items():
+        monkeypatch.setitem(main.__globals__, name, stand_in)
+    stop_at(main, "train_classifier", monkeypatch)
+    with pytest.raises(Reached):
+        main(["--data", str(tmp_path / "digits.npz"), "--jem", str(tmp_path), "--plain",
+              str(tmp_path), "--robust", "10"])
+    return seen
+
+
+def test_jem_bench_scores_outliers_against_the_test_digits_with_their_fitted_weights(
+        tmp_path, bench_main, monkeypatch):
+    """The scores are higher for inliers: outliers that score lower than every test digit
+    give an AUROC of 1, not 0; and the outliers are scored with the weights fitted on the test
+    digits (those the classification table reports), not weights refitted on the outliers."""
+    seen = jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch)
+    assert seen["aurocs"] == [1.0, 1.0]  # jem's and plain's
+    inlier_fits, outlier_weights = seen["weights"][:2], seen["weights"][2:]
+    assert outlier_weights == inlier_fits
+    assert all(fit["reference"] < -0.9 for fit in inlier_fits)  # the dark digits' mean pixel
+
+
+def test_jem_bench_attacks_each_test_digit_against_its_own_label(tmp_path, bench_main,
+                                                                  monkeypatch):
+    """--robust of the test digits are attacked, each with its own label."""
+    seen = jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch)
+    assert len(seen["attacked"]) == 2  # jem and plain
+    for images, labels in seen["attacked"]:
+        assert len(labels) == 10 and len(set(labels.tolist())) > 1
+        assert torch.equal(LevelJudge()(images).argmax(1), labels)
 
 
 @pytest.mark.parametrize("start", ["digits", "gaussian"])
