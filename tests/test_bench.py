@@ -673,6 +673,7 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("rbm.py", ["--sample-sweeps", "0"], r"--sample-sweeps: must be >= 1"),
     ("rbm.py", ["--samples", "{file}"], r"--samples: .* is a file, not a folder"),
     ("coop.py", ["--budget", "0"], r"--budget must be a positive number of seconds, got 0"),
+    ("coop.py", ["--budget", "inf"], r"--budget must be a positive number of seconds, got inf"),
     ("coop.py", ["--samples", "1"], r"--samples: must be >= 2, got 1"),
     ("multigrid.py", ["--samples", "1"], r"--samples: must be >= 2, got 1"),
     ("digits.py", ["--samples", "1"], r"--samples: must be >= 2, got 1"),
@@ -729,6 +730,7 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("rbm.py", ["--ais-betas", "1"], r"--ais-betas: must be >= 2, got 1"),
     ("rbm.py", ["--updates", "-1"], r"--updates: must be >= 1, got -1"),
     ("rbm.py", ["--lr", "-1"], r"--lr must be a positive number, got -1.0"),
+    ("rbm.py", ["--lr", "inf"], r"--lr must be a positive number, got inf"),
     ("coop.py", ["--seeds", "0", "0"], r"--seeds must differ, got \[0, 0\]"),
     # A traceback after the experts' training (the sampler refuses a NaN noise only then).
     ("compose.py", ["--expert-noise", "nan"], r"--expert-noise must be a number >= 0, got nan"),
@@ -962,6 +964,20 @@ def test_coop_bench_quick_compares_both_models_at_equal_cpu_time(tmp_path, bench
             assert row["train_cpu_s"] > 0 and row["iterations"] >= 1 and row["sample_cpu_s"] > 0
             assert row["steps_to_target"] is None or row["steps_to_target"] in (0, 1, 2)
         assert any(r["method"].startswith("reference") for r in rows if r["task"] == task)
+        # The common target is the worse of the two models' bests (the descriptor's from its
+        # better start); each curve's steps to it are the first whose metric is at most it.
+        bests = {}
+        for method in dict.fromkeys(r["method"] for r in curves):
+            curve = [r for r in curves if r["method"] == method]
+            bests[method] = min(r[r["curve_metric"]] for r in curve)
+            assert curve[0]["steps_to_target"] == next(
+                (r["steps"] for r in curve if r[r["curve_metric"]] <= r["common_target"]), None)
+            # A curve has the default chain length, flagged: digits' descriptor samples 50.
+            default = 50 if task == "digits" and method != "cooperative" else 2
+            assert [r["steps"] for r in curve if r["default_steps"]] == [default]
+        assert curves[0]["common_target"] == max(bests.pop("cooperative"), min(bests.values()))
+        assert {"torch", "threads"} <= set(curves[0])
+        assert task == "digits" or all(r["spread"] >= 0 for r in curves)
     digits = next(r for r in rows if r["task"] == "digits" and r["method"] == "cooperative")
     assert digits["frechet"] >= 0 and 0 <= digits["class_entropy"] <= 1
 
@@ -986,6 +1002,49 @@ def test_coop_bench_trains_a_descriptor_until_its_buffer_holds_the_samples(bench
     assert storing(stored(4, 1, 4), 6) == 1  # a buffer of 4 is full after one
 
 
+def test_coop_training_resumes_in_chunks_that_stop_within_the_cpu_budget(bench_module,
+                                                                         monkeypatch):
+    """Each chunk is sized by the last one's CPU seconds per iteration, its setup included, to
+    what is left of the budget; the run stops when not one more iteration fits."""
+    from stgconv.config import ExperimentConfig
+
+    train_for = bench_module("coop.py")["train_for"]
+    clock, trainings = [0.0], []
+
+    def train(config, **kwargs):  # 0.5 s of setup, then 1 s per iteration not yet trained
+        assert len(trainings) < 3, "the budget was spent, but the run trained on"
+        done = trainings[-1][0] if trainings else 0
+        trainings.append((config.train.n_iterations, kwargs.get("resume", False)))
+        clock[0] += 0.5 + config.train.n_iterations - done
+        return Path("run")
+
+    monkeypatch.setitem(train_for.__globals__, "tasks", SimpleNamespace(train=train))
+    monkeypatch.setitem(train_for.__globals__, "time",
+                        SimpleNamespace(process_time=lambda: clock[0]))
+    # 2 iterations in 2.5 s, so 6 more fit in the 7.5 s left; then 9 s used, 1 s left.
+    assert train_for(ExperimentConfig(), 10.0, first_chunk=2) == (Path("run"), 9.0, 8)
+    assert trainings == [(2, False), (8, True)]
+
+
+@pytest.mark.parametrize("method, steps, persistent", [
+    ("CD-1", 1, False), ("CD-10", 10, False), ("PCD-1", 1, True)])
+def test_rbm_methods_train_with_their_chains_sweeps_and_learning_rate(
+        bench_module, monkeypatch, method, steps, persistent):
+    """CD-k chains start at the batch, PCD's persist; k block-Gibbs sweeps, --lr, and visible
+    biases at the data's base rates (log-odds)."""
+    from stgconv.mcmc import PersistentChains
+
+    train_rbm = bench_module("rbm.py")["train_rbm"]
+    made = []
+    monkeypatch.setitem(train_rbm.__globals__, "Trainer", lambda rbm, sampler, chains, data, **kw:
+                        made.append((sampler.n_steps, chains, kw["train"].lr)))
+    data = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])  # rates 3/4, 1/4
+    rbm, _ = train_rbm(data, method, hidden=3, updates=0, lr=0.25, seed=0)
+    ((n_steps, chains, lr),) = made
+    assert (n_steps, isinstance(chains, PersistentChains), lr) == (steps, persistent, 0.25)
+    assert torch.allclose(rbm.visible_bias, torch.tensor([3.0, 1 / 3]).log())
+
+
 def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
     out = tmp_path / "rbm.json"
     assert bench_main("rbm.py")(["--quick", "--json", str(out), "--samples",
@@ -996,6 +1055,10 @@ def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
         "rbm_cd-10_samples.png", "rbm_cd-1_samples.png", "rbm_pcd-1_samples.png"]
     for row in rows:
         assert row["test_log_likelihood"] < 0 and row["ais_spread_between_runs"] >= 0
+        # Two AIS runs, seeded apart: the spread between their log Z is that of the estimates.
+        runs = row["test_log_likelihood_runs"]
+        assert len(set(runs)) == 2 and row["test_log_likelihood"] == pytest.approx(np.mean(runs))
+        assert row["ais_spread_between_runs"] == pytest.approx(np.std(runs))
 
 
 def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> None:
@@ -1767,6 +1830,19 @@ def test_an_option_given_with_quick_wins_over_its_setting(bad_input_argv, bench_
     with pytest.raises(Reached) as reached:
         main(["--quick", *bad_input_argv(argv)])
     assert check(*reached.value.args)
+
+
+@pytest.mark.parametrize("argv, clip", [
+    (["--nets", "st_small"], (2, 16, 64)), (["--paper", "--nets", "st"], (1, 70, 100)),
+    (["--paper", "--nets", "fc_s"], (1, 32, 100))])
+def test_video_bench_times_the_documented_clips_by_default(bench_main, monkeypatch, argv, clip):
+    """Batch, frames and frame size: 2 x 16 x 64 x 64 clips, and --paper's clips per net."""
+    main = bench_main("video.py")
+    stop_at(main, "bench_net", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(argv)
+    kw = reached.value.args[1]
+    assert (kw["batch"], kw["frames"], kw["size"]) == clip
 
 
 @pytest.mark.parametrize("script, step, argv, given", [
