@@ -595,11 +595,18 @@ def test_training_leaves_the_callers_global_rng_as_it_was(tmp_path: Path) -> Non
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
+def demo_without_work(monkeypatch: pytest.MonkeyPatch, run: Path) -> tuple[dict, dict]:
+    """Stand-ins for the demo's training, which returns ``run``, and its synthesis: what each
+    was given (the training's config and options; the synthesis's arguments)."""
+    trained: dict = {}
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
+                        lambda config, **kwargs: trained.update(config=config, **kwargs) or run)
+    return trained, captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+
+
 def test_the_demo_continues_every_stored_chain_five_times_longer(tmp_path: Path,
                                                                  monkeypatch) -> None:
-    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
-                        lambda config, **kwargs: tmp_path / "run")
-    asked = captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    _, asked = demo_without_work(monkeypatch, tmp_path / "run")
     run = demo(tmp_path, overrides=["sampler.n_steps=7", "chains.chains_per_example=3"])
     assert run == asked["items"] == tmp_path / "run"  # the run training made, returned
     assert (asked["n_samples"], asked["n_steps"], asked["start"]) == (3, 35, "chains")
@@ -609,14 +616,11 @@ def test_the_demo_passes_its_options_on_and_takes_a_replay_buffer(tmp_path: Path
                                                                  monkeypatch) -> None:
     """A replay buffer also keeps chains to continue; overwrite, progress and the config's
     device reach the training and the synthesis."""
-    module = importlib.import_module("stgconv.tasks.demo")
-    trained = {}
-    monkeypatch.setattr(module, "train", lambda config, **kwargs: trained.update(kwargs) or (
-        tmp_path / "run"))
-    asked = captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    trained, asked = demo_without_work(monkeypatch, tmp_path / "run")
     demo(tmp_path, overrides=["chains.mode=buffer", "device=cpu"], overwrite=True,
          progress=False)
-    assert trained == {"overwrite": True, "progress": False}
+    assert trained.keys() - {"config"} == {"overwrite", "progress"}
+    assert (trained["overwrite"], trained["progress"]) == (True, False)
     assert asked["device"] == "cpu"
 
 
@@ -626,10 +630,7 @@ def test_the_demo_passes_its_options_on_and_takes_a_replay_buffer(tmp_path: Path
 ])
 def test_the_demo_names_a_setting_whose_run_keeps_no_chains_to_continue(
         tmp_path: Path, monkeypatch, setting: str, named: str) -> None:
-    # Stand-ins: a setting let through would not train for real.
-    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
-                        lambda config, **kwargs: tmp_path / "run")
-    captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    demo_without_work(monkeypatch, tmp_path / "run")  # a setting let through trains no run
     with pytest.raises(ValueError, match="the demo synthesizes by continuing") as refused:
         demo(tmp_path, overrides=[setting])
     assert named in str(refused.value)
@@ -637,13 +638,9 @@ def test_the_demo_names_a_setting_whose_run_keeps_no_chains_to_continue(
 
 def test_the_demos_out_wins_over_an_out_dir_setting(tmp_path: Path, monkeypatch) -> None:
     """As every command's own option does: --out is the demo's, out_dir=... in --set is not."""
-    trained = {}
-    monkeypatch.setattr(importlib.import_module("stgconv.tasks.demo"), "train",
-                        lambda config, **kwargs: trained.update(out_dir=config.out_dir) or (
-                            tmp_path / "run"))
-    captured(monkeypatch, "stgconv.tasks.demo", "synthesize")
+    trained, _ = demo_without_work(monkeypatch, tmp_path / "run")
     demo(tmp_path / "out", overrides=[f"out_dir={tmp_path / 'set'}"])
-    assert trained == {"out_dir": str(tmp_path / "out")}
+    assert trained["config"].out_dir == str(tmp_path / "out")
 
 
 def test_the_demo_passes_another_refusal_of_its_training_on_as_it_is(tmp_path: Path,
