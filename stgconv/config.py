@@ -1184,7 +1184,9 @@ def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") ->
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
-        return config_from_dict(tp, value, prefix=key + ".")
+        # A section whose keys are all commented out reads as null: the defaults, as a section
+        # left out (an optional section's null turned it off before this, in the Union branch).
+        return config_from_dict(tp, {} if value is None else value, prefix=key + ".")
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):

@@ -568,6 +568,21 @@ def test_section_must_be_a_mapping(tmp_path: Path) -> None:
         load_config(None, ["sampler=3", "multigrid={grids: [{size: 64, sampler: {n_steps: 2}}]}"])
 
 
+def test_a_section_given_as_null_takes_the_defaults(tmp_path: Path) -> None:
+    """A section whose keys are all commented out (YAML reads it as null) is the defaults, as a
+    section left out is; and `--set sampler=null` alone, no longer refused, gives them too."""
+    defaults = load_config(None)
+    commented = write(tmp_path, "sampler:\n  # n_steps: 40\ntrain:\n  lr: 0.002\n")
+    config = load_config(commented)
+    assert config.sampler == defaults.sampler and config.train.lr == 0.002
+    assert load_config(commented, ["sampler=null"]).sampler == defaults.sampler
+    # An optional section's null still turns it off, and a grid's sampler null inherits.
+    assert load_config(None, ["multigrid=null"]).multigrid is None
+    grids = "multigrid={grids: [{size: 32, sampler: null}, {size: 64, sampler: null}]}"
+    multigrid = load_config(None, ["sampler=null", "sampler.n_steps=7", grids]).multigrid
+    assert [grid.sampler for grid in multigrid.grids] == [None, None]
+
+
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS,
                          ids=[str(p.relative_to(REPO)) for p in SHIPPED_CONFIGS])
 def test_shipped_configs_load(path: Path) -> None:
