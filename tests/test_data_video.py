@@ -209,6 +209,15 @@ def test_load_training_clips_sources(video_dir: Path, tmp_path: Path) -> None:
     assert load_training_clips(gifs, n_frames=4, size=8).shape == (2, 3, 4, 8, 8)
 
 
+def test_a_folder_lists_its_videos_of_every_documented_suffix(tmp_path: Path) -> None:
+    """Phones' .m4v and .mov, MPEG's .mpg and .mpeg, and the rest io.video names."""
+    suffixes = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg")
+    names = [f"c{i}{suffix}" for i, suffix in enumerate(suffixes)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert [path.name for path in list_videos(tmp_path)] == names
+
+
 def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope"):
         load_training_clips(tmp_path / "nope.mp4", n_frames=4, size=8)

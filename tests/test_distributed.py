@@ -332,6 +332,49 @@ def test_a_sigterm_kept_for_a_hold_is_not_raised_again_by_a_later_one() -> None:
     assert ran == ["the later hold"]
 
 
+def test_a_hold_blocks_sigterm_in_its_thread_and_lets_it_through_after() -> None:
+    """Where no other thread takes it and no handler is set (one process, not torchrun),
+    SIGTERM's default action, ending the process, waits for the held block: the block runs
+    with SIGTERM in its thread's mask, and the mask is as it was after."""
+    with _sigterm_held():
+        inside = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    after = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGTERM in inside and signal.SIGTERM not in after
+
+
+def test_a_sigterm_during_a_nested_hold_waits_for_the_outermost_block() -> None:
+    """Holds nest (a cleanup inside a removal): a SIGTERM in the inner one is raised once the
+    outer block has run too, not where the inner one ends."""
+    ran = []
+    with pytest.raises(SystemExit) as stopped, _terminated_as_exit(True), _sigterm_held():
+        with _sigterm_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler would run here
+            ran.append("the inner block")
+        ran.append("the outer block")
+    assert ran == ["the inner block", "the outer block"] and stopped.value.code == 143
+
+
+def test_a_torchrun_process_training_off_the_main_thread_keeps_sigterms_action() -> None:
+    """Python sets signal handlers from the main thread only (elsewhere signal.signal raises
+    ValueError): training called from a program's thread pool trains, SIGTERM's action left as
+    the program set it."""
+    before = signal.getsignal(signal.SIGTERM)
+    seen, errors = [], []
+
+    def work() -> None:
+        try:
+            with _terminated_as_exit(True):
+                seen.append(signal.getsignal(signal.SIGTERM))
+        except BaseException as err:  # reported below: a thread's error is not the test's
+            errors.append(err)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert errors == [] and seen == [before]
+
+
 class CallersStop(Exception):
     """Raised by the SIGTERM handler a caller of ``train`` set."""
 

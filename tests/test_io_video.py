@@ -189,6 +189,23 @@ def test_each_label_is_drawn_above_its_own_panel(tmp_path):
     _, columns = np.nonzero(ink.numpy())
     third = 2 * (32 + COMPARISON_GAP)  # where the third panel starts
     assert len(columns) and columns.min() >= third and columns.max() < third + 32
+    # Panels of other widths: the label is above the second, narrow panel, not at the width
+    # of the first panel's tile.
+    loaded = load_video(save_comparison([torch.zeros(3, 2, 16, 40), torch.zeros(3, 2, 16, 8)],
+                                        tmp_path / "two.mkv", labels=["", "x"]))
+    _, columns = np.nonzero((loaded[:, 0, :loaded.shape[2] - 16] < -0.5).any(0).numpy())
+    assert len(columns) and columns.min() >= 40 + COMPARISON_GAP
+
+
+def test_a_label_band_is_as_high_as_the_label_of_most_lines() -> None:
+    """Each line takes the font's height and 2 pixels between lines; the band (2 pixels in)
+    is as high as the label wrapped onto most lines, wherever its panel is."""
+    font = ImageFont.load_default()
+    width = int(font.getlength("ab")) + 3  # "ab" fits 2 pixels in; "ab ab" takes two lines
+    line = int(font.getbbox("Ag")[3]) + 2
+    heights = [video_io._label_band(labels, [width] * len(labels)).shape[1]
+               for labels in (["ab"], ["ab ab"], ["ab", "ab ab"], ["ab ab", "ab"])]
+    assert heights == [line + 2] + [2 * line + 2] * 3
 
 
 def test_a_label_wraps_before_it_reaches_its_panel_edge(tmp_path):
@@ -209,6 +226,7 @@ def test_wrap_keeps_every_character_within_the_width():
         assert "".join(lines).replace(" ", "") == label.replace(" ", "") and all(lines)
         assert all(font.getlength(line) <= width or len(line) == 1 for line in lines), lines
     assert _wrap("a b c", 200, font) == ["a b c"]
+    assert _wrap(" a  b ", 200, font) == ["a b"]  # runs of spaces are one
     assert _wrap("", 10, font) == [""]
 
 
@@ -217,6 +235,10 @@ def test_save_comparison_rejects_mismatched_clips(tmp_path, noise_clip):
         save_comparison([noise_clip, noise_clip[:, :4]], tmp_path / "cmp.mp4")
     with pytest.raises(ValueError, match=r"2 labels for 1 videos"):
         save_comparison([noise_clip], tmp_path / "cmp.mp4", labels=["a", "b"])
+    with pytest.raises(ValueError, match=r"needs at least one video"):
+        save_comparison([], tmp_path / "cmp.mp4")
+    with pytest.raises(ValueError, match=r"^videos\[1\]: expected a video of shape"):
+        save_comparison([noise_clip, noise_clip[:2]], tmp_path / "cmp.mp4")
     assert files_in(tmp_path) == []
 
 
@@ -312,6 +334,7 @@ def test_load_video_is_float32_whatever_torchs_default_dtype(tmp_path, noise_cli
 def test_resize_and_channels(ramp_file, tmp_path, smooth_clip):
     assert load_video(ramp_file, size=10).shape == (3, T, 10, 10)
     assert load_video(ramp_file, size=(6, 20), channels=1).shape == (1, T, 6, 20)
+    assert load_video(ramp_file, size=(12, 20)).shape == (3, T, 12, 20)  # the width alone
     # The resize is Pillow's bilinear filter on the uint8 frames.
     path = save_video(smooth_clip, tmp_path / "smooth.mkv")
     frame0 = Image.fromarray(to_uint8(smooth_clip)[0]).resize((24, 16), Image.Resampling.BILINEAR)
@@ -345,8 +368,11 @@ def test_frame_folder(tmp_path, noise_clip):
     assert load_video(folder, size=8, channels=1).shape == (1, 3, 8, 8)
     with pytest.raises(ValueError, match=r"has 3 frames"):
         load_video(folder, n_frames=4)
+    with pytest.raises(ValueError, match=r"has 3 frames \(2 from start_frame\)"):
+        load_video(folder, start_frame=1, n_frames=3)
     with pytest.raises(ValueError, match=r"no frame rate"):
         load_video(folder, fps=10)
+    assert frame_rate(folder) is None
     Image.fromarray(frames[0][:10]).save(folder / "f11.png")
     with pytest.raises(ValueError, match=r"f11.png.*share a size"):
         load_video(folder)
@@ -373,6 +399,23 @@ def test_empty_frame_folder(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------
+
+
+def test_an_ffmpeg_error_while_decoding_names_the_stage_and_the_frames_read(
+        tmp_path, monkeypatch) -> None:
+    """FFmpeg failing once frames decode (a stand-in raises its error as the first frame is
+    looked at) is told as a decoding failure after that many frames, not as one to open."""
+    import av
+
+    path = save_video(torch.zeros(3, 3, 4, 4), tmp_path / "clip.mkv")
+
+    def fails(frame, path):
+        raise av.error.InvalidDataError(-1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(video_io, "_display_turns", fails)
+    with pytest.raises(ValueError, match=r"^cannot decode video .*clip\.mkv \(failed after 1 "
+                                         r"frames\): .*Invalid data"):
+        load_video(path)
 
 
 def test_missing_file(tmp_path):
@@ -450,9 +493,18 @@ def test_a_video_track_without_frames_is_named(tmp_path) -> None:
         load_video(path)
 
 
+def test_resampling_a_file_that_states_no_frame_rate_is_refused(ramp_file, monkeypatch):
+    monkeypatch.setattr(video_io, "_rate", lambda stream: None)
+    with pytest.raises(ValueError, match=r"ramp\.mkv does not state its frame rate; cannot "
+                                         r"resample to fps=10$"):
+        load_video(ramp_file, fps=10)
+
+
 def test_frame_count_errors(ramp_file):
     with pytest.raises(ValueError, match=r"n_frames must be an int >= 1"):
         load_video(ramp_file, n_frames=0)
+    with pytest.raises(ValueError, match=r"start_frame must be an int >= 0"):
+        load_video(ramp_file, start_frame=-1)
     with pytest.raises(ValueError, match=rf"has {T} frames"):
         load_video(ramp_file, n_frames=T + 1)
     with pytest.raises(ValueError, match=rf"start_frame={T} but .* only {T} frames"):
@@ -484,6 +536,8 @@ def test_bad_video_leaves_no_file(tmp_path, noise_clip):
         save_video(noise_clip.clone().fill_(float("nan")), tmp_path / "clip.mkv")
     with pytest.raises(ValueError, match=r"\(C=1 or 3, T, H, W\), got \(2, 8, 32, 32\)"):
         save_video(noise_clip[:2], tmp_path / "clip.mkv")
+    with pytest.raises(ValueError, match=r"\(C=1 or 3, T, H, W\), got \(1, 3, 8, 32, 32\)"):
+        save_video(noise_clip[None], tmp_path / "clip.mkv")  # a batch of one
     assert files_in(tmp_path) == []
     # Odd sizes are fine for lossless mkv and gif.
     save_video(noise_clip[:, :, :31, :17], tmp_path / "odd.mkv")
@@ -560,6 +614,22 @@ def test_writing_falls_back_to_the_codecs_this_build_has(tmp_path, monkeypatch) 
     assert available_codecs(".mp4") == ("mpeg4", "libx264rgb")
     with pytest.raises(ValueError, match="codec 'libx264' is not supported for .mp4 files"):
         save_video(torch.zeros(3, 2, 16, 16), tmp_path / "a.mp4", codec="libx264")
+
+
+def test_mp4_is_written_as_h264_where_the_build_has_it(tmp_path) -> None:
+    """The module's table: libx264 first for .mp4, MPEG-4 Part 2 only as the fallback."""
+    import av
+
+    if not video_io._has_encoder("libx264"):
+        pytest.skip("this PyAV build has no libx264")
+    path = save_video(torch.zeros(3, 2, 16, 16), tmp_path / "clip.mp4")
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+
+
+def test_a_suffix_in_capitals_is_written_in_its_container(tmp_path) -> None:
+    path = save_video(torch.zeros(3, 2, 16, 16), tmp_path / "clip.MP4")
+    assert load_video(path).shape == (3, 2, 16, 16)
 
 
 def test_a_frame_rate_is_kept_as_the_fraction_files_store() -> None:
@@ -703,6 +773,8 @@ def test_a_shortfall_is_judged_by_the_index_where_times_say_nothing() -> None:
     assert _shortfall(stream, None, 98, untimed) is None
     assert _shortfall(stream, None, 97, untimed) == ("its header announces 100 frames but only "
                                                      "97 decode")
+    short = SimpleNamespace(frames=10, average_rate=Fraction(25), guessed_rate=None)
+    assert _shortfall(short, None, 9, untimed) is None  # 2% of 10 frames rounds up to one
     early = SimpleNamespace(time=2.0, duration=None, time_base=None)  # ends at 2.04 s of 4 s
     assert _shortfall(stream, 4.0, 100, early) is None
     assert "header says the video ends at 4.00 s" in _shortfall(stream, 4.0, 99, early)
@@ -713,6 +785,14 @@ def test_to_uint8_clamps_out_of_range_values() -> None:
     frames = to_uint8(video)
     assert frames.shape == (1, 2, 3, 3)
     np.testing.assert_array_equal(frames[0, ..., 0], [[0, 0, 128], [255, 255, 255]])
+
+
+def test_a_half_precision_video_converts_as_its_float32_values() -> None:
+    """Rounded in half precision, (x + 1) * 127.5 lands a level off for about 4% of values."""
+    video = torch.linspace(-1, 1, 1001).reshape(1, 1, 1, 1001)
+    for dtype in (torch.float16, torch.bfloat16):
+        exact = video.to(dtype).float()
+        np.testing.assert_array_equal(to_uint8(video.to(dtype)), to_uint8(exact))
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.bool], ids=str)
@@ -912,6 +992,20 @@ def test_an_avi_stream_header_after_a_chunk_of_odd_size_is_read(tmp_path) -> Non
     assert video_io._avi_start(path, 0) == 50 / 25
 
 
+def test_each_avi_streams_start_is_read_from_its_own_header(tmp_path) -> None:
+    """An AVI whose audio stream's header comes first: the video stream's start is its own."""
+    def stream_list(kind: bytes, start: int) -> bytes:
+        strh = kind + bytes(16) + struct.pack("<3I", 1, 25, start) + bytes(24)  # scale, rate
+        strl = b"strl" + b"strh" + struct.pack("<I", len(strh)) + strh
+        return b"LIST" + struct.pack("<I", len(strl)) + strl
+
+    hdrl = b"hdrl" + stream_list(b"auds", 0) + stream_list(b"vids", 50)
+    path = tmp_path / "two.avi"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 12 + len(hdrl)) + b"AVI "
+                     + b"LIST" + struct.pack("<I", len(hdrl)) + hdrl)
+    assert (video_io._avi_start(path, 0), video_io._avi_start(path, 1)) == (0.0, 50 / 25)
+
+
 def _write_timed_mkv(path: Path, times_ms: list[int], *, audio_s: float = 0.0) -> Path:
     """Grey FFV1 frames shown at ``times_ms`` (variable rate allowed), then ``audio_s`` seconds
     of silent Opus audio: a Matroska file states its video's length only per track."""
@@ -990,6 +1084,17 @@ def test_a_clip_changing_its_frame_size_is_named_or_read_at_a_size(tmp_path) -> 
     assert load_video(path, size=8).shape == (3, 6, 8, 8)
 
 
+def _mux_ten_flat_frames(container, video) -> None:
+    """Ten flat 16x16 frames (grey levels 0, 20, ..., 180), one a tick, into ``video``."""
+    import av
+
+    for i in range(10):
+        frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 20 * i, np.uint8), format="rgb24")
+        frame.pts = i
+        container.mux(video.encode(frame))
+    container.mux(video.encode())
+
+
 def test_a_nut_file_whose_audio_runs_longer_is_whole(tmp_path) -> None:
     """NUT states no length per track, only the file's, which its 3 s of audio set: a 1 s
     video beside it is whole (the file's length is the video's only when it is alone)."""
@@ -998,13 +1103,21 @@ def test_a_nut_file_whose_audio_runs_longer_is_whole(tmp_path) -> None:
     path = tmp_path / "clip.nut"
     with av.open(str(path), "w") as container:
         video, audio = _add_video_and_pcm_tracks(container, "mpeg4", "yuv420p")
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 20 * i, np.uint8),
-                                               format="rgb24")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode())
+        _mux_ten_flat_frames(container, video)
         _mux_silence(container, audio, 3, chunk=1000)
+    assert load_video(path).shape == (3, 10, 16, 16)
+
+
+def test_a_nut_file_of_video_alone_is_whole(tmp_path) -> None:
+    """The file's length (microseconds, FFmpeg's time base) is the video's end when the video
+    is its one stream: 10 frames at 10 fps read whole."""
+    import av
+
+    path = tmp_path / "alone.nut"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
+        _mux_ten_flat_frames(container, video)
     assert load_video(path).shape == (3, 10, 16, 16)
 
 
@@ -1167,6 +1280,17 @@ def test_a_stream_cut_part_way_through_a_frame_is_truncated(tmp_path, container_
     kept = int(str(err.value).split("n_frames=")[1].split()[0])
     np.testing.assert_array_equal(load_video(cut, n_frames=kept).numpy(),
                                   load_video(whole, n_frames=kept).numpy())
+
+
+def test_a_stream_damaged_part_way_names_its_first_damaged_frame(tmp_path) -> None:
+    """Bytes lost inside frame 10 of a program stream damage it and frames after it (to 18
+    here): the error names frame 10, the first, and the whole frames before it."""
+    data, pictures = _mpeg2_stream(tmp_path / "whole.mpg", "mpeg")
+    damaged = tmp_path / "damaged.mpg"
+    damaged.write_bytes(data[:pictures[10] + 60] + data[pictures[11]:])
+    with pytest.raises(ValueError, match=r"damaged\.mpg is truncated or corrupt: its frame 10 "
+                                         r"decoded with errors \(n_frames=10 reads"):
+        load_video(damaged)
 
 
 def test_a_blu_ray_transport_stream_of_192_byte_packets_is_whole(tmp_path) -> None:

@@ -562,6 +562,19 @@ def test_reference_components_fit_the_ood_expert_per_cluster_of_each_class(tmp_p
     assert (state["reference"]["factors"].shape[1], state["init"]["factors"].shape[1]) == (4, 6)
 
 
+def test_the_reference_fit_draws_from_the_runs_seed(tmp_path: Path, monkeypatch) -> None:
+    """jem.reference_components' clustering draws from a stream of the config's seed: another
+    seed, another fit."""
+    streams, fit = [], DataGaussian.fit
+    monkeypatch.setattr(DataGaussian, "fit", lambda *args, **kwargs: streams.append(
+        kwargs.get("generator")) or fit(*args, **kwargs))
+    data = labelled_bars(tmp_path / "bars.npz", 24, varied=True)
+    assert main(["train", str(JEM_CONFIG), "--data", str(data), "--out", str(tmp_path / "run"),
+                 *JEM_TINY, "--set", "jem.reference_components=2", "--set",
+                 "jem.reference_rank=4", "--set", "seed=7"]) == 0
+    assert [stream.initial_seed() for stream in streams if stream is not None] == [7]
+
+
 @pytest.mark.parametrize("overrides, setting", [
     ([], "chains.init 'data_gaussian'"),  # the file's start, fitted first
     (["--set", "chains.init=gaussian"], "jem.reference_components"),

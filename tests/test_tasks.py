@@ -98,7 +98,8 @@ def test_train_then_synthesize_every_modality(modality: str, tmp_path: Path) -> 
                          device="cpu")
     assert {p.name for p in chained.iterdir()} == written
     if modality == "video":  # played at data.fps (it was 25 whatever the data's rate)
-        for gif in (run / "observed.gif", run / "samples.gif", out / "synthesized.gif"):
+        for gif in (run / "observed.gif", run / "samples_000002.gif", run / "samples.gif",
+                    out / "synthesized.gif"):
             with Image.open(gif) as frames:
                 assert frames.info["duration"] == 20, gif
 
@@ -345,10 +346,11 @@ def test_training_files_leave_out_config_and_tensorboard(tmp_path: Path) -> None
     config.yaml or tb/, which other commands write into their own folders too."""
     from stgconv.tasks.train import training_files
 
-    # Pictures and arrays by the run's exact names: the user's samples_00002.png (5 digits) and
-    # samples_cat.png are not the run's.
+    # Pictures and arrays by the run's exact names: the user's samples_00002.png (5 digits),
+    # samples_cat.png and samples.png.orig (a copy kept aside) are not the run's.
     for name in ("config.yaml", "checkpoint.pt", "observed.png", "observed.npy",
-                 "samples_000002.png", "samples_00002.png", "samples_cat.png"):
+                 "samples_000002.png", "samples_00002.png", "samples_cat.png",
+                 "samples.png.orig"):
         (tmp_path / name).write_text("x")
     (tmp_path / "tb").mkdir()
     names = {p.name for p in training_files(tmp_path)}
@@ -364,9 +366,8 @@ def test_samples_are_written_every_sample_every_iterations_only(tmp_path: Path) 
     assert names == {"samples_000002.png", "samples.png"}
 
 
-def test_a_voxel_runs_observed_array_is_the_training_shapes(tmp_path: Path) -> None:
-    """With data.mean=auto the model sees occupancy minus the mean, and observed.npy converts
-    back: it holds the training shapes exactly, in occupancy."""
+def train_two_voxel_shapes(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A one-iteration run on two 8^3 shapes with data.mean=auto; the run and the shapes."""
     shapes = np.zeros((2, 8, 8, 8), np.uint8)
     shapes[0, 2:6, 2:6, 2:6] = 1
     shapes[1, 1:7, 3:5, 0:8] = 1
@@ -377,8 +378,32 @@ def test_a_voxel_runs_observed_array_is_the_training_shapes(tmp_path: Path) -> N
                                 "sampler.clamp=[0.0, 1.0]", f"out_dir={tmp_path / 'run'}",
                                 "device=cpu", "train.n_iterations=1", "train.sample_every=0",
                                 "sampler.n_steps=1", "chains.chains_per_example=1"])
-    run = train(config, progress=False)
+    return train(config, progress=False), shapes
+
+
+def test_a_voxel_runs_observed_array_is_the_training_shapes(tmp_path: Path) -> None:
+    """With data.mean=auto the model sees occupancy minus the mean, and observed.npy converts
+    back: it holds the training shapes exactly, in occupancy."""
+    run, shapes = train_two_voxel_shapes(tmp_path)
     np.testing.assert_array_equal(np.load(run / "observed.npy"), shapes.astype(np.float32))
+
+
+def test_a_voxel_runs_samples_array_is_its_last_chains_in_occupancy(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """samples.npy converts the final chains back from the model's units as observed.npy
+    does: occupancy, not occupancy minus the training mean."""
+    last, fit = [], Trainer.fit
+
+    def keeps_the_last_samples(self, *args, **kwargs):
+        fitted = fit(self, *args, **kwargs)
+        last.append(self.last_samples)
+        return fitted
+
+    monkeypatch.setattr(Trainer, "fit", keeps_the_last_samples)
+    run, _ = train_two_voxel_shapes(tmp_path)
+    mean = load_checkpoint(run)["config"]["data"]["mean"]
+    np.testing.assert_allclose(np.load(run / "samples.npy"),
+                               (last[0] + mean).clamp(0.0, 1.0)[:, 0].numpy(), atol=1e-6)
 
 
 def test_a_video_run_writes_its_final_samples_as_gif_and_mp4(tmp_path: Path) -> None:
@@ -540,6 +565,31 @@ def test_a_resumed_run_rewrites_its_config_once_it_has_saved(tmp_path: Path) -> 
     assert load_config(run / "config.yaml").train.n_iterations == 2
 
 
+def test_a_run_writes_its_config_once_not_at_every_checkpoint(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """A new run writes config.yaml (and observed) as it starts, a resumed one at its first
+    checkpoint: not again at each later checkpoint."""
+    task = importlib.import_module("stgconv.tasks.train")
+    saved, save = [], task.save_config
+    monkeypatch.setattr(task, "save_config",
+                        lambda config, path: saved.append(path) or save(config, path))
+    run = tiny_texture_run(tmp_path, "train.n_iterations=3", "train.checkpoint_every=1")
+    assert saved == [run / "config.yaml"]
+    train(load_config(run / "config.yaml", ["train.n_iterations=5"]), resume=True,
+          progress=False)
+    assert saved == [run / "config.yaml"] * 2
+
+
+def test_the_models_size_is_the_examples_width(tmp_path: Path, monkeypatch) -> None:
+    """model.image_size is filled with the examples' width, as a refusal of another size says:
+    8 x 12 examples give 12."""
+    image = importlib.import_module("stgconv.modalities.image")
+    examples = torch.rand(2, 1, 8, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    monkeypatch.setattr(image.ImageModality, "load", lambda self, data: examples)
+    run = tiny_texture_run(tmp_path)
+    assert load_config(run / "config.yaml").model.image_size == 12
+
+
 def test_cooperative_training_starts_the_configs_chains_within_the_samplers_clamp(
         tmp_path: Path, trainers: list) -> None:
     train(load_config(ROOT / "configs" / "image" / "coop_mnist_quick.yaml", [
@@ -563,10 +613,11 @@ def test_a_plain_run_starts_its_chains_from_the_fitted_gaussian_asked(tmp_path: 
         Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
     run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
                            "chains.init=data_gaussian", "chains.init_noise=0.5",
-                           "chains.init_scale=0.3")
+                           "chains.init_scale=0.3", "chains.init_rank=1")
     assert load_checkpoint(run)["init"]["means"].shape == (1, 1, 8, 8)
-    # The share of chains started from noise, and that noise's scale, as configured.
-    assert (fits[0]["noise"], fits[0]["noise_scale"]) == (0.5, 0.3)
+    # The fit's rank, the share of chains started from noise and that noise's scale, as
+    # configured.
+    assert (fits[0]["rank"], fits[0]["noise"], fits[0]["noise_scale"]) == (1, 0.5, 0.3)
 
 
 @pytest.mark.parametrize("mode", ["super_resolution", "recovery"])
@@ -593,6 +644,31 @@ def test_training_leaves_the_callers_global_rng_as_it_was(tmp_path: Path) -> Non
     torch.rand(5)  # another caller's state: the run's weights still come from its seed alone
     second = load_checkpoint(tiny_texture_run(tmp_path / "b"))["model"]
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_a_run_without_progress_draws_no_progress_bar(tmp_path: Path, capsys) -> None:
+    tiny_texture_run(tmp_path, "train.n_iterations=2")  # progress=False
+    assert capsys.readouterr().err == ""
+
+
+def test_a_runs_first_weights_and_chain_stream_come_from_its_seed(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Another seed gives other starting weights, and the trainer's stream is seeded by it."""
+    task = importlib.import_module("stgconv.tasks.train")
+    starts = []
+
+    class Recorded(Trainer):
+        def __init__(self, energy, *args, generator, **kwargs) -> None:
+            starts.append(({name: value.clone() for name, value in energy.state_dict().items()},
+                           generator.initial_seed()))
+            super().__init__(energy, *args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(task, "Trainer", Recorded)
+    for seed in (1, 2):
+        tiny_texture_run(tmp_path / str(seed), f"seed={seed}")
+    (first, first_seed), (second, second_seed) = starts
+    assert (first_seed, second_seed) == (1, 2)
+    assert any(not torch.equal(first[name], second[name]) for name in first)
 
 
 def demo_without_work(monkeypatch: pytest.MonkeyPatch, run: Path) -> tuple[dict, dict]:
@@ -857,6 +933,18 @@ def test_a_lock_file_of_undecodable_words_still_says_the_folder_is_in_use(tmp_pa
     with open(lock, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ValueError, match="is in use by \ufffdprocess 1 "):
+            tiny_texture_run(tmp_path)
+
+
+def test_a_held_lock_file_without_words_names_another_process(tmp_path: Path) -> None:
+    """An owner that has written no words yet (or a program that writes none) is named as
+    another process, not as nothing."""
+    lock = tmp_path / "run" / ".lock"
+    lock.parent.mkdir()
+    lock.write_bytes(b"")
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match=r"is in use by another process \("):
             tiny_texture_run(tmp_path)
 
 

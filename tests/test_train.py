@@ -1101,6 +1101,23 @@ def test_a_new_run_failing_before_its_first_checkpoint(tmp_path: Path, monkeypat
     assert sorted(p.name for p in out.iterdir()) == sorted([*kept, *lock, "notes.txt"])
 
 
+def test_a_new_run_stopped_by_ctrl_c_before_writing_leaves_no_folder(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """Ctrl-C (a KeyboardInterrupt, which is no Exception) cleans up as a failure does: the
+    folders the run made go, with the lock file in them."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task, "_fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        task.train(load_config(None, [f"out_dir={tmp_path / 'new' / 'run'}", "device=cpu"]))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("before, started, kept", [
     # folders another command could have made, and a killed run's files kept until the new
     # run has started
