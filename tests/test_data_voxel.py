@@ -30,6 +30,9 @@ R = 12
 CUBE = ("OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1))
         + "4 0 1 3 2\n4 4 6 7 5\n4 0 4 5 1\n4 2 3 7 6\n4 0 2 6 4\n4 1 5 7 3\n")
 TETRA = "OFF4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n"  # quirk
+# A 4 x 2 x 1 box (the cube's faces): which axis is up changes its grid.
+BOX = ("OFF\n8 6 0\n" + "".join(f"{4 * x} {2 * y} {z}\n" for x in (0, 1) for y in (0, 1)
+                                for z in (0, 1)) + CUBE.split("\n", 10)[10])
 
 
 @pytest.fixture
@@ -490,10 +493,8 @@ def test_prepare_script_passes_its_options_to_the_cache(tree: Path, tmp_path: Pa
     --up-axis); with --skip-unreadable a mesh that cannot be read is left out, and counted."""
     prepare = load_script("datasets/voxel/prepare.py")
     (tree / "chair" / "train" / "chair_train_0003.off").write_text("not a mesh")
-    # A 4 x 2 x 1 box: which axis is up changes its grid (the cube's and tetrahedron's alike).
-    (tree / "table" / "train" / "table_train_0004.off").write_text(
-        "OFF\n8 6 0\n" + "".join(f"{4 * x} {2 * y} {z}\n" for x in (0, 1) for y in (0, 1)
-                                  for z in (0, 1)) + CUBE.split("\n", 10)[10])  # its faces
+    # The box's grid changes with the up axis (the cube's and tetrahedron's alike).
+    (tree / "table" / "train" / "table_train_0004.off").write_text(BOX)
     out = tmp_path / "mn.h5"
     assert prepare.main([str(tree), str(out), "--resolution", "10", "--margin", "2",
                          "--up-axis", "0", "--skip-unreadable", "--quiet"]) == 0
@@ -711,3 +712,165 @@ def test_stack_names_a_max_shapes_that_is_not_a_positive_count(tmp_path, max_sha
     with pytest.raises(ValueError, match=rf"max_shapes must be an int >= 1, got {max_shapes!r}"):
         shapes.stack(max_shapes)
     assert len(shapes.stack(2)) == 2 and len(shapes.stack()) == 3
+
+
+@pytest.mark.parametrize("splits", [[], ["val"], ["train", "val"]])
+def test_find_modelnet_meshes_names_splits_that_are_no_split_names(tree: Path, splits) -> None:
+    with pytest.raises(ValueError, match=r"splits must be a non-empty sequence of distinct "
+                                         r"\('train', 'test'\)"):
+        find_modelnet_meshes(tree, splits=splits)
+
+
+def test_a_file_given_as_the_tree_is_not_found_as_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "ModelNet10.zip").write_bytes(b"PK")
+    with pytest.raises(FileNotFoundError, match=r"not found \(or not a folder\)"):
+        find_modelnet_meshes(tmp_path / "ModelNet10.zip")
+
+
+def test_a_tree_of_empty_split_folders_has_no_meshes(tmp_path: Path) -> None:
+    (tmp_path / "tree" / "chair" / "train").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"no meshes \(.*\) under .*tree/<category>/"
+                                         r"\{train,test\}/"):
+        find_modelnet_meshes(tmp_path / "tree")
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"resolution": 1, "margin": 0}, "resolution must be an int >= 2, got 1"),
+    ({"margin": -1}, "margin must be an int >= 0, got -1"),
+])
+def test_build_names_a_grid_side_or_margin_out_of_range(tree: Path, tmp_path: Path, option,
+                                                        message: str) -> None:
+    # Up front: not found by voxelizing each mesh, which skip_unreadable would skip.
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        build_modelnet_cache(tree, tmp_path / "c.h5", skip_unreadable=True, **option)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_the_cache_stores_its_labels_splits_and_margin_as_documented(tree: Path,
+                                                                     tmp_path: Path) -> None:
+    cache = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=4, margin=0,
+                                 categories=["chair"], splits=["train"])
+    with h5py.File(cache, "r") as h5:
+        assert h5["label"].dtype == np.int64 and h5["split"].dtype == np.uint8
+        assert h5.attrs["margin"] == 0 and h5.attrs["resolution"] == 4
+        assert h5["voxels"][1].sum() == 4**3  # the cube, voxelized with no margin
+    assert VoxelShapes(cache).classes_stored
+
+
+def test_an_unreadable_h5_is_named_as_a_cache_and_as_a_voxel_file(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"not an HDF5 file")
+    with pytest.raises(ValueError, match="cannot read voxel cache .*damaged.h5"):
+        VoxelShapes(damaged)
+    with pytest.raises(ValueError, match="cannot read HDF5 file .*damaged.h5"):
+        load_voxel_shapes(damaged)
+
+
+def test_a_cache_whose_voxels_are_a_group_is_no_cache(cache: Path, tmp_path: Path) -> None:
+    edited = tmp_path / "group.h5"
+    edited.write_bytes(cache.read_bytes())
+    with h5py.File(edited, "r+") as h5:
+        del h5["voxels"]
+        h5.create_group("voxels")
+    with pytest.raises(ValueError, match="not a stgconv voxel cache"):
+        VoxelShapes(edited)
+
+
+def test_an_npz_naming_its_one_category_by_a_bare_string(tmp_path: Path) -> None:
+    np.savez(tmp_path / "one.npz", X=np.stack([CUBE_6] * 2), y=np.zeros(2, np.int64),
+             categories=np.array("chair"))
+    shapes = VoxelShapes(tmp_path / "one.npz", categories=["chair"])
+    assert shapes.classes == ["chair"] and len(shapes) == 2
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"max_shapes": 0}, "max_shapes must be an int >= 1, got 0"),
+    ({"resolution": 1}, "resolution must be an int >= 2, got 1"),
+])
+def test_load_voxel_shapes_names_a_count_or_side_out_of_range(tmp_path: Path, option,
+                                                             message: str) -> None:
+    folder = tmp_path / "voxels"
+    save_voxels(CUBE_6, folder / "a_1.npy")
+    with pytest.raises(ValueError, match=message):
+        load_voxel_shapes(folder, **option)
+
+
+def test_a_plain_voxel_file_of_fractional_occupancy_is_read(tmp_path: Path) -> None:
+    path = save_voxels(np.full((4, 4, 4), 0.25, np.float32), tmp_path / "soft.npy")
+    assert torch.equal(load_voxel_shapes(path), torch.full((1, 1, 4, 4, 4), 0.25))
+
+
+def test_no_shapes_left_names_the_categories_and_split_asked(tree: Path, tmp_path: Path) -> None:
+    cache = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=4, splits=["train"])
+    with pytest.raises(ValueError, match=r"no shapes in .*c\.h5 for categories=\['chair'\] and "
+                                         r"split='test'$"):
+        load_voxel_shapes(cache, categories=["chair"], split="test")
+
+
+def test_files_with_suffixes_in_capitals_are_read_from_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "voxels"
+    save_voxels(CUBE_6, folder / "a_1.npy").rename(folder / "a_1.NPY")
+    assert load_voxel_shapes(folder).shape == (1, 1, 6, 6, 6)
+    (tmp_path / "meshes").mkdir()
+    (tmp_path / "meshes" / "cube_1.OFF").write_text(CUBE)
+    assert load_voxel_shapes(tmp_path / "meshes", mesh_side=4).shape == (1, 1, 4, 4, 4)
+
+
+def test_max_shapes_counts_every_shape_of_a_folder_file(tmp_path: Path) -> None:
+    folder = tmp_path / "voxels"
+    save_voxels(np.stack([CUBE_6] * 2), folder / "a_1.npy")
+    (folder / "b_2.npy").write_bytes(b"not a numpy file")
+    assert load_voxel_shapes(folder, max_shapes=2).shape == (2, 1, 6, 6, 6)
+
+
+def test_a_mesh_folder_is_voxelized_at_the_side_margin_and_up_axis_asked(tmp_path: Path) -> None:
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    (folder / "box_1.off").write_text(BOX)
+    assert load_voxel_shapes(folder, mesh_side=8).shape == (1, 1, 8, 8, 8)
+    assert not torch.equal(load_voxel_shapes(folder, mesh_side=8, up_axis=0),
+                           load_voxel_shapes(folder, mesh_side=8))
+    assert (load_voxel_shapes(folder, mesh_side=8, margin=0).sum()
+            > load_voxel_shapes(folder, mesh_side=8).sum())
+    assert load_voxel_shapes(folder).shape == (1, 1, 32, 32, 32)  # the default side
+
+
+def test_a_folder_of_grids_larger_than_the_resolution_is_refused(tmp_path: Path) -> None:
+    save_voxels(CUBE_6, tmp_path / "voxels" / "a_1.npy")
+    with pytest.raises(ValueError, match=r"a_1\.npy holds 6\^3 grids but resolution=4"):
+        load_voxel_shapes(tmp_path / "voxels", resolution=4)
+
+
+def test_an_npz_of_no_labelled_shapes_is_named_as_holding_none(tmp_path: Path) -> None:
+    path = tmp_path / "none.npz"
+    np.savez(path, X=np.zeros((0, 4, 4, 4), np.uint8), y=np.zeros(0, np.int64))
+    assert len(VoxelShapes(path)) == 0
+    with pytest.raises(ValueError, match=r"^no shapes in .*none\.npz$"):
+        load_voxel_shapes(path)
+
+
+def test_an_h5_of_named_categories_without_labels_reads_as_plain_grids(tmp_path) -> None:
+    with h5py.File(tmp_path / "plain.h5", "w") as h5:
+        h5["voxels"] = np.ones((2, 4, 4, 4), np.uint8)
+        h5.attrs["categories"] = ["chair"]
+    assert load_voxel_shapes(tmp_path / "plain.h5").shape == (2, 1, 4, 4, 4)
+
+
+def test_an_empty_folder_is_named_without_folders_it_does_not_hold(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"\) in .*empty; give the folder that holds them"):
+        load_voxel_shapes(tmp_path / "empty")
+
+
+def test_the_dataset_says_the_categories_it_keeps(tmp_path: Path) -> None:
+    shapes = VoxelShapes(_labelled_npz(tmp_path / "s.npz", [3, 1, 2]), categories=["desk"])
+    assert "categories=['desk']" in repr(shapes)
+
+
+def test_the_cache_voxelizes_with_the_up_axis_asked(tmp_path: Path) -> None:
+    (tmp_path / "tree" / "box" / "train").mkdir(parents=True)
+    (tmp_path / "tree" / "box" / "train" / "box_1.off").write_text(BOX)
+    grids = [VoxelShapes(build_modelnet_cache(tmp_path / "tree", tmp_path / f"{axis}.h5",
+                                              resolution=8, up_axis=axis)).stack()
+             for axis in (0, 2)]
+    assert not torch.equal(*grids)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def test_the_recommended_score_adds_the_weighted_reference() -> None:
     log_q = torch.tensor([-30.0, -10.0, 10.0], dtype=torch.float64)
     weight = reference_weight(energies, log_q)
     # beta log q spreads REFERENCE_SHARE times as widely as -E: std 1 against std 20.
+    assert REFERENCE_SHARE == 4.0  # measured on MNIST's outliers (bench/README.md, "jem.py")
     assert weight == pytest.approx(REFERENCE_SHARE / 20)
+    # Two different inliers are enough to weigh an expert.
+    assert reference_weight(energies[:2], log_q[:2]) == pytest.approx(REFERENCE_SHARE / 20)
     scores = ood_scores(logits, energies, log_q, weight=weight)
     assert list(scores) == list(SCORES[:-1])
     assert torch.allclose(scores["stgconv"], -energies + weight * log_q)
@@ -59,6 +63,7 @@ def test_the_feature_expert_adds_to_the_pixel_product_at_its_share() -> None:
     beta = reference_weight(-energies, log_q)
     product = -energies + beta * log_q
     gamma = reference_weight(product, log_r, share=FEATURE_SHARE)
+    assert FEATURE_SHARE == 1.0  # measured on MNIST's outliers (bench/README.md, "jem.py")
     assert gamma == pytest.approx(FEATURE_SHARE * float(product.std() / log_r.std()))
     scores = ood_scores(logits, energies, log_q, weight=beta, feature_log_r=log_r,
                         feature_weight=gamma)
@@ -116,9 +121,12 @@ def arrays(trained_jem_run: dict[str, Path], tmp_path: Path) -> dict[str, str]:
 
 def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
     out = Path(arrays["tmp"]) / "ood.json"
+    started = time.perf_counter()
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
                  "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 0
+    took = time.perf_counter() - started
     table = json.loads(out.read_text())
+    assert 0 < table["seconds"] <= took
     assert list(table["auroc"]) == list(SCORES)
     assert all(0 <= a <= 1 for a in table["auroc"].values())
     assert 0 <= table["accuracy"] <= 1 and 0 <= table["ece"] <= 1
@@ -273,7 +281,8 @@ def test_a_descriptor_checkpoint_exits_2(arrays: dict[str, str], trained_voxel_r
 
 
 def test_the_feature_weight_is_set_against_the_energy_plus_weighted_reference() -> None:
-    """gamma spreads the feature density against -E + beta log q, not against -E alone."""
+    """beta spreads log q against -E (at REFERENCE_SHARE), and gamma the feature density
+    against -E + beta log q, not against -E alone."""
     from torch import nn
 
     torch.manual_seed(0)
@@ -286,6 +295,8 @@ def test_the_feature_weight_is_set_against_the_energy_plus_weighted_reference() 
     features = DataGaussian.fit(torch.randn(12, 3, generator=torch.Generator().manual_seed(2)),
                                 rank=1)
     _, scores, weights = score_images(energy, pixels, x, feature_reference=features)
+    assert weights["reference"] == pytest.approx(
+        reference_weight(scores["energy"], scores["reference"], share=REFERENCE_SHARE))
     product = scores["energy"] + weights["reference"] * scores["reference"]
     assert weights["features"] == pytest.approx(
         reference_weight(product, scores["features"], share=FEATURE_SHARE))
@@ -300,6 +311,8 @@ def test_raw_pixels_are_refused_not_scored_as_model_values() -> None:
         score_images(energy, pixels, raw)
     with pytest.raises(ValueError, match="floating point"):
         ood.reference_log_prob(pixels, raw)
+    with pytest.raises(ValueError, match=r"floating point in the model's units .* torch\.int64"):
+        score_images(energy, pixels, raw.long())
 
 
 def test_classifier_outputs_are_the_models_own_in_float64_batch_by_batch() -> None:
@@ -341,6 +354,9 @@ def test_the_table_spells_out_the_recommended_score() -> None:
             "features of the training data, weights set on the inliers)" in features_only)
     alone = ood.format_ood_table({**table, "reference_weight": None, "weights_from": None})
     assert "'stgconv' = -E(x))" in alone
+    # Three significant digits of each weight, four decimals of each AUROC.
+    exact = ood.format_ood_table({**table, "reference_weight": 0.125})
+    assert "-E(x) + 0.125 log q(x);" in exact and "stgconv         0.7500" in exact
 
 
 def test_max_softmax_normalises_each_example_over_its_classes() -> None:
@@ -396,7 +412,8 @@ def test_the_ece_is_of_the_class_probabilities_at_the_checkpoints_temperature(
 
 
 @pytest.mark.parametrize("key, value, named", [
-    *(("temperature", t, "temperature") for t in (0.0, -1.0, float("nan"), float("inf"), "warm")),
+    *(("temperature", t, "temperature")
+      for t in (0.0, -1.0, float("nan"), float("inf"), "warm", True)),
     *(("ood_weights", w, "experts' weights") for w in (
         {"reference": float("nan"), "features": None}, {"reference": -1.0, "features": None},
         {"reference": 1.0, "features": math.inf}, {"reference": True, "features": None},
@@ -487,3 +504,67 @@ def test_a_checkpoint_with_both_fits_scores_with_its_reference_fit(monkeypatch) 
     model = ood.load_classifier("run")
     assert torch.equal(model.reference.means, reference.means)
     assert model.feature_reference is None  # no jem.feature_rank fit: no pixel fit stands in
+
+
+def test_a_checkpoint_with_only_its_chains_fitted_start_scores_with_it(monkeypatch) -> None:
+    """A run whose chains started at data_gaussian without a jem.reference_components fit keeps
+    the start alone: that fit is the pixel expert."""
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))
+    start = DataGaussian.fit(torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0)),
+                             rank=1)
+    state = {"init": start.state_dict()}
+    monkeypatch.setattr(ood, "load_model", lambda *_, **__: (energy, None, state))
+    assert torch.equal(ood.load_classifier("run").reference.means, start.means)
+
+
+def test_reference_log_probs_are_float64_of_float32_images() -> None:
+    pixels = DataGaussian.fit(torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(1)),
+                              rank=1)
+    x = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(2))
+    log_q = ood.reference_log_prob(pixels, x)
+    assert log_q.dtype == torch.float64
+    torch.testing.assert_close(log_q, pixels.log_prob(x.double()))
+
+
+class _BatchSizes(torch.nn.Module):
+    """Passes its input on, noting each batch's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.sizes.append(len(x))
+        return x
+
+
+def test_classifier_outputs_go_through_the_model_batch_size_images_at_a_time() -> None:
+    sizes = _BatchSizes()
+    energy = ClassifierEnergy(torch.nn.Sequential(sizes, torch.nn.Flatten(),
+                                                  torch.nn.Linear(4, 2)))
+    ood.classifier_outputs(energy, torch.zeros(5, 1, 2, 2), batch_size=2)
+    assert sizes.sizes == [2, 2, 1]
+
+
+def test_the_table_gives_the_accuracy_and_both_eces() -> None:
+    table = {"reference_weight": None, "feature_weight": None, "weights_from": None,
+             "n_inliers": 2, "n_outliers": 3, "auroc": {"stgconv": 0.75}, "accuracy": 0.5,
+             "ece": 0.125, "ece_uncalibrated": 0.25, "temperature": 2.0}
+    assert ood.format_ood_table(table).endswith(
+        "inliers: accuracy 0.5000, ECE (15 bins) 0.1250 at the checkpoint's temperature 2 "
+        "(0.2500 at 1)")
+
+
+def test_the_accuracy_counts_the_inliers_labelled_with_their_most_likely_class(
+        arrays: dict[str, str], tmp_path: Path) -> None:
+    model = ood.load_classifier(arrays["run"], device="cpu")
+    with np.load(arrays["inliers"]) as archive:
+        x = archive["x_test"]
+    with torch.no_grad():
+        logits = model.energy.logits(torch.from_numpy(x).float()[:, None] / 127.5 - 1)
+    np.savez(tmp_path / "own.npz", x_test=x, y_test=logits.argmax(1).numpy())
+    out = tmp_path / "ood.json"
+    assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers",
+                 str(tmp_path / "own.npz"), "--outliers", arrays["outliers"], "--json", str(out),
+                 "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["accuracy"] == 1.0

@@ -716,6 +716,23 @@ def test_coarse_starts_refuse_a_bad_factor_when_made_naming_it(factor) -> None:
     assert SuperResolutionStart([2, 2]).factor == (2, 2)
 
 
+def test_coarse_starts_take_each_factor_along_its_own_axis() -> None:
+    """Blocks of 2 x 1 x 4 over (D, H, W): the coarse start is each block's mean repeated over
+    the block, and the super-resolution start keeps those means."""
+    from stgconv.mcmc import CoarseStart, SuperResolutionStart
+    from stgconv.ops import block_down
+
+    x_pos = torch.rand(2, 1, 4, 2, 8, generator=gen(0))
+    means = x_pos.reshape(2, 1, 2, 2, 2, 1, 2, 4).mean((3, 5, 7))
+    expected = means.repeat_interleave(2, 2).repeat_interleave(4, 4)
+    coarse = CoarseStart((2, 1, 4)).start(x_pos, torch.arange(2))
+    torch.testing.assert_close(coarse, expected, rtol=0, atol=1e-6)
+    start = SuperResolutionStart((2, 1, 4), upsample="nearest")
+    torch.testing.assert_close(start.start(x_pos, torch.arange(2)), coarse, rtol=0, atol=0)
+    kept = start.constraint(x_pos).project(torch.rand_like(x_pos))
+    torch.testing.assert_close(block_down(kept, (2, 1, 4)), means, rtol=0, atol=1e-6)
+
+
 def test_recovery_start_clamps_the_known_entries_of_its_batch() -> None:
     x = boxes_and_balls(3, 8)
     start = RecoveryStart(0.7, nearest_known_fill)
@@ -727,7 +744,7 @@ def test_recovery_start_clamps_the_known_entries_of_its_batch() -> None:
     assert torch.equal(x0[known], x[known])
     moved = start.constraint(x).project(torch.rand_like(x))
     assert torch.equal(moved[known], x[known])
-    for missing in (0.0, 1.0):
+    for missing in (0.0, 1.0, math.nan):
         with pytest.raises(ValueError, match="missing"):
             RecoveryStart(missing, nearest_known_fill)
 
@@ -830,6 +847,14 @@ def test_recovery_start_hides_entries_drawn_from_the_generator() -> None:
     assert not torch.equal(first, known(6))
 
 
+def test_recovery_start_hides_each_examples_entries_apart() -> None:
+    x = boxes_and_balls(2, 8)
+    start = RecoveryStart(0.5, nearest_known_fill)
+    start.start(x, torch.arange(2), generator=gen(0))
+    known = start.constraint(x).known
+    assert not torch.equal(known[0], known[1])
+
+
 def test_recovery_start_never_reads_the_entries_it_hides() -> None:
     """The chain starts from the fill of the kept entries alone: other values at the hidden
     entries (under the same mask) start the same chains, the hidden truth shows in none."""
@@ -871,6 +896,8 @@ def test_recovery_start_constraint_needs_the_start_of_that_same_batch() -> None:
     start.start(x, torch.arange(3), generator=gen(0))
     with pytest.raises(RuntimeError, match=r"start\(\) of the same batch"):
         start.constraint(x[:1])
+    with pytest.raises(RuntimeError, match=r"start\(\) of the same batch"):
+        start.constraint(x[..., :4])  # as many examples, each of another shape
     start.constraint(x)
     start.keep(x)
     with pytest.raises(RuntimeError, match=r"start\(\) of the same batch"):
@@ -988,6 +1015,26 @@ def test_the_stateless_starts_say_their_settings() -> None:
         "NoiseStart(init=NoiseInit(kind='uniform', scale=0.5), chains_per_example=2)")
     assert repr(DataStart(noise_std=0.1, chains_per_example=3)) == (
         "DataStart(noise_std=0.1, chains_per_example=3)")
+
+
+def test_the_noise_and_data_starts_default_to_one_chain_per_example_without_noise() -> None:
+    x_pos = torch.randn(3, 1, 2, 2, generator=gen(0))
+    noise = NoiseStart(NoiseInit()).start(x_pos, torch.arange(3), generator=gen(1))
+    assert noise.shape == (3, 1, 2, 2)
+    assert torch.equal(DataStart().start(x_pos, torch.arange(3), generator=gen(1)), x_pos)
+
+
+def test_every_start_gives_as_many_chains_per_example_as_it_says() -> None:
+    """Training sizes its batch of chains by chains_per_example (its memory check and message):
+    each start's start() must give that many chains per example."""
+    from stgconv.mcmc import CoarseStart, SuperResolutionStart
+
+    x_pos = boxes_and_balls(2, 4)
+    for start in (NoiseStart(NoiseInit(), chains_per_example=3), DataStart(chains_per_example=2),
+                  CoarseStart((2, 2, 2)), SuperResolutionStart((2, 2, 2)),
+                  RecoveryStart(0.5, nearest_known_fill)):
+        chains = start.start(x_pos, torch.arange(2), generator=gen(0))
+        assert chains.shape == (2 * start.chains_per_example, *x_pos.shape[1:]), start
 
 
 def test_kmeans_never_seeds_a_point_that_is_already_a_centre() -> None:

@@ -133,8 +133,10 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
             for key in ("reference", "init", "feature_reference")}
     weights = state.get("ood_weights")
     temperature = state.get("temperature", 1.0)
-    if not (isinstance(temperature, float | int) and math.isfinite(temperature)
-            and temperature > 0):  # a division by it would report NaN probabilities
+    # A division by a temperature that is not a positive number would report NaN
+    # probabilities; a bool is an int to Python, but no temperature training writes.
+    if not (isinstance(temperature, float | int) and not isinstance(temperature, bool)
+            and math.isfinite(temperature) and temperature > 0):
         raise CheckpointError(f"{checkpoint}: its temperature {temperature!r} is not a "
                               "positive number; the checkpoint is damaged")
     if weights is not None and not _expert_weights(weights):
