@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from _tiny import tiny_texture_run
 
 from stgconv.cli import _parser
-from stgconv.config import load_config
+from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.evaluation import voxel as voxel_evaluation
 from stgconv.metrics import auroc, voxel_errors, voxel_iou
 
@@ -744,6 +744,10 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
      r"--set train.n_iterations=9: every run's train.n_iterations is --at's"),
     ("langevin.py", ["--threads", "0"], r"--threads must be >= 1, got 0"),
     ("langevin.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
+    ("langevin.py", ["--channels", "0"], r"--channels must be >= 1, got 0"),
+    ("langevin.py", ["--size", "0"], r"--size must be >= 1, got 0"),
+    ("fill_prior.py", ["--out", "{tmp}/priors", "--iterations", "0"],
+     r"--iterations: must be >= 1, got 0"),
     ("recovery.py", ["--frames", "1.5"], r"--frames: expected an integer, got '1.5'"),
     ("recovery.py", ["--size", "0"], r"--size: must be >= 1, got 0"),
     ("voxel.py", ["--json", "{tmp}"], r"--json: .* is a folder; give a file name"),
@@ -830,6 +834,149 @@ def test_fill_prior_bench_refuses_a_clip_it_does_not_have(tmp_path, bench_main, 
     assert exit_info.value.code == 2
     assert re.search(r"--clips zebra: not among the clips", capsys.readouterr().err)
     assert not (tmp_path / "priors").exists()
+
+
+def dyntex_folder(folder: Path, *, actions=("b.mp4", "a.mp4")) -> Path:
+    """``folder`` as bench/fill_prior.py's --data: the three DynTex clips and ``actions/``
+    (empty files: only their presence is checked before the first prior)."""
+    for clip in ("boiling_water", "flag", "fire_pot"):
+        (folder / f"{clip}.avi").write_bytes(b"")
+    (folder / "actions").mkdir()
+    for name in actions:
+        (folder / "actions" / name).write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("argv, seed, iterations", [([], 0, 3000),
+                                                    (["--seed", "5", "--iterations", "7"], 5, 7)])
+def test_fill_prior_bench_trains_on_70_frames_of_150x150_from_every_other_clip(
+        tmp_path, bench_main, monkeypatch, argv, seed, iterations):
+    main = bench_main("fill_prior.py")
+    data = dyntex_folder(tmp_path)
+    stop_at(main, "train_fill_prior", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(["--data", str(data), "--out", str(tmp_path / "p"), *argv])
+    (videos, path), kw = reached.value.args
+    assert videos == [data / "flag.avi", data / "fire_pot.avi", data / "actions" / "a.mp4",
+                      data / "actions" / "b.mp4"]
+    assert path == tmp_path / "p" / "without_boiling_water.pt"
+    assert (kw["frames"], kw["size"], kw["seed"], kw["iterations"]) == (70, 150, seed, iterations)
+    assert kw["settings"] == load_config(QUICK_RECOVERY_CONFIG).recovery.learned
+
+
+def test_fill_prior_bench_reads_the_shared_clips_by_default(tmp_path, bench_main, monkeypatch,
+                                                            capsys):
+    main = bench_main("fill_prior.py")
+    shared = ROOT.parent / "shared" / "data" / "video"
+    stop_at(main, "train_fill_prior", monkeypatch)
+    with pytest.raises((Reached, SystemExit)) as stopped:
+        main(["--out", str(tmp_path / "p")])
+    if stopped.type is Reached:
+        assert stopped.value.args[0][0][0] == shared / "flag.avi"
+    else:  # a checkout without ../shared
+        assert f"are not all in {shared} (pass --data)" in capsys.readouterr().err
+
+
+def test_fill_prior_bench_quick_trains_on_6_frames_of_32x32_crops_of_8(
+        tmp_path, bench_main, monkeypatch):
+    main = bench_main("fill_prior.py")
+    stop_at(main, "train_fill_prior", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(["--quick", "--out", str(tmp_path / "p")])
+    kw = reached.value.args[1]
+    assert (kw["frames"], kw["size"], kw["iterations"], kw["settings"].crop_size) == (6, 32, 3, 8)
+
+
+@pytest.mark.parametrize("missing", ["flag", "fire_pot", "fire_pot_as_a_folder"])
+def test_fill_prior_bench_refuses_a_data_folder_without_every_dyntex_clip(
+        tmp_path, bench_main, capsys, missing):
+    data = dyntex_folder(tmp_path)
+    clip = missing.removesuffix("_as_a_folder")
+    (data / f"{clip}.avi").unlink()
+    if missing != clip:
+        (data / f"{clip}.avi").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main("fill_prior.py")(["--data", str(data), "--out", str(tmp_path / "p")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"the DynTex clips ['boiling_water', 'flag', 'fire_pot'] are not all in {data} "
+        "(pass --data)")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("clips, named", [(["zebra"], "zebra"),
+                                          (["zebra", "flag", "yak"], "yak zebra")])
+def test_fill_prior_bench_names_every_clip_it_does_not_have_and_those_it_has(
+        tmp_path, bench_main, capsys, clips, named):
+    data = dyntex_folder(tmp_path, actions=["horse.mp4"])
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main("fill_prior.py")(["--data", str(data), "--clips", *clips,
+                                     "--out", str(tmp_path / "p")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"--clips {named}: not among the clips ['boiling_water', 'flag', 'fire_pot', 'horse']")
+
+
+def test_fill_prior_bench_refuses_a_config_with_a_bad_key_in_one_line(tmp_path, bench_main,
+                                                                      capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("bogus: 1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main("fill_prior.py")(["--quick", "--out", str(tmp_path / "p"), "--config",
+                                     str(config)])
+    assert exit_info.value.code == 2
+    assert re.search(r"--config .*bad.yaml: unknown config key",
+                     capsys.readouterr().err.splitlines()[-1])
+
+
+def test_fill_prior_bench_rows_and_table_say_each_priors_videos_iterations_and_cpu_time(
+        tmp_path, bench_main, monkeypatch, capsys):
+    """CPU seconds are the training's own (none here: the training is a stand-in)."""
+    main = bench_main("fill_prior.py")
+    monkeypatch.setitem(main.__globals__, "train_fill_prior", lambda videos, path, **kw: path)
+    out = tmp_path / "rows.json"
+    assert main(["--quick", "--out", str(tmp_path / "p"), "--iterations", "2", "--json",
+                 str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(row["prior"], row["videos"], row["iterations"]) for row in rows] == [
+        (str(tmp_path / "p" / "without_a.pt"), ["b.mkv"], 2),
+        (str(tmp_path / "p" / "without_b.pt"), ["a.mkv"], 2)]
+    assert all(0 <= row["cpu_seconds"] < 0.5 for row in rows)
+    table = capsys.readouterr().out.splitlines()
+    assert table[-2].split() == ["a", "1", "0", str(tmp_path / "p" / "without_a.pt")]
+
+
+def test_langevin_bench_net_times_seeded_inputs_and_weights_of_the_asked_shape(
+        bench_module, monkeypatch):
+    langevin = bench_module("langevin.py")
+    timed = []
+    monkeypatch.setattr(langevin["common"], "langevin_step_stats",
+                        lambda energy, x0, timing: timed.append((energy, x0)) or {})
+    timing = langevin["common"].Timing(n_steps=1, step_size=0.01, repeats=1, warmup=0,
+                                       device=torch.device("cpu"), seed=3)
+    with torch.random.fork_rng(devices=[]):
+        row = langevin["bench_net"]("texture", batch=2, channels=1, size=64, timing=timing)
+        torch.manual_seed(3)
+        expected = langevin["image_energy"]("texture", in_channels=1, image_size=64)
+    assert row == {"net": "texture", "batch": 2, "shape": [2, 1, 64, 64]}
+    [(energy, x0)] = timed
+    noise = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x0, noise * 2 - 1)  # uniform in [-1, 1]
+    assert all(torch.equal(energy.state_dict()[name], value)
+               for name, value in expected.state_dict().items())
+
+
+@pytest.mark.parametrize("argv, settings", [([], (16, 3, 64, 5, 9)),
+                                            (["--quick"], (2, 3, 64, 3, 1))])
+def test_langevin_bench_times_the_documented_batch(bench_main, monkeypatch, argv, settings):
+    main = bench_main("langevin.py")
+    stop_at(main, "bench_net", monkeypatch)
+    with pytest.raises(Reached) as reached:
+        main(argv)
+    net, kw = reached.value.args[0][0], reached.value.args[1]
+    assert net == "texture"
+    assert (kw["batch"], kw["channels"], kw["size"], kw["timing"].n_steps,
+            kw["timing"].repeats) == settings
 
 
 def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):

@@ -12,9 +12,14 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+
+import stgconv
+from stgconv.metrics import auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -127,3 +132,402 @@ def test_video_example_preconditions_its_completion_by_the_spread(tmp_path, monk
                       "--out", str(tmp_path / "outputs")])
     [scale] = scales
     assert scale is not None and bool(scale.isfinite().all()) and scale.max() > 0
+
+
+def watch(monkeypatch, owner, name: str) -> list[SimpleNamespace]:
+    """Each call of ``owner.name`` from now on, as its ``args``, ``kwargs`` and ``result``."""
+    calls, original = [], getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append(SimpleNamespace(args=args, kwargs=kwargs, result=result))
+        return result
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+def keep_first_weights(monkeypatch, owner, name: str) -> list[dict[str, torch.Tensor]]:
+    """The weights of each net ``owner.name`` builds from now on, as they were when built."""
+    weights, build = [], getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        net = build(*args, **kwargs)
+        weights.append({key: value.clone() for key, value in net.state_dict().items()})
+        return net
+
+    monkeypatch.setattr(owner, name, spy)
+    return weights
+
+
+def test_compose_smoothness_sums_the_squared_differences_along_both_axes():
+    smoothness = load_example("compose_experts.py").smoothness
+    x = torch.tensor([[0.0, 1.0], [3.0, 5.0]])[None, None]  # (1, 1, 2, 2)
+    # Across: 1 and 2; down: 3 and 4.
+    assert smoothness(x).tolist() == [1 + 4 + 9 + 16]
+
+
+def test_compose_smoke_digits_are_one_bright_blob_in_the_middle_half():
+    example = load_example("compose_experts.py")
+    digits = example.synthetic_digits(64, 8, torch.Generator().manual_seed(0))
+    assert digits.shape == (64, 1, 8, 8)
+    assert digits.amax().item() <= 1 and digits.amin().item() == pytest.approx(-1, abs=1e-3)
+    peaks = digits.flatten(1).argmax(1)
+    rows, columns = peaks // 8, peaks % 8
+    assert all(2 <= i <= 6 for i in rows.tolist() + columns.tolist())
+    assert (rows != columns).any()  # each centre's row and column drawn apart
+    assert (digits.flatten(1).amax(1) > 0.5).all()
+
+
+@pytest.fixture(scope="module")
+def compose_run(tmp_path_factory):
+    """examples/compose_experts.py --smoke --seed 3, with its fit, samplers and HMC's
+    acceptances watched."""
+    example = load_example("compose_experts.py")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fits = watch(monkeypatch, example.DataGaussian, "fit")
+        langevin = watch(monkeypatch, stgconv.Langevin, "run")
+        hmc = watch(monkeypatch, stgconv.HMC, "run")
+        out = tmp_path_factory.mktemp("compose") / "numbers.json"
+        with torch.random.fork_rng(devices=[]):
+            numbers = example.main(["--smoke", "--seed", "3", "--json", str(out)])
+    assert json.loads(out.read_text()) == numbers
+    return SimpleNamespace(example=example, numbers=numbers, fits=fits, langevin=langevin,
+                           hmc=hmc)
+
+
+def test_compose_fits_expert_a_to_the_first_half_of_its_seeds_digits(compose_run):
+    digits = compose_run.example.synthetic_digits(64, 8, torch.Generator().manual_seed(3))
+    [fit] = compose_run.fits
+    assert torch.equal(fit.args[0], digits[:32]) and fit.kwargs == {"rank": 16}
+
+
+def test_compose_samples_a_and_the_product_by_langevin_and_a_by_hmc(compose_run):
+    alone, both = compose_run.langevin
+    [hmc] = compose_run.hmc
+    sampler, expert, start = alone.args
+    gaussian = compose_run.fits[0].result
+    assert both.args[0] is sampler and hmc.args[2] is start
+    # Noise in [-1, 1], the digits' range.
+    assert start.shape == (16, 1, 8, 8) and start.amin() < -0.5 and start.amax() <= 1
+    assert sampler.step_size == pytest.approx(0.5 * float(gaussian.residual_std.min()))
+    assert torch.equal(expert(start), -gaussian.log_prob(start))
+    product = both.args[1]
+    assert product.experts == [expert, compose_run.example.smoothness]
+    assert product.weights == [1.0, 0.5]
+    hmc_sampler = hmc.args[0]
+    assert hmc.args[1] is expert and hmc_sampler.step_size == sampler.step_size
+    assert (sampler.n_steps, hmc_sampler.n_steps, hmc_sampler.n_leapfrog) == (20, 10, 10)
+
+
+def test_compose_reports_each_sets_smoothness_and_energy(compose_run):
+    """Real digits are the held-out half; the others are the samples of each chain."""
+    numbers, smoothness = compose_run.numbers, compose_run.example.smoothness
+    digits = compose_run.example.synthetic_digits(64, 8, torch.Generator().manual_seed(3))
+    held_out = digits[32:]
+    alone, both = (call.result for call in compose_run.langevin)
+    exact = compose_run.hmc[0].result
+    expert = compose_run.langevin[0].args[1]
+    expected = {"smoothness_real": smoothness(held_out), "smoothness_langevin_A": smoothness(alone),
+                "smoothness_langevin_A_plus_B": smoothness(both),
+                "energy_A_real": expert(held_out), "energy_A_langevin_A_plus_B": expert(both),
+                "energy_A_hmc": expert(exact)}
+    for name, values in expected.items():
+        assert numbers[name] == pytest.approx(values.mean().item(), rel=1e-5), name
+    assert numbers["smoothness_real"] != numbers["smoothness_langevin_A"]
+
+
+def test_compose_reports_the_fraction_of_hmc_trajectories_accepted(compose_run, monkeypatch):
+    """The mean over steps of each step's accepted fraction of the 16 chains."""
+    example = compose_run.example
+    fractions = []
+
+    def run(self, energy, x, *, callback, **settings):
+        def record(info):
+            fractions.append(info.accepted.float().mean().item())
+            callback(info)
+        return original(self, energy, x, callback=record, **settings)
+
+    original = stgconv.HMC.run
+    monkeypatch.setattr(stgconv.HMC, "run", run)
+    with torch.random.fork_rng(devices=[]):
+        numbers = example.main(["--smoke", "--seed", "3"])
+    assert len(fractions) == 10 and numbers == compose_run.numbers
+    assert numbers["hmc_acceptance"] == pytest.approx(sum(fractions) / 10)
+    assert 0 < numbers["hmc_acceptance"] <= 1
+
+
+def test_jem_smoke_images_have_a_bar_across_for_class_0_and_down_for_class_1():
+    images, labels = load_example("jem_ood.py").synthetic_digits(
+        64, torch.Generator().manual_seed(0))
+    assert images.shape == (64, 1, 28, 28) and sorted(set(labels.tolist())) == [0, 1]
+    bright = images[:, 0] == 1
+    for bar, label in zip(bright, labels.tolist()):
+        rows, columns = bar.nonzero(as_tuple=True)
+        extent = (int(rows.max() - rows.min()) + 1, int(columns.max() - columns.min()) + 1)
+        assert len(rows) == 80 and extent == ((4, 20) if label == 0 else (20, 4))
+    dark = images[:, 0][~bright]
+    assert dark.amin() >= -1 and dark.amax() < -0.9
+
+
+@pytest.fixture(scope="module")
+def jem_run(tmp_path_factory):
+    """examples/jem_ood.py --smoke --seed 3, with its classifier's first weights kept and its
+    fits, training and scores watched."""
+    example = load_example("jem_ood.py")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        first_weights = keep_first_weights(monkeypatch, example, "digit_classifier")
+        fits = watch(monkeypatch, example.DataGaussian, "fit")
+        training = watch(monkeypatch, example.HybridTrainer, "fit")
+        scores = watch(monkeypatch, example, "score_images")
+        out = tmp_path_factory.mktemp("jem") / "numbers.json"
+        with torch.random.fork_rng(devices=[]):
+            numbers = example.main(["--smoke", "--seed", "3", "--json", str(out)])
+    assert json.loads(out.read_text()) == numbers
+    images, labels = example.synthetic_digits(96, torch.Generator().manual_seed(3))
+    return SimpleNamespace(example=example, numbers=numbers, fits=fits, training=training,
+                           scores=scores, first_weights=first_weights, images=images,
+                           labels=labels)
+
+
+def test_jem_trains_on_64_of_its_seeds_images_from_seeded_weights(jem_run):
+    [fit] = jem_run.training
+    trainer = fit.args[0]
+    assert torch.equal(trainer.data, jem_run.images[:64])
+    assert torch.equal(trainer.labels, jem_run.labels[:64])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        expected = jem_run.example.digit_classifier(2, width=16).state_dict()
+    [weights] = jem_run.first_weights
+    assert all(torch.equal(weights[name], value) for name, value in expected.items())
+
+
+def test_jem_trains_with_sgld_from_a_replay_buffer_of_per_class_gaussians(jem_run):
+    [fit] = jem_run.training
+    trainer, sampler = fit.args[0], fit.args[0].sampler
+    assert fit.args[1] == 10 and trainer.batch_size == 64
+    # SGLD: a gradient step of 1 (step_size^2 / 2), noise 0.01, kept in [-1, 1].
+    assert sampler.step_size ** 2 / 2 == pytest.approx(1)
+    assert sampler.step_size * sampler.noise_scale == pytest.approx(0.01)
+    assert sampler.clamp == (-1.0, 1.0) and sampler.n_steps == 5
+    buffer, per_class = trainer.chains, jem_run.fits[0]
+    assert (buffer.capacity, buffer.fresh, buffer.init) == (2000, 0.05, per_class.result)
+    assert torch.equal(per_class.args[0], trainer.data)
+    assert torch.equal(per_class.args[1], jem_run.labels[:64])
+    assert per_class.kwargs == {"rank": 16}
+    jem = trainer.jem
+    assert (jem.px_weight, jem.px_batch, jem.lr_decay) == (0.1, 16, "cosine")
+
+
+def test_jem_scores_test_and_inverted_digits_with_weights_set_on_training_digits(jem_run):
+    on_training, on_test, on_inverted = jem_run.scores
+    reference = jem_run.fits[1]
+    assert torch.equal(reference.args[0], jem_run.images[:64]) and reference.kwargs == {"rank": 32}
+    energy = on_training.args[0]
+    assert not energy.training  # scored as the model it is, not in training mode
+    for call in jem_run.scores:
+        assert call.args[:2] == (energy, reference.result)
+    assert torch.equal(on_training.args[2], jem_run.images[:64])
+    assert on_training.kwargs == {}
+    weights = on_training.result[2]
+    assert torch.equal(on_test.args[2], jem_run.images[64:])
+    assert torch.equal(on_inverted.args[2], -jem_run.images[64:])
+    assert on_test.kwargs == on_inverted.kwargs == {"weights": weights}
+
+
+def test_jem_reports_test_accuracy_and_how_each_score_ranks_inverted_digits(jem_run):
+    logits, inliers, _ = jem_run.scores[1].result
+    outliers = jem_run.scores[2].result[1]
+    assert logits.shape == (32, 2)
+    accuracy = (logits.argmax(1) == jem_run.labels[64:]).float().mean().item()
+    expected = {"accuracy": accuracy, **{f"auroc_{name}": auroc(inliers[name], outliers[name])
+                                         for name in inliers}}
+    assert jem_run.numbers == pytest.approx(expected)
+
+
+def test_video_smoke_clip_is_a_travelling_wave_in_three_channels():
+    clip = load_example("video_recovery.py").synthetic_clip(8, 16)
+    assert clip.shape == (3, 8, 16, 16)
+    assert 0.7 < clip.abs().amax().item() <= 0.8 + 1e-6  # within the model's [-1, 1]
+    assert torch.allclose(clip[1], 0.5 * clip[0]) and torch.equal(clip[2], -clip[0])
+    assert not torch.allclose(clip[:, 1], clip[:, 0], atol=0.1)  # it moves from frame to frame
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory):
+    """examples/video_recovery.py --smoke --seed 3, with its energy's first weights kept and its
+    fills, recovery and comparison video watched."""
+    example = load_example("video_recovery.py")
+    folder = tmp_path_factory.mktemp("video")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        first_weights = keep_first_weights(monkeypatch, stgconv, "video_energy")
+        calls = {name: watch(monkeypatch, example, name) for name in (
+            "learned_fill", "apply_fill", "CompletionChain", "recover", "save_comparison")}
+        with torch.random.fork_rng(devices=[]):
+            numbers = example.main(["--smoke", "--seed", "3", "--json",
+                                    str(folder / "numbers.json"), "--out", str(folder / "out")])
+    assert json.loads((folder / "numbers.json").read_text()) == numbers
+    truth = example.synthetic_clip(8, 16)
+    known = example.occluded_region(8, 16, 16, size=6, generator=torch.Generator().manual_seed(3))
+    return SimpleNamespace(example=example, numbers=numbers, folder=folder, truth=truth,
+                           known=known, first_weights=first_weights,
+                           **{name: call for name, [call] in calls.items()})
+
+
+def test_video_recovers_its_seeds_region_from_the_observed_pixels_only(video_run):
+    energy, sampler, observed, known = video_run.recover.args
+    assert torch.equal(known, video_run.known) and not known.all()
+    assert observed[:, ~known].isnan().all()
+    assert torch.equal(observed[:, known], video_run.truth[:, known])
+    assert energy.reference_sigma == 0.5 and sampler.step_size == 0.015
+    settings = video_run.recover.kwargs
+    assert (settings["n_chains"], settings["warmup"], settings["average_last"]) == (1, 2, 2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        expected = stgconv.video_energy("st_small", in_channels=3, reference_sigma=0.5)
+    [weights] = video_run.first_weights
+    assert all(torch.equal(weights[name], value)
+               for name, value in expected.state_dict().items())
+
+
+def test_video_chain_starts_from_the_learned_fill_and_moves_gently(video_run):
+    example = video_run.example
+    fills = video_run.learned_fill.args[2]
+    shipped = example.load_config(example.QUICK_RECOVERY_CONFIG).recovery.learned.fills
+    assert fills == [example.FILLS[name] for name in shipped]
+    assert video_run.apply_fill.args[0] is video_run.learned_fill.result[0]
+    assert video_run.recover.kwargs["init"] is video_run.apply_fill.result
+    completion = video_run.CompletionChain
+    assert completion.kwargs["clamp"] == (-1.0, 1.0)
+    assert completion.args[0].noise_scale == 0
+    assert video_run.recover.kwargs["completion"] is completion.result
+
+
+def test_video_reports_each_fills_error_on_the_hidden_pixels(video_run):
+    example, truth, known = video_run.example, video_run.truth, video_run.known
+    observed = video_run.recover.args[2]
+    errors = {name: example.missing_mae_255(fill(observed, known), truth, known)
+              for name, fill in example.FILLS.items()}
+    best = min(errors, key=errors.get)
+    stgconv_error = example.missing_mae_255(video_run.recover.result.recovered, truth, known)
+    expected = {**{f"error_{name}": error for name, error in errors.items()},
+                "error_learned_fill": example.missing_mae_255(video_run.apply_fill.result, truth,
+                                                              known),
+                "error_stgconv": stgconv_error, "best_classical": best,
+                "ratio_to_best_classical": stgconv_error / errors[best]}
+    assert video_run.numbers == pytest.approx(expected)
+    assert errors[best] < max(errors.values())
+
+
+def test_video_writes_the_occluded_recovered_and_true_clips_side_by_side(video_run):
+    clips, path = video_run.save_comparison.args
+    occluded, recovered, truth = clips
+    assert torch.equal(occluded, video_run.truth.where(video_run.known, -1.0))
+    assert recovered is video_run.recover.result.recovered
+    assert torch.equal(truth, video_run.truth)
+    assert video_run.save_comparison.kwargs == {"labels": ["occluded", "recovered", "truth"]}
+    assert path == video_run.folder / "out" / "comparison.mp4" and path.stat().st_size > 0
+
+
+def test_video_example_without_its_mask_says_so_in_one_line(tmp_path, capsys):
+    main = runpy.run_path(str(EXAMPLES / "video_recovery.py"))["main"]
+    clip, missing = tmp_path / "clip.avi", tmp_path / "no_such_mask.npy"
+    clip.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(clip), "--mask", str(missing), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: {missing} not found: pass --mask PATH, or --smoke")
+    assert list(tmp_path.iterdir()) == [clip]
+
+
+def test_voxel_smoke_shapes_are_solid_boxes_one_deeper_in_w_than_in_d():
+    shapes = load_example("voxel_super_resolution.py").synthetic_shapes(
+        64, 16, torch.Generator().manual_seed(0))
+    assert shapes.shape == (64, 1, 16, 16, 16)
+    assert set(shapes.unique().tolist()) == {0.0, 1.0}
+    for shape in shapes[:, 0]:
+        d, h, w = shape.nonzero(as_tuple=True)
+        low, depth = int(d.min()), int(d.max() - d.min()) + 1
+        assert (int(h.min()), int(h.max())) == (low, 15 - low)  # centred along H
+        assert (int(w.min()), int(w.max())) == (1, depth + 1)
+        assert len(d) == depth * (16 - 2 * low) * (depth + 1)  # solid
+
+
+@pytest.fixture(scope="module")
+def voxel_run(tmp_path_factory):
+    """examples/voxel_super_resolution.py --smoke --seed 3, with its energy's first weights kept
+    and its training and super-resolution watched."""
+    example = load_example("voxel_super_resolution.py")
+    folder = tmp_path_factory.mktemp("voxel")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        first_weights = keep_first_weights(monkeypatch, stgconv, "voxel_energy")
+        training = watch(monkeypatch, stgconv.Trainer, "fit")
+        resolved = watch(monkeypatch, example, "super_resolve_batch")
+        with torch.random.fork_rng(devices=[]):
+            numbers = example.main(["--smoke", "--seed", "3", "--json",
+                                    str(folder / "numbers.json"), "--out", str(folder / "out")])
+    assert json.loads((folder / "numbers.json").read_text()) == numbers
+    shapes = example.synthetic_shapes(12, 16, torch.Generator().manual_seed(3))
+    [training], [resolved] = training, resolved
+    return SimpleNamespace(example=example, numbers=numbers, folder=folder, train=shapes[:8],
+                           test=shapes[8:], first_weights=first_weights, training=training,
+                           resolved=resolved)
+
+
+def test_voxel_trains_on_centred_occupancy_from_seeded_weights(voxel_run):
+    trainer, iterations = voxel_run.training.args
+    mean = voxel_run.train.mean().item()
+    assert iterations == 2 and torch.equal(trainer.data, voxel_run.train - mean)
+    assert trainer.sampler.clamp == (-mean, 1 - mean) and trainer.sampler.noise_scale == 0
+    assert trainer.chains.factor == (4, 4, 4)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        expected = stgconv.voxel_energy("desc64_small", size=16)
+    [weights] = voxel_run.first_weights
+    assert all(torch.equal(weights[name], value)
+               for name, value in expected.state_dict().items())
+
+
+def test_voxel_super_resolves_the_held_out_shapes_block_means(voxel_run):
+    energy, chain, low, factor = voxel_run.resolved.args
+    assert factor == 4 and low.shape == (4, 1, 4, 4, 4)
+    assert torch.equal(low, voxel_run.example.downsample(voxel_run.test, 4))
+    assert chain.clamp == voxel_run.training.args[0].sampler.clamp and chain.noise_scale == 0
+
+
+def test_voxel_scores_every_upsampler_and_the_chain_against_the_held_out_shapes(voxel_run):
+    example, test = voxel_run.example, voxel_run.test
+    low, ours = voxel_run.resolved.args[2], voxel_run.resolved.result
+    expected = {f"iou_{name}": example.voxel_iou(up(low, 4), test).mean().item()
+                for name, up in example.UPSAMPLERS.items()}
+    expected |= {"iou_stgconv": example.voxel_iou(ours, test).mean().item(), "n_train": 8,
+                 "n_test": 4}
+    assert voxel_run.numbers == pytest.approx(expected)
+    assert voxel_run.numbers["iou_stgconv"] < 1
+
+
+def test_voxel_saves_every_super_resolved_shape(voxel_run):
+    saved = np.load(voxel_run.folder / "out" / "super_resolved.npy")
+    assert saved.shape == (4, 16, 16, 16)
+    assert np.array_equal(saved, voxel_run.resolved.result[:, 0].numpy())
+
+
+def test_jem_accuracy_is_the_share_of_test_images_whose_largest_logit_is_their_label(
+        monkeypatch):
+    """Scores made up (and no training): 24 of the 32 test images' largest logit is their
+    label; the inverted images score higher than the test images on the one score."""
+    example = load_example("jem_ood.py")
+    labels = example.synthetic_digits(96, torch.Generator().manual_seed(0))[1][64:]
+    logits = torch.nn.functional.one_hot(labels, 2).float()
+    logits[24:] = 1 - logits[24:]
+    made_up = iter([(logits, {"one": torch.zeros(64)}, {}),
+                    (logits, {"one": torch.arange(32.0)}, {}),
+                    (logits, {"one": torch.arange(32.0) + 16}, {})])
+    monkeypatch.setattr(example.HybridTrainer, "fit", lambda self, iterations, **kw: None)
+    monkeypatch.setattr(example, "score_images", lambda *args, **kwargs: next(made_up))
+    with torch.random.fork_rng(devices=[]):
+        numbers = example.main(["--smoke"])
+    assert numbers == {"accuracy": 0.75,
+                       "auroc_one": auroc(torch.arange(32.0), torch.arange(32.0) + 16)}
+    assert numbers["auroc_one"] < 0.5
