@@ -60,6 +60,7 @@ import torch
 
 from bench import digits, multigrid
 from stgconv import tasks
+from stgconv.build import grid_samplers, task_sampler
 from stgconv.config import ExperimentConfig, load_config
 from stgconv.evaluation import quality
 from stgconv.io.atomic import atomic_write_json
@@ -227,10 +228,9 @@ def run_pair(name: str, pair: Pair, *, work: Path, budget: float, seed: int, n_s
         first = (max(first_chunk, _storing(config, n_samples)) if "chains" in starts
                  else first_chunk)
         run, train_s, iterations = train_for(config, budget, first_chunk=first)
-        default = config.sampler.task_steps or config.sampler.n_steps
-        if config.multigrid is not None:
-            grid = config.multigrid.grids[-1]
-            default = (grid.sampler or config.sampler).n_steps
+        # The chain length synthesize samples with when none is given (task_steps where set).
+        default = (grid_samplers(config, task=True)[-1] if config.multigrid is not None
+                   else task_sampler(config)).n_steps
         for start in starts:
             label = method if method == "cooperative" else f"descriptor ({start})"
             curve = steps_curve(run, scorer, n_samples=n_samples,

@@ -92,6 +92,82 @@ def test_video_bench_cuda_without_a_gpu_is_a_clear_error(bench_main, capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
+def test_video_update_difference_is_relative_to_the_librarys_update(bench_module):
+    """|theta_a - theta_b| / |theta_a - theta_start| (L2 norms): a moved 5 from the start, and
+    b is 5 from a."""
+    relative_difference = bench_module("video.py")["relative_difference"]
+
+    def net(*weights):
+        layer = torch.nn.Linear(len(weights), 1, bias=False)
+        layer.weight.data = torch.tensor([weights])
+        return layer
+
+    assert relative_difference(net(0.0, 0.0), net(3.0, 4.0), net(0.0, 8.0)) == pytest.approx(1.0)
+
+
+def tiny_video_timing():
+    from bench.common import Timing
+
+    return Timing(n_steps=1, step_size=0.1, repeats=3, warmup=0, device=torch.device("cpu"),
+                  seed=0)
+
+
+def test_video_training_times_are_per_iteration(bench_module, monkeypatch):
+    """A timed run of 4 iterations that took 0.4 s is 100 ms per iteration."""
+    from stgconv.energy.video import video_energy
+
+    video = bench_module("video.py")
+    monkeypatch.setattr(video["common"], "interleaved", lambda runs, **kwargs: (
+        {"stgconv": [0.4, 0.4, 0.4], "eager": [0.8, 0.8, 0.8]}, {}))
+    energy = video_energy("st_small", in_channels=1, frame_size=(16, 16))
+    clips = torch.zeros(1, 1, 4, 16, 16)
+    stats = video["training_stats"](energy, clips, clips, tiny_video_timing(), iterations=4,
+                                    lr=1e-3)
+    assert (stats["ms_per_iteration"], stats["eager_ms_per_iteration"]) == pytest.approx(
+        (100.0, 200.0))
+
+
+def test_video_training_loops_agree_on_a_shuffled_batch_of_two(bench_module):
+    """Two clips, so that the shuffle counts: over six iterations both loops draw the same
+    orders and chains and make the same updates, each on chains of its own (the chains given
+    stay as they were)."""
+    from stgconv.energy.video import video_energy
+
+    torch.manual_seed(0)
+    energy = video_energy("st_small", in_channels=1, frame_size=(16, 16))
+    generator = torch.Generator().manual_seed(0)
+    data, chains = torch.rand(2, 2, 1, 4, 16, 16, generator=generator) * 2 - 1
+    given = chains.clone()
+    stats = bench_module("video.py")["training_stats"](
+        energy, data, chains, tiny_video_timing(), iterations=2, lr=1e-3)
+    assert stats["iteration_max_abs_diff"] < 1e-5 and stats["iteration_update_rel_diff"] < 1e-3
+    assert torch.equal(chains, given)
+
+
+def test_video_bench_trains_on_data_other_than_the_chains_start(bench_module, monkeypatch):
+    """The "observed" clips and the chains' start are two draws across [-1, 1], not one clip;
+    the network's weights follow the seed, whatever was drawn before."""
+    video = bench_module("video.py")
+    seen = []
+    monkeypatch.setattr(video["common"], "langevin_step_stats",
+                        lambda energy, x0, timing: seen.append({"x0": x0}) or {})
+    monkeypatch.setitem(video["bench_net"].__globals__, "training_stats",
+                        lambda energy, data, chains0, timing, **kwargs: seen[-1].update(
+                            energy=energy, data=data, chains0=chains0) or {})
+    for _ in range(2):
+        torch.rand(3)  # the global stream moves on between the runs
+        video["bench_net"]("st_small", batch=1, channels=1, frames=4, size=16,
+                           timing=tiny_video_timing(), iterations=1, lr=1e-3)
+    first, second = seen
+    assert first["chains0"] is first["x0"]
+    assert not torch.equal(first["data"], first["chains0"])
+    for clips in (first["data"], first["chains0"]):
+        assert clips.shape == (1, 1, 4, 16, 16)
+        assert -1 <= clips.min() < -0.9 and 0.9 < clips.max() <= 1
+    assert all(torch.equal(a, b) for a, b in zip(first["energy"].parameters(),
+                                                 second["energy"].parameters()))
+
+
 def test_recovery_bench_quick_writes_json_rows(tmp_path, monkeypatch):
     main = runpy.run_path(str(BENCH / "recovery.py"))["main"]
     # The module (stgconv.tasks.recover_video, as an attribute, is its function).
@@ -708,6 +784,8 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
      r"--step must be at most 500000, got 500001.0"),
     ("compose.py", ["--noise", "1000.5"], r"--noise must be at most 1000, got 1000.5"),
     ("video.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
+    ("video.py", ["--frames", "-1"], r"--frames must be >= 1, got -1"),
+    ("video.py", ["--iterations", "0"], r"--iterations must be >= 1, got 0"),
     ("voxel.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
     ("levers.py", ["--nets", "texture", "object"],
      r"--quick has tiny shapes for texture, st_small, desc32_small only, not object"),
@@ -1173,6 +1251,167 @@ def test_coop_training_resumes_in_chunks_that_stop_within_the_cpu_budget(bench_m
     assert trainings == [(2, False), (8, True)]
 
 
+def run_pair_on_stand_ins(coop: dict, monkeypatch, task: str, overrides: dict, metric_at):
+    """bench/coop.py's ``run_pair`` for ``task`` with training, synthesis and scoring stood in:
+    each model trains 7 iterations in 2.5 of its 10 CPU seconds, and each curve row's metric is
+    ``metric_at(label, steps)``. Returns the rows, the config the scorer was given and each
+    curve's synthesis settings."""
+    run_pair, scorer_configs, curves = coop["run_pair"], [], []
+
+    class StandInScorer:
+        def __init__(self, name, pair, config, **kwargs):
+            scorer_configs.append(config)
+
+        def references(self, config, n_samples):
+            return []
+
+    def steps_curve(run, scorer, *, n_samples, steps, start, seed, cooperative, keep):
+        label = "cooperative" if cooperative else f"descriptor ({start})"
+        curves.append({"label": label, "n_samples": n_samples, "steps": steps, "seed": seed})
+        metric = coop["PAIRS"][task].metric
+        return [{"steps": n, metric: metric_at(label, n)} for n in steps if n or cooperative]
+
+    for name, stand_in in [("Scorer", StandInScorer), ("steps_curve", steps_curve),
+                           ("train_for", lambda config, budget, *, first_chunk:
+                            (Path(config.out_dir), 2.5, 7)),
+                           ("frame_strip", lambda samples, path: path)]:
+        monkeypatch.setitem(run_pair.__globals__, name, stand_in)
+    rows = run_pair(task, coop["PAIRS"][task], work=Path("work"), budget=10.0, seed=3,
+                    n_samples=6, steps=[1, 5], overrides=overrides, mnist=None, quick=True,
+                    first_chunk=1)
+    return rows, scorer_configs, curves
+
+
+def test_coop_common_target_is_the_worse_of_the_models_bests_on_stand_in_curves(
+        bench_module, monkeypatch):
+    """Cooperative best 1; the descriptor's bests 5 (noise) and 3 (chains): the target is 3,
+    its better start's. Rows keep each model's own training CPU seconds and the budget, and the
+    samples are scored against the descriptor's config (the data both models train on)."""
+    coop = bench_module("coop.py")
+    bests = {"cooperative": 1.0, "descriptor (noise)": 5.0, "descriptor (chains)": 3.0}
+    rows, (scored_with,), _ = run_pair_on_stand_ins(
+        coop, monkeypatch, "digits", {"cooperative": [], "descriptor": []},
+        lambda label, steps: bests[label] + (4.0 if steps < 5 else 0.0))
+    assert {row["common_target"] for row in rows} == {3.0}
+    assert {row["method"]: row["steps_to_target"] for row in rows} == {
+        "cooperative": 5, "descriptor (noise)": None, "descriptor (chains)": 5}
+    assert {(row["iterations"], row["train_cpu_s"], row["budget_cpu_s"]) for row in rows} == {
+        (7, 2.5, 10.0)}
+    assert scored_with == coop["descriptor_config"](coop["PAIRS"]["digits"], [])
+
+
+def test_coop_fire_clip_curves_sample_four_clips(bench_module, monkeypatch):
+    """Video samples are 4 clips, whatever --samples says (6 here), at the run's seed."""
+    _, _, curves = run_pair_on_stand_ins(
+        bench_module("coop.py"), monkeypatch, "fire_pot",
+        {"cooperative": [], "descriptor": []}, lambda label, steps: 1.0)
+    assert {(curve["n_samples"], curve["seed"]) for curve in curves} == {(4, 3)}
+
+
+def test_coop_default_chain_length_of_a_multigrid_descriptor_is_its_task_steps(
+        bench_module, monkeypatch):
+    """The row flagged as the default chain length is the one synthesize samples with when none
+    is given: the single grid's task_steps (three grids of task_steps 10: 30), not its training
+    chain (three grids of 20 steps: 60)."""
+    rows, _, curves = run_pair_on_stand_ins(
+        bench_module("coop.py"), monkeypatch, "animals",
+        {"cooperative": [], "descriptor": ["sampler.task_steps=10"]}, lambda label, steps: 1.0)
+    descriptor = [row for row in rows if row["method"] == "descriptor (noise)"]
+    assert [row["steps"] for row in descriptor if row["default_steps"]] == [30]
+    assert [curve["steps"] for curve in curves if curve["label"] == "descriptor (noise)"] == [
+        [1, 5, 30]]
+
+
+@pytest.mark.parametrize("quick, compared", [(True, 150), (False, 1000)])
+def test_coop_digit_scores_compare_with_half_the_test_digits(bench_module, monkeypatch, quick,
+                                                             compared):
+    """Samples are compared with half of the test digits (300 under --quick, else 2000); the
+    reference scores as many of the other half as there are samples."""
+    coop = bench_module("coop.py")
+    Scorer = coop["Scorer"]
+    halves, scored = [], []
+
+    class Classifier:
+        def __call__(self, images):
+            return torch.zeros(len(images), 10)
+
+        def features(self, images):
+            return images.flatten(1)
+
+    def test_halves(images, size):
+        halves.append((len(images), size))
+        return images[:size], images[size:2 * size]
+
+    def score(name, samples, classifier, test_features, train_images):
+        scored.append(len(samples))
+        return {"set": name, "frechet": 0.0}
+
+    monkeypatch.setitem(Scorer.__init__.__globals__, "digits", SimpleNamespace(
+        load_split=lambda path, split, n: (torch.zeros(n, 1, 2, 2), torch.zeros(n).long()),
+        train_classifier=lambda images, labels, **kwargs: Classifier(),
+        test_halves=test_halves, score=score))
+    monkeypatch.setitem(Scorer.__init__.__globals__, "modality_of",
+                        lambda config: SimpleNamespace(load=lambda data: None))
+    scorer = Scorer("digits", coop["PAIRS"]["digits"], SimpleNamespace(data=None),
+                    mnist=Path("mnist.npz"), seed=0, quick=quick)
+    assert halves == [(2 * compared, compared)]
+    assert [row["method"] for row in scorer.references(None, 4)] == [
+        "reference: other test digits"]
+    assert scored == [4]
+
+
+def test_coop_curves_synthesize_at_the_runs_seed_and_start(tmp_path, bench_module, monkeypatch):
+    """Each chain length's samples come from synthesize with the run's seed, start and sample
+    count; a descriptor's 0 steps are left out."""
+    steps_curve = bench_module("coop.py")["steps_curve"]
+    calls = []
+
+    def synthesize(run, out, **kwargs):
+        calls.append(kwargs)
+        out.mkdir(parents=True)
+        np.save(out / "synthesized.npy", np.full((2, 1, 2, 2), 255, np.uint8))
+        return out
+
+    monkeypatch.setitem(steps_curve.__globals__, "tasks", SimpleNamespace(synthesize=synthesize))
+    rows = steps_curve(Path("run"), lambda samples: {"mean": float(samples.mean())},
+                       n_samples=2, steps=[0, 3], start="chains", seed=5, cooperative=False,
+                       keep=tmp_path)
+    assert [(call["n_steps"], call["seed"], call["start"], call["n_samples"]) for call in calls
+            ] == [(3, 5, "chains", 2)]
+    assert [(row["steps"], row["mean"]) for row in rows] == [(3, 1.0)]
+
+
+def test_coop_frame_strip_shows_every_other_frame_of_the_first_two_clips(tmp_path, bench_module,
+                                                                         monkeypatch):
+    frame_strip = bench_module("coop.py")["frame_strip"]
+    clip, frame = np.meshgrid(np.arange(3), np.arange(6), indexing="ij")
+    levels = (10 * clip + frame).astype(np.uint8)  # (N = 3, T = 6): 10 x clip + frame
+    np.save(tmp_path / "clips.npy", np.broadcast_to(levels[:, None, :, None, None],
+                                                    (3, 1, 6, 2, 2)))
+    shown = []
+    monkeypatch.setitem(frame_strip.__globals__, "save_image_grid",
+                        lambda frames, path, nrow: shown.append((frames, nrow)) or path)
+    frame_strip(tmp_path / "clips.npy", tmp_path / "frames.png")
+    ((frames, nrow),) = shown
+    assert nrow == 3  # a clip per row
+    assert ((frames[:, 0, 0, 0] + 1) * 127.5).round().tolist() == [0, 2, 4, 10, 12, 14]
+
+
+def test_coop_full_run_trains_in_first_chunks_of_10_on_its_threads(tmp_path, bench_main,
+                                                                   monkeypatch):
+    main = bench_main("coop.py")
+    pairs = []
+
+    def run_pair(name, pair, **kwargs):
+        pairs.append((name, kwargs["first_chunk"], torch.get_num_threads()))
+        return []
+
+    monkeypatch.setitem(main.__globals__, "run_pair", run_pair)
+    monkeypatch.setitem(main.__globals__, "SHARED", tmp_path)  # where the real data would be
+    assert main(["--task", "digits", "--threads", "2", "--work", str(tmp_path / "runs")]) == 0
+    assert pairs == [("digits", 10, 2)]
+
+
 @pytest.mark.parametrize("method, steps, persistent", [
     ("CD-1", 1, False), ("CD-10", 10, False), ("PCD-1", 1, True)])
 def test_rbm_methods_train_with_their_chains_sweeps_and_learning_rate(
@@ -1206,6 +1445,61 @@ def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
         runs = row["test_log_likelihood_runs"]
         assert len(set(runs)) == 2 and row["test_log_likelihood"] == pytest.approx(np.mean(runs))
         assert row["ais_spread_between_runs"] == pytest.approx(np.std(runs))
+
+
+def test_rbm_bench_log_likelihood_is_the_test_digits_free_energy_and_ais_log_z(
+        tmp_path, bench_main, monkeypatch):
+    """log p(v) = -F(v) - log Z averaged over the test digits, for each AIS run's log Z; AIS
+    starts from the base rates of the training digits; the bootstrap spread is the runs' mean;
+    the samples take --sample-sweeps sweeps."""
+    main = bench_main("rbm.py")
+    train = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])  # rates 3/4, 1/4
+    test = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # free energies 4 and 2 below
+    monkeypatch.setitem(main.__globals__, "binarised",
+                        lambda path, key, n: train if key == "x_train" else test)
+    monkeypatch.setitem(main.__globals__, "train_rbm",
+                        lambda data, method, **kwargs: (lambda v: 2 * v.sum(1), 0.0))
+    bases, sweeps = [], []
+
+    def ais_log_partition(rbm, *, base_visible_bias, **kwargs):
+        bases.append(base_visible_bias)
+        return [(10.0, 0.5), (12.0, 1.5)][(len(bases) - 1) % 2]
+
+    monkeypatch.setitem(main.__globals__, "ais_log_partition", ais_log_partition)
+    monkeypatch.setitem(main.__globals__, "save_samples",
+                        lambda rbm, path, **kwargs: sweeps.append(kwargs["sweeps"]))
+    out = tmp_path / "rbm.json"
+    assert main(["--quick", "--json", str(out), "--samples", str(tmp_path / "samples"),
+                 "--sample-sweeps", "7"]) == 0
+    for row in json.loads(out.read_text()):
+        assert row["test_log_likelihood_runs"] == [-3.0 - 10.0, -3.0 - 12.0]
+        assert row["ais_bootstrap_spread"] == 1.0
+    assert len(bases) == 6
+    for base in bases:
+        assert torch.allclose(base, torch.tensor([3.0, 1 / 3]).log())
+    assert sweeps == [7, 7, 7]
+
+
+def test_rbm_samples_start_from_uniform_binary_noise(tmp_path, bench_module, monkeypatch):
+    from stgconv.energy.rbm import RBM
+
+    save_samples = bench_module("rbm.py")["save_samples"]
+    starts = []
+
+    class Gibbs:
+        def __init__(self, n_steps):
+            self.n_steps = n_steps
+
+        def run(self, rbm, start, *, generator):
+            starts.append(start)
+            return start
+
+    monkeypatch.setitem(save_samples.__globals__, "BlockGibbs", Gibbs)
+    rbm = RBM(16, 3, generator=torch.Generator().manual_seed(0))
+    save_samples(rbm, tmp_path / "samples.png", sweeps=2, seed=0)
+    (start,) = starts
+    assert start.shape == (64, 16) and set(start.unique().tolist()) == {0.0, 1.0}
+    assert 0.45 < float(start.mean()) < 0.55  # 1024 fair coins
 
 
 def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> None:
@@ -1338,6 +1632,9 @@ def test_jem_pgd_moves_each_pixel_at_most_eps_and_keeps_it_in_range(bench_module
     x = torch.zeros(4, 1, 28, 28)
     x[:, 0, 0, 0] = torch.tensor([0.15, 0.25, -0.15, -0.25])
     assert pgd_accuracy(energy, x, torch.tensor([1, 1, 0, 0]), eps=0.1, steps=10) == 0.5
+    # One step of 2.5 eps, cut to eps, does the same; over all digits, in batches of 3 and 1.
+    assert pgd_accuracy(energy, x, torch.tensor([1, 1, 0, 0]), eps=0.1, steps=1,
+                        batch_size=3) == 0.5
     with torch.no_grad():
         linear.bias[1] = -1.05  # class 0 until the pixel passes 1.05
     x[:, 0, 0, 0] = 0.9
@@ -1372,20 +1669,24 @@ def test_jem_class_samples_are_judged_against_the_class_they_were_drawn_for(
     assert module["start_row"](tmp_path, per_class=2, seed=0, **scoring)["read_as_asked"] == 1.0
 
 
-def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch) -> dict[str, list]:
-    """Run bench/jem.py up to its sample tables on stand-ins: 40 dark test digits whose
-    top-left grey level names their class (as :class:`LevelJudge` reads it), no run's own
-    weights (so they are fitted on the test digits), one set of 10 white outliers, a scoring
-    whose ``energy`` score is minus the mean pixel and whose fitted weight is the mean pixel of
-    the images it was fitted on, and an attack that only reads the digits and labels it gets.
-    What they were called with and the AUROCs, by name."""
+def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
+                           tables: bool = False) -> dict[str, list]:
+    """Run bench/jem.py (with ``argv``) up to its sample tables on stand-ins: 40 dark test
+    digits whose top-left grey level names their class (as :class:`LevelJudge` reads it), runs
+    fitted at temperature 2 without weights of their own (so they are fitted on the test
+    digits), one set of 10 white outliers, a scoring whose ``energy`` score is minus the mean
+    pixel and whose fitted weight is the mean pixel of the images it was fitted on, and an
+    attack that only reads the digits and labels it gets. With ``tables``, on through the
+    sample tables, with :class:`LevelJudge` as the judge and samples, starts and their scores
+    stood in. What they were called with, the AUROCs and the JSON rows, by name."""
     main = bench_main("jem.py")
     digits = np.zeros((40, 28, 28), np.uint8)
     labels = np.arange(40) % 10
     digits[:, 0, 0] = labels * 20
     np.savez(tmp_path / "digits.npz", x_test=digits, y_test=labels, x_train=digits,
              y_train=labels)
-    seen: dict[str, list] = {"weights": [], "aurocs": [], "attacked": []}
+    seen: dict[str, list] = {"weights": [], "aurocs": [], "attacked": [], "pgd": [],
+                             "judges": [], "starts": [], "grids": []}
 
     def score_images(energy, reference, x, *, feature_reference, weights):
         weights = weights or {"reference": float(x.mean()), "features": None}
@@ -1398,17 +1699,42 @@ def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch) -> dict[str, list]
 
     stand_ins = {
         "load_classifier": lambda run, device: SimpleNamespace(
-            energy=None, reference=None, feature_reference=None, weights=None, temperature=1.0),
+            energy=None, reference=None, feature_reference=None, weights=None, temperature=2.0),
         "score_images": score_images,
-        "outlier_sets": lambda *args, **kwargs: {"white": np.full((10, 28, 28), 255, np.uint8)},
+        "outlier_sets": lambda *args, **kwargs: {
+            "white squares": np.full((10, 28, 28), 255, np.uint8)},
         "auroc": recorded_auroc,
-        "pgd_accuracy": lambda energy, x, y, **kwargs: seen["attacked"].append((x, y)) or 1.0}
+        "pgd_accuracy": lambda energy, x, y, **kwargs:
+            seen["attacked"].append((x, y)) or seen["pgd"].append(kwargs) or 1.0}
+
+    def scored(name: str, n: int) -> dict:
+        return {"set": name, "n": n, "class_entropy": 1.0, "class_histogram": [n // 10] * 10,
+                "frechet": 0.0, "filter_stats_distance": 0.0}
+
+    if tables:
+        stand_ins.update({
+            "train_classifier": lambda images, labels, **kwargs:
+                seen["judges"].append(kwargs) or LevelJudge(),
+            "sample_rows": lambda run, work, *, per_class, **kwargs: (
+                scored("JEM class-conditional samples", 10 * per_class),
+                torch.zeros(10, per_class, 1, 28, 28)),
+            "score": lambda name, images, *args: scored(name, len(images)),
+            "start_row": lambda run, *, per_class, **kwargs: seen["starts"].append(kwargs)
+                or scored("reference: chain start", 10 * per_class),
+            "save_image_grid": lambda images, path, nrow: seen["grids"].append(
+                (tuple(images.shape), nrow))})
+    else:
+        stop_at(main, "train_classifier", monkeypatch)
     for name, stand_in in stand_ins.items():
         monkeypatch.setitem(main.__globals__, name, stand_in)
-    stop_at(main, "train_classifier", monkeypatch)
-    with pytest.raises(Reached):
-        main(["--data", str(tmp_path / "digits.npz"), "--jem", str(tmp_path), "--plain",
-              str(tmp_path), "--robust", "10"])
+    argv = ["--data", str(tmp_path / "digits.npz"), "--jem", str(tmp_path), "--plain",
+            str(tmp_path), "--robust", "10", *argv]
+    if tables:
+        assert main([*argv, "--json", str(tmp_path / "jem.json")]) == 0
+        seen["rows"] = json.loads((tmp_path / "jem.json").read_text())
+    else:
+        with pytest.raises(Reached):
+            main(argv)
     return seen
 
 
@@ -1432,6 +1758,168 @@ def test_jem_bench_attacks_each_test_digit_against_its_own_label(tmp_path, bench
     for images, labels in seen["attacked"]:
         assert len(labels) == 10 and len(set(labels.tolist())) > 1
         assert torch.equal(LevelJudge()(images).argmax(1), labels)
+
+
+@pytest.mark.parametrize("start, fresh_starts", [("noise", 1), ("chains", 0)])
+def test_jem_bench_tables_say_what_each_row_measured(tmp_path, bench_main, monkeypatch, start,
+                                                    fresh_starts):
+    """The run's fitted temperature and weights; the outlier set's own size, kept in
+    --outliers-dir; --robust digits in a fixed random order, not the file's first, attacked in
+    --pgd-steps; the judge trained with --seed; the fresh starts scored only for samples from
+    them; the grid 10 samples of each class, a class per row."""
+    kept = tmp_path / "kept"
+    seen = jem_bench_on_stand_ins(
+        tmp_path, bench_main, monkeypatch, "--outliers", "20", "--pgd-steps", "3", "--seed",
+        "5", "--per-class", "12", "--start", start, "--grid", str(tmp_path / "grid.png"),
+        "--outliers-dir", str(kept), tables=True)
+    rows = seen["rows"]
+    assert [(row["temperature"], row["reference_weight"]) for row in rows
+            if row["table"] == "classification"] == [
+                (2.0, fit["reference"]) for fit in seen["weights"][:2]]
+    assert [(row["outliers"], row["n"]) for row in rows if row["table"] == "ood"] == [
+        ("white squares", 10)]
+    assert (kept / "white_squares.npz").is_file()
+    assert [(row["n"], row["pgd_steps"]) for row in rows if row["table"] == "robustness"] == [
+        (10, 3), (10, 3)]
+    assert [settings["steps"] for settings in seen["pgd"]] == [3, 3]
+    assert all(labels.tolist() != list(range(10)) for _, labels in seen["attacked"])
+    assert [settings["seed"] for settings in seen["judges"]] == [5]
+    assert [settings["seed"] for settings in seen["starts"]] == [5] * fresh_starts
+    assert seen["grids"] == [((100, 1, 28, 28), 10)]
+
+
+def test_jem_bench_trains_both_runs_with_its_seed(tmp_path, bench_main, monkeypatch):
+    main = bench_main("jem.py")
+    stop_at(main, "train_runs", monkeypatch)
+    (tmp_path / "digits.npz").write_bytes(b"")
+    with pytest.raises(Reached) as reached:
+        main(["--train", "--data", str(tmp_path / "digits.npz"), "--seed", "3", "--jem",
+              str(tmp_path / "jem"), "--plain", str(tmp_path / "plain")])
+    _, _, runs, overrides = reached.value.args[0]
+    assert runs == {"jem": tmp_path / "jem", "plain": tmp_path / "plain"}
+    assert overrides == ["seed=3"]
+
+
+def test_jem_runs_train_the_hybrid_and_the_plain_classifier_into_their_folders(
+        tmp_path, bench_module, monkeypatch):
+    """The JEM run as configured, the plain one without the p(x) term on JEM's CPU budget of
+    11,000 iterations; each with the overrides, each timed on its own."""
+    import importlib
+
+    module = bench_module("jem.py")
+    clock, trained = [0.0], []
+
+    def train(config, **kwargs):
+        trained.append((config.out_dir, config.jem.px_weight, config.train.n_iterations,
+                        config.seed))
+        clock[0] += 2.0 * len(trained)
+
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks.train"), "train", train)
+    monkeypatch.setitem(module["train_runs"].__globals__, "time",
+                        SimpleNamespace(process_time=lambda: clock[0]))
+    runs = {"jem": tmp_path / "jem", "plain": tmp_path / "plain"}
+    seconds = module["train_runs"](module["CONFIG"], tmp_path / "digits.npz", runs, ["seed=3"])
+    config = load_config(module["CONFIG"])
+    assert config.jem.px_weight > 0
+    assert trained == [(str(runs["jem"]), config.jem.px_weight, config.train.n_iterations, 3),
+                       (str(runs["plain"]), 0.0, 11_000, 3)]
+    assert seconds == {"jem": 2.0, "plain": 4.0}
+
+
+def test_jem_samples_and_their_starts_follow_the_seed_and_start_asked_for(tmp_path, bench_module,
+                                                                          monkeypatch):
+    module = bench_module("jem.py")
+    settings, seeds = [], []
+
+    def synthesize(run, out, **kwargs):
+        settings.append(kwargs)
+        out.mkdir()
+        np.save(out / "synthesized.npy", np.zeros((20, 1, 28, 28), np.uint8))
+        return out
+
+    def chain_starts(run, n, *, seed, classes):
+        seeds.append(seed)
+        return "noise", torch.zeros(10 * n, 1, 28, 28)
+
+    monkeypatch.setitem(module["sample_rows"].__globals__, "synthesize", synthesize)
+    monkeypatch.setitem(module["start_row"].__globals__, "chain_starts", chain_starts)
+    scoring = dict(judge=LevelJudge(), test_features=torch.rand(5, 4),
+                   train_images=torch.rand(6, 1, 28, 28) * 2 - 1)
+    row, _ = module["sample_rows"](tmp_path, tmp_path, per_class=2, steps=3, start="chains",
+                                   seed=4, **scoring)
+    (setting,) = settings
+    assert (setting["n_steps"], setting["start"], setting["seed"], row["start"]) == (
+        3, "chains", 4, "chains")
+    module["start_row"](tmp_path, per_class=2, seed=4, **scoring)
+    assert seeds == [4]
+
+
+def test_jem_outlier_sets_draw_each_kind_from_its_source(tmp_path, bench_module, monkeypatch):
+    """Gaussian noise of std 64 clipped to the grey range; 64x64 crops taking the three texture
+    photos in turn; n frames drawn from every DynTex clip; letters drawn from the letter list;
+    ModelNet10 silhouettes of the non-empty grids, each seen along a random axis and turned a
+    random quarter."""
+    import skimage.data
+
+    import stgconv.io.video
+
+    module = bench_module("jem.py")
+    for level, texture in zip((10, 20, 30), module["TEXTURES"]):
+        monkeypatch.setattr(skimage.data, texture,
+                            lambda level=level: np.full((100, 90), level, np.uint8))
+    for clip in ("a", "b"):  # 15 frames each, grey levels 5 k (clip a) and 100 + 5 k (clip b)
+        (tmp_path / f"{clip}.avi").write_bytes(b"")
+    monkeypatch.setattr(stgconv.io.video, "load_video", lambda path, *, size, channels: (
+        (100 * (path.stem == "b") + 5 * torch.arange(15.0)) / 127.5 - 1).view(1, 15, 1, 1)
+        .expand(1, 15, size, size))
+    monkeypatch.setitem(module["outlier_sets"].__globals__, "LETTERS", "-|")  # wide, tall
+    # 12 copies of an L-shaped block (its 8 views: 4 turns of the L, 2 of each rectangle) and
+    # two empty grids.
+    shapes = np.zeros((14, 30, 30, 30), np.uint8)
+    shapes[2:, :24, :16, :8] = 1
+    shapes[2:, 12:24, 8:16] = 0
+    np.savez(tmp_path / "modelnet.npz", X=shapes)
+    monkeypatch.setitem(module["outlier_sets"].__globals__, "MODELNET", tmp_path / "modelnet.npz")
+    digits = np.zeros((40, 28, 28), np.uint8)
+    sets = module["outlier_sets"](digits, np.arange(40) % 10, 20, videos=tmp_path, seed=0)
+    noise = sets["gaussian noise"]
+    assert abs(noise.mean() - 127.5) < 5 and 55 < noise.std() < 70
+    assert (noise == 0).mean() > 0.01 and (noise == 255).mean() > 0.01  # 2.3% beyond each end
+    crops = sets["scikit-image texture crops"]
+    assert crops.shape == (20, 64, 64) and crops[:6, 0, 0].tolist() == [10, 20, 30] * 2
+    frames = sets["DynTex frames"][:, 0, 0]
+    assert len(set(frames.tolist())) == 20 and (frames < 100).any() and (frames >= 100).any()
+    wide = [np.ptp(np.nonzero(letter)[1]) > np.ptp(np.nonzero(letter)[0])
+            for letter in sets["rendered letters"]]
+    assert set(wide) == {True, False}
+    views = sets["ModelNet10 silhouettes"]
+    assert len(views) == 12 and len({view.tobytes() for view in views}) >= 5
+
+
+def test_jem_scribbles_are_two_to_four_connected_curves(bench_module, monkeypatch):
+    from PIL import ImageDraw
+
+    draw, strokes = ImageDraw.Draw, []
+
+    def recording_draw(canvas):
+        pen = draw(canvas)
+        line, curves = pen.line, []
+        strokes.append(curves)
+
+        def recorded_line(xy, *args, **kwargs):
+            if kwargs.get("joint") == "curve":  # a stroke, not PIL's own fill of its joints
+                curves.append(xy)
+            return line(xy, *args, **kwargs)
+
+        pen.line = recorded_line
+        return pen
+
+    monkeypatch.setattr(ImageDraw, "Draw", recording_draw)
+    scribbles = bench_module("jem.py")["scribbles"](20, np.random.default_rng(0))
+    assert scribbles.shape == (20, 28, 28)
+    assert {len(curves) for curves in strokes} == {2, 3, 4}
+    assert all(curve[0] == before[-1] for curves in strokes
+               for before, curve in zip(curves, curves[1:]))
 
 
 @pytest.mark.parametrize("start", ["digits", "gaussian"])
@@ -1981,15 +2469,19 @@ def test_an_option_given_with_quick_wins_over_its_setting(bad_input_argv, bench_
 
 @pytest.mark.parametrize("argv, clip", [
     (["--nets", "st_small"], (2, 16, 64)), (["--paper", "--nets", "st"], (1, 70, 100)),
-    (["--paper", "--nets", "fc_s"], (1, 32, 100))])
+    (["--paper", "--nets", "fc_s"], (1, 32, 100)), (["--paper"], (1, 70, 100)),
+    (["--paper", "--nets", "st_small"], (1, 16, 64))])
 def test_video_bench_times_the_documented_clips_by_default(bench_main, monkeypatch, argv, clip):
-    """Batch, frames and frame size: 2 x 16 x 64 x 64 clips, and --paper's clips per net."""
+    """Batch, frames and frame size: 2 x 16 x 64 x 64 clips, and --paper's clips per net (its
+    nets by default; a small net keeps its own clips); one training iteration per timed run,
+    at Adam's learning rate 1e-3."""
     main = bench_main("video.py")
     stop_at(main, "bench_net", monkeypatch)
     with pytest.raises(Reached) as reached:
         main(argv)
     kw = reached.value.args[1]
     assert (kw["batch"], kw["frames"], kw["size"]) == clip
+    assert (kw["iterations"], kw["lr"]) == (1, 1e-3)
 
 
 @pytest.mark.parametrize("script, step, argv, given", [
