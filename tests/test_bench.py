@@ -1,5 +1,6 @@
 """Benchmarks stay runnable: a tiny smoke run of each bench script writes its JSON table."""
 
+import argparse
 import errno
 import io
 import json
@@ -25,7 +26,9 @@ from _tiny import tiny_texture_run
 
 from stgconv.cli import _parser
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
+from stgconv.distributed import World
 from stgconv.evaluation import voxel as voxel_evaluation
+from stgconv.mcmc.execution import Execution
 from stgconv.metrics import auroc, voxel_errors, voxel_iou
 
 
@@ -709,6 +712,211 @@ def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main, monkeypatch)
         assert row["a"] > 0 and math.isfinite(row["b"]), row
 
 
+def test_scaling_experiment_and_data_follow_the_options_and_seed(bench_module):
+    """The config trains --batch examples of one chain each, clips of --frames frames of side
+    --size, K = --steps, with --seed, on the CPU; the data are uniform in [-1, 1] (voxels: 10%
+    full) and follow their seed."""
+    scaling = bench_module("scaling.py")
+    video = scaling["experiment"]("st_small", batch=3, side=16, frames=4, steps=2, seed=9)
+    assert (video.train.batch_size, video.chains.chains_per_example, video.data.size,
+            video.data.frames, video.sampler.n_steps, video.seed, video.device) == (
+        3, 1, 16, 4, 2, 9, "cpu")
+    voxels = scaling["experiment"]("desc32_small", batch=2, side=16, frames=16, steps=None,
+                                   seed=0)
+    grids = scaling["synthetic_data"](voxels, 50, seed=3)
+    assert grids.shape == (50, 1, 16, 16, 16) and set(grids.unique().tolist()) == {0.0, 1.0}
+    assert grids.mean().item() == pytest.approx(0.1, abs=0.01)  # of 204800 voxels
+    assert torch.equal(scaling["synthetic_data"](voxels, 50, seed=3), grids)
+    assert not torch.equal(scaling["synthetic_data"](voxels, 50, seed=4), grids)
+    images = scaling["synthetic_data"](video, 20, seed=3)
+    assert images.shape == (20, 3, 4, 16, 16)
+    assert -1 <= images.min() < -0.99 and 0.99 < images.max() <= 1
+
+
+def test_scaling_trainer_of_each_rank_has_its_shard_its_generator_and_the_same_weights(
+        bench_module):
+    scaling = bench_module("scaling.py")
+    config = scaling["experiment"]("texture", batch=2, side=57, frames=16, steps=1, seed=5)
+    data = scaling["synthetic_data"](config, 4, seed=0)
+    trainers = []
+    for world in (None, World(0, 2, torch.device("cpu")), World(1, 2, torch.device("cpu"))):
+        torch.manual_seed(len(trainers))  # the weights must not depend on the global state
+        trainers.append(scaling["build_trainer"](config, data, world))
+    single, rank0, rank1 = trainers
+    assert torch.equal(rank0.data, single.data[0::2]) and torch.equal(rank1.data,
+                                                                      single.data[1::2])
+    assert [t.generator.initial_seed() for t in trainers] == [5, 5, 6]
+    for trainer in (rank0, rank1):
+        for p, q in zip(trainer.energy.parameters(), single.energy.parameters()):
+            assert torch.equal(p, q)
+
+
+def test_scaling_worker_times_its_iterations_between_barriers(tmp_path, bench_module,
+                                                              monkeypatch):
+    """Rank 0 of 2, 2 warm-up and 3 timed iterations of 1 s each, the last rank done 0.5 s
+    after it: 3.5 s in all, 1000 ms each; all-reduces of 4, 1, 3, 5 and 2 ms: 3 ms."""
+    scaling = bench_module("scaling.py")
+    worker = scaling["worker"].__globals__
+    clock, events, built = [0.0], [], []
+
+    def tick(event: str, seconds: float) -> None:
+        events.append(event)
+        clock[0] += seconds
+
+    reduce_s = iter([0.004, 0.001, 0.003, 0.005, 0.002])
+    world = SimpleNamespace(size=2, is_main=True, barrier=lambda: tick("barrier", 0.5),
+                            average_gradients=lambda parameters: tick("all-reduce",
+                                                                      next(reduce_s)))
+
+    def build_trainer(config, data, world):
+        built.append((config, data))
+        return SimpleNamespace(step=lambda: tick("step", 1.0), batch_size=4, data=data[:4],
+                               energy=torch.nn.Linear(3, 2))
+
+    monkeypatch.setitem(worker, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setitem(worker, "distributed", SimpleNamespace(
+        from_environment=lambda device: world, shutdown=lambda world: events.append("shutdown")))
+    monkeypatch.setitem(worker, "build_trainer", build_trainer)
+    torch.set_num_threads(1)
+    out = tmp_path / "timing.json"
+    args = argparse.Namespace(net="texture", batch=4, size=57, frames=16, steps=3, seed=0,
+                              warmup=2, iterations=3, out=str(out))
+    assert scaling["worker"](args) == 0
+    assert events == (["step"] * 2 + ["barrier"] + ["step"] * 3 + ["barrier"]
+                      + ["barrier", "all-reduce"] * 5 + ["shutdown"])
+    [(config, data)] = built
+    assert config.sampler.n_steps == 3 and data.shape == (8, 1, 57, 57)  # two batches' worth
+    timing = json.loads(out.read_text())
+    assert {key: timing[key] for key in (
+        "processes", "threads_per_process", "batch_per_process", "shape", "n_steps",
+        "iterations", "warmup", "total_s", "iteration_ms_runs", "parameters")} == {
+        "processes": 2, "threads_per_process": 1, "batch_per_process": 4, "shape": [1, 57, 57],
+        "n_steps": 3, "iterations": 3, "warmup": 2, "total_s": 3.5,
+        "iteration_ms_runs": [1000.0] * 3, "parameters": 8}
+    assert timing["allreduce_ms"] == pytest.approx(3.0)
+
+
+def test_scaling_launches_workers_as_users_start_a_training(tmp_path, bench_module, monkeypatch):
+    """One process plainly, more with torchrun (its logs beside the timing file), each with the
+    bench's options, OMP_NUM_THREADS its threads, and the repository ahead of PYTHONPATH; a
+    failed launch names itself, its exit code and the end of its errors."""
+    launch = bench_module("scaling.py")["launch"]
+    out = tmp_path / "timing.json"
+    calls, exits = [], iter([0, 0, 3])
+
+    def run(command, *, cwd, env, **kwargs):
+        calls.append((command, cwd, env["OMP_NUM_THREADS"], env["PYTHONPATH"]))
+        out.write_text('{"iterations": 2}')
+        return subprocess.CompletedProcess(command, next(exits), "", "x" * 3000 + "the error")
+
+    monkeypatch.setitem(launch.__globals__, "subprocess", SimpleNamespace(run=run))
+    monkeypatch.setenv("PYTHONPATH", "elsewhere")
+    args = argparse.Namespace(net="st_small", batch=3, size=16, frames=4, iterations=2,
+                              warmup=1, seed=7, steps=None)
+    assert launch(1, 2, args, out) == {"iterations": 2}
+    assert launch(3, 1, argparse.Namespace(**{**vars(args), "steps": 5}), out) == {
+        "iterations": 2}
+    worker = ["-m", "bench.scaling", "--worker", "--out", str(out), "--net", "st_small",
+              "--batch", "3", "--size", "16", "--frames", "4", "--iterations", "2",
+              "--warmup", "1", "--seed", "7"]
+    path = f"{ROOT}{os.pathsep}elsewhere"
+    assert calls == [
+        ([sys.executable, *worker], ROOT, "2", path),
+        ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
+          "--log-dir", str(tmp_path / "torchrun"), *worker, "--steps", "5"], ROOT, "1", path)]
+    with pytest.raises(RuntimeError) as failed:
+        launch(2, 1, args, out)
+    assert str(failed.value) == "2 x 1 launch failed (exit 3):\n" + "x" * 2991 + "the error"
+
+
+def test_scaling_processes_rows_are_medians_of_launches_in_flipped_order(bench_module,
+                                                                         monkeypatch):
+    """Three rounds of 10 iterations, 4 examples per process: 1x1 in 10, 20 and 5 s (1 it/s the
+    median), 1x2 in 5, 4 and 10 s (2 it/s), 2x1 in 4, 2 and 5 s (2.5 it/s, all-reduces of 3, 1
+    and 5 ms: 3 ms); the speed-ups are ratios of examples/s (4, 8 and 20)."""
+    scaling = bench_module("scaling.py")
+    total_s = {(1, 1): [10, 20, 5], (1, 2): [5, 4, 10], (2, 1): [4, 2, 5]}
+    launched = []
+
+    def launch(processes, threads, args, out):
+        round_ = int(out.stem.split("_")[1])
+        launched.append((processes, threads, round_))
+        return {"iterations": 10, "total_s": total_s[processes, threads][round_],
+                "batch_per_process": 4, "threads_per_process": threads, "shape": [1, 8, 8],
+                "n_steps": 2, "warmup": 1, "iteration_ms_runs": [round_],
+                "allreduce_ms": [3.0, 1.0, 5.0][round_] if processes > 1 else None,
+                "parameters": 10, "omp_wait_policy": "PASSIVE", "torch": torch.__version__}
+
+    monkeypatch.setitem(scaling["processes_rows"].__globals__, "launch", launch)
+    setups = [(1, 1), (1, 2), (2, 1)]
+    rows = scaling["processes_rows"](argparse.Namespace(rounds=3, net="texture"), setups)
+    assert launched == [(*setup, 0) for setup in setups] + [
+        (*setup, 1) for setup in setups[::-1]] + [(*setup, 2) for setup in setups]
+    keys = ("cores_used", "examples_per_iteration", "iterations_per_s", "examples_per_s",
+            "ms_per_iteration", "allreduce_ms", "scaling_vs_1x1", "scaling_vs_1x2", "rounds")
+    for row, values, per_s in zip(rows, [(1, 4, 1.0, 4.0, 1000.0, 0.0, 1.0, 0.5, 3),
+                                         (2, 4, 2.0, 8.0, 500.0, 0.0, 2.0, 1.0, 3),
+                                         (2, 8, 2.5, 20.0, 400.0, 3.0, 5.0, 2.5, 3)],
+                                  [[1.0, 0.5, 2.0], [2.0, 2.5, 1.0], [2.5, 5.0, 2.0]]):
+        assert {key: row[key] for key in keys} == pytest.approx(dict(zip(keys, values)))
+        assert row["iterations_per_s_runs"] == pytest.approx(per_s)
+        assert row["iteration_ms_runs"] == [[0], [1], [2]]
+
+
+def test_scaling_growth_rows_are_medians_in_ms_of_each_size(bench_module, monkeypatch):
+    """Sizes 1 and 2 of a batch series, timed at 0.3, 0.1, 0.2 s and 0.5, 0.4, 2 s: medians 200
+    and 500 ms, bests 100 and 400; each size's trainer holds that many examples of the seed's
+    data, with the warm-up, repeats and K asked for."""
+    scaling = bench_module("scaling.py")
+    timed = []
+
+    def interleaved(runs, *, repeats, warmup, device):
+        timed.append(({size: run.__self__ for size, run in runs.items()}, repeats, warmup))
+        return {"1": [0.3, 0.1, 0.2], "2": [0.5, 0.4, 2.0]}, {}
+
+    monkeypatch.setattr(scaling["growth_rows"].__globals__["common"], "interleaved", interleaved)
+    series = scaling["Series"]("texture", "batch", (1, 2), batch=1, side=57)
+    rows = scaling["growth_rows"](series, steps=2, repeats=3, warmup=4, seed=6)
+    assert [(row["size"], row["batch"], row["shape"], row["n_steps"], row["repeats"])
+            for row in rows] == [(1, 1, [1, 57, 57], 2, 3), (2, 2, [1, 57, 57], 2, 3)]
+    assert [row["ms_per_iteration"] for row in rows] == pytest.approx([200, 500])
+    assert [row["ms_per_iteration_min"] for row in rows] == pytest.approx([100, 400])
+    assert rows[0]["ms_per_iteration_runs"] == pytest.approx([300, 100, 200])
+    assert rows[1]["ms_per_iteration_runs"] == pytest.approx([500, 400, 2000])
+    assert [(repeats, warmup) for _, repeats, warmup in timed] == [(3, 4)]
+    for seed in (6, 7):
+        scaling["growth_rows"](series, steps=2, repeats=3, warmup=4, seed=seed)
+    data = [trainers["2"].data for trainers, *_ in timed]
+    assert torch.equal(data[0], data[1]) and not torch.equal(data[0], data[2])
+
+
+def test_scaling_fit_is_the_power_law_of_the_sizes_and_of_the_last_two(bench_module):
+    fit_row = bench_module("scaling.py")["fit_row"]
+
+    def rows(ms):
+        return [{"net": "texture", "grows": "batch", "size": size, "ms_per_iteration": value}
+                for size, value in zip((1, 2, 4), ms)]
+
+    fit = fit_row(rows([3, 12, 48]))  # 3 * size^2
+    assert (fit["a"], fit["b"], fit["b_last"]) == pytest.approx((3, 2, 2))
+    assert (fit["net"], fit["grows"], fit["sizes_text"]) == ("texture", "batch", "1/2/4")
+    assert fit_row(rows([1, 2, 8]))["b_last"] == pytest.approx(2)  # 2 -> 8 from 2 to 4
+
+
+def test_scaling_bench_runs_only_the_tables_asked_for(tmp_path, bench_main, monkeypatch):
+    main = bench_main("scaling.py")
+    row = {"table": "processes", "setup": "1 proc x 1 thr", "cores_used": 1,
+           "batch_per_process": 8, "examples_per_iteration": 8, "ms_per_iteration": 1.0,
+           "iterations_per_s": 1.0, "examples_per_s": 8.0, "allreduce_ms": 0.0,
+           "scaling_vs_1x1": 1.0, "n_steps": 20, "torch": torch.__version__,
+           "omp_wait_policy": "PASSIVE", "cpu_count": 2}
+    monkeypatch.setitem(main.__globals__, "processes_rows", lambda args, setups: [row])
+    stop_at(main, "growth_rows", monkeypatch)
+    out = tmp_path / "scaling.json"
+    assert main(["--tables", "processes", "--json", str(out)]) == 0
+    assert json.loads(out.read_text()) == [row]
+
+
 def test_levers_bench_quick_writes_json_rows(tmp_path, bench_main):
     main = bench_main("levers.py")
     out = tmp_path / "levers.json"
@@ -789,6 +997,11 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("voxel.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
     ("levers.py", ["--nets", "texture", "object"],
      r"--quick has tiny shapes for texture, st_small, desc32_small only, not object"),
+    ("levers.py", ["--nets", "texture", "--repeats", "0"], r"--repeats must be >= 1, got 0"),
+    ("levers.py", ["--nets", "bogus"], r"argument --nets: invalid choice: 'bogus'"),
+    ("scaling.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
+    ("scaling.py", ["--rounds", "0"], r"--rounds must be >= 1, got 0"),
+    ("scaling.py", ["--steps", "0"], r"--steps must be >= 1, got 0"),
     ("rbm.py", ["--samples", "{file}/samples"], r"--samples: .*a_file is a file, not a folder"),
     ("voxel_eval.py", ["--work", "{file}/work"], r"--work: .*a_file is a file, not a folder"),
     ("multigrid.py", ["--set", "bogus=1"], r"image: unknown config key\(s\) bogus"),
@@ -2424,6 +2637,8 @@ def stop_at(main, name: str, monkeypatch) -> None:
      lambda args, kw: (kw["size"], kw["batch"], kw["timing"].repeats) == (12, 2, 2)),
     ("scaling.py", "growth_rows", ["--tables", "growth", "--steps", "3"],
      lambda args, kw: (kw["steps"], kw["repeats"]) == (3, 1)),
+    ("scaling.py", "processes_rows", ["--batch", "3"], lambda args, kw: (
+        args[0].batch, args[0].steps, args[0].rounds, args[1]) == (3, 2, 1, [(1, 1), (2, 1)])),
     ("jem.py", "extra_outliers", ["--outliers", "15"], lambda args, kw: args[1] == 15),
     ("rbm.py", "train_rbm", ["--hidden", "5"],
      lambda args, kw: (kw["hidden"], kw["updates"]) == (5, 5)),
@@ -2526,6 +2741,176 @@ def test_levers_noise_follows_the_seed(bench_module, monkeypatch):
         assert len(noise_seeds) == 6 and len(set(noise_seeds)) == 1  # one stream, every variant
         per_seed.append(noise_seeds[0])
     assert per_seed[0] != per_seed[1]
+
+
+@pytest.mark.parametrize("net, shape", [("texture", (2, 3, 57, 57)),
+                                        ("desc32_small", (1, 1, 16, 16, 16))])
+def test_levers_builds_each_net_for_its_input_from_the_seed(bench_module, net, shape):
+    """The net takes the input's channels and size; its weights and the start in [-1, 1] are
+    the seed's, whatever torch's global generator was left at."""
+    build = bench_module("levers.py")["build"]
+    built = []
+    for global_seed, seed in [(1, 3), (2, 3), (1, 4)]:
+        torch.manual_seed(global_seed)
+        built.append(build(net, shape, seed, torch.device("cpu")))
+    (energy, x0), (again, x0_again), (_, other_x0) = built
+    assert x0.shape == shape and -1 <= x0.min() < 0 < x0.max() <= 1
+    assert torch.equal(x0, x0_again) and not torch.equal(x0, other_x0)
+    assert all(torch.equal(p, q) for p, q in zip(energy.parameters(), again.parameters()))
+    assert energy(x0).shape == (shape[0],)
+
+
+# Medians of each variant's runs (s; the third run of each is an outlier the median leaves out).
+LEVERS_SECONDS = {"eager": 0.8, "default": 0.2, "fp32": 0.4, "channels_last": 0.5, "bf16": 0.25,
+                  "bf16+channels_last": 0.1, "compile": 0.16}
+
+
+@pytest.mark.parametrize("auto, default_ran_in, default_errors", [
+    (Execution(), "fp32", (0.0, 0.0)),
+    (Execution(bf16=True, layout=torch.channels_last), "bf16+channels_last", (1.5, 1.5))])
+def test_levers_times_each_variant_with_its_own_sampler_net_and_layout(
+        bench_module, monkeypatch, auto, default_ran_in, default_errors):
+    """texture at K = 2, seed 4, --compile, with the library's sampler, the eager loop, the
+    timing, torch.compile and the error measure replaced by recorders: each variant runs the
+    settings it names on the net and start it names, all on one noise stream; ms/step are the
+    medians / K and the speedups their ratios; the default variant runs, and is measured, as
+    the execution the library picks (``auto``)."""
+    levers = bench_module("levers.py")
+    bench = levers["bench_net"].__globals__
+    clock, current, ran = [100.0], ["compile's first call"], {}
+
+    def record(settings, energy, x0, generator):
+        ran[current[0]] = (settings, energy, x0, generator.initial_seed())
+        clock[0] += 3.0
+        return x0
+
+    class Sampler:  # stands in for stgconv.Langevin
+        def __init__(self, **settings):
+            self.settings = settings
+
+        def execution(self, energy, x0):
+            return auto
+
+        def run(self, energy, x0, *, generator):
+            return record(self.settings, energy, x0, generator)
+
+    def interleaved(runs, *, repeats, warmup, device):
+        for current[0], run in runs.items():
+            run()
+        return {name: [LEVERS_SECONDS[name]] * 2 + [9.0] for name in runs}, {}
+
+    monkeypatch.setitem(bench, "Langevin", Sampler)
+    monkeypatch.setitem(bench, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(bench["common"], "interleaved", interleaved)
+    monkeypatch.setattr(bench["common"], "eager_langevin",
+                        lambda energy, x0, *, generator, **settings: record(
+                            settings, energy, x0, generator))
+    monkeypatch.setattr(torch, "compile", lambda model, mode: SimpleNamespace(model=model,
+                                                                              mode=mode))
+    monkeypatch.setitem(bench, "relative_errors", lambda energy, x, *, bf16, channels_last: {
+        "response_rel_err": bf16 + 0.5, "grad_rel_err": channels_last + 0.5})
+    timing = bench["common"].Timing(n_steps=2, step_size=0.05, repeats=3, warmup=0,
+                                    device=torch.device("cpu"), seed=4)
+    rows = {row["variant"]: row for row in bench["bench_net"]("texture", (1, 3, 57, 57), timing,
+                                                              compile_=True)}
+
+    library = {"n_steps": 2, "step_size": 0.05, "clamp": (-1.0, 1.0), "cuda_graph": False}
+    assert {name: settings for name, (settings, *_) in ran.items()} == {
+        "compile's first call": {**library, "precision": "fp32"},
+        "eager": {"n_steps": 2, "step_size": 0.05},
+        "default": {**library, "precision": "auto", "cuda_graph": True},
+        "fp32": {**library, "precision": "fp32"},
+        "channels_last": {**library, "precision": "fp32"},
+        "bf16": {**library, "precision": "bf16"},
+        "bf16+channels_last": {**library, "precision": "bf16"},
+        "compile": {**library, "precision": "fp32"}}
+    _, energy, x0, _ = ran["eager"]
+    for name in ("default", "fp32", "bf16"):
+        assert ran[name][1] is energy and ran[name][2] is x0, name
+    last_energy, last_x0 = ran["channels_last"][1:3]
+    assert ran["bf16+channels_last"][1:3] == (last_energy, last_x0)
+    assert last_x0.is_contiguous(memory_format=torch.channels_last) and torch.equal(last_x0, x0)
+    weight = next(last_energy.parameters())  # the first conv's: 4-D
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not next(energy.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert (ran["compile"][1].model, ran["compile"][1].mode) == (energy, "default")
+    noise_seeds = {seed for *_, seed in ran.values()}
+    assert len(noise_seeds) == 1 and noise_seeds.isdisjoint({4, 5})  # not the weights' or x0's
+
+    ms = {name: 1e3 * seconds / 2 for name, seconds in LEVERS_SECONDS.items()}
+    assert {name: row["ms_per_step"] for name, row in rows.items()} == pytest.approx(ms)
+    assert {name: row["speedup_vs_eager"] for name, row in rows.items()} == pytest.approx(
+        {name: ms["eager"] / value for name, value in ms.items()})
+    assert {name: row["speedup_vs_default"] for name, row in rows.items()} == pytest.approx(
+        {name: ms["default"] / value for name, value in ms.items()})
+    assert {name: row["compile_s"] for name, row in rows.items()} == {
+        **dict.fromkeys(ms, None), "compile": 3.0}
+    assert {name: (row["ran_in"], row["response_rel_err"], row["grad_rel_err"])
+            for name, row in rows.items()} == {
+        "eager": ("fp32", 0.0, 0.0), "default": (default_ran_in, *default_errors),
+        "fp32": ("fp32", 0.0, 0.0), "channels_last": ("fp32", 0.5, 1.5),
+        "bf16": ("bf16", 1.5, 0.5), "bf16+channels_last": ("bf16", 1.5, 1.5),
+        "compile": ("fp32", 0.0, 0.0)}
+
+
+class ShiftedUnderAutocast(torch.nn.Module):
+    """A learned part f(x) = |x|^2 - 5, shifted by x's sum under autocast (or always, as the
+    stand-in for a variant's copy); its energy adds a large Gaussian term that hides the shift."""
+
+    def __init__(self, shifted: bool = False):
+        super().__init__()
+        self.shifted = shifted
+
+    def response(self, x: torch.Tensor) -> torch.Tensor:
+        f = x.flatten(1).pow(2).sum(1) - 5
+        if self.shifted or torch.is_autocast_enabled(x.device.type):
+            f = f + x.flatten(1).sum(1)
+        return f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.response(x) + 100 * x.flatten(1).pow(2).sum(1)
+
+
+@pytest.mark.parametrize("bf16, channels_last", [(True, False), (False, True)])
+def test_levers_errors_are_the_learned_parts_and_its_gradients_worst_over_the_batch(
+        bench_module, monkeypatch, bf16, channels_last):
+    """Examples (1, 1) and (1, 3): f is -3 and 5 in fp32, -1 and 9 shifted (errors 2/3 and 4/5:
+    0.8 the worst), its gradient 2x moved by (1, 1) (errors sqrt(2/8) and sqrt(2/40): 0.5)."""
+    relative_errors = bench_module("levers.py")["relative_errors"]
+    monkeypatch.setitem(relative_errors.__globals__, "to_channels_last",
+                        lambda energy, x: (ShiftedUnderAutocast(shifted=True), x.clone()))
+    x = torch.tensor([[1.0, 1.0], [1.0, 3.0]]).view(2, 1, 1, 2)
+    errors = relative_errors(ShiftedUnderAutocast(), x, bf16=bf16, channels_last=channels_last)
+    assert errors == pytest.approx({"response_rel_err": 0.8, "grad_rel_err": 0.5})
+    assert relative_errors(ShiftedUnderAutocast(), x, bf16=False, channels_last=False) == {
+        "response_rel_err": 0.0, "grad_rel_err": 0.0}
+
+
+@pytest.mark.parametrize("conv, shape, layout", [
+    (torch.nn.Conv2d, (1, 2, 4, 4), torch.channels_last),
+    (torch.nn.Conv3d, (1, 2, 4, 4, 4), torch.channels_last_3d)])
+def test_levers_channels_last_copies_leave_the_net_and_input_as_they_were(bench_module, conv,
+                                                                          shape, layout):
+    net, x = conv(2, 3, 3), torch.rand(shape)
+    copy, x_last = bench_module("levers.py")["to_channels_last"](net, x)
+    assert copy.weight.is_contiguous(memory_format=layout) and torch.equal(copy.weight, net.weight)
+    assert x_last.is_contiguous(memory_format=layout) and torch.equal(x_last, x)
+    assert not net.weight.is_contiguous(memory_format=layout)
+    assert not x.is_contiguous(memory_format=layout)
+
+
+def test_levers_bench_reports_every_nets_rows_with_the_environment(tmp_path, bench_main,
+                                                                  monkeypatch):
+    main = bench_main("levers.py")
+    monkeypatch.setitem(main.__globals__, "bench_net", lambda net, shape, timing, *, compile_: [
+        {"net": net, "variant": "eager", "ran_in": "fp32", "ms_per_step": 1.0,
+         "speedup_vs_eager": 1.0, "speedup_vs_default": 1.0, "response_rel_err": 0.0,
+         "grad_rel_err": 0.0}])
+    out = tmp_path / "levers.json"
+    assert main(["--nets", "texture", "object", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["net"] for row in rows] == ["texture", "object"]
+    assert all(row["threads"] == torch.get_num_threads() for row in rows)
 
 
 @pytest.mark.parametrize("script, argv", [
@@ -2826,6 +3211,21 @@ def test_recovery_refuses_a_mask_file_of_other_channels_before_any_case(tmp_path
      == ("desc32", 20, 32)),
     ("faults.py", "kill_and_resume", [], lambda args, kw: (
         kw["kills"], kw["iterations"], kw["seed"]) == (20, 6, 0)),
+    ("levers.py", "bench_net", [], lambda args, kw: (
+        args[0], args[1], args[2].n_steps, args[2].repeats, kw["compile_"]) == (
+        "texture", (16, 3, 64, 64), 5, 5, False)),
+    ("levers.py", "bench_net", ["--quick", "--compile"], lambda args, kw: (
+        args[0], args[1], kw["compile_"]) == ("texture", (2, 3, 64, 64), True)),
+    ("scaling.py", "processes_rows", [], lambda args, kw: (
+        args[0].net, args[0].batch, args[0].size, args[0].frames, args[0].steps,
+        args[0].iterations, args[0].warmup, args[0].rounds, args[1]) == (
+        "texture", 8, 64, 16, None, 10, 2, 3, [(1, 1), (1, 2), (2, 1)])),
+    ("scaling.py", "processes_rows", ["--net", "desc32_small"], lambda args, kw: (
+        args[0].size == 32)),
+    # The growth series warm up one iteration, whatever --warmup (the processes table's) says.
+    ("scaling.py", "growth_rows", ["--tables", "growth", "--warmup", "3", "--seed", "4"],
+     lambda args, kw: (args[0].net, args[0].sizes, kw["steps"], kw["repeats"], kw["warmup"],
+                       kw["seed"]) == ("texture", (1, 4, 16, 64), None, 5, 1, 4)),
     # --quick works in its temporary folder, beside its generated data, not in runs/.
     ("voxel_eval.py", "prepare", ["--quick"], lambda args, kw: args[2].parent == args[1].parent),
 ])
