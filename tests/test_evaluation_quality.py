@@ -12,6 +12,7 @@ from stgconv.evaluation import quality
 from stgconv.evaluation.quality import (
     EPS,
     FILTER_NAMES,
+    class_entropy,
     filter_statistics,
     filter_statistics_distance,
     frechet_distance,
@@ -256,7 +257,11 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: filter_statistics(torch.zeros(2, 1, 10, 16)), r"\(B, C, H, W\) with H, W >= 11"),
     (lambda: filter_statistics(torch.zeros(0, 1, 16, 16)), "B >= 1"),
     (lambda: filter_statistics(torch.zeros(2, 1, 16, 16, dtype=torch.uint8)), "float"),
+    (lambda: filter_statistics(torch.zeros(2, 1, 16, 10)), r"\(B, C, H, W\) with H, W >= 11"),
+    (lambda: filter_statistics(IMAGES.tolist()), r"\(B, C, H, W\) with H, W >= 11, got list"),
     (lambda: filter_statistics(with_nan(IMAGES)), "NaN"),
+    (lambda: filter_statistics(IMAGES.clone().fill_(math.inf)), "holds 512 NaN or infinite"),
+    (lambda: filter_statistics(with_nan(IMAGES.clone().fill_(math.inf))), "holds 512 NaN"),
     (lambda: filter_statistics_distance(IMAGES, torch.zeros(2, 3, 16, 16)), r"same C"),
     (lambda: filter_statistics_distance(IMAGES, with_nan(IMAGES)), "NaN"),
     (lambda: power_spectrum(torch.zeros(2, 1, 1, 16)), r"\(B, C, H, W\) with H, W >= 2"),
@@ -275,6 +280,7 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: nearest_iou(VOXELS, with_nan(VOXELS)), "NaN"),
     (lambda: nearest_iou(VOXELS, VOXELS, threshold=math.nan), "threshold"),
     (lambda: nearest_iou(VOXELS, VOXELS, batch=0), "batch"),
+    (lambda: class_entropy(torch.zeros(3, 1, dtype=torch.long), 2), r"non-empty \(N,\)"),
 ])
 def test_bad_inputs_raise_naming_the_expected_shape(call, message):
     with pytest.raises(ValueError, match=message):
@@ -417,3 +423,61 @@ def test_a_steady_drift_has_the_same_motion_at_any_length() -> None:
             2, 1, frames, 11, 11).contiguous()
 
     assert video_statistics_distance(drift(4), drift(8))["temporal"] == pytest.approx(0, abs=1e-3)
+
+
+def test_a_spike_meets_the_centre_of_the_laplacian_and_the_differences() -> None:
+    """An 11 x 11 image has one valid position, the centre: a spike there responds with the
+    centre weight of each filter, -4 for the Laplacian and -1 for dx and dy."""
+    spike = torch.zeros(1, 1, 11, 11)
+    spike[0, 0, 5, 5] = 1.0
+    mean = filter_statistics(spike).reshape(3, len(FILTER_NAMES))[0]
+    assert [float(mean[FILTER_NAMES.index(name)]) for name in ("laplacian", "dx", "dy")] == [
+        -4.0, -1.0, -1.0]
+
+
+def test_a_difference_of_one_grey_level_between_flat_sets_counts_eight_data_floors() -> None:
+    """The floor on the data's scale is an eighth of an 8-bit grey level on [-1, 1]: flat images
+    one grey level off flat data have their identity mean off by about 8 of it."""
+    grey = 2 / 255
+    samples = torch.full((1, 1, 11, 11), 0.5 + grey, dtype=torch.float64)
+    data = torch.full((1, 1, 11, 11), 0.5, dtype=torch.float64)
+    expected = (grey / 1e-3 + grey / 0.5) / 36  # mean (floored scale) and mean |r|
+    assert filter_statistics_distance(samples, data) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_faint_spectrum_is_measured_below_quantisation_noise() -> None:
+    """White noise of std 1e-4 has power 1e-8 at every ring, far above the floor; a constant
+    image sits at the floor, 1e-12."""
+    faint = 1e-4 * torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(0),
+                               dtype=torch.float64)
+    assert power_spectrum(faint).tolist() == pytest.approx([-8.0] * 8, abs=0.3)
+    assert power_spectrum(torch.full((1, 1, 8, 8), 0.3)).tolist() == [-12.0] * 4
+
+
+def test_a_reference_voxel_at_the_threshold_is_occupied() -> None:
+    reference = torch.zeros(1, 1, 2, 2, 2)
+    reference.view(-1)[[0, 3]] = 0.5
+    samples = torch.zeros(1, 1, 2, 2, 2)
+    samples.view(-1)[[0, 3]] = 1.0
+    assert nearest_iou(samples, reference).tolist() == [1.0]
+
+
+def test_frechet_distance_of_float32_features_is_computed_in_float64() -> None:
+    """Features far from 0 with a small spread: float32 covariances would lose their digits."""
+    g = torch.Generator().manual_seed(0)
+    a = 1000 + torch.randn(40, 3, generator=g)
+    b = 1000.5 + 2 * torch.randn(50, 3, generator=g)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(a.double(), b.double()),
+                                                   rel=1e-12)
+
+
+def test_frechet_distance_of_one_feature_is_of_two_normals() -> None:
+    """(m_a - m_b)^2 + (s_a - s_b)^2: means 1 and 2, variances 2 and 8 (std sqrt 2, 2 sqrt 2)."""
+    a = torch.tensor([[0.0], [2.0]])
+    b = torch.tensor([[0.0], [4.0]])
+    assert frechet_distance(a, b) == pytest.approx(1 + 2, rel=1e-12)
+
+
+def test_spread_of_bfloat16_samples_is_computed_in_float64() -> None:
+    assert spread(torch.tensor([[0.0], [1.0]], dtype=torch.bfloat16)) == pytest.approx(
+        math.sqrt(0.5), rel=1e-12)

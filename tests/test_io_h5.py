@@ -153,6 +153,17 @@ def test_rows_are_read_from_the_file_the_index_came_from_or_refused(tmp_path: Pa
     again.close()
 
 
+def test_a_pickled_dataset_refuses_a_file_replaced_after_its_index_was_read(tmp_path: Path
+                                                                           ) -> None:
+    """What a spawned worker gets: the index's file travels with it, the handle does not."""
+    path = tmp_path / "t.h5"
+    _write_table(path, DATA)
+    clone = pickle.loads(pickle.dumps(IndexedTable(path)))
+    _write_table(path, DATA[::-1] + 100)
+    with pytest.raises(ValueError, match=r"t\.h5 was replaced"):
+        clone.row(0)
+
+
 def open_files(path: Path) -> list[h5py.h5f.FileID]:
     """The HDF5 handles of this process open on ``path``."""
     return [file for file in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)
@@ -350,6 +361,13 @@ def test_a_kept_write_over_two_pages_keeps_the_rest_of_the_second(tmp_path: Path
         assert kept.read() == written[:100] + bytes(5_000) + written[5_100:]
 
 
+def test_a_read_after_a_refusal_starts_at_its_offset_inside_a_page(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "w+b", buffering=0) as file:
+        kept, written = refused_from_byte_6000(file, seed=5)
+        kept.seek(4_100)  # in page 1, kept since the refusal
+        assert kept.read(3_000) == written[4_100:7_100]
+
+
 def test_a_kept_write_past_the_end_of_the_file_lands_at_its_offset(tmp_path: Path) -> None:
     """After a refusal, a write past the end of what was written leaves zeros before it, in
     a kept page the file holds only the start of."""
@@ -403,6 +421,8 @@ def test_ctrl_c_ignored_stays_ignored_while_a_stream_is_written(tmp_path: Path) 
 def test_as_text_reads_fixed_length_strings_as_utf8() -> None:
     assert as_text("café.mkv".encode()) == "café.mkv"
     assert as_text("café.mkv") == "café.mkv"
+    # Bytes that are not UTF-8 (a name made elsewhere) read as to_text writes them.
+    assert as_text(b"caf\xe9.mkv") == "caf\\xe9.mkv"
 
 
 def test_ctrl_c_after_a_refused_write_leaves_the_refusal_to_be_raised(tmp_path: Path) -> None:

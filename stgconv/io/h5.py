@@ -286,8 +286,10 @@ def check_inside(h5: h5py.File, dataset: h5py.Dataset) -> h5py.Dataset:
 
 def as_text(value: object) -> str:
     """A string stored in HDF5 as text: h5py reads fixed-length strings as ``bytes`` (and numpy
-    keeps them so, in ``'S'`` arrays), variable-length ones as ``str``."""
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    keeps them so, in ``'S'`` arrays), variable-length ones as ``str``. Bytes that are not UTF-8
+    (a name in a file made elsewhere) read as :func:`to_text` writes them, ``\\xe9``: decoded
+    strictly, they failed with a ``UnicodeDecodeError`` that named no file."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 def to_text(text: str) -> str:
