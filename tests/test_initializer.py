@@ -34,12 +34,13 @@ from stgconv.initializer import (
     MaskedFiller,
     build_initializer,
     depth_to_space,
+    has_initializer,
     initializer_from_state,
     space_to_depth,
 )
 from stgconv.mcmc import Langevin
 from stgconv.metrics import voxel_errors
-from stgconv.ops import block_down, block_top_k
+from stgconv.ops import block_down, block_top_k, linear_up
 from stgconv.super_resolution import super_resolve_batch
 from stgconv.train import DivergenceError, Trainer
 
@@ -209,6 +210,7 @@ def test_resume_takes_the_same_steps(tmp_path: Path, recovery: bool) -> None:
     second.fit(4, progress=False)
     assert_same(straight.state_dict(), second.state_dict())
     state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert has_initializer(state)
     assert initializer_from_state(state, "ckpt").config == straight.initializer.config
     wider = make_trainer(settings=InitializerConfig(factors=(2,), width=6, depth=3),
                          recovery=recovery)
@@ -218,6 +220,7 @@ def test_resume_takes_the_same_steps(tmp_path: Path, recovery: bool) -> None:
     with pytest.raises(CheckpointError, match="also holds a trained initializer net"):
         plain.resume(tmp_path / "checkpoint.pt")
     del state["initializer_model"]
+    assert not has_initializer(state)
     with pytest.raises(CheckpointError, match="holds no initializer"):
         initializer_from_state(state, "ckpt")
 
@@ -331,6 +334,16 @@ def test_initializer_mirror_flips_about_half_the_batches() -> None:
     assert 0.0 in firsts and 7.0 in firsts
 
 
+def test_initializer_mirror_flips_the_up_axis_only() -> None:
+    """A mirrored batch is the shape flipped along its last axis, not turned in a plane."""
+    trainer = _initializer_trainer(recovery=False, mirror=True)
+    plane = torch.arange(8.0) + 10 * torch.arange(8.0)[:, None]  # differs along both axes
+    trainer.data = plane.expand(8, 1, 8, 8, 8).clone()
+    batches = [trainer._initializer_batch()[0, 0, 0] for _ in range(20)]
+    assert all(torch.equal(b, plane) or torch.equal(b, plane.flip(-1)) for b in batches)
+    assert any(torch.equal(b, plane.flip(-1)) for b in batches)
+
+
 def test_a_trained_filler_still_reads_only_known_entries() -> None:
     # A random last layer: an untrained filler's zero last layer would hide what it reads.
     torch.manual_seed(0)
@@ -368,6 +381,20 @@ def test_an_untrained_upsampler_proposes_the_sharpened_trilinear_guess() -> None
     assert abs(example - 0.96) < 0.01
 
 
+def test_an_untrained_filler_proposes_the_sharpened_nearest_known_fill() -> None:
+    """At a missing entry the untrained filler's probability is
+    ``sigmoid(GUIDE_LOGIT * (fill - 1/2))`` of the nearest-known fill there."""
+    torch.manual_seed(0)
+    initializer = Initializer(recovery=True, width=4, depth=2)
+    known = torch.ones(1, 1, 4, 4, 4, dtype=torch.bool)
+    known[..., 1, 2, 3] = False
+    for level in (0.0, 0.5, 0.9, 1.0):
+        observed = torch.full((1, 1, 4, 4, 4), level)
+        expected = torch.sigmoid(torch.tensor(GUIDE_LOGIT * (level - 0.5)))
+        proposal = initializer.propose_fill(observed, known)
+        torch.testing.assert_close(proposal[~known], expected.reshape(1))
+
+
 def test_initializer_start_proposes_from_occupancy_and_returns_model_units() -> None:
     torch.manual_seed(0)
     initializer = Initializer([2], width=4, depth=2)
@@ -377,6 +404,32 @@ def test_initializer_start_proposes_from_occupancy_and_returns_model_units() -> 
     x0 = start.start(occupancy - offset, torch.arange(3))
     expected = initializer.propose(block_down(occupancy, (2, 2, 2)), 2) - offset
     torch.testing.assert_close(x0, expected)
+
+
+def test_initializer_start_names_a_generator_that_is_not_one() -> None:
+    """It draws nothing, yet a seed passed for a generator is named as every start names it."""
+    start = InitializerStart(Initializer([2], width=4, depth=2), 2)
+    with pytest.raises(ValueError, match="InitializerStart.start: generator must be"):
+        start.start(corner_shapes(1, seed=4), torch.arange(1), generator=0)
+
+
+def test_super_resolution_training_chains_start_from_occupancy_in_model_units() -> None:
+    """The trainer's chains get the model's offset (0.1): proposals from the block means of
+    occupancy, returned in the model's units."""
+    trainer = make_trainer()  # data in model units: occupancy - 0.1, offset 0.1
+    x_pos = trainer.data[:2]
+    x0 = trainer.chains.start(x_pos, torch.arange(2))
+    expected = trainer.initializer.propose(block_down(x_pos + 0.1, (2, 2, 2)), 2) - 0.1
+    torch.testing.assert_close(x0, expected)
+
+
+def test_recovery_training_chains_hide_the_missing_fraction() -> None:
+    """The chains start from the filler's proposal at ``missing`` (0.7) of the entries, drawn
+    afresh, and keep the data at the others."""
+    trainer = make_trainer(recovery=True)
+    x_pos = trainer.data
+    x0 = trainer.chains.start(x_pos, torch.arange(len(x_pos)), generator=gen(3))
+    assert abs((x0 != x_pos).float().mean().item() - 0.7) < 0.03
 
 
 def test_initializer_batches_are_occupancy_not_model_units() -> None:
@@ -401,6 +454,22 @@ def test_initializer_bce_is_the_mean_over_its_steps_not_the_sum() -> None:
         expected = F.binary_cross_entropy_with_logits(logits, x).item()
     stats = trainer.step()
     assert abs(stats["initializer_bce"] - expected) < 1e-3 * max(expected, 1e-3)
+
+
+def test_every_net_of_an_initializer_learns_at_each_step() -> None:
+    """An initializer with an up-sampler and a filler: one step moves both nets."""
+    data = corner_shapes(8, seed=0)
+    torch.manual_seed(0)
+    initializer = Initializer([2], recovery=True, width=4, depth=2)
+    trainer = InitializerTrainer(voxel_energy(8), initializer,
+                                 Langevin(n_steps=1, step_size=0.1, noise_scale=0.0), data,
+                                 settings=replace(FAST, steps=1), missing=0.7,
+                                 train=TrainConfig(batch_size=4, lr=0.01), generator=gen(1))
+    before = {name: p.clone() for name, p in initializer.named_parameters()}
+    trainer.step()
+    for net in ("2", "recovery"):
+        assert any(not torch.equal(p, before[name]) for name, p in initializer.named_parameters()
+                   if name.startswith(f"nets.{net}."))
 
 
 def test_the_initializer_takes_settings_steps_updates_per_descriptor_step() -> None:
@@ -438,6 +507,18 @@ def test_bad_proposal_net_arguments_are_named() -> None:
         BlockUpsampler(2, spatial_dims=4, width=4, depth=2)
     with pytest.raises(ValueError, match="factor must be an int >= 2"):
         BlockUpsampler(1, width=4, depth=2)
+    with pytest.raises(ValueError, match="width must be an int >= 1, got 0"):
+        BlockUpsampler(2, width=0, depth=2)
+    with pytest.raises(ValueError, match="fold must be an int >= 1, got 0"):
+        MaskedFiller(0, width=4, depth=2)
+    with pytest.raises(ValueError, match=r"observed must be \(B, 1, S, S, S\), got "
+                                         r"\(1, 2, 4, 4, 4\)"):
+        MaskedFiller(2, width=4, depth=2)(torch.rand(1, 2, 4, 4, 4),
+                                          torch.ones(1, 1, 4, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"the grid \(5, 4, 4\) is not a multiple of the filler's "
+                                         r"fold 2"):
+        MaskedFiller(2, width=4, depth=2)(torch.rand(1, 1, 5, 4, 4),
+                                          torch.ones(1, 1, 5, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"low must be \(B, 1, n, n, n\), got \(1, 2, 2, 2, 2\)"):
         BlockUpsampler(2, width=4, depth=2)(torch.rand(1, 2, 2, 2, 2))
     with pytest.raises(ValueError, match=r"learns block sizes \[2\]; the training chains need 4"):
@@ -501,6 +582,37 @@ def test_the_filler_reads_the_observed_entries_the_mask_and_the_nearest_known_fi
     torch.testing.assert_close(seen["x"], space_to_depth(expected, 2))
 
 
+def test_the_upsampler_reads_the_block_means_and_their_trilinear_up_sampling() -> None:
+    """The up-sampler's first convolution sees the block means, then their trilinear
+    up-sampling (clamped to [0, 1]) folded into channels."""
+    net = BlockUpsampler(2, spatial_dims=2, width=4, depth=2)
+    low = torch.rand(1, 1, 3, 3, generator=gen(0))
+    seen = {}
+
+    def look(module, inputs, output) -> None:
+        seen["x"] = inputs[0]
+
+    net.first.register_forward_hook(look)
+    net(low)
+    trilinear = linear_up(low, (2, 2)).clamp(0.0, 1.0)
+    torch.testing.assert_close(seen["x"], torch.cat([low, space_to_depth(trilinear, 2)], dim=1))
+
+
+def test_a_coarse_cell_s_correction_reads_the_cells_two_away_and_no_further() -> None:
+    """Two 3-wide convolutions: a coarse cell's logits depend on its neighbours' neighbours,
+    which is what lets the net see the shape around a block."""
+    torch.manual_seed(0)
+    net = BlockUpsampler(2, spatial_dims=1, width=8, depth=2)
+    coarse = torch.rand(1, 3, 8, generator=gen(1))
+    changed = coarse.clone()
+    changed[..., 0] += 1.0
+    with torch.no_grad():
+        net.last.weight.normal_()
+        moved = (net.correction(changed, 2) - net.correction(coarse, 2)).abs()
+    per_cell = moved.reshape(8, 2).amax(1)
+    assert (per_cell[:3] > 1e-4).all() and (per_cell[3:] == 0).all()
+
+
 def test_the_filler_takes_one_mask_broadcast_over_the_batch() -> None:
     """``known`` is broadcastable: one mask ``(1, 1, *S)`` for a batch of two."""
     from stgconv.initializer import Initializer
@@ -539,7 +651,7 @@ def test_space_to_depth_names_sizes_that_are_not_multiples_of_the_factor() -> No
 
 def test_depth_to_space_names_channels_that_are_not_a_multiple_of_the_block() -> None:
     """The reshape failed ("shape '[1, 1, 2, 2, 2, 2]' is invalid for input of size 20")."""
-    for channels in (5, 3):
+    for channels in (5, 3, 6):  # 6: a multiple of the factor, not of its square
         with pytest.raises(ValueError, match=rf"depth_to_space: the channels {channels} of x "
                                              rf"\(1, {channels}, 2, 2\) must be a multiple of "
                                              r"factor\^2 = 2\^2 = 4"):

@@ -217,6 +217,7 @@ def test_a_short_clip_learns_from_the_shifts_that_hide_something():
     net, losses = learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=5),
                                generator=torch.Generator().manual_seed(0))
     assert len(losses) == 5 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert not net.training  # returned ready to apply
 
 
 def test_bad_input_is_refused():
@@ -240,6 +241,8 @@ def test_bad_input_is_refused():
         net = FillNet(3, 1, width=4)
         with pytest.raises(ValueError, match="known"):
             apply_fill(net, video, bad_mask, [TEMPORAL(video, known)])
+    with pytest.raises(ValueError, match="n_fills must be an int >= 1, got 0"):
+        FillNet(3, 0, width=4)  # a net that corrects no fill
 
 
 def test_a_diverging_fill_training_stops_naming_its_rate():
@@ -303,6 +306,16 @@ def test_a_prior_example_puts_the_fill_that_errs_least_first():
         prior_example(video, torch.ones_like(known), {"temporal_interpolation": TEMPORAL})
 
 
+def test_a_prior_example_names_a_clip_or_mask_it_cannot_use() -> None:
+    video, known = wave(), pixels_missing()
+    temporal = {"temporal_interpolation": TEMPORAL}
+    with pytest.raises(ValueError, match=r"truth must be \(C, T, H, W\), got \(12, 32, 32\)"):
+        prior_example(video[0], known, temporal)
+    for bad_mask in (known[:, :16, :16], known.float()):
+        with pytest.raises(ValueError, match="known"):
+            prior_example(video, bad_mask, temporal)
+
+
 def test_a_prior_trained_on_other_clips_fills_a_new_clip_better_than_its_first_fill():
     """Complete waves of other phases and speeds teach what a missing frame of a moving wave
     holds; a wave it never saw, with a mask it never saw, is filled better than by the
@@ -346,6 +359,21 @@ def test_learned_fill_starts_from_the_prior_and_leaves_it_as_it_was():
         learned_fill(video, known, [TEMPORAL], settings=tiny, initial=prior)
 
 
+def test_learned_fill_from_a_prior_draws_only_from_its_generator() -> None:
+    """Started from a prior (no weights drawn), the symmetric fill's crops and turns come from
+    ``generator``: torch's global generator in another state changes nothing."""
+    video, known = wave(), pixels_missing()
+    torch.manual_seed(1)
+    prior = FillNet(3, 1, width=8)
+    runs = []
+    for seed in (2, 3):
+        torch.manual_seed(seed)
+        runs.append(learned_fill(video, known, [TEMPORAL], initial=prior,
+                                 settings=replace(FAST, iterations=3, width=8, symmetric=True),
+                                 generator=torch.Generator().manual_seed(0))[1])
+    assert runs[0] == runs[1]
+
+
 def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path):
     torch.manual_seed(0)
     net = FillNet(3, 2, width=8)
@@ -355,6 +383,7 @@ def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path)
     loaded, fills = load_fill_prior(path)
     assert fills == ("temporal_interpolation", "neighbour_average")
     assert (loaded.channels, loaded.n_fills, loaded.width) == (3, 2, 8)
+    assert not loaded.training
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
                                                  net.state_dict().values()))
     save_checkpoint({"model": {}}, tmp_path / "other.pt")
@@ -398,6 +427,10 @@ def test_fill_prior_refuses_examples_one_net_cannot_read() -> None:
         fill_prior([], iterations=1)
     with pytest.raises(ValueError, match="iterations must be"):
         fill_prior([one], iterations=0)  # an untrained net, passed off as a prior
+    with pytest.raises(ValueError, match="recovery.learned.lr"):
+        fill_prior([one], settings=replace(FAST, lr=-1.0), iterations=1)
+    with pytest.raises(ValueError, match="fill_prior: generator must be"):
+        fill_prior([one], settings=FAST, iterations=1, generator=0)  # a seed
 
 
 def test_fill_prior_crops_examples_of_different_sizes_to_the_smallest() -> None:
@@ -467,6 +500,15 @@ def test_a_net_that_overflows_is_reported_not_clamped(precision: str, missing: i
                        precision=precision)
 
 
+def test_an_untrained_net_of_two_fills_returns_the_first_given() -> None:
+    """apply_fill reads the fills in the order given: the first is the one corrected."""
+    video, known = wave(), pixels_missing()
+    made = [NEIGHBOUR(video, known), TEMPORAL(video, known)]
+    out = apply_fill(FillNet(3, 2, width=4), video, known, made, symmetric=False)
+    missing = ~known.expand_as(video)
+    torch.testing.assert_close(out[missing], made[0].clamp(-1, 1)[missing])
+
+
 def test_an_untrained_net_returns_the_first_fill_without_the_symmetric_view() -> None:
     """symmetric=False averages one view, not two: an untrained net returns the first fill,
     not half of it."""
@@ -494,6 +536,25 @@ def test_the_last_time_shift_is_useful_too() -> None:
     finds none)."""
     known = torch.tensor([[False, True], [True, False]]).view(1, 2, 1, 2)
     assert useful_shifts(known) == [1]
+
+
+def test_the_net_sees_17_by_17_pixels_of_a_frame() -> None:
+    """A change of the inputs at one pixel moves the correction within 8 pixels of it and no
+    further (the receptive field the class states)."""
+    torch.manual_seed(0)
+    net = FillNet(1, 1, 8)
+    with torch.no_grad():
+        torch.nn.init.normal_(net.layers[-1].weight)
+    inputs = torch.rand(1, 1 + NEIGHBOUR_INPUTS, 1, 21, 21,
+                        generator=torch.Generator().manual_seed(1))
+    changed = inputs.clone()
+    changed[..., 10, 10] += 1.0
+    visible = torch.zeros(1, 1, 1, 21, 21)
+    with torch.no_grad():
+        moved = (net(changed, visible) - net(inputs, visible))[0, 0, 0].abs() > 0
+    rows, columns = moved.nonzero().unbind(1)
+    assert [int(rows.min()), int(rows.max()), int(columns.min()), int(columns.max())] == [
+        2, 18, 2, 18]
 
 
 def test_a_net_with_a_correction_changes_only_the_entries_it_does_not_see() -> None:
@@ -546,9 +607,8 @@ def test_squared_then_absolute_switches_at_half_the_iterations(monkeypatch) -> N
     assert halves == [False, False, True, True, True]
 
 
-def test_the_learning_rate_decays_along_a_cosine(monkeypatch) -> None:
-    """Adam's rate follows ``lr * (1 + cos(pi * i / iterations)) / 2`` over the iterations
-    (the schedule steps every iteration: the rate is not left at ``lr``)."""
+def recorded_rates(monkeypatch) -> list[float]:
+    """Adam's learning rate at each of its steps, from here on."""
     rates = []
 
     class Recording(torch.optim.Adam):
@@ -557,9 +617,26 @@ def test_the_learning_rate_decays_along_a_cosine(monkeypatch) -> None:
             return super().step(closure)
 
     monkeypatch.setattr(torch.optim, "Adam", Recording)
+    return rates
+
+
+def test_the_learning_rate_decays_along_a_cosine(monkeypatch) -> None:
+    """Adam's rate follows ``lr * (1 + cos(pi * i / iterations)) / 2`` over the iterations
+    (the schedule steps every iteration: the rate is not left at ``lr``)."""
+    rates = recorded_rates(monkeypatch)
     learned_fill(wave(), pixels_missing(), [TEMPORAL],
                  settings=replace(FAST, iterations=4, lr=0.01),
                  generator=torch.Generator().manual_seed(0))
+    assert rates == pytest.approx([0.01 * (1 + math.cos(math.pi * i / 4)) / 2 for i in range(4)])
+
+
+def test_a_prior_s_learning_rate_decays_over_its_own_iterations(monkeypatch) -> None:
+    """fill_prior's ``iterations`` (4), not ``settings.iterations`` (150), set the cosine's
+    length: the rate reaches its end, not 1% of the way."""
+    rates = recorded_rates(monkeypatch)
+    example = prior_example(wave(), pixels_missing(), {"temporal_interpolation": TEMPORAL})
+    fill_prior([example], settings=replace(FAST, lr=0.01), iterations=4,
+               generator=torch.Generator().manual_seed(0))
     assert rates == pytest.approx([0.01 * (1 + math.cos(math.pi * i / 4)) / 2 for i in range(4)])
 
 
@@ -589,7 +666,10 @@ def test_bf16_precision_computes_the_correction_in_bfloat16() -> None:
     known = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(2)) > 0.5
     made = [temporal_interpolation(video, known)]
     fp32 = apply_fill(net, video, known, made, precision="fp32", symmetric=False)
+    dtypes = set()
+    net.layers[-1].register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
     bf16 = apply_fill(net, video, known, made, precision="bf16", symmetric=False)
+    assert dtypes == {torch.bfloat16}  # not float16, which also rounds
     assert torch.equal(bf16[0][known], video[0][known])
     assert not torch.equal(bf16, fp32)
     torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0)
