@@ -436,6 +436,8 @@ def data_spread(data: Tensor, n: int, *, draws: int = 10) -> float:
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` at ``path`` (never pickles); a ``ValueError`` naming the
     file when it is missing or not a readable archive (numpy's own suggests unpickling it)."""
+    if path.is_dir():  # "not found" would send the user looking for a file that is there
+        raise ValueError(f"{path} is a folder, not an .npz file")
     if not path.is_file():
         raise ValueError(f"{path} not found")
     with open_npz(path) as archive:
