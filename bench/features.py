@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError as err:
                 parser.error(f"--work {args.work}: {err}")
             args.sets = QUICK_SETS + args.sets
-        elif not args.shapes.is_file():
+        elif not args.shapes.exists():  # a folder is named as one by read_shapes
             parser.error(f"shapes not found: {args.shapes} (give --shapes FILE, or --quick)")
         args.config = args.config.resolve()
         try:

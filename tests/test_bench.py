@@ -2490,7 +2490,9 @@ def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, cap
     data = bytearray(damaged.read_bytes())
     data[100:200] = bytes(b ^ 0x55 for b in data[100:200])
     damaged.write_bytes(bytes(data))
+    (tmp_path / "folder.npz").mkdir()
     for shapes, message in ((tmp_path / "missing.npz", "shapes not found"),
+                            (tmp_path / "folder.npz", "folder.npz is a folder, not an .npz file"),
                             (tmp_path / "unlabelled.npz", "needs arrays X .* and y"),
                             (tmp_path / "short.npz", r"y must be labels \(N,\) = \(4,\)"),
                             (tmp_path / "flat.npz", r"X must be cubic grids .* \(4, 2, 2\)"),
