@@ -85,6 +85,21 @@ def test_off_header_styles_and_quads(tmp_path: Path) -> None:
     np.testing.assert_array_equal(v1, v2)
     np.testing.assert_array_equal(f1, f2)
     np.testing.assert_array_equal(f1, cube_triangles())
+    # Triangles and quads in one file: rows of different lengths.
+    mixed = write_off(tmp_path / "mixed.off", CUBE_VERTICES, cube_quads_then_triangles())
+    np.testing.assert_array_equal(load_mesh(mixed)[1], cube_triangles())
+
+
+@pytest.mark.parametrize("joined", [False, True])  # with and without a '#' comment line
+def test_off_lines_of_spaces_and_spaces_around_values_are_no_rows(tmp_path: Path,
+                                                                  joined: bool) -> None:
+    """Blank lines, lines of spaces only and spaces around the values (as editors leave them)
+    count as no row, or the rows after them are read one line off."""
+    path = write_off(tmp_path / "spaced.off", CUBE_VERTICES, CUBE_QUADS, joined=joined)
+    path.write_text("".join(f"  {line} \n   \n\n" for line in path.read_text().splitlines()))
+    vertices, faces = load_mesh(path)
+    np.testing.assert_array_equal(vertices, CUBE_VERTICES)
+    np.testing.assert_array_equal(faces, cube_triangles())
 
 
 def test_obj_quads_are_kept(tmp_path: Path) -> None:
@@ -163,19 +178,20 @@ def test_an_hdf5_batch_is_stored_one_chunk_per_grid(tmp_path: Path) -> None:
         assert h5["voxels"].chunks == (1, 4, 4, 4)
 
 
-def test_normalize_mesh_refuses_a_margin_of_half_the_cube() -> None:
+@pytest.mark.parametrize(("vertices", "up_axis", "margin", "message"), [
+    (CUBE_VERTICES, 3, 0.0, "up_axis must be 0, 1 or 2"),
+    (np.ones((3, 3)), 2, 0.0, "zero extent"),  # all vertices in one point
     # margin 0.5 leaves a side of 1 - 2 * 0.5 = 0: every vertex would collapse onto the origin.
-    with pytest.raises(ValueError, match=r"margin must be in \[0, 0.5\), got 0.5"):
-        normalize_mesh(CUBE_VERTICES, margin=0.5)
-
-
-@pytest.mark.parametrize(("vertices", "up_axis", "message"), [
-    (CUBE_VERTICES, 3, "up_axis must be 0, 1 or 2"),
-    (np.ones((3, 3)), 2, "zero extent"),  # all vertices in one point
+    (CUBE_VERTICES, 2, 0.5, r"margin must be in \[0, 0.5\), got 0.5"),
+    # A negative margin would scale the shape past the cube's faces.
+    (CUBE_VERTICES, 2, -0.1, r"margin must be in \[0, 0.5\), got -0.1"),
+    (np.zeros((0, 3)), 2, 0.0, r"shape \(V, 3\) with V >= 1, got \(0, 3\)"),
+    # NaN bounds would make every vertex NaN without a word.
+    (np.vstack([CUBE_VERTICES, [np.nan, 0, 0]]), 2, 0.0, "NaN or infinite coordinates"),
 ])
-def test_normalize_mesh_refuses_what_it_cannot_place(vertices, up_axis, message) -> None:
+def test_normalize_mesh_refuses_what_it_cannot_place(vertices, up_axis, margin, message) -> None:
     with pytest.raises(ValueError, match=message):
-        normalize_mesh(vertices, up_axis=up_axis)
+        normalize_mesh(vertices, up_axis=up_axis, margin=margin)
 
 
 def test_voxelize_file_names_a_mesh_it_cannot_voxelize(tmp_path: Path) -> None:
@@ -250,6 +266,16 @@ def test_up_axis_and_normalize() -> None:
     ("range.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "out of range"),
     ("negative.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 -1\n", "out of range"),
     ("range_quad.off", "OFF\n4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 9\n", "out of range"),
+    # A polygon's index equal to the vertex count: the convexity test must not look it up.
+    ("past_quad.off", "OFF\n4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 4\n", "out of range"),
+    # Negative counts (slicing by them would silently drop lines).
+    ("negative_faces.off", "OFF\n3 -1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "negative counts"),
+    ("negative_vertices.off", "OFF\n-3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "negative counts"),
+    ("word_counts.off", "OFF\nthree 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n",
+     "expected 'n_vertices n_faces n_edges' after the OFF header, got 'three 1 0'"),
+    # The vertices counted, not their coordinates: one vertex holds both NaN and inf.
+    ("nan_inf.off", "OFF\n3 1 0\n0 0 0\nnan inf 0\n0 1 0\n3 0 1 2\n",
+     "has 1 vertices with NaN"),
     ("edge.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n2 0 1\n", "n >= 3"),
     ("words.off", "OFF\n3 1 0\n0 0 zero\n1 0 0\n0 1 0\n3 0 1 2\n", "cannot parse"),
     # 2 + 4 coordinates: as many as 2 vertices need, but the second line's 4th is no vertex's.
@@ -258,13 +284,17 @@ def test_up_axis_and_normalize() -> None:
     # 5 + 3 indices: as many as 2 triangles need, but the second lists only 2 vertices.
     ("shifted_faces.off", "OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2 3\n3 0 1\n",
      "n >= 3"),
-    # Four tokens a line, as triangles have, but a quad listing 3 corners.
+    # Four tokens a line, as triangles have, but a quad listing 3 corners; after a triangle too.
     ("short_quad.off", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n4 0 1 2\n", "n >= 3"),
+    ("triangle_and_short_quad.off", "OFF\n3 2 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n4 0 1 2\n",
+     "face line '4 0 1 2' does not list n >= 3"),
     ("empty.obj", "# nothing\n", "no faces"),
     ("range.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", "out of range"),
     ("bad.obj", "v 0 0\nf 1 2 3\n", "fewer than 3"),
     ("edge.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nf 1 2\n", "fewer than 3 corners"),
     ("garbage.ply", "not a ply file\n", "not a PLY file"),
+    ("no_end.ply", "ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\n",
+     "not a PLY file: its header has no 'end_header' line"),
     ("plx.ply", "plx\nformat ascii 1.0\nelement vertex 0\nproperty float x\nend_header\n",
      "not a PLY file: it does not start with 'ply'"),
     ("garbage.stl", "", "neither a binary STL"),
@@ -281,11 +311,18 @@ def test_broken_meshes(tmp_path: Path, name: str, text: str, message: str) -> No
 def test_mesh_path_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.off"):
         load_mesh(tmp_path / "missing.off")
+    (tmp_path / "folder.off").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"mesh not found: .*folder\.off"):
+        load_mesh(tmp_path / "folder.off")
     (tmp_path / "cube.fbx").write_text("x")
     with pytest.raises(ValueError, match="suffix"):
         load_mesh(tmp_path / "cube.fbx")
     with pytest.raises(ValueError, match="margin"):
         voxelize(CUBE_VERTICES, cube_triangles(), 8, margin=4)
+    with pytest.raises(ValueError, match="resolution must be an int >= 2, got 1"):
+        voxelize(CUBE_VERTICES, cube_triangles(), 1, margin=0)
+    with pytest.raises(ValueError, match=r"vertices must have shape \(V, 3\), got \(8, 2\)"):
+        voxelize(CUBE_VERTICES[:, :2], cube_triangles(), 8, normalize=False)
     with pytest.raises(ValueError, match=r"\(F, 3\)"):
         voxelize(CUBE_VERTICES, np.zeros((2, 4), int), 8)
     with pytest.raises(ValueError, match="an int array"):
@@ -362,11 +399,22 @@ def test_batch_round_trip(tmp_path: Path, suffix: str, n: int) -> None:
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5", ".mat"])
 def test_occupancy_round_trip(tmp_path: Path, suffix: str) -> None:
     grids = np.random.default_rng(2).random((2, 5, 5, 5)).astype(np.float32)
+    grids[0, 0, 0, :2] = 0.0, 1.0  # some voxels exactly empty or full: still occupancy
     path = save_voxels(grids, tmp_path / f"p{suffix}")
-    np.testing.assert_array_equal(load_voxels(path, binary=False), grids)
+    back = load_voxels(path, binary=False)
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, grids)
     # The message says what is wrong, not which Python argument to pass: CLI users read it too.
-    with pytest.raises(ValueError, match=r"expected binary occupancy \{0, 1\}, found 250 other"):
+    with pytest.raises(ValueError, match=r"expected binary occupancy \{0, 1\}, found 248 other"):
         load_voxels(path)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5", ".mat"])
+def test_an_empty_batch_of_occupancy_round_trips(tmp_path: Path, suffix: str) -> None:
+    """No values, no range to check: the minimum of an empty array was a numpy error."""
+    path = save_voxels(np.zeros((0, 5, 5, 5), np.float32), tmp_path / f"e{suffix}")
+    back = load_voxels(path, binary=False)
+    assert back.shape == (0, 5, 5, 5) and back.dtype == np.float32
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".mat"])
@@ -388,7 +436,8 @@ def test_binvox_axis_order_and_runs(tmp_path: Path) -> None:
     grid[1, 2, 3] = 1
     data = save_voxels(grid, tmp_path / "one.binvox").read_bytes()
     header, runs = data.split(b"data\n", 1)
-    assert header.startswith(b"#binvox 1\ndim 4 4 4\n")
+    # translate and scale put the grid on the cube [-0.5, 0.5]^3, as voxelize's grids lie.
+    assert header == b"#binvox 1\ndim 4 4 4\ntranslate -0.5 -0.5 -0.5\nscale 1.0\n"
     assert list(runs) == [0, 30, 1, 1, 0, 33]
     # Runs longer than 255 are split: a full 8^3 grid is 512 = 255 + 255 + 2 ones.
     full = save_voxels(np.ones((8, 8, 8)), tmp_path / "full.binvox").read_bytes()
@@ -496,7 +545,7 @@ def test_keys(tmp_path: Path) -> None:
                        match=r"no array 'X' and 2 others \(a, b\); name the shapes' array 'X'"):
         load_voxels(tmp_path / "two.npz")
     assert load_voxels(tmp_path / "two.npz", key="b").shape == (2, 4, 4, 4)
-    with pytest.raises(ValueError, match="no array 'c'"):
+    with pytest.raises(ValueError, match=r"no array 'c'; it holds \['a', 'b'\]"):
         load_voxels(tmp_path / "two.npz", key="c")
     np.savez(tmp_path / "one.npz", shapes=random_grids(4, 4, 4))
     assert load_voxels(tmp_path / "one.npz").shape == (4, 4, 4)  # the only array
@@ -593,9 +642,11 @@ def test_voxel_file_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "nothing.npy", np.zeros((0, 0, 0), np.uint8))
     with pytest.raises(ValueError, match=r"the grids are empty, shape \(0, 0, 0\)"):
         load_voxels(tmp_path / "nothing.npy")  # it padded into an empty training shape
-    np.save(tmp_path / "counts.npy", np.full((4, 4, 4), 3, np.uint8))
-    with pytest.raises(ValueError, match=r"binary occupancy \{0, 1\}"):
-        load_voxels(tmp_path / "counts.npy")
+    for name, value, dtype in (("counts.npy", 2, np.uint8), ("minus.npy", -1, np.int8)):
+        np.save(tmp_path / name, np.full((4, 4, 4), value, dtype))
+        with pytest.raises(ValueError, match=rf"binary occupancy \{{0, 1\}}, found 64 other "
+                                             rf"values \(e\.g\. {value}\)"):
+            load_voxels(tmp_path / name)
     np.save(tmp_path / "big.npy", np.full((4, 4, 4), 1.5, np.float32))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         load_voxels(tmp_path / "big.npy", binary=False)
@@ -627,6 +678,9 @@ def test_voxel_file_errors(tmp_path: Path) -> None:
             load_voxels(tmp_path / name)
     with pytest.raises(FileNotFoundError):
         load_voxels(tmp_path / "none.npy")
+    (tmp_path / "folder.npy").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"voxel file not found: .*folder\.npy"):
+        load_voxels(tmp_path / "folder.npy")
     assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "b.binvox").exists()
 
 
@@ -653,8 +707,9 @@ def test_pad_to() -> None:
     assert pad_to(grids, 30) is not None
     with pytest.raises(ValueError, match="smaller"):
         pad_to(grids, 16)
-    with pytest.raises(ValueError, match="cubic"):
-        pad_to(np.ones((4, 4, 5)), 8)
+    for flat in (np.ones((4, 4, 5)), np.ones((4, 4))):
+        with pytest.raises(ValueError, match=r"expected cubic grids \(\.\.\., R, R, R\)"):
+            pad_to(flat, 8)
     for smaller in (np.ones((4, 4, 4)), torch.ones(1, 4, 4, 4)):  # torch would crop
         with pytest.raises(ValueError, match="smaller size 3"):
             pad_to(smaller, 3)
@@ -802,15 +857,6 @@ def test_save_voxels_names_the_range_of_negative_integer_grids(tmp_path: Path) -
     assert not (tmp_path / "g.npy").exists()
 
 
-def test_an_off_header_with_negative_counts_is_refused(tmp_path: Path) -> None:
-    """An OFF header announcing a negative number of vertices or faces is refused as such
-    (slicing with a negative count would silently drop lines)."""
-    path = tmp_path / "neg.off"
-    path.write_text("OFF\n3 -1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
-    with pytest.raises(ValueError, match="negative counts"):
-        load_mesh(path)
-
-
 def test_a_face_index_equal_to_the_vertex_count_is_out_of_range(tmp_path: Path) -> None:
     """Face indices are 0 .. V - 1: an index equal to the number of vertices is refused."""
     path = tmp_path / "past.off"
@@ -837,9 +883,18 @@ def test_a_batch_of_grids_is_not_taken_for_one_grid_with_a_channel() -> None:
 
 def test_a_grid_whose_maximum_equals_the_level_has_no_surface() -> None:
     """No voxel exceeds the level when the grid's maximum equals it: mesh_from_voxels returns
-    empty arrays (marching cubes would fail to find a surface)."""
+    empty arrays (marching cubes would fail to find a surface), of the documented dtypes."""
     vertices, faces = mesh_from_voxels(np.full((3, 3, 3), 0.5), level=0.5)
     assert vertices.shape == (0, 3) and faces.shape == (0, 3)
+    assert vertices.dtype == np.float64 and faces.dtype == np.int64
+
+
+def test_the_surface_of_one_voxel_is_an_octahedron_around_its_centre() -> None:
+    """The 0.5 iso-surface of a lone voxel (centre 0) crosses each axis half a voxel out."""
+    vertices, faces = mesh_from_voxels(np.ones((1, 1, 1), bool))
+    assert vertices.dtype == np.float64 and faces.dtype == np.int64 and faces.shape == (8, 3)
+    expected = np.concatenate([np.eye(3) * 0.5, np.eye(3) * -0.5])
+    np.testing.assert_array_equal(np.unique(vertices, axis=0), np.unique(expected, axis=0))
 
 
 def test_render_refuses_a_tiny_panel() -> None:
@@ -1068,6 +1123,14 @@ def test_a_cup_open_at_the_top_stays_hollow() -> None:
     assert not grid[2:8, 2:8, 2:9].any()
 
 
+def test_a_box_with_a_triangle_missing_is_carved_where_it_is_walled_in() -> None:
+    """Its edges round the hole have one triangle each, so it is open: the voxels under the
+    other half of that face (surface on all six sides) are filled, the wedge that sees out
+    through the hole is not. Taken for closed, the whole box stayed hollow."""
+    grid = voxelize(CUBE_VERTICES, cube_triangles()[1:], 10)  # the x = 0 face's y < z half gone
+    assert grid[2:8, 7, 2].all() and not grid[2:8, 2, 7].any()
+
+
 def test_a_cube_filling_the_grid_without_normalizing_fills_every_voxel() -> None:
     # Its top face lies on z = 0.5, the grid's upper bound, which open3d puts at index R.
     assert voxelize(CUBE_VERTICES - 0.5, cube_triangles(), 4, normalize=False).all()
@@ -1155,6 +1218,33 @@ def test_concave_polygons_keep_their_shape(tmp_path: Path, suffix: str) -> None:
     assert area.sum() / 2 == pytest.approx(2 * 3 + 8)
     ply = write_ply(tmp_path / "l.ply", vertices, polygons)
     np.testing.assert_array_equal(voxelize(v, f, 24), voxelize(*load_mesh(ply), 24))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_concave_polygon_keeps_its_shape_across_every_axis(tmp_path: Path, axis: int,
+                                                             reverse: bool) -> None:
+    """An L (area 3) lying across each axis, its corners listed either way round: its triangles
+    cover the L, all turned the way it is (a plane seen from the wrong side turns a polygon's
+    reflex corner into a convex one)."""
+    corners = [(2, 1), (1, 1), (1, 2), (0, 2), (0, 0), (2, 0)]  # counter-clockwise
+    corners = corners[::-1] if reverse else corners
+    vertices = np.zeros((6, 3))
+    # (a, b) on the axes after ``axis`` in cyclic order: listed counter-clockwise, it faces +axis.
+    vertices[:, [(axis + 1) % 3, (axis + 2) % 3]] = corners
+    v, f = load_mesh(write_off(tmp_path / "l.off", vertices, [list(range(6))]))
+    facing = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])[:, axis] / 2
+    facing = -facing if reverse else facing
+    assert len(f) == 4 and (facing > 0).all()
+    assert facing.sum() == pytest.approx(3)
+
+
+def test_a_convex_polygon_with_a_straight_corner_is_fanned_from_its_first_corner(
+        tmp_path: Path) -> None:
+    """Going straight on at a corner is no turn the wrong way: the square stays convex."""
+    vertices = np.array([(0, 0, 0), (2, 0, 0), (2, 1, 0), (2, 2, 0), (0, 2, 0)], float)
+    path = write_off(tmp_path / "square.off", vertices, [list(range(5))])
+    np.testing.assert_array_equal(load_mesh(path)[1], [[0, 1, 2], [0, 2, 3], [0, 3, 4]])
 
 
 def test_a_concave_polygon_of_many_corners_is_clipped_quickly_and_exactly(tmp_path: Path) -> None:
@@ -1296,6 +1386,10 @@ def test_obj_index_zero_is_refused_and_continued_lines_join(tmp_path: Path) -> N
     continued.write_text(vertices + "".join(f"f {q[0] + 1} {q[1] + 1} \\\n  {q[2] + 1} {q[3] + 1}\n"
                                             for q in CUBE_QUADS))
     assert len(load_mesh(continued)[1]) == 12
+    # No space before the backslash: the next line's values are still values of their own.
+    glued = tmp_path / "glued.obj"
+    glued.write_text(vertices + "f 1 2\\\n4\n")
+    assert load_mesh(glued)[1].tolist() == [[0, 1, 3]]
     # A backslash on the file's last line continues into nothing: the face is kept.
     last = tmp_path / "last.obj"
     last.write_text(vertices + "f 1 2 4 \\\n")
@@ -1309,6 +1403,28 @@ def test_geometry_above_the_cube_is_cut_off_without_normalizing() -> None:
     vertices = np.vstack([CUBE_VERTICES * 0.25 - 0.125, plate])
     faces = np.vstack([cube_triangles(), [[8, 9, 10], [8, 10, 11]]])
     assert not voxelize(vertices, faces, 8, normalize=False)[:, :, 7].any()
+
+
+def test_geometry_below_the_cube_is_cut_off_without_normalizing() -> None:
+    """Below the lower face open3d lists voxel index -1, which numpy would put on the top
+    layer: a plate at z = -0.55 must draw nothing there."""
+    plate = np.array([[-0.4, -0.4, -0.55], [0.4, -0.4, -0.55], [0.4, 0.4, -0.55],
+                      [-0.4, 0.4, -0.55]])
+    vertices = np.vstack([CUBE_VERTICES * 0.3 - 0.15, plate])
+    faces = np.vstack([cube_triangles(), [[8, 9, 10], [8, 10, 11]]])
+    grid = voxelize(vertices, faces, 8, normalize=False)
+    expected = np.zeros((8, 8, 8), bool)
+    expected[2:6, 2:6, 2:6] = True  # the small cube, voxel coordinates 2.8 to 5.2
+    np.testing.assert_array_equal(grid, expected)
+
+
+def test_the_longest_side_spans_the_grid_less_its_margins_and_the_others_keep_its_scale() -> None:
+    """A 12 x 6.1 x 6.1 box at 16^3 with margin 2: 12 voxels long, 2 empty on each side, and
+    6.1 voxels across, centred (voxel coordinates 4.95 to 11.05): 8 voxels."""
+    grid = voxelize(CUBE_VERTICES * [12, 6.1, 6.1], cube_triangles(), 16, margin=2)
+    expected = np.zeros((16, 16, 16), bool)
+    expected[2:14, 4:12, 4:12] = True
+    np.testing.assert_array_equal(grid, expected)
 
 
 def test_binvox_version_2_part_numbers_are_occupied_voxels(tmp_path: Path) -> None:
@@ -1362,6 +1478,17 @@ def test_check_grids_names_a_non_binary_value_and_returns_float32_occupancy() ->
     np.testing.assert_array_equal(occupancy, 0.25)
 
 
+def test_bool_grids_read_as_binary_uint8_or_as_float32_occupancy(tmp_path: Path) -> None:
+    """A bool file read as occupancy (binary=False) came back uint8, not the documented
+    float32."""
+    grid = random_grids(4, 4, 4).astype(bool)
+    np.save(tmp_path / "bool.npy", grid)
+    for binary, dtype in ((True, np.uint8), (False, np.float32)):
+        read = load_voxels(tmp_path / "bool.npy", binary=binary)
+        assert read.dtype == dtype
+        np.testing.assert_array_equal(read, grid)
+
+
 def test_an_upper_case_voxel_suffix_reads_back_what_was_written(tmp_path: Path) -> None:
     grid = random_grids(4, 4, 4)
     path = save_voxels(grid, tmp_path / "g.NPY")
@@ -1380,6 +1507,7 @@ def test_grids_saved_under_a_key_are_read_back_under_it(tmp_path: Path, suffix: 
     (b"#binvox 1\ndim 2 2 2\n", [1, 8], r"bad\.binvox is truncated: the binvox header has no "
                                         r"'data' line"),
     (b"#binvox 1\ndim two 2 2\ndata\n", [1, 8], r"bad\.binvox: bad binvox 'dim' line"),
+    (b"#binvox 1\ndim 2 2\ndata\n", [1, 4], r"bad\.binvox: bad binvox 'dim' line"),
     (b"#binvox 1\ntranslate 0 0 0\ndata\n", [1, 8], r"bad\.binvox: the binvox header has no "
                                                     r"'dim' line"),
     (b"#binvox 1\ndim 2 2 3\ndata\n", [1, 12], r"bad\.binvox: expected cubic grids \(R, R, R\), "
@@ -1403,6 +1531,10 @@ def test_to_tensor_gives_float32_grids_with_a_channel_axis() -> None:
     for shape, expected in (((2, 2, 2), (1, 2, 2, 2)), ((3, 2, 2, 2), (3, 1, 2, 2, 2))):
         tensor = to_tensor(np.ones(shape, np.uint8))
         assert tensor.dtype == torch.float32 and tensor.shape == expected
+    # A view with negative strides (a flipped grid), which torch cannot take as it is.
+    flipped = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)[::-1]
+    np.testing.assert_array_equal(to_tensor(flipped)[0].numpy(), [[[4, 5], [6, 7]],
+                                                                   [[0, 1], [2, 3]]])
 
 
 def test_pad_to_puts_the_odd_voxel_at_the_high_end_for_numpy_as_for_torch() -> None:
@@ -1488,6 +1620,9 @@ def test_ply_faces_of_fewer_than_three_corners_are_refused(tmp_path: Path, name:
     # The header counts 2 of the 4 faces: open3d read 2 and dropped the rest without a word.
     ("few_faces.ply", lambda text: text.replace("element face 4", "element face 2"),
      "data follows its last element"),
+    # The last face's line missing: the header counts more rows than the file holds.
+    ("missing_row.ply", lambda text: text.replace("3 1 2 3\n", ""),
+     "element 'face': the header announces 4 rows, 3 lines follow"),
     # One vertex more than the data: open3d read the faces shifted (a vertex (3, 0, 1)).
     ("more_vertices.ply", lambda text: text.replace("element vertex 4", "element vertex 5"),
      "row '3 0 1 2' does not hold the values"),
@@ -1592,15 +1727,17 @@ def test_a_binary_ply_face_with_a_scalar_before_its_list_is_read_as_one_table(
     assert len(reads) == 2  # the first row's two list lengths, then one table
 
 
+@pytest.mark.parametrize("quads", [6, 1])  # one row too: numpy reads a single line flat
 def test_an_ascii_ply_of_rows_alike_is_read_as_one_table(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         quads: int) -> None:
     """Value by value (~50x slower) only where one table fails, to name the row that is wrong."""
-    path = write_ply(tmp_path / "cube.ply", CUBE_VERTICES, CUBE_QUADS)
+    path = write_ply(tmp_path / "cube.ply", CUBE_VERTICES, CUBE_QUADS[:quads])
     monkeypatch.setattr("stgconv.io.mesh._ply_ascii_values",
                         lambda *args: pytest.fail("read value by value"))
     vertices, faces = load_mesh(path)
     np.testing.assert_array_equal(vertices, CUBE_VERTICES)
-    np.testing.assert_array_equal(faces, cube_triangles())
+    np.testing.assert_array_equal(faces, cube_triangles()[:2 * quads])
 
 
 @pytest.mark.parametrize("name, text", [
@@ -1643,18 +1780,40 @@ def test_a_truncated_ascii_stl_is_refused(tmp_path: Path) -> None:
         load_mesh(path)
 
 
-def binary_ply(order: str, vertices, polygons, *, vertex: str, count: str, index: str) -> bytes:
+def binary_ply(order: str, vertices, polygons, *, vertex: str, count: str, index: str,
+               vertex_name: str | None = None) -> bytes:
     """A binary PLY of byte order ``order`` ("<" or ">") and the given numpy types, each face
-    written as its own row (so rows of different lengths can follow one another)."""
+    written as its own row (so rows of different lengths can follow one another); the vertex
+    type named ``vertex_name`` in the header when given."""
     names = {"f4": "float", "f8": "double", "u1": "uchar", "i4": "int", "u4": "uint"}
+    vertex_name = vertex_name or names[vertex]
     header = (f"ply\nformat binary_{'little' if order == '<' else 'big'}_endian 1.0\n"
               f"element vertex {len(vertices)}\n"
-              + "".join(f"property {names[vertex]} {axis}\n" for axis in "xyz")
+              + "".join(f"property {vertex_name} {axis}\n" for axis in "xyz")
               + f"element face {len(polygons)}\n"
               f"property list {names[count]} {names[index]} vertex_indices\nend_header\n")
     rows = [np.array([len(p)], order + count).tobytes() + np.array(p, order + index).tobytes()
             for p in polygons]
     return header.encode() + np.asarray(vertices).astype(order + vertex).tobytes() + b"".join(rows)
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("char", "i1"), ("int8", "i1"), ("uchar", "u1"), ("uint8", "u1"), ("short", "i2"),
+    ("int16", "i2"), ("ushort", "u2"), ("uint16", "u2"), ("int", "i4"), ("int32", "i4"),
+    ("uint", "u4"), ("uint32", "u4"), ("float", "f4"), ("float32", "f4"), ("double", "f8"),
+    ("float64", "f8")])
+def test_binary_ply_coordinates_of_every_scalar_type_read_as_written(tmp_path: Path, name: str,
+                                                                     kind: str) -> None:
+    """Both names of each PLY 1.0 type, at the ends of its range: a signed type read as an
+    unsigned one (or the other way), or at another width, moves the vertices."""
+    low, high = (np.iinfo(kind).min, np.iinfo(kind).max) if kind[0] in "iu" else (-1.5, 0.1)
+    vertices = np.array([[low, 0, 0], [0, high, 0], [0, 0, 1]], np.float64)
+    path = tmp_path / f"{name}.ply"
+    path.write_bytes(binary_ply("<", vertices, [[0, 1, 2]], vertex=kind, count="u1", index="i4",
+                                vertex_name=name))
+    read, faces = load_mesh(path)
+    np.testing.assert_array_equal(read, vertices.astype(kind))
+    np.testing.assert_array_equal(faces, [[0, 1, 2]])
 
 
 def cube_quads_then_triangles() -> list[list[int]]:
@@ -1719,6 +1878,8 @@ def test_ply_files_as_other_writers_lay_them_out_read(tmp_path: Path, name: str,
     ("no_solid.stl", lambda text: text.replace("solid cube\n", "cube\n", 1),
      "neither a binary STL"),
     ("no_endfacet.stl", lambda text: text.replace("endfacet\n", "", 1), "neither a binary STL"),
+    # Every facet whole, but no 'endsolid': the text may have been cut between two facets.
+    ("no_endsolid.stl", lambda text: text.replace("endsolid cube\n", ""), "neither a binary STL"),
     ("two_corners.stl", lambda text: text.replace("vertex 0.0 0.0 0.0\n", "", 1),
      "neither a binary STL"),
     ("four_corners.stl", lambda text: text.replace("endloop", "vertex 0.0 0.0 0.0\nendloop", 1),
@@ -1741,6 +1902,10 @@ def test_an_ascii_stl_whose_facets_do_not_add_up_is_refused(tmp_path: Path, name
     # length was looked for past the data's end ("truncated or malformed", not "no faces").
     ("no_faces.ply", binary_ply("<", TETRAHEDRON_VERTICES, [], vertex="f8", count="u1",
                                 index="i4"), "has no faces"),
+    # Vertices of fixed size, one short: named by the bytes they need before any row is read.
+    ("short_vertices.ply", binary_ply("<", TETRAHEDRON_VERTICES, [], vertex="f8", count="u1",
+                                      index="i4")[:-24],
+     "element 'vertex': 4 rows need 96 bytes, 72 are left"),
     # Bytes after faces read row by row (of different lengths) were let through.
     ("after_quads.ply", binary_ply("<", CUBE_VERTICES, cube_quads_then_triangles(), vertex="f8",
                                    count="u1", index="i4") + b"\1",

@@ -131,7 +131,7 @@ def check_grids(array: np.ndarray | Tensor, *, binary: bool = True, name: str = 
     if array.shape[-1] == 0:
         raise ValueError(f"{name}: the grids are empty, shape {array.shape}")
     if array.dtype == bool:
-        return array.astype(np.uint8)
+        return array.astype(np.uint8 if binary else np.float32)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ValueError(f"{name}: expected numeric voxel values, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
