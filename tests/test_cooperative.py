@@ -33,6 +33,7 @@ from stgconv.cooperative import (
     propose,
     propose_and_revise,
 )
+from stgconv.distributed import World
 from stgconv.energy.video import video_energy
 from stgconv.generator import ConvGenerator, build_generator, stage_plan
 from stgconv.losses import contrastive_divergence
@@ -155,7 +156,8 @@ class FixedRevision:
 
 
 def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.01,
-                 sampler=None, data: Tensor | None = None) -> CooperativeTrainer:
+                 sampler=None, data: Tensor | None = None, inference_sigma: float = 0.3,
+                 world: World | None = None) -> CooperativeTrainer:
     data = tiny_data(size=8) if data is None else data
     energy = tiny_energy(init_seed)
     torch.manual_seed(init_seed + 1)
@@ -164,12 +166,12 @@ def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.
     # choice for the resume tests.
     sampler = sampler or Langevin(n_steps=3, step_size=0.05, clamp=(-1.0, 1.0), precision="fp32")
     # The step size only where inference runs: without inference steps it is refused, unread.
-    inference = ({"inference_steps": inference_steps, "inference_step_size": 0.05}
-                 if inference_steps else {})
+    inference = ({"inference_steps": inference_steps, "inference_step_size": 0.05,
+                  "inference_sigma": inference_sigma} if inference_steps else {})
     cooperative = CooperativeConfig(latent_dim=4, width=4, lr=lr, **inference)
     return CooperativeTrainer(energy, net, sampler, data, cooperative=cooperative,
                               chains_per_example=2, train=TrainConfig(batch_size=2),
-                              generator=gen(0), config={"cooperative": True})
+                              generator=gen(0), config={"cooperative": True}, world=world)
 
 
 def test_a_step_inside_no_grad_is_the_same_step() -> None:
@@ -851,8 +853,10 @@ def test_the_generator_refuses_an_empty_example_shape(shape) -> None:
         ConvGenerator(latent_dim=4, out_shape=shape)
 
 
-def test_the_latent_inference_weighs_the_residual_by_cooperative_inference_sigma() -> None:
-    trainer = make_trainer(inference_steps=1)
+@pytest.mark.parametrize("sigma", [CooperativeConfig().inference_sigma, 0.7])
+def test_the_latent_inference_weighs_the_residual_by_cooperative_inference_sigma(
+        sigma: float) -> None:
+    trainer = make_trainer(inference_steps=1, inference_sigma=sigma)
     sigmas = []
 
     class Recording:
@@ -862,7 +866,7 @@ def test_the_latent_inference_weighs_the_residual_by_cooperative_inference_sigma
 
     trainer.inference = Recording()
     trainer.step()
-    assert sigmas and set(sigmas) == {CooperativeConfig().inference_sigma} != {1.0}
+    assert sigmas and set(sigmas) == {sigma} != {1.0}
 
 
 def test_cooperative_proposals_are_clamped_when_asked() -> None:
@@ -894,6 +898,8 @@ def test_generator_starts_come_in_the_datas_dtype() -> None:
 def test_the_latent_inference_takes_the_sections_steps_and_step_size() -> None:
     inference = make_trainer(inference_steps=2).inference  # inference_step_size 0.05
     assert (inference.n_steps, inference.step_size) == (2, 0.05)
+    # In float32 always: the posterior is a new energy every step, nothing "auto" could time.
+    assert inference.precision == "fp32"
 
 
 def test_without_a_sampler_the_revision_is_the_unclamped_proposals_themselves() -> None:
@@ -921,3 +927,98 @@ def test_cooperative_synthesis_names_a_seed_given_for_a_generator() -> None:
         propose_and_revise(tiny_energy(), net, None, z, generator=0)
     with pytest.raises(ValueError, match="cooperative.interpolate: generator must be a torch"):
         interpolate(tiny_energy(), net, None, z[0], z[1], n_points=2, generator=0)
+
+
+class RecordingRevision(FixedRevision):
+    """:class:`FixedRevision` that keeps the chain starts it was handed."""
+
+    def __init__(self, target: Tensor) -> None:
+        super().__init__(target)
+        self.starts: list[Tensor] = []
+
+    def run(self, energy, x0, *, constraint=None, generator=None, callback=None) -> Tensor:
+        self.starts.append(x0)
+        return super().run(energy, x0)
+
+
+def test_the_trainer_bounds_its_chain_starts_by_its_clamp() -> None:
+    """The trainer's ``clamp`` reaches the proposals its sampler starts from."""
+    data = tiny_data(n=2, size=8)
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=data.shape[1:], width=2)
+    with torch.no_grad():
+        net.body[-1].bias.fill_(5.0)  # every unbounded proposal is far past 0.5
+    sampler = RecordingRevision(torch.zeros(1, 1, 8, 8))
+    trainer = CooperativeTrainer(tiny_energy(0), net, sampler, data, clamp=(-0.5, 0.5),
+                                 train=TrainConfig(batch_size=2), generator=gen(0))
+    trainer.step()
+    (x0,) = sampler.starts
+    assert x0.max() == 0.5 and x0.min() >= -0.5
+
+
+def test_the_generator_learns_from_the_revision_as_a_constant() -> None:
+    """A sampler whose output carries a graph (here through ``shift``) gets no gradient from
+    the generator's loss: the revised chains are its target, not something it moves."""
+    shift = torch.zeros((), requires_grad=True)
+
+    class Shifting(FixedRevision):
+        def run(self, energy, x0, *, constraint=None, generator=None, callback=None) -> Tensor:
+            return super().run(energy, x0) + shift
+
+    trainer = make_trainer(sampler=Shifting(torch.zeros(1, 1, 8, 8)))
+    trainer.step()
+    assert shift.grad is None
+
+
+def test_the_generators_adam_takes_the_sections_betas() -> None:
+    data = tiny_data(size=8)
+    net = ConvGenerator(latent_dim=4, out_shape=data.shape[1:], width=2)
+    cooperative = CooperativeConfig(latent_dim=4, width=2, betas=(0.25, 0.75))
+    trainer = CooperativeTrainer(tiny_energy(0), net, Langevin(n_steps=1), data,
+                                 cooperative=cooperative)
+    assert [g["betas"] for g in trainer.generator_optimizer.param_groups] == [(0.25, 0.75)]
+
+
+class OtherRank:
+    """A fake all-reduce for rank 0 of two: the other rank adds a zero sum with weight 1, so
+    a weighted mean of this rank's ``v`` over weight ``w`` comes out ``w v / (w + 1)``."""
+
+    def __call__(self, flat: Tensor) -> None:
+        flat[-1:] += 1
+
+
+def test_with_several_processes_the_generators_gradient_and_error_are_weighted_means(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 of two, batch size 2, the other rank a zero gradient and error of weight 1: the
+    generator's gradient and ``generator_mse`` are 2/3 of this rank's own, as the
+    descriptor's are."""
+    monkeypatch.setattr(torch.distributed, "all_reduce", OtherRank())
+    alone = make_trainer(sampler=FixedRevision(torch.zeros(1, 1, 8, 8)))
+    shared = make_trainer(sampler=FixedRevision(torch.zeros(1, 1, 8, 8)),
+                          world=World(rank=0, size=2, device=torch.device("cpu")))
+    own, averaged = alone.step(), shared.step()
+    assert averaged["generator_mse"] == pytest.approx(own["generator_mse"] * 2 / 3, rel=1e-6)
+    for one, both in zip(alone.generator_net.parameters(), shared.generator_net.parameters()):
+        torch.testing.assert_close(both.grad, one.grad * 2 / 3)
+
+
+def test_a_state_with_a_generator_config_but_no_weights_is_not_cooperative() -> None:
+    config = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).config
+    assert not is_cooperative({"generator_config": config})
+
+
+def test_an_interpolation_has_eight_points_by_default() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    z = torch.randn(2, 3)
+    assert interpolate(tiny_energy(), net, None, z[0], z[1]).shape == (8, 1, 8, 8)
+
+
+def test_interpolation_draws_its_chain_noise_from_the_given_generator() -> None:
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
+    z = torch.randn(2, 3)
+    sampler = Langevin(n_steps=2, step_size=0.05, precision="fp32")
+    runs = [interpolate(tiny_energy(), net, sampler, z[0], z[1], n_points=3, generator=gen(seed))
+            for seed in (3, 3, 4)]
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])

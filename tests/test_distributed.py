@@ -10,6 +10,7 @@ read different files stop before training; SIGTERM unwinds a torchrun process.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -201,17 +202,22 @@ def test_logged_values_are_the_mean_over_every_ranks_examples(monkeypatch) -> No
     assert world.average({"loss": 1.0}, weight=3.0) == {"loss": 2.0}
 
 
-def test_processes_that_differ_in_one_count_alone_are_stopped(monkeypatch) -> None:
-    """Process 1 read the same examples but resumed from another iteration (the end-to-end
-    test has both differ)."""
+@pytest.mark.parametrize("theirs, said", [
+    ([6, 2], "iteration resumed from: 1 in process 0, 2 in process 1"),
+    ([5, 2], "training examples: 6 in process 0, 5 in process 1; iteration resumed from: 1 in "
+             "process 0, 2 in process 1"),
+], ids=["one count", "two counts"])
+def test_processes_that_differ_in_a_count_are_stopped_naming_each(monkeypatch, theirs: list[int],
+                                                                  said: str) -> None:
+    """Process 1 read the same examples but resumed from another iteration, or read other
+    examples too: every differing count is named, with each process's value."""
     def all_gather(every: list[torch.Tensor], mine: torch.Tensor) -> None:
         every[0].copy_(mine)
-        every[1].copy_(torch.tensor([6, 2]))
+        every[1].copy_(torch.tensor(theirs))
 
     monkeypatch.setattr(dist, "all_gather", all_gather)
     world = World(rank=0, size=2, device=torch.device("cpu"))
-    with pytest.raises(ValueError, match=r"read different files \(iteration resumed from: 1 in "
-                                         r"process 0, 2 in process 1\): "):
+    with pytest.raises(ValueError, match=rf"read different files \({re.escape(said)}\): every"):
         world.check_same({"training examples": 6, "iteration resumed from": 1})
 
 
@@ -821,3 +827,123 @@ def test_a_reseeded_stream_follows_the_iteration_and_the_configs_seed(changed: d
         take_generator(g, state, World(rank=0, size=2, device=torch.device("cpu")))
         draws.append(torch.rand(4, generator=g))
     assert not torch.equal(draws[0], draws[1])
+
+
+def test_logged_values_pair_each_name_with_its_own_sum_across_ranks(monkeypatch) -> None:
+    """Each rank's dict may list its names in another order: the all-reduce adds them in
+    sorted order, so the other rank's ``a`` (10) meets this rank's ``a`` (2)."""
+    monkeypatch.setattr(dist, "all_reduce", lambda flat: flat.add_(torch.tensor(
+        [10.0, 20.0, 1.0], dtype=flat.dtype)))
+    world = World(rank=0, size=2, device=torch.device("cpu"))
+    assert world.average({"b": 1.0, "a": 2.0}) == {"a": 6.0, "b": 10.5}
+
+
+def test_logged_values_are_averaged_in_double_precision(monkeypatch) -> None:
+    """In float32, 1e8 + 1 came back as 1e8 (its spacing there is 8)."""
+    monkeypatch.setattr(dist, "all_reduce", lambda flat: None)  # one rank's own values
+    world = World(rank=0, size=2, device=torch.device("cpu"))
+    assert world.average({"loss": 1e8 + 1.0}, weight=3.0) == {"loss": 1e8 + 1.0}
+
+
+def test_gradients_of_unused_parameters_are_left_out_of_the_average(monkeypatch) -> None:
+    """A parameter without a gradient (unused this step) keeps none; the others are averaged
+    (the other rank: zeros of weight 1), and a model without any gradient sends nothing."""
+    sent = []
+
+    def all_reduce(flat: torch.Tensor) -> None:
+        sent.append(len(flat))
+        flat[-1:] += 1
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    world = World(rank=0, size=2, device=torch.device("cpu"))
+    used, unused = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    used.grad = torch.tensor([3.0, 6.0, 9.0])
+    world.average_gradients([used, unused], weight=2.0)
+    assert used.grad.tolist() == [2.0, 4.0, 6.0] and unused.grad is None
+    world.average_gradients([unused])
+    assert sent == [4]
+
+
+def test_gathered_values_arrive_detached_in_their_own_containers(monkeypatch) -> None:
+    """Rank 0 receives every rank's value, tensors detached (a graph cannot be pickled),
+    inside the same dicts, tuples and lists; every rank sends to rank 0."""
+    received = {}
+
+    def gather_object(value, gathered, dst):
+        received["dst"] = dst
+        if gathered is not None:  # rank 0's list to fill
+            gathered[:] = [value, value]
+
+    monkeypatch.setattr(dist, "gather_object", gather_object)
+    x = torch.ones(2, requires_grad=True) * 2
+    gathered = World(rank=0, size=2, device=torch.device("cpu")).gather(
+        {"chains": (x, [x]), "step": 3})
+    assert received["dst"] == 0 and len(gathered) == 2
+    chains = gathered[1]["chains"]
+    assert type(chains) is tuple and type(chains[1]) is list and gathered[1]["step"] == 3
+    assert not chains[0].requires_grad and not chains[1][0].requires_grad
+    assert torch.equal(chains[0], x.detach())
+    received.clear()  # rank 1 sends to rank 0 too, and receives nothing
+    assert World(rank=1, size=2, device=torch.device("cpu")).gather(x) is None
+    assert received["dst"] == 0
+
+
+def test_rank_0_writes_every_ranks_generator_and_its_own_as_the_generator(monkeypatch) -> None:
+    states = [torch.Generator().manual_seed(s).get_state() for s in (1, 2)]
+    monkeypatch.setattr(dist, "gather_object",
+                        lambda value, gathered, dst: gathered.__setitem__(slice(None), states))
+    written = gather_generators(torch.Generator().manual_seed(1),
+                                World(rank=0, size=2, device=torch.device("cpu")))
+    assert torch.equal(written["generator"], states[0])
+    assert len(written["generators"]) == 2 and torch.equal(written["generators"][1], states[1])
+
+
+def test_a_collective_failing_without_a_message_names_its_error_type(monkeypatch) -> None:
+    def failing(*_: object) -> None:
+        raise RuntimeError("")
+
+    monkeypatch.setattr(dist, "all_reduce", failing)
+    with pytest.raises(PeerFailedError, match=r"printed by that process\): RuntimeError$"):
+        World(rank=0, size=2, device=torch.device("cpu")).average({"loss": 1.0})
+
+
+def test_without_torchrun_the_process_is_rank_0_of_one(monkeypatch) -> None:
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert (distributed.launched_rank(), distributed.launched_world_size()) == (0, 1)
+    assert from_environment("cpu") is None
+    monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun with one process: no group either
+    assert from_environment("cpu") is None and not dist.is_initialized()
+
+
+def test_leaving_without_a_process_group_does_nothing(monkeypatch) -> None:
+    """A run that failed before the group was made, or with one process, leaves quietly."""
+    monkeypatch.setattr(World, "barrier", lambda self: pytest.fail("waited for the others"))
+    assert not dist.is_initialized()
+    shutdown(World(rank=0, size=2, device=torch.device("cpu")))
+    shutdown(None)
+    abandon(None)
+
+
+def test_one_process_keeps_a_whole_buffer_without_a_capacity() -> None:
+    state = {"samples": torch.arange(5.0).view(5, 1), "next": torch.tensor(3)}
+    assert shard_chain_state(state, None) is state
+
+
+def test_a_rank_whose_own_buffer_outgrew_its_capacity_takes_every_size_th_sample() -> None:
+    """A smaller capacity on resume: the rank's own buffer would not fit, so it takes every
+    size-th sample of all (up to its capacity) and starts writing at slot 0."""
+    own = [{"samples": torch.full((3, 1), float(r)), "next": torch.tensor(2)} for r in range(2)]
+    back = shard_chain_state(merge_chain_states(own),
+                             World(rank=1, size=2, device=torch.device("cpu")), capacity=2)
+    assert back["samples"].flatten().tolist() == [0.0, 1.0] and int(back["next"]) == 0
+
+
+def test_a_checkpoint_without_a_seed_reseeds_as_seed_0() -> None:
+    state = {"generator": torch.Generator().manual_seed(1).get_state(), "iteration": 4}
+    draws = []
+    for checkpoint in (state, {**state, "config": {"seed": 0}}):
+        g = torch.Generator()
+        take_generator(g, checkpoint, World(rank=0, size=2, device=torch.device("cpu")))
+        draws.append(torch.rand(4, generator=g))
+    assert torch.equal(draws[0], draws[1])

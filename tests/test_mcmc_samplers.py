@@ -1579,3 +1579,30 @@ def test_langevin_clips_a_small_gradient_to_the_bound_exactly() -> None:
     x = Langevin(n_steps=1, step_size=1.0, noise_scale=0.0, grad_clip=0.01).run(
         lambda v: 0.01 * v.flatten(1).sum(1), torch.zeros(1, 4))
     torch.testing.assert_close(x, torch.full((1, 4), -0.0025), rtol=1e-6, atol=0)
+
+
+def test_a_divergence_names_a_grid_of_unequal_sides_in_their_order() -> None:
+    err = on_grid(NonFiniteEnergyError("Langevin", 0, 2), 1, (4, 8, 16))
+    assert "Langevin on grid 1 (4x8x16)" in str(err)
+
+
+def test_a_divergence_advises_langevins_remedies_unless_told_otherwise() -> None:
+    err = NonFiniteEnergyError("Langevin", 3, 10)
+    assert str(err).endswith("the chain diverged (try a smaller step size, gradient clipping or "
+                             "a value clamp)")
+
+
+def test_bf16_evaluates_the_energy_in_bfloat16_and_returns_the_gradient_in_xs_dtype() -> None:
+    layer = torch.nn.Linear(3, 1)
+    seen = []
+
+    def energy(v: Tensor) -> Tensor:
+        out = layer(v)
+        seen.append(out.dtype)
+        return out.squeeze(1).float()
+
+    x = torch.randn(2, 3, generator=gen(0), requires_grad=True)
+    e, grad = energy_and_grad(energy, x, bf16=True)
+    assert seen == [torch.bfloat16] and e.shape == (2,) and grad.dtype == torch.float32
+    energy_and_grad(energy, x)
+    assert seen[1] == torch.float32
