@@ -48,8 +48,9 @@ def test_sr_baselines() -> None:
     assert torch.equal(downsample(nearest_upsample(downsample(x, 2), 2), 2), downsample(x, 2))
     with pytest.raises(ValueError, match="does not divide"):
         downsample(x, 3)
-    with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\)"):
-        nearest_upsample(low[:, 0], 2)
+    for upsample in UPSAMPLERS.values():
+        with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\)"):
+            upsample(low[:, 0], 2)
     with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\)"):
         downsample(x[:, 0], 2)  # block means over (D, H, W) would pass for (H, W, ?)
 
@@ -265,6 +266,9 @@ def test_neighbour_majority_names_occupancy_that_is_not_float() -> None:
     with pytest.raises(ValueError, match="observed must be a float tensor of occupancy in "
                                          r"\[0, 1\], got torch.bool"):
         neighbour_majority(torch.ones(1, 1, 4, 4, 4, dtype=torch.bool), known)
+    # Without its channel axis, a shape the convolution would take as one unbatched grid.
+    with pytest.raises(ValueError, match=r"observed must be .*\(B, 1, D, H, W\)"):
+        neighbour_majority(torch.ones(1, 4, 4, 4), known[0])
 
 
 def test_upsampling_no_shapes_gives_no_shapes() -> None:
@@ -293,3 +297,30 @@ def test_trilinear_upsample_clamps_values_outside_the_occupancy_range() -> None:
     up = trilinear_upsample(low.contiguous(), 2)
     assert up.min() == 0.0 and up.max() == 1.0
     assert torch.equal(up, linear_up(low.contiguous(), (2, 2, 2)).clamp(0.0, 1.0))
+
+
+def test_neighbour_majority_votes_at_each_radius_in_turn() -> None:
+    """A missing voxel takes the vote of the smallest neighbourhood (3^3, 5^3, 7^3) that holds
+    an observed voxel: not a wider one's, nor the value of its nearest observed voxel."""
+    # A row: the middle voxel sees two occupied at 2 (a vote of 1), two empty more at 3 (a tie).
+    row = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).view(1, 1, 1, 1, 7)
+    known = torch.tensor([True, True, False, False, False, True, True]).view(row.shape)
+    assert neighbour_majority(row, known).flatten().tolist() == [0, 1, 1, 1, 1, 1, 0]
+    # A 7x7 plane observed on its border, occupied at the middle of each side: its centre sees
+    # the border at 3 only, 4 of 24 occupied (empty), though its nearest observed are those 4.
+    plane = torch.zeros(1, 1, 1, 7, 7)
+    plane[..., 0, 3] = plane[..., 6, 3] = plane[..., 3, 0] = plane[..., 3, 6] = 1.0
+    known = torch.ones_like(plane, dtype=torch.bool)
+    known[..., 1:6, 1:6] = False
+    assert neighbour_majority(plane, known)[0, 0, 0, 3, 3].item() == 0.0
+
+
+def test_nearest_known_fill_measures_distance_alike_along_every_axis() -> None:
+    """Euclidean over (D, H, W): a diagonal neighbour (at sqrt 2) is nearer than a voxel two
+    steps along D."""
+    observed = torch.zeros(1, 1, 3, 3, 3)
+    known = torch.zeros_like(observed, dtype=torch.bool)
+    known[0, 0, 2, 0, 0] = True  # empty, 2 away
+    known[0, 0, 0, 1, 1] = True
+    observed[0, 0, 0, 1, 1] = 1.0  # occupied, sqrt 2 away
+    assert nearest_known_fill(observed, known)[0, 0, 0, 0, 0].item() == 1.0

@@ -22,6 +22,7 @@ from stgconv.config import (
     ExperimentConfig,
     InitializerConfig,
     JEMConfig,
+    ModelConfig,
     RecoveryConfig,
     TrainConfig,
     UnreadSetting,
@@ -29,6 +30,7 @@ from stgconv.config import (
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    fill_model,
     initializer_factors,
     load_config,
     parse_override,
@@ -377,6 +379,12 @@ def test_wrong_types(override: str, message: str) -> None:
         ("chains.missing=1", "chains.missing must be in (0, 1)"),
         ("data.mean=1.5", "data.mean must be in [0, 1]"),
         ("recovery.learned.starts=[median]", "recovery.learned.starts: unknown fill(s)"),
+        ("recovery.learned.fills=[]", "recovery.learned.fills must name at least one"),
+        ("recovery.learned.hide_fraction=0", "recovery.learned.hide_fraction must be in (0, 1]"),
+        ("recovery.learned.loss=absolute", "recovery.learned.loss must be one of ['squared'"),
+        ("recovery.learned.precision=fp16", "recovery.learned.precision must be one of"),
+        # Its own range, not the refusal of a setting that chains.init leaves unread.
+        ("chains.init_rank=-1", "chains.init_rank must be >= 0, got -1"),
         # Sizes whose tensors would not fit in memory are refused before any allocation.
         ("data.size=100000", "data.size=100000"),
     ],
@@ -401,6 +409,11 @@ def test_range_limits_that_are_allowed() -> None:
         0.0, 1.0, SEED_LIMIT - 1)
     # A video_frames example is one frame: 16 frames of this size would pass the entry limit.
     assert load_config(None, ["data.kind=video_frames", "data.size=5000"]).data.size == 5000
+    # Each range's closed end: an isotropic base Gaussian, the whole batch in the contrastive
+    # terms, a first Adam moment of no memory; and an .NPZ file is an .npz.
+    for overrides in ([*MULTIGRID, "multigrid.base_rank=0"], [*JEM, "jem.px_batch=16"],
+                      [*JEM, "data.path=X.NPZ"], ["cooperative={betas: [0, 0.5]}"]):
+        load_config(None, overrides)
 
 
 def test_a_string_given_for_a_list_is_refused_not_split_into_letters() -> None:
@@ -460,6 +473,11 @@ def test_an_infinite_power_given_in_python_is_refused() -> None:
      "cooperative.inference_steps must be an integer, got 1.5"),
     (InitializerConfig, {"crop": 2.5}, "initializer.crop must be an integer, got 2.5"),
     (JEMConfig, {"feature_rank": 1.5}, "jem.feature_rank must be an integer, got 1.5"),
+    (JEMConfig, {"feature_rank": -1}, "jem.feature_rank must be >= 0, got -1"),
+    (JEMConfig, {"max_energy_gap": 0.0}, "jem.max_energy_gap must be positive, got 0.0"),
+    (InitializerConfig, {"depth": 1}, "initializer.depth must be >= 2, got 1"),
+    (InitializerConfig, {"fold": 0}, "initializer.fold must be positive, got 0"),
+    (InitializerConfig, {"crop": 0}, "initializer.crop must be positive, got 0"),
 ])
 def test_a_section_built_in_python_is_checked_as_a_file_is(section, settings, message) -> None:
     """The trainers take these sections built in Python, where accumulate=0 made steps that
@@ -778,6 +796,9 @@ def test_a_saved_multigrid_config_inherits_a_later_shared_sampler_change(tmp_pat
     config = load_config(path)
     save_config(config, tmp_path / "run.yaml")
     assert load_config(tmp_path / "run.yaml") == config
+    # Equal to the shared section's, the clamp the grid inherited is left out too.
+    saved = yaml.safe_load((tmp_path / "run.yaml").read_text())
+    assert saved["multigrid"]["grids"][0]["sampler"] == {"n_steps": 5}
     first = load_config(path, ["sampler.step_size=0.01"])
     resumed = load_config(tmp_path / "run.yaml", ["sampler.step_size=0.01"])
     assert resumed == first
@@ -1097,6 +1118,47 @@ def test_a_model_its_data_cannot_build_is_named_up_front(overrides: list[str],
     a traceback from inside torch; a grid's model was not checked at all."""
     with pytest.raises(ValueError, match=re.escape(message)):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # The entry limit names the setting that makes the example, or the buffer, too large.
+    (["data.kind=video", "model.arch=st", "data.frames=100000"],
+     "data.size=64, data.frames=100000 makes a (1, 100000, 64, 64) tensor"),
+    (["chains.mode=buffer", "chains.buffer_capacity=100000"],
+     "chains.buffer_capacity=100000 makes a (100000, 1, 64, 64) tensor"),
+    (["chains.init=data_gaussian", "cooperative={}"],
+     "this config has chains.mode 'persistent' and a cooperative section"),
+    (["data.kind=video", "data.size=8",
+      "multigrid={base_frames: 0, grids: [{size: 8, model: {arch: st}}]}"],
+     "multigrid.base_frames must be positive, got 0"),
+    ([*VOXELS, "chains.mode=recovery", "initializer={factors: [2]}"],
+     "initializer.factors are super-resolution block sizes; a recovery run"),
+    ([*VOXELS, "chains.mode=recovery", "initializer={fold: 3}"],
+     "initializer.fold 3 must divide data.size 16"),
+    ([*SUPER_RESOLUTION, "initializer={factors: [4, 4]}"],
+     "initializer.factors must be distinct ints >= 2 dividing data.size 16, got [4, 4]"),
+    ([*SUPER_RESOLUTION, "initializer={factors: [1, 4]}"],
+     "initializer.factors must be distinct ints >= 2 dividing data.size 16, got [1, 4]"),
+    ([*SUPER_RESOLUTION, "initializer={factors: [2]}"],
+     "initializer.factors [2] must include chains.factor 4"),
+    (["model.density_scale=true"], "model.density_scale applies to classifier architectures"),
+    (JEM[:-1], "chains.chains_per_example must be 1, got 8"),
+    ([*JEM, "jem.shift=14"], "jem.shift must be in [0, data.size / 2 = 14), got 14"),
+])
+def test_a_setting_out_of_its_range_for_the_rest_of_the_config_is_named(
+        overrides: list[str], message: str) -> None:
+    """Checks that read several sections: each refusal names its setting and the bound."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(None, overrides)
+
+
+def test_fill_model_takes_the_datas_channels_and_size_and_refuses_others() -> None:
+    model = fill_model(ModelConfig(), "model", in_channels=3, image_size=32, size_of="data.size")
+    assert (model.in_channels, model.image_size) == (3, 32)
+    for name, given in (("in_channels", 1), ("image_size", 64)):
+        with pytest.raises(ValueError, match=rf"^model\.{name} is {given}, but the data give"):
+            fill_model(ModelConfig(**{name: given}), "model", in_channels=3, image_size=32,
+                       size_of="data.size")
 
 
 def test_a_layer_list_of_the_wrong_length_exits_2_naming_it(tmp_path: Path, capsys) -> None:

@@ -3,6 +3,8 @@ and the shape check."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.io
@@ -68,7 +70,7 @@ def test_mat_loader_converts_and_validates(tmp_path):
     missing[1, 2, 0, :] = 1
     scipy.io.savemat(tmp_path / "m.mat", {"masks": missing, "other": np.ones(2)})
     known = load_mask_mat(tmp_path / "m.mat")
-    assert known.shape == (2, 3, 4, 5)
+    assert known.shape == (2, 3, 4, 5) and known.is_contiguous()  # not a transposed view
     assert not known[:, 0, 1, 2].any() and known.sum() == known.numel() - 2
 
     scipy.io.savemat(tmp_path / "m3.mat", {"occ": missing[..., 0]})
@@ -81,14 +83,20 @@ def test_mat_loader_converts_and_validates(tmp_path):
                                          r"one 3-D/4-D array"):
         load_mask_mat(tmp_path / "two.mat")
 
-    with pytest.raises(ValueError, match=r"no variable 'nope'; it holds: masks, other"):
+    with pytest.raises(ValueError, match=r"no variable 'nope'; it holds: masks, other$"):
         load_mask_mat(tmp_path / "m.mat", key="nope")
     scipy.io.savemat(tmp_path / "bad.mat", {"masks": missing * 2})
     with pytest.raises(ValueError, match=r"only 0 .* and 1 .*found values 0, 2"):
         load_mask_mat(tmp_path / "bad.mat")
-    scipy.io.savemat(tmp_path / "flat.mat", {"masks": np.zeros((4, 5))})
-    with pytest.raises(ValueError, match=r"shape \(4, 5\); expected \(H, W, T, C\)"):
-        load_mask_mat(tmp_path / "flat.mat")
+    for shape in ((4, 5), (1, 2, 3, 4, 5)):
+        scipy.io.savemat(tmp_path / "flat.mat", {"masks": np.zeros(shape)})
+        with pytest.raises(ValueError, match=re.escape(f"shape {shape}; expected (H, W, T, C)")):
+            load_mask_mat(tmp_path / "flat.mat")
+    # A mask drawn as MATLAB text: letters are no 0/1 numbers.
+    scipy.io.savemat(tmp_path / "text.mat", {"masks": np.array([[["0", "1"], ["1", "0"]]] * 2)})
+    with pytest.raises(ValueError, match=r"text\.mat\['masks'\] has dtype <U1; expected 0/1 "
+                                         r"numbers"):
+        load_mask_mat(tmp_path / "text.mat")
     with pytest.raises(FileNotFoundError, match=r"mask file not found: .*absent\.mat"):
         load_mask_mat(tmp_path / "absent.mat")
     (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
@@ -157,6 +165,8 @@ def test_npy_masks_are_read_in_the_video_layout(tmp_path):
     assert torch.equal(load_mask(tmp_path / "upper.NPY"), known)
     for name, array, message in [
             ("flat.npy", np.zeros((4, 5)), r"shape \(4, 5\); expected \(T, H, W\)"),
+            ("batch.npy", np.zeros((1, 2, 3, 4, 5)),
+             r"shape \(1, 2, 3, 4, 5\); expected \(T, H, W\) or \(C, T, H, W\)"),
             ("bad.npy", missing * 3, r"only 0 .* and 1 .*found values 0, 3"),
             # A mask drawn as an 8-bit picture: 255 is no "missing".
             ("picture.npy", missing * 255, r"only 0 .* and 1 .*found values 0, 255")]:
@@ -259,6 +269,7 @@ def test_salt_and_pepper_rounds_its_count_of_tiles():
 def test_salt_and_pepper_ragged_edges():
     known = salt_and_pepper(2, 10, 7, fraction=1.0, block=4)
     assert known.shape == (2, 10, 7) and not known.any()
+    assert known.is_contiguous()  # not a view of the larger tiled mask
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,7 +340,8 @@ def test_occluded_region_takes_a_numpy_int_for_a_square_block() -> None:
     lambda: missing_frames(0, 4, 4, fraction=0.5),
     lambda: occluded_region(4, 0, 4, size=0),
     lambda: salt_and_pepper(4, 4, 0, fraction=0.5),
+    lambda: salt_and_pepper(4, 4, 4, fraction=0.5, block=0),
 ])
 def test_masks_of_an_empty_dimension_are_refused(make) -> None:
-    with pytest.raises(ValueError, match=r"[THW] must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"([THW]|block) must be an int >= 1, got 0"):
         make()

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 import stgconv
 from stgconv.data.video import (
+    CacheSettingsError,
     VideoClips,
     build_clip_cache,
     list_videos,
@@ -73,6 +74,8 @@ def test_cache_round_trip_equals_decoding(video_dir: Path, tmp_path: Path) -> No
     assert torch.equal(stack(dataset), decoded)
     assert torch.equal(load_training_clips(cache, n_frames=4, size=12), decoded)
     assert torch.equal(load_training_clips(cache, n_frames=4, size=12, max_clips=2), decoded[:2])
+    # More clips asked than the cache holds: all of them, as from the folder.
+    assert torch.equal(load_training_clips(cache, n_frames=4, size=12, max_clips=5), decoded)
     # ... and the quantisation itself is lossless for decoded frames.
     for clip in decoded:
         assert torch.equal(torch.from_numpy(to_uint8(clip)).permute(3, 0, 1, 2).float()
@@ -178,6 +181,9 @@ def test_grey_clips(video_dir: Path, tmp_path: Path) -> None:
 
 def test_load_training_clips_sources(video_dir: Path, tmp_path: Path) -> None:
     assert [p.name for p in list_videos(video_dir)] == ["c1.mkv", "c2.mkv", "c10.mkv"]
+    for not_a_folder in (video_dir / "c1.mkv", tmp_path / "absent"):
+        with pytest.raises(FileNotFoundError, match=r"^video folder not found: "):
+            list_videos(not_a_folder)
     one = load_training_clips(video_dir / "c1.mkv", n_frames=T, size=H)
     assert one.shape == (1, 3, T, H, W) and one.dtype == torch.float32
     assert torch.equal(one[0], load_video(video_dir / "c1.mkv", n_frames=T))
@@ -245,12 +251,13 @@ def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
     cache = build_clip_cache(video_dir, tmp_path / "c.h5", n_frames=4, size=8)
     # A setting no cache can have is named as such, not as one this cache lacks.
     for bad, message in (({"start_frame": -1}, "start_frame must be an int >= 0"),
-                         ({"channels": 2}, "channels must be 1 or 3")):
+                         ({"channels": 2}, "channels must be 1 or 3"),
+                         ({"fps": -1.0}, "fps must be a finite number of at least 1e-6")):
         with pytest.raises(ValueError, match=message):
             load_training_clips(cache, n_frames=4, size=8, **bad)
     with pytest.raises(ValueError, match="n_frames must be an int >= 1, got 0"):
         load_training_clips(cache, n_frames=0, size=8)
-    with pytest.raises(ValueError, match=r"other settings: n_frames=5 \(cache: 4\)"):
+    with pytest.raises(CacheSettingsError, match=r"other settings: n_frames=5 \(cache: 4\)"):
         load_training_clips(cache, n_frames=5, size=8)
     with pytest.raises(ValueError, match=r"size=\(9, 9\) \(cache: \(8, 8\)\).*fps=10.0"):
         load_training_clips(cache, n_frames=4, size=9, fps=10)
@@ -372,6 +379,31 @@ def test_names_that_are_not_utf8(video_dir: Path, tmp_path: Path) -> None:
         assert h5.attrs["skipped"][0].startswith(f"{video_dir}/bris\\xe9.mp4: ")
 
 
+def test_skip_unreadable_skips_and_names_a_source_too_short_for_its_clips(
+        video_dir: Path, tmp_path: Path) -> None:
+    """c2.mkv has 6 frames, c1.mkv 7 and c10.mkv 8: a source without a single clip, or without
+    all the clips asked of it, is skipped as too short, saying for what."""
+    c1, c2 = video_dir / "c1.mkv", video_dir / "c2.mkv"
+    with pytest.warns(UserWarning, match=r"skipping .*c2\.mkv: has 6 frames"):
+        cache = build_clip_cache(video_dir, tmp_path / "a.h5", n_frames=7, size=8,
+                                 clips_per_video=None, skip_unreadable=True)
+    with h5py.File(cache, "r") as h5:
+        assert list(h5.attrs["skipped"]) == [
+            f"{c2}: has 6 frames from start_frame=0, fewer than n_frames=7"]
+    assert VideoClips(cache).sources == [str(c1), str(video_dir / "c10.mkv")]
+
+    with pytest.warns(UserWarning, match=r"skipping .*c[12]\.mkv: .*too short for"):
+        cache = build_clip_cache(video_dir, tmp_path / "b.h5", n_frames=4, size=8,
+                                 clips_per_video=2, skip_unreadable=True)
+    with h5py.File(cache, "r") as h5:
+        skipped = list(h5.attrs["skipped"])
+    assert [entry.partition(": ")[0] for entry in skipped] == [str(c1), str(c2)]
+    for source, entry in zip((c1, c2), skipped):
+        assert entry.startswith(f"{source}: {source} is too short for clips_per_video=2 clips "
+                                "of 4 frames every 4 frames (8 frames from start_frame=0)")
+    assert len(VideoClips(cache)) == 2
+
+
 def test_skip_unreadable_skips_a_folders_link_to_nothing(video_dir: Path, tmp_path: Path
                                                         ) -> None:
     link = video_dir / "c9.mkv"
@@ -403,6 +435,7 @@ def test_video_clips_dataset_contract(video_dir: Path, tmp_path: Path) -> None:
     text = repr(dataset)
     assert text.startswith("VideoClips(") and "n_frames=4" in text and "n=3" in text
     assert "size=(8, 8)" in dataset.extra_repr()
+    assert dataset.extra_repr().endswith(", fps=source")  # the sources' own rates
     assert torch.equal(dataset[-1], dataset[2]) and torch.equal(dataset[-3], dataset[0])
     for past in (3, -4):
         with pytest.raises(IndexError):
@@ -436,6 +469,11 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
         h5.attrs["n_frames"] = 2
     with pytest.raises(ValueError, match="not a stgconv clip cache"):
         VideoClips(other)
+    with h5py.File(other, "w") as h5:  # clips of one frame each, without the frame axis
+        h5["clips"] = np.zeros((1, 4, 4, 3), np.uint8)
+        h5.attrs["n_frames"] = 1
+    with pytest.raises(ValueError, match="not a stgconv clip cache"):
+        VideoClips(other)
     with h5py.File(other, "w") as h5:  # the clips, none of a cache's attributes
         h5["clips"] = np.zeros((1, 2, 4, 4, 3), np.uint8)
     with pytest.raises(ValueError, match="not a stgconv clip cache"):
@@ -447,6 +485,9 @@ def test_video_clips_bad_input(tmp_path: Path) -> None:
     (tmp_path / "x.mp4").write_bytes(b"")
     with pytest.raises(ValueError, match="not a clip cache"):
         VideoClips(tmp_path / "x.mp4")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"exactly one clip cache \(\.h5, \.hdf5\); found none"):
+        VideoClips(tmp_path / "empty")
     (tmp_path / "second.hdf5").write_bytes(b"")
     with pytest.raises(ValueError, match="exactly one clip cache"):
         VideoClips(tmp_path)

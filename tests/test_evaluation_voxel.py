@@ -16,13 +16,14 @@ from _tiny import SR_CONFIG, TINY, boxes_and_balls, read_events
 from stgconv.baselines.voxel import FILLS, downsample, nearest_upsample
 from stgconv.build import task_sampler
 from stgconv.cli import main
-from stgconv.evaluation.voxel import _run_methods, load_eval_shapes, random_known
+from stgconv.evaluation.voxel import _run_methods, _start_scores, load_eval_shapes, random_known
+from stgconv.initializer import Initializer
 from stgconv.io.voxel import to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.ops import block_top_k
 from stgconv.super_resolution import super_resolve_batch
-from stgconv.tasks.voxel import load_initializer, load_voxel_model
+from stgconv.tasks.voxel import load_initializer, load_voxel_model, recover_padded
 
 
 @pytest.fixture
@@ -31,9 +32,10 @@ def files(trained_voxel_run: dict[str, Path]) -> dict[str, Path]:
     return trained_voxel_run
 
 
-def smaller_shapes(folder: Path) -> np.ndarray:
-    """Three 14^3 shapes, for the 16^3 model of ``files``: written as ``folder/small.npz``."""
-    shapes = boxes_and_balls(3, 14)[:, 0].numpy().astype(np.uint8)
+def smaller_shapes(folder: Path, side: int = 14) -> np.ndarray:
+    """Three ``side^3`` shapes, for the 16^3 model of ``files``: written as
+    ``folder/small.npz``."""
+    shapes = boxes_and_balls(3, side)[:, 0].numpy().astype(np.uint8)
     np.savez(folder / "small.npz", X=shapes)
     return shapes
 
@@ -65,29 +67,34 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     # A block size the initializer did not learn starts at the config's up-sampling.
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--factor", "8", "--json", str(out), "--device",
-                 "cpu"]) == 0
+                 "cpu", "--tensorboard", str(tmp_path / "tb")]) == 0
     assert json.loads(out.read_text())["start"]["method"] == "linear"
+    # TensorBoard files the render under this task's name.
+    assert read_events(tmp_path / "tb").Tags()["images"] == ["super-resolution/comparison"]
 
 
+@pytest.mark.parametrize("side, low_pad", [(14, 1), (13, 1)])
 def test_eval_super_resolution_pads_smaller_shapes_and_scores_them_on_their_grid(
-        files, tmp_path, capsys) -> None:
+        files, tmp_path, capsys, side: int, low_pad: int) -> None:
     """14^3 shapes under the 16^3 model: padded (centred) before they are down-sampled, as
-    training pads them; every method scored on the 14^3 grid (was refused)."""
-    shapes = smaller_shapes(tmp_path)
+    training pads them; every method scored on the 14^3 grid (was refused). 13^3 shapes: an
+    odd padding, its extra voxel at the high end of each axis, cropped back from there."""
+    shapes = smaller_shapes(tmp_path, side)
     out = tmp_path / "sr.json"
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(tmp_path / "small.npz"), "--factor", "4", "--json", str(out),
                  "--out", str(tmp_path / "renders"), "--device", "cpu"]) == 0
-    assert "super-resolution 4^3 -> 16^3 (scored on the shapes' 14^3) on 3 shapes" in \
+    assert f"super-resolution 4^3 -> 16^3 (scored on the shapes' {side}^3) on 3 shapes" in \
         capsys.readouterr().out
     table = json.loads(out.read_text())
-    assert table["size"] == 14 and table["model_size"] == 16 and table["low_size"] == 4
+    assert table["size"] == side and table["model_size"] == 16 and table["low_size"] == 4
     ours = np.load(tmp_path / "renders" / "stgconv.npy")
-    assert ours.shape[-3:] == (14, 14, 14)
+    assert ours.shape[-3:] == (side, side, side)
     # Nearest up-sampling of the padded shapes' block means, cropped, scored by hand.
-    padded = np.pad(shapes, [(0, 0)] + [(1, 1)] * 3).astype(np.float32)
+    padded = np.pad(shapes, [(0, 0)] + [(low_pad, 16 - side - low_pad)] * 3).astype(np.float32)
     means = padded.reshape(3, 4, 4, 4, 4, 4, 4).mean(axis=(2, 4, 6))
-    nearest = means.repeat(4, 1).repeat(4, 2).repeat(4, 3)[:, 1:15, 1:15, 1:15]
+    crop = slice(low_pad, low_pad + side)
+    nearest = means.repeat(4, 1).repeat(4, 2).repeat(4, 3)[:, crop, crop, crop]
     assert table["errors"]["nearest"] == pytest.approx(np.abs(nearest - shapes).mean(), rel=1e-5)
 
 
@@ -539,16 +546,31 @@ def test_run_methods_add_up_the_seconds_of_every_batch() -> None:
     assert table["seconds"]["slow"] >= 0.06
 
 
-def test_format_voxel_table_lists_the_lowest_error_first() -> None:
+@pytest.mark.parametrize("protocol, head", [
+    ({"task": "recovery-3d", "missing_fraction": 0.7, "init": "mean"},
+     "recovery of 70.0% missing voxels on 2 shapes of s (5 steps from mean)"),
+    ({"task": "super-resolution", "low_size": 4, "size": 14, "model_size": 16},
+     "super-resolution 4^3 -> 16^3 (scored on the shapes' 14^3) on 2 shapes of s (5 steps)"),
+])
+def test_format_voxel_table_lists_the_lowest_error_first(protocol: dict, head: str) -> None:
+    """Each method's error, mean IoU (not the pooled one) and seconds, lowest error first,
+    then the start alone."""
     from stgconv.evaluation.voxel import format_voxel_table
 
-    table = {"task": "recovery-3d", "missing_fraction": 0.7, "n_shapes": 2, "shapes": "s",
-             "steps": 5, "init": "nearest_known",
+    table = {**protocol, "n_shapes": 2, "shapes": "s", "steps": 5,
              "errors": {"a": 0.3, "b": 0.1, "c": 0.2}, "iou": {"a": 0.5, "b": 0.9, "c": 0.7},
-             "seconds": {"a": 1.0, "b": 1.0, "c": 1.0}}
-    text = format_voxel_table(table)
-    assert [line.split()[0] for line in text.splitlines()[2:]] == ["b", "c", "a"]
-    assert text.startswith("recovery of 70.0% missing voxels on 2 shapes of s")
+             "iou_pooled": {"a": 0.45, "b": 0.85, "c": 0.65},
+             "seconds": {"a": 1.5, "b": 2.5, "c": 3.5},
+             "start": {"method": "m", "error": 0.25, "iou": 0.6, "iou_pooled": 0.55,
+                       "seconds": 4.5}}
+    assert format_voxel_table(table).splitlines() == [
+        head,
+        "method                  error      IoU   seconds",
+        "b                      0.1000   0.9000       2.5",
+        "c                      0.2000   0.7000       3.5",
+        "a                      0.3000   0.5000       1.5",
+        "start: m               0.2500   0.6000       4.5",
+    ]
 
 
 def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
@@ -562,7 +584,9 @@ def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
 
     def sheet(panels, **settings):
         seen.update(panels=panels, columns=settings["columns"], titles=settings["titles"])
-        return np.full((4, 4, 3), 255, np.uint8)
+        picture = np.full((2, 3, 3), 255, np.uint8)  # 2 rows of 3 pixels
+        picture[1, 2] = (0, 51, 102)
+        return picture
 
     monkeypatch.setattr(evaluation, "voxel_sheet", sheet)
     monkeypatch.setattr(evaluation, "log_evaluation", lambda folder, task, table, pictures:
@@ -570,7 +594,9 @@ def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
     eval_recovery_3d(files["run"], files["shapes"], missing=0.7, max_shapes=2, n_steps=1,
                      out_dir=tmp_path / "out", tensorboard=tmp_path / "tb", device="cpu")
     # TensorBoard is given the render on [0, 1], (C, H, W): white is 1, not 255.
-    assert torch.equal(seen["pictures"]["comparison"], torch.ones(3, 4, 4))
+    expected = torch.ones(3, 2, 3)
+    expected[:, 1, 2] = torch.tensor([0.0, 0.2, 0.4])
+    torch.testing.assert_close(seen["pictures"]["comparison"], expected)
     truth = load_eval_shapes(files["shapes"], max_shapes=2)
     known = random_known(tuple(truth.shape), 0.7, generator=torch.Generator().manual_seed(0))
     # One row per shape: observed | nearest_known | neighbour_majority | stgconv | truth.
@@ -580,7 +606,8 @@ def test_eval_recovery_3d_renders_only_the_observed_voxels_as_its_input(
     # Ours (as stgconv.npy holds it) then the truth, each under its own title.
     ours = torch.from_numpy(np.load(tmp_path / "out" / "stgconv.npy"))[0]
     assert not torch.equal(ours, truth[0, 0])
-    assert seen["titles"][3:5] == ["stgconv", "truth"]
+    assert seen["titles"][:5] == ["observed", "nearest_known", "neighbour_majority", "stgconv",
+                                  "truth"]
     assert torch.equal(torch.as_tensor(seen["panels"][3])[0], ours)
     assert torch.equal(torch.as_tensor(seen["panels"][4]), truth[0])
 
@@ -613,3 +640,116 @@ def test_a_batch_past_the_largest_index_is_one_batch_of_every_shape(files, tmp_p
                      batch, "--json", str(out), "--device", "cpu"]) == 0, capsys.readouterr().err
         tables.append(json.loads(out.read_text()))
     assert tables[0]["errors"] == tables[1]["errors"]
+
+
+@pytest.mark.parametrize("evaluation", ["eval_super_resolution", "eval_recovery_3d"])
+def test_the_seed_picks_the_noise_of_our_chains(files, tmp_path, monkeypatch,
+                                                evaluation: str) -> None:
+    """With chains that draw noise (the tiny run's draw none) and the hidden voxels held
+    fixed: the same seed gives the same result, another seed another."""
+    import dataclasses
+
+    import stgconv.evaluation.voxel as voxel_eval
+
+    sampler, mask = voxel_eval.task_sampler, voxel_eval.random_known
+    monkeypatch.setattr(voxel_eval, "task_sampler", lambda config, **settings:
+                        dataclasses.replace(sampler(config, **settings), noise_scale=1.0))
+    monkeypatch.setattr(voxel_eval, "random_known", lambda shape, missing, generator:
+                        mask(shape, missing, generator=torch.Generator().manual_seed(0)))
+    soft = {"binary": False} if evaluation == "eval_super_resolution" else {}
+
+    def ours(seed: int, out: Path) -> np.ndarray:
+        getattr(voxel_eval, evaluation)(files["run"], files["shapes"], max_shapes=2, n_steps=1,
+                                        seed=seed, out_dir=out, device="cpu", **soft)
+        return np.load(out / "stgconv.npy")
+
+    first = ours(0, tmp_path / "a")
+    np.testing.assert_array_equal(ours(0, tmp_path / "b"), first)
+    assert not np.array_equal(ours(1, tmp_path / "c"), first)
+
+
+def test_eval_recovery_3d_runs_recover_padded_from_the_models_filler(files, tmp_path,
+                                                                     monkeypatch) -> None:
+    """A model with a recovery filler (an untrained one stands in) starts there by default:
+    ours is recover_padded's chain with the checkpoint's sampler and offset, 8 shapes a batch,
+    on the voxels hidden by --seed; the start is scored as the filler fills them; the table
+    reports the fraction hidden and the seed."""
+    import stgconv.evaluation.voxel as voxel_eval
+
+    torch.manual_seed(0)
+    filler = Initializer(recovery=True, width=4, depth=2).eval()
+    monkeypatch.setattr(voxel_eval, "load_initializer", lambda *args, **kwargs: filler)
+    table = voxel_eval.eval_recovery_3d(files["run"], files["shapes"], seed=3, out_dir=tmp_path,
+                                        device="cpu")
+    energy, config, _ = load_voxel_model(files["run"], device="cpu")
+    truth = torch.from_numpy(np.load(files["shapes"])["X"]).float()[:, None]
+    known = torch.rand(truth.shape, generator=torch.Generator().manual_seed(3)) >= 0.7
+    observed = torch.where(known, truth, torch.zeros(()))
+    expected = torch.cat([
+        recover_padded(energy, task_sampler(config), part, part_known,
+                       offset=VOXELS.offset(config), init="initializer", initializer=filler)
+        for part, part_known in zip(observed.split(8), known.split(8))]).clamp(0.0, 1.0)
+    np.testing.assert_allclose(np.load(tmp_path / "stgconv.npy"), expected[:, 0].numpy(),
+                               atol=1e-6)
+    assert table["init"] == table["start"]["method"] == "initializer"
+    start = filler.propose_fill(observed, known)  # the model's own grid: nothing padded
+    assert table["start"]["error"] == pytest.approx(
+        voxel_errors(start, truth, where=~known).mean().item(), rel=1e-6)
+    assert table["missing_fraction"] == pytest.approx((~known).sum().item() / known.numel(),
+                                                      rel=1e-6)
+    assert table["seed"] == 3
+
+
+def test_start_scores_time_the_start_alone(monkeypatch) -> None:
+    """The start's seconds are its own, summed over the batches (a clock that ticks once per
+    reading stands in for the real one)."""
+    from stgconv.evaluation import voxel
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(voxel, "time", Clock())
+    truth = torch.zeros(3, 1, 2, 2, 2)
+    scores = _start_scores("m", lambda x: x, [(part,) for part in truth.split(1)], truth, None,
+                           unit="u")
+    assert scores["seconds"] == 3.0 and scores["method"] == "m"
+
+
+def test_eval_super_resolution_renders_the_low_resolution_as_its_input(files, tmp_path,
+                                                                     monkeypatch) -> None:
+    """The comparison's first panel is each shape's block means (of the shapes padded for the
+    model), titled with their side; then every up-sampling, ours and the truth."""
+    import stgconv.evaluation.voxel as voxel_eval
+
+    seen = {}
+
+    def sheet(panels, **settings):
+        seen.update(panels=panels, columns=settings["columns"], titles=settings["titles"])
+        return np.full((2, 2, 3), 255, np.uint8)
+
+    monkeypatch.setattr(voxel_eval, "voxel_sheet", sheet)
+    shapes = smaller_shapes(tmp_path)  # 14^3 under the 16^3 model: padded by 1 on every side
+    voxel_eval.eval_super_resolution(files["run"], tmp_path / "small.npz", n_steps=1,
+                                     out_dir=tmp_path / "out", device="cpu")
+    assert seen["columns"] == 6 and seen["titles"][:6] == [
+        "low 4^3", "nearest", "trilinear", "trilinear_binary", "stgconv", "truth"]
+    means = np.pad(shapes[0], 1).reshape(4, 4, 4, 4, 4, 4).mean(axis=(1, 3, 5))
+    np.testing.assert_allclose(np.asarray(seen["panels"][0])[0], means, atol=1e-6)
+
+
+def test_eval_recovery_3d_names_a_later_shape_that_hides_no_voxel(files, monkeypatch) -> None:
+    """Every shape is checked, not only the first: here the second hides nothing."""
+    import stgconv.evaluation.voxel as voxel_eval
+
+    def hidden_in_the_first_only(shape, missing, generator):
+        known = torch.ones(shape, dtype=torch.bool)
+        known[0, 0, 0, 0, 0] = False
+        return known
+
+    monkeypatch.setattr(voxel_eval, "random_known", hidden_in_the_first_only)
+    with pytest.raises(ValueError, match=r"hid no voxel of shape 1 of "):
+        voxel_eval.eval_recovery_3d(files["run"], files["shapes"], max_shapes=2, device="cpu")

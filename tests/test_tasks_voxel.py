@@ -190,6 +190,7 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     np.save(tmp_path / "flat.npy", np.zeros((4, 4, 2), np.float32))
     np.save(tmp_path / "low8.npy", np.zeros((8, 8, 8), np.float32))
     np.save(tmp_path / "low2.npy", np.zeros((2, 2, 2), np.float32))
+    np.save(tmp_path / "none.npy", np.zeros((0, 4, 4, 4), np.float32))
     (tmp_path / "empty.off").write_text("OFF\n0 0 0\n")
     (tmp_path / "shape.txt").write_text("0 1 0")
     cases = [
@@ -201,6 +202,8 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         (["super-resolve", run, str(tmp_path / "low8.npy"), "--factor", "3"],
          r"does not divide the model's grid side 16; choose one of \[2, 4, 8, 16\]"),
         (["super-resolve", run, str(tmp_path / "empty.off")], "no faces"),
+        (["super-resolve", run, str(tmp_path / "none.npy")],
+         r"none\.npy holds no grids: nothing to super-resolve"),
         (["super-resolve", run, str(tmp_path / "nope.npy")], "nope.npy"),
         (["super-resolve", str(tmp_path), str(tmp_path / "low8.npy")], "checkpoint not found"),
     ]
@@ -246,9 +249,21 @@ def test_a_file_of_many_shapes_runs_its_chains_a_batch_at_a_time(files, tmp_path
             "--device", "cpu"]
     assert main(argv) == 0
     assert chained == [8, 2]
-    assert len(drawn["items"]) == len(drawn["titles"]) == 4 * {"super-resolve": 3,
-                                                               "recover-shape": 2}[command]
-    assert len(np.load(next(out.glob("*.npy")))) == 10
+    titles = {"super-resolve": ["input 4^3", "nearest", "stgconv"],
+              "recover-shape": ["observed", "stgconv"]}[command]
+    assert drawn["titles"] == titles * 4 and drawn["columns"] == len(titles)
+    ours = np.load(next(out.glob("*.npy")))
+    assert len(ours) == 10
+    # Each row: the input (the observed voxels only), the nearest up-sampling, ours as written.
+    low = np.load(tmp_path / "low.npy")
+    inputs = {"super-resolve": low,
+              "recover-shape": np.load(tmp_path / "shapes.npy") * np.load(tmp_path / "known.npy")}
+    for i in range(4):
+        row = [np.asarray(panel)[0] for panel in drawn["items"][i * len(titles):][:len(titles)]]
+        np.testing.assert_array_equal(row[0], inputs[command][i])
+        np.testing.assert_array_equal(row[-1], ours[i])
+        if command == "super-resolve":
+            np.testing.assert_array_equal(row[1], low[i].repeat(4, 0).repeat(4, 1).repeat(4, 2))
     assert main([*argv, "--batch-size", "4"]) == 0
     assert chained[2:] == [4, 4, 2]
     # Past the largest tensor index, every shape at once: torch's split failed on it.
@@ -401,11 +416,40 @@ def test_on_model_grid_crops_back_what_it_padded_and_marks_padding_known() -> No
     assert int((~seen["known"]).sum()) == int((~known).sum())
 
 
-def test_a_grid_one_voxel_larger_than_the_models_is_refused_naming_the_models() -> None:
+def test_a_grid_one_voxel_larger_than_the_models_is_refused_naming_the_models(
+        monkeypatch) -> None:
+    """By recover_padded too, before its start is filled."""
+    import stgconv.tasks.voxel as voxel_tasks
+
     grids = torch.zeros(1, 1, 9, 9, 9)
-    with pytest.raises(ValueError, match=r"the shapes are 9\^3 grids; this model takes "
-                                         r"\(N, 8, 8, 8\)"):
+    message = r"the shapes are 9\^3 grids; this model takes \(N, 8, 8, 8\)"
+    with pytest.raises(ValueError, match=message):
         on_model_grid(lambda observed, known: observed, grids, grids.bool(), 8)
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("the start was filled before the grid was checked")
+
+    monkeypatch.setattr(voxel_tasks, "recovery_start", no_start)
+    with pytest.raises(ValueError, match=message):
+        recover_padded(tiny_energy(8), Langevin(n_steps=1, step_size=0.1), grids, grids.bool())
+
+
+@pytest.mark.parametrize("recover", [recover_batch, recover_padded], ids=["batch", "padded"])
+def test_a_recovery_names_itself_for_a_generator_that_is_not_one(recover, monkeypatch) -> None:
+    """Refused before the start is filled, naming the function called (not the sampler's or
+    another function's run inside it)."""
+    import stgconv.tasks.voxel as voxel_tasks
+
+    def no_fill(*args, **kwargs):
+        raise AssertionError("the start was filled before the generator was checked")
+
+    monkeypatch.setattr(voxel_tasks, "recovery_fill", no_fill)
+    monkeypatch.setattr(voxel_tasks, "recovery_start", no_fill)
+    observed = torch.zeros(1, 1, 8, 8, 8)
+    with pytest.raises(ValueError, match=rf"^{recover.__name__}: generator must be a "
+                                         r"torch\.Generator"):
+        recover(tiny_energy(8), Langevin(n_steps=1, step_size=0.1), observed,
+                observed < 0.5, generator=0)
 
 
 def test_a_shape_reaching_its_grids_faces_starts_from_the_fill_of_its_own_grid() -> None:
@@ -518,11 +562,20 @@ def test_super_resolve_runs_the_models_chain_from_its_learned_start(files, tmp_p
                                expected[:, 0].numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("init", [None, "mean"], ids=["default", "--init mean"])
-def test_recover_shape_runs_the_models_chain_from_its_fill(files, tmp_path, init) -> None:
+@pytest.mark.parametrize("init, filler", [(None, False), ("mean", False), (None, True)],
+                         ids=["default", "--init mean", "default of a model with a filler"])
+def test_recover_shape_runs_the_models_chain_from_its_fill(files, tmp_path, monkeypatch, init,
+                                                           filler) -> None:
     """The CLI runs what recover_padded runs with the checkpoint's sampler, start (by default
-    the model's own) and offset (the training mean: the chain runs that far below occupancy),
-    on two 14^3 shapes padded for the 16^3 model."""
+    the model's own: its recovery filler where it has one, an untrained one standing in here,
+    else the nearest-known fill) and offset (the training mean: the chain runs that far below
+    occupancy), on two 14^3 shapes padded for the 16^3 model."""
+    import stgconv.tasks.voxel as voxel_tasks
+
+    torch.manual_seed(0)
+    recovery = Initializer(recovery=True, width=4, depth=2).eval()
+    if filler:
+        monkeypatch.setattr(voxel_tasks, "load_initializer", lambda *args, **kwargs: recovery)
     shapes = boxes_and_balls(2, 14)
     known = torch.rand(shapes.shape, generator=gen(2)) >= 0.6
     np.save(tmp_path / "shapes.npy", shapes[:, 0].numpy())
@@ -531,11 +584,11 @@ def test_recover_shape_runs_the_models_chain_from_its_fill(files, tmp_path, init
                  str(tmp_path / "known.npy"), "--out", str(tmp_path / "out"),
                  "--device", "cpu", *(["--init", init] if init else [])]) == 0
     energy, config, state = load_voxel_model(files["run"], device="cpu")
-    initializer = load_initializer(state, files["run"])
+    initializer = recovery if filler else load_initializer(state, files["run"])
     assert VOXELS.offset(config) > 0  # the training mean, about 0.09
     expected = recover_padded(energy, task_sampler(config), torch.where(known, shapes, 0.0),
                               known, offset=VOXELS.offset(config),
-                              init=init or default_recovery_init(initializer),
+                              init=init or ("initializer" if filler else "nearest_known"),
                               initializer=initializer,
                               generator=gen(0)).clamp(0.0, 1.0)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "recovered.npy"),
