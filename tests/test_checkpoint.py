@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import struct
 import sys
 import zipfile
 from dataclasses import replace
@@ -299,6 +300,43 @@ def test_a_foreign_zip_archive_lists_at_most_three_of_its_names(tmp_path: Path, 
     assert str(info.value).endswith(f"(holding {listed}")
 
 
+def test_a_folder_where_the_checkpoint_should_be_is_not_found(tmp_path: Path) -> None:
+    """A folder named checkpoint.pt is no checkpoint: not found, as a missing one (it failed
+    with IsADirectoryError)."""
+    (tmp_path / "run" / "checkpoint.pt").mkdir(parents=True)
+    for path in (tmp_path / "run", tmp_path / "run" / "checkpoint.pt"):
+        with pytest.raises(CheckpointError, match="checkpoint not found"):
+            load_checkpoint(path)
+
+
+def test_an_archive_error_without_words_is_named_by_its_kind(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    path = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "c.pt")
+
+    def unreadable(*_: object) -> None:
+        raise EOFError
+
+    monkeypatch.setattr(zipfile, "ZipFile", unreadable)
+    with pytest.raises(CheckpointError, match=r"c\.pt: the file is damaged or truncated "
+                                              r"\(EOFError\)$"):
+        load_checkpoint(path)
+
+
+def test_a_zip_archive_listing_no_entries_says_it_holds_nothing(tmp_path: Path) -> None:
+    """An archive whose local header opens it as torch.save's do, and whose directory at its
+    end lists no entry."""
+    path = tmp_path / "listless.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a.npy", b"x")
+    whole = path.read_bytes()
+    directory = whole.rindex(b"PK\x01\x02")  # the central directory, then its end record
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0, 0, 0, directory, 0)
+    path.write_bytes(whole[:directory] + end)
+    with pytest.raises(CheckpointError, match=r"listless\.zip is not a checkpoint: .* \(holding "
+                                              r"nothing\)$"):
+        load_checkpoint(path)
+
+
 def multigrid_config() -> ExperimentConfig:
     return ExperimentConfig(data=DataConfig(size=8), multigrid=MultiGridConfig(
         base_size=2, grids=(GridConfig(size=4), GridConfig(size=8))))
@@ -379,11 +417,31 @@ def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Pa
                      "model": energy.state_dict()}, tmp_path / "config_list.pt")
     with pytest.raises(CheckpointError, match="does not describe a model"):
         load_model(tmp_path / "config_list.pt", device="cpu")
+    # Nor is one without its run's config.
+    save_checkpoint({"model_config": energy.config, "model": energy.state_dict()},
+                    tmp_path / "no_config.pt")
+    with pytest.raises(CheckpointError, match="does not describe a model: 'config'"):
+        load_model(tmp_path / "no_config.pt", device="cpu")
     # Nor is one without the model's config (not one of the caller's own, which saves {}).
     save_checkpoint({"config": config_to_dict(config), "model": energy.state_dict()},
                     tmp_path / "no_model_config.pt")
     with pytest.raises(CheckpointError, match="does not describe a model: 'model_config'"):
         load_model(tmp_path / "no_model_config.pt", device="cpu")
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"in_channels": 0}, "in_channels must be >= 1"),
+    ({"dilation": 2}, "unexpected keyword argument 'dilation'"),
+], ids=["a value its net refuses", "a setting of a newer version"])
+def test_a_model_config_its_net_refuses_does_not_describe_a_model(tmp_path: Path, change: dict,
+                                                                  reason: str) -> None:
+    """The net's own ValueError or TypeError, not a traceback out of load_model."""
+    energy = tiny_energy(0)
+    path = save_checkpoint({"config": config_to_dict(ExperimentConfig()),
+                            "model_config": {**energy.config, **change},
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=f"does not describe a model: .*{reason}"):
+        load_model(path, device="cpu")
 
 
 def test_a_config_less_checkpoint_is_given_its_nets_input_channels(tmp_path: Path) -> None:
@@ -524,6 +582,11 @@ def test_load_multigrid_rebuilds_every_grid_and_refuses_a_single_model(tmp_path:
     assert not torch.equal(loaded[0](x), loaded[1](x))  # each grid its own weights, in order
     with pytest.raises(CheckpointError, match="multi-grid checkpoint.*load_multigrid"):
         load_model(path, device="cpu")
+    # Even one holding no grid at all is no single model.
+    save_checkpoint({"config": config_to_dict(config), "grids": [], "base": base},
+                    tmp_path / "no_grid.pt")
+    with pytest.raises(CheckpointError, match="multi-grid checkpoint"):
+        load_model(tmp_path / "no_grid.pt", device="cpu")
     # Grids without the base grid (or a multigrid section) cannot be sampled.
     save_checkpoint({"config": config_to_dict(config), "grids": grids}, tmp_path / "no_base.pt")
     with pytest.raises(CheckpointError, match="base grid"):

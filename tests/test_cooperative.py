@@ -304,9 +304,11 @@ def test_resume_refuses_another_generator_or_a_descriptor_run(tmp_path: Path) ->
     trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
     other = CooperativeTrainer(tiny_energy(), ConvGenerator(latent_dim=5, out_shape=(1, 8, 8)),
                                Langevin(n_steps=1), tiny_data(size=8))
+    before = copy.deepcopy(other.state_dict())
     with pytest.raises(ValueError, match="generator .* is not the one this config builds.*"
                                          "no --set that changes it"):
         other.resume(tmp_path / "checkpoint.pt")
+    assert_same(before, other.state_dict())  # refused before anything loads, the energy too
 
 
 def test_a_cooperative_run_refuses_to_resume_a_descriptor_run(tmp_path: Path) -> None:
@@ -320,6 +322,9 @@ def test_a_cooperative_run_refuses_to_resume_a_descriptor_run(tmp_path: Path) ->
     config = ConvGenerator(latent_dim=5, out_shape=(1, 8, 8)).config
     with pytest.raises(CheckpointError, match="holds no loadable generator"):  # weights damaged
         generator_from_state({"generator_model": [1], "generator_config": config}, "run")
+    other = ConvGenerator(latent_dim=4, out_shape=(1, 8, 8)).state_dict()  # another net's
+    with pytest.raises(CheckpointError, match="(?s)holds no loadable generator: .*size mismatch"):
+        generator_from_state({"generator_model": other, "generator_config": config}, "run")
 
 
 def test_a_float64_generator_comes_back_as_float64() -> None:

@@ -49,7 +49,7 @@ from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
 from stgconv.tasks import synthesize, train
 from stgconv.tasks.train import _sigterm_held, _terminated_as_exit
-from stgconv.train import Trainer
+from stgconv.train import DivergenceError, MultiGridTrainer, Trainer
 
 N_EXAMPLES = 6
 BATCH = 2
@@ -629,6 +629,66 @@ def test_process_1_writes_nothing(monkeypatch, tmp_path: Path, net: tuple[str, .
     assert train(config, progress=False) == out
     assert called.count("barrier") == 2  # a checkpoint at each iteration (process 0's)
     assert not out.exists()
+
+
+def one_rank_trainer(rank: int) -> Trainer:
+    """Rank ``rank`` of 2 training on its shard of :func:`examples` (no process group: the
+    test replaces the collectives)."""
+    world = World(rank=rank, size=2, device=torch.device("cpu"))
+    shard = examples()[world.shard(N_EXAMPLES)]
+    return Trainer(tiny_energy(), Langevin(n_steps=1, step_size=0.05),
+                   PersistentChains(len(shard), NoiseInit("gaussian", 0.5)), shard,
+                   train=TrainConfig(batch_size=BATCH), generator=torch.Generator().manual_seed(0),
+                   world=world)
+
+
+def test_process_1_draws_no_progress_bar(monkeypatch, capsys) -> None:
+    """Every process drew its own bar, each a line of its own in the run's log."""
+    as_process_1_of_2_alike(monkeypatch)
+    one_rank_trainer(1).fit(1, progress=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_peers_model_past_the_bound_stops_this_process_too(monkeypatch) -> None:
+    """Every process decides on the sum of the processes' largest energies, so one whose own
+    updated model stayed in bound stops with the peer whose model did not: averaged, the peer's
+    1.5e20 beside this one's 0 was 0.75e20, inside the bound of 1e20, and only the peer
+    stopped."""
+    monkeypatch.setattr(dist, "all_reduce",
+                        lambda flat: flat.add_(torch.tensor([1.5e20, 1.0], dtype=flat.dtype)))
+    trainer = one_rank_trainer(0)
+    trainer.last_data = examples()[:BATCH]
+    monkeypatch.setattr(trainer, "probes",
+                        lambda: [(lambda x: torch.zeros(len(x)), trainer.last_data)])
+    with pytest.raises(DivergenceError, match="the updated model's energy .* is 1.5e\\+20"):
+        trainer.check_saved_model()
+
+
+def test_a_steps_statistics_are_the_mean_over_every_process(monkeypatch) -> None:
+    """Each process's loss and energies enter the mean weighted by its batch size."""
+    as_process_1_of_2_alike(monkeypatch)
+    trainer = one_rank_trainer(1)
+    monkeypatch.setattr(World, "average",
+                        lambda self, values, *, weight: {key: float(weight) for key in values})
+    assert trainer.step() == {"loss": BATCH, "e_pos": BATCH, "e_neg": BATCH}
+
+
+def test_process_0_saves_every_processes_chains_and_base_grid(monkeypatch) -> None:
+    """The peer here holds what process 0 holds: the checkpoint holds both, back in example
+    order (each row twice), not process 0's alone."""
+    monkeypatch.setattr(dist, "all_reduce", lambda flat: None)
+    monkeypatch.setattr(dist, "gather_object",
+                        lambda value, gathered, dst: gathered.__setitem__(slice(None),
+                                                                          [value, value]))
+    trainer = one_rank_trainer(0)
+    trainer.step()
+    own = trainer.chains.state_dict()["chains"]
+    assert torch.equal(trainer.state_dict()["chains"]["chains"], own.repeat_interleave(2, 0))
+    world = World(rank=0, size=2, device=torch.device("cpu"))
+    grids = MultiGridTrainer([tiny_energy(), tiny_energy()], [Langevin(n_steps=1)] * 2,
+                             examples()[world.shard(N_EXAMPLES)], [(1, 1), (4, 4), (8, 8)],
+                             world=world)
+    assert torch.equal(grids.state_dict()["base"], grids.base.repeat_interleave(2, 0))
 
 
 def free_port() -> int:

@@ -16,6 +16,7 @@ import math
 import re
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -176,7 +177,7 @@ MODES = ["noise", "data", "persistent", "buffer"]
 
 
 def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: float = 0.01,
-                 energy_l2: float = 0.0) -> Trainer:
+                 energy_l2: float = 0.0, betas: tuple[float, float] = (0.5, 0.999)) -> Trainer:
     data = tiny_data()
     chains = build_chain_start(
         # capacity 5 < 4 chains x 2 iterations: the ring buffer wraps before the interruption.
@@ -187,7 +188,7 @@ def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: floa
     sampler = Langevin(n_steps=5, step_size=0.05, clamp=(-1.0, 1.0))
     return Trainer(tiny_energy(init_seed), sampler, chains, data,
                    train=TrainConfig(batch_size=2, accumulate=accumulate, lr=lr,
-                                     energy_l2=energy_l2),
+                                     energy_l2=energy_l2, betas=betas),
                    generator=gen(0), config={"mode": mode})
 
 
@@ -315,14 +316,32 @@ def test_an_energy_with_nothing_to_learn_is_refused_by_name(energy, got: str) ->
 
 
 def test_a_resume_uses_its_own_learning_rate(tmp_path: Path) -> None:
-    """Adam's moments come from the checkpoint; the learning rate from the resuming run's config
-    (else --set train.lr=... on a resume would be silently ignored)."""
+    """Adam's moments come from the checkpoint; the learning rate and betas from the resuming
+    run's config (else --set train.lr=... on a resume would be silently ignored)."""
     first = make_trainer("persistent")
     first.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
-    second = make_trainer("persistent", lr=0.001)
+    second = make_trainer("persistent", lr=0.001, betas=(0.9, 0.99))
     second.resume(tmp_path / "checkpoint.pt")
-    assert [g["lr"] for g in second.optimizer.param_groups] == [0.001]
+    assert [(g["lr"], g["betas"]) for g in second.optimizer.param_groups] == [(0.001, (0.9, 0.99))]
     assert_same(second.optimizer.state_dict()["state"], first.optimizer.state_dict()["state"])
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda state: {**state, "model": {}}, "Missing key"),
+    (lambda state: {k: v for k, v in state.items() if k != "optimizer"}, "'optimizer'"),
+    (lambda state: {**state, "iteration": None}, "int\\(\\) argument"),
+], ids=["weights of another net", "no optimizer state", "no iteration count"])
+def test_a_checkpoint_missing_what_a_resume_needs_is_refused_naming_the_file(
+        tmp_path: Path, edit, reason: str) -> None:
+    """A load error of torch's (RuntimeError), a key the checkpoint lacks (KeyError) or a
+    value of the wrong type (TypeError) is a CheckpointError naming the file, as the
+    command line reports it in one line."""
+    trainer = make_trainer("noise")
+    trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    path = save_checkpoint(edit(load_checkpoint(tmp_path / "checkpoint.pt")),
+                           tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=rf"(?s)cannot resume from .*other\.pt: .*{reason}"):
+        make_trainer("noise").resume(path)
 
 
 def test_a_run_resumed_on_another_kind_of_device_reseeds_with_a_warning(tmp_path: Path
@@ -364,6 +383,13 @@ def test_fit_writes_periodic_checkpoints(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint_previous.pt"]
 
 
+def test_on_iteration_is_handed_each_iterations_statistics() -> None:
+    seen: list[dict[str, float]] = []
+    history = make_trainer("noise").fit(3, on_iteration=lambda _, stats: seen.append(stats),
+                                        progress=False)
+    assert seen == history and seen[0] != seen[2]
+
+
 def test_a_tensorboard_event_that_cannot_be_written_stops_fit_naming_the_folder(
         tmp_path: Path, monkeypatch) -> None:
     """tensorboard writes from its own thread: an event it failed to write after the writer's
@@ -390,17 +416,20 @@ def test_a_tensorboard_event_that_cannot_be_written_stops_fit_naming_the_folder(
     assert thread_errors == []
 
 
-def test_a_resumed_run_logs_each_iteration_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("killed_at, every", [(3, 2), (2, 1)],
+                         ids=["resumed at 2", "resumed at 1"])
+def test_a_resumed_run_logs_each_iteration_once(tmp_path: Path, killed_at: int,
+                                                every: int) -> None:
     """Iterations a killed run logged after its last checkpoint are taken again on resume;
     TensorBoard shows the resumed run's values for them, not both."""
-    def kill_at_3(trainer: Trainer, _: dict) -> None:
-        if trainer.iteration == 3:
+    def kill(trainer: Trainer, _: dict) -> None:
+        if trainer.iteration == killed_at:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         make_trainer("persistent").fit(4, checkpoint_path=tmp_path / "checkpoint.pt",
-                                       checkpoint_every=2, log_dir=tmp_path / "tb",
-                                       on_iteration=kill_at_3, progress=False)
+                                       checkpoint_every=every, log_dir=tmp_path / "tb",
+                                       on_iteration=kill, progress=False)
     # TensorBoard reads event files in name order, which is the second they were opened, then
     # a per-process counter compared as text ("10" before "9"): a resume within the killed
     # run's second (a real resume comes later) could be read first.
@@ -410,7 +439,9 @@ def test_a_resumed_run_logs_each_iteration_once(tmp_path: Path) -> None:
     history = resumed.fit(4, log_dir=tmp_path / "tb", progress=False)
     logged = [(e.step, e.value) for e in read_events(tmp_path / "tb").Scalars("train/loss")]
     assert [step for step, _ in logged] == [1, 2, 3, 4]
-    assert [value for _, value in logged[2:]] == pytest.approx([s["loss"] for s in history])
+    resumed_at = 4 - len(history)
+    assert [value for _, value in logged[resumed_at:]] == pytest.approx([s["loss"]
+                                                                         for s in history])
 
 
 def test_resume_rejects_chains_of_another_run(tmp_path: Path) -> None:
@@ -441,18 +472,30 @@ def test_a_resume_that_drops_the_checkpoints_chains_says_so(tmp_path: Path, save
         make_trainer(resumed).resume(tmp_path / "checkpoint.pt")
 
 
+def test_a_resume_of_chains_that_keep_nothing_says_nothing(tmp_path: Path) -> None:
+    """Only chains the checkpoint holds and this run drops are worth a warning."""
+    make_trainer("noise").fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_trainer("noise").resume(tmp_path / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("data, example", [(tiny_data(size=12), r"\(1, 12, 12\)"),
+                                           (tiny_data().expand(-1, 3, -1, -1), r"\(3, 16, 16\)")],
+                         ids=["data.size", "data.channels"])
 @pytest.mark.parametrize("mode", ["persistent", "buffer"])
-def test_resume_refuses_chains_of_another_example_shape(tmp_path: Path, mode: str) -> None:
+def test_resume_refuses_chains_of_another_example_shape(tmp_path: Path, mode: str, data: Tensor,
+                                                        example: str) -> None:
     """A texture net takes any size, so only the chains tell that data.size changed; the
     refusal says so before anything is loaded (it was a shape error at the next step)."""
     trainer = make_trainer(mode)
     trainer.fit(1, progress=False)
     trainer.save(tmp_path / "checkpoint.pt")
     other = make_trainer(mode, init_seed=3)
-    other.data = tiny_data(size=12)
+    other.data = data
     before = [p.clone() for p in other.energy.parameters()]
-    with pytest.raises(CheckpointError, match=r"chains are of shape \(1, 16, 16\), this run's "
-                                              r"examples \(1, 12, 12\) \(another data.size.* "
+    with pytest.raises(CheckpointError, match=rf"chains are of shape \(1, 16, 16\), this run's "
+                                              rf"examples {example} \(another data.size.* "
                                               r"no --set that changes it"):
         other.resume(tmp_path / "checkpoint.pt")
     assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
@@ -625,6 +668,16 @@ def test_a_batch_larger_than_the_data_is_the_data() -> None:
     trainer = Trainer(tiny_energy(), Langevin(n_steps=1), PersistentChains(3, NoiseInit()), data,
                       train=TrainConfig(batch_size=64), generator=gen(0))
     assert trainer.batch_size == 3 and [len(b) for b in trainer.draw_batches()] == [3]
+
+
+def test_chains_too_many_for_memory_are_refused_before_training() -> None:
+    """A micro-batch's chains are batch_size x chains_per_example examples: 8 of 2^26 entries
+    are past the limit of 2^28 that 4 examples alone are not."""
+    data = torch.zeros(()).expand(4, 1, 2**13, 2**13)  # a view: no memory behind it
+    with pytest.raises(ValueError, match=r"a batch of 4 examples with 2 chains each .* over the "
+                                         r"limit"):
+        Trainer(tiny_energy(), Langevin(), DataStart(chains_per_example=2), data,
+                train=TrainConfig(batch_size=4))
 
 
 def test_log_norms_writes_each_weights_norm_and_its_last_gradients() -> None:
@@ -986,6 +1039,21 @@ def test_a_checkpoint_of_another_network_is_refused_naming_what_differs() -> Non
         trainer.load_state_dict(state)
 
 
+@pytest.mark.parametrize("held, differing", [
+    (lambda own: {key: value for key, value in own.items() if key != "in_channels"},
+     "in_channels"),
+    (lambda own: [own], "model_config"),
+], ids=["a setting it lacks", "no mapping"])
+def test_a_checkpoints_network_is_compared_setting_by_setting(held, differing: str) -> None:
+    """A setting only this run's network has is named too; a model_config that is no mapping
+    is named as a whole (it failed with an AttributeError)."""
+    trainer = make_trainer("noise")
+    state = trainer.state_dict()
+    state["model_config"] = held(state["model_config"])
+    with pytest.raises(ValueError, match=rf"another network .*\(differing: {differing}\)"):
+        trainer.check_state(state)
+
+
 def test_a_multigrid_resume_refused_on_a_finer_grid_changes_no_grid(tmp_path: Path) -> None:
     """The coarser grids were loaded before the finest grid's network was found another."""
     trainer = make_multigrid_trainer()
@@ -1001,6 +1069,16 @@ def test_a_multigrid_resume_refused_on_a_finer_grid_changes_no_grid(tmp_path: Pa
     with pytest.raises(CheckpointError, match="another network .*differing: layers"):
         other.resume(tmp_path / "checkpoint.pt")
     assert_same(before, other.state_dict())
+
+
+def test_a_multigrid_checkpoint_naming_no_grid_sizes_is_refused() -> None:
+    """Without its grid sizes a checkpoint cannot show its nets were trained on this run's
+    grids."""
+    trainer = make_multigrid_trainer()
+    state = trainer.state_dict()
+    del state["grid_sizes"]
+    with pytest.raises(ValueError, match=r"the checkpoint's grids are \[\], this run's \[\(1, 1\)"):
+        trainer.load_state_dict(state)
 
 
 def test_multigrid_resume_rejects_a_different_number_of_grids(tmp_path: Path) -> None:
@@ -1422,24 +1500,38 @@ def test_a_huge_negative_statistic_is_divergence() -> None:
     with pytest.raises(DivergenceError, match="e_neg"):
         trainer.check_divergence({"loss": 0.0, "e_neg": -1e30})
     trainer.check_divergence({"loss": 0.0, "e_neg": -1e3})
+    trainer.check_divergence({"loss": 1e20, "e_neg": -1e20})  # the bound itself is allowed
     with pytest.raises(DivergenceError, match="loss is nan"):  # NaN is past every bound
         trainer.check_divergence({"loss": math.nan, "e_neg": 0.0})
 
 
-def test_a_weight_just_past_its_bound_is_divergence() -> None:
+@pytest.mark.parametrize("size, shown", [(0.9e6, None), (1e6, None), (1.1e6, r"1\.1e\+06"),
+                                         (-1.1e6, r"1\.1e\+06"), (1.25e6, r"1\.25e\+06")],
+                         ids=["inside", "at the bound", "past it", "past it, negative",
+                              "four digits"])
+def test_a_weight_just_past_its_bound_is_divergence(size: float, shown: str | None) -> None:
+    """The bound is on the size, the bound itself allowed; the message shows four digits."""
     trainer = make_trainer("noise")
-    weight = next(trainer.energy.parameters())
     with torch.no_grad():
-        weight.view(-1)[0] = 0.9e6
-    trainer.check_divergence({})
-    with torch.no_grad():
-        weight.view(-1)[0] = 1.1e6
-    with pytest.raises(DivergenceError, match=r"weight \S+ is 1\.1e\+06, past the bound of 1e\+06"):
+        next(trainer.energy.parameters()).view(-1)[0] = size
+    if shown is None:
         trainer.check_divergence({})
-    with torch.no_grad():
-        weight.view(-1)[0] = -1.1e6  # the bound is on the size
-    with pytest.raises(DivergenceError, match=r"weight \S+ is 1\.1e\+06, past the bound of 1e\+06"):
-        trainer.check_divergence({})
+    else:
+        with pytest.raises(DivergenceError, match=rf"weight \S+ is {shown}, past the bound of "
+                                                  r"1e\+06"):
+            trainer.check_divergence({})
+
+
+def test_a_step_whose_statistics_diverged_stops_fit(monkeypatch) -> None:
+    """fit checks each step's statistics itself, also in a run that writes no checkpoint (where
+    the updated model is never checked)."""
+    trainer = make_trainer("noise")
+    step = trainer.step
+    monkeypatch.setattr(trainer, "step", lambda: {**step(), "e_neg": math.nan})
+    with pytest.raises(DivergenceError, match=r"iteration 1: e_neg is nan, .* no checkpoint was "
+                                              r"written"):
+        trainer.fit(3, progress=False)
+    assert trainer.iteration == 1
 
 
 def test_a_resumed_trainer_knows_which_checkpoint_holds_its_last_good_model(
@@ -1485,7 +1577,7 @@ def test_every_progress_line_shows_the_values_of_the_iteration_it_counts(capsys,
                         lambda **options: progress_bar(mininterval=0, miniters=1, **options))
     trainer = make_trainer("noise")
     history = trainer.fit(3, progress=True)
-    shown = re.findall(r"(\d)/3 \[[^]]*, loss=([^,]+),", capsys.readouterr().err)
+    shown = re.findall(r"train: [^\r]*?(\d)/3 \[[^]]*, loss=([^,]+),", capsys.readouterr().err)
     assert {count for count, _ in shown} == {"1", "2", "3"}
     for count, loss in shown:
         assert loss == f"{history[int(count) - 1]['loss']:.3g}"
