@@ -334,6 +334,7 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
                                torch.full((2,), 0.5)), r"residual_std must be >= 0"),
     (lambda d, y: DataGaussian.fit(d, y, noise=0.5, noise_scale=math.nan),
      "noise_scale finite and >= 0"),
+    (lambda d, y: DataGaussian.fit(d, y, noise=-0.5), r"noise must be in \[0, 1\].*got -0\.5"),
     # An infinite one too (infinite starts), and a NaN residual_std (NaN draws).
     (lambda d, y: DataGaussian.fit(d, y, noise=0.5, noise_scale=math.inf),
      "noise_scale finite and >= 0"),
@@ -1111,3 +1112,64 @@ def test_data_gaussian_fit_is_kept_in_the_datas_dtype_and_drawn_in_it_or_the_ask
     assert fit.sample((3, 1, 2, 2), generator=gen(0)).dtype == dtype
     other = F64 if dtype == torch.float32 else torch.float32
     assert fit.sample((3, 1, 2, 2), dtype=other, generator=gen(0)).dtype == other
+
+
+def test_data_plus_noise_draws_its_noise_from_the_generator_alone() -> None:
+    x = torch.arange(6.0).view(2, 3)
+    torch.manual_seed(0)
+    noisy = data_plus_noise(x, std=0.5, generator=gen(7))
+    torch.testing.assert_close(noisy, x + 0.5 * torch.randn(2, 3, generator=gen(7)),
+                               rtol=0, atol=0)
+
+
+def test_data_gaussian_weights_may_sum_to_one_up_to_k_float32_steps_and_no_further() -> None:
+    """Four shares each 4 float32 steps above a quarter (eps / 4 each) sum to 1 + 4 eps, the
+    most the check allows for K = 4 (shares rounded one by one, or by a softmax, drift past
+    eps / 2); one step more is refused."""
+    quarter = torch.full((4,), 0.25)
+    step = torch.finfo(torch.float32).eps / 4  # one float32 step at 0.25
+    weights = quarter + 4 * step
+    assert float(weights.double().sum()) == 1 + 4 * torch.finfo(torch.float32).eps
+    means = torch.zeros(4, 1)
+    DataGaussian(means, torch.zeros(4, 0, 1), torch.zeros(4), weights)
+    weights[0] += step
+    with pytest.raises(ValueError, match="weights must be >= 0 and sum to 1"):
+        DataGaussian(means, torch.zeros(4, 0, 1), torch.zeros(4), weights)
+
+
+def test_data_gaussian_takes_a_component_of_weight_zero_and_never_draws_it() -> None:
+    """Weights >= 0, as documented: a component with no share is kept, and draws of no class
+    never come from it."""
+    g = DataGaussian(torch.tensor([[10.0], [-10.0]]), torch.zeros(2, 0, 1), torch.zeros(2),
+                     torch.tensor([1.0, 0.0]))
+    assert g.sample((50, 1), generator=gen(0)).flatten().tolist() == [10.0] * 50
+
+
+def test_data_gaussian_class_draws_pick_its_components_by_weight_from_the_generator() -> None:
+    """Class 0 has components of weights 0.6 and 0.2: three of its draws in four come from the
+    first (not half, as equal odds within the class would give), the same ones whatever the
+    global random state."""
+    g = DataGaussian(torch.tensor([[10.0], [20.0], [30.0]]), torch.zeros(3, 0, 1),
+                     torch.zeros(3), torch.tensor([0.6, 0.2, 0.2]),
+                     component_classes=torch.tensor([0, 0, 1]))
+    draws = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        draws.append(g.sample((4000, 1), classes=torch.zeros(4000, dtype=torch.long),
+                              generator=gen(3)))
+    assert torch.equal(draws[0], draws[1])
+    assert set(draws[0].flatten().tolist()) == {10.0, 20.0}
+    assert (draws[0] == 10.0).double().mean().item() == pytest.approx(0.75, abs=0.03)
+
+
+def test_kmeans_iterates_until_no_point_changes_cluster() -> None:
+    """3, 3, 4, 5, 8, 9 in two: {3, 3, 4, 5} and {8, 9} (means 3.75 and 8.5) is the only split
+    in which every point is nearest its own cluster's mean; some seedings (seed 2's) need more
+    than one of Lloyd's rounds to reach it."""
+    from stgconv.mcmc.init import _kmeans
+
+    points = torch.tensor([5.0, 9.0, 4.0, 8.0, 3.0, 3.0], dtype=F64)[:, None]
+    for seed in range(10):
+        clusters = _kmeans(points, 2, generator=gen(seed)).tolist()
+        low, high = clusters[0], clusters[1]
+        assert low != high and clusters == [low, high, low, high, low, low], seed

@@ -15,7 +15,7 @@ from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
 from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import (CompletionChain, hiding_shifts, holdout_like,
+from stgconv.recovery import (CompletionChain, check_schedule, hiding_shifts, holdout_like,
                               interpolation_spread, recover, spread_step_scale)
 
 T, H, W = 12, 12, 12
@@ -275,8 +275,9 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
     frames = holdout.any(dim=(1, 2))
     assert torch.equal(frames, ~known.all(dim=(1, 2)).roll(1) & known.all(dim=(1, 2)))
     assert holdout[frames].all()  # whole frames, like the mask's own missing frames
-    with pytest.raises(ValueError, match="fraction"):
-        holdout_like(known, fraction=0.0)
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"fraction must be in \(0, 1\], got {fraction}"):
+            holdout_like(known, fraction=fraction)
     with pytest.raises(ValueError, match="bool"):
         holdout_like(known.float())
     with pytest.raises(ValueError, match=r"bool tensor \(True = observed\), got ndarray"):
@@ -288,7 +289,7 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
         holdout_like(torch.ones_like(known))
     every_frame_half = torch.zeros_like(known)
     every_frame_half[:, : H // 2] = True  # the same rows missing in every frame
-    with pytest.raises(ValueError, match="recovery.holdout: 0"):
+    with pytest.raises(ValueError, match="moved by any number of frames.*recovery.holdout: 0"):
         holdout_like(every_frame_half)
     # Time is dim -3: a (C, T, D, H, W) mask would be read with D as time.
     with pytest.raises(ValueError, match=r"\(T, H, W\) or \(C, T, H, W\)"):
@@ -437,6 +438,9 @@ def test_a_completion_clamp_of_no_range_is_refused() -> None:
         ({"completion": CompletionChain(Langevin(), step_scale=-torch.ones(1, T, H, W))},
          rf"step_scale must be finite and >= 0; {T * H * W} of {T * H * W} entries are not "
          r"\(e.g. -1.0\)"),
+        ({"completion": CompletionChain(Langevin(), step_scale=torch.full((1, T, H, W), math.inf))},
+         rf"step_scale must be finite and >= 0; {T * H * W} of {T * H * W} entries are not "
+         r"\(e.g. inf\)"),
         ({"completion": CompletionChain(Langevin(), step_scale=torch.ones(1, T, H + 1, W))},
          "step_scale"),
         ({"holdout": torch.ones(1, T, H, W, dtype=torch.bool)}, "holdout"),
@@ -741,3 +745,38 @@ def test_a_completion_chain_given_a_seed_names_itself() -> None:
     with pytest.raises(ValueError, match="CompletionChain.move: generator must be"):
         CompletionChain(Langevin(n_steps=1)).move(lambda x: x.flatten(1).sum(1), start,
                                                   constraint, generator=0)
+
+
+def test_a_preconditioned_completion_draws_its_noise_from_the_generator_alone() -> None:
+    """With a step scale the chain runs on z; its noise comes from ``generator`` too: the
+    global seed changes nothing, the generator's seed does."""
+    start = torch.zeros(1, 1, 4)
+    constraint = KnownEntries(start, torch.tensor([True, False, False, False]).view(1, 1, 4))
+    chain = CompletionChain(Langevin(n_steps=2, step_size=0.5), step_scale=torch.ones(1, 1, 4))
+    moves = []
+    for global_seed, seed in ((0, 3), (1, 3), (0, 4)):
+        torch.manual_seed(global_seed)
+        moves.append(chain.move(lambda x: x.pow(2).flatten(1).sum(1), start, constraint,
+                                generator=gen(seed)))
+    assert torch.equal(moves[0], moves[1]) and not torch.equal(moves[0], moves[2])
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ((0, 1, 0, 1), "^iterations must be >= 1, got 0"),
+    ((2, 0, 0, 1), "^chains must be >= 1, got 0"),
+    ((2, 1, 2, 1), r"^warm must be in \[0, iterations\) = \[0, 2\), got 2"),
+    ((2, 1, 1, 2), r"^last must be in \[1, iterations - warm\] = \[1, 1\], got 2"),
+])
+def test_check_schedule_names_each_bad_value_as_the_caller_calls_it(schedule, message) -> None:
+    """Each message opens with the caller's name for the value (a config key, say)."""
+    with pytest.raises(ValueError, match=message):
+        check_schedule(*schedule, names=("iterations", "chains", "warm", "last"))
+
+
+def test_holdout_like_draws_its_frames_from_the_generator_alone() -> None:
+    known = missing_frames(T, H, W, fraction=0.5, generator=gen(1))
+    holdouts = []
+    for global_seed in range(4):
+        torch.manual_seed(global_seed)
+        holdouts.append(holdout_like(known, fraction=0.5, shift=1, generator=gen(5)))
+    assert all(torch.equal(holdouts[0], other) for other in holdouts[1:])
