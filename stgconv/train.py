@@ -673,6 +673,9 @@ class MultiGridTrainer(FitLoop):
         config: dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
+        if not energies:  # else accepted, and the first step indexed an empty list of trainers
+            raise ValueError("a multi-grid trainer needs at least one modelled grid (one energy "
+                             "and one sampler)")
         if not len(energies) == len(samplers) == len(grid_sizes) - 1:
             raise ValueError(f"{len(energies)} energies, {len(samplers)} samplers and "
                              f"{len(grid_sizes)} grid sizes: expected one energy and one sampler "

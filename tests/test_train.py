@@ -992,6 +992,8 @@ def test_multigrid_trainer_rejects_mismatched_grids() -> None:
         MultiGridTrainer([energy], [sampler], pattern_images(), GRIDS)  # GRIDS models two
     with pytest.raises(ValueError, match=r"finest grid"):
         MultiGridTrainer([energy], [sampler], pattern_images(), [(1, 1), (4, 4)])
+    with pytest.raises(ValueError, match="^a multi-grid trainer needs at least one modelled"):
+        MultiGridTrainer([], [], pattern_images(), [(8, 8)])  # the data as its own base grid
     with pytest.raises(ValueError, match=r"\(3, 3\) does not divide \(8, 8\)"):
         MultiGridTrainer([energy], [sampler], pattern_images(), [(3, 3), (8, 8)])
     with pytest.raises(ValueError, match=r"grid_sizes\[1\] \(4\.5, 4\.5\): a size must be an int"):
