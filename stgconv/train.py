@@ -105,7 +105,10 @@ class FitLoop:
     # What to change when the training diverges and no weight of a network with its own
     # setting (advice_for) tells otherwise.
     divergence_advice: str = DESCRIPTOR_ADVICE
-    # The iteration of the newest checkpoint this trainer wrote or resumed from.
+    # The newest checkpoint this trainer wrote or resumed from, and its iteration: what a
+    # divergence names as the last good model (not fit's checkpoint_path, which a run resumed
+    # from another file may not have written yet).
+    saved_path: Path | None = None
     saved_iteration: int | None = None
 
     def step(self) -> dict[str, float]:
@@ -143,7 +146,7 @@ class FitLoop:
             save_checkpoint(state, path, keep_previous=True)
         if self.world is not None:
             self.world.barrier()  # nobody reads the checkpoint before it is whole
-        self.saved_iteration = self.iteration
+        self.saved_path, self.saved_iteration = Path(path), self.iteration
         return Path(path)
 
     def resume(self, path: str | Path) -> None:
@@ -157,7 +160,7 @@ class FitLoop:
             self.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"cannot resume from {path}: {err}") from err
-        self.saved_iteration = self.iteration
+        self.saved_path, self.saved_iteration = Path(path), self.iteration
 
     def check_divergence(self, stats: dict[str, float]) -> None:
         """Raise :class:`DivergenceError` when a value of ``stats`` (a step's loss and mean
@@ -227,9 +230,10 @@ class FitLoop:
             DivergenceError: a step's loss or mean energies, or the weights after it, are
                 non-finite or past their bounds (:meth:`check_divergence`); the diverged model
                 is never saved, so ``checkpoint_path`` keeps the last good one, and the message
-                says which iteration that is. A chain that diverges inside a step raises the
-                sampler's own ``FloatingPointError`` with the same guarantee. So does a
-                companion network's non-finite loss (a cooperative generator's, an
+                names the checkpoint that holds it and its iteration (the file the trainer
+                resumed from, while this fit has written none). A chain that diverges inside a
+                step raises the sampler's own ``FloatingPointError`` with the same guarantee.
+                So does a companion network's non-finite loss (a cooperative generator's, an
                 initializer's), a ``DivergenceError`` naming its learning rate.
             WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
                 its folder removed); the checkpoint it was replacing stays whole.
@@ -246,9 +250,8 @@ class FitLoop:
                                                      disable=not progress, desc="train")) as bar:
             while self.iteration < n_iterations:
                 # A step's own DivergenceError (a companion's loss) is told what is kept too.
-                stats = self._diverged_saying_what_is_kept(self.step, checkpoint_path)
-                self._diverged_saying_what_is_kept(partial(self.check_divergence, stats),
-                                                   checkpoint_path)
+                stats = self._diverged_saying_what_is_kept(self.step)
+                self._diverged_saying_what_is_kept(partial(self.check_divergence, stats))
                 history.append(stats)
                 # A JEM step without its contrastive term has no e_pos / e_neg.
                 # Shown at the bar's next redraw: refreshed here, it redrew every iteration,
@@ -266,22 +269,21 @@ class FitLoop:
                     on_iteration(self, stats)
                 due = checkpoint_every > 0 and self.iteration % checkpoint_every == 0
                 if checkpoint_path is not None and (due or self.iteration == n_iterations):
-                    self._diverged_saying_what_is_kept(self.check_saved_model, checkpoint_path)
+                    self._diverged_saying_what_is_kept(self.check_saved_model)
                     self.save(checkpoint_path)
                     if on_checkpoint is not None:
                         on_checkpoint(self)
         return history
 
-    def _diverged_saying_what_is_kept(self, check: Callable[[], Any],
-                                      checkpoint_path: str | Path | None) -> Any:
+    def _diverged_saying_what_is_kept(self, check: Callable[[], Any]) -> Any:
         """Run ``check`` and return what it returns; its :class:`DivergenceError` gains which
         checkpoint holds the last good model and what to change."""
         try:
             return check()
         except DivergenceError as err:
-            saved = self.saved_iteration
-            kept = ("no checkpoint was written" if checkpoint_path is None or saved is None
-                    else f"{checkpoint_path} keeps iteration {saved}, the last good model")
+            kept = ("no checkpoint was written" if self.saved_path is None else
+                    f"{self.saved_path} keeps iteration {self.saved_iteration}, the last good "
+                    "model")
             advice = err.advice or self.divergence_advice
             raise DivergenceError(f"{err}; {kept} ({advice})", advice=advice) from None
 

@@ -542,6 +542,22 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert load_checkpoint(tmp_path / "checkpoint_previous.pt")["iteration"] == 1
 
 
+@pytest.mark.parametrize("into", ["other.pt", None], ids=["another file", "no file"])
+def test_a_resumed_run_that_diverges_before_its_own_checkpoint_names_the_one_it_resumed_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, into: str | None) -> None:
+    """Resumed from a.pt, fitting into another file (or none) and diverging in its first step:
+    the last good model is a.pt's iteration 2; the file it fits into holds nothing yet."""
+    make_trainer("persistent").fit(2, checkpoint_path=tmp_path / "a.pt", progress=False)
+    resumed = make_trainer("persistent")
+    resumed.resume(tmp_path / "a.pt")
+    monkeypatch.setattr("stgconv.train.MAX_ABS_ENERGY", 0.0)
+    with pytest.raises(DivergenceError, match=rf"diverged at iteration 3: .*"
+                                              rf"{re.escape(str(tmp_path / 'a.pt'))} keeps "
+                                              rf"iteration 2, the last good model"):
+        resumed.fit(4, checkpoint_path=into and tmp_path / into, progress=False)
+    assert not (tmp_path / "other.pt").exists()
+
+
 def test_a_model_that_diverged_in_its_last_update_is_never_saved(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A step's statistics are measured before its update: an update that sends the energies
