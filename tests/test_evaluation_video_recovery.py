@@ -67,6 +67,18 @@ def salt_and_pepper_clip(clip: Path, config) -> tuple[torch.Tensor, torch.Tensor
     return truth, known, hidden.expand_as(known) & known
 
 
+def recorded_keywords(monkeypatch, module, name: str) -> list[dict]:
+    """The keyword arguments of each call to ``module.name`` from now on (it still runs)."""
+    calls, original = [], getattr(module, name)
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, recording)
+    return calls
+
+
 def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     out = tmp_path / "table.json"
     assert main(["eval", "recovery", "--video", str(clip), "--mask", "missing_frames:0.5",
@@ -325,14 +337,7 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
     holdout (neighbour_average), and for whichever of the learned fill and the fill it corrects
     wins without one."""
     task = importlib.import_module("stgconv.tasks.recover_video")
-    calls = []
-
-    def recording(*args, **kwargs):
-        calls.append(kwargs)
-        return task_recover(*args, **kwargs)
-
-    task_recover = task.recover
-    monkeypatch.setattr(task, "recover", recording)
+    calls = recorded_keywords(monkeypatch, task, "recover")
     config = quick_config("recovery.init=learned",
                           "recovery.learned.fills=[temporal_interpolation]",
                           f"recovery.learned.starts={starts}", "recovery.holdout=0.3")
@@ -901,3 +906,152 @@ def test_only_a_clip_without_the_frames_is_told_of_the_frames_option(clip, tmp_p
         load_clip(garbage, frames=2, size=8)
     assert str(err.value).startswith(f"cannot open video {garbage}"), err.value
     assert "--frames" not in str(err.value)
+
+
+def test_a_mask_the_learned_fill_cannot_use_without_a_holdout_names_only_the_start() -> None:
+    """The same block missing in every frame, with recovery.holdout already 0: the message asks
+    for a classical start alone, not for the holdout the config already has."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    known = torch.ones(3, 12, 32, 32, dtype=torch.bool)
+    known[:, :, 8:16, 8:16] = False
+    with pytest.raises(ValueError, match=r"choose a classical recovery\.init for it$"):
+        task._recover(quick_config("recovery.holdout=0"), torch.zeros(3, 12, 32, 32), known,
+                      progress=False)
+
+
+def test_the_chains_run_the_configs_schedule(clip: Path, monkeypatch) -> None:
+    """The warm-up, the iterations averaged and the chains per example reach the recovery as the
+    config sets them (three different numbers, so that no two can be swapped unseen), and its
+    draws come from the config's seed."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    calls = recorded_keywords(monkeypatch, task, "recover")
+    config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0", "seed=7",
+                          "recovery.warmup=0", "recovery.average_last=1",
+                          "chains.chains_per_example=2")
+    truth, known, _ = salt_and_pepper_clip(clip, config)
+    task._recover(config, torch.where(known, truth, 0.0), known, progress=False)
+    (kwargs,) = calls
+    assert (kwargs["warmup"], kwargs["average_last"], kwargs["n_chains"]) == (0, 1, 2)
+    assert kwargs["generator"].initial_seed() == 7
+
+
+@pytest.mark.parametrize("mask", ["missing_frames:0.5", "region:6", "salt_and_pepper:0.5"])
+def test_every_generated_mask_is_drawn_from_the_seed_it_is_given(mask: str) -> None:
+    """The same seed draws the same mask, another seed another one, for each kind of mask."""
+    draws = [load_known(mask, (8, 16, 16), seed=seed) for seed in (3, 3, 4)]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+def test_an_upper_case_suffix_is_read_and_named_as_its_format(clip: Path, tmp_path: Path
+                                                               ) -> None:
+    """MASK.NPY is an array in the clip's (T, H, W) layout, not a .mat file read as (H, W, T, C);
+    TWO.MAT is a .mat file, whose layout the message names."""
+    column = tmp_path / "COLUMN.NPY"
+    with column.open("wb") as file:  # np.save would add a second suffix to this name
+        np.save(file, np.ones((12, 32, 1), np.uint8))
+    with pytest.raises(ValueError) as err:
+        load_known(column, (12, 32, 32))
+    assert "is (1, 12, 32, 1), the clip (T, H, W)" in str(err.value), err.value
+    two_channels = tmp_path / "TWO.MAT"
+    scipy.io.savemat(two_channels, {"masks": np.zeros((32, 32, 12, 2), np.uint8)})
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    with pytest.raises(ValueError, match=r"\(the \.mat mask's \(H, W, T, C\) read as "
+                                         r"\(C, T, H, W\)\)$"):
+        task.recover_video(quick_config(), clip, two_channels, frames=12, size=32)
+
+
+def test_the_report_and_metrics_name_what_ran(clip: Path, tmp_path: Path) -> None:
+    """Without a holdout the answer is the last iteration's: the report and metrics.json say so
+    (iteration 1 of 2), and metrics.json holds the video, the mask as typed, one history record
+    per iteration and the report's seconds."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0")
+    report = task.recover_video(config, clip, "region:12", frames=12, size=32,
+                                out_dir=tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert report["selected_iteration"] == metrics["selected_iteration"] == 1
+    assert (metrics["video"], metrics["mask"]) == (str(clip), "region:12")
+    assert len(metrics["history"]) == 2 and metrics["seconds"] == report["seconds"] > 0
+
+
+def test_a_prior_read_from_as_many_other_fills_is_refused(monkeypatch) -> None:
+    """A prior that reads three fills does not fit three other ones: the fills are compared by
+    name, not by count."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    fills = ["temporal_interpolation", "neighbour_average", "biharmonic"]
+    net = task.FillNet(3, len(fills), 8)
+    monkeypatch.setattr(task, "load_fill_prior", lambda name: (net, fills))
+    settings = quick_config("recovery.learned.prior=prior.pt", "recovery.learned.fills=["
+                            "temporal_interpolation,neighbour_average,motion_compensated]").recovery
+    with pytest.raises(ValueError, match=r"reads the fills \['biharmonic', 'neighbour_average', "
+                                         r"'temporal_interpolation'\], recovery\.learned\.fills "
+                                         r"are \['motion_compensated', "):
+        task._load_prior(settings, channels=3)
+
+
+def test_the_learned_fill_is_applied_as_its_settings_say(clip: Path, monkeypatch) -> None:
+    """recovery.learned.precision and symmetric reach both fills the net makes (with every
+    observed entry and without the held-out ones)."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    calls = recorded_keywords(monkeypatch, task, "apply_fill")
+    config = quick_config("recovery.learned.fills=[temporal_interpolation]",
+                          "recovery.learned.starts=[]", "recovery.holdout=0.3",
+                          "recovery.learned.symmetric=false")
+    truth, known, held_out = salt_and_pepper_clip(clip, config)
+    task._start_fill(config, torch.where(known, truth, 0.0), known, held_out, None)
+    assert calls == [{"precision": "fp32", "symmetric": False}] * 2
+
+
+def test_an_unscaled_completion_runs_the_recovery_sections_sampler(clip: Path) -> None:
+    """With ``step_scale: none`` the completion chain is recovery.completion's sampler (its
+    clamp here), not the experiment's."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    config = quick_config("recovery.step_scale=none", "recovery.completion.clamp=[-0.2,0.2]")
+    assert config.sampler.clamp != config.recovery.completion.clamp
+    truth, known, _ = salt_and_pepper_clip(clip, config)
+    chain = task._completion(config, torch.where(known, truth, 0.0), known)
+    assert chain.step_scale is None and tuple(chain.sampler.clamp) == (-0.2, 0.2)
+
+
+def test_a_classical_fill_that_beats_the_learned_one_starts_from_every_observed_entry(
+        clip: Path, monkeypatch) -> None:
+    """When a fill the net reads wins the holdout (here against a net that fills 1 everywhere),
+    the answer starts from that fill made with every observed entry, the choosing loop from it
+    made without the held-out ones."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    monkeypatch.setattr(task, "apply_fill", lambda net, observed, known, filled, **how:
+                        torch.where(known, observed, 1.0))
+    config = quick_config("recovery.learned.fills=[temporal_interpolation,neighbour_average]",
+                          "recovery.learned.starts=[]", "recovery.holdout=0.3")
+    truth, known, held_out = salt_and_pepper_clip(clip, config)
+    observed = torch.where(known, truth, 0.0)
+    init, unseen, start, _ = task._start_fill(config, observed, known, held_out, None)
+    fill = {"temporal_interpolation": temporal_interpolation,
+            "neighbour_average": neighbour_average}[start]
+    torch.testing.assert_close(init, fill(observed, known))
+    torch.testing.assert_close(unseen, fill(observed, known & ~held_out))
+
+
+def test_eval_recovery_hands_its_options_to_the_recovery(monkeypatch) -> None:
+    """The clip read before, the output folder and the progress bar reach the recovery."""
+    evaluation = importlib.import_module("stgconv.evaluation.video_recovery")
+    truth = torch.zeros(3, 2, 4, 4)
+    known = torch.ones(1, 2, 4, 4, dtype=torch.bool)
+    known[0, 0, 0, 0] = False
+    report = {"truth": truth, "known": known, "error": 1.0, "seconds": 1.0, "init_error": 2.0,
+              "start": {"fill": "zero"}, "selected_iteration": 0, "init": truth,
+              "recovered": truth, "config": quick_config()}
+    calls = []
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return report
+
+    monkeypatch.setattr(evaluation, "recover_video", recording)
+    monkeypatch.setattr(evaluation, "FILLS", {})
+    config = quick_config()
+    evaluation.eval_recovery(config, "v.mkv", "m.npy", frames=2, size=4, clip=truth,
+                             out_dir="out", progress=True)
+    ((args, kwargs),) = calls
+    assert args == (config, "v.mkv", "m.npy") and kwargs.pop("clip") is truth
+    assert kwargs == {"frames": 2, "size": 4, "out_dir": "out", "progress": True}
