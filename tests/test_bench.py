@@ -1021,6 +1021,7 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("digits.py", ["--steps", "-2"], r"--steps: must be >= 0, got -2"),
     ("compose.py", ["--step", "0"], r"--step must be a positive number, got 0.0"),
     ("compose.py", ["--noise", "-1"], r"--noise must be a number >= 0, got -1.0"),
+    ("compose.py", ["--noise", "inf"], r"--noise must be a number >= 0, got inf"),
     ("rbm.py", ["--ais-runs", "0"], r"--ais-runs: must be >= 1, got 0"),
     ("rbm.py", ["--ais-betas", "1"], r"--ais-betas: must be >= 2, got 1"),
     ("rbm.py", ["--updates", "-1"], r"--updates: must be >= 1, got -1"),
@@ -2163,6 +2164,7 @@ def test_compose_experts_strokes_and_conditions_are_as_documented(bench_module):
         images[i, 0, 5:20, 10:10 + width] = 1.0
     images[3, 0, 2:26, 2:26] = 1.0  # a blot
     images[4, 0, 5:20, 10:13] = -0.25  # grey below 0: no ink
+    images[4, 0, 0, 0] = 0.0  # ink is above 0, not at it
     area, widths = module["strokes"](images)
     assert area.tolist() == [30, 45, 60, 576, 0] and widths[4] == 0
     assert widths[0] < widths[1] < widths[2] < widths[3] and 2.5 < widths[1] < 4
@@ -2186,7 +2188,9 @@ def test_compose_trains_and_samples_as_its_protocol_says(tmp_path, bench_module,
     the top third of stroke widths (class 1) from the bottom third; the product asks A for the
     digit and B for thick strokes, in the energy asked for; each set's chain draws the same
     noise, steps sqrt(2 step) with noise std noise, from starts in [-1, 1]; a blot has more
-    ink than 99% of the experts' digits; the judge is scored on other random test digits.
+    ink than 99% of the experts' digits; the judge is scored on other random test digits;
+    every chain starts from the same draw of the start asked for (random test digits, or
+    uniform noise in [-1, 1]); the picture shows the first 12 of the starts and of each set.
     Trainings and chains stubbed, but for one expert trained a step with and without noise."""
     import argparse
 
@@ -2195,12 +2199,12 @@ def test_compose_trains_and_samples_as_its_protocol_says(tmp_path, bench_module,
     calls, energies, draws = {}, [], []
 
     def train_classifier(images, labels, *, epochs, seed):
-        calls["judge"] = images, seed
+        calls["judge"] = images, seed, epochs
         calls["judge_net"] = module["DigitClassifier"]().eval()
         return calls["judge_net"]
 
     def train_expert(images, labels, n_classes, **settings):
-        calls[n_classes] = images, labels
+        calls[n_classes] = images, labels, settings
         return module["ClassifierEnergy"](module["digit_classifier"](n_classes, width=2)), 0.0
 
     def expert_energy(expert, label, kind):
@@ -2216,33 +2220,51 @@ def test_compose_trains_and_samples_as_its_protocol_says(tmp_path, bench_module,
             draws.append(torch.rand(1, generator=generator).item())
             return x0
 
+    def save_image_grid(images, path, *, nrow):
+        calls["picture"] = images, path, nrow
+
     for name, stub in (("train_classifier", train_classifier), ("train_expert", train_expert),
-                       ("expert_energy", expert_energy), ("Langevin", Langevin)):
+                       ("expert_energy", expert_energy), ("Langevin", Langevin),
+                       ("save_image_grid", save_image_grid)):
         monkeypatch.setitem(run.__globals__, name, stub)
     args = argparse.Namespace(seed=0, quick=True, expert_steps=1, expert_noise=0.5, width=2,
                               digit=3, energy="conditional", start="gaussian", samples=4,
-                              steps=1, step=2.0, noise=0.5, picture=None)
+                              steps=1, step=2.0, noise=0.5, picture="sets.png")
     data = bench_module("digits.py")["quick_digits"](tmp_path)
     _, rows = run(args, data, sizes=(100, 40, 30))
-    judged, seed = calls["judge"]
+    judged, seed, epochs = calls["judge"]
     experts = calls[10][0]
-    assert seed == 1 and not {x.numpy().tobytes() for x in judged} & {
+    assert (seed, epochs) == (1, 1) and not {x.numpy().tobytes() for x in judged} & {
         x.numpy().tobytes() for x in experts}
     area, widths = module["strokes"](experts)
     thick, thin = np.quantile(widths, 2 / 3), np.quantile(widths, 1 / 3)
     kept = (widths >= thick) | (widths <= thin)
     assert calls[2][1].tolist() == (widths[kept] >= thick).astype(int).tolist()
+    settings = {"steps": 1, "noise": 0.5, "width": 2}
+    assert (calls[10][2], calls[2][2]) == ({**settings, "seed": 0}, {**settings, "seed": 2})
     assert energies == [(3, "conditional"), (1, "conditional")]
-    assert (calls["sampler"]["step_size"], calls["sampler"]["noise_scale"]) == (2.0, 0.25)
+    assert calls["sampler"] == {"n_steps": 1, "step_size": 2.0, "noise_scale": 0.25,
+                                "clamp": (-1.0, 1.0), "precision": "fp32"}
     assert len(draws) == 3 and len(set(draws)) == 1
     assert -1 <= calls["start"].min() and calls["start"].max() <= 1
+    grid, path, nrow = calls["picture"]
+    assert torch.equal(grid, calls["start"].repeat(4, 1, 1, 1)) and (path, nrow) == ("sets.png", 12)
     assert rows[0]["max_ink"] == float(np.quantile(area, 0.99))
+    # The starts took no sampling; every chain's CPU time is its own row's.
+    assert rows[0]["sample_cpu_s"] is None and all(row["sample_cpu_s"] >= 0 for row in rows[1:])
     # The judge's accuracy: on a random 30 of the test digits drawn by seed + 3.
     test, labels = module["split"](data, "test", 30, 3)
     with torch.no_grad():
         accuracy = (calls["judge_net"](test).argmax(1) == labels).float().mean().item()
     assert rows[0]["judge_test_accuracy"] == accuracy
     assert not torch.equal(test, module["split"](data, "test", 30, 0)[0])
+    # The other starts, drawn by the seed's generator: test digits in a random order, or noise.
+    shuffled = torch.randperm(30, generator=torch.Generator().manual_seed(0))[:4]
+    noise = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for start, expected in (("digits", module["split"](data, "test", 30, 0)[0][shuffled]),
+                            ("noise", noise)):
+        run(argparse.Namespace(**{**vars(args), "start": start}), data, sizes=(100, 40, 30))
+        assert torch.equal(calls["start"], expected)
     # An expert learns from its digits under noise of the given std, as its seed draws it.
     experts = [module["train_expert"](test, labels, 10, steps=1, noise=noise, width=2, seed=0)[0]
                for noise in (0.5, 0.5, 0.0)]
@@ -2471,13 +2493,17 @@ def test_voxel_eval_saves_its_report_before_it_prints_it(tmp_path, bench_module,
 
 def test_text_table_lines_up_comments_header_rule_and_rows(bench_module):
     """The benches' tables: the comment lines, the titles aligned as their columns, a rule as
-    wide as the header, then a line per row, cells joined by one space."""
+    wide as the header, then a line per row, cells joined by one space; a list is written as
+    a shape (2x3)."""
     common = bench_module("common.py")
     columns = [common["Column"]("seed", "seed", "<4"),
-               common["Column"]("acc", "accuracy", ">6", ".3f")]
-    rows = [{"seed": 0, "accuracy": 0.5}, {"seed": 12, "accuracy": 0.25}]
+               common["Column"]("acc", "accuracy", ">6", ".3f"),
+               common["Column"]("shape", "shape", "<5")]
+    rows = [{"seed": 0, "accuracy": 0.5, "shape": [2, 3]},
+            {"seed": 12, "accuracy": 0.25, "shape": [1, 28]}]
     assert common["text_table"](["# held-out accuracy"], columns, rows).splitlines() == [
-        "# held-out accuracy", "seed    acc", "-----------", "0     0.500", "12    0.250"]
+        "# held-out accuracy", "seed    acc shape", "-" * 17, "0     0.500 2x3  ",
+        "12    0.250 1x28 "]
 
 
 def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, capsys):
@@ -3101,6 +3127,9 @@ def test_langevin_step_stats_run_both_chains_on_the_seeds_noise(bench_module, mo
     assert sorted(calls) == [("eager", 5, None)] * 3 + [("stgconv", 5, "bf16")] * 3
     # The final states: 4e-5 apart in bf16 against fp32, 6e-8 with both in fp32 (measured).
     assert row["ran_in"] == "bf16" and row["max_abs_diff"] > 1e-6
+    fp32 = common["Timing"](**{**vars(timing), "precision": "fp32"})
+    assert common["langevin_step_stats"](lambda x: conv(x).flatten(1).sum(1), x0,
+                                         fp32)["max_abs_diff"] < 1e-6
 
 
 def test_interleaved_times_each_run_after_its_warmup_in_flipped_order(bench_module,
@@ -3144,6 +3173,9 @@ def test_data_spread_averages_the_spreads_of_random_draws(bench_module):
     draws = [common["random_subset"](data, 4, seed=seed) for seed in (0, 0, 1)]
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
     assert not torch.equal(draws[0], data[:4]) and len(set(draws[0][:, 0].tolist())) == 4
+    # Asked for as many as there are, or more: all of them, shuffled.
+    everything = common["random_subset"](data, 12, seed=0)
+    assert not torch.equal(everything, data) and torch.equal(everything.sort(0).values, data)
     spreads = [common["quality"].spread(common["random_subset"](data, 4, seed=seed))
                for seed in range(3)]
     assert common["data_spread"](data, 4, draws=3) == pytest.approx(sum(spreads) / 3)
