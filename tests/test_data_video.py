@@ -613,6 +613,25 @@ def test_prepare_reads_sizes_and_clip_counts_as_documented(load_script) -> None:
             parse(text)
 
 
+def test_prepare_defaults_and_its_exact_summary(video_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture,
+                                               load_script) -> None:
+    """Without options: one clip per video, gzip; the summary counts videos (not clips), says
+    nothing of skipped files when none were, and gives the sizes in MiB and the time in s."""
+    prepare = load_script("datasets/video/prepare.py")
+    out = tmp_path / "prep.h5"
+    # 64 x 64: the uncompressed size, 3 * 3 * 64 * 64 * 3 bytes, shows as 0.1 MiB.
+    assert prepare.main([str(video_dir), str(out), "--frames", "3", "--size", "64"]) == 0
+    with h5py.File(out, "r") as h5:
+        assert h5["clips"].compression == "gzip"
+    lines = capsys.readouterr().out.splitlines()
+    on_disk = f"{out.stat().st_size / 2**20:.1f}"
+    assert lines[1:4] == ["  clips:   3 from 3 videos",
+                          "  shape:   (3, 3, 64, 64, 3) uint8 (N, T, H, W, C)",
+                          f"  on disk: {on_disk} MiB (0.1 MiB uncompressed)"]
+    assert re.fullmatch(r"  time:    \d+\.\d s", lines[4]) and len(lines) == 5
+
+
 def test_prepare_passes_its_options_to_the_cache(video_dir: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture,
                                                  load_script) -> None:

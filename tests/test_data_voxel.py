@@ -510,6 +510,37 @@ def test_prepare_script_passes_its_options_to_the_cache(tree: Path, tmp_path: Pa
         assert not np.array_equal(made["voxels"][()], library["voxels"][()])
 
 
+def test_prepare_script_defaults_and_its_exact_summary(tree: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture,
+                                                      load_script, monkeypatch) -> None:
+    """Without options the grid is 32 voxels a side, a margin of 1, z up; the summary leaves
+    out a category without shapes and times a skipped mesh too (it was read)."""
+    prepare = load_script("datasets/voxel/prepare.py")
+    chairs = tree / "chair" / "train"
+    (chairs / "chair_train_0004.off").write_text(BOX)  # its grid shows the up axis
+    (chairs / "chair_train_0003.off").write_text("not a mesh")
+    for mesh in (tree / "table" / "train").iterdir():
+        mesh.unlink()
+    build = prepare.run_build
+    # A fixed build time, so the time per mesh is known: 1.2 s over 3 shapes and 1 skipped.
+    monkeypatch.setattr(prepare, "run_build", lambda *args, **kw: (build(*args, **kw)[0], 1.2))
+    out = tmp_path / "mn.h5"
+    assert prepare.main([str(tree), str(out), "--categories", "chair", "table",
+                         "--splits", "train", "--skip-unreadable", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == ["  shapes:  3 (train 3, test 0), 1 skipped",
+                         "  labels:  0 chair 3",
+                         "  shape:   (3, 32, 32, 32) uint8 (N, R, R, R), z up",
+                         f"  on disk: {out.stat().st_size / 2**20:.1f} MiB",
+                         "  time:    1.2 s (300 ms per mesh)"]
+    with pytest.warns(UserWarning, match="chair_train_0003.off is not an OFF file"):
+        expected = build_modelnet_cache(tree, tmp_path / "expected.h5", resolution=32, margin=1,
+                                        up_axis=2, categories=["chair", "table"],
+                                        splits=("train",), skip_unreadable=True)
+    with h5py.File(out, "r") as made, h5py.File(expected, "r") as library:
+        assert np.array_equal(made["voxels"][()], library["voxels"][()])
+
+
 def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
         tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture, load_script,
         monkeypatch) -> None:
