@@ -318,21 +318,34 @@ def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tm
     assert load_checkpoint(run)["iteration"] == 3
 
 
+def merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` written over it, section by section."""
+    return {**base, **{key: merged(base[key], value) if isinstance(value, dict) else value
+                       for key, value in changes.items()}}
+
+
+@pytest.mark.parametrize("changes, shown", [
+    # The first four in the order of their keys; train.lr is the one more.
+    ({"train": {"lr": 0.5}, "sampler": {"n_steps": 5, "step_size": 0.5}},
+     "seed: 0 in the run, 7 in CONFIG and 1 more; resume without CONFIG"),
+    # Four in all, none more; a setting two sections deep by its whole key.
+    ({"recovery": {"learned": {"iterations": 5}}, "sampler": {"n_steps": 5}},
+     "'other' in CONFIG; recovery.learned.iterations: 800 in the run, 5 in CONFIG; "
+     "sampler.n_steps: 3 in the run, 5 in CONFIG; seed: 0 in the run, 7 in CONFIG; "
+     "resume without CONFIG"),
+], ids=["five", "four"])
 def test_a_refused_config_names_four_differences_and_counts_the_rest(
-        texture_run: Path, tmp_path: Path, capsys) -> None:
+        texture_run: Path, tmp_path: Path, capsys, changes: dict, shown: str) -> None:
     run = tmp_path / "run"
     shutil.copytree(texture_run, run)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     config = tmp_path / "changed.yaml"
-    config.write_text(yaml.safe_dump({
-        **saved, "name": "other", "seed": 7, "train": {**saved["train"], "lr": 0.5},
-        "sampler": {**saved["sampler"], "n_steps": 5, "step_size": 0.5}}))
+    config.write_text(yaml.safe_dump(merged(saved, {"name": "other", "seed": 7, **changes})))
     code, _, err = run_main(["train", str(config), "--resume", "--out", str(run), "--quiet"],
                             capsys)
     assert code == 2, err
-    # The first four in the order of their keys; train.lr is the one more.
     assert "name: 'experiment' in the run, 'other' in CONFIG; " in err and "train.lr" not in err
-    assert "seed: 0 in the run, 7 in CONFIG and 1 more; resume without CONFIG" in err
+    assert shown in err, err
 
 
 def test_resume_of_a_folder_without_a_run_names_the_missing_checkpoint(
@@ -1237,6 +1250,24 @@ def test_an_interrupted_command_says_so_in_one_line(monkeypatch, capsys) -> None
     assert code == 130 and err.count("\n") == 1 and "interrupted" in err
 
 
+def test_a_user_error_that_sigterm_stopped_is_named_before_the_stop(monkeypatch,
+                                                                      capsys) -> None:
+    """torchrun stops the other processes when one fails, and a failing one may be stopped
+    while cleaning up after its own refusal: that refusal is its one error line, not lost."""
+    def stopped_while_refusing(*_: object, **__: object) -> None:
+        try:
+            raise ValueError("a refusal whose text\n   runs over two lines")
+        except ValueError:
+            raise Terminated(143) from None
+
+    monkeypatch.setattr(tasks, "train", stopped_while_refusing)
+    code, _, err = run_main(["train", *TINY, "--quiet"], capsys)
+    assert code == 143 and err.splitlines() == [
+        "stgconv train: error: a refusal whose text runs over two lines",
+        "stgconv train: stopped by SIGTERM: another training process failed, or the job was "
+        "stopped"]
+
+
 def test_a_run_is_replaced_only_with_overwrite(texture_run: Path, tmp_path: Path, dead_pid: int,
                                                capsys) -> None:
     run = tmp_path / "run"
@@ -1811,15 +1842,23 @@ def stopped_before_the_work(monkeypatch: pytest.MonkeyPatch, owner: object, name
     (["reconstruct", "{run}", "{run}/observed.png", "--lr", "0.5", "--seed", "3"], "reconstruct",
      {"lr": 0.5, "seed": 3}),
     (["interpolate", "{run}", "--seed", "4"], "interpolate", {"seed": 4}),
-    (["demo", "--out", "~/demo", "--overwrite"], "demo", {"args": ("{home}/demo",),
-                                                          "overwrite": True}),
+    (["demo", "--out", "~/demo", "--overwrite", "--quiet"], "demo",
+     {"args": ("{home}/demo",), "overwrite": True, "progress": False}),
     (["demo"], "demo", {"args": ("outputs/demo",)}),
     (["demo", "--set", "train.n_iterations=1"], "demo", {"overrides": ["train.n_iterations=1"]}),
-    (["train", "--device", "cpu", "--out", "{home}/run"], "train", {"config.device": "cpu"}),
+    (["train", "--device", "cpu", "--out", "{home}/run", "--quiet"], "train",
+     {"config.device": "cpu", "progress": False}),
     (["recover-shape", "{run}", "x.npy", "--known", "k.npy", "--init", "mean", "--seed", "5",
       "--steps", "2"], "recover_shape", {"init": "mean", "seed": 5, "n_steps": 2}),
+    (["super-resolve", "{run}", "x.npy", "--out", "sr", "--batch-size", "3", "--soft"],
+     "super_resolve", {"batch_size": 3, "binary": False}),
     (["eval", "recovery-3d", "--checkpoint", "{run}", "--shapes", "s.npz", "--max-shapes", "2",
       "--seed", "6"], "voxel.eval_recovery_3d", {"max_shapes": 2, "seed": 6}),
+    (["eval", "classification", "--checkpoint", "{run}", "--shapes", "s.npz", "--test", "t.npz",
+      "--folds", "3", "--per-class", "2", "--l2", "0.5"], "classification.eval_classification",
+     {"test": "t.npz", "folds": 3, "per_class": 2, "l2": 0.5}),
+    (["eval", "recovery", "--video", "v.mp4", "--mask", "region:8", "--quiet"],
+     "video_recovery.eval_recovery", {"progress": False}),
     (["recover", "--video", "v.mp4", "--mask", "region:8", "--quiet", "--device", "cpu"],
      "recover_video", {"progress": False, "config.device": "cpu", "frames": 70,
                        "out_dir": "outputs/recovery"}),
@@ -1829,11 +1868,17 @@ def stopped_before_the_work(monkeypatch: pytest.MonkeyPatch, owner: object, name
      {"seed": 3}),
     (["fill-prior", "clip.mp4", "--out", "prior.pt", "--set", "seed=3", "--seed", "5"],
      "train_fill_prior", {"seed": 5}),
+    # A seed of 0 is a seed given, not none.
+    (["fill-prior", "clip.mp4", "--out", "prior.pt", "--set", "seed=3", "--seed", "0"],
+     "train_fill_prior", {"seed": 0}),
 ], ids=["synthesize --seed --frames --steps", "reconstruct --lr --seed", "interpolate --seed",
-        "demo --out ~ --overwrite",
-        "demo's --out", "demo --set", "train --device", "recover-shape --init --seed --steps",
-        "eval recovery-3d --max-shapes --seed", "recover --quiet --device",
-        "fill-prior ~", "fill-prior's seed is the config's", "fill-prior --seed"])
+        "demo --out ~ --overwrite --quiet",
+        "demo's --out", "demo --set", "train --device --quiet",
+        "recover-shape --init --seed --steps", "super-resolve --batch-size --soft",
+        "eval recovery-3d --max-shapes --seed",
+        "eval classification --test --folds --per-class --l2", "eval recovery --quiet",
+        "recover --quiet --device", "fill-prior ~", "fill-prior's seed is the config's",
+        "fill-prior --seed", "fill-prior --seed 0"])
 def test_a_command_passes_its_options_to_its_task(texture_run: Path, tmp_path: Path, capsys,
                                                   monkeypatch, argv, task, given) -> None:
     """(A quoted "~" is home too, as the shell would have made it.)"""
@@ -2204,6 +2249,18 @@ def test_help_and_version_state_no_default(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert text.endswith("-h, --help show this help message and exit --version show program's "
                          "version number and exit")
+
+
+@pytest.mark.parametrize("command, shown", [
+    (["train"], "--quiet no progress bar (default: off)"),
+    # A required option is never left out: its help ends where the next option's begins.
+    (["eval", "ood"], "--outliers OUTLIERS .npz with x_test, as --inliers --json FILE"),
+])
+def test_a_flag_left_out_reads_off_and_a_required_option_states_no_default(
+        capsys, command: list[str], shown: str) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    assert shown in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_repeatable_option_left_out_shows_not_set_in_the_help(capsys) -> None:
