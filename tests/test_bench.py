@@ -1354,16 +1354,51 @@ SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "common")
 def run_as_documented(*args: str) -> subprocess.CompletedProcess:
     """``python -m bench.NAME ...`` from the repository root with no PYTHONPATH, as
     bench/README.md says to run them."""
+    return _python_at_the_root("-m", *args)
+
+
+def run_as_documented_code(code: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -c CODE ARGS`` where ``python -m bench.NAME`` runs (see run_as_documented)."""
+    return _python_at_the_root("-c", code, *args)
+
+
+def _python_at_the_root(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_every_bench_starts_as_documented(script: str) -> None:
-    result = run_as_documented(f"bench.{script}", "--help")
+# ``python -m bench.NAME --help`` for every bench in one process: runpy runs each module as
+# ``-m`` does (``__main__``, the working directory first on sys.path), without paying a
+# process's start and torch's import once per bench.
+HELP_OF_EVERY_BENCH = """
+import contextlib, io, json, runpy, sys
+helps = {}
+for name in sys.argv[1:]:
+    sys.argv[1:] = ["--help"]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        try:
+            runpy.run_module(f"bench.{name}", run_name="__main__", alter_sys=True)
+            code = "returned without exiting"
+        except SystemExit as stop:
+            code = stop.code
+    helps[name] = {"code": code, "stdout": text.getvalue()}
+print(json.dumps(helps))
+"""
+
+
+@pytest.fixture(scope="module")
+def bench_helps() -> dict[str, dict]:
+    result = run_as_documented_code(HELP_OF_EVERY_BENCH, *SCRIPTS)
     assert result.returncode == 0, result.stderr
-    assert "--json" in result.stdout
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_starts_as_documented(script: str, bench_helps: dict[str, dict]) -> None:
+    assert bench_helps[script]["code"] == 0
+    assert "--json" in bench_helps[script]["stdout"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
