@@ -72,37 +72,49 @@ def examples() -> torch.Tensor:
     return torch.rand(N_EXAMPLES, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
-def one_step(rank: int, size: int, store: str, out: str, n_examples: int, batch_size: int
-             ) -> None:
-    """Rank ``rank`` of ``size``: one training step on its shard of the first ``n_examples``;
-    saves its batch, its samples and the (averaged) gradient."""
+STEP_CASES = {"equal batches": (N_EXAMPLES, BATCH),
+              "shards of 3 and 2 examples, each whole": (5, 4)}
+"""``(n_examples, batch_size)`` of each one-step case :func:`one_step_of_each_case` runs."""
+
+
+def one_step_of_each_case(rank: int, size: int, store: str, out: str) -> None:
+    """Rank ``rank`` of ``size``: for each of STEP_CASES, one training step on its shard of the
+    first ``n_examples`` by a fresh trainer; saves its batch, its samples and the (averaged)
+    gradient as ``{case}-rank{rank}.pt``. (One launch for every case: each launch starts two
+    Python processes that import torch.)"""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
     world = World(rank=rank, size=size, device=torch.device("cpu"))
-    energy = tiny_energy()
-    shard = examples()[:n_examples][world.shard(n_examples)]
-    chains = PersistentChains(len(shard), NoiseInit("gaussian", 0.5), chains_per_example=2)
-    trainer = Trainer(energy, Langevin(n_steps=3, step_size=0.05), chains, shard,
-                      train=TrainConfig(batch_size=batch_size),
-                      generator=torch.Generator().manual_seed(10 + rank), world=world)
-    batch = torch.arange(trainer.batch_size)
-    trainer.step([batch])
-    torch.save({"x_pos": shard[batch], "x_neg": trainer.last_samples,
-                "grads": [p.grad.clone() for p in energy.parameters()]},
-               f"{out}/rank{rank}.pt")
+    for case, (n_examples, batch_size) in STEP_CASES.items():
+        energy = tiny_energy()
+        shard = examples()[:n_examples][world.shard(n_examples)]
+        chains = PersistentChains(len(shard), NoiseInit("gaussian", 0.5), chains_per_example=2)
+        trainer = Trainer(energy, Langevin(n_steps=3, step_size=0.05), chains, shard,
+                          train=TrainConfig(batch_size=batch_size),
+                          generator=torch.Generator().manual_seed(10 + rank), world=world)
+        batch = torch.arange(trainer.batch_size)
+        trainer.step([batch])
+        torch.save({"x_pos": shard[batch], "x_neg": trainer.last_samples,
+                    "grads": [p.grad.clone() for p in energy.parameters()]},
+                   f"{out}/{case}-rank{rank}.pt")
     # The library's own exit (barrier, destroy, collect): a bare destroy_process_group left
     # Gloo's threads to the interpreter's exit, and a rank aborted there ("terminate called
     # without an active exception") in 2 of 28 runs of this test.
     shutdown(world)
 
 
-@pytest.mark.parametrize("n_examples, batch_size", [(N_EXAMPLES, BATCH), (5, 4)],
-                         ids=["equal batches", "shards of 3 and 2 examples, each whole"])
-def test_averaged_gradient_equals_the_single_process_gradient(tmp_path: Path, n_examples: int,
-                                                              batch_size: int) -> None:
-    mp.spawn(one_step, args=(2, str(tmp_path / "store"), str(tmp_path), n_examples, batch_size),
-             nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+@pytest.fixture(scope="module")
+def one_step_on_two_processes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("one_step")
+    mp.spawn(one_step_of_each_case, args=(2, str(out / "store"), str(out)), nprocs=2, join=True)
+    return out
+
+
+@pytest.mark.parametrize("case", STEP_CASES)
+def test_averaged_gradient_equals_the_single_process_gradient(one_step_on_two_processes: Path,
+                                                              case: str) -> None:
+    ranks = [torch.load(one_step_on_two_processes / f"{case}-rank{r}.pt", weights_only=True)
+             for r in range(2)]
     for a, b in zip(ranks[0]["grads"], ranks[1]["grads"]):
         assert torch.equal(a, b)  # every rank steps with the same gradient
     # The samples differ per rank (own chains, own generator): the gradient is not trivial.
