@@ -13,8 +13,8 @@ import torch
 from PIL import Image, features
 
 from stgconv.data.image import ImageFolder, load_training_images
-from stgconv.io.image import (BUILTIN_IMAGES, load_image, luma, read_image, save_image_grid,
-                              save_picture, to_tensor, to_unit)
+from stgconv.io.image import (BUILTIN_IMAGES, load_image, luma, opaque, read_image,
+                              save_image_grid, save_picture, to_tensor, to_unit)
 from stgconv.io.video import load_video
 
 STEP = 1 / 127.5  # one uint8 level in [-1, 1]
@@ -384,6 +384,17 @@ def test_palette_transparency_is_composited(tmp_path: Path, suffix: str) -> None
     assert x[0, 0].tolist() == [255, 255, 255] and x[3, 3].tolist() == [0, 0, 255]
 
 
+def test_a_palette_image_with_alpha_is_composited() -> None:
+    """Mode PA (palette indices with alpha), which no file reader gives but a caller may
+    hand opaque: its transparent pixel comes out white, not its palette colour."""
+    image = Image.new("PA", (2, 1))
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    image.putpixel((0, 0), (0, 0))  # red, transparent
+    image.putpixel((1, 0), (1, 255))  # blue, opaque
+    flat = opaque(image)
+    assert flat.mode == "RGB" and np.asarray(flat).tolist() == [[[255, 255, 255], [0, 0, 255]]]
+
+
 def test_opaque_images_are_untouched(tmp_path: Path) -> None:
     array = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     path = tmp_path / "a.png"
@@ -419,12 +430,12 @@ def test_16_bit_white_is_zero_tiff_is_not_read_as_a_negative(tmp_path: Path) -> 
     import tifffile
 
     deep = np.full((4, 4), 60000, np.uint16)  # nearly black: 65535 - 60000 = 5535
-    deep[0, 0] = 0  # white
+    deep[0, 0], deep[0, 1] = 0, 65535  # white, black
     tifffile.imwrite(tmp_path / "w16.tif", deep, photometric="miniswhite")
     tifffile.imwrite(tmp_path / "w8.tif", (deep >> 8).astype(np.uint8), photometric="miniswhite")
     for name in ("w16.tif", "w8.tif"):
         x = levels(load_image(tmp_path / name, channels=1, crop_square=False))[..., 0]
-        assert x[0, 0] == 255 and abs(int(x[1, 1]) - 22) <= 1, (name, x[:2, :2])
+        assert x[0, 0] == 255 and x[0, 1] == 0 and abs(int(x[1, 1]) - 22) <= 1, (name, x[:2, :2])
     tifffile.imwrite(tmp_path / "wf.tif", np.full((4, 4), 0.25, np.float32),
                      photometric="miniswhite")
     with pytest.raises(ValueError, match="wf.tif.*white-is-zero"):
@@ -572,8 +583,9 @@ def test_an_unreadable_or_mismatched_profile_is_ignored_with_a_warning(tmp_path:
     garbage = tmp_path / "garbage.png"
     Image.new("RGB", (8, 8), (0, 200, 0)).save(garbage, icc_profile=b"not a profile" * 20)
     with pytest.warns(RuntimeWarning, match="garbage.png: its embedded ICC colour profile is "
-                                            "ignored.*read as sRGB"):
+                                            "ignored.*read as sRGB") as caught:
         assert levels(load_image(garbage))[4, 4].tolist() == [0, 200, 0]
+    assert caught[0].filename == __file__  # the caller's line, not the library's
     cmyk = tmp_path / "cmyk.tif"  # an RGB profile on CMYK pixels means nothing
     Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(cmyk, icc_profile=RED_GREEN_SWAPPED)
     with pytest.warns(RuntimeWarning, match="cmyk.tif.*it is for RGB colours, the pixels are "

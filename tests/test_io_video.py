@@ -189,6 +189,11 @@ def test_each_label_is_drawn_above_its_own_panel(tmp_path):
     _, columns = np.nonzero(ink.numpy())
     third = 2 * (32 + COMPARISON_GAP)  # where the third panel starts
     assert len(columns) and columns.min() >= third and columns.max() < third + 32
+    # A label wider than its 4-pixel panel is cut at the panel's edge, not drawn into the gap.
+    loaded = load_video(save_comparison([torch.zeros(3, 1, 16, 4), torch.zeros(3, 1, 16, 16)],
+                                        tmp_path / "narrow.mkv", labels=["W", ""]))
+    _, columns = np.nonzero((loaded[:, 0, :loaded.shape[2] - 16] < -0.5).any(0).numpy())
+    assert len(columns) and columns.max() < 4
     # Panels of other widths: the label is above the second, narrow panel, not at the width
     # of the first panel's tile.
     loaded = load_video(save_comparison([torch.zeros(3, 2, 16, 40), torch.zeros(3, 2, 16, 8)],
@@ -376,6 +381,8 @@ def test_frame_folder(tmp_path, noise_clip):
     Image.fromarray(frames[0][:10]).save(folder / "f11.png")
     with pytest.raises(ValueError, match=r"f11.png.*share a size"):
         load_video(folder)
+    with pytest.raises(ValueError, match=r"f11.png.*share a size"):  # resized or not
+        load_video(folder, size=8)
 
 
 def test_a_frame_too_large_to_decode_is_named(tmp_path) -> None:
@@ -614,6 +621,10 @@ def test_writing_falls_back_to_the_codecs_this_build_has(tmp_path, monkeypatch) 
     assert available_codecs(".mp4") == ("mpeg4", "libx264rgb")
     with pytest.raises(ValueError, match="codec 'libx264' is not supported for .mp4 files"):
         save_video(torch.zeros(3, 2, 16, 16), tmp_path / "a.mp4", codec="libx264")
+    monkeypatch.setattr("stgconv.io.video._has_encoder", lambda name: False)
+    with pytest.raises(ValueError, match=r"^this PyAV build has no encoder for \.webm files$"):
+        save_video(torch.zeros(3, 2, 16, 16), tmp_path / "a.webm")
+    assert files_in(tmp_path) == []
 
 
 def test_mp4_is_written_as_h264_where_the_build_has_it(tmp_path) -> None:
@@ -780,6 +791,26 @@ def test_a_shortfall_is_judged_by_the_index_where_times_say_nothing() -> None:
     assert "header says the video ends at 4.00 s" in _shortfall(stream, 4.0, 99, early)
 
 
+def test_a_shortfall_is_judged_by_where_the_last_frame_ends() -> None:
+    """With a stated end, the last frame ends at its time plus its own duration (a frame at
+    the rate only where it states none) and may end up to half a frame early; a frame
+    without a time is judged by the index, whether or not an end is stated."""
+    stream = SimpleNamespace(frames=0, average_rate=Fraction(25), guessed_rate=None)
+
+    def last(time: float, duration: int | None = None) -> SimpleNamespace:
+        return SimpleNamespace(time=time, duration=duration,
+                               time_base=Fraction(1, 2) if duration else None)
+
+    assert _shortfall(stream, 4.0, 10, last(3.5, duration=1)) is None  # 0.5 s: ends at 4 s
+    assert _shortfall(stream, 4.0, 10, last(3.95)) is None  # 0.04 s: ends 0.01 s early
+    assert _shortfall(stream, 4.0, 10, last(3.93)) == (
+        "its header says the video ends at 4.00 s, but the 10 frames that decode end at 3.97 s")
+    indexed = SimpleNamespace(frames=100, average_rate=Fraction(25), guessed_rate=None)
+    untimed = SimpleNamespace(time=None, duration=None, time_base=None)
+    assert _shortfall(indexed, 4.0, 97, untimed) == ("its header announces 100 frames but only "
+                                                     "97 decode")
+
+
 def test_to_uint8_clamps_out_of_range_values() -> None:
     video = torch.tensor([-3.0, -1.0, 0.0, 1.0, 2.0, 3.0]).reshape(1, 1, 2, 3)
     frames = to_uint8(video)
@@ -806,6 +837,14 @@ def test_a_video_that_is_not_floating_point_is_refused(tmp_path, dtype) -> None:
         save_video(levels, tmp_path / "clip.mkv")
     with pytest.raises(ValueError, match=r"videos\[1\]: video must be floating point"):
         save_comparison([levels.float() / 127.5 - 1, levels], tmp_path / "pair.mkv")
+    assert files_in(tmp_path) == []
+
+
+def test_an_encoder_failure_names_the_file_and_codec_and_leaves_no_file(tmp_path) -> None:
+    """MPEG-4 Part 2 takes no time base over 65535 (999.983 fps is 1000/999983): FFmpeg's
+    failure to open the encoder is told with the file and codec, and nothing is written."""
+    with pytest.raises(ValueError, match=r"^cannot write .*clip\.mp4 with codec mpeg4: "):
+        save_video(torch.zeros(3, 2, 16, 16), tmp_path / "clip.mp4", codec="mpeg4", fps=999.983)
     assert files_in(tmp_path) == []
 
 
@@ -1282,14 +1321,17 @@ def test_a_stream_cut_part_way_through_a_frame_is_truncated(tmp_path, container_
                                   load_video(whole, n_frames=kept).numpy())
 
 
-def test_a_stream_damaged_part_way_names_its_first_damaged_frame(tmp_path) -> None:
+@pytest.mark.parametrize("frame, whole_before", [(10, r" \(n_frames=10 reads"), (0, "$")])
+def test_a_stream_damaged_part_way_names_its_first_damaged_frame(tmp_path, frame: int,
+                                                                 whole_before: str) -> None:
     """Bytes lost inside frame 10 of a program stream damage it and frames after it (to 18
-    here): the error names frame 10, the first, and the whole frames before it."""
+    here): the error names frame 10, the first, and the whole frames before it. Frame 0
+    damaged is named too, with no frames before it to read."""
     data, pictures = _mpeg2_stream(tmp_path / "whole.mpg", "mpeg")
     damaged = tmp_path / "damaged.mpg"
-    damaged.write_bytes(data[:pictures[10] + 60] + data[pictures[11]:])
-    with pytest.raises(ValueError, match=r"damaged\.mpg is truncated or corrupt: its frame 10 "
-                                         r"decoded with errors \(n_frames=10 reads"):
+    damaged.write_bytes(data[:pictures[frame] + 60] + data[pictures[frame + 1]:])
+    with pytest.raises(ValueError, match=rf"damaged\.mpg is truncated or corrupt: its frame "
+                                         rf"{frame} decoded with errors{whole_before}"):
         load_video(damaged)
 
 
