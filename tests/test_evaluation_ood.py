@@ -49,6 +49,9 @@ def test_the_recommended_score_adds_the_weighted_reference() -> None:
     assert weight == pytest.approx(REFERENCE_SHARE / 20)
     # Two different inliers are enough to weigh an expert.
     assert reference_weight(energies[:2], log_q[:2]) == pytest.approx(REFERENCE_SHARE / 20)
+    # Flat scores beside varying log-densities weigh the expert at 0; only its own spread
+    # must not be 0.
+    assert reference_weight(torch.zeros(3), log_q) == 0.0
     scores = ood_scores(logits, energies, log_q, weight=weight)
     assert list(scores) == list(SCORES[:-1])
     assert torch.allclose(scores["stgconv"], -energies + weight * log_q)
@@ -300,6 +303,9 @@ def test_the_feature_weight_is_set_against_the_energy_plus_weighted_reference() 
     product = scores["energy"] + weights["reference"] * scores["reference"]
     assert weights["features"] == pytest.approx(
         reference_weight(product, scores["features"], share=FEATURE_SHARE))
+    # The recommended score weighs each expert with its own weight.
+    torch.testing.assert_close(scores["stgconv"],
+                               product + weights["features"] * scores["features"])
 
 
 def test_raw_pixels_are_refused_not_scored_as_model_values() -> None:
@@ -473,6 +479,20 @@ class _LogOfFirstPixel(torch.nn.Module):
         return torch.stack([x.flatten(1).sum(1), x.flatten(1)[:, 0].log()], dim=1)
 
 
+def test_a_non_finite_feature_density_is_reported() -> None:
+    """Features of 1e200 have finite logits and energies, yet a squared distance past the
+    float64 range under the feature Gaussians: reported, not scored."""
+    torch.manual_seed(0)
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3),
+                                                  torch.nn.Linear(3, 2))).double()
+    features = DataGaussian.fit(torch.randn(8, 3, generator=torch.Generator().manual_seed(1)),
+                                rank=1)
+    x = torch.zeros(3, 1, 2, 2, dtype=torch.float64)
+    x[1] = 1e200
+    with pytest.raises(FloatingPointError, match="non-finite feature densities for 1 of 3"):
+        ood.classifier_outputs(energy, x, feature_reference=features)
+
+
 def test_one_infinite_logit_among_finite_ones_is_reported() -> None:
     """A logit of -inf leaves the marginal energy and every score finite, yet the classifier
     broke on that image: it is reported as the NaN logits are, not scored."""
@@ -506,6 +526,18 @@ def test_a_checkpoint_with_both_fits_scores_with_its_reference_fit(monkeypatch) 
     assert model.feature_reference is None  # no jem.feature_rank fit: no pixel fit stands in
 
 
+def test_a_feature_fit_without_a_density_is_left_out_of_the_score(monkeypatch) -> None:
+    """A jem.feature_rank fit of features too alike has no density: the model loads without
+    it, as with no fit, instead of failing every score."""
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))
+    flat = DataGaussian.fit(torch.ones(4, 3), rank=0)
+    assert not flat.has_density
+    state = {"feature_reference": flat.state_dict()}
+    monkeypatch.setattr(ood, "load_model", lambda *_, **__: (energy, None, state))
+    model = ood.load_classifier("run")
+    assert model.feature_reference is None and model.reference is None
+
+
 def test_a_checkpoint_with_only_its_chains_fitted_start_scores_with_it(monkeypatch) -> None:
     """A run whose chains started at data_gaussian without a jem.reference_components fit keeps
     the start alone: that fit is the pixel expert."""
@@ -517,13 +549,13 @@ def test_a_checkpoint_with_only_its_chains_fitted_start_scores_with_it(monkeypat
     assert torch.equal(ood.load_classifier("run").reference.means, start.means)
 
 
-def test_reference_log_probs_are_float64_of_float32_images() -> None:
+def test_reference_log_probs_are_float64_of_float32_images_batch_by_batch() -> None:
     pixels = DataGaussian.fit(torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(1)),
                               rank=1)
     x = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(2))
-    log_q = ood.reference_log_prob(pixels, x)
+    log_q = ood.reference_log_prob(pixels, x, batch_size=2)
     assert log_q.dtype == torch.float64
-    torch.testing.assert_close(log_q, pixels.log_prob(x.double()))
+    torch.testing.assert_close(log_q, pixels.log_prob(x.double()))  # every batch, in order
 
 
 class _BatchSizes(torch.nn.Module):
@@ -544,6 +576,25 @@ def test_classifier_outputs_go_through_the_model_batch_size_images_at_a_time() -
                                                   torch.nn.Linear(4, 2)))
     ood.classifier_outputs(energy, torch.zeros(5, 1, 2, 2), batch_size=2)
     assert sizes.sizes == [2, 2, 1]
+
+
+def test_the_whole_table_with_zero_weights_and_zero_accuracy() -> None:
+    """Weights of 0 are weights (the experts stay in the legend) and an accuracy of 0 is an
+    accuracy; one line each, the scores in a column under the header."""
+    table = {"reference_weight": 0.0, "feature_weight": 0, "weights_from": "training data",
+             "n_inliers": 2, "n_outliers": 3, "auroc": {"stgconv": 0.75, "energy": 0.5},
+             "accuracy": 0.0, "ece": 0.5, "ece_uncalibrated": 0.25, "temperature": 1.0}
+    assert ood.format_ood_table(table) == (
+        "OOD detection: 2 inliers vs 3 outliers (AUROC, 1 = separated; 'stgconv' = -E(x) + 0 "
+        "log q(x) + 0 log r(phi(x)); q the Gaussians fitted to the training data, r those "
+        "fitted to the network's features of it, weights set on the training data)\n"
+        "score            AUROC\n"
+        "stgconv         0.7500\n"
+        "energy          0.5000\n"
+        "inliers: accuracy 0.0000, ECE (15 bins) 0.5000 at the checkpoint's temperature 1 "
+        "(0.2500 at 1)")
+    unlabelled = ood.format_ood_table({**table, "accuracy": None})
+    assert unlabelled.splitlines()[-1] == "inliers: no y_test, so no accuracy or ECE"
 
 
 def test_the_table_gives_the_accuracy_and_both_eces() -> None:

@@ -118,11 +118,12 @@ def test_the_identity_filter_reads_the_valid_region():
     assert float(mean) == pytest.approx(float(x[..., 5:-5, 5:-5].double().mean()))
 
 
-def test_filter_statistics_do_not_depend_on_chunking(monkeypatch):
+def test_filter_statistics_and_spectrum_do_not_depend_on_chunking(monkeypatch):
     x = smooth_field((5, 2, 14, 13), sigma=1.0, seed=3)
-    whole = filter_statistics(x)
+    whole, spectrum = filter_statistics(x), power_spectrum(x)
     monkeypatch.setattr(quality, "_CHUNK_ELEMENTS", 1)  # one image per chunk
     torch.testing.assert_close(filter_statistics(x), whole, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(power_spectrum(x), spectrum, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,6 +173,17 @@ def test_power_spectrum_distance_ignores_shifts_and_sees_noise():
     assert noise > 3.0
 
 
+def test_power_spectrum_distance_averages_the_absolute_ring_differences() -> None:
+    """Unit cosines of 1 and 2 cycles per 16 rows in 16 x 16 images: power 128^2 / (16 * 16)
+    = 64 at each of their two frequencies, a mean of 128 / 8 over the 8 frequencies of ring 1
+    and 128 / 12 over the 12 of ring 2, every other ring at the floor (-12). Each set is above
+    the other on one ring: the differences add, they do not cancel."""
+    rows = torch.arange(16, dtype=torch.float64)[:, None].expand(16, 16)
+    one, two = (torch.cos(2 * math.pi * k * rows / 16)[None, None] for k in (1, 2))
+    expected = ((math.log10(16) + 12) + (math.log10(128 / 12) + 12)) / 8
+    assert power_spectrum_distance(one, two) == pytest.approx(expected, rel=1e-9)
+
+
 # --------------------------------------------------------------------------------------------
 # Videos
 # --------------------------------------------------------------------------------------------
@@ -189,6 +201,18 @@ def test_video_distance_detects_a_static_clip():
     assert moving["temporal"] < 0.1
     assert frozen["temporal"] > 0.6  # std and mean |diff| both off by 100 %
     assert frozen["spatial"] < 0.3  # each frame still looks right
+
+
+def test_video_spatial_distance_is_of_every_frame() -> None:
+    """Clips whose first frame matches the data's and whose later frames are flat: spatial is
+    the filter distance of all frames taken as images, not of the first frames alone."""
+    data = smooth_field((2, 1, 3, 12, 12), sigma=1.5, seed=0)
+    samples = data.clone()
+    samples[:, :, 1:] = 0.0
+    spatial = video_statistics_distance(samples, data)["spatial"]
+    frames = filter_statistics_distance(samples.transpose(1, 2).flatten(0, 1),
+                                        data.transpose(1, 2).flatten(0, 1))
+    assert spatial == pytest.approx(frames, rel=1e-12) and spatial > 0.3
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,6 +287,9 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: filter_statistics(IMAGES.clone().fill_(math.inf)), "holds 512 NaN or infinite"),
     (lambda: filter_statistics(with_nan(IMAGES.clone().fill_(math.inf))), "holds 512 NaN"),
     (lambda: filter_statistics_distance(IMAGES, torch.zeros(2, 3, 16, 16)), r"same C"),
+    (lambda: filter_statistics_distance(torch.zeros(2, 3, 16, 16), IMAGES), r"same C"),
+    (lambda: filter_statistics_distance(IMAGES, torch.zeros(2, 1, 16, 10)),
+     r"data must be images \(B, C, H, W\) with H, W >= 11"),
     (lambda: filter_statistics_distance(IMAGES, with_nan(IMAGES)), "NaN"),
     (lambda: power_spectrum(torch.zeros(2, 1, 1, 16)), r"\(B, C, H, W\) with H, W >= 2"),
     (lambda: power_spectrum_distance(IMAGES, torch.zeros(2, 1, 16, 18)), r"same C, H, W"),
@@ -271,6 +298,7 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: video_statistics_distance(IMAGES, VIDEOS), r"\(B, C, T, H, W\)"),
     (lambda: video_statistics_distance(VIDEOS[:, :, :1], VIDEOS), "T >= 2"),
     (lambda: video_statistics_distance(VIDEOS[:, :, :, :10], VIDEOS), "H, W >= 11"),
+    (lambda: video_statistics_distance(VIDEOS, VIDEOS[..., :10]), "data must be .* H, W >= 11"),
     (lambda: video_statistics_distance(VIDEOS, VIDEOS.expand(-1, 2, -1, -1, -1)), "same C"),
     (lambda: video_statistics_distance(VIDEOS, with_nan(VIDEOS)), "NaN"),
     (lambda: nearest_iou(torch.zeros(2, 4, 4), VOXELS), r"\(N, 1, D, H, W\) or \(N, D, H, W\)"),
@@ -279,8 +307,11 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: nearest_iou(VOXELS, VOXELS[:0]), "N >= 1"),
     (lambda: nearest_iou(VOXELS, with_nan(VOXELS)), "NaN"),
     (lambda: nearest_iou(VOXELS, VOXELS, threshold=math.nan), "threshold"),
+    (lambda: nearest_iou(VOXELS, VOXELS, threshold=math.inf), "threshold must be finite"),
     (lambda: nearest_iou(VOXELS, VOXELS, batch=0), "batch"),
     (lambda: class_entropy(torch.zeros(3, 1, dtype=torch.long), 2), r"non-empty \(N,\)"),
+    (lambda: class_entropy(torch.zeros(0, dtype=torch.long), 2), r"non-empty \(N,\)"),
+    (lambda: frechet_distance(with_nan(torch.zeros(3, 2)), torch.ones(3, 2)), "a .* holds 1 NaN"),
 ])
 def test_bad_inputs_raise_naming_the_expected_shape(call, message):
     with pytest.raises(ValueError, match=message):
@@ -352,6 +383,8 @@ def test_frechet_distance_of_non_commuting_covariances_by_closed_form() -> None:
 
 def test_spread_is_across_examples_not_within_one() -> None:
     assert spread(torch.arange(4.0).expand(3, 4)) == 0.0
+    # Averaged over the entries: one entry of std sqrt 2 beside one that never varies.
+    assert spread(torch.tensor([[0.0, 1.0], [2.0, 1.0]])) == pytest.approx(math.sqrt(2) / 2)
 
 
 def test_temporal_statistics_are_of_consecutive_frames() -> None:
