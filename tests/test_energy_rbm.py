@@ -149,6 +149,13 @@ def test_block_gibbs_keeps_known_visible_units_and_checks_its_model() -> None:
                                   generator=torch.Generator().manual_seed(0))
     assert torch.equal(x[known], observed[known])
     assert set(x.unique().tolist()) <= {0.0, 1.0}
+    # Visible units laid out as 2x2 images come back in that layout, the known ones kept.
+    image = BlockGibbs(n_steps=2).run(rbm, torch.zeros(50, 1, 2, 2, dtype=F64),
+                                      constraint=KnownEntries(observed.reshape(50, 1, 2, 2),
+                                                              known.reshape(50, 1, 2, 2)),
+                                      generator=gen(0))
+    assert image.shape == (50, 1, 2, 2)
+    assert torch.equal(image.reshape(50, 4)[known], observed[known])
     with pytest.raises(TypeError, match="RBM"):
         BlockGibbs().run(lambda t: t.sum(1), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="n_steps"):

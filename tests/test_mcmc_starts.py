@@ -554,7 +554,7 @@ def test_a_checkpoint_of_a_filling_replay_buffer_holds_only_its_stored_chains() 
     assert saved.tell() < 40_000
     restored = ReplayBuffer(1000, NoiseInit("gaussian", 1.0))
     restored.load_state_dict(roundtrip(buf.state_dict()))
-    assert row_ids(restored.samples) == list(range(17))
+    assert len(restored) == 17 and row_ids(restored.samples) == list(range(17))
 
 
 def test_a_filling_replay_buffer_starts_chains_only_from_what_it_stored() -> None:
