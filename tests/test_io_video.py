@@ -840,12 +840,32 @@ def test_a_video_that_is_not_floating_point_is_refused(tmp_path, dtype) -> None:
     assert files_in(tmp_path) == []
 
 
-def test_an_encoder_failure_names_the_file_and_codec_and_leaves_no_file(tmp_path) -> None:
-    """MPEG-4 Part 2 takes no time base over 65535 (999.983 fps is 1000/999983): FFmpeg's
-    failure to open the encoder is told with the file and codec, and nothing is written."""
+def test_an_encoder_failure_names_the_file_and_codec_and_leaves_no_file(tmp_path,
+                                                                        monkeypatch) -> None:
+    """FFmpeg's failure to open an encoder (mpeg4 handed yuv444p, which it does not take) is
+    told with the file and codec, and nothing is written."""
+    monkeypatch.setitem(video_io._ENCODERS, "mpeg4", video_io._Encoder("yuv444p", {}))
     with pytest.raises(ValueError, match=r"^cannot write .*clip\.mp4 with codec mpeg4: "):
-        save_video(torch.zeros(3, 2, 16, 16), tmp_path / "clip.mp4", codec="mpeg4", fps=999.983)
+        save_video(torch.zeros(3, 2, 16, 16), tmp_path / "clip.mp4", codec="mpeg4")
     assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("fps, stored", [(65.535, True), (65.536, True), (65.537, False),
+                                         (29.97003, False), (65535, True), (65536, False)])
+def test_mpeg4_refuses_up_front_a_rate_its_16_bits_cannot_store(tmp_path, fps: float,
+                                                                stored: bool) -> None:
+    """The rate's exact fraction needs a numerator of at most 65535 (65.536 is 8192/125):
+    a rate past it is named before FFmpeg's bare "Invalid argument", and nothing is written."""
+    path = tmp_path / "clip.mp4"
+    if stored:
+        save_video(torch.zeros(3, 2, 16, 16), path, codec="mpeg4", fps=fps)
+        assert frame_rate(path) == check_fps(fps)
+    else:
+        with pytest.raises(ValueError, match=rf"^codec mpeg4 stores the frame rate as a fraction "
+                                             rf"whose numerator is at most 65535; fps={fps} is "
+                                             rf"{check_fps(fps)}: give it with fewer"):
+            save_video(torch.zeros(3, 2, 16, 16), path, codec="mpeg4", fps=fps)
+        assert files_in(tmp_path) == []
 
 
 def test_yuv420p_refuses_an_odd_width_up_front(tmp_path) -> None:

@@ -126,6 +126,8 @@ GIF_MAX_FPS = 100
 """GIF frame delays are hundredths of a second."""
 GIF_MIN_FPS = Fraction(100, 65535)
 """A GIF frame delay is a 16-bit count of hundredths: at most 655.35 s."""
+MPEG4_MAX_RATE_NUMERATOR = 65535
+"""MPEG-4 Part 2 stores its time base, 1 / fps, with a 16-bit denominator."""
 
 # How every frame is converted between YUV and RGB: FFmpeg's scaler flags (libswscale/swscale.h
 # SWS_BILINEAR | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND; PyAV hands an int through as the flags).
@@ -722,7 +724,8 @@ def save_video(
     Raises:
         ValueError: bad shape, a dtype that is not floating point, NaN/inf values, an unknown
             suffix, a codec this build cannot write into that container (the message lists the
-            ones it can), odd height or width for a yuv420p codec, or an encoder failure.
+            ones it can), odd height or width for a yuv420p codec, a frame rate the codec
+            cannot store, or an encoder failure.
             Nothing is left at ``path`` (nor a temporary file beside it) when writing fails.
     """
     av = _pyav()
@@ -738,6 +741,12 @@ def save_video(
     if name == "gif" and check_fps(fps) < GIF_MIN_FPS:
         raise ValueError(f"a GIF shows a frame for at most 655.35 s (fps {float(GIF_MIN_FPS):.5f})"
                          f", got fps={fps!r}; write .mp4 or .mkv")
+    rate = check_fps(fps)
+    if name == "mpeg4" and rate.numerator > MPEG4_MAX_RATE_NUMERATOR:
+        # Up front: FFmpeg refuses to open the encoder saying only "Invalid argument".
+        raise ValueError(f"codec mpeg4 stores the frame rate as a fraction whose numerator is at "
+                         f"most {MPEG4_MAX_RATE_NUMERATOR}; fps={fps!r} is {rate}: give it with "
+                         "fewer decimal places, or choose another codec")
     _, height, width, _ = frames.shape
     encoder = _ENCODERS[name]
     if encoder.pix_fmt == "yuv420p" and (height % 2 or width % 2):
