@@ -313,3 +313,11 @@ def test_the_presets_read_the_channels_they_are_given() -> None:
     assert digits.logits(torch.zeros(2, 3, 28, 28)).shape == (2, 3)
     grey_wrn = classifier_energy("wide_resnet", n_classes=3, in_channels=1, image_size=32)
     assert grey_wrn.classifier[0].in_channels == 1
+
+
+def test_the_energy_keeps_a_config_of_its_own() -> None:
+    """The caller's dict changed later does not change what a checkpoint would rebuild."""
+    config = {"arch": "digit_classifier", "n_classes": 3}
+    energy = ClassifierEnergy(digit_classifier(3, width=2), config=config)
+    config["n_classes"] = 5
+    assert energy.config == {"arch": "digit_classifier", "n_classes": 3}

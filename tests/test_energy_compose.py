@@ -5,6 +5,7 @@ errors of the target, as tests/test_mcmc_samplers.py argues)."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -222,3 +223,13 @@ def test_a_class_fixed_as_a_scalar_tensor_is_shown_as_its_value() -> None:
     product = ProductOfExperts([ClassifierEnergy(nn.Identity()).conditional(torch.tensor(1))])
     assert product.extra_repr() == ("experts=[ClassifierEnergy.class_energy(y=tensor(1))], "
                                     "weights=[1.0]")
+
+
+def shifted_square(shift: float, x: torch.Tensor) -> torch.Tensor:
+    return (x - shift).pow(2).flatten(1).sum(1)
+
+
+def test_the_repr_names_every_argument_a_partial_fixes() -> None:
+    """Positional ones too, not only keywords (a class-conditional energy's class)."""
+    product = ProductOfExperts([partial(shifted_square, 2.0)])
+    assert product.extra_repr() == "experts=[shifted_square(2.0)], weights=[1.0]"

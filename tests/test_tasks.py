@@ -97,7 +97,12 @@ def test_train_then_synthesize_every_modality(modality: str, tmp_path: Path) -> 
     chained = synthesize(run, tmp_path / "chains", n_samples=2, n_steps=1, start="chains",
                          device="cpu")
     assert {p.name for p in chained.iterdir()} == written
-    if modality == "video":  # played at data.fps (it was 25 whatever the data's rate)
+    if modality == "video":
+        # The ST model is stationary in time: it samples a clip of any length.
+        longer = synthesize(run, tmp_path / "longer", n_samples=1, n_steps=1, frames=9,
+                            device="cpu")
+        assert np.load(longer / "synthesized.npy").shape == (1, 1, 9, 8, 8)
+        # Played at data.fps (it was 25 whatever the data's rate).
         for gif in (run / "observed.gif", run / "samples_000002.gif", run / "samples.gif",
                     out / "synthesized.gif"):
             with Image.open(gif) as frames:
@@ -786,14 +791,57 @@ def test_synthesis_is_seeded(texture_run: Path, tmp_path: Path) -> None:
     assert not np.array_equal(samples("c", 2), first)
 
 
-def test_synthesis_from_noise_starts_is_seeded(tmp_path: Path) -> None:
-    """The seed draws the noise starts too, not only the chains' noise (the run above starts
-    from fitted Gaussians)."""
-    run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=gaussian",
-                           "chains.init_scale=1.0")
+@pytest.mark.parametrize("starts", ["noise", "class Gaussians"])
+def test_synthesis_from_fresh_starts_is_seeded(tmp_path: Path, trained_jem_run: dict[str, Path],
+                                               starts: str) -> None:
+    """The seed draws the fresh starts too, not only the chains' noise (the run above starts
+    from fitted Gaussians): noise, and a JEM run's Gaussians fitted to each class."""
+    if starts == "noise":
+        run, classes = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=gaussian",
+                                        "chains.init_scale=1.0"), None
+    else:
+        run, classes = trained_jem_run["run"], [1]
     first, second = (np.load(synthesize(run, tmp_path / name, n_samples=2, n_steps=1, seed=3,
-                                        device="cpu") / "synthesized.npy") for name in "ab")
+                                        classes=classes, device="cpu") / "synthesized.npy")
+                     for name in "ab")
     np.testing.assert_array_equal(first, second)
+
+
+def test_synthesis_runs_the_chain_length_asked(texture_run: Path, tmp_path: Path) -> None:
+    """n_steps sets the chain length; unset, the run's own (1 step here)."""
+    def samples(name: str, n_steps: int | None) -> np.ndarray:
+        return np.load(synthesize(texture_run, tmp_path / name, n_samples=2, n_steps=n_steps,
+                                  device="cpu") / "synthesized.npy")
+
+    one = samples("one", 1)
+    np.testing.assert_array_equal(samples("default", None), one)
+    assert not np.array_equal(samples("three", 3), one)
+
+
+def test_continuing_the_chains_takes_the_first_examples_chains_first(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """Two examples of two chains each: two samples continue the first example's two chains
+    (example by example, as the checkpoint keeps them), not the first chain of each."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 60 + 100 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={folder}",
+                           "chains.mode=persistent", "chains.chains_per_example=2",
+                           "chains.init_scale=1.0")
+    module = importlib.import_module("stgconv.tasks.synthesize")
+    starts = []
+
+    class Still:
+        def run(self, energy, x0, *, generator=None):
+            starts.append(x0)
+            return x0
+
+    monkeypatch.setattr(module, "task_sampler", lambda config, n_steps: Still())
+    synthesize(run, tmp_path / "s", n_samples=2, n_steps=1, start="chains", device="cpu")
+    stored = load_checkpoint(run)["chains"]["chains"]  # (examples, chains per example, ...)
+    assert stored.shape[:2] == (2, 2)
+    torch.testing.assert_close(starts[0], stored[0])
 
 
 def python_trainers_checkpoint(path: Path, energy: torch.nn.Module, sampler: Sampler,

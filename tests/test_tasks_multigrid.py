@@ -20,7 +20,7 @@ from PIL import Image
 from stgconv.checkpoint import load_checkpoint, load_multigrid
 from stgconv.cli import main
 from stgconv.io.video import load_video, save_video
-from stgconv.tasks import synthesize_multigrid
+from stgconv.tasks import synthesize, synthesize_multigrid
 
 
 def image_folder(root: Path, n: int = 4) -> Path:
@@ -295,7 +295,8 @@ def test_synthesize_refuses_a_multigrid_sample_too_large_before_drawing_it(
 
 
 def test_synthesize_multigrid_is_seeded(image_run: Path, tmp_path: Path, monkeypatch) -> None:
-    """The seed draws the chains' noise and their starts from the base grid."""
+    """The seed draws the chains' noise and their starts from the base grid, called directly
+    or through synthesize."""
     task = importlib.import_module("stgconv.tasks.synthesize")
     bases, seeds = task.multigrid_bases, []
 
@@ -310,4 +311,13 @@ def test_synthesize_multigrid_is_seeded(image_run: Path, tmp_path: Path, monkeyp
     pixels = [np.asarray(Image.open(out / "synthesized.png")) for out in outs]
     assert np.array_equal(pixels[0], pixels[1])
     assert not np.array_equal(pixels[0], pixels[2])
-    assert seeds == [0, 0, 1]
+    synthesize(image_run, tmp_path / "d", n_samples=2, n_steps=1, seed=5, device="cpu")
+    assert seeds == [0, 0, 1, 5]  # synthesize passes its own seed on
+
+
+def test_synthesize_refuses_classes_for_a_multigrid_model(image_run: Path, tmp_path: Path
+                                                          ) -> None:
+    """It has no classifier: the classes would be silently ignored."""
+    with pytest.raises(ValueError, match="is not a classifier"):
+        synthesize(image_run, tmp_path / "out", n_samples=1, classes=[0], device="cpu")
+    assert not (tmp_path / "out").exists()
