@@ -19,7 +19,7 @@ from stgconv.cli import main
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.evaluation.classification import (balanced_subset, cross_validate,
                                                descriptor_features, eval_classification,
-                                               fit_logistic,
+                                               fit_logistic, format_accuracy_table,
                                                stratified_folds, train_test_accuracy)
 
 
@@ -299,6 +299,9 @@ def test_test_features_are_standardised_with_the_training_statistics() -> None:
     test = torch.tensor([[-0.5], [0.5]], dtype=torch.float64)
     assert train_test_accuracy(train, labels, test, torch.tensor([0, 1])) == 1.0
     assert train_test_accuracy(train, labels, test + 10, torch.tensor([1, 1])) == 1.0
+    # Training features far from 0: the test features, standardised as they were, fall on
+    # either side of the boundary (unstandardised, both far past it).
+    assert train_test_accuracy(train + 10, labels, test + 10, torch.tensor([0, 1])) == 1.0
 
 
 def test_the_test_accuracy_is_of_the_classifier_fitted_on_the_training_shapes() -> None:
@@ -377,21 +380,30 @@ def test_a_balanced_subset_comes_back_in_index_order() -> None:
     assert torch.bincount(labels[picks]).tolist() == [3, 3]
 
 
-def test_descriptor_features_are_each_activations_max_over_its_cells() -> None:
+@pytest.mark.parametrize("dims, conv, pool", [(3, nn.Conv3d, F.adaptive_max_pool3d),
+                                               (2, nn.Conv2d, F.adaptive_max_pool2d)])
+def test_descriptor_features_are_each_activations_max_over_its_cells(dims, conv, pool) -> None:
     """Every activation's map (after its non-linearity), max-pooled to ``cells`` cells a side,
-    flattened and concatenated in layer order."""
+    flattened and concatenated in layer order: of a volume's descriptor or an image's."""
     torch.manual_seed(0)
-    energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[3, 4, 2, 1], [2, 3, 1, 1]],
-                           head="sum", input_size=(8, 8, 8), reference_sigma=0.5)
-    shapes = torch.rand(2, 1, 8, 8, 8, generator=gen(0)) - 0.5
+    # Three conv layers: two activations, whose features come in layer order.
+    energy = ConvNetEnergy(spatial_dims=dims, in_channels=1,
+                           layers=[[3, 4, 2, 1], [2, 3, 1, 1], [1, 2, 1, 0]], head="sum",
+                           input_size=(8,) * dims, reference_sigma=0.5)
+    shapes = torch.rand(2, 1, *(8,) * dims, generator=gen(0)) - 0.5
     expected, h = [], shapes
     with torch.no_grad():
         for module in energy.features:
             h = module(h)
-            if not isinstance(module, nn.Conv3d):
-                expected.append(F.adaptive_max_pool3d(h, min(2, h.shape[-1])).flatten(1))
+            if not isinstance(module, conv):
+                expected.append(pool(h, min(2, h.shape[-1])).flatten(1))
     torch.testing.assert_close(descriptor_features(energy, shapes, cells=2),
                                torch.cat(expected, dim=1))
+    # Shapes of another dtype are read in the weights' dtype; the features are float32 always.
+    features = descriptor_features(energy.double(), shapes.double(), cells=2)
+    assert features.dtype == torch.float32
+    torch.testing.assert_close(descriptor_features(energy, shapes, cells=2),
+                               descriptor_features(energy.float(), shapes.double(), cells=2))
 
 
 def test_stratified_folds_deal_each_class_in_a_random_order() -> None:
@@ -560,6 +572,8 @@ def test_a_model_trained_on_a_split_was_trained_on_that_split_only(tmp_path) -> 
     assert _trained_on(config("all"), shapes("test"))
     assert not _trained_on(config("all"), SimpleNamespace(root=tmp_path / "other.h5",
                                                           split="train"))
+    # A file that records no splits was read whole, whatever split the run named.
+    assert _trained_on(config("train"), shapes(None))
 
 
 def test_the_features_are_of_the_shapes_drawn_padded_to_the_models_side(trained_voxel_run,
@@ -606,3 +620,109 @@ def test_non_finite_features_of_any_chunk_of_shapes_are_named(files, monkeypatch
     monkeypatch.setattr(classification, "descriptor_features", last_chunk_diverged)
     with pytest.raises(ValueError, match=r"features of .* hold NaN or infinite values"):
         classification.eval_classification(files["run"], files["shapes"], folds=2, device="cpu")
+
+
+def test_a_constant_feature_is_standardised_to_0_not_to_nan() -> None:
+    """A feature that never changes (an empty corner of every grid) has std 0: it stays 0
+    after standardising, and the classifier still separates on the others."""
+    x = torch.tensor([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])[:, None]
+    features = torch.cat([x, torch.ones(6, 1)], dim=1)
+    labels = (x[:, 0] > 0).long()
+    assert cross_validate(features, labels, folds=3)["accuracy"] == 1.0
+    assert train_test_accuracy(features, labels, features, labels) == 1.0
+
+
+@pytest.mark.parametrize("measured_on_a_test_file", [False, True])
+def test_the_l2_and_seed_asked_for_reach_every_fit(files, tmp_path, monkeypatch,
+                                                   measured_on_a_test_file: bool) -> None:
+    """--l2 reaches every logistic fit, cross-validated or measured on --test; --seed deals
+    the folds and is recorded; 2 shapes of each class are enough for 2 folds, and any number
+    with a test file (no folds then)."""
+    import shutil
+
+    import stgconv.evaluation.classification as classification
+
+    penalties, seeds = [], []
+    real_fit, real_folds = classification.fit_logistic, classification.stratified_folds
+
+    def fit(features, labels, n_classes, **settings):
+        penalties.append(settings["l2"])
+        return real_fit(features, labels, n_classes, **settings)
+
+    def folds(labels, k, *, generator=None):
+        seeds.append(generator.initial_seed())
+        return real_folds(labels, k, generator=generator)
+
+    monkeypatch.setattr(classification, "fit_logistic", fit)
+    monkeypatch.setattr(classification, "stratified_folds", folds)
+    if measured_on_a_test_file:
+        test = shutil.copy(files["shapes"], tmp_path / "test.npz")
+        settings = {"test": test}  # 5 folds by default: unread
+    else:
+        settings = {"folds": 2}
+    table = eval_classification(files["run"], files["shapes"], per_class=2, l2=0.5, seed=3,
+                                device="cpu", **settings)
+    assert penalties == [0.5] * (3 if measured_on_a_test_file else 6)
+    assert seeds == ([] if measured_on_a_test_file else [3] * 3)
+    assert table["seed"] == 3 and table["n_shapes"] == 4
+    assert ", L2 0.5," in table["protocol"]
+    assert "raw_voxels = occupancy block-averaged 2x2x2" in table["protocol"]  # 16^3 grids
+
+
+def test_two_files_that_name_their_classes_are_matched_by_name(files, tmp_path) -> None:
+    """Both files store class names, numbered apart (bed is 0 in one, 1 in the other): each
+    test label is read by its name, and the raw voxels classify every shape right."""
+    shapes = np.load(files["shapes"])
+    train, test = tmp_path / "train.npz", tmp_path / "test.npz"
+    np.savez(train, X=shapes["X"], y=shapes["y"], categories=np.array(["bed", "bathtub"]))
+    np.savez(test, X=shapes["X"][::2], y=1 - shapes["y"][::2],
+             categories=np.array(["bathtub", "bed"]))
+    table = eval_classification(files["run"], train, test=test, device="cpu")
+    assert table["accuracy"]["raw_voxels"] == 1.0
+
+
+def test_files_eval_classification_cannot_read_are_named(files, tmp_path) -> None:
+    """Grids larger than the model's side, a per-class count of 0, a cache that records no
+    splits given as both --shapes and --test, and a damaged cache as --test: each a
+    ValueError that says what is wrong."""
+    import h5py
+
+    from stgconv.data.voxel import CACHE_FORMAT_VERSION
+
+    shapes = np.load(files["shapes"])
+    large = tmp_path / "large.npz"
+    np.savez(large, X=np.zeros((4, 18, 18, 18), np.uint8), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match=r"holds 18\^3 grids; this model takes \(N, 16, 16, 16\)"):
+        eval_classification(files["run"], large, folds=2, device="cpu")
+    with pytest.raises(ValueError, match="per_class must be >= 1, got 0"):
+        eval_classification(files["run"], files["shapes"], folds=2, per_class=0, device="cpu")
+    cache = tmp_path / "unsplit.h5"
+    with h5py.File(cache, "w") as h5:
+        h5["voxels"], h5["label"] = shapes["X"], shapes["y"]
+        h5.attrs["categories"] = ["bathtub", "bed"]
+        h5.attrs["format_version"] = CACHE_FORMAT_VERSION
+    with pytest.raises(ValueError, match="would be measured on the shapes it was fitted on"):
+        eval_classification(files["run"], cache, test=cache, device="cpu")
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match=str(damaged)):
+        eval_classification(files["run"], files["shapes"], test=damaged, device="cpu")
+
+
+@pytest.mark.parametrize("test, first_line, stgconv_row", [
+    (None, "classification of 12 shapes (u)", "stgconv           0.9167  0.0833     120"),
+    ("t.npz", "classification of 12 shapes, fitted on them and measured on t.npz (u)",
+     "stgconv           0.9167       -     120"),
+])
+def test_the_printed_table_has_a_row_of_each_features_numbers(test, first_line: str,
+                                                              stgconv_row: str) -> None:
+    std = None if test else 1 / 12
+    table = {"n_shapes": 12, "unit": "u", "test": test,
+             "accuracy": {"stgconv": 11 / 12, "raw_voxels": 1.0},
+             "std": {"stgconv": std, "raw_voxels": None if test else 0.0},
+             "n_features": {"stgconv": 120, "raw_voxels": 512}}
+    assert format_accuracy_table(table).split("\n") == [
+        first_line,
+        "features        accuracy     std    dims",
+        stgconv_row,
+        "raw_voxels        1.0000" + ("       -" if test else "  0.0000") + "     512"]

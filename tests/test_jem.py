@@ -176,6 +176,9 @@ def test_divergence_is_the_trainers_and_past_jems_energy_gap() -> None:
         trainer.check_divergence({**at_the_bound, "e_pos_y": 0.0, "e_neg_y": 10.5})
     with pytest.raises(DivergenceError, match="loss is nan"):  # the plain trainer's check
         trainer.check_divergence({**at_the_bound, "loss": math.nan})
+    # Samples far below the data's energy are as far gone as samples far above it.
+    with pytest.raises(DivergenceError, match="the samples' mean energy -10.5 is 10.5 from"):
+        trainer.check_divergence({**at_the_bound, "e_neg": -10.5})
 
 
 @pytest.mark.parametrize("fitted_as", ["reference", "init"])
@@ -685,6 +688,12 @@ def test_the_ood_weights_are_set_on_training_examples_the_feature_fit_did_not_re
     its_own = torch.cat([torch.nonzero(y[:12] == k)[:3, 0] for k in range(3)])
     assert fallback == score_images(energy, reference, x[its_own],
                                     feature_reference=features)[2]
+    # Given an order, the examples after the fit's in that order (here the data's reversed).
+    backwards = torch.arange(29, -1, -1)
+    reordered = fit_ood_weights(energy, x, y, reference=reference, feature_reference=features,
+                                per_class=3, fit_per_class=4, order=backwards)
+    held = torch.cat([torch.nonzero(y == k)[:, 0].flip(0)[4:7] for k in range(3)])
+    assert reordered == score_images(energy, reference, x[held], feature_reference=features)[2]
 
 
 def test_class_examples_follow_the_order_given() -> None:
@@ -698,6 +707,8 @@ def test_class_examples_follow_the_order_given() -> None:
     then = class_examples(y, 3, skip=2, order=order)
     assert len(then) == 9 and not set(first.tolist()) & set(then.tolist())
     assert torch.equal(class_examples(y, 2), torch.tensor([0, 3, 1, 4, 2, 5]))  # data order
+    # Without or_first a class with nothing after its skip gives nothing (class 0: 2 of 2).
+    assert class_examples(torch.tensor([0, 1, 1, 1, 0]), 2, skip=2).tolist() == [3]
 
 
 def test_reconstruct_and_interpolate_refuse_a_data_gaussian_start(
@@ -788,6 +799,9 @@ def test_the_final_fits_read_the_examples_in_the_runs_seeded_order(monkeypatch) 
     for name in ("fit_feature_reference", "fit_ood_weights"):
         assert torch.equal(seen[name][1]["order"], order), name
     assert set(fitted) == {"temperature", "feature_reference", "ood_weights"}
+    # The score's weights are set with the feature Gaussians just fitted, as eval ood scores.
+    assert seen["fit_ood_weights"][1]["feature_reference"] is not None
+    assert fitted["ood_weights"]["features"] is not None
 
 
 def test_micro_batches_average_their_gradients() -> None:
@@ -1057,3 +1071,90 @@ def test_train_energy_l2_adds_its_penalty_to_jems_loss() -> None:
         trainer.energy_l2 = energy_l2
         losses.append(trainer.step([torch.arange(4)])["loss"])
     assert losses[1] > losses[0]
+
+
+class RecordingReplayBuffer(ReplayBuffer):
+    """A replay buffer that remembers the examples and indices each chain start was asked for."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[tuple[Tensor, Tensor]] = []
+
+    def start(self, x_pos: Tensor, indices: Tensor, *, generator=None) -> Tensor:
+        self.asked.append((x_pos.clone(), indices.clone()))
+        return super().start(x_pos, indices, generator=generator)
+
+
+def test_the_marginal_chains_start_from_the_first_px_batch_examples_of_the_batch() -> None:
+    """The chain start gets the sub-batch's own examples and their dataset indices (a
+    persistent chain is the example's own), not those of the batch's other examples."""
+    trainer = make_trainer(px_batch=2)
+    trainer.chains = RecordingReplayBuffer(8, NoiseInit("uniform", 1.0))
+    batch = torch.tensor([4, 0, 2, 1])
+    trainer.step([batch])
+    (x_pos, indices), = trainer.chains.asked
+    assert torch.equal(indices, torch.tensor([4, 0]))
+    assert torch.equal(x_pos, trainer.data[[4, 0]])
+
+
+def test_without_px_batch_the_contrastive_terms_take_the_whole_batch() -> None:
+    trainer = make_trainer(px_batch=None)
+    trainer.step([torch.arange(4)])
+    assert trainer.px_batch == 4 and trainer.last_samples.shape == (4, 1, 4, 4)
+
+
+def test_the_step_loss_weighs_each_contrastive_term_by_its_own_weight() -> None:
+    """Without the energy penalty the loss is ``ce + px_weight (e_pos - e_neg) + pxy_weight
+    (e_pos_y - e_neg_y)``, each term's weight from the jem section."""
+    trainer = make_trainer(px_weight=0.25, pxy_weight=0.5)
+    trainer.energy_l2 = 0.0
+    stats = trainer.step([torch.arange(4)])
+    expected = (stats["ce"] + 0.25 * (stats["e_pos"] - stats["e_neg"])
+                + 0.5 * (stats["e_pos_y"] - stats["e_neg_y"]))
+    assert stats["loss"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_the_runs_reference_fit_is_weighed_before_the_chains_fitted_start(monkeypatch) -> None:
+    """With both pixel fits, eval ood scores with jem.reference_components' (the checkpoint's
+    "reference"), so the weights are set on that one, not on the chains' start."""
+    import stgconv.jem as jem
+
+    weighed = []
+    real = jem.fit_ood_weights
+
+    def spy(*args, **kwargs):
+        weighed.append(kwargs["reference"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jem, "fit_ood_weights", spy)
+    data, labels = tiny_labelled()
+    reference = DataGaussian.fit(data, labels, rank=1)
+    trainer = make_trainer(reference=reference, init=DataGaussian.fit(data, labels, rank=2))
+    trainer.n_iterations = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an untrained net: the temperature at its bound
+        trainer.fit(1, progress=False)
+        trainer.state_dict()
+    assert weighed == [reference]
+
+
+class HalvingWorld:
+    """Stands in for the other processes: the mean over the ranks of each statistic and of
+    each gradient is half this process's own."""
+
+    def average(self, values: dict[str, float], *, weight: float) -> dict[str, float]:
+        return {key: value / 2 for key, value in values.items()}
+
+    def average_gradients(self, parameters, *, weight: float) -> None:
+        for parameter in parameters:
+            parameter.grad /= 2
+
+
+def test_a_step_under_several_processes_takes_their_averaged_gradients_and_statistics() -> None:
+    alone, shared = make_trainer(), make_trainer()
+    shared.world = HalvingWorld()
+    batch = [torch.arange(4)]
+    stats, shared_stats = alone.compute_gradients(batch), shared.compute_gradients(batch)
+    assert shared_stats == pytest.approx({key: value / 2 for key, value in stats.items()})
+    for mine, averaged in zip(alone.energy.parameters(), shared.energy.parameters()):
+        torch.testing.assert_close(averaged.grad, mine.grad / 2)
