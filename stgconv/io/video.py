@@ -734,14 +734,14 @@ def save_video(
     suffix = path.suffix.lower()
     name = _resolve_codec(suffix, codec)  # validates the suffix too
     frames = to_uint8(video)
-    if name == "gif" and check_fps(fps) > GIF_MAX_FPS:
+    rate = check_fps(fps)
+    if name == "gif" and rate > GIF_MAX_FPS:
         # GIF stores each frame's delay in hundredths of a second: faster plays at ~10 fps.
         raise ValueError(f"a GIF plays at most {GIF_MAX_FPS} frames per second, got fps={fps!r}; "
                          "write .mp4 or .mkv")
-    if name == "gif" and check_fps(fps) < GIF_MIN_FPS:
+    if name == "gif" and rate < GIF_MIN_FPS:
         raise ValueError(f"a GIF shows a frame for at most 655.35 s (fps {float(GIF_MIN_FPS):.5f})"
                          f", got fps={fps!r}; write .mp4 or .mkv")
-    rate = check_fps(fps)
     if name == "mpeg4" and rate.numerator > MPEG4_MAX_RATE_NUMERATOR:
         # Up front: FFmpeg refuses to open the encoder saying only "Invalid argument".
         raise ValueError(f"codec mpeg4 stores the frame rate as a fraction whose numerator is at "
