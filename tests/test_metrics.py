@@ -279,6 +279,8 @@ def test_voxel_iou_counts_a_half_as_occupied() -> None:
     assert voxel_iou(pred, torch.ones_like(pred)).item() == 1.0
     # In the truth too: a soft truth's 0.5 is occupied, as the prediction's is.
     assert voxel_iou(torch.ones_like(pred), pred).item() == 1.0
+    # Just below a half is empty: no overlap with a full truth.
+    assert voxel_iou(torch.full_like(pred, 0.45), torch.ones_like(pred)).item() == 0.0
 
 
 def test_pooled_iou_of_empty_shapes_is_each_shapes() -> None:
