@@ -124,6 +124,7 @@ def test_energy_contract(modality, model: ModelConfig, shape: tuple[int, ...]) -
     ((8, (3, 0), 1), r"kernel must be >= 1, got \(3, 0\)"),
     # A 3-D kernel for this 2-D net failed inside torch.
     ((8, (3, 3, 3), 1), r"kernel must be one int or 2 \(one per dimension\), got \[3, 3, 3\]"),
+    ((8, 3, (1,)), r"stride must be one int or 2 \(one per dimension\), got \[1\]"),
     (((8, 8), 3, 1), r"out_channels must be one int, got \[8, 8\]"),  # failed inside torch
 ])
 def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
@@ -142,9 +143,12 @@ def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
                                                        r"\(0, 4\)"),
     ({"layers": [[2, 3]]}, r"each layer is \(out_channels, kernel, stride\[, padding\]\), "
                            r"got \(2, 3\)"),
+    # A fifth entry (a dilation, say) has no place in a row: refused, not dropped.
+    ({"layers": [[2, 3, 1, 0, 2]]}, r"each layer is \(out_channels, kernel, stride\[, "
+                                    r"padding\]\), got \(2, 3, 1, 0, 2\)"),
     ({"activation": "tanh"}, "activation must be 'relu' or 'leaky_relu', got 'tanh'"),
 ], ids=["spatial_dims", "no layers", "head", "input_size", "no channels", "empty side",
-        "short row", "activation"])
+        "short row", "long row", "activation"])
 def test_a_net_setting_out_of_range_is_named(setting: dict, message: str) -> None:
     """Each was built into another net than asked for (a 3-D one for spatial_dims 1, the input
     itself for no layers, ReLUs for tanh, one of no input for no channels) or failed later inside
