@@ -31,7 +31,7 @@ from stgconv import checkpoint, cli, tasks
 from stgconv.checkpoint import load_checkpoint
 from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
-from stgconv.config import QUICK_RECOVERY_CONFIG, config_yaml, load_config
+from stgconv.config import QUICK_RECOVERY_CONFIG, _merged, config_yaml, load_config
 from stgconv.distributed import PeerFailedError
 from stgconv.tasks.train import Terminated
 
@@ -318,12 +318,6 @@ def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tm
     assert load_checkpoint(run)["iteration"] == 3
 
 
-def merged(base: dict, changes: dict) -> dict:
-    """``base`` with ``changes`` written over it, section by section."""
-    return {**base, **{key: merged(base[key], value) if isinstance(value, dict) else value
-                       for key, value in changes.items()}}
-
-
 @pytest.mark.parametrize("changes, shown", [
     # The first four in the order of their keys; train.lr is the one more.
     ({"train": {"lr": 0.5}, "sampler": {"n_steps": 5, "step_size": 0.5}},
@@ -340,7 +334,7 @@ def test_a_refused_config_names_four_differences_and_counts_the_rest(
     shutil.copytree(texture_run, run)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     config = tmp_path / "changed.yaml"
-    config.write_text(yaml.safe_dump(merged(saved, {"name": "other", "seed": 7, **changes})))
+    config.write_text(yaml.safe_dump(_merged(saved, {"name": "other", "seed": 7, **changes})))
     code, _, err = run_main(["train", str(config), "--resume", "--out", str(run), "--quiet"],
                             capsys)
     assert code == 2, err
