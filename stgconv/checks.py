@@ -23,6 +23,10 @@ from torch import Tensor
 # minutes of work; a size typed one digit too long is refused up front instead.
 MAX_ENTRIES = 2**28
 
+# Seeds are below it: torch's generators take 64-bit seeds, and each process of a run adds its
+# rank to the run's.
+SEED_LIMIT = 2**63 - 2**16
+
 # Float32's largest number: settings and options past it turn infinite in the float32 tensors
 # they scale (a learning rate, a penalty), failing deep inside torch.
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
@@ -33,20 +37,37 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 MAX_STEP_SIZE = 1e3
 
 
-def as_int(value: object, name: str, *, minimum: int) -> int:
-    """``value`` as a Python int, or ``ValueError`` unless it is an int ``>= minimum``.
-
-    Ints and numpy integers pass (anything with ``__index__``); floats and bools do not, so a
-    ``True`` or a ``2.0`` never stands in for a count.
-    """
+def _index(value: object) -> int | None:
+    """``value`` as a Python int where it is an integer (anything with ``__index__``: ints,
+    numpy integers), else ``None``: floats and bools too, so a ``True`` or a ``2.0`` never
+    stands in for a count or a seed."""
+    if isinstance(value, bool):
+        return None
     try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
+        return operator.index(value)
     except TypeError:
-        number = None
+        return None
+
+
+def as_int(value: object, name: str, *, minimum: int) -> int:
+    """``value`` as a Python int, or ``ValueError`` unless it is an int ``>= minimum``
+    (floats and bools are refused, :func:`_index`)."""
+    number = _index(value)
     if number is None or number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return number
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """``value`` as a Python int in ``[0, SEED_LIMIT)``, or ``ValueError`` naming ``name``.
+
+    torch's generators fail on a float or a bool ("manual_seed expected a long") and past 64
+    bits ("Overflow when unpacking long long"), neither naming the seed, and take a negative
+    seed wrapped round, where the CLI and the configs refuse it.
+    """
+    number = _index(value)
+    if number is None or not 0 <= number < SEED_LIMIT:
+        raise ValueError(f"{name} must be an int in [0, 2^63 - 2^16), got {value!r}")
     return number
 
 

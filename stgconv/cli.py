@@ -22,10 +22,9 @@ import torch
 
 from stgconv import tasks
 from stgconv.checkpoint import FILENAME, CheckpointError
-from stgconv.checks import FLOAT32_MAX, check_output
+from stgconv.checks import FLOAT32_MAX, check_output, check_seed
 from stgconv.config import (
     QUICK_RECOVERY_CONFIG,
-    SEED_LIMIT,
     ExperimentConfig,
     config_to_dict,
     config_yaml,
@@ -532,9 +531,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if lr is not None and not (math.isfinite(lr) and 0 < lr <= FLOAT32_MAX):
         raise ValueError(f"--lr must be a finite number > 0 and at most {FLOAT32_MAX:.4g} "
                          f"(float32's largest), got {lr}")
-    seed = getattr(args, "seed", None)
-    if seed is not None and not 0 <= seed < SEED_LIMIT:
-        raise ValueError(f"--seed must be in [0, 2^63 - 2^16), got {seed}")
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed, "--seed")
 
 
 def _run(args: argparse.Namespace) -> Path | list[Path] | None:

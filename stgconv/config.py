@@ -24,17 +24,13 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar
 import torch
 import yaml
 
-from stgconv.checks import FLOAT32_MAX, check_entries, check_step_size
+from stgconv.checks import FLOAT32_MAX, check_entries, check_seed, check_step_size
 from stgconv.energy.base import layer_row_problem
 from stgconv.energy.classifier import CLASSIFIER_ARCHS
 from stgconv.energy.image import IMAGE_PRESETS
 from stgconv.energy.video import VIDEO_ARCHS
 from stgconv.energy.voxel import VOXEL_PRESETS
 from stgconv.io.atomic import atomic_write_text
-
-# Seeds are below it: torch's generators take 64-bit seeds, and each process of a run adds its
-# rank to the run's.
-SEED_LIMIT = 2**63 - 2**16
 
 # The quick CPU recovery config that `recover`, `fill-prior` and `eval recovery` read without
 # --config: package data beside this module, so an installed copy (a wheel, no checkout) has it.
@@ -577,8 +573,7 @@ class ExperimentConfig:
     initializer: InitializerConfig | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.seed < SEED_LIMIT:
-            raise ValueError(f"seed must be in [0, 2^63 - 2^16), got {self.seed}")
+        check_seed(self.seed)
         check_sampler("sampler", self.sampler)
         if self.multigrid is None:  # else unused, and refused unless left at its defaults
             _check_model("model", self.model, self.data)

@@ -26,6 +26,7 @@ from torch import nn
 
 from stgconv.checks import (
     MAX_ENTRIES,
+    SEED_LIMIT,
     as_array,
     as_int,
     as_size,
@@ -37,6 +38,7 @@ from stgconv.checks import (
     check_finite_number,
     check_finite_observed,
     check_not_meta,
+    check_seed,
     check_voxels,
     check_whole_labels,
     class_numbers,
@@ -59,6 +61,21 @@ def test_as_int_accepts_ints_of_any_kind() -> None:
 def test_as_int_refuses_other_values_naming_them(value) -> None:
     with pytest.raises(ValueError, match=rf"n_frames must be an int >= 1, got {value!r}"):
         as_int(value, "n_frames", minimum=1)
+
+
+def test_check_seed_takes_every_seed_a_generator_of_each_rank_takes() -> None:
+    assert check_seed(0) == 0
+    value = check_seed(np.uint64(SEED_LIMIT - 1))
+    assert value == 2**63 - 2**16 - 1 and type(value) is int
+
+
+@pytest.mark.parametrize("value", [1.5, 3.0, True, "3", None, -1, SEED_LIMIT, 2**70])
+def test_check_seed_refuses_other_values_naming_them(value) -> None:
+    """torch's own messages for these named no seed (a float, a bool: "manual_seed expected a
+    long"; 2^70: "Overflow when unpacking long long"), and -1 it took, wrapped round."""
+    with pytest.raises(ValueError,
+                       match=rf"--seed must be an int in \[0, 2\^63 - 2\^16\), got {value!r}$"):
+        check_seed(value, "--seed")
 
 
 def test_as_size() -> None:

@@ -15,9 +15,8 @@ import torch
 import yaml
 from _tiny import run_cli, write_config
 
-from stgconv.checks import FLOAT32_MAX
+from stgconv.checks import FLOAT32_MAX, SEED_LIMIT
 from stgconv.config import (
-    SEED_LIMIT,
     CooperativeConfig,
     ExperimentConfig,
     InitializerConfig,
@@ -628,7 +627,7 @@ def test_a_binary_file_or_an_outsized_seed_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="checkpoint.pt is not a YAML text file"):
         load_config(binary)
     for seed in ("-1", str(SEED_LIMIT), "100000000000000000000000"):
-        with pytest.raises(ValueError, match="seed must be in"):
+        with pytest.raises(ValueError, match="seed must be an int in"):
             load_config(None, [f"seed={seed}"])
 
 

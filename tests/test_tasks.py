@@ -33,7 +33,14 @@ from stgconv.io.video import save_video
 from stgconv.mcmc import DataGaussian, DataStart, Langevin
 from stgconv.mcmc.base import Sampler
 from stgconv.mcmc.gibbs import BlockGibbs
+from stgconv.evaluation.classification import cross_validate, eval_classification
+from stgconv.evaluation.voxel import eval_recovery_3d, eval_super_resolution
 from stgconv.tasks import demo, synthesize, train
+from stgconv.tasks.fill_prior import train_fill_prior
+from stgconv.tasks.recover_video import load_known
+from stgconv.tasks.shortrun import interpolate, reconstruct
+from stgconv.tasks.synthesize import synthesize_cooperative, synthesize_multigrid
+from stgconv.tasks.voxel import recover_shape, super_resolve
 from stgconv.tasks.train import ExistingRun
 from stgconv.train import Trainer
 
@@ -789,6 +796,47 @@ def test_synthesis_is_seeded(texture_run: Path, tmp_path: Path) -> None:
     first = samples("a", 1)
     np.testing.assert_array_equal(samples("b", 1), first)
     assert not np.array_equal(samples("c", 2), first)
+
+
+# Every library entry point that takes a seed, called with paths that do not exist: the seed
+# is refused before any of them is read, and nothing is written.
+SEEDED_ENTRY_POINTS = {
+    "synthesize": lambda absent, out, seed: synthesize(absent, out, seed=seed),
+    "synthesize_cooperative": lambda absent, out, seed: synthesize_cooperative(
+        None, None, None, out, seed=seed),
+    "synthesize_multigrid": lambda absent, out, seed: synthesize_multigrid(
+        [], None, None, out, seed=seed),
+    "reconstruct": lambda absent, out, seed: reconstruct(absent, absent, out, seed=seed),
+    "interpolate": lambda absent, out, seed: interpolate(absent, out, seed=seed),
+    "recover_shape": lambda absent, out, seed: recover_shape(absent, absent, absent, out,
+                                                             seed=seed),
+    "super_resolve": lambda absent, out, seed: super_resolve(absent, absent, out, seed=seed),
+    "train_fill_prior": lambda absent, out, seed: train_fill_prior([absent], out / "prior.pt",
+                                                                   seed=seed),
+    "load_known": lambda absent, out, seed: load_known("missing_frames:0.5", (4, 3, 3),
+                                                       seed=seed),
+    "eval_super_resolution": lambda absent, out, seed: eval_super_resolution(
+        absent, absent, seed=seed, out_dir=out),
+    "eval_recovery_3d": lambda absent, out, seed: eval_recovery_3d(absent, absent, seed=seed,
+                                                                   out_dir=out),
+    "eval_classification": lambda absent, out, seed: eval_classification(
+        absent, absent, seed=seed, json_path=out / "t.json"),
+    "cross_validate": lambda absent, out, seed: cross_validate(
+        torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), seed=seed),
+}
+
+
+@pytest.mark.parametrize("seed", [1.5, -1, 2**70])
+@pytest.mark.parametrize("entry_point", SEEDED_ENTRY_POINTS)
+def test_every_seeded_entry_point_refuses_a_seed_torch_would_not_take_as_given(
+        entry_point: str, seed: object, tmp_path: Path) -> None:
+    """torch's messages named no seed (1.5: "manual_seed expected a long, but got float";
+    2^70: "Overflow when unpacking long long"), and -1 it took, wrapped round, where the CLI
+    and the configs refuse it."""
+    with pytest.raises(ValueError,
+                       match=rf"^seed must be an int in \[0, 2\^63 - 2\^16\), got {seed}$"):
+        SEEDED_ENTRY_POINTS[entry_point](tmp_path / "absent", tmp_path / "out", seed)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("starts", ["noise", "class Gaussians"])

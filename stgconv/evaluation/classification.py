@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.build import seeded_weights
-from stgconv.checks import FLOAT32_MAX, check_generator
+from stgconv.checks import FLOAT32_MAX, check_generator, check_seed
 from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
@@ -132,6 +132,7 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
     Returns:
         ``{"accuracy": mean over folds, "std": their std, "folds": [per-fold accuracy]}``.
     """
+    seed = check_seed(seed)
     if labels.shape != features.shape[:1]:
         raise ValueError(f"labels must be ({len(features)},) for features "
                          f"{tuple(features.shape)}, got {tuple(labels.shape)}")
@@ -203,6 +204,7 @@ def eval_classification(
     "seconds", ...}``.
     """
     started = time.perf_counter()
+    seed = check_seed(seed)
     # Past float32's largest value the penalty is infinite in the classifier's float32
     # features, and L-BFGS failed with a traceback.
     if not (math.isfinite(l2) and 0 <= l2 <= FLOAT32_MAX):

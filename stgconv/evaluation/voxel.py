@@ -33,7 +33,7 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
-from stgconv.checks import check_generator
+from stgconv.checks import check_generator, check_seed
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
@@ -137,6 +137,7 @@ def eval_super_resolution(
         ValueError: grids larger than the model's; a factor below 2 or one that does not
             divide its side.
     """
+    seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
@@ -251,6 +252,7 @@ def eval_recovery_3d(
         ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``, or so small
             that it hid no voxel of a shape.
     """
+    seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)

@@ -17,7 +17,7 @@ import torch
 
 from stgconv.baselines.video import FILLS
 from stgconv.build import seeded_weights
-from stgconv.checks import as_int, check_entries, check_output
+from stgconv.checks import as_int, check_entries, check_output, check_seed
 from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.io.video import load_video
@@ -56,6 +56,7 @@ def train_fill_prior(
 
     Memory: every window under every mask is kept, about 75 MB each at 70 x 150 x 150.
     """
+    seed = check_seed(seed)
     out = check_output(out, "--out", folder=False)
     check_learned_fill(settings)
     as_int(iterations, "iterations", minimum=1)

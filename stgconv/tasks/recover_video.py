@@ -20,7 +20,7 @@ from torch import Tensor
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import FILLS, biharmonic_inpainting
 from stgconv.build import build_sampler, seeded_weights
-from stgconv.checks import check_entries
+from stgconv.checks import check_entries, check_seed
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
     check_mask_matches,
@@ -73,6 +73,7 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     as a file). Bool ``(T, H, W)`` when generated, ``(C, T, H, W)`` from a file
     (``C`` may be 1); either broadcasts against the clip ``(C, T, H, W)``.
     """
+    seed = check_seed(seed)
     text = str(mask)
     kind, sep, value = text.partition(":")
     if sep and kind in MASK_KINDS and not Path(text).is_file():

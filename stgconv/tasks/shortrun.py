@@ -10,7 +10,7 @@ import torch
 
 from stgconv import cooperative, shortrun
 from stgconv.build import build_sampler, model_clamp, task_sampler
-from stgconv.checks import check_entries
+from stgconv.checks import check_entries, check_seed
 from stgconv.checkpoint import load_model, with_input_channels
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
@@ -39,6 +39,7 @@ def reconstruct(
     ``out_dir``: ``mse`` before each iteration's step, ``mse_first`` that of the start and
     ``mse_last`` that of the reconstruction written (after the last step).
     """
+    seed = check_seed(seed)
     energy, config, state = _image_model(checkpoint, device)
     param = next(energy.parameters())
     target = load_image(image, channels=config.model.in_channels, size=config.data.size)
@@ -80,6 +81,7 @@ def interpolate(
     PNG for images, a GIF for videos, renders for voxels) of as many points as the preview
     shows (4 clips, 16 shapes), spread along the path from end to end.
     """
+    seed = check_seed(seed)
     energy, config, state = load_model(checkpoint, device=device)
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)

@@ -12,7 +12,7 @@ from stgconv.build import (chain_init, model_clamp, multigrid_bases, multigrid_s
                            task_sampler)
 from stgconv.checkpoint import (is_multigrid, load_checkpoint, model_from_state,
                                 multigrid_from_state, with_input_channels)
-from stgconv.checks import as_int, check_entries
+from stgconv.checks import as_int, check_entries, check_seed
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
 from stgconv.cooperative import generator_from_state, is_cooperative, propose_and_revise
 from stgconv.energy.base import ConvNetEnergy
@@ -68,6 +68,7 @@ def synthesize(
             (sample ``i`` is of class ``classes[i // n_samples]``); ``synthesized.png`` then
             shows one row per class.
     """
+    seed = check_seed(seed)
     n_samples = as_int(n_samples, "n_samples", minimum=1)
     size = None if size is None else as_int(size, "size", minimum=1)
     frames = None if frames is None else as_int(frames, "frames", minimum=1)
@@ -168,6 +169,7 @@ def synthesize_cooperative(energy: ConvNetEnergy, generator_net: ConvGenerator,
         n_steps: revision steps (default: the config's ``sampler.task_steps``, else its training
             chain length); 0 keeps the proposals unrevised.
     """
+    seed = check_seed(seed)
     if n_steps is not None:
         n_steps = as_int(n_steps, "n_steps", minimum=0)
     check_entries((n_samples, *generator_net.out_shape), f"{n_samples} samples")
@@ -203,6 +205,7 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
         n_steps: every grid's chain length (default: each grid's ``task_steps``, else its training
             chain length).
     """
+    seed = check_seed(seed)
     param = next(energies[0].parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     starts = multigrid_bases(config, base.to(param.device), n_samples, generator=generator)

@@ -20,7 +20,7 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import as_int, check_generator
+from stgconv.checks import as_int, check_generator, check_seed
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer, has_initializer, initializer_from_state
@@ -236,6 +236,7 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
         ValueError: mismatched or unreadable files, grids larger than the model's, nothing
             observed or nothing to recover.
     """
+    seed = check_seed(seed)
     if (Path(source).suffix.lower() == ".mat") != (Path(known).suffix.lower() == ".mat"):
         raise ValueError(f"{source} and {known} must both be .mat files or neither: a .mat "
                          "grid is read with its first two axes swapped (stgconv.io.voxel), so "
@@ -303,6 +304,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
         ValueError: a factor below 2 or one that does not divide the model's side; a grid of
             the wrong size; an unreadable or broken file.
     """
+    seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
