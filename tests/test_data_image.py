@@ -48,6 +48,37 @@ def test_an_image_folder_given_a_file_says_so(tmp_path: Path) -> None:
         ImageFolder(tmp_path / "a.png", size=4)
 
 
+def test_an_image_folder_keeps_its_first_files_each_transformed(tmp_path: Path) -> None:
+    for name, grey in (("a.png", 10), ("b.png", 120), ("c.png", 240)):
+        Image.new("L", (4, 4), grey).save(tmp_path / name)
+    folder = ImageFolder(tmp_path, size=4, channels=1, max_images=2, transform=torch.neg)
+    assert len(folder) == 2
+    for index, grey in enumerate((10, 120)):
+        torch.testing.assert_close(folder[index], torch.full((1, 4, 4), 1 - grey / 127.5))
+
+
+def test_a_texture_is_one_image_of_the_channels_asked(tmp_path: Path) -> None:
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(tmp_path / "red.png")
+    grey = np.asarray(Image.new("RGB", (1, 1), (200, 30, 30)).convert("L"))[0, 0]
+    texture = load_training_images(tmp_path / "red.png", kind="texture", size=4, channels=1)
+    torch.testing.assert_close(texture, torch.full((1, 1, 4, 4), grey / 127.5 - 1))
+    rgb = load_training_images(tmp_path / "red.png", kind="texture", size=4, channels=3)
+    assert rgb.shape == (1, 3, 4, 4)
+
+
+def test_training_images_of_an_npz_take_max_images(tmp_path: Path) -> None:
+    """The .npz's fixed random subset (seed 0, in file order), as load_npz_images keeps it."""
+    path = digits_file(tmp_path, np.arange(6, dtype=np.uint8).repeat(4).reshape(6, 2, 2))
+    x = load_training_images(path, kind="objects", size=2, channels=1, max_images=2)
+    values = ((x[:, 0, 0, 0] + 1) * 127.5).round().long().tolist()  # image i is all i
+    assert values == sorted(np.random.default_rng(0).permutation(6)[:2].tolist())
+
+
+def test_training_images_of_another_kind_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data kind must be 'texture' or 'objects', got 'video'"):
+        load_training_images(tmp_path, kind="video", size=4, channels=1)
+
+
 def test_a_dataset_without_settings_shows_only_its_length() -> None:
     """NamedDataset's repr: a dataset whose extra_repr is empty shows ``Name(n=3)``, with no
     dangling comma before the length."""

@@ -84,6 +84,14 @@ def test_find_modelnet_meshes(tree: Path) -> None:
         find_modelnet_meshes(tree, splits=["train", "train"])
 
 
+def test_a_category_of_a_test_folder_alone_is_a_category(tree: Path) -> None:
+    (tree / "mug" / "test").mkdir(parents=True)
+    (tree / "mug" / "test" / "mug_0001.off").write_text(CUBE)
+    names, meshes = find_modelnet_meshes(tree)
+    assert names == ["chair", "mug", "table"]  # alphabetical: mug is no ModelNet10 category
+    assert [(m.name, split) for m, label, split in meshes if label == 1] == [("mug_0001.off", 1)]
+
+
 def test_trees_laid_out_otherwise_are_refused_naming_their_folders(tree: Path,
                                                                    tmp_path: Path) -> None:
     """ModelNet40.zip unpacked into a folder of its own (ModelNet40/ beside __MACOSX/), and 3D
@@ -680,6 +688,7 @@ def test_a_filtered_cache_stacks_the_shapes_it_keeps(tmp_path) -> None:
     test = VoxelShapes(cache, split="test")
     assert list(test.indices) == [1]
     assert torch.equal(test.stack()[0], test[0][0]) and test[0][0].sum() < 6**3
+    assert torch.equal(test.stack(max_shapes=1), test.stack())  # the first kept, not row 0
 
 
 def test_a_mesh_folder_is_voxelized_at_the_resolution_then_padded(tree: Path) -> None:

@@ -168,6 +168,11 @@ def test_custom_layers_and_activation() -> None:
     assert energy(torch.zeros(2, 1, 16, 16)).shape == (2,)
 
 
+def test_an_empty_layer_list_is_refused_not_replaced_by_the_preset() -> None:
+    with pytest.raises(ValueError, match="at least one convolution"):
+        image_energy("texture", layers=[])
+
+
 def test_linear_head_input_size_too_small() -> None:
     with pytest.raises(ValueError, match="too small"):
         image_energy("object", in_channels=1, image_size=4, layers=[[8, 5, 1]])

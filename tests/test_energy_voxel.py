@@ -31,19 +31,23 @@ def test_wrong_size_names_the_expected_shape(arch: str) -> None:
         energy(torch.zeros(1, side, side, side))  # no channel axis
 
 
-@pytest.mark.parametrize(("arch", "side", "convolutions"), [
-    ("desc32", 32, [(200, 16, 3, 7), (100, 6, 2, 3)]),
-    ("desc64_sr", 64, [(200, 16, 3, 7)]),  # (64 + 2 * 7 - 16) // 3 + 1 = 21 positions a side
-    ("desc64_small", 64, [(16, 8, 4, 2), (32, 4, 2, 1)]),
+@pytest.mark.parametrize(("arch", "side", "convolutions", "features"), [
+    # (32 + 2 * 7 - 16) // 3 + 1 = 11, then (11 + 2 * 3 - 6) // 2 + 1 = 6 positions a side
+    ("desc32", 32, [(200, 16, 3, 7), (100, 6, 2, 3)], 100 * 6 ** 3),
+    ("desc64_sr", 64, [(200, 16, 3, 7)], 200 * 21 ** 3),  # (64 + 2 * 7 - 16) // 3 + 1 = 21
+    ("desc64_small", 64, [(16, 8, 4, 2), (32, 4, 2, 1)], 32 * 8 ** 3),
 ])
-def test_the_papers_presets_are_the_authors_nets(arch: str, side: int, convolutions: list
-                                                 ) -> None:
+def test_the_papers_presets_are_the_authors_nets(arch: str, side: int, convolutions: list,
+                                                 features: int) -> None:
     """The grid side and (filters, kernel side, stride, padding) of every convolution, as in
-    the module docstring (the small preset: its structure with fewer, smaller filters)."""
+    the module docstring (the small preset: its structure with fewer, smaller filters), then a
+    fully connected layer from every top response to one score."""
     energy = voxel_energy(arch)
     assert energy.input_size == (side, side, side)
     assert [(m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0])
             for m in energy.modules() if isinstance(m, nn.Conv3d)] == convolutions
+    assert [(m.in_features, m.out_features) for m in energy.modules()
+            if isinstance(m, nn.Linear)] == [(features, 1)]
 
 
 def test_unknown_arch_lists_the_presets() -> None:

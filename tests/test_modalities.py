@@ -290,7 +290,7 @@ def test_training_mean_is_resolved_from_the_data() -> None:
                                          "when training starts; this config was never trained"):
         VOXELS.offset(config)
     shapes = torch.zeros(2, 1, 4, 4, 4)
-    shapes[:, :, :2] = 0.5  # one scalar over every voxel of every shape: 0.25
+    shapes[0, :, :2] = 1.0  # one scalar over every voxel of every shape: 0.25 (the first's 0.5)
     resolved = VOXELS.fit_units(config, shapes)
     assert VOXELS.offset(resolved) == 0.25 and resolved.data.mean == 0.25
     assert VOXELS.fit_units(resolved, torch.ones(2, 1, 4, 4, 4)) is resolved  # already a number
@@ -501,7 +501,9 @@ def test_logged_images_map_minus_one_to_one_onto_black_to_white(tmp_path: Path) 
 
 
 def test_logged_video_frames_map_minus_one_to_one_onto_black_to_white(tmp_path: Path) -> None:
-    clips = RAMP.reshape(1, 1, 3, 1, 1).expand(1, 1, 3, 2, 2)  # frame t all RAMP[t]
+    """The first clip's frames; the second, all black, is not the one shown."""
+    ramp = RAMP.reshape(1, 1, 3, 1, 1).expand(1, 1, 3, 2, 2)  # frame t all RAMP[t]
+    clips = torch.cat([ramp, torch.full_like(ramp, -1.0)])
     (frames,) = logged_greys(tmp_path, lambda w: VIDEO.log_samples(w, "v", clips, 0),
                              "v/frames")
     # One picture of the 3 frames side by side: black, mid-grey and white ones.
@@ -538,6 +540,9 @@ def test_image_pyramid_shows_only_the_first_8_images(tmp_path: Path) -> None:
     path = IMAGE.save_pyramid([torch.zeros(10, 1, 2, 2), torch.zeros(10, 1, 4, 4)],
                               tmp_path / "pyramid")
     assert png_size(path) == (8 * 6 + 2, 2 * 6 + 2)
+    # Every grid has its row, however many the pyramid has.
+    path = IMAGE.save_pyramid([torch.zeros(2, 1, 1, 1)] * 9, tmp_path / "nine")
+    assert png_size(path) == (2 * 3 + 2, 9 * 3 + 2)
 
 
 def test_a_video_folder_loads_at_most_max_images_clips(tmp_path: Path) -> None:
@@ -552,10 +557,20 @@ def test_a_video_folder_loads_at_most_max_images_clips(tmp_path: Path) -> None:
 
 
 def test_video_frames_are_images_frame_by_frame(tmp_path: Path) -> None:
-    frames = colour_frames(tmp_path / "frames", GREYS)
-    images = IMAGE.load(DataConfig(path=str(frames), kind="video_frames", frames=3, size=8))
-    clips = VIDEO.load(DataConfig(path=str(frames), kind="video", frames=3, size=8))
+    """Frame t of the clip is image t, rows kept as rows: each frame a ramp along its width."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(3):
+        ramp = np.tile(np.arange(8, dtype=np.uint8) * 30 + t, (8, 1))  # level 30 x + t at (y, x)
+        Image.fromarray(ramp, "L").save(frames / f"{t}.png")
+    images = IMAGE.load(DataConfig(path=str(frames), kind="video_frames", frames=3, size=8,
+                                   channels=1))
+    clips = VIDEO.load(DataConfig(path=str(frames), kind="video", frames=3, size=8, channels=1))
     assert images.shape == (3, 1, 8, 8) and torch.equal(images, clips[0].transpose(0, 1))
+    levels = torch.arange(8.0) * 30
+    for t in range(3):
+        torch.testing.assert_close(images[t, 0], ((levels + t) / 127.5 - 1).expand(8, 8),
+                                   atol=1e-5, rtol=0)
 
 
 def test_video_clips_start_at_start_frame(tmp_path: Path) -> None:
@@ -597,6 +612,16 @@ def test_voxel_pyramid_renders_at_most_four_shapes(tmp_path: Path, monkeypatch) 
     VOXELS.save_pyramid([torch.rand(6, 1, 2, 2, 2), torch.rand(6, 1, 4, 4, 4)],
                         tmp_path / "pyramid")
     assert drawn["columns"] == 2 and len(drawn["items"]) == 4 * 2
+
+
+def test_an_empty_coarse_voxel_grid_is_drawn_empty(tmp_path: Path, monkeypatch) -> None:
+    """A coarse grid of no occupancy at all (a chain that emptied) has no maximum to scale to:
+    drawn as it is, not a division by zero."""
+    drawn = captured(monkeypatch, "stgconv.modalities.voxel", "render_voxels")
+    VOXELS.save_pyramid([torch.zeros(1, 1, 2, 2, 2), torch.zeros(1, 1, 4, 4, 4)],
+                        tmp_path / "pyramid")
+    assert drawn["titles"] == ["2x2x2 @0.00", "4x4x4"]
+    assert [panel.abs().max().item() for panel in drawn["items"]] == [0.0, 0.0]
 
 
 def test_logged_volume_fraction_counts_voxels_at_half_occupancy_or_more(tmp_path: Path) -> None:
