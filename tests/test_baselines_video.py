@@ -237,8 +237,9 @@ def test_neighbour_average_stops_at_max_iters():
     assert not torch.allclose(one, many)
     with pytest.raises(ValueError, match="max_iters"):
         neighbour_average(video, known, max_iters=0)
-    with pytest.raises(ValueError, match="tol"):
-        neighbour_average(video, known, tol=-1.0)
+    for bad in (-1.0, float("nan")):  # NaN: no change is <= it, so no sweep stops early
+        with pytest.raises(ValueError, match="tol"):
+            neighbour_average(video, known, tol=bad)
     # tol 0 is a tol (run every sweep unless nothing moves), not an error.
     assert torch.equal(neighbour_average(video, known, tol=0.0, max_iters=1), one)
 
@@ -482,3 +483,15 @@ def test_motion_compensated_of_a_single_frame_is_temporal_interpolation() -> Non
     known = make_mask("region")[:1]
     torch.testing.assert_close(motion_compensated_interpolation(video, known),
                                temporal_interpolation(video, known), rtol=0, atol=0)
+
+
+def test_neighbour_average_by_default_sweeps_a_long_gap_to_its_harmonic_fill() -> None:
+    """A row of 21 pixels seen only at its ends, -1 and 1: its harmonic fill is the line
+    between them. Each sweep shrinks the error by ~0.9 here, so the default tol is reached
+    after ~95 sweeps (20 leave it 0.14 off); the default sweep limit must not cut them short."""
+    line = torch.linspace(-1.0, 1.0, 21).view(1, 1, 1, 21)
+    known = torch.zeros(1, 1, 1, 21, dtype=torch.bool)
+    known[..., [0, -1]] = True
+    out = neighbour_average(torch.where(known, line, 0.0), known)
+    # The error left is at most the last change (<= tol) over 1 - 0.9: ~1e-4.
+    torch.testing.assert_close(out, line, rtol=0, atol=2e-4)

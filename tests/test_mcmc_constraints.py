@@ -191,10 +191,11 @@ def test_constraints_refuse_non_finite_values_to_keep() -> None:
     KnownEntries(observed.masked_fill(~known, float("nan")), known)
     with pytest.raises(ValueError, match="observed has NaN or infinite values at known entries"):
         KnownEntries(observed.masked_fill(known, float("inf")), known)
-    low = rand((2, 1, 2, 2), seed=1)
-    low[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="low has NaN or infinite values"):
-        DownsampleConsistency(low, (2, 2))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        low = rand((2, 1, 2, 2), seed=1)
+        low[0, 0, 0, 0] = bad
+        with pytest.raises(ValueError, match="low has NaN or infinite values"):
+            DownsampleConsistency(low, (2, 2))
 
 
 # ---------------------------------------------------------------------------------------------

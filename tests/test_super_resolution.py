@@ -11,7 +11,7 @@ from _tiny import boxes_and_balls, gen
 from stgconv.config import TrainConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.mcmc import MALA, DownsampleConsistency, Langevin, SuperResolutionStart
-from stgconv.ops import block_down, block_top_k, linear_up
+from stgconv.ops import block_down, block_top_k, linear_up, nearest_up
 from stgconv.super_resolution import super_resolve_batch
 from stgconv.train import Trainer
 
@@ -86,3 +86,15 @@ def test_super_resolution_training_chains_see_only_states_on_the_low_resolution(
     assert len(seen) > 2  # the data and every state of the chain
     for x in seen:
         torch.testing.assert_close(block_down(x, (4, 4, 4)), low, rtol=0, atol=1e-6)
+
+
+def test_super_resolution_starts_at_the_linear_upsampling_by_default() -> None:
+    """With a step too small to move, the chain is its start: by default the trilinear
+    up-sampling of ``low - offset`` with its block means made ``low - offset``, then + offset."""
+    low, blocks, offset = block_down(boxes_and_balls(2, 8), (4, 4, 4)), (4, 4, 4), 0.25
+    sampler = Langevin(n_steps=1, step_size=1e-8, noise_scale=0.0)
+    chain = super_resolve_batch(tiny_energy(8), sampler, low, 4, offset=offset, binary=False)
+    linear = linear_up(low - offset, blocks)
+    expected = linear - nearest_up(block_down(linear, blocks) - (low - offset), blocks) + offset
+    torch.testing.assert_close(chain, expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(chain, nearest_up(low, blocks), atol=1e-3)
