@@ -413,6 +413,18 @@ def test_a_writers_error_about_another_file_names_that_file(tmp_path: Path) -> N
     assert leftovers(tmp_path, set()) == []
 
 
+def test_a_copy_onto_a_full_disk_names_the_file_written(tmp_path: Path) -> None:
+    """shutil.copyfile's error names its source and the temporary it writes (keeping
+    checkpoint_previous.pt): a failed write all the same, named after the file asked for."""
+    source = tmp_path / "checkpoint.pt"
+    source.write_bytes(bytes(10_000))
+    path = tmp_path / "checkpoint_previous.pt"
+    with pytest.raises(WriteError, match=rf"^\[Errno 27\] File too large: '{path}'$"):
+        with file_size_limit(4096):
+            atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
+    assert leftovers(tmp_path, {"checkpoint.pt"}) == []
+
+
 def test_a_temporary_that_cannot_be_removed_does_not_hide_the_error(tmp_path: Path,
                                                                     monkeypatch) -> None:
     """An I/O error, then the folder gone read-only before the temporary could be removed: the

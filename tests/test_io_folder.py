@@ -108,6 +108,15 @@ def test_a_link_to_nothing_is_named(tmp_path: Path) -> None:
     assert names(list_files(folder, [".off"])) == ["a.off"]
 
 
+def test_a_link_to_nothing_is_named_with_its_target_as_written(tmp_path: Path) -> None:
+    """What the link holds, relative as it was made, not a path worked out from it."""
+    folder = touch(tmp_path / "shapes", "a.off")
+    (folder / "b.off").symlink_to(Path("..") / "unmounted" / "b.off")
+    with pytest.raises(ValueError, match=r"/shapes/b\.off: a link to \.\./unmounted/b\.off, "
+                                         "which does not exist$"):
+        list_files(folder)
+
+
 def test_a_link_to_a_missing_file_in_a_folder_that_exists_is_named(tmp_path: Path) -> None:
     folder = touch(tmp_path / "shapes", "a.off")
     (folder / "b.off").symlink_to(tmp_path / "b.off")

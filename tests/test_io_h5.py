@@ -443,6 +443,20 @@ def test_ctrl_c_after_a_refused_write_leaves_the_refusal_to_be_raised(tmp_path: 
         signal.signal(signal.SIGINT, previous)
 
 
+def test_ctrl_c_handled_with_no_frame_is_raised_as_ever(tmp_path: Path) -> None:
+    """Python may run the handler with no frame (none of its code running): the interrupt is
+    raised as the handler found would raise it, not kept for the check."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open(tmp_path / "f", "w+b", buffering=0) as file:
+            kept = _KeptWrites(file.fileno())
+            with _interrupts_kept(kept), pytest.raises(KeyboardInterrupt):
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+            assert kept.failure is None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_the_check_given_to_fill_raises_once_a_write_failed(tmp_path: Path) -> None:
     """So that a fill stops at its next part, little kept in memory."""
     (tmp_path / "f.h5").touch()  # as atomic_write makes its temporary

@@ -182,6 +182,29 @@ def test_a_hook_installed_in_the_block_stays(tmp_path: Path, monkeypatch) -> Non
     assert threading.excepthook is programs_hook
 
 
+def test_a_hook_installed_in_a_block_that_calls_the_one_it_found_reaches_the_hook_before(
+        tmp_path: Path, monkeypatch) -> None:
+    """A program's hook installed in a block that hands on to the hook it found (the block's):
+    after another block has come and gone, a thread's failure still ends at the hook found
+    before the first block, not going round the program's hook until the recursion limit."""
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    with summary_writer(tmp_path / "a"):
+        found = threading.excepthook
+
+        def programs_hook(args: threading.ExceptHookArgs) -> None:
+            found(args)
+
+        monkeypatch.setattr(threading, "excepthook", programs_hook)
+    with summary_writer(tmp_path / "b"):
+        pass
+    assert threading.excepthook is programs_hook
+    thread = threading.Thread(target=lambda: 1 / 0)
+    thread.start()
+    thread.join()
+    assert [type(error) for error in seen] == [ZeroDivisionError]
+
+
 def test_a_writers_error_without_a_number_keeps_its_message(tmp_path: Path) -> None:
     """tensorboard's own refusals carry no errno (an event file closed by other code): no
     system failure to name the folder for, so its message stays as it was."""

@@ -531,6 +531,26 @@ def test_an_hdf5_file_without_matlab_s_header_is_named_as_such(tmp_path: Path) -
         load_voxels(path)
 
 
+@pytest.mark.parametrize(("damage", "message"), [
+    ("a variable of no type", r"cannot read MATLAB file .*damaged\.mat: Expecting miMATRIX"),
+    ("compressed bytes", r"cannot read .*damaged\.mat: the file is damaged or truncated"),
+])
+def test_read_mat_names_a_damaged_file(tmp_path: Path, damage: str, message: str) -> None:
+    """The mask loader reads .mat files too: read_mat's own error names the file, whatever
+    scipy raised (a TypeError for a type MATLAB has none of, zlib's error for its bytes)."""
+    path = tmp_path / "damaged.mat"
+    scipy.io.savemat(path, {"x": np.arange(64.0).reshape(8, 8)},
+                     do_compression=damage == "compressed bytes")
+    data = bytearray(path.read_bytes())
+    if damage == "a variable of no type":
+        data[128] = 0xFF  # the first variable's type, after the 128-byte header
+    else:
+        data[140:170] = bytes(b ^ 0x55 for b in data[140:170])
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=message):
+        read_mat(path)
+
+
 def test_a_truncated_matlab_v73_file_is_named(tmp_path: Path) -> None:
     # Its header says v7.3, its HDF5 body is cut short: h5py's OSError names no problem.
     path = write_mat_v73(tmp_path / "cut.mat", {"instance": random_grids(6, 6, 6, seed=4)})
