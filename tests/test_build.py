@@ -232,7 +232,7 @@ def test_multigrid_bases_are_training_bases_or_new_draws_of_their_gaussian() -> 
     assert drawn.min() >= -0.25 and drawn.max() <= 0.75  # the clamp [0, 1] in model units
     assert not any((row == base).flatten(1).all(1).any() for row in drawn[:50])
     torch.testing.assert_close(drawn.mean(0), base.mean(0), rtol=0, atol=0.01)
-    torch.manual_seed(7)  # the generator alone decides the draws, as the picks
+    torch.manual_seed(8)  # another global stream: the generator alone decides the draws
     assert torch.equal(multigrid_bases(config, base, 2000,
                                        generator=torch.Generator().manual_seed(1)), drawn)
 

@@ -181,18 +181,21 @@ def test_the_filler_learns_what_the_nearest_known_fill_cannot() -> None:
     assert learned_error < 0.07 < 0.1 < fill_error
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_an_initializer_diverging_in_fit_names_its_rate_and_the_last_good_checkpoint(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: float) -> None:
     """Its non-finite loss said neither which checkpoint keeps the last good model nor what to
-    change (the README's divergence promise)."""
+    change (the README's divergence promise). An infinite loss (logits overflowed to inf) stops
+    it as a NaN does."""
     path = tmp_path / "checkpoint.pt"
     trainer = make_trainer(settings=replace(FAST, steps=1))
     trainer.fit(1, checkpoint_path=path, progress=False)
     # The loss alone: NaN weights would already stop the descriptor's chains, which start
     # from the initializer's guess.
     monkeypatch.setattr(trainer, "_losses",
-                        lambda batch: [torch.tensor(math.nan, requires_grad=True)])
-    with pytest.raises(DivergenceError, match=r"non-finite initializer loss at iteration 2: nan; "
+                        lambda batch: [torch.tensor(bad, requires_grad=True)])
+    with pytest.raises(DivergenceError, match=rf"non-finite initializer loss at iteration 2: "
+                                              rf"{bad}; "
                                               r".*checkpoint\.pt keeps iteration 1, the last "
                                               r"good model \(lower initializer\.lr\)$"):
         trainer.fit(3, checkpoint_path=path, progress=False)

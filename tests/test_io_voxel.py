@@ -1069,11 +1069,13 @@ def test_render_views_of_a_grid_with_its_channel_axis_are_the_grids() -> None:
 
 def test_render_rays_start_outside_the_whole_grid() -> None:
     """A block at the side of the grid nearest the camera is drawn, in a long grid too (the
-    grid's longest side sets the scale)."""
-    cube, post = np.zeros((16, 16, 16)), np.zeros((2, 2, 16))
+    grid's longest side sets the scale), and so is one in the corner a diagonal view faces,
+    sqrt(3) / 2 of the scale from the centre along the view."""
+    cube, post, corner = np.zeros((16, 16, 16)), np.zeros((2, 2, 16)), np.zeros((16, 16, 16))
     cube[13:, 6:10, 6:10] = 1  # azimuth 0: the camera on +x
     post[:, :, 13:] = 1  # seen from straight above
-    for grid, view in ((cube, (0.0, 0.0)), (post, (0.0, 90.0))):
+    corner[13:, 13:, 13:] = 1  # all of it over half the scale along the view from (45, 35)
+    for grid, view in ((cube, (0.0, 0.0)), (post, (0.0, 90.0)), (corner, (45.0, 35.0))):
         assert (render_views(grid, views=(view,), size=16)[0] < 250).any(), grid.shape
 
 
