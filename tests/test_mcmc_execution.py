@@ -52,6 +52,9 @@ def test_chain_error_is_the_bf16_gradient_error_against_the_chains_noise() -> No
     torch.testing.assert_close(error, expected.expand(3), rtol=1e-5, atol=0)
     assert torch.isinf(bf16_chain_error(energy, x, step_size=0.02, n_steps=16,
                                         noise_scale=0.0)).all()
+    # Without noise nothing hides an error, even none at all (a gradient bfloat16 keeps exact).
+    assert torch.isinf(bf16_chain_error(lambda v: v.flatten(1).sum(1), x, step_size=0.02,
+                                        n_steps=16, noise_scale=0.0)).all()
 
 
 def test_the_chain_error_checks_the_energy_as_the_chain_does() -> None:
@@ -71,6 +74,7 @@ def test_the_chain_error_checks_the_energy_as_the_chain_does() -> None:
 def test_auto_is_the_fp32_chain_where_it_may_not_use_bfloat16(monkeypatch, native: bool) -> None:
     """No native bfloat16, or a CPU that has it: "auto" runs the fp32 chain exactly."""
     monkeypatch.setattr(execution, "native_bfloat16", lambda device: native)
+    assert not execution.auto_may_use_bfloat16(torch.device("cpu"))
     torch.manual_seed(0)
     energy = image_energy("descriptor64", in_channels=1, image_size=16)
     x0 = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
@@ -165,6 +169,9 @@ def test_auto_checks_once_per_shape_then_again_after_recheck_every_runs(monkeypa
     auto.choose(energy, torch.zeros(2, 48), **settings)  # a new shape: its own check
     assert energy.calls - before == 2
     assert auto.choose(energy, x, step_size=0.01, n_steps=4, noise_scale=0.0) == FP32
+    before = energy.calls
+    auto.choose(energy, torch.zeros(5, 3, 4, 4), **settings)  # another batch of the same chains
+    assert energy.calls == before
 
 
 def test_energies_made_afresh_per_run_share_their_networks_verdict(monkeypatch) -> None:
@@ -192,9 +199,30 @@ def test_energies_made_afresh_per_run_share_their_networks_verdict(monkeypatch) 
     assert len(checks) == 3 and len(auto._verdicts) == 1
 
 
+def test_an_energy_that_cannot_be_weakly_referenced_is_checked_at_every_run(monkeypatch
+                                                                          ) -> None:
+    """Its verdict cannot be kept, but it is still made: bfloat16 where the check allows it."""
+
+    class Slotted:
+        __slots__ = ("net",)
+
+        def __init__(self) -> None:
+            self.net = linear_energy()
+
+        def __call__(self, x: Tensor) -> Tensor:
+            return self.net(x)
+
+    auto = pretend_native_and_fast(monkeypatch, 2.0)
+    energy = Slotted()
+    for _ in range(2):
+        assert auto.choose(energy, torch.zeros(2, 48), step_size=0.01, n_steps=4,
+                           noise_scale=1.0) == Execution(bf16=True)
+    assert energy.net.calls == 4 and len(auto._verdicts) == 0
+
+
 def test_gradient_seconds_times_the_energy_gradient() -> None:
     energy = linear_energy()
-    seconds = execution.gradient_seconds(energy, torch.zeros(2, 48), FP32, repeats=3)
+    seconds = execution.gradient_seconds(energy, torch.zeros(2, 48), FP32)
     assert seconds > 0 and energy.calls == 4  # one untimed call, then three timed
 
 
@@ -343,6 +371,16 @@ def test_no_channels_last_on_the_cpu() -> None:
     assert channels_last_format(torch.zeros(2, 1, 4, 4, 4)) is None
 
 
+def test_channels_last_is_chosen_by_the_batchs_dimensions_on_cuda() -> None:
+    """The choice reads the device type and the dimension count alone: checked without a GPU."""
+    cuda = torch.device("cuda")
+    assert channels_last_format(SimpleNamespace(device=cuda, dim=lambda: 4)) == (
+        torch.channels_last)
+    assert channels_last_format(SimpleNamespace(device=cuda, dim=lambda: 5)) == (
+        torch.channels_last_3d)
+    assert channels_last_format(SimpleNamespace(device=cuda, dim=lambda: 3)) is None
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_channels_last_only_for_image_and_volume_batches_on_cuda() -> None:
     assert channels_last_format(torch.zeros(2, 3, 4, 4, device="cuda")) == torch.channels_last
@@ -354,6 +392,26 @@ def test_channels_last_only_for_image_and_volume_batches_on_cuda() -> None:
 def test_native_bfloat16_answers_for_the_cpu() -> None:
     assert isinstance(execution.native_bfloat16(torch.device("cpu")), bool)
     assert not execution.auto_may_use_bfloat16(torch.device("cpu"))
+
+
+def test_devices_it_cannot_ask_about_run_in_fp32_in_the_chains_layout() -> None:
+    """Other backends (meta here) have no known way to tell native bfloat16: "auto" stays with
+    fp32 there, and the chain keeps its own layout."""
+    meta = torch.device("meta")
+    assert not execution.native_bfloat16(meta) and not execution.auto_may_use_bfloat16(meta)
+    assert channels_last_format(torch.zeros(2, 3, 4, 4, device=meta)) is None
+
+
+def test_a_verdict_is_kept_per_device(monkeypatch) -> None:
+    """The same chains on another device are timed there: a GPU's verdict is no CPU's."""
+    auto = pretend_native_and_fast(monkeypatch, 2.0)
+    checked = []
+    monkeypatch.setattr(auto, "_check", lambda energy, x, **kw: checked.append(x.device) or FP32)
+    energy = linear_energy()
+    for device in ("cpu", "meta", "cpu", "meta"):
+        auto.choose(energy, torch.zeros(2, 48, device=device), step_size=0.01, n_steps=4,
+                    noise_scale=1.0)
+    assert checked == [torch.device("cpu"), torch.device("meta")]
 
 
 def test_auto_needs_every_chain_within_the_tolerance(monkeypatch) -> None:

@@ -569,8 +569,9 @@ class Normalised(torch.nn.Module):
 
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))
 @pytest.mark.parametrize("make_layer", [lambda: torch.nn.BatchNorm1d(3),
-                                        lambda: torch.nn.Dropout(0.5)],
-                         ids=["batchnorm", "dropout"])
+                                        lambda: torch.nn.Dropout(0.5),
+                                        lambda: torch.nn.Dropout1d(0.5)],
+                         ids=["batchnorm", "dropout", "channel_dropout"])
 def test_layers_that_couple_or_randomise_chains_in_training_mode_are_refused(
         name: str, make_layer) -> None:
     """A module is in training mode until .eval(): batch norm made each chain's energy depend
@@ -607,6 +608,12 @@ def test_a_layer_in_training_mode_is_found_through_wrappers_and_nesting() -> Non
     nested = Normalised(torch.nn.Sequential(torch.nn.Identity(), torch.nn.Dropout(0.5)))
     with pytest.raises(ValueError, match="Dropout layer 'layer.1' is in training mode"):
         ALL_SAMPLERS["langevin"].run(nested, torch.randn(4, 3, generator=gen(0)),
+                                     generator=gen(1))
+    # A module keeping the energy it wraps as .energy is checked whole, its own layers too.
+    wrapper = Normalised(torch.nn.Dropout(0.5))
+    wrapper.energy = Normalised(torch.nn.Identity())
+    with pytest.raises(ValueError, match="Dropout layer 'layer' is in training mode"):
+        ALL_SAMPLERS["langevin"].run(wrapper, torch.randn(4, 3, generator=gen(0)),
                                      generator=gen(1))
 
 
@@ -778,6 +785,11 @@ def test_langevin_without_noise_is_gradient_descent() -> None:
     a = sampler.run(energy, x0, generator=gen(14))
     b = sampler.run(energy, x0, generator=gen(15))
     assert torch.equal(a, b), "noise_scale=0 must not depend on the generator"
+    # Nor draw from it: the caller's next draws stay those it would make without the chain.
+    g = gen(14)
+    for create_graph in (False, True):
+        sampler.run(energy, x0, generator=g, create_graph=create_graph)
+        assert torch.equal(g.get_state(), gen(14).get_state()), create_graph
     # x_n = mu + (I - h A)^n (x0 - mu)
     contraction = torch.linalg.matrix_power(torch.eye(2, dtype=F64) - h * energy.precision, n)
     expected = GAUSS_MU + (x0 - GAUSS_MU) @ contraction.T
@@ -998,8 +1010,14 @@ def test_step_counts_must_be_ints(cls, count) -> None:
 
 
 def test_samplers_built_without_settings_run_their_documented_chains() -> None:
-    """What ``MALA()``, ``HMC()`` and ``BlockGibbs()`` run (BlockGibbs: one sweep, CD-1): a
-    changed default would change every chain built without settings, without a word."""
+    """What ``Langevin()``, ``MALA()``, ``HMC()`` and ``BlockGibbs()`` run (BlockGibbs: one
+    sweep, CD-1): a changed default would change every chain built without settings, without a
+    word."""
+    plain = Langevin()
+    assert (plain.n_steps, plain.step_size, plain.noise_scale, plain.noise_anneal) == (
+        30, 0.01, 1.0, "none")
+    assert (plain.grad_clip, plain.clamp, plain.precision, plain.cuda_graph) == (
+        None, None, "auto", True)
     assert (MALA().n_steps, MALA().step_size) == (30, 0.01)
     assert (HMC().n_steps, HMC().step_size, HMC().n_leapfrog) == (10, 0.01, 5)
     assert BlockGibbs().n_steps == 1
@@ -1111,6 +1129,19 @@ def test_create_graph_derivative_through_clipping_matches_finite_differences() -
     finite = torch.stack([(chain(x0 + step * e) - chain(x0 - step * e)) / (2 * step)
                           for e in torch.eye(3, dtype=F64)[:, None]], dim=1)
     torch.testing.assert_close(jacobian, finite, atol=1e-7, rtol=1e-6)
+
+
+def test_a_clipped_chain_where_the_gradient_vanishes_has_a_finite_derivative() -> None:
+    """At a stationary point the clip's scale ``clip / |grad|`` is infinite (clamped to 1), and
+    its derivative, though multiplied by the clamp's zero, turned the whole chain's derivative
+    into NaN without the small guard in the norm. There the clip does not bite: the step is
+    ``x - h x`` on ``E = |x|^2 / 2``, whose derivative is ``1 - h``."""
+    x0 = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 2.0]], dtype=F64, requires_grad=True)
+    x = Langevin(n_steps=1, step_size=0.5, noise_scale=0.0, grad_clip=1.0).run(
+        standard_energy, x0, create_graph=True)
+    (derivative,) = torch.autograd.grad(x.sum(), x0)
+    assert torch.isfinite(derivative).all()
+    assert derivative[0].tolist() == [1 - 0.5**2 / 2] * 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1417,6 +1448,14 @@ def test_diagnostics_acceptance_rate_counts_every_step_and_chain() -> None:
     assert diag.acceptance_rate == 0.75
 
 
+def test_diagnostics_before_any_step_have_no_means() -> None:
+    """Read before a run (a logger reporting every iteration, some without sampling), the
+    summaries failed inside torch ("stack expects a non-empty TensorList")."""
+    diag = Diagnostics()
+    assert diag.mean_energy == [] and diag.mean_grad_norm == []
+    assert diag.acceptance_rate == 1.0
+
+
 def test_diagnostics_of_a_float64_chain_keep_float64() -> None:
     """Averaged in float32, 1e8 + 1 came back as 1e8 (float32's spacing there is 8)."""
     diag = Diagnostics()
@@ -1560,7 +1599,8 @@ def test_a_nan_log_ratio_is_rejected() -> None:
     assert x[:, 0].tolist() == e.tolist() == grad[:, 0].tolist() == [0.0, 1.0]
 
 
-def test_only_a_chain_without_callback_or_annealed_noise_replays_as_a_cuda_graph() -> None:
+def test_only_a_chain_without_callback_or_annealed_noise_replays_as_a_cuda_graph(
+        monkeypatch) -> None:
     """Annealed noise changes at every step and a callback runs Python at every step: neither
     replays as one captured graph. The choice reads the chain's device type alone, so it is
     checked here without a GPU."""
@@ -1571,6 +1611,10 @@ def test_only_a_chain_without_callback_or_annealed_noise_replays_as_a_cuda_graph
     assert not Langevin()._graphable(on_cuda, print, None)
     assert not Langevin(cuda_graph=False)._graphable(on_cuda, None, None)
     assert not Langevin()._graphable(SimpleNamespace(device=torch.device("cpu")), None, None)
+    # An explicit generator only where this torch can register it with a graph.
+    assert Langevin()._graphable(on_cuda, None, gen(0))
+    monkeypatch.setattr(langevin_module, "graph_generator_ok", lambda generator: False)
+    assert not Langevin()._graphable(on_cuda, None, gen(0))
 
 
 def test_langevin_clips_a_small_gradient_to_the_bound_exactly() -> None:

@@ -45,6 +45,9 @@ class Diagnostics:
 
 def _means(per_step: list[Tensor]) -> list[float]:
     """The mean of each ``(B,)`` tensor, in its dtype, float32 at least: a float64 chain's
-    energies of 1e8 were averaged in float32, which rounds them to multiples of 8."""
+    energies of 1e8 were averaged in float32, which rounds them to multiples of 8. No steps
+    recorded yet: no means (torch.stack refused the empty list)."""
+    if not per_step:
+        return []
     return torch.stack([values.mean(dtype=at_least_float32(values.dtype))
                         for values in per_step]).tolist()
