@@ -1650,6 +1650,7 @@ def test_reconstruct_and_interpolate_start_from_the_models_noise_drawn_with_the_
 
     def recording_interpolate(energy, sampler, z_start, z_end, generator=None, **kwargs):
         seen["interpolate"] = (z_start, z_end)
+        seen["init"] = kwargs.get("init")
         seen["chain seed"] = None if generator is None else generator.initial_seed()
         return interpolate(energy, sampler, z_start, z_end, generator=generator, **kwargs)
 
@@ -1667,6 +1668,7 @@ def test_reconstruct_and_interpolate_start_from_the_models_noise_drawn_with_the_
     generator = torch.Generator().manual_seed(4)
     ends = [init.sample((1, 8, 8), generator=generator) for _ in range(2)]
     assert all(map(torch.equal, seen["interpolate"], ends)) and seen["chain seed"] == 4
+    assert seen["init"] == init  # the path walked is the uniform noise's
 
 
 def test_the_warning_for_a_model_not_trained_from_noise_names_the_callers_line(
@@ -1699,6 +1701,17 @@ def test_a_task_whose_last_file_cannot_be_written_puts_none_of_its_files_in_plac
         else:
             tasks.interpolate(short_run, tmp_path / "out", n_points=2, device="cpu")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_reconstruct_steps_its_start_at_the_rate_given(short_run: Path, tmp_path: Path) -> None:
+    """--lr reaches the optimiser: at a rate of 0 the start never moves, so every iteration and
+    the reconstruction written have the error of the first."""
+    Image.new("L", (8, 8)).save(tmp_path / "target.png")
+    out = tasks.reconstruct(short_run, tmp_path / "target.png", tmp_path / "rec", n_iterations=2,
+                            lr=0.0, device="cpu")
+    scores = json.loads((out / "reconstruction.json").read_text())
+    assert scores["mse"] == [scores["mse_first"]] * 2
+    assert scores["mse_last"] == pytest.approx(scores["mse_first"], rel=1e-6)
 
 
 def test_the_seed_alone_fixes_what_reconstruct_and_interpolate_write(short_run: Path,

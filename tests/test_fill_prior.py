@@ -75,7 +75,8 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
         # One frame short of a window (12 of 13): no window to cut, refused by its name.
         ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "13"], "fewer than frames=13"),
         ([str(clips[0]), "--out", str(tmp_path), *SMALL], "is a folder, not a file"),
-        ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", "region:x"], "not a number"),
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", "region:x"],
+         "'x' is not a number"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--iterations", "0"], "iterations"),
         ([str(clips[0]), str(tmp_path / "nope.mp4"), "--out", str(prior), *SMALL],
          "not found: ['" + str(tmp_path / "nope.mp4")),
@@ -272,18 +273,24 @@ def test_fill_prior_seeds_the_nets_weights_and_its_training(tmp_path: Path, monk
     assert load_checkpoint(prior)["trained_on"] == ["c.mkv"]
 
 
-def test_fill_prior_reports_the_mean_of_its_last_100_losses(tmp_path: Path, monkeypatch,
-                                                             capsys) -> None:
-    """One iteration's loss is noisy: the summary's final loss is the last 100's mean."""
+@pytest.mark.parametrize("losses, final", [(range(150), "99.5000"), ([1.0, 2.0], "1.5000")],
+                         ids=["150", "2"])
+def test_fill_prior_reports_the_mean_of_its_last_100_losses(tmp_path: Path, monkeypatch, capsys,
+                                                             losses, final: str) -> None:
+    """One iteration's loss is noisy: the summary's final loss is the mean of the last 100
+    (50 .. 149), or of every loss where there are fewer; it counts the examples, masks and
+    videos (one)."""
     original = FILL_PRIOR_TASK.fill_prior
 
-    def losses_0_to_149(examples, **kwargs):
+    def fixed_losses(examples, **kwargs):
         net, _ = original(examples, **kwargs)
-        return net, [float(i) for i in range(150)]
+        return net, [float(loss) for loss in losses]
 
-    monkeypatch.setattr(FILL_PRIOR_TASK, "fill_prior", losses_0_to_149)
-    train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt", **PRIOR)
-    assert "final loss 99.5000;" in capsys.readouterr().out  # the mean of 50 .. 149
+    monkeypatch.setattr(FILL_PRIOR_TASK, "fill_prior", fixed_losses)
+    train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt",
+                     **{**PRIOR, "masks": ["missing_frames:0.5"]})
+    assert (f"2 examples (1 masks) from 1 video; final loss {final};"
+            in capsys.readouterr().out)
 
 
 def test_the_default_masks_are_the_experiments_three_kinds() -> None:

@@ -123,8 +123,9 @@ def test_bfloat16_without_native_support_warns_that_it_is_slow(monkeypatch):
     monkeypatch.setattr("stgconv.learned_fill.native_bfloat16", lambda device: False)
     video, known = wave(), pixels_missing()
     made = [TEMPORAL(video, known)]
-    with pytest.warns(RuntimeWarning, match="no native bfloat16"):
+    with pytest.warns(RuntimeWarning, match="no native bfloat16") as record:
         filled = apply_fill(FillNet(3, 1, width=4), video, known, made, precision="bf16")
+    assert [warning.filename for warning in record] == [__file__]  # the caller's line
     assert torch.equal(filled, made[0])  # an untrained net returns the first fill
     monkeypatch.setattr("stgconv.learned_fill.native_bfloat16", lambda device: True)
     with warnings.catch_warnings():  # native: nothing to warn of
@@ -245,10 +246,18 @@ def test_bad_input_is_refused():
         FillNet(3, 0, width=4)  # a net that corrects no fill
 
 
-def test_a_diverging_fill_training_stops_naming_its_rate():
+def test_a_diverging_fill_training_stops_naming_its_rate(monkeypatch):
     video, known = wave(), pixels_missing()
-    with pytest.raises(FloatingPointError, match=r"diverged at iteration \d+.*recovery.learned.lr"):
+    # Counted from 0, as the losses are: the untrained first step is finite, the second is not.
+    with pytest.raises(FloatingPointError, match=r"diverged at iteration 1: .*recovery.learned.lr"):
         learned_fill(video, known, [TEMPORAL], settings=replace(FAST, lr=1e30),
+                     generator=torch.Generator().manual_seed(0))
+    # A loss that overflows to infinity (not NaN) stops the training too.
+    module = importlib.import_module("stgconv.learned_fill")
+    loss = module._loss
+    monkeypatch.setattr(module, "_loss", lambda *args, **kwargs: loss(*args, **kwargs) * math.inf)
+    with pytest.raises(FloatingPointError, match=r"diverged at iteration 0: loss inf;"):
+        learned_fill(video, known, [TEMPORAL], settings=replace(FAST, iterations=2),
                      generator=torch.Generator().manual_seed(0))
 
 
@@ -302,8 +311,9 @@ def test_a_prior_example_puts_the_fill_that_errs_least_first():
     assert torch.equal(hidden, ~known.expand_as(video)) and torch.equal(visible, ~hidden)
     assert inputs.dtype == target.dtype == torch.half
     assert torch.allclose(target.float(), video, atol=1e-3)
-    with pytest.raises(ValueError, match="both observed and missing"):
-        prior_example(video, torch.ones_like(known), {"temporal_interpolation": TEMPORAL})
+    for every_entry in (torch.ones_like(known), torch.zeros_like(known)):
+        with pytest.raises(ValueError, match="both observed and missing"):
+            prior_example(video, every_entry, {"temporal_interpolation": TEMPORAL})
 
 
 def test_a_prior_example_names_a_clip_or_mask_it_cannot_use() -> None:
@@ -357,6 +367,8 @@ def test_learned_fill_starts_from_the_prior_and_leaves_it_as_it_was():
         learned_fill(video, known, [TEMPORAL, NEIGHBOUR], settings=FAST, initial=prior)
     with pytest.raises(ValueError, match="number of classical fills is 2"):
         learned_fill(video, known, [TEMPORAL], settings=tiny, initial=prior)
+    with pytest.raises(ValueError, match="channels is 3, this recovery's 1"):
+        learned_fill(video[:1], known, [TEMPORAL, NEIGHBOUR], settings=tiny, initial=prior)
 
 
 def test_learned_fill_from_a_prior_draws_only_from_its_generator() -> None:
@@ -389,6 +401,9 @@ def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path)
     save_checkpoint({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a fill prior"):
         load_fill_prior(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"fill prior not found: .*missing\.pt "
+                                              r"\(`stgconv fill-prior` makes one\)"):
+        load_fill_prior(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="2 fills, 1 named"):
         save_fill_prior(net, ["temporal_interpolation"], tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
@@ -420,7 +435,11 @@ def test_fill_prior_refuses_examples_one_net_cannot_read() -> None:
     one = prior_example(video, known, temporal)
     two = prior_example(video, known, {**temporal, "neighbour_average": NEIGHBOUR})
     grey = prior_example(video[:1], known, temporal)
-    for examples in ([one, two], [one, grey]):
+    # 2 channels of 3 fills: as many input groups as one's 3 channels of 1 fill (2 x 6 = 3 x 4).
+    three = {**temporal, "neighbour_average": NEIGHBOUR, "again": TEMPORAL}
+    two_channels = prior_example(video[:2], known, three)
+    assert two_channels[2].shape[0] == one[2].shape[0]
+    for examples in ([one, two], [one, grey], [one, two_channels]):
         with pytest.raises(ValueError, match="same channels and fills"):
             fill_prior(examples, iterations=1)
     with pytest.raises(ValueError, match="at least one example"):
@@ -438,9 +457,10 @@ def test_fill_prior_crops_examples_of_different_sizes_to_the_smallest() -> None:
     temporal = {"temporal_interpolation": TEMPORAL}
     big = prior_example(video, known, temporal)
     small = prior_example(video[:, :, :8, :8], known[:, :8, :8], temporal)  # under the crop
-    _, losses = fill_prior([big, small], settings=FAST, iterations=2,
-                           generator=torch.Generator().manual_seed(0))
+    net, losses = fill_prior([big, small], settings=FAST, iterations=2,
+                             generator=torch.Generator().manual_seed(0))
     assert len(losses) == 2 and all(map(math.isfinite, losses))
+    assert not net.training  # returned ready to apply
 
 
 def test_apply_fill_names_a_net_made_for_other_inputs() -> None:
@@ -742,7 +762,8 @@ def test_training_computes_only_the_frames_of_a_crop_that_hide_an_entry(monkeypa
     """The net works frame by frame, so a crop's frames without a hidden entry teach nothing:
     8-frame crops of a clip that hides one pixel of frame 3, in one channel, give the net one
     frame a crop: not all 8, and not none (the entry is in the second channel, which a search
-    of the first alone would miss)."""
+    of the first alone would miss). A second example hides a pixel of frame 6 far from the
+    first's: its crops are drawn around its own entry, not the first example's."""
     module = importlib.import_module("stgconv.learned_fill")
     seen: list[list[int]] = []
 
@@ -754,17 +775,23 @@ def test_training_computes_only_the_frames_of_a_crop_that_hide_an_entry(monkeypa
     monkeypatch.setattr(module, "FillNet", recorded)
     video, known = wave()[:, :8], torch.ones(3, 8, 32, 32, dtype=torch.bool)
     known[1, 3, 5, 7] = False
-    example = prior_example(video, known, {"temporal_interpolation": TEMPORAL})
-    _, losses = fill_prior([example], settings=replace(FAST, batch=4, symmetric=True),
+    far = torch.ones(3, 8, 32, 32, dtype=torch.bool)
+    far[0, 6, 30, 30] = False
+    examples = [prior_example(video, mask, {"temporal_interpolation": TEMPORAL})
+                for mask in (known, far)]
+    _, losses = fill_prior(examples, settings=replace(FAST, batch=4, symmetric=True),
                            iterations=3, generator=torch.Generator().manual_seed(0))
     assert seen == [[4, 4, 4]] and all(math.isfinite(loss) for loss in losses)
 
 
-def test_apply_fill_computes_only_the_frames_with_a_missing_entry_one_by_one() -> None:
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_apply_fill_computes_only_the_frames_with_a_missing_entry_one_by_one(
+        symmetric: bool) -> None:
     """Frames observed everywhere are not computed, the others one at a time, with the values
     the net gives the whole clip at once: not all 12 frames, each frame missing an entry once a
     view (none left out or computed twice), including a frame that misses an entry in the last
-    channel alone."""
+    channel alone. Without ``symmetric`` the one view is the clip as it is; no gradient is
+    kept."""
     torch.manual_seed(0)
     net = FillNet(3, 1, 8).eval()
     with torch.no_grad():
@@ -776,18 +803,145 @@ def test_apply_fill_computes_only_the_frames_with_a_missing_entry_one_by_one() -
     assert 0 < missing < 12
     made = [TEMPORAL(video, known)]
     seen = frames_computed(net)
-    filled = apply_fill(net, video, known, made)
-    assert seen == [1] * (2 * missing)
+    filled = apply_fill(net, video, known, made, symmetric=symmetric)
+    assert seen == [1] * ((2 if symmetric else 1) * missing) and not filled.requires_grad
     known = known.expand_as(video)
     inputs = fill_inputs(video, known, made)
     turned = _turned_backwards([known, known, inputs, video], 3)
     with torch.no_grad():
         plain = net(inputs[None], known[None].float())[0]
         back = net(turned[2][None], turned[1][None].float())[0].flip(-2, -1)
-    whole = torch.zeros_like(video)
-    whole += plain / 2
-    whole += back / 2
+    whole = (plain + back) / 2 if symmetric else plain
     # To the rounding of float32: oneDNN may pick another kernel for one frame than for twelve
     # (measured: 1 unit in the last place here, none at the 70 x 150 x 150 clips).
     torch.testing.assert_close(filled, torch.where(known, video, whole.clamp(-1, 1)),
                                rtol=0, atol=1e-6)
+
+
+def diagonal_gaps() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1 x 4 x 4 x 4 clip (NaN where missing) whose frame ``t`` misses pixel ``(t, t)`` alone:
+    another frame's missing pixel, laid over frame ``t``, names the shift it came from."""
+    known = torch.ones(4, 4, 4, dtype=torch.bool)
+    for t in range(4):
+        known[t, t, t] = False
+    video = torch.rand(1, 4, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return torch.where(known, video, torch.nan), known
+
+
+def test_each_pattern_hides_observed_entries_where_another_frame_misses_them(monkeypatch):
+    """Every one of ``patterns`` hides, in each frame (``hide_fraction`` 1), the pixel that a
+    frame ``shift`` earlier misses, under more than one shift; its inputs are the fills made
+    without the hidden entries, and the net sees neither them nor the missing ones (a 4-frame
+    clip under 8-frame crops: each crop is the whole clip). The missing values are NaN, and
+    neither the inputs nor the loss read them."""
+    module = importlib.import_module("stgconv.learned_fill")
+    observed, known = diagonal_gaps()
+    patterns, seen = [], []
+
+    def recorded_pattern(*args):
+        patterns.append(make(*args))
+        return patterns[-1]
+
+    def recorded_net(*args) -> FillNet:
+        net = FillNet(*args)
+        net.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[1]))
+        return net
+
+    make = module._hidden_pattern
+    monkeypatch.setattr(module, "_hidden_pattern", recorded_pattern)
+    monkeypatch.setattr(module, "FillNet", recorded_net)
+    settings = replace(FAST, iterations=2, batch=2, patterns=6, hide_fraction=1.0)
+    _, losses = learned_fill(observed, known, [TEMPORAL], settings=settings,
+                             generator=torch.Generator().manual_seed(0))
+    assert len(patterns) == 6 and all(map(math.isfinite, losses))
+    shifts = set()
+    for hidden, visible, inputs, _ in patterns:
+        shift = int(hidden[0, 0].nonzero()[0, 0]) * -1 % 4
+        expected = torch.zeros(1, 4, 4, 4, dtype=torch.bool)
+        for t in range(4):
+            expected[0, t, (t - shift) % 4, (t - shift) % 4] = True
+        assert shift in (1, 2, 3) and torch.equal(hidden, expected)
+        assert torch.equal(visible, known[None] & ~expected)
+        torch.testing.assert_close(inputs, fill_inputs(observed, visible,
+                                                       [TEMPORAL(observed, visible)]))
+        shifts.add(shift)
+    assert len(shifts) > 1
+    # Each frame the net computes lacks two pixels: its missing one and its hidden one.
+    assert all(torch.equal((v == 0).flatten(1).sum(1), torch.full((len(v),), 2)) for v in seen)
+
+
+def test_each_training_step_follows_the_gradient_of_its_own_batch(monkeypatch) -> None:
+    """Adam steps on the gradient of the current batch's loss, not on it added to the last
+    batch's (the gradients are cleared between steps)."""
+    module = importlib.import_module("stgconv.learned_fill")
+    optimizers, own, stepped = [], [], []
+
+    class Recording(torch.optim.Adam):
+        def __init__(self, params, **kwargs):
+            super().__init__(params, **kwargs)
+            optimizers.append(self)
+
+        def step(self, closure=None):
+            stepped.append([p.grad.clone() for p in self.param_groups[0]["params"]])
+            return super().step(closure)
+
+    def recording(error, kind, *, second_half):
+        value = loss(error, kind, second_half=second_half)
+        params = optimizers[-1].param_groups[0]["params"]
+        own.append(torch.autograd.grad(value, params, retain_graph=True))
+        return value
+
+    loss = module._loss
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    monkeypatch.setattr(module, "_loss", recording)
+    learned_fill(wave(), pixels_missing(), [TEMPORAL], settings=replace(FAST, iterations=2),
+                 generator=torch.Generator().manual_seed(0))
+    assert len(stepped) == len(own) == 2
+    for step, grads in zip(stepped, own):
+        assert all(torch.equal(a, b) for a, b in zip(step, grads))
+
+
+def test_crops_are_drawn_around_every_hidden_entry_and_stay_inside_the_grid() -> None:
+    """Two hidden entries, one in a corner: 1-pixel crops land on each of them (the centre is
+    drawn, not the first one taken), and 3 x 3 x 3 crops around the corner stay whole."""
+    hidden = torch.zeros(1, 5, 6, 6, dtype=torch.bool)
+    hidden[0, 1, 2, 3] = hidden[0, 4, 5, 5] = True
+    g = torch.Generator().manual_seed(0)
+    centres = _crop_centres(hidden)
+    landed = {tuple(s.start for s in _crop(centres, hidden.shape[1:], (1, 1, 1), g)[1:])
+              for _ in range(20)}
+    assert landed == {(1, 2, 3), (4, 5, 5)}
+    for _ in range(20):
+        where = _crop(centres, hidden.shape[1:], (3, 3, 3), g)
+        assert hidden[where].shape == (1, 3, 3, 3) and hidden[where].any()
+
+
+def constant_fill(missing: float, observed_shift: float = 0.0):
+    """A fill that puts ``missing`` at every missing entry and moves the observed ones by
+    ``observed_shift``."""
+    def fill(video: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        return torch.where(known, video + observed_shift, torch.tensor(missing))
+    return fill
+
+
+def test_a_prior_example_ranks_fills_by_their_absolute_error_at_the_missing_entries() -> None:
+    """The truth is 0 where missing: "half" errs by 0.5 there (and by 1 at every observed
+    entry), "minus" by -0.7. The absolute error at the missing entries puts "half" first; a
+    signed error, or one over every entry, would put "minus" first."""
+    truth = torch.zeros(1, 4, 4, 4)
+    known = pixels_missing()[:4, :4, :4]
+    fills = {"minus": constant_fill(-0.7), "half": constant_fill(0.5, observed_shift=1.0)}
+    _, _, inputs, _ = prior_example(truth, known, fills)
+    assert torch.equal(inputs[0][~known], torch.full((int((~known).sum()),), 0.5).half())
+
+
+def test_a_prior_example_s_fills_never_see_the_truth_at_missing_entries() -> None:
+    """Two clips that differ only where the mask hides them give the same inputs, even to a fill
+    that reads every entry it is given."""
+    def reads_everything(video: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        return video.clone()
+
+    video, known = wave(), pixels_missing()
+    other = torch.where(known, video, video.flip(0))
+    inputs = [prior_example(clip, known, {"reads": reads_everything})[2] for clip in (video, other)]
+    assert torch.equal(*inputs)

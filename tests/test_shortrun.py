@@ -45,6 +45,8 @@ def test_reconstruct_reduces_the_error() -> None:
     assert all(p.grad is None for p in energy.parameters())
     with pytest.raises(ValueError, match="must match"):
         shortrun.reconstruct(energy, sampler, target, z0=z0[:1])
+    with pytest.raises(ValueError, match=r"target \(2, 1, 12, 12\) and z0 \(2, 1, 6, 24\) must"):
+        shortrun.reconstruct(energy, sampler, target, z0=z0.reshape(2, 1, 6, 24))  # as many
     with pytest.raises(ValueError, match="n_iterations"):
         shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=0)
 
@@ -279,3 +281,16 @@ def test_float64_starts_walk_a_path_exact_to_float64() -> None:
     path = shortrun.noise_path(NoiseInit("uniform", 2.0), z_start, z_end, n_points=3)
     assert path.dtype == f64
     torch.testing.assert_close(path[[0, -1]], torch.stack([z_start, z_end]), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("function, owner", [
+    ("reconstruct", "reconstruct"), ("interpolate", "shortrun.interpolate"),
+    ("run_each", "run_each")])
+def test_a_seed_given_for_the_generator_is_named(function: str, owner: str) -> None:
+    """A seed in place of the generator is refused naming the function, before any chain runs."""
+    energy, sampler = shortrun_model()
+    z = torch.zeros(1, 1, 4, 4)
+    args = {"reconstruct": (z,), "interpolate": (z[0], z[0]), "run_each": (z,)}[function]
+    kwargs = {"z0": z} if function == "reconstruct" else {}
+    with pytest.raises(ValueError, match=rf"^{owner}: generator must be a torch.Generator"):
+        getattr(shortrun, function)(energy, sampler, *args, generator=0, **kwargs)

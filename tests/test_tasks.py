@@ -1157,3 +1157,21 @@ def test_a_run_folder_is_locked_and_a_failed_run_cleaned_up_without_fcntl(
     with pytest.raises(ValueError, match="bad.npz"):
         tiny_texture_run(tmp_path / "failing", "data.kind=objects", f"data.path={bad}")
     assert [path.name for path in (tmp_path / "failing" / "run").iterdir()] == [".lock"]
+
+
+def test_reconstruct_and_interpolate_refuse_a_model_started_from_fitted_gaussians(
+        tmp_path: Path) -> None:
+    """They optimise and walk a noise start; a model whose chains start from Gaussians fitted to
+    its data has none to give: refused naming chains.init, nothing written."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):  # a Gaussian fit needs two examples
+        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
+    run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
+                           "chains.mode=noise", "chains.init=data_gaussian")
+    message = r"\(chains.init data_gaussian\); reconstruct and interpolate optimise a noise start"
+    with pytest.raises(ValueError, match=message):
+        reconstruct(run, images / "0.png", tmp_path / "rec", n_iterations=1, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        interpolate(run, tmp_path / "path", n_points=2, device="cpu")
+    assert not (tmp_path / "rec").exists() and not (tmp_path / "path").exists()
