@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from stgconv.baselines.video import temporal_neighbours
 from stgconv.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
 from stgconv.checks import as_int, check_generator
-from stgconv.config import LearnedFillConfig, check_learned_fill
+from stgconv.config import LEARNED_FILL_PRECISIONS, LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
 from stgconv.recovery import hiding_shifts, holdout_like
@@ -173,7 +173,8 @@ def _fit(net: FillNet, patterns: Sequence[Pattern], settings: LearnedFillConfig,
     T, H, W = (min(pattern[0].shape[i] for pattern in patterns) for i in (1, 2, 3))
     crop = (min(settings.crop_frames, T), min(settings.crop_size, H), min(settings.crop_size, W))
     dtype = next(net.parameters()).dtype
-    arithmetic = _arithmetic(settings.precision, next(net.parameters()).device)
+    # Its warning names the line that called learned_fill or fill_prior, which call _fit.
+    arithmetic = _arithmetic(settings.precision, next(net.parameters()).device, stacklevel=4)
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
     # Found once, on the CPU: looked up on the clip's device for every crop, they cost two
@@ -310,7 +311,7 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     # thread, the same values to the bit at that size (bench/README.md, "Only the frames that
     # teach"; at other sizes oneDNN may round one frame apart from many in the last place).
     frames = (~known).flatten(2).any(2).any(0).nonzero().flatten().tolist()
-    with torch.no_grad(), _arithmetic(precision, observed.device):
+    with torch.no_grad(), _arithmetic(precision, observed.device, stacklevel=3):
         for turned in views:
             _, visible, inputs, _ = _turned_backwards(pattern, net.channels) if turned else pattern
             for t in frames:
@@ -327,12 +328,21 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     return torch.where(known, observed, corrected.clamp(-1, 1))
 
 
-def _arithmetic(precision: str, device: torch.device) -> torch.autocast:
-    """The net's arithmetic: bfloat16 autocast for ``precision`` "bf16", else none (fp32)."""
+def _arithmetic(precision: str, device: torch.device, *, stacklevel: int) -> torch.autocast:
+    """The net's arithmetic: bfloat16 autocast for ``precision`` "bf16", none for "fp32"; a
+    warning where bfloat16 is emulated, ``stacklevel`` frames up (the public caller's line).
+
+    Raises:
+        ValueError: another precision (``apply_fill`` takes it unchecked by a config; "bf-16"
+            ran in fp32 without a word).
+    """
+    if precision not in LEARNED_FILL_PRECISIONS:
+        raise ValueError(f"precision must be one of {list(LEARNED_FILL_PRECISIONS)}, "
+                         f"got {precision!r}")
     if precision == "bf16" and not native_bfloat16(device):
         warnings.warn(f"recovery.learned.precision 'bf16' on {device}, which has no native "
                       "bfloat16: emulated, it is many times slower than fp32; use 'fp32'",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=stacklevel)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 

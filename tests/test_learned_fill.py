@@ -133,10 +133,30 @@ def test_bfloat16_without_native_support_warns_that_it_is_slow(monkeypatch):
         apply_fill(FillNet(3, 1, width=4), video, known, made, precision="bf16")
 
 
+def test_training_in_bfloat16_without_native_support_warns_at_the_callers_line(monkeypatch):
+    """learned_fill and fill_prior reach the warning one call deeper than apply_fill: it named
+    their own line in stgconv/learned_fill.py."""
+    monkeypatch.setattr("stgconv.learned_fill.native_bfloat16", lambda device: False)
+    video, known = wave()[:, :4, :8, :8], pixels_missing()[:4, :8, :8]
+    settings = replace(FAST, iterations=1, batch=1, precision="bf16")
+    with pytest.warns(RuntimeWarning, match="no native bfloat16") as record:
+        learned_fill(video, known, [TEMPORAL], settings=settings,
+                     generator=torch.Generator().manual_seed(0))
+        fill_prior([prior_example(video, known, {"temporal_interpolation": TEMPORAL})],
+                   settings=settings, iterations=1, generator=torch.Generator().manual_seed(0))
+    assert [warning.filename for warning in record] == [__file__] * 2
+
+
 def test_an_unknown_precision_is_refused_naming_the_key():
     with pytest.raises(ValueError, match="recovery.learned.precision"):
         learned_fill(wave(), pixels_missing(), [TEMPORAL],
                      settings=replace(FAST, precision="fp16"))
+    # apply_fill takes it as an argument, not from a config: "bf-16" ran in fp32 unnoticed.
+    video, known = wave(), pixels_missing()
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16'\], "
+                                         r"got 'bf-16'"):
+        apply_fill(FillNet(3, 1, width=4), video, known, [TEMPORAL(video, known)],
+                   precision="bf-16")
 
 
 def test_the_turned_backwards_view_is_what_the_clip_turned_and_played_backwards_gives():
