@@ -221,10 +221,11 @@ main() {
     test)
         cd "$ROOT"
         # Every test runs on one torch thread (tests/conftest.py), so one pytest process keeps
-        # one core busy: a worker process per core (pytest-xdist; at most 4, each holding its
-        # own torch) ran the suite on 2 cores in 364 s where one process took 591-691 s.
-        # `./run.sh test -n 0 ...` runs it in this process (a later -n wins).
-        exec "$VENV/bin/python" -m pytest -q -n auto --maxprocesses=4 "$@"
+        # one CPU busy: a worker process per logical CPU (pytest-xdist; at most 4, each holding
+        # its own torch) ran the suite on 2 in 360 s where one process took 591-691 s. Logical,
+        # not "auto": with psutil installed auto counts physical cores, one for a VM whose two
+        # CPUs are one core's hyperthreads. `./run.sh test -n 0 ...` runs it in this process.
+        exec "$VENV/bin/python" -m pytest -q -n logical --maxprocesses=4 "$@"
         ;;
     stgconv) exec "$VENV/bin/stgconv" "$@" ;;
     python) exec "$VENV/bin/python" "$@" ;;
