@@ -7,6 +7,7 @@ cleanly without it."""
 from __future__ import annotations
 
 import io
+import re
 import typing
 from dataclasses import replace
 from pathlib import Path
@@ -88,6 +89,25 @@ def test_image_sample_shape() -> None:
     assert IMAGE.sample_shape(energy, tied, 2, size=16) == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="tied to 16x16 inputs; size=8"):
         IMAGE.sample_shape(energy, tied, 2, size=8)
+
+
+@pytest.mark.parametrize("modality, arch, asked, error", [
+    (IMAGE, "texture", dict(size=0), "size must be an int >= 1, got 0"),
+    (IMAGE, "texture", dict(size=2.5), "size must be an int >= 1, got 2.5"),
+    (VIDEO, "st", dict(size=-4), "size must be an int >= 1, got -4"),
+    (VIDEO, "st", dict(frames=0), "frames must be an int >= 1, got 0"),
+    (VIDEO, "st", dict(frames=True), "frames must be an int >= 1, got True"),
+])
+def test_a_side_or_length_that_is_not_a_positive_int_is_refused(
+        modality, arch: str, asked: dict, error: str) -> None:
+    """The shape's own check, not the tasks' before it: a side of 0 would make empty chains."""
+    model = ModelConfig(arch=arch, in_channels=1, layers=((2, 3, 1),))
+    config = (experiment("texture", model, size=8) if modality is IMAGE
+              else experiment("video", model, size=8, frames=4))
+    energy = modality.energy(config.model)
+    with pytest.raises(ValueError, match=re.escape(error)):
+        modality.sample_shape(energy, config, 2, **asked)
+    assert modality.sample_shape(energy, config, 2, size=6)[-2:] == (6, 6)
 
 
 def test_the_models_settings_reach_its_image_energy() -> None:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
+from stgconv.checks import as_int
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy
@@ -131,7 +132,7 @@ def stationary_side(energy: ConvNetEnergy, config: ExperimentConfig, size: int |
         ValueError: another side than the training data's for a model tied to its input size (a
             fully connected head).
     """
-    side = size if size is not None else config.data.size
+    side = config.data.size if size is None else as_int(size, "size", minimum=1)
     # A classifier's linear head or its preset's side ties it too.
     tied = (not isinstance(energy, ConvNetEnergy) or energy.head_kind != "sum"
             or energy.input_size is not None)

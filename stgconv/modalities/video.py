@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from PIL import Image
 from torch import Tensor
 
+from stgconv.checks import as_int
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.data.video import CacheSettingsError, load_training_clips
 from stgconv.energy.base import ConvNetEnergy
@@ -68,7 +69,7 @@ class VideoModality(Modality):
                      size: int | None = None, frames: int | None = None) -> tuple[int, ...]:
         """Any clip length works for the ST and FC_S models, which are stationary in time."""
         side = stationary_side(energy, config, size)
-        length = frames if frames is not None else config.data.frames
+        length = config.data.frames if frames is None else as_int(frames, "frames", minimum=1)
         return (n, config.model.in_channels, length, side, side)
 
     def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
