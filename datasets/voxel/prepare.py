@@ -56,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_modelnet_cache, args.root, args.out, resolution=args.resolution,
         categories=args.categories, splits=tuple(args.splits), margin=args.margin,
         up_axis=args.up_axis, skip_unreadable=args.skip_unreadable,
-        # stderr closed (2>&-) is None, which the progress bar failed writing to.
-        progress=not args.quiet and sys.stderr is not None,
+        progress=not args.quiet,  # progress_bar turns itself off where stderr is closed
         # Also refused once built: another process may have written OUT meanwhile.
         overwrite=args.overwrite,
     )
