@@ -7,6 +7,7 @@ import importlib
 import io
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -528,6 +529,16 @@ def test_evaluation_pictures_are_rounded_as_the_video_files_are_at_half_levels(
     levels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("L"))
     np.testing.assert_array_equal(levels[0], to_uint8(pixels.reshape(1, 1, 1, 2))[0, 0, :, 0])
     np.testing.assert_array_equal(levels[0], [64, 254])
+
+
+def test_evaluation_scores_into_a_file_are_refused_naming_it(tmp_path: Path) -> None:
+    """A library caller's TensorBoard folder that is a file is refused as the command's
+    --tensorboard is, naming it, and the file is left as it was."""
+    log_dir = tmp_path / "tb"
+    log_dir.write_text("a file")
+    with pytest.raises(ValueError, match=re.escape(f"the TensorBoard folder {log_dir} is a file")):
+        log_evaluation(log_dir, "task", {"errors": {"filled": 0.25}}, {})
+    assert log_dir.read_text() == "a file"
 
 
 def test_frame_comparison_shows_the_frame_with_the_most_missing_pixels() -> None:

@@ -228,6 +228,18 @@ def test_a_folder_named_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None
     assert "codec" not in "".join(traceback.format_exception(failure.value))
 
 
+def test_a_writer_that_cannot_make_its_folder_names_it(tmp_path: Path) -> None:
+    """A folder that is a file fails as the writer is made, before the block: one WriteError
+    naming it, with the system's number."""
+    log_dir = tmp_path / "tb"
+    log_dir.write_text("a file")
+    with pytest.raises(WriteError,
+                       match=re.escape(f"(TensorBoard events): '{log_dir}'")) as failure:
+        with summary_writer(log_dir):
+            pass
+    assert failure.value.errno == errno.EEXIST
+
+
 def test_a_folder_named_in_utf8_beyond_latin1_is_written(tmp_path: Path) -> None:
     log_dir = tmp_path / "\u65e5\u8a8c" / "tb"  # Japanese, which Latin-1 cannot encode
     with summary_writer(log_dir) as writer:

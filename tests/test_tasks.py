@@ -712,6 +712,18 @@ def test_the_demo_passes_its_options_on_and_takes_a_replay_buffer(tmp_path: Path
     assert asked["device"] == "cpu"
 
 
+def test_the_demo_by_default_trains_into_outputs_demo_with_a_bar_and_replaces_nothing(
+        tmp_path: Path, monkeypatch) -> None:
+    """A library caller's ``demo()`` is the command's ``stgconv demo``: the run goes to
+    ``outputs/demo`` under the working folder, with a progress bar, and an earlier run there is
+    refused rather than replaced."""
+    monkeypatch.chdir(tmp_path)
+    trained, _ = demo_without_work(monkeypatch, tmp_path / "run")
+    demo()
+    assert trained["config"].out_dir == str(Path("outputs") / "demo")
+    assert (trained["overwrite"], trained["progress"]) == (False, True)
+
+
 @pytest.mark.parametrize(("setting", "named"), [
     ("chains.mode=data", "(got chains.mode='data')"),
     ("cooperative={}", "(got chains.mode='persistent', cooperative)"),
