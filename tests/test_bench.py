@@ -10,6 +10,7 @@ import os
 import random
 import runpy
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,7 +98,8 @@ def test_video_bench_cuda_without_a_gpu_is_a_clear_error(bench_main, capsys):
 
 def test_video_update_difference_is_relative_to_the_librarys_update(bench_module):
     """|theta_a - theta_b| / |theta_a - theta_start| (L2 norms): a moved 5 from the start, and
-    b is 5 from a."""
+    b is 5 from a; then a moved 5 from a start at (1, 1) (10 from zero), b is 5 from a and 8
+    from the start."""
     relative_difference = bench_module("video.py")["relative_difference"]
 
     def net(*weights):
@@ -106,6 +108,7 @@ def test_video_update_difference_is_relative_to_the_librarys_update(bench_module
         return layer
 
     assert relative_difference(net(0.0, 0.0), net(3.0, 4.0), net(0.0, 8.0)) == pytest.approx(1.0)
+    assert relative_difference(net(1.0, 1.0), net(4.0, 5.0), net(1.0, 9.0)) == pytest.approx(1.0)
 
 
 def tiny_video_timing():
@@ -116,18 +119,44 @@ def tiny_video_timing():
 
 
 def test_video_training_times_are_per_iteration(bench_module, monkeypatch):
-    """A timed run of 4 iterations that took 0.4 s is 100 ms per iteration."""
+    """Timed runs of 4 iterations: 0.4, 1.2, 0.8 s (stgconv) are 100, 300, 200 ms per
+    iteration, median 200; 0.8, 1.2, 2.4 s (eager) median 300 ms. The speedup is the ratio of
+    the medians (1.5), paired the median of the per-repeat ratios (2, 1, 3: 2)."""
     from stgconv.energy.video import video_energy
 
     video = bench_module("video.py")
     monkeypatch.setattr(video["common"], "interleaved", lambda runs, **kwargs: (
-        {"stgconv": [0.4, 0.4, 0.4], "eager": [0.8, 0.8, 0.8]}, {}))
+        {"stgconv": [0.4, 1.2, 0.8], "eager": [0.8, 1.2, 2.4]}, {}))
     energy = video_energy("st_small", in_channels=1, frame_size=(16, 16))
     clips = torch.zeros(1, 1, 4, 16, 16)
     stats = video["training_stats"](energy, clips, clips, tiny_video_timing(), iterations=4,
-                                    lr=1e-3)
+                                    lr=0.25)
     assert (stats["ms_per_iteration"], stats["eager_ms_per_iteration"]) == pytest.approx(
-        (100.0, 200.0))
+        (200.0, 300.0))
+    assert (stats["iteration_speedup_vs_eager"], stats["iteration_speedup_paired"]) == (
+        pytest.approx((1.5, 2.0)))
+    assert (stats["iterations"], stats["lr"]) == (4, 0.25)
+
+
+def test_video_chain_difference_is_the_largest_either_way(bench_module, monkeypatch):
+    """The eager loop's chains end 0.75 above the library's in one clip and 0.25 below in the
+    other: the difference reported is 0.75, the size of the larger gap, whatever its sign."""
+    from stgconv.energy.video import video_energy
+
+    video = bench_module("video.py")
+    monkeypatch.setattr(video["common"], "interleaved", lambda runs, **kwargs: (
+        runs["eager"]() or {"stgconv": [1.0], "eager": [1.0]}, {}))
+
+    def moved(energy, optimizer, data, chains, **kwargs):
+        chains[0] += 0.75
+        chains[1] -= 0.25
+
+    monkeypatch.setitem(video["training_stats"].__globals__, "eager_training_iteration", moved)
+    energy = video_energy("st_small", in_channels=1, frame_size=(16, 16))
+    clips = torch.zeros(2, 1, 4, 16, 16)
+    stats = video["training_stats"](energy, clips, clips, tiny_video_timing(), iterations=1,
+                                    lr=1e-3)
+    assert stats["iteration_max_abs_diff"] == pytest.approx(0.75)
 
 
 def test_video_training_loops_agree_on_a_shuffled_batch_of_two(bench_module):
@@ -149,7 +178,8 @@ def test_video_training_loops_agree_on_a_shuffled_batch_of_two(bench_module):
 
 def test_video_bench_trains_on_data_other_than_the_chains_start(bench_module, monkeypatch):
     """The "observed" clips and the chains' start are two draws across [-1, 1], not one clip;
-    the network's weights follow the seed, whatever was drawn before."""
+    the network's weights follow the seed, whatever was drawn before, and take the clips'
+    channels; the row names the net, the batch and the clips' shape."""
     video = bench_module("video.py")
     seen = []
     monkeypatch.setattr(video["common"], "langevin_step_stats",
@@ -159,13 +189,15 @@ def test_video_bench_trains_on_data_other_than_the_chains_start(bench_module, mo
                             energy=energy, data=data, chains0=chains0) or {})
     for _ in range(2):
         torch.rand(3)  # the global stream moves on between the runs
-        video["bench_net"]("st_small", batch=1, channels=1, frames=4, size=16,
-                           timing=tiny_video_timing(), iterations=1, lr=1e-3)
+        row = video["bench_net"]("st_small", batch=2, channels=1, frames=4, size=16,
+                                 timing=tiny_video_timing(), iterations=1, lr=1e-3)
+    assert row == {"net": "st_small", "batch": 2, "shape": [2, 1, 4, 16, 16]}
     first, second = seen
     assert first["chains0"] is first["x0"]
     assert not torch.equal(first["data"], first["chains0"])
+    assert first["energy"](first["data"]).shape == (2,)  # a net for one-channel clips
     for clips in (first["data"], first["chains0"]):
-        assert clips.shape == (1, 1, 4, 16, 16)
+        assert clips.shape == (2, 1, 4, 16, 16)
         assert -1 <= clips.min() < -0.9 and 0.9 < clips.max() <= 1
     assert all(torch.equal(a, b) for a, b in zip(first["energy"].parameters(),
                                                  second["energy"].parameters()))
@@ -255,18 +287,21 @@ def test_voxel_bench_quick_writes_json_rows(tmp_path, bench_main):
         # numbers; test_voxel_bench_memory_probe_sees_a_known_allocation checks the probe.
         for key in ("peak_memory_mb", "iteration_peak_memory_mb", "held_memory_mb"):
             assert math.isfinite(row[key]) and row[key] > -1.0, key
-        assert {"device", "torch", "threads", "memory_method"} <= set(row)
+        assert {"device", "torch", "threads"} <= set(row)
+        assert row["memory_method"].startswith("peak RSS growth") and "subprocess" in row[
+            "memory_method"]  # measured on the CPU, in a probe process
         assert row["max_abs_diff"] < 1e-5 and row["iteration_max_abs_diff"] < 1e-5
 
 
 def test_voxel_bench_memory_probe_sees_a_known_allocation():
-    # 2 x 40 MB alive at once: the resident-set growth must read ~80 MB, not 0 and not 40; the
-    # warm-up call needs twice that, and neither it nor the peak it left may count. Run in a
-    # fresh process set up as the bench's own probe is: in the test process, memory freed by
-    # earlier tests would be reused and hide part of the growth.
+    # 2 x 80 MB alive at once: the resident-set growth must read 160 MB (152.6 MiB; 152.4 was
+    # measured), not 0 and not 80; the warm-up call needs twice that, and neither it nor the
+    # peak it left may count. In MiB: kB counts read as 1000 bytes, or divided by 1000, would
+    # read 2.4% (3.7 MiB) high. Run in a fresh process set up as the bench's own probe is: in
+    # the test process, memory freed by earlier tests would be reused and hide part of the growth.
     code = (
         "import torch; from bench.voxel import peak_growth_mb\n"
-        "sizes = [20_000_000, 10_000_000]\n"
+        "sizes = [40_000_000, 20_000_000]\n"
         "def run():\n    a = torch.ones(sizes.pop(0))\n    b = a * 2\n    return float(b[0])\n"
         "print(peak_growth_mb(run, torch.device('cpu')))"
     )
@@ -274,7 +309,24 @@ def test_voxel_bench_memory_probe_sees_a_known_allocation():
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, check=True)
-    assert 70 < float(done.stdout.strip().splitlines()[-1]) < 100
+    assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(160e6 / 2**20, abs=1.5)
+
+
+def test_voxel_bench_cuda_peak_is_above_what_the_measured_call_starts_with(bench_module,
+                                                                            monkeypatch):
+    """On CUDA (torch's counters stood in for): after the warm-up call, the peak counter is reset
+    and read after the measured call, less what was allocated before it: 300 - 100 MiB."""
+    peak_growth_mb = bench_module("voxel.py")["peak_growth_mb"]
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: (
+        events.append("allocated") or 100 * 2**20))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: (
+        events.append("reset")))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: (
+        events.append("peak") or 300 * 2**20))
+    assert peak_growth_mb(lambda: events.append("run"), torch.device("cuda")) == 200.0
+    assert events == ["run", "allocated", "reset", "run", "peak"]
 
 
 def test_rbm_recovery_row_pools_the_iou_of_every_shapes_voxels(tmp_path, bench_module,
@@ -998,6 +1050,11 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("video.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
     ("video.py", ["--frames", "-1"], r"--frames must be >= 1, got -1"),
     ("video.py", ["--iterations", "0"], r"--iterations must be >= 1, got 0"),
+    ("video.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
+    ("video.py", ["--channels", "0"], r"--channels must be >= 1, got 0"),
+    ("video.py", ["--size", "0"], r"--size must be >= 1, got 0"),
+    ("video.py", ["--lr", "0"], r"--lr must be > 0, got 0.0"),
+    ("voxel.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
     ("voxel.py", ["--lr", "nan"], r"--lr must be > 0, got nan"),
     ("levers.py", ["--nets", "texture", "object"],
      r"--quick has tiny shapes for texture, st_small, desc32_small only, not object"),
@@ -1099,6 +1156,8 @@ def bad_input_argv(tmp_path):
     ("scaling.py", ["--tables", "processes", "--size", "8"],
      r"--net texture: input size \(8, 8\) is smaller than the network's receptive field"),
     ("faults.py", ["--iterations", "0"], r"--iterations: must be >= 1, got 0"),
+    ("faults.py", ["--kills", "0", "--iterations", "1", "--json", "{file}/out.json"],
+     r"--json: the folder .*a_file does not exist"),
     ("rbm.py", ["--data", "{file}"], EMPTY_FILE_REFUSED),
     ("digits.py", ["--data", "{digits}", "--run", "{tmp}/other"],
      r"--run: checkpoint not found: .*other/checkpoint.pt"),
@@ -2584,6 +2643,40 @@ def test_voxel_bench_without_memory_has_every_memory_key(tmp_path, bench_main):
     for key in ("peak_memory_mb", "eager_peak_memory_mb", "iteration_peak_memory_mb",
                 "eager_iteration_peak_memory_mb", "held_memory_mb"):
         assert key in row and row[key] is None, key
+    assert row["memory_method"] == "not measured (--no-memory)"
+
+
+# One row of every column: each value tells which key a cell shows.
+TABLE_ROW = {"net": "n", "batch": 2, "shape": [2, 1, 4], "ms_per_step": 1.0,
+             "eager_ms_per_step": 2.0, "gflops": 3.0, "speedup_vs_eager": 4.0,
+             "speedup_paired": 5.0, "ms_per_iteration": 6.0, "eager_ms_per_iteration": 7.0,
+             "iteration_speedup_vs_eager": 8.0, "iteration_speedup_paired": 9.0,
+             "iteration_gflops": 10.0, "peak_memory_mb": 11.0, "eager_peak_memory_mb": 12.0,
+             "iteration_peak_memory_mb": 13.0, "eager_iteration_peak_memory_mb": 14.0,
+             "held_memory_mb": 15.0, "ms_per_iteration_min": 0.5, "gflop_per_iteration": 0.25,
+             "memory_method": "by a probe"}
+
+
+@pytest.mark.parametrize("script, argv, cells, note", [
+    ("video.py", ["--nets", "st_small"],
+     "n 2 2x1x4 1.00 2.00 3.0 4.00x 5.00x 6.00 7.00 8.00x 9.00x", None),
+    ("voxel.py", ["--nets", "desc32_small"],
+     "n 2 2x1x4 1.00 2.00 3.0 4.00x 5.00x 6.00 7.00 10.0 8.00x 9.00x 11.0 12.0 13.0 14.0 15.0",
+     "# MB: peak MiB above what a call starts with, by a probe"),
+    ("voxel.py", ["--nets", "desc32_small", "--no-memory"],
+     "n 2 2x1x4 1.00 2.00 3.0 4.00x 5.00x 6.00 7.00 10.0 8.00x 9.00x", None),
+], ids=["video", "voxel", "voxel-no-memory"])
+def test_video_and_voxel_tables_print_each_value_in_its_column(bench_main, monkeypatch, capsys,
+                                                               script, argv, cells, note):
+    """The printed row holds the medians, GFLOP/s, speedups and (voxels) the peak memory in the
+    order of the header; the memory columns and their note only when memory was measured."""
+    main = bench_main(script)
+    monkeypatch.setitem(main.__globals__, "bench_net", lambda net, **kwargs: dict(TABLE_ROW))
+    assert main(["--quick", *argv]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("n "))
+    assert row.split() == cells.split()
+    assert lines[-1] == (note or row)  # the note after the row, only with measured memory
 
 
 def test_levers_reports_the_median_of_an_even_number_of_repeats(bench_module, monkeypatch):
@@ -3107,12 +3200,14 @@ def test_an_error_during_a_bench_run_is_not_a_refused_input(bench_main, monkeypa
 
 def test_faults_bench_shows_why_its_reference_training_failed(bench_main, monkeypatch, capsys):
     main = bench_main("faults.py")
+    # A long error output (a traceback) before the error itself: the line ends with the error.
     monkeypatch.setitem(main.__globals__, "command", lambda out, iterations, *extra: [
-        sys.executable, "-c", "import sys; sys.exit('stgconv train: error: a refused input')"])
+        sys.executable, "-c", "import sys; sys.stderr.write('frame ' * 100); "
+        "sys.exit('stgconv train: error: a refused input')"])
     assert main(["--kills", "0", "--iterations", "1"]) == 1
     [line] = capsys.readouterr().err.splitlines()  # one line, no traceback
-    assert line.endswith(": the uninterrupted reference training failed (exit 1): stgconv "
-                         "train: error: a refused input")
+    assert ": the uninterrupted reference training failed (exit 1): frame frame " in line
+    assert line.endswith(" frame stgconv train: error: a refused input")
 
 
 def test_langevin_step_stats_report_medians_per_step_and_both_speedups(bench_module, monkeypatch):
@@ -3282,6 +3377,10 @@ def test_recovery_refuses_a_mask_file_of_other_channels_before_any_case(tmp_path
         kw["timing"].precision) == ("desc32_small", 8, 32, 1, 1e-3, 5, 0.01, 9, 1, 0, "auto")),
     ("voxel.py", "bench_net", ["--paper"], lambda args, kw: (args[0], kw["batch"], kw["size"])
      == ("desc32", 20, 32)),
+    ("voxel.py", "bench_net", ["--nets", "desc64_small"], lambda args, kw: kw["size"] == 64),
+    ("video.py", "bench_net", [], lambda args, kw: (
+        args[0], kw["channels"], kw["timing"].n_steps, kw["timing"].repeats) == (
+        "st_small", 3, 5, 9)),
     ("faults.py", "kill_and_resume", [], lambda args, kw: (
         kw["kills"], kw["iterations"], kw["seed"]) == (20, 6, 0)),
     ("levers.py", "bench_net", [], lambda args, kw: (
@@ -3334,15 +3433,22 @@ def test_voxel_row_counts_an_iterations_flops_as_k_steps_and_an_update(bench_mod
     with FlopCounterMode(display=False) as forward:
         energy(data)
     assert voxel["update_flops"](energy, data, x0) > 2 * forward.get_total_flops()
-    monkeypatch.setattr(voxel["common"], "langevin_step_stats",
-                        lambda energy, x0, timing: {"gflop_per_step": 2.0})
-    monkeypatch.setitem(voxel, "training_stats", lambda *args, **kw: {"ms_per_iteration": 50.0})
+    seen = {}
+    monkeypatch.setattr(voxel["common"], "langevin_step_stats", lambda energy, x0, timing: (
+        seen.update(x0=x0) or {"gflop_per_step": 2.0}))
+    monkeypatch.setitem(voxel, "training_stats", lambda energy, data, chains0, timing, **kw: (
+        seen.update(data=data, chains0=chains0) or {"ms_per_iteration": 50.0}))
     monkeypatch.setitem(voxel, "update_flops", lambda *args: 10**9)
     timing = voxel["common"].Timing(n_steps=3, step_size=0.01, repeats=1, warmup=0,
-                                    device=torch.device("cpu"), seed=0)
+                                    device=torch.device("cpu"), seed=3)
     row = voxel["bench_net"]("desc32_small", batch=1, size=16, timing=timing, iterations=1,
                              lr=1e-3, memory=False)
     assert row["shape"] == [1, 1, 16, 16, 16]
+    # The Langevin pair and the training chains start at --seed's x0; the data are the other draw.
+    _, x0, data = voxel["make_inputs"]("desc32_small", batch=1, size=16, seed=3,
+                                       device=torch.device("cpu"))
+    assert seen["chains0"] is seen["x0"] and torch.equal(seen["x0"], x0)
+    assert torch.equal(seen["data"], data)
     assert (row["gflop_per_iteration"], row["iteration_gflops"]) == pytest.approx((7.0, 140.0))
 
 
@@ -3353,11 +3459,11 @@ def test_voxel_memory_stats_measure_each_variant_and_what_training_holds(bench_m
     voxel = bench_module("voxel.py")["memory_stats"].__globals__
     common, ran = voxel["common"], []
     for name in ("stgconv", "eager"):
-        monkeypatch.setitem(common.VARIANTS, name,
-                            lambda energy, x0, _name=name, **kw: ran.append(_name) or x0)
-    iteration = voxel["eager_training_iteration"]
+        monkeypatch.setitem(common.VARIANTS, name, lambda energy, x0, _name=name, **kw: (
+            ran.append((_name, kw.get("precision"))) or x0))
+    iteration, optimizers = voxel["eager_training_iteration"], []
     monkeypatch.setitem(voxel, "eager_training_iteration", lambda *args, **kw: (
-        ran.append("eager iteration") or iteration(*args, **kw)))
+        ran.append("eager iteration") or optimizers.append(args[1]) or iteration(*args, **kw)))
 
     def peak(run, device):
         ran.clear()
@@ -3366,11 +3472,14 @@ def test_voxel_memory_stats_measure_each_variant_and_what_training_holds(bench_m
 
     monkeypatch.setitem(voxel, "peak_growth_mb", peak)
     timing = common.Timing(n_steps=1, step_size=0.01, repeats=1, warmup=0,
-                           device=torch.device("cpu"), seed=0)
+                           device=torch.device("cpu"), seed=0, precision="fp32")
     result = voxel["memory_stats"]("desc32_small", batch=1, size=16, timing=timing, lr=1e-3)
     assert [result[key] for key in ("peak_memory_mb", "eager_peak_memory_mb",
                                     "iteration_peak_memory_mb", "eager_iteration_peak_memory_mb")
-            ] == [["stgconv"], ["eager"], [], ["eager iteration"]]
+            ] == [[("stgconv", "fp32")], [("eager", None)], [], ["eager iteration"]]
+    # The eager iteration steps Adam as the trainer does.
+    assert isinstance(optimizers[0], torch.optim.Adam)
+    assert optimizers[0].defaults["betas"] == (0.5, 0.999)
     energy, x0, data = voxel["make_inputs"]("desc32_small", batch=1, size=16, seed=0,
                                             device=torch.device("cpu"))
     weights = sum(p.numel() * 4 for p in energy.parameters())
@@ -3385,16 +3494,18 @@ def test_voxel_memory_probe_runs_with_a_fixed_mmap_threshold_and_the_threads(ben
 
     def run(argv, **kw):
         probes.append((json.loads(argv[-1]), kw["env"]))
-        return subprocess.CompletedProcess(argv, len(probes) - 1, stdout='{"held_memory_mb": 1.5}',
+        return subprocess.CompletedProcess(argv, len(probes) - 1,
+                                           stdout='a warning\n{"held_memory_mb": 1.5}\n',
                                            stderr="Traceback\nMemoryError")
 
     monkeypatch.setitem(voxel, "subprocess", SimpleNamespace(run=run))
     timing = voxel["common"].Timing(n_steps=1, step_size=0.01, repeats=1, warmup=0,
                                     device=torch.device("cpu"), seed=0)
+    torch.set_num_threads(2)  # not the probe's default of one thread
     stats = voxel["cpu_memory_stats"]("desc32_small", batch=1, size=16, timing=timing, lr=0.5)
     spec, env = probes[0]
     assert stats == {"held_memory_mb": 1.5} and env["MALLOC_MMAP_THRESHOLD_"] == "131072"
-    assert spec["threads"] == torch.get_num_threads()
+    assert spec["threads"] == 2
     with pytest.raises(RuntimeError,
                        match="the memory probe for desc32_small failed:\nTraceback\nMemoryError"):
         voxel["cpu_memory_stats"]("desc32_small", batch=1, size=16, timing=timing, lr=0.5)
@@ -3532,7 +3643,8 @@ def test_faults_same_run_compares_every_part_of_both_checkpoints(bench_module, m
     assert same_run("first", "first")
     for change in ({"iteration": 5}, {"model": {"w": torch.ones(2), "b": torch.ones(1)}},
                    {"optimizer": {"state": [1]}}, {"optimizer": {"state": [1, 3]}},
-                   {"chains": torch.ones(3)}, {"generator": torch.tensor([1, 3])}):
+                   {"chains": torch.ones(3)}, {"generator": torch.tensor([1, 3])},
+                   {"chains": torch.tensor([0.0, 0.0, 1e-12])}):  # bit for bit, not close
         checkpoints["second"] = {**first, **change}
         assert not same_run("first", "second"), change
 
@@ -3544,7 +3656,17 @@ def test_faults_resumes_each_start_from_the_checkpoint_the_last_kill_left(tmp_pa
     over (--overwrite) and writes one, the others resume; every kill's folder is checked, the
     kill moments come from --seed, and a final run that fails is no match."""
     faults = bench_module("faults.py")["kill_and_resume"].__globals__
-    starts, seeds = [], []
+    starts, seeds, bounds, started = [], [], [], []
+
+    class Moments(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            bounds.append((a, b))
+            return super().uniform(a, b)
+
+    class Started(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
 
     def command(out: Path, iterations: int, *extra: str) -> list[str]:
         starts.append(list(extra))
@@ -3562,13 +3684,80 @@ def test_faults_resumes_each_start_from_the_checkpoint_the_last_kill_left(tmp_pa
     monkeypatch.setitem(faults, "trained_to", lambda run: None)
     monkeypatch.setitem(faults, "same_run", lambda a, b: True)
     monkeypatch.setitem(faults, "random", SimpleNamespace(
-        Random=lambda *seed: seeds.append(seed) or random.Random(*seed)))
+        Random=lambda *seed: seeds.append(seed) or Moments(*seed)))
+    monkeypatch.setitem(faults, "subprocess", SimpleNamespace(
+        run=subprocess.run, Popen=Started, DEVNULL=subprocess.DEVNULL))
     row = faults["kill_and_resume"](tmp_path, kills=3, iterations=4, seed=7)
     assert starts == [[], [], ["--overwrite"], ["--resume"], ["--resume"]] and seeds == [(7,)]
+    # Each kill lands uniformly over half the uninterrupted run's time, and is a SIGKILL.
+    assert bounds == [(0.0, row["uninterrupted_run_s"] / 2)] * 3
+    assert [process.returncode for process in started] == [-signal.SIGKILL] * 3
     assert (row["kills"], row["kills_after_a_checkpoint"]) == (3, 2)
     assert row["unloadable_files"] == ["config.yaml: damaged"] * 3
     assert row["temporaries_left"] == [".config.yaml.1-a.tmp"]
     assert (row["final_exit"], row["bit_identical"]) == (1, False)
+
+
+def test_faults_starts_the_last_run_over_when_no_kill_left_a_checkpoint(tmp_path, bench_module,
+                                                                         monkeypatch):
+    """One kill, before the run's first checkpoint: the final start cannot resume, it starts
+    over (--overwrite) in the folder the killed start made."""
+    faults = bench_module("faults.py")["kill_and_resume"].__globals__
+    starts = []
+
+    def command(out: Path, iterations: int, *extra: str) -> list[str]:
+        starts.append(list(extra))
+        out.mkdir(exist_ok=True)
+        (out / "config.yaml").write_text("")
+        return [sys.executable, "-c", f"import time; time.sleep({60 * (len(starts) == 2)})"]
+
+    monkeypatch.setitem(faults, "command", command)
+    monkeypatch.setitem(faults, "same_run", lambda a, b: True)
+    row = faults["kill_and_resume"](tmp_path, kills=1, iterations=2, seed=0)
+    assert starts == [[], [], ["--overwrite"]]
+    assert (row["kills"], row["kills_after_a_checkpoint"], row["final_exit"]) == (1, 0, 0)
+
+
+def test_faults_reads_how_far_the_run_trained_from_its_checkpoint(tmp_path, bench_module):
+    """The iteration of checkpoint.pt, not of the previous one; none without a loadable one."""
+    from stgconv.checkpoint import save_checkpoint
+
+    trained_to = bench_module("faults.py")["trained_to"]
+    assert trained_to(tmp_path) is None
+    save_checkpoint({"iteration": 1}, tmp_path / "checkpoint.pt")
+    save_checkpoint({"iteration": 2}, tmp_path / "checkpoint.pt", keep_previous=True)
+    assert trained_to(tmp_path) == 2
+    (tmp_path / "checkpoint.pt").write_text("{")
+    assert trained_to(tmp_path) is None  # damaged: unloadable() reports it
+
+
+def test_faults_trainings_are_the_tiny_run_with_a_checkpoint_after_every_iteration(
+        tmp_path, bench_module):
+    """What each start trains, read as ``stgconv train`` reads it: the iterations asked for,
+    a checkpoint after every one (a kill can land after any of them), on the CPU, into the
+    folder given, with the start's own flags."""
+    argv = bench_module("faults.py")["command"](tmp_path / "run", 3, "--resume")
+    assert argv[:4] == [sys.executable, "-m", "stgconv", "train"]
+    args = _parser().parse_args(argv[3:])
+    config = load_config(None, args.overrides)
+    assert (config.train.n_iterations, config.train.checkpoint_every) == (3, 1)
+    assert (args.out, args.device, args.resume, args.overwrite) == (
+        str(tmp_path / "run"), "cpu", True, False)
+
+
+def test_faults_trainings_run_this_checkout_without_the_callers_pythonpath(
+        tmp_path, bench_module, monkeypatch):
+    """Every training starts at the repository root with no PYTHONPATH: ``python -m stgconv``
+    there imports this checkout, whatever the caller's PYTHONPATH points at."""
+    faults = bench_module("faults.py")["kill_and_resume"].__globals__
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "elsewhere"))
+    check = ("import os, sys; sys.exit(0 if 'PYTHONPATH' not in os.environ and "
+             f"os.getcwd() == {str(ROOT)!r} else 'PYTHONPATH or folder not the checkout')")
+    monkeypatch.setitem(faults, "command", lambda out, iterations, *extra: [
+        sys.executable, "-c", check])
+    monkeypatch.setitem(faults, "same_run", lambda a, b: True)
+    row = faults["kill_and_resume"](tmp_path, kills=0, iterations=1, seed=0)
+    assert (row["final_exit"], row["final_stderr"], row["bit_identical"]) == (0, "", True)
 
 
 def test_faults_stops_killing_once_the_run_has_finished(tmp_path, bench_module, monkeypatch):
@@ -3587,10 +3776,17 @@ def test_faults_stops_killing_once_the_run_has_finished(tmp_path, bench_module, 
     ({}, 0), ({"bit_identical": False}, 1), ({"unloadable_files": ["checkpoint.pt: damaged"]}, 1),
     ({"temporaries_left": [".checkpoint.pt.1-a.tmp"]}, 1),
 ])
-def test_faults_bench_fails_on_any_finding(tmp_path, bench_main, monkeypatch, finding, code):
+def test_faults_bench_fails_on_any_finding(tmp_path, bench_main, monkeypatch, capsys, finding,
+                                          code):
     main = bench_main("faults.py")
-    row = {"kills": 1, "kills_after_a_checkpoint": 1, "unloadable_files": [],
+    row = {"kills": 3, "kills_after_a_checkpoint": 2, "unloadable_files": [],
            "temporaries_left": [], "final_exit": 0, "bit_identical": True, **finding}
     monkeypatch.setitem(main.__globals__, "kill_and_resume", lambda work, **kw: row)
-    assert main(["--kills", "1", "--json", str(tmp_path / "faults.json")]) == code
+    assert main(["--kills", "3", "--iterations", "5", "--json",
+                 str(tmp_path / "faults.json")]) == code
     assert json.loads((tmp_path / "faults.json").read_text()) == [row]
+    assert capsys.readouterr().out.splitlines() == [
+        "# SIGKILL at random moments of a 5-iteration run, then resume",
+        f"kills 3 (after a checkpoint existed: 2); unloadable files "
+        f"{len(row['unloadable_files'])}; temporaries left {len(row['temporaries_left'])}; "
+        f"final exit 0; bit-identical to the uninterrupted run: {row['bit_identical']}"]
