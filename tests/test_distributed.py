@@ -360,14 +360,22 @@ def test_a_hold_blocks_sigterm_in_its_thread_and_lets_it_through_after() -> None
     assert signal.SIGTERM in inside and signal.SIGTERM not in after
 
 
-def test_a_sigterm_during_a_nested_hold_waits_for_the_outermost_block() -> None:
+@pytest.mark.parametrize("handled_at_once", [False, True],
+                         ids=["masked until the end", "handled in the inner block"])
+def test_a_sigterm_during_a_nested_hold_waits_for_the_outermost_block(
+        handled_at_once: bool) -> None:
     """Holds nest (a cleanup inside a removal): a SIGTERM in the inner one is raised once the
-    outer block has run too, not where the inner one ends."""
+    outer block has run too, not where the inner one ends. Masked, it reaches the handler only
+    as the outer block ends; another thread that takes it has the handler run at once, inside
+    the inner block, which keeps it all the same."""
     ran = []
     with pytest.raises(SystemExit) as stopped, _terminated_as_exit(True), _sigterm_held():
         with _sigterm_held():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.1)  # the handler would run here
+            if handled_at_once:
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)  # the handler would run here
             ran.append("the inner block")
         ran.append("the outer block")
     assert ran == ["the inner block", "the outer block"] and stopped.value.code == 143
@@ -627,12 +635,22 @@ def as_process_1_of_2_alike(monkeypatch) -> list[str]:
     return called
 
 
+@pytest.mark.parametrize("rank", [1, 0], ids=["process 1", "process 0"])
 @pytest.mark.parametrize("net", [ONE_NET, ("--set", GRIDS)], ids=["one net", "multigrid"])
-def test_process_1_writes_nothing(monkeypatch, tmp_path: Path, net: tuple[str, ...]) -> None:
-    """Process 0 writes the run folder; the others, which train alike, write nothing into it:
-    not a checkpoint (theirs lack the other processes' chains), samples or pictures of their
-    own chains, nor TensorBoard events (a second curve)."""
+def test_process_0_alone_writes_the_run_folder(monkeypatch, tmp_path: Path,
+                                               net: tuple[str, ...], rank: int) -> None:
+    """Process 0 writes the run folder as one process would (its config, the observed data,
+    the samples, a multi-grid run's pyramids, the checkpoint of every process's share); the
+    others, which train alike, write nothing into it: not a checkpoint (theirs lack the other
+    processes' chains), samples or pictures of their own chains, nor TensorBoard events (a
+    second curve)."""
     called = as_process_1_of_2_alike(monkeypatch)
+    if rank == 0:  # its peer's share gathered to it is its own again
+        monkeypatch.setattr(distributed, "from_environment",
+                            lambda device: World(rank=0, size=2, device=torch.device("cpu")))
+        monkeypatch.setattr(dist, "gather_object",
+                            lambda value, gathered, dst: gathered.__setitem__(slice(None),
+                                                                              [value, value]))
     images = image_folder(tmp_path / "images")
     out = tmp_path / "run"
     config = load_config(None, [*tiny_run(images, 2, out, net=net)[9::2], "device=cpu",
@@ -640,7 +658,18 @@ def test_process_1_writes_nothing(monkeypatch, tmp_path: Path, net: tuple[str, .
                                 "train.sample_every=1", "train.checkpoint_every=1"])
     assert train(config, progress=False) == out
     assert called.count("barrier") == 2  # a checkpoint at each iteration (process 0's)
-    assert not out.exists()
+    if rank == 1:
+        assert not out.exists()
+        return
+    pictures = {"config.yaml", "observed.png", "samples_000001.png", "samples_000002.png",
+                "samples.png"}
+    if net[1] == GRIDS:
+        pictures |= {"observed_pyramid.png", "samples_pyramid.png"}
+    assert pictures <= {path.name for path in out.iterdir()}
+    # Rank 0 trained on its shard of the examples, half of them; the checkpoint holds both.
+    state = load_checkpoint(out)
+    held = state["chains"]["chains"] if net == ONE_NET else state["base"]
+    assert len(held) == N_EXAMPLES
 
 
 def one_rank_trainer(rank: int) -> Trainer:

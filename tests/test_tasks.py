@@ -360,13 +360,15 @@ def test_training_files_leave_out_config_and_tensorboard(tmp_path: Path) -> None
 
     # Pictures and arrays by the run's exact names: the user's samples_00002.png (5 digits),
     # samples_cat.png and samples.png.orig (a copy kept aside) are not the run's.
+    # A multi-grid run's pyramids are the run's too.
     for name in ("config.yaml", "checkpoint.pt", "observed.png", "observed.npy",
                  "samples_000002.png", "samples_00002.png", "samples_cat.png",
-                 "samples.png.orig"):
+                 "samples.png.orig", "samples_pyramid.png", "observed_pyramid.png"):
         (tmp_path / name).write_text("x")
     (tmp_path / "tb").mkdir()
     names = {p.name for p in training_files(tmp_path)}
-    assert names == {"checkpoint.pt", "observed.png", "observed.npy", "samples_000002.png"}
+    assert names == {"checkpoint.pt", "observed.png", "observed.npy", "samples_000002.png",
+                     "samples_pyramid.png", "observed_pyramid.png"}
     assert training_files(tmp_path / "checkpoint.pt") == []  # a file is no folder of files
 
 

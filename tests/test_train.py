@@ -1251,19 +1251,49 @@ def test_a_failed_new_run_removes_only_what_it_made(tmp_path: Path, monkeypatch,
         assert not (out / name).exists() or (out / name).read_text() == "the user's"
 
 
-def test_overwrite_refuses_to_remove_a_run_folder_that_holds_the_data(tmp_path: Path) -> None:
-    """Data kept under one of the old run's folders (tb/) would go with it."""
+@pytest.mark.parametrize("overwrite, named", [
+    (True, "--overwrite would remove .*tb, which holds the training data"),
+    (False, "already holds a run .*: continue it with --resume, move the training data .*data.png "
+            "out of .*tb \\(--overwrite would remove it with the run\\), or train into"),
+])
+def test_overwrite_refuses_to_remove_a_run_folder_that_holds_the_data(
+        tmp_path: Path, overwrite: bool, named: str) -> None:
+    """Data kept under one of the old run's folders (tb/) would go with it. Without
+    --overwrite the refusal does not advise it (it advised --overwrite, refused in turn)."""
     from stgconv.config import load_config
 
     task = importlib.import_module("stgconv.tasks.train")
     out = tmp_path / "run"
     (out / "tb").mkdir(parents=True)
     (out / "tb" / "data.png").write_bytes(b"the training data")
-    with pytest.raises(task.ExistingRun, match="--overwrite would remove .*tb, which holds the "
-                                               "training data"):
+    (out / "checkpoint.pt").write_bytes(b"the run's")  # a run --resume could continue
+    with pytest.raises(task.ExistingRun, match=named):
         task.train(load_config(None, [f"out_dir={out}", "device=cpu",
-                                      f"data.path={out / 'tb' / 'data.png'}"]), overwrite=True)
+                                      f"data.path={out / 'tb' / 'data.png'}"]),
+                   overwrite=overwrite)
     assert (out / "tb" / "data.png").read_bytes() == b"the training data"
+
+
+@pytest.mark.parametrize("checkpoint, named", [
+    (True, "run already holds a run (checkpoint.pt, samples.png): continue it with --resume, "
+           "replace it with --overwrite, or train into another folder"),
+    (False, "run holds the files of a run that saved no checkpoint (samples.png): replace them "
+            "with --overwrite, or train into another folder"),
+])
+def test_a_new_run_over_an_earlier_one_says_what_to_do(tmp_path: Path, checkpoint: bool,
+                                                       named: str) -> None:
+    """A finished or killed run's folder, its files listed; the data elsewhere."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "samples.png").write_bytes(b"the run's")
+    if checkpoint:
+        (out / "checkpoint.pt").write_bytes(b"the run's")
+    with pytest.raises(task.ExistingRun, match=re.escape(named)):
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu"]))
+    assert (out / "samples.png").read_bytes() == b"the run's"
 
 
 def test_a_run_into_its_data_folder_is_refused_before_it_writes(tmp_path: Path) -> None:

@@ -391,22 +391,26 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None =
         _refuse_linked_files(old)
     if resume or not old:
         return False
-    if overwrite and data is not None and Path(data).exists():
+    holder = None  # the old run's file or folder that holds the training data
+    if data is not None and Path(data).exists():
         read = Path(data).resolve()
-        doomed = [path for path in old if path.resolve() == read or read.is_relative_to(
-            path.resolve())]
-        if doomed:
-            raise ExistingRun(f"--overwrite would remove {doomed[0]}, which holds the training "
-                              f"data {data}: move the data out of {out}, or train into another "
-                              "folder")
+        holder = next((path for path in old if path.resolve() == read
+                       or read.is_relative_to(path.resolve())), None)
+    if holder is not None and overwrite:
+        raise ExistingRun(f"--overwrite would remove {holder}, which holds the training data "
+                          f"{data}: move the data out of {out}, or train into another folder")
     if not overwrite:
         listed = f"{', '.join(p.name for p in old[:4])}{', ...' if len(old) > 4 else ''}"
-        if not (out / FILENAME).exists():  # a killed run's, before its first checkpoint
+        killed = not (out / FILENAME).exists()  # a killed run's files, before its checkpoint
+        # Never advise --overwrite where it would be refused in turn.
+        replace = (f"replace {'them' if killed else 'it'} with --overwrite" if holder is None
+                   else f"move the training data {data} out of {holder} (--overwrite would "
+                   "remove it with the run)")
+        if killed:
             raise ExistingRun(f"{out} holds the files of a run that saved no checkpoint "
-                              f"({listed}): replace them with --overwrite, or train into "
-                              "another folder")
+                              f"({listed}): {replace}, or train into another folder")
         raise ExistingRun(f"{out} already holds a run ({listed}): continue it with --resume, "
-                          "replace it with --overwrite, or train into another folder")
+                          f"{replace}, or train into another folder")
     return True
 
 
