@@ -709,6 +709,24 @@ def test_digit_splits_keep_each_digits_label_and_the_classifier_its_seed(tmp_pat
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
 
 
+def test_digit_classifier_steps_on_each_batchs_own_gradient(bench_module, monkeypatch):
+    """Each optimizer step sees its own batch's gradient, not the sum of those before it:
+    on 300 copies of one digit (3 batches of the same mean loss), with the weights held
+    still, every step sees the same gradient."""
+    train_classifier = bench_module("digits.py")["train_classifier"]
+    seen = []
+
+    class Held(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["params"][0].grad.clone())
+
+    monkeypatch.setattr(torch.optim, "Adam", Held)
+    digit = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    train_classifier(digit.expand(300, 1, 28, 28), torch.full((300,), 3), epochs=1, seed=0)
+    assert len(seen) == 3 and seen[0].abs().sum() > 0
+    assert all(torch.allclose(grad, seen[0], rtol=1e-4, atol=1e-6) for grad in seen[1:])
+
+
 def test_digit_chain_starts_are_the_runs_draws_class_by_class(bench_module, monkeypatch):
     """n draws of each class from the run's fitted Gaussians, class-major (as synthesize
     --class starts them), drawn by the seed, in the data's range (checkpoint stubbed)."""
@@ -1084,6 +1102,7 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("rbm.py", ["--updates", "-1"], r"--updates: must be >= 1, got -1"),
     ("rbm.py", ["--lr", "-1"], r"--lr must be a positive number, got -1.0"),
     ("rbm.py", ["--lr", "inf"], r"--lr must be a positive number, got inf"),
+    ("rbm.py", ["--lr", "0"], r"--lr must be a positive number, got 0.0"),
     ("coop.py", ["--seeds", "0", "0"], r"--seeds must differ, got \[0, 0\]"),
     # A traceback after the experts' training (the sampler refuses a NaN noise only then).
     ("compose.py", ["--expert-noise", "nan"], r"--expert-noise must be a number >= 0, got nan"),
@@ -1159,6 +1178,9 @@ def bad_input_argv(tmp_path):
     ("faults.py", ["--kills", "0", "--iterations", "1", "--json", "{file}/out.json"],
      r"--json: the folder .*a_file does not exist"),
     ("rbm.py", ["--data", "{file}"], EMPTY_FILE_REFUSED),
+    ("jem.py", ["--data", "{tmp}/none.npz"], r"MNIST not found at .*none.npz \(pass --data\)"),
+    ("digits.py", ["--data", "{set}", "--run", "{no_chains}"],
+     r"--data .*set.npz: cannot read MNIST: .*y_train"),  # numpy's KeyError, with the file
     ("digits.py", ["--data", "{digits}", "--run", "{tmp}/other"],
      r"--run: checkpoint not found: .*other/checkpoint.pt"),
     # Every clip is looked for before the first one runs.
@@ -1389,6 +1411,56 @@ def test_digits_bench_samples_and_starts_with_its_options(bench_main, monkeypatc
         main(["--quick"])
     (digits, size), _ = reached.value.args
     assert size == len(digits) // 2 == 150  # --quick's 300 test digits
+
+
+def test_digits_bench_table_prints_each_rows_numbers(tmp_path, bench_main, monkeypatch,
+                                                     capsys):
+    """Without --quick: 10,000 training digits and 2,000 test digits read; the samples and the
+    other test digits scored against the features of the half compared with; each number in
+    its column, the samples' class histogram and the classifier's accuracy (not its error)
+    printed; every row names the run and the start (checkpoint, classifier and synthesis
+    stubbed)."""
+    main = bench_main("digits.py")
+    (tmp_path / "mnist.npz").write_bytes(b"")
+    (tmp_path / "run").mkdir()
+    splits, scored = [], []
+    labels = torch.arange(8) % 4  # test digits of classes 0-3, 6 of 8 right
+    digits = torch.full((8, 1, 28, 28), -1.0)
+    digits[:, 0, 0, 0] = (torch.tensor([0, 1, 2, 3, 0, 1, 0, 0]) * 20) / 127.5 - 1
+
+    def synthesize(run, out, **given):
+        out.mkdir()
+        np.save(out / "synthesized.npy", np.zeros((3, 1, 28, 28), np.uint8))
+        return out
+
+    def score(name, images, model, test_features, train_images):
+        scored.append(test_features)
+        k = len(scored)
+        return {"set": name, "n": len(images), "class_entropy": k / 8,
+                "class_histogram": [k] * 10, "frechet": 10.0 * k, "spread": k / 16,
+                "spread_vs_data": k / 4, "filter_stats_distance": k / 32}
+
+    for name, stand_in in {
+            "load_checkpoint": lambda run: {}, "check_steps": lambda state, value: None,
+            "check_start": lambda state, value: None,
+            "load_split": lambda path, split, n: splits.append((split, n)) or (digits, labels),
+            "train_classifier": lambda images, labels, **kwargs: LevelJudge(),
+            "synthesize": synthesize, "score": score}.items():
+        monkeypatch.setitem(main.__globals__, name, stand_in)
+    out = tmp_path / "digits.json"
+    assert main(["--data", str(tmp_path / "mnist.npz"), "--run", str(tmp_path / "run"),
+                 "--start", "chains", "--json", str(out)]) == 0
+    assert splits == [("train", 10_000), ("test", 2000)]
+    compared = torch.randperm(8, generator=torch.Generator().manual_seed(0))[:4]
+    assert all(torch.equal(features, digits[compared, 0, 0, :4]) for features in scored)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("# digits: classifier test accuracy 0.7500 (")
+    assert [line.split()[-6:] for line in lines[3:5]] == [
+        ["3", "0.125", "10.00", "0.062", "0.25x", "0.031"],
+        ["3", "0.250", "20.00", "0.125", "0.50x", "0.062"]]
+    assert lines[-1] == f"# class histogram of the samples: {[1] * 10}"
+    rows = json.loads(out.read_text())
+    assert {(row["run"], row["start"]) for row in rows} == {(str(tmp_path / "run"), "chains")}
 
 
 def test_the_clips_next_frames_follow_it_at_the_datas_frame_rate(tmp_path, bench_module):
@@ -1733,14 +1805,34 @@ def test_rbm_methods_train_with_their_chains_sweeps_and_learning_rate(
     from stgconv.mcmc import PersistentChains
 
     train_rbm = bench_module("rbm.py")["train_rbm"]
-    made = []
-    monkeypatch.setitem(train_rbm.__globals__, "Trainer", lambda rbm, sampler, chains, data, **kw:
-                        made.append((sampler.n_steps, chains, kw["train"].lr)))
-    data = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])  # rates 3/4, 1/4
-    rbm, _ = train_rbm(data, method, hidden=3, updates=0, lr=0.25, seed=0)
+    made, updates = [], []
+
+    class Trainer:
+        def __init__(self, rbm, sampler, chains, data, **kw):
+            made.append((sampler.n_steps, chains, kw["train"].lr))
+
+        def step(self):
+            updates.append(len(updates))
+
+    monkeypatch.setitem(train_rbm.__globals__, "Trainer", Trainer)
+    # Rates 3/4, 1/4 and 0: a pixel never on gets the bias of the rate 1e-3, not minus infinity.
+    data = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    rbm, _ = train_rbm(data, method, hidden=3, updates=2, lr=0.25, seed=0)
     ((n_steps, chains, lr),) = made
     assert (n_steps, isinstance(chains, PersistentChains), lr) == (steps, persistent, 0.25)
-    assert torch.allclose(rbm.visible_bias, torch.tensor([3.0, 1 / 3]).log())
+    assert not persistent or chains.n_examples == 4  # a chain per training digit
+    assert updates == [0, 1]
+    assert torch.allclose(rbm.visible_bias, torch.tensor([3.0, 1 / 3, 1 / 999]).log())
+
+
+def test_rbm_digits_are_binarised_at_half_the_grey_range(tmp_path, bench_module):
+    """A pixel is on above grey level 127 (of 255), off at 127 and below; n of the digits."""
+    levels = np.repeat(np.array([0, 127, 128, 255], np.uint8), 28 * 28).reshape(4, 28, 28)
+    np.savez(tmp_path / "digits.npz", x_test=levels)
+    binarised = bench_module("rbm.py")["binarised"]
+    on = binarised(tmp_path / "digits.npz", "x_test", None)
+    assert on.shape == (4, 784) and on.mean(1).tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert binarised(tmp_path / "digits.npz", "x_test", 3).shape == (3, 784)
 
 
 def test_rbm_bench_quick_writes_json_rows(tmp_path, bench_main):
@@ -1763,7 +1855,7 @@ def test_rbm_bench_log_likelihood_is_the_test_digits_free_energy_and_ais_log_z(
         tmp_path, bench_main, monkeypatch):
     """log p(v) = -F(v) - log Z averaged over the test digits, for each AIS run's log Z; AIS
     starts from the base rates of the training digits; the bootstrap spread is the runs' mean;
-    the samples take --sample-sweeps sweeps."""
+    the samples take --sample-sweeps sweeps and --seed."""
     main = bench_main("rbm.py")
     train = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])  # rates 3/4, 1/4
     test = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # free energies 4 and 2 below
@@ -1778,40 +1870,85 @@ def test_rbm_bench_log_likelihood_is_the_test_digits_free_energy_and_ais_log_z(
         return [(10.0, 0.5), (12.0, 1.5)][(len(bases) - 1) % 2]
 
     monkeypatch.setitem(main.__globals__, "ais_log_partition", ais_log_partition)
-    monkeypatch.setitem(main.__globals__, "save_samples",
-                        lambda rbm, path, **kwargs: sweeps.append(kwargs["sweeps"]))
+    monkeypatch.setitem(main.__globals__, "save_samples", lambda rbm, path, **kwargs:
+                        sweeps.append((kwargs["sweeps"], kwargs["seed"])))
     out = tmp_path / "rbm.json"
     assert main(["--quick", "--json", str(out), "--samples", str(tmp_path / "samples"),
-                 "--sample-sweeps", "7"]) == 0
+                 "--sample-sweeps", "7", "--seed", "3"]) == 0
     for row in json.loads(out.read_text()):
         assert row["test_log_likelihood_runs"] == [-3.0 - 10.0, -3.0 - 12.0]
         assert row["ais_bootstrap_spread"] == 1.0
     assert len(bases) == 6
     for base in bases:
         assert torch.allclose(base, torch.tensor([3.0, 1 / 3]).log())
-    assert sweeps == [7, 7, 7]
+    assert sweeps == [(7, 3)] * 3
+
+
+def test_rbm_bench_passes_its_options_on_and_prints_each_column(tmp_path, bench_main,
+                                                               monkeypatch, capsys):
+    """--train-images and --test-images digits read, each method trained with --hidden,
+    --updates, --lr and --seed, --ais-runs AIS runs of --ais-chains chains and --ais-betas
+    temperatures seeded --seed + run; log Z their mean; no sample pictures without --samples;
+    each number in its column, the settings in the header."""
+    main = bench_main("rbm.py")
+    read, trained, estimated = [], [], []
+    monkeypatch.setitem(main.__globals__, "binarised", lambda path, key, n: read.append(
+        (key, n)) or torch.tensor([[1.0, 0.0], [0.0, 0.0]]))  # mean free energy 0.5 below
+    monkeypatch.setitem(main.__globals__, "train_rbm", lambda data, method, **kwargs:
+                        trained.append(kwargs) or (lambda v: v.sum(1), 2.0))
+
+    def ais_log_partition(rbm, *, n_chains, n_betas, base_visible_bias, generator):
+        # From the training digits' rates 1/2 and 0 (the latter clamped to 1e-3).
+        assert torch.allclose(base_visible_bias, torch.tensor([1.0, 1 / 999]).log())
+        estimated.append((n_chains, n_betas, generator.initial_seed()))
+        return float(len(estimated)), 0.25  # log Z 1, 2, 3 for CD-1; 4, 5, 6 for CD-10 ...
+
+    monkeypatch.setitem(main.__globals__, "ais_log_partition", ais_log_partition)
+    monkeypatch.setitem(main.__globals__, "save_samples", None)  # not to be called
+    assert main(["--quick", "--train-images", "3", "--test-images", "2", "--hidden", "4",
+                 "--updates", "6", "--lr", "0.5", "--seed", "9", "--ais-runs", "3",
+                 "--ais-chains", "5", "--ais-betas", "7"]) == 0
+    assert read == [("x_train", 3), ("x_test", 2)]
+    assert trained == [{"hidden": 4, "updates": 6, "lr": 0.5, "seed": 9}] * 3
+    assert estimated == [(5, 7, 9), (5, 7, 10), (5, 7, 11)] * 3
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("# binarised digits, RBM 784 x 4, 6 updates of batch 100, lr 0.5; AIS: 3 "
+                      "runs x 5 chains x 7 temperatures")
+    spread = f"{math.sqrt(2 / 3):.3f}"  # the population std of three log Z a step apart
+    assert [line.split()[:5] for line in out[3:]] == [
+        ["CD-1", "-2.50", spread, "0.250", "2.00"], ["CD-10", "-5.50", spread, "0.250", "5.00"],
+        ["PCD-1", "-8.50", spread, "0.250", "8.00"]]
 
 
 def test_rbm_samples_start_from_uniform_binary_noise(tmp_path, bench_module, monkeypatch):
     from stgconv.energy.rbm import RBM
 
     save_samples = bench_module("rbm.py")["save_samples"]
-    starts = []
+    starts, grids = [], []
 
     class Gibbs:
         def __init__(self, n_steps):
             self.n_steps = n_steps
 
         def run(self, rbm, start, *, generator):
-            starts.append(start)
+            starts.append((self.n_steps, start))
             return start
 
     monkeypatch.setitem(save_samples.__globals__, "BlockGibbs", Gibbs)
+    monkeypatch.setitem(save_samples.__globals__, "save_image_grid",
+                        lambda images, path: grids.append(images) or path)
     rbm = RBM(16, 3, generator=torch.Generator().manual_seed(0))
     save_samples(rbm, tmp_path / "samples.png", sweeps=2, seed=0)
-    (start,) = starts
+    ((sweeps, start),) = starts
+    assert sweeps == 2
     assert start.shape == (64, 16) and set(start.unique().tolist()) == {0.0, 1.0}
     assert 0.45 < float(start.mean()) < 0.55  # 1024 fair coins
+    # Shown: p(v | h) of a hidden state drawn at the chains' end (here their start), the
+    # probabilities 0 .. 1 as pixels -1 .. 1, 4x4 images.
+    generator = torch.Generator().manual_seed(0)
+    torch.rand(64, 16, generator=generator)  # the start's draw
+    means = rbm.visible_mean(rbm.sample_hidden(start, generator=generator))
+    assert torch.allclose(grids[0], means.view(64, 1, 4, 4) * 2 - 1)
 
 
 def test_a_run_killed_at_random_moments_resumes_to_the_same_result(tmp_path) -> None:
@@ -1887,6 +2024,7 @@ def test_jem_outliers_are_test_digits_upside_down_and_in_negative(tmp_path, benc
     digits[:, 0, 0] = np.arange(1, 41)  # each digit's number, in its top-left pixel
     labels = np.arange(40) % 10
     sets = module["outlier_sets"](digits, labels, 10, videos=tmp_path, seed=0)
+    assert (sets["uniform noise"].min(), sets["uniform noise"].max()) == (0, 255)
     flipped = sets["vertically flipped digits"]
     numbers = flipped[:, 27, 0]
     assert (flipped[:, 0, 0] == 0).all() and len(set(numbers)) == 10
@@ -1947,6 +2085,18 @@ def test_jem_pgd_moves_each_pixel_at_most_eps_and_keeps_it_in_range(bench_module
     # One step of 2.5 eps, cut to eps, does the same; over all digits, in batches of 3 and 1.
     assert pgd_accuracy(energy, x, torch.tensor([1, 1, 0, 0]), eps=0.1, steps=1,
                         batch_size=3) == 0.5
+    # Steps of 2.5 eps / steps (0.125 in the model's units for 4 steps), the way from the clean
+    # image cut to 2 eps: the pixel the network reads at each step and at the end.
+    read = []
+
+    class ReadPixel(torch.nn.Module):
+        def forward(self, images):
+            read.append(float(images[0, 0, 0, 0].detach()))
+            return images
+
+    watched = ClassifierEnergy(torch.nn.Sequential(ReadPixel(), torch.nn.Flatten(), linear))
+    assert pgd_accuracy(watched, x[:1], torch.tensor([1]), eps=0.1, steps=4) == 0.0
+    assert read == pytest.approx([0.15, 0.025, -0.05, -0.05, -0.05])
     with torch.no_grad():
         linear.bias[1] = -1.05  # class 0 until the pixel passes 1.05
     x[:, 0, 0, 0] = 0.9
@@ -1982,7 +2132,8 @@ def test_jem_class_samples_are_judged_against_the_class_they_were_drawn_for(
 
 
 def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
-                           tables: bool = False) -> dict[str, list]:
+                           tables: bool = False, replaced: dict | None = None
+                           ) -> dict[str, list]:
     """Run bench/jem.py (with ``argv``) up to its sample tables on stand-ins: 40 dark test
     digits whose top-left grey level names their class (as :class:`LevelJudge` reads it), runs
     fitted at temperature 2 without weights of their own (so they are fitted on the test
@@ -1990,7 +2141,8 @@ def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
     pixel and whose fitted weight is the mean pixel of the images it was fitted on, and an
     attack that only reads the digits and labels it gets. With ``tables``, on through the
     sample tables, with :class:`LevelJudge` as the judge and samples, starts and their scores
-    stood in. What they were called with, the AUROCs and the JSON rows, by name."""
+    stood in; ``replaced``: stand-ins of a test's own, by name, over these. What they were
+    called with, the AUROCs and the JSON rows, by name."""
     main = bench_main("jem.py")
     digits = np.zeros((40, 28, 28), np.uint8)
     labels = np.arange(40) % 10
@@ -2037,6 +2189,7 @@ def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
                 (tuple(images.shape), nrow))})
     else:
         stop_at(main, "train_classifier", monkeypatch)
+    stand_ins.update(replaced or {})
     for name, stand_in in stand_ins.items():
         monkeypatch.setitem(main.__globals__, name, stand_in)
     argv = ["--data", str(tmp_path / "digits.npz"), "--jem", str(tmp_path), "--plain",
@@ -2100,6 +2253,97 @@ def test_jem_bench_tables_say_what_each_row_measured(tmp_path, bench_main, monke
     assert seen["grids"] == [((100, 1, 28, 28), 10)]
 
 
+def test_jem_bench_tables_print_each_models_own_numbers(tmp_path, bench_main, monkeypatch,
+                                                        capsys):
+    """Each run at its own temperature (a logit of 3 for the right class of 10: confidence
+    e^(3/T) / (e^(3/T) + 9), every digit right, so the ECE is 1 minus it), with its own
+    training seconds and weights (fitted on the test digits when the run has none); the OOD
+    AUROCs of each model's own scores, in one thread; the attack at --eps 1 (the range's end)
+    and its accuracy; the samples drawn with --steps, --start and --seed, compared with the
+    features of the test digits compared with (not the reference's), the judge trained 5
+    epochs; each number printed in its own column."""
+    runs = {name: tmp_path / name for name in ("jem", "plain")}
+    for run in runs.values():
+        run.mkdir()
+    temperatures = {"jem": 2.0, "plain": 0.5}
+    fitted = {"jem": None, "plain": {"reference": 0.25, "features": 0.75}}
+    threads, attacks, drawn = [], [], []
+    torch.set_num_threads(2)  # the bench's one thread, not the caller's (set back after)
+
+    def score_images(energy, reference, x, *, feature_reference, weights):
+        threads.append(torch.get_num_threads())
+        # Inliers (dark) above outliers (white) for both; plain's scores 10 above jem's, so
+        # that one model's inliers against the other's outliers give 0, not 1.
+        inlier = 10.0 * (energy == "plain") - x.mean((1, 2, 3))
+        return (3.0 * LevelJudge()(x), {"energy": inlier, "max_softmax": -inlier},
+                weights or {"reference": 1.5, "features": 0.5})
+
+    def sample_rows(run, work, *, per_class, steps, start, seed, judge, test_features,
+                    train_images):
+        drawn.append((run, steps, start, seed, test_features))
+        return ({"set": "JEM class-conditional samples", "n": 10 * per_class,
+                 "class_entropy": 0.5, "class_histogram": [per_class] * 10, "frechet": 2.0,
+                 "filter_stats_distance": 0.25, "read_as_asked": 0.625, "seconds": 4.0},
+                torch.zeros(10, per_class, 1, 28, 28))
+
+    seen = jem_bench_on_stand_ins(
+        tmp_path, bench_main, monkeypatch, "--jem", str(runs["jem"]), "--plain",
+        str(runs["plain"]), "--train", "--eps", "1", "--per-class", "3", "--steps", "7",
+        "--start", "chains", "--seed", "5", "--grid", str(tmp_path / "grid.png"), tables=True,
+        replaced={"load_classifier": lambda run, device: SimpleNamespace(
+                      energy=run.name, reference=None, feature_reference=None,
+                      weights=fitted[run.name], temperature=temperatures[run.name]),
+                  "score_images": score_images,
+                  "train_runs": lambda config, data, runs, overrides: {"jem": 5.0, "plain": 7.0},
+                  "pgd_accuracy": lambda energy, x, y, **kwargs: attacks.append(kwargs) or 0.625,
+                  "sample_rows": sample_rows})
+    out = capsys.readouterr().out.splitlines()
+    confidence = {name: math.exp(3 / t) / (math.exp(3 / t) + 9)
+                  for name, t in temperatures.items()}
+    at_one = math.exp(3) / (math.exp(3) + 9)
+    expected = {"jem": (2.0, 5.0, 1.5, 0.5, "test digits"),
+                "plain": (0.5, 7.0, 0.25, 0.75, "training data")}
+    for name, (t, train_s, reference, features, weights_from) in expected.items():
+        (row,) = [row for row in seen["rows"]
+                  if row["table"] == "classification" and row["model"] == name]
+        assert (row["accuracy"], row["temperature"], row["train_cpu_s"], row["reference_weight"],
+                row["feature_weight"], row["weights_from"]) == (
+                    1.0, t, train_s, reference, features, weights_from)
+        assert row["mean_confidence"] == pytest.approx(confidence[name])
+        assert row["ece"] == pytest.approx(1 - confidence[name])
+        assert row["ece_uncalibrated"] == pytest.approx(1 - at_one)
+        (line,) = [line for line in out if line.startswith(f"{name} ") and len(line) > 60]
+        assert line.split()[:7] == [name, "1.0000", f"{1 - confidence[name]:.4f}", f"{t:.3f}",
+                                    f"{1 - at_one:.4f}", f"{confidence[name]:.4f}",
+                                    f"{train_s:.0f}"]
+    assert any(line.endswith("beta and gamma: jem's from test digits, plain's from training "
+                             "data") for line in out)
+    assert threads and set(threads) == {1}
+    (line,) = [line for line in out if line.startswith("white squares")]
+    assert line.split()[2:-1] == ["10", *["-", "1.0000", "-", "-", "0.0000"] * 2]
+    robustness = [row for row in seen["rows"] if row["table"] == "robustness"]
+    assert [(row["eps"], row["accuracy"]) for row in robustness] == [(1.0, 0.625)] * 2
+    assert attacks == [{"eps": 1.0, "steps": 10}] * 2
+    assert "# PGD L-inf eps 1.0 ([0, 1] pixel units), 10 steps" in out
+    assert [line.split()[:3] for line in out if line.startswith(("jem ", "plain "))][2:] == [
+        ["jem", "10", "0.6250"], ["plain", "10", "0.6250"]]
+    ((run, steps, start, seed, features),) = drawn
+    assert (run, steps, start, seed) == (runs["jem"], 7, "chains", 5)
+    # The 40 test digits in the file's order, halved at random by seed 0 (bench/digits.py's).
+    compared = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:20] % 10
+    assert torch.equal(LevelJudge()(features[:, None, None, :]).argmax(1), compared)
+    assert [settings["epochs"] for settings in seen["judges"]] == [5]
+    assert [row["judge_accuracy"] for row in seen["rows"] if row["table"] == "samples"] == [
+        1.0, 1.0]
+    assert any(line.startswith("# class-conditional samples (from the replay buffer's chains), "
+                               "judged by bench/digits.py's classifier (test accuracy 1.0000)")
+               for line in out)
+    (line,) = [line for line in out if line.startswith("JEM class-conditional samples")]
+    assert line.split()[3:] == ["30", "0.500", "2.00", "0.250", "0.625", "4"]
+    assert out[-1] == f"# class histogram of the samples: {[3] * 10}"
+    assert seen["grids"] == [((30, 1, 28, 28), 3)]
+
+
 def test_jem_bench_trains_both_runs_with_its_seed(tmp_path, bench_main, monkeypatch):
     main = bench_main("jem.py")
     stop_at(main, "train_runs", monkeypatch)
@@ -2123,7 +2367,7 @@ def test_jem_runs_train_the_hybrid_and_the_plain_classifier_into_their_folders(
 
     def train(config, **kwargs):
         trained.append((config.out_dir, config.jem.px_weight, config.train.n_iterations,
-                        config.seed))
+                        config.seed, kwargs["overwrite"]))
         clock[0] += 2.0 * len(trained)
 
     monkeypatch.setattr(importlib.import_module("stgconv.tasks.train"), "train", train)
@@ -2133,8 +2377,9 @@ def test_jem_runs_train_the_hybrid_and_the_plain_classifier_into_their_folders(
     seconds = module["train_runs"](module["CONFIG"], tmp_path / "digits.npz", runs, ["seed=3"])
     config = load_config(module["CONFIG"])
     assert config.jem.px_weight > 0
-    assert trained == [(str(runs["jem"]), config.jem.px_weight, config.train.n_iterations, 3),
-                       (str(runs["plain"]), 0.0, 11_000, 3)]
+    assert trained == [  # replacing runs there, as --train says
+        (str(runs["jem"]), config.jem.px_weight, config.train.n_iterations, 3, True),
+        (str(runs["plain"]), 0.0, 11_000, 3, True)]
     assert seconds == {"jem": 2.0, "plain": 4.0}
 
 
@@ -2162,6 +2407,7 @@ def test_jem_samples_and_their_starts_follow_the_seed_and_start_asked_for(tmp_pa
     (setting,) = settings
     assert (setting["n_steps"], setting["start"], setting["seed"], row["start"]) == (
         3, "chains", 4, "chains")
+    assert (setting["n_samples"], setting["classes"]) == (2, list(range(10)))  # 2 of each
     module["start_row"](tmp_path, per_class=2, seed=4, **scoring)
     assert seeds == [4]
 
@@ -2179,10 +2425,11 @@ def test_jem_outlier_sets_draw_each_kind_from_its_source(tmp_path, bench_module,
     for level, texture in zip((10, 20, 30), module["TEXTURES"]):
         monkeypatch.setattr(skimage.data, texture,
                             lambda level=level: np.full((100, 90), level, np.uint8))
-    for clip in ("a", "b"):  # 15 frames each, grey levels 5 k (clip a) and 100 + 5 k (clip b)
+    # 15 frames each, grey levels 5 k + 0.6 (clip a) and 100 + 5 k + 0.6 (clip b)
+    for clip in ("a", "b"):
         (tmp_path / f"{clip}.avi").write_bytes(b"")
     monkeypatch.setattr(stgconv.io.video, "load_video", lambda path, *, size, channels: (
-        (100 * (path.stem == "b") + 5 * torch.arange(15.0)) / 127.5 - 1).view(1, 15, 1, 1)
+        (100 * (path.stem == "b") + 5 * torch.arange(15.0) + 0.6) / 127.5 - 1).view(1, 15, 1, 1)
         .expand(1, 15, size, size))
     monkeypatch.setitem(module["outlier_sets"].__globals__, "LETTERS", "-|")  # wide, tall
     # 12 copies of an L-shaped block (its 8 views: 4 turns of the L, 2 of each rectangle) and
@@ -2201,6 +2448,8 @@ def test_jem_outlier_sets_draw_each_kind_from_its_source(tmp_path, bench_module,
     assert crops.shape == (20, 64, 64) and crops[:6, 0, 0].tolist() == [10, 20, 30] * 2
     frames = sets["DynTex frames"][:, 0, 0]
     assert len(set(frames.tolist())) == 20 and (frames < 100).any() and (frames >= 100).any()
+    # Drawn in random order from all the frames (not the first 20), levels rounded.
+    assert frames.tolist() != sorted(frames.tolist()) and set(frames % 5) == {1}
     wide = [np.ptp(np.nonzero(letter)[1]) > np.ptp(np.nonzero(letter)[0])
             for letter in sets["rendered letters"]]
     assert set(wide) == {True, False}
