@@ -800,6 +800,7 @@ def test_scaling_experiment_and_data_follow_the_options_and_seed(bench_module):
     assert not torch.equal(scaling["synthetic_data"](voxels, 50, seed=4), grids)
     images = scaling["synthetic_data"](video, 20, seed=3)
     assert images.shape == (20, 3, 4, 16, 16)
+    assert torch.equal(scaling["synthetic_data"](video, 20, seed=3), images)
     assert -1 <= images.min() < -0.99 and 0.99 < images.max() <= 1
 
 
@@ -847,7 +848,7 @@ def test_scaling_worker_times_its_iterations_between_barriers(tmp_path, bench_mo
     monkeypatch.setitem(worker, "distributed", SimpleNamespace(
         from_environment=lambda device: world, shutdown=lambda world: events.append("shutdown")))
     monkeypatch.setitem(worker, "build_trainer", build_trainer)
-    torch.set_num_threads(1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     out = tmp_path / "timing.json"
     args = argparse.Namespace(net="texture", batch=4, size=57, frames=16, steps=3, seed=0,
                               warmup=2, iterations=3, out=str(out))
@@ -860,7 +861,7 @@ def test_scaling_worker_times_its_iterations_between_barriers(tmp_path, bench_mo
     assert {key: timing[key] for key in (
         "processes", "threads_per_process", "batch_per_process", "shape", "n_steps",
         "iterations", "warmup", "total_s", "iteration_ms_runs", "parameters")} == {
-        "processes": 2, "threads_per_process": 1, "batch_per_process": 4, "shape": [1, 57, 57],
+        "processes": 2, "threads_per_process": 3, "batch_per_process": 4, "shape": [1, 57, 57],
         "n_steps": 3, "iterations": 3, "warmup": 2, "total_s": 3.5,
         "iteration_ms_runs": [1000.0] * 3, "parameters": 8}
     assert timing["allreduce_ms"] == pytest.approx(3.0)
@@ -869,12 +870,14 @@ def test_scaling_worker_times_its_iterations_between_barriers(tmp_path, bench_mo
 def test_scaling_launches_workers_as_users_start_a_training(tmp_path, bench_module, monkeypatch):
     """One process plainly, more with torchrun (its logs beside the timing file), each with the
     bench's options, OMP_NUM_THREADS its threads, and the repository ahead of PYTHONPATH; a
-    failed launch names itself, its exit code and the end of its errors."""
+    failed launch (a worker killed by a signal too) names itself, its exit code and the end of
+    the errors it wrote."""
     launch = bench_module("scaling.py")["launch"]
     out = tmp_path / "timing.json"
-    calls, exits = [], iter([0, 0, 3])
+    calls, exits = [], iter([0, 0, -9])
 
     def run(command, *, cwd, env, **kwargs):
+        assert (kwargs["capture_output"], kwargs["text"]) == (True, True)
         calls.append((command, cwd, env["OMP_NUM_THREADS"], env["PYTHONPATH"]))
         out.write_text('{"iterations": 2}')
         return subprocess.CompletedProcess(command, next(exits), "", "x" * 3000 + "the error")
@@ -896,14 +899,16 @@ def test_scaling_launches_workers_as_users_start_a_training(tmp_path, bench_modu
           "--log-dir", str(tmp_path / "torchrun"), *worker, "--steps", "5"], ROOT, "1", path)]
     with pytest.raises(RuntimeError) as failed:
         launch(2, 1, args, out)
-    assert str(failed.value) == "2 x 1 launch failed (exit 3):\n" + "x" * 2991 + "the error"
+    assert calls[-1][0][:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert str(failed.value) == "2 x 1 launch failed (exit -9):\n" + "x" * 2991 + "the error"
 
 
 def test_scaling_processes_rows_are_medians_of_launches_in_flipped_order(bench_module,
                                                                          monkeypatch):
     """Three rounds of 10 iterations, 4 examples per process: 1x1 in 10, 20 and 5 s (1 it/s the
     median), 1x2 in 5, 4 and 10 s (2 it/s), 2x1 in 4, 2 and 5 s (2.5 it/s, all-reduces of 3, 1
-    and 5 ms: 3 ms); the speed-ups are ratios of examples/s (4, 8 and 20)."""
+    and 5 ms: 3 ms); the speed-ups are ratios of examples/s (4, 8 and 20). The rows keep the
+    thread count and wait policy the workers report, whatever was asked."""
     scaling = bench_module("scaling.py")
     total_s = {(1, 1): [10, 20, 5], (1, 2): [5, 4, 10], (2, 1): [4, 2, 5]}
     launched = []
@@ -912,10 +917,10 @@ def test_scaling_processes_rows_are_medians_of_launches_in_flipped_order(bench_m
         round_ = int(out.stem.split("_")[1])
         launched.append((processes, threads, round_))
         return {"iterations": 10, "total_s": total_s[processes, threads][round_],
-                "batch_per_process": 4, "threads_per_process": threads, "shape": [1, 8, 8],
+                "batch_per_process": 4, "threads_per_process": 4, "shape": [1, 8, 8],
                 "n_steps": 2, "warmup": 1, "iteration_ms_runs": [round_],
                 "allreduce_ms": [3.0, 1.0, 5.0][round_] if processes > 1 else None,
-                "parameters": 10, "omp_wait_policy": "PASSIVE", "torch": torch.__version__}
+                "parameters": 10, "omp_wait_policy": "ACTIVE", "torch": torch.__version__}
 
     monkeypatch.setitem(scaling["processes_rows"].__globals__, "launch", launch)
     setups = [(1, 1), (1, 2), (2, 1)]
@@ -931,6 +936,10 @@ def test_scaling_processes_rows_are_medians_of_launches_in_flipped_order(bench_m
         assert {key: row[key] for key in keys} == pytest.approx(dict(zip(keys, values)))
         assert row["iterations_per_s_runs"] == pytest.approx(per_s)
         assert row["iteration_ms_runs"] == [[0], [1], [2]]
+    assert [(row["setup"], row["threads_per_process"], row["worker_threads"],
+             row["omp_wait_policy"]) for row in rows] == [
+        ("1 proc x 1 thr", 1, 4, "ACTIVE"), ("1 proc x 2 thr", 2, 4, "ACTIVE"),
+        ("2 proc x 1 thr", 1, 4, "ACTIVE")]
 
 
 def test_scaling_growth_rows_are_medians_in_ms_of_each_size(bench_module, monkeypatch):
@@ -960,6 +969,31 @@ def test_scaling_growth_rows_are_medians_in_ms_of_each_size(bench_module, monkey
     assert torch.equal(data[0], data[1]) and not torch.equal(data[0], data[2])
 
 
+@pytest.mark.parametrize("net, grows, sizes, shapes", [
+    ("st_small", "frames", (4, 8), [[3, 4, 16, 16], [3, 8, 16, 16]]),
+    ("desc32_small", "side", (16, 24), [[1, 16, 16, 16], [1, 24, 24, 24]])])
+def test_scaling_growth_series_grow_the_clip_length_or_the_grid_side(bench_module, monkeypatch,
+                                                                     net, grows, sizes, shapes):
+    """A frames series trains clips of each length, a side series grids of each side; without
+    --steps, K is the quick config's 20."""
+    scaling = bench_module("scaling.py")
+    monkeypatch.setattr(scaling["growth_rows"].__globals__["common"], "interleaved",
+                        lambda runs, **timing: ({size: [0.1] for size in runs}, {}))
+    series = scaling["Series"](net, grows, sizes, batch=1, side=16)
+    rows = scaling["growth_rows"](series, steps=None, repeats=1, warmup=0, seed=0)
+    assert [(row["size"], row["shape"], row["n_steps"]) for row in rows] == [
+        (size, shape, 20) for size, shape in zip(sizes, shapes)]
+
+
+def test_scaling_voxel_trainer_holds_the_data_less_its_mean_occupancy(bench_module):
+    """As ``stgconv train`` builds it: the quick config's data.mean "auto" becomes the data's
+    mean occupancy (a quarter here), which the model's input subtracts."""
+    scaling = bench_module("scaling.py")
+    config = scaling["experiment"]("desc32_small", batch=2, side=16, frames=16, steps=1, seed=0)
+    data = (torch.arange(2 * 16 ** 3).view(2, 1, 16, 16, 16) % 4 == 0).float()
+    assert torch.equal(scaling["build_trainer"](config, data, None).data, data - 0.25)
+
+
 def test_scaling_fit_is_the_power_law_of_the_sizes_and_of_the_last_two(bench_module):
     fit_row = bench_module("scaling.py")["fit_row"]
 
@@ -985,6 +1019,56 @@ def test_scaling_bench_runs_only_the_tables_asked_for(tmp_path, bench_main, monk
     out = tmp_path / "scaling.json"
     assert main(["--tables", "processes", "--json", str(out)]) == 0
     assert json.loads(out.read_text()) == [row]
+
+
+def test_scaling_bench_prints_the_numbers_its_json_holds(tmp_path, bench_main, monkeypatch,
+                                                          capsys):
+    """Both tables by default: the processes table's columns and K as its rows have them, the
+    workers' environment in its header; a growth row per size and a fit per series, with the
+    environment in the JSON; 1, 2 and 8 ms at sizes 1, 2 and 4 fit a = 2^(-1/6) ms, b = 1.5,
+    and b = 2 between the last two."""
+    main = bench_main("scaling.py")
+    processes = [
+        {"table": "processes", "setup": f"{n} proc x 1 thr", "cores_used": n,
+         "batch_per_process": 4, "examples_per_iteration": 4 * n, "ms_per_iteration": ms,
+         "iterations_per_s": 1e3 / ms, "examples_per_s": 4e3 * n / ms, "allreduce_ms": reduce,
+         "scaling_vs_1x1": ratio, "n_steps": 3, "torch": "T", "omp_wait_policy": "ACTIVE",
+         "cpu_count": 2}
+        for n, ms, reduce, ratio in [(1, 250.0, 0.0, 1.0), (2, 400.0, 1.5, 1.25)]]
+    grown = []
+
+    def growth_rows(series, *, steps, repeats, warmup, seed):
+        grown.append(series.net)
+        return [{"table": "growth", "net": series.net, "grows": series.grows, "size": size,
+                 "batch": 1, "shape": [1, 8, 8], "n_steps": 3, "ms_per_iteration": ms,
+                 "ms_per_iteration_min": ms / 2} for size, ms in [(1, 1.0), (2, 2.0), (4, 8.0)]]
+
+    monkeypatch.setitem(main.__globals__, "processes_rows", lambda args, setups: processes)
+    monkeypatch.setitem(main.__globals__, "growth_rows", growth_rows)
+    out = tmp_path / "scaling.json"
+    assert main(["--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("# processes, cpu, torch T, 1 or 2 threads, OMP_WAIT_POLICY=ACTIVE "
+                        "(the script sets PASSIVE unless given), 2 CPUs visible")
+    assert ", K = 3; " in lines[1]
+    assert [line.split() for line in lines[4:6]] == [
+        ["1", "proc", "x", "1", "thr", "1", "4", "4", "250.0", "4.000", "16.00", "0.00", "1.00x"],
+        ["2", "proc", "x", "1", "thr", "2", "4", "8", "400.0", "2.500", "20.00", "1.50", "1.25x"]]
+    nets = ["texture", "st_small", "desc32_small"]
+    assert grown == nets
+    growth_at = lines.index("") + 1
+    assert lines[growth_at].startswith("# growth, cpu, ")
+    assert lines[growth_at + 4].split() == ["texture", "batch", "1", "1", "1x8x8", "3", "1.0",
+                                            "0.5"]
+    assert [line.split() for line in lines[-5:-2]] == [
+        [net, grows, "1/2/4", "0.89", "1.50", "2.00"]
+        for net, grows in zip(nets, ["batch", "frames", "side"])]
+    rows = json.loads(out.read_text())
+    assert [row["table"] for row in rows] == ["processes"] * 2 + ["growth"] * 9 + ["fit"] * 3
+    assert all(row["device"] == "cpu" and row["threads"] == torch.get_num_threads()
+               for row in rows[2:])
+    assert [row[key] for row in rows[-3:] for key in ("a", "b", "b_last")] == pytest.approx(
+        [2 ** (-1 / 6), 1.5, 2.0] * 3)
 
 
 def test_levers_bench_quick_writes_json_rows(tmp_path, bench_main):
@@ -1081,6 +1165,11 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("scaling.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
     ("scaling.py", ["--rounds", "0"], r"--rounds must be >= 1, got 0"),
     ("scaling.py", ["--steps", "0"], r"--steps must be >= 1, got 0"),
+    ("scaling.py", ["--frames", "0"], r"--frames must be >= 1, got 0"),
+    ("scaling.py", ["--iterations", "0"], r"--iterations must be >= 1, got 0"),
+    ("scaling.py", ["--repeats", "0"], r"--repeats must be >= 1, got 0"),
+    ("scaling.py", ["--size", "0"], r"--size must be >= 1, got 0"),
+    ("scaling.py", ["--warmup", "-1"], r"--warmup must be >= 0, got -1"),
     ("rbm.py", ["--samples", "{file}/samples"], r"--samples: .*a_file is a file, not a folder"),
     ("voxel_eval.py", ["--work", "{file}/work"], r"--work: .*a_file is a file, not a folder"),
     ("multigrid.py", ["--set", "bogus=1"], r"image: unknown config key\(s\) bogus"),
@@ -1323,8 +1412,10 @@ def test_fill_prior_bench_rows_and_table_say_each_priors_videos_iterations_and_c
     assert table[-2].split() == ["a", "1", "0", str(tmp_path / "p" / "without_a.pt")]
 
 
+@pytest.mark.parametrize("net, size", [("texture", 64), ("descriptor64", 48)])
 def test_langevin_bench_net_times_seeded_inputs_and_weights_of_the_asked_shape(
-        bench_module, monkeypatch):
+        bench_module, monkeypatch, net, size):
+    """descriptor64's fully connected head is sized by the images' side."""
     langevin = bench_module("langevin.py")
     timed = []
     monkeypatch.setattr(langevin["common"], "langevin_step_stats",
@@ -1332,15 +1423,34 @@ def test_langevin_bench_net_times_seeded_inputs_and_weights_of_the_asked_shape(
     timing = langevin["common"].Timing(n_steps=1, step_size=0.01, repeats=1, warmup=0,
                                        device=torch.device("cpu"), seed=3)
     with torch.random.fork_rng(devices=[]):
-        row = langevin["bench_net"]("texture", batch=2, channels=1, size=64, timing=timing)
+        row = langevin["bench_net"](net, batch=2, channels=1, size=size, timing=timing)
         torch.manual_seed(3)
-        expected = langevin["image_energy"]("texture", in_channels=1, image_size=64)
-    assert row == {"net": "texture", "batch": 2, "shape": [2, 1, 64, 64]}
+        expected = langevin["image_energy"](net, in_channels=1, image_size=size)
+    assert row == {"net": net, "batch": 2, "shape": [2, 1, size, size]}
     [(energy, x0)] = timed
-    noise = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    noise = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(3))
     assert torch.equal(x0, noise * 2 - 1)  # uniform in [-1, 1]
     assert all(torch.equal(energy.state_dict()[name], value)
                for name, value in expected.state_dict().items())
+
+
+def test_langevin_bench_prints_its_precision_and_writes_the_environment(tmp_path, bench_main,
+                                                                       monkeypatch, capsys):
+    main = bench_main("langevin.py")
+    monkeypatch.setattr(main.__globals__["common"], "langevin_step_stats",
+                        lambda energy, x0, timing: {
+                            "ms_per_step": 4.0, "eager_ms_per_step": 6.0, "gflops": 2.5,
+                            "speedup_vs_eager": 1.5, "speedup_paired": 1.4})
+    out = tmp_path / "langevin.json"
+    assert main(["--quick", "--nets", "texture", "--precision", "bf16", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("# Langevin step cost (stgconv in bf16), cpu, ")
+    assert "speedup = eager / stgconv ms/step" in lines[1]
+    assert [line.split() for line in lines[4:]] == [
+        ["texture", "2", "2x3x64x64", "4.00", "6.00", "2.5", "1.50x", "1.40x"]]
+    [row] = json.loads(out.read_text())
+    assert (row["net"], row["device"], row["threads"]) == ("texture", "cpu",
+                                                           torch.get_num_threads())
 
 
 @pytest.mark.parametrize("argv, settings", [([], (16, 3, 64, 5, 9)),
@@ -3153,10 +3263,13 @@ def test_levers_noise_follows_the_seed(bench_module, monkeypatch):
 
 
 @pytest.mark.parametrize("net, shape", [("texture", (2, 3, 57, 57)),
-                                        ("desc32_small", (1, 1, 16, 16, 16))])
+                                        ("desc32_small", (1, 1, 16, 16, 16)),
+                                        ("st_small", (1, 3, 4, 16, 16)),
+                                        ("fc_s_small", (1, 3, 4, 16, 16))])
 def test_levers_builds_each_net_for_its_input_from_the_seed(bench_module, net, shape):
-    """The net takes the input's channels and size; its weights and the start in [-1, 1] are
-    the seed's, whatever torch's global generator was left at."""
+    """The net takes the input's channels and size (a clip's frame size, not its length); its
+    weights and the start in [-1, 1] are the seed's, whatever torch's global generator was left
+    at, the start drawn from seed + 1, a stream apart from the weights'."""
     build = bench_module("levers.py")["build"]
     built = []
     for global_seed, seed in [(1, 3), (2, 3), (1, 4)]:
@@ -3165,6 +3278,7 @@ def test_levers_builds_each_net_for_its_input_from_the_seed(bench_module, net, s
     (energy, x0), (again, x0_again), (_, other_x0) = built
     assert x0.shape == shape and -1 <= x0.min() < 0 < x0.max() <= 1
     assert torch.equal(x0, x0_again) and not torch.equal(x0, other_x0)
+    assert torch.equal(x0, torch.rand(shape, generator=torch.Generator().manual_seed(4)) * 2 - 1)
     assert all(torch.equal(p, q) for p, q in zip(energy.parameters(), again.parameters()))
     assert energy(x0).shape == (shape[0],)
 
@@ -3186,7 +3300,7 @@ def test_levers_times_each_variant_with_its_own_sampler_net_and_layout(
     the execution the library picks (``auto``)."""
     levers = bench_module("levers.py")
     bench = levers["bench_net"].__globals__
-    clock, current, ran = [100.0], ["compile's first call"], {}
+    clock, current, ran, picked = [100.0], ["compile's first call"], {}, []
 
     def record(settings, energy, x0, generator):
         ran[current[0]] = (settings, energy, x0, generator.initial_seed())
@@ -3198,6 +3312,7 @@ def test_levers_times_each_variant_with_its_own_sampler_net_and_layout(
             self.settings = settings
 
         def execution(self, energy, x0):
+            picked.append(self.settings)
             return auto
 
         def run(self, energy, x0, *, generator):
@@ -3233,6 +3348,7 @@ def test_levers_times_each_variant_with_its_own_sampler_net_and_layout(
         "bf16": {**library, "precision": "bf16"},
         "bf16+channels_last": {**library, "precision": "bf16"},
         "compile": {**library, "precision": "fp32"}}
+    assert picked == [{"n_steps": 2, "step_size": 0.05}]  # a config with no precision key
     _, energy, x0, _ = ran["eager"]
     for name in ("default", "fp32", "bf16"):
         assert ran[name][1] is energy and ran[name][2] is x0, name
@@ -3284,7 +3400,8 @@ class ShiftedUnderAutocast(torch.nn.Module):
 def test_levers_errors_are_the_learned_parts_and_its_gradients_worst_over_the_batch(
         bench_module, monkeypatch, bf16, channels_last):
     """Examples (1, 1) and (1, 3): f is -3 and 5 in fp32, -1 and 9 shifted (errors 2/3 and 4/5:
-    0.8 the worst), its gradient 2x moved by (1, 1) (errors sqrt(2/8) and sqrt(2/40): 0.5)."""
+    0.8 the worst), its gradient 2x moved by (1, 1) (errors sqrt(2/8) and sqrt(2/40): 0.5). Where
+    f is 0 in both (|x|^2 = 5, sum 0), its error is 0, not 0/0."""
     relative_errors = bench_module("levers.py")["relative_errors"]
     monkeypatch.setitem(relative_errors.__globals__, "to_channels_last",
                         lambda energy, x: (ShiftedUnderAutocast(shifted=True), x.clone()))
@@ -3293,6 +3410,9 @@ def test_levers_errors_are_the_learned_parts_and_its_gradients_worst_over_the_ba
     assert errors == pytest.approx({"response_rel_err": 0.8, "grad_rel_err": 0.5})
     assert relative_errors(ShiftedUnderAutocast(), x, bf16=False, channels_last=False) == {
         "response_rel_err": 0.0, "grad_rel_err": 0.0}
+    zero = torch.tensor([2.0, -0.5, -0.5, -0.5, -0.5]).view(1, 1, 1, 5)
+    assert relative_errors(ShiftedUnderAutocast(), zero, bf16=bf16,
+                           channels_last=channels_last)["response_rel_err"] == 0.0
 
 
 @pytest.mark.parametrize("conv, shape, layout", [
@@ -3309,17 +3429,22 @@ def test_levers_channels_last_copies_leave_the_net_and_input_as_they_were(bench_
 
 
 def test_levers_bench_reports_every_nets_rows_with_the_environment(tmp_path, bench_main,
-                                                                  monkeypatch):
+                                                                  monkeypatch, capsys):
     main = bench_main("levers.py")
     monkeypatch.setitem(main.__globals__, "bench_net", lambda net, shape, timing, *, compile_: [
-        {"net": net, "variant": "eager", "ran_in": "fp32", "ms_per_step": 1.0,
-         "speedup_vs_eager": 1.0, "speedup_vs_default": 1.0, "response_rel_err": 0.0,
-         "grad_rel_err": 0.0}])
+        {"net": net, "variant": "bf16", "ran_in": "bf16+channels_last", "ms_per_step": 2.0,
+         "speedup_vs_eager": 1.5, "speedup_vs_default": 0.5, "response_rel_err": 1e-3,
+         "grad_rel_err": 2e-2}])
     out = tmp_path / "levers.json"
-    assert main(["--nets", "texture", "object", "--json", str(out)]) == 0
+    assert main(["--nets", "texture", "object", "--steps", "2", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [row["net"] for row in rows] == ["texture", "object"]
     assert all(row["threads"] == torch.get_num_threads() for row in rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("# K = 2; median of 5 interleaved repeats;")
+    assert [line.split() for line in lines[4:]] == [
+        [net, "bf16", "bf16+channels_last", "2.0", "1.50x", "0.50x", "1.0e-03", "2.0e-02"]
+        for net in ("texture", "object")]
 
 
 @pytest.mark.parametrize("script, argv", [
@@ -3643,6 +3768,12 @@ def test_recovery_refuses_a_mask_file_of_other_channels_before_any_case(tmp_path
         "texture", 8, 64, 16, None, 10, 2, 3, [(1, 1), (1, 2), (2, 1)])),
     ("scaling.py", "processes_rows", ["--net", "desc32_small"], lambda args, kw: (
         args[0].size == 32)),
+    ("scaling.py", "processes_rows", ["--warmup", "0"], lambda args, kw: args[0].warmup == 0),
+    # The growth series use their own sides: a --size too small for --net is not refused there.
+    ("scaling.py", "growth_rows", ["--tables", "growth", "--size", "8"],
+     lambda args, kw: args[0].net == "texture"),
+    ("levers.py", "bench_net", ["--quick", "--nets", "st_small"], lambda args, kw: (
+        args[0], args[1]) == ("st_small", (1, 3, 4, 16, 16))),
     # The growth series warm up one iteration, whatever --warmup (the processes table's) says.
     ("scaling.py", "growth_rows", ["--tables", "growth", "--warmup", "3", "--seed", "4"],
      lambda args, kw: (args[0].net, args[0].sizes, kw["steps"], kw["repeats"], kw["warmup"],
