@@ -3,6 +3,7 @@
 import argparse
 import errno
 import io
+import itertools
 import json
 import re
 import math
@@ -392,6 +393,9 @@ def test_voxel_eval_splits_hold_out_the_last_shapes(tmp_path, bench_module):
     assert (load("chairs_test")["X"][:, 0, 0, 0] == chair_rows[-40:]).all()
     assert (load("chairs_train")["X"][:, 0, 0, 0] == chair_rows[:-40]).all()
     assert (load("chairs_test")["y"] == 2).all()
+    assert [Path(splits[key]["path"]).name for key in (
+        "beds_test", "beds_train", "chairs_test", "chairs_train")] == [
+        "beds_test43.npz", "beds_train7.npz", "chairs_test40.npz", "chairs_train10.npz"]
     np.savez(data / "beds_64_train.npz", X=beds[:43])  # nothing left to train on
     with pytest.raises(ValueError, match="beds: 43 shapes, need more than the 43 held out"):
         module["make_splits"](data, tmp_path / "work")
@@ -1218,6 +1222,9 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("voxel.py", ["--lr", "0"], r"--lr must be > 0, got 0.0"),
     ("voxel_eval.py", ["--missing", "0"], r"--missing must be in \(0, 1\), got 0.0"),
     ("voxel_eval.py", ["--missing", "1"], r"--missing must be in \(0, 1\), got 1.0"),
+    # --quick generates its data: a --data with it would be ignored.
+    ("voxel_eval.py", ["--data", "{tmp}"], r"argument --data: not allowed with argument --quick"),
+    ("features.py", ["--set", "device=cpu"], r"--set device=cpu: every run's device is --devic"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):
@@ -1721,43 +1728,54 @@ def test_coop_bench_trains_a_descriptor_until_its_buffer_holds_the_samples(bench
     assert storing(stored(4, 1, 4), 6) == 1  # a buffer of 4 is full after one
 
 
-def test_coop_training_resumes_in_chunks_that_stop_within_the_cpu_budget(bench_module,
-                                                                         monkeypatch):
+@pytest.mark.parametrize("first_setup, budget, used, chunks", [
+    # 2 iterations in 2.5 s, so 6 more fit in the 7.5 s left; then 9 s used, 1 s left.
+    (0.5, 10.0, 9.0, [2, 8]),
+    # The first chunk's 10 s of setup (the data loaded) is not charged to the next chunks: 2
+    # in 12 s, 3 more in 3.5 s, then 12 more (14.5 s left at 3.5 / 3 s each), then 1 more.
+    (10.0, 30.0, 29.5, [2, 5, 17, 18]),
+])
+def test_coop_training_resumes_in_chunks_that_stop_within_the_cpu_budget(
+        bench_module, monkeypatch, first_setup, budget, used, chunks):
     """Each chunk is sized by the last one's CPU seconds per iteration, its setup included, to
-    what is left of the budget; the run stops when not one more iteration fits."""
+    what is left of the budget; the run stops when not one more iteration fits. The first
+    chunk replaces an earlier run of the folder, the others resume it."""
     from stgconv.config import ExperimentConfig
 
     train_for = bench_module("coop.py")["train_for"]
     clock, trainings = [0.0], []
 
-    def train(config, **kwargs):  # 0.5 s of setup, then 1 s per iteration not yet trained
-        assert len(trainings) < 3, "the budget was spent, but the run trained on"
+    def train(config, **kwargs):  # setup, then 1 s per iteration not yet trained
+        assert len(trainings) < len(chunks), "the budget was spent, but the run trained on"
         done = trainings[-1][0] if trainings else 0
-        trainings.append((config.train.n_iterations, kwargs.get("resume", False)))
-        clock[0] += 0.5 + config.train.n_iterations - done
+        trainings.append((config.train.n_iterations, kwargs))
+        clock[0] += (0.5 if done else first_setup) + config.train.n_iterations - done
         return Path("run")
 
     monkeypatch.setitem(train_for.__globals__, "tasks", SimpleNamespace(train=train))
     monkeypatch.setitem(train_for.__globals__, "time",
                         SimpleNamespace(process_time=lambda: clock[0]))
-    # 2 iterations in 2.5 s, so 6 more fit in the 7.5 s left; then 9 s used, 1 s left.
-    assert train_for(ExperimentConfig(), 10.0, first_chunk=2) == (Path("run"), 9.0, 8)
-    assert trainings == [(2, False), (8, True)]
+    assert train_for(ExperimentConfig(), budget, first_chunk=2) == (Path("run"), used, chunks[-1])
+    assert trainings == [(2, {"overwrite": True, "progress": False})] + [
+        (n, {"resume": True, "progress": False}) for n in chunks[1:]]
 
 
 def run_pair_on_stand_ins(coop: dict, monkeypatch, task: str, overrides: dict, metric_at):
     """bench/coop.py's ``run_pair`` for ``task`` with training, synthesis and scoring stood in:
     each model trains 7 iterations in 2.5 of its 10 CPU seconds, and each curve row's metric is
-    ``metric_at(label, steps)``. Returns the rows, the config the scorer was given and each
-    curve's synthesis settings."""
-    run_pair, scorer_configs, curves = coop["run_pair"], [], []
+    ``metric_at(label, steps)``. Returns the rows (a reference row last), what the trainings
+    (config, first chunk), the scorer (config, options), its references (config) and the frame
+    strips (samples, picture) were given, and each curve's synthesis settings."""
+    run_pair, curves = coop["run_pair"], []
+    given = {"train": [], "scorer": [], "references": [], "strips": []}
 
     class StandInScorer:
         def __init__(self, name, pair, config, **kwargs):
-            scorer_configs.append(config)
+            given["scorer"].append((config, kwargs))
 
         def references(self, config, n_samples):
-            return []
+            given["references"].append(config)
+            return [{"method": "reference: stand-in"}]
 
     def steps_curve(run, scorer, *, n_samples, steps, start, seed, cooperative, keep):
         label = "cooperative" if cooperative else f"descriptor ({start})"
@@ -1767,25 +1785,36 @@ def run_pair_on_stand_ins(coop: dict, monkeypatch, task: str, overrides: dict, m
 
     for name, stand_in in [("Scorer", StandInScorer), ("steps_curve", steps_curve),
                            ("train_for", lambda config, budget, *, first_chunk:
-                            (Path(config.out_dir), 2.5, 7)),
-                           ("frame_strip", lambda samples, path: path)]:
+                            given["train"].append((config, first_chunk))
+                            or (Path(config.out_dir), 2.5, 7)),
+                           ("frame_strip", lambda samples, path:
+                            given["strips"].append((samples, path)) or path)]:
         monkeypatch.setitem(run_pair.__globals__, name, stand_in)
     rows = run_pair(task, coop["PAIRS"][task], work=Path("work"), budget=10.0, seed=3,
                     n_samples=6, steps=[1, 5], overrides=overrides, mnist=None, quick=True,
                     first_chunk=1)
-    return rows, scorer_configs, curves
+    return rows, given, curves
 
 
 def test_coop_common_target_is_the_worse_of_the_models_bests_on_stand_in_curves(
         bench_module, monkeypatch):
     """Cooperative best 1; the descriptor's bests 5 (noise) and 3 (chains): the target is 3,
     its better start's. Rows keep each model's own training CPU seconds and the budget, and the
-    samples are scored against the descriptor's config (the data both models train on)."""
+    samples are scored against the descriptor's config (the data both models train on), as are
+    the references, rows of the run's seed. Each model trains at the run's seed in a folder of
+    its own, per seed."""
     coop = bench_module("coop.py")
     bests = {"cooperative": 1.0, "descriptor (noise)": 5.0, "descriptor (chains)": 3.0}
-    rows, (scored_with,), _ = run_pair_on_stand_ins(
+    rows, given, _ = run_pair_on_stand_ins(
         coop, monkeypatch, "digits", {"cooperative": [], "descriptor": []},
         lambda label, steps: bests[label] + (4.0 if steps < 5 else 0.0))
+    *rows, reference = rows
+    [(scored_with, scorer_options)] = given["scorer"]
+    assert scorer_options["seed"] == 3 and given["references"] == [scored_with]
+    assert reference == {"task": "digits", "seed": 3, "method": "reference: stand-in"}
+    assert [(config.seed, config.out_dir) for config, _ in given["train"]] == [
+        (3, str(Path("work/digits/seed3/cooperative"))),
+        (3, str(Path("work/digits/seed3/descriptor")))]
     assert {row["common_target"] for row in rows} == {3.0}
     assert {row["method"]: row["steps_to_target"] for row in rows} == {
         "cooperative": 5, "descriptor (noise)": None, "descriptor (chains)": 5}
@@ -1795,11 +1824,23 @@ def test_coop_common_target_is_the_worse_of_the_models_bests_on_stand_in_curves(
 
 
 def test_coop_fire_clip_curves_sample_four_clips(bench_module, monkeypatch):
-    """Video samples are 4 clips, whatever --samples says (6 here), at the run's seed."""
-    _, _, curves = run_pair_on_stand_ins(
+    """Video samples are 4 clips, whatever --samples says (6 here), at the run's seed; the
+    frame strips show each model's clips of its default chain length (and the generator's
+    proposals)."""
+    rows, given, curves = run_pair_on_stand_ins(
         bench_module("coop.py"), monkeypatch, "fire_pot",
         {"cooperative": [], "descriptor": []}, lambda label, steps: 1.0)
     assert {(curve["n_samples"], curve["seed"]) for curve in curves} == {(4, 3)}
+    strips = []
+    for method in ("cooperative", "descriptor"):
+        run = Path("work/fire_pot/seed3") / method / "bench_noise"
+        [default] = [row["steps"] for row in rows
+                     if row.get("default_steps") and row["method"].startswith(method)]
+        assert default not in (0, 1, 5)  # told apart from the curves' other lengths
+        strips.append((run / f"steps_{default:03d}" / "synthesized.npy", run / "frames.png"))
+        if method == "cooperative":
+            strips.append((run / "steps_000" / "synthesized.npy", run / "frames_proposals.png"))
+    assert given["strips"] == strips
 
 
 def test_coop_default_chain_length_of_a_multigrid_descriptor_is_its_task_steps(
@@ -1816,14 +1857,15 @@ def test_coop_default_chain_length_of_a_multigrid_descriptor_is_its_task_steps(
         [1, 5, 30]]
 
 
-@pytest.mark.parametrize("quick, compared", [(True, 150), (False, 1000)])
+@pytest.mark.parametrize("quick, compared, epochs", [(True, 150, 1), (False, 1000, 5)])
 def test_coop_digit_scores_compare_with_half_the_test_digits(bench_module, monkeypatch, quick,
-                                                             compared):
-    """Samples are compared with half of the test digits (300 under --quick, else 2000); the
-    reference scores as many of the other half as there are samples."""
+                                                             compared, epochs):
+    """Samples are compared with half of the test digits (300 under --quick, else 2000) by the
+    features of that half alone; the reference scores as many of the other half as there are
+    samples. The classifier trains 1 epoch under --quick, else 5, at the run's seed."""
     coop = bench_module("coop.py")
     Scorer = coop["Scorer"]
-    halves, scored = [], []
+    halves, scored, trained = [], [], []
 
     class Classifier:
         def __call__(self, images):
@@ -1837,21 +1879,21 @@ def test_coop_digit_scores_compare_with_half_the_test_digits(bench_module, monke
         return images[:size], images[size:2 * size]
 
     def score(name, samples, classifier, test_features, train_images):
-        scored.append(len(samples))
+        scored.append((len(samples), len(test_features)))
         return {"set": name, "frechet": 0.0}
 
     monkeypatch.setitem(Scorer.__init__.__globals__, "digits", SimpleNamespace(
         load_split=lambda path, split, n: (torch.zeros(n, 1, 2, 2), torch.zeros(n).long()),
-        train_classifier=lambda images, labels, **kwargs: Classifier(),
+        train_classifier=lambda images, labels, **kwargs: trained.append(kwargs) or Classifier(),
         test_halves=test_halves, score=score))
     monkeypatch.setitem(Scorer.__init__.__globals__, "modality_of",
                         lambda config: SimpleNamespace(load=lambda data: None))
     scorer = Scorer("digits", coop["PAIRS"]["digits"], SimpleNamespace(data=None),
-                    mnist=Path("mnist.npz"), seed=0, quick=quick)
-    assert halves == [(2 * compared, compared)]
-    assert [row["method"] for row in scorer.references(None, 4)] == [
-        "reference: other test digits"]
-    assert scored == [4]
+                    mnist=Path("mnist.npz"), seed=7, quick=quick)
+    assert halves == [(2 * compared, compared)] and trained == [{"epochs": epochs, "seed": 7}]
+    assert scorer.references(None, 4) == [{"method": "reference: other test digits",
+                                           "frechet": 0.0}]
+    assert scored == [(4, compared)]
 
 
 def test_coop_curves_synthesize_at_the_runs_seed_and_start(tmp_path, bench_module, monkeypatch):
@@ -1868,10 +1910,10 @@ def test_coop_curves_synthesize_at_the_runs_seed_and_start(tmp_path, bench_modul
 
     monkeypatch.setitem(steps_curve.__globals__, "tasks", SimpleNamespace(synthesize=synthesize))
     rows = steps_curve(Path("run"), lambda samples: {"mean": float(samples.mean())},
-                       n_samples=2, steps=[0, 3], start="chains", seed=5, cooperative=False,
+                       n_samples=3, steps=[0, 3], start="chains", seed=5, cooperative=False,
                        keep=tmp_path)
     assert [(call["n_steps"], call["seed"], call["start"], call["n_samples"]) for call in calls
-            ] == [(3, 5, "chains", 2)]
+            ] == [(3, 5, "chains", 3)]
     assert [(row["steps"], row["mean"]) for row in rows] == [(3, 1.0)]
 
 
@@ -1893,17 +1935,24 @@ def test_coop_frame_strip_shows_every_other_frame_of_the_first_two_clips(tmp_pat
 
 def test_coop_full_run_trains_in_first_chunks_of_10_on_its_threads(tmp_path, bench_main,
                                                                    monkeypatch):
+    """And the documented run: seed 0, 300 CPU seconds, 500 samples, chains of 0 to 200 steps,
+    the real MNIST digits, run folders in runs/coop_bench."""
     main = bench_main("coop.py")
     pairs = []
 
     def run_pair(name, pair, **kwargs):
-        pairs.append((name, kwargs["first_chunk"], torch.get_num_threads()))
+        pairs.append((name, kwargs, torch.get_num_threads()))
         return []
 
     monkeypatch.setitem(main.__globals__, "run_pair", run_pair)
     monkeypatch.setitem(main.__globals__, "SHARED", tmp_path)  # where the real data would be
-    assert main(["--task", "digits", "--threads", "2", "--work", str(tmp_path / "runs")]) == 0
-    assert pairs == [("digits", 10, 2)]
+    assert main(["--task", "digits", "--threads", "2"]) == 0
+    [(name, kwargs, threads)] = pairs
+    assert (name, kwargs["first_chunk"], threads) == ("digits", 10, 2)
+    assert (kwargs["seed"], kwargs["budget"], kwargs["n_samples"], kwargs["steps"],
+            kwargs["quick"]) == (0, 300.0, 500, [0, 5, 10, 20, 50, 100, 200], False)
+    assert (kwargs["work"], kwargs["mnist"]) == (Path("runs/coop_bench"),
+                                                 tmp_path / "image" / "mnist.npz")
 
 
 @pytest.mark.parametrize("method, steps, persistent", [
@@ -2857,8 +2906,10 @@ def test_features_segments_resume_and_stop_at_the_budget(tmp_path, bench_module,
     assert [(row["iterations"], row["train_wall_s"]) for row in rows] == [(1, 10), (2, 20),
                                                                            (4, 40)]
     row = rows[0]
-    assert (row["learned"], row["untrained"], row["raw_voxels"]) == (0.9, 0.6, 0.7)
+    assert (row["learned"], row["untrained"], row["raw_voxels"], row["eval_s"]) == (
+        0.9, 0.6, 0.7, 1.0)
     assert math.isclose(row["learned_minus_raw"], 0.2)
+    assert math.isclose(row["learned_minus_untrained"], 0.3)
     assert (row["n_fit"], row["n_held_out"]) == (6, 2)
     trains = [c for c in commands if c[0] == "train"]
     assert "--resume" not in trains[0] and "seed=3" in trains[0] and "model.arch=x" in trains[0]
@@ -3165,9 +3216,10 @@ def stop_at(main, name: str, monkeypatch) -> None:
      lambda args, kw: (args[0].samples, args[0].steps) == (7, 3)),
     # No noise (the experts' chains as gradient descent) is a noise >= 0, not refused.
     ("compose.py", "run", ["--expert-noise", "0"], lambda args, kw: args[0].expert_noise == 0),
-    ("coop.py", "run_pair", ["--budget", "0.5", "--steps", "1", "--work", "{tmp}/w"],
-     lambda args, kw: (kw["budget"], kw["steps"], kw["n_samples"]) == (0.5, [1], 6)
-     and kw["work"].name == "w"),
+    ("coop.py", "run_pair", ["--budget", "0.7", "--steps", "0", "3", "--samples", "3", "--work",
+                             "{tmp}/w"],
+     lambda args, kw: (kw["budget"], kw["steps"], kw["n_samples"], kw["first_chunk"]) == (
+         0.7, [0, 3], 3, 1) and kw["work"].name == "w"),
     ("langevin.py", "bench_net", ["--nets", "texture", "--step-size", "1000", "--seed", "3",
                                   "--precision", "bf16", "--warmup", "0", "--threads", "2"],
      lambda args, kw: (kw["timing"].step_size, kw["timing"].seed, kw["timing"].precision,
@@ -3780,6 +3832,11 @@ def test_recovery_refuses_a_mask_file_of_other_channels_before_any_case(tmp_path
                        kw["seed"]) == ("texture", (1, 4, 16, 64), None, 5, 1, 4)),
     # --quick works in its temporary folder, beside its generated data, not in runs/.
     ("voxel_eval.py", "prepare", ["--quick"], lambda args, kw: args[2].parent == args[1].parent),
+    # 70% hidden, seed 0, no RBM (600 updates when asked), the device chosen, in the
+    # repository's runs/ wherever the bench is started from.
+    ("voxel_eval.py", "prepare", [], lambda args, kw: (
+        args[0].missing, args[0].seed, args[0].rbm, args[0].rbm_updates, args[0].device,
+        args[2]) == (0.7, 0, 0, 600, "auto", ROOT / "runs" / "voxel_eval")),
 ])
 def test_the_benches_defaults_are_their_documented_protocols(bench_main, monkeypatch, script,
                                                             step, argv, check):
@@ -3934,11 +3991,15 @@ def test_rbm_recovery_row_scores_the_mean_of_the_last_100_sweeps(tmp_path, bench
     for name, part in (("train", shapes[:4]), ("test", shapes[4:])):
         np.savez(tmp_path / f"{name}.npz", X=part.numpy().astype(np.uint8))
     row_of = bench_module("voxel_eval.py")["rbm_recovery_row"]
-    rbms, steps = [], []
+    rbms, steps, trainers = [], [], []
     monkeypatch.setattr(row_of.__globals__["RBM"], "visible_mean", lambda self, h: (
         rbms.append(self) or torch.full((len(h), self.visible_bias.numel()), 0.75)))
-    monkeypatch.setitem(row_of.__globals__, "Trainer", lambda *args, **kw: SimpleNamespace(
-        step=lambda: steps.append(1)))
+    monkeypatch.setitem(row_of.__globals__, "Trainer", lambda rbm, sampler, start, data, **kw: (
+        trainers.append((sampler.n_steps, kw["train"].batch_size))
+        or SimpleNamespace(step=lambda: steps.append(1))))
+    # A clock one second on at each reading: the training's start and end, the chains'.
+    monkeypatch.setitem(row_of.__globals__, "time",
+                        SimpleNamespace(perf_counter=itertools.count().__next__))
     row = row_of(str(tmp_path / "train.npz"), str(tmp_path / "test.npz"), hidden=4, updates=2,
                  missing=0.5, seed=0)
     truth = voxel_evaluation.load_eval_shapes(str(tmp_path / "test.npz"))
@@ -3949,6 +4010,8 @@ def test_rbm_recovery_row_scores_the_mean_of_the_last_100_sweeps(tmp_path, bench
     assert row["iou"] == pytest.approx(voxel_iou(mean, truth).mean().item())
     rate = shapes[:4].flatten(1).float().mean(0).clamp(1e-3, 1 - 1e-3)
     assert torch.allclose(rbms[0].visible_bias, (rate / (1 - rate)).log()) and len(steps) == 2
+    assert trainers == [(1, 100)]  # CD-1, batches of 100
+    assert (row["train_seconds"], row["seconds"]) == (1, 1)  # the chains' own seconds
 
 
 def test_voxel_eval_table_and_verdict_rank_ours_against_the_best_baselines(bench_module):
