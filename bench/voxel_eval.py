@@ -261,10 +261,12 @@ def verdict(table: dict[str, Any]) -> str:
     best_iou = max(baselines, key=table["iou"].get)
     ok = (table["errors"]["stgconv"] < table["errors"][best_error]
           and table["iou"]["stgconv"] > table["iou"][best_iou])
-    ratio = table["errors"]["stgconv"] / table["errors"][best_error]
+    # A baseline exact on every voxel (shapes made of whole blocks) leaves no ratio to print.
+    ratio = (f"{table['errors']['stgconv'] / table['errors'][best_error]:.2f}x"
+             if table["errors"][best_error] > 0 else "the baseline exact")
     return (f"{'beats' if ok else 'does NOT beat'} the best baselines: error "
             f"{table['errors']['stgconv']:.4f} vs {best_error} {table['errors'][best_error]:.4f} "
-            f"({ratio:.2f}x), IoU {table['iou']['stgconv']:.4f} vs {best_iou} "
+            f"({ratio}), IoU {table['iou']['stgconv']:.4f} vs {best_iou} "
             f"{table['iou'][best_iou]:.4f}")
 
 

@@ -4034,6 +4034,10 @@ def test_voxel_eval_table_and_verdict_rank_ours_against_the_best_baselines(bench
                                   "IoU 0.9000 vs b 0.8000")
     for error, iou in ((0.2, 0.9), (0.05, 0.7), (0.1, 0.9), (0.05, 0.8)):
         assert verdict(error, iou).startswith("does NOT beat"), (error, iou)
+    # A baseline exact on every voxel: the report still ends, with no ratio to give.
+    exact = {"errors": {"stgconv": 0.01, "a": 0.0}, "iou": {"stgconv": 0.9, "a": 1.0}}
+    assert module["verdict"](exact) == ("does NOT beat the best baselines: error 0.0100 vs a "
+                                        "0.0000 (the baseline exact), IoU 0.9000 vs a 1.0000")
 
 
 def test_voxel_eval_passes_its_seed_and_missing_fraction_to_every_step(tmp_path, bench_main,
