@@ -170,7 +170,9 @@ class Scorer:
         """What real data score: other test digits; the animals' halves and as many random
         animal frames as samples; the fire clip's next frames."""
         if self.classifier is not None:
+            # The judge's own test accuracy beside its scores, as bench/digits.py reports it.
             return [{"method": "reference: other test digits",
+                     "classifier_test_accuracy": self.accuracy,
                      **self(self.other_test_images[:n_samples])}]
         if self.modality == "image":
             return multigrid.image_references(self.data, n_samples)

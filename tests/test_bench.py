@@ -1862,7 +1862,8 @@ def test_coop_digit_scores_compare_with_half_the_test_digits(bench_module, monke
                                                              compared, epochs):
     """Samples are compared with half of the test digits (300 under --quick, else 2000) by the
     features of that half alone; the reference scores as many of the other half as there are
-    samples. The classifier trains 1 epoch under --quick, else 5, at the run's seed."""
+    samples. The classifier trains 1 epoch under --quick, else 5, at the run's seed; its test
+    accuracy goes with the reference row."""
     coop = bench_module("coop.py")
     Scorer = coop["Scorer"]
     halves, scored, trained = [], [], []
@@ -1883,7 +1884,7 @@ def test_coop_digit_scores_compare_with_half_the_test_digits(bench_module, monke
         return {"set": name, "frechet": 0.0}
 
     monkeypatch.setitem(Scorer.__init__.__globals__, "digits", SimpleNamespace(
-        load_split=lambda path, split, n: (torch.zeros(n, 1, 2, 2), torch.zeros(n).long()),
+        load_split=lambda path, split, n: (torch.zeros(n, 1, 2, 2), torch.arange(n) % 10),
         train_classifier=lambda images, labels, **kwargs: trained.append(kwargs) or Classifier(),
         test_halves=test_halves, score=score))
     monkeypatch.setitem(Scorer.__init__.__globals__, "modality_of",
@@ -1891,7 +1892,9 @@ def test_coop_digit_scores_compare_with_half_the_test_digits(bench_module, monke
     scorer = Scorer("digits", coop["PAIRS"]["digits"], SimpleNamespace(data=None),
                     mnist=Path("mnist.npz"), seed=7, quick=quick)
     assert halves == [(2 * compared, compared)] and trained == [{"epochs": epochs, "seed": 7}]
+    # The stand-in calls every test digit a 0: one in ten is.
     assert scorer.references(None, 4) == [{"method": "reference: other test digits",
+                                           "classifier_test_accuracy": pytest.approx(0.1),
                                            "frechet": 0.0}]
     assert scored == [(4, compared)]
 
