@@ -66,7 +66,8 @@ def test_example_without_its_data_says_so_in_one_line(script, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--data", str(missing), "--json", str(tmp_path / "numbers.json")])
     assert exit_.value.code == 2
-    assert f"error: {missing} not found" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: {missing} not found: pass --data PATH, or --smoke")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
@@ -177,6 +178,13 @@ def test_compose_smoke_digits_are_one_bright_blob_in_the_middle_half():
     assert all(2 <= i <= 6 for i in rows.tolist() + columns.tolist())
     assert (rows != columns).any()  # each centre's row and column drawn apart
     assert (digits.flatten(1).amax(1) > 0.5).all()
+    # Each blob is 2 exp(-d^2 / 4) - 1 at squared distance d^2 from its centre, drawn in the
+    # middle half of the image.
+    centres = torch.rand(64, 2, generator=torch.Generator().manual_seed(0)) * 4 + 2
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    for digit, (row, column) in zip(digits[:, 0], centres):
+        squared = (ys - row) ** 2 + (xs - column) ** 2
+        assert torch.allclose(digit, 2 * torch.exp(-squared / 4) - 1, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +198,7 @@ def compose_run(tmp_path_factory):
         hmc = watch(monkeypatch, stgconv.HMC, "run")
         out = tmp_path_factory.mktemp("compose") / "numbers.json"
         with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # seeded otherwise in a later run: only --seed may matter
             numbers = example.main(["--smoke", "--seed", "3", "--json", str(out)])
     assert json.loads(out.read_text()) == numbers
     return SimpleNamespace(example=example, numbers=numbers, fits=fits, langevin=langevin,
@@ -207,7 +216,7 @@ def test_compose_samples_a_and_the_product_by_langevin_and_a_by_hmc(compose_run)
     [hmc] = compose_run.hmc
     sampler, expert, start = alone.args
     gaussian = compose_run.fits[0].result
-    assert both.args[0] is sampler and hmc.args[2] is start
+    assert both.args[0] is sampler and both.args[2] is hmc.args[2] is start
     # Noise in [-1, 1], the digits' range.
     assert start.shape == (16, 1, 8, 8) and start.amin() < -0.5 and start.amax() <= 1
     assert sampler.step_size == pytest.approx(0.5 * float(gaussian.residual_std.min()))
@@ -251,6 +260,7 @@ def test_compose_reports_the_fraction_of_hmc_trajectories_accepted(compose_run, 
     original = stgconv.HMC.run
     monkeypatch.setattr(stgconv.HMC, "run", run)
     with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)  # the same numbers: every chain draws from --seed's generator
         numbers = example.main(["--smoke", "--seed", "3"])
     assert len(fractions) == 10 and numbers == compose_run.numbers
     assert numbers["hmc_acceptance"] == pytest.approx(sum(fractions) / 10)
@@ -266,6 +276,7 @@ def test_jem_smoke_images_have_a_bar_across_for_class_0_and_down_for_class_1():
         rows, columns = bar.nonzero(as_tuple=True)
         extent = (int(rows.max() - rows.min()) + 1, int(columns.max() - columns.min()) + 1)
         assert len(rows) == 80 and extent == ((4, 20) if label == 0 else (20, 4))
+        assert 4 <= min(rows.min(), columns.min()) and max(rows.max(), columns.max()) <= 23
     dark = images[:, 0][~bright]
     assert dark.amin() >= -1 and dark.amax() < -0.9
 
@@ -306,6 +317,10 @@ def test_jem_trains_with_sgld_from_a_replay_buffer_of_per_class_gaussians(jem_ru
     [fit] = jem_run.training
     trainer, sampler = fit.args[0], fit.args[0].sampler
     assert fit.args[1] == 10 and trainer.batch_size == 64
+    assert fit.kwargs == {"progress": False}  # a smoke run draws no progress bar
+    assert trainer.optimizer_settings == {"lr": 0.001, "betas": (0.9, 0.999)}
+    assert trainer.energy_l2 == 0.1
+    assert trainer.generator.initial_seed() == 3  # batches and chains drawn from --seed
     # SGLD: a gradient step of 1 (step_size^2 / 2), noise 0.01, kept in [-1, 1].
     assert sampler.step_size ** 2 / 2 == pytest.approx(1)
     assert sampler.step_size * sampler.noise_scale == pytest.approx(0.01)
