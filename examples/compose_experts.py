@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, value in numbers.items():
         print(f"{name:32s} {value:12.3f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 

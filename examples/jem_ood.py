@@ -100,7 +100,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, value in numbers.items():
         print(f"{name:24s} {value:8.4f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 

@@ -115,7 +115,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     save_comparison([truth.where(known, -1.0), result.recovered, truth],
                     args.out / "comparison.mp4", labels=["occluded", "recovered", "truth"])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 

@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args.out.mkdir(parents=True, exist_ok=True)
     save_voxels(ours[:, 0], args.out / "super_resolved.npy")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)  # made, as an output folder is
         atomic_write_json(args.json, numbers)  # a NaN refused, naming its key
     return numbers
 

@@ -1404,9 +1404,12 @@ def test_fill_prior_bench_refuses_a_config_with_a_bad_key_in_one_line(tmp_path, 
 
 def test_fill_prior_bench_rows_and_table_say_each_priors_videos_iterations_and_cpu_time(
         tmp_path, bench_main, monkeypatch, capsys):
-    """CPU seconds are the training's own (none here: the training is a stand-in)."""
+    """CPU seconds are the training's own: the process clock (a stand-in here) read before and
+    after each prior."""
     main = bench_main("fill_prior.py")
     monkeypatch.setitem(main.__globals__, "train_fill_prior", lambda videos, path, **kw: path)
+    clock = iter([10.0, 17.25, 20.0, 20.5])
+    monkeypatch.setitem(main.__globals__, "time", SimpleNamespace(process_time=lambda: next(clock)))
     out = tmp_path / "rows.json"
     assert main(["--quick", "--out", str(tmp_path / "p"), "--iterations", "2", "--json",
                  str(out)]) == 0
@@ -1414,9 +1417,19 @@ def test_fill_prior_bench_rows_and_table_say_each_priors_videos_iterations_and_c
     assert [(row["prior"], row["videos"], row["iterations"]) for row in rows] == [
         (str(tmp_path / "p" / "without_a.pt"), ["b.mkv"], 2),
         (str(tmp_path / "p" / "without_b.pt"), ["a.mkv"], 2)]
-    assert all(0 <= row["cpu_seconds"] < 0.5 for row in rows)
+    assert [row["cpu_seconds"] for row in rows] == [7.25, 0.5]
     table = capsys.readouterr().out.splitlines()
-    assert table[-2].split() == ["a", "1", "0", str(tmp_path / "p" / "without_a.pt")]
+    assert table[-2].split() == ["a", "1", "7", str(tmp_path / "p" / "without_a.pt")]
+
+
+def test_fill_prior_bench_leaves_out_each_dyntex_clip_in_turn_by_default(tmp_path, bench_main,
+                                                                          monkeypatch):
+    main = bench_main("fill_prior.py")
+    left_out = []
+    monkeypatch.setitem(main.__globals__, "train_fill_prior",
+                        lambda videos, path, **kw: left_out.append(path.name) or path)
+    assert main(["--data", str(dyntex_folder(tmp_path)), "--out", str(tmp_path / "p")]) == 0
+    assert left_out == ["without_boiling_water.pt", "without_flag.pt", "without_fire_pot.pt"]
 
 
 @pytest.mark.parametrize("net, size", [("texture", 64), ("descriptor64", 48)])

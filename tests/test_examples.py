@@ -366,6 +366,8 @@ def test_video_smoke_clip_is_a_travelling_wave_in_three_channels():
     assert 0.7 < clip.abs().amax().item() <= 0.8 + 1e-6  # within the model's [-1, 1]
     assert torch.allclose(clip[1], 0.5 * clip[0]) and torch.equal(clip[2], -clip[0])
     assert not torch.allclose(clip[:, 1], clip[:, 0], atol=0.1)  # it moves from frame to frame
+    # 0.8 sin(0.6 x + 0.3 y - 0.5 t): at t=2, y=1, x=3 the phase is 1.8 + 0.3 - 1.0
+    assert clip[0, 2, 1, 3].item() == pytest.approx(0.8 * math.sin(1.1), abs=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -380,8 +382,10 @@ def video_run(tmp_path_factory):
             "learned_fill", "apply_fill", "CompletionChain", "recover", "save_comparison")}
         with torch.random.fork_rng(devices=[]):
             numbers = example.main(["--smoke", "--seed", "3", "--json",
-                                    str(folder / "numbers.json"), "--out", str(folder / "out")])
-    assert json.loads((folder / "numbers.json").read_text()) == numbers
+                                    str(folder / "made" / "numbers" / "numbers.json"),
+                                    "--out", str(folder / "made" / "out")])
+    # both output folders are made, parents included
+    assert json.loads((folder / "made" / "numbers" / "numbers.json").read_text()) == numbers
     truth = example.synthetic_clip(8, 16)
     known = example.occluded_region(8, 16, 16, size=6, generator=torch.Generator().manual_seed(3))
     return SimpleNamespace(example=example, numbers=numbers, folder=folder, truth=truth,
@@ -411,10 +415,14 @@ def test_video_chain_starts_from_the_learned_fill_and_moves_gently(video_run):
     shipped = example.load_config(example.QUICK_RECOVERY_CONFIG).recovery.learned.fills
     assert fills == [example.FILLS[name] for name in shipped]
     assert video_run.apply_fill.args[0] is video_run.learned_fill.result[0]
+    observed, known = video_run.recover.args[2:]
+    filled = video_run.apply_fill.args[3]  # in the order the net was trained on
+    assert len(filled) == len(fills) and all(
+        torch.equal(tensor, fill(observed, known)) for tensor, fill in zip(filled, fills))
     assert video_run.recover.kwargs["init"] is video_run.apply_fill.result
     completion = video_run.CompletionChain
     assert completion.kwargs["clamp"] == (-1.0, 1.0)
-    assert completion.args[0].noise_scale == 0
+    assert completion.args[0].noise_scale == 0 and completion.args[0].grad_clip == 3000
     assert video_run.recover.kwargs["completion"] is completion.result
 
 
@@ -441,7 +449,75 @@ def test_video_writes_the_occluded_recovered_and_true_clips_side_by_side(video_r
     assert recovered is video_run.recover.result.recovered
     assert torch.equal(truth, video_run.truth)
     assert video_run.save_comparison.kwargs == {"labels": ["occluded", "recovered", "truth"]}
-    assert path == video_run.folder / "out" / "comparison.mp4" and path.stat().st_size > 0
+    assert path == video_run.folder / "made" / "out" / "comparison.mp4"
+    assert path.stat().st_size > 0
+
+
+def test_video_learned_fill_and_recovery_draw_from_one_generator_seeded_by_seed(video_run):
+    generator = video_run.learned_fill.kwargs["generator"]
+    assert generator is video_run.recover.kwargs["generator"]
+    assert generator.initial_seed() == 3
+
+
+def test_video_smoke_trains_a_small_learned_fill_and_energy_briefly(video_run):
+    example = video_run.example
+    shipped = example.load_config(example.QUICK_RECOVERY_CONFIG).recovery.learned
+    settings = video_run.learned_fill.kwargs["settings"]
+    assert (settings.iterations, settings.patterns, settings.width, settings.crop_size,
+            settings.batch) == (4, 2, 8, 8, 2)
+    assert example.replace(settings, iterations=shipped.iterations, patterns=shipped.patterns,
+                           width=shipped.width, crop_size=shipped.crop_size,
+                           batch=shipped.batch) == shipped
+    sampler, train = video_run.recover.args[1], video_run.recover.kwargs["train"]
+    assert (sampler.n_steps, sampler.clamp) == (10, (-1.0, 1.0))
+    assert (train.n_iterations, train.lr) == (4, 0.001)
+
+
+class Stop(Exception):
+    """Raised by a stubbed step of an example: the run stops there, with that step's arguments."""
+
+
+def stop(*args, **kwargs):
+    raise Stop(args, kwargs)
+
+
+def test_video_example_reads_70_frames_of_150x150_and_trains_10_iterations(tmp_path,
+                                                                           monkeypatch):
+    """The data run, down to its settings: a small clip stands in for the file and the run
+    stops at the recovery, so no fill is trained."""
+    example = load_example("video_recovery.py")
+    clip, mask = tmp_path / "clip.avi", tmp_path / "mask.npy"
+    clip.write_bytes(b"")
+    mask.write_bytes(b"")
+    truth = example.synthetic_clip(4, 8)
+    known = example.occluded_region(4, 8, 8, size=3, generator=torch.Generator().manual_seed(0))
+    reads = []
+    monkeypatch.setattr(example, "load_video", lambda *a, **kw: reads.append((a, kw)) or truth)
+    monkeypatch.setattr(example, "load_mask", lambda path: reads.append(path) or known)
+    monkeypatch.setattr(example, "learned_fill", lambda *a, **kw: (None, None))
+    monkeypatch.setattr(example, "apply_fill", lambda net, observed, *a: truth)
+    monkeypatch.setattr(example, "recover", stop)
+    with torch.random.fork_rng(devices=[]), pytest.raises(Stop) as stopped:
+        example.main(["--data", str(clip), "--mask", str(mask), "--out", str(tmp_path / "out")])
+    assert reads == [((clip,), {"n_frames": 70, "size": 150}), mask]
+    settings = stopped.value.args[1]
+    assert (settings["train"].n_iterations, settings["warmup"], settings["average_last"]) == (
+        10, 5, 5)
+
+
+def test_voxel_example_holds_out_43_shapes_of_its_data_file_and_trains_15_iterations(
+        tmp_path, monkeypatch):
+    example = load_example("voxel_super_resolution.py")
+    beds = tmp_path / "beds.npz"
+    beds.write_bytes(b"")
+    shapes = example.synthetic_shapes(47, 16, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(example, "load_voxels", lambda path: path)
+    monkeypatch.setattr(example, "to_tensor", lambda path: shapes if path == beds else None)
+    monkeypatch.setattr(stgconv.Trainer, "fit", stop)
+    with torch.random.fork_rng(devices=[]), pytest.raises(Stop) as stopped:
+        example.main(["--data", str(beds), "--out", str(tmp_path / "out")])
+    trainer, iterations = stopped.value.args[0]
+    assert iterations == 15 and torch.equal(trainer.data, shapes[:4] - shapes[:4].mean())
 
 
 def test_video_example_without_its_mask_says_so_in_one_line(tmp_path, capsys):
@@ -481,8 +557,9 @@ def voxel_run(tmp_path_factory):
         resolved = watch(monkeypatch, example, "super_resolve_batch")
         with torch.random.fork_rng(devices=[]):
             numbers = example.main(["--smoke", "--seed", "3", "--json",
-                                    str(folder / "numbers.json"), "--out", str(folder / "out")])
-    assert json.loads((folder / "numbers.json").read_text()) == numbers
+                                    str(folder / "made" / "numbers.json"),
+                                    "--out", str(folder / "out")])
+    assert json.loads((folder / "made" / "numbers.json").read_text()) == numbers
     shapes = example.synthetic_shapes(12, 16, torch.Generator().manual_seed(3))
     [training], [resolved] = training, resolved
     return SimpleNamespace(example=example, numbers=numbers, folder=folder, train=shapes[:8],
@@ -496,6 +573,8 @@ def test_voxel_trains_on_centred_occupancy_from_seeded_weights(voxel_run):
     assert iterations == 2 and torch.equal(trainer.data, voxel_run.train - mean)
     assert trainer.sampler.clamp == (-mean, 1 - mean) and trainer.sampler.noise_scale == 0
     assert trainer.chains.factor == (4, 4, 4)
+    assert trainer.batch_size == 4
+    assert trainer.optimizer_settings == {"lr": 0.01, "betas": (0.5, 0.999)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         expected = stgconv.voxel_energy("desc64_small", size=16)
@@ -509,6 +588,13 @@ def test_voxel_super_resolves_the_held_out_shapes_block_means(voxel_run):
     assert factor == 4 and low.shape == (4, 1, 4, 4, 4)
     assert torch.equal(low, voxel_run.example.downsample(voxel_run.test, 4))
     assert chain.clamp == voxel_run.training.args[0].sampler.clamp and chain.noise_scale == 0
+    assert chain.n_steps == 5
+
+
+def test_voxel_training_and_super_resolution_draw_from_one_generator_seeded_by_seed(voxel_run):
+    generator = voxel_run.training.args[0].generator
+    assert generator is voxel_run.resolved.kwargs["generator"]
+    assert generator.initial_seed() == 3
 
 
 def test_voxel_scores_every_upsampler_and_the_chain_against_the_held_out_shapes(voxel_run):
