@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import stgconv
+from stgconv.cli import json_file
 from stgconv.config import JEMConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy import ClassifierEnergy, digit_classifier
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=MNIST, help="MNIST .npz (Keras layout)")
-    parser.add_argument("--json", type=Path, help="write the printed numbers here")
+    parser.add_argument("--json", type=json_file, help="write the printed numbers here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.smoke and not args.data.exists():  # one line, not a loader's traceback

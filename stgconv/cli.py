@@ -418,6 +418,16 @@ def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
     return check_output(folder, "output folder")
 
 
+def json_file(text: str) -> Path:
+    """An argparse type for ``--json FILE`` in scripts built on the library (the examples):
+    :func:`~stgconv.checks.check_output` as the options are read, so a path that cannot be
+    written is argparse's one-line error (exit 2) before the work, not a traceback after it."""
+    try:
+        return check_output(text, "the file", folder=False)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 # Each command's output options (argparse dests) as typed.
 OUTPUT_OPTIONS = {"out": "--out", "prior_path": "--out", "json_path": "--json",
                   "tensorboard": "--tensorboard"}

@@ -72,6 +72,23 @@ def test_example_without_its_data_says_so_in_one_line(script, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_refuses_a_json_file_it_cannot_write_before_its_run(script, tmp_path, capsys):
+    """Under a file: one line, exit 2, as the options are read (it ended the run in a
+    FileExistsError traceback); nothing written. Checked before the data too."""
+    main = runpy.run_path(str(EXAMPLES / script))["main"]
+    (tmp_path / "a_file").write_text("kept")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(tmp_path / "no_such_data"), "--json",
+              str(tmp_path / "a_file" / "numbers.json")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: argument --json: the file {tmp_path / 'a_file' / 'numbers.json'} lies under "
+        f"{tmp_path / 'a_file'}, which is a file")
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+    assert (tmp_path / "a_file").read_text() == "kept"
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_refuses_an_abbreviated_option(script, tmp_path, capsys):
     """``--smok`` or ``--jso`` would break, or mean another option, once the example gains one of
     the same start. (With the data missing, an example taking the abbreviation stops at once
