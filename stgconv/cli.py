@@ -555,7 +555,6 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     if getattr(args, "json_path", None) is not None:
         check_output(args.json_path, "--json", folder=False)
     if getattr(args, "tensorboard", None) is not None:
-        check_output(args.tensorboard, "--tensorboard")
         check_log_dir(args.tensorboard, "--tensorboard")
     _check_outputs_spare_inputs(args)
     _check_outputs_apart(args)

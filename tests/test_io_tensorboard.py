@@ -228,16 +228,21 @@ def test_a_folder_named_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None
     assert "codec" not in "".join(traceback.format_exception(failure.value))
 
 
-def test_a_writer_that_cannot_make_its_folder_names_it(tmp_path: Path) -> None:
-    """A folder that is a file fails as the writer is made, before the block: one WriteError
-    naming it, with the system's number."""
-    log_dir = tmp_path / "tb"
-    log_dir.write_text("a file")
-    with pytest.raises(WriteError,
-                       match=re.escape(f"(TensorBoard events): '{log_dir}'")) as failure:
+@pytest.mark.parametrize("where", ["tb", "file/tb"])
+def test_a_folder_that_is_or_lies_under_a_file_is_refused_before_a_writer_is_made(
+        tmp_path: Path, where: str) -> None:
+    """The writer itself said only "File exists (TensorBoard events)" (a library caller of
+    Trainer.fit with such a log_dir); now the folder is named and what is in its way."""
+    (tmp_path / where.split("/")[0]).write_text("a file")
+    log_dir = tmp_path / where
+    threads = set(threading.enumerate())
+    with pytest.raises(ValueError, match=re.escape(f"the TensorBoard folder {log_dir} ")
+                       + ("is a file, not a folder" if where == "tb" else
+                          f"lies under {tmp_path / 'file'}, which is a file")):
         with summary_writer(log_dir):
             pass
-    assert failure.value.errno == errno.EEXIST
+    assert set(threading.enumerate()) == threads  # no writer thread was started
+    assert (tmp_path / where.split("/")[0]).read_text() == "a file"
 
 
 def test_a_folder_named_in_utf8_beyond_latin1_is_written(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_output
 from stgconv.io.image import to_unit
 from stgconv.io.tensorboard import summary_writer
 
@@ -30,10 +29,9 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
         step: the global step to log at (a sweep can log each setting at its own step).
 
     Raises:
-        ValueError: ``log_dir`` cannot be written (:func:`stgconv.checks.check_output`).
+        ValueError: ``log_dir`` cannot be written (:func:`stgconv.io.tensorboard.check_log_dir`).
         WriteError: writing failed part-way (a full disk, the folder removed meanwhile).
     """
-    check_output(log_dir, "the TensorBoard folder")
     with summary_writer(log_dir) as writer:
         for metric in ("errors", "iou"):
             for method, value in table.get(metric, {}).items():

@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from stgconv.checks import check_output
 from stgconv.io.atomic import write_error
 from stgconv.io.h5 import to_text
 
@@ -44,12 +45,14 @@ def summary_writer(log_dir: str | Path, *, purge_step: int | None = None) -> Ite
     """A ``torch.utils.tensorboard.SummaryWriter`` into ``log_dir``, closed when the block ends.
 
     Raises:
+        ValueError: ``log_dir`` cannot be written (:func:`check_log_dir`), before any writer
+            is made.
         WriteError: an event could not be written (when the block ends at the latest), naming
             ``log_dir``; the writer thread's traceback is not printed.
     """
     from torch.utils.tensorboard import SummaryWriter  # takes a second to import
 
-    check_log_dir(log_dir, "TensorBoard folder")
+    check_log_dir(log_dir, "the TensorBoard folder")
     failures: list[BaseException] = []
     # One hook for all open blocks, each failure kept by the block whose writer it is: a hook
     # per block, each restoring the one it replaced, left its own installed for good when
@@ -90,7 +93,8 @@ def check_log_dir(log_dir: str | Path, name: str) -> None:
     """Refuse a folder that TensorBoard cannot write into, naming it ``name``: its writer takes
     the path as UTF-8, so a name in other bytes (Latin-1, from a zip made on Windows) failed
     with "'utf-8' codec can't encode character", naming no folder (an evaluation, after its
-    work)."""
+    work); and a folder that is a file, lies under one or takes no new file
+    (:func:`stgconv.checks.check_output`), where the writer said only "File exists"."""
     try:
         str(log_dir).encode("utf-8")
     except UnicodeEncodeError:
@@ -98,6 +102,7 @@ def check_log_dir(log_dir: str | Path, name: str) -> None:
         # encodes strictly (a logging handler's file, pytest's capture).
         raise ValueError(f"{name} {to_text(str(log_dir))} cannot be written: TensorBoard takes "
                          "only folder names in UTF-8; rename it or give another") from None
+    check_output(log_dir, name)
 
 
 def _raised_by_writer(err: OSError) -> bool:
