@@ -124,7 +124,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
     clips_read = {}
     for clip, video in videos.items():
         try:
-            clips_read[clip] = load_clip(video, frames=args.frames, size=args.size)
+            clips_read[clip] = load_clip(video, frames=args.frames, size=args.size,
+                                         start_frame=config.data.start_frame,
+                                         fps=config.data.fps)
         except (FileNotFoundError, ValueError) as err:
             parser.error(f"clip {clip}: {err}")
     rows = []

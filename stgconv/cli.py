@@ -299,7 +299,9 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                         "3-D/4-D array, (H, W, T[, C]); .npy: (T, H, W) / (C, T, H, W)), or "
                         "missing_frames:F, region:SIDE, salt_and_pepper:F (generated from the "
                         "config's seed)")
-    p.add_argument("--frames", type=int, default=70, help="first N frames (default 70)")
+    p.add_argument("--frames", type=int, default=70,
+                   help="N frames (default 70), the first ones unless the config's "
+                        "data.start_frame or data.fps says otherwise")
     p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
     p.add_argument("--config", help=f"YAML config (default: {SHIPPED_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -740,6 +740,30 @@ def test_the_comparison_clip_shows_the_masked_pixels_black(clip: Path, tmp_path:
     assert torch.equal(recovered, report["recovered"]) and torch.equal(truth, report["truth"])
 
 
+@pytest.mark.parametrize(("setting", "frames", "picked"), [
+    ("data.start_frame=2", 10, slice(2, 12)),
+    ("data.fps=5", 6, slice(0, 12, 2)),  # half the clip's 10 fps: every other frame
+])
+def test_the_recovered_clip_starts_and_runs_at_the_configs_start_frame_and_fps(
+        clip: Path, setting: str, frames: int, picked: slice) -> None:
+    """``--set data.start_frame=2`` or ``data.fps=5`` chooses the frames recovered, as it does
+    for training: the clip's first frames were recovered instead, while the config the run
+    recorded named the start and rate asked for."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0", setting)
+    report = task.recover_video(config, clip, "region:12", frames=frames, size=32)
+    assert torch.equal(report["truth"], load_video(clip)[:, picked])
+
+
+def test_a_clip_too_short_from_the_configs_start_frame_names_that_setting(clip: Path) -> None:
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    with pytest.raises(ValueError, match=r"has 12 frames \(2 available from start_frame\) "
+                                         r"\(n_frames is frames, --frames; start_frame and fps "
+                                         r"are the config's data.start_frame and data.fps\)$"):
+        task.recover_video(quick_config("data.start_frame=10"), clip, "region:12", frames=12,
+                           size=32)
+
+
 def test_a_clip_read_before_must_be_the_videos_at_frames_and_size(clip: Path) -> None:
     """A grey clip passed in would learn a model of other channels than the video's."""
     task = importlib.import_module("stgconv.tasks.recover_video")

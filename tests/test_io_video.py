@@ -1403,6 +1403,31 @@ def test_frames_with_alpha_read_over_white_as_the_same_png_frames_do(
     assert (clip[:, :, :3] == 1).all()  # white where nothing is
 
 
+@pytest.mark.parametrize(("pix_fmt", "given", "channels"), [
+    ("gray16be", "gray16le", 1), ("rgb48be", "rgb48le", 3)])
+def test_16_bit_frames_read_as_their_levels_times_255_over_65535_rounded(
+        tmp_path, pix_fmt, given, channels) -> None:
+    """16-bit grey or RGB frames (PNG in MOV, as scientific and thermal cameras write) read as
+    16-bit image files do, each level v as round(v * 255 / 65535): FFmpeg's (v + 128) >> 8 read
+    every 8-bit level past 127 stored as level * 257 one grey level high."""
+    import av
+
+    shape = (2, 8, 16) if channels == 1 else (2, 8, 16, 3)
+    levels = np.random.default_rng(3).integers(0, 65536, shape, dtype=np.uint16)
+    levels.flat[:256] = np.arange(256) * 257  # every 8-bit level as such a file stores it
+    path = tmp_path / "wide.mov"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("png", rate=10)
+        stream.height, stream.width, stream.pix_fmt = 8, 16, pix_fmt
+        for frame in [*levels, None]:
+            image = None if frame is None else av.VideoFrame.from_ndarray(frame, format=given)
+            container.mux(stream.encode(image))
+    expected = np.floor(levels.astype(np.float64) * 255 / 65535 + 0.5)
+    clip = load_video(path, channels=channels)
+    read = np.round(((clip + 1) * 127.5).permute(1, 2, 3, 0).numpy())
+    np.testing.assert_array_equal(read, expected.reshape(read.shape))
+
+
 def test_a_file_without_a_video_stream_says_what_it_holds(tmp_path) -> None:
     import av
 

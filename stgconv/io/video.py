@@ -482,9 +482,22 @@ def _opaque_image(frame: av.VideoFrame) -> Image.Image:
     (FFV1 with alpha, PNG in MOV or AVI, GIF), as image files with transparency are read
     (:func:`stgconv.io.image.opaque`): dropping alpha showed what a transparent pixel happened
     to store (black, mostly), so the same frames read differently from a folder of PNGs and
-    from a video."""
+    from a video. 16-bit RGB or grey frames (PNG, FFV1 or TIFF in a video: scientific and
+    thermal cameras write them) are scaled to 8 bits here, grey staying grey, as 16-bit image
+    files are (:func:`stgconv.io.image.read_image`)."""
     convert = {"interpolation": _SCALER_FLAGS, "threads": _SCALER_THREADS}
-    if not any(component.is_alpha for component in frame.format.components):
+    components = frame.format.components
+    alpha = any(component.is_alpha for component in components)
+    if all(component.bits == 16 for component in components) and (
+            frame.format.is_rgb or len(components) == 1 + alpha):
+        # FFmpeg's scaler takes 16 bits to 8 as (v + 128) >> 8: one level above v * 255 / 65535
+        # rounded, how image files are read, for half the levels (every level past 127 of a
+        # frame stored as 8-bit levels times 257).
+        wide = frame.to_ndarray(format="rgba64le" if alpha else "rgb48le" if frame.format.is_rgb
+                                else "gray16le", **convert)
+        image = Image.fromarray(np.round(wide * (255 / 65535)).astype(np.uint8))
+        return opaque(image) if alpha else image
+    if not alpha:
         return frame.to_image(**convert)
     return opaque(Image.fromarray(frame.to_ndarray(format="rgba", **convert)))
 

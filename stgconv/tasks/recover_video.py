@@ -120,9 +120,10 @@ def recover_video(
 ) -> dict[str, Any]:
     """Hide the masked pixels of a clip, recover them, and score the result.
 
-    The clip is ``video`` as :func:`load_clip` reads it at ``frames`` and ``size``: ``clip``
-    when given (read before: a caller recovering one clip under several masks reads it once),
-    else read here.
+    The clip is ``video`` as :func:`load_clip` reads it at ``frames`` and ``size``, from the
+    config's ``data.start_frame`` at its ``data.fps`` (the first frames at the clip's rate by
+    default): ``clip`` when given (read before: a caller recovering one clip under several masks
+    reads it once), else read here.
 
     Returns a dict with ``recovered`` ``(C, T, H, W)``, ``truth``, ``known``, ``init`` (the
     starting fill), ``start`` (``fill``: its name, ``recovery.init`` or with ``init: learned``
@@ -152,7 +153,10 @@ def recover_video(
         raise ValueError(f"{out_dir} holds a training run ({trained[0].name}, ...): recovering "
                          "into it would replace its config.yaml; write into another folder")
     if clip is None:
-        clip = load_clip(video, frames=frames, size=size)
+        # The config's start and rate choose the clip as they do for training: left out,
+        # the first frames were recovered while config.yaml recorded the ones asked for.
+        clip = load_clip(video, frames=frames, size=size,
+                         start_frame=config.data.start_frame, fps=config.data.fps)
     elif tuple(clip.shape) != (3, frames, size, size):
         raise ValueError(f"clip is {tuple(clip.shape)}: {video} read at frames={frames}, "
                          f"size={size} is (3, {frames}, {size}, {size})")
@@ -182,17 +186,21 @@ def recover_video(
     return report
 
 
-def load_clip(video: str | Path, *, frames: int, size: int) -> Tensor:
-    """The clip a recovery of ``video`` works on, ``(3, frames, size, size)`` in [-1, 1]: its
-    first ``frames`` frames, each resized to ``size x size``. ``FileNotFoundError`` or
-    ``ValueError`` (:func:`~stgconv.io.video.load_video`'s) where it cannot be read or has fewer
-    frames."""
+def load_clip(video: str | Path, *, frames: int, size: int, start_frame: int = 0,
+              fps: float | None = None) -> Tensor:
+    """The clip a recovery of ``video`` works on, ``(3, frames, size, size)`` in [-1, 1]:
+    ``frames`` frames from ``start_frame`` (the first ones by default), picked at ``fps`` where
+    given (:func:`~stgconv.io.video.load_video`'s resampling), each resized to ``size x size``.
+    ``FileNotFoundError`` or ``ValueError`` (``load_video``'s) where it cannot be read or has
+    fewer frames."""
     # Before the clip is read and resized: a mistyped --size would take all memory there.
     check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
     try:
-        return load_video(video, n_frames=frames, size=size)
-    except TooFewFramesError as err:  # the reader's parameter, named as here and as typed
-        raise TooFewFramesError(f"{err} (n_frames is frames, --frames)") from err
+        return load_video(video, start_frame=start_frame, n_frames=frames, size=size, fps=fps)
+    except TooFewFramesError as err:  # the reader's parameters, named as here and as typed
+        config = ("; start_frame and fps are the config's data.start_frame and data.fps"
+                  if start_frame or fps is not None else "")
+        raise TooFewFramesError(f"{err} (n_frames is frames, --frames{config})") from err
 
 
 def _as_run(config: ExperimentConfig, clip: Tensor, *, video: str | Path | None = None
