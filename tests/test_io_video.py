@@ -1428,6 +1428,29 @@ def test_16_bit_frames_read_as_their_levels_times_255_over_65535_rounded(
     np.testing.assert_array_equal(read, expected.reshape(read.shape))
 
 
+def test_the_clip_is_the_stream_ffmpeg_would_play_not_the_first(tmp_path) -> None:
+    """A one-frame thumbnail track stored before the clip (a converter's cover) was read as
+    the clip ("has 1 frames"), and its rate as the clip's."""
+    import av
+
+    levels = np.random.default_rng(5).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as container:
+        # Both streams added before the first packet is written (the header comes first).
+        thumbnail, clip = (container.add_stream("ffv1", rate=rate) for rate in (1, 10))
+        for stream in (thumbnail, clip):
+            stream.width = stream.height = 16
+            stream.pix_fmt = "bgr0"
+        cover = av.VideoFrame.from_ndarray(levels[0] // 2, format="rgb24")
+        container.mux([*thumbnail.encode(cover), *thumbnail.encode()])
+        for frame in [*levels, None]:
+            image = None if frame is None else av.VideoFrame.from_ndarray(frame, format="rgb24")
+            container.mux(clip.encode(image))
+    read = np.round(((load_video(path) + 1) * 127.5).permute(1, 2, 3, 0).numpy())
+    np.testing.assert_array_equal(read, levels)
+    assert frame_rate(path) == 10
+
+
 def test_a_file_without_a_video_stream_says_what_it_holds(tmp_path) -> None:
     import av
 

@@ -462,10 +462,7 @@ def frame_rate(path: str | Path) -> Fraction | None:
     if path.is_dir():
         return None
     with av.open(_ffmpeg_name(path)) as container:
-        if not container.streams.video:  # else an IndexError from PyAV's stream list
-            raise ValueError(_no_video(path, container))
-        stream = container.streams.video[0]
-        rate = _rate(stream)
+        rate = _rate(_video_stream(path, container))
     return Fraction(rate) if rate else None
 
 
@@ -500,6 +497,16 @@ def _opaque_image(frame: av.VideoFrame) -> Image.Image:
     if not alpha:
         return frame.to_image(**convert)
     return opaque(Image.fromarray(frame.to_ndarray(format="rgba", **convert)))
+
+
+def _video_stream(path: Path, container: av.container.Container) -> av.video.stream.VideoStream:
+    """The clip of ``container``: the video stream FFmpeg itself would play
+    (``av_find_best_stream``), not the first one. A cover image or a one-frame thumbnail track
+    stored before the clip (phones and converters write them) was read as the clip: "has 1
+    frames", or a still picture recovered."""
+    if not container.streams.video:  # else an IndexError from PyAV's stream list
+        raise ValueError(_no_video(path, container))
+    return container.streams.best("video")
 
 
 def _no_video(path: Path, container: av.container.Container) -> str:
@@ -566,9 +573,7 @@ def _read_file(
     stage = "open"
     try:
         with av.open(_ffmpeg_name(path)) as container:
-            if not container.streams.video:
-                raise ValueError(_no_video(path, container))
-            stream = container.streams.video[0]
+            stream = _video_stream(path, container)
             stream.thread_type = "AUTO"
             if fps is None:
                 step = Fraction(1)
