@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import re
 import struct
 import threading
 import time
@@ -399,7 +400,21 @@ def test_a_frame_too_large_to_decode_is_named(tmp_path) -> None:
 
 
 def test_empty_frame_folder(tmp_path):
-    with pytest.raises(ValueError, match=r"no frame images"):
+    with pytest.raises(ValueError, match=r"no frame images .* in folder \S+$"):
+        load_video(tmp_path)
+
+
+@pytest.mark.parametrize(("names", "listed"), [
+    (["b.mp4", "a.avi"], "a.avi, b.mp4"),
+    (["c.mkv", "a.mp4", "d.webm", "b.mov"], "a.mp4, b.mov, c.mkv, ..."),
+])
+def test_a_folder_of_videos_read_as_one_clip_names_them(tmp_path, names, listed):
+    """Training reads such a folder one clip per file; where one clip is read (recover,
+    fill-prior) the refusal said only that it holds no frame images."""
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=re.escape(
+            f"in folder {tmp_path}: it holds videos ({listed}); give one of them")):
         load_video(tmp_path)
 
 

@@ -305,7 +305,12 @@ def _read_folder(
 ) -> list[np.ndarray]:
     files = list_files(folder, IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+        videos = list_files(folder, VIDEO_SUFFIXES)
+        # Training reads such a folder as one clip per file; one clip is read from one file.
+        held = (f": it holds videos ({', '.join(p.name for p in videos[:3])}"
+                f"{', ...' if len(videos) > 3 else ''}); give one of them" if videos else "")
+        raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder "
+                         f"{folder}{held}")
     if start >= len(files):
         raise TooFewFramesError(f"start_frame={start} but {folder} has only {len(files)} frames")
     series = _series(files)
