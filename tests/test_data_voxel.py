@@ -331,6 +331,21 @@ def test_npz_sources(tmp_path: Path) -> None:
         VoxelShapes(tmp_path / "nox.npz")
 
 
+def test_npz_category_names_as_a_column(tmp_path: Path) -> None:
+    # A (K, 1) column of names (a MATLAB cell array, a DataFrame's values) names K classes, as
+    # (N, 1) labels are N labels; each row once read as the name "['cup']".
+    grids = np.zeros((4, 3, 3, 3), np.uint8)
+    np.savez(tmp_path / "column.npz", X=grids, y=np.array([0, 1, 1, 0]),
+             categories=np.array([["cup"], ["mug"]]))
+    column = VoxelShapes(tmp_path / "column.npz", categories=["mug"])
+    assert column.classes == ["cup", "mug"] and list(column.indices) == [1, 2]
+    np.savez(tmp_path / "table.npz", X=grids, y=np.array([0, 1, 1, 0]),
+             categories=np.array([["cup", "tall"], ["mug", "short"]]))
+    with pytest.raises(ValueError, match=r"table.npz: categories must be names \(K,\) or "
+                                         r"\(K, 1\), got \(2, 2\)"):
+        VoxelShapes(tmp_path / "table.npz")
+
+
 def test_load_voxel_shapes_from_every_source(cache: Path, tree: Path, tmp_path: Path) -> None:
     batch = load_voxel_shapes(cache, split="test", categories=["chair"])
     assert batch.shape == (2, 1, R, R, R) and batch.dtype == torch.float32

@@ -291,8 +291,15 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("no images here")
-    with pytest.raises(ValueError, match=r"no image files .* in .*empty"):
+    with pytest.raises(ValueError, match=r"no image files .* in .*empty$"):
         ImageFolder(empty, size=8)
+    # One folder per class: the message names them, not only "no image files".
+    (tmp_path / "classes").mkdir()
+    for name in ("dog", "cat"):
+        make_folder(tmp_path / "classes" / name, n=1)
+    with pytest.raises(ValueError, match=r"in .*classes \(it holds the folders cat, dog; "
+                                         r"folders inside are not read"):
+        ImageFolder(tmp_path / "classes", size=8)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ImageFolder(tmp_path / "nowhere", size=8)
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from stgconv.checks import as_int, class_numbers, npz_array, npz_length, open_npz
 from stgconv.data.base import NamedDataset
-from stgconv.io.folder import list_files
+from stgconv.io.folder import folder_names, list_files
 from stgconv.io.image import IMAGE_SUFFIXES, check_channels, from_levels, load_image, luma
 
 NPZ_CHUNK = 4096
@@ -58,7 +58,11 @@ class ImageFolder(NamedDataset):
             max_images = as_int(max_images, "max_images", minimum=1)
         files = list_files(self.root, IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}")
+            # A folder per class (torchvision's ImageFolder layout) read as no images at all.
+            held = folder_names(self.root)
+            raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}"
+                             + (f" (it holds the folders {held}; folders inside are not read: "
+                                f"give the folder that holds the images)" if held else ""))
         self.files = files[:max_images] if max_images is not None else files
         self.channels = channels
         self.transform = transform

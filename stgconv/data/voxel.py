@@ -362,7 +362,13 @@ class VoxelShapes(LazyH5, NamedDataset):
             raise ValueError(f"{self.root}: y has negative labels ({labels.min()})")
         self.classes_stored = names is not None
         if names is not None:
-            classes = [as_text(name) for name in np.atleast_1d(names)]
+            names = np.atleast_1d(names)
+            if names.ndim == 2 and names.shape[1] == 1:  # (K, 1), a column of names
+                names = names[:, 0]
+            if names.ndim != 1:  # else each row read as one name, "['chair']"
+                raise ValueError(f"{self.root}: categories must be names (K,) or (K, 1), got "
+                                 f"{names.shape}")
+            classes = [as_text(name) for name in names]
             # A repeated name would merge two classes; too few would leave labels unnamed.
             if len(set(classes)) != len(classes):
                 raise ValueError(f"{self.root}: categories must be distinct names, got {classes}")
