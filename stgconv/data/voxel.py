@@ -510,6 +510,9 @@ def load_voxel_shapes(
     if resolution is not None and side != resolution and not path.is_dir():
         raise ValueError(f"the shapes in {path} are {side}^3 but resolution={resolution} was "
                          f"asked (use pad_to= to pad smaller grids)")
+    if pad_to is not None and side > pad_to:  # pad_grids' own refusal named neither
+        raise ValueError(f"the shapes in {path} are {side}^3, larger than the side {pad_to} "
+                         f"they are padded to (pad_to, a model's data.size)")
     return batch if pad_to is None else pad_grids(batch, pad_to)
 
 
