@@ -45,7 +45,7 @@ def synthetic_digits(n: int, size: int, generator: torch.Generator) -> torch.Ten
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=MNIST, help="MNIST .npz (Keras layout)")
     parser.add_argument("--json", type=json_file, help="write the printed numbers here")
@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         digits, steps = synthetic_digits(64, 8, g), 20
     else:
         # A fixed random 2000 of the 60000: the file is ordered by writer.
-        digits = load_npz_images(args.data, size=28, channels=1, max_images=2000)
+        try:  # a file of another layout: the loader's one line, not its traceback
+            digits = load_npz_images(args.data, size=28, channels=1, max_images=2000)
+        except ValueError as error:
+            parser.error(str(error))
         steps = 300
     train, held_out = digits[: len(digits) // 2], digits[len(digits) // 2:]
 

@@ -48,7 +48,7 @@ def synthetic_digits(n: int, generator: torch.Generator) -> tuple[torch.Tensor, 
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=MNIST, help="MNIST .npz (Keras layout)")
     parser.add_argument("--json", type=json_file, help="write the printed numbers here")
@@ -65,10 +65,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         iterations, classes = 10, 2
     else:
         # Random subsets: both splits are ordered by writer.
-        train_x = load_npz_images(args.data, size=28, channels=1, max_images=10000)
-        train_y = load_npz_labels(args.data, max_images=10000)
-        test_x = load_npz_images(args.data, key="x_test", size=28, channels=1, max_images=2000)
-        test_y = load_npz_labels(args.data, key="y_test", images="x_test", max_images=2000)
+        try:  # a file of another layout: the loader's one line, not its traceback
+            train_x = load_npz_images(args.data, size=28, channels=1, max_images=10000)
+            train_y = load_npz_labels(args.data, max_images=10000)
+            test_x = load_npz_images(args.data, key="x_test", size=28, channels=1,
+                                     max_images=2000)
+            test_y = load_npz_labels(args.data, key="y_test", images="x_test", max_images=2000)
+        except ValueError as error:
+            parser.error(str(error))
         iterations, classes = 600, 10
 
     # A narrow net (width 16, not 64) keeps this within CPU minutes.

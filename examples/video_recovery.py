@@ -51,7 +51,7 @@ def synthetic_clip(frames: int, size: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=VIDEO / "flag.avi", help="a video file")
     parser.add_argument("--mask", type=Path, default=VIDEO / "masks/flag_region_type.mat",
@@ -73,8 +73,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         iterations, warmup, last = 4, 2, 2
         learned = replace(learned, iterations=4, patterns=2, width=8, crop_size=8, batch=2)
     else:
-        truth = load_video(args.data, n_frames=70, size=150)               # (3, 70, 150, 150)
-        known = load_mask(args.mask)                                       # (3, 70, 150, 150)
+        try:  # a short clip or another mask: the loader's one line, not its traceback
+            truth = load_video(args.data, n_frames=70, size=150)           # (3, 70, 150, 150)
+            known = load_mask(args.mask)                                   # (3, 70, 150, 150)
+        except ValueError as error:
+            parser.error(str(error))
+        if known.shape[-3:] != truth.shape[-3:]:  # else a broadcasting error further on
+            parser.error(f"{args.mask} is a mask of {tuple(known.shape[-3:])} (T, H, W); this "
+                         f"example reads the clip as {tuple(truth.shape[-3:])}")
         iterations, warmup, last = 10, 5, 5
     observed = truth.where(known, torch.nan)  # what the user has: hidden pixels unknown
 

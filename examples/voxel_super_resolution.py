@@ -45,7 +45,7 @@ def synthetic_shapes(n: int, size: int, generator: torch.Generator) -> torch.Ten
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=BEDS, help=".npz of (N, 64, 64, 64) shapes")
     parser.add_argument("--out", type=Path, default=Path("outputs/examples/voxel_sr"))
@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.smoke:
         shapes, n_test, iterations = synthetic_shapes(12, 16, g), 4, 2
     else:
-        shapes, n_test, iterations = to_tensor(load_voxels(args.data)), 43, 15  # (N, 1, 64^3)
+        try:  # a file of another layout: the loader's one line, not its traceback
+            shapes = to_tensor(load_voxels(args.data))                      # (N, 1, 64^3)
+        except ValueError as error:
+            parser.error(str(error))
+        n_test, iterations = 43, 15
     train, test = shapes[:-n_test], shapes[-n_test:]
     side = shapes.shape[-1]
 

@@ -211,9 +211,17 @@ class HybridTrainer(Trainer):
                 k = int(counts.argmin())
                 held = ("" if world is None else f" in process 0's share of the examples "
                         f"(0, {world.size}, {2 * world.size}, ...)")
+                # Data of fewer classes under a config's classifier (MNIST's 10): the fix is
+                # more likely the class count than dropping the fit. Not for a share, which
+                # may lack classes that other processes hold.
+                top, fix = int(self.labels.max()), ""
+                if world is None and k > top:
+                    held = f", past the labels' last class {top} of model.n_classes = {n_classes}"
+                    fix = f"model.n_classes: {top + 1} or "
                 raise ValueError(f"jem.feature_rank fits a Gaussian to each class's features "
                                  f"when training ends, and class {k} has {int(counts[k])} "
-                                 f"examples{held} (at least 2 needed): set jem.feature_rank: 0")
+                                 f"examples{held} (at least 2 needed): set {fix}"
+                                 "jem.feature_rank: 0")
             with torch.no_grad():
                 energy.features(data[:1])
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)

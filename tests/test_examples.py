@@ -11,6 +11,7 @@ import os
 import runpy
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -69,6 +70,74 @@ def test_example_without_its_data_says_so_in_one_line(script, tmp_path, capsys):
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         f"error: {missing} not found: pass --data PATH, or --smoke")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def digits_without_a_test_split(folder: Path) -> list[str]:
+    np.savez(folder / "digits.npz", x_train=np.zeros((4, 28, 28), np.uint8),
+             y_train=np.arange(4))
+    return ["--data", str(folder / "digits.npz")]
+
+
+def digits_as_floats(folder: Path) -> list[str]:
+    np.savez(folder / "digits.npz", x_train=np.zeros((4, 28, 28), np.float32))
+    return ["--data", str(folder / "digits.npz")]
+
+
+def clip_and_mask(folder: Path, *, frames: int, mask: tuple[int, int, int]) -> list[str]:
+    from stgconv.io.video import save_video
+    save_video(torch.zeros(3, frames, 16, 16), folder / "clip.mkv", fps=10)
+    np.save(folder / "mask.npy", np.zeros(mask, np.uint8))
+    return ["--data", str(folder / "clip.mkv"), "--mask", str(folder / "mask.npy"),
+            "--out", str(folder / "outputs")]
+
+
+def shapes_as_text(folder: Path) -> list[str]:
+    (folder / "shapes.txt").write_text("chairs")
+    return ["--data", str(folder / "shapes.txt")]
+
+
+# A user's own file each example cannot use, and the end of the line that says why.
+UNUSABLE_DATA = [
+    ("jem_ood.py", digits_without_a_test_split, "digits.npz: no array 'x_test' (it has x_train, "
+     "y_train)"),
+    ("compose_experts.py", digits_as_floats, "digits.npz: x_train must be uint8 (N, H, W) or "
+     "(N, H, W, C) with C 1 to 4, got float32 (4, 28, 28)"),
+    ("video_recovery.py", partial(clip_and_mask, frames=5, mask=(70, 150, 150)),
+     "clip.mkv has 5 frames (5 available from start_frame)"),
+    ("video_recovery.py", partial(clip_and_mask, frames=70, mask=(70, 16, 16)),
+     "mask.npy is a mask of (70, 16, 16) (T, H, W); this example reads the clip as "
+     "(70, 150, 150)"),
+    ("voxel_super_resolution.py", shapes_as_text, "suffix must be one of .mat, .binvox, .npy, "
+     ".npz, .h5, .hdf5, got '.txt'"),
+]
+
+
+@pytest.mark.parametrize("script, make, says", UNUSABLE_DATA)
+def test_example_refuses_data_it_cannot_use_in_one_line(script, make, says, tmp_path, capsys):
+    """A file that is there but of another layout or length: exit 2 and the loader's own line
+    (each was a traceback, the mask of another size one from broadcasting); nothing written."""
+    main = runpy.run_path(str(EXAMPLES / script))["main"]
+    (tmp_path / "inputs").mkdir()
+    argv = make(tmp_path / "inputs")
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + ["--json", str(tmp_path / "numbers.json")])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert ": error: " in last and last.endswith(says)
+    assert [p.name for p in tmp_path.iterdir()] == ["inputs"]
+
+
+def test_example_help_gives_the_docstrings_whole_first_paragraph(capsys):
+    """Not its first line, which ended jem_ood's mid-sentence ("... and how well its")."""
+    main = runpy.run_path(str(EXAMPLES / "jem_ood.py"))["main"]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert " ".join(capsys.readouterr().out.split()).endswith(
+        "A tiny JEM: a digit classifier that is also an energy model; its accuracy, and how "
+        "well its scores tell MNIST test digits from inverted ones (white strokes become black "
+        "on white). options: -h, --help show this help message and exit --smoke tiny synthetic "
+        "run --data DATA MNIST .npz (Keras layout) --json JSON write the printed numbers here "
+        "--seed SEED")
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))

@@ -6,6 +6,7 @@ kept), the config's and data's checks, and ``stgconv train`` end to end on tiny 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -351,10 +352,14 @@ def test_the_trainer_refuses_bad_labels() -> None:
         HybridTrainer(*args, labels > 0)
     # The feature fit runs when training ends: what would fail it is refused before training.
     one_of_class_2 = torch.tensor([0, 1, 0, 1, 0, 2])
-    with pytest.raises(ValueError, match="class 2 has 1 examples.*jem.feature_rank: 0"):
+    with pytest.raises(ValueError, match=re.escape(
+            "class 2 has 1 examples (at least 2 needed): set jem.feature_rank: 0")):
         HybridTrainer(*args, one_of_class_2, jem=JEMConfig(feature_rank=2))
-    # The classifier's last class with no example at all is short too.
-    with pytest.raises(ValueError, match="class 2 has 0 examples"):
+    # The classifier's last class with no example at all is short too; labels that stop
+    # short of the classifier's classes suggest the class count that fits them as well.
+    with pytest.raises(ValueError, match=re.escape(
+            "class 2 has 0 examples, past the labels' last class 1 of model.n_classes = 3 (at "
+            "least 2 needed): set model.n_classes: 2 or jem.feature_rank: 0")):
         HybridTrainer(*args, labels % 2, jem=JEMConfig(feature_rank=2))
     # Under torchrun process 0 fits on its share: the message says where the class is short.
     with pytest.raises(ValueError, match=r"class 2 has 1 examples in process 0's share of the "
