@@ -351,6 +351,25 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
     return saved if saved.is_file() else None
 
 
+def _check_config_of_another_run(config: ExperimentConfig, args: argparse.Namespace,
+                                 values: dict[str, str]) -> None:
+    """Refuse ``train RUN/config.yaml --resume`` where RUN was moved or copied: the file's
+    out_dir still names the folder it was trained in, so the run there was continued (a copy's
+    original) or, gone, was looked for there, never the RUN the user named."""
+    given = Path(args.config)
+    folder = given.parent
+    if given.name != "config.yaml" or not (folder / FILENAME).is_file():
+        return
+    if "out_dir" in values or any(key == ["out_dir"] for key, _ in
+                                  map(parse_override, args.overrides)):
+        return  # the folder to resume is given, and the config only compared with its own
+    if Path(config.out_dir).resolve() != folder.resolve():
+        raise ValueError(f"{given} is the config of the run in {folder}, but its out_dir is "
+                         f"{config.out_dir} (the run was moved or copied), where --resume would "
+                         f"look instead: stgconv train --out {shlex.quote(str(folder))} "
+                         "--resume")
+
+
 def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,
                           values: dict[str, str]) -> None:
     """Refuse ``train CONFIG --resume`` where CONFIG differs from the run's own config.yaml:
@@ -568,6 +587,7 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         config = load_config(_train_config(args), args.overrides, values,
                              saved=args.resume and args.config is None)
         if args.resume and args.config is not None:
+            _check_config_of_another_run(config, args, values)
             _check_resumed_config(config, args, values)
         if args.print_config:
             print(config_yaml(config), end="")

@@ -1200,7 +1200,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         # Types too: `True == 1` and `1.0 == 1` in Python, so `in` would let them through.
         if not any(type(value) is type(a) and value == a for a in args):
-            raise ValueError(f"{key} must be one of {list(args)}, got {value!r}")
+            words = all(isinstance(a, str) for a in args)
+            raise ValueError(f"{key} must be one of {list(args)}, got "
+                             f"{_shown_for_a_word(value) if words else repr(value)}")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -1230,9 +1232,20 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return value
     if tp in (str, bool):
         if not isinstance(value, tp):
-            raise ValueError(f"{key} must be a {tp.__name__}, got {value!r}")
+            shown = _shown_for_a_word(value) if tp is str else repr(value)
+            raise ValueError(f"{key} must be a {tp.__name__}, got {shown}")
         return value
     raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _shown_for_a_word(value: Any) -> str:
+    """``value`` as the refusal of a word shows it. YAML 1.1 (PyYAML) reads a bare yes, no, on
+    or off as a boolean: ``name: off`` was refused as "got False", which did not say where the
+    boolean came from."""
+    if isinstance(value, bool):
+        return (f"{value!r} (YAML reads a bare yes, no, on, off, true or false as a boolean: "
+                "quote the word)")
+    return repr(value)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -1384,6 +1397,12 @@ def _deep_copy(data: Any) -> Any:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        # "not found" sent a user to look for a path that was there: a run folder, given
+        # where its settings file goes (stgconv recover --config runs/a).
+        inside = path / "config.yaml"
+        hint = f"; the run's settings are {inside}" if inside.is_file() else ""
+        raise FileNotFoundError(f"config file {path} is a folder, not a YAML file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     with path.open(encoding="utf-8") as fh:

@@ -318,6 +318,30 @@ def test_resume_refuses_a_config_file_that_is_not_the_runs(texture_run: Path, tm
     assert load_checkpoint(run)["iteration"] == 3
 
 
+def test_resume_refuses_the_config_yaml_of_a_moved_or_copied_run(texture_run: Path,
+                                                                  tmp_path: Path, capsys) -> None:
+    """A run's config.yaml names the folder it was trained in: given as CONFIG from a copy,
+    --resume continued the original run, and from a moved run it looked where the run was."""
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    shutil.copytree(texture_run, original)
+    saved = (original / "config.yaml").read_text()
+    (original / "config.yaml").write_text(saved.replace(str(texture_run), str(original)))
+    shutil.copytree(original, copy)
+    before = (original / "checkpoint.pt").read_bytes()
+    for gone in (False, True):
+        if gone:
+            shutil.rmtree(original)
+        code, _, err = run_main(["train", str(copy / "config.yaml"), "--set",
+                                 "train.n_iterations=3", "--resume", "--quiet"], capsys)
+        assert code == 2, err
+        assert (f"{copy / 'config.yaml'} is the config of the run in {copy}, but its out_dir is "
+                f"{original} (the run was moved or copied), where --resume would look instead: "
+                f"stgconv train --out {copy} --resume") in err, err
+        assert (copy / "checkpoint.pt").read_bytes() == before
+        assert gone or (original / "checkpoint.pt").read_bytes() == before
+    assert not original.exists()
+
+
 @pytest.mark.parametrize("changes, shown", [
     # The first four in the order of their keys; train.lr is the one more.
     ({"train": {"lr": 0.5}, "sampler": {"n_steps": 5, "step_size": 0.5}},

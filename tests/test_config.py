@@ -313,6 +313,13 @@ def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
         ("model.layers=[[8, null, 1]]", r"model\.layers\[0\]\[1\] must be an integer, got None"),
         ("name=5", r"name must be a str"),
         ("name=true", r"name must be a str, got True"),
+        # A bare yes/no/on/off is a boolean to YAML 1.1: where a word is expected, said so.
+        ("name=off", r"name must be a str, got False \(YAML reads a bare yes, no, on, off, true "
+                     r"or false as a boolean: quote the word\)$"),
+        ("sampler.kind=yes", r"sampler\.kind must be one of \['langevin', 'mala', 'hmc'\], got "
+                             r"True \(YAML reads a bare yes, no, on, off, true or false as a "
+                             r"boolean: quote the word\)$"),
+        ("data.channels=on", r"data\.channels must be one of \[1, 3\], got True$"),
         ("model=3", r"config section model must be a mapping"),
     ],
 )
@@ -553,9 +560,19 @@ def test_config_is_frozen() -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match="config file not found: .*nope.yaml$"):
         load_config(tmp_path / "nope.yaml")
-    with pytest.raises(FileNotFoundError, match="config file not found"):  # a folder
+
+
+def test_a_folder_given_as_the_config_file_is_named_as_a_folder(tmp_path: Path) -> None:
+    # Not "not found": the path is there. A run folder's own settings file is pointed to.
+    with pytest.raises(FileNotFoundError, match=f"^config file {re.escape(str(tmp_path))} is a "
+                                                "folder, not a YAML file$"):
+        load_config(tmp_path)
+    (tmp_path / "config.yaml").write_text("seed: 3\n")
+    inside = re.escape(str(tmp_path / "config.yaml"))
+    with pytest.raises(FileNotFoundError, match=f"is a folder, not a YAML file; the run's "
+                                                f"settings are {inside}$"):
         load_config(tmp_path)
 
 
