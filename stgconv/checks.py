@@ -364,7 +364,12 @@ def npz_array(archive: Any, key: str, path: str | Path) -> Any:
     try:
         array = archive[key]
     except ValueError as err:
-        raise ValueError(f"cannot read array {key!r} of {path}: {err}") from err
+        # Names from pandas (`.unique()`) or a list of mixed types are saved as Python objects:
+        # numpy's line alone did not say how to save them so that they load.
+        remedy = ("; it holds Python objects, never unpickled here: save numbers as a numeric "
+                  "array and names as text (`np.asarray(names, dtype=str)`)"
+                  if "Object arrays" in str(err) else "")
+        raise ValueError(f"cannot read array {key!r} of {path}: {err}{remedy}") from err
     except MemoryError as err:  # numpy allocates what the header declares before reading
         raise ValueError(f"cannot read array {key!r} of {path}: its header declares more than "
                          f"memory holds ({err})") from err

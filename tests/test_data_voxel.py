@@ -318,6 +318,13 @@ def test_npz_sources(tmp_path: Path) -> None:
     np.savez(tmp_path / "objects.npz", X=grids, y=np.array([2, "chair", 1, 9, 2], dtype=object))
     with pytest.raises(ValueError, match=r"cannot read array 'y' of .*objects.npz: Object"):
         VoxelShapes(tmp_path / "objects.npz")
+    # Names as pandas' .unique() gives them: how to save them so that they load is said.
+    np.savez(tmp_path / "pandas.npz", X=grids, y=np.arange(5) % 2,
+             categories=np.array(["cup", "mug"], dtype=object))
+    with pytest.raises(ValueError, match=re.escape(
+            "allow_pickle=False; it holds Python objects, never unpickled here: save numbers as "
+            "a numeric array and names as text (`np.asarray(names, dtype=str)`)")):
+        VoxelShapes(tmp_path / "pandas.npz")
     np.savez(tmp_path / "one.npz", X=grids[0])
     with pytest.raises(ValueError, match=r"X must be a batch \(N, R, R, R\), got \(6, 6, 6\)"):
         VoxelShapes(tmp_path / "one.npz")
