@@ -534,7 +534,11 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["train", *TINY, "--resume", "--out", str(tmp_path / "r6")], "checkpoint not found"),
         # A path of the other kind is named as such, not as missing.
         (["train", *TINY, "--data", str(tmp_path), "--out", str(tmp_path / "r7")],
-         f"{tmp_path} is a folder, not an image file"),
+         f"{tmp_path} is a folder: data.kind texture learns from one image file; data.kind "
+         "objects reads a folder of images"),
+        (["train", *TINY, "--data", str(tmp_path / "digits.npz"), "--out", str(tmp_path / "r11")],
+         f"{tmp_path / 'digits.npz'} is an .npz file: data.kind texture learns from one image "
+         "file; data.kind objects reads an .npz file of images"),
         (["train", *TINY, "--set", "data.kind=objects", "--data", str(garbage), "--out",
           str(tmp_path / "r8")], f"{garbage} is a file, not a folder of images"),
         # Sizes typed a few digits too long are refused before the allocation fails.
@@ -544,6 +548,7 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
           "chains.buffer_capacity=300000", "--out", str(tmp_path / "r10")],
          "chains.buffer_capacity=300000 makes a (300000, 1, 32, 32) tensor"),
     ]
+    np.savez(tmp_path / "digits.npz", x_train=np.zeros((2, 8, 8), np.uint8))
     for args, message in cases:
         code, out, err = run_main(args, capsys)
         assert code == 2, (args, err)

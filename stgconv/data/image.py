@@ -87,6 +87,14 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
     holds them (:func:`load_npz_images`).
     """
     if kind == "texture":
+        many = ("a folder" if Path(path).is_dir() else
+                "an .npz file" if Path(path).suffix.lower() == ".npz" and Path(path).is_file()
+                else None)
+        if many is not None:
+            # Else "is a folder, not an image file" / "not an image file Pillow can identify",
+            # which did not say that the other kind reads such data.
+            raise ValueError(f"{path} is {many}: data.kind texture learns from one image "
+                             f"file; data.kind objects reads {many} of images")
         return load_image(path, channels=channels, size=size).unsqueeze(0)
     if kind == "objects" and Path(path).suffix.lower() == ".npz":
         return load_npz_images(path, size=size, channels=channels, max_images=max_images)
