@@ -331,6 +331,11 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     _voxel_chain_arguments(p)
 
 
+def _out_dir_overrides(args: argparse.Namespace) -> list[object]:
+    """The values of the ``--set out_dir=...`` overrides, in order."""
+    return [value for path, value in map(parse_override, args.overrides) if path == ["out_dir"]]
+
+
 def _train_config(args: argparse.Namespace) -> str | Path | None:
     """The YAML file train starts from: the one given, else for --resume the run's own
     config.yaml (the defaults would train it on other data), else none (the defaults)."""
@@ -338,7 +343,7 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
         return args.config
     # The folder as train will see it: --out, else a --set out_dir=..., else the default's
     # (the other overrides are the run's to check, not the defaults').
-    given = [value for path, value in map(parse_override, args.overrides) if path == ["out_dir"]]
+    given = _out_dir_overrides(args)
     folder = args.out if args.out is not None else given[-1] if given else load_config().out_dir
     if not isinstance(folder, str):  # --set out_dir=2024: the config's load names it
         return None
@@ -360,8 +365,7 @@ def _check_config_of_another_run(config: ExperimentConfig, args: argparse.Namesp
     folder = given.parent
     if given.name != "config.yaml" or not (folder / FILENAME).is_file():
         return
-    if "out_dir" in values or any(key == ["out_dir"] for key, _ in
-                                  map(parse_override, args.overrides)):
+    if "out_dir" in values or _out_dir_overrides(args):
         return  # the folder to resume is given, and the config only compared with its own
     if Path(config.out_dir).resolve() != folder.resolve():
         raise ValueError(f"{given} is the config of the run in {folder}, but its out_dir is "

@@ -87,9 +87,9 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
     holds them (:func:`load_npz_images`).
     """
     if kind == "texture":
-        many = ("a folder" if Path(path).is_dir() else
-                "an .npz file" if Path(path).suffix.lower() == ".npz" and Path(path).is_file()
-                else None)
+        source = Path(path)
+        many = ("a folder" if source.is_dir() else
+                "an .npz file" if source.suffix.lower() == ".npz" and source.is_file() else None)
         if many is not None:
             # Else "is a folder, not an image file" / "not an image file Pillow can identify",
             # which did not say that the other kind reads such data.
