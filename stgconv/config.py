@@ -16,6 +16,7 @@ import re
 import types
 import typing
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -1412,8 +1413,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"config file {path} is not valid YAML: {_yaml_problem(err)}"
                              ) from err
         except UnicodeDecodeError as err:
-            raise ValueError(f"config file {path} is not a YAML text file (a checkpoint? "
-                             "continue a run with train --out RUN --resume)") from err
+            raise ValueError(f"config file {path} {_why_not_text(path)}") from err
         except RecursionError as err:  # PyYAML reads nested values by recursion
             raise ValueError(f"config file {path} nests {NESTED_TOO_DEEPLY}") from err
     if data is None:
@@ -1424,6 +1424,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return _deep_copy(data)  # refused here, where the message can name the file
     except ValueError as err:
         raise ValueError(f"config file {path}: {err}") from err
+
+
+def _why_not_text(path: Path) -> str:
+    """Why ``path`` did not read as UTF-8: an archive (a checkpoint given where its run's
+    settings go), or text saved in another encoding, e.g. a comment with an accent written by an
+    editor in cp1252, where "a checkpoint?" would mislead."""
+    if zipfile.is_zipfile(path):
+        return ("is a zip archive, not YAML text (a checkpoint? continue a run with train --out "
+                "RUN --resume)")
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        return (f"is not UTF-8 text: byte 0x{data[err.start]:02x} on line {line} (save it as "
+                "UTF-8)")
+    return "is not UTF-8 text"  # changed while it was read
 
 
 def _yaml_problem(err: yaml.YAMLError) -> str:

@@ -639,10 +639,17 @@ def test_voxel_paper_configs_keep_the_authors_settings() -> None:
 
 
 def test_a_binary_file_or_an_outsized_seed_is_named(tmp_path: Path) -> None:
-    binary = tmp_path / "checkpoint.pt"
-    binary.write_bytes(b"PK\x03\x04\x80\xff" * 20)
-    with pytest.raises(ValueError, match="checkpoint.pt is not a YAML text file"):
-        load_config(binary)
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"step": 1}, checkpoint)  # a zip archive, as every torch.save since 1.6
+    with pytest.raises(ValueError, match="checkpoint.pt is a zip archive, not YAML text "
+                                         r"\(a checkpoint\?"):
+        load_config(checkpoint)
+    # An accent in a comment, saved by an editor in cp1252: no checkpoint to suggest.
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: a\n# r\u00e9sum\u00e9\nseed: 1\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"latin.yaml is not UTF-8 text: byte 0xe9 on line 2 "
+                                         r"\(save it as UTF-8\)$"):
+        load_config(latin)
     for seed in ("-1", str(SEED_LIMIT), "100000000000000000000000"):
         with pytest.raises(ValueError, match="seed must be an int in"):
             load_config(None, [f"seed={seed}"])
