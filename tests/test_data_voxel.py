@@ -325,9 +325,10 @@ def test_npz_sources(tmp_path: Path) -> None:
             "allow_pickle=False; it holds Python objects, never unpickled here: save numbers as "
             "a numeric array and names as text (`np.asarray(names, dtype=str)`)")):
         VoxelShapes(tmp_path / "pandas.npz")
-    np.savez(tmp_path / "one.npz", X=grids[0])
-    with pytest.raises(ValueError, match=r"X must be a batch \(N, R, R, R\), got \(6, 6, 6\)"):
-        VoxelShapes(tmp_path / "one.npz")
+    # One grid (R, R, R) is a batch of one, as the evaluations read the same file.
+    np.savez(tmp_path / "one.npz", X=grids[2])
+    one = VoxelShapes(tmp_path / "one.npz")
+    assert len(one) == 1 and torch.equal(one[0][0], torch.from_numpy(grids[2]).float()[None])
     np.savez(tmp_path / "flat.npz", X=np.zeros((2, 4, 5, 4), np.uint8))
     with pytest.raises(ValueError, match="cubic"):
         VoxelShapes(tmp_path / "flat.npz")

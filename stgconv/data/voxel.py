@@ -345,9 +345,10 @@ class VoxelShapes(LazyH5, NamedDataset):
                      if "categories" in archive.files else None)
         # Integer data must be binary and stays uint8 (4x smaller than float32 in memory).
         binary = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
-        self._array = check_grids(array, binary=binary, name=str(self.root))
-        if self._array.ndim != 4:
-            raise ValueError(f"{self.root}: X must be a batch (N, R, R, R), got {array.shape}")
+        grids = check_grids(array, binary=binary, name=str(self.root))
+        # One grid (R, R, R) is a batch of one, as a plain voxel file and the evaluations read
+        # it: np.savez("bed.npz", X=grid) trained nothing but scored.
+        self._array = grids[None] if grids.ndim == 3 else grids
         n = len(self._array)
         if labels is None:
             return np.full(n, -1, dtype=np.int64), None, self._array.shape[1], None, None
