@@ -1,6 +1,6 @@
 """``stgconv.data.prepare.run_build``: what every ``datasets/*/prepare.py`` does around its cache
 build: refuse an OUT it must not write, time the build, print its warnings, and turn bad input
-into ``error: ...`` on stderr (the scripts then exit with status 2)."""
+into ``PROGRAM: error: ...`` on stderr (the scripts then exit with status 2)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from stgconv.data.prepare import run_build
 from stgconv.io.atomic import write_error
 
 SUFFIXES = (".h5", ".hdf5")
+PROGRAM = "python datasets/kind/prepare.py"
+# run_build as a script calls it: its cache suffixes and its name for the messages.
+build_as_script = partial(run_build, suffixes=SUFFIXES, program=PROGRAM)
 
 
 class Build:
@@ -42,7 +46,7 @@ def test_success_returns_the_build_result_and_its_time(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "clips.h5"
     build = Build(out, sleep=0.05)
-    written, seconds = run_build(out, build, suffixes=SUFFIXES, overwrite=False)
+    written, seconds = build_as_script(out, build, overwrite=False)
     assert written == out and out.read_text() == "cache" and build.calls == 1
     assert 0.05 <= seconds < 5
     assert capsys.readouterr() == ("", "")  # nothing to report
@@ -51,7 +55,7 @@ def test_success_returns_the_build_result_and_its_time(tmp_path: Path,
 def test_returns_what_build_returned(tmp_path: Path) -> None:
     # The build may write somewhere else (e.g. a normalised name); its answer is passed on.
     other = tmp_path / "elsewhere.h5"
-    result = run_build(tmp_path / "out.h5", lambda: other, suffixes=SUFFIXES, overwrite=False)
+    result = build_as_script(tmp_path / "out.h5", lambda: other, overwrite=False)
     assert result is not None and result[0] == other
 
 
@@ -60,16 +64,16 @@ def test_wrong_suffix_is_refused_before_building(tmp_path: Path, name: str,
                                                  capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / name
     build = Build(out)
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is None
+    assert build_as_script(out, build, overwrite=True) is None
     assert build.calls == 0 and not out.exists()
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == f"error: OUT must end in .h5 or .hdf5, got {out}\n"
+    assert captured.err == f"{PROGRAM}: error: OUT must end in .h5 or .hdf5, got {out}\n"
 
 
 def test_suffix_check_ignores_case(tmp_path: Path) -> None:
     out = tmp_path / "CLIPS.HDF5"
-    assert run_build(out, Build(out), suffixes=SUFFIXES, overwrite=False) is not None
+    assert build_as_script(out, Build(out), overwrite=False) is not None
     assert out.read_text() == "cache"
 
 
@@ -77,11 +81,12 @@ def test_existing_out_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixt
     out = tmp_path / "clips.h5"
     out.write_text("old")
     build = Build(out)
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=False) is None
+    assert build_as_script(out, build, overwrite=False) is None
     assert build.calls == 0 and out.read_text() == "old"
-    assert capsys.readouterr().err == f"error: {out} exists; pass --overwrite to replace it\n"
+    assert capsys.readouterr().err == (f"{PROGRAM}: error: {out} exists; pass --overwrite to "
+                                       "replace it\n")
 
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is not None
+    assert build_as_script(out, build, overwrite=True) is not None
     assert build.calls == 1 and out.read_text() == "cache"
     assert capsys.readouterr().err == ""
 
@@ -92,8 +97,8 @@ def test_existing_out_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_bad_input_becomes_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                          error: Exception) -> None:
     out = tmp_path / "clips.h5"
-    assert run_build(out, Build(out, error=error), suffixes=SUFFIXES, overwrite=False) is None
-    assert capsys.readouterr().err == f"error: {error}\n"
+    assert build_as_script(out, Build(out, error=error), overwrite=False) is None
+    assert capsys.readouterr().err == f"{PROGRAM}: error: {error}\n"
     assert not out.exists()
 
 
@@ -103,7 +108,7 @@ def test_failed_overwrite_keeps_the_old_out(tmp_path: Path) -> None:
     out = tmp_path / "clips.h5"
     out.write_text("old")
     build = Build(out, error=ValueError("bad"))
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=True) is None
+    assert build_as_script(out, build, overwrite=True) is None
     assert out.read_text() == "old"
 
 
@@ -116,9 +121,9 @@ def test_an_out_that_is_a_folder_is_refused_before_building(tmp_path: Path,
     out = tmp_path / "clips.h5"
     out.mkdir()
     build = Build(out)
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=overwrite) is None
+    assert build_as_script(out, build, overwrite=overwrite) is None
     assert build.calls == 0  # refused before the build's minutes (it failed after them)
-    assert capsys.readouterr().err.startswith(f"error: OUT {out} is a folder")
+    assert capsys.readouterr().err.startswith(f"{PROGRAM}: error: OUT {out} is a folder")
 
 
 def test_an_out_whose_name_is_too_long_is_one_error_line(tmp_path: Path,
@@ -127,10 +132,10 @@ def test_an_out_whose_name_is_too_long_is_one_error_line(tmp_path: Path,
     before any check."""
     out = tmp_path / ("x" * 300 + ".h5")
     build = Build(out)
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=False) is None
+    assert build_as_script(out, build, overwrite=False) is None
     assert build.calls == 0
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith(f"{PROGRAM}: error: ") and err.count("\n") == 1
     assert os.strerror(errno.ENAMETOOLONG) in err
 
 
@@ -138,7 +143,7 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "clips.h5"
     out.write_text("old")
     with pytest.raises(SystemExit) as stopped:
-        run_build(out, Build(out, error=KeyboardInterrupt()), suffixes=SUFFIXES, overwrite=True)
+        build_as_script(out, Build(out, error=KeyboardInterrupt()), overwrite=True)
     assert stopped.value.code == 130 and out.read_text() == "old"
     assert capsys.readouterr().err == f"interrupted: {out} not written (the old one kept)\n"
 
@@ -150,9 +155,10 @@ def test_a_cache_that_fails_part_way_through_its_write_is_one_line_and_status_1(
     out = tmp_path / "clips.h5"
     error = write_error(errno.ENOSPC, "No space left on device", out)
     with pytest.raises(SystemExit) as stopped:
-        run_build(out, Build(out, error=error), suffixes=SUFFIXES, overwrite=False)
+        build_as_script(out, Build(out, error=error), overwrite=False)
     assert stopped.value.code == 1
-    assert capsys.readouterr().err == f"error: [Errno 28] No space left on device: '{out}'\n"
+    assert capsys.readouterr().err == (f"{PROGRAM}: error: [Errno 28] No space left on device: "
+                                       f"'{out}'\n")
 
 
 @pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("k")])
@@ -160,7 +166,7 @@ def test_other_errors_propagate(tmp_path: Path, error: Exception) -> None:
     # Only bad input is turned into a message; a bug must surface with its traceback.
     out = tmp_path / "clips.h5"
     with pytest.raises(type(error)):
-        run_build(out, Build(out, error=error), suffixes=SUFFIXES, overwrite=False)
+        build_as_script(out, Build(out, error=error), overwrite=False)
 
 
 def test_warnings_are_printed_every_time_and_not_reraised(tmp_path: Path,
@@ -171,7 +177,7 @@ def test_warnings_are_printed_every_time_and_not_reraised(tmp_path: Path,
                              "fps differs"))
     with warnings.catch_warnings(record=True) as outside:
         warnings.simplefilter("default")  # as in a script run: repeats would be hidden
-        result = run_build(out, build, suffixes=SUFFIXES, overwrite=False)
+        result = build_as_script(out, build, overwrite=False)
     assert result is not None and result[0] == out
     assert outside == []  # reported once, on stderr, not also as Python warnings
     assert capsys.readouterr().err == ("warning: skipped a.mp4: unreadable\n"
@@ -187,9 +193,8 @@ def test_a_library_deprecation_the_filters_hide_is_not_printed(
     with warnings.catch_warnings():
         warnings.simplefilter("default")  # as in a script run: deprecations outside __main__
         warnings.simplefilter("ignore", DeprecationWarning)  # are not shown
-        result = run_build(out, Build(out, warn=("Dataset.value is deprecated",),
-                                      category=DeprecationWarning),
-                           suffixes=SUFFIXES, overwrite=False)
+        result = build_as_script(out, Build(out, warn=("Dataset.value is deprecated",),
+                                            category=DeprecationWarning), overwrite=False)
     assert result is not None and result[0] == out
     assert capsys.readouterr().err == ""
 
@@ -197,7 +202,7 @@ def test_a_library_deprecation_the_filters_hide_is_not_printed(
 def test_warning_filters_are_restored(tmp_path: Path) -> None:
     out = tmp_path / "clips.h5"
     before = list(warnings.filters)
-    run_build(out, Build(out, warn=("w",)), suffixes=SUFFIXES, overwrite=False)
+    build_as_script(out, Build(out, warn=("w",)), overwrite=False)
     assert warnings.filters == before
 
 
@@ -205,8 +210,9 @@ def test_warnings_of_a_failed_build_come_before_its_error(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cache.h5"
     build = Build(out, warn=("skipped a.mp4: unreadable",), error=ValueError("no clip left"))
-    assert run_build(out, build, suffixes=SUFFIXES, overwrite=False) is None
-    assert capsys.readouterr().err == "warning: skipped a.mp4: unreadable\nerror: no clip left\n"
+    assert build_as_script(out, build, overwrite=False) is None
+    assert capsys.readouterr().err == (f"warning: skipped a.mp4: unreadable\n{PROGRAM}: error: no "
+                                       "clip left\n")
 
 
 def test_a_closed_stderr_keeps_errors_and_warnings_out_of_stdout(
@@ -214,9 +220,9 @@ def test_a_closed_stderr_keeps_errors_and_warnings_out_of_stdout(
     """Under `2>&-` sys.stderr is None, and print(file=None) wrote the lines to stdout, where
     the script's summary (or a program reading it) is."""
     monkeypatch.setattr(sys, "stderr", None)
-    assert run_build(tmp_path / "out.txt", Build(tmp_path / "out.txt"), suffixes=SUFFIXES,
-                     overwrite=False) is None
+    assert build_as_script(tmp_path / "out.txt", Build(tmp_path / "out.txt"),
+                           overwrite=False) is None
     out = tmp_path / "out.h5"
     failing = Build(out, warn=("skipping bad.off",), error=ValueError("no shapes"))
-    assert run_build(out, failing, suffixes=SUFFIXES, overwrite=False) is None
+    assert build_as_script(out, failing, overwrite=False) is None
     assert capsys.readouterr().out == ""

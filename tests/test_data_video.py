@@ -595,7 +595,7 @@ def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
                 [str(video_dir), str(tmp_path / "a.h5"), "--frames", "4", "--size", "8",
                  "--fps", "1e-7"]):
         assert prepare.main(bad) == 2
-        assert capsys.readouterr().err.startswith("error: ")
+        assert capsys.readouterr().err.startswith("python datasets/video/prepare.py: error: ")
     assert not (tmp_path / "a.h5").exists() and leftovers(tmp_path) == []
     with pytest.raises(SystemExit):
         prepare.main([str(video_dir), str(out), "--frames", "4", "--size", "0"])
@@ -738,6 +738,7 @@ def test_prepare_refuses_a_cache_that_is_one_of_its_sources(
         assert prepare.main([*videos, str(out), str(out), "--frames", "3", "--size", "8",
                              "--overwrite", *extra]) == 2
         err = capsys.readouterr().err
-        assert err == (f"error: the cache {out} is one of the sources: it is no video, and "
-                       "writing it would replace a source; leave it out of the sources\n"), err
+        assert err == (f"python datasets/video/prepare.py: error: the cache {out} is one of the "
+                       "sources: it is no video, and writing it would replace a source; leave it "
+                       "out of the sources\n"), err
         assert out.read_bytes() == built and leftovers(video_dir) == []

@@ -508,6 +508,9 @@ def test_prepare_script(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "--overwrite" in capsys.readouterr().err
     assert prepare.main([str(tree), str(out), "--quiet", "--overwrite"]) == 0
     assert prepare.main([str(tree), str(tmp_path / "x.npz"), "--quiet"]) == 2
+    # Named as argparse names the script in its own refusals.
+    assert capsys.readouterr().err == (f"python datasets/voxel/prepare.py: error: OUT must end "
+                                       f"in .h5 or .hdf5, got {tmp_path / 'x.npz'}\n")
     assert prepare.main([str(tmp_path / "none"), str(tmp_path / "y.h5"), "--quiet"]) == 2
     assert prepare.main([str(tree), str(tmp_path / "z.h5"), "--categories", "lamp"]) == 2
     assert "lamp" in capsys.readouterr().err

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # One folder is read as a folder of videos (or of one video's frames); anything else is a
     # list of video files and frame folders.
     sources = args.src[0] if len(args.src) == 1 and args.src[0].is_dir() else args.src
@@ -95,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Also refused once built: another process may have written OUT meanwhile.
         overwrite=args.overwrite,
     )
-    built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite)
+    built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite,
+                      program=parser.prog)
     if built is None:
         return 2
     out, seconds = built

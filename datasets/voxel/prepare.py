@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     build = partial(
         build_modelnet_cache, args.root, args.out, resolution=args.resolution,
         categories=args.categories, splits=tuple(args.splits), margin=args.margin,
@@ -60,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Also refused once built: another process may have written OUT meanwhile.
         overwrite=args.overwrite,
     )
-    built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite)
+    built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite,
+                      program=parser.prog)
     if built is None:
         return 2
     out, seconds = built

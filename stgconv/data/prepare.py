@@ -1,5 +1,6 @@
 """What the ``datasets/*/prepare.py`` scripts share: refuse an output they must not write, run
-the cache build with its warnings collected, and turn bad input into ``error: ...`` on stderr.
+the cache build with its warnings collected, and turn bad input into ``PROGRAM: error: ...`` on
+stderr, as argparse reports the scripts' bad arguments.
 
 The scripts stay scripts (``datasets/`` is not a package); each keeps its own arguments and
 summary, and calls :func:`run_build` in between.
@@ -18,26 +19,26 @@ from stgconv.io.atomic import WriteError
 
 
 def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
-              overwrite: bool) -> tuple[Path, float] | None:
+              overwrite: bool, program: str) -> tuple[Path, float] | None:
     """Call ``build()``, which writes the cache ``out``, and print the warnings it raised that
     the warning filters show (a library's deprecations are hidden as Python hides them; a
     ``UserWarning`` is printed every time), also when it then fails.
 
     Returns:
         ``(the written cache, seconds the build took)``; or ``None``, after printing
-        ``error: ...`` to stderr, when ``out`` does not end in one of ``suffixes``, exists
-        without ``overwrite``, cannot be written (a folder there, a name the file system
-        refuses), or the build raised ``OSError`` or ``ValueError`` (the script then exits
-        with status 2).
+        ``<program>: error: ...`` to stderr (``program``: the script's parser's ``prog``),
+        when ``out`` does not end in one of ``suffixes``, exists without ``overwrite``, cannot
+        be written (a folder there, a name the file system refuses), or the build raised
+        ``OSError`` or ``ValueError`` (the script then exits with status 2).
 
     Raises:
         SystemExit: 130, after one line on stderr, when the build is interrupted (Ctrl-C);
-            1, after ``error: ...``, when writing the cache failed part-way
+            1, after ``<program>: error: ...``, when writing the cache failed part-way
             (:class:`~stgconv.io.atomic.WriteError`: a full disk), as the ``stgconv``
             command exits for it.
     """
     if out.suffix.lower() not in suffixes:
-        tell(f"error: OUT must end in {' or '.join(suffixes)}, got {out}")
+        tell(f"{program}: error: OUT must end in {' or '.join(suffixes)}, got {out}")
         return None
     try:  # before the build's minutes: a folder named OUT, or a file where a folder must be
         # Inside the try: a name the file system refuses (too long) fails the existence test.
@@ -45,10 +46,10 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         # sent the user to a second refusal.
         check_output(out, "OUT", folder=False)
         if out.exists() and not overwrite:
-            tell(f"error: {out} exists; pass --overwrite to replace it")
+            tell(f"{program}: error: {out} exists; pass --overwrite to replace it")
             return None
     except (OSError, ValueError) as err:
-        tell(f"error: {err}")
+        tell(f"{program}: error: {err}")
         return None
     began = time.perf_counter()
     try:
@@ -61,7 +62,7 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
     except (OSError, ValueError) as err:
         # What the build skipped before it failed often explains the failure.
         _print_warnings(caught)
-        tell(f"error: {err}")
+        tell(f"{program}: error: {err}")
         if isinstance(err, WriteError):  # the file system's failure, not the input's
             raise SystemExit(1) from None
         return None
