@@ -96,6 +96,11 @@ def shapes_as_text(folder: Path) -> list[str]:
     return ["--data", str(folder / "shapes.txt")]
 
 
+def one_shape(folder: Path) -> list[str]:
+    np.savez(folder / "bed.npz", X=np.ones((1, 8, 8, 8), np.uint8))
+    return ["--data", str(folder / "bed.npz")]
+
+
 # A user's own file each example cannot use, and the end of the line that says why.
 UNUSABLE_DATA = [
     ("jem_ood.py", digits_without_a_test_split, "digits.npz: no array 'x_test' (it has x_train, "
@@ -109,6 +114,8 @@ UNUSABLE_DATA = [
      "(70, 150, 150)"),
     ("voxel_super_resolution.py", shapes_as_text, "suffix must be one of .mat, .binvox, .npy, "
      ".npz, .h5, .hdf5, got '.txt'"),
+    ("voxel_super_resolution.py", one_shape, "bed.npz holds 1 shape; the example needs at least "
+     "2 (one to learn from, one to score)"),
 ]
 
 
@@ -591,19 +598,23 @@ def test_video_example_reads_70_frames_of_150x150_and_trains_10_iterations(tmp_p
         10, 5, 5)
 
 
-def test_voxel_example_holds_out_43_shapes_of_its_data_file_and_trains_15_iterations(
-        tmp_path, monkeypatch):
+@pytest.mark.parametrize("n_shapes, n_held_out", [(443, 43), (47, 4), (5, 1)])
+def test_voxel_example_holds_out_43_shapes_or_a_tenth_and_trains_15_iterations(
+        tmp_path, monkeypatch, n_shapes, n_held_out):
+    """The shared 443 beds keep their last 43 held out; a user's file of 43 shapes or fewer
+    left nothing to learn from (a NaN mean, a traceback)."""
     example = load_example("voxel_super_resolution.py")
     beds = tmp_path / "beds.npz"
     beds.write_bytes(b"")
-    shapes = example.synthetic_shapes(47, 16, torch.Generator().manual_seed(0))
+    shapes = example.synthetic_shapes(n_shapes, 16, torch.Generator().manual_seed(0))
     monkeypatch.setattr(example, "load_voxels", lambda path: path)
     monkeypatch.setattr(example, "to_tensor", lambda path: shapes if path == beds else None)
     monkeypatch.setattr(stgconv.Trainer, "fit", stop)
     with torch.random.fork_rng(devices=[]), pytest.raises(Stop) as stopped:
         example.main(["--data", str(beds), "--out", str(tmp_path / "out")])
     trainer, iterations = stopped.value.args[0]
-    assert iterations == 15 and torch.equal(trainer.data, shapes[:4] - shapes[:4].mean())
+    learned_from = shapes[:n_shapes - n_held_out]
+    assert iterations == 15 and torch.equal(trainer.data, learned_from - learned_from.mean())
 
 
 def test_video_example_without_its_mask_says_so_in_one_line(tmp_path, capsys):
