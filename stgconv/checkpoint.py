@@ -74,7 +74,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, *, keep_previous: b
     # Serialized in memory, then written by Python: torch's own writer reports a full disk as
     # an "enforce fail ... unexpected pos" RuntimeError, Python's as the system's OSError.
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        # What pickle cannot write at all (a lambda, a generator, an open file) failed as its
+        # own AttributeError or TypeError ("Can't pickle local object"), naming no checkpoint.
+        raise CheckpointError(f"refusing to write checkpoint {path}: it would hold objects "
+                              f"other than tensors and plain data: {err}") from err
     buffer.seek(0)
     try:
         torch.load(buffer, weights_only=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import math
+import numbers
 import operator
 import os
 import tempfile
@@ -49,6 +50,11 @@ def _index(value: object) -> int | None:
         return None
 
 
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (anything with ``__index__``), not a float or a bool."""
+    return _index(value) is not None
+
+
 def as_int(value: object, name: str, *, minimum: int) -> int:
     """``value`` as a Python int, or ``ValueError`` unless it is an int ``>= minimum``
     (floats and bools are refused, :func:`_index`)."""
@@ -77,6 +83,19 @@ def check_finite_number(value: float, name: str, *, positive: bool = False) -> N
     test lets it through."""
     if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
         raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value}")
+
+
+def check_clamp(clamp: object) -> None:
+    """``ValueError`` unless ``clamp`` is ``None`` or ``(low, high)``, two real numbers with
+    ``low < high``: torch's clamp set every entry to ``high`` without a word where ``low >=
+    high``, and a third bound or bounds that are no numbers were taken until the first step
+    failed inside torch ("clamp_() received an invalid combination of arguments")."""
+    if clamp is None:
+        return
+    pair = (isinstance(clamp, (tuple, list)) and len(clamp) == 2
+            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in clamp))
+    if not (pair and clamp[0] < clamp[1]):
+        raise ValueError(f"clamp must be (low, high) with low < high, got {clamp!r}")
 
 
 def check_step_size(step_size: float, *, noise_scale: float | None = None, prefix: str = ""

@@ -229,8 +229,7 @@ class TrainConfig:
             _check_positive(f"train.{name}", getattr(self, name))
         for name in ("checkpoint_every", "sample_every", "energy_l2"):
             _check_not_negative(f"train.{name}", getattr(self, name))
-        if not all(0.0 <= beta < 1.0 for beta in self.betas):
-            raise ValueError(f"train.betas must be in [0, 1), got {list(self.betas)}")
+        _check_betas("train.betas", self.betas)
         _check_finite_floats("train", self)
         _check_int_fields("train", self)
 
@@ -422,8 +421,7 @@ class CooperativeConfig:
         # The latent inference is a Langevin chain, which refuses a step past the same bound.
         check_step_size(self.inference_step_size, prefix="cooperative.inference_")
         _check_not_negative("cooperative.inference_steps", self.inference_steps)
-        if not all(0.0 <= beta < 1.0 for beta in self.betas):
-            raise ValueError(f"cooperative.betas must be in [0, 1), got {list(self.betas)}")
+        _check_betas("cooperative.betas", self.betas)
         _check_finite_floats("cooperative", self)
         _check_int_fields("cooperative", self)
         if self.inference_steps == 0:
@@ -1045,6 +1043,16 @@ def _check_positive(key: str, value: float) -> None:
         raise ValueError(f"{key} must be positive, got {value!r}")
 
 
+def _check_betas(key: str, betas: Sequence[float]) -> None:
+    """``ValueError`` naming ``key`` unless ``betas`` are Adam's two, each in ``[0, 1)``: built
+    in Python, a section took one (Adam then failed with an IndexError) or three (the first
+    step failed unpacking them), where the file's reader refuses both."""
+    if len(betas) != 2:
+        raise ValueError(f"{key} must have 2 entries, got {list(betas)}")
+    if not all(0.0 <= beta < 1.0 for beta in betas):
+        raise ValueError(f"{key} must be in [0, 1), got {list(betas)}")
+
+
 def _check_not_negative(key: str, value: float) -> None:
     if not value >= 0:  # NaN too
         raise ValueError(f"{key} must be >= 0, got {value!r}")
@@ -1293,6 +1301,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str],
     or ``"run #2"`` is a string, not YAML). An entry of a list is reached by its index, as
     ``multigrid.grids.1.size`` or ``multigrid.grids[1].size`` (how errors name it); a mapping
     given for a section changes only the keys it gives (``null`` first clears the section)."""
+    # One string is a sequence of its characters: "train.lr=0.1" was refused as the override
+    # 't', which does not say the list around it is missing.
+    if isinstance(overrides, str):
+        raise ValueError(f"overrides must be a list of key=value strings, got the string "
+                         f"{overrides!r}: give [{overrides!r}]")
     merged = _deep_copy(data)
     typed = [(text, *parse_override(text)) for text in overrides]
     typed += [(f"{key}={value}", key.split("."), value) for key, value in (values or {}).items()]

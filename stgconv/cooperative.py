@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import as_int, check_generator
 from stgconv.config import CooperativeConfig, TrainConfig
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -52,8 +52,7 @@ class GeneratorStart:
 
     def __init__(self, generator_net: ConvGenerator, *, chains_per_example: int = 1,
                  clamp: tuple[float, float] | None = None) -> None:
-        if chains_per_example < 1:
-            raise ValueError(f"chains_per_example must be >= 1, got {chains_per_example}")
+        as_int(chains_per_example, "chains_per_example", minimum=1)  # as every start's
         self.generator_net = generator_net
         self.chains_per_example = chains_per_example
         self.clamp = clamp

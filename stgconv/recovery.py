@@ -32,7 +32,14 @@ from torch import Tensor
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import observed_frames_around
-from stgconv.checks import check_bool_mask, check_finite_observed, check_generator, expand_mask
+from stgconv.checks import (
+    check_bool_mask,
+    check_clamp,
+    check_finite_observed,
+    check_generator,
+    expand_mask,
+    is_int,
+)
 from stgconv.config import TrainConfig
 from stgconv.console import progress_bar
 from stgconv.energy.base import EnergyModel
@@ -179,9 +186,7 @@ class CompletionChain:
     clamp: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        # Else torch's clamp set every entry to `high` without a word.
-        if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
-            raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}")
+        check_clamp(self.clamp)
 
     def move(self, energy: EnergyFn, completion: Tensor, constraint: KnownEntries, *,
              generator: torch.Generator | None = None) -> Tensor:
@@ -315,6 +320,10 @@ def check_schedule(n_iterations: int, n_chains: int, warmup: int, average_last: 
     (callers with a slow start to make check it before making it); ``names``: what the
     caller's user calls the four (e.g. config keys)."""
     iterations, chains, warm, last = names
+    # A warmup of 0.5 or average_last of 1.5 was taken and rounded by the loop's comparisons.
+    for value, name in zip((n_iterations, n_chains, warmup, average_last), names):
+        if not is_int(value):
+            raise ValueError(f"{name} must be an int, got {value!r}")
     if n_iterations < 1:
         raise ValueError(f"{iterations} must be >= 1, got {n_iterations}")
     if n_chains < 1:

@@ -48,7 +48,8 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
         with a clamp).
 
     Raises:
-        ValueError: ``low`` not ``(B, 1, d, d, d)``, ``factor`` not an int ``>= 1``
+        ValueError: ``low`` not ``(B, 1, d, d, d)`` float block means in ``[0, 1]`` (NaN
+            included), ``factor`` not an int ``>= 1``
             (the up-sampling's check), an unknown ``upsample``.
     """
     check_generator(generator, "super_resolve_batch")  # before the start's work
@@ -56,6 +57,15 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
     # got (2, 8, 8, 8)" for a (2, 2, 2, 2) low), naming neither low nor its shape.
     if low.dim() != 5 or low.shape[1] != 1:
         raise ValueError(f"low must be voxels (B, 1, d, d, d), got {tuple(low.shape)}")
+    # A bool grid failed inside torch at `low - offset`; block means past [0, 1] were kept by
+    # the chain and then clamped by the binary result without a word (its block means then
+    # not low). NaN passes here: the constraint names it.
+    if not low.is_floating_point():
+        raise ValueError(f"low must be float block means in [0, 1], got {low.dtype} (convert "
+                         "it first, e.g. low.float())")
+    if ((low < 0) | (low > 1)).any():
+        raise ValueError(f"low must be block means of occupancy in [0, 1], got values in "
+                         f"[{low.min().item():.4g}, {low.max().item():.4g}]")
     blocks = (factor,) * 3
     low_model = low - offset
     if initializer is not None and initializer.serves(factor):

@@ -238,6 +238,10 @@ class FitLoop:
             WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
                 its folder removed); the checkpoint it was replacing stays whole.
         """
+        # Whole numbers: fit(2.5) trained 3 iterations, fit(-1) none and a negative
+        # checkpoint_every no periodic checkpoint, each without a word.
+        as_int(n_iterations, "n_iterations", minimum=0)
+        as_int(checkpoint_every, "checkpoint_every", minimum=0)
         main = self.world is None or self.world.is_main
         progress = progress and main
         # A resumed run hides what a killed one logged after its checkpoint: those iterations

@@ -163,13 +163,20 @@ def test_a_byte_changed_anywhere_loads_the_same_or_is_named(tmp_path: Path) -> N
 def test_what_loading_would_refuse_is_refused_when_saving(tmp_path: Path) -> None:
     """A numpy number in a config saved, and then every checkpoint of the run, the kept
     previous one too, was refused on resuming; now the save is refused, the old file kept."""
+    import threading
+
     import numpy as np
 
     path = tmp_path / "checkpoint.pt"
     save_checkpoint({"config": {"lr": 0.01}}, path)
-    for other in (np.float64(0.01), tmp_path, np.zeros(2)):
-        with pytest.raises(CheckpointError, match=r"refusing to write checkpoint .*checkpoint.pt"
-                           r": it would hold objects other than tensors and plain data.*GLOBAL"):
+    # The last two pickle cannot write at all: they failed as pickle's own AttributeError
+    # ("Can't pickle local object") and TypeError, naming no checkpoint.
+    for other, refused in ((np.float64(0.01), "GLOBAL"), (tmp_path, "GLOBAL"),
+                           (np.zeros(2), "GLOBAL"), (lambda: 0.01, "local object"),
+                           (threading.Lock(), "cannot pickle '_thread.lock' object")):
+        with pytest.raises(CheckpointError, match=r"refusing to write checkpoint .*checkpoint"
+                           rf".pt: it would hold objects other than tensors and plain data"
+                           rf".*{refused}"):
             save_checkpoint({"config": {"lr": other}}, path, keep_previous=True)
     assert load_checkpoint(path)["config"] == {"lr": 0.01}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
@@ -430,7 +437,7 @@ def test_load_model_rebuilds_the_saved_energy_and_refuses_multigrid(tmp_path: Pa
 
 
 @pytest.mark.parametrize("change, reason", [
-    ({"in_channels": 0}, "in_channels must be >= 1"),
+    ({"in_channels": 0}, "in_channels must be an int >= 1"),
     ({"dilation": 2}, "unexpected keyword argument 'dilation'"),
 ], ids=["a value its net refuses", "a setting of a newer version"])
 def test_a_model_config_its_net_refuses_does_not_describe_a_model(tmp_path: Path, change: dict,

@@ -129,6 +129,14 @@ def test_exponent_floats_without_a_dot() -> None:
         assert load_config(None, [f"sampler.step_size={text}"]).sampler.step_size == 200.0
 
 
+def test_one_override_string_is_refused_as_a_missing_list() -> None:
+    """load_config(None, "train.lr=0.1") read the string as overrides of one character each
+    and refused the first, "t", as not looking like key=value."""
+    with pytest.raises(ValueError, match=r"^overrides must be a list of key=value strings, got "
+                                         r"the string 'train.lr=0.1': give \['train.lr=0.1'\]$"):
+        load_config(None, "train.lr=0.1")
+
+
 def test_apply_overrides_does_not_modify_its_input() -> None:
     data = {"train": {"lr": 0.5}}
     merged = apply_overrides(data, ["train.lr=0.25", "model.layers=[[4, 3, 1]]"])
@@ -450,6 +458,10 @@ def test_an_infinite_power_given_in_python_is_refused() -> None:
     (TrainConfig, {"energy_l2": float("nan")}, "train.energy_l2 must be >= 0, got nan"),
     (TrainConfig, {"accumulate": 0}, "train.accumulate must be positive, got 0"),
     (TrainConfig, {"betas": (0.5, 1.0)}, "train.betas must be in [0, 1)"),
+    # Adam's two: one failed in Adam with an IndexError, three at the first step.
+    (TrainConfig, {"betas": (0.5,)}, "train.betas must have 2 entries, got [0.5]"),
+    (CooperativeConfig, {"betas": (0.5, 0.9, 0.9)},
+     "cooperative.betas must have 2 entries, got [0.5, 0.9, 0.9]"),
     (JEMConfig, {"px_weight": -1.0}, "jem.px_weight must be >= 0, got -1.0"),
     (JEMConfig, {"pxy_weight": float("nan")}, "jem.pxy_weight must be >= 0, got nan"),
     (JEMConfig, {"max_energy_gap": float("inf")}, "jem.max_energy_gap must be a finite number"),

@@ -837,7 +837,7 @@ def test_propose_and_revise_draws_its_chain_noise_from_the_given_generator() -> 
 
 def test_generator_start_refuses_zero_chains_per_example() -> None:
     net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
-    with pytest.raises(ValueError, match="chains_per_example must be >= 1"):
+    with pytest.raises(ValueError, match="chains_per_example must be an int >= 1"):
         GeneratorStart(net, chains_per_example=0)
 
 

@@ -126,9 +126,15 @@ def test_energy_contract(modality, model: ModelConfig, shape: tuple[int, ...]) -
     ((8, (3, 3, 3), 1), r"kernel must be one int or 2 \(one per dimension\), got \[3, 3, 3\]"),
     ((8, 3, (1,)), r"stride must be one int or 2 \(one per dimension\), got \[1\]"),
     (((8, 8), 3, 1), r"out_channels must be one int, got \[8, 8\]"),  # failed inside torch
+    # Sizes that are no ints failed inside torch too, a stride only at the net's first call.
+    ((8, 2.5, 1), "kernel must be an int, got 2.5"),
+    ((8, 3, 1.5), "stride must be an int, got 1.5"),
+    ((8, (3, 2.5), 1), r"kernel must be ints, got \(3, 2.5\)"),
+    ((True, 3, 1), "out_channels must be an int, got True"),
 ])
 def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
-    """torch's own errors for these are a ZeroDivisionError or a message about weights."""
+    """torch's own errors for these are a ZeroDivisionError, a message about weights or about
+    argument types ("conv2d() received an invalid combination of arguments")."""
     with pytest.raises(ValueError, match=rf"layer 1 .*{message}"):
         IMAGE.energy(ModelConfig(arch="texture", in_channels=1, layers=(row,)))
 
@@ -138,16 +144,20 @@ def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
     ({"layers": []}, "layers must hold at least one convolution"),
     ({"head": "mean"}, "head must be 'sum' or 'linear', got 'mean'"),
     ({"input_size": (5, 5, 5)}, r"input_size needs 2 entries, got \(5, 5, 5\)"),
-    ({"in_channels": 0}, "in_channels must be >= 1, got 0"),
-    ({"input_size": (0, 4), "layers": [[2, 3, 1, 2]]}, r"input_size sides must be >= 1, got "
-                                                       r"\(0, 4\)"),
+    ({"in_channels": 0}, "in_channels must be an int >= 1, got 0"),
+    ({"in_channels": 2.5}, "in_channels must be an int >= 1, got 2.5"),
+    ({"input_size": (0, 4), "layers": [[2, 3, 1, 2]]}, r"input_size sides must be ints >= 1, "
+                                                       r"got \(0, 4\)"),
+    ({"input_size": (4.5, 4), "head": "linear"}, r"input_size sides must be ints >= 1, "
+                                                 r"got \(4.5, 4\)"),
     ({"layers": [[2, 3]]}, r"each layer is \(out_channels, kernel, stride\[, padding\]\), "
                            r"got \(2, 3\)"),
     # A fifth entry (a dilation, say) has no place in a row: refused, not dropped.
     ({"layers": [[2, 3, 1, 0, 2]]}, r"each layer is \(out_channels, kernel, stride\[, "
                                     r"padding\]\), got \(2, 3, 1, 0, 2\)"),
     ({"activation": "tanh"}, "activation must be 'relu' or 'leaky_relu', got 'tanh'"),
-], ids=["spatial_dims", "no layers", "head", "input_size", "no channels", "empty side",
+], ids=["spatial_dims", "no layers", "head", "input_size", "no channels", "half a channel",
+        "empty side", "half a side",
         "short row", "long row", "activation"])
 def test_a_net_setting_out_of_range_is_named(setting: dict, message: str) -> None:
     """Each was built into another net than asked for (a 3-D one for spatial_dims 1, the input

@@ -183,12 +183,20 @@ def test_multigrid_sampler_argument_errors() -> None:
     # Named as the multi-grid sampler's argument, before any grid's chain sees it.
     with pytest.raises(ValueError, match="^MultiGridSampler: generator must be a torch.Generator"):
         sampler.run([RecordingQuadratic()] * 2, torch.zeros(1, 1, 1, 1), generator=0)
+    # Named as the first grid's sampler's start, or failed on .detach.
+    for base, got in ((torch.zeros(1, 1, 1, 1, dtype=torch.long), "torch.int64"),
+                      ([[[[0.0]]]], "list")):
+        with pytest.raises(ValueError, match=f"^MultiGridSampler: x0 must be a float tensor "
+                                             rf"\(B, \*S\) of chain starts, got {got}$"):
+            sampler.run([RecordingQuadratic()] * 2, base)
     with pytest.raises(ValueError, match="at least one"):
         MultiGridSampler((), ())
     with pytest.raises(ValueError, match="same dims"):
         MultiGridSampler((langevin, langevin), ((2, 2), (1, 2, 2)))
-    with pytest.raises(ValueError, match="positive ints"):
-        MultiGridSampler((langevin, langevin), ((2, 2), (0, 2)))
+    # A factor of 1.5 was taken until the run, a bare int failed on its len().
+    for factors in (((2, 2), (0, 2)), ((2, 2), (1.5, 2)), (2, 2)):
+        with pytest.raises(ValueError, match="positive ints"):
+            MultiGridSampler((langevin, langevin), factors)
     assert sampler.factor_to_finest(0) == (4, 4)
     assert sampler.factor_to_finest(2) == (1, 1)
     # A grid past the finest answered (1, 1), and -1 the last step's factor.

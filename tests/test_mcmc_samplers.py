@@ -485,6 +485,38 @@ def test_sampler_contract(name: str, layout: str) -> None:
     assert not x.requires_grad
 
 
+# Every path that reduces over a chain's entries: Langevin's clipping and callback norms, the
+# Metropolis samplers' acceptance sums.
+PER_CHAIN_SAMPLERS = {
+    **ALL_SAMPLERS,
+    "langevin_clipped": Langevin(n_steps=5, step_size=0.1, grad_clip=0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(PER_CHAIN_SAMPLERS))
+def test_chains_of_one_number_each_move_as_chains_of_one_entry(name: str) -> None:
+    """``(B,)`` chains of a 1-D energy are ``(B, *S)`` with ``S = ()``; MALA, HMC and Langevin
+    with clipping or a callback raised IndexError from ``flatten(1)``. They must take exactly
+    the steps of the same chains as ``(B, 1)``."""
+    x0 = torch.randn(6, generator=gen(6))
+    scalar = PER_CHAIN_SAMPLERS[name].run(lambda x: 0.5 * x**2, x0, generator=gen(7),
+                                          callback=Diagnostics())
+    column = PER_CHAIN_SAMPLERS[name].run(standard_energy, x0[:, None], generator=gen(7),
+                                          callback=Diagnostics())
+    assert scalar.shape == (6,)
+    assert torch.equal(scalar, column[:, 0])
+    assert not torch.equal(scalar, x0)
+
+
+@pytest.mark.parametrize("name", list(PER_CHAIN_SAMPLERS))
+def test_an_empty_batch_of_chains_comes_back_empty(name: str) -> None:
+    """Langevin's final check reshaped ``(0, 3)`` to ``(0, -1)`` and failed in torch ("cannot
+    reshape tensor of 0 elements"), where MALA and HMC gave the empty batch back."""
+    x = PER_CHAIN_SAMPLERS[name].run(standard_energy, torch.empty(0, 3, dtype=F64),
+                                     generator=gen(7), callback=Diagnostics())
+    assert x.shape == (0, 3) and x.dtype == F64
+
+
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))
 def test_same_seed_same_chains_different_seed_different(name: str) -> None:
     sampler = ALL_SAMPLERS[name]
@@ -957,6 +989,8 @@ def test_langevin_noise_factor_schedules() -> None:
     "kwargs",
     [{"n_steps": 0}, {"step_size": 0.0}, {"noise_scale": -1.0}, {"noise_anneal": "exp"},
      {"grad_clip": 0.0}, {"clamp": (1.0, -1.0)}, {"clamp": (1.0, 1.0)},
+     # Taken until the first step failed inside torch's clamp_.
+     {"clamp": (-1.0, 0.0, 1.0)}, {"clamp": ("a", "b")}, {"clamp": 1.0}, {"clamp": (False, True)},
      # NaN passed every `<= 0` check: a NaN noise_scale then ran the chain without noise.
      {"noise_scale": math.nan}, {"step_size": math.nan}, {"step_size": math.inf},
      {"grad_clip": math.nan}],

@@ -922,14 +922,33 @@ def test_data_plus_noise_without_noise_is_a_copy() -> None:
     assert torch.equal(x, torch.zeros(2, 3))
 
 
-def test_noise_and_data_starts_refuse_bad_counts_and_noise() -> None:
-    """chains_per_example 0 gave an empty batch of chains and a NaN noise std all-NaN starts,
-    silently (the sampler then blamed its step size); a negative std passed as its absolute
-    value. PersistentChains and ReplayBuffer already refused these."""
-    with pytest.raises(ValueError, match="chains_per_example must be >= 1, got 0"):
-        NoiseStart(NoiseInit(), chains_per_example=0)
-    with pytest.raises(ValueError, match="chains_per_example must be >= 1, got 0"):
-        DataStart(chains_per_example=0)
+CHAIN_COUNTS = {
+    "noise start chains": (lambda n: NoiseStart(NoiseInit(), chains_per_example=n),
+                           "chains_per_example"),
+    "data start chains": (lambda n: DataStart(chains_per_example=n), "chains_per_example"),
+    "persistent chains": (lambda n: PersistentChains(4, NoiseInit(), chains_per_example=n),
+                          "chains_per_example"),
+    "persistent examples": (lambda n: PersistentChains(n, NoiseInit()), "n_examples"),
+    "buffer chains": (lambda n: ReplayBuffer(4, NoiseInit(), chains_per_example=n),
+                      "chains_per_example"),
+    "buffer capacity": (lambda n: ReplayBuffer(n, NoiseInit()), "capacity"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHAIN_COUNTS))
+@pytest.mark.parametrize("count", [0, 1.5, True])
+def test_chain_counts_must_be_whole_and_positive(case: str, count: object) -> None:
+    """0 chains per example gave an empty batch of chains, silently; a count of 1.5 was kept
+    until torch failed on it (``randn`` or ``repeat_interleave`` at the first start, a buffer's
+    slicing once it filled); ``True`` stood for 1."""
+    make, name = CHAIN_COUNTS[case]
+    with pytest.raises(ValueError, match=rf"^{name} must be an int >= 1, got {count!r}$"):
+        make(count)
+
+
+def test_noise_and_data_starts_refuse_bad_noise() -> None:
+    """A NaN noise std gave all-NaN starts, silently (the sampler then blamed its step size); a
+    negative std passed as its absolute value."""
     for bad in (math.nan, -0.1, math.inf):
         with pytest.raises(ValueError, match="noise_std must be finite and >= 0"):
             DataStart(noise_std=bad)

@@ -414,6 +414,9 @@ def test_a_completion_clamp_of_no_range_is_refused() -> None:
         CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(1.0, -1.0))
     with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
         CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(1.0, 1.0))
+    # A third bound failed only after the chain's run, in torch's clamp.
+    with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
+        CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(-1.0, 0.0, 1.0))
 
 
 @pytest.mark.parametrize(
@@ -766,6 +769,9 @@ def test_a_preconditioned_completion_draws_its_noise_from_the_generator_alone() 
     ((2, 0, 0, 1), "^chains must be >= 1, got 0"),
     ((2, 1, 2, 1), r"^warm must be in \[0, iterations\) = \[0, 2\), got 2"),
     ((2, 1, 1, 2), r"^last must be in \[1, iterations - warm\] = \[1, 1\], got 2"),
+    ((2, 1, 0.5, 1), "^warm must be an int, got 0.5"),
+    ((3, 1, 0, 1.5), "^last must be an int, got 1.5"),
+    ((3, True, 0, 1), "^chains must be an int, got True"),
 ])
 def test_check_schedule_names_each_bad_value_as_the_caller_calls_it(schedule, message) -> None:
     """Each message opens with the caller's name for the value (a config key, say)."""

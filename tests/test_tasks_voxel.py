@@ -10,6 +10,7 @@ voxel units and previews in ``test_modalities.py``, the evaluations in
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 import torch
 from scipy.io import savemat
 from _tiny import boxes_and_balls, captured
+from torch import Tensor
 
 from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import (downsample, nearest_known_fill, nearest_upsample,
@@ -104,6 +106,21 @@ def test_super_resolution_starts_where_the_config_says() -> None:
                                trilinear - nearest_upsample(downsample(trilinear, 4) - low, 4))
     with pytest.raises(ValueError, match="upsample must be one of"):
         super_resolve_batch(energy, sampler, low, 4, upsample="cubic")
+
+
+@pytest.mark.parametrize("low, message", [
+    # Failed inside torch ("Subtraction, the `-` operator, with a bool tensor").
+    (torch.ones(1, 1, 2, 2, 2, dtype=torch.bool),
+     r"float block means in \[0, 1\], got torch.bool"),
+    # Kept by the chain, then clamped by the binary result: its block means were not low.
+    (torch.full((1, 1, 2, 2, 2), 1.5), r"occupancy in \[0, 1\], got values in \[1.5, 1.5\]"),
+    (torch.full((1, 1, 2, 2, 2), -0.25), r"occupancy in \[0, 1\], got values in \[-0.25, "),
+    (torch.full((1, 1, 2, 2, 2), math.nan), "low has NaN or infinite values"),
+], ids=["bool", "above one", "below zero", "nan"])
+def test_super_resolution_refuses_low_that_is_no_occupancy(low: Tensor, message: str) -> None:
+    sampler = Langevin(n_steps=1, step_size=0.1)
+    with pytest.raises(ValueError, match=message):
+        super_resolve_batch(tiny_energy(8), sampler, low, 4, generator=gen(0))
 
 
 # --------------------------------------------------------------------------- recovery

@@ -383,6 +383,20 @@ def test_fit_writes_periodic_checkpoints(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint_previous.pt"]
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_iterations": 2.5}, "n_iterations must be an int >= 0, got 2.5"),
+    ({"n_iterations": -1}, "n_iterations must be an int >= 0, got -1"),
+    ({"n_iterations": 2, "checkpoint_every": -1}, "checkpoint_every must be an int >= 0, got -1"),
+])
+def test_fit_refuses_counts_that_are_not_whole_numbers(kwargs: dict, message: str) -> None:
+    """fit(2.5) trained 3 iterations and fit(-1) none, and a negative checkpoint_every wrote no
+    periodic checkpoint, each without a word."""
+    trainer = make_trainer("noise")
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        trainer.fit(**kwargs, progress=False)
+    assert trainer.iteration == 0
+
+
 def test_on_iteration_is_handed_each_iterations_statistics() -> None:
     seen: list[dict[str, float]] = []
     history = make_trainer("noise").fit(3, on_iteration=lambda _, stats: seen.append(stats),

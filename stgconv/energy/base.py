@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import check_dtype, check_finite_number
+from stgconv.checks import as_int, check_dtype, check_finite_number, is_int
 
 
 class EnergyModel(nn.Module):
@@ -83,7 +83,12 @@ def layer_row_problem(row: Sequence[Any], spatial_dims: int
             expected = ("one int" if name == "out_channels"
                         else f"one int or {spatial_dims} (one per dimension)")
             return j, name, f"must be {expected}, got {list(value)}"
-        if min(value if per_dimension else (value,)) < least:
+        entries = value if per_dimension else (value,)
+        # Floats and bools failed inside torch: a kernel of 2.5 when the net was built, a
+        # stride of 1.5 only at its first call ("conv2d() received an invalid combination").
+        if not all(is_int(entry) for entry in entries):
+            return j, name, f"must be {'ints' if per_dimension else 'an int'}, got {value!r}"
+        if min(entries) < least:
             return j, name, f"must be >= {least}, got {value!r}"
     return None
 
@@ -121,8 +126,9 @@ class ConvNetEnergy(EnergyModel):
         super().__init__(reference_sigma=reference_sigma)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        if in_channels < 1:  # a net of no input was built, its energy the reference term alone
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        # 0 built a net of no input, its energy the reference term alone; 2.5 failed inside
+        # torch as "in_channels must be divisible by groups".
+        as_int(in_channels, "in_channels", minimum=1)
         if not layers:
             raise ValueError("layers must hold at least one convolution")
         if head not in ("sum", "linear"):
@@ -135,8 +141,10 @@ class ConvNetEnergy(EnergyModel):
             )
         if input_size is not None and len(input_size) != spatial_dims:
             raise ValueError(f"input_size needs {spatial_dims} entries, got {input_size}")
-        if input_size is not None and any(n is not None and n < 1 for n in input_size):
-            raise ValueError(f"input_size sides must be >= 1, got {input_size}")
+        # A side of 2.5 (image_size=2.5) failed inside torch ("type must be tuple of ints").
+        if input_size is not None and any(n is not None and not (is_int(n) and n >= 1)
+                                          for n in input_size):
+            raise ValueError(f"input_size sides must be ints >= 1, got {input_size}")
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         blocks: list[nn.Module] = []
         channels = in_channels

@@ -3,6 +3,7 @@ contract (the Metropolis-adjusted samplers' own helpers are in :mod:`stgconv.mcm
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Protocol, Sequence
@@ -208,17 +209,25 @@ def at_least_float32(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def per_chain_entries(values: Tensor) -> Tensor:
+    """``(B, *S)`` -> ``(B, N)``, each chain's entries in a row. Chains of one number each
+    (``S = ()``, a 1-D energy) get rows of one, and an empty batch ``(0, N)``: ``flatten(1)``
+    raised IndexError on the first, ``reshape(len(values), -1)`` RuntimeError on the second."""
+    return values.reshape(len(values), math.prod(values.shape[1:]))
+
+
 def per_chain_norm(grad: Tensor) -> Tensor:
     """``(B, *S)`` -> ``(B,)`` L2 norm of each chain's ``grad``, in float32 at least: a float16
     norm overflows past 65504 (8000 entries of 1000), and gradient clipping by an infinite norm
     scaled a finite gradient to zero, so the chain stopped drifting without a word."""
-    return torch.linalg.vector_norm(grad.flatten(1), dim=1, dtype=at_least_float32(grad.dtype))
+    return torch.linalg.vector_norm(per_chain_entries(grad), dim=1,
+                                    dtype=at_least_float32(grad.dtype))
 
 
 def per_chain_sum(values: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
     """``(B, *S)`` -> ``(B,)`` sum over everything but the batch dimension, accumulated and
     returned in ``dtype`` (default ``values``' own)."""
-    return values.flatten(1).sum(dim=1, dtype=dtype)
+    return per_chain_entries(values).sum(dim=1, dtype=dtype)
 
 
 def broadcast_chains(values: Tensor, like: Tensor) -> Tensor:

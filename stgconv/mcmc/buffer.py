@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from stgconv.checks import as_int
 from stgconv.mcmc.init import DataGaussian, NoiseInit
 
 
@@ -19,10 +20,10 @@ class ReplayBuffer:
         self, capacity: int, init: NoiseInit | DataGaussian, *, fresh: float = 0.05,
         chains_per_example: int = 1,
     ) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, got {capacity}")
-        if chains_per_example < 1:
-            raise ValueError(f"chains_per_example must be >= 1, got {chains_per_example}")
+        # as_int: a capacity of 4.5 failed inside torch once the buffer filled, 1.5 chains
+        # per example at the first start.
+        as_int(capacity, "capacity", minimum=1)
+        as_int(chains_per_example, "chains_per_example", minimum=1)
         if not 0.0 <= fresh <= 1.0:
             raise ValueError(f"fresh must be in [0, 1], got {fresh}")
         self.capacity = capacity

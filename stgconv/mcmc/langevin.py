@@ -10,7 +10,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_finite_number, check_generator, check_step_size
+from stgconv.checks import (
+    as_int,
+    check_clamp,
+    check_finite_number,
+    check_generator,
+    check_step_size,
+)
 from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
@@ -18,6 +24,7 @@ from stgconv.mcmc.base import (
     check_start,
     energy_and_grad,
     nonfinite_flag,
+    per_chain_entries,
     per_chain_norm,
     raise_if_nonfinite,
 )
@@ -86,8 +93,7 @@ class Langevin:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
-            raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}")
+        check_clamp(self.clamp)
 
     def noise_factor(self, step: int) -> float:
         """Noise multiplier at 0-based ``step``, before ``noise_scale``."""
@@ -191,7 +197,7 @@ class Langevin:
         # After the clamp, which hides nothing: it keeps a NaN, and takes an update that
         # overflowed to +-inf from a finite energy and gradient to the bound that the update's
         # exact (huge, finite) value would have been clamped to.
-        flags[-1] = flags[-1] | ~torch.isfinite(x).reshape(len(x), -1).all(dim=1)
+        flags[-1] = flags[-1] | ~per_chain_entries(torch.isfinite(x)).all(dim=1)
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
         return x if execution.layout is None else x.contiguous()
 
@@ -226,7 +232,7 @@ class Langevin:
                 x = x.clamp(*self.clamp)
             if constraint is not None:
                 x = constraint.project(x)
-        flags[-1] = flags[-1] | ~torch.isfinite(x).reshape(len(x), -1).all(dim=1)
+        flags[-1] = flags[-1] | ~per_chain_entries(torch.isfinite(x)).all(dim=1)
         raise_if_nonfinite(flags, "Langevin", self.n_steps)
         return x
 

@@ -26,14 +26,14 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import as_int, check_generator
-from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, check_start, on_grid
 from stgconv.mcmc.constraints import (
     Constraint,
     DownsampleConsistency,
     KnownEntries,
     KnownEntriesAndBlockMeans,
 )
-from stgconv.ops import nearest_up
+from stgconv.ops import check_block_factor, nearest_up
 from stgconv.types import EnergyFn
 
 
@@ -63,8 +63,13 @@ class MultiGridSampler:
         if len(self.factors) != len(self.samplers):
             raise ValueError(f"{len(self.factors)} grid factors for {len(self.samplers)} samplers; "
                              "expected one factor per modelled grid")
-        dims = {len(f) for f in self.factors}
-        if len(dims) != 1 or any(g < 1 for f in self.factors for g in f):
+        # check_block_factor: a factor of 1.5 passed here and failed only in the run, and a
+        # bare int (2 for (2, 2)) failed as "object of type 'int' has no len()".
+        try:
+            dims = {len(check_block_factor(f)) for f in self.factors}
+        except ValueError:
+            dims = set()
+        if len(dims) != 1:
             raise ValueError(f"factors must be positive ints over the same dims, "
                              f"got {self.factors}")
 
@@ -102,13 +107,16 @@ class MultiGridSampler:
 
         Raises:
             NonFiniteEnergyError: naming the grid and the step where a chain diverged.
-            ValueError: another number of energies, or a constraint that does not fit the
-                finest grid.
+            ValueError: another number of energies, ``x0`` not a float tensor, or a constraint
+                that does not fit the finest grid.
         """
         if len(energies) != len(self.samplers):
             raise ValueError(f"{len(energies)} energies for {len(self.samplers)} grids; expected "
                              "one energy per modelled grid, coarse to fine")
         check_generator(generator, "MultiGridSampler")
+        # Else an integer base was named as the first grid's sampler's start (a list failed
+        # on .detach): neither is what the caller passed.
+        check_start(x0, "MultiGridSampler")
         if constraint is not None:
             self._check_fits_finest(constraint, x0)
         base = x0.detach().clone()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import as_int, check_generator
 from stgconv.mcmc.init import DataGaussian, NoiseInit
 
 
@@ -19,11 +19,9 @@ class PersistentChains:
 
     def __init__(self, n_examples: int, init: NoiseInit | DataGaussian, *,
                  chains_per_example: int = 1) -> None:
-        if n_examples < 1 or chains_per_example < 1:
-            raise ValueError(
-                f"n_examples and chains_per_example must be >= 1, got {n_examples}, "
-                f"{chains_per_example}"
-            )
+        # as_int: a count of 1.5 failed inside torch at the first start.
+        as_int(n_examples, "n_examples", minimum=1)
+        as_int(chains_per_example, "chains_per_example", minimum=1)
         self.n_examples = n_examples
         self.init = init
         self.chains_per_example = chains_per_example

@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_finite_number, check_generator
+from stgconv.checks import as_int, check_finite_number, check_generator
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
 from stgconv.mcmc.init import DataGaussian, NoiseInit, data_plus_noise
 from stgconv.ops import block_down, block_upsampler, check_block_factor, nearest_up
@@ -50,9 +50,9 @@ class ChainStart(Protocol):
 
 def _check_chains_per_example(chains_per_example: int) -> None:
     """As :class:`ReplayBuffer` and :class:`PersistentChains` check it: 0 gave no chains at
-    all, silently."""
-    if chains_per_example < 1:
-        raise ValueError(f"chains_per_example must be >= 1, got {chains_per_example}")
+    all, silently, and 1.5 failed inside torch at the first start (``repeat_interleave``,
+    ``randn``)."""
+    as_int(chains_per_example, "chains_per_example", minimum=1)
 
 
 class _Stateless:
