@@ -183,7 +183,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(region:F with F < 1: a block F of the frame's side)")
     p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
                                     "width and training schedule but its iterations (--iterations "
-                                    f"here) (default: {SHIPPED_RECOVERY_CONFIG})")
+                                    "here), and whose data.start_frame and data.fps pick each "
+                                    "clip's frames as recover picks them "
+                                    f"(default: {SHIPPED_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
     # Not a default of its own: the config's seed (--set seed=N) was ignored without a word.
@@ -628,7 +630,8 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
             args.videos, args.prior_path, settings=config.recovery.learned,
             iterations=args.iterations, frames=args.frames, size=args.size, masks=args.masks,
             seed=config.seed if args.seed is None else args.seed,
-            device=resolve_device(config.device),
+            device=resolve_device(config.device), start_frame=config.data.start_frame,
+            fps=config.data.fps,
         )
     if args.command == "super-resolve":
         return tasks.super_resolve(

@@ -40,6 +40,7 @@ from stgconv.distributed import (
     take_generator,
 )
 from stgconv.energy.base import EnergyModel
+from stgconv.energy.rbm import RBM
 from stgconv.io.tensorboard import summary_writer
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
@@ -392,6 +393,20 @@ def _check_float_data(data: Tensor) -> None:
                          f"it first, e.g. data.float())")
 
 
+def _check_rbm_data(energy: object, data: Tensor) -> None:
+    """``ValueError`` unless the examples ``data`` of a binary RBM lie in [0, 1] (0s and 1s,
+    or the probabilities of a 1): images as the loaders give them, in [-1, 1], or grey levels
+    0-255 trained without a word on values its units never take, against samples of 0s and
+    1s."""
+    if isinstance(energy, RBM) and energy.visible == "binary":
+        low, high = data.min().item(), data.max().item()
+        if low < 0 or high > 1:
+            raise ValueError(f"a binary RBM's visible units are 0 or 1, so its data must lie in "
+                             f"[0, 1] (0s and 1s, or their probabilities), got values from "
+                             f"{low:g} to {high:g}: binarise them (images in [-1, 1]: "
+                             f"(x > 0).float()), or use RBM(..., visible='gaussian')")
+
+
 def _check_trainable(energy: object) -> None:
     """``ValueError`` unless ``energy`` is a module with parameters, which Adam can learn: a
     plain function failed in ``energy.parameters()`` ("'function' object has no attribute
@@ -452,6 +467,7 @@ class Trainer(FitLoop):
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
         _check_float_data(data)
         _check_trainable(energy)
+        _check_rbm_data(energy, data)
         self.energy = energy
         self.sampler = sampler
         self.chains = chains

@@ -256,6 +256,24 @@ def test_cd_and_pcd_learn_a_tiny_known_distribution(mode: str) -> None:
     assert model[[12, 3]].sum() > 0.75 and kl < 0.2, (model, kl)
 
 
+@pytest.mark.parametrize("data, shown", [
+    ([[-1.0, 0.5], [0.0, 1.0]], "from -1 to 1"),      # images as the loaders give them
+    ([[0.0, 255.0], [3.0, 1.0]], "from 0 to 255"),    # grey levels
+    ([[0.0, 1.0], [1.0, 1.5]], "from 0 to 1.5"),
+], ids=["minus_one_to_one", "grey_levels", "above_one"])
+def test_a_binary_rbm_refuses_training_data_outside_0_1(data, shown: str) -> None:
+    """Its units are 0 or 1: data elsewhere trained without a word against samples of 0s and
+    1s. Probabilities in [0, 1] train, and a Gaussian-visible RBM takes any real data."""
+    from stgconv.mcmc import DataStart
+    from stgconv.train import Trainer
+    with pytest.raises(ValueError, match=f"data must lie in \\[0, 1\\].* got values {shown}: "):
+        Trainer(RBM(2, 2, generator=gen(0)), BlockGibbs(), DataStart(), torch.tensor(data))
+    probabilities = torch.tensor([[0.2, 1.0], [0.0, 0.7]])
+    Trainer(RBM(2, 2, generator=gen(0)), BlockGibbs(), DataStart(), probabilities)
+    Trainer(RBM(2, 2, visible="gaussian", generator=gen(0)), BlockGibbs(), DataStart(),
+            torch.tensor(data))
+
+
 def test_a_trainers_checkpoint_of_an_rbm_loads_as_that_rbm(tmp_path) -> None:
     """Its config (n_visible, n_hidden, visible) was rebuilt as a ConvNet energy's, and
     load_model refused the checkpoint as describing no model."""

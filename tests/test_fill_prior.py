@@ -74,6 +74,9 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
         ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "40"], "fewer than frames=40"),
         # One frame short of a window (12 of 13): no window to cut, refused by its name.
         ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "13"], "fewer than frames=13"),
+        # The config's data.start_frame picks where the windows begin: 4 of the 12 frames left.
+        ([str(clips[0]), "--out", str(prior), *SMALL, "--set", "data.start_frame=8"],
+         "has 4 frames from frame 8, fewer than frames=6"),
         ([str(clips[0]), "--out", str(tmp_path), *SMALL], "is a folder, not a file"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", "region:x"],
          "'x' is not a number"),
@@ -291,6 +294,27 @@ def test_fill_prior_reports_the_mean_of_its_last_100_losses(tmp_path: Path, monk
                      **{**PRIOR, "masks": ["missing_frames:0.5"]})
     assert (f"2 examples (1 masks) from 1 video; final loss {final};"
             in capsys.readouterr().out)
+
+
+def test_fill_prior_picks_the_frames_of_the_configs_start_frame_and_fps(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """Windows are cut from the frames a recovery of that config reads (data.start_frame,
+    data.fps), so the prior learns the motion between frames at the rate it will fill: 9 flat
+    frames at 20 fps, frame t at grey -0.8 + 0.2 t, from frame 2 at 10 fps are frames 2 4 6 8."""
+    levels = -0.8 + 0.2 * torch.arange(9.0)
+    clip = save_video(levels.view(1, 9, 1, 1).expand(3, 9, 8, 8), tmp_path / "steps.mkv", fps=20)
+    windows = []
+    original = FILL_PRIOR_TASK.prior_example
+
+    def recording(window, known, fills):
+        windows.append(((window.mean((0, 2, 3)) + 0.8) / 0.2).round().tolist())
+        return original(window, known, fills)
+
+    monkeypatch.setattr(FILL_PRIOR_TASK, "prior_example", recording)
+    assert main(["fill-prior", str(clip), "--out", str(tmp_path / "p.pt"), *SMALL,
+                 "--frames", "2", "--size", "8", "--masks", "missing_frames:0.5",
+                 "--set", "data.start_frame=2", "--set", "data.fps=10"]) == 0
+    assert windows == [[2.0, 4.0], [6.0, 8.0]]
 
 
 def test_the_default_masks_are_the_experiments_three_kinds() -> None:

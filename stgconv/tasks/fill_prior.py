@@ -1,6 +1,7 @@
 """``stgconv fill-prior``: train the learned fill's prior on a library of complete clips.
 
-Each clip is cut into consecutive windows of ``frames`` frames (resized to ``size x size``);
+Each clip is cut into consecutive windows of ``frames`` frames (resized to ``size x size``),
+from ``start_frame`` at ``fps`` as a recovery reads its clip (``data.start_frame``, ``data.fps``);
 every window is hidden under every mask (each drawn anew), the classical fills of
 ``recovery.learned.fills`` are made from what stays, and one :class:`~stgconv.learned_fill.FillNet`
 learns to fill them all (:func:`stgconv.learned_fill.fill_prior`, the truth known). A recovery
@@ -40,6 +41,8 @@ def train_fill_prior(
     masks: Sequence[str] = DEFAULT_MASKS,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    start_frame: int = 0,
+    fps: float | None = None,
 ) -> Path:
     """Train a fill prior on ``videos`` and write it to ``out`` (a file); returns ``out``.
 
@@ -53,6 +56,10 @@ def train_fill_prior(
             ``round(F * size)``.
         seed: every random draw (masks, crops, the net's initial weights).
         device: where the fills are made and the net trains.
+        start_frame, fps: each clip's windows start at its frame ``start_frame`` and pick
+            frames at ``fps`` (the clip's own rate by default), as
+            :func:`~stgconv.tasks.recover_video.load_clip` picks a recovery's frames: a prior
+            learns the motion between frames at the rate its recoveries will see.
 
     Memory: every window under every mask is kept, about 75 MB each at 70 x 150 x 150.
     """
@@ -61,6 +68,7 @@ def train_fill_prior(
     check_learned_fill(settings)
     as_int(iterations, "iterations", minimum=1)
     as_int(frames, "frames", minimum=2)
+    as_int(start_frame, "start_frame", minimum=0)
     check_entries((3, frames, size, size), f"a window of {frames} frames of {size}x{size}")
     if not videos:
         raise ValueError("fill-prior needs at least one video")
@@ -89,9 +97,12 @@ def train_fill_prior(
     started = time.process_time()
     examples = []
     for video in videos:
-        clip = load_video(video, size=size).to(device)
+        clip = load_video(video, size=size, start_frame=start_frame, fps=fps).to(device)
         if clip.shape[1] < frames:
-            raise ValueError(f"{video} has {clip.shape[1]} frames, fewer than frames={frames}")
+            picked = ((f" from frame {start_frame}" if start_frame else "")
+                      + (f" at {fps} fps" if fps is not None else ""))
+            raise ValueError(f"{video} has {clip.shape[1]} frames{picked}, fewer than "
+                             f"frames={frames}")
         for start in range(0, clip.shape[1] - frames + 1, frames):
             window = clip[:, start:start + frames]
             for mask in masks:
