@@ -25,6 +25,7 @@ from stgconv.checkpoint import FILENAME, CheckpointError
 from stgconv.checks import FLOAT32_MAX, check_output, check_seed
 from stgconv.config import (
     QUICK_RECOVERY_CONFIG,
+    DataConfig,
     ExperimentConfig,
     config_to_dict,
     config_yaml,
@@ -176,8 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", dest="prior_path", required=True, metavar="FILE",
                    help="the prior file to write")
     p.add_argument("--iterations", type=int, default=3000, help="training iterations")
-    p.add_argument("--frames", type=int, default=70, help="frames per window")
-    p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
+    p.add_argument("--frames", type=int, help="frames per window (default 70)")
+    p.add_argument("--size", type=int, help="frames resized to SIZE x SIZE (default 150)")
     p.add_argument("--masks", nargs="+", default=list(DEFAULT_MASKS), metavar="MASK",
                    help="masks each window is hidden under, as --mask of `recover` reads them "
                         "(region:F with F < 1: a block F of the frame's side)")
@@ -301,10 +302,10 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                         "3-D/4-D array, (H, W, T[, C]); .npy: (T, H, W) / (C, T, H, W)), or "
                         "missing_frames:F, region:SIDE, salt_and_pepper:F (generated from the "
                         "config's seed)")
-    p.add_argument("--frames", type=int, default=70,
+    p.add_argument("--frames", type=int,
                    help="N frames (default 70), the first ones unless the config's "
                         "data.start_frame or data.fps says otherwise")
-    p.add_argument("--size", type=int, default=150, help="frames resized to SIZE x SIZE")
+    p.add_argument("--size", type=int, help="frames resized to SIZE x SIZE (default 150)")
     p.add_argument("--config", help=f"YAML config (default: {SHIPPED_RECOVERY_CONFIG})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
@@ -419,12 +420,28 @@ def _dotted(data: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def _recovery_config(args: argparse.Namespace):
+# The clip's length and side where --frames and --size are left out: the recovery experiments'.
+CLIP_DEFAULTS = {"frames": 70, "size": 150}
+
+
+def _recovery_config(args: argparse.Namespace) -> tuple[ExperimentConfig, int, int]:
+    """The config of recover, eval recovery and fill-prior, and the clip's frames and side."""
     # "is not None": an empty --config or --device (an unset shell variable) was taken for
     # none given, the shipped config and the config's device used without a word.
     path = Path(args.config) if args.config is not None else QUICK_RECOVERY_CONFIG
-    return load_config(path, args.overrides,
-                       {"device": args.device} if args.device is not None else None)
+    config = load_config(path, args.overrides,
+                         {"device": args.device} if args.device is not None else None)
+    given = {key: getattr(args, key) for key in CLIP_DEFAULTS}
+    for key, default in CLIP_DEFAULTS.items():
+        # These commands read the clip's shape from the flags: a config's own data.frames or
+        # data.size (--set data.frames=8) gave way to the flag's default without a word.
+        chosen = getattr(config.data, key)
+        if given[key] is None and chosen not in (default, getattr(DataConfig(), key)):
+            raise ValueError(f"data.{key} is {chosen}, but this command takes the clip's {key} "
+                             f"from --{key}, not from the config: pass --{key} {chosen} (or "
+                             f"--{key} {default}, its default)")
+    return (config, *(default if given[key] is None else given[key]
+                      for key, default in CLIP_DEFAULTS.items()))
 
 
 def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
@@ -617,18 +634,17 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
             n_points=args.points, seed=args.seed, device=args.device,
         )
     if args.command == "recover":
-        report = tasks.recover_video(
-            _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
-            out_dir=args.out, progress=not args.quiet,
-        )
+        config, frames, size = _recovery_config(args)
+        report = tasks.recover_video(config, args.video, args.mask, frames=frames, size=size,
+                                     out_dir=args.out, progress=not args.quiet)
         print(f"error on the missing pixels (0-255): {report['error']:.2f} "
               f"(starting fill: {report['init_error']:.2f})")
         return Path(args.out)
     if args.command == "fill-prior":
-        config = _recovery_config(args)
+        config, frames, size = _recovery_config(args)
         return tasks.train_fill_prior(
             args.videos, args.prior_path, settings=config.recovery.learned,
-            iterations=args.iterations, frames=args.frames, size=args.size, masks=args.masks,
+            iterations=args.iterations, frames=frames, size=size, masks=args.masks,
             seed=config.seed if args.seed is None else args.seed,
             device=resolve_device(config.device), start_frame=config.data.start_frame,
             fps=config.data.fps,
@@ -671,8 +687,9 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         print(ood.format_ood_table(table))
         return _written(args.json_path)
     if args.command == "eval":
+        config, frames, size = _recovery_config(args)
         table = video_recovery.eval_recovery(
-            _recovery_config(args), args.video, args.mask, frames=args.frames, size=args.size,
+            config, args.video, args.mask, frames=frames, size=size,
             out_dir=args.out, json_path=args.json_path, tensorboard=args.tensorboard,
             progress=not args.quiet,
         )

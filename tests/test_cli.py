@@ -6,6 +6,7 @@ they were by a resume that fails."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import io
 import json
@@ -622,6 +623,41 @@ def test_numbers_out_of_range_are_refused_by_the_option_typed(
     assert err.startswith(f"{prog(args)}: error: {message}"), err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists() and sorted(texture_run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("args, key, value", [
+    (["recover", "--video", "{out}/clip.mkv", "--mask", "region:4", "--out", "{out}/rec"],
+     "frames", 8),
+    (["eval", "recovery", "--video", "{out}/clip.mkv", "--mask", "region:4", "--json",
+      "{out}/table.json"], "size", 32),
+    (["fill-prior", "{out}/clip.mkv", "--out", "{out}/prior.pt"], "frames", 8),
+])
+def test_a_configs_clip_shape_that_a_left_out_flag_would_override_is_refused(
+        tmp_path: Path, capsys, args: list[str], key: str, value: int) -> None:
+    """These commands read the clip's frames and side from --frames and --size: --set
+    data.frames=8 gave way to --frames' default 70 without a word (and failed later as 'asked
+    for n_frames=70'). Refused before the clip is read; nothing written."""
+    args = [a.replace("{out}", str(tmp_path)) for a in args] + ["--set", f"data.{key}={value}"]
+    code, _, err = run_main(args, capsys)
+    default = {"frames": 70, "size": 150}[key]
+    assert code == 2 and err == (
+        f"{prog(args)}: error: data.{key} is {value}, but this command takes the clip's {key} "
+        f"from --{key}, not from the config: pass --{key} {value} (or --{key} {default}, its "
+        "default)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_clip_shape_flags_win_and_a_config_that_agrees_is_read() -> None:
+    def clip_shape(overrides: list[str], frames: int | None, size: int | None) -> tuple:
+        args = argparse.Namespace(config=None, overrides=overrides, device=None, frames=frames,
+                                  size=size)
+        return cli._recovery_config(args)[1:]
+
+    assert clip_shape([], None, None) == (70, 150)
+    assert clip_shape(["data.frames=8"], 8, None) == (8, 150)
+    assert clip_shape(["data.frames=8"], 12, None) == (12, 150)  # the flag typed wins
+    # A config as recover writes it (the clip's shape as run) is read back without a flag.
+    assert clip_shape(["data.frames=70", "data.size=150"], None, 32) == (70, 32)
 
 
 @pytest.mark.parametrize("command", ["recover", "eval"])
