@@ -379,8 +379,9 @@ def test_npz_labels_of_another_split_name_the_images_argument(tmp_path: Path) ->
     # key="y_test" alone counted x_train's images; the error now says which argument fixes it.
     np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 4, 4), np.uint8), y_train=np.arange(4),
              x_test=np.zeros((2, 4, 4), np.uint8), y_test=np.arange(2))
-    with pytest.raises(ValueError, match=r"y_test holds 2 labels for 4 x_train images; "
-                                         r"images= names the array they label"):
+    with pytest.raises(ValueError, match=r"y_test holds 2 labels for 4 x_train images, where "
+                                         r"one per image is needed; images= names the array "
+                                         r"they label"):
         load_npz_labels(tmp_path / "d.npz", key="y_test")
     assert load_npz_labels(tmp_path / "d.npz", key="y_test", images="x_test").tolist() == [0, 1]
 
@@ -388,5 +389,6 @@ def test_npz_labels_of_another_split_name_the_images_argument(tmp_path: Path) ->
 def test_npz_labels_without_their_images_say_no_images(tmp_path: Path) -> None:
     """Labels with no array ``images`` in the file: "for no x_train images", not "for None"."""
     np.savez(tmp_path / "d.npz", y_train=np.arange(2))
-    with pytest.raises(ValueError, match=r"y_train holds 2 labels for no x_train images; "):
+    with pytest.raises(ValueError, match=r"y_train holds 2 labels for no x_train images, where "
+                                         r"one per image is needed$"):
         load_npz_labels(tmp_path / "d.npz")

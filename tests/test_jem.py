@@ -461,7 +461,9 @@ def test_the_paper_scale_config_trains_on_keras_cifar_layout(tmp_path: Path) -> 
     ({"y_train": None}, "no labels 'y_train' (it has x_train) (jem.labels names the labels "
                         "array)"),
     ({"y_train": np.array([0, 1, 2, 5, 0, 1])}, "holds class 5, past model.n_classes = 3"),
-    ({"y_train": np.array([0, 1])}, "holds 2 labels for 6 x_train images"),
+    # No images= advice: a library argument, which the command's user cannot pass.
+    ({"y_train": np.array([0, 1])}, "holds 2 labels for 6 x_train images, where one per image "
+                                    "is needed (jem.labels names the labels array)\n"),
     ({"y_train": np.full(6, 0.5)}, "must be whole class numbers, got fractions"),
 ])
 def test_train_refuses_missing_or_bad_labels(tmp_path: Path, capsys, arrays: dict,

@@ -211,11 +211,14 @@ def load_npz_labels(path: str | Path, *, key: str = "y_train", images: str = "x_
         raise ValueError(f"{path}: {key} must be labels (N,) or (N, 1), got {labels.shape}")
     labels = class_numbers(labels, f"{path}: {key}")
     if len(labels) != n_images:
-        # Named, since key="y_test" alone still counted x_train's images and the message
-        # gave no way out.
+        # images= named where the two arrays' splits differ, since key="y_test" alone still
+        # counted x_train's images and the message gave no way out; of one split the file is
+        # at fault, and the argument meant nothing to a command's user.
+        other_split = key.partition("_")[2] != images.partition("_")[2]
         raise ValueError(f"{path}: {key} holds {len(labels)} labels for "
-                         f"{n_images or 'no'} {images} images; images= names the array "
-                         f"they label (e.g. images='x_test' with key='y_test')")
+                         f"{n_images or 'no'} {images} images, where one per image is needed"
+                         + ("; images= names the array they label (e.g. images='x_test' with "
+                            "key='y_test')" if other_split else ""))
     if len(labels) and labels.min() < 0:
         raise ValueError(f"{path}: {key} has negative labels ({labels.min()})")
     return torch.from_numpy(labels[npz_subset(len(labels), max_images)])
