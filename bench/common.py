@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from stgconv.checks import MAX_STEP_SIZE, npz_array, open_npz  # noqa: E402
+from stgconv.checks import MAX_STEP_SIZE, SPECIAL_FILE, npz_array, open_npz  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
@@ -377,6 +377,11 @@ def json_path(text: str) -> str:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        # The write refuses it only at the end, a traceback after the whole run.
+        raise argparse.ArgumentTypeError(f"{text} is {SPECIAL_FILE}; give a file name")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {path.parent} does not exist")
     return text

@@ -54,7 +54,7 @@ from torch import Tensor
 
 from bench.digits import MNIST, DigitClassifier, quick_digits, train_classifier
 from stgconv.checks import MAX_STEP_SIZE
-from stgconv.data.image import load_npz_images
+from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy import ClassifierEnergy, ProductOfExperts, digit_classifier
 from stgconv.io.image import save_image_grid
 from stgconv.mcmc import DataGaussian, Langevin
@@ -131,6 +131,21 @@ def split(path: Path, key: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
         labels = torch.from_numpy(archive[f"y_{key}"].astype(np.int64))
     keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     return images[keep], labels[keep]
+
+
+def check_digits(path: Path, *, n_judge: int) -> None:
+    """``ValueError`` naming ``path`` unless both splits are digits with labels 0 to 9 and the
+    training split holds more than the judge's ``n_judge``: else a traceback, the test split's
+    only after the experts' training."""
+    for key in ("train", "test"):
+        load_npz_images(path, key=f"x_{key}", size=28, channels=1)
+        labels = load_npz_labels(path, key=f"y_{key}", images=f"x_{key}")
+        if len(labels) and labels.max() > 9:
+            raise ValueError(f"{path}: y_{key} holds the label {int(labels.max())}; the digits "
+                             "are 0 to 9")
+        if key == "train" and len(labels) <= n_judge:
+            raise ValueError(f"{path}: x_train holds {len(labels)} digits; the judge trains on "
+                             f"{n_judge} and the experts on the others: give more than {n_judge}")
 
 
 def run(args: argparse.Namespace, data: Path, *, sizes: tuple[int, int, int]
@@ -262,8 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = quick_digits(Path(tmp))
         elif not data.is_file():
             parser.error(f"MNIST not found at {data} (pass --data)")
-        table, rows = run(args, data, sizes=(400, 200, 300) if args.quick
-                          else (30_000, 10_000, 5_000))
+        sizes = (400, 200, 300) if args.quick else (30_000, 10_000, 5_000)
+        try:
+            check_digits(data, n_judge=sizes[1])
+        except ValueError as err:
+            parser.error(str(err))
+        table, rows = run(args, data, sizes=sizes)
     common.report(table, rows, args.json)
     return 0
 

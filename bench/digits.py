@@ -221,6 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             test_images, test_labels = load_split(data, "test", 2000 if not args.quick else 300)
         except (KeyError, ValueError) as err:  # numpy's KeyError names the array, not the file
             parser.error(f"--data {data}: cannot read MNIST: {err}")
+        images = state["config"]["data"]  # else a traceback once the classifier has trained
+        if (images["kind"] not in ("texture", "objects")
+                or (images["size"], images["channels"]) != (28, 1)):
+            parser.error(f"--run: {run} is a model of {images['kind']} of size {images['size']} "
+                         f"with {images['channels']} channel(s); the digit classifier scores "
+                         "28x28 grey images")
         started = time.perf_counter()
         model = train_classifier(train_images, train_labels, epochs=args.epochs, seed=args.seed)
         with torch.no_grad():

@@ -76,6 +76,10 @@ def read_shapes(shapes: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"y must be labels (N,) = ({len(grids)},) for X's grids, got "
                          f"{labels.shape}")
     arrays["y"] = class_numbers(labels, "y")
+    # Else the read-out's evaluation refuses it, only once every training has run.
+    if len(np.unique(arrays["y"])) < 2:
+        raise ValueError(f"y must hold two classes or more for a classifier to tell apart, got "
+                         f"{len(np.unique(arrays['y']))}")
     return arrays
 
 
@@ -83,7 +87,6 @@ def write_split(arrays: dict[str, np.ndarray], work: Path, *, fraction: float,
                 seed: int) -> dict[str, Any]:
     """Write ``fit.npz`` and ``held_out.npz`` (step 1 of the protocol) into ``work``: every
     array with a row per shape split by rows, the others (``categories``) copied whole."""
-    work.mkdir(parents=True, exist_ok=True)
     labels = arrays["y"]
     rng = np.random.default_rng(seed)
     held = []
@@ -92,6 +95,14 @@ def write_split(arrays: dict[str, np.ndarray], work: Path, *, fraction: float,
         held.extend(members[: round(fraction * len(members))])
     is_held = np.zeros(len(labels), dtype=bool)
     is_held[held] = True
+    # Else the evaluation after the first training refuses the split.
+    if not is_held.any():
+        raise ValueError(f"a fraction {fraction} of each class holds out no shape of "
+                         f"{len(labels)}: give more shapes or a larger --held-out")
+    if len(np.unique(labels[~is_held])) < 2:
+        raise ValueError(f"holding out a fraction {fraction} of each class leaves one class to "
+                         "fit the read-out on: give more shapes or a smaller --held-out")
+    work.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, rows in (("fit", ~is_held), ("held_out", is_held)):
         part = {key: (value[rows] if value.ndim >= 1 and len(value) == len(labels)
@@ -239,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             split = write_split(arrays, args.work, fraction=args.held_out, seed=args.split_seed)
         except OSError as err:
             parser.error(f"--work {args.work}: {err}")
+        except ValueError as err:
+            parser.error(f"--shapes {args.shapes}: {err}")
         deadline = time.monotonic() + args.budget_s
         try:
             with ThreadPoolExecutor(len(args.seeds)) as pool:

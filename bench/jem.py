@@ -402,7 +402,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           "--data", str(data), "--out", str(run)])
                     parser.error(f"no trained run at {run} ({command}; or pass --{name}, or "
                                  "--train)")
-        loaded = {name: load_classifier(run, device="cpu") for name, run in runs.items()}
+        loaded = {}
+        for name, run in runs.items():
+            try:  # a run of another model: one line now, not a traceback
+                loaded[name] = load_classifier(run, device="cpu")
+            except ValueError as err:
+                parser.error(f"--{name}: {err}")
+            images = loaded[name].config.data
+            if (images.size, images.channels) != (28, 1):  # else a traceback at the scores
+                parser.error(f"--{name}: {run} is a model of {images.size}x{images.size} images "
+                             f"of {images.channels} channel(s); this bench scores 28x28 grey "
+                             "digits")
         models = {name: model.energy for name, model in loaded.items()}
         references = {name: model.reference for name, model in loaded.items()}
         feature_references = {name: model.feature_reference for name, model in loaded.items()}

@@ -33,7 +33,8 @@ from stgconv.config import QUICK_RECOVERY_CONFIG, load_config  # noqa: E402
 from stgconv.data.masks import check_mask_matches  # noqa: E402
 from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
 from stgconv.io.video import save_video  # noqa: E402
-from stgconv.tasks.recover_video import load_clip, load_known  # noqa: E402
+from stgconv.recovery import check_schedule  # noqa: E402
+from stgconv.tasks.recover_video import SCHEDULE_KEYS, load_clip, load_known  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("boiling_water", "flag", "fire_pot")
@@ -99,6 +100,11 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
             parser.error(f"video data folder not found: {data} (pass --data)")
     try:
         config = load_config(args.config, overrides)
+        # A schedule the first case would refuse with a traceback (--set train.n_iterations=2
+        # under the config's recovery.warmup of 5).
+        check_schedule(config.train.n_iterations, config.chains.chains_per_example,
+                       config.recovery.warmup, config.recovery.average_last,
+                       names=SCHEDULE_KEYS)
     except (FileNotFoundError, ValueError) as err:
         parser.error(f"--config {args.config}: {err}")
     missing = [clip for clip in args.clips

@@ -74,6 +74,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         except ValueError as error:
             parser.error(str(error))
         iterations, classes = 600, 10
+        # Else a traceback from the per-class Gaussians the chains start from, or, for a test
+        # label past 9, an accuracy of a class the classifier does not have.
+        for labels, key in ((train_y, "y_train"), (test_y, "y_test")):
+            if len(labels) and labels.max() >= classes:
+                parser.error(f"{args.data}: {key} holds the label {int(labels.max())}; this "
+                             f"example classifies digits 0 to {classes - 1}")
+        counts = torch.bincount(train_y, minlength=classes)
+        if counts.min() < 2:
+            parser.error(f"{args.data}: y_train labels {int(counts.min())} image(s) as digit "
+                         f"{int(counts.argmin())}; this example needs at least 2 of each digit")
 
     # A narrow net (width 16, not 64) keeps this within CPU minutes.
     energy = ClassifierEnergy(digit_classifier(classes, width=16))

@@ -25,7 +25,7 @@ import torch
 
 import stgconv
 from stgconv.baselines.voxel import UPSAMPLERS, downsample
-from stgconv.cli import json_file
+from stgconv.cli import json_file, output_folder
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import load_voxels, save_voxels, to_tensor
 from stgconv.mcmc import SuperResolutionStart
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=BEDS, help=".npz of (N, 64, 64, 64) shapes")
-    parser.add_argument("--out", type=Path, default=Path("outputs/examples/voxel_sr"))
+    parser.add_argument("--out", type=output_folder,
+                        default=Path("outputs/examples/voxel_sr"))
     parser.add_argument("--json", type=json_file, help="write the printed numbers here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -67,6 +68,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if len(shapes) < 2:
             parser.error(f"{args.data} holds {len(shapes)} shape; the example needs at least 2 "
                          "(one to learn from, one to score)")
+        # Else a traceback after the training: block means that do not tile the grid.
+        if shapes.shape[-1] % FACTOR:
+            parser.error(f"{args.data} holds shapes of side {shapes.shape[-1]}; this example "
+                         f"super-resolves {FACTOR}x blocks: give a side divisible by {FACTOR}")
         # The last 43 of the shared 443 beds; of a smaller file of the user's, a tenth.
         n_test, iterations = min(43, max(1, len(shapes) // 10)), 15
     train, test = shapes[:-n_test], shapes[-n_test:]

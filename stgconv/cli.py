@@ -466,8 +466,18 @@ def json_file(text: str) -> Path:
     """An argparse type for ``--json FILE`` in scripts built on the library (the examples):
     :func:`~stgconv.checks.check_output` as the options are read, so a path that cannot be
     written is argparse's one-line error (exit 2) before the work, not a traceback after it."""
+    return _output_path(text, folder=False)
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type for ``--out DIR`` in the examples, checked as :func:`json_file` checks
+    a file: a file in the way was a ``FileExistsError`` traceback once the run had ended."""
+    return _output_path(text, folder=True)
+
+
+def _output_path(text: str, *, folder: bool) -> Path:
     try:
-        return check_output(text, "the file", folder=False)
+        return check_output(text, "the folder" if folder else "the file", folder=folder)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

@@ -24,9 +24,10 @@ import scipy.io
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from _tiny import tiny_texture_run
+from _tiny import JEM_CONFIG, JEM_TINY, labelled_bars, tiny_texture_run
 
 from stgconv.cli import _parser
+from stgconv.cli import main as cli_main
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.distributed import World
 from stgconv.evaluation import voxel as voxel_evaluation
@@ -1122,7 +1123,7 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("digits.py", ["--epochs", "0"], r"--epochs: must be >= 1, got 0"),
     ("jem.py", ["--eps", "2"], r"--eps must be in \(0, 1\], got 2"),
     ("jem.py", ["--outliers", "5"], r"--outliers: must be >= 10"),
-    ("jem.py", ["--grid", "{file}/grid.png"], r"--grid: the folder .* does not exist"),
+    ("jem.py", ["--grid", "{file}/grid.png"], r"--grid: .*a_file is a file, not a folder$"),
     ("jem.py", ["--extra-outliers", "{file}"], r"--extra-outliers: .*" + EMPTY_FILE_REFUSED),
     ("jem.py", ["--extra-outliers", "{file}.npz"], r"--extra-outliers: .*a_file.npz not found"),
     ("jem.py", ["--extra-outliers", "{empty}"], r"--extra-outliers: .*empty.npz: x_test must be "
@@ -1216,7 +1217,10 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("recovery.py", ["--frames", "1.5"], r"--frames: expected an integer, got '1.5'"),
     ("recovery.py", ["--size", "0"], r"--size: must be >= 1, got 0"),
     ("voxel.py", ["--json", "{tmp}"], r"--json: .* is a folder; give a file name"),
-    ("voxel.py", ["--json", "{file}/out.json"], r"--json: the folder .*a_file does not exist"),
+    ("voxel.py", ["--json", "{file}/out.json"], r"--json: .*a_file is a file, not a folder$"),
+    # Written only once the rows are in: a traceback after the whole run.
+    ("langevin.py", ["--json", "{pipe}"], r"--json: .*a_pipe is not a regular file \(a device, "
+     r"a named pipe or a socket\); give a file name$"),
     ("voxel.py", ["--size", "0"], r"--size must be >= 1, got 0"),
     ("voxel.py", ["--iterations", "0"], r"--iterations must be >= 1, got 0"),
     ("voxel.py", ["--lr", "0"], r"--lr must be > 0, got 0.0"),
@@ -1237,16 +1241,20 @@ def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main
 @pytest.fixture
 def bad_input_argv(tmp_path):
     """``argv`` with its placeholders made real in ``tmp_path``: ``{file}`` an empty file,
+    ``{pipe}`` a named pipe,
     ``{empty}`` an .npz with no images, ``{set}`` a set of 3 (another in ``{tmp}/other``),
     ``{digits}`` generated digits (bench/digits.py's), ``{no_chains}`` a one-iteration run that
-    keeps no chains (chains.mode noise), ``{tmp}`` the folder."""
+    keeps no chains (chains.mode noise), ``{texture}`` an 8x8 texture run, ``{rgb_jem}`` a JEM
+    run of 3-channel 28x28 images, ``{tmp}`` the folder."""
     (tmp_path / "a_file").write_text("")
+    os.mkfifo(tmp_path / "a_pipe")
     np.savez(tmp_path / "empty.npz", x_test=np.zeros((0, 28, 28), np.uint8))
     (tmp_path / "other").mkdir()
     for folder in (tmp_path, tmp_path / "other"):
         np.savez(folder / "set.npz", x_test=np.zeros((3, 28, 28), np.uint8))
     names = {"{file}": tmp_path / "a_file", "{empty}": tmp_path / "empty.npz",
              "{set}": tmp_path / "set.npz", "{digits}": tmp_path / "digits.npz",
+             "{pipe}": tmp_path / "a_pipe",
              "{tmp}": tmp_path}
 
     def fill(argv: list[str]) -> list[str]:
@@ -1254,6 +1262,13 @@ def bad_input_argv(tmp_path):
             runpy.run_path(str(BENCH / "digits.py"))["quick_digits"](tmp_path)
         if any("{no_chains}" in arg for arg in argv):
             names["{no_chains}"] = tiny_texture_run(tmp_path / "no_chains", "chains.mode=noise")
+        if any("{texture}" in arg for arg in argv):
+            names["{texture}"] = tiny_texture_run(tmp_path / "texture")
+        if any("{rgb_jem}" in arg for arg in argv):
+            names["{rgb_jem}"] = tmp_path / "rgb_jem"
+            assert cli_main(["train", str(JEM_CONFIG), "--data",
+                             str(labelled_bars(tmp_path / "bars.npz")), "--out",
+                             str(names["{rgb_jem}"]), "--set", "data.channels=3", *JEM_TINY]) == 0
         for name, path in names.items():
             argv = [arg.replace(name, str(path)) for arg in argv]
         return argv
@@ -1272,17 +1287,36 @@ def bad_input_argv(tmp_path):
      r"--net texture: input size \(8, 8\) is smaller than the network's receptive field"),
     ("faults.py", ["--iterations", "0"], r"--iterations: must be >= 1, got 0"),
     ("faults.py", ["--kills", "0", "--iterations", "1", "--json", "{file}/out.json"],
-     r"--json: the folder .*a_file does not exist"),
+     r"--json: .*a_file is a file, not a folder$"),
     ("rbm.py", ["--data", "{file}"], EMPTY_FILE_REFUSED),
     ("jem.py", ["--data", "{tmp}/none.npz"], r"MNIST not found at .*none.npz \(pass --data\)"),
     ("digits.py", ["--data", "{set}", "--run", "{no_chains}"],
      r"--data .*set.npz: cannot read MNIST: .*y_train"),  # numpy's KeyError, with the file
     ("digits.py", ["--data", "{digits}", "--run", "{tmp}/other"],
      r"--run: checkpoint not found: .*other/checkpoint.pt"),
+    # Each a traceback: at once, or (no test split, too few digits to leave the experts any)
+    # after the experts' or the judge's training.
+    ("compose.py", ["--data", "{set}"], r"set.npz: no array 'x_train' \(it has x_test\)$"),
+    ("compose.py", ["--data", "{digits}"], r"digits.npz: x_train holds 600 digits; the judge "
+     r"trains on 10000 and the experts on the others: give more than 10000$"),
+    # A run of other images, or of no classifier: a traceback once the classifier had trained,
+    # or at the first scores.
+    ("digits.py", ["--data", "{digits}", "--run", "{texture}"],
+     r"--run: .*texture/run is a model of texture of size 8 with 1 channel\(s\); the digit "
+     r"classifier scores 28x28 grey images$"),
+    ("jem.py", ["--data", "{digits}", "--jem", "{texture}", "--plain", "{texture}"],
+     r"--jem: .*texture/run holds a 'texture' energy, not a classifier"),
+    ("jem.py", ["--data", "{digits}", "--jem", "{rgb_jem}", "--plain", "{rgb_jem}"],
+     r"--jem: .*rgb_jem is a model of 28x28 images of 3 channel\(s\); this bench scores "
+     r"28x28 grey digits$"),
     # Every clip is looked for before the first one runs.
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "nothere"], r"no clip named nothere in"),
     ("recovery.py", ["--data", "{tmp}", "--clips", "a"], r"no clip named a in"),  # not a_file
     ("recovery.py", ["--data", "{tmp}/nowhere"], r"video data folder not found: .*nowhere"),
+    # The first case refused it, with a traceback.
+    ("recovery.py", ["--data", "{tmp}", "--set", "train.n_iterations=1"],
+     r"recovery_quick.yaml: recovery.warmup must be in \[0, train.n_iterations\) = \[0, 1\), "
+     r"got 5$"),
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "other", "--priors", "{tmp}"],
      r"no prior without_<clip>\.pt in .* for \['set', 'other'\]"),
 ])
@@ -1571,7 +1605,9 @@ def test_digits_bench_table_prints_each_rows_numbers(tmp_path, bench_main, monke
                 "spread_vs_data": k / 4, "filter_stats_distance": k / 32}
 
     for name, stand_in in {
-            "load_checkpoint": lambda run: {}, "check_steps": lambda state, value: None,
+            "load_checkpoint": lambda run: {"config": {"data": {"kind": "objects", "size": 28,
+                                                                "channels": 1}}},
+            "check_steps": lambda state, value: None,
             "check_start": lambda state, value: None,
             "load_split": lambda path, split, n: splits.append((split, n)) or (digits, labels),
             "train_classifier": lambda images, labels, **kwargs: LevelJudge(),
@@ -2306,6 +2342,10 @@ def test_jem_class_samples_are_judged_against_the_class_they_were_drawn_for(
     assert module["start_row"](tmp_path, per_class=2, seed=0, **scoring)["read_as_asked"] == 1.0
 
 
+# The config of a stand-in for a loaded JEM run: a model of 28x28 grey digits, as jem.py needs.
+DIGIT_MODEL = SimpleNamespace(data=SimpleNamespace(size=28, channels=1))
+
+
 def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
                            tables: bool = False, replaced: dict | None = None
                            ) -> dict[str, list]:
@@ -2338,7 +2378,8 @@ def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
 
     stand_ins = {
         "load_classifier": lambda run, device: SimpleNamespace(
-            energy=None, reference=None, feature_reference=None, weights=None, temperature=2.0),
+            energy=None, reference=None, feature_reference=None, weights=None, temperature=2.0,
+            config=DIGIT_MODEL),
         "score_images": score_images,
         "outlier_sets": lambda *args, **kwargs: {
             "white squares": np.full((10, 28, 28), 255, np.uint8)},
@@ -2467,7 +2508,8 @@ def test_jem_bench_tables_print_each_models_own_numbers(tmp_path, bench_main, mo
         "--start", "chains", "--seed", "5", "--grid", str(tmp_path / "grid.png"), tables=True,
         replaced={"load_classifier": lambda run, device: SimpleNamespace(
                       energy=run.name, reference=None, feature_reference=None,
-                      weights=fitted[run.name], temperature=temperatures[run.name]),
+                      weights=fitted[run.name], temperature=temperatures[run.name],
+                      config=DIGIT_MODEL),
                   "score_images": score_images,
                   "train_runs": lambda config, data, runs, overrides: {"jem": 5.0, "plain": 7.0},
                   "pgd_accuracy": lambda energy, x, y, **kwargs: attacks.append(kwargs) or 0.625,
@@ -3037,14 +3079,27 @@ def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, cap
     data[100:200] = bytes(b ^ 0x55 for b in data[100:200])
     damaged.write_bytes(bytes(data))
     (tmp_path / "folder.npz").mkdir()
-    for shapes, message in ((tmp_path / "missing.npz", "shapes not found"),
-                            (tmp_path / "folder.npz", "folder.npz is a folder, not an .npz file"),
-                            (tmp_path / "unlabelled.npz", "needs arrays X .* and y"),
-                            (tmp_path / "short.npz", r"y must be labels \(N,\) = \(4,\)"),
-                            (tmp_path / "flat.npz", r"X must be cubic grids .* \(4, 2, 2\)"),
-                            (damaged, "damaged.npz: the file is damaged or truncated")):
+    # Each of these was refused by the evaluation only after the first training.
+    np.savez(tmp_path / "one_class.npz", X=np.zeros((4, 2, 2, 2), np.uint8), y=np.zeros(4, int))
+    np.savez(tmp_path / "few.npz", X=np.zeros((4, 2, 2, 2), np.uint8), y=np.array([0, 0, 0, 1]))
+    for shapes, held_out, message in (
+            (tmp_path / "missing.npz", "0.2", "shapes not found"),
+            (tmp_path / "folder.npz", "0.2", "folder.npz is a folder, not an .npz file"),
+            (tmp_path / "unlabelled.npz", "0.2", "needs arrays X .* and y"),
+            (tmp_path / "short.npz", "0.2", r"y must be labels \(N,\) = \(4,\)"),
+            (tmp_path / "flat.npz", "0.2", r"X must be cubic grids .* \(4, 2, 2\)"),
+            (damaged, "0.2", "damaged.npz: the file is damaged or truncated"),
+            (tmp_path / "one_class.npz", "0.2",
+             r"one_class.npz: y must hold two classes or more for a classifier to tell apart, "
+             r"got 1$"),
+            (tmp_path / "few.npz", "0.1", r"few.npz: a fraction 0.1 of each class holds out no "
+             r"shape of 4: give more shapes or a larger --held-out$"),
+            (tmp_path / "few.npz", "0.6", r"few.npz: holding out a fraction 0.6 of each class "
+             r"leaves one class to fit the read-out on: give more shapes or a smaller "
+             r"--held-out$")):
         with pytest.raises(SystemExit) as exit_info:
-            bench_main("features.py")(["--shapes", str(shapes), "--work", str(tmp_path / "w")])
+            bench_main("features.py")(["--shapes", str(shapes), "--work", str(tmp_path / "w"),
+                                       "--held-out", held_out, "--at", "1"])
         assert exit_info.value.code == 2
         assert re.search(message, capsys.readouterr().err)
         assert not (tmp_path / "w").exists()  # nothing left behind
@@ -3052,7 +3107,7 @@ def test_features_bench_refuses_shapes_it_cannot_split(tmp_path, bench_main, cap
 
 def test_features_bench_names_a_work_folder_it_cannot_make(tmp_path, bench_main, capsys):
     (tmp_path / "a_file").write_text("")
-    np.savez(tmp_path / "shapes.npz", X=np.zeros((4, 2, 2, 2), np.uint8), y=np.arange(4) % 2)
+    np.savez(tmp_path / "shapes.npz", X=np.zeros((10, 2, 2, 2), np.uint8), y=np.arange(10) % 2)
     for shapes in (["--shapes", str(tmp_path / "shapes.npz")], ["--quick"]):
         with pytest.raises(SystemExit) as exit_info:
             bench_main("features.py")([*shapes, "--work", str(tmp_path / "a_file" / "work")])

@@ -99,6 +99,11 @@ def test_mat_loader_converts_and_validates(tmp_path):
         load_mask_mat(tmp_path / "text.mat")
     with pytest.raises(FileNotFoundError, match=r"mask file not found: .*absent\.mat"):
         load_mask_mat(tmp_path / "absent.mat")
+    for folder in ("masks", "masks.npy"):  # read as a .mat file, and as an .npy array
+        (tmp_path / folder).mkdir()
+        with pytest.raises(ValueError, match=rf"{folder} is a folder, not a mask file "
+                                             r"\(\.mat or \.npy\)$"):
+            load_mask(tmp_path / folder)
     (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(ValueError, match=r"cannot read MATLAB file .*junk\.mat: .*; masks are "
                                          r"\.mat \(H, W, T\[, C\]\)"):

@@ -96,9 +96,15 @@ def shapes_as_text(folder: Path) -> list[str]:
     return ["--data", str(folder / "shapes.txt")]
 
 
-def one_shape(folder: Path) -> list[str]:
-    np.savez(folder / "bed.npz", X=np.ones((1, 8, 8, 8), np.uint8))
-    return ["--data", str(folder / "bed.npz")]
+def shapes(folder: Path, *, n: int, side: int) -> list[str]:
+    np.savez(folder / "shapes.npz", X=np.ones((n, side, side, side), np.uint8))
+    return ["--data", str(folder / "shapes.npz"), "--out", str(folder / "outputs")]
+
+
+def digits_labelled(folder: Path, train: list[int], test: list[int]) -> list[str]:
+    np.savez(folder / "digits.npz", x_train=np.zeros((len(train), 28, 28), np.uint8),
+             y_train=train, x_test=np.zeros((len(test), 28, 28), np.uint8), y_test=test)
+    return ["--data", str(folder / "digits.npz")]
 
 
 # A user's own file each example cannot use, and the end of the line that says why.
@@ -114,8 +120,20 @@ UNUSABLE_DATA = [
      "(70, 150, 150)"),
     ("voxel_super_resolution.py", shapes_as_text, "suffix must be one of .mat, .binvox, .npy, "
      ".npz, .h5, .hdf5, got '.txt'"),
-    ("voxel_super_resolution.py", one_shape, "bed.npz holds 1 shape; the example needs at least "
-     "2 (one to learn from, one to score)"),
+    # Each of these ended in a traceback: after the training (a side not divisible by the
+    # factor), at its start (no shape left to train on: a NaN clamp), or at the chains' start
+    # (a label past 9, a digit of one image).
+    ("voxel_super_resolution.py", partial(shapes, n=1, side=8), "shapes.npz holds 1 shape; the "
+     "example needs at least 2 (one to learn from, one to score)"),
+    ("voxel_super_resolution.py", partial(shapes, n=44, side=6), "shapes.npz holds shapes of "
+     "side 6; this example super-resolves 4x blocks: give a side divisible by 4"),
+    ("jem_ood.py", partial(digits_labelled, train=[*range(11)] * 2, test=[0, 1]),
+     "digits.npz: y_train holds the label 10; this example classifies digits 0 to 9"),
+    ("jem_ood.py", partial(digits_labelled, train=[*range(10)] * 2, test=[0, 10]),
+     "digits.npz: y_test holds the label 10; this example classifies digits 0 to 9"),
+    ("jem_ood.py", partial(digits_labelled, train=[*range(10), *range(1, 10)], test=[0, 1]),
+     "digits.npz: y_train labels 1 image(s) as digit 0; this example needs at least 2 of each "
+     "digit"),
 ]
 
 
@@ -147,18 +165,24 @@ def test_example_help_gives_the_docstrings_whole_first_paragraph(capsys):
         "--seed SEED")
 
 
-@pytest.mark.parametrize("script", sorted(EXPECTED))
-def test_example_refuses_a_json_file_it_cannot_write_before_its_run(script, tmp_path, capsys):
+# Each example's output options: the option, a name under it, and what the message calls it.
+OUTPUT_OPTIONS = [(script, "--json", "numbers.json", "the file") for script in sorted(EXPECTED)]
+OUTPUT_OPTIONS += [(script, "--out", "outputs", "the folder")
+                   for script in ("video_recovery.py", "voxel_super_resolution.py")]
+
+
+@pytest.mark.parametrize("script, option, name, kind", OUTPUT_OPTIONS)
+def test_example_refuses_an_output_it_cannot_write_before_its_run(script, option, name, kind,
+                                                                  tmp_path, capsys):
     """Under a file: one line, exit 2, as the options are read (it ended the run in a
     FileExistsError traceback); nothing written. Checked before the data too."""
     main = runpy.run_path(str(EXAMPLES / script))["main"]
     (tmp_path / "a_file").write_text("kept")
     with pytest.raises(SystemExit) as exit_:
-        main(["--data", str(tmp_path / "no_such_data"), "--json",
-              str(tmp_path / "a_file" / "numbers.json")])
+        main(["--data", str(tmp_path / "no_such_data"), option, str(tmp_path / "a_file" / name)])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
-        f"error: argument --json: the file {tmp_path / 'a_file' / 'numbers.json'} lies under "
+        f"error: argument {option}: {kind} {tmp_path / 'a_file' / name} lies under "
         f"{tmp_path / 'a_file'}, which is a file")
     assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
     assert (tmp_path / "a_file").read_text() == "kept"

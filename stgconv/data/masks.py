@@ -41,13 +41,13 @@ def load_mask(path: str | Path) -> Tensor:
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: an unreadable file, one of another layout, or values other than 0 and 1.
+        ValueError: a folder, an unreadable file, one of another layout, or values other than 0
+            and 1.
     """
     path = Path(path)
     if path.suffix.lower() != ".npy":
         return load_mask_mat(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
+    _check_file(path)
     try:
         missing = read_npy(path)
     except (OSError, ValueError) as err:
@@ -57,6 +57,15 @@ def load_mask(path: str | Path) -> Tensor:
     if missing.ndim != 4:
         raise ValueError(f"{path} has shape {missing.shape}; expected (T, H, W) or (C, T, H, W)")
     return torch.from_numpy(_observed(missing, str(path)))
+
+
+def _check_file(path: Path) -> Path:
+    """``path``, or the error that says why it is no mask file to read."""
+    if path.is_dir():  # "not found" sent the user looking for what is there
+        raise ValueError(f"{path} is a folder, not a mask file (.mat or .npy)")
+    if not path.is_file():
+        raise FileNotFoundError(f"mask file not found: {path}")
+    return path
 
 
 def load_mask_mat(path: str | Path, *, key: str | None = None) -> Tensor:
@@ -73,12 +82,11 @@ def load_mask_mat(path: str | Path, *, key: str | None = None) -> Tensor:
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unreadable file, no ``key`` and not one 3-D/4-D array instead (the message
-            lists the variables), a variable that is not 3-D/4-D, or values other than 0 and 1.
+        ValueError: a folder, an unreadable file, no ``key`` and not one 3-D/4-D array
+            instead (the message lists the variables), a variable that is not 3-D/4-D, or
+            values other than 0 and 1.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
+    path = _check_file(Path(path))
     try:
         contents = read_mat(path)
     except ValueError as err:
