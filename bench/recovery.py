@@ -34,7 +34,12 @@ from stgconv.data.masks import check_mask_matches  # noqa: E402
 from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
 from stgconv.io.video import save_video  # noqa: E402
 from stgconv.recovery import check_schedule  # noqa: E402
-from stgconv.tasks.recover_video import SCHEDULE_KEYS, load_clip, load_known  # noqa: E402
+from stgconv.tasks.recover_video import (  # noqa: E402
+    SCHEDULE_KEYS,
+    check_fits_network,
+    load_clip,
+    load_known,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("boiling_water", "flag", "fire_pot")
@@ -118,6 +123,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
     masks = {mask_type: mask_of(mask_type, args, data) for mask_type in args.masks}
     # Every clip is read as (3, --frames, --size, --size) (or refused): its shape only.
     read_clip = torch.zeros(()).expand(3, args.frames, args.size, args.size)
+    try:  # else the first case's traceback (--size 4 under the network's receptive field)
+        check_fits_network(config, read_clip)
+    except ValueError as err:
+        parser.error(f"clips of --frames {args.frames}, --size {args.size}: {err}")
     for mask_type, mask in masks.items():  # now, not after the clips before it have run
         try:
             check_mask_matches(load_known(mask, read_clip.shape[1:], seed=config.seed),

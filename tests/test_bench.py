@@ -1317,6 +1317,10 @@ def bad_input_argv(tmp_path):
     ("recovery.py", ["--data", "{tmp}", "--set", "train.n_iterations=1"],
      r"recovery_quick.yaml: recovery.warmup must be in \[0, train.n_iterations\) = \[0, 1\), "
      r"got 5$"),
+    ("recovery.py", ["--data", "{tmp}", "--clips", "set", "--masks", "salt_and_pepper",
+                     "--size", "4"],
+     r"clips of --frames 70, --size 4: input size \(70, 4, 4\) is smaller than the network's "
+     r"receptive field: it needs at least \(\d+, \d+, \d+\)$"),
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "other", "--priors", "{tmp}"],
      r"no prior without_<clip>\.pt in .* for \['set', 'other'\]"),
 ])

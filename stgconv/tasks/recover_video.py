@@ -238,7 +238,7 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
         NoiseInit(config.chains.init, config.chains.init_scale)
     except ValueError as err:
         raise ValueError(f"chains.init: {err} (recovery's chains start from noise)") from err
-    _energy(config, observed).check_size(observed.shape[1:])
+    check_fits_network(config, observed)
     prior = _load_prior(settings, channels=observed.shape[0])
     if settings.init == "learned":
         try:
@@ -269,6 +269,13 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     # The history is the choosing loop's: its held-out errors are what chose.
     return (replace(result, history=choice.history), init,
             {"fill": start, "holdout_errors": holdout_errors})
+
+
+def check_fits_network(config: ExperimentConfig, clip: Tensor) -> None:
+    """``ValueError`` naming the smallest size that fits where a clip of ``clip``'s shape
+    ``(C, T, H, W)`` (its values are not read) is smaller than the receptive field of the
+    config's network: what a recovery checks before its learned fill's minutes."""
+    _energy(config, clip).check_size(clip.shape[1:])
 
 
 def _energy(config: ExperimentConfig, observed: Tensor) -> ConvNetEnergy:
