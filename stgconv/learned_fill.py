@@ -461,6 +461,9 @@ def save_fill_prior(net: FillNet, fills: Sequence[str], path: str | Path, *,
 def load_fill_prior(path: str | Path) -> tuple[FillNet, tuple[str, ...]]:
     """A prior written by :func:`save_fill_prior` and the names of the fills it reads (in any
     order: it corrects whichever comes first)."""
+    if Path(path).is_dir():  # "not found" sent the user looking for what is there
+        raise CheckpointError(f"fill prior {path} is a folder; give the file `stgconv "
+                              "fill-prior --out FILE` wrote")
     if not Path(path).is_file():
         raise CheckpointError(f"fill prior not found: {path} (`stgconv fill-prior` makes one)")
     state = load_checkpoint(path)

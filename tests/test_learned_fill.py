@@ -424,6 +424,9 @@ def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path)
     with pytest.raises(CheckpointError, match=r"fill prior not found: .*missing\.pt "
                                               r"\(`stgconv fill-prior` makes one\)"):
         load_fill_prior(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match=r"fill prior .* is a folder; give the file "
+                                              r"`stgconv fill-prior --out FILE` wrote$"):
+        load_fill_prior(tmp_path)
     with pytest.raises(ValueError, match="2 fills, 1 named"):
         save_fill_prior(net, ["temporal_interpolation"], tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
