@@ -573,6 +573,11 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        # Before the checks of the chains, whose advice fits one kind of run: a JEM config
+        # given a cooperative section was told about chains.init for cooperative runs first.
+        if self.jem is not None and (self.multigrid is not None or self.cooperative is not None):
+            raise ValueError("jem trains one classifier: remove the multigrid / cooperative "
+                             "section")
         check_sampler("sampler", self.sampler)
         if self.multigrid is None:  # else unused, and refused unless left at its defaults
             _check_model("model", self.model, self.data)
@@ -1010,8 +1015,6 @@ def _check_jem(config: ExperimentConfig) -> None:
         raise ValueError(f"jem trains a classifier architecture, got model.arch "
                          f"{config.model.arch!r}: set model.arch to digit_classifier or "
                          "wide_resnet")
-    if config.multigrid is not None or config.cooperative is not None:
-        raise ValueError("jem trains one classifier: remove the multigrid / cooperative section")
     if config.data.kind != "objects" or not config.data.path.lower().endswith(".npz"):
         raise ValueError(f"jem needs labelled images: data.kind objects and data.path an .npz "
                          f"with x_train and {jem.labels}, got {config.data.kind} "

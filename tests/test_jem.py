@@ -392,6 +392,8 @@ def test_the_trainer_checks_px_batch_as_a_config_file_does() -> None:
 @pytest.mark.parametrize("overrides, message", [
     (["model.arch=texture"], "jem trains a classifier architecture, got model.arch 'texture'"),
     (["jem=null"], "model.arch 'digit_classifier' is a classifier: add a jem section"),
+    # Named first: the config's chains.init data_gaussian was refused as a cooperative run's.
+    (["cooperative={}"], "jem trains one classifier: remove the multigrid / cooperative section"),
     (["cooperative={}", "chains.init=gaussian"],
      "jem trains one classifier: remove the multigrid / cooperative section"),
     (["jem.px_batch=0"], r"jem.px_batch must be in \[1, train.batch_size = 64\]"),
