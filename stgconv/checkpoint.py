@@ -25,6 +25,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import Tensor, nn
 
+from stgconv.checks import SPECIAL_FILE
 from stgconv.config import (
     ExperimentConfig,
     UnknownKeys,
@@ -121,6 +122,10 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # /dev/null or a named pipe is there, so "not found" sent the user looking for it.
+        raise CheckpointError(f"checkpoint {path} is {SPECIAL_FILE}: give a checkpoint.pt "
+                              "file or the run folder holding it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     return path

@@ -844,8 +844,13 @@ def _main(argv: Sequence[str] | None) -> int:
         tell(f"{name}: warning: {' '.join(str(message).split())}")
 
     # Under torchrun every process that fails prints its own line, so each names its process.
-    where = (f" (process {launched_rank()} of {launched_world_size()})"
-             if launched_world_size() > 1 else "")
+    # Variables torchrun did not set are train's to refuse (the others never read them), not
+    # a traceback here.
+    try:
+        rank, size = launched_rank(), launched_world_size()
+    except ValueError:
+        rank, size = 0, 1
+    where = f" (process {rank} of {size})" if size > 1 else ""
 
     def show_error(err: BaseException) -> None:
         # One line, whatever the library below wrote (some messages span several).
@@ -877,13 +882,15 @@ def _main(argv: Sequence[str] | None) -> int:
         return stop.code
     except KeyboardInterrupt:
         # Every output is written whole (atomically) or not at all: nothing to clean up, and a
-        # training run keeps its last checkpoint for --resume.
-        tell(f"{name}: interrupted; outputs already written are whole "
-             "(train: --resume continues from the last checkpoint, where one was written)")
+        # training run keeps its last checkpoint for --resume (which the other commands lack:
+        # naming it after an interrupted synthesize sent users looking for it).
+        resume = (" (--resume continues from the last checkpoint, where one was written)"
+                  if args.command == "train" else "")
+        tell(f"{name}: interrupted; outputs already written are whole{resume}")
         return 130
     # Under torchrun, one report for the whole run; none after a printed config, which stays
     # YAML that train reads back (stgconv train ... --print-config > mine.yaml).
-    if launched_rank() == 0 and not getattr(args, "print_config", False):
+    if rank == 0 and not getattr(args, "print_config", False):
         written = out if isinstance(out, list) else [] if out is None else [out]
         done = (f"wrote {', '.join(map(str, written))}" if written
                 else "done (nothing written: no output option such as --json was given)")

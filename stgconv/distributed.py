@@ -131,13 +131,41 @@ def _collective(operation: Callable[..., Any], *args: Any, **kwargs: Any) -> Any
 
 
 def launched_rank() -> int:
-    """This process's rank as ``torchrun`` set it (0 for a single process): who prints."""
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank as ``torchrun`` set it (0 for a single process): who prints.
+
+    A ``RANK`` left in the environment of a single process (a shell that once ran torchrun, a
+    scheduler's own variable) does not make it rank 1 of one, which kept its report silent."""
+    if launched_world_size() <= 1:
+        return 0
+    rank = _launched("RANK")
+    if rank is None or rank >= launched_world_size():
+        given = "unset" if rank is None else repr(os.environ["RANK"])
+        raise ValueError(f"environment variable WORLD_SIZE is {launched_world_size()} but RANK "
+                         f"is {given}: torchrun sets both, RANK below WORLD_SIZE; unset "
+                         "WORLD_SIZE to run one process")
+    return rank
 
 
 def launched_world_size() -> int:
     """How many processes ``torchrun`` started (1 without it)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    size = _launched("WORLD_SIZE")
+    return 1 if size is None else size
+
+
+def _launched(name: str) -> int | None:
+    """The whole number >= 0 that torchrun put in the environment variable ``name``, ``None``
+    where unset; anything else is ``ValueError`` naming it (was a traceback from ``int``)."""
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ValueError(f"environment variable {name} is {value!r}, not a whole number >= 0 "
+                         "as torchrun sets it: unset it to run one process")
+    return number
 
 
 def from_environment(device: str = "auto") -> World | None:
@@ -150,7 +178,7 @@ def from_environment(device: str = "auto") -> World | None:
     size = launched_world_size()
     if size <= 1:
         return None
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = launched_rank(), _launched("LOCAL_RANK") or 0
     target = resolve_device(device)
     if target.type == "cuda":
         if target.index is not None:

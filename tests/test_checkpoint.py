@@ -316,6 +316,19 @@ def test_a_folder_where_the_checkpoint_should_be_is_not_found(tmp_path: Path) ->
             load_checkpoint(path)
 
 
+def test_a_device_or_named_pipe_given_as_the_checkpoint_is_named_as_such(tmp_path: Path
+                                                                       ) -> None:
+    """/dev/null or a FIFO exists: "not found" was wrong, and reading a FIFO would wait."""
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    for path in (fifo, Path(os.devnull)):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        assert str(info.value) == (f"checkpoint {path} is not a regular file (a device, a named "
+                                   "pipe or a socket): give a checkpoint.pt file or the run "
+                                   "folder holding it")
+
+
 def test_an_archive_error_without_words_is_named_by_its_kind(tmp_path: Path,
                                                              monkeypatch) -> None:
     path = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "c.pt")

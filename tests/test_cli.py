@@ -1301,13 +1301,22 @@ def test_resume_finds_its_run_without_checking_the_overrides_against_the_default
     assert load_checkpoint(run)["iteration"] == 3
 
 
-def test_an_interrupted_command_says_so_in_one_line(monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("command, task, line", [
+    (["train", *TINY, "--quiet"], "train",
+     "stgconv train: interrupted; outputs already written are whole (--resume continues from "
+     "the last checkpoint, where one was written)\n"),
+    (["synthesize", "run"], "synthesize",
+     "stgconv synthesize: interrupted; outputs already written are whole\n"),
+], ids=["train", "synthesize"])
+def test_an_interrupted_command_says_so_in_one_line(monkeypatch, capsys, command: list[str],
+                                                    task: str, line: str) -> None:
+    """Only train, which has --resume, points at it."""
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tasks, "train", interrupted)
-    code, _, err = run_main(["train", *TINY, "--quiet"], capsys)
-    assert code == 130 and err.count("\n") == 1 and "interrupted" in err
+    monkeypatch.setattr(tasks, task, interrupted)
+    code, _, err = run_main(command, capsys)
+    assert code == 130 and err == line
 
 
 def test_a_user_error_that_sigterm_stopped_is_named_before_the_stop(monkeypatch,

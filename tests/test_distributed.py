@@ -1017,6 +1017,49 @@ def test_without_torchrun_the_process_is_rank_0_of_one(monkeypatch) -> None:
     assert from_environment("cpu") is None and not dist.is_initialized()
 
 
+@pytest.mark.parametrize("environment, said", [
+    ({"WORLD_SIZE": ""}, "environment variable WORLD_SIZE is '', not a whole number"),
+    ({"WORLD_SIZE": "two"}, "environment variable WORLD_SIZE is 'two', not a whole number"),
+    ({"WORLD_SIZE": "2", "RANK": "abc"}, "environment variable RANK is 'abc', not a whole"),
+    ({"WORLD_SIZE": "2", "RANK": "-1"}, "environment variable RANK is '-1', not a whole"),
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE is 2 but RANK is unset: torchrun sets both"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "WORLD_SIZE is 2 but RANK is '2': torchrun sets both"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "x"}, "variable LOCAL_RANK is 'x', not"),
+], ids=["empty size", "word size", "word rank", "negative rank", "no rank", "rank past size",
+        "word local rank"])
+def test_train_refuses_launch_variables_torchrun_never_sets_naming_the_variable(
+        monkeypatch, capsys, tmp_path: Path, environment: dict[str, str], said: str) -> None:
+    """Variables left in a user's environment were a traceback from ``int`` (or a KeyError for
+    a WORLD_SIZE without RANK); train now stops with one line naming the variable, before
+    anything is written."""
+    for name in ("RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    assert main(["train", "--set", "data.path=builtin:brick", "--device", "cpu", "--out",
+                 str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stgconv train: error") and said in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("environment", [{"RANK": "1"}, {"RANK": "abc"},
+                                         {"RANK": "1", "WORLD_SIZE": "1"}],
+                         ids=["rank 1", "word rank", "rank 1 of one"])
+def test_a_single_process_with_a_stray_rank_is_process_0_and_reports(
+        monkeypatch, capsys, tmp_path: Path, environment: dict[str, str]) -> None:
+    """One process (no WORLD_SIZE above 1) is process 0 whatever RANK says: a RANK of 1 left
+    in the environment made every command keep quiet about what it wrote."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.launched_rank() == 0
+    monkeypatch.setattr("stgconv.tasks.synthesize", lambda *_, **__: tmp_path / "out")
+    assert main(["synthesize", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.startswith(f"stgconv synthesize: wrote {tmp_path / 'out'} (")
+
+
 def test_leaving_without_a_process_group_does_nothing(monkeypatch) -> None:
     """A run that failed before the group was made, or with one process, leaves quietly."""
     monkeypatch.setattr(World, "barrier", lambda self: pytest.fail("waited for the others"))
