@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import check_generator
-from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler
 from stgconv.mcmc.init import NoiseInit
 from stgconv.mcmc.langevin import Langevin
 from stgconv.types import EnergyFn
@@ -67,12 +67,28 @@ def reconstruct(
     state = generator.get_state()
     z = z0.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
-    losses = []
+    losses: list[float] = []
+
+    def chain(start: Tensor) -> Tensor:
+        try:
+            return sampler.run(energy, start, generator=_replayed(generator, state),
+                               create_graph=True)
+        except NonFiniteEnergyError as err:
+            if not losses:  # from z0 itself: the sampler's settings are at fault
+                raise
+            # Adam's steps took the starts where the chain diverges: the advice to change the
+            # sampler (step size, clipping, clamp) sent users to settings that were not the
+            # cause of reconstruct --lr 1e30.
+            raise NonFiniteEnergyError(
+                err.sampler, err.step, err.n_steps, err.chains,
+                advice=f"its starts, after {len(losses)} Adam step(s) of lr {lr:g}, are where "
+                       "it diverges: lower lr") from err
+
     # Inside torch.no_grad() the loss had no graph: autograd.grad failed ("element 0 of tensors
     # does not require grad").
     with torch.enable_grad():
         for _ in range(n_iterations):
-            x = sampler.run(energy, z, generator=_replayed(generator, state), create_graph=True)
+            x = chain(z)
             loss = (x - target).pow(2).mean()
             # Only z is optimised: autograd.grad leaves the model's parameter gradients alone.
             (z.grad,) = torch.autograd.grad(loss, z)
@@ -80,7 +96,7 @@ def reconstruct(
             losses.append(loss.item())
     # The chain that was optimised, not the ordinary run: on a device with native bfloat16 that
     # one may evaluate the network in bfloat16 (precision "auto"), a slightly different map.
-    x = sampler.run(energy, z.detach(), generator=_replayed(generator, state), create_graph=True)
+    x = chain(z.detach())
     generator.set_state(state)
     return z.detach(), x.detach(), losses
 

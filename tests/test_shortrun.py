@@ -268,6 +268,23 @@ def test_reconstruct_refuses_a_target_with_no_entries() -> None:
         shortrun.reconstruct(energy, sampler, empty, z0=empty, n_iterations=2)
 
 
+def test_a_chain_that_diverges_after_adams_steps_names_the_learning_rate() -> None:
+    """reconstruct --lr 1e30: Adam's first step took the starts to where the chain's energy
+    overflows, and the advice named the sampler's step size, clipping and clamp."""
+    def quartic(x: torch.Tensor) -> torch.Tensor:
+        return x.pow(4).flatten(1).sum(1)
+
+    sampler = Langevin(n_steps=2, step_size=0.01, noise_scale=0.0)
+    target, start = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    with pytest.raises(FloatingPointError, match=r"diverged \(its starts, after 1 Adam step\(s\) "
+                                                 r"of lr 1e\+30, are where it diverges: lower "
+                                                 r"lr\)$"):
+        shortrun.reconstruct(quartic, sampler, target, z0=start, n_iterations=3, lr=1e30)
+    # Diverging from the given starts themselves is the sampler's to fix.
+    with pytest.raises(FloatingPointError, match=r"diverged \(try a smaller step size"):
+        shortrun.reconstruct(quartic, sampler, target, z0=start * 1e20, n_iterations=3)
+
+
 def test_float64_starts_walk_a_path_exact_to_float64() -> None:
     """The angles and the uniform walk's edge follow the starts' dtype: float32 ones were off
     by about 1e-7."""
