@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import io
 import os
+import re
 import shutil
 import sys
 import types
@@ -517,6 +518,23 @@ def test_a_run_removes_the_temporaries_a_killed_run_left_before_its_own_work(
         train(load_config(None, [f"out_dir={run}", "device=cpu",
                                  f"data.path={tmp_path / 'missing.png'}"]))
     assert not debris.exists()
+
+
+def test_a_run_resumed_from_another_folder_says_where_its_relative_data_path_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's config keeps data.path as typed; resumed elsewhere it was "image not found:
+    t.png" alone."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "a" / "t.png")
+    monkeypatch.chdir(tmp_path / "a")
+    run = tiny_texture_run(tmp_path, "data.path=t.png")
+    monkeypatch.chdir(tmp_path / "b")
+    config = load_config(run / "config.yaml", ["train.n_iterations=2"])
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"image not found: t.png (the run's relative data.path is read from the current "
+            f"folder {tmp_path / 'b'}): give the training data with --data PATH")):
+        train(config, resume=True, progress=False)
 
 
 def after_checkpoint(monkeypatch: pytest.MonkeyPatch, act: Callable[[], None],

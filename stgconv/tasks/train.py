@@ -436,8 +436,12 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         with reading(config.data.path):
             data = modality.load(config.data).to(device)
     except FileNotFoundError as err:  # often a config's placeholder path, never replaced
-        raise FileNotFoundError(f"{err}: give the training data with --data PATH (or the "
-                                "config's data.path)") from err
+        # A run's config keeps data.path as typed: resumed from another folder, a relative
+        # path was "not found" with no word of where it was looked for.
+        where = (f" (the run's relative data.path is read from the current folder {Path.cwd()})"
+                 if resume and not Path(config.data.path).is_absolute() else "")
+        raise FileNotFoundError(f"{err}{where}: give the training data with --data PATH (or "
+                                "the config's data.path)") from err
     config = modality.fit_units(config, data)  # from every example, the same on every rank
     data = data - modality.offset(config)  # the model's units
     observed = data
