@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -180,6 +181,33 @@ def test_voxel_synthesis_keeps_every_sample_beyond_the_preview(tmp_path: Path) -
     grids = np.load(out / "synthesized.npy")
     assert grids.shape == (17, 8, 8, 8)
     assert grids.min() >= 0.0 and grids.max() <= 1.0
+
+
+@pytest.mark.parametrize("noise_scale", [0.0, 0.5])
+def test_samples_from_one_start_without_noise_are_told_to_be_copies(noise_scale: float,
+                                                                     tmp_path: Path) -> None:
+    """The shipped voxel super-resolution and recovery configs start fresh chains at one point
+    and run them without noise: every sample is the same, which is said; with noise they
+    differ and nothing is said."""
+    config = load_config(None, [*data_overrides("voxels", tmp_path), f"out_dir={tmp_path / 'run'}",
+                                "device=cpu", "train.n_iterations=1", "train.sample_every=0",
+                                "sampler.n_steps=1", "chains.chains_per_example=1",
+                                "chains.init_scale=0.0", f"sampler.noise_scale={noise_scale}"])
+    run = train(config, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = synthesize(run, tmp_path / "synthesis", n_samples=3, n_steps=2, device="cpu")
+    grids = np.load(out / "synthesized.npy")
+    told = [w for w in caught if "are all the same" in str(w.message)]
+    if noise_scale == 0:
+        assert [str(w.message) for w in told] == [
+            "the 3 samples are all the same: they start at one point (chains.init_scale 0) and "
+            "the chain adds no noise (sampler.noise_scale 0)"]
+        assert told[0].filename == __file__
+        assert np.array_equal(grids[0], grids[1]) and np.array_equal(grids[0], grids[2])
+    else:
+        assert told == []
+        assert not np.array_equal(grids[0], grids[1])
 
 
 @pytest.mark.parametrize("modality", list(WRITTEN))

@@ -131,6 +131,15 @@ def synthesize(
                              generator=generator)
         else:
             x0 = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
+            if (n_samples > 1 and init.scale == 0 and config.sampler.kind == "langevin"
+                    and config.sampler.noise_scale == 0):
+                # One start and a chain without noise: every sample would be one copy of the
+                # same result (the voxel super-resolution and recovery configs, whose chains
+                # start at a task's proposal in training), which no file shows.
+                each = " of each class" if classes is not None else ""
+                warnings.warn(f"the {n_samples} samples{each} are all the same: they start "
+                              "at one point (chains.init_scale 0) and the chain adds no noise "
+                              "(sampler.noise_scale 0)", stacklevel=3)
     samples = task_sampler(config, n_steps=n_steps).run(target_energy, x0, generator=generator)
     samples = modality.to_data(samples, config)
     out = Path(out_dir)
