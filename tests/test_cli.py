@@ -1172,6 +1172,12 @@ FAULTS = {
         ["train", str(REPO / "configs" / "image" / "objects_folder.yaml"), "--set", "device=cpu",
          "--out", "{tmp}/run"], "path/to/your/image_folder: give the training data with --data "
         "PATH (or the config's data.path)"),
+    # Its data.path left at the default, a texture: "not found: builtin:brick" alone.
+    "a video config without its data": (
+        ["train", str(REPO / "configs" / "video" / "recovery_quick.yaml"), "--set",
+         "device=cpu", "--out", "{tmp}/run"], "training video not found: builtin:brick (the "
+        "built-in images are textures, for data.kind texture; data.kind video reads files of its "
+        "own): give the training data with --data PATH"),
     "a Gaussian fitted to one image": (
         ["train", *TINY, "--set", "chains.mode=noise", "--set", "chains.init=data_gaussian",
          "--out", "{tmp}/run"], "chains.init 'data_gaussian' fits Gaussians to the training "
