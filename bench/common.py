@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from stgconv.checks import MAX_STEP_SIZE, SPECIAL_FILE, npz_array, open_npz  # noqa: E402
+from stgconv.checks import MAX_STEP_SIZE, check_output, npz_array, open_npz  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
@@ -373,15 +373,14 @@ def describe(env: dict) -> str:
 
 def json_path(text: str) -> str:
     """``--json FILE``, checked when the options are read: a bench that runs for minutes must not
-    fail at the end because its output folder does not exist."""
+    fail at the end on its output (a folder or a named pipe there, a file above it: the
+    commands' own :func:`~stgconv.checks.check_output`). Unlike the commands, a bench does not
+    make the folder: one that does not exist is refused."""
     path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    if path.exists() and not path.is_file():
-        # The write refuses it only at the end, a traceback after the whole run.
-        raise argparse.ArgumentTypeError(f"{text} is {SPECIAL_FILE}; give a file name")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{path.parent} is a file, not a folder")
+    try:
+        check_output(path, "the file", folder=False)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {path.parent} does not exist")
     return text

@@ -123,10 +123,6 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
     masks = {mask_type: mask_of(mask_type, args, data) for mask_type in args.masks}
     # Every clip is read as (3, --frames, --size, --size) (or refused): its shape only.
     read_clip = torch.zeros(()).expand(3, args.frames, args.size, args.size)
-    try:  # else the first case's traceback (--size 4 under the network's receptive field)
-        check_fits_network(config, read_clip)
-    except ValueError as err:
-        parser.error(f"clips of --frames {args.frames}, --size {args.size}: {err}")
     for mask_type, mask in masks.items():  # now, not after the clips before it have run
         try:
             check_mask_matches(load_known(mask, read_clip.shape[1:], seed=config.seed),
@@ -134,6 +130,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
         except (FileNotFoundError, ValueError) as err:
             parser.error(f"{mask_type}: {err} (clips of --frames {args.frames}, --size "
                          f"{args.size})")
+    try:  # else the first case's traceback (--size 4 under the network's receptive field)
+        check_fits_network(config, read_clip)
+    except ValueError as err:
+        parser.error(f"clips of --frames {args.frames}, --size {args.size}: {err}")
     # Each clip read once, now: one that cannot be read, or has fewer than --frames frames, is
     # refused before the first case, and every mask's case reuses it.
     clips_read = {}

@@ -92,10 +92,18 @@ def check_clamp(clamp: object) -> None:
     failed inside torch ("clamp_() received an invalid combination of arguments")."""
     if clamp is None:
         return
+    # 0-d real tensors too (clamp=(x.min(), x.max())): torch's clamp takes them as bounds.
     pair = (isinstance(clamp, (tuple, list)) and len(clamp) == 2
-            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in clamp))
+            and all(_is_real_scalar(v) for v in clamp))
     if not (pair and clamp[0] < clamp[1]):
-        raise ValueError(f"clamp must be (low, high) with low < high, got {clamp!r}")
+        raise ValueError(f"clamp must be (low, high), two real numbers with low < high, got "
+                         f"{clamp!r}")
+
+
+def _is_real_scalar(value: object) -> bool:
+    if isinstance(value, Tensor):
+        return value.dim() == 0 and not (value.is_complex() or value.dtype == torch.bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_step_size(step_size: float, *, noise_scale: float | None = None, prefix: str = ""

@@ -25,13 +25,14 @@ from stgconv.checkpoint import FILENAME, CheckpointError
 from stgconv.checks import FLOAT32_MAX, check_output, check_seed
 from stgconv.config import (
     QUICK_RECOVERY_CONFIG,
-    DataConfig,
     ExperimentConfig,
+    apply_overrides,
     config_to_dict,
     config_yaml,
     expand_home,
     load_config,
     parse_override,
+    read_yaml,
     resolve_device,
 )
 from stgconv.console import tell
@@ -431,12 +432,15 @@ def _recovery_config(args: argparse.Namespace) -> tuple[ExperimentConfig, int, i
     path = Path(args.config) if args.config is not None else QUICK_RECOVERY_CONFIG
     config = load_config(path, args.overrides,
                          {"device": args.device} if args.device is not None else None)
+    # What the file and --set name, not the section's values: data.frames 16 is also the
+    # default of a config that names none.
+    named = apply_overrides(read_yaml(path), args.overrides).get("data") or {}
     given = {key: getattr(args, key) for key in CLIP_DEFAULTS}
     for key, default in CLIP_DEFAULTS.items():
         # These commands read the clip's shape from the flags: a config's own data.frames or
         # data.size (--set data.frames=8) gave way to the flag's default without a word.
         chosen = getattr(config.data, key)
-        if given[key] is None and chosen not in (default, getattr(DataConfig(), key)):
+        if given[key] is None and key in named and chosen != default:
             raise ValueError(f"data.{key} is {chosen}, but this command takes the clip's {key} "
                              f"from --{key}, not from the config: pass --{key} {chosen} (or "
                              f"--{key} {default}, its default)")

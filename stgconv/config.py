@@ -25,7 +25,13 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar
 import torch
 import yaml
 
-from stgconv.checks import FLOAT32_MAX, check_entries, check_seed, check_step_size
+from stgconv.checks import (
+    FLOAT32_MAX,
+    check_clamp,
+    check_entries,
+    check_seed,
+    check_step_size,
+)
 from stgconv.energy.base import layer_row_problem
 from stgconv.energy.classifier import CLASSIFIER_ARCHS
 from stgconv.energy.image import IMAGE_PRESETS
@@ -851,10 +857,13 @@ def check_sampler(key: str, sampler: SamplerConfig) -> None:
         _check_positive(f"{key}.grad_clip", sampler.grad_clip)
     _check_positive(f"{key}.n_leapfrog", sampler.n_leapfrog)
     if sampler.clamp is not None:
-        low, high = sampler.clamp
-        if not low < high:
+        # As the samplers check it: a section built in Python with three bounds failed here
+        # as "too many values to unpack".
+        try:
+            check_clamp(sampler.clamp)
+        except ValueError:
             raise ValueError(f"{key}.clamp must be [low, high] with low < high, or null, got "
-                             f"{list(sampler.clamp)}")
+                             f"{list(sampler.clamp)}") from None
     if sampler.kind != "langevin":
         # MALA and HMC sample exp(-E) itself, in fp32 and step by step: a temperature,
         # annealing, clipping, precision or CUDA graph set for them would be ignored without a

@@ -1123,7 +1123,8 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("digits.py", ["--epochs", "0"], r"--epochs: must be >= 1, got 0"),
     ("jem.py", ["--eps", "2"], r"--eps must be in \(0, 1\], got 2"),
     ("jem.py", ["--outliers", "5"], r"--outliers: must be >= 10"),
-    ("jem.py", ["--grid", "{file}/grid.png"], r"--grid: .*a_file is a file, not a folder$"),
+    ("jem.py", ["--grid", "{file}/grid.png"],
+     r"--grid: the file .*a_file/grid.png lies under .*a_file, which is a file$"),
     ("jem.py", ["--extra-outliers", "{file}"], r"--extra-outliers: .*" + EMPTY_FILE_REFUSED),
     ("jem.py", ["--extra-outliers", "{file}.npz"], r"--extra-outliers: .*a_file.npz not found"),
     ("jem.py", ["--extra-outliers", "{empty}"], r"--extra-outliers: .*empty.npz: x_test must be "
@@ -1216,11 +1217,12 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
      r"--iterations: must be >= 1, got 0"),
     ("recovery.py", ["--frames", "1.5"], r"--frames: expected an integer, got '1.5'"),
     ("recovery.py", ["--size", "0"], r"--size: must be >= 1, got 0"),
-    ("voxel.py", ["--json", "{tmp}"], r"--json: .* is a folder; give a file name"),
-    ("voxel.py", ["--json", "{file}/out.json"], r"--json: .*a_file is a file, not a folder$"),
+    ("voxel.py", ["--json", "{tmp}"], r"--json: the file .* is a folder, not a file$"),
+    ("voxel.py", ["--json", "{file}/out.json"],
+     r"--json: the file .*a_file/out.json lies under .*a_file, which is a file$"),
     # Written only once the rows are in: a traceback after the whole run.
-    ("langevin.py", ["--json", "{pipe}"], r"--json: .*a_pipe is not a regular file \(a device, "
-     r"a named pipe or a socket\); give a file name$"),
+    ("langevin.py", ["--json", "{pipe}"], r"--json: the file .*a_pipe is not a regular file "
+     r"\(a device, a named pipe or a socket\): give the path of a file to write$"),
     ("voxel.py", ["--size", "0"], r"--size must be >= 1, got 0"),
     ("voxel.py", ["--iterations", "0"], r"--iterations must be >= 1, got 0"),
     ("voxel.py", ["--lr", "0"], r"--lr must be > 0, got 0.0"),
@@ -1287,7 +1289,7 @@ def bad_input_argv(tmp_path):
      r"--net texture: input size \(8, 8\) is smaller than the network's receptive field"),
     ("faults.py", ["--iterations", "0"], r"--iterations: must be >= 1, got 0"),
     ("faults.py", ["--kills", "0", "--iterations", "1", "--json", "{file}/out.json"],
-     r"--json: .*a_file is a file, not a folder$"),
+     r"--json: the file .*a_file/out.json lies under .*a_file, which is a file$"),
     ("rbm.py", ["--data", "{file}"], EMPTY_FILE_REFUSED),
     ("jem.py", ["--data", "{tmp}/none.npz"], r"MNIST not found at .*none.npz \(pass --data\)"),
     ("digits.py", ["--data", "{set}", "--run", "{no_chains}"],

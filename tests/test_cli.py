@@ -631,6 +631,11 @@ def test_numbers_out_of_range_are_refused_by_the_option_typed(
     (["eval", "recovery", "--video", "{out}/clip.mkv", "--mask", "region:4", "--json",
       "{out}/table.json"], "size", 32),
     (["fill-prior", "{out}/clip.mkv", "--out", "{out}/prior.pt"], "frames", 8),
+    # 16 and 64 are also the section's defaults: told apart by what the config names.
+    (["recover", "--video", "{out}/clip.mkv", "--mask", "region:4", "--out", "{out}/rec"],
+     "frames", 16),
+    (["recover", "--video", "{out}/clip.mkv", "--mask", "region:4", "--out", "{out}/rec"],
+     "size", 64),
 ])
 def test_a_configs_clip_shape_that_a_left_out_flag_would_override_is_refused(
         tmp_path: Path, capsys, args: list[str], key: str, value: int) -> None:
@@ -654,6 +659,8 @@ def test_the_clip_shape_flags_win_and_a_config_that_agrees_is_read() -> None:
         return cli._recovery_config(args)[1:]
 
     assert clip_shape([], None, None) == (70, 150)
+    # A config that names no clip shape leaves the section's defaults (16, 64) unread.
+    assert clip_shape(["data.kind=video"], None, None) == (70, 150)
     assert clip_shape(["data.frames=8"], 8, None) == (8, 150)
     assert clip_shape(["data.frames=8"], 12, None) == (12, 150)  # the flag typed wins
     # A config as recover writes it (the clip's shape as run) is read back without a flag.

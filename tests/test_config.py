@@ -23,6 +23,7 @@ from stgconv.config import (
     JEMConfig,
     ModelConfig,
     RecoveryConfig,
+    SamplerConfig,
     TrainConfig,
     UnreadSetting,
     WithdrawnSetting,
@@ -648,6 +649,14 @@ def test_voxel_paper_configs_keep_the_authors_settings() -> None:
         assert settings == (0.5, 0.1, 20, 0.01, (0.5, 0.999), 20), name
     assert (config.chains.upsample, config.chains.factor, config.sampler.noise_scale) == (
         "nearest", 4, 0.0)
+
+
+def test_a_sampler_section_built_in_python_with_three_bounds_is_named() -> None:
+    """A file's reader refuses three bounds; built in Python they failed as "too many values
+    to unpack (expected 2)"."""
+    with pytest.raises(ValueError, match=re.escape(
+            "sampler.clamp must be [low, high] with low < high, or null, got [-1.0, 0.0, 1.0]")):
+        ExperimentConfig(sampler=SamplerConfig(clamp=(-1.0, 0.0, 1.0)))
 
 
 def test_a_binary_file_or_an_outsized_seed_is_named(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from stgconv.mcmc import (
     NonFiniteEnergyError,
     StepInfo,
 )
+from stgconv.mcmc import execution
 from stgconv.mcmc import hmc as hmc_module
 from stgconv.mcmc import langevin as langevin_module
 from stgconv.mcmc import mala as mala_module
@@ -515,6 +516,20 @@ def test_an_empty_batch_of_chains_comes_back_empty(name: str) -> None:
     x = PER_CHAIN_SAMPLERS[name].run(standard_energy, torch.empty(0, 3, dtype=F64),
                                      generator=gen(7), callback=Diagnostics())
     assert x.shape == (0, 3) and x.dtype == F64
+
+
+def test_one_number_and_empty_chains_pass_the_bfloat16_choice_of_precision_auto(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, precision "auto" first measures bfloat16's gradient error per chain, which
+    flattened ``(B,)`` chains with ``flatten(1)`` and read ``x[0]`` of an empty batch (both
+    IndexError). The CPU never takes that path: it is made to here."""
+    monkeypatch.setattr(execution, "auto_may_use_bfloat16", lambda device: True)
+    sampler = Langevin(n_steps=3, step_size=0.1)  # precision "auto", with noise
+    x0 = torch.randn(6, generator=gen(6))
+    scalar = sampler.run(lambda x: 0.5 * x**2, x0, generator=gen(7))
+    column = sampler.run(standard_energy, x0[:, None], generator=gen(7))
+    assert scalar.shape == (6,) and torch.equal(scalar, column[:, 0])
+    assert sampler.run(standard_energy, torch.empty(0, 3), generator=gen(7)).shape == (0, 3)
 
 
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))

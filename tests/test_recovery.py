@@ -410,13 +410,17 @@ def test_spread_step_scale_refuses_bad_input_naming_it(observed, known, power, m
 
 def test_a_completion_clamp_of_no_range_is_refused() -> None:
     """torch's clamp with low >= high set every entry to high without a word."""
-    with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
+    with pytest.raises(ValueError, match=r"clamp must be \(low, high\), two real numbers"):
         CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(1.0, -1.0))
-    with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
+    with pytest.raises(ValueError, match=r"clamp must be \(low, high\), two real numbers"):
         CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(1.0, 1.0))
     # A third bound failed only after the chain's run, in torch's clamp.
-    with pytest.raises(ValueError, match=r"clamp must be \(low, high\) with low < high"):
+    with pytest.raises(ValueError, match=r"clamp must be \(low, high\), two real numbers"):
         CompletionChain(Langevin(), step_scale=torch.ones(1), clamp=(-1.0, 0.0, 1.0))
+    # Bounds of a tensor's own range (clamp=(x.min(), x.max())) are taken, as torch takes them.
+    bounds = torch.tensor([-1.0, 1.0])
+    assert CompletionChain(Langevin(), step_scale=torch.ones(1),
+                           clamp=(bounds.min(), bounds.max())).clamp == (bounds[0], bounds[1])
 
 
 @pytest.mark.parametrize(

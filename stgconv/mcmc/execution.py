@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from stgconv.checks import refuse_inference_mode
-from stgconv.mcmc.base import energy_and_grad
+from stgconv.mcmc.base import energy_and_grad, per_chain_entries
 from stgconv.types import EnergyFn
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -91,12 +91,12 @@ def bf16_chain_error(
         # The chain's own evaluation, with its checks: this comes first in an "auto" run, and
         # an energy of the wrong shape or without a gradient in x failed here in autograd.
         _, grad = energy_and_grad(energy, x.detach().requires_grad_(True), bf16=bf16)
-        return grad.detach().float().flatten(1)
+        return per_chain_entries(grad.detach().float())  # chains (B,) and (0, ...) too
 
     difference = (gradient(True) - gradient(False)).norm(dim=1)
     if noise_scale == 0:
         return torch.full_like(difference, math.inf)
-    entries = x[0].numel()
+    entries = math.prod(x.shape[1:])  # x[0] of an empty batch is out of range
     return math.sqrt(n_steps) * step_size * difference / (2 * noise_scale * math.sqrt(entries))
 
 

@@ -101,8 +101,10 @@ def train_fill_prior(
         if clip.shape[1] < frames:
             picked = ((f" from frame {start_frame}" if start_frame else "")
                       + (f" at {fps} fps" if fps is not None else ""))
+            config = ("; start_frame and fps are the config's data.start_frame and data.fps"
+                      if picked else "")
             raise ValueError(f"{video} has {clip.shape[1]} frames{picked}, fewer than "
-                             f"frames={frames}")
+                             f"frames={frames} (frames is --frames{config})")
         for start in range(0, clip.shape[1] - frames + 1, frames):
             window = clip[:, start:start + frames]
             for mask in masks:
