@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import errno
 import importlib
+import re
 import signal
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -352,3 +353,25 @@ def torch_settings_kept() -> Iterator[None]:
                             if after[name] != before[name])
         raise AssertionError(f"torch's process-wide settings left changed ({changed}): set "
                              "them back, as later tests would run under them")
+
+
+def refused_before_building(monkeypatch: pytest.MonkeyPatch, module: str,
+                            build: Callable[[Path], object], out: Path) -> None:
+    """``build(out)``, a cache builder of ``module`` called with ``overwrite=False`` where a
+    cache is already at ``out``, is refused before its build begins (a ModelNet tree's
+    minutes), naming the option that replaces it, and the cache there is kept as it was; a
+    folder at ``out`` is refused before the build as well."""
+    out.write_bytes(ANOTHER_CACHE)
+
+    def begun(*_: object, **__: object) -> None:
+        pytest.fail(f"{module} began a build of {out}, which exists")
+
+    monkeypatch.setattr(importlib.import_module(module), "_write_cache", begun)
+    with pytest.raises(FileExistsError, match="it exists; pass overwrite=True") as caught:
+        build(out)
+    assert caught.value.filename == str(out) and out.read_bytes() == ANOTHER_CACHE
+    out.unlink()
+    out.mkdir()  # a folder where the cache goes is refused before the build too
+    with pytest.raises(ValueError, match=f"out_path {re.escape(str(out))} is a folder, not a"):
+        build(out)
+    assert [p.name for p in out.parent.iterdir() if p.name.endswith(".tmp")] == []

@@ -14,7 +14,14 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _tiny import ANOTHER_CACHE, cache_written_meanwhile, file_size_limit, fill, linked_copy
+from _tiny import (
+    ANOTHER_CACHE,
+    cache_written_meanwhile,
+    file_size_limit,
+    fill,
+    linked_copy,
+    refused_before_building,
+)
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -562,6 +569,14 @@ def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
     assert prepare.main([str(video_dir), str(out), "--frames", "3", "--size", "8"]) == 2
     assert "written meanwhile" in capsys.readouterr().err
     assert out.read_bytes() == ANOTHER_CACHE and leftovers(tmp_path) == []
+
+
+def test_a_cache_already_there_is_refused_before_any_source_is_decoded(
+        video_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    refused_before_building(monkeypatch, "stgconv.data.video",
+                            lambda out: build_clip_cache(video_dir, out, n_frames=3, size=8,
+                                                         overwrite=False),
+                            tmp_path / "clips.h5")
 
 
 def test_prepare_main(video_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,

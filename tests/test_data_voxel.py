@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _tiny import ANOTHER_CACHE, cache_written_meanwhile, fill, linked_copy
+from _tiny import ANOTHER_CACHE, cache_written_meanwhile, fill, linked_copy, refused_before_building
 from torch.utils.data import DataLoader
 
 from stgconv.data.voxel import (
@@ -595,6 +595,14 @@ def test_prepare_keeps_a_cache_another_process_wrote_during_its_build(
     assert out.read_bytes() == ANOTHER_CACHE
 
 
+def test_a_cache_already_there_is_refused_before_any_mesh_is_voxelized(
+        tree: Path, tmp_path: Path, monkeypatch) -> None:
+    refused_before_building(monkeypatch, "stgconv.data.voxel",
+                            lambda out: build_modelnet_cache(tree, out, resolution=R,
+                                                             overwrite=False),
+                            tmp_path / "mn.h5")
+
+
 # --------------------------------------------------------------------------------------------
 # Real data
 # --------------------------------------------------------------------------------------------
@@ -907,6 +915,20 @@ def test_a_mesh_folder_is_voxelized_at_the_side_margin_and_up_axis_asked(tmp_pat
     assert (load_voxel_shapes(folder, mesh_side=8, margin=0).sum()
             > load_voxel_shapes(folder, mesh_side=8).sum())
     assert load_voxel_shapes(folder).shape == (1, 1, 32, 32, 32)  # the default side
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mesh_side": 0}, "mesh_side must be an int >= 2, got 0"),
+    ({"mesh_side": 1.5}, "mesh_side must be an int >= 2, got 1.5"),
+    ({"mesh_side": 10, "resolution": 8}, "mesh_side=10 and resolution=8 disagree"),
+])
+def test_a_mesh_side_out_of_range_or_against_the_resolution_is_refused(
+        tmp_path: Path, options: dict, message: str) -> None:
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    (folder / "box_1.off").write_text(BOX)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_voxel_shapes(folder, **options)
 
 
 def test_a_folder_of_grids_larger_than_the_resolution_is_refused(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ Cache layout (format 1)::
 
 from __future__ import annotations
 
+import errno
 import operator
 import os
 import warnings
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, as_size, check_cache_version
+from stgconv.checks import as_int, as_size, check_cache_version, check_output
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
@@ -215,8 +216,9 @@ def build_clip_cache(
         skip_unreadable: skip sources that fail to decode (a folder's links to nothing too) or
             are too short for the clips asked, with a warning, and list them (with the reason)
             in ``attrs["skipped"]``. Off by default: such a source is an error that names it.
-        overwrite: replace a cache already at ``out_path``. ``False``: refuse it once the
-            build is done, also one another process wrote meanwhile (``FileExistsError``).
+        overwrite: replace a cache already at ``out_path``. ``False``: refuse one there before
+            the build, and once it is done one another process wrote meanwhile
+            (``FileExistsError``).
 
     Returns:
         ``out_path`` as a ``Path``.
@@ -236,6 +238,12 @@ def build_clip_cache(
     stride = n_frames if stride is None else as_int(stride, "stride", minimum=1)
     if compression not in ("gzip", "lzf", None):
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
+    check_output(out_path, "out_path", folder=False)  # a folder there: before the build
+    if not overwrite and out_path.exists():
+        # Before the decoding: found after it, the refusal came when every source had been
+        # read, and blamed "another process" for a cache that was there all along.
+        raise FileExistsError(errno.EEXIST, "it exists; pass overwrite=True to replace it",
+                              str(out_path))
     files = _resolve_sources(sources, dangling_links=skip_unreadable)
     # A rebuild from a folder's every file (prepare.py DIR/* DIR/clips.h5 --overwrite) lists
     # the cache itself: it failed as a video that cannot be opened, or with skip_unreadable

@@ -18,6 +18,7 @@ Cache layout (format 1), written by :func:`build_modelnet_cache` /
 
 from __future__ import annotations
 
+import errno
 import operator
 import warnings
 from functools import partial
@@ -28,7 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_cache_version, class_numbers, npz_array, open_npz
+from stgconv.checks import (
+    as_int,
+    check_cache_version,
+    check_output,
+    class_numbers,
+    npz_array,
+    open_npz,
+)
 from stgconv.console import progress_bar
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
@@ -141,8 +149,9 @@ def build_modelnet_cache(
         skip_unreadable: leave out (and list in ``attrs["skipped"]``, with a warning) meshes
             that cannot be read (links to nothing too), instead of stopping at the first.
         progress: show a progress bar (tqdm) on stderr.
-        overwrite: replace a cache already at ``out_path``. ``False``: refuse it once the
-            build is done, also one another process wrote meanwhile (``FileExistsError``).
+        overwrite: replace a cache already at ``out_path``. ``False``: refuse one there before
+            the build, and once it is done one another process wrote meanwhile
+            (``FileExistsError``).
 
     Returns:
         ``out_path`` as a ``Path``. Layout: see the module docstring.
@@ -161,6 +170,12 @@ def build_modelnet_cache(
         raise ValueError(f"margin={margin} leaves no voxels inside a grid of {resolution}")
     if up_axis not in (0, 1, 2):
         raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis!r}")
+    check_output(out_path, "out_path", folder=False)  # a folder there: before the build
+    if not overwrite and out_path.exists():
+        # Before the build: found after it, the refusal came when every mesh had been
+        # voxelized, and blamed "another process" for a cache that was there all along.
+        raise FileExistsError(errno.EEXIST, "it exists; pass overwrite=True to replace it",
+                              str(out_path))
     root = Path(root)
     names, meshes = find_modelnet_meshes(root, categories=categories, splits=splits,
                                          dangling_links=skip_unreadable)
@@ -478,13 +493,23 @@ def load_voxel_shapes(
         FileNotFoundError: ``path`` does not exist.
         ValueError: an unreadable file (named); grids that are not cubic, not in ``[0, 1]``,
             or of different sizes; a side other than ``resolution``; options the source cannot
-            honour (``split`` for a folder); no shapes left.
+            honour (``split`` for a folder); no shapes left; a ``mesh_side`` not an int >= 2
+            or other than ``resolution``.
     """
     path = Path(path)
     if max_shapes is not None:
         max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
     if resolution is not None:
         resolution = as_int(resolution, "resolution", minimum=2)
+    if mesh_side is not None:
+        # Checked here: a 0 fell through to the default side 32, and a 1.5 was refused as
+        # the first mesh's "resolution".
+        mesh_side = as_int(mesh_side, "mesh_side", minimum=2)
+        if resolution is not None and mesh_side != resolution:
+            # Both give a mesh folder's side: mesh_side won and the shapes came back at it,
+            # not at the resolution asked.
+            raise ValueError(f"mesh_side={mesh_side} and resolution={resolution} disagree: "
+                             f"both set the side meshes are voxelized at; give one")
     if not path.exists():
         raise FileNotFoundError(f"voxel shapes not found: {path}")
     if path.is_dir():
