@@ -181,6 +181,15 @@ def check_whole_labels(labels: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be whole class numbers, got fractions")
 
 
+def check_tensor(x: object, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``x`` is a tensor: a numpy array or a list failed
+    at its first use as one ("'numpy.ndarray' object has no attribute 'dim'"), naming
+    neither the argument nor what to do."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__} (convert it "
+                         f"first: torch.as_tensor({name}))")
+
+
 def check_not_meta(x: object, name: str) -> None:
     """``ValueError`` naming ``name`` when ``x`` is a tensor on the meta device, which holds
     shapes but no values: torch failed on it deep inside ("Cannot copy out of meta tensor",

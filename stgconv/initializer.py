@@ -346,12 +346,25 @@ class InitializerTrainer(CompanionTrainer):
             start = RecoveryStart(missing, self._proposed_fill)
         else:
             if factor is None:
-                raise ValueError("a super-resolution initializer needs the chains' block size")
+                # Given missing, the caller meant recovery: naming the block size alone sent
+                # them looking for a factor their run has no use for.
+                hint = ("" if missing is None else f"; missing={missing:g} is for recovery, "
+                        "whose initializer has a filler (Initializer(..., recovery=True))")
+                raise ValueError(f"a super-resolution initializer needs the chains' block size "
+                                 f"(factor){hint}")
             start = InitializerStart(initializer, factor, spatial_dims=data.dim() - 2,
                                      offset=offset)
         self.missing = missing
         super().__init__(energy, sampler, start, data, train=train, generator=generator,
                          config=config, world=world)
+        # Binary cross-entropy takes any target without a word: occupancy passed as the data,
+        # the offset not subtracted, trained the initializer towards "occupancies" of up to
+        # 1 + offset. The tolerance lets occupancy - offset + offset round off.
+        low, high = (self.data.min().item() + offset, self.data.max().item() + offset)
+        if low < -1e-5 or high > 1 + 1e-5:
+            raise ValueError(f"data must be occupancy minus offset {offset:g} (the model's "
+                             f"units), so that data + offset lies in [0, 1], got data + offset "
+                             f"from {low:g} to {high:g}: subtract the offset from occupancy")
         self.companion = Companion("initializer", initializer, lr_setting="initializer.lr",
                                    lr=settings.lr,
                                    missing="the checkpoint holds no initializer: it was trained "

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import check_classes
+from stgconv.checks import check_classes, check_tensor
 from stgconv.config import JEMConfig, TrainConfig, check_px_batch
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
@@ -152,7 +152,8 @@ class HybridTrainer(Trainer):
         energy: the classifier as an energy (its ``config`` is stored in checkpoints).
         sampler, chains, train, generator, config, world: as :class:`~stgconv.train.Trainer`;
             ``chains`` must run one chain per example.
-        data: ``(N, *S)`` examples; ``labels``: ``(N,)`` their classes, ``0 .. K - 1``.
+        data: ``(N, *S)`` examples; ``labels``: ``(N,)`` their classes, ``0 .. K - 1``, on the
+            data's device.
         jem: the loss weights, the contrastive sub-batch and the divergence bound.
         reference: Gaussians fitted to the data for the out-of-distribution score, kept in
             checkpoints as ``"reference"`` (``jem.reference_components``); not trained.
@@ -184,6 +185,13 @@ class HybridTrainer(Trainer):
     ) -> None:
         super().__init__(energy, sampler, chains, data, train=train,  # type: ignore[arg-type]
                          generator=generator, config=config, world=world)
+        check_tensor(labels, "labels")
+        # Else accepted: classes on another device than the data's met the logits only in the
+        # first step's loss, inside torch; on the meta device the class count's read failed
+        # first ("Tensor.item() cannot be called on meta tensors").
+        if labels.device != data.device:
+            raise ValueError(f"labels are on {labels.device}, the data on {data.device}: move "
+                             f"them to the data's device (labels.to(data.device))")
         if labels.shape != data.shape[:1]:
             raise ValueError(f"labels must be ({len(data)},), one per example, got "
                              f"{tuple(labels.shape)}")

@@ -28,7 +28,13 @@ from stgconv.checkpoint import (
     rebuild,
     save_checkpoint,
 )
-from stgconv.checks import as_int, check_entries, check_generator, refuse_inference_mode
+from stgconv.checks import (
+    as_int,
+    check_entries,
+    check_generator,
+    check_tensor,
+    refuse_inference_mode,
+)
 from stgconv.config import TrainConfig
 from stgconv.console import progress_bar
 from stgconv.distributed import (
@@ -156,11 +162,15 @@ class FitLoop:
         Raises:
             CheckpointError: the file is no checkpoint, or one of another model or setup.
         """
-        state = load_checkpoint(path, map_location=self.device)
-        try:
-            self.load_state_dict(state)
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"cannot resume from {path}: {err}") from err
+        # Loaded as plain tensors even inside torch.inference_mode(): chains and Adam's state
+        # read there were inference tensors, and the next fit, outside it, failed at their
+        # first in-place update ("Inplace update to inference tensor outside InferenceMode").
+        with torch.inference_mode(False):
+            state = load_checkpoint(path, map_location=self.device)
+            try:
+                self.load_state_dict(state)
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                raise CheckpointError(f"cannot resume from {path}: {err}") from err
         self.saved_path, self.saved_iteration = Path(path), self.iteration
 
     def check_divergence(self, stats: dict[str, float]) -> None:
@@ -463,6 +473,7 @@ class Trainer(FitLoop):
         config: dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
+        check_tensor(data, "data")
         if data.dim() < 2 or data.shape[0] < 1:
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
         _check_float_data(data)
@@ -705,6 +716,7 @@ class MultiGridTrainer(FitLoop):
         # as_int, not int(): a size of 4.5 was truncated to 4, a grid nobody asked for.
         grid_sizes = [tuple(as_int(n, f"grid_sizes[{i}] {tuple(size)}: a size", minimum=1)
                             for n in size) for i, size in enumerate(grid_sizes)]
+        check_tensor(data, "data")
         _check_float_data(data)  # else block_down refused it, naming its own argument x
         if data.dim() < 2 or tuple(data.shape[-len(grid_sizes[-1]):]) != grid_sizes[-1]:
             raise ValueError(f"data {tuple(data.shape)} must be (N, ..., {grid_sizes[-1]}) at the "

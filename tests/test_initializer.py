@@ -78,6 +78,19 @@ def make_trainer(*, settings: InitializerConfig = FAST, init_seed: int = 0,
                               train=TrainConfig(batch_size=4, lr=0.01), generator=gen(1))
 
 
+@pytest.mark.parametrize(("shift", "got"), [(0.0, "from 0.1 to 1.1"),
+                                             (-0.5, "from -0.4 to 0.6")])
+def test_data_that_is_not_occupancy_minus_the_offset_is_refused(shift: float, got: str) -> None:
+    """The initializer's cross-entropy took occupancy given as the data (the offset 0.1 not
+    subtracted) without a word, its targets then 0.1 and 1.1."""
+    data = corner_shapes(4, seed=0) + shift
+    with pytest.raises(ValueError, match=rf"data \+ offset lies in \[0, 1\], got data \+ "
+                                         rf"offset {got}: subtract the offset"):
+        InitializerTrainer(voxel_energy(8), Initializer([2], width=2, depth=2),
+                           Langevin(n_steps=1, step_size=0.1), data, settings=FAST, factor=2,
+                           offset=0.1, generator=gen(1))
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 8, 12), (2, 1, 4, 8, 12)])
 def test_space_to_depth_puts_each_block_in_the_channels(shape) -> None:
     x = torch.randn(shape, generator=gen(0))
@@ -530,13 +543,18 @@ def test_bad_proposal_net_arguments_are_named() -> None:
 
 def test_a_trainer_names_the_chain_setting_its_initializer_needs() -> None:
     data = corner_shapes(4, seed=0)
-    for initializer, message in ((Initializer(recovery=True, width=4, depth=2),
-                                  "a recovery filler needs the fraction of missing entries"),
-                                 (Initializer([2], width=4, depth=2),
-                                  "a super-resolution initializer needs the chains' block size")):
+    for initializer, missing, message in (
+            (Initializer(recovery=True, width=4, depth=2), None,
+             "a recovery filler needs the fraction of missing entries"),
+            (Initializer([2], width=4, depth=2), None,
+             r"a super-resolution initializer needs the chains' block size \(factor\)$"),
+            # A recovery run with a super-resolution initializer: told what it lacks.
+            (Initializer([2], width=4, depth=2), 0.5,
+             r"block size \(factor\); missing=0.5 is for recovery, whose initializer has a "
+             r"filler \(Initializer\(\.\.\., recovery=True\)\)$")):
         with pytest.raises(ValueError, match=message):
             InitializerTrainer(voxel_energy(8), initializer, Langevin(n_steps=1, step_size=0.1),
-                               data, settings=FAST)
+                               data, settings=FAST, missing=missing)
 
 
 def test_an_initializer_is_rebuilt_from_its_config() -> None:

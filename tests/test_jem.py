@@ -350,6 +350,15 @@ def test_the_trainer_refuses_bad_labels() -> None:
         HybridTrainer(*args, labels + 0.5)
     with pytest.raises(ValueError, match=r"labels must be integers, got torch.bool"):
         HybridTrainer(*args, labels > 0)
+    # A numpy array or list of classes failed at its first tensor method ("'list' object has
+    # no attribute 'shape'").
+    for given, kind in ((labels.numpy(), "ndarray"), (labels.tolist(), "list")):
+        with pytest.raises(ValueError, match=rf"labels must be a torch.Tensor, got {kind} "
+                                             r"\(convert it first: torch.as_tensor\(labels\)\)"):
+            HybridTrainer(*args, given)
+    with pytest.raises(ValueError, match=r"labels are on meta, the data on cpu: move them to "
+                                         r"the data's device \(labels.to\(data.device\)\)"):
+        HybridTrainer(*args, labels.to("meta"))
     # The feature fit runs when training ends: what would fail it is refused before training.
     one_of_class_2 = torch.tensor([0, 1, 0, 1, 0, 2])
     with pytest.raises(ValueError, match=re.escape(

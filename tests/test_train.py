@@ -17,6 +17,7 @@ import re
 import threading
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,19 @@ def assert_same(a, b, where: str = "state") -> None:
             assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, (where, a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda data: Trainer(tiny_energy(0), Langevin(n_steps=1, step_size=0.05), DataStart(), data),
+    lambda data: MultiGridTrainer([tiny_energy(0)], [Langevin(n_steps=1, step_size=0.05)], data,
+                                  [(1, 1), (16, 16)]),
+], ids=["Trainer", "MultiGridTrainer"])
+def test_data_that_is_no_tensor_is_refused_by_name(make) -> None:
+    """A numpy array of examples failed at its first tensor method ("'numpy.ndarray' object
+    has no attribute 'dim'"), naming neither the argument nor the conversion."""
+    with pytest.raises(ValueError, match=r"data must be a torch.Tensor, got ndarray \(convert "
+                                         r"it first: torch.as_tensor\(data\)\)"):
+        make(tiny_data().numpy())
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -929,6 +943,24 @@ def test_a_step_inside_no_grad_is_the_same_step_and_inference_mode_is_refused() 
                                                                     r"off: train outside it"):
         fresh.step()
     assert fresh.chains.chains is None and torch.equal(fresh.generator.get_state(), before)
+
+
+@pytest.mark.parametrize("mode", ["persistent", "buffer", "multigrid"])
+def test_a_resume_inside_inference_mode_trains_on_as_one_outside_it(tmp_path: Path,
+                                                                     mode: str) -> None:
+    """A checkpoint read inside torch.inference_mode() (a caller who evaluates and then goes
+    on training) gave inference tensors as chains and Adam's state: the resume went through
+    and the next fit, outside it, failed at their first in-place update."""
+    make = make_multigrid_trainer if mode == "multigrid" else partial(make_trainer, mode)
+    make().fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    outside, inside = make(), make()
+    outside.resume(tmp_path / "checkpoint.pt")
+    with torch.inference_mode():
+        inside.resume(tmp_path / "checkpoint.pt")
+    outside.fit(2, progress=False)
+    inside.fit(2, progress=False)
+    assert inside.iteration == 2
+    assert_same(outside.state_dict(), inside.state_dict())
 
 
 # --------------------------------------------------------------------------- multi-grid
