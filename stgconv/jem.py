@@ -191,7 +191,7 @@ class HybridTrainer(Trainer):
         # first ("Tensor.item() cannot be called on meta tensors").
         if labels.device != data.device:
             raise ValueError(f"labels are on {labels.device}, the data on {data.device}: move "
-                             f"them to the data's device (labels.to(data.device))")
+                             "the labels to the data's device")
         if labels.shape != data.shape[:1]:
             raise ValueError(f"labels must be ({len(data)},), one per example, got "
                              f"{tuple(labels.shape)}")

@@ -60,7 +60,7 @@ def test_unknown_arch_lists_the_presets() -> None:
 def test_no_layers_or_a_side_of_0_is_refused_not_replaced_by_the_presets() -> None:
     with pytest.raises(ValueError, match="at least one convolution"):
         voxel_energy("desc32_small", layers=[])
-    with pytest.raises(ValueError, match="sides must be >= 1"):
+    with pytest.raises(ValueError, match="sides must be ints >= 1"):
         voxel_energy("desc32_small", size=0)
 
 
