@@ -403,20 +403,6 @@ def _check_float_data(data: Tensor) -> None:
                          f"it first, e.g. data.float())")
 
 
-def _check_rbm_data(energy: object, data: Tensor) -> None:
-    """``ValueError`` unless the examples ``data`` of a binary RBM lie in [0, 1] (0s and 1s,
-    or the probabilities of a 1): images as the loaders give them, in [-1, 1], or grey levels
-    0-255 trained without a word on values its units never take, against samples of 0s and
-    1s."""
-    if isinstance(energy, RBM) and energy.visible == "binary":
-        low, high = data.min().item(), data.max().item()
-        if low < 0 or high > 1:
-            raise ValueError(f"a binary RBM's visible units are 0 or 1, so its data must lie in "
-                             f"[0, 1] (0s and 1s, or their probabilities), got values from "
-                             f"{low:g} to {high:g}: binarise them (images in [-1, 1]: "
-                             f"(x > 0).float()), or use RBM(..., visible='gaussian')")
-
-
 def _check_trainable(energy: object) -> None:
     """``ValueError`` unless ``energy`` is a module with parameters, which Adam can learn: a
     plain function failed in ``energy.parameters()`` ("'function' object has no attribute
@@ -478,7 +464,8 @@ class Trainer(FitLoop):
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
         _check_float_data(data)
         _check_trainable(energy)
-        _check_rbm_data(energy, data)
+        if isinstance(energy, RBM):
+            energy.check_training_data(data)
         self.energy = energy
         self.sampler = sampler
         self.chains = chains

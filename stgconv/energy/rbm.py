@@ -63,6 +63,20 @@ class RBM(nn.Module):
     def extra_repr(self) -> str:
         return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, visible={self.visible!r}"
 
+    def check_training_data(self, data: Tensor) -> None:
+        """``ValueError`` unless the examples ``data`` ``(N, *S)`` of a binary RBM lie in
+        [0, 1] (0s and 1s, or the probabilities of a 1): images as the loaders give them, in
+        [-1, 1], or grey levels 0-255 trained without a word on values its units never take,
+        against samples of 0s and 1s. Gaussian visible units take any real data."""
+        if self.visible != "binary":
+            return
+        low, high = data.min().item(), data.max().item()
+        if low < 0 or high > 1:
+            raise ValueError(f"a binary RBM's visible units are 0 or 1, so its data must lie in "
+                             f"[0, 1] (0s and 1s, or their probabilities), got values from "
+                             f"{low:g} to {high:g}: binarise them (images in [-1, 1]: "
+                             f"(x > 0).float()), or use RBM(..., visible='gaussian')")
+
     def _flat(self, units: Tensor, layer: Literal["visible", "hidden"] = "visible") -> Tensor:
         """``units`` ``(B, *S)`` of ``layer`` as ``(B, n)``, or ``ValueError`` naming the layer
         unless they have its ``n`` entries per example and the RBM's dtype."""

@@ -438,11 +438,13 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     except FileNotFoundError as err:  # often a config's placeholder path, never replaced
         # A run's config keeps data.path as typed: resumed from another folder, a relative
         # path was "not found" with no word of where it was looked for.
-        where = (f" (the run's relative data.path is read from the current folder {Path.cwd()})"
-                 if resume and not Path(config.data.path).is_absolute() else "")
         if config.data.path.startswith("builtin:"):  # data.path's default, left unset
             where = (f" (the built-in images are textures, for data.kind texture; data.kind "
                      f"{config.data.kind} reads files of its own)")
+        elif resume and not Path(config.data.path).is_absolute():
+            where = f" (the run's relative data.path is read from the current folder {Path.cwd()})"
+        else:
+            where = ""
         raise FileNotFoundError(f"{err}{where}: give the training data with --data PATH (or "
                                 "the config's data.path)") from err
     config = modality.fit_units(config, data)  # from every example, the same on every rank
