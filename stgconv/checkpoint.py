@@ -37,6 +37,7 @@ from stgconv.config import (
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.energy.compose import PRODUCT_KEY
 from stgconv.energy.rbm import RBM
 from stgconv.io.atomic import atomic_write
 
@@ -345,7 +346,8 @@ def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:
 
 def _energy(state: dict[str, Any], checkpoint: str | Path
             ) -> ConvNetEnergy | ClassifierEnergy | RBM:
-    if state.get("model_config") == {}:
+    config = state.get("model_config")
+    if config == {} or (isinstance(config, dict) and PRODUCT_KEY in config):
         # What a Trainer of the caller's own module (or a product of experts) saves: it was
         # built to a default ConvNet's arguments, and refused as missing three of them.
         raise CheckpointError(f"checkpoint {checkpoint} holds a model of the caller's own (no "

@@ -33,6 +33,7 @@ from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
 from stgconv.energy import image_energy
 from stgconv.energy.base import EnergyModel
+from stgconv.energy.compose import ProductOfExperts
 from stgconv.io.atomic import WriteError
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import (
@@ -314,6 +315,43 @@ def test_an_energy_of_the_users_own_saves_and_resumes(tmp_path: Path) -> None:
     second.fit(2, progress=False)
     assert_same(straight.energy.state_dict(), second.energy.state_dict())
     # Not rebuilt from the checkpoint alone: said so, not as a ConvNet missing its arguments.
+    with pytest.raises(CheckpointError, match="a model of the caller's own"):
+        load_model(tmp_path / "checkpoint.pt", device="cpu")
+
+
+def product(weight: float, sigma: float) -> ProductOfExperts:
+    """A product of a texture ConvNet and a user's own energy; seeded, so two are the same."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        convnet = image_energy("texture", in_channels=1, layers=[[2, 5, 2]],
+                               reference_sigma=sigma)
+    return ProductOfExperts([convnet, OwnEnergy(0)], weights=[1.0, weight])
+
+
+@pytest.mark.parametrize(("weight", "sigma", "differing"),
+                         [(0.5, 1.0, "product_of_experts.weights"),
+                          (1.0, 0.5, "product_of_experts.experts")],
+                         ids=["weights", "an-experts-sigma"])
+def test_a_product_of_experts_resumes_only_into_the_same_product(
+        tmp_path: Path, weight: float, sigma: float, differing: str) -> None:
+    """The product had no config, so its checkpoints stored none, and a resume into one of
+    other weights, or of an expert with another reference sigma, went on without a word."""
+    def trainer(energy: ProductOfExperts) -> Trainer:
+        return Trainer(energy, Langevin(n_steps=2, step_size=0.05), DataStart(), tiny_data(),
+                       train=TrainConfig(batch_size=2), generator=gen(0))
+
+    trainer(product(1.0, 1.0)).fit(1, checkpoint_path=tmp_path / "checkpoint.pt",
+                                   progress=False)
+    same = trainer(product(1.0, 1.0))
+    same.resume(tmp_path / "checkpoint.pt")
+    assert same.iteration == 1
+    other = trainer(product(weight, sigma))
+    before = copy.deepcopy(other.energy.state_dict())
+    with pytest.raises(ValueError, match=f"another network than this config builds "
+                                         rf"\(differing: {differing}\)"):
+        other.resume(tmp_path / "checkpoint.pt")
+    assert_same(before, other.energy.state_dict())
+    # Its callables are the caller's: not rebuilt from the checkpoint, and said so.
     with pytest.raises(CheckpointError, match="a model of the caller's own"):
         load_model(tmp_path / "checkpoint.pt", device="cpu")
 

@@ -20,6 +20,10 @@ from stgconv.types import EnergyFn
 
 View = Callable[[Tensor], Tensor]
 
+# The one key of :attr:`ProductOfExperts.config`: how a checkpoint's model config says it is a
+# product's, which no config rebuilds.
+PRODUCT_KEY = "product_of_experts"
+
 
 class ProductOfExperts(nn.Module):
     """``E(x) = sum_i w_i E_i(v_i(x))``, ``(B, *S)`` -> ``(B,)``.
@@ -56,6 +60,23 @@ class ProductOfExperts(nn.Module):
         self.registered = nn.ModuleList(modules.values())
         self.weights = weights
         self.views = views
+
+    @property
+    def config(self) -> dict[str, object]:
+        """What sets this product apart from another of the same modules, as plain data:
+        each expert (by :func:`_name`, with its module's ``config``; ``{}`` for a module of the
+        caller's own), its weight and its view. A Trainer stores it in its checkpoints, so that a
+        resume into a product of other weights or experts is refused (with no config the
+        check saw nothing to compare, and the run went on under the other product without a
+        word). It rebuilds nothing: the product's callables are the caller's, so
+        :func:`~stgconv.checkpoint.load_model` refuses its checkpoints as a model of the
+        caller's own."""
+        return {PRODUCT_KEY: {
+            "experts": [{"name": _name(expert),
+                         "config": dict(getattr(verdict_owner(expert)[0], "config", {}))}
+                        for expert in self.experts],
+            "weights": list(self.weights),
+            "views": [_name(view) for view in self.views]}}
 
     def extra_repr(self) -> str:
         # nn.Module's repr lists the registered modules only: not which class a
