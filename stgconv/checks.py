@@ -302,6 +302,9 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
 
     Checked before a command starts work, so a typo in an output path costs no computation.
     """
+    if str(path) == "-":  # many tools' standard output; here it made a file named "-"
+        raise ValueError(f"{name} - would be a {'folder' if folder else 'file'} named '-' (it "
+                         "does not mean the standard output here): give a path")
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         kind = f"{_what_is_there(path)}, not a folder" if folder else "a folder, not a file"

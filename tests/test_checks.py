@@ -120,6 +120,20 @@ def test_check_output_refuses_paths_blocked_by_a_file_or_folder(tmp_path: Path,
         check_output(a_file / "x" / "y", "--out", folder=folder)
 
 
+def test_a_dash_for_an_output_is_refused_not_made_a_file(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--json -`` (many tools' standard output) wrote a file named '-' in the working
+    folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^--json - would be a file named '-' \(it does not "
+                                         r"mean the standard output here\): give a path$"):
+        check_output("-", "--json", folder=False)
+    with pytest.raises(ValueError, match=r"^--out - would be a folder named '-'"):
+        check_output("-", "--out")
+    assert check_output("./-", "--json", folder=False) == Path("-")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_output_names_a_named_pipe_in_the_way_as_such(tmp_path: Path) -> None:
     """A named pipe where a folder should be, or above the path, was called a file."""
     os.mkfifo(tmp_path / "pipe")
