@@ -121,6 +121,10 @@ class FitLoop:
     def step(self) -> dict[str, float]:
         raise NotImplementedError
 
+    def check_length(self, n_iterations: int) -> None:
+        """``ValueError`` where training up to iteration ``n_iterations`` cannot follow this
+        trainer's schedule; :meth:`fit` checks before its first step."""
+
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -253,6 +257,7 @@ class FitLoop:
         # checkpoint_every no periodic checkpoint, each without a word.
         as_int(n_iterations, "n_iterations", minimum=0)
         as_int(checkpoint_every, "checkpoint_every", minimum=0)
+        self.check_length(n_iterations)
         main = self.world is None or self.world.is_main
         progress = progress and main
         # A resumed run hides what a killed one logged after its checkpoint: those iterations
@@ -560,11 +565,24 @@ class Trainer(FitLoop):
     def apply_gradients(self) -> None:
         """The second half of :meth:`step`: one Adam step (at the schedule's rate) with the
         gradients :meth:`compute_gradients` left, and :attr:`iteration` counted on."""
+        self.check_length(self.iteration + 1)
         if self.lr_decay == "cosine":
             for group in self.optimizer.param_groups:
                 group["lr"] = cosine_lr(self.lr, self.iteration, self.n_iterations)
         self.optimizer.step()
         self.iteration += 1
+
+    def check_length(self, n_iterations: int) -> None:
+        """``ValueError`` past :attr:`n_iterations` under the cosine schedule, which ends there
+        at rate 0: past it ``cos`` climbs again, and ``fit(4)`` of a trainer built for 2
+        iterations took its last steps at rates rising back to ``lr``, without a word."""
+        if self.lr_decay == "cosine" and n_iterations > self.n_iterations:
+            raise ValueError(
+                f"training to iteration {n_iterations} runs past n_iterations="
+                f"{self.n_iterations}, where the cosine learning-rate schedule (lr_decay) ends "
+                f"at rate 0 and past which it would rise again: build the trainer with "
+                f"n_iterations={n_iterations} (a resumed run then follows the schedule stretched "
+                "to it)")
 
     def state_dict(self, *, random_state: bool = True) -> dict[str, Any]:
         """Everything a resume needs; ``random_state=False`` leaves out the generator's state

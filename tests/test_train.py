@@ -319,6 +319,25 @@ def test_an_energy_of_the_users_own_saves_and_resumes(tmp_path: Path) -> None:
         load_model(tmp_path / "checkpoint.pt", device="cpu")
 
 
+def test_a_cosine_schedule_refuses_iterations_past_its_end() -> None:
+    """fit(4) of a trainer built for 2 cosine iterations took iterations 3 and 4 at rates
+    climbing back to lr; now refused before any step, and a step() past it changes nothing."""
+    trainer = Trainer(tiny_energy(), Langevin(n_steps=2, step_size=0.05), DataStart(),
+                      tiny_data(), train=TrainConfig(batch_size=2, n_iterations=2,
+                                                     lr_decay="cosine"), generator=gen(0))
+    past = r"training to iteration {} runs past n_iterations=2, where the cosine learning-rate"
+    with pytest.raises(ValueError, match=past.format(4)):
+        trainer.fit(4, progress=False)
+    assert trainer.iteration == 0
+    trainer.fit(2, progress=False)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.lr / 2)
+    weights = copy.deepcopy(trainer.energy.state_dict())
+    with pytest.raises(ValueError, match=past.format(3)):
+        trainer.step()
+    assert trainer.iteration == 2
+    assert_same(weights, trainer.energy.state_dict())
+
+
 def product(weight: float, sigma: float) -> ProductOfExperts:
     """A product of a texture ConvNet and a user's own energy; seeded, so two are the same."""
     with torch.random.fork_rng(devices=[]):
