@@ -80,8 +80,15 @@ def check_seed(value: object, name: str = "seed") -> int:
 def check_finite_number(value: float, name: str, *, positive: bool = False) -> None:
     """``ValueError`` naming ``name`` unless ``value`` is finite and ``>= 0`` (``> 0`` with
     ``positive``). NaN fails too: it compares false with every bound, so a plain ``value < 0``
-    test lets it through."""
-    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+    test lets it through. A value that is no number (a string, ``None``, ``True``) is named
+    too, where the comparison failed in Python's words."""
+    try:
+        finite = math.isfinite(value)
+    except TypeError:
+        finite = None
+    if finite is None or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not (finite and (value > 0 if positive else value >= 0)):
         raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value}")
 
 

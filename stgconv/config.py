@@ -231,13 +231,13 @@ class TrainConfig:
         # Checked here, not only by ExperimentConfig: the trainers take a TrainConfig built in
         # Python, where accumulate=0 made steps that learnt nothing, lr=inf made the weights
         # NaN, and lr=-1 or batch_size=0 failed in torch's words or the first step's.
+        _check_number_types("train", self)
         for name in ("n_iterations", "batch_size", "accumulate", "lr"):
             _check_positive(f"train.{name}", getattr(self, name))
         for name in ("checkpoint_every", "sample_every", "energy_l2"):
             _check_not_negative(f"train.{name}", getattr(self, name))
         _check_betas("train.betas", self.betas)
         _check_finite_floats("train", self)
-        _check_int_fields("train", self)
 
 
 # The names of stgconv.baselines.video.FILLS (a test keeps them equal); spelled out here so that
@@ -422,6 +422,7 @@ class CooperativeConfig:
 
     def __post_init__(self) -> None:
         # Here, not only by ExperimentConfig: CooperativeTrainer takes one built in Python.
+        _check_number_types("cooperative", self)
         for key in ("latent_dim", "width", "lr", "inference_step_size", "inference_sigma"):
             _check_positive(f"cooperative.{key}", getattr(self, key))
         # The latent inference is a Langevin chain, which refuses a step past the same bound.
@@ -429,7 +430,6 @@ class CooperativeConfig:
         _check_not_negative("cooperative.inference_steps", self.inference_steps)
         _check_betas("cooperative.betas", self.betas)
         _check_finite_floats("cooperative", self)
-        _check_int_fields("cooperative", self)
         if self.inference_steps == 0:
             _refuse_unread("cooperative", self, ("inference_step_size", "inference_sigma"),
                            "applies to the latent inference only, which cooperative."
@@ -469,6 +469,7 @@ class InitializerConfig:
     def __post_init__(self) -> None:
         # Here, not only by ExperimentConfig: InitializerTrainer takes one built in Python. The
         # factors and fold, which read the data and the chains, are checked with them.
+        _check_number_types("initializer", self)
         for key in ("width", "steps", "batch_size", "lr", "fold"):
             _check_positive(f"initializer.{key}", getattr(self, key))
         if not self.depth >= 2:
@@ -476,7 +477,6 @@ class InitializerConfig:
         if self.crop is not None:
             _check_positive("initializer.crop", self.crop)
         _check_finite_floats("initializer", self)
-        _check_int_fields("initializer", self)
 
 
 @dataclass(frozen=True)
@@ -538,12 +538,12 @@ class JEMConfig:
         # an int >= 0". jem.shift's upper bound reads data.size and jem.px_batch's
         # train.batch_size: checked where those are known (_check_jem; HybridTrainer by
         # check_px_batch).
+        _check_number_types("jem", self)
         for key in ("px_weight", "pxy_weight", "shift", "reference_components",
                     "reference_rank", "feature_rank"):
             _check_not_negative(f"jem.{key}", getattr(self, key))
         _check_positive("jem.max_energy_gap", self.max_energy_gap)
         _check_finite_floats("jem", self)
-        _check_int_fields("jem", self)
         if self.reference_components == 0:
             _refuse_unread("jem", self, ("reference_rank",),
                            "applies to the fitted reference Gaussians only, which jem."
@@ -1070,16 +1070,22 @@ def _check_not_negative(key: str, value: float) -> None:
         raise ValueError(f"{key} must be >= 0, got {value!r}")
 
 
-def _check_int_fields(key: str, section: Any) -> None:
-    """``ValueError`` naming the int setting of ``section`` (at ``key``) that is no integer, as
-    the file's reader refuses it (:func:`_coerce`): built in Python, a train.batch_size of 2.5
-    failed in the first step in Python's words ("slice indices must be integers"), and an
-    accumulate of True ran as 1."""
+def _check_number_types(key: str, section: Any) -> None:
+    """``ValueError`` naming the int setting of ``section`` (at ``key``) that is no integer, or
+    the float setting that is no number, as the file's reader refuses them (:func:`_coerce`).
+    Called before the range checks: built in Python, a train.batch_size of 2.5 failed in the
+    first step in Python's words ("slice indices must be integers"), an accumulate of True ran
+    as 1, and an lr of "0.1" failed in the range check's comparison ("'>' not supported between
+    instances of 'str' and 'int')."""
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
-        if f.type in ("int", "int | None") and value is not None and (
-                isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-            raise ValueError(f"{key}.{f.name} must be an integer, got {value!r}")
+        if f.type not in ("int", "int | None", "float", "float | None") or (
+                value is None and f.type.endswith("| None")):
+            continue
+        kind = numbers.Integral if f.type.startswith("int") else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            what = "an integer" if kind is numbers.Integral else "a number"
+            raise ValueError(f"{key}.{f.name} must be {what}, got {value!r}")
 
 
 def _check_finite_floats(key: str, section: Any) -> None:

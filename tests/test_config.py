@@ -492,6 +492,12 @@ def test_an_infinite_power_given_in_python_is_refused() -> None:
      "cooperative.inference_steps must be an integer, got 1.5"),
     (InitializerConfig, {"crop": 2.5}, "initializer.crop must be an integer, got 2.5"),
     (JEMConfig, {"feature_rank": 1.5}, "jem.feature_rank must be an integer, got 1.5"),
+    # Numbers are numbers: a string failed in the range check's comparison ("'>' not supported
+    # between instances of 'str' and 'int'").
+    (TrainConfig, {"lr": "0.1"}, "train.lr must be a number, got '0.1'"),
+    (TrainConfig, {"lr": True}, "train.lr must be a number, got True"),
+    (CooperativeConfig, {"lr": None}, "cooperative.lr must be a number, got None"),
+    (JEMConfig, {"px_weight": "1"}, "jem.px_weight must be a number, got '1'"),
     (JEMConfig, {"feature_rank": -1}, "jem.feature_rank must be >= 0, got -1"),
     (JEMConfig, {"max_energy_gap": 0.0}, "jem.max_energy_gap must be positive, got 0.0"),
     (InitializerConfig, {"depth": 1}, "initializer.depth must be >= 2, got 1"),

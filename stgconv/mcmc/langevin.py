@@ -89,8 +89,8 @@ class Langevin:
         check_step_size(self.step_size, noise_scale=self.noise_scale)
         if self.noise_anneal not in ("none", "linear", "cosine"):
             raise ValueError(f"noise_anneal must be none/linear/cosine, got {self.noise_anneal!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.grad_clip is not None:
+            check_finite_number(self.grad_clip, "grad_clip", positive=True)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         check_clamp(self.clamp)
