@@ -319,8 +319,7 @@ class HybridTrainer(Trainer):
         cross-entropy and accuracy and the mean energies of each contrastive term's data and
         samples, what :meth:`step` returns. ``batches``: dataset indices ``(batch_size,)`` of
         each micro-batch (default: :meth:`draw_batches`)."""
-        if batches is None:
-            batches = self.draw_batches()
+        batches = self.draw_batches() if batches is None else self.check_batches(batches)
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for indices in batches:

@@ -518,6 +518,32 @@ class Trainer(FitLoop):
             for _ in range(self.accumulate)
         ]
 
+    def check_batches(self, batches: Sequence[Any]) -> list[Tensor]:
+        """``batches`` given to :meth:`step` as :meth:`draw_batches` makes them: a list of
+        micro-batches, each dataset indices ``(batch_size,)`` (a tensor, array or list of
+        integers) in ``[0, N)``, as int64 tensors on the data's device; ``ValueError`` naming
+        what is not. One tensor of indices instead of a list of them was taken as that many
+        micro-batches of one example, each failing as an input "of shape (1, 16, 16)", and an
+        index past the data failed in torch's indexing words."""
+        if isinstance(batches, Tensor) or not isinstance(batches, Sequence) or not batches:
+            raise ValueError(f"batches must be a non-empty list of micro-batches, each dataset "
+                             f"indices (batch_size,) (e.g. [indices]), got "
+                             f"{type(batches).__name__}")
+        checked = []
+        for number, indices in enumerate(batches):
+            indices = torch.as_tensor(indices, device=self.data.device)
+            n = len(self.data)
+            if (indices.dim() != 1 or len(indices) == 0 or indices.is_floating_point()
+                    or indices.dtype == torch.bool):
+                raise ValueError(f"micro-batch {number} must be integer dataset indices of "
+                                 f"shape (batch_size,), got {indices.dtype} of shape "
+                                 f"{tuple(indices.shape)}")
+            if not bool(((indices >= 0) & (indices < n)).all()):
+                raise ValueError(f"micro-batch {number} holds indices outside [0, {n}) (the "
+                                 f"training data's {n} examples)")
+            checked.append(indices.long())
+        return checked
+
     @training_step
     def step(self, batches: Sequence[Tensor] | None = None) -> dict[str, float]:
         """One optimizer update; returns the loss and mean energies of data and samples.
@@ -540,8 +566,7 @@ class Trainer(FitLoop):
         :meth:`step`'s) and leaves the loss's gradient in the weights' ``.grad``, the weights,
         Adam's state and :attr:`iteration` untouched; returns :meth:`step`'s statistics. Needs
         autograd on (:func:`training_step`)."""
-        if batches is None:
-            batches = self.draw_batches()
+        batches = self.draw_batches() if batches is None else self.check_batches(batches)
         self.optimizer.zero_grad(set_to_none=True)
         totals = {"loss": 0.0, "e_pos": 0.0, "e_neg": 0.0}
         for indices in batches:

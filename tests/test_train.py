@@ -20,6 +20,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -317,6 +318,33 @@ def test_an_energy_of_the_users_own_saves_and_resumes(tmp_path: Path) -> None:
     # Not rebuilt from the checkpoint alone: said so, not as a ConvNet missing its arguments.
     with pytest.raises(CheckpointError, match="a model of the caller's own"):
         load_model(tmp_path / "checkpoint.pt", device="cpu")
+
+
+@pytest.mark.parametrize(("batches", "message"), [
+    (torch.tensor([0, 1]), r"batches must be a non-empty list of micro-batches, each dataset "
+                           r"indices \(batch_size,\) \(e\.g\. \[indices\]\), got Tensor"),
+    ([], "batches must be a non-empty list of micro-batches"),
+    ([torch.tensor([0, 3])], r"micro-batch 0 holds indices outside \[0, 3\) \(the training "
+                             r"data's 3 examples\)"),
+    ([[0, 1], [-1]], r"micro-batch 1 holds indices outside \[0, 3\)"),
+    ([torch.tensor([0.0, 1.0])], r"micro-batch 0 must be integer dataset indices of shape "
+                                 r"\(batch_size,\), got torch.float32 of shape \(2,\)"),
+    ([torch.tensor([[0, 1]])], r"got torch.int64 of shape \(1, 2\)"),
+], ids=["one-tensor", "empty", "past-the-end", "negative", "float", "2-d"])
+def test_step_names_batches_that_are_no_micro_batches_of_indices(batches, message: str) -> None:
+    """One tensor of indices was taken as that many micro-batches of one example, failing as an
+    input "of shape (1, 16, 16)"; an index past the data failed in torch's indexing words. The
+    weights stay as they were."""
+    trainer = Trainer(tiny_energy(), Langevin(n_steps=2, step_size=0.05), DataStart(),
+                      tiny_data(), train=TrainConfig(batch_size=2), generator=gen(0))
+    weights = copy.deepcopy(trainer.energy.state_dict())
+    with pytest.raises(ValueError, match=message):
+        trainer.step(batches)
+    assert_same(weights, trainer.energy.state_dict())
+    assert trainer.iteration == 0
+    # Lists and arrays of integers are indices too, as draw_batches' tensors are.
+    trainer.step([[0, 1], np.array([2, 0])])
+    assert trainer.iteration == 1
 
 
 def test_a_cosine_schedule_refuses_iterations_past_its_end() -> None:
