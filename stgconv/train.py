@@ -52,6 +52,7 @@ from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.buffer import ReplayBuffer
 from stgconv.mcmc.init import DataGaussian
+from stgconv.mcmc.persistent import PersistentChains
 from stgconv.mcmc.starts import ChainStart, CoarseStart, SuperResolutionStart
 from stgconv.ops import factor_between, pyramid
 from stgconv.types import EnergyFn
@@ -485,6 +486,12 @@ class Trainer(FitLoop):
         _check_trainable(energy)
         if isinstance(energy, RBM):
             energy.check_training_data(data)
+        if isinstance(chains, PersistentChains) and chains.n_examples != data.shape[0]:
+            # More were kept without a word, never run; fewer failed at the first start whose
+            # batch drew an example past them ("indices must be in 0 .. 1").
+            raise ValueError(f"the persistent chains are kept for {chains.n_examples} examples, "
+                             f"the data has {data.shape[0]}: build PersistentChains("
+                             f"{data.shape[0]}, ...), one set of chains per training example")
         self.energy = energy
         self.sampler = sampler
         self.chains = chains

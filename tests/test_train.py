@@ -347,6 +347,17 @@ def test_step_names_batches_that_are_no_micro_batches_of_indices(batches, messag
     assert trainer.iteration == 1
 
 
+@pytest.mark.parametrize("kept", [5, 2])
+def test_persistent_chains_kept_for_another_number_of_examples_are_refused(kept: int) -> None:
+    """Five kept for three examples trained two that never ran, without a word; two failed at
+    the first batch that drew the third example."""
+    with pytest.raises(ValueError, match=rf"^the persistent chains are kept for {kept} examples, "
+                                         r"the data has 3: build PersistentChains\(3, \.\.\.\)"):
+        Trainer(tiny_energy(), Langevin(n_steps=2), PersistentChains(kept, NoiseInit()),
+                tiny_data())
+    Trainer(tiny_energy(), Langevin(n_steps=2), PersistentChains(3, NoiseInit()), tiny_data())
+
+
 def test_a_cosine_schedule_refuses_iterations_past_its_end() -> None:
     """fit(4) of a trainer built for 2 cosine iterations took iterations 3 and 4 at rates
     climbing back to lr; now refused before any step, and a step() past it changes nothing."""
