@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import check_classes, check_finite_number
+from stgconv.checks import check_classes, check_finite_number, check_tensor
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.mcmc.base import check_energies
 from stgconv.types import EnergyFn
@@ -36,6 +36,8 @@ def contrastive_divergence(
     """
     if not energy_l2 >= 0:  # NaN too: either would drop the penalty without a word
         raise ValueError(f"energy_l2 must be >= 0, got {energy_l2}")
+    check_tensor(x_pos, "x_pos")
+    check_tensor(x_neg, "x_neg")
     if x_pos.shape[1:] != x_neg.shape[1:]:
         raise ValueError(
             f"data {tuple(x_pos.shape)} and samples {tuple(x_neg.shape)} differ in sample shape"

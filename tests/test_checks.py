@@ -48,6 +48,10 @@ from stgconv.checks import (
     read_npy,
     reading,
 )
+from stgconv.energy import voxel_energy
+from stgconv.losses import contrastive_divergence
+from stgconv.mcmc import DownsampleConsistency, Langevin
+from stgconv.super_resolution import super_resolve_batch
 
 
 def test_as_int_accepts_ints_of_any_kind() -> None:
@@ -101,6 +105,27 @@ def test_check_entries_refuses_tensors_past_the_bound() -> None:
     check_entries((MAX_ENTRIES,), "fits")
     with pytest.raises(ValueError, match=r"--size 9 makes a \(2, 3, 100000, 100000\) tensor"):
         check_entries((2, 3, 100000, 100000), "--size 9")
+
+
+def _super_resolve(low: np.ndarray) -> None:
+    energy = voxel_energy("desc32_small", layers=[[2, 3, 1, 1]], reference_sigma=0.5)
+    super_resolve_batch(energy, Langevin(n_steps=1), low, 4, generator=torch.Generator())
+
+
+@pytest.mark.parametrize(("call", "name"), [
+    (lambda array: tiny_energy()(array), "x"),
+    (lambda array: contrastive_divergence(tiny_energy(), array, torch.as_tensor(array)), "x_pos"),
+    (lambda array: contrastive_divergence(tiny_energy(), torch.as_tensor(array), array), "x_neg"),
+    (lambda array: DownsampleConsistency(array, (2, 2)), "low"),
+    (lambda array: _super_resolve(np.zeros((1, 1, 8, 8, 8), np.float32)), "low"),
+], ids=["energy", "data", "samples", "downsample-consistency", "super-resolve"])
+def test_library_calls_name_a_numpy_array_given_for_a_tensor(call, name: str) -> None:
+    """Each failed in attribute or torch words ("'numpy.ndarray' object has no attribute
+    'dim'", "isfinite(): argument 'input' must be Tensor"), naming neither the argument nor
+    what to do."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a torch.Tensor, got ndarray \(convert "
+                                         rf"it first: torch.as_tensor\({name}\)\)$"):
+        call(np.zeros((2, 1, 8, 8), np.float32))
 
 
 @pytest.mark.parametrize("folder", [True, False])

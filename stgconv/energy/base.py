@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import as_int, check_dtype, check_finite_number, is_int
+from stgconv.checks import as_int, check_dtype, check_finite_number, check_tensor, is_int
 
 
 class EnergyModel(nn.Module):
@@ -191,6 +191,7 @@ class ConvNetEnergy(EnergyModel):
         return f"head={self.head_kind!r}, {size}{super().extra_repr()}"
 
     def _check(self, x: Tensor) -> None:
+        check_tensor(x, "x")  # a numpy array failed as "'numpy.ndarray' has no attribute 'dim'"
         free = ["*" if n is None else n for n in (self.input_size or [None] * self.spatial_dims)]
         expected = ("B", self.in_channels, *free)
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.in_channels:

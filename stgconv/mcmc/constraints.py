@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask
+from stgconv.checks import check_bool_mask, check_tensor
 from stgconv.ops import block_down, nearest_up
 
 
@@ -133,6 +133,7 @@ class DownsampleConsistency(Constraint):
     """
 
     def __init__(self, low: Tensor, factor: Sequence[int]) -> None:
+        check_tensor(low, "low")  # else torch.isfinite's "must be Tensor, not numpy.ndarray"
         if not torch.isfinite(low).all():  # as KnownEntries' observed
             raise ValueError("low has NaN or infinite values; the block means to keep must be "
                              "finite")
