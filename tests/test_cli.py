@@ -1217,7 +1217,7 @@ FAULTS = {
         ["train", *TINY, "--set", "model.layers=[[4, 5, 2], [4, 3, 1]]", "--resume",
          "--out", "{texture_copy}"], "holds another network than this config builds"),
     "voxel model to reconstruct": (["reconstruct", "{voxels}", "{image}"],
-                                   "holds a voxels model; reconstruct and interpolate take image"),
+                                   "holds a voxel model; reconstruct and interpolate take image"),
     "voxel model to interpolate": (["interpolate", "{voxels}"], "take image models"),
     "empty checkpoint": (["synthesize", "{empty}"],
                          "cannot read checkpoint {empty}: the file is empty"),

@@ -127,8 +127,9 @@ def _image_config(energy: ConvNetEnergy, config: ExperimentConfig, checkpoint: s
     another modality."""
     kind = modality_of(config).name
     if kind != "image":
-        raise ValueError(f"{checkpoint} holds a {kind} model; reconstruct and interpolate take "
-                         "image models (interpolate: or cooperative models of any kind)")
+        raise ValueError(f"{checkpoint} holds a {kind.removesuffix('s')} model; reconstruct and "
+                         "interpolate take image models (interpolate: or cooperative models of "
+                         "any kind)")
     return with_input_channels(energy, config, checkpoint)
 
 
