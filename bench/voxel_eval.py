@@ -92,6 +92,9 @@ def make_splits(data: Path, work: Path) -> dict[str, Any]:
         FileNotFoundError: ``data`` lacks one of the two source files.
         ValueError: a source file with too few shapes to hold out the test split.
     """
+    if data.is_file():  # else "not found: FILE/beds_64_train.npz"
+        raise FileNotFoundError(f"--data {data} is a file: give the folder that holds "
+                                f"{BEDS_FILE} and {MODELNET_FILE}")
     missing = [name for name in (BEDS_FILE, MODELNET_FILE) if not (data / name).is_file()]
     if missing:
         raise FileNotFoundError(

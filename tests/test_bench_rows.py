@@ -188,6 +188,11 @@ def test_voxel_eval_names_a_missing_modelnet_file_before_writing_a_split(bench, 
                                                 r"\.npz \(expected .*--data DIR"):
         bench("voxel_eval").make_splits(tmp_path / "data", tmp_path / "work")
     assert not (tmp_path / "work").exists()
+    # The beds file itself for the folder: named as such, not as "not found: FILE/beds...".
+    with pytest.raises(FileNotFoundError, match=r"^--data \S*beds_64_train\.npz is a file: give "
+                                                r"the folder that holds beds_64_train\.npz and"):
+        bench("voxel_eval").make_splits(tmp_path / "data" / "beds_64_train.npz",
+                                        tmp_path / "work")
 
 
 def test_features_bench_table_and_protocol_by_default(bench, monkeypatch, tmp_path, capsys):
