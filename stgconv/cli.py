@@ -300,9 +300,10 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                         "becomes three equal channels, whatever data.channels says)")
     p.add_argument("--mask", required=True,
                    help="a mask file, 1 = missing (.mat: variable 'masks', or the file's one "
-                        "3-D/4-D array, (H, W, T[, C]); .npy: (T, H, W) / (C, T, H, W)), or "
-                        "missing_frames:F, region:SIDE, salt_and_pepper:F (generated from the "
-                        "config's seed)")
+                        "3-D/4-D array, (H, W, T[, C]); .npy: (T, H, W) / (C, T, H, W)); one "
+                        "frame's mask for every frame (an image, white = missing, fitted to "
+                        "--size; a .npy (H, W)); or missing_frames:F, region:SIDE, "
+                        "salt_and_pepper:F (generated from the config's seed)")
     p.add_argument("--frames", type=int,
                    help="N frames (default 70), the first ones unless the config's "
                         "data.start_frame or data.fps says otherwise")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from PIL import Image
 
 from _tiny import write_mat_v73
 from stgconv.data.masks import (
@@ -102,7 +103,7 @@ def test_mat_loader_converts_and_validates(tmp_path):
     for folder in ("masks", "masks.npy"):  # read as a .mat file, and as an .npy array
         (tmp_path / folder).mkdir()
         with pytest.raises(ValueError, match=rf"{folder} is a folder, not a mask file "
-                                             r"\(\.mat or \.npy\)$"):
+                                             r"\(\.mat, \.npy or an image\)$"):
             load_mask(tmp_path / folder)
     (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(ValueError, match=r"cannot read MATLAB file .*junk\.mat: .*; masks are "
@@ -169,9 +170,10 @@ def test_npy_masks_are_read_in_the_video_layout(tmp_path):
         np.save(file, missing)  # (np.save given a path would add .npy)
     assert torch.equal(load_mask(tmp_path / "upper.NPY"), known)
     for name, array, message in [
-            ("flat.npy", np.zeros((4, 5)), r"shape \(4, 5\); expected \(T, H, W\)"),
+            ("line.npy", np.zeros(5), r"shape \(5,\); expected \(H, W\) \(one mask for every "
+                                      r"frame\), \(T, H, W\) or \(C, T, H, W\)"),
             ("batch.npy", np.zeros((1, 2, 3, 4, 5)),
-             r"shape \(1, 2, 3, 4, 5\); expected \(T, H, W\) or \(C, T, H, W\)"),
+             r"shape \(1, 2, 3, 4, 5\); expected \(H, W\) .*, \(T, H, W\) or \(C, T, H, W\)"),
             ("bad.npy", missing * 3, r"only 0 .* and 1 .*found values 0, 3"),
             # A mask drawn as an 8-bit picture: 255 is no "missing".
             ("picture.npy", missing * 255, r"only 0 .* and 1 .*found values 0, 255")]:
@@ -186,6 +188,41 @@ def test_npy_masks_are_read_in_the_video_layout(tmp_path):
         load_mask(tmp_path / "empty.npy")
     with pytest.raises(FileNotFoundError):
         load_mask(tmp_path / "absent.npy")
+
+
+def test_one_frames_mask_holds_in_every_frame(tmp_path):
+    """A fixed occluder drawn as an image (white = missing, as inpainting tools read masks) or
+    saved as a 2-D array: an image was read as a MATLAB file ("cannot read MATLAB file
+    m.png"), a 2-D array refused."""
+    grey = np.zeros((4, 6), np.uint8)
+    grey[1, 2], grey[2, 4], grey[3, 0] = 255, 128, 127  # 128 and up is white: missing
+    Image.fromarray(grey).save(tmp_path / "m.png")
+    expected = torch.ones(1, 3, 4, 6, dtype=torch.bool)
+    expected[..., 1, 2] = expected[..., 2, 4] = False
+    assert torch.equal(load_mask(tmp_path / "m.png", frames=3), expected)
+    # Colour and 16-bit greys are made grey as images are; an RGB white pixel is missing.
+    Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "rgb.PNG")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    for name in ("rgb.PNG", "16bit.png"):
+        assert torch.equal(load_mask(tmp_path / name, frames=3), expected), name
+    np.save(tmp_path / "m.npy", (grey >= 128).astype(np.uint8))
+    assert torch.equal(load_mask(tmp_path / "m.npy", frames=3), expected)
+    with pytest.raises(ValueError, match=r"m\.png is one frame's mask, which holds in every "
+                                         r"frame: give the number of frames"):
+        load_mask(tmp_path / "m.png")
+
+
+def test_an_image_mask_of_another_size_is_fitted_as_the_clips_frames_are(tmp_path):
+    """Resized to the clip's (H, W) as its frames are, the aspect not kept; a pixel there is
+    missing where any missing pixel of the image falls in it (here 2 x 3 image pixels each)."""
+    grey = np.zeros((8, 12), np.uint8)
+    grey[0, 0] = 255  # one pixel of the first 2 x 3 block
+    grey[2:4, 3:6] = 255  # the whole second-row, second-column block
+    Image.fromarray(grey).save(tmp_path / "m.png")
+    known = load_mask(tmp_path / "m.png", frames=2, size=(4, 4))
+    missing = torch.zeros(4, 4, dtype=torch.bool)
+    missing[0, 0] = missing[1, 1] = True
+    assert known.shape == (1, 2, 4, 4) and torch.equal(~known[0, 1], missing)
 
 
 def test_a_mask_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy):

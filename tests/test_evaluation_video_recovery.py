@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from PIL import Image
 from _tiny import read_events
 
 from stgconv.baselines.video import (
@@ -381,6 +382,21 @@ def test_a_mask_file_named_like_a_generated_mask_is_read_as_the_file(tmp_path, m
     hidden[1] = True
     np.save("region:6.npy", hidden)
     assert torch.equal(load_known("region:6.npy", (4, 16, 16)), ~torch.from_numpy(hidden)[None])
+
+
+def test_a_one_frame_mask_file_is_fitted_to_the_clip(tmp_path) -> None:
+    """An image drawn at the video's own size is fitted to the clip's frames (T, H, W) and holds
+    in each; a 2-D array of another size than the clip's frames is refused by its shape."""
+    grey = np.zeros((32, 32), np.uint8)
+    grey[8:16, 0:4] = 255
+    Image.fromarray(grey).save(tmp_path / "logo.png")
+    expected = torch.ones(1, 4, 16, 16, dtype=torch.bool)
+    expected[..., 4:8, 0:2] = False
+    assert torch.equal(load_known(tmp_path / "logo.png", (4, 16, 16)), expected)
+    np.save(tmp_path / "small.npy", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"small\.npy is \(1, 4, 8, 8\), the clip \(T, H, W\) "
+                                         r"\(4, 16, 16\): a mask file must have the clip's"):
+        load_known(tmp_path / "small.npy", (4, 16, 16))
 
 
 CLASSICAL = ["--set", "recovery.init=temporal_interpolation", "--set", "recovery.holdout=0"]

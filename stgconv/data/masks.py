@@ -26,43 +26,83 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from stgconv.checks import as_int, as_size, check_bool_mask, check_generator, read_npy
+from stgconv.io.image import IMAGE_SUFFIXES, read_image, to_channels
 from stgconv.io.matlab import read_mat
 
 
-def load_mask(path: str | Path) -> Tensor:
+def load_mask(path: str | Path, *, frames: int | None = None,
+              size: tuple[int, int] | None = None) -> Tensor:
     """Read a mask file with 1 = MISSING: a ``.npy`` array ``(T, H, W)`` or ``(C, T, H, W)``
-    (the video layout), or anything else as a MATLAB ``.mat`` file (:func:`load_mask_mat`).
+    (the video layout), one frame's mask that holds in every frame (a fixed occluder: a logo, a
+    scratch) as an image file or a 2-D ``.npy`` ``(H, W)``, or anything else as a MATLAB
+    ``.mat`` file (:func:`load_mask_mat`).
+
+    An image is read as images are (:func:`~stgconv.io.image.read_image`: upright, any
+    transparency over white), made grey, and white (grey level >= 128) is missing, black
+    observed, as inpainting tools read masks. Given ``size`` ``(H, W)``, an image of another
+    size is fitted to frames resized to it, as a clip's frames are (the aspect not kept): a
+    pixel there is missing where any missing pixel of the image falls in it.
+
+    Args:
+        frames: ``T``, how many frames a one-frame mask (an image, a 2-D array) is repeated
+            over; needed for those.
+        size: the clip's ``(H, W)``, to which an image mask is fitted.
 
     Returns:
-        bool ``(C, T, H, W)``, ``True`` = observed; a 3-D array gives ``(1, T, H, W)``.
+        bool ``(C, T, H, W)``, ``True`` = observed; a 3-D array gives ``(1, T, H, W)``, a
+        one-frame mask ``(1, frames, H, W)``.
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: a folder, an unreadable file, one of another layout, or values other than 0
-            and 1.
+        ValueError: a folder, an unreadable file, one of another layout, values other than 0
+            and 1 (an array's), or a one-frame mask without ``frames``.
     """
     path = Path(path)
-    if path.suffix.lower() != ".npy":
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        frame = _image_mask(_check_file(path), size)
+    elif suffix != ".npy":
         return load_mask_mat(path)
-    _check_file(path)
-    try:
-        missing = read_npy(path)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read mask file {path}: not a numeric .npy array ({err})") from err
-    if missing.ndim == 3:
-        missing = missing[None]
-    if missing.ndim != 4:
-        raise ValueError(f"{path} has shape {missing.shape}; expected (T, H, W) or (C, T, H, W)")
-    return torch.from_numpy(_observed(missing, str(path)))
+    else:
+        _check_file(path)
+        try:
+            missing = read_npy(path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read mask file {path}: not a numeric .npy array ({err})"
+                             ) from err
+        if missing.ndim in (3, 4):
+            return torch.from_numpy(_observed(missing[None] if missing.ndim == 3 else missing,
+                                              str(path)))
+        if missing.ndim != 2:
+            raise ValueError(f"{path} has shape {missing.shape}; expected (H, W) (one mask for "
+                             "every frame), (T, H, W) or (C, T, H, W)")
+        frame = _observed(missing, str(path))
+    if frames is None:
+        raise ValueError(f"{path} is one frame's mask, which holds in every frame: give the "
+                         "number of frames to repeat it over (frames=)")
+    as_int(frames, "frames", minimum=1)
+    return torch.from_numpy(frame).expand(1, frames, *frame.shape).contiguous()
+
+
+def _image_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """``True`` = observed ``(H, W)`` of the image mask ``path`` (:func:`load_mask`)."""
+    image = to_channels(read_image(path, what="mask image"), 1)
+    missing = Image.fromarray(np.where(np.asarray(image) >= 128, 255, 0).astype(np.uint8))
+    if size is not None and (missing.height, missing.width) != tuple(size):
+        # BOX: each output pixel the mean over the image pixels it covers, so > 0 wherever
+        # any of them is missing (the clip's own resize mixes the occluder into those pixels).
+        missing = missing.resize((size[1], size[0]), Image.Resampling.BOX)
+    return np.asarray(missing) == 0
 
 
 def _check_file(path: Path) -> Path:
     """``path``, or the error that says why it is no mask file to read."""
     if path.is_dir():  # "not found" sent the user looking for what is there
-        raise ValueError(f"{path} is a folder, not a mask file (.mat or .npy)")
+        raise ValueError(f"{path} is a folder, not a mask file (.mat, .npy or an image)")
     if not path.is_file():
         raise FileNotFoundError(f"mask file not found: {path}")
     return path

@@ -31,6 +31,7 @@ from stgconv.data.masks import (
 )
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
+from stgconv.io.image import IMAGE_SUFFIXES
 from stgconv.io.video import TooFewFramesError, frame_rate, load_video, save_comparison
 from stgconv.learned_fill import (
     FillNet,
@@ -67,7 +68,9 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     """A ``known`` mask (True = observed) for clips of ``shape = (T, H, W)``.
 
     ``mask`` is a ``.mat`` file of the original experiments or a ``.npy`` array ``(T, H, W)`` /
-    ``(C, T, H, W)`` (both 1 = missing, converted here), or a generated mask:
+    ``(C, T, H, W)`` (both 1 = missing, converted here), one frame's mask for every frame (an
+    image, white = missing, fitted to the clip's size; a ``.npy`` ``(H, W)``: see
+    :func:`~stgconv.data.masks.load_mask`), or a generated mask:
     ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per frame) or
     ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a name is read
     as a file). Bool ``(T, H, W)`` when generated, ``(C, T, H, W)`` from a file
@@ -97,10 +100,11 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     if sep and not Path(text).exists():  # "regoin:8" is a typo more often than a file name
         raise FileNotFoundError(f"mask file not found: {text} (generated masks are "
                                 f"{', '.join(f'{name}:...' for name in MASK_KINDS)})")
-    known = load_mask(mask)
+    known = load_mask(mask, frames=shape[0], size=shape[1:])
     if tuple(known.shape[1:]) != tuple(shape):
         # Not broadcast: a (T, H, 1) or (1, H, W) file is another experiment's mask.
-        read = "" if text.lower().endswith(".npy") else " (its (H, W, T, C) read as (C, T, H, W))"
+        read = ("" if Path(text).suffix.lower() in (".npy", *IMAGE_SUFFIXES)
+                else " (its (H, W, T, C) read as (C, T, H, W))")
         raise ValueError(f"mask file {text} is {tuple(known.shape)}{read}, the clip (T, H, W) "
                          f"{tuple(shape)}: a mask file must have the clip's frames and size")
     return known
