@@ -203,7 +203,13 @@ def test_one_frames_mask_holds_in_every_frame(tmp_path):
     # Colour and 16-bit greys are made grey as images are; an RGB white pixel is missing.
     Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / "rgb.PNG")
     Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
-    for name in ("rgb.PNG", "16bit.png"):
+    # Drawn as a layer: white strokes, the rest transparent (whatever colour it stores) and so
+    # observed; composited over white as pictures are, every pixel was missing.
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[..., 3] = np.where(grey >= 128, 255, 0)
+    Image.fromarray(rgba).save(tmp_path / "layer.png")
+    for name in ("rgb.PNG", "16bit.png", "layer.png"):
         assert torch.equal(load_mask(tmp_path / name, frames=3), expected), name
     np.save(tmp_path / "m.npy", (grey >= 128).astype(np.uint8))
     assert torch.equal(load_mask(tmp_path / "m.npy", frames=3), expected)

@@ -41,9 +41,10 @@ def load_mask(path: str | Path, *, frames: int | None = None,
     scratch) as an image file or a 2-D ``.npy`` ``(H, W)``, or anything else as a MATLAB
     ``.mat`` file (:func:`load_mask_mat`).
 
-    An image is read as images are (:func:`~stgconv.io.image.read_image`: upright, any
-    transparency over white), made grey, and white (grey level >= 128) is missing, black
-    observed, as inpainting tools read masks. Given ``size`` ``(H, W)``, an image of another
+    An image is read as images are (:func:`~stgconv.io.image.read_image`: upright), any
+    transparency over black (a mask drawn as a layer: what is left unpainted is observed), made
+    grey, and white (grey level >= 128) is missing, black observed, as inpainting tools read
+    masks. Given ``size`` ``(H, W)``, an image of another
     size is fitted to frames resized to it, as a clip's frames are (the aspect not kept): a
     pixel there is missing where any missing pixel of the image falls in it.
 
@@ -90,7 +91,8 @@ def load_mask(path: str | Path, *, frames: int | None = None,
 
 def _image_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """``True`` = observed ``(H, W)`` of the image mask ``path`` (:func:`load_mask`)."""
-    image = to_channels(read_image(path, what="mask image"), 1)
+    # Transparency over black: what a mask drawn as a layer leaves unpainted is observed.
+    image = to_channels(read_image(path, what="mask image", background=0), 1)
     missing = Image.fromarray(np.where(np.asarray(image) >= 128, 255, 0).astype(np.uint8))
     if size is not None and (missing.height, missing.width) != tuple(size):
         # BOX: each output pixel the mean over the image pixels it covers, so > 0 wherever

@@ -72,13 +72,14 @@ def to_tensor(array: np.ndarray) -> Tensor:
     return from_levels(torch.from_numpy(np.array(array)).permute(2, 0, 1).float())
 
 
-def read_image(path: Path, *, what: str = "image") -> Image.Image:
+def read_image(path: Path, *, what: str = "image", background: int = 255) -> Image.Image:
     """The decoded image file ``path`` upright, with 8-bit samples (:func:`_eight_bit`), or
     ``ValueError`` ("cannot read <what> <path>: ...") when it cannot be read so.
 
     Upright: a photo whose EXIF orientation says it was taken turned is turned as every viewer
     shows it (a phone's portrait JPEG is stored sideways). Opaque: transparency (an alpha
-    channel, a palette's or a colour key's) is composited over white (:func:`opaque`). In sRGB:
+    channel, a palette's or a colour key's) is composited over white, or the grey level
+    ``background`` (:func:`opaque`). In sRGB:
     colours stored under an embedded ICC profile are converted from it (:func:`_in_srgb`)."""
     try:
         # Opened from a file object, not the path, so that Pillow never memory-maps the pixels:
@@ -91,7 +92,8 @@ def read_image(path: Path, *, what: str = "image") -> Image.Image:
                                  "file), not one image; save the one wanted as an image")
             opened.load()
             image = _white_is_black(opened, ImageOps.exif_transpose(opened))
-            image = opaque(_eight_bit(image), opened.format)  # a copy, usable once closed
+            # A copy, usable once closed.
+            image = opaque(_eight_bit(image), opened.format, background=background)
             return _in_srgb(image, opened.info.get("icc_profile"), path)
     except UnidentifiedImageError as err:  # Pillow's message names the file object
         raise ValueError(f"cannot read {what} {path}: not an image file Pillow can identify"
@@ -147,9 +149,11 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(levels * (255.0 / top)).astype(np.uint8))  # mode L
 
 
-def opaque(image: Image.Image, file_format: str | None = None) -> Image.Image:
-    """``image`` composited over white where it has transparency (modes with alpha, or a
-    palette / grey / RGB image with a ``transparency`` entry), grey staying grey; else itself.
+def opaque(image: Image.Image, file_format: str | None = None, *,
+           background: int = 255) -> Image.Image:
+    """``image`` composited over white (or the grey level ``background``) where it has
+    transparency (modes with alpha, or a palette / grey / RGB image with a ``transparency``
+    entry), grey staying grey; else itself.
     A transparent pixel's stored colour means nothing (encoders keep whatever was there, or
     zero it: the same picture as PNG or lossless WebP differs there), and Pillow's
     ``convert("RGB")`` / ``convert("L")`` just drop alpha, which shows it. White is
@@ -161,8 +165,8 @@ def opaque(image: Image.Image, file_format: str | None = None) -> Image.Image:
             and image.getchannel("A").getextrema() == (0, 0)):
         return image.convert("RGB")
     grey = image.mode in ("LA", "La", "L", "1")
-    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    flat = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    under = Image.new("RGBA", image.size, (background,) * 3 + (255,))
+    flat = Image.alpha_composite(under, image.convert("RGBA")).convert("RGB")
     return flat.convert("L") if grey else flat
 
 
