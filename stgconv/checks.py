@@ -188,6 +188,21 @@ def check_whole_labels(labels: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be whole class numbers, got fractions")
 
 
+def differing_keys(held: object, own: dict[str, Any], prefix: str = "") -> list[str]:
+    """The keys, dotted through nested dicts (``product_of_experts.weights``), at which the
+    plain-data settings ``held`` (a checkpoint's) and ``own`` differ, for a refusal to name;
+    ``[]`` where ``held`` is not a dict."""
+    if not isinstance(held, dict):
+        return []
+    keys = []
+    for key in sorted({*held, *own}):
+        if held.get(key) != own.get(key):
+            inner = (differing_keys(held.get(key), own[key], f"{prefix}{key}.")
+                     if isinstance(own.get(key), dict) else [])
+            keys += inner or [prefix + key]
+    return keys
+
+
 def check_tensor(x: object, name: str) -> None:
     """``ValueError`` naming ``name`` unless ``x`` is a tensor: a numpy array or a list failed
     at its first use as one ("'numpy.ndarray' object has no attribute 'dim'"), naming

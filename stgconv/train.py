@@ -33,6 +33,7 @@ from stgconv.checks import (
     check_entries,
     check_generator,
     check_tensor,
+    differing_keys,
     refuse_inference_mode,
 )
 from stgconv.config import TrainConfig
@@ -428,20 +429,6 @@ def _model_config(energy: torch.nn.Module) -> dict[str, Any]:
     return getattr(energy, "config", {})
 
 
-def _differing(held: object, own: dict[str, Any], prefix: str = "") -> list[str]:
-    """The keys, dotted through nested dicts (a product of experts' ``weights``), at which two
-    model configs differ; ``[]`` where ``held`` is not a dict."""
-    if not isinstance(held, dict):
-        return []
-    keys = []
-    for key in sorted({*held, *own}):
-        if held.get(key) != own.get(key):
-            inner = _differing(held.get(key), own[key], f"{prefix}{key}.") if isinstance(
-                own.get(key), dict) else []
-            keys += inner or [prefix + key]
-    return keys
-
-
 class Trainer(FitLoop):
     """Fits ``energy`` to ``data`` by maximum likelihood with MCMC samples.
 
@@ -650,7 +637,7 @@ class Trainer(FitLoop):
                              f"{RESUME_ADVICE}")
         own_config = _model_config(self.energy)
         if state.get("model_config") != own_config:
-            keys = _differing(state.get("model_config"), own_config)
+            keys = differing_keys(state.get("model_config"), own_config)
             raise ValueError(
                 f"the checkpoint holds another network than this config builds (differing: "
                 f"{', '.join(keys) or 'model_config'}); {RESUME_ADVICE}"

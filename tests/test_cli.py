@@ -541,7 +541,9 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
          f"{tmp_path / 'digits.npz'} is an .npz file: data.kind texture learns from one image "
          "file; data.kind objects reads an .npz file of images"),
         (["train", *TINY, "--set", "data.kind=objects", "--data", str(garbage), "--out",
-          str(tmp_path / "r8")], f"{garbage} is a file, not a folder of images"),
+          str(tmp_path / "r8")], f"{garbage} is a file: data.kind objects reads a folder of "
+         "images or an .npz file whose x_train holds them; data.kind texture learns from one "
+         "image file"),
         # Sizes typed a few digits too long are refused before the allocation fails.
         (["train", *TINY, "--set", "chains.chains_per_example=300000", "--out",
           str(tmp_path / "r9")], "a batch of 1 examples with 300000 chains each"),

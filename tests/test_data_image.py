@@ -74,6 +74,23 @@ def test_training_images_of_an_npz_take_max_images(tmp_path: Path) -> None:
     assert values == sorted(np.random.default_rng(0).permutation(6)[:2].tolist())
 
 
+@pytest.mark.parametrize(("name", "hint"), [
+    ("digits.npy", "; numpy.savez(path, x_train=images) writes the images as one"),
+    ("photo.JPG", "; data.kind texture learns from one image file"),
+    ("notes.txt", ""),
+])
+def test_objects_given_one_file_say_what_they_read(tmp_path: Path, name: str,
+                                                   hint: str) -> None:
+    """Not only "is a file, not a folder of images": an .npz is read too, and one image is a
+    texture's data."""
+    path = tmp_path / name
+    path.write_bytes(b"whatever it holds: the file is not opened")
+    with pytest.raises(ValueError) as refused:
+        load_training_images(path, kind="objects", size=4, channels=1)
+    assert str(refused.value) == (f"{path} is a file: data.kind objects reads a folder of "
+                                  f"images or an .npz file whose x_train holds them{hint}")
+
+
 def test_training_images_of_another_kind_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="data kind must be 'texture' or 'objects', got 'video'"):
         load_training_images(tmp_path, kind="video", size=4, channels=1)
@@ -139,6 +156,9 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
     ("no pixels", r"x_train's images have no pixels: \(N, H, W\) = \(2, 0, 4\)"),
     ("objects", r"cannot read array 'x_train' of .*bad.npz: Object arrays"),
     ("damaged", r"cannot read .*bad.npz: the file is damaged or truncated"),
+    # Binarized digits saved as 0/1 were read as levels 0 and 1 of 255: all black.
+    ("binarized", r"bad.npz: x_train holds only the levels 0 and 1, which of 0-255 are black; "
+                  r"binarized images are read as 0 and 255 \(multiply them by 255\)$"),
 ])
 def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.npz"
@@ -160,6 +180,8 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
         data = bytearray(path.read_bytes())
         data[100:200] = bytes(b ^ 0x55 for b in data[100:200])
         path.write_bytes(bytes(data))
+    elif content == "binarized":
+        np.savez(path, x_train=np.eye(4, dtype=np.uint8)[None].repeat(2, axis=0))
     elif content == "no pixels":
         np.savez(path, x_train=np.zeros((2, 0, 4), dtype=np.uint8))
     else:

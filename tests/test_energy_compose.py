@@ -4,6 +4,7 @@ errors of the target, as tests/test_mcmc_samplers.py argues)."""
 
 from __future__ import annotations
 
+import io
 import math
 from functools import partial
 
@@ -23,6 +24,7 @@ from stgconv.mcmc import (
     PersistentChains,
     ReplayBuffer,
 )
+from stgconv.ops import block_down
 
 F64 = torch.float64
 N_CHAINS = 2000
@@ -67,7 +69,8 @@ def test_module_experts_are_registered_and_move_with_the_product() -> None:
     net = image_energy("texture", in_channels=1)
     poe = ProductOfExperts([net, gaussian(0.0, 1.0)])
     assert sum(p.numel() for p in poe.parameters()) == sum(p.numel() for p in net.parameters())
-    assert set(poe.state_dict()) == {f"registered.0.{k}" for k in net.state_dict()}
+    assert set(poe.state_dict()) == {"_extra_state",
+                                     *(f"registered.0.{k}" for k in net.state_dict())}
 
 
 def test_a_class_conditional_experts_classifier_is_registered_once_and_moves() -> None:
@@ -174,6 +177,18 @@ def test_persistent_and_buffer_starts_carry_chains_to_the_mode(kind: str) -> Non
     assert_near_mode(x, mode, var, 0.0)
 
 
+def test_an_expert_refusing_its_input_is_named() -> None:
+    """Of two nets of one class, the one whose input size x (or its view) misses."""
+    texture = image_energy("texture", in_channels=1, layers=[[2, 3, 1]])
+    tied = image_energy("object", in_channels=1, image_size=4, layers=[[2, 3, 2, 1]])
+    x = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"^expert 1 \(ConvNetEnergy\): expected input of shape "
+                                         r"\('B', 1, 4, 4\), got \(2, 1, 8, 8\)$"):
+        ProductOfExperts([texture, tied])(x)
+    halves = partial(block_down, factor=(2, 2))
+    assert ProductOfExperts([texture, tied], views=[None, halves])(x).shape == (2,)
+
+
 def test_an_expert_giving_one_energy_for_the_whole_batch_is_refused() -> None:
     """An expert must return one energy per example: a length-1 result that would
     broadcast over the batch is an error, not silently added to every chain."""
@@ -195,7 +210,8 @@ def test_a_classifier_shared_by_two_experts_is_registered_once() -> None:
     classifier = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)))
     poe = ProductOfExperts([classifier.conditional(0), classifier.conditional(2)])
     assert len(poe.registered) == 1
-    assert set(poe.state_dict()) == {f"registered.0.{k}" for k in classifier.state_dict()}
+    assert set(poe.state_dict()) == {"_extra_state",
+                                     *(f"registered.0.{k}" for k in classifier.state_dict())}
 
 
 def test_a_product_refuses_more_views_than_experts() -> None:
@@ -233,3 +249,46 @@ def test_the_repr_names_every_argument_a_partial_fixes() -> None:
     """Positional ones too, not only keywords (a class-conditional energy's class)."""
     product = ProductOfExperts([partial(shifted_square, 2.0)])
     assert product.extra_repr() == "experts=[shifted_square(2.0)], weights=[1.0]"
+
+
+def texture_product(sigma: float, weights: list[float], y: int = 1, *,
+                    seed: int = 1) -> ProductOfExperts:
+    """A texture net of reference term ``sigma`` and a classifier's class ``y``, weighted, its
+    weights drawn with ``seed``."""
+    torch.manual_seed(seed)
+    classifier = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
+    texture = image_energy("texture", in_channels=1, layers=[[2, 3, 1]], reference_sigma=sigma)
+    return ProductOfExperts([texture, classifier.conditional(y)], weights=weights)
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    pytest.param(lambda: texture_product(0.5, [1.0, 0.5]), None, id="built alike"),
+    pytest.param(lambda: texture_product(0.5, [1.0, 2.0]),
+                 r"^this state was saved from another product of experts \(differing: "
+                 r"product_of_experts\.weights\): build that product to load it$",
+                 id="other weights"),
+    pytest.param(lambda: texture_product(0.5, [1.0, 0.5], y=2),
+                 r"\(differing: product_of_experts\.experts\)", id="another class"),
+    pytest.param(lambda: texture_product(1.0, [1.0, 0.5]),
+                 r"\(differing: product_of_experts\.experts\)", id="another reference term"),
+])
+def test_a_saved_product_loads_only_into_one_built_alike(build, message) -> None:
+    """The state (saved and read back without pickled code) gives the saved energy in a
+    product built as it was; a product of other weights, another class or another reference
+    term is refused before any weight is copied, not given the weights for another energy."""
+    saved = texture_product(0.5, [1.0, 0.5], seed=0)
+    buffer = io.BytesIO()
+    torch.save(saved.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    product = build()
+    before = product(x).detach()
+    assert not torch.equal(before, saved(x))
+    if message is None:
+        product.load_state_dict(state)
+        assert torch.equal(product(x), saved(x))
+        return
+    with pytest.raises(ValueError, match=message):
+        product.load_state_dict(state)
+    assert torch.equal(product(x), before)

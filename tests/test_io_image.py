@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +303,22 @@ def test_image_folder_errors(tmp_path: Path) -> None:
         ImageFolder(tmp_path / "classes", size=8)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ImageFolder(tmp_path / "nowhere", size=8)
+
+
+def test_image_folder_names_the_folders_inside_that_it_does_not_read(tmp_path: Path) -> None:
+    """A stray image beside one folder per class was the whole training set without a word;
+    a zip's __MACOSX folder and hidden folders are no data, and say nothing."""
+    root = make_folder(tmp_path / "imgs", n=2)
+    for name in ("__MACOSX", ".git"):
+        (root / name).mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(ImageFolder(root, size=4)) == 2
+    make_folder(root / "cats", n=3)
+    with pytest.warns(RuntimeWarning, match=r"imgs: the folders inside it \(cats\) are not "
+                                            r"read, only the image files directly in it \(2\)$"):
+        folder = ImageFolder(root, size=4)
+    assert [p.name for p in folder.files] == ["img0.png", "img1.png"]
 
 
 def test_load_training_images(tmp_path: Path) -> None:
@@ -678,3 +695,18 @@ def test_a_file_pillow_cannot_identify_is_named_so(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot read image .*notes\.png: not an image file "
                                          r"Pillow can identify$"):
         load_image(path)
+
+
+def test_a_cielab_tiff_reads_as_grey_from_its_rgb(tmp_path: Path) -> None:
+    """Pillow converts CIELAB only to RGB: read as grey, such a TIFF stopped the run with
+    "conversion from LAB to RGB not supported", naming no file."""
+    path = tmp_path / "lab.tif"
+    Image.fromarray(ramp(channels=3)).convert("LAB").save(path)
+    rgb = np.array(Image.open(path).convert("RGB"))
+    grey = load_image(path, channels=1, crop_square=False)
+    red, green, blue = rgb.astype(np.int64).transpose(2, 0, 1)
+    # ITU-R 601 luma in 16-bit fixed point, as Pillow's convert("L") makes grey of RGB.
+    expected = (19595 * red + 38470 * green + 7471 * blue + 0x8000) >> 16
+    assert torch.equal(grey[0], torch.from_numpy(expected).float() / 127.5 - 1)
+    assert torch.equal(load_image(path, channels=3, crop_square=False),
+                       torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,8 @@ NPZ_CHUNK = 4096
 
 class ImageFolder(NamedDataset):
     """All images directly inside ``root`` (hidden files skipped, in natural name order: ``img2``
-    before ``img10``, as frame folders are read), as ``(C, size, size)`` in ``[-1, 1]``.
+    before ``img10``, as frame folders are read), as ``(C, size, size)`` in ``[-1, 1]``; the
+    folders inside are not read (a warning names them).
 
     Args:
         root: a folder of image files.
@@ -57,12 +59,18 @@ class ImageFolder(NamedDataset):
         if max_images is not None:
             max_images = as_int(max_images, "max_images", minimum=1)
         files = list_files(self.root, IMAGE_SUFFIXES)
+        held = folder_names(self.root)
         if not files:
             # A folder per class (torchvision's ImageFolder layout) read as no images at all.
-            held = folder_names(self.root)
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}"
                              + (f" (it holds the folders {held}; folders inside are not read: "
                                 f"give the folder that holds the images)" if held else ""))
+        if held:
+            # Else a tree of one folder per class with a stray image beside them trained on that
+            # image alone (or stopped as "a Gaussian fit needs at least 2 examples, got 1").
+            warnings.warn(f"{self.root}: the folders inside it ({held}) are not read, only the "
+                          f"image files directly in it ({len(files)})", RuntimeWarning,
+                          stacklevel=2)
         self.files = files[:max_images] if max_images is not None else files
         self.channels = channels
         self.transform = transform
@@ -98,6 +106,16 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
         return load_image(path, channels=channels, size=size).unsqueeze(0)
     if kind == "objects" and Path(path).suffix.lower() == ".npz":
         return load_npz_images(path, size=size, channels=channels, max_images=max_images)
+    if kind == "objects" and Path(path).is_file():
+        # Else "is a file, not a folder of images", which did not say that an .npz is read too
+        # (images saved by numpy.save, an .npy, are a user's first try), nor that data.kind
+        # texture learns from one image file.
+        suffix = Path(path).suffix.lower()
+        hint = ("; data.kind texture learns from one image file" if suffix in IMAGE_SUFFIXES
+                else "; numpy.savez(path, x_train=images) writes the images as one"
+                if suffix == ".npy" else "")
+        raise ValueError(f"{path} is a file: data.kind objects reads a folder of images or an "
+                         f".npz file whose x_train holds them{hint}")
     if kind == "objects":
         dataset = ImageFolder(path, size=size, channels=channels, max_images=max_images)
         return torch.stack([dataset[i] for i in range(len(dataset))])
@@ -119,8 +137,8 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
 
     Raises:
         ValueError: not a readable ``.npz``, no array ``key`` (the message lists those there),
-            an array of another shape or type, ``size`` or ``max_images`` not an int >= 1, or
-            ``channels`` not 1 or 3.
+            an array of another shape or type, levels 0 and 1 only (binarized images),
+            ``size`` or ``max_images`` not an int >= 1, or ``channels`` not 1 or 3.
     """
     size = as_int(size, "size", minimum=1)  # else torch's interpolate, after the read
     check_channels(channels)  # else grey repeated into 2 channels, or none
@@ -137,6 +155,11 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
     if 0 in images.shape[1:3]:
         raise ValueError(f"{path}: {key}'s images have no pixels: (N, H, W) = "
                          f"{images.shape[:3]}")
+    if images.max() == 1:
+        # Binarized images saved as 0/1 (binarized MNIST) were read as grey levels 0 and 1 of
+        # 255: every image black, and trained on without a word.
+        raise ValueError(f"{path}: {key} holds only the levels 0 and 1, which of 0-255 are "
+                         "black; binarized images are read as 0 and 255 (multiply them by 255)")
     rows = npz_subset(len(images), max_images)
     # float32 as documented, not torch's default dtype (which a caller may have made float64).
     x = torch.empty(len(rows), channels, size, size, dtype=torch.float32)

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from stgconv.checks import differing_keys
 from stgconv.mcmc.execution import verdict_owner
 from stgconv.types import EnergyFn
 
@@ -78,6 +79,19 @@ class ProductOfExperts(nn.Module):
             "weights": list(self.weights),
             "views": [_name(view) for view in self.views]}}
 
+    def get_extra_state(self) -> dict[str, object]:
+        """:attr:`config`, kept in ``state_dict()``: the weights alone, loaded into a product
+        built otherwise (other weights, another class fixed, experts in another order, another
+        ``reference_sigma``), gave another energy without a word."""
+        return self.config
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        # Torch calls this before it copies any weight: a refusal leaves the product as it was.
+        if state != self.config:
+            differing = ", ".join(differing_keys(state, self.config)) or PRODUCT_KEY
+            raise ValueError(f"this state was saved from another product of experts (differing: "
+                             f"{differing}): build that product to load it")
+
     def extra_repr(self) -> str:
         # nn.Module's repr lists the registered modules only: not which class a
         # class-conditional expert fixes, nor the weights and views.
@@ -93,7 +107,12 @@ class ProductOfExperts(nn.Module):
                                                             self.views)):
             if weight == 0:
                 continue
-            energy = expert(x if view is None else view(x))
+            try:
+                energy = expert(x if view is None else view(x))
+            except ValueError as err:
+                # An expert's refusal ("expected input of shape ('B', 1, 8, 8)") did not say
+                # which of the experts, often of one class, refused x (or its view).
+                raise ValueError(f"expert {index} ({_name(expert)}): {err}") from err
             if energy.shape != (len(x),):
                 # Named by _name: a module's (or a bound method's) repr is its whole net.
                 raise ValueError(f"expert {index} ({_name(expert)}) returned "

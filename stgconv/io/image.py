@@ -201,6 +201,10 @@ def to_channels(image: Image.Image, channels: int) -> Image.Image:
     """``image`` (8-bit samples, as :func:`read_image` gives) as grey (``channels`` 1: ITU-R
     601 luma, Pillow's ``convert("L")``) or RGB (3)."""
     check_channels(channels)
+    if image.mode == "LAB" and channels == 1:
+        # Pillow converts CIELAB (a TIFF's PhotometricInterpretation 8) to RGB but not to grey:
+        # its "conversion from LAB to RGB not supported" stopped a run without naming the file.
+        image = image.convert("RGB")
     return image.convert("L" if channels == 1 else "RGB")
 
 
