@@ -245,6 +245,17 @@ def test_an_npz_archive_named_npy_is_refused_as_a_mask(tmp_path):
         load_mask(tmp_path / "masks.npy")
 
 
+def test_an_npz_archive_is_named_as_no_mask_file(tmp_path) -> None:
+    """Read as a MATLAB file, it was "cannot read MATLAB file masks.npz: Unknown mat file
+    type, version 44, 32"."""
+    np.savez(tmp_path / "masks.npz", masks=np.zeros((1, 4, 5), np.uint8))
+    with pytest.raises(ValueError, match=r"^.*masks\.npz: a \.npz file is no mask file; masks "
+                                         r"are \.mat \(H, W, T\[, C\]\), \.npy"):
+        load_mask(tmp_path / "masks.npz")
+    with pytest.raises(FileNotFoundError, match="mask file not found"):
+        load_mask(tmp_path / "absent.npz")
+
+
 # ---------------------------------------------------------------------------------------------
 # Generated masks
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ names) on tiny labelled shapes and a tiny trained model in tmp_path; unlabelled 
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +292,10 @@ def test_descriptor_features_never_pool_to_more_cells_than_the_map_has() -> None
     energy.features = nn.Sequential(*[m for m in energy.features if isinstance(m, nn.Conv3d)])
     with pytest.raises(ValueError, match="no activation layer"):
         descriptor_features(energy, torch.rand(2, 1, 8, 8, 8, generator=gen(0)))
+    # No cells: no features, fitted to the chance accuracy reported as the model's.
+    for cells in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=rf"^cells must be an int >= 1, got {cells}$"):
+            descriptor_features(energy, torch.rand(2, 1, 8, 8, 8), cells=cells)
 
 
 def test_test_features_are_standardised_with_the_training_statistics() -> None:
@@ -320,6 +327,51 @@ def test_fewer_than_two_folds_or_no_shape_per_class_are_refused() -> None:
         balanced_subset(torch.tensor([0, 1, 0, 1]), 0, generator=gen(0))
     with pytest.raises(ValueError, match="stratified_folds: generator must be a torch.Generator"):
         stratified_folds(torch.tensor([0, 1, 0, 1]), 2, generator=0)
+
+
+_FEATURES = torch.arange(12.0).reshape(6, 2)
+_LABELS = torch.tensor([0, 0, 0, 1, 1, 1])
+
+
+@pytest.mark.parametrize("features, labels, message", [
+    # A user's own arrays, and features a network of theirs made NaN: each failed deep inside
+    # (in torch.bincount, in L-BFGS "cannot be converted to type float", in the loss).
+    (_FEATURES.numpy(), _LABELS, r"^features must be a torch.Tensor, got ndarray"),
+    (_FEATURES, _LABELS.numpy(), r"^labels must be a torch.Tensor, got ndarray"),
+    (_FEATURES.long(), _LABELS, r"^features must be float features \(N, F\) with N >= 1, got "
+                                r"torch.int64 \(6, 2\)$"),
+    (_FEATURES[:, 0], _LABELS, r"^features must be float features \(N, F\)"),
+    (_FEATURES, _LABELS.double(), r"^labels must be integers, got torch.float64$"),
+    (_FEATURES, _LABELS - 1, r"^labels must be classes >= 0, got -1$"),
+    (_FEATURES.index_put((torch.tensor([2]),), torch.tensor(float("nan"))), _LABELS,
+     r"^features hold 2 NaN or infinite values; refusing to classify them$"),
+])
+def test_cross_validation_refuses_features_and_labels_of_other_kinds(features, labels, message
+                                                                     ) -> None:
+    with pytest.raises(ValueError, match=message):
+        cross_validate(features, labels, folds=3)
+
+
+@pytest.mark.parametrize("test, test_labels, message", [
+    (_FEATURES[:2, :1], _LABELS[:2], r"^test has 1 features and train 2; expected the same$"),
+    (_FEATURES[:2].numpy(), _LABELS[:2], r"^test must be a torch.Tensor, got ndarray"),
+    (_FEATURES[:2], _LABELS[:2].float(), r"^test_labels must be integers, got torch.float32$"),
+    (_FEATURES[:2] * math.inf, _LABELS[:2], r"^test hold 4 NaN or infinite values"),
+])
+def test_the_test_accuracy_refuses_features_and_labels_of_other_kinds(test, test_labels, message
+                                                                      ) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_test_accuracy(_FEATURES, _LABELS, test, test_labels)
+
+
+def test_a_json_path_that_is_a_folder_is_refused_before_the_features_are_taken(
+        tmp_path, monkeypatch) -> None:
+    """It failed after the work, with an IsADirectoryError."""
+    module = importlib.import_module("stgconv.evaluation.classification")
+    monkeypatch.setattr(module, "load_voxel_model", None)  # reached, a TypeError
+    with pytest.raises(ValueError, match=rf"^json_path {re.escape(str(tmp_path))} is a folder, "
+                                         "not a file$"):
+        module.eval_classification("run", "shapes.npz", json_path=tmp_path)
 
 
 def test_a_balanced_subset_is_a_random_draw_of_each_class() -> None:

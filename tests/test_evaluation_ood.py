@@ -221,6 +221,14 @@ def test_eval_ood_json_over_the_run_folders_checkpoint_is_refused(arrays: dict[s
     assert checkpoint.read_bytes() == before
 
 
+def test_eval_ood_refuses_a_json_folder_before_loading_the_model(tmp_path, monkeypatch) -> None:
+    """A library caller's JSON path that is a folder failed after the scoring
+    (IsADirectoryError)."""
+    monkeypatch.setattr(ood, "load_classifier", None)  # reached, a TypeError
+    with pytest.raises(ValueError, match=r"^json_path .* is a folder, not a file$"):
+        ood.eval_ood("run", "in.npz", "out.npz", json_path=tmp_path)
+
+
 def test_eval_ood_without_json_prints_the_table_and_claims_no_file(arrays: dict[str, str],
                                                                     capsys) -> None:
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
@@ -319,6 +327,8 @@ def test_raw_pixels_are_refused_not_scored_as_model_values() -> None:
         ood.reference_log_prob(pixels, raw)
     with pytest.raises(ValueError, match=r"floating point in the model's units .* torch\.int64"):
         score_images(energy, pixels, raw.long())
+    with pytest.raises(ValueError, match=r"^images must be a torch.Tensor, got ndarray"):
+        score_images(energy, pixels, raw.float().numpy())  # an AttributeError before
 
 
 def test_classifier_outputs_are_the_models_own_in_float64_batch_by_batch() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -312,6 +313,14 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: class_entropy(torch.zeros(3, 1, dtype=torch.long), 2), r"non-empty \(N,\)"),
     (lambda: class_entropy(torch.zeros(0, dtype=torch.long), 2), r"non-empty \(N,\)"),
     (lambda: frechet_distance(with_nan(torch.zeros(3, 2)), torch.ones(3, 2)), "a .* holds 1 NaN"),
+    # Arrays of a user's own features and labels: an AttributeError on .dim() before.
+    (lambda: frechet_distance(np.zeros((3, 2)), torch.ones(3, 2)),
+     r"^a must be \(N, F\) features with N >= 2, got ndarray$"),
+    (lambda: frechet_distance(torch.ones(3, 2), [[0.0, 1.0]] * 3),
+     r"^b must be \(N, F\) features with N >= 2, got list$"),
+    (lambda: class_entropy(np.array([0, 1]), 2), r"^labels must be a non-empty \(N,\) tensor, got "
+                                                 r"ndarray$"),
+    (lambda: class_entropy([0, 1], 2), r"^labels must be a non-empty \(N,\) tensor, got list$"),
 ])
 def test_bad_inputs_raise_naming_the_expected_shape(call, message):
     with pytest.raises(ValueError, match=message):

@@ -7,6 +7,7 @@ import importlib
 import io
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 
@@ -369,6 +370,11 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
     ("region:inf", ValueError, r"mask 'region:inf': 'inf' is not a finite number"),
     ("regoin:8", FileNotFoundError, r"mask file not found: regoin:8 \(generated masks are "
                                     r"missing_frames:\.\.\., region:\.\.\., salt_and_pepper"),
+    # A mask of the caller's own, as a tensor or an array: a TypeError from pathlib.
+    (torch.ones(4, 16, 16, dtype=torch.bool), ValueError,
+     r"^mask must be a file's path or a generated mask \(missing_frames:\.\.\., .*\), got "
+     r"Tensor: np.save an array of 1 = missing"),
+    (np.zeros((4, 16, 16)), ValueError, r"got ndarray: "),
 ])
 def test_a_wrong_mask_is_named_as_typed(mask, error, message) -> None:
     with pytest.raises(error, match=message):
@@ -581,6 +587,52 @@ def test_frame_comparison_counts_every_channels_missing_pixels_and_keeps_colour(
     torch.testing.assert_close(picture[..., 3:], to_unit(clips[1][:, 1]))
 
 
+@pytest.mark.parametrize("mask_shape", [(4, 5, 6), (1, 4, 5, 6)])
+def test_frame_comparison_reads_a_mask_that_broadcasts_to_the_clips(mask_shape) -> None:
+    """A (T, H, W) mask, as generated masks are, shows the frame with the most missing pixels:
+    frame 2 (its first three rows). Its H was counted as if it were T, and frame 0 shown."""
+    generator = torch.Generator().manual_seed(0)
+    clips = [torch.rand(3, 4, 5, 6, generator=generator) * 2 - 1 for _ in range(2)]
+    known = torch.ones(4, 5, 6, dtype=torch.bool)
+    known[2, :3] = False
+    known[1, 4, 0] = False  # one pixel of frame 1, in the row no other frame misses
+    picture = frame_comparison(clips, known.reshape(mask_shape))
+    assert picture.shape == (3, 5, 12)
+    torch.testing.assert_close(picture, torch.cat([(clip[:, 2] + 1) / 2 for clip in clips], -1))
+
+
+@pytest.mark.parametrize("clips, known, message", [
+    ([], torch.ones(1, 2, 2, 2, dtype=torch.bool), r"one or more \(C, T, H, W\) .* got \[\]$"),
+    ([torch.zeros(1, 3, 2, 2, 2)], torch.ones(3, 2, 2, 2, dtype=torch.bool),
+     r"tensors of one shape, got \[\(1, 3, 2, 2, 2\)\]$"),
+    ([torch.zeros(3, 2, 2, 2), torch.zeros(3, 2, 2, 3)], torch.ones(2, 2, 2, dtype=torch.bool),
+     r"got \[\(3, 2, 2, 2\), \(3, 2, 2, 3\)\]$"),
+    ([np.zeros((3, 2, 2, 2))], torch.ones(2, 2, 2, dtype=torch.bool), r"got \['ndarray'\]$"),
+    ([torch.zeros(3, 2, 2, 2)], torch.ones(2, 2, 2), r"known must be a bool tensor"),
+    ([torch.zeros(3, 2, 2, 2)], torch.ones(2, 2, 3, dtype=torch.bool),
+     r"mask known \(2, 2, 3\) does not match video \(3, 2, 2, 2\)"),
+])
+def test_frame_comparison_refuses_clips_and_masks_of_other_layouts(clips, known, message
+                                                                   ) -> None:
+    with pytest.raises(ValueError, match=message):
+        frame_comparison(clips, known)
+
+
+@pytest.mark.parametrize("picture, shown", [
+    (torch.rand(4, 5, 3), r"\(4, 5, 3\)"),  # (H, W, C): logged as 4 channels of 5 x 3
+    (torch.rand(4, 4), r"\(4, 4\)"),
+    (torch.rand(2, 4, 4), r"\(2, 4, 4\)"),
+    (np.zeros((3, 4, 4)), "ndarray"),
+])
+def test_evaluation_pictures_of_another_layout_are_refused_before_anything_is_written(
+        tmp_path: Path, picture, shown) -> None:
+    log_dir = tmp_path / "tb"
+    with pytest.raises(ValueError, match=rf"picture 'pic' must be a \(C, H, W\) tensor with C 1 "
+                                         rf"or 3, got {shown}$"):
+        log_evaluation(log_dir, "task", {"errors": {"filled": 0.25}}, {"pic": picture})
+    assert not log_dir.exists()
+
+
 def test_the_history_is_the_choosing_loops_whose_held_out_entries_move(clip: Path) -> None:
     """With a holdout the returned history is the choosing loop's, not the answering loop's: one
     record per iteration with its held-out error. That loop's step scale comes from the entries
@@ -780,12 +832,44 @@ def test_a_clip_too_short_from_the_configs_start_frame_names_that_setting(clip: 
                            size=32)
 
 
-def test_a_clip_read_before_must_be_the_videos_at_frames_and_size(clip: Path) -> None:
-    """A grey clip passed in would learn a model of other channels than the video's."""
+def _clip_with(value: float) -> torch.Tensor:
+    """A clip of the tiny video's layout ``(3, 12, 32, 32)``, zero but for one ``value``."""
+    frames = torch.zeros(3, 12, 32, 32)
+    frames[0, 0, 0, 0] = value
+    return frames
+
+
+@pytest.mark.parametrize("given, message", [
+    # A grey clip would learn a model of other channels than the video's.
+    (torch.zeros(1, 12, 32, 32), r"clip is \(1, 12, 32, 32\): .* is \(3, 12, 32, 32\)$"),
+    (np.zeros((3, 12, 32, 32), np.float32), r"clip is not a tensor but ndarray: "),
+    (torch.zeros(3, 12, 32, 32, dtype=torch.float64), r"clip is torch.float64: .* float32"),
+    (torch.zeros(3, 12, 32, 32, dtype=torch.uint8), r"clip is torch.uint8: .* float32"),
+    # Grey levels were scored as model values: errors in the thousands "on the 0-255 scale".
+    (_clip_with(255.0), r"clip holds values in \[0, 255\]: .* is in \[-1, 1\] \(grey level v "),
+    (_clip_with(-1.5), r"clip holds values in \[-1.5, 0\]: "),
+    # Refused only after the whole recovery, where the NaN lay under the mask.
+    (_clip_with(math.nan), r"clip holds 1 NaN or infinite values: .* holds none$"),
+    (_clip_with(math.inf), r"clip holds 1 NaN or infinite values: "),
+])
+def test_a_clip_read_before_must_be_the_videos_at_frames_and_size(clip: Path, given, message
+                                                                   ) -> None:
+    """A clip passed in is what load_clip reads from the video: float32 (3, T, S, S) of finite
+    values in [-1, 1]; anything else is refused before any work, naming what it is."""
     task = importlib.import_module("stgconv.tasks.recover_video")
-    with pytest.raises(ValueError, match=r"clip is \(1, 12, 32, 32\): .* is \(3, 12, 32, 32\)"):
-        task.recover_video(quick_config(), clip, "region:12", frames=12, size=32,
-                           clip=torch.zeros(1, 12, 32, 32))
+    with pytest.raises(ValueError, match=message):
+        task.recover_video(quick_config(), clip, "region:12", frames=12, size=32, clip=given)
+
+
+@pytest.mark.parametrize("config", [str(QUICK_RECOVERY_CONFIG), {"seed": 0}, None])
+def test_a_config_that_is_not_one_is_refused_naming_how_to_read_one(config) -> None:
+    """A YAML file's path, as the checkpoints of the voxel evaluations are given: an
+    AttributeError on ``config.multigrid`` before."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    with pytest.raises(ValueError, match=rf"^config must be an ExperimentConfig, got "
+                                         rf"{type(config).__name__} \(stgconv.config.load_config "
+                                         r"reads a YAML file into one\)$"):
+        task.recover_video(config, "v.mkv", "region:4", frames=2, size=8)
 
 
 def test_a_generated_mask_is_drawn_from_the_configs_seed(clip: Path) -> None:
@@ -1081,6 +1165,21 @@ def test_a_classical_fill_that_beats_the_learned_one_starts_from_every_observed_
             "neighbour_average": neighbour_average}[start]
     torch.testing.assert_close(init, fill(observed, known))
     torch.testing.assert_close(unseen, fill(observed, known & ~held_out))
+
+
+@pytest.mark.parametrize("output, path, message", [
+    # After the recovery's minutes: an IsADirectoryError, and "File exists".
+    ("json_path", "", r"^json_path .* is a folder, not a file$"),
+    ("out_dir", "file", r"^out_dir .*file is a file, not a folder$"),
+    ("tensorboard", "file", r"^tensorboard .*file is a file, not a folder$"),
+])
+def test_eval_recovery_refuses_outputs_it_cannot_write_before_recovering(
+        tmp_path: Path, monkeypatch, output: str, path: str, message: str) -> None:
+    evaluation = importlib.import_module("stgconv.evaluation.video_recovery")
+    monkeypatch.setattr(evaluation, "recover_video", None)  # reached, a TypeError
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(ValueError, match=message):
+        evaluation.eval_recovery(quick_config(), "v.mkv", "m.npy", **{output: tmp_path / path})
 
 
 def test_eval_recovery_hands_its_options_to_the_recovery(monkeypatch) -> None:

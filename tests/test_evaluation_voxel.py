@@ -4,6 +4,7 @@ trained model in tmp_path; bad inputs exit 2 with a message naming the problem."
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -233,6 +234,32 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "error:" in err and re.search(message, err), (argv, err)
+
+
+@pytest.mark.parametrize("evaluation", ["eval_super_resolution", "eval_recovery_3d"])
+@pytest.mark.parametrize("output, message", [
+    # A JSON path that is a folder failed after the work (IsADirectoryError), out_dir's files
+    # already in place; an out_dir that is a file with "File exists".
+    ("json_path", r"^json_path .*made is a folder, not a file$"),
+    ("out_dir", r"^out_dir .*taken is a file, not a folder$"),
+    ("tensorboard", r"^tensorboard .*taken is a file, not a folder$"),
+])
+def test_outputs_a_library_caller_cannot_write_are_refused_before_the_work(
+        tmp_path, monkeypatch, evaluation: str, output: str, message: str) -> None:
+    module = importlib.import_module("stgconv.evaluation.voxel")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr(module, "load_voxel_model", no_work)
+    (tmp_path / "made").mkdir()
+    (tmp_path / "taken").write_text("a file")
+    outputs = {"out_dir": tmp_path / "out", "json_path": tmp_path / "table.json",
+               "tensorboard": tmp_path / "tb",
+               output: tmp_path / ("made" if output == "json_path" else "taken")}
+    with pytest.raises(ValueError, match=message):
+        getattr(module, evaluation)("run", "shapes.npz", device="cpu", **outputs)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["made", "taken"]
 
 
 def test_a_factor_of_1_is_refused_by_the_library_too(files, tmp_path) -> None:

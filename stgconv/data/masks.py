@@ -59,11 +59,16 @@ def load_mask(path: str | Path, *, frames: int | None = None,
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: a folder, an unreadable file, one of another layout, values other than 0
-            and 1 (an array's), or a one-frame mask without ``frames``.
+        ValueError: a folder, an unreadable file, an ``.npz`` archive, one of another layout,
+            values other than 0 and 1 (an array's), or a one-frame mask without ``frames``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix == ".npz":
+        # Read as MATLAB's, it was "cannot read MATLAB file m.npz: Unknown mat file type".
+        raise ValueError(f"{_check_file(path)}: a .npz file is no mask file; masks are .mat "
+                         "(H, W, T[, C]), .npy (T, H, W) / (C, T, H, W) or (H, W) arrays, 1 = "
+                         "missing (np.save one), or images, white = missing")
     if suffix in IMAGE_SUFFIXES:
         frame = _image_mask(_check_file(path), size)
     elif suffix != ".npy":

@@ -25,7 +25,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stgconv.build import seeded_weights
-from stgconv.checks import FLOAT32_MAX, check_generator, check_seed
+from stgconv.checks import (
+    FLOAT32_MAX,
+    as_int,
+    check_classes,
+    check_generator,
+    check_outputs,
+    check_seed,
+    check_tensor,
+)
 from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
@@ -58,7 +66,12 @@ def descriptor_features(energy: ConvNetEnergy, shapes: Tensor, *, cells: int = 4
 
     Returns:
         ``(N, sum_l C_l * c_l^3)`` float32 on the CPU.
+
+    Raises:
+        ValueError: ``cells`` not an int >= 1 (0 gave no features, and eval classification
+            reported the chance accuracy of a classifier of nothing as the model's).
     """
+    cells = as_int(cells, "cells", minimum=1)
     param = next(energy.parameters())
     rows = []
     for batch in shapes.split(batch_size):
@@ -133,9 +146,7 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
         ``{"accuracy": mean over folds, "std": their std, "folds": [per-fold accuracy]}``.
     """
     seed = check_seed(seed)
-    if labels.shape != features.shape[:1]:
-        raise ValueError(f"labels must be ({len(features)},) for features "
-                         f"{tuple(features.shape)}, got {tuple(labels.shape)}")
+    _check_examples(features, labels, "features", "labels")
     counts = torch.bincount(labels)
     if int(counts[counts > 0].min()) < folds:  # a fold would test a class it never fitted
         raise ValueError(f"{folds}-fold cross-validation needs at least {folds} examples of "
@@ -161,12 +172,38 @@ def train_test_accuracy(train: Tensor, train_labels: Tensor, test: Tensor, test_
     """Accuracy on ``test`` ``(M, F)``, ``test_labels`` ``(M,)``, of :func:`fit_logistic`
     fitted on ``train`` ``(N, F)``, ``train_labels`` ``(N,)`` (standardized with the training
     features' statistics)."""
+    _check_examples(train, train_labels, "train", "train_labels")
+    _check_examples(test, test_labels, "test", "test_labels")
+    if test.shape[1] != train.shape[1]:
+        raise ValueError(f"test has {test.shape[1]} features and train {train.shape[1]}; "
+                         "expected the same")
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
     mean, std = train.mean(0), train.std(0).clamp(min=1e-6)
     model = fit_logistic((train - mean) / std, train_labels, n_classes, l2=l2)
     with torch.no_grad():
         predicted = model((test - mean) / std).argmax(1)
     return (predicted == test_labels).double().mean().item()
+
+
+def _check_examples(features: Tensor, labels: Tensor, name: str, labels_name: str) -> None:
+    """``ValueError`` unless ``features`` are finite floats ``(N, F)`` and ``labels`` classes
+    ``(N,)`` (integers >= 0). A user's own arrays failed deep inside (numpy: in
+    ``torch.bincount``; NaN: L-BFGS's "value cannot be converted to type float without
+    overflow"; float labels: the loss's target dtype)."""
+    check_tensor(features, name)
+    check_tensor(labels, labels_name)
+    if features.dim() != 2 or not features.is_floating_point() or len(features) == 0:
+        raise ValueError(f"{name} must be float features (N, F) with N >= 1, got "
+                         f"{features.dtype} {tuple(features.shape)}")
+    if labels.shape != features.shape[:1]:
+        raise ValueError(f"{labels_name} must be ({len(features)},) for {name} "
+                         f"{tuple(features.shape)}, got {tuple(labels.shape)}")
+    check_classes(labels, labels_name)
+    if int(labels.min()) < 0:
+        raise ValueError(f"{labels_name} must be classes >= 0, got {int(labels.min())}")
+    bad = int((~torch.isfinite(features)).sum())
+    if bad:
+        raise ValueError(f"{name} hold {bad} NaN or infinite values; refusing to classify them")
 
 
 def balanced_subset(labels: Tensor, per_class: int, *, generator: torch.Generator | None = None
@@ -212,6 +249,7 @@ def eval_classification(
                          f"(float32's largest), got {l2!r}")
     if test is None and folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
+    check_outputs(json_path=json_path)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     same_file = test is not None and Path(test).resolve() == Path(shapes).resolve()

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import open_npz, reading
+from stgconv.checks import check_outputs, check_tensor, open_npz, reading
 from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy.classifier import ClassifierEnergy
@@ -209,7 +209,9 @@ def reference_log_prob(reference: DataGaussian, x: Tensor, *, batch_size: int = 
 
 
 def _check_model_units(x: Tensor) -> None:
-    """Raw pixels (uint8 0-255) would be scored as model values, far outside the data."""
+    """Raw pixels (uint8 0-255) would be scored as model values, far outside the data; a
+    numpy array failed with an AttributeError."""
+    check_tensor(x, "images")
     if not x.is_floating_point():
         raise ValueError(f"images must be floating point in the model's units [-1, 1] (pixel "
                          f"value v of 0-255 is v / 127.5 - 1, as load_npz_images reads them), "
@@ -325,6 +327,7 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
         FloatingPointError: non-finite logits, energies or feature densities.
     """
     started = time.perf_counter()
+    check_outputs(json_path=json_path)
     model = load_classifier(checkpoint, device=device)
     config = model.config
     n_classes = config.model.n_classes

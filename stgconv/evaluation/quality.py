@@ -395,9 +395,10 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric, so no complex
     round-off); float64 throughout."""
     for x, name in ((a, "a"), (b, "b")):
-        if x.dim() != 2 or len(x) < 2:
+        # Checked first: a numpy array's features failed with an AttributeError on .dim().
+        _check_finite_float(x, name, "(N, F) features with N >= 2", 2)
+        if len(x) < 2:
             raise ValueError(f"{name} must be (N, F) features with N >= 2, got {tuple(x.shape)}")
-        _check_finite_float(x, name, "(N, F)", 2)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a has {a.shape[1]} features and b {b.shape[1]}; expected the same")
     a, b = a.double(), b.double()
@@ -426,8 +427,9 @@ def class_entropy(labels: Tensor, n_classes: int) -> float:
     """Entropy (nats) of the histogram of integer ``labels`` ``(N,)`` over ``n_classes``: its
     maximum ``log(n_classes)`` when every class is equally frequent, 0 when one class takes
     all."""
-    if labels.dim() != 1 or len(labels) == 0:
-        raise ValueError(f"labels must be a non-empty (N,) tensor, got {tuple(labels.shape)}")
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or len(labels) == 0:
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a non-empty (N,) tensor, got {shape}")
     check_whole_labels(labels, "labels")
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
         raise ValueError(f"labels must be classes 0 .. {n_classes - 1}, got "

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stgconv.data.masks import check_mask_matches
 from stgconv.io.image import to_unit
 from stgconv.io.tensorboard import summary_writer
 
@@ -29,9 +30,17 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
         step: the global step to log at (a sweep can log each setting at its own step).
 
     Raises:
-        ValueError: ``log_dir`` cannot be written (:func:`stgconv.io.tensorboard.check_log_dir`).
+        ValueError: ``log_dir`` cannot be written (:func:`stgconv.io.tensorboard.check_log_dir`);
+            a picture that is not a ``(C, H, W)`` tensor with ``C`` 1 or 3.
         WriteError: writing failed part-way (a full disk, the folder removed meanwhile).
     """
+    for name, picture in pictures.items():
+        # An (H, W, 3) picture was logged as 4 channels of 5 x 3 without a word, an (H, W) one
+        # failed inside TensorBoard after the scores were written.
+        if not isinstance(picture, Tensor) or picture.dim() != 3 or picture.shape[0] not in (1, 3):
+            shape = tuple(picture.shape) if isinstance(picture, Tensor) else type(picture).__name__
+            raise ValueError(f"picture {name!r} must be a (C, H, W) tensor with C 1 or 3, got "
+                             f"{shape}")
     with summary_writer(log_dir) as writer:
         for metric in ("errors", "iou"):
             for method, value in table.get(metric, {}).items():
@@ -43,8 +52,22 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
 
 
 def frame_comparison(clips: list[Tensor], known: Tensor) -> Tensor:
-    """Side by side, the frame of ``clips`` (each ``(C, T, H, W)`` in ``[-1, 1]``) with the most
-    missing pixels under ``known`` ``(C, T, H, W)`` (bool): a ``(C, H, len(clips) * W)`` image in
-    ``[0, 1]``."""
-    frame = int((~known).flatten(2).sum(dim=(0, 2)).argmax())
+    """Side by side, the frame of ``clips`` (each ``(C, T, H, W)`` in ``[-1, 1]``, one shape)
+    with the most missing pixels under ``known`` (bool, ``(C, T, H, W)`` or a shape that
+    broadcasts to it: ``(T, H, W)``): a ``(C, H, len(clips) * W)`` image in ``[0, 1]``.
+
+    Raises:
+        ValueError: no clips, clips not ``(C, T, H, W)`` of one shape, or ``known`` not a bool
+            mask that broadcasts to them.
+    """
+    shape = clips[0].shape if clips and isinstance(clips[0], Tensor) else None
+    if shape is None or len(shape) != 4 or any(
+            not isinstance(clip, Tensor) or clip.shape != shape for clip in clips):
+        shapes = [tuple(clip.shape) if isinstance(clip, Tensor) else type(clip).__name__
+                  for clip in clips]
+        raise ValueError(f"clips must be one or more (C, T, H, W) tensors of one shape, got "
+                         f"{shapes}")
+    # A (T, H, W) mask was counted along its H as if it were T: another frame was shown.
+    check_mask_matches(known, clips[0])
+    frame = int((~known.expand(shape)).flatten(2).sum(dim=(0, 2)).argmax())
     return torch.cat([to_unit(clip[:, frame].cpu()) for clip in clips], dim=-1)

@@ -8,6 +8,7 @@ itself is :func:`stgconv.recovery.recover` on the video modality's energy net.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import replace
 from functools import partial
@@ -77,6 +78,12 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     (``C`` may be 1); either broadcasts against the clip ``(C, T, H, W)``.
     """
     seed = check_seed(seed)
+    if not isinstance(mask, str | os.PathLike):
+        # A known tensor or array of the caller's own failed in pathlib ("expected str, bytes
+        # or os.PathLike object").
+        raise ValueError(f"mask must be a file's path or a generated mask "
+                         f"({', '.join(f'{name}:...' for name in MASK_KINDS)}), got "
+                         f"{type(mask).__name__}: np.save an array of 1 = missing, (T, H, W)")
     text = str(mask)
     kind, sep, value = text.partition(":")
     if sep and kind in MASK_KINDS and not Path(text).is_file():
@@ -142,6 +149,9 @@ def recover_video(
     exact), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
     ``metrics.json`` there.
     """
+    if not isinstance(config, ExperimentConfig):  # a YAML file's path failed on .multigrid
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__} "
+                         "(stgconv.config.load_config reads a YAML file into one)")
     unused = [name for name in ("multigrid", "cooperative", "initializer", "jem")
               if getattr(config, name) is not None]
     if unused:  # its top-level model would be learned instead, without a word
@@ -161,9 +171,8 @@ def recover_video(
         # the first frames were recovered while config.yaml recorded the ones asked for.
         clip = load_clip(video, frames=frames, size=size,
                          start_frame=config.data.start_frame, fps=config.data.fps)
-    elif tuple(clip.shape) != (3, frames, size, size):
-        raise ValueError(f"clip is {tuple(clip.shape)}: {video} read at frames={frames}, "
-                         f"size={size} is (3, {frames}, {size}, {size})")
+    else:
+        _check_clip(clip, video, frames=frames, size=size)
     truth = clip.to(device)
     known = load_known(mask, tuple(truth.shape[1:]), seed=config.seed).to(device)
     try:
@@ -188,6 +197,29 @@ def recover_video(
         _save(out_dir, replace(report["config"], out_dir=str(out_dir)), report, result,
               video=video, mask=mask)
     return report
+
+
+def _check_clip(clip: object, video: str | Path, *, frames: int, size: int) -> None:
+    """``ValueError`` unless ``clip`` is what :func:`load_clip` reads from ``video``: a float32
+    tensor ``(3, frames, size, size)`` of finite values in [-1, 1]. Grey levels 0-255 were
+    scored as such (errors of thousands "on the 0-255 scale"), a NaN under the mask was refused
+    only after the whole recovery, float64 failed in the network asking for a model the caller
+    never holds, and a numpy array failed with an AttributeError."""
+    read = f"{video} read at frames={frames}, size={size}"
+    if not isinstance(clip, Tensor):
+        raise ValueError(f"clip is not a tensor but {type(clip).__name__}: {read} is a float32 "
+                         f"tensor (3, {frames}, {size}, {size}) (torch.from_numpy for an array)")
+    if tuple(clip.shape) != (3, frames, size, size):
+        raise ValueError(f"clip is {tuple(clip.shape)}: {read} is (3, {frames}, {size}, {size})")
+    if clip.dtype != torch.float32:  # the model the config builds is float32
+        raise ValueError(f"clip is {clip.dtype}: {read} is float32 (clip.float())")
+    bad = int((~torch.isfinite(clip)).sum())
+    if bad:
+        raise ValueError(f"clip holds {bad} NaN or infinite values: {read} holds none")
+    low, high = float(clip.min()), float(clip.max())
+    if low < -1.0 or high > 1.0:
+        raise ValueError(f"clip holds values in [{low:g}, {high:g}]: {read} is in [-1, 1] "
+                         "(grey level v of 0-255 is v / 127.5 - 1)")
 
 
 def load_clip(video: str | Path, *, frames: int, size: int, start_frame: int = 0,
