@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -86,6 +87,11 @@ def test_bad_input_exits_2_before_any_work(clips, tmp_path, capsys, monkeypatch)
         ([str(clips[0]), "--out", str(prior), *SMALL, "--frames", "0"], "frames"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--set", "recovery.learned.widht=3"],
          "widht"),
+        # The same clip twice counted its windows twice among the prior's examples.
+        ([str(clips[0]), str(clips[0]), "--out", str(prior), *SMALL],
+         f"{clips[0]} is given twice: give each video once"),
+        ([str(clips[0]), os.path.relpath(clips[0]), "--out", str(prior), *SMALL],
+         f"{os.path.relpath(clips[0])} is given twice (also as {clips[0]})"),
         ([str(clips[0]), "--out", str(prior), *SMALL, "--masks", str(wrong_size)],
          "a mask file must have the clip's frames and size (windows of --frames 6"),
     ]

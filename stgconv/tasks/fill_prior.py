@@ -10,6 +10,7 @@ that names the file in ``recovery.learned.prior`` starts its learned fill from i
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -76,6 +77,13 @@ def train_fill_prior(
     absent = [str(video) for video in videos if not Path(video).exists()]
     if absent:
         raise FileNotFoundError(f"video(s) not found: {absent}")
+    seen: dict[str, str] = {}
+    for video in videos:  # else its windows counted twice among the prior's examples, unsaid
+        key = os.path.realpath(video)
+        if key in seen:
+            also = "" if seen[key] == str(video) else f" (also as {seen[key]})"
+            raise ValueError(f"{video} is given twice{also}: give each video once")
+        seen[key] = str(video)
     masks = [_mask_spec(mask, size) for mask in masks]
     if not masks:
         raise ValueError("fill-prior needs at least one mask")
