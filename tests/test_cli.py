@@ -373,6 +373,18 @@ def test_resume_of_a_folder_without_a_run_names_the_missing_checkpoint(
     assert code == 2 and f"checkpoint not found: {tmp_path / 'checkpoint.pt'}" in err, err
 
 
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_so(
+        tmp_path: Path, capsys) -> None:
+    """Killed before its first checkpoint, a run leaves its config.yaml: --resume said only
+    "checkpoint not found", as for a folder holding no run."""
+    (tmp_path / "config.yaml").write_text("name: stopped\n")
+    code, _, err = run_main(["train", "--resume", "--out", str(tmp_path), "--quiet"], capsys)
+    assert code == 2 and (f"checkpoint not found: {tmp_path / 'checkpoint.pt'}; {tmp_path} holds "
+                          "the files of a run stopped before its first checkpoint, so there is "
+                          "nothing to resume: train afresh with --overwrite") in err, err
+    assert (tmp_path / "config.yaml").read_text() == "name: stopped\n"
+
+
 def test_the_advice_to_resume_without_config_resumes_the_run(texture_run: Path, tmp_path: Path,
                                                              capsys) -> None:
     """The refusal of a CONFIG that is not the run's advises resuming without it: taken as it

@@ -28,7 +28,7 @@ from stgconv.build import (
     multigrid_section,
     seeded_weights,
 )
-from stgconv.checkpoint import FILENAME, previous_path
+from stgconv.checkpoint import FILENAME, CheckpointError, previous_path
 from stgconv.checks import check_output, reading
 from stgconv.config import (
     ExperimentConfig,
@@ -389,6 +389,11 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None =
     old = _run_files(out)
     if resume:
         _refuse_linked_files(old)
+        saved = (out / FILENAME, previous_path(out / FILENAME))
+        if old and not any(path.exists() for path in saved):  # "checkpoint not found" alone
+            raise CheckpointError(f"checkpoint not found: {out / FILENAME}; {out} holds the "
+                                  "files of a run stopped before its first checkpoint, so "
+                                  "there is nothing to resume: train afresh with --overwrite")
     if resume or not old:
         return False
     holder = None  # the old run's file or folder that holds the training data
