@@ -43,7 +43,7 @@ from stgconv.data.image import load_npz_labels
 from stgconv.distributed import World
 from stgconv.generator import ConvGenerator
 from stgconv.initializer import Initializer, InitializerTrainer
-from stgconv.io.atomic import remove_temporaries, write_error
+from stgconv.io.atomic import WriteError, remove_temporaries, write_error
 from stgconv.jem import HybridTrainer
 from stgconv.mcmc import DataGaussian
 from stgconv.modalities import Modality, modality_of
@@ -588,10 +588,18 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                                  fps=config.data.fps)
             t.log_norms(writer)
 
-    trainer.fit(config.train.n_iterations, checkpoint_path=checkpoint,
-                checkpoint_every=config.train.checkpoint_every, log_dir=out / "tb",
-                progress=progress, on_iteration=save_samples, on_checkpoint=describe_run,
-                on_log=log_media)
+    try:
+        trainer.fit(config.train.n_iterations, checkpoint_path=checkpoint,
+                    checkpoint_every=config.train.checkpoint_every, log_dir=out / "tb",
+                    progress=progress, on_iteration=save_samples, on_checkpoint=describe_run,
+                    on_log=log_media)
+    except WriteError:
+        # TensorBoard's writer, whose thread re-raises its failure at the next event, may
+        # meet a removed run folder before the run's own check does: the cause named, not
+        # "No such file or directory (TensorBoard events)".
+        if still_ours is not None:
+            _check_not_removed(out, still_ours)
+        raise
     if main and trainer.last_samples is not None:
         if still_ours is not None:
             _check_not_removed(out, still_ours)
