@@ -321,10 +321,15 @@ def test_the_test_accuracy_is_of_the_classifier_fitted_on_the_training_shapes() 
 
 
 def test_fewer_than_two_folds_or_no_shape_per_class_are_refused() -> None:
-    with pytest.raises(ValueError, match="folds must be >= 2, got 1"):
-        stratified_folds(torch.tensor([0, 1, 0, 1]), 1, generator=gen(0))
-    with pytest.raises(ValueError, match="per_class must be >= 1, got 0"):
-        balanced_subset(torch.tensor([0, 1, 0, 1]), 0, generator=gen(0))
+    """Counts given as floats (2.0) failed in Python's words ("'float' object cannot be
+    interpreted as an integer"), naming neither."""
+    labels = torch.tensor([0, 1, 0, 1])
+    for folds in (1, 2.0):
+        with pytest.raises(ValueError, match=f"folds must be an int >= 2, got {folds}"):
+            stratified_folds(labels, folds, generator=gen(0))
+    for per_class in (0, 2.5):
+        with pytest.raises(ValueError, match=f"per_class must be an int >= 1, got {per_class}"):
+            balanced_subset(labels, per_class, generator=gen(0))
     with pytest.raises(ValueError, match="stratified_folds: generator must be a torch.Generator"):
         stratified_folds(torch.tensor([0, 1, 0, 1]), 2, generator=0)
 
@@ -746,8 +751,10 @@ def test_files_eval_classification_cannot_read_are_named(files, tmp_path) -> Non
     np.savez(large, X=np.zeros((4, 18, 18, 18), np.uint8), y=np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match=r"holds 18\^3 grids; this model takes \(N, 16, 16, 16\)"):
         eval_classification(files["run"], large, folds=2, device="cpu")
-    with pytest.raises(ValueError, match="per_class must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="per_class must be an int >= 1, got 0"):
         eval_classification(files["run"], files["shapes"], folds=2, per_class=0, device="cpu")
+    with pytest.raises(ValueError, match="folds must be an int >= 2, got 2.0"):
+        eval_classification(files["run"], files["shapes"], folds=2.0, device="cpu")
     cache = tmp_path / "unsplit.h5"
     with h5py.File(cache, "w") as h5:
         h5["voxels"], h5["label"] = shapes["X"], shapes["y"]

@@ -289,9 +289,11 @@ def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_that_of_each_shape
     assert table["iou"]["m"] == table["iou_pooled"]["m"] == 1.0
 
 
-@pytest.mark.parametrize("missing", [0.0, 1.0])
+@pytest.mark.parametrize("missing", [0.0, 1.0, "0.5", True])
 def test_random_known_refuses_nothing_or_everything_missing(missing: float) -> None:
-    with pytest.raises(ValueError, match="missing must be in"):
+    """And a share given as a string (which failed in the comparison's words) or a bool."""
+    with pytest.raises(ValueError, match=rf"^missing must be a number in \(0, 1\), got "
+                                         rf"{re.escape(repr(missing))}$"):
         random_known((1, 1, 2, 2, 2), missing)
     with pytest.raises(ValueError, match="random_known: generator must be a torch.Generator"):
         random_known((1, 1, 2, 2, 2), 0.5, generator=0)
@@ -372,9 +374,11 @@ def test_no_eval_shapes_are_refused_as_such_whatever_their_side(tmp_path: Path) 
 
 
 def test_eval_shapes_refuse_max_shapes_below_one(tmp_path: Path) -> None:
+    """And one given as a float: 2.0 failed as a slice index, in Python's words."""
     np.save(tmp_path / "shapes.npy", np.zeros((2, 4, 4, 4), np.uint8))
-    with pytest.raises(ValueError, match="max_shapes must be >= 1"):
-        load_eval_shapes(tmp_path / "shapes.npy", max_shapes=0)
+    for max_shapes in (0, 2.0):
+        with pytest.raises(ValueError, match=f"max_shapes must be an int >= 1, got {max_shapes}"):
+            load_eval_shapes(tmp_path / "shapes.npy", max_shapes=max_shapes)
 
 
 def test_eval_super_resolution_scores_its_start_made_binary_and_soft_output_when_asked(

@@ -94,8 +94,7 @@ def stratified_folds(labels: Tensor, folds: int, *, generator: torch.Generator |
     """Fold index ``(N,)`` in ``[0, folds)`` of each of ``labels`` ``(N,)``: each class dealt
     round-robin over the folds in a random order, so every fold holds about ``1/folds`` of
     each class."""
-    if folds < 2:
-        raise ValueError(f"folds must be >= 2, got {folds}")
+    folds = as_int(folds, "folds", minimum=2)  # 2.0 failed in Python's words, not named
     check_generator(generator, "stratified_folds")
     fold = torch.empty(len(labels), dtype=torch.long)
     offset = 0
@@ -210,8 +209,7 @@ def balanced_subset(labels: Tensor, per_class: int, *, generator: torch.Generato
                     ) -> Tensor:
     """Sorted indices ``(M,)`` of up to ``per_class`` random examples of each class of
     ``labels`` ``(N,)``."""
-    if per_class < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    per_class = as_int(per_class, "per_class", minimum=1)
     check_generator(generator, "balanced_subset")
     picks = []
     for label in labels.unique():
@@ -247,8 +245,8 @@ def eval_classification(
     if not (math.isfinite(l2) and 0 <= l2 <= FLOAT32_MAX):
         raise ValueError(f"l2 must be a finite number >= 0 and at most {FLOAT32_MAX:.4g} "
                          f"(float32's largest), got {l2!r}")
-    if test is None and folds < 2:
-        raise ValueError(f"folds must be >= 2, got {folds}")
+    if test is None:
+        folds = as_int(folds, "folds", minimum=2)
     check_outputs(json_path=json_path)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)

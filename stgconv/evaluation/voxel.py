@@ -22,6 +22,7 @@ protocol and one table each, every method on the same inputs.
 
 from __future__ import annotations
 
+import numbers
 import time
 from operator import itemgetter
 from pathlib import Path
@@ -33,7 +34,7 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
-from stgconv.checks import check_generator, check_outputs, check_seed
+from stgconv.checks import as_int, check_generator, check_outputs, check_seed
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
@@ -84,8 +85,8 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
             refused before a file's grids are converted; no shapes; a folder's shapes that are
             not binary.
     """
-    if max_shapes is not None and max_shapes < 1:
-        raise ValueError(f"max_shapes must be >= 1, got {max_shapes}")
+    if max_shapes is not None:  # as_int: 2.0 failed as a slice index, in Python's words
+        max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
     if Path(path).is_dir():
         batch = load_voxel_shapes(path, max_shapes=max_shapes, mesh_side=mesh_side)
         if not torch.all((batch == 0) | (batch == 1)):
@@ -218,8 +219,10 @@ def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Gen
                  ) -> Tensor:
     """Bool ``known`` of ``shape`` (any, e.g. ``(N, D, H, W)``): each entry hidden
     independently with probability ``missing``."""
-    if not 0.0 < missing < 1.0:
-        raise ValueError(f"missing must be in (0, 1), got {missing}")
+    # A string failed in the comparison, in Python's words.
+    if (isinstance(missing, bool) or not isinstance(missing, numbers.Real)
+            or not 0.0 < missing < 1.0):
+        raise ValueError(f"missing must be a number in (0, 1), got {missing!r}")
     check_generator(generator, "random_known")
     return torch.rand(shape, generator=generator) >= missing
 
