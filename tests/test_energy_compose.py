@@ -88,6 +88,12 @@ def test_a_class_conditional_experts_classifier_is_registered_once_and_moves() -
     ({"experts": [gaussian(0, 1)], "weights": [-1.0]}, "finite and >= 0"),
     ({"experts": [gaussian(0, 1)], "weights": [math.inf]}, "finite and >= 0"),
     ({"experts": [gaussian(0, 1), gaussian(1, 1)], "weights": [0.0, 0.0]}, "above 0"),
+    # What load_model returns, given whole: "'tuple' object is not callable" at the first call.
+    ({"experts": [gaussian(0, 1), (gaussian(0, 1), {}, {})]},
+     r"^expert 1 is a tuple, not an energy \(a callable \(B, \*S\) -> \(B,\)\): load_model "
+     r"returns \(energy, config, state\), the energy first$"),
+    ({"experts": [3.0]}, r"^expert 0 is a float, not an energy \(a callable \(B, \*S\) -> "
+                         r"\(B,\)\)$"),
 ])
 def test_bad_products_are_refused(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):

@@ -44,6 +44,12 @@ class ProductOfExperts(nn.Module):
         super().__init__()
         if not experts:
             raise ValueError("a product of experts needs at least one expert")
+        for index, expert in enumerate(experts):
+            if not callable(expert):  # else "'tuple' object is not callable" at the first call
+                hint = (": load_model returns (energy, config, state), the energy first"
+                        if isinstance(expert, tuple) else "")
+                raise ValueError(f"expert {index} is a {type(expert).__name__}, not an energy "
+                                 f"(a callable (B, *S) -> (B,)){hint}")
         weights = [1.0] * len(experts) if weights is None else [float(w) for w in weights]
         views = [None] * len(experts) if views is None else list(views)
         if len(weights) != len(experts) or len(views) != len(experts):
