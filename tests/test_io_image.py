@@ -321,6 +321,23 @@ def test_image_folder_names_the_folders_inside_that_it_does_not_read(tmp_path: P
     assert [p.name for p in folder.files] == ["img0.png", "img1.png"]
 
 
+def test_image_folder_names_the_photo_formats_it_does_not_read(tmp_path: Path) -> None:
+    """A phone's HEIC photos (or a camera's raw files) beside its JPEGs were left out without a
+    word; a folder of them alone was "no image files" listing only the formats read."""
+    root = make_folder(tmp_path / "photos", n=2)
+    for name in ("c.HEIC", "d.heic", "e.dng", "notes.txt"):
+        (root / name).write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match=r"photos: its \.dng/\.heic files are not read: "
+                                            r"convert them to PNG or JPEG \(the 2 others are "
+                                            r"read\)$"):
+        assert len(ImageFolder(root, size=4)) == 2
+    for name in ("img0.png", "img1.png"):
+        (root / name).unlink()
+    with pytest.raises(ValueError, match=r"no image files \(.*\) in \S*photos; its \.dng/\.heic "
+                                         r"files are not read: convert them to PNG or JPEG$"):
+        ImageFolder(root, size=4)
+
+
 def test_load_training_images(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "imgs")
     objects = load_training_images(root, kind="objects", size=8, channels=3, max_images=2)

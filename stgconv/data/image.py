@@ -15,7 +15,14 @@ from torch import Tensor
 from stgconv.checks import as_int, class_numbers, npz_array, npz_length, open_npz
 from stgconv.data.base import NamedDataset
 from stgconv.io.folder import folder_names, list_files
-from stgconv.io.image import IMAGE_SUFFIXES, check_channels, from_levels, load_image, luma
+from stgconv.io.image import (
+    IMAGE_SUFFIXES,
+    UNREAD_IMAGE_SUFFIXES,
+    check_channels,
+    from_levels,
+    load_image,
+    luma,
+)
 
 NPZ_CHUNK = 4096
 """Images of an ``.npz`` converted at a time by :func:`load_npz_images`."""
@@ -60,11 +67,19 @@ class ImageFolder(NamedDataset):
             max_images = as_int(max_images, "max_images", minimum=1)
         files = list_files(self.root, IMAGE_SUFFIXES)
         held = folder_names(self.root)
+        unread = sorted({path.suffix.lower()
+                         for path in list_files(self.root, UNREAD_IMAGE_SUFFIXES)})
+        convert = (f"its {'/'.join(unread)} files are not read: convert them to PNG or JPEG"
+                   if unread else "")
         if not files:
             # A folder per class (torchvision's ImageFolder layout) read as no images at all.
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}"
                              + (f" (it holds the folders {held}; folders inside are not read: "
-                                f"give the folder that holds the images)" if held else ""))
+                                f"give the folder that holds the images)" if held else "")
+                             + (f"; {convert}" if unread else ""))
+        if unread:  # a phone's HEIC photos beside its JPEGs were left out without a word
+            warnings.warn(f"{self.root}: {convert} (the {len(files)} others are read)",
+                          RuntimeWarning, stacklevel=2)
         if held:
             # Else a tree of one folder per class with a stray image beside them trained on that
             # image alone (or stopped as "a Gaussian fit needs at least 2 examples, got 1").

@@ -17,10 +17,15 @@ from stgconv.checks import as_int
 from stgconv.io.atomic import atomic_write
 
 # Every suffix Pillow reads that people's files carry: Windows saves browsers' JPEGs as .jfif,
-# browsers download .avif, and classic face sets (AT&T/ORL, Yale) are .pgm; a file not listed is
-# skipped without a word.
+# browsers download .avif, and classic face sets (AT&T/ORL, Yale) are .pgm; a folder's other
+# files are skipped, those of UNREAD_IMAGE_SUFFIXES with a warning.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff",
                   ".webp", ".avif", ".pbm", ".pgm", ".ppm", ".pnm")
+
+# Photographs' formats that Pillow does not read (a phone's HEIC, cameras' raw files, layered or
+# vector drawings, HDR): a folder read for its images names them rather than drop them unsaid.
+UNREAD_IMAGE_SUFFIXES = (".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
+                         ".rw2", ".raw", ".psd", ".xcf", ".svg", ".exr", ".hdr", ".jxl")
 
 # scikit-image ships these real photographs; they are the embedded default data.
 BUILTIN_IMAGES = ("brick", "grass", "gravel", "camera", "coffee", "astronaut", "rocket")
