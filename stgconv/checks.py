@@ -84,7 +84,7 @@ def check_finite_number(value: float, name: str, *, positive: bool = False) -> N
     too, where the comparison failed in Python's words."""
     try:
         finite = math.isfinite(value)
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: a tensor of several values
         finite = None
     if finite is None or isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got {value!r}")

@@ -602,10 +602,11 @@ def test_check_finite_number_refuses_nan_infinities_and_negatives(value: float) 
         check_finite_number(value, "noise_std")
 
 
-@pytest.mark.parametrize("value", ["1", None, True, [1.0]])
+@pytest.mark.parametrize("value", ["1", None, True, [1.0], torch.tensor([1.0, 2.0])])
 def test_check_finite_number_names_a_value_that_is_no_number(value: object) -> None:
-    """A string failed in math.isfinite's words ("must be real number, not str"), True passed
-    as 1."""
+    """A string failed in math.isfinite's words ("must be real number, not str"), a tensor of
+    several values in torch's ("only one element tensors can be converted"), True passed as
+    1."""
     got = re.escape(repr(value))
     with pytest.raises(ValueError, match=rf"^grad_clip must be a number, got {got}$"):
         check_finite_number(value, "grad_clip", positive=True)

@@ -158,7 +158,7 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
     ("damaged", r"cannot read .*bad.npz: the file is damaged or truncated"),
     # Binarized digits saved as 0/1 were read as levels 0 and 1 of 255: all black.
     ("binarized", r"bad.npz: x_train holds only the levels 0 and 1, which of 0-255 are black; "
-                  r"binarized images are read as 0 and 255 \(multiply them by 255\)$"),
+                  r"save binarized images as 0 and 255 \(multiply them by 255\)$"),
 ])
 def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.npz"

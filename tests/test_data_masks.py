@@ -20,6 +20,7 @@ from stgconv.data.masks import (
     occluded_region,
     salt_and_pepper,
 )
+from stgconv.io.video import load_video
 
 CLIPS = ["flag", "ocean", "playing", "sea_world", "windmill"]
 
@@ -213,22 +214,67 @@ def test_one_frames_mask_holds_in_every_frame(tmp_path):
         assert torch.equal(load_mask(tmp_path / name, frames=3), expected), name
     np.save(tmp_path / "m.npy", (grey >= 128).astype(np.uint8))
     assert torch.equal(load_mask(tmp_path / "m.npy", frames=3), expected)
+    assert torch.equal(load_mask(tmp_path / "m.npy", frames=3, size=(4, 6)), expected)
+    # Not fitted as an image is, and named by its own shape, not the (1, 3, 4, 6) repeated.
+    with pytest.raises(ValueError, match=r"m\.npy is one frame's mask \(H, W\) = \(4, 6\), "
+                                         r"the clip's frames are \(4, 5\): a 2-D \.npy mask "
+                                         r"must have their size \(an image mask is fitted to "
+                                         r"it\)$"):
+        load_mask(tmp_path / "m.npy", frames=3, size=(4, 5))
     with pytest.raises(ValueError, match=r"m\.png is one frame's mask, which holds in every "
                                          r"frame: give the number of frames"):
         load_mask(tmp_path / "m.png")
 
 
 def test_an_image_mask_of_another_size_is_fitted_as_the_clips_frames_are(tmp_path):
-    """Resized to the clip's (H, W) as its frames are, the aspect not kept; a pixel there is
-    missing where any missing pixel of the image falls in it (here 2 x 3 image pixels each)."""
+    """Resized to the clip's (H, W) as its frames are, the aspect not kept: a pixel there is
+    missing wherever the frames' bilinear resize blends a missing pixel of the image into it.
+    Each of the 4 x 4 pixels reads the image rows and columns whose centres lie within 2 rows
+    and 3 columns of its own (scales 2 and 3): the corner pixel reaches row 0 and column 0 only,
+    the 2 x 3 block at rows 2-3, columns 3-5 reaches rows 0-2 and columns 0-2. A box filter
+    (the image pixels inside each) marked (0, 0) and (1, 1) alone, the block's blended ring in
+    the frames left observed."""
     grey = np.zeros((8, 12), np.uint8)
-    grey[0, 0] = 255  # one pixel of the first 2 x 3 block
-    grey[2:4, 3:6] = 255  # the whole second-row, second-column block
+    grey[0, 0] = 255
+    grey[2:4, 3:6] = 255
     Image.fromarray(grey).save(tmp_path / "m.png")
     known = load_mask(tmp_path / "m.png", frames=2, size=(4, 4))
     missing = torch.zeros(4, 4, dtype=torch.bool)
-    missing[0, 0] = missing[1, 1] = True
+    missing[0:3, 0:3] = True
     assert known.shape == (1, 2, 4, 4) and torch.equal(~known[0, 1], missing)
+    # The same pixels as those of frames of that occluder, white on black, read at that size.
+    (tmp_path / "frames").mkdir()
+    for name in ("f1.png", "f2.png"):
+        Image.fromarray(grey).save(tmp_path / "frames" / name)
+    frames = load_video(tmp_path / "frames", size=(4, 4))
+    assert torch.equal(frames[0] > -1, ~known[0])
+
+
+def test_one_missing_pixel_among_many_stays_missing_when_fitted(tmp_path):
+    """Each of the 2 x 2 pixels blends hundreds of the 48 x 48 image pixels; one missing among
+    them is a third of a grey level, which 8 bits rounded to 0: the pixel was observed."""
+    grey = np.zeros((48, 48), np.uint8)
+    grey[40, 5] = 255
+    Image.fromarray(grey).save(tmp_path / "dot.png")
+    expected = torch.tensor([[True, True], [False, True]])
+    assert torch.equal(load_mask(tmp_path / "dot.png", frames=1, size=(2, 2))[0, 0], expected)
+
+
+def test_an_image_of_levels_0_and_1_is_refused_as_all_black(tmp_path):
+    """A 0/1 array saved as an image (1 = missing, as a .npy mask's) was read as observed
+    everywhere: "the mask hides nothing", the cause not named."""
+    grey = np.zeros((4, 6), np.uint8)
+    grey[1, 2] = 1
+    Image.fromarray(grey).save(tmp_path / "m.png")
+    with pytest.raises(ValueError, match=r"^mask image .*m\.png holds only the grey levels 0 and "
+                                         r"1, both black \(observed\): draw the missing pixels "
+                                         r"white \(255; multiply a 0/1 array by 255 before "
+                                         r"saving it as an image\)$"):
+        load_mask(tmp_path / "m.png", frames=1)
+    # One level above 1 and it is a picture like any other: its levels under 128 observed.
+    grey[3, 0] = 2
+    Image.fromarray(grey).save(tmp_path / "m.png")
+    assert bool(load_mask(tmp_path / "m.png", frames=1).all())
 
 
 def test_a_mask_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy):

@@ -73,6 +73,32 @@ def test_module_experts_are_registered_and_move_with_the_product() -> None:
                                      *(f"registered.0.{k}" for k in net.state_dict())}
 
 
+class Settings:
+    """A user's own settings object, no dict."""
+
+
+class OwnNet(nn.Module):
+    """A module of the caller's own that keeps its settings as ``config``, as many do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.config = Settings()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x.flatten(1).pow(2).sum(1)
+
+
+def test_an_experts_config_of_its_own_kind_is_no_config_of_the_product() -> None:
+    """Its state_dict() failed ("'Settings' object is not iterable"): it reads the experts'
+    config dicts, and such a module has none."""
+    net = image_energy("texture", in_channels=1, layers=[[2, 3, 1]])
+    poe = ProductOfExperts([net, OwnNet()], weights=[1.0, 0.5])
+    experts = poe.state_dict()["_extra_state"]["product_of_experts"]["experts"]
+    assert experts == [{"name": "ConvNetEnergy", "config": net.config},
+                       {"name": "OwnNet", "config": {}}]
+
+
 def test_a_class_conditional_experts_classifier_is_registered_once_and_moves() -> None:
     classifier = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)))
     poe = ProductOfExperts([classifier.conditional(0), classifier.conditional(2)])

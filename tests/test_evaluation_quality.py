@@ -318,6 +318,8 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
      r"^a must be \(N, F\) features with N >= 2, got ndarray$"),
     (lambda: frechet_distance(torch.ones(3, 2), [[0.0, 1.0]] * 3),
      r"^b must be \(N, F\) features with N >= 2, got list$"),
+    (lambda: frechet_distance(torch.ones(0, 2), torch.ones(3, 2)),
+     r"^a must be \(N, F\) features with N >= 2, got \(0, 2\)$"),
     (lambda: class_entropy(np.array([0, 1]), 2), r"^labels must be a non-empty \(N,\) tensor, got "
                                                  r"ndarray$"),
     (lambda: class_entropy([0, 1], 2), r"^labels must be a non-empty \(N,\) tensor, got list$"),

@@ -397,11 +397,14 @@ def test_a_one_frame_mask_file_is_fitted_to_the_clip(tmp_path) -> None:
     grey[8:16, 0:4] = 255
     Image.fromarray(grey).save(tmp_path / "logo.png")
     expected = torch.ones(1, 4, 16, 16, dtype=torch.bool)
-    expected[..., 4:8, 0:2] = False
+    # Halved, each frame pixel blends the image rows (and columns) whose centres lie within 2
+    # of its own: the logo's rows 8-15 reach rows 3-8, its columns 0-3 columns 0-2.
+    expected[..., 3:9, 0:3] = False
     assert torch.equal(load_known(tmp_path / "logo.png", (4, 16, 16)), expected)
     np.save(tmp_path / "small.npy", np.zeros((8, 8), np.uint8))
-    with pytest.raises(ValueError, match=r"small\.npy is \(1, 4, 8, 8\), the clip \(T, H, W\) "
-                                         r"\(4, 16, 16\): a mask file must have the clip's"):
+    # Named by its own shape, not the (1, 4, 8, 8) it was repeated to.
+    with pytest.raises(ValueError, match=r"small\.npy is one frame's mask \(H, W\) = \(8, 8\), "
+                                         r"the clip's frames are \(16, 16\)"):
         load_known(tmp_path / "small.npy", (4, 16, 16))
 
 

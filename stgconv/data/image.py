@@ -174,7 +174,7 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
         # Binarized images saved as 0/1 (binarized MNIST) were read as grey levels 0 and 1 of
         # 255: every image black, and trained on without a word.
         raise ValueError(f"{path}: {key} holds only the levels 0 and 1, which of 0-255 are "
-                         "black; binarized images are read as 0 and 255 (multiply them by 255)")
+                         "black; save binarized images as 0 and 255 (multiply them by 255)")
     rows = npz_subset(len(images), max_images)
     # float32 as documented, not torch's default dtype (which a caller may have made float64).
     x = torch.empty(len(rows), channels, size, size, dtype=torch.float32)

@@ -46,12 +46,14 @@ def load_mask(path: str | Path, *, frames: int | None = None,
     grey, and white (grey level >= 128) is missing, black observed, as inpainting tools read
     masks. Given ``size`` ``(H, W)``, an image of another
     size is fitted to frames resized to it, as a clip's frames are (the aspect not kept): a
-    pixel there is missing where any missing pixel of the image falls in it.
+    pixel there is missing wherever that resize (bilinear, antialiased) blends any missing
+    pixel of the image into it.
 
     Args:
         frames: ``T``, how many frames a one-frame mask (an image, a 2-D array) is repeated
             over; needed for those.
-        size: the clip's ``(H, W)``, to which an image mask is fitted.
+        size: the clip's ``(H, W)``, to which an image mask is fitted and which a 2-D array
+            must have.
 
     Returns:
         bool ``(C, T, H, W)``, ``True`` = observed; a 3-D array gives ``(1, T, H, W)``, a
@@ -60,7 +62,9 @@ def load_mask(path: str | Path, *, frames: int | None = None,
     Raises:
         FileNotFoundError: missing file.
         ValueError: a folder, an unreadable file, an ``.npz`` archive, one of another layout,
-            values other than 0 and 1 (an array's), or a one-frame mask without ``frames``.
+            values other than 0 and 1 (an array's), an image of the grey levels 0 and 1 only
+            (a 0/1 array saved as an image), a 2-D array not of ``size``, or a one-frame mask
+            without ``frames``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -87,6 +91,11 @@ def load_mask(path: str | Path, *, frames: int | None = None,
             raise ValueError(f"{path} has shape {missing.shape}; expected (H, W) (one mask for "
                              "every frame), (T, H, W) or (C, T, H, W)")
         frame = _observed(missing, str(path))
+        if size is not None and frame.shape != tuple(size):
+            # Else named by the (1, T, H, W) it was repeated to, as if the file lacked frames.
+            raise ValueError(f"{path} is one frame's mask (H, W) = {frame.shape}, the clip's "
+                             f"frames are {tuple(size)}: a 2-D .npy mask must have their size "
+                             "(an image mask is fitted to it)")
     if frames is None:
         raise ValueError(f"{path} is one frame's mask, which holds in every frame: give the "
                          "number of frames to repeat it over (frames=)")
@@ -97,12 +106,20 @@ def load_mask(path: str | Path, *, frames: int | None = None,
 def _image_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """``True`` = observed ``(H, W)`` of the image mask ``path`` (:func:`load_mask`)."""
     # Transparency over black: what a mask drawn as a layer leaves unpainted is observed.
-    image = to_channels(read_image(path, what="mask image", background=0), 1)
-    missing = Image.fromarray(np.where(np.asarray(image) >= 128, 255, 0).astype(np.uint8))
+    levels = np.asarray(to_channels(read_image(path, what="mask image", background=0), 1))
+    if levels.max() == 1:
+        # A 0/1 array saved as an image (1 = missing, as in a .npy mask) is all black: read as
+        # observed everywhere, refused only as "the mask hides nothing", naming no cause.
+        raise ValueError(f"mask image {path} holds only the grey levels 0 and 1, both black "
+                         "(observed): draw the missing pixels white (255; multiply a 0/1 array "
+                         "by 255 before saving it as an image)")
+    # Float: in 8 bits a small share of a missing pixel rounds to 0, observed.
+    missing = Image.fromarray((levels >= 128).astype(np.float32))
     if size is not None and (missing.height, missing.width) != tuple(size):
-        # BOX: each output pixel the mean over the image pixels it covers, so > 0 wherever
-        # any of them is missing (the clip's own resize mixes the occluder into those pixels).
-        missing = missing.resize((size[1], size[0]), Image.Resampling.BOX)
+        # The filter load_video resizes the clip's frames with, so > 0 wherever the occluder's
+        # colour enters a frame's pixel. BOX (the image pixels whose centres fall in it) left a
+        # ring of blended occluder observed, kept in the recovery as a faint outline.
+        missing = missing.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(missing) == 0
 
 

@@ -71,16 +71,15 @@ class ProductOfExperts(nn.Module):
     @property
     def config(self) -> dict[str, object]:
         """What sets this product apart from another of the same modules, as plain data:
-        each expert (by :func:`_name`, with its module's ``config``; ``{}`` for a module of the
-        caller's own), its weight and its view. A Trainer stores it in its checkpoints, so that a
-        resume into a product of other weights or experts is refused (with no config the
-        check saw nothing to compare, and the run went on under the other product without a
-        word). It rebuilds nothing: the product's callables are the caller's, so
+        each expert (by :func:`_name`, with its module's ``config`` dict; ``{}`` for a module
+        of the caller's own without one), its weight and its view. A Trainer stores it in its
+        checkpoints, so that a resume into a product of other weights or experts is refused
+        (with no config the check saw nothing to compare, and the run went on under the other
+        product without a word). It rebuilds nothing: the product's callables are the caller's, so
         :func:`~stgconv.checkpoint.load_model` refuses its checkpoints as a model of the
         caller's own."""
         return {PRODUCT_KEY: {
-            "experts": [{"name": _name(expert),
-                         "config": dict(getattr(verdict_owner(expert)[0], "config", {}))}
+            "experts": [{"name": _name(expert), "config": _config(expert)}
                         for expert in self.experts],
             "weights": list(self.weights),
             "views": [_name(view) for view in self.views]}}
@@ -125,6 +124,14 @@ class ProductOfExperts(nn.Module):
                                  f"{tuple(energy.shape)}, expected ({len(x)},)")
             total = total + weight * energy
         return total
+
+
+def _config(expert: EnergyFn) -> dict[str, object]:
+    """The ``config`` dict of the module behind ``expert``, else ``{}``: a module of the
+    caller's own may keep a ``config`` of another kind (a dataclass), which made the product's
+    ``state_dict()`` fail ("'Settings' object is not iterable")."""
+    config = getattr(verdict_owner(expert)[0], "config", None)
+    return dict(config) if isinstance(config, dict) else {}
 
 
 def _name(function: Callable | None) -> str:

@@ -395,10 +395,11 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric, so no complex
     round-off); float64 throughout."""
     for x, name in ((a, "a"), (b, "b")):
-        # Checked first: a numpy array's features failed with an AttributeError on .dim().
-        _check_finite_float(x, name, "(N, F) features with N >= 2", 2)
-        if len(x) < 2:
-            raise ValueError(f"{name} must be (N, F) features with N >= 2, got {tuple(x.shape)}")
+        # A numpy array's features failed with an AttributeError on .dim().
+        if not isinstance(x, Tensor) or x.dim() != 2 or len(x) < 2:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be (N, F) features with N >= 2, got {shape}")
+        _check_finite_float(x, name, "(N, F)", 2)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a has {a.shape[1]} features and b {b.shape[1]}; expected the same")
     a, b = a.double(), b.double()
