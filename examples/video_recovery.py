@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     else:
         try:  # a short clip or another mask: the loader's one line, not its traceback
             truth = load_video(args.data, n_frames=70, size=150)           # (3, 70, 150, 150)
-            known = load_mask(args.mask)                                   # (3, 70, 150, 150)
+            # A one-frame mask (an image, a 2-D array) is repeated over the clip's frames.
+            known = load_mask(args.mask, frames=70, size=(150, 150))       # (3, 70, 150, 150)
         except ValueError as error:
             parser.error(str(error))
         if known.shape[-3:] != truth.shape[-3:]:  # else a broadcasting error further on

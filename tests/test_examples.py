@@ -610,13 +610,15 @@ def test_video_example_reads_70_frames_of_150x150_and_trains_10_iterations(tmp_p
     known = example.occluded_region(4, 8, 8, size=3, generator=torch.Generator().manual_seed(0))
     reads = []
     monkeypatch.setattr(example, "load_video", lambda *a, **kw: reads.append((a, kw)) or truth)
-    monkeypatch.setattr(example, "load_mask", lambda path: reads.append(path) or known)
+    monkeypatch.setattr(example, "load_mask",
+                        lambda path, **kw: reads.append((path, kw)) or known)
     monkeypatch.setattr(example, "learned_fill", lambda *a, **kw: (None, None))
     monkeypatch.setattr(example, "apply_fill", lambda net, observed, *a: truth)
     monkeypatch.setattr(example, "recover", stop)
     with torch.random.fork_rng(devices=[]), pytest.raises(Stop) as stopped:
         example.main(["--data", str(clip), "--mask", str(mask), "--out", str(tmp_path / "out")])
-    assert reads == [((clip,), {"n_frames": 70, "size": 150}), mask]
+    assert reads == [((clip,), {"n_frames": 70, "size": 150}),
+                     (mask, {"frames": 70, "size": (150, 150)})]
     settings = stopped.value.args[1]
     assert (settings["train"].n_iterations, settings["warmup"], settings["average_last"]) == (
         10, 5, 5)
