@@ -520,9 +520,9 @@ class Trainer(FitLoop):
         micro-batches of one example, each failing as an input "of shape (1, 16, 16)", and an
         index past the data failed in torch's indexing words."""
         if isinstance(batches, Tensor) or not isinstance(batches, Sequence) or not batches:
+            got = "an empty list" if isinstance(batches, list) else type(batches).__name__
             raise ValueError(f"batches must be a non-empty list of micro-batches, each dataset "
-                             f"indices (batch_size,) (e.g. [indices]), got "
-                             f"{type(batches).__name__}")
+                             f"indices (batch_size,) (e.g. [indices]), got {got}")
         checked = []
         for number, indices in enumerate(batches):
             indices = torch.as_tensor(indices, device=self.data.device)

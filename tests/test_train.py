@@ -323,7 +323,7 @@ def test_an_energy_of_the_users_own_saves_and_resumes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("batches", "message"), [
     (torch.tensor([0, 1]), r"batches must be a non-empty list of micro-batches, each dataset "
                            r"indices \(batch_size,\) \(e\.g\. \[indices\]\), got Tensor"),
-    ([], "batches must be a non-empty list of micro-batches"),
+    ([], r"batches must be a non-empty list of micro-batches, .*, got an empty list$"),
     ([torch.tensor([0, 3])], r"micro-batch 0 holds indices outside \[0, 3\) \(the training "
                              r"data's 3 examples\)"),
     ([[0, 1], [-1]], r"micro-batch 1 holds indices outside \[0, 3\)"),
