@@ -36,7 +36,7 @@ from stgconv.io.atomic import atomic_write_json
 from stgconv.io.video import load_video, save_comparison
 from stgconv.learned_fill import apply_fill, learned_fill
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import CompletionChain, recover, spread_step_scale
+from stgconv.recovery import CompletionChain, hiding_shifts, recover, spread_step_scale
 
 VIDEO = Path(__file__).resolve().parents[1] / "../shared/data/video"
 
@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if known.shape[-3:] != truth.shape[-3:]:  # else a broadcasting error further on
             parser.error(f"{args.mask} is a mask of {tuple(known.shape[-3:])} (T, H, W); this "
                          f"example reads the clip as {tuple(truth.shape[-3:])}")
+        if not hiding_shifts(known):  # else the learned fill's refusal, a traceback, after fills
+            parser.error(f"{args.mask} hides the same pixels in every frame, and the learned "
+                         "fill this example starts from needs pixels missing in some frames and "
+                         "observed in others: recover it with stgconv recover --set "
+                         "recovery.init=biharmonic --set recovery.holdout=0")
         iterations, warmup, last = 10, 5, 5
     observed = truth.where(known, torch.nan)  # what the user has: hidden pixels unknown
 

@@ -128,7 +128,8 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
         raise CheckpointError(f"checkpoint {path} is {SPECIAL_FILE}: give a checkpoint.pt "
                               "file or the run folder holding it")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        # A checkpoint.pt removed by hand (a bad model) beside the one it replaced: the way on.
+        raise CheckpointError(f"checkpoint not found: {path}{_way_back(path)}")
     return path
 
 
@@ -202,12 +203,17 @@ def _check_integrity(path: Path) -> None:
 def _damaged(path: Path, reason: str) -> CheckpointError:
     """The error for a checkpoint file that cannot be read, saying where the one it replaced
     is kept when there is one (a run's way back)."""
-    message = f"cannot read checkpoint {path}: {reason}"
+    return CheckpointError(f"cannot read checkpoint {path}: {reason}{_way_back(path)}")
+
+
+def _way_back(path: Path) -> str:
+    """Where the checkpoint that ``path`` replaced is kept, if it is, as the end of an
+    error's message; else ``""``."""
     backup = previous_path(path)
-    if backup.is_file():
-        message += (f"; the checkpoint it replaced is kept as {backup}: copy it over "
-                    f"{path.name} to go on from there")
-    return CheckpointError(message)
+    if not backup.is_file():
+        return ""
+    return (f"; the checkpoint it replaced is kept as {backup}: copy it over {path.name} to go "
+            "on from there")
 
 
 def load_model(checkpoint: str | Path, *, device: str = "auto"

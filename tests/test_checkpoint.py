@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import struct
 import sys
 import zipfile
@@ -305,6 +306,19 @@ def test_a_foreign_zip_archive_lists_at_most_three_of_its_names(tmp_path: Path, 
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(arrays)
     assert str(info.value).endswith(f"(holding {listed}")
+
+
+def test_a_missing_checkpoint_names_the_one_it_replaced(tmp_path: Path) -> None:
+    """checkpoint.pt removed (a model found bad) beside checkpoint_previous.pt: "checkpoint not
+    found" alone left the run's way back unsaid."""
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"x": torch.zeros(2)}, path)
+    save_checkpoint({"x": torch.ones(2)}, path, keep_previous=True)
+    path.unlink()
+    with pytest.raises(CheckpointError, match=rf"^checkpoint not found: {re.escape(str(path))}; "
+                       r"the checkpoint it replaced is kept as .*checkpoint_previous\.pt: copy it "
+                       r"over checkpoint\.pt to go on from there$"):
+        load_checkpoint(tmp_path)
 
 
 def test_a_folder_where_the_checkpoint_should_be_is_not_found(tmp_path: Path) -> None:

@@ -367,17 +367,26 @@ def test_a_refused_config_names_four_differences_and_counts_the_rest(
     assert shown in err, err
 
 
+@pytest.mark.parametrize("files", [(), ("config.yaml",), ("config.yaml", "tb")])
 def test_resume_of_a_folder_without_a_run_names_the_missing_checkpoint(
-        tmp_path: Path, capsys) -> None:
+        tmp_path: Path, capsys, files: tuple[str, ...]) -> None:
+    """A config.yaml and tb/ alone, as other commands write them (a recovery's folder), are
+    no sign of a run stopped before its first checkpoint."""
+    if "config.yaml" in files:
+        (tmp_path / "config.yaml").write_text("name: other\n")
+    if "tb" in files:
+        (tmp_path / "tb").mkdir()
     code, _, err = run_main(["train", "--resume", "--out", str(tmp_path), "--quiet"], capsys)
-    assert code == 2 and f"checkpoint not found: {tmp_path / 'checkpoint.pt'}" in err, err
+    assert code == 2 and err.strip().endswith(
+        f"checkpoint not found: {tmp_path / 'checkpoint.pt'}"), err
 
 
 def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_so(
         tmp_path: Path, capsys) -> None:
-    """Killed before its first checkpoint, a run leaves its config.yaml: --resume said only
-    "checkpoint not found", as for a folder holding no run."""
+    """Killed before its first checkpoint, a run leaves its config.yaml and observed data:
+    --resume said only "checkpoint not found", as for a folder holding no run."""
     (tmp_path / "config.yaml").write_text("name: stopped\n")
+    (tmp_path / "observed.png").write_bytes(b"")
     code, _, err = run_main(["train", "--resume", "--out", str(tmp_path), "--quiet"], capsys)
     assert code == 2 and (f"checkpoint not found: {tmp_path / 'checkpoint.pt'}; {tmp_path} holds "
                           "the files of a run stopped before its first checkpoint, so there is "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import math
 from functools import partial
+from types import MappingProxyType
 
 import pytest
 import torch
@@ -80,23 +81,29 @@ class Settings:
 class OwnNet(nn.Module):
     """A module of the caller's own that keeps its settings as ``config``, as many do."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: object) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))
-        self.config = Settings()
+        self.config = config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * x.flatten(1).pow(2).sum(1)
 
 
-def test_an_experts_config_of_its_own_kind_is_no_config_of_the_product() -> None:
+@pytest.mark.parametrize("config, stored", [
+    (Settings(), {}),
+    # A read-only mapping is a config like a dict: it was dropped, so a resume into a product
+    # of the expert under other settings went on without a word.
+    (MappingProxyType({"width": 3}), {"width": 3}),
+])
+def test_an_experts_config_of_its_own_kind_is_no_config_of_the_product(config, stored) -> None:
     """Its state_dict() failed ("'Settings' object is not iterable"): it reads the experts'
-    config dicts, and such a module has none."""
+    config mappings, and such a module has none."""
     net = image_energy("texture", in_channels=1, layers=[[2, 3, 1]])
-    poe = ProductOfExperts([net, OwnNet()], weights=[1.0, 0.5])
+    poe = ProductOfExperts([net, OwnNet(config)], weights=[1.0, 0.5])
     experts = poe.state_dict()["_extra_state"]["product_of_experts"]["experts"]
     assert experts == [{"name": "ConvNetEnergy", "config": net.config},
-                       {"name": "OwnNet", "config": {}}]
+                       {"name": "OwnNet", "config": stored}]
 
 
 def test_a_class_conditional_experts_classifier_is_registered_once_and_moves() -> None:

@@ -399,6 +399,9 @@ def test_cross_validation_refuses_folds_some_class_cannot_fill() -> None:
         cross_validate(features, labels, folds=4)
     with pytest.raises(ValueError, match=r"labels must be \(6,\)"):
         cross_validate(features, labels[:, None], folds=3)
+    # A count given as a string failed in the comparison's words, naming neither.
+    with pytest.raises(ValueError, match=r"^folds must be an int >= 2, got '3'$"):
+        cross_validate(features, labels, folds="3")
 
 
 @pytest.mark.parametrize("y_kind, args, message", [

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import stgconv
 from stgconv.metrics import auroc
@@ -622,6 +623,27 @@ def test_video_example_reads_70_frames_of_150x150_and_trains_10_iterations(tmp_p
     settings = stopped.value.args[1]
     assert (settings["train"].n_iterations, settings["warmup"], settings["average_last"]) == (
         10, 5, 5)
+
+
+def test_video_example_refuses_a_mask_the_same_in_every_frame(tmp_path, monkeypatch, capsys):
+    """One frame's mask (an image) holds in every frame, which the learned fill the example
+    starts from cannot learn from: its refusal came as a traceback after the classical fills."""
+    example = load_example("video_recovery.py")
+    clip, mask = tmp_path / "clip.avi", tmp_path / "logo.png"
+    clip.write_bytes(b"")
+    grey = np.zeros((30, 30), np.uint8)
+    grey[3:9, 3:9] = 255
+    Image.fromarray(grey).save(mask)
+    monkeypatch.setattr(example, "load_video", lambda *a, **kw: torch.zeros(3, 70, 150, 150))
+    monkeypatch.setattr(example, "FILLS", {})  # no fill is to run
+    with pytest.raises(SystemExit) as info:
+        example.main(["--data", str(clip), "--mask", str(mask), "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: {mask} hides the same pixels in every frame, and the learned fill this example "
+        "starts from needs pixels missing in some frames and observed in others: recover it "
+        "with stgconv recover --set recovery.init=biharmonic --set recovery.holdout=0")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("n_shapes, n_held_out", [(443, 43), (47, 4), (5, 1)])

@@ -325,8 +325,10 @@ def test_image_folder_names_the_photo_formats_it_does_not_read(tmp_path: Path) -
     """A phone's HEIC photos (or a camera's raw files) beside its JPEGs were left out without a
     word; a folder of them alone was "no image files" listing only the formats read."""
     root = make_folder(tmp_path / "photos", n=2)
-    for name in ("c.HEIC", "d.heic", "e.dng", "notes.txt"):
+    for name in ("c.HEIC", "e.dng", "notes.txt"):
         (root / name).write_bytes(b"")
+    # A link to nothing among them is read no more than they are: the folder was refused.
+    (root / "d.heic").symlink_to(tmp_path / "unmounted" / "d.heic")
     with pytest.warns(RuntimeWarning, match=r"photos: its \.dng/\.heic files are not read: "
                                             r"convert them to PNG or JPEG \(the 2 others are "
                                             r"read\)$"):

@@ -67,8 +67,9 @@ class ImageFolder(NamedDataset):
             max_images = as_int(max_images, "max_images", minimum=1)
         files = list_files(self.root, IMAGE_SUFFIXES)
         held = folder_names(self.root)
-        unread = sorted({path.suffix.lower()
-                         for path in list_files(self.root, UNREAD_IMAGE_SUFFIXES)})
+        # Links to nothing too: never read, they are no reason to refuse the folder's images.
+        unread = sorted({path.suffix.lower() for path in list_files(
+            self.root, UNREAD_IMAGE_SUFFIXES, dangling_links=True)})
         convert = (f"its {'/'.join(unread)} files are not read: convert them to PNG or JPEG"
                    if unread else "")
         if not files:

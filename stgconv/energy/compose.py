@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 from functools import partial
 from typing import Callable, Sequence
 
@@ -127,11 +128,12 @@ class ProductOfExperts(nn.Module):
 
 
 def _config(expert: EnergyFn) -> dict[str, object]:
-    """The ``config`` dict of the module behind ``expert``, else ``{}``: a module of the
-    caller's own may keep a ``config`` of another kind (a dataclass), which made the product's
-    ``state_dict()`` fail ("'Settings' object is not iterable")."""
+    """The ``config`` mapping of the module behind ``expert`` as a dict, else ``{}``: a module
+    of the caller's own may keep a ``config`` of another kind (a dataclass), which made the
+    product's ``state_dict()`` fail ("'Settings' object is not iterable")."""
     config = getattr(verdict_owner(expert)[0], "config", None)
-    return dict(config) if isinstance(config, dict) else {}
+    # Any mapping, as dict() took before: a read-only view of one is a config all the same.
+    return dict(config) if isinstance(config, Mapping) else {}
 
 
 def _name(function: Callable | None) -> str:

@@ -145,6 +145,7 @@ def cross_validate(features: Tensor, labels: Tensor, *, folds: int = 5, l2: floa
         ``{"accuracy": mean over folds, "std": their std, "folds": [per-fold accuracy]}``.
     """
     seed = check_seed(seed)
+    folds = as_int(folds, "folds", minimum=2)  # a string failed in the comparison below
     _check_examples(features, labels, "features", "labels")
     counts = torch.bincount(labels)
     if int(counts[counts > 0].min()) < folds:  # a fold would test a class it never fitted

@@ -22,8 +22,9 @@ from stgconv.io.atomic import atomic_write
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff",
                   ".webp", ".avif", ".pbm", ".pgm", ".ppm", ".pnm")
 
-# Photographs' formats that Pillow does not read (a phone's HEIC, cameras' raw files, layered or
-# vector drawings, HDR): a folder read for its images names them rather than drop them unsaid.
+# Photographs' formats not read (a phone's HEIC, cameras' raw files, layered or vector drawings,
+# HDR; Pillow reads none of them but PSD, whose flattened copy a file may lack): a folder read
+# for its images names them rather than drop them unsaid.
 UNREAD_IMAGE_SUFFIXES = (".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
                          ".rw2", ".raw", ".psd", ".xcf", ".svg", ".exr", ".hdr", ".jxl")
 

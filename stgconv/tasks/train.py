@@ -390,7 +390,9 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None =
     if resume:
         _refuse_linked_files(old)
         saved = (out / FILENAME, previous_path(out / FILENAME))
-        if old and not any(path.exists() for path in saved):  # "checkpoint not found" alone
+        # A run's observed data or samples, not its config.yaml or tb/ alone, which other
+        # commands write too (a recovery's folder was said to hold a stopped run).
+        if training_files(out) and not any(path.exists() for path in saved):
             raise CheckpointError(f"checkpoint not found: {out / FILENAME}; {out} holds the "
                                   "files of a run stopped before its first checkpoint, so "
                                   "there is nothing to resume: train afresh with --overwrite")
