@@ -523,10 +523,9 @@ class Trainer(FitLoop):
             got = "an empty list" if isinstance(batches, list) else type(batches).__name__
             raise ValueError(f"batches must be a non-empty list of micro-batches, each dataset "
                              f"indices (batch_size,) (e.g. [indices]), got {got}")
-        checked = []
+        checked, n = [], len(self.data)
         for number, indices in enumerate(batches):
             indices = torch.as_tensor(indices, device=self.data.device)
-            n = len(self.data)
             if (indices.dim() != 1 or len(indices) == 0 or indices.is_floating_point()
                     or indices.dtype == torch.bool):
                 raise ValueError(f"micro-batch {number} must be integer dataset indices of "
