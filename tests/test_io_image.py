@@ -330,8 +330,8 @@ def test_image_folder_names_the_photo_formats_it_does_not_read(tmp_path: Path) -
     # A link to nothing among them is read no more than they are: the folder was refused.
     (root / "d.heic").symlink_to(tmp_path / "unmounted" / "d.heic")
     with pytest.warns(RuntimeWarning, match=r"photos: its \.dng/\.heic files are not read: "
-                                            r"convert them to PNG or JPEG \(the 2 others are "
-                                            r"read\)$"):
+                                            r"convert them to PNG or JPEG \(2 readable images "
+                                            r"beside them\)$"):
         assert len(ImageFolder(root, size=4)) == 2
     for name in ("img0.png", "img1.png"):
         (root / name).unlink()

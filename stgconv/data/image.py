@@ -79,7 +79,7 @@ class ImageFolder(NamedDataset):
                                 f"give the folder that holds the images)" if held else "")
                              + (f"; {convert}" if unread else ""))
         if unread:  # a phone's HEIC photos beside its JPEGs were left out without a word
-            warnings.warn(f"{self.root}: {convert} (the {len(files)} others are read)",
+            warnings.warn(f"{self.root}: {convert} ({len(files)} readable images beside them)",
                           RuntimeWarning, stacklevel=2)
         if held:
             # Else a tree of one folder per class with a stray image beside them trained on that
