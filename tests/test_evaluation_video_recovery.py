@@ -181,6 +181,16 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
     assert ran.out_dir == str(out)
 
 
+def test_a_clip_read_at_data_fps_plays_at_it(clip, tmp_path):
+    """Every other frame of the 10 fps clip: the videos play at 5 fps (they were 10, so a clip
+    read at 2 fps from a 60 fps file played 30 times too fast)."""
+    out = tmp_path / "run"
+    assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out),
+                 *TINY, "--frames", "6", "--set", "data.fps=5"]) == 0
+    assert frame_rate(out / "recovered.mp4") == frame_rate(out / "comparison.mp4") == 5
+    assert np.load(out / "recovered.npy").shape == (3, 6, 32, 32)
+
+
 def test_an_odd_size_is_written_too(clip, tmp_path):
     """recovered.mp4's codec needs an even size: it gets a white column and row, and the exact
     clip is in recovered.npy (save_video refused, after the whole recovery had run)."""

@@ -396,6 +396,38 @@ def test_batch_round_trip(tmp_path: Path, suffix: str, n: int) -> None:
     np.testing.assert_array_equal(load_voxels(path), grids)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("max_shapes, kept", [(3, 3), (80, 50)])
+def test_max_shapes_decompresses_only_those_grids_of_an_npz(tmp_path: Path, monkeypatch,
+                                                             order: str, max_shapes: int,
+                                                             kept: int) -> None:
+    """The first grids only are decompressed (of 2,000 64^3 grids, 524 MB were to keep 4);
+    grids stored in Fortran order, which do not come first in the file, are read whole."""
+    grids = random_grids(50, 8, 8, 8, seed=4)
+    np.savez_compressed(tmp_path / "b.npz", X=np.asarray(grids, order=order))
+    read, original = [], zipfile.ZipExtFile.read
+    monkeypatch.setattr(zipfile.ZipExtFile, "read",
+                        lambda member, n=-1: read.append(len(data := original(member, n)))
+                        or data)
+    np.testing.assert_array_equal(load_voxels(tmp_path / "b.npz", max_shapes=max_shapes),
+                                  grids[:kept])
+    # In C order, the kept grids' bytes and the .npy header (128 bytes here) at most.
+    assert order == "F" or sum(read) <= kept * 512 + 128
+
+
+def test_max_shapes_keeps_one_grid_whole_and_names_a_file_that_ends_before(tmp_path: Path
+                                                                          ) -> None:
+    np.savez_compressed(tmp_path / "one.npz", X=random_grids(6, 6, 6))
+    np.testing.assert_array_equal(load_voxels(tmp_path / "one.npz", max_shapes=2),
+                                  random_grids(6, 6, 6))
+    np.save(tmp_path / "cut.npy", random_grids(4, 6, 6, 6))
+    data = (tmp_path / "cut.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:len(data) - 300])
+    with pytest.raises(ValueError, match=r"cannot read \.npy file .*cut\.npy: the array ends "
+                                         r"before its first 4 entries"):
+        load_voxels(tmp_path / "cut.npy", max_shapes=4)
+
+
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5", ".mat"])
 def test_occupancy_round_trip(tmp_path: Path, suffix: str) -> None:
     grids = np.random.default_rng(2).random((2, 5, 5, 5)).astype(np.float32)

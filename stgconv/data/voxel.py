@@ -526,8 +526,9 @@ def load_voxel_shapes(
         if categories is not None or split is not None:
             raise ValueError(f"categories/split need labelled shapes (.npz with y, or an HDF5 "
                              f"cache); {path} is a plain voxel file")
-        grids = load_voxels(path, binary=False)
-        batch = to_tensor(grids[None] if grids.ndim == 3 else grids)[:max_shapes]
+        # The first max_shapes read alone: the whole batch became float32 to keep them.
+        grids = load_voxels(path, binary=False, max_shapes=max_shapes)
+        batch = to_tensor(grids[None] if grids.ndim == 3 else grids)
     if len(batch) == 0:
         raise ValueError(f"no shapes in {path}" + (f" for categories={list(categories)}"
                                                    if categories is not None else "")

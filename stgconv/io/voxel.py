@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_array, as_int, npz_array, open_npz, read_npy, reading
+from stgconv.checks import as_array, as_int, npz_array, open_npz, read_leading, read_npy, reading
 from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
 from stgconv.io.h5 import check_inside, write_h5
 from stgconv.io.matlab import read_mat
@@ -64,7 +64,8 @@ _GZIP_LEVEL = 4
 # --------------------------------------------------------------------------------------------
 
 
-def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True) -> np.ndarray:
+def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True,
+                max_shapes: int | None = None) -> np.ndarray:
     """Read a voxel grid or a batch of grids.
 
     Args:
@@ -74,6 +75,8 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
             the file's only array when that name is absent.
         binary: expect {0, 1} values (any dtype) and return uint8; with ``False`` accept
             occupancy in ``[0, 1]`` and return float32.
+        max_shapes: keep only the first ``max_shapes`` grids of a batch; an ``.npy`` or
+            ``.npz`` is read no further than those (a compressed archive decompressed whole).
 
     Returns:
         ``(R, R, R)`` for one grid, ``(N, R, R, R)`` for a batch (a stored channel axis,
@@ -87,6 +90,8 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if max_shapes is not None:
+        max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
     if suffix not in VOXEL_SUFFIXES:
         raise ValueError(f"cannot read voxels from {path}: suffix must be one of "
                          f"{', '.join(VOXEL_SUFFIXES)}, got {suffix!r}")
@@ -98,12 +103,14 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
         elif suffix == ".mat":
             array = _read_mat(path, key)
         elif suffix == ".npy":
-            array = _read_npy(path)
+            array = _read_npy(path, max_shapes)
         elif suffix == ".npz":
-            array = _read_npz(path, key)
+            array = _read_npz(path, key, max_shapes)
         else:
             array = _read_h5(path, key)
     grids = check_grids(array, binary=binary, name=str(path))
+    if grids.ndim == 4:
+        grids = grids[:max_shapes]
     return np.ascontiguousarray(grids.swapaxes(-3, -2)) if suffix == ".mat" else grids
 
 
@@ -201,16 +208,31 @@ def _read_mat(path: Path, key: str | None) -> np.ndarray:
     return _pick(path, read_mat(path), key, ".mat")
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path, max_shapes: int | None) -> np.ndarray:
     try:
+        if max_shapes is not None:
+            with open(path, "rb") as file:
+                # A batch is (N, R, R, R) or (N, 1, R, R, R); one grid is read whole.
+                leading = read_leading(file, max_shapes, min_ndim=4)
+            if leading is not None:
+                return leading
         return read_npy(path)
     except (ValueError, OSError) as err:
         raise ValueError(f"cannot read .npy file {path}: {err}") from err
 
 
-def _read_npz(path: Path, key: str | None) -> np.ndarray:
+def _read_npz(path: Path, key: str | None, max_shapes: int | None) -> np.ndarray:
     with open_npz(path) as archive:
-        return npz_array(archive, _pick_name(path, list(archive.files), key, ".npz"), path)
+        name = _pick_name(path, list(archive.files), key, ".npz")
+        if max_shapes is not None and f"{name}.npy" in archive.zip.namelist():
+            with archive.zip.open(f"{name}.npy") as member:
+                try:
+                    leading = read_leading(member, max_shapes, min_ndim=4)
+                except ValueError as err:
+                    raise ValueError(f"cannot read array {name!r} of {path}: {err}") from err
+            if leading is not None:
+                return leading
+        return npz_array(archive, name, path)
 
 
 def _read_h5(path: Path, key: str | None) -> np.ndarray:

@@ -143,8 +143,9 @@ def recover_video(
     ``error``/``init_error`` (:data:`UNIT`), ``selected_iteration``, ``seconds`` and
     ``config`` (as run: the clip's channels, frames and size, the model built for them). With
     ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced),
-    writes ``recovered.mp4`` (to watch, at the clip's frame rate, 25 fps for a frame folder:
-    an odd height or width gets one white row or column, as its codec needs even ones),
+    writes ``recovered.mp4`` (to watch, at the clip's frame rate, ``data.fps`` where set, 25
+    fps for a frame folder: an odd height or width gets one white row or column, as its codec
+    needs even ones),
     ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1],
     exact), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
     ``metrics.json`` there.
@@ -465,7 +466,9 @@ def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
         Path(out_dir) / name for name in RECOVER_FILES)
     truth, known = report["truth"], report["known"]
     occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
-    fps = frame_rate(video) or 25  # a frame folder states none
+    # The rate the frames were picked at: at the file's, a clip read at data.fps 2 from a
+    # 60 fps file played 30 times too fast. A frame folder states none.
+    fps = config.data.fps or frame_rate(video) or 25
     # save_comparison of one clip: save_video would refuse an odd size after all the work.
     save_comparison([result.recovered], video_path, fps=fps)
     # The video files are compressed: programs that score the recovery read this one.
