@@ -88,6 +88,26 @@ def test_ffv1_mkv_round_trip_is_exact(tmp_path, noise_clip):
     assert files_in(tmp_path) == ["clip.mkv"]  # no temporary file left beside it
 
 
+def test_a_long_read_hands_freed_memory_back_every_few_frames(tmp_path, monkeypatch) -> None:
+    """Each frame is converted through full-size arrays freed at once, which glibc kept in its
+    heap: a 60 s 1080p clip read whole grew the process to 17.6 GB (1.15 GB trimmed; measured,
+    in _release_freed_memory). A file's reader and a frame folder's hand it back every
+    TRIM_EVERY frames, the frames read as before."""
+    n = 2 * video_io.TRIM_EVERY + 3
+    clip = torch.linspace(-1, 1, n).view(1, n, 1, 1).expand(3, n, 4, 4).contiguous()
+    path = save_video(clip, tmp_path / "clip.mkv")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(to_uint8(clip)):
+        Image.fromarray(frame).save(folder / f"f{t}.png")
+    trims = []
+    monkeypatch.setattr(video_io, "_release_freed_memory", lambda: trims.append(None))
+    for source in (path, folder):
+        trims.clear()
+        assert torch.equal(load_video(source), quantised(clip))
+        assert len(trims) == 2, source
+
+
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
 def test_libx264rgb_qp0_round_trip_is_exact(tmp_path, noise_clip, suffix):
     if "libx264rgb" not in available_codecs(suffix):
