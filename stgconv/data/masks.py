@@ -44,10 +44,9 @@ def load_mask(path: str | Path, *, frames: int | None = None,
     An image is read as images are (:func:`~stgconv.io.image.read_image`: upright), any
     transparency over black (a mask drawn as a layer: what is left unpainted is observed), made
     grey, and white (grey level >= 128) is missing, black observed, as inpainting tools read
-    masks. Given ``size`` ``(H, W)``, an image of another
-    size is fitted to frames resized to it, as a clip's frames are (the aspect not kept): a
-    pixel there is missing wherever that resize (bilinear, antialiased) blends any missing
-    pixel of the image into it.
+    masks. Given ``size`` ``(H, W)``, an image of another size is fitted to frames resized to
+    it, as a clip's frames are (the aspect not kept): a pixel there is missing wherever that
+    resize (bilinear, antialiased) blends any missing pixel of the image into it.
 
     Args:
         frames: ``T``, how many frames a one-frame mask (an image, a 2-D array) is repeated
