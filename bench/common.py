@@ -35,6 +35,7 @@ from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from stgconv.checks import MAX_STEP_SIZE, check_output, npz_array, open_npz  # noqa: E402
+from stgconv.distributed import launched_world_size  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
@@ -204,12 +205,31 @@ def describe_execution(execution: Execution) -> str:
     return text if execution.layout is None else f"{text}+channels_last"
 
 
+class _BenchParser(argparse.ArgumentParser):
+    """A parser that refuses a launch by ``torchrun`` with several processes: each process ran
+    the whole bench, on the same cores as the others (timing each other), printed its table
+    and wrote the same ``--json``, the last writer's rows kept without a word. A ``--worker``
+    (``bench/scaling.py``'s training process) is the one that torchrun is meant to start."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extra = super().parse_known_args(args, namespace)
+        if not getattr(parsed, "worker", False):
+            try:
+                size = launched_world_size()
+            except ValueError as err:
+                self.error(str(err))
+            if size > 1:
+                self.error(f"a bench runs as one process, but torchrun started {size} "
+                           f"(WORLD_SIZE={size}): run it with python, not torchrun")
+        return parsed, extra
+
+
 def argument_parser(doc: str, **kwargs: Any) -> argparse.ArgumentParser:
     """The parser of a bench script: described by its docstring's first paragraph, and refusing
     an abbreviated option (as the ``stgconv`` command does), which would break, or mean another
-    option, once a later version adds one of the same start. ``kwargs`` go to the parser."""
-    return argparse.ArgumentParser(description=doc.split("\n\n")[0], allow_abbrev=False,
-                                   **kwargs)
+    option, once a later version adds one of the same start, and a launch as several
+    processes (:class:`_BenchParser`). ``kwargs`` go to the parser."""
+    return _BenchParser(description=doc.split("\n\n")[0], allow_abbrev=False, **kwargs)
 
 
 def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats: int) -> None:

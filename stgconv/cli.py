@@ -372,11 +372,16 @@ def _check_config_of_another_run(config: ExperimentConfig, args: argparse.Namesp
         return
     if "out_dir" in values or _out_dir_overrides(args):
         return  # the folder to resume is given, and the config only compared with its own
-    if Path(config.out_dir).resolve() != folder.resolve():
+    out = Path(config.out_dir)
+    if out.resolve() != folder.resolve():
+        # A relative out_dir is kept as typed, from the folder train ran in: from another, it
+        # names another run though this one never moved.
+        where, why = ((config.out_dir, "the run was moved or copied") if out.is_absolute() else
+                      (f"{config.out_dir}, from this folder {out.resolve()}",
+                       "the run was moved or copied, or trained from another folder"))
         raise ValueError(f"{given} is the config of the run in {folder}, but its out_dir is "
-                         f"{config.out_dir} (the run was moved or copied), where --resume would "
-                         f"look instead: stgconv train --out {shlex.quote(str(folder))} "
-                         "--resume")
+                         f"{where} ({why}), where --resume would look instead: stgconv train "
+                         f"--out {shlex.quote(str(folder))} --resume")
 
 
 def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,

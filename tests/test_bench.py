@@ -3262,6 +3262,33 @@ def test_parse_arguments_lets_explicit_options_win_over_quick(bench_module, caps
         "--quick generates its own inputs; --data cannot go with it")
 
 
+@pytest.mark.parametrize("environment, argv, refusal", [
+    ({"WORLD_SIZE": "2", "RANK": "1"}, ["--quick"],
+     "a bench runs as one process, but torchrun started 2 (WORLD_SIZE=2): run it with python, "
+     "not torchrun"),
+    ({"WORLD_SIZE": "two"}, ["--quick"], "environment variable WORLD_SIZE is 'two', not a whole"),
+    ({"WORLD_SIZE": "1", "RANK": "0"}, ["--quick"], None),  # torchrun with one process
+    ({"WORLD_SIZE": "2", "RANK": "1"}, ["--worker"], None),  # scaling.py's training process
+])
+def test_a_bench_launched_as_several_processes_is_refused(bench_module, monkeypatch, capsys,
+                                                           environment, argv, refusal):
+    """Under torchrun each process ran the whole bench on the cores the others timed on, and
+    wrote the same --json: the parser stops every process with one line instead."""
+    parser = bench_module("common.py")["argument_parser"]("A bench.")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--worker", action="store_true")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if refusal is None:
+        assert parser.parse_args(argv) == argparse.Namespace(
+            quick="--quick" in argv, worker="--worker" in argv)
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].split(": error: ", 1)[1].startswith(refusal)
+
+
 class Reached(Exception):
     """Raised by a stubbed step of a bench: what it was called with, and the run stops there."""
 

@@ -343,6 +343,25 @@ def test_resume_refuses_the_config_yaml_of_a_moved_or_copied_run(texture_run: Pa
     assert not original.exists()
 
 
+def test_resume_from_another_folder_names_the_config_yaml_relative_out_dir(
+        texture_run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """config.yaml keeps out_dir as typed: a relative one, read from another working folder,
+    names another folder, and the refusal said the run had moved though it never had."""
+    run = tmp_path / "project" / "runs" / "a"
+    shutil.copytree(texture_run, run)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace(str(texture_run), "runs/a"))
+    before = (run / "checkpoint.pt").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["train", "project/runs/a/config.yaml", "--resume", "--quiet"], capsys)
+    assert code == 2, err
+    assert ("project/runs/a/config.yaml is the config of the run in project/runs/a, but its "
+            f"out_dir is runs/a, from this folder {tmp_path.resolve() / 'runs' / 'a'} (the run "
+            "was moved or copied, or trained from another folder), where --resume would look "
+            "instead: stgconv train --out project/runs/a --resume") in err, err
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
 @pytest.mark.parametrize("changes, shown", [
     # The first four in the order of their keys; train.lr is the one more.
     ({"train": {"lr": 0.5}, "sampler": {"n_steps": 5, "step_size": 0.5}},
