@@ -355,18 +355,6 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     return path
 
 
-def check_outputs(*, out_dir: str | Path | None = None, json_path: str | Path | None = None
-                  ) -> None:
-    """:func:`check_output` of a library evaluation's output folder and JSON file, each where
-    given, before its work: a ``json_path`` that was a folder failed only after the work
-    (``IsADirectoryError``), the folder's files already put in place, and an ``out_dir`` that
-    was a file with "File exists"."""
-    if out_dir is not None:
-        check_output(out_dir, "out_dir")
-    if json_path is not None:
-        check_output(json_path, "json_path", folder=False)
-
-
 @contextmanager
 def reading(path: str | Path) -> Iterator[None]:
     """Turn the errors of a damaged or truncated archive (``.npz``, zip, gzip) read inside the

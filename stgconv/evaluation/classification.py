@@ -30,7 +30,6 @@ from stgconv.checks import (
     as_int,
     check_classes,
     check_generator,
-    check_outputs,
     check_seed,
     check_tensor,
 )
@@ -38,6 +37,7 @@ from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import CACHE_SUFFIXES, MODELNET10_CATEGORIES, VoxelShapes
 from stgconv.energy import build_from_config
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.evaluation.tensorboard import check_outputs
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import pad_to
 from stgconv.modalities import VOXELS

@@ -47,10 +47,11 @@ import torch
 from torch import Tensor
 
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import check_outputs, check_tensor, open_npz, reading
+from stgconv.checks import check_tensor, open_npz, reading
 from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy.classifier import ClassifierEnergy
+from stgconv.evaluation.tensorboard import check_outputs
 from stgconv.io.atomic import atomic_write_json
 from stgconv.mcmc.init import DataGaussian
 from stgconv.metrics import auroc, expected_calibration_error

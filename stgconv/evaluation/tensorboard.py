@@ -14,9 +14,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from stgconv.checks import check_output
 from stgconv.data.masks import check_mask_matches
 from stgconv.io.image import to_unit
-from stgconv.io.tensorboard import summary_writer
+from stgconv.io.tensorboard import check_log_dir, summary_writer
+
+
+def check_outputs(*, out_dir: str | Path | None = None, json_path: str | Path | None = None,
+                  tensorboard: str | Path | None = None) -> None:
+    """Refuse an evaluation's outputs, each where given, that cannot be written, before its
+    work (:func:`~stgconv.checks.check_output`, :func:`~stgconv.io.tensorboard.check_log_dir`):
+    a ``json_path`` that was a folder failed only after the work (``IsADirectoryError``), the
+    folder's files already put in place, and an ``out_dir`` that was a file with "File
+    exists"."""
+    if out_dir is not None:
+        check_output(out_dir, "out_dir")
+    if json_path is not None:
+        check_output(json_path, "json_path", folder=False)
+    if tensorboard is not None:
+        check_log_dir(tensorboard, "tensorboard")
 
 
 def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],

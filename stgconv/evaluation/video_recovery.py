@@ -18,11 +18,9 @@ import torch
 from torch import Tensor
 
 from stgconv.baselines.video import FILLS
-from stgconv.checks import check_outputs
 from stgconv.config import ExperimentConfig, config_to_dict
-from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
+from stgconv.evaluation.tensorboard import check_outputs, frame_comparison, log_evaluation
 from stgconv.io.atomic import atomic_write_json, written_together
-from stgconv.io.tensorboard import check_log_dir
 from stgconv.metrics import missing_mae_255
 from stgconv.tasks.recover_video import UNIT, recover_video
 
@@ -53,9 +51,7 @@ def eval_recovery(
     ``clip``: ``video`` read before, as :func:`~stgconv.tasks.recover_video.recover_video` takes
     it.
     """
-    check_outputs(out_dir=out_dir, json_path=json_path)  # before the recovery's minutes
-    if tensorboard is not None:
-        check_log_dir(tensorboard, "tensorboard")
+    check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     report = recover_video(config, video, mask, frames=frames, size=size, clip=clip,
                            out_dir=out_dir, progress=progress)
     truth, known = report["truth"], report["known"]

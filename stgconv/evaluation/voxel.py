@@ -34,12 +34,11 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
-from stgconv.checks import as_int, check_generator, check_outputs, check_seed
+from stgconv.checks import as_int, check_generator, check_seed
 from stgconv.data.voxel import load_voxel_shapes
-from stgconv.evaluation.tensorboard import log_evaluation
+from stgconv.evaluation.tensorboard import check_outputs, log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
 from stgconv.io.image import save_picture
-from stgconv.io.tensorboard import check_log_dir
 from stgconv.io.render import voxel_sheet
 from stgconv.io.voxel import load_voxels, pad_to, to_tensor
 from stgconv.metrics import pooled_iou, voxel_errors, voxel_iou
@@ -142,7 +141,7 @@ def eval_super_resolution(
     """
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
-    _check_outputs(out_dir, json_path, tensorboard)
+    check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     check_factor(size, factor)
@@ -260,7 +259,7 @@ def eval_recovery_3d(
     """
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
-    _check_outputs(out_dir, json_path, tensorboard)
+    check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     param = next(energy.parameters())
@@ -303,14 +302,6 @@ def eval_recovery_3d(
     if json_path is not None:
         atomic_write_json(json_path, table)
     return table
-
-
-def _check_outputs(out_dir: str | Path | None, json_path: str | Path | None,
-                   tensorboard: str | Path | None) -> None:
-    """Refuse outputs that cannot be written before the work (:func:`check_outputs`)."""
-    check_outputs(out_dir=out_dir, json_path=json_path)
-    if tensorboard is not None:
-        check_log_dir(tensorboard, "tensorboard")
 
 
 def _check_side(grids: np.ndarray | Tensor, shapes: str | Path, size: int | None) -> None:
