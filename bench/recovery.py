@@ -44,12 +44,15 @@ from stgconv.tasks.recover_video import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("boiling_water", "flag", "fire_pot")
 MASK_TYPES = {"missing_frame": "missing frames (50%)", "region": "moving 60x60 block",
-              "salt_and_pepper": "50% of the pixels, drawn independently"}
+              "salt_and_pepper": "50% of the pixels, drawn independently",
+              "fixed_region": "one 60x60 block in the same place in every frame"}
+# The original experiments' three; a fixed occluder (a logo, a scratch) on request.
+PAPER_MASKS = ("missing_frame", "region", "salt_and_pepper")
 # The paper's third experiment has no shared mask file: generated (seeded by the config's seed).
-GENERATED_MASKS = {"salt_and_pepper": "salt_and_pepper:0.5"}
+GENERATED_MASKS = {"salt_and_pepper": "salt_and_pepper:0.5", "fixed_region": "fixed_region:60"}
 # --quick: the same mask types, generated for a small clip.
 QUICK_MASKS = {"missing_frame": "missing_frames:0.5", "region": "region:12",
-               "salt_and_pepper": "salt_and_pepper:0.5"}
+               "salt_and_pepper": "salt_and_pepper:0.5", "fixed_region": "fixed_region:12"}
 
 
 def quick_clip(folder: Path) -> Path:
@@ -65,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "video"),
                         help="folder with the clips and masks/ (default: ../shared/data/video)")
     parser.add_argument("--clips", nargs="+", default=list(CLIPS))
-    parser.add_argument("--masks", nargs="+", choices=sorted(MASK_TYPES), default=list(MASK_TYPES))
+    parser.add_argument("--masks", nargs="+", choices=sorted(MASK_TYPES), default=list(PAPER_MASKS),
+                        help="default: the original experiments' three; fixed_region: a fixed "
+                             "60x60 block (generated from the config's seed)")
     parser.add_argument("--mask-clip", default="flag",
                         help="whose masks to apply (the shared masks exist for flag and others)")
     parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG))

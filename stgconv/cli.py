@@ -182,7 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="frames resized to SIZE x SIZE (default 150)")
     p.add_argument("--masks", nargs="+", default=list(DEFAULT_MASKS), metavar="MASK",
                    help="masks each window is hidden under, as --mask of `recover` reads them "
-                        "(region:F with F < 1: a block F of the frame's side)")
+                        "(region:F or fixed_region:F with F < 1: a block F of the frame's "
+                        "side)")
     p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
                                     "width and training schedule but its iterations (--iterations "
                                     "here), and whose data.start_frame and data.fps pick each "
@@ -302,8 +303,9 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                    help="a mask file, 1 = missing (.mat: variable 'masks', or the file's one "
                         "3-D/4-D array, (H, W, T[, C]); .npy: (T, H, W) / (C, T, H, W)); one "
                         "frame's mask for every frame (an image, white = missing, fitted to "
-                        "--size; a .npy (H, W)); or missing_frames:F, region:SIDE, "
-                        "salt_and_pepper:F (generated from the config's seed)")
+                        "--size; a .npy (H, W)); or missing_frames:F, region:SIDE (a block "
+                        "moving from frame to frame), fixed_region:SIDE (one in the same place "
+                        "in every frame), salt_and_pepper:F (generated from the config's seed)")
     p.add_argument("--frames", type=int,
                    help="N frames (default 70), the first ones unless the config's "
                         "data.start_frame or data.fps says otherwise")

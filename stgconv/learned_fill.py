@@ -5,13 +5,13 @@ biharmonic inpainting), the observed values before and after each entry, and whe
 observed; it adds a correction to the first fill at the missing entries. It is trained on the
 clip alone, without any ground truth: observed entries are hidden in the shape of the clip's own
 missing ones (:func:`stgconv.recovery.holdout_like`: the missing pattern of another frame laid
-over a frame), the classical fills are recomputed without them, and the network learns to
-predict their observed values from random crops drawn from a pool of such patterns. This is the
-self-supervised idea of Noise2Self (Batson & Royer, 2019) applied to inpainting: what the fills
-get wrong on hidden observed entries is what they get wrong on the missing ones, so far as the
-two look alike. By default (``recovery.learned.symmetric``) it also learns from the clip turned
-half a turn and played backwards, which moves as the clip does, and averages its fills of the
-two views.
+over a frame or, for a fixed occluder, moved elsewhere in the frame), the classical fills are
+recomputed without them, and the network learns to predict their observed values from random
+crops drawn from a pool of such patterns. This is the self-supervised idea of Noise2Self
+(Batson & Royer, 2019) applied to inpainting: what the fills get wrong on hidden observed
+entries is what they get wrong on the missing ones, so far as the two look alike. By default
+(``recovery.learned.symmetric``) it also learns from the clip turned half a turn and played
+backwards, which moves as the clip does, and averages its fills of the two views.
 
 Why it exists next to the descriptor's recovery (:mod:`stgconv.recovery`): a descriptor learned
 for a few CPU minutes has a gradient at a classical fill that is nearly orthogonal to the fill's
@@ -47,7 +47,7 @@ from stgconv.checks import as_int, check_generator
 from stgconv.config import LEARNED_FILL_PRECISIONS, LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
-from stgconv.recovery import hiding_shifts, holdout_like
+from stgconv.recovery import Shift, hiding_shifts, holdout_like, spatial_shifts
 from stgconv.types import Fill
 
 
@@ -140,7 +140,8 @@ def learned_fill(
 
     Raises:
         ValueError: no fill given, a clip that is not ``(C, T, H, W)``, bad settings, or a mask
-            with no observed entry under another frame's missing pattern (nothing to learn from).
+            with no observed entry under another frame's missing pattern, nor (one the same in
+            every frame) under its pattern moved within the frame: nothing to learn from.
     """
     if not fills:
         raise ValueError("learned_fill needs at least one classical fill to correct")
@@ -251,24 +252,26 @@ def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
     return error.abs().mean()
 
 
-def useful_shifts(known: Tensor) -> list[int]:
-    """:func:`stgconv.recovery.hiding_shifts` of ``known`` ``(C, T, H, W)``, refused when there
-    are none."""
-    shifts = hiding_shifts(known)
+def useful_shifts(known: Tensor) -> list[Shift]:
+    """The shifts that move ``known``'s ``(C, T, H, W)`` missing pattern onto observed entries:
+    :func:`stgconv.recovery.hiding_shifts` in time or, for a mask the same in every frame,
+    :func:`stgconv.recovery.spatial_shifts` within the frame; refused when there are none."""
+    shifts: list[Shift] = [*hiding_shifts(known)] or [*spatial_shifts(known)]
     if not shifts:
         raise ValueError(
-            "the learned fill learns from observed entries hidden like the missing ones of "
-            "another frame, and this mask has none under any shift in time (e.g. the same "
-            "pixels missing in every frame): choose a classical recovery.init for it")
+            "the learned fill learns from observed entries hidden like the missing ones, and "
+            "this mask has none: no shift in time moves it onto observed entries, nor (it is "
+            "the same in every frame) any offset within the frame (it covers too much of it): "
+            "choose a classical recovery.init for it")
     return shifts
 
 
 def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
-                    shifts: Sequence[int], settings: LearnedFillConfig,
+                    shifts: Sequence[Shift], settings: LearnedFillConfig,
                     generator: torch.Generator | None) -> Pattern:
-    """One training pattern: observed entries hidden like the missing ones of another frame
-    (``shifts`` away: one of :func:`useful_shifts`), the rest visible, the net's inputs made
-    without the hidden ones, and the observed values as the target."""
+    """One training pattern: observed entries hidden like the missing ones of another frame or
+    another place in the frame (one of :func:`useful_shifts`), the rest visible, the net's
+    inputs made without the hidden ones, and the observed values as the target."""
     shift = shifts[int(torch.randint(len(shifts), (1,), generator=generator))]
     hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
                           generator=generator)

@@ -428,27 +428,94 @@ def hiding_shifts(known: Tensor) -> list[int]:
     """The time shifts ``s`` (1 to T - 1) under which the missing pattern of frame ``t - s``
     (mod ``T``: the first frames take the last ones') covers observed entries of frame ``t``;
     ``known`` bool ``(T, H, W)`` or ``(C, T, H, W)`` (on short clips some shifts cover none:
-    every other frame missing, shifted by two)."""
+    every other frame missing, shifted by two; a mask the same in every frame has none:
+    :func:`spatial_shifts`)."""
     missing = ~known
     return [shift for shift in range(1, known.shape[-3])
             if bool((missing.roll(shift, dims=-3) & known).any())]
 
 
+Shift = int | tuple[int, int]
+"""How :func:`holdout_like` moves the missing pattern onto observed entries: a number of frames
+(:func:`hiding_shifts`) or, for a mask the same in every frame, an offset ``(dy, dx)`` in pixels
+within each frame (:func:`spatial_shifts`)."""
+
+SPATIAL_SHIFT_GRID = 64
+"""At most this many offsets along each spatial axis are tried (a grid over every offset), so
+that a large frame's list stays short."""
+
+SPATIAL_COVERAGE = 0.9
+"""The share of the missing pattern that an offset must move onto observed entries inside the
+frame: below it, the held-out entries look less like the missing ones than they are alike."""
+
+
+def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
+    """For a mask that hides the same entries in every frame (a fixed occluder, which no shift
+    in time moves onto observed entries), the offsets ``(dy, dx)`` (on a grid of at most
+    :data:`SPATIAL_SHIFT_GRID` steps along each axis) that move at least
+    :data:`SPATIAL_COVERAGE` of a frame's missing entries inside the frame onto observed ones,
+    without wrapping round its edges; empty for any other mask, or one whose missing entries
+    cover too much of the frame to move (half of it scattered at random).
+
+    Args:
+        known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed.
+
+    Returns:
+        ``[(dy, dx), ...]`` in row-major order: the pattern moved by ``dy`` rows down and ``dx``
+        columns right.
+    """
+    frame = known.reshape(-1, *known.shape[-2:])
+    if not bool((frame == frame[:1]).all()):
+        return []
+    missing = ~frame[0]
+    n_missing = int(missing.sum())
+    if n_missing == 0:
+        return []
+    H, W = missing.shape
+    # How many missing entries each offset moves onto observed ones inside the frame: the
+    # cross-correlation of the missing and observed maps, zero-padded so nothing wraps (an FFT:
+    # a direct count is H * W products for each of the ~4 * H * W offsets).
+    size = (2 * H, 2 * W)
+    spectrum = (torch.fft.rfft2(missing.double().cpu(), s=size).conj()
+                * torch.fft.rfft2((~missing).double().cpu(), s=size))
+    landed = torch.fft.irfft2(spectrum, s=size).round()  # landed[dy % 2H, dx % 2W]
+    step_y = -(-H // SPATIAL_SHIFT_GRID)
+    step_x = -(-W // SPATIAL_SHIFT_GRID)
+    return [(dy, dx) for dy in range(-((H - 1) // step_y) * step_y, H, step_y)
+            for dx in range(-((W - 1) // step_x) * step_x, W, step_x)
+            if landed[dy % (2 * H), dx % (2 * W)] >= SPATIAL_COVERAGE * n_missing]
+
+
+def shifted_in_frame(mask: Tensor, offset: tuple[int, int]) -> Tensor:
+    """``mask`` bool ``(..., H, W)`` moved ``offset = (dy, dx)`` (rows down, columns right)
+    within each frame: what moves past an edge is dropped, what enters is False."""
+    dy, dx = offset
+    H, W = mask.shape[-2:]
+    moved = torch.zeros_like(mask)
+    if abs(dy) < H and abs(dx) < W:
+        moved[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
+            mask[..., max(-dy, 0):H - max(dy, 0), max(-dx, 0):W - max(dx, 0)]
+    return moved
+
+
 def holdout_like(
-    known: Tensor, *, fraction: float = 0.2, shift: int | None = None,
+    known: Tensor, *, fraction: float = 0.2, shift: Shift | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Observed entries to hold out, shaped like the missing ones: the missing pattern of frame
     ``t - shift`` (mod ``T``) laid over frame ``t`` (whole frames for missing-frame masks, a
-    block for region masks), restricted to observed entries, on a random ``fraction`` of the
-    frames where that hides something (at least one frame).
+    block for region masks) or, for a mask the same in every frame, moved within the frame,
+    restricted to observed entries, on a random ``fraction`` of the frames where that hides
+    something (at least one frame).
 
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed (time on dim -3).
         fraction: share of the eligible frames that get held-out entries, in ``(0, 1]``.
-        shift: time offset of the borrowed pattern; default the one nearest ``T // 2`` under
-            which it hides something (on short clips ``T // 2`` may hide nothing: every other
-            frame missing and ``T // 2`` even).
+        shift: a :data:`Shift`: frames (an int) or an offset ``(dy, dx)`` in pixels; default
+            the time shift nearest ``T // 2`` under which the pattern hides something (on short
+            clips ``T // 2`` may hide nothing: every other frame missing and ``T // 2`` even),
+            else (a mask the same in every frame) one of :func:`spatial_shifts` drawn from
+            ``generator``.
 
     Returns:
         bool, ``known``'s shape, a subset of ``known``.
@@ -470,14 +537,21 @@ def holdout_like(
             return abs(s - T // 2), s  # ties: the earlier shift
 
         shift = min(hiding_shifts(known), key=distance_from_middle, default=None)
-    candidates = ((~known).roll(shift, dims=dim) & known if shift is not None
-                  else torch.zeros_like(known))  # no shift hides anything
+    if shift is None:
+        offsets = spatial_shifts(known)
+        if offsets:
+            shift = offsets[int(torch.randint(len(offsets), (1,), generator=generator))]
+    if shift is None:  # no shift hides anything
+        candidates, moved = torch.zeros_like(known), "any shift in time or space"
+    elif isinstance(shift, tuple):
+        candidates, moved = shifted_in_frame(~known, _offset(shift)) & known, f"{shift} pixels"
+    else:
+        candidates, moved = (~known).roll(_frames(shift), dims=dim) & known, f"{shift} frames"
     other = [d for d in range(known.dim()) if d != dim]
     eligible = candidates.any(dim=other).nonzero().flatten().cpu()  # frames it would touch
     if eligible.numel() == 0:
-        moved = "any number of" if shift is None else shift
         raise ValueError(f"no frame has observed entries under the missing pattern moved by "
-                         f"{moved} frames, so no hold-out shaped like it exists; set "
+                         f"{moved}, so no hold-out shaped like it exists; set "
                          f"recovery.holdout: 0 to recover without the hold-out check")
     n = max(1, round(fraction * eligible.numel()))
     frames = eligible[torch.randperm(eligible.numel(), generator=generator)[:n]]
@@ -486,3 +560,20 @@ def holdout_like(
     shape = [1] * known.dim()
     shape[dim] = T
     return candidates & chosen.view(shape).to(known.device)
+
+
+def _frames(shift: object) -> int:
+    """A time shift given to :func:`holdout_like`, checked: ``roll`` took a float's whole part
+    without a word."""
+    if not is_int(shift):
+        raise ValueError(f"shift must be a number of frames or an offset (dy, dx) in pixels, "
+                         f"got {shift!r}")
+    return int(shift)
+
+
+def _offset(shift: tuple) -> tuple[int, int]:
+    """An offset ``(dy, dx)`` given to :func:`holdout_like`, checked."""
+    if len(shift) != 2 or not all(is_int(step) for step in shift):
+        raise ValueError(f"an offset shift must be (dy, dx), two whole numbers of pixels, "
+                         f"got {shift!r}")
+    return int(shift[0]), int(shift[1])

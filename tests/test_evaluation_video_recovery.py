@@ -295,7 +295,7 @@ def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_
     """Each message names every setting to change, in one go (the fixed mask's first message
     named only the hold-out, and after that was set, a second one the start)."""
     fixed = np.zeros((32, 32, 12, 3), np.uint8)  # the shared .mat layout (H, W, T, C), 1 = missing
-    fixed[8:16, 8:16] = 1  # the same block missing in every frame
+    fixed[:24] = 1  # the same rows missing in every frame, too many to move onto observed ones
     first_only = np.ones((32, 32, 12, 3), np.uint8)
     first_only[:, :, 0] = 0  # only the first frame observed
     for name, mask in (("fixed", fixed), ("first_only", first_only)):
@@ -339,6 +339,27 @@ def test_eval_recovery_from_the_learned_fill_names_its_start(clip, tmp_path):
         assert np.isfinite(table["start"]["error"]) and table["start"]["error"] >= 0
         assert set(table["errors"]) == {"stgconv", "temporal_interpolation", "biharmonic",
                                         "neighbour_average", "motion_compensated"}
+
+
+def test_a_fixed_occluder_is_recovered_with_the_learned_fill_and_a_holdout(clip, tmp_path):
+    """A logo drawn once for every frame, with the default start (learned) and a holdout: both
+    hide observed pixels in the logo's shape elsewhere in the frame (they were refused: no
+    other frame shows the logo's pixels), and the start that scored best there wins."""
+    logo = np.zeros((32, 32), np.uint8)
+    logo[20:28, 4:14] = 255
+    Image.fromarray(logo).save(tmp_path / "logo.png")
+    out = tmp_path / "table.json"
+    assert main(["eval", "recovery", "--video", str(clip), "--mask", str(tmp_path / "logo.png"),
+                 "--json", str(out), *TINY, "--set", "recovery.init=learned",
+                 "--set", "recovery.learned.crop_size=8", "--set", "recovery.learned.patterns=2",
+                 "--set", "recovery.holdout=0.3"]) == 0
+    table = json.loads(out.read_text())
+    assert table["missing_fraction"] == pytest.approx(80 / 1024)
+    errors = table["start"]["holdout_errors"]
+    assert set(errors) == {"learned", "temporal_interpolation", "neighbour_average",
+                           "biharmonic", "motion_compensated"}
+    assert all(math.isfinite(error) for error in errors.values())
+    assert errors[table["start"]["fill"]] == min(errors.values())
 
 
 @pytest.mark.parametrize("starts", [["neighbour_average"], []])
@@ -436,10 +457,25 @@ def test_a_classical_start_leaves_the_learned_fills_prior_unread(clip, tmp_path,
     assert code == 0, capsys.readouterr().err
 
 
-def test_region_mask_with_a_fractional_side_is_refused() -> None:
+@pytest.mark.parametrize("kind", ["region", "fixed_region"])
+def test_region_mask_with_a_fractional_side_is_refused(kind) -> None:
     # A generated region mask needs a whole-number block side, not a silently truncated one.
-    with pytest.raises(ValueError, match="whole number"):
-        load_known("region:8.5", (4, 16, 16))
+    with pytest.raises(ValueError, match=f"mask '{kind}:8.5': the block side must be a whole"):
+        load_known(f"{kind}:8.5", (4, 16, 16))
+
+
+def test_a_fixed_region_mask_hides_one_block_in_the_same_place_in_every_frame() -> None:
+    """fixed_region keeps one place for every frame (drawn from the seed); region moves."""
+    fixed = load_known("fixed_region:5", (6, 16, 16), seed=3)
+    assert torch.equal(fixed, fixed[:1].expand_as(fixed))
+    rows, cols = (~fixed[0]).nonzero().unbind(1)
+    assert int((~fixed[0]).sum()) == 25 and int(rows.max() - rows.min()) == 4
+    assert int(cols.max() - cols.min()) == 4
+    places = {tuple((~load_known("fixed_region:5", (6, 16, 16), seed=seed)[0]).nonzero()[0]
+                    .tolist()) for seed in range(4)}
+    assert len(places) > 1
+    moving = load_known("region:5", (6, 16, 16), seed=3)
+    assert not torch.equal(moving, moving[:1].expand_as(moving))
 
 
 def test_recover_metrics_report_the_missing_fraction(clip: Path, tmp_path: Path) -> None:
@@ -1057,11 +1093,12 @@ def test_only_a_clip_without_the_frames_is_told_of_the_frames_option(clip, tmp_p
 
 
 def test_a_mask_the_learned_fill_cannot_use_without_a_holdout_names_only_the_start() -> None:
-    """The same block missing in every frame, with recovery.holdout already 0: the message asks
-    for a classical start alone, not for the holdout the config already has."""
+    """The same rows missing in every frame, too many to move onto observed ones, with
+    recovery.holdout already 0: the message asks for a classical start alone, not for the
+    holdout the config already has."""
     task = importlib.import_module("stgconv.tasks.recover_video")
     known = torch.ones(3, 12, 32, 32, dtype=torch.bool)
-    known[:, :, 8:16, 8:16] = False
+    known[:, :, :24] = False
     with pytest.raises(ValueError, match=r"choose a classical recovery\.init for it$"):
         task._recover(quick_config("recovery.holdout=0"), torch.zeros(3, 12, 32, 32), known,
                       progress=False)

@@ -241,6 +241,27 @@ def test_a_short_clip_learns_from_the_shifts_that_hide_something():
     assert not net.training  # returned ready to apply
 
 
+def test_a_fixed_occluder_is_learned_from_its_shape_moved_within_the_frame():
+    """The same block missing in every frame: no other frame shows its pixels, so the net
+    learns from observed pixels hidden in its shape elsewhere in the frame, and fills the
+    block better than the spatial fill it corrects."""
+    video = wave()
+    known = torch.ones(12, 32, 32, dtype=torch.bool)
+    known[:, 10:18, 12:20] = False
+    observed = torch.where(known, video, torch.nan)
+    torch.manual_seed(0)
+    net, losses = learned_fill(observed, known, [NEIGHBOUR, TEMPORAL],
+                               settings=replace(FAST, iterations=60),
+                               generator=torch.Generator().manual_seed(0))
+    made = [NEIGHBOUR(observed, known), TEMPORAL(observed, known)]
+    neighbour = missing_error(made[0], video, known)
+    learned = missing_error(apply_fill(net, observed, known, made, symmetric=False), video,
+                            known)
+    # Measured: neighbour averaging 0.31, learned 0.089 (the old refusal: no frame shows the
+    # block's pixels, and no shift in time hides observed ones like it).
+    assert learned < 0.5 * neighbour, (learned, neighbour)
+
+
 def test_bad_input_is_refused():
     video, known = wave(), pixels_missing()
     with pytest.raises(ValueError, match="at least one"):
@@ -250,9 +271,9 @@ def test_bad_input_is_refused():
             learned_fill(clip, mask, [TEMPORAL])
     with pytest.raises(ValueError, match="learned_fill: generator must be"):
         learned_fill(video, known, [TEMPORAL], settings=FAST, generator=0)  # a seed
-    with pytest.raises(ValueError, match="same pixels missing in every frame"):
+    with pytest.raises(ValueError, match="nor .it is the same in every frame. any offset"):
         static = torch.ones(12, 32, 32, dtype=torch.bool)
-        static[:, 8:16, 8:16] = False
+        static[:, :24] = False  # 3/4 of the frame: no offset moves 90% of it onto the rest
         learned_fill(video, static, [TEMPORAL])
     with pytest.raises(ValueError, match="recovery.learned.iterations"):
         learned_fill(video, known, [TEMPORAL], settings=LearnedFillConfig(iterations=0))

@@ -16,7 +16,8 @@ from stgconv.energy.video import video_energy
 from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
 from stgconv.metrics import missing_mae_255
 from stgconv.recovery import (CompletionChain, check_schedule, hiding_shifts, holdout_like,
-                              interpolation_spread, recover, spread_step_scale)
+                              interpolation_spread, recover, shifted_in_frame, spatial_shifts,
+                              spread_step_scale)
 
 T, H, W = 12, 12, 12
 TINY_LAYERS = [[8, (3, 5, 5), (1, 1, 1)], [8, (3, 3, 3), (1, 1, 1)]]
@@ -287,10 +288,13 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
         holdout_like(torch.zeros_like(known))
     with pytest.raises(ValueError, match="hides no entry"):
         holdout_like(torch.ones_like(known))
-    every_frame_half = torch.zeros_like(known)
-    every_frame_half[:, : H // 2] = True  # the same rows missing in every frame
-    with pytest.raises(ValueError, match="moved by any number of frames.*recovery.holdout: 0"):
-        holdout_like(every_frame_half)
+    mostly_missing = torch.zeros_like(known)
+    mostly_missing[:, : H // 3] = True  # the same rows missing in every frame, 2/3 of them
+    with pytest.raises(ValueError, match="any shift in time or space.*recovery.holdout: 0"):
+        holdout_like(mostly_missing)
+    for shift in (1.5, (1,), (1, 2, 3), (0.5, 1)):
+        with pytest.raises(ValueError, match="shift must be"):
+            holdout_like(known, shift=shift)
     # Time is dim -3: a (C, T, D, H, W) mask would be read with D as time.
     with pytest.raises(ValueError, match=r"\(T, H, W\) or \(C, T, H, W\)"):
         holdout_like(known[None, None].expand(1, 2, T, H, W))
@@ -311,6 +315,65 @@ def test_holdout_like_takes_a_shift_that_hides_something(frames) -> None:
     assert held_frames.sum() == max(1, round(0.3 * eligible))
     with pytest.raises(ValueError, match="moved by 2 frames"):
         holdout_like(known, shift=2)
+
+
+def fixed_block(top: int = 3, left: int = 4, side: int = 3) -> torch.Tensor:
+    """``known`` ``(T, H, W)``: one ``side`` x ``side`` block missing, the same in every frame
+    (a fixed occluder)."""
+    known = torch.ones(T, H, W, dtype=torch.bool)
+    known[:, top:top + side, left:left + side] = False
+    return known
+
+
+def test_spatial_shifts_move_a_fixed_occluder_onto_observed_pixels() -> None:
+    """Every offset listed moves at least 90% of the block inside the frame onto observed
+    pixels, and every whole-pixel offset that moves all of it so is listed (a 12-pixel frame
+    is below the grid's 64 steps: each offset is tried)."""
+    known = fixed_block()
+    missing = ~known[0]
+    offsets = spatial_shifts(known)
+    assert offsets == spatial_shifts(known.expand(3, T, H, W))  # channels that agree
+    for dy in range(-H + 1, H):
+        for dx in range(-W + 1, W):
+            landed = int((shifted_in_frame(missing, (dy, dx)) & ~missing).sum())
+            assert ((dy, dx) in offsets) == (landed >= 0.9 * 9), (dy, dx, landed)
+    assert (0, 3) in offsets and (0, 2) not in offsets and (-3, 0) in offsets
+    assert (-4, 0) not in offsets  # 1 row of 3 moved past the top edge: 6 of 9 land
+    moving = known.clone()
+    moving[1] = fixed_block(top=5)[1]  # one frame's block elsewhere: no longer fixed
+    assert spatial_shifts(moving) == []
+    assert spatial_shifts(fixed_block(0, 0, side=10)) == []  # 100 of 144 missing
+    assert spatial_shifts(torch.ones_like(known)) == []
+
+
+def test_shifted_in_frame_drops_what_leaves_the_frame() -> None:
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[:, 0, 0] = mask[:, 3, 3] = True
+    moved = shifted_in_frame(mask, (1, 1))
+    assert moved[:, 1, 1].all() and int(moved.sum()) == 2  # (3, 3) left the frame
+    assert not shifted_in_frame(mask, (4, 0)).any()
+    assert torch.equal(shifted_in_frame(mask, (0, 0)), mask)
+
+
+def test_holdout_like_moves_a_fixed_occluder_within_the_frame() -> None:
+    """A mask the same in every frame has no time shift: the held-out pixels are the block
+    moved to observed pixels of the same frame (drawn by the generator), on ``fraction`` of
+    the frames; an offset given is taken as is."""
+    known = fixed_block()
+    holdout = holdout_like(known, fraction=0.25, generator=gen(0))
+    frames = holdout.any(dim=(1, 2))
+    assert int(frames.sum()) == 3 and not (holdout & ~known).any()
+    block = holdout[frames.nonzero()[0, 0]]
+    assert int(block.sum()) >= 0.9 * 9 and torch.equal(holdout[frames], block.expand(3, H, W))
+    rows, cols = block.nonzero().unbind(1)  # one block of at most 3 x 3
+    assert int(rows.max() - rows.min()) <= 2 and int(cols.max() - cols.min()) <= 2
+    draws = {tuple(holdout_like(known, generator=gen(seed)).any(0).nonzero()[0].tolist())
+             for seed in range(6)}
+    assert len(draws) > 1  # not always the same place
+    given = holdout_like(known, fraction=1.0, shift=(0, 3))
+    assert torch.equal(given, shifted_in_frame(~known, (0, 3)))
+    with pytest.raises(ValueError, match=r"moved by \(0, 12\) pixels"):
+        holdout_like(known, shift=(0, 12))  # past the frame's edge
 
 
 def test_holdout_like_holds_out_at_least_one_frame_of_a_small_fraction() -> None:

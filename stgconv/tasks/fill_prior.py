@@ -53,8 +53,8 @@ def train_fill_prior(
             training schedule (all but ``iterations``, which is this function's).
         iterations: training iterations of the prior.
         masks: mask specs as :func:`~stgconv.tasks.recover_video.load_known` reads them, each
-            drawn anew for every window; ``region:F`` with ``F < 1`` is a block of side
-            ``round(F * size)``.
+            drawn anew for every window; ``region:F`` (or ``fixed_region:F``) with ``F < 1``
+            is a block of side ``round(F * size)``.
         seed: every random draw (masks, crops, the net's initial weights).
         device: where the fills are made and the net trains.
         start_frame, fps: each clip's windows start at its frame ``start_frame`` and pick
@@ -136,13 +136,14 @@ def train_fill_prior(
 
 
 def _mask_spec(mask: str, size: int) -> str:
-    """``region:F`` with a fraction ``F < 1`` as the block side in pixels of ``size``."""
+    """``region:F`` or ``fixed_region:F`` with a fraction ``F < 1`` as the block side in pixels
+    of ``size``."""
     kind, _, value = mask.partition(":")
-    if kind == "region":
+    if kind in ("region", "fixed_region"):
         try:
             side = float(value)
         except ValueError:
             return mask  # load_known names the problem
         if 0 < side < 1:
-            return f"region:{max(1, round(side * size))}"
+            return f"{kind}:{max(1, round(side * size))}"
     return mask

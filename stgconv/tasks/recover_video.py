@@ -57,7 +57,7 @@ from stgconv.tasks.train import training_files
 from stgconv.types import Fill
 
 UNIT = "mean absolute error over the missing pixels, 0-255 scale"
-MASK_KINDS = ("missing_frames", "region", "salt_and_pepper")
+MASK_KINDS = ("missing_frames", "region", "fixed_region", "salt_and_pepper")
 
 
 # What recover writes into its folder: also the names the CLI keeps an input file from being
@@ -72,7 +72,8 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     ``(C, T, H, W)`` (both 1 = missing, converted here), one frame's mask for every frame (an
     image, white = missing, fitted to the clip's size; a ``.npy`` ``(H, W)``: see
     :func:`~stgconv.data.masks.load_mask`), or a generated mask:
-    ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per frame) or
+    ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per frame),
+    ``fixed_region:SIDE`` (one such block in the same place in every frame) or
     ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a name is read
     as a file). Bool ``(T, H, W)`` when generated, ``(C, T, H, W)`` from a file
     (``C`` may be 1); either broadcasts against the clip ``(C, T, H, W)``.
@@ -97,10 +98,11 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
         try:
             if kind == "missing_frames":
                 return missing_frames(*shape, fraction=number, generator=generator)
-            if kind == "region":
+            if kind in ("region", "fixed_region"):
                 if number != int(number):
                     raise ValueError("the block side must be a whole number")
-                return occluded_region(*shape, size=int(number), generator=generator)
+                return occluded_region(*shape, size=int(number), moving=kind == "region",
+                                       generator=generator)
             return salt_and_pepper(*shape, fraction=number, generator=generator)
         except ValueError as err:
             raise ValueError(f"mask {text!r}: {err}") from err
