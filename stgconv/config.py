@@ -303,9 +303,16 @@ class LearnedFillConfig:
 
 def check_learned_fill(settings: LearnedFillConfig) -> None:
     """``ValueError`` naming the ``recovery.learned`` key that is out of range."""
+    # Built in Python (learned_fill and fill_prior take the section), an iterations or batch
+    # of 1.5 failed in range() or torch.randint, naming no key; fills="biharmonic" was read
+    # letter by letter.
+    _check_number_types("recovery.learned", settings)
     if not settings.fills:
         raise ValueError("recovery.learned.fills must name at least one classical fill")
     for key in ("fills", "starts"):
+        if isinstance(getattr(settings, key), str):
+            raise ValueError(f"recovery.learned.{key} must be a list of fill names, got "
+                             f"{getattr(settings, key)!r}")
         unknown = [name for name in getattr(settings, key) if name not in VIDEO_FILLS]
         if unknown:
             raise ValueError(f"recovery.learned.{key}: unknown fill(s) {unknown}; choose from "
@@ -322,6 +329,7 @@ def check_learned_fill(settings: LearnedFillConfig) -> None:
     if settings.precision not in LEARNED_FILL_PRECISIONS:
         raise ValueError(f"recovery.learned.precision must be one of "
                          f"{list(LEARNED_FILL_PRECISIONS)}, got {settings.precision!r}")
+    _check_finite_floats("recovery.learned", settings)
     if settings.prior == "":  # else "fill prior not found: " once the clip had loaded
         raise ValueError("recovery.learned.prior must name a file written by stgconv "
                          "fill-prior, or be null (no prior), got ''")

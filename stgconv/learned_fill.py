@@ -36,14 +36,14 @@ import copy
 import math
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from stgconv.baselines.video import temporal_neighbours
 from stgconv.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from stgconv.checks import as_int, check_generator
+from stgconv.checks import as_int, check_generator, check_not_meta, refuse_inference_mode
 from stgconv.config import LEARNED_FILL_PRECISIONS, LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
@@ -139,18 +139,37 @@ def learned_fill(
         ``(net, losses)``; apply with :func:`apply_fill`.
 
     Raises:
-        ValueError: no fill given, a clip that is not ``(C, T, H, W)``, bad settings, or a mask
+        ValueError: no fill given or one that is no function, a clip that is not
+            ``(C, T, H, W)``, bad settings, a mask that hides or observes every entry, or one
             with no observed entry under another frame's missing pattern, nor (one the same in
-            every frame) under its pattern moved within the frame: nothing to learn from.
+            every frame) under its pattern moved within the frame: nothing to learn from; a
+            tensor on the meta device.
+        RuntimeError: inside ``torch.inference_mode()`` (``torch.no_grad()`` is fine).
     """
     if not fills:
         raise ValueError("learned_fill needs at least one classical fill to correct")
+    # FILLS itself (names to fills) failed when a pattern was made: "'str' object is not
+    # callable".
+    named = [fill for fill in fills if not callable(fill)]
+    if named:
+        raise ValueError(f"fills must be fill functions, fill(video, known), got {named[0]!r} "
+                         "(of FILLS, a dict by name: [FILLS[name] for name in names])")
     if observed.dim() != 4:
         raise ValueError(f"observed must be (C, T, H, W), got {tuple(observed.shape)}")
+    check_not_meta(observed, "observed")
+    # Data, not part of a graph: the net's training steps backpropagated into a clip that
+    # requires grad (another network's output), filling the caller's .grad.
+    observed = observed.detach()
     check_mask_matches(known, observed)
     check_learned_fill(settings)
     check_generator(generator, "learned_fill")
+    refuse_inference_mode("the learned fill trains a network", "train it")
     known = known.to(observed.device).expand_as(observed)
+    # Else refused as a mask whose missing pattern hides nothing under any shift, which sent
+    # the user to another recovery.init for a clip with nothing to fill or nothing to learn.
+    if bool(known.all()) or not bool(known.any()):
+        raise ValueError(f"the mask {'hides no entry' if known.any() else 'observes no entry'}: "
+                         "the learned fill needs both observed and missing entries")
     if initial is not None:
         check_prior_fits(initial, observed.shape[0], len(fills), settings.width)
     net = (copy.deepcopy(initial).train() if initial is not None
@@ -158,7 +177,11 @@ def learned_fill(
     shifts = useful_shifts(known)
     patterns = [_hidden_pattern(observed, known, fills, shifts, settings, generator)
                 for _ in range(settings.patterns)]
-    losses = _fit(net, patterns, settings, settings.iterations, generator)
+    # Whatever the caller's block: inside torch.no_grad(), where a fill (which feels like
+    # inference) may well be made, the backward pass failed ("element 0 of tensors does not
+    # require grad").
+    with torch.enable_grad():
+        losses = _fit(net, patterns, settings, settings.iterations, generator)
     return net.eval(), losses
 
 
@@ -297,12 +320,26 @@ def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[T
     backwards (:func:`_turned_backwards`), turned back.
 
     Raises:
+        ValueError: a clip not ``(C, T, H, W)``, a mask that does not match, fills of
+            another number or shape than the net's and the clip's, or a fill with NaN or
+            infinite values.
         FloatingPointError: the net gave a NaN or infinite value at a missing entry.
     """
+    if observed.dim() != 4:  # a frame stack (T, H, W) was refused as T channels
+        raise ValueError(f"observed must be (C, T, H, W), got {tuple(observed.shape)}")
     check_mask_matches(known, observed)
     if (net.channels, net.n_fills) != (observed.shape[0], len(filled)):
         raise ValueError(f"the net reads {net.channels} channels and {net.n_fills} fills, "
                          f"given {observed.shape[0]} and {len(filled)}")
+    for i, fill in enumerate(filled):
+        # Else a wrong shape failed in torch.cat, and a NaN came out as the net's overflow
+        # ("train the prior again").
+        if fill.shape != observed.shape:
+            raise ValueError(f"filled[{i}] is {tuple(fill.shape)}, observed "
+                             f"{tuple(observed.shape)}: each fill is (C, T, H, W) as the clip")
+        if not bool(torch.isfinite(fill).all()):
+            raise ValueError(f"filled[{i}] has NaN or infinite values: a fill fills every "
+                             "entry with a number")
     known = known.to(observed.device).expand_as(observed)
     pattern = [known, known, fill_inputs(observed, known, filled), observed]
     views = (False, True) if symmetric else (False,)
@@ -392,8 +429,15 @@ def prior_example(truth: Tensor, known: Tensor, fills: dict[str, Fill]) -> Patte
         truth are kept in half precision (a library of clips is gigabytes; 1/2000 of the
         value range is below the 0-255 scale's step).
     """
+    if not isinstance(fills, Mapping):  # a list failed on "has no attribute 'values'"
+        raise ValueError(f"fills must be a dict of fill functions by name (as FILLS), got "
+                         f"{type(fills).__name__}")
+    if not fills:  # else an example of no fill, which no FillNet reads, refused by fill_prior
+        raise ValueError("a prior example needs at least one classical fill")
     if truth.dim() != 4:
         raise ValueError(f"truth must be (C, T, H, W), got {tuple(truth.shape)}")
+    check_not_meta(truth, "truth")
+    truth = truth.detach()  # data, as learned_fill's observed: fill_prior trains on it
     check_mask_matches(known, truth)
     known = known.to(truth.device).expand_as(truth)
     if bool(known.all()) or not bool(known.any()):
@@ -423,10 +467,15 @@ def fill_prior(
 
     Raises:
         ValueError: no examples, examples of different channel counts, or bad settings.
+        RuntimeError: inside ``torch.inference_mode()`` (``torch.no_grad()`` is fine).
     """
     check_learned_fill(settings)
     as_int(iterations, "iterations", minimum=1)
     check_generator(generator, "fill_prior")
+    refuse_inference_mode("a fill prior trains a network", "train it")
+    # A generator of examples was used up by the first check below, and refused as examples
+    # "of different channels and fills".
+    examples = list(examples)
     if not examples:
         raise ValueError("fill_prior needs at least one example")
     groups = {inputs.shape[0] for _, _, inputs, _ in examples}
@@ -436,7 +485,8 @@ def fill_prior(
     C = channels.pop()
     n_fills = groups.pop() // C - NEIGHBOUR_INPUTS
     net = FillNet(C, n_fills, settings.width).to(examples[0][2].device)
-    losses = _fit(net, examples, settings, iterations, generator)
+    with torch.enable_grad():  # as learned_fill's
+        losses = _fit(net, examples, settings, iterations, generator)
     return net.eval(), losses
 
 
@@ -454,6 +504,11 @@ def save_fill_prior(net: FillNet, fills: Sequence[str], path: str | Path, *,
     """Write a prior (:func:`fill_prior`) made with the classical fills named ``fills`` to
     ``path``, atomically, as plain data (loads without executing code); ``trained_on`` says
     what it learned from."""
+    # Else written as given: names that are no strings made a file load_fill_prior refuses,
+    # and a string was kept letter by letter ("ab" as the fills "a" and "b").
+    for what, names in (("fills", fills), ("trained_on", trained_on)):
+        if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+            raise ValueError(f"{what} must be a list of names (strings), got {names!r}")
     if len(fills) != net.n_fills:
         raise ValueError(f"the prior reads {net.n_fills} fills, {len(fills)} named")
     return save_checkpoint({"kind": PRIOR_KIND, "fills": list(fills), "channels": net.channels,

@@ -37,6 +37,7 @@ from stgconv.checks import (
     check_clamp,
     check_finite_observed,
     check_generator,
+    check_not_meta,
     expand_mask,
     is_int,
 )
@@ -69,6 +70,7 @@ class RecoveryResult:
 def _bool_mask(name: str, mask: Tensor, observed: Tensor, *, meaning: str = "True = observed"
                ) -> Tensor:
     check_bool_mask(mask, name, meaning=meaning)
+    check_not_meta(mask, name)
     return expand_mask(mask.to(observed.device), observed, name, "observed")
 
 
@@ -187,6 +189,11 @@ class CompletionChain:
 
     def __post_init__(self) -> None:
         check_clamp(self.clamp)
+        # A number failed only inside recover ("'float' object has no attribute 'to'").
+        if self.step_scale is not None and not isinstance(self.step_scale, Tensor):
+            raise ValueError(f"step_scale must be a tensor or None, got "
+                             f"{type(self.step_scale).__name__} {self.step_scale!r} (for one "
+                             "scale everywhere: torch.tensor(scale))")
 
     def move(self, energy: EnergyFn, completion: Tensor, constraint: KnownEntries, *,
              generator: torch.Generator | None = None) -> Tensor:
@@ -265,22 +272,26 @@ def recover(
 
     Raises:
         ValueError: a non-bool or non-broadcasting mask, nothing observed, ``observed`` not
-            floating point, non-finite observed entries or ``init``, a ``holdout`` outside
-            ``known`` or covering all of it, a negative or non-finite step scale,
-            ``warmup``/``average_last``/``train.n_iterations``/``n_chains`` out of range.
+            floating point, a tensor on the meta device, non-finite observed entries or
+            ``init``, a ``holdout`` outside ``known`` or covering all of it, a negative or
+            non-finite step scale, ``warmup``/``average_last``/``train.n_iterations``/
+            ``n_chains`` out of range, a ``select`` that is no such iteration.
     """
     train = train if train is not None else TrainConfig()
     check_generator(generator, "recover")
     # Data, not part of a graph: the training steps backpropagate into the energy alone (an
     # observed clip that required grad failed on the second "backward through the graph").
     observed = observed.detach()
+    check_not_meta(observed, "observed")
+    check_not_meta(init, "init")
     # Else the chains' start failed, naming noise ("noise is drawn in a floating point dtype").
     if not observed.is_floating_point():
         raise ValueError(f"observed must be floating point, got {observed.dtype} (convert it "
                          f"first, e.g. observed.float())")
     init = init.detach() if init is not None else None
     check_schedule(train.n_iterations, n_chains, warmup, average_last)
-    if select is not None and (holdout is not None
+    # A select of 1.5 failed in range(), naming no argument; True was taken as iteration 1.
+    if select is not None and (holdout is not None or not is_int(select)
                                or not (select == -1 or warmup <= select < train.n_iterations)):
         raise ValueError(f"select must be -1 or an iteration in [warmup, n_iterations) = "
                          f"[{warmup}, {train.n_iterations}), without a holdout; got {select}")
@@ -363,7 +374,10 @@ def _checked(completion: CompletionChain, observed: Tensor) -> CompletionChain:
     if step_scale is None:
         return completion
     try:
-        step_scale = step_scale.to(observed).expand_as(observed).unsqueeze(0)
+        # Detached as observed is: a scale made of a clip that requires grad (spread_step_scale
+        # of another network's output) put every move on its graph, and the second training
+        # step failed ("Trying to backward through the graph a second time").
+        step_scale = step_scale.detach().to(observed).expand_as(observed).unsqueeze(0)
     except RuntimeError as err:
         raise ValueError(f"step_scale {tuple(step_scale.shape)} does not broadcast to observed "
                          f"{tuple(observed.shape)}") from err
@@ -424,12 +438,23 @@ class _Estimate:
         return self.total / self.count if self.count else self.last
 
 
+def _check_video_mask(known: Tensor) -> None:
+    """``ValueError`` unless ``known`` is a bool ``(T, H, W)`` or ``(C, T, H, W)`` with values:
+    a float mask failed in ``~`` ("only implemented on integer and Boolean-type tensors"), a
+    frame's ``(H, W)`` with an IndexError, one on the meta device in ``bool()``."""
+    check_bool_mask(known, "known")
+    check_not_meta(known, "known")
+    if known.dim() not in (3, 4):  # time on dim -3: a video's two spatial dims after it
+        raise ValueError(f"known must be (T, H, W) or (C, T, H, W), got {tuple(known.shape)}")
+
+
 def hiding_shifts(known: Tensor) -> list[int]:
     """The time shifts ``s`` (1 to T - 1) under which the missing pattern of frame ``t - s``
     (mod ``T``: the first frames take the last ones') covers observed entries of frame ``t``;
     ``known`` bool ``(T, H, W)`` or ``(C, T, H, W)`` (on short clips some shifts cover none:
     every other frame missing, shifted by two; a mask the same in every frame has none:
-    :func:`spatial_shifts`)."""
+    :func:`spatial_shifts`); ``ValueError`` for another mask."""
+    _check_video_mask(known)
     missing = ~known
     return [shift for shift in range(1, known.shape[-3])
             if bool((missing.roll(shift, dims=-3) & known).any())]
@@ -463,7 +488,11 @@ def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
     Returns:
         ``[(dy, dx), ...]`` in row-major order: the pattern moved by ``dy`` rows down and ``dx``
         columns right.
+
+    Raises:
+        ValueError: another mask (not bool, another layout, on the meta device).
     """
+    _check_video_mask(known)
     frame = known.reshape(-1, *known.shape[-2:])
     if not bool((frame == frame[:1]).all()):
         return []
@@ -520,13 +549,11 @@ def holdout_like(
     Returns:
         bool, ``known``'s shape, a subset of ``known``.
     """
-    check_bool_mask(known, "known")
+    _check_video_mask(known)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     check_generator(generator, "holdout_like")
     dim = known.dim() - 3
-    if dim not in (0, 1):  # time on dim -3: a video's two spatial dims after it
-        raise ValueError(f"known must be (T, H, W) or (C, T, H, W), got {tuple(known.shape)}")
     if not bool(known.any()):
         raise ValueError("the mask leaves no entry observed: there is nothing to recover from")
     if bool(known.all()):

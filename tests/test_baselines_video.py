@@ -102,6 +102,16 @@ def test_float64_and_3d_mask(name):
 
 
 @pytest.mark.parametrize("name", sorted(FILLS))
+def test_a_clip_that_requires_grad_fills_as_its_values(name):
+    """A clip another network made: motion compensation failed in numpy ("Can't call numpy()
+    on Tensor that requires grad"), the other fills took it."""
+    video, known = clip(), make_mask("region")
+    out = FILLS[name](video.clone().requires_grad_(True), known)
+    assert torch.equal(out.detach(), FILLS[name](video, known))
+    out.sum().backward()  # on the caller's graph as a value, not written in place
+
+
+@pytest.mark.parametrize("name", sorted(FILLS))
 def test_bad_input(name):
     fill = FILLS[name]
     video, known = clip(), make_mask("region")

@@ -239,6 +239,10 @@ def test_an_image_mask_of_another_size_is_fitted_as_the_clips_frames_are(tmp_pat
     grey[2:4, 3:6] = 255
     Image.fromarray(grey).save(tmp_path / "m.png")
     known = load_mask(tmp_path / "m.png", frames=2, size=(4, 4))
+    # One int is a square, as a clip's size is; it failed as "'int' object is not iterable".
+    assert torch.equal(load_mask(tmp_path / "m.png", frames=2, size=4), known)
+    with pytest.raises(ValueError, match=r"^size must be a positive int or a pair \(H, W\)"):
+        load_mask(tmp_path / "m.png", frames=2, size=(0, 0))
     missing = torch.zeros(4, 4, dtype=torch.bool)
     missing[0:3, 0:3] = True
     assert known.shape == (1, 2, 4, 4) and torch.equal(~known[0, 1], missing)

@@ -400,7 +400,8 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
     ("region:99", ValueError, r"mask 'region:99': block 99x99 does not fit"),
     ("region:inf", ValueError, r"mask 'region:inf': 'inf' is not a finite number"),
     ("regoin:8", FileNotFoundError, r"mask file not found: regoin:8 \(generated masks are "
-                                    r"missing_frames:\.\.\., region:\.\.\., salt_and_pepper"),
+                                    r"missing_frames:\.\.\., region:\.\.\., "
+                                    r"fixed_region:\.\.\., salt_and_pepper"),
     # A mask of the caller's own, as a tensor or an array: a TypeError from pathlib.
     (torch.ones(4, 16, 16, dtype=torch.bool), ValueError,
      r"^mask must be a file's path or a generated mask \(missing_frames:\.\.\., .*\), got "
@@ -900,6 +901,8 @@ def _clip_with(value: float) -> torch.Tensor:
     # Refused only after the whole recovery, where the NaN lay under the mask.
     (_clip_with(math.nan), r"clip holds 1 NaN or infinite values: .* holds none$"),
     (_clip_with(math.inf), r"clip holds 1 NaN or infinite values: "),
+    # Its values are read: it failed in torch ("Tensor.item() cannot be called on meta").
+    (torch.zeros(3, 12, 32, 32, device="meta"), r"^clip is on the meta device"),
 ])
 def test_a_clip_read_before_must_be_the_videos_at_frames_and_size(clip: Path, given, message
                                                                    ) -> None:
@@ -908,6 +911,51 @@ def test_a_clip_read_before_must_be_the_videos_at_frames_and_size(clip: Path, gi
     task = importlib.import_module("stgconv.tasks.recover_video")
     with pytest.raises(ValueError, match=message):
         task.recover_video(quick_config(), clip, "region:12", frames=12, size=32, clip=given)
+
+
+def test_a_clip_that_requires_grad_recovers_as_its_values(clip: Path) -> None:
+    """A clip another network made: the completion's step scale, made of it, carried its
+    graph, and the second training step failed ("backward through the graph a second time")."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0")
+    given = load_video(clip, n_frames=8, size=16)
+    reports = [task.recover_video(config, clip, "region:6", frames=8, size=16, clip=data)
+               for data in (given, given.clone().requires_grad_(True))]
+    assert torch.equal(reports[1]["recovered"], reports[0]["recovered"])
+    assert not any(reports[1][key].requires_grad for key in ("truth", "init"))
+
+
+@pytest.mark.parametrize(("video", "out", "error", "message"), [
+    # The recovered videos play at the video file's rate: a clip given with the name of no
+    # file failed on it after the whole recovery.
+    ("my clip", "out", FileNotFoundError, r"^video my clip not found: .* data\.fps\)$"),
+    # A file where the folder goes failed after the whole recovery, "File exists".
+    (None, "taken", ValueError, r"^out_dir .*taken is a file, not a folder$"),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(
+        clip: Path, tmp_path: Path, monkeypatch, video, out, error, message) -> None:
+    task = importlib.import_module("stgconv.tasks.recover_video")
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the recovery ran")
+
+    monkeypatch.setattr(task, "_recover", refused)
+    (tmp_path / "taken").write_text("")
+    config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0")
+    with pytest.raises(error, match=message):
+        task.recover_video(config, video or clip, "region:12", frames=12, size=32,
+                           clip=load_video(clip, n_frames=12, size=32), out_dir=tmp_path / out)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_clip_of_no_file_is_written_at_the_configs_rate(clip: Path, tmp_path: Path) -> None:
+    """Given data.fps, a clip with the name of no file needs none to play at."""
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0",
+                          "data.fps=7")
+    task.recover_video(config, "my clip", "region:12", frames=12, size=32,
+                       clip=load_video(clip, n_frames=12, size=32), out_dir=tmp_path)
+    assert frame_rate(tmp_path / "recovered.mp4") == 7
 
 
 @pytest.mark.parametrize("config", [str(QUICK_RECOVERY_CONFIG), {"seed": 0}, None])

@@ -3,10 +3,13 @@ fills."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
+import re
 import warnings
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
@@ -266,6 +269,10 @@ def test_bad_input_is_refused():
     video, known = wave(), pixels_missing()
     with pytest.raises(ValueError, match="at least one"):
         learned_fill(video, known, [])
+    # FILLS itself, names to fills, failed making a pattern ("'str' object is not callable").
+    with pytest.raises(ValueError, match=r"^fills must be fill functions, fill\(video, known\), "
+                                         r"got 'temporal_interpolation' \(of FILLS"):
+        learned_fill(video, known, FILLS)
     for clip, mask in ((video[0], known), (video[0, 0], known[0]), (video[None], known)):
         with pytest.raises(ValueError, match=r"observed must be \(C, T, H, W\)"):
             learned_fill(clip, mask, [TEMPORAL])
@@ -277,7 +284,16 @@ def test_bad_input_is_refused():
         learned_fill(video, static, [TEMPORAL])
     with pytest.raises(ValueError, match="recovery.learned.iterations"):
         learned_fill(video, known, [TEMPORAL], settings=LearnedFillConfig(iterations=0))
-    for bad_mask in (known[:, :16, :16], known.float()):
+    # Refused as a mask whose pattern hides nothing under any shift ("choose a classical
+    # recovery.init"), for a clip with nothing to fill or nothing to learn from.
+    for mask, what in ((torch.ones_like(known), "hides no entry"),
+                       (torch.zeros_like(known), "observes no entry")):
+        with pytest.raises(ValueError, match=f"^the mask {what}: the learned fill needs both"):
+            learned_fill(video, mask, [TEMPORAL], settings=FAST)
+    with pytest.raises(ValueError, match="^observed is on the meta device"):
+        learned_fill(video.to("meta"), known, [TEMPORAL], settings=FAST)
+    # The meta mask failed inside torch ("Cannot copy out of meta tensor; no data!").
+    for bad_mask in (known[:, :16, :16], known.float(), known.to("meta")):
         with pytest.raises(ValueError, match="known"):
             learned_fill(video, bad_mask, [TEMPORAL], settings=FAST)
         net = FillNet(3, 1, width=4)
@@ -311,6 +327,57 @@ def test_a_float64_clip_is_filled_by_the_float32_net():
     assert torch.equal(filled[known.expand_as(video)], video[known.expand_as(video)])
 
 
+def trained_in(block, train):
+    """``train()``'s net (its first weights from torch's seed 0) and losses, called in
+    ``block``."""
+    torch.manual_seed(0)
+    with block:
+        net, losses = train()
+    return net.state_dict(), losses
+
+
+def test_a_clip_that_requires_grad_is_learned_from_as_its_values():
+    """The net's training steps backpropagated into a clip another network made, filling the
+    caller's .grad; a prior example of one kept its graph."""
+    video, known = wave()[:, :6, :16, :16], pixels_missing()[:6, :16, :16]
+    leaf = video.clone().requires_grad_(True)
+    settings = replace(FAST, iterations=2, patterns=1, width=4, batch=2)
+
+    def train(clip):
+        return trained_in(contextlib.nullcontext(), partial(
+            learned_fill, clip, known, [TEMPORAL], settings=settings,
+            generator=torch.Generator().manual_seed(0)))
+
+    (weights, losses), (weights_of_values, losses_of_values) = train(leaf), train(video)
+    assert leaf.grad is None and losses == losses_of_values
+    assert all(torch.equal(weights[name], weights_of_values[name]) for name in weights)
+    assert not any(part.requires_grad for part in prior_example(leaf, known, {"t": TEMPORAL}))
+
+
+@pytest.mark.parametrize("prior", [False, True], ids=["learned_fill", "fill_prior"])
+def test_a_fill_trained_inside_no_grad_is_the_same_and_inference_mode_is_refused(prior):
+    """The backward pass failed inside torch.no_grad() ("element 0 of tensors does not require
+    grad"), where a caller making a fill, which feels like inference, may well be; inside
+    torch.inference_mode(), where no block turns autograd back on, it is refused naming why."""
+    video, known = wave()[:, :6, :16, :16], pixels_missing()[:6, :16, :16]
+    settings = replace(FAST, iterations=2, patterns=1, width=4, batch=2)
+    if prior:
+        def train():
+            return fill_prior([prior_example(video, known, {"t": TEMPORAL})], settings=settings,
+                              iterations=2, generator=torch.Generator().manual_seed(0))
+    else:
+        def train():
+            return learned_fill(video, known, [TEMPORAL], settings=settings,
+                                generator=torch.Generator().manual_seed(0))
+    weights, losses = trained_in(contextlib.nullcontext(), train)
+    weights_no_grad, losses_no_grad = trained_in(torch.no_grad(), train)
+    assert losses_no_grad == losses
+    assert all(torch.equal(weights[name], weights_no_grad[name]) for name in weights)
+    with pytest.raises(RuntimeError, match=r"trains a network, which torch.inference_mode\(\) "
+                                           r"turns off: train it outside it"):
+        trained_in(torch.inference_mode(), train)
+
+
 @pytest.mark.parametrize("override, message", [
     ("recovery.learned.fills=[optical]", "unknown fill"),
     ("recovery.learned.fills=[]", "at least one"),
@@ -324,6 +391,20 @@ def test_a_float64_clip_is_filled_by_the_float32_net():
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, ["recovery.init=learned", override])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # Built in Python these failed in range() or torch.randint naming no key, ran as 1, or
+    # read the name letter by letter ("unknown fill(s) ['b', 'i', ...]").
+    ({"iterations": 1.5}, "recovery.learned.iterations must be an integer, got 1.5"),
+    ({"patterns": 1.5}, "recovery.learned.patterns must be an integer, got 1.5"),
+    ({"batch": True}, "recovery.learned.batch must be an integer, got True"),
+    ({"lr": math.inf}, "recovery.learned.lr must be a finite number, got inf"),
+    ({"fills": "biharmonic"}, "recovery.learned.fills must be a list of fill names, got"),
+])
+def test_settings_built_in_python_are_checked_as_a_file_s_are(change, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        learned_fill(wave(), pixels_missing(), [TEMPORAL], settings=replace(FAST, **change))
 
 
 def moving_wave(phase: float, speed: float, frames: int = 12) -> torch.Tensor:
@@ -362,9 +443,16 @@ def test_a_prior_example_names_a_clip_or_mask_it_cannot_use() -> None:
     temporal = {"temporal_interpolation": TEMPORAL}
     with pytest.raises(ValueError, match=r"truth must be \(C, T, H, W\), got \(12, 32, 32\)"):
         prior_example(video[0], known, temporal)
-    for bad_mask in (known[:, :16, :16], known.float()):
+    for bad_mask in (known[:, :16, :16], known.float(), known.to("meta")):
         with pytest.raises(ValueError, match="known"):
             prior_example(video, bad_mask, temporal)
+    with pytest.raises(ValueError, match="^truth is on the meta device"):
+        prior_example(video.to("meta"), known, temporal)
+    with pytest.raises(ValueError, match="^fills must be a dict of fill functions by name"):
+        prior_example(video, known, [TEMPORAL])  # failed on "has no attribute 'values'"
+    # Made, it was refused only by fill_prior, as a net of "n_fills 0".
+    with pytest.raises(ValueError, match="^a prior example needs at least one classical fill"):
+        prior_example(video, known, {})
 
 
 def test_a_prior_trained_on_other_clips_fills_a_new_clip_better_than_its_first_fill():
@@ -450,6 +538,11 @@ def test_a_saved_prior_loads_as_it_was_and_nothing_else_passes_for_one(tmp_path)
         load_fill_prior(tmp_path)
     with pytest.raises(ValueError, match="2 fills, 1 named"):
         save_fill_prior(net, ["temporal_interpolation"], tmp_path / "bad.pt")
+    # Written as given, names of no strings made a file that does not load, and a string was
+    # kept letter by letter.
+    for fills, trained_on in (([1, 2], ()), ("ab", ()), (["a", "b"], "clip.mp4")):
+        with pytest.raises(ValueError, match=r"^(fills|trained_on) must be a list of names"):
+            save_fill_prior(net, fills, tmp_path / "bad.pt", trained_on=trained_on)
     assert not (tmp_path / "bad.pt").exists()
 
 
@@ -494,6 +587,14 @@ def test_fill_prior_refuses_examples_one_net_cannot_read() -> None:
         fill_prior([one], settings=replace(FAST, lr=-1.0), iterations=1)
     with pytest.raises(ValueError, match="fill_prior: generator must be"):
         fill_prior([one], settings=FAST, iterations=1, generator=0)  # a seed
+    # Examples made one by one as they are read: refused as of "different channels and fills".
+    settings = replace(FAST, iterations=1, width=4, batch=1)
+    torch.manual_seed(0)
+    net, _ = fill_prior((example for example in [one]), settings=settings, iterations=1)
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(
+        net.state_dict().values(), fill_prior([one], settings=settings, iterations=1)[0]
+        .state_dict().values()))
 
 
 def test_fill_prior_crops_examples_of_different_sizes_to_the_smallest() -> None:
@@ -515,6 +616,15 @@ def test_apply_fill_names_a_net_made_for_other_inputs() -> None:
         apply_fill(FillNet(3, 2, width=4), video, known, made)
     with pytest.raises(ValueError, match="the net reads 1 channels and 1 fills, given 3 and 1"):
         apply_fill(FillNet(1, 1, width=4), video, known, made)
+    # A frame stack was taken as 4 channels ("the net reads 1 channels ..., given 4"), a fill
+    # of another shape failed in torch.cat, and a NaN in a fill came out as the net's overflow.
+    with pytest.raises(ValueError, match=r"^observed must be \(C, T, H, W\), got \(4, 8, 8\)"):
+        apply_fill(FillNet(1, 1, width=4), video[0], known, [made[0][0]])
+    with pytest.raises(ValueError,
+                       match=r"^filled\[0\] is \(3, 2, 8, 8\), observed \(3, 4, 8, 8\)"):
+        apply_fill(FillNet(3, 1, width=4), video, known, [made[0][:, :2]])
+    with pytest.raises(ValueError, match=r"^filled\[0\] has NaN or infinite values"):
+        apply_fill(FillNet(3, 1, width=4), video, known, [torch.full_like(video, math.nan)])
 
 
 def test_squared_then_absolute_loss_is_squared_first() -> None:

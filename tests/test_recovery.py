@@ -87,6 +87,24 @@ def test_an_observed_clip_or_init_that_requires_grad_recovers_as_its_data() -> N
     assert torch.equal(run(observed, leaf * 1.0), plain)
 
 
+def test_a_step_scale_made_of_a_clip_that_requires_grad_moves_as_its_values() -> None:
+    """spread_step_scale of a clip another network made (as ``stgconv recover``'s task makes
+    it of a clip given to it) put every move of the completion on that graph, and the second
+    training step failed ("Trying to backward through the graph a second time")."""
+    truth = moving_sinusoid()
+    known = missing_frames(T, H, W, fraction=0.5, keep_ends=True, generator=gen(1))
+    observed = torch.where(known, truth, 0.0)
+
+    def run(data: torch.Tensor) -> torch.Tensor:
+        chain = CompletionChain(Langevin(n_steps=1, step_size=0.1),
+                                step_scale=spread_step_scale(data, known))
+        return recover(tiny_energy(), Langevin(n_steps=1, step_size=0.1), data, known,
+                       train=TrainConfig(n_iterations=2), average_last=1, n_chains=1,
+                       completion=chain, generator=gen(2)).recovered
+
+    assert torch.equal(run(observed.clone().requires_grad_(True)), run(observed))
+
+
 def test_a_start_the_holdout_keeps_from_an_observed_clip_that_requires_grad_is_data() -> None:
     """The default start (the visible mean) of a clip that requires grad, kept by the holdout
     over a chain that only moves away (huge noisy steps): it comes back as data, not as a
@@ -471,6 +489,14 @@ def test_spread_step_scale_refuses_bad_input_naming_it(observed, known, power, m
         spread_step_scale(observed, known, power=power)
 
 
+@pytest.mark.parametrize("step_scale", [0.5, [1.0]])
+def test_a_step_scale_that_is_no_tensor_is_refused_when_the_chain_is_made(step_scale) -> None:
+    """It failed only inside recover ("'float' object has no attribute 'to'")."""
+    with pytest.raises(ValueError, match=r"^step_scale must be a tensor or None, got "
+                                         r"(float 0.5|list \[1.0\]) \(for one scale"):
+        CompletionChain(Langevin(), step_scale=step_scale)
+
+
 def test_a_completion_clamp_of_no_range_is_refused() -> None:
     """torch's clamp with low >= high set every entry to high without a word."""
     with pytest.raises(ValueError, match=r"clamp must be \(low, high\), two real numbers"):
@@ -519,6 +545,16 @@ def test_a_completion_clamp_of_no_range_is_refused() -> None:
         ({"holdout": salt_and_pepper(T, H, W, fraction=0.3, generator=gen(0))},
          "holdout covers every observed entry"),
         ({"generator": 0}, "recover: generator must be a torch.Generator"),
+        # Shapes without values failed inside torch ("Cannot copy out of meta tensor; no
+        # data!", "Tensor.item() cannot be called on meta tensors").
+        ({"observed": torch.zeros(1, T, H, W, device="meta")}, "^observed is on the meta"),
+        ({"known": torch.ones(T, H, W, dtype=torch.bool, device="meta")}, "^known is on the meta"),
+        ({"init": torch.zeros(1, T, H, W, device="meta")}, "^init is on the meta"),
+        ({"holdout": torch.ones(T, H, W, dtype=torch.bool, device="meta")},
+         "^holdout is on the meta"),
+        # 1.5 failed in range() naming no argument; True was taken as iteration 1.
+        ({"select": 1.5}, r"select must be -1 or an iteration .* got 1.5"),
+        ({"select": True}, r"select must be -1 or an iteration .* got True"),
     ],
 )
 def test_bad_input_raises_value_error(change: dict, match: str) -> None:
@@ -728,6 +764,29 @@ def test_an_exact_preconditioned_chain_keeps_the_target_law(sampler) -> None:
     z_mean = (free.mean(0) - mu[1:]) / (s[1:] / math.sqrt(n))
     z_var = (free.var(0) / s[1:] ** 2 - 1) / math.sqrt(2 / n)
     assert z_mean.abs().max() < 5 and z_var.abs().max() < 5, (z_mean, z_var)
+
+
+@pytest.mark.parametrize("function", [hiding_shifts, holdout_like])
+@pytest.mark.parametrize(("known", "match"), [
+    # Failed in ~ ("only implemented on integer and Boolean-type tensors"), with an
+    # IndexError, and in bool() ("cannot be called on meta tensors").
+    (torch.ones(T, H, W), r"^known must be a bool tensor \(True = observed\), got torch.float32"),
+    (torch.ones(H, W, dtype=torch.bool), r"^known must be \(T, H, W\) or \(C, T, H, W\), got"),
+    (torch.ones(T, H, W, dtype=torch.bool, device="meta"), "^known is on the meta device"),
+])
+def test_hiding_shifts_and_holdout_like_name_a_mask_they_cannot_read(function, known,
+                                                                     match) -> None:
+    with pytest.raises(ValueError, match=match):
+        function(known)
+
+
+@pytest.mark.parametrize("shift", [1.5, True])
+def test_holdout_like_names_a_shift_that_is_no_number_of_frames(shift) -> None:
+    """It failed in torch's roll ("argument 'shifts' must be tuple of ints")."""
+    known = missing_frames(T, H, W, fraction=0.5, generator=gen(1))
+    with pytest.raises(ValueError, match=rf"^shift must be a number of frames or an offset "
+                                         rf"\(dy, dx\) in pixels, got {shift}"):
+        holdout_like(known, shift=shift)
 
 
 def test_hiding_shifts_lists_every_shift_that_covers_an_observed_entry() -> None:

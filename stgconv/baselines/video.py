@@ -338,6 +338,10 @@ def motion_compensated_interpolation(
     T = x.shape[1]
     if T < 2 or bool(known.all()):
         return x
+    # The sweeps work on values, as the other fills do: numpy took no clip that requires grad
+    # (another network's output) for the flow, and autograd no fill written in place. The
+    # observed entries are the clip's own again at the end.
+    values, x = video.detach(), x.detach()
     for _ in range(rounds):
         to_previous, to_next = _flow_grids(x)
         for sweep in range(max_sweeps):
@@ -349,12 +353,12 @@ def motion_compensated_interpolation(
                     estimates.append(_sample(x[:, t - 1], to_previous[t - 1]))
                 if t < T - 1:
                     estimates.append(_sample(x[:, t + 1], to_next[t]))
-                new = torch.where(known[:, t], video[:, t], sum(estimates) / len(estimates))
+                new = torch.where(known[:, t], values[:, t], sum(estimates) / len(estimates))
                 change = max(change, float((new - x[:, t]).abs().max()))
                 x[:, t] = new
             if change <= tol:
                 break
-    return x
+    return torch.where(known, video, x)
 
 
 def _flow_grids(x: Tensor) -> tuple[list[Tensor], list[Tensor]]:

@@ -29,13 +29,20 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from stgconv.checks import as_int, as_size, check_bool_mask, check_generator, read_npy
+from stgconv.checks import (
+    as_int,
+    as_size,
+    check_bool_mask,
+    check_generator,
+    check_not_meta,
+    read_npy,
+)
 from stgconv.io.image import IMAGE_SUFFIXES, read_image, to_channels
 from stgconv.io.matlab import read_mat
 
 
 def load_mask(path: str | Path, *, frames: int | None = None,
-              size: tuple[int, int] | None = None) -> Tensor:
+              size: int | tuple[int, int] | None = None) -> Tensor:
     """Read a mask file with 1 = MISSING: a ``.npy`` array ``(T, H, W)`` or ``(C, T, H, W)``
     (the video layout), one frame's mask that holds in every frame (a fixed occluder: a logo, a
     scratch) as an image file or a 2-D ``.npy`` ``(H, W)``, or anything else as a MATLAB
@@ -51,8 +58,8 @@ def load_mask(path: str | Path, *, frames: int | None = None,
     Args:
         frames: ``T``, how many frames a one-frame mask (an image, a 2-D array) is repeated
             over; needed for those.
-        size: the clip's ``(H, W)``, to which an image mask is fitted and which a 2-D array
-            must have.
+        size: the clip's ``(H, W)`` (one int: square, as a clip's ``size`` is), to which an
+            image mask is fitted and which a 2-D array must have.
 
     Returns:
         bool ``(C, T, H, W)``, ``True`` = observed; a 3-D array gives ``(1, T, H, W)``, a
@@ -66,6 +73,9 @@ def load_mask(path: str | Path, *, frames: int | None = None,
             without ``frames``.
     """
     path = Path(path)
+    # One int, as load_video and the CLI's --size take it, failed as "'int' object is not
+    # iterable"; (0, 0) in PIL's words, naming no argument.
+    size = as_size(size) if size is not None else None
     suffix = path.suffix.lower()
     if suffix == ".npz":
         # Read as MATLAB's, it was "cannot read MATLAB file m.npz: Unknown mat file type".
@@ -293,13 +303,15 @@ def salt_and_pepper(
 
 
 def check_mask_matches(known: Tensor, video: Tensor) -> None:
-    """Raise ``ValueError`` unless ``known`` is a bool mask that broadcasts to ``video``'s shape.
+    """Raise ``ValueError`` unless ``known`` is a bool mask that broadcasts to ``video``'s shape,
+    with values (not on the meta device: the callers read it).
 
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)`` (any shape that broadcasts), True = observed.
         video: ``(C, T, H, W)`` or ``(B, C, T, H, W)``.
     """
     check_bool_mask(known, "known")
+    check_not_meta(known, "known")
     try:
         shape = torch.broadcast_shapes(known.shape, video.shape)
     except RuntimeError:

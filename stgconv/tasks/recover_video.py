@@ -21,7 +21,7 @@ from torch import Tensor
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import FILLS, biharmonic_inpainting
 from stgconv.build import build_sampler, seeded_weights
-from stgconv.checks import check_entries, check_seed
+from stgconv.checks import check_entries, check_not_meta, check_output, check_seed
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
     check_mask_matches,
@@ -146,8 +146,8 @@ def recover_video(
     ``config`` (as run: the clip's channels, frames and size, the model built for them). With
     ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced),
     writes ``recovered.mp4`` (to watch, at the clip's frame rate, ``data.fps`` where set, 25
-    fps for a frame folder: an odd height or width gets one white row or column, as its codec
-    needs even ones),
+    fps for a frame folder; a ``clip`` given with the name of no file needs ``data.fps``: an
+    odd height or width gets one white row or column, as its codec needs even ones),
     ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1],
     exact), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
     ``metrics.json`` there.
@@ -165,6 +165,8 @@ def recover_video(
                          f"must be 'video' (and its model.arch a video one), got "
                          f"{config.data.kind!r}")
     device = resolve_device(config.device)
+    if out_dir is not None:  # a file there failed after the whole recovery, "File exists"
+        check_output(out_dir, "out_dir")
     if out_dir is not None and (trained := training_files(out_dir)):
         # Its config.yaml would replace the run's, which the run's --resume reads.
         raise ValueError(f"{out_dir} holds a training run ({trained[0].name}, ...): recovering "
@@ -176,7 +178,8 @@ def recover_video(
                          start_frame=config.data.start_frame, fps=config.data.fps)
     else:
         _check_clip(clip, video, frames=frames, size=size)
-    truth = clip.to(device)
+    # Data: a clip another network made is recovered and reported as its values.
+    truth = clip.detach().to(device)
     known = load_known(mask, tuple(truth.shape[1:]), seed=config.seed).to(device)
     try:
         check_mask_matches(known, truth)
@@ -186,6 +189,9 @@ def recover_video(
         raise
     known = known.expand_as(truth)
     observed = torch.where(known, truth, torch.zeros_like(truth))
+    # Read before the work: a clip given with the name of no file (an array of the caller's)
+    # failed on it after the whole recovery, with nothing written.
+    fps = _frame_rate(config, video) if out_dir is not None else None
     started = time.perf_counter()
     result, init, start = _recover(config, observed, known, progress=progress)
     seconds = time.perf_counter() - started
@@ -198,7 +204,7 @@ def recover_video(
     }
     if out_dir is not None:
         _save(out_dir, replace(report["config"], out_dir=str(out_dir)), report, result,
-              video=video, mask=mask)
+              video=video, mask=mask, fps=fps)
     return report
 
 
@@ -212,6 +218,8 @@ def _check_clip(clip: object, video: str | Path, *, frames: int, size: int) -> N
     if not isinstance(clip, Tensor):
         raise ValueError(f"clip is not a tensor but {type(clip).__name__}: {read} is a float32 "
                          f"tensor (3, {frames}, {size}, {size}) (torch.from_numpy for an array)")
+    check_not_meta(clip, "clip")  # its values are read here
+    clip = clip.detach()  # read as values, without torch's warning for one that requires grad
     if tuple(clip.shape) != (3, frames, size, size):
         raise ValueError(f"clip is {tuple(clip.shape)}: {read} is (3, {frames}, {size}, {size})")
     if clip.dtype != torch.float32:  # the model the config builds is float32
@@ -462,15 +470,24 @@ def _fill(settings: RecoveryConfig, observed: Tensor, known: Tensor) -> Tensor:
     return FILLS[settings.init](observed, known)
 
 
+def _frame_rate(config: ExperimentConfig, video: str | Path) -> float:
+    """The rate the recovered clip plays at: the one its frames were picked at, ``data.fps``
+    where set, else ``video``'s own (at the file's, a clip read at data.fps 2 from a 60 fps file
+    played 30 times too fast), 25 for a frame folder, which states none."""
+    if config.data.fps:
+        return config.data.fps
+    if not Path(video).exists():
+        raise FileNotFoundError(f"video {video} not found: the recovered clip plays at its "
+                                "frame rate (for a clip of no file, set the config's data.fps)")
+    return frame_rate(video) or 25
+
+
 def _save(out_dir: str | Path, config: ExperimentConfig, report: dict[str, Any],
-          result: RecoveryResult, *, video: str | Path, mask: str | Path) -> None:
+          result: RecoveryResult, *, video: str | Path, mask: str | Path, fps: float) -> None:
     video_path, array_path, comparison_path, config_path, metrics_path = (
         Path(out_dir) / name for name in RECOVER_FILES)
     truth, known = report["truth"], report["known"]
     occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
-    # The rate the frames were picked at: at the file's, a clip read at data.fps 2 from a
-    # 60 fps file played 30 times too fast. A frame folder states none.
-    fps = config.data.fps or frame_rate(video) or 25
     # save_comparison of one clip: save_video would refuse an odd size after all the work.
     save_comparison([result.recovered], video_path, fps=fps)
     # The video files are compressed: programs that score the recovery read this one.
