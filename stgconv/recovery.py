@@ -465,9 +465,9 @@ Shift = int | tuple[int, int]
 (:func:`hiding_shifts`) or, for a mask the same in every frame, an offset ``(dy, dx)`` in pixels
 within each frame (:func:`spatial_shifts`)."""
 
-SPATIAL_SHIFT_GRID = 64
-"""At most this many offsets along each spatial axis are tried (a grid over every offset), so
-that a large frame's list stays short."""
+SPATIAL_SHIFT_LIMIT = 4096
+"""At most this many offsets are listed, evenly spaced among those that qualify, so that a large
+frame's list stays short."""
 
 SPATIAL_COVERAGE = 0.9
 """The share of the missing pattern that an offset must move onto observed entries inside the
@@ -476,11 +476,12 @@ frame: below it, the held-out entries look less like the missing ones than they 
 
 def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
     """For a mask that hides the same entries in every frame (a fixed occluder, which no shift
-    in time moves onto observed entries), the offsets ``(dy, dx)`` (on a grid of at most
-    :data:`SPATIAL_SHIFT_GRID` steps along each axis) that move at least
-    :data:`SPATIAL_COVERAGE` of a frame's missing entries inside the frame onto observed ones,
-    without wrapping round its edges; empty for any other mask, or one whose missing entries
-    cover too much of the frame to move (half of it scattered at random).
+    in time moves onto observed entries; each channel its own where they differ), the offsets
+    ``(dy, dx)`` that move at least :data:`SPATIAL_COVERAGE` of a frame's missing entries (its
+    channels together) inside the frame onto observed ones, without wrapping round its edges
+    (at most :data:`SPATIAL_SHIFT_LIMIT` of them, evenly spaced among those); empty for any
+    other mask, or one whose missing entries cover too much of the frame to move (half of it
+    scattered at random).
 
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed.
@@ -493,26 +494,28 @@ def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
         ValueError: another mask (not bool, another layout, on the meta device).
     """
     _check_video_mask(known)
-    frame = known.reshape(-1, *known.shape[-2:])
-    if not bool((frame == frame[:1]).all()):
+    frames = known.reshape(-1, *known.shape[-3:])  # (C, T, H, W), C = 1 for (T, H, W)
+    if not bool((frames == frames[:, :1]).all()):
         return []
-    missing = ~frame[0]
+    missing = ~frames[:, 0]
     n_missing = int(missing.sum())
     if n_missing == 0:
         return []
-    H, W = missing.shape
+    H, W = missing.shape[-2:]
     # How many missing entries each offset moves onto observed ones inside the frame: the
     # cross-correlation of the missing and observed maps, zero-padded so nothing wraps (an FFT:
     # a direct count is H * W products for each of the ~4 * H * W offsets).
     size = (2 * H, 2 * W)
     spectrum = (torch.fft.rfft2(missing.double().cpu(), s=size).conj()
                 * torch.fft.rfft2((~missing).double().cpu(), s=size))
-    landed = torch.fft.irfft2(spectrum, s=size).round()  # landed[dy % 2H, dx % 2W]
-    step_y = -(-H // SPATIAL_SHIFT_GRID)
-    step_x = -(-W // SPATIAL_SHIFT_GRID)
-    return [(dy, dx) for dy in range(-((H - 1) // step_y) * step_y, H, step_y)
-            for dx in range(-((W - 1) // step_x) * step_x, W, step_x)
-            if landed[dy % (2 * H), dx % (2 * W)] >= SPATIAL_COVERAGE * n_missing]
+    landed = torch.fft.irfft2(spectrum, s=size).sum(0).round()  # landed[dy % 2H, dx % 2W]
+    # Rolled so that row-major order runs from the offset (1 - H, 1 - W) to (H - 1, W - 1).
+    landed = landed.roll((H - 1, W - 1), dims=(0, 1))[:2 * H - 1, :2 * W - 1]
+    offsets = (landed >= SPATIAL_COVERAGE * n_missing).nonzero() - torch.tensor([H - 1, W - 1])
+    # Thinned after the count, not by a coarser grid of offsets tried: a grid of every other
+    # row missed every offset of a mask of every other row missing (interlacing).
+    step = max(1, -(-len(offsets) // SPATIAL_SHIFT_LIMIT))
+    return [(dy, dx) for dy, dx in offsets[::step].tolist()]
 
 
 def shifted_in_frame(mask: Tensor, offset: tuple[int, int]) -> Tensor:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from stgconv import recovery
 from stgconv.config import TrainConfig
 from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
@@ -346,7 +347,7 @@ def fixed_block(top: int = 3, left: int = 4, side: int = 3) -> torch.Tensor:
 def test_spatial_shifts_move_a_fixed_occluder_onto_observed_pixels() -> None:
     """Every offset listed moves at least 90% of the block inside the frame onto observed
     pixels, and every whole-pixel offset that moves all of it so is listed (a 12-pixel frame
-    is below the grid's 64 steps: each offset is tried)."""
+    has far fewer offsets than the list's limit)."""
     known = fixed_block()
     missing = ~known[0]
     offsets = spatial_shifts(known)
@@ -362,6 +363,44 @@ def test_spatial_shifts_move_a_fixed_occluder_onto_observed_pixels() -> None:
     assert spatial_shifts(moving) == []
     assert spatial_shifts(fixed_block(0, 0, side=10)) == []  # 100 of 144 missing
     assert spatial_shifts(torch.ones_like(known)) == []
+
+
+def test_spatial_shifts_find_the_odd_rows_that_move_every_other_row_onto_observed_ones() -> None:
+    """Interlacing on a frame of 66 rows: every other row missing. Only an odd number of rows
+    moves them onto observed ones (a column moves 3/4 of them): -5 to 7, where at most 3 of
+    the 33 rows leave the frame. Offsets tried on a grid of every other row (a frame over 64
+    rows) found none and refused the mask as covering too much of the frame."""
+    known = torch.ones(2, 66, 4, dtype=torch.bool)
+    known[:, ::2] = False
+    assert spatial_shifts(known) == [(-5, 0), (-3, 0), (-1, 0), (1, 0), (3, 0), (5, 0), (7, 0)]
+
+
+def test_spatial_shifts_list_at_most_their_limit_evenly_spaced(monkeypatch) -> None:
+    """One pixel missing at the top left of a 4 x 4 frame: 15 offsets move it onto an observed
+    one, (0, 1) to (3, 3) in row-major order; a limit of 4 keeps every 4th of them."""
+    known = torch.ones(1, 4, 4, dtype=torch.bool)
+    known[:, 0, 0] = False
+    monkeypatch.setattr(recovery, "SPATIAL_SHIFT_LIMIT", 4)
+    assert spatial_shifts(known) == [(0, 1), (1, 1), (2, 1), (3, 1)]
+
+
+def test_a_fixed_occluder_of_each_channel_its_own_moves_within_the_frame() -> None:
+    """Two channels with blocks in different places, the third all observed, each the same in
+    every frame: offsets move 90% of the channels' missing pixels together onto observed ones,
+    and the hold-out is each channel's block moved. Channels that differ were taken for a mask
+    that changes and refused as covering too much of the frame."""
+    known = torch.ones(3, T, H, W, dtype=torch.bool)
+    known[0], known[1] = fixed_block(), fixed_block(top=7, left=7, side=4)
+    missing = ~known[:, 0]
+    offsets = spatial_shifts(known)
+    for dy in range(-H + 1, H):
+        for dx in range(-W + 1, W):
+            landed = int((shifted_in_frame(missing, (dy, dx)) & ~missing).sum())
+            assert ((dy, dx) in offsets) == (landed >= 0.9 * (9 + 16)), (dy, dx, landed)
+    assert (0, -4) in offsets and (0, -3) not in offsets  # one column of 4 still on its block
+    holdout = holdout_like(known, fraction=1.0, generator=gen(0))
+    assert holdout[0].any() and holdout[1].any() and not holdout[2].any()
+    assert not (holdout & ~known).any()
 
 
 def test_shifted_in_frame_drops_what_leaves_the_frame() -> None:

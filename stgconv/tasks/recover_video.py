@@ -146,7 +146,7 @@ def recover_video(
     ``config`` (as run: the clip's channels, frames and size, the model built for them). With
     ``out_dir`` (not a training run's folder, refused: its ``config.yaml`` would be replaced),
     writes ``recovered.mp4`` (to watch, at the clip's frame rate, ``data.fps`` where set, 25
-    fps for a frame folder; a ``clip`` given with the name of no file needs ``data.fps``: an
+    fps for a frame folder; a ``clip`` given with the name of no file needs ``data.fps``; an
     odd height or width gets one white row or column, as its codec needs even ones),
     ``recovered.npy`` (``(C, T, H, W)`` float32 in [-1, 1],
     exact), ``comparison.mp4`` (occluded | recovered | ground truth), ``config.yaml`` and
