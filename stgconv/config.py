@@ -1049,6 +1049,18 @@ def _check_jem(config: ExperimentConfig) -> None:
     check_px_batch(jem, config.train.batch_size)
 
 
+def section_or_default(section: Any, kind: type, name: str) -> Any:
+    """``section``, or ``kind()`` (its defaults) for ``None``; ``ValueError`` naming ``name``
+    unless it is a ``kind``: a trainer given a dict of settings failed at its first read as
+    "'dict' object has no attribute 'batch_size'"."""
+    if section is None:
+        return kind()
+    if not isinstance(section, kind):
+        raise ValueError(f"{name} must be a {kind.__name__} ({kind.__name__}(**settings) for a "
+                         f"dict of them) or None, got {type(section).__name__}")
+    return section
+
+
 def check_px_batch(jem: JEMConfig, batch_size: int) -> None:
     """``ValueError`` unless ``jem.px_batch`` is null or in ``[1, batch_size]`` (that of
     ``train.batch_size``): HybridTrainer took 0 for the whole batch, and cut a larger one to

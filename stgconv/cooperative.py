@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import as_int, check_generator
-from stgconv.config import CooperativeConfig, TrainConfig
+from stgconv.config import CooperativeConfig, TrainConfig, section_or_default
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
 from stgconv.generator import ConvGenerator, build_generator
@@ -150,7 +150,7 @@ class CooperativeTrainer(CompanionTrainer):
         config: dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
-        cooperative = cooperative if cooperative is not None else CooperativeConfig()
+        cooperative = section_or_default(cooperative, CooperativeConfig, "cooperative")
         self.proposals = GeneratorStart(generator_net, chains_per_example=chains_per_example,
                                         clamp=clamp)
         super().__init__(energy, sampler, self.proposals, data, train=train, generator=generator,

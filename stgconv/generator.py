@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import check_dtype, check_generator
+from stgconv.checks import as_int, check_dtype, check_generator, is_int
 
 MIN_BASE = 4
 """The smallest side a dimension is halved down to (an odd side stops earlier)."""
@@ -67,12 +67,16 @@ class ConvGenerator(nn.Module):
 
     def __init__(self, *, latent_dim: int, out_shape: Sequence[int], width: int = 32) -> None:
         super().__init__()
-        out_shape = tuple(int(n) for n in out_shape)
-        if latent_dim < 1 or width < 1:
-            raise ValueError(f"latent_dim and width must be >= 1, got {latent_dim} and {width}")
-        if len(out_shape) not in (3, 4) or min(out_shape) < 1:
+        # is_int, not int(): a size of 8.5 was truncated to 8 and True taken for 1, without a
+        # word; a latent_dim or width of 2.5 failed inside torch, naming neither.
+        if not all(is_int(n) and n >= 1 for n in (latent_dim, width)):
+            raise ValueError(f"latent_dim and width must be ints >= 1, got {latent_dim} and "
+                             f"{width}")
+        out_shape = tuple(out_shape)
+        if len(out_shape) not in (3, 4) or not all(is_int(n) and n >= 1 for n in out_shape):
             raise ValueError(f"out_shape must be (C, H, W) or (C, T, H, W) / (C, D, H, W) with "
-                             f"positive sizes, got {out_shape}")
+                             f"positive int sizes, got {out_shape}")
+        out_shape = tuple(int(n) for n in out_shape)
         self.config: dict[str, Any] = {"latent_dim": latent_dim, "out_shape": list(out_shape),
                                        "width": width}
         self.latent_dim = latent_dim
@@ -107,6 +111,7 @@ class ConvGenerator(nn.Module):
         dtype (drawn in torch's default dtype, a float64 net's were refused by its first
         layer)."""
         check_generator(generator, "ConvGenerator.sample_latent")
+        as_int(n, "n", minimum=0)  # else 2.5 failed inside torch.randn, naming no argument
         weight = next(self.parameters())  # not project.weight: as ConvNetEnergy's dtype check
         device = device if device is not None else weight.device
         return torch.randn(n, self.latent_dim, device=device, dtype=weight.dtype,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stgconv.checks import check_classes, check_tensor
-from stgconv.config import JEMConfig, TrainConfig, check_px_batch
+from stgconv.config import JEMConfig, TrainConfig, check_px_batch, section_or_default
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation.ood import score_images, scoring_expert
@@ -207,7 +207,7 @@ class HybridTrainer(Trainer):
             raise ValueError(f"JEM runs one chain per example, got chains_per_example "
                              f"{chains.chains_per_example}")
         self.labels = labels.long()
-        self.jem = jem if jem is not None else JEMConfig()
+        self.jem = section_or_default(jem, JEMConfig, "jem")
         check_px_batch(self.jem, (train if train is not None else TrainConfig()).batch_size)
         # The schedule Trainer.apply_gradients follows: a JEM run sets it in its own section.
         self.lr_decay = self.jem.lr_decay

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator
+from stgconv.checks import as_int, check_generator, check_tensor
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler
 from stgconv.mcmc.init import NoiseInit
 from stgconv.mcmc.langevin import Langevin
@@ -52,16 +52,27 @@ def reconstruct(
     Returns:
         ``(z, M(z), losses)``: the optimised starts, their reconstructions ``(B, *S)`` (the
         differentiable chain's, the map that was optimised) and the loss per iteration.
+
+    Raises:
+        ValueError: ``target`` and ``z0`` not tensors of one shape with entries, either of them
+            not finite, ``z0`` not floating point, or ``n_iterations`` not an int >= 1.
     """
+    check_tensor(target, "target")  # else "'numpy.ndarray' object has no attribute 'numel'"
+    check_tensor(z0, "z0")
     if target.shape != z0.shape:
         raise ValueError(f"target {tuple(target.shape)} and z0 {tuple(z0.shape)} must match")
     if not z0.is_floating_point():  # it is optimised: autograd takes no integer tensor
         raise ValueError(f"z0 must be floating point chain starts, got {z0.dtype}")
-    if n_iterations < 1:
-        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+    # as_int: 2.0 failed in range() naming no argument, and True ran one iteration.
+    as_int(n_iterations, "n_iterations", minimum=1)
     if target.numel() == 0:  # the mean squared error of nothing is NaN at every iteration
         raise ValueError(f"target {tuple(target.shape)} holds no entries: nothing to "
                          "reconstruct")
+    # A NaN in the target made the loss, and so z after the first Adam step, NaN: the chain
+    # then "diverged" with the advice to lower lr. A NaN in z0 blamed the sampler's settings.
+    for name, values in (("target", target), ("z0", z0)):
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"{name} holds NaN or infinite values: {name} must be finite")
     check_generator(generator, "reconstruct")
     generator = generator if generator is not None else torch.Generator(target.device)
     state = generator.get_state()
@@ -157,8 +168,8 @@ def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
         ``(n_points, *S)``, from ``z_start`` to ``z_end``.
     """
     _check_ends(z_start, z_end)
-    if n_points < 1:
-        raise ValueError(f"n_points must be >= 1, got {n_points}")
+    # as_int: 2.5 or True failed inside torch.linspace, naming no argument.
+    as_int(n_points, "n_points", minimum=1)
     angles = torch.linspace(0, math.pi / 2, n_points, device=z_start.device, dtype=z_start.dtype)
     weights = angles.sin().reshape(-1, *[1] * z_start.dim())
     return (1 - weights**2).sqrt() * z_start + weights * z_end

@@ -32,11 +32,13 @@ from stgconv.checks import (
     as_int,
     check_entries,
     check_generator,
+    check_not_meta,
+    check_output,
     check_tensor,
     differing_keys,
     refuse_inference_mode,
 )
-from stgconv.config import TrainConfig
+from stgconv.config import TrainConfig, section_or_default
 from stgconv.console import progress_bar
 from stgconv.distributed import (
     World,
@@ -52,7 +54,7 @@ from stgconv.io.tensorboard import summary_writer
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
 from stgconv.mcmc.buffer import ReplayBuffer
-from stgconv.mcmc.init import DataGaussian
+from stgconv.mcmc.init import DataGaussian, NoiseInit
 from stgconv.mcmc.persistent import PersistentChains
 from stgconv.mcmc.starts import ChainStart, CoarseStart, SuperResolutionStart
 from stgconv.ops import factor_between, pyramid
@@ -254,13 +256,26 @@ class FitLoop:
                 initializer's), a ``DivergenceError`` naming its learning rate.
             WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
                 its folder removed); the checkpoint it was replacing stays whole.
+            ValueError: before the first step, ``n_iterations`` below :attr:`iteration`, or a
+                ``checkpoint_path`` that cannot be written as a file (a folder, or in a folder
+                that takes no new file).
         """
         # Whole numbers: fit(2.5) trained 3 iterations, fit(-1) none and a negative
         # checkpoint_every no periodic checkpoint, each without a word.
         as_int(n_iterations, "n_iterations", minimum=0)
         as_int(checkpoint_every, "checkpoint_every", minimum=0)
+        if n_iterations < self.iteration:
+            # Else nothing trained and nothing saved, without a word: a resumed trainer asked
+            # for fewer iterations than it holds, taken for a number of further ones.
+            raise ValueError(f"fit trains up to iteration n_iterations, and this trainer is at "
+                             f"iteration {self.iteration}, past n_iterations={n_iterations}: "
+                             f"for {n_iterations} more, fit({self.iteration + n_iterations})")
         self.check_length(n_iterations)
         main = self.world is None or self.world.is_main
+        if checkpoint_path is not None and main:
+            # Else a folder given there (a run's out_dir) failed at the first checkpoint, after
+            # the training up to it: IsADirectoryError, the whole fit's with checkpoint_every 0.
+            check_output(checkpoint_path, "checkpoint_path", folder=False)
         progress = progress and main
         # A resumed run hides what a killed one logged after its checkpoint: those iterations
         # are taken again, and TensorBoard would show two curves over them.
@@ -402,12 +417,20 @@ def companion_from_state(state: dict[str, Any], name: str, build: Callable[[Any]
     return net.eval()
 
 
-def _check_float_data(data: Tensor) -> None:
-    """``ValueError`` unless the training examples ``data`` are floating point: else the first
-    step failed naming the chains' start or noise, not the data."""
+def _check_data(data: Tensor) -> None:
+    """``ValueError`` unless the training examples ``data`` are floating point and finite: an
+    integer dtype failed in the first step naming the chains' start or noise, not the data; a
+    NaN or infinite entry stopped it as a chain that "diverged at step 0" (chains started from
+    the data or its coarser grids), advising a smaller step size."""
     if not data.is_floating_point():
         raise ValueError(f"data must be floating point examples, got {data.dtype} (convert "
                          f"it first, e.g. data.float())")
+    check_not_meta(data, "data")  # which holds no values to check
+    finite = torch.isfinite(data)  # one mask of the data's size, for the whole check
+    if not bool(finite.all()):
+        bad = data.numel() - int(finite.sum())
+        raise ValueError(f"data holds {bad} NaN or infinite values (of {data.numel()}): "
+                         "training examples must be finite")
 
 
 def _check_trainable(energy: object) -> None:
@@ -419,6 +442,26 @@ def _check_trainable(energy: object) -> None:
                 else type(energy).__name__)
         raise ValueError(f"the energy to train must be an nn.Module with parameters, got {what} "
                          "(a fixed energy needs no training: sample it with sampler.run)")
+
+
+def _check_pieces(sampler: object, chains: object) -> None:
+    """``ValueError`` unless ``sampler`` has a ``run`` and ``chains`` is a chain start (what
+    every step reads of a :class:`~stgconv.mcmc.starts.ChainStart`; a start of the caller's
+    own that keeps nothing for checkpoints still trains): a ``NoiseInit`` given for
+    ``NoiseStart(NoiseInit())``, or the two swapped, failed as "'NoiseInit' object has no
+    attribute 'chains_per_example'"."""
+    if not callable(getattr(sampler, "run", None)):
+        raise ValueError(f"sampler must be a sampler (Langevin, MALA, HMC: an object with run), "
+                         f"got {type(sampler).__name__}")
+    methods = ("start", "constraint", "keep")
+    if not (all(callable(getattr(chains, name, None)) for name in methods)
+            and hasattr(chains, "chains_per_example")):
+        name = type(chains).__name__
+        wrap = (f" (which says where fresh chains start: pass NoiseStart({name}(...)), or "
+                f"PersistentChains or ReplayBuffer built with it)"
+                if isinstance(chains, (NoiseInit, DataGaussian)) else "")
+        raise ValueError(f"chains must be a chain start (NoiseStart, DataStart, PersistentChains, "
+                         f"ReplayBuffer, ...), got {name}{wrap}")
 
 
 def _model_config(energy: torch.nn.Module) -> dict[str, Any]:
@@ -469,8 +512,9 @@ class Trainer(FitLoop):
         check_tensor(data, "data")
         if data.dim() < 2 or data.shape[0] < 1:
             raise ValueError(f"data must be (N, *S) with N >= 1, got {tuple(data.shape)}")
-        _check_float_data(data)
+        _check_data(data)
         _check_trainable(energy)
+        _check_pieces(sampler, chains)
         if isinstance(energy, RBM):
             energy.check_training_data(data)
         if isinstance(chains, PersistentChains) and chains.n_examples != data.shape[0]:
@@ -486,7 +530,7 @@ class Trainer(FitLoop):
         # failed in the second step's backward ("Trying to backward through the graph a second
         # time"), and a leaf of the caller's gathered every step's gradient in its .grad.
         self.data = data.detach()
-        train = train if train is not None else TrainConfig()
+        train = section_or_default(train, TrainConfig, "train")
         self.batch_size = min(train.batch_size, data.shape[0])
         check_entries((self.batch_size * chains.chains_per_example, *data.shape[1:]),
                       f"a batch of {self.batch_size} examples with {chains.chains_per_example} "
@@ -648,6 +692,12 @@ class Trainer(FitLoop):
             raise ValueError(
                 f"the checkpoint's chains are of shape {held}, this run's examples {example} "
                 f"(another data.size, data.frames or data set than the run's): {RESUME_ADVICE}")
+        # Else the resume went through and the first step failed: a network's dtype check
+        # named an x the caller never passed, a replay buffer refused the chains it had run.
+        if chains is not None and chains.dtype != self.data.dtype:
+            raise ValueError(f"the checkpoint's chains are {chains.dtype}, this run's examples "
+                             f"{self.data.dtype}: train on examples of the checkpoint's dtype "
+                             f"(data.to({chains.dtype})), or start a new run")
 
     def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
         """Continue from :meth:`state_dict`'s ``state``; ``random_state=False`` leaves the
@@ -748,11 +798,15 @@ class MultiGridTrainer(FitLoop):
             raise ValueError(f"{len(energies)} energies, {len(samplers)} samplers and "
                              f"{len(grid_sizes)} grid sizes: expected one energy and one sampler "
                              "per modelled grid and the base grid's size first")
+        for i, size in enumerate(grid_sizes):  # a bare 4 failed: "'int' is not iterable"
+            if not hasattr(size, "__iter__"):  # lists, tuples, arrays of sizes pass
+                raise ValueError(f"grid_sizes[{i}] must be the trailing sizes of a grid, one per "
+                                 f"dim, e.g. (4, 4) for images, got {size!r}")
         # as_int, not int(): a size of 4.5 was truncated to 4, a grid nobody asked for.
         grid_sizes = [tuple(as_int(n, f"grid_sizes[{i}] {tuple(size)}: a size", minimum=1)
                             for n in size) for i, size in enumerate(grid_sizes)]
         check_tensor(data, "data")
-        _check_float_data(data)  # else block_down refused it, naming its own argument x
+        _check_data(data)  # else block_down refused it, naming its own argument x
         if data.dim() < 2 or tuple(data.shape[-len(grid_sizes[-1]):]) != grid_sizes[-1]:
             raise ValueError(f"data {tuple(data.shape)} must be (N, ..., {grid_sizes[-1]}) at the "
                              "finest grid")

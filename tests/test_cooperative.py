@@ -79,12 +79,32 @@ def test_the_generator_rejects_bad_shapes() -> None:
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8))(torch.zeros(2, 1, 4))
     with pytest.raises(ValueError, match="out_shape must be"):  # no 4-D examples
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8, 8, 8))
-    with pytest.raises(ValueError, match="latent_dim and width must be >= 1, got 4 and 0"):
+    with pytest.raises(ValueError, match="latent_dim and width must be ints >= 1, got 4 and 0"):
         ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=0)
-    with pytest.raises(ValueError, match="latent_dim and width must be >= 1, got 0 and 2"):
+    with pytest.raises(ValueError, match="latent_dim and width must be ints >= 1, got 0 and 2"):
         ConvGenerator(latent_dim=0, out_shape=(1, 8, 8), width=2)
     smallest = ConvGenerator(latent_dim=1, out_shape=(1, 8, 8), width=1)
     assert smallest(smallest.sample_latent(1, generator=gen(0))).shape == (1, 1, 8, 8)
+
+
+@pytest.mark.parametrize("given, said", [
+    ({"out_shape": (1, 8.5, 8)}, r"out_shape must be .* positive int sizes, got \(1, 8.5, 8\)"),
+    ({"out_shape": (True, 8, 8)}, r"out_shape must be .* positive int sizes, got \(True, 8, 8\)"),
+    ({"latent_dim": 2.5}, r"latent_dim and width must be ints >= 1, got 2.5 and 2$"),
+    ({"width": True}, r"latent_dim and width must be ints >= 1, got 4 and True$"),
+], ids=["half a pixel", "bool channels", "float latent_dim", "bool width"])
+def test_the_generator_refuses_sizes_that_are_no_ints(given: dict, said: str) -> None:
+    """A side of 8.5 was truncated to 8 and True taken for one channel, without a word; a
+    latent_dim of 2.5 failed inside torch ("type must be tuple of ints")."""
+    with pytest.raises(ValueError, match="^" + said):
+        ConvGenerator(**{"latent_dim": 4, "out_shape": (1, 8, 8), "width": 2, **given})
+
+
+@pytest.mark.parametrize("n", [2.5, True])
+def test_a_latent_count_that_is_no_int_is_refused_naming_it(n: object) -> None:
+    """It failed inside torch.randn ("received an invalid combination of arguments")."""
+    with pytest.raises(ValueError, match=rf"^n must be an int >= 0, got {n}$"):
+        ConvGenerator(latent_dim=4, out_shape=(1, 8, 8), width=2).sample_latent(n)
 
 
 def test_the_generator_is_a_linear_layer_then_nearest_doublings_and_3x3_convolutions() -> None:
@@ -172,6 +192,15 @@ def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.
     return CooperativeTrainer(energy, net, sampler, data, cooperative=cooperative,
                               chains_per_example=2, train=TrainConfig(batch_size=2),
                               generator=gen(0), config={"cooperative": True}, world=world)
+
+
+def test_cooperative_settings_given_as_a_dict_are_refused_naming_the_section() -> None:
+    """They failed at their first read, as "'dict' object has no attribute 'lr'"."""
+    with pytest.raises(ValueError, match=r"^cooperative must be a CooperativeConfig \("
+                                         r"CooperativeConfig\(\*\*settings\) for a dict of "
+                                         r"them\) or None, got dict$"):
+        CooperativeTrainer(tiny_energy(), ConvGenerator(latent_dim=4, out_shape=(1, 8, 8)),
+                           Langevin(n_steps=1), tiny_data(size=8), cooperative={"lr": 0.1})
 
 
 def test_a_step_inside_no_grad_is_the_same_step() -> None:

@@ -162,6 +162,15 @@ def make_trainer(*, init_seed: int = 0, sampler=None, init=None, reference=None,
         train=TrainConfig(batch_size=4, lr=0.01, energy_l2=0.1), generator=gen(0))
 
 
+def test_jem_settings_given_as_a_dict_are_refused_naming_the_section() -> None:
+    """They failed at their first read, as "'dict' object has no attribute 'px_batch'"."""
+    energy = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
+    with pytest.raises(ValueError, match=r"^jem must be a JEMConfig \(JEMConfig\(\*\*settings\) "
+                                         r"for a dict of them\) or None, got dict$"):
+        HybridTrainer(energy, Langevin(n_steps=1), ReplayBuffer(8, NoiseInit()),
+                      *tiny_labelled(), jem={"px_batch": 2})
+
+
 def test_a_step_inside_no_grad_is_the_same_step() -> None:
     """Its backward pass failed inside torch.no_grad()."""
     assert_same_step_inside_no_grad(make_trainer)

@@ -556,13 +556,15 @@ def test_energy_of_wrong_shape_is_a_value_error(name: str) -> None:
 def test_starts_that_are_not_float_tensors_and_energies_without_a_gradient_are_named(
         name: str) -> None:
     """Integer or bool starts (binary data, say) and a numpy array failed inside torch
-    ("only Tensors of floating point dtype can require gradients"); an energy computed off
+    ("only Tensors of floating point dtype can require gradients"), a 0-d start (one number,
+    no batch dimension) there too ("len() of a 0-d tensor"); an energy computed off
     the autograd graph failed in autograd ("element 0 of tensors does not require grad")."""
     sampler = ALL_SAMPLERS[name]
     label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
     for bad, got in ((torch.ones(4, 3, dtype=torch.long), "torch.int64"),
                      (torch.ones(4, 3, dtype=torch.bool), "torch.bool"),
-                     (np.zeros((4, 3)), "ndarray")):
+                     (np.zeros((4, 3)), "ndarray"),
+                     (torch.tensor(1.0), r"a 0-d tensor \(x0\[None\]: one chain\)$")):
         with pytest.raises(ValueError, match=f"{label}: x0 must be a float tensor .* got {got}"):
             sampler.run(standard_energy, bad, generator=gen(0))
     with pytest.raises(ValueError, match="the energy has no gradient with respect to x"):
@@ -646,11 +648,13 @@ def test_a_partial_of_a_plain_function_is_an_energy(name: str) -> None:
 
 
 def test_a_layer_in_training_mode_is_found_through_wrappers_and_nesting() -> None:
-    """A partial of a module's method (a class-conditional energy's form) is the module's."""
-    energy = partial(Normalised(torch.nn.Dropout(0.5)).forward)
-    with pytest.raises(ValueError, match="Dropout layer 'layer' is in training mode"):
-        ALL_SAMPLERS["langevin"].run(energy, torch.randn(4, 3, generator=gen(0)),
-                                     generator=gen(1))
+    """A partial of a module's method (a class-conditional energy's form) is the module's, and
+    so is the method itself (``model.energy``), whose chains were drawn without a word."""
+    module = Normalised(torch.nn.Dropout(0.5))
+    for energy in (partial(module.forward), module.forward):
+        with pytest.raises(ValueError, match="Dropout layer 'layer' is in training mode"):
+            ALL_SAMPLERS["langevin"].run(energy, torch.randn(4, 3, generator=gen(0)),
+                                         generator=gen(1))
     # A layer inside another is named by its path.
     nested = Normalised(torch.nn.Sequential(torch.nn.Identity(), torch.nn.Dropout(0.5)))
     with pytest.raises(ValueError, match="Dropout layer 'layer.1' is in training mode"):
@@ -764,6 +768,34 @@ def test_nonfinite_energy_names_the_chains_it_happened_in(name: str, bad_chains:
     named = "chain 2" if bad_chains == [2] else "chains 0, 1, 3, 4, 5 and 2 more"
     assert f"{named};" in str(info.value)
     assert on_grid(info.value, 2, (4, 4)).chains == tuple(bad_chains)
+
+
+def first_entry_energy(x: Tensor) -> Tensor:
+    """``x[:, 0]^2 / 2``: an energy that reads each chain's first entry alone."""
+    return 0.5 * x[:, 0] ** 2
+
+
+@pytest.mark.parametrize("energy", [standard_energy, first_entry_energy],
+                         ids=["reading every entry", "reading the first"])
+@pytest.mark.parametrize("name", [*ALL_SAMPLERS, "langevin, differentiable"])
+def test_a_start_holding_nan_where_the_constraint_leaves_it_is_refused_as_a_start(
+        name: str, energy) -> None:
+    """Starts that mark missing entries with NaN, under a constraint that keeps the known ones:
+    the NaN at chain 2's known entry is projected away, chain 1's at a free entry stays. That
+    chain was reported as one that diverged (at step 0, or at the last under an energy that
+    does not read the entry), with the advice of a smaller step size, and MALA and HMC
+    returned it without a word; it is named as a start that holds NaN."""
+    known = torch.tensor([[True, False, False]] * 4)
+    x0 = torch.randn(4, 3, generator=gen(0), dtype=F64)
+    x0[1, 2] = x0[2, 0] = math.nan
+    constraint = KnownEntries(torch.zeros(4, 3, dtype=F64), known)
+    said = r"^(Langevin|MALA|HMC): x0 holds NaN or infinite values in chain 1 \(after the "
+    with pytest.raises(ValueError, match=said + "constraint's projection"):
+        if name == "langevin, differentiable":
+            ALL_SAMPLERS["langevin"].run(energy, x0, constraint=constraint, generator=gen(1),
+                                         create_graph=True)
+        else:
+            ALL_SAMPLERS[name].run(energy, x0, constraint=constraint, generator=gen(1))
 
 
 @pytest.mark.parametrize("chains, said", [
@@ -1376,6 +1408,16 @@ def test_diagnostics_summaries_follow_the_chain() -> None:
     assert all(a > b for a, b in zip(energies, energies[1:]))
     assert all(a > b for a, b in zip(norms, norms[1:]))
     assert diag.acceptance_rate == 1.0
+
+
+def test_the_acceptance_rate_counts_every_chain_of_runs_of_other_batch_sizes() -> None:
+    """One collector passed to a run of 4 chains and then to one of 2 failed in torch.stack;
+    the rate is over every decision: 8 accepted of 10."""
+    diag = Diagnostics()
+    for accepted in (torch.ones(4, dtype=torch.bool),) * 2 + (torch.zeros(2, dtype=torch.bool),):
+        n = len(accepted)
+        diag(StepInfo(step=0, energy=torch.zeros(n), grad_norm=torch.zeros(n), accepted=accepted))
+    assert diag.acceptance_rate == pytest.approx(0.8, abs=1e-7)
 
 
 @pytest.mark.parametrize("native", [False, True])

@@ -311,3 +311,36 @@ def test_a_seed_given_for_the_generator_is_named(function: str, owner: str) -> N
     kwargs = {"z0": z} if function == "reconstruct" else {}
     with pytest.raises(ValueError, match=rf"^{owner}: generator must be a torch.Generator"):
         getattr(shortrun, function)(energy, sampler, *args, generator=0, **kwargs)
+
+
+def with_entry(value: float) -> torch.Tensor:
+    """``(1, 1, 4, 4)`` zeros but one entry of ``value``."""
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 2] = value
+    return x
+
+
+@pytest.mark.parametrize("given, said", [
+    ({"target": with_entry(float("nan"))}, r"target holds NaN or infinite values: target must"),
+    ({"z0": with_entry(float("inf"))}, r"z0 holds NaN or infinite values: z0 must be finite$"),
+    ({"target": with_entry(0.5).numpy()}, r"target must be a torch.Tensor, got ndarray"),
+    ({"z0": with_entry(0.5).numpy()}, r"z0 must be a torch.Tensor, got ndarray"),
+    ({"n_iterations": 2.0}, r"n_iterations must be an int >= 1, got 2.0$"),
+    ({"n_iterations": True}, r"n_iterations must be an int >= 1, got True$"),
+], ids=["nan target", "inf z0", "array target", "array z0", "float count", "bool count"])
+def test_reconstruct_refuses_what_it_cannot_optimise_naming_it(given: dict, said: str) -> None:
+    """A NaN in the target made z NaN after Adam's first step, and the chain "diverged" with the
+    advice to lower lr (one in z0 blamed the sampler's step size); arrays failed at a tensor
+    method, 2.0 iterations in range(), naming no argument, and True ran one iteration."""
+    energy, sampler = shortrun_model()
+    arguments = {"target": with_entry(0.5), "z0": with_entry(0.0), "n_iterations": 2, **given}
+    with pytest.raises(ValueError, match="^" + said):
+        shortrun.reconstruct(energy, sampler, arguments.pop("target"), **arguments)
+
+
+@pytest.mark.parametrize("n_points", [2.5, True])
+def test_a_path_of_a_count_that_is_no_int_is_refused_naming_it(n_points: object) -> None:
+    """2.5 or True failed inside torch.linspace ("received an invalid combination of
+    arguments"), naming no argument."""
+    with pytest.raises(ValueError, match=rf"^n_points must be an int >= 1, got {n_points}$"):
+        shortrun.latent_path(torch.zeros(2), torch.ones(2), n_points=n_points)

@@ -239,17 +239,35 @@ def assert_same(a, b, where: str = "state") -> None:
         assert a == b, (where, a, b)
 
 
-@pytest.mark.parametrize("make", [
-    lambda data: Trainer(tiny_energy(0), Langevin(n_steps=1, step_size=0.05), DataStart(), data),
-    lambda data: MultiGridTrainer([tiny_energy(0)], [Langevin(n_steps=1, step_size=0.05)], data,
-                                  [(1, 1), (16, 16)]),
-], ids=["Trainer", "MultiGridTrainer"])
+# Both trainers on examples ``data`` (N, 1, 16, 16), their chains started from the data or its
+# coarser grid; keywords go to the trainer.
+ON_DATA = {
+    "Trainer": lambda data, **kw: Trainer(tiny_energy(0), Langevin(n_steps=1, step_size=0.05),
+                                          DataStart(), data, **kw),
+    "MultiGridTrainer": lambda data, **kw: MultiGridTrainer(
+        [tiny_energy(0)], [Langevin(n_steps=1, step_size=0.05)], data, [(1, 1), (16, 16)], **kw),
+}
+
+
+@pytest.mark.parametrize("make", ON_DATA.values(), ids=ON_DATA)
 def test_data_that_is_no_tensor_is_refused_by_name(make) -> None:
     """A numpy array of examples failed at its first tensor method ("'numpy.ndarray' object
     has no attribute 'dim'"), naming neither the argument nor the conversion."""
     with pytest.raises(ValueError, match=r"data must be a torch.Tensor, got ndarray \(convert "
                                          r"it first: torch.as_tensor\(data\)\)"):
         make(tiny_data().numpy())
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf])
+@pytest.mark.parametrize("make", ON_DATA.values(), ids=ON_DATA)
+def test_data_holding_nan_or_infinity_is_refused_naming_how_much(make, bad: float) -> None:
+    """Chains started from such data (or its coarser grid) stopped as chains that "diverged
+    at step 0", advising a smaller step size: no setting was at fault."""
+    data = tiny_data()
+    data[1, 0, 2, :3] = bad
+    with pytest.raises(ValueError, match=r"^data holds 3 NaN or infinite values \(of 768\): "
+                                         r"training examples must be finite$"):
+        make(data)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -604,25 +622,58 @@ def test_a_resume_of_chains_that_keep_nothing_says_nothing(tmp_path: Path) -> No
         make_trainer("noise").resume(tmp_path / "checkpoint.pt")
 
 
-@pytest.mark.parametrize("data, example", [(tiny_data(size=12), r"\(1, 12, 12\)"),
-                                           (tiny_data().expand(-1, 3, -1, -1), r"\(3, 16, 16\)")],
-                         ids=["data.size", "data.channels"])
+OTHER_SHAPE = r"\(another data.size.* no --set that changes it"
+
+
+@pytest.mark.parametrize("data, said", [
+    (tiny_data(size=12), r"chains are of shape \(1, 16, 16\), this run's examples \(1, 12, 12\) "
+     + OTHER_SHAPE),
+    (tiny_data().expand(-1, 3, -1, -1), r"chains are of shape \(1, 16, 16\), this run's examples "
+     r"\(3, 16, 16\) " + OTHER_SHAPE),
+    (tiny_data().double(), r"chains are torch.float32, this run's examples torch.float64: train "
+     r"on examples of the checkpoint's dtype \(data.to\(torch.float32\)\)"),
+], ids=["data.size", "data.channels", "data.dtype"])
 @pytest.mark.parametrize("mode", ["persistent", "buffer"])
-def test_resume_refuses_chains_of_another_example_shape(tmp_path: Path, mode: str, data: Tensor,
-                                                        example: str) -> None:
+def test_resume_refuses_chains_of_other_examples_before_loading(tmp_path: Path, mode: str,
+                                                                data: Tensor, said: str) -> None:
     """A texture net takes any size, so only the chains tell that data.size changed; the
-    refusal says so before anything is loaded (it was a shape error at the next step)."""
+    refusal says so before anything is loaded (it was a shape error at the next step). Float32
+    chains resumed into a float64 run were loaded without a word, and the first step failed:
+    the network's check named an ``x`` the caller never passed, a buffer refused the chains it
+    had run itself."""
     trainer = make_trainer(mode)
     trainer.fit(1, progress=False)
     trainer.save(tmp_path / "checkpoint.pt")
     other = make_trainer(mode, init_seed=3)
     other.data = data
+    other.energy.to(data.dtype)
     before = [p.clone() for p in other.energy.parameters()]
-    with pytest.raises(CheckpointError, match=rf"chains are of shape \(1, 16, 16\), this run's "
-                                              rf"examples {example} \(another data.size.* "
-                                              r"no --set that changes it"):
+    with pytest.raises(CheckpointError, match=said):
         other.resume(tmp_path / "checkpoint.pt")
     assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
+
+
+def test_a_checkpoint_path_that_is_a_folder_is_refused_before_the_first_step(tmp_path: Path
+                                                                             ) -> None:
+    """A run's folder given for the checkpoint failed with IsADirectoryError at the first
+    checkpoint, after the training up to it (the whole fit's, with no periodic one)."""
+    trainer = make_trainer("noise")
+    with pytest.raises(ValueError, match=rf"^checkpoint_path {re.escape(str(tmp_path))} is a "
+                                         r"folder, not a file$"):
+        trainer.fit(2, checkpoint_path=tmp_path, progress=False)
+    assert trainer.iteration == 0 and list(tmp_path.iterdir()) == []
+
+
+def test_a_fit_to_an_iteration_the_trainer_is_past_is_refused(tmp_path: Path) -> None:
+    """A trainer resumed at iteration 2 and asked for fit(1), one more iteration as its caller
+    thought, trained nothing and wrote no checkpoint, without a word."""
+    trainer = make_trainer("noise")
+    trainer.fit(2, progress=False)
+    with pytest.raises(ValueError, match=r"this trainer is at iteration 2, past n_iterations=1: "
+                                         r"for 1 more, fit\(3\)$"):
+        trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    assert trainer.iteration == 2 and list(tmp_path.iterdir()) == []
+    assert trainer.fit(2, progress=False) == []  # already there: nothing to do, nothing said
 
 
 def test_a_buffer_resumed_from_a_larger_one_keeps_its_capacity() -> None:
@@ -767,6 +818,31 @@ def test_trainer_rejects_bad_data() -> None:
                                              rf"{dtype}"):
             Trainer(tiny_energy(), Langevin(), PersistentChains(2, NoiseInit()),
                     tiny_data(2).to(dtype))
+
+
+@pytest.mark.parametrize("sampler, chains, said", [
+    (Langevin(n_steps=1), NoiseInit(), r"chains must be a chain start \(NoiseStart, DataStart, "
+     r"PersistentChains, ReplayBuffer, \.\.\.\), got NoiseInit \(which says where fresh chains "
+     r"start: pass NoiseStart\(NoiseInit\(\.\.\.\)\), or PersistentChains or ReplayBuffer"),
+    (NoiseInit(), Langevin(n_steps=1), r"sampler must be a sampler \(Langevin, MALA, HMC: an "
+     r"object with run\), got NoiseInit$"),
+    (Langevin(n_steps=1), None, r"chains must be a chain start .*\), got NoneType$"),
+], ids=["init for start", "swapped", "none"])
+def test_a_chain_init_or_swapped_pieces_are_refused_naming_what_to_pass(sampler, chains,
+                                                                       said: str) -> None:
+    """A NoiseInit (where fresh chains start) given for NoiseStart(NoiseInit()), or the sampler
+    and the chains swapped, failed as "'NoiseInit' object has no attribute
+    'chains_per_example'"."""
+    with pytest.raises(ValueError, match="^" + said):
+        Trainer(tiny_energy(), sampler, chains, tiny_data())
+
+
+@pytest.mark.parametrize("make", ON_DATA.values(), ids=ON_DATA)
+def test_train_settings_given_as_a_dict_are_refused_naming_the_section(make) -> None:
+    """They failed at their first read, as "'dict' object has no attribute 'batch_size'"."""
+    with pytest.raises(ValueError, match=r"^train must be a TrainConfig \(TrainConfig\(\*\*"
+                                         r"settings\) for a dict of them\) or None, got dict$"):
+        make(tiny_data(), train={"lr": 0.1})
 
 
 def test_multigrid_trainer_rejects_integer_data_naming_it() -> None:
@@ -1159,6 +1235,9 @@ def test_multigrid_trainer_rejects_mismatched_grids() -> None:
                          [(1, 1), (4.5, 4.5), (8, 8)])
     with pytest.raises(ValueError, match=r"grid_sizes\[0\] \(0, 0\): a size must be an int >= 1"):
         MultiGridTrainer([energy], [sampler], pattern_images(), [(0, 0), (8, 8)])
+    with pytest.raises(ValueError, match=r"grid_sizes\[0\] must be the trailing sizes of a grid, "
+                                         r"one per dim, e.g. \(4, 4\) for images, got 1$"):
+        MultiGridTrainer([energy], [sampler], pattern_images(), [1, 8])  # sides, not sizes
 
 
 def test_multigrid_resume_takes_the_same_steps(tmp_path: Path) -> None:

@@ -77,7 +77,9 @@ def video_energy(
     if arch not in VIDEO_ARCHS:
         raise ValueError(f"unknown video architecture {arch!r}; choose from {list(VIDEO_ARCHS)}")
     if layers is None and arch in FC_S_WIDTHS:
-        if frame_size is None or len(frame_size) != 2:
+        # A bare side (frame_size=64 for square frames) failed as "object of type 'int' has
+        # no len()".
+        if frame_size is None or not hasattr(frame_size, "__len__") or len(frame_size) != 2:
             raise ValueError(f"{arch} needs frame_size=(H, W), got {frame_size}")
         layers = _fc_s_layers(FC_S_WIDTHS[arch], frame_size)
     elif layers is None:

@@ -112,8 +112,11 @@ def check_start(x0: object, sampler: str) -> None:
     """``ValueError`` naming ``sampler`` unless ``x0`` is a float tensor of chain starts
     ``(B, *S)`` with values: integer or bool starts cannot carry a gradient, and failed inside
     torch; so did starts on the meta device (shapes only), in autocast."""
-    if not isinstance(x0, Tensor) or not x0.is_floating_point():
-        got = x0.dtype if isinstance(x0, Tensor) else type(x0).__name__
+    # A 0-d tensor (one number, no batch dimension) failed inside torch: "len() of a 0-d
+    # tensor".
+    if not isinstance(x0, Tensor) or not x0.is_floating_point() or x0.dim() == 0:
+        got = (type(x0).__name__ if not isinstance(x0, Tensor) else
+               x0.dtype if not x0.is_floating_point() else "a 0-d tensor (x0[None]: one chain)")
         raise ValueError(f"{sampler}: x0 must be a float tensor (B, *S) of chain starts, got "
                          f"{got}")
     check_not_meta(x0, f"{sampler}: x0")
@@ -190,14 +193,33 @@ def nonfinite_flag(e: Tensor, grad: Tensor) -> Tensor:
     return ~(torch.isfinite(e) & torch.isfinite(grad_totals))
 
 
+def nonfinite_start(x: Tensor) -> Tensor:
+    """``(B,)`` bool: does each chain's start ``x`` ``(B, *S)`` (after the constraint's
+    projection) hold a NaN or an infinity? A tensor, read only when a chain is reported."""
+    return ~per_chain_entries(torch.isfinite(x)).all(dim=1)
+
+
 def raise_if_nonfinite(flags: list[Tensor], sampler: str, n_steps: int, *,
-                       advice: str = LANGEVIN_ADVICE) -> None:
+                       advice: str = LANGEVIN_ADVICE, start: Tensor | None = None) -> None:
     """Raise :class:`NonFiniteEnergyError` naming the first step whose flags (``(B,)`` bool
-    :func:`nonfinite_flag`, one per step) are set, and the chains they are set for."""
+    :func:`nonfinite_flag`, one per step) are set, and the chains they are set for; a
+    ``ValueError`` naming the chains instead where ``start`` (``(B,)``
+    :func:`nonfinite_start`) says they started non-finite. Such a start was reported as a
+    chain that diverged, with the advice of a smaller step size, though no setting of the
+    sampler's was at fault (starts that hold NaN where entries are missing, under a constraint
+    that keeps the known ones, say); under an energy that does not read the entry, a
+    Metropolis-adjusted chain returned it without a word."""
     if not flags:
         return
     bad = torch.stack(flags)
+    if start is not None:  # read with the steps' flags: no synchronisation of its own
+        bad[0] |= start
     if bad.any():
+        if start is not None and bool(start.any()):
+            raise ValueError(f"{sampler}: x0 holds NaN or infinite values"
+                             f"{_in_chains(start.nonzero()[:, 0].tolist())} (after the "
+                             "constraint's projection, where one is given): chains must start "
+                             "finite")
         step = int(bad.any(dim=1).nonzero()[0, 0])
         raise NonFiniteEnergyError(sampler, step, n_steps, bad[step].nonzero()[:, 0].tolist(),
                                    advice=advice)

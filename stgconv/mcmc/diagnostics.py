@@ -36,11 +36,14 @@ class Diagnostics:
 
     @property
     def acceptance_rate(self) -> float:
-        """Fraction of accepted proposals over all steps and chains (1.0 for plain Langevin)."""
+        """Fraction of accepted proposals over all steps and chains (1.0 for plain Langevin), of
+        every run it was passed to."""
         decisions = [s.accepted for s in self.steps if s.accepted is not None]
         if not decisions:
             return 1.0
-        return torch.stack(decisions).float().mean().item()
+        # Concatenated, not stacked: runs of other batch sizes fed to one collector failed
+        # ("stack expects each tensor to be equal size").
+        return torch.cat(decisions).float().mean().item()
 
 
 def _means(per_step: list[Tensor]) -> list[float]:

@@ -147,10 +147,15 @@ def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
     again, with its timed runs: class-conditional ones (a ``functools.partial`` of a bound
     method, :meth:`ClassifierEnergy.conditional`, new at every training step) and wrappers that
     are not modules but keep the energy they evaluate as ``.energy`` (recovery's
-    ``Preconditioned``, new at every move)."""
+    ``Preconditioned``, new at every move). A bound method (``model.energy``, new at every
+    attribute read) shares its object's: passed as it was, a module's batch normalisation in
+    training mode went unseen, and its chains sampled no energy of their own."""
     wrapping: list[str] = []
     while True:
-        if isinstance(energy, partial) and inspect.ismethod(energy.func):
+        if inspect.ismethod(energy):
+            wrapping.append(energy.__func__.__name__)
+            energy = energy.__self__
+        elif isinstance(energy, partial) and inspect.ismethod(energy.func):
             wrapping.append(energy.func.__name__)
             energy = energy.func.__self__
         elif not isinstance(energy, torch.nn.Module) and callable(getattr(energy, "energy", None)):

@@ -12,6 +12,7 @@ from stgconv.mcmc.base import (
     STEP_ADVICE,
     StepCallback,
     nonfinite_flag,
+    nonfinite_start,
     per_chain_sum,
     raise_if_nonfinite,
 )
@@ -53,6 +54,7 @@ class HMC:
         """Run ``n_steps`` HMC iterations from ``x0`` ``(B, *S)``; returns ``(B, *S)``."""
         eps = self.step_size
         (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint, "HMC", generator)
+        x_bad = nonfinite_start(x)
         flags: list[Tensor] = []  # flags[k]: a non-finite value met during iteration k
         for step in range(self.n_steps):
             p = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -78,7 +80,7 @@ class HMC:
         # One flag per iteration (not per leapfrog step), a non-finite start counted as
         # iteration 0, so the reported step lies in [0, n_steps) like the callback's.
         flags[0] = flags[0] | start_bad
-        raise_if_nonfinite(flags, "HMC", self.n_steps, advice=STEP_ADVICE)
+        raise_if_nonfinite(flags, "HMC", self.n_steps, advice=STEP_ADVICE, start=x_bad)
         return x
 
 

@@ -24,6 +24,7 @@ from stgconv.mcmc.base import (
     check_start,
     energy_and_grad,
     nonfinite_flag,
+    nonfinite_start,
     per_chain_entries,
     per_chain_norm,
     raise_if_nonfinite,
@@ -131,7 +132,8 @@ class Langevin:
 
         Raises:
             NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
-            ValueError: ``x0`` not a float tensor with values (the meta device has none), a
+            ValueError: ``x0`` not a float tensor with values (the meta device has none) or, as
+                projected, holding NaN or infinite values (said after the run), a
                 ``generator`` that is not a ``torch.Generator``, energies not real floating
                 point ``(B,)`` or without a gradient in ``x``, or an energy module with batch
                 normalisation or dropout in training mode.
@@ -153,6 +155,7 @@ class Langevin:
         x = x0.detach().clone()
         if constraint is not None:
             x = constraint.project(x)
+        start_bad = nonfinite_start(x)
         execution = self.execution(energy, x)
         if execution.layout is not None:
             x = x.contiguous(memory_format=execution.layout)
@@ -198,7 +201,7 @@ class Langevin:
         # overflowed to +-inf from a finite energy and gradient to the bound that the update's
         # exact (huge, finite) value would have been clamped to.
         flags[-1] = flags[-1] | ~per_chain_entries(torch.isfinite(x)).all(dim=1)
-        raise_if_nonfinite(flags, "Langevin", self.n_steps)
+        raise_if_nonfinite(flags, "Langevin", self.n_steps, start=start_bad)
         return x if execution.layout is None else x.contiguous()
 
     def _run_differentiable(
@@ -211,6 +214,7 @@ class Langevin:
         x = x0 if x0.requires_grad else x0.detach().requires_grad_(True)
         if constraint is not None:
             x = constraint.project(x)
+        start_bad = nonfinite_start(x)
         bf16 = self.precision == "bf16"  # "auto": fp32, see execution()
         flags: list[Tensor] = []
         for index in range(self.n_steps):
@@ -233,7 +237,7 @@ class Langevin:
             if constraint is not None:
                 x = constraint.project(x)
         flags[-1] = flags[-1] | ~per_chain_entries(torch.isfinite(x)).all(dim=1)
-        raise_if_nonfinite(flags, "Langevin", self.n_steps)
+        raise_if_nonfinite(flags, "Langevin", self.n_steps, start=start_bad)
         return x
 
     def execution(self, energy: EnergyFn, x: Tensor) -> Execution:

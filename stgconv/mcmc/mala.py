@@ -12,6 +12,7 @@ from stgconv.mcmc.base import (
     STEP_ADVICE,
     StepCallback,
     nonfinite_flag,
+    nonfinite_start,
     per_chain_sum,
     raise_if_nonfinite,
 )
@@ -54,6 +55,7 @@ class MALA:
         """
         delta, half_step = self.step_size, 0.5 * self.step_size**2
         (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint, "MALA", generator)
+        x_bad = nonfinite_start(x)
         flags: list[Tensor] = []  # flags[k]: a non-finite value met during step k
         for step in range(self.n_steps):
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -73,7 +75,7 @@ class MALA:
             )
         # A non-finite start is reported as step 0, so the step always lies in [0, n_steps).
         flags[0] = flags[0] | start_bad
-        raise_if_nonfinite(flags, "MALA", self.n_steps, advice=STEP_ADVICE)
+        raise_if_nonfinite(flags, "MALA", self.n_steps, advice=STEP_ADVICE, start=x_bad)
         return x
 
 
