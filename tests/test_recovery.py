@@ -12,6 +12,7 @@ import torch
 
 from stgconv import recovery
 from stgconv.config import TrainConfig
+from stgconv.baselines.video import temporal_interpolation
 from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
 from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
@@ -414,16 +415,21 @@ def test_shifted_in_frame_drops_what_leaves_the_frame() -> None:
 
 def test_holdout_like_moves_a_fixed_occluder_within_the_frame() -> None:
     """A mask the same in every frame has no time shift: the held-out pixels are the block
-    moved to observed pixels of the same frame (drawn by the generator), on ``fraction`` of
-    the frames; an offset given is taken as is."""
+    moved to observed pixels of the same frame (drawn by the generator), in every frame as the
+    block is, whatever ``fraction`` (held out in some frames only, temporal interpolation
+    filled them exactly from the others and won the holdout); an offset given is taken as
+    is."""
     known = fixed_block()
     holdout = holdout_like(known, fraction=0.25, generator=gen(0))
-    frames = holdout.any(dim=(1, 2))
-    assert int(frames.sum()) == 3 and not (holdout & ~known).any()
-    block = holdout[frames.nonzero()[0, 0]]
-    assert int(block.sum()) >= 0.9 * 9 and torch.equal(holdout[frames], block.expand(3, H, W))
+    assert not (holdout & ~known).any()
+    block = holdout[0]
+    assert int(block.sum()) >= 0.9 * 9 and torch.equal(holdout, block.expand(T, H, W))
     rows, cols = block.nonzero().unbind(1)  # one block of at most 3 x 3
     assert int(rows.max() - rows.min()) <= 2 and int(cols.max() - cols.min()) <= 2
+    observed = torch.where(known, moving_sinusoid(), 0.0)
+    temporal = temporal_interpolation(observed, known & ~holdout)[0]
+    observed = observed[0]
+    assert not torch.equal(temporal[holdout], observed[holdout])  # no frame shows them
     draws = {tuple(holdout_like(known, generator=gen(seed)).any(0).nonzero()[0].tolist())
              for seed in range(6)}
     assert len(draws) > 1  # not always the same place
