@@ -27,6 +27,8 @@ Which one wins depends on the mask, see ``issues show 3`` and the docstrings bel
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -239,6 +241,15 @@ def _neighbour_sum(x: Tensor) -> Tensor:
     return total
 
 
+def _over_relaxation(filling_sweeps: int) -> float:
+    """The over-relaxation factor of :func:`neighbour_average`'s sweeps once every entry is
+    filled, from how many sweeps the filling took: the fill grows inward about two entries a
+    sweep, so its holes are about ``4 * filling_sweeps`` entries across, and for a hole ``n``
+    entries across successive over-relaxation converges fastest near ``2 / (1 + sin(pi / n))``
+    (Young's optimum for the Laplacian on a grid of that width)."""
+    return 2 / (1 + math.sin(math.pi / (4 * filling_sweeps)))
+
+
 def neighbour_average(
     video: Tensor, known: Tensor, *, max_iters: int = 2000, tol: float = 1e-5
 ) -> Tensor:
@@ -252,7 +263,12 @@ def neighbour_average(
     ``t + h + w`` even, then those with it odd (red-black Gauss-Seidel: twice the speed of
     updating all at once, same result). Once everything is filled the sweeps converge to the
     discrete harmonic fill: the solution of Laplace's equation on the missing entries with the
-    observed ones held fixed, which does not depend on the start.
+    observed ones held fixed, which does not depend on the start. From then on each move is
+    over-relaxed by a factor set by the width of the holes (:func:`_over_relaxation`): plain
+    sweeps converge in about the square of the width (a 60x60 block missing in every frame of
+    a 30-frame 150x150 clip stopped at the 2,000 sweeps still 0.70 off on the 0-255 scale, in
+    55 s), over-relaxed ones in about the width (137 sweeps, 0.023 off, 7 s; bench/README.md,
+    "A fixed occluder").
 
     Args:
         video: float ``(C, T, H, W)`` in ``[-1, 1]``.
@@ -284,7 +300,8 @@ def neighbour_average(
     valid = (~missing).to(video.dtype)  # 1 where observed, already filled or kept
     count = _neighbour_sum(valid)  # valid neighbours; fixed once every entry is valid
     filling = True  # some entry is still neither observed nor filled
-    for _ in range(max_iters):
+    relaxation = 1.0  # plain Gauss-Seidel while filling
+    for sweep in range(1, max_iters + 1):
         change = 0.0
         for colour in colours:
             if filling:
@@ -292,6 +309,8 @@ def neighbour_average(
             update = colour & (count > 0)
             mean = _neighbour_sum(x * valid if filling else x) / count.clamp(min=1)
             step = torch.where(update, mean - x, 0)
+            if relaxation != 1.0:
+                step *= relaxation
             x += step
             change = max(change, step.abs().max().item())
             if filling:
@@ -299,6 +318,7 @@ def neighbour_average(
         if filling and bool(valid.all()):
             filling = False
             count = _neighbour_sum(valid)  # the final count: every in-clip neighbour
+            relaxation = _over_relaxation(sweep)
         if not filling and change <= tol:
             break
     return torch.where(known, video, x)
