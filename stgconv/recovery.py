@@ -470,18 +470,25 @@ SPATIAL_SHIFT_LIMIT = 4096
 frame's list stays short."""
 
 SPATIAL_COVERAGE = 0.9
-"""The share of the missing pattern that an offset must move onto observed entries inside the
-frame: below it, the held-out entries look less like the missing ones than they are alike."""
+"""The share of the most that any offset moves of the missing pattern onto observed entries
+inside the frame that an offset must move: below it, the held-out entries look less like the
+missing ones than they are alike."""
+
+SPATIAL_LEAST_MOVED = 0.5
+"""The share of the missing pattern that the best offset must move onto observed entries: an
+occluder and a hold-out in its shape (what the learned fill trains under) move together, and
+no offset may keep both inside the frame, but one of the two moves whole."""
 
 
 def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
     """For a mask that hides the same entries in every frame (a fixed occluder, which no shift
     in time moves onto observed entries; each channel its own where they differ), the offsets
-    ``(dy, dx)`` that move at least :data:`SPATIAL_COVERAGE` of a frame's missing entries (its
-    channels together) inside the frame onto observed ones, without wrapping round its edges
-    (at most :data:`SPATIAL_SHIFT_LIMIT` of them, evenly spaced among those); empty for any
-    other mask, or one whose missing entries cover too much of the frame to move (half of it
-    scattered at random).
+    ``(dy, dx)`` that move nearly the most of a frame's missing entries (its channels
+    together) that any offset moves inside the frame onto observed ones, without wrapping round
+    its edges (:data:`SPATIAL_COVERAGE` of that most: all of it for an occluder small enough
+    to move whole), at most :data:`SPATIAL_SHIFT_LIMIT` of them, evenly spaced among those;
+    empty for any other mask, or one whose missing entries cover too much of the frame to move
+    half of them (:data:`SPATIAL_LEAST_MOVED`) onto observed ones.
 
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed.
@@ -511,7 +518,10 @@ def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
     landed = torch.fft.irfft2(spectrum, s=size).sum(0).round()  # landed[dy % 2H, dx % 2W]
     # Rolled so that row-major order runs from the offset (1 - H, 1 - W) to (H - 1, W - 1).
     landed = landed.roll((H - 1, W - 1), dims=(0, 1))[:2 * H - 1, :2 * W - 1]
-    offsets = (landed >= SPATIAL_COVERAGE * n_missing).nonzero() - torch.tensor([H - 1, W - 1])
+    most = float(landed.max())
+    if most < SPATIAL_LEAST_MOVED * n_missing:
+        return []
+    offsets = (landed >= SPATIAL_COVERAGE * most).nonzero() - torch.tensor([H - 1, W - 1])
     # Thinned after the count, not by a coarser grid of offsets tried: a grid of every other
     # row missed every offset of a mask of every other row missing (interlacing).
     step = max(1, -(-len(offsets) // SPATIAL_SHIFT_LIMIT))
