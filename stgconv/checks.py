@@ -101,13 +101,15 @@ def check_clamp(clamp: object) -> None:
         return
     # 0-d real tensors too (clamp=(x.min(), x.max())): torch's clamp takes them as bounds.
     pair = (isinstance(clamp, (tuple, list)) and len(clamp) == 2
-            and all(_is_real_scalar(v) for v in clamp))
+            and all(is_real_scalar(v) for v in clamp))
     if not (pair and clamp[0] < clamp[1]):
         raise ValueError(f"clamp must be (low, high), two real numbers with low < high, got "
                          f"{clamp!r}")
 
 
-def _is_real_scalar(value: object) -> bool:
+def is_real_scalar(value: object) -> bool:
+    """A real number or 0-d real tensor: not a bool, a string or a complex value, which a
+    plain comparison either failed on (``TypeError``) or took as a number."""
     if isinstance(value, Tensor):
         return value.dim() == 0 and not (value.is_complex() or value.dtype == torch.bool)
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

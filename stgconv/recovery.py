@@ -40,6 +40,7 @@ from stgconv.checks import (
     check_not_meta,
     expand_mask,
     is_int,
+    is_real_scalar,
 )
 from stgconv.config import TrainConfig
 from stgconv.console import progress_bar
@@ -564,8 +565,8 @@ def holdout_like(
         bool, ``known``'s shape, a subset of ``known``.
     """
     _check_video_mask(known)
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if not (is_real_scalar(fraction) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     check_generator(generator, "holdout_like")
     dim = known.dim() - 3
     if not bool(known.any()):

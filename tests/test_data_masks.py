@@ -328,8 +328,9 @@ def test_missing_frames_keep_ends():
         assert known[0].all() and known[-1].all() and (~known[1:-1]).all()
     with pytest.raises(ValueError, match=r"at most 4 frames"):
         missing_frames(6, 2, 2, fraction=5 / 6, keep_ends=True)
-    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
-        missing_frames(6, 2, 2, fraction=1.5)
+    for fraction in (1.5, "0.5", True):  # a string failed in a comparison, True was 1
+        with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
+            missing_frames(6, 2, 2, fraction=fraction)
 
 
 @pytest.mark.parametrize("moving", [True, False])

@@ -296,8 +296,8 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
     frames = holdout.any(dim=(1, 2))
     assert torch.equal(frames, ~known.all(dim=(1, 2)).roll(1) & known.all(dim=(1, 2)))
     assert holdout[frames].all()  # whole frames, like the mask's own missing frames
-    for fraction in (0.0, 1.5):
-        with pytest.raises(ValueError, match=rf"fraction must be in \(0, 1\], got {fraction}"):
+    for fraction in (0.0, 1.5, "0.5", True):  # a string failed in a comparison, True was 1
+        with pytest.raises(ValueError, match=rf"fraction must be in \(0, 1\], got {fraction!r}"):
             holdout_like(known, fraction=fraction)
     with pytest.raises(ValueError, match="bool"):
         holdout_like(known.float())

@@ -35,6 +35,7 @@ from stgconv.checks import (
     check_bool_mask,
     check_generator,
     check_not_meta,
+    is_real_scalar,
     read_npy,
 )
 from stgconv.io.image import IMAGE_SUFFIXES, read_image, to_channels
@@ -202,7 +203,7 @@ def _check_dims(T: int, H: int, W: int) -> None:
 
 
 def _check_fraction(fraction: float) -> None:
-    if not 0.0 <= fraction <= 1.0:
+    if not (is_real_scalar(fraction) and 0.0 <= fraction <= 1.0):
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
 
 

@@ -24,7 +24,7 @@ from stgconv.config import LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.io.video import load_video
 from stgconv.learned_fill import fill_prior, prior_example, save_fill_prior
-from stgconv.tasks.recover_video import load_known
+from stgconv.tasks.recover_video import REGION_KINDS, load_known
 
 # The three mask kinds of the recovery experiments (whole frames, a moving block, scattered
 # pixels), the block 40% of the frame's side as 60 is of 150.
@@ -139,7 +139,7 @@ def _mask_spec(mask: str, size: int) -> str:
     """``region:F`` or ``fixed_region:F`` with a fraction ``F < 1`` as the block side in pixels
     of ``size``."""
     kind, _, value = mask.partition(":")
-    if kind in ("region", "fixed_region"):
+    if kind in REGION_KINDS:
         try:
             side = float(value)
         except ValueError:

@@ -57,7 +57,8 @@ from stgconv.tasks.train import training_files
 from stgconv.types import Fill
 
 UNIT = "mean absolute error over the missing pixels, 0-255 scale"
-MASK_KINDS = ("missing_frames", "region", "fixed_region", "salt_and_pepper")
+REGION_KINDS = ("region", "fixed_region")  # a block side: moving, fixed
+MASK_KINDS = ("missing_frames", *REGION_KINDS, "salt_and_pepper")
 
 
 # What recover writes into its folder: also the names the CLI keeps an input file from being
@@ -98,7 +99,7 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
         try:
             if kind == "missing_frames":
                 return missing_frames(*shape, fraction=number, generator=generator)
-            if kind in ("region", "fixed_region"):
+            if kind in REGION_KINDS:
                 if number != int(number):
                     raise ValueError("the block side must be a whole number")
                 return occluded_region(*shape, size=int(number), moving=kind == "region",
