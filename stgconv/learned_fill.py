@@ -43,7 +43,13 @@ from torch import Tensor, nn
 
 from stgconv.baselines.video import temporal_neighbours
 from stgconv.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
-from stgconv.checks import as_int, check_generator, check_not_meta, refuse_inference_mode
+from stgconv.checks import (
+    as_int,
+    check_finite_observed,
+    check_generator,
+    check_not_meta,
+    refuse_inference_mode,
+)
 from stgconv.config import LEARNED_FILL_PRECISIONS, LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
@@ -165,6 +171,8 @@ def learned_fill(
     check_generator(generator, "learned_fill")
     refuse_inference_mode("the learned fill trains a network", "train it")
     known = known.to(observed.device).expand_as(observed)
+    # Else the first fill named its own argument ("video has NaN ..."), which is not this one.
+    check_finite_observed(observed, known, "observed")
     # Else refused as a mask whose missing pattern hides nothing under any shift, which sent
     # the user to another recovery.init for a clip with nothing to fill or nothing to learn.
     if bool(known.all()) or not bool(known.any()):

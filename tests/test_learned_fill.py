@@ -292,6 +292,9 @@ def test_bad_input_is_refused():
             learned_fill(video, mask, [TEMPORAL], settings=FAST)
     with pytest.raises(ValueError, match="^observed is on the meta device"):
         learned_fill(video.to("meta"), known, [TEMPORAL], settings=FAST)
+    # Named by the first fill's argument ("video has NaN ..."), which is not this function's.
+    with pytest.raises(ValueError, match="^observed has NaN or infinite values at observed"):
+        learned_fill(torch.where(known, torch.nan, video), known, [TEMPORAL], settings=FAST)
     # The meta mask failed inside torch ("Cannot copy out of meta tensor; no data!").
     for bad_mask in (known[:, :16, :16], known.float(), known.to("meta")):
         with pytest.raises(ValueError, match="known"):
