@@ -52,7 +52,7 @@ from stgconv.energy.base import EnergyModel
 from stgconv.energy.rbm import RBM
 from stgconv.io.tensorboard import summary_writer
 from stgconv.losses import contrastive_divergence
-from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, on_grid
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, check_sampler, on_grid
 from stgconv.mcmc.buffer import ReplayBuffer
 from stgconv.mcmc.init import DataGaussian, NoiseInit
 from stgconv.mcmc.persistent import PersistentChains
@@ -450,9 +450,7 @@ def _check_pieces(sampler: object, chains: object) -> None:
     own that keeps nothing for checkpoints still trains): a ``NoiseInit`` given for
     ``NoiseStart(NoiseInit())``, or the two swapped, failed as "'NoiseInit' object has no
     attribute 'chains_per_example'"."""
-    if not callable(getattr(sampler, "run", None)):
-        raise ValueError(f"sampler must be a sampler (Langevin, MALA, HMC: an object with run), "
-                         f"got {type(sampler).__name__}")
+    check_sampler(sampler, "sampler")
     methods = ("start", "constraint", "keep")
     if not (all(callable(getattr(chains, name, None)) for name in methods)
             and hasattr(chains, "chains_per_example")):

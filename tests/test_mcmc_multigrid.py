@@ -191,6 +191,10 @@ def test_multigrid_sampler_argument_errors() -> None:
             sampler.run([RecordingQuadratic()] * 2, base)
     with pytest.raises(ValueError, match="at least one"):
         MultiGridSampler((), ())
+    # A sampler's name or a step function failed at the run: "'str' object has no attribute".
+    for other in ("langevin", lambda energy, x: x):
+        with pytest.raises(ValueError, match=r"^samplers\[1\] must be a sampler \(Langevin"):
+            MultiGridSampler((langevin, other), ((2, 2), (2, 2)))
     with pytest.raises(ValueError, match="same dims"):
         MultiGridSampler((langevin, langevin), ((2, 2), (1, 2, 2)))
     # A factor of 1.5 was taken until the run, a bare int failed on its len().

@@ -108,6 +108,15 @@ class Sampler(Protocol):
         ...
 
 
+def check_sampler(sampler: object, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``sampler`` has a ``run`` (the protocol is not
+    checked at runtime): a sampler's name or a step function failed later as "'str' object has
+    no attribute 'run'"."""
+    if not callable(getattr(sampler, "run", None)):
+        raise ValueError(f"{name} must be a sampler (Langevin, MALA, HMC: an object with run), "
+                         f"got {type(sampler).__name__}")
+
+
 def check_start(x0: object, sampler: str) -> None:
     """``ValueError`` naming ``sampler`` unless ``x0`` is a float tensor of chain starts
     ``(B, *S)`` with values: integer or bool starts cannot carry a gradient, and failed inside

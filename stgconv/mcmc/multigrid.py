@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import as_int, check_generator
-from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, check_start, on_grid
+from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, check_sampler, check_start, on_grid
 from stgconv.mcmc.constraints import (
     Constraint,
     DownsampleConsistency,
@@ -60,6 +60,8 @@ class MultiGridSampler:
     def __post_init__(self) -> None:
         if not self.samplers:
             raise ValueError("a multi-grid sampler needs at least one modelled grid")
+        for k, sampler in enumerate(self.samplers):
+            check_sampler(sampler, f"samplers[{k}]")
         if len(self.factors) != len(self.samplers):
             raise ValueError(f"{len(self.factors)} grid factors for {len(self.samplers)} samplers; "
                              "expected one factor per modelled grid")
