@@ -54,9 +54,16 @@ def reconstruct(
         differentiable chain's, the map that was optimised) and the loss per iteration.
 
     Raises:
-        ValueError: ``target`` and ``z0`` not tensors of one shape with entries, either of them
-            not finite, ``z0`` not floating point, or ``n_iterations`` not an int >= 1.
+        ValueError: ``sampler`` not a :class:`Langevin`, ``target`` and ``z0`` not tensors of
+            one shape with entries, either of them not finite, ``z0`` not floating point, or
+            ``n_iterations`` not an int >= 1.
     """
+    # MALA and HMC failed at the first chain ("unexpected keyword argument 'create_graph'"), the
+    # two arguments swapped as "'function' object has no attribute 'run'".
+    if not isinstance(sampler, Langevin):
+        raise ValueError(f"sampler must be a Langevin sampler (reconstruct differentiates "
+                         f"through its chain; a Metropolis test has no gradient), got "
+                         f"{type(sampler).__name__}: reconstruct(energy, sampler, target, ...)")
     check_tensor(target, "target")  # else "'numpy.ndarray' object has no attribute 'numel'"
     check_tensor(z0, "z0")
     if target.shape != z0.shape:

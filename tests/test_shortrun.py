@@ -12,7 +12,7 @@ import torch
 
 from stgconv import shortrun
 from stgconv.energy import ConvNetEnergy, image_energy
-from stgconv.mcmc import Langevin
+from stgconv.mcmc import MALA, Langevin
 
 
 def gen(seed: int) -> torch.Generator:
@@ -49,6 +49,11 @@ def test_reconstruct_reduces_the_error() -> None:
         shortrun.reconstruct(energy, sampler, target, z0=z0.reshape(2, 1, 6, 24))  # as many
     with pytest.raises(ValueError, match="n_iterations"):
         shortrun.reconstruct(energy, sampler, target, z0=z0, n_iterations=0)
+    # MALA failed at the first chain ("unexpected keyword argument 'create_graph'"), the two
+    # arguments swapped on "'function' object has no attribute 'run'".
+    for wrong, got in (((energy, MALA(n_steps=2)), "MALA"), ((sampler, energy), "Conv")):
+        with pytest.raises(ValueError, match=f"^sampler must be a Langevin sampler .*got {got}"):
+            shortrun.reconstruct(*wrong, target, z0=z0)
 
 
 def test_reconstruct_inside_no_grad_is_the_same_reconstruction() -> None:
