@@ -173,6 +173,15 @@ def test_known_entries_rejects_non_bool_mask() -> None:
     # A numpy mask of bools is not taken for a bool tensor ("got bool" would mislead).
     with pytest.raises(ValueError, match="bool tensor .* got ndarray"):
         KnownEntries(observed, np.ones((2, 1, 4, 4), dtype=bool))
+    known = torch.ones(2, 1, 4, 4, dtype=torch.bool)
+    # An array failed on "has no attribute 'detach'", a meta tensor in torch's words ("Tensor
+    # on device cpu is not on the expected device meta!"), naming neither argument.
+    with pytest.raises(ValueError, match="^observed must be a torch.Tensor, got ndarray"):
+        KnownEntries(observed.numpy(), known)
+    for pair, name in (((observed.to("meta"), known), "observed"),
+                       ((observed, known.to("meta")), "known")):
+        with pytest.raises(ValueError, match=f"^{name} is on the meta device"):
+            KnownEntries(*pair)
 
 
 def test_known_entries_rejects_non_broadcastable_mask() -> None:

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask, check_tensor
+from stgconv.checks import check_bool_mask, check_not_meta, check_tensor
 from stgconv.ops import block_down, nearest_up
 
 
@@ -64,12 +64,21 @@ class KnownEntries(Constraint):
             must never change. (Loaders convert masks that mark *missing* entries.)
 
     Raises:
-        ValueError: ``known`` not bool or not broadcasting, or a non-finite observed value at a
-            known entry.
+        ValueError: ``observed`` no tensor, ``known`` not bool or not broadcasting, either on
+            the meta device or the two on different devices, or a non-finite observed value at
+            a known entry.
     """
 
     def __init__(self, observed: Tensor, known: Tensor) -> None:
+        check_tensor(observed, "observed")  # an array failed on "has no attribute 'detach'"
         check_bool_mask(known, "known")
+        # Else torch's "Tensor on device cpu is not on the expected device meta!", naming
+        # neither argument.
+        check_not_meta(observed, "observed")
+        check_not_meta(known, "known")
+        if known.device != observed.device:
+            raise ValueError(f"known is on {known.device}, observed on {observed.device}: make "
+                             "both on the chains' device")
         try:
             torch.broadcast_shapes(known.shape, observed.shape)
         except RuntimeError as err:
