@@ -276,8 +276,8 @@ class LearnedFillConfig:
     # cost, and the memory of (F + 3) x C float copies of the clip each, F = len(fills));
     # every batch takes crops from all of them.
     patterns: int = 12
-    # Share of the frames that get hidden entries in each pattern (holdout_like's fraction; a
-    # mask the same in every frame is moved within the frame and hidden in every frame).
+    # Share of the frames that get hidden entries in each pattern (holdout_like's fraction; what
+    # a mask hides in every frame is moved within the frame and hidden in every frame).
     hide_fraction: float = 0.3
     # "squared" error at the hidden entries, or "squared_then_absolute": squared for the first
     # half of the iterations, absolute error (what recovery is scored by) for the second.
@@ -360,8 +360,8 @@ class RecoveryConfig:
     step_scale: Literal["none", "interpolation_spread"] = "none"
     step_scale_power: float = 2.0
     # Share of frames whose observed entries (shaped like the mask) are hidden from the loop and
-    # used to choose the returned estimate, the untouched start included; 0 turns it off. A
-    # mask the same in every frame is moved within the frame and held out in every frame.
+    # used to choose the returned estimate, the untouched start included; 0 turns it off. What
+    # a mask hides in every frame is moved within the frame and held out in every frame.
     holdout: float = 0.0
 
 

@@ -53,7 +53,7 @@ from stgconv.checks import (
 from stgconv.config import LEARNED_FILL_PRECISIONS, LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
-from stgconv.recovery import Shift, hiding_shifts, holdout_like, spatial_shifts
+from stgconv.recovery import hiding_shifts, holdout_like, spatial_shifts
 from stgconv.types import Fill
 
 
@@ -283,29 +283,36 @@ def _loss(error: Tensor, kind: str, *, second_half: bool) -> Tensor:
     return error.abs().mean()
 
 
-def useful_shifts(known: Tensor) -> list[Shift]:
+def useful_shifts(known: Tensor) -> tuple[list[int], list[tuple[int, int]]]:
     """The shifts that move ``known``'s ``(C, T, H, W)`` missing pattern onto observed entries:
-    :func:`stgconv.recovery.hiding_shifts` in time or, for a mask the same in every frame,
-    :func:`stgconv.recovery.spatial_shifts` within the frame; refused when there are none."""
-    shifts: list[Shift] = [*hiding_shifts(known)] or [*spatial_shifts(known)]
-    if not shifts:
+    in time (:func:`stgconv.recovery.hiding_shifts`) and, for the entries missing in every
+    frame (a fixed occluder, alone or beside missing frames or blocks that move), within the
+    frame (:func:`stgconv.recovery.spatial_shifts`); either list may be empty, not both
+    (refused)."""
+    shifts = hiding_shifts(known), spatial_shifts(known)
+    if not any(shifts):
         raise ValueError(
             "the learned fill learns from observed entries hidden like the missing ones, and "
-            "this mask has none: no shift in time moves it onto observed entries, nor (it is "
-            "the same in every frame) any offset within the frame (it covers too much of it): "
+            "this mask has none: no shift in time moves it onto observed entries, and what it "
+            "hides in every frame covers too much of the frame for any offset within it to: "
             "choose a classical recovery.init for it")
     return shifts
 
 
 def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
-                    shifts: Sequence[Shift], settings: LearnedFillConfig,
-                    generator: torch.Generator | None) -> Pattern:
-    """One training pattern: observed entries hidden like the missing ones of another frame or
-    another place in the frame (one of :func:`useful_shifts`), the rest visible, the net's
-    inputs made without the hidden ones, and the observed values as the target."""
-    shift = shifts[int(torch.randint(len(shifts), (1,), generator=generator))]
-    hidden = holdout_like(known, fraction=settings.hide_fraction, shift=shift,
-                          generator=generator)
+                    shifts: tuple[Sequence[int], Sequence[tuple[int, int]]],
+                    settings: LearnedFillConfig, generator: torch.Generator | None) -> Pattern:
+    """One training pattern: observed entries hidden like the missing ones of another frame
+    and, where the mask hides entries in every frame, like those at another place in the frame
+    (one shift of each list of :func:`useful_shifts` that has one: both kinds of gap, as the
+    mask has them), the rest visible, the net's inputs made without the hidden ones, and the
+    observed values as the target."""
+    hidden = torch.zeros_like(known)
+    for choices in shifts:
+        if choices:
+            shift = choices[int(torch.randint(len(choices), (1,), generator=generator))]
+            hidden |= holdout_like(known, fraction=settings.hide_fraction, shift=shift,
+                                   generator=generator)
     visible = known & ~hidden
     if not visible.any():
         raise ValueError("the learned fill hides observed entries shaped like the missing ones "

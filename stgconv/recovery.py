@@ -463,8 +463,8 @@ def hiding_shifts(known: Tensor) -> list[int]:
 
 Shift = int | tuple[int, int]
 """How :func:`holdout_like` moves the missing pattern onto observed entries: a number of frames
-(:func:`hiding_shifts`) or, for a mask the same in every frame, an offset ``(dy, dx)`` in pixels
-within each frame (:func:`spatial_shifts`)."""
+(:func:`hiding_shifts`) or, for the entries missing in every frame (a fixed occluder), an offset
+``(dy, dx)`` in pixels within each frame (:func:`spatial_shifts`)."""
 
 SPATIAL_SHIFT_LIMIT = 4096
 """At most this many offsets are listed, evenly spaced among those that qualify, so that a large
@@ -481,15 +481,22 @@ occluder and a hold-out in its shape (what the learned fill trains under) move t
 no offset may keep both inside the frame, but one of the two moves whole."""
 
 
+def always_missing(known: Tensor) -> Tensor:
+    """The entries ``known`` (bool ``(T, H, W)`` or ``(C, T, H, W)``) hides in every frame, bool
+    ``(C, 1, H, W)`` (``C = 1`` for ``(T, H, W)``): a fixed occluder, which no frame shows."""
+    return (~known).reshape(-1, *known.shape[-3:]).all(dim=1, keepdim=True)
+
+
 def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
-    """For a mask that hides the same entries in every frame (a fixed occluder, which no shift
-    in time moves onto observed entries; each channel its own where they differ), the offsets
-    ``(dy, dx)`` that move nearly the most of a frame's missing entries (its channels
-    together) that any offset moves inside the frame onto observed ones, without wrapping round
-    its edges (:data:`SPATIAL_COVERAGE` of that most: all of it for an occluder small enough
-    to move whole), at most :data:`SPATIAL_SHIFT_LIMIT` of them, evenly spaced among those;
-    empty for any other mask, or one whose missing entries cover too much of the frame to move
-    half of them (:data:`SPATIAL_LEAST_MOVED`) onto observed ones.
+    """For the entries a mask hides in every frame (a fixed occluder, which no shift in time
+    moves onto observed entries, alone or beside missing entries that change from frame to
+    frame; each channel its own where they differ), the offsets ``(dy, dx)`` that move nearly
+    the most of them (a frame's, its channels together) that any offset moves inside the frame
+    onto entries observed in some frame, without wrapping round its edges
+    (:data:`SPATIAL_COVERAGE` of that most: all of it for an occluder small enough to move
+    whole), at most :data:`SPATIAL_SHIFT_LIMIT` of them, evenly spaced among those; empty for a
+    mask that hides no entry in every frame, or one whose fixed entries cover too much of the
+    frame to move half of them (:data:`SPATIAL_LEAST_MOVED`) onto observed ones.
 
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed.
@@ -502,10 +509,7 @@ def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
         ValueError: another mask (not bool, another layout, on the meta device).
     """
     _check_video_mask(known)
-    frames = known.reshape(-1, *known.shape[-3:])  # (C, T, H, W), C = 1 for (T, H, W)
-    if not bool((frames == frames[:, :1]).all()):
-        return []
-    missing = ~frames[:, 0]
+    missing = always_missing(known)[:, 0]  # (C, H, W), C = 1 for (T, H, W)
     n_missing = int(missing.sum())
     if n_missing == 0:
         return []
@@ -548,8 +552,8 @@ def holdout_like(
     """Observed entries to hold out, shaped like the missing ones: the missing pattern of frame
     ``t - shift`` (mod ``T``) laid over frame ``t`` (whole frames for missing-frame masks, a
     block for region masks), restricted to observed entries, on a random ``fraction`` of the
-    frames where that hides something (at least one frame); or, for a mask the same in every
-    frame, its pattern moved within the frame, in every frame as the mask is.
+    frames where that hides something (at least one frame); or the entries missing in every
+    frame (a fixed occluder) moved within the frame, in every frame as the occluder is.
 
     Args:
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed (time on dim -3).
@@ -557,9 +561,10 @@ def holdout_like(
             shift in time only).
         shift: a :data:`Shift`: frames (an int) or an offset ``(dy, dx)`` in pixels; default
             the time shift nearest ``T // 2`` under which the pattern hides something (on short
-            clips ``T // 2`` may hide nothing: every other frame missing and ``T // 2`` even),
-            else (a mask the same in every frame) one of :func:`spatial_shifts` drawn from
-            ``generator``.
+            clips ``T // 2`` may hide nothing: every other frame missing and ``T // 2`` even)
+            and, where the mask also hides entries in every frame, one of
+            :func:`spatial_shifts` drawn from ``generator``: both held out together, so that a
+            fixed occluder beside missing frames is held out too.
 
     Returns:
         bool, ``known``'s shape, a subset of ``known``.
@@ -568,33 +573,44 @@ def holdout_like(
     if not (is_real_scalar(fraction) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
     check_generator(generator, "holdout_like")
-    dim = known.dim() - 3
     if not bool(known.any()):
         raise ValueError("the mask leaves no entry observed: there is nothing to recover from")
     if bool(known.all()):
         raise ValueError("the mask hides no entry: there is nothing to recover")
-    T = known.shape[dim]
-    if shift is None:
-        def distance_from_middle(s: int) -> tuple[int, int]:
-            return abs(s - T // 2), s  # ties: the earlier shift
+    if shift is not None:
+        return _held_out(known, shift, fraction, generator)
+    T = known.shape[-3]
 
-        shift = min(hiding_shifts(known), key=distance_from_middle, default=None)
-    if shift is None:
-        offsets = spatial_shifts(known)
-        if offsets:
-            shift = offsets[int(torch.randint(len(offsets), (1,), generator=generator))]
-    if shift is None:  # no shift hides anything
-        candidates, moved = torch.zeros_like(known), "any shift in time or space"
-    elif isinstance(shift, tuple):
-        candidates, moved = shifted_in_frame(~known, _offset(shift)) & known, f"{shift} pixels"
+    def distance_from_middle(s: int) -> tuple[int, int]:
+        return abs(s - T // 2), s  # ties: the earlier shift
+
+    shifts: list[Shift] = []
+    if (frames := hiding_shifts(known)):
+        shifts.append(min(frames, key=distance_from_middle))
+    if (offsets := spatial_shifts(known)):
+        shifts.append(offsets[int(torch.randint(len(offsets), (1,), generator=generator))])
+    if not shifts:
+        raise _no_holdout("any shift in time or space")
+    held = [_held_out(known, one, fraction, generator) for one in shifts]
+    return held[0] if len(held) == 1 else held[0] | held[1]
+
+
+def _held_out(known: Tensor, shift: Shift, fraction: float, generator: torch.Generator | None
+              ) -> Tensor:
+    """:func:`holdout_like` for one ``shift`` (checked here)."""
+    dim = known.dim() - 3
+    T = known.shape[dim]
+    if isinstance(shift, tuple):
+        # The fixed occluder alone: a moved frame-to-frame pattern (whole missing frames moved
+        # stay on themselves) is the time shifts' to hold out.
+        fixed = always_missing(known).reshape(*known.shape[:-3], 1, *known.shape[-2:])
+        candidates, moved = shifted_in_frame(fixed, _offset(shift)) & known, f"{shift} pixels"
     else:
         candidates, moved = (~known).roll(_frames(shift), dims=dim) & known, f"{shift} frames"
     other = [d for d in range(known.dim()) if d != dim]
     eligible = candidates.any(dim=other).nonzero().flatten().cpu()  # frames it would touch
     if eligible.numel() == 0:
-        raise ValueError(f"no frame has observed entries under the missing pattern moved by "
-                         f"{moved}, so no hold-out shaped like it exists; set "
-                         f"recovery.holdout: 0 to recover without the hold-out check")
+        raise _no_holdout(moved)
     if isinstance(shift, tuple):
         # In every frame, as the fixed pattern it moves: held out in some frames only, the
         # entries would be filled from the others (temporal interpolation exactly), where the
@@ -608,6 +624,12 @@ def holdout_like(
     shape = [1] * known.dim()
     shape[dim] = T
     return candidates & chosen.view(shape).to(known.device)
+
+
+def _no_holdout(moved: str) -> ValueError:
+    return ValueError(f"no frame has observed entries under the missing pattern moved by {moved}, "
+                      f"so no hold-out shaped like it exists; set recovery.holdout: 0 to recover "
+                      f"without the hold-out check")
 
 
 def _frames(shift: object) -> int:

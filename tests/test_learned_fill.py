@@ -265,6 +265,34 @@ def test_a_fixed_occluder_is_learned_from_its_shape_moved_within_the_frame():
     assert learned < 0.5 * neighbour, (learned, neighbour)
 
 
+def test_a_fixed_occluder_beside_missing_frames_is_learned_with_them():
+    """A block missing in every frame and two whole frames missing: the net learns from both
+    kinds of gap at once, and fills the block better than the spatial fill, where it learned
+    whole frames alone before (the block filled as the temporal fill it corrects fills it:
+    no frame shows those pixels)."""
+    video = wave()
+    known = torch.ones(12, 32, 32, dtype=torch.bool)
+    known[:, 10:18, 12:20] = False
+    known[[4, 8]] = False
+    observed = torch.where(known, video, torch.nan)
+    torch.manual_seed(0)
+    net, _ = learned_fill(observed, known, [TEMPORAL, NEIGHBOUR],
+                          settings=replace(FAST, iterations=60),
+                          generator=torch.Generator().manual_seed(0))
+    made = [TEMPORAL(observed, known), NEIGHBOUR(observed, known)]
+    learned = apply_fill(net, observed, known, made, symmetric=False)
+    block = torch.ones_like(known)
+    block[:, 10:18, 12:20] = False
+    block[[4, 8]] = True  # the block in the frames that show the rest
+    frames = torch.ones_like(known)
+    frames[[4, 8]] = False
+    # Measured on the block: neighbour averaging 0.31, temporal 0.39, learned 0.17 (0.44 when
+    # it learned whole frames alone); on the frames: temporal 0.29, learned 0.23.
+    on_block = missing_error(learned, video, block)
+    assert on_block < 0.7 * missing_error(made[1], video, block), on_block
+    assert missing_error(learned, video, frames) < missing_error(made[0], video, frames)
+
+
 def test_bad_input_is_refused():
     video, known = wave(), pixels_missing()
     with pytest.raises(ValueError, match="at least one"):
@@ -278,7 +306,7 @@ def test_bad_input_is_refused():
             learned_fill(clip, mask, [TEMPORAL])
     with pytest.raises(ValueError, match="learned_fill: generator must be"):
         learned_fill(video, known, [TEMPORAL], settings=FAST, generator=0)  # a seed
-    with pytest.raises(ValueError, match="nor .it is the same in every frame. any offset"):
+    with pytest.raises(ValueError, match="hides in every frame covers too much of the frame"):
         static = torch.ones(12, 32, 32, dtype=torch.bool)
         static[:, :24] = False  # 3/4 of the frame: no offset moves 90% of it onto the rest
         learned_fill(video, static, [TEMPORAL])
@@ -712,7 +740,7 @@ def test_the_last_time_shift_is_useful_too() -> None:
     """T = 2: the only shift is 1 = T - 1, and it is found (a search stopping before T - 1
     finds none)."""
     known = torch.tensor([[False, True], [True, False]]).view(1, 2, 1, 2)
-    assert useful_shifts(known) == [1]
+    assert useful_shifts(known) == ([1], [])
 
 
 def test_the_net_sees_17_by_17_pixels_of_a_frame() -> None:

@@ -360,8 +360,12 @@ def test_spatial_shifts_move_a_fixed_occluder_onto_observed_pixels() -> None:
     assert (0, 3) in offsets and (0, 2) not in offsets and (-3, 0) in offsets
     assert (-4, 0) not in offsets  # 1 row of 3 moved past the top edge: 6 of 9 land
     moving = known.clone()
-    moving[1] = fixed_block(top=5)[1]  # one frame's block elsewhere: no longer fixed
+    moving[1] = fixed_block(top=7, left=8)[1]  # one frame's block elsewhere: no longer fixed
     assert spatial_shifts(moving) == []
+    # Moved by 2 rows, the block keeps one row missing in every frame: that row is the fixed
+    # occluder, which moves as it would alone.
+    moving[1] = fixed_block(top=5)[1]
+    assert spatial_shifts(moving) == spatial_shifts(fixed_block(top=5) | known)
     assert spatial_shifts(fixed_block(0, 0, side=10)) == []  # 100 of 144 missing
     assert spatial_shifts(torch.ones_like(known)) == []
 
@@ -383,6 +387,31 @@ def test_spatial_shifts_list_at_most_their_limit_evenly_spaced(monkeypatch) -> N
     known[:, 0, 0] = False
     monkeypatch.setattr(recovery, "SPATIAL_SHIFT_LIMIT", 4)
     assert spatial_shifts(known) == [(0, 1), (1, 1), (2, 1), (3, 1)]
+
+
+def test_a_fixed_occluder_beside_missing_frames_is_held_out_too() -> None:
+    """A logo in every frame and whole frames missing: the default hold-out hides observed
+    frames (the missing frames moved in time) and the logo moved within the frame, in every
+    frame. Held out in time alone, the logo's pixels were never scored: the learned fill that
+    had never learned them (60 grey levels off on a waving flag, neighbour averaging 20) won."""
+    known = fixed_block()
+    known[[2, 7]] = False
+    holdout = holdout_like(known, fraction=0.5, generator=gen(0))
+    assert not (holdout & ~known).any()
+    logo = ~fixed_block()[0]
+    beside = holdout & ~holdout.all(dim=(1, 2), keepdim=True)  # the frames not held out whole
+    moved = beside[0]
+    assert moved.sum() == logo.sum() and not (moved & logo).any()  # the logo's shape, moved
+    held_frames = [t for t in range(T) if (holdout[t] | ~known[t]).all()]
+    assert len(held_frames) > 2  # observed frames held out whole, besides the missing two
+    for t in range(T):
+        if t not in held_frames:
+            assert torch.equal(holdout[t], moved)  # in every frame, as the logo is
+    # Each shift alone holds out its own kind: a time shift leaves the logo where no frame
+    # shows it (nothing to hold out there), an offset moves the logo only.
+    assert not holdout_like(known, shift=5, fraction=1.0)[:, logo].any()
+    by_offset = holdout_like(known, shift=(0, 3))
+    assert torch.equal(by_offset, shifted_in_frame(logo, (0, 3)).expand(T, H, W) & known)
 
 
 def test_a_fixed_occluder_of_each_channel_its_own_moves_within_the_frame() -> None:
