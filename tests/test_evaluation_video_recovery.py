@@ -362,19 +362,26 @@ def test_a_fixed_occluder_is_recovered_with_the_learned_fill_and_a_holdout(clip,
     assert errors[table["start"]["fill"]] == min(errors.values())
 
 
-@pytest.mark.parametrize("starts", [["neighbour_average"], []])
-def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch, starts):
+# Without further starts, the learned fill trained wildly (3 steps of lr 0.05) so that the fill it
+# corrects wins at either value of the held-out entries: the holdout scores its candidates on
+# those values by design, and at the tiny schedule the learned fill is within 0.1% of the fill
+# it corrects, a near tie that either value of theirs may break.
+@pytest.mark.parametrize("starts, learned", [
+    (["neighbour_average"], []),
+    ([], ["recovery.learned.iterations=3", "recovery.learned.lr=0.05"]),
+])
+def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch, starts,
+                                                                learned):
     """With a holdout the chain's length is chosen on a loop that started from a fill made
     without the held-out entries everywhere: changing their values changes nothing it sees (its
     start once filled the missing entries beside them from them). The answer then repeats that
     choice from the fill made with every observed entry. For a further start that wins the
-    holdout (neighbour_average), and for whichever of the learned fill and the fill it corrects
-    wins without one."""
+    holdout (neighbour_average), and for the fill the learned fill corrects."""
     task = importlib.import_module("stgconv.tasks.recover_video")
     calls = recorded_keywords(monkeypatch, task, "recover")
     config = quick_config("recovery.init=learned",
                           "recovery.learned.fills=[temporal_interpolation]",
-                          f"recovery.learned.starts={starts}", "recovery.holdout=0.3")
+                          f"recovery.learned.starts={starts}", "recovery.holdout=0.3", *learned)
     truth, known, held_out = salt_and_pepper_clip(clip, config)
     visible = known & ~held_out
     seen = []
@@ -387,7 +394,7 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
         assert answering["holdout"] is None and answering["select"] == result.selected_iteration
         assert torch.equal(answering["init"], init)
         seen.append((choosing["init"], start["fill"]))
-    assert seen[0][1] == seen[1][1] and (seen[0][1] == starts[0] if starts else True)
+    assert seen[0][1] == seen[1][1] == (starts[0] if starts else "temporal_interpolation")
     assert torch.equal(seen[0][0], seen[1][0])
     if starts:  # the winner's fill: without the held-out entries to choose, with them to answer
         observed = torch.where(known, truth + 0.5 * held_out, 0.0)
