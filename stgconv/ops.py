@@ -148,6 +148,10 @@ def block_top_k(x: Tensor, low: Tensor, factor: Sequence[int]) -> Tensor:
 
     Returns:
         ``x``'s shape and dtype, entries in {0, 1}.
+
+    Raises:
+        ValueError: ``low`` not of that shape, or not in ``[0, 1]`` (NaN included); NaN in
+            ``x`` (infinite scores rank as such).
     """
     factor = _check_factor(x, factor)
     k = len(factor)
@@ -156,6 +160,18 @@ def block_top_k(x: Tensor, low: Tensor, factor: Sequence[int]) -> Tensor:
     if tuple(low.shape) != (*lead, *coarse):
         raise ValueError(f"low {tuple(low.shape)} is not x {tuple(x.shape)} block-reduced by "
                          f"{factor} (expected {(*lead, *coarse)})")
+    # A NaN mean became a count of no entry and a mean past [0, 1] was clamped, and a NaN score
+    # ranked first: a binary result whose block means were not low, or that hid a diverged
+    # chain, without a word (trilinear_binary_upsample of a NaN low came back empty).
+    if low.isnan().any():
+        raise ValueError(f"low has {int(low.isnan().sum())} NaN values; expected block means "
+                         "in [0, 1]")
+    if ((low < 0) | (low > 1)).any():
+        raise ValueError(f"low must be block means in [0, 1], got values in "
+                         f"[{low.min().item():.4g}, {low.max().item():.4g}]")
+    if x.isnan().any():
+        raise ValueError(f"x has {int(x.isnan().sum())} NaN scores: no block can be ranked "
+                         "with them")
     split: list[int] = []
     for n, f in zip(sizes, factor):
         split += [n // f, f]
@@ -169,7 +185,7 @@ def block_top_k(x: Tensor, low: Tensor, factor: Sequence[int]) -> Tensor:
     order = blocks.argsort(dim=-1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(-1, order, torch.arange(block_size, device=x.device).expand_as(order))
-    counts = (low.clamp(0.0, 1.0) * block_size).round().to(rank.dtype)
+    counts = (low * block_size).round().to(rank.dtype)
     chosen = (rank < counts.unsqueeze(-1)).to(x.dtype)
     back = [0] * len(to_blocks)
     for position, dim in enumerate(to_blocks):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator, check_tensor
+from stgconv.checks import check_generator, check_tensor, is_int
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer
 from stgconv.mcmc import DownsampleConsistency
@@ -49,7 +49,7 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
 
     Raises:
         ValueError: ``low`` not ``(B, 1, d, d, d)`` float block means in ``[0, 1]`` (NaN
-            included), ``factor`` not an int ``>= 1``
+            included), ``d * factor`` not the model's side, ``factor`` not an int ``>= 1``
             (the up-sampling's check), an unknown ``upsample``.
     """
     check_generator(generator, "super_resolve_batch")  # before the start's work
@@ -67,6 +67,14 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
     if ((low < 0) | (low > 1)).any():
         raise ValueError(f"low must be block means of occupancy in [0, 1], got values in "
                          f"[{low.min().item():.4g}, {low.max().item():.4g}]")
+    # Else the energy refused the up-sampled start ("expected input of shape ('B', 1, 16, 16,
+    # 16), got (2, 1, 32, 32, 32)" for an 8^3 low and factor 4), naming neither low nor factor.
+    high = tuple(n * factor for n in low.shape[2:]) if is_int(factor) and factor >= 1 else None
+    if energy.input_size is not None and high is not None and any(
+            side is not None and side != n for side, n in zip(energy.input_size, high)):
+        raise ValueError(f"low {tuple(low.shape)} up-sampled by factor {factor} is {high}, but "
+                         f"the model takes {energy.input_size}: low's side times factor must "
+                         "be the model's side")
     blocks = (factor,) * 3
     low_model = low - offset
     if initializer is not None and initializer.serves(factor):

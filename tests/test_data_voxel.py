@@ -752,6 +752,35 @@ def test_a_plain_voxel_file_refuses_categories_and_split(tmp_path) -> None:
             load_voxel_shapes(path, **options)
 
 
+def test_a_selection_no_shape_meets_names_itself_and_how_to_leave_it_out(tree: Path,
+                                                                         tmp_path: Path) -> None:
+    """A shipped chairs config keeps its data.categories: [chair] under --data: a plain file, an
+    .npz without labels and a folder whose names have no chair_ were refused in the library's
+    words alone ("categories/split need labelled shapes"), never naming what was asked or how to
+    leave it out; a split alone that kept nothing read "no shapes in c.h5 and split='test'"."""
+    plain = save_voxels(CUBE_6, tmp_path / "grid.npy")
+    np.savez(tmp_path / "bare.npz", X=CUBE_6[None])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "seat.off").write_text(CUBE)
+    train_only = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=4, splits=["train"])
+    leave_out = r"categories=None takes every shape \(in a config, data\.categories: null"
+    cases = [
+        (plain, {"categories": ["chair"]}, r"^categories=\['chair'\] need labelled shapes .*"
+         r"grid\.npy is a plain voxel file, read whole: leave them out \(in a config, "
+         r"data\.categories: null\)$"),
+        (plain, {"split": "train"}, r"^split='train' need .*\(in a config, data\.split: all\)$"),
+        (tmp_path / "bare.npz", {"categories": ["chair"]},
+         r"^categories=\['chair'\] but .*bare\.npz does not name its categories .*; " + leave_out),
+        (tmp_path / "mine", {"categories": ["chair"]},
+         r"^no shapes in .*mine for categories=\['chair'\] \(a folder's files are kept by their "
+         r"names: <category>_\.\.\.\); " + leave_out),
+        (train_only, {"split": "test"}, r"^no shapes in .*c\.h5 for split='test'$"),
+    ]
+    for path, options, message in cases:
+        with pytest.raises(ValueError, match=message):
+            load_voxel_shapes(path, **options)
+
+
 def test_categories_must_be_distinct_names(tree: Path) -> None:
     with pytest.raises(ValueError, match="list of distinct names"):
         find_modelnet_meshes(tree, categories=["chair", "chair"])
@@ -885,7 +914,7 @@ def test_a_plain_voxel_file_of_fractional_occupancy_is_read(tmp_path: Path) -> N
 def test_no_shapes_left_names_the_categories_and_split_asked(tree: Path, tmp_path: Path) -> None:
     cache = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=4, splits=["train"])
     with pytest.raises(ValueError, match=r"no shapes in .*c\.h5 for categories=\['chair'\] and "
-                                         r"split='test'$"):
+                                         r"split='test'; categories=None takes every shape"):
         load_voxel_shapes(cache, categories=["chair"], split="test")
 
 

@@ -46,7 +46,7 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     out = tmp_path / "sr.json"
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--factor", "4", "--json", str(out),
-                 "--out", str(tmp_path / "renders"), "--device", "cpu"]) == 0
+                 "--out", str(tmp_path / "renders"), "--device", "cpu", "--seed", "3"]) == 0
     printed = capsys.readouterr().out
     # The closing line names every output written, the renders' folder too.
     assert f"wrote {out}, {tmp_path / 'renders'} (" in printed
@@ -56,6 +56,8 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     assert all(0 <= v <= 1 for part in ("errors", "iou") for v in table[part].values())
     assert table["n_shapes"] == 12 and table["factor"] == 4 and "[0, 1]" in table["unit"]
     assert table["binary"] is True and table["upsample"] == "linear"
+    # The seed of our chains' noise, as recovery-3d's table keeps it: the run can be repeated.
+    assert table["seed"] == 3
     # The quick config trains an initializer; the table scores it alone, as our chain's start.
     assert table["start"]["method"] == "initializer"
     assert 0 <= table["start"]["error"] <= 1 and 0 <= table["start"]["iou"] <= 1
@@ -215,8 +217,15 @@ def test_a_folder_of_meshes_is_voxelized_at_the_models_side(files, tmp_path) -> 
 def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     run = str(files["run"])
     np.savez(tmp_path / "big.npz", X=np.zeros((2, 20, 20, 20), np.uint8))
+    (tmp_path / "tetra.off").write_text("OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n"
+                                        "3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n")
     sr_eval = ["eval", "super-resolution", "--checkpoint", run, "--device", "cpu", "--shapes"]
     cases = [
+        # Refused as a voxel file of the wrong suffix ("suffix must be one of .mat, ..."),
+        # which said nothing of the folder of meshes the evaluation reads.
+        ([*sr_eval, str(tmp_path / "tetra.off")],
+         r"tetra\.off is a mesh; meshes are read from a folder, each voxelized at the model's "
+         r"side: give the folder that holds it"),
         ([*sr_eval, str(tmp_path / "big.npz")], r"\(N, 16, 16, 16\)"),
         ([*sr_eval, str(files["shapes"]), "--factor", "5"], "does not divide"),
         (["eval", "recovery-3d", "--checkpoint", run, "--shapes", str(tmp_path / "big.npz")],
@@ -614,6 +623,25 @@ def test_format_voxel_table_lists_the_lowest_error_first(protocol: dict, head: s
         "c                      0.2000   0.7000       3.5",
         "a                      0.3000   0.5000       1.5",
         "start: m               0.2500   0.6000       4.5",
+    ]
+
+
+def test_format_voxel_table_keeps_its_columns_for_a_long_start_name() -> None:
+    """recovery-3d --init neighbour_majority: "start: neighbour_majority" is 25 characters, and
+    its row's numbers stood 5 columns right of the others'."""
+    from stgconv.evaluation.voxel import format_voxel_table
+
+    table = {"task": "recovery-3d", "missing_fraction": 0.7, "init": "neighbour_majority",
+             "n_shapes": 2, "shapes": "s", "steps": 5,
+             "errors": {"stgconv": 0.1, "neighbour_majority": 0.2},
+             "iou": {"stgconv": 0.9, "neighbour_majority": 0.8},
+             "seconds": {"stgconv": 1.0, "neighbour_majority": 2.0},
+             "start": {"method": "neighbour_majority", "error": 0.2, "iou": 0.8, "seconds": 2.0}}
+    assert format_voxel_table(table).splitlines()[1:] == [
+        "method                        error      IoU   seconds",
+        "stgconv                      0.1000   0.9000       1.0",
+        "neighbour_majority           0.2000   0.8000       2.0",
+        "start: neighbour_majority    0.2000   0.8000       2.0",
     ]
 
 

@@ -178,6 +178,25 @@ def test_an_hdf5_batch_is_stored_one_chunk_per_grid(tmp_path: Path) -> None:
         assert h5["voxels"].chunks == (1, 4, 4, 4)
 
 
+def test_max_shapes_of_an_hdf5_batch_reads_no_further_than_those(tmp_path: Path) -> None:
+    """The grids past the first 2 are damaged on disk, and --max-shapes 2 reads them not: an
+    HDF5 file was read whole (a 64^3 cache, 1.3 GB, for 4 shapes to score), as an .npy no
+    longer was."""
+    import h5py
+
+    grids = (np.arange(5 * 64).reshape(5, 4, 4, 4) % 3 == 0).astype(np.uint8)
+    path = save_voxels(grids, tmp_path / "batch.h5")
+    with h5py.File(path, "r") as h5:  # one gzip chunk per grid, where each lies in the file
+        chunks = [h5["voxels"].id.get_chunk_info(i) for i in range(5)]
+    with open(path, "r+b") as file:
+        for chunk in chunks[2:]:
+            file.seek(chunk.byte_offset)
+            file.write(b"\xff" * chunk.size)
+    np.testing.assert_array_equal(load_voxels(path, max_shapes=2), grids[:2])
+    with pytest.raises(ValueError, match="cannot read HDF5 file"):  # the damage is real
+        load_voxels(path)
+
+
 @pytest.mark.parametrize(("vertices", "up_axis", "margin", "message"), [
     (CUBE_VERTICES, 3, 0.0, "up_axis must be 0, 1 or 2"),
     (np.ones((3, 3)), 2, 0.0, "zero extent"),  # all vertices in one point

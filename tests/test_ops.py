@@ -6,6 +6,7 @@ test_up_down_projection_properties)."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -282,6 +283,29 @@ def test_linear_up_of_a_side_of_size_zero_is_empty_as_nearest_up() -> None:
 def test_block_top_k_checks_the_low_shape() -> None:
     with pytest.raises(ValueError, match="block-reduced"):
         block_top_k(torch.zeros(1, 8, 8), torch.zeros(1, 3, 4), (2, 2))
+
+
+@pytest.mark.parametrize("low, scores, message", [
+    # A NaN mean became a count of no entry: trilinear_binary_upsample came back empty.
+    (torch.full((1, 2, 2), math.nan), torch.zeros(1, 4, 4), r"low has 4 NaN values"),
+    # Clamped to 1: a block of every entry, whose mean is not low's.
+    (torch.full((1, 2, 2), 1.5), torch.zeros(1, 4, 4), r"in \[0, 1\], got values in \[1.5, 1.5\]"),
+    (torch.full((1, 2, 2), -0.25), torch.zeros(1, 4, 4), r"got values in \[-0.25, -0.25\]"),
+    # A NaN score (a diverged chain) ranked first and came out as an occupied entry.
+    (torch.full((1, 2, 2), 0.25), torch.zeros(1, 4, 4).index_fill_(2, torch.tensor([0]), math.nan),
+     r"x has 4 NaN scores"),
+], ids=["nan low", "low above one", "low below zero", "nan scores"])
+def test_block_top_k_refuses_means_no_binary_tensor_has_and_nan_scores(low, scores,
+                                                                         message) -> None:
+    with pytest.raises(ValueError, match=message):
+        block_top_k(scores, low, (2, 2))
+
+
+def test_block_top_k_ranks_infinite_scores_last_or_first() -> None:
+    """-inf marks entries never to choose (the evaluation's padding), +inf ones always to."""
+    scores = torch.tensor([[[-math.inf, 0.0], [1.0, math.inf]]])
+    torch.testing.assert_close(block_top_k(scores, torch.full((1, 1, 1), 0.75), (2, 2)),
+                               torch.tensor([[[0.0, 1.0], [1.0, 1.0]]]))
 
 
 def test_random_shift_moves_each_image_by_its_own_offset_within_range() -> None:

@@ -123,6 +123,18 @@ def test_super_resolution_refuses_low_that_is_no_occupancy(low: Tensor, message:
         super_resolve_batch(tiny_energy(8), sampler, low, 4, generator=gen(0))
 
 
+@pytest.mark.parametrize("side, factor", [(4, 4), (2, 2), (3, 4)])
+def test_super_resolution_names_low_and_factor_that_miss_the_models_side(side: int,
+                                                                        factor: int) -> None:
+    """An 8^3 model: the energy refused the up-sampled start ("expected input of shape ('B', 1,
+    8, 8, 8), got (1, 1, 16, 16, 16)"), naming neither low nor factor."""
+    low = torch.full((1, 1, side, side, side), 0.5)
+    with pytest.raises(ValueError, match=re.escape(
+            f"low (1, 1, {side}, {side}, {side}) up-sampled by factor {factor} is "
+            f"{(side * factor,) * 3}, but the model takes (8, 8, 8)")):
+        super_resolve_batch(tiny_energy(8), Langevin(n_steps=1, step_size=0.1), low, factor)
+
+
 # --------------------------------------------------------------------------- recovery
 
 
@@ -196,6 +208,46 @@ def test_super_resolve_a_grid_and_a_mesh(files, tmp_path) -> None:
                                downsample(trained_on, 4))
 
 
+def test_super_resolve_warns_of_grids_whose_every_block_is_empty_or_full(files, tmp_path,
+                                                                         capsys) -> None:
+    """A shape voxelized straight at the low side holds block means 0 and 1 only: each block
+    keeps its count, all or none, so the result is the nearest up-sampling, and the command
+    says so; the block means of finer shapes get no warning."""
+    shapes = torch.from_numpy(np.load(files["shapes"])["X"][:2]).float()[:, None]
+    low = downsample(shapes, 4)
+    binary = torch.cat([low[:1], (low[1:] >= 0.5).float()])
+    np.save(tmp_path / "fractions.npy", low[:, 0].numpy())
+    np.save(tmp_path / "binary.npy", binary[:, 0].numpy())
+    for name in ("fractions", "binary"):
+        capsys.readouterr()
+        assert main(["super-resolve", str(files["run"]), str(tmp_path / f"{name}.npy"),
+                     "--out", str(tmp_path / name), "--device", "cpu"]) == 0
+        err = capsys.readouterr().err
+        if name == "fractions":
+            assert "warning" not in err, err
+    assert re.search(r"warning: 1 of the 2 grids of \S*binary\.npy \(the first: grid 1\) hold "
+                     r"only block means 0 and 1", err), err
+    high = torch.from_numpy(np.load(tmp_path / "binary" / "super_resolved.npy"))[:, None]
+    torch.testing.assert_close(high[1:], nearest_upsample(binary[1:], 4))
+
+
+@pytest.mark.parametrize("task", ["super_resolve", "recover_shape"])
+def test_an_out_dir_a_library_caller_cannot_write_is_refused_before_the_work(
+        tmp_path, monkeypatch, task: str) -> None:
+    """It failed after the chains had run, in the file system's words ("[Errno 17] File
+    exists: 'taken'"); the CLI checked its --out, a script's call did not."""
+    from stgconv.tasks import voxel
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(voxel, "load_voxel_model", no_work)
+    (tmp_path / "taken").write_text("a file")
+    inputs = (["low.npy"] if task == "super_resolve" else ["shapes.npy", "known.npy"])
+    with pytest.raises(ValueError, match=r"out_dir \S*taken is a file, not a folder"):
+        getattr(voxel, task)("run", *inputs, tmp_path / "taken", device="cpu")
+
+
 def test_a_factor_of_1_is_refused() -> None:
     """With factor 1 the low resolution is the shape itself: every method scores a copy."""
     with pytest.raises(ValueError, match=r"factor must be an int >= 2, got 1"):
@@ -207,6 +259,7 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
     np.save(tmp_path / "flat.npy", np.zeros((4, 4, 2), np.float32))
     np.save(tmp_path / "low8.npy", np.zeros((8, 8, 8), np.float32))
     np.save(tmp_path / "low2.npy", np.zeros((2, 2, 2), np.float32))
+    np.save(tmp_path / "low3.npy", np.zeros((3, 3, 3), np.float32))
     np.save(tmp_path / "none.npy", np.zeros((0, 4, 4, 4), np.float32))
     (tmp_path / "empty.off").write_text("OFF\n0 0 0\n")
     (tmp_path / "shape.txt").write_text("0 1 0")
@@ -214,8 +267,13 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         (["super-resolve", run, str(tmp_path / "shape.txt")],
          r"cannot read .*shape.txt: expected a voxel file \(.*\) or a mesh \(.*\)"),
         (["super-resolve", run, str(tmp_path / "flat.npy")], "cubic"),
-        (["super-resolve", run, str(tmp_path / "low8.npy")], r"\(N, 4, 4, 4\)"),
-        (["super-resolve", run, str(tmp_path / "low2.npy")], r"\(N, 4, 4, 4\)"),
+        # A side another factor takes: which one (a model trained for factor 2 refused its own
+        # low resolution under the default 4, not saying so).
+        (["super-resolve", run, str(tmp_path / "low8.npy")],
+         r"\(N, 4, 4, 4\); 8\^3 grids take factor 2 \(--factor 2\)\n"),
+        (["super-resolve", run, str(tmp_path / "low2.npy")],
+         r"\(N, 4, 4, 4\); 2\^3 grids take factor 8 \(--factor 8\)\n"),
+        (["super-resolve", run, str(tmp_path / "low3.npy")], r"\(N, 4, 4, 4\)\n"),
         (["super-resolve", run, str(tmp_path / "low8.npy"), "--factor", "3"],
          r"does not divide the model's grid side 16; choose one of \[2, 4, 8, 16\]"),
         (["super-resolve", run, str(tmp_path / "empty.off")], "no faces"),

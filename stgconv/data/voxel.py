@@ -64,6 +64,10 @@ _METHOD = ("stgconv.io.mesh.voxelize: bounding box centred, longest side scaled 
            "resolution - 2 * margin voxels; surface voxels + axis carving + enclosed cavities "
            "filled")
 
+# A shipped config's categories ([chair]) stay in force under --data: the way out, in its words.
+_EVERY_CATEGORY = ("categories=None takes every shape (in a config, data.categories: null, e.g. "
+                   "--set data.categories=null)")
+
 
 # --------------------------------------------------------------------------------------------
 # Building the cache
@@ -403,7 +407,8 @@ class VoxelShapes(LazyH5, NamedDataset):
                              f"{categories!r} (write [{categories!r}])")
         if self.classes is None:
             raise ValueError(f"categories={list(categories)} but {self.root} does not name its "
-                             f"categories")
+                             f"categories (labels y of ModelNet10's, or names in an array "
+                             f"'categories'); {_EVERY_CATEGORY}")
         unknown = [name for name in categories if name not in self.classes]
         if unknown:
             raise ValueError(f"unknown categories {unknown} for {self.root}; it has "
@@ -524,15 +529,21 @@ def load_voxel_shapes(
         batch = dataset.stack(max_shapes)
     else:
         if categories is not None or split is not None:
-            raise ValueError(f"categories/split need labelled shapes (.npz with y, or an HDF5 "
-                             f"cache); {path} is a plain voxel file")
+            in_config = " and ".join(
+                [*([] if categories is None else ["data.categories: null"]),
+                 *([] if split is None else ["data.split: all"])])
+            raise ValueError(f"{_selection(categories, split)} need labelled shapes (.npz with "
+                             f"y, or an HDF5 cache); {path} is a plain voxel file, read whole: "
+                             f"leave them out (in a config, {in_config})")
         # The first max_shapes read alone: the whole batch became float32 to keep them.
         grids = load_voxels(path, binary=False, max_shapes=max_shapes)
         batch = to_tensor(grids[None] if grids.ndim == 3 else grids)
     if len(batch) == 0:
-        raise ValueError(f"no shapes in {path}" + (f" for categories={list(categories)}"
-                                                   if categories is not None else "")
-                         + (f" and split={split!r}" if split is not None else ""))
+        asked = _selection(categories, split)
+        kept_by_name = (" (a folder's files are kept by their names: <category>_...)"
+                        if categories is not None and path.is_dir() else "")
+        raise ValueError(f"no shapes in {path}" + (f" for {asked}{kept_by_name}" if asked else "")
+                         + (f"; {_EVERY_CATEGORY}" if categories is not None else ""))
     side = batch.shape[-1]
     if resolution is not None and side != resolution and not path.is_dir():
         raise ValueError(f"the shapes in {path} are {side}^3 but resolution={resolution} was "
@@ -541,6 +552,12 @@ def load_voxel_shapes(
         raise ValueError(f"the shapes in {path} are {side}^3, larger than the side {pad_to} "
                          f"they are padded to (pad_to, a model's data.size)")
     return batch if pad_to is None else pad_grids(batch, pad_to)
+
+
+def _selection(categories: Sequence[str] | None, split: str | None) -> str:
+    """``categories=[...] and split='...'``, of those given, for a message."""
+    return " and ".join([*([] if categories is None else [f"categories={list(categories)}"]),
+                         *([] if split is None else [f"split={split!r}"])])
 
 
 def _is_shape_cache(path: Path) -> bool:

@@ -39,6 +39,7 @@ from stgconv.data.voxel import load_voxel_shapes
 from stgconv.evaluation.tensorboard import check_outputs, log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
 from stgconv.io.image import save_picture
+from stgconv.io.mesh import MESH_SUFFIXES
 from stgconv.io.render import voxel_sheet
 from stgconv.io.voxel import load_voxels, pad_to, to_tensor
 from stgconv.metrics import pooled_iou, voxel_errors, voxel_iou
@@ -82,10 +83,14 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
     Raises:
         ValueError: grids larger than ``max_side`` (the model's side; smaller ones are padded),
             refused before a file's grids are converted; no shapes; a folder's shapes that are
-            not binary.
+            not binary; a mesh file (meshes are read from a folder).
     """
     if max_shapes is not None:  # as_int: 2.0 failed as a slice index, in Python's words
         max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
+    if Path(path).suffix.lower() in MESH_SUFFIXES and Path(path).is_file():
+        # Refused as a voxel file of the wrong suffix, which said nothing of meshes.
+        raise ValueError(f"{path} is a mesh; meshes are read from a folder, each voxelized at "
+                         f"the model's side: give the folder that holds it")
     if Path(path).is_dir():
         batch = load_voxel_shapes(path, max_shapes=max_shapes, mesh_side=mesh_side)
         if not torch.all((batch == 0) | (batch == 1)):
@@ -117,7 +122,7 @@ def eval_super_resolution(
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
     "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
-    "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps",
+    "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps", "seed",
     "upsample", "binary", "checkpoint", "shapes", "start"}``; ``binary=False`` scores our
     chain's soft occupancy instead. ``start`` scores where our chain starts, made binary the
     same way (``{"method", "error", "iou", "iou_pooled", "seconds"}``; method
@@ -204,7 +209,7 @@ def eval_super_resolution(
         "low_size": size // factor,
         "trained_factor": (config.chains.factor if config.chains.mode == "super_resolution"
                            else None),
-        "steps": sampler.n_steps,
+        "steps": sampler.n_steps, "seed": seed,
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
     })
@@ -450,12 +455,16 @@ def format_voxel_table(table: dict[str, Any]) -> str:
         head = (f"recovery of {100 * table['missing_fraction']:.1f}% missing voxels on "
                 f"{table['n_shapes']} shapes of {table['shapes']} ({table['steps']} steps "
                 f"from {table['init']})")
-    lines = [head, f"{'method':<20}{'error':>9}{'IoU':>9}{'seconds':>10}"]
+    # As wide as the longest name: "start: neighbour_majority" (25) pushed its row's numbers
+    # out of their columns.
+    starts = [f"start: {table['start']['method']}"] if "start" in table else []
+    width = max(20, *(len(name) + 1 for name in [*table["errors"], *starts]))
+    lines = [head, f"{'method':<{width}}{'error':>9}{'IoU':>9}{'seconds':>10}"]
     for name, error in sorted(table["errors"].items(), key=itemgetter(1)):
-        lines.append(f"{name:<20}{error:>9.4f}{table['iou'][name]:>9.4f}"
+        lines.append(f"{name:<{width}}{error:>9.4f}{table['iou'][name]:>9.4f}"
                      f"{table['seconds'][name]:>10.1f}")
-    if "start" in table:
+    for name in starts:
         start = table["start"]
-        lines.append(f"{'start: ' + start['method']:<20}{start['error']:>9.4f}"
-                     f"{start['iou']:>9.4f}{start['seconds']:>10.1f}")
+        lines.append(f"{name:<{width}}{start['error']:>9.4f}{start['iou']:>9.4f}"
+                     f"{start['seconds']:>10.1f}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ Every chain runs in the model's units (occupancy minus the training mean, see
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -20,7 +21,7 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import as_int, check_generator, check_seed
+from stgconv.checks import as_int, check_generator, check_output, check_seed
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer, has_initializer, initializer_from_state
@@ -234,9 +235,12 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
 
     Raises:
         ValueError: mismatched or unreadable files, grids larger than the model's, nothing
-            observed or nothing to recover.
+            observed or nothing to recover; an ``out_dir`` that cannot be written (before the
+            work).
     """
     seed = check_seed(seed)
+    # Before the work: an out_dir that was a file failed after the chains with "File exists".
+    check_output(out_dir, "out_dir")
     if (Path(source).suffix.lower() == ".mat") != (Path(known).suffix.lower() == ".mat"):
         raise ValueError(f"{source} and {known} must both be .mat files or neither: a .mat "
                          "grid is read with its first two axes swapped (stgconv.io.voxel), so "
@@ -298,13 +302,17 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     clamped to ``[0, 1]``; a ``.mat`` source's in the layout
     :func:`~stgconv.io.voxel.load_voxels` reads it in),
     ``super_resolved.png`` (input | nearest | ours, up to 4 shapes) and, for one shape,
-    ``super_resolved.ply`` (its 0.5 iso-surface).
+    ``super_resolved.ply`` (its 0.5 iso-surface). Grids of a voxel file that hold only block
+    means 0 and 1 (a shape voxelized at the low side) are warned about: each block keeps its
+    count, all or none, so they come back as their nearest up-sampling.
 
     Raises:
         ValueError: a factor below 2 or one that does not divide the model's side; a grid of
-            the wrong size; an unreadable or broken file.
+            the wrong size; an unreadable or broken file; an ``out_dir`` that cannot be written
+            (before the work).
     """
     seed = check_seed(seed)
+    check_output(out_dir, "out_dir")  # before the work, as recover_shape
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
@@ -328,9 +336,28 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     if len(grids) == 0:
         raise ValueError(f"{source} holds no grids: nothing to super-resolve")
     if grids.shape[-1] != low_side:
+        side = grids.shape[-1]
+        # The factor is 4 unless given: a model trained for another one (chains.factor 2, 32^3
+        # -> 64^3) refused its own low resolution without saying which factor takes it.
+        takes = (f"; {side}^3 grids take factor {size // side} (--factor {size // side})"
+                 if side < size and size % side == 0 else "")
         raise ValueError(
-            f"{source} holds {grids.shape[-1]}^3 grids; this {size}^3 model with factor {factor} "
-            f"needs low-resolution grids (N, {low_side}, {low_side}, {low_side})")
+            f"{source} holds {side}^3 grids; this {size}^3 model with factor {factor} "
+            f"needs low-resolution grids (N, {low_side}, {low_side}, {low_side}){takes}")
+    if suffix in VOXEL_SUFFIXES:
+        # A block mean of 0 or 1 pins every voxel of the block: a shape voxelized straight at
+        # the low side has nothing but such blocks, and came back as its nearest up-sampling
+        # (or, --soft, the chain's moves inside pinned blocks) without a word.
+        pinned = [i for i, grid in enumerate(grids) if np.isin(grid, (0, 1)).all()]
+        if pinned:
+            warnings.warn(
+                f"{len(pinned)} of the {len(grids)} grids of {source} (the first: grid "
+                f"{pinned[0]}) hold only block means 0 and 1, so every block is all empty or "
+                "all occupied and nothing inside it is left to infer: they come back as their "
+                "nearest up-sampling" + ("" if binary else " and the chain's moves inside its "
+                                         "blocks") + "; give occupancy fractions (a finer grid "
+                f"averaged over {factor}^3 blocks) or the mesh",
+                stacklevel=3)  # past written_together's wrapper
     param = next(energy.parameters())
     low = to_tensor(grids)
     generator = torch.Generator(param.device).manual_seed(seed)
