@@ -202,7 +202,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "in [0, 1], side = model side / factor) or a mesh "
                                  "(.off/.obj/.ply/.stl, voxelized at the model's side, then "
                                  "block-averaged)")
-    p.add_argument("--factor", type=int, default=4, help="block size (default 4: 16^3 -> 64^3)")
+    p.add_argument("--factor", type=int,
+                   help="block size (default: the one the model was trained for, chains.factor; "
+                        "4, 16^3 -> 64^3, for a model not trained to super-resolve)")
     p.add_argument("--out", help="output folder (default: <run folder>/super_resolution)")
     p.add_argument("--soft", action="store_true",
                    help="write the chain's occupancy in [0, 1] instead of the binary shape with "
@@ -235,7 +237,9 @@ def _parser() -> argparse.ArgumentParser:
                  help="voxel super-resolution of pooled shapes: ours, nearest, trilinear, "
                       "trilinear_binary")
     _voxel_eval_arguments(p)
-    p.add_argument("--factor", type=int, default=4, help="block size (default 4)")
+    p.add_argument("--factor", type=int,
+                   help="block size (default: the one the model was trained for, chains.factor; "
+                        "4 for a model not trained to super-resolve)")
     p.add_argument("--soft", action="store_true",
                    help="score our chain's occupancy in [0, 1] instead of the binary shape")
 

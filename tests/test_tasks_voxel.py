@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.io import savemat
-from _tiny import boxes_and_balls, captured
+from _tiny import SR_CONFIG, boxes_and_balls, captured
 from torch import Tensor
 
 from stgconv.baselines import mean_fill
@@ -35,8 +35,9 @@ from stgconv.modalities import VOXELS
 from stgconv.ops import block_down
 from stgconv.initializer import Initializer
 from stgconv.super_resolution import super_resolve_batch
-from stgconv.tasks.voxel import (check_factor, default_recovery_init, load_initializer,
-                                 load_voxel_model, on_model_grid, recover_batch, recover_padded)
+from stgconv.tasks.voxel import (check_factor, default_recovery_init, factor_or_trained,
+                                 load_initializer, load_voxel_model, on_model_grid,
+                                 recover_batch, recover_padded)
 from stgconv.train import Trainer
 
 
@@ -745,3 +746,13 @@ def test_super_resolve_starts_at_the_configs_upsampling_for_an_unlearned_factor(
                                    generator=gen(0)).clamp(0.0, 1.0)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "super_resolved.npy"),
                                expected[:, 0].numpy(), atol=1e-6)
+
+
+def test_a_factor_left_out_is_the_one_the_model_was_trained_for() -> None:
+    """A model trained for 32^3 -> 64^3 (chains.factor 2) refused its own low resolution under
+    the default 4; one not trained to super-resolve takes 4, and a factor given is kept."""
+    for overrides, expected in ((["chains.factor=2"], 2), ([], 4),
+                                (["chains.mode=noise", "initializer=null"], 4)):
+        config = load_config(SR_CONFIG, overrides)
+        assert factor_or_trained(None, config) == expected, overrides
+        assert factor_or_trained(8, config) == 8

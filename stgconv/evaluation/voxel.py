@@ -52,11 +52,13 @@ from stgconv.tasks.voxel import (
     check_batch_size,
     check_factor,
     default_recovery_init,
+    factor_or_trained,
     load_initializer,
     load_voxel_model,
     recover_padded,
     recovery_fill,
     recovery_start,
+    trained_factor,
 )
 
 SR_UNIT = ("mean absolute voxel error on [0, 1] over all voxels; IoU of the 0.5 level; "
@@ -112,13 +114,15 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
 
 @written_together()
 def eval_super_resolution(
-    checkpoint: str | Path, shapes: str | Path, *, factor: int = 4, n_steps: int | None = None,
+    checkpoint: str | Path, shapes: str | Path, *, factor: int | None = None,
+    n_steps: int | None = None,
     binary: bool = True, batch_size: int = 8, max_shapes: int | None = None, seed: int = 0,
     out_dir: str | Path | None = None, json_path: str | Path | None = None,
     tensorboard: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """Super-resolve ``block_down(x, factor)`` of every shape in ``shapes``: ours and the
-    baselines, one table.
+    baselines, one table (``factor`` left out: the one the model was trained for,
+    :func:`~stgconv.tasks.voxel.factor_or_trained`).
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
     "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
@@ -149,6 +153,7 @@ def eval_super_resolution(
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
+    factor = factor_or_trained(factor, config)
     check_factor(size, factor)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size)
     side = truth.shape[-1]
@@ -207,8 +212,7 @@ def eval_super_resolution(
         "task": "super-resolution", "n_shapes": len(truth), "size": side, "model_size": size,
         "factor": factor,
         "low_size": size // factor,
-        "trained_factor": (config.chains.factor if config.chains.mode == "super_resolution"
-                           else None),
+        "trained_factor": trained_factor(config),
         "steps": sampler.n_steps, "seed": seed,
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),

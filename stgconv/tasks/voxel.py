@@ -77,6 +77,22 @@ def check_batch_size(batch_size: int) -> int:
     return min(as_int(batch_size, "batch_size", minimum=1), sys.maxsize)
 
 
+def trained_factor(config: ExperimentConfig) -> int | None:
+    """The block factor a model was trained to super-resolve by (``chains.factor`` of a
+    ``chains.mode: super_resolution`` run), else ``None``."""
+    return config.chains.factor if config.chains.mode == "super_resolution" else None
+
+
+def factor_or_trained(factor: int | None, config: ExperimentConfig) -> int:
+    """``factor``, or left out (``None``) the one the model was trained for (4 for a model not
+    trained to super-resolve): a model trained for 32^3 -> 64^3 refused the default 4's 16^3
+    grids, its own low resolution aside."""
+    if factor is not None:
+        return factor
+    trained = trained_factor(config)
+    return 4 if trained is None else trained
+
+
 def check_factor(size: int, factor: int) -> None:
     """Raise ``ValueError`` unless ``factor`` is an int ``>= 2`` that divides the grid side:
     with 1 the low resolution is the shape itself, and every method scores a perfect copy."""
@@ -288,13 +304,14 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
 
 @written_together()
 def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Path, *,
-                  factor: int = 4, n_steps: int | None = None, binary: bool = True,
+                  factor: int | None = None, n_steps: int | None = None, binary: bool = True,
                   batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "auto") -> Path:
     """Super-resolve a low-resolution grid file or a mesh with a trained high-resolution model,
     ``batch_size`` shapes a chain.
 
     ``source`` is a voxel file (one grid ``(d, d, d)`` or a batch ``(N, d, d, d)`` of occupancy
-    in ``[0, 1]``, ``d = size / factor``) or a mesh (:data:`~stgconv.io.mesh.MESH_SUFFIXES`),
+    in ``[0, 1]``, ``d = size / factor``; ``factor`` left out: the one the model was trained
+    for, :func:`factor_or_trained`) or a mesh (:data:`~stgconv.io.mesh.MESH_SUFFIXES`),
     voxelized here to a solid ``size^3`` grid (a margin of 1 voxel, z up, as a mesh folder or
     cache gives a model to train on) and block-averaged to ``d^3``. Writes into
     ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
@@ -316,6 +333,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
+    factor = factor_or_trained(factor, config)
     check_factor(size, factor)
     low_side = size // factor
     source = Path(source)
