@@ -309,7 +309,9 @@ def _recovery_arguments(p: argparse.ArgumentParser) -> None:
                         "frame's mask for every frame (an image, white = missing, fitted to "
                         "--size; a .npy (H, W)); or missing_frames:F, region:SIDE (a block "
                         "moving from frame to frame), fixed_region:SIDE (one in the same place "
-                        "in every frame), salt_and_pepper:F (generated from the config's seed)")
+                        "in every frame), salt_and_pepper:F (generated from the config's seed), "
+                        "or several joined by + (fixed_region:20+missing_frames:0.3: a logo "
+                        "and dropped frames)")
     p.add_argument("--frames", type=int,
                    help="N frames (default 70), the first ones unless the config's "
                         "data.start_frame or data.fps says otherwise")

@@ -30,7 +30,8 @@ from stgconv.evaluation.video_recovery import format_table
 from stgconv.io.image import to_unit
 from stgconv.io.video import frame_rate, load_video, save_video
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import holdout_like, interpolation_spread, spread_step_scale
+from stgconv.recovery import (always_missing, holdout_like, interpolation_spread,
+                              spread_step_scale)
 from stgconv.tasks.recover_video import load_known
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,6 +415,12 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
      r"^mask must be a file's path or a generated mask \(missing_frames:\.\.\., .*\), got "
      r"Tensor: np.save an array of 1 = missing"),
     (np.zeros((4, 16, 16)), ValueError, r"got ndarray: "),
+    # Joined masks: the part at fault named within the whole.
+    ("fixed_region:4+regoin:3", FileNotFoundError,
+     r"mask file not found: fixed_region:4\+regoin:3 \('regoin' is no generated mask"),
+    ("fixed_region:40+missing_frames:0.5", ValueError,
+     r"^mask 'fixed_region:40\+missing_frames:0.5': mask 'fixed_region:40': block 40x40 does "
+     r"not fit"),
 ])
 def test_a_wrong_mask_is_named_as_typed(mask, error, message) -> None:
     with pytest.raises(error, match=message):
@@ -484,6 +491,17 @@ def test_a_fixed_region_mask_hides_one_block_in_the_same_place_in_every_frame() 
     assert len(places) > 1
     moving = load_known("region:5", (6, 16, 16), seed=3)
     assert not torch.equal(moving, moving[:1].expand_as(moving))
+
+
+def test_generated_masks_joined_by_a_plus_hide_what_any_of_them_hides() -> None:
+    """A logo and dropped frames: each entry is missing where either mask hides it, each drawn
+    as it is drawn alone."""
+    shape = (6, 16, 16)
+    both = load_known("fixed_region:5+missing_frames:0.5", shape, seed=3)
+    assert torch.equal(both, load_known("fixed_region:5", shape, seed=3)
+                       & load_known("missing_frames:0.5", shape, seed=3))
+    assert int((~both.flatten(1)).all(1).sum()) == 3  # three frames hidden whole
+    assert int(always_missing(both).sum()) == 25  # the block, in every frame
 
 
 def test_recover_metrics_report_the_missing_fraction(clip: Path, tmp_path: Path) -> None:

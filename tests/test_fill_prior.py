@@ -328,6 +328,8 @@ def test_the_default_masks_are_the_experiments_three_kinds() -> None:
     assert [FILL_PRIOR_TASK._mask_spec(mask, 150) for mask in DEFAULT_MASKS] == [
         "missing_frames:0.5", "region:60", "salt_and_pepper:0.5"]
     assert FILL_PRIOR_TASK._mask_spec("fixed_region:0.4", 150) == "fixed_region:60"
+    assert (FILL_PRIOR_TASK._mask_spec("fixed_region:0.2+missing_frames:0.3", 150)
+            == "fixed_region:30+missing_frames:0.3")  # each of the masks joined
 
 
 def test_fill_prior_draws_each_windows_mask_anew_at_the_asked_size(tmp_path: Path,

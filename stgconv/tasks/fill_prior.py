@@ -137,7 +137,11 @@ def train_fill_prior(
 
 def _mask_spec(mask: str, size: int) -> str:
     """``region:F`` or ``fixed_region:F`` with a fraction ``F < 1`` as the block side in pixels
-    of ``size``."""
+    of ``size``, in each of the masks joined by ``+``."""
+    return "+".join(_part_spec(part, size) for part in mask.split("+"))
+
+
+def _part_spec(mask: str, size: int) -> str:
     kind, _, value = mask.partition(":")
     if kind in REGION_KINDS:
         try:

@@ -76,8 +76,10 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     ``missing_frames:FRACTION``, ``region:SIDE`` (a moving SIDE x SIDE block per frame),
     ``fixed_region:SIDE`` (one such block in the same place in every frame) or
     ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a name is read
-    as a file). Bool ``(T, H, W)`` when generated, ``(C, T, H, W)`` from a file
-    (``C`` may be 1); either broadcasts against the clip ``(C, T, H, W)``.
+    as a file), or several of them joined by ``+``, each entry missing where any of them hides
+    it (``fixed_region:20+missing_frames:0.3``: a logo and dropped frames). Bool ``(T, H, W)``
+    when generated, ``(C, T, H, W)`` from a file (``C`` may be 1); either broadcasts against
+    the clip ``(C, T, H, W)``.
     """
     seed = check_seed(seed)
     if not isinstance(mask, str | os.PathLike):
@@ -87,6 +89,21 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
                          f"({', '.join(f'{name}:...' for name in MASK_KINDS)}), got "
                          f"{type(mask).__name__}: np.save an array of 1 = missing, (T, H, W)")
     text = str(mask)
+    parts = text.split("+")
+    if len(parts) > 1 and not Path(text).is_file():
+        kinds = [part.partition(":")[0] for part in parts]
+        if all(kind in MASK_KINDS for kind in kinds):
+            known = torch.ones(shape, dtype=torch.bool)
+            for part in parts:
+                try:
+                    known &= load_known(part, shape, seed=seed)
+                except ValueError as err:
+                    raise ValueError(f"mask {text!r}: {err}") from err
+            return known
+        if not Path(text).exists():  # as for one generated mask's typo
+            unknown = next(kind for kind in kinds if kind not in MASK_KINDS)
+            raise FileNotFoundError(f"mask file not found: {text} ({unknown!r} is no generated "
+                                    f"mask: {', '.join(f'{name}:...' for name in MASK_KINDS)})")
     kind, sep, value = text.partition(":")
     if sep and kind in MASK_KINDS and not Path(text).is_file():
         generator = torch.Generator().manual_seed(seed)
