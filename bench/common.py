@@ -406,6 +406,15 @@ def json_path(text: str) -> str:
     return text
 
 
+def png_path(text: str) -> str:
+    """A picture option (``--grid FILE``): as :func:`json_path`, and named ``.png``, which the
+    picture writers refuse otherwise (after the bench's work)."""
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"a picture is written as PNG: its name must end in "
+                                         f".png, got {text}")
+    return json_path(text)
+
+
 def output_folder(text: str) -> str:
     """A folder option for outputs (``--samples DIR``), checked when the options are read: it
     is a folder, or one can be made there (no file in the way on the path to it)."""

@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="std of the Gaussian noise on the experts' training inputs")
     parser.add_argument("--width", type=int, default=16, help="the experts' ConvNet width")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--picture", type=common.json_path, metavar="PNG",
+    parser.add_argument("--picture", type=common.png_path, metavar="PNG",
                         help="write the first 12 of each set (rows: start, A, B, A + B)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: generated digits, 12 chains of 3 steps, experts of "

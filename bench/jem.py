@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "else its training length)")
     parser.add_argument("--start", choices=["noise", "chains"], default="noise",
                         help="class chains from fresh noise or from the replay buffer")
-    parser.add_argument("--grid", type=common.json_path,
+    parser.add_argument("--grid", type=common.png_path,
                         help="write the 10x10 sample grid (PNG) here")
     parser.add_argument("--extra-outliers", type=Path, nargs="+", default=[], metavar="FILE",
                         help="more outlier sets: .npz files with x_test uint8 (N, H, W), "

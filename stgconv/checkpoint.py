@@ -32,6 +32,7 @@ from stgconv.config import (
     WithdrawnSetting,
     config_from_dict,
     resolve_device,
+    spatial_dims,
     without_unread_settings,
 )
 from stgconv.energy import build_from_config
@@ -47,6 +48,10 @@ FILENAME = "checkpoint.pt"
 # torch.save's files are zip archives (torch >= 1.6); anything else is not a checkpoint.
 ZIP_MAGIC = b"PK\x03\x04"
 MSDOS_DIRECTORY = 0x10  # the directory bit of a zip entry's external attributes
+
+FILL_PRIOR_KIND = "fill_prior"
+"""The ``kind`` of a learned fill's prior (:func:`stgconv.learned_fill.save_fill_prior`): a file
+of this format that holds no model."""
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -135,7 +140,18 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, *,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` without executing any code."""
+    """Read a checkpoint written by :func:`save_checkpoint` without executing any code, its
+    tensors onto ``map_location`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or such a
+    ``torch.device``; ``"meta"``: shapes without data).
+
+    Raises:
+        ValueError: ``map_location`` is no such device, or one this machine lacks.
+        CheckpointError: the file is missing, damaged, not a checkpoint, or not plain data.
+    """
+    # Checked first: torch's reader fails on a device it cannot restore onto as on damaged
+    # bytes, so a whole checkpoint loaded onto "cuda" on a CPU machine was called damaged.
+    if str(map_location) != "meta":
+        map_location = resolve_device(str(map_location))
     path = resolve_checkpoint_path(path)
     with open(path, "rb") as file:
         head = file.read(len(ZIP_MAGIC))
@@ -252,6 +268,7 @@ def load_multigrid(checkpoint: str | Path, *, device: str = "auto"
 def model_from_state(state: dict[str, Any], checkpoint: str | Path
                      ) -> tuple[ConvNetEnergy | ClassifierEnergy | RBM, ExperimentConfig]:
     """The energy (eval mode, on CPU) and config of a loaded single-model checkpoint."""
+    _refuse_fill_prior(state, checkpoint)
     if is_multigrid(state):
         raise CheckpointError(f"{checkpoint} is a multi-grid checkpoint (one model per grid), "
                               "which this command does not take: stgconv synthesize samples it "
@@ -259,15 +276,30 @@ def model_from_state(state: dict[str, Any], checkpoint: str | Path
     return _energy(state, checkpoint), _config(state, checkpoint)
 
 
-def with_input_channels(energy: ConvNetEnergy | ClassifierEnergy | RBM, config: ExperimentConfig,
-                        checkpoint: str | Path) -> ExperimentConfig:
-    """The ``config`` of a loaded checkpoint's ``energy`` with ``model.in_channels`` the net's
-    own where it leaves it unset, as the defaults a Trainer given no config saves do (a run of
-    ``stgconv train`` fills it in): synthesize, reconstruct and interpolate shape their chains
-    and images by it, and ``None`` failed them with a ``TypeError``.
+def _refuse_fill_prior(state: dict[str, Any], checkpoint: str | Path) -> None:
+    """``CheckpointError`` for a learned fill's prior, which was said to "not describe a
+    model: 'model_config'" (the key it lacks)."""
+    if state.get("kind") == FILL_PRIOR_KIND:
+        raise CheckpointError(f"{checkpoint} is a learned fill's prior (stgconv fill-prior), not "
+                              "a model's checkpoint: a video recovery starts from it "
+                              "(--set recovery.learned.prior=FILE)")
+
+
+def with_net_inputs(energy: ConvNetEnergy | ClassifierEnergy | RBM, config: ExperimentConfig,
+                    checkpoint: str | Path) -> ExperimentConfig:
+    """The ``config`` of a loaded checkpoint's ``energy`` with what the data set in a run of
+    ``stgconv train`` taken from the net where the config leaves it unset, as the defaults a
+    Trainer given no config saves do: ``model.in_channels`` the net's own, and for a net tied to
+    one square input side (a fully connected head) ``model.image_size`` and ``data.size`` that
+    side. synthesize, reconstruct and interpolate shape their chains and images by them:
+    ``None`` channels failed them with a ``TypeError``, and the defaults' side 64 failed a net of
+    32x32 inputs with the net's shape error, naming no setting (and ``--size 32`` with "tied to
+    64x64 inputs").
 
     Raises:
-        ValueError: a net whose config names no input channels (an RBM's, of flat vectors).
+        ValueError: a net whose config names no input channels (an RBM's, of flat vectors), one
+            of other inputs than the config's data (a video or voxel net under the defaults'
+            images), or one tied to inputs that are not square.
     """
     if config.model.in_channels is not None:
         return config
@@ -276,14 +308,32 @@ def with_input_channels(energy: ConvNetEnergy | ClassifierEnergy | RBM, config: 
         raise ValueError(f"the {type(energy).__name__} of {checkpoint} names no channels of its "
                          "inputs (model.in_channels), by which this command shapes its chains: "
                          "sample it in Python")
-    return dataclasses.replace(config, model=dataclasses.replace(config.model,
-                                                                 in_channels=channels))
+    dims = energy.config.get("spatial_dims", 2)  # a classifier preset's: images
+    if dims != spatial_dims(config.data):
+        raise ValueError(f"the net of {checkpoint} takes {dims}-D inputs, but its config's data "
+                         f"are {spatial_dims(config.data)}-D (data.kind {config.data.kind!r}: "
+                         "the defaults, where a Trainer was given no config): give the Trainer "
+                         "the run's config (config=stgconv.config.config_to_dict(...)) to "
+                         "sample it with this command, or sample it in Python")
+    model = dataclasses.replace(config.model, in_channels=channels)
+    data = config.data
+    # The frame's height and width (a clip's length before them is data.frames').
+    sides = (energy.config.get("input_size") or [energy.config.get("image_size")] * 2)[-2:]
+    if None not in sides:
+        if len(set(sides)) != 1:
+            raise ValueError(f"the net of {checkpoint} is tied to {sides[0]}x{sides[1]} "
+                             "(height x width) inputs, which are not square (data.size): "
+                             "sample it in Python")
+        model = dataclasses.replace(model, image_size=sides[0])
+        data = dataclasses.replace(data, size=sides[0])
+    return dataclasses.replace(config, model=model, data=data)
 
 
 def multigrid_from_state(state: dict[str, Any], checkpoint: str | Path
                          ) -> tuple[list[ConvNetEnergy], ExperimentConfig]:
     """The energies (coarse to fine, eval mode, on CPU) and config of a loaded multi-grid
     checkpoint."""
+    _refuse_fill_prior(state, checkpoint)
     if not is_multigrid(state):
         raise CheckpointError(f"{checkpoint} is a single-model checkpoint; load it with "
                               "stgconv.checkpoint.load_model")

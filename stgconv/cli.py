@@ -44,7 +44,8 @@ from stgconv.io.tensorboard import check_log_dir
 from stgconv.io.voxel import VOXEL_SUFFIXES
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
 from stgconv.tasks.recover_video import RECOVER_FILES
-from stgconv.tasks.train import Terminated
+from stgconv.tasks.shortrun import RECONSTRUCT_FILES
+from stgconv.tasks.train import RUN_OUTPUTS, Terminated
 from stgconv.tasks.voxel import BATCH_SIZE, RECOVER_SHAPE_FILES, SUPER_RESOLVE_FILES, RecoveryInit
 from stgconv.version import __version__
 
@@ -462,11 +463,21 @@ def _recovery_config(args: argparse.Namespace) -> tuple[ExperimentConfig, int, i
                       for key, default in CLIP_DEFAULTS.items()))
 
 
-def _out_for(checkpoint: str, name: str, out: str | None) -> Path:
-    if out is not None:
-        return Path(out)
-    run = Path(checkpoint)
-    folder = (run if run.is_dir() else run.parent) / name
+def _default_out(args: argparse.Namespace) -> Path | None:
+    """The folder the command writes into without --out (:data:`RUN_OUTPUTS`), or ``None``
+    where --out is given or the command has none."""
+    if getattr(args, "out", None) is not None or args.command not in RUN_OUTPUTS:
+        return None
+    run = Path(args.checkpoint)
+    return (run if run.is_dir() else run.parent) / RUN_OUTPUTS[args.command]
+
+
+def _out_for(args: argparse.Namespace) -> Path:
+    """The command's output folder: --out, else its folder of the run's (checked)."""
+    folder = _default_out(args)
+    if folder is None:
+        return Path(args.out)
+    name = RUN_OUTPUTS[args.command]
     # A folder the user did not name, in a run folder perhaps from elsewhere: a file in it that
     # links to a file of the user's would have the output of its name written through it,
     # replacing what it leads to. A linked folder is followed, as train follows a linked tb/ (a
@@ -509,6 +520,7 @@ OUTPUT_OPTIONS = {"out": "--out", "prior_path": "--out", "json_path": "--json",
 # replaced (train's and synthesize's are refused otherwise or named per run). An eval's --out
 # too: --shapes DIR/stgconv.npy --out DIR, or a --mask DIR/recovered.npy, was written over.
 FOLDER_OUTPUTS = {"recover-shape": RECOVER_SHAPE_FILES, "super-resolve": SUPER_RESOLVE_FILES,
+                  "reconstruct": RECONSTRUCT_FILES,
                   "recover": RECOVER_FILES, "eval recovery": RECOVER_FILES,
                   "eval super-resolution": voxel.EVAL_FILES, "eval recovery-3d": voxel.EVAL_FILES}
 
@@ -520,11 +532,12 @@ FOLDER_INPUTS = {"shapes": VOXEL_SUFFIXES + MESH_SUFFIXES}
 
 
 def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
-    """Refuse an output path that is one of the command's input files, or an --out folder
-    where the command writes a file of an input's name (and, for a run folder given as the
-    checkpoint, its checkpoint or config): it would be replaced once the work is done, and
-    the input lost. Refuse too an --out that is an input folder whose reader would take one of
-    the files written there for an input (:data:`FOLDER_INPUTS`)."""
+    """Refuse an output path that is one of the command's input files, or an --out folder (or,
+    without --out, the run's folder the command writes into) where the command writes a file
+    of an input's name (and, for a run folder given as the checkpoint, its checkpoint or
+    config): it would be replaced once the work is done, and the input lost. Refuse too an
+    --out that is an input folder whose reader would take one of the files written there for
+    an input (:data:`FOLDER_INPUTS`)."""
     inputs = [value for dest, given in vars(args).items() if dest not in OUTPUT_OPTIONS
               for value in (given if isinstance(given, list) else [given])
               # os.path.isfile, not Path.is_file: a text longer than a file's name may be (a
@@ -537,6 +550,11 @@ def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
     outputs = [(option, Path(out)) for dest, option in OUTPUT_OPTIONS.items()
                if (out := getattr(args, dest, None)) is not None]
     outputs += [("--out", path) for path in _folder_outputs(args)]
+    # Without --out, the run's own output folder: recover-shape RUN RUN/recovered_shapes/
+    # recovered.npy replaced the shape it read.
+    if (folder := _default_out(args)) is not None:
+        outputs += [("the output (no --out given)", folder / name)
+                    for name in FOLDER_OUTPUTS.get(args.command, ())]
     for option, out in outputs:
         if not out.exists():
             continue
@@ -647,18 +665,18 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
                            progress=not args.quiet)
     if args.command == "synthesize":
         return tasks.synthesize(
-            args.checkpoint, _out_for(args.checkpoint, "synthesis", args.out), n_samples=args.num,
+            args.checkpoint, _out_for(args), n_samples=args.num,
             n_steps=args.steps, size=args.size, frames=args.frames, start=args.start,
             classes=args.classes, seed=args.seed, device=args.device,
         )
     if args.command == "reconstruct":
         return tasks.reconstruct(
-            args.checkpoint, args.image, _out_for(args.checkpoint, "reconstruction", args.out),
+            args.checkpoint, args.image, _out_for(args),
             n_iterations=args.iterations, lr=args.lr, seed=args.seed, device=args.device,
         )
     if args.command == "interpolate":
         return tasks.interpolate(
-            args.checkpoint, _out_for(args.checkpoint, "interpolation", args.out),
+            args.checkpoint, _out_for(args),
             n_points=args.points, seed=args.seed, device=args.device,
         )
     if args.command == "recover":
@@ -679,14 +697,14 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         )
     if args.command == "super-resolve":
         return tasks.super_resolve(
-            args.checkpoint, args.input, _out_for(args.checkpoint, "super_resolution", args.out),
+            args.checkpoint, args.input, _out_for(args),
             factor=args.factor, n_steps=args.steps, binary=not args.soft,
             batch_size=args.batch_size, seed=args.seed, device=args.device,
         )
     if args.command == "recover-shape":
         return tasks.recover_shape(
             args.checkpoint, args.input, args.known,
-            _out_for(args.checkpoint, "recovered_shapes", args.out), init=args.init,
+            _out_for(args), init=args.init,
             n_steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
         )
     if args.command == "eval" and args.evaluation in ("super-resolution", "recovery-3d"):

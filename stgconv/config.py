@@ -785,6 +785,12 @@ ARCHS_OF_KIND = {"texture": IMAGE_ARCHS, "objects": IMAGE_ARCHS, "video_frames":
                  "video": VIDEO_ARCHS, "voxels": tuple(VOXEL_PRESETS)}
 
 
+def spatial_dims(data: DataConfig) -> int:
+    """How many dimensions the examples of ``data`` span: 2 for images, 3 for videos (time and
+    space) and voxels."""
+    return 3 if data.kind in ("video", "voxels") else 2
+
+
 def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
     """``ValueError`` naming the key under ``key`` (a ``model`` section) that the data's modality
     cannot build, or that the architecture leaves unread."""
@@ -797,8 +803,7 @@ def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
     if model.reference_sigma is not None:
         _check_positive(f"{key}.reference_sigma", model.reference_sigma)
     if model.layers is not None:
-        _check_layers(f"{key}.layers", model.layers,
-                      spatial_dims=3 if data.kind in ("video", "voxels") else 2)
+        _check_layers(f"{key}.layers", model.layers, spatial_dims=spatial_dims(data))
     if model.arch in CLASSIFIER_ARCHS:
         _refuse_unread(key, model, ("layers", "activation", "reference_sigma"),
                        f"{key}.arch {model.arch!r} is a classifier, whose network is fixed")

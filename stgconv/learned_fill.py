@@ -42,7 +42,8 @@ import torch
 from torch import Tensor, nn
 
 from stgconv.baselines.video import temporal_neighbours
-from stgconv.checkpoint import CheckpointError, load_checkpoint, rebuild, save_checkpoint
+from stgconv.checkpoint import (FILL_PRIOR_KIND, CheckpointError, load_checkpoint, rebuild,
+                                save_checkpoint)
 from stgconv.checks import (
     as_int,
     check_finite_observed,
@@ -425,8 +426,6 @@ def _crop(centres: Tensor, grid: Sequence[int], size: tuple[int, int, int],
 # A fill prior: the same network trained beforehand on complete clips, where the truth at every
 # hidden entry is known, then fine-tuned on the incomplete clip by learned_fill(initial=...).
 
-PRIOR_KIND = "fill_prior"
-
 
 def prior_example(truth: Tensor, known: Tensor, fills: dict[str, Fill]) -> Pattern:
     """One complete clip under one mask, ready for :func:`fill_prior`.
@@ -526,7 +525,7 @@ def save_fill_prior(net: FillNet, fills: Sequence[str], path: str | Path, *,
             raise ValueError(f"{what} must be a list of names (strings), got {names!r}")
     if len(fills) != net.n_fills:
         raise ValueError(f"the prior reads {net.n_fills} fills, {len(fills)} named")
-    return save_checkpoint({"kind": PRIOR_KIND, "fills": list(fills), "channels": net.channels,
+    return save_checkpoint({"kind": FILL_PRIOR_KIND, "fills": list(fills), "channels": net.channels,
                             "width": net.width, "weights": net.state_dict(),
                             "trained_on": list(trained_on)}, path)
 
@@ -540,7 +539,7 @@ def load_fill_prior(path: str | Path) -> tuple[FillNet, tuple[str, ...]]:
     if not Path(path).is_file():
         raise CheckpointError(f"fill prior not found: {path} (`stgconv fill-prior` makes one)")
     state = load_checkpoint(path)
-    if state.get("kind") != PRIOR_KIND:
+    if state.get("kind") != FILL_PRIOR_KIND:
         raise CheckpointError(f"{path} is not a fill prior (`stgconv fill-prior` makes them)")
     try:
         fills = tuple(state["fills"])

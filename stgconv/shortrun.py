@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_generator, check_tensor
+from stgconv.checks import as_int, check_finite_number, check_generator, check_tensor
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler
 from stgconv.mcmc.init import NoiseInit
 from stgconv.mcmc.langevin import Langevin
@@ -55,8 +55,9 @@ def reconstruct(
 
     Raises:
         ValueError: ``sampler`` not a :class:`Langevin`, ``target`` and ``z0`` not tensors of
-            one shape with entries, either of them not finite, ``z0`` not floating point, or
-            ``n_iterations`` not an int >= 1.
+            one shape with entries, either of them not finite or not floating point,
+            ``n_iterations`` not an int >= 1, or ``lr`` not a finite number >= 0 (0 keeps
+            ``z0``).
     """
     # MALA and HMC failed at the first chain ("unexpected keyword argument 'create_graph'"), the
     # two arguments swapped as "'function' object has no attribute 'run'".
@@ -70,8 +71,14 @@ def reconstruct(
         raise ValueError(f"target {tuple(target.shape)} and z0 {tuple(z0.shape)} must match")
     if not z0.is_floating_point():  # it is optimised: autograd takes no integer tensor
         raise ValueError(f"z0 must be floating point chain starts, got {z0.dtype}")
+    if not target.is_floating_point():  # grey levels 0-255 were "reconstructed" as they are
+        raise ValueError(f"target must be floating point pixels in [-1, 1], got {target.dtype} "
+                         "(grey levels 0-255 convert with stgconv.io.image.from_levels)")
     # as_int: 2.0 failed in range() naming no argument, and True ran one iteration.
     as_int(n_iterations, "n_iterations", minimum=1)
+    # A negative or NaN rate was Adam's "Invalid learning rate", an infinite one a chain that
+    # "diverged", naming no argument.
+    check_finite_number(lr, "lr")
     if target.numel() == 0:  # the mean squared error of nothing is NaN at every iteration
         raise ValueError(f"target {tuple(target.shape)} holds no entries: nothing to "
                          "reconstruct")
@@ -186,6 +193,8 @@ def _check_ends(z_start: Tensor, z_end: Tensor) -> None:
     """``ValueError`` unless a path's ends are floating point and of one shape: integer ends
     made the path's angles integers too (0, ..., 0, 1 radian: a path that never reached
     ``z_end``), without a word."""
+    check_tensor(z_start, "z_start")  # else "'numpy.ndarray' object has no attribute ..."
+    check_tensor(z_end, "z_end")
     if z_start.shape != z_end.shape:
         raise ValueError(f"z_start {tuple(z_start.shape)} and z_end {tuple(z_end.shape)} "
                          "must match")

@@ -31,7 +31,7 @@ from stgconv.checkpoint import (
     load_weights,
     previous_path,
     save_checkpoint,
-    with_input_channels,
+    with_net_inputs,
 )
 from stgconv.config import (
     DataConfig,
@@ -41,7 +41,7 @@ from stgconv.config import (
     MultiGridConfig,
     config_to_dict,
 )
-from stgconv.energy import ConvNetEnergy, image_energy
+from stgconv.energy import ConvNetEnergy, image_energy, voxel_energy
 from stgconv.energy.rbm import RBM
 from stgconv.initializer import Initializer, initializer_from_state
 from stgconv.io.atomic import WriteError
@@ -486,12 +486,75 @@ def test_a_config_less_checkpoint_is_given_its_nets_input_channels(tmp_path: Pat
                             "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
     loaded, config, _ = load_model(path, device="cpu")
     assert config == ExperimentConfig()  # as saved
-    filled = with_input_channels(loaded, config, path)
+    filled = with_net_inputs(loaded, config, path)
     assert filled == replace(config, model=replace(config.model, in_channels=3))
-    assert with_input_channels(loaded, filled, path) is filled
+    assert with_net_inputs(loaded, filled, path) is filled
     rbm = RBM(4, 3)
     with pytest.raises(ValueError, match=r"the RBM of .*checkpoint\.pt names no channels"):
-        with_input_channels(rbm, config, path)
+        with_net_inputs(rbm, config, path)
+
+
+@pytest.mark.parametrize("device", ["cpu:0", "auto-detect", "mps"])
+def test_a_device_the_checkpoint_cannot_load_onto_is_named_not_called_damage(
+        tmp_path: Path, device: str) -> None:
+    """torch's reader fails on a map_location it cannot restore onto (a device the machine
+    lacks, "cuda" on a CPU machine included) as on damaged bytes: a whole checkpoint was
+    reported "damaged or truncated"."""
+    path = save_checkpoint({"model": {"w": torch.zeros(2)}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=f"device '{device}' is not a device") as refused:
+        load_checkpoint(path, map_location=device)
+    assert "damaged" not in str(refused.value)
+    loaded = load_checkpoint(path, map_location=torch.device("cpu"))
+    assert loaded["model"]["w"].device.type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_loading_onto_cuda_without_it_says_so(tmp_path: Path) -> None:
+    path = save_checkpoint({"model": {"w": torch.zeros(2)}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="device 'cuda' requested .* CUDA is not available"):
+        load_checkpoint(path, map_location="cuda")
+
+
+def test_a_fill_prior_given_for_a_model_is_named(tmp_path: Path) -> None:
+    """The other file of this format (stgconv fill-prior's) was said to "not describe a model:
+    'model_config'", the key it lacks."""
+    path = save_fill_prior(FillNet(1, 1, 2), ["temporal_interpolation"], tmp_path / "prior.pt")
+    for load in (load_model, load_multigrid):
+        with pytest.raises(CheckpointError, match=r"prior\.pt is a learned fill's prior \(stgconv "
+                                                  r"fill-prior\), not a model's checkpoint"):
+            load(path, device="cpu")
+
+
+def test_a_config_less_checkpoint_takes_the_side_its_net_is_tied_to(tmp_path: Path) -> None:
+    """A net with a fully connected head built for 8x8 images, saved with the defaults (side
+    64): synthesize, reconstruct and interpolate shape their images by data.size, and the net
+    refused 64x64 with its own shape error (``--size 8``: "tied to 64x64 inputs")."""
+    energy = image_energy("object", in_channels=1, image_size=8, layers=[[2, 3, 2, 1]])
+    path = save_checkpoint({"config": {}, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    loaded, config, _ = load_model(path, device="cpu")
+    filled = with_net_inputs(loaded, config, path)
+    assert (filled.data.size, filled.model.image_size, filled.model.in_channels) == (8, 8, 1)
+    oblong = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 2, 1]], head="linear",
+                           input_size=(8, 12))
+    path = save_checkpoint({"config": {}, "model_config": oblong.config,
+                            "model": oblong.state_dict()}, tmp_path / "oblong.pt")
+    loaded, config, _ = load_model(path, device="cpu")
+    with pytest.raises(ValueError, match=r"tied to 8x12 \(height x width\) inputs, which are "
+                                         r"not square"):
+        with_net_inputs(loaded, config, path)
+
+
+def test_a_config_less_checkpoint_of_a_net_of_other_inputs_is_refused(tmp_path: Path) -> None:
+    """A voxel net saved with the defaults, whose data are images: refused naming both, not
+    sampled as images for the net to refuse them."""
+    energy = voxel_energy("desc32_small", size=8, layers=[[2, 4, 2, 1]])
+    path = save_checkpoint({"config": {}, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    loaded, config, _ = load_model(path, device="cpu")
+    with pytest.raises(ValueError, match=r"takes 3-D inputs, but its config's data are 2-D "
+                                         r"\(data.kind 'texture': the defaults"):
+        with_net_inputs(loaded, config, path)
 
 
 class Counted(torch.nn.Module):

@@ -29,7 +29,7 @@ from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
 from stgconv import checkpoint, cli, tasks
-from stgconv.checkpoint import load_checkpoint
+from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.checks import FLOAT32_MAX
 from stgconv.cli import main
 from stgconv.config import QUICK_RECOVERY_CONFIG, _merged, config_yaml, load_config
@@ -1762,6 +1762,23 @@ def test_reconstruction_runs_its_chain_on_the_seeded_stream(short_run: Path, tmp
     assert seeds == [5]
 
 
+def test_reconstruct_and_interpolate_take_a_float64_model(tmp_path: Path) -> None:
+    """A model saved in float64 loads in float64 (as synthesize samples it): its starts and
+    target were drawn and read in float32, which the net refused ("expected x of dtype
+    torch.float64"), advice a command's user cannot follow."""
+    run = tiny_texture_run(tmp_path, "chains.mode=noise", "chains.init=uniform",
+                           "chains.init_scale=1.0")
+    state = load_checkpoint(run)
+    state["model"] = {name: weight.double() for name, weight in state["model"].items()}
+    save_checkpoint(state, run / "checkpoint.pt")
+    Image.new("L", (8, 8)).save(tmp_path / "target.png")
+    out = tasks.reconstruct(run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
+                            device="cpu")
+    assert json.loads((out / "reconstruction.json").read_text())["mse"]
+    out = tasks.interpolate(run, tmp_path / "int", n_points=2, device="cpu")
+    assert np.load(out / "interpolation.npy").shape == (2, 1, 8, 8)
+
+
 def test_reconstruct_and_interpolate_start_from_the_models_noise_drawn_with_the_seed(
         tmp_path: Path, monkeypatch) -> None:
     """The starts are the model's chains.init noise at its scale (uniform, 0.5 here), drawn in
@@ -1941,6 +1958,27 @@ def test_a_prior_written_over_one_of_its_clips_is_refused(tmp_path: Path, capsys
     code, _, err = run_main(["fill-prior", *map(str, clips), "--out", str(clips[1])], capsys)
     assert code == 2 and f"--out {clips[1]} is the input {clips[1]}" in err, err
     assert clips[1].read_bytes() == b"a clip"
+
+
+@pytest.mark.parametrize("argv, read", [
+    (["reconstruct", "{run}", "{out}/reconstruction.png", "--out", "{out}"],
+     "reconstruction.png"),
+    (["reconstruct", "{run}", "{run}/reconstruction/reconstruction.png"], "reconstruction.png"),
+    (["recover-shape", "{run}", "{run}/recovered_shapes/recovered.npy", "--known", "{run}/k.npy"],
+     "recovered.npy"),
+], ids=["reconstruct --out", "reconstruct into the run", "recover-shape into the run"])
+def test_an_input_named_as_an_output_of_the_output_folder_is_refused(
+        tmp_path: Path, capsys, argv: list[str], read: str) -> None:
+    """An input where the command writes a file of its name, in --out or (without --out) in
+    the run's output folder: the input was replaced by the output once the work was done."""
+    run, out = tmp_path / "run", tmp_path / "out"
+    argv = [arg.format(run=run, out=out) for arg in argv]
+    target = Path(argv[2])
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"the user's")
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and f"is the input {target}: writing it would replace it" in err, err
+    assert target.read_bytes() == b"the user's"
 
 
 def test_a_config_that_overwrites_a_run_is_not_checked_against_the_old_runs(

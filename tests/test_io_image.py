@@ -672,6 +672,20 @@ def test_save_picture_names_what_is_not_a_picture(tmp_path: Path, array, got: st
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["grid.jpg", "grid", "grid.png.tmp"])
+def test_a_picture_is_written_only_to_a_png_path(tmp_path: Path, name: str) -> None:
+    """A PNG was written under whatever name it was given: a "grid.jpg" held a PNG (render_voxels
+    refused such a path, save_image_grid and save_picture did not)."""
+    path = tmp_path / name
+    with pytest.raises(ValueError, match=rf"cannot write {path}: a picture is written as PNG, "
+                                         "so its path must end in .png$"):
+        save_image_grid(torch.zeros(2, 1, 4, 4), path)
+    with pytest.raises(ValueError, match=rf"cannot write {path}: a picture"):
+        save_picture(np.zeros((4, 4), np.uint8), path)
+    assert list(tmp_path.iterdir()) == []
+    assert save_image_grid(torch.zeros(2, 1, 4, 4), tmp_path / "grid.PNG").is_file()
+
+
 def test_to_tensor_names_pixels_that_are_not_uint8_images_and_load_image_a_bad_size() -> None:
     """A float array was read as grey levels (0.5 nearly black), another rank failed in torch's
     permute; a size of 0 in Pillow's resize ("height and width must be > 0")."""

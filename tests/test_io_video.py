@@ -687,6 +687,11 @@ def test_a_frame_rate_is_kept_as_the_fraction_files_store() -> None:
     assert check_fps(30000 / 1001) == Fraction(30000, 1001)
     assert check_fps(1e-6) == Fraction(1, 1_000_000)
     assert check_fps(25) == 25
+    # A numpy number (a rate computed with numpy) is taken as the number it is: float32's was
+    # Fraction's TypeError, "argument should be a string or a Rational instance".
+    assert check_fps(np.float32(12.5)) == Fraction(25, 2)
+    assert check_fps(np.float64(30000 / 1001)) == Fraction(30000, 1001)
+    assert check_fps(np.int64(24)) == 24
 
 
 def test_a_gif_faster_than_its_delays_can_say_is_refused(tmp_path) -> None:

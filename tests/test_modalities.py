@@ -507,6 +507,23 @@ def test_save_array_writes_float32_whatever_the_batchs_dtype(tmp_path: Path, dty
     np.testing.assert_array_equal(saved.ravel(), occupancy.float().numpy())
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_save_array_refuses_values_no_program_could_tell_from_results(tmp_path: Path,
+                                                                        bad: float) -> None:
+    """A coarse voxel grid's .npy (save_grid writes no preview to check it) kept NaN without a
+    word; every modality's array refuses it, naming the file, and writes nothing."""
+    pixels = torch.zeros(1, 1, 2, 2)
+    pixels[0, 0, 0, 0] = bad
+    occupancy = torch.zeros(1, 1, 2, 2, 2)
+    occupancy[0, 0, 0, 0, 0] = bad
+    for modality, batch in ((IMAGE, pixels), (VIDEO, pixels[:, :, None]), (VOXELS, occupancy)):
+        with pytest.raises(ValueError, match=f"cannot write {tmp_path / modality.name}.npy"):
+            modality.save_array(batch, tmp_path / modality.name)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        VOXELS.save_grid(occupancy, tmp_path / "grid")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_image_folder_loads_at_most_max_images(tmp_path: Path) -> None:
     folder = colour_frames(tmp_path / "objects", GREYS)
     images = IMAGE.load(DataConfig(path=str(folder), kind="objects", channels=1, size=8,

@@ -332,15 +332,29 @@ def with_entry(value: float) -> torch.Tensor:
     ({"z0": with_entry(0.5).numpy()}, r"z0 must be a torch.Tensor, got ndarray"),
     ({"n_iterations": 2.0}, r"n_iterations must be an int >= 1, got 2.0$"),
     ({"n_iterations": True}, r"n_iterations must be an int >= 1, got True$"),
-], ids=["nan target", "inf z0", "array target", "array z0", "float count", "bool count"])
+    ({"target": with_entry(128.0).to(torch.uint8)},
+     r"target must be floating point pixels in \[-1, 1\], got torch.uint8 \(grey levels"),
+    ({"lr": float("nan")}, r"lr must be finite and >= 0, got nan$"),
+    ({"lr": -1.0}, r"lr must be finite and >= 0, got -1.0$"),
+], ids=["nan target", "inf z0", "array target", "array z0", "float count", "bool count",
+        "grey levels", "nan rate", "negative rate"])
 def test_reconstruct_refuses_what_it_cannot_optimise_naming_it(given: dict, said: str) -> None:
     """A NaN in the target made z NaN after Adam's first step, and the chain "diverged" with the
     advice to lower lr (one in z0 blamed the sampler's step size); arrays failed at a tensor
-    method, 2.0 iterations in range(), naming no argument, and True ran one iteration."""
+    method, 2.0 iterations in range(), naming no argument, and True ran one iteration. A uint8
+    target of grey levels was reconstructed as they are, a NaN or negative rate was Adam's
+    "Invalid learning rate"."""
     energy, sampler = shortrun_model()
-    arguments = {"target": with_entry(0.5), "z0": with_entry(0.0), "n_iterations": 2, **given}
+    arguments = {"sampler": sampler, "target": with_entry(0.5), "z0": with_entry(0.0),
+                 "n_iterations": 2, **given}
     with pytest.raises(ValueError, match="^" + said):
-        shortrun.reconstruct(energy, sampler, arguments.pop("target"), **arguments)
+        shortrun.reconstruct(energy, arguments.pop("sampler"), arguments.pop("target"),
+                             **arguments)
+
+
+def test_a_path_between_arrays_is_refused_naming_them() -> None:
+    with pytest.raises(ValueError, match=r"^z_start must be a torch.Tensor, got ndarray"):
+        shortrun.latent_path(torch.zeros(2).numpy(), torch.ones(2).numpy())
 
 
 @pytest.mark.parametrize("n_points", [2.5, True])

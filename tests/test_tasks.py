@@ -790,6 +790,8 @@ def test_the_demo_by_default_trains_into_outputs_demo_with_a_bar_and_replaces_no
 @pytest.mark.parametrize(("setting", "named"), [
     ("chains.mode=data", "(got chains.mode='data')"),
     ("cooperative={}", "(got chains.mode='persistent', cooperative)"),
+    ("multigrid={grids: [{size: 64, model: {arch: descriptor64}}]}",
+     "(got chains.mode='persistent', multigrid)"),
 ])
 def test_the_demo_names_a_setting_whose_run_keeps_no_chains_to_continue(
         tmp_path: Path, monkeypatch, setting: str, named: str) -> None:

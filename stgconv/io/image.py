@@ -289,10 +289,12 @@ def builtin_image(name: str) -> Image.Image:
 
 
 def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
-    """Write ``(B, C, H, W)`` float images in ``[-1, 1]`` as one PNG grid, atomically.
+    """Write ``(B, C, H, W)`` float images in ``[-1, 1]`` as one PNG grid to ``path`` (ending in
+    ``.png``), atomically.
 
     Raises:
-        ValueError: another shape, no image or no pixels, a dtype that is not floating point
+        ValueError: a ``path`` not ending in ``.png``, another shape, no image or no pixels, a
+            dtype that is not floating point
             (grey levels 0-255 would be clamped to white: convert them with
             :func:`from_levels`), NaN/inf values, or ``nrow`` not an int >= 1.
     """
@@ -319,8 +321,13 @@ def save_picture(array: np.ndarray, path: str | Path) -> Path:
 
     Raises:
         ValueError: naming ``path``, for anything else: Pillow's own errors ("cannot write
-            mode F as PNG") named neither, and a row ``(W,)`` became a one-pixel-high image.
+            mode F as PNG") named neither, and a row ``(W,)`` became a one-pixel-high image;
+            or a ``path`` not ending in ``.png`` (a "grid.jpg" held a PNG, as render_voxels
+            refuses it).
     """
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"cannot write {path}: a picture is written as PNG, so its path must "
+                         "end in .png")
     if (not isinstance(array, np.ndarray) or array.dtype != np.uint8 or 0 in array.shape
             or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3))):
         got = (f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray)

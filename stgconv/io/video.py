@@ -155,7 +155,10 @@ _SCALER_THREADS = 1
 def check_fps(fps: object) -> Fraction:
     """``fps`` as the exact fraction files store (denominator at most 10^6), or ``ValueError``
     unless it is a finite number that fraction keeps above 0."""
-    rate = (Fraction(fps).limit_denominator(1_000_000)
+    # float(): Fraction takes no numpy float32 (a TypeError, "argument should be a string or a
+    # Rational instance"), which is a numbers.Real all the same.
+    rate = (Fraction(fps if isinstance(fps, numbers.Rational) else float(fps))
+            .limit_denominator(1_000_000)
             if isinstance(fps, numbers.Real) and not isinstance(fps, bool)
             and 0 < fps < float("inf") else Fraction(0))
     if rate <= 0:

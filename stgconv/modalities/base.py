@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor
 
 from stgconv.checks import as_int
@@ -79,9 +80,17 @@ class Modality:
         """``<stem>.npy``: pixels ``batch`` (data units, ``(N, C, H, W)`` images or ``(N, C, T,
         H, W)`` clips) as float32 grey levels 0-255, for programs that score them: in the data's
         value range, so that they compare them with the image and video files as they are (a
-        classifier trained on MNIST's uint8 digits, say)."""
-        levels = to_levels(batch.detach().float().cpu())
-        return atomic_save_npy(Path(stem).with_suffix(".npy"), levels.numpy())
+        classifier trained on MNIST's uint8 digits, say).
+
+        Raises:
+            ValueError: ``batch`` holds NaN or infinite values, which would be written as
+                levels no program could tell from results (the previews refuse them too).
+        """
+        path = Path(stem).with_suffix(".npy")
+        pixels = batch.detach().float().cpu()
+        if not bool(torch.isfinite(pixels).all()):
+            raise ValueError(f"cannot write {path}: the batch holds NaN or infinite values")
+        return atomic_save_npy(path, to_levels(pixels).numpy())
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int, *,
                     fps: float | None = None) -> None:

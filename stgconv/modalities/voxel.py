@@ -24,6 +24,7 @@ from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.voxel import voxel_energy
 from stgconv.io.atomic import atomic_save_npy
 from stgconv.io.render import render_voxels
+from stgconv.io.voxel import check_grids
 from stgconv.modalities.base import Modality
 
 MAX_SHAPES = 16
@@ -82,9 +83,20 @@ class VoxelModality(Modality):
 
     def save_array(self, batch: Tensor, stem: str | Path) -> Path:
         """``<stem>.npy``: shapes ``batch`` ``(N, 1, D, D, D)`` as float32 occupancies ``(N, D,
-        D, D)`` in ``[0, 1]``, the data's value range, for programs that score them."""
-        grids = batch.detach().float().cpu()[:, 0].numpy()
-        return atomic_save_npy(Path(stem).with_suffix(".npy"), grids)
+        D, D)`` in ``[0, 1]``, the data's value range, for programs that score them.
+
+        Raises:
+            ValueError: ``batch`` of another shape, or holding values outside ``[0, 1]`` (NaN
+                and infinities included): a coarse grid's array, written without a preview
+                that checks it, kept them without a word.
+        """
+        path = Path(stem).with_suffix(".npy")
+        if batch.dim() != 5 or batch.shape[1] != 1:
+            raise ValueError(f"cannot write {path}: expected voxels (N, 1, D, D, D), got "
+                             f"{tuple(batch.shape)}")
+        grids = check_grids(batch.detach().float().cpu()[:, 0], binary=False,
+                            name=f"cannot write {path}")
+        return atomic_save_npy(path, grids)
 
     def log_samples(self, writer: Any, tag: str, batch: Tensor, step: int, *,
                     fps: float | None = None) -> None:

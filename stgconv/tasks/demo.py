@@ -22,12 +22,15 @@ def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
     config = load_config(None, overrides, {"out_dir": str(Path(out_dir))})
     # Checked now: the synthesis below continues the chains a run keeps, and was refused only
     # after a whole training.
-    if config.cooperative is not None or config.chains.mode not in ("persistent", "buffer"):
+    # A multi-grid run keeps no chains either: it samples afresh from its base grid.
+    sections = [name for name in ("cooperative", "multigrid")
+                if getattr(config, name) is not None]
+    if sections or config.chains.mode not in ("persistent", "buffer"):
         raise ValueError(
             "the demo synthesizes by continuing the chains its run keeps, which needs "
-            f"chains.mode persistent or buffer and no cooperative section (got chains.mode="
-            f"{config.chains.mode!r}{', cooperative' if config.cooperative else ''}); train "
-            "such a model with `stgconv train` and synthesize it with --start noise")
+            "chains.mode persistent or buffer and no cooperative or multigrid section (got "
+            f"chains.mode={config.chains.mode!r}{''.join(f', {name}' for name in sections)}); "
+            "train such a model with `stgconv train` and synthesize it with --start noise")
     try:
         run = train(config, overwrite=overwrite, progress=progress)
     except ExistingRun as err:  # its advice names train's --resume, which the demo has not

@@ -11,7 +11,7 @@ import torch
 from stgconv import cooperative, shortrun
 from stgconv.build import build_sampler, model_clamp, task_sampler
 from stgconv.checks import check_entries, check_seed
-from stgconv.checkpoint import load_model, with_input_channels
+from stgconv.checkpoint import load_model, with_net_inputs
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
@@ -19,6 +19,9 @@ from stgconv.io.atomic import atomic_write_json, written_together
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.mcmc import Langevin, NoiseInit
 from stgconv.modalities import modality_of
+
+RECONSTRUCT_FILES = ("reconstruction.png", "reconstruction.json")
+"""What :func:`reconstruct` writes into its output folder."""
 
 
 @written_together()
@@ -43,20 +46,21 @@ def reconstruct(
     energy, config, state = _image_model(checkpoint, device)
     param = next(energy.parameters())
     target = load_image(image, channels=config.model.in_channels, size=config.data.size)
-    target = target.unsqueeze(0).to(param.device)
+    # In the net's dtype, as synthesize's chains: a float64 model refused float32 starts.
+    target = target.unsqueeze(0).to(param.device, param.dtype)
     sampler = _langevin(config)
     generator = torch.Generator(param.device).manual_seed(seed)
-    z0 = _start_noise(config, checkpoint, state).sample(target.shape, device=param.device,
-                                                         generator=generator)
+    init = _start_noise(config, checkpoint, state)
+    z0 = init.sample(target.shape, device=param.device, dtype=param.dtype, generator=generator)
     _, x, losses = shortrun.reconstruct(
         energy, sampler, target, z0=z0, n_iterations=n_iterations, lr=lr, generator=generator
     )
-    out = Path(out_dir)
-    save_image_grid(torch.cat([target, x]), out / "reconstruction.png", nrow=2)
-    atomic_write_json(out / "reconstruction.json",
+    picture, table = (Path(out_dir) / name for name in RECONSTRUCT_FILES)
+    save_image_grid(torch.cat([target, x]), picture, nrow=2)
+    atomic_write_json(table,
                       {"mse_first": losses[0], "mse_last": float((x - target).pow(2).mean()),
                        "mse": losses})
-    return out
+    return Path(out_dir)
 
 
 @written_together()
@@ -105,8 +109,8 @@ def interpolate(
     shape = (config.model.in_channels, config.data.size, config.data.size)
     check_entries((n_points, *shape), f"{n_points} points")
     init = _start_noise(config, checkpoint, state)
-    z_start = init.sample(shape, device=param.device, generator=generator)
-    z_end = init.sample(shape, device=param.device, generator=generator)
+    z_start = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
+    z_end = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
     path = shortrun.interpolate(energy, _langevin(config), z_start, z_end, n_points=n_points,
                                 init=init, generator=generator)
     modality = modality_of(config)
@@ -122,15 +126,15 @@ def _image_model(checkpoint: str | Path, device: str
 
 def _image_config(energy: ConvNetEnergy, config: ExperimentConfig, checkpoint: str | Path
                   ) -> ExperimentConfig:
-    """``config`` of an image model, its channels filled in from the net where the checkpoint
-    leaves them unset (:func:`~stgconv.checkpoint.with_input_channels`); ``ValueError`` for
-    another modality."""
+    """``config`` of an image model, its channels (and a net's tied side) filled in from the
+    net where the checkpoint leaves them unset (:func:`~stgconv.checkpoint.with_net_inputs`);
+    ``ValueError`` for another modality."""
     kind = modality_of(config).name
     if kind != "image":
         raise ValueError(f"{checkpoint} holds a {kind.removesuffix('s')} model; reconstruct and "
                          "interpolate take image models (interpolate: or cooperative models of "
                          "any kind)")
-    return with_input_channels(energy, config, checkpoint)
+    return with_net_inputs(energy, config, checkpoint)
 
 
 def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) -> NoiseInit:

@@ -11,7 +11,7 @@ import torch
 from stgconv.build import (chain_init, model_clamp, multigrid_bases, multigrid_sampler,
                            task_sampler)
 from stgconv.checkpoint import (is_multigrid, load_checkpoint, model_from_state,
-                                multigrid_from_state, with_input_channels)
+                                multigrid_from_state, with_net_inputs)
 from stgconv.checks import as_int, check_entries, check_seed
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
 from stgconv.cooperative import generator_from_state, is_cooperative, propose_and_revise
@@ -91,7 +91,7 @@ def synthesize(
         return synthesize_multigrid([e.to(target) for e in energies], config, state["base"],
                                     out_dir, n_samples=n_samples, n_steps=n_steps, seed=seed)
     energy, config = model_from_state(state, checkpoint)
-    config = with_input_channels(energy, config, checkpoint)
+    config = with_net_inputs(energy, config, checkpoint)
     energy = energy.to(target)
     if is_cooperative(state):
         if size is not None or frames is not None:

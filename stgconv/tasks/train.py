@@ -62,10 +62,11 @@ except ImportError:  # Windows: msvcrt locks the run folder instead (_lock)
 RUN_FILES = (FILENAME, previous_path(FILENAME).name, "config.yaml", "tb")
 RUN_PICTURES = re.compile(r"(observed|samples)(_pyramid|_[0-9]{6,})?\.(png|gif|mp4|npy)")
 # Where the other commands write into a run folder by default (`stgconv synthesize RUN` writes
-# RUN/synthesis, ...): the model's outputs, removed with it by `overwrite` so that none is taken
-# for the new model's.
-RUN_OUTPUTS = ("synthesis", "reconstruction", "interpolation", "super_resolution",
-               "recovered_shapes")
+# RUN/synthesis, ...), by command: the model's outputs, removed with it by `overwrite` so that
+# none is taken for the new model's.
+RUN_OUTPUTS = {"synthesize": "synthesis", "reconstruct": "reconstruction",
+               "interpolate": "interpolation", "super-resolve": "super_resolution",
+               "recover-shape": "recovered_shapes"}
 LOCK = ".lock"
 
 
@@ -356,7 +357,8 @@ def training_files(folder: str | Path) -> list[Path]:
 
 
 def _remove_run_files(out: Path) -> None:
-    _remove([*_run_files(out), *(out / name for name in RUN_OUTPUTS if (out / name).exists())])
+    _remove([*_run_files(out), *(out / name for name in RUN_OUTPUTS.values()
+                                 if (out / name).exists())])
 
 
 def _remove(paths: Iterable[Path]) -> None:
