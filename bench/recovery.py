@@ -45,8 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ("boiling_water", "flag", "fire_pot")
 MASK_TYPES = {"missing_frame": "missing frames (50%)", "region": "moving 60x60 block",
               "salt_and_pepper": "50% of the pixels, drawn independently",
-              "fixed_region": "one 60x60 block in the same place in every frame"}
-# The original experiments' three; a fixed occluder (a logo, a scratch) on request.
+              "fixed_region": "one 60x60 block in the same place in every frame",
+              "logo_and_frames": "a fixed block a fifth of the side and 30% of the frames"}
+# The original experiments' three; a fixed occluder (a logo, a scratch), alone or beside dropped
+# frames, on request.
 PAPER_MASKS = ("missing_frame", "region", "salt_and_pepper")
 # The paper's third experiment has no shared mask file: generated (seeded by the config's seed).
 GENERATED_MASKS = {"salt_and_pepper": "salt_and_pepper:0.5", "fixed_region": "fixed_region:60"}
@@ -70,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="+", default=list(CLIPS))
     parser.add_argument("--masks", nargs="+", choices=sorted(MASK_TYPES), default=list(PAPER_MASKS),
                         help="default: the original experiments' three; fixed_region: a fixed "
-                             "60x60 block (generated from the config's seed)")
+                             "60x60 block; logo_and_frames: a fixed block a fifth of --size on "
+                             "a side, with 30%% of the frames missing (generated from the "
+                             "config's seed)")
     parser.add_argument("--mask-clip", default="flag",
                         help="whose masks to apply (the shared masks exist for flag and others)")
     parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG))
@@ -186,6 +190,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
 
 def mask_of(mask_type: str, args: argparse.Namespace, data: Path) -> str | Path:
     """The mask ``eval_recovery`` applies for ``mask_type``: generated, or a shared file."""
+    if mask_type == "logo_and_frames":  # the block scaled with the frames, as a logo is drawn
+        return f"fixed_region:{max(1, round(args.size / 5))}+missing_frames:0.3"
     if args.quick:
         return QUICK_MASKS[mask_type]
     if mask_type in GENERATED_MASKS:

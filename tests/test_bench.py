@@ -205,6 +205,20 @@ def test_video_bench_trains_on_data_other_than_the_chains_start(bench_module, mo
                                                  second["energy"].parameters()))
 
 
+def test_recovery_bench_recovers_a_logo_beside_dropped_frames(tmp_path):
+    """logo_and_frames: a fixed block a fifth of the side (scaled with --size, as a logo is drawn
+    for the frame) and 30% of the frames missing, recovered with the default learned start."""
+    bench = runpy.run_path(str(BENCH / "recovery.py"))
+    args = argparse.Namespace(size=150, quick=False)
+    assert bench["mask_of"]("logo_and_frames", args, tmp_path) == \
+        "fixed_region:30+missing_frames:0.3"
+    out = tmp_path / "recovery.json"
+    assert bench["main"](["--quick", "--masks", "logo_and_frames", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["mask"] == "logo_and_frames" and row["start"]["fill"] in row["start"][
+        "holdout_errors"]
+
+
 def test_recovery_bench_quick_writes_json_rows(tmp_path, monkeypatch):
     main = runpy.run_path(str(BENCH / "recovery.py"))["main"]
     # The module (stgconv.tasks.recover_video, as an attribute, is its function).
