@@ -390,6 +390,23 @@ def forked_global_rng() -> Iterator[None]:
         yield
 
 
+def check_finite_weights(weights: object, checkpoint: str | Path) -> None:
+    """``CheckpointError`` unless every floating-point tensor of ``weights`` (a ``state_dict``)
+    is finite: a net of NaN weights gives NaN energies, which a sampler reports as a diverging
+    chain ("try a smaller step size"), blaming settings that are not at fault. Training saves
+    no such weights; an edited file or another program's can hold them."""
+    if not isinstance(weights, dict):
+        return  # the loader names what it is
+    bad = [name for name, tensor in weights.items()
+           if isinstance(tensor, Tensor) and tensor.is_floating_point()
+           and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise CheckpointError(f"checkpoint {checkpoint}: the weights {bad[0]}{more} hold NaN or "
+                              "infinite values (a model that diverged, or an edited file): use "
+                              "an earlier checkpoint, or train again")
+
+
 def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:
     """Load ``weights`` (a ``state_dict``) into ``net``, rebuilt from its config, in the dtype
     they were saved in: a rebuilt net is float32, and loading alone copies into its parameters,
@@ -409,6 +426,7 @@ def _energy(state: dict[str, Any], checkpoint: str | Path
         raise CheckpointError(f"checkpoint {checkpoint} holds a model of the caller's own (no "
                               "config to rebuild it from): build the module again and resume "
                               "its Trainer from the checkpoint")
+    check_finite_weights(state.get("model"), checkpoint)
     try:
         energy = rebuild(build_from_config, state["model_config"])
         load_weights(energy, state["model"])

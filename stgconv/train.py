@@ -23,6 +23,7 @@ from torch import Tensor
 
 from stgconv.checkpoint import (
     CheckpointError,
+    check_finite_weights,
     load_checkpoint,
     load_weights,
     rebuild,
@@ -175,6 +176,8 @@ class FitLoop:
         # first in-place update ("Inplace update to inference tensor outside InferenceMode").
         with torch.inference_mode(False):
             state = load_checkpoint(path, map_location=self.device)
+            # Else resumed, and the first step's NaN energies blamed the sampler's step size.
+            check_finite_weights(state.get("model"), path)
             try:
                 self.load_state_dict(state)
             except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -408,6 +411,7 @@ def companion_from_state(state: dict[str, Any], name: str, build: Callable[[Any]
     """
     if f"{name}_model" not in state:
         raise CheckpointError(missing)
+    check_finite_weights(state[f"{name}_model"], checkpoint)
     try:
         net = rebuild(build, state[f"{name}_config"])
         load_weights(net, state[f"{name}_model"])

@@ -8,6 +8,7 @@ Saving and resuming a whole training run (single or multi-grid) is in ``test_tra
 from __future__ import annotations
 
 import errno
+import math
 import os
 import pickle
 import re
@@ -751,3 +752,24 @@ def test_a_full_disk_while_keeping_the_previous_checkpoint_names_that_file(
     assert load_checkpoint(previous_path(path))["iteration"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt",
                                                           "checkpoint_previous.pt"]
+
+
+def test_weights_that_are_not_finite_are_named_at_loading(tmp_path: Path) -> None:
+    """A net of NaN weights (an edited file, another program's) gave NaN energies, which the
+    sampler reported as a diverging chain, advising a smaller step size; resumed, training's
+    first step did the same."""
+    def trainer() -> Trainer:
+        return Trainer(image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1]]),
+                       Langevin(n_steps=1), DataStart(), pattern_images(), generator=gen(0),
+                       config=config_to_dict(ExperimentConfig()))
+
+    path = trainer().save(tmp_path / "checkpoint.pt")
+    state = load_checkpoint(path)
+    first = next(iter(state["model"]))
+    state["model"][first] = torch.full_like(state["model"][first], math.nan)
+    save_checkpoint(state, path)
+    message = rf"checkpoint .*: the weights {re.escape(first)} hold NaN or infinite values"
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path, device="cpu")
+    with pytest.raises(CheckpointError, match=message):
+        trainer().resume(path)
