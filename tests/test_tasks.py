@@ -1252,3 +1252,23 @@ def test_reconstruct_and_interpolate_refuse_a_model_started_from_fitted_gaussian
     with pytest.raises(ValueError, match=message):
         interpolate(run, tmp_path / "path", n_points=2, device="cpu")
     assert not (tmp_path / "rec").exists() and not (tmp_path / "path").exists()
+
+
+def test_a_diverging_synthesis_advises_what_synthesize_can_change(texture_run: Path,
+                                                                   tmp_path: Path) -> None:
+    """The sampler's own advice (a smaller step size, gradient clipping, a clamp) named
+    settings synthesize has no option for: it keeps the model's sampler as trained."""
+    from stgconv.checkpoint import save_checkpoint
+    from stgconv.mcmc import NonFiniteEnergyError
+
+    state = load_checkpoint(texture_run / "checkpoint.pt")
+    state["config"]["sampler"].update(step_size=1000.0, clamp=None, grad_clip=None)
+    run = tmp_path / "run"
+    save_checkpoint(state, run / "checkpoint.pt")
+    with pytest.raises(NonFiniteEnergyError, match=r"the chain diverged \(the sampler is the "
+                                                   r"model's own, .* fewer steps \(--steps"):
+        synthesize(run, tmp_path / "out", n_samples=1, n_steps=50, device="cpu")
+    # An int for a list of one, in Python's words: "'int' object is not iterable".
+    with pytest.raises(ValueError, match=r"classes must be a list of class numbers, got 1 "
+                                         r"\(\[1\] for one class\)"):
+        synthesize(texture_run, tmp_path / "out", n_samples=1, classes=1, device="cpu")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -19,7 +20,7 @@ from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.generator import ConvGenerator
 from stgconv.io.atomic import written_together
-from stgconv.mcmc import DataGaussian
+from stgconv.mcmc import DataGaussian, NonFiniteEnergyError
 from stgconv.modalities import modality_of
 from stgconv.types import EnergyFn
 
@@ -73,6 +74,10 @@ def synthesize(
     size = None if size is None else as_int(size, "size", minimum=1)
     frames = None if frames is None else as_int(frames, "frames", minimum=1)
     if classes is not None:
+        if not isinstance(classes, Sequence) or isinstance(classes, str):
+            # An int failed in Python's words: "'int' object is not iterable".
+            raise ValueError(f"classes must be a list of class numbers, got {classes!r} "
+                             f"([{classes!r}] for one class)")
         classes = [as_int(k, "class", minimum=0) for k in classes]
         if not classes:
             raise ValueError("classes is empty: name at least one class, or pass None")
@@ -140,7 +145,9 @@ def synthesize(
                 warnings.warn(f"the {n_samples} samples{each} are all the same: they start "
                               "at one point (chains.init_scale 0) and the chain adds no noise "
                               "(sampler.noise_scale 0)", stacklevel=3)
-    samples = task_sampler(config, n_steps=n_steps).run(target_energy, x0, generator=generator)
+    with _advised():
+        samples = task_sampler(config, n_steps=n_steps).run(target_energy, x0,
+                                                            generator=generator)
     samples = modality.to_data(samples, config)
     out = Path(out_dir)
     modality.save_samples(samples, out / "synthesized", fps=config.data.fps)
@@ -186,8 +193,9 @@ def synthesize_cooperative(energy: ConvNetEnergy, generator_net: ConvGenerator,
     generator = torch.Generator(param.device).manual_seed(seed)
     z = generator_net.sample_latent(n_samples, device=param.device, generator=generator)
     sampler = None if n_steps == 0 else task_sampler(config, n_steps=n_steps)
-    proposals, samples = propose_and_revise(energy, generator_net, sampler, z,
-                                            clamp=model_clamp(config), generator=generator)
+    with _advised():
+        proposals, samples = propose_and_revise(energy, generator_net, sampler, z,
+                                                clamp=model_clamp(config), generator=generator)
     modality = modality_of(config)
     out = Path(out_dir)
     modality.save_samples(modality.to_data(proposals, config), out / "proposals",
@@ -218,7 +226,9 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
     param = next(energies[0].parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     starts = multigrid_bases(config, base.to(param.device), n_samples, generator=generator)
-    grids = multigrid_sampler(config, n_steps=n_steps).run(energies, starts, generator=generator)
+    with _advised():
+        grids = multigrid_sampler(config, n_steps=n_steps).run(energies, starts,
+                                                               generator=generator)
     modality = modality_of(config)
     grids = [modality.to_data(grid, config) for grid in grids]
     out = Path(out_dir)
@@ -227,6 +237,22 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
         modality.save_grid(grid, out / f"synthesized_grid{k}")
     modality.save_pyramid(grids, out / "pyramid")
     return out
+
+
+SYNTHESIS_ADVICE = ("the sampler is the model's own, as its config trained it, and synthesize "
+                    "keeps its step size: fewer steps (--steps; a short-run model learns the "
+                    "length of its chain) or the stored chains (--start chains) may stay finite")
+
+
+@contextmanager
+def _advised() -> Iterator[None]:
+    """A diverging chain's advice in this command's terms: the sampler's advice (a smaller step
+    size, a clamp) named settings synthesize has no option for."""
+    try:
+        yield
+    except NonFiniteEnergyError as err:
+        raise NonFiniteEnergyError(err.sampler, err.step, err.n_steps, err.chains,
+                                   advice=SYNTHESIS_ADVICE) from err
 
 
 def check_steps(state: dict[str, Any], n_steps: int | None) -> None:
