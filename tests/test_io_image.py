@@ -743,3 +743,9 @@ def test_a_cielab_tiff_reads_as_grey_from_its_rgb(tmp_path: Path) -> None:
     assert torch.equal(grey[0], torch.from_numpy(expected).float() / 127.5 - 1)
     assert torch.equal(load_image(path, channels=3, crop_square=False),
                        torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1)
+
+
+def test_an_image_grid_of_an_array_is_refused_by_name(tmp_path: Path) -> None:
+    # It failed on "'numpy.ndarray' object has no attribute 'dim'".
+    with pytest.raises(ValueError, match=r"^images must be a torch.Tensor, got ndarray"):
+        save_image_grid(np.zeros((2, 1, 4, 4), np.float32), tmp_path / "grid.png")

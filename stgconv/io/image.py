@@ -13,7 +13,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from skimage import data as skimage_data
 from torch import Tensor
 
-from stgconv.checks import as_int
+from stgconv.checks import as_int, check_tensor
 from stgconv.io.atomic import atomic_write
 
 # Every suffix Pillow reads that people's files carry: Windows saves browsers' JPEGs as .jfif,
@@ -298,6 +298,7 @@ def save_image_grid(images: Tensor, path: str | Path, *, nrow: int = 8) -> Path:
             (grey levels 0-255 would be clamped to white: convert them with
             :func:`from_levels`), NaN/inf values, or ``nrow`` not an int >= 1.
     """
+    check_tensor(images, "images")  # an array failed on "has no attribute 'dim'"
     if images.dim() != 4 or images.shape[1] not in (1, 3) or len(images) == 0:
         raise ValueError(f"expected images of shape (B, 1 or 3, H, W) with B >= 1, got "
                          f"{tuple(images.shape)}")
