@@ -12,6 +12,7 @@ import tempfile
 import zipfile
 import zlib
 from contextlib import ExitStack, contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -90,6 +91,21 @@ def check_finite_number(value: float, name: str, *, positive: bool = False) -> N
         raise ValueError(f"{name} must be a number, got {value!r}")
     if not (finite and (value > 0 if positive else value >= 0)):
         raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {value}")
+
+
+def check_fps(fps: object, name: str = "fps") -> Fraction:
+    """``fps`` as the exact fraction files store (denominator at most 10^6), or ``ValueError``
+    naming ``name`` unless it is a finite number that fraction keeps above 0."""
+    # float(): Fraction takes no numpy float32 (a TypeError, "argument should be a string or a
+    # Rational instance"), which is a numbers.Real all the same.
+    rate = (Fraction(fps if isinstance(fps, numbers.Rational) else float(fps))
+            .limit_denominator(1_000_000)
+            if isinstance(fps, numbers.Real) and not isinstance(fps, bool)
+            and 0 < fps < float("inf") else Fraction(0))
+    if rate <= 0:
+        raise ValueError(f"{name} must be a finite number of at least 1e-6 frames per second, "
+                         f"got {fps!r}")
+    return rate
 
 
 def check_clamp(clamp: object) -> None:

@@ -29,6 +29,7 @@ from stgconv.checks import (
     FLOAT32_MAX,
     check_clamp,
     check_entries,
+    check_fps,
     check_seed,
     check_step_size,
 )
@@ -602,6 +603,12 @@ class ExperimentConfig:
         _check_positive("chains.chains_per_example", self.chains.chains_per_example)
         _check_positive("data.size", self.data.size)
         _check_positive("data.frames", self.data.frames)
+        # Checked here, not only where the clip is read: --print-config showed a negative
+        # data.start_frame or a data.fps of 0 as valid, and the reader named "fps", a key no
+        # config has.
+        _check_not_negative("data.start_frame", self.data.start_frame)
+        if self.data.fps is not None:
+            check_fps(self.data.fps, "data.fps")
         if self.data.max_images is not None:
             _check_positive("data.max_images", self.data.max_images)
         _check_positive("recovery.average_last", self.recovery.average_last)
@@ -960,9 +967,16 @@ def _check_multigrid(multigrid: MultiGridConfig, data: DataConfig) -> None:
     if frames[-1] != data.frames:
         raise ValueError(f"the finest grid must keep every frame (data.frames = {data.frames}), "
                          f"got {frames[-1]}")
-    hint = {"size": "",
-            "frames": " (a null base_frames keeps every frame: set multigrid.base_frames for "
-                      "grids coarser in time)"}
+    # What made the frames: a base_frames of 1 was told that a null one keeps every frame, and
+    # a --set data.frames=6 over configs/video/multigrid_flag_quick.yaml ([1, 4, 6, 6]) was not
+    # told that its grids without frames took 6.
+    kept = []
+    if multigrid.base_frames is None:
+        kept.append("a null base_frames keeps every frame: set multigrid.base_frames for grids "
+                    "coarser in time")
+    if any(grid.frames is None for grid in multigrid.grids):
+        kept.append(f"a grid without frames keeps every frame, data.frames = {data.frames}")
+    hint = {"size": "", "frames": f" ({'; '.join(kept)})" if kept else ""}
     for name, values in (("size", sizes), ("frames", frames)):
         for coarse, fine in zip(values, values[1:]):
             if fine % coarse:

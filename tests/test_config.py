@@ -409,6 +409,23 @@ def test_invalid_values(override: str, key: str) -> None:
         load_config(None, [override])
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.start_frame=-1", "data.start_frame must be >= 0, got -1"),
+        ("data.fps=0", "data.fps must be a finite number of at least 1e-6 frames per second, "
+         "got 0.0"),
+        ("data.fps=-25", "data.fps must be a finite number of at least 1e-6 frames per second"),
+        ("data.fps=1e-9", "data.fps must be a finite number of at least 1e-6 frames per second"),
+    ],
+)
+def test_clip_settings_are_checked_with_the_config(override: str, message: str) -> None:
+    """Refused as the config is read (train --print-config showed them as valid), naming the
+    config's key, where the clip's reader named its own argument (fps)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(None, ["data.kind=video", "model.arch=st_small", override])
+
+
 def test_range_limits_that_are_allowed() -> None:
     config = load_config(None, ["recovery.learned.hide_fraction=1", "data.kind=voxels",
                                 "model.arch=desc32_small", "data.mean=1.0",
@@ -774,6 +791,14 @@ DESC = {"arch": "desc32_small"}
                      r"every multigrid frames must divide the next finer one, got \[4, 3, 4\].*"
                      r"base_frames",
                      id="frames-not-dividing"),
+        # The shipped config's base_frames 1 under another data.frames: the hint says where
+        # the 6 came from, not that a null base_frames (it has none) keeps every frame.
+        pytest.param({**VIDEO, "frames": 6},
+                     {"base_size": 1, "base_frames": 1,
+                      "grids": [{"size": 4, "frames": 4, "model": ST}, {"size": 8, "model": ST}]},
+                     r"got \[1, 4, 6\] \(coarse to fine, base first\) \(a grid without frames "
+                     r"keeps every frame, data.frames = 6\)$",
+                     id="frames-not-dividing-data-frames"),
     ],
 )
 def test_bad_multigrid_config_exits_2_naming_the_problem(tmp_path: Path, capsys, data: dict,

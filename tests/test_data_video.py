@@ -222,13 +222,51 @@ def test_load_training_clips_sources(video_dir: Path, tmp_path: Path) -> None:
     assert load_training_clips(gifs, n_frames=4, size=8).shape == (2, 3, 4, 8, 8)
 
 
+def test_a_folder_of_still_gifs_is_one_clips_frames(tmp_path: Path) -> None:
+    """GIFs none of which moves are frames, as a tool exports them and as load_video reads
+    them; they were read as one-frame videos and refused ("f0.gif has 1 frames")."""
+    still = tmp_path / "still_gifs"
+    still.mkdir()
+    for t, frame in enumerate(to_uint8(noise(5, 4))):
+        Image.fromarray(frame).save(still / f"f{t}.gif")
+    clip = load_training_clips(still, n_frames=4, size=8, start_frame=1)
+    assert torch.equal(clip[0], load_video(still, start_frame=1, n_frames=4, size=8))
+    cache = build_clip_cache(still, tmp_path / "still.h5", n_frames=4, size=8, start_frame=1)
+    assert VideoClips(cache).sources == [str(still)]
+    # Beside an animated GIF they are videos, and the still one is named as too short.
+    save_video(noise(4, 5), still / "f9.gif")
+    with pytest.raises(TooFewFramesError, match="f0.gif has 1 frames"):
+        load_training_clips(still, n_frames=4, size=8)
+
+
 def test_a_folder_lists_its_videos_of_every_documented_suffix(tmp_path: Path) -> None:
-    """Phones' .m4v and .mov, MPEG's .mpg and .mpeg, and the rest io.video names."""
-    suffixes = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg")
+    """Phones' .m4v and .mov, MPEG's .mpg and .mpeg, camcorders' .mts and .m2ts, and the rest
+    io.video names (a folder of .mts clips was refused as holding no video files)."""
+    suffixes = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg", ".ts",
+                ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".ogv")
     names = [f"c{i}{suffix}" for i, suffix in enumerate(suffixes)]
     for name in names:
         (tmp_path / name).write_bytes(b"")
     assert [path.name for path in list_videos(tmp_path)] == names
+
+
+def test_a_folder_of_camcorder_clips_is_read(tmp_path: Path) -> None:
+    """AVCHD camcorders write MPEG transport streams named .MTS: a folder of them is a folder of
+    videos, each read as load_video reads it."""
+    import av
+
+    folder = tmp_path / "camcorder"
+    folder.mkdir()
+    for name, seed in (("00001.MTS", 0), ("00002.MTS", 1)):
+        with av.open(str(folder / name), "w", format="mpegts") as container:
+            stream = container.add_stream("mpeg2video", rate=25)
+            stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+            for frame in to_uint8(noise(4, seed)):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+    clips = load_training_clips(folder, n_frames=3, size=8)
+    assert clips.shape == (2, 3, 3, 8, 8)
+    assert torch.equal(clips[1], load_video(folder / "00002.MTS", n_frames=3, size=8))
 
 
 def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
@@ -259,6 +297,7 @@ def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:
     # A setting no cache can have is named as such, not as one this cache lacks.
     for bad, message in (({"start_frame": -1}, "start_frame must be an int >= 0"),
                          ({"channels": 2}, "channels must be 1 or 3"),
+                         ({"channels": True}, "channels must be 1 or 3, got True"),
                          ({"fps": -1.0}, "fps must be a finite number of at least 1e-6")):
         with pytest.raises(ValueError, match=message):
             load_training_clips(cache, n_frames=4, size=8, **bad)
@@ -331,6 +370,9 @@ def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None
         build_clip_cache(video_dir, out, n_frames=4, size=8, clips_per_video=0)
     with pytest.raises(ValueError, match="compression must be 'gzip', 'lzf' or None"):
         build_clip_cache(video_dir, out, n_frames=4, size=8, compression="szip")
+    # Stored as the cache's channels attribute: a bool there, read back as equal to 1.
+    with pytest.raises(ValueError, match="channels must be 1 or 3, got True"):
+        build_clip_cache(video_dir, out, n_frames=4, size=8, channels=True)
 
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"this is not a video" * 100)

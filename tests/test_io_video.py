@@ -479,8 +479,33 @@ def test_garbage_file(tmp_path):
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.avi"
     path.write_bytes(b"")
-    with pytest.raises(ValueError, match=r"empty\.avi"):
+    with pytest.raises(ValueError, match=r"empty\.avi: .*; the file is empty \(0 bytes\)$"):
         load_video(path)
+
+
+def test_an_mp4_cut_before_its_index_is_named_truncated(tmp_path, noise_clip) -> None:
+    """Its index written last, an MP4 cut short is no file FFmpeg opens ("Invalid data found
+    when processing input", all it said): the boxes it keeps say that it is truncated."""
+    data = save_video(noise_clip, tmp_path / "full.mp4").read_bytes()
+    assert b"moov" not in data[:64]  # written at the end, as cameras and phones write it
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"^cannot open video .*cut\.mp4: .*; it is an MP4 \(or "
+                                         r"QuickTime\) file without its index, the 'moov' box .*"
+                                         r"it is truncated"):
+        load_video(cut)
+    # Cut half way through the index: it was opened no more than without it.
+    moov = data.rindex(b"moov") - 4
+    cut.write_bytes(data[:moov + (len(data) - moov) // 2])
+    with pytest.raises(ValueError, match=r"cut\.mp4: .*; it is an MP4 \(or QuickTime\) file "
+                                         r"whose last box \('moov'\) runs past the file's end: "
+                                         r"it is truncated"):
+        load_video(cut)
+    # Garbage is told as FFmpeg tells it, with nothing added.
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"ftyp" + bytes(60))
+    with pytest.raises(ValueError, match=r"garbage\.mp4: [^;]*$"):
+        load_video(garbage)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".gif"])
@@ -561,6 +586,10 @@ def test_frame_count_errors(ramp_file):
         load_video(ramp_file, channels=4)
     with pytest.raises(ValueError, match=r"channels must be 1 or 3"):  # before the file
         load_video(ramp_file.with_name("missing.mp4"), channels=2)
+    # Equal to 1, and read grey as if 1 were asked for, as n_frames and start_frame refuse them.
+    for channels in (True, 1.0):
+        with pytest.raises(ValueError, match=rf"channels must be 1 or 3, got {channels!r}"):
+            load_video(ramp_file, channels=channels)
     with pytest.raises(ValueError, match=r"size must be"):
         load_video(ramp_file, size=(0, 4))
 
@@ -1445,6 +1474,43 @@ def test_frames_with_alpha_read_over_white_as_the_same_png_frames_do(
     clip = load_video(path)
     assert torch.equal(clip, load_video(folder))
     assert (clip[:, :, :3] == 1).all()  # white where nothing is
+
+
+def _transparent_webm(path: Path) -> Path:
+    """Two 16x16 frames of VP9 with alpha (WebM's alpha_mode 1, as transparent web video is
+    written), lossless: red, transparent in the top half, opaque in the bottom half."""
+    import av
+
+    rgba = np.zeros((16, 16, 4), dtype=np.uint8)
+    rgba[..., 0] = 255
+    rgba[8:, :, 3] = 255
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libvpx-vp9", rate=10, options={"lossless": "1"})
+        stream.height, stream.width, stream.pix_fmt = 16, 16, "yuva420p"
+        for image in [rgba, rgba, None]:
+            frame = None if image is None else av.VideoFrame.from_ndarray(image, format="rgba")
+            container.mux(stream.encode(frame))
+    return path
+
+
+@pytest.mark.skipif(not video_io._has_encoder("libvpx-vp9")
+                    or not video_io._has_decoder("libvpx-vp9"),
+                    reason="this PyAV build has no libvpx-vp9 encoder and decoder")
+def test_a_webm_with_alpha_reads_over_white(tmp_path, monkeypatch) -> None:
+    """FFmpeg's own VP9 decoder drops the alpha WebM carries beside each frame: the transparent
+    half read red, the colour it hides, where every other clip with alpha reads over white."""
+    clip = (load_video(_transparent_webm(tmp_path / "sticker.webm")) + 1) * 127.5
+    assert clip.shape == (3, 2, 16, 16)
+    assert (clip[:, :, :8] == 255).all()  # transparent: white
+    red = torch.tensor([255.0, 0.0, 0.0])[:, None, None, None]
+    assert (clip[:, :, 8:] - red).abs().max() <= 2  # opaque red (YUV rounding)
+    # A build without libvpx's decoder says that it reads the hidden colour.
+    monkeypatch.setattr(video_io, "_has_decoder", lambda name: False)
+    with pytest.warns(UserWarning, match=r"sticker\.webm has an alpha channel \(transparency\) "
+                                         r"that this FFmpeg build cannot decode \(it lacks "
+                                         r"libvpx-vp9\)"):
+        hidden = (load_video(tmp_path / "sticker.webm") + 1) * 127.5
+    assert (hidden - red).abs().max() <= 2
 
 
 @pytest.mark.parametrize(("pix_fmt", "given", "channels"), [

@@ -37,12 +37,13 @@ from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files
 from stgconv.io.h5 import LazyH5, as_text, check_inside, stream_h5, to_text
-from stgconv.io.image import IMAGE_SUFFIXES, from_levels
+from stgconv.io.image import IMAGE_SUFFIXES, check_channels, from_levels
 from stgconv.io.video import (
     VIDEO_SUFFIXES,
     TooFewFramesError,
     check_fps,
     frame_rate,
+    is_animated,
     load_video,
     read_frames,
 )
@@ -146,13 +147,21 @@ def list_videos(folder: str | Path, *, dangling_links: bool = False) -> list[Pat
 def _folder_kind(folder: Path) -> str:
     """``"videos"`` or ``"frames"``: what a folder holds, decided by its file suffixes.
 
-    ``.gif`` counts as both, so a folder of GIFs only is read as videos; a folder mixing other
-    video files with frame images is ambiguous and refused.
+    ``.gif`` is both: the GIFs are videos where any of them is animated, frame images where
+    all are still (the frames a tool exported as GIFs); a folder mixing video files with frame
+    images is ambiguous and refused.
     """
     # A link to nothing still says by its suffix what the folder holds.
-    suffixes = {p.suffix.lower() for p in list_files(folder, dangling_links=True)}
+    files = list_files(folder, dangling_links=True)
+    suffixes = {p.suffix.lower() for p in files}
     videos = suffixes & set(VIDEO_SUFFIXES)
     images = suffixes & (set(IMAGE_SUFFIXES) - set(VIDEO_SUFFIXES))
+    gifs = [p for p in files if p.suffix.lower() == ".gif"]
+    # Taken for videos, a folder of still GIF frames was refused as one-frame clips ("f0.gif
+    # has 1 frames"), where load_video reads it as the frames it is.
+    if gifs and not any(is_animated(gif) for gif in gifs):
+        videos -= {".gif"}
+        images |= {".gif"}
     if videos and images:
         raise ValueError(
             f"folder {folder} holds both video files ({', '.join(sorted(videos))}) and frame "
@@ -508,6 +517,5 @@ def _clip_settings(n_frames: int, size: int | tuple[int, int], start_frame: int,
     start_frame = as_int(start_frame, "start_frame", minimum=0)
     if fps is not None:
         check_fps(fps)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    check_channels(channels)
     return n_frames, pair, start_frame, None if fps is None else float(fps)

@@ -13,7 +13,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from skimage import data as skimage_data
 from torch import Tensor
 
-from stgconv.checks import as_int, check_tensor
+from stgconv.checks import as_int, check_tensor, is_int
 from stgconv.io.atomic import atomic_write
 
 # Every suffix Pillow reads that people's files carry: Windows saves browsers' JPEGs as .jfif,
@@ -215,9 +215,10 @@ def to_channels(image: Image.Image, channels: int) -> Image.Image:
 
 
 def check_channels(channels: object) -> None:
-    """``ValueError`` unless ``channels`` is 1 (grey) or 3 (RGB), the images' channel counts."""
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    """``ValueError`` unless ``channels`` is the integer 1 (grey) or 3 (RGB), the images'
+    channel counts: ``True`` and ``1.0``, which equal 1, are refused as counts are."""
+    if not is_int(channels) or channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

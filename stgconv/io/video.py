@@ -18,36 +18,38 @@ suffix     default codec (first one this build has)    notes
 ``libx264rgb`` (rgb24, qp 0) is also accepted for ``.mp4`` and ``.mkv``: lossless H.264.
 GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightly off. YUV
 files are tagged with the conversion they were written with (BT.601, limited range), so players
-need not guess it. A frame with alpha (transparency) reads composited over white, as images do.
+need not guess it. A frame with alpha (transparency) reads composited over white, as images do
+(WebM's VP8 and VP9 with alpha through libvpx's decoders, which read it).
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
-import numbers
 import os
 import re
 import struct
 import threading
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache, partial
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from stgconv.checks import as_int, as_size
+from stgconv.checks import as_int, as_size, check_fps
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.image import (
     IMAGE_SUFFIXES,
+    check_channels,
     check_pixels,
     from_levels,
     opaque,
@@ -118,8 +120,11 @@ _CONTAINERS = {
     ".gif": ("gif", ("gif",)),
 }
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg")
-"""Suffixes :func:`load_video` is documented to read (anything FFmpeg reads works)."""
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg",
+                  ".ts", ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".ogv")
+"""Suffixes :func:`load_video` is documented to read (anything FFmpeg reads works), and those a
+folder of videos is listed by: camcorders' and TV recorders' transport streams (``.mts``,
+``.m2ts``, ``.ts``) and older phones' and web formats among them."""
 
 COMPARISON_GAP = 4
 """Width in pixels of the white gap between the panels of :func:`save_comparison`."""
@@ -150,21 +155,6 @@ _SCALER_THREADS = 1
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
-
-
-def check_fps(fps: object) -> Fraction:
-    """``fps`` as the exact fraction files store (denominator at most 10^6), or ``ValueError``
-    unless it is a finite number that fraction keeps above 0."""
-    # float(): Fraction takes no numpy float32 (a TypeError, "argument should be a string or a
-    # Rational instance"), which is a numbers.Real all the same.
-    rate = (Fraction(fps if isinstance(fps, numbers.Rational) else float(fps))
-            .limit_denominator(1_000_000)
-            if isinstance(fps, numbers.Real) and not isinstance(fps, bool)
-            and 0 < fps < float("inf") else Fraction(0))
-    if rate <= 0:
-        raise ValueError(f"fps must be a finite number of at least 1e-6 frames per second, "
-                         f"got {fps!r}")
-    return rate
 
 
 def load_video(
@@ -210,9 +200,10 @@ def load_video(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream); a
-            display matrix that turns frames by other than quarter turns; a truncated file
-            (read to its end, its last frame ends more than half a frame before the video
+        ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream; an
+            empty file, and an MP4 cut short before its index, are named so); a display
+            matrix that turns frames by other than quarter turns; a truncated file (read to
+            its end, its last frame ends more than half a frame before the video
             track's stated end, and fewer frames decode than its index counts where it has
             one; a GIF lacks its trailer byte; a transport stream ends part way through a
             packet); a frame asked for that decodes with errors (a stream cut inside a frame;
@@ -256,8 +247,7 @@ def _frames(path: str | Path, *, start_frame: int, n_frames: int | None,
     ``(H, W, C)``; a frame that serves several (``fps`` above the source's) is listed as
     often."""
     path = Path(path)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    check_channels(channels)
     start_frame = as_int(start_frame, "start_frame", minimum=0)
     n_frames = None if n_frames is None else as_int(n_frames, "n_frames", minimum=1)
     out_size = None if size is None else as_size(size)
@@ -322,7 +312,9 @@ def _pattern(file: Path) -> str:
     return re.sub(r"\d+(?=\D*$)", "#", file.name)
 
 
-def _animated(path: Path) -> bool:
+def is_animated(path: Path) -> bool:
+    """Whether the image file ``path`` holds more than one frame (an animated GIF, PNG or
+    WebP: a video); ``False`` for a still image and for a file Pillow cannot read."""
     try:
         with Image.open(path) as image:
             return getattr(image, "n_frames", 1) > 1
@@ -354,7 +346,7 @@ def _read_folder(
         raise ValueError(f"folder {folder} holds the frames {series[0]} and other images "
                          f"({', '.join(strays[:3])}{', ...' if len(strays) > 3 else ''}); give "
                          "a folder of the frames alone")
-    animated = [file.name for file in files if file.suffix.lower() == ".gif" and _animated(file)]
+    animated = [file.name for file in files if file.suffix.lower() == ".gif" and is_animated(file)]
     if animated:  # each would give its first frame only
         raise ValueError(f"folder {folder} holds animated GIFs ({', '.join(animated[:3])}"
                          f"{', ...' if len(animated) > 3 else ''}), which are videos, not frame "
@@ -546,6 +538,51 @@ def _video_stream(path: Path, container: av.container.Container) -> av.video.str
     return container.streams.best("video")
 
 
+# Where _unopened_because stops walking a file's boxes, saying nothing: a file of a million
+# tiny ones would take seconds to tell from garbage.
+_MAX_TOP_LEVEL_BOXES = 100_000
+
+
+def _unopened_because(path: Path) -> str | None:
+    """What the bytes of ``path``, a file FFmpeg could not open, say of it where FFmpeg says
+    only "Invalid data found": that it is empty, or that it is an MP4 or QuickTime file cut
+    short before its index (the 'moov' box, written last by cameras, phones and FFmpeg), the
+    usual remains of an interrupted download or recording; ``None`` where they say neither."""
+    if not path.is_file():  # a named pipe would wait for a writer here
+        return None
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    kinds, position = [], 0
+    try:
+        with path.open("rb") as file:
+            # The top-level boxes (a few; fragmented files thousands): 32-bit size and type, ...
+            while position + 8 <= size and len(kinds) < _MAX_TOP_LEVEL_BOXES:
+                file.seek(position)
+                header = file.read(16)
+                length, kind = struct.unpack(">I4s", header[:8])
+                if length == 1 and len(header) == 16:  # ... or a 64-bit size after the type
+                    length = struct.unpack(">Q", header[8:])[0]
+                elif length == 0:  # to the end of the file
+                    length = size - position
+                if length < 8:
+                    break
+                kinds.append(kind)
+                position += length
+    except OSError:  # unreadable (no permission): FFmpeg's own error says so
+        return None
+    if kinds[:1] != [b"ftyp"] or len(kinds) == _MAX_TOP_LEVEL_BOXES:
+        return None
+    cut = "it is truncated (a download or a recording cut short)"
+    if b"moov" not in kinds:
+        return ("it is an MP4 (or QuickTime) file without its index, the 'moov' box its writer "
+                f"puts last: {cut}")
+    if position > size:
+        return (f"it is an MP4 (or QuickTime) file whose last box ({kinds[-1].decode('latin-1')!r})"
+                f" runs past the file's end: {cut}")
+    return None
+
+
 def _no_video(path: Path, container: av.container.Container) -> str:
     """Why ``path``, open as ``container``, gives no frames: the streams it holds instead, or
     none at all, as an MP4 cut short does (its index, written last, is lost)."""
@@ -598,6 +635,35 @@ def _upright(frame: av.VideoFrame, turns: Sequence[Image.Transpose]) -> Image.Im
     return image
 
 
+# The decoders of VP8 and VP9 that read the alpha channel WebM carries beside each frame (its
+# track's alpha_mode 1: transparent web video, stickers); FFmpeg's own vp8 and vp9 decoders
+# drop it, and transparent pixels read as the colour they hide, not over white.
+_ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+def _decoded(container: av.container.Container, stream: av.video.stream.VideoStream,
+             path: Path) -> Iterator[av.VideoFrame]:
+    """The frames of ``stream`` in ``container``, decoded by FFmpeg's choice of decoder, or for
+    VP8/VP9 with alpha by libvpx's (:data:`_ALPHA_DECODERS`); a warning where this build has
+    none, and the frames come without their alpha."""
+    av = _pyav()
+
+    alpha_decoder = (_ALPHA_DECODERS.get(stream.codec_context.name)
+                     if stream.metadata.get("alpha_mode") == "1" else None)
+    if alpha_decoder is not None and not _has_decoder(alpha_decoder):
+        warnings.warn(f"{path} has an alpha channel (transparency) that this FFmpeg build "
+                      f"cannot decode (it lacks {alpha_decoder}): its transparent pixels read "
+                      "as the colour they hide, not over white", stacklevel=5)
+        alpha_decoder = None
+    if alpha_decoder is None:
+        yield from container.decode(stream)
+        return
+    decoder = av.codec.CodecContext.create(alpha_decoder, "r")
+    decoder.thread_type = "AUTO"
+    for packet in container.demux(stream):  # the last, empty, packet flushes the decoder
+        yield from decoder.decode(packet)
+
+
 def _read_file(
     path: Path, start: int, n_frames: int | None, size: tuple[int, int] | None,
     fps: float | None, channels: int
@@ -629,7 +695,7 @@ def _read_file(
             last = None
             damaged = None  # the first wanted frame decoded with errors
             turns = None  # read from the first frame kept (_display_turns)
-            for frame in container.decode(stream):
+            for frame in _decoded(container, stream, path):
                 index, decoded, last = decoded, decoded + 1, frame
                 if index < wanted or damaged is not None:
                     continue
@@ -662,7 +728,9 @@ def _read_file(
     except av.error.FFmpegError as err:
         # FFmpegError subclasses ValueError; re-raise with the file and the stage named.
         where = f" (failed after {decoded} frames)" if stage == "decode" else ""
-        raise ValueError(f"cannot {stage} video {path}{where}: {err}") from err
+        shown = _unopened_because(path) if stage == "open" else None
+        raise ValueError(f"cannot {stage} video {path}{where}: {err}"
+                         + (f"; {shown}" if shown else "")) from err
 
     if decoded == 0:
         raise ValueError(f"no decodable frames in {path}")
@@ -720,6 +788,16 @@ def _has_encoder(name: str) -> bool:
 
     try:
         av.codec.Codec(name, "w")
+    except (av.error.FFmpegError, av.codec.codec.UnknownCodecError):
+        return False
+    return True
+
+
+def _has_decoder(name: str) -> bool:
+    av = _pyav()
+
+    try:
+        av.codec.Codec(name, "r")
     except (av.error.FFmpegError, av.codec.codec.UnknownCodecError):
         return False
     return True
