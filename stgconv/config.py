@@ -589,6 +589,7 @@ class ExperimentConfig:
     initializer: InitializerConfig | None = None
 
     def __post_init__(self) -> None:
+        _check_section_types("", self)
         check_seed(self.seed)
         # Before the checks of the chains, whose advice fits one kind of run: a JEM config
         # given a cooperative section was told about chains.init for cooperative runs first.
@@ -667,6 +668,41 @@ class ExperimentConfig:
         if self.initializer is not None:
             _check_initializer(self)
         _check_unread_settings(self)
+
+
+def _check_section_types(key: str, section: Any) -> None:
+    """``ValueError`` naming the section of ``section`` (at ``key``, "" for the experiment)
+    that is not of its dataclass, or the text setting that is no str, as the file's reader
+    refuses them (:func:`_coerce`). Built in Python, ``train={"lr": 0.01}`` failed on a missing
+    attribute, and ``out_dir=Path(...)`` trained, then failed to write config.yaml in PyYAML's
+    words ("cannot represent an object")."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        name, value, tp = f"{key}{f.name}", getattr(section, f.name), hints[f.name]
+        options = (typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType)
+                   else (tp,))
+        if value is None and type(None) in options:
+            continue
+        sections = [option for option in options if dataclasses.is_dataclass(option)]
+        listed = [typing.get_args(option)[0] for option in options
+                  if typing.get_origin(option) is tuple
+                  and dataclasses.is_dataclass(typing.get_args(option)[0])]
+        if sections:
+            if not isinstance(value, sections[0]):
+                raise ValueError(f"{name} must be a {sections[0].__name__}, got "
+                                 f"{type(value).__name__} {value!r}")
+            _check_section_types(f"{name}.", value)
+        elif listed:
+            if not isinstance(value, (tuple, list)):
+                raise ValueError(f"{name} must be a list of {listed[0].__name__}, got {value!r}")
+            for i, entry in enumerate(value):
+                if not isinstance(entry, listed[0]):
+                    raise ValueError(f"{name}[{i}] must be a {listed[0].__name__}, got "
+                                     f"{type(entry).__name__} {entry!r}")
+                _check_section_types(f"{name}[{i}].", entry)
+        elif str in options and not isinstance(value, str):
+            hint = ": give str(path)" if isinstance(value, os.PathLike) else ""
+            raise ValueError(f"{name} must be a str, got {value!r}{hint}")
 
 
 def _check_unread_settings(config: ExperimentConfig) -> None:
@@ -820,16 +856,23 @@ def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
 
 
 def fill_model(model: ModelConfig, key: str, *, in_channels: int, image_size: int,
-               size_of: str) -> ModelConfig:
+               size_of: str, resumed: bool = False) -> ModelConfig:
     """``model`` (the section at ``key``) with the data's ``in_channels`` and ``image_size``
     (``size_of`` names whose size it is) filled in. ``ValueError`` for a value set that differs:
-    replaced without a word, a 3 set for grey images looked like a colour net."""
+    replaced without a word, a 3 set for grey images looked like a colour net. ``resumed``: the
+    section is a resumed run's own, filled in from the data it was trained on."""
     for name, value, whose in (("in_channels", in_channels, "their channels"),
                                ("image_size", image_size, size_of)):
         given = getattr(model, name)
         if given is not None and given != value:
+            # A resumed run's config.yaml holds the values its data gave: leaving them out
+            # (the advice for a config of the user's) is no way to resume it.
+            advice = ("the run's network was built for the data it was trained on: resume "
+                      "with that data (its data.path, data.channels and data.size), or train "
+                      "a new run" if resumed else
+                      f"the net is built for the data; leave {key}.{name} out (or null)")
             raise ValueError(f"{key}.{name} is {given!r}, but the data give {value} ({whose}): "
-                             f"the net is built for the data; leave {key}.{name} out (or null)")
+                             f"{advice}")
     return dataclasses.replace(model, in_channels=in_channels, image_size=image_size)
 
 
@@ -1350,7 +1393,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ValueError(f"override {text!r}: YAML reads {comment!r} as a comment and would drop "
                          f"it; quote the value ({key.strip()}='...' inside the shell's quotes), "
                          "or give a path with --data / --out, which take it whole")
-    return key.strip().split("."), value
+    path = key.strip().split(".")
+    if "" in path:
+        # Else named as an unknown key "" ("unknown config key(s) ; valid keys: ...") or
+        # "train." (a doubled or trailing dot).
+        raise ValueError(f"override {text!r}: the key {key.strip()!r} has an empty part "
+                         "between its dots; keys look like train.lr")
+    return path, value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str],

@@ -259,14 +259,19 @@ class FitLoop:
                 initializer's), a ``DivergenceError`` naming its learning rate.
             WriteError: a checkpoint or a TensorBoard event could not be written (a full disk,
                 its folder removed); the checkpoint it was replacing stays whole.
-            ValueError: before the first step, ``n_iterations`` below :attr:`iteration`, or a
+            ValueError: before the first step, ``n_iterations`` below :attr:`iteration`, a
                 ``checkpoint_path`` that cannot be written as a file (a folder, or in a folder
-                that takes no new file).
+                that takes no new file), or ``checkpoint_every`` without ``checkpoint_path``.
         """
         # Whole numbers: fit(2.5) trained 3 iterations, fit(-1) none and a negative
         # checkpoint_every no periodic checkpoint, each without a word.
         as_int(n_iterations, "n_iterations", minimum=0)
         as_int(checkpoint_every, "checkpoint_every", minimum=0)
+        if checkpoint_every and checkpoint_path is None:
+            # Else the fit trained to the end and saved nothing on the way, without a word.
+            raise ValueError(f"checkpoint_every={checkpoint_every} writes checkpoints to "
+                             "checkpoint_path, which is None: give checkpoint_path, or leave "
+                             "checkpoint_every at 0")
         if n_iterations < self.iteration:
             # Else nothing trained and nothing saved, without a word: a resumed trainer asked
             # for fewer iterations than it holds, taken for a number of further ones.

@@ -449,6 +449,22 @@ def test_a_resume_refused_for_its_set_values_names_them(texture_run: Path, tmp_p
     assert code == 0, err
 
 
+@pytest.mark.parametrize("setting, named", [("data.channels=3", "model.in_channels is 1"),
+                                             ("data.size=48", "model.image_size is 32")])
+def test_a_resume_on_data_of_another_shape_says_to_resume_on_the_runs_data(
+        texture_run: Path, tmp_path: Path, capsys, setting: str, named: str) -> None:
+    """The run's config.yaml holds the channels and size its data gave: the refusal advised
+    leaving them out, which a resumed run's saved config cannot."""
+    run = tmp_path / "run"
+    shutil.copytree(texture_run, run)
+    code, _, err = run_main(["train", "--out", str(run), "--resume", "--set", setting,
+                             "--set", "train.n_iterations=3", "--quiet"], capsys)
+    assert code == 2 and named in err, err
+    assert ("the run's network was built for the data it was trained on: resume with that data "
+            "(its data.path, data.channels and data.size), or train a new run") in err, err
+    assert "leave model" not in err, err
+
+
 def test_synthesize(texture_run: Path, tmp_path: Path, capsys) -> None:
     code, out, err = run_main(["synthesize", str(texture_run), "-n", "3", "--steps", "2",
                                "--out", str(tmp_path / "a"), "--device", "cpu"], capsys)

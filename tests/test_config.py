@@ -22,6 +22,7 @@ from stgconv.config import (
     InitializerConfig,
     JEMConfig,
     ModelConfig,
+    MultiGridConfig,
     RecoveryConfig,
     SamplerConfig,
     TrainConfig,
@@ -168,6 +169,16 @@ def test_parse_override() -> None:
     for bad in ("train.lr", "=3"):
         with pytest.raises(ValueError, match="key=value"):
             parse_override(bad)
+
+
+@pytest.mark.parametrize("text", [".train.lr=1", "train..lr=1", "train.=1"])
+def test_an_override_key_with_an_empty_part_is_refused(text: str) -> None:
+    """Refused as an unknown key "" ("unknown config key(s) ; valid keys: ...") or "train."."""
+    key = text.partition("=")[0]
+    with pytest.raises(ValueError, match=rf"^override '{re.escape(text)}': the key "
+                                         rf"'{re.escape(key)}' has an empty part between its "
+                                         r"dots; keys look like train.lr$"):
+        load_config(None, [text])
 
 
 @pytest.mark.parametrize("text, comment", [("data.path=/runs/a #2/x.png", "#2/x.png"),
@@ -458,6 +469,27 @@ def test_a_nan_given_in_python_is_refused() -> None:
     with pytest.raises(ValueError, match="train.lr must be positive, got nan"):
         dataclasses.replace(ExperimentConfig(), train=dataclasses.replace(
             ExperimentConfig().train, lr=float("nan")))
+
+
+@pytest.mark.parametrize("settings, message", [
+    # Trained, then refused by PyYAML when config.yaml was written ("cannot represent an
+    # object"), or by the checkpoint's writer.
+    (lambda: {"out_dir": Path("runs/a")},
+     r"^out_dir must be a str, got PosixPath\('runs/a'\): give str\(path\)$"),
+    (lambda: {"data": dataclasses.replace(ExperimentConfig().data, path=Path("cat.png"))},
+     r"^data.path must be a str, got PosixPath\('cat.png'\): give str\(path\)$"),
+    # Failed on a missing attribute ("'dict' object has no attribute 'lr_decay'").
+    (lambda: {"train": {"n_iterations": 2}},
+     r"^train must be a TrainConfig, got dict \{'n_iterations': 2\}$"),
+    (lambda: {"recovery": RecoveryConfig(completion={"n_steps": 2})},
+     r"^recovery.completion must be a SamplerConfig, got dict"),
+    (lambda: {"multigrid": MultiGridConfig(grids=({"size": 64},)),
+              "data": dataclasses.replace(ExperimentConfig().data, kind="objects")},
+     r"^multigrid.grids\[0\] must be a GridConfig, got dict \{'size': 64\}$"),
+], ids=["out_dir", "data.path", "train", "recovery.completion", "multigrid.grids"])
+def test_sections_and_text_settings_built_in_python_are_checked(settings, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ExperimentConfig(**settings())
 
 
 def test_an_infinite_power_given_in_python_is_refused() -> None:

@@ -595,7 +595,9 @@ def test_resume_rejects_chains_of_another_run(tmp_path: Path) -> None:
     other = make_trainer("persistent")
     other.chains = PersistentChains(3, NoiseInit(), chains_per_example=4)
     before = [p.clone() for p in other.energy.parameters()]
-    with pytest.raises(ValueError, match="expected \\(3, 4, ...\\)"):
+    with pytest.raises(ValueError, match=r"\(2 for each of 3 training examples\), expected "
+                                         r"\(3, 4, ...\): the run that saved them had another "
+                                         r"number of training examples or of chains per example"):
         other.resume(tmp_path / "checkpoint.pt")
     assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
     assert not other.optimizer.state and other.iteration == 0
@@ -651,6 +653,15 @@ def test_resume_refuses_chains_of_other_examples_before_loading(tmp_path: Path, 
     with pytest.raises(CheckpointError, match=said):
         other.resume(tmp_path / "checkpoint.pt")
     assert all(torch.equal(a, b) for a, b in zip(before, other.energy.parameters()))
+
+
+def test_checkpoint_every_without_a_checkpoint_path_is_refused_before_the_first_step() -> None:
+    """fit(4, checkpoint_every=2) without a path trained to the end and saved nothing."""
+    trainer = make_trainer("noise")
+    with pytest.raises(ValueError, match=r"^checkpoint_every=2 writes checkpoints to "
+                                         r"checkpoint_path, which is None: give checkpoint_path"):
+        trainer.fit(4, checkpoint_every=2, progress=False)
+    assert trainer.iteration == 0
 
 
 def test_a_checkpoint_path_that_is_a_folder_is_refused_before_the_first_step(tmp_path: Path
@@ -1472,27 +1483,30 @@ def test_a_failed_new_run_removes_only_what_it_made(tmp_path: Path, monkeypatch,
         assert not (out / name).exists() or (out / name).read_text() == "the user's"
 
 
+@pytest.mark.parametrize("folder", ["tb", "synthesis"])
 @pytest.mark.parametrize("overwrite, named", [
-    (True, "--overwrite would remove .*tb, which holds the training data"),
+    (True, "--overwrite would remove .*{folder}, which holds the training data"),
     (False, "already holds a run .*: continue it with --resume, move the training data .*data.png "
-            "out of .*tb \\(--overwrite would remove it with the run\\), or train into"),
+            "out of .*{folder} \\(--overwrite would remove it with the run\\), or train into"),
 ])
 def test_overwrite_refuses_to_remove_a_run_folder_that_holds_the_data(
-        tmp_path: Path, overwrite: bool, named: str) -> None:
-    """Data kept under one of the old run's folders (tb/) would go with it. Without
+        tmp_path: Path, overwrite: bool, named: str, folder: str) -> None:
+    """Data kept under one of the old run's folders (tb/), or under another command's output
+    that --overwrite removes with the run (synthesize's synthesis/: a synthesized texture
+    learnt in turn was removed once the new run had started), would go with it. Without
     --overwrite the refusal does not advise it (it advised --overwrite, refused in turn)."""
     from stgconv.config import load_config
 
     task = importlib.import_module("stgconv.tasks.train")
     out = tmp_path / "run"
-    (out / "tb").mkdir(parents=True)
-    (out / "tb" / "data.png").write_bytes(b"the training data")
+    (out / folder).mkdir(parents=True)
+    (out / folder / "data.png").write_bytes(b"the training data")
     (out / "checkpoint.pt").write_bytes(b"the run's")  # a run --resume could continue
-    with pytest.raises(task.ExistingRun, match=named):
+    with pytest.raises(task.ExistingRun, match=named.format(folder=folder)):
         task.train(load_config(None, [f"out_dir={out}", "device=cpu",
-                                      f"data.path={out / 'tb' / 'data.png'}"]),
+                                      f"data.path={out / folder / 'data.png'}"]),
                    overwrite=overwrite)
-    assert (out / "tb" / "data.png").read_bytes() == b"the training data"
+    assert (out / folder / "data.png").read_bytes() == b"the training data"
 
 
 @pytest.mark.parametrize("checkpoint, named", [

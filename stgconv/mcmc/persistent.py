@@ -91,9 +91,13 @@ class PersistentChains:
         (``{}``: none yet); the chains are copied."""
         chains = state.get("chains")
         if chains is not None and chains.shape[:2] != (self.n_examples, self.chains_per_example):
+            # Why, not only the shapes: a run resumed after images were added to its data folder
+            # was told "(5, 8, 3, 32, 32), expected (6, 8, ...)".
             raise ValueError(
-                f"checkpoint holds chains of shape {tuple(chains.shape)}, expected "
-                f"({self.n_examples}, {self.chains_per_example}, ...)"
+                f"checkpoint holds chains of shape {tuple(chains.shape)} ({chains.shape[1]} "
+                f"for each of {chains.shape[0]} training examples), expected "
+                f"({self.n_examples}, {self.chains_per_example}, ...): the run that saved them "
+                "had another number of training examples or of chains per example"
             )
         # A copy: later in-place updates must not write into the caller's tensor.
         self.chains = None if chains is None else chains.clone()

@@ -356,9 +356,15 @@ def training_files(folder: str | Path) -> list[Path]:
     return [path for path in _run_files(Path(folder)) if path.name not in ("config.yaml", "tb")]
 
 
+def _replaced_files(out: Path) -> list[Path]:
+    """What ``overwrite`` removes from ``out``: the old run's files and the other commands'
+    default outputs there (``RUN_OUTPUTS``)."""
+    return [*_run_files(out), *(out / name for name in RUN_OUTPUTS.values()
+                                if (out / name).exists())]
+
+
 def _remove_run_files(out: Path) -> None:
-    _remove([*_run_files(out), *(out / name for name in RUN_OUTPUTS.values()
-                                 if (out / name).exists())])
+    _remove(_replaced_files(out))
 
 
 def _remove(paths: Iterable[Path]) -> None:
@@ -400,10 +406,11 @@ def _check_clear(out: Path, *, resume: bool, overwrite: bool, data: str | None =
                                   "there is nothing to resume: train afresh with --overwrite")
     if resume or not old:
         return False
-    holder = None  # the old run's file or folder that holds the training data
+    holder = None  # the file or folder overwrite would remove that holds the training data
     if data is not None and Path(data).exists():
         read = Path(data).resolve()
-        holder = next((path for path in old if path.resolve() == read
+        # The other commands' outputs too: data synthesized into RUN/synthesis went with them.
+        holder = next((path for path in _replaced_files(out) if path.resolve() == read
                        or read.is_relative_to(path.resolve())), None)
     if holder is not None and overwrite:
         raise ExistingRun(f"--overwrite would remove {holder}, which holds the training data "
@@ -484,7 +491,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                 raise ValueError(f"multigrid.base_rank samples from a Gaussian fitted to the "
                                  f"training examples' base values, which needs at least 2; this "
                                  f"run has {len(observed)}: set multigrid.base_rank: null")
-            config = _resolve_grid_models(config, channels=data.shape[1])
+            config = _resolve_grid_models(config, channels=data.shape[1], resumed=resume)
             trainer = MultiGridTrainer(
                 [modality.energy(grid.model).to(device) for grid in config.multigrid.grids],
                 grid_samplers(config), data, grid_sizes(config),
@@ -494,7 +501,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         else:
             model_config = fill_model(config.model, "model", in_channels=data.shape[1],
                                       image_size=data.shape[-1],
-                                      size_of="the examples' width")
+                                      size_of="the examples' width", resumed=resume)
             config = replace(config, model=model_config)
             energy = modality.energy(config.model).to(device)
             if config.jem is not None and labels is not None:
@@ -674,11 +681,14 @@ def _save_pyramids(trainer: MultiGridTrainer, observed: Tensor, modality: Modali
                                   out / f"{name}_pyramid")
 
 
-def _resolve_grid_models(config: ExperimentConfig, *, channels: int) -> ExperimentConfig:
-    """Fill every grid's model with the data's channels and the grid's size."""
+def _resolve_grid_models(config: ExperimentConfig, *, channels: int, resumed: bool = False
+                         ) -> ExperimentConfig:
+    """Fill every grid's model with the data's channels and the grid's size (``resumed``: as
+    :func:`fill_model` takes it)."""
     multigrid = multigrid_section(config)
     grids = tuple(replace(grid, model=fill_model(
                       grid.model, f"multigrid.grids[{i}].model", in_channels=channels,
-                      image_size=grid.size, size_of=f"multigrid.grids[{i}].size"))
+                      image_size=grid.size, size_of=f"multigrid.grids[{i}].size",
+                      resumed=resumed))
                   for i, grid in enumerate(multigrid.grids))
     return replace(config, multigrid=replace(multigrid, grids=grids))
