@@ -165,7 +165,8 @@ def test_a_cache_is_fitted_on_its_train_split_and_tested_on_its_test_split(files
 
 
 def test_a_diverged_checkpoint_is_named_not_fitted(files, tmp_path, capsys) -> None:
-    """A NaN weight made NaN features, and the logistic fit a traceback (exit 1)."""
+    """A NaN weight made NaN features, and the logistic fit a traceback (exit 1); the weights
+    are now named as the checkpoint loads."""
     from stgconv.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(files["run"])
@@ -173,7 +174,7 @@ def test_a_diverged_checkpoint_is_named_not_fitted(files, tmp_path, capsys) -> N
     save_checkpoint(state, tmp_path / "diverged.pt")
     assert main(["eval", "classification", "--checkpoint", str(tmp_path / "diverged.pt"),
                  "--shapes", str(files["shapes"]), "--folds", "2", "--device", "cpu"]) == 2
-    assert "features of" in capsys.readouterr().err
+    assert "the weights features.0.bias hold NaN or infinite values" in capsys.readouterr().err
 
 
 def test_class_names_stored_in_one_file_only_must_agree_with_the_other_s_numbers(
