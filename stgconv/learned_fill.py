@@ -5,9 +5,9 @@ biharmonic inpainting), the observed values before and after each entry, and whe
 observed; it adds a correction to the first fill at the missing entries. It is trained on the
 clip alone, without any ground truth: observed entries are hidden in the shape of the clip's own
 missing ones (:func:`stgconv.recovery.holdout_like`: the missing pattern of another frame laid
-over a frame or, for a fixed occluder, moved elsewhere in the frame), the classical fills are
-recomputed without them, and the network learns to predict their observed values from random
-crops drawn from a pool of such patterns. This is the self-supervised idea of Noise2Self
+over a frame and, for a fixed occluder, alone or beside such gaps, moved elsewhere in the
+frame), the classical fills are recomputed without them, and the network learns to predict their
+observed values from random crops drawn from a pool of such patterns. This is the self-supervised idea of Noise2Self
 (Batson & Royer, 2019) applied to inpainting: what the fills get wrong on hidden observed
 entries is what they get wrong on the missing ones, so far as the two look alike. By default
 (``recovery.learned.symmetric``) it also learns from the clip turned half a turn and played

@@ -559,7 +559,8 @@ def holdout_like(
         known: bool ``(T, H, W)`` or ``(C, T, H, W)``, True = observed (time on dim -3).
         fraction: share of the eligible frames that get held-out entries, in ``(0, 1]`` (a
             shift in time only).
-        shift: a :data:`Shift`: frames (an int) or an offset ``(dy, dx)`` in pixels; default
+        shift: a :data:`Shift`: frames (an int) or an offset ``(dy, dx)`` in pixels (which
+            moves the entries missing in every frame alone: refused for a mask with none); default
             the time shift nearest ``T // 2`` under which the pattern hides something (on short
             clips ``T // 2`` may hide nothing: every other frame missing and ``T // 2`` even)
             and, where the mask also hides entries in every frame, one of
@@ -572,6 +573,7 @@ def holdout_like(
     _check_video_mask(known)
     if not (is_real_scalar(fraction) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    fraction = float(fraction)  # a 0-d tensor passed the check and failed in round()
     check_generator(generator, "holdout_like")
     if not bool(known.any()):
         raise ValueError("the mask leaves no entry observed: there is nothing to recover from")
@@ -603,8 +605,13 @@ def _held_out(known: Tensor, shift: Shift, fraction: float, generator: torch.Gen
     if isinstance(shift, tuple):
         # The fixed occluder alone: a moved frame-to-frame pattern (whole missing frames moved
         # stay on themselves) is the time shifts' to hold out.
+        offset = _offset(shift)
         fixed = always_missing(known).reshape(*known.shape[:-3], 1, *known.shape[-2:])
-        candidates, moved = shifted_in_frame(fixed, _offset(shift)) & known, f"{shift} pixels"
+        if not bool(fixed.any()):  # else refused as if nothing observed lay under the move
+            raise ValueError("an offset (dy, dx) moves the entries the mask hides in every "
+                             "frame, and this one hides none in every frame: give a shift in "
+                             "time (hiding_shifts)")
+        candidates, moved = shifted_in_frame(fixed, offset) & known, f"{shift} pixels"
     else:
         candidates, moved = (~known).roll(_frames(shift), dims=dim) & known, f"{shift} frames"
     other = [d for d in range(known.dim()) if d != dim]

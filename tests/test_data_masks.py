@@ -331,6 +331,10 @@ def test_missing_frames_keep_ends():
     for fraction in (1.5, "0.5", True):  # a string failed in a comparison, True was 1
         with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
             missing_frames(6, 2, 2, fraction=fraction)
+    # A 0-d tensor passes the check as the number it holds: it failed after it, in round().
+    for draw in (missing_frames, salt_and_pepper):
+        assert torch.equal(draw(6, 2, 2, fraction=torch.tensor(0.5), generator=gen(0)),
+                           draw(6, 2, 2, fraction=0.5, generator=gen(0)))
 
 
 @pytest.mark.parametrize("moving", [True, False])

@@ -418,6 +418,10 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
     # Joined masks: the part at fault named within the whole.
     ("fixed_region:4+regoin:3", FileNotFoundError,
      r"mask file not found: fixed_region:4\+regoin:3 \('regoin' is no generated mask"),
+    # A kind without its value was read as a file of that name, the whole mask unnamed.
+    ("fixed_region:4+missing_frames", FileNotFoundError,
+     r"mask file not found: fixed_region:4\+missing_frames \('missing_frames' is no generated "
+     r"mask: missing_frames:\.\.\."),
     ("fixed_region:40+missing_frames:0.5", ValueError,
      r"^mask 'fixed_region:40\+missing_frames:0.5': mask 'fixed_region:40': block 40x40 does "
      r"not fit"),

@@ -299,6 +299,9 @@ def test_holdout_like_borrows_the_missing_pattern() -> None:
     for fraction in (0.0, 1.5, "0.5", True):  # a string failed in a comparison, True was 1
         with pytest.raises(ValueError, match=rf"fraction must be in \(0, 1\], got {fraction!r}"):
             holdout_like(known, fraction=fraction)
+    # A 0-d tensor passes the check as the number it holds: it failed after it, in round().
+    assert torch.equal(holdout_like(known, fraction=torch.tensor(0.5), generator=gen(0)),
+                       holdout_like(known, fraction=0.5, generator=gen(0)))
     with pytest.raises(ValueError, match="bool"):
         holdout_like(known.float())
     with pytest.raises(ValueError, match=r"bool tensor \(True = observed\), got ndarray"):
@@ -412,6 +415,14 @@ def test_a_fixed_occluder_beside_missing_frames_is_held_out_too() -> None:
     assert not holdout_like(known, shift=5, fraction=1.0)[:, logo].any()
     by_offset = holdout_like(known, shift=(0, 3))
     assert torch.equal(by_offset, shifted_in_frame(logo, (0, 3)).expand(T, H, W) & known)
+    # An offset for a mask that hides no entry in every frame (a block moving from frame to
+    # frame) was refused as if the block moved by it covered no observed entry.
+    moving = fixed_block()
+    moving[1] = fixed_block(top=7, left=8)[1]
+    with pytest.raises(ValueError, match=r"^an offset \(dy, dx\) moves the entries the mask hides "
+                                         r"in every frame, and this one hides none in every "
+                                         r"frame: give a shift in time"):
+        holdout_like(moving, shift=(0, 3))
 
 
 def test_a_fixed_occluder_of_each_channel_its_own_moves_within_the_frame() -> None:

@@ -1266,8 +1266,19 @@ def test_a_diverging_synthesis_advises_what_synthesize_can_change(texture_run: P
     run = tmp_path / "run"
     save_checkpoint(state, run / "checkpoint.pt")
     with pytest.raises(NonFiniteEnergyError, match=r"the chain diverged \(the sampler is the "
-                                                   r"model's own, .* fewer steps \(--steps"):
+                                                   r"model's own, .* fewer steps \(--steps.* or "
+                                                   r"the stored chains \(--start chains\)"):
         synthesize(run, tmp_path / "out", n_samples=1, n_steps=50, device="cpu")
+    # The stored chains are advised only where they are not the start already and exist (a
+    # multi-grid or cooperative model refuses --start chains).
+    with pytest.raises(NonFiniteEnergyError) as diverged:
+        synthesize(run, tmp_path / "out", n_samples=1, n_steps=50, start="chains", device="cpu")
+    assert "fewer steps" in str(diverged.value) and "--start" not in str(diverged.value)
+    del state["chains"]
+    save_checkpoint(state, run / "checkpoint.pt")
+    with pytest.raises(NonFiniteEnergyError) as diverged:
+        synthesize(run, tmp_path / "out", n_samples=1, n_steps=50, device="cpu")
+    assert "fewer steps" in str(diverged.value) and "--start" not in str(diverged.value)
     # An int for a list of one, in Python's words: "'int' object is not iterable".
     with pytest.raises(ValueError, match=r"classes must be a list of class numbers, got 1 "
                                          r"\(\[1\] for one class\)"):

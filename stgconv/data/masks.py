@@ -202,9 +202,12 @@ def _check_dims(T: int, H: int, W: int) -> None:
         as_int(value, name, minimum=1)
 
 
-def _check_fraction(fraction: float) -> None:
+def _check_fraction(fraction: float) -> float:
+    """``fraction`` as a float, or ``ValueError`` unless it is a real number in ``[0, 1]``: a
+    0-d tensor passed the check and failed in ``round()``."""
     if not (is_real_scalar(fraction) and 0.0 <= fraction <= 1.0):
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    return float(fraction)
 
 
 def missing_frames(
@@ -223,7 +226,7 @@ def missing_frames(
         ``known`` bool ``(T, H, W)``, ``True`` = observed; each frame is all True or all False.
     """
     _check_dims(T, H, W)
-    _check_fraction(fraction)
+    fraction = _check_fraction(fraction)
     check_generator(generator, "missing_frames")
     n_missing = round(fraction * T)
     candidates = torch.arange(1, T - 1) if keep_ends else torch.arange(T)
@@ -291,7 +294,7 @@ def salt_and_pepper(
         ``known`` bool ``(T, H, W)``, ``True`` = observed.
     """
     _check_dims(T, H, W)
-    _check_fraction(fraction)
+    fraction = _check_fraction(fraction)
     block = as_int(block, "block", minimum=1)
     check_generator(generator, "salt_and_pepper")
     gh, gw = -(-H // block), -(-W // block)

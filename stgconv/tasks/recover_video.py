@@ -77,7 +77,8 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     ``fixed_region:SIDE`` (one such block in the same place in every frame) or
     ``salt_and_pepper:FRACTION``, drawn from ``seed`` (an existing file of such a name is read
     as a file), or several of them joined by ``+``, each entry missing where any of them hides
-    it (``fixed_region:20+missing_frames:0.3``: a logo and dropped frames). Bool ``(T, H, W)``
+    it (``fixed_region:20+missing_frames:0.3``: a logo and dropped frames; each drawn as it is
+    drawn alone, so two parts of one kind draw the same). Bool ``(T, H, W)``
     when generated, ``(C, T, H, W)`` from a file (``C`` may be 1); either broadcasts against
     the clip ``(C, T, H, W)``.
     """
@@ -91,8 +92,11 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     text = str(mask)
     parts = text.split("+")
     if len(parts) > 1 and not Path(text).is_file():
+        # A kind without its value ("missing_frames") is no generated mask: each part is, else
+        # it was read as a file of that name, the mask typed unnamed.
         kinds = [part.partition(":")[0] for part in parts]
-        if all(kind in MASK_KINDS for kind in kinds):
+        generated = [kind in MASK_KINDS and ":" in part for kind, part in zip(kinds, parts)]
+        if all(generated):
             known = torch.ones(shape, dtype=torch.bool)
             for part in parts:
                 try:
@@ -101,7 +105,7 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
                     raise ValueError(f"mask {text!r}: {err}") from err
             return known
         if not Path(text).exists():  # as for one generated mask's typo
-            unknown = next(kind for kind in kinds if kind not in MASK_KINDS)
+            unknown = kinds[generated.index(False)]
             raise FileNotFoundError(f"mask file not found: {text} ({unknown!r} is no generated "
                                     f"mask: {', '.join(f'{name}:...' for name in MASK_KINDS)})")
     kind, sep, value = text.partition(":")

@@ -145,7 +145,8 @@ def synthesize(
                 warnings.warn(f"the {n_samples} samples{each} are all the same: they start "
                               "at one point (chains.init_scale 0) and the chain adds no noise "
                               "(sampler.noise_scale 0)", stacklevel=3)
-    with _advised():
+    # The stored chains are another start only where they exist and are not the start already.
+    with _advised(stored_chains=start == "noise" and _stored_chains(state) is not None):
         samples = task_sampler(config, n_steps=n_steps).run(target_energy, x0,
                                                             generator=generator)
     samples = modality.to_data(samples, config)
@@ -193,7 +194,7 @@ def synthesize_cooperative(energy: ConvNetEnergy, generator_net: ConvGenerator,
     generator = torch.Generator(param.device).manual_seed(seed)
     z = generator_net.sample_latent(n_samples, device=param.device, generator=generator)
     sampler = None if n_steps == 0 else task_sampler(config, n_steps=n_steps)
-    with _advised():
+    with _advised(stored_chains=False):
         proposals, samples = propose_and_revise(energy, generator_net, sampler, z,
                                                 clamp=model_clamp(config), generator=generator)
     modality = modality_of(config)
@@ -226,7 +227,7 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
     param = next(energies[0].parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     starts = multigrid_bases(config, base.to(param.device), n_samples, generator=generator)
-    with _advised():
+    with _advised(stored_chains=False):
         grids = multigrid_sampler(config, n_steps=n_steps).run(energies, starts,
                                                                generator=generator)
     modality = modality_of(config)
@@ -239,20 +240,21 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
     return out
 
 
-SYNTHESIS_ADVICE = ("the sampler is the model's own, as its config trained it, and synthesize "
-                    "keeps its step size: fewer steps (--steps; a short-run model learns the "
-                    "length of its chain) or the stored chains (--start chains) may stay finite")
-
-
 @contextmanager
-def _advised() -> Iterator[None]:
+def _advised(*, stored_chains: bool) -> Iterator[None]:
     """A diverging chain's advice in this command's terms: the sampler's advice (a smaller step
-    size, a clamp) named settings synthesize has no option for."""
+    size, a clamp) named settings synthesize has no option for. ``stored_chains``: the
+    checkpoint's chains are a start to advise (a multi-grid or cooperative model refuses them,
+    and a chain that started there needs no such advice)."""
+    also = " or the stored chains (--start chains)" if stored_chains else ""
+    advice = ("the sampler is the model's own, as its config trained it, and synthesize keeps "
+              "its step size: fewer steps (--steps; a short-run model learns the length of its "
+              f"chain){also} may stay finite")
     try:
         yield
     except NonFiniteEnergyError as err:
         raise NonFiniteEnergyError(err.sampler, err.step, err.n_steps, err.chains,
-                                   advice=SYNTHESIS_ADVICE) from err
+                                   advice=advice) from err
 
 
 def check_steps(state: dict[str, Any], n_steps: int | None) -> None:
