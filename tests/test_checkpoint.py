@@ -479,13 +479,21 @@ def test_a_model_config_its_net_refuses_does_not_describe_a_model(tmp_path: Path
         load_model(path, device="cpu")
 
 
+def config_less(energy: ConvNetEnergy, path: Path) -> tuple[ConvNetEnergy, ExperimentConfig,
+                                                              Path]:
+    """``energy`` saved as a Trainer given no config saves it (the defaults' config), loaded:
+    ``(energy, config, path)``."""
+    path = save_checkpoint({"config": {}, "model_config": energy.config,
+                            "model": energy.state_dict()}, path)
+    loaded, config, _ = load_model(path, device="cpu")
+    return loaded, config, path
+
+
 def test_a_config_less_checkpoint_is_given_its_nets_input_channels(tmp_path: Path) -> None:
     """A Trainer given no config saves the defaults, whose model.in_channels is unset: the
     commands take the net's own, and refuse a net that names none (an RBM)."""
     energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1]])
-    path = save_checkpoint({"config": {}, "model_config": energy.config,
-                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
-    loaded, config, _ = load_model(path, device="cpu")
+    loaded, config, path = config_less(energy, tmp_path / "checkpoint.pt")
     assert config == ExperimentConfig()  # as saved
     filled = with_net_inputs(loaded, config, path)
     assert filled == replace(config, model=replace(config.model, in_channels=3))
@@ -531,16 +539,12 @@ def test_a_config_less_checkpoint_takes_the_side_its_net_is_tied_to(tmp_path: Pa
     64): synthesize, reconstruct and interpolate shape their images by data.size, and the net
     refused 64x64 with its own shape error (``--size 8``: "tied to 64x64 inputs")."""
     energy = image_energy("object", in_channels=1, image_size=8, layers=[[2, 3, 2, 1]])
-    path = save_checkpoint({"config": {}, "model_config": energy.config,
-                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
-    loaded, config, _ = load_model(path, device="cpu")
+    loaded, config, path = config_less(energy, tmp_path / "checkpoint.pt")
     filled = with_net_inputs(loaded, config, path)
     assert (filled.data.size, filled.model.image_size, filled.model.in_channels) == (8, 8, 1)
     oblong = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 2, 1]], head="linear",
                            input_size=(8, 12))
-    path = save_checkpoint({"config": {}, "model_config": oblong.config,
-                            "model": oblong.state_dict()}, tmp_path / "oblong.pt")
-    loaded, config, _ = load_model(path, device="cpu")
+    loaded, config, path = config_less(oblong, tmp_path / "oblong.pt")
     with pytest.raises(ValueError, match=r"tied to 8x12 \(height x width\) inputs, which are "
                                          r"not square"):
         with_net_inputs(loaded, config, path)
@@ -550,9 +554,7 @@ def test_a_config_less_checkpoint_of_a_net_of_other_inputs_is_refused(tmp_path: 
     """A voxel net saved with the defaults, whose data are images: refused naming both, not
     sampled as images for the net to refuse them."""
     energy = voxel_energy("desc32_small", size=8, layers=[[2, 4, 2, 1]])
-    path = save_checkpoint({"config": {}, "model_config": energy.config,
-                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
-    loaded, config, _ = load_model(path, device="cpu")
+    loaded, config, path = config_less(energy, tmp_path / "checkpoint.pt")
     with pytest.raises(ValueError, match=r"takes 3-D inputs, but its config's data are 2-D "
                                          r"\(data.kind 'texture': the defaults"):
         with_net_inputs(loaded, config, path)

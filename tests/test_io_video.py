@@ -685,11 +685,12 @@ def test_a_frame_rate_no_file_can_store_is_refused(ramp_file, tmp_path, fps) -> 
 
 def test_writing_falls_back_to_the_codecs_this_build_has(tmp_path, monkeypatch) -> None:
     # A PyAV build without libx264 writes .mp4 as MPEG-4 Part 2 (the module's table).
-    monkeypatch.setattr("stgconv.io.video._has_encoder", lambda name: name != "libx264")
+    monkeypatch.setattr("stgconv.io.video._has_codec",
+                        lambda name, mode: name != "libx264")
     assert available_codecs(".mp4") == ("mpeg4", "libx264rgb")
     with pytest.raises(ValueError, match="codec 'libx264' is not supported for .mp4 files"):
         save_video(torch.zeros(3, 2, 16, 16), tmp_path / "a.mp4", codec="libx264")
-    monkeypatch.setattr("stgconv.io.video._has_encoder", lambda name: False)
+    monkeypatch.setattr("stgconv.io.video._has_codec", lambda name, mode: False)
     with pytest.raises(ValueError, match=r"^this PyAV build has no encoder for \.webm files$"):
         save_video(torch.zeros(3, 2, 16, 16), tmp_path / "a.webm")
     assert files_in(tmp_path) == []
@@ -699,7 +700,7 @@ def test_mp4_is_written_as_h264_where_the_build_has_it(tmp_path) -> None:
     """The module's table: libx264 first for .mp4, MPEG-4 Part 2 only as the fallback."""
     import av
 
-    if not video_io._has_encoder("libx264"):
+    if not video_io._has_codec("libx264", "w"):
         pytest.skip("this PyAV build has no libx264")
     path = save_video(torch.zeros(3, 2, 16, 16), tmp_path / "clip.mp4")
     with av.open(str(path)) as container:
@@ -1493,8 +1494,8 @@ def _transparent_webm(path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(not video_io._has_encoder("libvpx-vp9")
-                    or not video_io._has_decoder("libvpx-vp9"),
+@pytest.mark.skipif(not video_io._has_codec("libvpx-vp9", "w")
+                    or not video_io._has_codec("libvpx-vp9", "r"),
                     reason="this PyAV build has no libvpx-vp9 encoder and decoder")
 def test_a_webm_with_alpha_reads_over_white(tmp_path, monkeypatch) -> None:
     """FFmpeg's own VP9 decoder drops the alpha WebM carries beside each frame: the transparent
@@ -1505,7 +1506,9 @@ def test_a_webm_with_alpha_reads_over_white(tmp_path, monkeypatch) -> None:
     red = torch.tensor([255.0, 0.0, 0.0])[:, None, None, None]
     assert (clip[:, :, 8:] - red).abs().max() <= 2  # opaque red (YUV rounding)
     # A build without libvpx's decoder says that it reads the hidden colour.
-    monkeypatch.setattr(video_io, "_has_decoder", lambda name: False)
+    has_codec = video_io._has_codec
+    monkeypatch.setattr(video_io, "_has_codec", lambda name, mode: mode == "w"
+                        and has_codec(name, mode))
     with pytest.warns(UserWarning, match=r"sticker\.webm has an alpha channel \(transparency\) "
                                          r"that this FFmpeg build cannot decode \(it lacks "
                                          r"libvpx-vp9\)"):

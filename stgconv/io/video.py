@@ -650,7 +650,7 @@ def _decoded(container: av.container.Container, stream: av.video.stream.VideoStr
 
     alpha_decoder = (_ALPHA_DECODERS.get(stream.codec_context.name)
                      if stream.metadata.get("alpha_mode") == "1" else None)
-    if alpha_decoder is not None and not _has_decoder(alpha_decoder):
+    if alpha_decoder is not None and not _has_codec(alpha_decoder, "r"):
         warnings.warn(f"{path} has an alpha channel (transparency) that this FFmpeg build "
                       f"cannot decode (it lacks {alpha_decoder}): its transparent pixels read "
                       "as the colour they hide, not over white", stacklevel=5)
@@ -780,24 +780,16 @@ def available_codecs(suffix: str) -> tuple[str, ...]:
             f"cannot write video files ending in {suffix!r}; choose one of "
             f"{', '.join(_CONTAINERS)}"
         )
-    return tuple(name for name in _CONTAINERS[suffix][1] if _has_encoder(name))
+    return tuple(name for name in _CONTAINERS[suffix][1] if _has_codec(name, "w"))
 
 
-def _has_encoder(name: str) -> bool:
+def _has_codec(name: str, mode: str) -> bool:
+    """Whether this PyAV build has the codec ``name`` to write (``mode`` ``"w"``) or read
+    (``"r"``)."""
     av = _pyav()
 
     try:
-        av.codec.Codec(name, "w")
-    except (av.error.FFmpegError, av.codec.codec.UnknownCodecError):
-        return False
-    return True
-
-
-def _has_decoder(name: str) -> bool:
-    av = _pyav()
-
-    try:
-        av.codec.Codec(name, "r")
+        av.codec.Codec(name, mode)
     except (av.error.FFmpegError, av.codec.codec.UnknownCodecError):
         return False
     return True
