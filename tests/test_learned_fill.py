@@ -244,22 +244,33 @@ def test_a_short_clip_learns_from_the_shifts_that_hide_something():
     assert not net.training  # returned ready to apply
 
 
+def block_missing() -> torch.Tensor:
+    """``known`` (12, 32, 32) of :func:`wave`'s frames: an 8x8 block missing in every frame."""
+    known = torch.ones(12, 32, 32, dtype=torch.bool)
+    known[:, 10:18, 12:20] = False
+    return known
+
+
+def learned_and_made(video: torch.Tensor, known: torch.Tensor, fills: list
+                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The learned fill of ``video`` under ``known`` (60 steps of FAST, seeded) and the classical
+    ``fills`` it read, each made of the observed entries."""
+    observed = torch.where(known, video, torch.nan)
+    torch.manual_seed(0)
+    net, _ = learned_fill(observed, known, fills, settings=replace(FAST, iterations=60),
+                          generator=torch.Generator().manual_seed(0))
+    made = [fill(observed, known) for fill in fills]
+    return apply_fill(net, observed, known, made, symmetric=False), made
+
+
 def test_a_fixed_occluder_is_learned_from_its_shape_moved_within_the_frame():
     """The same block missing in every frame: no other frame shows its pixels, so the net
     learns from observed pixels hidden in its shape elsewhere in the frame, and fills the
     block better than the spatial fill it corrects."""
-    video = wave()
-    known = torch.ones(12, 32, 32, dtype=torch.bool)
-    known[:, 10:18, 12:20] = False
-    observed = torch.where(known, video, torch.nan)
-    torch.manual_seed(0)
-    net, losses = learned_fill(observed, known, [NEIGHBOUR, TEMPORAL],
-                               settings=replace(FAST, iterations=60),
-                               generator=torch.Generator().manual_seed(0))
-    made = [NEIGHBOUR(observed, known), TEMPORAL(observed, known)]
+    video, known = wave(), block_missing()
+    filled, made = learned_and_made(video, known, [NEIGHBOUR, TEMPORAL])
     neighbour = missing_error(made[0], video, known)
-    learned = missing_error(apply_fill(net, observed, known, made, symmetric=False), video,
-                            known)
+    learned = missing_error(filled, video, known)
     # Measured: neighbour averaging 0.31, learned 0.089 (the old refusal: no frame shows the
     # block's pixels, and no shift in time hides observed ones like it).
     assert learned < 0.5 * neighbour, (learned, neighbour)
@@ -270,19 +281,10 @@ def test_a_fixed_occluder_beside_missing_frames_is_learned_with_them():
     kinds of gap at once, and fills the block better than the spatial fill, where it learned
     whole frames alone before (the block filled as the temporal fill it corrects fills it:
     no frame shows those pixels)."""
-    video = wave()
-    known = torch.ones(12, 32, 32, dtype=torch.bool)
-    known[:, 10:18, 12:20] = False
+    video, known = wave(), block_missing()
     known[[4, 8]] = False
-    observed = torch.where(known, video, torch.nan)
-    torch.manual_seed(0)
-    net, _ = learned_fill(observed, known, [TEMPORAL, NEIGHBOUR],
-                          settings=replace(FAST, iterations=60),
-                          generator=torch.Generator().manual_seed(0))
-    made = [TEMPORAL(observed, known), NEIGHBOUR(observed, known)]
-    learned = apply_fill(net, observed, known, made, symmetric=False)
-    block = torch.ones_like(known)
-    block[:, 10:18, 12:20] = False
+    learned, made = learned_and_made(video, known, [TEMPORAL, NEIGHBOUR])
+    block = block_missing()
     block[[4, 8]] = True  # the block in the frames that show the rest
     frames = torch.ones_like(known)
     frames[[4, 8]] = False
