@@ -7,11 +7,11 @@ clip alone, without any ground truth: observed entries are hidden in the shape o
 missing ones (:func:`stgconv.recovery.holdout_like`: the missing pattern of another frame laid
 over a frame and, for a fixed occluder, alone or beside such gaps, moved elsewhere in the
 frame), the classical fills are recomputed without them, and the network learns to predict their
-observed values from random crops drawn from a pool of such patterns. This is the self-supervised idea of Noise2Self
-(Batson & Royer, 2019) applied to inpainting: what the fills get wrong on hidden observed
-entries is what they get wrong on the missing ones, so far as the two look alike. By default
-(``recovery.learned.symmetric``) it also learns from the clip turned half a turn and played
-backwards, which moves as the clip does, and averages its fills of the two views.
+observed values from random crops drawn from a pool of such patterns. This is the self-supervised
+idea of Noise2Self (Batson & Royer, 2019) applied to inpainting: what the fills get wrong on hidden
+observed entries is what they get wrong on the missing ones, so far as the two look alike. By
+default (``recovery.learned.symmetric``) it also learns from the clip turned half a turn and
+played backwards, which moves as the clip does, and averages its fills of the two views.
 
 Why it exists next to the descriptor's recovery (:mod:`stgconv.recovery`): a descriptor learned
 for a few CPU minutes has a gradient at a classical fill that is nearly orthogonal to the fill's
