@@ -619,3 +619,15 @@ def test_on_windows_no_process_is_signalled_and_no_folder_opened(tmp_path: Path,
     assert [name.split(f".{os.getpid()}-")[0] for name in flushed] == [".picture.txt", ".array.txt"]
     assert (tmp_path / "picture.txt").read_text() == "picture" and debris.exists()
     assert leftovers(tmp_path, {"picture.txt", "array.txt", debris.name}) == []
+
+
+def test_a_file_in_the_way_of_the_folder_is_named(tmp_path: Path) -> None:
+    """mkdir's error named the folder it could not make ("[Errno 20] Not a directory:
+    'a_file/sub'" or "[Errno 17] File exists: 'a_file'"), neither the file asked for nor the
+    file in the way."""
+    (tmp_path / "a_file").write_text("x")
+    for path in (tmp_path / "a_file" / "out.json", tmp_path / "a_file" / "sub" / "out.json"):
+        with pytest.raises(NotADirectoryError, match=rf"{tmp_path / 'a_file'} is a file, not a "
+                                                     rf"folder: '{path}'"):
+            atomic_write_text(path, "{}")
+    assert (tmp_path / "a_file").read_text() == "x"

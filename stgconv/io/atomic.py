@@ -88,7 +88,15 @@ def atomic_write(path: str | Path, write: Callable[[str], None], *, replace: boo
     if path.exists() and not (path.is_file() or path.is_dir()):
         # The rename would replace the device or pipe itself (/dev/null, for root).
         raise ValueError(f"cannot write {path}: it is {SPECIAL_FILE}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        # mkdir names the folder it could not make ("Not a directory: 'a_file/sub'", "File
+        # exists: 'a_file'"), not the file asked for nor the file in the way.
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is None:
+            raise write_error(err.errno, err.strerror, path) from err
+        raise write_error(errno.ENOTDIR, f"{blocker} is a file, not a folder", path) from err
     remove_temporaries(path.parent)
     try:
         # The name shortened in the temporary's: with the pid and the random part a name near
