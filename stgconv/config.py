@@ -1721,8 +1721,9 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index is not None):
         raise ValueError(refusal)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested (by --device or the config's device) but "
-                         "CUDA is not available: give --device cpu, or auto")
+        # Not "(by --device ...)": a Python caller's map_location or device= comes here too.
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this "
+                         "machine: use cpu or auto (--device cpu, or device: cpu in a config)")
     if device.type == "cuda" and device.index is not None:
         count = torch.cuda.device_count()
         if device.index >= count:

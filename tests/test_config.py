@@ -758,8 +758,9 @@ def test_resolve_device_refuses_devices_torch_names_but_the_library_does_not_run
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
 def test_resolve_device_refuses_an_unavailable_cuda() -> None:
-    with pytest.raises(ValueError, match=r"'cuda:0' requested \(by --device or the config's "
-                       r"device\) but CUDA is not available: give --device cpu, or auto"):
+    # Not "(by --device or the config's device)": load_checkpoint(map_location=) comes here too.
+    with pytest.raises(ValueError, match=r"'cuda:0' requested but CUDA is not available on this "
+                       r"machine: use cpu or auto \(--device cpu, or device: cpu in a config\)"):
         resolve_device("cuda:0")
 
 
