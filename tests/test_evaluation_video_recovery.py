@@ -422,6 +422,9 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
     ("fixed_region:4+missing_frames", FileNotFoundError,
      r"mask file not found: fixed_region:4\+missing_frames \('missing_frames' is no generated "
      r"mask: missing_frames:\.\.\."),
+    ("fixed_region:4+", ValueError, r"^mask 'fixed_region:4\+' has an empty part between or "
+                                    r"beside its '\+'"),
+    ("fixed_region:4++missing_frames:0.5", ValueError, r"has an empty part"),
     ("fixed_region:40+missing_frames:0.5", ValueError,
      r"^mask 'fixed_region:40\+missing_frames:0.5': mask 'fixed_region:40': block 40x40 does "
      r"not fit"),
@@ -506,6 +509,8 @@ def test_generated_masks_joined_by_a_plus_hide_what_any_of_them_hides() -> None:
                        & load_known("missing_frames:0.5", shape, seed=3))
     assert int((~both.flatten(1)).all(1).sum()) == 3  # three frames hidden whole
     assert int(always_missing(both).sum()) == 25  # the block, in every frame
+    # Spaces around the + (the mask typed in quotes) are no part of the masks.
+    assert torch.equal(load_known("fixed_region:5 + missing_frames:0.5", shape, seed=3), both)
 
 
 def test_recover_metrics_report_the_missing_fraction(clip: Path, tmp_path: Path) -> None:

@@ -90,8 +90,11 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
                          f"({', '.join(f'{name}:...' for name in MASK_KINDS)}), got "
                          f"{type(mask).__name__}: np.save an array of 1 = missing, (T, H, W)")
     text = str(mask)
-    parts = text.split("+")
+    parts = [part.strip() for part in text.split("+")]  # "a:1 + b:2" as typed in quotes
     if len(parts) > 1 and not Path(text).is_file():
+        if "" in parts:  # else named as the generated mask '' that does not exist
+            raise ValueError(f"mask {text!r} has an empty part between or beside its '+': "
+                             "join generated masks as fixed_region:20+missing_frames:0.3")
         # A kind without its value ("missing_frames") is no generated mask: each part is, else
         # it was read as a file of that name, the mask typed unnamed.
         kinds = [part.partition(":")[0] for part in parts]
