@@ -420,8 +420,8 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
      r"mask file not found: fixed_region:4\+regoin:3 \('regoin' is no generated mask"),
     # A kind without its value was read as a file of that name, the whole mask unnamed.
     ("fixed_region:4+missing_frames", FileNotFoundError,
-     r"mask file not found: fixed_region:4\+missing_frames \('missing_frames' is no generated "
-     r"mask: missing_frames:\.\.\."),
+     r"mask file not found: fixed_region:4\+missing_frames \('missing_frames' needs its "
+     r"value, missing_frames:\.\.\.\)$"),
     ("fixed_region:4+", ValueError, r"^mask 'fixed_region:4\+' has an empty part between or "
                                     r"beside its '\+'"),
     ("fixed_region:4++missing_frames:0.5", ValueError, r"has an empty part"),

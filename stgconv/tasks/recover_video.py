@@ -109,8 +109,10 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
             return known
         if not Path(text).exists():  # as for one generated mask's typo
             unknown = kinds[generated.index(False)]
-            raise FileNotFoundError(f"mask file not found: {text} ({unknown!r} is no generated "
-                                    f"mask: {', '.join(f'{name}:...' for name in MASK_KINDS)})")
+            why = (f"{unknown!r} needs its value, {unknown}:..." if unknown in MASK_KINDS else
+                   f"{unknown!r} is no generated mask: "
+                   f"{', '.join(f'{name}:...' for name in MASK_KINDS)}")
+            raise FileNotFoundError(f"mask file not found: {text} ({why})")
     kind, sep, value = text.partition(":")
     if sep and kind in MASK_KINDS and not Path(text).is_file():
         generator = torch.Generator().manual_seed(seed)
