@@ -18,7 +18,7 @@ import typing
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, TypeVar
 
@@ -670,13 +670,20 @@ class ExperimentConfig:
         _check_unread_settings(self)
 
 
+@cache
+def _type_hints(section_class: type) -> dict[str, Any]:
+    """The evaluated annotations of a section's dataclass: evaluated once per class, not at every
+    config made (most of the time a ``dataclasses.replace`` of a config took)."""
+    return typing.get_type_hints(section_class)
+
+
 def _check_section_types(key: str, section: Any) -> None:
     """``ValueError`` naming the section of ``section`` (at ``key``, "" for the experiment)
     that is not of its dataclass, or the text setting that is no str, as the file's reader
     refuses them (:func:`_coerce`). Built in Python, ``train={"lr": 0.01}`` failed on a missing
     attribute, and ``out_dir=Path(...)`` trained, then failed to write config.yaml in PyYAML's
     words ("cannot represent an object")."""
-    hints = typing.get_type_hints(type(section))
+    hints = _type_hints(type(section))
     for f in dataclasses.fields(section):
         name, value, tp = f"{key}{f.name}", getattr(section, f.name), hints[f.name]
         options = (typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType)
