@@ -1446,6 +1446,42 @@ def test_a_new_run_stopped_by_ctrl_c_before_writing_leaves_no_folder(tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("stop_at, kept", [
+    (1, []),  # stopped in its first iteration: nothing trained, nothing to keep
+    (2, ["config.yaml", "observed.png", "tb"]),  # the curves of what it trained stay
+])
+def test_a_new_run_the_user_stops_keeps_its_logs_once_it_has_trained(tmp_path: Path,
+                                                                    monkeypatch, stop_at,
+                                                                    kept) -> None:
+    """With checkpoint_every 0 and no samples yet, Ctrl-C after an hour's training took the
+    run's TensorBoard logs with it, as if it had been refused at its start."""
+    from stgconv.config import load_config
+    from stgconv.train import Trainer
+
+    task = importlib.import_module("stgconv.tasks.train")
+    step = Trainer.step
+    calls = []
+
+    def stopped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "step", stopped)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        task.train(load_config(None, [f"out_dir={out}", "device=cpu", "data.size=16",
+                                      "model.layers=[[4,4,2,1],[4,3,2,1]]", "sampler.n_steps=1",
+                                      "train.n_iterations=5", "train.checkpoint_every=0",
+                                      "train.sample_every=0"]), progress=False)
+    if kept:
+        assert sorted(p.name for p in out.iterdir()) == sorted([*kept, ".lock"])
+        assert any((out / "tb").iterdir())
+    else:
+        assert not out.exists()  # the folder it made goes too
+
+
 @pytest.mark.parametrize("before, started, kept", [
     # folders another command could have made, and a killed run's files kept until the new
     # run has started

@@ -135,18 +135,28 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
 
         replaces = _check_clear(out, resume=resume, overwrite=overwrite,
                                 data=config.data.path)
+        trained = False
+
+        def iteration_done() -> None:
+            nonlocal trained
+            trained = True
+
         try:
             return _fit(config, world, out, resume=resume, progress=progress,
                         replace_old_run=replace_old_run if replaces else None,
-                        still_ours=still_ours)
-        except BaseException:
+                        still_ours=still_ours, iteration_done=iteration_done)
+        except BaseException as err:
             # A new run that fails before its first checkpoint or sample (a refused input, an
             # early divergence) has made nothing to keep or resume: without its config, observed
             # data and logs, the folder is as it was. Samples of a longer run stay to be looked
-            # at. Only what this run made goes: not an old run it was to replace but had not
+            # at, and so do the logs of one the user stopped (Ctrl-C) once it had trained: with
+            # checkpoint_every 0 and no samples yet, an hour's TensorBoard curves went.
+            # Only what this run made goes: not an old run it was to replace but had not
             # yet started to, nor a file of a run's name the user keeps there.
             # Nor anything of another run, where the folder was removed and made again.
-            if not resume and not _taken(out, still_ours) and not (out / FILENAME).exists() and (
+            stopped_by_user = trained and isinstance(err, KeyboardInterrupt)
+            if not resume and not stopped_by_user and not _taken(out, still_ours) and (
+                    not (out / FILENAME).exists()) and (
                     not any(path.name.startswith("samples") for path in _run_files(out))):
                 with _sigterm_held():
                     _remove(set(_run_files(out)) - found)
@@ -444,7 +454,8 @@ def _refuse_linked_files(files: list[Path]) -> None:
 
 def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bool,
          progress: bool, replace_old_run: Callable[[], None] | None = None,
-         still_ours: Callable[[], bool] | None = None) -> Path:
+         still_ours: Callable[[], bool] | None = None,
+         iteration_done: Callable[[], None] | None = None) -> Path:
     device = world.device if world is not None else resolve_device(config.device)
     main = world is None or world.is_main
     modality = modality_of(config)
@@ -581,6 +592,8 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         describe_run()
 
     def save_samples(t: Trainer | MultiGridTrainer, _: dict[str, float]) -> None:
+        if iteration_done is not None:
+            iteration_done()
         if still_ours is not None:  # before this iteration's samples and checkpoint
             _check_not_removed(out, still_ours)
         every = config.train.sample_every
