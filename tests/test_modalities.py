@@ -610,6 +610,19 @@ def test_video_frames_are_images_frame_by_frame(tmp_path: Path) -> None:
                                    atol=1e-5, rtol=0)
 
 
+def test_frames_of_clips_at_a_rate_from_a_folder_of_images_say_how_to_read_the_images(
+        tmp_path: Path) -> None:
+    """A config for frames of clips at data.fps (multigrid_animals_quick) pointed at a folder of
+    images: the settings that read them as images are named, not "fps=2.0 needs a video
+    file"."""
+    frames = colour_frames(tmp_path / "frames", GREYS)
+    with pytest.raises(ValueError, match=re.escape(
+            f"data.kind 'video_frames' with data.fps 2.0 takes frames from video files, and "
+            f"{frames} is a folder of images: to train on the images themselves, set "
+            "data.kind=objects, data.frames=16 and data.fps=null")):
+        IMAGE.load(DataConfig(path=str(frames), kind="video_frames", frames=2, size=8, fps=2.0))
+
+
 def test_video_clips_start_at_start_frame(tmp_path: Path) -> None:
     frames = colour_frames(tmp_path / "frames", GREYS)
     clips = VIDEO.load(DataConfig(path=str(frames), kind="video", frames=2, size=8,

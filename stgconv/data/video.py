@@ -144,6 +144,13 @@ def list_videos(folder: str | Path, *, dangling_links: bool = False) -> list[Pat
     return files
 
 
+def is_frame_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of frame images (one clip), not a video file or a folder
+    of videos; raises ``ValueError`` for a folder that mixes both."""
+    path = Path(path)
+    return path.is_dir() and _folder_kind(path) == "frames"
+
+
 def _folder_kind(folder: Path) -> str:
     """``"videos"`` or ``"frames"``: what a folder holds, decided by its file suffixes.
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.data.image import load_training_images
+from stgconv.data.video import is_frame_folder
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import CLASSIFIER_ARCHS, ClassifierEnergy, classifier_energy
 from stgconv.energy.image import image_energy
@@ -30,6 +31,14 @@ class ImageModality(Modality):
     def load(self, data: DataConfig) -> Tensor:
         """``(N, C, H, W)``; ``video_frames``: ``N`` = clips x frames."""
         if data.kind == "video_frames":  # (N, C, T, H, W) -> (N * T, C, H, W)
+            if data.fps is not None and is_frame_folder(data.path):
+                # A config made for clips (multigrid_animals_quick) pointed at a user's folder
+                # of images was told only that "fps=2.0 needs a video file".
+                raise ValueError(
+                    f"data.kind 'video_frames' with data.fps {data.fps} takes frames from "
+                    f"video files, and {data.path} is a folder of images: to train on the "
+                    "images themselves, set data.kind=objects, data.frames=16 and "
+                    "data.fps=null (--set KEY=VALUE)")
             return load_clips(data).transpose(1, 2).flatten(0, 1)
         return load_training_images(data.path, kind=data.kind, size=data.size,
                                     channels=data.channels, max_images=data.max_images)
