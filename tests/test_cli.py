@@ -386,6 +386,18 @@ def test_a_refused_config_names_four_differences_and_counts_the_rest(
     assert shown in err, err
 
 
+def test_resume_without_a_folder_where_the_default_holds_no_run_says_to_name_it(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """Typed inside a run folder, `train --resume` looked for the default out_dir there and
+    said only "checkpoint not found: runs/experiment/checkpoint.pt"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("name: mine\n")  # the run's, not the default's
+    code, _, err = run_main(["train", "--resume", "--quiet"], capsys)
+    assert code == 2 and err.strip().endswith(
+        "--resume continues the run in a folder: name it with --out RUN (or give "
+        "RUN/config.yaml); the default out_dir runs/experiment holds no run"), err
+
+
 @pytest.mark.parametrize("files", [(), ("config.yaml",), ("config.yaml", "tb")])
 def test_resume_of_a_folder_without_a_run_names_the_missing_checkpoint(
         tmp_path: Path, capsys, files: tuple[str, ...]) -> None:
