@@ -3,6 +3,7 @@ errors on files that are not such an array. The real MNIST check skips without .
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def test_a_texture_is_one_image_of_the_channels_asked(tmp_path: Path) -> None:
     torch.testing.assert_close(texture, torch.full((1, 1, 4, 4), grey / 127.5 - 1))
     rgb = load_training_images(tmp_path / "red.png", kind="texture", size=4, channels=3)
     assert rgb.shape == (1, 3, 4, 4)
+
+
+def test_a_texture_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> None:
+    """A 12x12 tile learned at data.size 64 was the blur of itself, without a word; shrinking
+    a photograph, the usual case, and enlarging it twice at most are not warned about."""
+    import warnings
+
+    Image.new("RGB", (16, 12), (200, 30, 30)).save(tmp_path / "tile.png")
+    with pytest.warns(UserWarning, match=re.escape(
+            f"texture {tmp_path / 'tile.png'} is 12x12 (its centre square) and is enlarged "
+            "5.3x to data.size 64: the model learns the enlargement's blur; set data.size=12")):
+        texture = load_training_images(tmp_path / "tile.png", kind="texture", size=64,
+                                       channels=3)
+    assert texture.shape == (1, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for size in (24, 8):
+            load_training_images(tmp_path / "tile.png", kind="texture", size=size, channels=3)
 
 
 def test_training_images_of_an_npz_take_max_images(tmp_path: Path) -> None:

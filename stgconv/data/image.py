@@ -119,6 +119,14 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
             # which did not say that the other kind reads such data.
             raise ValueError(f"{path} is {many}: data.kind texture learns from one image "
                              f"file; data.kind objects reads {many} of images")
+        texture = load_image(path, channels=channels)  # its centre square, at its own size
+        side = texture.shape[-1]
+        if size > 2 * side:
+            # A 12x12 tile, enlarged 5x, was learned as the blur of itself without a word.
+            warnings.warn(f"texture {path} is {side}x{side} (its centre square) and is enlarged "
+                          f"{size / side:.1f}x to data.size {size}: the model learns the "
+                          f"enlargement's blur; set data.size={side} to learn it as it is",
+                          stacklevel=2)
         return load_image(path, channels=channels, size=size).unsqueeze(0)
     if kind == "objects" and Path(path).suffix.lower() == ".npz":
         return load_npz_images(path, size=size, channels=channels, max_images=max_images)
