@@ -386,3 +386,12 @@ def test_the_learned_fill_reads_nothing_back_per_crop():
 
     syncs(1)  # lazy initialisation before the counts
     assert syncs(5) - syncs(1) < 4 * 8  # fewer than one per crop of the 4 iterations more
+
+
+def test_known_entries_on_two_devices_are_refused_naming_both() -> None:
+    """A mask left on the CPU beside observed values on the GPU: named, not torch's own
+    device error at the first projection."""
+    observed = torch.zeros(1, 4, device="cuda")
+    with pytest.raises(ValueError, match="known is on cpu, observed on cuda:0: make both on the "
+                                         "chains' device"):
+        KnownEntries(observed, torch.ones(1, 4, dtype=torch.bool))
