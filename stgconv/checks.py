@@ -65,6 +65,16 @@ def as_int(value: object, name: str, *, minimum: int) -> int:
     return number
 
 
+def check_up_axis(value: object, name: str = "up_axis") -> int:
+    """``value`` as a Python int 0, 1 or 2 (a mesh's up axis: x, y or z), or ``ValueError``
+    naming ``name``; a ``True`` or a ``1.0`` is refused, as by :func:`as_int`."""
+    number = _index(value)
+    if number not in (0, 1, 2):
+        raise ValueError(f"{name} must be 0, 1 or 2, got {value!r} (the meshes' up axis: 0 = x, "
+                         "1 = y, 2 = z; ModelNet: 2, ShapeNet and most .obj files: 1)")
+    return number
+
+
 def check_seed(value: object, name: str = "seed") -> int:
     """``value`` as a Python int in ``[0, SEED_LIMIT)``, or ``ValueError`` naming ``name``.
 

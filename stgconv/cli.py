@@ -67,6 +67,9 @@ SEED_HELP = "seed of every random choice (noise, chain starts, subsets)"
 TENSORBOARD_HELP = ("also log the scores and the comparison pictures into TensorBoard here "
                     "(tensorboard --logdir DIR)")
 DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
+# --up-axis, as datasets/voxel/prepare.py's: ShapeNet and most .obj meshes are y-up (1), and
+# read z-up they were voxelized lying on their side.
+UP_AXES = "0=x 1=y 2=z (ModelNet: 2; ShapeNet: 1)"
 
 # The smallest value of each count option, checked before any work so that a refusal names the
 # option typed rather than the library parameter it is passed as (--steps is n_steps, --num is
@@ -210,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--soft", action="store_true",
                    help="write the chain's occupancy in [0, 1] instead of the binary shape with "
                         "each block's count of occupied voxels")
+    p.add_argument("--up-axis", type=int, choices=(0, 1, 2), default=2,
+                   help=f"the mesh's up axis, {UP_AXES}; a mesh INPUT only (a voxel file is "
+                        "read as stored, up = its last axis)")
     _voxel_chain_arguments(p)
 
     p = _command(sub, "recover-shape",
@@ -342,6 +348,9 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
     p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     p.add_argument("--max-shapes", type=int, help="only the first N shapes")
+    p.add_argument("--up-axis", type=int, choices=(0, 1, 2), default=2,
+                   help=f"the meshes' up axis, {UP_AXES}; a folder of meshes only (voxel "
+                        "files are read as stored, up = their last axis)")
     _voxel_chain_arguments(p)
 
 
@@ -706,7 +715,8 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         return tasks.super_resolve(
             args.checkpoint, args.input, _out_for(args),
             factor=args.factor, n_steps=args.steps, binary=not args.soft,
-            batch_size=args.batch_size, seed=args.seed, device=args.device,
+            batch_size=args.batch_size, up_axis=args.up_axis, seed=args.seed,
+            device=args.device,
         )
     if args.command == "recover-shape":
         return tasks.recover_shape(
@@ -716,8 +726,8 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         )
     if args.command == "eval" and args.evaluation in ("super-resolution", "recovery-3d"):
         common = dict(n_steps=args.steps, batch_size=args.batch_size, max_shapes=args.max_shapes,
-                      seed=args.seed, out_dir=args.out, json_path=args.json_path,
-                      tensorboard=args.tensorboard, device=args.device)
+                      up_axis=args.up_axis, seed=args.seed, out_dir=args.out,
+                      json_path=args.json_path, tensorboard=args.tensorboard, device=args.device)
         if args.evaluation == "super-resolution":
             table = voxel.eval_super_resolution(args.checkpoint, args.shapes, factor=args.factor,
                                                 binary=not args.soft, **common)

@@ -32,6 +32,7 @@ from stgconv.checks import (
     check_fps,
     check_seed,
     check_step_size,
+    check_up_axis,
 )
 from stgconv.energy.base import layer_row_problem
 from stgconv.energy.classifier import CLASSIFIER_ARCHS
@@ -192,6 +193,11 @@ class DataConfig:
     # Voxels only: keep these categories (names, e.g. [chair]) and this split.
     categories: tuple[str, ...] | None = None
     split: Literal["train", "test", "all"] = "all"
+    # Voxels only, for a folder of meshes: their up axis (0 = x, 1 = y, 2 = z), turned to the
+    # grids' last axis as they are voxelized. ModelNet is z-up (2); ShapeNet and most .obj files
+    # are y-up (1), and read as z-up they lie on their side. Voxel files are read as stored (up =
+    # the last axis): a value other than 2 for them is refused when they are read.
+    up_axis: Literal[0, 1, 2] = 2
     # Voxels only: the model sees occupancy minus this value, as in the authors' code, which
     # subtracts the training shapes' mean occupancy (so the Gaussian reference and the chains'
     # zero start sit at the mean shape density, not at "empty"). "auto" computes it from the
@@ -612,6 +618,9 @@ class ExperimentConfig:
             check_fps(self.data.fps, "data.fps")
         if self.data.max_images is not None:
             _check_positive("data.max_images", self.data.max_images)
+        # The file's reader checks the Literal; a config built in Python is checked here, before
+        # the first mesh's voxelization would refuse the value without naming the key.
+        check_up_axis(self.data.up_axis, "data.up_axis")
         _check_positive("recovery.average_last", self.recovery.average_last)
         if not 0.0 <= self.recovery.holdout < 1.0:
             raise ValueError(f"recovery.holdout must be in [0, 1) (a share of the frames; 0: "
@@ -727,7 +736,7 @@ def _check_unread_settings(config: ExperimentConfig) -> None:
         _refuse_unread("data", data, ("frames", "start_frame", "fps"),
                        f"applies to videos only: data.kind {data.kind!r} ignores it")
     if data.kind != "voxels":
-        _refuse_unread("data", data, ("categories", "split", "mean"),
+        _refuse_unread("data", data, ("categories", "split", "mean", "up_axis"),
                        f"applies to voxels only: data.kind {data.kind!r} ignores it")
     if config.multigrid is not None:
         # Earlier runs saved in_channels 1 and image_size 64 here, the defaults then: read as

@@ -95,6 +95,23 @@ def boxes_and_balls(n: int, size: int, *, seed: int = 0) -> Tensor:
     return torch.stack(out)[:, None]
 
 
+def write_y_up_post(path: Path) -> Path:
+    """A closed box 1 x 4 x 1 as an ``.obj`` at ``path``: a post standing along y, the up axis
+    of ShapeNet and most ``.obj`` files. Voxelized z-up it lies on its side, along array axis 1."""
+    corners = "".join(f"v {x} {y} {z}\n" for x in (0, 1) for y in (0, 4) for z in (0, 1))
+    # Each side a quad, wound outwards, 1-based.
+    sides = ("1 2 4 3", "5 7 8 6", "1 5 6 2", "3 4 8 7", "1 3 7 5", "2 6 8 4")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(corners + "".join(f"f {side}\n" for side in sides))
+    return path
+
+
+def spans(occupied: np.ndarray | Tensor) -> tuple[int, ...]:
+    """How many voxels the occupied (True) ones of a grid span along each axis."""
+    index = np.argwhere(np.asarray(occupied))
+    return tuple(int(n) for n in index.max(axis=0) - index.min(axis=0) + 1)
+
+
 def tiny_energy(seed: int = 0) -> ConvNetEnergy:
     """A two-layer grey texture energy, its weights drawn from ``seed``."""
     torch.manual_seed(seed)

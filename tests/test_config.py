@@ -18,6 +18,7 @@ from _tiny import run_cli, write_config
 from stgconv.checks import FLOAT32_MAX, SEED_LIMIT
 from stgconv.config import (
     CooperativeConfig,
+    DataConfig,
     ExperimentConfig,
     InitializerConfig,
     JEMConfig,
@@ -457,6 +458,27 @@ def test_range_limits_that_are_allowed() -> None:
     for overrides in ([*MULTIGRID, "multigrid.base_rank=0"], [*JEM, "jem.px_batch=16"],
                       [*JEM, "data.path=X.NPZ"], ["cooperative={betas: [0, 0.5]}"]):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize("value, shown", [("3", "3"), ("-1", "-1"), ("y", "'y'"),
+                                          ("1.0", "1.0"), ("true", "True")])
+def test_an_up_axis_other_than_0_1_or_2_is_refused_naming_the_key(value: str, shown: str) -> None:
+    with pytest.raises(ValueError, match=rf"^data\.up_axis must be one of \[0, 1, 2\], "
+                                         rf"got {re.escape(shown)}$"):
+        load_config(None, ["data.kind=voxels", "model.arch=desc32_small", f"data.up_axis={value}"])
+    # Built in Python, where the file's reader does not check it.
+    with pytest.raises(ValueError, match=rf"^data\.up_axis must be 0, 1 or 2, got "
+                                         rf"{re.escape(repr(yaml.safe_load(value)))} \(the "):
+        ExperimentConfig(data=DataConfig(kind="voxels", up_axis=yaml.safe_load(value)),
+                         model=ModelConfig(arch="desc32_small"))
+
+
+def test_the_up_axis_is_saved_with_the_run_config(tmp_path: Path) -> None:
+    """A resumed run reads its config.yaml: it must voxelize the meshes as the run began."""
+    config = load_config(None, ["data.kind=voxels", "model.arch=desc32_small", "data.up_axis=1"])
+    save_config(config, tmp_path / "config.yaml")
+    assert read_yaml(tmp_path / "config.yaml")["data"]["up_axis"] == 1
+    assert load_config(tmp_path / "config.yaml", saved=True) == config
 
 
 def test_a_string_given_for_a_list_is_refused_not_split_into_letters() -> None:
@@ -1066,6 +1088,7 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     (["data.categories=[chair]"], "data.categories is ('chair',), but applies to voxels only"),
     (["data.split=train"], "data.split is 'train', but applies to voxels only"),
     (["data.mean=0.2"], "data.mean is 0.2, but applies to voxels only"),
+    (["data.up_axis=1"], "data.up_axis is 1, but applies to voxels only"),
     ([*VOXELS, "data.channels=3"], "data.channels is 3, but voxel grids have one channel"),
     (["model.n_classes=5"], "model.n_classes is 5, but applies to classifier architectures"),
     ([*JEM, "model.layers=[[4, 3, 1]]"], "model.layers is ((4, 3, 1),), but model.arch "
@@ -1148,7 +1171,7 @@ def test_a_super_resolution_factor_of_1_is_refused() -> None:
     ["chains.init=data_gaussian", "chains.init_rank=3", "chains.init_noise=0.5"],
     [*SUPER_RESOLUTION, "chains.factor=2", "initializer={factors: [2]}"],
     [*VOXELS, "chains.mode=recovery", "chains.missing=0.5", "initializer={fold: 4}"],
-    [*VOXELS, "data.categories=[chair]", "data.split=train", "data.mean=0.2"],
+    [*VOXELS, "data.categories=[chair]", "data.split=train", "data.mean=0.2", "data.up_axis=1"],
     ["data.kind=video_frames", "data.frames=4", "data.fps=10", "data.start_frame=2"],
     [*JEM, "model.n_classes=5"],
     ["cooperative={}", "chains.chains_per_example=2"],

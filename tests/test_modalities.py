@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import JEM_CONFIG, ROOT, SR_CONFIG, boxes_and_balls, captured, png_size, read_events
+from _tiny import (JEM_CONFIG, ROOT, SR_CONFIG, boxes_and_balls, captured, png_size, read_events,
+                   spans, write_y_up_post)
 from PIL import Image
 
 from stgconv.config import ARCHS_OF_KIND, DataConfig, ExperimentConfig, ModelConfig, load_config
@@ -342,6 +343,23 @@ def test_voxel_units_round_trip() -> None:
     # A chain that overshoots comes back as occupancy in [0, 1].
     assert torch.equal(VOXELS.to_data(torch.tensor([-1.0, 0.0, 2.0]), config),
                        torch.tensor([0.0, 0.25, 1.0]))
+
+
+def test_training_meshes_are_voxelized_with_the_configs_up_axis(tmp_path: Path) -> None:
+    """data.up_axis reaches the meshes a run trains on: a y-up post (ShapeNet, most .obj files)
+    stood along array axis 2 with 1, where it was always read z-up, lying on its side; a voxel
+    file, read as stored, refuses a value other than 2, naming the key."""
+    write_y_up_post(tmp_path / "meshes" / "post.obj")
+    voxels = ["data.kind=voxels", "model.arch=desc32_small", "data.size=8"]
+    for axis, shape in ((2, (2, 6, 2)), (1, (2, 2, 6))):
+        config = load_config(None, [*voxels, f"data.path={tmp_path / 'meshes'}",
+                                    f"data.up_axis={axis}"])
+        assert spans(VOXELS.load(config.data)[0, 0] > 0) == shape
+    np.save(tmp_path / "grids.npy", np.zeros((1, 8, 8, 8), np.uint8))
+    config = load_config(None, [*voxels, f"data.path={tmp_path / 'grids.npy'}", "data.up_axis=1"])
+    with pytest.raises(ValueError, match=r"^up_axis=1 \(data\.up_axis, --up-axis\) turns meshes "
+                                         r"as they are voxelized, but \S*grids\.npy holds voxel"):
+        VOXELS.load(config.data)
 
 
 # --------------------------------------------------------------------------- real data

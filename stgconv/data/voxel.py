@@ -33,6 +33,7 @@ from stgconv.checks import (
     as_int,
     check_cache_version,
     check_output,
+    check_up_axis,
     class_numbers,
     npz_array,
     open_npz,
@@ -172,8 +173,7 @@ def build_modelnet_cache(
     margin = as_int(margin, "margin", minimum=0)
     if 2 * margin >= resolution:
         raise ValueError(f"margin={margin} leaves no voxels inside a grid of {resolution}")
-    if up_axis not in (0, 1, 2):
-        raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis!r}")
+    up_axis = check_up_axis(up_axis)
     check_output(out_path, "out_path", folder=False)  # a folder there: before the build
     if not overwrite and out_path.exists():
         # Before the build: found after it, the refusal came when every mesh had been
@@ -493,15 +493,20 @@ def load_voxel_shapes(
         resolution: for mesh folders, the grid side; for voxel sources, the side the shapes
             must have (checked before ``pad_to``), or ``None`` to accept any.
         mesh_side: for mesh folders only, the grid side (voxel sources keep their own).
+        up_axis: for mesh folders only, the meshes' up axis (0 = x, 1 = y, 2 = z; ModelNet: 2,
+            ShapeNet and most ``.obj`` files: 1), turned to array axis 2. Voxel sources are
+            read as stored, up = the last axis.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: an unreadable file (named); grids that are not cubic, not in ``[0, 1]``,
             or of different sizes; a side other than ``resolution``; options the source cannot
-            honour (``split`` for a folder); no shapes left; a ``mesh_side`` not an int >= 2
-            or other than ``resolution``.
+            honour (``split`` for a folder, an ``up_axis`` other than 2 for voxel grids); no
+            shapes left; a ``mesh_side`` not an int >= 2 or other than ``resolution``; an
+            ``up_axis`` not 0, 1 or 2.
     """
     path = Path(path)
+    up_axis = check_up_axis(up_axis)
     if max_shapes is not None:
         max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
     if resolution is not None:
@@ -517,6 +522,8 @@ def load_voxel_shapes(
                              f"both set the side meshes are voxelized at; give one")
     if not path.exists():
         raise FileNotFoundError(f"voxel shapes not found: {path}")
+    if not path.is_dir():  # a voxel file (a folder's files say which kind it holds)
+        refuse_up_axis_of_grids(path, up_axis)
     if path.is_dir():
         if split is not None:
             raise ValueError(f"split={split!r} needs an HDF5 cache with splits; {path} is a "
@@ -560,6 +567,16 @@ def _selection(categories: Sequence[str] | None, split: str | None) -> str:
                          *([] if split is None else [f"split={split!r}"])])
 
 
+def refuse_up_axis_of_grids(source: str | Path, up_axis: int) -> None:
+    """``ValueError`` for an ``up_axis`` other than 2 given for the voxel grids at ``source`` (a
+    file or a folder): it turns meshes as they are voxelized, and grids are read as stored (up =
+    the last axis), so it would look like a setting that took effect."""
+    if up_axis != 2:
+        raise ValueError(f"up_axis={up_axis} (data.up_axis, --up-axis) turns meshes as they are "
+                         f"voxelized, but {source} holds voxel grids, read as stored with up = "
+                         "the last axis: leave the up axis at 2")
+
+
 def _is_shape_cache(path: Path) -> bool:
     import h5py
 
@@ -597,6 +614,8 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
             f"ModelNet tree (<category>/{{train,test}}/*.off) build a cache with "
             f"datasets/voxel/prepare.py"
         )
+    if voxel_files:
+        refuse_up_axis_of_grids(folder, up_axis)
     if categories is not None:
         if isinstance(categories, str):
             raise ValueError(f"categories must be a list of names, got the string "
@@ -629,4 +648,4 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
 
 
 __all__ = ["MODELNET10_CATEGORIES", "SPLIT_NAMES", "CACHE_SUFFIXES", "find_modelnet_meshes",
-           "build_modelnet_cache", "VoxelShapes", "load_voxel_shapes"]
+           "build_modelnet_cache", "VoxelShapes", "load_voxel_shapes", "refuse_up_axis_of_grids"]

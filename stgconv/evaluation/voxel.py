@@ -34,8 +34,8 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
-from stgconv.checks import as_int, check_generator, check_seed
-from stgconv.data.voxel import load_voxel_shapes
+from stgconv.checks import as_int, check_generator, check_seed, check_up_axis
+from stgconv.data.voxel import load_voxel_shapes, refuse_up_axis_of_grids
 from stgconv.evaluation.tensorboard import check_outputs, log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
 from stgconv.io.image import save_picture
@@ -74,31 +74,37 @@ EVAL_FILES = ("stgconv.npy", "comparison.png")
 
 
 def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
-                     mesh_side: int = 32, max_side: int | None = None) -> Tensor:
+                     mesh_side: int = 32, max_side: int | None = None, up_axis: int = 2
+                     ) -> Tensor:
     """Ground-truth shapes for an evaluation: float32 ``(N, 1, D, D, D)`` in {0, 1}.
 
     ``path`` is any voxel file (:data:`~stgconv.io.voxel.VOXEL_SUFFIXES`; an ``.npz`` holds them
     under ``X`` as ``(N, D, D, D)`` {0, 1}) or a folder of them, as training reads one
     (e.g. ``../shared/data/voxel/chairs_30_mat``, files in natural name order), or a folder of
-    meshes, voxelized at ``mesh_side`` (the model's side: ``D = mesh_side``).
+    meshes, voxelized at ``mesh_side`` (the model's side: ``D = mesh_side``) with their
+    ``up_axis`` (0 = x, 1 = y, 2 = z; ModelNet: 2, ShapeNet: 1) turned to array axis 2.
 
     Raises:
         ValueError: grids larger than ``max_side`` (the model's side; smaller ones are padded),
             refused before a file's grids are converted; no shapes; a folder's shapes that are
-            not binary; a mesh file (meshes are read from a folder).
+            not binary; a mesh file (meshes are read from a folder); an ``up_axis`` not 0, 1
+            or 2, or other than 2 for voxel grids (read as stored, up = the last axis).
     """
     if max_shapes is not None:  # as_int: 2.0 failed as a slice index, in Python's words
         max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
+    up_axis = check_up_axis(up_axis)
     if Path(path).suffix.lower() in MESH_SUFFIXES and Path(path).is_file():
         # Refused as a voxel file of the wrong suffix, which said nothing of meshes.
         raise ValueError(f"{path} is a mesh; meshes are read from a folder, each voxelized at "
                          f"the model's side: give the folder that holds it")
     if Path(path).is_dir():
-        batch = load_voxel_shapes(path, max_shapes=max_shapes, mesh_side=mesh_side)
+        batch = load_voxel_shapes(path, max_shapes=max_shapes, mesh_side=mesh_side,
+                                  up_axis=up_axis)
         if not torch.all((batch == 0) | (batch == 1)):
             raise ValueError(f"{path}: ground-truth shapes must be binary occupancy (0 or 1)")
         _check_side(batch, path, max_side)
     else:
+        refuse_up_axis_of_grids(path, up_axis)
         # Kept and refused before they become float32 (4x their uint8): 20,000 32^3 grids
         # took 3.1 GB for --max-shapes 8; 500 64^3 grids 0.5 GB before a 32^3 model refused
         # them. Only the first max_shapes are read: all 2,000 64^3 grids of an .npz were
@@ -116,8 +122,8 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
 def eval_super_resolution(
     checkpoint: str | Path, shapes: str | Path, *, factor: int | None = None,
     n_steps: int | None = None,
-    binary: bool = True, batch_size: int = 8, max_shapes: int | None = None, seed: int = 0,
-    out_dir: str | Path | None = None, json_path: str | Path | None = None,
+    binary: bool = True, batch_size: int = 8, max_shapes: int | None = None, up_axis: int = 2,
+    seed: int = 0, out_dir: str | Path | None = None, json_path: str | Path | None = None,
     tensorboard: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """Super-resolve ``block_down(x, factor)`` of every shape in ``shapes``: ours and the
@@ -137,6 +143,9 @@ def eval_super_resolution(
     ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder), also logs the scores and
     the comparison render there (:mod:`stgconv.evaluation.tensorboard`).
 
+    ``shapes`` is read by :func:`load_eval_shapes`: a folder of meshes is voxelized at the
+    model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2.
+
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, as training pads them, before they are down-sampled; every method's output is
     cropped back and scored on the shapes' own grid (``"size"``; ``"model_size"`` and
@@ -146,16 +155,18 @@ def eval_super_resolution(
 
     Raises:
         ValueError: grids larger than the model's; a factor below 2 or one that does not
-            divide its side.
+            divide its side; an ``up_axis`` not 0, 1 or 2, or other than 2 for voxel grids.
     """
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
+    up_axis = check_up_axis(up_axis)  # before the model is loaded
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     factor = factor_or_trained(factor, config)
     check_factor(size, factor)
-    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size)
+    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
+                             up_axis=up_axis)
     side = truth.shape[-1]
     padded = pad_to(truth, size)
     lo = (size - side) // 2
@@ -240,12 +251,15 @@ def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Gen
 def eval_recovery_3d(
     checkpoint: str | Path, shapes: str | Path, *, missing: float = 0.7,
     init: RecoveryInit | None = None, n_steps: int | None = None, batch_size: int = 8,
-    max_shapes: int | None = None, seed: int = 0, out_dir: str | Path | None = None,
-    json_path: str | Path | None = None, tensorboard: str | Path | None = None,
-    device: str = "auto",
+    max_shapes: int | None = None, up_axis: int = 2, seed: int = 0,
+    out_dir: str | Path | None = None, json_path: str | Path | None = None,
+    tensorboard: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """Hide a seeded random ``missing`` fraction of every shape's voxels and recover them: ours
     and the baselines, one table.
+
+    ``shapes`` is read by :func:`load_eval_shapes`: a folder of meshes is voxelized at the
+    model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2.
 
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, for the model; the padding counts as observed (it is empty by construction), and
@@ -264,10 +278,12 @@ def eval_recovery_3d(
 
     Raises:
         ValueError: grids larger than the model's; ``missing`` outside ``(0, 1)``, or so small
-            that it hid no voxel of a shape.
+            that it hid no voxel of a shape; an ``up_axis`` not 0, 1 or 2, or other than 2 for
+            voxel grids.
     """
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
+    up_axis = check_up_axis(up_axis)  # before the model is loaded
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
@@ -275,7 +291,8 @@ def eval_recovery_3d(
     initializer = load_initializer(state, checkpoint, device=param.device)
     init = default_recovery_init(initializer) if init is None else init
     recovery_fill(init, initializer)  # an unknown init is refused before the shapes are read
-    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size)
+    truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
+                             up_axis=up_axis)
     side = truth.shape[-1]
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
     # A shape with no hidden voxel has none to score: the scores refused it ("where is empty")

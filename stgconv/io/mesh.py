@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
-from stgconv.checks import as_array, as_int
+from stgconv.checks import as_array, as_int, check_up_axis
 from stgconv.io.atomic import atomic_write
 
 # open3d takes ~1.5 s to import; it loads where a mesh is read or voxelized through it.
@@ -637,8 +637,7 @@ def normalize_mesh(vertices: np.ndarray, *, up_axis: int = 2, margin: float = 0.
     vertices = np.asarray(vertices, dtype=np.float64)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
         raise ValueError(f"vertices must have shape (V, 3) with V >= 1, got {vertices.shape}")
-    if up_axis not in (0, 1, 2):
-        raise ValueError(f"up_axis must be 0, 1 or 2, got {up_axis!r}")
+    up_axis = check_up_axis(up_axis)
     if not 0 <= margin < 0.5:
         raise ValueError(f"margin must be in [0, 0.5), got {margin!r}")
     if not np.isfinite(vertices).all():
@@ -883,9 +882,9 @@ def _as_grid(grid: object) -> np.ndarray:
 
 def voxelize_file(path: str | Path, resolution: int, *, margin: int = 1, up_axis: int = 2
                   ) -> np.ndarray:
-    """:func:`load_mesh` then :func:`voxelize` (bool ``(R, R, R)``); a mesh that cannot be
-    voxelized (e.g. all its vertices in one point) is named in the error, as an unreadable one
-    is."""
+    """:func:`load_mesh` then :func:`voxelize` (bool ``(R, R, R)``, the mesh's ``up_axis``
+    turned to array axis 2); a mesh that cannot be voxelized (e.g. all its vertices in one
+    point) is named in the error, as an unreadable one is."""
     vertices, faces = load_mesh(path)
     try:
         return voxelize(vertices, faces, resolution, margin=margin, up_axis=up_axis)

@@ -38,10 +38,11 @@ class VoxelModality(Modality):
 
     def load(self, data: DataConfig) -> Tensor:
         """Occupancy ``(N, 1, D, D, D)`` in ``[0, 1]``; grids smaller than ``data.size`` are
-        padded."""
+        padded, meshes voxelized at it with ``data.up_axis`` turned to the last axis."""
         return load_voxel_shapes(data.path, categories=data.categories,
                                  split=None if data.split == "all" else data.split,
-                                 max_shapes=data.max_images, pad_to=data.size)
+                                 max_shapes=data.max_images, pad_to=data.size,
+                                 up_axis=data.up_axis)
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy:
         return voxel_energy(model.arch, size=model.image_size, layers=model.layers,

@@ -21,7 +21,7 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import as_int, check_generator, check_output, check_seed
+from stgconv.checks import as_int, check_generator, check_output, check_seed, check_up_axis
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer, has_initializer, initializer_from_state
@@ -305,15 +305,18 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
 @written_together()
 def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Path, *,
                   factor: int | None = None, n_steps: int | None = None, binary: bool = True,
-                  batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "auto") -> Path:
+                  batch_size: int = BATCH_SIZE, up_axis: int = 2, seed: int = 0,
+                  device: str = "auto") -> Path:
     """Super-resolve a low-resolution grid file or a mesh with a trained high-resolution model,
     ``batch_size`` shapes a chain.
 
     ``source`` is a voxel file (one grid ``(d, d, d)`` or a batch ``(N, d, d, d)`` of occupancy
     in ``[0, 1]``, ``d = size / factor``; ``factor`` left out: the one the model was trained
     for, :func:`factor_or_trained`) or a mesh (:data:`~stgconv.io.mesh.MESH_SUFFIXES`),
-    voxelized here to a solid ``size^3`` grid (a margin of 1 voxel, z up, as a mesh folder or
-    cache gives a model to train on) and block-averaged to ``d^3``. Writes into
+    voxelized here to a solid ``size^3`` grid (a margin of 1 voxel, as a mesh folder or cache
+    gives a model to train on; the mesh's ``up_axis``, 0 = x, 1 = y, 2 = z, turned to array
+    axis 2: ModelNet meshes are z-up, ShapeNet's and most ``.obj`` files y-up, pass 1) and
+    block-averaged to ``d^3``. Writes into
     ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
     see :func:`~stgconv.super_resolution.super_resolve_batch`; else the chain's occupancy
     clamped to ``[0, 1]``; a ``.mat`` source's in the layout
@@ -325,12 +328,18 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
 
     Raises:
         ValueError: a factor below 2 or one that does not divide the model's side; a grid of
-            the wrong size; an unreadable or broken file; an ``out_dir`` that cannot be written
-            (before the work).
+            the wrong size; an unreadable or broken file; an ``up_axis`` not 0, 1 or 2, or
+            other than 2 for a voxel file (read as stored, up = the last axis); an ``out_dir``
+            that cannot be written (before the work).
     """
     seed = check_seed(seed)
     check_output(out_dir, "out_dir")  # before the work, as recover_shape
     batch_size = check_batch_size(batch_size)
+    up_axis = check_up_axis(up_axis)
+    if up_axis != 2 and Path(source).suffix.lower() not in MESH_SUFFIXES:
+        raise ValueError(f"up_axis={up_axis} (--up-axis) turns a mesh as it is voxelized, but "
+                         f"{source} is no mesh ({', '.join(MESH_SUFFIXES)}): a voxel file is "
+                         "read as stored, up = the last axis; leave the up axis at 2")
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     factor = factor_or_trained(factor, config)
@@ -343,7 +352,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
         # protocol (occupancy fractions). A mesh voxelized straight at d^3 is binary, and a block
         # whose mean is 0 or 1 pins every voxel in it: nothing would be left to super-resolve.
         # With the margin a model trained on meshes saw (a mesh folder, a prepared cache).
-        solid = voxelize_file(source, size).astype(np.float32)
+        solid = voxelize_file(source, size, up_axis=up_axis).astype(np.float32)
         grids = downsample(to_tensor(solid[None]), factor)[:, 0].numpy()
     elif suffix in VOXEL_SUFFIXES:
         grids = load_voxels(source, binary=False)
