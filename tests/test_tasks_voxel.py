@@ -396,6 +396,19 @@ def test_a_batch_size_that_is_not_a_positive_count_is_refused_naming_it(files, t
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_chain_length_is_refused_before_the_inputs_are_read(files, tmp_path) -> None:
+    """n_steps=0 was refused after the inputs were read (a mesh voxelized at the model's side
+    first); the inputs here do not exist, so a late check would name them instead."""
+    from stgconv.tasks.voxel import recover_shape, super_resolve
+
+    with pytest.raises(ValueError, match="n_steps"):
+        super_resolve(files["run"], tmp_path / "absent.obj", tmp_path / "out", n_steps=0,
+                      device="cpu")
+    with pytest.raises(ValueError, match="n_steps"):
+        recover_shape(files["run"], tmp_path / "absent.npy", tmp_path / "known.npy",
+                      tmp_path / "out", n_steps=0, device="cpu")
+
+
 def test_recover_shape_keeps_what_was_observed_and_fills_the_rest(files, tmp_path) -> None:
     """Two 14^3 shapes under the 16^3 model (padded for it), 60% hidden: the observed voxels
     come back unchanged, the hidden ones filled, a render beside them; one shape adds a mesh."""

@@ -263,6 +263,7 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
                          "a mask in another format would mark other voxels")
     batch_size = check_batch_size(batch_size)
     energy, config, state = load_voxel_model(checkpoint, device=device)
+    sampler = task_sampler(config, n_steps=n_steps)  # a bad n_steps before the files are read
     param = next(energy.parameters())
     initializer = load_initializer(state, checkpoint, device=param.device)
     init = default_recovery_init(initializer) if init is None else init
@@ -283,7 +284,6 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
                          "(1 = observed, 0 = to fill)")
     observed = torch.where(observed_mask, to_tensor(grids), torch.zeros(()))
     generator = torch.Generator(param.device).manual_seed(seed)
-    sampler = task_sampler(config, n_steps=n_steps)
     ours = torch.cat([
         recover_padded(energy, sampler, batch, batch_known, offset=VOXELS.offset(config),
                        init=init, initializer=initializer, generator=generator).cpu()
@@ -344,6 +344,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     size = grid_side(energy)
     factor = factor_or_trained(factor, config)
     check_factor(size, factor)
+    sampler = task_sampler(config, n_steps=n_steps)  # a bad n_steps before a mesh's voxelization
     low_side = size // factor
     source = Path(source)
     suffix = source.suffix.lower()
@@ -388,7 +389,6 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     param = next(energy.parameters())
     low = to_tensor(grids)
     generator = torch.Generator(param.device).manual_seed(seed)
-    sampler = task_sampler(config, n_steps=n_steps)
     initializer = load_initializer(state, checkpoint, device=param.device)
     ours = torch.cat([
         super_resolve_batch(energy, sampler, batch.to(param.device), factor,
