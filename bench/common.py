@@ -232,8 +232,11 @@ def argument_parser(doc: str, **kwargs: Any) -> argparse.ArgumentParser:
     return _BenchParser(description=doc.split("\n\n")[0], allow_abbrev=False, **kwargs)
 
 
-def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats: int) -> None:
-    """The options every bench shares, after its own shape options."""
+def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats: int,
+                         precision: bool = True) -> None:
+    """The options every bench shares, after its own shape options; ``precision=False`` leaves
+    out ``--precision``, for a bench that times every precision itself (``levers.py``), where
+    the option was taken and ignored."""
     parser.add_argument("--steps", type=int, default=steps, help="K, Langevin steps per timed run")
     parser.add_argument("--step-size", type=float, default=0.01)
     parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per variant")
@@ -243,9 +246,10 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="stgconv's Langevin precision (default: what a config without the "
-                        "key runs; the eager loop is always fp32)")
+    if precision:
+        parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                            help="stgconv's Langevin precision (default: what a config without "
+                            "the key runs; the eager loop is always fp32)")
     parser.add_argument("--json", metavar="FILE", type=json_path,
                         help="also write the rows as a JSON list")
 
@@ -314,7 +318,7 @@ def check_arguments(
         warmup=args.warmup,
         device=torch.device(args.device),
         seed=args.seed,
-        precision=args.precision,
+        precision=getattr(args, "precision", "auto"),  # absent where every one is timed
     )
 
 

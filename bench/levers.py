@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time torch.compile of the energy (compiles once per net)")
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny shapes of {', '.join(QUICK_SHAPES)}: a smoke run")
-    common.add_timing_arguments(parser, steps=5, repeats=5)
+    common.add_timing_arguments(parser, steps=5, repeats=5, precision=False)
     args = parser.parse_args(argv)
     timing = common.check_arguments(parser, args, ("steps", "repeats"))
     nets = args.nets or list(QUICK_SHAPES if args.quick else NETS)

@@ -1185,6 +1185,9 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
      r"--quick has tiny shapes for texture, st_small, desc32_small only, not object"),
     ("levers.py", ["--nets", "texture", "--repeats", "0"], r"--repeats must be >= 1, got 0"),
     ("levers.py", ["--nets", "bogus"], r"argument --nets: invalid choice: 'bogus'"),
+    # levers.py times every precision itself: the option was taken and ignored.
+    ("levers.py", ["--nets", "texture", "--precision", "bf16"],
+     r"unrecognized arguments: --precision bf16"),
     ("scaling.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
     ("scaling.py", ["--rounds", "0"], r"--rounds must be >= 1, got 0"),
     ("scaling.py", ["--steps", "0"], r"--steps must be >= 1, got 0"),
