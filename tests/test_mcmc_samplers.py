@@ -1708,6 +1708,17 @@ def test_only_a_chain_without_callback_or_annealed_noise_replays_as_a_cuda_graph
     assert not Langevin()._graphable(on_cuda, None, gen(0))
 
 
+@pytest.mark.parametrize("bounds", [[-1, 1], (torch.tensor(-1.0), torch.tensor(1.0))])
+def test_clamp_bounds_of_any_form_key_the_kept_cuda_graph_as_two_floats(bounds) -> None:
+    """The sampler is part of the key a kept CUDA graph is looked up by: bounds given as a list
+    made the lookup fail ("unhashable type: 'list'"), and tensors, hashed by identity, missed
+    the graph a sampler with the same bounds had captured."""
+    sampler = Langevin(clamp=bounds)
+    assert sampler.clamp == (-1.0, 1.0)
+    assert all(type(bound) is float for bound in sampler.clamp)
+    assert {sampler: "kept graph"}.get(Langevin(clamp=(-1.0, 1.0))) == "kept graph"
+
+
 def test_langevin_clips_a_small_gradient_to_the_bound_exactly() -> None:
     """A gradient of norm 0.02 clipped to 0.01 is halved: the guard against a zero norm in the
     clip's scale is too small to shift it."""

@@ -95,6 +95,12 @@ class Langevin:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         check_clamp(self.clamp)
+        if self.clamp is not None:
+            # Two floats whatever the bounds came as (a list, 0-d tensors): the sampler is part
+            # of the key its kept CUDA graph is found by, and a list made that lookup fail on
+            # CUDA ("unhashable type: 'list'"), tensors (hashed by identity) a new capture at
+            # every run of a sampler rebuilt with the same bounds.
+            object.__setattr__(self, "clamp", (float(self.clamp[0]), float(self.clamp[1])))
 
     def noise_factor(self, step: int) -> float:
         """Noise multiplier at 0-based ``step``, before ``noise_scale``."""
