@@ -647,6 +647,44 @@ def test_a_partial_of_a_plain_function_is_an_energy(name: str) -> None:
         ALL_SAMPLERS[name].run(lambda x: isotropic_energy(x, mu=2.0), x0, generator=gen(1)))
 
 
+class OwnEnergyMethod:
+    """A model of the caller's own, no module, that evaluates its energy by its own ``energy``
+    method. Its hundredth look-up of ``energy`` in one run raises: a loop that never ends
+    fails the test instead of hanging it."""
+
+    def __init__(self) -> None:
+        self.layer = torch.nn.Linear(3, 1)
+        self.lookups = 0
+
+    def __getattribute__(self, name: str):
+        if name == "energy":
+            object.__setattr__(self, "lookups", object.__getattribute__(self, "lookups") + 1)
+            if object.__getattribute__(self, "lookups") >= 100:
+                raise RecursionError("energy looked up 100 times in one run")
+        return object.__getattribute__(self, name)
+
+    def energy(self, x: Tensor) -> Tensor:
+        return self.layer(x).squeeze(1) + standard_energy(x)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.energy(x)
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_an_object_with_an_energy_method_of_its_own_samples(name: str) -> None:
+    """Taken for a wrapper that keeps the energy it evaluates as ``.energy``, such an object,
+    or its bound method, led to the method and back to itself for ever: the sampler hung before
+    its first step. Either samples as the function it evaluates does."""
+    model = OwnEnergyMethod()
+    x0 = torch.randn(4, 3, generator=gen(0))
+    expected = ALL_SAMPLERS[name].run(lambda x: model.layer(x).squeeze(1) + standard_energy(x),
+                                      x0, generator=gen(1))
+    for energy in (model, model.energy):
+        model.lookups = 0
+        torch.testing.assert_close(ALL_SAMPLERS[name].run(energy, x0, generator=gen(1)),
+                                   expected)
+
+
 def test_a_layer_in_training_mode_is_found_through_wrappers_and_nesting() -> None:
     """A partial of a module's method (a class-conditional energy's form) is the module's, and
     so is the method itself (``model.energy``), whose chains were drawn without a word."""

@@ -151,7 +151,12 @@ def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
     attribute read) shares its object's: passed as it was, a module's batch normalisation in
     training mode went unseen, and its chains sampled no energy of their own."""
     wrapping: list[str] = []
-    while True:
+    # The objects passed through, kept alive so that no identity is reused: an object of the
+    # caller's own (no module) that evaluates its energy by its own ``energy`` method led from
+    # itself to that method and back for ever, and the sampler hung before its first step.
+    passed: list[object] = []
+    while not any(energy is seen for seen in passed):
+        passed.append(energy)
         if inspect.ismethod(energy):
             wrapping.append(energy.__func__.__name__)
             energy = energy.__self__
@@ -162,7 +167,8 @@ def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
             wrapping.append(type(energy).__name__)
             energy = energy.energy
         else:
-            return energy, tuple(wrapping)
+            break
+    return energy, tuple(wrapping)
 
 
 # What makes a module in training mode no energy of each chain alone, by the layer's kind.
