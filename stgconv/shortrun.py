@@ -109,20 +109,27 @@ def reconstruct(
                 advice=f"its starts, after {len(losses)} Adam step(s) of lr {lr:g}, are where "
                        "it diverges: lower lr") from err
 
-    # Inside torch.no_grad() the loss had no graph: autograd.grad failed ("element 0 of tensors
-    # does not require grad").
-    with torch.enable_grad():
-        for _ in range(n_iterations):
-            x = chain(z)
-            loss = (x - target).pow(2).mean()
-            # Only z is optimised: autograd.grad leaves the model's parameter gradients alone.
-            (z.grad,) = torch.autograd.grad(loss, z)
-            optimizer.step()
-            losses.append(loss.item())
-    # The chain that was optimised, not the ordinary run: on a device with native bfloat16 that
-    # one may evaluate the network in bfloat16 (precision "auto"), a slightly different map.
-    x = chain(z.detach())
-    generator.set_state(state)
+    # Restored however the call ends: a chain that diverged left the generator where its noise
+    # had taken it, and a retry with a lower lr, given the same generator, optimised the map
+    # of another chain noise.
+    try:
+        # Inside torch.no_grad() the loss had no graph: autograd.grad failed ("element 0 of
+        # tensors does not require grad").
+        with torch.enable_grad():
+            for _ in range(n_iterations):
+                x = chain(z)
+                loss = (x - target).pow(2).mean()
+                # Only z is optimised: autograd.grad leaves the model's parameter gradients
+                # alone.
+                (z.grad,) = torch.autograd.grad(loss, z)
+                optimizer.step()
+                losses.append(loss.item())
+        # The chain that was optimised, not the ordinary run: on a device with native bfloat16
+        # that one may evaluate the network in bfloat16 (precision "auto"), a slightly
+        # different map.
+        x = chain(z.detach())
+    finally:
+        generator.set_state(state)
     return z.detach(), x.detach(), losses
 
 
@@ -212,10 +219,13 @@ def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,
     generator = generator if generator is not None else torch.Generator(starts.device)
     state = generator.get_state()
     # Every chain replays the same generator state, so all chains see the same noise and
-    # differences between the results come from the starts alone.
-    samples = [
-        sampler.run(energy, start.unsqueeze(0), generator=_replayed(generator, state))
-        for start in starts
-    ]
-    generator.set_state(state)
+    # differences between the results come from the starts alone. Restored however the call
+    # ends, as in reconstruct.
+    try:
+        samples = [
+            sampler.run(energy, start.unsqueeze(0), generator=_replayed(generator, state))
+            for start in starts
+        ]
+    finally:
+        generator.set_state(state)
     return torch.cat(samples) if samples else starts.detach().clone()

@@ -290,6 +290,27 @@ def test_a_chain_that_diverges_after_adams_steps_names_the_learning_rate() -> No
         shortrun.reconstruct(quartic, sampler, target, z0=start * 1e20, n_iterations=3)
 
 
+def test_a_chain_that_diverges_leaves_the_generator_as_it_was_found() -> None:
+    """The generator's state is the chain's noise, replayed at every iteration and restored
+    afterwards: a divergence left it where the noise had taken it, so a retry with a lower lr
+    and the same generator optimised the map of another noise."""
+    def quartic(x: torch.Tensor) -> torch.Tensor:
+        return x.pow(4).flatten(1).sum(1)
+
+    sampler = Langevin(n_steps=2, step_size=0.01, noise_scale=0.5)
+    target, start = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    g = gen(5)
+    state = g.get_state()
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        shortrun.reconstruct(quartic, sampler, target, z0=start, n_iterations=3, lr=1e30,
+                             generator=g)
+    assert torch.equal(g.get_state(), state)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        shortrun.run_each(quartic, sampler, torch.stack([start[0], start[0] * 1e20]),
+                          generator=g)
+    assert torch.equal(g.get_state(), state)
+
+
 def test_float64_starts_walk_a_path_exact_to_float64() -> None:
     """The angles and the uniform walk's edge follow the starts' dtype: float32 ones were off
     by about 1e-7."""
