@@ -687,9 +687,10 @@ def test_an_object_with_an_energy_method_of_its_own_samples(name: str) -> None:
 
 def test_a_layer_in_training_mode_is_found_through_wrappers_and_nesting() -> None:
     """A partial of a module's method (a class-conditional energy's form) is the module's, and
-    so is the method itself (``model.energy``), whose chains were drawn without a word."""
+    so are the method itself (``model.energy``) and a partial of the module, whose chains were
+    drawn without a word."""
     module = Normalised(torch.nn.Dropout(0.5))
-    for energy in (partial(module.forward), module.forward):
+    for energy in (partial(module.forward), module.forward, partial(module)):
         with pytest.raises(ValueError, match="Dropout layer 'layer' is in training mode"):
             ALL_SAMPLERS["langevin"].run(energy, torch.randn(4, 3, generator=gen(0)),
                                          generator=gen(1))

@@ -145,11 +145,12 @@ def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
     """The long-lived object whose ``"auto"`` verdicts ``energy`` shares, and how it wraps that
     object. Energies made afresh per run share their network's, else every run would be checked
     again, with its timed runs: class-conditional ones (a ``functools.partial`` of a bound
-    method, :meth:`ClassifierEnergy.conditional`, new at every training step) and wrappers that
-    are not modules but keep the energy they evaluate as ``.energy`` (recovery's
-    ``Preconditioned``, new at every move). A bound method (``model.energy``, new at every
-    attribute read) shares its object's: passed as it was, a module's batch normalisation in
-    training mode went unseen, and its chains sampled no energy of their own."""
+    method, :meth:`ClassifierEnergy.conditional`, new at every training step, or of the module
+    itself) and wrappers that are not modules but keep the energy they evaluate as ``.energy``
+    (recovery's ``Preconditioned``, new at every move). A bound method (``model.energy``, new
+    at every attribute read) shares its object's: passed as it was, a module's batch
+    normalisation in training mode went unseen, and its chains sampled no energy of their
+    own."""
     wrapping: list[str] = []
     # The objects passed through, kept alive so that no identity is reused: an object of the
     # caller's own (no module) that evaluates its energy by its own ``energy`` method led from
@@ -163,6 +164,10 @@ def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
         elif isinstance(energy, partial) and inspect.ismethod(energy.func):
             wrapping.append(energy.func.__name__)
             energy = energy.func.__self__
+        elif isinstance(energy, partial) and isinstance(energy.func, torch.nn.Module):
+            # The module's, as a partial of its method is: partial(model, y=3) sampled past its
+            # batch normalisation in training mode where partial(model.forward, y=3) was refused.
+            energy = energy.func
         elif not isinstance(energy, torch.nn.Module) and callable(getattr(energy, "energy", None)):
             wrapping.append(type(energy).__name__)
             energy = energy.energy
