@@ -7,6 +7,7 @@ import itertools
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from _tiny import gen
@@ -185,6 +186,17 @@ def test_visible_units_of_another_dtype_are_named() -> None:
             rbm(data)
         with pytest.raises(ValueError, match="the RBM's"):
             BlockGibbs().run(rbm, data, generator=gen(0))
+
+
+def test_gibbs_names_a_start_that_is_no_batch_of_visible_units() -> None:
+    """As the other samplers name it: an array failed on "no attribute 'detach'", one number
+    inside the RBM's reshape ("Dimension out of range")."""
+    rbm = tiny_rbm()
+    for start, got in ((np.zeros((2, 4)), "ndarray"), (torch.tensor(1.0, dtype=F64),
+                                                        r"a 0-d tensor \(x0\[None\]")):
+        with pytest.raises(ValueError, match=rf"^BlockGibbs: x0 must be a tensor \(B, \*S\) of "
+                                             rf"visible units, got {got}"):
+            BlockGibbs().run(rbm, start, generator=gen(0))
 
 
 def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:

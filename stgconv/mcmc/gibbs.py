@@ -43,6 +43,13 @@ class BlockGibbs:
             raise TypeError(f"BlockGibbs samples RBMs (their conditionals), got "
                             f"{type(energy).__name__}")
         check_generator(generator, "BlockGibbs")
+        # An array failed on "no attribute 'detach'", one number (no batch) inside the RBM's
+        # reshape ("Dimension out of range"); other dtypes the RBM names itself.
+        if not isinstance(x0, Tensor) or x0.dim() == 0:
+            got = "a 0-d tensor (x0[None]: one chain)" if isinstance(x0, Tensor) else (
+                type(x0).__name__)
+            raise ValueError(f"BlockGibbs: x0 must be a tensor (B, *S) of visible units, got "
+                             f"{got}")
         check_not_meta(x0, "BlockGibbs: x0")
         v = x0.detach().clone()
         if constraint is not None:
