@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import pytest
 import torch
@@ -944,6 +945,31 @@ def test_chain_counts_must_be_whole_and_positive(case: str, count: object) -> No
     make, name = CHAIN_COUNTS[case]
     with pytest.raises(ValueError, match=rf"^{name} must be an int >= 1, got {count!r}$"):
         make(count)
+
+
+@pytest.mark.parametrize("make, owner", [
+    (lambda init: PersistentChains(2, init), "PersistentChains"),
+    (lambda init: ReplayBuffer(4, init), "ReplayBuffer"),
+    (lambda init: NoiseStart(init), "NoiseStart"),
+])
+def test_starts_refuse_an_init_that_draws_nothing_when_made(make, owner: str) -> None:
+    """A config's kind given for the init (``PersistentChains(n, "gaussian")``) was kept until
+    the first start failed on "'str' object has no attribute 'sample'"."""
+    with pytest.raises(ValueError, match=rf"^{owner}: init must draw fresh chain starts "
+                                         r"\(NoiseInit, DataGaussian\), got str 'gaussian' "
+                                         r"\(for chains.init's kind: NoiseInit\('gaussian'\)\)$"):
+        make("gaussian")
+    with pytest.raises(ValueError, match=rf"^{owner}: init must .*, got NoneType None$"):
+        make(None)
+
+
+@pytest.mark.parametrize("fresh", ["0.1", None, True])
+def test_a_replay_buffers_fresh_share_that_is_no_number_is_named(fresh: object) -> None:
+    """A string or None failed on "'<=' not supported between instances", and True passed
+    as a share of 1."""
+    with pytest.raises(ValueError,
+                       match=rf"^fresh must be a number, got {re.escape(repr(fresh))}$"):
+        ReplayBuffer(4, NoiseInit(), fresh=fresh)
 
 
 def test_noise_and_data_starts_refuse_bad_noise() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int
-from stgconv.mcmc.init import DataGaussian, NoiseInit
+from stgconv.checks import as_int, check_finite_number
+from stgconv.mcmc.init import DataGaussian, NoiseInit, check_init
 
 
 class ReplayBuffer:
@@ -24,6 +24,9 @@ class ReplayBuffer:
         # per example at the first start.
         as_int(capacity, "capacity", minimum=1)
         as_int(chains_per_example, "chains_per_example", minimum=1)
+        check_init(init, "ReplayBuffer")
+        # A number first: a string failed on "'<=' not supported", and True passed as 1.
+        check_finite_number(fresh, "fresh")
         if not 0.0 <= fresh <= 1.0:
             raise ValueError(f"fresh must be in [0, 1], got {fresh}")
         self.capacity = capacity

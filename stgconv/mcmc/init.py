@@ -49,6 +49,17 @@ class NoiseInit:
             2 * torch.rand(shape, generator=generator, device=device, dtype=dtype) - 1)
 
 
+def check_init(init: object, owner: str) -> None:
+    """``ValueError`` naming ``owner`` unless ``init`` draws fresh chain starts (a
+    :class:`NoiseInit`, a :class:`DataGaussian`, or another object with their ``sample``): a
+    config's kind given in its place (``PersistentChains(n, "gaussian")``) was kept until the
+    first start failed on "'str' object has no attribute 'sample'"."""
+    if not callable(getattr(init, "sample", None)):
+        kind = f" (for chains.init's kind: NoiseInit({init!r}))" if isinstance(init, str) else ""
+        raise ValueError(f"{owner}: init must draw fresh chain starts (NoiseInit, DataGaussian), "
+                         f"got {type(init).__name__} {init!r}{kind}")
+
+
 def data_plus_noise(x: Tensor, *, std: float, generator: torch.Generator | None = None) -> Tensor:
     """``x + std * eps``, ``eps ~ N(0, I)``; ``x`` ``(B, *S)`` -> ``(B, *S)``; ``std`` finite
     and ``>= 0`` (a NaN made every start NaN, reported later as a diverged chain); ``x``

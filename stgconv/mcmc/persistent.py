@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import as_int, check_generator
-from stgconv.mcmc.init import DataGaussian, NoiseInit
+from stgconv.mcmc.init import DataGaussian, NoiseInit, check_init
 
 
 class PersistentChains:
@@ -22,6 +22,7 @@ class PersistentChains:
         # as_int: a count of 1.5 failed inside torch at the first start.
         as_int(n_examples, "n_examples", minimum=1)
         as_int(chains_per_example, "chains_per_example", minimum=1)
+        check_init(init, "PersistentChains")
         self.n_examples = n_examples
         self.init = init
         self.chains_per_example = chains_per_example

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from stgconv.checks import as_int, check_finite_number, check_generator
 from stgconv.mcmc.constraints import Constraint, DownsampleConsistency, KnownEntries
-from stgconv.mcmc.init import DataGaussian, NoiseInit, data_plus_noise
+from stgconv.mcmc.init import DataGaussian, NoiseInit, check_init, data_plus_noise
 from stgconv.ops import block_down, block_upsampler, check_block_factor, nearest_up
 from stgconv.types import Fill
 
@@ -76,6 +76,7 @@ class NoiseStart(_Stateless):
 
     def __init__(self, init: NoiseInit | DataGaussian, *, chains_per_example: int = 1) -> None:
         _check_chains_per_example(chains_per_example)
+        check_init(init, "NoiseStart")
         self.init = init
         self.chains_per_example = chains_per_example
 
