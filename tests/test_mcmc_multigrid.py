@@ -176,6 +176,15 @@ def test_multigrid_sampler_argument_errors() -> None:
         sampler.run([RecordingQuadratic()], torch.zeros(1, 1, 1, 1))
     with pytest.raises(ValueError, match="3 energies for 2 grids"):
         sampler.run([RecordingQuadratic()] * 3, torch.zeros(1, 1, 1, 1))
+    # One energy for the list: a function failed on its len(), and a Sequential of two layers
+    # ran each layer as a grid's energy. A ModuleList of the grids' energies is a list.
+    for single in (RecordingQuadratic(), nn.Sequential(nn.Identity(), nn.Identity())):
+        with pytest.raises(ValueError, match=r"^energies must be a sequence of one energy per "
+                                             rf"modelled grid, coarse to fine \(2\), got one "
+                                             rf"energy \({type(single).__name__}\)"):
+            sampler.run(single, torch.zeros(1, 1, 1, 1))
+    grids = nn.ModuleList([RecordingQuadratic(), RecordingQuadratic()])
+    assert [x.shape[-1] for x in sampler.run(grids, torch.zeros(1, 1, 1, 1))] == [1, 2, 4]
     for factors in (((2, 2),), ((2, 2),) * 3):
         with pytest.raises(ValueError, match=rf"^{len(factors)} grid factors for 2 samplers; "
                                              "expected one factor per modelled grid"):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from stgconv.checks import as_int, check_generator
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, check_sampler, check_start, on_grid
@@ -112,6 +112,13 @@ class MultiGridSampler:
             ValueError: another number of energies, ``x0`` not a float tensor, or a constraint
                 that does not fit the finest grid.
         """
+        # One energy given for the list: a function failed on "object of type 'function' has
+        # no len()", and an nn.Sequential of as many layers as grids ran each layer as a grid's
+        # energy.
+        if callable(energies) and not isinstance(energies, (Sequence, nn.ModuleList)):
+            raise ValueError(f"energies must be a sequence of one energy per modelled grid, "
+                             f"coarse to fine ({len(self.samplers)}), got one energy "
+                             f"({type(energies).__name__}): pass [energy] for one grid")
         if len(energies) != len(self.samplers):
             raise ValueError(f"{len(energies)} energies for {len(self.samplers)} grids; expected "
                              "one energy per modelled grid, coarse to fine")
