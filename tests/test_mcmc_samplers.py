@@ -636,6 +636,48 @@ def test_layers_that_couple_or_randomise_chains_in_training_mode_are_refused(
     assert ALL_SAMPLERS[name].run(energy.eval(), x0, generator=gen(1)).shape == x0.shape
 
 
+class Attending(torch.nn.Module):
+    """``E(x) = |attention(x)|^2 / 2`` over chains ``(B, 3, 4)`` (3 tokens of 4 features)."""
+
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.attention = torch.nn.MultiheadAttention(4, 1, dropout=dropout, batch_first=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return standard_energy(self.attention(x, x, x, need_weights=False)[0])
+
+
+class Recurrent(torch.nn.Module):
+    """``E(x) = |lstm(x)|^2 / 2`` over chains ``(B, 3, 4)``."""
+
+    def __init__(self, dropout: float, num_layers: int) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(4, 4, num_layers=num_layers, dropout=dropout,
+                                  batch_first=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return standard_energy(self.lstm(x)[0])
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_attention_and_stacked_rnns_that_drop_units_in_training_mode_are_refused(name) -> None:
+    """They apply their dropout rate themselves, with no dropout layer inside to find: in
+    training mode the chains moved on a random energy without a word. Without a rate (or a
+    single recurrent layer, which drops nothing) or in eval mode they sample."""
+    label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
+    x0 = torch.randn(2, 3, 4, generator=gen(0))
+    for energy, kind, layer in ((Attending(0.1), "MultiheadAttention", "attention"),
+                                (Recurrent(0.1, 2), "LSTM", "lstm")):
+        with pytest.raises(ValueError, match=f"{label}: the energy's {kind} layer '{layer}' is "
+                                             r"in training mode, where it drops other units"):
+            ALL_SAMPLERS[name].run(energy, x0, generator=gen(1))
+        assert ALL_SAMPLERS[name].run(energy.eval(), x0, generator=gen(1)).shape == x0.shape
+    with pytest.warns(UserWarning, match="num_layers greater than 1"):  # torch's own word
+        single_layer = Recurrent(0.1, 1)
+    for energy in (Attending(0.0), Recurrent(0.0, 2), single_layer):
+        assert ALL_SAMPLERS[name].run(energy, x0, generator=gen(1)).shape == x0.shape
+
+
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))
 def test_a_partial_of_a_plain_function_is_an_energy(name: str) -> None:
     """Only a partial of a module's method leads to the module: a partial of a function has

@@ -176,12 +176,27 @@ def verdict_owner(energy: EnergyFn) -> tuple[object, tuple[str, ...]]:
     return energy, tuple(wrapping)
 
 
+def _batch_normalises(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def _drops_units(module: nn.Module) -> bool:
+    """A dropout layer, or attention or a stacked recurrent net given a dropout rate, which they
+    apply themselves in training mode (no dropout layer inside them to find): a transformer's
+    ``nn.MultiheadAttention(dropout=0.1)`` made its chains move on a random energy unseen."""
+    if isinstance(module, nn.MultiheadAttention):
+        return module.dropout > 0
+    if isinstance(module, nn.RNNBase):  # dropped between its layers only
+        return module.dropout > 0 and module.num_layers > 1
+    return isinstance(module, nn.modules.dropout._DropoutNd)
+
+
 # What makes a module in training mode no energy of each chain alone, by the layer's kind.
 _TRAINING_MODE_LAYERS = (
-    (nn.modules.batchnorm._BatchNorm,
+    (_batch_normalises,
      "its batch statistics make each chain's energy depend on the other chains, and every "
      "evaluation moves its running statistics"),
-    (nn.modules.dropout._DropoutNd,
+    (_drops_units,
      "it drops other units at every evaluation, so the chains move on a random energy "
      "(and a Metropolis test compares two different ones)"),
 )
@@ -197,8 +212,8 @@ def check_chains_independent(energy: EnergyFn, sampler: str) -> None:
     if not isinstance(owner, nn.Module):
         return
     for name, module in owner.named_modules():
-        for kind, why in _TRAINING_MODE_LAYERS:
-            if module.training and isinstance(module, kind):
+        for applies, why in _TRAINING_MODE_LAYERS:
+            if module.training and applies(module):
                 raise ValueError(f"{sampler}: the energy's {type(module).__name__} layer "
                                  f"{name!r} is in training mode, where {why}: call .eval() on "
                                  "the energy before sampling, or leave the layer out")
