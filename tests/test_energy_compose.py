@@ -245,6 +245,18 @@ def test_an_expert_of_weight_zero_is_never_evaluated() -> None:
     torch.testing.assert_close(poe(torch.ones(2, 3)), torch.full((2,), 3.0))
 
 
+def test_a_partial_of_a_module_is_registered_and_moves_as_a_partial_of_its_method() -> None:
+    """``partial(net, ...)`` is as natural an expert as ``partial(net.forward, ...)``, but its
+    module was not registered: the product's parameters, state_dict() and .double() left it
+    out, so a Trainer of the product never trained (nor saved) that net."""
+    net = OwnNet({"width": 3})
+    poe = ProductOfExperts([partial(net), gaussian(0.0, 1.0)])
+    assert list(poe.parameters()) == list(net.parameters())
+    assert set(poe.state_dict()) == {"_extra_state", "registered.0.scale"}
+    poe.double()
+    assert net.scale.dtype == torch.float64
+
+
 def test_a_classifier_shared_by_two_experts_is_registered_once() -> None:
     classifier = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)))
     poe = ProductOfExperts([classifier.conditional(0), classifier.conditional(2)])
