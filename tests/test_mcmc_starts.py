@@ -781,6 +781,27 @@ def test_replay_buffer_refuses_a_batch_of_another_sample_shape() -> None:
         buffer.start(torch.zeros(2, 3, 2, 2), torch.arange(2), generator=gen(0))
 
 
+@pytest.mark.parametrize("batch, said", [
+    (torch.zeros(2, 1, 2, 2, dtype=F64), "torch.float64 on cpu"),
+    (torch.zeros(2, 1, 2, 2, device="meta"), "torch.float32 on meta"),
+], ids=["dtype", "device"])
+def test_stored_chains_refuse_a_batch_of_another_dtype_or_device(batch: Tensor, said: str
+                                                                  ) -> None:
+    """As a batch of another sample shape is refused: a float64 batch got float32 persistent
+    chains back without a word (and a buffer's samples were promoted, to be refused by keep),
+    and chains on another device failed inside torch."""
+    persistent = PersistentChains(2, NoiseInit())
+    persistent.start(torch.zeros(2, 1, 2, 2), torch.arange(2), generator=gen(0))
+    with pytest.raises(ValueError, match=rf"^persistent chains are torch.float32 on cpu, the "
+                                         rf"batch {said}: give examples of the chains' dtype"):
+        persistent.start(batch, torch.arange(2), generator=gen(0))
+    buffer = ReplayBuffer(4, NoiseInit())
+    buffer.keep(torch.zeros(4, 1, 2, 2))
+    with pytest.raises(ValueError, match=rf"^replay buffer holds samples torch.float32 on cpu, "
+                                         rf"the batch is {said}: give examples of the samples'"):
+        buffer.start(batch, torch.arange(2), generator=gen(0))
+
+
 @pytest.mark.parametrize("chains", [torch.zeros(2, 1, 2, 3), torch.zeros(2, 1, 2, 2, dtype=F64)],
                          ids=["sample shape", "dtype"])
 @pytest.mark.parametrize("stored", [1, 4], ids=["room left", "full"])

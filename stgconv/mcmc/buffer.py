@@ -67,6 +67,13 @@ class ReplayBuffer:
                 f"replay buffer holds samples of shape {tuple(self.samples.shape[1:])}, "
                 f"batch has {tuple(x0.shape[1:])}"
             )
+        if (self.samples.dtype, self.samples.device) != (x0.dtype, x0.device):
+            # Else float32 samples were promoted into a float64 batch's chains without a word
+            # (and keep then refused them), and samples on another device failed inside torch.
+            raise ValueError(f"replay buffer holds samples {self.samples.dtype} on "
+                             f"{self.samples.device}, the batch is {x0.dtype} on {x0.device}: "
+                             "give examples of the samples' dtype and device, or load samples "
+                             "converted to the batch's")
         from_buffer = torch.rand(n, device=x_pos.device, generator=generator) >= self.fresh
         picks = torch.randint(len(self), (n,), device=x_pos.device, generator=generator)
         return torch.where(from_buffer.reshape(-1, *[1] * (x0.dim() - 1)), self.samples[picks], x0)

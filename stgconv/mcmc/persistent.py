@@ -62,6 +62,13 @@ class PersistentChains:
                 f"persistent chains have sample shape {tuple(self.chains.shape[2:])}, "
                 f"batch has {tuple(x_pos.shape[1:])}"
             )
+        if (self.chains.dtype, self.chains.device) != (x_pos.dtype, x_pos.device):
+            # Else the stored chains came back as they were kept: float32 chains for a float64
+            # batch, to be run on the batch's network, and chains on another device failed
+            # inside torch (in the indexing, or in the network).
+            raise ValueError(f"persistent chains are {self.chains.dtype} on {self.chains.device}, "
+                             f"the batch {x_pos.dtype} on {x_pos.device}: give examples of the "
+                             "chains' dtype and device, or load chains converted to the batch's")
         self._last = indices
         return self.chains[indices].flatten(0, 1)
 
