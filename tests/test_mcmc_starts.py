@@ -224,7 +224,7 @@ def test_data_gaussian_components_fit_each_way_a_class_is_written() -> None:
     saved = single.state_dict()
     del saved["component_classes"]
     assert DataGaussian.from_state(saved).component_classes.tolist() == [0, 1]
-    with pytest.raises(ValueError, match="components must be >= 1"):
+    with pytest.raises(ValueError, match="components must be an int >= 1"):
         DataGaussian.fit(data, labels, components=0)
     # A cluster of one example (3 of class 0 and 2 of class 1 cannot make two pairs each)
     # joins its neighbour's: fewer components, each with a density.
@@ -288,7 +288,12 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda d, y: DataGaussian.fit(d, y, rank=-1), "rank must be >= 0"),
+    (lambda d, y: DataGaussian.fit(d, y, rank=-1), "rank must be an int >= 0, got -1"),
+    # A float rank or count failed inside the fit, naming neither; True stood for 1.
+    (lambda d, y: DataGaussian.fit(d, y, rank=2.0), "rank must be an int >= 0, got 2.0"),
+    (lambda d, y: DataGaussian.fit(d, y, rank=True), "rank must be an int >= 0, got True"),
+    (lambda d, y: DataGaussian.fit(d, y, components=2.0),
+     "components must be an int >= 1, got 2.0"),
     (lambda d, y: DataGaussian.fit(torch.zeros_like(d), y).log_prob(d),
      "zero residual variance"),
     (lambda d, y: DataGaussian.fit(d, y, rank=1).log_prob(d.flatten(1)),

@@ -10,7 +10,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_classes, check_finite_number, check_generator
+from stgconv.checks import as_int, check_classes, check_finite_number, check_generator
 from stgconv.mcmc.base import at_least_float32
 
 
@@ -163,10 +163,10 @@ class DataGaussian:
                 class), NaN or infinite data, labels that are not ``(N,)`` integers from 0, a
                 negative ``rank``, ``components < 1``.
         """
-        if rank < 0:
-            raise ValueError(f"rank must be >= 0, got {rank}")
-        if components < 1:
-            raise ValueError(f"components must be >= 1, got {components}")
+        # as_int: a float rank or count failed inside the fit ("slice indices must be
+        # integers", "'float' object cannot be interpreted as an integer"), True stood for 1.
+        rank = as_int(rank, "rank", minimum=0)
+        components = as_int(components, "components", minimum=1)
         check_generator(generator, "DataGaussian.fit")  # only k-means draws: before any work
         if not data.is_floating_point():  # the fit is stored in data's dtype: cut to integers
             raise ValueError(f"data must be floating point, as the model sees it, got "
