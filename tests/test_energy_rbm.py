@@ -199,6 +199,15 @@ def test_gibbs_names_a_start_that_is_no_batch_of_visible_units() -> None:
             BlockGibbs().run(rbm, start, generator=gen(0))
 
 
+def test_gibbs_names_a_mask_given_as_the_constraint() -> None:
+    """It failed on "'Tensor' object has no attribute 'project'"."""
+    rbm = tiny_rbm()
+    with pytest.raises(ValueError, match=r"^BlockGibbs: constraint must be a Constraint .*got "
+                                         r"Tensor: KnownEntries\(observed, known\)"):
+        BlockGibbs().run(rbm, torch.zeros(2, 4, dtype=F64),
+                         constraint=torch.ones(2, 4, dtype=torch.bool), generator=gen(0))
+
+
 def test_a_non_finite_rbm_is_reported_by_gibbs_and_ais() -> None:
     """NaN weights made NaN conditionals, which drew 0 or 1 as if nothing were wrong: Gibbs
     returned finite samples and AIS a NaN log Z, neither saying so."""

@@ -183,6 +183,11 @@ def test_multigrid_sampler_argument_errors() -> None:
                                              rf"modelled grid, coarse to fine \(2\), got one "
                                              rf"energy \({type(single).__name__}\)"):
             sampler.run(single, torch.zeros(1, 1, 1, 1))
+    # A mask given as the constraint failed on "'Tensor' object has no attribute 'project'".
+    with pytest.raises(ValueError, match=r"^MultiGridSampler: constraint must be a Constraint "
+                                         r"\(.*an object with project and coarsen\), got Tensor"):
+        sampler.run([RecordingQuadratic()] * 2, torch.zeros(1, 1, 1, 1),
+                    constraint=torch.ones(1, 1, 4, 4, dtype=torch.bool))
     grids = nn.ModuleList([RecordingQuadratic(), RecordingQuadratic()])
     assert [x.shape[-1] for x in sampler.run(grids, torch.zeros(1, 1, 1, 1))] == [1, 2, 4]
     for factors in (((2, 2),), ((2, 2),) * 3):

@@ -678,6 +678,35 @@ def test_attention_and_stacked_rnns_that_drop_units_in_training_mode_are_refused
         assert ALL_SAMPLERS[name].run(energy, x0, generator=gen(1)).shape == x0.shape
 
 
+class ProjectOnly:
+    """A constraint of the caller's own that is no :class:`Constraint`: a ``project`` alone."""
+
+    def project(self, x: Tensor) -> Tensor:
+        return x
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_a_mask_or_a_function_given_as_the_constraint_is_named(name: str) -> None:
+    """A mask of the known entries, or a projection function (as score-based samplers take
+    one), failed on "'Tensor' object has no attribute 'project'"; MALA and HMC also move
+    along the constraint's tangent, which an object with a project alone lacked."""
+    label = {"langevin": "Langevin", "mala": "MALA", "hmc": "HMC"}[name]
+    x0 = torch.randn(2, 3, generator=gen(0))
+    needs = "project" if name == "langevin" else "project and tangent"
+    for constraint, got in ((x0 > 0, r"Tensor: KnownEntries\(observed, known\) keeps"),
+                            (lambda x: x, r"function: subclass Constraint"),
+                            (3, "int$")):
+        with pytest.raises(ValueError, match=rf"^{label}: constraint must be a Constraint "
+                                             rf"\(KnownEntries, DownsampleConsistency, \.\.\.: an "
+                                             rf"object with {needs}\), got {got}"):
+            ALL_SAMPLERS[name].run(standard_energy, x0, constraint=constraint, generator=gen(1))
+    if name == "langevin":
+        assert ALL_SAMPLERS[name].run(standard_energy, x0, constraint=ProjectOnly()).shape == (2, 3)
+    else:
+        with pytest.raises(ValueError, match=r"got ProjectOnly$"):
+            ALL_SAMPLERS[name].run(standard_energy, x0, constraint=ProjectOnly())
+
+
 @pytest.mark.parametrize("name", list(ALL_SAMPLERS))
 def test_a_partial_of_a_plain_function_is_an_energy(name: str) -> None:
     """Only a partial of a module's method leads to the module: a partial of a function has

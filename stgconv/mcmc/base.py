@@ -117,6 +117,23 @@ def check_sampler(sampler: object, name: str) -> None:
                          f"got {type(sampler).__name__}")
 
 
+def check_constraint(constraint: object, sampler: str, *,
+                     needs: tuple[str, ...] = ("project",)) -> None:
+    """``ValueError`` naming ``sampler`` unless ``constraint`` is ``None`` or has the methods
+    ``needs`` (a :class:`Constraint` has them all): a mask of the known entries, or a
+    projection function as score-based samplers take one, given in its place failed on
+    "'Tensor' object has no attribute 'project'"."""
+    if constraint is None or all(callable(getattr(constraint, name, None)) for name in needs):
+        return
+    hint = (": KnownEntries(observed, known) keeps the entries a mask marks"
+            if isinstance(constraint, Tensor) else
+            ": subclass Constraint and return the projection from its project"
+            if callable(constraint) else "")
+    raise ValueError(f"{sampler}: constraint must be a Constraint (KnownEntries, "
+                     f"DownsampleConsistency, ...: an object with {' and '.join(needs)}), got "
+                     f"{type(constraint).__name__}{hint}")
+
+
 def check_start(x0: object, sampler: str) -> None:
     """``ValueError`` naming ``sampler`` unless ``x0`` is a float tensor of chain starts
     ``(B, *S)`` with values: integer or bool starts cannot carry a gradient, and failed inside

@@ -9,7 +9,12 @@ from torch import Tensor
 
 from stgconv.checks import as_int, check_generator, check_not_meta
 from stgconv.energy.rbm import RBM
-from stgconv.mcmc.base import NonFiniteEnergyError, StepCallback, StepInfo
+from stgconv.mcmc.base import (
+    NonFiniteEnergyError,
+    StepCallback,
+    StepInfo,
+    check_constraint,
+)
 from stgconv.mcmc.constraints import Constraint
 
 
@@ -51,6 +56,7 @@ class BlockGibbs:
             raise ValueError(f"BlockGibbs: x0 must be a tensor (B, *S) of visible units, got "
                              f"{got}")
         check_not_meta(x0, "BlockGibbs: x0")
+        check_constraint(constraint, "BlockGibbs")
         v = x0.detach().clone()
         if constraint is not None:
             v = constraint.project(v)

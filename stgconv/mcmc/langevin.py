@@ -21,6 +21,7 @@ from stgconv.mcmc.base import (
     StepCallback,
     StepInfo,
     broadcast_chains,
+    check_constraint,
     check_start,
     energy_and_grad,
     nonfinite_flag,
@@ -146,6 +147,7 @@ class Langevin:
         """
         check_start(x0, "Langevin")
         check_generator(generator, "Langevin")
+        check_constraint(constraint, "Langevin")
         check_chains_independent(energy, "Langevin")
         if self.precision == "bf16" and not native_bfloat16(x0.device):
             warnings.warn(

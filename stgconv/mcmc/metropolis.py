@@ -15,6 +15,7 @@ from stgconv.mcmc.base import (
     StepInfo,
     at_least_float32,
     broadcast_chains,
+    check_constraint,
     check_start,
     energy_and_grad,
     nonfinite_flag,
@@ -79,6 +80,8 @@ def metropolis_start(
     normalisation or dropout in training mode is refused, naming ``sampler``."""
     check_start(x0, sampler)
     check_generator(generator, sampler)
+    # tangent too: the proposals move along it.
+    check_constraint(constraint, sampler, needs=("project", "tangent"))
     check_chains_independent(energy, sampler)
     x = x0.detach().clone()
     if constraint is not None:

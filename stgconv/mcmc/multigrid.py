@@ -26,7 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from stgconv.checks import as_int, check_generator
-from stgconv.mcmc.base import NonFiniteEnergyError, Sampler, check_sampler, check_start, on_grid
+from stgconv.mcmc.base import (
+    NonFiniteEnergyError,
+    Sampler,
+    check_constraint,
+    check_sampler,
+    check_start,
+    on_grid,
+)
 from stgconv.mcmc.constraints import (
     Constraint,
     DownsampleConsistency,
@@ -126,6 +133,8 @@ class MultiGridSampler:
         # Else an integer base was named as the first grid's sampler's start (a list failed
         # on .detach): neither is what the caller passed.
         check_start(x0, "MultiGridSampler")
+        # coarsen too: each coarser grid keeps what the constraint says there.
+        check_constraint(constraint, "MultiGridSampler", needs=("project", "coarsen"))
         if constraint is not None:
             self._check_fits_finest(constraint, x0)
         base = x0.detach().clone()
