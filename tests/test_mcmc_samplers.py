@@ -1268,6 +1268,17 @@ def test_create_graph_gradient_flows_to_x0() -> None:
     torch.testing.assert_close(x0.grad, (torch.ones(2, dtype=F64) @ jac).expand(5, 2))
 
 
+def test_create_graph_runs_from_a_start_made_under_inference_mode() -> None:
+    """As the plain run does: the start took requires_grad in place, which torch refuses an
+    inference tensor outside inference mode. The chain is the one from an ordinary start."""
+    energy = Quadratic2D(GAUSS_MU, GAUSS_COV)
+    with torch.inference_mode():
+        x0 = torch.randn(3, 2, generator=gen(24), dtype=F64)
+    sampler = Langevin(n_steps=3, step_size=0.4)
+    torch.testing.assert_close(sampler.run(energy, x0, generator=gen(25), create_graph=True),
+                               sampler.run(energy, x0.clone(), generator=gen(25)))
+
+
 def test_create_graph_builds_its_graph_inside_no_grad() -> None:
     """create_graph asks for a differentiable chain, as torch.autograd.grad's own does even
     inside torch.no_grad(): there the states after the first lost their graph and the second

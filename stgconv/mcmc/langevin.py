@@ -218,8 +218,10 @@ class Langevin:
     ) -> Tensor:
         """``run(create_graph=True)``: every state a new tensor, the chain differentiable."""
         # autograd.grad needs a start that requires grad even when only the energy's
-        # parameters are wanted (x0 drawn from noise); later states inherit it.
-        x = x0 if x0.requires_grad else x0.detach().requires_grad_(True)
+        # parameters are wanted (x0 drawn from noise); later states inherit it. A copy: an x0
+        # made under torch.inference_mode() takes no requires_grad outside it ("Setting
+        # requires_grad=True on inference tensor outside InferenceMode is not allowed").
+        x = x0 if x0.requires_grad else x0.detach().clone().requires_grad_(True)
         if constraint is not None:
             x = constraint.project(x)
         start_bad = nonfinite_start(x)
