@@ -821,6 +821,26 @@ def test_replay_buffer_keep_names_chains_unlike_those_stored(chains, stored) -> 
     assert len(buffer) == stored and buffer.samples.dtype == torch.float32
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32])
+def test_example_numbers_and_classes_of_any_integer_dtype_index_as_numbers(dtype) -> None:
+    """torch indexes with a uint8 tensor as with a mask: persistent chains of examples
+    (2, 0, 1) came back as those of examples 0 and 2, and a data Gaussian's draws of classes
+    (1, 1, 0) failed on the mask's shape; int8 and int16 indices failed inside torch."""
+    chains = PersistentChains(3, NoiseInit(), chains_per_example=2)
+    chains.start(torch.zeros(3, 1), torch.arange(3), generator=gen(0))
+    chains.keep(torch.arange(6.0)[:, None])
+    started = chains.start(torch.zeros(3, 1), torch.tensor([2, 0, 1], dtype=dtype))
+    assert started.flatten().tolist() == [4.0, 5.0, 0.0, 1.0, 2.0, 3.0]
+    chains.keep(started + 10)  # kept for the examples it started
+    assert chains.chains.flatten().tolist() == [10.0, 11.0, 12.0, 13.0, 14.0, 15.0]
+    data = torch.cat([torch.zeros(4, 1, 2, 2), torch.full((4, 1, 2, 2), 5.0)])
+    gaussian = DataGaussian.fit(data + torch.randn(8, 1, 2, 2, generator=gen(1)) * 0.01,
+                                torch.tensor([0] * 4 + [1] * 4), rank=1)
+    draws = gaussian.sample((3, 1, 2, 2), classes=torch.tensor([1, 1, 0], dtype=dtype),
+                            generator=gen(2))
+    assert draws.mean((1, 2, 3)).round().tolist() == [5.0, 5.0, 0.0]
+
+
 def test_persistent_chains_keep_once_per_start() -> None:
     pc = PersistentChains(3, NoiseInit("gaussian", 1.0))
     x_pos = torch.zeros(2, 1, 2, 2)

@@ -266,7 +266,10 @@ class DataGaussian:
             raise ValueError(f"classes must be in 0 .. {self.n_classes - 1} (the fitted "
                              f"classes), got {int(classes.min())} .. {int(classes.max())}")
         else:
-            picked = self._component_of(classes.to(device), generator)
+            check_classes(classes, "classes")
+            # As int64: torch indexes with uint8 as with a mask (the components of the classes
+            # that are not 0, a wrong count of draws), and refuses int8 or int16 indices.
+            picked = self._component_of(classes.to(device, torch.long), generator)
         means, factors = self.means.to(device), self.factors.to(device)
         z = torch.randn((n, factors.shape[1]), generator=generator, device=device,
                         dtype=means.dtype)

@@ -69,8 +69,10 @@ class PersistentChains:
             raise ValueError(f"persistent chains are {self.chains.dtype} on {self.chains.device}, "
                              f"the batch {x_pos.dtype} on {x_pos.device}: give examples of the "
                              "chains' dtype and device, or load chains converted to the batch's")
-        self._last = indices
-        return self.chains[indices].flatten(0, 1)
+        # As int64: torch indexes with uint8 as with a mask (the chains of the examples whose
+        # number is not 0, without a word but a deprecation warning), and refuses int8 or int16.
+        self._last = indices.long()
+        return self.chains[self._last].flatten(0, 1)
 
     def constraint(self, x_pos: Tensor) -> None:
         """None: the chains of ``x_pos`` ``(B, *S)`` move freely."""
