@@ -141,9 +141,10 @@ class Langevin:
             NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
             ValueError: ``x0`` not a float tensor with values (the meta device has none) or, as
                 projected, holding NaN or infinite values (said after the run), a
-                ``generator`` that is not a ``torch.Generator``, energies not real floating
-                point ``(B,)`` or without a gradient in ``x``, or an energy module with batch
-                normalisation or dropout in training mode.
+                ``generator`` that is not a ``torch.Generator``, a ``constraint`` without a
+                ``project`` (a mask, a function), energies not real floating point ``(B,)`` or
+                without a gradient in ``x``, or an energy module with batch normalisation or
+                dropout in training mode.
         """
         check_start(x0, "Langevin")
         check_generator(generator, "Langevin")

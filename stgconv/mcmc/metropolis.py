@@ -76,8 +76,9 @@ def metropolis_start(
     """Where a Metropolis-adjusted chain starts: ``(x, energy, grad)`` at ``x0`` ``(B, *S)``
     projected onto the constraint (shapes ``(B, *S)``, ``(B,)``, ``(B, *S)``), and the ``(B,)``
     flags of a non-finite start. ``x0`` is not modified; one that is not a float tensor, a
-    ``generator`` that is not a ``torch.Generator``, or an energy module with batch
-    normalisation or dropout in training mode is refused, naming ``sampler``."""
+    ``generator`` that is not a ``torch.Generator``, a ``constraint`` without a ``project`` and
+    a ``tangent``, or an energy module with batch normalisation or dropout in training mode is
+    refused, naming ``sampler``."""
     check_start(x0, sampler)
     check_generator(generator, sampler)
     # tangent too: the proposals move along it.

@@ -116,8 +116,9 @@ class MultiGridSampler:
 
         Raises:
             NonFiniteEnergyError: naming the grid and the step where a chain diverged.
-            ValueError: another number of energies, ``x0`` not a float tensor, or a constraint
-                that does not fit the finest grid.
+            ValueError: another number of energies (or one energy for the list), ``x0`` not a
+                float tensor, or a constraint without ``project`` and ``coarsen`` or that does
+                not fit the finest grid.
         """
         # One energy given for the list: a function failed on "object of type 'function' has
         # no len()", and an nn.Sequential of as many layers as grids ran each layer as a grid's
