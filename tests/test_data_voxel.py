@@ -946,6 +946,18 @@ def test_a_mesh_folder_is_voxelized_at_the_side_margin_and_up_axis_asked(tmp_pat
     assert load_voxel_shapes(folder).shape == (1, 1, 32, 32, 32)  # the default side
 
 
+@pytest.mark.parametrize("up_axis", [2, 1])
+def test_a_mesh_file_is_refused_naming_the_folder_meshes_are_read_from(tmp_path: Path,
+                                                                      up_axis: int) -> None:
+    """data.path a mesh file with data.up_axis 1 was said to hold "voxel grids, read as
+    stored: leave the up axis at 2", and left at 2 was refused for its suffix."""
+    (tmp_path / "box_1.off").write_text(BOX)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{tmp_path / 'box_1.off'} is a mesh; meshes are read from a folder, each voxelized "
+            "at the grid side (a model's data.size): give the folder that holds it")):
+        load_voxel_shapes(tmp_path / "box_1.off", mesh_side=8, up_axis=up_axis)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"mesh_side": 0}, "mesh_side must be an int >= 2, got 0"),
     ({"mesh_side": 1.5}, "mesh_side must be an int >= 2, got 1.5"),

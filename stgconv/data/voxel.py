@@ -501,9 +501,9 @@ def load_voxel_shapes(
         FileNotFoundError: ``path`` does not exist.
         ValueError: an unreadable file (named); grids that are not cubic, not in ``[0, 1]``,
             or of different sizes; a side other than ``resolution``; options the source cannot
-            honour (``split`` for a folder, an ``up_axis`` other than 2 for voxel grids); no
-            shapes left; a ``mesh_side`` not an int >= 2 or other than ``resolution``; an
-            ``up_axis`` not 0, 1 or 2.
+            honour (``split`` for a folder, an ``up_axis`` other than 2 for voxel grids); a
+            mesh file (meshes are read from a folder); no shapes left; a ``mesh_side`` not an
+            int >= 2 or other than ``resolution``; an ``up_axis`` not 0, 1 or 2.
     """
     path = Path(path)
     up_axis = check_up_axis(up_axis)
@@ -522,6 +522,11 @@ def load_voxel_shapes(
                              f"both set the side meshes are voxelized at; give one")
     if not path.exists():
         raise FileNotFoundError(f"voxel shapes not found: {path}")
+    if not path.is_dir() and path.suffix.lower() in MESH_SUFFIXES:
+        # Else refused as a voxel file: with up_axis 1, as "voxel grids" whose up axis should
+        # be left at 2, and left at 2 for its suffix.
+        raise ValueError(f"{path} is a mesh; meshes are read from a folder, each voxelized at "
+                         "the grid side (a model's data.size): give the folder that holds it")
     if not path.is_dir():  # a voxel file (a folder's files say which kind it holds)
         refuse_up_axis_of_grids(path, up_axis)
     if path.is_dir():
