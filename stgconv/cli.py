@@ -69,7 +69,8 @@ TENSORBOARD_HELP = ("also log the scores and the comparison pictures into Tensor
 DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
 # --up-axis, as datasets/voxel/prepare.py's: ShapeNet and most .obj meshes are y-up (1), and
 # read z-up they were voxelized lying on their side.
-UP_AXES = "0=x 1=y 2=z (ModelNet: 2; ShapeNet: 1)"
+UP_AXES = ("0=x 1=y 2=z (ModelNet: 2; ShapeNet: 1); default: the model's data.up_axis, as it "
+           "saw a folder of meshes (2 for a model trained on grids or a cache)")
 
 # The smallest value of each count option, checked before any work so that a refusal names the
 # option typed rather than the library parameter it is passed as (--steps is n_steps, --num is
@@ -213,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--soft", action="store_true",
                    help="write the chain's occupancy in [0, 1] instead of the binary shape with "
                         "each block's count of occupied voxels")
-    p.add_argument("--up-axis", type=int, choices=(0, 1, 2), default=2,
+    p.add_argument("--up-axis", type=int, choices=(0, 1, 2),
                    help=f"the mesh's up axis, {UP_AXES}; a mesh INPUT only (a voxel file is "
                         "read as stored, up = its last axis)")
     _voxel_chain_arguments(p)
@@ -348,7 +349,7 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="also write renders (comparison.png) and our grids here")
     p.add_argument("--tensorboard", metavar="DIR", help=TENSORBOARD_HELP)
     p.add_argument("--max-shapes", type=int, help="only the first N shapes")
-    p.add_argument("--up-axis", type=int, choices=(0, 1, 2), default=2,
+    p.add_argument("--up-axis", type=int, choices=(0, 1, 2),
                    help=f"the meshes' up axis, {UP_AXES}; a folder of meshes only (voxel "
                         "files are read as stored, up = their last axis)")
     _voxel_chain_arguments(p)

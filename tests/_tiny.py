@@ -13,6 +13,7 @@ trained on by conftest.py's ``trained_jem_run``); a MATLAB v7.3 file as MATLAB w
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib
 import re
@@ -104,6 +105,20 @@ def write_y_up_post(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(corners + "".join(f"f {side}\n" for side in sides))
     return path
+
+
+def trained_y_up(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """Every voxel model ``module`` loads (its ``load_voxel_model``) read as one trained on
+    y-up meshes (``data.up_axis: 1``)."""
+    loader = importlib.import_module(module)
+    load = loader.load_voxel_model
+
+    def y_up(*args, **kwargs):
+        energy, config, state = load(*args, **kwargs)
+        data = dataclasses.replace(config.data, up_axis=1)
+        return energy, dataclasses.replace(config, data=data), state
+
+    monkeypatch.setattr(loader, "load_voxel_model", y_up)
 
 
 def spans(occupied: np.ndarray | Tensor) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import (SR_CONFIG, TINY, boxes_and_balls, read_events, spans,
+from _tiny import (SR_CONFIG, TINY, boxes_and_balls, read_events, spans, trained_y_up,
                    write_y_up_post)
 
 from stgconv.baselines.voxel import FILLS, downsample, nearest_upsample
@@ -246,6 +246,26 @@ def test_the_voxel_evaluations_read_meshes_with_the_up_axis_given(files, tmp_pat
                                  generator=torch.Generator().manual_seed(0))[0, 0]
             assert torch.equal(ours[known], standing[known])
             assert not torch.equal(ours[known], lying[known])
+
+
+def test_the_voxel_evaluations_read_meshes_with_the_models_up_axis_unless_given(
+        files, tmp_path, monkeypatch) -> None:
+    """A model trained on y-up meshes (data.up_axis 1) was scored on such meshes voxelized z-up,
+    lying on their side, unless --up-axis 1 was typed again; voxel grids are still read as
+    stored for it."""
+    trained_y_up(monkeypatch, "stgconv.evaluation.voxel")
+    post = write_y_up_post(tmp_path / "meshes" / "post.obj")
+    for given, axis in (([], 1), (["--up-axis", "2"], 2)):
+        out = tmp_path / f"up_{axis}"
+        assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
+                     str(tmp_path / "meshes"), *given, "--steps", "1", "--out", str(out),
+                     "--device", "cpu"]) == 0
+        ours = torch.from_numpy(np.load(out / "stgconv.npy"))[None]
+        voxelized = torch.from_numpy(voxelize_file(post, 16, up_axis=axis)).float()
+        torch.testing.assert_close(downsample(ours, 4), downsample(voxelized[None, None], 4))
+    np.savez(tmp_path / "shapes.npz", X=voxelized.numpy().astype(np.uint8)[None])
+    assert main(["eval", "recovery-3d", "--checkpoint", str(files["run"]), "--shapes",
+                 str(tmp_path / "shapes.npz"), "--steps", "1", "--device", "cpu"]) == 0
 
 
 def test_an_up_axis_for_voxel_grids_is_refused(tmp_path: Path) -> None:

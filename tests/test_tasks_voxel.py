@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.io import savemat
-from _tiny import SR_CONFIG, boxes_and_balls, captured, spans, write_y_up_post
+from _tiny import (SR_CONFIG, boxes_and_balls, captured, spans, trained_y_up,
+                   write_y_up_post)
 from torch import Tensor
 
 from stgconv.baselines import mean_fill
@@ -222,6 +223,24 @@ def test_super_resolve_turns_the_meshs_up_axis_to_the_grids_last(files, tmp_path
     standing = torch.from_numpy(voxelize_file(post, 16, up_axis=1).astype(np.float32))
     torch.testing.assert_close(low, downsample(standing[None, None], 4))
     assert spans(low[0, 0] > 0) == (2, 2, 4)  # 16^3 in 4^3 blocks: the post is 4 x 4 x 14
+
+
+def test_super_resolve_reads_a_mesh_with_the_models_up_axis_unless_given(
+        files, tmp_path, monkeypatch) -> None:
+    """A model trained on y-up meshes (data.up_axis 1) had such a mesh voxelized z-up, lying on
+    its side, unless --up-axis 1 was typed again; a voxel file is still read as stored."""
+    trained_y_up(monkeypatch, "stgconv.tasks.voxel")
+    post = write_y_up_post(tmp_path / "post.obj")
+    for given, axis in (([], 1), (["--up-axis", "2"], 2)):
+        out = tmp_path / f"up_{axis}"
+        assert main(["super-resolve", str(files["run"]), str(post), *given, "--steps", "1",
+                     "--out", str(out), "--device", "cpu"]) == 0
+        low = downsample(torch.from_numpy(np.load(out / "super_resolved.npy"))[:, None], 4)
+        voxelized = torch.from_numpy(voxelize_file(post, 16, up_axis=axis).astype(np.float32))
+        torch.testing.assert_close(low, downsample(voxelized[None, None], 4))
+    np.save(tmp_path / "low.npy", low[0, 0].numpy())
+    assert main(["super-resolve", str(files["run"]), str(tmp_path / "low.npy"), "--steps", "1",
+                 "--out", str(tmp_path / "grid"), "--device", "cpu"]) == 0
 
 
 def test_an_up_axis_for_a_voxel_file_is_refused_before_the_work(tmp_path, capsys) -> None:

@@ -35,9 +35,11 @@ from torch import Tensor
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checks import as_int, check_generator, check_seed, check_up_axis
+from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import load_voxel_shapes, refuse_up_axis_of_grids
 from stgconv.evaluation.tensorboard import check_outputs, log_evaluation
 from stgconv.io.atomic import atomic_save_npy, atomic_write_json, written_together
+from stgconv.io.folder import list_files
 from stgconv.io.image import save_picture
 from stgconv.io.mesh import MESH_SUFFIXES
 from stgconv.io.render import voxel_sheet
@@ -118,12 +120,24 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
     return batch
 
 
+def _up_axis_for(shapes: str | Path, config: ExperimentConfig, up_axis: int | None) -> int:
+    """The up axis :func:`load_eval_shapes` reads ``shapes`` with for a model of ``config``:
+    ``up_axis`` where given, else for a folder of meshes the model's ``data.up_axis``, as it saw
+    its training meshes (one trained on y-up meshes was scored on such meshes voxelized z-up,
+    lying on their side), and for voxel grids 2, as they are read."""
+    if up_axis is not None:
+        return up_axis
+    path = Path(shapes)
+    return config.data.up_axis if path.is_dir() and list_files(path, MESH_SUFFIXES) else 2
+
+
 @written_together()
 def eval_super_resolution(
     checkpoint: str | Path, shapes: str | Path, *, factor: int | None = None,
     n_steps: int | None = None,
-    binary: bool = True, batch_size: int = 8, max_shapes: int | None = None, up_axis: int = 2,
-    seed: int = 0, out_dir: str | Path | None = None, json_path: str | Path | None = None,
+    binary: bool = True, batch_size: int = 8, max_shapes: int | None = None,
+    up_axis: int | None = None, seed: int = 0, out_dir: str | Path | None = None,
+    json_path: str | Path | None = None,
     tensorboard: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """Super-resolve ``block_down(x, factor)`` of every shape in ``shapes``: ours and the
@@ -144,7 +158,9 @@ def eval_super_resolution(
     the comparison render there (:mod:`stgconv.evaluation.tensorboard`).
 
     ``shapes`` is read by :func:`load_eval_shapes`: a folder of meshes is voxelized at the
-    model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2.
+    model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2 (left out:
+    the model's ``data.up_axis``, as it saw a folder of meshes: 2 for a model trained on grids
+    or a cache).
 
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, as training pads them, before they are down-sampled; every method's output is
@@ -159,14 +175,15 @@ def eval_super_resolution(
     """
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
-    up_axis = check_up_axis(up_axis)  # before the model is loaded
+    if up_axis is not None:  # before the model is loaded
+        up_axis = check_up_axis(up_axis)
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     factor = factor_or_trained(factor, config)
     check_factor(size, factor)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
-                             up_axis=up_axis)
+                             up_axis=_up_axis_for(shapes, config, up_axis))
     side = truth.shape[-1]
     padded = pad_to(truth, size)
     lo = (size - side) // 2
@@ -251,7 +268,7 @@ def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Gen
 def eval_recovery_3d(
     checkpoint: str | Path, shapes: str | Path, *, missing: float = 0.7,
     init: RecoveryInit | None = None, n_steps: int | None = None, batch_size: int = 8,
-    max_shapes: int | None = None, up_axis: int = 2, seed: int = 0,
+    max_shapes: int | None = None, up_axis: int | None = None, seed: int = 0,
     out_dir: str | Path | None = None, json_path: str | Path | None = None,
     tensorboard: str | Path | None = None, device: str = "auto",
 ) -> dict[str, Any]:
@@ -259,7 +276,9 @@ def eval_recovery_3d(
     and the baselines, one table.
 
     ``shapes`` is read by :func:`load_eval_shapes`: a folder of meshes is voxelized at the
-    model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2.
+    model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2 (left out:
+    the model's ``data.up_axis``, as it saw a folder of meshes: 2 for a model trained on grids
+    or a cache).
 
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, for the model; the padding counts as observed (it is empty by construction), and
@@ -283,7 +302,8 @@ def eval_recovery_3d(
     """
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
-    up_axis = check_up_axis(up_axis)  # before the model is loaded
+    if up_axis is not None:  # before the model is loaded
+        up_axis = check_up_axis(up_axis)
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
@@ -292,7 +312,7 @@ def eval_recovery_3d(
     init = default_recovery_init(initializer) if init is None else init
     recovery_fill(init, initializer)  # an unknown init is refused before the shapes are read
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
-                             up_axis=up_axis)
+                             up_axis=_up_axis_for(shapes, config, up_axis))
     side = truth.shape[-1]
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
     # A shape with no hidden voxel has none to score: the scores refused it ("where is empty")

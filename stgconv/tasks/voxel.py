@@ -305,7 +305,7 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
 @written_together()
 def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Path, *,
                   factor: int | None = None, n_steps: int | None = None, binary: bool = True,
-                  batch_size: int = BATCH_SIZE, up_axis: int = 2, seed: int = 0,
+                  batch_size: int = BATCH_SIZE, up_axis: int | None = None, seed: int = 0,
                   device: str = "auto") -> Path:
     """Super-resolve a low-resolution grid file or a mesh with a trained high-resolution model,
     ``batch_size`` shapes a chain.
@@ -315,8 +315,10 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     for, :func:`factor_or_trained`) or a mesh (:data:`~stgconv.io.mesh.MESH_SUFFIXES`),
     voxelized here to a solid ``size^3`` grid (a margin of 1 voxel, as a mesh folder or cache
     gives a model to train on; the mesh's ``up_axis``, 0 = x, 1 = y, 2 = z, turned to array
-    axis 2: ModelNet meshes are z-up, ShapeNet's and most ``.obj`` files y-up, pass 1) and
-    block-averaged to ``d^3``. Writes into
+    axis 2: ModelNet meshes are z-up, ShapeNet's and most ``.obj`` files y-up; left out, the
+    model's ``data.up_axis``, as it saw a folder of meshes: 2 for a model trained on grids or
+    a cache) and block-averaged to ``d^3``.
+    Writes into
     ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
     see :func:`~stgconv.super_resolution.super_resolve_batch`; else the chain's occupancy
     clamped to ``[0, 1]``; a ``.mat`` source's in the layout
@@ -328,18 +330,19 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
 
     Raises:
         ValueError: a factor below 2 or one that does not divide the model's side; a grid of
-            the wrong size; an unreadable or broken file; an ``up_axis`` not 0, 1 or 2, or
-            other than 2 for a voxel file (read as stored, up = the last axis); an ``out_dir``
+            the wrong size; an unreadable or broken file; an ``up_axis`` given not 0, 1 or 2,
+            or other than 2 for a voxel file (read as stored, up = the last axis); an ``out_dir``
             that cannot be written (before the work).
     """
     seed = check_seed(seed)
     check_output(out_dir, "out_dir")  # before the work, as recover_shape
     batch_size = check_batch_size(batch_size)
-    up_axis = check_up_axis(up_axis)
-    if up_axis != 2 and Path(source).suffix.lower() not in MESH_SUFFIXES:
+    if up_axis is not None:
+        up_axis = check_up_axis(up_axis)
+    if up_axis not in (None, 2) and Path(source).suffix.lower() not in MESH_SUFFIXES:
         raise ValueError(f"up_axis={up_axis} (--up-axis) turns a mesh as it is voxelized, but "
                          f"{source} is no mesh ({', '.join(MESH_SUFFIXES)}): a voxel file is "
-                         "read as stored, up = the last axis; leave the up axis at 2")
+                         "read as stored, up = the last axis; leave the up axis out")
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
     factor = factor_or_trained(factor, config)
@@ -353,7 +356,10 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
         # protocol (occupancy fractions). A mesh voxelized straight at d^3 is binary, and a block
         # whose mean is 0 or 1 pins every voxel in it: nothing would be left to super-resolve.
         # With the margin a model trained on meshes saw (a mesh folder, a prepared cache).
-        solid = voxelize_file(source, size, up_axis=up_axis).astype(np.float32)
+        # Left out, as the model saw its training meshes: one trained on y-up meshes
+        # (data.up_axis 1) was given such a mesh z-up, lying on its side.
+        turned = config.data.up_axis if up_axis is None else up_axis
+        solid = voxelize_file(source, size, up_axis=turned).astype(np.float32)
         grids = downsample(to_tensor(solid[None]), factor)[:, 0].numpy()
     elif suffix in VOXEL_SUFFIXES:
         grids = load_voxels(source, binary=False)
