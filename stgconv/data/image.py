@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from stgconv.checks import as_int, class_numbers, npz_array, npz_length, open_npz
@@ -18,6 +19,7 @@ from stgconv.io.folder import folder_names, list_files
 from stgconv.io.image import (
     IMAGE_SUFFIXES,
     UNREAD_IMAGE_SUFFIXES,
+    builtin_image,
     check_channels,
     from_levels,
     load_image,
@@ -102,6 +104,18 @@ class ImageFolder(NamedDataset):
         return f"root={self.root}, size={self.size}, channels={self.channels}"
 
 
+def _centre_square_side(path: str | Path) -> int:
+    """The side of the centre square :func:`load_image` crops the image ``path`` (a file it has
+    read, or ``builtin:<name>``) to, from the file's header: decoded again at its own size into
+    floats, a 12-megapixel photograph took 2.1 s to load instead of 0.8 s. ``min(W, H)`` is the
+    same for the image turned upright by its EXIF orientation."""
+    text = str(path)
+    if text.startswith("builtin:"):
+        return min(builtin_image(text.removeprefix("builtin:")).size)
+    with Image.open(path) as image:
+        return min(image.size)
+
+
 def load_training_images(path: str | Path, *, kind: str, size: int, channels: int,
                          max_images: int | None = None) -> Tensor:
     """Training tensor ``(N, C, size, size)`` in ``[-1, 1]``.
@@ -119,15 +133,15 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
             # which did not say that the other kind reads such data.
             raise ValueError(f"{path} is {many}: data.kind texture learns from one image "
                              f"file; data.kind objects reads {many} of images")
-        texture = load_image(path, channels=channels)  # its centre square, at its own size
-        side = texture.shape[-1]
+        texture = load_image(path, channels=channels, size=size)
+        side = _centre_square_side(path)
         if size > 2 * side:
             # A 12x12 tile, enlarged 5x, was learned as the blur of itself without a word.
             warnings.warn(f"texture {path} is {side}x{side} (its centre square) and is enlarged "
                           f"{size / side:.1f}x to data.size {size}: the model learns the "
                           f"enlargement's blur; set data.size={side} to learn it as it is",
                           stacklevel=2)
-        return load_image(path, channels=channels, size=size).unsqueeze(0)
+        return texture.unsqueeze(0)
     if kind == "objects" and Path(path).suffix.lower() == ".npz":
         return load_npz_images(path, size=size, channels=channels, max_images=max_images)
     if kind == "objects" and Path(path).is_file():
