@@ -19,7 +19,8 @@ from stgconv.baselines.voxel import FILLS, downsample, nearest_upsample
 from stgconv.build import task_sampler
 from stgconv.cli import main
 from stgconv.data.voxel import load_voxel_shapes
-from stgconv.evaluation.voxel import _run_methods, _start_scores, load_eval_shapes, random_known
+from stgconv.evaluation.voxel import (_run_methods, _start_scores, eval_recovery_3d,
+                                      eval_super_resolution, load_eval_shapes, random_known)
 from stgconv.initializer import Initializer
 from stgconv.io.mesh import voxelize_file
 from stgconv.io.voxel import to_tensor
@@ -266,6 +267,15 @@ def test_the_voxel_evaluations_read_meshes_with_the_models_up_axis_unless_given(
     np.savez(tmp_path / "shapes.npz", X=voxelized.numpy().astype(np.uint8)[None])
     assert main(["eval", "recovery-3d", "--checkpoint", str(files["run"]), "--shapes",
                  str(tmp_path / "shapes.npz"), "--steps", "1", "--device", "cpu"]) == 0
+
+
+def test_a_bad_chain_length_is_refused_before_the_shapes_are_read(files, tmp_path) -> None:
+    """n_steps=0 was refused after the shapes were read (a folder of meshes voxelized at the
+    model's side first), as super-resolve's was; the shapes here do not exist, so a late check
+    would name them instead."""
+    for evaluate in (eval_super_resolution, eval_recovery_3d):
+        with pytest.raises(ValueError, match="n_steps"):
+            evaluate(files["run"], tmp_path / "absent", n_steps=0, device="cpu")
 
 
 def test_an_up_axis_for_voxel_grids_is_refused(tmp_path: Path) -> None:

@@ -182,6 +182,7 @@ def eval_super_resolution(
     size = grid_side(energy)
     factor = factor_or_trained(factor, config)
     check_factor(size, factor)
+    sampler = task_sampler(config, n_steps=n_steps)  # a bad n_steps before the shapes are read
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
                              up_axis=_up_axis_for(shapes, config, up_axis))
     side = truth.shape[-1]
@@ -208,7 +209,6 @@ def eval_super_resolution(
         return cropped
 
     param = next(energy.parameters())
-    sampler = task_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
     initializer = load_initializer(state, checkpoint, device=param.device)
     learned_start = initializer is not None and initializer.serves(factor)
@@ -311,6 +311,7 @@ def eval_recovery_3d(
     initializer = load_initializer(state, checkpoint, device=param.device)
     init = default_recovery_init(initializer) if init is None else init
     recovery_fill(init, initializer)  # an unknown init is refused before the shapes are read
+    sampler = task_sampler(config, n_steps=n_steps)  # and a bad n_steps
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
                              up_axis=_up_axis_for(shapes, config, up_axis))
     side = truth.shape[-1]
@@ -323,7 +324,6 @@ def eval_recovery_3d(
                          f"({side}^3 voxels, seed {seed}): nothing to recover; hide a larger "
                          "fraction")
     observed = torch.where(known, truth, torch.zeros_like(truth))
-    sampler = task_sampler(config, n_steps=n_steps)
     generator = torch.Generator(param.device).manual_seed(seed)
 
     def ours(obs: Tensor, kn: Tensor) -> Tensor:
