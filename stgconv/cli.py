@@ -373,13 +373,13 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
         return None
     out = Path(expand_home(folder))  # as train takes it: "--set out_dir=~/runs/a" is under home
     saved = out / "config.yaml"
-    if args.out is None and not given and not saved.is_file() and not (
-            out / "checkpoint.pt").is_file():
+    if args.out is None and not given and not out.exists():
         # Typed inside a run folder, `stgconv train --resume` looked for runs/experiment there
-        # and said only "checkpoint not found: runs/experiment/checkpoint.pt".
+        # and said only "checkpoint not found: runs/experiment/checkpoint.pt". (A default folder
+        # that is there, with checkpoint_previous.pt alone say, is the resume's to judge.)
         raise FileNotFoundError(f"--resume continues the run in a folder: name it with --out RUN "
-                                f"(or give RUN/config.yaml); the default out_dir {folder} holds "
-                                "no run")
+                                f"(or give RUN/config.yaml); there is no {folder} here, the "
+                                "default out_dir")
     if not saved.is_file() and (out / "checkpoint.pt").is_file():
         # The defaults would train the run on other data, or refuse it for another network.
         raise FileNotFoundError(f"{saved} not found: --resume without a config file reads the "

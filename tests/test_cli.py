@@ -395,7 +395,7 @@ def test_resume_without_a_folder_where_the_default_holds_no_run_says_to_name_it(
     code, _, err = run_main(["train", "--resume", "--quiet"], capsys)
     assert code == 2 and err.strip().endswith(
         "--resume continues the run in a folder: name it with --out RUN (or give "
-        "RUN/config.yaml); the default out_dir runs/experiment holds no run"), err
+        "RUN/config.yaml); there is no runs/experiment here, the default out_dir"), err
 
 
 @pytest.mark.parametrize("files", [(), ("config.yaml",), ("config.yaml", "tb")])
