@@ -177,12 +177,18 @@ class FitLoop:
         with torch.inference_mode(False):
             state = load_checkpoint(path, map_location=self.device)
             # Else resumed, and the first step's NaN energies blamed the sampler's step size.
-            check_finite_weights(state.get("model"), path)
+            check_finite_weights(self.saved_weights(state), path)
             try:
                 self.load_state_dict(state)
             except (KeyError, TypeError, ValueError, RuntimeError) as err:
                 raise CheckpointError(f"cannot resume from {path}: {err}") from err
         self.saved_path, self.saved_iteration = Path(path), self.iteration
+
+    def saved_weights(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Every weight tensor of every network :meth:`state_dict`'s ``state`` holds, named as
+        :meth:`named_parameters` names them (what a malformed ``state`` lacks is left out: its
+        load names it)."""
+        raise NotImplementedError
 
     def check_divergence(self, stats: dict[str, float]) -> None:
         """Raise :class:`DivergenceError` when a value of ``stats`` (a step's loss and mean
@@ -424,6 +430,13 @@ def companion_from_state(state: dict[str, Any], name: str, build: Callable[[Any]
         raise CheckpointError(f"checkpoint {checkpoint} holds no loadable {name}: {err}"
                               ) from err
     return net.eval()
+
+
+def _weights_in(state: dict[str, Any], key: str) -> dict[str, Any]:
+    """The ``state_dict`` a checkpoint ``state`` holds under ``key`` (``{}`` where it holds
+    none, or no dict)."""
+    weights = state.get(key)
+    return weights if isinstance(weights, dict) else {}
 
 
 def _check_data(data: Tensor) -> None:
@@ -727,6 +740,9 @@ class Trainer(FitLoop):
     def probes(self) -> list[tuple[EnergyFn, Tensor]]:
         return [(self.energy, x) for x in (self.last_data, self.last_samples) if x is not None]
 
+    def saved_weights(self, state: dict[str, Any]) -> dict[str, Any]:
+        return _weights_in(state, "model")
+
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return list(self.energy.named_parameters())
 
@@ -752,6 +768,11 @@ class CompanionTrainer(Trainer):
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return [*self.energy.named_parameters(), *self.companion.named_parameters()]
+
+    def saved_weights(self, state: dict[str, Any]) -> dict[str, Any]:
+        own = self.companion.name
+        return {**super().saved_weights(state),
+                **{f"{own}/{key}": w for key, w in _weights_in(state, f"{own}_model").items()}}
 
     def advice_for(self, weight: str) -> str:
         if weight.startswith(f"{self.companion.name}/"):
@@ -920,6 +941,14 @@ class MultiGridTrainer(FitLoop):
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         return [(f"grid{k}/{name}", p) for k, trainer in enumerate(self.trainers, start=1)
                 for name, p in trainer.named_parameters()]
+
+    def saved_weights(self, state: dict[str, Any]) -> dict[str, Any]:
+        grids = state.get("grids")
+        if not isinstance(grids, list):
+            return {}
+        return {f"grid{k}/{key}": w
+                for k, (trainer, grid) in enumerate(zip(self.trainers, grids), start=1)
+                if isinstance(grid, dict) for key, w in trainer.saved_weights(grid).items()}
 
     @property
     def device(self) -> torch.device:

@@ -775,3 +775,21 @@ def test_weights_that_are_not_finite_are_named_at_loading(tmp_path: Path) -> Non
         load_model(path, device="cpu")
     with pytest.raises(CheckpointError, match=message):
         trainer().resume(path)
+
+
+def test_a_multigrid_resume_names_a_grids_weights_that_are_not_finite(tmp_path: Path) -> None:
+    """Only a single model's weights were checked: a multi-grid checkpoint with a NaN weight on
+    a grid resumed, and its first step said the grid's chain diverged (a smaller step size)."""
+    path = make_multigrid_trainer().save(tmp_path / "checkpoint.pt")
+    state = load_checkpoint(path)
+    first = next(iter(state["grids"][1]["model"]))
+    state["grids"][1]["model"][first] = torch.full_like(state["grids"][1]["model"][first],
+                                                        math.inf)
+    save_checkpoint(state, path)
+    trainer = make_multigrid_trainer()
+    weights = [p.clone() for _, p in trainer.named_parameters()]
+    with pytest.raises(CheckpointError, match=rf"checkpoint .*: the weights grid2/"
+                                              rf"{re.escape(first)} hold NaN or infinite"):
+        trainer.resume(path)
+    assert trainer.iteration == 0
+    assert all(torch.equal(w, p) for w, (_, p) in zip(weights, trainer.named_parameters()))

@@ -20,7 +20,7 @@ from PIL import Image
 from test_train import DivergingOnce, assert_same
 from torch import Tensor
 
-from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model
+from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from stgconv.cli import main
 from stgconv.config import CooperativeConfig, TrainConfig, load_config
 from stgconv.cooperative import (
@@ -449,6 +449,21 @@ def test_a_generator_diverging_in_fit_names_its_rate_and_the_last_good_checkpoin
                                               r"last good model \(lower cooperative\.lr\)$"):
         trainer.fit(3, checkpoint_path=path, progress=False)
     assert load_checkpoint(path)["iteration"] == 1
+
+
+def test_a_resume_names_generator_weights_that_are_not_finite(tmp_path: Path) -> None:
+    """Only the descriptor's weights were checked: a checkpoint whose generator held a NaN
+    weight resumed, and its first step said the chains started at NaN."""
+    path = make_trainer().save(tmp_path / "checkpoint.pt")
+    state = load_checkpoint(path)
+    first = next(iter(state["generator_model"]))
+    state["generator_model"][first] = torch.full_like(state["generator_model"][first], math.nan)
+    save_checkpoint(state, path)
+    trainer = make_trainer()
+    with pytest.raises(CheckpointError, match=rf"checkpoint .*: the weights generator/"
+                                              rf"{re.escape(first)} hold NaN or infinite"):
+        trainer.resume(path)
+    assert trainer.iteration == 0
 
 
 def test_a_run_without_the_generator_refuses_to_resume_a_cooperative_run(tmp_path: Path
