@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_generator
+from stgconv.checks import as_int, check_clamp, check_generator
 from stgconv.config import CooperativeConfig, TrainConfig, section_or_default
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -53,6 +53,7 @@ class GeneratorStart:
     def __init__(self, generator_net: ConvGenerator, *, chains_per_example: int = 1,
                  clamp: tuple[float, float] | None = None) -> None:
         as_int(chains_per_example, "chains_per_example", minimum=1)  # as every start's
+        check_clamp(clamp)  # here, not at the first start, as a sampler's own clamp is
         self.generator_net = generator_net
         self.chains_per_example = chains_per_example
         self.clamp = clamp
@@ -234,7 +235,13 @@ def propose(generator_net: ConvGenerator, z: Tensor, *,
             clamp: tuple[float, float] | None = None) -> Tensor:
     """``G(z)``: ``(N, latent_dim)`` -> ``(N, *out_shape)``, without a graph, bounded by
     ``clamp`` (the revising sampler's: its chains stay in the data's range, the generator's
-    unsquashed output need not)."""
+    unsquashed output need not).
+
+    Raises:
+        ValueError: ``clamp`` not two real numbers ``low < high`` (torch's clamp set every
+            entry to ``high`` without a word where ``low >= high``).
+    """
+    check_clamp(clamp)
     x = generator_net(z)
     return x if clamp is None else x.clamp(*clamp)
 

@@ -926,6 +926,22 @@ def test_cooperative_proposals_are_clamped_when_asked() -> None:
     assert proposals.abs().max() == 0.01 and torch.equal(revised, proposals)
 
 
+@pytest.mark.parametrize("clamp", [(1.0, -1.0), (0.5, 0.5), (math.nan, 1.0)])
+def test_a_clamp_that_is_no_range_is_refused_naming_it(clamp: tuple[float, float]) -> None:
+    """Bounds the wrong way round made every proposal their high bound (torch's clamp), and
+    the trainer then learned from copies of one constant image, without a word; a NaN bound
+    was reported as the chains' NaN start."""
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    said = r"^clamp must be \(low, high\), two real numbers with low < high"
+    with pytest.raises(ValueError, match=said):
+        propose_and_revise(tiny_energy(), net, None, torch.zeros(2, 3), clamp=clamp)
+    with pytest.raises(ValueError, match=said):
+        interpolate(tiny_energy(), net, None, torch.zeros(3), torch.ones(3), clamp=clamp)
+    with pytest.raises(ValueError, match=said):
+        CooperativeTrainer(tiny_energy(), net, Langevin(n_steps=1), tiny_data(size=8),
+                           clamp=clamp)
+
+
 def test_only_a_cooperative_state_is_cooperative() -> None:
     assert is_cooperative(make_trainer().state_dict())
     data = tiny_data(size=8)
