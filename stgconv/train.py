@@ -690,6 +690,9 @@ class Trainer(FitLoop):
     def check_state(self, state: dict[str, Any]) -> None:
         """Raise ``ValueError`` unless :meth:`state_dict`'s ``state`` is of this trainer's
         networks and examples; changes nothing."""
+        if "grids" in state:  # else "another network (differing: model_config)", of none
+            raise ValueError(f"the checkpoint is a multi-grid run's (one model per grid), this "
+                             f"run trains one model: {RESUME_ADVICE}")
         own = getattr(self, "companion", None)
         dropped = [key.removesuffix("_model") for key in state
                    if key.endswith("_model") and key != "model"

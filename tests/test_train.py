@@ -1341,6 +1341,12 @@ def test_multigrid_resume_rejects_a_different_number_of_grids(tmp_path: Path) ->
         one_grid.resume(path)
     with pytest.raises(ValueError, match="holds no grids, this run has 1"):  # a single model's
         one_grid.load_state_dict(make_trainer("noise").state_dict())
+    # And the other way: the single model was told the checkpoint holds "another network
+    # (differing: model_config)", the key a multi-grid checkpoint keeps per grid.
+    with pytest.raises(CheckpointError, match=r"cannot resume from .*: the checkpoint is a "
+                                              r"multi-grid run's \(one model per grid\), this "
+                                              r"run trains one model"):
+        make_trainer("noise").resume(path)
     # As many grids, of other sizes: the stationary nets would load, and the coarsest would
     # learn to refine another base grid.
     torch.manual_seed(0)
