@@ -836,6 +836,13 @@ class MultiGridTrainer(FitLoop):
         # as_int, not int(): a size of 4.5 was truncated to 4, a grid nobody asked for.
         grid_sizes = [tuple(as_int(n, f"grid_sizes[{i}] {tuple(size)}: a size", minimum=1)
                             for n in size) for i, size in enumerate(grid_sizes)]
+        for k in range(1, len(grid_sizes)):
+            # Else its chains started at the examples themselves (the nearest up-sampling of
+            # their own block means), and its model learned from chains that never left them;
+            # a config's multigrid section is refused alike.
+            if grid_sizes[k] == grid_sizes[k - 1]:
+                raise ValueError(f"grid_sizes[{k}] {grid_sizes[k]} is no finer than the grid "
+                                 f"below it: each modelled grid must refine the last")
         check_tensor(data, "data")
         _check_data(data)  # else block_down refused it, naming its own argument x
         if data.dim() < 2 or tuple(data.shape[-len(grid_sizes[-1]):]) != grid_sizes[-1]:

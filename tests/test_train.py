@@ -1331,6 +1331,16 @@ def test_a_multigrid_checkpoint_naming_no_grid_sizes_is_refused() -> None:
         trainer.load_state_dict(state)
 
 
+def test_a_multigrid_trainer_refuses_a_grid_no_finer_than_the_one_below() -> None:
+    """Its chains started at the examples themselves, and the grid's model learned from
+    chains that never left them, without a word (a config's multigrid section refused it)."""
+    energies = [image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1]]) for _ in range(2)]
+    with pytest.raises(ValueError, match=r"^grid_sizes\[2\] \(8, 8\) is no finer than the grid "
+                                         r"below it: each modelled grid must refine the last"):
+        MultiGridTrainer(energies, [Langevin(n_steps=1)] * 2, pattern_images(),
+                         [(1, 1), (8, 8), (8, 8)])
+
+
 def test_multigrid_resume_rejects_a_different_number_of_grids(tmp_path: Path) -> None:
     trainer = make_multigrid_trainer()
     trainer.fit(1, progress=False)
