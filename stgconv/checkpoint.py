@@ -344,7 +344,23 @@ def multigrid_from_state(state: dict[str, Any], checkpoint: str | Path
         raise CheckpointError(f"checkpoint {checkpoint} holds grids but its config has no "
                               "multigrid section (a MultiGridTrainer saves the config= it was "
                               "given)")
-    return [_energy(grid, checkpoint) for grid in state["grids"]], config
+    # An edited file's: else grids that are no list failed as Python's TypeError, a count
+    # other than its config's as the sampler's "1 energies for 2 grids", and a base grid of
+    # NaN as the chains' NaN start, none of them naming the checkpoint.
+    grids, base = state["grids"], state["base"]
+    modelled = len(config.multigrid.grids)
+    if not isinstance(grids, list) or len(grids) != modelled:
+        held = (f"{len(grids)} grid{'' if len(grids) == 1 else 's'}" if isinstance(grids, list)
+                else type(grids).__name__)
+        raise CheckpointError(f"checkpoint {checkpoint} holds {held}, where its config models "
+                              f"{modelled} (multigrid.grids): a list of one model per grid")
+    if not (isinstance(base, Tensor) and base.is_floating_point()
+            and bool(torch.isfinite(base).all())):
+        got = (type(base).__name__ if not isinstance(base, Tensor) else
+               base.dtype if not base.is_floating_point() else "NaN or infinite values")
+        raise CheckpointError(f"checkpoint {checkpoint}'s base grid must be the training "
+                              f"examples' finite float values there, got {got}")
+    return [_energy(grid, checkpoint) for grid in grids], config
 
 
 def is_multigrid(state: dict[str, Any]) -> bool:

@@ -600,7 +600,9 @@ def test_a_saved_setting_its_training_never_read_is_ignored_with_a_warning(
     assert config == ExperimentConfig(name="single")
     grids = config_to_dict(multigrid_config())
     grids["multigrid"]["grids"][1]["model"]["n_classes"] = 3  # a descriptor has no classes
-    path = save_checkpoint({"config": grids, "grids": [], "base": torch.zeros(1)},
+    models = [{"model_config": e.config, "model": e.state_dict()}
+              for e in (tiny_energy(1), tiny_energy(2))]
+    path = save_checkpoint({"config": grids, "grids": models, "base": torch.zeros(1)},
                            tmp_path / "grids.pt")
     with pytest.warns(UserWarning, match=r"multigrid\.grids\[1\]\.model\.n_classes"):
         _, config, _ = load_multigrid(path, device="cpu")
@@ -695,6 +697,26 @@ def test_load_multigrid_rebuilds_every_grid_and_refuses_a_single_model(tmp_path:
     save_checkpoint({"config": {}, "grids": grids, "base": base}, tmp_path / "no_config.pt")
     with pytest.raises(CheckpointError, match="no multigrid section.*config="):
         load_multigrid(tmp_path / "no_config.pt", device="cpu")
+
+
+@pytest.mark.parametrize("edit, said", [
+    ({"grids": 3}, r"holds int, where its config models 2 \(multigrid.grids\)"),
+    ({"grids": "first only"}, r"holds 1 grid, where its config models 2 \(multigrid.grids\)"),
+    ({"base": torch.full((3, 1, 2, 2), math.nan)}, r"base grid must be .* got NaN or infinite"),
+    ({"base": torch.ones(3, 1, 2, 2, dtype=torch.long)}, r"base grid must be .* got torch.int64"),
+])
+def test_an_edited_multigrid_checkpoint_is_named(tmp_path: Path, edit: dict, said: str) -> None:
+    """Grids that are no list failed as a TypeError, another count than the config's as the
+    sampler's "1 energies for 2 grids", a NaN base grid as the chains' NaN start."""
+    grids = [{"model_config": e.config, "model": e.state_dict()}
+             for e in (tiny_energy(1), tiny_energy(2))]
+    state = {"config": config_to_dict(multigrid_config()), "grids": grids,
+             "base": torch.rand(3, 1, 2, 2), **edit}
+    if state["grids"] == "first only":
+        state["grids"] = grids[:1]
+    path = save_checkpoint(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(path))}.*{said}"):
+        load_multigrid(path, device="cpu")
 
 
 def test_multigrid_checkpoint_loads_only_as_multigrid(tmp_path: Path) -> None:
