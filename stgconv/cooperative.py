@@ -293,8 +293,16 @@ def interpolate(
 
     Returns:
         ``(n_points, *out_shape)``.
+
+    Raises:
+        ValueError: ends that are not ``(latent_dim,)`` (a batch of one, ``(1, latent_dim)``,
+            was named as a ``z`` of shape ``(n_points, 1, latent_dim)`` never passed).
     """
     check_generator(generator, "cooperative.interpolate")
+    for name, end in (("z_start", z_start), ("z_end", z_end)):
+        if isinstance(end, Tensor) and tuple(end.shape) != (generator_net.latent_dim,):
+            raise ValueError(f"{name} must be one latent ({generator_net.latent_dim},), got "
+                             f"{tuple(end.shape)}")
     starts = propose(generator_net, latent_path(z_start, z_end, n_points=n_points), clamp=clamp)
     if sampler is None:
         return starts

@@ -514,6 +514,17 @@ def test_interpolation_runs_from_one_latent_to_the_other() -> None:
     assert revised.shape == (5, 1, 8, 8) and not torch.equal(revised, path)
 
 
+def test_interpolation_names_an_end_that_is_no_single_latent() -> None:
+    """A batch of one latent, (1, latent_dim), was named as a z of shape (n_points, 1,
+    latent_dim) that the caller never passed."""
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    z = torch.randn(2, 3)
+    with pytest.raises(ValueError, match=r"^z_start must be one latent \(3,\), got \(1, 3\)$"):
+        interpolate(tiny_energy(), net, None, z[:1], z[1:], n_points=3)
+    with pytest.raises(ValueError, match=r"^z_end must be one latent \(3,\), got \(2,\)$"):
+        interpolate(tiny_energy(), net, None, z[0], z[1, :2], n_points=3)
+
+
 def test_interpolation_revises_every_point_with_the_same_chain_noise() -> None:
     torch.manual_seed(0)
     net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
