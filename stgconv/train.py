@@ -870,6 +870,13 @@ class MultiGridTrainer(FitLoop):
     def energies(self) -> list[EnergyModel]:
         return [trainer.energy for trainer in self.trainers]
 
+    def check_length(self, n_iterations: int) -> None:
+        """As every grid's :meth:`Trainer.check_length`: without it, ``fit(4)`` of a trainer
+        built for 2 iterations under the cosine schedule took 2 steps, then refused the third
+        as each grid's update checks it, advising ``n_iterations=3``."""
+        for trainer in self.trainers:
+            trainer.check_length(n_iterations)
+
     @property
     def last_samples(self) -> list[Tensor] | None:
         """Every modelled grid's chains of the last step that finished, coarse to fine:

@@ -395,6 +395,19 @@ def test_a_cosine_schedule_refuses_iterations_past_its_end() -> None:
     assert_same(weights, trainer.energy.state_dict())
 
 
+def test_a_multigrid_cosine_schedule_refuses_iterations_past_its_end_before_any_step() -> None:
+    """MultiGridTrainer had no length check of its own: fit(4) of one built for 2 cosine
+    iterations took 2 steps, then its grids refused the third, advising n_iterations=3."""
+    energies = [image_energy("texture", in_channels=3, layers=[[4, 3, 1, 1]]) for _ in range(2)]
+    trainer = MultiGridTrainer(energies, [Langevin(n_steps=1, step_size=0.05)] * 2,
+                               pattern_images(), GRIDS, generator=gen(0),
+                               train=TrainConfig(batch_size=2, n_iterations=2,
+                                                 lr_decay="cosine"))
+    with pytest.raises(ValueError, match=r"training to iteration 4 runs past n_iterations=2"):
+        trainer.fit(4, progress=False)
+    assert trainer.iteration == 0 and [t.iteration for t in trainer.trainers] == [0, 0]
+
+
 def product(weight: float, sigma: float) -> ProductOfExperts:
     """A product of a texture ConvNet and a user's own energy; seeded, so two are the same."""
     with torch.random.fork_rng(devices=[]):
