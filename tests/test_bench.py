@@ -1219,6 +1219,12 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("rbm.py", ["--lr", "inf"], r"--lr must be a positive number, got inf"),
     ("rbm.py", ["--lr", "0"], r"--lr must be a positive number, got 0.0"),
     ("coop.py", ["--seeds", "0", "0"], r"--seeds must differ, got \[0, 0\]"),
+    # A traceback once the data were loaded and the runs built (the config's seed check).
+    ("coop.py", ["--seeds", "0", "-1"],
+     r"--seeds: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
+    ("multigrid.py", ["--seed", "-1"],
+     r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
+    ("multigrid.py", ["--seed", "1.5"], r"--seed: expected an integer, got '1.5'"),
     # A traceback after the experts' training (the sampler refuses a NaN noise only then).
     ("compose.py", ["--expert-noise", "nan"], r"--expert-noise must be a number >= 0, got nan"),
     ("compose.py", ["--expert-noise", "inf"], r"--expert-noise must be a number >= 0, got inf"),
