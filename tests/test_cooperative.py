@@ -35,6 +35,7 @@ from stgconv.cooperative import (
 )
 from stgconv.distributed import World
 from stgconv.energy.video import video_energy
+from stgconv.energy.voxel import voxel_energy
 from stgconv.generator import ConvGenerator, build_generator, stage_plan
 from stgconv.losses import contrastive_divergence
 from stgconv.mcmc import Langevin, NoiseInit, NonFiniteEnergyError, PersistentChains
@@ -760,6 +761,25 @@ SMALL = ["--set", "cooperative={latent_dim: 4, width: 2}", "--set", "train.n_ite
          "--set", "train.batch_size=2", "--set", "sampler.n_steps=2", "--set",
          "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "device=cpu",
          "--quiet"]
+
+
+def test_interpolate_names_a_config_less_voxel_checkpoint_as_synthesize_does(
+        tmp_path: Path, capsys) -> None:
+    """A CooperativeTrainer given no config= saves the defaults' images: synthesize refused its
+    voxel model naming that, interpolate sampled its path and then failed at the preview as
+    "expected images (N, C, H, W), got (2, 1, 8, 8, 8)"."""
+    torch.manual_seed(0)
+    energy = voxel_energy("desc32_small", size=8, layers=[[2, 4, 2, 1]])
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8, 8), width=2)
+    shapes = boxes_and_balls(2, 8) - 0.5
+    CooperativeTrainer(energy, net, Langevin(n_steps=1), shapes, train=TrainConfig(batch_size=2),
+                       generator=gen(0)).save(tmp_path / "run" / "checkpoint.pt")
+    for command in ("synthesize", "interpolate"):
+        assert main([command, str(tmp_path / "run"), "--out", str(tmp_path / command),
+                     "--device", "cpu"]) == 2
+        assert (f"the net of {tmp_path / 'run'} takes 3-D inputs, but its config's data are "
+                "2-D" in capsys.readouterr().err)
+        assert not (tmp_path / command).exists()
 
 
 @pytest.mark.parametrize("kind", ["video", "voxel"])

@@ -90,6 +90,9 @@ def interpolate(
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
     if is_cooperative(state):
+        # As synthesize: a Trainer's config-less checkpoint of a video or voxel model failed
+        # at its preview as "expected images (N, C, H, W)", after its path was sampled.
+        config = with_net_inputs(energy, config, checkpoint)
         net = generator_from_state(state, checkpoint).to(param.device)
         check_entries((n_points, *net.out_shape), f"{n_points} points")
         z = net.sample_latent(2, generator=generator)
