@@ -243,7 +243,9 @@ def run_pair(name: str, pair: Pair, *, work: Path, budget: float, seed: int, n_s
                 frame_strip(run / f"bench_{start}" / f"steps_{default:03d}" / "synthesized.npy",
                             run / f"bench_{start}" / "frames.png")
                 if method == "cooperative":
-                    frame_strip(run / f"bench_{start}" / "steps_000" / "synthesized.npy",
+                    # Every cooperative synthesis writes its proposals, G(z) of the seed's z:
+                    # the 0-step samples, which --steps without 0 does not synthesize.
+                    frame_strip(run / f"bench_{start}" / f"steps_{default:03d}" / "proposals.npy",
                                 run / f"bench_{start}" / "frames_proposals.png")
             for row in curve:
                 rows.append({"task": name, "seed": seed, "method": label,
