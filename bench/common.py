@@ -246,7 +246,7 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     if precision:
         parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                             help="stgconv's Langevin precision (default: what a config without "

@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a training config override (repeatable)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=common.seed, nargs="+", default=[0, 1])
     parser.add_argument("--at", type=common.count(1), nargs="+", default=[150, 300],
                         help="iterations after which the features are evaluated")
     parser.add_argument("--held-out", type=float, default=0.2, help="fraction held out")
