@@ -413,6 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"--{name}: {run} is a model of {images.size}x{images.size} images "
                              f"of {images.channels} channel(s); this bench scores 28x28 grey "
                              "digits")
+            n_classes = loaded[name].config.model.n_classes
+            if n_classes != 10:  # else a traceback at the calibration, after the scores
+                parser.error(f"--{name}: {run} is a classifier of {n_classes} classes; this "
+                             "bench scores the 10 digits 0 .. 9")
         models = {name: model.energy for name, model in loaded.items()}
         references = {name: model.reference for name, model in loaded.items()}
         feature_references = {name: model.feature_reference for name, model in loaded.items()}

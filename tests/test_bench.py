@@ -1282,8 +1282,9 @@ def bad_input_argv(tmp_path):
     ``{pipe}`` a named pipe,
     ``{empty}`` an .npz with no images, ``{set}`` a set of 3 (another in ``{tmp}/other``),
     ``{digits}`` generated digits (bench/digits.py's), ``{no_chains}`` a one-iteration run that
-    keeps no chains (chains.mode noise), ``{texture}`` an 8x8 texture run, ``{rgb_jem}`` a JEM
-    run of 3-channel 28x28 images, ``{tmp}`` the folder."""
+    keeps no chains (chains.mode noise), ``{texture}`` an 8x8 texture run, ``{jem}`` a JEM run
+    of 3 classes of grey 28x28 images, ``{rgb_jem}`` one of 3-channel images, ``{tmp}`` the
+    folder."""
     (tmp_path / "a_file").write_text("")
     os.mkfifo(tmp_path / "a_pipe")
     np.savez(tmp_path / "empty.npz", x_test=np.zeros((0, 28, 28), np.uint8))
@@ -1302,6 +1303,11 @@ def bad_input_argv(tmp_path):
             names["{no_chains}"] = tiny_texture_run(tmp_path / "no_chains", "chains.mode=noise")
         if any("{texture}" in arg for arg in argv):
             names["{texture}"] = tiny_texture_run(tmp_path / "texture")
+        if any("{jem}" in arg for arg in argv):
+            names["{jem}"] = tmp_path / "jem"
+            assert cli_main(["train", str(JEM_CONFIG), "--data",
+                             str(labelled_bars(tmp_path / "bars.npz")), "--out",
+                             str(names["{jem}"]), *JEM_TINY]) == 0
         if any("{rgb_jem}" in arg for arg in argv):
             names["{rgb_jem}"] = tmp_path / "rgb_jem"
             assert cli_main(["train", str(JEM_CONFIG), "--data",
@@ -1347,6 +1353,8 @@ def bad_input_argv(tmp_path):
     ("jem.py", ["--data", "{digits}", "--jem", "{rgb_jem}", "--plain", "{rgb_jem}"],
      r"--jem: .*rgb_jem is a model of 28x28 images of 3 channel\(s\); this bench scores "
      r"28x28 grey digits$"),
+    ("jem.py", ["--data", "{digits}", "--jem", "{jem}", "--plain", "{jem}"],
+     r"--jem: .*jem is a classifier of 3 classes; this bench scores the 10 digits 0 \.\. 9$"),
     # Every clip is looked for before the first one runs.
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "nothere"], r"no clip named nothere in"),
     ("recovery.py", ["--data", "{tmp}", "--clips", "a"], r"no clip named a in"),  # not a_file
@@ -2387,7 +2395,8 @@ def test_jem_class_samples_are_judged_against_the_class_they_were_drawn_for(
 
 
 # The config of a stand-in for a loaded JEM run: a model of 28x28 grey digits, as jem.py needs.
-DIGIT_MODEL = SimpleNamespace(data=SimpleNamespace(size=28, channels=1))
+DIGIT_MODEL = SimpleNamespace(data=SimpleNamespace(size=28, channels=1),
+                              model=SimpleNamespace(n_classes=10))
 
 
 def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
