@@ -475,12 +475,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # writers, so its head is one stretch of them.
         shuffled = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(0))
 
-        # Robustness.
+        # Robustness: --robust digits, or every test digit where there are fewer.
         attacked = shuffled[:args.robust]
         for name, energy in models.items():
             started = time.process_time()
             rows.append({"table": "robustness", "model": name, "eps": args.eps,
-                         "pgd_steps": args.pgd_steps, "n": args.robust,
+                         "pgd_steps": args.pgd_steps, "n": len(attacked),
                          "accuracy": pgd_accuracy(energy, test_images[attacked],
                                                   test_labels[attacked], eps=args.eps,
                                                   steps=args.pgd_steps),

@@ -2494,6 +2494,15 @@ def test_jem_bench_attacks_each_test_digit_against_its_own_label(tmp_path, bench
         assert torch.equal(LevelJudge()(images).argmax(1), labels)
 
 
+def test_jem_bench_robustness_rows_count_the_digits_attacked(tmp_path, bench_main, monkeypatch):
+    """--robust past the test digits at hand (40 here; --quick's 300) attacks all of them, and
+    the row says how many: it said --robust's 50."""
+    seen = jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, "--robust", "50",
+                                  tables=True)
+    assert [len(labels) for _, labels in seen["attacked"]] == [40, 40]
+    assert [row["n"] for row in seen["rows"] if row["table"] == "robustness"] == [40, 40]
+
+
 @pytest.mark.parametrize("start, fresh_starts", [("noise", 1), ("chains", 0)])
 def test_jem_bench_tables_say_what_each_row_measured(tmp_path, bench_main, monkeypatch, start,
                                                     fresh_starts):
