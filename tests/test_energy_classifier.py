@@ -208,8 +208,23 @@ def test_the_digit_preset_is_smooth_and_refuses_another_side() -> None:
 
 
 def test_a_classifier_needs_two_classes() -> None:
-    with pytest.raises(ValueError, match="n_classes >= 2"):
+    with pytest.raises(ValueError, match="n_classes must be an int >= 2, got 1"):
         classifier_energy("digit_classifier", n_classes=1)
+
+
+@pytest.mark.parametrize("build, name, value", [
+    (digit_classifier, "n_classes", 0), (digit_classifier, "width", 0),
+    (digit_classifier, "in_channels", 1.0), (wide_resnet, "widen", 0),
+    (wide_resnet, "depth", 10.0), (wide_resnet, "n_classes", 2.5),
+    (classifier_energy, "n_classes", 3.0), (classifier_energy, "in_channels", True),
+    (classifier_energy, "in_channels", 0), (classifier_energy, "image_size", 28.0)])
+def test_the_nets_sizes_that_are_not_positive_ints_are_named(build, name: str,
+                                                             value: object) -> None:
+    """0 built a net of empty layers, a float failed in torch's words naming no argument, and
+    classifier_energy kept True and 28.0 in the config a checkpoint rebuilds it from."""
+    args = ("digit_classifier",) if build is classifier_energy else ()
+    with pytest.raises(ValueError, match=rf"^{name} must be an int >= \d, got {value!r}$"):
+        build(*args, **{name: value})
 
 
 def test_a_preset_names_the_input_it_takes() -> None:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import check_classes, check_dtype
+from stgconv.checks import as_int, check_classes, check_dtype
 from stgconv.types import EnergyFn
 
 
@@ -163,7 +163,15 @@ def digit_classifier(n_classes: int = 10, *, in_channels: int = 1, width: int = 
 
     The linear head reads where each feature is: with global average pooling instead, the same
     net learnt MNIST several times slower (74% test accuracy after 400 Adam steps of 64 digits,
-    where this head is past 95%), which the 20-minute CPU budget of the JEM config cannot pay."""
+    where this head is past 95%), which the 20-minute CPU budget of the JEM config cannot pay.
+
+    Raises:
+        ValueError: ``n_classes``, ``in_channels`` or ``width`` not an int >= 1.
+    """
+    # Else 0 built a net of empty layers without a word, and a float failed in torch's words
+    # ("empty(): argument 'size' ... must be tuple of ints"), naming no argument.
+    n_classes, in_channels, width = (as_int(value, name, minimum=1) for value, name in (
+        (n_classes, "n_classes"), (in_channels, "in_channels"), (width, "width")))
     return nn.Sequential(
         nn.Conv2d(in_channels, width, 3, 1, 1), nn.SiLU(),
         nn.Conv2d(width, 2 * width, 3, 2, 1), nn.SiLU(),
@@ -192,7 +200,16 @@ def wide_resnet(n_classes: int = 10, *, depth: int = 28, widen: int = 10, in_cha
     """Wide-ResNet-``depth``-``widen`` for 32x32 images (JEM's paper-scale network, with its
     batch normalisation removed): three stages of ``(depth - 4) / 6`` blocks of 16, 32, 64 x
     ``widen`` channels (strides 1, 2, 2), the closing activation of a pre-activation net (the last
-    block's sum is activated nowhere else), global average pooling, linear logits."""
+    block's sum is activated nowhere else), global average pooling, linear logits.
+
+    Raises:
+        ValueError: ``depth`` not ``6n + 4`` with ``n >= 1``, or ``n_classes``, ``widen`` or
+            ``in_channels`` not an int >= 1.
+    """
+    # As digit_classifier: 0 built empty layers, a float failed in torch's words.
+    n_classes, widen, in_channels, depth = (as_int(value, name, minimum=1) for value, name in (
+        (n_classes, "n_classes"), (widen, "widen"), (in_channels, "in_channels"),
+        (depth, "depth")))
     if (depth - 4) % 6 != 0 or depth < 10:
         raise ValueError(f"depth must be 6n + 4 with n >= 1, got {depth}")
     blocks_per_stage = (depth - 4) // 6
@@ -221,16 +238,23 @@ def classifier_energy(arch: str, *, n_classes: int = 10, in_channels: int = 1,
     ``image_size`` is the input side the preset was made for (the digit net's linear head reads
     the 7x7 maps of a 28x28 input; the wide ResNet pools globally and would run on any side); it
     is checked so a 32x32 preset is not silently fed 28x28 digits.
+
+    Raises:
+        ValueError: an unknown ``arch``, ``n_classes`` not an int >= 2, ``in_channels`` not an
+            int >= 1, or an ``image_size`` other than the preset's.
     """
     sides = {"digit_classifier": 28, "wide_resnet": 32}
     if arch not in sides:
         raise ValueError(f"unknown classifier architecture {arch!r}; choose from "
                          f"{list(CLASSIFIER_ARCHS)}")
+    # Ints, as the config keeps them (a checkpoint rebuilds the net from it): in_channels True
+    # was kept as True, image_size 28.0 as 28.0.
+    in_channels = as_int(in_channels, "in_channels", minimum=1)
+    image_size = as_int(image_size, "image_size", minimum=1)
     if image_size != sides[arch]:
         raise ValueError(f"{arch} takes {sides[arch]}x{sides[arch]} images, got image_size "
                          f"{image_size} (set data.size: {sides[arch]})")
-    if n_classes < 2:
-        raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
+    n_classes = as_int(n_classes, "n_classes", minimum=2)  # a classifier needs 2
     net = (digit_classifier(n_classes, in_channels=in_channels) if arch == "digit_classifier"
            else wide_resnet(n_classes, in_channels=in_channels))
     config: dict[str, Any] = {"arch": arch, "n_classes": n_classes, "in_channels": in_channels,
