@@ -233,6 +233,16 @@ class HybridTrainer(Trainer):
             with torch.no_grad():
                 energy.features(data[:1])
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)
+        # Read only when training ends (the experts' weights are set then, and every save keeps
+        # it): another object failed at the first save, and a fit of examples of another shape
+        # at the last one, after the whole run, whose last checkpoint was then never written.
+        if reference is not None and not isinstance(reference, DataGaussian):
+            raise ValueError(f"reference must be a DataGaussian (DataGaussian.fit of the "
+                             f"training examples), got {type(reference).__name__}")
+        if reference is not None and reference.means.shape[1:] != data.shape[1:]:
+            raise ValueError(f"reference is a fit of examples {tuple(reference.means.shape[1:])}, "
+                             f"the data's are {tuple(data.shape[1:])}: fit it to the training "
+                             "examples (DataGaussian.fit(data, labels))")
         self.reference = reference
         self._final_fit: tuple[int, dict[str, Any]] | None = None  # (iteration, states)
 

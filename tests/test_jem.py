@@ -392,6 +392,18 @@ def test_the_trainer_refuses_bad_labels() -> None:
         HybridTrainer(headless, *args[1:], labels, jem=JEMConfig(feature_rank=2))
 
 
+def test_the_trainer_refuses_a_reference_it_could_not_score_the_data_with() -> None:
+    """The reference is read only when training ends: a fit of other examples failed there,
+    after the whole run, and another object at the first save."""
+    data, labels = tiny_labelled()
+    with pytest.raises(ValueError, match=re.escape(
+            "reference is a fit of examples (1, 8, 8), the data's are (1, 4, 4): fit it to")):
+        make_trainer(reference=DataGaussian.fit(torch.rand(6, 1, 8, 8, generator=gen(1)),
+                                                labels, rank=1))
+    with pytest.raises(ValueError, match="reference must be a DataGaussian .*, got Tensor$"):
+        make_trainer(reference=data)
+
+
 def test_the_trainer_checks_px_batch_as_a_config_file_does() -> None:
     """A JEMConfig built in Python: px_batch 0 took the whole batch, and one past the batch
     was cut to it, without a word."""
