@@ -144,7 +144,8 @@ def quick_digits(folder: Path) -> Path:
 
 def chain_starts(run: Path, n: int, *, seed: int, classes: int | None = None
                  ) -> tuple[str, Tensor]:
-    """What the run's fresh chains start from, named, and ``n`` such starts ``(n, 1, 28, 28)``
+    """What the fresh chains of ``run`` (a run folder or a checkpoint file) start from, named,
+    and ``n`` such starts ``(n, 1, 28, 28)``
     in data units: what the samples would score had the chains not moved. With ``classes``
     (a JEM run): ``n`` of each class ``0 .. classes - 1``, class-major, as ``stgconv
     synthesize --class`` starts them."""
@@ -153,7 +154,9 @@ def chain_starts(run: Path, n: int, *, seed: int, classes: int | None = None
     from stgconv.mcmc import DataGaussian
     from stgconv.modalities import modality_of
 
-    state = load_checkpoint(run / "checkpoint.pt")
+    # The run folder or a checkpoint file of it, as synthesize reads it: the folder's own
+    # checkpoint.pt was read under a file given as the run, after the samples were drawn.
+    state = load_checkpoint(run)
     _, config = model_from_state(state, run)
     init = chain_init(config.chains, state.get("init"))
     generator = torch.Generator().manual_seed(seed)

@@ -771,6 +771,16 @@ def test_digit_chain_starts_are_the_runs_draws_class_by_class(bench_module, monk
     assert not torch.equal(chain_starts(ROOT, 2, seed=6, classes=10)[1], starts)
 
 
+def test_chain_starts_read_a_run_given_as_its_checkpoint_file(trained_jem_run, bench_module):
+    """Both benches take a run as its folder or its checkpoint file (as synthesize does); the
+    starts read <file>/checkpoint.pt, a traceback after the samples were drawn."""
+    chain_starts = bench_module("digits.py")["chain_starts"]
+    run = trained_jem_run["run"]
+    name, starts = chain_starts(run / "checkpoint.pt", 2, seed=0, classes=3)
+    assert name == "data Gaussian of the class" and starts.shape == (6, 1, 28, 28)
+    assert torch.equal(starts, chain_starts(run, 2, seed=0, classes=3)[1])
+
+
 def test_scaling_bench_quick_writes_json_rows(tmp_path, bench_main, monkeypatch):
     # One plain and one torchrun launch (2 Gloo processes), then the growth series: ~20 s on
     # 2 cores, most of it the launches' torch imports.
