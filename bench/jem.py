@@ -402,6 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           "--data", str(data), "--out", str(run)])
                     parser.error(f"no trained run at {run} ({command}; or pass --{name}, or "
                                  "--train)")
+        try:  # now, not after the runs' scores: numpy's KeyError names no file
+            test_images, test_labels = load_split(data, "test", n_test)
+            train_images, train_labels = load_split(data, "train", n_train)
+        except (KeyError, ValueError) as err:
+            parser.error(f"--data {data}: cannot read MNIST: {err}")
         loaded = {}
         for name, run in runs.items():
             try:  # a run of another model: one line now, not a traceback
@@ -420,7 +425,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         models = {name: model.energy for name, model in loaded.items()}
         references = {name: model.reference for name, model in loaded.items()}
         feature_references = {name: model.feature_reference for name, model in loaded.items()}
-        test_images, test_labels = load_split(data, "test", n_test)
         with np.load(data) as archive:
             test_uint8, test_labels_uint8 = archive["x_test"], archive["y_test"]
 
@@ -487,7 +491,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "seconds": time.process_time() - started})
 
         # Per-class samples, judged by bench/digits.py's classifier.
-        train_images, train_labels = load_split(data, "train", n_train if args.quick else 10_000)
         started = time.process_time()
         judge = train_classifier(train_images, train_labels, epochs=1 if args.quick else 5,
                                  seed=args.seed)

@@ -1290,7 +1290,7 @@ def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main
 def bad_input_argv(tmp_path):
     """``argv`` with its placeholders made real in ``tmp_path``: ``{file}`` an empty file,
     ``{pipe}`` a named pipe,
-    ``{empty}`` an .npz with no images, ``{set}`` a set of 3 (another in ``{tmp}/other``),
+    ``{empty}`` an .npz with no images, ``{test_only}`` one of 3 labelled test digits only, ``{set}`` a set of 3 (another in ``{tmp}/other``),
     ``{digits}`` generated digits (bench/digits.py's), ``{no_chains}`` a one-iteration run that
     keeps no chains (chains.mode noise), ``{texture}`` an 8x8 texture run, ``{jem}`` a JEM run
     of 3 classes of grey 28x28 images, ``{rgb_jem}`` one of 3-channel images, ``{tmp}`` the
@@ -1299,11 +1299,13 @@ def bad_input_argv(tmp_path):
     os.mkfifo(tmp_path / "a_pipe")
     np.savez(tmp_path / "empty.npz", x_test=np.zeros((0, 28, 28), np.uint8))
     (tmp_path / "other").mkdir()
+    np.savez(tmp_path / "test_only.npz", x_test=np.zeros((3, 28, 28), np.uint8),
+             y_test=np.arange(3))
     for folder in (tmp_path, tmp_path / "other"):
         np.savez(folder / "set.npz", x_test=np.zeros((3, 28, 28), np.uint8))
     names = {"{file}": tmp_path / "a_file", "{empty}": tmp_path / "empty.npz",
              "{set}": tmp_path / "set.npz", "{digits}": tmp_path / "digits.npz",
-             "{pipe}": tmp_path / "a_pipe",
+             "{pipe}": tmp_path / "a_pipe", "{test_only}": tmp_path / "test_only.npz",
              "{tmp}": tmp_path}
 
     def fill(argv: list[str]) -> list[str]:
@@ -1363,6 +1365,12 @@ def bad_input_argv(tmp_path):
     ("jem.py", ["--data", "{digits}", "--jem", "{rgb_jem}", "--plain", "{rgb_jem}"],
      r"--jem: .*rgb_jem is a model of 28x28 images of 3 channel\(s\); this bench scores "
      r"28x28 grey digits$"),
+    # Numpy's KeyError, after both runs were loaded and scored (the training split's after
+    # the attacks).
+    ("jem.py", ["--data", "{set}", "--jem", "{tmp}", "--plain", "{tmp}"],
+     r"--data .*set.npz: cannot read MNIST: .*y_test"),
+    ("jem.py", ["--data", "{test_only}", "--jem", "{tmp}", "--plain", "{tmp}"],
+     r"--data .*test_only.npz: cannot read MNIST: .*y_train"),
     ("jem.py", ["--data", "{digits}", "--jem", "{jem}", "--plain", "{jem}"],
      r"--jem: .*jem is a classifier of 3 classes; this bench scores the 10 digits 0 \.\. 9$"),
     # Every clip is looked for before the first one runs.
