@@ -323,6 +323,11 @@ def with_nan(x: torch.Tensor) -> torch.Tensor:
     (lambda: class_entropy(np.array([0, 1]), 2), r"^labels must be a non-empty \(N,\) tensor, got "
                                                  r"ndarray$"),
     (lambda: class_entropy([0, 1], 2), r"^labels must be a non-empty \(N,\) tensor, got list$"),
+    # Two bool "classes" scored log 2; a float class count failed in bincount's words.
+    (lambda: class_entropy(torch.tensor([True, False]), 2),
+     r"^labels must be class numbers 0 \.\. n_classes - 1, got torch.bool$"),
+    (lambda: class_entropy(torch.tensor([0, 1]), 2.5), r"^n_classes must be an int >= 1, got 2.5$"),
+    (lambda: class_entropy(torch.tensor([0]), 0), r"^n_classes must be an int >= 1, got 0$"),
 ])
 def test_bad_inputs_raise_naming_the_expected_shape(call, message):
     with pytest.raises(ValueError, match=message):

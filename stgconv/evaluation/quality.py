@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import check_whole_labels
+from stgconv.checks import as_int, check_whole_labels
 
 FILTER_NAMES = (
     "identity", "dx", "dy", "laplacian",
@@ -431,6 +431,10 @@ def class_entropy(labels: Tensor, n_classes: int) -> float:
     if not isinstance(labels, Tensor) or labels.dim() != 1 or len(labels) == 0:
         shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"labels must be a non-empty (N,) tensor, got {shape}")
+    # Else bincount's TypeError for 2.5, and 0 named as "classes 0 .. -1".
+    n_classes = as_int(n_classes, "n_classes", minimum=1)
+    if labels.dtype == torch.bool:  # as the ECE and check_classes: True, False are no classes
+        raise ValueError("labels must be class numbers 0 .. n_classes - 1, got torch.bool")
     check_whole_labels(labels, "labels")
     if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
         raise ValueError(f"labels must be classes 0 .. {n_classes - 1}, got "
