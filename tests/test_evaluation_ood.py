@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import warnings
 from pathlib import Path
@@ -449,6 +450,27 @@ def test_a_damaged_fitted_value_exits_2_naming_it(arrays: dict[str, str], tmp_pa
     err = capsys.readouterr().err.strip()
     assert named in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("key, part, value", [
+    ("reference", "factors", math.nan), ("init", "residual_std", math.inf),
+    ("feature_reference", "means", math.nan)])
+def test_damaged_fitted_gaussians_exit_2_naming_them(arrays: dict[str, str], tmp_path: Path,
+                                                     capsys, key, part, value) -> None:
+    """NaN or infinite values in a checkpoint's fitted Gaussians: a traceback from torch's
+    Cholesky (the pixel expert), or non-finite densities blamed on the classifier (the
+    feature expert). Now the checkpoint and the fit are named, and nothing is written."""
+    state = load_checkpoint(Path(arrays["run"]) / "checkpoint.pt")
+    assert key in state
+    state[key][part].fill_(value)
+    run = save_checkpoint(state, tmp_path / "bad" / "checkpoint.pt")
+    out = tmp_path / "ood.json"
+    assert main(["eval", "ood", "--checkpoint", str(run), "--inliers", arrays["inliers"],
+                 "--outliers", arrays["outliers"], "--json", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(rf"bad/checkpoint.pt: its fitted Gaussians '{key}' are damaged: a data "
+                     rf"Gaussian's {part} hold NaN or infinite values$", err)
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and not out.exists()
 
 
 def test_expert_weights_of_zero_or_whole_numbers_are_read(arrays: dict[str, str],

@@ -346,6 +346,17 @@ def test_data_gaussian_log_prob_of_half_precision_samples_is_float32(dtype) -> N
      "noise_scale finite and >= 0"),
     (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.tensor([1.0, math.nan]),
                                torch.full((2,), 0.5)), r"residual_std must be >= 0"),
+    # A damaged checkpoint's fit: NaN means drew NaN starts and scored NaN densities, an
+    # infinite residual_std failed in torch's Cholesky.
+    (lambda d, y: DataGaussian(d[:2].masked_fill(d[:2] > 0, math.nan), d[:2, None],
+                               torch.ones(2), torch.full((2,), 0.5)),
+     r"^a data Gaussian's means hold NaN or infinite values$"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None] * math.inf, torch.ones(2),
+                               torch.full((2,), 0.5)),
+     r"^a data Gaussian's factors hold NaN or infinite values$"),
+    (lambda d, y: DataGaussian(d[:2], d[:2, None], torch.tensor([1.0, math.inf]),
+                               torch.full((2,), 0.5)),
+     r"^a data Gaussian's residual_std hold NaN or infinite values$"),
     # Factors of another sample shape, and a class for each of three components of two.
     (lambda d, y: DataGaussian(d[:2], torch.zeros(2, 1, 1, 3, 3), torch.ones(2),
                                torch.full((2,), 0.5)),

@@ -121,16 +121,17 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
     Raises:
         ValueError: the checkpoint holds a model that is not a classifier (the descriptors'
             energies have no classes to score).
-        CheckpointError: a stored temperature that is not a positive number, or stored
+        CheckpointError: a stored temperature that is not a positive number, stored
             experts' weights that are not ``{"reference": w, "features": w}`` with each ``w``
-            ``None`` or a number >= 0.
+            ``None`` or a number >= 0, or stored Gaussians that are not a fit's (NaN values,
+            say).
     """
     energy, config, state = load_model(checkpoint, device=device)
     if not isinstance(energy, ClassifierEnergy):
         raise ValueError(f"{checkpoint} holds a {config.model.arch!r} energy, not a classifier: "
                          "eval ood needs a classifier model (model.arch digit_classifier or "
                          "wide_resnet, trained with a jem section)")
-    fits = {key: DataGaussian.from_state(state[key]) if key in state else None
+    fits = {key: _stored_fit(state, key, checkpoint)
             for key in ("reference", "init", "feature_reference")}
     weights = state.get("ood_weights")
     temperature = state.get("temperature", 1.0)
@@ -151,6 +152,22 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
         feature_reference=scoring_expert(fits["feature_reference"]),
         weights=dict(weights) if weights is not None else None,
         temperature=float(temperature))
+
+
+def _stored_fit(state: dict[str, Any], key: str, checkpoint: str | Path) -> DataGaussian | None:
+    """The Gaussians a checkpoint keeps as ``key``, or ``None`` where it keeps none.
+
+    Raises:
+        CheckpointError: a stored fit that is no data Gaussian's state (its refusal named
+            neither the checkpoint nor which fit).
+    """
+    if key not in state:
+        return None
+    try:
+        return DataGaussian.from_state(state[key])
+    except ValueError as err:
+        raise CheckpointError(f"{checkpoint}: its fitted Gaussians {key!r} are damaged: "
+                              f"{err}") from err
 
 
 def _expert_weights(weights: Any) -> bool:

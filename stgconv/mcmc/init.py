@@ -117,6 +117,11 @@ class DataGaussian:
                 f"weights (K,) and component_classes (K,), got {tuple(means.shape)}, "
                 f"{tuple(factors.shape)}, {tuple(residual_std.shape)}, {tuple(weights.shape)}, "
                 f"{tuple(component_classes.shape)}")
+        # Else a NaN or infinite mean or direction (a damaged checkpoint's) drew NaN starts and
+        # scored NaN densities, and an infinite residual_std failed in torch's Cholesky.
+        for name, value in (("means", means), ("factors", factors)):
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"a data Gaussian's {name} hold NaN or infinite values")
         # Else negative weights failed in the first draw inside torch.multinomial ("invalid
         # multinomial distribution"), weights of another sum drew as their shares but shifted
         # log_prob by log(sum), and a negative residual_std drew and scored as its size.
@@ -127,6 +132,8 @@ class DataGaussian:
                              f"{weights.tolist()} (sum {total:.6g})")
         if not bool((residual_std >= 0).all()):  # NaN too
             raise ValueError(f"residual_std must be >= 0, got {residual_std.tolist()}")
+        if not bool(torch.isfinite(residual_std).all()):
+            raise ValueError("a data Gaussian's residual_std hold NaN or infinite values")
         component_classes = component_classes.long()
         n_classes = int(component_classes.max()) + 1 if k else 0
         if k and (int(component_classes.min()) < 0
