@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import check_classes, check_tensor
+from stgconv.checks import as_int, check_classes, check_tensor
 from stgconv.config import JEMConfig, TrainConfig, check_px_batch, section_or_default
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
@@ -64,8 +64,10 @@ def fit_feature_reference(energy: ClassifierEnergy, data: Tensor, labels: Tensor
     for eval ood's score.
 
     Raises:
-        ValueError: a classifier without features, or a class with fewer than 2 examples.
+        ValueError: a classifier without features, a class with fewer than 2 examples, or
+            ``batch_size`` not an int >= 1.
     """
+    batch_size = as_int(batch_size, "batch_size", minimum=1)  # else torch's split, unnamed
     picked = class_examples(labels, per_class, order=order)
     features = torch.cat([energy.features(batch) for batch in data[picked].split(batch_size)])
     return DataGaussian.fit(features, labels[picked], rank=rank)

@@ -29,6 +29,28 @@ from stgconv.mcmc import DataGaussian
 from stgconv.metrics import auroc, expected_calibration_error
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5])
+def test_a_batch_size_that_is_not_a_positive_int_is_named(batch_size, tmp_path: Path) -> None:
+    """torch's split failed in its own words ("split_size can only be 0 if ..."); eval ood
+    only after reading the checkpoint and both files (none exist here)."""
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 8),
+                                                  torch.nn.SiLU(), torch.nn.Linear(8, 3)))
+    x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    reference = DataGaussian.fit(x, rank=1)
+    message = rf"^batch_size must be an int >= 1, got {batch_size}$"
+    for call in (lambda: ood.classifier_outputs(energy, x, batch_size=batch_size),
+                 lambda: ood.reference_log_prob(reference, x, batch_size=batch_size),
+                 lambda: ood.score_images(energy, reference, x, batch_size=batch_size),
+                 lambda: ood.eval_ood(tmp_path / "run", tmp_path / "in.npz",
+                                      tmp_path / "out.npz", batch_size=batch_size)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    # No images: torch's "cannot reshape tensor of 0 elements" before.
+    with pytest.raises(ValueError, match=r"^images must be \(N, C, H, W\) with N >= 1, got "
+                                         r"\(0, 1, 2, 2\)$"):
+        ood.score_images(energy, reference, x[:0], weights={"reference": 1.0, "features": None})
+
+
 def test_scores_by_hand() -> None:
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], dtype=torch.float64)
     energies = torch.tensor([-1.0, 2.0], dtype=torch.float64)

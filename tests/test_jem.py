@@ -735,6 +735,13 @@ def test_the_ood_weights_are_set_on_training_examples_the_feature_fit_did_not_re
     assert reordered == score_images(energy, reference, x[held], feature_reference=features)[2]
 
 
+def test_the_feature_fit_names_a_batch_size_that_is_not_a_positive_int() -> None:
+    energy = make_trainer().energy
+    data, labels = tiny_labelled()
+    with pytest.raises(ValueError, match=r"^batch_size must be an int >= 1, got 0$"):
+        fit_feature_reference(energy, data, labels, rank=1, batch_size=0)
+
+
 def test_class_examples_follow_the_order_given() -> None:
     """The trainer's fits read each class's examples in a seeded random order (a file's own
     order may follow its writers): the feature fit the first of each class in it, the weights

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import check_tensor, open_npz, reading
+from stgconv.checks import as_int, check_tensor, open_npz, reading
 from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy.classifier import ClassifierEnergy
@@ -188,9 +188,11 @@ def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *,
     Raises:
         FloatingPointError: a non-finite logit, energy or feature density (reported, never
             scored).
-        ValueError: ``x`` not floating point (raw pixels).
+        ValueError: ``x`` not floating point (raw pixels) or holding no image, or
+            ``batch_size`` not an int >= 1.
     """
     _check_model_units(x)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)  # else torch's split, unnamed
     param = next(energy.parameters())
     logits, energies, feature_log_r = [], [], []
     for batch in x.split(batch_size):
@@ -219,8 +221,9 @@ def classifier_outputs(energy: ClassifierEnergy, x: Tensor, *,
 @torch.no_grad()
 def reference_log_prob(reference: DataGaussian, x: Tensor, *, batch_size: int = 500) -> Tensor:
     """``log q(x)`` ``(N,)`` (float64, CPU) of images ``x`` ``(N, C, H, W)`` in the model's
-    units under the fitted Gaussians, ``batch_size`` at a time."""
+    units under the fitted Gaussians, ``batch_size`` at a time (an int >= 1)."""
     _check_model_units(x)
+    batch_size = as_int(batch_size, "batch_size", minimum=1)
     device = reference.means.device
     return torch.cat([reference.log_prob(batch.to(device, torch.float64)).cpu()
                       for batch in x.split(batch_size)])
@@ -234,6 +237,8 @@ def _check_model_units(x: Tensor) -> None:
         raise ValueError(f"images must be floating point in the model's units [-1, 1] (pixel "
                          f"value v of 0-255 is v / 127.5 - 1, as load_npz_images reads them), "
                          f"got {x.dtype}")
+    if x.dim() < 1 or len(x) == 0:  # else torch's reshape of the outputs failed, unnamed
+        raise ValueError(f"images must be (N, C, H, W) with N >= 1, got {tuple(x.shape)}")
 
 
 def reference_weight(scores: Tensor, log_q: Tensor, *, share: float = REFERENCE_SHARE) -> float:
@@ -340,11 +345,12 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
         FileNotFoundError: a missing file.
         ValueError: an unreadable file, no ``x_test``, images of another type or
             shape, no images, labels that do not match the images or the model's classes, or a
-            checkpoint that is not a classifier, or inliers too few or too alike to weigh
-            the experts.
+            checkpoint that is not a classifier, inliers too few or too alike to weigh
+            the experts, or ``batch_size`` not an int >= 1.
         FloatingPointError: non-finite logits, energies or feature densities.
     """
     started = time.perf_counter()
+    batch_size = as_int(batch_size, "batch_size", minimum=1)  # before the files are read
     check_outputs(json_path=json_path)
     model = load_classifier(checkpoint, device=device)
     config = model.config
