@@ -212,6 +212,11 @@ class HybridTrainer(Trainer):
         self.jem = section_or_default(jem, JEMConfig, "jem")
         check_px_batch(self.jem, (train if train is not None else TrainConfig()).batch_size)
         # The schedule Trainer.apply_gradients follows: a JEM run sets it in its own section.
+        # A train section's own was replaced by it without a word (TrainConfig(lr_decay=
+        # "cosine") trained at a constant rate); a config file refuses it, and so does this.
+        if train is not None and train.lr_decay != "none":
+            raise ValueError(f"train.lr_decay is {train.lr_decay!r}, but a JEM run's schedule is "
+                             f"jem.lr_decay: set JEMConfig(lr_decay={train.lr_decay!r}) instead")
         self.lr_decay = self.jem.lr_decay
         # Fitted when training ends, by rank 0 on its share: what would fail, fails now (only
         # there: another rank's share may lack a class that rank 0's holds).

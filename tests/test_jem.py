@@ -416,6 +416,18 @@ def test_the_trainer_checks_px_batch_as_a_config_file_does() -> None:
             HybridTrainer(*args, jem=JEMConfig(px_batch=px_batch), train=TrainConfig(batch_size=4))
 
 
+def test_the_trainer_refuses_the_train_sections_lr_decay_as_a_config_file_does() -> None:
+    """A JEM run's schedule is jem.lr_decay: TrainConfig(lr_decay="cosine") was replaced by
+    JEMConfig's "none" without a word, and the run trained at a constant rate."""
+    trainer = make_trainer()
+    data, labels = tiny_labelled()
+    with pytest.raises(ValueError, match=re.escape(
+            "train.lr_decay is 'cosine', but a JEM run's schedule is jem.lr_decay: set "
+            "JEMConfig(lr_decay='cosine') instead")):
+        HybridTrainer(trainer.energy, trainer.sampler, trainer.chains, data, labels,
+                      jem=JEMConfig(), train=TrainConfig(batch_size=4, lr_decay="cosine"))
+
+
 # --------------------------------------------------------------------------- config and data
 
 
