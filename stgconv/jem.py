@@ -158,7 +158,8 @@ class HybridTrainer(Trainer):
             data's device.
         jem: the loss weights, the contrastive sub-batch and the divergence bound.
         reference: Gaussians fitted to the data for the out-of-distribution score, kept in
-            checkpoints as ``"reference"`` (``jem.reference_components``); not trained.
+            checkpoints as ``"reference"`` (``jem.reference_components``, which needs one:
+            the trainer fits none); not trained.
 
     The checkpoint of the last iteration (``train.n_iterations``, not a shorter ``fit(n)``) also
     holds what eval ood scores with, fitted to the trained network: only then, since any later
@@ -243,6 +244,13 @@ class HybridTrainer(Trainer):
         # Read only when training ends (the experts' weights are set then, and every save keeps
         # it): another object failed at the first save, and a fit of examples of another shape
         # at the last one, after the whole run, whose last checkpoint was then never written.
+        if reference is None and self.jem.reference_components > 0:
+            # The trainer fits no reference: jem.reference_components was dropped without a
+            # word, and the run kept no pixel expert.
+            raise ValueError(f"jem.reference_components is {self.jem.reference_components}, "
+                             "but the trainer fits no reference: pass reference=DataGaussian"
+                             ".fit(data, labels, rank=jem.reference_rank, components=jem."
+                             "reference_components), as stgconv train does")
         if reference is not None and not isinstance(reference, DataGaussian):
             raise ValueError(f"reference must be a DataGaussian (DataGaussian.fit of the "
                              f"training examples), got {type(reference).__name__}")

@@ -404,6 +404,15 @@ def test_the_trainer_refuses_a_reference_it_could_not_score_the_data_with() -> N
         make_trainer(reference=data)
 
 
+def test_the_trainer_refuses_reference_components_without_a_reference() -> None:
+    """The trainer fits no reference (stgconv train does): jem.reference_components with none
+    given was dropped without a word, and the run kept no pixel expert."""
+    with pytest.raises(ValueError, match=re.escape(
+            "jem.reference_components is 2, but the trainer fits no reference: pass reference="
+            "DataGaussian.fit(data, labels, rank=jem.reference_rank, components=")):
+        make_trainer(reference_components=2)
+
+
 def test_the_trainer_checks_px_batch_as_a_config_file_does() -> None:
     """A JEMConfig built in Python: px_batch 0 took the whole batch, and one past the batch
     was cut to it, without a word."""
