@@ -29,6 +29,21 @@ from stgconv.mcmc import DataGaussian
 from stgconv.metrics import auroc, expected_calibration_error
 
 
+@pytest.mark.parametrize("weights", [{"reference": 0.5}, {"reference": math.nan,
+                                                         "features": 1.0},
+                                     {"reference": -1.0, "features": None}, [0.5, None]])
+def test_weights_that_are_not_the_experts_are_named(weights) -> None:
+    """A missing key failed as a KeyError, a NaN weight scored every image NaN."""
+    energy = ClassifierEnergy(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 8),
+                                                  torch.nn.SiLU(), torch.nn.Linear(8, 3)))
+    x = torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    features = DataGaussian.fit(energy.features(x).detach(), rank=1)
+    with pytest.raises(ValueError, match=r'^weights must be \{"reference": w, "features": w\} '
+                                         r"with each w None or a number >= 0, got "):
+        ood.score_images(energy, DataGaussian.fit(x, rank=1), x, feature_reference=features,
+                         weights=weights)
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, 1.5])
 def test_a_batch_size_that_is_not_a_positive_int_is_named(batch_size, tmp_path: Path) -> None:
     """torch's split failed in its own words ("split_size can only be 0 if ..."); eval ood

@@ -293,8 +293,14 @@ def score_images(energy: ClassifierEnergy, reference: DataGaussian | None, x: Te
 
     Raises:
         FloatingPointError: non-finite logits, energies or feature densities.
-        ValueError: inliers too few or too alike to weigh an expert.
+        ValueError: inliers too few or too alike to weigh an expert, or ``weights`` that are
+            not ``{"reference": w, "features": w}`` with each ``w`` ``None`` or a number >= 0.
     """
+    # Else a missing key failed as a KeyError after the network's pass, and a NaN weight
+    # scored every image NaN.
+    if weights is not None and not _expert_weights(weights):
+        raise ValueError(f'weights must be {{"reference": w, "features": w}} with each w None '
+                         f"or a number >= 0, got {weights!r}")
     logits, energies, feature_log_r = classifier_outputs(
         energy, x, feature_reference=feature_reference, batch_size=batch_size)
     log_q = None if reference is None else reference_log_prob(reference, x, batch_size=batch_size)
