@@ -17,6 +17,7 @@ from stgconv.checks import (
     as_int,
     check_bool_mask,
     check_not_meta,
+    check_tensor,
     check_voxels,
     check_whole_labels,
     expand_mask,
@@ -158,6 +159,7 @@ def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
     one half (the Mann-Whitney statistic, from average ranks; exact, no thresholds). Scores
     ``(N,)`` and ``(M,)``."""
     for name, scores in (("inlier_scores", inlier_scores), ("outlier_scores", outlier_scores)):
+        check_tensor(scores, name)  # a numpy array's scores failed on .dim(), unnamed
         check_not_meta(scores, name)
         if scores.dim() != 1 or len(scores) == 0:
             raise ValueError(f"{name} must be a non-empty (N,) tensor, got {tuple(scores.shape)}")
@@ -192,6 +194,8 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
             that are not whole classes ``0 .. K - 1`` (bool labels included), or either on the
             meta device.
     """
+    check_tensor(probabilities, "probabilities")  # numpy's failed on .dim(), unnamed
+    check_tensor(labels, "labels")
     if probabilities.dim() != 2 or labels.shape != probabilities.shape[:1]:
         raise ValueError(f"probabilities must be (N, K) and labels (N,), got "
                          f"{tuple(probabilities.shape)} and {tuple(labels.shape)}")

@@ -166,6 +166,21 @@ def test_expected_calibration_error() -> None:
                                       torch.tensor([0, 0])) == pytest.approx(0.65)
 
 
+def test_auroc_and_ece_name_arrays_that_are_not_tensors() -> None:
+    """A user's own scores or probabilities as numpy arrays or lists failed with an
+    AttributeError on .dim(), naming no argument."""
+    scores, probabilities = torch.tensor([1.0, 2.0]), torch.full((2, 2), 0.5)
+    for call, name in ((lambda: auroc(np.array([1.0, 2.0]), scores), "inlier_scores"),
+                       (lambda: auroc(scores, [0.0, 1.0]), "outlier_scores"),
+                       (lambda: expected_calibration_error(probabilities.numpy(),
+                                                           torch.tensor([0, 1])),
+                        "probabilities"),
+                       (lambda: expected_calibration_error(probabilities, np.array([0, 1])),
+                        "labels")):
+        with pytest.raises(ValueError, match=rf"^{name} must be a torch.Tensor, got "):
+            call()
+
+
 def test_auroc_ties_by_hand() -> None:
     from stgconv.metrics import auroc
 
