@@ -616,6 +616,17 @@ def test_super_resolve_refuses_a_model_of_another_modality(trained_jem_run: dict
     assert "needs a voxel model" in capsys.readouterr().err
 
 
+def test_eval_classification_of_a_classifier_points_to_eval_ood(trained_jem_run: dict[str, Path],
+                                                                capsys) -> None:
+    """A JEM user asking eval classification for the classifier's accuracy was told only that
+    a voxel model is needed; the command that reports it is named."""
+    assert main(["eval", "classification", "--checkpoint", str(trained_jem_run["run"]),
+                 "--shapes", str(trained_jem_run["data"]), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "needs a voxel model (data.kind: voxels); a classifier (JEM) model's accuracy and "
+        "calibration are reported by stgconv eval ood")
+
+
 @pytest.mark.parametrize("command", ["super-resolve", "recover-shape", "eval-json",
                                      "eval super-resolution", "eval recovery-3d"])
 def test_an_input_the_command_would_write_over_is_refused(files, tmp_path, capsys, command):

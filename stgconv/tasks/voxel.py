@@ -24,6 +24,7 @@ from stgconv.checkpoint import CheckpointError, load_model
 from stgconv.checks import as_int, check_generator, check_output, check_seed, check_up_axis
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.initializer import Initializer, has_initializer, initializer_from_state
 from stgconv.io.atomic import atomic_save_npy, written_together
 from stgconv.io.mesh import MESH_SUFFIXES, save_mesh_from_voxels, voxelize_file
@@ -59,8 +60,11 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
     """
     energy, config, state = load_model(checkpoint, device=device)
     if modality_of(config) is not VOXELS:
+        # A classifier's own accuracy is what its user looks for in eval classification.
+        elsewhere = ("; a classifier (JEM) model's accuracy and calibration are reported by "
+                     "stgconv eval ood" if isinstance(energy, ClassifierEnergy) else "")
         raise CheckpointError(f"checkpoint {checkpoint} holds a {config.data.kind!r} model; "
-                              f"this task needs a voxel model (data.kind: voxels)")
+                              f"this task needs a voxel model (data.kind: voxels){elsewhere}")
     return energy, config, state
 
 
