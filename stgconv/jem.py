@@ -241,9 +241,6 @@ class HybridTrainer(Trainer):
             with torch.no_grad():
                 energy.features(data[:1])
         self.px_batch = min(self.jem.px_batch or self.batch_size, self.batch_size)
-        # Read only when training ends (the experts' weights are set then, and every save keeps
-        # it): another object failed at the first save, and a fit of examples of another shape
-        # at the last one, after the whole run, whose last checkpoint was then never written.
         if reference is None and self.jem.reference_components > 0:
             # The trainer fits no reference: jem.reference_components was dropped without a
             # word, and the run kept no pixel expert.
@@ -251,6 +248,9 @@ class HybridTrainer(Trainer):
                              "but the trainer fits no reference: pass reference=DataGaussian"
                              ".fit(data, labels, rank=jem.reference_rank, components=jem."
                              "reference_components), as stgconv train does")
+        # Read only when training ends (the experts' weights are set then, and every save keeps
+        # it): another object failed at the first save, and a fit of examples of another shape
+        # at the last one, after the whole run, whose last checkpoint was then never written.
         if reference is not None and not isinstance(reference, DataGaussian):
             raise ValueError(f"reference must be a DataGaussian (DataGaussian.fit of the "
                              f"training examples), got {type(reference).__name__}")
