@@ -56,13 +56,14 @@ from torch import Tensor
 
 from bench.digits import (chain_starts, load_split, quick_digits, score, test_halves,
                           train_classifier)
+from stgconv.checkpoint import load_checkpoint
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation.ood import load_classifier, score_images
 from stgconv.io.atomic import atomic_save_npz
 from stgconv.io.image import save_image_grid, to_levels
 from stgconv.metrics import auroc, expected_calibration_error
-from stgconv.tasks.synthesize import synthesize
+from stgconv.tasks.synthesize import check_start, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "image" / "mnist.npz"
@@ -422,6 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if n_classes != 10:  # else a traceback at the calibration, after the scores
                 parser.error(f"--{name}: {run} is a classifier of {n_classes} classes; this "
                              "bench scores the 10 digits 0 .. 9")
+        if args.start == "chains":  # else synthesize refuses them after every table
+            try:
+                check_start(load_checkpoint(runs["jem"]), "chains", n_chains=10 * args.per_class)
+            except ValueError as err:
+                parser.error(f"--start chains (--per-class {args.per_class} of each of the 10 "
+                             f"digits): {err}")
         models = {name: model.energy for name, model in loaded.items()}
         references = {name: model.reference for name, model in loaded.items()}
         feature_references = {name: model.feature_reference for name, model in loaded.items()}

@@ -1293,8 +1293,8 @@ def bad_input_argv(tmp_path):
     ``{empty}`` an .npz with no images, ``{test_only}`` one of 3 labelled test digits only, ``{set}`` a set of 3 (another in ``{tmp}/other``),
     ``{digits}`` generated digits (bench/digits.py's), ``{no_chains}`` a one-iteration run that
     keeps no chains (chains.mode noise), ``{texture}`` an 8x8 texture run, ``{jem}`` a JEM run
-    of 3 classes of grey 28x28 images, ``{rgb_jem}`` one of 3-channel images, ``{tmp}`` the
-    folder."""
+    of 3 classes of grey 28x28 images, ``{rgb_jem}`` one of 3-channel images, ``{jem10}`` one
+    of the generated digits' 10 classes keeping 4 chains, ``{tmp}`` the folder."""
     (tmp_path / "a_file").write_text("")
     os.mkfifo(tmp_path / "a_pipe")
     np.savez(tmp_path / "empty.npz", x_test=np.zeros((0, 28, 28), np.uint8))
@@ -1315,6 +1315,13 @@ def bad_input_argv(tmp_path):
             names["{no_chains}"] = tiny_texture_run(tmp_path / "no_chains", "chains.mode=noise")
         if any("{texture}" in arg for arg in argv):
             names["{texture}"] = tiny_texture_run(tmp_path / "texture")
+        if any("{jem10}" in arg for arg in argv):  # of the generated digits' 10 classes
+            runpy.run_path(str(BENCH / "digits.py"))["quick_digits"](tmp_path)
+            names["{jem10}"] = tmp_path / "jem10"
+            assert cli_main(["train", str(JEM_CONFIG), "--data", str(tmp_path / "digits.npz"),
+                             "--out", str(names["{jem10}"]), *JEM_TINY, "--set",
+                             "model.n_classes=10", "--set", "jem.reference_components=1",
+                             "--set", "jem.feature_rank=0"]) == 0
         if any("{jem}" in arg for arg in argv):
             names["{jem}"] = tmp_path / "jem"
             assert cli_main(["train", str(JEM_CONFIG), "--data",
@@ -1371,6 +1378,11 @@ def bad_input_argv(tmp_path):
      r"--data .*set.npz: cannot read MNIST: .*y_test"),
     ("jem.py", ["--data", "{test_only}", "--jem", "{tmp}", "--plain", "{tmp}"],
      r"--data .*test_only.npz: cannot read MNIST: .*y_train"),
+    # The samples' traceback, after every table.
+    ("jem.py", ["--data", "{digits}", "--jem", "{jem10}", "--plain", "{jem10}", "--start",
+                "chains", "--per-class", "2"],
+     r"--start chains \(--per-class 2 of each of the 10 digits\): the checkpoint keeps 4 "
+     r"chains, fewer than the 20 asked for; start from noise \(--start noise\)$"),
     ("jem.py", ["--data", "{digits}", "--jem", "{jem}", "--plain", "{jem}"],
      r"--jem: .*jem is a classifier of 3 classes; this bench scores the 10 digits 0 \.\. 9$"),
     # Every clip is looked for before the first one runs.
@@ -2456,7 +2468,9 @@ def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
             "white squares": np.full((10, 28, 28), 255, np.uint8)},
         "auroc": recorded_auroc,
         "pgd_accuracy": lambda energy, x, y, **kwargs:
-            seen["attacked"].append((x, y)) or seen["pgd"].append(kwargs) or 1.0}
+            seen["attacked"].append((x, y)) or seen["pgd"].append(kwargs) or 1.0,
+        # --start chains: the stand-in runs keep as many chains as asked for.
+        "load_checkpoint": lambda run: {}, "check_start": lambda state, start, n_chains: None}
 
     def scored(name: str, n: int) -> dict:
         return {"set": name, "n": n, "class_entropy": 1.0, "class_histogram": [n // 10] * 10,

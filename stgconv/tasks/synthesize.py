@@ -266,11 +266,12 @@ def check_steps(state: dict[str, Any], n_steps: int | None) -> None:
                          "samples need at least 1 sampler step")
 
 
-def check_start(state: dict[str, Any], start: str) -> None:
+def check_start(state: dict[str, Any], start: str, *, n_chains: int | None = None) -> None:
     """Raise ``ValueError`` unless the model of the loaded checkpoint ``state`` can start its
     chains at ``start``: ``"noise"`` any model, ``"chains"`` a single net's model whose
-    checkpoint keeps its chains (trained with persistent chains or a replay buffer). Cheap, as
-    :func:`check_steps`."""
+    checkpoint keeps its chains (trained with persistent chains or a replay buffer), at least
+    ``n_chains`` of them when given (what class-conditional sampling needs: :func:`synthesize`
+    refuses fewer). Cheap, as :func:`check_steps`."""
     if start not in ("noise", "chains"):
         raise ValueError(f"start must be 'noise' or 'chains', got {start!r}")
     if start == "noise":
@@ -283,6 +284,10 @@ def check_start(state: dict[str, Any], start: str) -> None:
         mode = state.get("config", {}).get("chains", {}).get("mode")
         raise ValueError(f"the checkpoint keeps no chains (training used chains.mode={mode!r}); "
                          "start from noise (--start noise)")
+    kept = len(_stored_chains(state))
+    if n_chains is not None and kept < n_chains:
+        raise ValueError(f"the checkpoint keeps {kept} chains, fewer than the {n_chains} asked "
+                         "for; start from noise (--start noise)")
 
 
 def _stored_chains(state: dict[str, Any]) -> torch.Tensor | None:
