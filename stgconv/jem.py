@@ -42,7 +42,14 @@ def class_examples(labels: Tensor, per_class: int, *, skip: int = 0,
     """Indices ``(M,)`` of up to ``per_class`` examples of each class of ``labels`` ``(N,)``
     (``0 .. K - 1``), each class's ``skip`` first passed over, taken in ``order`` (a
     permutation ``(N,)`` of the examples; default the data's own order). ``or_first``: a class
-    with no example after its ``skip`` gives its first ones instead."""
+    with no example after its ``skip`` gives its first ones instead.
+
+    Raises:
+        ValueError: ``per_class`` not an int >= 1 or ``skip`` not an int >= 0 (slices of a
+            negative one took all but the last examples, or none, without a word).
+    """
+    per_class = as_int(per_class, "per_class", minimum=1)
+    skip = as_int(skip, "skip", minimum=0)
     order = torch.arange(len(labels), device=labels.device) if order is None else order
     ordered = labels[order]
     picked = []

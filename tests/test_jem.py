@@ -763,6 +763,18 @@ def test_the_feature_fit_names_a_batch_size_that_is_not_a_positive_int() -> None
         fit_feature_reference(energy, data, labels, rank=1, batch_size=0)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"per_class": -1}, r"^per_class must be an int >= 1, got -1$"),
+    ({"per_class": 0}, r"^per_class must be an int >= 1, got 0$"),
+    ({"per_class": 1.5}, r"^per_class must be an int >= 1, got 1.5$"),
+    ({"per_class": 2, "skip": -1}, r"^skip must be an int >= 0, got -1$")])
+def test_class_examples_name_counts_that_are_not_ints_in_range(kwargs, message) -> None:
+    """Slices of a negative count took all but the last example of each class (per_class -1)
+    or none (skip -1), without a word; a float failed in Python's slice words."""
+    with pytest.raises(ValueError, match=message):
+        class_examples(torch.tensor([0, 1, 0, 1, 0, 1]), **kwargs)
+
+
 def test_class_examples_follow_the_order_given() -> None:
     """The trainer's fits read each class's examples in a seeded random order (a file's own
     order may follow its writers): the feature fit the first of each class in it, the weights
