@@ -1123,9 +1123,7 @@ def _check_jem(config: ExperimentConfig) -> None:
     if config.chains.mode not in ("noise", "persistent", "buffer"):
         raise ValueError(f"jem samples from noise, persistent chains or the replay buffer; "
                          f"chains.mode {config.chains.mode!r} does not apply")
-    if jem.shift >= config.data.size // 2:  # >= 0 checked by JEMConfig
-        raise ValueError(f"jem.shift must be in [0, data.size / 2 = {config.data.size // 2}), "
-                         f"got {jem.shift}")
+    check_shift(jem, config.data.size)
     check_px_batch(jem, config.train.batch_size)
 
 
@@ -1139,6 +1137,16 @@ def section_or_default(section: Any, kind: type, name: str) -> Any:
         raise ValueError(f"{name} must be a {kind.__name__} ({kind.__name__}(**settings) for a "
                          f"dict of them) or None, got {type(section).__name__}")
     return section
+
+
+def check_shift(jem: JEMConfig, side: int, side_name: str = "data.size") -> None:
+    """``ValueError`` unless ``jem.shift`` (>= 0, checked by JEMConfig) is below half the
+    images' ``side`` (``side_name`` in the message): a larger shift moves most of an image off
+    its grid, and HybridTrainer trained on the smeared edges that replace it without a
+    word."""
+    if jem.shift >= side // 2:
+        raise ValueError(f"jem.shift must be in [0, {side_name} / 2 = {side // 2}), got "
+                         f"{jem.shift}")
 
 
 def check_px_batch(jem: JEMConfig, batch_size: int) -> None:

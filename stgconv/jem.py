@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stgconv.checks import as_int, check_classes, check_tensor
-from stgconv.config import JEMConfig, TrainConfig, check_px_batch, section_or_default
+from stgconv.config import (JEMConfig, TrainConfig, check_px_batch, check_shift,
+                            section_or_default)
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation.ood import score_images, scoring_expert
@@ -219,6 +220,9 @@ class HybridTrainer(Trainer):
         self.labels = labels.long()
         self.jem = section_or_default(jem, JEMConfig, "jem")
         check_px_batch(self.jem, (train if train is not None else TrainConfig()).batch_size)
+        if self.jem.shift > 0:  # only images are shifted (random_shift names other shapes)
+            check_shift(self.jem, min(data.shape[2:]) if data.dim() == 4 else 0,
+                        "the images' smaller side")
         # The schedule Trainer.apply_gradients follows: a JEM run sets it in its own section.
         # A train section's own was replaced by it without a word (TrainConfig(lr_decay=
         # "cosine") trained at a constant rate); a config file refuses it, and so does this.

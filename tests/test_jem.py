@@ -413,6 +413,16 @@ def test_the_trainer_refuses_reference_components_without_a_reference() -> None:
         make_trainer(reference_components=2)
 
 
+def test_the_trainer_checks_the_shift_as_a_config_file_does() -> None:
+    """A JEMConfig built in Python: a shift of 30 on 4x4 images trained on the smeared edges
+    that replace the moved images, without a word."""
+    for shift in (2, 30):
+        with pytest.raises(ValueError, match=rf"^jem.shift must be in \[0, the images' smaller "
+                                             rf"side / 2 = 2\), got {shift}$"):
+            make_trainer(shift=shift)
+    assert make_trainer(shift=1).jem.shift == 1
+
+
 def test_the_trainer_checks_px_batch_as_a_config_file_does() -> None:
     """A JEMConfig built in Python: px_batch 0 took the whole batch, and one past the batch
     was cut to it, without a word."""
