@@ -394,6 +394,13 @@ def _load_prior(settings: RecoveryConfig, *, channels: int) -> FillNet | None:
     return net
 
 
+SPLIT_START_SHARE = 0.01
+"""The share of the held-out entries each kind of gap (entries missing in every frame, the rest)
+must hold for it to get a start of its own (:func:`_start_fill`): the few pixels a scattered
+mask of a short clip hides in every frame by chance would choose their fill by a mean over a
+handful of entries."""
+
+
 def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                 holdout: Tensor | None, prior: FillNet | None
                 ) -> tuple[Tensor, Tensor, str, dict[str, float]]:
@@ -487,10 +494,13 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
     # motion compensation the frames), and one start ranked on their mixture was chosen by
     # differences of 1% (bench/README.md, "A logo beside dropped frames"). Each kind gets the
     # fill best on its own held-out entries: the moved occluder, held out in every frame, and
-    # the rest.
-    held_fixed = holdout & always_missing(visible) & ~always_missing(known)
+    # the rest. (A mask with no fixed part has none: what its holdout leaves missing in every
+    # frame by chance is scattered pixels beside frames hidden, no occluder moved.)
+    fixed = always_missing(known)
+    held_fixed = holdout & always_missing(visible) & ~fixed
     held_moving = holdout & ~held_fixed
-    if held_fixed.any() and held_moving.any():
+    share = held_fixed.sum().item() / holdout.sum().item()
+    if fixed.any() and SPLIT_START_SHARE <= share <= 1 - SPLIT_START_SHARE:
         def error_on(part: Tensor) -> Callable[[str], float]:
             return lambda name: (unseen_of[name][part] - observed[part]).abs().mean().item()
 
@@ -502,7 +512,7 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
             unseen_start = torch.where(always_missing(visible), unseen_of[for_fixed],
                                        unseen_of[for_moving])
             errors[name] = holdout_error(unseen_start)
-            return (torch.where(always_missing(known), full_of(for_fixed), full_of(for_moving)),
+            return (torch.where(fixed, full_of(for_fixed), full_of(for_moving)),
                     unseen_start, name, errors)
     best = min(errors, key=errors.get)  # the learned fill on ties: it comes first
     return full_of(best), unseen_of[best], best, errors
