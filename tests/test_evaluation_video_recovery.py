@@ -637,6 +637,38 @@ def test_evaluation_pictures_are_rounded_as_the_video_files_are_at_half_levels(
     np.testing.assert_array_equal(levels[0], [64, 254])
 
 
+def test_a_uint8_evaluation_picture_is_logged_at_its_own_grey_levels(tmp_path: Path) -> None:
+    """A uint8 picture (a render's levels, as TensorBoard itself takes them) was clamped to
+    [0, 1] as if it were floats: every level above 0 logged white."""
+    from PIL import Image
+
+    log_evaluation(tmp_path, "task", {}, {"pic": torch.tensor([[[0, 1, 128, 255]]],
+                                                                dtype=torch.uint8)})
+    (image,) = read_events(tmp_path).Images("task/pic")
+    levels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("L"))
+    np.testing.assert_array_equal(levels[0], [0, 1, 128, 255])
+
+
+@pytest.mark.parametrize("table, pictures, message", [
+    ({"errors": {"stgconv": float("nan"), "filled": 0.25}}, {},
+     r"^table score errors\.stgconv must be finite and >= 0, got nan$"),
+    ({"iou": {"filled": float("inf")}}, {}, r"^table score iou\.filled must be finite"),
+    ({"errors": {"filled": None}}, {}, r"^table score errors\.filled must be a number, got None$"),
+    ({}, {"pic": torch.tensor([[[0.5, float("nan")]]])},
+     r"^picture 'pic' holds NaN or infinite values$"),
+    ({}, {"pic": torch.ones(1, 2, 2, dtype=torch.int64)},
+     r"^picture 'pic' must hold floats in \[0, 1\] or uint8 grey levels, got torch\.int64$"),
+])
+def test_non_finite_scores_and_pictures_are_refused_before_anything_is_written(
+        tmp_path: Path, table, pictures, message) -> None:
+    """A NaN score was logged as it came (the JSON table refuses it, after), a NaN pixel as
+    black; neither is hidden now, and the folder is not made."""
+    log_dir = tmp_path / "tb"
+    with pytest.raises(ValueError, match=message):
+        log_evaluation(log_dir, "task", table, pictures)
+    assert not log_dir.exists()
+
+
 def test_evaluation_scores_into_a_file_are_refused_naming_it(tmp_path: Path) -> None:
     """A library caller's TensorBoard folder that is a file is refused as the command's
     --tensorboard is, naming it, and the file is left as it was."""

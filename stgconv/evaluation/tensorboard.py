@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_output
+from stgconv.checks import check_finite_number, check_output
 from stgconv.data.masks import check_mask_matches
 from stgconv.io.image import to_unit
 from stgconv.io.tensorboard import check_log_dir, summary_writer
@@ -42,14 +42,21 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
     Args:
         task: the tag prefix, e.g. ``"recovery-3d"``.
         table: an evaluation's table: ``{"errors": {method: e}, "iou": {method: v}?}``.
-        pictures: name -> ``(C, H, W)`` image, ``C`` in {1, 3}, values in ``[0, 1]``.
+        pictures: name -> ``(C, H, W)`` image, ``C`` in {1, 3}: floats in ``[0, 1]`` (clamped
+            to it), or uint8 grey levels 0-255.
         step: the global step to log at (a sweep can log each setting at its own step).
 
     Raises:
         ValueError: ``log_dir`` cannot be written (:func:`stgconv.io.tensorboard.check_log_dir`);
-            a picture that is not a ``(C, H, W)`` tensor with ``C`` 1 or 3.
+            a score that is not a finite number >= 0; a picture that is not a ``(C, H, W)``
+            tensor with ``C`` 1 or 3, of floats or uint8, or that holds NaN or infinite values.
+            All before anything is written.
         WriteError: writing failed part-way (a full disk, the folder removed meanwhile).
     """
+    for metric in ("errors", "iou"):
+        for method, value in table.get(metric, {}).items():
+            # A NaN score was logged as it came, where the JSON table refuses it after.
+            check_finite_number(value, f"table score {metric}.{method}")
     for name, picture in pictures.items():
         # An (H, W, 3) picture was logged as 4 channels of 5 x 3 without a word, an (H, W) one
         # failed inside TensorBoard after the scores were written.
@@ -57,13 +64,21 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
             shape = tuple(picture.shape) if isinstance(picture, Tensor) else type(picture).__name__
             raise ValueError(f"picture {name!r} must be a (C, H, W) tensor with C 1 or 3, got "
                              f"{shape}")
+        # A uint8 picture's levels were clamped to [0, 1] as if they were floats (every level
+        # above 0 logged white), and NaN pixels logged black.
+        if picture.dtype != torch.uint8 and not picture.is_floating_point():
+            raise ValueError(f"picture {name!r} must hold floats in [0, 1] or uint8 grey "
+                             f"levels, got {picture.dtype}")
+        if picture.is_floating_point() and not bool(torch.isfinite(picture).all()):
+            raise ValueError(f"picture {name!r} holds NaN or infinite values")
     with summary_writer(log_dir) as writer:
         for metric in ("errors", "iou"):
             for method, value in table.get(metric, {}).items():
                 writer.add_scalar(f"{task}/{metric.rstrip('s')}/{method}", value, step)
         for name, picture in pictures.items():
             # Rounded to the files' grey levels: given floats, TensorBoard truncates them.
-            levels = (picture.clamp(0.0, 1.0) * 255).round().to(torch.uint8)
+            levels = (picture if picture.dtype == torch.uint8 else
+                      (picture.clamp(0.0, 1.0) * 255).round().to(torch.uint8))
             writer.add_image(f"{task}/{name}", levels, step)
 
 
