@@ -676,7 +676,10 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
             _check_config_of_another_run(config, args, values)
             _check_resumed_config(config, args, values)
         if args.print_config:
-            print(config_yaml(config), end="")
+            # Under torchrun every process resolves the config; one prints it (each printing,
+            # `torchrun ... --print-config > run.yaml` held every key twice).
+            if launched_rank() == 0:
+                print(config_yaml(config), end="")
             return None
         return tasks.train(config, resume=args.resume, overwrite=args.overwrite,
                            progress=not args.quiet)

@@ -279,6 +279,17 @@ def test_only_process_0_reports_what_the_command_wrote(monkeypatch, capsys, tmp_
         assert out.startswith(report) and bool(out) == bool(report), (rank, out)
 
 
+def test_only_process_0_prints_the_resolved_config(monkeypatch, capsys, tmp_path: Path) -> None:
+    """``torchrun ... train --print-config > run.yaml`` got one copy of every key per process."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, shown in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "--out", str(tmp_path / "run"), "--print-config"]) == 0
+        out = capsys.readouterr().out
+        assert (out.count("\nseed: ") == 1 if shown else out == ""), (rank, out)
+    assert not (tmp_path / "run").exists()
+
+
 def test_sigterm_unwinds_a_torchrun_process() -> None:
     """torchrun stops the other processes of a failed run by SIGTERM: it must unwind (the new
     run's cleanup, the folder's lock) as an exception, and only while training."""
