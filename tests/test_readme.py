@@ -222,6 +222,27 @@ def test_readme_commands_parse(monkeypatch) -> None:
                                    for command, found in problems.items())
 
 
+def test_the_command_tables_synopses_name_every_output_a_command_takes() -> None:
+    """Each row of the README's command table names, in its synopsis, every option by which its
+    command writes (--out, --json, --tensorboard): eval super-resolution offered --tensorboard
+    and --out, and reconstruct and interpolate --out, where their rows never said so."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    synopses = re.findall(r"^\| `(stgconv [^`]*)` \|", text, re.MULTILINE)
+    assert len(synopses) >= 14, synopses  # guards the pattern
+    outputs = {"--out", "--json", "--tensorboard"}
+    missing = {}
+    for synopsis in synopses:
+        words = synopsis.replace("\\|", " ").split()[1:]
+        parser = _parser()
+        while words and words[0] in subcommands(parser):
+            parser = subcommands(parser)[words.pop(0)]
+        offered = {option for action in parser._actions for option in action.option_strings}
+        named = {word.strip("[]") for word in words}
+        if lacking := sorted((offered & outputs) - named):
+            missing[synopsis.split(" [")[0].split(" --")[0]] = lacking
+    assert missing == {}
+
+
 def test_readme_settings_and_config_files_exist() -> None:
     """Every ``--set KEY=...`` the README names, inside a command or not, is a config key, and
     every config file it names is there."""
