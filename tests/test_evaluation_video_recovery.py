@@ -586,6 +586,18 @@ def test_evaluation_scores_are_logged_at_the_given_step(tmp_path: Path) -> None:
     assert [image.step for image in events.Images("task/pic")] == [3]
 
 
+@pytest.mark.parametrize("step", [0.7, -1, "3", True])
+def test_a_step_that_is_no_whole_number_is_refused_before_anything_is_written(
+        tmp_path: Path, step) -> None:
+    """A sweep's setting given as the step (a missing fraction of 0.7) was truncated to 0, so
+    every setting was logged at step 0, over the others; "3" and True were taken as 3 and 1."""
+    log_dir = tmp_path / "tb"
+    shown = re.escape(repr(step))
+    with pytest.raises(ValueError, match=f"^step must be an int >= 0, got {shown}$"):
+        log_evaluation(log_dir, "task", {"errors": {"filled": 0.25}}, {}, step=step)
+    assert not log_dir.exists()
+
+
 def test_every_evaluation_picture_and_score_is_logged_at_step_0_unless_told(tmp_path: Path) -> None:
     log_evaluation(tmp_path, "task", {"errors": {"filled": 0.25}},
                    {"pic": torch.rand(1, 4, 4), "other": torch.rand(3, 2, 2)})

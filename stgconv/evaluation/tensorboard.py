@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_finite_number, check_output
+from stgconv.checks import as_int, check_finite_number, check_output
 from stgconv.data.masks import check_mask_matches
 from stgconv.io.image import to_unit
 from stgconv.io.tensorboard import check_log_dir, summary_writer
@@ -44,15 +44,19 @@ def log_evaluation(log_dir: str | Path, task: str, table: dict[str, Any],
         table: an evaluation's table: ``{"errors": {method: e}, "iou": {method: v}?}``.
         pictures: name -> ``(C, H, W)`` image, ``C`` in {1, 3}: floats in ``[0, 1]`` (clamped
             to it), or uint8 grey levels 0-255.
-        step: the global step to log at (a sweep can log each setting at its own step).
+        step: the global step to log at, an int >= 0 (a sweep can log each setting at its own
+            step: its index, not a fraction).
 
     Raises:
         ValueError: ``log_dir`` cannot be written (:func:`stgconv.io.tensorboard.check_log_dir`);
-            a score that is not a finite number >= 0; a picture that is not a ``(C, H, W)``
-            tensor with ``C`` 1 or 3, of floats or uint8, or that holds NaN or infinite values.
-            All before anything is written.
+            a ``step`` that is no int >= 0; a score that is not a finite number >= 0; a picture
+            that is not a ``(C, H, W)`` tensor with ``C`` 1 or 3, of floats or uint8, or that
+            holds NaN or infinite values. All before anything is written.
         WriteError: writing failed part-way (a full disk, the folder removed meanwhile).
     """
+    # A sweep's setting given as the step (a missing fraction of 0.7) was truncated to 0, every
+    # setting logged over the others.
+    step = as_int(step, "step", minimum=0)
     for metric in ("errors", "iou"):
         for method, value in table.get(metric, {}).items():
             # A NaN score was logged as it came, where the JSON table refuses it after.
