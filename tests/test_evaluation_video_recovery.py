@@ -1115,6 +1115,18 @@ def test_format_table_lists_the_best_method_first() -> None:
     assert lines[2].split() == ["b", "1.00", "0.2"]  # its error and its seconds
 
 
+def test_format_table_shows_the_fill_the_chain_started_from() -> None:
+    """The start's error is printed (the README: the table shows what sampling added), also
+    for the learned fill, which has no row of its own; its seconds are inside ours."""
+    table = {"video": "v.mp4", "mask": "region:8", "frames": 4, "size": 16,
+             "missing_fraction": 0.25, "errors": {"stgconv": 2.0, "biharmonic": 5.0},
+             "seconds": {"stgconv": 3.0, "biharmonic": 0.1},
+             "start": {"fill": "learned", "error": 2.5, "holdout_errors": {}}}
+    lines = format_table(table).splitlines()
+    assert lines[-1].split() == ["start:", "learned", "2.50", "-"]
+    assert len(lines[-1]) == len(lines[-2])  # in the columns of the rows above
+
+
 def test_the_table_holds_the_reports_scores_settings_and_times(tmp_path: Path,
                                                                monkeypatch) -> None:
     """Each field eval_recovery adds, from a stand-in recovery report and one stand-in fill (no
