@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from stgconv.checks import (MAX_STEP_SIZE, check_output, check_seed, npz_array,  # noqa: E402
                             open_npz)
+from stgconv.cli import DefaultsFormatter  # noqa: E402
 from stgconv.distributed import launched_world_size  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
@@ -226,11 +227,18 @@ class _BenchParser(argparse.ArgumentParser):
 
 
 def argument_parser(doc: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """The parser of a bench script: described by its docstring's first paragraph, and refusing
-    an abbreviated option (as the ``stgconv`` command does), which would break, or mean another
-    option, once a later version adds one of the same start, and a launch as several
-    processes (:class:`_BenchParser`). ``kwargs`` go to the parser."""
+    """The parser of a bench script: described by its docstring's first paragraph, its
+    ``--help`` giving every option's default as the ``stgconv`` command's does
+    (:class:`~stgconv.cli.DefaultsFormatter`), and refusing an abbreviated option (as the
+    ``stgconv`` command does), which would break, or mean another option, once a later version
+    adds one of the same start, and a launch as several processes (:class:`_BenchParser`).
+    ``kwargs`` go to the parser."""
+    kwargs.setdefault("formatter_class", DefaultsFormatter)
     return _BenchParser(description=doc.split("\n\n")[0], allow_abbrev=False, **kwargs)
+
+
+class RawDescriptionDefaultsFormatter(argparse.RawDescriptionHelpFormatter, DefaultsFormatter):
+    """:func:`argument_parser`'s defaults in the help, for a description laid out by hand."""
 
 
 def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats: int,

@@ -198,7 +198,8 @@ def run_seed(seed: int, args: argparse.Namespace, split: dict[str, Any], deadlin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.argument_parser(__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.argument_parser(__doc__,
+                                    formatter_class=common.RawDescriptionDefaultsFormatter)
     parser.add_argument("--shapes", type=Path, default=SHAPES,
                         help=".npz with X (N, R, R, R) and labels y (default: ModelNet10 30^3)")
     parser.add_argument("--config", type=Path, default=CONFIG)

@@ -398,14 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "reuse instead of training super_resolution_quick.yaml")
     parser.add_argument("--recovery-checkpoint", help="a trained 32^3 recovery run folder to "
                         "reuse instead of training recovery_chairs_quick.yaml")
-    parser.add_argument("--missing", type=float, default=0.7, help="fraction hidden (0.7)")
+    parser.add_argument("--missing", type=float, default=0.7, help="fraction hidden")
     parser.add_argument("--rbm", type=common.count(0), default=0, metavar="HIDDEN",
                         help="also train a binary RBM with this many hidden units on the training "
                              "chairs and add its recovery row (0: no RBM)")
     parser.add_argument("--rbm-updates", type=common.count(1), default=600,
                         help="CD-1 updates of 100 chairs for --rbm")
     parser.add_argument("--seed", type=common.seed, default=0,
-                        help="training seed of both models and seed of the evaluations (0)")
+                        help="training seed of both models and seed of the evaluations")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
                         help="also write the table and protocol as JSON")

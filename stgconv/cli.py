@@ -4,6 +4,7 @@ every evaluation in :mod:`stgconv.evaluation`."""
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import math
 import os
@@ -82,7 +83,15 @@ LEAST_COUNT = {"num": 1, "steps": 1, "size": 1, "frames": 1, "iterations": 1, "p
 
 class DefaultsFormatter(argparse.HelpFormatter):
     """Every optional option's help ends with what happens when it is left out, unless its text
-    already says (``default``); flags read ``off``, unset options ``not set``."""
+    already says (``default``); flags read ``off`` (a flag left out is not given, whatever the
+    value it stores: ``--no-memory``'s default True read "on"), unset options ``not set``. An
+    option without a help text still shows its default (argparse prints nothing for it)."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and action.option_strings:
+            action = copy.copy(action)
+            action.help = self._get_help_string(action)
+        return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -90,7 +99,7 @@ class DefaultsFormatter(argparse.HelpFormatter):
                 or "default" in text):
             return text
         if action.nargs == 0:
-            shown = "on" if action.default else "off"
+            shown = "off"
         elif action.default is None or action.default == []:
             shown = "not set"
         else:

@@ -1779,6 +1779,24 @@ def test_every_bench_starts_as_documented(script: str, bench_helps: dict[str, di
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_help_states_each_options_default(script: str,
+                                                      bench_helps: dict[str, dict]) -> None:
+    """As the stgconv command's help does: options without a help text (``--hidden HIDDEN``,
+    ``--kills KILLS``) showed no default at all, and a flag left out reads "off", which
+    ``--no-memory`` (a store_false, True when left out) read as "on"."""
+    usage, _, options = bench_helps[script]["stdout"].partition("\noptions:\n")
+    while re.search(r"\[[^][]*\]", usage):  # the optional parts, innermost first
+        usage = re.sub(r"\[[^][]*\]", "", usage)
+    required = set(re.findall(r"--[\w-]+", usage))  # never left out: no default to tell
+    blocks = re.split(r"\n(?=  -)", options.strip("\n"))
+    untold = [block.split()[0] for block in blocks
+              if block.split()[0] not in {"-h,", *required} and "default" not in block]
+    assert not untold, untold
+    flags = [" ".join(block.split()) for block in blocks if block.split()[0] == "--no-memory"]
+    assert all(flag.endswith("(default: off)") for flag in flags), flags
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_every_bench_refuses_an_abbreviated_option(script: str, tmp_path, bench_main,
                                                    capsys) -> None:
     """As ``stgconv`` does: ``--jso`` taken as --json would break, or mean another option, once

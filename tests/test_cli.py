@@ -31,7 +31,7 @@ from PIL import Image
 from stgconv import checkpoint, cli, tasks
 from stgconv.checkpoint import load_checkpoint, save_checkpoint
 from stgconv.checks import FLOAT32_MAX
-from stgconv.cli import main
+from stgconv.cli import DefaultsFormatter, main
 from stgconv.config import QUICK_RECOVERY_CONFIG, _merged, config_yaml, load_config
 from stgconv.distributed import PeerFailedError
 from stgconv.tasks.train import Terminated
@@ -2466,6 +2466,18 @@ def test_a_flag_left_out_reads_off_and_a_required_option_states_no_default(
     with pytest.raises(SystemExit):
         main([*command, "--help"])
     assert shown in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_formatter_shows_the_default_of_an_option_without_help_and_a_negative_flag_off(
+) -> None:
+    """The bench scripts' parsers use it too: an option with no help text printed no default
+    (argparse prints nothing for it), and a store_false flag (True when left out) read "on"."""
+    parser = argparse.ArgumentParser(prog="p", formatter_class=DefaultsFormatter)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip it")
+    text = " ".join(parser.format_help().split())
+    assert "--kills KILLS (default: 20)" in text
+    assert "--no-memory skip it (default: off)" in text
 
 
 def test_a_repeatable_option_left_out_shows_not_set_in_the_help(capsys) -> None:
