@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import stgconv
-from stgconv.cli import json_file
+from stgconv.cli import DefaultsFormatter, json_file
 from stgconv.data.image import load_npz_images
 from stgconv.energy import ProductOfExperts
 from stgconv.io.atomic import atomic_write_json
@@ -45,10 +45,12 @@ def synthetic_digits(n: int, size: int, generator: torch.Generator) -> torch.Ten
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=DefaultsFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=MNIST, help="MNIST .npz (Keras layout)")
-    parser.add_argument("--json", type=json_file, help="write the printed numbers here")
+    parser.add_argument("--json", type=json_file, metavar="FILE",
+                        help="write the printed numbers here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.smoke and not args.data.exists():  # one line, not a loader's traceback

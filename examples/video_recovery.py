@@ -29,7 +29,7 @@ import torch
 
 import stgconv
 from stgconv.baselines.video import FILLS
-from stgconv.cli import json_file, output_folder
+from stgconv.cli import DefaultsFormatter, json_file, output_folder
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.data.masks import load_mask, occluded_region
 from stgconv.io.atomic import atomic_write_json
@@ -51,14 +51,16 @@ def synthetic_clip(frames: int, size: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=DefaultsFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=VIDEO / "flag.avi", help="a video file")
     parser.add_argument("--mask", type=Path, default=VIDEO / "masks/flag_region_type.mat",
                         help="a .mat/.npy mask, 1 = missing")
     parser.add_argument("--out", type=output_folder,
                         default=Path("outputs/examples/video_recovery"))
-    parser.add_argument("--json", type=json_file, help="write the printed numbers here")
+    parser.add_argument("--json", type=json_file, metavar="FILE",
+                        help="write the printed numbers here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for path, option in ((args.data, "--data"), (args.mask, "--mask")):

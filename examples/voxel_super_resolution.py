@@ -25,7 +25,7 @@ import torch
 
 import stgconv
 from stgconv.baselines.voxel import UPSAMPLERS, downsample
-from stgconv.cli import json_file, output_folder
+from stgconv.cli import DefaultsFormatter, json_file, output_folder
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import load_voxels, save_voxels, to_tensor
 from stgconv.mcmc import SuperResolutionStart
@@ -45,12 +45,14 @@ def synthetic_shapes(n: int, size: int, generator: torch.Generator) -> torch.Ten
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=DefaultsFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=BEDS, help=".npz of (N, 64, 64, 64) shapes")
     parser.add_argument("--out", type=output_folder,
                         default=Path("outputs/examples/voxel_sr"))
-    parser.add_argument("--json", type=json_file, help="write the printed numbers here")
+    parser.add_argument("--json", type=json_file, metavar="FILE",
+                        help="write the printed numbers here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.smoke and not args.data.exists():  # one line, not a loader's traceback

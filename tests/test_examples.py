@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -162,8 +163,23 @@ def test_example_help_gives_the_docstrings_whole_first_paragraph(capsys):
         "A tiny JEM: a digit classifier that is also an energy model; its accuracy, and how "
         "well its scores tell MNIST test digits from inverted ones (white strokes become black "
         "on white). options: -h, --help show this help message and exit --smoke tiny synthetic "
-        "run --data DATA MNIST .npz (Keras layout) --json JSON write the printed numbers here "
-        "--seed SEED")
+        f"run (default: off) --data DATA MNIST .npz (Keras layout) (default: {ROOT}/../shared/"
+        "data/image/mnist.npz) --json FILE write the printed numbers here (default: not set) "
+        "--seed SEED (default: 0)")
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_help_states_the_defaults_the_readme_promises(script, capsys):
+    """README: --data "by default the development data in ../shared/data", --json FILE; the help
+    said neither where the data is looked for nor what --out and --seed are when left out."""
+    main = runpy.run_path(str(EXAMPLES / script))["main"]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert re.search(rf"--data DATA [^-]*\(default: {re.escape(str(ROOT))}/\.\./shared/data/", text)
+    assert "--json FILE write the printed numbers here (default: not set)" in text
+    assert "--seed SEED (default: 0)" in text
+    assert "--out OUT" not in text or "--out OUT (default: outputs/examples/" in text
 
 
 # Each example's output options: the option, a name under it, and what the message calls it.
