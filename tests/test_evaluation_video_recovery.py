@@ -1115,16 +1115,18 @@ def test_format_table_lists_the_best_method_first() -> None:
     assert lines[2].split() == ["b", "1.00", "0.2"]  # its error and its seconds
 
 
-def test_format_table_shows_the_fill_the_chain_started_from() -> None:
+@pytest.mark.parametrize("fill", ["learned", "temporal_interpolation"])
+def test_format_table_shows_the_fill_the_chain_started_from(fill: str) -> None:
     """The start's error is printed (the README: the table shows what sampling added), also
-    for the learned fill, which has no row of its own; its seconds are inside ours."""
+    for the learned fill, which has no row of its own; its seconds are inside ours. The
+    columns stay aligned with the longest start's name."""
     table = {"video": "v.mp4", "mask": "region:8", "frames": 4, "size": 16,
              "missing_fraction": 0.25, "errors": {"stgconv": 2.0, "biharmonic": 5.0},
              "seconds": {"stgconv": 3.0, "biharmonic": 0.1},
-             "start": {"fill": "learned", "error": 2.5, "holdout_errors": {}}}
+             "start": {"fill": fill, "error": 2.5, "holdout_errors": {}}}
     lines = format_table(table).splitlines()
-    assert lines[-1].split() == ["start:", "learned", "2.50", "-"]
-    assert len(lines[-1]) == len(lines[-2])  # in the columns of the rows above
+    assert lines[-1].split() == ["start:", fill, "2.50", "-"]
+    assert len({len(line) for line in lines[1:]}) == 1  # header and rows in the same columns
 
 
 def test_the_table_holds_the_reports_scores_settings_and_times(tmp_path: Path,

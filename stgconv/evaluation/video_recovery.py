@@ -99,12 +99,15 @@ def format_table(table: dict[str, Any]) -> str:
     """The error table as aligned text, best method first, then the fill our chain started
     from (``start``, where the table has it): the default learned fill is no row of its own, so
     without it the printed table hid what sampling added. Its seconds are part of ours."""
+    starts = [f"start: {table['start']['fill']}"] if "start" in table else []
+    # As wide as the longest name: "start: temporal_interpolation" (29) would push its numbers
+    # out of their columns.
+    width = max(24, *(len(name) + 1 for name in [*table["errors"], *starts]))
     lines = [f"{table['video']}  mask {table['mask']}  ({table['frames']} frames, "
              f"{table['size']}x{table['size']}, {100 * table['missing_fraction']:.1f}% missing)",
-             f"{'method':<24}{'error (0-255)':>14}{'seconds':>10}"]
+             f"{'method':<{width}}{'error (0-255)':>14}{'seconds':>10}"]
     for name, error in sorted(table["errors"].items(), key=itemgetter(1)):
-        lines.append(f"{name:<24}{error:>14.2f}{table['seconds'][name]:>10.1f}")
-    if "start" in table:
-        start = f"start: {table['start']['fill']}"
-        lines.append(f"{start:<24}{table['start']['error']:>14.2f}{'-':>10}")
+        lines.append(f"{name:<{width}}{error:>14.2f}{table['seconds'][name]:>10.1f}")
+    for name in starts:
+        lines.append(f"{name:<{width}}{table['start']['error']:>14.2f}{'-':>10}")
     return "\n".join(lines)
