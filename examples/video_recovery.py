@@ -12,11 +12,12 @@ its error on the truth, which a real user could not do: a generous baseline).
     python examples/video_recovery.py                      # flag.avi + its region mask
     python examples/video_recovery.py --smoke              # synthetic clip, a few seconds
 
-Measured here (seed 0, flag with its region mask, 552 CPU s on cores shared with other jobs):
-the learned fill 7.75 grey levels and the chain from it 7.77, against 9.21 for the best
-classical fill (motion-compensated interpolation; 0.84x), 10.24 temporal interpolation, 11.85
-neighbour averaging, 46.83 biharmonic inpainting. The chain's refinement adds nothing here,
-as bench/README.md found in most cases: what learning gives is the learned fill.
+Measured here (2026-12-07, seed 0, flag with its region mask, one thread (OMP_NUM_THREADS=1),
+554 CPU s on cores shared with other jobs): the learned fill 7.74 grey levels and the chain
+from it 7.76, against 9.21 for the best classical fill (motion-compensated interpolation;
+0.84x), 10.24 temporal interpolation, 11.85 neighbour averaging, 46.83 biharmonic inpainting.
+The chain's refinement adds nothing here, as bench/README.md found in most cases: what learning
+gives is the learned fill.
 """
 
 from __future__ import annotations
