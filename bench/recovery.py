@@ -202,13 +202,16 @@ def mask_of(mask_type: str, args: argparse.Namespace, data: Path) -> str | Path:
 def format_rows(rows: list[dict], config_name: str) -> str:
     methods = list(rows[0]["errors"]) if rows else []
     width = max([15, *(len(row["clip"]) + 2 for row in rows)])  # e.g. actions/18_zebra
-    header = (f"{'clip':<{width}}{'mask':<17}" + "".join(f"{m[:20]:>21}" for m in methods)
+    # Each method's column as wide as its name: cut to 20 characters, the header read
+    # "temporal_interpolati".
+    columns = {m: max(21, len(m) + 1) for m in methods}
+    header = (f"{'clip':<{width}}{'mask':<17}" + "".join(f"{m:>{columns[m]}}" for m in methods)
               + f"{'x best':>8}  start (its error)")
     lines = [f"# video recovery, mean absolute error on the missing pixels (0-255); "
              f"ours = config {config_name}", header, "-" * len(header)]
     for row in rows:
         lines.append(f"{row['clip']:<{width}}{row['mask']:<17}"
-                     + "".join(f"{row['errors'][m]:>21.2f}" for m in methods)
+                     + "".join(f"{row['errors'][m]:>{columns[m]}.2f}" for m in methods)
                      + f"{row['stgconv_over_best_baseline']:>8.3f}  "
                      f"{row['start']['fill']} ({row['start']['error']:.2f})")
     return "\n".join(lines)

@@ -94,6 +94,18 @@ def test_recovery_table_widens_the_clip_column_for_long_names(bench):
     assert len(rule) == len(header) and line.index("1.00") + 4 == header.index("stgconv") + 7
 
 
+def test_recovery_table_shows_each_methods_whole_name_over_its_column(bench):
+    """``temporal_interpolation`` (22 characters) was cut to ``temporal_interpolati``."""
+    row = {"clip": "flag", "mask": "region", "start": {"fill": "learned", "error": 2.0},
+           "errors": {"stgconv": 1.0, "temporal_interpolation": 3.0, "biharmonic": 4.0},
+           "stgconv_over_best_baseline": 0.33}
+    _, header, rule, line = bench("recovery").format_rows([row], "quick").splitlines()
+    assert header.split()[2:5] == ["stgconv", "temporal_interpolation", "biharmonic"]
+    for name, value in (("stgconv", "1.00"), ("temporal_interpolation", "3.00"),
+                        ("biharmonic", "4.00")):  # each number ends under its name
+        assert line.index(value) + len(value) == header.index(name) + len(name)
+
+
 def test_a_mask_that_does_not_fit_names_the_clips_it_was_checked_against(bench, capsys):
     """The refusal of a mask too large for the clips' frames says which frames and size the
     clips are read at, so the user knows which option to change."""
