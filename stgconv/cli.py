@@ -8,6 +8,7 @@ import copy
 import io
 import math
 import os
+import re
 import shlex
 import sys
 import threading
@@ -96,7 +97,7 @@ class DefaultsFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
-                or "default" in text):
+                or re.search(r"\bdefault\b", text)):  # "defaults" says nothing of its own
             return text
         if action.nargs == 0:
             shown = "off"

@@ -2458,6 +2458,8 @@ def test_help_and_version_state_no_default(capsys) -> None:
 
 @pytest.mark.parametrize("command, shown", [
     (["train"], "--quiet no progress bar (default: off)"),
+    # Its text names the "defaults" a config is built from, which is no default of its own.
+    (["train"], "(the channels and size the data decides stay unset) (default: off)"),
     # A required option is never left out: its help ends where the next option's begins.
     (["eval", "ood"], "--outliers OUTLIERS .npz with x_test, as --inliers --json FILE"),
 ])
