@@ -352,6 +352,10 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
 
     Checked before a command starts work, so a typo in an output path costs no computation.
     """
+    if isinstance(path, str) and not path:
+        # Path("") is ".": `out_dir: ""` in a config wrote a run among the files there.
+        raise ValueError(f"{name} is empty (''), which would be the working folder: give a "
+                         "path ('.' for that folder)")
     if str(path) == "-":  # many tools' standard output; here it made a file named "-"
         raise ValueError(f"{name} - would be a {'folder' if folder else 'file'} named '-' (it "
                          "does not mean the standard output here): give a path")

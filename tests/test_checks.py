@@ -159,6 +159,20 @@ def test_a_dash_for_an_output_is_refused_not_made_a_file(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_empty_output_path_is_refused_not_taken_for_the_working_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty path (``out_dir: ""`` in a config, an unset variable in a script) is the
+    working folder to ``Path``: a run was written there, among the user's own files."""
+    monkeypatch.chdir(tmp_path)
+    for folder in (True, False):
+        with pytest.raises(ValueError, match=r"^out_dir is empty \(''\), which would be the "
+                                             r"working folder: give a path \('\.' for that "
+                                             r"folder\)$"):
+            check_output("", "out_dir", folder=folder)
+    assert check_output(".", "out_dir") == Path(".")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_output_names_a_named_pipe_in_the_way_as_such(tmp_path: Path) -> None:
     """A named pipe where a folder should be, or above the path, was called a file."""
     os.mkfifo(tmp_path / "pipe")

@@ -1613,6 +1613,22 @@ def test_a_run_into_its_data_folder_is_refused_before_it_writes(tmp_path: Path) 
     assert [p.name for p in images.iterdir()] == ["a.png"]
 
 
+def test_a_config_with_an_empty_out_dir_is_refused_before_it_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``out_dir: ""`` (or ``--set 'out_dir=""'``) trained into the working folder, its
+    checkpoint, config.yaml, samples and tb/ among the user's files, where ``--out ''`` is
+    refused."""
+    from stgconv.config import load_config
+
+    task = importlib.import_module("stgconv.tasks.train")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"^out_dir is empty \(''\), which would be the working "
+                                         r"folder"):
+        task.train(load_config(None, ['out_dir=""', "device=cpu"]))
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_a_first_run_beside_its_data_folder_is_not_refused(tmp_path: Path, monkeypatch) -> None:
     """The run folder not made yet is no data folder: the two are compared only once it is
     there (a first run with a data folder must not fail on the comparison)."""

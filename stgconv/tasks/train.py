@@ -120,7 +120,7 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
     out = Path(config.out_dir)
     if world is not None and not world.is_main:  # rank 0 owns and writes the folder
         return _fit(config, world, out, resume=resume, progress=progress)
-    check_output(out, "out_dir")
+    check_output(config.out_dir, "out_dir")  # the text: Path made "" the working folder
     _check_apart_from_data(out, config.data.path)
     with _owned(out) as still_ours:
         remove_temporaries(out)
