@@ -1629,6 +1629,24 @@ def test_a_config_with_an_empty_out_dir_is_refused_before_it_writes(
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_a_config_with_an_empty_data_path_is_refused_not_read_as_the_working_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``data.path: ""`` with ``data.kind: objects`` trained on the images that happened to be
+    in the working folder, where ``--data ''`` is refused."""
+    from stgconv.config import load_config
+
+    from stgconv.io.image import save_image_grid
+
+    task = importlib.import_module("stgconv.tasks.train")
+    monkeypatch.chdir(tmp_path)
+    save_image_grid(torch.zeros(1, 1, 8, 8), tmp_path / "holiday.png")
+    with pytest.raises(ValueError, match=r"^data\.path is empty \(''\), which would be the "
+                                         r"working folder"):
+        task.train(load_config(None, [f"out_dir={tmp_path / 'run'}", "device=cpu",
+                                      "data.kind=objects", 'data.path=""', "data.size=8"]))
+    assert [p.name for p in tmp_path.iterdir()] == ["holiday.png"]
+
+
 def test_a_first_run_beside_its_data_folder_is_not_refused(tmp_path: Path, monkeypatch) -> None:
     """The run folder not made yet is no data folder: the two are compared only once it is
     there (a first run with a data folder must not fail on the comparison)."""

@@ -121,6 +121,9 @@ def _train(config: ExperimentConfig, world: World | None, *, resume: bool, overw
     if world is not None and not world.is_main:  # rank 0 owns and writes the folder
         return _fit(config, world, out, resume=resume, progress=progress)
     check_output(config.out_dir, "out_dir")  # the text: Path made "" the working folder
+    if not config.data.path:  # as "" for out_dir: the working folder's images became the data
+        raise ValueError("data.path is empty (''), which would be the working folder: give "
+                         "the data's path ('.' for that folder)")
     _check_apart_from_data(out, config.data.path)
     with _owned(out) as still_ours:
         remove_temporaries(out)
