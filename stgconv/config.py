@@ -859,8 +859,11 @@ def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
     if model.arch not in archs:
         raise ValueError(f"{key}.arch {model.arch!r} is not an architecture for data.kind "
                          f"{data.kind!r}; choose from {list(archs)}")
-    if model.reference_sigma is not None:
-        _check_positive(f"{key}.reference_sigma", model.reference_sigma)
+    # The data's, filled in once read (fill_model): one that no data has (0 channels) was
+    # shown valid by --print-config and refused only once the data had loaded.
+    for name in ("in_channels", "image_size", "reference_sigma"):
+        if getattr(model, name) is not None:
+            _check_positive(f"{key}.{name}", getattr(model, name))
     if model.layers is not None:
         _check_layers(f"{key}.layers", model.layers, spatial_dims=spatial_dims(data))
     if model.arch in CLASSIFIER_ARCHS:

@@ -403,6 +403,9 @@ def test_wrong_types(override: str, message: str) -> None:
         ("recovery.step_scale_power=-1", "recovery.step_scale_power"),
         ("recovery.holdout=1", "recovery.holdout"),
         ("model.reference_sigma=0", "model.reference_sigma"),
+        # Shown valid by --print-config, refused only once the data had loaded.
+        ("model.in_channels=0", "model.in_channels must be positive, got 0"),
+        ("model.image_size=-1", "model.image_size must be positive, got -1"),
         ("chains.missing=1", "chains.missing must be in (0, 1)"),
         ("data.mean=1.5", "data.mean must be in [0, 1]"),
         ("recovery.learned.starts=[median]", "recovery.learned.starts: unknown fill(s)"),
