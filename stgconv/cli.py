@@ -309,7 +309,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     p = _command(sub, "demo", help="the quick start: learn a real texture, then synthesize")
-    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    p.add_argument("--out", help="output folder (default: a --set out_dir=..., else "
+                                 "outputs/demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's run")
@@ -772,7 +773,12 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         )
         print(video_recovery.format_table(table))
         return _written(args.json_path, args.out, args.tensorboard)
-    return tasks.demo(args.out, overrides=args.overrides, overwrite=args.overwrite,
+    # Not --out's default: a --set out_dir=... without --out was replaced by it without a word.
+    given = _out_dir_overrides(args)
+    out = args.out if args.out is not None else given[-1] if given else "outputs/demo"
+    if not isinstance(out, str):  # --set out_dir=2024: as the config's load names it
+        raise ValueError(f"out_dir must be a str, got {out!r}: quote it (out_dir='{out}')")
+    return tasks.demo(out, overrides=args.overrides, overwrite=args.overwrite,
                       progress=not args.quiet)
 
 

@@ -955,6 +955,22 @@ def test_demo(tmp_path: Path, capsys) -> None:
     assert_png(tmp_path / "demo" / "synthesis" / "synthesized.png")
 
 
+def test_demo_without_out_writes_where_a_set_out_dir_says(tmp_path: Path, capsys,
+                                                         monkeypatch) -> None:
+    """--set out_dir=DIR without --out was replaced by --out's default without a word: the run
+    went to outputs/demo. --out still wins where both are given (test_tasks)."""
+    monkeypatch.chdir(tmp_path)
+    tiny = [a if a != "train.n_iterations=2" else "train.n_iterations=1" for a in TINY]
+    code, _, err = run_main(["demo", "--set", f"out_dir={tmp_path / 'mine'}", *tiny,
+                             "--set", "chains.chains_per_example=1", "--quiet"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    assert (tmp_path / "mine" / "checkpoint.pt").is_file()
+    code, _, err = run_main(["demo", "--set", "out_dir=2024", *tiny], capsys)
+    assert code == 2
+    assert "out_dir must be a str, got 2024: quote it (out_dir='2024')" in err
+
+
 @pytest.mark.parametrize("setting", [["--set", "chains.mode=noise"],
                                      ["--set", "cooperative={}"]])
 def test_demo_refuses_a_run_without_stored_chains_before_training(tmp_path: Path, capsys,
