@@ -183,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "recover", help="recover the masked pixels of a clip (learning from it)")
     _recovery_arguments(p)
-    p.add_argument("--out", default="outputs/recovery", help="output folder")
+    p.add_argument("--out", help="output folder (default: a --set out_dir=..., else "
+                                 "outputs/recovery)")
 
     p = _command(sub, "fill-prior",
                  help="train the learned fill's prior on complete clips (for "
@@ -663,10 +664,27 @@ def _check_numbers(args: argparse.Namespace) -> None:
         check_seed(args.seed, "--seed")
 
 
+# The output folders of the commands that take a config's --set but write into --out, where
+# it is left out: not argparse defaults, which replaced a --set out_dir=... without a word.
+DEFAULT_OUT = {"demo": "outputs/demo", "recover": "outputs/recovery"}
+
+
+def _out_or_out_dir(args: argparse.Namespace) -> str:
+    """The folder of a :data:`DEFAULT_OUT` command: --out, else the last --set out_dir=...,
+    else its default."""
+    given = _out_dir_overrides(args)
+    out = args.out if args.out is not None else given[-1] if given else DEFAULT_OUT[args.command]
+    if not isinstance(out, str):  # --set out_dir=2024: as the config's load names it
+        raise ValueError(f"out_dir must be a str, got {out!r}: quote it (out_dir='{out}')")
+    return expand_home(out)
+
+
 def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     """Run the command; returns what it wrote (``None``: an eval that only printed)."""
     _check_default_dtype()
     _check_numbers(args)
+    if args.command in DEFAULT_OUT:  # before the checks of --out below
+        args.out = _out_or_out_dir(args)
     # Before any work: a mistyped output path should not cost a training run.
     if getattr(args, "out", None) is not None:
         check_output(args.out, "--out")
@@ -773,12 +791,7 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         )
         print(video_recovery.format_table(table))
         return _written(args.json_path, args.out, args.tensorboard)
-    # Not --out's default: a --set out_dir=... without --out was replaced by it without a word.
-    given = _out_dir_overrides(args)
-    out = args.out if args.out is not None else given[-1] if given else "outputs/demo"
-    if not isinstance(out, str):  # --set out_dir=2024: as the config's load names it
-        raise ValueError(f"out_dir must be a str, got {out!r}: quote it (out_dir='{out}')")
-    return tasks.demo(out, overrides=args.overrides, overwrite=args.overwrite,
+    return tasks.demo(args.out, overrides=args.overrides, overwrite=args.overwrite,
                       progress=not args.quiet)
 
 
