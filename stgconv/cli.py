@@ -368,8 +368,10 @@ def _voxel_eval_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _out_dir_overrides(args: argparse.Namespace) -> list[object]:
-    """The values of the ``--set out_dir=...`` overrides, in order."""
-    return [value for path, value in map(parse_override, args.overrides) if path == ["out_dir"]]
+    """The values of the ``--set out_dir=...`` overrides, in order (none for a command
+    without --set)."""
+    return [value for path, value in map(parse_override, getattr(args, "overrides", []))
+            if path == ["out_dir"]]
 
 
 def _train_config(args: argparse.Namespace) -> str | Path | None:
@@ -685,6 +687,11 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
     _check_numbers(args)
     if args.command in DEFAULT_OUT:  # before the checks of --out below
         args.out = _out_or_out_dir(args)
+    elif args.command != "train" and _out_dir_overrides(args):
+        # fill-prior and eval recovery read a config but write only to their --out (--json ...):
+        # a --set out_dir=... did nothing, without a word.
+        raise ValueError(f"{args.command_parser.prog} does not read out_dir: remove --set "
+                         "out_dir=..., and give --out for the outputs")
     # Before any work: a mistyped output path should not cost a training run.
     if getattr(args, "out", None) is not None:
         check_output(args.out, "--out")

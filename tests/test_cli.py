@@ -971,6 +971,20 @@ def test_demo_without_out_writes_where_a_set_out_dir_says(tmp_path: Path, capsys
     assert "out_dir must be a str, got 2024: quote it (out_dir='2024')" in err
 
 
+@pytest.mark.parametrize("argv", [
+    ["fill-prior", "clip.mp4", "--out", "prior.pt"],
+    ["eval", "recovery", "--video", "v.mp4", "--mask", "region:8", "--out", "out"],
+])
+def test_a_set_out_dir_that_the_command_never_reads_is_refused(tmp_path: Path, capsys,
+                                                               monkeypatch, argv) -> None:
+    """fill-prior and eval recovery write to their --out: a --set out_dir=... did nothing."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main([*argv, "--set", "out_dir=mine"], capsys)
+    assert code == 2
+    assert "does not read out_dir: remove --set out_dir=..., and give --out" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("setting", [["--set", "chains.mode=noise"],
                                      ["--set", "cooperative={}"]])
 def test_demo_refuses_a_run_without_stored_chains_before_training(tmp_path: Path, capsys,
