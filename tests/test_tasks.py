@@ -808,6 +808,14 @@ def test_the_demos_out_wins_over_an_out_dir_setting(tmp_path: Path, monkeypatch)
     assert trained["config"].out_dir == str(tmp_path / "out")
 
 
+def test_the_demo_passes_an_empty_out_dir_on_as_empty(tmp_path: Path, monkeypatch) -> None:
+    """``demo("")`` became out_dir "." (the working folder) on its way to the training, which
+    refuses an empty out_dir."""
+    trained, _ = demo_without_work(monkeypatch, tmp_path / "run")
+    demo("")
+    assert trained["config"].out_dir == ""
+
+
 def test_the_demo_passes_another_refusal_of_its_training_on_as_it_is(tmp_path: Path,
                                                                      monkeypatch) -> None:
     def refuses(config, **kwargs) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +20,8 @@ def demo(out_dir: str | Path = "outputs/demo", *, overrides: Sequence[str] = (),
     need many more steps (``stgconv synthesize RUN --steps 100``). ``overwrite``: replace an
     earlier demo's run in ``out_dir`` (else it is refused, as by :func:`~stgconv.tasks.train`).
     """
-    config = load_config(None, overrides, {"out_dir": str(Path(out_dir))})
+    # os.fspath, not str(Path(...)): Path made "" the working folder, past train's refusal.
+    config = load_config(None, overrides, {"out_dir": os.fspath(out_dir)})
     # Checked now: the synthesis below continues the chains a run keeps, and was refused only
     # after a whole training.
     # A multi-grid run keeps no chains either: it samples afresh from its base grid.
