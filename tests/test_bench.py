@@ -1235,16 +1235,12 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("multigrid.py", ["--seed", "-1"],
      r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
     ("multigrid.py", ["--seed", "1.5"], r"--seed: expected an integer, got '1.5'"),
-    ("compose.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("digits.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("faults.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("fill_prior.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("jem.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("rbm.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("scaling.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("voxel_eval.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("features.py", ["--seeds", "-1"], r"--seeds: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
-    ("langevin.py", ["--seed", "-1"], r"--seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
+    *((bench, [option, "-1"], rf"{option}: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1")
+      for bench, option in (("compose.py", "--seed"), ("digits.py", "--seed"),
+                            ("faults.py", "--seed"), ("fill_prior.py", "--seed"),
+                            ("jem.py", "--seed"), ("rbm.py", "--seed"), ("scaling.py", "--seed"),
+                            ("voxel_eval.py", "--seed"), ("features.py", "--seeds"),
+                            ("langevin.py", "--seed"))),
     # A traceback after the experts' training (the sampler refuses a NaN noise only then).
     ("compose.py", ["--expert-noise", "nan"], r"--expert-noise must be a number >= 0, got nan"),
     ("compose.py", ["--expert-noise", "inf"], r"--expert-noise must be a number >= 0, got inf"),
@@ -1289,8 +1285,8 @@ def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main
 @pytest.fixture
 def bad_input_argv(tmp_path):
     """``argv`` with its placeholders made real in ``tmp_path``: ``{file}`` an empty file,
-    ``{pipe}`` a named pipe,
-    ``{empty}`` an .npz with no images, ``{test_only}`` one of 3 labelled test digits only, ``{set}`` a set of 3 (another in ``{tmp}/other``),
+    ``{pipe}`` a named pipe, ``{empty}`` an .npz with no images, ``{test_only}`` one of 3
+    labelled test digits only, ``{set}`` a set of 3 (another in ``{tmp}/other``),
     ``{digits}`` generated digits (bench/digits.py's), ``{no_chains}`` a one-iteration run that
     keeps no chains (chains.mode noise), ``{texture}`` an 8x8 texture run, ``{jem}`` a JEM run
     of 3 classes of grey 28x28 images, ``{rgb_jem}`` one of 3-channel images, ``{jem10}`` one
