@@ -824,35 +824,6 @@ def test_a_learned_start_keeps_every_observed_entry_the_holdout_hid(clip: Path) 
                                temporal_interpolation(observed, known)[missing])
 
 
-def test_a_logo_beside_dropped_frames_starts_each_from_the_fill_best_on_its_own_holdout(
-        ) -> None:
-    """Frames of one grey each, brightening in time, a logo and dropped frames: temporal
-    interpolation is best on the dropped frames and has nothing to interpolate in the logo,
-    where a spatial fill is best. One start for both was ranked on their mixture; each kind of
-    gap now starts from the fill best on its own held-out entries (the learned fill, which
-    cannot move here, equals the classical fill ranked first, neighbour averaging)."""
-    task = importlib.import_module("stgconv.tasks.recover_video")
-    config = quick_config("recovery.learned.fills=[temporal_interpolation, neighbour_average]",
-                          "recovery.learned.starts=[]", "recovery.learned.lr=1e-12",
-                          "recovery.holdout=0.3")
-    frames = torch.arange(12.0).view(1, 12, 1, 1)
-    truth = (frames / 12 - 0.5).expand(3, 12, 16, 16)
-    known = load_known("fixed_region:4+missing_frames:0.3", (12, 16, 16),
-                       seed=config.seed).expand_as(truth)
-    held_out = holdout_like(known, fraction=0.3, generator=torch.Generator().manual_seed(
-        config.seed + 1)).expand_as(known) & known
-    observed = torch.where(known, truth, 0.0)
-    init, _, start, errors = task._start_fill(config, observed, known, held_out, None)
-    assert start == "temporal_interpolation+learned", start
-    assert errors[start] < min(error for name, error in errors.items() if name != start)
-    fixed = always_missing(known).expand_as(known)
-    moving = ~known & ~fixed
-    assert fixed.any() and moving.any()
-    torch.testing.assert_close(init[fixed], neighbour_average(observed, known)[fixed])
-    torch.testing.assert_close(init[moving], temporal_interpolation(observed, known)[moving])
-    assert torch.equal(init[known], observed[known])
-
-
 def test_the_recovery_never_receives_the_hidden_pixels(clip: Path, monkeypatch) -> None:
     """The clip's values at the masked pixels never reach the recovery: what it is given is
     zero there (a recovery that read them would be scored on the truth it was handed)."""

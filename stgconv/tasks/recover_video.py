@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,7 +48,6 @@ from stgconv.modalities import VIDEO
 from stgconv.recovery import (
     CompletionChain,
     RecoveryResult,
-    always_missing,
     check_schedule,
     holdout_like,
     recover,
@@ -394,13 +393,6 @@ def _load_prior(settings: RecoveryConfig, *, channels: int) -> FillNet | None:
     return net
 
 
-SPLIT_START_SHARE = 0.01
-"""The share of the held-out entries each kind of gap (entries missing in every frame, the rest)
-must hold for it to get a start of its own (:func:`_start_fill`): the few pixels a scattered
-mask of a short clip hides in every frame by chance would choose their fill by a mean over a
-handful of entries."""
-
-
 def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
                 holdout: Tensor | None, prior: FillNet | None
                 ) -> tuple[Tensor, Tensor, str, dict[str, float]]:
@@ -410,10 +402,7 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
     fill is the configured classical one, or the learned fill (:mod:`stgconv.learned_fill`,
     trained on the visible entries only) unless the holdout says one of the classical fills it
     reads or ``learned.starts`` does better; with a holdout, the learned fill corrects the
-    classical fill that scores best on it, starting from ``prior`` when given. For a mask with
-    entries missing in every frame beside others (a logo and dropped frames), each kind of gap
-    starts from the fill best on its own held-out entries: where they differ, the name is the
-    two joined, ``"<the other entries' fill>+<the fixed entries' fill>"``."""
+    classical fill that scores best on it, starting from ``prior`` when given."""
     settings = config.recovery
     visible = known if holdout is None else known & ~holdout
 
@@ -481,41 +470,11 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
     if diverged:  # min() would keep a NaN listed first
         raise FloatingPointError(f"the held-out error of the start fill(s) {diverged} is not "
                                  f"finite: {errors}")
-    unseen_of = {"learned": unseen, **without_holdout}
-
-    def full_of(name: str) -> Tensor:
-        """Fill ``name`` made with every observed entry."""
-        if name == "learned":
-            return learned
-        return made[name][0] if name in made else FILLS[name](observed, known)
-
-    # A fixed occluder beside entries missing in some frames only (a logo and dropped frames):
-    # the two kinds of gap favour different fills (on the flag, neighbour averaging the logo,
-    # motion compensation the frames), and one start ranked on their mixture was chosen by
-    # differences of 1% (bench/README.md, "A logo beside dropped frames"). Each kind gets the
-    # fill best on its own held-out entries: the moved occluder, held out in every frame, and
-    # the rest. (A mask with no fixed part has none: what its holdout leaves missing in every
-    # frame by chance is scattered pixels beside frames hidden, no occluder moved.)
-    fixed = always_missing(known)
-    held_fixed = holdout & always_missing(visible) & ~fixed
-    held_moving = holdout & ~held_fixed
-    share = held_fixed.sum().item() / holdout.sum().item()
-    if fixed.any() and SPLIT_START_SHARE <= share <= 1 - SPLIT_START_SHARE:
-        def error_on(part: Tensor) -> Callable[[str], float]:
-            return lambda name: (unseen_of[name][part] - observed[part]).abs().mean().item()
-
-        # min() keeps the first of equals: the learned fill on ties, as below.
-        for_moving = min(unseen_of, key=error_on(held_moving))
-        for_fixed = min(unseen_of, key=error_on(held_fixed))
-        if for_moving != for_fixed:
-            name = f"{for_moving}+{for_fixed}"
-            unseen_start = torch.where(always_missing(visible), unseen_of[for_fixed],
-                                       unseen_of[for_moving])
-            errors[name] = holdout_error(unseen_start)
-            return (torch.where(fixed, full_of(for_fixed), full_of(for_moving)),
-                    unseen_start, name, errors)
     best = min(errors, key=errors.get)  # the learned fill on ties: it comes first
-    return full_of(best), unseen_of[best], best, errors
+    if best == "learned":
+        return learned, unseen, best, errors
+    full = made[best][0] if best in made else FILLS[best](observed, known)
+    return full, without_holdout[best], best, errors
 
 
 def _completion(config: ExperimentConfig, observed: Tensor, visible: Tensor) -> CompletionChain:
