@@ -725,6 +725,10 @@ def _read_file(
                     break
             else:
                 exhausted = True
+            # While the file is open: PyAV 18.1.1 refuses a closed container's stream
+            # attributes ("Container is not open"), and a shortfall reads the header's count.
+            shortfall = (_shortfall(stream, said_end, decoded, last) if exhausted and decoded
+                         else None)
     except av.error.FFmpegError as err:
         # FFmpegError subclasses ValueError; re-raise with the file and the stage named.
         where = f" (failed after {decoded} frames)" if stage == "decode" else ""
@@ -734,7 +738,6 @@ def _read_file(
 
     if decoded == 0:
         raise ValueError(f"no decodable frames in {path}")
-    shortfall = _shortfall(stream, said_end, decoded, last) if exhausted else None
     if damaged is not None:
         before = f" (n_frames={len(frames)} reads the frames before it)" if frames else ""
         raise ValueError(f"{path} is truncated or corrupt: {shortfall + '; ' if shortfall else ''}"
