@@ -38,6 +38,7 @@ from stgconv.config import (
     resolve_device,
 )
 from stgconv.console import tell
+from stgconv.data.voxel import cache_up_axis
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.io.atomic import WriteError
@@ -72,7 +73,7 @@ DEVICE_HELP = "cpu, cuda, cuda:N, or auto (a GPU when there is one)"
 # --up-axis, as datasets/voxel/prepare.py's: ShapeNet and most .obj meshes are y-up (1), and
 # read z-up they were voxelized lying on their side.
 UP_AXES = ("0=x 1=y 2=z (ModelNet: 2; ShapeNet: 1); default: the model's data.up_axis, as it "
-           "saw a folder of meshes (2 for a model trained on grids or a cache)")
+           "saw a folder of meshes or the cache it was trained on (2 for one trained on grids)")
 
 # The smallest value of each count option, checked before any work so that a refusal names the
 # option typed rather than the library parameter it is passed as (--steps is n_steps, --num is
@@ -434,9 +435,14 @@ def _check_resumed_config(config: ExperimentConfig, args: argparse.Namespace,
     run, given = (_dotted(config_to_dict(load_config(path, args.overrides, values,
                                                      saved=path is saved)))
                   for path in (saved, args.config))
-    if given.get("data.mean") == "auto":  # the run's config.yaml holds the mean it learnt
+    # The run's config.yaml holds what it learnt from its data: the mean occupancy, and a
+    # shape cache's up axis where CONFIG leaves the default.
+    if given.get("data.mean") == "auto":
         del given["data.mean"]
         run.pop("data.mean", None)
+    if (given.get("data.up_axis") == 2 != run.get("data.up_axis")
+            and run.get("data.up_axis") == cache_up_axis(given["data.path"])):
+        del given["data.up_axis"], run["data.up_axis"]
     differing = [key for key in sorted(run.keys() | given.keys()) if run.get(key) != given.get(key)
                  # Where the run lives, what it runs on and how far it trains may change
                  # between sessions; a net's channels and input size come from the data.

@@ -196,7 +196,9 @@ class DataConfig:
     # Voxels only, for a folder of meshes: their up axis (0 = x, 1 = y, 2 = z), turned to the
     # grids' last axis as they are voxelized. ModelNet is z-up (2); ShapeNet and most .obj files
     # are y-up (1), and read as z-up they lie on their side. Voxel files are read as stored (up =
-    # the last axis): a value other than 2 for them is refused when they are read.
+    # the last axis): a value other than 2 for them is refused when they are read, but for a
+    # shape cache (datasets/voxel/prepare.py) the up axis it was voxelized with, which a run
+    # trained on it records here, so meshes given to the model later are turned as its were.
     up_axis: Literal[0, 1, 2] = 2
     # Voxels only: the model sees occupancy minus this value, as in the authors' code, which
     # subtracts the training shapes' mean occupancy (so the Gaussian reference and the chains'

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _tiny import ROOT, SR_CONFIG, fill, tiny_texture_run
+from _tiny import ROOT, SR_CONFIG, fill, tiny_texture_run, write_y_up_post
 from _tiny import TINY as VOXEL_TINY
 from PIL import Image
 
@@ -2396,6 +2396,26 @@ def test_resume_with_a_config_of_data_mean_auto_takes_the_mean_the_run_learnt(
     assert code == 0, err
     assert load_checkpoint(run)["iteration"] == 3
     assert load_config(run / "config.yaml").data.mean == learnt
+
+
+def test_resume_with_a_config_file_of_a_run_on_a_y_up_cache(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """A run trained on a cache of y-up meshes records data.up_axis 1 (the modality's
+    fit_units); the config file leaves the default 2, which is not a differing config."""
+    from stgconv.data.voxel import build_modelnet_cache
+
+    post = write_y_up_post(tmp_path / "tree" / "chair" / "train" / "chair_0001.obj")
+    cache = build_modelnet_cache(post.parents[2], tmp_path / "y_up.h5", resolution=16, up_axis=1)
+    run = tmp_path / "run"
+    shutil.copytree(trained_voxel_run["run"], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["data"].update(path=str(cache), up_axis=1)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    code, _, err = run_main(["train", str(SR_CONFIG), "--data", str(cache), "--out", str(run),
+                             *VOXEL_TINY, "--set", "train.n_iterations=3", "--resume"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 3
+    assert load_config(run / "config.yaml").data.up_axis == 1
 
 
 def test_resume_with_a_config_file_of_a_run_that_lost_its_own(texture_run: Path,

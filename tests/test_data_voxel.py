@@ -21,6 +21,7 @@ from stgconv.data.voxel import (
     MODELNET10_CATEGORIES,
     VoxelShapes,
     build_modelnet_cache,
+    cache_up_axis,
     find_modelnet_meshes,
     load_voxel_shapes,
 )
@@ -142,6 +143,23 @@ def test_cache_layout(cache: Path, tree: Path) -> None:
         assert h5.attrs["up_axis"] == 0
     assert len(VoxelShapes(upper)) == 8
     assert not list(cache.parent.glob("*.tmp"))
+
+
+def test_a_cache_takes_the_up_axis_it_was_voxelized_with(tree: Path, cache: Path,
+                                                          tmp_path: Path) -> None:
+    """A cache of y-up meshes was refused data.up_axis 1 ("voxel grids, read as stored"), so a
+    run trained on it could not record which way up its meshes stood; another axis is still
+    refused, naming the cache's."""
+    y_up = build_modelnet_cache(tree, tmp_path / "y_up.h5", resolution=4, up_axis=1)
+    assert (cache_up_axis(y_up), cache_up_axis(cache)) == (1, 2)
+    assert torch.equal(load_voxel_shapes(y_up, up_axis=1), load_voxel_shapes(y_up))
+    with pytest.raises(ValueError, match=r"^up_axis=0 \(data\.up_axis, --up-axis\) disagrees "
+                                         r"with \S*y_up\.h5, a cache voxelized from meshes of up "
+                                         r"axis 1, .*give 1$"):
+        load_voxel_shapes(y_up, up_axis=0)
+    np.savez(tmp_path / "grids.npz", X=np.zeros((1, 4, 4, 4), np.uint8))
+    assert cache_up_axis(tmp_path / "grids.npz") is None
+    assert cache_up_axis(tmp_path / "absent.h5") is None
 
 
 def test_voxel_shapes(cache: Path) -> None:

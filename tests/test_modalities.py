@@ -291,6 +291,22 @@ def test_a_failed_voxel_render_leaves_no_partial_samples_array(tmp_path: Path,
 # --------------------------------------------------------------------------- units
 
 
+def test_a_run_on_a_cache_of_y_up_meshes_records_their_up_axis(tmp_path: Path) -> None:
+    """A model trained on a cache built with up_axis 1 recorded data.up_axis 2, so a y-up mesh
+    given to it later (super-resolve, the voxel evals) was voxelized lying on its side."""
+    from stgconv.data.voxel import build_modelnet_cache
+
+    post = write_y_up_post(tmp_path / "tree" / "chair" / "train" / "chair_0001.obj")
+    cache = build_modelnet_cache(post.parents[2], tmp_path / "y_up.h5", resolution=8, up_axis=1)
+    config = load_config(None, ["data.kind=voxels", "model.arch=desc32_small", "data.size=8",
+                                f"data.path={cache}"])
+    shapes = VOXELS.load(config.data)
+    assert VOXELS.fit_units(config, shapes).data.up_axis == 1
+    np.savez(tmp_path / "grids.npz", X=shapes[:, 0].numpy().astype(np.uint8))
+    on_grids = replace(config, data=replace(config.data, path=str(tmp_path / "grids.npz")))
+    assert VOXELS.fit_units(on_grids, shapes) is on_grids
+
+
 def test_images_and_videos_see_the_data_as_it_is() -> None:
     x = torch.rand(2, 3, 4, 4) * 2 - 1
     for modality, kind in ((IMAGE, "texture"), (VIDEO, "video")):

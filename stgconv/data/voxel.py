@@ -575,11 +575,37 @@ def _selection(categories: Sequence[str] | None, split: str | None) -> str:
 def refuse_up_axis_of_grids(source: str | Path, up_axis: int) -> None:
     """``ValueError`` for an ``up_axis`` other than 2 given for the voxel grids at ``source`` (a
     file or a folder): it turns meshes as they are voxelized, and grids are read as stored (up =
-    the last axis), so it would look like a setting that took effect."""
-    if up_axis != 2:
-        raise ValueError(f"up_axis={up_axis} (data.up_axis, --up-axis) turns meshes as they are "
-                         f"voxelized, but {source} holds voxel grids, read as stored with up = "
-                         "the last axis: leave the up axis at 2")
+    the last axis), so it would look like a setting that took effect. A cache voxelized from
+    meshes (:func:`cache_up_axis`) also takes their up axis: it says which way up the meshes
+    stood, as a run trained on the cache records."""
+    if up_axis == 2:
+        return
+    built_with = cache_up_axis(source)
+    if up_axis == built_with:
+        return
+    if built_with is not None:
+        raise ValueError(f"up_axis={up_axis} (data.up_axis, --up-axis) disagrees with {source}, "
+                         f"a cache voxelized from meshes of up axis {built_with}, read as stored "
+                         f"with up = the last axis: leave the up axis out or give {built_with}")
+    raise ValueError(f"up_axis={up_axis} (data.up_axis, --up-axis) turns meshes as they are "
+                     f"voxelized, but {source} holds voxel grids, read as stored with up = "
+                     "the last axis: leave the up axis at 2")
+
+
+def cache_up_axis(path: str | Path) -> int | None:
+    """The up axis of the meshes the shape cache at ``path`` (:func:`build_modelnet_cache`) was
+    voxelized from, or ``None`` for any other file (or a cache that does not record it)."""
+    path = Path(path)
+    if (path.suffix.lower() not in CACHE_SUFFIXES or not path.is_file()
+            or not _is_shape_cache(path)):
+        return None
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        recorded = h5.attrs.get("up_axis")
+    # A hand-written cache's odd value is not an error here: its grids are read as stored.
+    return int(recorded) if isinstance(recorded, (int, np.integer)) and recorded in (0, 1, 2) \
+        else None
 
 
 def _is_shape_cache(path: Path) -> bool:
@@ -653,4 +679,5 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
 
 
 __all__ = ["MODELNET10_CATEGORIES", "SPLIT_NAMES", "CACHE_SUFFIXES", "find_modelnet_meshes",
-           "build_modelnet_cache", "VoxelShapes", "load_voxel_shapes", "refuse_up_axis_of_grids"]
+           "build_modelnet_cache", "VoxelShapes", "cache_up_axis", "load_voxel_shapes",
+           "refuse_up_axis_of_grids"]

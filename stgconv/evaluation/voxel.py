@@ -159,8 +159,8 @@ def eval_super_resolution(
 
     ``shapes`` is read by :func:`load_eval_shapes`: a folder of meshes is voxelized at the
     model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2 (left out:
-    the model's ``data.up_axis``, as it saw a folder of meshes: 2 for a model trained on grids
-    or a cache).
+    the model's ``data.up_axis``, as it saw a folder of meshes or the cache it was trained on:
+    2 for a model trained on other grids).
 
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, as training pads them, before they are down-sampled; every method's output is
@@ -277,8 +277,8 @@ def eval_recovery_3d(
 
     ``shapes`` is read by :func:`load_eval_shapes`: a folder of meshes is voxelized at the
     model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2 (left out:
-    the model's ``data.up_axis``, as it saw a folder of meshes: 2 for a model trained on grids
-    or a cache).
+    the model's ``data.up_axis``, as it saw a folder of meshes or the cache it was trained on:
+    2 for a model trained on other grids).
 
     Shapes smaller than the model's grid (ModelNet's 30^3 under a 32^3 model) are zero-padded,
     centred, for the model; the padding counts as observed (it is empty by construction), and

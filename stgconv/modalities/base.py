@@ -118,8 +118,8 @@ class Modality:
     # Units. The defaults: the model sees the data as they are, pixels in [-1, 1].
 
     def fit_units(self, config: ExperimentConfig, data: Tensor) -> ExperimentConfig:
-        """``config`` with any unit setting learnt from the training ``data`` ``(N, *lead,
-        *S)`` resolved."""
+        """``config`` with any setting learnt from the training ``data`` ``(N, *lead, *S)`` or
+        its source resolved (units; a voxel cache's up axis)."""
         return config
 
     def offset(self, config: ExperimentConfig) -> float:

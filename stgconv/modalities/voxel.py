@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
-from stgconv.data.voxel import load_voxel_shapes
+from stgconv.data.voxel import cache_up_axis, load_voxel_shapes
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.voxel import voxel_energy
 from stgconv.io.atomic import atomic_save_npy
@@ -138,7 +138,12 @@ class VoxelModality(Modality):
 
     def fit_units(self, config: ExperimentConfig, data: Tensor) -> ExperimentConfig:
         """``data.mean == "auto"`` replaced by the mean occupancy of ``data`` ``(N, 1, D, D, D)``
-        (a scalar, as in the authors' code)."""
+        (a scalar, as in the authors' code), and ``data.up_axis`` by the up axis of the meshes a
+        shape cache was voxelized from: a mesh given to the model later (super-resolve, the
+        voxel evals) is then turned as its training meshes were."""
+        built_with = cache_up_axis(config.data.path)
+        if built_with is not None:
+            config = replace(config, data=replace(config.data, up_axis=built_with))
         if config.data.mean != "auto":
             return config
         return replace(config, data=replace(config.data, mean=float(data.mean())))

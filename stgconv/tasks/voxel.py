@@ -320,8 +320,8 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     voxelized here to a solid ``size^3`` grid (a margin of 1 voxel, as a mesh folder or cache
     gives a model to train on; the mesh's ``up_axis``, 0 = x, 1 = y, 2 = z, turned to array
     axis 2: ModelNet meshes are z-up, ShapeNet's and most ``.obj`` files y-up; left out, the
-    model's ``data.up_axis``, as it saw a folder of meshes: 2 for a model trained on grids or
-    a cache) and block-averaged to ``d^3``.
+    model's ``data.up_axis``, as it saw a folder of meshes or the cache it was trained on: 2
+    for a model trained on other grids) and block-averaged to ``d^3``.
     Writes into
     ``out_dir``: ``super_resolved.npy`` (float32 ``(N, D, D, D)``: in {0, 1} when ``binary``,
     see :func:`~stgconv.super_resolution.super_resolve_batch`; else the chain's occupancy
