@@ -1065,6 +1065,27 @@ def test_metropolis_samplers_report_a_float16_gradient_norm_past_float16s_range(
     assert float(infos[0].grad_norm) == pytest.approx(1000 * math.sqrt(8000), rel=1e-3)
 
 
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_langevin_clips_the_step_the_constraint_leaves_free(create_graph: bool) -> None:
+    """The clip took the norm of the whole gradient, the held entries' too: a known entry far
+    from the model's mode (gradient 1000 there) shrank the free entries' clipped step (gradient
+    norm 2, clip 1) 500-fold. Under a constraint the norm is of the gradient's tangent, so the
+    free entries move by h * clip; the block-mean constraint's tangent likewise."""
+    h = 0.5 * 0.1**2
+    x0 = torch.tensor([[1000.0, 1.0, 1.0, 1.0, 1.0]], dtype=F64)  # gradient x0 of |x|^2 / 2
+    known = torch.tensor([[True, False, False, False, False]])
+    x = Langevin(n_steps=1, step_size=0.1, noise_scale=0.0, grad_clip=1.0).run(
+        standard_energy, x0, constraint=KnownEntries(x0, known), create_graph=create_graph)
+    torch.testing.assert_close(x.detach()[0, 1:], torch.full((4,), 1.0 - h * 0.5, dtype=F64))
+    assert x[0, 0] == 1000.0
+    x0 = torch.tensor([[[5.0, 1.0, -1.0, 0.5]]], dtype=F64)  # block means 2 and -0.25
+    means = DownsampleConsistency(block_down(x0, (2,)), (2,))
+    x = Langevin(n_steps=1, step_size=0.1, noise_scale=0.0, grad_clip=1.0).run(
+        standard_energy, x0, constraint=means, create_graph=create_graph)
+    tangent = means.tangent(x0)  # the step's direction: (3, -3, -0.75, 0.75)
+    torch.testing.assert_close(x.detach() - x0, -h * tangent / tangent.norm())
+
+
 def test_langevin_grad_clip_bounds_displacement() -> None:
     # E = 50 |x|^2: gradient norm 100 |x| >> clip for |x| ~ 1 (about 2.8 for 8 dims).
     def steep(x: Tensor) -> Tensor:

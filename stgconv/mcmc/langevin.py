@@ -56,7 +56,9 @@ class Langevin:
             noise std ``s * delta`` has the same bound.
         noise_anneal: multiply the noise at step ``t`` of ``n`` by 1 ("none"),
             ``1 - t / n`` ("linear") or ``(1 + cos(pi t / n)) / 2`` ("cosine").
-        grad_clip: if set, each chain's gradient is rescaled to at most this L2 norm.
+        grad_clip: if set, each chain's gradient is rescaled so that the step it takes is at
+            most this L2 norm (times ``delta^2 / 2``): under a constraint, the norm of its
+            tangent (the entries the constraint holds never move).
         clamp: if set, ``(low, high)`` bounds the values after every step, before the
             constraint's projection, which wins where they disagree (a block-mean projection
             can move values past the bounds: clamp the result where it must hold).
@@ -179,12 +181,10 @@ class Langevin:
             e, grad = energy_and_grad(energy, x, bf16=execution.bf16)
             x.requires_grad_(False)
             flag = nonfinite_flag(e, grad)
-            if callback is not None or self.grad_clip is not None:
-                grad_norm = per_chain_norm(grad)
-            if self.grad_clip is not None:
-                grad = _clipped(grad, grad_norm, self.grad_clip)
             if callback is not None:
-                callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm))
+                callback(StepInfo(step=index, energy=e.detach(), grad_norm=per_chain_norm(grad)))
+            if self.grad_clip is not None:
+                grad = _clipped(grad, _moving_norm(grad, constraint), self.grad_clip)
             x.add_(grad, alpha=-half_step)
             noise_std = self.noise_scale * self.step_size * self.noise_factor(index)
             if noise_std > 0:
@@ -231,13 +231,14 @@ class Langevin:
         for index in range(self.n_steps):
             e, grad = energy_and_grad(energy, x, create_graph=True, bf16=bf16)
             flags.append(nonfinite_flag(e, grad))
-            # Not detached: the clipping's scale depends on x too, and the chain's derivative
-            # must include that (a detached norm left out a term wherever clipping bit).
-            grad_norm = per_chain_norm(grad)
-            if self.grad_clip is not None:
-                grad = _clipped(grad, grad_norm, self.grad_clip)
             if callback is not None:
-                callback(StepInfo(step=index, energy=e.detach(), grad_norm=grad_norm.detach()))
+                callback(StepInfo(step=index, energy=e.detach(),
+                                  grad_norm=per_chain_norm(grad).detach()))
+            if self.grad_clip is not None:
+                # Not detached: the clipping's scale depends on x too, and the chain's
+                # derivative must include that (a detached norm left out a term wherever
+                # clipping bit).
+                grad = _clipped(grad, _moving_norm(grad, constraint), self.grad_clip)
             x = x - 0.5 * self.step_size**2 * grad
             noise_std = self.noise_scale * self.step_size * self.noise_factor(index)
             if noise_std > 0:
@@ -273,6 +274,14 @@ class Langevin:
         runs Python per step (a callback) or changes per step (annealed noise)."""
         return (self.cuda_graph and x.device.type == "cuda" and callback is None
                 and self.noise_anneal == "none" and graph_generator_ok(generator))
+
+
+def _moving_norm(grad: Tensor, constraint: Constraint | None) -> Tensor:
+    """Each chain's L2 norm ``(B,)`` (float32 at least) of the part of ``grad`` ``(B, *S)``
+    that moves it: under a ``constraint``, its tangent. The entries a constraint holds never
+    move, and where a known pixel disagrees with the model its large gradient there shrank
+    the clipped step of the free entries."""
+    return per_chain_norm(grad if constraint is None else constraint.tangent(grad))
 
 
 def _clipped(grad: Tensor, grad_norm: Tensor, grad_clip: float) -> Tensor:
