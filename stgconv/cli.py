@@ -959,6 +959,12 @@ def _main(argv: Sequence[str] | None) -> int:
         # The filters a run changes are put back, and each run shows its warnings anew (where
         # Python's filter shows a repeat from one line once).
         with _warnings_shown_by(show_warning), warnings.catch_warnings():
+            if size > 1 and args.command != "train":
+                # Each process ran the whole command: the work N times over, N processes
+                # writing the same outputs, and on CUDA all of them on one GPU.
+                raise ValueError(f"{name} runs as one process, but torchrun started {size} "
+                                 f"(WORLD_SIZE={size}): run it without torchrun (train alone "
+                                 "is data-parallel)")
             out = _run(args)
     except BrokenPipeError:  # not the input's fault, nor the disk's: see main
         raise

@@ -262,21 +262,44 @@ def test_a_stopped_peer_is_one_line_naming_the_process(monkeypatch, capsys, tmp_
         shutdown(world)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["synthesize", str(tmp_path / "none")]) == 2
+    assert main(["train", "--data", str(tmp_path / "none.npy"), "--out", str(tmp_path / "run"),
+                 "--set", "data.kind=voxels", "--set", "model.arch=desc32_small"]) == 2
     assert capsys.readouterr().err.startswith(
-        "stgconv synthesize: error (process 1 of 2): checkpoint not found")
+        "stgconv train: error (process 1 of 2): voxel shapes not found")
 
 
 def test_only_process_0_reports_what_the_command_wrote(monkeypatch, capsys, tmp_path: Path
                                                        ) -> None:
     """Under torchrun one report for the whole run, process 0's; the others print none."""
-    monkeypatch.setattr("stgconv.tasks.synthesize", lambda *_, **__: tmp_path / "out")
+    monkeypatch.setattr("stgconv.tasks.train", lambda *_, **__: tmp_path / "run")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    for rank, report in (("0", f"stgconv synthesize: wrote {tmp_path / 'out'} ("), ("1", "")):
+    for rank, report in (("0", f"stgconv train: wrote {tmp_path / 'run'} ("), ("1", "")):
         monkeypatch.setenv("RANK", rank)
-        assert main(["synthesize", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 0
+        assert main(["train", "--out", str(tmp_path / "run")]) == 0
         out = capsys.readouterr().out
         assert out.startswith(report) and bool(out) == bool(report), (rank, out)
+
+
+@pytest.mark.parametrize("command", [
+    ["synthesize", "run"], ["eval", "recovery", "--video", "c.npy", "--mask", "m.npy"],
+    ["demo"], ["fill-prior", "clips", "--out", "prior"]])
+def test_commands_but_train_refuse_several_torchrun_processes(monkeypatch, capsys, tmp_path,
+                                                                command: list[str]) -> None:
+    """Each process ran the whole command: the work N times over, N processes writing the
+    same outputs (on CUDA, all on one GPU). Refused before any work; one process is fine."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(command) == 2
+    assert re.fullmatch(rf"stgconv {command[0]}.*: error \(process 1 of 2\): stgconv "
+                        rf"{command[0]}.* runs as one process, but torchrun started 2 "
+                        r"\(WORLD_SIZE=2\): run it without torchrun \(train alone is "
+                        r"data-parallel\)\n", capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["synthesize", "run"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
 
 
 def test_only_process_0_prints_the_resolved_config(monkeypatch, capsys, tmp_path: Path) -> None:
