@@ -1258,6 +1258,27 @@ def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode) -> dict[An
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
 
+_BASE_60_OR_8 = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|0[0-7_]+)$")
+
+
+def _number_as_typed(loader: _Loader, node: yaml.ScalarNode) -> int | float:
+    """An int or float scalar, refusing the YAML 1.1 forms that read as another number than the
+    digits typed: ``1:30`` is 90 (base 60) and ``010`` is 8 (octal), silently, in a seed or a
+    count (``07`` is 7 either way)."""
+    number = (loader.construct_yaml_int(node) if node.tag.endswith(":int")
+              else loader.construct_yaml_float(node))
+    if _BASE_60_OR_8.match(node.value) and (
+            ":" in node.value or int(node.value.replace("_", ""), 10) != number):
+        kind = "base 60" if ":" in node.value else "octal"
+        raise ValueError(f"the value {node.value} (line {node.start_mark.line + 1}) reads as "
+                         f"{number} ({kind}, as YAML 1.1 has it): write the number in decimal, "
+                         "or quote it for text")
+    return number
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _number_as_typed)
+_Loader.add_constructor("tag:yaml.org,2002:float", _number_as_typed)
+
 
 def _yaml_load(stream: Any) -> Any:
     return yaml.load(stream, Loader=_Loader)
@@ -1416,6 +1437,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         # Named by its key: the value, hundreds of brackets at least, would fill the line.
         raise ValueError(f"override of {key.strip()}: the value nests {NESTED_TOO_DEEPLY}"
                          ) from err
+    except ValueError as err:  # a number typed in a form YAML 1.1 reads otherwise
+        raise ValueError(f"override {text!r}: {err}") from err
     # YAML drops " #..." as a comment: a path "/runs/a #2/x.png" would silently become "/runs/a"
     comment = raw[node.end_mark.index if node is not None else 0:].strip()
     if comment:
@@ -1566,6 +1589,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"config file {path} {_why_not_text(path)}") from err
         except RecursionError as err:  # PyYAML reads nested values by recursion
             raise ValueError(f"config file {path} nests {NESTED_TOO_DEEPLY}") from err
+        except ValueError as err:  # a key given twice, a number YAML 1.1 reads otherwise
+            raise ValueError(f"config file {path}: {err}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):

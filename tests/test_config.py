@@ -255,6 +255,26 @@ def test_repeated_and_non_text_keys_are_named(tmp_path: Path, text: str, message
         load_config(write(tmp_path, text))
 
 
+@pytest.mark.parametrize("value, read_as, kind", [
+    ("1:30", 90, "base 60"), ("010", 8, "octal"), ("-0_10", -8, "octal"),
+    ("1:30.5", 90.5, "base 60")])
+def test_numbers_yaml_1_1_reads_as_another_number_are_refused(tmp_path: Path, value: str,
+                                                               read_as: float, kind: str) -> None:
+    """PyYAML follows YAML 1.1, where seed: 010 is 8 and train.n_iterations=1:30 is 90, both
+    silently; refused in a file and in a --set, naming the value; 07, 0 and a quoted "1:30"
+    read as typed."""
+    said = (rf"the value {value} \(line 2\) reads as {read_as} \({kind}, as YAML 1\.1 has "
+            r"it\): write the number in decimal, or quote it for text")
+    path = write(tmp_path, f"# a comment\nseed: {value}\n")
+    with pytest.raises(ValueError, match=rf"^config file {re.escape(str(path))}: {said}$"):
+        load_config(path)
+    with pytest.raises(ValueError, match=rf"^override 'seed={value}': "
+                                         + said.replace("line 2", "line 1")):
+        load_config(None, [f"seed={value}"])
+    assert load_config(None, ["seed=07"]).seed == 7 and load_config(None, ["seed=0"]).seed == 0
+    assert load_config(None, ['name="1:30"']).name == "1:30"
+
+
 def test_aliases_repeated_inside_one_another_are_refused_before_they_expand(
         tmp_path: Path) -> None:
     """A "billion laughs": each line ten aliases of the one before. Copied for the overrides,
