@@ -253,20 +253,23 @@ def test_the_voxel_evaluations_read_meshes_with_the_models_up_axis_unless_given(
         files, tmp_path, monkeypatch) -> None:
     """A model trained on y-up meshes (data.up_axis 1) was scored on such meshes voxelized z-up,
     lying on their side, unless --up-axis 1 was typed again; voxel grids are still read as
-    stored for it."""
+    stored for it. The JSON says which axis the meshes were turned with (null for grids)."""
     trained_y_up(monkeypatch, "stgconv.evaluation.voxel")
     post = write_y_up_post(tmp_path / "meshes" / "post.obj")
     for given, axis in (([], 1), (["--up-axis", "2"], 2)):
         out = tmp_path / f"up_{axis}"
         assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                      str(tmp_path / "meshes"), *given, "--steps", "1", "--out", str(out),
-                     "--device", "cpu"]) == 0
+                     "--json", str(out / "table.json"), "--device", "cpu"]) == 0
         ours = torch.from_numpy(np.load(out / "stgconv.npy"))[None]
         voxelized = torch.from_numpy(voxelize_file(post, 16, up_axis=axis)).float()
         torch.testing.assert_close(downsample(ours, 4), downsample(voxelized[None, None], 4))
+        assert json.loads((out / "table.json").read_text())["up_axis"] == axis
     np.savez(tmp_path / "shapes.npz", X=voxelized.numpy().astype(np.uint8)[None])
     assert main(["eval", "recovery-3d", "--checkpoint", str(files["run"]), "--shapes",
-                 str(tmp_path / "shapes.npz"), "--steps", "1", "--device", "cpu"]) == 0
+                 str(tmp_path / "shapes.npz"), "--steps", "1", "--device", "cpu", "--json",
+                 str(tmp_path / "grids.json")]) == 0
+    assert json.loads((tmp_path / "grids.json").read_text())["up_axis"] is None
 
 
 def test_a_bad_chain_length_is_refused_before_the_shapes_are_read(files, tmp_path) -> None:

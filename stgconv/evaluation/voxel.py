@@ -127,8 +127,13 @@ def _up_axis_for(shapes: str | Path, config: ExperimentConfig, up_axis: int | No
     lying on their side), and for voxel grids 2, as they are read."""
     if up_axis is not None:
         return up_axis
+    return config.data.up_axis if _holds_meshes(shapes) else 2
+
+
+def _holds_meshes(shapes: str | Path) -> bool:
+    """Whether ``shapes`` is a folder of meshes, which are voxelized with an up axis."""
     path = Path(shapes)
-    return config.data.up_axis if path.is_dir() and list_files(path, MESH_SUFFIXES) else 2
+    return path.is_dir() and bool(list_files(path, MESH_SUFFIXES))
 
 
 @written_together()
@@ -147,7 +152,9 @@ def eval_super_resolution(
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest": e,
     "trilinear": e, "trilinear_binary": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...},
     "n_shapes", "size", "model_size", "factor", "low_size", "trained_factor", "steps", "seed",
-    "upsample", "binary", "checkpoint", "shapes", "start"}``; ``binary=False`` scores our
+    "upsample", "binary", "checkpoint", "shapes", "up_axis", "start"}`` (``up_axis``: the one
+    a folder of meshes was voxelized with, ``None`` for voxel grids, read as stored);
+    ``binary=False`` scores our
     chain's soft occupancy instead. ``start`` scores where our chain starts, made binary the
     same way (``{"method", "error", "iou", "iou_pooled", "seconds"}``; method
     ``"initializer"`` for a model trained with one that serves ``factor``,
@@ -183,8 +190,9 @@ def eval_super_resolution(
     factor = factor_or_trained(factor, config)
     check_factor(size, factor)
     sampler = task_sampler(config, n_steps=n_steps)  # a bad n_steps before the shapes are read
+    up_axis = _up_axis_for(shapes, config, up_axis)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
-                             up_axis=_up_axis_for(shapes, config, up_axis))
+                             up_axis=up_axis)
     side = truth.shape[-1]
     padded = pad_to(truth, size)
     lo = (size - side) // 2
@@ -244,6 +252,7 @@ def eval_super_resolution(
         "steps": sampler.n_steps, "seed": seed,
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
+        "up_axis": up_axis if _holds_meshes(shapes) else None,
     })
     _report(table, out_dir, tensorboard, downsample(padded[:PICTURED], factor),
             f"low {size // factor}^3", shown, truth)
@@ -287,9 +296,10 @@ def eval_recovery_3d(
 
     Returns (and writes to ``json_path``) ``{"unit", "errors": {"stgconv": e, "nearest_known": e,
     "neighbour_majority": e}, "iou": {...}, "iou_pooled": {...}, "seconds": {...}, "n_shapes",
-    "size", "model_size", "missing", "missing_fraction", "init", "steps", "seed", "start",
-    ...}``. ``init`` is our chain's start (:func:`stgconv.tasks.voxel.recovery_fill`; default:
-    the model's learned filler where it has one, else ``nearest_known``), and ``start`` scores
+    "size", "model_size", "missing", "missing_fraction", "init", "steps", "seed", "up_axis",
+    "start", ...}`` (``up_axis`` as for :func:`eval_super_resolution`). ``init`` is our
+    chain's start (:func:`stgconv.tasks.voxel.recovery_fill`; default: the model's learned
+    filler where it has one, else ``nearest_known``), and ``start`` scores
     that start alone (``{"method", "error", "iou", "iou_pooled", "seconds"}``), so the table
     shows what the chain adds to it. With ``out_dir``, also ``comparison.png`` (observed |
     baselines | ours | truth, first 4 shapes) and ``stgconv.npy``; with ``tensorboard``, the
@@ -312,8 +322,9 @@ def eval_recovery_3d(
     init = default_recovery_init(initializer) if init is None else init
     recovery_fill(init, initializer)  # an unknown init is refused before the shapes are read
     sampler = task_sampler(config, n_steps=n_steps)  # and a bad n_steps
+    up_axis = _up_axis_for(shapes, config, up_axis)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
-                             up_axis=_up_axis_for(shapes, config, up_axis))
+                             up_axis=up_axis)
     side = truth.shape[-1]
     known = random_known(tuple(truth.shape), missing, generator=torch.Generator().manual_seed(seed))
     # A shape with no hidden voxel has none to score: the scores refused it ("where is empty")
@@ -343,6 +354,7 @@ def eval_recovery_3d(
         "missing": missing, "missing_fraction": 1.0 - known.float().mean().item(), "init": init,
         "steps": sampler.n_steps, "seed": seed,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
+        "up_axis": up_axis if _holds_meshes(shapes) else None,
     })
     _report(table, out_dir, tensorboard, observed, "observed", shown, truth)
     if json_path is not None:
