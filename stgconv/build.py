@@ -72,7 +72,8 @@ def build_sampler(sampler: SamplerConfig, *, n_steps: int | None = None) -> Samp
         )
     if sampler.kind == "mala":
         return MALA(n_steps=steps, step_size=sampler.step_size)
-    return HMC(n_steps=steps, step_size=sampler.step_size, n_leapfrog=sampler.n_leapfrog)
+    return HMC(n_steps=steps, step_size=sampler.step_size, n_leapfrog=sampler.n_leapfrog,
+               step_jitter=sampler.step_jitter)
 
 
 def chain_init(chains: ChainConfig, fitted: dict[str, Tensor] | None = None

@@ -109,6 +109,10 @@ class SamplerConfig:
     # ([0, 1]); the voxel tasks shift it by data.mean into the model's units.
     clamp: tuple[float, float] | None = (-1.0, 1.0)
     n_leapfrog: int = 5
+    # HMC only: each chain's step size drawn every iteration uniform in step_size * [1 - j,
+    # 1 + j], j in [0, 1): a fixed trajectory length that matches a direction's period comes
+    # back where it started and never mixes there (stgconv.mcmc.HMC). 0: the fixed step.
+    step_jitter: float = 0.0
     # Langevin only: "auto" runs the energy network in bfloat16 where a CUDA device computes in
     # it natively and the test in stgconv.mcmc.execution finds it faithful, else (on a CPU
     # always) in fp32; "fp32" and "bf16" force one (bench/README.md: what each gave, net by net).
@@ -926,7 +930,7 @@ def example_shape(data: DataConfig) -> tuple[int, ...]:
 
 # The settings of a sampler section that one kind of sampler reads and the others refuse.
 LANGEVIN_ONLY = ("noise_scale", "noise_anneal", "grad_clip", "precision", "cuda_graph")
-HMC_ONLY = ("n_leapfrog",)
+HMC_ONLY = ("n_leapfrog", "step_jitter")
 
 
 def check_sampler(key: str, sampler: SamplerConfig) -> None:
@@ -942,6 +946,9 @@ def check_sampler(key: str, sampler: SamplerConfig) -> None:
     if sampler.grad_clip is not None:
         _check_positive(f"{key}.grad_clip", sampler.grad_clip)
     _check_positive(f"{key}.n_leapfrog", sampler.n_leapfrog)
+    if not 0.0 <= sampler.step_jitter < 1.0:  # written so that NaN fails too
+        raise ValueError(f"{key}.step_jitter must be in [0, 1) (a share of the step size), got "
+                         f"{sampler.step_jitter!r}")
     if sampler.clamp is not None:
         # As the samplers check it: a section built in Python with three bounds failed here
         # as "too many values to unpack".

@@ -404,6 +404,9 @@ def test_wrong_types(override: str, message: str) -> None:
         ("chains.init_scale=-2", "chains.init_scale must be >= 0, got -2"),
         # Refused as out of range, not only as a setting that Langevin leaves unread.
         ("sampler.n_leapfrog=0", "sampler.n_leapfrog must be positive"),
+        ("sampler.step_jitter=1", "sampler.step_jitter must be in [0, 1) (a share of the "
+                                  "step size), got 1.0"),
+        ("sampler.step_jitter=.nan", "sampler.step_jitter must be a finite number, got nan"),
         ("data.frames=0", "data.frames must be positive"),
         ("chains.buffer_capacity=0", "chains.buffer_capacity must be positive"),
         ("recovery.average_last=0", "recovery.average_last must be positive"),
@@ -1092,6 +1095,7 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     (["sampler.n_leapfrog=3"], "sampler.n_leapfrog is 3, but applies to HMC only: sampler.kind "
                                "'langevin' ignores it; set sampler.n_leapfrog=5"),
     (["sampler.kind=mala", "sampler.n_leapfrog=3"], "sampler.kind 'mala' ignores it"),
+    (["sampler.step_jitter=0.2"], "sampler.step_jitter is 0.2, but applies to HMC only"),
     (["chains.buffer_capacity=5"], "chains.buffer_capacity is 5, but applies to chains.mode "
                                    "'buffer' only: chains.mode 'persistent' ignores it"),
     (["chains.buffer_fresh=0.5"], "chains.buffer_fresh is 0.5, but applies to chains.mode"),

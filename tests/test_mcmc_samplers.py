@@ -281,6 +281,22 @@ def test_hmc_acceptance_rate_and_langevin_reports_one() -> None:
     assert all(s.accepted is None for s in lang.steps)
 
 
+def test_hmc_step_jitter_mixes_where_the_trajectory_matches_a_period() -> None:
+    """Twenty leapfrog steps of 2 pi / 20 on a standard Gaussian turn each chain almost a whole
+    period: every trajectory comes back near its start, is accepted, and the chains started at
+    3 stay there. Each chain's step drawn in [0.7, 1.3] of it breaks the period: they mix."""
+    x0 = torch.full((2000, 1), 3.0, dtype=F64)
+    kept, jittered = (
+        HMC(n_steps=20, step_size=2 * math.pi / 20, n_leapfrog=20, step_jitter=jitter).run(
+            standard_energy, x0, generator=gen(8))
+        for jitter in (0.0, 0.3))
+    assert abs(float(kept.mean()) - 3.0) < 0.1 and float(kept.var()) < 0.05
+    assert abs(float(jittered.mean())) < 0.15 and abs(float(jittered.var()) - 1.0) < 0.15
+    same = HMC(n_steps=20, step_size=2 * math.pi / 20, n_leapfrog=20, step_jitter=0.3).run(
+        standard_energy, x0, generator=gen(8))
+    assert torch.equal(same, jittered)
+
+
 def test_mala_log_acceptance_ratio_keeps_float32_proposal_terms_exact() -> None:
     """The proposal densities' squared norms (1.6e7 here: 16 entries 1000 apart; half of a
     10^6-entry video's count, 5e5, is rounded alike) cancel in the ratio: summed apart in
@@ -1182,7 +1198,8 @@ def test_langevin_rejects_bad_settings(kwargs: dict) -> None:
     ("cls", "kwargs"),
     [(MALA, {"n_steps": 0}), (MALA, {"step_size": -1.0}), (HMC, {"n_steps": 0}),
      (HMC, {"n_leapfrog": 0}), (HMC, {"step_size": 0.0}), (MALA, {"step_size": math.nan}),
-     (HMC, {"step_size": math.nan}), (MALA, {"step_size": math.inf})],
+     (HMC, {"step_size": math.nan}), (MALA, {"step_size": math.inf}),
+     (HMC, {"step_jitter": 1.0}), (HMC, {"step_jitter": -0.1}), (HMC, {"step_jitter": math.nan})],
 )
 def test_mala_hmc_reject_bad_settings(cls, kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):

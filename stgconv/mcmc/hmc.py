@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_step_size
+from stgconv.checks import as_int, check_finite_number, check_step_size
 from stgconv.mcmc.base import (
     STEP_ADVICE,
     StepCallback,
@@ -30,17 +30,27 @@ class HMC:
 
     With a constraint, momentum and forces are restricted to the constraint's ``tangent``, so the
     trajectory stays on the constrained set and the test stays exact there.
+
+    ``step_jitter`` ``j`` in ``[0, 1)`` draws each chain's step size anew every iteration,
+    uniform in ``step_size * [1 - j, 1 + j]`` (Neal, "MCMC using Hamiltonian dynamics", 2011):
+    with one fixed trajectory length, a direction whose period it matches comes back where it
+    started, accepted, and never mixes (0: the fixed step).
     """
 
     n_steps: int = 10
     step_size: float = 0.01
     n_leapfrog: int = 5
+    step_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         # as_int: a float count failed in the run, and True ran one step.
         as_int(self.n_steps, "n_steps", minimum=1)
         as_int(self.n_leapfrog, "n_leapfrog", minimum=1)
         check_step_size(self.step_size)
+        check_finite_number(self.step_jitter, "step_jitter")
+        if not 0.0 <= self.step_jitter < 1.0:
+            raise ValueError(f"step_jitter must be in [0, 1) (a share of step_size), got "
+                             f"{self.step_jitter!r}")
 
     def run(
         self,
@@ -52,11 +62,11 @@ class HMC:
         callback: StepCallback | None = None,
     ) -> Tensor:
         """Run ``n_steps`` HMC iterations from ``x0`` ``(B, *S)``; returns ``(B, *S)``."""
-        eps = self.step_size
         (x, e_x, g_x), start_bad = metropolis_start(energy, x0, constraint, "HMC", generator)
         x_bad = nonfinite_start(x)
         flags: list[Tensor] = []  # flags[k]: a non-finite value met during iteration k
         for step in range(self.n_steps):
+            eps = self._step_sizes(x, generator)
             p = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             if constraint is not None:
                 p = constraint.tangent(p)
@@ -82,6 +92,15 @@ class HMC:
         flags[0] = flags[0] | start_bad
         raise_if_nonfinite(flags, "HMC", self.n_steps, advice=STEP_ADVICE, start=x_bad)
         return x
+
+    def _step_sizes(self, x: Tensor, generator: torch.Generator | None) -> float | Tensor:
+        """This iteration's step size: ``step_size``, or with a jitter one per chain of ``x``
+        ``(B, *S)``, shaped ``(B, 1, ...)`` to broadcast."""
+        if self.step_jitter == 0.0:
+            return self.step_size
+        u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=generator,
+                       device=x.device, dtype=x.dtype)
+        return self.step_size * (1.0 + self.step_jitter * (2.0 * u - 1.0))
 
 
 def log_acceptance_ratio(e_x: Tensor, e_y: Tensor, p_start: Tensor, p_end: Tensor) -> Tensor:
