@@ -31,6 +31,7 @@ from stgconv.mcmc import (
     HMC,
     MALA,
     BlockGibbs,
+    Constraint,
     Diagnostics,
     DownsampleConsistency,
     KnownEntries,
@@ -279,6 +280,29 @@ def test_hmc_acceptance_rate_and_langevin_reports_one() -> None:
     Langevin(n_steps=3, step_size=0.1).run(standard_energy, x0, generator=g, callback=lang)
     assert lang.acceptance_rate == 1.0
     assert all(s.accepted is None for s in lang.steps)
+
+
+@pytest.mark.parametrize("sampler", [MALA(n_steps=1, step_size=0.1),
+                                     HMC(n_steps=1, step_size=0.1, n_leapfrog=1)])
+def test_metropolis_samplers_refuse_a_projection_that_is_not_affine(sampler) -> None:
+    """A box (a clamp) as a constraint was taken: the proposals moved along its default
+    tangent, the proposal densities were taken there, and the chain sampled something else
+    without a word. An affine constraint of one's own is still taken."""
+    class Box(Constraint):
+        def project(self, x: Tensor) -> Tensor:
+            return x.clamp(0.0, 1.0)
+
+    class FirstEntryIsOne(Constraint):
+        def project(self, x: Tensor) -> Tensor:
+            return torch.cat([torch.ones_like(x[:, :1]), x[:, 1:]], dim=1)
+
+    x0 = torch.rand(3, 4, generator=gen(3), dtype=F64)
+    name = type(sampler).__name__
+    with pytest.raises(ValueError, match=rf"^{name}: the constraint Box does not project "
+                                         rf"affinely .*use Langevin"):
+        sampler.run(standard_energy, x0, constraint=Box(), generator=gen(4))
+    x = sampler.run(standard_energy, x0, constraint=FirstEntryIsOne(), generator=gen(4))
+    assert (x[:, 0] == 1.0).all()
 
 
 def test_hmc_step_jitter_mixes_where_the_trajectory_matches_a_period() -> None:

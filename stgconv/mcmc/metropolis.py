@@ -87,8 +87,28 @@ def metropolis_start(
     x = x0.detach().clone()
     if constraint is not None:
         x = constraint.project(x)
+        _check_affine(constraint, x, sampler)
     e, grad = evaluate_on_constraint(energy, x, constraint)
     return (x, e, grad), nonfinite_flag(e, grad)
+
+
+def _check_affine(constraint: Constraint, x: Tensor, sampler: str) -> None:
+    """``ValueError`` naming ``sampler`` where ``constraint``'s projection is seen not to be
+    affine from the start ``x`` ``(B, *S)`` (on it): the proposals move along its tangent and
+    their densities are taken there, which for a box or a sphere means nothing, and the chain
+    then sampled something else without a word. One probe, ``x + 1``: an affine projection
+    moves by the tangent of any step."""
+    step = x + 1.0
+    moved = constraint.project(x + step) - x
+    along = constraint.tangent(step)
+    off = per_chain_norm(moved - along)
+    if bool((off > 1e-3 * (per_chain_norm(along) + 1.0)).any()):
+        raise ValueError(
+            f"{sampler}: the constraint {type(constraint).__name__} does not project affinely "
+            "(from the start, the projection of a step differs from the step's tangent): "
+            f"{sampler} moves along the tangent and is exact only for affine projections "
+            "(KnownEntries, DownsampleConsistency, ...); use Langevin, which projects after "
+            "every step")
 
 
 def metropolis_step(
