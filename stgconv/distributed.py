@@ -20,6 +20,7 @@ NCCL on CUDA, Gloo on the CPU.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -95,22 +96,38 @@ class World:
     def barrier(self) -> None:
         _collective(dist.barrier)
 
-    def check_same(self, counts: dict[str, int]) -> None:
-        """Raise ``ValueError`` on every rank, naming each rank's value, unless every rank
-        holds the same ``counts`` (``{what: count}``, what each process read from its own
-        machine's files). A collective: it returns once every rank has called it."""
-        mine = torch.tensor(list(counts.values()), dtype=torch.long, device=self.device)
+    def check_same(self, counts: dict[str, int], digests: dict[str, int] | None = None
+                   ) -> None:
+        """Raise ``ValueError`` on every rank unless every rank holds the same ``counts``
+        (``{what: count}``, what each process read from its own machine's files; each rank's
+        value named) and ``digests`` (``{what:`` :func:`digest` ``}``; the ranks whose differ
+        from rank 0's named). A collective: it returns once every rank has called it."""
+        digests = digests or {}
+        mine = torch.tensor([*counts.values(), *digests.values()], dtype=torch.long,
+                            device=self.device)
         every = [torch.empty_like(mine) for _ in range(self.size)]
         _collective(dist.all_gather, every, mine)
-        held = torch.stack(every).tolist()  # (size, len(counts))
+        held = torch.stack(every).tolist()  # (size, len(counts) + len(digests))
         differing = [f"{what}: " + ", ".join(f"{row[i]} in process {rank}"
                                              for rank, row in enumerate(held))
                      for i, what in enumerate(counts) if len({row[i] for row in held}) > 1]
+        for i, what in enumerate(digests, start=len(counts)):
+            others = [str(rank) for rank, row in enumerate(held) if row[i] != held[0][i]]
+            if others:
+                differing.append(f"{what} of process{'es' if len(others) > 1 else ''} "
+                                 f"{', '.join(others)} differ from process 0's")
         if differing:
             raise ValueError(f"the training processes read different files "
-                             f"({'; '.join(differing)}): every machine needs the same training "
-                             "data and, to resume, the same run folder at the same path (a "
-                             "shared file system, or identical copies)")
+                             f"({'; '.join(differing)}): every machine needs the same config "
+                             "and training data (read by the same library versions) and, to "
+                             "resume, the same run folder at the same path (a shared file "
+                             "system, or identical copies)")
+
+
+def digest(data: bytes) -> int:
+    """A 63-bit digest of ``data`` (SHA-256's first bytes), for :meth:`World.check_same` to
+    compare what the processes read without sending it."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "little") >> 1
 
 
 class PeerFailedError(RuntimeError):

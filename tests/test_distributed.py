@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +37,7 @@ from stgconv.distributed import (
     PeerFailedError,
     World,
     abandon,
+    digest,
     from_environment,
     gather_generators,
     interleave,
@@ -231,6 +233,36 @@ def test_processes_that_differ_in_a_count_are_stopped_naming_each(monkeypatch, t
     world = World(rank=0, size=2, device=torch.device("cpu"))
     with pytest.raises(ValueError, match=rf"read different files \({re.escape(said)}\): every"):
         world.check_same({"training examples": 6, "iteration resumed from": 1})
+
+
+@pytest.mark.parametrize("theirs, said", [
+    ([[6, 11, 7], [6, 11, 7], [6, 11, 7]], None),
+    ([[6, 11, 7], [6, 12, 7], [6, 11, 7]], "settings of process 1 differ from process 0's"),
+    ([[6, 11, 7], [6, 11, 8], [6, 11, 9]], "example values of processes 1, 2 differ from "
+                                           "process 0's"),
+], ids=["same", "one process's settings", "two processes' examples"])
+def test_processes_that_read_other_settings_or_examples_are_stopped(monkeypatch, theirs,
+                                                                    said) -> None:
+    """Another config file (a learning rate) or other images of the same count trained a model
+    of mixed settings, or on shards of other examples, without a word: their digests are
+    compared, and the processes whose differ from process 0's named."""
+    def all_gather(every: list[torch.Tensor], mine: torch.Tensor) -> None:
+        for gathered, row in zip(every, theirs):
+            gathered.copy_(torch.tensor(row))
+
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+    world = World(rank=0, size=3, device=torch.device("cpu"))
+    check = partial(world.check_same, {"training examples": 6},
+                    digests={"settings": 11, "example values": 7})
+    if said is None:
+        check()
+    else:
+        with pytest.raises(ValueError, match=rf"^the training processes read different files "
+                                             rf"\({re.escape(said)}\): every machine needs the "
+                                             "same config and training data"):
+            check()
+    assert digest(b"a") == digest(b"a") != digest(b"b")
+    assert 0 <= digest(b"a") < 2**63
 
 
 def test_rank_0_alone_is_the_main_process() -> None:
@@ -827,7 +859,8 @@ def test_processes_that_read_different_files_stop_before_training_saying_which(t
                                                                                ) -> None:
     """Every process reads the data and the checkpoint it resumes from on its own machine; a
     process that read other files (here a data folder with one more image and a copy of the
-    run an iteration older) stops every process before training, naming each one's values.
+    run an iteration older, and a config of another learning rate) stops every process before
+    training, naming each one's values.
     Before, one more image trained on shards of other examples without a word, and an older
     checkpoint ended the run in a Gloo abort ("terminate called after throwing an instance of
     'gloo::EnforceNotMet'") once the processes' collectives no longer matched."""
@@ -839,15 +872,18 @@ def test_processes_that_read_different_files_stop_before_training_saying_which(t
     shutil.copy(copy / "checkpoint_previous.pt", copy / "checkpoint.pt")
     shutil.copytree(images, more)
     shutil.copy(images / "0.png", more / "extra.png")
+    # And another config file: the learning rate (each machine's paths are its own).
     configs = [load_config(None, [*tiny_run(images, 3, out)[9::2], "device=cpu",
-                                  f"data.path={data}", f"out_dir={folder}"])
-               for data, folder in ((images, out), (more, copy))]
+                                  f"data.path={data}", f"out_dir={folder}", f"train.lr={lr}"])
+               for data, folder, lr in ((images, out, 0.01), (more, copy, 0.02))]
     mp.spawn(resume_from_own_files, args=(free_port(), configs, str(tmp_path / "report")),
              nprocs=2)
     for rank in (0, 1):
         assert (tmp_path / f"report{rank}").read_text().startswith(
             "the training processes read different files (training examples: 6 in process 0, "
-            "7 in process 1; iteration resumed from: 2 in process 0, 1 in process 1): ")
+            "7 in process 1; iteration resumed from: 2 in process 0, 1 in process 1; settings "
+            "of process 1 differ from process 0's; example values of process 1 differ from "
+            "process 0's): ")
 
 
 # --------------------------------------------------------------------------- torchrun end to end

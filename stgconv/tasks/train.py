@@ -4,6 +4,7 @@ folder."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -40,7 +41,7 @@ from stgconv.config import (
 )
 from stgconv.cooperative import CooperativeTrainer
 from stgconv.data.image import load_npz_labels
-from stgconv.distributed import World
+from stgconv.distributed import World, digest
 from stgconv.generator import ConvGenerator
 from stgconv.initializer import Initializer, InitializerTrainer
 from stgconv.io.atomic import WriteError, remove_temporaries, write_error
@@ -575,8 +576,18 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         # another iteration, saving at other iterations than the others until a collective
         # mismatch aborts it. A collective: every process has started when it returns, so one
         # refused at its start removes nothing.
+        # Their settings and examples too: another config file or image trained a model of
+        # mixed settings, or on shards of other examples, without a word. The paths and the
+        # device are each machine's own.
+        settings = config_to_dict(config)
+        for key in ("out_dir", "device"):
+            del settings[key]
+        del settings["data"]["path"]
         world.check_same({"training examples": len(observed),
-                          "iteration resumed from": trainer.iteration})
+                          "iteration resumed from": trainer.iteration},
+                         digests={"settings": digest(json.dumps(settings, sort_keys=True)
+                                                     .encode()),
+                                  "example values": digest(observed.cpu().numpy().tobytes())})
     if replace_old_run is not None:  # the new run has started: the old one goes now, not before
         replace_old_run()
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
