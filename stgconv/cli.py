@@ -300,13 +300,15 @@ def _parser() -> argparse.ArgumentParser:
                    help=".npz with x_test uint8 (N, H, W) or (N, H, W, C), C 1 to 4, "
                         "resized to the model's input, and optionally labels y_test (then "
                         "accuracy and ECE)")
-    p.add_argument("--outliers", required=True, help=".npz with x_test, as --inliers")
+    p.add_argument("--outliers", help=".npz with x_test, as --inliers (left out: no AUROC, "
+                                      "only the labelled inliers' accuracy and ECE)")
     p.add_argument("--json", dest="json_path", metavar="FILE",
                    help="write the table as JSON: {\"auroc\": {\"stgconv\" (recommended: "
                         "-E(x) + beta log q(x) + gamma log r(phi(x)), q and r the Gaussians "
                         "fitted to the data and to the network's features of it), "
                         "\"max_softmax\", \"max_logit\", \"energy\", \"reference\", "
-                        "\"features\"}, \"accuracy\", \"ece\" (null without y_test), "
+                        "\"features\"} (null without --outliers), \"accuracy\", \"ece\" (null "
+                        "without y_test), "
                         "\"reference_weight\", \"feature_weight\", ...}")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 

@@ -284,6 +284,24 @@ def test_eval_ood_without_labels_has_null_accuracy(arrays: dict[str, str]) -> No
     assert table["accuracy"] is None and table["ece"] is None
 
 
+def test_eval_ood_without_outliers_scores_the_labelled_inliers(arrays: dict[str, str],
+                                                                 capsys) -> None:
+    """--outliers was required even for the inliers' accuracy and ECE alone; left out, the
+    AUROC is null and the table says why. Without labels either there is nothing to score."""
+    out = Path(arrays["tmp"]) / "inliers.json"
+    assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
+                 "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["auroc"] is None and table["n_outliers"] == 0
+    assert 0 <= table["accuracy"] <= 1 and 0 <= table["ece"] <= 1
+    printed = capsys.readouterr().out
+    assert "9 inliers, no outliers given: no AUROC" in printed and "accuracy" in printed
+    assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["unlabelled"],
+                 "--device", "cpu"]) == 2
+    assert (f"{arrays['unlabelled']} holds no y_test and no outliers were given: there is "
+            "nothing to score") in capsys.readouterr().err
+
+
 def test_a_score_that_is_not_a_number_is_reported_not_written(arrays: dict[str, str], capsys,
                                                                monkeypatch) -> None:
     """An undefined score (NaN here) was written as a bare NaN, which strict JSON readers (jq,

@@ -324,7 +324,7 @@ def _test_labels(path: str | Path) -> Tensor | None:
     return load_npz_labels(path, key="y_test", images="x_test") if has_labels else None
 
 
-def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, *,
+def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path | None = None, *,
              json_path: str | Path | None = None, device: str = "auto", batch_size: int = 500
              ) -> dict[str, Any]:
     """Out-of-distribution detection by a classifier model's scores (module docstring).
@@ -334,7 +334,8 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     as its training data were (:func:`stgconv.data.image.load_npz_images`: channels repeated
     or made grey by luma, centre-cropped to a square and resized).
     The inliers' optional ``y_test`` ``(N,)`` (classes ``0 .. K - 1``) adds the accuracy and
-    ECE; the outliers' labels are not read.
+    ECE; the outliers' labels are not read. Without ``outliers``, ``"auroc"`` is ``None`` and
+    only the inliers' accuracy and ECE are scored (they need ``y_test`` then).
 
     Returns (and writes to ``json_path``) ``{"auroc": {"stgconv": a, "max_softmax": b,
     "max_logit": c, "energy": d, "reference": e, "features": f}, "accuracy": acc, "ece":
@@ -352,7 +353,8 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
         ValueError: an unreadable file, no ``x_test``, images of another type or
             shape, no images, labels that do not match the images or the model's classes, or a
             checkpoint that is not a classifier, inliers too few or too alike to weigh
-            the experts, or ``batch_size`` not an int >= 1.
+            the experts, no ``outliers`` and no inlier labels (nothing to score), or
+            ``batch_size`` not an int >= 1.
         FloatingPointError: non-finite logits, energies or feature densities.
     """
     started = time.perf_counter()
@@ -363,30 +365,37 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path, 
     n_classes = config.model.n_classes
     images = {}
     for name, path in (("inliers", inliers), ("outliers", outliers)):
-        with reading(path):
-            images[name] = load_npz_images(path, key="x_test", size=config.data.size,
-                                           channels=config.data.channels)
+        if path is not None:
+            with reading(path):
+                images[name] = load_npz_images(path, key="x_test", size=config.data.size,
+                                               channels=config.data.channels)
     with reading(inliers):
         labels = _test_labels(inliers)
+    if outliers is None and labels is None:
+        raise ValueError(f"{inliers} holds no y_test and no outliers were given: there is "
+                         "nothing to score (give --outliers for the AUROC, or labelled "
+                         "inliers for the accuracy and ECE)")
     if labels is not None and labels.max() >= n_classes:
         raise ValueError(f"{inliers}: y_test has class {int(labels.max())}, but the model has "
                          f"{n_classes} classes (0 .. {n_classes - 1})")
     inlier_logits, inlier_scores, weights = score_images(
         model.energy, model.reference, images["inliers"],
         feature_reference=model.feature_reference, weights=model.weights, batch_size=batch_size)
-    _, outlier_scores, _ = score_images(model.energy, model.reference, images["outliers"],
-                                        feature_reference=model.feature_reference,
-                                        weights=weights, batch_size=batch_size)
-    scores = {"inliers": inlier_scores, "outliers": outlier_scores}
+    aurocs = None
+    if outliers is not None:
+        _, outlier_scores, _ = score_images(model.energy, model.reference, images["outliers"],
+                                            feature_reference=model.feature_reference,
+                                            weights=weights, batch_size=batch_size)
+        aurocs = {score: auroc(inlier_scores[score], outlier_scores[score])
+                  for score in inlier_scores}
     table: dict[str, Any] = {
-        "auroc": {score: auroc(scores["inliers"][score], scores["outliers"][score])
-                  for score in scores["inliers"]},
+        "auroc": aurocs,
         "accuracy": None, "ece": None, "ece_uncalibrated": None,
         "temperature": model.temperature, "reference_weight": weights["reference"],
         "feature_weight": weights["features"],
         "weights_from": (None if weights["reference"] is None and weights["features"] is None
                          else "training data" if model.weights is not None else "inliers"),
-        "n_inliers": len(images["inliers"]), "n_outliers": len(images["outliers"]),
+        "n_inliers": len(images["inliers"]), "n_outliers": len(images.get("outliers", ())),
     }
     if labels is not None:
         probabilities = torch.softmax(inlier_logits / model.temperature, dim=1)
@@ -415,10 +424,13 @@ def format_ood_table(table: dict[str, Any]) -> str:
                        "data")
     recommended = " + ".join(terms) + (
         f"; {', '.join(experts)}, weights set on the {table['weights_from']}" if experts else "")
-    lines = [f"OOD detection: {table['n_inliers']} inliers vs {table['n_outliers']} outliers "
-             f"(AUROC, 1 = separated; 'stgconv' = {recommended})",
-             f"{'score':<14}{'AUROC':>8}"]
-    lines += [f"{name:<14}{value:>8.4f}" for name, value in table["auroc"].items()]
+    if table["auroc"] is None:
+        lines = [f"{table['n_inliers']} inliers, no outliers given: no AUROC"]
+    else:
+        lines = [f"OOD detection: {table['n_inliers']} inliers vs {table['n_outliers']} "
+                 f"outliers (AUROC, 1 = separated; 'stgconv' = {recommended})",
+                 f"{'score':<14}{'AUROC':>8}"]
+        lines += [f"{name:<14}{value:>8.4f}" for name, value in table["auroc"].items()]
     if table["accuracy"] is not None:
         lines.append(f"inliers: accuracy {table['accuracy']:.4f}, ECE ({ECE_BINS} bins) "
                      f"{table['ece']:.4f} at the checkpoint's temperature "
