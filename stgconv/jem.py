@@ -279,9 +279,22 @@ class HybridTrainer(Trainer):
         main = self.world is None or self.world.is_main
         if self.iteration >= self.n_iterations and main:
             if self._final_fit is None or self._final_fit[0] != self.iteration:
-                self._final_fit = (self.iteration, self._final_fits())
+                self._final_fit = (self.iteration, self._fits_or_none())
             state.update(self._final_fit[1])
         return state
+
+    def _fits_or_none(self) -> dict[str, Any]:
+        """:meth:`_final_fits`, or none of them, with a warning saying why, where they fail
+        (examples too alike to weigh the experts; logits that are not finite): the fits are
+        taken in the last save, and a failure there lost the whole run's end (with
+        ``checkpoint_every: 0``, the whole run). eval ood reads such a checkpoint at
+        temperature 1 and weighs the experts on its inliers."""
+        try:
+            return self._final_fits()
+        except (ValueError, FloatingPointError) as err:
+            warnings.warn(f"the last checkpoint is saved without the fits eval ood scores with "
+                          f"(temperature, score weights): {err}", RuntimeWarning, stacklevel=2)
+            return {}
 
     def load_state_dict(self, state: dict[str, Any], *, random_state: bool = True) -> None:
         super().load_state_dict(state, random_state=random_state)

@@ -324,6 +324,25 @@ def test_a_finished_trainer_fits_the_weights_it_loads_at_its_last_iteration() ->
     assert finished.state_dict()["temperature"] == theirs["temperature"]
 
 
+def test_final_fits_that_fail_leave_the_last_checkpoint_without_them(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """The fits eval ood scores with are taken in the last save: one that failed there (here
+    examples too alike to weigh the experts) raised out of the save, and the run's end since its
+    last checkpoint was lost. The checkpoint is written without them, with a warning."""
+    def too_alike(*_: object, **__: object) -> None:
+        raise ValueError("the inliers are too alike to weigh the experts")
+
+    monkeypatch.setattr("stgconv.jem.fit_temperature", too_alike)
+    trainer = make_trainer()
+    trainer.n_iterations = 1
+    with pytest.warns(RuntimeWarning, match=r"^the last checkpoint is saved without the fits "
+                                            r"eval ood scores with \(temperature, score "
+                                            r"weights\): the inliers are too alike"):
+        assert trainer.fit(1, checkpoint_path=tmp_path / "checkpoint.pt", progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["iteration"] == 1 and "temperature" not in state
+
+
 def test_divergence_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     trainer = make_trainer()
     path = tmp_path / "checkpoint.pt"
