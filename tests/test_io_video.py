@@ -565,7 +565,7 @@ def test_a_video_track_without_frames_is_named(tmp_path) -> None:
 
 
 def test_resampling_a_file_that_states_no_frame_rate_is_refused(ramp_file, monkeypatch):
-    monkeypatch.setattr(video_io, "_rate", lambda stream: None)
+    monkeypatch.setattr(video_io, "_rate", lambda stream, path=None: None)
     with pytest.raises(ValueError, match=r"ramp\.mkv does not state its frame rate; cannot "
                                          r"resample to fps=10$"):
         load_video(ramp_file, fps=10)
@@ -1608,3 +1608,16 @@ def test_written_yuv_states_the_matrix_and_range_it_was_converted_with(tmp_path,
     # The values are those of the same conversion untagged (the decoder's default).
     error = (load_video(path) - quantised(clip)).abs().mul(127.5)
     assert error.mean() < 3
+
+
+@pytest.mark.parametrize("fps", [30, 60, 12])
+def test_a_gif_reads_at_the_rate_of_its_every_delay(tmp_path, fps) -> None:
+    """A GIF stores each frame's delay in hundredths of a second, so a 30 fps GIF alternates
+    3, 3 and 4: FFmpeg's average rate, from the first delays, said 100/3 (60 fps: 100), and a
+    clip read at its own rate lost 3 of 30 frames (60 fps: 12), as training at data.fps 30
+    would have read it. The rate is every frame's over their delays' sum."""
+    clip = torch.linspace(-1, 1, 30).view(1, 30, 1, 1).expand(3, 30, 4, 4).contiguous()
+    path = save_video(clip, tmp_path / "clip.gif", fps=fps)
+    assert frame_rate(path) == fps
+    assert torch.equal(load_video(path, fps=fps), quantised(clip))
+    assert torch.equal(load_video(path, fps=fps / 2), quantised(clip)[:, ::2])

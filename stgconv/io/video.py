@@ -190,8 +190,9 @@ def load_video(
             (antialiased), unlike ``F.interpolate(..., antialias=False)``.
         fps: resample in time by picking frames: output frame ``k`` is source frame
             ``start_frame + floor(k * source_fps / fps)`` (frames repeat when ``fps`` is above
-            the source rate), ``source_fps`` the file's average rate: by index, not timestamp,
-            so a variable-rate file is taken as evenly spaced. Not available for folders,
+            the source rate), ``source_fps`` the file's average rate (a GIF's over all its
+            frames' delays): by index, not timestamp, so a variable-rate file is taken as
+            evenly spaced. Not available for folders,
             which have no frame rate.
         channels: 1 (grey, ITU-R 601 luma as Pillow's ``convert("L")``) or 3 (RGB).
 
@@ -374,9 +375,33 @@ def _read_folder(
     return frames
 
 
-def _rate(stream: av.video.stream.VideoStream) -> Fraction | None:
-    """The stream's frame rate as :func:`load_video` takes it: its average, else FFmpeg's guess."""
+def _rate(stream: av.video.stream.VideoStream, path: Path | None = None) -> Fraction | None:
+    """The stream's frame rate as :func:`load_video` takes it: its average, else FFmpeg's
+    guess; given the file ``path`` it is read from, a GIF's from every frame's delay
+    (:func:`_gif_rate`: the callers that pick frames by it, or report it)."""
+    if (path is not None and stream.container.format.name == "gif"
+            and (rate := _gif_rate(path)) is not None):
+        return rate
     return stream.average_rate or stream.guessed_rate
+
+
+def _gif_rate(path: Path) -> Fraction | None:
+    """The GIF ``path``'s frames per second of delay, counted over every frame; ``None`` where
+    its delays add up to nothing. A GIF stores each delay in hundredths of a second, so its
+    writer alternates them (30 fps: 3, 3, 4): FFmpeg's average rate, taken from the first
+    frames' delays, said 100/3 (60 fps: 100), and a clip read at its own rate lost every
+    tenth frame (60 fps: 2 in 5)."""
+    av = _pyav()
+
+    frames, delay = 0, 0
+    with av.open(_ffmpeg_name(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):  # each frame's data, not decoded: quick
+            if packet.size:  # not the empty packet that ends the stream
+                frames += 1
+                delay += packet.duration or 0
+        base = stream.time_base
+    return Fraction(frames) / (delay * base) if delay and base else None
 
 
 def _said_end(stream: av.video.stream.VideoStream, container: av.container.Container,
@@ -491,7 +516,7 @@ def frame_rate(path: str | Path) -> Fraction | None:
     if path.is_dir():
         return None
     with av.open(_ffmpeg_name(path)) as container:
-        rate = _rate(_video_stream(path, container))
+        rate = _rate(_video_stream(path, container), path)
     return Fraction(rate) if rate else None
 
 
@@ -682,7 +707,7 @@ def _read_file(
             if fps is None:
                 step = Fraction(1)
             else:
-                rate = _rate(stream)
+                rate = _rate(stream, path)
                 if not rate:
                     raise ValueError(f"{path} does not state its frame rate; cannot resample to "
                                      f"fps={fps}")
