@@ -26,6 +26,7 @@ from stgconv.io.atomic import (
     atomic_write_json,
     atomic_write_text,
     remove_temporaries,
+    remove_unwritten,
     write_error,
     written_together,
 )
@@ -578,6 +579,37 @@ def test_files_written_together_stay_as_they_were_if_the_last_fails(tmp_path: Pa
     assert (tmp_path / "result.png").read_text() == "old picture"
     assert (tmp_path / "result.npy").read_text() == "old array"
     assert leftovers(tmp_path, {"result.png", "result.npy"}) == []
+
+
+def test_an_earlier_results_files_not_written_again_go_once_the_new_ones_are_in_place(
+        tmp_path: Path) -> None:
+    """An earlier result's files that the new one has none of (a video's GIF beside an
+    image's new PNG) are removed at the block's end, the new files and other files kept; a
+    block that fails removes none."""
+    for name in ("result.png", "result.gif", "notes.txt"):
+        (tmp_path / name).write_text("earlier")
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "mine.gif").write_text("a user's")
+    (tmp_path / "linked.gif").symlink_to(tmp_path / "user" / "mine.gif")
+
+    def is_result(name: str) -> bool:
+        return name.endswith((".png", ".gif"))
+
+    with pytest.raises(KeyboardInterrupt):
+        with written_together():
+            remove_unwritten(tmp_path, is_result)
+            atomic_write_text(tmp_path / "result.png", "new")
+            raise KeyboardInterrupt
+    assert (tmp_path / "result.gif").read_text() == "earlier"
+    with written_together():
+        remove_unwritten(tmp_path, is_result)
+        atomic_write_text(tmp_path / "result.png", "new")
+        assert (tmp_path / "result.gif").exists()  # not before the new files are in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["linked.gif", "notes.txt",
+                                                          "result.png", "user"]
+    assert (tmp_path / "result.png").read_text() == "new"
+    with pytest.raises(ValueError, match="within written_together"):
+        remove_unwritten(tmp_path, is_result)
 
 
 def test_a_rename_refused_at_the_blocks_end_leaves_no_temporaries(tmp_path: Path) -> None:

@@ -135,6 +135,24 @@ def test_a_synthesis_that_cannot_write_its_array_keeps_the_previous_one_whole(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_synthesis_removes_an_earlier_ones_files_that_it_does_not_write(
+        tmp_path: Path) -> None:
+    """An image model's synthesis into a folder where a video model's (or a multi-grid or
+    cooperative model's) was: its GIF and MP4, coarser grids, pyramid and proposals stayed
+    beside the new synthesized.png and .npy, showing other samples; they go, the user's other
+    files stay."""
+    run = tiny_texture_run(tmp_path)
+    out = tmp_path / "synthesis"
+    out.mkdir()
+    earlier = ["synthesized.gif", "synthesized.mp4", "synthesized_grid1.npy", "pyramid.png",
+               "proposals.npy"]
+    kept = ["notes.txt", "synthesized_old.png", "my_pyramid.png"]
+    for name in earlier + kept:
+        (out / name).write_bytes(b"earlier")
+    synthesize(run, out, n_samples=2, n_steps=1, device="cpu")
+    assert {p.name for p in out.iterdir()} == WRITTEN["image"] | set(kept)
+
+
 def test_continuing_the_chains_refuses_another_size_naming_it(tmp_path: Path) -> None:
     run = tiny_texture_run(tmp_path)
     with pytest.raises(ValueError, match=r"stored chains; got size=12, frames=None"):

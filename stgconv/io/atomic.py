@@ -38,6 +38,10 @@ _WINDOWS = sys.platform == "win32"
 
 # Inside written_together: each destination's temporary, written whole and not yet renamed.
 _waiting: ContextVar[dict[Path, str] | None] = ContextVar("_waiting", default=None)
+# Inside written_together: the folders whose earlier results not written again go at its end,
+# each with the test of a result's name (remove_unwritten).
+_unwritten: ContextVar[list[tuple[Path, Callable[[str], bool]]] | None] = ContextVar(
+    "_unwritten", default=None)
 
 
 class WriteError(OSError):
@@ -180,7 +184,8 @@ def written_together() -> Iterator[None]:
         yield
         return
     waiting: dict[Path, str] = {}
-    token = _waiting.set(waiting)
+    unwritten: list[tuple[Path, Callable[[str], bool]]] = []
+    token, unwritten_token = _waiting.set(waiting), _unwritten.set(unwritten)
     try:
         yield
     except BaseException:
@@ -189,14 +194,42 @@ def written_together() -> Iterator[None]:
         raise
     finally:
         _waiting.reset(token)
+        _unwritten.reset(unwritten_token)
     try:
         for path, tmp in waiting.items():  # renames take no space: a full disk stops none
             os.replace(tmp, path)
     finally:  # a rename refused (the name now a folder) leaves no temporaries behind
         for tmp in waiting.values():
             _discard(tmp)
-    for folder in {path.parent for path in waiting}:
+    written = {Path(os.path.realpath(path)) for path in waiting}
+    removed_from = set()
+    for folder, is_result in unwritten:
+        for path in (folder.iterdir() if folder.is_dir() else ()):
+            if (is_result(path.name) and path.is_file() and not path.is_symlink()
+                    and Path(os.path.realpath(path)) not in written):
+                path.unlink(missing_ok=True)
+                removed_from.add(folder)
+    for folder in {path.parent for path in waiting} | removed_from:
         _sync(folder)
+
+
+def remove_unwritten(folder: str | Path, is_result: Callable[[str], bool]) -> None:
+    """Within :func:`written_together`: when its files have gone into place, remove the files
+    directly in ``folder`` whose names ``is_result`` takes for a result's and that the block
+    did not write, an earlier result's that this one has none of (a video's
+    ``synthesized.gif`` beside an image's new ``synthesized.png``, a multi-grid run's
+    ``pyramid.png``), which would show other samples than the files beside them. Nothing is
+    removed when the block fails. A link is left alone (its target is not the result's).
+
+    Raises:
+        ValueError: called outside :func:`written_together`, where no block's files say which
+            are this result's.
+    """
+    unwritten = _unwritten.get()
+    if unwritten is None:
+        raise ValueError("remove_unwritten needs the files written together: call it within "
+                         "written_together")
+    unwritten.append((Path(folder), is_result))
 
 
 def _sync(path: str | Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from stgconv.cooperative import generator_from_state, is_cooperative, propose_an
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.generator import ConvGenerator
-from stgconv.io.atomic import written_together
+from stgconv.io.atomic import remove_unwritten, written_together
 from stgconv.mcmc import DataGaussian, NonFiniteEnergyError
 from stgconv.modalities import modality_of
 from stgconv.types import EnergyFn
@@ -30,6 +31,16 @@ MULTIGRID_FIXED = ("a multi-grid model samples its fixed pyramid from the base g
                    "and start='chains' do not apply")
 COOPERATIVE_FIXED = ("a cooperative model samples through its generator, which makes examples of "
                      "the training shape: size, frames and start='chains' do not apply")
+
+# The names of every file a synthesis writes, of any model (the finest grid, a multi-grid
+# model's coarser grids and pyramid, a cooperative model's proposals): those of an earlier
+# synthesis into the folder that this one does not write are removed (remove_unwritten).
+RESULT_NAME = re.compile(r"(synthesized(_grid\d+)?|pyramid|proposals)\.(png|gif|mp4|npy)")
+
+
+def is_result(name: str) -> bool:
+    """Whether a file named ``name`` is one that a synthesis writes (:data:`RESULT_NAME`)."""
+    return RESULT_NAME.fullmatch(name) is not None
 
 
 @written_together()
@@ -53,7 +64,8 @@ def synthesize(
     videos in grey levels 0-255 (unrounded; :func:`stgconv.io.image.from_levels` gives the
     models' [-1, 1]), ``(N, D, H, W)`` voxel occupancies in [0, 1]. A cooperative model's
     chains start at its generator's proposals (:func:`synthesize_cooperative`, which also
-    writes ``proposals``).
+    writes ``proposals``). The files are written together, and an earlier synthesis's files
+    in ``out_dir`` that this one does not write (:func:`is_result`) are then removed.
 
     Args:
         n_steps: chain length (default: the config's `sampler.task_steps`, else its training
@@ -82,6 +94,10 @@ def synthesize(
         if not classes:
             raise ValueError("classes is empty: name at least one class, or pass None")
     target = resolve_device(device)
+    # Once this synthesis is in place: an earlier one's files that it does not replace (a
+    # video model's synthesized.gif beside an image model's synthesized.png) would show
+    # other samples than its synthesized.npy.
+    remove_unwritten(out_dir, is_result)
     state = load_checkpoint(checkpoint, map_location=target)
     if classes is not None and (is_multigrid(state) or is_cooperative(state)):
         raise ValueError(f"{checkpoint} is not a classifier (JEM) model: it has no classes to "
