@@ -738,6 +738,23 @@ def test_a_gif_faster_than_its_delays_can_say_is_refused(tmp_path) -> None:
     assert not (tmp_path / "slow.gif").exists()
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_a_matroska_file_faster_than_its_milliseconds_can_say_is_refused(tmp_path,
+                                                                         suffix) -> None:
+    """Matroska and WebM time frames in whole milliseconds: at 2000 fps (a high-speed camera's
+    clip) two frames shared each time, and the file written read back as "truncated or
+    corrupt" (10,000 fps: said to be 30,000), where .mp4 keeps any rate."""
+    clip = torch.zeros(3, 4, 4, 4)
+    with pytest.raises(ValueError, match=rf"{suffix} files \(Matroska\) time frames in whole "
+                                         r"milliseconds: at most 1000 frames per second, got "
+                                         r"fps=2000; write \.mp4"):
+        save_video(clip, tmp_path / f"fast{suffix}", fps=2000)
+    assert list(tmp_path.iterdir()) == []
+    assert load_video(save_video(clip, tmp_path / f"ok{suffix}", fps=1000)).shape[1] == 4
+    assert frame_rate(tmp_path / f"ok{suffix}") == 1000
+    assert frame_rate(save_video(clip, tmp_path / "fast.mp4", fps=2000)) == 2000
+
+
 def test_a_folder_of_frames_beside_optical_flow_is_refused(tmp_path) -> None:
     """Extraction tools for action recognition write img_00001.jpg beside flow_x_00001.jpg and
     flow_y_00001.jpg: read as one clip in name order, it ran through the flow images first."""

@@ -16,7 +16,8 @@ suffix     default codec (first one this build has)    notes
 =========  ==========================================  =========================================
 
 ``libx264rgb`` (rgb24, qp 0) is also accepted for ``.mp4`` and ``.mkv``: lossless H.264.
-GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightly off. YUV
+GIF stores frame delays in 1/100 s, so rates that do not divide 100 play slightly off; Matroska
+and WebM time frames in whole milliseconds, so they take at most 1000 frames per second. YUV
 files are tagged with the conversion they were written with (BT.601, limited range), so players
 need not guess it. A frame with alpha (transparency) reads composited over white, as images do
 (WebM's VP8 and VP9 with alpha through libvpx's decoders, which read it).
@@ -134,6 +135,8 @@ GIF_MIN_FPS = Fraction(100, 65535)
 """A GIF frame delay is a 16-bit count of hundredths: at most 655.35 s."""
 MPEG4_MAX_RATE_NUMERATOR = 65535
 """MPEG-4 Part 2 stores its time base, 1 / fps, with a 16-bit denominator."""
+MATROSKA_MAX_FPS = 1000
+"""Matroska (and WebM) time frames in whole milliseconds: faster, two frames share a time."""
 
 # How every frame is converted between YUV and RGB: FFmpeg's scaler flags (libswscale/swscale.h
 # SWS_BILINEAR | SWS_FULL_CHR_H_INT | SWS_ACCURATE_RND; PyAV hands an int through as the flags).
@@ -882,7 +885,7 @@ def save_video(
         ValueError: bad shape, a dtype that is not floating point, NaN/inf values, an unknown
             suffix, a codec this build cannot write into that container (the message lists the
             ones it can), odd height or width for a yuv420p codec, a frame rate the codec
-            cannot store, or an encoder failure.
+            or the container cannot store, or an encoder failure.
             Nothing is left at ``path`` (nor a temporary file beside it) when writing fails.
     """
     av = _pyav()
@@ -899,6 +902,10 @@ def save_video(
     if name == "gif" and rate < GIF_MIN_FPS:
         raise ValueError(f"a GIF shows a frame for at most 655.35 s (fps {float(GIF_MIN_FPS):.5f})"
                          f", got fps={fps!r}; write .mp4 or .mkv")
+    if _CONTAINERS[suffix][0] in ("matroska", "webm") and rate > MATROSKA_MAX_FPS:
+        # Written, the frames that share a time made a file the reader calls truncated.
+        raise ValueError(f"{suffix} files (Matroska) time frames in whole milliseconds: at most "
+                         f"{MATROSKA_MAX_FPS} frames per second, got fps={fps!r}; write .mp4")
     if name == "mpeg4" and rate.numerator > MPEG4_MAX_RATE_NUMERATOR:
         # Up front: FFmpeg refuses to open the encoder saying only "Invalid argument".
         raise ValueError(f"codec mpeg4 stores the frame rate as a fraction whose numerator is at "
