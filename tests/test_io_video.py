@@ -933,11 +933,18 @@ def test_a_video_that_is_not_floating_point_is_refused(tmp_path, dtype) -> None:
 
 def test_an_encoder_failure_names_the_file_and_codec_and_leaves_no_file(tmp_path,
                                                                         monkeypatch) -> None:
-    """FFmpeg's failure to open an encoder (mpeg4 handed yuv444p, which it does not take) is
-    told with the file and codec, and nothing is written."""
+    """FFmpeg's failure to open an encoder (mpeg4 handed yuv444p, which it does not take), or
+    to write a rate its container cannot store, is told with the file and codec, and nothing
+    is written."""
     monkeypatch.setitem(video_io._ENCODERS, "mpeg4", video_io._Encoder("yuv444p", {}))
     with pytest.raises(ValueError, match=r"^cannot write .*clip\.mp4 with codec mpeg4: "):
         save_video(torch.zeros(3, 2, 16, 16), tmp_path / "clip.mp4", codec="mpeg4")
+    assert files_in(tmp_path) == []
+    # An MP4 of a frame every 11.6 days: FFmpeg's reason named the temporary it had opened,
+    # '.slow.mp4.<pid>-<random>.tmp', a file the user never asked for.
+    with pytest.raises(ValueError, match=r"^cannot write .*slow\.mp4 with codec \S+: Invalid "
+                                         r"argument$"):
+        save_video(torch.zeros(3, 2, 16, 16), tmp_path / "slow.mp4", fps=1e-6)
     assert files_in(tmp_path) == []
 
 

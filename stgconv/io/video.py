@@ -923,7 +923,9 @@ def save_video(
     try:
         return atomic_write(path, write)
     except av.error.FFmpegError as err:
-        raise ValueError(f"cannot write {path} with codec {name}: {err}") from err
+        # Its reason alone: FFmpeg's message names the file it opened, the temporary beside
+        # ``path`` that the user never asked for, or the FFmpeg function that failed.
+        raise ValueError(f"cannot write {path} with codec {name}: {err.strerror}") from err
 
 
 def _encode_av(tmp: str, *, frames: np.ndarray, container_format: str, codec: str,
