@@ -10,6 +10,7 @@ import io
 import re
 import typing
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,13 @@ def test_video_previews(tmp_path: Path) -> None:
         assert frames.info["duration"] == 10
     with av.open(str(mp4)) as container:
         assert container.streams.video[0].average_rate == 200
+    # A time-lapse's (data.fps 0.001, a frame every 1000 s): the GIF at the slowest a GIF can
+    # say, 655.35 s a frame, where it was refused and training stopped at its first preview.
+    gif, mp4 = VIDEO.preview(clips, tmp_path / "slow", formats=(".gif", ".mp4"), fps=0.001)
+    with Image.open(gif) as frames:
+        assert frames.info["duration"] == 655350
+    with av.open(str(mp4)) as container:
+        assert container.streams.video[0].average_rate == Fraction(1, 1000)
     with pytest.raises(ValueError, match=r"\(N, C, T, H, W\)"):
         VIDEO.preview(clips[:, :, 0], tmp_path / "images")
 

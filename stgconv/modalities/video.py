@@ -15,7 +15,7 @@ from stgconv.data.video import CacheSettingsError, load_training_clips
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import video_energy
 from stgconv.io.image import to_bytes
-from stgconv.io.video import GIF_MAX_FPS, TooFewFramesError, save_comparison
+from stgconv.io.video import GIF_MAX_FPS, GIF_MIN_FPS, TooFewFramesError, save_comparison
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.ops import factor_between, nearest_up
 
@@ -27,8 +27,9 @@ PLAYBACK_FPS = 25
 
 def _gif_rate(fps: float | None) -> float:
     """The rate a GIF of clips meant to play at ``fps`` (``None``: 25) plays at: at most the
-    fastest a GIF can, 100."""
-    return min(fps or PLAYBACK_FPS, GIF_MAX_FPS)
+    fastest a GIF can, 100, and at least the slowest, a frame every 655.35 s (a time-lapse's
+    clips, data.fps 0.001, play faster)."""
+    return min(max(fps or PLAYBACK_FPS, GIF_MIN_FPS), GIF_MAX_FPS)
 
 
 def load_clips(data: DataConfig) -> Tensor:
