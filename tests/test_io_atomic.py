@@ -612,6 +612,25 @@ def test_an_earlier_results_files_not_written_again_go_once_the_new_ones_are_in_
         remove_unwritten(tmp_path, is_result)
 
 
+def test_a_folder_in_the_way_of_a_file_written_together_puts_none_in_place(
+        tmp_path: Path) -> None:
+    """A folder named like the result's array (synthesize --out DIR with DIR/synthesized.npy a
+    folder): the picture went into place, then the array's rename failed naming the temporary
+    ('.synthesized.npy.<pid>-<random>.tmp' -> ...), a new picture beside no new array. None
+    goes in place, and the error names the file, as a single write's does (the CLI exits 1)."""
+    (tmp_path / "result.png").write_text("old picture")
+    (tmp_path / "result.npy").mkdir()
+    with pytest.raises(WriteError) as failure:
+        with written_together():
+            atomic_write_text(tmp_path / "result.png", "new picture")
+            atomic_write_text(tmp_path / "result.npy", "new array")
+    assert isinstance(failure.value, IsADirectoryError)
+    assert failure.value.filename == str(tmp_path / "result.npy")
+    assert ".tmp" not in str(failure.value)
+    assert (tmp_path / "result.png").read_text() == "old picture"
+    assert leftovers(tmp_path, {"result.png", "result.npy"}) == []
+
+
 def test_a_rename_refused_at_the_blocks_end_leaves_no_temporaries(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         with written_together():

@@ -196,8 +196,17 @@ def written_together() -> Iterator[None]:
         _waiting.reset(token)
         _unwritten.reset(unwritten_token)
     try:
+        # A folder in a file's place refuses its rename: found before any rename, none goes
+        # into place (the picture renamed, the array refused, a new picture sat beside the
+        # old array).
+        for path in waiting:
+            if path.is_dir():
+                raise write_error(errno.EISDIR, os.strerror(errno.EISDIR), path)
         for path, tmp in waiting.items():  # renames take no space: a full disk stops none
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as err:  # it names the temporary as well, never asked for
+                raise write_error(err.errno, err.strerror, path) from err
     finally:  # a rename refused (the name now a folder) leaves no temporaries behind
         for tmp in waiting.values():
             _discard(tmp)
