@@ -755,6 +755,21 @@ def test_a_matroska_file_faster_than_its_milliseconds_can_say_is_refused(tmp_pat
     assert frame_rate(save_video(clip, tmp_path / "fast.mp4", fps=2000)) == 2000
 
 
+def test_an_animated_webp_is_named_as_such(tmp_path) -> None:
+    """FFmpeg's WebP decoder reads still pictures only: an animated WebP (a web sticker, a GIF's
+    modern replacement) failed with "Invalid data found when processing input:
+    'avcodec_receive_frame()'", as a damaged file would. The message says what it is and what
+    to do; a still WebP reads as a one-frame clip."""
+    frames = [Image.new("RGB", (8, 6), (40 * k, 90, 200)) for k in range(3)]
+    frames[0].save(tmp_path / "sticker.webp", save_all=True, append_images=frames[1:],
+                   duration=100, loop=0)
+    with pytest.raises(ValueError, match=r"sticker\.webp .*; it is an animated WebP, whose "
+                                         r"frames FFmpeg does not decode; save it as a GIF"):
+        load_video(tmp_path / "sticker.webp")
+    frames[0].save(tmp_path / "still.webp", lossless=True)
+    assert load_video(tmp_path / "still.webp").shape == (3, 1, 6, 8)
+
+
 def test_a_folder_of_frames_beside_optical_flow_is_refused(tmp_path) -> None:
     """Extraction tools for action recognition write img_00001.jpg beside flow_x_00001.jpg and
     flow_y_00001.jpg: read as one clip in name order, it ran through the flow images first."""

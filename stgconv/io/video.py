@@ -205,7 +205,8 @@ def load_video(
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream; an
-            empty file, and an MP4 cut short before its index, are named so); a display
+            empty file, an MP4 cut short before its index, and an animated WebP, whose frames
+            FFmpeg does not decode, are named so); a display
             matrix that turns frames by other than quarter turns; a truncated file (read to
             its end, its last frame ends more than half a frame before the video
             track's stated end, and fewer frames decode than its index counts where it has
@@ -611,6 +612,21 @@ def _unopened_because(path: Path) -> str | None:
     return None
 
 
+def _undecodable_because(path: Path) -> str | None:
+    """What ``path``, a file whose first frame FFmpeg could not decode, is where FFmpeg says
+    only "Invalid data": an animated WebP (a web sticker, a GIF's modern replacement), whose
+    frames FFmpeg's WebP decoder does not read (it reads still pictures); ``None`` else."""
+    try:
+        with Image.open(path) as image:
+            animated_webp = image.format == "WEBP" and getattr(image, "n_frames", 1) > 1
+    except (OSError, ValueError, Image.DecompressionBombError):  # not one Pillow reads
+        return None
+    if not animated_webp:
+        return None
+    return ("it is an animated WebP, whose frames FFmpeg does not decode; save it as a GIF "
+            "(Pillow reads it: Image.open(path).save('clip.gif', save_all=True)) or an MP4")
+
+
 def _no_video(path: Path, container: av.container.Container) -> str:
     """Why ``path``, open as ``container``, gives no frames: the streams it holds instead, or
     none at all, as an MP4 cut short does (its index, written last, is lost)."""
@@ -760,7 +776,8 @@ def _read_file(
     except av.error.FFmpegError as err:
         # FFmpegError subclasses ValueError; re-raise with the file and the stage named.
         where = f" (failed after {decoded} frames)" if stage == "decode" else ""
-        shown = _unopened_because(path) if stage == "open" else None
+        shown = (_unopened_because(path) if stage == "open"
+                 else _undecodable_because(path) if decoded == 0 else None)
         raise ValueError(f"cannot {stage} video {path}{where}: {err}"
                          + (f"; {shown}" if shown else "")) from err
 
