@@ -153,6 +153,23 @@ def test_a_synthesis_removes_an_earlier_ones_files_that_it_does_not_write(
     assert {p.name for p in out.iterdir()} == WRITTEN["image"] | set(kept)
 
 
+def test_an_interpolation_removes_an_earlier_ones_files_that_it_does_not_write(
+        tmp_path: Path) -> None:
+    """As synthesize: a cooperative video model's interpolation.gif stayed beside an image
+    model's new interpolation.png and .npy."""
+    from stgconv.tasks import interpolate
+
+    run = tiny_texture_run(tmp_path)
+    out = tmp_path / "path"
+    out.mkdir()
+    for name in ("interpolation.gif", "interpolation.mp4", "interpolation_notes.txt"):
+        (out / name).write_bytes(b"earlier")
+    with pytest.warns(RuntimeWarning, match="not from noise starts"):
+        interpolate(run, out, n_points=2, device="cpu")
+    assert {p.name for p in out.iterdir()} == {"interpolation.png", "interpolation.npy",
+                                               "interpolation_notes.txt"}
+
+
 def test_continuing_the_chains_refuses_another_size_naming_it(tmp_path: Path) -> None:
     run = tiny_texture_run(tmp_path)
     with pytest.raises(ValueError, match=r"stored chains; got size=12, frames=None"):

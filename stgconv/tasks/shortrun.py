@@ -3,6 +3,7 @@ generator (:mod:`stgconv.shortrun`)."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -15,13 +16,20 @@ from stgconv.checkpoint import load_model, with_net_inputs
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.io.atomic import atomic_write_json, written_together
+from stgconv.io.atomic import atomic_write_json, remove_unwritten, written_together
 from stgconv.io.image import load_image, save_image_grid
 from stgconv.mcmc import Langevin, NoiseInit
 from stgconv.modalities import modality_of
 
 RECONSTRUCT_FILES = ("reconstruction.png", "reconstruction.json")
 """What :func:`reconstruct` writes into its output folder."""
+INTERPOLATION_NAME = re.compile(r"interpolation\.(png|gif|mp4|npy)")
+"""The names of the files :func:`interpolate` writes, of any model's path: an earlier path's
+that a new one does not write are removed (:func:`stgconv.io.atomic.remove_unwritten`)."""
+
+
+def _is_interpolation(name: str) -> bool:
+    return INTERPOLATION_NAME.fullmatch(name) is not None
 
 
 @written_together()
@@ -84,8 +92,14 @@ def interpolate(
     as occupancies ``(n_points, D, D, D)``) and its modality's preview ``interpolation.*`` (a
     PNG for images, a GIF for videos, renders for voxels) of as many points as the preview
     shows (4 clips, 16 shapes), spread along the path from end to end.
+
+    The files are written together, and an earlier path's files in ``out_dir`` that this one
+    does not write (:data:`INTERPOLATION_NAME`) are then removed.
     """
     seed = check_seed(seed)
+    # Once this path is in place: an earlier one's preview of another kind (a video model's
+    # interpolation.gif beside an image model's new .png) would show other points.
+    remove_unwritten(out_dir, _is_interpolation)
     energy, config, state = load_model(checkpoint, device=device)
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)
