@@ -145,12 +145,18 @@ def test_a_synthesis_removes_an_earlier_ones_files_that_it_does_not_write(
     out = tmp_path / "synthesis"
     out.mkdir()
     earlier = ["synthesized.gif", "synthesized.mp4", "synthesized_grid1.npy", "pyramid.png",
-               "proposals.npy"]
+               "proposals.npy", "synthesized.npy"]
     kept = ["notes.txt", "synthesized_old.png", "my_pyramid.png"]
     for name in earlier + kept:
         (out / name).write_bytes(b"earlier")
     synthesize(run, out, n_samples=2, n_steps=1, device="cpu")
     assert {p.name for p in out.iterdir()} == WRITTEN["image"] | set(kept)
+    # A folder that held no synthesis (no synthesized.npy) keeps a user's pyramid.png.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "pyramid.png").write_bytes(b"a photograph")
+    synthesize(run, mine, n_samples=2, n_steps=1, device="cpu")
+    assert {p.name for p in mine.iterdir()} == WRITTEN["image"] | {"pyramid.png"}
 
 
 def test_an_interpolation_removes_an_earlier_ones_files_that_it_does_not_write(
@@ -162,7 +168,8 @@ def test_an_interpolation_removes_an_earlier_ones_files_that_it_does_not_write(
     run = tiny_texture_run(tmp_path)
     out = tmp_path / "path"
     out.mkdir()
-    for name in ("interpolation.gif", "interpolation.mp4", "interpolation_notes.txt"):
+    for name in ("interpolation.gif", "interpolation.mp4", "interpolation.npy",
+                 "interpolation_notes.txt"):
         (out / name).write_bytes(b"earlier")
     with pytest.warns(RuntimeWarning, match="not from noise starts"):
         interpolate(run, out, n_points=2, device="cpu")

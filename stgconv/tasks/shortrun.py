@@ -93,13 +93,16 @@ def interpolate(
     PNG for images, a GIF for videos, renders for voxels) of as many points as the preview
     shows (4 clips, 16 shapes), spread along the path from end to end.
 
-    The files are written together, and an earlier path's files in ``out_dir`` that this one
-    does not write (:data:`INTERPOLATION_NAME`) are then removed.
+    The files are written together, and where ``out_dir`` holds an earlier path (its
+    ``interpolation.npy``), its files that this one does not write
+    (:data:`INTERPOLATION_NAME`) are then removed.
     """
     seed = check_seed(seed)
     # Once this path is in place: an earlier one's preview of another kind (a video model's
-    # interpolation.gif beside an image model's new .png) would show other points.
-    remove_unwritten(out_dir, _is_interpolation)
+    # interpolation.gif beside an image model's new .png) would show other points. Only
+    # where its array marks an earlier path, as synthesize does.
+    if (Path(out_dir) / "interpolation.npy").is_file():
+        remove_unwritten(out_dir, _is_interpolation)
     energy, config, state = load_model(checkpoint, device=device)
     param = next(energy.parameters())
     generator = torch.Generator(param.device).manual_seed(seed)

@@ -64,8 +64,9 @@ def synthesize(
     videos in grey levels 0-255 (unrounded; :func:`stgconv.io.image.from_levels` gives the
     models' [-1, 1]), ``(N, D, H, W)`` voxel occupancies in [0, 1]. A cooperative model's
     chains start at its generator's proposals (:func:`synthesize_cooperative`, which also
-    writes ``proposals``). The files are written together, and an earlier synthesis's files
-    in ``out_dir`` that this one does not write (:func:`is_result`) are then removed.
+    writes ``proposals``). The files are written together, and where ``out_dir`` holds an
+    earlier synthesis (its ``synthesized.npy``), its files that this one does not write
+    (:func:`is_result`) are then removed.
 
     Args:
         n_steps: chain length (default: the config's `sampler.task_steps`, else its training
@@ -96,8 +97,10 @@ def synthesize(
     target = resolve_device(device)
     # Once this synthesis is in place: an earlier one's files that it does not replace (a
     # video model's synthesized.gif beside an image model's synthesized.png) would show
-    # other samples than its synthesized.npy.
-    remove_unwritten(out_dir, is_result)
+    # other samples than its synthesized.npy. Only where that array marks an earlier
+    # synthesis: a folder without one may hold a user's own pyramid.png.
+    if (Path(out_dir) / "synthesized.npy").is_file():
+        remove_unwritten(out_dir, is_result)
     state = load_checkpoint(checkpoint, map_location=target)
     if classes is not None and (is_multigrid(state) or is_cooperative(state)):
         raise ValueError(f"{checkpoint} is not a classifier (JEM) model: it has no classes to "
