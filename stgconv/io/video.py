@@ -195,8 +195,7 @@ def load_video(
             ``start_frame + floor(k * source_fps / fps)`` (frames repeat when ``fps`` is above
             the source rate), ``source_fps`` the file's average rate (a GIF's over all its
             frames' delays): by index, not timestamp, so a variable-rate file is taken as
-            evenly spaced. Not available for folders,
-            which have no frame rate.
+            evenly spaced. Not available for folders, which have no frame rate.
         channels: 1 (grey, ITU-R 601 luma as Pillow's ``convert("L")``) or 3 (RGB).
 
     Returns:
@@ -206,8 +205,8 @@ def load_video(
         FileNotFoundError: ``path`` does not exist.
         ValueError: bad arguments; a file FFmpeg cannot read (garbage, no video stream; an
             empty file, an MP4 cut short before its index, and an animated WebP, whose frames
-            FFmpeg does not decode, are named so); a display
-            matrix that turns frames by other than quarter turns; a truncated file (read to
+            FFmpeg does not decode, are named so); a display matrix that turns frames by
+            other than quarter turns; a truncated file (read to
             its end, its last frame ends more than half a frame before the video
             track's stated end, and fewer frames decode than its index counts where it has
             one; a GIF lacks its trailer byte; a transport stream ends part way through a
@@ -382,14 +381,14 @@ def _read_folder(
 def _rate(stream: av.video.stream.VideoStream, path: Path | None = None) -> Fraction | None:
     """The stream's frame rate as :func:`load_video` takes it: its average, else FFmpeg's
     guess; given the file ``path`` it is read from, a GIF's from every frame's delay
-    (:func:`_gif_rate`: the callers that pick frames by it, or report it)."""
+    (:func:`_gif_average_rate`: the callers that pick frames by it, or report it)."""
     if (path is not None and stream.container.format.name == "gif"
-            and (rate := _gif_rate(path)) is not None):
+            and (rate := _gif_average_rate(path)) is not None):
         return rate
     return stream.average_rate or stream.guessed_rate
 
 
-def _gif_rate(path: Path) -> Fraction | None:
+def _gif_average_rate(path: Path) -> Fraction | None:
     """The GIF ``path``'s frames per second of delay, counted over every frame; ``None`` where
     its delays add up to nothing. A GIF stores each delay in hundredths of a second, so its
     writer alternates them (30 fps: 3, 3, 4): FFmpeg's average rate, taken from the first
