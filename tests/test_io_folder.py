@@ -72,6 +72,21 @@ def test_no_filter_lists_every_file_but_empty_filter_lists_none(tmp_path: Path) 
     assert list_files(folder, ()) == []
 
 
+def test_suffixes_not_given_as_dotted_suffixes_are_refused_or_matched_as_meant(
+        tmp_path: Path) -> None:
+    """One suffix given as a string was searched for each name's suffix as a substring: ".png"
+    listed "noext" ("" is in any string) and "x.pn"; "png" without its dot listed nothing, as
+    did ".PNG" (names are compared lower-cased)."""
+    folder = touch(tmp_path, "a.png", "x.pn", "noext")
+    with pytest.raises(ValueError, match=r"suffixes must be a collection of suffixes with "
+                                         r"their dot, such as \('\.png', '\.jpg'\), got '\.png'"):
+        list_files(folder, ".png")
+    with pytest.raises(ValueError, match=r"got \['png'\]"):
+        list_files(folder, ["png"])
+    assert names(list_files(folder, (".PNG",))) == ["a.png"]
+    assert names(list_files(folder, (suffix for suffix in [".png"]))) == ["a.png"]
+
+
 def test_empty_folder(tmp_path: Path) -> None:
     assert list_files(tmp_path) == []
 

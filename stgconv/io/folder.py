@@ -11,8 +11,8 @@ from typing import Sequence
 
 def list_files(folder: Path, suffixes: Sequence[str] | None = None, *,
                dangling_links: bool = False) -> list[Path]:
-    """The visible files directly inside ``folder`` whose lower-cased suffix is in ``suffixes``
-    (every file when ``None``), in natural name order.
+    """The visible files directly inside ``folder`` whose suffix is one of ``suffixes`` (such as
+    ``(".png", ".jpg")``, in any case; every file when ``None``), in natural name order.
 
     ``dangling_links``: list links to nothing too, for a caller that skips and reports each
     file it cannot read (their reading raises ``FileNotFoundError``).
@@ -20,10 +20,19 @@ def list_files(folder: Path, suffixes: Sequence[str] | None = None, *,
     Raises:
         ValueError: one of them is a link to nothing, unless ``dangling_links`` (a dataset
             linked from a drive that is not mounted would otherwise lose those files without a
-            word).
+            word); ``suffixes`` not a collection of suffixes with their dot (one string was
+            searched as text: ".png" took names without a suffix too, and "png" took none).
     """
+    wanted = None
+    if suffixes is not None:
+        given = suffixes if isinstance(suffixes, str) else list(suffixes)  # once, if a generator
+        if isinstance(given, str) or not all(isinstance(suffix, str) and suffix.startswith(".")
+                                             for suffix in given):
+            raise ValueError("suffixes must be a collection of suffixes with their dot, such as "
+                             f"('.png', '.jpg'), got {given!r}")
+        wanted = {suffix.lower() for suffix in given}  # as the names' are compared
     files = [p for p in folder.iterdir() if not p.name.startswith(".")
-             and (suffixes is None or p.suffix.lower() in suffixes)]
+             and (wanted is None or p.suffix.lower() in wanted)]
     dangling = [path for path in files if path.is_symlink() and not path.exists()]
     if dangling and not dangling_links:
         raise ValueError(f"{dangling[0]}: a link to {dangling[0].readlink()}, which does not "
