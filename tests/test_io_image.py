@@ -534,6 +534,19 @@ def test_a_tiff_with_reduced_resolution_pages_reads_its_full_image(tmp_path: Pat
     assert x.shape == (8, 8, 1) and (x == 200).all()
 
 
+def test_a_jpeg_with_secondary_images_reads_its_primary_image(tmp_path: Path) -> None:
+    """A JPEG that carries more images after its own (an MPO: an Ultra HDR photo's gain map,
+    a 3D camera's second view, a camera's large preview) was refused as 'it holds 2 frames
+    (an animation or a multi-page file)'; every viewer shows its first, primary, image."""
+    primary, gain_map = Image.new("RGB", (8, 6), (200, 30, 30)), Image.new("RGB", (4, 3), "grey")
+    path = tmp_path / "photo.jpg"
+    primary.save(path, format="MPO", save_all=True, append_images=[gain_map], quality=100)
+    with Image.open(path) as opened:
+        assert opened.format == "MPO" and opened.n_frames == 2
+    x = levels(load_image(path, crop_square=False))
+    assert x.shape == (6, 8, 3) and np.abs(x - [200, 30, 30]).max() <= 2
+
+
 def write_bmp_with_alpha(path: Path, bgra: np.ndarray) -> Path:
     """A 32-bit BMP (V4 header) of ``bgra`` ``(4, 4, 4)`` with an alpha mask."""
     pixels = bgra[::-1].tobytes()

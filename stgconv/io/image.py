@@ -113,7 +113,12 @@ def read_image(path: Path, *, what: str = "image", background: int = 255) -> Ima
 
 def _frames(image: Image.Image) -> int:
     """How many images the opened file holds: its frames, less a TIFF's pages that are
-    reduced-resolution copies (NewSubfileType bit 0, as GeoTIFF overviews are)."""
+    reduced-resolution copies (NewSubfileType bit 0, as GeoTIFF overviews are); one for a JPEG
+    that carries other images after its own (an MPO: an Ultra HDR photo's gain map, a 3D
+    camera's second view, a camera's large preview), which are no frames of an animation:
+    every viewer shows the first, the primary image."""
+    if image.format == "MPO":
+        return 1
     count = getattr(image, "n_frames", 1)
     if count > 1 and image.format == "TIFF":
         full = 0
