@@ -523,7 +523,8 @@ def test_animations_and_multi_page_files_are_refused_not_cut_to_their_first_fram
         load_image(path)
 
 
-def test_a_tiff_with_reduced_resolution_pages_reads_its_full_image(tmp_path: Path) -> None:
+def test_a_tiff_with_reduced_resolution_or_mask_pages_reads_its_full_image(tmp_path: Path
+                                                                          ) -> None:
     import tifffile
 
     path = tmp_path / "overviews.tif"
@@ -532,6 +533,22 @@ def test_a_tiff_with_reduced_resolution_pages_reads_its_full_image(tmp_path: Pat
         tif.write(np.full((4, 4), 10, np.uint8), subfiletype=1)  # an overview, as GDAL writes
     x = levels(load_image(path, channels=1, crop_square=False))
     assert x.shape == (8, 8, 1) and (x == 200).all()
+    # A transparency mask of the image (NewSubfileType bit 2, TIFF 6.0, 1-bit
+    # PhotometricInterpretation 4, which Pillow does not decode) is no image either: it was a
+    # bare SyntaxError ('unknown pixel mode') from Pillow's count of pages, a traceback.
+    masked = tmp_path / "masked.tif"
+    with tifffile.TiffWriter(masked) as tif:
+        tif.write(np.full((8, 8), 200, np.uint8))
+        tif.write(np.ones((8, 8), bool), subfiletype=4)
+    x = levels(load_image(masked, channels=1, crop_square=False))
+    assert x.shape == (8, 8, 1) and (x == 200).all()
+    # A page of its own in such a layout is a page all the same: refused, named.
+    pages = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(pages) as tif:
+        tif.write(np.full((8, 8), 200, np.uint8))
+        tif.write(np.ones((8, 8), bool), photometric=4)
+    with pytest.raises(ValueError, match=r"pages\.tif: it holds 2 frames"):
+        load_image(pages)
 
 
 def test_a_jpeg_with_secondary_images_reads_its_primary_image(tmp_path: Path) -> None:

@@ -111,23 +111,36 @@ def read_image(path: Path, *, what: str = "image", background: int = 255) -> Ima
                          "resize it first") from err
 
 
+# TIFF pages that are no image of their own (NewSubfileType, TIFF 6.0): bit 0, a reduced-
+# resolution copy of another page; bit 2, a transparency mask of another page.
+_NOT_AN_IMAGE = 0b101
+
+
 def _frames(image: Image.Image) -> int:
     """How many images the opened file holds: its frames, less a TIFF's pages that are
-    reduced-resolution copies (NewSubfileType bit 0, as GeoTIFF overviews are); one for a JPEG
+    reduced-resolution copies (NewSubfileType bit 0, as GeoTIFF overviews are) or transparency
+    masks (bit 2, as scanners and Photoshop may write); one for a JPEG
     that carries other images after its own (an MPO: an Ultra HDR photo's gain map, a 3D
     camera's second view, a camera's large preview), which are no frames of an animation:
     every viewer shows the first, the primary image."""
     if image.format == "MPO":
         return 1
-    count = getattr(image, "n_frames", 1)
-    if count > 1 and image.format == "TIFF":
-        full = 0
-        for page in range(count):
+    if image.format != "TIFF":
+        return getattr(image, "n_frames", 1)
+    # Page by page: Pillow's n_frames sets every page up, and one in a layout it does not
+    # decode (a transparency mask's, PhotometricInterpretation 4) raised a bare SyntaxError.
+    full, page = 0, 0
+    while True:
+        try:
             image.seek(page)
-            full += not image.tag_v2.get(254, 0) & 1
-        image.seek(0)
-        count = full
-    return count
+        except EOFError:  # past the last page
+            break
+        except SyntaxError:  # a page Pillow cannot decode: its tags are read all the same
+            pass
+        full += not image.tag_v2.get(254, 0) & _NOT_AN_IMAGE
+        page += 1
+    image.seek(0)
+    return full
 
 
 def _white_is_black(opened: Image.Image, image: Image.Image) -> Image.Image:
