@@ -1555,6 +1555,30 @@ def test_a_webm_with_alpha_reads_over_white(tmp_path, monkeypatch) -> None:
     assert (hidden - red).abs().max() <= 2
 
 
+@pytest.mark.parametrize(("transfer", "name"), [(18, "HLG"), (16, "PQ")])
+def test_hdr_video_is_said_to_be_read_without_tone_mapping(tmp_path, transfer, name) -> None:
+    """A phone's HDR clip (10-bit BT.2020 with the HLG or PQ transfer) read as SDR, its
+    colours flatter or darker than a player shows them, without a word."""
+    import av
+
+    path = tmp_path / "hdr.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 8, 8, "yuv420p10le"
+        context = stream.codec_context
+        context.color_trc, context.color_primaries, context.colorspace = transfer, 9, 9
+        frame = av.VideoFrame.from_ndarray(np.full((8, 8, 3), 100, np.uint8), format="rgb24")
+        container.mux(stream.encode(frame.reformat(format="yuv420p10le")))
+        container.mux(stream.encode())
+    with pytest.warns(UserWarning, match=rf"hdr\.mkv is HDR video \({name} transfer\): its "
+                                         r"frames are read without tone mapping") as caught:
+        assert load_video(path).shape == (3, 1, 8, 8)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_video(save_video(torch.zeros(3, 2, 8, 8), tmp_path / "sdr.mkv"))
+
+
 @pytest.mark.parametrize(("pix_fmt", "given", "channels"), [
     ("gray16be", "gray16le", 1), ("rgb48be", "rgb48le", 3)])
 def test_16_bit_frames_read_as_their_levels_times_255_over_65535_rounded(

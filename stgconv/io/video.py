@@ -179,7 +179,8 @@ def load_video(
     clips store portrait video as landscape frames and say so there), a frame image as its EXIF
     orientation says; ``size`` and ``H, W`` are the upright frame's. YUV video is converted to
     RGB by FFmpeg's accurate path (full-resolution chroma, exact rounding: flat colours within
-    the rounding of their stored values), by the matrix and range the file states.
+    the rounding of their stored values), by the matrix and range the file states; HDR video
+    (HLG, PQ) as stored, without tone mapping, which a warning says.
 
     Args:
         path: a video file or a folder of frame images.
@@ -670,6 +671,22 @@ def _display_turns(frame: av.VideoFrame, path: Path) -> tuple[Image.Transpose, .
     return tuple(turns)
 
 
+# HDR transfer functions (libavutil/pixfmt.h's AVColorTransferCharacteristic), which FFmpeg's
+# scaler does not map to SDR: their frames read as if SDR.
+_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+
+
+def _warn_of_hdr(frame: av.VideoFrame, path: Path) -> None:
+    """A warning where ``frame``, the first kept of ``path``, is HDR (a phone's HLG clip, PQ
+    from HDR10 cameras and streams): its levels are read as stored, without tone mapping."""
+    transfer = _HDR_TRANSFERS.get(frame.color_trc)
+    if transfer is not None:
+        warnings.warn(f"{path} is HDR video ({transfer} transfer): its frames are read without "
+                      "tone mapping, as stored, so their colours look flatter "
+                      f"{'and darker ' if transfer == 'PQ' else ''}than an HDR player shows "
+                      "them; convert it to SDR first for true colours", stacklevel=5)
+
+
 def _upright(frame: av.VideoFrame, turns: Sequence[Image.Transpose]) -> Image.Image:
     """``frame`` as an image turned and mirrored by ``turns`` (:func:`_display_turns`)."""
     image = _opaque_image(frame)
@@ -750,6 +767,7 @@ def _read_file(
                     continue
                 if turns is None:
                     turns = _display_turns(frame, path)
+                    _warn_of_hdr(frame, path)
                 array = _to_array(_upright(frame, turns), size, channels)
                 converted += 1
                 if converted % TRIM_EVERY == 0:
