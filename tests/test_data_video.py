@@ -243,7 +243,7 @@ def test_a_folder_lists_its_videos_of_every_documented_suffix(tmp_path: Path) ->
     """Phones' .m4v and .mov, MPEG's .mpg and .mpeg, camcorders' .mts and .m2ts, and the rest
     io.video names (a folder of .mts clips was refused as holding no video files)."""
     suffixes = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg", ".ts",
-                ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".ogv")
+                ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".ogv", ".y4m")
     names = [f"c{i}{suffix}" for i, suffix in enumerate(suffixes)]
     for name in names:
         (tmp_path / name).write_bytes(b"")
@@ -267,6 +267,27 @@ def test_a_folder_of_camcorder_clips_is_read(tmp_path: Path) -> None:
     clips = load_training_clips(folder, n_frames=3, size=8)
     assert clips.shape == (2, 3, 3, 8, 8)
     assert torch.equal(clips[1], load_video(folder / "00002.MTS", n_frames=3, size=8))
+
+
+def test_a_folder_of_y4m_clips_is_read(tmp_path: Path) -> None:
+    """Uncompressed YUV4MPEG clips (.y4m: Xiph's test media, the sequences video research
+    works on) read one by one, but a folder of them was 'holds neither video files nor frame
+    images'."""
+    import av
+
+    folder = tmp_path / "derf"
+    folder.mkdir()
+    for name, seed in (("akiyo.y4m", 0), ("foreman.y4m", 1)):
+        with av.open(str(folder / name), "w", format="yuv4mpegpipe") as container:
+            stream = container.add_stream("wrapped_avframe", rate=25)
+            stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+            for frame in to_uint8(noise(4, seed)):
+                frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                container.mux(stream.encode(frame.reformat(format="yuv420p")))
+            container.mux(stream.encode())
+    clips = load_training_clips(folder, n_frames=3, size=8)
+    assert clips.shape == (2, 3, 3, 8, 8)
+    assert torch.equal(clips[1], load_video(folder / "foreman.y4m", n_frames=3, size=8))
 
 
 def test_load_training_clips_bad_input(video_dir: Path, tmp_path: Path) -> None:

@@ -122,10 +122,11 @@ _CONTAINERS = {
 }
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v", ".mpg", ".mpeg",
-                  ".ts", ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".ogv")
+                  ".ts", ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".ogv", ".y4m")
 """Suffixes :func:`load_video` is documented to read (anything FFmpeg reads works), and those a
 folder of videos is listed by: camcorders' and TV recorders' transport streams (``.mts``,
-``.m2ts``, ``.ts``) and older phones' and web formats among them."""
+``.m2ts``, ``.ts``), older phones' and web formats, and uncompressed YUV4MPEG (``.y4m``, the
+test sequences of video research) among them."""
 
 COMPARISON_GAP = 4
 """Width in pixels of the white gap between the panels of :func:`save_comparison`."""
