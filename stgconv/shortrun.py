@@ -214,18 +214,34 @@ def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,
              generator: torch.Generator | None = None) -> Tensor:
     """The chain from each of ``starts`` ``(N, *S)`` on its own, every one with the same noise
     (the generator's current state, restored afterwards; default: a new ``torch.Generator``,
-    as in :func:`reconstruct`); returns ``(N, *S)`` (no samples for no starts)."""
+    as in :func:`reconstruct`); returns ``(N, *S)`` (no samples for no starts).
+
+    Raises:
+        ValueError: ``starts`` not a tensor, or holding NaN or infinite values (naming the
+            first start that does).
+        NonFiniteEnergyError: a chain diverged, naming its start's index in ``starts``.
+    """
     check_generator(generator, "run_each")
+    check_tensor(starts, "starts")  # else "'list' object has no attribute 'device'"
+    # Each chain runs as a batch of one, so the sampler would name every bad start "chain 0".
+    for index, start in enumerate(starts):
+        if not bool(torch.isfinite(start).all()):
+            raise ValueError(f"starts[{index}] (of {len(starts)}) holds NaN or infinite values: "
+                             "chains must start finite")
     generator = generator if generator is not None else torch.Generator(starts.device)
     state = generator.get_state()
     # Every chain replays the same generator state, so all chains see the same noise and
     # differences between the results come from the starts alone. Restored however the call
     # ends, as in reconstruct.
+    samples = []
     try:
-        samples = [
-            sampler.run(energy, start.unsqueeze(0), generator=_replayed(generator, state))
-            for start in starts
-        ]
+        for index, start in enumerate(starts):
+            try:
+                samples.append(sampler.run(energy, start.unsqueeze(0),
+                                           generator=_replayed(generator, state)))
+            except NonFiniteEnergyError as err:
+                raise NonFiniteEnergyError(err.sampler, err.step, err.n_steps, (index,),
+                                           advice=err.advice) from err
     finally:
         generator.set_state(state)
     return torch.cat(samples) if samples else starts.detach().clone()

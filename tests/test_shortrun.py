@@ -265,6 +265,27 @@ def test_run_each_of_no_starts_is_no_samples() -> None:
     assert samples is not starts and not samples.requires_grad  # detached, as samples are
 
 
+def test_run_each_names_the_start_whose_chain_diverged_or_started_non_finite() -> None:
+    """Each chain runs as a batch of one, so the sampler named every diverging or non-finite
+    start "chain 0", whichever point of an interpolation it was."""
+    def blows_up_past_5(x: torch.Tensor) -> torch.Tensor:
+        energy = x.flatten(1).pow(2).sum(1)
+        return torch.where(x.flatten(1)[:, 0] > 5, torch.full_like(energy, float("inf")), energy)
+
+    sampler = Langevin(n_steps=2, step_size=0.01, noise_scale=0.0)
+    starts = torch.zeros(3, 1, 2, 2)
+    starts[2, 0, 0, 0] = 10
+    with pytest.raises(FloatingPointError, match=r"at step 0 of 2 in chain 2; the chain "
+                                                 r"diverged \(try a smaller step size"):
+        shortrun.run_each(blows_up_past_5, sampler, starts, generator=gen(0))
+    starts[1, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"^starts\[1\] \(of 3\) holds NaN or infinite "
+                                         r"values: chains must start finite$"):
+        shortrun.run_each(blows_up_past_5, sampler, starts, generator=gen(0))
+    with pytest.raises(ValueError, match="starts must be a torch.Tensor, got list"):
+        shortrun.run_each(blows_up_past_5, sampler, list(starts), generator=gen(0))
+
+
 def test_reconstruct_refuses_a_target_with_no_entries() -> None:
     """An empty batch "reconstructed" with a NaN loss at every iteration."""
     energy, sampler = shortrun_model()
