@@ -296,7 +296,8 @@ def interpolate(
 
     Raises:
         ValueError: ends that are not ``(latent_dim,)`` (a batch of one, ``(1, latent_dim)``,
-            was named as a ``z`` of shape ``(n_points, 1, latent_dim)`` never passed).
+            was named as a ``z`` of shape ``(n_points, 1, latent_dim)`` never passed), or not
+            finite.
     """
     check_generator(generator, "cooperative.interpolate")
     for name, end in (("z_start", z_start), ("z_end", z_end)):

@@ -187,6 +187,10 @@ def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
 
     Returns:
         ``(n_points, *S)``, from ``z_start`` to ``z_end``.
+
+    Raises:
+        ValueError: ends that are not finite floating point tensors of one shape, or
+            ``n_points`` not an int >= 1.
     """
     _check_ends(z_start, z_end)
     # as_int: 2.5 or True failed inside torch.linspace, naming no argument.
@@ -197,9 +201,10 @@ def latent_path(z_start: Tensor, z_end: Tensor, *, n_points: int = 8) -> Tensor:
 
 
 def _check_ends(z_start: Tensor, z_end: Tensor) -> None:
-    """``ValueError`` unless a path's ends are floating point and of one shape: integer ends
-    made the path's angles integers too (0, ..., 0, 1 radian: a path that never reached
-    ``z_end``), without a word."""
+    """``ValueError`` unless a path's ends are finite, floating point and of one shape: integer
+    ends made the path's angles integers too (0, ..., 0, 1 radian: a path that never reached
+    ``z_end``), without a word; a NaN in one end made every point NaN (``0 * NaN`` at the
+    other end), which a cooperative path without a sampler returned as its samples."""
     check_tensor(z_start, "z_start")  # else "'numpy.ndarray' object has no attribute ..."
     check_tensor(z_end, "z_end")
     if z_start.shape != z_end.shape:
@@ -208,6 +213,9 @@ def _check_ends(z_start: Tensor, z_end: Tensor) -> None:
     if not (z_start.is_floating_point() and z_end.is_floating_point()):
         raise ValueError(f"z_start and z_end must be floating point chain starts, got "
                          f"{z_start.dtype} and {z_end.dtype}")
+    for name, end in (("z_start", z_start), ("z_end", z_end)):
+        if not bool(torch.isfinite(end).all()):
+            raise ValueError(f"{name} holds NaN or infinite values: {name} must be finite")
 
 
 def run_each(energy: EnergyFn, sampler: Sampler, starts: Tensor, *,

@@ -526,6 +526,21 @@ def test_interpolation_names_an_end_that_is_no_single_latent() -> None:
         interpolate(tiny_energy(), net, None, z[0], z[1, :2], n_points=3)
 
 
+def test_interpolation_refuses_an_end_that_is_not_finite_naming_it() -> None:
+    """A NaN in one latent made every point of the path NaN (0 * NaN at the other end): not
+    revised, they came back as the interpolation without a word; revised, as a chain start
+    that "holds NaN", naming no latent."""
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    z = torch.randn(2, 3)
+    z[1, 2] = float("nan")
+    for sampler in (None, Langevin(n_steps=1)):
+        with pytest.raises(ValueError, match=r"^z_end holds NaN or infinite values: z_end must "
+                                             r"be finite$"):
+            interpolate(tiny_energy(), net, sampler, z[0], z[1], n_points=3)
+    with pytest.raises(ValueError, match=r"^z_start holds NaN or infinite values"):
+        latent_path(torch.full((3,), float("inf")), z[0], n_points=2)
+
+
 def test_interpolation_revises_every_point_with_the_same_chain_noise() -> None:
     torch.manual_seed(0)
     net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
