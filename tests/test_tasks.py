@@ -1304,6 +1304,31 @@ def test_reconstruct_and_interpolate_refuse_a_model_started_from_fitted_gaussian
     assert not (tmp_path / "rec").exists() and not (tmp_path / "path").exists()
 
 
+def test_a_diverging_reconstruction_or_interpolation_advises_what_the_command_can_change(
+        tmp_path: Path) -> None:
+    """The sampler's own advice (a smaller step size, gradient clipping, a clamp) named
+    settings reconstruct and interpolate have no option for: they run the model's chain as
+    trained. After reconstruct's Adam steps, its advice of a lower lr (--lr) is kept."""
+    from stgconv.checkpoint import save_checkpoint
+    from stgconv.mcmc import NonFiniteEnergyError
+
+    state = load_checkpoint(tiny_texture_run(tmp_path, "chains.mode=noise",
+                                             "chains.init=uniform"))
+    state["config"]["sampler"].update(step_size=1000.0, n_steps=5, clamp=None, grad_clip=None)
+    run = tmp_path / "diverging"
+    save_checkpoint(state, run / "checkpoint.pt")
+    Image.new("L", (8, 8)).save(tmp_path / "target.png")
+    advice = (r"in chain 0; the chain diverged \(the sampler is the model's own, as its config "
+              r"trained it, which {} keeps: the model diverges from these starts; another "
+              r"--seed draws other starts, which may stay finite\)$")
+    with pytest.raises(NonFiniteEnergyError, match=advice.format("reconstruct")):
+        reconstruct(run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
+                    device="cpu")
+    with pytest.raises(NonFiniteEnergyError, match=advice.format("interpolate")):
+        interpolate(run, tmp_path / "path", n_points=2, device="cpu")
+    assert not (tmp_path / "rec").exists() and not (tmp_path / "path").exists()
+
+
 def test_a_diverging_synthesis_advises_what_synthesize_can_change(texture_run: Path,
                                                                    tmp_path: Path) -> None:
     """The sampler's own advice (a smaller step size, gradient clipping, a clamp) named

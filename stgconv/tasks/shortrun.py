@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -18,7 +20,8 @@ from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.io.atomic import atomic_write_json, remove_unwritten, written_together
 from stgconv.io.image import load_image, save_image_grid
-from stgconv.mcmc import Langevin, NoiseInit
+from stgconv.mcmc import Langevin, NoiseInit, NonFiniteEnergyError
+from stgconv.mcmc.base import LANGEVIN_ADVICE, STEP_ADVICE
 from stgconv.modalities import modality_of
 
 RECONSTRUCT_FILES = ("reconstruction.png", "reconstruction.json")
@@ -60,9 +63,11 @@ def reconstruct(
     generator = torch.Generator(param.device).manual_seed(seed)
     init = _start_noise(config, checkpoint, state)
     z0 = init.sample(target.shape, device=param.device, dtype=param.dtype, generator=generator)
-    _, x, losses = shortrun.reconstruct(
-        energy, sampler, target, z0=z0, n_iterations=n_iterations, lr=lr, generator=generator
-    )
+    with _advised("reconstruct"):
+        _, x, losses = shortrun.reconstruct(
+            energy, sampler, target, z0=z0, n_iterations=n_iterations, lr=lr,
+            generator=generator
+        )
     picture, table = (Path(out_dir) / name for name in RECONSTRUCT_FILES)
     save_image_grid(torch.cat([target, x]), picture, nrow=2)
     atomic_write_json(table,
@@ -113,9 +118,10 @@ def interpolate(
         net = generator_from_state(state, checkpoint).to(param.device)
         check_entries((n_points, *net.out_shape), f"{n_points} points")
         z = net.sample_latent(2, generator=generator)
-        path = cooperative.interpolate(energy, net, task_sampler(config), z[0], z[1],
-                                       n_points=n_points, clamp=model_clamp(config),
-                                       generator=generator)
+        with _advised("interpolate"):
+            path = cooperative.interpolate(energy, net, task_sampler(config), z[0], z[1],
+                                           n_points=n_points, clamp=model_clamp(config),
+                                           generator=generator)
         modality = modality_of(config)
         path = modality.to_data(path, config)
         # The preview shows at most modality.most_shown points: spread along the path, both
@@ -131,11 +137,30 @@ def interpolate(
     init = _start_noise(config, checkpoint, state)
     z_start = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
     z_end = init.sample(shape, device=param.device, dtype=param.dtype, generator=generator)
-    path = shortrun.interpolate(energy, _langevin(config), z_start, z_end, n_points=n_points,
-                                init=init, generator=generator)
+    with _advised("interpolate"):
+        path = shortrun.interpolate(energy, _langevin(config), z_start, z_end,
+                                    n_points=n_points, init=init, generator=generator)
     modality = modality_of(config)
     modality.save_array(modality.to_data(path, config), Path(out_dir) / "interpolation")
     return save_image_grid(path, Path(out_dir) / "interpolation.png", nrow=n_points).parent
+
+
+@contextmanager
+def _advised(command: str) -> Iterator[None]:
+    """A chain that diverged, advised in ``command``'s terms: the sampler's own advice (a
+    smaller step size, gradient clipping, a clamp) named settings that reconstruct and
+    interpolate have no option for, since they run the model's sampler as its config trained
+    it. Other advice (reconstruct's lower lr, after its Adam steps: --lr) is kept."""
+    try:
+        yield
+    except NonFiniteEnergyError as err:
+        if err.advice not in (LANGEVIN_ADVICE, STEP_ADVICE):
+            raise
+        raise NonFiniteEnergyError(
+            err.sampler, err.step, err.n_steps, err.chains,
+            advice=f"the sampler is the model's own, as its config trained it, which {command} "
+                   "keeps: the model diverges from these starts; another --seed draws other "
+                   "starts, which may stay finite") from err
 
 
 def _image_model(checkpoint: str | Path, device: str
