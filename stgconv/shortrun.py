@@ -148,10 +148,14 @@ def interpolate(
     Uses the path of :func:`noise_path`, every point of which is distributed as the starts.
 
     Args:
-        z_start, z_end: ``(*S)`` single chain starts, drawn from ``init`` (default: Gaussian).
+        z_start, z_end: ``(*S)`` single chain starts, drawn from ``init`` (a
+            :class:`~stgconv.mcmc.NoiseInit`; default: Gaussian).
 
     Returns:
         ``(n_points, *S)`` samples along the path.
+
+    Raises:
+        ValueError: as :func:`noise_path` and :func:`run_each`.
     """
     check_generator(generator, "shortrun.interpolate")
     init = init if init is not None else NoiseInit("gaussian")
@@ -164,7 +168,18 @@ def noise_path(init: NoiseInit, z_start: Tensor, z_end: Tensor, *, n_points: int
     again a draw of ``init``: :func:`latent_path` for Gaussian noise; uniform noise is mapped to
     Gaussian noise (``u = scale * erf(z / sqrt(2))``), walked there and mapped back (walked as
     it is, a midpoint would reach past ``scale`` and be bell-shaped: not a start the model
-    learnt from). Returns ``(n_points, *S)``."""
+    learnt from). Returns ``(n_points, *S)``.
+
+    Raises:
+        ValueError: ``init`` not a :class:`~stgconv.mcmc.NoiseInit`, or ends as
+            :func:`latent_path` refuses them.
+    """
+    # Else "'str' object has no attribute 'kind'" for the config's kind given in its place, and
+    # the same for a DataGaussian, whose draws no such path keeps alike.
+    if not isinstance(init, NoiseInit):
+        kind = f" (for the kind {init!r}: NoiseInit({init!r}))" if isinstance(init, str) else ""
+        raise ValueError(f"init must be the NoiseInit the starts were drawn from, got "
+                         f"{type(init).__name__}{kind}")
     _check_ends(z_start, z_end)
     if init.kind == "gaussian" or init.scale == 0:
         return latent_path(z_start, z_end, n_points=n_points)

@@ -405,3 +405,19 @@ def test_a_path_of_a_count_that_is_no_int_is_refused_naming_it(n_points: object)
     arguments"), naming no argument."""
     with pytest.raises(ValueError, match=rf"^n_points must be an int >= 1, got {n_points}$"):
         shortrun.latent_path(torch.zeros(2), torch.ones(2), n_points=n_points)
+
+
+def test_a_path_given_no_noise_init_is_refused_naming_it() -> None:
+    """The config's kind, or a DataGaussian, given as init failed on "'str' object has no
+    attribute 'kind'" (and the same for 'DataGaussian'), naming no argument."""
+    from stgconv.mcmc import DataGaussian
+
+    energy, sampler = shortrun_model()
+    ends = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
+    with pytest.raises(ValueError, match=r"^init must be the NoiseInit the starts were drawn "
+                                         r"from, got str \(for the kind 'uniform': "
+                                         r"NoiseInit\('uniform'\)\)$"):
+        shortrun.interpolate(energy, sampler, *ends, n_points=2, init="uniform")
+    fitted = DataGaussian.fit(torch.rand(3, 1, 4, 4), rank=1)
+    with pytest.raises(ValueError, match=r"^init must be .*, got DataGaussian$"):
+        shortrun.noise_path(fitted, *ends, n_points=2)
