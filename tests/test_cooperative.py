@@ -711,8 +711,12 @@ def test_a_cooperative_interpolation_too_large_is_refused_before_its_path(
 def test_reconstructing_with_a_cooperative_model_warns_that_it_learned_from_its_generator(
         coop_run: Path, tmp_path: Path) -> None:
     Image.new("L", (16, 16)).save(tmp_path / "target.png")
-    with pytest.warns(RuntimeWarning, match="trained from its generator's proposals, not from "
-                                            "noise starts"):
+    # Only reconstruct runs a chain from noise: interpolate walks the generator's latents, which
+    # the warning said it did not do either ("that reconstruct and interpolate run").
+    with pytest.warns(RuntimeWarning, match=r"trained from its generator's proposals, not from "
+                                            r"noise starts: the 2-step chain from noise that "
+                                            r"reconstruct runs is not the generator it learned "
+                                            r"\(interpolate walks its generator's latents\)$"):
         reconstruct(coop_run, tmp_path / "target.png", tmp_path / "rec", n_iterations=1,
                     device="cpu")
 

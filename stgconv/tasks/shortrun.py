@@ -189,14 +189,20 @@ def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) 
         raise ValueError(f"{checkpoint} starts its chains from Gaussians fitted to its data "
                          "(chains.init data_gaussian); reconstruct and interpolate optimise a "
                          "noise start, so they take models trained from gaussian or uniform noise")
-    if is_cooperative(state) or config.chains.mode != "noise":
-        # It runs, but the chain from noise is not how this model makes its samples.
-        learned = ("from its generator's proposals" if is_cooperative(state)
-                   else f"with chains.mode {config.chains.mode!r}")
-        warnings.warn(f"{checkpoint} was trained {learned}, not from noise starts: the "
-                      f"{config.sampler.n_steps}-step chain from noise that reconstruct and "
-                      "interpolate run is not the generator it learned", RuntimeWarning,
+    if is_cooperative(state):
+        # Only reconstruct comes here with one: interpolate walks its generator's latents, which
+        # the warning had said it did not do either.
+        warnings.warn(f"{checkpoint} was trained from its generator's proposals, not from noise "
+                      f"starts: the {config.sampler.n_steps}-step chain from noise that "
+                      "reconstruct runs is not the generator it learned (interpolate walks its "
+                      "generator's latents)", RuntimeWarning,
                       stacklevel=4)  # the caller's line, past written_together's wrapper
+    elif config.chains.mode != "noise":
+        # It runs, but the chain from noise is not how this model makes its samples.
+        warnings.warn(f"{checkpoint} was trained with chains.mode {config.chains.mode!r}, not "
+                      f"from noise starts: the {config.sampler.n_steps}-step chain from noise "
+                      "that reconstruct and interpolate run is not the generator it learned",
+                      RuntimeWarning, stacklevel=4)
     return NoiseInit(config.chains.init, max(config.chains.init_scale, 1e-3))
 
 
