@@ -76,6 +76,10 @@ class ConvGenerator(nn.Module):
         if len(out_shape) not in (3, 4) or not all(is_int(n) and n >= 1 for n in out_shape):
             raise ValueError(f"out_shape must be (C, H, W) or (C, T, H, W) / (C, D, H, W) with "
                              f"positive int sizes, got {out_shape}")
+        # Python ints: a numpy integer kept in the config made the trainer's first checkpoint
+        # refuse to be written ("would hold objects other than tensors and plain data"), after
+        # the training up to it.
+        latent_dim, width = int(latent_dim), int(width)
         out_shape = tuple(int(n) for n in out_shape)
         self.config: dict[str, Any] = {"latent_dim": latent_dim, "out_shape": list(out_shape),
                                        "width": width}

@@ -101,6 +101,18 @@ def test_the_generator_refuses_sizes_that_are_no_ints(given: dict, said: str) ->
         ConvGenerator(**{"latent_dim": 4, "out_shape": (1, 8, 8), "width": 2, **given})
 
 
+def test_a_generator_of_numpy_sizes_is_saved_as_plain_data(tmp_path: Path) -> None:
+    """A numpy integer latent_dim or width was kept in the generator's config as it was: the
+    trainer's first checkpoint, after the training up to it, refused to be written ("would
+    hold objects other than tensors and plain data")."""
+    net = ConvGenerator(latent_dim=np.int64(4), out_shape=(np.int64(1), 8, 8),
+                        width=np.int64(2))
+    assert net.config == {"latent_dim": 4, "out_shape": [1, 8, 8], "width": 2}
+    assert all(type(n) is int for n in (net.config["latent_dim"], net.config["width"]))
+    path = save_checkpoint({"generator_config": net.config}, tmp_path / "checkpoint.pt")
+    assert load_checkpoint(path)["generator_config"] == net.config
+
+
 @pytest.mark.parametrize("n", [2.5, True])
 def test_a_latent_count_that_is_no_int_is_refused_naming_it(n: object) -> None:
     """It failed inside torch.randn ("received an invalid combination of arguments")."""
