@@ -246,6 +246,15 @@ def propose(generator_net: ConvGenerator, z: Tensor, *,
     return x if clamp is None else x.clamp(*clamp)
 
 
+def _as_descriptors(proposals: Tensor, energy: EnergyModel) -> Tensor:
+    """``proposals`` ``(N, *out_shape)`` in the dtype of ``energy``'s weights: a float64
+    descriptor trained beside a float32 generator (the trainer casts the proposals to the
+    data's dtype) refused them at synthesis ("expected x of dtype torch.float64"), with advice
+    to convert what a command's user cannot."""
+    weight = next(energy.parameters(), None)
+    return proposals if weight is None else proposals.to(weight.dtype)
+
+
 def propose_and_revise(
     energy: EnergyModel,
     generator_net: ConvGenerator,
@@ -263,10 +272,11 @@ def propose_and_revise(
         clamp: bounds of the proposals (:func:`propose`).
 
     Returns:
-        ``(proposals, revised)``, both ``(N, *out_shape)``.
+        ``(proposals, revised)``, both ``(N, *out_shape)`` in the dtype of ``energy``'s
+        weights, as training hands the proposals to its sampler (in the data's dtype).
     """
     check_generator(generator, "propose_and_revise")
-    x0 = propose(generator_net, z, clamp=clamp)
+    x0 = _as_descriptors(propose(generator_net, z, clamp=clamp), energy)
     if sampler is None:
         return x0, x0
     return x0, sampler.run(energy, x0, generator=generator)
@@ -292,7 +302,8 @@ def interpolate(
         clamp: bounds of the proposals (:func:`propose`).
 
     Returns:
-        ``(n_points, *out_shape)``.
+        ``(n_points, *out_shape)``, in the dtype of ``energy``'s weights (as
+        :func:`propose_and_revise`).
 
     Raises:
         ValueError: ends that are not ``(latent_dim,)`` (a batch of one, ``(1, latent_dim)``,
@@ -304,7 +315,9 @@ def interpolate(
         if isinstance(end, Tensor) and tuple(end.shape) != (generator_net.latent_dim,):
             raise ValueError(f"{name} must be one latent ({generator_net.latent_dim},), got "
                              f"{tuple(end.shape)}")
-    starts = propose(generator_net, latent_path(z_start, z_end, n_points=n_points), clamp=clamp)
+    starts = _as_descriptors(
+        propose(generator_net, latent_path(z_start, z_end, n_points=n_points), clamp=clamp),
+        energy)
     if sampler is None:
         return starts
     return run_each(energy, sampler, starts, generator=generator)

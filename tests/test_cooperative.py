@@ -941,6 +941,31 @@ def test_propose_and_revise_draws_its_chain_noise_from_the_given_generator() -> 
     assert not torch.equal(runs[0], other)
 
 
+def test_a_float64_descriptor_beside_a_float32_generator_synthesizes_as_it_trained(
+        tmp_path: Path) -> None:
+    """The trainer casts the proposals to the data's dtype, so such a pair trains; synthesize
+    and interpolate of its checkpoint then failed on "expected x of dtype torch.float64 (the
+    network's)", advising a conversion their user cannot make. The proposals reach the
+    descriptor in its dtype, as they do in training."""
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    energy = tiny_energy().double()
+    z = torch.randn(2, 3)
+    sampler = Langevin(n_steps=1, step_size=0.05, precision="fp32")
+    proposals, revised = propose_and_revise(energy, net, sampler, z, generator=gen(3))
+    assert proposals.dtype == revised.dtype == torch.float64
+    torch.testing.assert_close(proposals, propose(net, z).double(), rtol=0, atol=0)
+    path = interpolate(energy, net, None, z[0], z[1], n_points=2)
+    torch.testing.assert_close(path, propose(net, z).double(), rtol=0, atol=0)
+    trainer = CooperativeTrainer(energy, net, sampler, tiny_data(n=2, size=8).double(),
+                                 train=TrainConfig(batch_size=2), generator=gen(0))
+    run = trainer.save(tmp_path / "run" / "checkpoint.pt")
+    out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
+    assert np.load(out / "synthesized.npy").shape == (2, 1, 8, 8)
+    out = interpolate_task(run, tmp_path / "path", n_points=2, device="cpu")
+    assert np.load(out / "interpolation.npy").shape == (2, 1, 8, 8)
+
+
 def test_generator_start_refuses_zero_chains_per_example() -> None:
     net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
     with pytest.raises(ValueError, match="chains_per_example must be an int >= 1"):
