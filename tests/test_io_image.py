@@ -340,6 +340,21 @@ def test_image_folder_names_the_photo_formats_it_does_not_read(tmp_path: Path) -
         ImageFolder(root, size=4)
 
 
+def test_image_folder_of_arrays_says_how_arrays_are_read(tmp_path: Path) -> None:
+    """Images saved one .npy a file were refused as "no image files" alone: the message now
+    says that such arrays are read from one .npz given in the folder's place."""
+    root = tmp_path / "arrays"
+    root.mkdir()
+    for name in ("a.npy", "b.NPZ"):
+        (root / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no image files \(.*\) in \S*arrays; its \.npy/\.npz "
+                                         r"files are not read: images as arrays are read from "
+                                         r"one \.npz file whose x_train holds them all "
+                                         r"\(numpy\.savez\(path, x_train=images\)\), given in "
+                                         r"the folder's place$"):
+        ImageFolder(root, size=4)
+
+
 def test_load_training_images(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "imgs")
     objects = load_training_images(root, kind="objects", size=8, channels=3, max_images=2)

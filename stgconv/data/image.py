@@ -75,11 +75,19 @@ class ImageFolder(NamedDataset):
         convert = (f"its {'/'.join(unread)} files are not read: convert them to PNG or JPEG"
                    if unread else "")
         if not files:
+            # Images saved one array a file (.npy) were refused as "no image files" alone,
+            # which did not say how arrays are read.
+            arrays = sorted({path.suffix.lower() for path in list_files(
+                self.root, (".npy", ".npz"), dangling_links=True)})
             # A folder per class (torchvision's ImageFolder layout) read as no images at all.
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}"
                              + (f" (it holds the folders {held}; folders inside are not read: "
                                 f"give the folder that holds the images)" if held else "")
-                             + (f"; {convert}" if unread else ""))
+                             + (f"; {convert}" if unread else "")
+                             + (f"; its {'/'.join(arrays)} files are not read: images as arrays "
+                                "are read from one .npz file whose x_train holds them all "
+                                "(numpy.savez(path, x_train=images)), given in the folder's "
+                                "place" if arrays else ""))
         if unread:  # a phone's HEIC photos beside its JPEGs were left out without a word
             warnings.warn(f"{self.root}: {convert} ({len(files)} readable images beside them)",
                           RuntimeWarning, stacklevel=2)
