@@ -54,6 +54,9 @@ def reconstruct(
         differentiable chain's, the map that was optimised) and the loss per iteration.
 
     Raises:
+        NonFiniteEnergyError: the chain diverged.
+        FloatingPointError: the mean squared error, or its gradient in the starts, became
+            non-finite (a chain far from the target, without a clamp).
         ValueError: ``sampler`` not a :class:`Langevin`, ``target`` and ``z0`` not tensors of
             one shape with entries, either of them not finite or not floating point,
             ``n_iterations`` not an int >= 1, or ``lr`` not a finite number >= 0 (0 keeps
@@ -122,6 +125,7 @@ def reconstruct(
                 # Only z is optimised: autograd.grad leaves the model's parameter gradients
                 # alone.
                 (z.grad,) = torch.autograd.grad(loss, z)
+                _check_finite_step(loss, z.grad, x, len(losses) + 1, n_iterations)
                 optimizer.step()
                 losses.append(loss.item())
         # The chain that was optimised, not the ordinary run: on a device with native bfloat16
@@ -131,6 +135,20 @@ def reconstruct(
     finally:
         generator.set_state(state)
     return z.detach(), x.detach(), losses
+
+
+def _check_finite_step(loss: Tensor, grad: Tensor, x: Tensor, iteration: int,
+                       n_iterations: int) -> None:
+    """``FloatingPointError`` unless ``loss`` and its gradient ``grad`` in the starts are
+    finite: a chain that ran finite but far from the target (no clamp) overflowed the squared
+    error, Adam's step made the starts NaN, and the next chain refused them as an "x0" that
+    "holds NaN", which the caller never gave."""
+    if math.isfinite(loss.item()) and bool(torch.isfinite(grad).all()):
+        return
+    raise FloatingPointError(
+        f"reconstruct: the mean squared error ({loss.item():g}) or its gradient in the starts "
+        f"became non-finite at iteration {iteration} of {n_iterations}, where the chain's "
+        f"samples reach |x| = {x.detach().abs().max().item():.3g}")
 
 
 def interpolate(

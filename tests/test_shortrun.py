@@ -421,3 +421,22 @@ def test_a_path_given_no_noise_init_is_refused_naming_it() -> None:
     fitted = DataGaussian.fit(torch.rand(3, 1, 4, 4), rank=1)
     with pytest.raises(ValueError, match=r"^init must be .*, got DataGaussian$"):
         shortrun.noise_path(fitted, *ends, n_points=2)
+
+
+def test_a_squared_error_that_overflows_is_named_not_taken_for_a_nan_start() -> None:
+    """A chain that stayed finite but ran far from the target (no clamp) overflowed the squared
+    error; Adam's step made the starts NaN, and the next chain refused them as an "x0 holds NaN"
+    the caller never gave. The generator is left as it was found."""
+    def saturating(x: torch.Tensor) -> torch.Tensor:  # a flat energy past x ~ 10: chains stop
+        return -1e30 * torch.tanh(x).flatten(1).sum(1)
+
+    sampler = Langevin(n_steps=2, step_size=0.01, noise_scale=0.0)
+    g = gen(0)
+    state = g.get_state()
+    with pytest.raises(FloatingPointError, match=r"^reconstruct: the mean squared error \(inf\) "
+                                                 r"or its gradient in the starts became "
+                                                 r"non-finite at iteration 1 of 3, where the "
+                                                 r"chain's samples reach \|x\| = 4\.95e\+25$"):
+        shortrun.reconstruct(saturating, sampler, torch.zeros(1, 1, 2, 2),
+                             z0=torch.full((1, 1, 2, 2), 0.1), n_iterations=3, generator=g)
+    assert torch.equal(g.get_state(), state)
