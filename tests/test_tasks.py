@@ -1039,8 +1039,15 @@ def test_a_python_trainers_checkpoint_is_sampled_with_its_nets_channels(tmp_path
                                      torch.rand(2, 3, 8, 8) * 2 - 1)
     out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
     assert np.load(out / "synthesized.npy").shape[:2] == (2, 3)
-    with pytest.warns(RuntimeWarning, match="not from noise starts"):
+    # Not "trained with chains.mode 'persistent'", the defaults' mode, which the checkpoint
+    # does not say; nor does it say the sampler, which the defaults' stands in for.
+    said = (r"holds no config \(a Trainer given no config=\), so the chain from noise that "
+            r"reconstruct and interpolate run is the defaults' \(20 Langevin steps of size "
+            r"0.015\), which may not be the one it learned: give the Trainer its config "
+            r"\(config=stgconv.config.config_to_dict\(...\)\) to use its own$")
+    with pytest.warns(RuntimeWarning, match=said) as warned:
         out = interpolate(run, tmp_path / "path", n_points=2, device="cpu")
+    assert len(warned) == 1
     assert np.load(out / "interpolation.npy").shape[:2] == (2, 3)
     # A gray picture is reconstructed as the net's 3 channels (read as its own 1, it failed).
     from PIL import Image
@@ -1048,7 +1055,7 @@ def test_a_python_trainers_checkpoint_is_sampled_with_its_nets_channels(tmp_path
     from stgconv.tasks import reconstruct
 
     Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "gray.png")
-    with pytest.warns(RuntimeWarning, match="not from noise starts"):
+    with pytest.warns(RuntimeWarning, match=said):
         out = reconstruct(run, tmp_path / "gray.png", tmp_path / "reconstruction",
                           n_iterations=1, device="cpu")
     assert (out / "reconstruction.json").is_file()

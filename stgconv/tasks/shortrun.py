@@ -197,6 +197,16 @@ def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) 
                       "reconstruct runs is not the generator it learned (interpolate walks its "
                       "generator's latents)", RuntimeWarning,
                       stacklevel=4)  # the caller's line, past written_together's wrapper
+    elif not state.get("config"):
+        # The defaults' chains.mode ('persistent') was named as how it was trained, which the
+        # checkpoint does not say: a Trainer given no config= saves none of its sampler either.
+        sampler = config.sampler
+        warnings.warn(f"{checkpoint} holds no config (a Trainer given no config=), so the chain "
+                      f"from noise that reconstruct and interpolate run is the defaults' "
+                      f"({sampler.n_steps} Langevin steps of size {sampler.step_size:g}), which "
+                      "may not be the one it learned: give the Trainer its config "
+                      "(config=stgconv.config.config_to_dict(...)) to use its own",
+                      RuntimeWarning, stacklevel=4)
     elif config.chains.mode != "noise":
         # It runs, but the chain from noise is not how this model makes its samples.
         warnings.warn(f"{checkpoint} was trained with chains.mode {config.chains.mode!r}, not "
