@@ -246,7 +246,7 @@ def propose(generator_net: ConvGenerator, z: Tensor, *,
     return x if clamp is None else x.clamp(*clamp)
 
 
-def _as_descriptors(proposals: Tensor, energy: EnergyModel) -> Tensor:
+def _in_descriptor_dtype(proposals: Tensor, energy: EnergyModel) -> Tensor:
     """``proposals`` ``(N, *out_shape)`` in the dtype of ``energy``'s weights: a float64
     descriptor trained beside a float32 generator (the trainer casts the proposals to the
     data's dtype) refused them at synthesis ("expected x of dtype torch.float64"), with advice
@@ -276,7 +276,7 @@ def propose_and_revise(
         weights, as training hands the proposals to its sampler (in the data's dtype).
     """
     check_generator(generator, "propose_and_revise")
-    x0 = _as_descriptors(propose(generator_net, z, clamp=clamp), energy)
+    x0 = _in_descriptor_dtype(propose(generator_net, z, clamp=clamp), energy)
     if sampler is None:
         return x0, x0
     return x0, sampler.run(energy, x0, generator=generator)
@@ -315,7 +315,7 @@ def interpolate(
         if isinstance(end, Tensor) and tuple(end.shape) != (generator_net.latent_dim,):
             raise ValueError(f"{name} must be one latent ({generator_net.latent_dim},), got "
                              f"{tuple(end.shape)}")
-    starts = _as_descriptors(
+    starts = _in_descriptor_dtype(
         propose(generator_net, latent_path(z_start, z_end, n_points=n_points), clamp=clamp),
         energy)
     if sampler is None:

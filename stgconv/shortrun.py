@@ -125,9 +125,10 @@ def reconstruct(
                 # Only z is optimised: autograd.grad leaves the model's parameter gradients
                 # alone.
                 (z.grad,) = torch.autograd.grad(loss, z)
-                _check_finite_step(loss, z.grad, x, len(losses) + 1, n_iterations)
+                value = loss.item()
+                _check_finite_step(value, z.grad, x, len(losses) + 1, n_iterations)
                 optimizer.step()
-                losses.append(loss.item())
+                losses.append(value)
         # The chain that was optimised, not the ordinary run: on a device with native bfloat16
         # that one may evaluate the network in bfloat16 (precision "auto"), a slightly
         # different map.
@@ -137,16 +138,16 @@ def reconstruct(
     return z.detach(), x.detach(), losses
 
 
-def _check_finite_step(loss: Tensor, grad: Tensor, x: Tensor, iteration: int,
+def _check_finite_step(loss: float, grad: Tensor, x: Tensor, iteration: int,
                        n_iterations: int) -> None:
     """``FloatingPointError`` unless ``loss`` and its gradient ``grad`` in the starts are
     finite: a chain that ran finite but far from the target (no clamp) overflowed the squared
     error, Adam's step made the starts NaN, and the next chain refused them as an "x0" that
     "holds NaN", which the caller never gave."""
-    if math.isfinite(loss.item()) and bool(torch.isfinite(grad).all()):
+    if math.isfinite(loss) and bool(torch.isfinite(grad).all()):
         return
     raise FloatingPointError(
-        f"reconstruct: the mean squared error ({loss.item():g}) or its gradient in the starts "
+        f"reconstruct: the mean squared error ({loss:g}) or its gradient in the starts "
         f"became non-finite at iteration {iteration} of {n_iterations}, where the chain's "
         f"samples reach |x| = {x.detach().abs().max().item():.3g}")
 
