@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_clamp, check_generator
+from stgconv.checks import as_int, check_clamp, check_generator, check_tensor
 from stgconv.config import CooperativeConfig, TrainConfig, section_or_default
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
@@ -274,8 +274,16 @@ def propose_and_revise(
     Returns:
         ``(proposals, revised)``, both ``(N, *out_shape)`` in the dtype of ``energy``'s
         weights, as training hands the proposals to its sampler (in the data's dtype).
+
+    Raises:
+        ValueError: ``z`` not a tensor, or holding NaN or infinite values.
     """
     check_generator(generator, "propose_and_revise")
+    check_tensor(z, "z")
+    # Else NaN proposals came back as the samples without a sampler, and with one were refused
+    # as a chain start "x0" that "holds NaN", which the caller never gave.
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("z holds NaN or infinite values: latents must be finite")
     x0 = _in_descriptor_dtype(propose(generator_net, z, clamp=clamp), energy)
     if sampler is None:
         return x0, x0

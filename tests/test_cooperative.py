@@ -553,6 +553,20 @@ def test_interpolation_refuses_an_end_that_is_not_finite_naming_it() -> None:
         latent_path(torch.full((3,), float("inf")), z[0], n_points=2)
 
 
+def test_synthesis_refuses_latents_that_are_not_finite_naming_them() -> None:
+    """NaN latents made NaN proposals: without a sampler they came back as the samples, with
+    one they were refused as a chain start "x0" that "holds NaN", which was never passed."""
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    z = torch.randn(2, 3)
+    z[1, 0] = float("inf")
+    for sampler in (None, Langevin(n_steps=1)):
+        with pytest.raises(ValueError, match=r"^z holds NaN or infinite values: latents must be "
+                                             r"finite$"):
+            propose_and_revise(tiny_energy(), net, sampler, z)
+    with pytest.raises(ValueError, match=r"^z must be a torch.Tensor, got ndarray"):
+        propose_and_revise(tiny_energy(), net, None, z.numpy())
+
+
 def test_interpolation_revises_every_point_with_the_same_chain_noise() -> None:
     torch.manual_seed(0)
     net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2).eval()
