@@ -1303,7 +1303,9 @@ def test_reconstruct_and_interpolate_refuse_a_model_started_from_fitted_gaussian
         Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
     run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
                            "chains.mode=noise", "chains.init=data_gaussian")
-    message = r"\(chains.init data_gaussian\); reconstruct and interpolate optimise a noise start"
+    message = (r"\(chains.init data_gaussian\); reconstruct optimises a noise start and "
+               r"interpolate walks between two, so they take models trained from gaussian or "
+               r"uniform noise$")
     with pytest.raises(ValueError, match=message):
         reconstruct(run, images / "0.png", tmp_path / "rec", n_iterations=1, device="cpu")
     with pytest.raises(ValueError, match=message):

@@ -186,9 +186,11 @@ def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) 
     """The noise that the short-run chains start from, the latent these tasks optimise (never
     exactly zero, or there is nothing to optimise)."""
     if config.chains.init == "data_gaussian":
+        # Not "interpolate optimises": it walks between two starts.
         raise ValueError(f"{checkpoint} starts its chains from Gaussians fitted to its data "
-                         "(chains.init data_gaussian); reconstruct and interpolate optimise a "
-                         "noise start, so they take models trained from gaussian or uniform noise")
+                         "(chains.init data_gaussian); reconstruct optimises a noise start and "
+                         "interpolate walks between two, so they take models trained from "
+                         "gaussian or uniform noise")
     if is_cooperative(state):
         # Only reconstruct comes here with one: interpolate walks its generator's latents, which
         # the warning had said it did not do either.
