@@ -353,6 +353,13 @@ def test_image_folder_of_arrays_says_how_arrays_are_read(tmp_path: Path) -> None
                                          r"\(numpy\.savez\(path, x_train=images\)\), given in "
                                          r"the folder's place$"):
         ImageFolder(root, size=4)
+    # Beside image files (a preview beside the data's .npz), they are named too: else the
+    # preview alone was the training set, without a word.
+    Image.new("L", (4, 4)).save(root / "preview.png")
+    with pytest.warns(RuntimeWarning, match=r"arrays: its \.npy/\.npz files are not read: .*, "
+                                            r"given in the folder's place; only the 1 image "
+                                            r"files beside them are read$"):
+        assert len(ImageFolder(root, size=4)) == 1
 
 
 def test_load_training_images(tmp_path: Path) -> None:

@@ -74,23 +74,27 @@ class ImageFolder(NamedDataset):
             self.root, UNREAD_IMAGE_SUFFIXES, dangling_links=True)})
         convert = (f"its {'/'.join(unread)} files are not read: convert them to PNG or JPEG"
                    if unread else "")
+        # Images saved one array a file (.npy) were refused as "no image files" alone, which did
+        # not say how arrays are read; an .npz of the data beside a preview image was left out,
+        # the preview trained on alone.
+        arrays = sorted({path.suffix.lower() for path in list_files(
+            self.root, (".npy", ".npz"), dangling_links=True)})
+        as_arrays = (f"its {'/'.join(arrays)} files are not read: images as arrays are read "
+                     "from one .npz file whose x_train holds them all (numpy.savez(path, "
+                     "x_train=images)), given in the folder's place" if arrays else "")
         if not files:
-            # Images saved one array a file (.npy) were refused as "no image files" alone,
-            # which did not say how arrays are read.
-            arrays = sorted({path.suffix.lower() for path in list_files(
-                self.root, (".npy", ".npz"), dangling_links=True)})
             # A folder per class (torchvision's ImageFolder layout) read as no images at all.
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {self.root}"
                              + (f" (it holds the folders {held}; folders inside are not read: "
                                 f"give the folder that holds the images)" if held else "")
                              + (f"; {convert}" if unread else "")
-                             + (f"; its {'/'.join(arrays)} files are not read: images as arrays "
-                                "are read from one .npz file whose x_train holds them all "
-                                "(numpy.savez(path, x_train=images)), given in the folder's "
-                                "place" if arrays else ""))
+                             + (f"; {as_arrays}" if arrays else ""))
         if unread:  # a phone's HEIC photos beside its JPEGs were left out without a word
             warnings.warn(f"{self.root}: {convert} ({len(files)} readable images beside them)",
                           RuntimeWarning, stacklevel=2)
+        if arrays:
+            warnings.warn(f"{self.root}: {as_arrays}; only the {len(files)} image files beside "
+                          "them are read", RuntimeWarning, stacklevel=2)
         if held:
             # Else a tree of one folder per class with a stray image beside them trained on that
             # image alone (or stopped as "a Gaussian fit needs at least 2 examples, got 1").
