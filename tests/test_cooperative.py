@@ -976,8 +976,27 @@ def test_a_float64_descriptor_beside_a_float32_generator_synthesizes_as_it_train
     run = trainer.save(tmp_path / "run" / "checkpoint.pt")
     out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
     assert np.load(out / "synthesized.npy").shape == (2, 1, 8, 8)
-    out = interpolate_task(run, tmp_path / "path", n_points=2, device="cpu")
+    with pytest.warns(RuntimeWarning, match="holds no config"):
+        out = interpolate_task(run, tmp_path / "path", n_points=2, device="cpu")
     assert np.load(out / "interpolation.npy").shape == (2, 1, 8, 8)
+
+
+def test_interpolating_a_config_less_checkpoint_names_the_sampler_that_stands_in(
+        tmp_path: Path) -> None:
+    """A CooperativeTrainer given no config= saves none of its sampler: interpolate revised the
+    proposals with the defaults' as if it were the model's own, without a word."""
+    torch.manual_seed(0)
+    net = ConvGenerator(latent_dim=3, out_shape=(1, 8, 8), width=2)
+    trainer = CooperativeTrainer(tiny_energy(), net, Langevin(n_steps=1), tiny_data(n=2, size=8),
+                                 train=TrainConfig(batch_size=2), generator=gen(0))
+    run = trainer.save(tmp_path / "run" / "checkpoint.pt")
+    said = (r"holds no config \(a CooperativeTrainer given no config=\), so the sampler that "
+            r"revises its generator's proposals is the defaults' \(20 Langevin steps of size "
+            r"0.015\), which may not be the one it learned with: give the trainer its config "
+            r"\(config=stgconv.config.config_to_dict\(...\)\) to use its own$")
+    with pytest.warns(RuntimeWarning, match=said) as warned:
+        interpolate_task(run, tmp_path / "path", n_points=2, device="cpu")
+    assert [warning.filename for warning in warned] == [__file__]
 
 
 def test_generator_start_refuses_zero_chains_per_example() -> None:

@@ -115,6 +115,16 @@ def interpolate(
         # As synthesize: a Trainer's config-less checkpoint of a video or voxel model failed
         # at its preview as "expected images (N, C, H, W)", after its path was sampled.
         config = with_net_inputs(energy, config, checkpoint)
+        if not state.get("config"):
+            # Revised by the defaults' sampler without a word, as if it were the model's own.
+            sampler = config.sampler
+            warnings.warn(f"{checkpoint} holds no config (a CooperativeTrainer given no "
+                          "config=), so the sampler that revises its generator's proposals is "
+                          f"the defaults' ({sampler.n_steps} Langevin steps of size "
+                          f"{sampler.step_size:g}), which may not be the one it learned with: "
+                          "give the trainer its config (config=stgconv.config.config_to_dict("
+                          "...)) to use its own", RuntimeWarning,
+                          stacklevel=3)  # the caller's line, past written_together's wrapper
         net = generator_from_state(state, checkpoint).to(param.device)
         check_entries((n_points, *net.out_shape), f"{n_points} points")
         z = net.sample_latent(2, generator=generator)
