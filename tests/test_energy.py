@@ -168,6 +168,24 @@ def test_a_net_setting_out_of_range_is_named(setting: dict, message: str) -> Non
         ConvNetEnergy(**{**settings, **setting})
 
 
+def test_a_net_built_of_numpy_numbers_keeps_python_numbers_a_checkpoint_takes(tmp_path) -> None:
+    """A numpy int (of an array's shape) or float kept in the config: the trainer trained up to
+    its first checkpoint, then refused to write it ("would hold objects other than tensors and
+    plain data"). The config holds the Python numbers, tuples kept tuples."""
+    import numpy as np
+
+    from stgconv.checkpoint import save_checkpoint
+
+    energy = ConvNetEnergy(spatial_dims=3, in_channels=np.int64(1),
+                           layers=[(np.int64(4), (np.int32(1), 3, 3), np.int64(1))],
+                           input_size=(None, np.int64(8), 8), reference_sigma=np.float64(0.5))
+    assert energy.config["layers"] == [[4, (1, 3, 3), 1]]
+    assert type(energy.config["in_channels"]) is int
+    assert type(energy.config["reference_sigma"]) is float
+    assert type(energy.config["layers"][0][1][0]) is int
+    save_checkpoint({"model_config": energy.config}, tmp_path / "checkpoint.pt")
+
+
 def test_the_leaky_relu_keeps_a_fifth_of_a_negative_input() -> None:
     leaky = make_activation("leaky_relu")
     assert leaky(torch.tensor([-1.0, 2.0])).tolist() == [pytest.approx(-0.2), 2.0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -176,7 +177,10 @@ class ConvNetEnergy(EnergyModel):
             with torch.no_grad():
                 probe = self.features(torch.zeros(1, in_channels, *self.input_size))
             self.head = nn.Linear(probe.numel(), 1)
-        self.config = {
+        # Python numbers: a numpy one (an int of an array's shape, say) kept here made a trainer
+        # train up to its first checkpoint and then refuse to write it ("would hold objects
+        # other than tensors and plain data").
+        self.config = _plain_numbers({
             "spatial_dims": spatial_dims,
             "in_channels": in_channels,
             "layers": [list(r) for r in layers],
@@ -184,7 +188,7 @@ class ConvNetEnergy(EnergyModel):
             "input_size": list(input_size) if input_size is not None else None,
             "activation": activation,
             "reference_sigma": reference_sigma,
-        }
+        })
 
     def extra_repr(self) -> str:
         size = "" if self.input_size is None else f"input_size={self.input_size}, "
@@ -245,3 +249,13 @@ class ConvNetEnergy(EnergyModel):
         if self.head_kind == "sum":
             return h.flatten(1).sum(dim=1)
         return self.head(h.flatten(1)).squeeze(1)
+
+
+def _plain_numbers(value: Any) -> Any:
+    """``value`` (nested dicts, lists and tuples) with every numpy number made the Python
+    number it holds, which checkpoints keep."""
+    if isinstance(value, dict):
+        return {key: _plain_numbers(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_numbers(item) for item in value)
+    return value.item() if isinstance(value, np.generic) else value
