@@ -15,6 +15,7 @@ import io
 import pickle
 import shutil
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -283,6 +284,20 @@ def _refuse_fill_prior(state: dict[str, Any], checkpoint: str | Path) -> None:
         raise CheckpointError(f"{checkpoint} is a learned fill's prior (stgconv fill-prior), not "
                               "a model's checkpoint: a video recovery starts from it "
                               "(--set recovery.learned.prior=FILE)")
+
+
+def warn_of_no_config(checkpoint: str | Path, config: ExperimentConfig, trainer: str,
+                      chain: str, *, stacklevel: int) -> None:
+    """Warn that ``checkpoint`` holds no config (its ``trainer`` was given no ``config=``), so
+    the ``chain`` a command runs (``"the chain synthesize runs"``) is the defaults' sampler of
+    ``config``, which may not be the one the model learned with; ``stacklevel`` as
+    :func:`warnings.warn`'s, counted from the caller."""
+    sampler = config.sampler
+    warnings.warn(f"{checkpoint} holds no config (a {trainer} given no config=), so {chain} is "
+                  f"the defaults' ({sampler.n_steps} Langevin steps of size "
+                  f"{sampler.step_size:g}), which may not be the one it learned with: give the "
+                  "trainer its config (config=stgconv.config.config_to_dict(...)) to use its "
+                  "own", RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 def with_net_inputs(energy: ConvNetEnergy | ClassifierEnergy | RBM, config: ExperimentConfig,

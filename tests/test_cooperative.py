@@ -974,7 +974,8 @@ def test_a_float64_descriptor_beside_a_float32_generator_synthesizes_as_it_train
     trainer = CooperativeTrainer(energy, net, sampler, tiny_data(n=2, size=8).double(),
                                  train=TrainConfig(batch_size=2), generator=gen(0))
     run = trainer.save(tmp_path / "run" / "checkpoint.pt")
-    out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
+    with pytest.warns(RuntimeWarning, match="holds no config"):
+        out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
     assert np.load(out / "synthesized.npy").shape == (2, 1, 8, 8)
     with pytest.warns(RuntimeWarning, match="holds no config"):
         out = interpolate_task(run, tmp_path / "path", n_points=2, device="cpu")

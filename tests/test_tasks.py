@@ -1037,14 +1037,18 @@ def test_a_python_trainers_checkpoint_is_sampled_with_its_nets_channels(tmp_path
     energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1]], reference_sigma=0.5)
     run = python_trainers_checkpoint(tmp_path, energy, Langevin(n_steps=1),
                                      torch.rand(2, 3, 8, 8) * 2 - 1)
-    out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
-    assert np.load(out / "synthesized.npy").shape[:2] == (2, 3)
     # Not "trained with chains.mode 'persistent'", the defaults' mode, which the checkpoint
-    # does not say; nor does it say the sampler, which the defaults' stands in for.
-    said = (r"holds no config \(a Trainer given no config=\), so the chain from noise that "
-            r"reconstruct and interpolate run is the defaults' \(20 Langevin steps of size "
-            r"0.015\), which may not be the one it learned: give the Trainer its config "
-            r"\(config=stgconv.config.config_to_dict\(...\)\) to use its own$")
+    # does not say; nor does it say the sampler, which the defaults' stands in for (synthesize
+    # said nothing of it).
+    said = (r"holds no config \(a Trainer given no config=\), so {} is the defaults' \(20 "
+            r"Langevin steps of size 0.015\), which may not be the one it learned with: give "
+            r"the trainer its config \(config=stgconv.config.config_to_dict\(...\)\) to use "
+            r"its own$")
+    with pytest.warns(RuntimeWarning, match=said.format("the chain synthesize runs")) as warned:
+        out = synthesize(run, tmp_path / "synthesis", n_samples=2, n_steps=1, device="cpu")
+    assert [warning.filename for warning in warned] == [__file__]
+    assert np.load(out / "synthesized.npy").shape[:2] == (2, 3)
+    said = said.format("the chain from noise that reconstruct and interpolate run")
     with pytest.warns(RuntimeWarning, match=said) as warned:
         out = interpolate(run, tmp_path / "path", n_points=2, device="cpu")
     assert len(warned) == 1

@@ -14,7 +14,7 @@ import torch
 from stgconv import cooperative, shortrun
 from stgconv.build import build_sampler, model_clamp, task_sampler
 from stgconv.checks import check_entries, check_seed
-from stgconv.checkpoint import load_model, with_net_inputs
+from stgconv.checkpoint import load_model, warn_of_no_config, with_net_inputs
 from stgconv.config import ExperimentConfig
 from stgconv.cooperative import generator_from_state, is_cooperative
 from stgconv.energy.base import ConvNetEnergy
@@ -117,14 +117,9 @@ def interpolate(
         config = with_net_inputs(energy, config, checkpoint)
         if not state.get("config"):
             # Revised by the defaults' sampler without a word, as if it were the model's own.
-            sampler = config.sampler
-            warnings.warn(f"{checkpoint} holds no config (a CooperativeTrainer given no "
-                          "config=), so the sampler that revises its generator's proposals is "
-                          f"the defaults' ({sampler.n_steps} Langevin steps of size "
-                          f"{sampler.step_size:g}), which may not be the one it learned with: "
-                          "give the trainer its config (config=stgconv.config.config_to_dict("
-                          "...)) to use its own", RuntimeWarning,
-                          stacklevel=3)  # the caller's line, past written_together's wrapper
+            warn_of_no_config(checkpoint, config, "CooperativeTrainer",
+                              "the sampler that revises its generator's proposals",
+                              stacklevel=3)  # the caller's line, past written_together's wrapper
         net = generator_from_state(state, checkpoint).to(param.device)
         check_entries((n_points, *net.out_shape), f"{n_points} points")
         z = net.sample_latent(2, generator=generator)
@@ -212,13 +207,8 @@ def _start_noise(config: ExperimentConfig, checkpoint: str | Path, state: dict) 
     elif not state.get("config"):
         # The defaults' chains.mode ('persistent') was named as how it was trained, which the
         # checkpoint does not say: a Trainer given no config= saves none of its sampler either.
-        sampler = config.sampler
-        warnings.warn(f"{checkpoint} holds no config (a Trainer given no config=), so the chain "
-                      f"from noise that reconstruct and interpolate run is the defaults' "
-                      f"({sampler.n_steps} Langevin steps of size {sampler.step_size:g}), which "
-                      "may not be the one it learned: give the Trainer its config "
-                      "(config=stgconv.config.config_to_dict(...)) to use its own",
-                      RuntimeWarning, stacklevel=4)
+        warn_of_no_config(checkpoint, config, "Trainer", "the chain from noise that "
+                          "reconstruct and interpolate run", stacklevel=4)
     elif config.chains.mode != "noise":
         # It runs, but the chain from noise is not how this model makes its samples.
         warnings.warn(f"{checkpoint} was trained with chains.mode {config.chains.mode!r}, not "

@@ -13,7 +13,7 @@ import torch
 from stgconv.build import (chain_init, model_clamp, multigrid_bases, multigrid_sampler,
                            task_sampler)
 from stgconv.checkpoint import (is_multigrid, load_checkpoint, model_from_state,
-                                multigrid_from_state, with_net_inputs)
+                                multigrid_from_state, warn_of_no_config, with_net_inputs)
 from stgconv.checks import as_int, check_entries, check_seed
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
 from stgconv.cooperative import generator_from_state, is_cooperative, propose_and_revise
@@ -116,6 +116,12 @@ def synthesize(
                                     out_dir, n_samples=n_samples, n_steps=n_steps, seed=seed)
     energy, config = model_from_state(state, checkpoint)
     config = with_net_inputs(energy, config, checkpoint)
+    if not state.get("config"):  # sampled by the defaults' chain as if it were the model's own
+        warn_of_no_config(checkpoint, config,
+                          *(("CooperativeTrainer", "the sampler that revises its generator's "
+                             "proposals") if is_cooperative(state)
+                            else ("Trainer", "the chain synthesize runs")),
+                          stacklevel=3)  # the caller's line, past written_together's wrapper
     energy = energy.to(target)
     if is_cooperative(state):
         if size is not None or frames is not None:
