@@ -905,6 +905,26 @@ def test_a_cache_whose_voxels_are_a_group_is_no_cache(cache: Path, tmp_path: Pat
         VoxelShapes(edited)
 
 
+@pytest.mark.parametrize("voxels, problem", [
+    (np.full((8, R, R, R), 255, np.uint8), "expected binary occupancy {0, 1}"),
+    (np.full((8, R, R, R), np.nan, np.float32), "NaN"),
+    (np.full((8, R, R, R), -1.0, np.float32), r"expected occupancy in \[0, 1\]"),
+])
+def test_a_cache_of_grids_out_of_range_is_refused_naming_it(cache: Path, tmp_path: Path,
+                                                             voxels, problem) -> None:
+    """A cache's rows are checked as an .npz's grids are: one another tool wrote in the cache
+    layout, with 0/255 grids, trained on occupancies of 255."""
+    edited = tmp_path / "edited.h5"
+    edited.write_bytes(cache.read_bytes())
+    with h5py.File(edited, "r+") as h5:
+        del h5["voxels"]
+        h5["voxels"] = voxels
+    with pytest.raises(ValueError, match=re.escape(str(edited)) + ".*" + problem):
+        load_voxel_shapes(edited)
+    with pytest.raises(ValueError, match=re.escape(f"{edited}: shape 0") + ".*" + problem):
+        VoxelShapes(edited)[0]
+
+
 def test_an_npz_naming_its_one_category_by_a_bare_string(tmp_path: Path) -> None:
     np.savez(tmp_path / "one.npz", X=np.stack([CUBE_6] * 2), y=np.zeros(2, np.int64),
              categories=np.array("chair"))

@@ -362,9 +362,7 @@ class VoxelShapes(LazyH5, NamedDataset):
             labels = npz_array(archive, "y", self.root) if "y" in archive.files else None
             names = (npz_array(archive, "categories", self.root)
                      if "categories" in archive.files else None)
-        # Integer data must be binary and stays uint8 (4x smaller than float32 in memory).
-        binary = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
-        grids = check_grids(array, binary=binary, name=str(self.root))
+        grids = _checked(array, str(self.root))
         # One grid (R, R, R) is a batch of one, as a plain voxel file and the evaluations read
         # it: np.savez("bed.npz", X=grid) trained nothing but scored.
         self._array = grids[None] if grids.ndim == 3 else grids
@@ -424,7 +422,10 @@ class VoxelShapes(LazyH5, NamedDataset):
         if not -n <= index < n:
             raise IndexError(f"shape index {index} out of range for {n} shapes")
         row = int(self.indices[index % n])
-        array = self._array[row] if self._array is not None else self._h5()["voxels"][row]
+        if self._array is not None:
+            array = self._array[row]
+        else:
+            array = _checked(self._h5()["voxels"][row], f"{self.root}: shape {row}")
         shape = to_tensor(array)  # (1, R, R, R) float32
         if self.pad_to is not None:
             shape = pad_grids(shape, self.pad_to)
@@ -446,6 +447,7 @@ class VoxelShapes(LazyH5, NamedDataset):
             array = np.empty((len(rows), *voxels.shape[1:]), dtype=voxels.dtype)
             for i, row in enumerate(rows):
                 voxels.read_direct(array, np.s_[row], np.s_[i])
+            array = _checked(array, str(self.root))
         batch = to_tensor(array)
         return batch if self.pad_to is None else pad_grids(batch, self.pad_to)
 
@@ -564,6 +566,16 @@ def load_voxel_shapes(
         raise ValueError(f"the shapes in {path} are {side}^3, larger than the side {pad_to} "
                          f"they are padded to (pad_to, a model's data.size)")
     return batch if pad_to is None else pad_grids(batch, pad_to)
+
+
+def _checked(array: np.ndarray, name: str) -> np.ndarray:
+    """Grids ``(N, R, R, R)`` or ``(R, R, R)`` of an ``.npz`` or a cache, checked as any voxel
+    file's (:func:`~stgconv.io.voxel.check_grids`): integer data must be binary and stays uint8
+    (4x smaller than float32 in memory), float data occupancy in ``[0, 1]``. A cache's rows are
+    checked as they are read: one written by another tool in the cache layout, 0/255 grids,
+    trained as occupancies of 255."""
+    binary = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
+    return check_grids(array, binary=binary, name=name)
 
 
 def _selection(categories: Sequence[str] | None, split: str | None) -> str:
