@@ -213,6 +213,22 @@ def test_normalize_mesh_refuses_what_it_cannot_place(vertices, up_axis, margin, 
         normalize_mesh(vertices, up_axis=up_axis, margin=margin)
 
 
+@pytest.mark.parametrize("scale", [1e-310, 1e308])
+def test_normalize_mesh_places_a_mesh_of_coordinates_near_float64s_limits(scale) -> None:
+    """Coordinates of 1e308 overflowed the extent (every vertex went to 0: a shape of one
+    voxel) and those of 1e-310 its reciprocal (infinite coordinates, on which voxelize never
+    returned): such a mesh is placed as the same mesh at unit size."""
+    unit = normalize_mesh(CUBE_VERTICES * 2 - 1, margin=0.1)
+    np.testing.assert_allclose(normalize_mesh((CUBE_VERTICES * 2 - 1) * scale, margin=0.1),
+                               unit)
+
+
+def test_normalize_mesh_refuses_an_extent_too_small_to_scale() -> None:
+    vertices = np.array([[1.0, 0, 0], [1, 1e-320, 0], [1, 0, 1e-320]])
+    with pytest.raises(ValueError, match=r"extent \(1e-320\) is too small to scale"):
+        normalize_mesh(vertices)
+
+
 def test_voxelize_file_names_a_mesh_it_cannot_voxelize(tmp_path: Path) -> None:
     path = write_off(tmp_path / "point.off", np.zeros((3, 3)), [[0, 1, 2]])
     with pytest.raises(ValueError, match=r"point\.off: the mesh has zero extent"):

@@ -643,11 +643,21 @@ def normalize_mesh(vertices: np.ndarray, *, up_axis: int = 2, margin: float = 0.
     if not np.isfinite(vertices).all():
         raise ValueError("vertices hold NaN or infinite coordinates")
     vertices = vertices[:, [(up_axis + 1) % 3, (up_axis + 2) % 3, up_axis]]
+    # Over the largest coordinate first, into [-1, 1]: near float64's limits the extent
+    # overflowed (1e308 - -1e308, every vertex then scaled to 0: one voxel) or its reciprocal
+    # did (a mesh of 1e-310 became infinite coordinates, on which voxelize never returned).
+    peak = float(np.abs(vertices).max())
+    if peak > 0:
+        vertices = vertices / peak
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     extent = float((high - low).max())
     if extent == 0:
         raise ValueError("the mesh has zero extent: all vertices coincide")
-    return (vertices - (low + high) / 2) * ((1 - 2 * margin) / extent)
+    scale = (1 - 2 * margin) / extent
+    if not math.isfinite(scale):
+        raise ValueError(f"the mesh's extent ({extent * peak:.3g}) is too small to scale beside "
+                         f"its coordinates' size ({peak:.3g}): its vertices all but coincide")
+    return (vertices - (low + high) / 2) * scale
 
 
 def voxelize(
