@@ -169,6 +169,19 @@ def test_voxelize_exact_cube_without_normalizing() -> None:
     assert cut.sum() == 3 * 36 - 3 * 6 + 1 and not cut[:2].any()
 
 
+def test_voxelize_without_normalizing_cuts_triangles_far_larger_than_the_cube() -> None:
+    """open3d visits every voxel of a triangle's bounding box, inside the grid or not: a mesh
+    in other units than the cube's (a square 2,000 wide at 8^3) never returned. Cut to the
+    cube first, it gives the grid of the same plane cut just outside the cube, and a mesh
+    wholly outside gives an empty grid."""
+    square = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], float)
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    grid = voxelize(square * 1000, faces, 8, normalize=False)
+    np.testing.assert_array_equal(grid, voxelize(square * 0.7, faces, 8, normalize=False))
+    assert grid[:, :, 3:5].all() and grid.sum() == 2 * 64
+    assert not voxelize(square * 1000 + [0, 0, 2], faces, 8, normalize=False).any()
+
+
 def test_an_hdf5_batch_is_stored_one_chunk_per_grid(tmp_path: Path) -> None:
     # A chunk per grid: reading one shape decompresses that shape only.
     import h5py

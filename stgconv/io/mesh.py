@@ -757,11 +757,57 @@ def _surface_voxels(vertices: np.ndarray, faces: np.ndarray, resolution: int) ->
     # exactly on an upper face of the cube (coordinate 0.5) only reaches index R, outside; a
     # triangle beyond that face reaches index R too, and must be cut off. Index R is therefore
     # dropped, and the triangles that touch 0.5 are voxelized mirrored (0.5 -> -0.5 -> index 0).
+    vertices, faces = _clip_to_cube(vertices, faces)
+    if len(faces) == 0:  # everything outside the cube
+        return np.zeros((resolution,) * 3, dtype=bool)
     shell = _surface_voxels_once(vertices, faces, resolution)
     on_top = (vertices[faces] == 0.5).any(axis=(1, 2))
     if on_top.any():
         shell |= np.flip(_surface_voxels_once(-vertices, faces[on_top], resolution))
     return shell
+
+
+def _clip_to_cube(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The triangles ``(F, 3)`` of ``vertices`` ``(V, 3)`` cut to the cube ``[-0.5, 0.5]^3``:
+    those inside kept as they are, those outside dropped, the others cut (Sutherland-Hodgman)
+    and fanned. open3d visits every voxel of a triangle's bounding box, inside the bounds or
+    not, so a mesh voxelized as it is (``normalize=False``) in other units than the cube's (a
+    triangle 1,000 wide: 10^10 voxels at 8^3) never returned. The voxels a triangle touches in
+    the closed cube are those its part inside touches."""
+    corners = vertices[faces]  # (F, 3 corners, 3 axes)
+    beyond = np.abs(corners) > 0.5
+    if not beyond.any():
+        return vertices, faces
+    # All three corners past one face: nothing of it inside.
+    outside = ((corners > 0.5).all(axis=1) | (corners < -0.5).all(axis=1)).any(axis=1)
+    crossing = beyond.any(axis=(1, 2)) & ~outside
+    pieces = [corners[~beyond.any(axis=(1, 2))]]
+    for triangle in corners[crossing]:
+        polygon = list(triangle)
+        for axis in range(3):
+            for sign in (-1.0, 1.0):
+                polygon = _clip_polygon(polygon, axis, sign)
+        if len(polygon) >= 3:
+            pieces.append(np.array([[polygon[0], polygon[k], polygon[k + 1]]
+                                    for k in range(1, len(polygon) - 1)]))
+    kept = np.concatenate(pieces).reshape(-1, 3)
+    return kept, np.arange(len(kept), dtype=np.int64).reshape(-1, 3)
+
+
+def _clip_polygon(polygon: list[np.ndarray], axis: int, sign: float) -> list[np.ndarray]:
+    """The part of the convex ``polygon`` (its corners, ``(3,)`` each, in order) where
+    ``sign * coordinate[axis] <= 0.5``; a corner made on the plane lies exactly on it."""
+    kept = []
+    for k, p in enumerate(polygon):
+        q = polygon[(k + 1) % len(polygon)]
+        dp, dq = sign * p[axis] - 0.5, sign * q[axis] - 0.5
+        if dp <= 0:
+            kept.append(p)
+        if (dp < 0 < dq) or (dq < 0 < dp):
+            cut = p + dp / (dp - dq) * (q - p)
+            cut[axis] = sign * 0.5
+            kept.append(cut)
+    return kept
 
 
 def _surface_voxels_once(vertices: np.ndarray, faces: np.ndarray, resolution: int
