@@ -473,6 +473,23 @@ def test_skip_unreadable_skips_a_link_to_a_missing_mesh(tree: Path, tmp_path: Pa
         assert list(h5.attrs["skipped"]) == [f"{link}: mesh not found: {link}"]
 
 
+def test_skip_unreadable_skips_a_mesh_that_fails_to_read(tree: Path, tmp_path: Path,
+                                                          unreadable_npy: Path) -> None:
+    """A mesh whose read fails (a disk's I/O error, permission denied) is skipped as a damaged
+    one is; the build stopped on it, blaming the cache it was writing ('[Errno 5] Input/output
+    error: c.h5', a write error), with skip_unreadable or without."""
+    mesh = tree / "table" / "test" / "table_test_0009.off"
+    mesh.symlink_to(unreadable_npy)
+    with pytest.raises(ValueError, match="cannot read mesh .*table_test_0009.off: Input/output"):
+        build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8)
+    with pytest.warns(UserWarning, match="skipping cannot read mesh .*table_test_0009.off"):
+        out = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, skip_unreadable=True)
+    with h5py.File(out, "r") as h5:
+        assert h5["voxels"].shape[0] == 8
+        assert list(h5.attrs["skipped"]) == [f"{mesh}: cannot read mesh {mesh}: Input/output "
+                                             "error"]
+
+
 def test_names_that_are_not_utf8(tree: Path, tmp_path: Path) -> None:
     """A zip made on Windows unpacks with its Latin-1 (or CP437) name bytes: such a mesh is read
     and recorded with the bytes escaped; writing its name failed after the whole build, naming

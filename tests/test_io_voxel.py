@@ -732,6 +732,17 @@ def test_an_npy_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_np
         load_voxels(unreadable_npy)
 
 
+@pytest.mark.parametrize("suffix", [".off", ".obj", ".ply", ".stl"])
+def test_a_mesh_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy: Path,
+                                                              tmp_path: Path, suffix) -> None:
+    """A disk's I/O error (or permission denied) is an unreadable mesh as a damaged one is: it
+    came out as '[Errno 5] Input/output error', naming no file."""
+    mesh = tmp_path / f"chair{suffix}"
+    mesh.symlink_to(unreadable_npy)
+    with pytest.raises(ValueError, match=rf"cannot read mesh .*chair\{suffix}: Input/output"):
+        load_mesh(mesh)
+
+
 def test_voxel_file_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "flat.npy", np.zeros((4, 5, 4), np.uint8))
     with pytest.raises(ValueError, match=r"cubic.*\(4, 5, 4\)"):

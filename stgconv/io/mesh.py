@@ -58,10 +58,11 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown suffix; a file that cannot be parsed (bad header, fewer or more
-            vertices or faces than the header announces, a face with fewer than three corners,
-            a truncated ascii STL); no faces; non-finite vertex coordinates; face indices out of
-            range. The message names the file.
+        ValueError: an unknown suffix; a file that cannot be read (permission denied, an I/O
+            error) or parsed (bad header, fewer or more vertices or faces than the header
+            announces, a face with fewer than three corners, a truncated ascii STL); no faces;
+            non-finite vertex coordinates; face indices out of range. The message names the
+            file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -70,14 +71,19 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                          f"{', '.join(MESH_SUFFIXES)}, got {suffix!r}")
     if not path.is_file():
         raise FileNotFoundError(f"mesh not found: {path}")
-    if suffix == ".stl":
-        return _read_stl(path)
-    read = {".off": _read_off, ".obj": _read_obj, ".ply": _read_ply}[suffix]
     try:
+        if suffix == ".stl":
+            return _read_stl(path)
+        read = {".off": _read_off, ".obj": _read_obj, ".ply": _read_ply}[suffix]
         vertices, polygons = read(path)
         faces = _triangulate(polygons, vertices)
     except OverflowError:  # an index past int64 ("f 1 2 99999999999999999999"): not a crash
         raise ValueError(f"mesh {path} has a face index too large to be any vertex's") from None
+    except OSError as err:
+        # A file that cannot be read (permission denied, a disk's I/O error) is bad input as a
+        # damaged one is: an I/O error named no file, and a cache build neither skipped it
+        # (skip_unreadable) nor blamed the mesh (it blamed the cache it was writing).
+        raise ValueError(f"cannot read mesh {path}: {err.strerror or err}") from err
     return _check_mesh(path, vertices, faces)
 
 
