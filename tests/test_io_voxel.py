@@ -732,6 +732,19 @@ def test_an_npy_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_np
         load_voxels(unreadable_npy)
 
 
+@pytest.mark.parametrize(("suffix", "reader"), [(".binvox", "voxels from"),
+                                                (".mat", "MATLAB file")])
+def test_a_binvox_or_mat_file_that_fails_to_read_names_itself(unreadable_npy: Path,
+                                                              tmp_path: Path, suffix,
+                                                              reader) -> None:
+    """They failed with the system's '[Errno 5] Input/output error' alone: in a folder of
+    889 .mat chairs, no word of which one."""
+    grid = tmp_path / f"chair{suffix}"
+    grid.symlink_to(unreadable_npy)
+    with pytest.raises(ValueError, match=rf"cannot read {reader} .*chair\{suffix}: Input/out"):
+        load_voxels(grid)
+
+
 @pytest.mark.parametrize("suffix", [".off", ".obj", ".ply", ".stl"])
 def test_a_mesh_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy: Path,
                                                               tmp_path: Path, suffix) -> None:

@@ -30,7 +30,8 @@ def read_mat(path: str | Path) -> dict[str, np.ndarray]:
     ``#subsystem#`` groups that hold their contents) are left out.
 
     Raises:
-        ValueError: naming the file, when it is not a ``.mat`` file either version reads.
+        ValueError: naming the file, when it is not a ``.mat`` file either version reads or
+            cannot be read at all (permission denied, an I/O error).
     """
     path = Path(path)
     with reading(path):  # a damaged compressed variable fails inside zlib: named as such
@@ -40,6 +41,8 @@ def read_mat(path: str | Path) -> dict[str, np.ndarray]:
             return _read_v73(path)
         except (zlib.error, EOFError):
             raise
+        except OSError as err:  # permission denied, a disk's I/O error: named, as damage is
+            raise ValueError(f"cannot read MATLAB file {path}: {err.strerror or err}") from err
         except Exception as err:  # a damaged file: ValueError, TypeError, IndexError, even
             # UnboundLocalError from inside scipy (seen fuzzing)
             if _is_bare_hdf5(path):  # scipy said "Unknown mat file type, version 0, 0"

@@ -85,9 +85,10 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown suffix; an unreadable or truncated file; no array under ``key``
-            (the message lists the arrays there are); a grid that is not cubic or not 3-D/4-D;
-            values outside {0, 1} with ``binary=True`` or outside ``[0, 1]`` otherwise.
+        ValueError: an unknown suffix; a file that cannot be read (permission denied, an I/O
+            error), a damaged or truncated one; no array under ``key`` (the message lists the
+            arrays there are); a grid that is not cubic or not 3-D/4-D; values outside {0, 1}
+            with ``binary=True`` or outside ``[0, 1]`` otherwise.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -98,17 +99,22 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
                          f"{', '.join(VOXEL_SUFFIXES)}, got {suffix!r}")
     if not path.is_file():
         raise FileNotFoundError(f"voxel file not found: {path}")
-    with reading(path):  # a damaged compressed .npz or .mat fails inside zlib
-        if suffix == ".binvox":
-            array = _read_binvox(path)
-        elif suffix == ".mat":
-            array = _read_mat(path, key)
-        elif suffix == ".npy":
-            array = _read_npy(path, max_shapes)
-        elif suffix == ".npz":
-            array = _read_npz(path, key, max_shapes)
-        else:
-            array = _read_h5(path, key, max_shapes)
+    try:
+        with reading(path):  # a damaged compressed .npz or .mat fails inside zlib
+            if suffix == ".binvox":
+                array = _read_binvox(path)
+            elif suffix == ".mat":
+                array = _read_mat(path, key)
+            elif suffix == ".npy":
+                array = _read_npy(path, max_shapes)
+            elif suffix == ".npz":
+                array = _read_npz(path, key, max_shapes)
+            else:
+                array = _read_h5(path, key, max_shapes)
+    except OSError as err:
+        # A file that cannot be read (a disk's I/O error, permission denied) is bad input as a
+        # damaged one is: a .binvox or .mat in a folder of hundreds failed naming none.
+        raise ValueError(f"cannot read voxels from {path}: {err.strerror or err}") from err
     grids = check_grids(array, binary=binary, name=str(path))
     if grids.ndim == 4:
         grids = grids[:max_shapes]
