@@ -64,6 +64,15 @@ def test_no_layers_or_a_side_of_0_is_refused_not_replaced_by_the_presets() -> No
         voxel_energy("desc32_small", size=0)
 
 
+def test_a_grid_too_small_for_the_layers_names_the_smallest_they_take() -> None:
+    """stgconv train on 3^3 grids said only 'too small for these layers', not the side the
+    voxel net takes, as an image net's receptive-field refusal does."""
+    voxel_energy("desc32_small", size=4)
+    with pytest.raises(ValueError, match=r"input_size \(3, 3, 3\) is too small for these "
+                                         r"layers: they need at least \(4, 4, 4\)"):
+        voxel_energy("desc32_small", size=3)
+
+
 def test_the_activation_is_relu_unless_another_is_asked_for() -> None:
     def activations(**kwargs) -> set[type]:
         return {type(m) for m in voxel_energy("desc32_small", size=16, **kwargs).modules()

@@ -172,7 +172,10 @@ class ConvNetEnergy(EnergyModel):
         self.head_kind = head
         if head == "linear":
             if not self._fits(self.input_size):
-                raise ValueError(f"input_size {self.input_size} is too small for these layers")
+                # The smallest that fits, as check_size says it: a voxel net's grid side (every
+                # one has this head) was refused without a word of the side it takes.
+                raise ValueError(f"input_size {self.input_size} is too small for these layers: "
+                                 f"they need at least {self.smallest_size()}")
             # At least one output per side and channel: _fits, and the checks above.
             with torch.no_grad():
                 probe = self.features(torch.zeros(1, in_channels, *self.input_size))
