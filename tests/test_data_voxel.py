@@ -942,6 +942,29 @@ def test_a_cache_of_grids_out_of_range_is_refused_naming_it(cache: Path, tmp_pat
         VoxelShapes(edited)[0]
 
 
+def test_a_caches_labels_and_names_are_checked_as_an_npzs(cache: Path, tmp_path: Path) -> None:
+    """A cache written by another tool: one category stored as a bare string was read as its
+    letters (['c', 'h', 'a', 'i', 'r']), and labels past its names, or -1 ("no label"), were
+    kept; labels stored as whole floats are class numbers."""
+    def edited(name: str, labels: np.ndarray, categories: object) -> Path:
+        path = tmp_path / f"{name}.h5"
+        path.write_bytes(cache.read_bytes())
+        with h5py.File(path, "r+") as h5:
+            del h5["label"]
+            h5["label"] = labels
+            h5.attrs["categories"] = categories
+        return path
+
+    bare = VoxelShapes(edited("bare", np.zeros(8, np.int64), "chair"), categories=["chair"])
+    assert bare.classes == ["chair"] and len(bare) == 8
+    assert VoxelShapes(edited("floats", np.ones(8), ["a", "b"])).targets.tolist() == [1] * 8
+    with pytest.raises(ValueError, match=r"past\.h5: label holds label 1 but categories names 1 "
+                                         r"classes \(\['chair'\]\)"):
+        VoxelShapes(edited("past", np.arange(8) % 2, ["chair"]))
+    with pytest.raises(ValueError, match=r"negative\.h5: label has negative labels \(-1\)"):
+        VoxelShapes(edited("negative", np.arange(8) - 1, ["a", "b", "c", "d", "e", "f", "g"]))
+
+
 def test_an_npz_naming_its_one_category_by_a_bare_string(tmp_path: Path) -> None:
     np.savez(tmp_path / "one.npz", X=np.stack([CUBE_6] * 2), y=np.zeros(2, np.int64),
              categories=np.array("chair"))

@@ -343,11 +343,14 @@ class VoxelShapes(LazyH5, NamedDataset):
             check_cache_version(h5.attrs.get("format_version"), CACHE_FORMAT_VERSION, self.root,
                                 rebuild="datasets/voxel/prepare.py")
             check_inside(h5, voxels)  # its rows are read later, through this same file
-            labels = check_inside(h5, label)[()].astype(np.int64)
+            # Checked as an .npz's y and categories are: a cache written by another tool with
+            # one category as a bare string read as its letters, and labels past the names (or
+            # -1, "no label") were kept.
+            labels = _labels(check_inside(h5, label)[()], f"{self.root}: label")
             splits = check_inside(h5, h5["split"])[()] if "split" in h5 else None
             sources = ([as_text(s) for s in check_inside(h5, h5["source"])[()]]
                        if "source" in h5 else None)
-            classes = [as_text(c) for c in h5.attrs["categories"]]
+            classes = _class_names(h5.attrs["categories"], labels, str(self.root), "label")
             return labels, splits, voxels.shape[1], classes, sources
 
     def _read_npz(self) -> tuple:
@@ -375,24 +378,10 @@ class VoxelShapes(LazyH5, NamedDataset):
         if labels.shape != (n,):
             raise ValueError(f"{self.root}: y must hold N={n} labels ((N,) or (N, 1)), got "
                              f"{labels.shape}")
-        labels = class_numbers(labels, f"{self.root}: y")
-        if n and labels.min() < 0:
-            raise ValueError(f"{self.root}: y has negative labels ({labels.min()})")
+        labels = _labels(labels, f"{self.root}: y")
         self.classes_stored = names is not None
         if names is not None:
-            names = np.atleast_1d(names)
-            if names.ndim == 2 and names.shape[1] == 1:  # (K, 1), a column of names
-                names = names[:, 0]
-            if names.ndim != 1:  # else each row read as one name, "['chair']"
-                raise ValueError(f"{self.root}: categories must be names (K,) or (K, 1), got "
-                                 f"{names.shape}")
-            classes = [as_text(name) for name in names]
-            # A repeated name would merge two classes; too few would leave labels unnamed.
-            if len(set(classes)) != len(classes):
-                raise ValueError(f"{self.root}: categories must be distinct names, got {classes}")
-            if n and labels.max() >= len(classes):
-                raise ValueError(f"{self.root}: y holds label {int(labels.max())} but categories "
-                                 f"names {len(classes)} classes ({classes})")
+            classes = _class_names(names, labels, str(self.root), "y")
         elif n and labels.max() < len(MODELNET10_CATEGORIES):
             classes = list(MODELNET10_CATEGORIES)
         else:
@@ -566,6 +555,34 @@ def load_voxel_shapes(
         raise ValueError(f"the shapes in {path} are {side}^3, larger than the side {pad_to} "
                          f"they are padded to (pad_to, a model's data.size)")
     return batch if pad_to is None else pad_grids(batch, pad_to)
+
+
+def _labels(labels: np.ndarray, name: str) -> np.ndarray:
+    """A file's class numbers ``(N,)`` as int64 (:func:`~stgconv.checks.class_numbers`), none
+    negative: -1 means "no label" here."""
+    labels = class_numbers(labels, name)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{name} has negative labels ({labels.min()})")
+    return labels
+
+
+def _class_names(names: object, labels: np.ndarray, where: str, key: str) -> list[str]:
+    """The category names a file stores, ``(K,)``, ``(K, 1)`` or one bare name, as text,
+    refused (naming ``where``) unless distinct and naming every one of its ``labels`` (under
+    ``key``)."""
+    names = np.atleast_1d(names)  # one name stored bare: its letters were read as names
+    if names.ndim == 2 and names.shape[1] == 1:  # (K, 1), a column of names
+        names = names[:, 0]
+    if names.ndim != 1:  # else each row read as one name, "['chair']"
+        raise ValueError(f"{where}: categories must be names (K,) or (K, 1), got {names.shape}")
+    classes = [as_text(name) for name in names]
+    # A repeated name would merge two classes; too few would leave labels unnamed.
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"{where}: categories must be distinct names, got {classes}")
+    if labels.size and labels.max() >= len(classes):
+        raise ValueError(f"{where}: {key} holds label {int(labels.max())} but categories names "
+                         f"{len(classes)} classes ({classes})")
+    return classes
 
 
 def _checked(array: np.ndarray, name: str) -> np.ndarray:
