@@ -197,10 +197,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=3000, help="training iterations")
     p.add_argument("--frames", type=int, help="frames per window (default 70)")
     p.add_argument("--size", type=int, help="frames resized to SIZE x SIZE (default 150)")
-    p.add_argument("--masks", nargs="+", default=list(DEFAULT_MASKS), metavar="MASK",
+    # "extend", not a default list extended: a second --masks replaced the first without a
+    # word, and the windows were never hidden under the masks it named.
+    p.add_argument("--masks", nargs="+", action="extend", metavar="MASK",
                    help="masks each window is hidden under, as --mask of `recover` reads them "
                         "(region:F or fixed_region:F with F < 1: a block F of the frame's "
-                        "side)")
+                        "side; repeatable) (default: " + " ".join(DEFAULT_MASKS) + ")")
     p.add_argument("--config", help="YAML config whose recovery.learned section sets the fills, "
                                     "width and training schedule but its iterations (--iterations "
                                     "here), and whose data.start_frame and data.fps pick each "
@@ -754,7 +756,8 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         config, frames, size = _recovery_config(args)
         return tasks.train_fill_prior(
             args.videos, args.prior_path, settings=config.recovery.learned,
-            iterations=args.iterations, frames=frames, size=size, masks=args.masks,
+            iterations=args.iterations, frames=frames, size=size,
+            masks=list(DEFAULT_MASKS) if args.masks is None else args.masks,
             seed=config.seed if args.seed is None else args.seed,
             device=resolve_device(config.device), start_frame=config.data.start_frame,
             fps=config.data.fps,

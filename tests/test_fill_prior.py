@@ -354,3 +354,16 @@ def test_fill_prior_region_fraction_rounds_to_at_least_one_pixel(tmp_path: Path)
     # region:0.01 of a 16-pixel frame is a block of one pixel, not an empty (refused) block.
     clip = two_window_clip(tmp_path)
     assert train_fill_prior([clip], tmp_path / "p.pt", masks=["region:0.01"], **PRIOR).is_file()
+
+
+def test_fill_prior_masks_given_twice_are_both_used(tmp_path: Path, monkeypatch) -> None:
+    """``--masks A --masks B`` hides the windows under both, as ``--masks A B`` does: the second
+    ``--masks`` replaced the first, and the prior never saw mask A, without a word."""
+    used = []
+    monkeypatch.setattr(importlib.import_module("stgconv.tasks"), "train_fill_prior",
+                        lambda videos, out, **kwargs: used.append(kwargs["masks"]) or Path(out))
+    common = ["fill-prior", str(two_window_clip(tmp_path)), "--out", str(tmp_path / "p.pt")]
+    assert main([*common, "--masks", "region:2", "--masks", "missing_frames:0.5"]) == 0
+    assert main([*common, "--masks", "region:2", "missing_frames:0.5"]) == 0
+    assert main(common) == 0  # left out: the experiments' three kinds
+    assert used == [["region:2", "missing_frames:0.5"]] * 2 + [list(DEFAULT_MASKS)]
