@@ -359,6 +359,11 @@ def check_output(path: str | Path, name: str, *, folder: bool = True) -> Path:
     if str(path) == "-":  # many tools' standard output; here it made a file named "-"
         raise ValueError(f"{name} - would be a {'folder' if folder else 'file'} named '-' (it "
                          "does not mean the standard output here): give a path")
+    if not folder and isinstance(path, str) and path.endswith(("/", os.sep)):
+        # Path drops the slash that says a folder was meant: a file of the folder's name was
+        # written ("--out priors/" made the file priors).
+        raise ValueError(f"{name} {path} ends in '/', a folder: give the path of a file to "
+                         "write (in it)")
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         kind = f"{_what_is_there(path)}, not a folder" if folder else "a folder, not a file"

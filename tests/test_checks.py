@@ -159,6 +159,17 @@ def test_a_dash_for_an_output_is_refused_not_made_a_file(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_file_path_ending_in_a_slash_is_refused_not_made_a_file_of_the_folders_name(
+        tmp_path: Path) -> None:
+    """``fill-prior --out priors/`` (or ``--json tables/``) wrote a file named ``priors``:
+    ``Path`` drops the slash that says the user meant a folder."""
+    with pytest.raises(ValueError, match=rf"^--out {tmp_path}/priors/ ends in '/', a folder: "
+                                         r"give the path of a file to write \(in it\)$"):
+        check_output(f"{tmp_path}/priors/", "--out", folder=False)
+    assert check_output(f"{tmp_path}/tables/", "--out") == tmp_path / "tables"  # a folder: fine
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_empty_output_path_is_refused_not_taken_for_the_working_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An empty path (``out_dir: ""`` in a config, an unset variable in a script) is the
