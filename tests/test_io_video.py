@@ -508,6 +508,19 @@ def test_an_mp4_cut_before_its_index_is_named_truncated(tmp_path, noise_clip) ->
         load_video(garbage)
 
 
+def test_a_numpy_array_given_as_a_video_is_named_so(tmp_path) -> None:
+    """A clip kept as an ``.npy`` array (``--video clip.npy``) was refused in FFmpeg's words
+    alone ("Invalid data found when processing input"), which do not say that arrays are not
+    read as videos."""
+    path = tmp_path / "clip.npy"
+    np.save(path, np.zeros((4, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"^cannot open video .*clip\.npy: .*; it is a NumPy "
+                                         r"array \(\.npy\), not a video: save its frames as "
+                                         r"images in a folder, or as a video file "
+                                         r"\(stgconv\.io\.video\.save_video\)$"):
+        load_video(path)
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".gif"])
 def test_truncated_file(tmp_path, noise_clip, suffix):
     # mp4 loses its index (moov at the end); mkv/gif still decode a few frames, which the

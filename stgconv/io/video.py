@@ -577,12 +577,22 @@ def _unopened_because(path: Path) -> str | None:
     """What the bytes of ``path``, a file FFmpeg could not open, say of it where FFmpeg says
     only "Invalid data found": that it is empty, or that it is an MP4 or QuickTime file cut
     short before its index (the 'moov' box, written last by cameras, phones and FFmpeg), the
-    usual remains of an interrupted download or recording; ``None`` where they say neither."""
+    usual remains of an interrupted download or recording, or that it is a NumPy array;
+    ``None`` where they say none of these."""
     if not path.is_file():  # a named pipe would wait for a writer here
         return None
     size = path.stat().st_size
     if size == 0:
         return "the file is empty (0 bytes)"
+    try:
+        with path.open("rb") as file:
+            magic = np.lib.format.MAGIC_PREFIX
+            numpy = file.read(len(magic)) == magic
+    except OSError:  # unreadable (no permission): FFmpeg's own error says so
+        return None
+    if numpy:  # a clip kept as an array: FFmpeg's "Invalid data" did not say arrays are no video
+        return ("it is a NumPy array (.npy), not a video: save its frames as images in a folder, "
+                "or as a video file (stgconv.io.video.save_video)")
     kinds, position = [], 0
     try:
         with path.open("rb") as file:
