@@ -520,6 +520,19 @@ def test_motion_compensated_of_a_single_frame_is_temporal_interpolation() -> Non
                                temporal_interpolation(video, known), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("frame", [(1, 13), (12, 1)])
+def test_motion_compensated_names_frames_too_thin_for_the_flow(frame: tuple[int, int]) -> None:
+    """A clip one pixel high or wide has no optical flow to estimate: it failed in scikit-image
+    ("Shape of array too small to calculate a numerical gradient"), naming no argument."""
+    video = torch.zeros(1, 4, *frame)
+    known = torch.rand(4, *frame, generator=torch.Generator().manual_seed(0)) > 0.5
+    with pytest.raises(ValueError, match=rf"^motion-compensated interpolation estimates the "
+                                         rf"optical flow between frames, which needs frames of "
+                                         rf"at least 2x2 pixels; the video's are "
+                                         rf"{frame[0]}x{frame[1]}$"):
+        motion_compensated_interpolation(video, known)
+
+
 def test_neighbour_average_by_default_sweeps_a_long_gap_to_its_harmonic_fill() -> None:
     """A row of 21 pixels seen only at its ends, -1 and 1: its harmonic fill is the line
     between them. Each sweep shrinks the error by ~0.9 here, so the default tol is reached

@@ -349,7 +349,8 @@ def motion_compensated_interpolation(
         ``(C, T, H, W)``: observed entries unchanged, missing ones filled.
 
     Raises:
-        ValueError: as :func:`temporal_interpolation`, or ``rounds`` < 1.
+        ValueError: as :func:`temporal_interpolation`, ``rounds`` < 1, or frames under 2x2
+            pixels (no flow to estimate) in a clip of more than one frame.
     """
     as_int(rounds, "rounds", minimum=1)
     as_int(max_sweeps, "max_sweeps", minimum=1)
@@ -358,6 +359,10 @@ def motion_compensated_interpolation(
     T = x.shape[1]
     if T < 2 or bool(known.all()):
         return x
+    if min(x.shape[2:]) < 2:  # else scikit-image's "too small to calculate a numerical gradient"
+        raise ValueError("motion-compensated interpolation estimates the optical flow between "
+                         "frames, which needs frames of at least 2x2 pixels; the video's are "
+                         f"{x.shape[2]}x{x.shape[3]}")
     # The sweeps work on values, as the other fills do: numpy took no clip that requires grad
     # (another network's output) for the flow, and autograd no fill written in place. The
     # observed entries are the clip's own again at the end.
