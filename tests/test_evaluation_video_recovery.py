@@ -1009,6 +1009,9 @@ def test_a_clip_that_requires_grad_recovers_as_its_values(clip: Path) -> None:
     ("my clip", "out", FileNotFoundError, r"^video my clip not found: .* data\.fps\)$"),
     # A file where the folder goes failed after the whole recovery, "File exists".
     (None, "taken", ValueError, r"^out_dir .*taken is a file, not a folder$"),
+    # A folder of an output's name failed after the whole recovery ("Is a directory"), the
+    # files renamed into place before it left there.
+    (None, "busy", ValueError, r"^the output .*busy/comparison\.mp4 is a folder, not a file$"),
 ])
 def test_outputs_that_cannot_be_written_are_refused_before_the_work(
         clip: Path, tmp_path: Path, monkeypatch, video, out, error, message) -> None:
@@ -1019,6 +1022,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_work(
 
     monkeypatch.setattr(task, "_recover", refused)
     (tmp_path / "taken").write_text("")
+    (tmp_path / "busy" / "comparison.mp4").mkdir(parents=True)
     config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0")
     with pytest.raises(error, match=message):
         task.recover_video(config, video or clip, "region:12", frames=12, size=32,

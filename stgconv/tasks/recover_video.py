@@ -194,6 +194,10 @@ def recover_video(
     device = resolve_device(config.device)
     if out_dir is not None:  # a file there failed after the whole recovery, "File exists"
         check_output(out_dir, "out_dir")
+        for name in RECOVER_FILES:
+            # A folder of an output's name failed after the whole recovery ("Is a directory"),
+            # the outputs put in place before it left beside it.
+            check_output(Path(out_dir) / name, "the output", folder=False)
     if out_dir is not None and (trained := training_files(out_dir)):
         # Its config.yaml would replace the run's, which the run's --resume reads.
         raise ValueError(f"{out_dir} holds a training run ({trained[0].name}, ...): recovering "
