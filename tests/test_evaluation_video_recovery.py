@@ -422,6 +422,10 @@ def test_the_loop_that_chooses_never_sees_the_held_out_entries(clip, monkeypatch
     ("fixed_region:4+missing_frames", FileNotFoundError,
      r"mask file not found: fixed_region:4\+missing_frames \('missing_frames' needs its "
      r"value, missing_frames:\.\.\.\)$"),
+    # So it was alone: "mask file not found: missing_frames", nothing more.
+    ("missing_frames", FileNotFoundError,
+     r"^mask file not found: missing_frames \('missing_frames' needs its value, "
+     r"missing_frames:\.\.\.\)$"),
     ("fixed_region:4+", ValueError, r"^mask 'fixed_region:4\+' has an empty part between or "
                                     r"beside its '\+'"),
     ("fixed_region:4++missing_frames:0.5", ValueError, r"has an empty part"),

@@ -136,6 +136,9 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     if sep and not Path(text).exists():  # "regoin:8" is a typo more often than a file name
         raise FileNotFoundError(f"mask file not found: {text} (generated masks are "
                                 f"{', '.join(f'{name}:...' for name in MASK_KINDS)})")
+    if text in MASK_KINDS and not Path(text).exists():  # as for a part of joined masks
+        raise FileNotFoundError(f"mask file not found: {text} ({text!r} needs its value, "
+                                f"{text}:...)")
     known = load_mask(mask, frames=shape[0], size=shape[1:])
     if tuple(known.shape[1:]) != tuple(shape):
         # Not broadcast: a (T, H, 1) or (1, H, W) file is another experiment's mask.
