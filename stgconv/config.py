@@ -331,6 +331,13 @@ def check_learned_fill(settings: LearnedFillConfig) -> None:
         if unknown:
             raise ValueError(f"recovery.learned.{key}: unknown fill(s) {unknown}; choose from "
                              f"{list(VIDEO_FILLS)}")
+        # The net read a fill named twice twice, where a prior made under these settings reads
+        # it once: a recovery from that prior was refused, after the clip's fills were made.
+        twice = [name for i, name in enumerate(getattr(settings, key))
+                 if name in getattr(settings, key)[:i]]
+        if twice:
+            raise ValueError(f"recovery.learned.{key} names {twice[0]} twice: name each fill "
+                             "once")
     for name in ("iterations", "width", "crop_frames", "crop_size", "batch", "patterns"):
         _check_positive(f"recovery.learned.{name}", getattr(settings, name))
     _check_positive("recovery.learned.lr", settings.lr)

@@ -414,6 +414,12 @@ def test_a_fill_trained_inside_no_grad_is_the_same_and_inference_mode_is_refused
 @pytest.mark.parametrize("override, message", [
     ("recovery.learned.fills=[optical]", "unknown fill"),
     ("recovery.learned.fills=[]", "at least one"),
+    # Taken: the net read the fill twice, a prior made under these settings read it once, and
+    # a recovery from that prior under the same settings was refused, after the clip's fills.
+    ("recovery.learned.fills=[biharmonic,temporal_interpolation,biharmonic]",
+     r"^recovery.learned.fills names biharmonic twice: name each fill once$"),
+    ("recovery.learned.starts=[motion_compensated,motion_compensated]",
+     r"^recovery.learned.starts names motion_compensated twice"),
     ("recovery.learned.hide_fraction=0", "hide_fraction"),
     ("recovery.learned.lr=-1", "recovery.learned.lr"),
     ("recovery.learned.crop_size=0", "recovery.learned.crop_size"),
