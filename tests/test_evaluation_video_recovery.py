@@ -299,7 +299,9 @@ def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_
     fixed[:24] = 1  # the same rows missing in every frame, too many to move onto observed ones
     first_only = np.ones((32, 32, 12, 3), np.uint8)
     first_only[:, :, 0] = 0  # only the first frame observed
-    for name, mask in (("fixed", fixed), ("first_only", first_only)):
+    first_two = first_only.copy()
+    first_two[:, :, 1] = 0  # the holdout hides one, the learned fill's patterns the other
+    for name, mask in (("fixed", fixed), ("first_only", first_only), ("first_two", first_two)):
         scipy.io.savemat(tmp_path / f"{name}.mat", {"masks": mask})
     learned = [*TINY, "--set", "recovery.init=learned"]
     cases = [
@@ -310,6 +312,12 @@ def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_
         ("first_only", ["--set", "recovery.holdout=0"],
          "the learned fill hides observed entries shaped like the missing ones to learn from, "
          "and on this mask that hides every observed entry"),
+        # Sent to a classical start alone, where the hold-out's frame given back keeps the
+        # learned fill.
+        ("first_two", ["--set", "recovery.holdout=0.3"],
+         "that hides every observed entry (too few observed frames): choose a classical "
+         "recovery.init for it; or set recovery.holdout: 0, which leaves it the observed "
+         "entries the holdout hides"),
     ]
     for name, args, message in cases:
         assert main(["recover", "--video", str(clip), "--mask", str(tmp_path / f"{name}.mat"),

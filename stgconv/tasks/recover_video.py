@@ -455,11 +455,20 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
         # or run would wait for the whole training.
         with seeded_weights(config.seed):
             initial = FillNet(observed.shape[0], len(names), settings.learned.width)
-    net, _ = learned_fill(observed, visible,
-                          [refill(name, visible, made[name][1]) for name in names],
-                          settings=settings.learned,
-                          generator=torch.Generator().manual_seed(config.seed + 2),
-                          initial=initial)
+    try:
+        net, _ = learned_fill(observed, visible,
+                              [refill(name, visible, made[name][1]) for name in names],
+                              settings=settings.learned,
+                              generator=torch.Generator().manual_seed(config.seed + 2),
+                              initial=initial)
+    except ValueError as err:
+        # The settings and the mask were checked before: what is left is a mask too thin for
+        # the learned fill once the holdout took its share, which sent a short clip to a
+        # classical start alone, where the holdout's entries given back kept the learned fill.
+        if holdout is None:
+            raise
+        raise ValueError(f"{err}; or set recovery.holdout: 0, which leaves it the observed "
+                         "entries the holdout hides") from err
     how = {"precision": settings.learned.precision, "symmetric": settings.learned.symmetric}
     learned = apply_fill(net, observed, known, [made[name][0] for name in names], **how)
     if holdout is None:
