@@ -1392,7 +1392,9 @@ def bad_input_argv(tmp_path):
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "--masks", "salt_and_pepper",
                      "--size", "4"],
      r"clips of --frames 70, --size 4: input size \(70, 4, 4\) is smaller than the network's "
-     r"receptive field: it needs at least \(\d+, \d+, \d+\)$"),
+     r"receptive field: it needs at least \(\d+, \d+, \d+\) \(the clip's frames, height and "
+     r"width, for model\.arch 'st_small'\): recover more frames or at a larger size "
+     r"\(--frames, --size\), or choose another model\.arch$"),
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "other", "--priors", "{tmp}"],
      r"no prior without_<clip>\.pt in .* for \['set', 'other'\]"),
 ])

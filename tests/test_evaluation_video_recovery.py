@@ -292,6 +292,19 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
     assert not out.exists() and not (tmp_path / "run").exists()
 
 
+def test_a_clip_too_small_for_the_network_names_what_to_change(clip, tmp_path, capsys) -> None:
+    """Two frames, as a short clip of the user's: "input size (2, 32, 32) is smaller than the
+    network's receptive field" named neither the clip nor the options that set its size."""
+    assert main(["recover", "--video", str(clip), "--mask", "region:8",
+                 "--out", str(tmp_path / "run"), *TINY, "--frames", "2"]) == 2
+    assert re.search(r"error: input size \(2, 32, 32\) is smaller than the network's receptive "
+                     r"field: it needs at least \(3, \d+, \d+\) \(the clip's frames, height and "
+                     r"width, for model\.arch 'st_small'\): recover more frames or at a larger "
+                     r"size \(--frames, --size\), or choose another model\.arch\n$",
+                     capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
+
+
 def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_path, capsys):
     """Each message names every setting to change, in one go (the fixed mask's first message
     named only the hold-out, and after that was set, a second one the start)."""

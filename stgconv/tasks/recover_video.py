@@ -356,7 +356,12 @@ def check_fits_network(config: ExperimentConfig, clip: Tensor) -> None:
     """``ValueError`` naming the smallest size that fits where a clip of ``clip``'s shape
     ``(C, T, H, W)`` (its values are not read) is smaller than the receptive field of the
     config's network: what a recovery checks before its learned fill's minutes."""
-    _energy(config, clip).check_size(clip.shape[1:])
+    try:
+        _energy(config, clip).check_size(clip.shape[1:])
+    except ValueError as err:  # "input size (2, 16, 16)" named neither the clip nor its flags
+        raise ValueError(f"{err} (the clip's frames, height and width, for model.arch "
+                         f"{config.model.arch!r}): recover more frames or at a larger size "
+                         "(--frames, --size), or choose another model.arch") from err
 
 
 def _energy(config: ExperimentConfig, observed: Tensor) -> ConvNetEnergy:
