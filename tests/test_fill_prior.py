@@ -185,6 +185,22 @@ def test_fill_prior_refuses_one_frame_windows_and_no_videos(tmp_path: Path) -> N
         train_fill_prior([clip, tmp_path / "no.mkv"], tmp_path / "p.pt", **PRIOR)
 
 
+@pytest.mark.parametrize("videos, masks, message", [
+    ("clip.mkv", ["region:2"],
+     r"^videos must be a list of video paths, got str 'clip\.mkv' \(\[path\] for one\)$"),
+    (Path("clip.mkv"), ["region:2"],
+     rf"^videos must be a list of video paths, got {type(Path()).__name__} "),
+    (["clip.mkv"], "region:2",
+     r"^masks must be a list of masks, got str 'region:2' \(\[mask\] for one\)$"),
+])
+def test_fill_prior_refuses_one_path_or_mask_not_in_a_list(tmp_path: Path, videos, masks,
+                                                           message) -> None:
+    """One video's path was read letter by letter ("video(s) not found: ['c', 'l', ...]"), as a
+    Path failed in iteration (TypeError) and one mask as the mask file 'r'."""
+    with pytest.raises(ValueError, match=message):
+        train_fill_prior(videos, tmp_path / "p.pt", **{**PRIOR, "masks": masks})
+
+
 @pytest.fixture
 def no_video_read(monkeypatch) -> None:
     """A video read fails the test: what is refused is refused before the work starts."""

@@ -64,6 +64,12 @@ def train_fill_prior(
 
     Memory: every window under every mask is kept, about 75 MB each at 70 x 150 x 150.
     """
+    for what, given, items, item in (("videos", videos, "video paths", "path"),
+                                     ("masks", masks, "masks", "mask")):
+        # One path or mask alone was read letter by letter ("video(s) not found: ['c', ...]").
+        if isinstance(given, str | os.PathLike):
+            raise ValueError(f"{what} must be a list of {items}, got {type(given).__name__} "
+                             f"{str(given)!r} ([{item}] for one)")
     seed = check_seed(seed)
     out = check_output(out, "--out", folder=False)
     check_learned_fill(settings)
