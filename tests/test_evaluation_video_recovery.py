@@ -468,6 +468,23 @@ def test_a_mask_file_named_like_a_generated_mask_is_read_as_the_file(tmp_path, m
     assert torch.equal(load_known("region:6.npy", (4, 16, 16)), ~torch.from_numpy(hidden)[None])
 
 
+def test_a_channels_last_npy_mask_is_named_so(tmp_path) -> None:
+    """A (T, H, W, C) array, as frames are stacked by most readers, was refused as "(4, 16, 16,
+    3), the clip (T, H, W) (4, 16, 16)", which did not say which axis was out of place."""
+    hidden = np.zeros((4, 16, 16, 3), np.uint8)
+    hidden[:, 2:6, 2:6] = 1
+    np.save(tmp_path / "last.npy", hidden)
+    with pytest.raises(ValueError, match=r"^mask file .*last\.npy is \(4, 16, 16, 3\), the clip "
+                                         r"\(T, H, W\) \(4, 16, 16\): a mask file must have "
+                                         r"the clip's frames and size \(this one's channels come "
+                                         r"last: a \.npy mask is \(C, T, H, W\), "
+                                         r"np\.moveaxis\(mask, -1, 0\)\)$"):
+        load_known(tmp_path / "last.npy", (4, 16, 16))
+    np.save(tmp_path / "first.npy", np.moveaxis(hidden, -1, 0))
+    assert torch.equal(load_known(tmp_path / "first.npy", (4, 16, 16)),
+                       torch.from_numpy(np.moveaxis(hidden, -1, 0) == 0))
+
+
 def test_a_one_frame_mask_file_is_fitted_to_the_clip(tmp_path) -> None:
     """An image drawn at the video's own size is fitted to the clip's frames (T, H, W) and holds
     in each; a 2-D array of another size than the clip's frames is refused by its shape."""

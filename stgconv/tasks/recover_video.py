@@ -142,10 +142,17 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
     known = load_mask(mask, frames=shape[0], size=shape[1:])
     if tuple(known.shape[1:]) != tuple(shape):
         # Not broadcast: a (T, H, 1) or (1, H, W) file is another experiment's mask.
-        read = ("" if Path(text).suffix.lower() in (".npy", *IMAGE_SUFFIXES)
+        suffix = Path(text).suffix.lower()
+        read = ("" if suffix in (".npy", *IMAGE_SUFFIXES)
                 else " (its (H, W, T, C) read as (C, T, H, W))")
+        # A (T, H, W, C) array, as readers stack frames, is refused by a shape that does not
+        # say which axis is out of place.
+        last = (" (this one's channels come last: a .npy mask is (C, T, H, W), "
+                "np.moveaxis(mask, -1, 0))"
+                if suffix == ".npy" and tuple(known.shape[:3]) == tuple(shape) else "")
         raise ValueError(f"mask file {text} is {tuple(known.shape)}{read}, the clip (T, H, W) "
-                         f"{tuple(shape)}: a mask file must have the clip's frames and size")
+                         f"{tuple(shape)}: a mask file must have the clip's frames and size"
+                         f"{last}")
     return known
 
 
