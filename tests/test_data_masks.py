@@ -281,6 +281,22 @@ def test_an_image_of_levels_0_and_1_is_refused_as_all_black(tmp_path):
     assert bool(load_mask(tmp_path / "m.png", frames=1).all())
 
 
+def test_an_animated_image_mask_is_refused_naming_the_layout_of_a_mask_per_frame(tmp_path):
+    """An animated GIF, a mask per frame as a user may draw one, was refused with "save the one
+    wanted as an image": one frame then held in every frame, a fixed occluder, not the mask
+    drawn."""
+    frames = [np.zeros((8, 8), np.uint8) for _ in range(3)]
+    for t, frame in enumerate(frames):
+        frame[t:t + 2, t:t + 2] = 255
+    first, *rest = (Image.fromarray(frame) for frame in frames)
+    first.save(tmp_path / "m.gif", save_all=True, append_images=rest)
+    with pytest.raises(ValueError, match=r"^mask image .*m\.gif is an animation \(several "
+                                         r"frames\): an image mask is one frame's, held in every "
+                                         r"frame; a mask per frame is a \.npy array \(T, H, W\), "
+                                         r"1 = missing$"):
+        load_mask(tmp_path / "m.gif", frames=3)
+
+
 def test_a_mask_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy):
     with pytest.raises(ValueError, match=r"unreadable\.npy: not a numeric \.npy array "
                                          r"\(\[Errno 5\]"):

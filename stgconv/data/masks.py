@@ -40,6 +40,7 @@ from stgconv.checks import (
 )
 from stgconv.io.image import IMAGE_SUFFIXES, read_image, to_channels
 from stgconv.io.matlab import read_mat
+from stgconv.io.video import is_animated
 
 
 def load_mask(path: str | Path, *, frames: int | None = None,
@@ -115,8 +116,16 @@ def load_mask(path: str | Path, *, frames: int | None = None,
 
 def _image_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """``True`` = observed ``(H, W)`` of the image mask ``path`` (:func:`load_mask`)."""
-    # Transparency over black: what a mask drawn as a layer leaves unpainted is observed.
-    levels = np.asarray(to_channels(read_image(path, what="mask image", background=0), 1))
+    try:
+        # Transparency over black: what a mask drawn as a layer leaves unpainted is observed.
+        image = read_image(path, what="mask image", background=0)
+    except ValueError as err:
+        if is_animated(path):  # "save the one wanted" made one frame a fixed occluder
+            raise ValueError(f"mask image {path} is an animation (several frames): an image "
+                             "mask is one frame's, held in every frame; a mask per frame is a "
+                             ".npy array (T, H, W), 1 = missing") from err
+        raise
+    levels = np.asarray(to_channels(image, 1))
     if levels.max() == 1:
         # A 0/1 array saved as an image (1 = missing, as in a .npy mask) is all black: read as
         # observed everywhere, refused only as "the mask hides nothing", naming no cause.
