@@ -279,6 +279,15 @@ def test_an_image_of_levels_0_and_1_is_refused_as_all_black(tmp_path):
     grey[3, 0] = 2
     Image.fromarray(grey).save(tmp_path / "m.png")
     assert bool(load_mask(tmp_path / "m.png", frames=1).all())
+    # Saved 16 bits deep, the 1s were scaled to the 8-bit level 0 before the check above saw
+    # them, and the mask was again read as hiding nothing; white is 65535 there.
+    grey[3, 0] = 0
+    Image.fromarray(grey.astype(np.uint16)).save(tmp_path / "m16.png")
+    with pytest.raises(ValueError, match=r"^mask image .*m16\.png holds only the grey levels 0 "
+                                         r"and 1, both black \(observed\): draw the missing "
+                                         r"pixels white \(65535; multiply a 0/1 array by 65535 "
+                                         r"before saving it as an image\)$"):
+        load_mask(tmp_path / "m16.png", frames=1)
 
 
 def test_an_animated_image_mask_is_refused_naming_the_layout_of_a_mask_per_frame(tmp_path):

@@ -126,12 +126,17 @@ def _image_mask(path: Path, size: tuple[int, int] | None) -> np.ndarray:
                              ".npy array (T, H, W), 1 = missing") from err
         raise
     levels = np.asarray(to_channels(image, 1))
-    if levels.max() == 1:
+    # 16-bit levels 0 and 1 are both 0 once made 8-bit (1 * 255 / 65535 rounds to 0). Opened
+    # from a file object, as read_image opens it, so that Pillow maps no pixels.
+    with open(path, "rb") as handle, Image.open(handle) as stored:
+        deep = stored.mode.startswith("I") and stored.getextrema() == (0, 1)
+    if levels.max() == 1 or deep:
         # A 0/1 array saved as an image (1 = missing, as in a .npy mask) is all black: read as
         # observed everywhere, refused only as "the mask hides nothing", naming no cause.
+        white = 65535 if deep else 255
         raise ValueError(f"mask image {path} holds only the grey levels 0 and 1, both black "
-                         "(observed): draw the missing pixels white (255; multiply a 0/1 array "
-                         "by 255 before saving it as an image)")
+                         f"(observed): draw the missing pixels white ({white}; multiply a 0/1 "
+                         f"array by {white} before saving it as an image)")
     # Float: in 8 bits a small share of a missing pixel rounds to 0, observed.
     missing = Image.fromarray((levels >= 128).astype(np.float32))
     if size is not None and (missing.height, missing.width) != tuple(size):
