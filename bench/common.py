@@ -207,11 +207,29 @@ def describe_execution(execution: Execution) -> str:
     return text if execution.layout is None else f"{text}+channels_last"
 
 
+class _Repeatable(argparse.Action):
+    """An option of several values that a repeat adds to, its default standing only where the
+    option is left out: argparse's own ``nargs="+"`` kept the last, so ``--clips flag --clips
+    fire_pot`` ran fire_pot alone without a word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        earlier = getattr(namespace, self.dest, None)
+        earlier = [] if earlier is None or earlier is self.default else list(earlier)
+        setattr(namespace, self.dest, earlier + list(values))
+
+
 class _BenchParser(argparse.ArgumentParser):
     """A parser that refuses a launch by ``torchrun`` with several processes: each process ran
     the whole bench, on the same cores as the others (timing each other), printed its table
     and wrote the same ``--json``, the last writer's rows kept without a word. A ``--worker``
-    (``bench/scaling.py``'s training process) is the one that torchrun is meant to start."""
+    (``bench/scaling.py``'s training process) is the one that torchrun is meant to start.
+    Options of several values add up when repeated (:class:`_Repeatable`)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("nargs") in ("+", "*") and "action" not in kwargs:
+            kwargs["action"] = _Repeatable
+        return super().add_argument(*args, **kwargs)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         parsed, extra = super().parse_known_args(args, namespace)

@@ -3395,6 +3395,23 @@ def test_a_bench_launched_as_several_processes_is_refused(bench_module, monkeypa
     assert capsys.readouterr().err.splitlines()[-1].split(": error: ", 1)[1].startswith(refusal)
 
 
+def test_a_bench_option_of_several_values_adds_up_when_repeated(bench_module, capsys) -> None:
+    """--clips flag --clips fire_pot ran fire_pot alone (argparse keeps the last); the values
+    add up, the default standing only where the option is left out, choices still checked."""
+    parser = bench_module("common.py")["argument_parser"]("A bench.")
+    parser.add_argument("--clips", nargs="+", choices=["flag", "fire_pot", "boiling_water"],
+                        default=["flag", "boiling_water"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    assert parser.parse_args([]) == argparse.Namespace(clips=["flag", "boiling_water"],
+                                                       seeds=None)
+    assert parser.parse_args(["--clips", "flag", "--clips", "fire_pot", "--seeds", "1", "2",
+                              "--seeds", "3"]) == argparse.Namespace(
+        clips=["flag", "fire_pot"], seeds=[1, 2, 3])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--clips", "flag", "--clips", "smoke"])
+    assert "invalid choice: 'smoke'" in capsys.readouterr().err
+
+
 class Reached(Exception):
     """Raised by a stubbed step of a bench: what it was called with, and the run stops there."""
 
