@@ -253,6 +253,9 @@ def test_neighbour_average_stops_at_max_iters():
             neighbour_average(video, known, tol=bad)
     # tol 0 is a tol (run every sweep unless nothing moves), not an error.
     assert torch.equal(neighbour_average(video, known, tol=0.0, max_iters=1), one)
+    for bad in (-1.0, float("nan")):  # taken by the motion-compensated fill, every sweep run
+        with pytest.raises(ValueError, match=r"^tol must be >= 0, got"):
+            motion_compensated_interpolation(video, known, tol=bad)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -349,11 +349,13 @@ def motion_compensated_interpolation(
         ``(C, T, H, W)``: observed entries unchanged, missing ones filled.
 
     Raises:
-        ValueError: as :func:`temporal_interpolation`, ``rounds`` < 1, or frames under 2x2
-            pixels (no flow to estimate) in a clip of more than one frame.
+        ValueError: as :func:`temporal_interpolation`, ``rounds`` < 1, ``tol`` < 0 or NaN, or
+            frames under 2x2 pixels (no flow to estimate) in a clip of more than one frame.
     """
     as_int(rounds, "rounds", minimum=1)
     as_int(max_sweeps, "max_sweeps", minimum=1)
+    if not tol >= 0:  # a NaN or negative tol ran every sweep without a word
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
     video, known = _prepare(video, known)
     x = temporal_interpolation(video, known)
     T = x.shape[1]
