@@ -2518,7 +2518,7 @@ def test_help_and_version_state_no_default(capsys) -> None:
     # Its text names the "defaults" a config is built from, which is no default of its own.
     (["train"], "(the channels and size the data decides stay unset) (default: off)"),
     # A required option is never left out: its help ends where the next option's begins.
-    (["eval", "ood"], "--outliers OUTLIERS .npz with x_test, as --inliers --json FILE"),
+    (["eval", "ood"], "accuracy and ECE) --outliers OUTLIERS .npz with x_test"),
 ])
 def test_a_flag_left_out_reads_off_and_a_required_option_states_no_default(
         capsys, command: list[str], shown: str) -> None:
