@@ -26,6 +26,7 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import (downsample, nearest_known_fill, nearest_upsample,
                                      trilinear_upsample)
 from stgconv.build import task_sampler
+from stgconv.checkpoint import save_checkpoint
 from stgconv.cli import main
 from stgconv.config import TrainConfig, load_config
 from stgconv.data.voxel import load_voxel_shapes
@@ -614,6 +615,21 @@ def test_super_resolve_refuses_a_model_of_another_modality(trained_jem_run: dict
     assert main(["super-resolve", str(trained_jem_run["run"]), str(tmp_path / "low.npy"),
                  "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
     assert "needs a voxel model" in capsys.readouterr().err
+
+
+def test_a_voxel_net_saved_without_its_config_is_named_so(tmp_path: Path, capsys) -> None:
+    """A voxel model a Trainer given no config saved (as examples/voxel_super_resolution.py
+    trains one) holds the defaults' config: it was refused as "a 'texture' model", though its
+    net is a voxel net; the config is what is missing."""
+    energy = tiny_energy(8)
+    save_checkpoint({"config": {}, "model_config": energy.config, "model": energy.state_dict()},
+                    tmp_path / "run" / "checkpoint.pt")
+    np.save(tmp_path / "low.npy", np.zeros((2, 2, 2), np.float32))
+    assert main(["super-resolve", str(tmp_path / "run"), str(tmp_path / "low.npy"),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert re.search(r"the net of .*run takes 3-D \(voxel\) inputs, but its config's data are "
+                     r"'texture' \(the defaults, where a Trainer was given no config\)",
+                     capsys.readouterr().err)
 
 
 def test_eval_classification_of_a_classifier_points_to_eval_ood(trained_jem_run: dict[str, Path],

@@ -59,6 +59,14 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
         CheckpointError: not a checkpoint, or not one of a voxel model.
     """
     energy, config, state = load_model(checkpoint, device=device)
+    if modality_of(config) is not VOXELS and energy.config.get("spatial_dims") == 3:
+        # A voxel net saved by a Trainer given no config, whose config is the defaults: it was
+        # called "a 'texture' model", sending the user to look for another checkpoint.
+        raise CheckpointError(f"the net of {checkpoint} takes 3-D (voxel) inputs, but its "
+                              f"config's data are {config.data.kind!r} (the defaults, where a "
+                              "Trainer was given no config): give the Trainer the run's config "
+                              "(config=stgconv.config.config_to_dict(...), data.kind voxels) to "
+                              "use it with this command, or use it in Python")
     if modality_of(config) is not VOXELS:
         # A classifier's own accuracy is what its user looks for in eval classification.
         elsewhere = ("; a classifier (JEM) model's accuracy and calibration are reported by "
