@@ -1782,7 +1782,9 @@ def resolve_device(name: str) -> torch.device:
     refusal = f"device {name!r} is not a device: use cpu, cuda, cuda:N or auto"
     try:
         device = torch.device(name)
-    except RuntimeError as err:  # torch's message lists every device type it was built for
+    except (RuntimeError, TypeError) as err:
+        # torch's message lists every device type it was built for, or (device=None) the
+        # argument types torch.device takes.
         raise ValueError(refusal) from err
     # torch names more devices than the library runs on: meta, mps, xla ... (and cpu:0) failed
     # later, as a traceback or as a checkpoint "damaged" by the device it was loaded onto.

@@ -792,6 +792,9 @@ def test_resolve_device() -> None:
     assert resolve_device("auto").type == expected
     with pytest.raises(ValueError, match="device 'bogus' is not a device"):
         resolve_device("bogus")
+    # Not torch's TypeError listing the argument types torch.device takes.
+    with pytest.raises(ValueError, match="device None is not a device: use cpu, cuda, cuda:N"):
+        resolve_device(None)
 
 
 @pytest.mark.parametrize("name", ["meta", "mps", "xla", "cpu:0", "cpu:5"])
