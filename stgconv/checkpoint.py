@@ -147,15 +147,22 @@ def load_checkpoint(path: str | Path, *,
 
     Raises:
         ValueError: ``map_location`` is no such device, or one this machine lacks.
-        CheckpointError: the file is missing, damaged, not a checkpoint, or not plain data.
+        CheckpointError: the file is missing, cannot be read, damaged, not a checkpoint, or
+            not plain data.
     """
     # Checked first: torch's reader fails on a device it cannot restore onto as on damaged
     # bytes, so a whole checkpoint loaded onto "cuda" on a CPU machine was called damaged.
     if str(map_location) != "meta":
         map_location = resolve_device(str(map_location))
     path = resolve_checkpoint_path(path)
-    with open(path, "rb") as file:
-        head = file.read(len(ZIP_MAGIC))
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(ZIP_MAGIC))
+    except OSError as err:
+        # A read the system failed (a disk's error, a file of no read permission) was its
+        # reason alone, "[Errno 5] Input/output error", naming no file.
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err} (the "
+                              "system's read failed, not the checkpoint's format)") from err
     if not head:
         raise _damaged(path, "the file is empty")
     if head != ZIP_MAGIC:

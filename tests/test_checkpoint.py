@@ -754,6 +754,17 @@ def test_save_checkpoint_keeps_no_previous_unless_asked(tmp_path: Path) -> None:
     assert load_checkpoint(previous_path(path))["iteration"] == 2
 
 
+def test_a_checkpoint_the_system_fails_to_read_is_named(unreadable_npy: Path) -> None:
+    """A disk's read error was the system's reason alone ("stgconv synthesize: error: [Errno 5]
+    Input/output error"), naming no file."""
+    run = unreadable_npy.parent / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").symlink_to(unreadable_npy)
+    with pytest.raises(CheckpointError, match=r"^cannot read checkpoint .*run/checkpoint\.pt: "
+                                              r"Input/output error \(the system's read failed"):
+        load_model(run, device="cpu")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="shutil.copyfile copies with os.sendfile on Linux only")
 def test_a_full_disk_while_keeping_the_previous_checkpoint_names_that_file(
