@@ -165,6 +165,11 @@ def load_checkpoint(path: str | Path, *,
                               "system's read failed, not the checkpoint's format)") from err
     if not head:
         raise _damaged(path, "the file is empty")
+    if head != ZIP_MAGIC and path.suffix.lower() in (".yaml", ".yml"):
+        # A run's config.yaml given for the run: "damaged, or another kind of file" sent the
+        # user to look for what was wrong with it.
+        raise CheckpointError(f"{path} is a config file (YAML), not a checkpoint: give the run "
+                              f"folder, or the {FILENAME} in it")
     if head != ZIP_MAGIC:
         # Not what torch.save writes: torch's reader would fail on it with a parse error that
         # names a byte (KeyError 101, "Unsupported operand 150"), which tells a user nothing.

@@ -1324,6 +1324,10 @@ FAULTS = {
     "code-executing checkpoint": (["synthesize", "{pickle}"], "refusing to load {pickle}"),
     "not a checkpoint file": (["synthesize", "{image}"],
                               "cannot read checkpoint {image}: it is not a file torch.save wrote"),
+    # Not "damaged, or another kind of file", which sent the user to look for the damage.
+    "a run's config as its checkpoint": (["synthesize", "{texture}/config.yaml"],
+                                         "{texture}/config.yaml is a config file (YAML), not a "
+                                         "checkpoint: give the run folder, or the checkpoint.pt"),
 }
 
 
