@@ -26,7 +26,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import SPECIAL_FILE
+from stgconv.checks import SPECIAL_FILE, check_output
 from stgconv.config import (
     ExperimentConfig,
     UnknownKeys,
@@ -73,12 +73,16 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, *, keep_previous: b
     ``path`` holds a whole checkpoint at every moment, a kill included.
 
     Raises:
+        ValueError: ``path`` is a folder (a path ending in a separator included), or cannot
+            be written as a file: refused before ``state`` is serialized.
         CheckpointError: ``state`` holds other objects (a numpy number in a config, a
             ``Path``), which :func:`load_checkpoint` would refuse: refused here, before any file
             is touched, rather than found on resuming, when every checkpoint of a run would be
             unreadable.
     """
-    path = Path(path)
+    # A run's folder failed with a bare IsADirectoryError once the whole state was serialized,
+    # and "runs/mine/" was written as a file named mine.
+    path = check_output(path, "checkpoint", folder=False)
     # Serialized in memory, then written by Python: torch's own writer reports a full disk as
     # an "enforce fail ... unexpected pos" RuntimeError, Python's as the system's OSError.
     buffer = io.BytesIO()

@@ -754,6 +754,20 @@ def test_save_checkpoint_keeps_no_previous_unless_asked(tmp_path: Path) -> None:
     assert load_checkpoint(previous_path(path))["iteration"] == 2
 
 
+def test_a_folder_given_for_a_checkpoint_to_save_is_refused_before_the_work(tmp_path: Path
+                                                                         ) -> None:
+    """trainer.save(RUN) failed with a bare IsADirectoryError once the state was serialized,
+    and save("runs/mine/") wrote a file named mine."""
+    trainer = Trainer(tiny_energy(0), Langevin(n_steps=1), DataStart(), pattern_images(),
+                      generator=gen(0), config=config_to_dict(ExperimentConfig()))
+    with pytest.raises(ValueError, match=rf"^checkpoint {re.escape(str(tmp_path))} is a folder, "
+                                         r"not a file$"):
+        trainer.save(tmp_path)
+    with pytest.raises(ValueError, match=r"^checkpoint .*mine/ ends in '/', a folder: give"):
+        save_checkpoint({"x": torch.zeros(2)}, f"{tmp_path / 'mine'}/")
+    assert list(tmp_path.iterdir()) == [] and trainer.saved_path is None
+
+
 def test_a_checkpoint_the_system_fails_to_read_is_named(unreadable_npy: Path) -> None:
     """A disk's read error was the system's reason alone ("stgconv synthesize: error: [Errno 5]
     Input/output error"), naming no file."""

@@ -1324,6 +1324,10 @@ FAULTS = {
     "code-executing checkpoint": (["synthesize", "{pickle}"], "refusing to load {pickle}"),
     "not a checkpoint file": (["synthesize", "{image}"],
                               "cannot read checkpoint {image}: it is not a file torch.save wrote"),
+    # Path() drops the final separator: the JSON was written as a file named res.
+    "--json ending in a separator": (["eval", "super-resolution", "--checkpoint", "{voxels}",
+                                      "--shapes", "{shapes}", "--json", "{tmp}/res/"],
+                                     "--json {tmp}/res/ ends in '/', a folder: give the path of a file"),
     # Not "damaged, or another kind of file", which sent the user to look for the damage.
     "a run's config as its checkpoint": (["synthesize", "{texture}/config.yaml"],
                                          "{texture}/config.yaml is a config file (YAML), not a "

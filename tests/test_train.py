@@ -685,6 +685,9 @@ def test_a_checkpoint_path_that_is_a_folder_is_refused_before_the_first_step(tmp
     with pytest.raises(ValueError, match=rf"^checkpoint_path {re.escape(str(tmp_path))} is a "
                                          r"folder, not a file$"):
         trainer.fit(2, checkpoint_path=tmp_path, progress=False)
+    # Path() drops a final separator: "runs/new/" was trained into a file named new.
+    with pytest.raises(ValueError, match=r"^checkpoint_path .*new/ ends in '/', a folder"):
+        trainer.fit(2, checkpoint_path=f"{tmp_path / 'new'}/", progress=False)
     assert trainer.iteration == 0 and list(tmp_path.iterdir()) == []
 
 
