@@ -193,6 +193,13 @@ def load_checkpoint(path: str | Path, *,
             f"refusing to load {path}: it holds objects other than tensors and plain data "
             f"(a checkpoint must load without executing code): {refused}"
         ) from err
+    except (MemoryError, torch.OutOfMemoryError) as err:
+        # Not damage, as below: a busy GPU's whole checkpoint was called damaged, and the way
+        # back offered (its checkpoint_previous.pt copied over it) would have replaced it.
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"cannot load checkpoint {path} onto {map_location}: out of "
+                              f"memory ({reason}); free memory there, or load it onto another "
+                              "device") from err
     # A damaged file can fail anywhere in torch's reader (IndexError, KeyError, ...): whatever
     # the parse error, the answer is the same.
     except Exception as err:  # noqa: BLE001

@@ -768,6 +768,29 @@ def test_a_folder_given_for_a_checkpoint_to_save_is_refused_before_the_work(tmp_
     assert list(tmp_path.iterdir()) == [] and trainer.saved_path is None
 
 
+@pytest.mark.parametrize(("error", "reason"), [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore advice"),
+     "CUDA out of memory. Tried to allocate 2.00 GiB"),
+    (MemoryError(), "MemoryError"),
+])
+def test_a_checkpoint_that_does_not_fit_in_memory_is_not_called_damaged(
+        tmp_path: Path, monkeypatch, error: Exception, reason: str) -> None:
+    """Loaded onto a busy GPU, a whole checkpoint was "damaged or truncated", and the message
+    offered to copy checkpoint_previous.pt over it."""
+    path = save_checkpoint({"x": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    save_checkpoint({"x": torch.ones(2)}, path, keep_previous=True)
+
+    def no_memory(*_: object, **__: object) -> None:
+        raise error
+
+    monkeypatch.setattr(torch, "load", no_memory)
+    with pytest.raises(CheckpointError) as failure:
+        load_checkpoint(path)
+    assert str(failure.value) == (f"cannot load checkpoint {path} onto cpu: out of memory "
+                                  f"({reason}); free memory there, or load it onto another "
+                                  "device")
+
+
 def test_a_checkpoint_the_system_fails_to_read_is_named(unreadable_npy: Path) -> None:
     """A disk's read error was the system's reason alone ("stgconv synthesize: error: [Errno 5]
     Input/output error"), naming no file."""
