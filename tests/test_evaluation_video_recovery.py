@@ -1077,9 +1077,13 @@ def test_a_clip_of_no_file_is_written_at_the_configs_rate(clip: Path, tmp_path: 
     task = importlib.import_module("stgconv.tasks.recover_video")
     config = quick_config("recovery.init=temporal_interpolation", "recovery.holdout=0",
                           "data.fps=7")
-    task.recover_video(config, "my clip", "region:12", frames=12, size=32,
-                       clip=load_video(clip, n_frames=12, size=32), out_dir=tmp_path)
+    report = task.recover_video(config, "my clip", "region:12", frames=12, size=32,
+                                clip=load_video(clip, n_frames=12, size=32), out_dir=tmp_path)
     assert frame_rate(tmp_path / "recovered.mp4") == 7
+    # The config the outputs were written by, as their config.yaml says (eval recovery's JSON
+    # named the config's own out_dir, where nothing was written).
+    assert report["config"] == load_config(tmp_path / "config.yaml")
+    assert report["config"].out_dir == str(tmp_path)
 
 
 @pytest.mark.parametrize("config", [str(QUICK_RECOVERY_CONFIG), {"seed": 0}, None])

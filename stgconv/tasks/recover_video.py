@@ -244,8 +244,10 @@ def recover_video(
         "config": _as_run(config, truth, video=video),
     }
     if out_dir is not None:
-        _save(out_dir, replace(report["config"], out_dir=str(out_dir)), report, result,
-              video=video, mask=mask, fps=fps)
+        # The config the outputs were written by, in report as in their config.yaml: eval
+        # recovery's JSON named the config's own out_dir, where nothing was written.
+        report["config"] = replace(report["config"], out_dir=str(out_dir))
+        _save(out_dir, report["config"], report, result, video=video, mask=mask, fps=fps)
     return report
 
 
