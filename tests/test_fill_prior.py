@@ -314,7 +314,7 @@ def test_fill_prior_reports_the_mean_of_its_last_100_losses(tmp_path: Path, monk
     monkeypatch.setattr(FILL_PRIOR_TASK, "fill_prior", fixed_losses)
     train_fill_prior([two_window_clip(tmp_path)], tmp_path / "p.pt",
                      **{**PRIOR, "masks": ["missing_frames:0.5"]})
-    assert (f"2 examples (1 masks) from 1 video; final loss {final};"
+    assert (f"2 examples (1 mask) from 1 video; final loss {final};"
             in capsys.readouterr().out)
 
 

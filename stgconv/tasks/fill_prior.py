@@ -134,8 +134,8 @@ def train_fill_prior(
     net = net.cpu()
     path = save_fill_prior(net, list(fills), out,
                            trained_on=[Path(video).name for video in videos])
-    print(f"{len(examples)} examples ({len(masks)} masks) from {len(videos)} "
-          f"video{'s' if len(videos) != 1 else ''}; "
+    print(f"{len(examples)} examples ({len(masks)} mask{'s' if len(masks) != 1 else ''}) from "
+          f"{len(videos)} video{'s' if len(videos) != 1 else ''}; "
           f"final loss {sum(losses[-100:]) / len(losses[-100:]):.4f}; "
           f"{time.process_time() - started:.0f} CPU s")
     return path
