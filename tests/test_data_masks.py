@@ -177,7 +177,8 @@ def test_npy_masks_are_read_in_the_video_layout(tmp_path):
              r"shape \(1, 2, 3, 4, 5\); expected \(H, W\) .*, \(T, H, W\) or \(C, T, H, W\)"),
             ("bad.npy", missing * 3, r"only 0 .* and 1 .*found values 0, 3"),
             # A mask drawn as an 8-bit picture: 255 is no "missing".
-            ("picture.npy", missing * 255, r"only 0 .* and 1 .*found values 0, 255")]:
+            ("picture.npy", missing * 255, r"only 0 .* and 1 .*found values 0, 255 \(an "
+                                           r"8-bit picture's 0 and 255: save mask / 255\)$")]:
         np.save(tmp_path / name, array)
         with pytest.raises(ValueError, match=message):
             load_mask(tmp_path / name)

@@ -206,8 +206,11 @@ def _observed(missing: np.ndarray, name: str) -> np.ndarray:
     values = np.unique(missing)
     if not np.isin(values, (0, 1)).all():
         shown = ", ".join(str(v) for v in values[:10])
+        # A mask saved from an 8-bit picture holds 0 and 255: the fix is one division.
+        levels = (" (an 8-bit picture's 0 and 255: save mask / 255)"
+                  if np.isin(values, (0, 255)).all() else "")
         raise ValueError(f"{name} must hold only 0 (observed) and 1 (missing); "
-                         f"found values {shown}")
+                         f"found values {shown}{levels}")
     return np.ascontiguousarray(missing == 0)
 
 
