@@ -527,7 +527,9 @@ def test_recover_shape_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys)
         ("shape.npy", "all.npy", "every voxel as observed"),
         ("shape.npy", "none.npy", "no voxel as observed"),
         ("shape.npy", "twos.npy", r"twos\.npy: expected binary occupancy \{0, 1\}.*e\.g\. 2\)$"),
-        ("big.npy", "big_known.npy", r"\(N, 16, 16, 16\)"),
+        # Named among the files: "the shapes are 20^3 grids" said not which.
+        ("big.npy", "big_known.npy", r"big\.npy holds 20\^3 grids; this model takes "
+                                     r"\(N, 16, 16, 16\)"),
         ("shape.npy", "missing.npy", "missing.npy"),
     ]
     for shape, known, message in cases:

@@ -164,11 +164,14 @@ def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kno
     return x + offset
 
 
-def check_fits(side: int, size: int) -> None:
-    """Raise ``ValueError`` for shapes of ``side^3`` larger than the model's ``size^3`` grid."""
+def check_fits(side: int, size: int, source: str | Path | None = None) -> None:
+    """Raise ``ValueError`` for shapes of ``side^3`` (read from the file ``source``, which the
+    message names) larger than the model's ``size^3`` grid."""
     if side > size:
-        raise ValueError(f"the shapes are {side}^3 grids; this model takes (N, {size}, {size}, "
-                         f"{size}) (smaller grids are padded)")
+        held = f"the shapes are {side}^3 grids" if source is None else (
+            f"{source} holds {side}^3 grids")
+        raise ValueError(f"{held}; this model takes (N, {size}, {size}, {size}) (smaller grids "
+                         "are padded)")
 
 
 def on_model_grid(method: Callable[[Tensor, Tensor], Tensor], observed: Tensor, known: Tensor,
@@ -287,6 +290,7 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
     grids, mask = (grids[None], mask[None]) if grids.ndim == 3 else (grids, mask)
     if len(grids) == 0:
         raise ValueError(f"{source} holds no grids: nothing to recover")
+    check_fits(grids.shape[-1], grid_side(energy), source)  # among many files, which one
     observed_mask = to_tensor(mask) > 0.5
     if not observed_mask.flatten(1).any(1).all():
         raise ValueError(f"{known} marks no voxel as observed in some shape: nothing to "
