@@ -51,7 +51,8 @@ def reconstruct(
 
     Writes ``reconstruction.png`` (target | reconstruction) and ``reconstruction.json`` into
     ``out_dir``: ``mse`` before each iteration's step, ``mse_first`` that of the start and
-    ``mse_last`` that of the reconstruction written (after the last step).
+    ``mse_last`` that of the reconstruction written (after the last step), mean squared errors
+    of pixels in the models' [-1, 1] (x 127.5^2 for grey levels 0-255).
     """
     seed = check_seed(seed)
     energy, config, state = _image_model(checkpoint, device)
