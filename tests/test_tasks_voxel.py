@@ -28,7 +28,7 @@ from stgconv.baselines.voxel import (downsample, nearest_known_fill, nearest_ups
 from stgconv.build import task_sampler
 from stgconv.checkpoint import save_checkpoint
 from stgconv.cli import main
-from stgconv.config import TrainConfig, load_config
+from stgconv.config import TrainConfig, config_to_dict, load_config
 from stgconv.data.voxel import load_voxel_shapes
 from stgconv.io.mesh import voxelize_file
 from stgconv.energy.base import ConvNetEnergy
@@ -632,6 +632,21 @@ def test_a_voxel_net_saved_without_its_config_is_named_so(tmp_path: Path, capsys
     assert re.search(r"the net of .*run takes 3-D \(voxel\) inputs, but its config's data are "
                      r"'texture' \(the defaults, where a Trainer was given no config\)",
                      capsys.readouterr().err)
+
+
+def test_a_video_model_with_its_config_is_named_a_video_model(tmp_path: Path, capsys) -> None:
+    """A video model's net is 3-D as a voxel net is: one saved with its config was called a
+    voxel net saved "where a Trainer was given no config", which its config is not."""
+    energy = tiny_energy(8)
+    config = config_to_dict(load_config(None, ["data.kind=video", "model.arch=st_small"]))
+    save_checkpoint({"config": config, "model_config": energy.config,
+                     "model": energy.state_dict()}, tmp_path / "run" / "checkpoint.pt")
+    np.save(tmp_path / "low.npy", np.zeros((2, 2, 2), np.float32))
+    assert main(["super-resolve", str(tmp_path / "run"), str(tmp_path / "low.npy"),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a 'video' model; this task needs a voxel model" in err
+    assert "given no config" not in err
 
 
 def test_eval_classification_of_a_classifier_points_to_eval_ood(trained_jem_run: dict[str, Path],

@@ -59,9 +59,11 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
         CheckpointError: not a checkpoint, or not one of a voxel model.
     """
     energy, config, state = load_model(checkpoint, device=device)
-    if modality_of(config) is not VOXELS and energy.config.get("spatial_dims") == 3:
+    if (modality_of(config) is not VOXELS and not state.get("config")
+            and energy.config.get("spatial_dims") == 3):
         # A voxel net saved by a Trainer given no config, whose config is the defaults: it was
-        # called "a 'texture' model", sending the user to look for another checkpoint.
+        # called "a 'texture' model", sending the user to look for another checkpoint. Only
+        # then: a video model's net is 3-D too, and its config says what it is.
         raise CheckpointError(f"the net of {checkpoint} takes 3-D (voxel) inputs, but its "
                               f"config's data are {config.data.kind!r} (the defaults, where a "
                               "Trainer was given no config): give the Trainer the run's config "
