@@ -124,9 +124,13 @@ class World:
                              "system, or identical copies)")
 
 
-def digest(data: bytes) -> int:
+def digest(data: bytes | Tensor) -> int:
     """A 63-bit digest of ``data`` (SHA-256's first bytes), for :meth:`World.check_same` to
-    compare what the processes read without sending it."""
+    compare what the processes read without sending it. A tensor's values are hashed in its
+    own memory (a copy on the CPU where it lies elsewhere): as bytes, a whole data set was
+    copied once more in every process."""
+    if isinstance(data, Tensor):
+        data = data.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "little") >> 1
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -263,6 +264,23 @@ def test_processes_that_read_other_settings_or_examples_are_stopped(monkeypatch,
             check()
     assert digest(b"a") == digest(b"a") != digest(b"b")
     assert 0 <= digest(b"a") < 2**63
+
+
+def test_a_tensors_digest_is_of_its_values_without_a_copy_of_them() -> None:
+    """The examples' digest took their bytes, a copy of the whole data set in every process;
+    a tensor is hashed in its own memory, as its bytes would be, whatever its dtype."""
+    values = torch.arange(1 << 20, dtype=torch.float32).reshape(256, 4096)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        hashed = digest(values)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert hashed == digest(values.numpy().tobytes())
+    assert peak < values.numel() * values.element_size() // 8, peak
+    assert digest(values.t()) == digest(values.t().contiguous().numpy().tobytes())
+    assert digest(values.bfloat16()) != digest(values.half())
 
 
 def test_rank_0_alone_is_the_main_process() -> None:

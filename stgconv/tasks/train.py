@@ -587,7 +587,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                           "iteration resumed from": trainer.iteration},
                          digests={"settings": digest(json.dumps(settings, sort_keys=True)
                                                      .encode()),
-                                  "example values": digest(observed.cpu().numpy().tobytes())})
+                                  "example values": digest(observed)})
     if replace_old_run is not None:  # the new run has started: the old one goes now, not before
         replace_old_run()
     # A resumed run writes these only once it has saved a checkpoint, so that a resume that
