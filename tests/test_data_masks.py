@@ -307,6 +307,20 @@ def test_an_animated_image_mask_is_refused_naming_the_layout_of_a_mask_per_frame
         load_mask(tmp_path / "m.gif", frames=3)
 
 
+def test_a_multi_page_tiff_mask_with_a_page_pillow_cannot_decode_is_refused_naming_it(
+        tmp_path):
+    """A TIFF of two pages, one in a layout Pillow does not decode (1-bit
+    PhotometricInterpretation 4), refused by read_image as a multi-page file, then failed with
+    a bare SyntaxError ('unknown pixel mode') from the mask's test for an animation."""
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.full((8, 8), 200, np.uint8))
+        tif.write(np.ones((8, 8), bool), photometric=4)
+    with pytest.raises(ValueError, match=r"pages\.tif: it holds 2 frames"):
+        load_mask(path, frames=3, size=(8, 8))
+
+
 def test_a_mask_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy):
     with pytest.raises(ValueError, match=r"unreadable\.npy: not a numeric \.npy array "
                                          r"\(\[Errno 5\]"):

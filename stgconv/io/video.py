@@ -324,8 +324,11 @@ def is_animated(path: Path) -> bool:
     try:
         with Image.open(path) as image:
             return getattr(image, "n_frames", 1) > 1
-    except (OSError, ValueError, Image.DecompressionBombError):  # not an OSError: Pillow's
-        return False  # guard on pixel count; reading it as a frame names the problem
+    # DecompressionBombError is no OSError: Pillow's guard on pixel count; SyntaxError, a TIFF
+    # page of a layout Pillow does not decode, which its count of frames sets up. Reading the
+    # file as a frame names the problem.
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
 
 
 def _read_folder(
