@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import pickle
 import shutil
 import threading
@@ -73,16 +74,22 @@ def save_checkpoint(state: dict[str, Any], path: str | Path, *, keep_previous: b
     ``path`` holds a whole checkpoint at every moment, a kill included.
 
     Raises:
-        ValueError: ``path`` is a folder (a path ending in a separator included), or cannot
-            be written as a file: refused before ``state`` is serialized.
+        ValueError: ``path`` is a folder (a path ending in a separator included): refused
+            before ``state`` is serialized.
+        WriteError: the file could not be written (nothing is left at ``path`` but the
+            checkpoint that was there).
         CheckpointError: ``state`` holds other objects (a numpy number in a config, a
             ``Path``), which :func:`load_checkpoint` would refuse: refused here, before any file
             is touched, rather than found on resuming, when every checkpoint of a run would be
             unreadable.
     """
     # A run's folder failed with a bare IsADirectoryError once the whole state was serialized,
-    # and "runs/mine/" was written as a file named mine.
-    path = check_output(path, "checkpoint", folder=False)
+    # and "runs/mine/" was written as a file named mine: check_output's refusals of those, not
+    # its probe of the folder, which at every save of a run turned a disk refusing new files
+    # part-way into a ValueError (exit 2) where the write's own WriteError (exit 1) says it.
+    if Path(path).is_dir() or (isinstance(path, str) and path.endswith(("/", os.sep))):
+        check_output(path, "checkpoint", folder=False)
+    path = Path(path)
     # Serialized in memory, then written by Python: torch's own writer reports a full disk as
     # an "enforce fail ... unexpected pos" RuntimeError, Python's as the system's OSError.
     buffer = io.BytesIO()

@@ -791,6 +791,18 @@ def test_a_checkpoint_that_does_not_fit_in_memory_is_not_called_damaged(
                                   "device")
 
 
+def test_a_save_is_not_a_probe_of_its_folder(tmp_path: Path, monkeypatch) -> None:
+    """save_checkpoint ran check_output's probe of the folder (a file made and removed) at
+    every save of a run, so a disk refusing new files part-way was a ValueError (exit 2), where
+    the write's own WriteError (exit 1) says what failed; the save itself is the probe."""
+    def refused(*_: object, **__: object) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("stgconv.checks.tempfile.TemporaryFile", refused)
+    save_checkpoint({"x": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    assert torch.equal(load_checkpoint(tmp_path / "checkpoint.pt")["x"], torch.zeros(2))
+
+
 def test_a_checkpoint_the_system_fails_to_read_is_named(unreadable_npy: Path) -> None:
     """A disk's read error was the system's reason alone ("stgconv synthesize: error: [Errno 5]
     Input/output error"), naming no file."""
