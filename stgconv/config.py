@@ -1302,7 +1302,12 @@ C = TypeVar("C")
 
 
 class UnknownKeys(ValueError):
-    """A config holds keys that no section of this stgconv has."""
+    """A config holds keys that no section of this stgconv has: ``keys``, dotted as
+    ``train.lrr`` or ``multigrid.grids[1].bogus``."""
+
+    def __init__(self, message: str, keys: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.keys = list(keys)
 
 
 # Settings an earlier stgconv had and this one has withdrawn: dotted key -> (what became of it,
@@ -1344,10 +1349,9 @@ def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") ->
         raise WithdrawnSetting(withdrawn[0])
     if unknown:
         where = f" in section '{prefix.rstrip('.')}'" if prefix else ""
-        raise UnknownKeys(
-            f"unknown config key(s) {', '.join(prefix + str(k) for k in unknown)}{where}; "
-            f"valid keys: {', '.join(sorted(names))}"
-        )
+        keys = [prefix + str(k) for k in unknown]
+        raise UnknownKeys(f"unknown config key(s) {', '.join(keys)}{where}; "
+                          f"valid keys: {', '.join(sorted(names))}", keys)
     kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
     return cls(**kwargs)
 
@@ -1657,8 +1661,19 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     data = read_yaml(path) if path is not None else {}
     if saved:
         data = without_unread_settings(data, str(path), overrides, values)
-    data = apply_overrides(data, overrides, values)
-    config = config_from_dict(ExperimentConfig, _inherit_grid_samplers(data))
+    given = apply_overrides(data, overrides, values)
+    try:
+        config = config_from_dict(ExperimentConfig, _inherit_grid_samplers(given))
+    except UnknownKeys as err:
+        # "unknown config key(s) bogus" left the user to find which of the file (a run's
+        # hand-edited config.yaml, say) and the --set overrides held it.
+        in_file = any(_source_holds_key(data, key) for key in err.keys)
+        setting = [text for text in overrides if any(
+            _source_holds_key(_override_as_dict(text), key) for key in err.keys)]
+        sources = [f"config file {path}"] * in_file + [f"--set {text}" for text in setting]
+        if not sources:  # a withdrawn setting, named as such, or a key of the command's own
+            raise
+        raise UnknownKeys(f"{' and '.join(sources)}: {err}", err.keys) from err
     learned = config.recovery.learned
     prior = None if learned.prior is None else expand_home(learned.prior)
     return dataclasses.replace(
@@ -1666,6 +1681,34 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
         data=dataclasses.replace(config.data, path=expand_home(config.data.path)),
         recovery=dataclasses.replace(config.recovery,
                                      learned=dataclasses.replace(learned, prior=prior)))
+
+
+def _holds_key(data: Any, key: str) -> bool:
+    """Whether nested ``data`` holds the dotted ``key`` (``train.lrr``, a list's entry by its
+    index: ``multigrid.grids.1.bogus``; a key YAML read as a number may hold a dot itself, as
+    ``train.0.001``)."""
+    entries = (enumerate(data) if isinstance(data, list) else
+               data.items() if isinstance(data, dict) else [])
+    for name, value in entries:
+        if not key.startswith(str(name)):
+            continue
+        rest = key[len(str(name)):]
+        if rest == "" or rest.startswith(".") and _holds_key(value, rest[1:]):
+            return True
+    return False
+
+
+def _override_as_dict(override: str) -> dict[str, Any]:
+    """``"train.lr=0.1"`` as ``{"train": {"lr": 0.1}}``."""
+    path, value = parse_override(override)
+    for name in reversed(path):
+        value = {name: value}
+    return value
+
+
+def _source_holds_key(data: Any, key: str) -> bool:
+    """:func:`_holds_key` for ``key`` as an error names it (``multigrid.grids[1].bogus``)."""
+    return _holds_key(data, re.sub(r"\[(\d+)\]", r".\1", key))
 
 
 def without_unread_settings(data: Any, source: str, overrides: Sequence[str] = (),

@@ -236,6 +236,23 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
         load_config(write(tmp_path, "sampler:\n  n_step: 3\n"))
 
 
+@pytest.mark.parametrize("text, overrides, source", [
+    ("sampler:\n  n_step: 3\n", ["train.lr=0.1"], r"config file \S+c\.yaml"),
+    ("train:\n  lr: 0.1\n", ["sampler.n_step=3", "train.lr=0.2"],
+     r"--set sampler\.n_step=3"),
+    ("train:\n  lr: 0.1\n", ["sampler={n_step: 3}"], r"--set sampler=\{n_step: 3\}"),
+    ("sampler:\n  n_step: 3\n", ["sampler={n_step: 3, bogus: 1}"],
+     r"config file \S+c\.yaml and --set sampler=\{n_step: 3, bogus: 1\}"),
+])
+def test_unknown_key_names_its_source(tmp_path: Path, text: str, overrides: list[str],
+                                      source: str) -> None:
+    """"unknown config key(s) bogus" did not say whether the file (a hand-edited config.yaml)
+    or a --set held it."""
+    keys = r"(sampler\.bogus, )?sampler\.n_step"
+    with pytest.raises(ValueError, match=rf"^{source}: unknown config key\(s\) {keys} "):
+        load_config(write(tmp_path, text), overrides)
+
+
 @pytest.mark.parametrize("text, message", [
     # PyYAML keeps the last of a repeated key: the first section's lr and n_iterations vanished.
     ("train:\n  lr: 0.1\n  n_iterations: 7\ntrain:\n  batch_size: 4\n",
