@@ -23,12 +23,13 @@ from typing import Any, Callable, Sequence, get_args
 import torch
 
 from stgconv import tasks
-from stgconv.checkpoint import FILENAME, CheckpointError
+from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint
 from stgconv.checks import FLOAT32_MAX, check_output, check_seed
 from stgconv.config import (
     QUICK_RECOVERY_CONFIG,
     ExperimentConfig,
     apply_overrides,
+    config_from_settings,
     config_to_dict,
     config_yaml,
     expand_home,
@@ -36,6 +37,7 @@ from stgconv.config import (
     parse_override,
     read_yaml,
     resolve_device,
+    without_unread_settings,
 )
 from stgconv.console import tell
 from stgconv.data.voxel import cache_up_axis
@@ -129,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run folder's checkpoint (without a config file: "
-                        "with the run's own config.yaml; a config file must match it)")
+                        "with the run's own config.yaml, or the settings the checkpoint holds "
+                        "where that is gone; a config file must match it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in the run folder (its files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -380,8 +383,9 @@ def _out_dir_overrides(args: argparse.Namespace) -> list[object]:
 
 
 def _train_config(args: argparse.Namespace) -> str | Path | None:
-    """The YAML file train starts from: the one given, else for --resume the run's own
-    config.yaml (the defaults would train it on other data), else none (the defaults)."""
+    """The file whose settings train starts from: the YAML file given, else for --resume the
+    run's own config.yaml (the defaults would train it on other data), or its checkpoint
+    where that is gone (:func:`_checkpoint_config`), else none (the defaults)."""
     if args.config is not None or not args.resume:
         return args.config
     # The folder as train will see it: --out, else a --set out_dir=..., else the default's
@@ -399,11 +403,34 @@ def _train_config(args: argparse.Namespace) -> str | Path | None:
         raise FileNotFoundError(f"--resume continues the run in a folder: name it with --out RUN "
                                 f"(or give RUN/config.yaml); there is no {folder} here, the "
                                 "default out_dir")
-    if not saved.is_file() and (out / "checkpoint.pt").is_file():
-        # The defaults would train the run on other data, or refuse it for another network.
-        raise FileNotFoundError(f"{saved} not found: --resume without a config file reads the "
-                                "run's own; give the run's config file")
+    checkpoint = out / FILENAME
+    if saved.is_file() and checkpoint.is_file() and not read_yaml(saved):
+        # Read as the defaults, it was refused as "holds another network ... resume with the
+        # run's own config.yaml", the empty file named as the remedy.
+        raise ValueError(f"{saved} is empty, where a run's config.yaml holds all its settings: "
+                         f"remove it to resume from the settings {checkpoint} holds (written "
+                         "back at its first save), or give the run's config file")
+    if not saved.is_file() and checkpoint.is_file():
+        # The checkpoint holds the run's resolved settings, as its config.yaml did; the
+        # defaults would train the run on other data, or refuse it for another network.
+        return checkpoint
     return saved if saved.is_file() else None
+
+
+def _checkpoint_config(checkpoint: Path, args: argparse.Namespace, values: dict[str, str]
+                       ) -> ExperimentConfig:
+    """The config that ``train --resume`` continues the run of ``checkpoint`` with, its
+    config.yaml gone: the settings the checkpoint holds, under ``--set`` and ``values``.
+    The resume writes them back to config.yaml at its first save."""
+    settings = load_checkpoint(checkpoint, map_location="meta").get("config")
+    if not isinstance(settings, dict):  # a Trainer of a program's own module saves none
+        raise FileNotFoundError(f"{checkpoint.parent / 'config.yaml'} not found, and {checkpoint} "
+                                "holds no settings: give the run's config file")
+    source = f"checkpoint {checkpoint}'s config"
+    # Its out_dir is where the run was trained, not the folder --resume found it in.
+    values = {**values, "out_dir": str(checkpoint.parent)}
+    return config_from_settings(without_unread_settings(settings, source, args.overrides, values),
+                                source, args.overrides, values)
 
 
 def _check_config_of_another_run(config: ExperimentConfig, args: argparse.Namespace,
@@ -715,9 +742,12 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
         # Paths as typed: as YAML, "--out 2024" was a number and "--out 'run #2'" wrote to run.
         values = {key: value for key, value in (("data.path", args.data), ("out_dir", args.out),
                                                 ("device", args.device)) if value is not None}
-        # Without CONFIG, --resume reads the run's own config.yaml.
-        config = load_config(_train_config(args), args.overrides, values,
-                             saved=args.resume and args.config is None)
+        # Without CONFIG, --resume reads the run's own config.yaml, or its checkpoint's.
+        source = _train_config(args)
+        config = (_checkpoint_config(source, args, values) if args.config is None and args.resume
+                  and source is not None and Path(source).name == FILENAME else
+                  load_config(source, args.overrides, values,
+                              saved=args.resume and args.config is None))
         if args.resume and args.config is not None:
             _check_config_of_another_run(config, args, values)
             _check_resumed_config(config, args, values)

@@ -1661,16 +1661,25 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     data = read_yaml(path) if path is not None else {}
     if saved:
         data = without_unread_settings(data, str(path), overrides, values)
+    return config_from_settings(data, None if path is None else str(path), overrides, values)
+
+
+def config_from_settings(data: dict[str, Any], source: str | None,
+                         overrides: Sequence[str] = (),
+                         values: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """:func:`load_config` of the settings ``data`` (a nested dict, as a config file holds
+    them), which its messages call ``source`` (a file's path, ``"checkpoint RUN/checkpoint.pt's
+    config"``; ``None``: the defaults, ``data`` empty)."""
     given = apply_overrides(data, overrides, values)
     try:
         config = config_from_dict(ExperimentConfig, _inherit_grid_samplers(given))
     except UnknownKeys as err:
         # "unknown config key(s) bogus" left the user to find which of the file (a run's
         # hand-edited config.yaml, say) and the --set overrides held it.
-        in_file = any(_source_holds_key(data, key) for key in err.keys)
+        in_data = any(_source_holds_key(data, key) for key in err.keys)
         setting = [text for text in overrides if any(
             _source_holds_key(_override_as_dict(text), key) for key in err.keys)]
-        sources = [f"config file {path}"] * in_file + [f"--set {text}" for text in setting]
+        sources = [str(source)] * in_data + [f"--set {text}" for text in setting]
         if not sources:  # a withdrawn setting, named as such, or a key of the command's own
             raise
         raise UnknownKeys(f"{' and '.join(sources)}: {err}", err.keys) from err

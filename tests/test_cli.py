@@ -131,12 +131,23 @@ def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> No
                                f"out_dir={run}", "--resume", "--quiet"], capsys)
     assert code == 0, err
     assert load_checkpoint(run)["iteration"] == 5
-    # A run whose config.yaml is gone is not resumed from the defaults.
-    (run / "config.yaml").unlink()
-    code, out, err = run_main(["train", "--set", "train.n_iterations=6", "--out", str(run),
-                               "--resume", "--quiet"], capsys)
-    assert code == 2 and "config.yaml not found: --resume without a config file" in err, err
+    # An emptied config.yaml is named, not read as the defaults (refused as "another network
+    # ... resume with the run's own config.yaml", the empty file).
+    written = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text("")
+    resume = ["train", "--set", "train.n_iterations=6", "--out", str(run), "--resume", "--quiet"]
+    code, out, err = run_main(resume, capsys)
+    assert code == 2 and f"{run / 'config.yaml'} is empty" in err, err
+    assert f"remove it to resume from the settings {run / 'checkpoint.pt'} holds" in err, err
     assert load_checkpoint(run)["iteration"] == 5
+    # A run whose config.yaml is gone resumes with the settings its checkpoint holds, not the
+    # defaults (it was refused, the checkpoint's settings not mentioned), and writes them back.
+    (run / "config.yaml").unlink()
+    code, out, err = run_main(resume, capsys)
+    assert code == 0, err
+    assert load_checkpoint(run)["iteration"] == 6
+    assert (run / "config.yaml").read_text() == written.replace("n_iterations: 5",
+                                                                "n_iterations: 6")
 
 
 def test_print_config_shows_what_train_would_run_and_writes_nothing(

@@ -237,12 +237,12 @@ def test_unknown_key_in_yaml(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, overrides, source", [
-    ("sampler:\n  n_step: 3\n", ["train.lr=0.1"], r"config file \S+c\.yaml"),
+    ("sampler:\n  n_step: 3\n", ["train.lr=0.1"], r"\S+c\.yaml"),
     ("train:\n  lr: 0.1\n", ["sampler.n_step=3", "train.lr=0.2"],
      r"--set sampler\.n_step=3"),
     ("train:\n  lr: 0.1\n", ["sampler={n_step: 3}"], r"--set sampler=\{n_step: 3\}"),
     ("sampler:\n  n_step: 3\n", ["sampler={n_step: 3, bogus: 1}"],
-     r"config file \S+c\.yaml and --set sampler=\{n_step: 3, bogus: 1\}"),
+     r"\S+c\.yaml and --set sampler=\{n_step: 3, bogus: 1\}"),
 ])
 def test_unknown_key_names_its_source(tmp_path: Path, text: str, overrides: list[str],
                                       source: str) -> None:
