@@ -8,6 +8,7 @@ import os
 import pickle
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -384,6 +385,16 @@ def test_load_voxel_shapes_from_every_source(cache: Path, tree: Path, tmp_path: 
                                                    f"than the side {R - 1} they are padded to "
                                                    "(pad_to, a model's data.size)")):
         load_voxel_shapes(cache, max_shapes=3, pad_to=R - 1)
+    # Shapes much smaller than the side asked (a voxel config without data.size padded every
+    # grid to the default 64^3 without a word), named with the setting; a few voxels' padding
+    # (30 -> 32 for ModelNet10) is as the shapes are meant to be trained.
+    with pytest.warns(UserWarning, match=re.escape(
+            f"the shapes in {cache} are {R}^3, padded with empty voxels to {2 * R}^3 (pad_to, "
+            f"a model's data.size): 8 times the voxels; set data.size: {R} to train")):
+        assert load_voxel_shapes(cache, max_shapes=1, pad_to=2 * R).shape == (1, 1, *[2 * R] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_voxel_shapes(cache, max_shapes=1, pad_to=2 * R - 1)
 
     # A folder of voxel files, several formats, natural name order, category prefixes.
     folder = tmp_path / "voxels"

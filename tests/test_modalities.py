@@ -352,7 +352,8 @@ def test_voxel_data_keeps_the_categories_and_count_asked_for_padded_to_the_size(
         np.save(folder / f"{name}.npy", np.full((2, 2, 2), i / 4, np.float32))
     data = DataConfig(kind="voxels", path=str(folder), size=4, categories=("chair",),
                       max_images=2)
-    shapes = VOXELS.load(data)
+    with pytest.warns(UserWarning, match=r"are 2\^3, padded .* set data\.size: 2 to train"):
+        shapes = VOXELS.load(data)
     assert shapes.shape == (2, 1, 4, 4, 4)
     assert shapes[:, 0, 1:3, 1:3, 1:3].flatten(1).max(1).values.tolist() == [0.25, 0.5]
     assert shapes[:, :, 0].sum() == 0  # the border of the padding

@@ -554,6 +554,13 @@ def load_voxel_shapes(
     if pad_to is not None and side > pad_to:  # pad_grids' own refusal named neither
         raise ValueError(f"the shapes in {path} are {side}^3, larger than the side {pad_to} "
                          f"they are padded to (pad_to, a model's data.size)")
+    if pad_to is not None and pad_to >= 2 * side:
+        # A voxel config without data.size padded 4^3 or 32^3 grids to the default 64^3
+        # without a word: mostly empty space, trained on at 8 times the cost or more.
+        warnings.warn(f"the shapes in {path} are {side}^3, padded with empty voxels to "
+                      f"{pad_to}^3 (pad_to, a model's data.size): {(pad_to / side) ** 3:.0f} "
+                      f"times the voxels; set data.size: {side} to train at their own side",
+                      stacklevel=2)
     return batch if pad_to is None else pad_grids(batch, pad_to)
 
 
