@@ -11,6 +11,7 @@ config stored beside its weights.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import io
 import os
 import pickle
@@ -37,7 +38,7 @@ from stgconv.config import (
     spatial_dims,
     without_unread_settings,
 )
-from stgconv.energy import build_from_config
+from stgconv.energy import build_from_config, energy_builder
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.energy.compose import PRODUCT_KEY
@@ -487,6 +488,8 @@ def _energy(state: dict[str, Any], checkpoint: str | Path
         raise CheckpointError(f"checkpoint {checkpoint} holds a model of the caller's own (no "
                               "config to rebuild it from): build the module again and resume "
                               "its Trainer from the checkpoint")
+    if isinstance(config, dict):
+        _refuse_unknown_model_keys(config, checkpoint)
     check_finite_weights(state.get("model"), checkpoint)
     try:
         energy = rebuild(build_from_config, state["model_config"])
@@ -494,3 +497,15 @@ def _energy(state: dict[str, Any], checkpoint: str | Path
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
     return energy.eval()
+
+
+def _refuse_unknown_model_keys(config: dict[str, Any], checkpoint: str | Path) -> None:
+    """``CheckpointError`` for a ``model_config`` key that this stgconv's net does not take,
+    named with the hint its config's unknown keys get: it was "does not describe a model:
+    ConvNetEnergy.__init__() got an unexpected keyword argument ...", naming no setting."""
+    known = inspect.signature(energy_builder(config)).parameters
+    unknown = sorted(set(map(str, config)) - set(known))
+    if unknown:
+        raise CheckpointError(f"checkpoint {checkpoint} holds a model this stgconv cannot build "
+                              f"(written by a newer version?): unknown model_config key(s) "
+                              f"{', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")

@@ -1,7 +1,7 @@
 """Energy networks, one file per modality (image, video, voxel) or family (classifier,
 compose, rbm); all map ``(B, *S)`` to ``(B,)``."""
 
-from typing import Any
+from typing import Any, Callable
 
 from stgconv.energy.base import ConvNetEnergy, EnergyModel
 from stgconv.energy.classifier import (
@@ -24,12 +24,19 @@ __all__ = ["CLASSIFIER_ARCHS", "IMAGE_PRESETS", "VIDEO_ARCHS", "VOXEL_PRESETS", 
 
 
 def build_from_config(config: dict[str, Any]) -> ConvNetEnergy | ClassifierEnergy | RBM:
-    """Rebuild an energy from its plain-data ``config`` (as stored in checkpoints): a
-    classifier preset when it names one of :data:`CLASSIFIER_ARCHS`, an RBM for an RBM's
-    (:attr:`RBM.config`: a Trainer's checkpoint of an RBM was refused as describing no model),
-    else a ConvNet energy."""
+    """Rebuild an energy from its plain-data ``config`` (as stored in checkpoints), by
+    :func:`energy_builder`."""
+    return energy_builder(config)(**config)
+
+
+def energy_builder(config: dict[str, Any]
+                   ) -> Callable[..., ConvNetEnergy | ClassifierEnergy | RBM]:
+    """What rebuilds an energy from its plain-data ``config``, called with it as keyword
+    arguments: a classifier preset when it names one of :data:`CLASSIFIER_ARCHS`, an RBM for
+    an RBM's (:attr:`RBM.config`: a Trainer's checkpoint of an RBM was refused as describing
+    no model), else a ConvNet energy."""
     if config.get("arch") in CLASSIFIER_ARCHS:
-        return classifier_energy(**config)
+        return classifier_energy
     if "n_visible" in config:
-        return RBM(**config)
-    return ConvNetEnergy(**config)
+        return RBM
+    return ConvNetEnergy
