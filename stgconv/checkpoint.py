@@ -305,7 +305,21 @@ def model_from_state(state: dict[str, Any], checkpoint: str | Path
         raise CheckpointError(f"{checkpoint} is a multi-grid checkpoint (one model per grid), "
                               "which this command does not take: stgconv synthesize samples it "
                               "(in Python: stgconv.checkpoint.load_multigrid)")
-    return _energy(state, checkpoint), _config(state, checkpoint)
+    energy, config = _energy(state, checkpoint), _config(state, checkpoint)
+    sides = _net_sides(energy)
+    if state.get("config") and None not in sides and config.data.size != sides[0] == sides[1]:
+        # An edited config's: the chains were shaped by data.size and failed inside, as "the
+        # data Gaussian makes samples of shape (1, 28, 28), asked for (2, 1, 24, 24)".
+        raise CheckpointError(f"checkpoint {checkpoint}'s config has data.size "
+                              f"{config.data.size}, but its net is tied to {sides[0]}x{sides[1]} "
+                              f"inputs (its model_config): set data.size back to {sides[0]}")
+    return energy, config
+
+
+def _net_sides(energy: ConvNetEnergy | ClassifierEnergy | RBM) -> list[int | None]:
+    """The height and width of the inputs ``energy`` is tied to (a clip's length before them
+    is data.frames'), ``None`` where it takes any."""
+    return (energy.config.get("input_size") or [energy.config.get("image_size")] * 2)[-2:]
 
 
 def _refuse_fill_prior(state: dict[str, Any], checkpoint: str | Path) -> None:
@@ -363,8 +377,7 @@ def with_net_inputs(energy: ConvNetEnergy | ClassifierEnergy | RBM, config: Expe
                          "sample it with this command, or sample it in Python")
     model = dataclasses.replace(config.model, in_channels=channels)
     data = config.data
-    # The frame's height and width (a clip's length before them is data.frames').
-    sides = (energy.config.get("input_size") or [energy.config.get("image_size")] * 2)[-2:]
+    sides = _net_sides(energy)
     if None not in sides:
         if len(set(sides)) != 1:
             raise ValueError(f"the net of {checkpoint} is tied to {sides[0]}x{sides[1]} "

@@ -484,6 +484,22 @@ def test_a_model_config_its_net_refuses_does_not_describe_a_model(tmp_path: Path
         load_model(path, device="cpu")
 
 
+def test_a_config_whose_data_size_its_net_is_not_tied_to_is_named(tmp_path: Path) -> None:
+    """An edited data.size failed the chains it shaped, as "the data Gaussian makes samples of
+    shape (1, 28, 28), asked for (2, 1, 24, 24)", naming neither checkpoint nor setting."""
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 1]], head="linear",
+                           input_size=[8, 8])
+    saved = {size: save_checkpoint(
+        {"config": config_to_dict(ExperimentConfig(data=DataConfig(size=size))),
+         "model_config": energy.config, "model": energy.state_dict()}, tmp_path / f"{size}.pt")
+        for size in (8, 12)}
+    assert load_model(saved[8], device="cpu")[1].data.size == 8
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"checkpoint {saved[12]}'s config has data.size 12, but its net is tied to 8x8 inputs "
+            "(its model_config): set data.size back to 8")):
+        load_model(saved[12], device="cpu")
+
+
 def config_less(energy: ConvNetEnergy, path: Path) -> tuple[ConvNetEnergy, ExperimentConfig,
                                                               Path]:
     """``energy`` saved as a Trainer given no config saves it (the defaults' config), loaded:
