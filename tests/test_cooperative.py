@@ -783,7 +783,8 @@ def test_a_bad_cooperative_key_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["train", str(COOP_CONFIG), *TINY, "--set", "cooperative.latent=3",
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("stgconv train: error: unknown config key(s) cooperative.latent")
+    assert err.startswith("stgconv train: error: --set cooperative.latent=3: unknown config "
+                          "key(s) cooperative.latent")
     assert err.count("\n") == 1
 
 
