@@ -150,6 +150,21 @@ def test_train_resume_continues(texture_run: Path, tmp_path: Path, capsys) -> No
                                                                 "n_iterations: 6")
 
 
+def test_a_resume_whose_config_yaml_and_checkpoint_settings_are_gone_asks_for_the_file(
+        texture_run: Path, tmp_path: Path, capsys) -> None:
+    """A checkpoint without settings (a Trainer given no config) is not resumed from the
+    defaults either: the run's config file is asked for."""
+    run = tmp_path / "run"
+    run.mkdir()
+    state = load_checkpoint(texture_run / "checkpoint.pt")
+    del state["config"]
+    save_checkpoint(state, run / "checkpoint.pt")
+    code, _, err = run_main(["train", "--out", str(run), "--resume", "--quiet"], capsys)
+    assert code == 2, err
+    assert (f"{run / 'config.yaml'} not found, and {run / 'checkpoint.pt'} holds no settings: "
+            "give the run's config file") in err, err
+
+
 def test_print_config_shows_what_train_would_run_and_writes_nothing(
         texture_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
