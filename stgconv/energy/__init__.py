@@ -19,8 +19,8 @@ from stgconv.energy.voxel import VOXEL_PRESETS, voxel_energy
 
 __all__ = ["CLASSIFIER_ARCHS", "IMAGE_PRESETS", "VIDEO_ARCHS", "VOXEL_PRESETS", "ClassifierEnergy",
            "ConvNetEnergy", "EnergyModel", "ProductOfExperts", "RBM", "ais_log_partition",
-           "build_from_config", "classifier_energy", "digit_classifier", "image_energy",
-           "video_energy", "voxel_energy", "wide_resnet"]
+           "build_from_config", "classifier_energy", "digit_classifier", "energy_builder",
+           "image_energy", "video_energy", "voxel_energy", "wide_resnet"]
 
 
 def build_from_config(config: dict[str, Any]) -> ConvNetEnergy | ClassifierEnergy | RBM:
