@@ -666,6 +666,25 @@ def test_frames_of_clips_at_a_rate_from_a_folder_of_images_say_how_to_read_the_i
         IMAGE.load(DataConfig(path=str(frames), kind="video_frames", frames=2, size=8, fps=2.0))
 
 
+@pytest.mark.parametrize("name", ["pictures.npz", "photo.png", "photo.jpg"])
+def test_frames_of_clips_from_pictures_say_which_kind_reads_them(tmp_path: Path,
+                                                                 name: str) -> None:
+    """A config for frames of clips (coop_animals_quick) pointed at a user's .npz of images
+    or one photograph: the kind that reads it is named, not PyAV's "Invalid data found when
+    processing input" or "has 1 frames"."""
+    path = tmp_path / name
+    if name.endswith(".npz"):
+        np.savez(path, x_train=np.zeros((4, 8, 8), np.uint8))
+        reads = "data.kind=objects"
+    else:
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+        reads = "data.kind=texture"
+    with pytest.raises(ValueError, match=re.escape(
+            f"data.kind 'video_frames' takes frames from video clips, and {path} is ")) as err:
+        IMAGE.load(DataConfig(path=str(path), kind="video_frames", frames=2, size=8, fps=2.0))
+    assert reads in str(err.value) and "data.frames=16 and data.fps=null" in str(err.value)
+
+
 def test_video_clips_start_at_start_frame(tmp_path: Path) -> None:
     frames = colour_frames(tmp_path / "frames", GREYS)
     clips = VIDEO.load(DataConfig(path=str(frames), kind="video", frames=2, size=8,

@@ -14,13 +14,29 @@ from stgconv.data.video import is_frame_folder
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import CLASSIFIER_ARCHS, ClassifierEnergy, classifier_energy
 from stgconv.energy.image import image_energy
-from stgconv.io.image import save_image_grid, to_bytes
+from stgconv.io.image import IMAGE_SUFFIXES, save_image_grid, to_bytes
 from stgconv.modalities.base import Modality, stationary_side
 from stgconv.modalities.video import load_clips
 from stgconv.ops import factor_between, nearest_up
 
 MAX_IMAGES = 64
 """Images a preview grid shows at most."""
+
+
+def _pictures_of_another_kind(data: DataConfig) -> tuple[str, tuple[str, str]] | None:
+    """What ``data.path`` holds and (what to train on, the kind that reads it) where it is an
+    ``.npz`` of images or one still picture asked for more than its one frame; else None."""
+    path = Path(data.path)
+    if not path.is_file():
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return "an .npz file of images", ("its images", "objects")
+    # A GIF may be a clip.
+    if suffix in IMAGE_SUFFIXES and suffix != ".gif" and (data.frames > 1
+                                                          or data.fps is not None):
+        return "one picture", ("it as a texture", "texture")
+    return None
 
 
 class ImageModality(Modality):
@@ -39,6 +55,15 @@ class ImageModality(Modality):
                     f"video files, and {data.path} is a folder of images: to train on the "
                     "images themselves, set data.kind=objects, data.frames=16 and "
                     "data.fps=null (--set KEY=VALUE)")
+            pictures = _pictures_of_another_kind(data)
+            if pictures is not None:
+                # The same configs pointed at a user's .npz of images or one photograph were
+                # told PyAV's "Invalid data found when processing input" or "has 1 frames".
+                holds, reads = pictures
+                raise ValueError(
+                    f"data.kind 'video_frames' takes frames from video clips, and {data.path} "
+                    f"is {holds}: to train on {reads[0]}, set data.kind={reads[1]}, "
+                    "data.frames=16 and data.fps=null (--set KEY=VALUE)")
             return load_clips(data).transpose(1, 2).flatten(0, 1)
         return load_training_images(data.path, kind=data.kind, size=data.size,
                                     channels=data.channels, max_images=data.max_images)
