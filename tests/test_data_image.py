@@ -85,6 +85,26 @@ def test_a_texture_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> N
             load_training_images(tmp_path / "tile.png", kind="texture", size=size, channels=3)
 
 
+def test_a_folder_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> None:
+    """A folder of 12x16 thumbnails trained by objects_folder.yaml (data.size 64) was learned
+    as the blur of its enlargements, without the word a texture that small gets; images
+    enlarged twice at most are not warned about."""
+    import warnings
+
+    Image.new("RGB", (16, 12), (200, 30, 30)).save(tmp_path / "small.png")
+    Image.new("RGB", (40, 40), (30, 30, 200)).save(tmp_path / "large.png")
+    with pytest.warns(UserWarning, match=re.escape(
+            f"1 of the 2 images in {tmp_path} is enlarged more than twice to data.size 64 (the "
+            "smallest, small.png, is 12x12 (its centre square), enlarged 5.3x): the model "
+            "learns the enlargements' blur; a data.size nearer 12 learns them as they are")):
+        images = load_training_images(tmp_path, kind="objects", size=64, channels=3)
+    assert images.shape == (2, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for size in (24, 8):
+            load_training_images(tmp_path, kind="objects", size=size, channels=3)
+
+
 def test_a_texture_is_decoded_once(tmp_path: Path, monkeypatch) -> None:
     """Its side, for the enlargement's warning, was read by decoding it a second time at its
     own size, into floats: a 12-megapixel photograph took 2.1 s to load instead of 0.8 s."""

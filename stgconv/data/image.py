@@ -168,6 +168,19 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
                          f".npz file whose x_train holds them{hint}")
     if kind == "objects":
         dataset = ImageFolder(path, size=size, channels=channels, max_images=max_images)
+        sides = [_centre_square_side(file) for file in dataset.files]
+        enlarged = [side for side in sides if size > 2 * side]
+        if enlarged:
+            # As for a texture: a folder of thumbnails at data.size 64 was learned as the blur
+            # of its enlargements without a word.
+            smallest = min(enlarged)
+            name = dataset.files[sides.index(smallest)].name
+            warnings.warn(f"{len(enlarged)} of the {len(sides)} images in {path} "
+                          f"{'is' if len(enlarged) == 1 else 'are'} enlarged more than twice "
+                          f"to data.size {size} (the smallest, {name}, is {smallest}x{smallest} "
+                          f"(its centre square), enlarged {size / smallest:.1f}x): the model "
+                          f"learns the enlargements' blur; a data.size nearer {smallest} "
+                          "learns them as they are", stacklevel=2)
         return torch.stack([dataset[i] for i in range(len(dataset))])
     raise ValueError(f"data kind must be 'texture' or 'objects', got {kind!r}")
 
