@@ -1331,7 +1331,9 @@ FAULTS = {
     "diverging training": (["train", *TINY, "--set", "train.lr=1e30", "--out", "{tmp}/run"],
                            "training diverged at iteration 1"),
     "data smaller than the net": (["train", *TINY, "--set", "data.size=4", "--out", "{tmp}/run"],
-                                  "smaller than the network's receptive field"),
+                                  "the training examples, at data.size 4, do not fit model.arch "
+                                  "'texture': input size (4, 4) is smaller than the network's "
+                                  "receptive field: it needs at least (9, 9); raise data.size"),
     "train --out is a file": (["train", *TINY, "--out", "{file}"], "is a file, not a folder"),
     "synthesize --out under a file": (["synthesize", "{texture}", "--out", "{file}/samples"],
                                       "lies under {file}, which is a file"),

@@ -42,6 +42,7 @@ from stgconv.config import (
 from stgconv.cooperative import CooperativeTrainer
 from stgconv.data.image import load_npz_labels
 from stgconv.distributed import World, digest
+from stgconv.energy.base import ConvNetEnergy
 from stgconv.generator import ConvGenerator
 from stgconv.initializer import Initializer, InitializerTrainer
 from stgconv.io.atomic import WriteError, remove_temporaries, write_error
@@ -519,6 +520,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                                       size_of="the examples' width", resumed=resume)
             config = replace(config, model=model_config)
             energy = modality.energy(config.model).to(device)
+            _check_examples_fit(energy, data, config)
             if config.jem is not None and labels is not None:
                 trainer = HybridTrainer(
                     energy, model_sampler(config),
@@ -706,6 +708,24 @@ def _save_pyramids(trainer: MultiGridTrainer, observed: Tensor, modality: Modali
         if grids is not None:
             modality.save_pyramid([modality.to_data(g, config) for g in grids],
                                   out / f"{name}_pyramid")
+
+
+def _check_examples_fit(energy: Any, data: Tensor, config: ExperimentConfig) -> None:
+    """``ValueError`` naming ``data.size`` when the training examples ``data`` ``(N, C, *S)``
+    are smaller than ``energy``'s receptive field: the net's own "input size (12, 12) is
+    smaller ..." came once the progress bar had started, after a warning that advised just
+    that data.size, and named no setting to change."""
+    if not isinstance(energy, ConvNetEnergy):  # a classifier's network takes its fixed size
+        return
+    try:
+        energy.check_size(data.shape[2:])
+    except ValueError as err:
+        clips = config.data.kind == "video"  # (T, H, W): data.frames sets the first
+        settings = (f"data.frames {config.data.frames}, " if clips else "") + "data.size"
+        raise ValueError(f"the training examples, at {settings} {config.data.size}, do not fit "
+                         f"model.arch {config.model.arch!r}: {err}; raise "
+                         f"{'data.frames or ' if clips else ''}data.size or give model.layers "
+                         "with smaller filters or strides") from None
 
 
 def _resolve_grid_models(config: ExperimentConfig, *, channels: int, resumed: bool = False
