@@ -748,6 +748,10 @@ def _check_unread_settings(config: ExperimentConfig) -> None:
     if data.kind not in ("video", "video_frames"):
         _refuse_unread("data", data, ("frames", "start_frame", "fps"),
                        f"applies to videos only: data.kind {data.kind!r} ignores it")
+    if data.kind == "texture":
+        # A texture run given data.max_images=3 trained on its one image without a word.
+        _refuse_unread("data", data, ("max_images",), "data.kind 'texture' learns from one "
+                       "image")
     if data.kind != "voxels":
         _refuse_unread("data", data, ("categories", "split", "mean", "up_axis"),
                        f"applies to voxels only: data.kind {data.kind!r} ignores it")

@@ -663,7 +663,8 @@ def test_a_runs_own_config_with_a_setting_that_nothing_reads_still_loads(
 
 def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:
     config = load_config(None, ["model.layers=[[8, 5, 2], [8, 3, 1, 1]]", "sampler.clamp=[-2, 2]",
-                                "chains.mode=buffer", "data.max_images=3", "train.lr=1e-3"])
+                                "chains.mode=buffer", "data.kind=objects", "data.max_images=3",
+                                "train.lr=1e-3"])
     data = config_to_dict(config)
     assert config_from_dict(ExperimentConfig, data) == config
     # Plain data only (lists, not tuples), so it can live in a weights_only checkpoint.
@@ -1130,6 +1131,8 @@ SUPER_RESOLUTION = [*VOXELS, "chains.mode=super_resolution"]
     ([*VOXELS, "chains.mode=recovery", "chains.missing=0.5", "chains.chains_per_example=2"],
      "chains.chains_per_example is 2, but chains.mode 'recovery' ignores it"),
     (["data.frames=4"], "data.frames is 4, but applies to videos only: data.kind 'texture'"),
+    (["data.max_images=3"], "data.max_images is 3, but data.kind 'texture' learns from one "
+                            "image; set data.max_images=null"),
     (["data.fps=10"], "data.fps is 10.0, but applies to videos only"),
     (["data.start_frame=2"], "data.start_frame is 2, but applies to videos only"),
     (["data.categories=[chair]"], "data.categories is ('chair',), but applies to voxels only"),
