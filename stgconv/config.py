@@ -187,7 +187,8 @@ class DataConfig:
     size: int = 64
     # Images and videos: read as grey (1) or RGB (3), whatever the files hold.
     channels: Literal[1, 3] = 1
-    # Keep only the first N images, clips or shapes (null: all).
+    # Keep only N images, clips or shapes (null: all): a folder's first N, an .npz of images'
+    # fixed random N (such files are ordered by class or writer). Not for data.kind texture.
     max_images: int | None = None
     # Videos (and video_frames) only: clip length, first frame, and frame rate to resample to
     # (null: as stored).
