@@ -484,15 +484,21 @@ def npz_length(archive: Any, key: str, path: str | Path) -> int:
     file: 150 MB to count its images). An array the header does not settle (not a plain
     ``.npy`` member, a header version numpy reads no other way, no first axis, Python
     objects) is read as :func:`npz_array` reads it, with its errors."""
-    shape: tuple[int, ...] = ()
+    shape = npz_shape(archive, key)
+    return shape[0] if shape else len(npz_array(archive, key, path))
+
+
+def npz_shape(archive: Any, key: str) -> tuple[int, ...] | None:
+    """The shape of array ``key`` of the open ``.npz`` ``archive`` from its ``.npy`` header,
+    without decompressing the array; ``None`` where the header does not settle it (no such
+    member, not a plain ``.npy`` one, a header version numpy reads no other way, Python
+    objects)."""
     try:
         with archive.zip.open(f"{key}.npy") as member:
             header = _npy_header(member)
-            if header is not None and not header[2].hasobject:
-                shape = header[0]
-    except (KeyError, ValueError):  # no such member, or not a .npy one: read as numpy reads it
-        pass
-    return shape[0] if shape else len(npz_array(archive, key, path))
+    except (KeyError, ValueError):  # no such member, or not a .npy one
+        return None
+    return None if header is None or header[2].hasobject else header[0]
 
 
 def _npy_header(file: Any) -> tuple[tuple[int, ...], bool, np.dtype] | None:

@@ -105,6 +105,21 @@ def test_a_folder_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: 
             load_training_images(tmp_path, kind="objects", size=size, channels=3)
 
 
+def test_an_npz_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> None:
+    """MNIST's 28x28 digits given to objects_folder.yaml (data.size 64) were learned as their
+    blurred enlargements without a word; its own data.size (28) is not warned about."""
+    import warnings
+
+    path = digits_file(tmp_path, np.zeros((3, 10, 12), np.uint8))
+    with pytest.warns(UserWarning, match=re.escape(
+            f"3 of the 3 images in {path} are enlarged more than twice to data.size 64 (each "
+            "is 10x10 (its centre square), enlarged 6.4x)")):
+        load_training_images(path, kind="objects", size=64, channels=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_training_images(path, kind="objects", size=20, channels=1)
+
+
 def test_a_texture_is_decoded_once(tmp_path: Path, monkeypatch) -> None:
     """Its side, for the enlargement's warning, was read by decoding it a second time at its
     own size, into floats: a 12-megapixel photograph took 2.1 s to load instead of 0.8 s."""

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from stgconv.checks import as_int, class_numbers, npz_array, npz_length, open_npz
+from stgconv.checks import (as_int, class_numbers, npz_array, npz_length, npz_shape,
+                             open_npz)
 from stgconv.data.base import NamedDataset
 from stgconv.io.folder import folder_names, list_files
 from stgconv.io.image import (
@@ -155,7 +156,12 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
                           stacklevel=2)
         return texture.unsqueeze(0)
     if kind == "objects" and Path(path).suffix.lower() == ".npz":
-        return load_npz_images(path, size=size, channels=channels, max_images=max_images)
+        images = load_npz_images(path, size=size, channels=channels, max_images=max_images)
+        with open_npz(path) as archive:
+            shape = npz_shape(archive, "x_train")
+        if shape is not None and len(shape) >= 3:
+            _warn_enlarged(path, [min(shape[1:3])] * len(images), size)
+        return images
     if kind == "objects" and Path(path).is_file():
         # Else "is a file, not a folder of images", which did not say that an .npz is read too
         # (images saved by numpy.save, an .npy, are a user's first try), nor that data.kind
@@ -169,20 +175,28 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
     if kind == "objects":
         dataset = ImageFolder(path, size=size, channels=channels, max_images=max_images)
         sides = [_centre_square_side(file) for file in dataset.files]
-        enlarged = [side for side in sides if size > 2 * side]
-        if enlarged:
-            # As for a texture: a folder of thumbnails at data.size 64 was learned as the blur
-            # of its enlargements without a word.
-            smallest = min(enlarged)
-            name = dataset.files[sides.index(smallest)].name
-            warnings.warn(f"{len(enlarged)} of the {len(sides)} images in {path} "
-                          f"{'is' if len(enlarged) == 1 else 'are'} enlarged more than twice "
-                          f"to data.size {size} (the smallest, {name}, is {smallest}x{smallest} "
-                          f"(its centre square), enlarged {size / smallest:.1f}x): the model "
-                          f"learns the enlargements' blur; a data.size nearer {smallest} "
-                          "learns them as they are", stacklevel=2)
+        _warn_enlarged(path, sides, size, names=[file.name for file in dataset.files])
         return torch.stack([dataset[i] for i in range(len(dataset))])
     raise ValueError(f"data kind must be 'texture' or 'objects', got {kind!r}")
+
+
+def _warn_enlarged(path: str | Path, sides: list[int], size: int, *,
+                   names: list[str] | None = None) -> None:
+    """Warn where some of the training images ``path`` holds, of centre-square ``sides``, are
+    enlarged more than twice to ``size``: as for a texture, a folder of thumbnails (or MNIST's
+    28x28 digits) at data.size 64 was learned as the blur of its enlargements without a word.
+    ``names``: the images' file names (a folder's), to name the smallest."""
+    enlarged = [side for side in sides if size > 2 * side]
+    if not enlarged:
+        return
+    smallest = min(enlarged)
+    which = (f"the smallest, {names[sides.index(smallest)]}, is" if names is not None
+             else "each is")
+    warnings.warn(f"{len(enlarged)} of the {len(sides)} images in {path} "
+                  f"{'is' if len(enlarged) == 1 else 'are'} enlarged more than twice to "
+                  f"data.size {size} ({which} {smallest}x{smallest} (its centre square), "
+                  f"enlarged {size / smallest:.1f}x): the model learns the enlargements' blur; "
+                  f"a data.size nearer {smallest} learns them as they are", stacklevel=3)
 
 
 def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channels: int,
