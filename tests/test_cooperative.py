@@ -608,7 +608,8 @@ def test_the_shipped_cooperative_configs_load() -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-TINY = ["--set", "data.kind=texture", "--set", "data.path=builtin:brick", "--set", "data.size=16",
+TINY = ["--set", "data.kind=texture", "--set", "data.max_images=null",
+        "--set", "data.path=builtin:brick", "--set", "data.size=16",
         "--set", "model.arch=texture", "--set", "model.layers=[[4, 3, 2], [4, 3, 1]]",
         "--set", "cooperative.latent_dim=4", "--set", "cooperative.width=2",
         "--set", "train.n_iterations=2", "--set", "train.batch_size=2",

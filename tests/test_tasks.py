@@ -710,7 +710,8 @@ def test_the_models_size_is_the_examples_width(tmp_path: Path, monkeypatch) -> N
 def test_cooperative_training_starts_the_configs_chains_within_the_samplers_clamp(
         tmp_path: Path, trainers: list) -> None:
     train(load_config(ROOT / "configs" / "image" / "coop_mnist_quick.yaml", [
-        "data.kind=texture", "data.path=builtin:brick", "data.size=8", "model.arch=texture",
+        "data.kind=texture", "data.max_images=null", "data.path=builtin:brick",
+        "data.size=8", "model.arch=texture",
         "model.layers=[[2, 3, 1]]", "cooperative.latent_dim=2", "cooperative.width=2",
         "train.n_iterations=1", "train.batch_size=2", "sampler.n_steps=1",
         "train.sample_every=0", "device=cpu", "sampler.clamp=[0.1, 0.5]",
@@ -1097,7 +1098,8 @@ def clamped_coop_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-iteration cooperative texture model whose sampler clamps to [0.1, 0.5]."""
     out = tmp_path_factory.mktemp("coop") / "run"
     config = load_config(ROOT / "configs" / "image" / "coop_mnist_quick.yaml", [
-        "data.kind=texture", "data.path=builtin:brick", "data.size=16", "model.arch=texture",
+        "data.kind=texture", "data.max_images=null", "data.path=builtin:brick",
+        "data.size=16", "model.arch=texture",
         "model.layers=[[4, 3, 2], [4, 3, 1]]", "cooperative.latent_dim=4",
         "cooperative.width=2", "train.n_iterations=2", "train.batch_size=2",
         "sampler.n_steps=2", "train.sample_every=0", "device=cpu", "sampler.clamp=[0.1, 0.5]",
