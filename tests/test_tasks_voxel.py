@@ -638,7 +638,8 @@ def test_a_video_model_with_its_config_is_named_a_video_model(tmp_path: Path, ca
     """A video model's net is 3-D as a voxel net is: one saved with its config was called a
     voxel net saved "where a Trainer was given no config", which its config is not."""
     energy = tiny_energy(8)
-    config = config_to_dict(load_config(None, ["data.kind=video", "model.arch=st_small"]))
+    config = config_to_dict(load_config(None, ["data.kind=video", "model.arch=st_small",
+                                               "data.size=8"]))  # the size the net is tied to
     save_checkpoint({"config": config, "model_config": energy.config,
                      "model": energy.state_dict()}, tmp_path / "run" / "checkpoint.pt")
     np.save(tmp_path / "low.npy", np.zeros((2, 2, 2), np.float32))
