@@ -315,6 +315,10 @@ def test_synthesize_refuses_an_empty_class_list_and_zero_steps(tmp_path: Path) -
     run = tiny_texture_run(tmp_path)
     with pytest.raises(ValueError, match="classes is empty"):
         synthesize(run, tmp_path / "a", n_samples=1, classes=[], device="cpu")
+    # Two rows of one class, looking like two classes' (--class 0 --class 0), were drawn.
+    with pytest.raises(ValueError, match=r"^classes names class 0 more than once \(\[0, 2, 0\]"
+                                         r"\): name each class once"):
+        synthesize(run, tmp_path / "a", n_samples=1, classes=[0, 2, 0], device="cpu")
     with pytest.raises(ValueError, match="cooperative models only"):
         synthesize(run, tmp_path / "b", n_samples=1, n_steps=0, device="cpu")
     assert not (tmp_path / "b").exists()

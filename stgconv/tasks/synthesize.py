@@ -80,7 +80,7 @@ def synthesize(
         classes: classifier (JEM) models only: sample the class-conditional energies
             ``E(x, y) = -f(x)[y]`` instead of the marginal, ``n_samples`` per class, class-major
             (sample ``i`` is of class ``classes[i // n_samples]``); ``synthesized.png`` then
-            shows one row per class.
+            shows one row per class. Each class is named once.
     """
     seed = check_seed(seed)
     n_samples = as_int(n_samples, "n_samples", minimum=1)
@@ -94,6 +94,11 @@ def synthesize(
         classes = [as_int(k, "class", minimum=0) for k in classes]
         if not classes:
             raise ValueError("classes is empty: name at least one class, or pass None")
+        if len(set(classes)) < len(classes):
+            # Two rows of one class, drawn alike to look like two classes' (--class 0 --class 0).
+            repeated = sorted({k for k in classes if classes.count(k) > 1})
+            raise ValueError(f"classes names class {repeated[0]} more than once ({classes}): "
+                             "name each class once (-n sets the samples of each)")
     target = resolve_device(device)
     # Once this synthesis is in place: an earlier one's files that it does not replace (a
     # video model's synthesized.gif beside an image model's synthesized.png) would show
