@@ -644,6 +644,12 @@ class ExperimentConfig:
             raise ValueError(f"recovery.step_scale_power must be a finite number >= 0, got "
                              f"{self.recovery.step_scale_power!r}")
         check_learned_fill(self.recovery.learned)
+        # Only the learned fill reads a prior: beside a classical init it was dropped without a
+        # word, and the recovery ran as if no prior had been made.
+        if self.recovery.learned.prior is not None and self.recovery.init != "learned":
+            raise ValueError(f"recovery.learned.prior is read only by the learned fill, and "
+                             f"recovery.init is {self.recovery.init!r}: set recovery.init: "
+                             f"learned, or leave the prior out")
         _check_positive("chains.buffer_capacity", self.chains.buffer_capacity)
         example = example_shape(self.data)
         check_entries(example, f"data.size={self.data.size}"

@@ -112,7 +112,8 @@ def test_a_home_folder_heads_every_path_a_config_file_gives(tmp_path: Path, monk
     path a config names, was looked for in a folder named "~"."""
     monkeypatch.setenv("HOME", str(tmp_path))
     config = load_config(write(tmp_path, "data: {path: ~/clip.mp4}\nout_dir: ~/run\n"
-                                         "recovery: {learned: {prior: ~/prior.pt}}\n"))
+                                         "recovery: {init: learned, learned: {prior: "
+                                         "~/prior.pt}}\n"))
     assert (config.data.path, config.out_dir, config.recovery.learned.prior) == (
         str(tmp_path / "clip.mp4"), str(tmp_path / "run"), str(tmp_path / "prior.pt"))
     assert load_config(None, ['out_dir="~"']).out_dir == str(tmp_path)  # the home folder itself

@@ -514,11 +514,16 @@ def test_a_missing_frames_mask_hides_that_share_of_whole_frames() -> None:
     assert int((~frames.all(1)).sum()) == 3
 
 
-def test_a_classical_start_leaves_the_learned_fills_prior_unread(clip, tmp_path, capsys):
+def test_a_prior_beside_a_classical_start_is_refused_before_any_work(clip, tmp_path, capsys):
+    """Only the learned fill reads recovery.learned.prior: beside a classical init the prior was
+    dropped without a word and the recovery ran as if none had been made."""
     code = main(["recover", "--video", str(clip), "--mask", "region:12", "--out",
                  str(tmp_path / "run"), *TINY, *CLASSICAL,
                  "--set", "recovery.learned.prior=nope.pt"])
-    assert code == 0, capsys.readouterr().err
+    assert code == 2
+    assert ("recovery.learned.prior is read only by the learned fill, and recovery.init is "
+            "'temporal_interpolation'") in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("kind", ["region", "fixed_region"])

@@ -399,9 +399,9 @@ def _loop(config: ExperimentConfig, observed: Tensor, known: Tensor, init: Tenso
 
 def _load_prior(settings: RecoveryConfig, *, channels: int) -> FillNet | None:
     """The learned fill's prior (``recovery.learned.prior``), checked against the settings
-    before any work; ``None`` without one (or without the learned fill)."""
+    before any work; ``None`` without one."""
     name = settings.learned.prior
-    if settings.init != "learned" or name is None:
+    if name is None:
         return None
     if settings.holdout <= 0:
         raise ValueError("recovery.learned.prior needs recovery.holdout > 0: the prior corrects "
