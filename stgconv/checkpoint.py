@@ -376,7 +376,9 @@ def with_net_inputs(energy: ConvNetEnergy | ClassifierEnergy | RBM, config: Expe
                          "the run's config (config=stgconv.config.config_to_dict(...)) to "
                          "sample it with this command, or sample it in Python")
     model = dataclasses.replace(config.model, in_channels=channels)
-    data = config.data
+    # The data's channels with them, which a config's model.in_channels must match.
+    data = (config.data if config.data.kind == "voxels" else
+            dataclasses.replace(config.data, channels=channels))
     sides = _net_sides(energy)
     if None not in sides:
         if len(set(sides)) != 1:

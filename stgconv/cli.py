@@ -27,7 +27,9 @@ from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint
 from stgconv.checks import FLOAT32_MAX, check_output, check_seed
 from stgconv.config import (
     QUICK_RECOVERY_CONFIG,
+    RESUMED_MODEL_ADVICE,
     ExperimentConfig,
+    ModelOfOtherData,
     apply_overrides,
     config_from_settings,
     config_to_dict,
@@ -744,10 +746,16 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
                                                 ("device", args.device)) if value is not None}
         # Without CONFIG, --resume reads the run's own config.yaml, or its checkpoint's.
         source = _train_config(args)
-        config = (_checkpoint_config(source, args, values) if args.config is None and args.resume
-                  and source is not None and Path(source).name == FILENAME else
-                  load_config(source, args.overrides, values,
-                              saved=args.resume and args.config is None))
+        try:
+            config = (_checkpoint_config(source, args, values)
+                      if args.config is None and args.resume and source is not None
+                      and Path(source).name == FILENAME else
+                      load_config(source, args.overrides, values,
+                                  saved=args.resume and args.config is None))
+        except ModelOfOtherData as err:
+            if not args.resume:
+                raise
+            raise ValueError(f"{err.problem}: {RESUMED_MODEL_ADVICE}") from None
         if args.resume and args.config is not None:
             _check_config_of_another_run(config, args, values)
             _check_resumed_config(config, args, values)

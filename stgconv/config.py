@@ -888,6 +888,15 @@ def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
     for name in ("in_channels", "image_size", "reference_sigma"):
         if getattr(model, name) is not None:
             _check_positive(f"{key}.{name}", getattr(model, name))
+    # As fill_model refuses it, but before any work: --print-config showed model.in_channels 1
+    # beside data.channels 3 as valid, and train refused it only once the data had loaded.
+    channels = example_shape(data)[0]
+    if model.in_channels is not None and model.in_channels != channels:
+        whose = ("voxel grids have one channel" if data.kind == "voxels" else
+                 f"data.channels is {data.channels}")
+        raise ModelOfOtherData(f"{key}.in_channels is {model.in_channels}, but {whose}",
+                               f"the net is built for the data; leave {key}.in_channels out "
+                               "(or null)")
     if model.layers is not None:
         _check_layers(f"{key}.layers", model.layers, spatial_dims=spatial_dims(data))
     if model.arch in CLASSIFIER_ARCHS:
@@ -896,6 +905,28 @@ def _check_model(key: str, model: ModelConfig, data: DataConfig) -> None:
     else:
         _refuse_unread(key, model, ("n_classes",),
                        f"applies to classifier architectures only, not {model.arch!r}")
+
+
+# Why a resumed run's model section differs from its data, and what to do: its config.yaml
+# (or checkpoint) holds the values its data gave, so leaving them out (the advice for a config
+# of the user's) is no way to resume it.
+RESUMED_MODEL_ADVICE = ("the run's network was built for the data it was trained on: resume "
+                        "with that data (its data.path, data.channels and data.size), or train a "
+                        "new run")
+
+
+class ModelOfOtherData(ValueError):
+    """A model section's ``in_channels`` that the data section does not give: ``problem`` says
+    which, ``advice`` what to do with a config of the user's (a resumed run's own takes
+    :data:`RESUMED_MODEL_ADVICE`)."""
+
+    def __init__(self, problem: str, advice: str) -> None:
+        super().__init__(f"{problem}: {advice}")
+        self.problem, self.advice = problem, advice
+
+    def __reduce__(self) -> tuple:
+        # BaseException's pickle passes the message alone, which __init__ does not take.
+        return type(self), (self.problem, self.advice)
 
 
 def fill_model(model: ModelConfig, key: str, *, in_channels: int, image_size: int,
@@ -908,11 +939,7 @@ def fill_model(model: ModelConfig, key: str, *, in_channels: int, image_size: in
                                ("image_size", image_size, size_of)):
         given = getattr(model, name)
         if given is not None and given != value:
-            # A resumed run's config.yaml holds the values its data gave: leaving them out
-            # (the advice for a config of the user's) is no way to resume it.
-            advice = ("the run's network was built for the data it was trained on: resume "
-                      "with that data (its data.path, data.channels and data.size), or train "
-                      "a new run" if resumed else
+            advice = (RESUMED_MODEL_ADVICE if resumed else
                       f"the net is built for the data; leave {key}.{name} out (or null)")
             raise ValueError(f"{key}.{name} is {given!r}, but the data give {value} ({whose}): "
                              f"{advice}")

@@ -512,12 +512,14 @@ def config_less(energy: ConvNetEnergy, path: Path) -> tuple[ConvNetEnergy, Exper
 
 def test_a_config_less_checkpoint_is_given_its_nets_input_channels(tmp_path: Path) -> None:
     """A Trainer given no config saves the defaults, whose model.in_channels is unset: the
-    commands take the net's own, and refuse a net that names none (an RBM)."""
+    commands take the net's own, with data.channels to match (a config of model.in_channels 3
+    beside data.channels 1 is refused), and refuse a net that names none (an RBM)."""
     energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1]])
     loaded, config, path = config_less(energy, tmp_path / "checkpoint.pt")
     assert config == ExperimentConfig()  # as saved
     filled = with_net_inputs(loaded, config, path)
-    assert filled == replace(config, model=replace(config.model, in_channels=3))
+    assert filled == replace(config, model=replace(config.model, in_channels=3),
+                             data=replace(config.data, channels=3))
     assert with_net_inputs(loaded, filled, path) is filled
     rbm = RBM(4, 3)
     with pytest.raises(ValueError, match=r"the RBM of .*checkpoint\.pt names no channels"):

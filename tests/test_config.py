@@ -23,6 +23,7 @@ from stgconv.config import (
     InitializerConfig,
     JEMConfig,
     ModelConfig,
+    ModelOfOtherData,
     MultiGridConfig,
     RecoveryConfig,
     SamplerConfig,
@@ -1341,6 +1342,29 @@ def test_fill_model_takes_the_datas_channels_and_size_and_refuses_others() -> No
         with pytest.raises(ValueError, match=rf"^model\.{name} is {given}, but the data give"):
             fill_model(ModelConfig(**{name: given}), "model", in_channels=3, image_size=32,
                        size_of="data.size")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.in_channels=1", "data.channels=3"],
+     "model.in_channels is 1, but data.channels is 3: the net is built for the data; leave "
+     "model.in_channels out (or null)"),
+    (["model.in_channels=3", "data.kind=voxels", "model.arch=desc32_small", "data.size=32"],
+     "model.in_channels is 3, but voxel grids have one channel"),
+    (["multigrid={grids: [{size: 64, model: {in_channels: 1}}]}", "data.channels=3",
+      "data.kind=objects", "model.arch=texture"],
+     "multigrid.grids[0].model.in_channels is 1, but data.channels is 3"),
+], ids=["image", "voxels", "grid"])
+def test_a_model_of_other_channels_than_the_data_is_refused_as_the_config_is_read(
+        overrides: list[str], message: str, tmp_path: Path, capsys) -> None:
+    """train --print-config showed model.in_channels 1 beside data.channels 3 as valid, and
+    train refused it only once the data had loaded."""
+    with pytest.raises(ModelOfOtherData, match=re.escape(message)):
+        load_config(None, overrides)
+    sets = [part for override in overrides for part in ("--set", override)]
+    code, err = run_cli(["train", *sets, "--print-config"], capsys)
+    assert code == 2 and message in err, err
+    # The data's own channels, or none given, are a config train reads.
+    assert load_config(None, ["model.in_channels=3", "data.channels=3"]).model.in_channels == 3
 
 
 def test_a_layer_list_of_the_wrong_length_exits_2_naming_it(tmp_path: Path, capsys) -> None:

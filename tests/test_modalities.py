@@ -73,7 +73,11 @@ def test_grid_shape_of_each_modality() -> None:
 
 
 def experiment(kind: str, model: ModelConfig, *, size: int, frames: int = 16) -> ExperimentConfig:
-    return ExperimentConfig(model=model, data=DataConfig(kind=kind, size=size, frames=frames))
+    """A config of ``model`` on data of its channels (images and videos)."""
+    channels = {} if kind == "voxels" or model.in_channels is None else {
+        "channels": model.in_channels}
+    return ExperimentConfig(model=model, data=DataConfig(kind=kind, size=size, frames=frames,
+                                                         **channels))
 
 
 def test_image_sample_shape() -> None:

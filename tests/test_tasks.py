@@ -533,11 +533,11 @@ def test_a_new_run_shows_its_config_and_data_before_its_first_iteration(tmp_path
 
 def test_the_model_is_sized_by_the_examples_loaded_not_the_data_settings(
         tmp_path: Path, monkeypatch) -> None:
-    """The net's channels and input side come from the examples the loader returned (here 1 x
-    8 x 8 where data.channels and data.size say 3 and 16): a head sized by the settings would
-    not fit them."""
+    """The net's input side comes from the examples the loader returned (here 8 x 8 where
+    data.size says 16): a head sized by the settings would not fit them. (Its channels are
+    data.channels', which a model.in_channels set is checked against as the config is read.)"""
     image = importlib.import_module("stgconv.modalities.image")
-    examples = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    examples = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     monkeypatch.setattr(image.ImageModality, "load", lambda self, data: examples)
     config = load_config(None, ["data.path=builtin:brick", "data.size=16", "data.channels=3",
                                 "model.arch=object", "model.layers=[[4, 3, 2, 1]]",
@@ -546,11 +546,12 @@ def test_the_model_is_sized_by_the_examples_loaded_not_the_data_settings(
                                 "sampler.n_steps=1", "chains.chains_per_example=1"])
     run = train(config, progress=False)
     model = load_config(run / "config.yaml").model
-    assert (model.in_channels, model.image_size) == (1, 8)
+    assert (model.in_channels, model.image_size) == (3, 8)
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("model.in_channels=3", r"model\.in_channels is 3, but the data give 1 \(their channels\)"),
+    # Refused as the config is read, beside the data.channels that gives them.
+    ("model.in_channels=3", r"model\.in_channels is 3, but data\.channels is 1"),
     # 64: the default it had, which any size set was replaced by as well
     ("model.image_size=64", r"model\.image_size is 64, but the data give 8 \(the examples' "
                             r"width\)"),
