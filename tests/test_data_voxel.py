@@ -163,6 +163,20 @@ def test_a_cache_takes_the_up_axis_it_was_voxelized_with(tree: Path, cache: Path
     assert cache_up_axis(tmp_path / "absent.h5") is None
 
 
+def test_a_caches_up_axis_is_read_in_one_open(cache: Path, tmp_path: Path,
+                                             monkeypatch) -> None:
+    """cache_up_axis opened the file twice, once for its layout and once for the attribute;
+    a file of another layout is still no cache of an up axis."""
+    opened, File = [], h5py.File
+    monkeypatch.setattr(h5py, "File", lambda path, *args, **kwargs: (
+        opened.append(Path(path)) or File(path, *args, **kwargs)))
+    assert cache_up_axis(cache) == 2
+    assert opened == [cache]
+    with File(tmp_path / "other.h5", "w") as h5:
+        h5["voxels"] = np.zeros((1, 2, 2, 2), np.uint8)
+    assert cache_up_axis(tmp_path / "other.h5") is None
+
+
 def test_voxel_shapes(cache: Path) -> None:
     data = VoxelShapes(cache)
     assert len(data) == 8 and data.resolution == R

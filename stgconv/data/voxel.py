@@ -21,9 +21,10 @@ from __future__ import annotations
 import errno
 import operator
 import warnings
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -632,12 +633,13 @@ def cache_up_axis(path: str | Path) -> int | None:
     """The up axis of the meshes the shape cache at ``path`` (:func:`build_modelnet_cache`) was
     voxelized from, or ``None`` for any other file (or a cache that does not record it)."""
     path = Path(path)
-    if (path.suffix.lower() not in CACHE_SUFFIXES or not path.is_file()
-            or not _is_shape_cache(path)):
+    if path.suffix.lower() not in CACHE_SUFFIXES or not path.is_file():
         return None
-    import h5py
-
-    with h5py.File(path, "r") as h5:
+    # Opened once for the layout and the attribute both (it was opened twice): each open
+    # reads the file's metadata again.
+    with _read_hdf5(path) as h5:
+        if not _holds_shapes(h5):
+            return None
         recorded = h5.attrs.get("up_axis")
     # A hand-written cache's odd value is not an error here: its grids are read as stored.
     return int(recorded) if isinstance(recorded, (int, np.integer)) and recorded in (0, 1, 2) \
@@ -645,13 +647,27 @@ def cache_up_axis(path: str | Path) -> int | None:
 
 
 def _is_shape_cache(path: Path) -> bool:
+    with _read_hdf5(path) as h5:
+        return _holds_shapes(h5)
+
+
+@contextmanager
+def _read_hdf5(path: Path) -> Iterator[h5py.File]:
+    """The HDF5 file at ``path``, open for reading; ``ValueError`` naming it where h5py cannot
+    read it."""
     import h5py
 
     try:
         with h5py.File(path, "r") as h5:
-            return "voxels" in h5 and "label" in h5 and "categories" in h5.attrs
+            yield h5
     except OSError as err:
         raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
+
+
+def _holds_shapes(h5: h5py.File) -> bool:
+    """Whether the open HDF5 file ``h5`` is laid out as a shape cache
+    (:func:`build_modelnet_cache`)."""
+    return "voxels" in h5 and "label" in h5 and "categories" in h5.attrs
 
 
 def _folders_held(folder: Path) -> str:
