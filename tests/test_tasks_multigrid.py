@@ -70,6 +70,30 @@ TINY_IMAGE_NETS = [
 ]
 
 
+@pytest.mark.parametrize("arch, said", [
+    ("texture", "the examples of multigrid.grids[0], at multigrid.grids[0].size 2, do not fit "
+                "multigrid.grids[0].model.arch 'texture': input size (2, 2) is smaller than the "
+                "network's receptive field: it needs at least (3, 3); raise "
+                "multigrid.grids[0].size or give multigrid.grids[0].model.layers with smaller "
+                "filters or strides"),
+    # A fully connected head is sized by the grid as the net is built.
+    ("object", "multigrid.grids[0].model, at multigrid.grids[0].size 2: input_size (2, 2) is "
+               "too small for these layers: they need at least (3, 3)"),
+])
+def test_a_grid_smaller_than_its_net_is_refused_before_training(tmp_path: Path, capsys,
+                                                                arch: str, said: str) -> None:
+    """Refused at the grid's first chain in the net's words ("input size (2, 2) is smaller
+    ..."), naming no grid, as single-grid training did before its examples were checked."""
+    data = {"kind": "objects", "path": str(image_folder(tmp_path / "images")), "size": 8,
+            "channels": 3}
+    grids = [{"size": 2, "model": {"arch": arch, "layers": [[4, 3, 1]]}}, TINY_IMAGE_NETS[1]]
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", data, {"grids": grids}, out=run)
+    code, err = run_cli(["train", str(config), "--quiet"], capsys)
+    assert code == 2 and err == f"stgconv train: error: {said}\n", err
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("kind", ["objects", "video_frames"])
 def test_image_multigrid_train_and_synthesize(tmp_path: Path, kind: str, capsys,
                                              monkeypatch) -> None:

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ from stgconv.checkpoint import FILENAME, CheckpointError, previous_path
 from stgconv.checks import check_output, reading
 from stgconv.config import (
     ExperimentConfig,
+    ModelConfig,
     config_to_dict,
     fill_model,
     initializer_factors,
@@ -508,8 +509,9 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
                                  f"training examples' base values, which needs at least 2; this "
                                  f"run has {len(observed)}: set multigrid.base_rank: null")
             config = _resolve_grid_models(config, channels=data.shape[1], resumed=resume)
+            energies = _grid_energies(modality, config)
             trainer = MultiGridTrainer(
-                [modality.energy(grid.model).to(device) for grid in config.multigrid.grids],
+                [energy.to(device) for energy in energies],
                 grid_samplers(config), data, grid_sizes(config),
                 consistent=config.multigrid.consistent, train=config.train,
                 generator=generator, config=config_to_dict(config), world=world,
@@ -715,17 +717,51 @@ def _check_examples_fit(energy: Any, data: Tensor, config: ExperimentConfig) -> 
     are smaller than ``energy``'s receptive field: the net's own "input size (12, 12) is
     smaller ..." came once the progress bar had started, after a warning that advised just
     that data.size, and named no setting to change."""
+    clips = config.data.kind == "video"  # (T, H, W): data.frames sets the first
+    _check_net_fits(energy, data.shape[2:], "model", config.model,
+                    examples="the training examples", frames=config.data.frames if clips else None,
+                    frames_key="data.frames", size=config.data.size, size_key="data.size")
+
+
+def _grid_energies(modality: Modality, config: ExperimentConfig) -> list[ConvNetEnergy]:
+    """Each modelled grid's energy net (its model filled in: :func:`_resolve_grid_models`),
+    coarse to fine. ``ValueError`` naming the grid and its size when its examples are smaller
+    than its net's receptive field: training refused them only at the grid's first chain, in
+    the net's words ("input size (2, 2) is smaller ...", or "input_size (2, 2) is too small
+    for these layers" as a head's net was built), naming no grid."""
+    multigrid, energies = multigrid_section(config), []
+    for i, (grid, shape) in enumerate(zip(multigrid.grids, grid_sizes(config)[1:])):
+        key = f"multigrid.grids[{i}]"
+        # A video grid's clip length: its own frames, else data.frames (grid_shape).
+        frames = shape[0] if config.data.kind == "video" else None
+        frames_key = f"{key}.frames" + (" (data.frames)" if grid.frames is None else "")
+        try:
+            energy = modality.energy(grid.model)
+        except ValueError as err:  # a fully connected head is sized by the grid as it is built
+            raise ValueError(f"{key}.model, at {key}.size {grid.size}: {err}") from None
+        _check_net_fits(energy, shape, f"{key}.model", grid.model,
+                        examples=f"the examples of {key}", frames=frames, frames_key=frames_key,
+                        size=grid.size, size_key=f"{key}.size")
+        energies.append(energy)
+    return energies
+
+
+def _check_net_fits(energy: Any, shape: Sequence[int], key: str, model: ModelConfig, *,
+                    examples: str, frames: int | None, frames_key: str, size: int,
+                    size_key: str) -> None:
+    """``ValueError`` unless ``energy`` (the net of the model section at ``key``) takes
+    ``examples`` of spatial ``shape``, which ``size_key`` (and, for clips, ``frames_key``) set
+    to ``size`` (``frames``)."""
     if not isinstance(energy, ConvNetEnergy):  # a classifier's network takes its fixed size
         return
     try:
-        energy.check_size(data.shape[2:])
+        energy.check_size(shape)
     except ValueError as err:
-        clips = config.data.kind == "video"  # (T, H, W): data.frames sets the first
-        settings = (f"data.frames {config.data.frames}, " if clips else "") + "data.size"
-        raise ValueError(f"the training examples, at {settings} {config.data.size}, do not fit "
-                         f"model.arch {config.model.arch!r}: {err}; raise "
-                         f"{'data.frames or ' if clips else ''}data.size or give model.layers "
-                         "with smaller filters or strides") from None
+        settings = (f"{frames_key} {frames}, " if frames is not None else "") + size_key
+        raise ValueError(f"{examples}, at {settings} {size}, do not fit {key}.arch "
+                         f"{model.arch!r}: {err}; raise "
+                         f"{f'{frames_key} or ' if frames is not None else ''}{size_key} or "
+                         f"give {key}.layers with smaller filters or strides") from None
 
 
 def _resolve_grid_models(config: ExperimentConfig, *, channels: int, resumed: bool = False
