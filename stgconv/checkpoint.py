@@ -433,14 +433,20 @@ def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
     try:
         data = without_unread_settings(state["config"], f"checkpoint {checkpoint}'s config")
         return config_from_dict(ExperimentConfig, data)
-    except WithdrawnSetting as err:
-        raise CheckpointError(f"checkpoint {checkpoint} cannot be read by this stgconv: {err}"
-                              ) from err
     except UnknownKeys as err:
-        raise CheckpointError(f"checkpoint {checkpoint} holds a config this stgconv cannot read "
-                              f"(written by a newer version?): {err}") from err
+        raise unreadable_config(checkpoint, err) from err
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
+
+
+def unreadable_config(checkpoint: str | Path, err: UnknownKeys) -> CheckpointError:
+    """The error for ``err``, keys of the config ``checkpoint`` holds that this stgconv lacks:
+    a withdrawn setting as an earlier version's, other keys with the hint that a newer version
+    wrote them."""
+    if isinstance(err, WithdrawnSetting):
+        return CheckpointError(f"checkpoint {checkpoint} cannot be read by this stgconv: {err}")
+    return CheckpointError(f"checkpoint {checkpoint} holds a config this stgconv cannot read "
+                           f"(written by a newer version?): {err}")
 
 
 def rebuild(build: Callable[..., M], *args: Any) -> M:

@@ -23,13 +23,14 @@ from typing import Any, Callable, Sequence, get_args
 import torch
 
 from stgconv import tasks
-from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint
+from stgconv.checkpoint import FILENAME, CheckpointError, load_checkpoint, unreadable_config
 from stgconv.checks import FLOAT32_MAX, check_output, check_seed
 from stgconv.config import (
     QUICK_RECOVERY_CONFIG,
     RESUMED_MODEL_ADVICE,
     ExperimentConfig,
     ModelOfOtherData,
+    UnknownKeys,
     apply_overrides,
     config_from_settings,
     config_to_dict,
@@ -431,8 +432,16 @@ def _checkpoint_config(checkpoint: Path, args: argparse.Namespace, values: dict[
     source = f"checkpoint {checkpoint}'s config"
     # Its out_dir is where the run was trained, not the folder --resume found it in.
     values = {**values, "out_dir": str(checkpoint.parent)}
-    return config_from_settings(without_unread_settings(settings, source, args.overrides, values),
-                                source, args.overrides, values)
+    try:
+        return config_from_settings(
+            without_unread_settings(settings, source, args.overrides, values), source,
+            args.overrides, values)
+    except UnknownKeys as err:
+        # A key of the checkpoint's own, as reading it for a model says it (a --set's alone is
+        # the user's typo).
+        if source not in err.sources:
+            raise
+        raise unreadable_config(checkpoint, err) from err
 
 
 def _check_config_of_another_run(config: ExperimentConfig, args: argparse.Namespace,

@@ -1341,11 +1341,13 @@ C = TypeVar("C")
 
 class UnknownKeys(ValueError):
     """A config holds keys that no section of this stgconv has: ``keys``, dotted as
-    ``train.lrr`` or ``multigrid.grids[1].bogus``."""
+    ``train.lrr`` or ``multigrid.grids[1].bogus``; ``sources``: what holds them, where known
+    (a file's path, ``--set train.lrr=1``: :func:`config_from_settings`)."""
 
-    def __init__(self, message: str, keys: Sequence[str] = ()) -> None:
+    def __init__(self, message: str, keys: Sequence[str] = (), *,
+                 sources: Sequence[str] = ()) -> None:
         super().__init__(message)
-        self.keys = list(keys)
+        self.keys, self.sources = list(keys), list(sources)
 
 
 # Settings an earlier stgconv had and this one has withdrawn: dotted key -> (what became of it,
@@ -1720,7 +1722,7 @@ def config_from_settings(data: dict[str, Any], source: str | None,
         sources = [str(source)] * in_data + [f"--set {text}" for text in setting]
         if not sources:  # a withdrawn setting, named as such, or a key of the command's own
             raise
-        raise UnknownKeys(f"{' and '.join(sources)}: {err}", err.keys) from err
+        raise UnknownKeys(f"{' and '.join(sources)}: {err}", err.keys, sources=sources) from err
     learned = config.recovery.learned
     prior = None if learned.prior is None else expand_home(learned.prior)
     return dataclasses.replace(

@@ -165,6 +165,29 @@ def test_a_resume_whose_config_yaml_and_checkpoint_settings_are_gone_asks_for_th
             "give the run's config file") in err, err
 
 
+def test_a_resume_from_checkpoint_settings_of_a_newer_version_says_so(
+        texture_run: Path, tmp_path: Path, capsys) -> None:
+    """Its config.yaml gone, a run resumed from its checkpoint's settings named a key of a newer
+    stgconv as an unknown key alone, where reading the checkpoint for a model gives the hint;
+    a --set's own unknown key is the user's, without it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    state = load_checkpoint(texture_run / "checkpoint.pt")
+    state["config"]["sampler"]["tempering"] = 2.0  # a later version's setting
+    save_checkpoint(state, run / "checkpoint.pt")
+    resume = ["train", "--out", str(run), "--resume", "--quiet"]
+    code, _, err = run_main(resume, capsys)
+    assert code == 2, err
+    assert (f"checkpoint {run / 'checkpoint.pt'} holds a config this stgconv cannot read "
+            "(written by a newer version?): ") in err, err
+    assert "unknown config key(s) sampler.tempering" in err, err
+    del state["config"]["sampler"]["tempering"]
+    save_checkpoint(state, run / "checkpoint.pt")
+    code, _, err = run_main([*resume, "--set", "train.lrr=1"], capsys)
+    assert code == 2 and "--set train.lrr=1: unknown config key(s) train.lrr" in err, err
+    assert "newer version" not in err, err
+
+
 def test_print_config_shows_what_train_would_run_and_writes_nothing(
         texture_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
