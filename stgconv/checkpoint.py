@@ -478,16 +478,44 @@ def check_finite_weights(weights: object, checkpoint: str | Path) -> None:
     is finite: a net of NaN weights gives NaN energies, which a sampler reports as a diverging
     chain ("try a smaller step size"), blaming settings that are not at fault. Training saves
     no such weights; an edited file or another program's can hold them."""
-    if not isinstance(weights, dict):
-        return  # the loader names what it is
-    bad = [name for name, tensor in weights.items()
-           if isinstance(tensor, Tensor) and tensor.is_floating_point()
-           and not bool(torch.isfinite(tensor).all())]
+    bad = _not_finite(weights)
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise CheckpointError(f"checkpoint {checkpoint}: the weights {bad[0]}{more} hold NaN or "
                               "infinite values (a model that diverged, or an edited file): use "
                               "an earlier checkpoint, or train again")
+
+
+def check_finite_chains(chains: object, checkpoint: str | Path, *,
+                        advice: str = "use an earlier checkpoint") -> None:
+    """``CheckpointError`` naming ``checkpoint`` and the stored item unless every
+    floating-point tensor of ``chains`` (a checkpoint's ``"chains"`` entry: persistent chains'
+    ``chains``, a replay buffer's ``samples``) is finite; ``advice`` says what to do instead.
+    The sampler refused such chains as "x0 holds NaN or infinite values in chain 0 ...: chains
+    must start finite", naming neither the file nor its stored chains. Training saves no such
+    chains; an edited file or another program's can hold them."""
+    bad = _not_finite(chains)
+    if bad:
+        raise CheckpointError(f"checkpoint {checkpoint}: its stored training chains "
+                              f"(chains.{bad[0]}) hold NaN or infinite values (an edited file, "
+                              f"or another program's): {advice}")
+
+
+def damaged_fit(checkpoint: str | Path, key: str, err: ValueError) -> CheckpointError:
+    """The error for the Gaussians a checkpoint keeps as ``key`` (a
+    :meth:`~stgconv.mcmc.DataGaussian.state_dict`) that ``err`` refused: its own words named
+    neither the checkpoint nor which fit."""
+    return CheckpointError(f"{checkpoint}: its fitted Gaussians {key!r} are damaged: {err}")
+
+
+def _not_finite(tensors: object) -> list[str]:
+    """The names of the floating-point tensors of the dict ``tensors`` that hold NaN or
+    infinite values (none where it is no dict: its loader names what it is)."""
+    if not isinstance(tensors, dict):
+        return []
+    return [name for name, tensor in tensors.items()
+            if isinstance(tensor, Tensor) and tensor.is_floating_point()
+            and not bool(torch.isfinite(tensor).all())]
 
 
 def load_weights(net: nn.Module, weights: dict[str, Tensor]) -> None:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from stgconv.checkpoint import (
     CheckpointError,
+    check_finite_chains,
     check_finite_weights,
     load_checkpoint,
     load_weights,
@@ -178,6 +179,7 @@ class FitLoop:
             state = load_checkpoint(path, map_location=self.device)
             # Else resumed, and the first step's NaN energies blamed the sampler's step size.
             check_finite_weights(self.saved_weights(state), path)
+            check_finite_chains(state.get("chains"), path)
             try:
                 self.load_state_dict(state)
             except (KeyError, TypeError, ValueError, RuntimeError) as err:

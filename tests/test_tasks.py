@@ -9,6 +9,7 @@ import fcntl
 import importlib
 import importlib.util
 import io
+import math
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from _tiny import (ROOT, SR_CONFIG, TINY, boxes_and_balls, captured, file_size_l
                    read_events, tiny_texture_run)
 from PIL import Image
 
-from stgconv.checkpoint import load_checkpoint
+from stgconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stgconv.cli import main
 from stgconv.config import TrainConfig, load_config
 from stgconv.energy import image_energy
@@ -1302,6 +1303,52 @@ def test_a_run_folder_is_locked_and_a_failed_run_cleaned_up_without_fcntl(
     with pytest.raises(ValueError, match="bad.npz"):
         tiny_texture_run(tmp_path / "failing", "data.kind=objects", f"data.path={bad}")
     assert [path.name for path in (tmp_path / "failing" / "run").iterdir()] == [".lock"]
+
+
+@pytest.mark.parametrize("settings, item", [
+    (["chains.mode=persistent"], "chains.chains"),
+    (["chains.mode=buffer", "chains.buffer_capacity=4"], "chains.samples"),
+], ids=["persistent", "buffer"])
+def test_stored_chains_that_are_not_finite_are_named_with_the_checkpoint(
+        tmp_path: Path, settings: list[str], item: str) -> None:
+    """An edited checkpoint's NaN persistent chains or replay buffer were refused by the sampler
+    ("x0 holds NaN or infinite values in chain 0 ...: chains must start finite"), naming
+    neither the file nor the stored chains, by synthesize --start chains and by a resume."""
+    run = tiny_texture_run(tmp_path, *settings)
+    path = run / "checkpoint.pt"
+    state = load_checkpoint(path)
+    name = item.split(".")[1]
+    state["chains"][name] = torch.full_like(state["chains"][name], math.nan)
+    save_checkpoint(state, path)
+    said = (rf"^checkpoint {re.escape(str(path))}: its stored training chains \({item}\) hold "
+            r"NaN or infinite values \(an edited file, or another program's\): ")
+    with pytest.raises(CheckpointError, match=said + r"start from noise \(--start noise\)$"):
+        synthesize(run, tmp_path / "out", start="chains", n_steps=1, device="cpu")
+    config = load_config(run / "config.yaml", ["train.n_iterations=2"])
+    with pytest.raises(CheckpointError, match=said + "use an earlier checkpoint$"):
+        train(config, resume=True, progress=False)
+    assert load_checkpoint(path)["iteration"] == 1
+
+
+def test_a_stored_data_gaussian_that_is_not_finite_is_named_with_the_checkpoint(
+        tmp_path: Path) -> None:
+    """synthesize of a model whose chains start from Gaussians fitted to its data, the fit
+    edited to NaN: refused as "a data Gaussian's means hold NaN or infinite values", naming
+    neither the file nor the stored fit."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):  # a Gaussian fit needs two examples
+        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
+    run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
+                           "chains.mode=noise", "chains.init=data_gaussian")
+    path = run / "checkpoint.pt"
+    state = load_checkpoint(path)
+    state["init"]["means"] = torch.full_like(state["init"]["means"], math.nan)
+    save_checkpoint(state, path)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: its fitted Gaussians "
+                                              r"'init' are damaged: a data Gaussian's means hold "
+                                              r"NaN or infinite values$"):
+        synthesize(run, tmp_path / "out", n_steps=1, device="cpu")
 
 
 def test_reconstruct_and_interpolate_refuse_a_model_started_from_fitted_gaussians(

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stgconv.checkpoint import CheckpointError, load_model
+from stgconv.checkpoint import CheckpointError, damaged_fit, load_model
 from stgconv.checks import as_int, check_tensor, open_npz, reading
 from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
@@ -166,8 +166,7 @@ def _stored_fit(state: dict[str, Any], key: str, checkpoint: str | Path) -> Data
     try:
         return DataGaussian.from_state(state[key])
     except ValueError as err:
-        raise CheckpointError(f"{checkpoint}: its fitted Gaussians {key!r} are damaged: "
-                              f"{err}") from err
+        raise damaged_fit(checkpoint, key, err) from err
 
 
 def _expert_weights(weights: Any) -> bool:

@@ -12,8 +12,9 @@ import torch
 
 from stgconv.build import (chain_init, model_clamp, multigrid_bases, multigrid_sampler,
                            task_sampler)
-from stgconv.checkpoint import (is_multigrid, load_checkpoint, model_from_state,
-                                multigrid_from_state, warn_of_no_config, with_net_inputs)
+from stgconv.checkpoint import (check_finite_chains, damaged_fit, is_multigrid, load_checkpoint,
+                                model_from_state, multigrid_from_state,
+                                resolve_checkpoint_path, warn_of_no_config, with_net_inputs)
 from stgconv.checks import as_int, check_entries, check_seed
 from stgconv.config import ExperimentConfig, example_shape, resolve_device
 from stgconv.cooperative import generator_from_state, is_cooperative, propose_and_revise
@@ -144,6 +145,8 @@ def synthesize(
         if size is not None or frames is not None:
             raise ValueError(f"size and frames cannot change when continuing the stored chains; "
                              f"got size={size}, frames={frames} (leave both unset)")
+        check_finite_chains(state.get("chains"), resolve_checkpoint_path(checkpoint),
+                            advice="start from noise (--start noise)")
         x0 = _stored_chains(state)[:n_chains].to(param.device)
         if classes is not None and len(x0) < n_chains:
             raise ValueError(f"the checkpoint keeps {len(x0)} chains, fewer than the {n_chains} "
@@ -157,7 +160,10 @@ def synthesize(
         shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
         check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
                       + (f" of {frames} frames" if frames else ""))
-        init = chain_init(config.chains, state.get("init"))
+        try:
+            init = chain_init(config.chains, state.get("init"))
+        except ValueError as err:  # the Gaussians fitted to the data, a damaged file's
+            raise damaged_fit(resolve_checkpoint_path(checkpoint), "init", err) from err
         if isinstance(init, DataGaussian):
             # A class's chains start from its own component (JEM++'s informative start).
             of_class = (None if classes is None else torch.tensor(
