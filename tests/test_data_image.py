@@ -105,6 +105,26 @@ def test_a_folder_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: 
             load_training_images(tmp_path, kind="objects", size=size, channels=3)
 
 
+def test_an_enlargement_warning_advises_no_size_the_net_refuses(tmp_path: Path) -> None:
+    """It advised data.size 12 for a 12x12 tile, which a net of a larger receptive field
+    refused once the data had loaded."""
+    Image.new("RGB", (12, 12), (200, 30, 30)).save(tmp_path / "tile.png")
+    with pytest.warns(UserWarning, match=re.escape(
+            "the net takes data.size 15 or more: set data.size=15 to learn it nearest as it is "
+            "(or give model.layers with smaller filters or strides to go lower)")):
+        load_training_images(tmp_path / "tile.png", kind="texture", size=64, channels=3,
+                             smallest_side=15)
+    with pytest.warns(UserWarning, match=re.escape(
+            "a data.size nearer 15, the smallest the net takes, learns them nearest as they "
+            "are")):
+        load_training_images(tmp_path, kind="objects", size=64, channels=3, smallest_side=15)
+    # At that smallest size already, it is not advised again.
+    with pytest.warns(UserWarning, match=re.escape(
+            "data.size 32 is the smallest the net takes: give model.layers with smaller filters "
+            "or strides to learn them nearer their own side")):
+        load_training_images(tmp_path, kind="objects", size=32, channels=3, smallest_side=32)
+
+
 def test_an_npz_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> None:
     """MNIST's 28x28 digits given to objects_folder.yaml (data.size 64) were learned as their
     blurred enlargements without a word; its own data.size (28) is not warned about."""

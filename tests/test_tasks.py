@@ -539,7 +539,7 @@ def test_the_model_is_sized_by_the_examples_loaded_not_the_data_settings(
     data.channels', which a model.in_channels set is checked against as the config is read.)"""
     image = importlib.import_module("stgconv.modalities.image")
     examples = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    monkeypatch.setattr(image.ImageModality, "load", lambda self, data: examples)
+    monkeypatch.setattr(image.ImageModality, "load", lambda self, data, **options: examples)
     config = load_config(None, ["data.path=builtin:brick", "data.size=16", "data.channels=3",
                                 "model.arch=object", "model.layers=[[4, 3, 2, 1]]",
                                 f"out_dir={tmp_path / 'run'}", "device=cpu",
@@ -548,6 +548,22 @@ def test_the_model_is_sized_by_the_examples_loaded_not_the_data_settings(
     run = train(config, progress=False)
     model = load_config(run / "config.yaml").model
     assert (model.in_channels, model.image_size) == (3, 8)
+
+
+def test_a_textures_enlargement_warning_advises_a_size_the_net_takes(tmp_path: Path) -> None:
+    """A 6x6 tile at data.size 32 was advised data.size=6, which the net (15x15 filters) then
+    refused as smaller than its receptive field; the advice is the smallest it takes."""
+    Image.new("L", (6, 6), 90).save(tmp_path / "tile.png")
+    with pytest.warns(UserWarning, match=re.escape(
+            "the net takes data.size 15 or more: set data.size=15 to learn it nearest")):
+        tiny_texture_run(tmp_path, f"data.path={tmp_path / 'tile.png'}", "data.size=32",
+                         "model.layers=[[2, 15, 1]]")
+    # Taken, it trains, and the size is not advised again.
+    with pytest.warns(UserWarning, match=re.escape(
+            "data.size 15 is the smallest the net takes: give model.layers with smaller filters "
+            "or strides to learn it nearer its own side")):
+        tiny_texture_run(tmp_path / "again", f"data.path={tmp_path / 'tile.png'}",
+                         "data.size=15", "model.layers=[[2, 15, 1]]")
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -708,7 +724,7 @@ def test_the_models_size_is_the_examples_width(tmp_path: Path, monkeypatch) -> N
     8 x 12 examples give 12."""
     image = importlib.import_module("stgconv.modalities.image")
     examples = torch.rand(2, 1, 8, 12, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    monkeypatch.setattr(image.ImageModality, "load", lambda self, data: examples)
+    monkeypatch.setattr(image.ImageModality, "load", lambda self, data, **options: examples)
     run = tiny_texture_run(tmp_path)
     assert load_config(run / "config.yaml").model.image_size == 12
 

@@ -130,12 +130,14 @@ def _centre_square_side(path: str | Path) -> int:
 
 
 def load_training_images(path: str | Path, *, kind: str, size: int, channels: int,
-                         max_images: int | None = None) -> Tensor:
+                         max_images: int | None = None, smallest_side: int = 1) -> Tensor:
     """Training tensor ``(N, C, size, size)`` in ``[-1, 1]``.
 
     ``kind="texture"``: ``path`` is one image (or ``builtin:<name>``), N = 1.
     ``kind="objects"``: ``path`` is a folder of images, or an ``.npz`` file whose ``x_train``
     holds them (:func:`load_npz_images`).
+    ``smallest_side``: the smallest side of the examples the net to be trained takes; the
+    warning of images enlarged more than twice advises no smaller data.size.
     """
     if kind == "texture":
         source = Path(path)
@@ -152,7 +154,7 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
             # A 12x12 tile, enlarged 5x, was learned as the blur of itself without a word.
             warnings.warn(f"texture {path} is {side}x{side} (its centre square) and is enlarged "
                           f"{size / side:.1f}x to data.size {size}: the model learns the "
-                          f"enlargement's blur; set data.size={side} to learn it as it is",
+                          f"enlargement's blur; {_advised_size(side, smallest_side, size)}",
                           stacklevel=2)
         return texture.unsqueeze(0)
     if kind == "objects" and Path(path).suffix.lower() == ".npz":
@@ -160,7 +162,8 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
         with open_npz(path) as archive:
             shape = npz_shape(archive, "x_train")
         if shape is not None and len(shape) >= 3:
-            _warn_enlarged(path, [min(shape[1:3])] * len(images), size)
+            _warn_enlarged(path, [min(shape[1:3])] * len(images), size,
+                           smallest_side=smallest_side)
         return images
     if kind == "objects" and Path(path).is_file():
         # Else "is a file, not a folder of images", which did not say that an .npz is read too
@@ -175,17 +178,34 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
     if kind == "objects":
         dataset = ImageFolder(path, size=size, channels=channels, max_images=max_images)
         sides = [_centre_square_side(file) for file in dataset.files]
-        _warn_enlarged(path, sides, size, names=[file.name for file in dataset.files])
+        _warn_enlarged(path, sides, size, names=[file.name for file in dataset.files],
+                       smallest_side=smallest_side)
         return torch.stack([dataset[i] for i in range(len(dataset))])
     raise ValueError(f"data kind must be 'texture' or 'objects', got {kind!r}")
 
 
+def _advised_size(side: int, smallest_side: int, size: int) -> str:
+    """The advice to learn an image of ``side``, enlarged to data.size ``size``, at its own
+    side, where the net takes examples of ``smallest_side`` or more: the warning advised
+    data.size 12 for a 12x12 tile, which the net refused as smaller than its receptive
+    field."""
+    if side >= smallest_side:
+        return f"set data.size={side} to learn it as it is"
+    if size <= smallest_side:
+        return (f"data.size {size} is the smallest the net takes: give model.layers with smaller "
+                "filters or strides to learn it nearer its own side")
+    return (f"the net takes data.size {smallest_side} or more: set data.size={smallest_side} "
+            "to learn it nearest as it is (or give model.layers with smaller filters or strides "
+            "to go lower)")
+
+
 def _warn_enlarged(path: str | Path, sides: list[int], size: int, *,
-                   names: list[str] | None = None) -> None:
+                   names: list[str] | None = None, smallest_side: int = 1) -> None:
     """Warn where some of the training images ``path`` holds, of centre-square ``sides``, are
     enlarged more than twice to ``size``: as for a texture, a folder of thumbnails (or MNIST's
     28x28 digits) at data.size 64 was learned as the blur of its enlargements without a word.
-    ``names``: the images' file names (a folder's), to name the smallest."""
+    ``names``: the images' file names (a folder's), to name the smallest; ``smallest_side``: as
+    :func:`load_training_images` takes it."""
     enlarged = [side for side in sides if size > 2 * side]
     if not enlarged:
         return
@@ -196,7 +216,13 @@ def _warn_enlarged(path: str | Path, sides: list[int], size: int, *,
                   f"{'is' if len(enlarged) == 1 else 'are'} enlarged more than twice to "
                   f"data.size {size} ({which} {smallest}x{smallest} (its centre square), "
                   f"enlarged {size / smallest:.1f}x): the model learns the enlargements' blur; "
-                  f"a data.size nearer {smallest} learns them as they are", stacklevel=3)
+                  + (f"a data.size nearer {smallest} learns them as they are"
+                     if smallest >= smallest_side else
+                     f"data.size {size} is the smallest the net takes: give model.layers with "
+                     "smaller filters or strides to learn them nearer their own side"
+                     if size <= smallest_side else
+                     f"a data.size nearer {smallest_side}, the smallest the net takes, learns "
+                     "them nearest as they are"), stacklevel=3)
 
 
 def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channels: int,

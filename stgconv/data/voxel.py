@@ -458,7 +458,7 @@ class VoxelShapes(LazyH5, NamedDataset):
 def load_voxel_shapes(
     path: str | Path, *, categories: Sequence[str] | None = None, split: str | None = None,
     max_shapes: int | None = None, pad_to: int | None = None, resolution: int | None = None,
-    margin: int = 1, up_axis: int = 2, mesh_side: int | None = None,
+    margin: int = 1, up_axis: int = 2, mesh_side: int | None = None, smallest_side: int = 1,
 ) -> Tensor:
     """Training shapes as one float32 tensor ``(N, 1, R, R, R)`` in ``[0, 1]``.
 
@@ -488,6 +488,8 @@ def load_voxel_shapes(
         up_axis: for mesh folders only, the meshes' up axis (0 = x, 1 = y, 2 = z; ModelNet: 2,
             ShapeNet and most ``.obj`` files: 1), turned to array axis 2. Voxel sources are
             read as stored, up = the last axis.
+        smallest_side: the smallest grid side the model to be trained takes: the warning of
+            grids padded to twice their side or more advises no smaller data.size.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -560,8 +562,14 @@ def load_voxel_shapes(
         # without a word: mostly empty space, trained on at 8 times the cost or more.
         warnings.warn(f"the shapes in {path} are {side}^3, padded with empty voxels to "
                       f"{pad_to}^3 (pad_to, a model's data.size): {(pad_to / side) ** 3:.0f} "
-                      f"times the voxels; set data.size: {side} to train at their own side",
-                      stacklevel=2)
+                      "times the voxels; "
+                      + (f"set data.size: {side} to train at their own side"
+                         if side >= smallest_side else
+                         f"data.size {pad_to} is the smallest the net takes: give model.layers "
+                         "with smaller filters or strides to train nearer their own side"
+                         if pad_to <= smallest_side else
+                         f"set data.size: {smallest_side}, the smallest the net takes, to train "
+                         "nearest their own side"), stacklevel=2)
     return batch if pad_to is None else pad_grids(batch, pad_to)
 
 

@@ -37,8 +37,10 @@ class Modality:
     most_shown: int
     """How many examples :meth:`preview` shows at most (the first ones)."""
 
-    def load(self, data: DataConfig) -> Tensor:
-        """The training examples ``(N, *lead, *S)`` in data units."""
+    def load(self, data: DataConfig, *, smallest_side: int = 1) -> Tensor:
+        """The training examples ``(N, *lead, *S)`` in data units. ``smallest_side``: the
+        smallest side (data.size) of examples the net to be trained takes; a warning that
+        advises another data.size names none smaller."""
         raise NotImplementedError
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy:

@@ -44,7 +44,7 @@ class ImageModality(Modality):
     most_shown = MAX_IMAGES
     data_kinds = ("texture", "objects", "video_frames")
 
-    def load(self, data: DataConfig) -> Tensor:
+    def load(self, data: DataConfig, *, smallest_side: int = 1) -> Tensor:
         """``(N, C, H, W)``; ``video_frames``: ``N`` = clips x frames."""
         if data.kind == "video_frames":  # (N, C, T, H, W) -> (N * T, C, H, W)
             if data.fps is not None and is_frame_folder(data.path):
@@ -66,7 +66,8 @@ class ImageModality(Modality):
                     "data.frames=16 and data.fps=null (--set KEY=VALUE)")
             return load_clips(data).transpose(1, 2).flatten(0, 1)
         return load_training_images(data.path, kind=data.kind, size=data.size,
-                                    channels=data.channels, max_images=data.max_images)
+                                    channels=data.channels, max_images=data.max_images,
+                                    smallest_side=smallest_side)
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy | ClassifierEnergy:
         if model.arch in CLASSIFIER_ARCHS:

@@ -53,8 +53,8 @@ class VideoModality(Modality):
     most_shown = MAX_CLIPS
     data_kinds = ("video",)
 
-    def load(self, data: DataConfig) -> Tensor:
-        """Clips ``(N, C, T, H, W)`` (:func:`load_clips`)."""
+    def load(self, data: DataConfig, *, smallest_side: int = 1) -> Tensor:
+        """Clips ``(N, C, T, H, W)`` (:func:`load_clips`; reading them advises no data.size)."""
         return load_clips(data)
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy:

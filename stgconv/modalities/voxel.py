@@ -36,13 +36,13 @@ class VoxelModality(Modality):
     most_shown = MAX_SHAPES
     data_kinds = ("voxels",)
 
-    def load(self, data: DataConfig) -> Tensor:
+    def load(self, data: DataConfig, *, smallest_side: int = 1) -> Tensor:
         """Occupancy ``(N, 1, D, D, D)`` in ``[0, 1]``; grids smaller than ``data.size`` are
         padded, meshes voxelized at it with ``data.up_axis`` turned to the last axis."""
         return load_voxel_shapes(data.path, categories=data.categories,
                                  split=None if data.split == "all" else data.split,
                                  max_shapes=data.max_images, pad_to=data.size,
-                                 up_axis=data.up_axis)
+                                 up_axis=data.up_axis, smallest_side=smallest_side)
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy:
         return voxel_energy(model.arch, size=model.image_size, layers=model.layers,

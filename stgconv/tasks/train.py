@@ -29,12 +29,13 @@ from stgconv.build import (
     multigrid_section,
     seeded_weights,
 )
-from stgconv.checkpoint import FILENAME, CheckpointError, previous_path
+from stgconv.checkpoint import FILENAME, CheckpointError, forked_global_rng, previous_path
 from stgconv.checks import check_output, reading
 from stgconv.config import (
     ExperimentConfig,
     ModelConfig,
     config_to_dict,
+    example_shape,
     fill_model,
     initializer_factors,
     resolve_device,
@@ -44,6 +45,7 @@ from stgconv.cooperative import CooperativeTrainer
 from stgconv.data.image import load_npz_labels
 from stgconv.distributed import World, digest
 from stgconv.energy.base import ConvNetEnergy
+from stgconv.energy.classifier import CLASSIFIER_ARCHS
 from stgconv.generator import ConvGenerator
 from stgconv.initializer import Initializer, InitializerTrainer
 from stgconv.io.atomic import WriteError, remove_temporaries, write_error
@@ -465,9 +467,10 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
     device = world.device if world is not None else resolve_device(config.device)
     main = world is None or world.is_main
     modality = modality_of(config)
+    smallest_side = _smallest_side(modality, config)
     try:
         with reading(config.data.path):
-            data = modality.load(config.data).to(device)
+            data = modality.load(config.data, smallest_side=smallest_side).to(device)
     except FileNotFoundError as err:  # often a config's placeholder path, never replaced
         # A run's config keeps data.path as typed: resumed from another folder, a relative
         # path was "not found" with no word of where it was looked for.
@@ -721,6 +724,25 @@ def _check_examples_fit(energy: Any, data: Tensor, config: ExperimentConfig) -> 
     _check_net_fits(energy, data.shape[2:], "model", config.model,
                     examples="the training examples", frames=config.data.frames if clips else None,
                     frames_key="data.frames", size=config.data.size, size_key="data.size")
+
+
+def _smallest_side(modality: Modality, config: ExperimentConfig) -> int:
+    """The smallest data.size of examples that the run's net takes, which a warning of the
+    data's loading may advise (:meth:`Modality.load`): it advised a texture's own side, 12,
+    which the net then refused as smaller than its receptive field. 1 where not known before
+    the data are read: a classifier's fixed size, a multigrid run's nets (one per grid), a net
+    that data.size cannot build (its refusal, once the data are read, names it)."""
+    if config.multigrid is not None or config.model.arch in CLASSIFIER_ARCHS:
+        return 1
+    model = replace(config.model, in_channels=example_shape(config.data)[0],
+                    image_size=config.data.size)
+    try:
+        with forked_global_rng():  # a probe: the caller's random stream stays as it was
+            energy = modality.energy(model)
+    except ValueError:
+        return 1
+    sides = energy.smallest_size()
+    return max(sides[1:] if config.data.kind == "video" else sides)  # a clip's (T, H, W)
 
 
 def _grid_energies(modality: Modality, config: ExperimentConfig) -> list[ConvNetEnergy]:
