@@ -110,18 +110,17 @@ def test_an_enlargement_warning_advises_no_size_the_net_refuses(tmp_path: Path) 
     refused once the data had loaded."""
     Image.new("RGB", (12, 12), (200, 30, 30)).save(tmp_path / "tile.png")
     with pytest.warns(UserWarning, match=re.escape(
-            "the net takes data.size 15 or more: set data.size=15 to learn it nearest as it is "
-            "(or give model.layers with smaller filters or strides to go lower)")):
+            "set data.size: 15, the smallest the net takes, to train nearest the data's own "
+            "side (model.layers with smaller filters or strides go lower)")):
         load_training_images(tmp_path / "tile.png", kind="texture", size=64, channels=3,
                              smallest_side=15)
     with pytest.warns(UserWarning, match=re.escape(
-            "a data.size nearer 15, the smallest the net takes, learns them nearest as they "
-            "are")):
+            "set data.size: 15, the smallest the net takes")):
         load_training_images(tmp_path, kind="objects", size=64, channels=3, smallest_side=15)
     # At that smallest size already, it is not advised again.
     with pytest.warns(UserWarning, match=re.escape(
             "data.size 32 is the smallest the net takes: give model.layers with smaller filters "
-            "or strides to learn them nearer their own side")):
+            "or strides to train nearer the data's own side")):
         load_training_images(tmp_path, kind="objects", size=32, channels=3, smallest_side=32)
 
 

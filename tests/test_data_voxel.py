@@ -409,12 +409,12 @@ def test_load_voxel_shapes_from_every_source(cache: Path, tree: Path, tmp_path: 
     # Nor a side the model refuses (it advised R, which a net of a larger receptive field then
     # refused).
     with pytest.warns(UserWarning, match=re.escape(
-            f"set data.size: {R + 1}, the smallest the net takes, to train nearest their own "
-            "side")):
+            f"set data.size: {R + 1}, the smallest the net takes, to train nearest the data's "
+            "own side")):
         load_voxel_shapes(cache, max_shapes=1, pad_to=2 * R, smallest_side=R + 1)
     with pytest.warns(UserWarning, match=re.escape(
             f"data.size {2 * R} is the smallest the net takes: give model.layers with smaller "
-            "filters or strides to train nearer their own side")):
+            "filters or strides to train nearer the data's own side")):
         load_voxel_shapes(cache, max_shapes=1, pad_to=2 * R, smallest_side=2 * R)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

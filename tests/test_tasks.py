@@ -555,13 +555,13 @@ def test_a_textures_enlargement_warning_advises_a_size_the_net_takes(tmp_path: P
     refused as smaller than its receptive field; the advice is the smallest it takes."""
     Image.new("L", (6, 6), 90).save(tmp_path / "tile.png")
     with pytest.warns(UserWarning, match=re.escape(
-            "the net takes data.size 15 or more: set data.size=15 to learn it nearest")):
+            "set data.size: 15, the smallest the net takes, to train nearest")):
         tiny_texture_run(tmp_path, f"data.path={tmp_path / 'tile.png'}", "data.size=32",
                          "model.layers=[[2, 15, 1]]")
     # Taken, it trains, and the size is not advised again.
     with pytest.warns(UserWarning, match=re.escape(
             "data.size 15 is the smallest the net takes: give model.layers with smaller filters "
-            "or strides to learn it nearer its own side")):
+            "or strides to train nearer the data's own side")):
         tiny_texture_run(tmp_path / "again", f"data.path={tmp_path / 'tile.png'}",
                          "data.size=15", "model.layers=[[2, 15, 1]]")
 

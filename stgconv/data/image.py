@@ -15,7 +15,7 @@ from torch import Tensor
 
 from stgconv.checks import (as_int, class_numbers, npz_array, npz_length, npz_shape,
                              open_npz)
-from stgconv.data.base import NamedDataset
+from stgconv.data.base import NamedDataset, nearer_size_advice
 from stgconv.io.folder import folder_names, list_files
 from stgconv.io.image import (
     IMAGE_SUFFIXES,
@@ -154,7 +154,9 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
             # A 12x12 tile, enlarged 5x, was learned as the blur of itself without a word.
             warnings.warn(f"texture {path} is {side}x{side} (its centre square) and is enlarged "
                           f"{size / side:.1f}x to data.size {size}: the model learns the "
-                          f"enlargement's blur; {_advised_size(side, smallest_side, size)}",
+                          f"enlargement's blur; "
+                          + nearer_size_advice(side, size, smallest_side,
+                                               as_is=f"set data.size={side} to learn it as it is"),
                           stacklevel=2)
         return texture.unsqueeze(0)
     if kind == "objects" and Path(path).suffix.lower() == ".npz":
@@ -184,21 +186,6 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
     raise ValueError(f"data kind must be 'texture' or 'objects', got {kind!r}")
 
 
-def _advised_size(side: int, smallest_side: int, size: int) -> str:
-    """The advice to learn an image of ``side``, enlarged to data.size ``size``, at its own
-    side, where the net takes examples of ``smallest_side`` or more: the warning advised
-    data.size 12 for a 12x12 tile, which the net refused as smaller than its receptive
-    field."""
-    if side >= smallest_side:
-        return f"set data.size={side} to learn it as it is"
-    if size <= smallest_side:
-        return (f"data.size {size} is the smallest the net takes: give model.layers with smaller "
-                "filters or strides to learn it nearer its own side")
-    return (f"the net takes data.size {smallest_side} or more: set data.size={smallest_side} "
-            "to learn it nearest as it is (or give model.layers with smaller filters or strides "
-            "to go lower)")
-
-
 def _warn_enlarged(path: str | Path, sides: list[int], size: int, *,
                    names: list[str] | None = None, smallest_side: int = 1) -> None:
     """Warn where some of the training images ``path`` holds, of centre-square ``sides``, are
@@ -216,13 +203,10 @@ def _warn_enlarged(path: str | Path, sides: list[int], size: int, *,
                   f"{'is' if len(enlarged) == 1 else 'are'} enlarged more than twice to "
                   f"data.size {size} ({which} {smallest}x{smallest} (its centre square), "
                   f"enlarged {size / smallest:.1f}x): the model learns the enlargements' blur; "
-                  + (f"a data.size nearer {smallest} learns them as they are"
-                     if smallest >= smallest_side else
-                     f"data.size {size} is the smallest the net takes: give model.layers with "
-                     "smaller filters or strides to learn them nearer their own side"
-                     if size <= smallest_side else
-                     f"a data.size nearer {smallest_side}, the smallest the net takes, learns "
-                     "them nearest as they are"), stacklevel=3)
+                  + nearer_size_advice(
+                      smallest, size, smallest_side,
+                      as_is=f"a data.size nearer {smallest} learns them as they are"),
+                  stacklevel=3)
 
 
 def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channels: int,

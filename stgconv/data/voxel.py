@@ -40,7 +40,7 @@ from stgconv.checks import (
     open_npz,
 )
 from stgconv.console import progress_bar
-from stgconv.data.base import NamedDataset
+from stgconv.data.base import NamedDataset, nearer_size_advice
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import folder_names, list_files, list_folders
 from stgconv.io.h5 import LazyH5, as_text, check_inside, to_text, write_h5
@@ -563,13 +563,10 @@ def load_voxel_shapes(
         warnings.warn(f"the shapes in {path} are {side}^3, padded with empty voxels to "
                       f"{pad_to}^3 (pad_to, a model's data.size): {(pad_to / side) ** 3:.0f} "
                       "times the voxels; "
-                      + (f"set data.size: {side} to train at their own side"
-                         if side >= smallest_side else
-                         f"data.size {pad_to} is the smallest the net takes: give model.layers "
-                         "with smaller filters or strides to train nearer their own side"
-                         if pad_to <= smallest_side else
-                         f"set data.size: {smallest_side}, the smallest the net takes, to train "
-                         "nearest their own side"), stacklevel=2)
+                      + nearer_size_advice(
+                          side, pad_to, smallest_side,
+                          as_is=f"set data.size: {side} to train at their own side"),
+                      stacklevel=2)
     return batch if pad_to is None else pad_grids(batch, pad_to)
 
 
