@@ -6,9 +6,10 @@ on them is conftest.py's ``trained_voxel_run`` fixture. Seeded generators and fl
 in-process CLI call (``write_config``, ``run_cli``); labelled images for JEM (``labelled_bars``,
 trained on by conftest.py's ``trained_jem_run``); a MATLAB v7.3 file as MATLAB writes one
 (``write_mat_v73``); what would make a GPU wait for the host, counted on the CPU
-(``HostTraffic``); a file-size limit that fails writes as a full disk does
-(``file_size_limit``); a check that a block leaves torch's process-wide settings as it found them
-(``torch_settings_kept``, which conftest.py wraps around every test).
+(``HostTraffic``); a GIF's frame duration (``gif_frame_ms``); a file-size limit that fails
+writes as a full disk does (``file_size_limit``); a check that a block leaves torch's
+process-wide settings as it found them (``torch_settings_kept``, which conftest.py wraps around
+every test).
 """
 
 from __future__ import annotations
@@ -262,6 +263,12 @@ def png_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         assert image.format == "PNG"
         return image.size
+
+
+def gif_frame_ms(path: Path) -> int:
+    """How long a GIF shows its first frame, in ms (every preview's frames last as long)."""
+    with Image.open(path) as gif:
+        return gif.info["duration"]
 
 
 def read_events(log_dir: Path):

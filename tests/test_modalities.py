@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import (JEM_CONFIG, ROOT, SR_CONFIG, boxes_and_balls, captured, png_size, read_events,
-                   spans, write_y_up_post)
+from _tiny import (JEM_CONFIG, ROOT, SR_CONFIG, boxes_and_balls, captured, gif_frame_ms,
+                   png_size, read_events, spans, write_y_up_post)
 from PIL import Image
 
 from stgconv.config import ARCHS_OF_KIND, DataConfig, ExperimentConfig, ModelConfig, load_config
@@ -147,6 +147,28 @@ def test_a_coarse_video_grid_is_previewed_as_a_gif_only_and_kept_as_an_array(
     grid = torch.rand(2, 1, 3, 4, 4) * 2 - 1
     assert VIDEO.save_grid(grid, tmp_path / "grid") == [tmp_path / "grid.gif",
                                                          tmp_path / "grid.npy"]
+
+
+def test_a_coarse_video_grid_plays_as_long_as_the_finest_clip(tmp_path: Path) -> None:
+    """A grid's frames are block means of the finest grid's: 4 of 16 frames at data.fps 5
+    each last 4 frames' 200 ms. Its GIF played at 25 fps whatever the data's rate, in a fifth
+    of the clip's time at fps 5 and a quarter of it at 25."""
+    grid = torch.rand(2, 1, 4, 4, 4) * 2 - 1
+    VIDEO.save_grid(grid, tmp_path / "slow", fps=5, frames=16)
+    assert gif_frame_ms(tmp_path / "slow.gif") == 800
+    VIDEO.save_grid(grid, tmp_path / "default", frames=16)
+    assert gif_frame_ms(tmp_path / "default.gif") == 160
+    VIDEO.save_grid(grid, tmp_path / "own", fps=5)
+    assert gif_frame_ms(tmp_path / "own.gif") == 200
+
+
+def test_a_video_pyramid_plays_at_the_data_rate(tmp_path: Path) -> None:
+    """It played at 25 fps beside samples.gif at data.fps."""
+    grids = [torch.zeros(1, 3, 2, 2, 2), torch.zeros(1, 3, 4, 4, 4)]
+    VIDEO.save_pyramid(grids, tmp_path / "slow", fps=5)
+    assert gif_frame_ms(tmp_path / "slow.gif") == 200
+    VIDEO.save_pyramid(grids, tmp_path / "default")
+    assert gif_frame_ms(tmp_path / "default.gif") == 40
 
 
 def test_a_batch_of_another_layout_is_refused_before_any_array_is_written(

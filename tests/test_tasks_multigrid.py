@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tiny import assert_a_sample_too_large_is_refused_before_drawing, run_cli, write_config
+from _tiny import (assert_a_sample_too_large_is_refused_before_drawing, gif_frame_ms, run_cli,
+                   write_config)
 from PIL import Image
 
 from stgconv.checkpoint import load_checkpoint, load_multigrid
@@ -34,14 +35,14 @@ def image_folder(root: Path, n: int = 4) -> Path:
     return root
 
 
-def video_folder(root: Path, n: int = 2) -> Path:
-    """``n`` clips of 6 frames, 3 x 8 x 8, each a bright bar moving right."""
+def video_folder(root: Path, n: int = 2, *, fps: float = 25) -> Path:
+    """``n`` clips of 6 frames at ``fps``, 3 x 8 x 8, each a bright bar moving right."""
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         clip = torch.full((3, 6, 8, 8), -0.8)
         for t in range(6):
             clip[:, t, :, (t + 2 * i) % 8] = 0.8
-        save_video(clip, root / f"clip_{i}.mkv")
+        save_video(clip, root / f"clip_{i}.mkv", fps=fps)
     return root
 
 
@@ -207,9 +208,11 @@ def test_a_fitted_base_needs_two_examples_before_training(tmp_path: Path, capsys
 
 
 def test_video_multigrid_refines_time_too(tmp_path: Path, capsys) -> None:
-    """Clips of 4 frames at 8x8 through 1x1x1 -> 2x4x4 (a temporal grid) -> 4x8x8."""
-    data = {"kind": "video", "path": str(video_folder(tmp_path / "clips")), "size": 8,
-            "channels": 3, "frames": 4}
+    """Clips of 4 frames at 8x8 through 1x1x1 -> 2x4x4 (a temporal grid) -> 4x8x8, read at
+    their 10 fps. Every preview plays at that rate, the temporal grid's frames (each the mean
+    of 2) for 200 ms; the pyramids and coarse grids played at 25 fps whatever data.fps said."""
+    data = {"kind": "video", "path": str(video_folder(tmp_path / "clips", fps=10)), "size": 8,
+            "channels": 3, "frames": 4, "fps": 10}
     st = {"arch": "st_small", "layers": [[4, [3, 3, 3], 1, 1], [4, [3, 3, 3], 1, 1]]}
     multigrid = {"base_frames": 1, "grids": [{"size": 4, "frames": 2, "model": st},
                                              {"size": 8, "model": st}]}
@@ -220,6 +223,8 @@ def test_video_multigrid_refines_time_too(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     for name in ("observed_pyramid.gif", "samples_pyramid.gif", "samples.gif", "samples.mp4"):
         assert (run / name).is_file(), name
+    for name in ("observed_pyramid.gif", "samples_pyramid.gif", "samples.gif"):
+        assert gif_frame_ms(run / name) == 100, name
     state = load_checkpoint(run)
     assert state["grid_sizes"] == [[1, 1, 1], [2, 4, 4], [4, 8, 8]]
     assert state["base"].shape == (2, 3, 1, 1, 1)
@@ -230,6 +235,9 @@ def test_video_multigrid_refines_time_too(tmp_path: Path, capsys) -> None:
         assert (run / "synthesis" / name).is_file(), name
     frames = load_video(run / "synthesis" / "synthesized_grid1.gif")
     assert frames.shape[1] == 2  # the temporal grid's clips have 2 frames
+    assert gif_frame_ms(run / "synthesis" / "synthesized_grid1.gif") == 200
+    for name in ("synthesized.gif", "pyramid.gif"):
+        assert gif_frame_ms(run / "synthesis" / name) == 100, name
     assert np.load(run / "synthesis" / "synthesized_grid1.npy").shape == (2, 3, 2, 4, 4)
 
 

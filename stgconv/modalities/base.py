@@ -101,15 +101,24 @@ class Modality:
         do."""
         raise NotImplementedError
 
-    def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
+    def save_grid(self, grid: Tensor, stem: str | Path, *, fps: float | None = None,
+                  frames: int | None = None) -> list[Path]:
         """Write a coarse grid ``(N, *lead, *S_k)`` of multi-grid samples (data units): its
         preview and, as :meth:`save_samples` does, every example in ``<stem>.npy``
-        (:meth:`save_array`), so programs can score every grid, not only the finest."""
-        return [*self.preview(grid, stem), self.save_array(grid, stem)]
+        (:meth:`save_array`), so programs can score every grid, not only the finest.
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
+        Args:
+            fps: the rate the finest grid's moving pictures play at, as :meth:`preview`'s.
+            frames: the finest grid's clip length, for modalities with time: a coarse grid's
+                frames are block means of the finest's, each played for as long as the frames
+                it averages (the others ignore it).
+        """
+        return [*self.preview(grid, stem, fps=fps), self.save_array(grid, stem)]
+
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *,
+                     fps: float | None = None) -> Path:
         """One picture of every grid of the first few examples, coarse to fine (data units,
-        ``(N, *lead, *S_k)`` each)."""
+        ``(N, *lead, *S_k)`` each); moving pictures play at ``fps``, as :meth:`preview`'s do."""
         raise NotImplementedError
 
     def save_rows(self, rows: Sequence[Tensor], stem: str | Path) -> Path:

@@ -102,7 +102,8 @@ class ImageModality(Modality):
         images = to_bytes(batch[:MAX_IMAGES].detach().float().cpu())
         writer.add_images(tag, images, step)
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *,
+                     fps: float | None = None) -> Path:
         """``<stem>.png``: one row per grid ``(N, C, H_k, W_k)`` (nearest up-sampled to the
         finest size) of the first 8 images."""
         grids = [g.detach().float().cpu() for g in grids]

@@ -112,14 +112,27 @@ class VideoModality(Modality):
         frames = to_bytes(clips[0].transpose(0, 1))
         writer.add_images(f"{tag}/frames", frames, step)
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
+    def save_grid(self, grid: Tensor, stem: str | Path, *, fps: float | None = None,
+                  frames: int | None = None) -> list[Path]:
+        """``<stem>.gif`` and ``<stem>.npy`` of a coarse grid ``(N, C, T_k, H_k, W_k)`` of clips
+        whose finest grid has ``frames`` frames played at ``fps`` (``None``: 25): each of the
+        grid's frames, the mean of ``frames / T_k`` of the finest's, plays for as long as they
+        do (``frames`` ``None``: at ``fps``). At ``fps`` itself a grid of 4 of 16 frames played
+        in a quarter of the clip's time."""
+        if frames is not None:
+            fps = (fps or PLAYBACK_FPS) * grid.shape[2] / as_int(frames, "frames", minimum=1)
+        return super().save_grid(grid, stem, fps=fps)
+
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *,
+                     fps: float | None = None) -> Path:
         """``<stem>.gif``: the first clip's grids (each ``(N, C, T_k, H_k, W_k)``) side by side
-        (nearest up-sampled)."""
+        (nearest up-sampled), played at ``fps`` as :meth:`preview`'s GIF is."""
         grids = [g.detach().float().cpu() for g in grids]
         finest = grids[-1].shape[2:]
         labels = ["x".join(str(s) for s in g.shape[2:]) for g in grids]
         up = [nearest_up(g, factor_between(finest, g.shape[2:])) for g in grids]
-        return save_comparison([g[0] for g in up], Path(stem).with_suffix(".gif"), labels=labels)
+        return save_comparison([g[0] for g in up], Path(stem).with_suffix(".gif"), labels=labels,
+                               fps=_gif_rate(fps))
 
 
 VIDEO = VideoModality()

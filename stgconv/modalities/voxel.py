@@ -113,13 +113,15 @@ class VoxelModality(Modality):
             writer.add_mesh(tag, vertices=torch.from_numpy(vertices)[None],
                             faces=torch.from_numpy(faces)[None], global_step=step)
 
-    def save_grid(self, grid: Tensor, stem: str | Path) -> list[Path]:
+    def save_grid(self, grid: Tensor, stem: str | Path, *, fps: float | None = None,
+                  frames: int | None = None) -> list[Path]:
         """``<stem>.npy`` (:meth:`save_array`) only of a coarse grid ``(N, 1, D_k, D_k, D_k)``:
         its block means rarely reach the 0.5 level a render draws; its picture is in the
         pyramid (drawn at half each grid's maximum)."""
         return [self.save_array(grid, stem)]
 
-    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path) -> Path:
+    def save_pyramid(self, grids: Sequence[Tensor], stem: str | Path, *,
+                     fps: float | None = None) -> Path:
         """``<stem>.png``: renders of the first 4 shapes at every grid (each
         ``(N, 1, D_k, D_k, D_k)``), one row per shape; a coarse grid is drawn at half its own
         maximum."""

@@ -271,8 +271,9 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
     out = Path(out_dir)
     modality.save_samples(grids[-1], out / "synthesized", fps=config.data.fps)
     for k, grid in enumerate(grids[1:-1], start=1):
-        modality.save_grid(grid, out / f"synthesized_grid{k}")
-    modality.save_pyramid(grids, out / "pyramid")
+        modality.save_grid(grid, out / f"synthesized_grid{k}", fps=config.data.fps,
+                           frames=config.data.frames)
+    modality.save_pyramid(grids, out / "pyramid", fps=config.data.fps)
     return out
 
 

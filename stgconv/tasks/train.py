@@ -712,7 +712,7 @@ def _save_pyramids(trainer: MultiGridTrainer, observed: Tensor, modality: Modali
     for name, grids in (("observed", levels), ("samples", trainer.last_samples)):
         if grids is not None:
             modality.save_pyramid([modality.to_data(g, config) for g in grids],
-                                  out / f"{name}_pyramid")
+                                  out / f"{name}_pyramid", fps=config.data.fps)
 
 
 def _check_examples_fit(energy: Any, data: Tensor, config: ExperimentConfig) -> None:
