@@ -119,6 +119,22 @@ def test_train_then_synthesize_every_modality(modality: str, tmp_path: Path) -> 
                 assert frames.info["duration"] == 20, gif
 
 
+def test_samples_smaller_than_the_net_takes_name_the_option_that_asked(tmp_path: Path) -> None:
+    """--frames 2 of a net that takes 3 was refused as "input size (2, 8, 8) is smaller than
+    the network's receptive field", naming no option; nothing is written."""
+    config = load_config(None, [*data_overrides("video", tmp_path), "data.fps=null",
+                                "model.layers=[[4, [3, 3, 3], 1]]", f"out_dir={tmp_path / 'run'}",
+                                "device=cpu", "train.n_iterations=1", "sampler.n_steps=1"])
+    run = train(config, progress=False)
+    for asked, said in (({"frames": 2}, "(frames=2) are of size (2, 8, 8)"),
+                        ({"size": 2, "frames": 4}, "(size=2, frames=4) are of size (4, 2, 2)")):
+        with pytest.raises(ValueError, match=re.escape(
+                f"the samples asked for {said}, smaller than the network's receptive field: it "
+                "needs at least (3, 3, 3)")):
+            synthesize(run, tmp_path / "out", n_samples=1, n_steps=1, device="cpu", **asked)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_synthesis_that_cannot_write_its_array_keeps_the_previous_one_whole(
         tmp_path: Path, monkeypatch) -> None:
     """A full disk at synthesized.npy: the new synthesized.png is not put beside the old array;

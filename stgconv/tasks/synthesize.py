@@ -160,6 +160,7 @@ def synthesize(
         shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
         check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
                       + (f" of {frames} frames" if frames else ""))
+        check_samples_fit(energy, shape, size=size, frames=frames)
         try:
             init = chain_init(config.chains, state.get("init"))
         except ValueError as err:  # the Gaussians fitted to the data, a damaged file's
@@ -192,6 +193,26 @@ def synthesize(
         # Over the first-64 preview that save_samples wrote: one row per class.
         modality.save_rows(list(samples.split(n_samples)), out / "synthesized")
     return out
+
+
+def check_samples_fit(energy: ConvNetEnergy | ClassifierEnergy, shape: Sequence[int], *,
+                      size: int | None, frames: int | None) -> None:
+    """``ValueError`` naming ``size`` and ``frames`` (those given) where fresh samples of
+    ``shape`` ``(N, C, *S)`` are smaller than ``energy``'s receptive field: the net's own
+    refusal, "input size (2, 20, 20) is smaller ...", named no option that set it. A
+    classifier's network checks its fixed input itself."""
+    if not isinstance(energy, ConvNetEnergy):
+        return
+    try:
+        energy.check_size(shape[2:])
+    except ValueError as err:
+        asked = [f"{name}={value}" for name, value in (("size", size), ("frames", frames))
+                 if value is not None]
+        if not asked:  # the training size, which the training data's check let through
+            raise
+        raise ValueError(f"the samples asked for ({', '.join(asked)}) are of size "
+                         f"{tuple(shape[2:])}, smaller than the network's receptive field: it "
+                         f"needs at least {energy.smallest_size()}") from err
 
 
 def _class_energy(energy: ConvNetEnergy | ClassifierEnergy, config: ExperimentConfig,
