@@ -32,6 +32,7 @@ from stgconv.checkpoint import (
 )
 from stgconv.checks import (
     as_int,
+    check_dtype,
     check_entries,
     check_generator,
     check_not_meta,
@@ -625,6 +626,9 @@ class Trainer(FitLoop):
         :meth:`step`'s) and leaves the loss's gradient in the weights' ``.grad``, the weights,
         Adam's state and :attr:`iteration` untouched; returns :meth:`step`'s statistics. Needs
         autograd on (:func:`training_step`)."""
+        # Else the net refused the chains, an x never passed (clips read as numpy's float64
+        # beside a float32 net). At each step, not when built: a model may be converted since.
+        check_dtype(self.data, next(self.energy.parameters()).dtype, "data")
         batches = self.draw_batches() if batches is None else self.check_batches(batches)
         self.optimizer.zero_grad(set_to_none=True)
         totals = {"loss": 0.0, "e_pos": 0.0, "e_neg": 0.0}

@@ -631,6 +631,10 @@ def test_a_completion_clamp_of_no_range_is_refused() -> None:
         # A clip as a file holds it failed naming the chains' noise, not observed.
         ({"observed": torch.zeros(1, T, H, W, dtype=torch.uint8)},
          r"observed must be floating point, got torch.uint8"),
+        # A clip from numpy beside a float32 net was named "data" (the completion the trainer
+        # learns from), and the net's own check would have said "x".
+        ({"observed": torch.zeros(1, T, H, W, dtype=torch.float64)},
+         r"^expected observed of dtype torch.float32 \(the network's\), got torch.float64"),
         ({"completion": CompletionChain(Langevin(), step_scale=-torch.ones(1, T, H, W))},
          rf"step_scale must be finite and >= 0; {T * H * W} of {T * H * W} entries are not "
          r"\(e.g. -1.0\)"),

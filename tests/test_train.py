@@ -32,7 +32,7 @@ from stgconv.build import build_chain_start
 from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from stgconv.config import ChainConfig, TrainConfig
 from stgconv.data.image import load_training_images
-from stgconv.energy import image_energy
+from stgconv.energy import image_energy, video_energy
 from stgconv.energy.base import EnergyModel
 from stgconv.energy.compose import ProductOfExperts
 from stgconv.io.atomic import WriteError
@@ -870,6 +870,26 @@ def test_train_settings_given_as_a_dict_are_refused_naming_the_section(make) -> 
     with pytest.raises(ValueError, match=r"^train must be a TrainConfig \(TrainConfig\(\*\*"
                                          r"settings\) for a dict of them\) or None, got dict$"):
         make(tiny_data(), train={"lr": 0.1})
+
+
+def test_data_of_another_dtype_than_the_net_is_refused_naming_the_data() -> None:
+    """Clips from numpy (float64) beside a float32 video net: the first step's chains were
+    refused as "expected x of dtype torch.float32", an x the caller never passed; a multi-grid
+    trainer's alike. The step names the data; converted since, the model trains."""
+    clips = torch.rand(1, 3, 4, 10, 10, dtype=torch.float64)
+    said = (r"^expected data of dtype torch.float32 \(the network's\), got torch.float64: "
+            r"convert it \(data.to\(torch.float32\)\) or the model")
+    trainer = Trainer(video_energy("st_small"), Langevin(n_steps=1),
+                      PersistentChains(1, NoiseInit()), clips)
+    with pytest.raises(ValueError, match=said):
+        trainer.step()
+    energies = [video_energy("fc_s_small", frame_size=(n, n)) for n in (5, 10)]
+    multigrid = MultiGridTrainer(energies, [Langevin(n_steps=1)] * 2, clips,
+                                 [(1, 1, 1), (2, 5, 5), (4, 10, 10)])
+    with pytest.raises(ValueError, match=said):
+        multigrid.step()
+    trainer.energy.double()
+    assert math.isfinite(trainer.step()["loss"]) and trainer.iteration == 1
 
 
 def test_multigrid_trainer_rejects_integer_data_naming_it() -> None:
