@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,6 +120,24 @@ def test_fc_s_takes_given_layers_and_needs_a_two_sided_frame() -> None:
         with pytest.raises(ValueError, match=re.escape(
                 f"fc_s_small needs frame_size=(H, W), got {frame_size}")):
             video_energy("fc_s_small", frame_size=frame_size)
+
+
+@pytest.mark.parametrize("frame_size", [(0, 4), (16.0, 16), (True, 4), "ab"])
+def test_a_frame_size_of_other_than_two_positive_ints_is_refused_by_its_name(frame_size) -> None:
+    """It was refused as the net's input_size (None, 0, 4), which the caller never gave, or
+    ("ab") failed in the layers' arithmetic: "can only concatenate str (not "int") to str"."""
+    for layers in (None, [[4, (3, 3, 3), 1]]):
+        with pytest.raises(ValueError, match=re.escape(
+                f"frame_size must be (H, W), two ints >= 1, got {frame_size!r}")):
+            video_energy("fc_s_small", frame_size=frame_size, layers=layers)
+
+
+def test_a_frame_size_of_a_tensor_or_numpy_ints_is_kept_as_python_ints() -> None:
+    """A tensor's sides were kept as tensors in the net's layers and config."""
+    for frame_size in (torch.tensor([16, 12]), np.array([16, 12])):
+        energy = video_energy("fc_s_small", frame_size=frame_size)
+        assert energy.config["input_size"] == [None, 16, 12]
+        assert all(type(n) is int for n in energy.config["layers"][1][1])
 
 
 @pytest.mark.parametrize("arch", ["st_small", "fc_s_small"])

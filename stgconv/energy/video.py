@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from stgconv.checks import as_int, is_int
 from stgconv.energy.base import Activation, ConvNetEnergy
 
 # Zero padding of about half a kernel lets every frame and pixel, borders included, reach the top
@@ -54,6 +55,17 @@ def _fc_s_layers(widths: tuple[int, int, int], frame_size: Sequence[int]) -> lis
     ]
 
 
+def _frame_sides(frame_size: Sequence[Any]) -> tuple[int, int]:
+    """``frame_size`` ``(H, W)`` as two Python ints, or ``ValueError`` naming it: a side of 0
+    or 64.0 was refused as the net's ``input_size`` ``(None, 0, 4)``, an argument the caller
+    never gave, letters failed inside the layers' arithmetic, and a tensor's sides were kept
+    as tensors in the net's config."""
+    if not all(is_int(side) and side >= 1 for side in frame_size):
+        raise ValueError(f"frame_size must be (H, W), two ints >= 1, got {frame_size!r}")
+    height, width = (as_int(side, "frame_size", minimum=1) for side in frame_size)
+    return height, width
+
+
 def video_energy(
     arch: str,
     *,
@@ -76,15 +88,17 @@ def video_energy(
     """
     if arch not in VIDEO_ARCHS:
         raise ValueError(f"unknown video architecture {arch!r}; choose from {list(VIDEO_ARCHS)}")
-    if layers is None and arch in FC_S_WIDTHS:
+    fixed_frame = arch in FC_S_WIDTHS and frame_size is not None
+    if arch in FC_S_WIDTHS and (layers is None or fixed_frame):
         # A bare side (frame_size=64 for square frames) failed as "object of type 'int' has
         # no len()".
         if frame_size is None or not hasattr(frame_size, "__len__") or len(frame_size) != 2:
             raise ValueError(f"{arch} needs frame_size=(H, W), got {frame_size}")
-        layers = _fc_s_layers(FC_S_WIDTHS[arch], frame_size)
+        frame_size = _frame_sides(frame_size)
+        if layers is None:
+            layers = _fc_s_layers(FC_S_WIDTHS[arch], frame_size)
     elif layers is None:
         layers = ST_PRESETS[arch]
-    fixed_frame = arch in FC_S_WIDTHS and frame_size is not None
     return ConvNetEnergy(
         spatial_dims=3,
         in_channels=in_channels,
