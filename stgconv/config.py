@@ -676,6 +676,15 @@ class ExperimentConfig:
         # 1 keeps every training chain at its example (block_down(x, 1) is x): nothing learnt.
         if not self.chains.factor >= 2:
             raise ValueError(f"chains.factor must be >= 2, got {self.chains.factor!r}")
+        if self.chains.mode == "super_resolution" and any(
+                side % self.chains.factor for side in example[1:]):
+            # Else refused once training had started, as "trailing shape (4, 12, 12) is not
+            # divisible by block factor (3, 3, 3)", naming no setting.
+            sides = (f"data.frames {self.data.frames}, data.size {self.data.size}"
+                     if self.data.kind == "video" else f"data.size {self.data.size}")
+            raise ValueError(f"chains.factor {self.chains.factor} must divide every side of the "
+                             f"training examples ({sides}): chains.mode 'super_resolution' "
+                             "starts each chain from its example's blocks of that side")
         if not 0.0 < self.chains.missing < 1.0:
             raise ValueError(f"chains.missing must be in (0, 1), got {self.chains.missing}")
         if isinstance(self.data.mean, float) and not 0.0 <= self.data.mean <= 1.0:

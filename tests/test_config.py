@@ -1216,6 +1216,22 @@ def test_a_super_resolution_factor_of_1_is_refused() -> None:
     assert load_config(None, [*SUPER_RESOLUTION, "chains.factor=2"]).chains.factor == 2
 
 
+@pytest.mark.parametrize("overrides, sides", [
+    ([*SUPER_RESOLUTION, "chains.factor=3"], "data.size 16"),
+    (["data.kind=video", "model.arch=st_small", "data.frames=4", "data.size=12",
+      "chains.mode=super_resolution",
+      "chains.chains_per_example=8", "chains.factor=3"], "data.frames 4, data.size 12"),
+])
+def test_a_super_resolution_factor_that_does_not_divide_the_examples_is_refused(
+        overrides: list[str], sides: str) -> None:
+    """It was refused once training had started, as "trailing shape (4, 12, 12) is not
+    divisible by block factor (3, 3, 3)", naming no setting."""
+    with pytest.raises(ValueError, match=re.escape(
+            f"chains.factor 3 must divide every side of the training examples ({sides})")):
+        load_config(None, overrides)
+    assert load_config(None, [*overrides[:-1], "chains.factor=2"]).chains.factor == 2
+
+
 @pytest.mark.parametrize("overrides", [
     ["sampler.kind=hmc", "sampler.n_leapfrog=3"],
     ["chains.mode=buffer", "chains.buffer_capacity=5", "chains.buffer_fresh=0.5"],
