@@ -160,7 +160,7 @@ def synthesize(
         shape = modality.sample_shape(energy, config, n_chains, size=size, frames=frames)
         check_entries(shape, f"{n_chains} samples" + (f" of side {size}" if size else "")
                       + (f" of {frames} frames" if frames else ""))
-        check_samples_fit(energy, shape, size=size, frames=frames)
+        _check_samples_fit(energy, shape, size=size, frames=frames)
         try:
             init = chain_init(config.chains, state.get("init"))
         except ValueError as err:  # the Gaussians fitted to the data, a damaged file's
@@ -195,8 +195,8 @@ def synthesize(
     return out
 
 
-def check_samples_fit(energy: ConvNetEnergy | ClassifierEnergy, shape: Sequence[int], *,
-                      size: int | None, frames: int | None) -> None:
+def _check_samples_fit(energy: ConvNetEnergy | ClassifierEnergy, shape: Sequence[int], *,
+                       size: int | None, frames: int | None) -> None:
     """``ValueError`` naming ``size`` and ``frames`` (those given) where fresh samples of
     ``shape`` ``(N, C, *S)`` are smaller than ``energy``'s receptive field: the net's own
     refusal, "input size (2, 20, 20) is smaller ...", named no option that set it. A
