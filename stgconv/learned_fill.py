@@ -54,7 +54,7 @@ from stgconv.checks import (
 from stgconv.config import LEARNED_FILL_PRECISIONS, LearnedFillConfig, check_learned_fill
 from stgconv.data.masks import check_mask_matches
 from stgconv.mcmc.execution import native_bfloat16
-from stgconv.recovery import hiding_shifts, holdout_like, spatial_shifts
+from stgconv.recovery import hidden_whole_cause, hiding_shifts, holdout_like, spatial_shifts
 from stgconv.types import Fill
 
 
@@ -317,8 +317,8 @@ def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
     visible = known & ~hidden
     if not visible.any():
         raise ValueError("the learned fill hides observed entries shaped like the missing ones "
-                         "to learn from, and on this mask that hides every observed entry (too "
-                         "few observed frames): choose a classical recovery.init for it")
+                         "to learn from, and on this mask that hides every observed entry "
+                         f"({hidden_whole_cause(known)}): choose a classical recovery.init for it")
     return hidden, visible, fill_inputs(observed, visible, [fill(observed, visible)
                                                             for fill in fills]), observed
 

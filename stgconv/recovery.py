@@ -493,6 +493,19 @@ def always_missing(known: Tensor) -> Tensor:
     return (~known).reshape(-1, *known.shape[-3:]).all(dim=1, keepdim=True)
 
 
+def hidden_whole_cause(known: Tensor) -> str:
+    """Why observed entries hidden like the missing ones of ``known`` (bool ``(T, H, W)`` or
+    ``(C, T, H, W)``; :func:`holdout_like`, the learned fill's patterns) can be all of them, for
+    a refusal to say: too few observed frames, or entries missing in every frame (a fixed
+    occluder) so large that, moved within the frame, they cover the rest of it (a half-frame
+    occluder, which every frame shows the other half of, was blamed on its frames)."""
+    if not bool(always_missing(known).any()):
+        return "too few observed frames"
+    occluder = ("the entries it hides in every frame cover so much of the frame that, moved "
+                "within it, they cover the rest")
+    return f"too few observed frames, or {occluder}" if hiding_shifts(known) else occluder
+
+
 def spatial_shifts(known: Tensor) -> list[tuple[int, int]]:
     """For the entries a mask hides in every frame (a fixed occluder, which no shift in time
     moves onto observed entries, alone or beside missing entries that change from frame to

@@ -314,7 +314,14 @@ def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_
     first_only[:, :, 0] = 0  # only the first frame observed
     first_two = first_only.copy()
     first_two[:, :, 1] = 0  # the holdout hides one, the learned fill's patterns the other
-    for name, mask in (("fixed", fixed), ("first_only", first_only), ("first_two", first_two)):
+    # The left half missing in every frame, moved whole onto the right half: blamed on "too few
+    # observed frames", where every frame shows half of itself.
+    half = np.zeros((32, 32, 12, 3), np.uint8)
+    half[:, :16] = 1
+    occluder = ("(the entries it hides in every frame cover so much of the frame that, moved "
+                "within it, they cover the rest)")
+    for name, mask in (("fixed", fixed), ("first_only", first_only), ("first_two", first_two),
+                       ("half", half)):
         scipy.io.savemat(tmp_path / f"{name}.mat", {"masks": mask})
     learned = [*TINY, "--set", "recovery.init=learned"]
     cases = [
@@ -331,6 +338,11 @@ def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_
          "that hides every observed entry (too few observed frames): choose a classical "
          "recovery.init for it; or set recovery.holdout: 0, which leaves it the observed "
          "entries the holdout hides"),
+        ("half", ["--set", "recovery.holdout=0.3"],
+         f"recovery.holdout hides every observed entry of this mask {occluder}"),
+        ("half", ["--set", "recovery.holdout=0"],
+         f"and on this mask that hides every observed entry {occluder}: choose a classical "
+         "recovery.init for it"),
     ]
     for name, args, message in cases:
         assert main(["recover", "--video", str(clip), "--mask", str(tmp_path / f"{name}.mat"),

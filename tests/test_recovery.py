@@ -17,9 +17,9 @@ from stgconv.data.masks import missing_frames, salt_and_pepper
 from stgconv.energy.video import video_energy
 from stgconv.mcmc import HMC, MALA, KnownEntries, Langevin
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import (CompletionChain, check_schedule, hiding_shifts, holdout_like,
-                              interpolation_spread, recover, shifted_in_frame, spatial_shifts,
-                              spread_step_scale)
+from stgconv.recovery import (CompletionChain, check_schedule, hidden_whole_cause, hiding_shifts,
+                              holdout_like, interpolation_spread, recover, shifted_in_frame,
+                              spatial_shifts, spread_step_scale)
 
 T, H, W = 12, 12, 12
 TINY_LAYERS = [[8, (3, 5, 5), (1, 1, 1)], [8, (3, 3, 3), (1, 1, 1)]]
@@ -1016,3 +1016,19 @@ def test_holdout_like_draws_its_frames_from_the_generator_alone() -> None:
         torch.manual_seed(global_seed)
         holdouts.append(holdout_like(known, fraction=0.5, shift=1, generator=gen(5)))
     assert all(torch.equal(holdouts[0], other) for other in holdouts[1:])
+
+
+def test_a_holdout_that_hides_everything_is_blamed_on_what_makes_it() -> None:
+    """Frames, a fixed occluder, or (both in the mask) either."""
+    first_only = torch.zeros(4, 6, 6, dtype=torch.bool)
+    first_only[0] = True
+    half = torch.ones(4, 6, 6, dtype=torch.bool)
+    half[:, :, :3] = False  # moved 3 columns right, it covers the observed half
+    both = half.clone()
+    both[1:] = False
+    occluder = ("the entries it hides in every frame cover so much of the frame that, moved "
+                "within it, they cover the rest")
+    assert hidden_whole_cause(first_only) == "too few observed frames"
+    assert hidden_whole_cause(half) == occluder
+    assert hidden_whole_cause(both) == f"too few observed frames, or {occluder}"
+    assert torch.equal(holdout_like(half, generator=gen(0)), half)  # every observed entry

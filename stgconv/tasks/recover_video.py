@@ -49,6 +49,7 @@ from stgconv.recovery import (
     CompletionChain,
     RecoveryResult,
     check_schedule,
+    hidden_whole_cause,
     holdout_like,
     recover,
     spread_step_scale,
@@ -343,8 +344,8 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
         holdout = holdout.expand_as(observed)
         visible = known & ~holdout
         if not visible.any():
-            raise ValueError("recovery.holdout hides every observed entry of this mask (too few "
-                             "observed frames): set recovery.holdout: 0")
+            raise ValueError(f"recovery.holdout hides every observed entry of this mask "
+                             f"({hidden_whole_cause(known)}): set recovery.holdout: 0")
     init, unseen, start, holdout_errors = _start_fill(config, observed, known, holdout, prior)
     if holdout is None:
         return (_loop(config, observed, known, init, progress=progress), init,
