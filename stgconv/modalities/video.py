@@ -68,7 +68,8 @@ class VideoModality(Modality):
 
     def sample_shape(self, energy: ConvNetEnergy, config: ExperimentConfig, n: int, *,
                      size: int | None = None, frames: int | None = None) -> tuple[int, ...]:
-        """Any clip length works for the ST and FC_S models, which are stationary in time."""
+        """Any clip length that the net's filters fit works for the ST and FC_S models, which
+        are stationary in time."""
         side = stationary_side(energy, config, size)
         length = config.data.frames if frames is None else as_int(frames, "frames", minimum=1)
         return (n, config.model.in_channels, length, side, side)

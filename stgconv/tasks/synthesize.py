@@ -73,8 +73,9 @@ def synthesize(
         n_steps: chain length (default: the config's `sampler.task_steps`, else its training
             chain length); for a cooperative model the revision steps, 0 allowed.
         size: image or frame side; only stationary models (texture, ST) can change it.
-        frames: clip length for video models (default: the training length); any length works
-            for the ST and FC_S models, which are stationary in time.
+        frames: clip length for video models (default: the training length); the ST and FC_S
+            models, stationary in time, take any length their filters fit (``st_small``: 3
+            frames or more; a shorter clip, or a side under the filters', is refused).
         start: ``"noise"`` (fresh chains from the training init) or ``"chains"`` (continue the
             checkpoint's persistent chains or replay buffer: one chain per sample, the first ones in
             the order it keeps them, i.e. the first examples' chains or the buffer's first slots).
