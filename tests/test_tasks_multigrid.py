@@ -241,6 +241,25 @@ def test_video_multigrid_refines_time_too(tmp_path: Path, capsys) -> None:
     assert np.load(run / "synthesis" / "synthesized_grid1.npy").shape == (2, 3, 2, 4, 4)
 
 
+def test_a_video_grid_shorter_than_its_net_takes_is_named_before_training(tmp_path: Path,
+                                                                        capsys) -> None:
+    """A temporal grid of 2 frames under a net of 3-frame filters was refused once the progress
+    bar had started, as "input size (2, 4, 4) is smaller than the network's receptive field",
+    naming no grid."""
+    data = {"kind": "video", "path": str(video_folder(tmp_path / "clips")), "size": 8,
+            "channels": 3, "frames": 4}
+    st = {"arch": "st_small", "layers": [[4, [3, 3, 3], 1]]}
+    multigrid = {"base_frames": 1, "grids": [{"size": 4, "frames": 2, "model": st},
+                                             {"size": 8, "model": st}]}
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "config.yaml", data, multigrid, out=run)
+    code, err = run_cli(["train", str(config), "--quiet"], capsys)
+    assert code == 2 and "the examples of multigrid.grids[0], at multigrid.grids[0].frames 2" \
+        in err, err
+    assert "input size (2, 4, 4) is smaller than the network's receptive field" in err, err
+    assert not run.exists()
+
+
 def test_voxel_multigrid_train_and_synthesize(tmp_path: Path, capsys) -> None:
     """Shapes of 8^3 through 1^3 -> 4^3 -> 8^3, the model seeing occupancy minus its mean."""
     data = {"kind": "voxels", "path": str(voxel_file(tmp_path / "shapes.npz")), "size": 8,
