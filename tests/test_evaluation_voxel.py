@@ -525,6 +525,21 @@ def test_eval_super_resolution_starts_at_the_configs_upsampling(nearest_voxel_ru
                                                     rel=1e-6)
 
 
+def test_eval_super_resolution_soft_scores_its_start_soft(nearest_voxel_run, tmp_path) -> None:
+    """--soft scores our chain's soft occupancy, and its start as the chain starts: soft (the
+    nearest up-sampling, whose block means are already low's, is the nearest baseline), not
+    made binary, which showed the chain losing what the binarisation alone had gained."""
+    out = tmp_path / "sr.json"
+    assert main(["eval", "super-resolution", "--checkpoint", str(nearest_voxel_run["run"]),
+                 "--shapes", str(nearest_voxel_run["shapes"]), "--factor", "8", "--soft",
+                 "--json", str(out), "--device", "cpu"]) == 0
+    table = json.loads(out.read_text())
+    assert table["binary"] is False and table["start"]["method"] == "nearest"
+    for key, part in (("error", "errors"), ("iou", "iou"), ("iou_pooled", "iou_pooled")):
+        assert table["start"][key] == pytest.approx(table[part]["nearest"], rel=1e-6)
+    assert table["start"]["error"] != pytest.approx(table["errors"]["trilinear_binary"])
+
+
 @pytest.mark.parametrize("trained, factor", [("nearest_voxel_run", 8), ("trained_voxel_run", 4)])
 def test_eval_super_resolution_scores_the_chain_super_resolve_batch_runs(request, tmp_path,
                                                                          trained, factor) -> None:

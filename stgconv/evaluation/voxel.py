@@ -44,6 +44,7 @@ from stgconv.io.image import save_picture
 from stgconv.io.mesh import MESH_SUFFIXES
 from stgconv.io.render import voxel_sheet
 from stgconv.io.voxel import load_voxels, pad_to, to_tensor
+from stgconv.mcmc import DownsampleConsistency
 from stgconv.metrics import pooled_iou, voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
 from stgconv.modalities.voxel import grid_side
@@ -155,8 +156,9 @@ def eval_super_resolution(
     "upsample", "binary", "checkpoint", "shapes", "up_axis", "start"}`` (``up_axis``: the one
     a folder of meshes was voxelized with, ``None`` for voxel grids, read as stored);
     ``binary=False`` scores our
-    chain's soft occupancy instead. ``start`` scores where our chain starts, made binary the
-    same way (``{"method", "error", "iou", "iou_pooled", "seconds"}``; method
+    chain's soft occupancy instead. ``start`` scores where our chain starts, as ours is scored
+    (made binary the same way, or with ``binary=False`` soft, held to the block means as the
+    chain's start is) (``{"method", "error", "iou", "iou_pooled", "seconds"}``; method
     ``"initializer"`` for a model trained with one that serves ``factor``,
     :mod:`stgconv.initializer`, else the config's ``chains.upsample``), so
     the table shows what the chain adds to its start. With ``out_dir``, also
@@ -232,7 +234,12 @@ def eval_super_resolution(
         low = low.to(param.device)
         proposal = (initializer.propose(low, factor) if learned_start
                     else block_upsampler(config.chains.upsample)(low, blocks))
-        return binary_inside(proposal, low).cpu()
+        if binary:
+            return binary_inside(proposal, low).cpu()
+        # Scored as ours is: soft, held to the block means as the chain's start is. Made
+        # binary beside our soft chain, the row showed the chain losing what the binarisation
+        # alone had gained.
+        return DownsampleConsistency(low, blocks).project(proposal).cpu()
 
     def trilinear_binary(low: Tensor, factor: int) -> Tensor:
         return binary_inside(UPSAMPLERS["trilinear"](low, factor), low)
