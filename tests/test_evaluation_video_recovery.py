@@ -26,7 +26,7 @@ from stgconv.baselines.video import (
 from stgconv.cli import main
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.evaluation.tensorboard import frame_comparison, log_evaluation
-from stgconv.evaluation.video_recovery import format_table
+from stgconv.evaluation.video_recovery import eval_recovery, format_table
 from stgconv.io.image import to_unit
 from stgconv.io.video import frame_rate, load_video, save_video
 from stgconv.metrics import missing_mae_255
@@ -633,6 +633,19 @@ def test_eval_recovery_scores_ours_and_its_start(clip: Path, tmp_path: Path) -> 
     assert table["start"]["error"] == pytest.approx(table["errors"]["temporal_interpolation"],
                                                     rel=1e-6)
     assert table["start"]["error"] != pytest.approx(table["errors"]["stgconv"], rel=1e-6)
+
+
+def test_eval_recovery_writes_numpy_frames_and_size_as_json_numbers(clip: Path, tmp_path: Path
+                                                                    ) -> None:
+    """frames and size from a sweep's np.arange: the table kept them as given, and its JSON
+    file refused them after the whole recovery; it holds them as Python ints."""
+    table = eval_recovery(quick_config("recovery.init=temporal_interpolation",
+                                       "recovery.holdout=0"),
+                          clip, "region:8", frames=np.int64(12), size=np.int64(32),
+                          json_path=tmp_path / "table.json")
+    assert (type(table["frames"]), type(table["size"])) == (int, int)
+    written = json.loads((tmp_path / "table.json").read_text())
+    assert (written["frames"], written["size"]) == (12, 32)
 
 
 def test_evaluation_scores_are_logged_at_the_given_step(tmp_path: Path) -> None:

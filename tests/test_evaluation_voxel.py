@@ -525,6 +525,24 @@ def test_eval_super_resolution_starts_at_the_configs_upsampling(nearest_voxel_ru
                                                     rel=1e-6)
 
 
+def test_numpy_and_torch_numbers_from_a_sweep_are_written_as_json_numbers(files, tmp_path
+                                                                        ) -> None:
+    """A Python caller's numbers from np.arange, np.float32 or a 0-d tensor: the tables kept
+    them as given, and the JSON file refused them ("Object of type int64 is not JSON
+    serializable") after the whole evaluation."""
+    sr = eval_super_resolution(files["run"], files["shapes"], factor=np.int64(4),
+                               n_steps=torch.tensor(1), max_shapes=np.int64(2),
+                               json_path=tmp_path / "sr.json", device="cpu")
+    assert json.loads((tmp_path / "sr.json").read_text())["factor"] == 4
+    assert (type(sr["factor"]), type(sr["low_size"]), type(sr["steps"])) == (int, int, int)
+    recovery = eval_recovery_3d(files["run"], files["shapes"], missing=np.float32(0.5),
+                                n_steps=np.int64(1), max_shapes=2,
+                                json_path=tmp_path / "r3d.json", device="cpu")
+    written = json.loads((tmp_path / "r3d.json").read_text())
+    assert (written["missing"], written["steps"]) == (0.5, 1)
+    assert (type(recovery["missing"]), type(recovery["steps"])) == (float, int)
+
+
 def test_eval_super_resolution_soft_scores_its_start_soft(nearest_voxel_run, tmp_path) -> None:
     """--soft scores our chain's soft occupancy, and its start as the chain starts: soft (the
     nearest up-sampling, whose block means are already low's, is the nearest baseline), not

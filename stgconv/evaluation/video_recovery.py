@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from stgconv.baselines.video import FILLS
+from stgconv.checks import as_int
 from stgconv.config import ExperimentConfig, config_to_dict
 from stgconv.evaluation.tensorboard import check_outputs, frame_comparison, log_evaluation
 from stgconv.io.atomic import atomic_write_json, written_together
@@ -69,8 +70,10 @@ def eval_recovery(
         "seconds": seconds,
         "video": str(video),
         "mask": str(mask),
-        "frames": frames,
-        "size": size,
+        # Python ints (the recovery took them as ints): as given, a numpy int64 of a sweep was
+        # refused by the JSON table after the whole recovery.
+        "frames": as_int(frames, "frames", minimum=1),
+        "size": as_int(size, "size", minimum=1),
         "missing_fraction": 1.0 - known.float().mean().item(),
         # The fill the recovery started from and its error: what sampling added on top of it.
         # holdout_errors: with init "learned", each candidate's error on the held-out observed

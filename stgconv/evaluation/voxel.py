@@ -189,8 +189,9 @@ def eval_super_resolution(
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
-    factor = factor_or_trained(factor, config)
-    check_factor(size, factor)
+    # A Python int: a numpy or torch integer (a sweep over np.arange) was kept as given, and
+    # the JSON table refused it after the whole evaluation.
+    factor = check_factor(size, factor_or_trained(factor, config))
     sampler = task_sampler(config, n_steps=n_steps)  # a bad n_steps before the shapes are read
     up_axis = _up_axis_for(shapes, config, up_axis)
     truth = load_eval_shapes(shapes, max_shapes=max_shapes, mesh_side=size, max_side=size,
@@ -256,7 +257,7 @@ def eval_super_resolution(
         "factor": factor,
         "low_size": size // factor,
         "trained_factor": trained_factor(config),
-        "steps": sampler.n_steps, "seed": seed,
+        "steps": int(sampler.n_steps), "seed": seed,  # the sampler took it as an int
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
         "up_axis": up_axis if _holds_meshes(shapes) else None,
@@ -358,8 +359,10 @@ def eval_recovery_3d(
     table["start"] = _start_scores(init, start, batches, truth, ~known, unit=RECOVERY_UNIT)
     table.update({
         "task": "recovery-3d", "n_shapes": len(truth), "size": side, "model_size": size,
-        "missing": missing, "missing_fraction": 1.0 - known.float().mean().item(), "init": init,
-        "steps": sampler.n_steps, "seed": seed,
+        # As Python numbers (random_known and the sampler took them as such): a numpy float32
+        # or int64 was kept as given, and the JSON table refused it after the whole evaluation.
+        "missing": float(missing), "missing_fraction": 1.0 - known.float().mean().item(),
+        "init": init, "steps": int(sampler.n_steps), "seed": seed,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
         "up_axis": up_axis if _holds_meshes(shapes) else None,
     })

@@ -107,13 +107,15 @@ def factor_or_trained(factor: int | None, config: ExperimentConfig) -> int:
     return 4 if trained is None else trained
 
 
-def check_factor(size: int, factor: int) -> None:
-    """Raise ``ValueError`` unless ``factor`` is an int ``>= 2`` that divides the grid side:
-    with 1 the low resolution is the shape itself, and every method scores a perfect copy."""
-    as_int(factor, "factor", minimum=2)
+def check_factor(size: int, factor: int) -> int:
+    """``factor`` as a Python int; ``ValueError`` unless it is an int ``>= 2`` that divides the
+    grid side: with 1 the low resolution is the shape itself, and every method scores a perfect
+    copy."""
+    factor = as_int(factor, "factor", minimum=2)
     if size % factor:
         raise ValueError(f"factor {factor} does not divide the model's grid side {size}; "
                          f"choose one of {[f for f in range(2, size + 1) if size % f == 0]}")
+    return factor
 
 
 def recovery_fill(init: RecoveryInit, initializer: Initializer | None = None) -> Fill:
