@@ -637,6 +637,36 @@ def test_a_model_trained_on_a_split_was_trained_on_that_split_only(tmp_path) -> 
     assert _trained_on(config("train"), shapes(None))
 
 
+def test_a_relative_data_path_read_from_another_folder_is_named_as_unknown(
+        files, tmp_path, monkeypatch) -> None:
+    """A run trained with --data shapes.npz from its folder keeps data.path as typed: scored
+    from another folder, that path named no file, and the protocol said nothing of training on
+    the shapes scored; it now says it cannot tell. A relative path of another name is not
+    the scored file."""
+    from types import SimpleNamespace
+
+    from stgconv.evaluation.classification import _trained_on
+
+    def config(path: str) -> SimpleNamespace:
+        return SimpleNamespace(data=SimpleNamespace(path=path, split="all"))
+
+    scored = SimpleNamespace(root=files["shapes"], split=None)
+    monkeypatch.chdir(tmp_path)
+    assert _trained_on(config(files["shapes"].name), scored) is None
+    assert _trained_on(config("other.npz"), scored) is False
+    monkeypatch.chdir(files["shapes"].parent)  # the folder it was trained from
+    assert _trained_on(config(files["shapes"].name), scored) is True
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = torch.load(files["run"] / "checkpoint.pt", weights_only=True)
+    checkpoint["config"]["data"]["path"] = files["shapes"].name
+    torch.save(checkpoint, run / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    table = eval_classification(run, files["shapes"], folds=2, device="cpu")
+    assert "may have been trained (without labels) on the shapes it is scored on: its run's " \
+        f"data.path '{files['shapes'].name}' is relative" in table["protocol"]
+
+
 def test_the_features_are_of_the_shapes_drawn_padded_to_the_models_side(trained_voxel_run,
                                                                           tmp_path,
                                                                           monkeypatch) -> None:

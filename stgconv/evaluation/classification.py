@@ -312,10 +312,16 @@ def eval_classification(
                    for name, f in features.items()}
         protocol = (f"fitted on {_part(dataset)}, measured on the {len(test_labels)} shapes "
                     f"of {_part(scored)}")
-    if _trained_on(config, scored):
+    trained_on = _trained_on(config, scored)
+    if trained_on:
         # Not hidden in the number: random_init and raw_voxels never saw these shapes.
         protocol += ("; the descriptor was trained (without labels) on the shapes it is "
                      "scored on: give --test held-out shapes for an unseen score")
+    elif trained_on is None:
+        protocol += (f"; the descriptor may have been trained (without labels) on the shapes "
+                     f"it is scored on: its run's data.path {config.data.path!r} is relative "
+                     "to the folder it was trained from and names no file from this one "
+                     "(run from that folder to tell)")
     table = {
         "task": "classification",
         "unit": UNIT if test is None else TEST_UNIT,
@@ -369,10 +375,19 @@ def _has_splits(path: str | Path) -> bool:
         return False  # VoxelShapes names what is wrong with it
 
 
-def _trained_on(config: ExperimentConfig, shapes: VoxelShapes) -> bool:
-    """Whether the model's training data held ``shapes`` (a file, or its split)."""
+def _trained_on(config: ExperimentConfig, shapes: VoxelShapes) -> bool | None:
+    """Whether the model's training data held ``shapes`` (a file, or its split); ``None`` where
+    it cannot be told: the run's ``data.path`` is relative (kept as typed, from the folder the
+    run was trained from), names no file from the current folder, and has the scored file's
+    name. Resolved from here, it named another file, and a model scored on its own training
+    shapes from another folder was reported without the note that says so."""
     data = config.data
-    return (data.path is not None and Path(data.path).resolve() == shapes.root.resolve()
+    if data.path is None:
+        return False
+    path = Path(data.path)
+    if not path.is_absolute() and not path.exists():
+        return None if path.name == shapes.root.name else False
+    return (path.resolve() == shapes.root.resolve()
             and (shapes.split is None or data.split in ("all", shapes.split)))
 
 
