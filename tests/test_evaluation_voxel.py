@@ -318,9 +318,11 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         # Refused before any work: the evaluation would otherwise run first and fail at the end.
         ([*sr_eval, str(files["shapes"]), "--tensorboard", str(tmp_path / "big.npz")],
          r"--tensorboard .*big\.npz is a file"),
-        # A super-resolution model has no recovery filler to start from.
+        # A super-resolution model has no recovery filler to start from, which it holds
+        # ("this one has none" sent its user looking for one).
         (["eval", "recovery-3d", "--checkpoint", run, "--shapes", str(files["shapes"]),
-          "--init", "initializer"], "needs a model trained with a recovery initializer"),
+          "--init", "initializer"], "needs a model trained with a recovery initializer .*; "
+         "this one has a super-resolution initializer only: choose one of"),
     ]
     for argv, message in cases:
         capsys.readouterr()

@@ -831,6 +831,8 @@ def test_recovery_fill_refuses_an_unknown_init() -> None:
 
     with pytest.raises(ValueError, match="init must be one of"):
         recovery_fill("bogus")
+    with pytest.raises(ValueError, match="recovery initializer .*; this one has none: "):
+        recovery_fill("initializer")
 
 
 @pytest.mark.parametrize("fixture, upsample", [("trained_voxel_run", "linear"),

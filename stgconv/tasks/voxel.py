@@ -130,9 +130,12 @@ def recovery_fill(init: RecoveryInit, initializer: Initializer | None = None) ->
     if initializer is not None and initializer.recovers:
         fills["initializer"] = initializer.propose_fill
     elif init == "initializer":
+        # A super-resolution model's initializer proposes from block means, not from known
+        # voxels: "this one has none" sent its user looking for one it holds.
+        held = "none" if initializer is None else "a super-resolution initializer only"
         raise ValueError(f"init 'initializer' needs a model trained with a recovery initializer "
-                         f"(an initializer section with chains.mode recovery); this one has none: "
-                         f"choose one of {sorted(fills)}")
+                         f"(an initializer section with chains.mode recovery); this one has "
+                         f"{held}: choose one of {sorted(fills)}")
     if init not in fills:
         raise ValueError(f"init must be one of {sorted(fills)}, got {init!r}")
     return fills[init]
