@@ -789,6 +789,9 @@ def test_files_eval_classification_cannot_read_are_named(files, tmp_path) -> Non
         eval_classification(files["run"], files["shapes"], folds=2, per_class=0, device="cpu")
     with pytest.raises(ValueError, match="folds must be an int >= 2, got 2.0"):
         eval_classification(files["run"], files["shapes"], folds=2.0, device="cpu")
+    # A string failed in math.isfinite's words ("must be real number, not str"), naming no l2.
+    with pytest.raises(ValueError, match="l2 must be a finite number >= 0 .*, got '0.1'$"):
+        eval_classification(files["run"], files["shapes"], folds=2, l2="0.1", device="cpu")
     cache = tmp_path / "unsplit.h5"
     with h5py.File(cache, "w") as h5:
         h5["voxels"], h5["label"] = shapes["X"], shapes["y"]
