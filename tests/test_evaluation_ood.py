@@ -174,6 +174,9 @@ def test_eval_ood_json_contract(arrays: dict[str, str], capsys) -> None:
     assert 0 <= table["ece_uncalibrated"] <= 1 and table["temperature"] > 0
     assert table["reference_weight"] > 0 and table["feature_weight"] > 0
     assert (table["n_inliers"], table["n_outliers"]) == (9, 5)
+    # The inputs scored, as the other evaluations' tables name theirs.
+    assert [table[key] for key in ("checkpoint", "inliers", "outliers")] == [
+        arrays["run"], arrays["inliers"], arrays["outliers"]]
     assert "AUROC" in capsys.readouterr().out
 
 
@@ -292,7 +295,7 @@ def test_eval_ood_without_outliers_scores_the_labelled_inliers(arrays: dict[str,
     assert main(["eval", "ood", "--checkpoint", arrays["run"], "--inliers", arrays["inliers"],
                  "--json", str(out), "--device", "cpu"]) == 0
     table = json.loads(out.read_text())
-    assert table["auroc"] is None and table["n_outliers"] == 0
+    assert table["auroc"] is None and table["n_outliers"] == 0 and table["outliers"] is None
     assert 0 <= table["accuracy"] <= 1 and 0 <= table["ece"] <= 1
     printed = capsys.readouterr().out
     assert "9 inliers, no outliers given: no AUROC" in printed and "accuracy" in printed

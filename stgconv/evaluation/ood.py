@@ -345,7 +345,8 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path |
     ``"features"`` AUROC, for a model without that fitted expert), ``"weights_from"``
     (``"training data"``: the checkpoint's; ``"inliers"``: set on them, for a checkpoint
     without its own; ``None`` for a model with neither expert), ``"n_inliers"``,
-    ``"n_outliers"``, ``"seconds"``.
+    ``"n_outliers"``, ``"checkpoint"``, ``"inliers"``, ``"outliers"`` (the paths scored;
+    ``None`` without ``outliers``), ``"seconds"``.
 
     Raises:
         FileNotFoundError: a missing file.
@@ -395,6 +396,10 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path |
         "weights_from": (None if weights["reference"] is None and weights["features"] is None
                          else "training data" if model.weights is not None else "inliers"),
         "n_inliers": len(images["inliers"]), "n_outliers": len(images.get("outliers", ())),
+        # What was scored, as every other evaluation's table names its inputs: tables of a
+        # sweep over checkpoints or outlier sets could not be told apart.
+        "checkpoint": str(checkpoint), "inliers": str(inliers),
+        "outliers": None if outliers is None else str(outliers),
     }
     if labels is not None:
         probabilities = torch.softmax(inlier_logits / model.temperature, dim=1)
