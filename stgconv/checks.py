@@ -183,6 +183,14 @@ def as_array(x: np.ndarray | Tensor) -> np.ndarray:
     return np.asarray(x)
 
 
+def check_flag(value: object, name: str) -> bool:
+    """``value`` as a Python bool, or ``ValueError`` naming ``name`` unless it is ``True`` or
+    ``False`` (a numpy bool too): binary="no" was taken as true, and written so into a table."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_bool_mask(mask: object, name: str, *, meaning: str = "True = observed") -> None:
     """``ValueError`` naming ``name`` and what its True entries mean unless ``mask`` is a bool
     tensor (any shape: the callers check how it meets their data)."""

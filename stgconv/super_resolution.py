@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_generator, check_tensor, is_int
+from stgconv.checks import check_flag, check_generator, check_tensor, is_int
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer
 from stgconv.mcmc import DownsampleConsistency
@@ -53,6 +53,7 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
             (the up-sampling's check), an unknown ``upsample``.
     """
     check_generator(generator, "super_resolve_batch")  # before the start's work
+    binary = check_flag(binary, "binary")
     check_tensor(low, "low")
     # Else the energy refused the up-sampled grid ("expected input of shape ('B', 1, 8, 8, 8),
     # got (2, 8, 8, 8)" for a (2, 2, 2, 2) low), naming neither low nor its shape.

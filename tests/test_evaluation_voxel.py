@@ -372,6 +372,24 @@ def test_a_factor_of_1_is_refused_by_the_library_too(files, tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_binary_other_than_true_or_false_is_refused_before_the_work(files, tmp_path) -> None:
+    """binary="no" (a caller's value read from its own options) was taken as true: the results
+    were made binary, and the table recorded "binary": "no"."""
+    from stgconv import tasks
+
+    message = re.escape("binary must be True or False, got 'no'")
+    with pytest.raises(ValueError, match=message):  # the shapes do not exist: checked first
+        eval_super_resolution(files["run"], tmp_path / "absent", binary="no", device="cpu")
+    with pytest.raises(ValueError, match=message):
+        tasks.super_resolve(files["run"], tmp_path / "absent.npy", tmp_path / "out",
+                            binary="no", device="cpu")
+    assert not (tmp_path / "out").exists()
+    energy, config, _ = load_voxel_model(files["run"], device="cpu")
+    with pytest.raises(ValueError, match=message):
+        super_resolve_batch(energy, task_sampler(config), torch.zeros(1, 1, 4, 4, 4), 4,
+                            binary="no")
+
+
 def test_run_methods_clamp_outputs_and_pooled_iou_of_empty_is_that_of_each_shape() -> None:
     # Outputs are clamped to [0, 1]; empty shapes predicted empty have a pooled IoU of 1, as
     # each shape's IoU is, not 0 / 0 nor the 0 of no overlap (which read as the worst score

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
-from stgconv.checks import as_int, check_generator, check_seed, check_up_axis
+from stgconv.checks import as_int, check_flag, check_generator, check_seed, check_up_axis
 from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import load_voxel_shapes, refuse_up_axis_of_grids
 from stgconv.evaluation.tensorboard import check_outputs, log_evaluation
@@ -183,6 +183,7 @@ def eval_super_resolution(
             divide its side; an ``up_axis`` not 0, 1 or 2, or other than 2 for voxel grids.
     """
     seed = check_seed(seed)
+    binary = check_flag(binary, "binary")
     batch_size = check_batch_size(batch_size)
     if up_axis is not None:  # before the model is loaded
         up_axis = check_up_axis(up_axis)

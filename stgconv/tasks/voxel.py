@@ -21,7 +21,8 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import as_int, check_generator, check_output, check_seed, check_up_axis
+from stgconv.checks import (as_int, check_flag, check_generator, check_output, check_seed,
+                            check_up_axis)
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
@@ -359,6 +360,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     """
     seed = check_seed(seed)
     check_output(out_dir, "out_dir")  # before the work, as recover_shape
+    binary = check_flag(binary, "binary")
     batch_size = check_batch_size(batch_size)
     if up_axis is not None:
         up_axis = check_up_axis(up_axis)
