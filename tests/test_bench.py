@@ -1365,7 +1365,8 @@ def bad_input_argv(tmp_path):
      r"--run: .*texture/run is a model of texture of size 8 with 1 channel\(s\); the digit "
      r"classifier scores 28x28 grey images$"),
     ("jem.py", ["--data", "{digits}", "--jem", "{texture}", "--plain", "{texture}"],
-     r"--jem: .*texture/run holds a 'texture' energy, not a classifier"),
+     r"--jem: .*texture/run holds an energy of model.arch 'texture', not a "
+     r"classifier"),
     ("jem.py", ["--data", "{digits}", "--jem", "{rgb_jem}", "--plain", "{rgb_jem}"],
      r"--jem: .*rgb_jem is a model of 28x28 images of 3 channel\(s\); this bench scores "
      r"28x28 grey digits$"),

@@ -646,7 +646,7 @@ def test_a_video_model_with_its_config_is_named_a_video_model(tmp_path: Path, ca
     assert main(["super-resolve", str(tmp_path / "run"), str(tmp_path / "low.npy"),
                  "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "holds a 'video' model; this task needs a voxel model" in err
+    assert "holds a model of data.kind 'video'; this task needs a voxel model" in err
     assert "given no config" not in err
 
 

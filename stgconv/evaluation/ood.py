@@ -128,9 +128,9 @@ def load_classifier(checkpoint: str | Path, *, device: str = "auto") -> Classifi
     """
     energy, config, state = load_model(checkpoint, device=device)
     if not isinstance(energy, ClassifierEnergy):
-        raise ValueError(f"{checkpoint} holds a {config.model.arch!r} energy, not a classifier: "
-                         "eval ood needs a classifier model (model.arch digit_classifier or "
-                         "wide_resnet, trained with a jem section)")
+        raise ValueError(f"{checkpoint} holds an energy of model.arch {config.model.arch!r}, not a "
+                         "classifier: eval ood needs a classifier model (model.arch "
+                         "digit_classifier or wide_resnet, trained with a jem section)")
     fits = {key: _stored_fit(state, key, checkpoint)
             for key in ("reference", "init", "feature_reference")}
     weights = state.get("ood_weights")

@@ -74,8 +74,9 @@ def load_voxel_model(checkpoint: str | Path, *, device: str = "auto"
         # A classifier's own accuracy is what its user looks for in eval classification.
         elsewhere = ("; a classifier (JEM) model's accuracy and calibration are reported by "
                      "stgconv eval ood" if isinstance(energy, ClassifierEnergy) else "")
-        raise CheckpointError(f"checkpoint {checkpoint} holds a {config.data.kind!r} model; "
-                              f"this task needs a voxel model (data.kind: voxels){elsewhere}")
+        raise CheckpointError(f"checkpoint {checkpoint} holds a model of data.kind "
+                              f"{config.data.kind!r}; this task needs a voxel model (data.kind: "
+                              f"voxels){elsewhere}")
     return energy, config, state
 
 
