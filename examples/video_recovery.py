@@ -35,9 +35,9 @@ from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.data.masks import load_mask, occluded_region
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.video import load_video, save_comparison
-from stgconv.learned_fill import apply_fill, learned_fill
+from stgconv.learned_fill import apply_fill, learned_fill, useful_shifts
 from stgconv.metrics import missing_mae_255
-from stgconv.recovery import CompletionChain, hiding_shifts, recover, spread_step_scale
+from stgconv.recovery import CompletionChain, recover, spread_step_scale
 
 VIDEO = Path(__file__).resolve().parents[1] / "../shared/data/video"
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic run")
     parser.add_argument("--data", type=Path, default=VIDEO / "flag.avi", help="a video file")
     parser.add_argument("--mask", type=Path, default=VIDEO / "masks/flag_region_type.mat",
-                        help="a .mat/.npy mask, 1 = missing")
+                        help="a .mat/.npy mask, 1 = missing, or one frame's mask as an "
+                             "image, white = missing (held in every frame)")
     parser.add_argument("--out", type=output_folder,
                         default=Path("outputs/examples/video_recovery"))
     parser.add_argument("--json", type=json_file, metavar="FILE",
@@ -86,11 +87,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if known.shape[-3:] != truth.shape[-3:]:  # else a broadcasting error further on
             parser.error(f"{args.mask} is a mask of {tuple(known.shape[-3:])} (T, H, W); this "
                          f"example reads the clip as {tuple(truth.shape[-3:])}")
-        if not hiding_shifts(known):  # else the learned fill's refusal, a traceback, after fills
-            parser.error(f"{args.mask} hides the same pixels in every frame, and the learned "
-                         "fill this example starts from needs pixels missing in some frames and "
-                         "observed in others: recover it with stgconv recover --set "
-                         "recovery.init=biharmonic --set recovery.holdout=0")
+        # Else the learned fill's refusal, a traceback, after the classical fills' minutes.
+        if bool(known.all()) or not bool(known.any()):
+            parser.error(f"{args.mask} {'hides no pixel' if known.any() else 'hides every pixel'}"
+                         " of the clip: there is nothing to recover")
+        try:  # a fixed occluder (one frame's mask) is learned from by moving it within the frame
+            useful_shifts(known)
+        except ValueError as error:
+            parser.error(f"{args.mask}: {error} (stgconv recover --set recovery.init=biharmonic "
+                         "--set recovery.holdout=0)")
         iterations, warmup, last = 10, 5, 5
     observed = truth.where(known, torch.nan)  # what the user has: hidden pixels unknown
 

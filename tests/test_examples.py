@@ -641,9 +641,11 @@ def test_video_example_reads_70_frames_of_150x150_and_trains_10_iterations(tmp_p
         10, 5, 5)
 
 
-def test_video_example_refuses_a_mask_the_same_in_every_frame(tmp_path, monkeypatch, capsys):
-    """One frame's mask (an image) holds in every frame, which the learned fill the example
-    starts from cannot learn from: its refusal came as a traceback after the classical fills."""
+def test_video_example_learns_its_fill_under_a_logo_the_same_in_every_frame(tmp_path,
+                                                                          monkeypatch):
+    """One frame's mask (an image) holds in every frame: the learned fill moves it within the
+    frame to learn from (stgconv recover's default does), where the example refused it and sent
+    the user to a classical start."""
     example = load_example("video_recovery.py")
     clip, mask = tmp_path / "clip.avi", tmp_path / "logo.png"
     clip.write_bytes(b"")
@@ -651,14 +653,40 @@ def test_video_example_refuses_a_mask_the_same_in_every_frame(tmp_path, monkeypa
     grey[3:9, 3:9] = 255
     Image.fromarray(grey).save(mask)
     monkeypatch.setattr(example, "load_video", lambda *a, **kw: torch.zeros(3, 70, 150, 150))
-    monkeypatch.setattr(example, "FILLS", {})  # no fill is to run
+    # Each classical fill stands in as zeros: no minutes of fills before the learned one.
+    monkeypatch.setattr(example, "FILLS", {name: lambda video, known: video.nan_to_num(0.0)
+                                           for name in example.FILLS})
+    monkeypatch.setattr(example, "learned_fill", stop)
+    with pytest.raises(Stop) as stopped:
+        example.main(["--data", str(clip), "--mask", str(mask), "--out", str(tmp_path / "out")])
+    known = stopped.value.args[0][1]
+    assert bool((known == known[:, :1]).all())  # the same pixels in every frame
+    assert not bool(known[:, :, 15:45, 15:45].any()) and bool(known[:, :, 50:, 50:].all())
+
+
+@pytest.mark.parametrize("hidden, says", [
+    ((slice(None), slice(None)), "hides every pixel of the clip: there is nothing to recover"),
+    ((slice(0, 0), slice(0, 0)), "hides no pixel of the clip: there is nothing to recover"),
+    ((slice(5, 145), slice(5, 145)), "choose a classical recovery.init for it (stgconv recover "
+     "--set recovery.init=biharmonic --set recovery.holdout=0)"),
+])
+def test_video_example_refuses_a_mask_its_learned_fill_cannot_learn_from(hidden, says, tmp_path,
+                                                                         monkeypatch, capsys):
+    """A mask hiding nothing or everything, or the same 140x140 of every 150x150 frame (no
+    offset moves it onto observed pixels): one line before the classical fills' minutes; the
+    first two were told they hide "the same pixels in every frame"."""
+    example = load_example("video_recovery.py")
+    clip, mask = tmp_path / "clip.avi", tmp_path / "mask.npy"
+    clip.write_bytes(b"")
+    missing = np.zeros((70, 150, 150), np.uint8)
+    missing[:, hidden[0], hidden[1]] = 1
+    np.save(mask, missing)
+    monkeypatch.setattr(example, "load_video", lambda *a, **kw: torch.zeros(3, 70, 150, 150))
+    monkeypatch.setattr(example, "FILLS", {"never": stop})
     with pytest.raises(SystemExit) as info:
         example.main(["--data", str(clip), "--mask", str(mask), "--out", str(tmp_path / "out")])
     assert info.value.code == 2
-    assert capsys.readouterr().err.strip().endswith(
-        f"error: {mask} hides the same pixels in every frame, and the learned fill this example "
-        "starts from needs pixels missing in some frames and observed in others: recover it "
-        "with stgconv recover --set recovery.init=biharmonic --set recovery.holdout=0")
+    assert capsys.readouterr().err.strip().endswith(says)
     assert not (tmp_path / "out").exists()
 
 
