@@ -65,12 +65,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             digits = load_npz_images(args.data, size=28, channels=1, max_images=2000)
         except ValueError as error:
             parser.error(str(error))
+        # Else a traceback from the Gaussian's fit, which needs 2 examples in the half it fits.
+        if len(digits) < 4:
+            parser.error(f"{args.data} holds {len(digits)} image(s); this example needs at "
+                         "least 4 (half to fit expert A to, half held out)")
         steps = 300
     train, held_out = digits[: len(digits) // 2], digits[len(digits) // 2:]
 
     # Expert A: E_A(x) = -log q(x), q a Gaussian with 16 principal directions (a probabilistic
     # PCA of the digits). log_prob is differentiable in x, so any sampler can follow it.
     gaussian = DataGaussian.fit(train, rank=16)
+    # Images all alike leave no spread: a step of 0 below, refused as a traceback.
+    if float(gaussian.residual_std.min()) == 0:
+        parser.error(f"{args.data}: the images expert A is fitted to (the first half) are all "
+                     "alike, which leaves its Gaussian no spread to sample")
 
     def digit_expert(x: torch.Tensor) -> torch.Tensor:
         return -gaussian.log_prob(x)

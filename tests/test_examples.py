@@ -85,6 +85,12 @@ def digits_as_floats(folder: Path) -> list[str]:
     return ["--data", str(folder / "digits.npz")]
 
 
+def digits_grey(folder: Path, *, n: int, alike: bool) -> list[str]:
+    pixels = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    np.savez(folder / "digits.npz", x_train=np.full_like(pixels, 200) if alike else pixels)
+    return ["--data", str(folder / "digits.npz")]
+
+
 def clip_and_mask(folder: Path, *, frames: int, mask: tuple[int, int, int]) -> list[str]:
     from stgconv.io.video import save_video
     save_video(torch.zeros(3, frames, 16, 16), folder / "clip.mkv", fps=10)
@@ -123,12 +129,18 @@ UNUSABLE_DATA = [
     ("voxel_super_resolution.py", shapes_as_text, "suffix must be one of .mat, .binvox, .npy, "
      ".npz, .h5, .hdf5, got '.txt'"),
     # Each of these ended in a traceback: after the training (a side not divisible by the
-    # factor), at its start (no shape left to train on: a NaN clamp), or at the chains' start
-    # (a label past 9, a digit of one image).
+    # factor), at its start (no shape left to train on: a NaN clamp), at the chains' start
+    # (a label past 9, a digit of one image), or at the Gaussian's fit or the sampler's step
+    # (fewer than 4 digits, digits all alike: a step size of 0).
     ("voxel_super_resolution.py", partial(shapes, n=1, side=8), "shapes.npz holds 1 shape; the "
      "example needs at least 2 (one to learn from, one to score)"),
     ("voxel_super_resolution.py", partial(shapes, n=44, side=6), "shapes.npz holds shapes of "
      "side 6; this example super-resolves 4x blocks: give a side divisible by 4"),
+    ("compose_experts.py", partial(digits_grey, n=3, alike=False), "digits.npz holds 3 "
+     "image(s); this example needs at least 4 (half to fit expert A to, half held out)"),
+    ("compose_experts.py", partial(digits_grey, n=8, alike=True), "digits.npz: the images "
+     "expert A is fitted to (the first half) are all alike, which leaves its Gaussian no spread "
+     "to sample"),
     ("jem_ood.py", partial(digits_labelled, train=[*range(11)] * 2, test=[0, 1]),
      "digits.npz: y_train holds the label 10; this example classifies digits 0 to 9"),
     ("jem_ood.py", partial(digits_labelled, train=[*range(10)] * 2, test=[0, 10]),
