@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # shifts with it; super_resolve_batch shifts the block means and the result by `offset`):
     # the Gaussian reference of the energy is centred at 0.
     mean = train.mean().item()
-    energy = stgconv.voxel_energy("desc64_small", size=side)
+    try:  # a user's grids too small for the net: one line, not the constructor's traceback
+        energy = stgconv.voxel_energy("desc64_small", size=side)
+    except ValueError as error:
+        parser.error(f"{args.data} holds shapes of side {side}: {error}")
     sampler = stgconv.Langevin(n_steps=20, step_size=0.1, noise_scale=0.0,
                                clamp=(-mean, 1.0 - mean))
     trainer = stgconv.Trainer(energy, sampler, SuperResolutionStart((FACTOR,) * 3), train - mean,

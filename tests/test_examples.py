@@ -130,8 +130,9 @@ UNUSABLE_DATA = [
      ".npz, .h5, .hdf5, got '.txt'"),
     # Each of these ended in a traceback: after the training (a side not divisible by the
     # factor), at its start (no shape left to train on: a NaN clamp), at the chains' start
-    # (a label past 9, a digit of one image), or at the Gaussian's fit or the sampler's step
-    # (fewer than 4 digits, digits all alike: a step size of 0).
+    # (a label past 9, a digit of one image), at the Gaussian's fit or the sampler's step
+    # (fewer than 4 digits, digits all alike: a step size of 0), or at the net's construction
+    # (grids too small for it).
     ("voxel_super_resolution.py", partial(shapes, n=1, side=8), "shapes.npz holds 1 shape; the "
      "example needs at least 2 (one to learn from, one to score)"),
     ("voxel_super_resolution.py", partial(shapes, n=44, side=6), "shapes.npz holds shapes of "
@@ -141,6 +142,8 @@ UNUSABLE_DATA = [
     ("compose_experts.py", partial(digits_grey, n=8, alike=True), "digits.npz: the images "
      "expert A is fitted to (the first half) are all alike, which leaves its Gaussian no spread "
      "to sample"),
+    ("voxel_super_resolution.py", partial(shapes, n=5, side=4), "shapes.npz holds shapes of "
+     "side 4: input_size (4, 4, 4) is too small for these layers: they need at least (8, 8, 8)"),
     ("jem_ood.py", partial(digits_labelled, train=[*range(11)] * 2, test=[0, 1]),
      "digits.npz: y_train holds the label 10; this example classifies digits 0 to 9"),
     ("jem_ood.py", partial(digits_labelled, train=[*range(10)] * 2, test=[0, 10]),
