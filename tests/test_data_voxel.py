@@ -475,12 +475,14 @@ def test_broken_mesh_in_tree(tree: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="table_test_0005.off"):
         build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8)
     assert not (tmp_path / "c.h5").exists() and not list(tmp_path.glob("*.tmp"))
-    with pytest.warns(UserWarning, match="skipping"):
+    with pytest.warns(UserWarning) as warned:
         out = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, skip_unreadable=True)
     with h5py.File(out, "r") as h5:
         assert h5["voxels"].shape[0] == 8
         # One "path: reason" per mesh, as the clip cache lists its skipped sources.
         assert h5.attrs["skipped"][0].startswith(f"{broken}: ")
+        # The warning says the same: it read "skipping mesh FILE has no faces (3 vertices)".
+        assert [str(w.message) for w in warned] == [f"skipping {h5.attrs['skipped'][0]}"]
     with pytest.raises(ValueError, match=r"\.h5 or \.hdf5"):
         build_modelnet_cache(tree, tmp_path / "c.npz")
     with pytest.raises(ValueError, match="margin"):
@@ -517,7 +519,7 @@ def test_skip_unreadable_skips_a_mesh_that_fails_to_read(tree: Path, tmp_path: P
     mesh.symlink_to(unreadable_npy)
     with pytest.raises(ValueError, match="cannot read mesh .*table_test_0009.off: Input/output"):
         build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8)
-    with pytest.warns(UserWarning, match="skipping cannot read mesh .*table_test_0009.off"):
+    with pytest.warns(UserWarning, match="skipping .*table_test_0009.off: cannot read mesh"):
         out = build_modelnet_cache(tree, tmp_path / "c.h5", resolution=8, skip_unreadable=True)
     with h5py.File(out, "r") as h5:
         assert h5["voxels"].shape[0] == 8

@@ -217,7 +217,8 @@ def _write_cache(
             if not skip_unreadable:
                 raise
             skipped.append(f"{path}: {err}")  # one "path: reason" each, as the video cache's
-            warnings.warn(f"skipping {err}", stacklevel=3)
+            # As the video cache's too: "skipping FILE is not an OFF file" read as one clause.
+            warnings.warn(f"skipping {skipped[-1]}", stacklevel=3)
             continue
         n = voxels.shape[0]
         for dataset in (voxels, *per_shape.values()):
