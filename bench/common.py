@@ -34,9 +34,8 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from stgconv.checks import (MAX_STEP_SIZE, check_output, check_seed, npz_array,  # noqa: E402
-                            open_npz)
-from stgconv.cli import DefaultsFormatter  # noqa: E402
+from stgconv.checks import MAX_STEP_SIZE, check_output, npz_array, open_npz  # noqa: E402
+from stgconv.cli import DefaultsFormatter, seed_number  # noqa: E402
 from stgconv.distributed import launched_world_size  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
@@ -473,17 +472,10 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def seed(text: str) -> int:
-    """A seed option, checked when the options are read as the configs check a seed (a
-    negative one was a traceback once the bench had loaded its data and built its runs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    try:
-        return check_seed(value, "a seed")
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+# A seed option, checked when the options are read as the configs check a seed (a negative one
+# was a traceback once the bench had loaded its data and built its runs): the examples' check,
+# which lives in stgconv.cli since they run where bench cannot be imported.
+seed = seed_number
 
 
 def random_subset(data: Tensor, n: int, *, seed: int) -> Tensor:

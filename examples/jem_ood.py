@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import stgconv
-from stgconv.cli import DefaultsFormatter, json_file
+from stgconv.cli import DefaultsFormatter, json_file, seed_number
 from stgconv.config import JEMConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy import ClassifierEnergy, digit_classifier
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--data", type=Path, default=MNIST, help="MNIST .npz (Keras layout)")
     parser.add_argument("--json", type=json_file, metavar="FILE",
                         help="write the printed numbers here")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_number, default=0)
     args = parser.parse_args(argv)
     if not args.smoke and not args.data.exists():  # one line, not a loader's traceback
         parser.error(f"{args.data} not found: pass --data PATH, or --smoke")

@@ -30,7 +30,7 @@ import torch
 
 import stgconv
 from stgconv.baselines.video import FILLS
-from stgconv.cli import DefaultsFormatter, json_file, output_folder
+from stgconv.cli import DefaultsFormatter, json_file, output_folder, seed_number
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config
 from stgconv.data.masks import load_mask, occluded_region
 from stgconv.io.atomic import atomic_write_json
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         default=Path("outputs/examples/video_recovery"))
     parser.add_argument("--json", type=json_file, metavar="FILE",
                         help="write the printed numbers here")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_number, default=0)
     args = parser.parse_args(argv)
     for path, option in ((args.data, "--data"), (args.mask, "--mask")):
         if not args.smoke and not path.exists():  # one line, not a loader's traceback

@@ -25,7 +25,7 @@ import torch
 
 import stgconv
 from stgconv.baselines.voxel import UPSAMPLERS, downsample
-from stgconv.cli import DefaultsFormatter, json_file, output_folder
+from stgconv.cli import DefaultsFormatter, json_file, output_folder, seed_number
 from stgconv.io.atomic import atomic_write_json
 from stgconv.io.voxel import load_voxels, save_voxels, to_tensor
 from stgconv.mcmc import SuperResolutionStart
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         default=Path("outputs/examples/voxel_sr"))
     parser.add_argument("--json", type=json_file, metavar="FILE",
                         help="write the printed numbers here")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_number, default=0)
     args = parser.parse_args(argv)
     if not args.smoke and not args.data.exists():  # one line, not a loader's traceback
         parser.error(f"{args.data} not found: pass --data PATH, or --smoke")

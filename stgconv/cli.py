@@ -583,6 +583,20 @@ def output_folder(text: str) -> Path:
     return _output_path(text, folder=True)
 
 
+def seed_number(text: str) -> int:
+    """An argparse type for ``--seed N`` in the examples, checked as the commands check theirs
+    (:func:`~stgconv.checks.check_seed`): a seed past 64 bits was torch's "Overflow when
+    unpacking long long" traceback, a negative one wrapped round."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    try:
+        return check_seed(value, "a seed")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _output_path(text: str, *, folder: bool) -> Path:
     try:
         return check_output(text, "the folder" if folder else "the file", folder=folder)

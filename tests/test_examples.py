@@ -221,6 +221,23 @@ def test_example_refuses_an_output_it_cannot_write_before_its_run(script, option
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
+@pytest.mark.parametrize("seed", [str(2**64), "-1", "x"])
+def test_example_refuses_a_seed_the_commands_refuse_as_the_options_are_read(script, seed,
+                                                                         tmp_path, capsys):
+    """Past 64 bits the seed ended the smoke run in torch's "Overflow when unpacking long long"
+    traceback, once its data were made; a negative one was wrapped round, where `stgconv
+    synthesize --seed -1` is refused."""
+    main = runpy.run_path(str(EXAMPLES / script))["main"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--smoke", "--seed", seed, "--json", str(tmp_path / "numbers.json")])
+    assert exit_.value.code == 2
+    says = ("expected an integer, got 'x'" if seed == "x" else
+            f"a seed must be an int in [0, 2^63 - 2^16), got {seed}")
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: argument --seed: {says}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_refuses_an_abbreviated_option(script, tmp_path, capsys):
     """``--smok`` or ``--jso`` would break, or mean another option, once the example gains one of
     the same start. (With the data missing, an example taking the abbreviation stops at once
