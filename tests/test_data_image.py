@@ -139,6 +139,22 @@ def test_an_npz_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: Pa
         load_training_images(path, kind="objects", size=20, channels=1)
 
 
+@pytest.mark.parametrize("kind", ["texture", "objects"])
+def test_a_cache_of_the_prepare_scripts_names_the_kinds_that_read_it(kind, tmp_path) -> None:
+    """`stgconv train --data clips.h5` without a video config (an image kind by default) was
+    refused in Pillow's words, "cannot find loader for this HDF5 file"."""
+    import h5py
+
+    path = tmp_path / "clips.h5"
+    with h5py.File(path, "w") as h5:
+        h5["clips"] = np.zeros((1, 2, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path} is an HDF5 file, which data.kind {kind} does not read: a clip cache of "
+            "datasets/video/prepare.py trains with data.kind video, a shape cache of "
+            "datasets/voxel/prepare.py with data.kind voxels")):
+        load_training_images(path, kind=kind, size=4, channels=1)
+
+
 def test_a_texture_is_decoded_once(tmp_path: Path, monkeypatch) -> None:
     """Its side, for the enlargement's warning, was read by decoding it a second time at its
     own size, into floats: a 12-megapixel photograph took 2.1 s to load instead of 0.8 s."""

@@ -16,6 +16,7 @@ from torch import Tensor
 from stgconv.checks import (as_int, class_numbers, npz_array, npz_length, npz_shape,
                              open_npz)
 from stgconv.data.base import NamedDataset, nearer_size_advice
+from stgconv.data.video import CACHE_SUFFIXES
 from stgconv.io.folder import folder_names, list_files
 from stgconv.io.image import (
     IMAGE_SUFFIXES,
@@ -139,6 +140,13 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
     ``smallest_side``: the smallest side of the examples the net to be trained takes; the
     warning of images enlarged more than twice advises no smaller data.size.
     """
+    if Path(path).suffix.lower() in CACHE_SUFFIXES and Path(path).is_file():
+        # Else Pillow's "cannot find loader for this HDF5 file" for a cache of the prepare
+        # scripts given to a run without a video or voxel config (image kinds by default).
+        raise ValueError(f"{path} is an HDF5 file, which data.kind {kind} does not read: a clip "
+                         "cache of datasets/video/prepare.py trains with data.kind video, a "
+                         "shape cache of datasets/voxel/prepare.py with data.kind voxels "
+                         "(configs/video/, configs/voxel/)")
     if kind == "texture":
         source = Path(path)
         many = ("a folder" if source.is_dir() else
