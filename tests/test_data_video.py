@@ -385,6 +385,16 @@ def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None
         build_clip_cache(tmp_path / "out", out, n_frames=4, size=8)
     with pytest.raises(ValueError, match="empty list"):
         build_clip_cache([], out, n_frames=4, size=8)
+    # A video given twice, by its name or through a link: its clips were cached twice.
+    first, link = video_dir / "c1.mkv", tmp_path / "link.mkv"
+    link.symlink_to(first)
+    with pytest.raises(ValueError, match=re.escape(
+            f"the source {first} is given twice: its clips would be in the cache twice; "
+            "give each video once")):
+        build_clip_cache([first, video_dir / "c2.mkv", first], out, n_frames=4, size=8)
+    with pytest.raises(ValueError, match=re.escape(f"the sources {first} and {link} are one "
+                                                   "video: its clips")):
+        build_clip_cache([first, link], out, n_frames=4, size=8)
     with pytest.raises(ValueError, match="stride"):
         build_clip_cache(video_dir, out, n_frames=4, size=8, stride=0)
     with pytest.raises(ValueError, match="clips_per_video"):

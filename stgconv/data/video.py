@@ -243,7 +243,8 @@ def build_clip_cache(
         FileNotFoundError: a source does not exist.
         ValueError: bad arguments; no video files in the folder; a source that cannot be read
             or is too short (unless ``skip_unreadable``); no clip at all to write; an
-            ``out_path`` that is one of the sources.
+            ``out_path`` that is one of the sources; a source given twice (or a link to
+            another).
     """
     out_path = Path(out_path)
     if out_path.suffix.lower() not in CACHE_SUFFIXES:
@@ -299,6 +300,16 @@ def _resolve_sources(sources: str | Path | Sequence[str | Path], *, dangling_lin
     missing = [str(file) for file in files if not file.exists()]
     if missing:  # checked before decoding anything: a typo should not cost minutes of work
         raise FileNotFoundError(f"video not found: {', '.join(missing)}")
+    # Else its clips went into the cache twice, weighing it double in training without a word
+    # (a shell glob and a name beside it: prepare.py clips/*.mp4 clips/a.mp4 out.h5).
+    given: dict[Path, Path] = {}
+    for file in files:
+        first = given.setdefault(file.resolve(), file)
+        if first is not file:
+            which = (f"the source {file} is given twice" if file == first
+                     else f"the sources {first} and {file} are one video")
+            raise ValueError(f"{which}: its clips would be in the cache twice; give each "
+                             "video once")
     return files
 
 
