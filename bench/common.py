@@ -428,7 +428,9 @@ def json_path(text: str) -> str:
     make the folder: one that does not exist is refused."""
     path = Path(text)
     try:
-        check_output(path, "the file", folder=False)
+        # The text, not the Path: Path drops the final '/' by which check_output tells a folder
+        # meant (--json out/ wrote the file out).
+        check_output(text, "the file", folder=False)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     if not path.parent.is_dir():

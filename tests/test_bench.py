@@ -1263,6 +1263,9 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("voxel.py", ["--json", "{tmp}"], r"--json: the file .* is a folder, not a file$"),
     ("voxel.py", ["--json", "{file}/out.json"],
      r"--json: the file .*a_file/out.json lies under .*a_file, which is a file$"),
+    # A folder meant, a file written: Path("out/") is "out", which became the JSON file.
+    ("langevin.py", ["--json", "{tmp}/out/"],
+     r"--json: the file .*/out/ ends in '/', a folder: give the path of a file to write"),
     # Written only once the rows are in: a traceback after the whole run.
     ("langevin.py", ["--json", "{pipe}"], r"--json: the file .*a_pipe is not a regular file "
      r"\(a device, a named pipe or a socket\): give the path of a file to write$"),
