@@ -36,12 +36,14 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from stgconv.checks import MAX_STEP_SIZE, check_output, npz_array, open_npz  # noqa: E402
 from stgconv.cli import DefaultsFormatter, seed_number  # noqa: E402
+from stgconv.config import ExperimentConfig, load_config  # noqa: E402
 from stgconv.distributed import launched_world_size  # noqa: E402
 from stgconv.evaluation import quality  # noqa: E402
 from stgconv.io.atomic import atomic_write_json  # noqa: E402
 from stgconv.io.image import from_levels  # noqa: E402
 from stgconv.mcmc import Langevin  # noqa: E402
 from stgconv.mcmc.execution import Execution  # noqa: E402
+from stgconv.modalities import Modality, modality_of  # noqa: E402
 from stgconv.types import EnergyFn  # noqa: E402
 
 CLAMP = (-1.0, 1.0)
@@ -314,6 +316,33 @@ def refuse_sets_of_options(parser: argparse.ArgumentParser, items: Sequence[str]
         if key in by_option:
             parser.error(f"--set {item}: every run's {key} is {by_option[key]}'s; "
                          f"give {by_option[key]}")
+
+
+def read_config(parser: argparse.ArgumentParser, path: str, sets: Sequence[str],
+                own: Sequence[str] = (), *, modality: Modality) -> ExperimentConfig:
+    """``load_config(path, [*sets, *own])`` for a bench's ``--config path``, its ``--set`` items
+    ``sets`` and the bench's ``own`` overrides, or exit through ``parser.error`` naming what is
+    at fault once. The file is read alone first, so that a bad value of a ``--set`` is not
+    blamed on ``--config``. The library names the file where it is missing, a folder or holds
+    an unknown key, and the ``--set`` of an unknown key: the file is added to the message only
+    where it does not (it was named twice). A config of another modality than ``modality`` is
+    refused: its network is no model of the bench's data (an image config in the video
+    recovery was refused for the clips' --frames and --size)."""
+    try:
+        load_config(path)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(f"--config: {err}" if path in str(err) else f"--config {path}: {err}")
+    try:
+        config = load_config(path, [*sets, *own])
+    except ValueError as err:
+        if str(err).startswith("--set "):
+            parser.error(str(err))
+        parser.error(f"--set {' '.join(sets)}: {err}" if sets else f"--config {path}: {err}")
+    if modality_of(config) is not modality:
+        parser.error(f"--config {path} has data.kind {config.data.kind!r} "
+                     f"({modality_of(config).name}); this bench needs a {modality.name} config "
+                     f"(data.kind {' or '.join(map(repr, modality.data_kinds))})")
+    return config
 
 
 def check_arguments(

@@ -26,7 +26,8 @@ from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from bench.recovery import CLIPS, quick_clip  # noqa: E402
-from stgconv.config import QUICK_RECOVERY_CONFIG, load_config  # noqa: E402
+from stgconv.config import QUICK_RECOVERY_CONFIG  # noqa: E402
+from stgconv.modalities import VIDEO  # noqa: E402
 from stgconv.tasks.fill_prior import train_fill_prior  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,10 +72,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
     if unknown:  # leaving out a clip that is not there would train on every clip, silently
         parser.error(f"--clips {' '.join(unknown)}: not among the clips "
                      f"{[path.stem for path in library]}")
-    try:
-        settings = load_config(args.config, overrides).recovery.learned
-    except (FileNotFoundError, ValueError) as err:
-        parser.error(f"--config {args.config}: {err}")
+    settings = common.read_config(parser, args.config, [], overrides,
+                                  modality=VIDEO).recovery.learned
     rows = []
     for clip in args.clips:
         videos = [path for path in library if path.stem != clip]

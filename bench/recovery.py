@@ -33,6 +33,7 @@ from stgconv.config import QUICK_RECOVERY_CONFIG, load_config  # noqa: E402
 from stgconv.data.masks import check_mask_matches  # noqa: E402
 from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
 from stgconv.io.video import save_video  # noqa: E402
+from stgconv.modalities import VIDEO  # noqa: E402
 from stgconv.recovery import check_schedule  # noqa: E402
 from stgconv.tasks.recover_video import (  # noqa: E402
     SCHEDULE_KEYS,
@@ -102,24 +103,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) -> int:
     """Every clip x mask case of ``args``; ``tmp`` holds the generated clip of ``--quick``."""
-    overrides = list(args.overrides)
+    own = []
     if args.quick:
         data = tmp
         quick_clip(data)
-        overrides += ["train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1",
-                      "recovery.learned.iterations=3", "recovery.learned.crop_size=8"]
+        own = ["train.n_iterations=2", "recovery.average_last=1", "recovery.warmup=1",
+               "recovery.learned.iterations=3", "recovery.learned.crop_size=8"]
     else:
         data = Path(args.data)
         if not data.is_dir():
             parser.error(f"video data folder not found: {data} (pass --data)")
+    overrides = [*args.overrides, *own]
+    config = common.read_config(parser, args.config, args.overrides, own, modality=VIDEO)
     try:
-        config = load_config(args.config, overrides)
         # A schedule the first case would refuse with a traceback (--set train.n_iterations=2
         # under the config's recovery.warmup of 5).
         check_schedule(config.train.n_iterations, config.chains.chains_per_example,
                        config.recovery.warmup, config.recovery.average_last,
                        names=SCHEDULE_KEYS)
-    except (FileNotFoundError, ValueError) as err:
+    except ValueError as err:
         parser.error(f"--config {args.config}: {err}")
     missing = [clip for clip in args.clips
                if args.priors and not (Path(args.priors) / f"without_{clip}.pt").is_file()]
