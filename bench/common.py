@@ -544,13 +544,32 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: npz_array(archive, key, path) for key in archive.files}
 
 
-def report(table: str, rows: Sequence[dict], path: str | None) -> None:
-    """Write the rows as a JSON list when ``path`` is set (atomically: never half a table under
-    the real name) and print the table, whichever of the two fails: a print that fails (a
-    reader of the output gone, ``| head`` under PYTHONUNBUFFERED=1) must not cost the run's
-    rows, nor a write that fails (a full disk) its table."""
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a run as it resolved them (defaults and ``--quick``'s values filled in),
+    for its JSON rows: two runs' files say how the runs differed (the rows of most benches held
+    no seed, no --set, no clip size). Paths as text; a number JSON cannot hold (``--budget-s``'s
+    default, inf: no limit) as its text; the JSON file's own name left out."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        if isinstance(value, Path) or isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        return value
+
+    return {name: plain(value) for name, value in vars(args).items()
+            if name not in ("json", "json_path")}
+
+
+def report(table: str, rows: Sequence[dict], args: argparse.Namespace) -> None:
+    """Write the rows as a JSON list to ``args.json`` when it is set, each with the run's
+    :func:`options` (atomically: never half a table under the real name), and print the table,
+    whichever of the two fails: a print that fails (a reader of the output gone, ``| head``
+    under PYTHONUNBUFFERED=1) must not cost the run's rows, nor a write that fails (a full
+    disk) its table."""
     try:
-        if path:
-            atomic_write_json(path, list(rows))
+        if args.json:
+            settings = options(args)
+            atomic_write_json(args.json, [{**row, "options": settings} for row in rows])
     finally:
         print(table)

@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         table, rows = run(args, data, sizes=sizes)
-    common.report(table, rows, args.json)
+    common.report(table, rows, args)
     return 0
 
 

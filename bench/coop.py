@@ -376,7 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           "seconds; lower distances are closer to the data")
     if args.json:
         environment = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-        atomic_write_json(args.json, [{**row, **environment} for row in rows])
+        atomic_write_json(args.json, [{**row, **environment, "options": common.options(args)}
+                                      for row in rows])
     return 0
 
 

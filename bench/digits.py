@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{len(samples)} samples from {run} ({args.start}, {sample_s:.0f} s)"]
     table = common.text_table(lines, columns, rows)
     table += f"\n# class histogram of the samples: {rows[0]['class_histogram']}"
-    common.report(table, rows, args.json)
+    common.report(table, rows, args)
     return 0
 
 

@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"unloadable files {len(row['unloadable_files'])}; temporaries left "
         f"{len(row['temporaries_left'])}; final exit {row['final_exit']}; bit-identical to the "
         f"uninterrupted run: {row['bit_identical']}"])
-    common.report(table, [row], args.json)
+    common.report(table, [row], args)
     ok = row["bit_identical"] and not row["unloadable_files"] and not row["temporaries_left"]
     return 0 if ok else 1
 

@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{split['fit']['n']} fitted, {split['held_out']['n']} held out "
              f"(split seed {args.split_seed}); device {args.device}; "
              f"overrides {' '.join(args.sets) or 'none'}"]
-    common.report(common.text_table(lines, columns, rows), rows, args.json)
+    common.report(common.text_table(lines, columns, rows), rows, args)
     return 0
 
 

@@ -87,7 +87,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
                        f"{'left out':<16}{'videos':>8}{'CPU s':>9}  prior"]
                       + [f"{row['left_out']:<16}{len(row['videos']):>8}{row['cpu_seconds']:>9.0f}"
                          f"  {row['prior']}" for row in rows])
-    common.report(table, rows, args.json)
+    common.report(table, rows, args)
     return 0
 
 

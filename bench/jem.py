@@ -527,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             save_image_grid(samples[:, :10].flatten(0, 1), args.grid,
                             nrow=min(10, args.per_class))
 
-    common.report(format_tables(rows, args), rows, args.json)
+    common.report(format_tables(rows, args), rows, args)
     return 0
 
 

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          timing=timing), **env} for net in args.nets]
     title = f"Langevin step cost (stgconv in {timing.precision})"
     table = common.format_table(title, NOTES, common.STEP_COLUMNS, rows, env)
-    common.report(table, rows, args.json)
+    common.report(table, rows, args)
     return 0
 
 

@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"K = {timing.n_steps}; median of {timing.repeats} interleaved repeats; speedups = "
         "ms of eager (or default) / ms of the variant; errors against fp32 at the start",
         COLUMNS, rows, common.environment(timing))
-    common.report(table, rows, args.json)
+    common.report(table, rows, args)
     return 0
 
 

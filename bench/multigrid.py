@@ -328,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "cpu_count": os.cpu_count(),
                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     if args.json_path:
-        atomic_write_json(args.json_path, [{**row, **environment} for row in rows])
+        atomic_write_json(args.json_path, [{**row, **environment, "options": common.options(args)}
+                                           for row in rows])
     return 0
 
 

@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [f"# binarised digits, RBM 784 x {args.hidden}, {args.updates} updates of batch 100, "
              f"lr {args.lr}; AIS: {args.ais_runs} runs x {args.ais_chains} chains x "
              f"{args.ais_betas} temperatures"]
-    common.report(common.text_table(lines, columns, rows), rows, args.json)
+    common.report(common.text_table(lines, columns, rows), rows, args)
     return 0
 
 

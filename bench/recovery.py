@@ -186,7 +186,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
             })
             print(f"{clip} / {mask_type}: " + ", ".join(
                 f"{name} {e:.2f}" for name, e in table["errors"].items()), flush=True)
-    common.report(format_rows(rows, config.name), rows, args.json)
+    common.report(format_rows(rows, config.name), rows, args)
     return 0
 
 

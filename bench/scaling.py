@@ -504,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [" ".join(f"{c.title:{c.align}}" for c in FIT_COLUMNS)]
             + [" ".join(c.cell(row) for c in FIT_COLUMNS) for row in fits]))
     tables.append(f"# {time.perf_counter() - started:.0f} s")
-    common.report("\n\n".join(tables), rows, args.json)
+    common.report("\n\n".join(tables), rows, args)
     return 0
 
 

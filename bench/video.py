@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = common.format_table(
         "Video Langevin step and training iteration cost", notes, COLUMNS, rows, env
     )
-    common.report(table, rows, args.json)
+    common.report(table, rows, args)
     return 0
 
 

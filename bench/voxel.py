@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.memory:
         table += f"\n# MB: peak MiB above what a call starts with, {rows[0]['memory_method']}"
-    common.report(table, rows, args.json)
+    common.report(table, rows, args)
     return 0
 
 

@@ -429,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run(args, splits, work)
     try:  # written first, as bench.common.report: a print that fails must not cost the rows
         if args.json:
-            atomic_write_json(args.json, report)
+            atomic_write_json(args.json, {**report, "options": common.options(args)})
     finally:
         print(format_report(report["tables"], report["models"], report["env"]))
         print(f"# {report['seconds']:.0f} s in all")

@@ -69,6 +69,9 @@ def test_langevin_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert {row["net"] for row in rows} == {"texture", "object", "descriptor64"}
     for row in rows:
         assert row["ms_per_step"] > 0 and row["gflops"] > 0 and row["speedup_vs_eager"] > 0
+        # What the run resolved: --quick's batch, the default seed and warm-up.
+        assert {key: row["options"][key] for key in ("batch", "seed", "warmup", "quick")} == {
+            "batch": 2, "seed": 0, "warmup": 1, "quick": True}
 
 
 def test_video_bench_quick_writes_json_rows(tmp_path, bench_main):
@@ -242,6 +245,9 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path, monkeypatch):
         best = min(e for name, e in row["errors"].items() if name != "stgconv")
         assert row["stgconv_over_best_baseline"] == pytest.approx(row["errors"]["stgconv"] / best)
         assert row["start"]["error"] >= 0 and isinstance(row["start"]["fill"], str)
+        assert {key: row["options"][key] for key in ("frames", "size", "overrides", "config")} == {
+            "frames": 12, "size": 32, "overrides": [],
+            "config": str(QUICK_RECOVERY_CONFIG)}
 
 
 def test_leave_one_out_priors_feed_the_recovery_bench(tmp_path, bench_main, capsys,
@@ -382,6 +388,7 @@ def test_voxel_eval_quick_prints_one_table(tmp_path, bench_main, capsys):
         assert 0 <= row["error"] <= 1 and 0 <= row["iou"] <= 1 and 0 <= row["iou_pooled"] <= 1
     assert report["splits"]["beds_test"]["n"] == 43 and report["splits"]["chairs_test"]["n"] == 40
     assert all(model["disjoint"] for model in report["models"].values())
+    assert report["options"]["rbm"] == 8 and report["options"]["missing"] == 0.7
     text = capsys.readouterr().out
     assert "IoU pooled" in text and "recovery-3d" in text
 
@@ -434,6 +441,7 @@ def test_multigrid_bench_quick_compares_at_equal_gradient_evaluations(tmp_path, 
     assert main(["--quick", "--samples", "4", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert {row["modality"] for row in rows} == {"image", "video", "voxel"}
+    assert all(row["options"]["seed"] == 0 and row["options"]["samples"] == 4 for row in rows)
     for modality in ("image", "video", "voxel"):
         multi, single = (next(r for r in rows if r["modality"] == modality and r["method"] == m)
                          for m in ("multi-grid", "single-grid"))
@@ -1047,7 +1055,8 @@ def test_scaling_bench_runs_only_the_tables_asked_for(tmp_path, bench_main, monk
     stop_at(main, "growth_rows", monkeypatch)
     out = tmp_path / "scaling.json"
     assert main(["--tables", "processes", "--json", str(out)]) == 0
-    assert json.loads(out.read_text()) == [row]
+    [saved] = json.loads(out.read_text())
+    assert saved.pop("options")["tables"] == ["processes"] and saved == row
 
 
 def test_scaling_bench_prints_the_numbers_its_json_holds(tmp_path, bench_main, monkeypatch,
@@ -1844,6 +1853,7 @@ def test_coop_bench_quick_compares_both_models_at_equal_cpu_time(tmp_path, bench
     assert bench_main("coop.py")(["--quick", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert {row["task"] for row in rows} == {"digits", "animals", "fire_pot"}
+    assert all(row["options"]["budget"] == 0.3 for row in rows)  # --quick's
     for task in ("digits", "animals", "fire_pot"):
         curves = [r for r in rows if r["task"] == task and "steps" in r]
         coop = [r for r in curves if r["method"] == "cooperative"]
@@ -3151,16 +3161,31 @@ def test_report_saves_the_rows_before_it_prints_them(tmp_path, bench_module, mon
 
     monkeypatch.setattr(sys, "stdout", ReaderGone())
     with pytest.raises(BrokenPipeError):
-        bench_module("common.py")["report"]("a table", [{"seed": 0}], str(tmp_path / "r.json"))
-    assert json.loads((tmp_path / "r.json").read_text()) == [{"seed": 0}]
+        bench_module("common.py")["report"]("a table", [{"net": "a"}],
+                                            argparse.Namespace(json=str(tmp_path / "r.json")))
+    assert json.loads((tmp_path / "r.json").read_text()) == [{"net": "a", "options": {}}]
     assert saved_first == [True]
+
+
+def test_report_writes_every_row_with_the_options_of_its_run(tmp_path, bench_module):
+    """Two runs' files say how the runs differed (most benches' rows held no seed): each row
+    gets the options, paths as text, features.py's default --budget-s (inf, which JSON cannot
+    hold) as its text, without the JSON file's own name."""
+    out = tmp_path / "r.json"
+    args = argparse.Namespace(json=str(out), seed=3, shapes=Path("data/shapes.npz"),
+                              budget_s=math.inf, at=[150, 300], quick=False, steps=None)
+    bench_module("common.py")["report"]("a table", [{"net": "a"}, {"net": "b"}], args)
+    options = {"seed": 3, "shapes": "data/shapes.npz", "budget_s": "inf", "at": [150, 300],
+               "quick": False, "steps": None}
+    assert json.loads(out.read_text()) == [{"net": "a", "options": options},
+                                           {"net": "b", "options": options}]
 
 
 def test_report_prints_the_table_of_rows_it_could_not_write(tmp_path, bench_module, capsys):
     (tmp_path / "file").touch()  # no folder to write into: as a full disk, the write fails
     with pytest.raises(OSError):
-        bench_module("common.py")["report"]("a table", [{"seed": 0}],
-                                            str(tmp_path / "file" / "r.json"))
+        bench_module("common.py")["report"]("a table", [{"net": "a"}], argparse.Namespace(
+            json=str(tmp_path / "file" / "r.json")))
     assert capsys.readouterr().out == "a table\n"
 
 
@@ -3181,7 +3206,8 @@ def test_voxel_eval_saves_its_report_before_it_prints_it(tmp_path, bench_module,
     with pytest.raises(BrokenPipeError):
         script["main"](["--quick", "--work", str(tmp_path / "work"),
                         "--json", str(tmp_path / "r.json")])
-    assert json.loads((tmp_path / "r.json").read_text()) == report
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved.pop("options")["quick"] is True and saved == report
 
 
 def test_text_table_lines_up_comments_header_rule_and_rows(bench_module):
@@ -4477,7 +4503,8 @@ def test_faults_bench_fails_on_any_finding(tmp_path, bench_main, monkeypatch, ca
     monkeypatch.setitem(main.__globals__, "kill_and_resume", lambda work, **kw: row)
     assert main(["--kills", "3", "--iterations", "5", "--json",
                  str(tmp_path / "faults.json")]) == code
-    assert json.loads((tmp_path / "faults.json").read_text()) == [row]
+    assert json.loads((tmp_path / "faults.json").read_text()) == [
+        {**row, "options": {"kills": 3, "iterations": 5, "seed": 0}}]
     assert capsys.readouterr().out.splitlines() == [
         "# SIGKILL at random moments of a 5-iteration run, then resume",
         f"kills 3 (after a checkpoint existed: 2); unloadable files "
