@@ -29,6 +29,7 @@ from __future__ import annotations
 from bench import common  # isort: skip
 
 import copy
+import math
 import sys
 from typing import Sequence
 
@@ -227,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = common.check_arguments(
         parser, args, ["batch", "channels", "steps", "iterations", "repeats", *given]
     )
-    if not args.lr > 0:  # NaN too
-        parser.error(f"--lr must be > 0, got {args.lr}")
+    if not 0 < args.lr < math.inf:  # NaN too; inf: the training step's traceback
+        parser.error(f"--lr must be a positive number, got {args.lr}")
 
     clips = {}  # net -> (frames, size)
     for net in args.nets:  # before any is timed: only these errors are refusals

@@ -33,6 +33,7 @@ from __future__ import annotations
 from bench import common  # isort: skip
 
 import copy
+import math
 import json
 import os
 import subprocess
@@ -275,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = common.check_arguments(
         parser, args, ["batch", "steps", "iterations", "repeats", *given]
     )
-    if not args.lr > 0:  # NaN too
-        parser.error(f"--lr must be > 0, got {args.lr}")
+    if not 0 < args.lr < math.inf:  # NaN too; inf: the training step's traceback
+        parser.error(f"--lr must be a positive number, got {args.lr}")
 
     sizes = {net: args.size or VOXEL_PRESETS[net]["size"] for net in args.nets}
     for net, size in sizes.items():  # before any is timed: only these errors are refusals
