@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--at", type=common.count(1), nargs="+", default=[150, 300],
                         help="iterations after which the features are evaluated")
     parser.add_argument("--held-out", type=float, default=0.2, help="fraction held out")
-    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--split-seed", type=common.seed, default=0)
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="wall-clock seconds for the whole run")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")

@@ -1303,6 +1303,9 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     # --quick generates its data: a --data with it would be ignored.
     ("voxel_eval.py", ["--data", "{tmp}"], r"argument --data: not allowed with argument --quick"),
     ("features.py", ["--set", "device=cpu"], r"--set device=cpu: every run's device is --devic"),
+    # Taken, then numpy's refusal blamed on --shapes once the shapes were written.
+    ("features.py", ["--split-seed", "-1"],
+     r"--split-seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
 ])
 def test_bad_bench_options_are_refused_before_the_run(bad_input_argv, bench_main, capsys, script,
                                                       argv, message):
