@@ -340,8 +340,8 @@ def read_config(parser: argparse.ArgumentParser, path: str, sets: Sequence[str],
         parser.error(f"--set {' '.join(sets)}: {err}" if sets else f"--config {path}: {err}")
     if modality_of(config) is not modality:
         parser.error(f"--config {path} has data.kind {config.data.kind!r} "
-                     f"({modality_of(config).name}); this bench needs a {modality.name} config "
-                     f"(data.kind {' or '.join(map(repr, modality.data_kinds))})")
+                     f"({modality_of(config).name} data); this bench needs data.kind "
+                     f"{' or '.join(map(repr, modality.data_kinds))}")
     return config
 
 

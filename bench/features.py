@@ -47,6 +47,7 @@ import numpy as np
 
 from stgconv.checks import class_numbers
 from stgconv.io.atomic import atomic_save_npz
+from stgconv.modalities import VOXELS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "voxel" / "features_modelnet10_quick.yaml"
@@ -229,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--budget-s must be a positive number of seconds, got {args.budget_s}")
     if not 0 < args.held_out < 1:
         parser.error(f"--held-out must be a fraction in (0, 1), got {args.held_out}")
+    # Now, not once the split is written and each seed's training refuses it (naming no option).
+    common.read_config(parser, str(args.config), args.sets, modality=VOXELS)
     with tempfile.TemporaryDirectory(prefix="features_") as temporary:
         keeps_logs = args.work is not None
         args.work = Path(args.work if args.work is not None else temporary).resolve()

@@ -1236,12 +1236,12 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("recovery.py", ["--config", "{tmp}"], r"error: --config: config file \S* is a folder"),
     # An image config's net is no video model: refused for the clips' --frames and --size.
     ("recovery.py", ["--config", str(ROOT / "configs/image/mnist_quick.yaml")],
-     r"--config \S*mnist_quick.yaml has data.kind 'objects' \(image\); this bench needs a "
-     r"video config \(data.kind 'video'\)$"),
+     r"--config \S*mnist_quick.yaml has data.kind 'objects' \(image data\); this bench needs "
+     r"data.kind 'video'$"),
     ("fill_prior.py", ["--out", "{tmp}/priors", "--config",
                        str(ROOT / "configs/voxel/synthesis_chairs_quick.yaml")],
-     r"--config \S*synthesis_chairs_quick.yaml has data.kind 'voxels' \(voxels\); this bench "
-     r"needs a video config"),
+     r"--config \S*synthesis_chairs_quick.yaml has data.kind 'voxels' \(voxels data\); this "
+     r"bench needs data.kind 'video'$"),
     ("recovery.py", ["--frames", "0"], r"--frames: must be >= 1, got 0"),
     ("fill_prior.py", ["--out", "{tmp}/priors", "--config", "{tmp}/none.yaml"],
      r"error: --config: config file not found: \S*none.yaml$"),
@@ -1303,6 +1303,13 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     # --quick generates its data: a --data with it would be ignored.
     ("voxel_eval.py", ["--data", "{tmp}"], r"argument --data: not allowed with argument --quick"),
     ("features.py", ["--set", "device=cpu"], r"--set device=cpu: every run's device is --devic"),
+    # Read up front: each seed's training refused them once the split was written.
+    ("features.py", ["--set", "bogus=1"], r"error: --set bogus=1: unknown config key\(s\) bogus"),
+    ("features.py", ["--config", "{tmp}/none.yaml"],
+     r"error: --config: config file not found: \S*none.yaml$"),
+    ("features.py", ["--config", str(ROOT / "configs/image/mnist_quick.yaml")],
+     r"--config \S*mnist_quick.yaml has data.kind 'objects' \(image data\); this bench needs "
+     r"data.kind 'voxels'$"),
     # Taken, then numpy's refusal blamed on --shapes once the shapes were written.
     ("features.py", ["--split-seed", "-1"],
      r"--split-seed: a seed must be an int in \[0, 2\^63 - 2\^16\), got -1"),
@@ -3355,14 +3362,15 @@ def test_voxel_eval_refused_leaves_no_work_folder(tmp_path, bench_main, capsys, 
 
 
 def test_features_bench_reports_a_refused_training_in_one_line(tmp_path, bench_main, capsys):
-    """The training subprocess refuses a --set: its error comes back as the bench's one line
-    (the log in the temporary --work is gone by then), exit 2, no traceback."""
+    """The training subprocess refuses a --device (the bench reads --config and --set up
+    front): its error comes back as the bench's one line (the log in the temporary --work is
+    gone by then), exit 2, no traceback."""
     with pytest.raises(SystemExit) as exit_info:
-        bench_main("features.py")(["--quick", "--seeds", "0", "--at", "1", "--set", "bogus=1"])
+        bench_main("features.py")(["--quick", "--seeds", "0", "--at", "1", "--device", "tpu"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert re.search(r"stgconv train exited 2: .*unknown config key\(s\) bogus",
+    assert re.search(r"stgconv train exited 2: .*device 'tpu' is not a device",
                      err.splitlines()[-1])
 
 

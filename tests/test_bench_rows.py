@@ -226,9 +226,10 @@ def test_features_bench_table_and_protocol_by_default(bench, monkeypatch, tmp_pa
 
     monkeypatch.setattr(features, "run_seed", run_seed)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(features.CONFIG.read_text())
     before = time.monotonic()
     assert features.main(["--shapes", "shapes.npz", "--work", "w", "--config", "c.yaml",
-                          "--budget-s", "60", "--set", "model.arch=x"]) == 0
+                          "--budget-s", "60", "--set", "model.arch=desc32_small"]) == 0
     after = time.monotonic()
     assert sorted(seed for seed, _, _ in runs) == [0, 1]
     for _, args, deadline in runs:
@@ -236,7 +237,7 @@ def test_features_bench_table_and_protocol_by_default(bench, monkeypatch, tmp_pa
         assert before + 60 <= deadline <= after + 60
     comment, header, rule, *rows = capsys.readouterr().out.splitlines()
     assert comment == ("# held-out accuracy of a linear read-out, shapes.npz: 8 fitted, 2 held "
-                       "out (split seed 0); device cpu; overrides model.arch=x")
+                       "out (split seed 0); device cpu; overrides model.arch=desc32_small")
     assert header.split() == ["seed", "iter", "learned", "untrained", "raw", "-untrained",
                               "-raw", "train", "s", "eval", "s"] and len(rule) == len(header)
     assert [row.split() for row in rows] == [
