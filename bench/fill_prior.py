@@ -40,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="+", default=list(CLIPS), help="clips to leave out")
     parser.add_argument("--out", required=True, type=common.output_folder,
                         help="folder for without_<clip>.pt")
-    parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG))
+    parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG),
+                        help="YAML config whose recovery.learned section sets the fills, a "
+                             "video one (data.kind video)")
     parser.add_argument("--iterations", type=common.count(1), default=3000)
     parser.add_argument("--seed", type=common.seed, default=0)
     parser.add_argument("--quick", action="store_true",

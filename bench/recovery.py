@@ -78,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "config's seed)")
     parser.add_argument("--mask-clip", default="flag",
                         help="whose masks to apply (the shared masks exist for flag and others)")
-    parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG),
+                        help="YAML config of ours, a video one (data.kind video)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value (repeatable)")
     parser.add_argument("--priors", metavar="DIR",
                         help="fill priors named without_<clip>.pt (bench/fill_prior.py): each "
                              "clip's learned fill starts from the one that never saw it "

@@ -1835,6 +1835,16 @@ def test_every_bench_help_states_each_options_default(script: str,
     assert all(flag.endswith("(default: off)") for flag in flags), flags
 
 
+@pytest.mark.parametrize("script, kind", [("recovery", "video"), ("fill_prior", "video"),
+                                          ("features", "voxels")])
+def test_a_bench_help_says_which_config_it_takes(script: str, kind: str,
+                                                 bench_helps: dict[str, dict]) -> None:
+    """--config showed its default's path alone: nothing said an image config would not do."""
+    blocks = re.split(r"\n(?=  -)", bench_helps[script]["stdout"])
+    config = next(" ".join(block.split()) for block in blocks if block.startswith("  --config"))
+    assert f"(data.kind {kind})" in config
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_bench_refuses_an_abbreviated_option(script: str, tmp_path, bench_main,
                                                    capsys) -> None:
