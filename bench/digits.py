@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from stgconv.checkpoint import CheckpointError, load_checkpoint
+from stgconv.build import task_sampler
+from stgconv.checkpoint import CheckpointError, load_checkpoint, model_from_state
 from stgconv.data.image import load_npz_images
 from stgconv.evaluation import quality
 from stgconv.tasks.synthesize import check_start, check_steps, synthesize
@@ -218,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check(state, value)
             except ValueError as err:
                 parser.error(f"{option} {value}: {err}")
+        # The chain length the samples run (--steps, else the model's task_steps or its
+        # training length): rows of models with other defaults held no word of it.
+        steps = task_sampler(model_from_state(state, run)[1], n_steps=args.steps).n_steps
         try:
             train_images, train_labels = load_split(data, "train",
                                                     10_000 if not args.quick else 600)
@@ -252,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         row.update({"classifier_test_accuracy": accuracy, "classifier_s": classifier_s,
                     "sample_s": sample_s if row["set"] == "stgconv samples" else None,
-                    "run": str(run), "start": args.start})
+                    "run": str(run), "start": args.start, "steps": steps})
     columns = [common.Column("set", "set", "<40"), common.Column("n", "n", ">5"),
                common.Column("entropy/log10", "class_entropy", ">14", ".3f"),
                common.Column("frechet", "frechet", ">9", ".2f"),
@@ -260,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                common.Column("vs data", "spread_vs_data", ">8", ".2f", "x"),
                common.Column("filter stats", "filter_stats_distance", ">13", ".3f")]
     lines = [f"# digits: classifier test accuracy {accuracy:.4f} ({classifier_s:.0f} s); "
-             f"{len(samples)} samples from {run} ({args.start}, {sample_s:.0f} s)"]
+             f"{len(samples)} samples from {run} ({args.start}, {steps} steps, "
+             f"{sample_s:.0f} s)"]
     table = common.text_table(lines, columns, rows)
     table += f"\n# class histogram of the samples: {rows[0]['class_histogram']}"
     common.report(table, rows, args)

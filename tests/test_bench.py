@@ -1655,6 +1655,8 @@ def test_digits_bench_quick_writes_json_rows(tmp_path, bench_main):
     # The classifier's accuracy (not its error rate); only the samples' row has a sampling time.
     assert rows[0]["classifier_test_accuracy"] > 0.5
     assert rows[0]["sample_s"] > 0 and rows[1]["sample_s"] is None is rows[2]["sample_s"]
+    # The chain the samples ran: the quick model's sampler.task_steps (mnist_quick.yaml's 50).
+    assert [row["steps"] for row in rows] == [50] * 3
     # Samples from the replay buffer did not start where fresh chains do: no such row. The
     # quick model keeps fewer chains than the 20 samples asked for, and says so.
     with pytest.warns(UserWarning, match=r"chains: \d+ samples, not the 20 asked for"):
@@ -1728,6 +1730,8 @@ def test_digits_bench_table_prints_each_rows_numbers(tmp_path, bench_main, monke
                                                                 "channels": 1}}},
             "check_steps": lambda state, value: None,
             "check_start": lambda state, value: None,
+            "model_from_state": lambda state, run: (None, "the run's config"),
+            "task_sampler": lambda config, n_steps: SimpleNamespace(n_steps=7),
             "load_split": lambda path, split, n: splits.append((split, n)) or (digits, labels),
             "train_classifier": lambda images, labels, **kwargs: LevelJudge(),
             "synthesize": synthesize, "score": score}.items():
@@ -1740,12 +1744,14 @@ def test_digits_bench_table_prints_each_rows_numbers(tmp_path, bench_main, monke
     assert all(torch.equal(features, digits[compared, 0, 0, :4]) for features in scored)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("# digits: classifier test accuracy 0.7500 (")
+    assert "(chains, 7 steps, " in lines[0]
     assert [line.split()[-6:] for line in lines[3:5]] == [
         ["3", "0.125", "10.00", "0.062", "0.25x", "0.031"],
         ["3", "0.250", "20.00", "0.125", "0.50x", "0.062"]]
     assert lines[-1] == f"# class histogram of the samples: {[1] * 10}"
     rows = json.loads(out.read_text())
-    assert {(row["run"], row["start"]) for row in rows} == {(str(tmp_path / "run"), "chains")}
+    assert {(row["run"], row["start"], row["steps"]) for row in rows} == {
+        (str(tmp_path / "run"), "chains", 7)}
 
 
 def test_the_clips_next_frames_follow_it_at_the_datas_frame_rate(tmp_path, bench_module):
