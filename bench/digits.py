@@ -143,6 +143,12 @@ def quick_digits(folder: Path) -> Path:
     return path
 
 
+def chain_length(run: Path, steps: int | None) -> int:
+    """The chain length ``stgconv synthesize`` runs on ``run``'s model: ``steps``, else the
+    model's ``sampler.task_steps``, else its training length."""
+    return task_sampler(model_from_state(load_checkpoint(run), run)[1], n_steps=steps).n_steps
+
+
 def chain_starts(run: Path, n: int, *, seed: int, classes: int | None = None
                  ) -> tuple[str, Tensor]:
     """What the fresh chains of ``run`` (a run folder or a checkpoint file) start from, named,
@@ -219,9 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check(state, value)
             except ValueError as err:
                 parser.error(f"{option} {value}: {err}")
-        # The chain length the samples run (--steps, else the model's task_steps or its
-        # training length): rows of models with other defaults held no word of it.
-        steps = task_sampler(model_from_state(state, run)[1], n_steps=args.steps).n_steps
+        # Rows of models with other defaults held no word of it.
+        steps = chain_length(run, args.steps)
         try:
             train_images, train_labels = load_split(data, "train",
                                                     10_000 if not args.quick else 600)

@@ -54,8 +54,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.digits import (chain_starts, load_split, quick_digits, score, test_halves,
-                          train_classifier)
+from bench.digits import (chain_length, chain_starts, load_split, quick_digits, score,
+                          test_halves, train_classifier)
 from stgconv.checkpoint import load_checkpoint
 from stgconv.data.image import load_npz_images
 from stgconv.energy.classifier import ClassifierEnergy
@@ -306,7 +306,8 @@ def sample_rows(run: Path, work: Path, *, per_class: int, steps: int | None, sta
     row.update({"read_as_asked": float((read_as == asked).double().mean()),
                 "per_class_read_as_asked": [float((read_as[asked == k] == k).double().mean())
                                             for k in range(10)],
-                "seconds": sample_s, "start": start})
+                "seconds": sample_s, "start": start,
+                "steps": chain_length(run, steps)})
     return row, samples.view(10, per_class, *samples.shape[1:])
 
 
@@ -567,8 +568,9 @@ def format_tables(rows: list[dict], args: argparse.Namespace) -> str:
               for row in table("robustness")]
     samples, *references = table("samples")
     start = "fresh starts" if args.start == "noise" else "the replay buffer's chains"
-    lines += ["", f"# class-conditional samples (from {start}), judged by bench/digits.py's "
-              f"classifier (test accuracy {samples['judge_accuracy']:.4f})",
+    lines += ["", f"# class-conditional samples (from {start}, {samples['steps']} steps), "
+              f"judged by bench/digits.py's classifier (test accuracy "
+              f"{samples['judge_accuracy']:.4f})",
               f"{'set':<52}{'n':>6}{'entropy/log10':>14}{'frechet':>9}{'filter stats':>13}"
               f"{'read as asked':>14}{'s':>8}"]
     for row in (samples, *references):

@@ -2369,6 +2369,7 @@ def test_jem_bench_quick_writes_json_rows(tmp_path, bench_main):
     assert [row["model"] for row in rows if row["table"] == "robustness"] == ["jem", "plain"]
     samples = [row for row in rows if row["table"] == "samples"]
     assert sum(samples[0]["class_histogram"]) == samples[0]["n"] == 20
+    assert samples[0]["steps"] == 2  # the chain the samples ran: --quick's sampler.task_steps
     assert [row["set"] for row in samples[1:]] == [
         "reference: other test digits", "reference: chain start (data Gaussian of the class)"]
     assert samples[2]["n"] == 20 and 0 <= samples[2]["read_as_asked"] <= 1
@@ -2484,6 +2485,7 @@ def test_jem_class_samples_are_judged_against_the_class_they_were_drawn_for(
         return out
 
     monkeypatch.setitem(module["sample_rows"].__globals__, "synthesize", synthesize)
+    monkeypatch.setitem(module["sample_rows"].__globals__, "chain_length", lambda run, steps: 9)
     scoring = dict(judge=LevelJudge(), test_features=torch.rand(5, 4),
                    train_images=torch.rand(6, 1, 28, 28) * 2 - 1)
     row, grid = module["sample_rows"](tmp_path, tmp_path, per_class=2, steps=1, start="noise",
@@ -2555,7 +2557,7 @@ def jem_bench_on_stand_ins(tmp_path, bench_main, monkeypatch, *argv: str,
             "train_classifier": lambda images, labels, **kwargs:
                 seen["judges"].append(kwargs) or LevelJudge(),
             "sample_rows": lambda run, work, *, per_class, **kwargs: (
-                scored("JEM class-conditional samples", 10 * per_class),
+                {**scored("JEM class-conditional samples", 10 * per_class), "steps": 9},
                 torch.zeros(10, per_class, 1, 28, 28)),
             "score": lambda name, images, *args: scored(name, len(images)),
             "start_row": lambda run, *, per_class, **kwargs: seen["starts"].append(kwargs)
@@ -2667,7 +2669,8 @@ def test_jem_bench_tables_print_each_models_own_numbers(tmp_path, bench_main, mo
         drawn.append((run, steps, start, seed, test_features))
         return ({"set": "JEM class-conditional samples", "n": 10 * per_class,
                  "class_entropy": 0.5, "class_histogram": [per_class] * 10, "frechet": 2.0,
-                 "filter_stats_distance": 0.25, "read_as_asked": 0.625, "seconds": 4.0},
+                 "filter_stats_distance": 0.25, "read_as_asked": 0.625, "seconds": 4.0,
+                 "steps": steps},
                 torch.zeros(10, per_class, 1, 28, 28))
 
     seen = jem_bench_on_stand_ins(
@@ -2722,8 +2725,9 @@ def test_jem_bench_tables_print_each_models_own_numbers(tmp_path, bench_main, mo
     assert [settings["epochs"] for settings in seen["judges"]] == [5]
     assert [row["judge_accuracy"] for row in seen["rows"] if row["table"] == "samples"] == [
         1.0, 1.0]
-    assert any(line.startswith("# class-conditional samples (from the replay buffer's chains), "
-                               "judged by bench/digits.py's classifier (test accuracy 1.0000)")
+    assert any(line.startswith("# class-conditional samples (from the replay buffer's chains, 7 "
+                               "steps), judged by bench/digits.py's classifier (test accuracy "
+                               "1.0000)")
                for line in out)
     (line,) = [line for line in out if line.startswith("JEM class-conditional samples")]
     assert line.split()[3:] == ["30", "0.500", "2.00", "0.250", "0.625", "4"]
@@ -2786,6 +2790,7 @@ def test_jem_samples_and_their_starts_follow_the_seed_and_start_asked_for(tmp_pa
         return "noise", torch.zeros(10 * n, 1, 28, 28)
 
     monkeypatch.setitem(module["sample_rows"].__globals__, "synthesize", synthesize)
+    monkeypatch.setitem(module["sample_rows"].__globals__, "chain_length", lambda run, steps: 9)
     monkeypatch.setitem(module["start_row"].__globals__, "chain_starts", chain_starts)
     scoring = dict(judge=LevelJudge(), test_features=torch.rand(5, 4),
                    train_images=torch.rand(6, 1, 28, 28) * 2 - 1)
