@@ -182,6 +182,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
                 "start": table["start"],
                 # The learned fill's prior (None: trained on this clip alone).
                 "prior": config.recovery.learned.prior,
+                # The seed the case ran (the config's, or a --set's): what the README's runs
+                # of seeds 0 and 1 differ by; the options hold only a --set.
+                "seed": config.seed,
                 # -1: the held-out check kept the starting fill unchanged.
                 "selected_iteration": table["selected_iteration"],
                 "unit": table["unit"],

@@ -245,6 +245,7 @@ def test_recovery_bench_quick_writes_json_rows(tmp_path, monkeypatch):
         best = min(e for name, e in row["errors"].items() if name != "stgconv")
         assert row["stgconv_over_best_baseline"] == pytest.approx(row["errors"]["stgconv"] / best)
         assert row["start"]["error"] >= 0 and isinstance(row["start"]["fill"], str)
+        assert row["seed"] == load_config(QUICK_RECOVERY_CONFIG).seed
         assert {key: row["options"][key] for key in ("frames", "size", "overrides", "config")} == {
             "frames": 12, "size": 32, "overrides": [],
             "config": str(QUICK_RECOVERY_CONFIG)}

@@ -3,6 +3,7 @@ rows, tables and run folders, with their trainings and chains stubbed (the runs 
 tests/test_bench.py)."""
 
 import itertools
+import json
 import os
 import runpy
 import subprocess
@@ -70,17 +71,22 @@ def test_multigrid_table_shows_only_the_columns_its_rows_fill(bench):
 
 
 def test_recovery_table_names_the_config_and_sets_ours_against_the_best(bench, monkeypatch,
-                                                                        capsys):
+                                                                        capsys, tmp_path):
     """The printed table's title names the config (not its file), and its ``x best`` column
-    is ours over the best baseline (1.0 / 2.0), not their difference."""
+    is ours over the best baseline (1.0 / 2.0), not their difference; the JSON row holds the
+    seed the case ran (here a --set's), which the rows did not say."""
     recovery = bench("recovery")
     table = {"errors": {"stgconv": 1.0, "spatial": 2.0}, "seconds": {}, "selected_iteration": 0,
              "start": {"fill": "spatial", "error": 2.0}, "unit": "0-255"}
     monkeypatch.setattr(recovery, "eval_recovery", lambda *args, **kw: table)
-    assert recovery.main(["--quick", "--masks", "region"]) == 0
+    out = tmp_path / "rows.json"
+    assert recovery.main(["--quick", "--masks", "region", "--set", "seed=3",
+                          "--json", str(out)]) == 0
     title, *_, row = capsys.readouterr().out.splitlines()[-4:]
     assert title.endswith(f"ours = config {load_config(recovery.QUICK_RECOVERY_CONFIG).name}")
     assert row.split() == ["wave", "region", "1.00", "2.00", "0.500", "spatial", "(2.00)"]
+    [saved] = json.loads(out.read_text())
+    assert saved["seed"] == 3
 
 
 def test_recovery_table_widens_the_clip_column_for_long_names(bench):
