@@ -251,6 +251,22 @@ def test_features_bench_table_and_protocol_by_default(bench, monkeypatch, tmp_pa
         for seed in ("0", "1")]
 
 
+def test_features_bench_quick_is_a_smoke_run(bench, monkeypatch):
+    """--quick evaluates after 1 and 2 iterations: it kept the defaults' 150 and 300, which
+    made the smoke run take about five minutes on two cores (a given --at still wins)."""
+    features = bench("features")
+    segments = []
+
+    def run_seed(seed, args, split, deadline):
+        segments.append(args.at)
+        return []
+
+    monkeypatch.setattr(features, "run_seed", run_seed)
+    assert features.main(["--quick", "--seeds", "0"]) == 0
+    assert features.main(["--quick", "--seeds", "0", "--at", "3"]) == 0
+    assert segments == [[1, 2], [3]]
+
+
 def coop_script(monkeypatch) -> dict:
     """bench/coop.py's globals, run as a script is (its dataclass needs a module in
     ``sys.modules`` while it is defined, which ``load_script`` does not register)."""
