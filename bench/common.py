@@ -23,6 +23,7 @@ if not TORCH_ALREADY_LOADED:
 
 import argparse  # noqa: E402
 import math  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -331,7 +332,9 @@ def read_config(parser: argparse.ArgumentParser, path: str, sets: Sequence[str],
     try:
         load_config(path)
     except (FileNotFoundError, ValueError) as err:
-        parser.error(f"--config: {err}" if path in str(err) else f"--config {path}: {err}")
+        # The path as a word of the message: a short name ("c") is inside many other words.
+        named = re.search(rf"(^|\s){re.escape(path)}(:|\s|$)", str(err))
+        parser.error(f"--config: {err}" if named else f"--config {path}: {err}")
     try:
         config = load_config(path, [*sets, *own])
     except ValueError as err:
