@@ -274,7 +274,7 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--seed", type=seed_number, default=0)
     if precision:
         parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                             help="stgconv's Langevin precision (default: what a config without "
@@ -504,12 +504,6 @@ def count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-# A seed option, checked when the options are read as the configs check a seed (a negative one
-# was a traceback once the bench had loaded its data and built its runs): the examples' check,
-# which lives in stgconv.cli since they run where bench cannot be imported.
-seed = seed_number
 
 
 def random_subset(data: Tensor, n: int, *, seed: int) -> Tensor:

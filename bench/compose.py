@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--expert-noise", type=float, default=0.5,
                         help="std of the Gaussian noise on the experts' training inputs")
     parser.add_argument("--width", type=int, default=16, help="the experts' ConvNet width")
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--picture", type=common.png_path, metavar="PNG",
                         help="write the first 12 of each set (rows: start, A, B, A + B)")
     parser.add_argument("--quick", action="store_true",

@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--task", nargs="+", choices=sorted(PAIRS), default=list(PAIRS))
     parser.add_argument("--budget", type=float, default=300.0,
                         help="CPU seconds of training per model (process time, one thread)")
-    parser.add_argument("--seeds", type=common.seed, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=common.seed_number, nargs="+", default=[0])
     parser.add_argument("--samples", type=common.count(2), default=500,
                         help="samples per model and step count (video: 4 clips)")
     parser.add_argument("--steps", type=common.count(0), nargs="+", default=list(STEPS),

@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fresh chains from noise, or the trained model's replay buffer")
     parser.add_argument("--epochs", type=common.count(1), default=5,
                         help="classifier training epochs")
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: generated digits and a 2-iteration model, 20 samples, "
                              "1 epoch (options given explicitly win)")

@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--kills", type=common.count(0), default=20)
     parser.add_argument("--iterations", type=common.count(1), default=6)
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--json", metavar="FILE", type=common.json_path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -207,11 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="YAML training config, a voxel one (data.kind voxels)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a training config override (repeatable)")
-    parser.add_argument("--seeds", type=common.seed, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=common.seed_number, nargs="+", default=[0, 1])
     parser.add_argument("--at", type=common.count(1), nargs="+", default=[150, 300],
                         help="iterations after which the features are evaluated")
     parser.add_argument("--held-out", type=float, default=0.2, help="fraction held out")
-    parser.add_argument("--split-seed", type=common.seed, default=0)
+    parser.add_argument("--split-seed", type=common.seed_number, default=0)
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="wall-clock seconds for the whole run")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")

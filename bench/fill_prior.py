@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="YAML config whose recovery.learned section sets the fills, a "
                              "video one (data.kind video)")
     parser.add_argument("--iterations", type=common.count(1), default=3000)
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: two generated clips a and b, 6 frames of 32x32 read, 3 "
                              "iterations (options given explicitly win)")

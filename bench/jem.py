@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "--outliers of each drawn at random, named by the file")
     parser.add_argument("--outliers-dir", type=common.output_folder,
                         help="keep the outlier sets here as .npz (x_test)")
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: generated digits and 2-iteration models, 20 outliers "
                              "per set, 20 attacked digits, 2 PGD steps, 2 samples per class "

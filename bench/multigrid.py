@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "temporary folder)")
     parser.add_argument("--samples", type=common.count(2), default=32,
                         help="samples per method (video: 4)")
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="which models to train and sample")
     parser.add_argument("--device", default="auto",

@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ais-runs", type=common.count(1), default=3)
     parser.add_argument("--ais-chains", type=common.count(2), default=100)
     parser.add_argument("--ais-betas", type=common.count(2), default=10_000)
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--samples", metavar="DIR", type=common.output_folder,
                         help="also write rbm_<method>_samples.png here: 64 chains from uniform "
                              "noise after --sample-sweeps block-Gibbs sweeps (p(v | h) shown)")

@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed iterations per size of a growth series, after one untimed "
                         "(default 5)")
-    parser.add_argument("--seed", type=common.seed, default=0)
+    parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1x1 and 2x1 only, tiny shapes, K 2, 1 round, 1 repeat "
                              "(options given explicitly win)")

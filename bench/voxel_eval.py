@@ -404,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "chairs and add its recovery row (0: no RBM)")
     parser.add_argument("--rbm-updates", type=common.count(1), default=600,
                         help="CD-1 updates of 100 chairs for --rbm")
-    parser.add_argument("--seed", type=common.seed, default=0,
+    parser.add_argument("--seed", type=common.seed_number, default=0,
                         help="training seed of both models and seed of the evaluations")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     parser.add_argument("--json", metavar="FILE", type=common.json_path,
