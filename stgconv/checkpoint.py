@@ -28,7 +28,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import SPECIAL_FILE, check_output
+from stgconv.checks import SPECIAL_FILE, check_output, check_path
 from stgconv.config import (
     ExperimentConfig,
     UnknownKeys,
@@ -138,6 +138,7 @@ def previous_path(path: str | Path) -> Path:
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
     """Accept a checkpoint file or a run folder holding ``checkpoint.pt``."""
+    check_path(path, "checkpoint")
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME

@@ -248,6 +248,15 @@ def check_tensor(x: object, name: str) -> None:
                          f"first: torch.as_tensor({name}))")
 
 
+def check_path(value: object, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a path (a ``str`` or an
+    ``os.PathLike``): an array or a tensor given where a file is read failed in pathlib
+    ("expected str, bytes or os.PathLike object, not ndarray"), naming no argument."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a file's path (a str or a pathlib.Path), got "
+                         f"{type(value).__name__}: save the data to a file and give its path")
+
+
 def check_not_meta(x: object, name: str) -> None:
     """``ValueError`` naming ``name`` when ``x`` is a tensor on the meta device, which holds
     shapes but no values: torch failed on it deep inside ("Cannot copy out of meta tensor",

@@ -898,3 +898,12 @@ def test_a_multigrid_resume_names_a_grids_weights_that_are_not_finite(tmp_path: 
         trainer.resume(path)
     assert trainer.iteration == 0
     assert all(torch.equal(w, p) for w, (_, p) in zip(weights, trainer.named_parameters()))
+
+
+@pytest.mark.parametrize("load", [load_checkpoint, load_model, load_multigrid])
+def test_a_checkpoint_given_as_data_is_refused_by_its_name(load) -> None:
+    """A state dict's tensor or an array given for the checkpoint failed in pathlib, naming
+    no argument."""
+    for data in (np.zeros(3), torch.zeros(3)):
+        with pytest.raises(ValueError, match="^checkpoint must be a file's path"):
+            load(data)

@@ -38,6 +38,7 @@ from stgconv.checks import (
     check_finite_number,
     check_finite_observed,
     check_not_meta,
+    check_path,
     check_seed,
     check_voxels,
     check_whole_labels,
@@ -663,3 +664,14 @@ def test_class_numbers_of_no_labels_are_an_empty_int64_array(dtype) -> None:
     for the largest of no values."""
     labels = class_numbers(np.zeros(0, dtype), "y")
     assert labels.dtype == np.int64 and labels.shape == (0,)
+
+
+@pytest.mark.parametrize("data", [np.zeros(3), torch.zeros(3), b"shapes.npz"])
+def test_check_path_names_the_argument_given_data_or_bytes(data) -> None:
+    """pathlib's own TypeError ("expected str, bytes or os.PathLike object, not ndarray") named
+    no argument."""
+    with pytest.raises(ValueError, match=rf"^shapes must be a file's path \(a str or a "
+                                         rf"pathlib.Path\), got {type(data).__name__}"):
+        check_path(data, "shapes")
+    check_path("shapes.npz", "shapes")
+    check_path(Path("shapes.npz"), "shapes")

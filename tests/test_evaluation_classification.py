@@ -822,3 +822,11 @@ def test_the_printed_table_has_a_row_of_each_features_numbers(test, first_line: 
         "features        accuracy     std    dims",
         stgconv_row,
         "raw_voxels        1.0000" + ("       -" if test else "  0.0000") + "     512"]
+
+
+def test_shapes_given_as_data_are_refused_by_name_before_the_model_loads(tmp_path) -> None:
+    grids = np.zeros((2, 8, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match="^shapes must be a file's path"):
+        eval_classification(tmp_path / "no_run", grids)
+    with pytest.raises(ValueError, match="^test must be a file's path"):
+        eval_classification(tmp_path / "no_run", tmp_path / "shapes.npz", test=grids)

@@ -709,3 +709,12 @@ def test_the_accuracy_counts_the_inliers_labelled_with_their_most_likely_class(
                  str(tmp_path / "own.npz"), "--outliers", arrays["outliers"], "--json", str(out),
                  "--device", "cpu"]) == 0
     assert json.loads(out.read_text())["accuracy"] == 1.0
+
+
+def test_images_given_as_data_are_refused_by_name_before_the_model_loads(tmp_path) -> None:
+    """An array of images failed in pathlib, naming neither inliers nor outliers."""
+    images = np.zeros((2, 28, 28), np.uint8)
+    with pytest.raises(ValueError, match="^inliers must be a file's path"):
+        ood.eval_ood(tmp_path / "no_run", images)
+    with pytest.raises(ValueError, match="^outliers must be a file's path"):
+        ood.eval_ood(tmp_path / "no_run", tmp_path / "inliers.npz", torch.as_tensor(images))

@@ -1475,3 +1475,16 @@ def test_eval_recovery_hands_its_options_to_the_recovery(monkeypatch) -> None:
     ((args, kwargs),) = calls
     assert args == (config, "v.mkv", "m.npy") and kwargs.pop("clip") is truth
     assert kwargs == {"frames": 2, "size": 4, "out_dir": "out", "progress": True}
+
+
+def test_a_clip_given_as_data_for_the_video_is_refused_by_name() -> None:
+    """load_clip's video is a file (clip= takes a clip read before): an array failed in
+    pathlib, naming no argument; load_video names its own argument."""
+    from stgconv.io.video import load_video
+    from stgconv.tasks.recover_video import load_clip
+
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="^video must be a file's path"):
+        load_clip(frames, frames=2, size=8)
+    with pytest.raises(ValueError, match="^path must be a file's path"):
+        load_video(torch.as_tensor(frames))

@@ -961,3 +961,18 @@ def test_eval_recovery_3d_names_a_later_shape_that_hides_no_voxel(files, monkeyp
     monkeypatch.setattr(voxel_eval, "random_known", hidden_in_the_first_only)
     with pytest.raises(ValueError, match=r"hid no voxel of shape 1 of "):
         voxel_eval.eval_recovery_3d(files["run"], files["shapes"], max_shapes=2, device="cpu")
+
+
+@pytest.mark.parametrize("evaluate", [eval_super_resolution, eval_recovery_3d])
+def test_shapes_or_a_checkpoint_given_as_data_are_refused_by_name(evaluate, tmp_path) -> None:
+    """Grids in memory failed in pathlib ("expected str, bytes or os.PathLike object, not
+    ndarray"), naming no argument; the shapes are refused before the model is loaded (its
+    absence is not what is reported)."""
+    grids = boxes_and_balls(2, 16)[:, 0]
+    for data in (grids, grids.numpy()):
+        with pytest.raises(ValueError, match="^shapes must be a file's path"):
+            evaluate(tmp_path / "no_run", data, device="cpu")
+        with pytest.raises(ValueError, match="^checkpoint must be a file's path"):
+            evaluate(data, tmp_path / "shapes.npz", device="cpu")
+    with pytest.raises(ValueError, match="^path must be a file's path"):
+        load_eval_shapes(grids)

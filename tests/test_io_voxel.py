@@ -2044,3 +2044,9 @@ def test_a_binary_ply_of_no_faces_or_with_bytes_after_them_is_refused(tmp_path: 
     path.write_bytes(data)
     with pytest.raises(ValueError, match=rf"{re.escape(name)}.*{message}"):
         load_mesh(path)
+
+
+def test_grids_given_as_data_are_refused_by_name() -> None:
+    """load_voxels reads a file: an array failed in pathlib, naming no argument."""
+    with pytest.raises(ValueError, match="^path must be a file's path"):
+        load_voxels(np.zeros((2, 8, 8, 8)))

@@ -31,6 +31,7 @@ from stgconv.checks import (
     as_int,
     check_classes,
     check_generator,
+    check_path,
     check_seed,
     check_tensor,
 )
@@ -251,6 +252,9 @@ def eval_classification(
                          f"(float32's largest), got {l2!r}")
     if test is None:
         folds = as_int(folds, "folds", minimum=2)
+    check_path(shapes, "shapes")  # before the model is loaded
+    if test is not None:
+        check_path(test, "test")
     check_outputs(json_path=json_path)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)

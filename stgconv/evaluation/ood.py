@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from stgconv.checkpoint import CheckpointError, damaged_fit, load_model
-from stgconv.checks import as_int, check_tensor, open_npz, reading
+from stgconv.checks import as_int, check_path, check_tensor, open_npz, reading
 from stgconv.config import ExperimentConfig
 from stgconv.data.image import load_npz_images, load_npz_labels
 from stgconv.energy.classifier import ClassifierEnergy
@@ -359,6 +359,9 @@ def eval_ood(checkpoint: str | Path, inliers: str | Path, outliers: str | Path |
     """
     started = time.perf_counter()
     batch_size = as_int(batch_size, "batch_size", minimum=1)  # before the files are read
+    check_path(inliers, "inliers")
+    if outliers is not None:
+        check_path(outliers, "outliers")
     check_outputs(json_path=json_path)
     model = load_classifier(checkpoint, device=device)
     config = model.config

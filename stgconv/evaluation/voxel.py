@@ -34,7 +34,8 @@ from torch import Tensor
 
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
-from stgconv.checks import as_int, check_flag, check_generator, check_seed, check_up_axis
+from stgconv.checks import (as_int, check_flag, check_generator, check_path, check_seed,
+                            check_up_axis)
 from stgconv.config import ExperimentConfig
 from stgconv.data.voxel import load_voxel_shapes, refuse_up_axis_of_grids
 from stgconv.evaluation.tensorboard import check_outputs, log_evaluation
@@ -96,6 +97,7 @@ def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
     if max_shapes is not None:  # as_int: 2.0 failed as a slice index, in Python's words
         max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
     up_axis = check_up_axis(up_axis)
+    check_path(path, "path")
     if Path(path).suffix.lower() in MESH_SUFFIXES and Path(path).is_file():
         # Refused as a voxel file of the wrong suffix, which said nothing of meshes.
         raise ValueError(f"{path} is a mesh; meshes are read from a folder, each voxelized at "
@@ -187,6 +189,7 @@ def eval_super_resolution(
     batch_size = check_batch_size(batch_size)
     if up_axis is not None:  # before the model is loaded
         up_axis = check_up_axis(up_axis)
+    check_path(shapes, "shapes")  # before the model is loaded
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)
@@ -323,6 +326,7 @@ def eval_recovery_3d(
     batch_size = check_batch_size(batch_size)
     if up_axis is not None:  # before the model is loaded
         up_axis = check_up_axis(up_axis)
+    check_path(shapes, "shapes")  # before the model is loaded
     check_outputs(out_dir=out_dir, json_path=json_path, tensorboard=tensorboard)
     energy, config, state = load_voxel_model(checkpoint, device=device)
     size = grid_side(energy)

@@ -45,7 +45,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from stgconv.checks import as_int, as_size, check_fps
+from stgconv.checks import as_int, as_size, check_fps, check_path
 from stgconv.io.atomic import atomic_write
 from stgconv.io.folder import list_files
 from stgconv.io.image import (
@@ -252,6 +252,7 @@ def _frames(path: str | Path, *, start_frame: int, n_frames: int | None,
     """The frames :func:`load_video` reads (same arguments, same errors), each uint8
     ``(H, W, C)``; a frame that serves several (``fps`` above the source's) is listed as
     often."""
+    check_path(path, "path")
     path = Path(path)
     check_channels(channels)
     start_frame = as_int(start_frame, "start_frame", minimum=0)

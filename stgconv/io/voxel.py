@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_array, as_int, npz_array, open_npz, read_leading, read_npy, reading
+from stgconv.checks import (as_array, as_int, check_path, npz_array, open_npz, read_leading,
+                            read_npy, reading)
 from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
 from stgconv.io.h5 import check_inside, write_h5
 from stgconv.io.matlab import read_mat
@@ -90,6 +91,7 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
             arrays there are); a grid that is not cubic or not 3-D/4-D; values outside {0, 1}
             with ``binary=True`` or outside ``[0, 1]`` otherwise.
     """
+    check_path(path, "path")
     path = Path(path)
     suffix = path.suffix.lower()
     if max_shapes is not None:

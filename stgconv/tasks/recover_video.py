@@ -21,7 +21,7 @@ from torch import Tensor
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import FILLS, biharmonic_inpainting
 from stgconv.build import build_sampler, seeded_weights
-from stgconv.checks import check_entries, check_not_meta, check_output, check_seed
+from stgconv.checks import check_entries, check_not_meta, check_output, check_path, check_seed
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
     check_mask_matches,
@@ -284,6 +284,7 @@ def load_clip(video: str | Path, *, frames: int, size: int, start_frame: int = 0
     given (:func:`~stgconv.io.video.load_video`'s resampling), each resized to ``size x size``.
     ``FileNotFoundError`` or ``ValueError`` (``load_video``'s) where it cannot be read or has
     fewer frames."""
+    check_path(video, "video")
     # Before the clip is read and resized: a mistyped --size would take all memory there.
     check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
     try:
