@@ -518,6 +518,15 @@ def npz_shape(archive: Any, key: str) -> tuple[int, ...] | None:
     return None if header is None or header[2].hasobject else header[0]
 
 
+def npy_shape(path: str | Path) -> tuple[int, ...] | None:
+    """The shape of the ``.npy`` array at ``path`` from its header, without reading the array;
+    ``None`` where the header does not settle it (as :func:`npz_shape`). ``OSError`` where the
+    file cannot be opened, ``ValueError`` where it is no ``.npy`` array."""
+    with open(path, "rb") as file:
+        header = _npy_header(file)
+    return None if header is None or header[2].hasobject else header[0]
+
+
 def _npy_header(file: Any) -> tuple[tuple[int, ...], bool, np.dtype] | None:
     """``(shape, fortran_order, dtype)`` of the ``.npy`` array ``file`` holds (a file or an
     archive's member, at its start; left at the array's first byte), or ``None`` for a header

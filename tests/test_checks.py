@@ -44,6 +44,7 @@ from stgconv.checks import (
     check_whole_labels,
     class_numbers,
     npz_array,
+    npy_shape,
     npz_length,
     open_npz,
     read_npy,
@@ -675,3 +676,13 @@ def test_check_path_names_the_argument_given_data_or_bytes(data) -> None:
         check_path(data, "shapes")
     check_path("shapes.npz", "shapes")
     check_path(Path("shapes.npz"), "shapes")
+
+
+def test_npy_shape_reads_the_header_alone(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.zeros((6, 24, 24), np.uint8))
+    assert npy_shape(tmp_path / "a.npy") == (6, 24, 24)
+    np.save(tmp_path / "objects.npy", np.array([{}, []], dtype=object))
+    assert npy_shape(tmp_path / "objects.npy") is None
+    (tmp_path / "text.npy").write_text("no array")
+    with pytest.raises(ValueError):
+        npy_shape(tmp_path / "text.npy")

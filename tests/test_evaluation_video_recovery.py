@@ -230,9 +230,10 @@ def test_bad_inputs_exit_2_with_a_message(clip, tmp_path, capsys, monkeypatch):
         (["--video", str(clip), "--mask", str(two_channels)],
          "does not match video (3, 12, 32, 32); expected (T, H, W) or (C, T, H, W) matching the "
          "video's last dimensions (the .mat mask's (H, W, T, C) read as (C, T, H, W))"),
-        (["--video", str(clip), "--mask", str(column)], "is (1, 12, 32, 1), the clip (T, H, W) "
+        # The files' own shapes, not the (1, T, H, W) they are read as.
+        (["--video", str(clip), "--mask", str(column)], "is (12, 32, 1), the clip (T, H, W) "
                                                         "(12, 32, 32): a mask file must have"),
-        (["--video", str(clip), "--mask", str(frame)], "is (1, 1, 32, 32), the clip"),
+        (["--video", str(clip), "--mask", str(frame)], "is (1, 32, 32), the clip"),
         (["--video", str(tmp_path / "nope.mp4"), "--mask", "region:8"], "nope.mp4"),
         (["--video", str(clip), "--mask", "region:x"], "not a number"),
         (["--video", str(clip), "--mask", "missing_frames:0.5", "--set", "model.archx=1"], "archx"),
@@ -1356,7 +1357,7 @@ def test_an_upper_case_suffix_is_read_and_named_as_its_format(clip: Path, tmp_pa
         np.save(file, np.ones((12, 32, 1), np.uint8))
     with pytest.raises(ValueError) as err:
         load_known(column, (12, 32, 32))
-    assert "is (1, 12, 32, 1), the clip (T, H, W)" in str(err.value), err.value
+    assert "is (12, 32, 1), the clip (T, H, W)" in str(err.value), err.value
     two_channels = tmp_path / "TWO.MAT"
     scipy.io.savemat(two_channels, {"masks": np.zeros((32, 32, 12, 2), np.uint8)})
     task = importlib.import_module("stgconv.tasks.recover_video")
@@ -1488,3 +1489,15 @@ def test_a_clip_given_as_data_for_the_video_is_refused_by_name() -> None:
         load_clip(frames, frames=2, size=8)
     with pytest.raises(ValueError, match="^path must be a file's path"):
         load_video(torch.as_tensor(frames))
+
+
+def test_a_npy_mask_of_other_frames_is_shown_by_the_files_own_shape(tmp_path) -> None:
+    """A (T, H, W) file is read as (1, T, H, W): a (6, 24, 24) file was shown as
+    (1, 6, 24, 24), an axis the user's file does not have; a 4-D file keeps its own too."""
+    np.save(tmp_path / "six.npy", np.zeros((6, 24, 24), np.uint8))
+    with pytest.raises(ValueError, match=r"six\.npy is \(6, 24, 24\), the clip \(T, H, W\) "
+                                         r"\(4, 24, 24\)"):
+        load_known(tmp_path / "six.npy", (4, 24, 24))
+    np.save(tmp_path / "six_4d.npy", np.zeros((1, 6, 24, 24), np.uint8))
+    with pytest.raises(ValueError, match=r"six_4d\.npy is \(1, 6, 24, 24\), the clip"):
+        load_known(tmp_path / "six_4d.npy", (4, 24, 24))

@@ -21,7 +21,8 @@ from torch import Tensor
 from stgconv.baselines import mean_fill
 from stgconv.baselines.video import FILLS, biharmonic_inpainting
 from stgconv.build import build_sampler, seeded_weights
-from stgconv.checks import check_entries, check_not_meta, check_output, check_path, check_seed
+from stgconv.checks import (check_entries, check_not_meta, check_output, check_path, check_seed,
+                            npy_shape)
 from stgconv.config import ExperimentConfig, RecoveryConfig, resolve_device, save_config
 from stgconv.data.masks import (
     check_mask_matches,
@@ -151,9 +152,12 @@ def load_known(mask: str | Path, shape: tuple[int, int, int], *, seed: int = 0) 
         last = (" (this one's channels come last: a .npy mask is (C, T, H, W), "
                 "np.moveaxis(mask, -1, 0))"
                 if suffix == ".npy" and tuple(known.shape[:3]) == tuple(shape) else "")
-        raise ValueError(f"mask file {text} is {tuple(known.shape)}{read}, the clip (T, H, W) "
-                         f"{tuple(shape)}: a mask file must have the clip's frames and size"
-                         f"{last}")
+        # The file's own shape: a (T, H, W) array is read as (1, T, H, W), and named so it was
+        # shown with an axis the file does not have.
+        own = npy_shape(text) if suffix == ".npy" else None
+        raise ValueError(f"mask file {text} is {own or tuple(known.shape)}{read}, the clip "
+                         f"(T, H, W) {tuple(shape)}: a mask file must have the clip's frames "
+                         f"and size{last}")
     return known
 
 
