@@ -726,6 +726,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
                          f"(float32's largest), got {lr}")
     if getattr(args, "seed", None) is not None:
         check_seed(args.seed, "--seed")
+    if getattr(args, "missing", None) is not None:  # eval recovery-3d's, else named 'missing'
+        voxel.check_missing_fraction(args.missing, "--missing")
 
 
 # The output folders of the commands that take a config's --set but write into --out, where

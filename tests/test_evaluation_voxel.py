@@ -314,7 +314,7 @@ def test_bad_inputs_exit_2_with_a_message(files, tmp_path, capsys) -> None:
         (["eval", "recovery-3d", "--checkpoint", run, "--shapes", str(tmp_path / "big.npz")],
          "padded"),
         (["eval", "recovery-3d", "--checkpoint", run, "--shapes", str(files["shapes"]),
-          "--missing", "1.5"], "missing"),
+          "--missing", "1.5"], r"--missing must be a number in \(0, 1\), got 1\.5"),
         # Refused before any work: the evaluation would otherwise run first and fail at the end.
         ([*sr_eval, str(files["shapes"]), "--tensorboard", str(tmp_path / "big.npz")],
          r"--tensorboard .*big\.npz is a file"),
@@ -976,3 +976,15 @@ def test_shapes_or_a_checkpoint_given_as_data_are_refused_by_name(evaluate, tmp_
             evaluate(data, tmp_path / "shapes.npz", device="cpu")
     with pytest.raises(ValueError, match="^path must be a file's path"):
         load_eval_shapes(grids)
+
+
+def test_a_missing_fraction_out_of_range_is_named_as_typed_before_the_work(tmp_path, capsys
+                                                                          ) -> None:
+    """The CLI named its other options with their dashes, this one as 'missing must be ...',
+    and only after the model was loaded and the shapes read (no checkpoint here: not what is
+    reported)."""
+    assert main(["eval", "recovery-3d", "--checkpoint", str(tmp_path / "no_run"), "--shapes",
+                 str(tmp_path / "shapes.npz"), "--missing", "1"]) == 2
+    assert "error: --missing must be a number in (0, 1), got 1.0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"^missing must be a number in \(0, 1\), got 0$"):
+        eval_recovery_3d(tmp_path / "no_run", tmp_path / "shapes.npz", missing=0)

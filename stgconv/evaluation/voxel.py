@@ -273,14 +273,20 @@ def eval_super_resolution(
     return table
 
 
+def check_missing_fraction(missing: object, name: str = "missing") -> None:
+    """``ValueError`` naming ``name`` (the CLI's ``--missing``) unless ``missing``, the fraction
+    of voxels to hide, is a number in ``(0, 1)``; a string failed in the comparison, in
+    Python's words."""
+    if (isinstance(missing, bool) or not isinstance(missing, numbers.Real)
+            or not 0.0 < missing < 1.0):
+        raise ValueError(f"{name} must be a number in (0, 1), got {missing!r}")
+
+
 def random_known(shape: tuple[int, ...], missing: float, *, generator: torch.Generator | None = None
                  ) -> Tensor:
     """Bool ``known`` of ``shape`` (any, e.g. ``(N, D, H, W)``): each entry hidden
     independently with probability ``missing``."""
-    # A string failed in the comparison, in Python's words.
-    if (isinstance(missing, bool) or not isinstance(missing, numbers.Real)
-            or not 0.0 < missing < 1.0):
-        raise ValueError(f"missing must be a number in (0, 1), got {missing!r}")
+    check_missing_fraction(missing)
     check_generator(generator, "random_known")
     return torch.rand(shape, generator=generator) >= missing
 
@@ -323,6 +329,7 @@ def eval_recovery_3d(
             voxel grids.
     """
     seed = check_seed(seed)
+    check_missing_fraction(missing)  # before the model is loaded and the shapes read
     batch_size = check_batch_size(batch_size)
     if up_axis is not None:  # before the model is loaded
         up_axis = check_up_axis(up_axis)
