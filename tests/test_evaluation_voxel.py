@@ -15,18 +15,18 @@ import torch
 from _tiny import (SR_CONFIG, TINY, boxes_and_balls, read_events, spans, trained_y_up,
                    write_y_up_post)
 
-from stgconv.baselines.voxel import FILLS, downsample, nearest_upsample
+from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample, nearest_upsample
 from stgconv.build import task_sampler
 from stgconv.cli import main
 from stgconv.data.voxel import load_voxel_shapes
-from stgconv.evaluation.voxel import (_run_methods, _start_scores, eval_recovery_3d,
+from stgconv.evaluation.voxel import (START_NAMES, _run_methods, _start_scores, eval_recovery_3d,
                                       eval_super_resolution, load_eval_shapes, random_known)
 from stgconv.initializer import Initializer
 from stgconv.io.mesh import voxelize_file
 from stgconv.io.voxel import to_tensor
 from stgconv.metrics import voxel_errors, voxel_iou
 from stgconv.modalities import VOXELS
-from stgconv.ops import block_top_k
+from stgconv.ops import BLOCK_UPSAMPLERS, block_top_k
 from stgconv.super_resolution import super_resolve_batch
 from stgconv.tasks.voxel import load_initializer, load_voxel_model, recover_padded
 
@@ -75,7 +75,7 @@ def test_eval_super_resolution_json_contract(files, tmp_path, capsys) -> None:
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--factor", "8", "--json", str(out), "--device",
                  "cpu", "--tensorboard", str(tmp_path / "tb")]) == 0
-    assert json.loads(out.read_text())["start"]["method"] == "linear"
+    assert json.loads(out.read_text())["start"]["method"] == "trilinear"
     # TensorBoard files the render under this task's name.
     assert read_events(tmp_path / "tb").Tags()["images"] == ["super-resolution/comparison"]
 
@@ -507,16 +507,19 @@ def test_eval_shapes_refuse_max_shapes_below_one(tmp_path: Path) -> None:
 
 
 def test_eval_super_resolution_scores_its_start_made_binary_and_soft_output_when_asked(
-        files, tmp_path) -> None:
+        files, tmp_path, capsys) -> None:
     """From the config's trilinear up-sampling (factor 8: a block size the initializer did not
     learn) the start made binary is the trilinear_binary baseline, scored the same; --soft
-    scores (and writes) the chain's soft occupancy, not a shape."""
+    scores (and writes) the chain's soft occupancy, not a shape. The start is named as the
+    trilinear rows are (it was "linear", the config's name, beside them); the JSON's upsample
+    keeps the config's name."""
     out = tmp_path / "sr.json"
     assert main(["eval", "super-resolution", "--checkpoint", str(files["run"]), "--shapes",
                  str(files["shapes"]), "--factor", "8", "--json", str(out),
                  "--device", "cpu"]) == 0
+    assert "start: trilinear " in capsys.readouterr().out
     table = json.loads(out.read_text())
-    assert table["start"]["method"] == "linear"
+    assert (table["start"]["method"], table["upsample"]) == ("trilinear", "linear")
     assert table["steps"] == 5  # the config's sampler.task_steps, the chain's length
     for key, part in (("error", "errors"), ("iou", "iou"), ("iou_pooled", "iou_pooled")):
         assert table["start"][key] == pytest.approx(table[part]["trilinear_binary"], rel=1e-6)
@@ -988,3 +991,10 @@ def test_a_missing_fraction_out_of_range_is_named_as_typed_before_the_work(tmp_p
     assert "error: --missing must be a number in (0, 1), got 1.0" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"^missing must be a number in \(0, 1\), got 0$"):
         eval_recovery_3d(tmp_path / "no_run", tmp_path / "shapes.npz", missing=0)
+
+
+def test_every_chain_upsampling_names_its_start_by_a_baseline_row() -> None:
+    """The start of super-resolution is named by the baseline row of the config's
+    chains.upsample: an up-sampling left out would fail the evaluation at its end."""
+    assert set(START_NAMES) == set(BLOCK_UPSAMPLERS)
+    assert set(START_NAMES.values()) <= set(UPSAMPLERS)

@@ -75,6 +75,11 @@ PICTURED = 4
 """Shapes in ``comparison.png``."""
 EVAL_FILES = ("stgconv.npy", "comparison.png")
 """What an evaluation writes into its ``out_dir``: ours and the comparison render."""
+START_NAMES = {"nearest": "nearest", "linear": "trilinear"}
+"""The config's ``chains.upsample`` (:data:`stgconv.ops.BLOCK_UPSAMPLERS`) -> the name of its
+baseline row (:data:`~stgconv.baselines.voxel.UPSAMPLERS`), by which super-resolution's start
+is named: on voxels "linear" is the trilinear up-sampling, and a table whose start row said
+"linear" beside a "trilinear" row named one up-sampling twice."""
 
 
 def load_eval_shapes(path: str | Path, *, max_shapes: int | None = None,
@@ -162,11 +167,13 @@ def eval_super_resolution(
     (made binary the same way, or with ``binary=False`` soft, held to the block means as the
     chain's start is) (``{"method", "error", "iou", "iou_pooled", "seconds"}``; method
     ``"initializer"`` for a model trained with one that serves ``factor``,
-    :mod:`stgconv.initializer`, else the config's ``chains.upsample``), so
-    the table shows what the chain adds to its start. With ``out_dir``, also
-    ``comparison.png`` (low | each up-sampling | ours | truth for the first 4 shapes) and
-    ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder), also logs the scores and
-    the comparison render there (:mod:`stgconv.evaluation.tensorboard`).
+    :mod:`stgconv.initializer`, else the config's ``chains.upsample`` by its baseline's name,
+    :data:`START_NAMES`: ``"trilinear"`` for ``"linear"``), so the table shows what the chain
+    adds to its start; ``"upsample"`` is that setting as the config names it (``"linear"``).
+    With ``out_dir``, also ``comparison.png`` (low | each up-sampling | ours | truth for the
+    first 4 shapes) and ``stgconv.npy`` (ours, clamped). With ``tensorboard`` (a folder),
+    also logs the scores and the comparison render there
+    (:mod:`stgconv.evaluation.tensorboard`).
 
     ``shapes`` is read by :func:`load_eval_shapes`: a folder of meshes is voxelized at the
     model's side with its ``up_axis`` (0 = x, 1 = y, 2 = z) turned to array axis 2 (left out:
@@ -254,7 +261,8 @@ def eval_super_resolution(
                {"stgconv": ours, **UPSAMPLERS, "trilinear_binary": trilinear_binary}.items()}
     table, shown = _run_methods(methods, lows, truth, None, unit=SR_UNIT,
                                 keep=_kept(methods, len(truth), out_dir, tensorboard))
-    table["start"] = _start_scores("initializer" if learned_start else config.chains.upsample,
+    table["start"] = _start_scores("initializer" if learned_start
+                                   else START_NAMES[config.chains.upsample],
                                    on_shapes_grid(start), lows, truth, None, unit=SR_UNIT)
     table.update({
         "task": "super-resolution", "n_shapes": len(truth), "size": side, "model_size": size,
