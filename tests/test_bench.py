@@ -132,7 +132,7 @@ def test_video_training_times_are_per_iteration(bench_module, monkeypatch):
     video = bench_module("video.py")
     monkeypatch.setattr(video["common"], "interleaved", lambda runs, **kwargs: (
         {"stgconv": [0.4, 1.2, 0.8], "eager": [0.8, 1.2, 2.4]}, {}))
-    energy = video_energy("st_small", in_channels=1, frame_size=(16, 16))
+    energy = video_energy("st_small", in_channels=1)
     clips = torch.zeros(1, 1, 4, 16, 16)
     stats = video["training_stats"](energy, clips, clips, tiny_video_timing(), iterations=4,
                                     lr=0.25)
@@ -157,7 +157,7 @@ def test_video_chain_difference_is_the_largest_either_way(bench_module, monkeypa
         chains[1] -= 0.25
 
     monkeypatch.setitem(video["training_stats"].__globals__, "eager_training_iteration", moved)
-    energy = video_energy("st_small", in_channels=1, frame_size=(16, 16))
+    energy = video_energy("st_small", in_channels=1)
     clips = torch.zeros(2, 1, 4, 16, 16)
     stats = video["training_stats"](energy, clips, clips, tiny_video_timing(), iterations=1,
                                     lr=1e-3)
@@ -171,7 +171,7 @@ def test_video_training_loops_agree_on_a_shuffled_batch_of_two(bench_module):
     from stgconv.energy.video import video_energy
 
     torch.manual_seed(0)
-    energy = video_energy("st_small", in_channels=1, frame_size=(16, 16))
+    energy = video_energy("st_small", in_channels=1)
     generator = torch.Generator().manual_seed(0)
     data, chains = torch.rand(2, 2, 1, 4, 16, 16, generator=generator) * 2 - 1
     given = chains.clone()

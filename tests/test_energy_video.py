@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from stgconv.energy.video import video_energy
+from stgconv.energy.video import FC_S_WIDTHS, video_energy
 
 FRAME = (32, 32)
 
 
 def make(arch: str, **kw):
     torch.manual_seed(0)
-    return video_energy(arch, in_channels=3, frame_size=FRAME, **kw).double()
+    frame_size = FRAME if arch in FC_S_WIDTHS else None  # the st presets refuse one
+    return video_energy(arch, in_channels=3, frame_size=frame_size, **kw).double()
 
 
 def clips(batch: int = 2, frames: int = 12, size=FRAME, seed: int = 1) -> torch.Tensor:
@@ -103,6 +104,16 @@ def test_bad_input_names_the_expected_shape():
         video_energy("fc_s")
 
 
+@pytest.mark.parametrize("layers", [None, [[2, 3, 1]]])
+def test_a_frame_size_for_an_st_preset_is_refused_naming_both(layers) -> None:
+    """The st presets take frames of any size: a frame_size was ignored without a word, the
+    caller left believing the net fixed to it."""
+    with pytest.raises(ValueError, match=re.escape(
+            "st_small reads no frame_size (its filters slide over frames of any size; only "
+            "fc_s, fc_s_small span the frame), got frame_size=(16, 16): leave it out")):
+        video_energy("st_small", frame_size=(16, 16), layers=layers)
+
+
 def test_fc_s_second_layer_spans_the_whole_frame() -> None:
     """The FC_S second layer's kernel covers the entire frame left by the first layer
     (5x5, stride 2, padding 2), so its output has one position per frame."""
@@ -146,7 +157,8 @@ def test_the_last_frame_of_a_clip_the_strides_do_not_fit_reaches_the_top_layer(a
     """The presets' zero padding of about half a kernel: unpadded in time, the last of 8
     frames got no gradient from f."""
     torch.manual_seed(0)
-    energy = video_energy(arch, frame_size=(16, 16), reference_sigma=None)
+    energy = video_energy(arch, frame_size=(16, 16) if arch in FC_S_WIDTHS else None,
+                          reference_sigma=None)
     x = torch.rand(1, 3, 8, 16, 16, requires_grad=True)
     energy(x).sum().backward()
     assert x.grad[:, :, -1].abs().sum() > 0

@@ -81,6 +81,7 @@ def video_energy(
         arch: one of :data:`VIDEO_ARCHS`.
         frame_size: ``(H, W)``; required by the ``fc_s`` presets, whose second layer spans the
             frame. The result then only accepts frames of that size (any number of frames).
+            Refused for the ``st`` presets, whose filters slide over frames of any size.
         layers: rows ``(out_channels, kernel, stride[, padding])`` replacing the preset.
 
     Returns:
@@ -88,6 +89,11 @@ def video_energy(
     """
     if arch not in VIDEO_ARCHS:
         raise ValueError(f"unknown video architecture {arch!r}; choose from {list(VIDEO_ARCHS)}")
+    if frame_size is not None and arch not in FC_S_WIDTHS:
+        # Ignored without a word, a caller took the net for one fixed to that frame size.
+        raise ValueError(f"{arch} reads no frame_size (its filters slide over frames of any "
+                         f"size; only {', '.join(FC_S_WIDTHS)} span the frame), got "
+                         f"frame_size={frame_size!r}: leave it out")
     fixed_frame = arch in FC_S_WIDTHS and frame_size is not None
     if arch in FC_S_WIDTHS and (layers is None or fixed_frame):
         # A bare side (frame_size=64 for square frames) failed as "object of type 'int' has
