@@ -637,6 +637,22 @@ def test_a_model_trained_on_a_split_was_trained_on_that_split_only(tmp_path) -> 
     assert _trained_on(config("train"), shapes(None))
 
 
+def test_a_relative_data_path_of_another_split_is_not_named_as_unknown(tmp_path,
+                                                                       monkeypatch) -> None:
+    """A run of a cache's train split, its data.path relative and naming no file from here,
+    never saw the cache's test split: the splits tell, and the protocol said it "may have
+    been trained" on the shapes scored."""
+    from types import SimpleNamespace
+
+    from stgconv.evaluation.classification import _trained_on
+
+    config = SimpleNamespace(data=SimpleNamespace(path="cache.h5", split="train"))
+    monkeypatch.chdir(tmp_path)  # no cache.h5 here
+    elsewhere = tmp_path / "run_folder" / "cache.h5"
+    assert _trained_on(config, SimpleNamespace(root=elsewhere, split="test")) is False
+    assert _trained_on(config, SimpleNamespace(root=elsewhere, split="train")) is None
+
+
 def test_a_relative_data_path_read_from_another_folder_is_named_as_unknown(
         files, tmp_path, monkeypatch) -> None:
     """A run trained with --data shapes.npz from its folder keeps data.path as typed: scored

@@ -384,18 +384,20 @@ def _has_splits(path: str | Path) -> bool:
 
 def _trained_on(config: ExperimentConfig, shapes: VoxelShapes) -> bool | None:
     """Whether the model's training data held ``shapes`` (a file, or its split); ``None`` where
-    it cannot be told: the run's ``data.path`` is relative (kept as typed, from the folder the
-    run was trained from), names no file from the current folder, and has the scored file's
-    name. Resolved from here, it named another file, and a model scored on its own training
-    shapes from another folder was reported without the note that says so."""
+    it cannot be told: the run's ``data.split`` holds the scored split, and its ``data.path``
+    is relative (kept as typed, from the folder the run was trained from), names no file from
+    the current folder, and has the scored file's name. Resolved from here, it named another
+    file, and a model scored on its own training shapes from another folder was reported
+    without the note that says so."""
     data = config.data
-    if data.path is None:
+    # Told by the split alone wherever the path is: a run of the train split never saw the
+    # test split, however its data.path reads from here.
+    if data.path is None or not (shapes.split is None or data.split in ("all", shapes.split)):
         return False
     path = Path(data.path)
     if not path.is_absolute() and not path.exists():
         return None if path.name == shapes.root.name else False
-    return (path.resolve() == shapes.root.resolve()
-            and (shapes.split is None or data.split in ("all", shapes.split)))
+    return path.resolve() == shapes.root.resolve()
 
 
 def _part(shapes: VoxelShapes) -> str:
