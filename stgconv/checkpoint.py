@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from stgconv.checks import SPECIAL_FILE, check_output, check_path
 from stgconv.config import (
+    DataConfig,
     ExperimentConfig,
     UnknownKeys,
     WithdrawnSetting,
@@ -433,11 +434,27 @@ def is_multigrid(state: dict[str, Any]) -> bool:
 def _config(state: dict[str, Any], checkpoint: str | Path) -> ExperimentConfig:
     try:
         data = without_unread_settings(state["config"], f"checkpoint {checkpoint}'s config")
-        return config_from_dict(ExperimentConfig, data)
+        return config_from_dict(ExperimentConfig, _with_models_channels(data))
     except UnknownKeys as err:
         raise unreadable_config(checkpoint, err) from err
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {checkpoint} does not describe a model: {err}") from err
+
+
+def _with_models_channels(settings: Any) -> Any:
+    """A checkpoint's config ``settings`` with ``data.channels`` its ``model.in_channels``
+    (1 or 3, images and videos) where the two differ. A Trainer saves the config its caller
+    gives as given, and the net is built with its channels whatever the data section says:
+    one that set model.in_channels 3 beside the default data.channels 1 was read as such, until
+    the config check refused the pair, and its checkpoint as 'does not describe a model'."""
+    if not isinstance(settings, dict):  # config_from_dict names what it is
+        return settings
+    model, data = settings.get("model"), settings.get("data", {})
+    channels = model.get("in_channels") if isinstance(model, dict) else None
+    if (not isinstance(data, dict) or channels not in (1, 3) or data.get("kind") == "voxels"
+            or data.get("channels", DataConfig.channels) == channels):
+        return settings
+    return {**settings, "data": {**data, "channels": channels}}
 
 
 def unreadable_config(checkpoint: str | Path, err: UnknownKeys) -> CheckpointError:

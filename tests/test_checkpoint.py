@@ -526,6 +526,20 @@ def test_a_config_less_checkpoint_is_given_its_nets_input_channels(tmp_path: Pat
         with_net_inputs(rbm, config, path)
 
 
+def test_a_checkpoint_of_a_models_channels_beside_the_default_datas_is_read(
+        tmp_path: Path) -> None:
+    """A Trainer saves its caller's config as given: model.in_channels 3 beside the default
+    data.channels 1 was read before the config check refused the pair, and then the
+    checkpoint was 'does not describe a model'. Its data take the net's channels."""
+    energy = image_energy("texture", in_channels=3, layers=[[4, 3, 1]])
+    settings = config_to_dict(ExperimentConfig())
+    settings["model"]["in_channels"] = 3
+    path = save_checkpoint({"config": settings, "model_config": energy.config,
+                            "model": energy.state_dict()}, tmp_path / "checkpoint.pt")
+    config = load_model(path, device="cpu")[1]
+    assert (config.model.in_channels, config.data.channels) == (3, 3)
+
+
 @pytest.mark.parametrize("device", ["cpu:0", "auto-detect", "mps"])
 def test_a_device_the_checkpoint_cannot_load_onto_is_named_not_called_damage(
         tmp_path: Path, device: str) -> None:
