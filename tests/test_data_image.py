@@ -4,6 +4,7 @@ errors on files that are not such an array. The real MNIST check skips without .
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -122,6 +123,20 @@ def test_an_enlargement_warning_advises_no_size_the_net_refuses(tmp_path: Path) 
             "data.size 32 is the smallest the net takes: give model.layers with smaller filters "
             "or strides to train nearer the data's own side")):
         load_training_images(tmp_path, kind="objects", size=32, channels=3, smallest_side=32)
+
+
+def test_an_enlargement_to_a_size_under_the_nets_is_not_called_the_smallest_it_takes(
+        tmp_path: Path) -> None:
+    """A 12x12 tile enlarged to data.size 30 for a net that takes 57 or more: the warning said
+    "data.size 30 is the smallest the net takes", which the net then refused."""
+    Image.new("RGB", (12, 12), (200, 30, 30)).save(tmp_path / "tile.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_training_images(tmp_path / "tile.png", kind="texture", size=30, channels=3,
+                             smallest_side=57)
+    said = " ".join(str(warning.message) for warning in caught)
+    assert "set data.size: 57, the smallest the net takes" in said, said
+    assert "data.size 30 is the smallest" not in said, said
 
 
 def test_an_npz_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ def nearer_size_advice(own_side: int, size: int, smallest_side: int, *, as_is: s
     receptive field."""
     if own_side >= smallest_side:
         return as_is
-    if size <= smallest_side:
+    # Only at that size itself: under it the net refuses data.size too, and smallest_side is
+    # the side to set.
+    if size == smallest_side:
         return (f"data.size {size} is the smallest the net takes: give model.layers with smaller "
                 "filters or strides to train nearer the data's own side")
     return (f"set data.size: {smallest_side}, the smallest the net takes, to train nearest the "
