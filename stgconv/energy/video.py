@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from stgconv.checks import as_int, is_int
+from stgconv.checks import as_int
 from stgconv.energy.base import Activation, ConvNetEnergy
 
 # Zero padding of about half a kernel lets every frame and pixel, borders included, reach the top
@@ -60,9 +60,11 @@ def _frame_sides(frame_size: Sequence[Any]) -> tuple[int, int]:
     or 64.0 was refused as the net's ``input_size`` ``(None, 0, 4)``, an argument the caller
     never gave, letters failed inside the layers' arithmetic, and a tensor's sides were kept
     as tensors in the net's config."""
-    if not all(is_int(side) and side >= 1 for side in frame_size):
-        raise ValueError(f"frame_size must be (H, W), two ints >= 1, got {frame_size!r}")
-    height, width = (as_int(side, "frame_size", minimum=1) for side in frame_size)
+    try:
+        height, width = (as_int(side, "frame_size", minimum=1) for side in frame_size)
+    except ValueError:  # named with the whole pair, not the one side
+        raise ValueError(f"frame_size must be (H, W), two ints >= 1, got {frame_size!r}"
+                         ) from None
     return height, width
 
 

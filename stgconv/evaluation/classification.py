@@ -14,8 +14,6 @@ regression on the voxels themselves (block-averaged 2x2x2 on grids of an even si
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from stgconv.checks import (
     FLOAT32_MAX,
     as_int,
     check_classes,
+    check_finite_number,
     check_generator,
     check_path,
     check_seed,
@@ -244,10 +243,9 @@ def eval_classification(
     started = time.perf_counter()
     seed = check_seed(seed)
     # Past float32's largest value the penalty is infinite in the classifier's float32
-    # features, and L-BFGS failed with a traceback. A string or None failed in math.isfinite,
-    # in Python's words ("must be real number, not str").
-    if (isinstance(l2, bool) or not isinstance(l2, numbers.Real)
-            or not (math.isfinite(l2) and 0 <= l2 <= FLOAT32_MAX)):
+    # features, and L-BFGS failed with a traceback.
+    check_finite_number(l2, "l2")
+    if l2 > FLOAT32_MAX:
         raise ValueError(f"l2 must be a finite number >= 0 and at most {FLOAT32_MAX:.4g} "
                          f"(float32's largest), got {l2!r}")
     if test is None:

@@ -269,7 +269,8 @@ def eval_super_resolution(
         "factor": factor,
         "low_size": size // factor,
         "trained_factor": trained_factor(config),
-        "steps": int(sampler.n_steps), "seed": seed,  # the sampler took it as an int
+        # The sampler keeps n_steps as given, and a numpy int is no JSON number.
+        "steps": int(sampler.n_steps), "seed": seed,
         "upsample": config.chains.upsample, "binary": binary,
         "checkpoint": str(checkpoint), "shapes": str(shapes),
         "up_axis": up_axis if _holds_meshes(shapes) else None,

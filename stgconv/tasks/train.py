@@ -731,8 +731,10 @@ def _smallest_side(modality: Modality, config: ExperimentConfig) -> int:
     data's loading may advise (:meth:`Modality.load`): it advised a texture's own side, 12,
     which the net then refused as smaller than its receptive field. 1 where not known before
     the data are read: a classifier's fixed size, a multigrid run's nets (one per grid), a net
-    that data.size cannot build (its refusal, once the data are read, names it)."""
-    if config.multigrid is not None or config.model.arch in CLASSIFIER_ARCHS:
+    that data.size cannot build (its refusal, once the data are read, names it), and clips,
+    whose reading advises no size (a probe of the paper's fc_s net cost 1.4 s for nothing)."""
+    if (config.multigrid is not None or config.model.arch in CLASSIFIER_ARCHS
+            or config.data.kind == "video"):
         return 1
     model = replace(config.model, in_channels=example_shape(config.data)[0],
                     image_size=config.data.size)
@@ -741,8 +743,7 @@ def _smallest_side(modality: Modality, config: ExperimentConfig) -> int:
             energy = modality.energy(model)
     except ValueError:
         return 1
-    sides = energy.smallest_size()
-    return max(sides[1:] if config.data.kind == "video" else sides)  # a clip's (T, H, W)
+    return max(energy.smallest_size())
 
 
 def _grid_energies(modality: Modality, config: ExperimentConfig) -> list[ConvNetEnergy]:
