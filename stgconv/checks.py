@@ -9,6 +9,7 @@ import numbers
 import operator
 import os
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from contextlib import ExitStack, contextmanager
@@ -466,7 +467,8 @@ def read_npy(path: str | Path) -> np.ndarray:
     """
     with open(path, "rb") as file:
         try:
-            return np.lib.format.read_array(file, allow_pickle=False)
+            with _npy_header_parsed():
+                return np.lib.format.read_array(file, allow_pickle=False)
         except MemoryError as err:  # numpy allocates what the header declares before reading
             raise ValueError(f"its header declares more than memory holds ({err})") from err
 
@@ -477,7 +479,8 @@ def npz_array(archive: Any, key: str, path: str | Path) -> Any:
     loaded when allow_pickle=False") names neither: an array of Python objects, never
     unpickled; a member that is not a ``.npy`` array."""
     try:
-        array = archive[key]
+        with _npy_header_parsed():
+            array = archive[key]
     except ValueError as err:
         # Names from pandas (`.unique()`) or a list of mixed types are saved as Python objects:
         # numpy's line alone did not say how to save them so that they load.
@@ -534,7 +537,22 @@ def _npy_header(file: Any) -> tuple[tuple[int, ...], bool, np.dtype] | None:
     version = np.lib.format.read_magic(file)
     read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-    return None if read_header is None else read_header(file)
+    if read_header is None:
+        return None
+    with _npy_header_parsed():
+        return read_header(file)
+
+
+@contextmanager
+def _npy_header_parsed() -> Iterator[None]:
+    """numpy parses an ``.npy`` header with Python's tokenizer, whose ``TokenError`` on a
+    damaged one (a brace left open: 'EOF in multi-line statement') escapes numpy as itself,
+    not as the ``ValueError`` numpy raises for other bad headers; here it is that
+    ``ValueError``."""
+    try:
+        yield
+    except tokenize.TokenError as err:
+        raise ValueError(f"its .npy header is damaged ({err.args[0]})") from err
 
 
 def read_leading(file: Any, count: int, *, min_ndim: int) -> np.ndarray | None:

@@ -727,6 +727,22 @@ def test_an_npz_archive_named_npy_is_refused_naming_the_format(tmp_path: Path) -
         load_voxels(tmp_path / "shapes.npy")
 
 
+@pytest.mark.parametrize("max_shapes", [None, 1])
+def test_an_npy_header_cut_short_is_a_value_error_naming_the_file(tmp_path: Path,
+                                                                   max_shapes) -> None:
+    """numpy parses the header with Python's tokenizer, whose TokenError ('EOF in multi-line
+    statement') on an unclosed brace escaped every reader as itself: a raw traceback for one
+    damaged byte of a .npy, or of an .npz's member."""
+    np.save(tmp_path / "shapes.npy", np.zeros((2, 4, 4, 4), np.uint8))
+    cut = (tmp_path / "shapes.npy").read_bytes().replace(b"}", b" ", 1)
+    (tmp_path / "shapes.npy").write_bytes(cut)
+    with zipfile.ZipFile(tmp_path / "shapes.npz", "w") as archive:
+        archive.writestr("X.npy", cut)
+    for name in ("shapes.npy", "shapes.npz"):
+        with pytest.raises(ValueError, match=rf"{name}.*header is damaged"):
+            load_voxels(tmp_path / name, max_shapes=max_shapes)
+
+
 def test_an_npy_file_that_fails_to_read_is_a_value_error_naming_it(unreadable_npy: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot read \.npy file .*unreadable\.npy: \[Errno 5\]"):
         load_voxels(unreadable_npy)
