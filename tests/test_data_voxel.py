@@ -947,6 +947,12 @@ def test_an_unreadable_h5_is_named_as_a_cache_and_as_a_voxel_file(tmp_path: Path
         VoxelShapes(damaged)
     with pytest.raises(ValueError, match="cannot read HDF5 file .*damaged.h5"):
         load_voxel_shapes(damaged)
+    # A damaged group structure is h5py's RuntimeError, not its OSError: it escaped as itself.
+    with h5py.File(damaged, "w") as h5:
+        h5["voxels"] = np.zeros((2, R, R, R), np.uint8)
+    damaged.write_bytes(damaged.read_bytes().replace(b"TREE", b"XXXX"))
+    with pytest.raises(ValueError, match="cannot read HDF5 file .*damaged.h5: .*B-tree"):
+        load_voxel_shapes(damaged)
 
 
 def test_a_cache_whose_voxels_are_a_group_is_no_cache(cache: Path, tmp_path: Path) -> None:

@@ -639,6 +639,24 @@ def test_a_truncated_matlab_v73_file_is_named(tmp_path: Path) -> None:
         load_voxels(path)
 
 
+@pytest.mark.parametrize("signature", [b"SNOD", b"HEAP", b"TREE"])
+def test_an_hdf5_file_with_a_damaged_structure_is_named(tmp_path: Path, signature) -> None:
+    """A damaged byte in an HDF5 file's groups (a symbol table, its heap, its B-tree) made
+    h5py raise RuntimeError ('Object visitation failed (bad local heap signature)'), where a
+    truncated file is its OSError: a traceback naming no file, from a .h5 and a v7.3 .mat
+    alike."""
+    import h5py
+
+    with h5py.File(tmp_path / "shapes.h5", "w") as h5:
+        h5["voxels"] = random_grids(2, 4, 4, 4)
+    write_mat_v73(tmp_path / "shapes.mat", {"instance": random_grids(4, 4, 4).astype(np.int8)})
+    for name, reader in (("shapes.h5", "HDF5 file"), ("shapes.mat", "MATLAB v7.3")):
+        path = tmp_path / name
+        path.write_bytes(path.read_bytes().replace(signature, b"XXXX"))
+        with pytest.raises(ValueError, match=rf"cannot read {reader} .*{name}: .*signature"):
+            load_voxels(path)
+
+
 def test_keys(tmp_path: Path) -> None:
     np.savez(tmp_path / "two.npz", a=random_grids(4, 4, 4), b=random_grids(2, 4, 4, 4))
     with pytest.raises(ValueError,

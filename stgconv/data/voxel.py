@@ -666,7 +666,7 @@ def _read_hdf5(path: Path) -> Iterator[h5py.File]:
     try:
         with h5py.File(path, "r") as h5:
             yield h5
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # RuntimeError: a damaged group, heap or B-tree
         raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
 
 

@@ -68,7 +68,7 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as h5:
             return {name: _v73_array(check_inside(h5, item)) for name, item in h5.items()
                     if isinstance(item, h5py.Dataset)}
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # RuntimeError: a damaged group, heap or B-tree
         raise ValueError(f"cannot read MATLAB v7.3 (HDF5) file {path}: {err}") from err
     except MemoryError as err:  # h5py allocates the shape the file declares before reading
         raise ValueError(f"cannot read MATLAB v7.3 (HDF5) file {path}: it declares more than "

@@ -263,7 +263,7 @@ def _read_h5(path: Path, key: str | None, max_shapes: int | None) -> np.ndarray:
             if max_shapes is not None and dataset.ndim >= 4:
                 return dataset[:max_shapes]
             return dataset[()]
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # RuntimeError: a damaged group, heap or B-tree
         raise ValueError(f"cannot read HDF5 file {path}: {err}") from err
     except MemoryError as err:  # h5py allocates the shape the file declares before reading
         raise ValueError(f"cannot read HDF5 file {path}: it declares more than memory holds "
