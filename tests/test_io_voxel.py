@@ -1662,6 +1662,17 @@ def test_grids_saved_under_a_key_are_read_back_under_it(tmp_path: Path, suffix: 
     np.testing.assert_array_equal(load_voxels(path, key="grids"), grid)
 
 
+@pytest.mark.parametrize("key", ["_grids", "1grid", "my grid", "chair-1", "g" * 64])
+def test_a_mat_key_matlab_takes_for_no_variable_is_refused(tmp_path: Path, key: str) -> None:
+    """scipy's savemat skips a name starting with '_' (a warning only) and writes the others
+    MATLAB cannot load by name: save_voxels reported a .mat written that held no grids."""
+    with pytest.raises(ValueError, match=rf"key {re.escape(repr(key))} .*MATLAB variable name"):
+        save_voxels(random_grids(4, 4, 4), tmp_path / "g.mat", key=key)
+    assert not (tmp_path / "g.mat").exists()
+    path = save_voxels(random_grids(4, 4, 4), tmp_path / "g.mat", key="g" * 63)
+    assert list(read_mat(path)) == ["g" * 63]
+
+
 @pytest.mark.parametrize(("header", "runs", "message"), [
     (b"#voxels 1\ndim 2 2 2\ndata\n", [1, 8], r"bad\.binvox is not a binvox file"),
     (b"#binvox 1\ndim 2 2 2\n", [1, 8], r"bad\.binvox is truncated: the binvox header has no "

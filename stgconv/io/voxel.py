@@ -30,6 +30,7 @@ the voxelized ``.off`` meshes agree. So they are swapped on reading and back on 
 from __future__ import annotations
 
 import math
+import re
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +59,7 @@ DEFAULT_KEYS = {".mat": "instance", ".npz": "X", ".h5": "voxels", ".hdf5": "voxe
 """The array each format's grids live under unless ``key=`` says otherwise."""
 
 _GZIP_LEVEL = 4
+_MATLAB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")  # MATLAB's isvarname, namelengthmax 63
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,14 +307,17 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
     Args:
         grids: ``(R, R, R)`` or ``(N, R, R, R)`` (or ``(N, 1, R, R, R)``), numpy or torch.
         path: ``.mat``, ``.binvox`` (one grid only), ``.npy``, ``.npz`` or ``.h5``/``.hdf5``.
-        key: the variable / array / dataset name (default ``instance`` / ``X`` / ``voxels``).
+        key: the variable / array / dataset name (default ``instance`` / ``X`` / ``voxels``);
+            a ``.mat`` variable's must be one MATLAB takes (a letter, then letters, digits or
+            underscores, 63 at most).
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
         ValueError: an unknown suffix; a grid of the wrong shape or with values outside
-            ``[0, 1]``; a batch or non-binary values for ``.binvox``.
+            ``[0, 1]``; a batch or non-binary values for ``.binvox``; a ``.mat`` key that is
+            no MATLAB variable name.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -338,6 +343,12 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
             )
         write = partial(_write_binvox, array)
     elif suffix == ".mat":
+        if not (isinstance(name, str) and _MATLAB_NAME.fullmatch(name)):
+            # scipy's savemat skips a name starting with "_" (a warning only: a .mat of no
+            # variable) and writes the others, which MATLAB cannot load by name.
+            raise ValueError(f"cannot write voxels to {path}: key {name!r} is no MATLAB "
+                             "variable name (a letter, then up to 62 letters, digits or "
+                             "underscores)")
         stored = array.astype(np.int8) if array.dtype == np.uint8 else array
         write = partial(_write_mat, {name: np.ascontiguousarray(stored.swapaxes(-3, -2))})
     elif suffix == ".npy":
