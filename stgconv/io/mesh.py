@@ -478,12 +478,14 @@ def _read_stl(path: Path) -> tuple[np.ndarray, np.ndarray]:
         mesh = o3d.io.read_triangle_mesh(str(path))
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.triangles, dtype=np.int64)
-    if len(faces) == 0:
-        raise ValueError(f"mesh {path} has no faces (or open3d cannot read it)")
+    # Before the empty check: a bad number in the first facet leaves none read, which is
+    # not a file without faces.
     if not binary and len(faces) != facets:
         raise ValueError(f"cannot read mesh {path}: the ascii STL has {facets} facets, but "
                          f"only {len(faces)} read (facets after an 'endsolid', or a bad "
                          "number in one)")
+    if len(faces) == 0:
+        raise ValueError(f"mesh {path} has no faces (or open3d cannot read it)")
     return _check_mesh(path, vertices, faces)
 
 
