@@ -1032,6 +1032,18 @@ def test_voxelize_refuses_a_margin_of_half_the_resolution() -> None:
         voxelize(vertices, faces, 4, margin=2)
 
 
+def test_a_voxel_flag_other_than_true_or_false_is_refused_by_its_name(tmp_path: Path) -> None:
+    """normalize="no" voxelized the mesh normalized, and binary="no" read occupancy as binary
+    (a string is true): the caller asked for the other without a word."""
+    with pytest.raises(ValueError, match="normalize must be True or False, got 'no'"):
+        voxelize(CUBE_VERTICES - 0.5, cube_triangles(), 4, normalize="no")
+    path = save_voxels(random_grids(4, 4, 4), tmp_path / "g.npy")
+    with pytest.raises(ValueError, match="binary must be True or False, got 'no'"):
+        load_voxels(path, binary="no")
+    with pytest.raises(ValueError, match="binary must be True or False, got None"):
+        check_grids(random_grids(4, 4, 4), binary=None)
+
+
 def test_a_batch_of_grids_is_not_taken_for_one_grid_with_a_channel() -> None:
     """mesh_from_voxels accepts (D, H, W) or (1, D, H, W); a batch of two grids is refused, not
     meshed from its first grid."""

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
-from stgconv.checks import as_array, as_int, check_up_axis
+from stgconv.checks import as_array, as_int, check_flag, check_up_axis
 from stgconv.io.atomic import atomic_write
 
 # open3d takes ~1.5 s to import; it loads where a mesh is read or voxelized through it.
@@ -718,6 +718,7 @@ def voxelize(
     """
     resolution = as_int(resolution, "resolution", minimum=2)
     margin = as_int(margin, "margin", minimum=0)
+    normalize = check_flag(normalize, "normalize")
     if 2 * margin >= resolution:
         raise ValueError(f"margin={margin} leaves no voxels inside a grid of {resolution}")
     vertices = np.asarray(vertices, dtype=np.float64)

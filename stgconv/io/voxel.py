@@ -41,8 +41,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import (as_array, as_int, check_path, npz_array, open_npz, read_leading,
-                            read_npy, reading)
+from stgconv.checks import (
+    as_array,
+    as_int,
+    check_flag,
+    check_path,
+    npz_array,
+    open_npz,
+    read_leading,
+    read_npy,
+    reading,
+)
 from stgconv.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write
 from stgconv.io.h5 import check_inside, write_h5
 from stgconv.io.matlab import read_mat
@@ -88,14 +97,16 @@ def load_voxels(path: str | Path, *, key: str | None = None, binary: bool = True
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an unknown suffix; a file that cannot be read (permission denied, an I/O
-            error), a damaged or truncated one; no array under ``key`` (the message lists the
-            arrays there are); a grid that is not cubic or not 3-D/4-D; values outside {0, 1}
-            with ``binary=True`` or outside ``[0, 1]`` otherwise.
+        ValueError: ``binary`` other than ``True`` or ``False``; an unknown suffix; a file
+            that cannot be read (permission denied, an I/O error), a damaged or truncated one;
+            no array under ``key`` (the message lists the arrays there are); a grid that is not
+            cubic or not 3-D/4-D; values outside {0, 1} with ``binary=True`` or outside
+            ``[0, 1]`` otherwise.
     """
     check_path(path, "path")
     path = Path(path)
     suffix = path.suffix.lower()
+    binary = check_flag(binary, "binary")  # before the file is read
     if max_shapes is not None:
         max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
     if suffix not in VOXEL_SUFFIXES:
@@ -134,9 +145,10 @@ def check_grids(array: np.ndarray | Tensor, *, binary: bool = True, name: str = 
         ``[0, 1]``.
 
     Raises:
-        ValueError: wrong number of dimensions, not cubic, or values out of range; the message
-            starts with ``name``.
+        ValueError: ``binary`` other than ``True`` or ``False``; wrong number of dimensions, not
+            cubic, or values out of range; the message starts with ``name``.
     """
+    binary = check_flag(binary, "binary")
     array = as_array(array)
     if array.ndim == 5 and array.shape[1] == 1:
         array = array[:, 0]
