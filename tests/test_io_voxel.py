@@ -1546,6 +1546,16 @@ def test_a_binary_off_is_refused_as_not_text(tmp_path: Path) -> None:
         load_mesh(path)
 
 
+def test_an_obj_negative_index_before_the_first_vertex_is_named_as_written(tmp_path) -> None:
+    """'f -4 -2 -1' after 3 vertices counts back past the first: it was turned into -1 and
+    refused as 'face indices ... span [-1, 2]', a number the file does not hold."""
+    path = tmp_path / "back.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf -4 -2 -1\nv 0 0 1\n")
+    with pytest.raises(ValueError, match=r"back\.obj: face line 'f -4 -2 -1' counts back past "
+                                         r"the first vertex: 3 vertices come before it"):
+        load_mesh(path)
+
+
 def test_obj_index_zero_is_refused_and_continued_lines_join(tmp_path: Path) -> None:
     """OBJ counts vertices from 1 (negative indices back from the last): 0 was read as the next
     vertex to come. A line ending in a backslash continues on the next (it was an int error)."""

@@ -202,6 +202,9 @@ def _read_obj(path: Path) -> tuple[np.ndarray, list[list[int]]]:
                 if 0 in corners:
                     raise ValueError(f"face line {line!r} uses index 0 (OBJ indices start at "
                                      "1; negative ones count back from the last vertex)")
+                if min(corners) < -len(vertices):  # else refused as the index it turned into
+                    raise ValueError(f"face line {line!r} counts back past the first vertex: "
+                                     f"{len(vertices)} vertices come before it")
                 polygons.append([c - 1 if c > 0 else len(vertices) + c for c in corners])
         array = np.array(vertices, dtype=np.float64).reshape(-1, 3)
     except ValueError as err:
