@@ -256,6 +256,26 @@ def test_voxelize_keeps_a_triangle_lying_on_the_top_face_of_the_cube() -> None:
     assert grid[:, :, 3].sum() == 12 and grid.sum() == 12
 
 
+@pytest.mark.parametrize("resolution", [8, 12, 20, 30])
+def test_voxelize_keeps_a_triangle_lying_on_a_voxel_boundary_inside_the_cube(resolution) -> None:
+    """open3d rounds a coordinate on a boundary between voxels to one side, and tests the
+    triangle against that voxel's box, rounded its own way: a shelf in the middle of a mesh
+    (normalized to z = 0, a boundary for an even side) came out on one side at 8^3 and 30^3,
+    and vanished at 12^3 and 20^3. It takes the voxels on both sides, as it touches both."""
+    shelf = np.array([[0, 0, 0.5], [1, 0, 0.5], [1, 1, 0.5], [0, 1, 0.5]])
+    post = np.array([[0, 0, 0], [0.01, 0, 0], [0, 0, 1]])  # sets the height: the shelf at 0
+    faces = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6]])
+    grid = voxelize(np.vstack([shelf, post]), faces, resolution, margin=1)
+    middle = resolution // 2
+    assert grid[1:-1, 1:-1, middle - 1:middle + 1].all()
+    # Without normalizing: a square in the plane between voxels k - 1 and k along x.
+    k = resolution // 4
+    square = np.array([[0, -0.2, -0.2], [0, 0.2, -0.2], [0, 0.2, 0.2], [0, -0.2, 0.2]])
+    square[:, 0] = -0.5 + k / resolution
+    grid = voxelize(square, faces[:2], resolution, normalize=False)
+    assert np.nonzero(grid.any(axis=(1, 2)))[0].tolist() == [k - 1, k]
+
+
 @pytest.mark.parametrize("header", ["COFF", "NOFF", "CNOFF", "STCNOFF"])
 def test_off_vertex_colour_columns_are_ignored(tmp_path: Path, header: str) -> None:
     # Extra vertex columns (colours, normals, texture coordinates) and a face's colour.
