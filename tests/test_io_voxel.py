@@ -217,6 +217,8 @@ def test_max_shapes_of_an_hdf5_batch_reads_no_further_than_those(tmp_path: Path)
     (CUBE_VERTICES, 2, 0.5, r"margin must be in \[0, 0.5\), got 0.5"),
     # A negative margin would scale the shape past the cube's faces.
     (CUBE_VERTICES, 2, -0.1, r"margin must be in \[0, 0.5\), got -0.1"),
+    # A margin read from a file as text failed comparing it: "'<=' not supported".
+    (CUBE_VERTICES, 2, "0.1", r"margin must be a number, got '0.1'"),
     (np.zeros((0, 3)), 2, 0.0, r"shape \(V, 3\) with V >= 1, got \(0, 3\)"),
     # NaN bounds would make every vertex NaN without a word.
     (np.vstack([CUBE_VERTICES, [np.nan, 0, 0]]), 2, 0.0, "NaN or infinite coordinates"),

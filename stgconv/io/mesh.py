@@ -15,6 +15,7 @@ vertex count crashed the process). ``.stl`` goes through open3d, checked first.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -653,6 +654,9 @@ def normalize_mesh(vertices: np.ndarray, *, up_axis: int = 2, margin: float = 0.
     if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
         raise ValueError(f"vertices must have shape (V, 3) with V >= 1, got {vertices.shape}")
     up_axis = check_up_axis(up_axis)
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
+        # A string failed comparing, in Python's words, naming no argument.
+        raise ValueError(f"margin must be a number, got {margin!r}")
     if not 0 <= margin < 0.5:
         raise ValueError(f"margin must be in [0, 0.5), got {margin!r}")
     if not np.isfinite(vertices).all():
