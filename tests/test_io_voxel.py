@@ -1550,12 +1550,20 @@ def test_a_mesh_of_triangles_of_no_area_only_is_carved_as_an_open_one() -> None:
      + "".join(f"f {' '.join(str(i + 1) for i in q)}\n" for q in CUBE_QUADS)),
     ("latin1.obj", "g St\xfchle\n" + "".join(f"v {x:g} {y:g} {z:g}\n" for x, y, z in CUBE_VERTICES)
      + "".join(f"f {' '.join(str(i + 1) for i in q)}\n" for q in CUBE_QUADS)),
+    # Windows PowerShell's '>' and Notepad's "Unicode" write UTF-16 with its byte order mark:
+    # its zero bytes were refused as 'not a text file (binary meshes are not supported ...)'.
+    ("utf16-le.obj", "\ufeff" + "".join(f"v {x:g} {y:g} {z:g}\r\n" for x, y, z in CUBE_VERTICES)
+     + "".join(f"f {' '.join(str(i + 1) for i in q)}\r\n" for q in CUBE_QUADS)),
+    ("utf16-be.off", "\ufeff" + "OFF\n8 6 0\n"
+     + "".join(f"{x:g} {y:g} {z:g}\n" for x, y, z in CUBE_VERTICES)
+     + "".join(f"4 {' '.join(map(str, q))}\n" for q in CUBE_QUADS)),
 ])
 def test_a_byte_order_mark_or_latin_1_text_reads(tmp_path: Path, name: str, data: str) -> None:
     """Windows editors start files with a UTF-8 byte order mark (the OFF header was refused, an
     OBJ lost its first vertex); a Latin-1 group name made the file 'not a text file'."""
     path = tmp_path / name
-    path.write_bytes(data.encode("latin-1" if name.startswith("latin") else "utf-8"))
+    encoding = {"latin1": "latin-1", "utf16-le": "utf-16-le", "utf16-be": "utf-16-be"}
+    path.write_bytes(data.encode(encoding.get(name.split(".")[0], "utf-8")))
     vertices, faces = load_mesh(path)
     np.testing.assert_array_equal(vertices, CUBE_VERTICES)
     assert len(faces) == 12

@@ -14,6 +14,7 @@ vertex count crashed the process). ``.stl`` goes through open3d, checked first.
 
 from __future__ import annotations
 
+import codecs
 import math
 import numbers
 import re
@@ -96,9 +97,15 @@ def _lines(path: Path) -> list[str]:
     """Non-empty lines with ``#`` comments removed.
 
     A UTF-8 byte order mark is dropped; text that is not UTF-8 (a Latin-1 comment or group
-    name) is read as Latin-1, since only ASCII keywords and numbers matter here.
+    name) is read as Latin-1, since only ASCII keywords and numbers matter here; UTF-16 with
+    its byte order mark (what Windows PowerShell's ``>`` writes) is read as UTF-16.
     """
     data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:  # an odd length, a lone surrogate: not such text
+            pass
     if b"\0" in data:
         raise ValueError(f"cannot read mesh {path}: not a text file (binary meshes are not "
                          "supported in this format)")
