@@ -1714,6 +1714,17 @@ def test_grids_saved_under_a_key_are_read_back_under_it(tmp_path: Path, suffix: 
     np.testing.assert_array_equal(load_voxels(path, key="grids"), grid)
 
 
+@pytest.mark.parametrize(("suffix", "key"), [(".h5", ""), (".h5", "train/"), (".h5", "/"),
+                                             (".hdf5", "a/./b"), (".npz", ""), (".npz", 5)])
+def test_a_key_naming_no_array_is_refused_naming_the_file(tmp_path: Path, suffix, key) -> None:
+    """h5py's own words named neither file nor key ('expected bytes, str found', 'name already
+    exists' for "/"), and numpy's ('keywords must be strings') neither."""
+    path = tmp_path / f"g{suffix}"
+    with pytest.raises(ValueError, match=rf"g\{suffix}: key {re.escape(repr(key))} names no"):
+        save_voxels(random_grids(4, 4, 4), path, key=key)
+    assert not path.exists()
+
+
 @pytest.mark.parametrize("key", ["_grids", "1grid", "my grid", "chair-1", "g" * 64])
 def test_a_mat_key_matlab_takes_for_no_variable_is_refused(tmp_path: Path, key: str) -> None:
     """scipy's savemat skips a name starting with '_' (a warning only) and writes the others

@@ -329,7 +329,7 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
     Raises:
         ValueError: an unknown suffix; a grid of the wrong shape or with values outside
             ``[0, 1]``; a batch or non-binary values for ``.binvox``; a ``.mat`` key that is
-            no MATLAB variable name.
+            no MATLAB variable name, another key that names no array.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -365,6 +365,11 @@ def save_voxels(grids: np.ndarray | Tensor, path: str | Path, *, key: str | None
         write = partial(_write_mat, {name: np.ascontiguousarray(stored.swapaxes(-3, -2))})
     elif suffix == ".npy":
         return atomic_save_npy(path, array)
+    # An HDF5 key is a path of names: "train/voxels".
+    elif not (isinstance(name, str) and name and (suffix == ".npz" or all(
+            part not in ("", ".") for part in name.removeprefix("/").split("/")))):
+        raise ValueError(f"cannot write voxels to {path}: key {name!r} names no array (a name; "
+                         "in HDF5 a path of names, as train/voxels)")
     elif suffix == ".npz":
         return atomic_save_npz(path, **{name: array})
     else:
