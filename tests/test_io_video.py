@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -518,6 +519,21 @@ def test_a_numpy_array_given_as_a_video_is_named_so(tmp_path) -> None:
                                          r"array \(\.npy\), not a video: save its frames as "
                                          r"images in a folder, or as a video file "
                                          r"\(stgconv\.io\.video\.save_video\)$"):
+        load_video(path)
+
+
+def test_an_hdf5_clip_cache_given_as_a_video_is_named_so(tmp_path) -> None:
+    """``stgconv recover --video cache.h5`` (a cache of datasets/video/prepare.py) was refused in
+    FFmpeg's words alone ("Invalid data found when processing input"), which did not say what
+    the file is nor what reads it."""
+    path = tmp_path / "cache.h5"
+    with h5py.File(path, "w") as h5:
+        h5["clips"] = np.zeros((1, 4, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"^cannot open video .*cache\.h5: .*; it is an HDF5 "
+                                         r"file, not a video: a clip cache \(made by "
+                                         r"datasets/video/prepare\.py\) is training data, read "
+                                         r"as the data\.path of a video config \(data\.kind "
+                                         r"video: stgconv train CONFIG --data FILE\)"):
         load_video(path)
 
 

@@ -572,6 +572,9 @@ def _video_stream(path: Path, container: av.container.Container) -> av.video.str
     return container.streams.best("video")
 
 
+# The first 8 bytes of an HDF5 file (as h5py writes it: no user block before the signature).
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
 # Where _unopened_because stops walking a file's boxes, saying nothing: a file of a million
 # tiny ones would take seconds to tell from garbage.
 _MAX_TOP_LEVEL_BOXES = 100_000
@@ -581,8 +584,8 @@ def _unopened_because(path: Path) -> str | None:
     """What the bytes of ``path``, a file FFmpeg could not open, say of it where FFmpeg says
     only "Invalid data found": that it is empty, or that it is an MP4 or QuickTime file cut
     short before its index (the 'moov' box, written last by cameras, phones and FFmpeg), the
-    usual remains of an interrupted download or recording, or that it is a NumPy array;
-    ``None`` where they say none of these."""
+    usual remains of an interrupted download or recording, or that it is a NumPy array or an
+    HDF5 file (a clip cache); ``None`` where they say none of these."""
     if not path.is_file():  # a named pipe would wait for a writer here
         return None
     size = path.stat().st_size
@@ -590,13 +593,18 @@ def _unopened_because(path: Path) -> str | None:
         return "the file is empty (0 bytes)"
     try:
         with path.open("rb") as file:
-            magic = np.lib.format.MAGIC_PREFIX
-            numpy = file.read(len(magic)) == magic
+            head = file.read(len(_HDF5_SIGNATURE))
     except OSError:  # unreadable (no permission): FFmpeg's own error says so
         return None
-    if numpy:  # a clip kept as an array: FFmpeg's "Invalid data" did not say arrays are no video
+    if head.startswith(np.lib.format.MAGIC_PREFIX):
+        # A clip kept as an array: FFmpeg's "Invalid data" did not say arrays are no video.
         return ("it is a NumPy array (.npy), not a video: save its frames as images in a folder, "
                 "or as a video file (stgconv.io.video.save_video)")
+    if head == _HDF5_SIGNATURE:  # most likely a clip cache, given where a video was asked for
+        return ("it is an HDF5 file, not a video: a clip cache (made by "
+                "datasets/video/prepare.py) is training data, read as the data.path of a video "
+                "config (data.kind video: stgconv train CONFIG --data FILE); give a video file "
+                "or a folder of frame images")
     kinds, position = [], 0
     try:
         with path.open("rb") as file:
