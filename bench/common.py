@@ -271,7 +271,7 @@ def add_timing_arguments(parser: argparse.ArgumentParser, *, steps: int, repeats
     parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per variant")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per variant first")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+        "--threads", type=thread_count, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seed", type=seed_number, default=0)
@@ -366,8 +366,6 @@ def check_arguments(
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but torch sees no CUDA device")
     if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     return Timing(
         n_steps=args.steps,
@@ -504,6 +502,20 @@ def count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def thread_count(text: str) -> int:
+    """A ``--threads`` value: an integer from 1 to the machine's logical CPUs
+    (``os.cpu_count()``), checked when the options are read, before any work. Threads beyond
+    the CPUs only take turns on them, so they time nothing a bench wants to know; and a
+    mistyped count (99999) ended in an out-of-memory traceback once torch started them."""
+    threads = count(1)(text)
+    cpus = os.cpu_count()  # None where the platform cannot tell: no bound then
+    if cpus is not None and threads > cpus:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {cpus}, this machine's logical CPUs (more threads only take "
+            f"turns on them), got {threads}")
+    return threads
 
 
 def random_subset(data: Tensor, n: int, *, seed: int) -> Tensor:

@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", type=common.output_folder, default=None,
                         help="run folders go here (default runs/coop_bench; --quick: a "
                              "temporary folder)")
-    parser.add_argument("--threads", type=common.count(1), default=1)
+    parser.add_argument("--threads", type=common.thread_count, default=1)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run on generated data: 0.3 s budgets, 6 samples, chains of "
                              "0, 1 and 2 steps (options given explicitly win)")

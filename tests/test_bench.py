@@ -1279,7 +1279,11 @@ EMPTY_FILE_REFUSED = r"a_file: (the file is damaged or truncated|not a readable 
     ("features.py", ["--set", "seed=5"], r"--set seed=5: every run's seed is --seeds's"),
     ("features.py", ["--set", "train.n_iterations=9"],
      r"--set train.n_iterations=9: every run's train.n_iterations is --at's"),
-    ("langevin.py", ["--threads", "0"], r"--threads must be >= 1, got 0"),
+    ("langevin.py", ["--threads", "0"], r"--threads: must be >= 1, got 0"),
+    # An out-of-memory traceback once torch started the threads.
+    ("langevin.py", ["--threads", "99999"], rf"--threads: must be at most {os.cpu_count()}, "
+     r"this machine's logical CPUs \(more threads only take turns on them\), got 99999$"),
+    ("coop.py", ["--threads", "99999"], rf"--threads: must be at most {os.cpu_count()}, "),
     ("langevin.py", ["--batch", "0"], r"--batch must be >= 1, got 0"),
     ("langevin.py", ["--channels", "0"], r"--channels must be >= 1, got 0"),
     ("langevin.py", ["--size", "0"], r"--size must be >= 1, got 0"),
