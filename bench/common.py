@@ -489,6 +489,16 @@ def output_folder(text: str) -> str:
     return text
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def from_repository(path: str | Path) -> str:
+    """``path`` relative to the repository, as a bench's ``--help`` shows a default file
+    (``../shared/data/image/mnist.npz``): the absolute path showed where this checkout lies,
+    which is nothing to a reader of the help on another machine, or of a log."""
+    return os.path.relpath(path, REPOSITORY)
+
+
 def count(minimum: int) -> Callable[[str], int]:
     """An integer option of at least ``minimum``, checked when the options are read."""
 

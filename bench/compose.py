@@ -226,7 +226,8 @@ def run(args: argparse.Namespace, data: Path, *, sizes: tuple[int, int, int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout")
+    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout "
+                        f"(default: {common.from_repository(MNIST)})")
     parser.add_argument("--digit", type=int, default=3, help="K, expert A's digit")
     parser.add_argument("--samples", type=int, default=500, help="chains per set")
     parser.add_argument("--start", choices=["digits", "gaussian", "noise"], default="digits",

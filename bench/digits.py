@@ -180,7 +180,8 @@ def chain_starts(run: Path, n: int, *, seed: int, classes: int | None = None
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--run", default="runs/mnist_quick", help="a trained digits model")
-    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout")
+    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout "
+                        f"(default: {common.from_repository(MNIST)})")
     parser.add_argument("--samples", type=common.count(2), default=1000,
                         help="samples to draw (the reference compares as many test digits, up "
                              "to 1,000)")

@@ -204,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shapes", type=Path, default=SHAPES,
                         help=".npz with X (N, R, R, R) and labels y (default: ModelNet10 30^3)")
     parser.add_argument("--config", type=Path, default=CONFIG,
-                        help="YAML training config, a voxel one (data.kind voxels)")
+                        help="YAML training config, a voxel one (data.kind voxels) "
+                             f"(default: {common.from_repository(CONFIG)})")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a training config override (repeatable)")
     parser.add_argument("--seeds", type=common.seed_number, nargs="+", default=[0, 1])

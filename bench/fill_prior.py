@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from bench.recovery import CLIPS, quick_clip  # noqa: E402
+from stgconv.cli import SHIPPED_RECOVERY_CONFIG  # noqa: E402
 from stgconv.config import QUICK_RECOVERY_CONFIG  # noqa: E402
 from stgconv.modalities import VIDEO  # noqa: E402
 from stgconv.tasks.fill_prior import train_fill_prior  # noqa: E402
@@ -42,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder for without_<clip>.pt")
     parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG),
                         help="YAML config whose recovery.learned section sets the fills, a "
-                             "video one (data.kind video)")
+                             "video one (data.kind video) "
+                             f"(default: {SHIPPED_RECOVERY_CONFIG})")
     parser.add_argument("--iterations", type=common.count(1), default=3000)
     parser.add_argument("--seed", type=common.seed_number, default=0)
     parser.add_argument("--quick", action="store_true",

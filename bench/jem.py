@@ -332,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the same network trained as a plain classifier")
     parser.add_argument("--train", action="store_true",
                         help="train both runs first, into --jem and --plain (replacing runs there)")
-    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout")
+    parser.add_argument("--data", default=str(MNIST), help="MNIST in the Keras .npz layout "
+                        f"(default: {common.from_repository(MNIST)})")
     parser.add_argument("--outliers", type=common.count(10), default=1000,
                         help="images per outlier set")
     parser.add_argument("--robust", type=common.count(1), default=1000,

@@ -88,7 +88,9 @@ def quick_data(folder: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--data", default=str(MNIST))
+    parser.add_argument("--data", default=str(MNIST),
+                        help=f"MNIST in the Keras .npz layout (default: "
+                             f"{common.from_repository(MNIST)})")
     parser.add_argument("--hidden", type=common.count(1), default=100)
     parser.add_argument("--updates", type=common.count(1), default=3000,
                         help="parameter updates per method")

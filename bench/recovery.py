@@ -29,6 +29,7 @@ from typing import Sequence  # noqa: E402
 
 import torch  # noqa: E402
 
+from stgconv.cli import SHIPPED_RECOVERY_CONFIG  # noqa: E402
 from stgconv.config import QUICK_RECOVERY_CONFIG, load_config  # noqa: E402
 from stgconv.data.masks import check_mask_matches  # noqa: E402
 from stgconv.evaluation.video_recovery import eval_recovery  # noqa: E402
@@ -79,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mask-clip", default="flag",
                         help="whose masks to apply (the shared masks exist for flag and others)")
     parser.add_argument("--config", default=str(QUICK_RECOVERY_CONFIG),
-                        help="YAML config of ours, a video one (data.kind video)")
+                        help="YAML config of ours, a video one (data.kind video) "
+                             f"(default: {SHIPPED_RECOVERY_CONFIG})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value (repeatable)")
     parser.add_argument("--priors", metavar="DIR",

@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = common.argument_parser(__doc__)
     sources = parser.add_mutually_exclusive_group()
     sources.add_argument("--data", default=None, help=f"folder with {BEDS_FILE} and "
-                         f"{MODELNET_FILE} (default {DEFAULT_DATA})")
+                         f"{MODELNET_FILE} (default {common.from_repository(DEFAULT_DATA)})")
     parser.add_argument("--work", type=common.output_folder, default=None,
                         help="splits, run folders and renders go here "
                         "(default runs/voxel_eval; --quick: a temporary folder)")

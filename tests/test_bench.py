@@ -1869,6 +1869,15 @@ def test_a_bench_help_says_which_config_it_takes(script: str, kind: str,
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_no_bench_help_shows_this_machines_paths(script: str,
+                                                 bench_helps: dict[str, dict]) -> None:
+    """A default file shows relative to the repository, as the stgconv command's "the shipped
+    stgconv/configs/..." does: --config and --data showed where this checkout lies."""
+    text = "".join(bench_helps[script]["stdout"].split())  # a path the help wrapped, joined
+    assert str(ROOT.parent) not in text
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_every_bench_refuses_an_abbreviated_option(script: str, tmp_path, bench_main,
                                                    capsys) -> None:
     """As ``stgconv`` does: ``--jso`` taken as --json would break, or mean another option, once
