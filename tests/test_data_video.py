@@ -720,6 +720,31 @@ def test_prepare_defaults_and_its_exact_summary(video_dir: Path, tmp_path: Path,
     assert re.fullmatch(r"  time:    \d+\.\d s", lines[4]) and len(lines) == 5
 
 
+def test_prepare_speaks_of_one_video_and_of_its_own_options(video_dir: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture,
+                                                           load_script) -> None:
+    """The summary read "1 from 1 videos"; the errors and warnings named build_clip_cache's
+    arguments (n_frames, start_frame, clips_per_video), which the user of the script never
+    typed, for --frames, --start-frame and --clips-per-video."""
+    prepare = load_script("datasets/video/prepare.py")
+    c2 = video_dir / "c2.mkv"  # T frames
+    assert prepare.main([str(c2), str(tmp_path / "one.h5"), "--frames", "3", "--size", "8"]) == 0
+    assert "  clips:   1 from 1 video\n" in capsys.readouterr().out
+
+    assert prepare.main([str(c2), str(tmp_path / "long.h5"), "--frames", str(T), "--size", "8",
+                         "--start-frame", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"asked for --frames={T} from --start-frame=2, but {c2} has" in err
+    assert prepare.main([str(video_dir), str(tmp_path / "two.h5"), "--frames", "4",
+                         "--size", "8", "--clips-per-video", "2", "--skip-unreadable"]) == 0
+    err = capsys.readouterr().err
+    # The clips' span, 8 frames, was the read's "n_frames=8", which is not --frames (4).
+    assert (f"warning: skipping {c2}: {c2} is too short for --clips-per-video=2 clips of 4 "
+            f"frames every 4 frames (8 frames from --start-frame=0): it has {T} from there\n"
+            in err)
+    assert not re.search(r"\b(n_frames|start_frame|clips_per_video)\b|--frames=8", err)
+
+
 def test_prepare_passes_its_options_to_the_cache(video_dir: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture,
                                                  load_script) -> None:

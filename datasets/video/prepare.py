@@ -21,6 +21,12 @@ from stgconv.data.prepare import run_build
 from stgconv.data.video import CACHE_SUFFIXES, build_clip_cache
 
 
+# build_clip_cache's argument names that its messages use (TooFewFramesError's "asked for
+# n_frames=8 from start_frame=2"), as the options that set them.
+LIBRARY_NAMES = {"n_frames": "--frames", "start_frame": "--start-frame",
+                 "clips_per_video": "--clips-per-video"}
+
+
 def _size(text: str) -> int | tuple[int, int]:
     """``150`` or ``150x200`` (H x W)."""
     parts = text.lower().split("x")
@@ -97,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite,
     )
     built = run_build(args.out, build, suffixes=CACHE_SUFFIXES, overwrite=args.overwrite,
-                      program=parser.prog)
+                      program=parser.prog, options=LIBRARY_NAMES)
     if built is None:
         return 2
     out, seconds = built
@@ -111,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for dim in shape:
         raw *= dim
     print(f"wrote {out}")
-    print(f"  clips:   {shape[0]} from {n_sources} videos"
+    print(f"  clips:   {shape[0]} from {n_sources} video{'' if n_sources == 1 else 's'}"
           + (f" ({len(skipped)} skipped)" if skipped else ""))
     print(f"  shape:   {shape} uint8 (N, T, H, W, C)")
     print(f"  on disk: {megabytes:.1f} MiB ({raw / 2**20:.1f} MiB uncompressed)")

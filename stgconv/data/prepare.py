@@ -8,10 +8,11 @@ summary, and calls :func:`run_build` in between.
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from stgconv.checks import check_output
 from stgconv.console import tell
@@ -19,10 +20,14 @@ from stgconv.io.atomic import WriteError
 
 
 def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
-              overwrite: bool, program: str) -> tuple[Path, float] | None:
+              overwrite: bool, program: str, options: Mapping[str, str] | None = None
+              ) -> tuple[Path, float] | None:
     """Call ``build()``, which writes the cache ``out``, and print the warnings it raised that
     the warning filters show (a library's deprecations are hidden as Python hides them; a
-    ``UserWarning`` is printed every time), also when it then fails.
+    ``UserWarning`` is printed every time), also when it then fails. ``options`` maps the
+    build function's argument names to the script's options that set them
+    (``{"n_frames": "--frames"}``): the build's warnings and error print with the options the
+    user typed (``asked for --frames=8``), not names of a function the user never called.
 
     Returns:
         ``(the written cache, seconds the build took)``; or ``None``, after printing
@@ -61,8 +66,8 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
             written = build()
     except (OSError, ValueError) as err:
         # What the build skipped before it failed often explains the failure.
-        _print_warnings(caught)
-        tell(f"{program}: error: {err}")
+        _print_warnings(caught, options)
+        tell(f"{program}: error: {_as_typed(str(err), options)}")
         if isinstance(err, WriteError):  # the file system's failure, not the input's
             raise SystemExit(1) from None
         return None
@@ -71,10 +76,20 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         tell(f"interrupted: {out} not written" + (" (the old one kept)" if out.exists() else ""))
         raise SystemExit(130) from None
     seconds = time.perf_counter() - began
-    _print_warnings(caught)
+    _print_warnings(caught, options)
     return written, seconds
 
 
-def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+def _print_warnings(caught: list[warnings.WarningMessage],
+                    options: Mapping[str, str] | None) -> None:
     for warning in caught:
-        tell(f"warning: {warning.message}")
+        tell(f"warning: {_as_typed(str(warning.message), options)}")
+
+
+def _as_typed(message: str, options: Mapping[str, str] | None) -> str:
+    """``message`` with each argument name of ``options`` (a whole word: ``n_frames=8``, not
+    ``source_n_frames``) replaced by its option (``--frames=8``)."""
+    if not options:
+        return message
+    names = "|".join(map(re.escape, options))
+    return re.sub(rf"\b({names})\b", lambda name: options[name.group()], message)

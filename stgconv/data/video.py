@@ -350,10 +350,16 @@ def _write_cache(
         except (ValueError, FileNotFoundError) as err:
             problem = err
             if needed is not None and needed > n_frames and isinstance(err, TooFewFramesError):
+                # The read's own message only for a start past the end: its "asked for
+                # n_frames=8" is the clips' span, not this call's n_frames, which a caller
+                # naming its own options (prepare.py's --frames) then misnamed.
+                rate = f" at fps={fps}" if fps is not None else ""
+                have = f"it has {err.available} from there" if err.available else str(err)
                 problem = TooFewFramesError(
                     f"{file} is too short for clips_per_video={clips_per_video} clips of "
                     f"{n_frames} frames every {stride} frames ({needed} frames from "
-                    f"start_frame={start_frame}): {err}"
+                    f"start_frame={start_frame}{rate}): {have}",
+                    available=err.available,
                 )
             if not skip_unreadable:
                 if problem is err:

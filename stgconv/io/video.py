@@ -64,7 +64,14 @@ from stgconv.io.image import (
 class TooFewFramesError(ValueError):
     """A video or frame folder without the frames asked for: ``start_frame`` past its end, or
     fewer than ``n_frames`` from there. Its own class so that a caller that took those
-    parameters from its own settings (a config's ``data.frames``) can say so."""
+    parameters from its own settings (a config's ``data.frames``) can say so. ``available``:
+    the frames there are from ``start_frame`` (at the ``fps`` asked for), for a caller that
+    asked for more frames than its own caller did (the clips a cache cuts from one video) to
+    say in its own terms; ``None`` where not given."""
+
+    def __init__(self, message: str, *, available: int | None = None) -> None:
+        super().__init__(message)
+        self.available = available
 
 
 # PyAV (av) takes a while to import (it loads FFmpeg); it loads where a video is read or written.
@@ -344,7 +351,8 @@ def _read_folder(
         raise ValueError(f"no frame images ({', '.join(IMAGE_SUFFIXES)}) in folder "
                          f"{folder}{held}")
     if start >= len(files):
-        raise TooFewFramesError(f"start_frame={start} but {folder} has only {len(files)} frames")
+        raise TooFewFramesError(f"start_frame={start} but {folder} has only {len(files)} frames",
+                                available=0)
     series = _series(files)
     if len(series) > 1:  # read as one, the clip would run through each series in turn
         raise ValueError(f"folder {folder} holds frames of {len(series)} series "
@@ -366,7 +374,8 @@ def _read_folder(
     if stop > len(files):
         raise TooFewFramesError(
             f"asked for n_frames={n_frames} from start_frame={start}, but {folder} has "
-            f"{len(files)} frames ({len(files) - start} from start_frame)"
+            f"{len(files)} frames ({len(files) - start} from start_frame)",
+            available=len(files) - start,
         )
     frames, first_size = [], None
     for number, file in enumerate(files[start:stop], 1):
@@ -841,13 +850,15 @@ def _read_file(
             f"({decoded} frames could be decoded)"
         )
     if start >= decoded:
-        raise TooFewFramesError(f"start_frame={start} but {path} has only {decoded} frames")
+        raise TooFewFramesError(f"start_frame={start} but {path} has only {decoded} frames",
+                                available=0)
     if n_frames is not None and len(frames) < n_frames:
         available = -(-(decoded - start) // step)  # ceil: outputs k with floor(k*step) < left
         rate_note = f" at fps={fps}" if fps is not None else ""
         raise TooFewFramesError(
             f"asked for n_frames={n_frames} from start_frame={start}{rate_note}, but {path} has "
-            f"{decoded} frames ({int(available)} available from start_frame{rate_note})"
+            f"{decoded} frames ({int(available)} available from start_frame{rate_note})",
+            available=int(available),
         )
     return frames
 
