@@ -446,8 +446,11 @@ def _with_models_channels(settings: Any) -> Any:
     (1 or 3, images and videos) where the two differ. A Trainer saves the config its caller
     gives as given, and the net is built with its channels whatever the data section says:
     one that set model.in_channels 3 beside the default data.channels 1 was read as such, until
-    the config check refused the pair, and its checkpoint as 'does not describe a model'."""
-    if not isinstance(settings, dict):  # config_from_dict names what it is
+    the config check refused the pair, and its checkpoint as 'does not describe a model'.
+    Not for a multigrid run, whose top-level model section builds no net: earlier runs saved
+    its in_channels 1 (the default then) beside a colour run's data.channels 3."""
+    # Not a dict: config_from_dict names what it is.
+    if not isinstance(settings, dict) or settings.get("multigrid") is not None:
         return settings
     model, data = settings.get("model"), settings.get("data", {})
     channels = model.get("in_channels") if isinstance(model, dict) else None

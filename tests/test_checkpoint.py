@@ -540,6 +540,21 @@ def test_a_checkpoint_of_a_models_channels_beside_the_default_datas_is_read(
     assert (config.model.in_channels, config.data.channels) == (3, 3)
 
 
+def test_a_colour_multigrid_checkpoint_of_the_old_model_defaults_keeps_its_channels(
+        tmp_path: Path) -> None:
+    """Earlier multigrid runs saved the unread top-level model.in_channels as 1 (the default
+    then) beside data.channels 3: taken as the net's channels, the run's data became grey."""
+    config = ExperimentConfig(data=DataConfig(size=8, channels=3), multigrid=MultiGridConfig(
+        base_size=2, grids=(GridConfig(size=4), GridConfig(size=8))))
+    settings = config_to_dict(config)
+    settings["model"].update(in_channels=1, image_size=64)
+    grids = [{"model_config": energy.config, "model": energy.state_dict()} for energy in
+             (image_energy("texture", in_channels=3, layers=[[4, 3, 1]]) for _ in range(2))]
+    path = save_checkpoint({"config": settings, "grids": grids, "base": torch.rand(3, 3, 2, 2)},
+                           tmp_path / "checkpoint.pt")
+    assert load_multigrid(path, device="cpu")[1].data.channels == 3
+
+
 @pytest.mark.parametrize("device", ["cpu:0", "auto-detect", "mps"])
 def test_a_device_the_checkpoint_cannot_load_onto_is_named_not_called_damage(
         tmp_path: Path, device: str) -> None:
