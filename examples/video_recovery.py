@@ -88,9 +88,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             parser.error(f"{args.mask} is a mask of {tuple(known.shape[-3:])} (T, H, W); this "
                          f"example reads the clip as {tuple(truth.shape[-3:])}")
         # Else the learned fill's refusal, a traceback, after the classical fills' minutes.
-        if bool(known.all()) or not bool(known.any()):
-            parser.error(f"{args.mask} {'hides no pixel' if known.any() else 'hides every pixel'}"
-                         " of the clip: there is nothing to recover")
+        if bool(known.all()):
+            parser.error(f"{args.mask} hides no pixel of the clip: there is nothing to recover")
+        if not bool(known.any()):
+            parser.error(f"{args.mask} hides every pixel of the clip: there is nothing to "
+                         "recover it from")
         try:  # a fixed occluder (one frame's mask) is learned from by moving it within the frame
             useful_shifts(known)
         except ValueError as error:

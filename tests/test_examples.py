@@ -697,7 +697,9 @@ def test_video_example_learns_its_fill_under_a_logo_the_same_in_every_frame(tmp_
 
 
 @pytest.mark.parametrize("hidden, says", [
-    ((slice(None), slice(None)), "hides every pixel of the clip: there is nothing to recover"),
+    # Not "nothing to recover": all of it is to recover, from nothing observed.
+    ((slice(None), slice(None)), "hides every pixel of the clip: there is nothing to recover "
+     "it from"),
     ((slice(0, 0), slice(0, 0)), "hides no pixel of the clip: there is nothing to recover"),
     ((slice(5, 145), slice(5, 145)), "choose a classical recovery.init for it (stgconv recover "
      "--set recovery.init=biharmonic --set recovery.holdout=0)"),
