@@ -146,6 +146,10 @@ def quick_digits(folder: Path) -> Path:
 def chain_length(run: Path, steps: int | None) -> int:
     """The chain length ``stgconv synthesize`` runs on ``run``'s model: ``steps``, else the
     model's ``sampler.task_steps``, else its training length."""
+    if steps is not None:
+        # As given, 0 included: a cooperative model's proposals unrevised, for which synthesize
+        # builds no sampler (a sampler of 0 steps is refused).
+        return steps
     return task_sampler(model_from_state(load_checkpoint(run), run)[1], n_steps=steps).n_steps
 
 

@@ -1715,6 +1715,23 @@ def test_digits_bench_samples_and_starts_with_its_options(bench_main, monkeypatc
     assert size == len(digits) // 2 == 150  # --quick's 300 test digits
 
 
+def test_digits_bench_chain_length_of_a_cooperative_models_raw_proposals_is_0(tmp_path,
+                                                                             bench_module):
+    """--steps 0 is a cooperative model's proposals unrevised (synthesize builds no sampler):
+    the rows' chain length asked a sampler of 0 steps, a traceback once the options were
+    checked; left out, it is the model's own sampler.n_steps."""
+    from stgconv.config import load_config
+    from stgconv.tasks.train import train
+
+    digits = bench_module("digits.py")
+    data = digits["quick_digits"](tmp_path)
+    run = train(load_config(ROOT / "configs/image/coop_mnist_quick.yaml", [
+        f"data.path={data}", f"out_dir={tmp_path / 'run'}", "train.n_iterations=1",
+        "train.batch_size=4", "sampler.n_steps=3", "train.sample_every=0",
+        "train.checkpoint_every=0", "device=cpu"]), progress=False)
+    assert [digits["chain_length"](run, steps) for steps in (0, 5, None)] == [0, 5, 3]
+
+
 def test_digits_bench_table_prints_each_rows_numbers(tmp_path, bench_main, monkeypatch,
                                                      capsys):
     """Without --quick: 10,000 training digits and 2,000 test digits read; the samples and the
