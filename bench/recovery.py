@@ -126,7 +126,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
                        config.recovery.warmup, config.recovery.average_last,
                        names=SCHEDULE_KEYS)
     except ValueError as err:
-        parser.error(f"--config {args.config}: {err}")
+        # The pair at fault where --set items are given: the config alone (the shipped file,
+        # never given) was blamed for a --set's train.n_iterations.
+        sets = f" with --set {' '.join(args.overrides)}" if args.overrides else ""
+        parser.error(f"--config {args.config}{sets}: {err}")
     missing = [clip for clip in args.clips
                if args.priors and not (Path(args.priors) / f"without_{clip}.pt").is_file()]
     if missing:

@@ -1431,10 +1431,11 @@ def bad_input_argv(tmp_path):
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "nothere"], r"no clip named nothere in"),
     ("recovery.py", ["--data", "{tmp}", "--clips", "a"], r"no clip named a in"),  # not a_file
     ("recovery.py", ["--data", "{tmp}/nowhere"], r"video data folder not found: .*nowhere"),
-    # The first case refused it, with a traceback.
+    # The first case refused it, with a traceback; then --config alone (the shipped file,
+    # never given) was blamed for the --set.
     ("recovery.py", ["--data", "{tmp}", "--set", "train.n_iterations=1"],
-     r"recovery_quick.yaml: recovery.warmup must be in \[0, train.n_iterations\) = \[0, 1\), "
-     r"got 5$"),
+     r"recovery_quick.yaml with --set train.n_iterations=1: recovery.warmup must be in "
+     r"\[0, train.n_iterations\) = \[0, 1\), got 5$"),
     ("recovery.py", ["--data", "{tmp}", "--clips", "set", "--masks", "salt_and_pepper",
                      "--size", "4"],
      r"clips of --frames 70, --size 4: input size \(70, 4, 4\) is smaller than the network's "
