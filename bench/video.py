@@ -38,7 +38,7 @@ from torch import Tensor
 
 from stgconv.config import TrainConfig
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.energy.video import FC_S_WIDTHS, VIDEO_ARCHS, video_energy
+from stgconv.energy.video import VIDEO_ARCHS, frame_size_for, video_energy
 from stgconv.mcmc import Langevin, NoiseInit, PersistentChains
 from stgconv.train import Trainer
 
@@ -163,7 +163,7 @@ def bench_net(
     """One table row: the Langevin step pair, then the training iteration pair, on one preset."""
     torch.manual_seed(timing.seed)  # the network's initial weights
     energy = video_energy(net, in_channels=channels,
-                          frame_size=(size, size) if net in FC_S_WIDTHS else None
+                          frame_size=frame_size_for(net, size)
                           ).to(timing.device)
     shape = (batch, channels, frames, size, size)
     generator = torch.Generator().manual_seed(timing.seed)
@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = args.size or (PAPER_SIZE if paper else 64)
         try:
             video_energy(net, in_channels=args.channels,
-                         frame_size=(size, size) if net in FC_S_WIDTHS else None
+                         frame_size=frame_size_for(net, size)
                          ).check_size((frames, size, size))
         except ValueError as err:  # e.g. clips below the net's receptive field
             parser.error(f"{net} at {frames}x{size}x{size}: {err}")

@@ -584,9 +584,9 @@ def output_folder(text: str) -> Path:
 
 
 def seed_number(text: str) -> int:
-    """An argparse type for ``--seed N`` in the examples, checked as the commands check theirs
-    (:func:`~stgconv.checks.check_seed`): a seed past 64 bits was torch's "Overflow when
-    unpacking long long" traceback, a negative one wrapped round."""
+    """An argparse type for a seed option of the examples and the bench scripts, checked as the
+    commands check theirs (:func:`~stgconv.checks.check_seed`): a seed past 64 bits was
+    torch's "Overflow when unpacking long long" traceback, a negative one wrapped round."""
     try:
         value = int(text)
     except ValueError:

@@ -981,6 +981,21 @@ def test_shapes_or_a_checkpoint_given_as_data_are_refused_by_name(evaluate, tmp_
         load_eval_shapes(grids)
 
 
+def test_the_voxel_tasks_refuse_grids_given_as_data_by_name(tmp_path) -> None:
+    """super_resolve and recover_shape failed in pathlib ("expected str, bytes or os.PathLike
+    object, not ndarray") for grids in memory, naming no argument."""
+    from stgconv import tasks
+
+    grids = boxes_and_balls(2, 16)[:, 0].numpy()
+    with pytest.raises(ValueError, match="^source must be a file's path"):
+        tasks.super_resolve(tmp_path / "no_run", grids, tmp_path / "out")
+    with pytest.raises(ValueError, match="^source must be a file's path"):
+        tasks.recover_shape(tmp_path / "no_run", grids, tmp_path / "known.npy", tmp_path / "out")
+    with pytest.raises(ValueError, match="^known must be a file's path"):
+        tasks.recover_shape(tmp_path / "no_run", tmp_path / "a.npy", grids > 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_fraction_out_of_range_is_named_as_typed_before_the_work(tmp_path, capsys
                                                                           ) -> None:
     """The CLI named its other options with their dashes, this one as 'missing must be ...',

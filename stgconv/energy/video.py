@@ -44,6 +44,13 @@ FC_S_WIDTHS: dict[str, tuple[int, int, int]] = {"fc_s": (120, 30, 10), "fc_s_sma
 VIDEO_ARCHS = (*ST_PRESETS, *FC_S_WIDTHS)
 
 
+def frame_size_for(arch: str, side: int) -> tuple[int, int] | None:
+    """The ``frame_size`` :func:`video_energy` takes for square frames of ``side`` under
+    ``arch``: ``(side, side)`` for the presets that span the frame, ``None`` (refused
+    otherwise) for those whose filters slide over frames of any size."""
+    return (side, side) if arch in FC_S_WIDTHS else None
+
+
 def _fc_s_layers(widths: tuple[int, int, int], frame_size: Sequence[int]) -> list[list[Any]]:
     """The FC_S stack for frames of ``frame_size`` ``(H, W)``: layer 2 spans the whole frame."""
     height, width = ((n + 2 * 2 - 5) // 2 + 1 for n in frame_size)  # after 5x5x5, stride 2, pad 2
@@ -96,7 +103,7 @@ def video_energy(
         raise ValueError(f"{arch} reads no frame_size (its filters slide over frames of any "
                          f"size; only {', '.join(FC_S_WIDTHS)} span the frame), got "
                          f"frame_size={frame_size!r}: leave it out")
-    fixed_frame = arch in FC_S_WIDTHS and frame_size is not None
+    fixed_frame = frame_size is not None  # an st preset refused it above
     if arch in FC_S_WIDTHS and (layers is None or fixed_frame):
         # A bare side (frame_size=64 for square frames) failed as "object of type 'int' has
         # no len()".

@@ -13,7 +13,7 @@ from stgconv.checks import as_int
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
 from stgconv.data.video import CacheSettingsError, load_training_clips
 from stgconv.energy.base import ConvNetEnergy
-from stgconv.energy.video import FC_S_WIDTHS, video_energy
+from stgconv.energy.video import frame_size_for, video_energy
 from stgconv.io.image import to_bytes
 from stgconv.io.video import GIF_MAX_FPS, GIF_MIN_FPS, TooFewFramesError, save_comparison
 from stgconv.modalities.base import Modality, stationary_side
@@ -58,11 +58,9 @@ class VideoModality(Modality):
         return load_clips(data)
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy:
-        # The frame size only for the presets that span the frame: the st ones refuse it.
-        frame_size = ((model.image_size, model.image_size) if model.arch in FC_S_WIDTHS
-                      else None)
         return video_energy(model.arch, in_channels=model.in_channels,
-                            frame_size=frame_size, layers=model.layers,
+                            frame_size=frame_size_for(model.arch, model.image_size),
+                            layers=model.layers,
                             activation=model.activation or "relu",
                             reference_sigma=model.reference_sigma)
 

@@ -21,8 +21,8 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import (as_int, check_flag, check_generator, check_output, check_seed,
-                            check_up_axis)
+from stgconv.checks import (as_int, check_flag, check_generator, check_output, check_path,
+                            check_seed, check_up_axis)
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
@@ -281,6 +281,8 @@ def recover_shape(checkpoint: str | Path, source: str | Path, known: str | Path,
     seed = check_seed(seed)
     # Before the work: an out_dir that was a file failed after the chains with "File exists".
     check_output(out_dir, "out_dir")
+    check_path(source, "source")
+    check_path(known, "known")
     if (Path(source).suffix.lower() == ".mat") != (Path(known).suffix.lower() == ".mat"):
         raise ValueError(f"{source} and {known} must both be .mat files or neither: a .mat "
                          "grid is read with its first two axes swapped (stgconv.io.voxel), so "
@@ -361,6 +363,7 @@ def super_resolve(checkpoint: str | Path, source: str | Path, out_dir: str | Pat
     """
     seed = check_seed(seed)
     check_output(out_dir, "out_dir")  # before the work, as recover_shape
+    check_path(source, "source")
     binary = check_flag(binary, "binary")
     batch_size = check_batch_size(batch_size)
     if up_axis is not None:
