@@ -1362,17 +1362,23 @@ def test_stored_chains_that_are_not_finite_are_named_with_the_checkpoint(
     assert load_checkpoint(path)["iteration"] == 1
 
 
+def data_gaussian_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of two 8x8 images and a tiny run on them whose chains start from Gaussians
+    fitted to them (a fit needs two examples)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
+    return images, tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
+                                    "chains.mode=noise", "chains.init=data_gaussian")
+
+
 def test_a_stored_data_gaussian_that_is_not_finite_is_named_with_the_checkpoint(
         tmp_path: Path) -> None:
     """synthesize of a model whose chains start from Gaussians fitted to its data, the fit
     edited to NaN: refused as "a data Gaussian's means hold NaN or infinite values", naming
     neither the file nor the stored fit."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):  # a Gaussian fit needs two examples
-        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
-    run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
-                           "chains.mode=noise", "chains.init=data_gaussian")
+    _, run = data_gaussian_run(tmp_path)
     path = run / "checkpoint.pt"
     state = load_checkpoint(path)
     state["init"]["means"] = torch.full_like(state["init"]["means"], math.nan)
@@ -1387,12 +1393,7 @@ def test_reconstruct_and_interpolate_refuse_a_model_started_from_fitted_gaussian
         tmp_path: Path) -> None:
     """They optimise and walk a noise start; a model whose chains start from Gaussians fitted to
     its data has none to give: refused naming chains.init, nothing written."""
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):  # a Gaussian fit needs two examples
-        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(images / f"{i}.png")
-    run = tiny_texture_run(tmp_path, "data.kind=objects", f"data.path={images}",
-                           "chains.mode=noise", "chains.init=data_gaussian")
+    images, run = data_gaussian_run(tmp_path)
     message = (r"\(chains.init data_gaussian\); reconstruct optimises a noise start and "
                r"interpolate walks between two, so they take models trained from gaussian or "
                r"uniform noise$")
