@@ -14,14 +14,14 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import check_flag, check_generator, check_tensor, is_int
-from stgconv.energy.base import ConvNetEnergy
 from stgconv.initializer import Initializer
 from stgconv.mcmc import DownsampleConsistency
 from stgconv.mcmc.base import Sampler
 from stgconv.ops import block_top_k, block_upsampler
+from stgconv.types import EnergyFn
 
 
-def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, factor: int, *,
+def super_resolve_batch(energy: EnergyFn, sampler: Sampler, low: Tensor, factor: int, *,
                         offset: float = 0.0, upsample: str = "linear", binary: bool = True,
                         initializer: Initializer | None = None,
                         generator: torch.Generator | None = None) -> Tensor:
@@ -33,6 +33,9 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
     ``block_down(x, f) == low`` after every step (the start too).
 
     Args:
+        energy: ``(B, 1, D, D, D) -> (B,)``: a :class:`~stgconv.energy.base.ConvNetEnergy`, whose
+            ``input_size`` is checked against ``low``'s side times ``factor``, or any energy
+            of one's own (a function, an ``nn.Module``).
         low: ``(B, 1, d, d, d)`` block means in ``[0, 1]``; ``d * factor`` must be the model's side.
         factor: block size ``f``.
         offset: what the model subtracts from occupancy (the training mean; with a config,
@@ -70,11 +73,14 @@ def super_resolve_batch(energy: ConvNetEnergy, sampler: Sampler, low: Tensor, fa
                          f"[{low.min().item():.4g}, {low.max().item():.4g}]")
     # Else the energy refused the up-sampled start ("expected input of shape ('B', 1, 16, 16,
     # 16), got (2, 1, 32, 32, 32)" for an 8^3 low and factor 4), naming neither low nor factor.
+    # An energy of one's own (a function, a module) states no input size: its
+    # ``energy.input_size`` failed as an AttributeError naming neither energy nor low.
     high = tuple(n * factor for n in low.shape[2:]) if is_int(factor) and factor >= 1 else None
-    if energy.input_size is not None and high is not None and any(
-            side is not None and side != n for side, n in zip(energy.input_size, high)):
+    input_size = getattr(energy, "input_size", None)
+    if input_size is not None and high is not None and any(
+            side is not None and side != n for side, n in zip(input_size, high)):
         raise ValueError(f"low {tuple(low.shape)} up-sampled by factor {factor} is {high}, but "
-                         f"the model takes {energy.input_size}: low's side times factor must "
+                         f"the model takes {input_size}: low's side times factor must "
                          "be the model's side")
     blocks = (factor,) * 3
     low_model = low - offset

@@ -98,3 +98,23 @@ def test_super_resolution_starts_at_the_linear_upsampling_by_default() -> None:
     expected = linear - nearest_up(block_down(linear, blocks) - (low - offset), blocks) + offset
     torch.testing.assert_close(chain, expected, rtol=0, atol=1e-6)
     assert not torch.allclose(chain, nearest_up(low, blocks), atol=1e-3)
+
+
+@pytest.mark.parametrize("own", ["function", "module"])
+def test_super_resolution_takes_an_energy_of_ones_own(own: str) -> None:
+    """A function or a plain ``nn.Module``, which state no ``input_size``, failed with an
+    AttributeError on it; it super-resolves, keeping the block means, the same twice for one
+    seed."""
+    conv = torch.nn.Conv3d(1, 1, 3, padding=1)
+    energy = ((lambda x: x.square().flatten(1).sum(1)) if own == "function" else
+              torch.nn.Sequential(conv, torch.nn.Flatten(), torch.nn.Linear(512, 1),
+                                  torch.nn.Flatten(0)))
+    low = block_down(boxes_and_balls(2, 8), (4, 4, 4))
+    sampler = MALA(n_steps=2, step_size=0.1)
+    chains = [super_resolve_batch(energy, sampler, low, 4, binary=False, generator=gen(3))
+              for _ in range(2)]
+    assert torch.equal(chains[0], chains[1])
+    torch.testing.assert_close(block_down(chains[0], (4, 4, 4)), low, rtol=0, atol=1e-6)
+    shape = super_resolve_batch(energy, sampler, low, 4, generator=gen(3))
+    assert shape.shape == (2, 1, 8, 8, 8)
+    assert torch.equal(block_down(shape, (4, 4, 4)), low)
