@@ -207,6 +207,13 @@ def test_constraints_refuse_non_finite_values_to_keep() -> None:
             DownsampleConsistency(low, (2, 2))
 
 
+def test_downsample_consistency_names_block_means_on_the_meta_device() -> None:
+    """As KnownEntries' observed: a meta ``low`` failed in torch's words, "Tensor.item() cannot
+    be called on meta tensors", naming no argument."""
+    with pytest.raises(ValueError, match="^low is on the meta device"):
+        DownsampleConsistency(rand((2, 1, 2, 2), seed=1).to("meta"), (2, 2))
+
+
 # ---------------------------------------------------------------------------------------------
 # DownsampleConsistency
 # ---------------------------------------------------------------------------------------------

@@ -138,11 +138,13 @@ class DownsampleConsistency(Constraint):
             ``(f, f, f)`` for voxels, ``(1, f, f)`` or ``(ft, f, f)`` for videos.
 
     Raises:
-        ValueError: a non-finite ``low`` or a bad ``factor``.
+        ValueError: ``low`` no tensor, on the meta device or not finite, or a bad ``factor``.
     """
 
     def __init__(self, low: Tensor, factor: Sequence[int]) -> None:
         check_tensor(low, "low")  # else torch.isfinite's "must be Tensor, not numpy.ndarray"
+        # Else "Tensor.item() cannot be called on meta tensors", naming no argument.
+        check_not_meta(low, "low")
         if not torch.isfinite(low).all():  # as KnownEntries' observed
             raise ValueError("low has NaN or infinite values; the block means to keep must be "
                              "finite")
