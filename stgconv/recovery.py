@@ -199,11 +199,15 @@ class CompletionChain:
 
     def move(self, energy: EnergyFn, completion: Tensor, constraint: KnownEntries, *,
              generator: torch.Generator | None = None) -> Tensor:
-        """One run from ``completion`` ``(1, C, *S)`` on ``constraint``; returns ``(1, C, *S)``."""
+        """One run on ``constraint`` from ``completion`` ``(1, C, *S)`` (projected onto it
+        first); returns ``(1, C, *S)``."""
         check_generator(generator, "CompletionChain.move")
         if self.step_scale is None:
             return self.sampler.run(energy, completion, constraint=constraint, generator=generator)
-        preconditioned = Preconditioned(energy, completion, self.step_scale)
+        # The chain holds z at 0 on the known entries, so x keeps the start's values there:
+        # a start off the constraint (a caller's fill of every entry) fed the energy its
+        # fill, not the observed values, at every step, and only the result was projected.
+        preconditioned = Preconditioned(energy, constraint.project(completion), self.step_scale)
         z = self.sampler.run(preconditioned, torch.zeros_like(completion),
                              constraint=preconditioned.constraint(constraint.known),
                              generator=generator)

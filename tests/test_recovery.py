@@ -700,6 +700,35 @@ def test_completion_clamp_bounds_the_moves_and_keeps_observed_entries() -> None:
     assert torch.equal(moved[~known], torch.full((2,), 0.1))
 
 
+@pytest.mark.parametrize("name", ["langevin", "mala", "hmc"])
+def test_a_preconditioned_completion_is_projected_before_its_first_energy(name: str) -> None:
+    """A completion off the constraint (a caller's own fill of the whole clip) given to a
+    step-scaled chain: the chain moves ``completion + scale * z`` with ``z`` held at 0 on the
+    known entries, so every state the energy saw kept the fill's values there, not the
+    observed ones, and only the result was projected. Without a step scale the sampler
+    projects its start itself."""
+    samplers = {"langevin": Langevin(n_steps=2, step_size=0.1),
+                "mala": MALA(n_steps=2, step_size=0.1),
+                "hmc": HMC(n_steps=2, step_size=0.1, n_leapfrog=2)}
+    observed = torch.randn(1, 2, 4, 4, generator=gen(0), dtype=torch.float64)
+    known = torch.rand(1, 2, 4, 4, generator=gen(1)) < 0.5
+    constraint = KnownEntries(observed, known)
+    fill = torch.zeros_like(observed)  # off the constraint at every known entry
+    seen = []
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return x.pow(2).flatten(1).sum(1)
+
+    for step_scale in (None, torch.full((1, 2, 4, 4), 0.5, dtype=torch.float64)):
+        seen.clear()
+        chain = CompletionChain(samplers[name], step_scale=step_scale)
+        moved = chain.move(energy, fill, constraint, generator=gen(2))
+        assert seen and torch.equal(moved[known], observed[known])
+        for k, state in enumerate(seen):
+            assert torch.equal(state[known], observed[known]), f"evaluation {k} is off it"
+
+
 def recording_chain(completions: list) -> CompletionChain:
     chain = CompletionChain(Langevin(n_steps=2, step_size=0.1))
     original = chain.move
