@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_flag, check_generator, check_tensor, is_int
+from stgconv.checks import check_dtype, check_flag, check_generator, check_tensor, is_int
 from stgconv.initializer import Initializer
 from stgconv.mcmc import DownsampleConsistency
 from stgconv.mcmc.base import Sampler
@@ -52,8 +52,9 @@ def super_resolve_batch(energy: EnergyFn, sampler: Sampler, low: Tensor, factor:
 
     Raises:
         ValueError: ``low`` not ``(B, 1, d, d, d)`` float block means in ``[0, 1]`` (NaN
-            included), ``d * factor`` not the model's side, ``factor`` not an int ``>= 1``
-            (the up-sampling's check), an unknown ``upsample``.
+            included) or not of the network's dtype (an ``nn.Module``'s), ``d * factor`` not
+            the model's side, ``factor`` not an int ``>= 1`` (the up-sampling's check), an
+            unknown ``upsample``.
     """
     check_generator(generator, "super_resolve_batch")  # before the start's work
     binary = check_flag(binary, "binary")
@@ -82,6 +83,12 @@ def super_resolve_batch(energy: EnergyFn, sampler: Sampler, low: Tensor, factor:
         raise ValueError(f"low {tuple(low.shape)} up-sampled by factor {factor} is {high}, but "
                          f"the model takes {input_size}: low's side times factor must "
                          "be the model's side")
+    # As recover's observed: else the network's first layer refused the start in torch's
+    # words ("Input type (double) and bias type (float) should be the same"), an energy of
+    # one's own, or a model's check named its input "x", neither naming low.
+    weight = next(energy.parameters(), None) if isinstance(energy, torch.nn.Module) else None
+    if weight is not None:
+        check_dtype(low, weight.dtype, "low")
     blocks = (factor,) * 3
     low_model = low - offset
     if initializer is not None and initializer.serves(factor):

@@ -118,3 +118,17 @@ def test_super_resolution_takes_an_energy_of_ones_own(own: str) -> None:
     shape = super_resolve_batch(energy, sampler, low, 4, generator=gen(3))
     assert shape.shape == (2, 1, 8, 8, 8)
     assert torch.equal(block_down(shape, (4, 4, 4)), low)
+
+
+@pytest.mark.parametrize("own", ["model", "module"])
+def test_super_resolution_names_low_of_another_dtype_than_the_network(own: str) -> None:
+    """float64 block means into a float32 network: a module of one's own failed in torch's
+    words ("Input type (double) and bias type (float) should be the same"), a model named its
+    input "x"; neither named low."""
+    energy = (tiny_energy(8) if own == "model" else
+              torch.nn.Sequential(torch.nn.Conv3d(1, 1, 3, padding=1), torch.nn.Flatten(),
+                                  torch.nn.Linear(512, 1), torch.nn.Flatten(0)))
+    low = block_down(boxes_and_balls(2, 8), (4, 4, 4)).double()
+    with pytest.raises(ValueError, match=r"^expected low of dtype torch.float32 \(the "
+                                         r"network's\), got torch.float64"):
+        super_resolve_batch(energy, Langevin(n_steps=1), low, 4)
