@@ -95,10 +95,17 @@ def interpolation_spread(observed: Tensor, known: Tensor) -> Tensor:
 
     Returns:
         ``(C, T, *S)``, ``>= 0``.
+
+    Raises:
+        ValueError: ``known`` not a bool mask broadcasting to ``observed``, ``observed`` not
+            ``(C, T, ...)`` or not finite at an observed entry.
     """
     known = _bool_mask("known", known, observed)
     if observed.dim() < 2:
         raise ValueError(f"observed must be (C, T, ...), got {tuple(observed.shape)}")
+    # As recover's check: a NaN at an observed entry came back as NaN spreads, a step scale
+    # that CompletionChain's own check then blamed on the step scale, not on observed.
+    check_finite_observed(observed, known, "observed")
     T = observed.shape[1]
     _, prev, nxt = observed_frames_around(known.expand(observed.shape))
     values = torch.where(known, observed, 0)

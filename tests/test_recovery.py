@@ -538,6 +538,21 @@ def test_interpolation_spread() -> None:
     assert spread.flatten().tolist() == [1.0, 0.0, 1.0]
 
 
+def test_the_spreads_name_a_non_finite_observed_value() -> None:
+    """A NaN or an infinity at an observed entry came back as non-finite spreads without a
+    word (a step scale recover then refused as 'step_scale must be finite'); at a missing
+    entry it is never read."""
+    known = torch.tensor([True, False, True, False, False, True]).view(1, 6, 1, 1)
+    video = torch.tensor([0.0, 9.0, 0.5, 9.0, 0.5, 9.0]).view(1, 6, 1, 1)
+    assert torch.equal(interpolation_spread(video.masked_fill(~known, math.nan), known),
+                       interpolation_spread(video, known))
+    for bad in (math.nan, math.inf):
+        for spread in (interpolation_spread, spread_step_scale):
+            with pytest.raises(ValueError, match="^observed has NaN or infinite values at "
+                                                 "observed entries"):
+                spread(video.masked_fill(known, bad), known)
+
+
 @pytest.mark.parametrize("power", [1.0, 2.0])
 def test_spread_step_scale_is_the_spread_at_unit_rms_over_the_missing_entries(power) -> None:
     """The spread (0.5, 8.5, 8.5 at the missing entries, as above) to ``power``, divided by its
