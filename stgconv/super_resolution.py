@@ -16,7 +16,7 @@ from torch import Tensor
 from stgconv.checks import check_dtype, check_flag, check_generator, check_tensor, is_int
 from stgconv.initializer import Initializer
 from stgconv.mcmc import DownsampleConsistency
-from stgconv.mcmc.base import Sampler
+from stgconv.mcmc.base import Sampler, check_sampler
 from stgconv.ops import block_top_k, block_upsampler
 from stgconv.types import EnergyFn
 
@@ -57,6 +57,7 @@ def super_resolve_batch(energy: EnergyFn, sampler: Sampler, low: Tensor, factor:
             unknown ``upsample``.
     """
     check_generator(generator, "super_resolve_batch")  # before the start's work
+    check_sampler(sampler, "sampler")
     binary = check_flag(binary, "binary")
     check_tensor(low, "low")
     # Else the energy refused the up-sampled grid ("expected input of shape ('B', 1, 8, 8, 8),

@@ -14,6 +14,7 @@ import torch
 from _tiny import gen, rand
 from torch import Tensor, nn
 
+from stgconv.config import TrainConfig
 from stgconv.energy import image_energy
 from stgconv.mcmc import (
     HMC,
@@ -22,9 +23,14 @@ from stgconv.mcmc import (
     KnownEntries,
     Langevin,
     MultiGridSampler,
+    NoiseInit,
+    NoiseStart,
     NonFiniteEnergyError,
 )
 from stgconv.ops import block_down, nearest_up, pyramid
+from stgconv.recovery import recover
+from stgconv.super_resolution import super_resolve_batch
+from stgconv.train import Trainer
 
 # float64 for the constraint algebra: its identities hold to rounding, ~1e-15 relative.
 TOL = {"rtol": 0.0, "atol": 1e-12}
@@ -346,3 +352,25 @@ def test_multigrid_base_is_a_copy_of_x0() -> None:
         [_half_square], x0, generator=gen(0))
     grids[0].add_(1.0)
     assert torch.equal(x0, torch.zeros(2, 1, 1, 1))
+
+
+def test_a_multigrid_sampler_given_where_one_energy_is_sampled_is_named() -> None:
+    """Its run takes a list of energies: recover and super_resolve_batch failed at the first
+    chain with "pass [energy] for one grid", which their callers cannot do, and a trainer or a
+    multi-grid sampler of one took it as a grid's sampler. Each refuses it up front."""
+    pyramid_sampler = MultiGridSampler((Langevin(n_steps=1, step_size=0.1),), ((2, 2),))
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Flatten(), nn.Linear(16, 1),
+                        nn.Flatten(0))
+    observed = rand((1, 4, 4), seed=0).float()
+    known = torch.ones(1, 4, 4, dtype=torch.bool)
+    known[0, 0, 0] = False
+    refused = "must run one energy's chains .* got a MultiGridSampler"
+    with pytest.raises(ValueError, match=f"^sampler {refused}"):
+        recover(net, pyramid_sampler, observed, known, train=TrainConfig(n_iterations=2),
+                average_last=1, generator=gen(0))
+    with pytest.raises(ValueError, match=f"^sampler {refused}"):
+        super_resolve_batch(_half_square, pyramid_sampler, torch.full((1, 1, 2, 2, 2), 0.5), 2)
+    with pytest.raises(ValueError, match=f"^sampler {refused}"):
+        Trainer(net, pyramid_sampler, NoiseStart(NoiseInit()), observed[None])
+    with pytest.raises(ValueError, match=fr"^samplers\[0\] {refused}"):
+        MultiGridSampler((pyramid_sampler,), ((2, 2),))

@@ -110,11 +110,22 @@ class Sampler(Protocol):
 
 def check_sampler(sampler: object, name: str) -> None:
     """``ValueError`` naming ``name`` unless ``sampler`` has a ``run`` (the protocol is not
-    checked at runtime): a sampler's name or a step function failed later as "'str' object has
-    no attribute 'run'"."""
+    checked at runtime) and runs one energy's chains (no :class:`MultiGridSampler`): a
+    sampler's name or a step function failed later as "'str' object has no attribute
+    'run'"."""
+    # Here, not at the top: the multi-grid module builds on this one.
+    from stgconv.mcmc.multigrid import MultiGridSampler
+
     if not callable(getattr(sampler, "run", None)):
         raise ValueError(f"{name} must be a sampler (Langevin, MALA, HMC: an object with run), "
                          f"got {type(sampler).__name__}")
+    # Its run takes a list of energies, one per grid: where one energy's chains are run it
+    # failed at the first chain, as "energies must be a sequence ...: pass [energy] for one
+    # grid", advice a caller of recover or a trainer has no way to follow.
+    if isinstance(sampler, MultiGridSampler):
+        raise ValueError(f"{name} must run one energy's chains (Langevin, MALA, HMC), got a "
+                         "MultiGridSampler, which samples a pyramid of energies: give one of "
+                         "its grids' samplers, or run it with MultiGridSampler.run(energies, x0)")
 
 
 def check_constraint(constraint: object, sampler: str, *,
