@@ -1339,6 +1339,10 @@ def _number_as_typed(loader: _Loader, node: yaml.ScalarNode) -> int | float:
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _number_as_typed)
 _Loader.add_constructor("tag:yaml.org,2002:float", _number_as_typed)
+# YAML 1.1 reads 2026-12-07 (and 2026-12-07 10:00:00) as a date, a type no setting takes: a run
+# named for its day (name: 2026-12-07, or --set name=2026-12-07) was refused as "got
+# datetime.date(2026, 12, 7)". Read as typed, text, as YAML 1.2 has it; the dumper quotes it.
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_scalar)
 
 
 def _yaml_load(stream: Any) -> Any:

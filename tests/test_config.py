@@ -352,6 +352,19 @@ def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
                                     "    <<: *shared\n    n_steps: 2\n    n_steps: 3\n"))
 
 
+def test_a_date_is_text(tmp_path: Path) -> None:
+    """YAML 1.1 reads 2026-12-07 as a date, which no setting takes: a run named for its day was
+    refused as "got datetime.date(2026, 12, 7)". It is text, in a file, a --set and a run's saved
+    config.yaml, which reads it back."""
+    config = load_config(write(tmp_path, "name: 2026-12-07\nout_dir: 2026-12-07 10:00:00\n"))
+    assert (config.name, config.out_dir) == ("2026-12-07", "2026-12-07 10:00:00")
+    assert load_config(None, ["name=2026-12-07"]).name == "2026-12-07"
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config
+    with pytest.raises(ValueError, match=r"^train\.lr must be a number, got '2026-12-07'$"):
+        load_config(None, ["train.lr=2026-12-07"])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
