@@ -1298,6 +1298,7 @@ def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode) -> dict[An
     """A YAML mapping, refusing a key given twice: PyYAML keeps the last silently, so a second
     ``train:`` section would drop every value of the first. A key that a merge (``<<: *base``)
     brings in may be given again: overriding it is what a merge is for."""
+    _refuse_merged_repeats(loader, node)
     seen: set[Any] = set()
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
@@ -1315,6 +1316,28 @@ def _mapping_without_repeats(loader: _Loader, node: yaml.MappingNode) -> dict[An
                              "the first")
         seen.add((type(key), key))
     return loader.construct_mapping(node, deep=True)
+
+
+def _refuse_merged_repeats(loader: _Loader, node: yaml.MappingNode) -> None:
+    """Refuses a key that two mappings merged into ``node`` both give (``<<: [*a, *b]``, or
+    ``<<: *a`` and ``<<: *b``). YAML's merge takes the first mapping's; PyYAML 6.0.4 takes the
+    last's or the first's by the key's length (yaml/pyyaml#953), so ``train: {<<: [*fast,
+    *base]}`` set the other learning rate than the file says, silently."""
+    given: set[Any] = set()
+    for key_node, merged in node.value:
+        if key_node.tag != "tag:yaml.org,2002:merge":
+            continue
+        for mapping_node in merged.value if isinstance(merged, yaml.SequenceNode) else [merged]:
+            if not isinstance(mapping_node, yaml.MappingNode):
+                return  # PyYAML's own refusal names it
+            keys = loader.construct_object(mapping_node, deep=True)
+            repeated = sorted(given.intersection(keys), key=str)
+            if repeated:
+                raise ValueError(
+                    f"config key {repeated[0]!r} is given by two of the mappings merged on line "
+                    f"{key_node.start_mark.line + 1}; which one a merge keeps differs between "
+                    "YAML readers: give the key beside the <<, where it replaces the merged ones")
+            given.update(keys)
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)

@@ -351,6 +351,19 @@ def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
         load_config(write(tmp_path, "sampler: &shared\n  n_steps: 5\nrecovery:\n  completion:\n"
                                     "    <<: *shared\n    n_steps: 2\n    n_steps: 3\n"))
 
+    # Two mappings merged giving a key: YAML keeps the first's, PyYAML 6.0.4 the last's.
+    merges = ("fast: &fast\n  lr: 0.1\nbase: &base\n  lr: 0.001\n  batch_size: 4\n"
+              "train:\n  <<: [*fast, *base]\n")
+    with pytest.raises(ValueError, match=r"config key 'lr' is given by two of the mappings "
+                                         r"merged on line 7; .* give the key beside the <<"):
+        read_yaml(write(tmp_path, merges))
+    with pytest.raises(ValueError, match=r"config key 'lr' is given by two of the mappings "
+                                         r"merged on line 8; "):
+        read_yaml(write(tmp_path, merges.replace("[*fast, *base]", "*fast\n  <<: *base")))
+    data = read_yaml(write(tmp_path, merges.replace("*base]", "*base]\n  lr: 0.01")
+                           .replace("  lr: 0.001\n", "")))
+    assert data["train"] == {"lr": 0.01, "batch_size": 4}
+
 
 def test_a_date_is_text(tmp_path: Path) -> None:
     """YAML 1.1 reads 2026-12-07 as a date, which no setting takes: a run named for its day was
