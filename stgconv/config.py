@@ -1496,10 +1496,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 def _shown_for_a_word(value: Any) -> str:
     """``value`` as the refusal of a word shows it. YAML 1.1 (PyYAML) reads a bare yes, no, on
     or off as a boolean: ``name: off`` was refused as "got False", which did not say where the
-    boolean came from."""
+    boolean came from. Likewise a number: ``name: 007`` was refused as "got 7", ``name: 1e3`` as
+    "got 1000.0", neither what the file says."""
     if isinstance(value, bool):
         return (f"{value!r} (YAML reads a bare yes, no, on, off, true or false as a boolean: "
                 "quote the word)")
+    if isinstance(value, numbers.Number):
+        return f"{value!r} (YAML reads a bare number as a number: quote it for text)"
     return repr(value)
 
 

@@ -399,6 +399,10 @@ def test_a_date_is_text(tmp_path: Path) -> None:
         ("model.layers=[[8, null, 1]]", r"model\.layers\[0\]\[1\] must be an integer, got None"),
         ("name=5", r"name must be a str"),
         ("name=true", r"name must be a str, got True"),
+        # A number where a word goes: 007 and 1e3 were refused as "got 7", "got 1000.0".
+        ("name=007", r"^name must be a str, got 7 \(YAML reads a bare number as a number: "
+                     r"quote it for text\)$"),
+        ("sampler.kind=1e3", r"got 1000\.0 \(YAML reads a bare number as a number: quote it"),
         # A bare yes/no/on/off is a boolean to YAML 1.1: where a word is expected, said so.
         ("name=off", r"name must be a str, got False \(YAML reads a bare yes, no, on, off, true "
                      r"or false as a boolean: quote the word\)$"),
