@@ -1720,7 +1720,12 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     quoting the input with a caret under it)."""
     mark = getattr(err, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{getattr(err, 'problem', None) or err}{where}"
+    problem = getattr(err, "problem", None) or err
+    # PyYAML's words for a tab an editor put in ("found character '\t' that cannot start any
+    # token") do not say what to do; YAML indents with spaces only, and PyYAML takes no tab
+    # between the parts of a line either.
+    fix = "; write spaces instead of the tab" if "'\\t'" in str(problem) else ""
+    return f"{problem}{where}{fix}"
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),

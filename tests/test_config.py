@@ -365,6 +365,19 @@ def test_a_merged_section_may_override_what_it_merges(tmp_path: Path) -> None:
     assert data["train"] == {"lr": 0.01, "batch_size": 4}
 
 
+def test_a_tab_is_named_with_its_fix(tmp_path: Path) -> None:
+    """A tab an editor put in was "found character '\\t' that cannot start any token", which does
+    not say what to do."""
+    said = (r"found character '\\t' that cannot start any token at line 2, column 1; write "
+            r"spaces instead of the tab$")
+    path = write(tmp_path, "train:\n\tlr: 0.002\n")
+    with pytest.raises(ValueError, match=rf"^config file {re.escape(str(path))} is not valid "
+                                         rf"YAML: {said}"):
+        load_config(path)
+    with pytest.raises(ValueError, match=r"line 1, column 8; write spaces instead of the tab\)$"):
+        load_config(None, ["train={lr: 1,\tbatch_size: 2}"])
+
+
 def test_a_date_is_text(tmp_path: Path) -> None:
     """YAML 1.1 reads 2026-12-07 as a date, which no setting takes: a run named for its day was
     refused as "got datetime.date(2026, 12, 7)". It is text, in a file, a --set and a run's saved
