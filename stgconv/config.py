@@ -1426,8 +1426,15 @@ def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") ->
     if unknown:
         where = f" in section '{prefix.rstrip('.')}'" if prefix else ""
         keys = [prefix + str(k) for k in unknown]
+        # `train.lr: 0.002` in a file, the --set form copied: YAML reads one key with a dot.
+        dotted = [k for k in unknown if isinstance(k, str) and k.partition(".")[0] in names]
+        hint = ""
+        if dotted:
+            section, _, rest = dotted[0].partition(".")
+            hint = (f" ({dotted[0]} is how --set names it; in YAML, nest it: {section}: and, "
+                    f"indented beneath, {rest}:)")
         raise UnknownKeys(f"unknown config key(s) {', '.join(keys)}{where}; "
-                          f"valid keys: {', '.join(sorted(names))}", keys)
+                          f"valid keys: {', '.join(sorted(names))}{hint}", keys)
     kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
     return cls(**kwargs)
 

@@ -28,6 +28,7 @@ from stgconv.config import (
     RecoveryConfig,
     SamplerConfig,
     TrainConfig,
+    UnknownKeys,
     UnreadSetting,
     WithdrawnSetting,
     apply_overrides,
@@ -253,6 +254,18 @@ def test_unknown_key_names_its_source(tmp_path: Path, text: str, overrides: list
     keys = r"(sampler\.bogus, )?sampler\.n_step"
     with pytest.raises(ValueError, match=rf"^{source}: unknown config key\(s\) {keys} "):
         load_config(write(tmp_path, text), overrides)
+
+
+def test_a_dotted_key_in_a_file_is_told_to_nest(tmp_path: Path) -> None:
+    """``train.lr: 0.002``, a --set copied into a file, is one key to YAML: it was refused as an
+    unknown key, not saying how a file writes it."""
+    with pytest.raises(UnknownKeys, match=r"unknown config key\(s\) recovery\.learned\.lr "
+                                          r"in section 'recovery'; valid keys: .* \(learned\.lr "
+                                          r"is how --set names it; in YAML, nest it: learned: "
+                                          r"and, indented beneath, lr:\)$"):
+        load_config(write(tmp_path, "recovery:\n  learned.lr: 0.002\n"))
+    with pytest.raises(UnknownKeys, match=r"valid keys: [a-z_, ]*$"):
+        load_config(write(tmp_path, "trian.lr: 0.002\n"))
 
 
 @pytest.mark.parametrize("text, message", [
