@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import re
+import reprlib
 import types
 import typing
 import warnings
@@ -1698,7 +1699,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping at the top level")
+        # What it holds instead: a list (lines of "- ..."), or one word or line of text, such
+        # as a --set written into the file (train.lr=0.002), which YAML reads as a string.
+        held = ("a list" if isinstance(data, list) else
+                f"{reprlib.repr(data)} (key=value is --set's form; a file writes key: value)"
+                if isinstance(data, str) and "=" in data else reprlib.repr(data))
+        raise ValueError(f"config file {path} must hold a mapping (key: value lines) at the top "
+                         f"level, got {held}")
     try:
         return _deep_copy(data)  # refused here, where the message can name the file
     except ValueError as err:

@@ -256,6 +256,20 @@ def test_unknown_key_names_its_source(tmp_path: Path, text: str, overrides: list
         load_config(write(tmp_path, text), overrides)
 
 
+@pytest.mark.parametrize("text, held", [
+    ("- train: {lr: 1}\n", "a list"),
+    ("train.lr=0.002\n", r"'train\.lr=0\.002' \(key=value is --set's form; a file writes "
+                         r"key: value\)"),
+    ("3\n", "3")])
+def test_a_file_of_no_mapping_says_what_it_holds(tmp_path: Path, text: str, held: str) -> None:
+    """"must hold a mapping at the top level" did not say what the file held instead."""
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError, match=rf"^config file {re.escape(str(path))} must hold a "
+                                         rf"mapping \(key: value lines\) at the top level, got "
+                                         rf"{held}$"):
+        load_config(path)
+
+
 def test_a_dotted_key_in_a_file_is_told_to_nest(tmp_path: Path) -> None:
     """``train.lr: 0.002``, a --set copied into a file, is one key to YAML: it was refused as an
     unknown key, not saying how a file writes it."""
