@@ -1416,8 +1416,13 @@ class WithdrawnSetting(UnknownKeys):
 def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict, checking every key and value type."""
     if not isinstance(data, dict):
+        # Text, where a colon lacks its space (lr:0.002) or is missing (lr 0.002): YAML reads
+        # the line as one string, which the bare "got 'lr:0.002'" did not explain.
+        hint = (" (YAML reads it as text: write each key as key: value, a space after the "
+                "colon, on its own line indented beneath the section)"
+                if isinstance(data, str) else "")
         raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, "
-                         f"got {data!r}")
+                         f"got {data!r}{hint}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names, key=str)  # a key YAML read as a number or a bool too

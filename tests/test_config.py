@@ -270,6 +270,16 @@ def test_a_file_of_no_mapping_says_what_it_holds(tmp_path: Path, text: str, held
         load_config(path)
 
 
+@pytest.mark.parametrize("line", ["lr:0.002", "lr 0.002"])
+def test_a_key_without_its_colon_and_space_is_explained(tmp_path: Path, line: str) -> None:
+    """``lr:0.002`` (no space) or ``lr 0.002`` is text to YAML: the section was refused as
+    "must be a mapping, got 'lr:0.002'", not saying why."""
+    with pytest.raises(ValueError, match=rf"^config section train must be a mapping, got "
+                                         rf"'{line}' \(YAML reads it as text: write each key as "
+                                         r"key: value, a space after the colon,"):
+        load_config(write(tmp_path, f"train:\n  {line}\n"))
+
+
 def test_a_dotted_key_in_a_file_is_told_to_nest(tmp_path: Path) -> None:
     """``train.lr: 0.002``, a --set copied into a file, is one key to YAML: it was refused as an
     unknown key, not saying how a file writes it."""
