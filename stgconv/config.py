@@ -280,10 +280,13 @@ class LearnedFillConfig:
     # (the learned fill and `fills` always do); each is computed once without the held-out
     # entries, and again with them only if it wins; never once per pattern.
     starts: tuple[str, ...] = ("motion_compensated",)
+    # Adam steps of the net on the clip (after a prior's, if any), and its hidden layers'
+    # channels (stgconv.learned_fill.FillNet).
     iterations: int = 800
     width: int = 48
     # Crops of 2 frames: the net works per frame (time enters through its inputs).
     crop_frames: int = 2
+    # Side of each crop, and crops per step; Adam's learning rate.
     crop_size: int = 64
     batch: int = 8
     lr: float = 0.001
@@ -483,6 +486,7 @@ class InitializerConfig:
     # Recovery: the filler works on a grid this many times coarser, each cell carrying its
     # fold^3 voxels as channels (the grid side must be a multiple).
     fold: int = 2
+    # The net's channels and its number of 3^k convolutions (at least 2; residual in the middle).
     width: int = 64
     depth: int = 6
     # Initializer updates after each descriptor update, each on `batch_size` random shapes.
@@ -587,8 +591,12 @@ class ExperimentConfig:
     """The whole experiment. The defaults are the quick-start run: the generative ConvNet's
     texture setting learning scikit-image's real brick photograph at 64x64 on a CPU in minutes."""
 
+    # A label, saved with the run's settings; the run's folder is out_dir, which the name does
+    # not change.
     name: str = "experiment"
+    # The random draws of the run (initial weights, chains, generated masks) follow it.
     seed: int = 0
+    # "auto" (CUDA where there is one, else the CPU), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
     out_dir: str = "runs/experiment"
     model: ModelConfig = field(default_factory=ModelConfig)
