@@ -1490,7 +1490,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
+            raise ValueError(f"{key} must be a number, got {_shown_given(value)}")
         # No setting means anything at NaN or infinity (null turns off the optional ones),
         # and a NaN passes every comparison-based check after this one.
         if not math.isfinite(value):
@@ -1504,11 +1504,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer, got {value!r}")
+            raise ValueError(f"{key} must be an integer, got {_shown_given(value)}")
         return value
     if tp in (str, bool):
         if not isinstance(value, tp):
-            shown = _shown_for_a_word(value) if tp is str else repr(value)
+            shown = _shown_for_a_word(value) if tp is str else _shown_given(value)
             raise ValueError(f"{key} must be a {tp.__name__}, got {shown}")
         return value
     raise TypeError(f"unsupported config type {tp} for {key}")
@@ -1524,6 +1524,14 @@ def _shown_for_a_word(value: Any) -> str:
                 "quote the word)")
     if isinstance(value, numbers.Number):
         return f"{value!r} (YAML reads a bare number as a number: quote it for text)"
+    return _shown_given(value)
+
+
+def _shown_given(value: Any) -> str:
+    """``value`` as a refusal shows it; None says where it came from: ``--set train.lr=$LR``
+    with LR unset gives an empty value, which YAML reads as null ("got None" did not say so)."""
+    if value is None:
+        return "None (YAML reads an empty value, ~ or null as None)"
     return repr(value)
 
 

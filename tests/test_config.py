@@ -447,6 +447,11 @@ def test_a_date_is_text(tmp_path: Path) -> None:
         ("model.layers=[[8, x, 1]]", r"model\.layers\[0\]\[1\] must be an integer"),
         # A null where no null is allowed: past the reader, a TypeError from the layer check.
         ("model.layers=[[8, null, 1]]", r"model\.layers\[0\]\[1\] must be an integer, got None"),
+        # An empty value (--set train.lr=$LR, LR unset) is null to YAML: said so.
+        ("train.lr=", r"^train\.lr must be a number, got None \(YAML reads an empty value, ~ or "
+                      r"null as None\)$"),
+        ("name=", r"^name must be a str, got None \(YAML reads an empty value"),
+        ("sampler.cuda_graph=", r"^sampler\.cuda_graph must be a bool, got None \(YAML reads"),
         ("name=5", r"name must be a str"),
         ("name=true", r"name must be a str, got True"),
         # A number where a word goes: 007 and 1e3 were refused as "got 7", "got 1000.0".
