@@ -1504,7 +1504,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer, got {_shown_given(value)}")
+            # n_iterations: 1e4 is a float to YAML (and to Python): say which integer to write.
+            fix = (f" (YAML reads 1e4 or 10000.0 as a float: write {int(value)})"
+                   if isinstance(value, float) and value.is_integer() else "")
+            raise ValueError(f"{key} must be an integer, got {_shown_given(value)}{fix}")
         return value
     if tp in (str, bool):
         if not isinstance(value, tp):

@@ -433,6 +433,9 @@ def test_a_date_is_text(tmp_path: Path) -> None:
     [
         ("train.n_iterations=ten", r"train\.n_iterations must be an integer"),
         ("train.batch_size=2.0", r"train\.batch_size must be an integer"),
+        # A count in exponent notation is a float to YAML: the integer to write is named.
+        ("train.n_iterations=1e4", r"^train\.n_iterations must be an integer, got 10000\.0 "
+                                   r"\(YAML reads 1e4 or 10000\.0 as a float: write 10000\)$"),
         ("train.batch_size=true", r"train\.batch_size must be an integer"),
         # The reader's own check: no later one looks at the sampler's integers again.
         ("sampler.n_steps=true", r"sampler\.n_steps must be an integer, got True"),
