@@ -273,6 +273,15 @@ def check_not_meta(x: object, name: str) -> None:
 AUTOCAST_CASTS = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def check_dtype_for(x: Tensor, energy: object, name: str) -> None:
+    """:func:`check_dtype` of ``x`` against ``energy``'s parameters where it is a module that
+    has some; an energy of one's own (a function, a module without parameters) states no
+    dtype, and nothing is checked."""
+    weight = next(energy.parameters(), None) if isinstance(energy, torch.nn.Module) else None
+    if weight is not None:
+        check_dtype(x, weight.dtype, name)
+
+
 def check_dtype(x: Tensor, own: torch.dtype, name: str) -> None:
     """``ValueError`` naming ``name`` unless ``x`` has the dtype ``own`` of the network it
     enters: torch's own message ("Input type (double) and bias type (float) should be the

@@ -35,7 +35,7 @@ from stgconv.baselines.video import observed_frames_around
 from stgconv.checks import (
     check_bool_mask,
     check_clamp,
-    check_dtype,
+    check_dtype_for,
     check_finite_observed,
     check_generator,
     check_not_meta,
@@ -303,9 +303,7 @@ def recover(
                          f"first, e.g. observed.float())")
     # Here, where the trainer below named the completion it learns from "data" (the net's own
     # check, at the first step, "x").
-    weight = next(energy.parameters(), None) if isinstance(energy, torch.nn.Module) else None
-    if weight is not None:  # else the trainer refuses the energy, saying why
-        check_dtype(observed, weight.dtype, "observed")
+    check_dtype_for(observed, energy, "observed")
     init = init.detach() if init is not None else None
     check_schedule(train.n_iterations, n_chains, warmup, average_last)
     # A select of 1.5 failed in range(), naming no argument; True was taken as iteration 1.

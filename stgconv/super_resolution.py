@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import check_dtype, check_flag, check_generator, check_tensor, is_int
+from stgconv.checks import check_dtype_for, check_flag, check_generator, check_tensor, is_int
 from stgconv.initializer import Initializer
 from stgconv.mcmc import DownsampleConsistency
 from stgconv.mcmc.base import Sampler, check_sampler
@@ -87,9 +87,7 @@ def super_resolve_batch(energy: EnergyFn, sampler: Sampler, low: Tensor, factor:
     # As recover's observed: else the network's first layer refused the start in torch's
     # words ("Input type (double) and bias type (float) should be the same"), an energy of
     # one's own, or a model's check named its input "x", neither naming low.
-    weight = next(energy.parameters(), None) if isinstance(energy, torch.nn.Module) else None
-    if weight is not None:
-        check_dtype(low, weight.dtype, "low")
+    check_dtype_for(low, energy, "low")
     blocks = (factor,) * 3
     low_model = low - offset
     if initializer is not None and initializer.serves(factor):
