@@ -106,6 +106,25 @@ def test_a_folder_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: 
             load_training_images(tmp_path, kind="objects", size=size, channels=3)
 
 
+@pytest.mark.parametrize("bad", ["text", "huge"])
+def test_a_folder_image_that_cannot_be_read_is_named_with_why(tmp_path: Path, bad: str,
+                                                              monkeypatch) -> None:
+    """The folder's image sides, for the enlargement warning, were read from the headers before
+    the images: a text file saved as .png was refused in Pillow's words alone ("cannot identify
+    image file"), and an image too large to decode stopped the run with a traceback
+    (DecompressionBombError is no OSError). They are refused as read_image refuses them."""
+    Image.new("L", (4, 4), 90).save(tmp_path / "good.png")
+    if bad == "text":
+        (tmp_path / "notes.png").write_text("not a picture")
+        message = "cannot read image .*notes.png: not an image file Pillow can identify"
+    else:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)  # decoded up to 2 x 20 pixels
+        Image.new("L", (7, 7), 90).save(tmp_path / "notes.png")
+        message = "cannot read image .*notes.png: it is too large to decode"
+    with pytest.raises(ValueError, match=message):
+        load_training_images(tmp_path, kind="objects", size=4, channels=1)
+
+
 def test_an_enlargement_warning_advises_no_size_the_net_refuses(tmp_path: Path) -> None:
     """It advised data.size 12 for a 12x12 tile, which a net of a larger receptive field
     refused once the data had loaded."""

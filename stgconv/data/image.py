@@ -187,10 +187,14 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
                          f".npz file whose x_train holds them{hint}")
     if kind == "objects":
         dataset = ImageFolder(path, size=size, channels=channels, max_images=max_images)
+        # Read before their sides are: Pillow's header read, unguarded, met a text file named
+        # .png with its own "cannot identify image file" and an image too large to decode with
+        # a traceback; read_image names the file and what is wrong.
+        images = torch.stack([dataset[i] for i in range(len(dataset))])
         sides = [_centre_square_side(file) for file in dataset.files]
         _warn_enlarged(path, sides, size, names=[file.name for file in dataset.files],
                        smallest_side=smallest_side)
-        return torch.stack([dataset[i] for i in range(len(dataset))])
+        return images
     raise ValueError(f"data kind must be 'texture' or 'objects', got {kind!r}")
 
 
