@@ -112,6 +112,18 @@ def test_negative_32_bit_integer_grey_is_refused(tmp_path: Path) -> None:
         load_image(path, channels=1)
 
 
+def test_float_grey_with_nan_is_refused_as_not_finite(tmp_path: Path) -> None:
+    """A float TIFF of levels in [0, 1] with one NaN was refused as samples that "run from nan
+    to nan, outside 0..1": its range was fine, and the NaN went unnamed."""
+    levels = np.full((4, 4), 0.5, np.float32)
+    levels[1, 2] = np.nan
+    path = tmp_path / "gap.tif"
+    Image.fromarray(levels).save(path)
+    with pytest.raises(ValueError, match=re.escape(
+            f"cannot read image {path}: 1 of its 16 'F' samples is NaN or infinite")):
+        load_image(path, channels=1)
+
+
 def test_photos_load_upright_as_their_exif_orientation_says(tmp_path: Path) -> None:
     """A phone stores a portrait photo sideways with EXIF orientation 6 (turn 90 degrees
     clockwise to view); it loads as every viewer shows it."""

@@ -161,13 +161,16 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     """``image`` with 8-bit samples. 16-bit grey (Pillow's "I;16" modes, and "I", in which older
     Pillow opens 16-bit PNGs) is scaled by 255 / 65535 and float grey ("F") in [0, 1] by 255:
     Pillow's own conversion clips them at 255, which turns nearly every pixel white (or, for
-    floats, black). Other ranges are refused rather than guessed."""
+    floats, black). Other ranges, and NaN or infinite samples, are refused rather than guessed."""
     if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
         return image
     levels = np.asarray(image, dtype=np.float64)
     top = 1.0 if image.mode == "F" else 65535.0
-    if levels.size and not (np.isfinite(levels).all() and levels.min() >= 0
-                            and levels.max() <= top):
+    bad = int(np.count_nonzero(~np.isfinite(levels)))
+    if bad:  # else named by a range "from nan to nan", whatever the other samples' range
+        raise ValueError(f"{bad} of its {levels.size} {image.mode!r} samples "
+                         f"{'is' if bad == 1 else 'are'} NaN or infinite, which no grey level is")
+    if levels.size and not (levels.min() >= 0 and levels.max() <= top):
         raise ValueError(f"its {image.mode!r} samples run from {levels.min()} to "
                          f"{levels.max()}, outside 0..{top:g}, the range read for that mode")
     return Image.fromarray(np.round(levels * (255.0 / top)).astype(np.uint8))  # mode L
