@@ -293,7 +293,18 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
     ("text", r"bad.npz: not a readable .npz file \(not a zip of arrays\)$"),
     ("one array", r"bad.npz: not a readable .npz file \(a single .npy array, not an archive\)$"),
     ("other key", "no array 'x_train' \\(it has x_test"),
+    # np.savez(path, images) names the array arr_0; nothing said how to name it.
+    ("unnamed", r"no array 'x_train' \(it has arr_0\): numpy.savez\(path, x_train=images\) "
+                r"saves the images under that name$"),
+    ("no arrays", r"no array 'x_train' \(it has no arrays\)"),
     ("floats", "must be uint8"),
+    # Neither the usual float pixels nor PyTorch's channels-first layout said how to convert.
+    ("floats in [0, 1]", r"got float32 \(2, 4, 4\); save levels 0-255 as uint8 \(floats in "
+                         r"\[0, 1\]: \(images \* 255\).round\(\).astype\(numpy.uint8\)\)$"),
+    ("16-bit", r"got uint16 \(2, 4, 4\); save levels 0-255 as uint8 \(16-bit levels: "
+               r"\(images / 257\).round\(\).astype\(numpy.uint8\)\)$"),
+    ("channels first", r"got uint8 \(2, 3, 8, 8\); channels first \(PyTorch's \(N, C, H, W\)\)\? "
+                       r"numpy.moveaxis\(images, 1, -1\) puts them last$"),
     ("empty", "holds no images"),
     ("no pixels", r"x_train's images have no pixels: \(N, H, W\) = \(2, 0, 4\)"),
     ("objects", r"cannot read array 'x_train' of .*bad.npz: Object arrays"),
@@ -313,8 +324,18 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
             np.save(file, np.zeros((2, 4, 4), dtype=np.uint8))
     elif content == "other key":
         np.savez(path, x_test=np.zeros((2, 4, 4), dtype=np.uint8))
+    elif content == "unnamed":
+        np.savez(path, np.zeros((2, 4, 4), dtype=np.uint8))
+    elif content == "no arrays":
+        np.savez(path)
     elif content == "floats":
         np.savez(path, x_train=np.zeros((2, 4, 4)))
+    elif content == "floats in [0, 1]":
+        np.savez(path, x_train=np.full((2, 4, 4), 0.5, np.float32))
+    elif content == "16-bit":
+        np.savez(path, x_train=np.full((2, 4, 4), 40000, np.uint16))
+    elif content == "channels first":
+        np.savez(path, x_train=np.zeros((2, 3, 8, 8), np.uint8))
     elif content == "objects":  # never unpickled
         np.savez(path, x_train=np.array([np.zeros((4, 4)), "a digit"], dtype=object))
     elif content == "damaged":  # opens, and fails only when its compressed bytes are read

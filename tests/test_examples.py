@@ -120,7 +120,8 @@ UNUSABLE_DATA = [
     ("jem_ood.py", digits_without_a_test_split, "digits.npz: no array 'x_test' (it has x_train, "
      "y_train)"),
     ("compose_experts.py", digits_as_floats, "digits.npz: x_train must be uint8 (N, H, W) or "
-     "(N, H, W, C) with C 1 to 4, got float32 (4, 28, 28)"),
+     "(N, H, W, C) with C 1 to 4, got float32 (4, 28, 28); save levels 0-255 as uint8 (floats "
+     "in [0, 1]: (images * 255).round().astype(numpy.uint8))"),
     ("video_recovery.py", partial(clip_and_mask, frames=5, mask=(70, 150, 150)),
      "clip.mkv has 5 frames (5 available from start_frame)"),
     ("video_recovery.py", partial(clip_and_mask, frames=70, mask=(70, 16, 16)),

@@ -243,12 +243,17 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
     check_channels(channels)  # else grey repeated into 2 channels, or none
     with open_npz(path) as archive:
         if key not in archive.files:
-            raise ValueError(f"{path}: no array {key!r} (it has {', '.join(archive.files)})")
+            # numpy.savez(path, images) names the array arr_0, and the list alone did not say
+            # how to name it.
+            raise ValueError(f"{path}: no array {key!r} (it has "
+                             f"{', '.join(archive.files) or 'no arrays'})"
+                             + (f": numpy.savez(path, {key}=images) saves the images under that "
+                                "name" if "arr_0" in archive.files else ""))
         images = npz_array(archive, key, path)
     if images.dtype != np.uint8 or not (
             images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 2, 3, 4))):
         raise ValueError(f"{path}: {key} must be uint8 (N, H, W) or (N, H, W, C) with C 1 to 4, "
-                         f"got {images.dtype} {images.shape}")
+                         f"got {images.dtype} {images.shape}" + _layout_advice(images))
     if len(images) == 0:
         raise ValueError(f"{path}: {key} holds no images")
     if 0 in images.shape[1:3]:
@@ -269,6 +274,23 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
         chunk = rows[start:start + NPZ_CHUNK]
         x[start:start + len(chunk)] = _as_pixels(images[chunk], size, channels)
     return x
+
+
+def _layout_advice(images: np.ndarray) -> str:
+    """How to save ``images``, which :func:`load_npz_images` refuses, as it reads them, where
+    the fault is a common one: pixels as floats (``[0, 1]``, as torchvision and scikit-image
+    make them), 16-bit or other integers, and PyTorch's channels-first layout; else ``""``."""
+    advice = []
+    if images.dtype != np.uint8:
+        advice.append("save levels 0-255 as uint8" + (
+            " (floats in [0, 1]: (images * 255).round().astype(numpy.uint8))"
+            if images.dtype.kind == "f" else
+            " (16-bit levels: (images / 257).round().astype(numpy.uint8))"
+            if images.dtype == np.uint16 else ""))
+    if images.ndim == 4 and images.shape[1] in (1, 2, 3, 4) and images.shape[-1] > 4:
+        advice.append("channels first (PyTorch's (N, C, H, W))? numpy.moveaxis(images, 1, -1) "
+                      "puts them last")
+    return "".join(f"; {line}" for line in advice)
 
 
 def _as_pixels(images: np.ndarray, size: int, channels: int) -> Tensor:
