@@ -102,13 +102,25 @@ def read_image(path: Path, *, what: str = "image", background: int = 255) -> Ima
             image = opaque(_eight_bit(image), opened.format, background=background)
             return _in_srgb(image, opened.info.get("icc_profile"), path)
     except UnidentifiedImageError as err:  # Pillow's message names the file object
-        raise ValueError(f"cannot read {what} {path}: not an image file Pillow can identify"
-                         ) from err
+        raise ValueError(f"cannot read {what} {path}: {_unidentified(Path(path))}") from err
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {what} {path}: {err}") from err
     except Image.DecompressionBombError as err:  # not an OSError: Pillow's guard on pixel count
         raise ValueError(f"cannot read {what} {path}: it is too large to decode ({err}); "
                          "resize it first") from err
+
+
+def _unidentified(path: Path) -> str:
+    """Why Pillow identified no image in ``path``: a format it does not read (a phone's HEIC
+    photo) or a numpy array, each with what to do, which "not an image file" alone made a
+    damaged file of; else that."""
+    suffix = path.suffix.lower()
+    if suffix in UNREAD_IMAGE_SUFFIXES:
+        return f"its format ({suffix}) is not read: convert it to PNG or JPEG"
+    if suffix in (".npy", ".npz"):
+        return ("numpy arrays, not an image file: save the image (uint8 (H, W) or (H, W, 3)) "
+                f"as a PNG, PIL.Image.fromarray(image).save({path.with_suffix('.png').name!r})")
+    return "not an image file Pillow can identify"
 
 
 # TIFF pages that are no image of their own (NewSubfileType, TIFF 6.0): bit 0, a reduced-
