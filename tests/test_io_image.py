@@ -450,6 +450,21 @@ def test_a_grey_colour_key_is_composited_and_stays_grey(tmp_path: Path) -> None:
     assert np.asarray(image)[0, 0] == 255 and np.asarray(image)[3, 3] == 90
 
 
+def test_a_16_bit_grey_colour_key_is_composited_as_an_8_bit_ones_is(tmp_path: Path) -> None:
+    """A 16-bit grey PNG's colour key (its tRNS level) was dropped with the scaling to 8 bits:
+    its transparent pixels read as their stored level (dark here), where the same picture in
+    8 bits reads white there."""
+    deep = np.full((8, 8), 1000, np.uint16)  # the transparent level...
+    deep[2:6, 2:6] = 257 * 90  # ...around a grey square
+    path = tmp_path / "key16.png"
+    Image.fromarray(deep).save(path, transparency=1000)
+    with Image.open(path) as stored:
+        assert stored.mode == "I;16" and stored.info["transparency"] == 1000
+    image = read_image(path)
+    assert image.mode == "L"  # not made RGB
+    assert np.asarray(image)[0, 0] == 255 and np.asarray(image)[3, 3] == 90
+
+
 @pytest.mark.parametrize("suffix", [".png", ".gif"])
 def test_palette_transparency_is_composited(tmp_path: Path, suffix: str) -> None:
     image = Image.new("P", (8, 8), 0)

@@ -173,7 +173,9 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     """``image`` with 8-bit samples. 16-bit grey (Pillow's "I;16" modes, and "I", in which older
     Pillow opens 16-bit PNGs) is scaled by 255 / 65535 and float grey ("F") in [0, 1] by 255:
     Pillow's own conversion clips them at 255, which turns nearly every pixel white (or, for
-    floats, black). Other ranges, and NaN or infinite samples, are refused rather than guessed."""
+    floats, black). Other ranges, and NaN or infinite samples, are refused rather than guessed.
+    A colour key (a 16-bit grey PNG's transparent level) becomes an alpha channel ("LA"), for
+    :func:`opaque`."""
     if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
         return image
     levels = np.asarray(image, dtype=np.float64)
@@ -185,7 +187,14 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     if levels.size and not (levels.min() >= 0 and levels.max() <= top):
         raise ValueError(f"its {image.mode!r} samples run from {levels.min()} to "
                          f"{levels.max()}, outside 0..{top:g}, the range read for that mode")
-    return Image.fromarray(np.round(levels * (255.0 / top)).astype(np.uint8))  # mode L
+    grey = np.round(levels * (255.0 / top)).astype(np.uint8)
+    key = image.info.get("transparency")
+    if isinstance(key, int):
+        # A 16-bit grey PNG's colour key (tRNS) is a level of the stored samples: the 8-bit
+        # image dropped it, and its transparent pixels read dark where an 8-bit key reads white.
+        alpha = np.where(levels == key, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([grey, alpha], axis=-1), "LA")
+    return Image.fromarray(grey)  # mode L
 
 
 def opaque(image: Image.Image, file_format: str | None = None, *,
