@@ -811,16 +811,21 @@ def test_a_file_pillow_cannot_identify_is_named_so(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "says"), [
     ("photo.HEIC", r"its format \(\.heic\) is not read: convert it to PNG or JPEG$"),
+    # A copy or download cut short left the name and no bytes.
+    ("empty.jpg", r"the file is empty \(0 bytes\)$"),
     ("texture.npy", r"numpy arrays, not an image file: save the image \(uint8 \(H, W\) or "
                     r"\(H, W, 3\)\) as a PNG, PIL.Image.fromarray\(image\).save\('texture.png'\)$"),
 ])
 def test_a_file_of_a_format_not_read_says_how_to_read_it(tmp_path: Path, name: str,
                                                         says: str) -> None:
     """A phone's HEIC photo, or an array saved by numpy.save, given as a texture was called
-    "not an image file Pillow can identify", as if it were damaged."""
+    "not an image file Pillow can identify", as if it were damaged; an empty file, as if it
+    held something."""
     path = tmp_path / name
     if name.endswith(".npy"):
         np.save(path, np.zeros((4, 4), np.uint8))
+    elif name == "empty.jpg":
+        path.touch()
     else:
         path.write_bytes(b"\0\0\0\x18ftypheic" + bytes(16))
     with pytest.raises(ValueError, match=f"cannot read image .*{re.escape(name)}: {says}"):

@@ -113,7 +113,9 @@ def read_image(path: Path, *, what: str = "image", background: int = 255) -> Ima
 def _unidentified(path: Path) -> str:
     """Why Pillow identified no image in ``path``: a format it does not read (a phone's HEIC
     photo) or a numpy array, each with what to do, which "not an image file" alone made a
-    damaged file of; else that."""
+    damaged file of; no bytes at all (a copy or download cut short); else that."""
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes)"
     suffix = path.suffix.lower()
     if suffix in UNREAD_IMAGE_SUFFIXES:
         return f"its format ({suffix}) is not read: convert it to PNG or JPEG"
