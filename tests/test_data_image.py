@@ -89,7 +89,9 @@ def test_a_texture_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> N
 def test_a_folder_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: Path) -> None:
     """A folder of 12x16 thumbnails trained by objects_folder.yaml (data.size 64) was learned
     as the blur of its enlargements, without the word a texture that small gets; images
-    enlarged twice at most are not warned about."""
+    enlarged twice at most are not warned about. Where the others are not enlarged so, the
+    warning says to leave the small ones out too: a thumbnail among photos was answered only
+    with its side as data.size, which shrinks every photo to it."""
     import warnings
 
     Image.new("RGB", (16, 12), (200, 30, 30)).save(tmp_path / "small.png")
@@ -97,9 +99,12 @@ def test_a_folder_of_objects_enlarged_more_than_twice_is_warned_about(tmp_path: 
     with pytest.warns(UserWarning, match=re.escape(
             f"1 of the 2 images in {tmp_path} is enlarged more than twice to data.size 64 (the "
             "smallest, small.png, is 12x12 (its centre square), enlarged 5.3x): the model "
-            "learns the enlargements' blur; a data.size nearer 12 learns them as they are")):
+            "learns the enlargements' blur; a data.size nearer 12 learns them as they are; or "
+            "move it out of the folder: the other 1 image is not enlarged so") + "$"):
         images = load_training_images(tmp_path, kind="objects", size=64, channels=3)
     assert images.shape == (2, 3, 64, 64)
+    with pytest.warns(UserWarning, match="2 of the 2 images .* learns them as they are$"):
+        load_training_images(tmp_path, kind="objects", size=100, channels=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for size in (24, 8):

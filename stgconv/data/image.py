@@ -217,8 +217,21 @@ def _warn_enlarged(path: str | Path, sides: list[int], size: int, *,
                   f"enlarged {size / smallest:.1f}x): the model learns the enlargements' blur; "
                   + nearer_size_advice(
                       smallest, size, smallest_side,
-                      as_is=f"a data.size nearer {smallest} learns them as they are"),
+                      as_is=f"a data.size nearer {smallest} learns them as they are")
+                  + _leave_out_advice(len(enlarged), len(sides), names is not None),
                   stacklevel=3)
+
+
+def _leave_out_advice(n_enlarged: int, n_images: int, folder: bool) -> str:
+    """The end of :func:`_warn_enlarged`'s warning where only some of a folder's images are
+    enlarged: a thumbnail among photos was answered with the thumbnail's side as data.size,
+    which would shrink every photo to it."""
+    if not folder or n_enlarged == n_images:
+        return ""
+    rest = n_images - n_enlarged
+    return (f"; or move {'it' if n_enlarged == 1 else 'those'} out of the folder: the other "
+            f"{rest} image{'' if rest == 1 else 's'} {'is' if rest == 1 else 'are'} not "
+            "enlarged so")
 
 
 def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channels: int,
