@@ -311,6 +311,10 @@ def test_max_images_is_a_fixed_random_subset_in_file_order(tmp_path: Path) -> No
     ("channels first", r"got uint8 \(2, 3, 8, 8\); channels first \(PyTorch's \(N, C, H, W\)\)\? "
                        r"numpy.moveaxis\(images, 1, -1\) puts them last$"),
     ("empty", "holds no images"),
+    # One RGB picture without its batch axis was read as 16 grey images of 12x3 pixels.
+    ("one colour image", r"x_train \(16, 12, 3\) reads as 16 grey images of 12x3 pixels; one "
+                         r"colour image \(H, W, C\)\? save it with a batch axis, "
+                         r"numpy.savez\(path, x_train=image\[None\]\)$"),
     ("no pixels", r"x_train's images have no pixels: \(N, H, W\) = \(2, 0, 4\)"),
     ("objects", r"cannot read array 'x_train' of .*bad.npz: Object arrays"),
     ("damaged", r"cannot read .*bad.npz: the file is damaged or truncated"),
@@ -350,6 +354,8 @@ def test_bad_files_are_named_with_what_is_wrong(tmp_path: Path, content: str, me
         path.write_bytes(bytes(data))
     elif content == "binarized":
         np.savez(path, x_train=np.eye(4, dtype=np.uint8)[None].repeat(2, axis=0))
+    elif content == "one colour image":
+        np.savez(path, x_train=np.full((16, 12, 3), 128, np.uint8))
     elif content == "no pixels":
         np.savez(path, x_train=np.zeros((2, 0, 4), dtype=np.uint8))
     else:

@@ -249,7 +249,8 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
 
     Raises:
         ValueError: not a readable ``.npz``, no array ``key`` (the message lists those there),
-            an array of another shape or type, levels 0 and 1 only (binarized images),
+            an array of another shape or type, one colour image without its batch axis
+            ((H, W, 3) or (H, W, 4)), levels 0 and 1 only (binarized images),
             ``size`` or ``max_images`` not an int >= 1, or ``channels`` not 1 or 3.
     """
     size = as_int(size, "size", minimum=1)  # else torch's interpolate, after the read
@@ -269,6 +270,14 @@ def load_npz_images(path: str | Path, *, key: str = "x_train", size: int, channe
                          f"got {images.dtype} {images.shape}" + _layout_advice(images))
     if len(images) == 0:
         raise ValueError(f"{path}: {key} holds no images")
+    if images.ndim == 3 and images.shape[2] in (3, 4) and min(images.shape[:2]) >= 12:
+        # One colour picture saved without its batch axis was read as its rows: H grey images
+        # 3 or 4 pixels wide, trained on with only the enlargement warning to say so. (Grey
+        # images that narrow, 12 or more of them at least 12 rows high, are no data set.)
+        height, width, channels_saved = images.shape
+        raise ValueError(f"{path}: {key} {images.shape} reads as {height} grey images of "
+                         f"{width}x{channels_saved} pixels; one colour image (H, W, C)? save it "
+                         f"with a batch axis, numpy.savez(path, {key}=image[None])")
     if 0 in images.shape[1:3]:
         raise ValueError(f"{path}: {key}'s images have no pixels: (N, H, W) = "
                          f"{images.shape[:3]}")
