@@ -22,6 +22,7 @@ from _tiny import fill, write_mat_v73
 from stgconv.io.atomic import WriteError
 from stgconv.io.matlab import read_mat
 from stgconv.io.mesh import (
+    _ply_ascii_number,
     _ply_take,
     _write_ply,
     load_mesh,
@@ -1920,6 +1921,18 @@ def test_a_ply_read_wrong_before_is_refused(tmp_path: Path, name: str, edit, mes
     path.write_text(edit(path.read_text()))
     with pytest.raises(ValueError, match=rf"{re.escape(name)}: .*{re.escape(message)}"):
         load_mesh(path)
+
+
+@pytest.mark.parametrize("word, kind", [("259", "u1"), ("-253", "u1"), ("-1", "u4"),
+                                        ("128", "i1"), ("2147483648.0", "i4")])
+def test_a_ply_text_value_outside_its_type_is_refused_by_the_reader_itself(word: str,
+                                                                            kind: str) -> None:
+    """The refusal of 259 for a uchar (above) was NumPy 2's OverflowError: NumPy 1.x, which
+    pyproject admits, stored it as 3 with a DeprecationWarning no user sees, and the face took
+    vertex 3. The reader's own check is what holds on either."""
+    with pytest.raises(ValueError, match=f"outside {kind}'s range"):
+        _ply_ascii_number(word, kind)
+    assert _ply_ascii_number("255", "u1") == 255 and _ply_ascii_number("-128.0", "i1") == -128
 
 
 def test_ply_vertex_properties_are_read_by_name_in_any_order(tmp_path: Path) -> None:

@@ -425,7 +425,7 @@ def _ply_ascii_values(words: list[str], at: int, n: int, kind: str, line: str) -
     """The ``n`` values of type ``kind`` from ``words[at]`` on, of the row ``line``."""
     if at + n > len(words):  # a short row: the slice below would give fewer, unnoticed
         raise ValueError(f"row {line.strip()!r} does not hold the values its header announces")
-    try:  # "2.5" for an int is refused; numpy refuses 300 for a uchar
+    try:  # "2.5" for an int is refused, and so is 300 for a uchar (_ply_ascii_number)
         return np.array([_ply_ascii_number(w, kind) for w in words[at:at + n]], dtype=kind)
     except (ValueError, OverflowError):
         raise ValueError(f"row {line.strip()!r} holds a value that is no {kind}") from None
@@ -433,16 +433,23 @@ def _ply_ascii_values(words: list[str], at: int, n: int, kind: str, line: str) -
 
 def _ply_ascii_number(word: str, kind: str) -> int | float:
     """``word`` as a number of type ``kind``: an integer type takes "3" and, as the whole-table
-    read (:func:`_ply_ascii_column`) does, "3.0"; ``ValueError`` for "2.5", NaN, infinities."""
+    read (:func:`_ply_ascii_column`) does, "3.0"; ``ValueError`` for "2.5", NaN, infinities and
+    an integer outside the type's range."""
     if kind[0] not in "iu":
         return float(word)
     try:
-        return int(word)
+        value = int(word)
     except ValueError:
-        value = float(word)
-        if not value.is_integer():
+        number = float(word)
+        if not number.is_integer():
             raise
-        return int(value)
+        value = int(number)
+    # Checked here, not left to numpy: NumPy 1.x (pyproject admits 1.24 on) stores 259 as a
+    # uchar 3 with only a DeprecationWarning, which a user never sees, so the face took vertex 3.
+    info = np.iinfo(kind)
+    if not info.min <= value <= info.max:
+        raise ValueError(f"{value} is outside {kind}'s range [{info.min}, {info.max}]")
+    return value
 
 
 def _ply_mesh(path: Path, elements: list[_PlyElement], tables: dict
