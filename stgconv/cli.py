@@ -47,7 +47,7 @@ from stgconv.data.voxel import cache_up_axis
 from stgconv.distributed import PeerFailedError, launched_rank, launched_world_size
 from stgconv.evaluation import classification, ood, video_recovery, voxel
 from stgconv.io.atomic import WriteError
-from stgconv.io.mesh import MESH_SUFFIXES
+from stgconv.io.mesh import MESH_SUFFIXES, MissingLibraryError
 from stgconv.io.tensorboard import check_log_dir
 from stgconv.io.voxel import VOXEL_SUFFIXES
 from stgconv.tasks.fill_prior import DEFAULT_MASKS
@@ -64,10 +64,12 @@ SHIPPED_RECOVERY_CONFIG = "the shipped stgconv/configs/recovery_quick.yaml"
 # Errors a user can cause and fix (FloatingPointError: a diverging chain, loss or training run,
 # including NonFiniteEnergyError and DivergenceError; OSError: a file system that refuses a read
 # or a write, e.g. a full disk or a folder without write permission, its message naming the
-# path; PeerFailedError: under torchrun, another process stopped, its own error printed by it);
+# path; PeerFailedError: under torchrun, another process stopped, its own error printed by it;
+# MissingLibraryError: open3d cannot load, for want of a system library its message names);
 # anything else is a bug and keeps its traceback. They exit 2, but for WriteError, an output
 # that failed part-way after the checks up front (a disk filled meanwhile), which exits 1.
-USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError, PeerFailedError)
+USER_ERRORS = (ValueError, OSError, CheckpointError, FloatingPointError, PeerFailedError,
+               MissingLibraryError)
 
 
 RECOVERY_INITS = list(get_args(RecoveryInit))

@@ -173,3 +173,21 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield disk
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+LIBUSB_MISSING = "libusb-1.0.so.0: cannot open shared object file: No such file or directory"
+"""What ``import open3d`` raises where the system library libusb-1.0 is absent (seen with open3d
+0.20 and the library hidden)."""
+
+
+@pytest.fixture
+def open3d_without_libusb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``import open3d`` fails as on a machine without libusb-1.0 (a minimal image where
+    stgconv was installed with pip, which installs no system library): an ``open3d`` package
+    whose import raises that ImportError comes first on ``sys.path``, the real one out of
+    ``sys.modules`` until the test ends."""
+    fake = tmp_path / "fake_open3d" / "open3d"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(f"raise ImportError({LIBUSB_MISSING!r})\n")
+    monkeypatch.delitem(sys.modules, "open3d", raising=False)
+    monkeypatch.syspath_prepend(str(fake.parent))

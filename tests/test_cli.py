@@ -862,6 +862,21 @@ def test_a_json_over_a_file_the_out_folder_gets_is_refused_by_relative_paths_too
     assert list(tmp_path.iterdir()) == []
 
 
+def test_open3d_without_its_system_library_is_one_line_saying_what_to_install(
+        trained_voxel_run: dict[str, Path], tmp_path: Path, capsys,
+        open3d_without_libusb: None) -> None:
+    """A user who installed stgconv with pip on an image without libusb-1.0 got a traceback
+    ending in "ImportError: libusb-1.0.so.0: cannot open shared object file" from the first
+    command that drew a shape."""
+    code, _, err = run_main(["synthesize", str(trained_voxel_run["run"]), "-n", "1",
+                             "--out", str(tmp_path / "out"), "--device", "cpu"], capsys)
+    assert code == 2, err
+    assert err.startswith("stgconv synthesize: error: rendering voxel grids needs open3d, which "
+                          "failed to import (libusb-1.0.so.0: cannot open shared object file"), err
+    assert "apt-get install libusb-1.0-0" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out" / "synthesized.npy").exists()
+
+
 @pytest.mark.parametrize("linked", ["--json", "--out"])
 def test_a_json_over_a_file_the_out_folder_gets_is_refused_through_a_link_too(
         trained_voxel_run: dict[str, Path], tmp_path: Path, capsys, linked: str) -> None:

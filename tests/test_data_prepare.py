@@ -16,6 +16,7 @@ import pytest
 
 from stgconv.data.prepare import run_build
 from stgconv.io.atomic import write_error
+from stgconv.io.mesh import MissingLibraryError
 
 SUFFIXES = (".h5", ".hdf5")
 PROGRAM = "python datasets/kind/prepare.py"
@@ -93,7 +94,10 @@ def test_existing_out_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize("error", [FileNotFoundError("no videos in /data/x"),
                                    ValueError("clip too short: a.mp4"),
-                                   OSError(28, "No space left on device", "/data/clips.h5")])
+                                   OSError(28, "No space left on device", "/data/clips.h5"),
+                                   # Not the input's fault, but the user's to fix, in one line.
+                                   MissingLibraryError("voxelizing meshes needs open3d, which "
+                                                       "failed to import (...)")])
 def test_bad_input_becomes_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                          error: Exception) -> None:
     out = tmp_path / "clips.h5"

@@ -22,6 +22,7 @@ from _tiny import fill, write_mat_v73
 from stgconv.io.atomic import WriteError
 from stgconv.io.matlab import read_mat
 from stgconv.io.mesh import (
+    MissingLibraryError,
     _ply_ascii_number,
     _ply_take,
     _write_ply,
@@ -135,6 +136,41 @@ def test_ply_and_stl_through_open3d(tmp_path: Path, suffix: str) -> None:
     assert len(faces) == 12
     grid = voxelize(vertices, faces, 12, margin=1)
     assert grid[1:11, 1:11, 1:11].all() and grid.sum() == 10**3
+
+
+@pytest.mark.parametrize("use, needed_for", [
+    ("render", "rendering voxel grids"),
+    ("stl", "reading the STL mesh {stl}"),
+    ("voxelize", "voxelizing meshes"),
+])
+def test_open3d_without_its_system_library_says_what_to_install(
+        tmp_path: Path, use: str, needed_for: str, request: pytest.FixtureRequest) -> None:
+    """open3d loads libusb-1.0, which pip does not install: where it was absent, rendering,
+    reading an STL or voxelizing a mesh failed in an ImportError naming only the .so file, and
+    load_mesh turned nothing of it into a bad mesh (a cache build would skip every STL)."""
+    stl = tmp_path / "cube.stl"
+    assert o3d.io.write_triangle_mesh(str(stl), open3d_mesh(CUBE_VERTICES, cube_triangles()))
+    request.getfixturevalue("open3d_without_libusb")
+    calls = {"render": lambda: render_views(np.ones((4, 4, 4)), size=8),
+             "stl": lambda: load_mesh(stl),
+             "voxelize": lambda: voxelize(CUBE_VERTICES, cube_triangles(), 8)}
+    with pytest.raises(MissingLibraryError) as caught:
+        calls[use]()
+    assert str(caught.value).startswith(f"{needed_for.format(stl=stl)} needs open3d, which "
+                                        f"failed to import (libusb-1.0.so.0: cannot open")
+    assert str(caught.value).endswith("install the system library libusb-1.0, which pip does "
+                                      "not install (Debian, Ubuntu: apt-get install "
+                                      "libusb-1.0-0; Fedora: dnf install libusb1)")
+
+
+def test_open3d_missing_altogether_is_named_without_a_system_library(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not every failed import is libusb's: one of open3d itself names no library to install."""
+    monkeypatch.setitem(sys.modules, "open3d", None)  # import open3d then fails
+    with pytest.raises(MissingLibraryError, match=r"^rendering voxel grids needs open3d, which "
+                                                  r"failed to import \(import of open3d "
+                                                  r"halted; None in sys.modules\)$"):
+        render_views(np.ones((4, 4, 4)), size=8)
 
 
 @pytest.mark.parametrize("suffix", [".off", ".obj", ".ply", ".stl"])

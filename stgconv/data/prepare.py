@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 from stgconv.checks import check_output
 from stgconv.console import tell
 from stgconv.io.atomic import WriteError
+from stgconv.io.mesh import MissingLibraryError
 
 
 def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
@@ -34,7 +35,8 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
         ``<program>: error: ...`` to stderr (``program``: the script's parser's ``prog``),
         when ``out`` does not end in one of ``suffixes``, exists without ``overwrite``, cannot
         be written (a folder there, a name the file system refuses), or the build raised
-        ``OSError`` or ``ValueError`` (the script then exits with status 2).
+        ``OSError``, ``ValueError`` or :class:`~stgconv.io.mesh.MissingLibraryError` (open3d
+        cannot load, to voxelize meshes) (the script then exits with status 2).
 
     Raises:
         SystemExit: 130, after one line on stderr, when the build is interrupted (Ctrl-C);
@@ -64,7 +66,7 @@ def run_build(out: Path, build: Callable[[], Path], *, suffixes: Sequence[str],
             # say, so a library's deprecations stay as quiet as Python keeps them.
             warnings.simplefilter("always", UserWarning)
             written = build()
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, MissingLibraryError) as err:
         # What the build skipped before it failed often explains the failure.
         _print_warnings(caught, options)
         tell(f"{program}: error: {_as_typed(str(err), options)}")

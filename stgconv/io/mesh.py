@@ -19,6 +19,7 @@ import math
 import numbers
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -28,7 +29,8 @@ from skimage.measure import marching_cubes
 from stgconv.checks import as_array, as_int, check_flag, check_up_axis
 from stgconv.io.atomic import atomic_write
 
-# open3d takes ~1.5 s to import; it loads where a mesh is read or voxelized through it.
+# open3d takes ~1.5 s to import; it loads where a mesh is read or voxelized through it
+# (import_open3d).
 
 MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
 """Suffixes :func:`load_mesh` reads."""
@@ -69,6 +71,8 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             announces, a face with fewer than three corners, a truncated ascii STL); no faces;
             non-finite vertex coordinates; face indices out of range. The message names the
             file.
+        MissingLibraryError: an ``.stl`` file where open3d cannot be imported
+            (:func:`import_open3d`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -91,6 +95,31 @@ def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         # (skip_unreadable) nor blamed the mesh (it blamed the cache it was writing).
         raise ValueError(f"cannot read mesh {path}: {err.strerror or err}") from err
     return _check_mesh(path, vertices, faces)
+
+
+class MissingLibraryError(ImportError):
+    """A library that stgconv imports where it is used (open3d) failed to import; the message
+    names the use and, for a missing system library, what to install."""
+
+
+def import_open3d(needed_for: str) -> ModuleType:
+    """The ``open3d`` module, for ``needed_for`` (e.g. "rendering voxel grids").
+
+    Raises:
+        MissingLibraryError: open3d fails to import. It loads the system library libusb-1.0,
+            which pip does not install and minimal Linux images lack: a user who installed
+            stgconv with pip got ``ImportError: libusb-1.0.so.0: cannot open shared object
+            file`` as a traceback from whichever command first drew or read a shape.
+    """
+    try:
+        import open3d
+    except ImportError as err:
+        install = (": install the system library libusb-1.0, which pip does not install "
+                   "(Debian, Ubuntu: apt-get install libusb-1.0-0; Fedora: dnf install libusb1)"
+                   if "libusb" in str(err) else "")
+        raise MissingLibraryError(f"{needed_for} needs open3d, which failed to import "
+                                  f"({err}){install}") from err
+    return open3d
 
 
 def _lines(path: Path) -> list[str]:
@@ -480,7 +509,7 @@ def _ply_mesh(path: Path, elements: list[_PlyElement], tables: dict
 
 
 def _read_stl(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import open3d as o3d
+    o3d = import_open3d(f"reading the STL mesh {path}")
 
     data = path.read_bytes()
     # open3d reads a file of exactly 84 + 50 * (its triangle count) bytes as binary, else as
@@ -858,8 +887,7 @@ def _clip_polygon(polygon: list[np.ndarray], axis: int, sign: float) -> list[np.
 
 def _surface_voxels_once(vertices: np.ndarray, faces: np.ndarray, resolution: int
                          ) -> np.ndarray:
-    import open3d as o3d
-
+    o3d = import_open3d("voxelizing meshes")
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                      o3d.utility.Vector3iVector(faces.astype(np.int32)))
     grid = o3d.geometry.VoxelGrid.create_from_triangle_mesh_within_bounds(

@@ -24,9 +24,9 @@ from PIL import Image, ImageDraw
 
 from stgconv.checks import as_array, as_int
 from stgconv.io.image import save_picture
-from stgconv.io.mesh import mesh_from_voxels
+from stgconv.io.mesh import import_open3d, mesh_from_voxels
 
-# open3d takes ~1.5 s to import; it loads where a grid is drawn.
+# open3d takes ~1.5 s to import; it loads where a grid is drawn (import_open3d).
 if TYPE_CHECKING:
     import open3d as o3d
 
@@ -52,8 +52,7 @@ def render_views(grid: object, *, views: Sequence[tuple[float, float]] = DEFAULT
     Returns:
         uint8 ``(V, size, size, 3)``, white where the rays miss (an empty grid renders white).
     """
-    import open3d as o3d
-
+    o3d = import_open3d("rendering voxel grids")
     views = _check_views(views)
     size = as_int(size, "size", minimum=8)
     vertices, faces = mesh_from_voxels(grid, level=level)
@@ -76,8 +75,7 @@ def render_views(grid: object, *, views: Sequence[tuple[float, float]] = DEFAULT
 
 def _render_one(scene: o3d.t.geometry.RaycastingScene, corners: np.ndarray, azimuth: float,
                 elevation: float, size: int) -> np.ndarray:
-    import open3d as o3d
-
+    o3d = import_open3d("rendering voxel grids")
     az, el = np.radians(azimuth), np.radians(elevation)
     towards_camera = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
     right = np.array([-np.sin(az), np.cos(az), 0.0])
