@@ -145,9 +145,10 @@ def test_ply_and_stl_through_open3d(tmp_path: Path, suffix: str) -> None:
 ])
 def test_open3d_without_its_system_library_says_what_to_install(
         tmp_path: Path, use: str, needed_for: str, request: pytest.FixtureRequest) -> None:
-    """open3d loads libusb-1.0, which pip does not install: where it was absent, rendering,
-    reading an STL or voxelizing a mesh failed in an ImportError naming only the .so file, and
-    load_mesh turned nothing of it into a bad mesh (a cache build would skip every STL)."""
+    """open3d loads libusb-1.0 (and libGL, ...), which pip does not install: where it was
+    absent, rendering, reading an STL or voxelizing a mesh failed in an ImportError naming only
+    the .so file. load_mesh must not take it for a bad mesh (a cache build would skip every
+    STL)."""
     stl = tmp_path / "cube.stl"
     assert o3d.io.write_triangle_mesh(str(stl), open3d_mesh(CUBE_VERTICES, cube_triangles()))
     request.getfixturevalue("open3d_without_libusb")
@@ -158,14 +159,16 @@ def test_open3d_without_its_system_library_says_what_to_install(
         calls[use]()
     assert str(caught.value).startswith(f"{needed_for.format(stl=stl)} needs open3d, which "
                                         f"failed to import (libusb-1.0.so.0: cannot open")
-    assert str(caught.value).endswith("install the system library libusb-1.0, which pip does "
-                                      "not install (Debian, Ubuntu: apt-get install "
-                                      "libusb-1.0-0; Fedora: dnf install libusb1)")
+    assert str(caught.value).endswith(
+        "install the system libraries it loads, which pip does not install (libusb-1.0.so.0, "
+        "libGL.so.1, libEGL.so.1, libX11.so.6, libudev.so.1; Debian, Ubuntu: apt-get install "
+        "libusb-1.0-0 libgl1 libegl1 libx11-6 libudev1)")
 
 
 def test_open3d_missing_altogether_is_named_without_a_system_library(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Not every failed import is libusb's: one of open3d itself names no library to install."""
+    """Not every failed import is a missing system library's: one of open3d itself names no
+    library to install."""
     monkeypatch.setitem(sys.modules, "open3d", None)  # import open3d then fails
     with pytest.raises(MissingLibraryError, match=r"^rendering voxel grids needs open3d, which "
                                                   r"failed to import \(import of open3d "

@@ -102,21 +102,32 @@ class MissingLibraryError(ImportError):
     names the use and, for a missing system library, what to install."""
 
 
+# The system libraries that open3d's own modules link and pip installs nowhere, and the Debian
+# packages that hold them (read off open3d 0.20's ELF headers; the loader names only the first
+# one it misses, so all are named: a minimal image lacks several).
+OPEN3D_SYSTEM_LIBRARIES = {"libusb-1.0.so.0": "libusb-1.0-0", "libGL.so.1": "libgl1",
+                           "libEGL.so.1": "libegl1", "libX11.so.6": "libx11-6",
+                           "libudev.so.1": "libudev1"}
+
+
 def import_open3d(needed_for: str) -> ModuleType:
     """The ``open3d`` module, for ``needed_for`` (e.g. "rendering voxel grids").
 
     Raises:
-        MissingLibraryError: open3d fails to import. It loads the system library libusb-1.0,
-            which pip does not install and minimal Linux images lack: a user who installed
-            stgconv with pip got ``ImportError: libusb-1.0.so.0: cannot open shared object
-            file`` as a traceback from whichever command first drew or read a shape.
+        MissingLibraryError: open3d fails to import. It loads system libraries
+            (:data:`OPEN3D_SYSTEM_LIBRARIES`) that pip does not install and minimal Linux
+            images lack: a user who installed stgconv with pip got ``ImportError:
+            libusb-1.0.so.0: cannot open shared object file`` as a traceback from whichever
+            command first drew or read a shape.
     """
     try:
         import open3d
     except ImportError as err:
-        install = (": install the system library libusb-1.0, which pip does not install "
-                   "(Debian, Ubuntu: apt-get install libusb-1.0-0; Fedora: dnf install libusb1)"
-                   if "libusb" in str(err) else "")
+        install = ""
+        if "cannot open shared object file" in str(err):
+            install = (f": install the system libraries it loads, which pip does not install "
+                       f"({', '.join(OPEN3D_SYSTEM_LIBRARIES)}; Debian, Ubuntu: apt-get install "
+                       f"{' '.join(OPEN3D_SYSTEM_LIBRARIES.values())})")
         raise MissingLibraryError(f"{needed_for} needs open3d, which failed to import "
                                   f"({err}){install}") from err
     return open3d
