@@ -188,9 +188,10 @@ def test_a_cache_of_the_prepare_scripts_names_the_kinds_that_read_it(kind, tmp_p
     with h5py.File(path, "w") as h5:
         h5["clips"] = np.zeros((1, 2, 4, 4, 3), np.uint8)
     with pytest.raises(ValueError, match=re.escape(
-            f"{path} is an HDF5 file, which data.kind {kind} does not read: a clip cache of "
-            "datasets/video/prepare.py trains with data.kind video, a shape cache of "
-            "datasets/voxel/prepare.py with data.kind voxels")):
+            f"{path} is an HDF5 file, which data.kind {kind} does not read: a clip cache "
+            "(stgconv.data.video.build_clip_cache) trains with data.kind video, a shape cache "
+            "(stgconv.data.voxel.build_modelnet_cache) with data.kind voxels (--set "
+            "data.kind=video")):
         load_training_images(path, kind=kind, size=4, channels=1)
 
 

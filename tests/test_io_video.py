@@ -531,7 +531,8 @@ def test_an_hdf5_clip_cache_given_as_a_video_is_named_so(tmp_path) -> None:
         h5["clips"] = np.zeros((1, 4, 8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match=r"^cannot open video .*cache\.h5: .*; it is an HDF5 "
                                          r"file, not a video: a clip cache \(made by "
-                                         r"datasets/video/prepare\.py\) is training data, read "
+                                         r"stgconv\.data\.video\.build_clip_cache\) is training "
+                                         r"data, read "
                                          r"as the data\.path of a video config \(data\.kind "
                                          r"video: stgconv train CONFIG --data FILE\)"):
         load_video(path)

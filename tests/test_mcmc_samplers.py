@@ -1616,7 +1616,8 @@ def test_bf16_warns_where_the_device_has_no_native_bfloat16(native: bool, monkey
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert messages == ([] if native else
                         ["precision='bf16' on cpu, which has no native bfloat16: autocast there "
-                         "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'"])
+                         "was 8.6-36x slower than fp32 (bench/levers.py of the source tree); "
+                         "use precision='fp32'"])
 
 
 def _coupled_quadratic(x: Tensor) -> Tensor:

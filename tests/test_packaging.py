@@ -3,12 +3,15 @@ built from the unpacked sdist (as pip builds one), each file list checked."""
 
 from __future__ import annotations
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -72,3 +75,42 @@ def test_the_sdist_holds_a_test_suite_that_runs(built) -> None:
                  "datasets/video/prepare.py", QUICK_RECOVERY_CONFIG.relative_to(ROOT).as_posix()):
         assert name in sdist, name
     assert not [name for name in sdist if "__pycache__" in name or name.endswith(".pyc")]
+
+
+# A path under the checkout's own folders (not the package's stgconv/configs/) or in the shared
+# data beside it: none of them is in an installed copy.
+SOURCE_TREE_PATH = re.compile(
+    r"(?<![\w/.])((?:datasets|configs|bench|tools|examples|tests)/[\w/.-]*\w|\.\./shared\b)")
+
+
+def runtime_strings(module: Path) -> Iterator[tuple[int, str]]:
+    """(line, text) of every string literal the module's code uses (messages, help texts,
+    defaults), an f-string whole with ``{}`` for its fields; not its docstrings."""
+    tree = ast.parse(module.read_text())
+    docstrings = {id(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    parts = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts.update(id(value) for value in node.values)
+            yield node.lineno, "".join(value.value if isinstance(value, ast.Constant) else "{}"
+                                       for value in node.values)
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and id(node) not in docstrings | parts):
+            yield node.lineno, node.value
+
+
+def test_no_message_or_help_sends_an_installed_copy_to_a_file_it_lacks() -> None:
+    """An installed user was told to "build one with datasets/voxel/prepare.py" (or a clip
+    cache's script, or configs/video/), which no wheel holds, and not of the function that
+    does it in the package. A checkout's file may be named where the text says it is the
+    source tree's (and it must still be there)."""
+    unsaid = []
+    for module in sorted((ROOT / "stgconv").rglob("*.py")):
+        for line, text in runtime_strings(module):
+            for path in SOURCE_TREE_PATH.findall(text):
+                if "of the source tree" not in text:
+                    unsaid.append(f"{module.relative_to(ROOT)}:{line}: {path}")
+                else:
+                    assert (ROOT / path).exists(), f"{module.relative_to(ROOT)}:{line}: {path}"
+    assert not unsaid, "\n".join(unsaid)

@@ -144,9 +144,10 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
         # Else Pillow's "cannot find loader for this HDF5 file" for a cache of the prepare
         # scripts given to a run without a video or voxel config (image kinds by default).
         raise ValueError(f"{path} is an HDF5 file, which data.kind {kind} does not read: a clip "
-                         "cache of datasets/video/prepare.py trains with data.kind video, a "
-                         "shape cache of datasets/voxel/prepare.py with data.kind voxels "
-                         "(configs/video/, configs/voxel/)")
+                         "cache (stgconv.data.video.build_clip_cache) trains with data.kind "
+                         "video, a shape cache (stgconv.data.voxel.build_modelnet_cache) with "
+                         "data.kind voxels (--set data.kind=video, or data: kind: video in a "
+                         "config file)")
     if kind == "texture":
         source = Path(path)
         many = ("a folder" if source.is_dir() else

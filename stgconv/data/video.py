@@ -58,6 +58,9 @@ CACHE_SUFFIXES = (".h5", ".hdf5")
 """Suffixes of clip caches; :func:`load_training_clips` reads such a path as a cache."""
 
 CACHE_FORMAT_VERSION = 1
+CACHE_BUILDER = ("stgconv.data.video.build_clip_cache (from the command line: "
+                 "datasets/video/prepare.py of the source tree)")
+"""How messages tell a user to make a clip cache: the script is not in an installed copy."""
 VALUE_RANGE = "uint8 u in [0, 255]; the clip in stgconv is u / 127.5 - 1, in [-1, 1]"
 
 # Sources are decoded in full at the cache's frame size; a compression level above 4 costs
@@ -183,7 +186,7 @@ def _folder_kind(folder: Path) -> str:
         raise ValueError(
             f"folder {folder} holds no video files or frame images, only folders ({names}), "
             f"and folders inside are not read: give one of them (a folder of videos or of one "
-            f"video's frames), or cache them all with datasets/video/prepare.py, which takes "
+            f"video's frames), or cache them all with {CACHE_BUILDER}, which takes "
             f"several videos and frame folders (e.g. {folder}/*/*.avi or {folder}/*)"
         )
     raise ValueError(
@@ -455,10 +458,10 @@ class VideoClips(LazyH5, NamedDataset):
                 raise ValueError(
                     f"{self.root} is not a stgconv clip cache: expected a uint8 dataset 'clips' "
                     f"of shape (N, T, H, W, C) and its attributes; build one with "
-                    f"datasets/video/prepare.py"
+                    f"{CACHE_BUILDER}"
                 )
             check_cache_version(h5.attrs.get("format_version"), CACHE_FORMAT_VERSION, self.root,
-                                rebuild="datasets/video/prepare.py")
+                                rebuild=CACHE_BUILDER)
             check_inside(h5, clips)  # its rows are read later, through this same file
             self._length, self.n_frames, height, width, self.channels = clips.shape
             self.size = (height, width)
@@ -501,7 +504,7 @@ def _find_cache(root: Path) -> Path:
     if root.suffix.lower() not in CACHE_SUFFIXES:
         raise ValueError(
             f"{root} is not a clip cache ({', '.join(CACHE_SUFFIXES)}); build one with "
-            f"datasets/video/prepare.py, or read videos with load_training_clips"
+            f"{CACHE_BUILDER}, or read videos with load_training_clips"
         )
     return root
 
@@ -523,7 +526,7 @@ def _check_cache_matches(dataset: VideoClips, *, n_frames: int, size: tuple[int,
     if wrong:
         raise CacheSettingsError(
             f"the clip cache {dataset.root} was built with other settings: {', '.join(wrong)}; "
-            f"rebuild it with datasets/video/prepare.py or ask for the cache's settings"
+            f"rebuild it with {CACHE_BUILDER} or ask for the cache's settings"
         )
 
 

@@ -59,6 +59,9 @@ MODELNET10_CATEGORIES = ("bathtub", "bed", "chair", "desk", "dresser", "monitor"
 
 CACHE_SUFFIXES = (".h5", ".hdf5")
 CACHE_FORMAT_VERSION = 1
+CACHE_BUILDER = ("stgconv.data.voxel.build_modelnet_cache (from the command line: "
+                 "datasets/voxel/prepare.py of the source tree)")
+"""How messages tell a user to make a shape cache: the script is not in an installed copy."""
 SPLIT_NAMES = ("train", "test")
 
 _GZIP_LEVEL = 4
@@ -296,7 +299,7 @@ class VoxelShapes(LazyH5, NamedDataset):
             raise ValueError(f"split must be None or one of {SPLIT_NAMES}, got {split!r}")
         if self.root.is_dir():
             raise ValueError(f"{self.root} is a folder; labelled shapes are an .npz (X, y) or "
-                             "an HDF5 cache of datasets/voxel/prepare.py")
+                             f"an HDF5 cache of {CACHE_BUILDER}")
         if not self.root.is_file():
             raise FileNotFoundError(f"voxel shapes not found: {self.root}")
         suffix = self.root.suffix.lower()
@@ -340,10 +343,10 @@ class VoxelShapes(LazyH5, NamedDataset):
                 raise ValueError(
                     f"{self.root} is not a stgconv voxel cache: expected datasets 'voxels' "
                     f"(N, R, R, R) and 'label' (N,) and the attribute 'categories'; build one "
-                    f"with datasets/voxel/prepare.py"
+                    f"with {CACHE_BUILDER}"
                 )
             check_cache_version(h5.attrs.get("format_version"), CACHE_FORMAT_VERSION, self.root,
-                                rebuild="datasets/voxel/prepare.py")
+                                rebuild=CACHE_BUILDER)
             check_inside(h5, voxels)  # its rows are read later, through this same file
             # Checked as an .npz's y and categories are: a cache written by another tool with
             # one category as a bare string read as its letters, and labels past the names (or
@@ -527,7 +530,7 @@ def load_voxel_shapes(
     if path.is_dir():
         if split is not None:
             raise ValueError(f"split={split!r} needs an HDF5 cache with splits; {path} is a "
-                             f"folder (build a cache with datasets/voxel/prepare.py)")
+                             f"folder (build a cache with {CACHE_BUILDER})")
         batch = _load_folder(path, categories, max_shapes, resolution, margin, up_axis,
                              mesh_side=mesh_side or resolution or pad_to or 32)
     elif path.suffix.lower() == ".npz" or (path.suffix.lower() in CACHE_SUFFIXES
@@ -701,7 +704,7 @@ def _load_folder(folder: Path, categories: Sequence[str] | None, max_shapes: int
             f"in {folder}{_folders_held(folder)}; give the folder that holds them (folders "
             f"inside are not read; 3D ShapeNets: volumetric_data/<category>/30/train), or for a "
             f"ModelNet tree (<category>/{{train,test}}/*.off) build a cache with "
-            f"datasets/voxel/prepare.py"
+            f"{CACHE_BUILDER}"
         )
     if voxel_files:
         refuse_up_axis_of_grids(folder, up_axis)

@@ -611,9 +611,9 @@ def _unopened_because(path: Path) -> str | None:
                 "or as a video file (stgconv.io.video.save_video)")
     if head == _HDF5_SIGNATURE:  # most likely a clip cache, given where a video was asked for
         return ("it is an HDF5 file, not a video: a clip cache (made by "
-                "datasets/video/prepare.py) is training data, read as the data.path of a video "
-                "config (data.kind video: stgconv train CONFIG --data FILE); give a video file "
-                "or a folder of frame images")
+                "stgconv.data.video.build_clip_cache) is training data, read as the data.path of "
+                "a video config (data.kind video: stgconv train CONFIG --data FILE); give a video "
+                "file or a folder of frame images")
     kinds, position = [], 0
     try:
         with path.open("rb") as file:

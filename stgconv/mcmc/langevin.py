@@ -155,7 +155,8 @@ class Langevin:
         if self.precision == "bf16" and not native_bfloat16(x0.device):
             warnings.warn(
                 f"precision='bf16' on {x0.device}, which has no native bfloat16: autocast there "
-                "was 8.6-36x slower than fp32 (bench/levers.py); use precision='fp32'",
+                "was 8.6-36x slower than fp32 (bench/levers.py of the source tree); use "
+                "precision='fp32'",
                 RuntimeWarning, stacklevel=2)
         if create_graph:
             # Inside torch.no_grad() the states after the first lost their graph, and the
