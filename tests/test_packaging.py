@@ -16,6 +16,7 @@ from typing import Iterator
 import pytest
 
 from stgconv.config import QUICK_RECOVERY_CONFIG
+from stgconv.io.mesh import OPEN3D_SYSTEM_LIBRARIES
 from stgconv.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +115,9 @@ def test_no_message_or_help_sends_an_installed_copy_to_a_file_it_lacks() -> None
                 else:
                     assert (ROOT / path).exists(), f"{module.relative_to(ROOT)}:{line}: {path}"
     assert not unsaid, "\n".join(unsaid)
+
+
+def test_the_readme_installs_the_system_libraries_the_error_names() -> None:
+    """A pip user reads the README's apt-get line before any error: the same packages."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"apt-get install {' '.join(OPEN3D_SYSTEM_LIBRARIES.values())}`" in readme
