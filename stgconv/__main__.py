@@ -5,4 +5,5 @@ import sys
 
 from stgconv.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported (a documentation tool's walk), it runs no command
+    sys.exit(main())

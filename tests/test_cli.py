@@ -1691,6 +1691,28 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"stgconv {__version__}"
 
 
+def test_python_m_stgconv_runs_the_command_and_importing_its_module_runs_nothing(
+        capsys, monkeypatch) -> None:
+    """``python -m stgconv`` is the command; an import of ``stgconv.__main__`` (a documentation
+    tool's walk over the package, pdoc or Sphinx's autosummary) ran it too, with the tool's
+    own arguments, and ended that process with argparse's usage error."""
+    import importlib
+    import runpy
+
+    from stgconv.version import __version__
+
+    monkeypatch.delitem(sys.modules, "stgconv.__main__", raising=False)
+    monkeypatch.setattr(sys, "argv", ["pdoc", "stgconv"])
+    importlib.import_module("stgconv.__main__")
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.delitem(sys.modules, "stgconv.__main__")  # run afresh, as python -m does
+    monkeypatch.setattr(sys, "argv", ["stgconv", "--version"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("stgconv", run_name="__main__", alter_sys=True)
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stgconv {__version__}"
+
+
 def test_a_run_that_fails_before_writing_leaves_no_debris(tmp_path: Path, capsys) -> None:
     """No lock file, and no folder when the run made it; a folder the user had keeps its
     contents and loses only the lock."""
