@@ -191,7 +191,7 @@ def test_a_cache_of_the_prepare_scripts_names_the_kinds_that_read_it(kind, tmp_p
             f"{path} is an HDF5 file, which data.kind {kind} does not read: a clip cache "
             "(stgconv.data.video.build_clip_cache) trains with data.kind video, a shape cache "
             "(stgconv.data.voxel.build_modelnet_cache) with data.kind voxels (--set "
-            "data.kind=video")):
+            "data.kind=video or data.kind=voxels, or a config file's data: kind:)")):
         load_training_images(path, kind=kind, size=4, channels=1)
 
 

@@ -146,8 +146,8 @@ def load_training_images(path: str | Path, *, kind: str, size: int, channels: in
         raise ValueError(f"{path} is an HDF5 file, which data.kind {kind} does not read: a clip "
                          "cache (stgconv.data.video.build_clip_cache) trains with data.kind "
                          "video, a shape cache (stgconv.data.voxel.build_modelnet_cache) with "
-                         "data.kind voxels (--set data.kind=video, or data: kind: video in a "
-                         "config file)")
+                         "data.kind voxels (--set data.kind=video or data.kind=voxels, or a "
+                         "config file's data: kind:)")
     if kind == "texture":
         source = Path(path)
         many = ("a folder" if source.is_dir() else
