@@ -132,6 +132,24 @@ def test_moving_along_tangent_stays_feasible(name, constraint, shape) -> None:
                                rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize(("name", "constraint", "shape"), CONSTRAINTS, ids=IDS)
+def test_held_entries_are_those_the_projection_resets(name, constraint, shape) -> None:
+    """Langevin ignores the gradient where ``held`` says the projection sets the entry
+    whatever the chain holds: there, and nowhere else, a step changes nothing (a block mean
+    is held as a direction, by no entry)."""
+    held = constraint.held()
+    assert (held is None) == name.startswith("down-")
+    if held is None:
+        return
+    held = torch.broadcast_to(held, shape)
+    x = constraint.project(rand(shape, seed=16))
+    step = torch.zeros(shape, dtype=F64).masked_fill(held, 5.0)
+    torch.testing.assert_close(constraint.project(x + step), x, **TOL)
+    assert (constraint.tangent(rand(shape, seed=17))[held] == 0).all()
+    moved = constraint.project(x + torch.zeros(shape, dtype=F64).masked_fill(~held, 5.0))
+    assert (moved != x)[~held].any()
+
+
 @pytest.mark.parametrize("case", list(BOTH_CASES))
 def test_known_entries_and_block_means_keep_both(case: str) -> None:
     """The known entries clamped exactly, and the mean of every block with a free entry at its

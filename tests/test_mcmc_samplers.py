@@ -1863,6 +1863,42 @@ def test_langevin_names_the_step_whose_gradient_alone_is_non_finite(create_graph
     assert (info.value.step, info.value.chains) == (0, (1,))
 
 
+def sqrt_abs_energy(x: Tensor) -> Tensor:
+    """``sum sqrt|x| + |x|^2 / 2``: finite everywhere, its gradient not finite at 0."""
+    return x.abs().sqrt().sum(dim=1) + 0.5 * x.pow(2).sum(dim=1)
+
+
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+def test_a_nonfinite_gradient_where_the_constraint_holds_the_chain_is_no_divergence(
+        name: str) -> None:
+    """sqrt|x| with its known entries at 0: MALA and HMC move along the constraint's tangent
+    and took no notice of the gradient there, Langevin reported a diverged chain at step 0
+    though the projection resets those entries. All three run now, the known entries kept;
+    a free entry at 0 is still reported."""
+    x0 = torch.randn(3, 4, generator=gen(0), dtype=F64) + 3.0
+    known = torch.tensor([True, False, True, False])
+    constraint = KnownEntries(torch.zeros(4, dtype=F64), known)
+    sampler = ALL_SAMPLERS[name]
+    x = sampler.run(sqrt_abs_energy, x0, constraint=constraint, generator=gen(1))
+    assert (x[:, known] == 0).all() and x[:, ~known].isfinite().all()
+    x0[1, 1] = 0.0  # a free entry where the gradient is not finite
+    with pytest.raises(NonFiniteEnergyError, match=r"at step 0 of \d+ in chain 1;"):
+        sampler.run(sqrt_abs_energy, x0, constraint=constraint, generator=gen(1))
+
+
+def test_a_differentiable_langevin_run_reports_a_nonfinite_gradient_at_held_entries_too() -> None:
+    """Its derivative passes through the energy's gradient at every entry: zeroed at the
+    known ones as run zeroes it, sqrt|x| at a known 0 gives a finite chain and a NaN gradient
+    in the energy's parameters, with no word of where it came from. Reported at the step."""
+    weight = torch.tensor(1.0, dtype=F64, requires_grad=True)
+    x0 = torch.randn(3, 4, generator=gen(0), dtype=F64) + 3.0
+    constraint = KnownEntries(torch.zeros(4, dtype=F64), torch.tensor([True, False] * 2))
+    with pytest.raises(NonFiniteEnergyError, match=r"at step 0 of 2 in chains 0, 1, 2;"):
+        Langevin(n_steps=2, step_size=0.1).run(
+            lambda x: weight * sqrt_abs_energy(x), x0, constraint=constraint,
+            generator=gen(1), create_graph=True)
+
+
 def test_a_nan_log_ratio_is_rejected() -> None:
     """A diverged proposal's NaN ratio must keep the chain where it was (an infinite one is
     always accepted)."""

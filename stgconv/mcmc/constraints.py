@@ -32,11 +32,26 @@ class Constraint:
         """
         return self.project(v) - self.project(torch.zeros_like(v))
 
+    def held(self) -> Tensor | None:
+        """Bool mask, broadcastable to the chains, of the entries ``project`` sets whatever the
+        chain holds there (the known entries); ``None`` where it holds no entry as such (a
+        block mean is a direction, not an entry). A gradient there never moves a chain, so
+        Langevin neither steps along it nor reports it non-finite (but in a differentiable
+        run, whose derivative passes through it); MALA and HMC move along the tangent, zero
+        there."""
+        return None
+
     def coarsen(self, factor: Sequence[int]) -> Constraint | None:
         """What this constraint says about ``block_down(x, factor)``: the constraint a coarser
         grid of a multi-grid chain must keep (``None``: it leaves that grid free)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be coarsened "
                                   "for multi-grid sampling")
+
+
+def held_entries(constraint: object) -> Tensor | None:
+    """:meth:`Constraint.held` of ``constraint``; ``None`` for a constraint of one's own that
+    is no :class:`Constraint` (Langevin takes one with a ``project`` alone)."""
+    return constraint.held() if isinstance(constraint, Constraint) else None
 
 
 def _check_fits(x: Tensor, shape: Sequence[int], made_for: str, *, exact_dims: int = 0) -> None:
@@ -110,6 +125,9 @@ class KnownEntries(Constraint):
 
     def tangent(self, v: Tensor) -> Tensor:
         return v.masked_fill(self.known, 0.0)
+
+    def held(self) -> Tensor:
+        return self.known
 
     def coarsen(self, factor: Sequence[int]) -> KnownEntries | None:
         """A coarse entry is known when its whole block is; its value is the block's mean.
@@ -214,6 +232,9 @@ class KnownEntriesAndBlockMeans(Constraint):
     def tangent(self, v: Tensor) -> Tensor:
         v = self.known.tangent(v)
         return v + self._spread(self.means.tangent(v) - v, v)
+
+    def held(self) -> Tensor:
+        return self.known.held()
 
     def _spread(self, deficit: Tensor, like: Tensor) -> Tensor:
         """Each block's total ``deficit`` (a block-constant ``(B, *S)``: what the block's mean

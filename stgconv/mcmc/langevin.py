@@ -30,7 +30,7 @@ from stgconv.mcmc.base import (
     per_chain_norm,
     raise_if_nonfinite,
 )
-from stgconv.mcmc.constraints import Constraint
+from stgconv.mcmc.constraints import Constraint, held_entries
 from stgconv.mcmc.execution import (
     AUTO,
     FP32,
@@ -140,7 +140,9 @@ class Langevin:
             ``(B, *S)`` final states, detached unless ``create_graph``.
 
         Raises:
-            NonFiniteEnergyError: naming the first step with a non-finite energy or gradient.
+            NonFiniteEnergyError: naming the first step with a non-finite energy or gradient
+                (at the entries the constraint leaves free, :meth:`Constraint.held`; at every
+                entry in a differentiable run, whose derivative passes through them all).
             ValueError: ``x0`` not a float tensor with values (the meta device has none) or, as
                 projected, holding NaN or infinite values (said after the run), a
                 ``generator`` that is not a ``torch.Generator``, a ``constraint`` without a
@@ -171,6 +173,11 @@ class Langevin:
         execution = self.execution(energy, x)
         if execution.layout is not None:
             x = x.contiguous(memory_format=execution.layout)
+        # The projection resets the entries the constraint holds, so their gradient never
+        # moves the chain: zeroed before the check, as MALA and HMC take the tangent before
+        # theirs. An energy whose gradient is infinite at a known value (sqrt|x| at a known 0)
+        # was reported as a diverged chain here alone; at a free entry it still is.
+        held = held_entries(constraint)
         # Contiguous whatever x's layout, so a seed gives the same noise in every layout.
         noise = torch.empty(x.shape, device=x.device, dtype=x.dtype)
         half_step = 0.5 * self.step_size**2
@@ -181,6 +188,8 @@ class Langevin:
             x.requires_grad_(True)
             e, grad = energy_and_grad(energy, x, bf16=execution.bf16)
             x.requires_grad_(False)
+            if held is not None:
+                grad = grad.masked_fill(held, 0.0)
             flag = nonfinite_flag(e, grad)
             if callback is not None:
                 callback(StepInfo(step=index, energy=e.detach(), grad_norm=per_chain_norm(grad)))
@@ -231,6 +240,10 @@ class Langevin:
         flags: list[Tensor] = []
         for index in range(self.n_steps):
             e, grad = energy_and_grad(energy, x, create_graph=True, bf16=bf16)
+            # Checked at every entry, the held ones too (unlike run): the chain's derivative
+            # passes through the energy's gradient everywhere, and one infinite at a held
+            # entry (sqrt|x| at a known 0), zeroed, would leave the run finite and the
+            # parameters' gradient NaN. The projection resets those entries: nothing to zero.
             flags.append(nonfinite_flag(e, grad))
             if callback is not None:
                 callback(StepInfo(step=index, energy=e.detach(),
