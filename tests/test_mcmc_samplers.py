@@ -1593,6 +1593,41 @@ def test_diagnostics_summaries_follow_the_chain() -> None:
     assert diag.acceptance_rate == 1.0
 
 
+@pytest.mark.parametrize("name", list(ALL_SAMPLERS))
+@pytest.mark.parametrize("held", ["none", "known", "block-means"])
+def test_the_gradient_norm_is_of_the_part_that_moves_the_chain_in_every_sampler(
+        name: str, held: str) -> None:
+    """Under a constraint, MALA and HMC reported the norm of the tangent they move along and
+    Langevin that of the whole gradient, the entries the projection resets included (a
+    known pixel the model disagrees with dominated it): all three report the tangent's now,
+    the norm Langevin clips. |x|^2 / 2 has gradient x: the norm at the start is that of the
+    start's tangent (its free entries; its detail beside the block means)."""
+    x0 = torch.randn(3, 2, 4, generator=gen(0), dtype=F64) * 10
+    constraint = {"none": None,
+                  "known": KnownEntries(torch.full((2, 4), 50.0, dtype=F64),
+                                        torch.tensor([True, False, False, True]).expand(2, 4)),
+                  "block-means": DownsampleConsistency(torch.full((3, 1, 2), 50.0, dtype=F64),
+                                                       (2, 2))}[held]
+    start = x0 if constraint is None else constraint.project(x0)
+    moving = start if constraint is None else constraint.tangent(start)
+    diag = Diagnostics()
+    ALL_SAMPLERS[name].run(lambda x: 0.5 * x.pow(2).flatten(1).sum(1), x0,
+                           constraint=constraint, generator=gen(1), callback=diag)
+    torch.testing.assert_close(diag.steps[0].grad_norm, moving.flatten(1).norm(dim=1))
+
+
+def test_langevin_clips_and_reports_under_a_constraint_with_a_project_alone() -> None:
+    """A constraint of one's own with a project and no tangent (Langevin takes one) failed
+    on "'ProjectOnly' object has no attribute 'tangent'" once a gradient clip or a callback
+    asked for the norm of the gradient that moves the chain; it is the default tangent's."""
+    x0 = torch.randn(2, 3, generator=gen(0), dtype=F64) * 10
+    diag = Diagnostics()
+    x = Langevin(n_steps=1, step_size=0.1, noise_scale=0.0, grad_clip=1.0).run(
+        lambda v: 0.5 * v.pow(2).sum(1), x0, constraint=ProjectOnly(), callback=diag)
+    torch.testing.assert_close(diag.steps[0].grad_norm, x0.norm(dim=1))
+    torch.testing.assert_close((x0 - x).norm(dim=1), torch.full((2,), 0.5 * 0.1**2, dtype=F64))
+
+
 def test_the_acceptance_rate_counts_every_chain_of_runs_of_other_batch_sizes() -> None:
     """One collector passed to a run of 4 chains and then to one of 2 failed in torch.stack;
     the rate is over every decision: 8 accepted of 10."""

@@ -75,7 +75,12 @@ class StepInfo:
     Attributes:
         step: 0-based step index.
         energy: ``(B,)`` energy of each chain at the start of the step (detached).
-        grad_norm: ``(B,)`` L2 norm of each chain's energy gradient (before clipping).
+        grad_norm: ``(B,)`` L2 norm (float32 at least) of the part of each chain's energy
+            gradient that moves it, before clipping: under a constraint its tangent
+            (:meth:`~stgconv.mcmc.Constraint.tangent`: without the entries and block means
+            the constraint holds), else the whole gradient; the same in every sampler (what
+            Langevin's ``grad_clip`` bounds). Zeros for :class:`~stgconv.mcmc.BlockGibbs`,
+            which takes no gradient.
         accepted: ``(B,)`` bool, whether each chain's proposal was accepted; ``None`` for
             unadjusted Langevin, which accepts everything.
     """

@@ -54,6 +54,15 @@ def held_entries(constraint: object) -> Tensor | None:
     return constraint.held() if isinstance(constraint, Constraint) else None
 
 
+def tangent_of(constraint: object, v: Tensor) -> Tensor:
+    """``constraint.tangent(v)`` for ``v`` ``(B, *S)``, or the default ``project(v) -
+    project(0)`` of :meth:`Constraint.tangent` for a constraint of one's own with a
+    ``project`` alone (Langevin takes one): its gradient clipping failed on "object has no
+    attribute 'tangent'"."""
+    tangent = getattr(constraint, "tangent", None)
+    return tangent(v) if callable(tangent) else Constraint.tangent(constraint, v)
+
+
 def _check_fits(x: Tensor, shape: Sequence[int], made_for: str, *, exact_dims: int = 0) -> None:
     """``ValueError`` unless a constraint whose tensors have ``shape`` maps chains ``x``
     ``(B, *S)`` to chains of ``x``'s own shape (its last ``exact_dims`` sizes equal, not

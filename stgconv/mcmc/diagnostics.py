@@ -31,7 +31,8 @@ class Diagnostics:
 
     @property
     def mean_grad_norm(self) -> list[float]:
-        """Mean gradient norm over chains, per step."""
+        """Mean gradient norm over chains, per step: of the part that moves them, under a
+        constraint its tangent (:attr:`StepInfo.grad_norm`)."""
         return _means([s.grad_norm for s in self.steps])
 
     @property

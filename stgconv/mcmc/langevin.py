@@ -30,7 +30,7 @@ from stgconv.mcmc.base import (
     per_chain_norm,
     raise_if_nonfinite,
 )
-from stgconv.mcmc.constraints import Constraint, held_entries
+from stgconv.mcmc.constraints import Constraint, held_entries, tangent_of
 from stgconv.mcmc.execution import (
     AUTO,
     FP32,
@@ -191,10 +191,12 @@ class Langevin:
             if held is not None:
                 grad = grad.masked_fill(held, 0.0)
             flag = nonfinite_flag(e, grad)
+            moving_norm = (_moving_norm(grad, constraint)
+                           if callback is not None or self.grad_clip is not None else None)
             if callback is not None:
-                callback(StepInfo(step=index, energy=e.detach(), grad_norm=per_chain_norm(grad)))
+                callback(StepInfo(step=index, energy=e.detach(), grad_norm=moving_norm))
             if self.grad_clip is not None:
-                grad = _clipped(grad, _moving_norm(grad, constraint), self.grad_clip)
+                grad = _clipped(grad, moving_norm, self.grad_clip)
             x.add_(grad, alpha=-half_step)
             noise_std = self.noise_scale * self.step_size * self.noise_factor(index)
             if noise_std > 0:
@@ -245,14 +247,15 @@ class Langevin:
             # entry (sqrt|x| at a known 0), zeroed, would leave the run finite and the
             # parameters' gradient NaN. The projection resets those entries: nothing to zero.
             flags.append(nonfinite_flag(e, grad))
+            moving_norm = (_moving_norm(grad, constraint)
+                           if callback is not None or self.grad_clip is not None else None)
             if callback is not None:
-                callback(StepInfo(step=index, energy=e.detach(),
-                                  grad_norm=per_chain_norm(grad).detach()))
+                callback(StepInfo(step=index, energy=e.detach(), grad_norm=moving_norm.detach()))
             if self.grad_clip is not None:
                 # Not detached: the clipping's scale depends on x too, and the chain's
                 # derivative must include that (a detached norm left out a term wherever
                 # clipping bit).
-                grad = _clipped(grad, _moving_norm(grad, constraint), self.grad_clip)
+                grad = _clipped(grad, moving_norm, self.grad_clip)
             x = x - 0.5 * self.step_size**2 * grad
             noise_std = self.noise_scale * self.step_size * self.noise_factor(index)
             if noise_std > 0:
@@ -295,7 +298,7 @@ def _moving_norm(grad: Tensor, constraint: Constraint | None) -> Tensor:
     that moves it: under a ``constraint``, its tangent. The entries a constraint holds never
     move, and where a known pixel disagrees with the model its large gradient there shrank
     the clipped step of the free entries."""
-    return per_chain_norm(grad if constraint is None else constraint.tangent(grad))
+    return per_chain_norm(grad if constraint is None else tangent_of(constraint, grad))
 
 
 def _clipped(grad: Tensor, grad_norm: Tensor, grad_clip: float) -> Tensor:
