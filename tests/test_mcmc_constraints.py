@@ -317,19 +317,49 @@ def test_constraints_take_the_chains_torch_broadcasts_their_data_over(
 
 
 def test_constraints_keep_the_chains_dtype_and_carry_no_graph() -> None:
-    """float64 data under float32 chains promoted the chains to float64; data that requires
+    """float32 data under float64 chains promoted nothing and lost nothing; data that requires
     grad made the projected start a non-leaf, which Langevin then failed to step."""
-    observed = rand((2, 1, 4, 4), seed=0).requires_grad_(True)  # float64
+    observed = rand((2, 1, 4, 4), seed=0).float().requires_grad_(True)
     known = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
     known[..., 0] = True
     for constraint in (KnownEntries(observed, known),
                        DownsampleConsistency(observed[..., ::2, ::2], (2, 2))):
-        x = constraint.project(rand((2, 1, 4, 4), seed=1).float())
-        assert x.dtype == torch.float32 and not x.requires_grad
+        x = constraint.project(rand((2, 1, 4, 4), seed=1))
+        assert x.dtype == F64 and not x.requires_grad
         out = Langevin(n_steps=2, step_size=0.1).run(
             lambda z: z.pow(2).flatten(1).sum(1), rand((2, 1, 4, 4), seed=2).float(),
             constraint=constraint, generator=torch.Generator().manual_seed(0))
         assert out.dtype == torch.float32 and not out.requires_grad
+    assert torch.equal(KnownEntries(observed, known).project(x)[known],
+                       observed.detach()[known].double())
+
+
+@pytest.mark.parametrize("name", ["observed", "low"])
+def test_constraints_refuse_chains_whose_dtype_would_round_their_values(name: str) -> None:
+    """Float64 known values (or block means) under float32 chains were rounded to float32
+    without a word: 0.1 came back as 0.10000000149, a pixel not the one given. Refused, naming
+    both dtypes, a value and the conversion; chains of the data's dtype are taken, and so are
+    float32 chains where no value rounds (float64 occupancies of 0 and 1, as numpy makes them),
+    whatever the values at unknown entries."""
+    def make(data: Tensor) -> Constraint:
+        known = torch.tensor([True, True, True, False]).reshape(1, 1, 2, 2)
+        return (KnownEntries(data, known) if name == "observed"
+                else DownsampleConsistency(data, (2, 2)))
+
+    chains = torch.zeros((1, 1, 4, 4) if name == "low" else (1, 1, 2, 2))
+    tenth = make(torch.full((1, 1, 2, 2), 0.1, dtype=F64))
+    message = (rf"^{name} is torch.float64 and holds values that the chains' torch.float32 "
+               rf"would round \(0.1 to 0.10000000149011612\): give {name} in the chains' "
+               rf"dtype \({name}.to\(torch.float32\)\), or run the chains in torch.float64$")
+    with pytest.raises(ValueError, match=message):
+        tenth.project(chains)
+    with pytest.raises(ValueError, match=message):
+        Langevin(n_steps=1).run(lambda z: z.pow(2).flatten(1).sum(1), chains, constraint=tenth)
+    kept = tenth.project(chains.double())
+    assert kept.dtype == F64 and (kept[..., 0, :] == 0.1).all()
+    occupancy = torch.tensor([1.0, 0.0, 1.0, 0.1 if name == "observed" else 1.0], dtype=F64)
+    kept = make(occupancy.reshape(1, 1, 2, 2)).project(chains)
+    assert kept.dtype == torch.float32 and kept[0, 0, 0, 0] == 1.0
 
 
 @pytest.mark.parametrize("factor", [(0, 2), (2, -2), (), (1.5, 2)])

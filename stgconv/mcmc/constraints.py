@@ -63,6 +63,24 @@ def tangent_of(constraint: object, v: Tensor) -> Tensor:
     return tangent(v) if callable(tangent) else Constraint.tangent(constraint, v)
 
 
+def _check_kept(data: Tensor, x: Tensor, name: str) -> None:
+    """``ValueError`` naming ``name`` unless the chains ``x`` ``(B, *S)`` hold every value of
+    the constraint's ``data`` exactly in their dtype. Float64 known values under float32 chains
+    were rounded to float32 without a word: the chain's known pixels then differed from the
+    ones given, and the block means of a super-resolution from its ``low``. Refused rather
+    than rounded (which dtype to keep is the caller's to choose, by converting the one or the
+    other), but only where a value would change: float64 occupancies of 0 and 1, as numpy
+    makes them, are kept exactly by float32 chains."""
+    rounded = data.to(x.dtype).to(data.dtype)
+    changed = rounded != data
+    if bool(changed.any()):
+        was, now = data[changed][0].item(), rounded[changed][0].item()
+        raise ValueError(f"{name} is {data.dtype} and holds values that the chains' "
+                         f"{x.dtype} would round ({was!r} to {now!r}): give {name} in the "
+                         f"chains' dtype ({name}.to({x.dtype})), or run the chains in "
+                         f"{data.dtype}")
+
+
 def _check_fits(x: Tensor, shape: Sequence[int], made_for: str, *, exact_dims: int = 0) -> None:
     """``ValueError`` unless a constraint whose tensors have ``shape`` maps chains ``x``
     ``(B, *S)`` to chains of ``x``'s own shape (its last ``exact_dims`` sizes equal, not
@@ -90,7 +108,9 @@ class KnownEntries(Constraint):
     Raises:
         ValueError: ``observed`` no tensor, ``known`` not bool or not broadcasting, either on
             the meta device or the two on different devices, or a non-finite observed value at
-            a known entry.
+            a known entry; in ``project``, chains it does not fit or whose dtype would round
+            a known value (float64 data under float32 chains: the known values are kept
+            exactly as given, or refused).
     """
 
     def __init__(self, observed: Tensor, known: Tensor) -> None:
@@ -119,6 +139,10 @@ class KnownEntries(Constraint):
         self.observed = observed.detach()
         self.known = known
         self._shape = torch.broadcast_shapes(known.shape, observed.shape)
+        # The chains' dtypes found to keep the known values exactly (_check_kept): compared
+        # once per dtype, at the sampler's first projection, before any step (a CUDA graph
+        # captures no comparison that waits for the device).
+        self._kept_in = {observed.dtype}
         # Written once: project runs at every sampler step.
         self._made_for = f"observed {tuple(observed.shape)} and known {tuple(known.shape)}"
 
@@ -129,7 +153,11 @@ class KnownEntries(Constraint):
 
     def project(self, x: Tensor) -> Tensor:
         _check_fits(x, self._shape, self._made_for)
-        # In the chain's dtype: a float64 observed would otherwise promote float32 chains.
+        if x.dtype not in self._kept_in:
+            # The values at unknown entries are ignored, and may round.
+            _check_kept(torch.where(self.known, self.observed, 0), x, "observed")
+            self._kept_in.add(x.dtype)
+        # In the chain's dtype, which holds every observed value (checked above).
         return torch.where(self.known, self.observed.to(x.dtype), x)
 
     def tangent(self, v: Tensor) -> Tensor:
@@ -165,7 +193,9 @@ class DownsampleConsistency(Constraint):
             ``(f, f, f)`` for voxels, ``(1, f, f)`` or ``(ft, f, f)`` for videos.
 
     Raises:
-        ValueError: ``low`` no tensor, on the meta device or not finite, or a bad ``factor``.
+        ValueError: ``low`` no tensor, on the meta device or not finite, or a bad ``factor``;
+            in ``project``, chains it does not fit or whose dtype would round a value of
+            ``low``, as :class:`KnownEntries`' ``observed``.
     """
 
     def __init__(self, low: Tensor, factor: Sequence[int]) -> None:
@@ -176,6 +206,7 @@ class DownsampleConsistency(Constraint):
             raise ValueError("low has NaN or infinite values; the block means to keep must be "
                              "finite")
         self.low = low.detach()  # data, not part of a graph, as KnownEntries' observed
+        self._kept_in = {low.dtype}  # as KnownEntries' observed
         # nearest_up checks the factor first: int() would turn 1.5 into 1 silently.
         self._low_up = nearest_up(self.low, factor)
         self.factor = tuple(int(f) for f in factor)
@@ -188,6 +219,9 @@ class DownsampleConsistency(Constraint):
 
     def project(self, x: Tensor) -> Tensor:
         _check_fits(x, self._low_up.shape, self._made_for, exact_dims=len(self.factor))
+        if x.dtype not in self._kept_in:
+            _check_kept(self.low, x, "low")
+            self._kept_in.add(x.dtype)
         return self.tangent(x) + self._low_up.to(x.dtype)
 
     def tangent(self, v: Tensor) -> Tensor:
