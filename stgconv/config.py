@@ -1814,6 +1814,38 @@ def config_from_settings(data: dict[str, Any], source: str | None,
                                      learned=dataclasses.replace(learned, prior=prior)))
 
 
+def trainer_settings(config: ExperimentConfig | dict[str, Any] | None, owner: str
+                     ) -> dict[str, Any]:
+    """The plain settings a trainer (``owner``) stores in its checkpoints for ``config``, which
+    is an :class:`ExperimentConfig` (stored as :func:`config_to_dict` makes it), a dict of its
+    settings, as a config file holds them (stored as given), or ``None`` (none).
+
+    A dict is checked as ``stgconv`` checks a config file (:func:`config_from_settings`): it
+    was stored unchecked, and a resume or ``load_model`` of the checkpoint refused the keys
+    it did not know only then, as a config "written by a newer version?", or the values
+    the config check would have refused.
+
+    Raises:
+        ValueError: ``config`` of another type, or settings a config file could not hold
+            (unknown keys, values the config check refuses), naming ``owner``.
+    """
+    if config is None:
+        return {}
+    if isinstance(config, ExperimentConfig):
+        return config_to_dict(config)
+    source = f"{owner}(config=...)"
+    if not isinstance(config, dict):
+        raise ValueError(f"{source} must be an ExperimentConfig or a dict of its settings "
+                         f"(stgconv.config.config_to_dict(...)), got {type(config).__name__}")
+    try:
+        config_from_settings(config, source)
+    except UnknownKeys:
+        raise  # names the source itself
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: {err}") from err
+    return config
+
+
 def _holds_key(data: Any, key: str) -> bool:
     """Whether nested ``data`` holds the dotted ``key`` (``train.lrr``, a list's entry by its
     index: ``multigrid.grids.1.bogus``; a key YAML read as a number may hold a dot itself, as

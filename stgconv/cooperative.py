@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from stgconv.checks import as_int, check_clamp, check_generator, check_tensor
-from stgconv.config import CooperativeConfig, TrainConfig, section_or_default
+from stgconv.config import (CooperativeConfig, ExperimentConfig, TrainConfig,
+                            section_or_default)
 from stgconv.distributed import World
 from stgconv.energy.base import EnergyModel
 from stgconv.generator import ConvGenerator, build_generator
@@ -148,7 +149,7 @@ class CooperativeTrainer(CompanionTrainer):
         clamp: tuple[float, float] | None = None,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
-        config: dict[str, Any] | None = None,
+        config: ExperimentConfig | dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
         cooperative = section_or_default(cooperative, CooperativeConfig, "cooperative")

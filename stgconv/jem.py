@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stgconv.checks import as_int, check_classes, check_tensor
-from stgconv.config import (JEMConfig, TrainConfig, check_px_batch, check_shift,
-                            section_or_default)
+from stgconv.config import (ExperimentConfig, JEMConfig, TrainConfig, check_px_batch,
+                            check_shift, section_or_default)
 from stgconv.distributed import World
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.evaluation.ood import score_images, scoring_expert
@@ -191,7 +191,7 @@ class HybridTrainer(Trainer):
         reference: DataGaussian | None = None,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
-        config: dict[str, Any] | None = None,
+        config: ExperimentConfig | dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
         super().__init__(energy, sampler, chains, data, train=train,  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ from stgconv.checks import (
     differing_keys,
     refuse_inference_mode,
 )
-from stgconv.config import TrainConfig, section_or_default
+from stgconv.config import ExperimentConfig, TrainConfig, section_or_default, trainer_settings
 from stgconv.console import progress_bar
 from stgconv.distributed import (
     World,
@@ -513,7 +513,9 @@ class Trainer(FitLoop):
             :class:`~stgconv.jem.HybridTrainer` fits its out-of-distribution experts. How far
             one :meth:`fit` call trains, and the saving intervals, are the caller's.
         generator: the single source of randomness (batches, chain starts, sampler noise).
-        config: plain-data resolved config, stored in checkpoints.
+        config: the run's settings, stored in checkpoints (``--resume`` and ``load_model``
+            read them back): an ``ExperimentConfig``, or a dict of its settings as a
+            config file holds them, checked as one (:func:`~stgconv.config.trainer_settings`).
         world: set when several processes train the model: ``data`` (and ``chains``) are
             then this rank's shard (:meth:`stgconv.distributed.World.shard`), the gradients are
             averaged over the ranks before each step, and checkpoints gather every rank's
@@ -529,7 +531,7 @@ class Trainer(FitLoop):
         *,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
-        config: dict[str, Any] | None = None,
+        config: ExperimentConfig | dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
         check_tensor(data, "data")
@@ -565,7 +567,7 @@ class Trainer(FitLoop):
         self.optimizer = torch.optim.Adam(energy.parameters(), lr=train.lr, betas=train.betas)
         self.optimizer_settings = {"lr": train.lr, "betas": tuple(train.betas)}
         self.lr, self.n_iterations, self.lr_decay = train.lr, train.n_iterations, train.lr_decay
-        self.config = config or {}
+        self.config = trainer_settings(config, type(self).__name__)
         self.world = world
         self.iteration = 0
         self.last_samples: Tensor | None = None
@@ -825,7 +827,7 @@ class MultiGridTrainer(FitLoop):
         consistent: bool = False,
         train: TrainConfig | None = None,
         generator: torch.Generator | None = None,
-        config: dict[str, Any] | None = None,
+        config: ExperimentConfig | dict[str, Any] | None = None,
         world: World | None = None,
     ) -> None:
         if not energies:  # else accepted, and the first step indexed an empty list of trainers
@@ -861,7 +863,7 @@ class MultiGridTrainer(FitLoop):
         self.base = levels[0]
         check_generator(generator, "MultiGridTrainer")  # kept: else it failed in a later step
         self.generator = generator if generator is not None else torch.Generator(data.device)
-        self.config = config or {}
+        self.config = trainer_settings(config, "MultiGridTrainer")
         self.world = world
         start = partial(SuperResolutionStart, upsample="nearest") if consistent else CoarseStart
         self.trainers = [

@@ -204,7 +204,7 @@ def make_trainer(*, init_seed: int = 0, inference_steps: int = 0, lr: float = 0.
     cooperative = CooperativeConfig(latent_dim=4, width=4, lr=lr, **inference)
     return CooperativeTrainer(energy, net, sampler, data, cooperative=cooperative,
                               chains_per_example=2, train=TrainConfig(batch_size=2),
-                              generator=gen(0), config={"cooperative": True}, world=world)
+                              generator=gen(0), config={"cooperative": {}}, world=world)
 
 
 def test_cooperative_settings_given_as_a_dict_are_refused_naming_the_section() -> None:

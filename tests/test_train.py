@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from stgconv.build import build_chain_start
 from stgconv.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from stgconv.config import ChainConfig, TrainConfig
+from stgconv.config import (ChainConfig, DataConfig, ExperimentConfig, TrainConfig,
+                            config_to_dict)
 from stgconv.data.image import load_training_images
 from stgconv.energy import image_energy, video_energy
 from stgconv.energy.base import EnergyModel
@@ -192,7 +193,7 @@ def make_trainer(mode: str, *, init_seed: int = 0, accumulate: int = 1, lr: floa
     return Trainer(tiny_energy(init_seed), sampler, chains, data,
                    train=TrainConfig(batch_size=2, accumulate=accumulate, lr=lr,
                                      energy_l2=energy_l2, betas=betas),
-                   generator=gen(0), config={"mode": mode})
+                   generator=gen(0), config={"chains": {"mode": mode}})
 
 
 @pytest.mark.parametrize("mode", ["persistent", "buffer", "multigrid"])
@@ -270,6 +271,33 @@ def test_data_holding_nan_or_infinity_is_refused_naming_how_much(make, bad: floa
         make(data)
 
 
+def test_a_trainer_checks_the_config_it_stores_as_a_config_file_is_checked(
+        tmp_path: Path) -> None:
+    """A config the CLI would refuse (a misspelt key, a negative lr) was stored as given, and
+    reading the checkpoint back (load_model, train --resume) refused it only then, as a config
+    "written by a newer version?"; an ExperimentConfig given as it is was stored as an object
+    that a checkpoint loaded without executing code cannot hold. Both kinds of trainer refuse
+    the first two, naming the key; the third is stored as its settings and read back."""
+    data = tiny_data()
+    pieces = (tiny_energy(), Langevin(n_steps=2, step_size=0.05), DataStart(), data)
+    with pytest.raises(ValueError, match=r"^Trainer\(config=\.\.\.\): unknown config key\(s\) "
+                                         r"train\.batch in section 'train'"):
+        Trainer(*pieces, config={"train": {"batch": 2}})
+    with pytest.raises(ValueError, match=r"^MultiGridTrainer\(config=\.\.\.\): train\.lr must "
+                                         r"be positive, got -1"):
+        MultiGridTrainer([tiny_energy() for _ in GRIDS[1:]], [Langevin(n_steps=2)] * 2,
+                         pattern_images(), GRIDS, config={"train": {"lr": -1}})
+    with pytest.raises(ValueError, match=r"^Trainer\(config=\.\.\.\) must be an ExperimentConfig "
+                                         r"or a dict of its settings .*got str$"):
+        Trainer(*pieces, config="configs/image/texture.yaml")
+    config = ExperimentConfig(seed=3, data=DataConfig(size=16))
+    trainer = Trainer(*pieces, train=TrainConfig(batch_size=2), config=config)
+    assert trainer.config == config_to_dict(config)
+    trainer.fit(1, progress=False)
+    _, loaded, _ = load_model(trainer.save(tmp_path / "checkpoint.pt"), device="cpu")
+    assert (loaded.seed, loaded.data.size) == (3, 16)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_save_and_resume_restore_everything(tmp_path: Path, mode: str) -> None:
     trainer = make_trainer(mode)
@@ -284,7 +312,7 @@ def test_save_and_resume_restore_everything(tmp_path: Path, mode: str) -> None:
     if mode in ("persistent", "buffer"):
         assert fresh.chains.state_dict(), "the chain state must be in the checkpoint"
     state = load_checkpoint(path)
-    assert state["config"] == {"mode": mode}
+    assert state["config"] == {"chains": {"mode": mode}}
     assert state["model_config"] == trainer.energy.config
 
 
