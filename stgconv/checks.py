@@ -33,6 +33,10 @@ SEED_LIMIT = 2**63 - 2**16
 # Float32's largest number: settings and options past it turn infinite in the float32 tensors
 # they scale (a learning rate, a penalty), failing deep inside torch.
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+# Float32's smallest normal number: a setting nearer 0 is 0 in the float32 tensors it scales,
+# or keeps a few bits there (a subnormal, which GPUs flush to 0): train.lr 1e-50 trained
+# nothing, without a word.
+FLOAT32_TINY = float(torch.finfo(torch.float32).tiny)
 
 # A chain moves by step_size^2 / 2 times the gradient, on data of order 1: a step past this
 # bound throws every chain off the data at once, and past about 10^19 the factor overflows

@@ -32,6 +32,7 @@ from stgconv.config import (
     ModelOfOtherData,
     UnknownKeys,
     apply_overrides,
+    check_float32_setting,
     config_from_settings,
     config_to_dict,
     config_yaml,
@@ -726,6 +727,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if lr is not None and not (math.isfinite(lr) and 0 < lr <= FLOAT32_MAX):
         raise ValueError(f"--lr must be a finite number > 0 and at most {FLOAT32_MAX:.4g} "
                          f"(float32's largest), got {lr}")
+    if lr is not None:  # 1e-50 is 0 in float32: the chain's start was optimised not at all
+        check_float32_setting("--lr", lr)
     if getattr(args, "seed", None) is not None:
         check_seed(args.seed, "--seed")
     if getattr(args, "missing", None) is not None:  # eval recovery-3d's, else named 'missing'

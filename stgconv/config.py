@@ -28,6 +28,7 @@ import yaml
 
 from stgconv.checks import (
     FLOAT32_MAX,
+    FLOAT32_TINY,
     check_clamp,
     check_entries,
     check_fps,
@@ -1282,9 +1283,24 @@ def _check_finite_floats(key: str, section: Any) -> None:
             continue
         if not math.isfinite(value):
             raise ValueError(f"{key}.{f.name} must be a finite number, got {value!r}")
-        if abs(value) > FLOAT32_MAX:
-            raise ValueError(f"{key}.{f.name} must be within float32's range (at most "
-                             f"{FLOAT32_MAX:.4g} in size), got {value!r}")
+        check_float32_setting(f"{key}.{f.name}", value)
+
+
+def check_float32_setting(key: str, value: float) -> None:
+    """``ValueError`` naming ``key`` where float32 does not hold the finite setting ``value``
+    as a number of its size. Most settings scale float32 tensors: past float32's range they
+    are infinite there (Adam failed with a traceback at train.lr: 1e300), and nearer 0 than
+    its smallest normal number 0 or a few bits (train.lr: 1e-50 trained nothing, without a
+    word); the few compared in Python (jem.max_energy_gap) mean nothing more past those bounds
+    than at them."""
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{key} must be within float32's range (at most {FLOAT32_MAX:.4g} "
+                         f"in size), got {value!r}")
+    if 0 < abs(value) < FLOAT32_TINY:
+        held = float(torch.tensor(value, dtype=torch.float32))
+        raise ValueError(f"{key} is {value!r}, which float32 (the tensors it scales) holds as "
+                         f"{held!r}: a setting other than 0 must be at least "
+                         f"{FLOAT32_TINY:.4g} in size (float32's smallest normal number)")
 
 
 class _Loader(yaml.SafeLoader):
@@ -1495,12 +1511,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         # and a NaN passes every comparison-based check after this one.
         if not math.isfinite(value):
             raise ValueError(f"{key} must be a finite number, got {value!r}")
-        # Most settings scale float32 tensors, where past float32's range they are infinite
-        # (Adam failed with a traceback at train.lr: 1e300); the few compared in Python
-        # (jem.max_energy_gap) mean nothing more past it than at it.
-        if abs(value) > FLOAT32_MAX:
-            raise ValueError(f"{key} must be within float32's range (at most {FLOAT32_MAX:.4g} "
-                             f"in size), got {value!r}")
+        check_float32_setting(key, value)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -726,6 +726,10 @@ def test_bad_input_exits_2(tmp_path: Path, texture_run: Path, capsys) -> None:
         (["reconstruct", "{run}", "{run}/observed.png", "--lr", "1e300"],
          "--lr must be a finite number > 0 and at most 3.403e+38 (float32's largest), "
          "got 1e+300"),
+        # 0 in float32: the chain's start was optimised by nothing, without a word.
+        (["reconstruct", "{run}", "{run}/observed.png", "--lr", "1e-50"],
+         "--lr is 1e-50, which float32 (the tensors it scales) holds as 0.0: a setting other "
+         "than 0 must be at least 1.175e-38 in size (float32's smallest normal number)"),
     ],
 )
 def test_numbers_out_of_range_are_refused_by_the_option_typed(

@@ -502,6 +502,12 @@ def test_wrong_types(override: str, message: str) -> None:
         ("train.lr=1e300", "train.lr must be within float32's range (at most 3.403e+38 in size), "
          "got 1e+300"),
         ("chains.init_scale=-1e39", "chains.init_scale must be within float32's range"),
+        # Finite, but 0 in float32: Adam stepped by nothing, and the run learnt nothing.
+        ("train.lr=1e-50", "train.lr is 1e-50, which float32 (the tensors it scales) holds as "
+         "0.0: a setting other than 0 must be at least 1.175e-38 in size (float32's smallest "
+         "normal number)"),
+        ("cooperative.lr=1e-40", "cooperative.lr is 1e-40, which float32"),
+        ("initializer.lr=-1e-45", "initializer.lr is -1e-45, which float32"),
         ("sampler.clamp=[-.inf, 1]", r"sampler.clamp[0]"),
         ("sampler.clamp=[1, -1]", "sampler.clamp must be [low, high] with low < high"),
         ("sampler.clamp=[1, 1]", "sampler.clamp must be [low, high] with low < high"),
@@ -660,6 +666,10 @@ def test_an_infinite_power_given_in_python_is_refused() -> None:
     (TrainConfig, {"n_iterations": 0}, "train.n_iterations must be positive, got 0"),
     (TrainConfig, {"lr": float("inf")}, "train.lr must be a finite number, got inf"),
     (TrainConfig, {"lr": 1e300}, "train.lr must be within float32's range"),
+    (TrainConfig, {"lr": 1e-50}, "train.lr is 1e-50, which float32 (the tensors it scales) "
+                                 "holds as 0.0"),
+    (CooperativeConfig, {"lr": 1e-39}, "cooperative.lr is 1e-39, which float32"),
+    (InitializerConfig, {"lr": 1e-50}, "initializer.lr is 1e-50, which float32"),
     (TrainConfig, {"energy_l2": float("nan")}, "train.energy_l2 must be >= 0, got nan"),
     (TrainConfig, {"accumulate": 0}, "train.accumulate must be positive, got 0"),
     (TrainConfig, {"betas": (0.5, 1.0)}, "train.betas must be in [0, 1)"),
