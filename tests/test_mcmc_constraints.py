@@ -362,6 +362,24 @@ def test_constraints_refuse_chains_whose_dtype_would_round_their_values(name: st
     assert kept.dtype == torch.float32 and kept[0, 0, 0, 0] == 1.0
 
 
+def test_constraints_name_both_devices_when_the_chains_are_on_another() -> None:
+    """A constraint on CUDA projecting CPU chains (or the reverse) failed in torch's words
+    ("Tensor on device meta is not on the expected device cpu!"), naming neither the
+    constraint nor the way out. Chains on the meta device stand in for a GPU here."""
+    known = KnownEntries(torch.zeros(1, 4, 4), torch.ones(1, 4, 4, dtype=torch.bool))
+    means = DownsampleConsistency(torch.zeros(1, 2, 2), (2, 2))
+    chains = torch.empty(2, 1, 4, 4, device="meta")
+    for constraint, made in ((known, r"observed on cpu: make the constraint on the chains' "
+                                      r"device \(KnownEntries\(observed.to\('meta'\), "
+                                      r"known.to\('meta'\)\)\)$"),
+                             (means, r"low on cpu: make the constraint on the chains' device "
+                                     r"\(DownsampleConsistency\(low.to\('meta'\), factor\)\)$"),
+                             (KnownEntriesAndBlockMeans(known, means), "observed on cpu")):
+        with pytest.raises(ValueError, match=rf"^the chains are on meta but the constraint's "
+                                             rf"{made}"):
+            constraint.project(chains)
+
+
 @pytest.mark.parametrize("factor", [(0, 2), (2, -2), (), (1.5, 2)])
 def test_downsample_consistency_bad_factor_is_a_value_error(factor: tuple[int, ...]) -> None:
     """A block of 1.5 is named too, not truncated to blocks of 1."""

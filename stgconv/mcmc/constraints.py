@@ -63,6 +63,18 @@ def tangent_of(constraint: object, v: Tensor) -> Tensor:
     return tangent(v) if callable(tangent) else Constraint.tangent(constraint, v)
 
 
+def _check_device(data: Tensor, x: Tensor, name: str, remedy: str) -> None:
+    """``ValueError`` naming both devices unless the constraint's ``data`` (its argument
+    ``name``) is on the chains' ``x`` ``(B, *S)`` device: a constraint on CUDA projecting CPU
+    chains (or the reverse) failed in torch's words ("Expected all tensors to be on the same
+    device"), naming neither the constraint nor its argument. ``remedy``: the constraint made
+    again on the chains' device, ``{device}`` standing for it."""
+    if data.device != x.device:
+        raise ValueError(f"the chains are on {x.device} but the constraint's {name} on "
+                         f"{data.device}: make the constraint on the chains' device "
+                         f"({remedy.format(device=repr(str(x.device)))})")
+
+
 def _check_kept(data: Tensor, x: Tensor, name: str) -> None:
     """``ValueError`` naming ``name`` unless the chains ``x`` ``(B, *S)`` hold every value of
     the constraint's ``data`` exactly in their dtype. Float64 known values under float32 chains
@@ -108,9 +120,9 @@ class KnownEntries(Constraint):
     Raises:
         ValueError: ``observed`` no tensor, ``known`` not bool or not broadcasting, either on
             the meta device or the two on different devices, or a non-finite observed value at
-            a known entry; in ``project``, chains it does not fit or whose dtype would round
-            a known value (float64 data under float32 chains: the known values are kept
-            exactly as given, or refused).
+            a known entry; in ``project``, chains it does not fit, on another device, or
+            whose dtype would round a known value (float64 data under float32 chains: the
+            known values are kept exactly as given, or refused).
     """
 
     def __init__(self, observed: Tensor, known: Tensor) -> None:
@@ -153,6 +165,8 @@ class KnownEntries(Constraint):
 
     def project(self, x: Tensor) -> Tensor:
         _check_fits(x, self._shape, self._made_for)
+        _check_device(self.observed, x, "observed",
+                      "KnownEntries(observed.to({device}), known.to({device}))")
         if x.dtype not in self._kept_in:
             # The values at unknown entries are ignored, and may round.
             _check_kept(torch.where(self.known, self.observed, 0), x, "observed")
@@ -194,8 +208,8 @@ class DownsampleConsistency(Constraint):
 
     Raises:
         ValueError: ``low`` no tensor, on the meta device or not finite, or a bad ``factor``;
-            in ``project``, chains it does not fit or whose dtype would round a value of
-            ``low``, as :class:`KnownEntries`' ``observed``.
+            in ``project``, chains it does not fit, on another device, or whose dtype would
+            round a value of ``low``, as :class:`KnownEntries`' ``observed``.
     """
 
     def __init__(self, low: Tensor, factor: Sequence[int]) -> None:
@@ -219,6 +233,7 @@ class DownsampleConsistency(Constraint):
 
     def project(self, x: Tensor) -> Tensor:
         _check_fits(x, self._low_up.shape, self._made_for, exact_dims=len(self.factor))
+        _check_device(self.low, x, "low", "DownsampleConsistency(low.to({device}), factor)")
         if x.dtype not in self._kept_in:
             _check_kept(self.low, x, "low")
             self._kept_in.add(x.dtype)
