@@ -10,6 +10,8 @@ that hide a pixel in all channels at once, as the shared ones do, this is the pe
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -21,6 +23,7 @@ from stgconv.checks import (
     check_voxels,
     check_whole_labels,
     expand_mask,
+    is_real_scalar,
 )
 from stgconv.data.masks import check_mask_matches
 
@@ -126,13 +129,17 @@ def voxel_iou(pred: Tensor, truth: Tensor, *, threshold: float = 0.5) -> Tensor:
 
     Args:
         pred, truth: ``(B, 1, D, H, W)``.
+        threshold: occupancy level, finite.
 
     Raises:
-        ValueError: ``pred`` and ``truth`` not both of one shape ``(B, 1, D, H, W)``, or NaN
+        ValueError: ``pred`` and ``truth`` not both of one shape ``(B, 1, D, H, W)``, NaN
             or infinite values (a NaN is never ``>= threshold``: a diverged shape would count
-            as empty).
+            as empty), or a ``threshold`` that is no finite number.
     """
     _check_voxel_pair(pred, truth)
+    # A NaN (or +inf) threshold left every voxel empty, and every shape scored a perfect 1.
+    if not is_real_scalar(threshold) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     for name, grid in (("pred", pred), ("truth", truth)):
         if not torch.isfinite(grid).all():
             raise ValueError(f"{name} holds NaN or infinite values; refusing to score them")

@@ -298,6 +298,15 @@ def test_voxel_iou_counts_a_half_as_occupied() -> None:
     assert voxel_iou(torch.full_like(pred, 0.45), torch.ones_like(pred)).item() == 0.0
 
 
+@pytest.mark.parametrize("threshold", [math.nan, math.inf, "0.5"])
+def test_voxel_iou_refuses_a_threshold_that_is_no_finite_number(threshold) -> None:
+    """A NaN threshold left every voxel of both grids empty, and shapes that share no voxel
+    scored a perfect IoU of 1."""
+    pred = torch.zeros(1, 1, 2, 2, 2)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        voxel_iou(pred, torch.ones_like(pred), threshold=threshold)
+
+
 def test_pooled_iou_of_empty_shapes_is_each_shapes() -> None:
     """Shapes all empty and predicted empty pool to 1, as voxel_iou scores each of them."""
     empty = torch.zeros(2, 1, 2, 2, 2)
