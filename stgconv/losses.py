@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import check_classes, check_finite_number, check_tensor
+from stgconv.checks import check_classes, check_finite_number, check_not_meta, check_tensor
 from stgconv.energy.classifier import ClassifierEnergy
 from stgconv.mcmc.base import check_energies
 from stgconv.types import EnergyFn
@@ -30,14 +30,20 @@ def contrastive_divergence(
         The scalar loss and detached diagnostics ``e_pos``, ``e_neg`` (means).
 
     Raises:
-        FloatingPointError: if any energy is NaN or infinite.
-        ValueError: a negative or NaN ``energy_l2``, data and samples of different shapes,
-            no data or no samples, or energies not real floating point ``(B,)`` and ``(M,)``.
+        FloatingPointError: if any energy is NaN or infinite, or the loss overflows.
+        ValueError: an ``energy_l2`` that is negative or no finite number, data and samples
+            of different shapes, no data or no samples, either on the meta device, or
+            energies not real floating point ``(B,)`` and ``(M,)``.
     """
-    if not energy_l2 >= 0:  # NaN too: either would drop the penalty without a word
-        raise ValueError(f"energy_l2 must be >= 0, got {energy_l2}")
+    # NaN and negative weights dropped the penalty without a word; an infinite one made an
+    # infinite loss, and a string failed on the comparison.
+    check_finite_number(energy_l2, "energy_l2")
     check_tensor(x_pos, "x_pos")
     check_tensor(x_neg, "x_neg")
+    # Else the finiteness check failed inside torch: "Tensor.item() cannot be called on meta
+    # tensors".
+    check_not_meta(x_pos, "x_pos")
+    check_not_meta(x_neg, "x_neg")
     if x_pos.shape[1:] != x_neg.shape[1:]:
         raise ValueError(
             f"data {tuple(x_pos.shape)} and samples {tuple(x_neg.shape)} differ in sample shape"
@@ -50,15 +56,24 @@ def contrastive_divergence(
     # Else an energy summed over the batch, or (B, K), gave a loss weighted by the batch sizes.
     check_energies(e_pos, x_pos)
     check_energies(e_neg, x_neg)
-    if not (torch.isfinite(e_pos).all() and torch.isfinite(e_neg).all()):
+    loss = e_pos.mean() - e_neg.mean()
+    if energy_l2 > 0:
+        loss = loss + energy_l2 * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+    # One check of the loss, which any non-finite energy makes non-finite too: finite energies
+    # can still overflow it (1e20 squared by the penalty is past float32), and that infinite
+    # loss came back as a number to step on.
+    if not torch.isfinite(loss):
+        if torch.isfinite(e_pos).all() and torch.isfinite(e_neg).all():
+            largest = max(e_pos.abs().max().item(), e_neg.abs().max().item())
+            where = " in the energy_l2 penalty, which squares them" if energy_l2 > 0 else ""
+            raise FloatingPointError(f"the training loss is {loss.item()} from finite energies "
+                                     f"(largest |E| {largest:.3g}): it overflowed {loss.dtype}"
+                                     f"{where}")
         raise FloatingPointError(
             "non-finite energy in the training loss "
             f"(data: {int((~torch.isfinite(e_pos)).sum())} of {e_pos.numel()}, "
             f"samples: {int((~torch.isfinite(e_neg)).sum())} of {e_neg.numel()})"
         )
-    loss = e_pos.mean() - e_neg.mean()
-    if energy_l2 > 0:
-        loss = loss + energy_l2 * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
     return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()}
 
 

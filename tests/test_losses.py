@@ -111,10 +111,11 @@ def test_hybrid_loss_refuses_a_negative_or_nan_weight(weights: dict[str, float])
                     x_neg_y=x, **weights)
 
 
-@pytest.mark.parametrize("energy_l2", [-1.0, math.nan])
-def test_a_negative_or_nan_energy_l2_is_refused(energy_l2: float) -> None:
-    """Either dropped the penalty without a word."""
-    with pytest.raises(ValueError, match=r"energy_l2 must be >= 0, got"):
+@pytest.mark.parametrize("energy_l2", [-1.0, math.nan, math.inf, "0.1"])
+def test_an_energy_l2_that_is_negative_or_no_finite_number_is_refused(energy_l2) -> None:
+    """A negative or NaN weight dropped the penalty without a word, an infinite one made an
+    infinite loss, and a string failed on a comparison in Python's words."""
+    with pytest.raises(ValueError, match=r"energy_l2 must be (finite and >= 0|a number), got"):
         contrastive_divergence(Linear(3), torch.zeros(2, 3), torch.ones(2, 3),
                                energy_l2=energy_l2)
 
@@ -164,6 +165,26 @@ def test_without_the_penalty_large_finite_energies_give_a_finite_loss() -> None:
     x_pos = torch.tensor([[1e20, 0.0, 0.0]])
     loss, _ = contrastive_divergence(Linear(3), x_pos, torch.zeros(1, 3))
     assert loss.item() == pytest.approx(1e20)
+
+
+def test_a_loss_that_overflows_from_finite_energies_raises() -> None:
+    """The penalty squares the energies: finite ones of 1e20 overflow float32, and the loss came
+    back infinite, a number for the caller to step on."""
+    x_pos = torch.tensor([[1e20, 0.0, 0.0]])
+    with pytest.raises(FloatingPointError, match=r"training loss is inf from finite energies "
+                                                 r"\(largest \|E\| 1e\+20\): it overflowed "
+                                                 r"torch.float32 in the energy_l2 penalty"):
+        contrastive_divergence(Linear(3), x_pos, torch.zeros(1, 3), energy_l2=0.1)
+
+
+@pytest.mark.parametrize("which", ["x_pos", "x_neg"])
+def test_data_or_samples_on_the_meta_device_are_named(which: str) -> None:
+    """Tensors of shapes without values failed inside torch ("Tensor.item() cannot be called
+    on meta tensors")."""
+    tensors = {"x_pos": torch.zeros(2, 3), "x_neg": torch.ones(2, 3)}
+    tensors[which] = tensors[which].to("meta")
+    with pytest.raises(ValueError, match=f"^{which} is on the meta device"):
+        contrastive_divergence(lambda x: x.sum(1), **tensors)
 
 
 def test_hybrid_loss_statistics_are_detached_and_a_weight_of_0_reads_no_samples() -> None:
