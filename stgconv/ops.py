@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_int, check_generator
+from stgconv.checks import as_int, check_generator, check_not_meta, check_tensor
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -41,6 +41,7 @@ def check_block_factor(factor: Sequence[int]) -> tuple[int, ...]:
 
 
 def _check_factor(x: Tensor, factor: Sequence[int]) -> tuple[int, ...]:
+    check_tensor(x, "x")  # a numpy array failed on "'numpy.ndarray' object has no attribute 'dim'"
     factor = check_block_factor(factor)
     if x.dim() < len(factor) + 1:
         raise ValueError(
@@ -57,6 +58,15 @@ def _check_float(x: Tensor, op: str) -> None:
                          f"(convert it first, e.g. x.float())")
 
 
+def _check_divisible(sizes: Sequence[int], factor: tuple[int, ...]) -> None:
+    """``ValueError`` unless every trailing size ``sizes`` ``(N1, ..., Nk)`` is divisible by
+    its block ``factor``: the blocks would not tile it."""
+    if any(n % f for n, f in zip(sizes, factor)):
+        raise ValueError(
+            f"trailing shape {tuple(sizes)} is not divisible by block factor {factor}"
+        )
+
+
 def block_down(x: Tensor, factor: Sequence[int]) -> Tensor:
     """Average non-overlapping blocks over the trailing ``len(factor)`` dimensions.
 
@@ -71,10 +81,7 @@ def block_down(x: Tensor, factor: Sequence[int]) -> Tensor:
     _check_float(x, "block_down")
     k = len(factor)
     lead, sizes = x.shape[:-k], x.shape[-k:]
-    if any(n % f for n, f in zip(sizes, factor)):
-        raise ValueError(
-            f"trailing shape {tuple(sizes)} is not divisible by block factor {factor}"
-        )
+    _check_divisible(sizes, factor)
     split: list[int] = []
     for n, f in zip(sizes, factor):
         split += [n // f, f]
@@ -150,12 +157,21 @@ def block_top_k(x: Tensor, low: Tensor, factor: Sequence[int]) -> Tensor:
         ``x``'s shape and dtype, entries in {0, 1}.
 
     Raises:
-        ValueError: ``low`` not of that shape, or not in ``[0, 1]`` (NaN included); NaN in
-            ``x`` (infinite scores rank as such).
+        ValueError: trailing sizes of ``x`` not divisible by ``factor``, ``low`` not of that
+            shape, or not in ``[0, 1]`` (NaN included); NaN in ``x`` (infinite scores rank as
+            such); either on the meta device.
     """
     factor = _check_factor(x, factor)
+    check_tensor(low, "low")  # a numpy array failed on "has no attribute 'isnan'"
+    # Else "Tensor.item() cannot be called on meta tensors", naming neither.
+    check_not_meta(x, "x")
+    check_not_meta(low, "low")
     k = len(factor)
     lead, sizes = x.shape[:-k], x.shape[-k:]
+    # Else sizes of 5 in blocks of 2 passed the shape check of low (5 // 2 = 2 blocks) and
+    # failed in a reshape inside torch ("shape '[1, 1, 2, 2, 2, 2]' is invalid for input of
+    # size 20").
+    _check_divisible(sizes, factor)
     coarse = tuple(n // f for n, f in zip(sizes, factor))
     if tuple(low.shape) != (*lead, *coarse):
         raise ValueError(f"low {tuple(low.shape)} is not x {tuple(x.shape)} block-reduced by "

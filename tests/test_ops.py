@@ -285,6 +285,34 @@ def test_block_top_k_checks_the_low_shape() -> None:
         block_top_k(torch.zeros(1, 8, 8), torch.zeros(1, 3, 4), (2, 2))
 
 
+def test_block_top_k_refuses_sizes_its_blocks_do_not_tile() -> None:
+    """Sides of 5 in blocks of 2 passed the check of low (two blocks each) and failed in a
+    reshape inside torch ("shape '[1, 2, 2, 2, 2]' is invalid for input of size 20")."""
+    with pytest.raises(ValueError, match=r"trailing shape \(5, 4\) is not divisible by block "
+                                         r"factor \(2, 2\)"):
+        block_top_k(torch.zeros(1, 5, 4), torch.zeros(1, 2, 2), (2, 2))
+
+
+@pytest.mark.parametrize("x, low, name", [
+    (torch.zeros(1, 4, 4, device="meta"), torch.zeros(1, 2, 2), "x is on the meta device"),
+    (torch.zeros(1, 4, 4), torch.zeros(1, 2, 2, device="meta"), "low is on the meta device"),
+    (torch.zeros(1, 4, 4), np.zeros((1, 2, 2)), "low must be a torch.Tensor"),
+    (np.zeros((1, 4, 4)), torch.zeros(1, 2, 2), "x must be a torch.Tensor"),
+], ids=["meta x", "meta low", "numpy low", "numpy x"])
+def test_block_top_k_names_an_argument_without_values(x, low, name: str) -> None:
+    """Each failed inside torch or numpy ("Tensor.item() cannot be called on meta tensors",
+    "'numpy.ndarray' object has no attribute 'isnan'"), naming no argument."""
+    with pytest.raises(ValueError, match=f"^{name}"):
+        block_top_k(x, low, (2, 2))
+
+
+@pytest.mark.parametrize("op", [block_down, nearest_up, linear_up])
+def test_an_array_given_for_x_is_named(op) -> None:
+    """It failed on "'numpy.ndarray' object has no attribute 'dim'"."""
+    with pytest.raises(ValueError, match=r"^x must be a torch.Tensor, got ndarray"):
+        op(np.zeros((1, 4, 4), dtype=np.float32), (2, 2))
+
+
 @pytest.mark.parametrize("low, scores, message", [
     # A NaN mean became a count of no entry: trilinear_binary_upsample came back empty.
     (torch.full((1, 2, 2), math.nan), torch.zeros(1, 4, 4), r"low has 4 NaN values"),
