@@ -334,6 +334,41 @@ def test_bad_inputs_raise_naming_the_expected_shape(call, message):
         call()
 
 
+def _on_meta(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x, device="meta")
+
+
+@pytest.mark.parametrize(("call", "name"), [
+    (lambda: filter_statistics(_on_meta(IMAGES)), "x"),
+    (lambda: filter_statistics_distance(IMAGES, _on_meta(IMAGES)), "data"),
+    (lambda: power_spectrum_distance(_on_meta(IMAGES), IMAGES), "samples"),
+    (lambda: video_statistics_distance(VIDEOS, _on_meta(VIDEOS)), "data"),
+    (lambda: nearest_iou(VOXELS, _on_meta(VOXELS)), "reference"),
+    (lambda: frechet_distance(_on_meta(torch.zeros(3, 2)), torch.ones(3, 2)), "a"),
+    (lambda: spread(_on_meta(torch.zeros(3, 2))), "x"),
+    (lambda: class_entropy(_on_meta(torch.zeros(3, dtype=torch.long)), 2), "labels"),
+])
+def test_a_tensor_on_the_meta_device_is_named(call, name: str) -> None:
+    """Tensors of shapes without values failed inside torch ("Tensor.item() cannot be called
+    on meta tensors"), naming no argument, as the scores of stgconv.metrics name them."""
+    with pytest.raises(ValueError, match=f"^{name} is on the meta device"):
+        call()
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: nearest_iou(VOXELS, VOXELS, batch=1.5), r"^batch must be an int >= 1, got 1.5$"),
+    (lambda: frechet_distance(torch.zeros(3, 0), torch.zeros(3, 0)),
+     r"^a and b must hold at least one feature, got \(3, 0\) and \(3, 0\)$"),
+    (lambda: spread(torch.tensor(1.0)), r"^spread needs at least 2 examples \(N, \.\.\.\), got "
+                                        r"a 0-d tensor$"),
+], ids=["float batch", "no features", "0-d spread"])
+def test_arguments_torch_failed_on_are_named(call, message: str) -> None:
+    """Each failed inside torch: a float batch in split ("must be tuple of ints, not float"),
+    no features in a reshape ("cannot reshape tensor of 0 elements"), a 0-d tensor in len()."""
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
 def test_frechet_distance_of_gaussians_matches_the_closed_form() -> None:
     """Diagonal covariances: |mu_a - mu_b|^2 + sum (s_a - s_b)^2, from large samples."""
     from stgconv.evaluation.quality import frechet_distance

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stgconv.checks import as_int, check_whole_labels
+from stgconv.checks import as_int, check_not_meta, check_whole_labels
 
 FILTER_NAMES = (
     "identity", "dx", "dy", "laplacian",
@@ -71,6 +71,9 @@ def _check_finite_float(x: Tensor, name: str, layout: str, dims: int) -> None:
 def _check_nonempty_finite(x: Tensor, name: str, layout: str, *, count: str) -> None:
     if x.shape[0] == 0:
         raise ValueError(f"{name} must be {layout} with {count} >= 1, got {tuple(x.shape)}")
+    # Else the finiteness check failed inside torch: "Tensor.item() cannot be called on meta
+    # tensors", naming no argument.
+    check_not_meta(x, name)
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} {layout} holds {int((~torch.isfinite(x)).sum())} NaN or "
                          f"infinite values; refusing to score them")
@@ -367,8 +370,8 @@ def nearest_iou(samples: Tensor, reference: Tensor, *, threshold: float = 0.5,
                          f"differ in grid; expected the same (D, H, W) = {grid}")
     if not math.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    # as_int: a batch of 1.5 failed inside torch's split ("must be tuple of ints, not float").
+    batch = as_int(batch, "batch", minimum=1)
     voxels = math.prod(grid)
     # float32 sums of 0/1 are exact up to 2^24; beyond that (D > 256) count in float64.
     dtype = torch.float32 if voxels <= 2**24 else torch.float64
@@ -402,6 +405,9 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
         _check_finite_float(x, name, "(N, F)", 2)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a has {a.shape[1]} features and b {b.shape[1]}; expected the same")
+    if a.shape[1] == 0:  # else torch's "cannot reshape tensor of 0 elements into shape [0, -1]"
+        raise ValueError(f"a and b must hold at least one feature, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
     a, b = a.double(), b.double()
     mean_a, mean_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
@@ -418,8 +424,9 @@ def spread(x: Tensor) -> float:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise ValueError(f"spread needs a float tensor in the model's units, got "
                          f"{getattr(x, 'dtype', type(x).__name__)}")
-    if len(x) < 2:
-        raise ValueError(f"spread needs at least 2 examples, got {len(x)}")
+    if x.dim() == 0 or len(x) < 2:  # len() of a 0-d tensor is a TypeError
+        raise ValueError(f"spread needs at least 2 examples (N, ...), got "
+                         f"{len(x) if x.dim() else 'a 0-d tensor'}")
     _check_nonempty_finite(x, "x", "(N, ...)", count="N")
     return x.double().std(dim=0).mean().item()
 
@@ -433,6 +440,7 @@ def class_entropy(labels: Tensor, n_classes: int) -> float:
         raise ValueError(f"labels must be a non-empty (N,) tensor, got {shape}")
     # Else bincount's TypeError for 2.5, and 0 named as "classes 0 .. -1".
     n_classes = as_int(n_classes, "n_classes", minimum=1)
+    check_not_meta(labels, "labels")  # else "Tensor.item() cannot be called on meta tensors"
     if labels.dtype == torch.bool:  # as the ECE and check_classes: True, False are no classes
         raise ValueError("labels must be class numbers 0 .. n_classes - 1, got torch.bool")
     check_whole_labels(labels, "labels")
