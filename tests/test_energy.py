@@ -236,6 +236,18 @@ def test_an_input_of_another_dtype_is_named_unless_autocast_casts_it() -> None:
     assert energy.double()(x.double()).dtype == torch.float64
 
 
+@pytest.mark.parametrize("head", ["sum", "linear"])
+def test_an_input_on_another_device_than_the_network_is_named(head: str) -> None:
+    """A meta batch for a CPU net: the summed head returned a meta energy without a word, the
+    linear head failed inside torch ("Tensor on device cpu is not on the expected device
+    meta!"); a CPU batch for a GPU net failed alike in the first convolution."""
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 1]], head=head,
+                           input_size=(5, 5))
+    with pytest.raises(ValueError, match=r"^expected x on the network's device cpu, got meta: "
+                                         r"move it \(x.to\('cpu'\)\) or the model$"):
+        energy(torch.zeros(2, 1, 5, 5, device="meta"))
+
+
 def test_the_sum_head_sums_the_top_layer_with_no_activation() -> None:
     from stgconv.energy.base import ConvNetEnergy
 

@@ -210,7 +210,15 @@ class ConvNetEnergy(EnergyModel):
         # The dtype of a stored parameter: reading a weight under a parametrization
         # (spectral_norm, weight_norm) computes it, which ran spectral_norm's power iteration
         # twice per call.
-        check_dtype(x, next(self.parameters()).dtype, "x")
+        weight = next(self.parameters())
+        check_dtype(x, weight.dtype, "x")
+        # Else a net with a linear head failed inside torch ("Tensor on device cpu is not on
+        # the expected device meta!"), one with the summed head returned an energy on x's
+        # device without a word (meta x, CPU weights), and a CPU batch for a GPU net failed
+        # in the first convolution, naming neither.
+        if x.device != weight.device:
+            raise ValueError(f"expected x on the network's device {weight.device}, got "
+                             f"{x.device}: move it (x.to('{weight.device}')) or the model")
 
     def _fits(self, size: Sequence[int]) -> bool:
         """Does every convolution get an input at least as large as its (padded) kernel?"""
