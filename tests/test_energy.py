@@ -18,8 +18,10 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import re
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -172,8 +174,6 @@ def test_a_net_built_of_numpy_numbers_keeps_python_numbers_a_checkpoint_takes(tm
     """A numpy int (of an array's shape) or float kept in the config: the trainer trained up to
     its first checkpoint, then refused to write it ("would hold objects other than tensors and
     plain data"). The config holds the Python numbers, tuples kept tuples."""
-    import numpy as np
-
     from stgconv.checkpoint import save_checkpoint
 
     energy = ConvNetEnergy(spatial_dims=3, in_channels=np.int64(1),
@@ -246,6 +246,27 @@ def test_an_input_on_another_device_than_the_network_is_named(head: str) -> None
     with pytest.raises(ValueError, match=r"^expected x on the network's device cpu, got meta: "
                                          r"move it \(x.to\('cpu'\)\) or the model$"):
         energy(torch.zeros(2, 1, 5, 5, device="meta"))
+
+
+def test_check_size_refuses_sizes_of_another_number_of_dimensions() -> None:
+    """A video net's check of a clip's (H, W) alone compared the two sizes it had and passed,
+    however small the clip's length."""
+    energy = ConvNetEnergy(spatial_dims=3, in_channels=1, layers=[[1, 3, 1]])
+    for size in ((9, 9), (9, 9, 9, 9)):
+        with pytest.raises(ValueError, match=rf"^size must hold 3 spatial sizes, one per "
+                                             rf"dimension of the input past \(B, C\), got "
+                                             rf"{re.escape(str(size))}$"):
+            energy.check_size(size)
+    energy.check_size((3, 3, 3))
+
+
+def test_layers_given_as_a_numpy_array_build_the_net() -> None:
+    """Rows of a numpy array failed on "The truth value of an array with more than one
+    element is ambiguous"; the net keeps plain Python numbers in its config."""
+    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=np.array([[2, 3, 1]]))
+    assert energy.config["layers"] == [[2, 3, 1]]
+    assert type(energy.config["layers"][0][0]) is int
+    assert energy(torch.zeros(1, 1, 3, 3)).shape == (1,)
 
 
 def test_the_sum_head_sums_the_top_layer_with_no_activation() -> None:

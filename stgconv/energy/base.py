@@ -130,7 +130,7 @@ class ConvNetEnergy(EnergyModel):
         # 0 built a net of no input, its energy the reference term alone; 2.5 failed inside
         # torch as "in_channels must be divisible by groups".
         as_int(in_channels, "in_channels", minimum=1)
-        if not layers:
+        if len(layers) == 0:  # not "not layers": a numpy array of rows has no truth value
             raise ValueError("layers must hold at least one convolution")
         if head not in ("sum", "linear"):
             raise ValueError(f"head must be 'sum' or 'linear', got {head!r}")
@@ -247,6 +247,11 @@ class ConvNetEnergy(EnergyModel):
         """``ValueError`` naming the smallest size that fits when an input of spatial size
         ``size`` ``(n1, ..., nk)`` is smaller than the network's receptive field (tasks with a
         slow start call it before starting)."""
+        # Else sizes of another length were compared as far as they went (zip): a clip's
+        # (H, W) for a video net, or one side for an image net, passed whatever they were.
+        if len(size) != self.spatial_dims:
+            raise ValueError(f"size must hold {self.spatial_dims} spatial sizes, one per "
+                             f"dimension of the input past (B, C), got {tuple(size)}")
         if not self._fits(size):
             raise ValueError(f"input size {tuple(size)} is smaller than the network's receptive "
                              f"field: it needs at least {self.smallest_size()}")
