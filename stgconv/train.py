@@ -513,6 +513,9 @@ class Trainer(FitLoop):
             :class:`~stgconv.jem.HybridTrainer` fits its out-of-distribution experts. How far
             one :meth:`fit` call trains, and the saving intervals, are the caller's.
         generator: the single source of randomness (batches, chain starts, sampler noise).
+            ``None``: a new ``torch.Generator`` on the data's device at torch's fixed default
+            seed, never the global one, so ``torch.manual_seed`` does not reach it and runs
+            without a generator repeat each other; pass one seeded for another run.
         config: the run's settings, stored in checkpoints (``--resume`` and ``load_model``
             read them back): an ``ExperimentConfig``, or a dict of its settings as a
             config file holds them, checked as one (:func:`~stgconv.config.trainer_settings`).

@@ -43,6 +43,7 @@ from stgconv.mcmc import (
     Langevin,
     MultiGridSampler,
     NoiseInit,
+    NoiseStart,
     NonFiniteEnergyError,
     PersistentChains,
 )
@@ -344,6 +345,22 @@ class OwnEnergy(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x).flatten(1).mean(1) + x.flatten(1).pow(2).sum(1) / 2
+
+
+def test_a_trainer_without_a_generator_keeps_off_the_global_rng() -> None:
+    """As its docstring says: without a generator a trainer draws from a fresh one at torch's
+    fixed seed, so the global RNG is neither read (torch.manual_seed does not reach it: runs
+    repeat each other) nor moved on."""
+    samples = []
+    for seed in (1, 2):
+        trainer = Trainer(tiny_energy(0), Langevin(n_steps=2, step_size=0.05),
+                          NoiseStart(NoiseInit()), tiny_data(), train=TrainConfig(batch_size=2))
+        torch.manual_seed(seed)
+        before = torch.get_rng_state()
+        trainer.step()
+        assert torch.equal(torch.get_rng_state(), before)
+        samples.append(trainer.last_samples)
+    assert torch.equal(*samples)
 
 
 def test_an_energy_of_the_users_own_saves_and_resumes(tmp_path: Path) -> None:
