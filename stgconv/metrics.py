@@ -170,6 +170,8 @@ def auroc(inlier_scores: Tensor, outlier_scores: Tensor) -> float:
         check_not_meta(scores, name)
         if scores.dim() != 1 or len(scores) == 0:
             raise ValueError(f"{name} must be a non-empty (N,) tensor, got {tuple(scores.shape)}")
+        if scores.is_complex():  # cast to float64 below, the imaginary parts were dropped
+            raise ValueError(f"{name} must be real scores, got {scores.dtype}")
         if not torch.isfinite(scores).all():
             raise ValueError(f"{name} has NaN or infinite values")
     # On the CPU, where the rank bookkeeping below makes its tensors: scores may come from
@@ -213,6 +215,8 @@ def expected_calibration_error(probabilities: Tensor, labels: Tensor, *, bins: i
         raise ValueError("labels must be class numbers 0 .. K - 1, got torch.bool")
     if len(labels) == 0:
         raise ValueError("no examples: probabilities is (0, K)")
+    if probabilities.is_complex():  # else torch's "min_all not implemented for 'ComplexFloat'"
+        raise ValueError(f"probabilities must be real, got {probabilities.dtype}")
     if not torch.isfinite(probabilities).all():
         raise ValueError(f"probabilities has NaN or infinite values "
                          f"({int((~torch.isfinite(probabilities)).sum())} of "

@@ -289,6 +289,16 @@ def test_auroc_refuses_infinite_and_non_vector_scores() -> None:
         auroc(torch.tensor([[1.0], [2.0]]), torch.tensor([0.0]))
 
 
+def test_auroc_and_ece_refuse_complex_values() -> None:
+    """The AUROC cast complex scores to float64, dropping their imaginary parts with a
+    warning, and scored the rest; the ECE failed inside torch ("min_all" not implemented)."""
+    with pytest.raises(ValueError, match=r"^outlier_scores must be real scores, got "
+                                         r"torch.complex64$"):
+        auroc(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 3.0]) * (1 + 1j))
+    with pytest.raises(ValueError, match=r"^probabilities must be real, got torch.complex64$"):
+        expected_calibration_error(PROBABILITIES.to(torch.complex64), LABELS)
+
+
 def test_voxel_iou_counts_a_half_as_occupied() -> None:
     pred = torch.full((1, 1, 2, 2, 2), 0.5)
     assert voxel_iou(pred, torch.ones_like(pred)).item() == 1.0
