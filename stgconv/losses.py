@@ -107,13 +107,22 @@ def hybrid_loss(
 
     Raises:
         FloatingPointError: a non-finite logit or energy.
-        ValueError: no examples, labels of another shape, not integers or not in
+        ValueError: an ``energy`` without logits, ``x_pos`` or ``y_pos`` not a tensor or on
+            the meta device, no examples, labels of another shape, not integers or not in
             ``0 .. K - 1``, or a weight negative or not finite.
     """
     # A negative weight trains the model to make the data less likely than its samples; it
     # passed, or failed as a contrastive term "of weight -1.0" that "needs 1 to 6 samples".
     check_finite_number(px_weight, "px_weight")
     check_finite_number(pxy_weight, "pxy_weight")
+    # Each failed inside: a plain energy on "'function' object has no attribute 'logits'",
+    # arrays on ".is_floating_point", meta examples in the classifier's first layer.
+    if not callable(getattr(energy, "logits", None)):
+        raise ValueError(f"energy must be a classifier read as an energy (a ClassifierEnergy, "
+                         f"with logits), got {type(energy).__name__}")
+    for name, value in (("x_pos", x_pos), ("y_pos", y_pos)):
+        check_tensor(value, name)
+        check_not_meta(value, name)
     if y_pos.shape != x_pos.shape[:1]:
         raise ValueError(f"labels must be ({len(x_pos)},) for examples {tuple(x_pos.shape)}, "
                          f"got {tuple(y_pos.shape)}")

@@ -187,6 +187,26 @@ def test_data_or_samples_on_the_meta_device_are_named(which: str) -> None:
         contrastive_divergence(lambda x: x.sum(1), **tensors)
 
 
+def test_hybrid_loss_names_an_energy_without_logits_and_examples_without_values() -> None:
+    """Each failed inside: "'function' object has no attribute 'logits'", "'numpy.ndarray'
+    object has no attribute 'is_floating_point'", "Tensor on device cpu is not on the expected
+    device meta!"."""
+    from stgconv.energy.classifier import ClassifierEnergy
+    from stgconv.losses import hybrid_loss
+
+    energy = ClassifierEnergy(nn.Linear(3, 2))
+    x, y = torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^energy must be a classifier read as an energy \(a "
+                                         r"ClassifierEnergy, with logits\), got function$"):
+        hybrid_loss(lambda v: v.sum(1), x, y, x)
+    for arguments, name in (((x.numpy(), y), "x_pos must be a torch.Tensor"),
+                            ((x, y.numpy()), "y_pos must be a torch.Tensor"),
+                            ((x.to("meta"), y), "x_pos is on the meta device"),
+                            ((x, y.to("meta")), "y_pos is on the meta device")):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            hybrid_loss(energy, *arguments, x)
+
+
 def test_hybrid_loss_statistics_are_detached_and_a_weight_of_0_reads_no_samples() -> None:
     """The statistics are numbers to log, without a graph; a term of weight 0 is skipped even
     where its samples are given: no energy of them, no statistics."""
