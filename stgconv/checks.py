@@ -300,6 +300,17 @@ def check_dtype(x: Tensor, own: torch.dtype, name: str) -> None:
                      f"convert it ({name}.to({own})){model}")
 
 
+def check_device(x: Tensor, own: torch.device, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``x`` is on the device ``own`` of the network it
+    enters: torch's own message ("Tensor on device cpu is not on the expected device meta!",
+    "Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor) should be the
+    same") comes from inside the network's first layer and names neither, and a meta ``x``
+    went through some layers without a word, its energy holding no values."""
+    if x.device != own:
+        raise ValueError(f"expected {name} on the network's device {own}, got {x.device}: "
+                         f"move it ({name}.to('{own}')) or the model")
+
+
 def check_finite_observed(values: Tensor | np.ndarray, known: Tensor | np.ndarray, name: str
                           ) -> None:
     """``ValueError`` naming ``name`` unless ``values`` is finite wherever ``known`` (bool, of

@@ -236,16 +236,39 @@ def test_an_input_of_another_dtype_is_named_unless_autocast_casts_it() -> None:
     assert energy.double()(x.double()).dtype == torch.float64
 
 
-@pytest.mark.parametrize("head", ["sum", "linear"])
-def test_an_input_on_another_device_than_the_network_is_named(head: str) -> None:
-    """A meta batch for a CPU net: the summed head returned a meta energy without a word, the
-    linear head failed inside torch ("Tensor on device cpu is not on the expected device
-    meta!"); a CPU batch for a GPU net failed alike in the first convolution."""
-    energy = ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 3, 1]], head=head,
-                           input_size=(5, 5))
-    with pytest.raises(ValueError, match=r"^expected x on the network's device cpu, got meta: "
-                                         r"move it \(x.to\('cpu'\)\) or the model$"):
-        energy(torch.zeros(2, 1, 5, 5, device="meta"))
+def _tiny_families() -> list:
+    """``(energy, a batch it takes, how its errors name the batch)`` of every energy family."""
+    classifier = ClassifierEnergy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)))
+    return [
+        pytest.param(ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 1, 1]]),
+                     torch.zeros(2, 1, 2, 2), "x", id="convnet-sum"),
+        pytest.param(ConvNetEnergy(spatial_dims=2, in_channels=1, layers=[[2, 1, 1]],
+                                   head="linear", input_size=(2, 2)),
+                     torch.zeros(2, 1, 2, 2), "x", id="convnet-linear"),
+        pytest.param(classifier, torch.zeros(2, 1, 2, 2), "x", id="classifier"),
+        pytest.param(classifier.conditional(1), torch.zeros(2, 1, 2, 2), "x", id="conditional"),
+        pytest.param(RBM(4, 3), torch.zeros(2, 1, 2, 2), "v", id="rbm"),
+        pytest.param(ProductOfExperts([classifier, RBM(4, 3)]), torch.zeros(2, 1, 2, 2),
+                     "x", id="product"),
+    ]
+
+
+@pytest.mark.parametrize("energy, x, name", _tiny_families())
+def test_every_family_names_a_batch_on_another_device_an_array_or_a_0d_tensor(
+        energy, x: torch.Tensor, name: str) -> None:
+    """A meta batch for a CPU net failed inside torch ("Tensor on device cpu is not on the
+    expected device meta!"), or (the summed head) came back a meta energy without a word; a
+    CPU batch for a GPU net fails alike in its first layer. An array failed on an attribute
+    ("'numpy.ndarray' object has no attribute 'is_floating_point'"), a 0-d tensor on "len() of
+    a 0-d tensor" or "Dimension out of range"."""
+    assert energy(x).shape == (2,)
+    with pytest.raises(ValueError, match=rf"expected {name} on the network's device cpu, got "
+                                         rf"meta: move it \({name}.to\('cpu'\)\) or the model$"):
+        energy(x.to("meta"))
+    with pytest.raises(ValueError, match=rf"{name} must be a torch.Tensor, got ndarray"):
+        energy(x.numpy())
+    with pytest.raises(ValueError, match=r"got (a 0-d tensor|\(\))"):
+        energy(torch.tensor(0.0))
 
 
 def test_check_size_refuses_sizes_of_another_number_of_dimensions() -> None:

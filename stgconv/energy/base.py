@@ -13,7 +13,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import as_int, check_dtype, check_finite_number, check_tensor, is_int
+from stgconv.checks import (
+    as_int,
+    check_device,
+    check_dtype,
+    check_finite_number,
+    check_tensor,
+    is_int,
+)
 
 
 class EnergyModel(nn.Module):
@@ -212,13 +219,7 @@ class ConvNetEnergy(EnergyModel):
         # twice per call.
         weight = next(self.parameters())
         check_dtype(x, weight.dtype, "x")
-        # Else a net with a linear head failed inside torch ("Tensor on device cpu is not on
-        # the expected device meta!"), one with the summed head returned an energy on x's
-        # device without a word (meta x, CPU weights), and a CPU batch for a GPU net failed
-        # in the first convolution, naming neither.
-        if x.device != weight.device:
-            raise ValueError(f"expected x on the network's device {weight.device}, got "
-                             f"{x.device}: move it (x.to('{weight.device}')) or the model")
+        check_device(x, weight.device, "x")
 
     def _fits(self, size: Sequence[int]) -> bool:
         """Does every convolution get an input at least as large as its (padded) kernel?"""

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import as_int, check_classes, check_dtype
+from stgconv.checks import as_int, check_classes, check_device, check_dtype, check_tensor
 from stgconv.types import EnergyFn
 
 
@@ -59,24 +59,30 @@ class ClassifierEnergy(nn.Module):
     def logits(self, x: Tensor) -> Tensor:
         """``(B, *S)`` -> ``(B, K)``; a preset (:func:`classifier_energy`) takes ``(B,
         in_channels, image_size, image_size)`` of its config, and says so for other inputs."""
+        self._check_input(x)
         if "image_size" in self.config:
             side, channels = self.config["image_size"], self.config.get("in_channels", 1)
             if x.shape[1:] != (channels, side, side):
                 raise ValueError(f"this {self.config.get('arch', 'classifier')} takes (B, "
                                  f"{channels}, {side}, {side}) images, got {tuple(x.shape)}")
-        self._check_dtype(x)
         logits = self.classifier(x)
         if logits.dim() != 2 or len(logits) != len(x):
             raise ValueError(f"the classifier must return (B, K) logits for B = {len(x)}, got "
                              f"{tuple(logits.shape)}")
         return logits
 
-    def _check_dtype(self, x: Tensor) -> None:
-        """``ValueError`` unless ``x`` has the classifier's dtype (a classifier without
-        parameters takes any)."""
+    def _check_input(self, x: Tensor) -> None:
+        """``ValueError`` unless ``x`` is a batch ``(B, *S)`` on the classifier's device, of its
+        dtype (a classifier without parameters takes any): an array failed on
+        ".is_floating_point", a 0-d tensor inside the network, a batch on another device in
+        its first layer, none naming x."""
+        check_tensor(x, "x")
+        if x.dim() == 0:
+            raise ValueError("x must be a batch (B, *S), got a 0-d tensor (x[None]: one example)")
         weight = next(self.classifier.parameters(), None)
         if weight is not None:
             check_dtype(x, weight.dtype, "x")
+            check_device(x, weight.device, "x")
 
     def _body_and_head(self) -> tuple[nn.Module, nn.Linear]:
         """The classifier split before its last layer, which must be linear."""
@@ -99,7 +105,7 @@ class ClassifierEnergy(nn.Module):
                 another layer.
         """
         body, _ = self._body_and_head()
-        self._check_dtype(x)
+        self._check_input(x)
         return body(x).flatten(1)
 
     def logits_of_features(self, features: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stgconv.checks import check_generator
+from stgconv.checks import check_device, check_generator, check_tensor
 from stgconv.mcmc.base import at_least_float32
 
 Visible = Literal["binary", "gaussian"]
@@ -79,14 +79,21 @@ class RBM(nn.Module):
 
     def _flat(self, units: Tensor, layer: Literal["visible", "hidden"] = "visible") -> Tensor:
         """``units`` ``(B, *S)`` of ``layer`` as ``(B, n)``, or ``ValueError`` naming the layer
-        unless they have its ``n`` entries per example and the RBM's dtype."""
+        unless they are a tensor ``(B, *S)`` with its ``n`` entries per example, on the RBM's
+        device and of its dtype."""
+        # Else an array failed on "order must be str, not int", a 0-d tensor on "Dimension out
+        # of range", units on another device in the matmul, none naming the layer.
+        symbol = layer[0]  # v or h, as in the formulas
+        check_tensor(units, symbol)
+        if units.dim() == 0:
+            raise ValueError(f"expected {layer} units {symbol} (B, *S), got a 0-d tensor")
+        check_device(units, self.weight.device, symbol)
         flat = units.flatten(1)
         n = self.n_visible if layer == "visible" else self.n_hidden
         if flat.shape[1] != n:
             raise ValueError(f"expected {n} {layer} units per example, got {tuple(units.shape)}")
         # Binary data often comes as bool or uint8, which the matmul refused deep inside.
         if flat.dtype != self.weight.dtype:
-            symbol = layer[0]  # v or h, as in the formulas
             raise ValueError(f"expected {layer} units of dtype {self.weight.dtype} (the RBM's), "
                              f"got {units.dtype}: convert them (binary data: {symbol}.float(), "
                              f"0s and 1s)")
