@@ -273,6 +273,7 @@ def random_shift(x: Tensor, max_shift: int, *, generator: torch.Generator | None
     whole-pixel offset, uniform in ``[-max_shift, max_shift]`` along each axis; the edge rows
     and columns fill the space it leaves (a digit's empty border stays empty). Returns
     ``(B, C, H, W)``; ``max_shift`` 0 returns ``x`` itself."""
+    check_tensor(x, "x")  # an array failed on "'numpy.ndarray' object has no attribute 'dim'"
     if x.dim() != 4:
         raise ValueError(f"random_shift takes images (B, C, H, W), got {tuple(x.shape)}")
     max_shift = as_int(max_shift, "max_shift", minimum=0)  # else torch's pad

@@ -306,11 +306,12 @@ def test_block_top_k_names_an_argument_without_values(x, low, name: str) -> None
         block_top_k(x, low, (2, 2))
 
 
-@pytest.mark.parametrize("op", [block_down, nearest_up, linear_up])
+@pytest.mark.parametrize("op", [block_down, nearest_up, linear_up, random_shift])
 def test_an_array_given_for_x_is_named(op) -> None:
     """It failed on "'numpy.ndarray' object has no attribute 'dim'"."""
+    second = 1 if op is random_shift else (2, 2)  # a shift, else a factor
     with pytest.raises(ValueError, match=r"^x must be a torch.Tensor, got ndarray"):
-        op(np.zeros((1, 4, 4), dtype=np.float32), (2, 2))
+        op(np.zeros((1, 1, 4, 4), dtype=np.float32), second)
 
 
 @pytest.mark.parametrize("low, scores, message", [
