@@ -96,6 +96,16 @@ def test_the_recommended_score_adds_the_weighted_reference() -> None:
     assert torch.equal(scores["energy"], -energies) and torch.equal(scores["reference"], log_q)
 
 
+@pytest.mark.parametrize("which", ["scores", "log_q"])
+def test_a_reference_weight_is_not_set_from_non_finite_values(which: str) -> None:
+    """A NaN score made a NaN weight without a word (kept with the model, it scored every
+    image NaN); a NaN log-density was named as log-densities that "do not vary"."""
+    values = {"scores": torch.tensor([-1.0, 0.0, 1.0]), "log_q": torch.tensor([-3.0, 1.0, 2.0])}
+    values[which][1] = math.nan
+    with pytest.raises(ValueError, match=f"^{which} holds 1 NaN or infinite values"):
+        reference_weight(values["scores"], values["log_q"])
+
+
 def test_the_feature_expert_adds_to_the_pixel_product_at_its_share() -> None:
     logits = torch.zeros(3, 2, dtype=torch.float64)
     energies = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)

@@ -247,9 +247,15 @@ def reference_weight(scores: Tensor, log_q: Tensor, *, share: float = REFERENCE_
     ``-E + beta log q`` with :data:`FEATURE_SHARE`).
 
     Raises:
-        ValueError: fewer than two inliers, or inliers whose log-densities do not vary (the
-            spread sets the weight).
+        ValueError: NaN or infinite scores or log-densities, fewer than two inliers, or
+            inliers whose log-densities do not vary (the spread sets the weight).
     """
+    # Else a NaN score made a NaN weight, kept in the checkpoint and scoring every image NaN,
+    # and a NaN log-density was named as log-densities that "do not vary".
+    for name, values in (("scores", scores), ("log_q", log_q)):
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{name} holds {int((~torch.isfinite(values)).sum())} NaN or "
+                             "infinite values: an expert's weight cannot be set from them")
     if len(log_q) < 2 or not float(log_q.std()) > 0:
         raise ValueError(f"the {len(log_q)} inliers' log-densities under an expert of the "
                          "score do not vary, so they cannot set its weight: give at least two "
