@@ -12,7 +12,13 @@ import math
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_finite_number, check_generator, check_tensor
+from stgconv.checks import (
+    as_int,
+    check_finite_number,
+    check_generator,
+    check_not_meta,
+    check_tensor,
+)
 from stgconv.mcmc.base import NonFiniteEnergyError, Sampler
 from stgconv.mcmc.init import NoiseInit
 from stgconv.mcmc.langevin import Langevin
@@ -248,6 +254,7 @@ def _check_ends(z_start: Tensor, z_end: Tensor) -> None:
         raise ValueError(f"z_start and z_end must be floating point chain starts, got "
                          f"{z_start.dtype} and {z_end.dtype}")
     for name, end in (("z_start", z_start), ("z_end", z_end)):
+        check_not_meta(end, name)  # else "Tensor.item() cannot be called on meta tensors"
         if not bool(torch.isfinite(end).all()):
             raise ValueError(f"{name} holds NaN or infinite values: {name} must be finite")
 

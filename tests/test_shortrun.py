@@ -399,6 +399,13 @@ def test_a_path_between_arrays_is_refused_naming_them() -> None:
         shortrun.latent_path(torch.zeros(2).numpy(), torch.ones(2).numpy())
 
 
+def test_a_path_between_meta_tensors_is_refused_naming_them() -> None:
+    """Ends of shapes without values failed inside torch ("Tensor.item() cannot be called on
+    meta tensors")."""
+    with pytest.raises(ValueError, match=r"^z_start is on the meta device"):
+        shortrun.latent_path(torch.zeros(2, device="meta"), torch.ones(2, device="meta"))
+
+
 @pytest.mark.parametrize("n_points", [2.5, True])
 def test_a_path_of_a_count_that_is_no_int_is_refused_naming_it(n_points: object) -> None:
     """2.5 or True failed inside torch.linspace ("received an invalid combination of
