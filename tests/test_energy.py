@@ -271,6 +271,25 @@ def test_every_family_names_a_batch_on_another_device_an_array_or_a_0d_tensor(
         energy(torch.tensor(0.0))
 
 
+class _TwoDevices(nn.Module):
+    """A classifier whose first parameter lives on another device than the layer x enters (a
+    net placed over several GPUs): here meta, never read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elsewhere = nn.Parameter(torch.zeros(1, device="meta"))
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_a_classifier_spanning_devices_is_not_refused_by_its_first_parameter() -> None:
+    """The device check reads the first parameter: a classifier over several devices takes x
+    where its first layer wants it, not where that parameter is."""
+    assert ClassifierEnergy(_TwoDevices())(torch.zeros(2, 1, 2, 2)).shape == (2,)
+
+
 def test_check_size_refuses_sizes_of_another_number_of_dimensions() -> None:
     """A video net's check of a clip's (H, W) alone compared the two sizes it had and passed,
     however small the clip's length."""

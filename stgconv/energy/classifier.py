@@ -82,7 +82,12 @@ class ClassifierEnergy(nn.Module):
         weight = next(self.classifier.parameters(), None)
         if weight is not None:
             check_dtype(x, weight.dtype, "x")
-            check_device(x, weight.device, "x")
+            # A classifier of one's own may span devices (its layers placed on several GPUs),
+            # its first parameter then not where x goes: refused only when it spans one. The
+            # scan runs only for an x elsewhere than the first parameter.
+            if x.device != weight.device and all(
+                    p.device == weight.device for p in self.classifier.parameters()):
+                check_device(x, weight.device, "x")
 
     def _body_and_head(self) -> tuple[nn.Module, nn.Linear]:
         """The classifier split before its last layer, which must be linear."""
