@@ -290,6 +290,26 @@ def test_a_classifier_spanning_devices_is_not_refused_by_its_first_parameter() -
     assert ClassifierEnergy(_TwoDevices())(torch.zeros(2, 1, 2, 2)).shape == (2,)
 
 
+@pytest.mark.parametrize("head", ["sum", "linear"])
+def test_a_half_precision_net_sums_a_large_input_without_overflow(head: str) -> None:
+    """The advice for a float16 batch is to convert the model: a float16 net then summed
+    |x|^2 over a 3x16x64x64 clip in float16 (96k, past its 65504) and every energy was inf,
+    each chain reported as diverged at step 0; the summed head's total overflowed alike."""
+    torch.manual_seed(0)
+    energy = ConvNetEnergy(spatial_dims=3, in_channels=3, layers=[[2, 1, 1]], head=head,
+                           input_size=(16, 64, 64))
+    with torch.no_grad():
+        for p in energy.parameters():
+            p.fill_(0.5)
+        if head == "linear":  # one score per example, O(1) in a trained net: the sum is |x|^2
+            energy.head.weight.zero_()
+    x = torch.full((1, 3, 16, 64, 64), 0.7)
+    exact = energy(x)
+    half = copy.deepcopy(energy).half()(x.half())
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, exact, rtol=1e-3, atol=0)
+
+
 def test_check_size_refuses_sizes_of_another_number_of_dimensions() -> None:
     """A video net's check of a clip's (H, W) alone compared the two sizes it had and passed,
     however small the clip's length."""

@@ -21,6 +21,7 @@ from stgconv.checks import (
     check_tensor,
     is_int,
 )
+from stgconv.mcmc.base import at_least_float32
 
 
 class EnergyModel(nn.Module):
@@ -48,13 +49,17 @@ class EnergyModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        """Energy ``(B,)`` of ``x`` ``(B, *S)``."""
+        """Energy ``(B,)`` of ``x`` ``(B, *S)``, float32 at least (a half-precision model's
+        sums over the whole input overflow float16)."""
         energy = -self.response(x)
         if self.reference_sigma is not None:
             # sigma * sigma, not sigma**2: the same number, but past 1e154 a float's power
             # raises OverflowError where the product is inf (no reference term, its limit).
             variance = self.reference_sigma * self.reference_sigma
-            energy = energy + x.flatten(1).pow(2).sum(dim=1) / (2 * variance)
+            # Summed in float32 at least: a float16 model's |x|^2 over a clip of 3x16x64x64
+            # entries of 0.7 is 96k, past float16's 65504, and every chain "diverged" at step 0.
+            squares = x.flatten(1).pow(2).sum(dim=1, dtype=at_least_float32(x.dtype))
+            energy = energy + squares / (2 * variance)
         return energy
 
     def extra_repr(self) -> str:
@@ -264,7 +269,9 @@ class ConvNetEnergy(EnergyModel):
         self.check_size(x.shape[2:])
         h = self.features(x)
         if self.head_kind == "sum":
-            return h.flatten(1).sum(dim=1)
+            # In float32 at least, as the reference term (a float16 model's top responses over
+            # a whole clip overflow float16); the gradient in h is the same ones.
+            return h.flatten(1).sum(dim=1, dtype=at_least_float32(h.dtype))
         return self.head(h.flatten(1)).squeeze(1)
 
 
