@@ -7,6 +7,7 @@ import io
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from _tiny import boxes_and_balls
@@ -491,7 +492,10 @@ def test_persistent_chains_shape_errors() -> None:
     (torch.tensor([True, False, True]), r"indices must be \(3,\) integers.*torch.bool"),
     (torch.tensor([0, -1, 1]), r"indices must be in 0 \.\. 3 \(n_examples 4\), got -1 \.\. 1"),
     (torch.tensor([0, 4, 1]), r"indices must be in 0 \.\. 3 \(n_examples 4\), got 0 \.\. 4"),
-], ids=["short", "long", "column", "float", "bool", "negative", "past the end"])
+    # A list or an array failed on "'list' object has no attribute 'dim'".
+    ([0, 1, 2], r"^indices must be a torch.Tensor, got list"),
+    (np.array([0, 1, 2]), r"^indices must be a torch.Tensor, got ndarray"),
+], ids=["short", "long", "column", "float", "bool", "negative", "past the end", "list", "array"])
 def test_persistent_chains_name_indices_that_are_not_one_per_example(indices, problem) -> None:
     """Indices of another length gave another number of chains without a word (so did a
     negative one, the chains of the last example); float indices failed inside indexing."""

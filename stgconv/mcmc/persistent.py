@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stgconv.checks import as_int, check_generator
+from stgconv.checks import as_int, check_generator, check_tensor
 from stgconv.mcmc.init import DataGaussian, NoiseInit, check_init
 
 
@@ -44,6 +44,7 @@ class PersistentChains:
         ``indices`` are integers in ``0 .. n_examples - 1``; their range is checked only when
         they are on the CPU (on a GPU the check would stop its queue every iteration)."""
         check_generator(generator, "PersistentChains.start")  # drawn from the first time only
+        check_tensor(indices, "indices")  # a list or an array failed on "has no attribute 'dim'"
         if (indices.dim() != 1 or len(indices) != len(x_pos) or indices.is_floating_point()
                 or indices.is_complex() or indices.dtype == torch.bool):
             raise ValueError(f"indices must be ({len(x_pos)},) integers, one example number per "
