@@ -1437,6 +1437,19 @@ class WithdrawnSetting(UnknownKeys):
         return type(self), (self.key,), self.__dict__
 
 
+class WrongType(ValueError):
+    """A config value of a type its key does not take (text where a number goes, say): ``key``,
+    dotted as errors name it (``multigrid.grids[1].size``)."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def __reduce__(self) -> tuple:
+        # As UnreadSetting's: BaseException's pickle passes the message alone.
+        return partial(type(self), key=self.key), self.args, self.__dict__
+
+
 def config_from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
     """Build dataclass ``cls`` from a nested dict, checking every key and value type."""
     if not isinstance(data, dict):
@@ -1493,37 +1506,40 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         # Types too: `True == 1` and `1.0 == 1` in Python, so `in` would let them through.
         if not any(type(value) is type(a) and value == a for a in args):
             words = all(isinstance(a, str) for a in args)
-            raise ValueError(f"{key} must be one of {list(args)}, got "
-                             f"{_shown_for_a_word(value) if words else repr(value)}")
+            raise WrongType(f"{key} must be one of {list(args)}, got "
+                            f"{_shown_for_a_word(value) if words else repr(value)}", key=key)
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key} must be a list, got {value!r}")
+            raise WrongType(f"{key} must be a list, got {value!r}", key=key)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ValueError(f"{key} must have {len(args)} entries, got {value!r}")
+            raise WrongType(f"{key} must have {len(args)} entries, got {value!r}", key=key)
         return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {_shown_given(value)}")
+            raise WrongType(f"{key} must be a number, got {_shown_given(value)}", key=key)
         # No setting means anything at NaN or infinity (null turns off the optional ones),
         # and a NaN passes every comparison-based check after this one.
         if not math.isfinite(value):
-            raise ValueError(f"{key} must be a finite number, got {value!r}")
-        check_float32_setting(key, value)
+            raise WrongType(f"{key} must be a finite number, got {value!r}", key=key)
+        try:
+            check_float32_setting(key, value)
+        except ValueError as err:  # named with what gave the value, as the others here
+            raise WrongType(str(err), key=key) from None
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             # n_iterations: 1e4 is a float to YAML (and to Python): say which integer to write.
             fix = (f" (YAML reads 1e4 or 10000.0 as a float: write {int(value)})"
                    if isinstance(value, float) and value.is_integer() else "")
-            raise ValueError(f"{key} must be an integer, got {_shown_given(value)}{fix}")
+            raise WrongType(f"{key} must be an integer, got {_shown_given(value)}{fix}", key=key)
         return value
     if tp in (str, bool):
         if not isinstance(value, tp):
             shown = _shown_for_a_word(value) if tp is str else _shown_given(value)
-            raise ValueError(f"{key} must be a {tp.__name__}, got {shown}")
+            raise WrongType(f"{key} must be a {tp.__name__}, got {shown}", key=key)
         return value
     raise TypeError(f"unsupported config type {tp} for {key}")
 
@@ -1816,6 +1832,13 @@ def config_from_settings(data: dict[str, Any], source: str | None,
         if not sources:  # a withdrawn setting, named as such, or a key of the command's own
             raise
         raise UnknownKeys(f"{' and '.join(sources)}: {err}", err.keys, sources=sources) from err
+    except WrongType as err:
+        # "train.lr must be a number, got 'fast'" left the user to find which of the file and
+        # the --set overrides gave it; the value refused is that of the last one to set it.
+        setter = _setter(err.key, data, source, overrides, values)
+        if setter is None:
+            raise
+        raise WrongType(f"{setter}: {err}", key=err.key) from err
     learned = config.recovery.learned
     prior = None if learned.prior is None else expand_home(learned.prior)
     return dataclasses.replace(
@@ -1850,11 +1873,26 @@ def trainer_settings(config: ExperimentConfig | dict[str, Any] | None, owner: st
                          f"(stgconv.config.config_to_dict(...)), got {type(config).__name__}")
     try:
         config_from_settings(config, source)
-    except UnknownKeys:
-        raise  # names the source itself
+    except (UnknownKeys, WrongType):
+        raise  # each names the source itself
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: {err}") from err
     return config
+
+
+def _setter(key: str, data: Any, source: str | None, overrides: Sequence[str],
+            values: Mapping[str, Any] | None) -> str | None:
+    """What gave dotted ``key`` (as errors name it) the value a config was built with, as
+    :func:`config_from_settings` takes them: the last ``--set`` override holding it, else
+    ``source`` where ``data`` holds it; None where ``values`` (a command's own options, named
+    by the command) or none of them did."""
+    dotted = re.sub(r"\[(\d+)\]", r".\1", key)
+    if any(dotted == name or dotted.startswith(f"{name}.") for name in values or {}):
+        return None
+    for text in reversed(overrides):
+        if _source_holds_key(_override_as_dict(text), key):
+            return f"--set {text}"
+    return source if source is not None and _source_holds_key(data, key) else None
 
 
 def _holds_key(data: Any, key: str) -> bool:
@@ -1875,7 +1913,8 @@ def _holds_key(data: Any, key: str) -> bool:
 def _override_as_dict(override: str) -> dict[str, Any]:
     """``"train.lr=0.1"`` as ``{"train": {"lr": 0.1}}``."""
     path, value = parse_override(override)
-    for name in reversed(path):
+    # multigrid.grids[1].size as multigrid.grids.1.size, the form _source_holds_key looks for.
+    for name in reversed([step for part in path for step in _indexed(part)]):
         value = {name: value}
     return value
 

@@ -1551,14 +1551,15 @@ def test_fill_prior_bench_names_every_clip_it_does_not_have_and_those_it_has(
 
 def test_a_bad_value_of_a_config_of_a_short_name_is_named_with_it(tmp_path, bench_main, capsys,
                                                                   monkeypatch):
-    """The file is named where the message does not name it, told by the path as a word: a
-    config named c is inside 'must', 'number' and the key's own name."""
+    """The file is named once, told by the path as a word: a config named c is inside
+    'must', 'number' and the key's own name (the library's message names the file that gave
+    the value, as it names one holding an unknown key)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c").write_text("train:\n  lr: abc\n")
     with pytest.raises(SystemExit):
         bench_main("recovery.py")(["--quick", "--config", "c"])
     assert capsys.readouterr().err.splitlines()[-1].endswith(
-        "error: --config c: train.lr must be a number, got 'abc'")
+        "error: --config: c: train.lr must be a number, got 'abc'")
 
 
 def test_fill_prior_bench_refuses_a_config_with_a_bad_key_in_one_line(tmp_path, bench_main,

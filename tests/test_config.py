@@ -31,6 +31,7 @@ from stgconv.config import (
     UnknownKeys,
     UnreadSetting,
     WithdrawnSetting,
+    WrongType,
     apply_overrides,
     config_from_dict,
     config_to_dict,
@@ -424,7 +425,8 @@ def test_a_date_is_text(tmp_path: Path) -> None:
     assert load_config(None, ["name=2026-12-07"]).name == "2026-12-07"
     save_config(config, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == config
-    with pytest.raises(ValueError, match=r"^train\.lr must be a number, got '2026-12-07'$"):
+    with pytest.raises(ValueError, match=r"^--set train\.lr=2026-12-07: train\.lr must be a "
+                                         r"number, got '2026-12-07'$"):
         load_config(None, ["train.lr=2026-12-07"])
 
 
@@ -472,8 +474,31 @@ def test_a_date_is_text(tmp_path: Path) -> None:
     ],
 )
 def test_wrong_types(override: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    # A message anchored at its start follows the name of the --set that gave the value.
+    given = message.replace("^", "^" + re.escape(f"--set {override}: "), 1)
+    with pytest.raises(ValueError, match=given):
         load_config(None, [override])
+
+
+def test_a_wrong_type_names_the_file_or_the_set_that_gave_it(tmp_path: Path) -> None:
+    """"train.lr must be a number, got 'fast'" named the key alone: the user had to look for
+    it in the file and in every --set. The one that gave the value refused is named; a
+    command's own option (values) is named by the command, and the message left as it was."""
+    path = write(tmp_path, "train:\n  lr: fast\n")
+    with pytest.raises(WrongType, match=rf"^{re.escape(str(path))}: train\.lr must be a number, "
+                                        r"got 'fast'$"):
+        load_config(path, ["sampler.n_steps=3"])
+    # The last to set it gave the value: a --set over the file's, a later --set over an earlier.
+    with pytest.raises(WrongType, match=r"^--set train\.lr=slow: train\.lr must be a number"):
+        load_config(path, ["train.lr=0.1", "train.lr=slow"])
+    with pytest.raises(WrongType, match=r"^--set train={lr: slow}: train\.lr must be"):
+        load_config(None, ["train={lr: slow}", "sampler.n_steps=3"])
+    with pytest.raises(WrongType, match=r"^--set multigrid\.grids\[1\]\.size=big: "
+                                        r"multigrid\.grids\[1\]\.size must be an integer"):
+        load_config(REPO / "configs/video/multigrid_flag_quick.yaml",
+                    ["multigrid.grids[1].size=big"])
+    with pytest.raises(WrongType, match=r"^train\.lr must be a number, got 'quick'$"):
+        load_config(path, values={"train.lr": "quick"})
 
 
 @pytest.mark.parametrize(
@@ -602,7 +627,8 @@ def test_range_limits_that_are_allowed() -> None:
 @pytest.mark.parametrize("value, shown", [("3", "3"), ("-1", "-1"), ("y", "'y'"),
                                           ("1.0", "1.0"), ("true", "True")])
 def test_an_up_axis_other_than_0_1_or_2_is_refused_naming_the_key(value: str, shown: str) -> None:
-    with pytest.raises(ValueError, match=rf"^data\.up_axis must be one of \[0, 1, 2\], "
+    with pytest.raises(ValueError, match=rf"^--set data\.up_axis={re.escape(value)}: "
+                                         rf"data\.up_axis must be one of \[0, 1, 2\], "
                                          rf"got {re.escape(shown)}$"):
         load_config(None, ["data.kind=voxels", "model.arch=desc32_small", f"data.up_axis={value}"])
     # Built in Python, where the file's reader does not check it.
@@ -621,7 +647,8 @@ def test_the_up_axis_is_saved_with_the_run_config(tmp_path: Path) -> None:
 
 
 def test_a_string_given_for_a_list_is_refused_not_split_into_letters() -> None:
-    with pytest.raises(ValueError, match=r"^data.categories must be a list, got 'chair'$"):
+    with pytest.raises(ValueError, match=r"^--set data\.categories=chair: "
+                                         r"data\.categories must be a list, got 'chair'$"):
         load_config(None, ["data.kind=voxels", "model.arch=desc32_small", "data.categories=chair"])
 
 
