@@ -373,6 +373,30 @@ def test_a_folder_of_folders_is_refused_naming_them(video_dir: Path, tmp_path: P
 # ------------------------------------------------------------------------------------------
 
 
+def test_a_folder_s_link_to_its_own_video_is_read_once(video_dir: Path, tmp_path: Path) -> None:
+    """A folder holding a video and a link to it (latest.mkv -> c2.mkv) gave that video's clips
+    twice, to the cache and to training, without a word: each file is read once, as its first
+    name in the folder's order, with a warning naming both; a hard link as a symbolic one."""
+    (video_dir / "c3.mkv").symlink_to(video_dir / "c2.mkv")
+    os.link(video_dir / "c1.mkv", video_dir / "c4.mkv")
+    said = [f"{video_dir / 'c3.mkv'} and {video_dir / 'c2.mkv'} are one video (a link): its "
+            "clips are read once, as c2.mkv's",
+            f"{video_dir / 'c4.mkv'} and {video_dir / 'c1.mkv'} are one video (a link): its "
+            "clips are read once, as c1.mkv's"]
+    with pytest.warns(UserWarning) as caught:
+        assert [p.name for p in list_videos(video_dir)] == ["c1.mkv", "c2.mkv", "c10.mkv"]
+    assert [str(w.message) for w in caught] == said
+    with pytest.warns(UserWarning) as caught:
+        out = build_clip_cache(video_dir, tmp_path / "clips.h5", n_frames=4, size=8)
+    assert [str(w.message) for w in caught] == said
+    with h5py.File(out) as h5:
+        assert list(h5["source"].asstr()[()]) == [
+            str(video_dir / name) for name in ("c1.mkv", "c2.mkv", "c10.mkv")]
+    with pytest.warns(UserWarning) as caught:
+        assert load_training_clips(video_dir, n_frames=4, size=8).shape[0] == 3
+    assert [str(w.message) for w in caught] == said
+
+
 def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "clips.h5"
     with pytest.raises(ValueError, match=r"\.h5 or \.hdf5"):

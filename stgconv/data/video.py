@@ -90,7 +90,8 @@ def load_training_clips(
     - a video file: ``N = 1``;
     - a folder of frame images (``IMAGE_SUFFIXES``, natural name order): ``N = 1``;
     - a folder of video files (``VIDEO_SUFFIXES``): one clip per file, files in natural name
-      order (``3_animal.mp4`` before ``12_donkey.mp4``), the first ``max_clips`` of them;
+      order (``3_animal.mp4`` before ``12_donkey.mp4``), the first ``max_clips`` of them; a
+      link to another of them is read once (:func:`list_videos`);
     - an HDF5 cache from :func:`build_clip_cache` (suffix ``.h5``/``.hdf5``): its first
       ``max_clips`` clips. The cache must have been built with the same ``n_frames``, ``size``,
       ``start_frame``, ``fps`` and ``channels``; a mismatch is an error, not a silent resize.
@@ -133,7 +134,9 @@ def load_training_clips(
 
 
 def list_videos(folder: str | Path, *, dangling_links: bool = False) -> list[Path]:
-    """The video files (``VIDEO_SUFFIXES``) directly inside ``folder``, in natural name order.
+    """The video files (``VIDEO_SUFFIXES``) directly inside ``folder``, in natural name order,
+    each video once: a name that is a link to another's file (or a hard link) is left out,
+    with a warning naming both.
 
     Hidden files are ignored. Raises ``ValueError`` when there are none. ``dangling_links``:
     list links to nothing too (see :func:`stgconv.io.folder.list_files`).
@@ -144,7 +147,22 @@ def list_videos(folder: str | Path, *, dangling_links: bool = False) -> list[Pat
     files = list_files(folder, VIDEO_SUFFIXES, dangling_links=dangling_links)
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in folder {folder}")
-    return files
+    # A video and a link to it (latest.mp4 -> run3.mp4) were two clips of one video, which
+    # weighed it double in training and in a cache without a word.
+    first: dict[tuple[int, int], Path] = {}
+    once = []
+    for file in files:
+        if not file.exists():  # a link to nothing, listed for the caller to report
+            once.append(file)
+            continue
+        found = os.stat(file)
+        kept = first.setdefault((found.st_dev, found.st_ino), file)
+        if kept is file:
+            once.append(file)
+        else:
+            warnings.warn(f"{file} and {kept} are one video (a link): its clips are read "
+                          f"once, as {kept.name}'s", stacklevel=2)
+    return once
 
 
 def is_frame_folder(path: str | Path) -> bool:
@@ -224,7 +242,8 @@ def build_clip_cache(
     only when complete, so an error or a crash never leaves a half-written cache.
 
     Args:
-        sources: a folder of video files (natural name order), a folder of one video's frame
+        sources: a folder of video files (natural name order, a link to another of them read
+            once: :func:`list_videos`), a folder of one video's frame
             images, or a list of video files (or frame folders), kept in the order given.
         out_path: the cache, ending in ``.h5`` or ``.hdf5``; replaced if it exists.
         n_frames, size, start_frame, fps, channels: as in :func:`load_training_clips`.
