@@ -113,7 +113,7 @@ def train_and_sample(config: ExperimentConfig, n_samples: int, seed: int
     sample_s = time.perf_counter() - started
     modality = modality_of(trained)
     grids = [modality.to_data(g, trained) for g in grids]
-    modality.save_pyramid(grids, run / "bench_pyramid", fps=trained.data.fps)
+    modality.save_pyramid(grids, run / "bench_pyramid", fps=modality.playback_fps(trained.data))
     return grids, train_s, sample_s, run
 
 

@@ -32,6 +32,7 @@ from stgconv.data.video import (
     build_clip_cache,
     list_videos,
     load_training_clips,
+    source_rate,
 )
 from stgconv.io.atomic import WriteError
 from stgconv.io.h5 import stream_h5
@@ -395,6 +396,33 @@ def test_a_folder_s_link_to_its_own_video_is_read_once(video_dir: Path, tmp_path
     with pytest.warns(UserWarning) as caught:
         assert load_training_clips(video_dir, n_frames=4, size=8).shape[0] == 3
     assert [str(w.message) for w in caught] == said
+
+
+def test_the_source_rate_is_the_one_rate_the_clips_share(tmp_path: Path) -> None:
+    """Previews of clips read at their own rates play at it (:func:`source_rate`): a file's,
+    a folder's or a cache's shared rate; none where they differ or none is known."""
+    folder = tmp_path / "videos"
+    for name in ("a.mkv", "b.mkv"):
+        save_video(noise(T, 0), folder / name, fps=10)
+    assert source_rate(folder / "a.mkv") == 10.0
+    assert source_rate(folder) == 10.0
+    assert source_rate(build_clip_cache(folder, tmp_path / "clips.h5", n_frames=4,
+                                        size=8)) == 10.0
+    # A cache built at a rate: that one.
+    assert source_rate(build_clip_cache(folder, tmp_path / "at5.h5", n_frames=2, size=8,
+                                        fps=5)) == 5.0
+    save_video(noise(T, 1), folder / "c.mkv", fps=20)
+    assert source_rate(folder) is None
+    assert source_rate(folder, max_clips=2) == 10.0  # the clips read: a.mkv and b.mkv
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(T):
+        Image.new("L", (W, H), 40 * t).save(frames / f"{t}.png")
+    assert source_rate(frames) is None
+    # A cache of a frame folder's clips (source_fps NaN), and data no longer there.
+    assert source_rate(build_clip_cache(frames, tmp_path / "frames.h5", n_frames=4,
+                                        size=8)) is None
+    assert source_rate(tmp_path / "gone.mkv") is None
 
 
 def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None:

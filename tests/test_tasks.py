@@ -119,12 +119,30 @@ def test_train_then_synthesize_every_modality(modality: str, tmp_path: Path) -> 
                 assert frames.info["duration"] == 20, gif
 
 
+def test_previews_of_clips_read_at_their_own_rate_play_at_it(tmp_path: Path) -> None:
+    """With data.fps null the clips are read at their source's rate, 10 fps here, and their
+    previews played at 25 (2.5 times too fast): they play at the source's rate."""
+    clip = torch.full((1, 6, 8, 8), -0.8)
+    clip[:, :, 2:5, 2:5] = 0.8
+    path = save_video(clip, tmp_path / "at10.mkv", fps=10)
+    config = load_config(None, [*data_overrides("video", tmp_path), f"data.path={path}",
+                                "data.fps=null", f"out_dir={tmp_path / 'run'}", "device=cpu",
+                                "train.n_iterations=1", "sampler.n_steps=1",
+                                "chains.chains_per_example=1"])
+    run = train(config, progress=False)
+    out = synthesize(run, tmp_path / "synthesis", n_samples=1, n_steps=1, device="cpu")
+    for gif in (run / "observed.gif", run / "samples.gif", out / "synthesized.gif"):
+        with Image.open(gif) as frames:
+            assert frames.info["duration"] == 100, gif
+
+
 def test_samples_smaller_than_the_net_takes_name_the_option_that_asked(tmp_path: Path) -> None:
     """--frames 2 of a net that takes 3 was refused as "input size (2, 8, 8) is smaller than
     the network's receptive field", naming no option; nothing is written."""
     config = load_config(None, [*data_overrides("video", tmp_path), "data.fps=null",
                                 "model.layers=[[4, [3, 3, 3], 1]]", f"out_dir={tmp_path / 'run'}",
-                                "device=cpu", "train.n_iterations=1", "sampler.n_steps=1"])
+                                "device=cpu", "train.n_iterations=1", "sampler.n_steps=1",
+                                "chains.chains_per_example=1"])
     run = train(config, progress=False)
     for asked, said in (({"frames": 2}, "(frames=2) are of size (2, 8, 8)"),
                         ({"size": 2, "frames": 4}, "(size=2, frames=4) are of size (4, 2, 2)")):

@@ -133,6 +133,33 @@ def load_training_clips(
     return torch.stack([load_video(file, **options) for file in files])
 
 
+def source_rate(path: str | Path, *, max_clips: int | None = None) -> float | None:
+    """The frame rate that the clips :func:`load_training_clips` reads from ``path`` at their
+    sources' own rates (no ``fps``) were recorded at, where they share one: a video file's;
+    that of the (first ``max_clips``) videos of a folder; a cache's clips' (its ``source_fps``;
+    a cache built at an ``fps``: that one). ``None`` where no one rate is known: a frame
+    folder, sources of different rates, a cache of frame folders (no ``source_fps``), a file
+    that states none, a path that no longer exists or that cannot be read."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.suffix.lower() in CACHE_SUFFIXES:
+            cache = VideoClips(path)  # reads the metadata only
+            rates = cache.source_fps[:max_clips] if cache.fps is None else [cache.fps]
+        elif path.is_file():
+            rates = [frame_rate(path)]
+        elif path.is_dir() and _folder_kind(path) == "videos":
+            rates = [frame_rate(file) for file in list_files(path, VIDEO_SUFFIXES)[:max_clips]]
+        else:
+            return None
+    except (OSError, ValueError):  # previews play at a default rate: no reason to fail them
+        return None
+    # NaN: a cache's clip of a frame folder.
+    if any(rate is None or not np.isfinite(float(rate)) for rate in rates):
+        return None
+    shared = {float(rate) for rate in rates}
+    return shared.pop() if len(shared) == 1 else None
+
+
 def list_videos(folder: str | Path, *, dangling_links: bool = False) -> list[Path]:
     """The video files (``VIDEO_SUFFIXES``) directly inside ``folder``, in natural name order,
     each video once: a name that is a link to another's file (or a hard link) is left out,
@@ -458,6 +485,7 @@ class VideoClips(LazyH5, NamedDataset):
             clips keep their sources' own rates).
         sources: the source path of each clip (``len(sources) == len(self)``).
         start_frames: each clip's first frame, counted in its source's frames.
+        source_fps: each clip's source's own frame rate (NaN for a frame folder).
     """
 
     def __init__(self, root: str | Path, *,
@@ -489,6 +517,7 @@ class VideoClips(LazyH5, NamedDataset):
             self.start_frame = int(h5.attrs["start_frame"])
             self.sources = [as_text(s) for s in check_inside(h5, h5["source"])[()]]
             self.start_frames = [int(s) for s in check_inside(h5, h5["start_frame"])[()]]
+            self.source_fps = [float(r) for r in check_inside(h5, h5["source_fps"])[()]]
 
     def __len__(self) -> int:
         return self._length

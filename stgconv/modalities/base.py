@@ -63,11 +63,17 @@ class Modality:
         """
         raise NotImplementedError
 
+    def playback_fps(self, data: DataConfig) -> float | None:
+        """The rate that moving pictures of examples such as ``data`` chooses play at, the
+        ``fps`` to give :meth:`preview` and the other writers: ``data.fps``; ``None``: theirs
+        by default."""
+        return data.fps
+
     def preview(self, batch: Tensor, stem: str | Path, *, formats: Sequence[str] = (".gif",),
                 fps: float | None = None) -> list[Path]:
         """Write a batch ``(N, *lead, *S)`` (data units) for a person to look at; returns the
         files written. ``formats`` are the suffixes of moving pictures and ``fps`` their
-        playback rate (videos: the config's ``data.fps``; ``None`` where it sets none: 25)."""
+        playback rate (videos: :meth:`playback_fps`; ``None`` where it knows none: 25)."""
         raise NotImplementedError
 
     def save_samples(self, batch: Tensor, stem: str | Path, *, fps: float | None = None

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from stgconv.checks import as_int
 from stgconv.config import DataConfig, ExperimentConfig, ModelConfig
-from stgconv.data.video import CacheSettingsError, load_training_clips
+from stgconv.data.video import CacheSettingsError, load_training_clips, source_rate
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.video import frame_size_for, video_energy
 from stgconv.io.image import to_bytes
@@ -22,7 +22,8 @@ from stgconv.ops import factor_between, nearest_up
 MAX_CLIPS = 4
 """Clips a preview shows side by side at most."""
 PLAYBACK_FPS = 25
-"""The rate previews play at when the config sets no ``data.fps`` (the source's is not kept)."""
+"""The rate previews play at when neither the config's ``data.fps`` nor the clips' own rate is
+known (:meth:`VideoModality.playback_fps`)."""
 
 
 def _gif_rate(fps: float | None) -> float:
@@ -56,6 +57,13 @@ class VideoModality(Modality):
     def load(self, data: DataConfig, *, smallest_side: int = 1) -> Tensor:
         """Clips ``(N, C, T, H, W)`` (:func:`load_clips`; reading them advises no data.size)."""
         return load_clips(data)
+
+    def playback_fps(self, data: DataConfig) -> float | None:
+        """``data.fps``, else the rate the training clips were recorded at where they share
+        one (:func:`~stgconv.data.video.source_rate`): at 25, a 10 fps clip's samples played
+        2.5 times too fast. ``None`` (25) for frame folders, sources of different rates, and
+        data no longer at ``data.path``."""
+        return data.fps or source_rate(data.path, max_clips=data.max_images)
 
     def energy(self, model: ModelConfig) -> ConvNetEnergy:
         return video_energy(model.arch, in_channels=model.in_channels,

@@ -135,7 +135,7 @@ def interpolate(
         # also writes the .npy of the shapes it shows, which every point must then replace.
         shown = torch.linspace(0, len(path) - 1, min(len(path), modality.most_shown))
         modality.preview(path[shown.round().long()], Path(out_dir) / "interpolation",
-                         fps=config.data.fps)
+                         fps=modality.playback_fps(config.data))
         return modality.save_array(path, Path(out_dir) / "interpolation").parent
     config = _image_config(energy, config, checkpoint)
     shape = (config.model.in_channels, config.data.size, config.data.size)

@@ -189,7 +189,7 @@ def synthesize(
                                                             generator=generator)
     samples = modality.to_data(samples, config)
     out = Path(out_dir)
-    modality.save_samples(samples, out / "synthesized", fps=config.data.fps)
+    modality.save_samples(samples, out / "synthesized", fps=modality.playback_fps(config.data))
     if classes is not None:
         # Over the first-64 preview that save_samples wrote: one row per class.
         modality.save_rows(list(samples.split(n_samples)), out / "synthesized")
@@ -256,11 +256,9 @@ def synthesize_cooperative(energy: ConvNetEnergy, generator_net: ConvGenerator,
         proposals, samples = propose_and_revise(energy, generator_net, sampler, z,
                                                 clamp=model_clamp(config), generator=generator)
     modality = modality_of(config)
-    out = Path(out_dir)
-    modality.save_samples(modality.to_data(proposals, config), out / "proposals",
-                          fps=config.data.fps)
-    modality.save_samples(modality.to_data(samples, config), out / "synthesized",
-                          fps=config.data.fps)
+    out, fps = Path(out_dir), modality.playback_fps(config.data)
+    modality.save_samples(modality.to_data(proposals, config), out / "proposals", fps=fps)
+    modality.save_samples(modality.to_data(samples, config), out / "synthesized", fps=fps)
     return out
 
 
@@ -290,12 +288,11 @@ def synthesize_multigrid(energies: list[ConvNetEnergy], config: ExperimentConfig
                                                                generator=generator)
     modality = modality_of(config)
     grids = [modality.to_data(grid, config) for grid in grids]
-    out = Path(out_dir)
-    modality.save_samples(grids[-1], out / "synthesized", fps=config.data.fps)
+    out, fps = Path(out_dir), modality.playback_fps(config.data)
+    modality.save_samples(grids[-1], out / "synthesized", fps=fps)
     for k, grid in enumerate(grids[1:-1], start=1):
-        modality.save_grid(grid, out / f"synthesized_grid{k}", fps=config.data.fps,
-                           frames=config.data.frames)
-    modality.save_pyramid(grids, out / "pyramid", fps=config.data.fps)
+        modality.save_grid(grid, out / f"synthesized_grid{k}", fps=fps, frames=config.data.frames)
+    modality.save_pyramid(grids, out / "pyramid", fps=fps)
     return out
 
 

@@ -484,6 +484,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         raise FileNotFoundError(f"{err}{where}: give the training data with --data PATH (or "
                                 "the config's data.path)") from err
     config = modality.fit_units(config, data)  # from every example, the same on every rank
+    fps = modality.playback_fps(config.data)  # once: a folder's videos are opened to tell
     data = data - modality.offset(config)  # the model's units
     observed = data
     labels = _labels(config, config.jem.labels, len(data)) if config.jem is not None else None
@@ -606,7 +607,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         if undescribed:
             save_config(config, out / "config.yaml")
             modality.preview(modality.to_data(observed, config), out / "observed",
-                             fps=config.data.fps)
+                             fps=fps)
             undescribed = False
 
     if not resume:
@@ -620,7 +621,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         every = config.train.sample_every
         if main and every > 0 and t.iteration % every == 0 and t.last_samples is not None:
             modality.preview(modality.to_data(_finest(t.last_samples), config),
-                             out / f"samples_{t.iteration:06d}", fps=config.data.fps)
+                             out / f"samples_{t.iteration:06d}", fps=fps)
 
     def log_media(writer: object, t: Trainer | MultiGridTrainer) -> None:
         every = config.train.sample_every
@@ -630,7 +631,7 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         if config.train.log_media and due and t.last_samples is not None:
             modality.log_samples(writer, "samples", modality.to_data(_finest(t.last_samples),
                                                                    config), t.iteration,
-                                 fps=config.data.fps)
+                                 fps=fps)
             t.log_norms(writer)
 
     try:
@@ -649,9 +650,9 @@ def _fit(config: ExperimentConfig, world: World | None, out: Path, *, resume: bo
         if still_ours is not None:
             _check_not_removed(out, still_ours)
         modality.preview(modality.to_data(_finest(trainer.last_samples), config), out / "samples",
-                         formats=(".gif", ".mp4"), fps=config.data.fps)
+                         formats=(".gif", ".mp4"), fps=fps)
     if main and isinstance(trainer, MultiGridTrainer):
-        _save_pyramids(trainer, observed, modality, config, out)
+        _save_pyramids(trainer, observed, modality, config, out, fps=fps)
     return out
 
 
@@ -704,7 +705,7 @@ def _finest(samples: Tensor | list[Tensor]) -> Tensor:
 
 
 def _save_pyramids(trainer: MultiGridTrainer, observed: Tensor, modality: Modality,
-                   config: ExperimentConfig, out: Path) -> None:
+                   config: ExperimentConfig, out: Path, *, fps: float | None) -> None:
     # Each grid's training chains start from the data's coarser grid, so the observed pyramid
     # is the picture to set beside the samples' (which has no base row: the base is data). Of
     # every example, as observed shows them: under torchrun the trainer holds rank 0's share.
@@ -712,7 +713,7 @@ def _save_pyramids(trainer: MultiGridTrainer, observed: Tensor, modality: Modali
     for name, grids in (("observed", levels), ("samples", trainer.last_samples)):
         if grids is not None:
             modality.save_pyramid([modality.to_data(g, config) for g in grids],
-                                  out / f"{name}_pyramid", fps=config.data.fps)
+                                  out / f"{name}_pyramid", fps=fps)
 
 
 def _check_examples_fit(energy: Any, data: Tensor, config: ExperimentConfig) -> None:
