@@ -96,6 +96,9 @@ def test_eval_recovery_writes_the_json_contract(clip, tmp_path, capsys):
     # The config as run: the clip's frames, size and colour, not the config file's.
     assert (table["config"]["data"]["frames"], table["config"]["data"]["size"]) == (12, 32)
     assert table["config"]["model"]["in_channels"] == 3
+    # No --out: no recovery files were written, and none is named (it named the config's
+    # out_dir, outputs/recovery, where nothing was).
+    assert table["config"]["out_dir"] is None
     printed = capsys.readouterr().out
     assert "temporal_interpolation" in printed
     assert f"wrote {out}, {tmp_path / 'tb'}" in printed  # every output the run wrote

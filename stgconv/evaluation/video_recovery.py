@@ -46,7 +46,9 @@ def eval_recovery(
     "seconds": {...}, "video": ..., "mask": ..., "frames": ..., "size": ...,
     "missing_fraction": ..., "start": {"fill": ..., "error": ..., "holdout_errors": ...},
     "selected_iteration": ..., "notes": {...}, "config": {...}}`` (``start``: the fill the
-    recovery started from; ``selected_iteration`` -1 where the holdout kept it). With
+    recovery started from; ``selected_iteration`` -1 where the holdout kept it; ``config``: the
+    recovery's as run, its ``out_dir`` the folder ``out_dir`` its files went to, ``None``
+    where none was given). With
     ``tensorboard`` (a folder), also logs the errors and the frame with the most missing
     pixels (occluded | starting fill | ours | truth) there (:mod:`stgconv.evaluation.tensorboard`).
     ``clip``: ``video`` read before, as :func:`~stgconv.tasks.recover_video.recover_video` takes
@@ -86,7 +88,10 @@ def eval_recovery(
             "biharmonic": "spatial, per frame; a frame with no observed pixel (a missing-frame "
             "mask) has nothing to inpaint from and falls back to temporal interpolation",
         },
-        "config": config_to_dict(report["config"]),
+        # out_dir: where the recovery's files were written; null where none were (no
+        # out_dir), not the config's out_dir, which named a folder nothing was written to.
+        "config": {**config_to_dict(report["config"]),
+                   "out_dir": None if out_dir is None else str(out_dir)},
     }
     if tensorboard is not None:
         occluded = torch.where(known, truth, torch.full_like(truth, -1.0))
