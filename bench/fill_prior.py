@@ -76,15 +76,15 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
     if unknown:  # leaving out a clip that is not there would train on every clip, silently
         parser.error(f"--clips {' '.join(unknown)}: not among the clips "
                      f"{[path.stem for path in library]}")
-    settings = common.read_config(parser, args.config, [], overrides,
-                                  modality=VIDEO).recovery.learned
+    config = common.read_config(parser, args.config, [], overrides, modality=VIDEO)
+    settings = config.recovery.learned
     rows = []
     for clip in args.clips:
         videos = [path for path in library if path.stem != clip]
         started = time.process_time()
         path = train_fill_prior(videos, Path(args.out) / f"without_{clip}.pt", settings=settings,
                                 iterations=args.iterations, frames=frames, size=size,
-                                seed=args.seed)
+                                seed=args.seed, channels=config.data.channels)
         rows.append({"left_out": clip, "prior": str(path), "videos": [p.name for p in videos],
                      "iterations": args.iterations, "cpu_seconds": time.process_time() - started})
     table = "\n".join(["# fill priors, each trained without one clip",

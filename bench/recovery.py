@@ -159,7 +159,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, tmp: Path) ->
         try:
             clips_read[clip] = load_clip(video, frames=args.frames, size=args.size,
                                          start_frame=config.data.start_frame,
-                                         fps=config.data.fps)
+                                         fps=config.data.fps, channels=config.data.channels)
         except (FileNotFoundError, ValueError) as err:
             parser.error(f"clip {clip}: {err}")
     rows = []

@@ -828,7 +828,7 @@ def _run(args: argparse.Namespace) -> Path | list[Path] | None:
             masks=list(DEFAULT_MASKS) if args.masks is None else args.masks,
             seed=config.seed if args.seed is None else args.seed,
             device=resolve_device(config.device), start_frame=config.data.start_frame,
-            fps=config.data.fps,
+            fps=config.data.fps, channels=config.data.channels,
         )
     if args.command == "super-resolve":
         return tasks.super_resolve(

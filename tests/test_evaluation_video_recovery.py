@@ -185,6 +185,30 @@ def test_recover_writes_clips_and_metrics(clip, tmp_path):
     assert ran.out_dir == str(out)
 
 
+def test_a_grey_config_recovers_the_clip_in_grey(clip, tmp_path):
+    """data.channels 1 read the clip in colour all the same, and the config.yaml written beside
+    the result said data.channels 3: the clip is read grey (luma, as training reads clips), its
+    model grey; a colour clip given under it is refused naming both."""
+    out = tmp_path / "run"
+    assert main(["recover", "--video", str(clip), "--mask", "region:12", "--out", str(out),
+                 *TINY, "--set", "data.channels=1", "--set", "recovery.init=temporal_interpolation",
+                 "--set", "recovery.holdout=0"]) == 0
+    recovered = np.load(out / "recovered.npy")
+    assert recovered.shape == (1, 12, 32, 32)
+    grey = load_video(clip, n_frames=12, size=32, channels=1)
+    known = load_known("region:12", (12, 32, 32), seed=load_config(None).seed).expand_as(grey)
+    assert torch.equal(torch.from_numpy(recovered)[known], grey[known])
+    ran = load_config(out / "config.yaml")
+    assert (ran.data.channels, ran.model.in_channels) == (1, 1)
+    task = importlib.import_module("stgconv.tasks.recover_video")
+    with pytest.raises(ValueError, match=re.escape(
+            "clip is (3, 12, 32, 32): my clip read at frames=12, size=32 at data.channels 1 is "
+            "(1, 12, 32, 32) (a colour clip, and the config's data.channels is 1: give a grey "
+            "one, or set data.channels 3)")):
+        task.recover_video(quick_config("data.channels=1"), "my clip", "region:12", frames=12,
+                           size=32, clip=load_video(clip, n_frames=12, size=32))
+
+
 def test_a_clip_read_at_data_fps_plays_at_it(clip, tmp_path):
     """Every other frame of the 10 fps clip: the videos play at 5 fps (they were 10, so a clip
     read at 2 fps from a 60 fps file played 30 times too fast)."""
@@ -1045,7 +1069,12 @@ def _clip_with(value: float) -> torch.Tensor:
 
 @pytest.mark.parametrize("given, message", [
     # A grey clip would learn a model of other channels than the video's.
-    (torch.zeros(1, 12, 32, 32), r"clip is \(1, 12, 32, 32\): .* is \(3, 12, 32, 32\)$"),
+    (torch.zeros(1, 12, 32, 32), r"clip is \(1, 12, 32, 32\): .* at data\.channels 3 is "
+                                 r"\(3, 12, 32, 32\) \(a grey clip, and the config's "
+                                 r"data\.channels is 3: give a colour one, or set "
+                                 r"data\.channels 1\)$"),
+    (torch.zeros(3, 12, 32), r"clip is \(3, 12, 32\): .* at data\.channels 3 is "
+                             r"\(3, 12, 32, 32\)$"),
     (np.zeros((3, 12, 32, 32), np.float32), r"clip is not a tensor but ndarray: "),
     (torch.zeros(3, 12, 32, 32, dtype=torch.float64), r"clip is torch.float64: .* float32"),
     (torch.zeros(3, 12, 32, 32, dtype=torch.uint8), r"clip is torch.uint8: .* float32"),

@@ -58,6 +58,20 @@ def test_fill_prior_writes_a_prior_a_recovery_starts_from(clips, tmp_path, capsy
     assert json.loads(table.read_text())["errors"]["stgconv"] >= 0
 
 
+def test_a_grey_config_trains_a_grey_prior_its_recovery_takes(clips, tmp_path):
+    """fill-prior read the clips in colour whatever data.channels said; a grey recovery (its
+    clip read grey) would then refuse the prior. Both read data.channels."""
+    prior = tmp_path / "prior.pt"
+    assert main(["fill-prior", str(clips[0]), "--out", str(prior), *SMALL, "--masks",
+                 "region:0.5", "--set", "data.channels=1"]) == 0
+    assert load_fill_prior(prior)[0].channels == 1
+    table = tmp_path / "table.json"
+    assert main(["eval", "recovery", "--video", str(clips[0]), "--mask", "region:8",
+                 "--json", str(table), *TINY_RECOVERY, "--set", "data.channels=1",
+                 "--set", f"recovery.learned.prior={prior}"]) == 0
+    assert json.loads(table.read_text())["config"]["model"]["in_channels"] == 1
+
+
 def test_the_same_seed_makes_the_same_prior(clips, tmp_path):
     settings = LearnedFillConfig(crop_size=8, width=8)
     paths = [train_fill_prior(clips[:1], tmp_path / f"p{i}.pt", settings=settings,

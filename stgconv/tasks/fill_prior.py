@@ -44,6 +44,7 @@ def train_fill_prior(
     device: str | torch.device = "cpu",
     start_frame: int = 0,
     fps: float | None = None,
+    channels: int = 3,
 ) -> Path:
     """Train a fill prior on ``videos`` and write it to ``out`` (a file); returns ``out``.
 
@@ -61,6 +62,8 @@ def train_fill_prior(
             frames at ``fps`` (the clip's own rate by default), as
             :func:`~stgconv.tasks.recover_video.load_clip` picks a recovery's frames: a prior
             learns the motion between frames at the rate its recoveries will see.
+        channels: 3 (colour) or 1 (grey, luma), as the recoveries' ``data.channels`` reads
+            their clips: a prior fills clips of its own channels only.
 
     Memory: every window under every mask is kept, about 75 MB each at 70 x 150 x 150.
     """
@@ -76,7 +79,7 @@ def train_fill_prior(
     as_int(iterations, "iterations", minimum=1)
     as_int(frames, "frames", minimum=2)
     as_int(start_frame, "start_frame", minimum=0)
-    check_entries((3, frames, size, size), f"a window of {frames} frames of {size}x{size}")
+    check_entries((channels, frames, size, size), f"a window of {frames} frames of {size}x{size}")
     if not videos:
         raise ValueError("fill-prior needs at least one video")
     # Before the first video's fills: a mistyped last path should not cost the others' minutes.
@@ -93,7 +96,7 @@ def train_fill_prior(
     masks = [_mask_spec(mask, size) for mask in masks]
     if not masks:
         raise ValueError("fill-prior needs at least one mask")
-    window = torch.zeros(()).expand(3, frames, size, size)  # its shape only
+    window = torch.zeros(()).expand(channels, frames, size, size)  # its shape only
     for mask in masks:  # a mask file must fit the windows; generated masks are drawn to fit
         try:
             known = load_known(mask, window.shape[1:], seed=seed)
@@ -111,7 +114,8 @@ def train_fill_prior(
     started = time.process_time()
     examples = []
     for video in videos:
-        clip = load_video(video, size=size, start_frame=start_frame, fps=fps).to(device)
+        clip = load_video(video, size=size, start_frame=start_frame, fps=fps,
+                          channels=channels).to(device)
         if clip.shape[1] < frames:
             picked = ((f" from frame {start_frame}" if start_frame else "")
                       + (f" at {fps} fps" if fps is not None else ""))

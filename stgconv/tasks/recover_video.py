@@ -220,10 +220,10 @@ def recover_video(
     if clip is None:
         # The config's start and rate choose the clip as they do for training: left out,
         # the first frames were recovered while config.yaml recorded the ones asked for.
-        clip = load_clip(video, frames=frames, size=size,
-                         start_frame=config.data.start_frame, fps=config.data.fps)
+        clip = load_clip(video, frames=frames, size=size, start_frame=config.data.start_frame,
+                         fps=config.data.fps, channels=config.data.channels)
     else:
-        _check_clip(clip, video, frames=frames, size=size)
+        _check_clip(clip, video, frames=frames, size=size, channels=config.data.channels)
     # Data: a clip another network made is recovered and reported as its values.
     truth = clip.detach().to(device)
     known = load_known(mask, tuple(truth.shape[1:]), seed=config.seed).to(device)
@@ -256,20 +256,31 @@ def recover_video(
     return report
 
 
-def _check_clip(clip: object, video: str | Path, *, frames: int, size: int) -> None:
-    """``ValueError`` unless ``clip`` is what :func:`load_clip` reads from ``video``: a float32
-    tensor ``(3, frames, size, size)`` of finite values in [-1, 1]. Grey levels 0-255 were
-    scored as such (errors of thousands "on the 0-255 scale"), a NaN under the mask was refused
-    only after the whole recovery, float64 failed in the network asking for a model the caller
-    never holds, and a numpy array failed with an AttributeError."""
+def _check_clip(clip: object, video: str | Path, *, frames: int, size: int,
+                channels: int) -> None:
+    """``ValueError`` unless ``clip`` is what :func:`load_clip` reads from ``video`` at the
+    config's ``data.channels`` ``channels``: a float32 tensor ``(channels, frames, size, size)``
+    of finite values in [-1, 1]. Grey levels 0-255 were scored as such (errors of thousands "on
+    the 0-255 scale"), a NaN under the mask was refused only after the whole recovery, float64
+    failed in the network asking for a model the caller never holds, and a numpy array failed
+    with an AttributeError."""
     read = f"{video} read at frames={frames}, size={size}"
+    shape = (channels, frames, size, size)
     if not isinstance(clip, Tensor):
         raise ValueError(f"clip is not a tensor but {type(clip).__name__}: {read} is a float32 "
-                         f"tensor (3, {frames}, {size}, {size}) (torch.from_numpy for an array)")
+                         f"tensor {shape} (torch.from_numpy for an array)")
     check_not_meta(clip, "clip")  # its values are read here
     clip = clip.detach()  # read as values, without torch's warning for one that requires grad
-    if tuple(clip.shape) != (3, frames, size, size):
-        raise ValueError(f"clip is {tuple(clip.shape)}: {read} is (3, {frames}, {size}, {size})")
+    if tuple(clip.shape) != shape:
+        # A colour clip under a grey config was recovered in colour, its config.yaml saying
+        # data.channels 3: the model the config describes was not the one that ran.
+        colour = {1: "grey", 3: "colour"}
+        other = (f" (a {colour[clip.shape[0]]} clip, and the config's data.channels is "
+                 f"{channels}: give a {colour[channels]} one, or set data.channels "
+                 f"{clip.shape[0]})" if clip.dim() == 4 and clip.shape[0] in colour
+                 and clip.shape[0] != channels else "")
+        raise ValueError(f"clip is {tuple(clip.shape)}: {read} at data.channels {channels} is "
+                         f"{shape}{other}")
     if clip.dtype != torch.float32:  # the model the config builds is float32
         raise ValueError(f"clip is {clip.dtype}: {read} is float32 (clip.float())")
     bad = int((~torch.isfinite(clip)).sum())
@@ -282,17 +293,19 @@ def _check_clip(clip: object, video: str | Path, *, frames: int, size: int) -> N
 
 
 def load_clip(video: str | Path, *, frames: int, size: int, start_frame: int = 0,
-              fps: float | None = None) -> Tensor:
-    """The clip a recovery of ``video`` works on, ``(3, frames, size, size)`` in [-1, 1]:
+              fps: float | None = None, channels: int = 3) -> Tensor:
+    """The clip a recovery of ``video`` works on, ``(channels, frames, size, size)`` in [-1, 1]:
     ``frames`` frames from ``start_frame`` (the first ones by default), picked at ``fps`` where
-    given (:func:`~stgconv.io.video.load_video`'s resampling), each resized to ``size x size``.
-    ``FileNotFoundError`` or ``ValueError`` (``load_video``'s) where it cannot be read or has
-    fewer frames."""
+    given (:func:`~stgconv.io.video.load_video`'s resampling), each resized to ``size x size``,
+    in colour or grey (``channels`` 1: luma, as training clips are made grey; the config's
+    ``data.channels``). ``FileNotFoundError`` or ``ValueError`` (``load_video``'s) where it
+    cannot be read or has fewer frames."""
     check_path(video, "video")
     # Before the clip is read and resized: a mistyped --size would take all memory there.
-    check_entries((3, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
+    check_entries((channels, frames, size, size), f"a clip of {frames} frames of {size}x{size}")
     try:
-        return load_video(video, start_frame=start_frame, n_frames=frames, size=size, fps=fps)
+        return load_video(video, start_frame=start_frame, n_frames=frames, size=size, fps=fps,
+                          channels=channels)
     except TooFewFramesError as err:  # the reader's parameters, named as here and as typed
         config = ("; start_frame and fps are the config's data.start_frame and data.fps"
                   if start_frame or fps is not None else "")
@@ -302,8 +315,8 @@ def load_clip(video: str | Path, *, frames: int, size: int, start_frame: int = 0
 def _as_run(config: ExperimentConfig, clip: Tensor, *, video: str | Path | None = None
             ) -> ExperimentConfig:
     """``config`` as the recovery of ``clip`` ``(C, T, H, W)`` runs it: the clip's channels
-    (read in colour whatever data.channels says), frames and size, the model built for them,
-    and the ``video`` it was read from (data.path)."""
+    (data.channels's, checked), frames and size, the model built for them, and the ``video``
+    it was read from (data.path)."""
     channels, frames, height, width = clip.shape
     data = replace(config.data, channels=channels, frames=frames,
                    size=width if height == width else config.data.size,
