@@ -308,19 +308,39 @@ def _hidden_pattern(observed: Tensor, known: Tensor, fills: Sequence[Fill],
     (one shift of each list of :func:`useful_shifts` that has one: both kinds of gap, as the
     mask has them), the rest visible, the net's inputs made without the hidden ones, and the
     observed values as the target."""
+    hidden = _pattern_hidden(known, shifts, settings, generator)
+    visible = known & ~hidden
+    return hidden, visible, fill_inputs(observed, visible, [fill(observed, visible)
+                                                            for fill in fills]), observed
+
+
+def _pattern_hidden(known: Tensor, shifts: tuple[Sequence[int], Sequence[tuple[int, int]]],
+                    settings: LearnedFillConfig, generator: torch.Generator | None) -> Tensor:
+    """The entries one training pattern (:func:`_hidden_pattern`) hides, drawn from
+    ``generator``; ``ValueError`` where they are every observed entry."""
     hidden = torch.zeros_like(known)
     for choices in shifts:
         if choices:
             shift = choices[int(torch.randint(len(choices), (1,), generator=generator))]
             hidden |= holdout_like(known, fraction=settings.hide_fraction, shift=shift,
                                    generator=generator)
-    visible = known & ~hidden
-    if not visible.any():
+    if not (known & ~hidden).any():
         raise ValueError("the learned fill hides observed entries shaped like the missing ones "
                          "to learn from, and on this mask that hides every observed entry "
                          f"({hidden_whole_cause(known)}): choose a classical recovery.init for it")
-    return hidden, visible, fill_inputs(observed, visible, [fill(observed, visible)
-                                                            for fill in fills]), observed
+    return hidden
+
+
+def check_patterns(known: Tensor, settings: LearnedFillConfig, *,
+                   generator: torch.Generator) -> None:
+    """``ValueError`` where :func:`learned_fill` under ``known`` (bool ``(C, T, H, W)``) with
+    ``settings`` would refuse its training patterns: none shaped like the missing entries, or
+    one that hides every observed entry (drawn from ``generator``, which is advanced as
+    :func:`learned_fill` advances a generator in its state: give a copy). Nothing else is made:
+    a caller checks a mask before the classical fills' minutes."""
+    shifts = useful_shifts(known)
+    for _ in range(settings.patterns):
+        _pattern_hidden(known, shifts, settings, generator)
 
 
 def apply_fill(net: FillNet, observed: Tensor, known: Tensor, filled: Sequence[Tensor], *,

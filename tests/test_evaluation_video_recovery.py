@@ -355,8 +355,12 @@ def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_
     cases = [
         ("fixed", ["--set", "recovery.holdout=0.3"],
          "choose a classical recovery.init for it and recovery.holdout: 0"),
+        # Both the holdout and the learned fill refuse it: one message names both settings
+        # (it named the holdout's, and once that was set, the learned fill's).
         ("first_only", ["--set", "recovery.holdout=0.3"],
-         "recovery.holdout hides every observed entry of this mask"),
+         "recovery.holdout and the learned fill (recovery.init: learned) each hide every "
+         "observed entry of this mask (too few observed frames): set recovery.holdout: 0 and "
+         "choose a classical recovery.init for it"),
         ("first_only", ["--set", "recovery.holdout=0"],
          "the learned fill hides observed entries shaped like the missing ones to learn from, "
          "and on this mask that hides every observed entry"),
@@ -367,7 +371,13 @@ def test_masks_the_learned_fill_or_holdout_cannot_use_say_what_to_set(clip, tmp_
          "recovery.init for it; or set recovery.holdout: 0, which leaves it the observed "
          "entries the holdout hides"),
         ("half", ["--set", "recovery.holdout=0.3"],
-         f"recovery.holdout hides every observed entry of this mask {occluder}"),
+         "recovery.holdout and the learned fill (recovery.init: learned) each hide every "
+         f"observed entry of this mask {occluder}: set recovery.holdout: 0 and choose a "
+         "classical recovery.init for it"),
+        # A classical start: the holdout's refusal alone.
+        ("half", ["--set", "recovery.holdout=0.3", "--set", "recovery.init=biharmonic"],
+         f"recovery.holdout hides every observed entry of this mask {occluder}: set "
+         "recovery.holdout: 0"),
         ("half", ["--set", "recovery.holdout=0"],
          f"and on this mask that hides every observed entry {occluder}: choose a classical "
          "recovery.init for it"),

@@ -38,6 +38,7 @@ from stgconv.io.video import TooFewFramesError, frame_rate, load_video, save_com
 from stgconv.learned_fill import (
     FillNet,
     apply_fill,
+    check_patterns,
     check_prior_fits,
     learned_fill,
     load_fill_prior,
@@ -361,9 +362,11 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
                                generator=torch.Generator().manual_seed(config.seed + 1))
         holdout = holdout.expand_as(observed)
         visible = known & ~holdout
-        if not visible.any():
-            raise ValueError(f"recovery.holdout hides every observed entry of this mask "
-                             f"({hidden_whole_cause(known)}): set recovery.holdout: 0")
+    if settings.init == "learned":
+        _check_learned_patterns(config, known, visible)
+    if not visible.any():
+        raise ValueError(f"recovery.holdout hides every observed entry of this mask "
+                         f"({hidden_whole_cause(known)}): set recovery.holdout: 0")
     init, unseen, start, holdout_errors = _start_fill(config, observed, known, holdout, prior)
     if holdout is None:
         return (_loop(config, observed, known, init, progress=progress), init,
@@ -378,6 +381,40 @@ def _recover(config: ExperimentConfig, observed: Tensor, known: Tensor, *, progr
     # The history is the choosing loop's: its held-out errors are what chose.
     return (replace(result, history=choice.history), init,
             {"fill": start, "holdout_errors": holdout_errors})
+
+
+def _check_learned_patterns(config: ExperimentConfig, known: Tensor, visible: Tensor) -> None:
+    """Refuse, before the classical fills' minutes, a mask on which the learned fill would
+    refuse its training patterns (:func:`~stgconv.learned_fill.check_patterns`) on the
+    ``visible`` entries (``known`` less the holdout's), naming every setting to change: on a
+    half-frame occluder the holdout's refusal came first, and once recovery.holdout: 0 was set,
+    the learned fill's, after its classical fills; and "or set recovery.holdout: 0" was advised
+    where the learned fill refused the mask without a holdout too."""
+    settings = config.recovery
+
+    def refusal(entries: Tensor) -> ValueError | None:
+        try:  # the generator learned_fill gets, in the same state (_start_fill)
+            check_patterns(entries, settings.learned,
+                           generator=torch.Generator().manual_seed(config.seed + 2))
+        except ValueError as err:
+            return err
+        return None
+
+    without_holdout = refusal(known)
+    if not visible.any():
+        if without_holdout is not None:
+            raise ValueError(f"recovery.holdout and the learned fill (recovery.init: learned) "
+                             f"each hide every observed entry of this mask "
+                             f"({hidden_whole_cause(known)}): set recovery.holdout: 0 and "
+                             "choose a classical recovery.init for it") from without_holdout
+        return  # the holdout's own refusal names the one setting
+    if without_holdout is not None:
+        raise without_holdout
+    err = refusal(visible) if settings.holdout > 0 else None
+    if err is not None:
+        # A mask too thin for the learned fill once the holdout took its share.
+        raise ValueError(f"{err}; or set recovery.holdout: 0, which leaves it the observed "
+                         "entries the holdout hides") from err
 
 
 def check_fits_network(config: ExperimentConfig, clip: Tensor) -> None:
@@ -488,20 +525,12 @@ def _start_fill(config: ExperimentConfig, observed: Tensor, known: Tensor,
         # or run would wait for the whole training.
         with seeded_weights(config.seed):
             initial = FillNet(observed.shape[0], len(names), settings.learned.width)
-    try:
-        net, _ = learned_fill(observed, visible,
-                              [refill(name, visible, made[name][1]) for name in names],
-                              settings=settings.learned,
-                              generator=torch.Generator().manual_seed(config.seed + 2),
-                              initial=initial)
-    except ValueError as err:
-        # The settings and the mask were checked before: what is left is a mask too thin for
-        # the learned fill once the holdout took its share, which sent a short clip to a
-        # classical start alone, where the holdout's entries given back kept the learned fill.
-        if holdout is None:
-            raise
-        raise ValueError(f"{err}; or set recovery.holdout: 0, which leaves it the observed "
-                         "entries the holdout hides") from err
+    # Its patterns were checked before (_check_learned_patterns), with this generator.
+    net, _ = learned_fill(observed, visible,
+                          [refill(name, visible, made[name][1]) for name in names],
+                          settings=settings.learned,
+                          generator=torch.Generator().manual_seed(config.seed + 2),
+                          initial=initial)
     how = {"precision": settings.learned.precision, "symmetric": settings.learned.symmetric}
     learned = apply_fill(net, observed, known, [made[name][0] for name in names], **how)
     if holdout is None:
