@@ -282,7 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{split['fit']['n']} fitted, {split['held_out']['n']} held out "
              f"(split seed {args.split_seed}); device {args.device}; "
              f"overrides {' '.join(args.sets) or 'none'}"]
-    common.report(common.text_table(lines, columns, rows), rows, args)
+    # The rows' options name no temporary path, gone once the run is: --quick's shapes are
+    # its own (generated), and a --work of the run's own was removed with it; null for both.
+    given = argparse.Namespace(**{**vars(args), "shapes": None if args.quick else args.shapes,
+                                  "work": args.work if keeps_logs else None})
+    common.report(common.text_table(lines, columns, rows), rows, given)
     return 0
 
 

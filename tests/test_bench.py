@@ -294,6 +294,28 @@ def bench_module(monkeypatch):
     return lambda script: runpy.run_path(str(BENCH / script))
 
 
+@pytest.mark.parametrize("work", [False, True])
+def test_features_bench_rows_name_no_temporary_path(tmp_path, bench_main, work):
+    """--quick's rows named its shapes and --work by the temporary folder the run made and
+    removed (/tmp/features_.../quick_shapes.npz): null for both, a --work given by its path."""
+    main = bench_main("features.py")
+
+    def trained(seed, args, split, deadline):  # the trainings' minutes are not what is tested
+        assert args.shapes.exists() and args.work.is_dir()  # the run itself has them
+        return [{"seed": seed, "iterations": 1, "train_wall_s": 0.0, "eval_s": 0.0,
+                 "learned": 1.0, "untrained": 0.5, "raw_voxels": 0.5,
+                 "learned_minus_untrained": 0.5, "learned_minus_raw": 0.5}]
+
+    main.__globals__["run_seed"] = trained
+    out = tmp_path / "features.json"
+    given = ["--work", str(tmp_path / "work")] if work else []
+    assert main(["--quick", "--json", str(out), *given]) == 0
+    rows = json.loads(out.read_text())
+    assert rows and all(row["options"]["shapes"] is None for row in rows)
+    assert all(row["options"]["work"] == (str(tmp_path / "work") if work else None)
+               for row in rows)
+
+
 def test_voxel_bench_quick_writes_json_rows(tmp_path, bench_main):
     main = bench_main("voxel.py")
     out = tmp_path / "voxel.json"
