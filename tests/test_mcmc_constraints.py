@@ -16,6 +16,7 @@ from stgconv.mcmc import (
     KnownEntries,
     KnownEntriesAndBlockMeans,
     Langevin,
+    MultiGridSampler,
 )
 from stgconv.ops import block_down
 
@@ -441,6 +442,31 @@ def test_known_entries_coarsen_keeps_whole_blocks_only() -> None:
     assert constraint.coarsen((8, 8)) is None
     # A factor of ones is no coarsening at all.
     assert constraint.coarsen((1, 1)) is constraint
+
+
+def test_coarsened_constraints_take_float32_chains_that_round_their_block_means() -> None:
+    """Float64 occupancies of 0 and 1 are taken by float32 chains (they hold them exactly), but
+    a coarse grid's block means of them (4/9 over 3x3 blocks) round in float32: a multi-grid
+    chain refused them there as "observed is torch.float64 and holds values that the chains'
+    torch.float32 would round (0.444 ...)", a value the caller never gave. A coarse grid's
+    chains round their own block means alike; the finest grid keeps the values given."""
+    occupancy = (rand((1, 1, 6, 6), seed=0) > 0).to(F64)
+    known = torch.ones(1, 1, 6, 6, dtype=torch.bool)
+    known[..., 0, 0] = False
+    for constraint, factor in ((KnownEntries(occupancy, known), (3, 3)),
+                               (DownsampleConsistency(occupancy, (2, 2)), (6, 6))):
+        coarse = constraint.coarsen(factor)
+        assert coarse is not None
+        assert coarse.project(torch.zeros(1, 1, 2, 2)).dtype == torch.float32
+
+    def energy(x: Tensor) -> Tensor:
+        return x.pow(2).flatten(1).sum(1)
+
+    sampler = Langevin(n_steps=2, step_size=0.1)
+    grids = MultiGridSampler((sampler, sampler), ((2, 2), (3, 3))).run(
+        [energy, energy], torch.zeros(1, 1, 1, 1), constraint=KnownEntries(occupancy, known),
+        generator=torch.Generator().manual_seed(0))
+    assert torch.equal(grids[-1][known], occupancy[known].float())
 
 
 def test_known_entries_coarsen_all_missing_is_none_and_all_known_is_the_pyramid() -> None:

@@ -93,6 +93,21 @@ def _check_kept(data: Tensor, x: Tensor, name: str) -> None:
                          f"{data.dtype}")
 
 
+# Every dtype a chain can have: those a coarsened constraint takes (_take_every_dtype).
+_CHAIN_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
+
+def _take_every_dtype(coarse: KnownEntries | DownsampleConsistency) -> None:
+    """Make ``coarse``, a constraint that ``coarsen`` made, take chains of every dtype: its
+    data are block means of the values given, which a coarse grid's chains round as they
+    round their own block means. Float64 occupancies of 0 and 1, kept exactly by float32
+    chains on the finest grid, have means over 9 entries (4/9) that float32 rounds: a
+    multi-grid chain refused them on a coarse grid, naming observed and a value it was never
+    given. The finest grid's constraint, the one given, still refuses values its chains
+    would round (:class:`~stgconv.mcmc.MultiGridSampler` projects onto it first)."""
+    coarse._kept_in = set(_CHAIN_DTYPES)
+
+
 def _check_fits(x: Tensor, shape: Sequence[int], made_for: str, *, exact_dims: int = 0) -> None:
     """``ValueError`` unless a constraint whose tensors have ``shape`` maps chains ``x``
     ``(B, *S)`` to chains of ``x``'s own shape (its last ``exact_dims`` sizes equal, not
@@ -171,7 +186,8 @@ class KnownEntries(Constraint):
             # The values at unknown entries are ignored, and may round.
             _check_kept(torch.where(self.known, self.observed, 0), x, "observed")
             self._kept_in.add(x.dtype)
-        # In the chain's dtype, which holds every observed value (checked above).
+        # In the chain's dtype, which holds every observed value (checked above; a coarsened
+        # constraint's block means may round, as the chains' own do: _take_every_dtype).
         return torch.where(self.known, self.observed.to(x.dtype), x)
 
     def tangent(self, v: Tensor) -> Tensor:
@@ -192,7 +208,9 @@ class KnownEntries(Constraint):
         whole = block_down((~known).to(observed.dtype), factor) == 0
         if not whole.any():
             return None
-        return KnownEntries(block_down(observed, factor), whole)
+        coarse = KnownEntries(block_down(observed, factor), whole)
+        _take_every_dtype(coarse)
+        return coarse
 
 
 class DownsampleConsistency(Constraint):
@@ -257,8 +275,10 @@ class DownsampleConsistency(Constraint):
             raise ValueError(f"coarsening factor {factor} and super-resolution factor "
                              f"{self.factor} must divide one another in every dim")
         low = block_down(self.low, tuple(max(g // f, 1) for f, g in zip(self.factor, factor)))
-        return DownsampleConsistency(low,
-                                     tuple(max(f // g, 1) for f, g in zip(self.factor, factor)))
+        coarse = DownsampleConsistency(low,
+                                       tuple(max(f // g, 1) for f, g in zip(self.factor, factor)))
+        _take_every_dtype(coarse)
+        return coarse
 
 
 class KnownEntriesAndBlockMeans(Constraint):
