@@ -335,8 +335,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _recovery_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", required=True,
-                   help="a video file or a folder of frames (read in colour: a grey clip "
-                        "becomes three equal channels, whatever data.channels says)")
+                   help="a video file or a folder of frames, read at the config's "
+                        "data.channels (the shipped config's 3: in colour, a grey clip as three "
+                        "equal channels; 1: in grey, by luma)")
     p.add_argument("--mask", required=True,
                    help="a mask file, 1 = missing (.mat: variable 'masks', or the file's one "
                         "3-D/4-D array, (H, W, T[, C]); .npy: (T, H, W) / (C, T, H, W)); one "

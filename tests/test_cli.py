@@ -2617,6 +2617,13 @@ def test_help_and_version_state_no_default(capsys) -> None:
     (["train"], "--quiet no progress bar (default: off)"),
     # Its text names the "defaults" a config is built from, which is no default of its own.
     (["train"], "(the channels and size the data decides stay unset) (default: off)"),
+    # The clip is read at data.channels (it was read in colour whatever data.channels said,
+    # as this help still told after recover, eval recovery and fill-prior had come to read it
+    # at data.channels).
+    (["recover"], "--video VIDEO a video file or a folder of frames, read at the config's "
+                  "data.channels (the shipped config's 3: in colour, a grey clip as three equal "
+                  "channels; 1: in grey, by luma) --mask"),
+    (["eval", "recovery"], "read at the config's data.channels"),
     # A required option is never left out: its help ends where the next option's begins.
     (["eval", "ood"], "accuracy and ECE) --outliers OUTLIERS .npz with x_test"),
 ])
