@@ -240,10 +240,25 @@ def test_a_constraint_for_another_finest_grid_is_named(constraint) -> None:
     coarsened form, naming neither the finest grid nor the constraint as given."""
     langevin = Langevin(n_steps=1)
     sampler = MultiGridSampler((langevin, langevin), ((2, 2), (2, 2)))
-    with pytest.raises(ValueError, match=r"the constraint does not fit the finest grid \(2, 1, "
-                                         r"8, 8\) \(x0 \(2, 1, 2, 2\) times the factors "
+    with pytest.raises(ValueError, match=r"the constraint refuses the chains of the finest grid "
+                                         r"\(2, 1, 8, 8\) \(x0 \(2, 1, 2, 2\) times the factors "
                                          r"\(4, 4\)\): the chains have shape \(2, 1, 8, 8\)"):
         sampler.run([RecordingQuadratic()] * 2, torch.zeros(2, 1, 2, 2), constraint=constraint)
+
+
+def test_a_constraint_refusing_the_finest_grids_dtype_is_not_said_not_to_fit() -> None:
+    """A float64 observed that float32 chains would round fits the finest grid's shape: it was
+    refused as "the constraint does not fit the finest grid (1, 1, 4, 4) ...: observed is
+    torch.float64 and holds values that the chains' torch.float32 would round"."""
+    langevin = Langevin(n_steps=1)
+    sampler = MultiGridSampler((langevin,), ((4, 4),))
+    tenth = KnownEntries(torch.full((1, 1, 4, 4), 0.1, dtype=torch.float64),
+                         torch.ones(1, 1, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^the constraint refuses the chains of the finest grid "
+                                         r"\(1, 1, 4, 4\) .*: observed is torch.float64 and "
+                                         r"holds values that the chains' torch.float32 would "
+                                         r"round"):
+        sampler.run([RecordingQuadratic()], torch.zeros(1, 1, 1, 1), constraint=tenth)
 
 
 # --------------------------------------------------------------------------- conditional sampling

@@ -117,8 +117,9 @@ class MultiGridSampler:
         Raises:
             NonFiniteEnergyError: naming the grid and the step where a chain diverged.
             ValueError: another number of energies (or one energy for the list), ``x0`` not a
-                float tensor, or a constraint without ``project`` and ``coarsen`` or that does
-                not fit the finest grid.
+                float tensor, or a constraint without ``project`` and ``coarsen`` or that
+                refuses the finest grid's chains (another shape, device, or a dtype that would
+                round its values).
         """
         # One energy given for the list: a function failed on "object of type 'function' has
         # no len()", and an nn.Sequential of as many layers as grids ran each layer as a grid's
@@ -155,16 +156,19 @@ class MultiGridSampler:
         return grids
 
     def _check_fits_finest(self, constraint: Constraint, x0: Tensor) -> None:
-        """``ValueError`` naming the finest grid when ``constraint`` does not fit it (coarsening
-        it for another grid fails first, with a message about block factors alone)."""
+        """``ValueError`` naming the finest grid when ``constraint`` refuses its chains
+        (coarsening it for another grid fails first, with a message about block factors
+        alone). Refused, not "does not fit": the constraint's own reason may be the chains'
+        dtype or device, and a float64 observed that float32 chains would round was said not
+        to fit a grid whose shape it fitted."""
         factor = self.factor_to_finest(0)
         lead, base_size = x0.shape[:-len(factor)], x0.shape[-len(factor):]
         finest = (*lead, *(n * f for n, f in zip(base_size, factor)))
         try:
             constraint.project(x0.new_zeros(finest))
         except ValueError as err:
-            raise ValueError(f"the constraint does not fit the finest grid {finest} (x0 "
-                             f"{tuple(x0.shape)} times the factors {factor}): {err}") from err
+            raise ValueError(f"the constraint refuses the chains of the finest grid {finest} "
+                             f"(x0 {tuple(x0.shape)} times the factors {factor}): {err}") from err
 
     def _constraint_at(self, constraint: Constraint | None, grid: int) -> Constraint | None:
         if constraint is None:
