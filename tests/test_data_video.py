@@ -8,6 +8,7 @@ import errno
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import h5py
@@ -423,6 +424,22 @@ def test_the_source_rate_is_the_one_rate_the_clips_share(tmp_path: Path) -> None
     assert source_rate(build_clip_cache(frames, tmp_path / "frames.h5", n_frames=4,
                                         size=8)) is None
     assert source_rate(tmp_path / "gone.mkv") is None
+
+
+def test_the_source_rate_is_that_of_the_clips_read_a_link_counted_once(tmp_path: Path) -> None:
+    """With data.max_images 2, a folder of a.mkv (10 fps), a link to it and b.mkv (20 fps) is
+    trained on a.mkv and b.mkv (the link read once), whose rates differ: source_rate counted
+    the link as a second clip and gave 10, and previews of the 20 fps clip played at half
+    speed."""
+    folder = tmp_path / "videos"
+    save_video(noise(T, 0), folder / "a.mkv", fps=10)
+    (folder / "a_latest.mkv").symlink_to(folder / "a.mkv")
+    save_video(noise(T, 1), folder / "b.mkv", fps=20)
+    with pytest.warns(UserWarning, match="are one video"):
+        assert load_training_clips(folder, n_frames=4, size=8, max_clips=2).shape[0] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the clips' read has said it: not again for a preview
+        assert source_rate(folder, max_clips=2) is None
 
 
 def test_build_bad_input_leaves_nothing(video_dir: Path, tmp_path: Path) -> None:

@@ -148,7 +148,12 @@ def source_rate(path: str | Path, *, max_clips: int | None = None) -> float | No
         elif path.is_file():
             rates = [frame_rate(path)]
         elif path.is_dir() and _folder_kind(path) == "videos":
-            rates = [frame_rate(file) for file in list_files(path, VIDEO_SUFFIXES)[:max_clips]]
+            # The files load_training_clips reads: counted as files, a link to one of them
+            # took the place of a later video among the first max_clips, its rate unread.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the clips' read warns of the link
+                files = list_videos(path)[:max_clips]
+            rates = [frame_rate(file) for file in files]
         else:
             return None
     except (OSError, ValueError):  # previews play at a default rate: no reason to fail them
