@@ -253,6 +253,16 @@ def check_tensor(x: object, name: str) -> None:
                          f"first: torch.as_tensor({name}))")
 
 
+def check_batch(x: object, name: str) -> None:
+    """:func:`check_tensor`, and ``ValueError`` naming ``name`` for a 0-d tensor where a batch
+    ``(B, *S)`` goes: one number failed on "len() of a 0-d tensor" or "Dimension out of
+    range", and the energy families that refused it said so in three wordings."""
+    check_tensor(x, name)
+    if x.dim() == 0:
+        raise ValueError(f"{name} must be a batch (B, *S), got a 0-d tensor ({name}[None]: one "
+                         "example)")
+
+
 def check_path(value: object, name: str) -> None:
     """``ValueError`` naming ``name`` unless ``value`` is a path (a ``str`` or an
     ``os.PathLike``): an array or a tensor given where a file is read failed in pathlib

@@ -48,7 +48,7 @@ def test_mean_fill_fills_examples_of_one_entry_and_names_non_finite_observed_ent
     video fills refuse it."""
     filled = mean_fill(torch.tensor([2.0, math.nan, 5.0]), torch.tensor([True, False, True]))
     assert torch.equal(filled, torch.tensor([2.0, 0.0, 5.0]))  # nothing observed: 0, as (B, *S)
-    with pytest.raises(ValueError, match=r"observed must be a batch \(B, \*S\), got a 0-dim"):
+    with pytest.raises(ValueError, match=r"observed must be a batch \(B, \*S\), got a 0-d tensor"):
         mean_fill(torch.tensor(1.0), torch.tensor(True))
     for bad in (math.nan, math.inf):
         with pytest.raises(ValueError, match=r"observed has NaN or infinite values at observed "

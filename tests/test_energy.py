@@ -271,6 +271,19 @@ def test_every_family_names_a_batch_on_another_device_an_array_or_a_0d_tensor(
         energy(torch.tensor(0.0))
 
 
+@pytest.mark.parametrize("energy, x, name", [
+    family for family in _tiny_families() if not family.id.startswith("convnet")])
+def test_every_family_without_a_shape_of_its_own_names_a_0d_tensor_in_one_wording(
+        energy, x: torch.Tensor, name: str) -> None:
+    """One number given for a batch: the classifier and the product said "x must be a batch
+    (B, *S), got a 0-d tensor (x[None]: one example)", the RBM "expected visible units v (B,
+    *S), got a 0-d tensor", the same refusal in two wordings (checks.check_batch now, as
+    baselines' mean_fill). A ConvNetEnergy names the whole shape it expects instead."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a batch \(B, \*S\), got a 0-d tensor "
+                                         rf"\({name}\[None\]: one example\)$"):
+        energy(torch.tensor(0.0))
+
+
 class _TwoDevices(nn.Module):
     """A classifier whose first parameter lives on another device than the layer x enters (a
     net placed over several GPUs): here meta, never read."""

@@ -13,7 +13,13 @@ import math
 
 from torch import Tensor
 
-from stgconv.checks import check_bool_mask, check_finite_observed, check_not_meta, expand_mask
+from stgconv.checks import (
+    check_batch,
+    check_bool_mask,
+    check_finite_observed,
+    check_not_meta,
+    expand_mask,
+)
 
 
 def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
@@ -30,8 +36,7 @@ def mean_fill(observed: Tensor, known: Tensor) -> Tensor:
     check_bool_mask(known, "known")  # a float mask failed inside torch.where
     check_not_meta(observed, "observed")
     check_not_meta(known, "known")
-    if observed.dim() == 0:
-        raise ValueError("observed must be a batch (B, *S), got a 0-dim tensor")
+    check_batch(observed, "observed")
     known = expand_mask(known, observed, "known", "observed")
     check_finite_observed(observed, known, "observed")  # else every missing entry turns NaN
     # Spelt out, not flatten(1): a batch (B,) has no dim 1.

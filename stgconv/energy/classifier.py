@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import as_int, check_classes, check_device, check_dtype, check_tensor
+from stgconv.checks import as_int, check_batch, check_classes, check_device, check_dtype
 from stgconv.types import EnergyFn
 
 
@@ -76,9 +76,7 @@ class ClassifierEnergy(nn.Module):
         dtype (a classifier without parameters takes any): an array failed on
         ".is_floating_point", a 0-d tensor inside the network, a batch on another device in
         its first layer, none naming x."""
-        check_tensor(x, "x")
-        if x.dim() == 0:
-            raise ValueError("x must be a batch (B, *S), got a 0-d tensor (x[None]: one example)")
+        check_batch(x, "x")
         weight = next(self.classifier.parameters(), None)
         if weight is not None:
             check_dtype(x, weight.dtype, "x")

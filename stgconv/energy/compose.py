@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from stgconv.checks import check_tensor, differing_keys
+from stgconv.checks import check_batch, differing_keys
 from stgconv.mcmc.execution import verdict_owner
 from stgconv.types import EnergyFn
 
@@ -110,9 +110,7 @@ class ProductOfExperts(nn.Module):
         """``E(x)`` ``(B,)`` of ``x`` ``(B, *S)``."""
         # Else an array failed on "argument 'dtype' must be torch.dtype", a 0-d tensor on
         # "len() of a 0-d tensor", naming no argument.
-        check_tensor(x, "x")
-        if x.dim() == 0:
-            raise ValueError("x must be a batch (B, *S), got a 0-d tensor (x[None]: one example)")
+        check_batch(x, "x")
         total = torch.zeros(len(x), dtype=x.dtype, device=x.device)
         for index, (expert, weight, view) in enumerate(zip(self.experts, self.weights,
                                                             self.views)):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stgconv.checks import check_device, check_generator, check_tensor
+from stgconv.checks import check_batch, check_device, check_generator
 from stgconv.mcmc.base import at_least_float32
 
 Visible = Literal["binary", "gaussian"]
@@ -84,9 +84,7 @@ class RBM(nn.Module):
         # Else an array failed on "order must be str, not int", a 0-d tensor on "Dimension out
         # of range", units on another device in the matmul, none naming the layer.
         symbol = layer[0]  # v or h, as in the formulas
-        check_tensor(units, symbol)
-        if units.dim() == 0:
-            raise ValueError(f"expected {layer} units {symbol} (B, *S), got a 0-d tensor")
+        check_batch(units, symbol)
         check_device(units, self.weight.device, symbol)
         flat = units.flatten(1)
         n = self.n_visible if layer == "visible" else self.n_hidden
