@@ -332,12 +332,15 @@ def _pattern_hidden(known: Tensor, shifts: tuple[Sequence[int], Sequence[tuple[i
 
 
 def check_patterns(known: Tensor, settings: LearnedFillConfig, *,
-                   generator: torch.Generator) -> None:
+                   generator: torch.Generator | None = None) -> None:
     """``ValueError`` where :func:`learned_fill` under ``known`` (bool ``(C, T, H, W)``) with
     ``settings`` would refuse its training patterns: none shaped like the missing entries, or
     one that hides every observed entry (drawn from ``generator``, which is advanced as
-    :func:`learned_fill` advances a generator in its state: give a copy). Nothing else is made:
-    a caller checks a mask before the classical fills' minutes."""
+    :func:`learned_fill` advances a generator in its state: give a copy of the one it will
+    get). Nothing else is made: a caller checks a mask before the classical fills' minutes."""
+    # As every random function's: an int for a seed failed inside torch.randint, naming no
+    # argument, once a mask had a shift to draw.
+    check_generator(generator, "check_patterns")
     shifts = useful_shifts(known)
     for _ in range(settings.patterns):
         _pattern_hidden(known, shifts, settings, generator)

@@ -569,6 +569,8 @@ def _seed_calls() -> dict:
             clip_known, generator=0)),
         "learned_fill.learned_fill": ("learned_fill", lambda: learned_fill.learned_fill(
             clip, clip_known, [fill], settings=settings, generator=0)),
+        "learned_fill.check_patterns": ("check_patterns", lambda: learned_fill.check_patterns(
+            clip_known, settings, generator=0)),
         "learned_fill.fill_prior": ("fill_prior", lambda: learned_fill.fill_prior(
             [learned_fill.prior_example(clip, clip_known, {"t": fill})], settings=settings,
             iterations=1, generator=0)),
