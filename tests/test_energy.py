@@ -144,6 +144,10 @@ def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
 @pytest.mark.parametrize("setting, message", [
     ({"spatial_dims": 1}, "spatial_dims must be 2 or 3, got 1"),
     ({"layers": []}, "layers must hold at least one convolution"),
+    # Refused as layers (f9cb098's len() made None a TypeError, "object of type 'NoneType' has
+    # no len()"; before it None read as no layers).
+    ({"layers": None}, r"layers must be a list of rows \(out_channels, kernel, stride\[, "
+                       r"padding\]\), got NoneType None"),
     ({"head": "mean"}, "head must be 'sum' or 'linear', got 'mean'"),
     ({"input_size": (5, 5, 5)}, r"input_size needs 2 entries, got \(5, 5, 5\)"),
     ({"in_channels": 0}, "in_channels must be an int >= 1, got 0"),
@@ -158,8 +162,8 @@ def test_a_layer_out_of_range_is_named(row: tuple, message: str) -> None:
     ({"layers": [[2, 3, 1, 0, 2]]}, r"each layer is \(out_channels, kernel, stride\[, "
                                     r"padding\]\), got \(2, 3, 1, 0, 2\)"),
     ({"activation": "tanh"}, "activation must be 'relu' or 'leaky_relu', got 'tanh'"),
-], ids=["spatial_dims", "no layers", "head", "input_size", "no channels", "half a channel",
-        "empty side", "half a side",
+], ids=["spatial_dims", "no layers", "layers None", "head", "input_size", "no channels",
+        "half a channel", "empty side", "half a side",
         "short row", "long row", "activation"])
 def test_a_net_setting_out_of_range_is_named(setting: dict, message: str) -> None:
     """Each was built into another net than asked for (a 3-D one for spatial_dims 1, the input

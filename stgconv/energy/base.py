@@ -142,7 +142,12 @@ class ConvNetEnergy(EnergyModel):
         # 0 built a net of no input, its energy the reference term alone; 2.5 failed inside
         # torch as "in_channels must be divisible by groups".
         as_int(in_channels, "in_channels", minimum=1)
-        if len(layers) == 0:  # not "not layers": a numpy array of rows has no truth value
+        # Rows in a list, a tuple or a numpy array, which has no truth value ("not layers"
+        # failed on it); one that is none of them (None) failed in len() as a TypeError.
+        if not isinstance(layers, (Sequence, np.ndarray)):
+            raise ValueError(f"layers must be a list of rows (out_channels, kernel, stride[, "
+                             f"padding]), got {type(layers).__name__} {layers!r}")
+        if len(layers) == 0:
             raise ValueError("layers must hold at least one convolution")
         if head not in ("sum", "linear"):
             raise ValueError(f"head must be 'sum' or 'linear', got {head!r}")
