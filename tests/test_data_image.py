@@ -44,6 +44,21 @@ def test_an_image_folder_shows_its_settings_and_length(tmp_path: Path) -> None:
     assert repr(folder) == f"ImageFolder(root={tmp_path}, size=4, channels=1, n=2)"
 
 
+def test_an_image_folder_s_link_to_its_own_image_is_read_once(tmp_path: Path) -> None:
+    """A folder of photos with cover.png -> b.png (or a hard link) trained on that photo twice
+    without a word, where a video folder reads such a link once: read once, with the warning
+    a video folder gives."""
+    for name, level in (("a.png", 0), ("b.png", 255)):
+        Image.new("L", (4, 4), level).save(tmp_path / name)
+    (tmp_path / "cover.png").symlink_to(tmp_path / "b.png")
+    with pytest.warns(UserWarning) as caught:
+        folder = ImageFolder(tmp_path, size=4, channels=1)
+    assert [p.name for p in folder.files] == ["a.png", "b.png"]
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'cover.png'} and {tmp_path / 'b.png'} are one image (a link): it is read "
+        "once, as b.png"]
+
+
 def test_an_image_folder_given_a_file_says_so(tmp_path: Path) -> None:
     Image.new("RGB", (5, 5)).save(tmp_path / "a.png")
     with pytest.raises(ValueError, match=r"a\.png is a file, not a folder of images"):

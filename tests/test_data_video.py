@@ -381,10 +381,10 @@ def test_a_folder_s_link_to_its_own_video_is_read_once(video_dir: Path, tmp_path
     name in the folder's order, with a warning naming both; a hard link as a symbolic one."""
     (video_dir / "c3.mkv").symlink_to(video_dir / "c2.mkv")
     os.link(video_dir / "c1.mkv", video_dir / "c4.mkv")
-    said = [f"{video_dir / 'c3.mkv'} and {video_dir / 'c2.mkv'} are one video (a link): its "
-            "clips are read once, as c2.mkv's",
-            f"{video_dir / 'c4.mkv'} and {video_dir / 'c1.mkv'} are one video (a link): its "
-            "clips are read once, as c1.mkv's"]
+    said = [f"{video_dir / 'c3.mkv'} and {video_dir / 'c2.mkv'} are one video (a link): it is "
+            "read once, as c2.mkv",
+            f"{video_dir / 'c4.mkv'} and {video_dir / 'c1.mkv'} are one video (a link): it is "
+            "read once, as c1.mkv"]
     with pytest.warns(UserWarning) as caught:
         assert [p.name for p in list_videos(video_dir)] == ["c1.mkv", "c2.mkv", "c10.mkv"]
     assert [str(w.message) for w in caught] == said

@@ -17,7 +17,7 @@ from stgconv.checks import (as_int, class_numbers, npz_array, npz_length, npz_sh
                              open_npz)
 from stgconv.data.base import NamedDataset, nearer_size_advice
 from stgconv.data.video import CACHE_SUFFIXES
-from stgconv.io.folder import folder_names, list_files
+from stgconv.io.folder import distinct_files, folder_names, list_files
 from stgconv.io.image import (
     IMAGE_SUFFIXES,
     UNREAD_IMAGE_SUFFIXES,
@@ -35,7 +35,8 @@ NPZ_CHUNK = 4096
 class ImageFolder(NamedDataset):
     """All images directly inside ``root`` (hidden files skipped, in natural name order: ``img2``
     before ``img10``, as frame folders are read), as ``(C, size, size)`` in ``[-1, 1]``; the
-    folders inside are not read (a warning names them).
+    folders inside are not read (a warning names them), and a link to another of its images
+    is read once (:func:`~stgconv.io.folder.distinct_files`).
 
     Args:
         root: a folder of image files.
@@ -69,7 +70,9 @@ class ImageFolder(NamedDataset):
         check_channels(channels)
         if max_images is not None:
             max_images = as_int(max_images, "max_images", minimum=1)
-        files = list_files(self.root, IMAGE_SUFFIXES)
+        # An image and a link to it (cover.jpg -> photo3.jpg) trained as two, as a video folder's
+        # did: read once.
+        files = distinct_files(list_files(self.root, IMAGE_SUFFIXES), "image")
         held = folder_names(self.root)
         # Links to nothing too: never read, they are no reason to refuse the folder's images.
         unread = sorted({path.suffix.lower() for path in list_files(

@@ -35,7 +35,7 @@ from torch import Tensor
 from stgconv.checks import as_int, as_size, check_cache_version, check_output
 from stgconv.data.base import NamedDataset
 from stgconv.io.atomic import atomic_write
-from stgconv.io.folder import folder_names, list_files
+from stgconv.io.folder import distinct_files, folder_names, list_files
 from stgconv.io.h5 import LazyH5, as_text, check_inside, stream_h5, to_text
 from stgconv.io.image import IMAGE_SUFFIXES, check_channels, from_levels
 from stgconv.io.video import (
@@ -179,22 +179,7 @@ def list_videos(folder: str | Path, *, dangling_links: bool = False) -> list[Pat
     files = list_files(folder, VIDEO_SUFFIXES, dangling_links=dangling_links)
     if not files:
         raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in folder {folder}")
-    # A video and a link to it (latest.mp4 -> run3.mp4) were two clips of one video, which
-    # weighed it double in training and in a cache without a word.
-    first: dict[tuple[int, int], Path] = {}
-    once = []
-    for file in files:
-        if not file.exists():  # a link to nothing, listed for the caller to report
-            once.append(file)
-            continue
-        found = os.stat(file)
-        kept = first.setdefault((found.st_dev, found.st_ino), file)
-        if kept is file:
-            once.append(file)
-        else:
-            warnings.warn(f"{file} and {kept} are one video (a link): its clips are read "
-                          f"once, as {kept.name}'s", stacklevel=2)
-    return once
+    return distinct_files(files, "video")
 
 
 def is_frame_folder(path: str | Path) -> bool:

@@ -4,7 +4,9 @@ numbered whether or not the numbers are zero-padded."""
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +40,29 @@ def list_files(folder: Path, suffixes: Sequence[str] | None = None, *,
         raise ValueError(f"{dangling[0]}: a link to {dangling[0].readlink()}, which does not "
                          "exist")
     return sorted((p for p in files if p.is_file() or p in dangling), key=_natural_key)
+
+
+def distinct_files(files: Sequence[Path], what: str) -> list[Path]:
+    """``files`` (a folder's, as :func:`list_files` lists them) with each file once: a name
+    that is a link to an earlier one's file (a symbolic or a hard link) is left out, with a
+    warning naming both and ``what`` the files are (``"video"``); links to nothing are kept,
+    for the caller to report. In a folder the user named no file twice: a video or an image
+    and a link to it (latest.mp4 -> run3.mp4) were two examples of one, weighed double in
+    training without a word."""
+    first: dict[tuple[int, int], Path] = {}
+    once = []
+    for file in files:
+        if not file.exists():  # a link to nothing, listed for the caller to report
+            once.append(file)
+            continue
+        found = os.stat(file)
+        kept = first.setdefault((found.st_dev, found.st_ino), file)
+        if kept is file:
+            once.append(file)
+        else:
+            warnings.warn(f"{file} and {kept} are one {what} (a link): it is read once, as "
+                          f"{kept.name}", stacklevel=3)
+    return once
 
 
 def list_folders(folder: Path) -> list[Path]:
