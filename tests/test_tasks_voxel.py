@@ -154,6 +154,18 @@ def test_recovery_keeps_known_voxels_exact(init: str) -> None:
     assert not torch.equal(out[~known], observed[~known])
 
 
+def test_recover_batch_names_observed_of_another_dtype_than_the_model() -> None:
+    """Float64 occupancies (numpy's default) for a float32 model were refused by the network's
+    own check, after the fill, as "expected x of dtype torch.float32": an x the caller never
+    passed. Named as recover names its observed and super_resolve_batch its low."""
+    truth = boxes_and_balls(1, 8).double()
+    known = torch.rand(truth.shape, generator=gen(0)) >= 0.7
+    with pytest.raises(ValueError, match=r"^expected observed of dtype torch.float32 \(the "
+                                         r"network's\), got torch.float64: convert it "
+                                         r"\(observed.to\(torch.float32\)\)"):
+        recover_batch(tiny_energy(8), Langevin(n_steps=1), truth, known, generator=gen(1))
+
+
 # --------------------------------------------------------------------------- CLI
 
 

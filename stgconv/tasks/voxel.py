@@ -21,8 +21,8 @@ from stgconv.baselines import mean_fill
 from stgconv.baselines.voxel import FILLS, UPSAMPLERS, downsample
 from stgconv.build import task_sampler
 from stgconv.checkpoint import CheckpointError, load_model
-from stgconv.checks import (as_int, check_flag, check_generator, check_output, check_path,
-                            check_seed, check_up_axis)
+from stgconv.checks import (as_int, check_dtype_for, check_flag, check_generator, check_output,
+                            check_path, check_seed, check_up_axis)
 from stgconv.config import ExperimentConfig
 from stgconv.energy.base import ConvNetEnergy
 from stgconv.energy.classifier import ClassifierEnergy
@@ -166,6 +166,9 @@ def recover_batch(energy: ConvNetEnergy, sampler: Sampler, observed: Tensor, kno
         ``(B, 1, D, D, D)`` occupancy, equal to ``observed`` at the known voxels.
     """
     check_generator(generator, "recover_batch")  # before the start's work
+    # As recover's observed and super_resolve_batch's low: float64 occupancies for a float32
+    # model were refused by the network's own check, naming its input "x", after the fill.
+    check_dtype_for(observed, energy, "observed")
     if start is None:
         start = recovery_fill(init, initializer)(observed, known)
     x = sampler.run(energy, start - offset, constraint=KnownEntries(observed - offset, known),
